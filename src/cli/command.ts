@@ -1,0 +1,18 @@
+/** A sub-command of the `search-r3` CLI. Each lives in its own file and is listed in commands.ts. */
+export interface Command {
+  name: string;
+  /** One line for `search-r3 --help`. */
+  summary: string;
+  /** Full help text for `search-r3 <name> --help`. */
+  help: string;
+  /** Runs the command; resolves to the process exit code. */
+  run(argv: string[]): Promise<number>;
+}
+
+/** An error whose message is meant for the user as it is: printed without a stack trace. */
+export class UserError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UserError';
+  }
+}

@@ -1,0 +1,5 @@
+import type { Command } from './command.js';
+
+/** Every sub-command, in the order `--help` lists them. Add one line per command. */
+export const commands: Command[] = [
+];

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+import { commands } from './commands.js';
+import { UserError } from './command.js';
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.name.length), 4);
+  const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return [
+    'search-r3 — reasoning-reinforced search embeddings (train, evaluate, index, serve)',
+    '',
+    'usage: search-r3 <command> [options]   (search-r3 <command> --help for details)',
+    '',
+    'commands:',
+    ...lines,
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name === undefined ? 1 : 0;
+  }
+  const cmd = commands.find((c) => c.name === name);
+  if (!cmd) {
+    console.error(`search-r3: unknown command '${name}'.\n\n${usage()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(cmd.help);
+    return 0;
+  }
+  return cmd.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (err instanceof UserError) console.error(`search-r3: ${err.message}`);
+    else console.error(err);
+    process.exitCode = err instanceof UserError ? 2 : 1;
+  },
+);
