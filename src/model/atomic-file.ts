@@ -1,0 +1,29 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+
+/** A temporary name beside `file`, so that the final rename stays on one file system (atomic). */
+export function tempPathFor(file: string): string {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  return path.join(dir, `.${base}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
+}
+
+/**
+ * Writes `file` through `write(tempPath)` and renames it into place, so a reader never sees a half
+ * written file and a crash leaves the old one intact. The temporary file is removed on failure.
+ */
+export async function writeFileAtomically(file: string, write: (tempPath: string) => Promise<void>): Promise<void> {
+  const tmp = tempPathFor(file);
+  try {
+    await write(tmp);
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Writes a whole text file atomically. */
+export async function writeTextFileAtomically(file: string, text: string): Promise<void> {
+  await writeFileAtomically(file, (tmp) => fsp.writeFile(tmp, text, 'utf8'));
+}

@@ -1,0 +1,11 @@
+/**
+ * A model file (config.json, *.safetensors, tokenizer.json, ...) that we cannot use as it is.
+ * The message is one sentence for the user that names the file (and the tensor or field) and the
+ * problem; the CLI prints it without a stack trace.
+ */
+export class ModelFileError extends Error {
+  constructor(readonly file: string, message: string) {
+    super(`${file}: ${message}`);
+    this.name = 'ModelFileError';
+  }
+}

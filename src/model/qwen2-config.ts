@@ -1,0 +1,258 @@
+/**
+ * config.json of Qwen2 / Qwen2.5 decoder models (Hugging Face `Qwen2ForCausalLM`, model_type `qwen2`).
+ *
+ * The architecture: token embedding; per layer RMSNorm -> GQA self-attention (q/k/v projections WITH
+ * bias, output projection WITHOUT bias, RoPE in the rotate_half convention with base `rope_theta`) ->
+ * residual -> RMSNorm -> SwiGLU MLP (gate, up, down; no biases) -> residual; final RMSNorm; LM head,
+ * which is the embedding matrix itself when `tie_word_embeddings` is true.
+ */
+import { promises as fsp } from 'node:fs';
+import { ModelFileError } from './model-file-error.js';
+import { writeTextFileAtomically } from './atomic-file.js';
+
+export interface Qwen2Config {
+  architectures: string[];
+  modelType: 'qwen2';
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  /** hidden_size / num_attention_heads unless config.json says otherwise (`head_dim`). */
+  headDim: number;
+  hiddenAct: 'silu';
+  maxPositionEmbeddings: number;
+  ropeTheta: number;
+  rmsNormEps: number;
+  tieWordEmbeddings: boolean;
+  bosTokenId: number | null;
+  /** A single id in Qwen2.5 configs; a list is kept as a list. */
+  eosTokenId: number | number[] | null;
+  /** Storage dtype the checkpoint declares ("bfloat16", "float32", ...), or null when absent. */
+  torchDtype: string | null;
+  /** Every other key of config.json, kept so that writing the config back loses nothing. */
+  extra: Record<string, unknown>;
+}
+
+const ARCHITECTURE = 'Qwen2ForCausalLM';
+const MODEL_TYPE = 'qwen2';
+
+/** Keys this module models; the rest go to `extra`. */
+const MODELLED_KEYS = new Set([
+  'architectures', 'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
+  'num_attention_heads', 'num_key_value_heads', 'head_dim', 'hidden_act', 'max_position_embeddings',
+  'rope_theta', 'rms_norm_eps', 'tie_word_embeddings', 'bos_token_id', 'eos_token_id', 'torch_dtype',
+]);
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Validates a parsed config.json. `file` names the source in error messages.
+ * Refuses any architecture other than Qwen2 with one message naming what was found.
+ */
+export function parseQwen2Config(json: unknown, file: string): Qwen2Config {
+  if (!isRecord(json)) throw new ModelFileError(file, 'config.json must be a JSON object.');
+  const archs = json['architectures'];
+  const modelType = json['model_type'];
+  if (archs !== undefined && (!Array.isArray(archs) || !archs.every((a) => typeof a === 'string'))) {
+    throw new ModelFileError(file, '"architectures" must be a list of strings.');
+  }
+  const archList = (archs as string[] | undefined) ?? [];
+  const foundArch = archList[0];
+  // The architecture named first wins; model_type must agree with it when both are given.
+  let found: string | null = null;
+  if (foundArch !== undefined && foundArch !== ARCHITECTURE) found = JSON.stringify(foundArch);
+  else if (modelType !== undefined && modelType !== MODEL_TYPE) found = `model_type ${JSON.stringify(modelType)}`;
+  else if (foundArch === undefined && modelType === undefined) found = 'none (no "architectures" or "model_type")';
+  if (found !== null) {
+    throw new ModelFileError(
+      file,
+      `architecture ${found} is not supported; search-r3 works with Qwen2/Qwen2.5 models ` +
+        `(architectures ["${ARCHITECTURE}"], model_type "${MODEL_TYPE}").`,
+    );
+  }
+
+  const posInt = (key: string, fallback?: number): number => {
+    const v = json[key] ?? fallback;
+    if (v === undefined) throw new ModelFileError(file, `"${key}" is missing; a Qwen2 config needs it.`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+      throw new ModelFileError(file, `"${key}" must be a positive integer, got ${JSON.stringify(v)}.`);
+    }
+    return v;
+  };
+  const posNum = (key: string, fallback: number): number => {
+    const v = json[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new ModelFileError(file, `"${key}" must be a positive number, got ${JSON.stringify(v)}.`);
+    }
+    return v;
+  };
+  const tokenId = (key: string): number | null => {
+    const v = json[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+      throw new ModelFileError(file, `"${key}" must be a token id (integer >= 0) or null, got ${JSON.stringify(v)}.`);
+    }
+    return v;
+  };
+
+  const hiddenSize = posInt('hidden_size');
+  const numAttentionHeads = posInt('num_attention_heads');
+  // transformers: a missing num_key_value_heads means plain multi-head attention.
+  const numKeyValueHeads = posInt('num_key_value_heads', numAttentionHeads);
+  if (numAttentionHeads % numKeyValueHeads !== 0) {
+    throw new ModelFileError(file, `"num_attention_heads" (${numAttentionHeads}) must be a multiple of "num_key_value_heads" (${numKeyValueHeads}).`);
+  }
+  if (json['head_dim'] === undefined && hiddenSize % numAttentionHeads !== 0) {
+    throw new ModelFileError(file, `"hidden_size" (${hiddenSize}) must be a multiple of "num_attention_heads" (${numAttentionHeads}).`);
+  }
+  const headDim = posInt('head_dim', hiddenSize / numAttentionHeads);
+  if (headDim % 2 !== 0) throw new ModelFileError(file, `the head dimension (${headDim}) must be even for RoPE.`);
+
+  const hiddenAct = json['hidden_act'] ?? 'silu';
+  if (hiddenAct !== 'silu') {
+    throw new ModelFileError(file, `"hidden_act" is ${JSON.stringify(hiddenAct)}; Qwen2 models use "silu".`);
+  }
+  const ropeScaling = json['rope_scaling'];
+  if (ropeScaling !== undefined && ropeScaling !== null) {
+    throw new ModelFileError(file, `"rope_scaling" ${JSON.stringify(ropeScaling)} is not supported; remove it (plain RoPE is used up to max_position_embeddings).`);
+  }
+  if (json['use_sliding_window'] === true) {
+    throw new ModelFileError(file, '"use_sliding_window": true is not supported; set it to false (Qwen2.5 releases do).');
+  }
+  const tie = json['tie_word_embeddings'] ?? false;
+  if (typeof tie !== 'boolean') throw new ModelFileError(file, `"tie_word_embeddings" must be true or false, got ${JSON.stringify(tie)}.`);
+
+  let eosTokenId: number | number[] | null;
+  const eos = json['eos_token_id'];
+  if (Array.isArray(eos)) {
+    if (!eos.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
+      throw new ModelFileError(file, `"eos_token_id" must be a token id or a list of token ids, got ${JSON.stringify(eos)}.`);
+    }
+    eosTokenId = eos as number[];
+  } else {
+    eosTokenId = tokenId('eos_token_id');
+  }
+  const dtype = json['torch_dtype'];
+  if (dtype !== undefined && dtype !== null && typeof dtype !== 'string') {
+    throw new ModelFileError(file, `"torch_dtype" must be a string, got ${JSON.stringify(dtype)}.`);
+  }
+
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(json)) if (!MODELLED_KEYS.has(k)) extra[k] = v;
+
+  return {
+    architectures: archList.length > 0 ? archList : [ARCHITECTURE],
+    modelType: MODEL_TYPE,
+    vocabSize: posInt('vocab_size'),
+    hiddenSize,
+    intermediateSize: posInt('intermediate_size'),
+    numHiddenLayers: posInt('num_hidden_layers'),
+    numAttentionHeads,
+    numKeyValueHeads,
+    headDim,
+    hiddenAct: 'silu',
+    maxPositionEmbeddings: posInt('max_position_embeddings', 32768),
+    ropeTheta: posNum('rope_theta', 10000),
+    rmsNormEps: posNum('rms_norm_eps', 1e-6),
+    tieWordEmbeddings: tie,
+    bosTokenId: tokenId('bos_token_id'),
+    eosTokenId,
+    torchDtype: typeof dtype === 'string' ? dtype : null,
+    extra,
+  };
+}
+
+/**
+ * The config.json object transformers' `Qwen2Config.from_pretrained` reads: snake_case keys, sorted
+ * (as transformers writes them), `extra` keys included.
+ */
+export function qwen2ConfigToJSON(config: Qwen2Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    ...config.extra,
+    architectures: config.architectures,
+    model_type: config.modelType,
+    vocab_size: config.vocabSize,
+    hidden_size: config.hiddenSize,
+    intermediate_size: config.intermediateSize,
+    num_hidden_layers: config.numHiddenLayers,
+    num_attention_heads: config.numAttentionHeads,
+    num_key_value_heads: config.numKeyValueHeads,
+    hidden_act: config.hiddenAct,
+    max_position_embeddings: config.maxPositionEmbeddings,
+    rope_theta: config.ropeTheta,
+    rms_norm_eps: config.rmsNormEps,
+    tie_word_embeddings: config.tieWordEmbeddings,
+    bos_token_id: config.bosTokenId,
+    eos_token_id: config.eosTokenId,
+  };
+  // head_dim is only written when it departs from the default, as transformers' own configs do.
+  if (config.headDim !== config.hiddenSize / config.numAttentionHeads) out['head_dim'] = config.headDim;
+  if (config.torchDtype !== null) out['torch_dtype'] = config.torchDtype;
+  const sorted: Record<string, unknown> = {};
+  for (const k of Object.keys(out).sort()) sorted[k] = out[k];
+  return sorted;
+}
+
+/** Reads and validates `file` (a config.json). */
+export async function readQwen2Config(file: string): Promise<Qwen2Config> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    throw new ModelFileError(file, `cannot read the model config (${(err as NodeJS.ErrnoException).code ?? String(err)}).`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
+  }
+  return parseQwen2Config(json, file);
+}
+
+/** Writes `config` to `file` (temp file + rename), formatted as transformers writes it. */
+export async function writeQwen2Config(file: string, config: Qwen2Config): Promise<void> {
+  await writeTextFileAtomically(file, JSON.stringify(qwen2ConfigToJSON(config), null, 2) + '\n');
+}
+
+/** A weight of the Hugging Face checkpoint: its name and numpy-order shape. */
+export interface Qwen2TensorSpec {
+  name: string;
+  shape: number[];
+}
+
+/**
+ * Every weight a Qwen2 checkpoint holds, in the Hugging Face naming and [out, in] layout, in forward
+ * order. `lm_head.weight` only when the embeddings are not tied.
+ */
+export function qwen2TensorSpecs(config: Qwen2Config): Qwen2TensorSpec[] {
+  const h = config.hiddenSize;
+  const q = config.numAttentionHeads * config.headDim;
+  const kv = config.numKeyValueHeads * config.headDim;
+  const f = config.intermediateSize;
+  const specs: Qwen2TensorSpec[] = [{ name: 'model.embed_tokens.weight', shape: [config.vocabSize, h] }];
+  for (let i = 0; i < config.numHiddenLayers; i++) {
+    const p = `model.layers.${i}`;
+    specs.push(
+      { name: `${p}.input_layernorm.weight`, shape: [h] },
+      { name: `${p}.self_attn.q_proj.weight`, shape: [q, h] },
+      { name: `${p}.self_attn.q_proj.bias`, shape: [q] },
+      { name: `${p}.self_attn.k_proj.weight`, shape: [kv, h] },
+      { name: `${p}.self_attn.k_proj.bias`, shape: [kv] },
+      { name: `${p}.self_attn.v_proj.weight`, shape: [kv, h] },
+      { name: `${p}.self_attn.v_proj.bias`, shape: [kv] },
+      { name: `${p}.self_attn.o_proj.weight`, shape: [h, q] },
+      { name: `${p}.post_attention_layernorm.weight`, shape: [h] },
+      { name: `${p}.mlp.gate_proj.weight`, shape: [f, h] },
+      { name: `${p}.mlp.up_proj.weight`, shape: [f, h] },
+      { name: `${p}.mlp.down_proj.weight`, shape: [h, f] },
+    );
+  }
+  specs.push({ name: 'model.norm.weight', shape: [h] });
+  if (!config.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [config.vocabSize, h] });
+  return specs;
+}
