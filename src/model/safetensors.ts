@@ -1,0 +1,449 @@
+/**
+ * safetensors I/O (https://github.com/huggingface/safetensors, format section of its README):
+ * 8-byte little-endian header length N, N bytes of JSON header
+ * `{"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [begin, end]}}` (offsets relative to
+ * the end of the header), then the raw little-endian tensor bytes.
+ *
+ * Loading converts F32/F16/BF16 to Float32Array tensor by tensor: each tensor's bytes are read with
+ * fs.read straight into its Float32Array (F32) or through one small reusable scratch buffer (16-bit
+ * types), so a model never sits in memory twice (a 1.5B bf16 model: 3 GB on disk, 6 GB as f32).
+ * Folders are a single `model.safetensors` or shards listed by `model.safetensors.index.json`.
+ */
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ModelFileError } from './model-file-error.js';
+import { writeFileAtomically, writeTextFileAtomically } from './atomic-file.js';
+import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from './half-float.js';
+
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
+
+/** A tensor in float32, row-major, numpy-order shape. */
+export interface TensorData {
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface NamedTensor extends TensorData {
+  name: string;
+}
+
+/** One tensor as the header describes it; offsets are absolute positions in the file. */
+export interface SafetensorsEntry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsHeader {
+  file: string;
+  /** In file order (ascending offsets). */
+  entries: SafetensorsEntry[];
+  metadata: Record<string, string>;
+}
+
+export const SINGLE_FILE_NAME = 'model.safetensors';
+export const INDEX_FILE_NAME = 'model.safetensors.index.json';
+/** transformers' default `max_shard_size` ("5GB"). */
+export const DEFAULT_MAX_SHARD_BYTES = 5e9;
+
+const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2 };
+/** The reference implementation refuses headers above 100 MB; so do we (a corrupt length is usually huge). */
+const MAX_HEADER_BYTES = 100_000_000;
+/** fs.read moves at most 2 GiB per call. */
+const MAX_READ_BYTES = 1 << 30;
+/** Size of the scratch buffer used to convert 16-bit tensors (elements, even). */
+const SCRATCH_ELEMENTS = 8 << 20;
+
+function assertLittleEndianHost(): void {
+  if (os.endianness() !== 'LE') throw new Error('safetensors I/O needs a little-endian machine.');
+}
+
+function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function isNonNegInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Reads exactly `length` bytes at `position` into `target`, in pieces fs.read accepts. */
+async function readExactly(fh: FileHandle, file: string, target: Uint8Array, position: number, what: string): Promise<void> {
+  let done = 0;
+  while (done < target.length) {
+    const want = Math.min(target.length - done, MAX_READ_BYTES);
+    const { bytesRead } = await fh.read(target, done, want, position + done);
+    if (bytesRead === 0) throw new ModelFileError(file, `is truncated: ${what} ends past the end of the file.`);
+    done += bytesRead;
+  }
+}
+
+/** Reads and validates the header of a .safetensors file. */
+export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
+  const fh = await openForReading(file);
+  try {
+    return await readHeaderFrom(fh, file);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function openForReading(file: string): Promise<FileHandle> {
+  try {
+    return await fsp.open(file, 'r');
+  } catch (err) {
+    throw new ModelFileError(file, `cannot open the weights file (${(err as NodeJS.ErrnoException).code ?? String(err)}).`);
+  }
+}
+
+async function readHeaderFrom(fh: FileHandle, file: string): Promise<SafetensorsHeader> {
+  const { size } = await fh.stat();
+  if (size < 8) throw new ModelFileError(file, `is not a safetensors file: ${size} bytes, shorter than the 8-byte header length.`);
+  const lenBytes = new Uint8Array(8);
+  await readExactly(fh, file, lenBytes, 0, 'the header length');
+  const headerLen = new DataView(lenBytes.buffer).getBigUint64(0, true);
+  if (headerLen > BigInt(size - 8)) {
+    throw new ModelFileError(file, `is truncated or not a safetensors file: the header length (${headerLen} bytes) runs past the end of the file (${size} bytes).`);
+  }
+  const n = Number(headerLen);
+  if (n > MAX_HEADER_BYTES) throw new ModelFileError(file, `has a ${n}-byte header, over the ${MAX_HEADER_BYTES}-byte limit; the file is probably corrupt.`);
+  const headerBytes = new Uint8Array(n);
+  await readExactly(fh, file, headerBytes, 8, 'the header');
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
+  } catch (err) {
+    throw new ModelFileError(file, `has a corrupt header: it is not valid UTF-8 JSON (${(err as Error).message}).`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ModelFileError(file, 'has a corrupt header: it must be a JSON object.');
+  }
+  const dataStart = 8 + n;
+  const dataSize = size - dataStart;
+  const metadata: Record<string, string> = {};
+  const entries: SafetensorsEntry[] = [];
+  for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+        throw new ModelFileError(file, 'has a corrupt header: "__metadata__" must be an object of strings.');
+      }
+      for (const [k, v] of Object.entries(raw)) {
+        if (typeof v !== 'string') throw new ModelFileError(file, `has a corrupt header: "__metadata__"."${k}" must be a string.`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    entries.push(parseEntry(file, name, raw, dataStart, dataSize));
+  }
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < entries.length; i++) {
+    const prev = entries[i - 1]!;
+    const cur = entries[i]!;
+    if (cur.begin < prev.end) {
+      throw new ModelFileError(file, `has a corrupt header: tensors "${prev.name}" and "${cur.name}" overlap.`);
+    }
+  }
+  return { file, entries, metadata };
+}
+
+function parseEntry(file: string, name: string, raw: unknown, dataStart: number, dataSize: number): SafetensorsEntry {
+  const bad = (why: string): ModelFileError => new ModelFileError(file, `tensor "${name}": ${why}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('its header entry must be an object.');
+  const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
+  if (typeof dtype !== 'string') throw bad('"dtype" is missing.');
+  if (!(dtype in DTYPE_BYTES)) {
+    throw bad(`dtype ${dtype} is not supported (F32, F16 and BF16 are); convert the checkpoint to one of those.`);
+  }
+  if (!Array.isArray(shape) || !shape.every(isNonNegInt)) throw bad('"shape" must be a list of non-negative integers.');
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt)) {
+    throw bad('"data_offsets" must be [begin, end] with non-negative integers.');
+  }
+  const [begin, end] = offsets as [number, number];
+  const bytes = numel(shape) * DTYPE_BYTES[dtype as SafetensorsDtype];
+  if (end < begin || end - begin !== bytes) {
+    throw bad(`data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ${bytes}; the header is corrupt.`);
+  }
+  if (end > dataSize) {
+    throw bad(`data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes): the file is truncated or corrupt.`);
+  }
+  return { name, dtype: dtype as SafetensorsDtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
+}
+
+/** Converts one tensor's bytes from the file into a new Float32Array without staging the whole tensor. */
+async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scratch: () => Uint16Array): Promise<Float32Array> {
+  const n = numel(e.shape);
+  const out = new Float32Array(n);
+  const what = `tensor "${e.name}"`;
+  if (e.dtype === 'F32') {
+    await readExactly(fh, file, new Uint8Array(out.buffer), e.begin, what);
+    return out;
+  }
+  const buf = scratch();
+  for (let i = 0; i < n; i += buf.length) {
+    const m = Math.min(buf.length, n - i);
+    const chunk = buf.subarray(0, m);
+    await readExactly(fh, file, new Uint8Array(chunk.buffer, 0, m * 2), e.begin + i * 2, what);
+    if (e.dtype === 'BF16') decodeBf16(chunk, out.subarray(i, i + m));
+    else decodeF16(chunk, out.subarray(i, i + m));
+  }
+  return out;
+}
+
+/**
+ * Streams the tensors of one .safetensors file in file order, each converted to float32.
+ * `include` skips tensors (without reading their bytes) when it returns false.
+ */
+export async function* readSafetensors(file: string, include?: (name: string) => boolean): AsyncGenerator<NamedTensor> {
+  assertLittleEndianHost();
+  const fh = await openForReading(file);
+  try {
+    const header = await readHeaderFrom(fh, file);
+    let scratchBuf: Uint16Array | undefined;
+    const scratch = (): Uint16Array => (scratchBuf ??= new Uint16Array(SCRATCH_ELEMENTS));
+    for (const e of header.entries) {
+      if (include && !include(e.name)) continue;
+      const data = await readEntry(fh, file, e, scratch);
+      yield { name: e.name, shape: [...e.shape], data };
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Loads all tensors of one .safetensors file. */
+export async function loadSafetensors(file: string): Promise<Map<string, TensorData>> {
+  const out = new Map<string, TensorData>();
+  for await (const t of readSafetensors(file)) out.set(t.name, { shape: t.shape, data: t.data });
+  return out;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The shard files of a sharded checkpoint and which tensor each holds, validated. */
+export interface SafetensorsIndex {
+  /** Shard file names (relative to the folder), sorted. */
+  shards: string[];
+  weightMap: Map<string, string>;
+}
+
+export async function readSafetensorsIndex(indexFile: string): Promise<SafetensorsIndex> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await fsp.readFile(indexFile, 'utf8'));
+  } catch (err) {
+    throw new ModelFileError(indexFile, `cannot be read as JSON (${(err as Error).message}).`);
+  }
+  const wm = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
+    throw new ModelFileError(indexFile, '"weight_map" must be an object mapping tensor names to shard files.');
+  }
+  const weightMap = new Map<string, string>();
+  for (const [name, shard] of Object.entries(wm)) {
+    if (typeof shard !== 'string' || shard === '' || path.basename(shard) !== shard) {
+      throw new ModelFileError(indexFile, `"weight_map"."${name}" must name a shard file in the same folder, got ${JSON.stringify(shard)}.`);
+    }
+    weightMap.set(name, shard);
+  }
+  return { shards: [...new Set(weightMap.values())].sort(), weightMap };
+}
+
+/**
+ * Streams every tensor of a checkpoint folder: `model.safetensors` if present (transformers' order of
+ * preference), else the shards listed in `model.safetensors.index.json`.
+ */
+export async function* readSafetensorsFolder(dir: string): AsyncGenerator<NamedTensor> {
+  const single = path.join(dir, SINGLE_FILE_NAME);
+  if (await exists(single)) {
+    yield* readSafetensors(single);
+    return;
+  }
+  const indexFile = path.join(dir, INDEX_FILE_NAME);
+  if (!(await exists(indexFile))) {
+    throw new ModelFileError(dir, `holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}; point to a Hugging Face model folder with safetensors weights.`);
+  }
+  const index = await readSafetensorsIndex(indexFile);
+  for (const shard of index.shards) {
+    const shardPath = path.join(dir, shard);
+    if (!(await exists(shardPath))) {
+      throw new ModelFileError(indexFile, `lists shard "${shard}", which is missing from ${dir}.`);
+    }
+    const expected = new Set([...index.weightMap].filter(([, s]) => s === shard).map(([n]) => n));
+    for await (const t of readSafetensors(shardPath, (name) => expected.has(name))) {
+      expected.delete(t.name);
+      yield t;
+    }
+    if (expected.size > 0) {
+      const missing = [...expected][0]!;
+      throw new ModelFileError(shardPath, `lacks tensor "${missing}" that ${INDEX_FILE_NAME} places in it${expected.size > 1 ? ` (and ${expected.size - 1} more)` : ''}.`);
+    }
+  }
+}
+
+/** Loads every tensor of a checkpoint folder (single file or sharded) into float32. */
+export async function loadSafetensorsFolder(dir: string): Promise<Map<string, TensorData>> {
+  const out = new Map<string, TensorData>();
+  for await (const t of readSafetensorsFolder(dir)) out.set(t.name, { shape: t.shape, data: t.data });
+  return out;
+}
+
+export interface SaveSafetensorsOptions {
+  /** Storage dtype, for all tensors or per tensor. Default F32. */
+  dtype?: SafetensorsDtype | ((name: string, shape: readonly number[]) => SafetensorsDtype);
+  /** `__metadata__`; default {format: "pt"}, which transformers requires to load the file. */
+  metadata?: Record<string, string>;
+}
+
+function resolveDtype(opt: SaveSafetensorsOptions['dtype'], name: string, shape: readonly number[]): SafetensorsDtype {
+  const d = typeof opt === 'function' ? opt(name, shape) : opt ?? 'F32';
+  if (!(d in DTYPE_BYTES)) throw new Error(`safetensors: cannot save tensor "${name}" as ${String(d)}; use F32, F16 or BF16.`);
+  return d;
+}
+
+function checkTensor(name: string, t: TensorData): void {
+  if (name === '__metadata__' || name === '') throw new Error(`safetensors: "${name}" cannot be a tensor name.`);
+  if (!t.shape.every(isNonNegInt) || numel(t.shape) !== t.data.length) {
+    throw new Error(`safetensors: tensor "${name}" has shape ${JSON.stringify(t.shape)} but ${t.data.length} values.`);
+  }
+}
+
+/** Header bytes, padded with spaces so that the data starts 8-byte aligned (as the reference writer does). */
+function buildHeader(tensors: ReadonlyArray<readonly [string, TensorData, SafetensorsDtype]>, metadata: Record<string, string>): Uint8Array {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const [name, t, dtype] of tensors) {
+    const bytes = t.data.length * DTYPE_BYTES[dtype];
+    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.length / 8) * 8;
+  const out = new Uint8Array(8 + padded).fill(0x20, 8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
+  out.set(json, 8);
+  return out;
+}
+
+async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await fh.write(bytes, done, Math.min(bytes.length - done, MAX_READ_BYTES));
+    done += bytesWritten;
+  }
+}
+
+/** Writes `tensors` (insertion order kept) to one .safetensors file, via temp file + rename. */
+export async function saveSafetensors(
+  file: string,
+  tensors: Iterable<readonly [string, TensorData]>,
+  options: SaveSafetensorsOptions = {},
+): Promise<void> {
+  assertLittleEndianHost();
+  const list: [string, TensorData, SafetensorsDtype][] = [];
+  const seen = new Set<string>();
+  for (const [name, t] of tensors) {
+    checkTensor(name, t);
+    if (seen.has(name)) throw new Error(`safetensors: tensor "${name}" is given twice.`);
+    seen.add(name);
+    list.push([name, t, resolveDtype(options.dtype, name, t.shape)]);
+  }
+  const header = buildHeader(list, options.metadata ?? { format: 'pt' });
+  await writeFileAtomically(file, async (tmp) => {
+    const fh = await fsp.open(tmp, 'w');
+    try {
+      await writeAll(fh, header);
+      let scratch: Uint16Array | undefined;
+      for (const [, t, dtype] of list) {
+        if (dtype === 'F32') {
+          await writeAll(fh, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+          continue;
+        }
+        scratch ??= new Uint16Array(SCRATCH_ELEMENTS);
+        for (let i = 0; i < t.data.length; i += scratch.length) {
+          const m = Math.min(scratch.length, t.data.length - i);
+          const chunk = scratch.subarray(0, m);
+          if (dtype === 'BF16') encodeBf16(t.data.subarray(i, i + m), chunk);
+          else encodeF16(t.data.subarray(i, i + m), chunk);
+          await writeAll(fh, new Uint8Array(chunk.buffer, 0, m * 2));
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+  });
+}
+
+export interface SaveSafetensorsFolderOptions extends SaveSafetensorsOptions {
+  /** A checkpoint bigger than this is split into shards plus an index. Default 5 GB, as transformers. */
+  maxShardBytes?: number;
+}
+
+/**
+ * Writes a checkpoint's weights into `dir` the way transformers' save_pretrained does:
+ * `model.safetensors`, or `model-0000i-of-0000n.safetensors` shards plus `model.safetensors.index.json`
+ * when the total exceeds `maxShardBytes`. Weight files of the other layout left from an earlier save
+ * are removed, so the folder loads unambiguously. Returns the file names written.
+ */
+export async function saveSafetensorsFolder(
+  dir: string,
+  tensors: Iterable<readonly [string, TensorData]>,
+  options: SaveSafetensorsFolderOptions = {},
+): Promise<string[]> {
+  const maxShard = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
+  const list = [...tensors];
+  const seen = new Set<string>();
+  for (const [name, t] of list) {
+    checkTensor(name, t);
+    if (seen.has(name)) throw new Error(`safetensors: tensor "${name}" is given twice.`);
+    seen.add(name);
+  }
+  const bytesOf = ([name, t]: readonly [string, TensorData]): number =>
+    t.data.length * DTYPE_BYTES[resolveDtype(options.dtype, name, t.shape)];
+  const total = list.reduce((s, e) => s + bytesOf(e), 0);
+  await fsp.mkdir(dir, { recursive: true });
+  const shardPattern = /^model-\d{5}-of-\d{5}\.safetensors$/;
+  const stale = (await fsp.readdir(dir)).filter((f) => shardPattern.test(f) || f === INDEX_FILE_NAME || f === SINGLE_FILE_NAME);
+
+  if (total <= maxShard) {
+    await saveSafetensors(path.join(dir, SINGLE_FILE_NAME), list, options);
+    for (const f of stale) if (f !== SINGLE_FILE_NAME) await fsp.rm(path.join(dir, f), { force: true });
+    return [SINGLE_FILE_NAME];
+  }
+  // Greedy packing in the given order; a tensor bigger than the limit gets a shard of its own.
+  const groups: (readonly [string, TensorData])[][] = [];
+  let current: (readonly [string, TensorData])[] = [];
+  let currentBytes = 0;
+  for (const e of list) {
+    const b = bytesOf(e);
+    if (current.length > 0 && currentBytes + b > maxShard) {
+      groups.push(current);
+      current = [];
+      currentBytes = 0;
+    }
+    current.push(e);
+    currentBytes += b;
+  }
+  if (current.length > 0) groups.push(current);
+  const names = groups.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(groups.length).padStart(5, '0')}.safetensors`);
+  const weightMap: Record<string, string> = {};
+  for (let i = 0; i < groups.length; i++) {
+    await saveSafetensors(path.join(dir, names[i]!), groups[i]!, options);
+    for (const [name] of groups[i]!) weightMap[name] = names[i]!;
+  }
+  const sortedMap: Record<string, string> = {};
+  for (const k of Object.keys(weightMap).sort()) sortedMap[k] = weightMap[k]!;
+  const index = { metadata: { total_size: total }, weight_map: sortedMap };
+  await writeTextFileAtomically(path.join(dir, INDEX_FILE_NAME), JSON.stringify(index, null, 2) + '\n');
+  for (const f of stale) if (!names.includes(f) && f !== INDEX_FILE_NAME) await fsp.rm(path.join(dir, f), { force: true });
+  return [...names, INDEX_FILE_NAME];
+}
