@@ -1,0 +1,372 @@
+/**
+ * The reference backend: every kernel in plain TypeScript, single-threaded, written for clarity first.
+ * The native backend is tested against it; it is also what runs when the addon could not be built.
+ */
+import { type AttentionShape, BinaryOp, type F32, type GemmArgs, type Kernels, ReduceOp, UnaryOp } from './kernels.js';
+
+function gemm({ a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate }: GemmArgs): void {
+  const row = new Float64Array(n);
+  for (let bi = 0; bi < batch; bi++) {
+    const ao = bi * strideA, bo = bi * strideB, co = bi * strideC;
+    for (let i = 0; i < m; i++) {
+      row.fill(0);
+      for (let p = 0; p < k; p++) {
+        const av = transA ? a[ao + p * m + i] : a[ao + i * k + p];
+        if (av === 0) continue;
+        if (transB) {
+          for (let j = 0; j < n; j++) row[j] += av * b[bo + j * k + p];
+        } else {
+          const bb = bo + p * n;
+          for (let j = 0; j < n; j++) row[j] += av * b[bb + j];
+        }
+      }
+      const cr = co + i * n;
+      if (accumulate) for (let j = 0; j < n; j++) c[cr + j] += row[j];
+      else for (let j = 0; j < n; j++) c[cr + j] = row[j];
+    }
+  }
+}
+
+/** Calls f(offsetA, offsetB, offsetOut) for every index of `shape`, with offsets advanced by strides. */
+function forEachIndex(shape: ArrayLike<number>, sa: ArrayLike<number>, sb: ArrayLike<number>, f: (oa: number, ob: number, oo: number) => void): void {
+  const nd = shape.length;
+  let total = 1;
+  for (let d = 0; d < nd; d++) total *= shape[d];
+  if (total === 0) return;
+  const idx = new Array<number>(nd).fill(0);
+  let oa = 0, ob = 0;
+  for (let o = 0; o < total; o++) {
+    f(oa, ob, o);
+    for (let d = nd - 1; d >= 0; d--) {
+      idx[d]++;
+      oa += sa[d]; ob += sb[d];
+      if (idx[d] < shape[d]) break;
+      oa -= sa[d] * shape[d]; ob -= sb[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+function binary(op: BinaryOp, a: F32, aStrides: ArrayLike<number>, b: F32, bStrides: ArrayLike<number>, out: F32, shape: ArrayLike<number>): void {
+  switch (op) {
+    case BinaryOp.Add: return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => { out[o] = a[ia] + b[ib]; });
+    case BinaryOp.Sub: return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => { out[o] = a[ia] - b[ib]; });
+    case BinaryOp.Mul: return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => { out[o] = a[ia] * b[ib]; });
+    case BinaryOp.Div: return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => { out[o] = a[ia] / b[ib]; });
+  }
+}
+
+const unaryFns: Record<UnaryOp, (x: number) => number> = {
+  [UnaryOp.Neg]: (x) => -x,
+  [UnaryOp.Exp]: Math.exp,
+  [UnaryOp.Log]: Math.log,
+  [UnaryOp.Sqrt]: Math.sqrt,
+  [UnaryOp.Abs]: Math.abs,
+  [UnaryOp.Square]: (x) => x * x,
+  [UnaryOp.Reciprocal]: (x) => 1 / x,
+};
+
+function unary(op: UnaryOp, x: F32, out: F32): void {
+  const f = unaryFns[op];
+  for (let i = 0; i < x.length; i++) out[i] = f(x[i]);
+}
+
+function axpby(alpha: number, x: F32, beta: number, out: F32): void {
+  if (beta === 0) for (let i = 0; i < x.length; i++) out[i] = alpha * x[i];
+  else for (let i = 0; i < x.length; i++) out[i] = alpha * x[i] + beta * out[i];
+}
+
+function reduce(op: ReduceOp, x: F32, outer: number, n: number, inner: number, out: F32, argmax: Int32Array | null): void {
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * n * inner + i;
+      if (op === ReduceOp.Sum) {
+        let s = 0;
+        for (let j = 0; j < n; j++) s += x[base + j * inner];
+        out[o * inner + i] = s;
+      } else {
+        let best = -Infinity, arg = 0;
+        for (let j = 0; j < n; j++) {
+          const v = x[base + j * inner];
+          if (v > best || Number.isNaN(v)) { best = v; arg = j; if (Number.isNaN(v)) break; }
+        }
+        out[o * inner + i] = best;
+        if (argmax) argmax[o * inner + i] = arg;
+      }
+    }
+  }
+}
+
+function copy(src: F32, srcOff: number, srcStrides: ArrayLike<number>, dst: F32, dstOff: number, dstStrides: ArrayLike<number>, shape: ArrayLike<number>, accumulate: boolean): void {
+  // forEachIndex's third offset is the dense index; we need two strided offsets, so walk dims directly.
+  const nd = shape.length;
+  let total = 1;
+  for (let d = 0; d < nd; d++) total *= shape[d];
+  if (total === 0) return;
+  const idx = new Array<number>(nd).fill(0);
+  let os = srcOff, od = dstOff;
+  for (let t = 0; t < total; t++) {
+    if (accumulate) dst[od] += src[os]; else dst[od] = src[os];
+    for (let d = nd - 1; d >= 0; d--) {
+      idx[d]++;
+      os += srcStrides[d]; od += dstStrides[d];
+      if (idx[d] < shape[d]) break;
+      os -= srcStrides[d] * shape[d]; od -= dstStrides[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+function sumSquares(x: F32): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return s;
+}
+
+function allFinite(x: F32): boolean {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return false;
+  return true;
+}
+
+function rmsnormForward(x: F32, w: F32, y: F32, rstd: F32, rows: number, dim: number, eps: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+    const rs = 1 / Math.sqrt(ss / dim + eps);
+    rstd[r] = rs;
+    for (let i = 0; i < dim; i++) y[o + i] = x[o + i] * rs * w[i];
+  }
+}
+
+function rmsnormBackward(dy: F32, x: F32, w: F32, rstd: F32, dx: F32, dw: F32 | null, rows: number, dim: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim, rs = rstd[r];
+    // y = x·rs·w; dx = rs·(dy∘w) − x·rs³·mean(dy∘w∘x)
+    let dot = 0;
+    for (let i = 0; i < dim; i++) dot += dy[o + i] * w[i] * x[o + i];
+    const c = (rs * rs * rs * dot) / dim;
+    for (let i = 0; i < dim; i++) {
+      if (dw) dw[i] += dy[o + i] * x[o + i] * rs;
+      dx[o + i] = rs * dy[o + i] * w[i] - c * x[o + i];
+    }
+  }
+}
+
+function rope(x: F32, out: F32, cos: F32, sin: F32, positions: Int32Array, rows: number, heads: number, headDim: number, inverse: boolean): void {
+  const half = headDim >> 1;
+  const sgn = inverse ? -1 : 1;
+  for (let r = 0; r < rows; r++) {
+    const t = positions[r] * half;
+    for (let h = 0; h < heads; h++) {
+      const o = (r * heads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const c = cos[t + i], s = sgn * sin[t + i];
+        const x1 = x[o + i], x2 = x[o + half + i];
+        out[o + i] = x1 * c - x2 * s;
+        out[o + half + i] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
+function softmaxForward(x: F32, y: F32, rows: number, n: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    let mx = -Infinity;
+    for (let i = 0; i < n; i++) if (x[o + i] > mx) mx = x[o + i];
+    let s = 0;
+    for (let i = 0; i < n; i++) { const e = Math.exp(x[o + i] - mx); y[o + i] = e; s += e; }
+    const inv = 1 / s;
+    for (let i = 0; i < n; i++) y[o + i] *= inv;
+  }
+}
+
+function softmaxBackward(y: F32, dy: F32, dx: F32, rows: number, n: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    let dot = 0;
+    for (let i = 0; i < n; i++) dot += dy[o + i] * y[o + i];
+    for (let i = 0; i < n; i++) dx[o + i] = y[o + i] * (dy[o + i] - dot);
+  }
+}
+
+function rowLogSumExp(x: F32, o: number, n: number): number {
+  let mx = -Infinity;
+  for (let i = 0; i < n; i++) if (x[o + i] > mx) mx = x[o + i];
+  if (mx === -Infinity) return -Infinity;
+  let s = 0;
+  for (let i = 0; i < n; i++) s += Math.exp(x[o + i] - mx);
+  return mx + Math.log(s);
+}
+
+function logSoftmaxForward(x: F32, y: F32, rows: number, n: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * n, lse = rowLogSumExp(x, o, n);
+    for (let i = 0; i < n; i++) y[o + i] = x[o + i] - lse;
+  }
+}
+
+function logSoftmaxBackward(y: F32, dy: F32, dx: F32, rows: number, n: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    let s = 0;
+    for (let i = 0; i < n; i++) s += dy[o + i];
+    for (let i = 0; i < n; i++) dx[o + i] = dy[o + i] - Math.exp(y[o + i]) * s;
+  }
+}
+
+function crossEntropyForward(logits: F32, targets: Int32Array, loss: F32, lse: F32, rows: number, vocab: number, ignoreIndex: number): void {
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r];
+    if (t === ignoreIndex) { loss[r] = 0; lse[r] = 0; continue; }
+    const o = r * vocab, l = rowLogSumExp(logits, o, vocab);
+    lse[r] = l;
+    loss[r] = l - logits[o + t];
+  }
+}
+
+function crossEntropyBackward(logits: F32, targets: Int32Array, lse: F32, scale: F32, dlogits: F32, rows: number, vocab: number, ignoreIndex: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * vocab, t = targets[r];
+    if (t === ignoreIndex) { dlogits.fill(0, o, o + vocab); continue; }
+    const l = lse[r], s = scale[r];
+    for (let i = 0; i < vocab; i++) dlogits[o + i] = s * Math.exp(logits[o + i] - l);
+    dlogits[o + t] -= s;
+  }
+}
+
+const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+
+function siluForward(x: F32, y: F32): void {
+  for (let i = 0; i < x.length; i++) y[i] = x[i] * sigmoid(x[i]);
+}
+
+function siluBackward(x: F32, dy: F32, dx: F32): void {
+  for (let i = 0; i < x.length; i++) {
+    const s = sigmoid(x[i]);
+    dx[i] = dy[i] * s * (1 + x[i] * (1 - s));
+  }
+}
+
+function swigluForward(gate: F32, up: F32, y: F32): void {
+  for (let i = 0; i < gate.length; i++) y[i] = gate[i] * sigmoid(gate[i]) * up[i];
+}
+
+function swigluBackward(gate: F32, up: F32, dy: F32, dgate: F32, dup: F32): void {
+  for (let i = 0; i < gate.length; i++) {
+    const g = gate[i], s = sigmoid(g), silu = g * s;
+    dup[i] = dy[i] * silu;
+    dgate[i] = dy[i] * up[i] * s * (1 + g * (1 - s));
+  }
+}
+
+/** Number of keys query i may see (positions 0..limit-1); queries are the last queryLen of keyLen. */
+function causalLimit(s: AttentionShape, i: number): number {
+  return s.causal ? s.keyLen - s.queryLen + i + 1 : s.keyLen;
+}
+
+function attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: AttentionShape): void {
+  const { batch, queryHeads: H, kvHeads: G, queryLen: T, keyLen: S, headDim: D, scale, keyMask } = s;
+  const group = H / G;
+  const p = new Float64Array(S);
+  const acc = new Float64Array(D);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / group);
+      for (let i = 0; i < T; i++) {
+        const qo = ((b * T + i) * H + h) * D;
+        const lim = causalLimit(s, i);
+        let mx = -Infinity;
+        for (let j = 0; j < lim; j++) {
+          if (keyMask && keyMask[b * S + j] === 0) { p[j] = -Infinity; continue; }
+          const ko = ((b * S + j) * G + g) * D;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
+          p[j] = dot * scale;
+          if (p[j] > mx) mx = p[j];
+        }
+        acc.fill(0);
+        if (mx === -Infinity) {
+          lse[(b * H + h) * T + i] = -Infinity;
+        } else {
+          let sum = 0;
+          for (let j = 0; j < lim; j++) { const e = p[j] === -Infinity ? 0 : Math.exp(p[j] - mx); p[j] = e; sum += e; }
+          for (let j = 0; j < lim; j++) {
+            if (p[j] === 0) continue;
+            const w = p[j] / sum, vo = ((b * S + j) * G + g) * D;
+            for (let d = 0; d < D; d++) acc[d] += w * v[vo + d];
+          }
+          lse[(b * H + h) * T + i] = mx + Math.log(sum);
+        }
+        for (let d = 0; d < D; d++) out[qo + d] = acc[d];
+      }
+    }
+  }
+}
+
+function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, s: AttentionShape): void {
+  const { batch, queryHeads: H, kvHeads: G, queryLen: T, keyLen: S, headDim: D, scale, keyMask } = s;
+  const group = H / G;
+  dq.fill(0); dk.fill(0); dv.fill(0);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / group);
+      for (let i = 0; i < T; i++) {
+        const l = lse[(b * H + h) * T + i];
+        if (l === -Infinity) continue;
+        const qo = ((b * T + i) * H + h) * D;
+        // delta = Σ_d dout·out: the softmax-backward row term
+        let delta = 0;
+        for (let d = 0; d < D; d++) delta += dout[qo + d] * out[qo + d];
+        const lim = causalLimit(s, i);
+        for (let j = 0; j < lim; j++) {
+          if (keyMask && keyMask[b * S + j] === 0) continue;
+          const ko = ((b * S + j) * G + g) * D;
+          let dot = 0, dp = 0;
+          for (let d = 0; d < D; d++) { dot += q[qo + d] * k[ko + d]; dp += dout[qo + d] * v[ko + d]; }
+          const pij = Math.exp(dot * scale - l);
+          const ds = pij * (dp - delta) * scale;
+          for (let d = 0; d < D; d++) {
+            dv[ko + d] += pij * dout[qo + d];
+            dq[qo + d] += ds * k[ko + d];
+            dk[ko + d] += ds * q[qo + d];
+          }
+        }
+      }
+    }
+  }
+}
+
+function embeddingForward(weight: F32, ids: Int32Array, out: F32, dim: number): void {
+  for (let i = 0; i < ids.length; i++) out.set(weight.subarray(ids[i] * dim, ids[i] * dim + dim), i * dim);
+}
+
+function embeddingBackward(dout: F32, ids: Int32Array, dweight: F32, dim: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const o = ids[i] * dim, s = i * dim;
+    for (let d = 0; d < dim; d++) dweight[o + d] += dout[s + d];
+  }
+}
+
+function adamw(param: F32, grad: F32, m: F32, v: F32, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void {
+  const decay = 1 - lr * weightDecay;
+  for (let i = 0; i < param.length; i++) {
+    const g = grad[i];
+    m[i] = beta1 * m[i] + (1 - beta1) * g;
+    v[i] = beta2 * v[i] + (1 - beta2) * g * g;
+    const mh = m[i] / bc1, vh = v[i] / bc2;
+    param[i] = param[i] * decay - lr * mh / (Math.sqrt(vh) + eps);
+  }
+}
+
+export const jsKernels: Kernels = {
+  name: 'js',
+  gemm, binary, unary, axpby, reduce, copy, sumSquares, allFinite,
+  rmsnormForward, rmsnormBackward, rope,
+  softmaxForward, softmaxBackward, logSoftmaxForward, logSoftmaxBackward,
+  crossEntropyForward, crossEntropyBackward,
+  siluForward, siluBackward, swigluForward, swigluBackward,
+  attentionForward, attentionBackward,
+  embeddingForward, embeddingBackward, adamw,
+};

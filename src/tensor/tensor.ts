@@ -1,0 +1,200 @@
+/**
+ * Float32 tensors with reverse-mode autodiff.
+ *
+ * A tensor is a contiguous row-major Float32Array with a shape. Ops that need gradients record a
+ * node (their inputs and a backward closure) on the output; `backward()` walks those nodes in
+ * reverse topological order, accumulates gradients into leaf tensors that require them (parameters),
+ * then drops the graph so the activations it held can be reclaimed.
+ */
+import { isFiniteCheckEnabled, isGradEnabled, kernels } from './backend.js';
+
+export type Shape = readonly number[];
+
+/** A failure inside the tensor layer: names the op and the shapes involved. */
+export class TensorError extends Error {
+  constructor(op: string, message: string) {
+    super(`${op}: ${message}`);
+    this.name = 'TensorError';
+  }
+}
+
+export function shapeSize(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeStr(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Row-major strides of a contiguous tensor. */
+export function stridesOf(shape: Shape): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let d = shape.length - 1; d >= 0; d--) { s[d] = acc; acc *= shape[d]; }
+  return s;
+}
+
+/** How an op's output gets gradients to its inputs: returns one gradient (or null) per input. */
+export type BackwardFn = (grad: Float32Array) => (Float32Array | null)[];
+
+interface Node {
+  op: string;
+  inputs: Tensor[];
+  backward: BackwardFn;
+}
+
+let nextId = 0;
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: Shape;
+  requiresGrad: boolean;
+  /** Accumulated gradient of a leaf tensor (same shape), or null. */
+  grad: Float32Array | null = null;
+  name: string | undefined;
+  private _data: Float32Array | null;
+  private node: Node | null = null;
+  private freedBy: string | null = null;
+
+  constructor(data: Float32Array, shape: Shape, requiresGrad = false, name?: string) {
+    if (data.length !== shapeSize(shape)) {
+      throw new TensorError('tensor', `data has ${data.length} elements but shape ${shapeStr(shape)} needs ${shapeSize(shape)}`);
+    }
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) throw new TensorError('tensor', `invalid shape ${shapeStr(shape)}`);
+    }
+    this._data = data;
+    this.shape = Object.freeze([...shape]);
+    this.requiresGrad = requiresGrad;
+    this.name = name;
+  }
+
+  get data(): Float32Array {
+    if (this._data === null) {
+      throw new TensorError('tensor', `use of a freed tensor ${this.describe()} (freed by ${this.freedBy})`);
+    }
+    return this._data;
+  }
+
+  get size(): number { return this._data === null ? shapeSize(this.shape) : this._data.length; }
+  get ndim(): number { return this.shape.length; }
+  get isFreed(): boolean { return this._data === null; }
+  /** Whether gradients flow into this tensor: a parameter, or the output of an op on one. */
+  get tracksGrad(): boolean { return this.requiresGrad || this.node !== null; }
+  get creator(): string | null { return this.node?.op ?? null; }
+
+  describe(): string {
+    return `${this.name ?? (this.node ? `<${this.node.op}>` : 'tensor')}${shapeStr(this.shape)}`;
+  }
+
+  /** Releases the data; any later use raises a TensorError naming this tensor. */
+  free(reason = 'free()'): void {
+    this._data = null;
+    this.node = null;
+    this.freedBy = reason;
+  }
+
+  /** A tensor sharing this one's data that records no history. */
+  detach(): Tensor { return new Tensor(this.data, this.shape); }
+
+  item(): number {
+    if (this.size !== 1) throw new TensorError('item', `expected one element, got shape ${shapeStr(this.shape)}`);
+    return this.data[0];
+  }
+
+  toArray(): number[] { return Array.from(this.data); }
+
+  /** Records how this (freshly computed) tensor came from its inputs, when any of them tracks gradients. */
+  static record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn): Tensor {
+    if (isFiniteCheckEnabled() && !kernels().allFinite(out.data)) {
+      throw new TensorError(op, `produced NaN or Inf (inputs ${inputs.map((t) => t.describe()).join(', ')} → ${shapeStr(out.shape)})`);
+    }
+    if (isGradEnabled() && inputs.some((t) => t.tracksGrad)) out.node = { op, inputs, backward };
+    return out;
+  }
+
+  /**
+   * Reverse-mode autodiff from this scalar (or from `seed`, a gradient of this tensor's shape).
+   * Gradients accumulate into `grad` of every reachable tensor with requiresGrad. The graph is
+   * dropped afterwards (its saved activations become garbage) unless retainGraph is set.
+   */
+  backward(seed?: Float32Array, opts: { retainGraph?: boolean } = {}): void {
+    if (!this.tracksGrad) throw new TensorError('backward', `${this.describe()} does not depend on any tensor that requires grad`);
+    if (seed === undefined && this.size !== 1) {
+      throw new TensorError('backward', `needs a seed gradient for non-scalar ${this.describe()}`);
+    }
+    if (seed !== undefined && seed.length !== this.size) {
+      throw new TensorError('backward', `seed has ${seed.length} elements, ${this.describe()} has ${this.size}`);
+    }
+    const order = topoOrder(this);
+    const grads = new Map<Tensor, Float32Array>();
+    grads.set(this, seed ?? new Float32Array([1]));
+    const k = kernels();
+    // Backward functions must not modify the gradient they are given; they may return it as is.
+    const check = isFiniteCheckEnabled();
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i];
+      const g = grads.get(t);
+      if (g === undefined) continue;
+      grads.delete(t);
+      if (t.requiresGrad) {
+        if (t.grad === null) t.grad = Float32Array.from(g);
+        else k.axpby(1, g, 1, t.grad);
+      }
+      const node = t.node;
+      if (node === null) continue;
+      const inGrads = node.backward(g);
+      for (let j = 0; j < node.inputs.length; j++) {
+        const inp = node.inputs[j], ig = inGrads[j];
+        if (ig === null || ig === undefined || !inp.tracksGrad) continue;
+        if (ig.length !== inp.size) {
+          throw new TensorError(node.op, `backward produced a gradient of ${ig.length} elements for input ${inp.describe()}`);
+        }
+        if (check && !k.allFinite(ig)) {
+          throw new TensorError(node.op, `backward produced NaN or Inf in the gradient of ${inp.describe()}`);
+        }
+        // Backward functions may hand the same array to several inputs, so sums go to a fresh array.
+        const prev = grads.get(inp);
+        grads.set(inp, prev === undefined ? ig : addFresh(prev, ig));
+      }
+      if (!opts.retainGraph) t.node = null;
+    }
+  }
+}
+
+/** a + b into a new array (either may alias another live gradient). */
+function addFresh(a: Float32Array, b: Float32Array): Float32Array {
+  const out = Float32Array.from(a);
+  kernels().axpby(1, b, 1, out);
+  return out;
+}
+
+/** Tensors reachable from root through recorded nodes, inputs before outputs. */
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<number>();
+  // Iterative DFS: decoder graphs are deep enough to overflow the stack with recursion.
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root.id);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const [t, i] = top;
+    const inputs = nodeInputs(t);
+    if (i < inputs.length) {
+      top[1]++;
+      const c = inputs[i];
+      if (!seen.has(c.id) && c.tracksGrad) { seen.add(c.id); stack.push([c, 0]); }
+    } else {
+      order.push(t);
+      stack.pop();
+    }
+  }
+  return order;
+}
+
+function nodeInputs(t: Tensor): Tensor[] {
+  // Access through a structural cast: the node is private to the class but the walk is ours.
+  return (t as unknown as { node: Node | null }).node?.inputs ?? [];
+}
