@@ -1,0 +1,67 @@
+import { Template } from '@huggingface/jinja';
+import { ModelFileError } from './model-file-error.js';
+import { TOKENIZER_CONFIG_JSON, type TokenizerConfig } from './tokenizer-json.js';
+
+/** One turn of a conversation, as HF chat templates expect it. Extra fields (tool_calls, ...) pass through. */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool' | (string & {});
+  content: string;
+  [key: string]: unknown;
+}
+
+export interface RenderChatOptions {
+  /** Append the opening of an assistant turn (`<|im_start|>assistant\n` for Qwen), as HF's add_generation_prompt. */
+  addGenerationPrompt?: boolean;
+  /** Tool (function) descriptions, passed as the template's `tools`. */
+  tools?: readonly unknown[];
+  /** Further template variables (e.g. `enable_thinking`), as HF's extra `apply_chat_template` kwargs. */
+  variables?: Readonly<Record<string, unknown>>;
+}
+
+/** The special tokens HF passes to every chat template. */
+export interface ChatTemplateSpecialTokens {
+  bos_token?: string | null;
+  eos_token?: string | null;
+  pad_token?: string | null;
+  unk_token?: string | null;
+}
+
+/**
+ * The chat template of tokenizer_config.json: a string, or a list of named templates of which
+ * "default" is used (as HF does). Null when the config has none.
+ */
+export function chatTemplateSource(config: TokenizerConfig, name = 'default'): string | null {
+  const template = config.chat_template;
+  if (template === undefined || template === null) return null;
+  if (typeof template === 'string') return template;
+  const found = template.find((t) => t.name === name);
+  return found ? found.template : null;
+}
+
+/**
+ * A compiled Jinja chat template, rendered with @huggingface/jinja (which, like transformers, uses
+ * trim_blocks and lstrip_blocks), given the same variables transformers gives it.
+ */
+export class ChatTemplate {
+  private readonly template: Template;
+
+  constructor(readonly source: string, private readonly specialTokens: ChatTemplateSpecialTokens = {}) {
+    try {
+      this.template = new Template(source);
+    } catch (err) {
+      throw new ModelFileError(TOKENIZER_CONFIG_JSON, `chat_template is not a valid Jinja template (${(err as Error).message}).`);
+    }
+  }
+
+  render(messages: readonly ChatMessage[], options: RenderChatOptions = {}): string {
+    if (messages.length === 0) throw new RangeError('A chat needs at least one message.');
+    const variables: Record<string, unknown> = {
+      ...this.specialTokens,
+      ...(options.variables ?? {}),
+      messages,
+      add_generation_prompt: options.addGenerationPrompt ?? false,
+    };
+    if (options.tools !== undefined && options.tools.length > 0) variables.tools = options.tools;
+    return this.template.render(variables);
+  }
+}

@@ -1,0 +1,120 @@
+import { ModelFileError } from './model-file-error.js';
+
+/**
+ * The shapes of Hugging Face's `tokenizer.json` and `tokenizer_config.json`, as far as we read or
+ * write them. Fields we do not interpret are kept (index signatures) so that saving a tokenizer
+ * gives back everything that was loaded.
+ */
+
+/** One entry of tokenizer.json's `added_tokens`. */
+export interface AddedTokenJson {
+  id: number;
+  content: string;
+  single_word: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+  normalized: boolean;
+  special: boolean;
+}
+
+/** One value of tokenizer_config.json's `added_tokens_decoder` (keyed by the id as a string). */
+export type AddedTokenConfig = Omit<AddedTokenJson, 'id'>;
+
+/** A byte-level BPE model section. Merges come as "a b" strings (older files) or [a, b] pairs. */
+export interface BpeModelJson {
+  type: 'BPE';
+  vocab: Record<string, number>;
+  merges: Array<string | [string, string]>;
+  [key: string]: unknown;
+}
+
+export interface TokenizerJson {
+  version?: string;
+  added_tokens: AddedTokenJson[];
+  normalizer: unknown;
+  pre_tokenizer: unknown;
+  post_processor: unknown;
+  decoder: unknown;
+  model: BpeModelJson;
+  [key: string]: unknown;
+}
+
+/** A special-token field of tokenizer_config.json: a plain string or a serialised AddedToken. */
+export type SpecialTokenField = string | { content: string; [key: string]: unknown } | null | undefined;
+
+export interface TokenizerConfig {
+  chat_template?: string | Array<{ name: string; template: string }>;
+  bos_token?: SpecialTokenField;
+  eos_token?: SpecialTokenField;
+  pad_token?: SpecialTokenField;
+  unk_token?: SpecialTokenField;
+  additional_special_tokens?: string[];
+  added_tokens_decoder?: Record<string, AddedTokenConfig>;
+  [key: string]: unknown;
+}
+
+export const TOKENIZER_JSON = 'tokenizer.json';
+export const TOKENIZER_CONFIG_JSON = 'tokenizer_config.json';
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The text of a special-token field, or null when the field is absent. */
+export function specialTokenContent(field: SpecialTokenField): string | null {
+  if (field === null || field === undefined) return null;
+  return typeof field === 'string' ? field : field.content;
+}
+
+/**
+ * Checks that `value` is a byte-level BPE tokenizer.json we can use and returns it typed. `file` names
+ * the file in the error (the path it was read from, or just "tokenizer.json").
+ */
+export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): TokenizerJson {
+  if (!isObject(value)) throw new ModelFileError(file, 'is not a JSON object.');
+  const model = value.model;
+  if (!isObject(model)) throw new ModelFileError(file, 'has no "model" object; is this a Hugging Face tokenizer.json?');
+  if (model.type !== 'BPE') {
+    throw new ModelFileError(file, `model.type is ${JSON.stringify(model.type)}, but only byte-level "BPE" tokenizers (Qwen2 family) are supported.`);
+  }
+  if (!isObject(model.vocab)) throw new ModelFileError(file, 'model.vocab is missing or not an object.');
+  if (!Array.isArray(model.merges)) throw new ModelFileError(file, 'model.merges is missing or not an array.');
+  const added = value.added_tokens ?? [];
+  if (!Array.isArray(added)) throw new ModelFileError(file, 'added_tokens is not an array.');
+  for (const [i, token] of added.entries()) {
+    if (!isObject(token) || typeof token.content !== 'string' || !Number.isInteger(token.id)) {
+      throw new ModelFileError(file, `added_tokens[${i}] needs an integer "id" and a string "content".`);
+    }
+  }
+  return { ...value, added_tokens: added, model } as TokenizerJson;
+}
+
+/** Checks that `value` is a tokenizer_config.json object and that its special-token fields have a usable shape. */
+export function checkTokenizerConfig(value: unknown, file = TOKENIZER_CONFIG_JSON): TokenizerConfig {
+  if (!isObject(value)) throw new ModelFileError(file, 'is not a JSON object.');
+  for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
+    const field = value[key];
+    if (field === undefined || field === null || typeof field === 'string') continue;
+    if (!isObject(field) || typeof field.content !== 'string') {
+      throw new ModelFileError(file, `${key} must be a string, null, or an object with a string "content".`);
+    }
+  }
+  const template = value.chat_template;
+  if (template !== undefined && template !== null && typeof template !== 'string' && !Array.isArray(template)) {
+    throw new ModelFileError(file, 'chat_template must be a string or a list of {name, template}.');
+  }
+  if (value.added_tokens_decoder !== undefined && !isObject(value.added_tokens_decoder)) {
+    throw new ModelFileError(file, 'added_tokens_decoder must be an object keyed by token id.');
+  }
+  return value as TokenizerConfig;
+}
+
+/** The merges of a BPE model as pairs, whichever of the two on-disk forms the file uses. */
+export function mergePairs(model: BpeModelJson): Array<[string, string]> {
+  return model.merges.map((merge, i) => {
+    if (Array.isArray(merge)) return [merge[0], merge[1]];
+    const space = merge.indexOf(' ');
+    if (space <= 0) throw new ModelFileError(TOKENIZER_JSON, `model.merges[${i}] ${JSON.stringify(merge)} is not "left right".`);
+    return [merge.slice(0, space), merge.slice(space + 1)];
+  });
+}

@@ -1,0 +1,289 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { writeTextFileAtomically } from './atomic-file.js';
+import { ChatTemplate, chatTemplateSource, type ChatMessage, type RenderChatOptions } from './chat-template.js';
+import { ModelFileError } from './model-file-error.js';
+import {
+  checkTokenizerConfig,
+  checkTokenizerJson,
+  mergePairs,
+  specialTokenContent,
+  TOKENIZER_CONFIG_JSON,
+  TOKENIZER_JSON,
+  type AddedTokenJson,
+  type TokenizerConfig,
+  type TokenizerJson,
+} from './tokenizer-json.js';
+
+export interface EncodeOptions {
+  /**
+   * Let the post-processor add its special tokens (BOS/EOS), as HF's `add_special_tokens`. Qwen2's
+   * post-processor adds none, so for Qwen this changes nothing. Default true, as in HF.
+   */
+  addSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Leave out added tokens marked `special` (<|im_end|>, <|embed_token|>, ...), as HF does. Default false. */
+  skipSpecialTokens?: boolean;
+}
+
+/** What `addSpecialTokens` did: the id of each requested token, and how many of them are new. */
+export interface AddedSpecialTokens {
+  ids: number[];
+  /** Number of tokens that did not exist before; the model's embedding (and untied head) needs this many more rows. */
+  added: number;
+}
+
+/**
+ * A Hugging Face byte-level BPE tokenizer (the Qwen2 family) read from `tokenizer.json` and
+ * `tokenizer_config.json`. The engine is @huggingface/tokenizers, which we checked against the Rust
+ * `tokenizers` crate on Qwen2's pre-tokenizer (its JS translation of the Oniguruma regex matches where
+ * a plain JS RegExp does not, e.g. on U+FEFF). This class adds what the rest of the project needs on
+ * top: loading with clear errors, special-token ids from the config, adding special tokens, saving,
+ * and the chat template.
+ *
+ * `fromJSON` takes the two objects as they are and never mutates them: changes (added tokens) make
+ * new top-level objects, so the caller's copies stay valid.
+ */
+export class Tokenizer {
+  private engine: HfTokenizer;
+  private json: TokenizerJson;
+  private config: TokenizerConfig;
+  private specialIds: Set<number>;
+  private size: number;
+  private template: ChatTemplate | null = null;
+
+  private constructor(json: TokenizerJson, config: TokenizerConfig) {
+    this.json = json;
+    this.config = config;
+    this.engine = Tokenizer.buildEngine(json, config);
+    this.specialIds = new Set(json.added_tokens.filter((t) => t.special).map((t) => t.id));
+    this.size = Tokenizer.countVocab(json);
+    // Resolve now so that a config naming a token the vocabulary lacks fails at load time.
+    for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const) this.configTokenId(key);
+  }
+
+  /** Loads `tokenizer.json` and `tokenizer_config.json` from a model folder. */
+  static async fromFolder(dir: string): Promise<Tokenizer> {
+    const jsonPath = path.join(dir, TOKENIZER_JSON);
+    const configPath = path.join(dir, TOKENIZER_CONFIG_JSON);
+    const json = checkTokenizerJson(await readJsonFile(jsonPath), jsonPath);
+    const config = checkTokenizerConfig(await readJsonFile(configPath), configPath);
+    return new Tokenizer(json, config);
+  }
+
+  /** Builds a tokenizer from the parsed contents of the two files. */
+  static fromJSON(tokenizerJson: unknown, tokenizerConfig: unknown): Tokenizer {
+    return new Tokenizer(checkTokenizerJson(tokenizerJson), checkTokenizerConfig(tokenizerConfig));
+  }
+
+  private static buildEngine(json: TokenizerJson, config: TokenizerConfig): HfTokenizer {
+    // Byte-level BPE decodes exactly; HF's "clean up tokenization spaces" (" ." -> ".") would break
+    // decode(encode(s)) = s, so it is only applied when the config asks for it (Qwen's says false).
+    const engineConfig = { ...config, clean_up_tokenization_spaces: config.clean_up_tokenization_spaces === true };
+    try {
+      return new HfTokenizer(json, engineConfig);
+    } catch (err) {
+      throw new ModelFileError(TOKENIZER_JSON, `cannot be used: ${(err as Error).message}`);
+    }
+  }
+
+  private static countVocab(json: TokenizerJson): number {
+    let max = -1;
+    for (const id of Object.values(json.model.vocab)) if (id > max) max = id;
+    for (const t of json.added_tokens) if (t.id > max) max = t.id;
+    return max + 1;
+  }
+
+  /** Number of token ids, added tokens included (one more than the largest id). */
+  get vocabSize(): number {
+    return this.size;
+  }
+
+  /** Token ids of `text`. Added and special tokens written in the text (e.g. "<|im_start|>") become single tokens, as in HF. */
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (text.length === 0) return [];
+    return this.engine.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  /** Token strings (byte-level alphabet, e.g. "Ġworld") of `text`. */
+  tokenize(text: string): string[] {
+    if (text.length === 0) return [];
+    return this.engine.encode(text, { add_special_tokens: false }).tokens;
+  }
+
+  /** Text of `ids`. Bytes that do not form valid UTF-8 (a partial character) decode to U+FFFD, as HF's errors="replace". */
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    let kept = ids;
+    if (options.skipSpecialTokens) kept = ids.filter((id) => !this.specialIds.has(id));
+    for (const id of kept) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.size || this.engine.id_to_token(id) === undefined) {
+        throw new RangeError(`Token id ${id} is not in the vocabulary (ids 0..${this.size - 1}).`);
+      }
+    }
+    if (kept.length === 0) return '';
+    return this.engine.decode(kept as number[], { skip_special_tokens: false });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.engine.token_to_id(token);
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.engine.id_to_token(id);
+  }
+
+  /** True for added tokens marked special (those `decode` skips with skipSpecialTokens). */
+  isSpecial(id: number): boolean {
+    return this.specialIds.has(id);
+  }
+
+  /** The added tokens (special or not), in id order. */
+  get addedTokens(): readonly Readonly<AddedTokenJson>[] {
+    return [...this.json.added_tokens].sort((a, b) => a.id - b.id);
+  }
+
+  /** Every token string by id (added tokens included); for GGUF export. Ids with no token are ''. */
+  vocabulary(): string[] {
+    const tokens = new Array<string>(this.size).fill('');
+    for (const [token, id] of Object.entries(this.json.model.vocab)) tokens[id] = token;
+    for (const t of this.json.added_tokens) tokens[t.id] = t.content;
+    return tokens;
+  }
+
+  /** The BPE merges in rank order; for GGUF export (write them as `${a} ${b}`). */
+  merges(): Array<[string, string]> {
+    return mergePairs(this.json.model);
+  }
+
+  get bosTokenId(): number | null {
+    return this.configTokenId('bos_token');
+  }
+
+  get eosTokenId(): number | null {
+    return this.configTokenId('eos_token');
+  }
+
+  get padTokenId(): number | null {
+    return this.configTokenId('pad_token');
+  }
+
+  get unkTokenId(): number | null {
+    return this.configTokenId('unk_token');
+  }
+
+  private configTokenId(key: 'bos_token' | 'eos_token' | 'pad_token' | 'unk_token'): number | null {
+    const content = specialTokenContent(this.config[key]);
+    if (content === null) return null;
+    const id = this.engine.token_to_id(content);
+    if (id === undefined) {
+      throw new ModelFileError(TOKENIZER_CONFIG_JSON, `${key} is ${JSON.stringify(content)}, which is not a token of tokenizer.json.`);
+    }
+    return id;
+  }
+
+  /**
+   * Adds special tokens (e.g. "<|embed_token|>") that are not yet in the vocabulary, with ids after the
+   * current last id, as HF's `add_special_tokens` does. Tokens already known keep their id (a known
+   * added token is marked special). The caller that owns the model weights must then grow the
+   * embedding (and an untied LM head) to `vocabSize` rows; `added` says by how many.
+   */
+  addSpecialTokens(tokens: readonly string[]): AddedSpecialTokens {
+    const addedTokens = this.json.added_tokens.map((t) => ({ ...t }));
+    const decoder = { ...(this.config.added_tokens_decoder ?? {}) };
+    const additional = [...(this.config.additional_special_tokens ?? [])];
+    const ids: number[] = [];
+    let next = this.size;
+    let added = 0;
+    for (const content of tokens) {
+      if (content.length === 0) throw new RangeError('A special token cannot be the empty string.');
+      let entry = addedTokens.find((t) => t.content === content);
+      if (entry === undefined) {
+        const existing = this.json.model.vocab[content];
+        entry = { id: existing ?? next, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+        addedTokens.push(entry);
+        if (existing === undefined) {
+          next += 1;
+          added += 1;
+        }
+      }
+      entry.special = true;
+      const { id, ...rest } = entry;
+      decoder[String(id)] = rest;
+      if (!additional.includes(content)) additional.push(content);
+      ids.push(id);
+    }
+    const json: TokenizerJson = { ...this.json, added_tokens: addedTokens.sort((a, b) => a.id - b.id) };
+    const config: TokenizerConfig = { ...this.config, added_tokens_decoder: sortById(decoder), additional_special_tokens: additional };
+    this.engine = Tokenizer.buildEngine(json, config);
+    this.json = json;
+    this.config = config;
+    this.specialIds = new Set(json.added_tokens.filter((t) => t.special).map((t) => t.id));
+    this.size = Tokenizer.countVocab(json);
+    return { ids, added };
+  }
+
+  /** The two files' contents as they would be saved (shared, not copied: do not mutate). */
+  toJSON(): { tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig } {
+    return { tokenizerJson: this.json, tokenizerConfig: this.config };
+  }
+
+  /** Writes tokenizer.json and tokenizer_config.json into `dir` (created if needed), each through a temp file and rename. */
+  async save(dir: string): Promise<void> {
+    await fsp.mkdir(dir, { recursive: true });
+    // tokenizer.json is large (11 MB for Qwen); written compact. The config is small and meant to be read.
+    await writeTextFileAtomically(path.join(dir, TOKENIZER_JSON), JSON.stringify(this.json));
+    await writeTextFileAtomically(path.join(dir, TOKENIZER_CONFIG_JSON), JSON.stringify(this.config, null, 2) + '\n');
+  }
+
+  /** The config's chat template (the default one when it has several); null when it has none. */
+  get chatTemplateSource(): string | null {
+    return chatTemplateSource(this.config);
+  }
+
+  /**
+   * Renders a conversation with the config's chat template, as HF's
+   * `apply_chat_template(messages, tokenize=False, add_generation_prompt=...)`.
+   */
+  renderChat(messages: readonly ChatMessage[], options: RenderChatOptions = {}): string {
+    if (this.template === null) {
+      const source = chatTemplateSource(this.config);
+      if (source === null) {
+        throw new ModelFileError(TOKENIZER_CONFIG_JSON, 'has no chat_template; add the model\'s chat template to render conversations.');
+      }
+      this.template = new ChatTemplate(source, {
+        bos_token: specialTokenContent(this.config.bos_token),
+        eos_token: specialTokenContent(this.config.eos_token),
+        pad_token: specialTokenContent(this.config.pad_token),
+        unk_token: specialTokenContent(this.config.unk_token),
+      });
+    }
+    return this.template.render(messages, options);
+  }
+}
+
+function sortById<T>(byId: Record<string, T>): Record<string, T> {
+  const sorted: Record<string, T> = {};
+  for (const key of Object.keys(byId).sort((a, b) => Number(a) - Number(b))) sorted[key] = byId[key] as T;
+  return sorted;
+}
+
+async function readJsonFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new ModelFileError(file, 'is missing; a tokenizer folder needs tokenizer.json and tokenizer_config.json (Hugging Face format).');
+    }
+    throw new ModelFileError(file, `cannot be read (${(err as Error).message}).`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
+  }
+}

@@ -1,0 +1,177 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { TokenizerLoader } from '@lenml/tokenizers';
+import { Tokenizer } from '../../src/model/tokenizer.js';
+import { qwen2_5TokenizerFiles, qwenReferenceTokenizerDir, readQwenReferenceFiles } from '../../src/model/qwen-reference-tokenizer.js';
+import { variedStrings } from './varied-strings.js';
+
+// One load of the real Qwen tokenizer (151,643 BPE tokens + Qwen3's 26 added tokens) for the read-only tests.
+const qwen = await Tokenizer.fromFolder(qwenReferenceTokenizerDir());
+
+async function tempDir(): Promise<string> {
+  return mkdtemp(path.join(os.tmpdir(), 'search-r3-tokenizer-'));
+}
+
+test('encodes 1,200 varied strings exactly as the independent @lenml/tokenizers, and decodes them back', () => {
+  const { tokenizerJson, tokenizerConfig } = readQwenReferenceFiles();
+  const peer = TokenizerLoader.fromPreTrained({ tokenizerJSON: tokenizerJson as never, tokenizerConfig: tokenizerConfig as never });
+  const strings = variedStrings(1200);
+  assert.equal(strings.length, 1200);
+  // The set really covers what it claims (so a generator change cannot quietly empty it).
+  assert.ok(strings.some((s) => /[\u4e00-\u9fff]/.test(s)), 'Chinese');
+  assert.ok(strings.some((s) => /[\u0600-\u06ff]/.test(s)), 'Arabic');
+  assert.ok(strings.some((s) => s.includes('\u200d')), 'ZWJ emoji');
+  assert.ok(strings.some((s) => /\p{Emoji_Modifier}/u.test(s)), 'skin tones');
+  assert.ok(strings.some((s) => s.includes('<|im_start|>')) && strings.some((s) => s.includes('<|endoftext|>')), 'special tokens');
+  assert.ok(strings.some((s) => / {3,}/.test(s)) && strings.some((s) => /\n\n/.test(s)) && strings.some((s) => s.includes('\t')), 'whitespace runs');
+  assert.ok(strings.some((s) => /\d{6,}/.test(s)), 'digit runs');
+  assert.ok(strings.some((s) => s.includes("'S")), "uppercase 's");
+  assert.ok(strings.some((s) => s !== s.normalize('NFC')), 'text that NFC changes');
+
+  let tokens = 0;
+  for (const s of strings) {
+    const ids = qwen.encode(s);
+    tokens += ids.length;
+    assert.deepEqual(ids, peer.encode(s, { add_special_tokens: false }), `ids differ for ${JSON.stringify(s)}`);
+    // Qwen2's normalizer is NFC, so the text comes back NFC-normalised (identical for text already in NFC).
+    assert.equal(qwen.decode(ids), s.normalize('NFC'), `decode(encode(s)) differs for ${JSON.stringify(s)}`);
+  }
+  assert.ok(tokens > 50_000, `only ${tokens} tokens: the strings are too short to mean much`);
+});
+
+test('U+0085 and U+FEFF split as in HF Rust tokenizers (Oniguruma \\s), where a plain JS RegExp differs', () => {
+  // Ids produced by the Rust implementation (npm `tokenizers` 0.23.2, Tokenizer.fromFile on the same
+  // tokenizer.json, addSpecialTokens false). @lenml/tokenizers gives other ids for the first two.
+  const expected: Array<[string, number[]]> = [
+    ['a \u0085b', [64, 220, 126, 227, 65]],
+    ['a \ufeffb', [64, 75780, 65]],
+    ['x\u0085y \ufeffz', [87, 126, 227, 88, 75780, 89]],
+    [' \u0085\u0085 a', [2139, 227, 126, 227, 264]],
+    ['\ufeffLos Panthers', [3225, 29596, 44167]],
+    ['end \ufeff\n', [408, 220, 61519]],
+  ];
+  for (const [text, ids] of expected) {
+    assert.deepEqual(qwen.encode(text), ids, JSON.stringify(text));
+    assert.equal(qwen.decode(ids), text);
+  }
+});
+
+test('known Qwen ids, special tokens as single tokens, and decode options', () => {
+  assert.deepEqual(qwen.encode('Hello world'), [9707, 1879]);
+  assert.equal(qwen.vocabSize, 151669);
+  assert.equal(qwen.eosTokenId, 151645);
+  assert.equal(qwen.padTokenId, 151643);
+  assert.equal(qwen.bosTokenId, null);
+  assert.equal(qwen.tokenToId('<|im_start|>'), 151644);
+  assert.equal(qwen.idToToken(151644), '<|im_start|>');
+  assert.equal(qwen.idToToken(9707), 'Hello');
+
+  const chat = '<|im_start|>user\nHi<|im_end|>\n';
+  const ids = qwen.encode(chat);
+  assert.deepEqual(ids, [151644, 872, 198, 13048, 151645, 198]);
+  // Qwen2's post-processor adds no BOS/EOS either way.
+  assert.deepEqual(qwen.encode(chat, { addSpecialTokens: false }), ids);
+  assert.equal(qwen.decode(ids), chat);
+  assert.equal(qwen.decode(ids, { skipSpecialTokens: true }), 'user\nHi\n');
+  // <tool_call> is an added token but not special: it stays.
+  assert.equal(qwen.decode(qwen.encode('<tool_call>x'), { skipSpecialTokens: true }), '<tool_call>x');
+  assert.ok(qwen.isSpecial(151645) && !qwen.isSpecial(qwen.tokenToId('<tool_call>')!) && !qwen.isSpecial(9707));
+
+  assert.deepEqual(qwen.encode(''), []);
+  assert.equal(qwen.decode([]), '');
+  assert.equal(qwen.decode([151645], { skipSpecialTokens: true }), '');
+  // Half of a two-byte character decodes to U+FFFD, like HF's errors="replace".
+  assert.equal(qwen.decode([qwen.tokenToId('Ã')!]), '\uFFFD');
+  assert.throws(() => qwen.decode([qwen.vocabSize]), /not in the vocabulary/);
+  assert.throws(() => qwen.decode([-1]), /not in the vocabulary/);
+  assert.equal(qwen.tokenize('Hello world').join('|'), 'Hello|Ġworld');
+});
+
+test('vocabulary() and merges() expose what a GGUF writer needs', () => {
+  const vocab = qwen.vocabulary();
+  assert.equal(vocab.length, qwen.vocabSize);
+  assert.equal(vocab[9707], 'Hello');
+  assert.equal(vocab[151645], '<|im_end|>');
+  const merges = qwen.merges();
+  assert.equal(merges.length, 151387);
+  assert.deepEqual(merges[0], ['Ġ', 'Ġ']);
+  assert.equal(qwen.addedTokens.length, 26);
+  assert.equal(qwen.addedTokens[0]!.content, '<|endoftext|>');
+});
+
+test('adding <|embed_token|> to Qwen2.5 gives id 151665, encodes it as one token, and survives save + load', async () => {
+  const files = qwen2_5TokenizerFiles();
+  const originalAdded = files.tokenizerJson.added_tokens.length;
+  const tok = Tokenizer.fromJSON(files.tokenizerJson, files.tokenizerConfig);
+  assert.equal(tok.vocabSize, 151665);
+  const before = tok.encode('The embedding is <|embed_token|>.');
+  assert.ok(before.length > 6);
+
+  const result = tok.addSpecialTokens(['<|embed_token|>']);
+  assert.deepEqual(result, { ids: [151665], added: 1 });
+  assert.equal(tok.vocabSize, 151666);
+  assert.deepEqual(tok.encode('The embedding is <|embed_token|>.'), [785, 39088, 374, 220, 151665, 13]);
+  assert.equal(tok.decode([785, 39088, 374, 220, 151665, 13], { skipSpecialTokens: true }), 'The embedding is .');
+  // Adding it again changes nothing; the caller's objects were not mutated.
+  assert.deepEqual(tok.addSpecialTokens(['<|embed_token|>', '<|im_end|>']), { ids: [151665, 151645], added: 0 });
+  assert.equal(files.tokenizerJson.added_tokens.length, originalAdded);
+  assert.equal(files.tokenizerConfig.added_tokens_decoder?.['151665'], undefined);
+
+  const dir = await tempDir();
+  try {
+    await tok.save(dir);
+    assert.deepEqual((await readdir(dir)).sort(), ['tokenizer.json', 'tokenizer_config.json'], 'no temp files left');
+    const savedConfig = JSON.parse(await readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
+    assert.deepEqual(savedConfig.added_tokens_decoder['151665'], {
+      content: '<|embed_token|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    });
+    assert.ok(savedConfig.additional_special_tokens.includes('<|embed_token|>'));
+    const savedJson = JSON.parse(await readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
+    assert.deepEqual(savedJson.added_tokens.at(-1), {
+      id: 151665, content: '<|embed_token|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    });
+    // Everything else in tokenizer.json is as loaded.
+    assert.deepEqual({ ...savedJson, added_tokens: savedJson.added_tokens.slice(0, -1) }, files.tokenizerJson);
+
+    const again = await Tokenizer.fromFolder(dir);
+    assert.equal(again.vocabSize, 151666);
+    assert.equal(again.tokenToId('<|embed_token|>'), 151665);
+    assert.ok(again.isSpecial(151665));
+    assert.deepEqual(again.encode('x<|embed_token|>y'), tok.encode('x<|embed_token|>y'));
+    assert.equal(again.chatTemplateSource, tok.chatTemplateSource);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a folder with a missing or malformed tokenizer file fails with one message naming the file', async () => {
+  const dir = await tempDir();
+  try {
+    await assert.rejects(Tokenizer.fromFolder(dir), (err: Error) => {
+      assert.match(err.message, /tokenizer\.json: is missing/);
+      assert.ok(err.message.includes(path.join(dir, 'tokenizer.json')));
+      return true;
+    });
+    const ref = qwenReferenceTokenizerDir();
+    await copyFile(path.join(ref, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
+    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer_config\.json: is missing/);
+
+    await writeFile(path.join(dir, 'tokenizer_config.json'), '{"eos_token": "<|im_end|>",');
+    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer_config\.json: is not valid JSON/);
+
+    await writeFile(path.join(dir, 'tokenizer_config.json'), '{"eos_token": "<|no_such_token|>"}');
+    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer_config\.json: eos_token is "<\|no_such_token\|>", which is not a token/);
+
+    await writeFile(path.join(dir, 'tokenizer_config.json'), '{}');
+    await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'Unigram', vocab: [] } }));
+    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: model\.type is "Unigram", but only byte-level "BPE"/);
+
+    await writeFile(path.join(dir, 'tokenizer.json'), '[]');
+    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: is not a JSON object/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
