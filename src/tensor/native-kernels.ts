@@ -1,14 +1,34 @@
 /**
  * Loads the N-API addon (build/Release/search_r3_native.node, built at install by node-gyp from
- * native/) and presents it as Kernels. The addon may implement a subset of the kernels; the rest
- * fall back to the TS reference, so every kernel exists on both backends.
+ * native/) and presents it as Kernels. The addon takes positional arguments (cheaper to unpack in C
+ * than objects), so the object-taking kernels get thin wrappers here. Any kernel the addon lacks falls
+ * back to the TS reference, so every kernel exists on both backends.
+ *
+ * Threads: one OpenMP pool runs every parallel loop, gemm included (OpenBLAS is kept on one thread and
+ * gemm splits panels/batches across the pool). SEARCH_R3_THREADS sets its size (default: all cores);
+ * setNativeThreads changes it at run time.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jsKernels } from './js-kernels.js';
-import type { Kernels } from './kernels.js';
+import type { AttentionShape, F32, GemmArgs, Kernels } from './kernels.js';
+
+/** The addon's exports: kernels with positional arguments, plus thread control. */
+export interface NativeAddon {
+  gemm(a: F32, b: F32, c: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
+    strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
+  attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, batch: number, queryHeads: number, kvHeads: number,
+    queryLen: number, keyLen: number, headDim: number, scale: number, causal: boolean, keyMask: Uint8Array | null): void;
+  attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, batch: number,
+    queryHeads: number, kvHeads: number, queryLen: number, keyLen: number, headDim: number, scale: number,
+    causal: boolean, keyMask: Uint8Array | null): void;
+  setNumThreads(n: number): void;
+  numThreads(): number;
+  blasConfig(): string;
+  [kernel: string]: unknown;
+}
 
 function findAddon(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -20,8 +40,48 @@ function findAddon(): string {
   throw new Error('build/Release/search_r3_native.node not found (run `npm install`; it needs libopenblas-dev and a C compiler)');
 }
 
-export function loadNativeKernels(): Kernels {
+let loaded: NativeAddon | null = null;
+
+/** Loads the addon once. Thread-pool environment must be set before libgomp/OpenBLAS initialise (at load). */
+export function loadAddon(): NativeAddon {
+  if (loaded) return loaded;
+  // OpenBLAS never threads (gemm parallelises over OpenMP itself): skip creating its idle pool.
+  process.env.OPENBLAS_NUM_THREADS ??= '1';
+  // Idle OpenMP threads spin briefly, then sleep: on a 2-core machine shared with other work a long
+  // spin steals the core from the main thread between kernels; no spin makes each kernel pay a wake-up.
+  process.env.GOMP_SPINCOUNT ??= '20000';
   const require = createRequire(import.meta.url);
-  const addon = require(findAddon()) as { makeKernels(): Partial<Kernels> };
-  return { ...jsKernels, ...addon.makeKernels(), name: 'native' };
+  loaded = require(findAddon()) as NativeAddon;
+  return loaded;
+}
+
+/** Threads the native kernels use (OpenMP pool size). */
+export function setNativeThreads(n: number): void { loadAddon().setNumThreads(n); }
+export function nativeThreads(): number { return loadAddon().numThreads(); }
+
+const KERNEL_NAMES: ReadonlyArray<keyof Kernels> = [
+  'binary', 'unary', 'axpby', 'reduce', 'copy', 'sumSquares', 'allFinite',
+  'rmsnormForward', 'rmsnormBackward', 'rope',
+  'softmaxForward', 'softmaxBackward', 'logSoftmaxForward', 'logSoftmaxBackward',
+  'crossEntropyForward', 'crossEntropyBackward',
+  'siluForward', 'siluBackward', 'swigluForward', 'swigluBackward',
+  'embeddingForward', 'embeddingBackward', 'adamw',
+];
+
+export function loadNativeKernels(): Kernels {
+  const addon = loadAddon();
+  const direct: Partial<Kernels> = {};
+  for (const name of KERNEL_NAMES) {
+    if (typeof addon[name] === 'function') (direct as Record<string, unknown>)[name] = addon[name];
+  }
+  return {
+    ...jsKernels,
+    ...direct,
+    name: 'native',
+    gemm: (g: GemmArgs) => addon.gemm(g.a, g.b, g.c, g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.accumulate),
+    attentionForward: (q, k, v, out, lse, s: AttentionShape) =>
+      addon.attentionForward(q, k, v, out, lse, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask),
+    attentionBackward: (q, k, v, out, lse, dout, dq, dk, dv, s: AttentionShape) =>
+      addon.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask),
+  };
 }

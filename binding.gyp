@@ -1,0 +1,25 @@
+{
+  "targets": [
+    {
+      "target_name": "search_r3_native",
+      "sources": [
+        "native/addon.c",
+        "native/threads.c",
+        "native/gemm.c",
+        "native/strided.c",
+        "native/elementwise.c",
+        "native/reduce.c",
+        "native/norm.c",
+        "native/softmax.c",
+        "native/attention.c",
+        "native/embedding.c",
+        "native/optim.c"
+      ],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"],
+      "cflags!": ["-O2", "-O0", "-fno-strict-aliasing"],
+      "ldflags": ["-fopenmp"],
+      "libraries": ["-lopenblas", "-lm"]
+    }
+  ]
+}

@@ -1,0 +1,102 @@
+/* Row-wise softmax / log-softmax and the cross-entropy loss over vocabulary rows. Sums in double. */
+#include <math.h>
+#include <omp.h>
+#include "common.h"
+
+static inline float row_max(const float *x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  return mx;
+}
+
+/* log Σ exp(x), -Inf for an empty or all -Inf row. */
+static double row_lse(const float *x, int64_t n) {
+  const float mx = row_max(x, n);
+  if (mx == -INFINITY) return -INFINITY;
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; i++) s += sr3_expf(x[i] - mx);
+  return (double)mx + log(s);
+}
+
+#define ROWS_PAR(work) const int T = sr3_threads_for((size_t)(work)); _Pragma("omp parallel for num_threads(T) if (T > 1) schedule(static)")
+
+void sr3_softmax_fwd(const float *x, float *y, int64_t rows, int64_t n) {
+  ROWS_PAR(rows * n * 4)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * n;
+    float *yr = y + r * n;
+    const float mx = row_max(xr, n);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) { const float e = sr3_expf(xr[i] - mx); yr[i] = e; s += e; }
+    const double inv = 1.0 / s;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) yr[i] = (float)(yr[i] * inv);
+  }
+}
+
+void sr3_softmax_bwd(const float *y, const float *dy, float *dx, int64_t rows, int64_t n) {
+  ROWS_PAR(rows * n * 2)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *yr = y + r * n, *dyr = dy + r * n;
+    float *dxr = dx + r * n;
+    double dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t i = 0; i < n; i++) dot += (double)dyr[i] * yr[i];
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dxr[i] = (float)(yr[i] * (dyr[i] - dot));
+  }
+}
+
+void sr3_logsoftmax_fwd(const float *x, float *y, int64_t rows, int64_t n) {
+  ROWS_PAR(rows * n * 4)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * n;
+    float *yr = y + r * n;
+    const double l = row_lse(xr, n);
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) yr[i] = (float)(xr[i] - l);
+  }
+}
+
+void sr3_logsoftmax_bwd(const float *y, const float *dy, float *dx, int64_t rows, int64_t n) {
+  ROWS_PAR(rows * n * 4)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *yr = y + r * n, *dyr = dy + r * n;
+    float *dxr = dx + r * n;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += dyr[i];
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dxr[i] = (float)(dyr[i] - sr3_expf(yr[i]) * s);
+  }
+}
+
+void sr3_xent_fwd(const float *logits, const int32_t *targets, float *loss, float *lse, int64_t rows, int64_t vocab,
+                  int32_t ignore) {
+  ROWS_PAR(rows * vocab * 4)
+  for (int64_t r = 0; r < rows; r++) {
+    const int32_t t = targets[r];
+    if (t == ignore) { loss[r] = 0; lse[r] = 0; continue; }
+    const float *lr = logits + r * vocab;
+    const double l = row_lse(lr, vocab);
+    lse[r] = (float)l;
+    loss[r] = (float)(l - lr[t]);
+  }
+}
+
+void sr3_xent_bwd(const float *logits, const int32_t *targets, const float *lse, const float *scale, float *dlogits,
+                  int64_t rows, int64_t vocab, int32_t ignore) {
+  ROWS_PAR(rows * vocab * 4)
+  for (int64_t r = 0; r < rows; r++) {
+    const int32_t t = targets[r];
+    float *dr = dlogits + r * vocab;
+    if (t == ignore) { memset(dr, 0, sizeof(float) * (size_t)vocab); continue; }
+    const float *lr = logits + r * vocab;
+    const float l = lse[r], s = scale[r];
+#pragma omp simd
+    for (int64_t i = 0; i < vocab; i++) dr[i] = s * sr3_expf(lr[i] - l);
+    dr[t] = (float)((double)dr[t] - s);
+  }
+}
