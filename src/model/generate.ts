@@ -1,0 +1,120 @@
+/**
+ * Autoregressive generation with a KV cache over a batch of prompts of different lengths.
+ *
+ * Prompts are left-padded to a common length; padding is masked out of attention and positions start
+ * at 0 at each row's first real token, so every row computes exactly what it would alone. A row stops
+ * at a stop token or after maxNewTokens. Hidden states (after the final norm) can be captured at given
+ * positions or wherever a given token is fed to the model, e.g. a generated <|embed_token|>: the token
+ * is fed once more so that its own hidden state exists.
+ */
+import * as T from '../tensor/index.js';
+import type { Qwen2Model } from './qwen2-model.js';
+import { type SamplingOptions, sampleToken } from './sampling.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** Generation of a row ends after it produces one of these. */
+  stopTokens?: number[];
+  /** Seed for sampling (temperature > 0); each call with the same seed gives the same tokens. */
+  seed?: number;
+  /** Capture the hidden state wherever one of these tokens is an input (prompt or generated). */
+  captureTokens?: number[];
+  /** Capture the hidden state at these positions of each row (0 = first prompt token). */
+  capturePositions?: number[][];
+}
+
+export interface Generation {
+  /** Generated tokens (the stop token included when one ended the row). */
+  tokens: number[];
+  /** Log-probability of each generated token under the sampling distribution (see sampleToken). */
+  logprobs: number[];
+  finish: 'stop' | 'length';
+  /** Captured hidden states by position in the row (prompt + generated). */
+  hidden: Map<number, Float32Array>;
+}
+
+export function generate(model: Qwen2Model, prompts: number[][], opts: GenerateOptions): Generation[] {
+  return T.noGrad(() => run(model, prompts, opts));
+}
+
+function run(model: Qwen2Model, prompts: number[][], opts: GenerateOptions): Generation[] {
+  const c = model.config, B = prompts.length, d = c.hiddenSize, V = c.vocabSize;
+  if (B === 0) return [];
+  if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
+  const P = Math.max(...prompts.map((p) => p.length));
+  const need = P + opts.maxNewTokens + 1;
+  if (need > c.maxPositionEmbeddings) {
+    throw new Error(`generate: a ${P}-token prompt plus ${opts.maxNewTokens} new tokens exceeds the model's context of ${c.maxPositionEmbeddings} positions`);
+  }
+  const stop = new Set(opts.stopTokens ?? []);
+  const captureTok = new Set(opts.captureTokens ?? []);
+  const capturePos = (opts.capturePositions ?? []).map((ps) => new Set(ps));
+  const rng = opts.temperature && opts.temperature > 0 ? new T.Rng(opts.seed ?? 0) : null;
+  const pad = prompts.map((p) => P - p.length);
+  const out: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finish: 'length', hidden: new Map() }));
+  // running: samples another token; feed: its last token must be fed once more for a capture; done.
+  const state = new Array<'running' | 'feed' | 'done'>(B).fill('running');
+  const wantsHidden = (b: number, tok: number, rowPos: number): boolean => captureTok.has(tok) || capturePos[b]?.has(rowPos) === true;
+
+  const cache = model.newCache();
+  let mask = new Uint8Array(B * P);
+  const ids = new Int32Array(B * P), pos = new Int32Array(B * P);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < P; t++) {
+      const real = t >= pad[b];
+      mask[b * P + t] = real ? 1 : 0;
+      ids[b * P + t] = real ? prompts[b][t - pad[b]] : 0;
+      pos[b * P + t] = real ? t - pad[b] : 0;
+    }
+  }
+  let hidden = model.forward(ids, B, P, { positions: pos, keyMask: mask, cache });
+  let stepIds: Int32Array = ids, stepLen = P;
+  let live = new Array<boolean>(B).fill(true);
+
+  for (;;) {
+    const hd = hidden.data;
+    for (let b = 0; b < B; b++) {
+      if (!live[b]) continue;
+      const rowLen = prompts[b].length + out[b].tokens.length;
+      for (let t = 0; t < stepLen; t++) {
+        const rowPos = rowLen - stepLen + t;
+        if (rowPos < 0) continue; // padding
+        if (wantsHidden(b, stepIds[b * stepLen + t], rowPos)) {
+          out[b].hidden.set(rowPos, Float32Array.from(hd.subarray((b * stepLen + t) * d, (b * stepLen + t + 1) * d)));
+        }
+      }
+      if (state[b] === 'feed') state[b] = 'done';
+    }
+
+    const logits = model.logits(T.slice(hidden, 1, stepLen - 1, stepLen)).data;
+    const next = new Int32Array(B);
+    for (let b = 0; b < B; b++) {
+      if (state[b] !== 'running') continue;
+      const s = sampleToken(logits, b * V, V, opts, rng);
+      next[b] = s.token;
+      out[b].tokens.push(s.token);
+      out[b].logprobs.push(s.logprob);
+      const stopped = stop.has(s.token);
+      if (stopped) out[b].finish = 'stop';
+      if (stopped || out[b].tokens.length >= opts.maxNewTokens) {
+        state[b] = wantsHidden(b, s.token, prompts[b].length + out[b].tokens.length - 1) ? 'feed' : 'done';
+      }
+    }
+    live = state.map((s) => s !== 'done');
+    if (!live.some(Boolean)) break;
+
+    // one decode step; rows already done feed a masked dummy token to keep the batch aligned
+    const S = cache.length + 1;
+    const grown = new Uint8Array(B * S);
+    const stepPos = new Int32Array(B);
+    for (let b = 0; b < B; b++) {
+      grown.set(mask.subarray(b * (S - 1), (b + 1) * (S - 1)), b * S);
+      grown[b * S + S - 1] = live[b] ? 1 : 0;
+      stepPos[b] = live[b] ? prompts[b].length + out[b].tokens.length - 1 : 0;
+    }
+    mask = grown;
+    stepIds = next; stepLen = 1;
+    hidden = model.forward(next, B, 1, { positions: stepPos, keyMask: mask, cache });
+  }
+  return out;
+}

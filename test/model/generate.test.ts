@@ -1,0 +1,86 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.js';
+import { Qwen2Model } from '../../src/model/qwen2-model.js';
+import { generate } from '../../src/model/generate.js';
+import { sampleToken } from '../../src/model/sampling.js';
+import { relErr } from '../helpers/torch.js';
+import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
+
+const config = tinyQwen2Config({ vocabSize: 50, hiddenSize: 32, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, intermediateSize: 48, numHiddenLayers: 2, maxPositionEmbeddings: 64 });
+const model = Qwen2Model.random(config, new T.Rng(7), 0.3);
+const prompts = [[3, 9, 4, 17, 22, 5, 8], [11, 2], [40, 41, 42, 43]];
+
+/** Hidden states and logits of a whole sequence without any cache: the definition generation must meet. */
+function full(seq: number[]): { hidden: Float32Array; logits: Float32Array } {
+  return T.noGrad(() => {
+    const h = model.forward(Int32Array.from(seq), 1, seq.length);
+    return { hidden: h.data, logits: model.logits(h).data };
+  });
+}
+
+test('greedy generation with the KV cache equals recomputing the whole sequence each step', () => {
+  for (const p of prompts) {
+    const g = generate(model, [p], { maxNewTokens: 12 })[0];
+    const seq = [...p];
+    for (let i = 0; i < 12; i++) {
+      const { logits } = full(seq);
+      const row = logits.subarray((seq.length - 1) * config.vocabSize, seq.length * config.vocabSize);
+      const best = row.indexOf(Math.max(...row));
+      assert.equal(g.tokens[i], best, `token ${i} of prompt ${p}`);
+      const lse = Math.log(row.reduce((a, x) => a + Math.exp(x), 0));
+      assert.ok(Math.abs(g.logprobs[i] - (row[best] - lse)) < 1e-4, 'logprob');
+      seq.push(best);
+    }
+  }
+});
+
+test('a batch of prompts of different lengths generates what each prompt generates alone', () => {
+  const batch = generate(model, prompts, { maxNewTokens: 10, capturePositions: prompts.map((p) => [p.length - 1, p.length + 4]) });
+  prompts.forEach((p, i) => {
+    const alone = generate(model, [p], { maxNewTokens: 10, capturePositions: [[p.length - 1, p.length + 4]] })[0];
+    assert.deepEqual(batch[i].tokens, alone.tokens);
+    for (const [pos, h] of alone.hidden) assert.ok(relErr(batch[i].hidden.get(pos)!, h) < 1e-5, `hidden at ${pos}`);
+  });
+});
+
+test('hidden states captured at a generated token equal the full forward pass at that position', () => {
+  const p = prompts[0];
+  const plain = generate(model, [p], { maxNewTokens: 6 })[0];
+  const target = plain.tokens[3];
+  const g = generate(model, [p], { maxNewTokens: 6, stopTokens: [target], captureTokens: [target] })[0];
+  assert.equal(g.finish, 'stop');
+  assert.deepEqual(g.tokens, plain.tokens.slice(0, plain.tokens.indexOf(target) + 1));
+  const at = p.length + g.tokens.length - 1;
+  const ref = full([...p, ...g.tokens]).hidden.subarray(at * config.hiddenSize, (at + 1) * config.hiddenSize);
+  assert.ok(g.hidden.has(at), 'captured at the stop token');
+  assert.ok(relErr(g.hidden.get(at)!, ref) < 1e-5);
+});
+
+test('seeded sampling is reproducible; top-k 1 is greedy; maxNewTokens ends with finish=length', () => {
+  const opts = { maxNewTokens: 15, temperature: 1.3, topP: 0.9, seed: 5 };
+  const a = generate(model, prompts, opts), b = generate(model, prompts, opts);
+  assert.deepEqual(a.map((g) => g.tokens), b.map((g) => g.tokens));
+  const c = generate(model, prompts, { ...opts, seed: 6 });
+  assert.notDeepEqual(a.map((g) => g.tokens), c.map((g) => g.tokens));
+  const greedy = generate(model, prompts, { maxNewTokens: 15 });
+  const k1 = generate(model, prompts, { maxNewTokens: 15, temperature: 0.8, topK: 1, seed: 1 });
+  assert.deepEqual(k1.map((g) => g.tokens), greedy.map((g) => g.tokens));
+  for (const g of a) { assert.equal(g.tokens.length, 15); assert.equal(g.finish, 'length'); }
+});
+
+test('top-k and top-p only ever pick from the allowed set', () => {
+  const logits = Float32Array.from([2, 1, 0.5, 3, -1, 2.9]);
+  const rng = new T.Rng(3);
+  const seen = new Set<number>();
+  for (let i = 0; i < 400; i++) seen.add(sampleToken(logits, 0, 6, { temperature: 1, topK: 2 }, rng).token);
+  assert.deepEqual([...seen].sort(), [3, 5]);
+  seen.clear();
+  // softmax: token 3 ≈ 0.41, token 5 ≈ 0.37 → top-p 0.5 needs both, nothing more
+  for (let i = 0; i < 400; i++) seen.add(sampleToken(logits, 0, 6, { temperature: 1, topP: 0.5 }, rng).token);
+  assert.deepEqual([...seen].sort(), [3, 5]);
+});
+
+test('a prompt longer than the context is refused with the limit named', () => {
+  assert.throws(() => generate(model, [new Array(60).fill(1)], { maxNewTokens: 10 }), /context of 64 positions/);
+});
