@@ -17,7 +17,7 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, opts: CrossEnt
   for (let r = 0; r < rows; r++) {
     const t = targets[r];
     if (t === ignoreIndex) continue;
-    if (t < 0 || t >= vocab) throw new TensorError('crossEntropy', `target ${t} at row ${r} is outside the vocabulary (${vocab})`);
+    if (t < 0 || t >= vocab) throw new TensorError('crossEntropy', `target ${t} at row ${r} is outside the vocabulary (${vocab}) of logits ${shapeStr(logits.shape)}`);
     count++;
   }
   const loss = new Float32Array(rows), lse = new Float32Array(rows);
