@@ -74,6 +74,14 @@ test('options and bad sizes', async () => {
   assert.throws(() => makeTinyTokenizer({ specialTokens: ['a', 'a'] }), /duplicates/);
   assert.throws(() => makeTinyTokenizer({ specialTokens: ['in'] }), /already a BPE token/);
 
+  // Older tokenizer.json files write merges as "a b" strings; both forms load and encode alike.
+  const pairs = makeTinyTokenizer();
+  const strings = { ...pairs.tokenizerJson, model: { ...pairs.tokenizerJson.model, merges: pairs.tokenizerJson.model.merges.map((m) => (m as string[]).join(' ')) } };
+  const a = Tokenizer.fromJSON(pairs.tokenizerJson, pairs.tokenizerConfig);
+  const b = Tokenizer.fromJSON(strings, pairs.tokenizerConfig);
+  assert.deepEqual(b.merges(), a.merges());
+  assert.deepEqual(b.encode('interesting things in the middle'), a.encode('interesting things in the middle'));
+
   const broken = makeTinyTokenizer().tokenizerJson;
   broken.model.merges.push(['no', 'such']);
   assert.deepEqual(bpeConsistencyProblems(broken), ['merge 252 (no such) has a part or result that is not a token']);
