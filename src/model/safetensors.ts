@@ -15,19 +15,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from './atomic-file.js';
+import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from './half-float.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 
-/** A tensor in float32, row-major, numpy-order shape. */
-export interface TensorData {
-  shape: number[];
-  data: Float32Array;
-}
-
-export interface NamedTensor extends TensorData {
-  name: string;
-}
+export type { TensorData, TensorView, NamedTensor } from './tensor-data.js';
 
 /** One tensor as the header describes it; offsets are absolute positions in the file. */
 export interface SafetensorsEntry {
@@ -60,12 +53,6 @@ const SCRATCH_ELEMENTS = 8 << 20;
 
 function assertLittleEndianHost(): void {
   if (os.endianness() !== 'LE') throw new Error('safetensors I/O needs a little-endian machine.');
-}
-
-function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
 }
 
 function isNonNegInt(v: unknown): v is number {
@@ -311,7 +298,7 @@ function resolveDtype(opt: SaveSafetensorsOptions['dtype'], name: string, shape:
   return d;
 }
 
-function checkTensor(name: string, t: TensorData): void {
+function checkTensor(name: string, t: TensorView): void {
   if (name === '__metadata__' || name === '') throw new Error(`safetensors: "${name}" cannot be a tensor name.`);
   if (!t.shape.every(isNonNegInt) || numel(t.shape) !== t.data.length) {
     throw new Error(`safetensors: tensor "${name}" has shape ${JSON.stringify(t.shape)} but ${t.data.length} values.`);
@@ -319,7 +306,7 @@ function checkTensor(name: string, t: TensorData): void {
 }
 
 /** Header bytes, padded with spaces so that the data starts 8-byte aligned (as the reference writer does). */
-function buildHeader(tensors: ReadonlyArray<readonly [string, TensorData, SafetensorsDtype]>, metadata: Record<string, string>): Uint8Array {
+function buildHeader(tensors: ReadonlyArray<readonly [string, TensorView, SafetensorsDtype]>, metadata: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const [name, t, dtype] of tensors) {
@@ -345,11 +332,11 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
 /** Writes `tensors` (insertion order kept) to one .safetensors file, via temp file + rename. */
 export async function saveSafetensors(
   file: string,
-  tensors: Iterable<readonly [string, TensorData]>,
+  tensors: Iterable<readonly [string, TensorView]>,
   options: SaveSafetensorsOptions = {},
 ): Promise<void> {
   assertLittleEndianHost();
-  const list: [string, TensorData, SafetensorsDtype][] = [];
+  const list: [string, TensorView, SafetensorsDtype][] = [];
   const seen = new Set<string>();
   for (const [name, t] of tensors) {
     checkTensor(name, t);
@@ -396,7 +383,7 @@ export interface SaveSafetensorsFolderOptions extends SaveSafetensorsOptions {
  */
 export async function saveSafetensorsFolder(
   dir: string,
-  tensors: Iterable<readonly [string, TensorData]>,
+  tensors: Iterable<readonly [string, TensorView]>,
   options: SaveSafetensorsFolderOptions = {},
 ): Promise<string[]> {
   const maxShard = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
@@ -407,7 +394,7 @@ export async function saveSafetensorsFolder(
     if (seen.has(name)) throw new Error(`safetensors: tensor "${name}" is given twice.`);
     seen.add(name);
   }
-  const bytesOf = ([name, t]: readonly [string, TensorData]): number =>
+  const bytesOf = ([name, t]: readonly [string, TensorView]): number =>
     t.data.length * DTYPE_BYTES[resolveDtype(options.dtype, name, t.shape)];
   const total = list.reduce((s, e) => s + bytesOf(e), 0);
   await fsp.mkdir(dir, { recursive: true });
@@ -420,8 +407,8 @@ export async function saveSafetensorsFolder(
     return [SINGLE_FILE_NAME];
   }
   // Greedy packing in the given order; a tensor bigger than the limit gets a shard of its own.
-  const groups: (readonly [string, TensorData])[][] = [];
-  let current: (readonly [string, TensorData])[] = [];
+  const groups: (readonly [string, TensorView])[][] = [];
+  let current: (readonly [string, TensorView])[] = [];
   let currentBytes = 0;
   for (const e of list) {
     const b = bytesOf(e);
