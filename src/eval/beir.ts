@@ -1,0 +1,100 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { EvalInputError } from './input-error.js';
+import { readLines } from './line-reader.js';
+import { readBeirQrels, type Qrels } from './qrels.js';
+
+export interface BeirDocument {
+  id: string;
+  title: string;
+  text: string;
+}
+
+export interface BeirDataset {
+  folder: string;
+  split: string;
+  corpus: BeirDocument[];
+  /** Only the queries judged in the split's qrels (as BEIR's loader keeps them), in file order. */
+  queries: Map<string, string>;
+  qrels: Qrels;
+}
+
+function parseJsonLine(text: string, file: string, line: number): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new EvalInputError(`not valid JSON (${(err as Error).message})`, file, line);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new EvalInputError('expected a JSON object per line', file, line);
+  }
+  return value as Record<string, unknown>;
+}
+
+function idField(obj: Record<string, unknown>, file: string, line: number): string {
+  const id = obj['_id'];
+  if (typeof id === 'string' && id !== '') return id;
+  if (typeof id === 'number') return String(id);
+  throw new EvalInputError("missing or empty '_id'", file, line);
+}
+
+function textField(obj: Record<string, unknown>, key: string, file: string, line: number): string {
+  const v = obj[key];
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') throw new EvalInputError(`'${key}' must be a string`, file, line);
+  return v;
+}
+
+/** Streams a BEIR `corpus.jsonl` (`_id`, `title`, `text`), one document at a time. */
+export async function* streamBeirCorpus(file: string): AsyncGenerator<BeirDocument> {
+  const seen = new Set<string>();
+  for await (const { text, line } of readLines(file)) {
+    if (text.trim() === '') continue;
+    const obj = parseJsonLine(text, file, line);
+    const id = idField(obj, file, line);
+    if (seen.has(id)) throw new EvalInputError(`document id '${id}' appears twice`, file, line);
+    seen.add(id);
+    yield { id, title: textField(obj, 'title', file, line), text: textField(obj, 'text', file, line) };
+  }
+}
+
+export async function readBeirCorpus(file: string): Promise<BeirDocument[]> {
+  const docs: BeirDocument[] = [];
+  for await (const d of streamBeirCorpus(file)) docs.push(d);
+  if (docs.length === 0) throw new EvalInputError('no documents found', file);
+  return docs;
+}
+
+/** Reads a BEIR `queries.jsonl` (`_id`, `text`). */
+export async function readBeirQueries(file: string): Promise<Map<string, string>> {
+  const queries = new Map<string, string>();
+  for await (const { text, line } of readLines(file)) {
+    if (text.trim() === '') continue;
+    const obj = parseJsonLine(text, file, line);
+    const id = idField(obj, file, line);
+    if (queries.has(id)) throw new EvalInputError(`query id '${id}' appears twice`, file, line);
+    queries.set(id, textField(obj, 'text', file, line));
+  }
+  return queries;
+}
+
+/** Reads a BEIR folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv. */
+export async function readBeirDataset(folder: string, split: string): Promise<BeirDataset> {
+  if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
+  const qrelsFile = join(folder, 'qrels', `${split}.tsv`);
+  if (!existsSync(qrelsFile)) {
+    throw new EvalInputError(`no qrels for split '${split}' (expected ${qrelsFile}); pick another --split`, folder);
+  }
+  const qrels = await readBeirQrels(qrelsFile);
+  const allQueries = await readBeirQueries(join(folder, 'queries.jsonl'));
+  const queries = new Map<string, string>();
+  for (const [id, text] of allQueries) if (qrels.has(id)) queries.set(id, text);
+  const missing = [...qrels.keys()].filter((q) => !allQueries.has(q));
+  if (missing.length > 0) {
+    throw new EvalInputError(
+      `${missing.length} judged queries are missing from queries.jsonl (first: '${missing[0]}')`, qrelsFile);
+  }
+  const corpus = await readBeirCorpus(join(folder, 'corpus.jsonl'));
+  return { folder, split, corpus, queries, qrels };
+}

@@ -1,0 +1,98 @@
+import { mkdirSync, renameSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { EvalInputError } from './input-error.js';
+import { readLines, splitFields } from './line-reader.js';
+import { sortedIds, trecRankOrder } from './trec-order.js';
+
+/** One query's retrieved documents and their scores (any order: evaluation ranks them by trec_eval's rule). */
+export interface RankedList {
+  docIds: string[];
+  scores: number[];
+}
+
+/** A run: query id → retrieved documents. */
+export type Run = Map<string, RankedList>;
+
+export interface TrecRunFile {
+  run: Run;
+  /** The tag (sixth column) of the first line, as trec_eval's runid reports it. */
+  tag: string;
+}
+
+/**
+ * Reads a TREC run file: `qid Q0 docid rank score tag` per line. The rank column is ignored (trec_eval re-ranks by
+ * score); a document listed twice for one query is an error, as in trec_eval.
+ */
+export async function readTrecRun(file: string): Promise<TrecRunFile> {
+  const run: Run = new Map();
+  const seen = new Map<string, Set<string>>();
+  let tag: string | undefined;
+  for await (const { text, line } of readLines(file)) {
+    const f = splitFields(text);
+    if (f.length === 0 || f[0]!.startsWith('#')) continue;
+    if (f.length !== 6) {
+      throw new EvalInputError(`expected 6 fields 'qid Q0 docid rank score tag', found ${f.length}`, file, line);
+    }
+    const [qid, , docId, , scoreText] = f as [string, string, string, string, string, string];
+    const score = Number(scoreText);
+    if (scoreText === '' || Number.isNaN(score)) {
+      throw new EvalInputError(`score '${scoreText}' is not a number`, file, line);
+    }
+    let list = run.get(qid);
+    let docs = seen.get(qid);
+    if (!list || !docs) {
+      run.set(qid, (list = { docIds: [], scores: [] }));
+      seen.set(qid, (docs = new Set()));
+    }
+    if (docs.has(docId)) throw new EvalInputError(`document '${docId}' appears twice for query '${qid}'`, file, line);
+    docs.add(docId);
+    list.docIds.push(docId);
+    list.scores.push(score);
+    tag ??= f[5]!;
+  }
+  if (run.size === 0) throw new EvalInputError('no results found (expected lines "qid Q0 docid rank score tag")', file);
+  return { run, tag: tag ?? '' };
+}
+
+/** The lines of a TREC run: queries in id order, documents in trec_eval rank order, rank from 1. */
+export function* formatTrecRun(run: Run, tag: string): Generator<string> {
+  if (/\s/.test(tag) || tag === '') throw new EvalInputError(`run tag '${tag}' must be one non-empty word`);
+  for (const qid of sortedIds(run.keys())) {
+    const list = run.get(qid)!;
+    const order = trecRankOrder(list.docIds, list.scores);
+    for (let r = 0; r < order.length; r++) {
+      const i = order[r]!;
+      // String(number) is the shortest text that reads back as the same double, so scores round-trip exactly.
+      yield `${qid} Q0 ${list.docIds[i]} ${r + 1} ${String(list.scores[i])} ${tag}\n`;
+    }
+  }
+}
+
+/** Writes a TREC run file atomically (temp file in the same folder, then rename). */
+export function writeTrecRun(file: string, run: Run, tag: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    let buf = '';
+    for (const line of formatTrecRun(run, tag)) {
+      buf += line;
+      if (buf.length > 1 << 20) {
+        writeSync(fd, buf);
+        buf = '';
+      }
+    }
+    writeSync(fd, buf);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}
+
+/** Writes any text file atomically. */
+export function writeTextFileAtomic(file: string, text: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
