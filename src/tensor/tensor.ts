@@ -57,6 +57,8 @@ export class Tensor {
   private _data: Float32Array | null;
   private node: Node | null = null;
   private freedBy: string | null = null;
+  /** The op that made this tensor, once backward() has dropped its node: going through it again must fail. */
+  private spentOp: string | null = null;
 
   constructor(data: Float32Array, shape: Shape, requiresGrad = false, name?: string) {
     if (data.length !== shapeSize(shape)) {
@@ -82,7 +84,7 @@ export class Tensor {
   get ndim(): number { return this.shape.length; }
   get isFreed(): boolean { return this._data === null; }
   /** Whether gradients flow into this tensor: a parameter, or the output of an op on one. */
-  get tracksGrad(): boolean { return this.requiresGrad || this.node !== null; }
+  get tracksGrad(): boolean { return this.requiresGrad || this.node !== null || this.spentOp !== null; }
   get creator(): string | null { return this.node?.op ?? null; }
 
   describe(): string {
@@ -144,7 +146,12 @@ export class Tensor {
         else k.axpby(1, g, 1, t.grad);
       }
       const node = t.node;
-      if (node === null) continue;
+      if (node === null) {
+        if (t.spentOp !== null) {
+          throw new TensorError('backward', `the graph behind ${t.describe()} (made by ${t.spentOp}) was freed by an earlier backward(); pass { retainGraph: true } to that backward() to go through it again, or detach() it`);
+        }
+        continue;
+      }
       const inGrads = node.backward(g);
       for (let j = 0; j < node.inputs.length; j++) {
         const inp = node.inputs[j], ig = inGrads[j];
@@ -159,7 +166,7 @@ export class Tensor {
         const prev = grads.get(inp);
         grads.set(inp, prev === undefined ? ig : addFresh(prev, ig));
       }
-      if (!opts.retainGraph) t.node = null;
+      if (!opts.retainGraph) { t.node = null; t.spentOp = node.op; }
     }
   }
 }
