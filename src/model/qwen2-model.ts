@@ -8,10 +8,14 @@
  */
 import * as T from '../tensor/index.js';
 import type { Rng, RopeTables, Tensor } from '../tensor/index.js';
-import type { Qwen2Config } from './qwen2-config.js';
+import { type Qwen2Config, qwen2TensorSpecs } from './qwen2-config.js';
 
 /** A low-rank adapter on one linear layer: a [rank, in], b [out, rank]. */
-export interface LoraAdapter { a: Tensor; b: Tensor; scale: number; dropout: number }
+export interface LoraAdapter {
+  a: Tensor; b: Tensor; scale: number; dropout: number;
+  /** Folded into the base weight (W + scale·B·A): then the forward pass must not add it again. */
+  merged: boolean;
+}
 
 /** Per-layer keys and values of the positions processed so far, for incremental decoding. */
 export interface KVCache {
@@ -32,38 +36,12 @@ export interface ForwardOptions {
   rng?: Rng;
 }
 
-const layerKeys = [
-  'input_layernorm.weight', 'self_attn.q_proj.weight', 'self_attn.q_proj.bias', 'self_attn.k_proj.weight',
-  'self_attn.k_proj.bias', 'self_attn.v_proj.weight', 'self_attn.v_proj.bias', 'self_attn.o_proj.weight',
-  'post_attention_layernorm.weight', 'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight',
-] as const;
-
-/** Every parameter name and shape a Qwen2 checkpoint with this config holds, in checkpoint order. */
-export function qwen2ParameterShapes(c: Qwen2Config): [string, number[]][] {
-  const d = c.hiddenSize, q = c.numAttentionHeads * c.headDim, kv = c.numKeyValueHeads * c.headDim;
-  const shapes: Record<(typeof layerKeys)[number], number[]> = {
-    'input_layernorm.weight': [d],
-    'self_attn.q_proj.weight': [q, d], 'self_attn.q_proj.bias': [q],
-    'self_attn.k_proj.weight': [kv, d], 'self_attn.k_proj.bias': [kv],
-    'self_attn.v_proj.weight': [kv, d], 'self_attn.v_proj.bias': [kv],
-    'self_attn.o_proj.weight': [d, q],
-    'post_attention_layernorm.weight': [d],
-    'mlp.gate_proj.weight': [c.intermediateSize, d], 'mlp.up_proj.weight': [c.intermediateSize, d],
-    'mlp.down_proj.weight': [d, c.intermediateSize],
-  };
-  const out: [string, number[]][] = [['model.embed_tokens.weight', [c.vocabSize, d]]];
-  for (let l = 0; l < c.numHiddenLayers; l++) for (const k of layerKeys) out.push([`model.layers.${l}.${k}`, shapes[k]]);
-  out.push(['model.norm.weight', [d]]);
-  if (!c.tieWordEmbeddings) out.push(['lm_head.weight', [c.vocabSize, d]]);
-  return out;
-}
-
 export class Qwen2Model {
   readonly adapters = new Map<string, LoraAdapter>();
   private readonly rope: RopeTables;
 
   constructor(readonly config: Qwen2Config, readonly params: Map<string, Tensor>) {
-    for (const [name, shape] of qwen2ParameterShapes(config)) {
+    for (const { name, shape } of qwen2TensorSpecs(config)) {
       const p = params.get(name);
       if (!p) throw new Error(`Qwen2 weights: '${name}' is missing`);
       if (p.shape.join() !== shape.join()) {
@@ -77,7 +55,7 @@ export class Qwen2Model {
   /** Random weights (normal, std `std`; norms at 1, biases at 0), as a model before pretraining. */
   static random(config: Qwen2Config, rng: Rng, std = 0.02): Qwen2Model {
     const params = new Map<string, Tensor>();
-    for (const [name, shape] of qwen2ParameterShapes(config)) {
+    for (const { name, shape } of qwen2TensorSpecs(config)) {
       const t = name.endsWith('norm.weight') ? T.full(shape, 1)
         : name.endsWith('.bias') ? T.zeros(shape)
         : T.randn(shape, rng, std);
@@ -89,7 +67,7 @@ export class Qwen2Model {
 
   /** Parameters in checkpoint order. */
   parameters(): Tensor[] {
-    return qwen2ParameterShapes(this.config).map(([n]) => this.params.get(n)!);
+    return qwen2TensorSpecs(this.config).map(({ name }) => this.params.get(name)!);
   }
 
   private p(name: string): Tensor { return this.params.get(name)!; }
@@ -98,7 +76,7 @@ export class Qwen2Model {
   project(x: Tensor, prefix: string, rng?: Rng): Tensor {
     const y = T.linear(x, this.p(`${prefix}.weight`), this.params.get(`${prefix}.bias`));
     const ad = this.adapters.get(prefix);
-    if (!ad) return y;
+    if (!ad || ad.merged) return y;
     const xin = rng && ad.dropout > 0 && T.isGradEnabled() ? T.dropout(x, ad.dropout, rng) : x;
     return T.add(y, T.scale(T.linear(T.linear(xin, ad.a), ad.b), ad.scale));
   }
