@@ -1,0 +1,559 @@
+/**
+ * GGUF export for llama.cpp: Qwen2 models and LoRA adapters.
+ *
+ * Layout (GGUF v3, little-endian): magic "GGUF", version, tensor count, metadata count; metadata
+ * key/values; tensor infos (name, dims, ggml type, offset into the data section); padding to the
+ * alignment (32); tensor data, each tensor starting aligned. Dims are the numpy shape reversed
+ * (ne[0] is the contiguous dimension). Names, keys and the treatment of each tensor follow llama.cpp's
+ * converters (convert_hf_to_gguf.py / convert_lora_to_gguf.py): Qwen2 needs no q/k permutation; a
+ * missing `output.weight` means tied embeddings; norms and biases stay F32 whatever the file type.
+ */
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import os from 'node:os';
+import { writeFileAtomically } from './atomic-file.js';
+import { f16BitsFromFloat32Bits, encodeF16 } from './half-float.js';
+import { ModelFileError } from './model-file-error.js';
+import { qwen2TensorSpecs, type Qwen2Config } from './qwen2-config.js';
+import { numel, type TensorView } from './tensor-data.js';
+
+// ---------------------------------------------------------------------------------------------
+// Generic GGUF writing
+
+export const GGUF_VERSION = 3;
+export const GGUF_DEFAULT_ALIGNMENT = 32;
+
+/** ggml tensor types we write, with their ggml enum values. */
+export const GGML_TYPE = { F32: 0, F16: 1, Q8_0: 8 } as const;
+export type GgmlType = keyof typeof GGML_TYPE;
+
+/** Q8_0: blocks of 32 values along ne[0], each an f16 scale and 32 int8 (34 bytes). */
+export const Q8_0_BLOCK = 32;
+const Q8_0_BLOCK_BYTES = 2 + Q8_0_BLOCK;
+
+/** GGUF metadata value types (gguf_type). */
+const VALUE_TYPE = {
+  uint8: 0, int8: 1, uint16: 2, int16: 3, uint32: 4, int32: 5, float32: 6, bool: 7, string: 8, array: 9,
+  uint64: 10, int64: 11, float64: 12,
+} as const;
+export type GgufScalarType = Exclude<keyof typeof VALUE_TYPE, 'array'>;
+
+export type GgufValue =
+  | { type: Exclude<GgufScalarType, 'bool' | 'string'>; value: number }
+  | { type: 'bool'; value: boolean }
+  | { type: 'string'; value: string }
+  | { type: 'array'; itemType: Exclude<GgufScalarType, 'bool' | 'string'>; value: readonly number[] }
+  | { type: 'array'; itemType: 'string'; value: readonly string[] }
+  | { type: 'array'; itemType: 'bool'; value: readonly boolean[] };
+
+/** Metadata in the order it is written. */
+export type GgufMetadata = Map<string, GgufValue>;
+
+export interface GgufTensor {
+  name: string;
+  /** numpy-order shape; written reversed. */
+  shape: readonly number[];
+  type: GgmlType;
+  data: Float32Array;
+}
+
+export const u32 = (value: number): GgufValue => ({ type: 'uint32', value });
+export const f32 = (value: number): GgufValue => ({ type: 'float32', value });
+export const str = (value: string): GgufValue => ({ type: 'string', value });
+export const bool = (value: boolean): GgufValue => ({ type: 'bool', value });
+
+/** Appends little-endian values to a growing buffer. */
+class ByteWriter {
+  private buf = new Uint8Array(1 << 16);
+  private view = new DataView(this.buf.buffer);
+  length = 0;
+  private readonly utf8 = new TextEncoder();
+
+  private reserve(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.length + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+    this.view = new DataView(next.buffer);
+  }
+  u8(v: number): void { this.reserve(1); this.view.setUint8(this.length, v); this.length += 1; }
+  i8(v: number): void { this.reserve(1); this.view.setInt8(this.length, v); this.length += 1; }
+  u16(v: number): void { this.reserve(2); this.view.setUint16(this.length, v, true); this.length += 2; }
+  i16(v: number): void { this.reserve(2); this.view.setInt16(this.length, v, true); this.length += 2; }
+  u32(v: number): void { this.reserve(4); this.view.setUint32(this.length, v, true); this.length += 4; }
+  i32(v: number): void { this.reserve(4); this.view.setInt32(this.length, v, true); this.length += 4; }
+  f32(v: number): void { this.reserve(4); this.view.setFloat32(this.length, v, true); this.length += 4; }
+  f64(v: number): void { this.reserve(8); this.view.setFloat64(this.length, v, true); this.length += 8; }
+  u64(v: number | bigint): void { this.reserve(8); this.view.setBigUint64(this.length, BigInt(v), true); this.length += 8; }
+  i64(v: number | bigint): void { this.reserve(8); this.view.setBigInt64(this.length, BigInt(v), true); this.length += 8; }
+  string(s: string): void {
+    const bytes = this.utf8.encode(s);
+    this.u64(bytes.length);
+    this.reserve(bytes.length);
+    this.buf.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+  padTo(alignment: number): void {
+    const pad = (alignment - (this.length % alignment)) % alignment;
+    this.reserve(pad);
+    this.buf.fill(0, this.length, this.length + pad);
+    this.length += pad;
+  }
+  bytes(): Uint8Array { return this.buf.subarray(0, this.length); }
+}
+
+function checkScalar(key: string, type: string, v: number): void {
+  const ranges: Record<string, [number, number]> = {
+    uint8: [0, 0xff], int8: [-0x80, 0x7f], uint16: [0, 0xffff], int16: [-0x8000, 0x7fff],
+    uint32: [0, 0xffffffff], int32: [-0x80000000, 0x7fffffff],
+    uint64: [0, Number.MAX_SAFE_INTEGER], int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  };
+  const r = ranges[type];
+  if (r && (!Number.isInteger(v) || v < r[0] || v > r[1])) throw new Error(`GGUF: metadata "${key}" = ${v} is not a valid ${type}.`);
+}
+
+function writeScalar(w: ByteWriter, key: string, type: GgufScalarType, v: number | string | boolean): void {
+  if (typeof v === 'number') checkScalar(key, type, v);
+  switch (type) {
+    case 'uint8': w.u8(v as number); break;
+    case 'int8': w.i8(v as number); break;
+    case 'uint16': w.u16(v as number); break;
+    case 'int16': w.i16(v as number); break;
+    case 'uint32': w.u32(v as number); break;
+    case 'int32': w.i32(v as number); break;
+    case 'float32': w.f32(v as number); break;
+    case 'float64': w.f64(v as number); break;
+    case 'uint64': w.u64(v as number); break;
+    case 'int64': w.i64(v as number); break;
+    case 'bool': w.u8(v ? 1 : 0); break;
+    case 'string': w.string(v as string); break;
+  }
+}
+
+/** Bytes a tensor takes in the data section (before alignment padding). */
+export function ggmlTensorBytes(type: GgmlType, shape: readonly number[]): number {
+  const n = numel(shape);
+  if (type === 'F32') return 4 * n;
+  if (type === 'F16') return 2 * n;
+  return (n / Q8_0_BLOCK) * Q8_0_BLOCK_BYTES;
+}
+
+function checkTensor(t: GgufTensor): void {
+  if (numel(t.shape) !== t.data.length) {
+    throw new Error(`GGUF: tensor "${t.name}" has shape ${JSON.stringify(t.shape)} but ${t.data.length} values.`);
+  }
+  if (t.type === 'Q8_0' && (t.shape.length === 0 || t.shape[t.shape.length - 1]! % Q8_0_BLOCK !== 0)) {
+    throw new Error(`GGUF: tensor "${t.name}" cannot be Q8_0: its row length must be a multiple of ${Q8_0_BLOCK}.`);
+  }
+  if (t.shape.length > 4) throw new Error(`GGUF: tensor "${t.name}" has ${t.shape.length} dims; ggml allows 4.`);
+}
+
+/** GGUF header (everything before the data section), already padded to the alignment. */
+export function buildGgufHeader(metadata: GgufMetadata, tensors: readonly GgufTensor[], alignment = GGUF_DEFAULT_ALIGNMENT): Uint8Array {
+  const w = new ByteWriter();
+  w.u32(0x46554747); // "GGUF" read as a little-endian u32
+  w.u32(GGUF_VERSION);
+  w.u64(tensors.length);
+  const meta = new Map(metadata);
+  if (alignment !== GGUF_DEFAULT_ALIGNMENT) meta.set('general.alignment', u32(alignment));
+  w.u64(meta.size);
+  for (const [key, v] of meta) {
+    w.string(key);
+    w.u32(VALUE_TYPE[v.type]);
+    if (v.type === 'array') {
+      w.u32(VALUE_TYPE[v.itemType]);
+      w.u64(v.value.length);
+      for (const item of v.value) writeScalar(w, key, v.itemType, item);
+    } else {
+      writeScalar(w, key, v.type, v.value);
+    }
+  }
+  const names = new Set<string>();
+  let offset = 0;
+  for (const t of tensors) {
+    checkTensor(t);
+    if (names.has(t.name)) throw new Error(`GGUF: tensor "${t.name}" is given twice.`);
+    names.add(t.name);
+    w.string(t.name);
+    w.u32(t.shape.length);
+    for (let i = t.shape.length - 1; i >= 0; i--) w.u64(t.shape[i]!);
+    w.u32(GGML_TYPE[t.type]);
+    w.u64(offset);
+    offset += ggmlTensorBytes(t.type, t.shape);
+    offset += (alignment - (offset % alignment)) % alignment;
+  }
+  w.padTo(alignment);
+  return w.bytes();
+}
+
+const roundHalfAway = (x: number): number => (x < 0 ? -Math.round(-x) : Math.round(x));
+
+/**
+ * Q8_0 blocks of `src` (length a multiple of 32): scale d = max|x| / 127 stored as f16, q = round(x / d)
+ * with ties away from zero, as ggml's quantize_row_q8_0_ref (in float32 arithmetic).
+ */
+export function quantizeQ8_0(src: Float32Array): Uint8Array {
+  const blocks = src.length / Q8_0_BLOCK;
+  const out = new Uint8Array(blocks * Q8_0_BLOCK_BYTES);
+  const view = new DataView(out.buffer);
+  const bits = new Uint32Array(1);
+  const asFloat = new Float32Array(bits.buffer);
+  for (let b = 0; b < blocks; b++) {
+    const base = b * Q8_0_BLOCK;
+    let amax = 0;
+    for (let i = 0; i < Q8_0_BLOCK; i++) amax = Math.max(amax, Math.abs(src[base + i]!));
+    const d = Math.fround(amax / 127);
+    const id = d === 0 ? 0 : Math.fround(1 / d);
+    asFloat[0] = d;
+    const o = b * Q8_0_BLOCK_BYTES;
+    view.setUint16(o, f16BitsFromFloat32Bits(bits[0]!), true);
+    for (let i = 0; i < Q8_0_BLOCK; i++) view.setInt8(o + 2 + i, roundHalfAway(Math.fround(src[base + i]! * id)));
+  }
+  return out;
+}
+
+function encodeTensor(t: GgufTensor): Uint8Array {
+  if (t.type === 'F32') return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  if (t.type === 'F16') {
+    const h = new Uint16Array(t.data.length);
+    encodeF16(t.data, h);
+    return new Uint8Array(h.buffer);
+  }
+  return quantizeQ8_0(t.data);
+}
+
+async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await fh.write(bytes, done, Math.min(bytes.length - done, 1 << 30));
+    done += bytesWritten;
+  }
+}
+
+/** Writes a GGUF file (temp file + rename); tensors are encoded one at a time. */
+export async function writeGguf(file: string, metadata: GgufMetadata, tensors: readonly GgufTensor[], alignment = GGUF_DEFAULT_ALIGNMENT): Promise<void> {
+  if (os.endianness() !== 'LE') throw new Error('GGUF export needs a little-endian machine.');
+  const header = buildGgufHeader(metadata, tensors, alignment);
+  const zeros = new Uint8Array(alignment);
+  await writeFileAtomically(file, async (tmp) => {
+    const fh = await fsp.open(tmp, 'w');
+    try {
+      await writeAll(fh, header);
+      for (const t of tensors) {
+        const bytes = encodeTensor(t);
+        await writeAll(fh, bytes);
+        const pad = (alignment - (bytes.length % alignment)) % alignment;
+        if (pad > 0) await writeAll(fh, zeros.subarray(0, pad));
+      }
+    } finally {
+      await fh.close();
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Qwen2 models
+
+/** Output precision of an exported model, as llama.cpp's `--outtype`. */
+export type GgufFileType = 'F32' | 'F16' | 'Q8_0';
+/** llama_ftype values for general.file_type. */
+const LLAMA_FTYPE: Record<GgufFileType, number> = { F32: 0, F16: 1, Q8_0: 7 };
+
+/** llama.cpp token types (tokenizer.ggml.token_type). */
+export const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
+
+/** The tokenizer as GGUF stores it: one entry per embedding row, in id order. */
+export interface GgufTokenizer {
+  tokens: string[];
+  tokenTypes: number[];
+  /** BPE merges, "left right". */
+  merges: string[];
+  bosTokenId?: number | null;
+  eosTokenId?: number | null;
+  padTokenId?: number | null;
+  /** Jinja chat template (from tokenizer_config.json). */
+  chatTemplate?: string | null;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** convert_hf_to_gguf.py's rule for added tokens not flagged special that still act as control tokens. */
+function looksSpecial(token: string): boolean {
+  return (token.startsWith('<|') && token.endsWith('|>')) || token === '<pad>' || token === '<mask>';
+}
+
+/**
+ * Tokens, token types and merges from a parsed Hugging Face tokenizer.json (byte-level BPE), padded to
+ * `vocabSize` (the model's embedding rows) with `[PADn]` UNUSED entries as llama.cpp's converter does.
+ * Vocabulary entries are NORMAL; added tokens CONTROL when special (or `<|...|>`), else USER_DEFINED.
+ */
+export function ggufTokenizerFromTokenizerJson(
+  json: unknown,
+  vocabSize: number,
+  file = 'tokenizer.json',
+): Pick<GgufTokenizer, 'tokens' | 'tokenTypes' | 'merges'> {
+  if (!isRecord(json) || !isRecord(json['model'])) throw new ModelFileError(file, 'has no "model" object; is it a Hugging Face tokenizer.json?');
+  const model = json['model'];
+  if (model['type'] !== 'BPE') throw new ModelFileError(file, `has a ${JSON.stringify(model['type'])} model; GGUF export supports byte-level BPE (Qwen2) tokenizers.`);
+  const vocab = model['vocab'];
+  if (!isRecord(vocab)) throw new ModelFileError(file, '"model.vocab" must map tokens to ids.');
+  const tokens: (string | undefined)[] = new Array(vocabSize).fill(undefined);
+  const types: number[] = new Array(vocabSize).fill(TOKEN_TYPE.UNUSED);
+  const place = (token: string, id: unknown, type: number, where: string): void => {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw new ModelFileError(file, `${where} "${token}" has id ${JSON.stringify(id)}, not a token id.`);
+    if (id >= vocabSize) {
+      throw new ModelFileError(file, `${where} "${token}" has id ${id}, beyond the model's ${vocabSize} embedding rows (config.json vocab_size).`);
+    }
+    const prev = tokens[id];
+    if (prev !== undefined && prev !== token) throw new ModelFileError(file, `id ${id} is given to both "${prev}" and "${token}".`);
+    tokens[id] = token;
+    types[id] = type;
+  };
+  for (const [token, id] of Object.entries(vocab)) place(token, id, TOKEN_TYPE.NORMAL, 'token');
+  const added = json['added_tokens'] ?? [];
+  if (!Array.isArray(added)) throw new ModelFileError(file, '"added_tokens" must be a list.');
+  for (const a of added) {
+    if (!isRecord(a) || typeof a['content'] !== 'string') throw new ModelFileError(file, '"added_tokens" entries need "id" and "content".');
+    const content = a['content'];
+    const type = a['special'] === true || looksSpecial(content) ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
+    place(content, a['id'], type, 'added token');
+  }
+  const rawMerges = model['merges'] ?? [];
+  if (!Array.isArray(rawMerges)) throw new ModelFileError(file, '"model.merges" must be a list.');
+  const merges = rawMerges.map((m, i) => {
+    // Older files store "a b", newer ones ["a", "b"].
+    if (typeof m === 'string') return m;
+    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') return `${m[0]} ${m[1]}`;
+    throw new ModelFileError(file, `merge #${i} is neither "a b" nor ["a", "b"].`);
+  });
+  return { tokens: tokens.map((t, i) => t ?? `[PAD${i}]`), tokenTypes: types, merges };
+}
+
+/** HF checkpoint name -> GGUF tensor name for Qwen2 (null: not exported, e.g. rotary inv_freq). */
+export function qwen2GgufTensorName(hfName: string): string | null {
+  const top: Record<string, string> = {
+    'model.embed_tokens.weight': 'token_embd.weight',
+    'model.norm.weight': 'output_norm.weight',
+    'lm_head.weight': 'output.weight',
+  };
+  if (hfName in top) return top[hfName]!;
+  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hfName);
+  if (!m) return null;
+  const layer: Record<string, string> = {
+    'input_layernorm.weight': 'attn_norm.weight',
+    'self_attn.q_proj.weight': 'attn_q.weight',
+    'self_attn.q_proj.bias': 'attn_q.bias',
+    'self_attn.k_proj.weight': 'attn_k.weight',
+    'self_attn.k_proj.bias': 'attn_k.bias',
+    'self_attn.v_proj.weight': 'attn_v.weight',
+    'self_attn.v_proj.bias': 'attn_v.bias',
+    'self_attn.o_proj.weight': 'attn_output.weight',
+    'post_attention_layernorm.weight': 'ffn_norm.weight',
+    'mlp.gate_proj.weight': 'ffn_gate.weight',
+    'mlp.up_proj.weight': 'ffn_up.weight',
+    'mlp.down_proj.weight': 'ffn_down.weight',
+  };
+  const rest = layer[m[2]!];
+  return rest === undefined ? null : `blk.${m[1]}.${rest}`;
+}
+
+/** Storage type of one tensor for a file type: vectors (norms, biases) stay F32, as llama.cpp's converter keeps them. */
+function tensorType(fileType: GgufFileType, shape: readonly number[]): GgmlType {
+  if (shape.length <= 1 || fileType === 'F32') return 'F32';
+  if (fileType === 'Q8_0' && shape[shape.length - 1]! % Q8_0_BLOCK === 0) return 'Q8_0';
+  return 'F16'; // F16, or Q8_0 that does not fit whole blocks (the converter falls back the same way)
+}
+
+function shapeText(s: readonly number[]): string {
+  return `[${s.join(', ')}]`;
+}
+
+function qwen2Hyperparameters(config: Qwen2Config): [string, GgufValue][] {
+  const kv: [string, GgufValue][] = [
+    ['qwen2.context_length', u32(config.maxPositionEmbeddings)],
+    ['qwen2.embedding_length', u32(config.hiddenSize)],
+    ['qwen2.block_count', u32(config.numHiddenLayers)],
+    ['qwen2.feed_forward_length', u32(config.intermediateSize)],
+    ['qwen2.attention.head_count', u32(config.numAttentionHeads)],
+    ['qwen2.attention.head_count_kv', u32(config.numKeyValueHeads)],
+    ['qwen2.rope.freq_base', f32(config.ropeTheta)],
+    ['qwen2.attention.layer_norm_rms_epsilon', f32(config.rmsNormEps)],
+  ];
+  if (config.headDim !== config.hiddenSize / config.numAttentionHeads) {
+    kv.push(['qwen2.attention.key_length', u32(config.headDim)], ['qwen2.attention.value_length', u32(config.headDim)]);
+  }
+  return kv;
+}
+
+export interface Qwen2GgufOptions {
+  config: Qwen2Config;
+  /** Hugging Face names (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ...). */
+  tensors: ReadonlyMap<string, TensorView>;
+  tokenizer: GgufTokenizer;
+  /** Default F16. */
+  fileType?: GgufFileType;
+  /** general.name */
+  name?: string;
+}
+
+/** The metadata and tensor list of a Qwen2 model GGUF, validated against the config. */
+export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetadata; tensors: GgufTensor[] } {
+  const { config, tensors, tokenizer } = opts;
+  const fileType = opts.fileType ?? 'F16';
+  const specs = qwen2TensorSpecs(config);
+  const expected = new Set(specs.map((s) => s.name));
+  for (const name of tensors.keys()) {
+    if (expected.has(name)) continue;
+    // Tied checkpoints may still carry lm_head; rotary caches are recomputed by llama.cpp.
+    if ((name === 'lm_head.weight' && config.tieWordEmbeddings) || name.endsWith('.rotary_emb.inv_freq')) continue;
+    throw new Error(`GGUF export: unexpected tensor "${name}" for a Qwen2 model with this config.`);
+  }
+  const out: GgufTensor[] = [];
+  for (const spec of specs) {
+    const t = tensors.get(spec.name);
+    if (!t) throw new Error(`GGUF export: tensor "${spec.name}" is missing.`);
+    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
+      throw new Error(`GGUF export: tensor "${spec.name}" has shape ${shapeText(t.shape)}; the config implies ${shapeText(spec.shape)}.`);
+    }
+    out.push({ name: qwen2GgufTensorName(spec.name)!, shape: spec.shape, type: tensorType(fileType, spec.shape), data: t.data });
+  }
+
+  const n = config.vocabSize;
+  if (tokenizer.tokens.length !== n || tokenizer.tokenTypes.length !== n) {
+    throw new Error(`GGUF export: the tokenizer has ${tokenizer.tokens.length} tokens and ${tokenizer.tokenTypes.length} token types; the model has ${n} embedding rows.`);
+  }
+  const eosFromConfig = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] ?? null : config.eosTokenId;
+  const ids: [string, number | null | undefined][] = [
+    ['tokenizer.ggml.bos_token_id', tokenizer.bosTokenId === undefined ? config.bosTokenId : tokenizer.bosTokenId],
+    ['tokenizer.ggml.eos_token_id', tokenizer.eosTokenId === undefined ? eosFromConfig : tokenizer.eosTokenId],
+    ['tokenizer.ggml.padding_token_id', tokenizer.padTokenId],
+  ];
+  const metadata: GgufMetadata = new Map<string, GgufValue>([
+    ['general.architecture', str('qwen2')],
+    ['general.type', str('model')],
+  ]);
+  if (opts.name !== undefined) metadata.set('general.name', str(opts.name));
+  metadata.set('general.file_type', u32(LLAMA_FTYPE[fileType]));
+  metadata.set('general.quantization_version', u32(2));
+  for (const [k, v] of qwen2Hyperparameters(config)) metadata.set(k, v);
+  metadata.set('tokenizer.ggml.model', str('gpt2'));
+  metadata.set('tokenizer.ggml.pre', str('qwen2'));
+  metadata.set('tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: tokenizer.tokens });
+  metadata.set('tokenizer.ggml.token_type', { type: 'array', itemType: 'int32', value: tokenizer.tokenTypes });
+  metadata.set('tokenizer.ggml.merges', { type: 'array', itemType: 'string', value: tokenizer.merges });
+  for (const [key, id] of ids) {
+    if (id === null || id === undefined) continue;
+    if (!Number.isInteger(id) || id < 0 || id >= n) throw new Error(`GGUF export: ${key} ${id} is not a token id below ${n}.`);
+    metadata.set(key, u32(id));
+  }
+  // Qwen2 prompts carry no BOS; without this key llama.cpp's tokenizer would decide for us.
+  metadata.set('tokenizer.ggml.add_bos_token', bool(false));
+  if (tokenizer.chatTemplate) metadata.set('tokenizer.chat_template', str(tokenizer.chatTemplate));
+  return { metadata, tensors: out };
+}
+
+/** Writes a Qwen2 model as GGUF for llama.cpp (temp file + rename). */
+export async function writeQwen2Gguf(file: string, opts: Qwen2GgufOptions): Promise<void> {
+  const { metadata, tensors } = qwen2GgufContents(opts);
+  await writeGguf(file, metadata, tensors);
+}
+
+// ---------------------------------------------------------------------------------------------
+// LoRA adapters
+
+/** One adapted weight W [out, in]: W' = W + (alpha / r) · B · A. */
+export interface LoraPair {
+  /** lora_A: [r, in] */
+  a: TensorView;
+  /** lora_B: [out, r] */
+  b: TensorView;
+}
+
+/**
+ * Groups PEFT-named tensors (`base_model.model.<weight>.lora_A.weight` / `.lora_B.weight`) into pairs
+ * keyed by the adapted weight's checkpoint name (`model.layers.0.self_attn.q_proj.weight`).
+ */
+export function loraPairsFromPeft(tensors: ReadonlyMap<string, TensorView>): Map<string, LoraPair> {
+  const partial = new Map<string, Partial<LoraPair>>();
+  for (const [name, t] of tensors) {
+    const m = /^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$/.exec(name);
+    if (!m) throw new Error(`LoRA: tensor "${name}" is not a PEFT lora_A/lora_B weight.`);
+    const base = `${m[1]}.weight`;
+    const p = partial.get(base) ?? {};
+    if (m[2] === 'A') p.a = t; else p.b = t;
+    partial.set(base, p);
+  }
+  const out = new Map<string, LoraPair>();
+  for (const [base, p] of partial) {
+    if (!p.a || !p.b) throw new Error(`LoRA: "${base}" has lora_${p.a ? 'B' : 'A'} missing.`);
+    out.set(base, { a: p.a, b: p.b });
+  }
+  return out;
+}
+
+export interface Qwen2LoraGgufOptions {
+  config: Qwen2Config;
+  /** Keyed by the adapted weight's checkpoint name, e.g. model.layers.0.self_attn.q_proj.weight. */
+  adapters: ReadonlyMap<string, LoraPair>;
+  /** lora_alpha; llama.cpp scales B·A by alpha / r (r = rows of A). */
+  alpha: number;
+  /** Default F32. */
+  fileType?: 'F32' | 'F16';
+  name?: string;
+}
+
+/** The metadata and tensor list of a LoRA adapter GGUF (convert_lora_to_gguf.py's layout). */
+export function qwen2LoraGgufContents(opts: Qwen2LoraGgufOptions): { metadata: GgufMetadata; tensors: GgufTensor[] } {
+  const { config, adapters, alpha } = opts;
+  const fileType = opts.fileType ?? 'F32';
+  if (!Number.isFinite(alpha) || alpha <= 0) throw new Error(`LoRA: alpha must be a positive number, got ${alpha}.`);
+  const specs = new Map(qwen2TensorSpecs(config).map((s) => [s.name, s.shape]));
+  const tensors: GgufTensor[] = [];
+  // Write in the model's tensor order so files are reproducible whatever the map order.
+  const names = [...adapters.keys()].sort((x, y) => orderOf(specs, x) - orderOf(specs, y));
+  for (const base of names) {
+    const { a, b } = adapters.get(base)!;
+    const shape = specs.get(base);
+    const gname = qwen2GgufTensorName(base);
+    if (!shape || shape.length !== 2 || gname === null) throw new Error(`LoRA: "${base}" is not a weight matrix of this Qwen2 model.`);
+    if (base === 'model.embed_tokens.weight' || base === 'lm_head.weight') {
+      throw new Error(`LoRA: adapters on "${base}" are not supported by the GGUF export.`);
+    }
+    const [out, inp] = shape as [number, number];
+    const r = a.shape[0];
+    if (a.shape.length !== 2 || b.shape.length !== 2 || a.shape[1] !== inp || b.shape[0] !== out || b.shape[1] !== r || !r) {
+      throw new Error(`LoRA: "${base}" ${shapeText(shape)} needs A [r, ${inp}] and B [${out}, r]; got A ${shapeText(a.shape)}, B ${shapeText(b.shape)}.`);
+    }
+    // GGUF dims reversed: lora_a ne = [in, r], lora_b ne = [r, out] — what llama_adapter_lora_init checks.
+    tensors.push({ name: `${gname}.lora_a`, shape: a.shape, type: fileType, data: a.data });
+    tensors.push({ name: `${gname}.lora_b`, shape: b.shape, type: fileType, data: b.data });
+  }
+  const metadata: GgufMetadata = new Map<string, GgufValue>([
+    ['general.architecture', str('qwen2')],
+    ['general.type', str('adapter')],
+  ]);
+  if (opts.name !== undefined) metadata.set('general.name', str(opts.name));
+  metadata.set('general.file_type', u32(LLAMA_FTYPE[fileType]));
+  metadata.set('general.quantization_version', u32(2));
+  metadata.set('adapter.type', str('lora'));
+  metadata.set('adapter.lora.alpha', f32(alpha));
+  return { metadata, tensors };
+}
+
+function orderOf(specs: Map<string, number[]>, name: string): number {
+  let i = 0;
+  for (const k of specs.keys()) {
+    if (k === name) return i;
+    i++;
+  }
+  return i;
+}
+
+/** Writes a Qwen2 LoRA adapter as GGUF, loadable with llama.cpp's `--lora` (temp file + rename). */
+export async function writeQwen2LoraGguf(file: string, opts: Qwen2LoraGgufOptions): Promise<void> {
+  const { metadata, tensors } = qwen2LoraGgufContents(opts);
+  await writeGguf(file, metadata, tensors);
+}

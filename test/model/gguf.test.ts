@@ -1,0 +1,257 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { gguf } from '@huggingface/gguf';
+import {
+  buildGgufHeader, ggufTokenizerFromTokenizerJson, loraPairsFromPeft, quantizeQ8_0, qwen2GgufContents,
+  qwen2GgufTensorName, writeGguf, writeQwen2Gguf, writeQwen2LoraGguf, TOKEN_TYPE, GGML_TYPE, type GgufFileType,
+} from '../../src/model/gguf.js';
+import { ModelFileError } from '../../src/model/model-file-error.js';
+import { f16FromFloat32, float32FromF16 } from '../../src/model/half-float.js';
+import type { TensorData } from '../../src/model/tensor-data.js';
+import { tinyQwen2Fixture } from '../helpers/random-qwen2.js';
+import { SeededRandom } from '../helpers/seeded-random.js';
+
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gguf-'));
+  try {
+    await fn(dir);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Parses a GGUF with @huggingface/gguf, an implementation independent of our writer. */
+async function parse(file: string) {
+  const r = await gguf(file, { allowLocalFile: true, typedMetadata: true });
+  const meta = r.typedMetadata as unknown as Record<string, { value: unknown; type: number; subType?: number }>;
+  return { ...r, meta };
+}
+
+function dequantQ8_0(bytes: Uint8Array, n: number): Float32Array {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(n);
+  for (let b = 0; b < n / 32; b++) {
+    const d = float32FromF16(v.getUint16(b * 34, true));
+    for (let i = 0; i < 32; i++) out[b * 32 + i] = d * v.getInt8(b * 34 + 2 + i);
+  }
+  return out;
+}
+
+for (const fileType of ['F32', 'F16', 'Q8_0'] as GgufFileType[]) {
+  test(`Qwen2 GGUF (${fileType}) reads back with an independent parser: metadata, tensor infos, data`, async () => {
+    await withTempDir(async (dir) => {
+      const fx = tinyQwen2Fixture(1);
+      const file = path.join(dir, 'm.gguf');
+      await writeQwen2Gguf(file, { config: fx.config, tensors: fx.tensors, tokenizer: fx.ggufTokenizer, fileType, name: 'tiny' });
+      const r = await parse(file);
+      const m = r.meta;
+      assert.equal(m['version']!.value, 3);
+      assert.equal(m['general.architecture']!.value, 'qwen2');
+      assert.equal(m['general.type']!.value, 'model');
+      assert.equal(m['general.name']!.value, 'tiny');
+      assert.equal(m['general.file_type']!.value, { F32: 0, F16: 1, Q8_0: 7 }[fileType]);
+      const u32s: Record<string, number> = {
+        'qwen2.context_length': 512, 'qwen2.embedding_length': 64, 'qwen2.block_count': 2, 'qwen2.feed_forward_length': 128,
+        'qwen2.attention.head_count': 4, 'qwen2.attention.head_count_kv': 2,
+        'tokenizer.ggml.bos_token_id': 296, 'tokenizer.ggml.eos_token_id': 298, 'tokenizer.ggml.padding_token_id': 296,
+      };
+      for (const [k, v] of Object.entries(u32s)) {
+        assert.equal(m[k]?.value, v, k);
+        assert.equal(m[k]?.type, 4, `${k} is a uint32`);
+      }
+      assert.equal(m['qwen2.rope.freq_base']!.value, 1e6);
+      assert.equal(m['qwen2.rope.freq_base']!.type, 6, 'float32');
+      assert.equal(m['qwen2.attention.layer_norm_rms_epsilon']!.value, Math.fround(1e-6));
+      assert.equal(m['qwen2.attention.key_length'], undefined, 'only written when head_dim is not hidden/heads');
+      assert.equal(m['tokenizer.ggml.model']!.value, 'gpt2');
+      assert.equal(m['tokenizer.ggml.pre']!.value, 'qwen2');
+      assert.equal(m['tokenizer.ggml.add_bos_token']!.value, false);
+      assert.equal(m['tokenizer.chat_template']!.value, fx.chatTemplate);
+      const tokens = m['tokenizer.ggml.tokens']!.value as string[];
+      const types = m['tokenizer.ggml.token_type']!.value as number[];
+      assert.equal(tokens.length, 320);
+      assert.equal(types.length, 320);
+      assert.equal(tokens[0], '!');
+      assert.equal(tokens[298], '<|im_end|>');
+      assert.equal(types[298], TOKEN_TYPE.CONTROL);
+      assert.equal(types[100], TOKEN_TYPE.NORMAL);
+      assert.equal(tokens[319], '[PAD319]');
+      assert.equal(types[319], TOKEN_TYPE.UNUSED);
+      const merges = m['tokenizer.ggml.merges']!.value as string[];
+      assert.equal(merges.length, 300 - 256 - 4);
+      assert.equal(merges[0], 'Ġ Ġ', 'merges are "left right" strings');
+
+      // Tensors: names, dims = numpy shape reversed, types, aligned offsets, bytes.
+      const infos = r.tensorInfos;
+      assert.equal(infos.length, 1 + 2 * 12 + 1, 'tied: no output.weight');
+      assert.equal(Number(r.tensorDataOffset) % 32, 0);
+      const bytes = await fsp.readFile(file);
+      const expectedNames = [...fx.tensors.keys()].map((n) => qwen2GgufTensorName(n));
+      assert.deepEqual(infos.map((t) => t.name), expectedNames);
+      for (const info of infos) {
+        const hf = [...fx.tensors.keys()].find((n) => qwen2GgufTensorName(n) === info.name)!;
+        const t = fx.tensors.get(hf)!;
+        assert.deepEqual(info.shape.map(Number), [...t.shape].reverse(), info.name);
+        assert.equal(Number(info.offset) % 32, 0, `${info.name} aligned`);
+        const is2d = t.shape.length === 2;
+        const type = !is2d || fileType === 'F32' ? GGML_TYPE.F32 : fileType === 'F16' ? GGML_TYPE.F16 : GGML_TYPE.Q8_0;
+        assert.equal(info.dtype, type, `${info.name} type`);
+        const at = Number(r.tensorDataOffset + info.offset);
+        const n = t.data.length;
+        if (type === GGML_TYPE.F32) {
+          assert.deepEqual(new Float32Array(bytes.buffer.slice(bytes.byteOffset + at, bytes.byteOffset + at + 4 * n)), t.data, info.name);
+        } else if (type === GGML_TYPE.F16) {
+          for (let i = 0; i < n; i += 97) assert.equal(bytes.readUInt16LE(at + 2 * i), f16FromFloat32(t.data[i]!), `${info.name}[${i}]`);
+        } else {
+          const deq = dequantQ8_0(bytes.subarray(at, at + (n / 32) * 34), n);
+          for (let b = 0; b < n / 32; b++) {
+            let amax = 0;
+            for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(t.data[b * 32 + i]!));
+            for (let i = 0; i < 32; i++) {
+              const err = Math.abs(deq[b * 32 + i]! - t.data[b * 32 + i]!);
+              assert.ok(err <= (amax / 127) * 0.5 + amax * 1e-3, `${info.name} block ${b} error ${err}`);
+            }
+          }
+        }
+      }
+      const last = infos.at(-1)!;
+      assert.equal(last.name, 'output_norm.weight');
+      assert.equal(bytes.length, Number(r.tensorDataOffset + last.offset) + 4 * 64, 'the file ends with the last tensor');
+    });
+  });
+}
+
+test('untied models get output.weight; a head_dim departing from hidden/heads is written as key/value length', async () => {
+  await withTempDir(async (dir) => {
+    const fx = tinyQwen2Fixture(2, { tie_word_embeddings: false, head_dim: 32 });
+    const file = path.join(dir, 'm.gguf');
+    await writeQwen2Gguf(file, { config: fx.config, tensors: fx.tensors, tokenizer: fx.ggufTokenizer, fileType: 'F32' });
+    const r = await parse(file);
+    assert.deepEqual(r.tensorInfos.at(-1)!.shape.map(Number), [64, 320]);
+    assert.equal(r.tensorInfos.at(-1)!.name, 'output.weight');
+    assert.deepEqual(r.tensorInfos.find((t) => t.name === 'blk.0.attn_q.weight')!.shape.map(Number), [64, 128]);
+    assert.equal(r.meta['qwen2.attention.key_length']!.value, 32);
+    assert.equal(r.meta['qwen2.attention.value_length']!.value, 32);
+  });
+});
+
+test('Q8_0 blocks: f16 scale = max|x|/127, int8 codes with |q| <= 127, zero blocks stay zero', () => {
+  const rng = new SeededRandom(4);
+  const x = rng.normalArray(96, 3);
+  x.fill(0, 64, 96);
+  const q = quantizeQ8_0(x);
+  assert.equal(q.length, 3 * 34);
+  const v = new DataView(q.buffer);
+  for (let b = 0; b < 2; b++) {
+    let amax = 0;
+    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[b * 32 + i]!));
+    assert.equal(v.getUint16(b * 34, true), f16FromFloat32(amax / 127));
+    const codes = Array.from({ length: 32 }, (_, i) => v.getInt8(b * 34 + 2 + i));
+    assert.equal(Math.max(...codes.map(Math.abs)), 127, 'the largest value maps to ±127');
+  }
+  assert.ok(q.subarray(68).every((byte) => byte === 0));
+  assert.equal(buildGgufHeader(new Map(), []).length % 32, 0);
+});
+
+test('generic writer: metadata types, array types and padding follow the GGUF layout byte for byte', async () => {
+  await withTempDir(async (dir) => {
+    const file = path.join(dir, 'g.gguf');
+    await writeGguf(file, new Map([
+      ['a.u8', { type: 'uint8', value: 7 }],
+      ['a.i32', { type: 'int32', value: -5 }],
+      ['a.arr', { type: 'array', itemType: 'uint32', value: [1, 2] }],
+    ] as const), [{ name: 't', shape: [3], type: 'F32', data: new Float32Array([1, 2, 3]) }]);
+    const b = await fsp.readFile(file);
+    let o = 0;
+    const u32 = (): number => { const v = b.readUInt32LE(o); o += 4; return v; };
+    const u64 = (): number => { const v = Number(b.readBigUInt64LE(o)); o += 8; return v; };
+    const s = (): string => { const n = u64(); const v = b.subarray(o, o + n).toString('utf8'); o += n; return v; };
+    assert.equal(b.subarray(0, 4).toString('latin1'), 'GGUF'); o = 4;
+    assert.equal(u32(), 3);
+    assert.equal(u64(), 1);
+    assert.equal(u64(), 3);
+    assert.equal(s(), 'a.u8'); assert.equal(u32(), 0); assert.equal(b.readUInt8(o), 7); o += 1;
+    assert.equal(s(), 'a.i32'); assert.equal(u32(), 5); assert.equal(b.readInt32LE(o), -5); o += 4;
+    assert.equal(s(), 'a.arr'); assert.equal(u32(), 9); assert.equal(u32(), 4); assert.equal(u64(), 2); assert.equal(u32(), 1); assert.equal(u32(), 2);
+    assert.equal(s(), 't'); assert.equal(u32(), 1); assert.equal(u64(), 3); assert.equal(u32(), 0); assert.equal(u64(), 0);
+    const dataStart = Math.ceil(o / 32) * 32;
+    assert.ok(b.subarray(o, dataStart).every((x) => x === 0), 'zero padding');
+    assert.deepEqual([b.readFloatLE(dataStart), b.readFloatLE(dataStart + 4), b.readFloatLE(dataStart + 8)], [1, 2, 3]);
+    assert.equal(b.length, dataStart + 32, 'the last tensor is padded to the alignment too');
+    await assert.rejects(writeGguf(file, new Map([['x', { type: 'uint8', value: 300 }]]), []), /"x" = 300 is not a valid uint8/);
+  });
+});
+
+test('refuses checkpoints that do not match the config, naming the tensor', () => {
+  const fx = tinyQwen2Fixture(3);
+  const opts = (tensors: Map<string, TensorData>) => ({ config: fx.config, tensors, tokenizer: fx.ggufTokenizer });
+  const without = new Map(fx.tensors);
+  without.delete('model.layers.1.self_attn.k_proj.bias');
+  assert.throws(() => qwen2GgufContents(opts(without)), /tensor "model\.layers\.1\.self_attn\.k_proj\.bias" is missing/);
+  const reshaped = new Map(fx.tensors);
+  reshaped.set('model.layers.0.mlp.up_proj.weight', { shape: [64, 128], data: new Float32Array(64 * 128) });
+  assert.throws(() => qwen2GgufContents(opts(reshaped)), /"model\.layers\.0\.mlp\.up_proj\.weight" has shape \[64, 128\]; the config implies \[128, 64\]/);
+  const extra = new Map(fx.tensors);
+  extra.set('model.layers.0.self_attn.o_proj.bias', { shape: [64], data: new Float32Array(64) });
+  assert.throws(() => qwen2GgufContents(opts(extra)), /unexpected tensor "model\.layers\.0\.self_attn\.o_proj\.bias"/);
+  const withRotary = new Map(fx.tensors);
+  withRotary.set('model.layers.0.self_attn.rotary_emb.inv_freq', { shape: [8], data: new Float32Array(8) });
+  assert.equal(qwen2GgufContents(opts(withRotary)).tensors.length, 26, 'rotary caches are dropped');
+  assert.throws(
+    () => qwen2GgufContents({ ...opts(fx.tensors), tokenizer: { ...fx.ggufTokenizer, tokens: fx.ggufTokenizer.tokens.slice(1) } }),
+    /the tokenizer has 319 tokens .* the model has 320 embedding rows/,
+  );
+});
+
+test('tokenizer.json conversion: both merge forms, added-token types, vocabularies too big for the model', () => {
+  const json = {
+    model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] },
+    added_tokens: [{ id: 3, content: '<|x|>', special: false }, { id: 4, content: '<tool>', special: false }, { id: 5, content: '<s>', special: true }],
+  };
+  const t = ggufTokenizerFromTokenizerJson(json, 8);
+  assert.deepEqual(t.tokens, ['a', 'b', 'ab', '<|x|>', '<tool>', '<s>', '[PAD6]', '[PAD7]']);
+  assert.deepEqual(t.tokenTypes, [1, 1, 1, 3, 4, 3, 5, 5]);
+  assert.deepEqual(t.merges, ['a b']);
+  assert.deepEqual(ggufTokenizerFromTokenizerJson({ ...json, model: { ...json.model, merges: [['a', 'b']] } }, 6).merges, ['a b']);
+  assert.throws(() => ggufTokenizerFromTokenizerJson(json, 5, '/t/tokenizer.json'),
+    (e: unknown) => e instanceof ModelFileError && /^\/t\/tokenizer\.json: added token "<s>" has id 5, beyond the model's 5 embedding rows/.test(e.message));
+  assert.throws(() => ggufTokenizerFromTokenizerJson({ model: { type: 'Unigram', vocab: [] } }, 5), /has a "Unigram" model/);
+  assert.throws(() => ggufTokenizerFromTokenizerJson({ model: { type: 'BPE', vocab: { a: 0, b: 0 } } }, 5), /id 0 is given to both "a" and "b"/);
+});
+
+test('LoRA adapter GGUF: adapter metadata, lora_a/lora_b names and transposed dims as llama.cpp checks them', async () => {
+  await withTempDir(async (dir) => {
+    const fx = tinyQwen2Fixture(5);
+    const rng = new SeededRandom(6);
+    const r = 4;
+    const peft = new Map<string, TensorData>();
+    for (const proj of ['q_proj', 'v_proj']) {
+      const out = proj === 'q_proj' ? 64 : 32;
+      peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_A.weight`, { shape: [r, 64], data: rng.normalArray(r * 64, 0.1) });
+      peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_B.weight`, { shape: [out, r], data: rng.normalArray(out * r, 0.1) });
+    }
+    const adapters = loraPairsFromPeft(peft);
+    assert.deepEqual([...adapters.keys()].sort(), ['model.layers.1.self_attn.q_proj.weight', 'model.layers.1.self_attn.v_proj.weight']);
+    const file = path.join(dir, 'lora.gguf');
+    await writeQwen2LoraGguf(file, { config: fx.config, adapters, alpha: 8 });
+    const p = await parse(file);
+    assert.equal(p.meta['general.architecture']!.value, 'qwen2');
+    assert.equal(p.meta['general.type']!.value, 'adapter');
+    assert.equal(p.meta['adapter.type']!.value, 'lora');
+    assert.equal(p.meta['adapter.lora.alpha']!.value, 8);
+    assert.equal(p.meta['adapter.lora.alpha']!.type, 6, 'float32');
+    assert.deepEqual(p.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype]), [
+      ['blk.1.attn_q.weight.lora_a', [64, r], 0],
+      ['blk.1.attn_q.weight.lora_b', [r, 64], 0],
+      ['blk.1.attn_v.weight.lora_a', [64, r], 0],
+      ['blk.1.attn_v.weight.lora_b', [r, 32], 0],
+    ]);
+    const bad = new Map(adapters);
+    bad.set('model.layers.0.self_attn.k_proj.weight', { a: { shape: [r, 64], data: new Float32Array(r * 64) }, b: { shape: [64, r], data: new Float32Array(64 * r) } });
+    await assert.rejects(writeQwen2LoraGguf(file, { config: fx.config, adapters: bad, alpha: 8 }), /"model\.layers\.0\.self_attn\.k_proj\.weight" \[32, 64\] needs A \[r, 64\] and B \[32, r\]/);
+    assert.throws(() => loraPairsFromPeft(new Map([...peft].slice(0, 1))), /has lora_B missing/);
+  });
+});
