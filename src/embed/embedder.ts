@@ -1,0 +1,155 @@
+/**
+ * embedDocuments and embedQuery: the Search-R3 model as an embedding function. Documents (and direct
+ * queries) take one forward pass, batched by length; queries with reasoning generate their analysis
+ * until the model emits <|embed_token|>, which is forced (and reported) when the budget runs out.
+ */
+import * as T from '../tensor/index.js';
+import { generate } from '../model/generate.js';
+import type { Qwen2Model } from '../model/qwen2-model.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { DEFAULT_TEMPLATES, type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
+
+export interface EmbedderOptions {
+  templates?: Partial<PromptTemplates>;
+  /** Longest prompt in tokens (text beyond it is cut and counted); default the model's context, at most 8192. */
+  maxLength?: number;
+  /** Tokens per forward batch when embedding many texts (padding included). */
+  batchTokens?: number;
+}
+
+export interface QueryOptions {
+  reasoning?: 'off' | 'on';
+  /** Budget for the analysis before the embed token; default 128. */
+  maxReasoningTokens?: number;
+  /** Sampling temperature of the analysis; 0 (default) is greedy. */
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+}
+
+export interface QueryEmbedding {
+  vector: Float32Array;
+  /** The model's analysis (empty with reasoning off). */
+  reasoning: string;
+  /** True when the model did not emit the embed token within the budget and it was appended for it. */
+  forced: boolean;
+  /** Token ids the model generated (the analysis, and the embed token when it emitted one). */
+  tokens: number[];
+  /** Tokens of the query cut to fit the context. */
+  truncated: number;
+}
+
+export interface EmbedStats { texts: number; tokens: number; truncatedTexts: number }
+
+export class Embedder {
+  readonly templates: PromptTemplates;
+  readonly maxLength: number;
+  readonly batchTokens: number;
+  readonly embedId: number;
+
+  constructor(readonly model: Qwen2Model, readonly tokenizer: Tokenizer, opts: EmbedderOptions = {}) {
+    this.templates = { ...DEFAULT_TEMPLATES, ...opts.templates };
+    this.maxLength = Math.min(opts.maxLength ?? 8192, model.config.maxPositionEmbeddings);
+    this.batchTokens = opts.batchTokens ?? 4096;
+    this.embedId = embedTokenId(tokenizer);
+  }
+
+  get dimension(): number { return this.model.config.hiddenSize; }
+
+  /** One L2-normalised vector per document, in input order. */
+  embedDocuments(texts: readonly string[], onProgress?: (done: number, total: number) => void): { vectors: Float32Array[]; stats: EmbedStats } {
+    return this.embedDirect(texts, 'document', onProgress);
+  }
+
+  /** Embeds queries; with reasoning on, the model analyses each query before emitting the token. */
+  embedQueries(texts: readonly string[], opts: QueryOptions = {}): QueryEmbedding[] {
+    if ((opts.reasoning ?? 'off') === 'off') {
+      const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength));
+      const vectors = this.forwardBatches(prompts.map((p) => p.ids));
+      return vectors.map((vector, i) => ({ vector, reasoning: '', forced: false, tokens: [], truncated: prompts[i].truncated }));
+    }
+    return this.embedWithReasoning(texts, opts);
+  }
+
+  embedQuery(text: string, opts: QueryOptions = {}): QueryEmbedding {
+    return this.embedQueries([text], opts)[0];
+  }
+
+  private embedDirect(texts: readonly string[], kind: PromptKind, onProgress?: (done: number, total: number) => void): { vectors: Float32Array[]; stats: EmbedStats } {
+    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
+    const vectors = this.forwardBatches(prompts.map((p) => p.ids), onProgress);
+    return {
+      vectors,
+      stats: { texts: texts.length, tokens: prompts.reduce((a, p) => a + p.ids.length, 0), truncatedTexts: prompts.filter((p) => p.truncated > 0).length },
+    };
+  }
+
+  /**
+   * Final hidden state at the last token of each sequence. Sequences are sorted by length and padded on
+   * the right: under causal attention padding after a token cannot change it, so no mask is needed.
+   */
+  forwardBatches(seqs: number[][], onProgress?: (done: number, total: number) => void): Float32Array[] {
+    const order = seqs.map((_, i) => i).sort((a, b) => seqs[b].length - seqs[a].length);
+    const out = new Array<Float32Array>(seqs.length);
+    const d = this.dimension;
+    let done = 0;
+    for (let start = 0; start < order.length; ) {
+      const longest = seqs[order[start]].length;
+      const n = Math.max(1, Math.min(order.length - start, Math.floor(this.batchTokens / longest)));
+      const batch = order.slice(start, start + n);
+      const ids = new Int32Array(n * longest);
+      batch.forEach((idx, b) => ids.set(seqs[idx], b * longest));
+      const hidden = T.noGrad(() => this.model.forward(ids, n, longest)).data;
+      batch.forEach((idx, b) => {
+        const at = (b * longest + seqs[idx].length - 1) * d;
+        out[idx] = normalize(hidden.subarray(at, at + d));
+      });
+      start += n;
+      done += n;
+      onProgress?.(done, seqs.length);
+    }
+    return out;
+  }
+
+  private embedWithReasoning(texts: readonly string[], opts: QueryOptions): QueryEmbedding[] {
+    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength, true));
+    const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? 128, this.maxLength - 1 - Math.max(...prompts.map((p) => p.ids.length))));
+    const stops = [this.embedId, ...this.endTokens()];
+    const gens = generate(this.model, prompts.map((p) => p.ids), {
+      maxNewTokens: budget, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed,
+      stopTokens: stops, captureTokens: [this.embedId],
+    });
+    const forcedSeqs: number[][] = [];
+    const results = gens.map((g, i): QueryEmbedding => {
+      const emitted = g.tokens[g.tokens.length - 1] === this.embedId;
+      const analysis = emitted || g.finish === 'stop' ? g.tokens.slice(0, -1) : g.tokens;
+      const reasoning = this.tokenizer.decode(analysis, { skipSpecialTokens: true }).trim();
+      if (emitted) {
+        const at = prompts[i].ids.length + g.tokens.length - 1;
+        return { vector: normalize(g.hidden.get(at)!), reasoning, forced: false, tokens: g.tokens, truncated: prompts[i].truncated };
+      }
+      forcedSeqs[i] = [...prompts[i].ids, ...analysis, this.embedId];
+      return { vector: new Float32Array(0), reasoning, forced: true, tokens: g.tokens, truncated: prompts[i].truncated };
+    });
+    const forcedIdx = results.map((r, i) => (r.forced ? i : -1)).filter((i) => i >= 0);
+    if (forcedIdx.length > 0) {
+      const vectors = this.forwardBatches(forcedIdx.map((i) => forcedSeqs[i]));
+      forcedIdx.forEach((i, j) => { results[i].vector = vectors[j]; });
+    }
+    return results;
+  }
+
+  /** Tokens that end an assistant turn (<|im_end|>, <|endoftext|>, the tokenizer's EOS). */
+  private endTokens(): number[] {
+    const ids = ['<|im_end|>', '<|endoftext|>'].map((t) => this.tokenizer.tokenToId(t));
+    if (this.tokenizer.eosTokenId !== null) ids.push(this.tokenizer.eosTokenId);
+    return [...new Set(ids.filter((x): x is number => x !== undefined))];
+  }
+}
+
+export function normalize(v: Float32Array): Float32Array {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i] * v[i];
+  const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+  return Float32Array.from(v, (x) => x * inv);
+}
