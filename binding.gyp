@@ -16,7 +16,7 @@
         "native/optim.c"
       ],
       "defines": ["NAPI_VERSION=8"],
-      "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"],
+      "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unknown-pragmas"],
       "cflags!": ["-O2", "-O0", "-fno-strict-aliasing"],
       "ldflags": ["-fopenmp"],
       "libraries": ["-lopenblas", "-lm"]

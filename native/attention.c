@@ -43,7 +43,7 @@ void sr3_attention_fwd(const float *q, const float *k, const float *v, float *ou
   const int64_t B = s->batch, H = s->H, G = s->G, T = s->T, S = s->S, D = s->D, group = H / G;
   const int64_t ldq = H * D, ldk = G * D;
   const int nt = sr3_threads_for((size_t)(B * H * T * (S + 1) * (D + 1)));
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt) if (parallel : nt > 1)
   {
     float *P = malloc(sizeof(float) * (size_t)(QB * (S > 0 ? S : 1)));
 #pragma omp for schedule(dynamic, 1)
@@ -87,7 +87,7 @@ void sr3_attention_bwd(const float *q, const float *k, const float *v, const flo
   const int64_t B = s->batch, H = s->H, G = s->G, T = s->T, S = s->S, D = s->D, group = H / G;
   const int64_t ldq = H * D, ldk = G * D;
   const int nt = sr3_threads_for((size_t)(B * H * T * (S + 1) * (D + 1) * 2));
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt) if (parallel : nt > 1)
   {
     const size_t cells = (size_t)(QB * (S > 0 ? S : 1));
     float *P = malloc(sizeof(float) * cells), *dP = malloc(sizeof(float) * cells);

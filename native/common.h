@@ -25,7 +25,10 @@ int sr3_threads_for(size_t work);
 static inline float sr3_expf(float x) {
   const float LOG2E = 1.44269504088896341f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
   float xc = x < -87.3f ? -87.3f : (x > 88.72f ? 88.72f : x);
-  float n = __builtin_floorf(xc * LOG2E + 0.5f);
+  xc = x == x ? xc : 0.0f; /* NaN: compute anything in range, return x below */
+  /* round to nearest via truncation of a positive value (vectorises; floorf does not here) */
+  int32_t ni = (int32_t)(xc * LOG2E + 128.5f) - 128;
+  float n = (float)ni;
   float r = xc - n * LN2_HI;
   r = r - n * LN2_LO;
   float p = 1.0f / 5040.0f;
@@ -36,7 +39,6 @@ static inline float sr3_expf(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  int32_t ni = (int32_t)n;
   int32_t h = ni >> 1;
   union { int32_t i; float f; } s1, s2;
   s1.i = (h + 127) << 23;
@@ -44,6 +46,7 @@ static inline float sr3_expf(float x) {
   float res = p * s1.f * s2.f;
   res = x < -87.3f ? 0.0f : res;
   res = x > 88.7228f ? __builtin_inff() : res;
+  res = x == x ? res : x;
   return res;
 }
 

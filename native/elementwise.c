@@ -6,7 +6,7 @@
 #include <omp.h>
 #include "common.h"
 
-#define PAR_FOR(n) _Pragma("omp parallel for simd num_threads(T) if (T > 1) schedule(static)")
+#define PAR_FOR(n) _Pragma("omp parallel for simd num_threads(T) if (parallel : T > 1) schedule(static)")
 
 void sr3_unary(int op, const float *x, float *out, size_t n) {
   const int T = sr3_threads_for(op == U_LOG ? n * 8 : n);
@@ -15,7 +15,7 @@ void sr3_unary(int op, const float *x, float *out, size_t n) {
     case U_NEG: PAR_FOR(n) for (int64_t i = 0; i < N; i++) out[i] = -x[i]; break;
     case U_EXP: PAR_FOR(n) for (int64_t i = 0; i < N; i++) out[i] = sr3_expf(x[i]); break;
     case U_LOG:
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+#pragma omp parallel for num_threads(T) if (parallel : T > 1) schedule(static)
       for (int64_t i = 0; i < N; i++) out[i] = logf(x[i]);
       break;
     case U_SQRT: PAR_FOR(n) for (int64_t i = 0; i < N; i++) out[i] = sqrtf(x[i]); break;
@@ -40,7 +40,7 @@ double sr3_sum_squares(const float *x, size_t n) {
   const int T = sr3_threads_for(n);
   const int64_t N = (int64_t)n;
   double s = 0;
-#pragma omp parallel for simd num_threads(T) if (T > 1) schedule(static) reduction(+ : s)
+#pragma omp parallel for simd num_threads(T) if (parallel : T > 1) schedule(static) reduction(+ : s)
   for (int64_t i = 0; i < N; i++) s += (double)x[i] * (double)x[i];
   return s;
 }
@@ -51,7 +51,7 @@ int sr3_all_finite(const float *x, size_t n) {
   const uint32_t *u = (const uint32_t *)x;
   uint32_t bad = 0;
   /* Exponent all ones = Inf or NaN. */
-#pragma omp parallel for simd num_threads(T) if (T > 1) schedule(static) reduction(| : bad)
+#pragma omp parallel for simd num_threads(T) if (parallel : T > 1) schedule(static) reduction(| : bad)
   for (int64_t i = 0; i < N; i++) bad |= (uint32_t)((u[i] & 0x7f800000u) == 0x7f800000u);
   return bad == 0;
 }

@@ -6,7 +6,7 @@
 
 void sr3_rmsnorm_fwd(const float *x, const float *w, float *y, float *rstd, int64_t rows, int64_t dim, double eps) {
   const int T = sr3_threads_for((size_t)(rows * dim * 2));
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+#pragma omp parallel for num_threads(T) if (parallel : T > 1) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * dim;
     float *yr = y + r * dim;
@@ -25,7 +25,7 @@ void sr3_rmsnorm_bwd(const float *dy, const float *x, const float *w, const floa
   const int T = sr3_threads_for((size_t)(rows * dim * 3));
   /* dw is a sum over rows: each thread sums its rows into its own buffer, added in thread order. */
   double *part = dw ? calloc((size_t)T * (size_t)dim, sizeof(double)) : NULL;
-#pragma omp parallel num_threads(T) if (T > 1)
+#pragma omp parallel num_threads(T) if (parallel : T > 1)
   {
     double *pw = part ? part + (size_t)omp_get_thread_num() * (size_t)dim : NULL;
 #pragma omp for schedule(static)
@@ -57,7 +57,7 @@ void sr3_rope(const float *x, float *out, const float *cos, const float *sin, co
   const int64_t half = headDim / 2;
   const float sgn = inverse ? -1.0f : 1.0f;
   const int T = sr3_threads_for((size_t)(rows * heads * headDim * 2));
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+#pragma omp parallel for num_threads(T) if (parallel : T > 1) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     const float *cr = cos + (int64_t)pos[r] * half, *sr = sin + (int64_t)pos[r] * half;
     for (int64_t h = 0; h < heads; h++) {

@@ -56,7 +56,7 @@ void sr3_reduce(int op, const float *x, int64_t outer, int64_t n, int64_t inner,
   if (op == 0 && outer == 1 && inner == 1 && total > 65536) {
     const int T = sr3_threads_for((size_t)total);
     double s = 0;
-#pragma omp parallel for simd num_threads(T) if (T > 1) schedule(static) reduction(+ : s)
+#pragma omp parallel for simd num_threads(T) if (parallel : T > 1) schedule(static) reduction(+ : s)
     for (int64_t j = 0; j < n; j++) s += x[j];
     out[0] = (float)s;
     return;
@@ -64,7 +64,7 @@ void sr3_reduce(int op, const float *x, int64_t outer, int64_t n, int64_t inner,
   const int64_t tiles = inner == 1 ? 1 : (inner + TILE - 1) / TILE;
   const int64_t items = outer * tiles;
   const int T = items > 1 ? sr3_threads_for((size_t)total) : 1;
-#pragma omp parallel for num_threads(T) if (T > 1) schedule(static)
+#pragma omp parallel for num_threads(T) if (parallel : T > 1) schedule(static)
   for (int64_t it = 0; it < items; it++) {
     const int64_t o = it / tiles, t = it % tiles;
     const int64_t i0 = inner == 1 ? 0 : t * TILE;

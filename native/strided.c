@@ -59,7 +59,7 @@ void sr3_binary(int op, const float *a, const int64_t *sa_in, const float *b, co
   const int64_t L = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
   const int64_t rows = total / L;
   const int T = rows > 1 ? sr3_threads_for((size_t)total) : 1;
-#pragma omp parallel num_threads(T) if (T > 1)
+#pragma omp parallel num_threads(T) if (parallel : T > 1)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
@@ -126,7 +126,7 @@ void sr3_copy(const float *src, int64_t srcOff, const int64_t *ss_in, float *dst
   const int64_t rows = total / L;
   int T = rows > 1 ? sr3_threads_for((size_t)total) : 1;
   if (T > 1 && !injective(shape, ds, nd)) T = 1;
-#pragma omp parallel num_threads(T) if (T > 1)
+#pragma omp parallel num_threads(T) if (parallel : T > 1)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
