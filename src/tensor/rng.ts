@@ -1,8 +1,10 @@
 /**
  * Seeded random numbers (xoshiro128**), so that initialisation, dropout, sampling and data order are
- * reproducible. The state is four 32-bit words that can be saved in a checkpoint and restored.
+ * reproducible. The state is four 32-bit words, plus the pending second value of a Box–Muller pair when
+ * normal() has been called an odd number of times (without it a restored stream would diverge), and can
+ * be saved in a checkpoint and restored.
  */
-export type RngState = [number, number, number, number];
+export type RngState = [number, number, number, number] | [number, number, number, number, number];
 
 export class Rng {
   private s: Uint32Array;
@@ -10,7 +12,7 @@ export class Rng {
 
   constructor(seed: number | RngState = 0) {
     this.s = new Uint32Array(4);
-    if (Array.isArray(seed)) { this.s.set(seed); return; }
+    if (Array.isArray(seed)) { this.s.set(seed.slice(0, 4)); this.spareNormal = seed[4] ?? null; return; }
     // splitmix32 expands the seed so that nearby seeds give unrelated streams
     let x = seed >>> 0;
     for (let i = 0; i < 4; i++) {
@@ -23,7 +25,10 @@ export class Rng {
     if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
   }
 
-  state(): RngState { return [this.s[0], this.s[1], this.s[2], this.s[3]]; }
+  state(): RngState {
+    const s = this.s;
+    return this.spareNormal === null ? [s[0], s[1], s[2], s[3]] : [s[0], s[1], s[2], s[3], this.spareNormal];
+  }
 
   /** Uniform 32-bit unsigned integer. */
   nextU32(): number {
