@@ -382,9 +382,6 @@ function qwen2Hyperparameters(config: Qwen2Config): [string, GgufValue][] {
     ['qwen2.rope.freq_base', f32(config.ropeTheta)],
     ['qwen2.attention.layer_norm_rms_epsilon', f32(config.rmsNormEps)],
   ];
-  if (config.headDim !== config.hiddenSize / config.numAttentionHeads) {
-    kv.push(['qwen2.attention.key_length', u32(config.headDim)], ['qwen2.attention.value_length', u32(config.headDim)]);
-  }
   return kv;
 }
 
@@ -403,6 +400,10 @@ export interface Qwen2GgufOptions {
 export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetadata; tensors: GgufTensor[] } {
   const { config, tensors, tokenizer } = opts;
   const fileType = opts.fileType ?? 'F16';
+  if (config.headDim * config.numAttentionHeads !== config.hiddenSize) {
+    // llama.cpp's qwen2 graph sizes attn_q/attn_output as hidden x hidden, so it cannot run this model.
+    throw new Error(`GGUF export: head_dim ${config.headDim} x ${config.numAttentionHeads} heads != hidden_size ${config.hiddenSize}; llama.cpp's qwen2 architecture cannot load such a model.`);
+  }
   const specs = qwen2TensorSpecs(config);
   const expected = new Set(specs.map((s) => s.name));
   for (const name of tensors.keys()) {

@@ -7,7 +7,7 @@
 import { ggufTokenizerFromTokenizerJson, type GgufTokenizer } from '../../src/model/gguf.js';
 import { parseQwen2Config, qwen2TensorSpecs, type Qwen2Config } from '../../src/model/qwen2-config.js';
 import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
-import type { TokenizerJson } from '../../src/model/tokenizer-json.js';
+import type { TokenizerConfig, TokenizerJson } from '../../src/model/tokenizer-json.js';
 import { numel, type TensorData } from '../../src/model/tensor-data.js';
 import { SeededRandom } from './seeded-random.js';
 
@@ -44,6 +44,7 @@ export interface TinyQwen2Fixture {
   config: Qwen2Config;
   tensors: Map<string, TensorData>;
   tokenizerJson: TokenizerJson;
+  tokenizerConfig: TokenizerConfig;
   chatTemplate: string;
   ggufTokenizer: GgufTokenizer;
 }
@@ -68,5 +69,5 @@ export function tinyQwen2Fixture(seed: number, configJson: Record<string, unknow
     padTokenId: id('<|endoftext|>'),
     chatTemplate,
   };
-  return { config, tensors: randomQwen2Weights(config, seed, scales), tokenizerJson, chatTemplate, ggufTokenizer };
+  return { config, tensors: randomQwen2Weights(config, seed, scales), tokenizerJson, tokenizerConfig, chatTemplate, ggufTokenizer };
 }

@@ -65,7 +65,6 @@ for (const fileType of ['F32', 'F16', 'Q8_0'] as GgufFileType[]) {
       assert.equal(m['qwen2.rope.freq_base']!.value, 1e6);
       assert.equal(m['qwen2.rope.freq_base']!.type, 6, 'float32');
       assert.equal(m['qwen2.attention.layer_norm_rms_epsilon']!.value, Math.fround(1e-6));
-      assert.equal(m['qwen2.attention.key_length'], undefined, 'only written when head_dim is not hidden/heads');
       assert.equal(m['tokenizer.ggml.model']!.value, 'gpt2');
       assert.equal(m['tokenizer.ggml.pre']!.value, 'qwen2');
       assert.equal(m['tokenizer.ggml.add_bos_token']!.value, false);
@@ -124,17 +123,17 @@ for (const fileType of ['F32', 'F16', 'Q8_0'] as GgufFileType[]) {
   });
 }
 
-test('untied models get output.weight; a head_dim departing from hidden/heads is written as key/value length', async () => {
+test('untied models get output.weight; a head_dim llama.cpp cannot run is refused', async () => {
   await withTempDir(async (dir) => {
-    const fx = tinyQwen2Fixture(2, { tie_word_embeddings: false, head_dim: 32 });
+    const fx = tinyQwen2Fixture(2, { tie_word_embeddings: false });
     const file = path.join(dir, 'm.gguf');
     await writeQwen2Gguf(file, { config: fx.config, tensors: fx.tensors, tokenizer: fx.ggufTokenizer, fileType: 'F32' });
     const r = await parse(file);
     assert.deepEqual(r.tensorInfos.at(-1)!.shape.map(Number), [64, 320]);
     assert.equal(r.tensorInfos.at(-1)!.name, 'output.weight');
-    assert.deepEqual(r.tensorInfos.find((t) => t.name === 'blk.0.attn_q.weight')!.shape.map(Number), [64, 128]);
-    assert.equal(r.meta['qwen2.attention.key_length']!.value, 32);
-    assert.equal(r.meta['qwen2.attention.value_length']!.value, 32);
+    const wide = tinyQwen2Fixture(2, { head_dim: 32 });
+    assert.throws(() => qwen2GgufContents({ config: wide.config, tensors: wide.tensors, tokenizer: wide.ggufTokenizer }),
+      /head_dim 32 x 4 heads != hidden_size 64; llama\.cpp's qwen2 architecture cannot load such a model/);
   });
 });
 
