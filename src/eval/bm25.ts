@@ -1,0 +1,167 @@
+import type { Analyzer } from './analyzer.js';
+import { byte4ToInt, intToByte4 } from './lucene-small-float.js';
+import type { ProgressFn } from './retriever.js';
+import { idRanks, TopK } from './top-k.js';
+import type { RankedList } from './run.js';
+
+export interface Bm25Options {
+  /** Term-frequency saturation (Lucene/Anserini BEIR default 0.9). */
+  k1?: number;
+  /** Length normalisation (default 0.4). */
+  b?: number;
+  /** Use Lucene's one-byte document lengths (default true, as Lucene scores); false uses exact lengths. */
+  luceneLengths?: boolean;
+}
+
+export interface Bm25Document {
+  id: string;
+  /** The indexed text (BEIR "flat": title + ' ' + text, as Pyserini's BEIR flat indexes). */
+  text: string;
+}
+
+const fround = Math.fround;
+
+/**
+ * An in-memory inverted index scored like Lucene's BM25Similarity (Lucene 8+):
+ *   idf = ln(1 + (N - df + 0.5) / (df + 0.5)),  score = Σ_terms boost·idf · tf / (tf + k1·(1 - b + b·dl/avgdl))
+ * with N = documents with at least one term, avgdl = total terms / N, dl decoded from Lucene's length byte, float32
+ * arithmetic per term as Lucene does, and a query term's boost = how often it occurs in the query (Anserini's
+ * bag-of-words query). Lucene's constant (k1 + 1) factor is left out (Lucene 8+ too); it changes no ranking.
+ */
+export class Bm25Index {
+  readonly ids: string[];
+  private readonly terms = new Map<string, number>();
+  private postingStart!: Int32Array;
+  private postingDocs!: Int32Array;
+  private postingTfs!: Int32Array;
+  private readonly lengths: Int32Array;
+  private readonly idRank: Int32Array;
+  private readonly k1: number;
+  private readonly b: number;
+  private readonly luceneLengths: boolean;
+  private docCount = 0;
+  private totalTerms = 0;
+
+  private constructor(ids: string[], private readonly analyzer: Analyzer, options: Bm25Options) {
+    this.ids = ids;
+    this.lengths = new Int32Array(ids.length);
+    this.idRank = idRanks(ids);
+    this.k1 = options.k1 ?? 0.9;
+    this.b = options.b ?? 0.4;
+    this.luceneLengths = options.luceneLengths ?? true;
+    if (!(this.k1 >= 0) || !(this.b >= 0 && this.b <= 1)) {
+      throw new RangeError(`BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1=${this.k1}, b=${this.b})`);
+    }
+  }
+
+  static build(docs: readonly Bm25Document[], analyzer: Analyzer, options: Bm25Options = {},
+    onProgress?: ProgressFn): Bm25Index {
+    const index = new Bm25Index(docs.map((d) => d.id), analyzer, options);
+    index.indexAll(docs, onProgress);
+    return index;
+  }
+
+  get size(): number {
+    return this.ids.length;
+  }
+
+  get vocabularySize(): number {
+    return this.terms.size;
+  }
+
+  private indexAll(docs: readonly Bm25Document[], onProgress?: ProgressFn): void {
+    // Postings are collected per term as (doc, tf) pairs in growable arrays, then packed into flat typed arrays.
+    const postDocs: number[][] = [];
+    const postTfs: number[][] = [];
+    const tf = new Map<number, number>();
+    for (let d = 0; d < docs.length; d++) {
+      const tokens = this.analyzer.analyze(docs[d]!.text);
+      tf.clear();
+      for (const t of tokens) {
+        let id = this.terms.get(t);
+        if (id === undefined) {
+          id = this.terms.size;
+          this.terms.set(t, id);
+          postDocs.push([]);
+          postTfs.push([]);
+        }
+        tf.set(id, (tf.get(id) ?? 0) + 1);
+      }
+      for (const [id, n] of tf) {
+        postDocs[id]!.push(d);
+        postTfs[id]!.push(n);
+      }
+      this.lengths[d] = tokens.length;
+      if (tokens.length > 0) this.docCount++;
+      this.totalTerms += tokens.length;
+      if (onProgress && (d % 1000 === 999 || d === docs.length - 1)) onProgress('indexing', d + 1, docs.length);
+    }
+    const nTerms = postDocs.length;
+    this.postingStart = new Int32Array(nTerms + 1);
+    for (let t = 0; t < nTerms; t++) this.postingStart[t + 1] = this.postingStart[t]! + postDocs[t]!.length;
+    this.postingDocs = new Int32Array(this.postingStart[nTerms]!);
+    this.postingTfs = new Int32Array(this.postingStart[nTerms]!);
+    for (let t = 0; t < nTerms; t++) {
+      this.postingDocs.set(postDocs[t]!, this.postingStart[t]!);
+      this.postingTfs.set(postTfs[t]!, this.postingStart[t]!);
+    }
+  }
+
+  /** 1 / (k1 · (1 - b + b·dl/avgdl)) per document, in float32 as Lucene's per-norm cache. */
+  private normInverse?: Float32Array;
+
+  private norms(): Float32Array {
+    if (this.normInverse) return this.normInverse;
+    const avgdl = fround(this.docCount > 0 ? this.totalTerms / this.docCount : 1);
+    const k1 = fround(this.k1);
+    const b = fround(this.b);
+    const cache = new Float32Array(256);
+    for (let i = 0; i < 256; i++) {
+      cache[i] = fround(1 / fround(k1 * fround(fround(1 - b) + fround(fround(b * byte4ToInt(i)) / avgdl))));
+    }
+    const inv = new Float32Array(this.ids.length);
+    for (let d = 0; d < inv.length; d++) {
+      const len = this.lengths[d]!;
+      inv[d] = this.luceneLengths
+        ? cache[intToByte4(len)]!
+        : fround(1 / fround(k1 * fround(fround(1 - b) + fround(fround(b * len) / avgdl))));
+    }
+    return (this.normInverse = inv);
+  }
+
+  /** Lucene's idf for a term seen in `df` documents. */
+  private idf(df: number): number {
+    return fround(Math.log(1 + (this.docCount - df + 0.5) / (df + 0.5)));
+  }
+
+  /** The `k` best documents for a query (only documents matching at least one query term, as Lucene returns). */
+  search(query: string, k: number, scratch?: Float64Array): RankedList {
+    const inv = this.norms();
+    const counts = new Map<number, number>();
+    for (const t of this.analyzer.analyze(query)) {
+      const id = this.terms.get(t);
+      if (id !== undefined) counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    const acc = scratch ?? new Float64Array(this.ids.length);
+    const touched: number[] = [];
+    for (const [term, boost] of counts) {
+      const start = this.postingStart[term]!;
+      const end = this.postingStart[term + 1]!;
+      const weight = fround(boost * this.idf(end - start));
+      for (let p = start; p < end; p++) {
+        const d = this.postingDocs[p]!;
+        const tf = this.postingTfs[p]!;
+        const s = fround(weight - fround(weight / fround(1 + fround(tf * inv[d]!))));
+        if (acc[d] === 0) touched.push(d);
+        acc[d] = acc[d]! + s;
+      }
+    }
+    const top = new TopK(Math.min(k, touched.length), this.idRank);
+    for (const d of touched) {
+      top.offer(fround(acc[d]!), d);
+      acc[d] = 0;
+    }
+    const { docs, scores } = top.sorted();
+    return { docIds: Array.from(docs, (d) => this.ids[d]!), scores: Array.from(scores) };
+  }
+}
