@@ -4,12 +4,9 @@
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from './repo.js';
 
 export const SYSTEM_PYTHON = '/usr/bin/python3';
-
-/** The repository root (this file is compiled to dist/test/helpers/). */
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 /** Absolute path of a script in test/oracles/. */
 export function oraclePath(name: string): string {
