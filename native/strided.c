@@ -81,7 +81,7 @@ void sr3_binary(int op, const float *a, const int64_t *sa_in, const float *b, co
 static void copy_inner(const float *s, int64_t is, float *d, int64_t id, int64_t L, int acc) {
   if (is == 1 && id == 1) {
     if (acc) for (int64_t i = 0; i < L; i++) d[i] += s[i];
-    else memcpy(d, s, sizeof(float) * (size_t)L);
+    else memmove(d, s, sizeof(float) * (size_t)L); /* src and dst may overlap (in-place shifts) */
   } else if (id == 1) {
     if (acc) for (int64_t i = 0; i < L; i++) d[i] += s[i * is];
     else for (int64_t i = 0; i < L; i++) d[i] = s[i * is];

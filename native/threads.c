@@ -17,8 +17,8 @@ int sr3_threads(void) {
 
 int sr3_threads_for(size_t work) {
   int t = sr3_threads();
-  /* Below ~32k cheap operations a fork/join (a few µs) costs more than it saves. */
-  if (t <= 1 || work < 32768) return 1;
-  size_t most = work / 16384;
+  /* Below ~64k cheap operations (~20 µs) waking a sleeping thread costs more than it saves. */
+  if (t <= 1 || work < 65536) return 1;
+  size_t most = work / 32768;
   return most < (size_t)t ? (int)most : t;
 }

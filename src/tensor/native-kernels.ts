@@ -47,9 +47,11 @@ export function loadAddon(): NativeAddon {
   if (loaded) return loaded;
   // OpenBLAS never threads (gemm parallelises over OpenMP itself): skip creating its idle pool.
   process.env.OPENBLAS_NUM_THREADS ??= '1';
-  // Idle OpenMP threads spin briefly, then sleep: on a 2-core machine shared with other work a long
-  // spin steals the core from the main thread between kernels; no spin makes each kernel pay a wake-up.
-  process.env.GOMP_SPINCOUNT ??= '20000';
+  // Idle OpenMP threads sleep at once instead of spinning (libgomp's default spins ~300k times).
+  // Measured on the shared 2-core machine: any spin made 2-thread runs 2-5x slower than 1 thread once
+  // other processes compete for the cores; sleeping costs a futex wake-up (µs) per parallel kernel,
+  // and kernels below ~64k operations stay on the calling thread anyway.
+  process.env.GOMP_SPINCOUNT ??= '0';
   const require = createRequire(import.meta.url);
   loaded = require(findAddon()) as NativeAddon;
   return loaded;
