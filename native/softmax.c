@@ -61,8 +61,9 @@ void sr3_softmax_bwd(const float *y, const float *dy, float *dx, int64_t rows, i
     double dot = 0;
 #pragma omp simd reduction(+ : dot)
     for (int64_t i = 0; i < n; i++) dot += (double)dyr[i] * yr[i];
+    const float d = (float)dot;
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) dxr[i] = (float)(yr[i] * (dyr[i] - dot));
+    for (int64_t i = 0; i < n; i++) dxr[i] = yr[i] * (dyr[i] - d);
   }
 }
 
@@ -85,8 +86,9 @@ void sr3_logsoftmax_bwd(const float *y, const float *dy, float *dx, int64_t rows
     double s = 0;
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < n; i++) s += dyr[i];
+    const float sf = (float)s;
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) dxr[i] = (float)(dyr[i] - sr3_expf(yr[i]) * s);
+    for (int64_t i = 0; i < n; i++) dxr[i] = dyr[i] - sr3_expf(yr[i]) * sf;
   }
 }
 

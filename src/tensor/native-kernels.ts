@@ -42,18 +42,30 @@ function findAddon(): string {
 
 let loaded: NativeAddon | null = null;
 
-/** Loads the addon once. Thread-pool environment must be set before libgomp/OpenBLAS initialise (at load). */
+/**
+ * Loads the addon once. libgomp and OpenBLAS read their environment when they are loaded, so the
+ * thread-pool settings go into process.env just for the load and are removed again afterwards:
+ * child processes (the PyTorch peers in the benches) must not inherit them.
+ */
 export function loadAddon(): NativeAddon {
   if (loaded) return loaded;
-  // OpenBLAS never threads (gemm parallelises over OpenMP itself): skip creating its idle pool.
-  process.env.OPENBLAS_NUM_THREADS ??= '1';
-  // Idle OpenMP threads sleep at once instead of spinning (libgomp's default spins ~300k times).
-  // Measured on the shared 2-core machine: any spin made 2-thread runs 2-5x slower than 1 thread once
-  // other processes compete for the cores; sleeping costs a futex wake-up (µs) per parallel kernel,
-  // and kernels below ~64k operations stay on the calling thread anyway.
-  process.env.GOMP_SPINCOUNT ??= '0';
-  const require = createRequire(import.meta.url);
-  loaded = require(findAddon()) as NativeAddon;
+  const defaults: Record<string, string> = {
+    // OpenBLAS never threads (gemm parallelises over OpenMP itself): skip creating its idle pool.
+    OPENBLAS_NUM_THREADS: '1',
+    // Idle OpenMP threads sleep at once instead of spinning (libgomp's default spins ~300k times).
+    // Measured on the shared 2-core machine: any spin made 2-thread runs 2-5x slower than 1 thread once
+    // other processes compete for the cores; sleeping costs a futex wake-up (µs) per parallel kernel,
+    // and kernels below ~64k operations stay on the calling thread anyway.
+    GOMP_SPINCOUNT: '0',
+  };
+  const added = Object.keys(defaults).filter((key) => process.env[key] === undefined);
+  for (const key of added) process.env[key] = defaults[key];
+  try {
+    const require = createRequire(import.meta.url);
+    loaded = require(findAddon()) as NativeAddon;
+  } finally {
+    for (const key of added) delete process.env[key];
+  }
   return loaded;
 }
 
