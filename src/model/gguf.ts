@@ -372,7 +372,7 @@ function shapeText(s: readonly number[]): string {
 }
 
 function qwen2Hyperparameters(config: Qwen2Config): [string, GgufValue][] {
-  const kv: [string, GgufValue][] = [
+  return [
     ['qwen2.context_length', u32(config.maxPositionEmbeddings)],
     ['qwen2.embedding_length', u32(config.hiddenSize)],
     ['qwen2.block_count', u32(config.numHiddenLayers)],
@@ -382,7 +382,6 @@ function qwen2Hyperparameters(config: Qwen2Config): [string, GgufValue][] {
     ['qwen2.rope.freq_base', f32(config.ropeTheta)],
     ['qwen2.attention.layer_norm_rms_epsilon', f32(config.rmsNormEps)],
   ];
-  return kv;
 }
 
 export interface Qwen2GgufOptions {
