@@ -332,6 +332,52 @@ export function ggufTokenizerFromTokenizerJson(
   return { tokens: tokens.map((t, i) => t ?? `[PAD${i}]`), tokenTypes: types, merges };
 }
 
+/**
+ * The whole GGUF tokenizer from a model folder's tokenizer.json and tokenizer_config.json, resolving
+ * special ids as llama.cpp's converter (gguf-py SpecialVocab) does: a `<x>_token` of
+ * tokenizer_config.json names the token, else config.json's `<x>_token_id` is used (Qwen2.5-Instruct:
+ * bos 151643 from config.json, eos "<|im_end|>" 151645, pad "<|endoftext|>" 151643). A list of named
+ * chat templates contributes its "default" one.
+ */
+export function ggufTokenizerFromFiles(
+  tokenizerJson: unknown,
+  tokenizerConfig: unknown,
+  config: Qwen2Config,
+  files: { tokenizerJson?: string; tokenizerConfig?: string } = {},
+): GgufTokenizer {
+  const jsonFile = files.tokenizerJson ?? 'tokenizer.json';
+  const configFile = files.tokenizerConfig ?? 'tokenizer_config.json';
+  const base = ggufTokenizerFromTokenizerJson(tokenizerJson, config.vocabSize, jsonFile);
+  const tc = isRecord(tokenizerConfig) ? tokenizerConfig : {};
+  const idOf = new Map<string, number>();
+  base.tokens.forEach((t, i) => {
+    if (base.tokenTypes[i] !== TOKEN_TYPE.UNUSED && !idOf.has(t)) idOf.set(t, i);
+  });
+  const special = (kind: 'bos' | 'eos' | 'pad', fallback: number | null): number | null => {
+    const field = tc[`${kind}_token`];
+    const content = typeof field === 'string' ? field : isRecord(field) && typeof field['content'] === 'string' ? field['content'] : null;
+    if (content === null) return fallback;
+    const id = idOf.get(content);
+    if (id === undefined) throw new ModelFileError(configFile, `"${kind}_token" ${JSON.stringify(content)} is not a token of ${jsonFile}.`);
+    return id;
+  };
+  const eosFromConfig = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] ?? null : config.eosTokenId;
+  const raw = tc['chat_template'];
+  let chatTemplate: string | null = null;
+  if (typeof raw === 'string') chatTemplate = raw;
+  else if (Array.isArray(raw)) {
+    const def = raw.find((t) => isRecord(t) && t['name'] === 'default');
+    chatTemplate = isRecord(def) && typeof def['template'] === 'string' ? def['template'] : null;
+  }
+  return {
+    ...base,
+    bosTokenId: special('bos', config.bosTokenId),
+    eosTokenId: special('eos', eosFromConfig),
+    padTokenId: special('pad', null),
+    chatTemplate,
+  };
+}
+
 /** HF checkpoint name -> GGUF tensor name for Qwen2 (null: not exported, e.g. rotary inv_freq). */
 export function qwen2GgufTensorName(hfName: string): string | null {
   const top: Record<string, string> = {

@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ggufTokenizerFromTokenizerJson, TOKEN_TYPE, writeQwen2Gguf, type GgufTokenizer } from '../../src/model/gguf.js';
+import { ggufTokenizerFromFiles, TOKEN_TYPE, writeQwen2Gguf, type GgufTokenizer } from '../../src/model/gguf.js';
+import { QWEN2_5_CHAT_TEMPLATE } from '../../src/model/qwen2-chat-template.js';
 import { parseQwen2Config } from '../../src/model/qwen2-config.js';
 import { qwen2_5TokenizerFiles } from '../../src/model/qwen-reference-tokenizer.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
@@ -38,11 +39,7 @@ before(async () => {
     num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, rope_theta: 1e6, max_position_embeddings: 512,
     tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151645,
   }, 'config.json');
-  exported = {
-    ...ggufTokenizerFromTokenizerJson(tokenizerJson, config.vocabSize),
-    padTokenId: 151643,
-    chatTemplate: String(tokenizerConfig.chat_template),
-  };
+  exported = ggufTokenizerFromFiles(tokenizerJson, tokenizerConfig, config);
   const file = path.join(dir, 'qwen-vocab.gguf');
   await writeQwen2Gguf(file, { config, tensors: randomQwen2Weights(config, 1), tokenizer: exported, fileType: 'F16' });
   model = await openLlamaCppModel(file);
@@ -64,6 +61,13 @@ test('the exported vocabulary has Qwen2.5 layout: 151,643 normal tokens, 22 cont
   assert.equal(exported.merges.length, 151387);
 });
 
+test('special ids and chat template resolve as llama.cpp\'s converter does for Qwen2.5-Instruct', () => {
+  assert.equal(exported.bosTokenId, 151643, 'bos: tokenizer_config has none, config.json bos_token_id');
+  assert.equal(exported.eosTokenId, 151645, 'eos: tokenizer_config eos_token <|im_end|>');
+  assert.equal(exported.padTokenId, 151643, 'pad: tokenizer_config pad_token <|endoftext|>');
+  assert.equal(exported.chatTemplate, QWEN2_5_CHAT_TEMPLATE);
+});
+
 test('llama.cpp tokenizes like our tokenizer.json implementation, and round-trips the text', () => {
   const m = model!.model;
   for (const text of TEXTS) {
@@ -77,6 +81,7 @@ test('llama.cpp tokenizes like our tokenizer.json implementation, and round-trip
 test('llama.cpp sees the special ids and the chat template', () => {
   const m = model!.model;
   assert.equal(Number(m.tokens.bos), 151643);
+  assert.equal(m.fileInfo.metadata.tokenizer.ggml.padding_token_id, 151643);
   assert.equal(Number(m.tokens.eos), 151645);
   assert.ok(m.isEogToken(151645 as never), '<|im_end|> ends generation');
   assert.equal(m.fileInfo.metadata.tokenizer.chat_template, exported.chatTemplate);

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import {
-  buildGgufHeader, ggufTokenizerFromTokenizerJson, loraPairsFromPeft, quantizeQ8_0, qwen2GgufContents,
+  buildGgufHeader, ggufTokenizerFromFiles, ggufTokenizerFromTokenizerJson, loraPairsFromPeft, quantizeQ8_0, qwen2GgufContents,
   qwen2GgufTensorName, writeGguf, writeQwen2Gguf, writeQwen2LoraGguf, TOKEN_TYPE, GGML_TYPE, type GgufFileType,
 } from '../../src/model/gguf.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
@@ -219,6 +219,19 @@ test('tokenizer.json conversion: both merge forms, added-token types, vocabulari
     (e: unknown) => e instanceof ModelFileError && /^\/t\/tokenizer\.json: added token "<s>" has id 5, beyond the model's 5 embedding rows/.test(e.message));
   assert.throws(() => ggufTokenizerFromTokenizerJson({ model: { type: 'Unigram', vocab: [] } }, 5), /has a "Unigram" model/);
   assert.throws(() => ggufTokenizerFromTokenizerJson({ model: { type: 'BPE', vocab: { a: 0, b: 0 } } }, 5), /id 0 is given to both "a" and "b"/);
+});
+
+test('tokenizer files: special tokens by name, config.json fallback, named chat templates, unknown names refused', () => {
+  const fx = tinyQwen2Fixture(7);
+  const t = ggufTokenizerFromFiles(fx.tokenizerJson, {
+    eos_token: { content: '<|im_end|>', special: true }, pad_token: '<|endoftext|>',
+    chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }],
+  }, fx.config);
+  assert.deepEqual([t.bosTokenId, t.eosTokenId, t.padTokenId, t.chatTemplate], [296, 298, 296, 'D']);
+  const none = ggufTokenizerFromFiles(fx.tokenizerJson, {}, { ...fx.config, bosTokenId: null, eosTokenId: [297, 298] });
+  assert.deepEqual([none.bosTokenId, none.eosTokenId, none.padTokenId, none.chatTemplate], [null, 297, null, null]);
+  assert.throws(() => ggufTokenizerFromFiles(fx.tokenizerJson, { eos_token: '</s>' }, fx.config, { tokenizerConfig: '/m/tokenizer_config.json' }),
+    /\/m\/tokenizer_config\.json: "eos_token" "<\/s>" is not a token of tokenizer\.json\./);
 });
 
 test('LoRA adapter GGUF: adapter metadata, lora_a/lora_b names and transposed dims as llama.cpp checks them', async () => {
