@@ -81,3 +81,93 @@ export class TopK {
     };
   }
 }
+
+/**
+ * Top-k for float32 scores (dense search), faster than the heap when k is large. A float32 value widened to a
+ * double leaves the low 29 mantissa bits zero; storing the document's id rank there makes every (score, document)
+ * a distinct double that orders exactly as trec_eval does (higher score first, then larger id), so selection is
+ * plain numeric work: append candidates, and when more than k are held, quickselect the k-th and drop the rest.
+ */
+const LOW_BITS = 0x1fffffff;
+const keyF64 = new Float64Array(1);
+const keyU32 = new Uint32Array(keyF64.buffer);
+const LOW = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1; // index of the low word
+
+export const MAX_PACKED_DOCS = LOW_BITS + 1;
+
+export function packKey(score: number, idRank: number): number {
+  keyF64[0] = score + 0; // -0 ties with +0, as in C comparisons
+  keyU32[LOW] = (keyU32[LOW]! & ~LOW_BITS) | (keyF64[0] >= 0 ? idRank : LOW_BITS - idRank);
+  return keyF64[0];
+}
+
+export function unpackScore(key: number): number {
+  keyF64[0] = key;
+  keyU32[LOW] = keyU32[LOW]! & ~LOW_BITS;
+  return keyF64[0];
+}
+
+export function unpackRank(key: number): number {
+  keyF64[0] = key;
+  const low = keyU32[LOW]! & LOW_BITS;
+  return key >= 0 ? low : LOW_BITS - low;
+}
+
+/** Moves the k largest of a[0..n) to a[0..k) (any order) by quickselect; returns nothing. */
+function selectLargest(a: Float64Array, n: number, k: number): void {
+  let lo = 0;
+  let hi = n - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! > pivot) i++;
+      while (a[j]! < pivot) j--;
+      if (i <= j) {
+        const t = a[i]!; a[i] = a[j]!; a[j] = t;
+        i++; j--;
+      }
+    }
+    if (k - 1 <= j) hi = j;
+    else if (k - 1 >= i) lo = i;
+    else return;
+  }
+}
+
+export class PackedTopK {
+  private buf: Float64Array;
+  private size = 0;
+  /** Keys at or below this cannot enter (the k-th best key once k are held). */
+  private floor = -Infinity;
+
+  constructor(readonly k: number, capacity: number) {
+    this.buf = new Float64Array(Math.max(k, 1) + Math.max(capacity, 1));
+  }
+
+  /** Smallest float32 score that may still enter. */
+  get minScore(): number {
+    return this.floor === -Infinity ? -Infinity : unpackScore(this.floor);
+  }
+
+  offer(key: number): void {
+    if (key <= this.floor || this.k === 0) return;
+    if (this.size === this.buf.length) this.compact();
+    this.buf[this.size++] = key;
+  }
+
+  private compact(): void {
+    if (this.size <= this.k) return;
+    selectLargest(this.buf, this.size, this.k);
+    this.size = this.k;
+    let min = Infinity;
+    for (let i = 0; i < this.k; i++) if (this.buf[i]! < min) min = this.buf[i]!;
+    this.floor = min;
+  }
+
+  /** Kept keys, best first. */
+  sorted(): Float64Array {
+    this.compact();
+    return this.buf.slice(0, this.size).sort().reverse();
+  }
+}

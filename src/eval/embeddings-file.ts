@@ -1,0 +1,127 @@
+import { readFileSync, existsSync } from 'node:fs';
+import type { EmbeddingMatrix } from './dense-search.js';
+import { EvalInputError } from './input-error.js';
+import { readLines } from './line-reader.js';
+import { writeTextFileAtomic } from './run.js';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+/**
+ * Precomputed embeddings for dense evaluation, from any source, in one of two formats:
+ *  - `X.npy`: a 2-D little-endian float32 C-order array (numpy.save of a float32 matrix), with the ids in the
+ *    sidecar `X.ids.txt`, one per line, row order;
+ *  - `X.jsonl`: one `{"id": "...", "vector": [..]}` object per line.
+ */
+export function idsSidecarPath(npyPath: string): string {
+  return npyPath.replace(/\.npy$/i, '') + '.ids.txt';
+}
+
+function parseNpyHeader(buf: Buffer, file: string): { shape: number[]; dataOffset: number } {
+  if (buf.length < 10 || buf.toString('latin1', 0, 6) !== '\x93NUMPY') {
+    throw new EvalInputError('not a .npy file (missing the \\x93NUMPY magic)', file);
+  }
+  const major = buf[6]!;
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  const header = buf.toString('latin1', start, start + headerLen);
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (descr !== '<f4') throw new EvalInputError(`dtype '${descr}' is not little-endian float32 ('<f4'); save float32`, file);
+  if (fortran !== 'False') throw new EvalInputError('array is Fortran-ordered; save it C-ordered (np.ascontiguousarray)', file);
+  const shape = (shapeText ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (shape.length !== 2 || !shape.every((n) => Number.isInteger(n) && n >= 0)) {
+    throw new EvalInputError(`shape (${shapeText}) is not 2-D (rows, dim)`, file);
+  }
+  return { shape, dataOffset: start + headerLen };
+}
+
+async function readIds(file: string): Promise<string[]> {
+  const ids: string[] = [];
+  const seen = new Set<string>();
+  for await (const { text, line } of readLines(file)) {
+    const id = text.trim();
+    if (id === '') continue;
+    if (seen.has(id)) throw new EvalInputError(`id '${id}' appears twice`, file, line);
+    seen.add(id);
+    ids.push(id);
+  }
+  return ids;
+}
+
+export async function readNpyEmbeddings(file: string): Promise<EmbeddingMatrix> {
+  if (!existsSync(file)) throw new EvalInputError('file not found; check the path', file);
+  const buf = readFileSync(file);
+  const { shape, dataOffset } = parseNpyHeader(buf, file);
+  const [rows, dim] = shape as [number, number];
+  if (buf.length - dataOffset !== rows * dim * 4) {
+    throw new EvalInputError(`holds ${buf.length - dataOffset} data bytes, expected ${rows} × ${dim} × 4`, file);
+  }
+  const idsFile = idsSidecarPath(file);
+  if (!existsSync(idsFile)) throw new EvalInputError(`needs its ids beside it in ${idsFile}, one id per line`, file);
+  const ids = await readIds(idsFile);
+  if (ids.length !== rows) throw new EvalInputError(`has ${ids.length} ids for ${rows} rows`, idsFile);
+  const data = new Float32Array(rows * dim);
+  new Uint8Array(data.buffer).set(buf.subarray(dataOffset, dataOffset + rows * dim * 4));
+  return { ids, dim, data };
+}
+
+export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix> {
+  const ids: string[] = [];
+  const seen = new Set<string>();
+  const rows: number[][] = [];
+  let dim = -1;
+  for await (const { text, line } of readLines(file)) {
+    if (text.trim() === '') continue;
+    let obj: { id?: unknown; vector?: unknown };
+    try {
+      obj = JSON.parse(text) as typeof obj;
+    } catch (err) {
+      throw new EvalInputError(`not valid JSON (${(err as Error).message})`, file, line);
+    }
+    const id = typeof obj.id === 'number' ? String(obj.id) : obj.id;
+    if (typeof id !== 'string' || id === '') throw new EvalInputError("missing 'id'", file, line);
+    if (!Array.isArray(obj.vector) || !obj.vector.every((x) => typeof x === 'number')) {
+      throw new EvalInputError("'vector' must be an array of numbers", file, line);
+    }
+    if (dim < 0) dim = obj.vector.length;
+    if (obj.vector.length !== dim || dim === 0) {
+      throw new EvalInputError(`vector has ${obj.vector.length} numbers, earlier ones ${dim}`, file, line);
+    }
+    if (seen.has(id)) throw new EvalInputError(`id '${id}' appears twice`, file, line);
+    seen.add(id);
+    ids.push(id);
+    rows.push(obj.vector as number[]);
+  }
+  if (ids.length === 0) throw new EvalInputError('no embeddings found', file);
+  const data = new Float32Array(ids.length * dim);
+  rows.forEach((r, i) => data.set(r, i * dim));
+  return { ids, dim, data };
+}
+
+/** Reads embeddings by extension: .npy (+ .ids.txt) or .jsonl. */
+export async function readEmbeddings(file: string): Promise<EmbeddingMatrix> {
+  if (/\.npy$/i.test(file)) return readNpyEmbeddings(file);
+  if (/\.jsonl$/i.test(file)) return readJsonlEmbeddings(file);
+  throw new EvalInputError('embeddings must be a .npy file (with a .ids.txt sidecar) or a .jsonl file', file);
+}
+
+/** Writes embeddings as .npy + .ids.txt (atomically), the format readNpyEmbeddings reads. */
+export function writeNpyEmbeddings(file: string, m: EmbeddingMatrix): void {
+  const rows = m.ids.length;
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${rows}, ${m.dim}), }`;
+  // Pad so that the data starts on a 64-byte boundary, newline-terminated, as numpy writes it.
+  const total = 10 + header.length + 1;
+  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  const head = Buffer.alloc(10);
+  head.write('\x93NUMPY', 0, 'latin1');
+  head[6] = 1;
+  head[7] = 0;
+  head.writeUInt16LE(header.length, 8);
+  const data = Buffer.from(m.data.buffer, m.data.byteOffset, rows * m.dim * 4);
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
+  writeFileSync(tmp, Buffer.concat([head, Buffer.from(header, 'latin1'), data]));
+  renameSync(tmp, file);
+  writeTextFileAtomic(idsSidecarPath(file), m.ids.join('\n') + '\n');
+}
