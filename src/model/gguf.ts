@@ -11,10 +11,12 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { writeFileAtomically } from './atomic-file.js';
 import { f16BitsFromFloat32Bits, encodeF16 } from './half-float.js';
 import { ModelFileError } from './model-file-error.js';
-import { qwen2TensorSpecs, type Qwen2Config } from './qwen2-config.js';
+import { qwen2TensorSpecs, readQwen2Config, type Qwen2Config } from './qwen2-config.js';
+import { loadSafetensors, loadSafetensorsFolder } from './safetensors.js';
 import { numel, type TensorView } from './tensor-data.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -602,4 +604,75 @@ function orderOf(specs: Map<string, number[]>, name: string): number {
 export async function writeQwen2LoraGguf(file: string, opts: Qwen2LoraGgufOptions): Promise<void> {
   const { metadata, tensors } = qwen2LoraGgufContents(opts);
   await writeGguf(file, metadata, tensors);
+}
+
+// ---------------------------------------------------------------------------------------------
+// From Hugging Face folders
+
+async function readJsonFile(file: string, what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    throw new ModelFileError(file, `cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? String(err)}).`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
+  }
+}
+
+/**
+ * Converts a Hugging Face Qwen2 folder (config.json, model.safetensors or shards, tokenizer.json,
+ * tokenizer_config.json) into one GGUF file, like llama.cpp's convert_hf_to_gguf.py.
+ */
+export async function exportQwen2GgufFromFolder(
+  modelDir: string,
+  outFile: string,
+  opts: { fileType?: GgufFileType; name?: string } = {},
+): Promise<void> {
+  const config = await readQwen2Config(path.join(modelDir, 'config.json'));
+  const tokJsonFile = path.join(modelDir, 'tokenizer.json');
+  const tokConfigFile = path.join(modelDir, 'tokenizer_config.json');
+  const tokenizer = ggufTokenizerFromFiles(
+    await readJsonFile(tokJsonFile, 'tokenizer'),
+    await readJsonFile(tokConfigFile, 'tokenizer config'),
+    config,
+    { tokenizerJson: tokJsonFile, tokenizerConfig: tokConfigFile },
+  );
+  const tensors = await loadSafetensorsFolder(modelDir);
+  await writeQwen2Gguf(outFile, { config, tensors, tokenizer, fileType: opts.fileType, name: opts.name ?? path.basename(path.resolve(modelDir)) });
+}
+
+/**
+ * Converts a PEFT LoRA folder (adapter_config.json, adapter_model.safetensors) for a Qwen2 base model
+ * into a GGUF adapter, like llama.cpp's convert_lora_to_gguf.py. rsLoRA (scale alpha/sqrt(r)) is
+ * written with alpha·sqrt(r), since llama.cpp scales by alpha/r.
+ */
+export async function exportQwen2LoraGgufFromFolder(
+  adapterDir: string,
+  baseConfig: Qwen2Config,
+  outFile: string,
+  opts: { fileType?: 'F32' | 'F16'; name?: string } = {},
+): Promise<void> {
+  const cfgFile = path.join(adapterDir, 'adapter_config.json');
+  const raw = await readJsonFile(cfgFile, 'adapter config');
+  if (!isRecord(raw)) throw new ModelFileError(cfgFile, 'must be a JSON object.');
+  if (raw['peft_type'] !== undefined && raw['peft_type'] !== 'LORA') {
+    throw new ModelFileError(cfgFile, `peft_type is ${JSON.stringify(raw['peft_type'])}; only LORA adapters can be exported.`);
+  }
+  if (raw['use_dora'] === true) throw new ModelFileError(cfgFile, 'DoRA adapters cannot be exported to GGUF (llama.cpp has no DoRA).');
+  const r = raw['r'];
+  const alpha = raw['lora_alpha'];
+  if (typeof r !== 'number' || !(r > 0) || typeof alpha !== 'number' || !(alpha > 0)) {
+    throw new ModelFileError(cfgFile, `"r" and "lora_alpha" must be positive numbers, got ${JSON.stringify(r)} and ${JSON.stringify(alpha)}.`);
+  }
+  const weightsFile = path.join(adapterDir, 'adapter_model.safetensors');
+  const adapters = loraPairsFromPeft(await loadSafetensors(weightsFile));
+  for (const [base, { a }] of adapters) {
+    if (a.shape[0] !== r) throw new ModelFileError(weightsFile, `"${base}" has rank ${a.shape[0]}, but adapter_config.json says r = ${r}.`);
+  }
+  const ggufAlpha = raw['use_rslora'] === true ? alpha * Math.sqrt(r) : alpha;
+  await writeQwen2LoraGguf(outFile, { config: baseConfig, adapters, alpha: ggufAlpha, fileType: opts.fileType, name: opts.name });
 }

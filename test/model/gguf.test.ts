@@ -5,12 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import {
-  buildGgufHeader, ggufTokenizerFromFiles, ggufTokenizerFromTokenizerJson, loraPairsFromPeft, quantizeQ8_0, qwen2GgufContents,
+  buildGgufHeader, exportQwen2GgufFromFolder, exportQwen2LoraGgufFromFolder, ggufTokenizerFromFiles, ggufTokenizerFromTokenizerJson, loraPairsFromPeft, quantizeQ8_0, qwen2GgufContents,
   qwen2GgufTensorName, writeGguf, writeQwen2Gguf, writeQwen2LoraGguf, TOKEN_TYPE, GGML_TYPE, type GgufFileType,
 } from '../../src/model/gguf.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
 import { f16FromFloat32, float32FromF16 } from '../../src/model/half-float.js';
 import type { TensorData } from '../../src/model/tensor-data.js';
+import { writeQwen2Config } from '../../src/model/qwen2-config.js';
+import { saveSafetensors, saveSafetensorsFolder } from '../../src/model/safetensors.js';
 import { tinyQwen2Fixture } from '../helpers/random-qwen2.js';
 import { SeededRandom } from '../helpers/seeded-random.js';
 
@@ -265,5 +267,46 @@ test('LoRA adapter GGUF: adapter metadata, lora_a/lora_b names and transposed di
     bad.set('model.layers.0.self_attn.k_proj.weight', { a: { shape: [r, 64], data: new Float32Array(r * 64) }, b: { shape: [64, r], data: new Float32Array(64 * r) } });
     await assert.rejects(writeQwen2LoraGguf(file, { config: fx.config, adapters: bad, alpha: 8 }), /"model\.layers\.0\.self_attn\.k_proj\.weight" \[32, 64\] needs A \[r, 64\] and B \[32, r\]/);
     assert.throws(() => loraPairsFromPeft(new Map([...peft].slice(0, 1))), /has lora_B missing/);
+  });
+});
+
+test('exporting from Hugging Face folders (sharded model, PEFT adapter) gives the same bytes as the direct writers', async () => {
+  await withTempDir(async (dir) => {
+    const fx = tinyQwen2Fixture(8);
+    const modelDir = path.join(dir, 'tiny-model');
+    await saveSafetensorsFolder(modelDir, fx.tensors, { maxShardBytes: 100_000 });
+    assert.ok((await fsp.readdir(modelDir)).includes('model.safetensors.index.json'), 'sharded');
+    await writeQwen2Config(path.join(modelDir, 'config.json'), fx.config);
+    await fsp.writeFile(path.join(modelDir, 'tokenizer.json'), JSON.stringify(fx.tokenizerJson));
+    await fsp.writeFile(path.join(modelDir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizerConfig));
+    const viaFolder = path.join(dir, 'folder.gguf');
+    const direct = path.join(dir, 'direct.gguf');
+    await exportQwen2GgufFromFolder(modelDir, viaFolder, { fileType: 'Q8_0' });
+    await writeQwen2Gguf(direct, {
+      config: fx.config, tensors: fx.tensors, fileType: 'Q8_0', name: 'tiny-model',
+      tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, fx.tokenizerConfig, fx.config),
+    });
+    assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+
+    const rng = new SeededRandom(9);
+    const peft = new Map<string, TensorData>([
+      ['base_model.model.model.layers.0.mlp.down_proj.lora_A.weight', { shape: [2, 128], data: rng.normalArray(256, 0.1) }],
+      ['base_model.model.model.layers.0.mlp.down_proj.lora_B.weight', { shape: [64, 2], data: rng.normalArray(128, 0.1) }],
+    ]);
+    const adapterDir = path.join(dir, 'adapter');
+    await fsp.mkdir(adapterDir);
+    await saveSafetensors(path.join(adapterDir, 'adapter_model.safetensors'), peft);
+    const adapterConfig = { peft_type: 'LORA', r: 2, lora_alpha: 16, target_modules: ['down_proj'], use_rslora: false };
+    await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify(adapterConfig));
+    await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
+    await writeQwen2LoraGguf(direct, { config: fx.config, adapters: loraPairsFromPeft(peft), alpha: 16 });
+    assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+
+    await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, use_rslora: true }));
+    await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
+    assert.equal((await parse(viaFolder)).meta['adapter.lora.alpha']!.value, Math.fround(16 * Math.sqrt(2)), 'rsLoRA: alpha·sqrt(r), so alpha/r = 16/sqrt(2)');
+    await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, r: 4 }));
+    await assert.rejects(exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder), /"model\.layers\.0\.mlp\.down_proj\.weight" has rank 2, but adapter_config\.json says r = 4/);
+    await assert.rejects(exportQwen2GgufFromFolder(adapterDir, viaFolder), /adapter\/config\.json: cannot read the model config \(ENOENT\)/);
   });
 });
