@@ -1,0 +1,83 @@
+/**
+ * Documents to index, from a BEIR folder (corpus.jsonl), a JSON-lines file, or a folder of .txt/.md files.
+ * JSON lines take `_id` or `id`, `title`, `text`, and an optional `metadata` object (other fields are kept
+ * as metadata too). A text file's id is its path relative to the folder; its title is a leading Markdown
+ * heading or the file name.
+ */
+import { existsSync, promises as fsp, statSync } from 'node:fs';
+import path from 'node:path';
+import { streamBeirCorpus } from '../eval/beir.js';
+import { readLines } from '../eval/line-reader.js';
+import { IndexError } from './index-error.js';
+
+export interface SourceDocument {
+  id: string;
+  title: string;
+  text: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** The text a document is embedded (and BM25-indexed) as. */
+export function documentText(d: { title: string; text: string }): string {
+  return d.title ? `${d.title}\n${d.text}` : d.text;
+}
+
+export async function readDocuments(input: string): Promise<SourceDocument[]> {
+  if (!existsSync(input)) throw new IndexError(`--input ${input}: no such file or folder.`);
+  const docs: SourceDocument[] = [];
+  if (statSync(input).isDirectory()) {
+    const corpus = path.join(input, 'corpus.jsonl');
+    if (existsSync(corpus)) {
+      for await (const d of streamBeirCorpus(corpus)) docs.push(d);
+    } else {
+      for (const file of await listTextFiles(input)) docs.push(await readTextFile(input, file));
+    }
+  } else {
+    for await (const d of streamJsonl(input)) docs.push(d);
+  }
+  if (docs.length === 0) throw new IndexError(`--input ${input}: no documents found (expected corpus.jsonl, JSON lines, or .txt/.md files).`);
+  return docs;
+}
+
+async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
+  const seen = new Set<string>();
+  for await (const { text, line } of readLines(file)) {
+    if (text.trim() === '') continue;
+    let obj: unknown;
+    try { obj = JSON.parse(text); } catch (e) { throw new IndexError(`${file}:${line}: not valid JSON (${(e as Error).message}).`); }
+    if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new IndexError(`${file}:${line}: expected one JSON object per line.`);
+    const { _id, id, title, text: body, metadata, ...rest } = obj as Record<string, unknown>;
+    const docId = _id ?? id;
+    if (!(typeof docId === 'string' && docId !== '') && typeof docId !== 'number') throw new IndexError(`${file}:${line}: field '_id' (or 'id') is missing or empty.`);
+    if (body !== undefined && typeof body !== 'string') throw new IndexError(`${file}:${line}: field 'text' must be a string.`);
+    if (title !== undefined && title !== null && typeof title !== 'string') throw new IndexError(`${file}:${line}: field 'title' must be a string.`);
+    if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))) throw new IndexError(`${file}:${line}: field 'metadata' must be an object.`);
+    const sid = String(docId);
+    if (seen.has(sid)) throw new IndexError(`${file}:${line}: document id '${sid}' appears twice.`);
+    seen.add(sid);
+    const meta = { ...rest, ...(metadata as Record<string, unknown> | undefined) };
+    yield { id: sid, title: (title as string | undefined) ?? '', text: (body as string | undefined) ?? '', ...(Object.keys(meta).length > 0 ? { metadata: meta } : {}) };
+  }
+}
+
+async function listTextFiles(root: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of (await fsp.readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (e.name.startsWith('.')) continue;
+      const full = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(full);
+      else if (/\.(txt|md|markdown)$/i.test(e.name)) out.push(full);
+    }
+  };
+  await walk(root);
+  return out;
+}
+
+async function readTextFile(root: string, file: string): Promise<SourceDocument> {
+  const raw = await fsp.readFile(file, 'utf8');
+  const id = path.relative(root, file).split(path.sep).join('/');
+  const heading = /^\s*#\s+(.+)\n?/.exec(raw);
+  if (heading && /\.(md|markdown)$/i.test(file)) return { id, title: heading[1].trim(), text: raw.slice(heading[0].length).trim(), metadata: { path: id } };
+  return { id, title: path.basename(file).replace(/\.[^.]+$/, ''), text: raw.trim(), metadata: { path: id } };
+}

@@ -1,0 +1,45 @@
+/**
+ * What the index and the server need from an embedding model, whether it runs in this process
+ * (LocalBackend over an Embedder) or behind OpenAI-compatible servers (serve/remote-embedder.ts).
+ * Everything is async so a remote backend fits the same shape.
+ */
+import { Embedder, type EmbedderOptions, type PromptTemplates, type QueryEmbedding, type QueryOptions } from '../embed/index.js';
+import { loadModelFolder } from '../model/model-folder.js';
+import path from 'node:path';
+import { modelFingerprint } from './model-fingerprint.js';
+
+export interface EmbeddingBackend {
+  /** Identity of the weights that produce the vectors (see model-fingerprint.ts). */
+  readonly modelId: string;
+  readonly dimension: number;
+  readonly templates: PromptTemplates;
+  /** Longest prompt in tokens; longer texts are cut, so it is part of what produced a vector. */
+  readonly maxLength: number;
+  /** One L2-normalised vector per document, in input order. */
+  embedDocuments(texts: readonly string[]): Promise<Float32Array[]>;
+  embedQueries(texts: readonly string[], opts?: QueryOptions): Promise<QueryEmbedding[]>;
+  close?(): Promise<void>;
+}
+
+/** The Search-R3 model in this process. Forward passes are synchronous CPU work (native kernels use all cores). */
+export class LocalBackend implements EmbeddingBackend {
+  /** `source` says where the model came from (its folder), for the index manifest and /health. */
+  constructor(readonly embedder: Embedder, readonly modelId: string, readonly source: string = modelId) {}
+
+  static async fromModelDir(dir: string, opts: EmbedderOptions = {}): Promise<LocalBackend> {
+    const loaded = await loadModelFolder(dir);
+    return new LocalBackend(new Embedder(loaded.model, loaded.tokenizer, opts), await modelFingerprint(dir), path.resolve(dir));
+  }
+
+  get dimension(): number { return this.embedder.dimension; }
+  get templates(): PromptTemplates { return this.embedder.templates; }
+  get maxLength(): number { return this.embedder.maxLength; }
+
+  async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
+    return this.embedder.embedDocuments(texts).vectors;
+  }
+
+  async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
+    return this.embedder.embedQueries(texts, opts);
+  }
+}

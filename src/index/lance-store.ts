@@ -1,0 +1,80 @@
+/**
+ * VectorStore on LanceDB (@lancedb/lancedb 0.31.0): a `vectors` table (key, id, vector) on a local path
+ * or object storage (s3://, gs://, az://), for corpora whose HNSW graph would not fit one machine's memory.
+ * Each add/delete is a LanceDB commit of its own; `commit(generation)` records the docs.sqlite generation
+ * in a one-row `meta` table. Search is exact (brute force) until an ANN index is built on the table, which
+ * LanceDB recommends only beyond ~100k rows (`createVectorIndex`).
+ */
+import * as lancedb from '@lancedb/lancedb';
+import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
+
+const VECTORS = 'vectors';
+const META = 'meta';
+
+export class LanceStore implements VectorStore {
+  readonly kind = 'lancedb' as const;
+
+  private constructor(private readonly db: lancedb.Connection, private table: lancedb.Table | null, readonly dimension: number) {}
+
+  static async open(uri: string, dimension: number): Promise<LanceStore> {
+    const db = await lancedb.connect(uri);
+    const names = await db.tableNames();
+    const table = names.includes(VECTORS) ? await db.openTable(VECTORS) : null;
+    return new LanceStore(db, table, dimension);
+  }
+
+  async add(rows: readonly VectorRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const data = rows.map((r) => ({ key: r.key, id: r.id, vector: Array.from(r.vector) }));
+    if (this.table) await this.table.add(data);
+    else this.table = await this.db.createTable(VECTORS, data);
+  }
+
+  async remove(keys: readonly number[]): Promise<void> {
+    if (!this.table || keys.length === 0) return;
+    for (let i = 0; i < keys.length; i += 1000) {
+      const part = keys.slice(i, i + 1000);
+      if (!part.every(Number.isInteger)) throw new Error('vector keys must be integers');
+      await this.table.delete(`key IN (${part.join(', ')})`);
+    }
+  }
+
+  async search(vector: Float32Array, k: number): Promise<VectorHit[]> {
+    if (!this.table || k <= 0) return [];
+    const rows = await this.table.vectorSearch(Array.from(vector)).distanceType('cosine').select(['key']).limit(k).toArray() as { key: number | bigint; _distance: number }[];
+    return rows.map((r) => ({ key: Number(r.key), score: 1 - r._distance }));
+  }
+
+  /** Builds an ANN index on the vectors (IVF-PQ by LanceDB's defaults); worthwhile for large tables only. */
+  async createVectorIndex(): Promise<void> {
+    if (this.table) await this.table.createIndex('vector', { config: lancedb.Index.ivfPq({ distanceType: 'cosine' }) });
+  }
+
+  async commit(generation: number): Promise<void> {
+    const names = await this.db.tableNames();
+    if (names.includes(META)) {
+      const meta = await this.db.openTable(META);
+      await meta.update({ values: { generation } });
+    } else {
+      await this.db.createTable(META, [{ generation }]);
+    }
+  }
+
+  async committedGeneration(): Promise<number> {
+    if (!(await this.db.tableNames()).includes(META)) return 0;
+    const rows = await (await this.db.openTable(META)).query().limit(1).toArray() as { generation: number | bigint }[];
+    return rows.length > 0 ? Number(rows[0].generation) : 0;
+  }
+
+  async clear(): Promise<void> {
+    if ((await this.db.tableNames()).includes(VECTORS)) await this.db.dropTable(VECTORS);
+    this.table = null;
+  }
+
+  async size(): Promise<number> { return this.table ? this.table.countRows() : 0; }
+
+  async close(): Promise<void> {
+    this.table?.close();
+    this.db.close();
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * The programmatic index: documents in (staged, then encoded in resumable chunks), documents out
+ * (dense HNSW search, optionally fused with BM25). The CLI `index`/`search` commands and the server
+ * are thin layers over this class.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { QueryOptions } from '../embed/index.js';
+import { createAnalyzer } from '../eval/analyzer.js';
+import { Bm25Index } from '../eval/bm25.js';
+import { documentText, type SourceDocument } from './document-source.js';
+import { DOCS_FILE, DocumentTable, type StoredDocument } from './document-table.js';
+import type { EmbeddingBackend } from './embedding-backend.js';
+import { IndexError } from './index-error.js';
+import { type HnswParams, type IndexManifest, type StoreKind, type VectorDtype, FORMAT, FORMAT_VERSION, MANIFEST_FILE, incompatibility, readManifest, writeManifest } from './manifest.js';
+import { reciprocalRankFusion } from './rrf.js';
+import { UsearchStore } from './usearch-store.js';
+import type { VectorStore } from './vector-store.js';
+
+export interface CreateIndexOptions {
+  dtype?: VectorDtype;
+  hnsw?: Partial<HnswParams>;
+  store?: StoreKind;
+  /** LanceDB URI (local path, s3://…) for store 'lancedb'; default <index>/vectors.lance. */
+  storeUri?: string;
+}
+
+export interface OpenIndexOptions {
+  /** The model that embeds queries and new documents; checked against the manifest. Optional for read-only use with vectors. */
+  backend?: EmbeddingBackend;
+  /** Create the index when the folder has none (needs backend). */
+  create?: CreateIndexOptions;
+  /** Threads usearch may use when adding vectors (0 = all). */
+  threads?: number;
+}
+
+export interface EncodeProgress { done: number; total: number; chunks: number }
+
+export interface AddOptions {
+  /** Documents per committed chunk: a kill loses at most one chunk of work. Default 256. */
+  chunkSize?: number;
+  onProgress?: (p: EncodeProgress) => void;
+  /** Called after each chunk is durably committed (sqlite + vector store). */
+  onChunkCommitted?: (p: EncodeProgress) => void | Promise<void>;
+}
+
+export interface SearchOptions extends QueryOptions {
+  k?: number;
+  /** Fuse the dense ranking with BM25 by reciprocal rank. */
+  hybrid?: boolean;
+  /** Candidates taken from each ranking before fusion (default max(100, 4k)). */
+  candidates?: number;
+}
+
+export interface SearchHit extends StoredDocument {
+  score: number;
+  /** Cosine similarity, when the document came from the dense ranking. */
+  denseScore?: number;
+  bm25Score?: number;
+}
+
+export interface SearchResult {
+  hits: SearchHit[];
+  reasoning: string;
+  forced: boolean;
+  /** Milliseconds spent embedding the query and searching. */
+  embedMs: number;
+  searchMs: number;
+}
+
+const DEFAULT_HNSW: HnswParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+
+export class SearchIndex {
+  private bm25?: { generation: number; index: Bm25Index };
+
+  private constructor(
+    readonly dir: string,
+    private manifest: IndexManifest,
+    readonly docs: DocumentTable,
+    readonly store: VectorStore,
+    readonly backend: EmbeddingBackend | undefined,
+  ) {}
+
+  /** Opens (or with `create`, creates) the index in `dir`. Refuses a backend whose model or prompts differ from the index's. */
+  static async open(dir: string, opts: OpenIndexOptions = {}): Promise<SearchIndex> {
+    const { backend } = opts;
+    let manifest: IndexManifest;
+    if (!existsSync(path.join(dir, MANIFEST_FILE))) {
+      if (!opts.create) throw new IndexError(`${path.join(dir, MANIFEST_FILE)} is missing; this is not a search-r3 index (build one with 'search-r3 index').`);
+      if (!backend) throw new IndexError('creating an index needs a model (backend) to fix its dimension and prompts.');
+      mkdirSync(dir, { recursive: true });
+      const now = new Date().toISOString();
+      const store = opts.create.store ?? 'local';
+      manifest = {
+        format: FORMAT, version: FORMAT_VERSION,
+        model: { id: backend.modelId, source: backendSource(backend) },
+        templates: { ...backend.templates }, maxLength: backend.maxLength, dimension: backend.dimension,
+        dtype: opts.create.dtype ?? 'f32', metric: 'cos', documentText: 'title-newline-text',
+        store, ...(store === 'lancedb' ? { storeUri: opts.create.storeUri ?? path.join(dir, 'vectors.lance') } : {}),
+        hnsw: { ...DEFAULT_HNSW, ...opts.create.hnsw },
+        counts: { documents: 0, pending: 0 }, createdAt: now, updatedAt: now,
+      };
+      writeManifest(dir, manifest);
+    } else {
+      manifest = readManifest(dir);
+      if (backend) {
+        const why = incompatibility(manifest, backend);
+        if (why) throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: ${why}; vectors from different models cannot be mixed (use the index's model or build a new index).`);
+      }
+      if (opts.create?.dtype && opts.create.dtype !== manifest.dtype) {
+        throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: the index stores ${manifest.dtype} vectors, not ${opts.create.dtype}; build a new index to change it.`);
+      }
+    }
+    const docs = new DocumentTable(path.join(dir, DOCS_FILE));
+    let store: VectorStore;
+    try {
+      store = await openStore(dir, manifest, opts.threads);
+    } catch (e) {
+      docs.close();
+      throw e;
+    }
+    const index = new SearchIndex(dir, manifest, docs, store, backend);
+    await index.reconcile();
+    return index;
+  }
+
+  get info(): Readonly<IndexManifest> { return this.manifest; }
+  get dimension(): number { return this.manifest.dimension; }
+
+  /** A kill between the sqlite commit and the vector-store commit leaves the store behind: rebuild it from docs.sqlite. */
+  private async reconcile(): Promise<void> {
+    const g = this.docs.generation();
+    if ((await this.store.committedGeneration()) === g) return;
+    await this.store.clear();
+    for (const rows of this.docs.indexedVectors()) await this.store.add(rows);
+    await this.store.commit(g);
+    this.writeCounts();
+  }
+
+  private writeCounts(): void {
+    this.manifest = { ...this.manifest, counts: { documents: this.docs.indexedCount(), pending: this.docs.pendingCount() }, updatedAt: new Date().toISOString() };
+    writeManifest(this.dir, this.manifest);
+  }
+
+  /**
+   * Adds new documents and updates changed ones (same id, other content); unchanged ones cost nothing.
+   * Then encodes everything pending, including what a killed earlier run left.
+   */
+  async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<{ staged: number; encoded: number }> {
+    let staged = 0;
+    for (let i = 0; i < docs.length; i += 10_000) staged += this.docs.stage(docs.slice(i, i + 10_000));
+    this.writeCounts();
+    const encoded = await this.encodePending(opts);
+    return { staged, encoded };
+  }
+
+  /** Encodes pending documents in fixed-order chunks, committing each (sqlite, then vector store). */
+  async encodePending(opts: AddOptions = {}): Promise<number> {
+    const pending = this.docs.pendingCount();
+    if (pending === 0) return 0;
+    const backend = this.requireBackend('encoding documents');
+    const chunkSize = Math.max(1, opts.chunkSize ?? 256);
+    let done = 0, chunks = 0;
+    opts.onProgress?.({ done, total: pending, chunks });
+    for (;;) {
+      const chunk = this.docs.nextPending(chunkSize);
+      if (chunk.length === 0) break;
+      const vectors = await backend.embedDocuments(chunk.map(documentText));
+      if (vectors.length !== chunk.length || vectors.some((v) => v.length !== this.dimension)) {
+        throw new IndexError(`the model returned ${vectors.length} vectors of dimension ${vectors[0]?.length} for ${chunk.length} documents; expected dimension ${this.dimension}.`);
+      }
+      const { generation, keys } = this.docs.commitVectors(chunk, vectors);
+      await this.store.remove(chunk.flatMap((d) => (d.oldKey === null ? [] : [d.oldKey])));
+      await this.store.add(chunk.map((d, i) => ({ key: keys[i], id: d.id, vector: vectors[i] })));
+      await this.store.commit(generation);
+      done += chunk.length;
+      chunks++;
+      this.writeCounts();
+      opts.onProgress?.({ done, total: pending, chunks });
+      await opts.onChunkCommitted?.({ done, total: pending, chunks });
+    }
+    return done;
+  }
+
+  /** Removes documents by id; returns the ids that existed. */
+  async deleteDocuments(ids: readonly string[]): Promise<string[]> {
+    const { generation, keys, deleted } = this.docs.delete(ids);
+    if (deleted.length === 0) return [];
+    await this.store.remove(keys);
+    await this.store.commit(generation);
+    this.writeCounts();
+    return deleted;
+  }
+
+  getDocument(id: string): (StoredDocument & { status: string; vector: Float32Array | null }) | undefined {
+    return this.docs.get(id);
+  }
+
+  documentIds(): string[] { return this.docs.allIds(); }
+
+  /** Embeds the query (with reasoning when asked) and ranks documents. */
+  async search(query: string, opts: SearchOptions = {}): Promise<SearchResult> {
+    const backend = this.requireBackend('searching by text');
+    const t0 = performance.now();
+    const [q] = await backend.embedQueries([query], opts);
+    const t1 = performance.now();
+    const hits = await this.searchVector(q.vector, { ...opts, queryText: query });
+    return { hits, reasoning: q.reasoning, forced: q.forced, embedMs: t1 - t0, searchMs: performance.now() - t1 };
+  }
+
+  /** Ranks documents for an already embedded query; `queryText` is needed for hybrid search. */
+  async searchVector(vector: Float32Array, opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string } = {}): Promise<SearchHit[]> {
+    const k = Math.max(1, opts.k ?? 10);
+    if (vector.length !== this.dimension) throw new IndexError(`the query vector has ${vector.length} dimensions; the index holds ${this.dimension}-d vectors.`);
+    if (!opts.hybrid) {
+      const dense = await this.store.search(vector, k);
+      const docs = this.docs.byKeys(dense.map((h) => h.key));
+      return dense.filter((h) => docs.has(h.key)).map((h) => ({ ...docs.get(h.key)!, score: h.score, denseScore: h.score }));
+    }
+    if (opts.queryText === undefined) throw new IndexError('hybrid search needs the query text for BM25.');
+    const depth = Math.max(opts.candidates ?? 100, 4 * k);
+    const dense = await this.store.search(vector, depth);
+    const denseDocs = this.docs.byKeys(dense.map((h) => h.key));
+    const denseIds = dense.filter((h) => denseDocs.has(h.key)).map((h) => ({ id: denseDocs.get(h.key)!.id, score: h.score }));
+    const lexical = this.bm25Index().search(opts.queryText, depth);
+    const fused = reciprocalRankFusion([denseIds.map((h) => h.id), lexical.docIds]).slice(0, k);
+    const denseScore = new Map(denseIds.map((h) => [h.id, h.score]));
+    const bm25Score = new Map(lexical.docIds.map((id, i) => [id, lexical.scores[i]]));
+    return fused.map((f) => {
+      const doc = this.docs.get(f.id)!;
+      const { status: _s, vector: _v, ...stored } = doc;
+      return {
+        ...stored, score: f.score,
+        ...(denseScore.has(f.id) ? { denseScore: denseScore.get(f.id) } : {}),
+        ...(bm25Score.has(f.id) ? { bm25Score: bm25Score.get(f.id) } : {}),
+      };
+    });
+  }
+
+  /** The BM25 index over the indexed documents, rebuilt when the documents changed since it was built. */
+  private bm25Index(): Bm25Index {
+    const g = this.docs.generation();
+    if (!this.bm25 || this.bm25.generation !== g) this.bm25 = { generation: g, index: Bm25Index.build(this.docs.indexedTexts(), createAnalyzer()) };
+    return this.bm25.index;
+  }
+
+  /** Builds the BM25 index now (the server does it at start so the first hybrid query is not slow). */
+  warmHybrid(): void { this.bm25Index(); }
+
+  stats(): { documents: number; pending: number; generation: number } {
+    return { documents: this.docs.indexedCount(), pending: this.docs.pendingCount(), generation: this.docs.generation() };
+  }
+
+  private requireBackend(what: string): EmbeddingBackend {
+    if (!this.backend) throw new IndexError(`${what} needs a model; open the index with a backend.`);
+    return this.backend;
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+    this.docs.close();
+  }
+}
+
+function backendSource(b: EmbeddingBackend): string {
+  const s = (b as { source?: unknown }).source;
+  return typeof s === 'string' ? s : b.modelId;
+}
+
+async function openStore(dir: string, m: IndexManifest, threads?: number): Promise<VectorStore> {
+  if (m.store === 'lancedb') {
+    const { LanceStore } = await import('./lance-store.js');
+    return LanceStore.open(m.storeUri ?? path.join(dir, 'vectors.lance'), m.dimension);
+  }
+  return new UsearchStore(dir, { dimension: m.dimension, dtype: m.dtype, hnsw: m.hnsw, threads });
+}

@@ -1,0 +1,38 @@
+/** Shared by the index and serve tests: a tiny random model saved as a model folder, and small corpora. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { saveModelFolder } from '../../src/model/model-folder.js';
+import { LocalBackend } from '../../src/index/embedding-backend.js';
+import type { SourceDocument } from '../../src/index/document-source.js';
+import { tinyModel } from '../helpers/tiny-model.js';
+
+export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(tmpdir(), `sr3-${prefix}-`));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A tiny random model written to `<dir>/model` (seed picks the weights: different seeds, different models). */
+export async function tinyModelDir(dir: string, seed = 7): Promise<string> {
+  const modelDir = path.join(dir, `model-${seed}`);
+  await saveModelFolder(modelDir, tinyModel(seed, { hiddenSize: 32, maxPositionEmbeddings: 256 }));
+  return modelDir;
+}
+
+export async function tinyBackend(modelDir: string): Promise<LocalBackend> {
+  return LocalBackend.fromModelDir(modelDir, { maxLength: 128 });
+}
+
+const WORDS = ['protein', 'cell', 'cancer', 'vaccine', 'gene', 'brain', 'heart', 'virus', 'drug', 'trial', 'mouse', 'dose',
+  'risk', 'blood', 'immune', 'tumor', 'signal', 'receptor', 'enzyme', 'therapy'];
+
+/** n small documents with varied lengths and vocabulary, deterministic. */
+export function corpus(n: number, seed = 1): SourceDocument[] {
+  let s = seed >>> 0;
+  const rnd = (): number => { s = (s * 1664525 + 1013904223) >>> 0; return s / 2 ** 32; };
+  return Array.from({ length: n }, (_, i) => {
+    const len = 3 + Math.floor(rnd() * 20);
+    const text = Array.from({ length: len }, () => WORDS[Math.floor(rnd() * WORDS.length)]).join(' ');
+    return { id: `d${String(i).padStart(3, '0')}`, title: `${WORDS[i % WORDS.length]} study ${i}`, text, metadata: { n: i } };
+  });
+}

@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { SearchIndex } from '../../src/index/search-index.js';
+import { documentText } from '../../src/index/document-source.js';
+import { IndexError } from '../../src/index/index-error.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+
+test('indexed vectors equal in-process embeddings, and search finds each document by its own text', async () => {
+  const { dir, cleanup } = tempDir('idx');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const docs = corpus(30);
+    const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+    const r = await index.addDocuments(docs, { chunkSize: 7 });
+    assert.deepEqual(r, { staged: 30, encoded: 30 });
+    const direct = await backend.embedDocuments(docs.map(documentText));
+    docs.forEach((d, i) => assert.deepEqual(index.getDocument(d.id)!.vector, direct[i]));
+    // a document's own vector is its nearest neighbour (score 1)
+    for (const i of [0, 11, 29]) {
+      const hits = await index.searchVector(direct[i], { k: 3 });
+      assert.equal(hits[0].id, docs[i].id);
+      assert.ok(Math.abs(hits[0].score - 1) < 1e-4);
+      assert.deepEqual(hits[0].metadata, { n: i });
+    }
+    const res = await index.search('protein cell', { k: 5 });
+    assert.equal(res.hits.length, 5);
+    assert.ok(res.hits.every((h, j) => j === 0 || h.score <= res.hits[j - 1].score));
+    await index.close();
+  } finally { cleanup(); }
+});
+
+test('update and delete are reflected in search without rebuilding; unchanged documents are not re-encoded', async () => {
+  const { dir, cleanup } = tempDir('upd');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const docs = corpus(20);
+    const indexDir = path.join(dir, 'index');
+    let index = await SearchIndex.open(indexDir, { backend, create: {} });
+    await index.addDocuments(docs);
+    const changed = { ...docs[3], text: 'an entirely new text about astronomy and telescopes' };
+    const r = await index.addDocuments([...docs.slice(0, 3), changed, ...docs.slice(4)]);
+    assert.deepEqual(r, { staged: 1, encoded: 1 });
+    await index.close();
+    index = await SearchIndex.open(indexDir, { backend });
+    const [newVec] = await backend.embedDocuments([documentText(changed)]);
+    const hits = await index.searchVector(newVec, { k: 1 });
+    assert.equal(hits[0].id, changed.id);
+    assert.equal(hits[0].text, changed.text);
+    // the old vector of d003 no longer leads to it
+    const [oldVec] = await backend.embedDocuments([documentText(docs[3])]);
+    assert.ok(!(await index.searchVector(oldVec, { k: 20 })).some((h) => h.id === docs[3].id && Math.abs(h.score - 1) < 1e-4));
+
+    assert.deepEqual(await index.deleteDocuments(['d005', 'nope']), ['d005']);
+    const [v5] = await backend.embedDocuments([documentText(docs[5])]);
+    const after = await index.searchVector(v5, { k: 25 });
+    assert.equal(after.length, 19);
+    assert.ok(!after.some((h) => h.id === 'd005'));
+    assert.equal(index.stats().documents, 19);
+    assert.equal(index.info.counts.documents, 19);
+    await index.close();
+  } finally { cleanup(); }
+});
+
+test('an index refuses vectors from another model', async () => {
+  const { dir, cleanup } = tempDir('mix');
+  try {
+    const a = await tinyBackend(await tinyModelDir(dir, 7));
+    const b = await tinyBackend(await tinyModelDir(dir, 8));
+    const indexDir = path.join(dir, 'index');
+    const index = await SearchIndex.open(indexDir, { backend: a, create: {} });
+    await index.addDocuments(corpus(3));
+    await index.close();
+    await assert.rejects(SearchIndex.open(indexDir, { backend: b }), (e: unknown) => e instanceof IndexError && /index\.json: the index was built with model sha256:/.test(e.message));
+    await assert.rejects(SearchIndex.open(path.join(dir, 'nothing'), { backend: a }), /index\.json is missing/);
+  } finally { cleanup(); }
+});
+
+test('hybrid search fuses BM25 and dense rankings', async () => {
+  const { dir, cleanup } = tempDir('hyb');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const docs = corpus(25);
+    docs.push({ id: 'zebra', title: 'zebra', text: 'zebra stripes zebra savanna' });
+    const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+    await index.addDocuments(docs);
+    const res = await index.search('zebra savanna', { k: 5, hybrid: true });
+    // the random model knows nothing; BM25 alone puts the only matching document first, and fusion keeps it there
+    assert.equal(res.hits[0].id, 'zebra');
+    assert.ok(res.hits[0].bm25Score! > 0);
+    assert.equal(res.hits.length, 5);
+    await index.close();
+  } finally { cleanup(); }
+});
