@@ -75,6 +75,24 @@ test('f16/bf16 rounding and decoding agree bit-for-bit with PyTorch', async () =
   }
 });
 
+test('array decoders agree with the scalar ones at any offset and length (paired fast path and tail)', () => {
+  const all = new Uint16Array(65536 + 3).map((_, i) => i & 0xffff);
+  for (const [off, len] of [[0, 65539], [1, 65536], [2, 7], [3, 1], [0, 0]] as const) {
+    const src = all.subarray(off, off + len);
+    const f = new Float32Array(len);
+    const b = new Float32Array(len);
+    decodeF16(src, f);
+    decodeBf16(src, b);
+    for (let i = 0; i < len; i++) {
+      const h = src[i]!;
+      const want = float32BitsFromF16(h);
+      const got = new Uint32Array(f.buffer)[i]!;
+      if (!(isNaN32(want) && isNaN32(got))) assert.equal(got, want, `f16 0x${h.toString(16)} at offset ${off}`);
+      assert.equal(new Uint32Array(b.buffer)[i], (h << 16) >>> 0, `bf16 0x${h.toString(16)} at offset ${off}`);
+    }
+  }
+});
+
 test('array codecs round-trip every non-NaN 16-bit value exactly', () => {
   const all = new Uint16Array(65536).map((_, i) => i);
   const keep = all.filter((h) => (h & 0x7c00) !== 0x7c00 || (h & 0x3ff) === 0); // f16 non-NaN
