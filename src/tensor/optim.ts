@@ -10,10 +10,12 @@ export interface Optimizer {
   loadState(s: OptimizerState): void;
 }
 
-/** Serialisable optimiser state, keyed by parameter position. */
+/** Serialisable optimiser state (a copy), keyed by parameter position. */
 export interface OptimizerState {
   kind: string;
   step: number;
+  /** Updates each parameter has received (AdamW's bias correction counts per parameter, as PyTorch). */
+  paramSteps?: number[];
   buffers: Float32Array[][];
 }
 
@@ -22,6 +24,7 @@ export interface AdamWOptions { beta1?: number; beta2?: number; eps?: number; we
 /** AdamW with decoupled weight decay and bias correction (as torch.optim.AdamW). */
 export class AdamW implements Optimizer {
   private t = 0;
+  private readonly paramSteps: number[];
   private readonly m: Float32Array[];
   private readonly v: Float32Array[];
   private readonly beta1: number;
@@ -36,27 +39,34 @@ export class AdamW implements Optimizer {
     this.weightDecay = opts.weightDecay ?? 0.01;
     this.m = params.map((p) => new Float32Array(p.size));
     this.v = params.map((p) => new Float32Array(p.size));
+    this.paramSteps = params.map(() => 0);
   }
 
   step(lr: number): void {
     this.t++;
-    const bc1 = 1 - Math.pow(this.beta1, this.t), bc2 = 1 - Math.pow(this.beta2, this.t);
     const k = kernels();
     this.params.forEach((p, i) => {
       if (p.grad === null) return;
+      // a parameter without a gradient this step keeps its moments and its own step count
+      const t = ++this.paramSteps[i];
+      const bc1 = 1 - Math.pow(this.beta1, t), bc2 = 1 - Math.pow(this.beta2, t);
       k.adamw(p.data, p.grad, this.m[i], this.v[i], lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
     });
   }
 
   zeroGrad(): void { for (const p of this.params) p.grad = null; }
 
-  state(): OptimizerState { return { kind: 'adamw', step: this.t, buffers: [this.m, this.v] }; }
+  state(): OptimizerState {
+    return { kind: 'adamw', step: this.t, paramSteps: [...this.paramSteps], buffers: [this.m.map((b) => b.slice()), this.v.map((b) => b.slice())] };
+  }
 
   loadState(s: OptimizerState): void {
     if (s.kind !== 'adamw' || s.buffers.length !== 2 || s.buffers[0].length !== this.params.length) {
       throw new TensorError('AdamW.loadState', `state (${s.kind}, ${s.buffers[0]?.length ?? 0} parameters) does not fit this optimiser (${this.params.length} parameters)`);
     }
     this.t = s.step;
+    s.paramSteps?.forEach((n, i) => { this.paramSteps[i] = n; });
+    if (!s.paramSteps) this.paramSteps.fill(s.step);
     s.buffers[0].forEach((b, i) => this.m[i].set(b));
     s.buffers[1].forEach((b, i) => this.v[i].set(b));
   }
@@ -87,7 +97,7 @@ export class SGD implements Optimizer {
   }
 
   zeroGrad(): void { for (const p of this.params) p.grad = null; }
-  state(): OptimizerState { return { kind: 'sgd', step: this.t, buffers: [this.buf] }; }
+  state(): OptimizerState { return { kind: 'sgd', step: this.t, buffers: [this.buf.map((b) => b.slice())] }; }
   loadState(s: OptimizerState): void {
     if (s.kind !== 'sgd' || s.buffers[0].length !== this.params.length) throw new TensorError('SGD.loadState', 'state does not fit this optimiser');
     this.t = s.step;

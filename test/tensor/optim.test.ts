@@ -37,8 +37,6 @@ interface OptimCase {
   /** Per step, per parameter; null = that parameter has no gradient in that step. */
   grads: (Float32Array | null)[][];
   lrs: number[];
-  /** A known divergence from torch: reported by the runner, not failing the suite. */
-  todo?: string;
 }
 
 const STEPS = 5;
@@ -75,7 +73,6 @@ const optimCases: OptimCase[] = [
     // ours counts optimiser steps (relErr 1.2e-4 at the step after the skip). Known divergence, kept visible.
     ...randomCase('AdamW when a parameter has no gradient in some steps', 'adamw', 16, (p) => new T.AdamW(p), { defaults: true },
       [1e-3, 1e-3, 2e-3, 2e-3, 1e-3], (s, i) => i === 1 && (s === 0 || s === 2)),
-    todo: 'AdamW bias correction uses the optimiser step, torch.optim.AdamW the per-parameter step',
   },
 ];
 
@@ -118,7 +115,7 @@ function runOptim(c: OptimCase, from = 0, to = STEPS, ps?: T.Tensor[], opt?: T.O
 
 for (const b of backends) {
   optimCases.forEach((c, ci) => {
-    test(`${c.label} matches torch.optim over ${STEPS} steps (${b} backend)`, { todo: c.todo }, () => {
+    test(`${c.label} matches torch.optim over ${STEPS} steps (${b} backend)`, () => {
       const { after } = withBackend(b, () => runOptim(c));
       for (let s = 0; s < STEPS; s++) {
         for (let i = 0; i < shapes.length; i++) {
