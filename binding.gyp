@@ -4,7 +4,7 @@
       "target_name": "search_r3_native",
       "sources": [
         "native/addon.c",
-        "native/threads.c",
+        "native/pool.c",
         "native/gemm.c",
         "native/strided.c",
         "native/elementwise.c",
@@ -16,9 +16,9 @@
         "native/optim.c"
       ],
       "defines": ["NAPI_VERSION=8"],
-      "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unknown-pragmas"],
+      "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-pthread", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unknown-pragmas"],
       "cflags!": ["-O2", "-O0", "-fno-strict-aliasing"],
-      "ldflags": ["-fopenmp"],
+      "ldflags": ["-pthread"],
       "libraries": ["-lopenblas", "-lm"]
     }
   ]

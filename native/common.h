@@ -12,11 +12,23 @@
 
 #define MAX_DIMS 16
 
-/* Threads used by every parallel loop (OpenMP) and by gemm; OpenBLAS itself always runs on 1 thread. */
+/* Thread pool (pool.c): threads used by every parallel loop, gemm included; OpenBLAS itself stays on 1 thread. */
 void sr3_set_threads(int n);
 int sr3_threads(void);
-/* Threads worth using for `work` units of cheap work (one thread below a threshold: fork/join costs µs). */
-int sr3_threads_for(size_t work);
+
+/* Runs fn(ctx, begin, end, tid) for the chunks [c·grain, min(n, (c+1)·grain)) of [0, n), spread over the
+   pool; tid (0 = the calling thread) indexes per-thread scratch. Chunks never depend on the thread count. */
+typedef void (*ChunkFn)(void *ctx, int64_t begin, int64_t end, int tid);
+void sr3_parallel_for(int64_t n, int64_t grain, ChunkFn fn, void *ctx);
+int64_t sr3_chunks(int64_t n, int64_t grain);
+
+/* Grain for loops of cheap work: about `ops` operations per chunk (a chunk should cost >= ~10 µs). */
+static inline int64_t sr3_grain(int64_t opsPerItem, int64_t ops) {
+  const int64_t per = opsPerItem < 1 ? 1 : opsPerItem;
+  const int64_t g = ops / per;
+  return g < 1 ? 1 : g;
+}
+#define SR3_CHUNK_OPS 32768
 
 /*
  * exp in float, vectorisable (no libm call inside loops): range reduction to |r| <= ln2/2 and a

@@ -4,7 +4,6 @@
  * cases (same-shape contiguous, row broadcast, transpose of the last two axes) become one or two
  * flat loops; the innermost axis runs as a tight loop specialised on its strides.
  */
-#include <omp.h>
 #include <stdlib.h>
 #include "common.h"
 
@@ -47,35 +46,60 @@ static void bin_inner(int op, const float *a, int64_t ia, const float *b, int64_
   }
 }
 
+typedef struct {
+  int op, nd;
+  const float *a, *b;
+  float *out;
+  float *dst;
+  const float *src;
+  int64_t L, ia, ib, acc;
+  int64_t shape[MAX_DIMS], sa[MAX_DIMS], sb[MAX_DIMS];
+} Strided;
+
+/* Offsets of row r (all axes but the last) in both operands. */
+static void row_start(const Strided *c, int64_t r, int64_t *idx, int64_t *oa, int64_t *ob) {
+  *oa = 0; *ob = 0;
+  for (int d = c->nd - 2; d >= 0; d--) {
+    idx[d] = r % c->shape[d];
+    r /= c->shape[d];
+    *oa += idx[d] * c->sa[d];
+    *ob += idx[d] * c->sb[d];
+  }
+}
+
+static inline void row_next(const Strided *c, int64_t *idx, int64_t *oa, int64_t *ob) {
+  for (int d = c->nd - 2; d >= 0; d--) {
+    *oa += c->sa[d]; *ob += c->sb[d];
+    if (++idx[d] < c->shape[d]) break;
+    *oa -= c->sa[d] * c->shape[d]; *ob -= c->sb[d] * c->shape[d];
+    idx[d] = 0;
+  }
+}
+
+static void binary_chunk(void *vc, int64_t r0, int64_t r1, int tid) {
+  (void)tid;
+  const Strided *c = vc;
+  int64_t idx[MAX_DIMS], oa, ob;
+  row_start(c, r0, idx, &oa, &ob);
+  for (int64_t r = r0; r < r1; r++) {
+    bin_inner(c->op, c->a + oa, c->ia, c->b + ob, c->ib, c->out + r * c->L, c->L);
+    row_next(c, idx, &oa, &ob);
+  }
+}
+
 void sr3_binary(int op, const float *a, const int64_t *sa_in, const float *b, const int64_t *sb_in, float *out,
                 const int64_t *shape_in, int nd) {
-  int64_t shape[MAX_DIMS], sa[MAX_DIMS], sb[MAX_DIMS], so[MAX_DIMS];
+  Strided c = {.op = op, .a = a, .b = b, .out = out};
+  int64_t so[MAX_DIMS];
   int64_t total = 1;
-  for (int d = 0; d < nd; d++) { shape[d] = shape_in[d]; sa[d] = sa_in[d]; sb[d] = sb_in[d]; total *= shape[d]; }
+  for (int d = 0; d < nd; d++) { c.shape[d] = shape_in[d]; c.sa[d] = sa_in[d]; c.sb[d] = sb_in[d]; total *= c.shape[d]; }
   if (total == 0) return;
-  { int64_t st = 1; for (int d = nd - 1; d >= 0; d--) { so[d] = st; st *= shape[d]; } }
-  nd = coalesce(shape, sa, sb, so, nd);
+  { int64_t st = 1; for (int d = nd - 1; d >= 0; d--) { so[d] = st; st *= c.shape[d]; } }
+  nd = coalesce(c.shape, c.sa, c.sb, so, nd);
   if (nd == 0) { bin_inner(op, a, 0, b, 0, out, 1); return; }
-  const int64_t L = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
-  const int64_t rows = total / L;
-  const int T = rows > 1 ? sr3_threads_for((size_t)total) : 1;
-#pragma omp parallel num_threads(T) if (parallel : T > 1)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
-    int64_t idx[MAX_DIMS], oa = 0, ob = 0;
-    int64_t rem = r0;
-    for (int d = nd - 2; d >= 0; d--) { idx[d] = rem % shape[d]; rem /= shape[d]; oa += idx[d] * sa[d]; ob += idx[d] * sb[d]; }
-    for (int64_t r = r0; r < r1; r++) {
-      bin_inner(op, a + oa, ia, b + ob, ib, out + r * L, L);
-      for (int d = nd - 2; d >= 0; d--) {
-        oa += sa[d]; ob += sb[d];
-        if (++idx[d] < shape[d]) break;
-        oa -= sa[d] * shape[d]; ob -= sb[d] * shape[d];
-        idx[d] = 0;
-      }
-    }
-  }
+  c.nd = nd;
+  c.L = c.shape[nd - 1]; c.ia = c.sa[nd - 1]; c.ib = c.sb[nd - 1];
+  sr3_parallel_for(total / c.L, sr3_grain(c.L, SR3_CHUNK_OPS), binary_chunk, &c);
 }
 
 static void copy_inner(const float *s, int64_t is, float *d, int64_t id, int64_t L, int acc) {
@@ -113,34 +137,30 @@ static int injective(const int64_t *shape, const int64_t *ds, int nd) {
   return 1;
 }
 
+static void copy_chunk(void *vc, int64_t r0, int64_t r1, int tid) {
+  (void)tid;
+  const Strided *c = vc;
+  int64_t idx[MAX_DIMS], os, od;
+  row_start(c, r0, idx, &os, &od);
+  for (int64_t r = r0; r < r1; r++) {
+    copy_inner(c->src + os, c->ia, c->dst + od, c->ib, c->L, (int)c->acc);
+    row_next(c, idx, &os, &od);
+  }
+}
+
 void sr3_copy(const float *src, int64_t srcOff, const int64_t *ss_in, float *dst, int64_t dstOff, const int64_t *ds_in,
               const int64_t *shape_in, int nd, int accumulate) {
-  int64_t shape[MAX_DIMS], ss[MAX_DIMS], ds[MAX_DIMS];
+  /* sa = source strides, sb = destination strides */
+  Strided c = {.src = src + srcOff, .dst = dst + dstOff, .acc = accumulate};
   int64_t total = 1;
-  for (int d = 0; d < nd; d++) { shape[d] = shape_in[d]; ss[d] = ss_in[d]; ds[d] = ds_in[d]; total *= shape[d]; }
+  for (int d = 0; d < nd; d++) { c.shape[d] = shape_in[d]; c.sa[d] = ss_in[d]; c.sb[d] = ds_in[d]; total *= c.shape[d]; }
   if (total == 0) return;
-  nd = coalesce(shape, ss, ds, NULL, nd);
-  src += srcOff; dst += dstOff;
-  if (nd == 0) { copy_inner(src, 0, dst, 0, 1, accumulate); return; }
-  const int64_t L = shape[nd - 1], is = ss[nd - 1], id = ds[nd - 1];
-  const int64_t rows = total / L;
-  int T = rows > 1 ? sr3_threads_for((size_t)total) : 1;
-  if (T > 1 && !injective(shape, ds, nd)) T = 1;
-#pragma omp parallel num_threads(T) if (parallel : T > 1)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
-    int64_t idx[MAX_DIMS], os = 0, od = 0;
-    int64_t rem = r0;
-    for (int d = nd - 2; d >= 0; d--) { idx[d] = rem % shape[d]; rem /= shape[d]; os += idx[d] * ss[d]; od += idx[d] * ds[d]; }
-    for (int64_t r = r0; r < r1; r++) {
-      copy_inner(src + os, is, dst + od, id, L, accumulate);
-      for (int d = nd - 2; d >= 0; d--) {
-        os += ss[d]; od += ds[d];
-        if (++idx[d] < shape[d]) break;
-        os -= ss[d] * shape[d]; od -= ds[d] * shape[d];
-        idx[d] = 0;
-      }
-    }
-  }
+  nd = coalesce(c.shape, c.sa, c.sb, NULL, nd);
+  if (nd == 0) { copy_inner(c.src, 0, c.dst, 0, 1, accumulate); return; }
+  c.nd = nd;
+  c.L = c.shape[nd - 1]; c.ia = c.sa[nd - 1]; c.ib = c.sb[nd - 1];
+  const int64_t rows = total / c.L;
+  /* Rows may run in parallel only when no two of them write the same element. */
+  if (!injective(c.shape, c.sb, nd)) { copy_chunk(&c, 0, rows, 0); return; }
+  sr3_parallel_for(rows, sr3_grain(c.L, SR3_CHUNK_OPS), copy_chunk, &c);
 }

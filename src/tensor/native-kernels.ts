@@ -4,9 +4,10 @@
  * than objects), so the object-taking kernels get thin wrappers here. Any kernel the addon lacks falls
  * back to the TS reference, so every kernel exists on both backends.
  *
- * Threads: one OpenMP pool runs every parallel loop, gemm included (OpenBLAS is kept on one thread and
- * gemm splits panels/batches across the pool). SEARCH_R3_THREADS sets its size (default: all cores);
- * setNativeThreads changes it at run time.
+ * Threads: one pool of our own (native/pool.c) runs every parallel loop, gemm included (OpenBLAS is kept
+ * on one thread and gemm splits panels/batches across the pool). Work is claimed chunk by chunk, so the
+ * calling thread never waits for a helper that another process kept off the CPU. SEARCH_R3_THREADS sets
+ * the pool size (default: all cores the process may run on); setNativeThreads changes it at run time.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -43,20 +44,15 @@ function findAddon(): string {
 let loaded: NativeAddon | null = null;
 
 /**
- * Loads the addon once. libgomp and OpenBLAS read their environment when they are loaded, so the
- * thread-pool settings go into process.env just for the load and are removed again afterwards:
- * child processes (the PyTorch peers in the benches) must not inherit them.
+ * Loads the addon once. OpenBLAS reads its environment when it is loaded, so its thread setting goes
+ * into process.env just for the load and is removed again afterwards: child processes (the PyTorch
+ * peers in the benches) must not inherit it.
  */
 export function loadAddon(): NativeAddon {
   if (loaded) return loaded;
   const defaults: Record<string, string> = {
-    // OpenBLAS never threads (gemm parallelises over OpenMP itself): skip creating its idle pool.
+    // OpenBLAS never threads (gemm parallelises over our pool itself): skip creating its idle threads.
     OPENBLAS_NUM_THREADS: '1',
-    // Idle OpenMP threads sleep at once instead of spinning (libgomp's default spins ~300k times).
-    // Measured on the shared 2-core machine: any spin made 2-thread runs 2-5x slower than 1 thread once
-    // other processes compete for the cores; sleeping costs a futex wake-up (µs) per parallel kernel,
-    // and kernels below ~64k operations stay on the calling thread anyway.
-    GOMP_SPINCOUNT: '0',
   };
   const added = Object.keys(defaults).filter((key) => process.env[key] === undefined);
   for (const key of added) process.env[key] = defaults[key];
@@ -69,7 +65,7 @@ export function loadAddon(): NativeAddon {
   return loaded;
 }
 
-/** Threads the native kernels use (OpenMP pool size). */
+/** Threads the native kernels use (pool size, the calling thread included). */
 export function setNativeThreads(n: number): void { loadAddon().setNumThreads(n); }
 export function nativeThreads(): number { return loadAddon().numThreads(); }
 
