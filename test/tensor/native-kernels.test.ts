@@ -376,18 +376,57 @@ test('adamw step', { skip }, () => {
   }
 });
 
-test('results do not depend on the thread count', { skip }, () => {
+test('results are bit-identical for 1, 2 and 3 threads (per-chunk partial sums)', { skip }, () => {
   const before = nativeThreads();
-  const x = randArr(1024 * 256), w = randArr(256);
-  const run = (): Float32Array => { const y = new Float32Array(x.length); nk().rmsnormForward(x, w, y, new Float32Array(1024), 1024, 256, 1e-6); return y; };
+  const rows = 1024, dim = 256;
+  const x = randArr(rows * dim), w = randArr(dim), dy = randArr(rows * dim), long = randArr(300001);
+  const run = (): number[][] => {
+    const y = new Float32Array(x.length), rstd = new Float32Array(rows), dx = new Float32Array(x.length), dw = new Float32Array(dim);
+    nk().rmsnormForward(x, w, y, rstd, rows, dim, 1e-6);
+    nk().rmsnormBackward(dy, x, w, rstd, dx, dw, rows, dim);
+    const sum = new Float32Array(1);
+    nk().reduce(ReduceOp.Sum, long, 1, long.length, 1, sum, null);
+    const c = new Float32Array(300 * 200);
+    nk().gemm({ a: x, b: dy, c, batch: 1, m: 300, n: 200, k: 256, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, accumulate: false });
+    return [Array.from(y), Array.from(dx), Array.from(dw), [nk().sumSquares(long)], Array.from(sum), Array.from(c)];
+  };
   try {
     setNativeThreads(1);
     const one = run();
-    setNativeThreads(2);
-    assert.deepEqual(run(), one);
+    for (const t of [2, 3]) {
+      setNativeThreads(t);
+      assert.deepEqual(run(), one, `${t} threads`);
+    }
   } finally {
     setNativeThreads(before);
   }
+});
+
+test('kernels called from several JS threads at once stay correct', { skip }, async () => {
+  const { Worker } = await import('node:worker_threads');
+  const url = new URL('../../src/tensor/native-kernels.js', import.meta.url).href;
+  const code = `
+    const { parentPort } = require('node:worker_threads');
+    import(${JSON.stringify(url)}).then(({ loadNativeKernels }) => {
+      const k = loadNativeKernels();
+      const n = 1 << 18, x = new Float32Array(n).map((_, i) => (i % 7) - 3), y = new Float32Array(n);
+      let ok = true;
+      for (let r = 0; r < 200; r++) {
+        k.axpby(2, x, 0, y);
+        for (let i = 0; i < n; i += 4099) if (y[i] !== 2 * x[i]) ok = false;
+        if (k.sumSquares(x) !== x.reduce((s, v) => s + v * v, 0)) ok = false;
+      }
+      parentPort.postMessage(ok);
+    });`;
+  const workers = [0, 1].map(() => new Worker(code, { eval: true }));
+  const results = workers.map((w) => new Promise<boolean>((resolve, reject) => { w.on('message', resolve); w.on('error', reject); }));
+  const x = randArr(1 << 18), y = new Float32Array(x.length);
+  for (let r = 0; r < 200; r++) {
+    nk().axpby(3, x, 0, y);
+    for (let i = 0; i < x.length; i += 4099) assert.equal(y[i], Math.fround(3 * x[i]));
+  }
+  assert.deepEqual(await Promise.all(results), [true, true]);
+  await Promise.all(workers.map((w) => w.terminate()));
 });
 
 test('bad arguments throw an Error naming the kernel instead of touching memory', { skip }, () => {
