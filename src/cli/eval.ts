@@ -1,0 +1,272 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { evalProgress } from './eval-progress.js';
+import { SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
+import { readBeirDataset, type BeirDataset } from '../eval/beir.js';
+import { Bm25Retriever } from '../eval/bm25-retriever.js';
+import { readEmbeddings } from '../eval/embeddings-file.js';
+import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
+import { EvalInputError } from '../eval/input-error.js';
+import { evaluateRun, type EvalOptions } from '../eval/measures.js';
+import { readTrecQrels, type Qrels } from '../eval/qrels.js';
+import { compareEvaluations, formatComparison, formatSummaryTable, type MeasureComparison } from '../eval/report.js';
+import type { Retriever } from '../eval/retriever.js';
+import { readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
+import { formatTrecEval, selectMeasures } from '../eval/trec-eval-format.js';
+
+const BEIR_CUTOFFS = [1, 3, 5, 10, 100, 1000];
+
+const HELP = `search-r3 eval — retrieval evaluation with trec_eval-exact measures
+
+usage: search-r3 eval --dataset <beir-folder> [--split test] --retriever bm25 [--run out.trec] [options]
+       search-r3 eval --dataset <beir-folder> --query-embeddings Q --doc-embeddings D [--run out.trec] [options]
+       search-r3 eval --qrels <qrels> --run <run> [-q] [-c] [-m measure]... [options]
+
+The first two forms retrieve (BM25, or exact cosine top-k over precomputed embeddings from any model),
+evaluate and print a table; the third evaluates an existing TREC run like trec_eval and prints its
+relational output (measure, query, value). Measures are computed as trec_eval computes them: documents
+ranked by score, ties by document id descending (the run's rank column is ignored); nDCG gains are the
+graded relevance, discount log2(rank+1); relevant means grade >= 1 (-l to change).
+
+inputs:
+  --dataset <dir>             BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+  --split <name>              qrels split (default test)
+  --retriever bm25            BM25 (Lucene-style, title + text) ; a model folder is accepted once the
+                              embed layer exists: meanwhile pass embeddings computed by any model:
+  --query-embeddings <file>   .npy float32 [queries × dim] with ids in <file>.ids.txt, or .jsonl {id, vector}
+  --doc-embeddings <file>     the same for the corpus
+  --qrels <file>              TREC qrels (qid iter docid rel)
+  --run <file>                TREC run: written by the --dataset forms, read by the --qrels form
+
+retrieval:
+  --k <n>                     documents kept per query (default 1000)
+  --k1 <x> --b <x>            BM25 parameters (default 0.9, 0.4 as Pyserini's BEIR baselines)
+  --language <code>           BM25 text analysis: ${SUPPORTED_LANGUAGES.join(', ')} (default en)
+  --threads <n>               worker threads for dense search (default: all cores)
+  --tag <word>                run tag (default: the retriever name)
+
+evaluation:
+  --cutoffs <k,k,...>         cutoffs for P, recall, ndcg_cut, map_cut (default 1,3,5,10,100,1000 with
+                              --dataset; trec_eval's 5,10,15,20,30,100,200,500,1000 with --qrels)
+  -m, --measure <m>           trec_eval-style selection, repeatable: map, Rprec, recip_rank, P.5,10,
+                              recall, ndcg_cut.10, map_cut, num_ret, num_rel, num_rel_ret, num_q, runid, official
+  -q, --per-query             also print every query's values
+  -c, --complete              average over all judged queries; a query missing from the run scores 0
+                              (trec_eval -c). Default: queries in both run and qrels (trec_eval, pytrec_eval)
+  -l, --level <n>             relevance level for binary measures (default 1)
+  --skip-no-relevant          leave out queries judged without any relevant document (trec_eval counts them as 0)
+  --ignore-identical-ids      drop a retrieved document whose id equals the query id (MTEB: ArguAna, FiQA)
+  --excluded-ids <file.json>  {"qid": ["docid", ...]} documents to drop per query (BRIGHT)
+  --compare <run>             paired t-test and randomisation test of this run against another TREC run
+  --json                      print JSON instead of tables
+  -h, --help                  this help`;
+
+function positiveInt(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new UserError(`--${name} must be a positive integer (got '${v}').`);
+  return n;
+}
+
+function number(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new UserError(`--${name} must be a number (got '${v}').`);
+  return n;
+}
+
+function parseCutoffs(v: string | undefined): number[] | undefined {
+  if (v === undefined) return undefined;
+  const ks = [...new Set(v.split(',').map((s) => Number(s.trim())))].sort((a, b) => a - b);
+  if (ks.length === 0 || !ks.every((k) => Number.isInteger(k) && k > 0)) {
+    throw new UserError(`--cutoffs must be positive integers separated by commas (got '${v}').`);
+  }
+  return ks;
+}
+
+function readExcludedIds(file: string): Map<string, string[]> {
+  if (!existsSync(file)) throw new UserError(`${file}: file not found; check --excluded-ids.`);
+  let obj: unknown;
+  try {
+    obj = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UserError(`${file}: not valid JSON (${(err as Error).message}).`);
+  }
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+    throw new UserError(`${file}: expected a JSON object {"query id": ["doc id", ...]}.`);
+  }
+  const out = new Map<string, string[]>();
+  for (const [qid, ids] of Object.entries(obj)) {
+    if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) {
+      throw new UserError(`${file}: the value for query '${qid}' must be an array of document id strings.`);
+    }
+    out.set(qid, ids as string[]);
+  }
+  return out;
+}
+
+/** Turns the eval layer's input errors (and bad option values) into user-facing errors. */
+async function asUserError<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof EvalInputError || err instanceof RangeError) throw new UserError(err.message);
+    throw err;
+  }
+}
+
+interface Report {
+  mode: 'dataset' | 'trec';
+  dataset?: { folder: string; split: string; documents: number; queries: number };
+  retriever?: string;
+  run: { tag: string; file?: string };
+  options: EvalOptions;
+  seconds: { retrieval?: number; evaluation: number };
+  numQueries: number;
+  all: Record<string, number>;
+  perQuery?: Record<string, Record<string, number>>;
+  comparison?: { run: string; tag: string; measures: MeasureComparison[] };
+}
+
+export const evalCommand: Command = {
+  name: 'eval',
+  summary: 'evaluate retrieval (BEIR/TREC) with trec_eval-exact measures; BM25 and dense runs',
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: argv, allowPositionals: false, strict: true,
+        options: {
+          dataset: { type: 'string' }, split: { type: 'string', default: 'test' },
+          retriever: { type: 'string' }, 'query-embeddings': { type: 'string' }, 'doc-embeddings': { type: 'string' },
+          qrels: { type: 'string' }, run: { type: 'string' },
+          k: { type: 'string' }, k1: { type: 'string' }, b: { type: 'string' }, language: { type: 'string' },
+          threads: { type: 'string' }, tag: { type: 'string' }, cutoffs: { type: 'string' },
+          measure: { type: 'string', short: 'm', multiple: true },
+          'per-query': { type: 'boolean', short: 'q' }, complete: { type: 'boolean', short: 'c' },
+          level: { type: 'string', short: 'l' }, 'skip-no-relevant': { type: 'boolean' },
+          'ignore-identical-ids': { type: 'boolean' }, 'excluded-ids': { type: 'string' },
+          compare: { type: 'string' }, json: { type: 'boolean' },
+        },
+      });
+    } catch (err) {
+      throw new UserError(`${(err as Error).message}. See 'search-r3 eval --help'.`);
+    }
+    const v = parsed.values;
+    const level = v.level === undefined ? undefined : Number(v.level);
+    if (level !== undefined && !Number.isInteger(level)) throw new UserError(`--level must be an integer (got '${v.level}').`);
+    const baseOptions: EvalOptions = {
+      relevanceLevel: level,
+      complete: v.complete ?? false,
+      skipQueriesWithoutRelevant: v['skip-no-relevant'] ?? false,
+      ignoreIdenticalIds: v['ignore-identical-ids'] ?? false,
+      excludedIds: v['excluded-ids'] === undefined ? undefined : readExcludedIds(v['excluded-ids']),
+    };
+    const dense = v['query-embeddings'] !== undefined || v['doc-embeddings'] !== undefined;
+    if (v.dataset !== undefined) {
+      if (v.qrels !== undefined) throw new UserError('give either --dataset or --qrels, not both.');
+      if (dense && (v['query-embeddings'] === undefined || v['doc-embeddings'] === undefined)) {
+        throw new UserError('dense evaluation needs both --query-embeddings and --doc-embeddings.');
+      }
+      if (dense && v.retriever !== undefined) {
+        throw new UserError('give either --retriever or --query-embeddings/--doc-embeddings, not both.');
+      }
+      if (!dense && v.retriever === undefined) {
+        throw new UserError('say how to retrieve: --retriever bm25, or --query-embeddings and --doc-embeddings.');
+      }
+    } else if (v.qrels !== undefined) {
+      if (v.run === undefined) throw new UserError('--qrels needs --run <TREC run file> to evaluate.');
+      if (dense || v.retriever !== undefined) throw new UserError('--retriever and embeddings need --dataset.');
+    } else {
+      throw new UserError("give --dataset <beir-folder> (retrieve and evaluate) or --qrels and --run (evaluate a run). See 'search-r3 eval --help'.");
+    }
+
+    const progress = v.json ? undefined : evalProgress();
+    const { report, ev, selection } = await asUserError(async () => {
+      let run: Run;
+      let qrels: Qrels;
+      let tag: string;
+      let ds: BeirDataset | undefined;
+      let retrievalSeconds: number | undefined;
+      let retrieverName: string | undefined;
+      if (v.dataset !== undefined) {
+        let retriever: Retriever;
+        if (dense) {
+          const [qe, de] = await Promise.all([readEmbeddings(v['query-embeddings']!), readEmbeddings(v['doc-embeddings']!)]);
+          retriever = new EmbeddingRetriever(qe, de, 'dense', { threads: positiveInt(v.threads, 'threads') });
+        } else if (v.retriever === 'bm25') {
+          retriever = new Bm25Retriever({ k1: number(v.k1, 'k1'), b: number(v.b, 'b'), language: v.language });
+        } else {
+          throw new UserError(`--retriever '${v.retriever}': model-based retrieval arrives with the embed layer; `
+            + 'for now use --retriever bm25, or embed queries and documents with any model and pass '
+            + '--query-embeddings and --doc-embeddings.');
+        }
+        ds = await readBeirDataset(v.dataset, v.split!);
+        const t0 = performance.now();
+        run = await retriever.retrieve(ds.corpus, ds.queries, positiveInt(v.k, 'k') ?? 1000, progress);
+        retrievalSeconds = (performance.now() - t0) / 1000;
+        qrels = ds.qrels;
+        retrieverName = retriever.name;
+        tag = v.tag ?? retriever.name;
+        if (v.run !== undefined) writeTrecRun(v.run, run, tag);
+      } else {
+        qrels = await readTrecQrels(v.qrels!);
+        const file = await readTrecRun(v.run!);
+        run = file.run;
+        tag = v.tag ?? file.tag;
+      }
+      const selection = selectMeasures(v.measure ?? [], parseCutoffs(v.cutoffs) ?? (ds ? BEIR_CUTOFFS : undefined));
+      const options: EvalOptions = { ...baseOptions, cutoffs: selection.cutoffs };
+      const t1 = performance.now();
+      const ev = evaluateRun(run, qrels, options);
+      const evalSeconds = (performance.now() - t1) / 1000;
+      if (ev.numQueries === 0) {
+        throw new UserError('no query is in both the run and the qrels: check that they use the same query ids.');
+      }
+      let comparison: Report['comparison'];
+      if (v.compare !== undefined) {
+        const other = await readTrecRun(v.compare);
+        const evB = evaluateRun(other.run, qrels, options);
+        const measures = ['ndcg_cut_10', 'map', 'recip_rank', 'recall_100', 'P_10'].filter((m) => m in ev.all);
+        comparison = { run: v.compare, tag: other.tag, measures: compareEvaluations(ev, evB, measures.length ? measures : ['map']) };
+      }
+      const report: Report = {
+        mode: ds ? 'dataset' : 'trec',
+        dataset: ds && { folder: resolve(ds.folder), split: ds.split, documents: ds.corpus.length, queries: ds.queries.size },
+        retriever: retrieverName,
+        run: { tag, file: v.run },
+        options: { ...options, excludedIds: undefined },
+        seconds: { retrieval: retrievalSeconds, evaluation: evalSeconds },
+        numQueries: ev.numQueries,
+        all: ev.all,
+        perQuery: v['per-query'] ? Object.fromEntries(ev.perQuery) : undefined,
+        comparison,
+      };
+      return { report, ev, selection };
+    });
+
+    if (v.json) {
+      console.log(JSON.stringify(report, null, 2));
+      return 0;
+    }
+    if (report.mode === 'dataset') {
+      const d = report.dataset!;
+      console.log(`${basename(d.folder)} (${d.split}): ${d.queries} queries, ${d.documents} documents; `
+        + `${report.retriever}${report.run.file ? `, run written to ${report.run.file}` : ''}; `
+        + `retrieval ${report.seconds.retrieval!.toFixed(2)} s, evaluation ${report.seconds.evaluation.toFixed(2)} s`);
+      if (v['per-query'] || v.measure) process.stdout.write(formatTrecEval(ev, report.run.tag, v['per-query'] ?? false, selection));
+      else process.stdout.write(formatSummaryTable(ev, selection.cutoffs));
+    } else {
+      process.stdout.write(formatTrecEval(ev, report.run.tag, v['per-query'] ?? false,
+        v.measure ? selection : { names: selection.names, runid: true, numQ: true }));
+    }
+    if (report.comparison) {
+      process.stdout.write(`\n${report.run.tag} vs ${report.comparison.tag} (${report.comparison.run}):\n`);
+      process.stdout.write(formatComparison(report.comparison.measures, report.run.tag, report.comparison.tag));
+    }
+    return 0;
+  },
+};

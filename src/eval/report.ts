@@ -1,0 +1,65 @@
+import type { Evaluation } from './measures.js';
+import { measureVector } from './measures.js';
+import { pairedRandomizationTest, pairedTTest } from './significance.js';
+import { cFixed } from './trec-eval-format.js';
+import { sortedIds } from './trec-order.js';
+
+/** Readable names of trec_eval measures for the summary table. */
+const LABEL: Record<string, string> = { ndcg_cut: 'nDCG', map_cut: 'MAP', recall: 'Recall', P: 'P' };
+
+/** A compact table: one row per cutoff measure (nDCG, MAP, Recall, P) × cutoffs, then MAP, MRR, R-prec. */
+export function formatSummaryTable(ev: Evaluation, cutoffs: readonly number[]): string {
+  const w = 8;
+  let out = ''.padEnd(8) + cutoffs.map((k) => `@${k}`.padStart(w)).join('') + '\n';
+  for (const base of ['ndcg_cut', 'map_cut', 'recall', 'P']) {
+    out += LABEL[base]!.padEnd(8) + cutoffs.map((k) => cFixed(ev.all[`${base}_${k}`]!, 4).padStart(w)).join('') + '\n';
+  }
+  out += `MAP ${cFixed(ev.all['map']!, 4)}   MRR ${cFixed(ev.all['recip_rank']!, 4)}   `
+    + `R-prec ${cFixed(ev.all['Rprec']!, 4)}   queries ${ev.numQueries}\n`;
+  return out;
+}
+
+export interface MeasureComparison {
+  measure: string;
+  /** Means over the compared queries. */
+  a: number;
+  b: number;
+  /** Paired t-test and randomisation test p-values (two-sided). */
+  tTestP: number;
+  randomizationP: number;
+  n: number;
+}
+
+/**
+ * Compares two evaluations query by query: every query evaluated in either run (a query one run misses scores 0
+ * there, as with trec_eval -c), paired t-test and sign-flip randomisation test per measure.
+ */
+export function compareEvaluations(a: Evaluation, b: Evaluation, measures: readonly string[],
+  options: { trials?: number; seed?: number } = {}): MeasureComparison[] {
+  const qids = sortedIds(new Set([...a.perQuery.keys(), ...b.perQuery.keys()]));
+  return measures.map((measure) => {
+    const va = measureVector(a, measure, qids);
+    const vb = measureVector(b, measure, qids);
+    const mean = (v: Float64Array) => v.reduce((s, x) => s + x, 0) / v.length;
+    return {
+      measure,
+      a: mean(va),
+      b: mean(vb),
+      tTestP: pairedTTest(va, vb).p,
+      randomizationP: pairedRandomizationTest(va, vb, options).p,
+      n: qids.length,
+    };
+  });
+}
+
+export function formatComparison(rows: readonly MeasureComparison[], tagA: string, tagB: string): string {
+  const p = (x: number) => (x < 1e-4 ? x.toExponential(1) : cFixed(x, 4));
+  let out = `${'measure'.padEnd(14)}${tagA.slice(0, 10).padStart(11)}${tagB.slice(0, 10).padStart(11)}`
+    + `${'diff'.padStart(9)}${'p (t-test)'.padStart(12)}${'p (random.)'.padStart(12)}\n`;
+  for (const r of rows) {
+    const diff = r.a - r.b;
+    out += `${r.measure.padEnd(14)}${cFixed(r.a, 4).padStart(11)}${cFixed(r.b, 4).padStart(11)}`
+      + `${((diff >= 0 ? '+' : '') + cFixed(diff, 4)).padStart(9)}${p(r.tTestP).padStart(12)}${p(r.randomizationP).padStart(12)}\n`;
+  }
+  return out + `(${rows[0]?.n ?? 0} queries, two-sided paired tests)\n`;
+}

@@ -1,0 +1,112 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { repoRoot } from '../helpers/repo.js';
+import { writeNpyEmbeddings } from '../../src/eval/embeddings-file.js';
+import { readTrecRun } from '../../src/eval/run.js';
+
+const run = promisify(execFile);
+const main = join(repoRoot, 'dist/src/cli/main.js');
+const fixtures = join(repoRoot, 'test/eval/fixtures');
+const tiny = join(fixtures, 'tiny-beir');
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [main, 'eval', ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const M = (cuts: string) => ['num_q', 'num_ret', 'num_rel', 'num_rel_ret', 'map', 'Rprec', 'recip_rank',
+  `P.${cuts}`, `recall.${cuts}`, `ndcg_cut.${cuts}`, `map_cut.${cuts}`].flatMap((m) => ['-m', m]);
+
+test('eval --qrels --run prints exactly what trec_eval prints (ties, grades, UTF-8 ids, -q, -l)', async () => {
+  const q = await cli('--qrels', join(fixtures, 'ties.qrels'), '--run', join(fixtures, 'ties.run'), '-q', ...M('1,2,3,5,10,1000'));
+  assert.equal(q.code, 0, q.stderr);
+  assert.equal(q.stdout, readFileSync(join(fixtures, 'ties.expected-q.txt'), 'utf8'));
+  const l2 = await cli('--qrels', join(fixtures, 'ties.qrels'), '--run', join(fixtures, 'ties.run'), '-l', '2', ...M('1,2,3,5,10,1000'));
+  assert.equal(l2.stdout, readFileSync(join(fixtures, 'ties.expected-l2.txt'), 'utf8'));
+  const c = await cli('--qrels', join(fixtures, 'hand-missing.qrels'), '--run', join(fixtures, 'hand.run'), '-c', '-q', ...M('1,2,5,10'));
+  assert.equal(c.stdout, readFileSync(join(fixtures, 'hand.expected-c.txt'), 'utf8'));
+});
+
+test('eval --dataset --retriever bm25 writes a TREC run and reports JSON', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-cli-'));
+  try {
+    const out = join(dir, 'bm25.trec');
+    const r = await cli('--dataset', tiny, '--retriever', 'bm25', '--run', out, '--json', '--cutoffs', '1,3');
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as { numQueries: number; all: Record<string, number>; dataset: { documents: number } };
+    assert.equal(report.numQueries, 3);
+    assert.equal(report.dataset.documents, 5);
+    // Each query's best BM25 match is its judged document (q1: d1 graded 2).
+    assert.equal(report.all['recip_rank'], 1);
+    const written = await readTrecRun(out);
+    assert.equal(written.tag, 'bm25');
+    assert.equal(written.run.get('q1')!.docIds[0], 'd1');
+    assert.equal(written.run.has('q4'), false); // unjudged queries are not retrieved
+    const table = await cli('--dataset', tiny, '--retriever', 'bm25');
+    assert.match(table.stdout, /^nDCG\s+1\.0000/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('eval with precomputed embeddings runs exact dense search; --compare adds paired p-values', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-cli-'));
+  try {
+    // Documents are unit vectors; each query points at its judged document, q3 half-way to a wrong one.
+    const docIds = ['d1', 'd2', 'd3', 'd4', 'd5'];
+    const docs = new Float32Array(25);
+    docIds.forEach((_, i) => { docs[i * 5 + i] = 1; });
+    writeNpyEmbeddings(join(dir, 'docs.npy'), { ids: docIds, dim: 5, data: docs });
+    writeFileSync(join(dir, 'q.jsonl'), [
+      '{"id":"q1","vector":[1,0,0,0.2,0]}', '{"id":"q2","vector":[0,0,1,0,0]}', '{"id":"q3","vector":[0,0.9,0,0,0.5]}',
+      '{"id":"q4","vector":[0,1,0,0,0]}',
+    ].join('\n'));
+    const out = join(dir, 'dense.trec');
+    const r = await cli('--dataset', tiny, '--query-embeddings', join(dir, 'q.jsonl'), '--doc-embeddings',
+      join(dir, 'docs.npy'), '--run', out, '--json', '--cutoffs', '1,10');
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as { all: Record<string, number> };
+    assert.equal(report.all['P_1'], 2 / 3); // q3 ranks d2 first
+    assert.equal(report.all['recip_rank'], (1 + 1 + 0.5) / 3);
+    const bm25 = join(dir, 'bm25.trec');
+    await cli('--dataset', tiny, '--retriever', 'bm25', '--run', bm25);
+    const cmp = await cli('--dataset', tiny, '--query-embeddings', join(dir, 'q.jsonl'), '--doc-embeddings',
+      join(dir, 'docs.npy'), '--compare', bm25, '--json', '--cutoffs', '10');
+    const c = JSON.parse(cmp.stdout) as { comparison: { measures: { measure: string; tTestP: number; randomizationP: number }[] } };
+    const ndcg = c.comparison.measures.find((m) => m.measure === 'ndcg_cut_10')!;
+    assert.ok(ndcg.tTestP > 0 && ndcg.tTestP <= 1);
+    assert.ok(ndcg.randomizationP > 0 && ndcg.randomizationP <= 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad input gives one clear sentence and exit code 2', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-cli-'));
+  try {
+    const model = await cli('--dataset', tiny, '--retriever', 'models/search-r3-small');
+    assert.equal(model.code, 2);
+    assert.match(model.stderr, /model-based retrieval arrives with the embed layer/);
+    writeFileSync(join(dir, 'bad.run'), 'q1 Q0 d1 1 0.5 t\nq1 Q0 d2 2 t\n');
+    const bad = await cli('--qrels', join(fixtures, 'hand.qrels'), '--run', join(dir, 'bad.run'));
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /bad\.run:2: expected 6 fields/);
+    const none = await cli();
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /give --dataset/);
+    const m = await cli('--qrels', join(fixtures, 'hand.qrels'), '--run', join(fixtures, 'hand.run'), '-m', 'bpref');
+    assert.match(m.stderr, /unknown measure 'bpref'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
