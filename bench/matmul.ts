@@ -9,11 +9,12 @@
  * Options (env): BENCH_REPS (10), BENCH_SKIP_JS=1 (native columns only).
  */
 import { spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jsKernels } from '../src/tensor/js-kernels.js';
 import { type AttentionShape, BinaryOp, type Kernels, ReduceOp, UnaryOp } from '../src/tensor/kernels.js';
-import { loadNativeKernels, nativeThreads, setNativeThreads } from '../src/tensor/native-kernels.js';
+import { loadAddon, loadNativeKernels, nativeThreads, setNativeThreads } from '../src/tensor/native-kernels.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const reps = Number(process.env.BENCH_REPS ?? 10);
@@ -148,6 +149,9 @@ function kernelSection(): void {
 }
 
 const threadsBefore = nativeThreads();
+console.log(`native: ${loadAddon().blasConfig()}; OpenBLAS on 1 thread, our pool on ${threadsBefore} (SEARCH_R3_THREADS)`);
+console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (the machine is shared: >~0.5 means 2-thread figures are contended)\n`);
 gemmSection();
 kernelSection();
+console.log(`load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 setNativeThreads(threadsBefore);
