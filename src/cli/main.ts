@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { commands } from './commands.js';
-import { UserError } from './command.js';
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length), 4);
@@ -33,11 +32,18 @@ async function main(argv: string[]): Promise<number> {
   return cmd.run(rest);
 }
 
+/**
+ * Errors whose message is written for the user (they name the file, field or limit and what to do):
+ * printed as one line. Anything else is a bug and keeps its stack trace.
+ */
+const userFacing = new Set(['UserError', 'ModelFileError', 'EvalInputError', 'ConfigError', 'DataError', 'IndexError', 'RemoteError', 'TensorError']);
+
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
-    if (err instanceof UserError) console.error(`search-r3: ${err.message}`);
+    const forUser = err instanceof Error && userFacing.has(err.name);
+    if (forUser) console.error(`search-r3: ${err.message}`);
     else console.error(err);
-    process.exitCode = err instanceof UserError ? 2 : 1;
+    process.exitCode = forUser ? 2 : 1;
   },
 );

@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as T from '../../src/tensor/index.js';
+import { saveModelFolder } from '../../src/model/model-folder.js';
+import { attachLora, saveLoraAdapter } from '../../src/model/lora.js';
+import { generate } from '../../src/model/generate.js';
+import { runCli } from '../helpers/cli.js';
+import { openLlamaCppModel } from '../helpers/llama-cpp.js';
+import { tinyModel } from '../helpers/tiny-model.js';
+
+test('search-r3 export gguf writes a model llama.cpp runs like ours, and an adapter it applies', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-export-'));
+  try {
+    const { model, tokenizer } = tinyModel(9, { hiddenSize: 64, numAttentionHeads: 4, headDim: 16, intermediateSize: 128 });
+    for (const p of model.parameters()) if (!p.name!.endsWith('norm.weight')) T.noGrad(() => p.data.forEach((x, i) => { p.data[i] = x * 10; }));
+    await saveModelFolder(path.join(dir, 'model'), { model, tokenizer });
+    const r = runCli(['export', 'gguf', '--model', path.join(dir, 'model'), '--out', path.join(dir, 'm.gguf'), '--type', 'f32']);
+    assert.equal(r.status, 0, r.stderr);
+    const prompt = tokenizer.encode('hello world, this is a test');
+    const ours = generate(model, [prompt], { maxNewTokens: 16 })[0].tokens;
+    const llama = await openLlamaCppModel(path.join(dir, 'm.gguf'));
+    try {
+      assert.deepEqual(await llama.greedy(prompt, 16), ours);
+      // adapter: random B so that it changes the model
+      const rng = new T.Rng(3);
+      const cfg = { rank: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj'] as ('q_proj' | 'v_proj')[] };
+      attachLora(model, cfg, rng);
+      for (const ad of model.adapters.values()) ad.b.data.set(T.randn(ad.b.shape, rng, 2).data);
+      await saveLoraAdapter(path.join(dir, 'lora'), model, cfg);
+      const r2 = runCli(['export', 'gguf', '--model', path.join(dir, 'model'), '--lora', path.join(dir, 'lora'), '--out', path.join(dir, 'lora.gguf')]);
+      assert.equal(r2.status, 0, r2.stderr);
+      const adapted = generate(model, [prompt], { maxNewTokens: 16 })[0].tokens;
+      assert.notDeepEqual(adapted, ours);
+      assert.deepEqual(await llama.greedy(prompt, 16, { lora: path.join(dir, 'lora.gguf') }), adapted);
+    } finally {
+      await llama.dispose();
+    }
+    const q = runCli(['export', 'gguf', '--model', path.join(dir, 'model'), '--out', path.join(dir, 'q.gguf'), '--type', 'q8_0']);
+    assert.equal(q.status, 0, q.stderr);
+    assert.ok(existsSync(path.join(dir, 'q.gguf')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('export refuses bad input with one line naming what is wrong', () => {
+  const noModel = runCli(['export', 'gguf', '--out', '/tmp/x.gguf']);
+  assert.equal(noModel.status, 2);
+  assert.match(noModel.stderr, /--model is required/);
+  const missing = runCli(['export', 'gguf', '--model', '/nonexistent/dir', '--out', '/tmp/x.gguf']);
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /no such folder/);
+  const badType = runCli(['export', 'gguf', '--model', '/tmp', '--out', '/tmp/x.gguf', '--type', 'q4']);
+  assert.match(badType.stderr, /choose f32, f16 or q8_0/);
+  const notModel = runCli(['export', 'gguf', '--model', '/tmp', '--out', '/tmp/x.gguf']);
+  assert.equal(notModel.status, 2);
+  assert.match(notModel.stderr, /config\.json/);
+  assert.doesNotMatch(notModel.stderr, /at .*\.js:\d+/, 'no stack trace');
+});

@@ -1,0 +1,13 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { repoRoot } from './repo.js';
+
+export interface CliResult { status: number | null; stdout: string; stderr: string }
+
+/** Runs the built `search-r3` CLI with the given arguments. */
+export function runCli(args: string[], env: Record<string, string> = {}): CliResult {
+  const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args], {
+    encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
