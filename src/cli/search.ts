@@ -1,0 +1,84 @@
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { asUserErrors } from './index-user-errors.js';
+import { LocalBackend, type EmbeddingBackend } from '../index/embedding-backend.js';
+import { readManifest } from '../index/manifest.js';
+import { SearchIndex } from '../index/search-index.js';
+import { RemoteEmbedder } from '../serve/remote-embedder.js';
+
+const HELP = `search-r3 search — rank the documents of an index for a query
+
+usage: search-r3 search --index <dir> [options] "query"
+
+Embeds the query with the index's model (the folder recorded in index.json, or --model / --remote),
+optionally letting the model reason about the query first, and prints the ranked documents.
+
+options:
+  --index <dir>          index folder built by 'search-r3 index'
+  --model <dir>          model folder, when it moved since the index was built (must be the same model)
+  --remote <urls>        embed the query on search-r3 servers instead (comma-separated base URLs)
+  --api-key <key>        bearer token for --remote (default: $SEARCH_R3_API_KEY)
+  --reasoning on|off     let the model analyse the query before embedding (default off)
+  --max-reasoning <n>    reasoning budget in tokens (default 128)
+  --temperature <t>      sampling temperature of the reasoning (default 0: greedy)
+  --seed <n>             sampling seed
+  -k <n>                 documents to return (default 10)
+  --hybrid               fuse with BM25 by reciprocal rank
+  --json                 print one JSON object (reasoning, hits with id, score, title, text, metadata)
+  -h, --help             this help`;
+
+export const searchCommand: Command = {
+  name: 'search',
+  summary: 'search an index (optionally with query reasoning and BM25 fusion)',
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: argv, allowPositionals: true, strict: true,
+      options: {
+        index: { type: 'string' }, model: { type: 'string' }, remote: { type: 'string' }, 'api-key': { type: 'string' },
+        reasoning: { type: 'string' }, 'max-reasoning': { type: 'string' }, temperature: { type: 'string' }, seed: { type: 'string' },
+        k: { type: 'string', short: 'k' }, hybrid: { type: 'boolean' }, json: { type: 'boolean' },
+      },
+    });
+    if (!values.index) throw new UserError('--index <dir> is required (see search-r3 search --help).');
+    if (positionals.length !== 1 || positionals[0].trim() === '') throw new UserError('give exactly one query (quote it: search-r3 search --index idx "my query").');
+    const reasoning = values.reasoning ?? 'off';
+    if (reasoning !== 'on' && reasoning !== 'off') throw new UserError(`--reasoning must be on or off (got '${reasoning}').`);
+    const k = Number(values.k ?? 10);
+    if (!Number.isInteger(k) || k <= 0) throw new UserError(`-k must be a positive integer (got '${values.k}').`);
+    const num = (v: string | undefined, name: string): number | undefined => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new UserError(`--${name} must be a non-negative number (got '${v}').`);
+      return n;
+    };
+    const indexDir = values.index;
+    return asUserErrors(async () => {
+      const manifest = readManifest(indexDir);
+      const backend: EmbeddingBackend = values.remote
+        ? await RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY })
+        : await LocalBackend.fromModelDir(values.model ?? manifest.model.source, { maxLength: manifest.maxLength, templates: manifest.templates });
+      const index = await SearchIndex.open(indexDir, { backend });
+      try {
+        const res = await index.search(positionals[0], {
+          k, hybrid: values.hybrid ?? false, reasoning,
+          maxReasoningTokens: num(values['max-reasoning'], 'max-reasoning'), temperature: num(values.temperature, 'temperature'), seed: num(values.seed, 'seed'),
+        });
+        if (values.json) {
+          console.log(JSON.stringify({ query: positionals[0], reasoning: reasoning === 'on' ? res.reasoning : undefined, forced: res.forced, embed_ms: res.embedMs, search_ms: res.searchMs, hits: res.hits }));
+        } else {
+          if (reasoning === 'on') console.log(`reasoning${res.forced ? ' (embed token forced)' : ''}: ${res.reasoning || '(none)'}\n`);
+          res.hits.forEach((h, i) => {
+            const snippet = h.text.replace(/\s+/g, ' ').slice(0, 160);
+            console.log(`${String(i + 1).padStart(3)}. ${h.score.toFixed(4)}  ${h.id}${h.title ? `  ${h.title}` : ''}\n     ${snippet}${h.text.length > 160 ? '…' : ''}`);
+          });
+          if (res.hits.length === 0) console.log('(no documents)');
+        }
+      } finally {
+        await index.close();
+        await backend.close?.();
+      }
+      return 0;
+    });
+  },
+};

@@ -1,0 +1,154 @@
+/**
+ * An EmbeddingBackend over one or more search-r3 servers (or anything that speaks our /v1/embeddings
+ * with the `search_r3` extension): work is cut into requests of at most `inputsPerRequest` inputs,
+ * spread round-robin over the servers with `concurrency` requests in flight per server; a 429, a 5xx,
+ * a timeout or a refused connection is retried on the next server after an exponential back-off with
+ * jitter. On connect every server's /health must report the same model id, dimension, prompts and cut
+ * length, so an index never mixes vectors of two models.
+ */
+import type { PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
+import type { EmbeddingBackend } from '../index/embedding-backend.js';
+
+export interface RemoteOptions {
+  apiKey?: string;
+  /** Per-request timeout (default 120 s: a batch of long documents on a CPU server is slow). */
+  timeoutMs?: number;
+  /** Attempts per request before giving up (default 6). */
+  maxAttempts?: number;
+  /** First back-off delay; doubles per attempt (default 250 ms, capped at 10 s). */
+  backoffMs?: number;
+  inputsPerRequest?: number;
+  /** Requests in flight per server (default 2). */
+  concurrency?: number;
+  /** The `model` field sent (default: what the first server's /health calls itself). */
+  model?: string;
+}
+
+interface Health { model: string; model_id: string; source?: string; dimension: number; max_length: number; templates: PromptTemplates }
+
+export class RemoteError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+    this.name = 'RemoteError';
+  }
+}
+
+export class RemoteEmbedder implements EmbeddingBackend {
+  private next = 0;
+  private readonly timeoutMs: number;
+  private readonly maxAttempts: number;
+  private readonly backoffMs: number;
+  private readonly inputsPerRequest: number;
+  private readonly concurrency: number;
+  /** Requests sent per server (for tests and logs). */
+  readonly requestsPerServer: Map<string, number>;
+
+  private constructor(readonly urls: string[], private readonly health: Health, private readonly opts: RemoteOptions) {
+    this.timeoutMs = opts.timeoutMs ?? 120_000;
+    this.maxAttempts = opts.maxAttempts ?? 6;
+    this.backoffMs = opts.backoffMs ?? 250;
+    this.inputsPerRequest = opts.inputsPerRequest ?? 32;
+    this.concurrency = opts.concurrency ?? 2;
+    this.requestsPerServer = new Map(urls.map((u) => [u, 0]));
+  }
+
+  /** Checks every server's /health and that they all serve the same model with the same prompts. */
+  static async connect(urls: string[], opts: RemoteOptions = {}): Promise<RemoteEmbedder> {
+    if (urls.length === 0) throw new RemoteError('no server URLs given.');
+    const clean = urls.map((u) => u.replace(/\/+$/, '').replace(/\/v1$/, ''));
+    const healths: Health[] = [];
+    for (const u of clean) {
+      let res: Response;
+      try {
+        res = await fetch(`${u}/health`, { signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000) });
+      } catch (e) {
+        throw new RemoteError(`${u}/health: cannot connect (${(e as Error).message}).`);
+      }
+      if (!res.ok) throw new RemoteError(`${u}/health answered HTTP ${res.status}.`, res.status);
+      const h = await res.json() as Health;
+      if (typeof h.model_id !== 'string' || !Number.isInteger(h.dimension)) throw new RemoteError(`${u}/health does not describe a search-r3 model (no model_id/dimension).`);
+      healths.push(h);
+    }
+    const first = healths[0];
+    healths.forEach((h, i) => {
+      const same = h.model_id === first.model_id && h.dimension === first.dimension && h.max_length === first.max_length && JSON.stringify(h.templates) === JSON.stringify(first.templates);
+      if (!same) throw new RemoteError(`${clean[i]} serves model ${h.model_id} (${h.dimension}-d, cut ${h.max_length}) but ${clean[0]} serves ${first.model_id} (${first.dimension}-d, cut ${first.max_length}) or other prompts; all servers must serve the same model.`);
+    });
+    return new RemoteEmbedder(clean, first, opts);
+  }
+
+  get modelId(): string { return this.health.model_id; }
+  get source(): string { return this.health.source ?? this.health.model_id; }
+  get dimension(): number { return this.health.dimension; }
+  get maxLength(): number { return this.health.max_length; }
+  get templates(): PromptTemplates { return this.health.templates; }
+
+  async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
+    return (await this.run(texts, { mode: 'document', reasoning: 'off' })).map((r) => r.vector);
+  }
+
+  async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
+    const ext: Record<string, unknown> = { mode: 'query', reasoning: opts.reasoning ?? 'off' };
+    if (opts.maxReasoningTokens !== undefined) ext.max_reasoning_tokens = opts.maxReasoningTokens;
+    if (opts.temperature !== undefined) ext.temperature = opts.temperature;
+    if (opts.topP !== undefined) ext.top_p = opts.topP;
+    if (opts.seed !== undefined) ext.seed = opts.seed;
+    return this.run(texts, ext);
+  }
+
+  /** Splits into requests and runs them with `concurrency × servers` in flight, results in input order. */
+  private async run(texts: readonly string[], ext: Record<string, unknown>): Promise<QueryEmbedding[]> {
+    const parts: { start: number; texts: string[] }[] = [];
+    for (let i = 0; i < texts.length; i += this.inputsPerRequest) parts.push({ start: i, texts: texts.slice(i, i + this.inputsPerRequest) });
+    const out = new Array<QueryEmbedding>(texts.length);
+    let cursor = 0;
+    const worker = async (): Promise<void> => {
+      while (cursor < parts.length) {
+        const p = parts[cursor++];
+        const res = await this.request(p.texts, ext);
+        res.forEach((r, i) => { out[p.start + i] = r; });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parts.length, this.concurrency * this.urls.length) }, worker));
+    return out;
+  }
+
+  private async request(texts: string[], ext: Record<string, unknown>): Promise<QueryEmbedding[]> {
+    let lastError = '';
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      if (attempt > 0) {
+        const delay = Math.min(10_000, this.backoffMs * 2 ** (attempt - 1));
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random() * 0.5)));
+      }
+      const url = this.urls[this.next++ % this.urls.length];
+      this.requestsPerServer.set(url, (this.requestsPerServer.get(url) ?? 0) + 1);
+      let res: Response;
+      try {
+        res = await fetch(`${url}/v1/embeddings`, {
+          method: 'POST', signal: AbortSignal.timeout(this.timeoutMs),
+          headers: { 'content-type': 'application/json', ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}) },
+          body: JSON.stringify({ model: this.opts.model ?? this.health.model, input: texts, encoding_format: 'base64', search_r3: ext }),
+        });
+      } catch (e) {
+        lastError = `${url}: ${(e as Error).message}`;
+        continue;
+      }
+      if (res.status === 429 || res.status >= 500) {
+        lastError = `${url}: HTTP ${res.status} ${await res.text().catch(() => '')}`.slice(0, 300);
+        continue;
+      }
+      const body = await res.json().catch(() => null) as { data?: { index: number; embedding: string }[]; search_r3?: { reasoning: string; forced: boolean }[]; error?: { message: string } } | null;
+      if (!res.ok) throw new RemoteError(`${url}/v1/embeddings: HTTP ${res.status}: ${body?.error?.message ?? 'no error message'}`, res.status);
+      if (!body?.data || body.data.length !== texts.length) throw new RemoteError(`${url}/v1/embeddings returned ${body?.data?.length ?? 'no'} embeddings for ${texts.length} inputs.`);
+      return body.data.sort((a, b) => a.index - b.index).map((d, i) => {
+        const buf = Buffer.from(d.embedding, 'base64');
+        const vector = new Float32Array(buf.byteLength / 4);
+        new Uint8Array(vector.buffer).set(buf);
+        if (vector.length !== this.dimension) throw new RemoteError(`${url} returned a ${vector.length}-d vector; expected ${this.dimension}.`);
+        const x = body.search_r3?.[i];
+        return { vector, reasoning: x?.reasoning ?? '', forced: x?.forced ?? false, tokens: [], truncated: 0 };
+      });
+    }
+    throw new RemoteError(`gave up after ${this.maxAttempts} attempts: ${lastError}`);
+  }
+}
