@@ -3,17 +3,11 @@ import { evalCommand } from './eval.js';
 import { indexCommand } from './index-cmd.js';
 import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
-import { indexCommand } from './index-cmd.js';
-import { searchCommand } from './search.js';
-import { serveCommand } from './serve.js';
 import { exportCommand } from './export.js';
 
 /** Every sub-command, in the order `--help` lists them. Add one line per command. */
 export const commands: Command[] = [
   evalCommand,
-  indexCommand,
-  searchCommand,
-  serveCommand,
   indexCommand,
   searchCommand,
   serveCommand,
