@@ -27,16 +27,19 @@ function gemm({ a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strid
   }
 }
 
-/** Calls f(offsetA, offsetB, offsetOut) for every index of `shape`, with offsets advanced by strides. */
-function forEachIndex(shape: ArrayLike<number>, sa: ArrayLike<number>, sb: ArrayLike<number>, f: (oa: number, ob: number, oo: number) => void): void {
+/**
+ * Calls f(offsetA, offsetB, i) for every index of `shape` in row-major order (i counts 0, 1, 2, ...),
+ * where offsetA and offsetB start at a0/b0 and advance by their strides.
+ */
+function forEachIndex(shape: ArrayLike<number>, sa: ArrayLike<number>, sb: ArrayLike<number>, f: (oa: number, ob: number, i: number) => void, a0 = 0, b0 = 0): void {
   const nd = shape.length;
   let total = 1;
   for (let d = 0; d < nd; d++) total *= shape[d];
   if (total === 0) return;
   const idx = new Array<number>(nd).fill(0);
-  let oa = 0, ob = 0;
-  for (let o = 0; o < total; o++) {
-    f(oa, ob, o);
+  let oa = a0, ob = b0;
+  for (let i = 0; i < total; i++) {
+    f(oa, ob, i);
     for (let d = nd - 1; d >= 0; d--) {
       idx[d]++;
       oa += sa[d]; ob += sb[d];
@@ -98,23 +101,8 @@ function reduce(op: ReduceOp, x: F32, outer: number, n: number, inner: number, o
 }
 
 function copy(src: F32, srcOff: number, srcStrides: ArrayLike<number>, dst: F32, dstOff: number, dstStrides: ArrayLike<number>, shape: ArrayLike<number>, accumulate: boolean): void {
-  // forEachIndex's third offset is the dense index; we need two strided offsets, so walk dims directly.
-  const nd = shape.length;
-  let total = 1;
-  for (let d = 0; d < nd; d++) total *= shape[d];
-  if (total === 0) return;
-  const idx = new Array<number>(nd).fill(0);
-  let os = srcOff, od = dstOff;
-  for (let t = 0; t < total; t++) {
-    if (accumulate) dst[od] += src[os]; else dst[od] = src[os];
-    for (let d = nd - 1; d >= 0; d--) {
-      idx[d]++;
-      os += srcStrides[d]; od += dstStrides[d];
-      if (idx[d] < shape[d]) break;
-      os -= srcStrides[d] * shape[d]; od -= dstStrides[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
+  if (accumulate) forEachIndex(shape, srcStrides, dstStrides, (os, od) => { dst[od] += src[os]; }, srcOff, dstOff);
+  else forEachIndex(shape, srcStrides, dstStrides, (os, od) => { dst[od] = src[os]; }, srcOff, dstOff);
 }
 
 function sumSquares(x: F32): number {
