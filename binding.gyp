@@ -11,6 +11,7 @@
         "native/reduce.c",
         "native/norm.c",
         "native/softmax.c",
+        "native/loss.c",
         "native/attention.c",
         "native/embedding.c",
         "native/optim.c"
