@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { commands } from './commands.js';
+import { nativeBackendError } from '../tensor/index.js';
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length), 4);
@@ -12,6 +13,13 @@ function usage(): string {
     'commands:',
     ...lines,
   ].join('\n');
+}
+
+/** Says once, at start, when models will run on the slow pure-TypeScript backend and why. */
+function warnIfNoNativeBackend(): void {
+  if (process.env.SEARCH_R3_BACKEND === 'js') return;
+  const why = nativeBackendError();
+  if (why) console.error(`search-r3: the native backend is unavailable (${why}); using the pure-TypeScript backend, which is much slower.`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -29,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(cmd.help);
     return 0;
   }
+  warnIfNoNativeBackend();
   return cmd.run(rest);
 }
 
