@@ -16,7 +16,7 @@ export interface EmbeddingMatrix {
 export interface DenseSearchOptions {
   /** Documents kept per query (default 1000, as BEIR runs). */
   k?: number;
-  /** Worker threads (default: the machine's cores; 1 runs in the calling thread). */
+  /** Worker threads (default: the machine's cores for large problems, else 1 = the calling thread). */
   threads?: number;
   /** 'auto' uses WebAssembly SIMD where available, else plain TS; 'js' forces the plain-TS kernel. */
   kernel?: 'auto' | 'wasm' | 'js';
@@ -29,8 +29,11 @@ export interface DenseSearchResult {
   threads: number;
 }
 
-/** Below this many multiply-adds, starting workers costs more than it saves. */
-const MIN_PARALLEL_WORK = 2e8;
+/**
+ * Below this many multiply-adds (about 0.4 s of the SIMD kernel on one core), starting workers (~60-70 ms each to
+ * come online) costs more than it saves on a 2-core machine, measured with bench/eval.ts.
+ */
+const MIN_PARALLEL_WORK = 4e9;
 
 function checkMatrix(m: EmbeddingMatrix, what: string): void {
   if (!Number.isInteger(m.dim) || m.dim <= 0) throw new EvalInputError(`${what} embeddings have no dimension`);
