@@ -63,7 +63,8 @@ void sr3_gemm(const float *a, const float *b, float *c, int64_t batch, int64_t m
   if (T == 1 || flops < 2e6) { batch_chunk(&g, 0, batch, 0); return; }
   /* When batches share (or overlap in) C, e.g. strideC = 0 summing into one C, they must run in order. */
   if (strideC >= m * n && (batch >= 2 * T || batch % T == 0)) {
-    sr3_parallel_for(batch, 1, batch_chunk, &g);
+    const double per = 2.0 * (double)m * (double)n * (double)k;
+    sr3_parallel_for(batch, per >= 1e6 ? 1 : (int64_t)(1e6 / per), batch_chunk, &g); /* >= ~1 MFLOP per chunk */
     return;
   }
   /* Panels along the longer side of C, multiples of 16 so each panel stays vector-aligned. */
