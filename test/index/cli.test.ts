@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { repoRoot } from '../helpers/repo.js';
+import { corpus, tempDir, tinyModelDir } from './fixtures.js';
+
+const run = promisify(execFile);
+const main = path.join(repoRoot, 'dist/src/cli/main.js');
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [main, ...args]);
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
+  }
+}
+
+test('search-r3 index / search / index --delete from the command line', async () => {
+  const { dir, cleanup } = tempDir('cli');
+  try {
+    const model = await tinyModelDir(dir);
+    const docs = corpus(15);
+    const input = path.join(dir, 'docs.jsonl');
+    writeFileSync(input, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text, source: 'test' })).join('\n'));
+    const out = path.join(dir, 'idx');
+    let r = await cli('index', '--model', model, '--input', input, '--out', out, '--chunk-size', '4');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /15 documents indexed \(15 encoded now, 0 unchanged\)/);
+    assert.match(r.stderr, /encoding: 15\/15 \(100\.0%\)/);
+
+    r = await cli('search', '--index', out, '-k', '3', '--json', docs[4].title + '\n' + docs[4].text);
+    assert.equal(r.code, 0, r.stderr);
+    const res = JSON.parse(r.stdout) as { hits: { id: string; score: number; metadata: unknown }[] };
+    assert.equal(res.hits.length, 3);
+    assert.equal(res.hits[0].id, docs[4].id);
+    assert.deepEqual(res.hits[0].metadata, { source: 'test' });
+
+    r = await cli('search', '--index', out, '--reasoning', 'on', '--max-reasoning', '4', '--hybrid', 'gene therapy');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^reasoning/);
+    assert.match(r.stdout, /^\s+1\. /m);
+
+    // a second run with one more document encodes just that one
+    writeFileSync(input, [...docs, { id: 'new', title: 'new', text: 'brand new' }].map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text, source: 'test' })).join('\n'));
+    r = await cli('index', '--model', model, '--input', input, '--out', out);
+    assert.match(r.stdout, /16 documents indexed \(1 encoded now, 15 unchanged\)/);
+    r = await cli('index', '--out', out, '--delete', 'new,d000,ghost');
+    assert.match(r.stdout, /deleted 2 documents; not in the index: ghost/);
+
+    // another model may not add to this index
+    const other = await tinyModelDir(dir, 99);
+    r = await cli('index', '--model', other, '--input', input, '--out', out);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /index\.json: the index was built with model sha256:\w+ .* vectors from different models cannot be mixed/);
+  } finally { cleanup(); }
+});
+
+test('a folder of Markdown/text files indexes by relative path; bad input names the file', async () => {
+  const { dir, cleanup } = tempDir('clidir');
+  try {
+    const model = await tinyModelDir(dir);
+    const docsDir = path.join(dir, 'notes');
+    mkdirSync(path.join(docsDir, 'sub'), { recursive: true });
+    writeFileSync(path.join(docsDir, 'a.md'), '# Alpha heading\nalpha body text');
+    writeFileSync(path.join(docsDir, 'sub', 'b.txt'), 'beta text');
+    writeFileSync(path.join(docsDir, 'ignored.bin'), 'x');
+    let r = await cli('index', '--model', model, '--input', docsDir, '--out', path.join(dir, 'idx'));
+    assert.equal(r.code, 0, r.stderr);
+    r = await cli('search', '--index', path.join(dir, 'idx'), '--json', 'alpha');
+    const ids = (JSON.parse(r.stdout) as { hits: { id: string; title: string }[] }).hits.map((h) => `${h.id}:${h.title}`).sort();
+    assert.deepEqual(ids, ['a.md:Alpha heading', 'sub/b.txt:b']);
+
+    const bad = path.join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"_id": "x", "text": "ok"}\n{"text": "no id"}\n');
+    r = await cli('index', '--model', model, '--input', bad, '--out', path.join(dir, 'idx2'));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /bad\.jsonl:2: field '_id' \(or 'id'\) is missing/);
+    r = await cli('index', '--model', model, '--input', path.join(dir, 'nope'), '--out', path.join(dir, 'idx2'));
+    assert.match(r.stderr, /--input .*nope: no such file or folder/);
+    r = await cli('search', '--index', path.join(dir, 'nowhere'), 'q');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /nowhere\/index\.json is missing/);
+    for (const c of ['index', 'search', 'serve']) {
+      r = await cli(c, '--help');
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, new RegExp(`search-r3 ${c} —`));
+    }
+  } finally { cleanup(); }
+});

@@ -1,0 +1,113 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import OpenAI from 'openai';
+import { startSearchServer } from '../../src/serve/server.js';
+import { tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
+
+interface Reply { status: number; body: { error?: { message: string; type: string; param: string | null; code: string | null } } & Record<string, unknown> }
+
+/** Raw HTTP so malformed bodies and chunked uploads go out exactly as written. */
+function request(url: string, method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}, chunked = false): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${url}${path}`, { method, headers: { 'content-type': 'application/json', ...(body !== undefined && !chunked ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(parts).toString() || '{}') }));
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.end(body); else req.end();
+  });
+}
+
+test('malformed and oversized requests get the documented 4xx in OpenAI error shape', async () => {
+  const { dir, cleanup } = tempDir('err');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0, maxInputs: 4, maxTokensPerInput: 20, maxBodyBytes: 2000, maxQueue: 3 });
+  const emb = (body: unknown): Promise<Reply> => request(server.url, 'POST', '/v1/embeddings', typeof body === 'string' ? body : JSON.stringify(body));
+  const expect = (r: Reply, status: number, code: string | null, param?: string | null): void => {
+    assert.equal(r.status, status, JSON.stringify(r.body));
+    assert.ok(r.body.error, 'OpenAI error shape');
+    assert.equal(typeof r.body.error.message, 'string');
+    assert.equal(r.body.error.code, code);
+    if (param !== undefined) assert.equal(r.body.error.param, param);
+    assert.equal(r.body.error.type, status === 429 ? 'rate_limit_error' : 'invalid_request_error');
+  };
+  try {
+    expect(await emb('{"model": "search-r3", "input": '), 400, 'invalid_json', null);
+    expect(await emb('[1, 2]'), 400, 'invalid_json');
+    expect(await emb({ model: 'search-r3' }), 400, 'missing_required_parameter', 'input');
+    expect(await emb({ input: 'x' }), 400, 'missing_required_parameter', 'model');
+    expect(await emb({ model: 'search-r3', input: [1, 2, 3] }), 400, 'invalid_type', 'input');
+    expect(await emb({ model: 'search-r3', input: [] }), 400, 'invalid_value', 'input');
+    expect(await emb({ model: 'search-r3', input: ['a', ''] }), 400, 'invalid_value', 'input[1]');
+    expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }), 400, 'too_many_inputs', 'input');
+    expect(await emb({ model: 'search-r3', input: ['short', 'word '.repeat(40)] }), 400, 'context_length_exceeded', 'input[1]');
+    expect(await emb({ model: 'search-r3', input: 'x', encoding_format: 'int8' }), 400, 'invalid_value', 'encoding_format');
+    expect(await emb({ model: 'search-r3', input: 'x', dimensions: 8 }), 400, 'invalid_value', 'dimensions');
+    expect(await emb({ model: 'search-r3', input: 'x', search_r3: { mode: 'passage' } }), 400, 'invalid_value', 'search_r3.mode');
+    expect(await emb({ model: 'search-r3', input: 'x', search_r3: { reasoning: 'on' } }), 400, 'invalid_value', 'search_r3.reasoning');
+    expect(await emb({ model: 'search-r3', input: 'x', search_r3: { mode: 'query', reasoning: 'on', temperature: -1 } }), 400, 'invalid_value', 'search_r3.temperature');
+    expect(await emb({ model: 'gpt-4', input: 'x' }), 404, 'model_not_found', 'model');
+    // too large: by declared length, and streamed without one
+    const big = JSON.stringify({ model: 'search-r3', input: 'a'.repeat(3000) });
+    expect(await emb(big), 413, 'request_too_large');
+    expect(await request(server.url, 'POST', '/v1/embeddings', big, {}, true), 413, 'request_too_large');
+    // queue bound: 4 inputs never fit a queue of 3
+    expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }), 429, 'rate_limit_exceeded');
+    const client = new OpenAI({ apiKey: 'x', baseURL: `${server.url}/v1`, maxRetries: 0 });
+    await assert.rejects(client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }), (e: unknown) => e instanceof OpenAI.RateLimitError);
+    await assert.rejects(client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }), (e: unknown) => e instanceof OpenAI.BadRequestError && /at most 4/.test(e.message));
+    // routes and methods
+    expect(await request(server.url, 'GET', '/v1/embeddings'), 405, 'method_not_allowed');
+    expect(await request(server.url, 'GET', '/v2/nothing'), 404, 'not_found');
+    expect(await request(server.url, 'POST', '/v1/search', JSON.stringify({ query: 'x' })), 404, 'no_index');
+    // the server still works after all that
+    assert.equal((await emb({ model: 'search-r3', input: ['fine', 'also fine'] })).status, 200);
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test('bearer auth guards everything but /health', async () => {
+  const { dir, cleanup } = tempDir('auth');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0, apiKey: 'k1' });
+  try {
+    const body = JSON.stringify({ model: 'search-r3', input: 'x' });
+    const r = await request(server.url, 'POST', '/v1/embeddings', body);
+    assert.equal(r.status, 401);
+    assert.deepEqual(Object.keys(r.body.error!).sort(), ['code', 'message', 'param', 'type']);
+    assert.equal(r.body.error!.type, 'authentication_error');
+    assert.equal((await request(server.url, 'POST', '/v1/embeddings', body, { authorization: 'Bearer k2' })).status, 401);
+    assert.equal((await request(server.url, 'GET', '/metrics', undefined, {})).status, 401);
+    assert.equal((await request(server.url, 'POST', '/v1/embeddings', body, { authorization: 'Bearer k1' })).status, 200);
+    assert.equal((await request(server.url, 'GET', '/health')).status, 200);
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test('graceful shutdown answers in-flight requests, then refuses connections', async () => {
+  const { dir, cleanup } = tempDir('shut');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  // a long batching wait keeps the request in flight while close() starts
+  const server = await startSearchServer({ backend, port: 0, maxWaitMs: 300 });
+  try {
+    const inflight = request(server.url, 'POST', '/v1/embeddings', JSON.stringify({ model: 'search-r3', input: ['in flight'] }));
+    await new Promise((r) => setTimeout(r, 50));
+    let closed = false;
+    const closing = server.close().then(() => { closed = true; });
+    const r = await inflight;
+    assert.equal(r.status, 200);
+    assert.equal((r.body.data as unknown[]).length, 1);
+    await closing;
+    assert.ok(closed);
+    await assert.rejects(request(server.url, 'GET', '/health'), /ECONNREFUSED/);
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
