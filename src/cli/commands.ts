@@ -4,6 +4,8 @@ import { indexCommand } from './index-cmd.js';
 import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { exportCommand } from './export.js';
+import { trainCommand } from './train-sft.js';
+import { mineCommand } from './mine.js';
 
 /** Every sub-command, in the order `--help` lists them. Add one line per command. */
 export const commands: Command[] = [
@@ -12,4 +14,6 @@ export const commands: Command[] = [
   searchCommand,
   serveCommand,
   exportCommand,
+  trainCommand,
+  mineCommand,
 ];

@@ -4,7 +4,7 @@
  * pairs and Climate-FEVER claims. Queries without a positive and empty texts are skipped and counted.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { readBeirDataset } from '../eval/beir.js';
+import { readBeirCorpus, readBeirDataset } from '../eval/beir.js';
 import { flatText } from '../eval/bm25-retriever.js';
 import type { DataSourceConfig } from './config.js';
 
@@ -148,4 +148,21 @@ function climateFeverExamples(file: string): TrainExample[] {
     });
   }
   return out;
+}
+
+/**
+ * Texts that can serve as negatives, for mining: every BEIR source's whole corpus, plus every positive
+ * and negative text of the examples (the only documents JSONL, pairs and Climate-FEVER sources have).
+ */
+export async function candidatePool(sources: readonly DataSourceConfig[], examples: readonly TrainExample[]): Promise<string[]> {
+  const pool = new Set<string>();
+  for (const src of sources) {
+    if (src.type !== 'beir') continue;
+    for (const d of await readBeirCorpus(`${src.path}/corpus.jsonl`)) {
+      const t = flatText(d);
+      if (t.trim() !== '') pool.add(t);
+    }
+  }
+  for (const e of examples) for (const t of [...e.positives, ...e.negatives]) pool.add(t);
+  return [...pool];
 }

@@ -8,17 +8,9 @@ import { batchTexts, planEpoch } from '../../src/train/batches.js';
 import { gradCacheBackward } from '../../src/train/grad-cache.js';
 import { SequenceEncoder } from '../../src/train/sequences.js';
 import type { TrainExample } from '../../src/train/data.js';
+import { toyExamples } from '../helpers/train-fixtures.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyModel } from '../helpers/tiny-model.js';
-
-const words = ['alpha', 'beta', 'gamma', 'delta', 'omega', 'sigma', 'kappa', 'theta', 'lambda', 'zeta'];
-export function toyExamples(n: number, negatives = 2): TrainExample[] {
-  return Array.from({ length: n }, (_, i) => ({
-    query: `what is ${words[i % 10]} ${i}?`,
-    positives: [`${words[i % 10]} ${i} is a letter${' and more'.repeat(i % 4)}`],
-    negatives: Array.from({ length: negatives }, (_, k) => `${words[(i + k + 1) % 10]} is not ${i}${'!'.repeat(k)}`),
-  }));
-}
 
 function encodedBatch(enc: SequenceEncoder, examples: TrainExample[]): EncodedBatch {
   const plan = planEpoch(examples, 3, 0, examples.length, 2)[0];

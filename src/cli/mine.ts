@@ -1,0 +1,79 @@
+import { writeFileSync, renameSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { ConfigError, loadConfig } from '../train/config.js';
+import { DataError, candidatePool, loadTrainingData } from '../train/data.js';
+import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/mine.js';
+import { loadModelFolder } from '../model/model-folder.js';
+
+const HELP = `search-r3 mine — mine hard negatives for stage-1 training
+
+usage: search-r3 mine --config <train.json> --out <mined.jsonl> [options]
+
+Reads the training data sources of a train sft config, ranks a candidate pool for every query
+(every BEIR source's corpus plus all texts of the other sources) and keeps documents from a rank
+window as hard negatives, after a false-negative filter. Writes JSONL {query, pos, neg}
+(FlagEmbedding layout): use it as {"type": "jsonl", "path": "<mined.jsonl>"} in the config.
+
+options:
+  --config <file>       train sft config whose "data" is mined
+  --out <file>          output JSONL
+  --retriever bm25|model  rank with BM25 (default) or the model's own embeddings
+  --model <dir>         model for --retriever model (default: the config's model)
+  --window <a:b>        rank window, 1-based inclusive (default 10:100); positives take no rank
+  --negatives <n>       negatives kept per query, sampled from the window (default 8)
+  --fn-ratio <r>        drop candidates scoring ≥ r × the best positive's score (default 0.95)
+  --seed <n>            sampling seed (default 0)
+  -h, --help            this help`;
+
+function num(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new UserError(`--${name} must be a non-negative number (got '${v}').`);
+  return n;
+}
+
+export const mineCommand: Command = {
+  name: 'mine',
+  summary: 'mine hard negatives (rank window + false-negative filter) for train sft',
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
+      config: { type: 'string' }, out: { type: 'string' }, retriever: { type: 'string' }, model: { type: 'string' },
+      window: { type: 'string' }, negatives: { type: 'string' }, 'fn-ratio': { type: 'string' }, seed: { type: 'string' },
+    } });
+    if (!values.config || !values.out) throw new UserError('mine needs --config <train.json> and --out <mined.jsonl>.');
+    const w = /^(\d+):(\d+)$/.exec(values.window ?? '10:100');
+    if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1])) throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
+    const retriever = values.retriever ?? 'bm25';
+    if (retriever !== 'bm25' && retriever !== 'model') throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
+    try {
+      const cfg = loadConfig(values.config);
+      const { examples, stats: ds } = await loadTrainingData(cfg.data);
+      const pool = await candidatePool(cfg.data, examples);
+      process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
+      let rank: Ranker;
+      if (retriever === 'bm25') rank = bm25Ranker(pool);
+      else {
+        const m = await loadModelFolder(values.model ?? cfg.model);
+        rank = modelRanker(m.model, m.tokenizer, pool, { templates: cfg.templates, maxLength: cfg.maxLength });
+      }
+      let last = 0;
+      const { mined, stats } = mineHardNegatives(examples, pool, rank, {
+        fromRank: Number(w[1]), toRank: Number(w[2]), negatives: Math.floor(num(values.negatives, 'negatives', 8)),
+        falseNegativeRatio: num(values['fn-ratio'], 'fn-ratio', 0.95), seed: Math.floor(num(values.seed, 'seed', 0)),
+      }, (done, total) => {
+        if (Date.now() - last > 5000 || done === total) { last = Date.now(); process.stderr.write(`  ${done}/${total} queries\n`); }
+      });
+      const tmp = `${values.out}.tmp-${process.pid}`;
+      writeFileSync(tmp, toJsonl(mined));
+      renameSync(tmp, values.out);
+      console.log(`${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} negatives for ${stats.withNegatives} of them, ` +
+        `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`);
+      return 0;
+    } catch (e) {
+      if (e instanceof ConfigError || e instanceof DataError) throw new UserError(e.message);
+      throw e;
+    }
+  },
+};

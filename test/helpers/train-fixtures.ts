@@ -1,0 +1,45 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as T from '../../src/tensor/index.js';
+import { saveModelFolder } from '../../src/model/model-folder.js';
+import { Qwen2Model } from '../../src/model/qwen2-model.js';
+import { Tokenizer } from '../../src/model/tokenizer.js';
+import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
+import type { TrainExample } from '../../src/train/data.js';
+import { tinyQwen2Config } from './tiny-qwen2.js';
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(tmpdir(), `search-r3-${prefix}-`));
+}
+
+/** A tiny random Qwen2 model folder; withEmbedToken false leaves <|embed_token|> out of the tokenizer. */
+export async function tinyModelFolder(dir: string, seed = 1, withEmbedToken = true): Promise<string> {
+  const specialTokens = withEmbedToken ? undefined : ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
+  const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 300, specialTokens });
+  const tokenizer = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
+  const config = tinyQwen2Config({ vocabSize: tokenizer.vocabSize, maxPositionEmbeddings: 256 });
+  await saveModelFolder(dir, { model: Qwen2Model.random(config, new T.Rng(seed), 0.1), tokenizer });
+  return dir;
+}
+
+const words = ['alpha', 'beta', 'gamma', 'delta', 'omega', 'sigma', 'kappa', 'theta', 'lambda', 'zeta'];
+
+/** Distinct toy queries with one positive and two hard negatives each. */
+export function toyExamples(n: number, negatives = 2): TrainExample[] {
+  return Array.from({ length: n }, (_, i) => ({
+    query: `what is ${words[i % 10]} ${i}?`,
+    positives: [`${words[i % 10]} ${i} is a letter${' and more'.repeat(i % 4)}`],
+    negatives: Array.from({ length: negatives }, (_, k) => `${words[(i + k + 1) % 10]} is not ${i}${'!'.repeat(k)}`),
+  }));
+}
+
+export function writeJsonl(file: string, examples: readonly TrainExample[]): string {
+  writeFileSync(file, examples.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives })).join('\n') + '\n');
+  return file;
+}
+
+export function writeConfig(file: string, cfg: unknown): string {
+  writeFileSync(file, JSON.stringify(cfg, null, 1));
+  return file;
+}
