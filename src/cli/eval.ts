@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { evalProgress } from './eval-progress.js';
@@ -10,7 +10,7 @@ import { readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
 import { EvalInputError } from '../eval/input-error.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
-import { readTrecQrels, type Qrels } from '../eval/qrels.js';
+import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
 import { compareEvaluations, formatComparison, formatSummaryTable, type MeasureComparison } from '../eval/report.js';
 import type { Retriever } from '../eval/retriever.js';
 import { readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
@@ -37,7 +37,7 @@ inputs:
                               embed layer exists: meanwhile pass embeddings computed by any model:
   --query-embeddings <file>   .npy float32 [queries × dim] with ids in <file>.ids.txt, or .jsonl {id, vector}
   --doc-embeddings <file>     the same for the corpus
-  --qrels <file>              TREC qrels (qid iter docid rel)
+  --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv
   --run <file>                TREC run: written by the --dataset forms, read by the --qrels form
 
 retrieval:
@@ -54,7 +54,8 @@ evaluation:
                               recall, ndcg_cut.10, map_cut, num_ret, num_rel, num_rel_ret, num_q, runid, official
   -q, --per-query             also print every query's values
   -c, --complete              average over all judged queries; a query missing from the run scores 0
-                              (trec_eval -c). Default: queries in both run and qrels (trec_eval, pytrec_eval)
+                              (trec_eval -c). Default with --qrels: queries in both run and qrels (trec_eval,
+                              pytrec_eval); with --dataset always on (a query retrieving nothing scores 0)
   -l, --level <n>             relevance level for binary measures (default 1)
   --skip-no-relevant          leave out queries judged without any relevant document (trec_eval counts them as 0)
   --ignore-identical-ids      drop a retrieved document whose id equals the query id (MTEB: ArguAna, FiQA)
@@ -213,13 +214,15 @@ export const evalCommand: Command = {
         tag = v.tag ?? retriever.name;
         if (v.run !== undefined) writeTrecRun(v.run, run, tag);
       } else {
-        qrels = await readTrecQrels(v.qrels!);
+        qrels = /\.tsv$/i.test(v.qrels!) ? await readBeirQrels(v.qrels!) : await readTrecQrels(v.qrels!);
         const file = await readTrecRun(v.run!);
         run = file.run;
         tag = v.tag ?? file.tag;
       }
       const selection = selectMeasures(v.measure ?? [], parseCutoffs(v.cutoffs) ?? (ds ? BEIR_CUTOFFS : undefined));
-      const options: EvalOptions = { ...baseOptions, cutoffs: selection.cutoffs };
+      // Retrieval answers every judged query, so one it finds nothing for scores 0 rather than vanishing from the
+      // average: trec_eval -c, as Anserini's BEIR regressions evaluate.
+      const options: EvalOptions = { ...baseOptions, cutoffs: selection.cutoffs, complete: ds ? true : baseOptions.complete };
       const t1 = performance.now();
       const ev = evaluateRun(run, qrels, options);
       const evalSeconds = (performance.now() - t1) / 1000;
@@ -254,7 +257,7 @@ export const evalCommand: Command = {
     }
     if (report.mode === 'dataset') {
       const d = report.dataset!;
-      console.log(`${basename(d.folder)} (${d.split}): ${d.queries} queries, ${d.documents} documents; `
+      console.log(`${v.dataset} (${d.split}): ${d.queries} queries, ${d.documents} documents; `
         + `${report.retriever}${report.run.file ? `, run written to ${report.run.file}` : ''}; `
         + `retrieval ${report.seconds.retrieval!.toFixed(2)} s, evaluation ${report.seconds.evaluation.toFixed(2)} s`);
       if (v['per-query'] || v.measure) process.stdout.write(formatTrecEval(ev, report.run.tag, v['per-query'] ?? false, selection));

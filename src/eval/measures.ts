@@ -183,7 +183,9 @@ export function evaluateRun(run: Run, qrels: Qrels, options: EvalOptions = {}): 
   for (const qid of sortedIds(qrels.keys())) {
     const judged = qrels.get(qid)!;
     let list = run.get(qid);
-    if (list === undefined) {
+    // An empty list is a query the run does not answer: a TREC run file cannot hold it either, so in-memory and
+    // file-based evaluation agree.
+    if (list === undefined || list.docIds.length === 0) {
       if (!options.complete) continue;
       list = EMPTY;
     }

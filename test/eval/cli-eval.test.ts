@@ -44,16 +44,22 @@ test('eval --dataset --retriever bm25 writes a TREC run and reports JSON', async
     const r = await cli('--dataset', tiny, '--retriever', 'bm25', '--run', out, '--json', '--cutoffs', '1,3');
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { numQueries: number; all: Record<string, number>; dataset: { documents: number } };
-    assert.equal(report.numQueries, 3);
+    assert.equal(report.numQueries, 4);
     assert.equal(report.dataset.documents, 5);
-    // Each query's best BM25 match is its judged document (q1: d1 graded 2).
-    assert.equal(report.all['recip_rank'], 1);
+    // Each query's best BM25 match is its judged document (q1: d1 graded 2), except q5, which matches nothing and
+    // counts 0 instead of vanishing from the average.
+    assert.equal(report.all['recip_rank'], 3 / 4);
+    // The written run, evaluated as a file with -c, gives the same figures; without -c q5 is not in the run.
+    const again = await cli('--qrels', join(tiny, 'qrels/test.tsv'), '--run', out, '-c', '--json', '--cutoffs', '1,3');
+    assert.deepEqual((JSON.parse(again.stdout) as { all: unknown }).all, report.all);
+    const plain = await cli('--qrels', join(tiny, 'qrels/test.tsv'), '--run', out, '--json', '--cutoffs', '1,3');
+    assert.equal((JSON.parse(plain.stdout) as { numQueries: number }).numQueries, 3);
     const written = await readTrecRun(out);
     assert.equal(written.tag, 'bm25');
     assert.equal(written.run.get('q1')!.docIds[0], 'd1');
     assert.equal(written.run.has('q4'), false); // unjudged queries are not retrieved
     const table = await cli('--dataset', tiny, '--retriever', 'bm25');
-    assert.match(table.stdout, /^nDCG\s+1\.0000/m);
+    assert.match(table.stdout, /^nDCG\s+0\.7500/m); // three perfect queries and q5 at 0
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -69,15 +75,17 @@ test('eval with precomputed embeddings runs exact dense search; --compare adds p
     writeNpyEmbeddings(join(dir, 'docs.npy'), { ids: docIds, dim: 5, data: docs });
     writeFileSync(join(dir, 'q.jsonl'), [
       '{"id":"q1","vector":[1,0,0,0.2,0]}', '{"id":"q2","vector":[0,0,1,0,0]}', '{"id":"q3","vector":[0,0.9,0,0,0.5]}',
-      '{"id":"q4","vector":[0,1,0,0,0]}',
+      '{"id":"q4","vector":[0,1,0,0,0]}', '{"id":"q5","vector":[0,0,0,0,-1]}',
     ].join('\n'));
     const out = join(dir, 'dense.trec');
     const r = await cli('--dataset', tiny, '--query-embeddings', join(dir, 'q.jsonl'), '--doc-embeddings',
       join(dir, 'docs.npy'), '--run', out, '--json', '--cutoffs', '1,10');
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { all: Record<string, number> };
-    assert.equal(report.all['P_1'], 2 / 3); // q3 ranks d2 first
-    assert.equal(report.all['recip_rank'], (1 + 1 + 0.5) / 3);
+    assert.equal(report.all['P_1'], 2 / 4); // q3 ranks d2 first
+    // q5 is orthogonal to d1-d4 (cosine 0, tied): trec_eval's order d4, d3, d2, d1 puts its judged d2 third.
+    assert.equal(report.all['recip_rank'], (1 + 1 + 0.5 + 1 / 3) / 4);
+
     const bm25 = join(dir, 'bm25.trec');
     await cli('--dataset', tiny, '--retriever', 'bm25', '--run', bm25);
     const cmp = await cli('--dataset', tiny, '--query-embeddings', join(dir, 'q.jsonl'), '--doc-embeddings',

@@ -18,7 +18,7 @@ function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
 test('BEIR folder: header skipped, graded qrels, only judged queries kept', async () => {
   const ds = await readBeirDataset(tiny, 'test');
   assert.equal(ds.corpus.length, 5);
-  assert.deepEqual([...ds.queries.keys()], ['q1', 'q2', 'q3']);
+  assert.deepEqual([...ds.queries.keys()], ['q1', 'q2', 'q3', 'q5']);
   assert.equal(ds.qrels.get('q1')!.get('d1'), 2);
   assert.equal(ds.corpus[4]!.title, '');
   await assert.rejects(readBeirDataset(tiny, 'dev'), /no qrels for split 'dev'/);

@@ -116,3 +116,12 @@ test('cFixed rounds like C printf %.4f (exact ties to even), unlike toFixed', ()
   ];
   for (const [x, s] of cases) assert.equal(cFixed(x, 4), s, `cFixed(${x})`);
 });
+
+test('an empty ranked list is a query the run does not answer, as in a TREC run file', () => {
+  const qrels = new Map([['q1', new Map([['d1', 1]])], ['q2', new Map([['d2', 1]])]]);
+  const run: Run = new Map([['q1', { docIds: ['d1'], scores: [1] }], ['q2', { docIds: [], scores: [] }]]);
+  assert.equal(evaluateRun(run, qrels, { cutoffs: [1] }).numQueries, 1);
+  const c = evaluateRun(run, qrels, { cutoffs: [1], complete: true });
+  assert.equal(c.numQueries, 2);
+  assert.equal(c.all['P_1'], 0.5);
+});
