@@ -77,7 +77,7 @@ static double num(Ctx *c, napi_value v, const char *name) {
   return d;
 }
 
-#define INT_LIMIT 4503599627370496.0 /* 2^52: products of checked sizes stay exact in int64 via __int128 checks */
+#define INT_LIMIT 4503599627370496.0 /* 2^52: larger element counts are refused (all offsets stay exact in int64) */
 
 static int64_t integer(Ctx *c, napi_value v, const char *name, double lo, double hi) {
   const double d = num(c, v, name);

