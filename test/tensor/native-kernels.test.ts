@@ -101,6 +101,13 @@ test('gemm: transposes, batches, shared and accumulated C, views, long k', { ski
   cases.push({ batch: 6, m: 40, n: 50, k: 300, strideC: 0, accumulate: true }); // sum of products into one C
   cases.push({ batch: 1, m: 64, n: 48, k: 1000 });
   cases.push({ batch: 2, m: 33, n: 17, k: 1024, transA: true });
+  // skinny products (a few rows, decoding): streamed B path, both layouts, chunked sums, shared C
+  for (const m of [1, 2, 3, 4]) for (const transA of [false, true]) for (const transB of [false, true]) {
+    cases.push({ batch: 1, m, n: 300, k: 2500, transA, transB, accumulate: m === 3 });
+  }
+  cases.push({ batch: 3, m: 1, n: 1000, k: 100, transB: true });
+  cases.push({ batch: 3, m: 2, n: 700, k: 128, strideC: 0, accumulate: true });
+  cases.push({ batch: 2, m: 4, n: 129, k: 600, strideA: 0, transB: true });
   cases.push({ batch: 2, m: 5, n: 6, k: 0 });
   cases.push({ batch: 2, m: 5, n: 6, k: 0, accumulate: true });
   for (const cs of cases) {
