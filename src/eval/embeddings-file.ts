@@ -1,10 +1,9 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
 import { readLines } from './line-reader.js';
 import { writeTextFileAtomic } from './run.js';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 
 /**
  * Precomputed embeddings for dense evaluation, from any source, in one of two formats:
