@@ -59,7 +59,8 @@ function jsDots(mem: Float32Array): DotsFn {
   };
 }
 
-export function searchSlice(task: SliceTask): SliceResult {
+/** `onChunk(docsDone)` is called after each chunk of documents has been scored against the whole slice. */
+export function searchSlice(task: SliceTask, onChunk?: (docsDone: number) => void): SliceResult {
   const { queries, docs, dim, numDocs, qStart, qEnd, k, idRank } = task;
   if (dim % 4 !== 0) throw new RangeError('row width must be a multiple of 4 (pad with zeros)');
   const nq = qEnd - qStart;
@@ -104,6 +105,7 @@ export function searchSlice(task: SliceTask): SliceResult {
         if (s >= min && Number.isFinite(s)) top.offer(packKey(s, idRank[c0 + j]!));
       }
     }
+    onChunk?.(c0 + len);
   }
   const out: SliceResult = { docs: [], scores: [], kernel: kernelName };
   for (const top of tops) {

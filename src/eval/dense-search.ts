@@ -58,10 +58,14 @@ function normalisedShared(m: EmbeddingMatrix, dimPad: number): Float32Array {
   return out;
 }
 
-function runSliceInWorker(task: SliceTask): Promise<SliceResult> {
+function runSliceInWorker(task: SliceTask, onChunk: (docsDone: number) => void): Promise<SliceResult> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./dense-search-worker.js', import.meta.url));
-    worker.once('message', (r: SliceResult) => { resolve(r); void worker.terminate(); });
+    worker.on('message', (m: SliceResult | { progress: number }) => {
+      if ('progress' in m) { onChunk(m.progress); return; }
+      resolve(m);
+      void worker.terminate();
+    });
     worker.once('error', reject);
     worker.postMessage(task);
   });
@@ -95,19 +99,26 @@ export async function denseSearch(queries: EmbeddingMatrix, docs: EmbeddingMatri
   if (work < MIN_PARALLEL_WORK && options.threads === undefined) threads = 1;
 
   const base = { queries: qs, docs: ds, dim: dimPad, numDocs: nd, k, idRank, kernel } as const;
+  // Progress in query units: each slice reports how many documents it has scored its queries against.
+  const report = options.onProgress;
+  const docsDone = new Map<number, number>();
+  const progressOf = (qStart: number, qEnd: number) => (docs: number) => {
+    if (!report) return;
+    docsDone.set(qStart, docs * (qEnd - qStart));
+    let units = 0;
+    for (const u of docsDone.values()) units += u;
+    report('searching', Math.floor(units / Math.max(nd, 1)), nq);
+  };
   let slices: { start: number; result: SliceResult }[];
   if (threads === 1) {
-    slices = [{ start: 0, result: searchSlice({ ...base, qStart: 0, qEnd: nq }) }];
+    slices = [{ start: 0, result: searchSlice({ ...base, qStart: 0, qEnd: nq }, progressOf(0, nq)) }];
   } else {
     // Contiguous query ranges, multiples of 4 so no worker pads a partial 4-query group but the last.
     const per = Math.ceil(nq / threads / 4) * 4;
     const ranges: [number, number][] = [];
     for (let s = 0; s < nq; s += per) ranges.push([s, Math.min(nq, s + per)]);
-    let done = 0;
     slices = await Promise.all(ranges.map(async ([qStart, qEnd]) => {
-      const result = await runSliceInWorker({ ...base, qStart, qEnd });
-      done += qEnd - qStart;
-      options.onProgress?.('searching', done, nq);
+      const result = await runSliceInWorker({ ...base, qStart, qEnd }, progressOf(qStart, qEnd));
       return { start: qStart, result };
     }));
     threads = ranges.length;
@@ -118,6 +129,5 @@ export async function denseSearch(queries: EmbeddingMatrix, docs: EmbeddingMatri
       run.set(queries.ids[start + j]!, { docIds: Array.from(d, (i) => docs.ids[i]!), scores: Array.from(result.scores[j]!) });
     });
   }
-  options.onProgress?.('searching', nq, nq);
   return { run, kernel: slices[0]?.result.kernel ?? kernel, threads };
 }

@@ -67,8 +67,13 @@ test('worker threads give the same run as the calling thread', async () => {
   const rand = random(11);
   const q = matrix('q', 37, 64, rand);
   const d = matrix('d', 700, 64, rand);
-  const one = await denseSearch(q, d, { k: 20, threads: 1 });
-  const two = await denseSearch(q, d, { k: 20, threads: 2 });
+  const seen: number[] = [];
+  const one = await denseSearch(q, d, { k: 20, threads: 1, onProgress: (_s, done) => seen.push(done) });
+  assert.equal(seen.at(-1), 37); // progress ends with every query searched
+  const seen2: number[] = [];
+  const two = await denseSearch(q, d, { k: 20, threads: 2, onProgress: (_s, done) => seen2.push(done) });
+  assert.equal(seen2.at(-1), 37);
+  assert.ok(seen2.every((x, i) => i === 0 || x >= seen2[i - 1]!));
   assert.equal(two.threads, 2);
   assert.deepEqual(two.run, one.run);
 });
