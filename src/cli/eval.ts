@@ -33,8 +33,8 @@ graded relevance, discount log2(rank+1); relevant means grade >= 1 (-l to change
 inputs:
   --dataset <dir>             BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
   --split <name>              qrels split (default test)
-  --retriever bm25            BM25 (Lucene-style, title + text) ; a model folder is accepted once the
-                              embed layer exists: meanwhile pass embeddings computed by any model:
+  --retriever bm25            BM25 (Lucene-style, title + text). Model folders arrive with the embed
+                              layer; meanwhile embed with any model and pass:
   --query-embeddings <file>   .npy float32 [queries × dim] with ids in <file>.ids.txt, or .jsonl {id, vector}
   --doc-embeddings <file>     the same for the corpus
   --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv
@@ -43,8 +43,9 @@ inputs:
 retrieval:
   --k <n>                     documents kept per query (default 1000)
   --k1 <x> --b <x>            BM25 parameters (default 0.9, 0.4 as Pyserini's BEIR baselines)
-  --language <code>           BM25 text analysis: ${SUPPORTED_LANGUAGES.join(', ')} (default en)
-  --threads <n>               worker threads for dense search (default: all cores)
+  --language <code>           BM25 text analysis (default en), one of
+                              ${SUPPORTED_LANGUAGES.join(' ')}
+  --threads <n>               worker threads for dense search (default: all cores on large problems)
   --tag <word>                run tag (default: the retriever name)
 
 evaluation:
