@@ -1,0 +1,94 @@
+/**
+ * The environment's corpus embedding table: one L2-normalised row per document (N × d, Float32) and
+ * the policy version each row was encoded at. Rows encoded at an older version than the current policy
+ * are stale; the refresh policy decides which of them to re-encode.
+ */
+import os from 'node:os';
+
+/** The table does not fit: the message gives the bytes needed and the limit. */
+export class TableTooLargeError extends Error {
+  constructor(message: string) { super(message); this.name = 'TableTooLargeError'; }
+}
+
+/** Never-encoded rows carry this version. */
+export const NEVER = -1;
+
+/** Bytes an N × d table takes: the vectors (4 bytes each) and one Int32 version per row. */
+export function tableBytes(rows: number, dim: number): number {
+  return rows * dim * 4 + rows * 4;
+}
+
+/** Default memory limit for the table: half the machine's memory. */
+export function defaultTableLimit(): number {
+  return Math.floor(os.totalmem() / 2);
+}
+
+const GIB = 1024 ** 3;
+const fmtGiB = (b: number): string => `${(b / GIB).toFixed(2)} GiB`;
+
+export class EmbeddingTable {
+  readonly vectors: Float32Array;
+  readonly versions: Int32Array;
+
+  /** Throws TableTooLargeError, before allocating anything, when the table needs more than maxBytes. */
+  constructor(readonly rows: number, readonly dim: number, maxBytes = defaultTableLimit()) {
+    if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1) throw new Error(`an embedding table needs at least one row and one dimension, got ${rows} × ${dim}`);
+    const need = tableBytes(rows, dim);
+    // a typed array holds at most 2^32 − 1 elements on Node 20
+    if (need > maxBytes || rows * dim > 2 ** 32 - 1) {
+      throw new TableTooLargeError(`the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes (${fmtGiB(need)}), ` +
+        `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents (environment.maxDocuments) or raise environment.maxTableBytes`);
+    }
+    this.vectors = new Float32Array(rows * dim);
+    this.versions = new Int32Array(rows).fill(NEVER);
+  }
+
+  row(i: number): Float32Array { return this.vectors.subarray(i * this.dim, (i + 1) * this.dim); }
+
+  set(i: number, v: Float32Array, version: number): void {
+    if (v.length !== this.dim) throw new Error(`row ${i}: a ${v.length}-d vector for a ${this.dim}-d table`);
+    this.vectors.set(v, i * this.dim);
+    this.versions[i] = version;
+  }
+
+  /** Mean of (current − row version) over all rows: how many policy updates old a row is on average. */
+  meanStaleness(current: number): number {
+    let s = 0;
+    for (let i = 0; i < this.rows; i++) s += current - this.versions[i];
+    return s / this.rows;
+  }
+
+  /** Rows whose version is not the current one. */
+  staleCount(current: number): number {
+    let n = 0;
+    for (let i = 0; i < this.rows; i++) if (this.versions[i] !== current) n++;
+    return n;
+  }
+
+  /** Scores of every row against a unit query: cosine similarity (rows are unit length). */
+  scores(q: Float32Array, out = new Float32Array(this.rows)): Float32Array {
+    const d = this.dim, v = this.vectors;
+    for (let i = 0; i < this.rows; i++) {
+      let s = 0;
+      const o = i * d;
+      for (let j = 0; j < d; j++) s += v[o + j] * q[j];
+      out[i] = s;
+    }
+    return out;
+  }
+}
+
+/** Indices of the k highest scores, best first (ties: lower index first). */
+export function topK(scores: ArrayLike<number>, k: number): number[] {
+  const n = scores.length, m = Math.min(k, n);
+  const heap: number[] = [];
+  const worse = (a: number, b: number): boolean => scores[a] < scores[b] || (scores[a] === scores[b] && a > b);
+  for (let i = 0; i < n; i++) {
+    if (heap.length < m) { heap.push(i); if (heap.length === m) heap.sort((a, b) => (worse(a, b) ? -1 : 1)); continue; }
+    if (m === 0 || !worse(heap[0], i)) continue;
+    // replace the worst and restore ascending order by insertion (k is small)
+    heap[0] = i;
+    for (let j = 0; j + 1 < heap.length && worse(heap[j + 1], heap[j]); j++) [heap[j], heap[j + 1]] = [heap[j + 1], heap[j]];
+  }
+  return heap.sort((a, b) => (worse(a, b) ? 1 : -1));
+}

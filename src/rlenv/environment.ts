@@ -1,0 +1,152 @@
+/**
+ * The RL retrieval environment. The policy being trained is also the document encoder, so each update
+ * makes every stored document vector stale; re-encoding the whole corpus per step is what this avoids.
+ * The environment keeps the corpus table (vectors + the policy version of each row) and an HNSW graph
+ * over it. A step, given each query's positives and the embeddings of its sampled responses:
+ *   1. retrieves each response's candidates from the graph (over the current, partly stale table);
+ *   2. re-encodes with the current policy the rows the refresh policy names (positives, candidates,
+ *      their graph neighbours within a budget, and a rolling slice of the stalest rows; everything in
+ *      exact mode) and updates them in the table and the graph;
+ *   3. scores every response against the whole table (fresh rows + stale rest, exact brute force) and
+ *      returns the ranking reward and the top candidates of each response.
+ * `advance()` is called after each optimiser update: the current version moves on and all rows age.
+ */
+import { EmbeddingTable, defaultTableLimit, topK } from './embedding-table.js';
+import { DEFAULT_GRAPH, type GraphSettings, HnswGraph } from './graph.js';
+import { type RefreshPlan, type RefreshSettings, planRefresh } from './refresh-policy.js';
+import { type Positive, type RankingRewardKind, rankingReward } from './reward.js';
+
+/** Unit-length embeddings of the given rows' documents under the current policy, in order. */
+export type DocumentEncoder = (rows: readonly number[]) => Float32Array[];
+
+export interface EnvironmentOptions {
+  refresh: RefreshSettings;
+  graph?: GraphSettings;
+  /** Memory allowed for the table (default: half the machine's memory). */
+  maxTableBytes?: number;
+  /** How the ranking reward is computed. */
+  reward: { kind: RankingRewardKind; k: number };
+  /** Candidates returned per response (for the contrastive term), from the exact ranking. */
+  returnCandidates?: number;
+}
+
+export interface StepQuery {
+  positives: readonly Positive[];
+  /** Unit-length embedding of each response of the group. */
+  responses: readonly Float32Array[];
+}
+
+export interface StepOutcome {
+  /** Per query, per response: the ranking reward over the whole corpus. */
+  rewards: number[][];
+  /** Per query, per response: the best-scored rows after the refresh, best first. */
+  candidates: number[][][];
+  stats: StepStats;
+}
+
+export interface StepStats {
+  step: number;
+  version: number;
+  /** Documents re-encoded this step, and why. */
+  encodes: number;
+  counts: RefreshPlan['counts'];
+  /** Mean policy versions a row lags behind, after the refresh. */
+  meanStaleness: number;
+  staleRows: number;
+  encodeSeconds: number;
+  graphSeconds: number;
+  seconds: number;
+}
+
+export class RetrievalEnvironment {
+  /** The policy version: incremented by advance() after each optimiser update. */
+  version = 0;
+  /** Steps taken. */
+  steps = 0;
+  totalEncodes = 0;
+  private readonly graph: HnswGraph | null;
+
+  private constructor(readonly table: EmbeddingTable, private readonly encode: DocumentEncoder, readonly opts: EnvironmentOptions) {
+    this.graph = opts.refresh.mode === 'exact' ? null : new HnswGraph(table.dim, opts.graph ?? DEFAULT_GRAPH);
+  }
+
+  /** Allocates the table (checking memory first), encodes every document at version 0 and builds the graph. */
+  static create(rows: number, dim: number, encode: DocumentEncoder, opts: EnvironmentOptions, onProgress?: (done: number, total: number) => void): RetrievalEnvironment {
+    const env = new RetrievalEnvironment(new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit()), encode, opts);
+    const chunk = 256;
+    for (let start = 0; start < rows; start += chunk) {
+      const ids = Array.from({ length: Math.min(chunk, rows - start) }, (_, i) => start + i);
+      env.write(ids, encode(ids));
+      onProgress?.(Math.min(rows, start + chunk), rows);
+    }
+    return env;
+  }
+
+  /** The policy changed (an optimiser update): every row is now one version older. */
+  advance(): void { this.version++; }
+
+  /** Re-encodes exactly these rows with the current policy (table and graph). */
+  refreshRows(rows: readonly number[]): void {
+    if (rows.length === 0) return;
+    this.write(rows, this.encode(rows));
+    this.totalEncodes += rows.length;
+  }
+
+  private graphSeconds = 0;
+
+  private write(rows: readonly number[], vectors: Float32Array[]): void {
+    if (vectors.length !== rows.length) throw new Error(`the document encoder returned ${vectors.length} vectors for ${rows.length} rows`);
+    rows.forEach((r, i) => this.table.set(r, vectors[i], this.version));
+    if (this.graph) {
+      const t = performance.now();
+      this.graph.upsert(rows, vectors);
+      this.graphSeconds += (performance.now() - t) / 1000;
+    }
+  }
+
+  /** Graph neighbours of a row (empty in exact mode, which has no graph). */
+  neighbours(row: number, k: number): number[] {
+    return this.graph ? this.graph.neighbours(row, this.table.row(row), k) : [];
+  }
+
+  /** The refresh plan for these queries at the next step, without doing it (for tests and audits). */
+  plan(queries: readonly StepQuery[]): RefreshPlan {
+    const s = this.opts.refresh;
+    const responses = queries.flatMap((q) => q.responses);
+    const retrieved = this.graph && s.candidates > 0 ? this.graph.search(responses, s.candidates) : responses.map(() => []);
+    const positives = [...new Set(queries.flatMap((q) => q.positives.map((p) => p.row)))];
+    return planRefresh({ step: this.steps + 1, version: this.version, versions: this.table.versions, positives, retrieved, neighbours: (r, k) => this.neighbours(r, k) }, s);
+  }
+
+  step(queries: readonly StepQuery[]): StepOutcome {
+    const t0 = performance.now();
+    this.graphSeconds = 0;
+    const plan = this.plan(queries);
+    const te = performance.now();
+    this.write(plan.rows, this.encode(plan.rows));
+    const encodeSeconds = (performance.now() - te) / 1000 - this.graphSeconds;
+    this.totalEncodes += plan.rows.length;
+    this.steps++;
+    const { kind, k } = this.opts.reward;
+    const want = this.opts.returnCandidates ?? 0;
+    const scores = new Float32Array(this.table.rows);
+    const rewards: number[][] = [], candidates: number[][][] = [];
+    for (const q of queries) {
+      const rq: number[] = [], cq: number[][] = [];
+      for (const e of q.responses) {
+        this.table.scores(e, scores);
+        rq.push(rankingReward(scores, q.positives, kind, k));
+        cq.push(want > 0 ? topK(scores, want) : []);
+      }
+      rewards.push(rq); candidates.push(cq);
+    }
+    return {
+      rewards, candidates,
+      stats: {
+        step: this.steps, version: this.version, encodes: plan.rows.length, counts: plan.counts,
+        meanStaleness: this.table.meanStaleness(this.version), staleRows: this.table.staleCount(this.version),
+        encodeSeconds, graphSeconds: this.graphSeconds, seconds: (performance.now() - t0) / 1000,
+      },
+    };
+  }
+}

@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RetrievalEnvironment, type EnvironmentOptions, type StepQuery } from '../../src/rlenv/environment.js';
+import { EmbeddingTable, TableTooLargeError, tableBytes, topK } from '../../src/rlenv/embedding-table.js';
+import { rankingReward } from '../../src/rlenv/reward.js';
+import { DEFAULT_REFRESH } from '../../src/rlenv/refresh-policy.js';
+
+const D = 16, N = 300;
+
+/** A deterministic stand-in for the policy's document encoder: vectors drift with `policy.version`. */
+function fakeEncoder(policy: { version: number }, log: number[][] = []) {
+  const vec = (r: number): Float32Array => {
+    const v = Float32Array.from({ length: D }, (_, j) => Math.sin(r * 1.37 + j * 0.71 + policy.version * 0.05 * (j + 1)) + (r % 7 === j % 7 ? 0.5 : 0));
+    const n = Math.hypot(...v);
+    return v.map((x) => x / n);
+  };
+  return { vec, encode: (rows: readonly number[]): Float32Array[] => { log.push([...rows]); return rows.map(vec); } };
+}
+
+const opts = (mode: 'local' | 'exact', over: Partial<EnvironmentOptions['refresh']> = {}): EnvironmentOptions => ({
+  refresh: { ...DEFAULT_REFRESH, mode, budget: 40, candidates: 5, neighbours: 3, rolling: 8, ...over },
+  reward: { kind: 'dcg', k: 10 }, returnCandidates: 6,
+});
+
+function queries(policy: { version: number }, step: number): StepQuery[] {
+  const { vec } = fakeEncoder(policy);
+  // responses near their positives, plus noise rows
+  return [0, 1, 2].map((q) => {
+    const pos = (step * 31 + q * 57) % N;
+    return { positives: [{ row: pos, grade: 1 }, { row: (pos + 3) % N, grade: 2 }], responses: [vec(pos), vec((pos + 1) % N), vec((pos + 100) % N)] };
+  });
+}
+
+test('a refresh re-encodes exactly the rows its plan names, and they equal a fresh encode', () => {
+  const policy = { version: 0 };
+  const log: number[][] = [];
+  const enc = fakeEncoder(policy, log);
+  const env = RetrievalEnvironment.create(N, D, enc.encode, opts('local'));
+  for (let step = 1; step <= 4; step++) {
+    policy.version++; env.advance(); // an optimiser update: every stored row is stale now
+    const before = Float32Array.from(env.table.vectors), versionsBefore = Int32Array.from(env.table.versions);
+    const qs = queries(policy, step);
+    const planned = env.plan(qs).rows;
+    log.length = 0;
+    const out = env.step(qs);
+    assert.deepEqual(log, [planned], 'the encoder saw exactly the planned rows, once');
+    assert.equal(out.stats.encodes, planned.length);
+    assert.ok(planned.length <= 40 + 8);
+    for (const q of qs) for (const p of q.positives) assert.ok(planned.includes(p.row), 'positives are always refreshed');
+    const set = new Set(planned);
+    for (let r = 0; r < N; r++) {
+      if (set.has(r)) {
+        assert.deepEqual(env.table.row(r), enc.vec(r), `row ${r} equals a fresh encode`);
+        assert.equal(env.table.versions[r], env.version);
+      } else {
+        assert.deepEqual(env.table.row(r), before.subarray(r * D, (r + 1) * D), `row ${r} untouched`);
+        assert.equal(env.table.versions[r], versionsBefore[r]);
+      }
+    }
+  }
+});
+
+test('exact mode re-encodes every row each step and its rewards are the brute-force rewards over fresh vectors', () => {
+  const policy = { version: 0 };
+  const enc = fakeEncoder(policy);
+  const env = RetrievalEnvironment.create(N, D, enc.encode, opts('exact'));
+  policy.version = 3; env.advance();
+  const qs = queries(policy, 2);
+  const out = env.step(qs);
+  assert.equal(out.stats.encodes, N);
+  assert.equal(out.stats.meanStaleness, 0);
+  const fresh = Array.from({ length: N }, (_, r) => enc.vec(r));
+  qs.forEach((q, i) => q.responses.forEach((e, j) => {
+    const scores = fresh.map((v) => v.reduce((s, x, t) => s + x * e[t], 0));
+    assert.ok(Math.abs(out.rewards[i][j] - rankingReward(scores, q.positives, 'dcg', 10)) < 1e-9);
+    assert.deepEqual(out.candidates[i][j], topK(scores, 6));
+  }));
+  // a response equal to its positive's fresh vector ranks it first
+  assert.ok(out.rewards[0][0] >= 1);
+});
+
+test('a seeded sequence of steps is reproducible (same plans, rewards and table)', () => {
+  const run = (): { rewards: number[][][]; table: Float32Array; encodes: number[] } => {
+    const policy = { version: 0 };
+    const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, opts('local'));
+    const rewards: number[][][] = [], encodes: number[] = [];
+    for (let step = 1; step <= 3; step++) {
+      policy.version++; env.advance();
+      const out = env.step(queries(policy, step));
+      rewards.push(out.rewards); encodes.push(out.stats.encodes);
+    }
+    return { rewards, table: env.table.vectors, encodes };
+  };
+  assert.deepEqual(run(), run());
+});
+
+test('a table larger than allowed is refused before allocating, naming the bytes needed', () => {
+  assert.equal(tableBytes(1000, 1536), 1000 * 1536 * 4 + 4000);
+  assert.throws(() => new EmbeddingTable(10_000_000, 1536, 8 * 1024 ** 3), (e: unknown) =>
+    e instanceof TableTooLargeError && /needs 61480000000 bytes \(57\.26 GiB\)/.test(e.message) && /maxTableBytes/.test(e.message));
+  assert.doesNotThrow(() => new EmbeddingTable(10, 4, 1024));
+});
+
+test('topK returns the best rows first with ties to the lower index', () => {
+  assert.deepEqual(topK([0.1, 0.9, 0.5, 0.9, 0.3], 3), [1, 3, 2]);
+  assert.deepEqual(topK([0.1, 0.2], 5), [1, 0]);
+  assert.deepEqual(topK([0.1, 0.2], 0), []);
+});
