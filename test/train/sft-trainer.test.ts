@@ -147,3 +147,18 @@ test('bad input: queries without positives, empty texts and over-long texts are 
   const data = metrics(path.join(root, 'run')).find((x) => x.type === 'data') as unknown as Record<string, number>;
   assert.equal(data.withoutPositive, 2);
 });
+
+test('gradient accumulation adds whole contrastive batches: the negatives per query do not shrink', async () => {
+  const root = tempDir('accum');
+  await tinyModelFolder(path.join(root, 'model'));
+  writeJsonl(path.join(root, 'train.jsonl'), toyExamples(8, 1));
+  const base = { model: 'model', data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 128, epochs: 1, checkpoint: { every: 100 } };
+  const one = loadConfig(writeConfig(path.join(root, 'a.json'), { ...base, output: 'a', batch: { queries: 4, hardNegatives: 1, accumulation: 1 } }));
+  const two = loadConfig(writeConfig(path.join(root, 'b.json'), { ...base, output: 'b', batch: { queries: 4, hardNegatives: 1, accumulation: 2, subBatch: 3 } }));
+  await trainSft(one, { progress: false });
+  await trainSft(two, { progress: false });
+  const a = trainCurve(one.output) as unknown as { tokens: number; infonce: number }[];
+  const b = trainCurve(two.output) as unknown as { tokens: number; infonce: number }[];
+  assert.equal(a.length, 2); assert.equal(b.length, 1, 'two batches per optimiser step');
+  assert.equal(b[0].tokens, a[0].tokens + a[1].tokens, 'the step saw both 4-query batches whole');
+});
