@@ -14,8 +14,8 @@ import type { EmbeddingBackend } from './embedding-backend.js';
 import { IndexError } from './index-error.js';
 import { type HnswParams, type IndexManifest, type StoreKind, type VectorDtype, FORMAT, FORMAT_VERSION, MANIFEST_FILE, incompatibility, readManifest, writeManifest } from './manifest.js';
 import { reciprocalRankFusion } from './rrf.js';
-import { UsearchStore } from './usearch-store.js';
-import type { VectorStore } from './vector-store.js';
+import { UsearchStore, exactCosineSearch } from './usearch-store.js';
+import type { VectorHit, VectorStore } from './vector-store.js';
 
 export interface CreateIndexOptions {
   dtype?: VectorDtype;
@@ -70,8 +70,17 @@ export interface SearchResult {
 
 const DEFAULT_HNSW: HnswParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
 
+/**
+ * Below this many multiply-adds (documents × dimension) a query is answered by exact search over the
+ * f32 vectors: it costs about a millisecond there, is exact, and does not depend on how the HNSW graph
+ * happened to be built (a resumed index then ranks exactly as an uninterrupted one).
+ */
+export const EXACT_SEARCH_WORK = 1 << 23;
+
 export class SearchIndex {
   private bm25?: { generation: number; index: Bm25Index };
+  private exactCache?: { generation: number; keys: number[]; data: Float32Array };
+  private countCache?: { generation: number; documents: number };
 
   private constructor(
     readonly dir: string,
@@ -209,17 +218,19 @@ export class SearchIndex {
   }
 
   /** Ranks documents for an already embedded query; `queryText` is needed for hybrid search. */
-  async searchVector(vector: Float32Array, opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string } = {}): Promise<SearchHit[]> {
+  async searchVector(vector: Float32Array, opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string; exact?: boolean } = {}): Promise<SearchHit[]> {
     const k = Math.max(1, opts.k ?? 10);
     if (vector.length !== this.dimension) throw new IndexError(`the query vector has ${vector.length} dimensions; the index holds ${this.dimension}-d vectors.`);
+    const exact = opts.exact ?? this.documentCount() * this.dimension <= EXACT_SEARCH_WORK;
+    const denseSearch = (n: number): Promise<VectorHit[]> => (exact ? Promise.resolve(this.exactSearch(vector, n)) : this.store.search(vector, n));
     if (!opts.hybrid) {
-      const dense = await this.store.search(vector, k);
+      const dense = await denseSearch(k);
       const docs = this.docs.byKeys(dense.map((h) => h.key));
       return dense.filter((h) => docs.has(h.key)).map((h) => ({ ...docs.get(h.key)!, score: h.score, denseScore: h.score }));
     }
     if (opts.queryText === undefined) throw new IndexError('hybrid search needs the query text for BM25.');
     const depth = Math.max(opts.candidates ?? 100, 4 * k);
-    const dense = await this.store.search(vector, depth);
+    const dense = await denseSearch(depth);
     const denseDocs = this.docs.byKeys(dense.map((h) => h.key));
     const denseIds = dense.filter((h) => denseDocs.has(h.key)).map((h) => ({ id: denseDocs.get(h.key)!.id, score: h.score }));
     const lexical = this.bm25Index().search(opts.queryText, depth);
@@ -235,6 +246,25 @@ export class SearchIndex {
         ...(bm25Score.has(f.id) ? { bm25Score: bm25Score.get(f.id) } : {}),
       };
     });
+  }
+
+  private documentCount(): number {
+    const g = this.docs.generation();
+    if (!this.countCache || this.countCache.generation !== g) this.countCache = { generation: g, documents: this.docs.indexedCount() };
+    return this.countCache.documents;
+  }
+
+  /** Exact cosine top-k over the f32 vectors of docs.sqlite (kept in memory while the index is small or asked for). */
+  exactSearch(vector: Float32Array, k: number): VectorHit[] {
+    const g = this.docs.generation();
+    if (!this.exactCache || this.exactCache.generation !== g) {
+      const keys: number[] = [];
+      const data = new Float32Array(this.documentCount() * this.dimension);
+      for (const rows of this.docs.indexedVectors()) for (const r of rows) { data.set(r.vector, keys.length * this.dimension); keys.push(r.key); }
+      this.exactCache = { generation: g, keys, data };
+    }
+    const { keys, data } = this.exactCache;
+    return exactCosineSearch(data, this.dimension, vector, k).map((h) => ({ key: keys[h.row], score: h.score }));
   }
 
   /** The BM25 index over the indexed documents, rebuilt when the documents changed since it was built. */

@@ -9,7 +9,7 @@ import usearch from 'usearch';
 import type { HnswParams, VectorDtype } from './manifest.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 
-const { Index, MetricKind, ScalarKind } = usearch;
+const { Index, MetricKind, ScalarKind, exactSearch } = usearch;
 type UIndex = InstanceType<typeof Index>;
 
 export const VECTORS_FILE = 'vectors.usearch';
@@ -89,4 +89,15 @@ export class UsearchStore implements VectorStore {
   async clear(): Promise<void> { this.index = this.fresh(); }
   async size(): Promise<number> { return this.index.size(); }
   async close(): Promise<void> { /* the native index is freed with the object */ }
+}
+
+/** Exact cosine top-k of one query over row-major vectors (usearch's SIMD brute force, one thread: deterministic). */
+export function exactCosineSearch(data: Float32Array, dimension: number, query: Float32Array, k: number): { row: number; score: number }[] {
+  const n = data.length / dimension;
+  if (n === 0 || k <= 0) return [];
+  const m = exactSearch(data, query, dimension, Math.min(k, n), MetricKind.Cos, 1);
+  const keys = m.keys as BigUint64Array, distances = m.distances as Float32Array;
+  const out: { row: number; score: number }[] = [];
+  for (let i = 0; i < keys.length; i++) out.push({ row: Number(keys[i]), score: 1 - distances[i] });
+  return out;
 }

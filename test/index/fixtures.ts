@@ -1,6 +1,7 @@
 /** Shared by the index and serve tests: a tiny random model saved as a model folder, and small corpora. */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import assert from 'node:assert/strict';
 import path from 'node:path';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { LocalBackend } from '../../src/index/embedding-backend.js';
@@ -34,5 +35,19 @@ export function corpus(n: number, seed = 1): SourceDocument[] {
     const len = 3 + Math.floor(rnd() * 20);
     const text = Array.from({ length: len }, () => WORDS[Math.floor(rnd() * WORDS.length)]).join(' ');
     return { id: `d${String(i).padStart(3, '0')}`, title: `${WORDS[i % WORDS.length]} study ${i}`, text, metadata: { n: i } };
+  });
+}
+
+/**
+ * Equal up to float rounding. The native kernels' blocking depends on the batch shape (how many texts and
+ * how long the longest is), so a text embedded in another batch may differ in the last bits (measured
+ * ≤ 2e-7; the pure-TS backend is batch-invariant). A different model or prompt differs by ~1e-1.
+ */
+export function assertSameVectors(got: readonly Float32Array[], want: readonly Float32Array[], tol = 1e-5): void {
+  assert.equal(got.length, want.length);
+  got.forEach((g, i) => {
+    assert.equal(g.length, want[i].length);
+    const diff = Math.max(...Array.from(g, (x, j) => Math.abs(x - want[i][j])));
+    assert.ok(diff <= tol, `vector ${i} differs by ${diff}`);
   });
 }

@@ -1,0 +1,61 @@
+/**
+ * LangChain.js Embeddings for Search-R3: documents take the document prompt, queries the query prompt
+ * (optionally reasoning first). The model runs in this process (modelDir or backend) or on search-r3
+ * servers (baseURL). LangChain's AsyncCaller wraps each call (maxConcurrency, maxRetries).
+ */
+import { Embeddings, type EmbeddingsParams } from '@langchain/core/embeddings';
+import type { QueryOptions } from '../embed/index.js';
+import { LocalBackend, type EmbeddingBackend } from '../index/embedding-backend.js';
+import { RemoteEmbedder, type RemoteOptions } from './remote-embedder.js';
+
+export interface SearchR3EmbeddingsParams extends EmbeddingsParams {
+  /** A model folder to load in this process. */
+  modelDir?: string;
+  /** Or one or more search-r3 servers (base URLs). */
+  baseURL?: string | string[];
+  /** Or a backend already built. */
+  backend?: EmbeddingBackend;
+  apiKey?: string;
+  remote?: RemoteOptions;
+  /** How embedQuery embeds (reasoning off by default). */
+  query?: QueryOptions;
+  /** Texts per backend call in embedDocuments (default 64). */
+  batchSize?: number;
+}
+
+export class SearchR3Embeddings extends Embeddings {
+  private backendPromise?: Promise<EmbeddingBackend>;
+  private readonly batchSize: number;
+
+  constructor(private readonly fields: SearchR3EmbeddingsParams) {
+    super(fields);
+    const sources = [fields.modelDir, fields.baseURL, fields.backend].filter((x) => x !== undefined).length;
+    if (sources !== 1) throw new Error('SearchR3Embeddings needs exactly one of modelDir, baseURL or backend.');
+    this.batchSize = fields.batchSize ?? 64;
+  }
+
+  /** The backend, loaded on first use. */
+  backend(): Promise<EmbeddingBackend> {
+    this.backendPromise ??= this.fields.backend ? Promise.resolve(this.fields.backend)
+      : this.fields.modelDir ? LocalBackend.fromModelDir(this.fields.modelDir)
+      : RemoteEmbedder.connect([this.fields.baseURL!].flat(), { apiKey: this.fields.apiKey, ...this.fields.remote });
+    return this.backendPromise;
+  }
+
+  async embedDocuments(documents: string[]): Promise<number[][]> {
+    const b = await this.backend();
+    const out: number[][] = [];
+    for (let i = 0; i < documents.length; i += this.batchSize) {
+      const part = documents.slice(i, i + this.batchSize);
+      const vectors = await this.caller.call(() => b.embedDocuments(part));
+      for (const v of vectors) out.push(Array.from(v));
+    }
+    return out;
+  }
+
+  async embedQuery(document: string): Promise<number[]> {
+    const b = await this.backend();
+    const [q] = await this.caller.call(() => b.embedQueries([document], this.fields.query ?? {}));
+    return Array.from(q.vector);
+  }
+}
