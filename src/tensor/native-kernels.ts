@@ -8,6 +8,7 @@
  * on one thread and gemm splits panels/batches across the pool). Work is claimed chunk by chunk, so the
  * calling thread never waits for a helper that another process kept off the CPU. SEARCH_R3_THREADS sets
  * the pool size (default: all cores the process may run on); setNativeThreads changes it at run time.
+ * SEARCH_R3_SPIN sets how long (pause loops, default 4000 ≈ 0.1 ms) an idle helper polls before sleeping.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';

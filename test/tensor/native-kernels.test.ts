@@ -87,6 +87,9 @@ test('native backend is built (CI must build the addon)', { skip }, () => {
   const k = nk();
   assert.equal(k.name, 'native');
   assert.ok(nativeThreads() >= 1);
+  // every kernel runs in C: none fell back to the TS reference
+  const fallbacks = (Object.keys(jsKernels) as Array<keyof Kernels>).filter((key) => typeof jsKernels[key] === 'function' && k[key] === jsKernels[key]);
+  assert.deepEqual(fallbacks, []);
 });
 
 test('gemm: transposes, batches, shared and accumulated C, views, long k', { skip }, () => {
