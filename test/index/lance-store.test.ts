@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { LanceStore } from '../../src/index/lance-store.js';
+import { SearchIndex } from '../../src/index/search-index.js';
+import { documentText } from '../../src/index/document-source.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+
+function unit(seed: number, d: number): Float32Array {
+  let s = seed;
+  const v = Float32Array.from({ length: d }, () => { s = (s * 16807) % 2147483647; return s / 2147483647 - 0.5; });
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+}
+
+test('LanceStore on a local path: add, cosine search, delete, generation, reopen', async () => {
+  const { dir, cleanup } = tempDir('lance');
+  try {
+    const uri = path.join(dir, 'v.lance');
+    let store = await LanceStore.open(uri, 16);
+    assert.deepEqual(await store.search(unit(1, 16), 3), []);
+    const rows = Array.from({ length: 50 }, (_, i) => ({ key: i + 1, id: `doc${i}`, vector: unit(i + 7, 16) }));
+    await store.add(rows);
+    const hits = await store.search(rows[9].vector, 3);
+    assert.equal(hits[0].key, 10);
+    assert.ok(Math.abs(hits[0].score - 1) < 1e-5);
+    // scores are cosines, best first, and agree with a brute-force check
+    const dots = rows.map((r) => r.vector.reduce((a, x, j) => a + x * rows[9].vector[j], 0));
+    const best = dots.map((d, i) => [d, i + 1]).sort((a, b) => b[0] - a[0]).slice(0, 3);
+    assert.deepEqual(hits.map((h) => h.key), best.map((b) => b[1]));
+    hits.forEach((h, i) => assert.ok(Math.abs(h.score - best[i][0]) < 1e-5));
+    await store.remove([10, 11]);
+    assert.equal(await store.size(), 48);
+    assert.ok(!(await store.search(rows[9].vector, 5)).some((h) => h.key === 10 || h.key === 11));
+    assert.equal(await store.committedGeneration(), 0);
+    await store.commit(3);
+    await store.commit(4);
+    await store.close();
+    store = await LanceStore.open(uri, 16);
+    assert.equal(await store.committedGeneration(), 4);
+    assert.equal(await store.size(), 48);
+    await store.clear();
+    assert.equal(await store.size(), 0);
+    await store.close();
+  } finally { cleanup(); }
+});
+
+test('an index on the LanceDB store searches, updates and deletes like the local one', async () => {
+  const { dir, cleanup } = tempDir('lanceidx');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const docs = corpus(20);
+    const indexDir = path.join(dir, 'idx');
+    let index = await SearchIndex.open(indexDir, { backend, create: { store: 'lancedb' } });
+    await index.addDocuments(docs, { chunkSize: 8 });
+    assert.equal(index.info.store, 'lancedb');
+    assert.equal(await index.store.size(), 20);
+    const [v] = await backend.embedDocuments([documentText(docs[6])]);
+    const viaLance = await index.searchVector(v, { k: 5, exact: false });
+    const exact = await index.searchVector(v, { k: 5, exact: true });
+    assert.equal(viaLance[0].id, docs[6].id);
+    assert.deepEqual(viaLance.map((h) => h.id), exact.map((h) => h.id));
+    await index.deleteDocuments([docs[6].id]);
+    await index.close();
+    index = await SearchIndex.open(indexDir, { backend });
+    assert.equal(await index.store.size(), 19);
+    assert.ok(!(await index.searchVector(v, { k: 19, exact: false })).some((h) => h.id === docs[6].id));
+    await index.close();
+  } finally { cleanup(); }
+});
