@@ -8,6 +8,9 @@ import { readBeirDataset, type BeirDataset } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
+import { ModelRetriever } from '../eval/model-retriever.js';
+import { Embedder } from '../embed/index.js';
+import { loadModelFolder } from '../model/model-folder.js';
 import { EvalInputError } from '../eval/input-error.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
@@ -33,8 +36,14 @@ graded relevance, discount log2(rank+1); relevant means grade >= 1 (-l to change
 inputs:
   --dataset <dir>             BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
   --split <name>              qrels split (default test)
-  --retriever bm25            BM25 (Lucene-style, title + text). Model folders arrive with the embed
-                              layer; meanwhile embed with any model and pass:
+  --retriever bm25            BM25 (Lucene-style, title + text)
+  --retriever <model-dir>     a Search-R3 model folder: documents embedded directly, queries with
+                              --reasoning off (default) or on, exact cosine top-k
+  --reasoning on|off          let the model analyse each query before <|embed_token|> (default off)
+  --max-reasoning-tokens <n>  budget for that analysis (default 128; the token is forced after it)
+  --temperature <x>           sampling temperature of the analysis (default 0: greedy)
+  --max-length <n>            longest prompt in tokens; longer texts are cut (default: the model's context)
+or embed with any model and pass:
   --query-embeddings <file>   .npy float32 [queries × dim] with ids in <file>.ids.txt, or .jsonl {id, vector}
   --doc-embeddings <file>     the same for the corpus
   --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv
@@ -132,6 +141,18 @@ interface Report {
   comparison?: { run: string; tag: string; measures: MeasureComparison[] };
 }
 
+/** A Search-R3 model folder as a retriever (the model is loaded once, read-only). */
+async function modelRetriever(dir: string, o: { reasoning?: string; maxReasoningTokens?: number; temperature?: number; maxLength?: number }): Promise<Retriever> {
+  if (o.reasoning !== undefined && o.reasoning !== 'on' && o.reasoning !== 'off') throw new UserError(`--reasoning must be on or off (got '${o.reasoning}').`);
+  if (!existsSync(dir)) throw new UserError(`--retriever '${dir}': not 'bm25' and not a model folder.`);
+  const { model, tokenizer } = await loadModelFolder(dir);
+  const embedder = new Embedder(model, tokenizer, { maxLength: o.maxLength });
+  const reasoning = o.reasoning === 'on' ? 'on' : 'off';
+  return new ModelRetriever(embedder, reasoning === 'on' ? 'search-r3-reasoning' : 'search-r3', {
+    reasoning, maxReasoningTokens: o.maxReasoningTokens, temperature: o.temperature,
+  });
+}
+
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'evaluate retrieval (BEIR/TREC) with trec_eval-exact measures; BM25 and dense runs',
@@ -152,6 +173,8 @@ export const evalCommand: Command = {
           level: { type: 'string', short: 'l' }, 'skip-no-relevant': { type: 'boolean' },
           'ignore-identical-ids': { type: 'boolean' }, 'excluded-ids': { type: 'string' },
           compare: { type: 'string' }, json: { type: 'boolean' },
+          reasoning: { type: 'string' }, 'max-reasoning-tokens': { type: 'string' }, temperature: { type: 'string' },
+          'max-length': { type: 'string' },
         },
       });
     } catch (err) {
@@ -202,9 +225,10 @@ export const evalCommand: Command = {
         } else if (v.retriever === 'bm25') {
           retriever = new Bm25Retriever({ k1: number(v.k1, 'k1'), b: number(v.b, 'b'), language: v.language });
         } else {
-          throw new UserError(`--retriever '${v.retriever}': model-based retrieval arrives with the embed layer; `
-            + 'for now use --retriever bm25, or embed queries and documents with any model and pass '
-            + '--query-embeddings and --doc-embeddings.');
+          retriever = await modelRetriever(v.retriever!, {
+            reasoning: v.reasoning, maxReasoningTokens: positiveInt(v['max-reasoning-tokens'], 'max-reasoning-tokens'),
+            temperature: number(v.temperature, 'temperature'), maxLength: positiveInt(v['max-length'], 'max-length'),
+          });
         }
         ds = await readBeirDataset(v.dataset, v.split!);
         const t0 = performance.now();

@@ -13,6 +13,7 @@ export { Bm25Index, type Bm25Options } from './bm25.js';
 export { Bm25Retriever, flatText } from './bm25-retriever.js';
 export { denseSearch, type EmbeddingMatrix, type DenseSearchOptions } from './dense-search.js';
 export { EmbeddingRetriever } from './embedding-retriever.js';
+export { ModelRetriever, documentText, type ModelRetrieverOptions } from './model-retriever.js';
 export { readEmbeddings, writeNpyEmbeddings } from './embeddings-file.js';
 export { pairedTTest, pairedRandomizationTest } from './significance.js';
 export { compareEvaluations, formatComparison, formatSummaryTable } from './report.js';

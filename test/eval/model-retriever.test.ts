@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Embedder } from '../../src/embed/index.js';
+import { readBeirDataset } from '../../src/eval/beir.js';
+import { EmbeddingRetriever } from '../../src/eval/embedding-retriever.js';
+import { ModelRetriever, documentText } from '../../src/eval/model-retriever.js';
+import { readTrecRun } from '../../src/eval/run.js';
+import { saveModelFolder } from '../../src/model/model-folder.js';
+import { runCli } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
+import { tinyModel } from '../helpers/tiny-model.js';
+
+const tiny = join(repoRoot, 'test/eval/fixtures/tiny-beir');
+
+const stack = (vs: Float32Array[]): Float32Array => {
+  const out = new Float32Array(vs.length * vs[0].length);
+  vs.forEach((v, i) => out.set(v, i * v.length));
+  return out;
+};
+
+test('a model retriever ranks exactly as its embeddings do through the precomputed-embeddings path', async () => {
+  const { model, tokenizer } = tinyModel(5);
+  const embedder = new Embedder(model, tokenizer);
+  const ds = await readBeirDataset(tiny, 'test');
+  const run = await new ModelRetriever(embedder, 'search-r3').retrieve(ds.corpus, ds.queries, 10);
+  const qIds = [...ds.queries.keys()];
+  const docs = embedder.embedDocuments(ds.corpus.map(documentText)).vectors;
+  const qs = embedder.embedQueries(qIds.map((id) => ds.queries.get(id)!)).map((q) => q.vector);
+  const dim = embedder.dimension;
+  const ref = await new EmbeddingRetriever({ ids: qIds, dim, data: stack(qs) }, { ids: ds.corpus.map((d) => d.id), dim, data: stack(docs) }).retrieve(ds.corpus, ds.queries, 10);
+  for (const q of qIds) assert.deepEqual(run.get(q)!.docIds, ref.get(q)!.docIds, q);
+});
+
+test('search-r3 eval --retriever <model-dir> evaluates a model, reasoning off and on, and writes runs', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-eval-model-'));
+  try {
+    await saveModelFolder(join(dir, 'model'), tinyModel(5));
+    for (const reasoning of ['off', 'on']) {
+      const out = join(dir, `${reasoning}.trec`);
+      const r = runCli(['eval', '--dataset', tiny, '--retriever', join(dir, 'model'), '--reasoning', reasoning, '--max-reasoning-tokens', '4', '--run', out, '--json', '--cutoffs', '1,3']);
+      assert.equal(r.status, 0, r.stderr);
+      const report = JSON.parse(r.stdout) as { numQueries: number; all: Record<string, number>; retriever: string };
+      assert.equal(report.numQueries, 4);
+      assert.equal(report.retriever, reasoning === 'on' ? 'search-r3-reasoning' : 'search-r3');
+      assert.ok(report.all['ndcg_cut_3'] >= 0 && report.all['ndcg_cut_3'] <= 1);
+      const written = await readTrecRun(out);
+      assert.equal(written.run.get('q1')!.docIds.length, 5, 'every document ranked');
+    }
+    const bad = runCli(['eval', '--dataset', tiny, '--retriever', join(dir, 'nope')]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /not 'bm25' and not a model folder/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
