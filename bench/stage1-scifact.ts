@@ -7,7 +7,7 @@
  * usage: node dist/bench/stage1-scifact.js <work-dir> [minutes]   (env SEARCH_R3_THREADS for the pool)
  * Writes <work-dir>/results.json; the run folder is <work-dir>/run (report.html, metrics.jsonl).
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../src/tensor/index.js';
 import { loadModelFolder, saveModelFolder } from '../src/model/model-folder.js';
@@ -23,7 +23,7 @@ import { trainSft } from '../src/train/sft-trainer.js';
 import { repoRoot } from '../test/helpers/repo.js';
 
 const work = path.resolve(process.argv[2] ?? 'stage1-work');
-const steps = Number(process.env.STAGE1_STEPS ?? 400);
+const steps = Number(process.env.STAGE1_STEPS ?? 300);
 const data = path.resolve(repoRoot, '../shared/data');
 const maxLength = Number(process.env.STAGE1_MAXLEN ?? 128);
 const log = (m: string): void => { process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`); };
@@ -45,8 +45,14 @@ async function main(): Promise<void> {
     log(`random model written to ${modelDir}`);
   }
   const scifactTest = await loadDevSet(path.join(data, 'scifact'), 'test');
-  const init = await loadModelFolder(modelDir);
-  const before = evaluateDense(init.model, init.tokenizer, scifactTest, { maxLength });
+  const untrainedFile = path.join(work, 'untrained.json');
+  let before: { ndcg10: number; seconds: number };
+  if (existsSync(untrainedFile)) before = JSON.parse(readFileSync(untrainedFile, 'utf8')) as typeof before;
+  else {
+    const init = await loadModelFolder(modelDir);
+    before = evaluateDense(init.model, init.tokenizer, scifactTest, { maxLength });
+    writeFileSync(untrainedFile, JSON.stringify(before));
+  }
   log(`untrained SciFact test nDCG@10 ${before.ndcg10.toFixed(4)} (${before.seconds.toFixed(0)} s)`);
 
   // BM25-mined hard negatives for SciFact train (ranks 10–100, false-negative filter 0.95)

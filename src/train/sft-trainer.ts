@@ -180,8 +180,10 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     }
   };
 
-  const bar = new ProgressBar(totalSteps, state.step, process.stderr, 5000, progressOn);
+  let bar = new ProgressBar(totalSteps, state.step, process.stderr, 5000, progressOn);
   if (state.step === 0 && dev) await evaluate();
+  // the ETA counts training steps only, not the evaluation before the first one
+  bar = new ProgressBar(totalSteps, state.step, process.stderr, 5000, progressOn);
   const startStep = state.step;
   let lastLoss = NaN, truncatedTexts = 0;
   const runStart = Date.now();
