@@ -16,6 +16,16 @@ static void block(const float *a, const float *b, float *c, int64_t m, int64_t n
   if (i1 <= i0 || j1 <= j0) return;
   const float *ab = transA ? a + i0 : a + i0 * k;
   const float *bb = transB ? b + j0 * k : b + j0;
+  if (i1 - i0 == 1) {
+    /* One row of C (decoding a single token): sgemv streams B once; OpenBLAS 0.3.21's sgemm would pack
+       all of B first, doubling the memory traffic that bounds this case. */
+    const int incx = transA ? (int)max64(1, m) : 1;
+    if (transB)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(j1 - j0), (int)k, 1.0f, bb, (int)max64(1, k), ab, incx, beta, c + i0 * n + j0, 1);
+    else
+      cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)(j1 - j0), 1.0f, bb, (int)max64(1, n), ab, incx, beta, c + i0 * n + j0, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
               (int)(i1 - i0), (int)(j1 - j0), (int)k, 1.0f, ab, (int)max64(1, transA ? m : k), bb,
               (int)max64(1, transB ? k : n), beta, c + i0 * n + j0, (int)max64(1, n));

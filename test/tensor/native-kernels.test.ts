@@ -111,6 +111,8 @@ test('gemm: transposes, batches, shared and accumulated C, views, long k', { ski
   cases.push({ batch: 3, m: 1, n: 1000, k: 100, transB: true });
   cases.push({ batch: 3, m: 2, n: 700, k: 128, strideC: 0, accumulate: true });
   cases.push({ batch: 2, m: 4, n: 129, k: 600, strideA: 0, transB: true });
+  // single rows too small for the streamed path go to sgemv
+  for (const transA of [false, true]) for (const transB of [false, true]) cases.push({ batch: 3, m: 1, n: 50, k: 40, transA, transB, accumulate: transA });
   cases.push({ batch: 2, m: 5, n: 6, k: 0 });
   cases.push({ batch: 2, m: 5, n: 6, k: 0, accumulate: true });
   for (const cs of cases) {
