@@ -59,6 +59,12 @@ export async function writeDirAtomically(dir: string, write: (tmp: string) => Pr
   if (old) await fsp.rm(old, { recursive: true, force: true });
 }
 
+/** Removes half-written checkpoint folders a killed run left behind (they never became step-N). */
+export async function removeStaleTemporaries(root: string): Promise<void> {
+  if (!existsSync(root)) return;
+  for (const n of readdirSync(root)) if (n.startsWith('.step-') && n.includes('.tmp-')) await fsp.rm(path.join(root, n), { recursive: true, force: true });
+}
+
 export async function saveCheckpoint(root: string, params: readonly Tensor[], opt: OptimizerState, state: TrainerState, keep: number): Promise<string> {
   const dir = checkpointDir(root, state.step);
   await writeDirAtomically(dir, async (tmp) => {

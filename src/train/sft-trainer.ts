@@ -21,7 +21,7 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates } from '../embed/prompts.js';
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
-import { type TrainerState, listCheckpoints, loadCheckpoint, saveCheckpoint, writeDirAtomically } from './checkpoint.js';
+import { type TrainerState, listCheckpoints, loadCheckpoint, removeStaleTemporaries, saveCheckpoint, writeDirAtomically } from './checkpoint.js';
 import type { SftConfig } from './config.js';
 import { type DataStats, type TrainExample, loadTrainingData } from './data.js';
 import { type DevSet, evaluateDense, loadDevSet } from './dev-eval.js';
@@ -119,6 +119,7 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     throw new RunFolderError(`${cfg.output} already has checkpoints (newest step ${existing[existing.length - 1].step}); pass --resume to continue it, or choose another output folder`);
   }
   await fsp.mkdir(cfg.output, { recursive: true });
+  await removeStaleTemporaries(ckptRoot);
   const progressOn = opts.progress ?? true;
   const note = (msg: string): void => { if (progressOn) process.stderr.write(`${msg}\n`); };
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Embedder } from '../../src/embed/embedder.js';
 import { EMBED_TOKEN } from '../../src/embed/prompts.js';
@@ -68,7 +68,11 @@ test('kill -9 after step 5, --resume: the loss curve equals the uninterrupted ru
   assert.ok(!existsSync(path.join(runB, 'final')), 'the run was killed before it finished');
   assert.deepEqual(listCheckpoints(path.join(runB, 'checkpoints')).map((c) => c.step), [2, 4], 'checkpoints every 2 steps, the newest kept');
   assert.ok(trainCurve(runB).some((r) => r.step === 5), 'step 5 was logged before the kill: resume must redo it');
+  // a checkpoint folder half-written when the kill came: never renamed into place, so never resumed from
+  const stale = path.join(runB, 'checkpoints', '.step-00000006.tmp-1-x');
+  mkdirSync(stale); writeFileSync(path.join(stale, 'state.json'), '{"step": 6');
   const resumed = await runChild(b.cfgFile, 'resume');
+  assert.ok(!existsSync(stale), 'the half-written folder is cleaned up');
   assert.equal(resumed.code, 0, resumed.out);
   assert.ok(resumed.out.startsWith('step 5\n'), 'resume starts after the last checkpoint (step 4)');
   const ca = trainCurve(path.join(a.root, 'run')), cb = trainCurve(runB);
