@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import * as T from '../../src/tensor/index.js';
+import { parseRlConfig } from '../../src/train/rl-config.js';
+import { trainRl } from '../../src/train/rl-trainer.js';
+import { forwardRollouts, sampleRollouts } from '../../src/train/rl-rollout.js';
+import { ConfigError } from '../../src/train/config.js';
+import { embedTokenId } from '../../src/embed/prompts.js';
+import { tinyModel } from '../helpers/tiny-model.js';
+import { tempDir, tinyModelFolder } from '../helpers/train-fixtures.js';
+
+const words = ['alpha', 'beta', 'gamma', 'delta', 'omega', 'sigma', 'kappa', 'theta', 'lambda', 'zeta'];
+
+/** A toy BEIR folder: 40 documents, 8 train queries, one of which is judged only against a missing document. */
+function toyBeir(dir: string): string {
+  mkdirSync(path.join(dir, 'qrels'), { recursive: true });
+  const docs = Array.from({ length: 40 }, (_, i) => ({ _id: `d${i}`, title: words[i % 10], text: `${words[i % 10]} ${words[(i * 3) % 10]} number ${i}` }));
+  writeFileSync(path.join(dir, 'corpus.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
+  const queries = Array.from({ length: 8 }, (_, i) => ({ _id: `q${i}`, text: `which ${words[i]} ${i}?` }));
+  writeFileSync(path.join(dir, 'queries.jsonl'), queries.map((q) => JSON.stringify(q)).join('\n') + '\n');
+  const qrels = ['query-id\tcorpus-id\tscore', ...queries.slice(0, 7).map((q, i) => `${q._id}\td${i * 5}\t1`), 'q7\tmissing-doc\t1', 'q2\td3\t1'];
+  writeFileSync(path.join(dir, 'qrels', 'train.tsv'), qrels.join('\n') + '\n');
+  return dir;
+}
+
+async function fixture(): Promise<{ dir: string; raw: Record<string, unknown> }> {
+  const dir = tempDir('rl');
+  await tinyModelFolder(path.join(dir, 'model'));
+  toyBeir(path.join(dir, 'beir'));
+  const raw = {
+    model: 'model', output: 'run', seed: 3, steps: 3, maxLength: 160,
+    data: { beir: 'beir', split: 'train' },
+    rollout: { queries: 2, group: 3, temperature: 1, maxReasoningTokens: 5 },
+    reward: { kind: 'dcg', k: 10, formatPenalty: 0.5 },
+    loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 2, infonce: 0.5, temperature: 0.05 },
+    optimizer: { lr: 1e-3 },
+    environment: { mode: 'local', budget: 6, candidates: 2, neighbours: 2, rolling: 3, returnCandidates: 5 },
+    checkpoint: { every: 2, keep: 2 },
+  };
+  return { dir, raw };
+}
+
+const TIME_KEYS = new Set(['seconds', 'encodeSeconds', 'graphSeconds', 'rolloutSeconds', 'updateSeconds', 'stepSeconds', 'environmentSetupSeconds', 'localSeconds', 'exactSeconds']);
+const withoutTimes = (line: string): unknown => JSON.parse(line, (k, v) => (TIME_KEYS.has(k) ? undefined : v));
+
+test('a seeded RL run is reproducible, skips and counts a query without positives, and stays within the refresh budget', async () => {
+  const { dir, raw } = await fixture();
+  const runs: string[] = [];
+  for (const out of ['run-a', 'run-b']) {
+    const cfg = parseRlConfig({ ...raw, output: out }, dir);
+    const s = await trainRl(cfg, { progress: false, audit: out === 'run-a' });
+    assert.equal(s.steps, 3);
+    assert.equal(s.data.skippedNoPositiveInCorpus, 1);
+    assert.equal(s.data.queries, 7);
+    runs.push(readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8'));
+  }
+  const train = (text: string): unknown[] => text.trim().split('\n').filter((l) => l.includes('"type":"train"')).map(withoutTimes);
+  const a = train(runs[0]), b = train(runs[1]);
+  assert.equal(a.length, 3);
+  assert.deepEqual(a, b, 'two runs with the same seed log the same steps (the audit twin does not change training)');
+  for (const r of a as Record<string, any>[]) {
+    for (const k of ['loss', 'kl', 'rewardMean', 'rewardStd', 'clipFraction', 'formatSuccess', 'reasoningTokens']) assert.ok(Number.isFinite(r[k]), `${k} = ${r[k]}`);
+    assert.ok(r.clipFraction >= 0 && r.clipFraction <= 1);
+    assert.ok(r.env.encodes <= 6 + 3, `${r.env.encodes} encodes`);
+    assert.equal(r.env.version, 2 * (r.step - 1), 'two inner epochs = two policy versions per step');
+  }
+  const audits = runs[0].trim().split('\n').filter((l) => l.includes('"type":"audit"')).map((l) => JSON.parse(l));
+  assert.equal(audits.length, 3);
+  for (const x of audits) { assert.equal(x.exactEncodes, 40 - (x.step === 1 ? 40 : 0)); assert.equal(x.localRewards.length, 6); }
+});
+
+test('resume continues from the newest checkpoint to the requested steps', async () => {
+  const { dir, raw } = await fixture();
+  const cfg = parseRlConfig(raw, dir);
+  await trainRl(cfg, { progress: false, steps: 2 });
+  await assert.rejects(trainRl(cfg, { progress: false }), /already has checkpoints/);
+  const s = await trainRl(cfg, { progress: false, resume: true });
+  assert.equal(s.startStep, 2);
+  assert.equal(s.steps, 3);
+  const steps = readFileSync(path.join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'train').map((r) => r.step);
+  assert.deepEqual(steps, [1, 2, 3]);
+});
+
+test('the training forward reproduces generate()\'s log-probabilities at the sampling temperature', () => {
+  const { model, tokenizer } = tinyModel(5);
+  const embed = embedTokenId(tokenizer);
+  const prompts = [tokenizer.encode('hello there'), tokenizer.encode('a longer prompt than that')];
+  for (const temperature of [1, 0.7]) {
+    const rs = sampleRollouts(model, prompts, embed, [], { group: 2, temperature, topP: 1, topK: 0, maxReasoningTokens: 6, seed: 11 });
+    assert.equal(rs.length, 4);
+    const f = T.noGrad(() => forwardRollouts(model, rs, temperature));
+    const expected = rs.flatMap((r) => r.sampledLogprobs);
+    assert.equal(f.logp.size, expected.length);
+    expected.forEach((x, i) => assert.ok(Math.abs(f.logp.data[i] - x) < 1e-3, `token ${i}: ${f.logp.data[i]} vs ${x}`));
+    for (const r of rs) assert.equal(r.ids[r.ids.length - 1], embed, 'the sequence ends at the (emitted or forced) embed token');
+  }
+});
+
+test('config: unknown keys and bad values are refused with the key named', () => {
+  const base = { model: 'm', output: 'o', data: { beir: 'b' } };
+  assert.throws(() => parseRlConfig({ ...base, rollout: { groups: 4 } }, '/'), (e: unknown) => e instanceof ConfigError && /"rollout.groups" is not a config key/.test(e.message));
+  assert.throws(() => parseRlConfig({ ...base, reward: { kind: 'map' } }, '/'), /reward.kind/);
+  assert.throws(() => parseRlConfig({ ...base, environment: { mode: 'fast' } }, '/'), /environment.mode/);
+  assert.throws(() => parseRlConfig({ output: 'o', data: { beir: 'b' } }, '/'), /"model" is required/);
+  assert.equal(parseRlConfig(base, '/x').model, '/x/m');
+});
