@@ -23,7 +23,8 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 function peerSeconds(threads: number): { seconds: number[]; torch: string } {
   const r = spawnSync('/usr/bin/python3', [join(repoRoot, 'bench', 'peers', 'torch_train_step.py')], {
     input: JSON.stringify({ config: { ...pythonConfig(config), hidden_size: config.hiddenSize, vocab_size: config.vocabSize, intermediate_size: config.intermediateSize }, batch, seq, steps, warmup, threads }),
-    env: { ...process.env, OMP_NUM_THREADS: String(threads) },
+    // torch's matmuls run on OpenBLAS's own pool: pin both pools to the same count
+    env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) },
     maxBuffer: 1 << 26,
   });
   if (r.status !== 0) throw new Error(`PyTorch peer failed: ${r.stderr?.toString() ?? r.error?.message}`);
