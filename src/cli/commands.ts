@@ -6,6 +6,8 @@ import { serveCommand } from './serve.js';
 import { exportCommand } from './export.js';
 import { trainCommand } from './train-sft.js';
 import { mineCommand } from './mine.js';
+import { withRlStage } from './train-rl.js';
+import { rlenvCommand } from './rlenv-audit.js';
 
 /** Every sub-command, in the order `--help` lists them. Add one line per command. */
 export const commands: Command[] = [
@@ -14,6 +16,7 @@ export const commands: Command[] = [
   searchCommand,
   serveCommand,
   exportCommand,
-  trainCommand,
+  withRlStage(trainCommand),
   mineCommand,
+  rlenvCommand,
 ];

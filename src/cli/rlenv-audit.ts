@@ -1,0 +1,74 @@
+import { writeFileSync, renameSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { loadRlConfig } from '../train/rl-config.js';
+import { trainRl } from '../train/rl-trainer.js';
+import { formatAudit, summariseAudit } from '../rlenv/audit.js';
+import { asUserError } from './train-rl.js';
+
+const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
+
+usage: search-r3 rlenv audit --config <rl-config.json> [--steps N] [--output <folder>] [--quiet]
+
+Runs N real GRPO steps of the given stage-2 config (rollouts, rewards, optimiser updates: the policy
+and so every document vector drift as in training). At each step the same responses are scored by the
+config's environment (local refresh) and by an exact-mode twin that re-encodes the whole corpus with
+the current policy. Reports document encodes per step, environment wall time per step, the mean
+staleness of the local table, and how far local rewards are from exact ones (mean and max |Δ|,
+Spearman's ρ pooled over all responses and per step). Step 1 starts from a fully encoded corpus, so it
+is left out of the figures (both tables are exact there).
+
+options:
+  --config <file>    a train rl config (its environment section is the one audited)
+  --steps <n>        steps to run (default 20)
+  --output <folder>  run folder for the audit (default <config output>-audit); gets metrics.jsonl
+                     (train and audit records) and audit.json (the summary)
+  --quiet            no progress output`;
+
+const auditCommand: Command = {
+  name: 'audit',
+  summary: 'compare local-refresh and exact environments on real training steps',
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
+      config: { type: 'string' }, steps: { type: 'string' }, output: { type: 'string' }, quiet: { type: 'boolean' },
+    } });
+    if (!values.config) throw new UserError('rlenv audit needs --config <file.json> (a train rl config; see search-r3 rlenv audit --help).');
+    const steps = values.steps === undefined ? 20 : Number(values.steps);
+    if (!Number.isInteger(steps) || steps < 2) throw new UserError(`--steps must be an integer ≥ 2, got '${values.steps}'`);
+    try {
+      const cfg = loadRlConfig(values.config);
+      cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
+      cfg.checkpoint.every = steps + 1; // the audit needs no checkpoints beyond the final one
+      const t0 = Date.now();
+      const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps });
+      const summary = summariseAudit(s.audit.filter((a) => a.step > 1));
+      const e = cfg.environment;
+      const header = `environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ${e.candidates}/response, ` +
+        `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}; ` +
+        `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
+      const out = { config: path.resolve(values.config), steps, header, summary, setupSeconds: s.setupSeconds, totalSeconds: (Date.now() - t0) / 1000 };
+      const file = path.join(cfg.output, 'audit.json');
+      writeFileSync(`${file}.tmp`, JSON.stringify(out, null, 1));
+      renameSync(`${file}.tmp`, file);
+      console.log(`${header}\n${formatAudit(summary)}\n(total ${out.totalSeconds.toFixed(0)} s; summary in ${file})`);
+      return 0;
+    } catch (err) { throw asUserError(err); }
+  },
+};
+
+const subcommands: Command[] = [auditCommand];
+
+export const rlenvCommand: Command = {
+  name: 'rlenv',
+  summary: 'the RL retrieval environment (rlenv audit: local refresh vs exact)',
+  help: `search-r3 rlenv — the RL retrieval environment\n\nusage: search-r3 rlenv audit [options]\n\n${HELP}`,
+  async run(argv: string[]): Promise<number> {
+    const [sub, ...rest] = argv;
+    const cmd = subcommands.find((c) => c.name === sub);
+    if (!cmd) throw new UserError(`rlenv: unknown sub-command '${sub ?? ''}'; choose one of: ${subcommands.map((c) => c.name).join(', ')}.`);
+    if (rest.includes('--help') || rest.includes('-h')) { console.log(cmd.help); return 0; }
+    return cmd.run(rest);
+  },
+};

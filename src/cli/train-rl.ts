@@ -1,0 +1,88 @@
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { ConfigError } from '../train/config.js';
+import { loadRlConfig } from '../train/rl-config.js';
+import { trainRl } from '../train/rl-trainer.js';
+import { RunFolderError } from '../train/sft-trainer.js';
+import { formatDuration } from '../train/progress.js';
+import { TableTooLargeError } from '../rlenv/embedding-table.js';
+import { EvalInputError } from '../eval/input-error.js';
+
+const HELP = `search-r3 train rl — stage 2: GRPO with a retrieval reward in the rlenv environment
+
+usage: search-r3 train rl --config <file.json> [--resume] [--quiet]
+
+Each step takes rollout.queries training queries and samples rollout.group responses for each (an
+analysis, then <|embed_token|>; forced and penalised when missing). Each response's embedding ranks the
+environment's corpus; reward = DCG@k of the positives (nDCG@k or 1/rank selectable) − format penalty −
+length penalty; advantages are normalised within each group; loss.innerEpochs updates of the clipped
+surrogate over the sampled tokens + β·KL(π‖π_ref) (k3 estimator, π_ref = the starting model) + an
+optional InfoNCE of each response embedding against its positives and the environment's candidates.
+The environment keeps the corpus table and an HNSW graph, and per step re-encodes only the positives,
+the candidates, their graph neighbours (within a budget) and the stalest rows (see docs/rlenv.md).
+
+The run folder gets metrics.jsonl (per step: reward mean/std, KL, clip fraction, format success,
+reasoning length, environment statistics), checkpoints/step-NNNNNNNN and final/.
+
+config (JSON; unknown keys are an error; model, output and data.beir are required):
+  model (a model folder: stage-1 final/ or best/), output, seed (0), steps (100), maxLength (256)
+  data: {beir: <folder>, split: "train", maxQueries: 0, maxDocuments: 0 (0 = all)}
+  rollout: {queries: 4, group: 4, temperature: 1, topP: 1, topK: 0, maxReasoningTokens: 32}
+  reward: {kind: "dcg" | "ndcg" | "rr", k: 10, formatPenalty: 0.5, lengthPenalty: 0}
+  loss: {clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0, temperature: 0.05}
+  optimizer: {lr: 1e-5, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, minLr: 0, maxGradNorm: 1}
+  lora: null (full fine-tuning) | {rank: 8, alpha: 16, dropout: 0, targets: [...]}
+  environment: {mode: "local" | "exact", budget: 200, candidates: 8, neighbours: 4, rolling: 32,
+                fullEvery: 0, returnCandidates: 16, maxTableBytes: 0 (half the memory),
+                connectivity: 16, expansionAdd: 128, expansionSearch: 64}
+  checkpoint: {every: 50, keep: 2}
+  templates: {querySystem, documentSystem, reasoningSystem, directResponse}
+
+options:
+  --config <file>  the training config
+  --resume         continue from the newest checkpoint (the environment is re-encoded on resume)
+  --quiet          no progress output
+  -h, --help       this help`;
+
+/** Errors of the RL stack that are meant for the user as they are. */
+export function asUserError(e: unknown): unknown {
+  if (e instanceof ConfigError || e instanceof RunFolderError || e instanceof TableTooLargeError || e instanceof EvalInputError) return new UserError(e.message);
+  return e;
+}
+
+export const trainRlCommand: Command = {
+  name: 'rl',
+  summary: 'stage 2: GRPO with a retrieval reward (rlenv environment)',
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
+      config: { type: 'string' }, resume: { type: 'boolean' }, quiet: { type: 'boolean' },
+    } });
+    if (!values.config) throw new UserError('train rl needs --config <file.json> (see search-r3 train rl --help).');
+    try {
+      const cfg = loadRlConfig(values.config);
+      const s = await trainRl(cfg, { resume: values.resume ?? false, progress: !values.quiet });
+      console.log(`trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (environment built in ${s.setupSeconds.toFixed(1)} s): ` +
+        `last mean reward ${s.lastRewardMean.toFixed(4)}; ${s.data.queries} queries (${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; output in ${s.output}`);
+      return 0;
+    } catch (e) { throw asUserError(e); }
+  },
+};
+
+/**
+ * The \`train\` command with the \`rl\` stage added: \`train rl ...\` runs here, every other stage goes to
+ * the stage-1 command unchanged (so its file needs no edit).
+ */
+export function withRlStage(train: Command): Command {
+  return {
+    ...train,
+    summary: `${train.summary.replace(/\)$/, '')}; train rl: stage 2)`,
+    help: `${train.help}\n\n  rl    ${trainRlCommand.summary} (search-r3 train rl --help)`,
+    async run(argv: string[]): Promise<number> {
+      if (argv[0] !== 'rl') return train.run(argv);
+      const rest = argv.slice(1);
+      if (rest.includes('--help') || rest.includes('-h')) { console.log(HELP); return 0; }
+      return trainRlCommand.run(rest);
+    },
+  };
+}
