@@ -65,10 +65,20 @@ test('a seeded RL run is reproducible, skips and counts a query without positive
     assert.ok(r.clipFraction >= 0 && r.clipFraction <= 1);
     assert.ok(r.env.encodes <= 6 + 3, `${r.env.encodes} encodes`);
     assert.equal(r.env.version, 2 * (r.step - 1), 'two inner epochs = two policy versions per step');
+    // a forced embed token costs the format penalty (0.5) and is counted
+    assert.ok(Math.abs(r.rewardMean - (r.rankingRewardMean - 0.5 * r.forced / 6)) < 1e-9);
+    assert.ok(Math.abs(r.formatSuccess - (1 - r.forced / 6)) < 1e-12);
   }
   const audits = runs[0].trim().split('\n').filter((l) => l.includes('"type":"audit"')).map((l) => JSON.parse(l));
   assert.equal(audits.length, 3);
   for (const x of audits) { assert.equal(x.exactEncodes, 40 - (x.step === 1 ? 40 : 0)); assert.equal(x.localRewards.length, 6); }
+});
+
+test('a corpus too large for the allowed table memory is refused with the size it needs', async () => {
+  const { dir, raw } = await fixture();
+  const cfg = parseRlConfig({ ...raw, environment: { ...(raw.environment as object), maxTableBytes: 1000 } }, dir);
+  // 40 documents × 32 dimensions × 4 bytes + 40 versions × 4 bytes = 5280 bytes
+  await assert.rejects(trainRl(cfg, { progress: false }), /40 documents × 32 dimensions needs 5280 bytes/);
 });
 
 test('resume continues from the newest checkpoint to the requested steps', async () => {
