@@ -82,6 +82,24 @@ export class RetrievalEnvironment {
     return env;
   }
 
+  /**
+   * A second environment over a copy of this one's table (vectors, versions and policy version), e.g.
+   * the exact-mode twin of an audit, without encoding the corpus again.
+   */
+  twin(opts: EnvironmentOptions): RetrievalEnvironment {
+    const t = new EmbeddingTable(this.table.rows, this.table.dim, opts.maxTableBytes ?? defaultTableLimit());
+    t.vectors.set(this.table.vectors);
+    t.versions.set(this.table.versions);
+    const env = new RetrievalEnvironment(t, this.encode, opts);
+    env.version = this.version;
+    env.steps = this.steps;
+    if (env.graph) {
+      const rows = Array.from({ length: t.rows }, (_, i) => i);
+      env.graph.upsert(rows, rows.map((r) => t.row(r)));
+    }
+    return env;
+  }
+
   /** The policy changed (an optimiser update): every row is now one version older. */
   advance(): void { this.version++; }
 

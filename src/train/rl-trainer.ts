@@ -158,7 +158,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const bar0 = (what: string) => (done: number, total: number): void => { if (progressOn && (done === total || done % 2048 === 0)) process.stderr.write(`${what}: ${done}/${total} documents encoded\n`); };
   const env = RetrievalEnvironment.create(data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), bar0('environment'));
   // the audit's exact twin re-encodes the whole corpus every step
-  const exact = opts.audit ? RetrievalEnvironment.create(data.docTexts.length, dim, encode, envOptions('exact')) : null;
+  const exact = opts.audit ? env.twin(envOptions('exact')) : null;
   const setupSeconds = (Date.now() - ts) / 1000;
   if (state.step === 0) log({ type: 'data', step: 0, ...data.stats, totalSteps, trainableParameters: T.countParameters(pol.trainable), environmentSetupSeconds: setupSeconds });
 

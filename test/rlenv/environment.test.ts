@@ -106,3 +106,17 @@ test('topK returns the best rows first with ties to the lower index', () => {
   assert.deepEqual(topK([0.1, 0.2], 5), [1, 0]);
   assert.deepEqual(topK([0.1, 0.2], 0), []);
 });
+
+test('a twin starts from a copy of the table and then evolves on its own', () => {
+  const policy = { version: 0 };
+  const log: number[][] = [];
+  const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy, log).encode, opts('local'));
+  log.length = 0;
+  const twin = env.twin(opts('exact'));
+  assert.equal(log.length, 0, 'no encoding to make a twin');
+  assert.deepEqual(twin.table.vectors, env.table.vectors);
+  policy.version++; env.advance(); twin.advance();
+  twin.step(queries(policy, 1));
+  assert.deepEqual(log[0], Array.from({ length: N }, (_, r) => r));
+  assert.equal(env.table.versions[0], 0, 'the original table is untouched');
+});
