@@ -104,7 +104,7 @@ test('bad input gives one clear sentence and exit code 2', async () => {
   try {
     const model = await cli('--dataset', tiny, '--retriever', 'models/search-r3-small');
     assert.equal(model.code, 2);
-    assert.match(model.stderr, /--retriever 'models/search-r3-small': not 'bm25' and not a model folder/);
+    assert.match(model.stderr, /--retriever 'models\/search-r3-small': not 'bm25' and not a model folder/);
     writeFileSync(join(dir, 'bad.run'), 'q1 Q0 d1 1 0.5 t\nq1 Q0 d2 2 t\n');
     const bad = await cli('--qrels', join(fixtures, 'hand.qrels'), '--run', join(dir, 'bad.run'));
     assert.equal(bad.code, 2);
