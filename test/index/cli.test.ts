@@ -5,7 +5,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { repoRoot } from '../helpers/repo.js';
-import { corpus, tempDir, tinyModelDir } from './fixtures.js';
+import { startSearchServer } from '../../src/serve/server.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 const run = promisify(execFile);
 const main = path.join(repoRoot, 'dist/src/cli/main.js');
@@ -91,4 +92,35 @@ test('a folder of Markdown/text files indexes by relative path; bad input names 
       assert.match(r.stdout, new RegExp(`search-r3 ${c} —`));
     }
   } finally { cleanup(); }
+});
+
+test('index --remote spreads encoding over servers; search --remote embeds the query there', async () => {
+  const { dir, cleanup } = tempDir('cliremote');
+  const model = await tinyModelDir(dir);
+  const s1 = await startSearchServer({ backend: await tinyBackend(model), port: 0, apiKey: 'k' });
+  const s2 = await startSearchServer({ backend: await tinyBackend(model), port: 0, apiKey: 'k' });
+  try {
+    const docs = corpus(12);
+    const input = path.join(dir, 'docs.jsonl');
+    writeFileSync(input, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    const out = path.join(dir, 'idx');
+    let r = await cli('index', '--remote', `${s1.url},${s2.url}`, '--api-key', 'k', '--input', input, '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /12 documents indexed/);
+    r = await cli('search', '--index', out, '--remote', s2.url, '--api-key', 'k', '--json', '-k', '2', docs[3].title + '\n' + docs[3].text);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { hits: { id: string }[] }).hits[0].id, docs[3].id);
+    // the same index searched in-process with the model folder (the model ids agree)
+    r = await cli('search', '--index', out, '--model', model, '--json', '-k', '1', docs[3].title + '\n' + docs[3].text);
+    assert.equal((JSON.parse(r.stdout) as { hits: { id: string }[] }).hits[0].id, docs[3].id);
+    // /health needs no key, so the missing key shows at the first embedding request
+    writeFileSync(input, [...docs, { id: 'extra', title: '', text: 'one more' }].map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    r = await cli('index', '--remote', s1.url, '--input', input, '--out', out);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /HTTP 401: Missing or incorrect API key/);
+  } finally {
+    await s1.close();
+    await s2.close();
+    cleanup();
+  }
 });
