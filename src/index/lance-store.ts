@@ -66,6 +66,11 @@ export class LanceStore implements VectorStore {
     return rows.length > 0 ? Number(rows[0].generation) : 0;
   }
 
+  async reload(): Promise<void> {
+    if (!this.table && (await this.db.tableNames()).includes(VECTORS)) this.table = await this.db.openTable(VECTORS);
+    else if (this.table) await this.table.checkoutLatest();
+  }
+
   async clear(): Promise<void> {
     if ((await this.db.tableNames()).includes(VECTORS)) await this.db.dropTable(VECTORS);
     this.table = null;

@@ -81,6 +81,8 @@ export class SearchIndex {
   private bm25?: { generation: number; index: Bm25Index };
   private exactCache?: { generation: number; keys: number[]; data: Float32Array };
   private countCache?: { generation: number; documents: number };
+  /** The docs.sqlite generation the in-memory vector store reflects. */
+  private storeGeneration = 0;
 
   private constructor(
     readonly dir: string,
@@ -139,6 +141,7 @@ export class SearchIndex {
   /** A kill between the sqlite commit and the vector-store commit leaves the store behind: rebuild it from docs.sqlite. */
   private async reconcile(): Promise<void> {
     const g = this.docs.generation();
+    this.storeGeneration = g;
     if ((await this.store.committedGeneration()) === g) return;
     await this.store.clear();
     for (const rows of this.docs.indexedVectors()) await this.store.add(rows);
@@ -182,6 +185,7 @@ export class SearchIndex {
       await this.store.remove(chunk.flatMap((d) => (d.oldKey === null ? [] : [d.oldKey])));
       await this.store.add(chunk.map((d, i) => ({ key: keys[i], id: d.id, vector: vectors[i] })));
       await this.store.commit(generation);
+      this.storeGeneration = generation;
       done += chunk.length;
       chunks++;
       this.writeCounts();
@@ -197,8 +201,24 @@ export class SearchIndex {
     if (deleted.length === 0) return [];
     await this.store.remove(keys);
     await this.store.commit(generation);
+    this.storeGeneration = generation;
     this.writeCounts();
     return deleted;
+  }
+
+  /**
+   * Picks up what another process (a running `search-r3 index`) committed since this index was opened:
+   * docs.sqlite is read live; the vector store is re-read once its file has caught up with docs.sqlite
+   * (the writer saves it right after each sqlite commit). Returns whether anything changed. Cheap when
+   * nothing did (one sqlite read), so a server calls it before searches, throttled.
+   */
+  async refresh(): Promise<boolean> {
+    const g = this.docs.generation();
+    if (g === this.storeGeneration) return false;
+    if ((await this.store.committedGeneration()) !== g) return false; // the writer is between its two commits
+    await this.store.reload();
+    this.storeGeneration = g;
+    return true;
   }
 
   getDocument(id: string): (StoredDocument & { status: string; vector: Float32Array | null }) | undefined {

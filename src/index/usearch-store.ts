@@ -87,6 +87,13 @@ export class UsearchStore implements VectorStore {
   }
 
   async clear(): Promise<void> { this.index = this.fresh(); }
+
+  /** Re-reads vectors.usearch (written by another process); keeps the current graph if the file cannot be read. */
+  async reload(): Promise<void> {
+    const next = this.fresh();
+    next.load(path.join(this.dir, VECTORS_FILE));
+    this.index = next;
+  }
   async size(): Promise<number> { return this.index.size(); }
   async close(): Promise<void> { /* the native index is freed with the object */ }
 }

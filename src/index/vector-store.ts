@@ -28,6 +28,8 @@ export interface VectorStore {
   commit(generation: number): Promise<void>;
   /** The generation of the last commit (0 for a new or unreadable store). */
   committedGeneration(): Promise<number>;
+  /** Re-reads what another process committed (a no-op where the store is read live, as LanceDB is). */
+  reload(): Promise<void>;
   /** Drops every vector (before a rebuild). */
   clear(): Promise<void>;
   size(): Promise<number>;

@@ -32,6 +32,8 @@ export interface ServeOptions {
   maxQueue?: number;
   maxWaitMs?: number;
   maxBatchInputs?: number;
+  /** How often /v1/search checks the index for changes committed by another process (default 1000 ms). */
+  refreshMs?: number;
 }
 
 export interface RunningServer {
@@ -66,6 +68,8 @@ export function createSearchServer(opts: ServeOptions): { handler: http.RequestL
   if (index) metrics.gauge('search_r3_index_documents', 'Documents in the served index.', () => index.stats().documents);
   let inFlight = 0;
   let draining = false;
+  let lastRefresh = performance.now();
+  const refreshMs = opts.refreshMs ?? 1000;
   metrics.gauge('search_r3_requests_in_flight', 'Requests being handled.', () => inFlight);
 
   const checkModel = (model: unknown): void => {
@@ -151,6 +155,10 @@ export function createSearchServer(opts: ServeOptions): { handler: http.RequestL
     if (body.hybrid !== undefined && typeof body.hybrid !== 'boolean') throw badRequest("'hybrid' must be a boolean.", 'hybrid', 'invalid_type');
     const qopts = queryOptions(body as Record<string, unknown>, '');
     const tokens = countTokens(body.query, 'query');
+    if (performance.now() - lastRefresh >= refreshMs) {
+      lastRefresh = performance.now();
+      await index.refresh();
+    }
     const t0 = performance.now();
     const [q] = await embed([body.query], 'query', reasoning, qopts);
     const t1 = performance.now();
