@@ -137,7 +137,10 @@ function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
   const p = path.resolve(baseDir, o.path);
   if (o.type === 'beir') {
     if (o.split !== undefined && typeof o.split !== 'string') throw new ConfigError(`"${at}.split" must be a string`);
-    return { type: 'beir', path: p, split: (o.split as string | undefined) ?? 'train' };
+    const split = (o.split as string | undefined) ?? 'train';
+    // test qrels are for evaluation only: training on them would make every reported score meaningless
+    if (split === 'test') throw new ConfigError(`"${at}.split" is "test": test queries are never trained on; use the train (or dev) split`);
+    return { type: 'beir', path: p, split };
   }
   return { type: o.type as 'jsonl' | 'pairs' | 'climate-fever', path: p };
 }

@@ -49,6 +49,8 @@ test('a config key that does not exist is an error naming it', () => {
   assert.throws(() => loadConfig(file), /"loss\.temprature" is not a config key.*temperature/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x', split: 'dev' }] });
   assert.throws(() => loadConfig(file), /"data\[0\]\.split" is not a config key/);
+  writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'beir', path: 'x', split: 'test' }] });
+  assert.throws(() => loadConfig(file), /"data\[0\]\.split" is "test": test queries are never trained on/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], batch: { queries: '8' } });
   assert.throws(() => loadConfig(file), /"batch\.queries" must be a number/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], lora: { rank: 4 } });
