@@ -4,7 +4,7 @@
  * few real GRPO steps) and a train-rl config on SciFact train queries with the full 5,183-document corpus.
  *
  * usage: node dist/bench/rlenv-scifact.js <work-dir> [reward kind: dcg|ndcg|rr] [k]
- * then:  node dist/src/cli/main.js rlenv audit --config <work-dir>/rl-<kind>.json --steps 12
+ * then:  node dist/src/cli/main.js rlenv audit --config <work-dir>/rl-<kind>.json --steps 8
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     await saveModelFolder(modelDir, { model: Qwen2Model.random({ ...modelConfig, vocabSize: tokenizer.vocabSize }, new T.Rng(1), 0.02), tokenizer });
   }
   const cfg = {
-    model: 'model', output: `run-${kind}${k}`, seed: 0, steps: 12, maxLength: 128,
+    model: 'model', output: `run-${kind}${k}`, seed: 0, steps: 8, maxLength: 96,
     data: { beir: path.resolve(repoRoot, '../shared/data/scifact'), split: 'train' },
     rollout: { queries: 4, group: 4, temperature: 1, maxReasoningTokens: 16 },
     reward: { kind, k, formatPenalty: 0.5 },
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   };
   const file = path.join(work, `rl-${kind}${k}.json`);
   writeFileSync(file, JSON.stringify(cfg, null, 1));
-  console.log(`node dist/src/cli/main.js rlenv audit --config ${file} --steps 12`);
+  console.log(`node dist/src/cli/main.js rlenv audit --config ${file} --steps 8`);
 }
 
 main().catch((e) => { console.error(e); process.exitCode = 1; });

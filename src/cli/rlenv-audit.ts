@@ -46,7 +46,7 @@ const auditCommand: Command = {
       const summary = summariseAudit(s.audit.filter((a) => a.step > 1));
       const e = cfg.environment;
       const header = `environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ${e.candidates}/response, ` +
-        `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}; ` +
+        `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
         `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
       const out = { config: path.resolve(values.config), steps, header, summary, setupSeconds: s.setupSeconds, totalSeconds: (Date.now() - t0) / 1000 };
       const file = path.join(cfg.output, 'audit.json');

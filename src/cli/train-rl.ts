@@ -34,7 +34,7 @@ config (JSON; unknown keys are an error; model, output and data.beir are require
   lora: null (full fine-tuning) | {rank: 8, alpha: 16, dropout: 0, targets: [...]}
   environment: {mode: "local" | "exact", budget: 200, candidates: 8, neighbours: 4, rolling: 32,
                 fullEvery: 0, returnCandidates: 16, maxTableBytes: 0 (half the memory),
-                connectivity: 16, expansionAdd: 128, expansionSearch: 64}
+                connectivity: 16, expansionAdd: 128, expansionSearch: 64, driftCorrection: true}
   checkpoint: {every: 50, keep: 2}
   templates: {querySystem, documentSystem, reasoningSystem, directResponse}
 

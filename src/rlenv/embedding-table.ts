@@ -65,14 +65,18 @@ export class EmbeddingTable {
     return n;
   }
 
-  /** Scores of every row against a unit query: cosine similarity (rows are unit length). */
-  scores(q: Float32Array, out = new Float32Array(this.rows)): Float32Array {
+  /**
+   * Scores of every row against a unit query: cosine similarity (rows are unit length), plus
+   * offsetByVersion[version of the row] when given (a correction for stale rows).
+   */
+  scores(q: Float32Array, out = new Float32Array(this.rows), offsetByVersion: Float32Array | null = null): Float32Array {
     const d = this.dim, v = this.vectors;
     for (let i = 0; i < this.rows; i++) {
       let s = 0;
       const o = i * d;
       for (let j = 0; j < d; j++) s += v[o + j] * q[j];
-      out[i] = s;
+      const ver = this.versions[i];
+      out[i] = offsetByVersion && ver >= 0 && ver < offsetByVersion.length ? s + offsetByVersion[ver] : s;
     }
     return out;
   }

@@ -28,6 +28,13 @@ export interface EnvironmentOptions {
   reward: { kind: RankingRewardKind; k: number };
   /** Candidates returned per response (for the contrastive term), from the exact ranking. */
   returnCandidates?: number;
+  /**
+   * Score a stale row as if it had moved with the corpus: q·v + q·(m_now − m_v), with m_v the mean of
+   * the rows encoded at version v (estimated from the rolling and full refreshes, which are not chosen
+   * by the queries). Without it, rows just refreshed (the positives!) are systematically favoured over
+   * the stale rest whenever the policy's update shifts all embeddings in a common direction.
+   */
+  driftCorrection?: boolean;
 }
 
 export interface StepQuery {
@@ -79,6 +86,7 @@ export class RetrievalEnvironment {
       env.write(ids, encode(ids));
       onProgress?.(Math.min(rows, start + chunk), rows);
     }
+    env.versionMeans.set(0, env.exactMean());
     return env;
   }
 
@@ -93,6 +101,7 @@ export class RetrievalEnvironment {
     const env = new RetrievalEnvironment(t, this.encode, opts);
     env.version = this.version;
     env.steps = this.steps;
+    for (const [v, m] of this.versionMeans) env.versionMeans.set(v, m.slice());
     if (env.graph) {
       const rows = Array.from({ length: t.rows }, (_, i) => i);
       env.graph.upsert(rows, rows.map((r) => t.row(r)));
@@ -111,6 +120,53 @@ export class RetrievalEnvironment {
   }
 
   private graphSeconds = 0;
+  /**
+   * Estimated corpus mean embedding at each version (see driftCorrection). Version 0 (and any full
+   * refresh) is the exact mean; at a later version it is the paired estimate mean_i(M[old version of i]
+   * + new_i − old_i) over the rows the rolling refresh re-encoded: a row's own drift is small next to
+   * the spread of contents, so a few dozen rows estimate the common shift well.
+   */
+  private readonly versionMeans = new Map<number, Float64Array>();
+
+  private exactMean(): Float64Array {
+    const d = this.table.dim, m = new Float64Array(d), v = this.table.vectors;
+    for (let i = 0; i < this.table.rows; i++) for (let j = 0; j < d; j++) m[j] += v[i * d + j];
+    return m.map((x) => x / this.table.rows);
+  }
+
+  /** Paired estimate of the mean at the current version from rows before (old, oldVersions) and after (fresh) a refresh. */
+  private estimateMean(old: readonly Float32Array[], oldVersions: readonly number[], fresh: readonly Float32Array[]): void {
+    const d = this.table.dim, m = new Float64Array(d);
+    let n = 0;
+    old.forEach((o, i) => {
+      const base = this.versionMeans.get(oldVersions[i]);
+      if (!base) return;
+      for (let j = 0; j < d; j++) m[j] += base[j] + fresh[i][j] - o[j];
+      n++;
+    });
+    if (n > 0) this.versionMeans.set(this.version, m.map((x) => x / n));
+  }
+
+  /** Mean embedding of the corpus at a version, as estimated (null when unknown). */
+  meanAt(version: number): Float64Array | null {
+    return this.versionMeans.get(version) ?? null;
+  }
+
+  /** Per version (index), the score offset q·(m_now − m_v) for stale rows of that version. */
+  private offsets(q: Float32Array): Float32Array | null {
+    if (!this.opts.driftCorrection) return null;
+    const now = this.meanAt(this.version);
+    if (!now) return null;
+    const off = new Float32Array(this.version + 1);
+    for (let v = 0; v < this.version; v++) {
+      const m = this.meanAt(v);
+      if (!m) continue;
+      let s = 0;
+      for (let j = 0; j < q.length; j++) s += q[j] * (now[j] - m[j]);
+      off[v] = s;
+    }
+    return off;
+  }
 
   private write(rows: readonly number[], vectors: Float32Array[]): void {
     if (vectors.length !== rows.length) throw new Error(`the document encoder returned ${vectors.length} vectors for ${rows.length} rows`);
@@ -141,7 +197,14 @@ export class RetrievalEnvironment {
     this.graphSeconds = 0;
     const plan = this.plan(queries);
     const te = performance.now();
-    this.write(plan.rows, this.encode(plan.rows));
+    const vectors = this.encode(plan.rows);
+    // rolling rows come last in a plan: they are not chosen by the queries, so they sample the drift fairly
+    const sample = plan.counts.rolling > 0 ? plan.rows.length - plan.counts.rolling : 0;
+    const old = plan.rows.slice(sample).map((r) => Float32Array.from(this.table.row(r)));
+    const oldVersions = plan.rows.slice(sample).map((r) => this.table.versions[r]);
+    this.write(plan.rows, vectors);
+    if (plan.counts.full > 0 || this.table.staleCount(this.version) === 0) this.versionMeans.set(this.version, this.exactMean());
+    else if (plan.rows.length > 0) this.estimateMean(old, oldVersions, vectors.slice(sample));
     const encodeSeconds = (performance.now() - te) / 1000 - this.graphSeconds;
     this.totalEncodes += plan.rows.length;
     this.steps++;
@@ -152,7 +215,7 @@ export class RetrievalEnvironment {
     for (const q of queries) {
       const rq: number[] = [], cq: number[][] = [];
       for (const e of q.responses) {
-        this.table.scores(e, scores);
+        this.table.scores(e, scores, this.offsets(e));
         rq.push(rankingReward(scores, q.positives, kind, k));
         cq.push(want > 0 ? topK(scores, want) : []);
       }

@@ -30,6 +30,8 @@ export interface RlConfig {
     /** Memory allowed for the table in bytes (0 = half the machine's memory). */
     maxTableBytes: number;
     connectivity: number; expansionAdd: number; expansionSearch: number;
+    /** Shift stale rows' scores by the estimated corpus drift since their version (rlenv environment.ts). */
+    driftCorrection: boolean;
   };
   checkpoint: { every: number; keep: number };
   templates: { querySystem?: string; documentSystem?: string; reasoningSystem?: string; directResponse?: string };
@@ -43,7 +45,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = {
   loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0, temperature: 0.05 },
   optimizer: { lr: 1e-5, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, minLr: 0, maxGradNorm: 1 },
   lora: null,
-  environment: { mode: 'local', budget: 200, candidates: 8, neighbours: 4, rolling: 32, fullEvery: 0, returnCandidates: 16, maxTableBytes: 0, connectivity: 16, expansionAdd: 128, expansionSearch: 64 },
+  environment: { mode: 'local', budget: 200, candidates: 8, neighbours: 4, rolling: 32, fullEvery: 0, returnCandidates: 16, maxTableBytes: 0, connectivity: 16, expansionAdd: 128, expansionSearch: 64, driftCorrection: true },
   checkpoint: { every: 50, keep: 2 },
   templates: {},
 };

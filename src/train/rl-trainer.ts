@@ -152,6 +152,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     maxTableBytes: e.maxTableBytes > 0 ? e.maxTableBytes : defaultTableLimit(),
     reward: { kind: cfg.reward.kind as RankingRewardKind, k: cfg.reward.k },
     returnCandidates: cfg.loss.infonce > 0 ? e.returnCandidates : 0,
+    driftCorrection: mode === 'local' && e.driftCorrection,
   });
   const ts = Date.now();
   const dim = pol.model.config.hiddenSize;
