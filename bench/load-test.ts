@@ -69,6 +69,12 @@ async function main(): Promise<void> {
     await autocannon({ url: `${url}/v1/search`, connections, duration: 3, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: queries[0], k: 10 }) });
     const rss: number[] = [await rssMiB(url)];
     const sampler = setInterval(() => { rssMiB(url).then((m) => rss.push(m), () => undefined); }, 10_000);
+    // how responsive /health stays while the server is saturated (the event loop is shared with the forward passes)
+    const healthMs: number[] = [];
+    const prober = setInterval(() => {
+      const s = performance.now();
+      fetch(`${url}/health`).then((r) => r.arrayBuffer()).then(() => healthMs.push(performance.now() - s), () => undefined);
+    }, 250);
     let n = 0;
     const res = await autocannon({
       url, connections, duration,
@@ -78,6 +84,7 @@ async function main(): Promise<void> {
       }],
     });
     clearInterval(sampler);
+    clearInterval(prober);
     rss.push(await rssMiB(url));
     const codes = Object.entries(res.statusCodeStats).map(([c, s]) => `${c}:${s.count}`).join(' ');
     console.log(`autocannon ${duration} s, ${connections} connections, POST /v1/search k=10${hybrid ? ' hybrid' : ''}, reasoning off, loopback`);
@@ -85,6 +92,8 @@ async function main(): Promise<void> {
     console.log(`  throughput ${res.requests.average.toFixed(0)} req/s (${res.requests.total} requests)`);
     console.log(`  status ${codes}; 5xx ${res['5xx']}, errors ${res.errors}, timeouts ${res.timeouts}`);
     console.log(`  server RSS MiB: start ${rss[0].toFixed(0)}, samples ${rss.slice(1, -1).map((x) => x.toFixed(0)).join(' ')}, end ${rss.at(-1)!.toFixed(0)}`);
+    const sorted = [...healthMs].sort((a, b) => a - b);
+    console.log(`  GET /health during the run: ${sorted.length} probes, p50 ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms, p99 ${sorted[Math.floor(sorted.length * 0.99)].toFixed(1)} ms, max ${sorted.at(-1)!.toFixed(1)} ms`);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const batches = Number(/search_r3_batches_total\{kind="direct"\} (\d+)/.exec(metrics)?.[1] ?? 0);
     const inputs = Number(/search_r3_batch_inputs_total\{kind="direct"\} (\d+)/.exec(metrics)?.[1] ?? 0);
