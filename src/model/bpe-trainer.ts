@@ -1,0 +1,381 @@
+/**
+ * Training a byte-level BPE tokenizer in the Qwen2 style: NFC normalisation, Qwen2's pre-tokenizer
+ * split, the 256 byte-level base tokens (ids 0..255 in GPT-2's byte-to-character order), merges learned
+ * by pair frequency over the counted pre-tokenized words, then the special tokens as added tokens.
+ * The result is a standard tokenizer.json + tokenizer_config.json (Qwen2.5 chat template) that our
+ * Tokenizer and llama.cpp (through the GGUF export, `pre = qwen2`) both load.
+ *
+ * The merge loop is incremental: a pair → count map, a pair → words index and a max-heap with lazy
+ * invalidation, so each merge only rewrites the words that contain its pair. Ties in pair counts are
+ * broken by the pair's token strings (left, then right; byte-level characters in UTF-16 code-unit
+ * order), which depends on nothing but the word counts: the same text gives the same tokenizer,
+ * whatever order the files or words come in.
+ */
+import { createReadStream, promises as fsp, statSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { QWEN2_5_CHAT_TEMPLATE } from './qwen2-chat-template.js';
+import { byteLevelAlphabet, QWEN2_PRETOKENIZER_PATTERN, TINY_SPECIAL_TOKENS } from './tiny-tokenizer.js';
+import type { AddedTokenConfig, AddedTokenJson, TokenizerConfig, TokenizerJson } from './tokenizer-json.js';
+
+/**
+ * QWEN2_PRETOKENIZER_PATTERN for JavaScript's RegExp: `(?i:...)` spelled out (Node 20 has no inline
+ * modifiers), and \s / \S as Unicode White_Space, which Oniguruma (Rust tokenizers) uses: it includes
+ * U+0085 and excludes U+FEFF, the other way round from JavaScript's \s.
+ */
+const WS = '\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+export const QWEN2_PRETOKENIZER_JS = new RegExp(
+  "'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])" +
+    '|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+' +
+    '|\\p{N}' +
+    `| ?[^${WS}\\p{L}\\p{N}]+[\\r\\n]*` +
+    `|[${WS}]*[\\r\\n]+` +
+    `|[${WS}]+(?![^${WS}])` +
+    `|[${WS}]+`,
+  'gu',
+);
+
+/** Splits (already NFC-normalised) text into pre-tokens as Qwen2's pre-tokenizer does. */
+export function preTokenize(text: string): string[] {
+  return text.match(QWEN2_PRETOKENIZER_JS) ?? [];
+}
+
+/** Counts of distinct pre-tokenized words: the trainer's whole view of the text (memory grows with distinct words only). */
+export class WordCounter {
+  readonly counts = new Map<string, number>();
+  bytes = 0;
+  private readonly specials: readonly string[];
+
+  constructor(specialTokens: readonly string[] = TINY_SPECIAL_TOKENS) {
+    this.specials = specialTokens;
+  }
+
+  /** Adds a text: NFC-normalised, special tokens written in it removed (they are added tokens, never merged), pre-tokenized, counted. */
+  add(text: string): void {
+    let t = text.normalize('NFC');
+    for (const s of this.specials) if (t.includes(s)) t = t.split(s).join(' ');
+    this.bytes += Buffer.byteLength(t);
+    for (const w of preTokenize(t)) this.counts.set(w, (this.counts.get(w) ?? 0) + 1);
+  }
+}
+
+export interface BpeTrainOptions {
+  /** Total token ids: 256 byte tokens + merges + special tokens. */
+  vocabSize: number;
+  /** Added special tokens, given the ids after the merges. Default <|endoftext|>, <|im_start|>, <|im_end|>, <|embed_token|>. */
+  specialTokens?: readonly string[];
+  /** A pair seen fewer times than this is never merged (training stops early, with a smaller vocabulary). Default 2. */
+  minFrequency?: number;
+  /** Called every `progressEvery` merges (default 500) with merges done and wanted. */
+  onProgress?: (done: number, wanted: number) => void;
+  progressEvery?: number;
+}
+
+export interface BpeTrainResult {
+  /** Merges in creation order: merge i makes token id 256 + i. */
+  merges: Array<[string, string]>;
+  /** Byte-level token strings by id (bytes then merges; specials not included). */
+  tokens: string[];
+  /** Why training stopped short of the requested size, if it did. */
+  stoppedEarly: string | null;
+}
+
+/**
+ * Learns BPE merges from word counts. Each round merges the most frequent adjacent pair (count summed
+ * over words × word counts); ties go to the smaller (left, right) token strings.
+ */
+export function learnMerges(words: ReadonlyMap<string, number>, options: BpeTrainOptions): BpeTrainResult {
+  const specials = options.specialTokens ?? TINY_SPECIAL_TOKENS;
+  const wanted = options.vocabSize - 256 - specials.length;
+  if (!Number.isInteger(options.vocabSize) || wanted < 0) {
+    throw new RangeError(`vocabSize must be an integer ≥ ${256 + specials.length} (256 bytes + ${specials.length} special tokens), got ${options.vocabSize}.`);
+  }
+  const minFrequency = options.minFrequency ?? 2;
+  const alphabet = byteLevelAlphabet();
+  const byteId = new Int32Array(256);
+  // byteLevelAlphabet() lists characters in id order; the byte each character stands for is its code
+  // point for the printable ones and (code − 256)-th unprintable byte otherwise: rebuild the byte → id map.
+  const unprintable: number[] = [];
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    if (!printable) unprintable.push(b);
+  }
+  alphabet.forEach((ch, id) => {
+    const c = ch.charCodeAt(0);
+    byteId[c >= 256 ? unprintable[c - 256]! : c] = id;
+  });
+  const tokens = [...alphabet];
+
+  // Words as symbol-id arrays, in a canonical order (sorted by text) so nothing depends on input order.
+  const entries = [...words.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const symbols: Int32Array[] = [];
+  const freq: number[] = [];
+  for (const [w, c] of entries) {
+    const bytes = Buffer.from(w, 'utf8');
+    if (bytes.length < 2) continue; // no pair to merge
+    const s = new Int32Array(bytes.length);
+    for (let i = 0; i < bytes.length; i++) s[i] = byteId[bytes[i]!]!;
+    symbols.push(s);
+    freq.push(c);
+  }
+
+  const SHIFT = 2 ** 21; // ids stay below 2^21, so a pair fits one exact double key
+  const keyOf = (a: number, b: number): number => a * SHIFT + b;
+  const pairCount = new Map<number, number>();
+  const pairWords = new Map<number, number[]>();
+  for (let w = 0; w < symbols.length; w++) {
+    const s = symbols[w]!;
+    for (let i = 0; i + 1 < s.length; i++) {
+      const k = keyOf(s[i]!, s[i + 1]!);
+      pairCount.set(k, (pairCount.get(k) ?? 0) + freq[w]!);
+      let list = pairWords.get(k);
+      if (list === undefined) pairWords.set(k, (list = []));
+      if (list[list.length - 1] !== w) list.push(w);
+    }
+  }
+
+  const heap = new PairHeap(tokens, SHIFT);
+  for (const [k, c] of pairCount) heap.push(k, c);
+
+  const merges: Array<[string, string]> = [];
+  let stoppedEarly: string | null = null;
+  const every = options.progressEvery ?? 500;
+  while (merges.length < wanted) {
+    const top = heap.pop();
+    if (top === null) { stoppedEarly = `no pairs left to merge after ${merges.length} merges`; break; }
+    const current = pairCount.get(top.key) ?? 0;
+    if (current !== top.count) {
+      // stale entry: counts of existing pairs only fall, so re-queue with the true count
+      if (current > 0) heap.push(top.key, current);
+      continue;
+    }
+    if (current < minFrequency) { stoppedEarly = `the most frequent remaining pair occurs ${current} times (< minFrequency ${minFrequency}) after ${merges.length} merges`; break; }
+    const a = Math.floor(top.key / SHIFT), b = top.key % SHIFT;
+    const id = tokens.length;
+    tokens.push(tokens[a]! + tokens[b]!);
+    merges.push([tokens[a]!, tokens[b]!]);
+    const touched = new Set<number>();
+    const list = pairWords.get(top.key) ?? [];
+    pairWords.delete(top.key);
+    for (const w of list) {
+      const s = symbols[w]!;
+      let has = false;
+      for (let i = 0; i + 1 < s.length; i++) if (s[i] === a && s[i + 1] === b) { has = true; break; }
+      if (!has) continue; // the index is lazy: the word lost this pair to an earlier merge
+      const f = freq[w]!;
+      for (let i = 0; i + 1 < s.length; i++) {
+        const k = keyOf(s[i]!, s[i + 1]!);
+        const c = pairCount.get(k)! - f;
+        if (c > 0) pairCount.set(k, c); else pairCount.delete(k);
+      }
+      const out = new Int32Array(s.length);
+      let n = 0;
+      for (let i = 0; i < s.length; i++) {
+        if (i + 1 < s.length && s[i] === a && s[i + 1] === b) { out[n++] = id; i++; } else out[n++] = s[i]!;
+      }
+      const t = out.subarray(0, n);
+      symbols[w] = t;
+      for (let i = 0; i + 1 < t.length; i++) {
+        const x = t[i]!, y = t[i + 1]!;
+        const k = keyOf(x, y);
+        pairCount.set(k, (pairCount.get(k) ?? 0) + f);
+        if (x === id || y === id) {
+          touched.add(k);
+          let l = pairWords.get(k);
+          if (l === undefined) pairWords.set(k, (l = []));
+          if (l[l.length - 1] !== w) l.push(w);
+        }
+      }
+    }
+    pairCount.delete(top.key);
+    // pairs with the new token are the only ones whose counts grew: queue them with their final counts
+    for (const k of touched) { const c = pairCount.get(k); if (c !== undefined) heap.push(k, c); }
+    if (options.onProgress && merges.length % every === 0) options.onProgress(merges.length, wanted);
+  }
+  return { merges, tokens, stoppedEarly };
+}
+
+/** Max-heap of (count, pair) ordered by count, then by the smaller (left, right) token strings. */
+class PairHeap {
+  private counts: number[] = [];
+  private keys: number[] = [];
+  constructor(private readonly tokens: readonly string[], private readonly shift: number) {}
+
+  /** True when entry i ranks above entry j. */
+  private above(i: number, j: number): boolean {
+    const ci = this.counts[i]!, cj = this.counts[j]!;
+    if (ci !== cj) return ci > cj;
+    const ki = this.keys[i]!, kj = this.keys[j]!;
+    if (ki === kj) return false;
+    const li = this.tokens[Math.floor(ki / this.shift)]!, lj = this.tokens[Math.floor(kj / this.shift)]!;
+    if (li !== lj) return li < lj;
+    return this.tokens[ki % this.shift]! < this.tokens[kj % this.shift]!;
+  }
+
+  private swap(i: number, j: number): void {
+    const c = this.counts[i]!; this.counts[i] = this.counts[j]!; this.counts[j] = c;
+    const k = this.keys[i]!; this.keys[i] = this.keys[j]!; this.keys[j] = k;
+  }
+
+  push(key: number, count: number): void {
+    this.counts.push(count); this.keys.push(key);
+    let i = this.counts.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.above(i, p)) break;
+      this.swap(i, p); i = p;
+    }
+  }
+
+  pop(): { key: number; count: number } | null {
+    const n = this.counts.length;
+    if (n === 0) return null;
+    const top = { key: this.keys[0]!, count: this.counts[0]! };
+    this.swap(0, n - 1);
+    this.counts.pop(); this.keys.pop();
+    let i = 0;
+    const m = n - 1;
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let best = i;
+      if (l < m && this.above(l, best)) best = l;
+      if (r < m && this.above(r, best)) best = r;
+      if (best === i) break;
+      this.swap(i, best); i = best;
+    }
+    return top;
+  }
+}
+
+const BYTE_LEVEL = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
+
+/**
+ * tokenizer.json and tokenizer_config.json for learned merges, laid out as Qwen2's: byte tokens 0..255,
+ * merge i → id 256 + i, special tokens after; eos <|im_end|>, pad <|endoftext|>, Qwen2.5's chat template.
+ */
+export function bpeTokenizerFiles(merges: ReadonlyArray<readonly [string, string]>, specialTokens: readonly string[] = TINY_SPECIAL_TOKENS, chatTemplate = QWEN2_5_CHAT_TEMPLATE): { tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig } {
+  const vocab: Record<string, number> = {};
+  byteLevelAlphabet().forEach((ch, id) => (vocab[ch] = id));
+  merges.forEach(([a, b], i) => (vocab[a + b] = 256 + i));
+  const first = 256 + merges.length;
+  const addedTokens: AddedTokenJson[] = specialTokens.map((content, i) => ({ id: first + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const tokenizerJson: TokenizerJson = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: addedTokens,
+    normalizer: { type: 'NFC' },
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: QWEN2_PRETOKENIZER_PATTERN }, behavior: 'Isolated', invert: false },
+        BYTE_LEVEL,
+      ],
+    },
+    post_processor: { ...BYTE_LEVEL },
+    decoder: { ...BYTE_LEVEL },
+    model: {
+      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '',
+      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: merges.map(([a, b]) => [a, b]),
+    },
+  };
+  const decoder: Record<string, AddedTokenConfig> = {};
+  for (const { id, ...rest } of addedTokens) decoder[String(id)] = rest;
+  const has = (t: string): string | null => (specialTokens.includes(t) ? t : null);
+  const tokenizerConfig: TokenizerConfig = {
+    add_bos_token: false,
+    add_prefix_space: false,
+    added_tokens_decoder: decoder,
+    additional_special_tokens: specialTokens.filter((t) => t !== '<|endoftext|>'),
+    bos_token: null,
+    chat_template: chatTemplate,
+    clean_up_tokenization_spaces: false,
+    eos_token: has('<|im_end|>') ?? has('<|endoftext|>'),
+    errors: 'replace',
+    model_max_length: 32768,
+    pad_token: has('<|endoftext|>'),
+    split_special_tokens: false,
+    tokenizer_class: 'Qwen2Tokenizer',
+    unk_token: null,
+  };
+  return { tokenizerJson, tokenizerConfig };
+}
+
+/** Files under the given files/folders (folders recursively, sorted), the order text is read in. */
+export async function listInputFiles(inputs: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (p: string): Promise<void> => {
+    const st = statSync(p);
+    if (st.isDirectory()) {
+      for (const name of (await fsp.readdir(p)).sort()) await walk(path.join(p, name));
+    } else if (st.isFile()) out.push(p);
+  };
+  for (const p of inputs) await walk(p);
+  return out;
+}
+
+/**
+ * Streams a file into the counter. `.jsonl` files hold one document per line: its "title" and "text"
+ * (joined by a newline) are the text. Other files are plain text, read line by line and pre-tokenized
+ * in chunks of whole lines (a run of blank lines across a chunk boundary is split there: a negligible
+ * difference in the counts).
+ */
+export async function countFile(file: string, counter: WordCounter): Promise<void> {
+  const jsonl = file.endsWith('.jsonl');
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  let chunk = '';
+  for await (const line of lines) {
+    if (jsonl) {
+      if (line.trim() === '') continue;
+      const doc = JSON.parse(line) as { title?: unknown; text?: unknown };
+      const text = [doc.title, doc.text].filter((x): x is string => typeof x === 'string' && x !== '').join('\n');
+      if (text !== '') counter.add(text);
+    } else {
+      chunk += line + '\n';
+      if (chunk.length >= 1 << 16) { counter.add(chunk); chunk = ''; }
+    }
+  }
+  if (chunk !== '') counter.add(chunk);
+}
+
+export interface TrainTokenizerSummary {
+  files: string[];
+  /** UTF-8 bytes of text counted (after NFC). */
+  bytes: number;
+  distinctWords: number;
+  merges: number;
+  vocabSize: number;
+  stoppedEarly: string | null;
+  countSeconds: number;
+  mergeSeconds: number;
+}
+
+/**
+ * Reads every input file, learns the merges and returns the two tokenizer files' contents with a
+ * summary; `onStage` reports progress lines (counting per file, merges every 500).
+ */
+export async function trainBpeTokenizer(inputs: readonly string[], options: BpeTrainOptions & { onStage?: (msg: string) => void }): Promise<{ tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig; summary: TrainTokenizerSummary }> {
+  const files = await listInputFiles(inputs);
+  const specials = options.specialTokens ?? TINY_SPECIAL_TOKENS;
+  const counter = new WordCounter(specials);
+  const t0 = performance.now();
+  for (const f of files) {
+    await countFile(f, counter);
+    options.onStage?.(`counted ${f}: ${(counter.bytes / 1e6).toFixed(1)} MB, ${counter.counts.size} distinct words so far`);
+  }
+  const t1 = performance.now();
+  const result = learnMerges(counter.counts, {
+    ...options,
+    onProgress: options.onProgress ?? ((done, wanted) => options.onStage?.(`merges ${done}/${wanted} (${((performance.now() - t1) / 1000).toFixed(1)} s)`)),
+  });
+  const t2 = performance.now();
+  const files2 = bpeTokenizerFiles(result.merges, specials);
+  return {
+    ...files2,
+    summary: {
+      files, bytes: counter.bytes, distinctWords: counter.counts.size, merges: result.merges.length,
+      vocabSize: 256 + result.merges.length + specials.length, stoppedEarly: result.stoppedEarly,
+      countSeconds: (t1 - t0) / 1000, mergeSeconds: (t2 - t1) / 1000,
+    },
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * The BPE trainer: a hand-computed example (merge order and the tie rule), determinism whatever the
+ * input order, a tokenizer trained on real SciFact text that is consistent, loads in our Tokenizer and
+ * round-trips 1,000 varied strings, and a JS pre-tokenizer that splits exactly as the tokenizer.json
+ * engine does (the trainer counts the words the tokenizer will later see).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { bpeTokenizerFiles, learnMerges, preTokenize, trainBpeTokenizer, WordCounter } from '../../src/model/bpe-trainer.js';
+import { bpeConsistencyProblems } from '../../src/model/tiny-tokenizer.js';
+import { Tokenizer } from '../../src/model/tokenizer.js';
+import { sharedData } from '../helpers/repo.js';
+import { variedStrings } from './varied-strings.js';
+
+const SPECIALS = 4;
+
+test('hand-computed example: merges by pair count, ties to the smaller (left, right) strings, stops when no pair is left', () => {
+  // pairs: u g 20, p u 17, u n 16, h u 15 ... → "u g"; then u n 16 > h ug 15 > p un 12;
+  // then "hug s" 5 and "p ug" 5 tie: "hug" < "p"; then b un 4; then nothing is left to merge.
+  const words = new Map([['hug', 10], ['pug', 5], ['pun', 12], ['bun', 4], ['hugs', 5]]);
+  const r = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 1 });
+  assert.deepEqual(r.merges, [['u', 'g'], ['u', 'n'], ['h', 'ug'], ['p', 'un'], ['hug', 's'], ['p', 'ug'], ['b', 'un']]);
+  assert.match(r.stoppedEarly ?? '', /no pairs left to merge after 7 merges/);
+  assert.equal(r.tokens[256], 'ug');
+  // minFrequency stops before pairs rarer than it
+  const r5 = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 5 });
+  assert.deepEqual(r5.merges.map((m) => m.join(' ')), ['u g', 'u n', 'h ug', 'p un', 'hug s', 'p ug']);
+  // and the vocabulary size caps the merges
+  assert.equal(learnMerges(words, { vocabSize: 256 + 2 + SPECIALS, minFrequency: 1 }).merges.length, 2);
+});
+
+test('overlapping pairs merge left to right, and bytes beyond ASCII are byte-level characters', () => {
+  const r = learnMerges(new Map([['aaa', 3], [' é', 2]]), { vocabSize: 256 + 3 + SPECIALS, minFrequency: 1 });
+  // "a a" counts 2 per word (overlapping) = 6; after it "aa a" 3, then " é" = Ġ + the two UTF-8 bytes of é (Ã ©) 2
+  assert.deepEqual(r.merges, [['a', 'a'], ['aa', 'a'], ['Ã', '©']]);
+});
+
+test('the same words in any order give the same merges', () => {
+  const words = [...new WordCounterFrom(readSlice(400)).counts.entries()];
+  const shuffled = [...words].reverse();
+  const a = learnMerges(new Map(words), { vocabSize: 1200 });
+  const b = learnMerges(new Map(shuffled), { vocabSize: 1200 });
+  assert.deepEqual(a.merges, b.merges);
+  assert.equal(a.merges.length, 1200 - 256 - SPECIALS);
+});
+
+test('a tokenizer trained on SciFact text is consistent, loads, and round-trips 1,000 varied strings', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bpe-train-'));
+  try {
+    const file = path.join(dir, 'slice.jsonl');
+    await fsp.writeFile(file, readSlice(1500).join('\n'));
+    const r = await trainBpeTokenizer([file], { vocabSize: 4096 });
+    assert.equal(r.summary.vocabSize, 4096);
+    assert.equal(r.summary.stoppedEarly, null);
+    assert.deepEqual(bpeConsistencyProblems(r.tokenizerJson), []);
+    // trained twice from a folder: identical files
+    const again = await trainBpeTokenizer([dir], { vocabSize: 4096 });
+    assert.equal(JSON.stringify(again.tokenizerJson), JSON.stringify(r.tokenizerJson));
+
+    const tok = Tokenizer.fromJSON(r.tokenizerJson, r.tokenizerConfig);
+    await tok.save(path.join(dir, 'tok'));
+    const loaded = await Tokenizer.fromFolder(path.join(dir, 'tok'));
+    assert.equal(loaded.vocabSize, 4096);
+    assert.equal(loaded.eosTokenId, loaded.tokenToId('<|im_end|>'));
+    assert.equal(loaded.padTokenId, loaded.tokenToId('<|endoftext|>'));
+    assert.equal(loaded.tokenToId('<|embed_token|>'), 4095);
+    assert.match(loaded.renderChat([{ role: 'user', content: 'hi' }], { addGenerationPrompt: true }), /<\|im_start\|>user\nhi<\|im_end\|>\n<\|im_start\|>assistant\n$/);
+
+    // frequent domain words became single tokens; the learned merges actually compress text
+    assert.equal(loaded.tokenize(' the').length, 1);
+    const sample = readSlice(20).map((l) => (JSON.parse(l) as { text: string }).text).join('\n');
+    const bytes = Buffer.byteLength(sample);
+    const ids = loaded.encode(sample);
+    assert.ok(bytes / ids.length > 3, `compression ${(bytes / ids.length).toFixed(2)} bytes/token`);
+
+    for (const s of variedStrings(1000)) {
+      assert.equal(loaded.decode(loaded.encode(s)), s.normalize('NFC'), JSON.stringify(s));
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("the trainer's pre-tokenizer splits exactly as the tokenizer.json engine does", () => {
+  const { tokenizerJson, tokenizerConfig } = bpeTokenizerFiles([]);
+  const split = (tokenizerJson.pre_tokenizer as { pretokenizers: unknown[] }).pretokenizers[0];
+  const engine = new HfTokenizer({ ...tokenizerJson, pre_tokenizer: split }, tokenizerConfig) as unknown as { pre_tokenizer: { pre_tokenize_text(t: string): string[] } };
+  const extra = ['a\u0085b \u0085 x', '\uFEFFword \uFEFF', "IT'S we'Re", ' \u3000\u00a0 \n\r\n  x'];
+  for (const s of [...variedStrings(500, 7), ...extra]) {
+    const text = s.normalize('NFC');
+    assert.deepEqual(preTokenize(text), engine.pre_tokenizer.pre_tokenize_text(text), JSON.stringify(text));
+  }
+});
+
+test('special tokens written in the training text are not learned as merges', () => {
+  const c = new WordCounter();
+  for (let i = 0; i < 50; i++) c.add('<|im_start|>user<|im_end|>');
+  assert.ok(![...c.counts.keys()].some((w) => w.includes('<|')), [...c.counts.keys()].join(','));
+});
+
+function readSlice(n: number): string[] {
+  // first n SciFact documents (the corpus is read once per call; the file is 7.8 MB)
+  return readFileLines(path.join(sharedData, 'scifact/corpus.jsonl'), n);
+}
+
+function readFileLines(file: string, n: number): string[] {
+  return readFileSync(file, 'utf8').split('\n', n).filter((l) => l.trim() !== '');
+}
+
+class WordCounterFrom extends WordCounter {
+  constructor(lines: string[]) {
+    super();
+    for (const l of lines) { const d = JSON.parse(l) as { title: string; text: string }; this.add(`${d.title}\n${d.text}`); }
+  }
+}
