@@ -8,6 +8,7 @@ import { trainCommand } from './train-sft.js';
 import { mineCommand } from './mine.js';
 import { withRlStage } from './train-rl.js';
 import { rlenvCommand } from './rlenv-audit.js';
+import { tokenizerCommand } from './tokenizer-train.js';
 
 /** Every sub-command, in the order `--help` lists them. Add one line per command. */
 export const commands: Command[] = [
@@ -19,4 +20,5 @@ export const commands: Command[] = [
   withRlStage(trainCommand),
   mineCommand,
   rlenvCommand,
+  tokenizerCommand,
 ];
