@@ -28,7 +28,8 @@ export class QueueFullError extends Error {
 
 interface DirectJob { kind: 'direct'; ids: number[]; truncated: number; resolve: (e: QueryEmbedding) => void; reject: (e: unknown) => void }
 interface ReasoningJob { kind: 'reasoning'; text: string; opts: QueryOptions; group: string; resolve: (e: QueryEmbedding) => void; reject: (e: unknown) => void }
-type Job = DirectJob | ReasoningJob;
+interface TaskJob { kind: 'task'; run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }
+type Job = DirectJob | ReasoningJob | TaskJob;
 
 export interface PreparedInput { ids: number[]; truncated: number }
 
@@ -86,6 +87,16 @@ export class EmbeddingBatcher {
     return out;
   }
 
+  /** Runs other model work (a chat completion) in turn with the batches, counted against the queue bound. */
+  runExclusive<T>(run: () => T): Promise<T> {
+    this.admit(1);
+    const out = new Promise<T>((resolve, reject) => {
+      this.queue.push({ kind: 'task', run, resolve: resolve as (v: unknown) => void, reject });
+    });
+    this.schedule();
+    return out;
+  }
+
   private schedule(): void {
     if (this.working || this.queue.length === 0) return;
     if (this.queue.length >= this.maxBatchInputs) {
@@ -103,6 +114,8 @@ export class EmbeddingBatcher {
     let batch: Job[];
     if (first.kind === 'direct') {
       batch = this.take((j) => j.kind === 'direct');
+    } else if (first.kind === 'task') {
+      batch = [this.queue.shift()!];
     } else {
       const g = first.group;
       batch = this.take((j) => j.kind === 'reasoning' && j.group === g);
@@ -110,7 +123,9 @@ export class EmbeddingBatcher {
     this.running = batch.length;
     const t0 = performance.now();
     try {
-      if (first.kind === 'direct') {
+      if (first.kind === 'task') {
+        (first as TaskJob).resolve((first as TaskJob).run());
+      } else if (first.kind === 'direct') {
         const jobs = batch as DirectJob[];
         const vectors = this.embedder.forwardBatches(jobs.map((j) => j.ids));
         jobs.forEach((j, i) => j.resolve({ vector: vectors[i], reasoning: '', forced: false, tokens: [], truncated: j.truncated }));
@@ -123,7 +138,7 @@ export class EmbeddingBatcher {
       for (const j of batch) j.reject(e);
     }
     this.running = 0;
-    this.opts.onBatch?.(batch.length, first.kind, (performance.now() - t0) / 1000);
+    if (first.kind !== 'task') this.opts.onBatch?.(batch.length, first.kind, (performance.now() - t0) / 1000);
     // yield to the event loop before the next batch
     setImmediate(() => this.finishBatch());
   }

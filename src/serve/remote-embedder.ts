@@ -6,8 +6,9 @@
  * jitter. On connect every server's /health must report the same model id, dimension, prompts and cut
  * length, so an index never mixes vectors of two models.
  */
-import type { PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
+import { DEFAULT_TEMPLATES, EMBED_TOKEN, encodePrompt, normalize, type PromptTemplates, type QueryEmbedding, type QueryOptions } from '../embed/index.js';
 import type { EmbeddingBackend } from '../index/embedding-backend.js';
+import type { Tokenizer } from '../model/tokenizer.js';
 
 export interface RemoteOptions {
   apiKey?: string;
@@ -20,8 +21,23 @@ export interface RemoteOptions {
   inputsPerRequest?: number;
   /** Requests in flight per server (default 2). */
   concurrency?: number;
-  /** The `model` field sent (default: what the first server's /health calls itself). */
+  /** The `model` field sent (default: what the first server's /health calls itself; required for 'openai'). */
   model?: string;
+  /**
+   * 'search-r3' (default): our servers, prompts applied server-side via the `search_r3` extension.
+   * 'openai': any OpenAI-compatible server running the Search-R3 model with last-token pooling (e.g. vLLM
+   * with a LAST pooler): prompts are rendered here with `tokenizer` and sent as token ids to
+   * /v1/embeddings; reasoning comes from /v1/chat/completions (stop at <|embed_token|>), and the vector
+   * from embedding prompt + analysis + <|embed_token|> as token ids.
+   */
+  protocol?: 'search-r3' | 'openai';
+  /** For 'openai': the model's tokenizer (Tokenizer.fromFolder on the model folder; weights are not needed). */
+  tokenizer?: Tokenizer;
+  /** For 'openai': the identity recorded in an index (default `openai:<model>`); use the model's fingerprint to mix with local encoding. */
+  modelId?: string;
+  templates?: Partial<PromptTemplates>;
+  /** For 'openai': longest prompt in tokens (default 8192). */
+  maxLength?: number;
 }
 
 interface Health { model: string; model_id: string; source?: string; dimension: number; max_length: number; templates: PromptTemplates }
@@ -56,6 +72,7 @@ export class RemoteEmbedder implements EmbeddingBackend {
   static async connect(urls: string[], opts: RemoteOptions = {}): Promise<RemoteEmbedder> {
     if (urls.length === 0) throw new RemoteError('no server URLs given.');
     const clean = urls.map((u) => u.replace(/\/+$/, '').replace(/\/v1$/, ''));
+    if (opts.protocol === 'openai') return RemoteEmbedder.connectOpenAI(clean, opts);
     const healths: Health[] = [];
     for (const u of clean) {
       let res: Response;
@@ -77,6 +94,19 @@ export class RemoteEmbedder implements EmbeddingBackend {
     return new RemoteEmbedder(clean, first, opts);
   }
 
+  /**
+   * A generic OpenAI-compatible server knows nothing of our prompts: the dimension is probed by embedding
+   * one document, and the identity is what the caller says it is.
+   */
+  private static async connectOpenAI(urls: string[], opts: RemoteOptions): Promise<RemoteEmbedder> {
+    if (!opts.tokenizer) throw new RemoteError("the 'openai' protocol needs the model's tokenizer (to render the Search-R3 prompts as token ids).");
+    if (!opts.model) throw new RemoteError("the 'openai' protocol needs the served model's name ('model').");
+    const templates = { ...DEFAULT_TEMPLATES, ...opts.templates };
+    const probe = new RemoteEmbedder(urls, { model: opts.model, model_id: opts.modelId ?? `openai:${opts.model}`, dimension: 0, max_length: opts.maxLength ?? 8192, templates }, opts);
+    const [v] = await probe.embedTokenSeqs([encodePrompt(opts.tokenizer, 'probe', 'document', templates, probe.maxLength).ids]);
+    return new RemoteEmbedder(urls, { ...probe.health, dimension: v.length }, opts);
+  }
+
   get modelId(): string { return this.health.model_id; }
   get source(): string { return this.health.source ?? this.health.model_id; }
   get dimension(): number { return this.health.dimension; }
@@ -84,10 +114,94 @@ export class RemoteEmbedder implements EmbeddingBackend {
   get templates(): PromptTemplates { return this.health.templates; }
 
   async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
+    if (this.opts.protocol === 'openai') return this.embedTokenSeqs(texts.map((t) => this.prompt(t, 'document')));
     return (await this.run(texts, { mode: 'document', reasoning: 'off' })).map((r) => r.vector);
   }
 
+  private prompt(text: string, kind: 'document' | 'query', reasoning = false): number[] {
+    return encodePrompt(this.opts.tokenizer!, text, kind, this.templates, this.maxLength, reasoning).ids;
+  }
+
+  /** Token-id sequences → normalised vectors over /v1/embeddings (split, spread and retried like text). */
+  private async embedTokenSeqs(seqs: number[][]): Promise<Float32Array[]> {
+    const out = new Array<Float32Array>(seqs.length);
+    const parts: number[] = [];
+    for (let i = 0; i < seqs.length; i += this.inputsPerRequest) parts.push(i);
+    let cursor = 0;
+    const worker = async (): Promise<void> => {
+      while (cursor < parts.length) {
+        const start = parts[cursor++];
+        const part = seqs.slice(start, start + this.inputsPerRequest);
+        const res = await this.post('/v1/embeddings', { model: this.opts.model, input: part, encoding_format: 'base64' }) as { data?: { index: number; embedding: string }[] };
+        if (!res.data || res.data.length !== part.length) throw new RemoteError(`/v1/embeddings returned ${res.data?.length ?? 'no'} embeddings for ${part.length} inputs.`);
+        res.data.sort((a, b) => a.index - b.index).forEach((d, i) => { out[start + i] = normalize(decodeBase64(d.embedding)); });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parts.length, this.concurrency * this.urls.length) }, worker));
+    return out;
+  }
+
+  /** The generic path of a query: analysis by chat completion, then the vector of prompt + analysis + embed token. */
+  private async embedQueriesOpenAI(texts: readonly string[], opts: QueryOptions): Promise<QueryEmbedding[]> {
+    const tok = this.opts.tokenizer!;
+    if ((opts.reasoning ?? 'off') === 'off') {
+      const vectors = await this.embedTokenSeqs(texts.map((t) => this.prompt(t, 'query')));
+      return vectors.map((vector) => ({ vector, reasoning: '', forced: false, tokens: [], truncated: 0 }));
+    }
+    const embedId = tok.tokenToId(EMBED_TOKEN);
+    if (embedId === undefined) throw new RemoteError(`the tokenizer has no ${EMBED_TOKEN}.`);
+    const analyses = await Promise.all(texts.map(async (text) => {
+      const res = await this.post('/v1/chat/completions', {
+        model: this.opts.model, messages: [{ role: 'system', content: this.templates.reasoningSystem }, { role: 'user', content: text }],
+        max_tokens: opts.maxReasoningTokens ?? 128, temperature: opts.temperature ?? 0, ...(opts.topP !== undefined ? { top_p: opts.topP } : {}),
+        ...(opts.seed !== undefined ? { seed: opts.seed } : {}), stop: [EMBED_TOKEN],
+      }) as { choices?: { message?: { content?: string }; finish_reason?: string; stop_reason?: string | number | null }[] };
+      const c = res.choices?.[0];
+      if (!c || typeof c.message?.content !== 'string') throw new RemoteError('/v1/chat/completions returned no message.');
+      // vLLM and our server say which stop ended the text; without that, only a length cut is known to be forced
+      const emitted = c.stop_reason === EMBED_TOKEN || c.stop_reason === embedId || (c.stop_reason === undefined && c.finish_reason === 'stop');
+      return { reasoning: c.message.content, forced: !emitted };
+    }));
+    const seqs = texts.map((t, i) => [...this.prompt(t, 'query', true), ...tok.encode(analyses[i].reasoning), embedId]);
+    const vectors = await this.embedTokenSeqs(seqs);
+    return vectors.map((vector, i) => ({ vector, reasoning: analyses[i].reasoning.trim(), forced: analyses[i].forced, tokens: [], truncated: 0 }));
+  }
+
+  /** POST with retries on 429/5xx/timeouts/refused connections, round-robin over the servers. */
+  private async post(route: string, body: unknown): Promise<unknown> {
+    let lastError = '';
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      if (attempt > 0) {
+        const delay = Math.min(10_000, this.backoffMs * 2 ** (attempt - 1));
+        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random() * 0.5)));
+      }
+      const url = this.urls[this.next++ % this.urls.length];
+      this.requestsPerServer.set(url, (this.requestsPerServer.get(url) ?? 0) + 1);
+      let res: Response;
+      try {
+        res = await fetch(`${url}${route}`, {
+          method: 'POST', signal: AbortSignal.timeout(this.timeoutMs),
+          headers: { 'content-type': 'application/json', ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}) },
+          body: JSON.stringify(body),
+        });
+      } catch (e) {
+        lastError = `${url}: ${(e as Error).message}`;
+        continue;
+      }
+      if (res.status === 429 || res.status >= 500) {
+        lastError = `${url}: HTTP ${res.status} ${await res.text().catch(() => '')}`.slice(0, 300);
+        continue;
+      }
+      const json = await res.json().catch(() => null) as { error?: { message?: string } } | null;
+      if (!res.ok) throw new RemoteError(`${url}${route}: HTTP ${res.status}: ${json?.error?.message ?? 'no error message'}`, res.status);
+      if (json === null) throw new RemoteError(`${url}${route}: the answer is not JSON.`);
+      return json;
+    }
+    throw new RemoteError(`gave up after ${this.maxAttempts} attempts: ${lastError}`);
+  }
+
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
+    if (this.opts.protocol === 'openai') return this.embedQueriesOpenAI(texts, opts);
     const ext: Record<string, unknown> = { mode: 'query', reasoning: opts.reasoning ?? 'off' };
     if (opts.maxReasoningTokens !== undefined) ext.max_reasoning_tokens = opts.maxReasoningTokens;
     if (opts.temperature !== undefined) ext.temperature = opts.temperature;
@@ -114,41 +228,21 @@ export class RemoteEmbedder implements EmbeddingBackend {
   }
 
   private async request(texts: string[], ext: Record<string, unknown>): Promise<QueryEmbedding[]> {
-    let lastError = '';
-    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      if (attempt > 0) {
-        const delay = Math.min(10_000, this.backoffMs * 2 ** (attempt - 1));
-        await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random() * 0.5)));
-      }
-      const url = this.urls[this.next++ % this.urls.length];
-      this.requestsPerServer.set(url, (this.requestsPerServer.get(url) ?? 0) + 1);
-      let res: Response;
-      try {
-        res = await fetch(`${url}/v1/embeddings`, {
-          method: 'POST', signal: AbortSignal.timeout(this.timeoutMs),
-          headers: { 'content-type': 'application/json', ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}) },
-          body: JSON.stringify({ model: this.opts.model ?? this.health.model, input: texts, encoding_format: 'base64', search_r3: ext }),
-        });
-      } catch (e) {
-        lastError = `${url}: ${(e as Error).message}`;
-        continue;
-      }
-      if (res.status === 429 || res.status >= 500) {
-        lastError = `${url}: HTTP ${res.status} ${await res.text().catch(() => '')}`.slice(0, 300);
-        continue;
-      }
-      const body = await res.json().catch(() => null) as { data?: { index: number; embedding: string }[]; search_r3?: { reasoning: string; forced: boolean }[]; error?: { message: string } } | null;
-      if (!res.ok) throw new RemoteError(`${url}/v1/embeddings: HTTP ${res.status}: ${body?.error?.message ?? 'no error message'}`, res.status);
-      if (!body?.data || body.data.length !== texts.length) throw new RemoteError(`${url}/v1/embeddings returned ${body?.data?.length ?? 'no'} embeddings for ${texts.length} inputs.`);
-      return body.data.sort((a, b) => a.index - b.index).map((d, i) => {
-        const buf = Buffer.from(d.embedding, 'base64');
-        const vector = new Float32Array(buf.byteLength / 4);
-        new Uint8Array(vector.buffer).set(buf);
-        if (vector.length !== this.dimension) throw new RemoteError(`${url} returned a ${vector.length}-d vector; expected ${this.dimension}.`);
-        const x = body.search_r3?.[i];
-        return { vector, reasoning: x?.reasoning ?? '', forced: x?.forced ?? false, tokens: [], truncated: 0 };
-      });
-    }
-    throw new RemoteError(`gave up after ${this.maxAttempts} attempts: ${lastError}`);
+    const body = await this.post('/v1/embeddings', { model: this.opts.model ?? this.health.model, input: texts, encoding_format: 'base64', search_r3: ext }) as
+      { data?: { index: number; embedding: string }[]; search_r3?: { reasoning: string; forced: boolean }[] };
+    if (!body.data || body.data.length !== texts.length) throw new RemoteError(`/v1/embeddings returned ${body.data?.length ?? 'no'} embeddings for ${texts.length} inputs.`);
+    return body.data.sort((a, b) => a.index - b.index).map((d, i) => {
+      const vector = decodeBase64(d.embedding);
+      if (vector.length !== this.dimension) throw new RemoteError(`a server returned a ${vector.length}-d vector; expected ${this.dimension}.`);
+      const x = body.search_r3?.[i];
+      return { vector, reasoning: x?.reasoning ?? '', forced: x?.forced ?? false, tokens: [], truncated: 0 };
+    });
   }
+}
+
+function decodeBase64(s: string): Float32Array {
+  const buf = Buffer.from(s, 'base64');
+  const v = new Float32Array(buf.byteLength / 4);
+  new Uint8Array(v.buffer).set(buf);
+  return v;
 }

@@ -6,7 +6,8 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { QueryEmbedding, QueryOptions } from '../embed/index.js';
+import { type QueryEmbedding, type QueryOptions } from '../embed/index.js';
+import { generate } from '../model/generate.js';
 import type { LocalBackend } from '../index/embedding-backend.js';
 import type { SearchIndex } from '../index/search-index.js';
 import { EmbeddingBatcher, QueueFullError } from './embedding-batcher.js';
@@ -110,11 +111,13 @@ export function createSearchServer(opts: ServeOptions): { handler: http.RequestL
     checkModel(body.model);
     if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
     const input = body.input;
+    // token ids (OpenAI's array-of-integers input) are embedded as given: the hidden state at the last token
+    const tokenInput = parseTokenInput(input);
+    if (tokenInput) return embedTokens(tokenInput, body);
     let texts: string[];
     if (typeof input === 'string') texts = [input];
     else if (Array.isArray(input) && input.every((x) => typeof x === 'string')) texts = input as string[];
-    else if (Array.isArray(input) && input.length > 0 && input.every((x) => typeof x === 'number' || Array.isArray(x))) throw badRequest("token-id inputs are not supported; send 'input' as a string or an array of strings.", 'input', 'invalid_type');
-    else throw badRequest("'input' is required and must be a string or an array of strings.", 'input', input === undefined ? 'missing_required_parameter' : 'invalid_type');
+    else throw badRequest("'input' is required and must be a string, an array of strings, or token ids.", 'input', input === undefined ? 'missing_required_parameter' : 'invalid_type');
     if (texts.length === 0) throw badRequest("'input' must not be empty.", 'input');
     if (texts.length > maxInputs) throw badRequest(`'input' has ${texts.length} items; at most ${maxInputs} per request.`, 'input', 'too_many_inputs');
     texts.forEach((t, i) => { if (t === '') throw badRequest(`input[${i}] is an empty string.`, `input[${i}]`); });
@@ -132,15 +135,107 @@ export function createSearchServer(opts: ServeOptions): { handler: http.RequestL
     let promptTokens = 0;
     texts.forEach((t, i) => { promptTokens += countTokens(t, `input[${i}]`); });
     const res = await embed(texts, mode, reasoning, qopts);
-    const data = res.map((r, i) => ({
-      object: 'embedding', index: i,
-      embedding: format === 'base64' ? Buffer.from(r.vector.buffer, r.vector.byteOffset, r.vector.byteLength).toString('base64') : Array.from(r.vector),
-    }));
+    const data = encodeVectors(res.map((r) => r.vector), format);
     metrics.inc('search_r3_embedded_inputs_total', 'Inputs embedded via /v1/embeddings.', { mode, reasoning }, texts.length);
     return {
       object: 'list', data, model: modelName,
       usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
       ...(mode === 'query' && reasoning === 'on' ? { search_r3: res.map((r) => ({ reasoning: r.reasoning, forced: r.forced, reasoning_tokens: r.tokens.length })) } : {}),
+    };
+  }
+
+  function encodeVectors(vectors: readonly Float32Array[], format: unknown): { object: string; index: number; embedding: string | number[] }[] {
+    return vectors.map((v, i) => ({
+      object: 'embedding', index: i,
+      embedding: format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : Array.from(v),
+    }));
+  }
+
+  async function embedTokens(seqs: number[][], body: Record<string, unknown>): Promise<unknown> {
+    if (seqs.length > maxInputs) throw badRequest(`'input' has ${seqs.length} items; at most ${maxInputs} per request.`, 'input', 'too_many_inputs');
+    if (body.search_r3 !== undefined) throw badRequest("'search_r3' does not apply to token-id input (it is embedded as given).", 'search_r3');
+    const format = body.encoding_format ?? 'float';
+    if (format !== 'float' && format !== 'base64') throw badRequest("'encoding_format' must be 'float' or 'base64'.", 'encoding_format');
+    const vocab = embedder.model.config.vocabSize;
+    seqs.forEach((ids, i) => {
+      if (ids.length === 0) throw badRequest(`input[${i}] has no tokens.`, `input[${i}]`);
+      if (ids.length > embedder.maxLength) throw badRequest(`input[${i}] has ${ids.length} tokens; the context is ${embedder.maxLength}.`, `input[${i}]`, 'context_length_exceeded');
+      if (!ids.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)) throw badRequest(`input[${i}] has a token id outside [0, ${vocab}).`, `input[${i}]`);
+    });
+    let res: QueryEmbedding[];
+    try { res = await batcher.embedDirect(seqs.map((ids) => ({ ids, truncated: 0 }))); } catch (e) {
+      if (e instanceof QueueFullError) throw new HttpError(429, e.message, 'rate_limit_exceeded');
+      throw e;
+    }
+    const tokens = seqs.reduce((a, s) => a + s.length, 0);
+    metrics.inc('search_r3_embedded_inputs_total', 'Inputs embedded via /v1/embeddings.', { mode: 'tokens', reasoning: 'off' }, seqs.length);
+    return { object: 'list', data: encodeVectors(res.map((r) => r.vector), format), model: modelName, usage: { prompt_tokens: tokens, total_tokens: tokens } };
+  }
+
+  /**
+   * OpenAI's chat completions with the served model (one choice), so a generic OpenAI-compatible client
+   * (RemoteEmbedder's 'openai' protocol, or anything else) can get the model's query analysis. A stop
+   * that names a special token (e.g. <|embed_token|>) stops at that token; `stop_reason` says which stop
+   * ended the text, as vLLM reports it. Generation runs in turn with the embedding batches.
+   */
+  async function chat(body: Record<string, unknown>): Promise<unknown> {
+    if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
+    checkModel(body.model);
+    const messages = body.messages;
+    if (!Array.isArray(messages) || messages.length === 0) throw badRequest("'messages' must be a non-empty array.", 'messages', messages === undefined ? 'missing_required_parameter' : 'invalid_type');
+    messages.forEach((m: unknown, i) => {
+      const x = m as { role?: unknown; content?: unknown };
+      if (typeof m !== 'object' || m === null || !['system', 'user', 'assistant'].includes(x.role as string) || typeof x.content !== 'string') {
+        throw badRequest(`messages[${i}] must be {"role": "system" | "user" | "assistant", "content": string}.`, `messages[${i}]`);
+      }
+    });
+    if (body.n !== undefined && body.n !== 1) throw badRequest("only 'n': 1 is supported.", 'n');
+    if (body.stream === true) throw badRequest("'stream' is not supported.", 'stream');
+    const maxTokensRaw = body.max_completion_tokens ?? body.max_tokens ?? 256;
+    if (typeof maxTokensRaw !== 'number' || !Number.isInteger(maxTokensRaw) || maxTokensRaw < 1 || maxTokensRaw > 4096) throw badRequest("'max_tokens' must be an integer in [1, 4096].", 'max_tokens');
+    const q = queryOptions({ temperature: body.temperature ?? 1, top_p: body.top_p, seed: body.seed } as Record<string, unknown>, '');
+    const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
+    if (!Array.isArray(stops) || stops.length > 4 || !stops.every((x) => typeof x === 'string' && x !== '')) throw badRequest("'stop' must be a string or up to 4 strings.", 'stop');
+    const tok = embedder.tokenizer;
+    const prompt = tok.encode(tok.renderChat(messages as { role: string; content: string }[], { addGenerationPrompt: true }));
+    if (prompt.length + maxTokensRaw > embedder.maxLength) {
+      throw badRequest(`the prompt has ${prompt.length} tokens; with max_tokens ${maxTokensRaw} it exceeds the context of ${embedder.maxLength}.`, 'messages', 'context_length_exceeded');
+    }
+    const stopIds = new Map<number, string>();
+    for (const t of ['<|im_end|>', '<|endoftext|>']) { const id = tok.tokenToId(t); if (id !== undefined) stopIds.set(id, t); }
+    if (tok.eosTokenId !== null && !stopIds.has(tok.eosTokenId)) stopIds.set(tok.eosTokenId, '');
+    const textStops: string[] = [];
+    for (const s of stops as string[]) {
+      const id = tok.tokenToId(s);
+      if (id !== undefined && tok.isSpecial(id)) stopIds.set(id, s); else textStops.push(s);
+    }
+    let g;
+    try {
+      g = await batcher.runExclusive(() => generate(embedder.model, [prompt], {
+        maxNewTokens: maxTokensRaw, temperature: q.temperature, topP: q.topP, seed: q.seed, stopTokens: [...stopIds.keys()],
+      })[0]);
+    } catch (e) {
+      if (e instanceof QueueFullError) throw new HttpError(429, e.message, 'rate_limit_exceeded');
+      throw e;
+    }
+    let finish: 'stop' | 'length' = g.finish;
+    let stopReason: string | null = null;
+    let tokens = g.tokens;
+    if (g.finish === 'stop') {
+      const last = tokens[tokens.length - 1];
+      stopReason = stopIds.get(last) || null;
+      tokens = tokens.slice(0, -1);
+    }
+    let content = tok.decode(tokens, { skipSpecialTokens: true });
+    for (const s of textStops) {
+      const at = content.indexOf(s);
+      if (at >= 0) { content = content.slice(0, at); finish = 'stop'; stopReason = s; }
+    }
+    return {
+      id: `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`, object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000), model: modelName,
+      choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish, stop_reason: stopReason, logprobs: null }],
+      usage: { prompt_tokens: prompt.length, completion_tokens: g.tokens.length, total_tokens: prompt.length + g.tokens.length },
     };
   }
 
@@ -193,7 +288,7 @@ export function createSearchServer(opts: ServeOptions): { handler: http.RequestL
   const handler: http.RequestListener = (req, res) => {
     const started = performance.now();
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const route = ['/v1/embeddings', '/v1/search', '/v1/models', '/health', '/metrics'].includes(url.pathname) ? url.pathname : 'other';
+    const route = ['/v1/embeddings', '/v1/search', '/v1/chat/completions', '/v1/models', '/health', '/metrics'].includes(url.pathname) ? url.pathname : 'other';
     inFlight++;
     res.on('close', () => {
       inFlight--;
@@ -217,9 +312,10 @@ export function createSearchServer(opts: ServeOptions): { handler: http.RequestL
       if (route === '/v1/models' && req.method === 'GET') {
         return send(res, 200, { object: 'list', data: [{ id: modelName, object: 'model', created: 0, owned_by: 'search-r3' }] });
       }
-      if (route === '/v1/embeddings' || route === '/v1/search') {
+      if (route === '/v1/embeddings' || route === '/v1/search' || route === '/v1/chat/completions') {
         if (req.method !== 'POST') { req.resume(); throw new HttpError(405, `${route} takes POST.`, 'method_not_allowed'); }
-        readJson(req, maxBodyBytes).then((body) => (route === '/v1/embeddings' ? embeddings(body) : search(body))).then((out) => send(res, 200, out), fail);
+        const handle = route === '/v1/embeddings' ? embeddings : route === '/v1/search' ? search : chat;
+        readJson(req, maxBodyBytes).then(handle).then((out) => send(res, 200, out), fail);
         return;
       }
       req.resume();
@@ -230,6 +326,14 @@ export function createSearchServer(opts: ServeOptions): { handler: http.RequestL
   };
 
   return { handler, batcher, metrics, inFlight: () => inFlight, drain: () => { draining = true; } };
+}
+
+/** OpenAI's token-id input: one sequence (integers) or several (arrays of integers); null when the input is not token ids. */
+function parseTokenInput(input: unknown): number[][] | null {
+  if (!Array.isArray(input) || input.length === 0) return null;
+  if (input.every((x) => typeof x === 'number')) return [input as number[]];
+  if (input.every((x) => Array.isArray(x) && x.every((y) => typeof y === 'number'))) return input as number[][];
+  return null;
 }
 
 /** Reads a JSON object body, refusing (413) more than `limit` bytes without buffering them. */

@@ -38,7 +38,16 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     expect(await emb('[1, 2]'), 400, 'invalid_json');
     expect(await emb({ model: 'search-r3' }), 400, 'missing_required_parameter', 'input');
     expect(await emb({ input: 'x' }), 400, 'missing_required_parameter', 'model');
-    expect(await emb({ model: 'search-r3', input: [1, 2, 3] }), 400, 'invalid_type', 'input');
+    expect(await emb({ model: 'search-r3', input: [1, 'two', 3] }), 400, 'invalid_type', 'input');
+    expect(await emb({ model: 'search-r3', input: [[1, 2], [3, 1e9]] }), 400, 'invalid_value', 'input[1]');
+    expect(await emb({ model: 'search-r3', input: [1, 2], search_r3: { mode: 'query' } }), 400, 'invalid_value', 'search_r3');
+    expect(await emb({ model: 'search-r3', input: Array.from({ length: 200 }, () => 5) }), 400, 'context_length_exceeded', 'input[0]');
+    const chat = (body: unknown): Promise<Reply> => request(server.url, 'POST', '/v1/chat/completions', JSON.stringify(body));
+    expect(await chat({ model: 'search-r3' }), 400, 'missing_required_parameter', 'messages');
+    expect(await chat({ model: 'search-r3', messages: [{ role: 'robot', content: 'x' }] }), 400, 'invalid_value', 'messages[0]');
+    expect(await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], n: 2 }), 400, 'invalid_value', 'n');
+    expect(await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], max_tokens: 0 }), 400, 'invalid_value', 'max_tokens');
+    expect(await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], max_tokens: 4000 }), 400, 'context_length_exceeded', 'messages');
     expect(await emb({ model: 'search-r3', input: [] }), 400, 'invalid_value', 'input');
     expect(await emb({ model: 'search-r3', input: ['a', ''] }), 400, 'invalid_value', 'input[1]');
     expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }), 400, 'too_many_inputs', 'input');
