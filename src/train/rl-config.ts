@@ -97,10 +97,12 @@ export function parseRlConfig(raw: unknown, baseDir: string): RlConfig {
 }
 
 function check(c: RlConfig): void {
+  // reward.k: the cutoff (rr: 0 = none)
   const pos = (v: number, name: string): void => { if (!(Number.isInteger(v) && v >= 1)) throw new ConfigError(`"${name}" must be a positive integer, got ${v}`); };
   const nonneg = (v: number, name: string): void => { if (!(v >= 0)) throw new ConfigError(`"${name}" must be ≥ 0, got ${v}`); };
   pos(c.steps, 'steps'); pos(c.maxLength, 'maxLength'); pos(c.rollout.queries, 'rollout.queries'); pos(c.rollout.group, 'rollout.group');
-  pos(c.loss.innerEpochs, 'loss.innerEpochs'); pos(c.reward.k, 'reward.k'); pos(c.checkpoint.every, 'checkpoint.every'); pos(c.checkpoint.keep, 'checkpoint.keep');
+  pos(c.loss.innerEpochs, 'loss.innerEpochs');
+  if (c.reward.kind === 'rr') nonneg(c.reward.k, 'reward.k'); else pos(c.reward.k, 'reward.k'); pos(c.checkpoint.every, 'checkpoint.every'); pos(c.checkpoint.keep, 'checkpoint.keep');
   nonneg(c.rollout.temperature, 'rollout.temperature'); nonneg(c.rollout.maxReasoningTokens, 'rollout.maxReasoningTokens');
   nonneg(c.loss.beta, 'loss.beta'); nonneg(c.loss.infonce, 'loss.infonce'); nonneg(c.environment.budget, 'environment.budget');
   nonneg(c.environment.rolling, 'environment.rolling'); nonneg(c.environment.fullEvery, 'environment.fullEvery');
