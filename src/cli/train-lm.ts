@@ -1,0 +1,81 @@
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { ConfigError } from '../train/config.js';
+import { loadLmConfig } from '../train/lm-config.js';
+import { trainLm } from '../train/lm-trainer.js';
+import { RunFolderError, TrainingDiverged } from '../train/sft-trainer.js';
+import { formatDuration } from '../train/progress.js';
+
+const HELP = `search-r3 train lm — pretrain a small Qwen2 language model from scratch (causal LM)
+
+usage: search-r3 train lm --config <file.json> [--resume] [--quiet]
+
+Tokenizes the training and validation text (cached in <output>/tokens/), puts the separator token
+(<|endoftext|>) before every document, packs each split into sequences of seqLength tokens (no
+sequence crosses a split), and trains next-token cross-entropy with AdamW, warm-up + cosine decay,
+gradient clipping and accumulation. The sequence order is a seeded shuffle per epoch.
+
+The run folder gets metrics.jsonl (a record per step and per validation: loss, perplexity, lr,
+grad norm, tokens/s), checkpoints/step-NNNNNNNN (weights, optimiser moments, data position and
+generator state, written atomically) and final/ (a Hugging Face model folder with the tokenizer).
+
+config (JSON; unknown keys are an error; tokenizer, output and data.train are required):
+  tokenizer (folder from search-r3 tokenizer train), output, seed (0)
+  model: {hiddenSize: 256, intermediateSize: 768, numHiddenLayers: 4, numAttentionHeads: 4,
+          numKeyValueHeads: 2, ropeTheta: 10000, maxPositionEmbeddings: 1024,
+          tieWordEmbeddings: true, rmsNormEps: 1e-6, initStd: 0.02}
+  data: {train: [files/folders], valid: [files/folders], separator: "<|endoftext|>"}
+        (.jsonl: one document per line, "title" + "text"; other files: one document each)
+  seqLength (256), batchSize (8), accumulation (1), steps (0 = one pass over the training sequences)
+  optimizer: {lr: 1e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, warmupSteps: 100,
+              minLr: 1e-4, maxGradNorm: 1 (0 = no clipping)}
+  eval: {every: 200, maxSequences: 64 (0 = all)}
+  checkpoint: {every: 200, keep: 2}
+  saveDtype ("F32" | "F16", for final/)
+
+options:
+  --config <file>  the config
+  --resume         continue from the newest checkpoint (same result as an uninterrupted run)
+  --quiet          no progress output
+  -h, --help       this help`;
+
+export const trainLmCommand: Command = {
+  name: 'lm',
+  summary: 'pretrain a small Qwen2 language model (causal LM)',
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
+      config: { type: 'string' }, resume: { type: 'boolean' }, quiet: { type: 'boolean' },
+    } });
+    if (!values.config) throw new UserError('train lm needs --config <file.json> (see search-r3 train lm --help).');
+    try {
+      const cfg = loadLmConfig(values.config);
+      const r = await trainLm(cfg, { resume: values.resume ?? false, progress: !values.quiet });
+      console.log(`trained steps ${r.startStep}→${r.steps} of ${r.totalSteps} in ${formatDuration(r.seconds)} (${Math.round(r.tokensPerSec)} tokens/s): ` +
+        `${(r.parameters / 1e6).toFixed(2)}M parameters, final loss ${r.finalLoss.toFixed(4)}` +
+        `${r.validLoss !== null ? `, valid loss ${r.validLoss.toFixed(4)} (perplexity ${Math.exp(r.validLoss).toFixed(2)})` : ''}; output in ${r.output}`);
+      return 0;
+    } catch (e) {
+      if (e instanceof ConfigError || e instanceof RunFolderError || e instanceof TrainingDiverged) throw new UserError(e.message);
+      throw e;
+    }
+  },
+};
+
+/**
+ * The \`train\` command with the \`lm\` stage added: \`train lm ...\` runs here, every other stage goes to
+ * the wrapped command unchanged (so the stage-1 and stage-2 files need no edit).
+ */
+export function withLmStage(train: Command): Command {
+  return {
+    ...train,
+    summary: `${train.summary.replace(/\)$/, '')}; train lm: pretraining)`,
+    help: `${train.help}\n  lm    ${trainLmCommand.summary} (search-r3 train lm --help)`,
+    async run(argv: string[]): Promise<number> {
+      if (argv[0] !== 'lm') return train.run(argv);
+      const rest = argv.slice(1);
+      if (rest.includes('--help') || rest.includes('-h')) { console.log(HELP); return 0; }
+      return trainLmCommand.run(rest);
+    },
+  };
+}

@@ -1,0 +1,120 @@
+/**
+ * Language-model data: documents from text/JSONL files, tokenized into one stream per split with the
+ * separator token before every document, packed into fixed-length sequences. Train and validation are
+ * separate streams, so no sequence crosses a split. The token streams are cached in the run folder
+ * (keyed by the tokenizer and the input files' sizes and times), so a resumed run does not re-tokenize.
+ */
+import { createReadStream, existsSync, promises as fsp, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import * as T from '../tensor/index.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { listInputFiles } from '../model/bpe-trainer.js';
+
+/**
+ * The documents of a file: `.jsonl` gives one per line ("title" and "text" joined by a newline);
+ * any other file is one document.
+ */
+export async function* readDocuments(file: string): AsyncGenerator<string> {
+  if (!file.endsWith('.jsonl')) {
+    const text = await fsp.readFile(file, 'utf8');
+    if (text.trim() !== '') yield text;
+    return;
+  }
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  let n = 0;
+  for await (const line of lines) {
+    n++;
+    if (line.trim() === '') continue;
+    let doc: { title?: unknown; text?: unknown };
+    try { doc = JSON.parse(line) as typeof doc; } catch { throw new Error(`${file}:${n}: not valid JSON`); }
+    const text = [doc.title, doc.text].filter((x): x is string => typeof x === 'string' && x !== '').join('\n');
+    if (text !== '') yield text;
+  }
+}
+
+/** A split's token stream: the separator, then each document's tokens followed by the separator. */
+export interface TokenStream { tokens: Int32Array; documents: number }
+
+export async function tokenizeFiles(files: readonly string[], tokenizer: Tokenizer, separator: number): Promise<TokenStream> {
+  let buf = new Int32Array(1 << 20);
+  let n = 0;
+  const push = (id: number): void => {
+    if (n === buf.length) { const b = new Int32Array(buf.length * 2); b.set(buf); buf = b; }
+    buf[n++] = id;
+  };
+  push(separator);
+  let documents = 0;
+  for (const f of files) {
+    for await (const doc of readDocuments(f)) {
+      for (const id of tokenizer.encode(doc, { addSpecialTokens: false })) push(id);
+      push(separator);
+      documents++;
+    }
+  }
+  return { tokens: buf.slice(0, n), documents };
+}
+
+/**
+ * Token streams for `inputs`, from `cacheDir` when it holds them for the same tokenizer and unchanged
+ * files, else tokenized now and cached (written to a temp file, then renamed).
+ */
+export async function cachedTokenStream(name: string, inputs: readonly string[], tokenizer: Tokenizer, separator: number, cacheDir: string): Promise<TokenStream & { cached: boolean; files: string[] }> {
+  const files = await listInputFiles(inputs);
+  const key = createHash('sha256')
+    .update(JSON.stringify(tokenizer.toJSON()))
+    .update(JSON.stringify({ separator, files: files.map((f) => { const s = statSync(f); return [path.resolve(f), s.size, s.mtimeMs]; }) }))
+    .digest('hex');
+  const bin = path.join(cacheDir, `${name}.tokens`), meta = path.join(cacheDir, `${name}.json`);
+  if (existsSync(bin) && existsSync(meta)) {
+    const m = JSON.parse(await fsp.readFile(meta, 'utf8')) as { key: string; documents: number; tokens: number };
+    if (m.key === key) {
+      const b = await fsp.readFile(bin);
+      if (b.length === m.tokens * 4) return { tokens: new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)), documents: m.documents, cached: true, files };
+    }
+  }
+  const s = await tokenizeFiles(files, tokenizer, separator);
+  await fsp.mkdir(cacheDir, { recursive: true });
+  await fsp.writeFile(`${bin}.tmp-${process.pid}`, new Uint8Array(s.tokens.buffer, s.tokens.byteOffset, s.tokens.byteLength));
+  await fsp.rename(`${bin}.tmp-${process.pid}`, bin);
+  await fsp.writeFile(`${meta}.tmp-${process.pid}`, JSON.stringify({ key, documents: s.documents, tokens: s.tokens.length, files }, null, 1));
+  await fsp.rename(`${meta}.tmp-${process.pid}`, meta);
+  return { ...s, cached: false, files };
+}
+
+/**
+ * Sequences of `seqLength` inputs cut from a stream: sequence i reads tokens [i·L, i·L + L] — inputs
+ * the first L, targets the last L (each token predicts the next). Consecutive sequences share one
+ * boundary token, so every token but the first is a target once; a last partial sequence is dropped.
+ */
+export class PackedSequences {
+  readonly count: number;
+  constructor(readonly stream: Int32Array, readonly seqLength: number) {
+    this.count = Math.max(0, Math.floor((stream.length - 1) / seqLength));
+  }
+
+  /** Inputs and targets of the given sequences, each [indices.length · seqLength], row-major. */
+  batch(indices: readonly number[]): { ids: Int32Array; targets: Int32Array } {
+    const L = this.seqLength;
+    const ids = new Int32Array(indices.length * L), targets = new Int32Array(indices.length * L);
+    indices.forEach((s, r) => {
+      if (!Number.isInteger(s) || s < 0 || s >= this.count) throw new RangeError(`sequence ${s} of ${this.count}`);
+      ids.set(this.stream.subarray(s * L, s * L + L), r * L);
+      targets.set(this.stream.subarray(s * L + 1, s * L + L + 1), r * L);
+    });
+    return { ids, targets };
+  }
+}
+
+/** The order of `n` sequences in `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch), the same on every run. */
+export function epochOrder(n: number, seed: number, epoch: number): Int32Array {
+  const rng = new T.Rng((seed * 1_000_003 + epoch * 7919 + 17) >>> 0);
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = order[i]!; order[i] = order[j]!; order[j] = t;
+  }
+  return order;
+}

@@ -1,0 +1,221 @@
+/**
+ * Causal language-model pretraining of a Qwen2 model from scratch: packed sequences of the token
+ * stream, next-token cross-entropy, AdamW with warm-up + cosine, gradient clipping and accumulation.
+ *
+ * Reuses stage 1's run-folder machinery: checkpoints (checkpoint.ts: weights, AdamW moments, state.json
+ * with step, epoch and position — `batchIndex` is the next sequence of the epoch's order — and the
+ * generator state), atomic folders, and the progress line. The data order is a seeded shuffle per
+ * epoch, so a resumed run continues exactly as one never interrupted. metrics.jsonl gets one record per
+ * step and per validation.
+ */
+import { appendFileSync, existsSync, promises as fsp, readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as T from '../tensor/index.js';
+import { saveModelFolder } from '../model/model-folder.js';
+import { parseQwen2Config, type Qwen2Config } from '../model/qwen2-config.js';
+import { Qwen2Model } from '../model/qwen2-model.js';
+import { Tokenizer } from '../model/tokenizer.js';
+import type { SafetensorsDtype } from '../model/safetensors.js';
+import { type TrainerState, listCheckpoints, loadCheckpoint, removeStaleTemporaries, saveCheckpoint, writeDirAtomically } from './checkpoint.js';
+import type { LmConfig } from './lm-config.js';
+import { PackedSequences, cachedTokenStream, epochOrder } from './lm-data.js';
+import { ProgressBar, formatDuration } from './progress.js';
+import { RunFolderError, TrainingDiverged } from './sft-trainer.js';
+
+export interface LmTrainOptions {
+  resume?: boolean;
+  progress?: boolean;
+  /** Stop (after writing a checkpoint) once this many steps are done; the run can be resumed. */
+  stopAtStep?: number;
+  onStep?: (step: number, loss: number) => void;
+}
+
+export interface LmTrainSummary {
+  startStep: number;
+  steps: number;
+  totalSteps: number;
+  finalLoss: number;
+  validLoss: number | null;
+  trainTokens: number;
+  validTokens: number;
+  parameters: number;
+  tokensPerSec: number;
+  seconds: number;
+  output: string;
+}
+
+export type LmRecord = { type: string; step: number; [k: string]: unknown };
+
+/** The Qwen2 config of the model to pretrain (vocabulary = the tokenizer's ids). */
+export function lmModelConfig(cfg: LmConfig, tokenizer: Tokenizer): Qwen2Config {
+  const m = cfg.model;
+  const sep = tokenizer.tokenToId(cfg.data.separator) ?? null;
+  return parseQwen2Config({
+    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: tokenizer.vocabSize,
+    hidden_size: m.hiddenSize, intermediate_size: m.intermediateSize, num_hidden_layers: m.numHiddenLayers,
+    num_attention_heads: m.numAttentionHeads, num_key_value_heads: m.numKeyValueHeads, hidden_act: 'silu',
+    max_position_embeddings: m.maxPositionEmbeddings, rope_theta: m.ropeTheta, rms_norm_eps: m.rmsNormEps,
+    tie_word_embeddings: m.tieWordEmbeddings, bos_token_id: sep, eos_token_id: tokenizer.eosTokenId ?? sep,
+  }, 'config.json');
+}
+
+function readMetrics(file: string, upToStep: number): LmRecord[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').flatMap((line) => {
+    try {
+      const r = JSON.parse(line) as LmRecord;
+      return typeof r.step === 'number' && r.step <= upToStep ? [r] : [];
+    } catch { return []; } // a line cut by a kill
+  });
+}
+
+/** Mean next-token loss (token-weighted) over the first `max` sequences (0 = all), without gradients. */
+export function validationLoss(model: Qwen2Model, seqs: PackedSequences, batchSize: number, max: number): { loss: number; tokens: number } {
+  const n = max > 0 ? Math.min(max, seqs.count) : seqs.count;
+  let sum = 0, tokens = 0;
+  T.noGrad(() => {
+    for (let s = 0; s < n; s += batchSize) {
+      const idx = Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
+      const { ids, targets } = seqs.batch(idx);
+      const h = model.forward(ids, idx.length, seqs.seqLength);
+      const l = T.crossEntropy(model.logits(h), targets, { reduction: 'sum' });
+      sum += l.data[0]!; tokens += targets.length;
+    }
+  });
+  return { loss: tokens > 0 ? sum / tokens : NaN, tokens };
+}
+
+export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise<LmTrainSummary> {
+  const t0 = Date.now();
+  const ckptRoot = path.join(cfg.output, 'checkpoints');
+  const metricsFile = path.join(cfg.output, 'metrics.jsonl');
+  const existing = listCheckpoints(ckptRoot);
+  if (!opts.resume && existing.length > 0) {
+    throw new RunFolderError(`${cfg.output} already has checkpoints (newest step ${existing[existing.length - 1]!.step}); pass --resume to continue it, or choose another output folder`);
+  }
+  await fsp.mkdir(cfg.output, { recursive: true });
+  await removeStaleTemporaries(ckptRoot);
+  const progressOn = opts.progress ?? true;
+  const note = (msg: string): void => { if (progressOn) process.stderr.write(`${msg}\n`); };
+
+  const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
+  const separator = tokenizer.tokenToId(cfg.data.separator);
+  if (separator === undefined) throw new RunFolderError(`data.separator ${JSON.stringify(cfg.data.separator)} is not a token of ${cfg.tokenizer}`);
+  const tokDir = path.join(cfg.output, 'tokens');
+  const trainStream = await cachedTokenStream('train', cfg.data.train, tokenizer, separator, tokDir);
+  note(`train: ${trainStream.documents} documents, ${trainStream.tokens.length} tokens${trainStream.cached ? ' (cached)' : ''}`);
+  const validStream = cfg.data.valid.length > 0 ? await cachedTokenStream('valid', cfg.data.valid, tokenizer, separator, tokDir) : null;
+  if (validStream) note(`valid: ${validStream.documents} documents, ${validStream.tokens.length} tokens${validStream.cached ? ' (cached)' : ''}`);
+  const train = new PackedSequences(trainStream.tokens, cfg.seqLength);
+  const valid = validStream ? new PackedSequences(validStream.tokens, cfg.seqLength) : null;
+  const perStep = cfg.batchSize * cfg.accumulation;
+  if (train.count < cfg.batchSize) throw new RunFolderError(`the training text makes ${train.count} sequences of ${cfg.seqLength} tokens, fewer than one batch of ${cfg.batchSize}`);
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.floor(train.count / perStep));
+
+  const config = lmModelConfig(cfg, tokenizer);
+  const model = Qwen2Model.random(config, new T.Rng(cfg.seed), cfg.model.initStd);
+  const params = model.parameters();
+  const o = cfg.optimizer;
+  const opt = new T.AdamW(params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
+  const schedule = T.warmupCosine(o.lr, o.warmupSteps, totalSteps, o.minLr);
+  let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
+  if (opts.resume) {
+    if (existing.length === 0) throw new RunFolderError(`--resume: ${ckptRoot} has no checkpoint to resume from`);
+    const last = existing[existing.length - 1]!;
+    const ck = await loadCheckpoint(last.dir, params);
+    opt.loadState(ck.optimizer);
+    state = ck.state;
+    note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps})`);
+  }
+  const records = readMetrics(metricsFile, state.step);
+  await fsp.writeFile(`${metricsFile}.tmp-${process.pid}`, records.map((r) => JSON.stringify(r) + '\n').join(''));
+  await fsp.rename(`${metricsFile}.tmp-${process.pid}`, metricsFile);
+  const log = (r: LmRecord): void => { records.push(r); appendFileSync(metricsFile, JSON.stringify(r) + '\n'); };
+  const parameters = T.countParameters(params);
+  if (state.step === 0) {
+    log({ type: 'data', step: 0, trainDocuments: trainStream.documents, trainTokens: trainStream.tokens.length, trainSequences: train.count,
+      validDocuments: validStream?.documents ?? 0, validTokens: validStream?.tokens.length ?? 0, validSequences: valid?.count ?? 0,
+      totalSteps, tokensPerStep: perStep * cfg.seqLength, parameters });
+  }
+
+  const rng = new T.Rng(state.rng);
+  let order = epochOrder(train.count, cfg.seed, state.epoch);
+  const nextBatch = (): number[] => {
+    if (state.batchIndex + cfg.batchSize > order.length) {
+      state.epoch++; state.batchIndex = 0;
+      order = epochOrder(train.count, cfg.seed, state.epoch);
+    }
+    const idx = Array.from(order.subarray(state.batchIndex, state.batchIndex + cfg.batchSize));
+    state.batchIndex += cfg.batchSize;
+    return idx;
+  };
+  let lastValid: number | null = null;
+  const validate = (): void => {
+    if (!valid || valid.count === 0) return;
+    const started = Date.now();
+    const v = validationLoss(model, valid, cfg.batchSize, cfg.eval.maxSequences);
+    lastValid = v.loss;
+    log({ type: 'valid', step: state.step, loss: v.loss, perplexity: Math.exp(v.loss), tokens: v.tokens, seconds: (Date.now() - started) / 1000 });
+    bar.note(`step ${state.step}: valid loss ${v.loss.toFixed(4)} (perplexity ${Math.exp(v.loss).toFixed(2)}, ${v.tokens} tokens)`);
+  };
+  const checkpoint = async (): Promise<void> => {
+    state.rng = rng.state();
+    await saveCheckpoint(ckptRoot, params, opt.state(), state, cfg.checkpoint.keep);
+  };
+
+  const bar = new ProgressBar(totalSteps, state.step, process.stderr, 5000, progressOn);
+  if (state.step === 0) validate();
+  const startStep = state.step;
+  const runStart = Date.now();
+  let tokensSinceStart = 0, lastLoss = NaN;
+  const stopAt = Math.min(totalSteps, opts.stopAtStep ?? totalSteps);
+  while (state.step < stopAt) {
+    const stepStart = Date.now();
+    let loss = 0;
+    for (let a = 0; a < cfg.accumulation; a++) {
+      const { ids, targets } = train.batch(nextBatch());
+      const h = model.forward(ids, cfg.batchSize, cfg.seqLength, { rng });
+      const l = T.crossEntropy(model.logits(h), targets);
+      const v = l.data[0]!;
+      if (!Number.isFinite(v)) throw diverged(state.step + 1, `the loss is ${v}`, ckptRoot);
+      l.backward(new Float32Array([1 / cfg.accumulation]));
+      loss += v / cfg.accumulation;
+    }
+    let gradNorm: number;
+    try {
+      gradNorm = T.clipGradNorm(params, o.maxGradNorm > 0 ? o.maxGradNorm : Infinity);
+    } catch (e) {
+      throw diverged(state.step + 1, (e as Error).message, ckptRoot);
+    }
+    const lr = schedule(state.step);
+    opt.step(lr);
+    opt.zeroGrad();
+    state.step++;
+    const tokens = perStep * cfg.seqLength;
+    tokensSinceStart += tokens;
+    const tokensPerSec = tokensSinceStart / Math.max((Date.now() - runStart) / 1000, 1e-3);
+    lastLoss = loss;
+    log({ type: 'train', step: state.step, epoch: state.epoch, loss, lr, gradNorm, tokens, tokensPerSec, stepSeconds: (Date.now() - stepStart) / 1000 });
+    bar.update(state.step, { loss, lr, tokensPerSec, extra: `epoch ${state.epoch}` });
+    opts.onStep?.(state.step, loss);
+    if (state.step % cfg.eval.every === 0 || state.step === totalSteps) validate();
+    if (state.step % cfg.checkpoint.every === 0 || state.step === stopAt) await checkpoint();
+  }
+  bar.done();
+  if (state.step === totalSteps) {
+    await writeDirAtomically(path.join(cfg.output, 'final'), (tmp) => saveModelFolder(tmp, { model, tokenizer }, { dtype: cfg.saveDtype as SafetensorsDtype }));
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  note(`steps ${startStep}→${state.step} of ${totalSteps} in ${formatDuration(seconds)}`);
+  return {
+    startStep, steps: state.step, totalSteps, finalLoss: lastLoss, validLoss: lastValid,
+    trainTokens: trainStream.tokens.length, validTokens: validStream?.tokens.length ?? 0, parameters,
+    tokensPerSec: tokensSinceStart / Math.max((Date.now() - runStart) / 1000, 1e-3), seconds, output: cfg.output,
+  };
+}
+
+function diverged(step: number, why: string, root: string): TrainingDiverged {
+  const all = listCheckpoints(root);
+  const kept = all.length > 0 ? `the last good checkpoint is ${all[all.length - 1]!.dir}` : 'no checkpoint had been written yet';
+  return new TrainingDiverged(`training stopped at step ${step}: ${why}; no update was applied and ${kept} (resume from it with a lower optimizer.lr)`);
+}
