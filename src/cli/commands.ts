@@ -9,6 +9,7 @@ import { mineCommand } from './mine.js';
 import { withRlStage } from './train-rl.js';
 import { rlenvCommand } from './rlenv-audit.js';
 import { tokenizerCommand } from './tokenizer-train.js';
+import { withLmStage } from './train-lm.js';
 
 /** Every sub-command, in the order `--help` lists them. Add one line per command. */
 export const commands: Command[] = [
@@ -17,7 +18,7 @@ export const commands: Command[] = [
   searchCommand,
   serveCommand,
   exportCommand,
-  withRlStage(trainCommand),
+  withLmStage(withRlStage(trainCommand)),
   mineCommand,
   rlenvCommand,
   tokenizerCommand,
