@@ -16,6 +16,7 @@ import { type HnswParams, type IndexManifest, type StoreKind, type VectorDtype, 
 import { reciprocalRankFusion } from './rrf.js';
 import { UsearchStore, exactCosineSearch } from './usearch-store.js';
 import type { VectorHit, VectorStore } from './vector-store.js';
+import { WriteLock } from './write-lock.js';
 
 export interface CreateIndexOptions {
   dtype?: VectorDtype;
@@ -81,6 +82,7 @@ export class SearchIndex {
   private bm25?: { generation: number; index: Bm25Index };
   private exactCache?: { generation: number; keys: number[]; data: Float32Array };
   private countCache?: { generation: number; documents: number };
+  private lock?: WriteLock;
   /** The docs.sqlite generation the in-memory vector store reflects. */
   private storeGeneration = 0;
 
@@ -159,6 +161,7 @@ export class SearchIndex {
    * Then encodes everything pending, including what a killed earlier run left.
    */
   async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<{ staged: number; encoded: number }> {
+    this.lockForWriting();
     let staged = 0;
     for (let i = 0; i < docs.length; i += 10_000) staged += this.docs.stage(docs.slice(i, i + 10_000));
     this.writeCounts();
@@ -168,6 +171,7 @@ export class SearchIndex {
 
   /** Encodes pending documents in fixed-order chunks, committing each (sqlite, then vector store). */
   async encodePending(opts: AddOptions = {}): Promise<number> {
+    this.lockForWriting();
     const pending = this.docs.pendingCount();
     if (pending === 0) return 0;
     const backend = this.requireBackend('encoding documents');
@@ -197,6 +201,7 @@ export class SearchIndex {
 
   /** Removes documents by id; returns the ids that existed. */
   async deleteDocuments(ids: readonly string[]): Promise<string[]> {
+    this.lockForWriting();
     const { generation, keys, deleted } = this.docs.delete(ids);
     if (deleted.length === 0) return [];
     await this.store.remove(keys);
@@ -301,6 +306,11 @@ export class SearchIndex {
     return { documents: this.docs.indexedCount(), pending: this.docs.pendingCount(), generation: this.docs.generation() };
   }
 
+  /** Taken by the first write and held until close(); readers (search, a server) never take it. */
+  private lockForWriting(): void {
+    this.lock ??= WriteLock.acquire(this.dir);
+  }
+
   private requireBackend(what: string): EmbeddingBackend {
     if (!this.backend) throw new IndexError(`${what} needs a model; open the index with a backend.`);
     return this.backend;
@@ -309,6 +319,7 @@ export class SearchIndex {
   async close(): Promise<void> {
     await this.store.close();
     this.docs.close();
+    this.lock?.release();
   }
 }
 

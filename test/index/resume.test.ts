@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SearchIndex } from '../../src/index/search-index.js';
+import { IndexError } from '../../src/index/index-error.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'resume-child.js');
@@ -90,5 +91,26 @@ test('a vector store that lags docs.sqlite (kill between the two commits) is reb
     assert.equal(await index.store.size(), 11);
     assert.deepEqual((await index.search('gene', { k: 12 })).hits.map((h) => h.id), want.filter((id) => id !== 'd001'));
     await index.close();
+  } finally { cleanup(); }
+});
+
+test('one writer at a time: a second writer is refused while the first runs, and takes over once it was killed', async () => {
+  const { dir, cleanup } = tempDir('lock');
+  try {
+    const modelDir = await tinyModelDir(dir);
+    const indexDir = path.join(dir, 'idx');
+    const backend = await tinyBackend(modelDir);
+    // the child pauses 10 s after its first chunk; the parent tries to write meanwhile, then kills it
+    const p = spawn(process.execPath, [child, '--child', modelDir, indexDir, '12', '4', '10000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => p.stdout.on('data', (d: Buffer) => { if (d.toString().includes('chunk 1')) resolve(); }));
+    const second = await SearchIndex.open(indexDir, { backend });
+    await assert.rejects(second.addDocuments(corpus(2)), (e: unknown) => e instanceof IndexError && new RegExp(`another process \\(pid ${p.pid}\\) is writing`).test(e.message));
+    await assert.rejects(second.deleteDocuments(['d000']), IndexError);
+    assert.equal(second.stats().documents, 4, 'reading is fine meanwhile');
+    p.kill('SIGKILL');
+    await new Promise((r) => p.once('exit', r));
+    const r = await second.addDocuments(corpus(12));
+    assert.equal(r.encoded, 8);
+    await second.close();
   } finally { cleanup(); }
 });
