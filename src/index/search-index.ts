@@ -140,15 +140,26 @@ export class SearchIndex {
   get info(): Readonly<IndexManifest> { return this.manifest; }
   get dimension(): number { return this.manifest.dimension; }
 
-  /** A kill between the sqlite commit and the vector-store commit leaves the store behind: rebuild it from docs.sqlite. */
+  /**
+   * A kill between the sqlite commit and the vector-store commit leaves the store behind: rebuild it from
+   * docs.sqlite. While another process is writing (it holds the lock and will commit the store itself),
+   * a local graph is rebuilt in memory only and a shared LanceDB table is left alone.
+   */
   private async reconcile(): Promise<void> {
     const g = this.docs.generation();
     this.storeGeneration = g;
     if ((await this.store.committedGeneration()) === g) return;
+    let lock: WriteLock | undefined = this.lock;
+    if (!lock) {
+      try { lock = WriteLock.acquire(this.dir); } catch (e) { if (!(e instanceof IndexError)) throw e; }
+    }
+    if (!lock && this.store.kind !== 'local') return;
     await this.store.clear();
     for (const rows of this.docs.indexedVectors()) await this.store.add(rows);
+    if (!lock) return;
     await this.store.commit(g);
     this.writeCounts();
+    if (lock !== this.lock) lock.release();
   }
 
   private writeCounts(): void {
