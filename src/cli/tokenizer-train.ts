@@ -11,7 +11,8 @@ const HELP = `search-r3 tokenizer train — learn a byte-level BPE tokenizer (Qw
 
 usage: search-r3 tokenizer train --input <file|dir> [--input ...] --vocab-size N --out <dir> [--min-frequency 2] [--quiet]
 
-Reads the inputs (folders recursively, in sorted order): .jsonl files as one document per line
+Reads the inputs (files named are always read; in folders, recursively and in sorted order, only
+.jsonl and .txt files): .jsonl files as one document per line
 ("title" and "text"), any other file as plain UTF-8 text. Text is NFC-normalised and split with
 Qwen2's pre-tokenizer; merges are learned by pair frequency (ties: the smaller pair of token strings),
 so the same text always gives the same tokenizer. The vocabulary is the 256 byte tokens, the merges,

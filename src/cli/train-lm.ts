@@ -5,6 +5,7 @@ import { loadLmConfig } from '../train/lm-config.js';
 import { trainLm } from '../train/lm-trainer.js';
 import { RunFolderError, TrainingDiverged } from '../train/sft-trainer.js';
 import { formatDuration } from '../train/progress.js';
+import { InputFileError } from '../model/bpe-trainer.js';
 
 const HELP = `search-r3 train lm — pretrain a small Qwen2 language model from scratch (causal LM)
 
@@ -56,7 +57,7 @@ export const trainLmCommand: Command = {
         `${r.validLoss !== null ? `, valid loss ${r.validLoss.toFixed(4)} (perplexity ${Math.exp(r.validLoss).toFixed(2)})` : ''}; output in ${r.output}`);
       return 0;
     } catch (e) {
-      if (e instanceof ConfigError || e instanceof RunFolderError || e instanceof TrainingDiverged) throw new UserError(e.message);
+      if (e instanceof ConfigError || e instanceof RunFolderError || e instanceof TrainingDiverged || e instanceof InputFileError) throw new UserError(e.message);
       throw e;
     }
   },

@@ -301,17 +301,27 @@ export function bpeTokenizerFiles(merges: ReadonlyArray<readonly [string, string
   return { tokenizerJson, tokenizerConfig };
 }
 
-/** Files under the given files/folders (folders recursively, sorted), the order text is read in. */
+/**
+ * Files under the given files/folders, the order text is read in: a file named is always read; in
+ * folders (recursively, sorted) only .jsonl and .txt files, so a corpus folder's manifest.json is not
+ * taken for text. A path that does not exist is an error naming it.
+ */
 export async function listInputFiles(inputs: readonly string[]): Promise<string[]> {
   const out: string[] = [];
-  const walk = async (p: string): Promise<void> => {
-    const st = statSync(p);
+  const walk = async (p: string, named: boolean): Promise<void> => {
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (st === undefined) throw new InputFileError(`${p}: no such file or folder`);
     if (st.isDirectory()) {
-      for (const name of (await fsp.readdir(p)).sort()) await walk(path.join(p, name));
-    } else if (st.isFile()) out.push(p);
+      for (const name of (await fsp.readdir(p)).sort()) await walk(path.join(p, name), false);
+    } else if (st.isFile() && (named || /\.(jsonl|txt)$/.test(p))) out.push(p);
   };
-  for (const p of inputs) await walk(p);
+  for (const p of inputs) await walk(p, true);
   return out;
+}
+
+/** An input path that does not exist. */
+export class InputFileError extends Error {
+  constructor(message: string) { super(message); this.name = 'InputFileError'; }
 }
 
 /**
