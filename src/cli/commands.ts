@@ -10,6 +10,7 @@ import { withRlStage } from './train-rl.js';
 import { rlenvCommand } from './rlenv-audit.js';
 import { tokenizerCommand } from './tokenizer-train.js';
 import { withLmStage } from './train-lm.js';
+import { corpusCommand } from './corpus-build.js';
 
 /** Every sub-command, in the order `--help` lists them. Add one line per command. */
 export const commands: Command[] = [
@@ -22,4 +23,5 @@ export const commands: Command[] = [
   mineCommand,
   rlenvCommand,
   tokenizerCommand,
+  corpusCommand,
 ];
