@@ -11,6 +11,7 @@ export type { VectorStore, VectorRow, VectorHit } from './index/vector-store.js'
 export { reciprocalRankFusion } from './index/rrf.js';
 // serving, LangChain and scale-out
 export { SearchR3Embeddings, type SearchR3EmbeddingsParams } from './serve/langchain-embeddings.js';
+export { SearchR3VectorStore } from './serve/langchain-vectorstore.js';
 export { RemoteEmbedder, RemoteError, type RemoteOptions } from './serve/remote-embedder.js';
 export { startSearchServer, createSearchServer, type ServeOptions, type RunningServer } from './serve/server.js';
 // the embedding protocol underneath

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { Embeddings } from '@langchain/core/embeddings';
-import { SearchR3Embeddings, RemoteEmbedder, RemoteError, SearchIndex, startSearchServer } from '../../src/index.js';
+import { Document } from '@langchain/core/documents';
+import { SearchR3Embeddings, SearchR3VectorStore, RemoteEmbedder, RemoteError, SearchIndex, startSearchServer } from '../../src/index.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
 import { documentText } from '../../src/index/document-source.js';
 
@@ -102,6 +103,37 @@ test('SearchR3Embeddings is a LangChain Embeddings: documents and queries use th
     assert.throws(() => new SearchR3Embeddings({}), /exactly one of modelDir, baseURL or backend/);
   } finally {
     await server.close();
+    cleanup();
+  }
+});
+
+test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async () => {
+  const { dir, cleanup } = tempDir('lcvs');
+  const local = await tinyBackend(await tinyModelDir(dir));
+  const index = await SearchIndex.open(path.join(dir, 'idx'), { backend: local, create: {} });
+  try {
+    const store = new SearchR3VectorStore(new SearchR3Embeddings({ backend: local }), index);
+    const docs = corpus(12).map((d) => new Document({ id: d.id, pageContent: d.text, metadata: { title: d.title, n: d.metadata!.n } }));
+    assert.deepEqual(await store.addDocuments(docs), docs.map((d) => d.id));
+    const anon = await store.addDocuments([new Document({ pageContent: 'no id here', metadata: {} })]);
+    assert.equal(anon[0].length, 24);
+    assert.deepEqual(await store.addDocuments([new Document({ pageContent: 'no id here', metadata: {} })]), anon, 'same content, same id');
+    assert.equal(index.stats().documents, 13);
+    // the retriever embeds the query with the query prompt and returns LangChain Documents in index order
+    const q = 'immune receptor signal';
+    const want = (await index.search(q, { k: 3 })).hits;
+    const got = await store.asRetriever(3).invoke(q);
+    assert.ok(got.every((d) => d instanceof Document));
+    assert.deepEqual(got.map((d) => d.id), want.map((h) => h.id));
+    assert.deepEqual(got.map((d) => d.pageContent), want.map((h) => h.text));
+    assert.equal(got[0].metadata.title, want[0].title);
+    const scored = await store.similaritySearchWithScore(q, 2);
+    assert.deepEqual(scored.map(([, s]) => s), want.slice(0, 2).map((h) => h.score));
+    await store.delete({ ids: [want[0].id] });
+    assert.ok(!(await store.asRetriever(13).invoke(q)).some((d) => d.id === want[0].id));
+    await assert.rejects(store.addVectors(), /embeds documents with its own model/);
+  } finally {
+    await index.close();
     cleanup();
   }
 });
