@@ -9,7 +9,7 @@ import { Tokenizer } from '../model/tokenizer.js';
 
 const HELP = `search-r3 tokenizer train — learn a byte-level BPE tokenizer (Qwen2 style) from text
 
-usage: search-r3 tokenizer train --input <file|dir> [--input ...] --vocab-size N --out <dir> [--min-frequency 2] [--quiet]
+usage: search-r3 tokenizer train --input <file|dir> [--input ...] [more files ...] --vocab-size N --out <dir> [--min-frequency 2] [--quiet]
 
 Reads the inputs (files named are always read; in folders, recursively and in sorted order, only
 .jsonl and .txt files): .jsonl files as one document per line
@@ -30,8 +30,9 @@ export const tokenizerCommand: Command = {
       args: argv, allowPositionals: true, strict: true,
       options: { input: { type: 'string', multiple: true }, 'vocab-size': { type: 'string' }, out: { type: 'string' }, 'min-frequency': { type: 'string' }, quiet: { type: 'boolean' } },
     });
-    if (positionals[0] !== 'train' || positionals.length > 1) throw new UserError("tokenizer needs the sub-command 'train': search-r3 tokenizer train --input <path> --vocab-size N --out <dir>.");
-    const inputs = values.input ?? [];
+    if (positionals[0] !== 'train') throw new UserError("tokenizer needs the sub-command 'train': search-r3 tokenizer train --input <path> --vocab-size N --out <dir>.");
+    // files after the options (a shell glob such as corpus/train-*.jsonl) are inputs too
+    const inputs = [...(values.input ?? []), ...positionals.slice(1)];
     if (inputs.length === 0) throw new UserError('--input is required: a text/JSONL file or a folder of them (repeatable).');
     for (const p of inputs) if (!existsSync(p)) throw new UserError(`--input ${p}: no such file or folder.`);
     const vocabSize = Number(values['vocab-size']);
