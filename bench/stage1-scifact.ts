@@ -4,7 +4,9 @@
  * SciFact), dev nDCG@10 on an NFCorpus dev subset during training, and SciFact **test** nDCG@10 of the
  * untrained and the trained model (best dev checkpoint and final), beside the published BM25 peer.
  *
- * usage: node dist/bench/stage1-scifact.js <work-dir> [minutes]   (env SEARCH_R3_THREADS for the pool)
+ * usage: node dist/bench/stage1-scifact.js <work-dir>
+ * env: STAGE1_STEPS (300), STAGE1_MAXLEN (128), STAGE1_HIDDEN (256), STAGE1_LAYERS (4), STAGE1_LR (1e-3),
+ *      STAGE1_KL (0.1), STAGE1_EVAL_EVERY (100); SEARCH_R3_THREADS for the kernel pool
  * Writes <work-dir>/results.json; the run folder is <work-dir>/run (report.html, metrics.jsonl).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -28,9 +30,11 @@ const data = path.resolve(repoRoot, '../shared/data');
 const maxLength = Number(process.env.STAGE1_MAXLEN ?? 128);
 const log = (m: string): void => { process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`); };
 
+const env = (k: string, d: number): number => Number(process.env[k] ?? d);
+const hidden = env('STAGE1_HIDDEN', 256), heads = 4;
 const modelConfig: Qwen2Config = {
-  architectures: ['Qwen2ForCausalLM'], modelType: 'qwen2', vocabSize: 6400, hiddenSize: 256, intermediateSize: 768,
-  numHiddenLayers: 4, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 64, hiddenAct: 'silu',
+  architectures: ['Qwen2ForCausalLM'], modelType: 'qwen2', vocabSize: 6400, hiddenSize: hidden, intermediateSize: 3 * hidden,
+  numHiddenLayers: env('STAGE1_LAYERS', 4), numAttentionHeads: heads, numKeyValueHeads: 2, headDim: hidden / heads, hiddenAct: 'silu',
   maxPositionEmbeddings: 512, ropeTheta: 10000, rmsNormEps: 1e-6, tieWordEmbeddings: true,
   bosTokenId: null, eosTokenId: null, torchDtype: 'float32', extra: {},
 };
@@ -69,10 +73,10 @@ async function main(): Promise<void> {
     model: modelDir, output: path.join(work, 'run'), seed: 0, maxLength, steps,
     data: [{ type: 'jsonl', path: mined }, { type: 'climate-fever', path: path.join(data, 'climate-fever/climate-fever.jsonl') }],
     batch: { queries: 16, hardNegatives: 1, subBatch: 0, accumulation: 1 },
-    loss: { sft: 1, kl: 0.1, infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
-    optimizer: { lr: 1e-3, warmupSteps: 30, minLr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 },
+    loss: { sft: 1, kl: env('STAGE1_KL', 0.1), infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
+    optimizer: { lr: env('STAGE1_LR', 1e-3), warmupSteps: 30, minLr: env('STAGE1_LR', 1e-3) / 10, weightDecay: 0.01, maxGradNorm: 1 },
     checkpoint: { every: 50, keep: 2 },
-    eval: { beir: path.join(data, 'nfcorpus/beir-preprocessed/dev'), split: 'dev', every: 100, maxQueries: 50, maxDocuments: 300 },
+    eval: { beir: path.join(data, 'nfcorpus/beir-preprocessed/dev'), split: 'dev', every: env('STAGE1_EVAL_EVERY', 100), maxQueries: 50, maxDocuments: 300 },
   };
   writeFileSync(path.join(work, 'train-config.json'), JSON.stringify(cfgJson, null, 1));
   const cfg = parseConfig(cfgJson, work);
