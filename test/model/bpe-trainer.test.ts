@@ -14,7 +14,7 @@ import { bpeTokenizerFiles, learnMerges, preTokenize, trainBpeTokenizer, WordCou
 import { bpeConsistencyProblems } from '../../src/model/tiny-tokenizer.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { sharedData } from '../helpers/repo.js';
-import { variedStrings } from './varied-strings.js';
+import { seededRandom, variedStrings } from './varied-strings.js';
 
 const SPECIALS = 4;
 
@@ -117,3 +117,50 @@ class WordCounterFrom extends WordCounter {
     for (const l of lines) { const d = JSON.parse(l) as { title: string; text: string }; this.add(`${d.title}\n${d.text}`); }
   }
 }
+
+/** The textbook algorithm: recount every pair before each merge. Slow, obviously right. */
+function naiveMerges(words: Map<string, number>, count: number): Array<[string, string]> {
+  const seqs = [...words].map(([w, c]) => ({ s: [...w], c }));
+  const out: Array<[string, string]> = [];
+  while (out.length < count) {
+    const pairs = new Map<string, { a: string; b: string; n: number }>();
+    for (const { s, c } of seqs) {
+      for (let i = 0; i + 1 < s.length; i++) {
+        const k = JSON.stringify([s[i], s[i + 1]]);
+        const e = pairs.get(k) ?? { a: s[i]!, b: s[i + 1]!, n: 0 };
+        e.n += c; pairs.set(k, e);
+      }
+    }
+    let best: { a: string; b: string; n: number } | null = null;
+    for (const e of pairs.values()) {
+      if (!best || e.n > best.n || (e.n === best.n && (e.a < best.a || (e.a === best.a && e.b < best.b)))) best = e;
+    }
+    if (!best) break;
+    out.push([best.a, best.b]);
+    for (const q of seqs) {
+      const r: string[] = [];
+      for (let i = 0; i < q.s.length; i++) {
+        if (i + 1 < q.s.length && q.s[i] === best.a && q.s[i + 1] === best.b) { r.push(best.a + best.b); i++; } else r.push(q.s[i]!);
+      }
+      q.s = r;
+    }
+  }
+  return out;
+}
+
+test('the incremental merge loop equals recounting every pair before each merge (random words with runs like aaaa, abab)', () => {
+  const next = seededRandom(12345);
+  const rand = (n: number): number => Math.floor(next() * n);
+  for (let round = 0; round < 5; round++) {
+    const words = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      let w = '';
+      const len = 1 + rand(12);
+      for (let j = 0; j < len; j++) w += 'abcd'[rand(round < 2 ? 2 : 4)];
+      words.set(w, (words.get(w) ?? 0) + 1 + rand(5));
+    }
+    const ours = learnMerges(words, { vocabSize: 256 + 60 + SPECIALS, minFrequency: 1 }).merges;
+    assert.deepEqual(ours, naiveMerges(words, ours.length), `round ${round}`);
+    assert.ok(ours.length >= 40, `round ${round}: ${ours.length} merges`);
+  }
+});
