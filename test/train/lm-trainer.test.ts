@@ -16,7 +16,9 @@ import { parseLmConfig, type LmConfig } from '../../src/train/lm-config.js';
 import { cachedTokenStream, epochOrder, PackedSequences, tokenizeFiles } from '../../src/train/lm-data.js';
 import { trainLm } from '../../src/train/lm-trainer.js';
 import { runCli } from '../helpers/cli.js';
-import { sharedData } from '../helpers/repo.js';
+import { repoRoot, sharedData } from '../helpers/repo.js';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 
 let dir = '';
 let tokenizer: Tokenizer;
@@ -118,4 +120,30 @@ test('config: unknown keys and bad values are errors naming the key; the CLI pri
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /"data.shuffle" is not a config key/);
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+});
+
+test('train lm killed (SIGKILL) mid-run and resumed from the CLI: its metrics equal an uninterrupted run\'s, step for step', async () => {
+  const over = { steps: 150, accumulation: 1, checkpoint: { every: 10, keep: 2 }, eval: { every: 50, maxSequences: 8 } };
+  const full: number[] = [];
+  await trainLm(config('run-ref', over), { progress: false, onStep: (_, l) => full.push(l) });
+  const cfgFile = path.join(dir, 'kill.json');
+  await fsp.writeFile(cfgFile, JSON.stringify({
+    tokenizer: 'tok', output: 'run-kill', seed: 3, data: { train: ['train.jsonl'], valid: ['valid.jsonl'] },
+    model: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 64 },
+    seqLength: 32, batchSize: 4, optimizer: { lr: 1e-2, warmupSteps: 4, minLr: 1e-3, weightDecay: 0.01 }, ...over,
+  }));
+  const ckpts = path.join(dir, 'run-kill/checkpoints');
+  const child = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'train', 'lm', '--config', cfgFile, '--quiet'], { stdio: 'ignore' });
+  let done = false;
+  const exited = new Promise<void>((resolve) => child.on('exit', () => { done = true; resolve(); }));
+  // kill as soon as the second checkpoint is in place, mid-way between checkpoints
+  while (!done && !(existsSync(ckpts) && readdirSync(ckpts).some((n) => n === 'step-00000020'))) await new Promise((r) => setTimeout(r, 5));
+  child.kill('SIGKILL');
+  await exited;
+  assert.equal(existsSync(path.join(dir, 'run-kill/final')), false, 'the run was killed before it finished');
+  const r = runCli(['train', 'lm', '--config', cfgFile, '--resume', '--quiet']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /trained steps (2\d|3\d|4\d)→150 of 150/);
+  const train = readFileSync(path.join(dir, 'run-kill/metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss: number }).filter((m) => m.type === 'train');
+  assert.deepEqual(train.map((m) => m.loss), full);
 });
