@@ -114,9 +114,11 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
 
   const config = lmModelConfig(cfg, tokenizer);
   const model = Qwen2Model.random(config, new T.Rng(cfg.seed), cfg.model.initStd);
-  const params = model.parameters();
+  // matrices first, then norms and biases: the order of the checkpoint's tensors and moments
+  const all = model.parameters();
+  const params = [...all.filter((p) => p.shape.length >= 2), ...all.filter((p) => p.shape.length < 2)];
   const o = cfg.optimizer;
-  const opt = new T.AdamW(params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
+  const opt = new DecayGroupsAdamW(params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
   const schedule = T.warmupCosine(o.lr, o.warmupSteps, totalSteps, o.minLr);
   let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
   if (opts.resume) {
@@ -218,4 +220,41 @@ function diverged(step: number, why: string, root: string): TrainingDiverged {
   const all = listCheckpoints(root);
   const kept = all.length > 0 ? `the last good checkpoint is ${all[all.length - 1]!.dir}` : 'no checkpoint had been written yet';
   return new TrainingDiverged(`training stopped at step ${step}: ${why}; no update was applied and ${kept} (resume from it with a lower optimizer.lr)`);
+}
+
+/**
+ * AdamW with weight decay on matrices only (embeddings and projections), none on RMSNorm weights and
+ * biases, as GPT-style pretraining does: decay would pull the norms' gains towards 0. Two AdamW
+ * instances behind the Optimizer interface, whose state is one AdamW state over `params` (matrices
+ * first, as the caller orders them), so stage 1's checkpoint code saves and restores it unchanged.
+ */
+export class DecayGroupsAdamW implements T.Optimizer {
+  private readonly decay: T.AdamW;
+  private readonly plain: T.AdamW;
+  private readonly split: number;
+
+  constructor(params: T.Tensor[], opts: T.AdamWOptions) {
+    this.split = params.findIndex((p) => p.shape.length < 2);
+    if (this.split < 0) this.split = params.length;
+    if (params.slice(this.split).some((p) => p.shape.length >= 2)) throw new Error('DecayGroupsAdamW: pass the matrices first, then the vectors');
+    this.decay = new T.AdamW(params.slice(0, this.split), opts);
+    this.plain = new T.AdamW(params.slice(this.split), { ...opts, weightDecay: 0 });
+  }
+
+  step(lr: number): void { this.decay.step(lr); this.plain.step(lr); }
+  zeroGrad(): void { this.decay.zeroGrad(); this.plain.zeroGrad(); }
+
+  state(): T.OptimizerState {
+    const a = this.decay.state(), b = this.plain.state();
+    return { kind: 'adamw', step: a.step, paramSteps: [...(a.paramSteps ?? []), ...(b.paramSteps ?? [])], buffers: a.buffers.map((m, k) => [...m, ...b.buffers[k]!]) };
+  }
+
+  loadState(s: T.OptimizerState): void {
+    const part = (from: number, to: number): T.OptimizerState => ({
+      kind: s.kind, step: s.step, ...(s.paramSteps ? { paramSteps: s.paramSteps.slice(from, to) } : {}), buffers: s.buffers.map((m) => m.slice(from, to)),
+    });
+    const n = s.buffers[0]?.length ?? 0;
+    this.decay.loadState(part(0, this.split));
+    this.plain.loadState(part(this.split, n));
+  }
 }

@@ -14,7 +14,8 @@ import { Tokenizer } from '../../src/model/tokenizer.js';
 import { ConfigError } from '../../src/train/config.js';
 import { parseLmConfig, type LmConfig } from '../../src/train/lm-config.js';
 import { cachedTokenStream, epochOrder, PackedSequences, tokenizeFiles } from '../../src/train/lm-data.js';
-import { trainLm } from '../../src/train/lm-trainer.js';
+import { DecayGroupsAdamW, trainLm } from '../../src/train/lm-trainer.js';
+import * as T from '../../src/tensor/index.js';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { spawn } from 'node:child_process';
@@ -146,4 +147,20 @@ test('train lm killed (SIGKILL) mid-run and resumed from the CLI: its metrics eq
   assert.match(r.stdout, /trained steps (2\d|3\d|4\d)→150 of 150/);
   const train = readFileSync(path.join(dir, 'run-kill/metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss: number }).filter((m) => m.type === 'train');
   assert.deepEqual(train.map((m) => m.loss), full);
+});
+
+test('weight decay applies to matrices only; the grouped optimiser state round-trips as one AdamW state', () => {
+  const make = (): T.Tensor[] => [T.tensor(new Float32Array([1, 2, 3, 4]), [2, 2]), T.tensor(new Float32Array([1, 1]), [2])];
+  const params = make();
+  const opt = new DecayGroupsAdamW(params, { weightDecay: 0.5 });
+  for (const p of params) p.grad = new Float32Array(p.size);
+  opt.step(0.1);
+  assert.deepEqual(Array.from(params[0]!.data), [1, 2, 3, 4].map((x) => Math.fround(x * (1 - 0.05))));
+  assert.deepEqual(Array.from(params[1]!.data), [1, 1]);
+  const st = opt.state();
+  assert.equal(st.buffers[0]!.length, 2);
+  const other = new DecayGroupsAdamW(make(), { weightDecay: 0.5 });
+  other.loadState(st);
+  assert.deepEqual(other.state(), st);
+  assert.throws(() => new DecayGroupsAdamW([params[1]!, params[0]!], {}), /matrices first/);
 });
