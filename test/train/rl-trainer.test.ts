@@ -9,7 +9,8 @@ import { forwardRollouts, sampleRollouts } from '../../src/train/rl-rollout.js';
 import { ConfigError } from '../../src/train/config.js';
 import { embedTokenId } from '../../src/embed/prompts.js';
 import { tinyModel } from '../helpers/tiny-model.js';
-import { tempDir, tinyModelFolder } from '../helpers/train-fixtures.js';
+import { tempDir, tinyModelFolder, writeConfig } from '../helpers/train-fixtures.js';
+import { runCli } from '../helpers/cli.js';
 
 const words = ['alpha', 'beta', 'gamma', 'delta', 'omega', 'sigma', 'kappa', 'theta', 'lambda', 'zeta'];
 
@@ -115,4 +116,21 @@ test('config: unknown keys and bad values are refused with the key named', () =>
   assert.throws(() => parseRlConfig({ ...base, environment: { mode: 'fast' } }, '/'), /environment.mode/);
   assert.throws(() => parseRlConfig({ output: 'o', data: { beir: 'b' } }, '/'), /"model" is required/);
   assert.equal(parseRlConfig(base, '/x').model, '/x/m');
+});
+
+test('CLI: rlenv audit reports encodes, wall time, staleness and reward agreement; train rl trains and reports', async () => {
+  const { dir, raw } = await fixture();
+  const file = writeConfig(path.join(dir, 'rl.json'), raw);
+  const a = runCli(['rlenv', 'audit', '--config', file, '--steps', '3', '--quiet']);
+  assert.equal(a.status, 0, a.stderr);
+  for (const re of [/document encodes \/ step: local [\d.]+, exact 40\.0/, /wall time \/ step/, /mean staleness/, /mean \|Δ\|/, /Spearman ρ/]) assert.match(a.stdout, re);
+  const summary = JSON.parse(readFileSync(path.join(dir, 'run-audit', 'audit.json'), 'utf8'));
+  assert.equal(summary.summary.steps, 2, 'step 1 (both tables exact) is left out');
+  const t = runCli(['train', 'rl', '--config', file, '--quiet']);
+  assert.equal(t.status, 0, t.stderr);
+  assert.match(t.stdout, /trained steps 0→3 .* 7 queries \(1 skipped: no positive in the corpus\)/);
+  const bad = writeConfig(path.join(dir, 'bad.json'), { ...raw, output: 'run-bad', environment: { maxTableBytes: 100 } });
+  const b = runCli(['train', 'rl', '--config', bad, '--quiet']);
+  assert.equal(b.status, 2);
+  assert.match(b.stderr, /^search-r3: the environment's embedding table for 40 documents × 32 dimensions needs 5280 bytes/);
 });
