@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { parseRlConfig } from '../../src/train/rl-config.js';
@@ -133,4 +133,17 @@ test('CLI: rlenv audit reports encodes, wall time, staleness and reward agreemen
   const b = runCli(['train', 'rl', '--config', bad, '--quiet']);
   assert.equal(b.status, 2);
   assert.match(b.stderr, /^search-r3: the environment's embedding table for 40 documents × 32 dimensions needs 5280 bytes/);
+});
+
+test('LoRA: only the adapters train, the reference is the base (KL 0 before the first update), final/ is an adapter', async () => {
+  const { dir, raw } = await fixture();
+  const cfg = parseRlConfig({ ...raw, output: 'run-lora', steps: 2, lora: { rank: 2, alpha: 4 }, loss: { ...(raw.loss as object), innerEpochs: 1 } }, dir);
+  const records: Record<string, any>[] = [];
+  await trainRl(cfg, { progress: false, onStep: (_s, r) => records.push(r) });
+  assert.equal(records.length, 2);
+  assert.equal(records[0].kl, 0, 'π = π_ref at the first update');
+  assert.ok(records[1].kl > 0, 'the adapters moved the policy away from the base');
+  const data = JSON.parse(readFileSync(path.join(dir, 'run-lora', 'metrics.jsonl'), 'utf8').split('\n')[0]);
+  assert.ok(data.trainableParameters < 28320 / 2, `${data.trainableParameters} trainable parameters`);
+  assert.ok(existsSync(path.join(dir, 'run-lora', 'final', 'adapter_config.json')));
 });
