@@ -3,7 +3,7 @@
  * (no pretrained weights exist on these machines; a random model is the policy the audit trains for a
  * few real GRPO steps) and a train-rl config on SciFact train queries with the full 5,183-document corpus.
  *
- * usage: node dist/bench/rlenv-scifact.js <work-dir> [reward kind: dcg|ndcg|rr] [k]
+ * usage: node dist/bench/rlenv-scifact.js <work-dir> [reward kind: dcg|ndcg|rr] [k (rr: 0 = whole corpus)]
  * then:  node dist/src/cli/main.js rlenv audit --config <work-dir>/rl-<kind>.json --steps 8
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     rollout: { queries: 4, group: 4, temperature: 1, maxReasoningTokens: 16 },
     reward: { kind, k, formatPenalty: 0.5 },
     loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 1, temperature: 0.05 },
-    optimizer: { lr: 1e-4 },
+    optimizer: { lr: 1e-5 }, // docs/rlenv.md rows 1–2 used 1e-4
     environment: { mode: 'local', budget: 200, candidates: 4, neighbours: 2, rolling: 40, returnCandidates: 16 },
   };
   const file = path.join(work, `rl-${kind}${k}.json`);
