@@ -27,3 +27,21 @@ test('BM25 mining over a pool returns lexically close non-positives', () => {
   assert.equal(mined[0].negatives.length, 2);
   assert.ok(!mined[0].negatives.includes(pool[0]) && !mined[0].negatives.includes('stock markets fell'));
 });
+
+test('mining with the model\'s own embeddings: exact cosine order, positive scores known, filter applied', async () => {
+  const { tinyModel } = await import('../helpers/tiny-model.js');
+  const { modelRanker } = await import('../../src/train/mine.js');
+  const { model, tokenizer } = tinyModel(3);
+  const pool = ['red apples', 'green apples', 'blue sky', 'deep sea', 'tall trees', 'old books'];
+  const rank = modelRanker(model, tokenizer, pool);
+  const r = rank('apples', ['red apples'], 6);
+  assert.equal(r.docs.length, 6);
+  assert.ok(r.scores.every((s, i) => i === 0 || r.scores[i - 1] >= s), 'best first');
+  assert.equal(r.positiveScores.length, 1);
+  assert.equal(r.positiveScores[0], r.scores[r.docs.indexOf(0)], 'the positive\'s score is its cosine in the ranking');
+  const { mined, stats } = mineHardNegatives([{ query: 'apples', positives: ['red apples'], negatives: [] }], pool, rank,
+    { fromRank: 1, toRank: 5, negatives: 5, falseNegativeRatio: 0.999, seed: 0 });
+  const kept = mined[0].negatives.length;
+  assert.equal(kept + stats.filteredAsFalseNegative, 5, 'every window candidate is either kept or filtered');
+  assert.ok(!mined[0].negatives.includes('red apples'));
+});
