@@ -17,7 +17,9 @@ test('search-r3 train sft: an unknown config key is a one-line user error (exit 
   const r = cli(['train', 'sft', '--config', cfg]);
   assert.equal(r.code, 2, r.err);
   assert.match(r.err, /^search-r3: .*c\.json: "optimiser" is not a config key; known keys: .*optimizer/);
-  assert.equal(cli(['train', 'rl']).code, 2);
+  const unknown = cli(['train', 'no-such-stage']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.err, /unknown stage 'no-such-stage'.*sft/);
 });
 
 test('search-r3 mine, then train sft on its output, end to end', async () => {
