@@ -1,5 +1,5 @@
 /** Choosing the next token from a row of logits: greedy, temperature, top-k and top-p (nucleus). */
-import type { Rng } from '../tensor/index.js';
+import { kernels, type Rng } from '../tensor/index.js';
 
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token; otherwise logits are divided by it. */
@@ -27,17 +27,14 @@ export function argmax(logits: Float32Array, offset = 0, n = logits.length - off
 export function sampleToken(logits: Float32Array, offset: number, n: number, opts: SamplingOptions, rng: Rng | null): Sampled {
   const temperature = opts.temperature ?? 0;
   const t = temperature > 0 ? temperature : 1;
-  let mx = -Infinity;
-  for (let i = 0; i < n; i++) mx = Math.max(mx, logits[offset + i] / t);
-  let z = 0;
-  for (let i = 0; i < n; i++) z += Math.exp(logits[offset + i] / t - mx);
-  const logZ = mx + Math.log(z);
+  const logZ = logSumExp(logits.subarray(offset, offset + n), t);
   const logprobOf = (tok: number): number => logits[offset + tok] / t - logZ;
   if (temperature <= 0) {
     const tok = argmax(logits, offset, n);
     return { token: tok, logprob: logprobOf(tok) };
   }
   if (!rng) throw new Error('sampling with temperature > 0 needs a seeded Rng');
+  const mx = logZ; // exp(logit/t − logZ) is the probability itself, never above 1
   // Candidates sorted by logit, cut by top-k, then by top-p on the renormalised probabilities.
   let ids = Array.from({ length: n }, (_, i) => i);
   const topK = opts.topK ?? 0;
@@ -60,6 +57,17 @@ export function sampleToken(logits: Float32Array, offset: number, n: number, opt
   }
   const last = ids[ids.length - 1];
   return { token: last, logprob: logprobOf(last) };
+}
+
+/**
+ * log Σ exp(row / t), on the backend's fused log-sum-exp (the cross-entropy kernel): over a 150k
+ * vocabulary this is the costliest part of choosing a token, and runs once per generated token.
+ */
+function logSumExp(row: Float32Array, t: number): number {
+  const x = t === 1 ? row : Float32Array.from(row, (v) => v / t);
+  const loss = new Float32Array(1), lse = new Float32Array(1);
+  kernels().crossEntropyForward(x, Int32Array.of(0), loss, lse, 1, x.length, -100);
+  return lse[0];
 }
 
 /** The k largest logits' ids, sorted descending (ties by lower id). */
