@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { ConfigError, mergeStrict, parseTemplates } from './config-merge.js';
 
 export type DataSourceConfig =
   /** BEIR folder: queries judged relevant (grade ≥ 1) in qrels/<split>.tsv, positives from the corpus. */
@@ -68,55 +69,21 @@ export const DEFAULT_CONFIG: SftConfig = {
 
 const LORA_DEFAULTS: LoraSettings = { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 const EVAL_DEFAULTS: EvalSettings = { beir: '', split: 'dev', every: 100, maxQueries: 0, maxDocuments: 0 };
-const TEMPLATE_KEYS = ['querySystem', 'documentSystem', 'reasoningSystem', 'directResponse'];
 const SOURCE_KEYS: Record<string, string[]> = { beir: ['type', 'path', 'split'], jsonl: ['type', 'path'], pairs: ['type', 'path'], 'climate-fever': ['type', 'path'] };
 
-/** A problem with the config file, naming the key. */
-export class ConfigError extends Error {
-  constructor(message: string) { super(message); this.name = 'ConfigError'; }
-}
+export { ConfigError };
 
 type Json = unknown;
-
-/** Fills `defaults` from `user`, refusing keys the defaults do not have and values of another type. */
-function merge<V>(defaults: V, user: Json, at: string): V {
-  if (typeof user !== 'object' || user === null || Array.isArray(user)) throw new ConfigError(`${at || 'the config'} must be a JSON object`);
-  const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
-  for (const [key, value] of Object.entries(user as Record<string, unknown>)) {
-    const where = at ? `${at}.${key}` : key;
-    if (!(key in out)) throw new ConfigError(`"${where}" is not a config key; known keys${at ? ` of ${at}` : ''}: ${Object.keys(out).join(', ')}`);
-    const def = out[key];
-    if (typeof def === 'number' || typeof def === 'string' || typeof def === 'boolean') {
-      if (typeof value !== typeof def || (typeof value === 'number' && !Number.isFinite(value))) {
-        throw new ConfigError(`"${where}" must be a ${typeof def}, got ${JSON.stringify(value)}`);
-      }
-      out[key] = value;
-    } else if (Array.isArray(def)) {
-      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new ConfigError(`"${where}" must be an array of strings`);
-      out[key] = value;
-    } else {
-      out[key] = merge(def, value, where);
-    }
-  }
-  return out as V;
-}
 
 /** Validates a parsed config object; paths are resolved against baseDir. */
 export function parseConfig(raw: Json, baseDir: string): SftConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('the config must be a JSON object');
   const { data, lora, eval: ev, templates, ...rest } = raw as Record<string, unknown>;
-  const simple = merge({ ...DEFAULT_CONFIG, data: undefined, lora: undefined, eval: undefined, templates: undefined }, rest, '');
+  const simple = mergeStrict({ ...DEFAULT_CONFIG, data: undefined, lora: undefined, eval: undefined, templates: undefined }, rest, '');
   const cfg: SftConfig = { ...simple, data: [], lora: null, eval: null, templates: {} };
-  if (lora !== undefined && lora !== null) cfg.lora = merge(LORA_DEFAULTS, lora, 'lora');
-  if (ev !== undefined && ev !== null) cfg.eval = merge(EVAL_DEFAULTS, ev, 'eval');
-  if (templates !== undefined) {
-    if (typeof templates !== 'object' || templates === null) throw new ConfigError('"templates" must be an object');
-    for (const [k, v] of Object.entries(templates)) {
-      if (!TEMPLATE_KEYS.includes(k)) throw new ConfigError(`"templates.${k}" is not a config key; known keys of templates: ${TEMPLATE_KEYS.join(', ')}`);
-      if (typeof v !== 'string') throw new ConfigError(`"templates.${k}" must be a string`);
-      (cfg.templates as Record<string, string>)[k] = v;
-    }
-  }
+  if (lora !== undefined && lora !== null) cfg.lora = mergeStrict(LORA_DEFAULTS, lora, 'lora');
+  if (ev !== undefined && ev !== null) cfg.eval = mergeStrict(EVAL_DEFAULTS, ev, 'eval');
+  cfg.templates = parseTemplates(templates);
   if (!Array.isArray(data) || data.length === 0) throw new ConfigError('"data" must be a non-empty array of sources such as {"type": "beir", "path": "...", "split": "train"}');
   cfg.data = data.map((s, i) => parseSource(s, `data[${i}]`, baseDir));
   const resolve = (p: string): string => (p === '' ? p : path.resolve(baseDir, p));

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError } from './config.js';
+import { ConfigError, mergeStrict } from './config-merge.js';
 
 export interface LmModelSettings {
   hiddenSize: number;
@@ -67,29 +67,9 @@ export const DEFAULT_LM_CONFIG: LmConfig = {
   saveDtype: 'F32',
 };
 
-function merge<V>(defaults: V, user: unknown, at: string): V {
-  if (typeof user !== 'object' || user === null || Array.isArray(user)) throw new ConfigError(`${at || 'the config'} must be a JSON object`);
-  const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
-  for (const [key, value] of Object.entries(user as Record<string, unknown>)) {
-    const where = at ? `${at}.${key}` : key;
-    if (!(key in out)) throw new ConfigError(`"${where}" is not a config key; known keys${at ? ` of ${at}` : ''}: ${Object.keys(out).join(', ')}`);
-    const def = out[key];
-    if (typeof def === 'number' || typeof def === 'string' || typeof def === 'boolean') {
-      if (typeof value !== typeof def || (typeof value === 'number' && !Number.isFinite(value))) throw new ConfigError(`"${where}" must be a ${typeof def}, got ${JSON.stringify(value)}`);
-      out[key] = value;
-    } else if (Array.isArray(def)) {
-      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new ConfigError(`"${where}" must be an array of strings`);
-      out[key] = value;
-    } else {
-      out[key] = merge(def, value, where);
-    }
-  }
-  return out as V;
-}
-
 /** Validates a parsed config object; paths are resolved against baseDir. */
 export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
-  const c = merge(DEFAULT_LM_CONFIG, raw, '');
+  const c = mergeStrict(DEFAULT_LM_CONFIG, raw, '');
   const need = (ok: boolean, msg: string): void => { if (!ok) throw new ConfigError(msg); };
   need(c.tokenizer !== '', '"tokenizer" must name the tokenizer folder (search-r3 tokenizer train)');
   need(c.output !== '', '"output" must name the run folder');

@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, type LoraSettings } from './config.js';
+import type { LoraSettings } from './config.js';
+import { ConfigError, mergeStrict, parseTemplates } from './config-merge.js';
 
 export interface RlConfig {
   /** Starting policy: a model folder (the stage-1 final/ or best/ output of a full fine-tune). */
@@ -51,41 +52,13 @@ export const DEFAULT_RL_CONFIG: RlConfig = {
 };
 
 const LORA_DEFAULTS: LoraSettings = { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
-const TEMPLATE_KEYS = ['querySystem', 'documentSystem', 'reasoningSystem', 'directResponse'];
-
-function merge<V>(defaults: V, user: unknown, at: string): V {
-  if (typeof user !== 'object' || user === null || Array.isArray(user)) throw new ConfigError(`${at || 'the config'} must be a JSON object`);
-  const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
-  for (const [key, value] of Object.entries(user as Record<string, unknown>)) {
-    const where = at ? `${at}.${key}` : key;
-    if (!(key in out)) throw new ConfigError(`"${where}" is not a config key; known keys${at ? ` of ${at}` : ''}: ${Object.keys(out).join(', ')}`);
-    const def = out[key];
-    if (typeof def === 'number' || typeof def === 'string' || typeof def === 'boolean') {
-      if (typeof value !== typeof def || (typeof value === 'number' && !Number.isFinite(value))) throw new ConfigError(`"${where}" must be a ${typeof def}, got ${JSON.stringify(value)}`);
-      out[key] = value;
-    } else if (Array.isArray(def)) {
-      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new ConfigError(`"${where}" must be an array of strings`);
-      out[key] = value;
-    } else {
-      out[key] = merge(def, value, where);
-    }
-  }
-  return out as V;
-}
 
 export function parseRlConfig(raw: unknown, baseDir: string): RlConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('the config must be a JSON object');
   const { lora, templates, ...rest } = raw as Record<string, unknown>;
-  const cfg: RlConfig = { ...merge({ ...DEFAULT_RL_CONFIG, lora: undefined, templates: undefined }, rest, ''), lora: null, templates: {} };
-  if (lora !== undefined && lora !== null) cfg.lora = merge(LORA_DEFAULTS, lora, 'lora');
-  if (templates !== undefined) {
-    if (typeof templates !== 'object' || templates === null) throw new ConfigError('"templates" must be an object');
-    for (const [k, v] of Object.entries(templates)) {
-      if (!TEMPLATE_KEYS.includes(k)) throw new ConfigError(`"templates.${k}" is not a config key; known keys of templates: ${TEMPLATE_KEYS.join(', ')}`);
-      if (typeof v !== 'string') throw new ConfigError(`"templates.${k}" must be a string`);
-      (cfg.templates as Record<string, string>)[k] = v;
-    }
-  }
+  const cfg: RlConfig = { ...mergeStrict({ ...DEFAULT_RL_CONFIG, lora: undefined, templates: undefined }, rest, ''), lora: null, templates: {} };
+  if (lora !== undefined && lora !== null) cfg.lora = mergeStrict(LORA_DEFAULTS, lora, 'lora');
+  cfg.templates = parseTemplates(templates);
   if (cfg.model === '') throw new ConfigError('"model" is required: the starting model folder (stage-1 output)');
   if (cfg.output === '') throw new ConfigError('"output" is required: the run folder');
   if (cfg.data.beir === '') throw new ConfigError('"data.beir" is required: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)');

@@ -1,0 +1,49 @@
+/**
+ * Strict config parsing shared by every trainer (stage 1, stage 2, pretraining): a user's JSON is
+ * merged over typed defaults, and a key the defaults do not have, or a value of another type, is an
+ * error naming the key, never silently ignored.
+ */
+import type { PromptTemplates } from '../embed/index.js';
+
+/** A problem with the config file, naming the key. */
+export class ConfigError extends Error {
+  constructor(message: string) { super(message); this.name = 'ConfigError'; }
+}
+
+/** Fills `defaults` from `user`, refusing keys the defaults do not have and values of another type. */
+export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
+  if (typeof user !== 'object' || user === null || Array.isArray(user)) throw new ConfigError(`${at || 'the config'} must be a JSON object`);
+  const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(user as Record<string, unknown>)) {
+    const where = at ? `${at}.${key}` : key;
+    if (!(key in out)) throw new ConfigError(`"${where}" is not a config key; known keys${at ? ` of ${at}` : ''}: ${Object.keys(out).join(', ')}`);
+    const def = out[key];
+    if (typeof def === 'number' || typeof def === 'string' || typeof def === 'boolean') {
+      if (typeof value !== typeof def || (typeof value === 'number' && !Number.isFinite(value))) {
+        throw new ConfigError(`"${where}" must be a ${typeof def}, got ${JSON.stringify(value)}`);
+      }
+      out[key] = value;
+    } else if (Array.isArray(def)) {
+      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new ConfigError(`"${where}" must be an array of strings`);
+      out[key] = value;
+    } else {
+      out[key] = mergeStrict(def, value, where);
+    }
+  }
+  return out as V;
+}
+
+const TEMPLATE_KEYS = ['querySystem', 'documentSystem', 'reasoningSystem', 'directResponse'];
+
+/** The `templates` section: prompt overrides, each a string, keys as in PromptTemplates. */
+export function parseTemplates(templates: unknown): Partial<PromptTemplates> {
+  const out: Record<string, string> = {};
+  if (templates === undefined) return out;
+  if (typeof templates !== 'object' || templates === null) throw new ConfigError('"templates" must be an object');
+  for (const [k, v] of Object.entries(templates)) {
+    if (!TEMPLATE_KEYS.includes(k)) throw new ConfigError(`"templates.${k}" is not a config key; known keys of templates: ${TEMPLATE_KEYS.join(', ')}`);
+    if (typeof v !== 'string') throw new ConfigError(`"templates.${k}" must be a string`);
+    out[k] = v;
+  }
+  return out;
+}
