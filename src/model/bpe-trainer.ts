@@ -14,9 +14,10 @@
 import { createReadStream, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { QWEN2_5_CHAT_TEMPLATE } from './qwen2-chat-template.js';
-import { byteLevelAlphabet, QWEN2_PRETOKENIZER_PATTERN, TINY_SPECIAL_TOKENS } from './tiny-tokenizer.js';
-import type { AddedTokenConfig, AddedTokenJson, TokenizerConfig, TokenizerJson } from './tokenizer-json.js';
+import { bpeTokenizerFiles, byteLevelAlphabet, TINY_SPECIAL_TOKENS } from './byte-level-bpe.js';
+
+export { bpeTokenizerFiles };
+import type { TokenizerConfig, TokenizerJson } from './tokenizer-json.js';
 
 /**
  * QWEN2_PRETOKENIZER_PATTERN for JavaScript's RegExp: `(?i:...)` spelled out (Node 20 has no inline
@@ -255,59 +256,6 @@ class PairHeap {
   }
 }
 
-const BYTE_LEVEL = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
-
-/**
- * tokenizer.json and tokenizer_config.json for learned merges, laid out as Qwen2's: byte tokens 0..255,
- * merge i → id 256 + i, special tokens after; eos <|im_end|>, pad <|endoftext|>, Qwen2.5's chat template.
- */
-export function bpeTokenizerFiles(merges: ReadonlyArray<readonly [string, string]>, specialTokens: readonly string[] = TINY_SPECIAL_TOKENS, chatTemplate = QWEN2_5_CHAT_TEMPLATE): { tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig } {
-  const vocab: Record<string, number> = {};
-  byteLevelAlphabet().forEach((ch, id) => (vocab[ch] = id));
-  merges.forEach(([a, b], i) => (vocab[a + b] = 256 + i));
-  const first = 256 + merges.length;
-  const addedTokens: AddedTokenJson[] = specialTokens.map((content, i) => ({ id: first + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
-  const tokenizerJson: TokenizerJson = {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: addedTokens,
-    normalizer: { type: 'NFC' },
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        { type: 'Split', pattern: { Regex: QWEN2_PRETOKENIZER_PATTERN }, behavior: 'Isolated', invert: false },
-        BYTE_LEVEL,
-      ],
-    },
-    post_processor: { ...BYTE_LEVEL },
-    decoder: { ...BYTE_LEVEL },
-    model: {
-      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '',
-      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: merges.map(([a, b]) => [a, b]),
-    },
-  };
-  const decoder: Record<string, AddedTokenConfig> = {};
-  for (const { id, ...rest } of addedTokens) decoder[String(id)] = rest;
-  const has = (t: string): string | null => (specialTokens.includes(t) ? t : null);
-  const tokenizerConfig: TokenizerConfig = {
-    add_bos_token: false,
-    add_prefix_space: false,
-    added_tokens_decoder: decoder,
-    additional_special_tokens: specialTokens.filter((t) => t !== '<|endoftext|>'),
-    bos_token: null,
-    chat_template: chatTemplate,
-    clean_up_tokenization_spaces: false,
-    eos_token: has('<|im_end|>') ?? has('<|endoftext|>'),
-    errors: 'replace',
-    model_max_length: 32768,
-    pad_token: has('<|endoftext|>'),
-    split_special_tokens: false,
-    tokenizer_class: 'Qwen2Tokenizer',
-    unk_token: null,
-  };
-  return { tokenizerJson, tokenizerConfig };
-}
 
 /**
  * Files under the given files/folders, the order text is read in: a file named is always read; in
