@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { positiveInt } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { readBeirDataset, type BeirDataset } from '../eval/beir.js';
@@ -73,13 +74,6 @@ evaluation:
   --compare <run>             paired t-test and randomisation test of this run against another TREC run
   --json                      print JSON instead of tables
   -h, --help                  this help`;
-
-function positiveInt(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new UserError(`--${name} must be a positive integer (got '${v}').`);
-  return n;
-}
 
 function number(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;

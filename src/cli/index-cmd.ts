@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { UserError, type Command } from './command.js';
+import { positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { readDocuments } from '../index/document-source.js';
 import { LocalBackend, type EmbeddingBackend } from '../index/embedding-backend.js';
@@ -42,13 +43,6 @@ options:
   --prune                delete indexed documents that are not in --input
   --delete <ids>         delete these document ids (comma-separated) and exit
   -h, --help             this help`;
-
-function positiveInt(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new UserError(`--${name} must be a positive integer (got '${v}').`);
-  return n;
-}
 
 export const indexCommand: Command = {
   name: 'index',
