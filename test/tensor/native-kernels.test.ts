@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { jsKernels } from '../../src/tensor/js-kernels.js';
+import { Rng } from '../../src/tensor/rng.js';
 import { loadNativeKernels, setNativeThreads, nativeThreads } from '../../src/tensor/native-kernels.js';
 import { type AttentionShape, BinaryOp, type GemmArgs, type Kernels, ReduceOp, UnaryOp } from '../../src/tensor/kernels.js';
 
@@ -23,18 +24,9 @@ function nk(): Kernels {
   return native;
 }
 
-// Deterministic random numbers (mulberry32) so a failure reproduces.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = rng(12345);
+// Deterministic random numbers so a failure reproduces.
+const seeded = new Rng(12345);
+const rand = (): number => seeded.next();
 function randn(): number {
   const u = Math.max(rand(), 1e-12), v = rand();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
