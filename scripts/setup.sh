@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # One command that installs everything search-r3 needs on a fresh Debian machine:
-# OpenBLAS (native backend), PyTorch (gradient oracle and speed peer for tests/benchmarks), then npm packages.
+# OpenBLAS (native backend), PyTorch (gradient oracle and speed peer for tests/benchmarks), two Debian
+# text packages the pretraining corpus draws on (jargon-text: public domain; debian-reference-en: GPL-2+),
+# then npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  build-essential python3 libopenblas-dev python3-torch python3-numpy >/dev/null
+  build-essential python3 libopenblas-dev python3-torch python3-numpy \
+  jargon-text debian-reference-en >/dev/null
 npm ci
