@@ -10,6 +10,11 @@ export interface BeirDocument {
   text: string;
 }
 
+/** The text a document is embedded or indexed as: its title, a newline, then its body. */
+export function documentText(d: { title: string; text: string }): string {
+  return d.title ? `${d.title}\n${d.text}` : d.text;
+}
+
 export interface BeirDataset {
   folder: string;
   split: string;

@@ -1,5 +1,5 @@
 import type { Embedder, QueryOptions } from '../embed/index.js';
-import type { BeirDocument } from './beir.js';
+import { documentText, type BeirDocument } from './beir.js';
 import { denseSearch } from './dense-search.js';
 import type { ProgressFn, Retriever } from './retriever.js';
 import type { Run } from './run.js';
@@ -8,11 +8,6 @@ import type { Run } from './run.js';
 export interface ModelRetrieverOptions extends QueryOptions {
   /** Queries embedded per generation batch with reasoning on (default 8). */
   queryBatch?: number;
-}
-
-/** BEIR's convention for a document's text: the title, then the body. */
-export function documentText(d: BeirDocument): string {
-  return d.title ? `${d.title}\n${d.text}` : d.text;
 }
 
 /**

@@ -17,10 +17,7 @@ export interface SourceDocument {
   metadata?: Record<string, unknown>;
 }
 
-/** The text a document is embedded (and BM25-indexed) as. */
-export function documentText(d: { title: string; text: string }): string {
-  return d.title ? `${d.title}\n${d.text}` : d.text;
-}
+export { documentText } from '../eval/beir.js';
 
 export async function readDocuments(input: string): Promise<SourceDocument[]> {
   if (!existsSync(input)) throw new IndexError(`--input ${input}: no such file or folder.`);
