@@ -15,7 +15,7 @@ import { Tokenizer } from '../../src/model/tokenizer.js';
 import { openLlamaCppModel, type LlamaCppModel } from '../helpers/llama-cpp.js';
 import { randomQwen2Weights } from '../helpers/random-qwen2.js';
 import { sharedData } from '../helpers/repo.js';
-import { variedStrings } from './varied-strings.js';
+import { variedStrings } from '../helpers/varied-strings.js';
 
 let dir = '';
 let model: LlamaCppModel | undefined;

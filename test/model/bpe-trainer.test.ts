@@ -14,7 +14,7 @@ import { bpeTokenizerFiles, learnMerges, preTokenize, trainBpeTokenizer, WordCou
 import { bpeConsistencyProblems } from '../../src/model/tiny-tokenizer.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { sharedData } from '../helpers/repo.js';
-import { seededRandom, variedStrings } from './varied-strings.js';
+import { seededRandom, variedStrings } from '../helpers/varied-strings.js';
 
 const SPECIALS = 4;
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { qwen2_5TokenizerFiles, qwenReferenceTokenizerDir, readQwenReferenceFiles } from '../../src/model/qwen-reference-tokenizer.js';
-import { variedStrings } from './varied-strings.js';
+import { variedStrings } from '../helpers/varied-strings.js';
 
 // One load of the real Qwen tokenizer (151,643 BPE tokens + Qwen3's 26 added tokens) for the read-only tests.
 const qwen = await Tokenizer.fromFolder(qwenReferenceTokenizerDir());
