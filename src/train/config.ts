@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, mergeStrict, parseTemplates } from './config-merge.js';
+import type { PseudoQueryKind } from './pseudo-queries.js';
 
 export type DataSourceConfig =
   /** BEIR folder: queries judged relevant (grade ≥ 1) in qrels/<split>.tsv, positives from the corpus. */
@@ -15,7 +16,9 @@ export type DataSourceConfig =
   /** TSV text pairs: query<TAB>positive per line. */
   | { type: 'pairs'; path: string }
   /** Climate-FEVER claims: SUPPORTS/REFUTES evidence are positives, NOT_ENOUGH_INFO hard negatives. */
-  | { type: 'climate-fever'; path: string };
+  | { type: 'climate-fever'; path: string }
+  /** Pseudo-queries from a corpus.jsonl (or BEIR folder): a title asks for its body, a sentence for the rest. */
+  | { type: 'pseudo-queries'; path: string; queries: PseudoQueryKind; seed: number; maxDocuments: number };
 
 export interface LoraSettings { rank: number; alpha: number; dropout: number; targets: string[] }
 export interface EvalSettings { beir: string; split: string; every: number; maxQueries: number; maxDocuments: number }
@@ -69,7 +72,8 @@ export const DEFAULT_CONFIG: SftConfig = {
 
 const LORA_DEFAULTS: LoraSettings = { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 const EVAL_DEFAULTS: EvalSettings = { beir: '', split: 'dev', every: 100, maxQueries: 0, maxDocuments: 0 };
-const SOURCE_KEYS: Record<string, string[]> = { beir: ['type', 'path', 'split'], jsonl: ['type', 'path'], pairs: ['type', 'path'], 'climate-fever': ['type', 'path'] };
+const SOURCE_KEYS: Record<string, string[]> = { beir: ['type', 'path', 'split'], jsonl: ['type', 'path'], pairs: ['type', 'path'], 'climate-fever': ['type', 'path'],
+  'pseudo-queries': ['type', 'path', 'queries', 'seed', 'maxDocuments'] };
 
 export { ConfigError };
 
@@ -108,6 +112,15 @@ function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
     // test qrels are for evaluation only: training on them would make every reported score meaningless
     if (split === 'test') throw new ConfigError(`"${at}.split" is "test": test queries are never trained on; use the train (or dev) split`);
     return { type: 'beir', path: p, split };
+  }
+  if (o.type === 'pseudo-queries') {
+    if (o.queries !== 'title' && o.queries !== 'sentence') throw new ConfigError(`"${at}.queries" must be "title" or "sentence", got ${JSON.stringify(o.queries)}`);
+    const int = (v: unknown, key: string, dflt: number): number => {
+      if (v === undefined) return dflt;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`"${at}.${key}" must be an integer ≥ 0, got ${JSON.stringify(v)}`);
+      return v;
+    };
+    return { type: 'pseudo-queries', path: p, queries: o.queries, seed: int(o.seed, 'seed', 0), maxDocuments: int(o.maxDocuments, 'maxDocuments', 0) };
   }
   return { type: o.type as 'jsonl' | 'pairs' | 'climate-fever', path: p };
 }

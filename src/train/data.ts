@@ -3,10 +3,10 @@
  * (FlagEmbedding {query, pos, neg} or Tevatron {query, positive_passages, negative_passages}), TSV text
  * pairs and Climate-FEVER claims. Queries without a positive and empty texts are skipped and counted.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { readBeirCorpus, readBeirDataset } from '../eval/beir.js';
-import { flatText } from '../eval/bm25-retriever.js';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { documentText, readBeirCorpus, readBeirDataset, type BeirDocument } from '../eval/beir.js';
 import type { DataSourceConfig } from './config.js';
+import { PSEUDO_QUERY_DEFAULTS, pseudoQueryExamples } from './pseudo-queries.js';
 
 export interface TrainExample {
   query: string;
@@ -40,13 +40,16 @@ export async function loadTrainingData(sources: readonly DataSourceConfig[]): Pr
     const raw = src.type === 'beir' ? await beirExamples(src.path, src.split)
       : src.type === 'climate-fever' ? climateFeverExamples(src.path)
       : src.type === 'pairs' ? pairExamples(src.path)
+      : src.type === 'pseudo-queries' ? pseudoQueryExamples(await sourceCorpus(src.path, src.maxDocuments),
+        { ...PSEUDO_QUERY_DEFAULTS, kind: src.queries, seed: src.seed })
       : jsonlExamples(src.path);
     let kept = 0;
     for (const ex of raw) {
       const clean = cleanExample(ex, stats);
       if (clean) { examples.push(clean); kept++; }
     }
-    stats.perSource.push({ source: `${src.type}:${src.path}`, examples: kept });
+    const label = src.type === 'pseudo-queries' ? `${src.type}(${src.queries}):${src.path}` : `${src.type}:${src.path}`;
+    stats.perSource.push({ source: label, examples: kept });
   }
   stats.examples = examples.length;
   return { examples, stats };
@@ -69,7 +72,8 @@ function cleanExample(ex: TrainExample, stats: DataStats): TrainExample | null {
 
 async function beirExamples(folder: string, split: string): Promise<TrainExample[]> {
   const ds = await readBeirDataset(folder, split);
-  const docs = new Map(ds.corpus.map((d) => [d.id, flatText(d)]));
+  // the same text the embedder and the index see at inference
+  const docs = new Map(ds.corpus.map((d) => [d.id, documentText(d)]));
   const out: TrainExample[] = [];
   for (const [qid, text] of ds.queries) {
     const judged = ds.qrels.get(qid)!;
@@ -83,6 +87,14 @@ async function beirExamples(folder: string, split: string): Promise<TrainExample
     out.push({ query: text, positives, negatives: [] });
   }
   return out;
+}
+
+/** A corpus.jsonl file, or the corpus.jsonl of a BEIR folder; the first maxDocuments (0 = all). */
+async function sourceCorpus(p: string, maxDocuments: number): Promise<BeirDocument[]> {
+  const file = statSync(p).isDirectory() ? `${p}/corpus.jsonl` : p;
+  if (!existsSync(file)) throw new DataError(p, 'is a folder without corpus.jsonl (a pseudo-queries source needs a BEIR corpus)');
+  const docs = await readBeirCorpus(file);
+  return maxDocuments > 0 ? docs.slice(0, maxDocuments) : docs;
 }
 
 function* jsonLines(file: string): Generator<[Record<string, unknown>, number]> {
@@ -159,7 +171,7 @@ export async function candidatePool(sources: readonly DataSourceConfig[], exampl
   for (const src of sources) {
     if (src.type !== 'beir') continue;
     for (const d of await readBeirCorpus(`${src.path}/corpus.jsonl`)) {
-      const t = flatText(d);
+      const t = documentText(d);
       if (t.trim() !== '') pool.add(t);
     }
   }

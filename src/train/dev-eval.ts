@@ -8,8 +8,7 @@ import { Embedder } from '../embed/embedder.js';
 import type { PromptTemplates } from '../embed/prompts.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { type BeirDocument, readBeirDataset } from '../eval/beir.js';
-import { flatText } from '../eval/bm25-retriever.js';
+import { type BeirDocument, documentText, readBeirDataset } from '../eval/beir.js';
 import { evaluateRun } from '../eval/measures.js';
 import type { Qrels } from '../eval/qrels.js';
 import type { Run } from '../eval/run.js';
@@ -46,7 +45,7 @@ export interface DenseEvalResult { ndcg10: number; queries: number; documents: n
 export function evaluateDense(model: Qwen2Model, tokenizer: Tokenizer, set: DevSet, opts: { templates?: Partial<PromptTemplates>; maxLength?: number } = {}): DenseEvalResult {
   const t0 = Date.now();
   const emb = new Embedder(model, tokenizer, { templates: opts.templates, maxLength: opts.maxLength });
-  const docs = emb.embedDocuments(set.corpus.map(flatText)).vectors;
+  const docs = emb.embedDocuments(set.corpus.map(documentText)).vectors;
   const qids = [...set.queries.keys()];
   const qv = emb.embedQueries(qids.map((q) => set.queries.get(q)!));
   const run = exactSearch(set.corpus.map((d) => d.id), docs, new Map(qids.map((q, i) => [q, qv[i].vector])), 10);

@@ -2,8 +2,7 @@
  * Stage-2 data: training queries with their judged positives, and the environment's corpus. A query
  * none of whose positives is in the corpus cannot be rewarded: it is skipped and counted.
  */
-import { readBeirDataset } from '../eval/beir.js';
-import { flatText } from '../eval/bm25-retriever.js';
+import { documentText, readBeirDataset } from '../eval/beir.js';
 import type { Positive } from '../rlenv/reward.js';
 
 export interface RlQuery { id: string; text: string; positives: Positive[] }
@@ -48,7 +47,7 @@ export async function loadRlData(folder: string, split: string, maxQueries = 0, 
   return {
     queries,
     docIds: keep.map((d) => ds.corpus[d].id),
-    docTexts: keep.map((d) => flatText(ds.corpus[d])),
+    docTexts: keep.map((d) => documentText(ds.corpus[d])),
     stats: { judgedQueries: qids.length, queries: queries.length, skippedNoPositiveInCorpus: skipped, positivesNotInCorpus: missing, documents: keep.length, corpusDocuments: ds.corpus.length },
   };
 }
