@@ -114,16 +114,44 @@ export function batchCost(seqs: readonly TrainSequence[]): { tokens: number; tru
   return { tokens: seqs.reduce((a, s) => a + s.ids.length, 0), truncated: seqs.filter((s) => s.truncated > 0).length };
 }
 
+/** Chunks of at most `size` sequences, longest first (less padding per pass). */
+export function chunkSequences(lengths: readonly number[], size: number): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);
+  const chunks: number[][] = [];
+  for (let i = 0; i < order.length; i += size) chunks.push(order.slice(i, i + size));
+  return chunks;
+}
+
 /**
- * The whole batch in one forward pass with its graph kept, one backward. Gradients are scaled by
- * `gradScale` (1/accumulation) and added to those already in the parameters.
+ * Sequences per forward pass of plain backprop. A batch mixes short queries with long documents;
+ * padding all of them to the longest would spend more than half the compute on padding, so the
+ * batch runs as length-sorted chunks whose graphs are all kept, then one backward.
+ */
+export const PLAIN_CHUNK = 16;
+
+/**
+ * The whole batch with its graph kept, one backward. Gradients are scaled by `gradScale`
+ * (1/accumulation) and added to those already in the parameters.
  */
 export function plainBackward(m: TrainModels, batch: EncodedBatch, w: LossSettings, gradScale: number, rng?: Rng): BatchLoss {
-  const out = forwardChunk(m, batch.seqs, rng, w.sft > 0 || w.kl > 0, w.kl > 0);
-  const c = contrastiveLoss(out.emb, batch.numQueries, batch.targets, w);
-  const r = responseLoss(out, responseTokenCount(batch.seqs), w);
-  const total = c.total && r.total ? T.add(c.total, r.total) : (c.total ?? r.total);
+  const wantResponse = w.sft > 0 || w.kl > 0;
+  const chunks = chunkSequences(batch.seqs.map((s) => s.ids.length), PLAIN_CHUNK);
+  const outs = chunks.map((idx) => forwardChunk(m, idx.map((i) => batch.seqs[i]), rng, wantResponse, w.kl > 0));
+  // embeddings back in batch order (queries first), as the contrastive loss expects
+  const chunked = outs.length === 1 ? outs[0].emb : T.concat(outs.map((o) => o.emb), 0);
+  const rowOf = new Int32Array(batch.seqs.length);
+  chunks.flat().forEach((i, row) => { rowOf[i] = row; });
+  const inOrder = chunks.length === 1 && chunks[0].every((i, r) => i === r) ? chunked
+    : T.concat([...rowOf].map((row) => T.slice(chunked, 0, row, row + 1)), 0);
+  const c = contrastiveLoss(inOrder, batch.numQueries, batch.targets, w);
+  const respTokens = responseTokenCount(batch.seqs);
+  let total = c.total, sft = 0, kl = 0;
+  for (const out of outs) {
+    const r = responseLoss(out, respTokens, w);
+    sft += r.sft; kl += r.kl;
+    if (r.total) total = total ? T.add(total, r.total) : r.total;
+  }
   if (total) total.backward(new Float32Array([gradScale]));
-  const terms = { sft: r.sft, kl: r.kl, infonce: c.infonce, triplet: c.triplet };
+  const terms = { sft, kl, infonce: c.infonce, triplet: c.triplet };
   return { loss: weightedTotal(terms, w), ...terms, ...batchCost(batch.seqs) };
 }

@@ -13,16 +13,8 @@ import * as T from '../tensor/index.js';
 import type { Rng } from '../tensor/index.js';
 import {
   type BatchLoss, type EncodedBatch, type LossSettings, type TrainModels,
-  batchCost, contrastiveLoss, forwardChunk, responseLoss, responseTokenCount, weightedTotal,
+  batchCost, chunkSequences, contrastiveLoss, forwardChunk, responseLoss, responseTokenCount, weightedTotal,
 } from './batch-loss.js';
-
-/** Chunks of at most `size` sequences, longest first (less padding per pass). */
-export function chunkSequences(lengths: readonly number[], size: number): number[][] {
-  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);
-  const chunks: number[][] = [];
-  for (let i = 0; i < order.length; i += size) chunks.push(order.slice(i, i + size));
-  return chunks;
-}
 
 export function gradCacheBackward(m: TrainModels, batch: EncodedBatch, w: LossSettings, gradScale: number, subBatch: number, rng?: Rng): BatchLoss {
   const S = batch.seqs.length, d = m.model.config.hiddenSize;
