@@ -23,7 +23,10 @@ checkpoints/step-NNNNNNNN (written atomically every checkpoint.every steps and a
 config (JSON; every key optional except model, output and data; unknown keys are an error):
   model, output, seed (0), maxLength (512), steps (0 = from epochs), epochs (1)
   data: [{"type": "beir", "path", "split": "train"} | {"type": "jsonl", "path"}
-         | {"type": "pairs", "path"} | {"type": "climate-fever", "path"}]
+         | {"type": "pairs", "path"} | {"type": "climate-fever", "path"}
+         | {"type": "pseudo-queries", "path": <BEIR folder or corpus.jsonl>, "queries": "title" | "sentence",
+            "seed": 0, "maxDocuments": 0}  (a title asks for its body; a sentence for the rest of its
+            document — the inverse cloze task; documents only, no judged query is read)]
   batch: {queries: 16, hardNegatives: 1, subBatch: 0 (0 = no GradCache), accumulation: 1}
   loss: {sft: 1, kl: 1, infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2}
   optimizer: {lr: 1e-4, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 10,
