@@ -51,7 +51,15 @@ function textField(obj: Record<string, unknown>, key: string, file: string, line
   return v;
 }
 
-/** Streams a BEIR `corpus.jsonl` (`_id`, `title`, `text`), one document at a time. */
+/**
+ * The corpus file of a BEIR folder: `corpus.jsonl`, or `corpus.jsonl.gz` (as shipped compressed; read through
+ * gunzip as a stream), or undefined when the folder has neither.
+ */
+export function beirCorpusFile(folder: string): string | undefined {
+  return ['corpus.jsonl', 'corpus.jsonl.gz'].map((n) => join(folder, n)).find((f) => existsSync(f));
+}
+
+/** Streams a BEIR `corpus.jsonl` or `corpus.jsonl.gz` (`_id`, `title`, `text`), one document at a time. */
 export async function* streamBeirCorpus(file: string): AsyncGenerator<BeirDocument> {
   const seen = new Set<string>();
   for await (const { text, line } of readLines(file)) {
@@ -84,7 +92,7 @@ export async function readBeirQueries(file: string): Promise<Map<string, string>
   return queries;
 }
 
-/** Reads a BEIR folder: corpus.jsonl, queries.jsonl and qrels/<split>.tsv. */
+/** Reads a BEIR folder: corpus.jsonl (or corpus.jsonl.gz), queries.jsonl and qrels/<split>.tsv. */
 export async function readBeirDataset(folder: string, split: string): Promise<BeirDataset> {
   if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
   const qrelsFile = join(folder, 'qrels', `${split}.tsv`);
@@ -100,6 +108,6 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
     throw new EvalInputError(
       `${missing.length} judged queries are missing from queries.jsonl (first: '${missing[0]}')`, qrelsFile);
   }
-  const corpus = await readBeirCorpus(join(folder, 'corpus.jsonl'));
+  const corpus = await readBeirCorpus(beirCorpusFile(folder) ?? join(folder, 'corpus.jsonl'));
   return { folder, split, corpus, queries, qrels };
 }

@@ -1,12 +1,13 @@
 /**
- * Documents to index, from a BEIR folder (corpus.jsonl), a JSON-lines file, or a folder of .txt/.md files.
+ * Documents to index, from a BEIR folder (corpus.jsonl or corpus.jsonl.gz), a JSON-lines file (.gz too), or a
+ * folder of .txt/.md files.
  * JSON lines take `_id` or `id`, `title`, `text`, and an optional `metadata` object (other fields are kept
  * as metadata too). A text file's id is its path relative to the folder; its title is a leading Markdown
  * heading or the file name.
  */
 import { existsSync, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
-import { streamBeirCorpus } from '../eval/beir.js';
+import { beirCorpusFile, streamBeirCorpus } from '../eval/beir.js';
 import { readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
 
@@ -23,8 +24,8 @@ export async function readDocuments(input: string): Promise<SourceDocument[]> {
   if (!existsSync(input)) throw new IndexError(`--input ${input}: no such file or folder.`);
   const docs: SourceDocument[] = [];
   if (statSync(input).isDirectory()) {
-    const corpus = path.join(input, 'corpus.jsonl');
-    if (existsSync(corpus)) {
+    const corpus = beirCorpusFile(input);
+    if (corpus !== undefined) {
       for await (const d of streamBeirCorpus(corpus)) docs.push(d);
     } else {
       for (const file of await listTextFiles(input)) docs.push(await readTextFile(input, file));
@@ -32,7 +33,7 @@ export async function readDocuments(input: string): Promise<SourceDocument[]> {
   } else {
     for await (const d of streamJsonl(input)) docs.push(d);
   }
-  if (docs.length === 0) throw new IndexError(`--input ${input}: no documents found (expected corpus.jsonl, JSON lines, or .txt/.md files).`);
+  if (docs.length === 0) throw new IndexError(`--input ${input}: no documents found (expected corpus.jsonl[.gz], JSON lines, or .txt/.md files).`);
   return docs;
 }
 

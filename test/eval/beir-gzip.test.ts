@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { repoRoot, sharedData } from '../helpers/repo.js';
+import { readBeirCorpus, readBeirDataset } from '../../src/eval/beir.js';
+import { readDocuments } from '../../src/index/document-source.js';
+
+const demo = join(repoRoot, 'demo/scifact');
+
+test('the shipped demo folder (corpus.jsonl.gz) reads as the plain SciFact corpus, test split only', async () => {
+  const ds = await readBeirDataset(demo, 'test');
+  const plain = await readBeirCorpus(join(sharedData, 'scifact/corpus.jsonl'));
+  assert.equal(ds.corpus.length, 5183);
+  assert.deepEqual(ds.corpus, plain);
+  assert.equal(ds.queries.size, 300);
+  assert.equal([...ds.qrels.values()].reduce((n, m) => n + m.size, 0), 339);
+  // The index reads the same folder the same way (BEIR folder with a compressed corpus).
+  const docs = await readDocuments(demo);
+  assert.deepEqual(docs.map((d) => [d.id, d.title, d.text]), plain.map((d) => [d.id, d.title, d.text]));
+});
+
+test('a gzipped corpus: same documents as plain; a cut archive is an input error naming the file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-gz-'));
+  try {
+    const lines = Array.from({ length: 2000 }, (_, i) => JSON.stringify({ _id: `d${i}`, title: `t${i}`, text: `body ${i} `.repeat(20) }));
+    const text = lines.join('\n') + '\n';
+    writeFileSync(join(dir, 'plain.jsonl'), text);
+    const gz = gzipSync(text, { level: 9 });
+    writeFileSync(join(dir, 'c.jsonl.gz'), gz);
+    const fromGz = await readBeirCorpus(join(dir, 'c.jsonl.gz'));
+    assert.equal(fromGz.length, 2000);
+    assert.deepEqual(fromGz, await readBeirCorpus(join(dir, 'plain.jsonl')));
+
+    writeFileSync(join(dir, 'cut.jsonl.gz'), gz.subarray(0, Math.floor(gz.length / 2)));
+    await assert.rejects(readBeirCorpus(join(dir, 'cut.jsonl.gz')), (e: Error) => e.name === 'EvalInputError' && /cut\.jsonl\.gz: cannot be read after line \d+/.test(e.message));
+    writeFileSync(join(dir, 'bad.jsonl.gz'), 'not gzip at all\n');
+    await assert.rejects(readBeirCorpus(join(dir, 'bad.jsonl.gz')), /bad\.jsonl\.gz: cannot be read after line 0 \(incorrect header check\)/);
+
+    // A folder with only corpus.jsonl.gz is a BEIR folder for eval and index alike.
+    const folder = join(dir, 'beir');
+    mkdirSync(join(folder, 'qrels'), { recursive: true });
+    writeFileSync(join(folder, 'corpus.jsonl.gz'), gz);
+    writeFileSync(join(folder, 'queries.jsonl'), '{"_id":"q1","text":"body 7"}\n');
+    writeFileSync(join(folder, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq1\td7\t1\n');
+    assert.equal((await readBeirDataset(folder, 'test')).corpus.length, 2000);
+    assert.equal((await readDocuments(folder)).length, 2000);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the shipped queries are exactly the judged test claims', () => {
+  const ids = readFileSync(join(demo, 'queries.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { _id: string })._id);
+  const judged = new Set(readFileSync(join(demo, 'qrels/test.tsv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t')[0]));
+  assert.deepEqual(new Set(ids), judged);
+  assert.equal(ids.length, 300);
+});
