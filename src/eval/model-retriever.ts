@@ -1,6 +1,6 @@
 import type { Embedder, QueryOptions } from '../embed/index.js';
 import { documentText, type BeirDocument } from './beir.js';
-import { denseSearch } from './dense-search.js';
+import { denseSearch, type EmbeddingMatrix } from './dense-search.js';
 import type { ProgressFn, Retriever } from './retriever.js';
 import type { Run } from './run.js';
 
@@ -8,6 +8,36 @@ import type { Run } from './run.js';
 export interface ModelRetrieverOptions extends QueryOptions {
   /** Queries embedded per generation batch with reasoning on (default 8). */
   queryBatch?: number;
+}
+
+/** Row-major stack of equal-length vectors. */
+export function stackVectors(vs: readonly Float32Array[], dim: number): Float32Array {
+  const out = new Float32Array(vs.length * dim);
+  vs.forEach((v, i) => out.set(v, i * dim));
+  return out;
+}
+
+/**
+ * Embeds every query (reasoning on: in generation batches of `queryBatch`, reporting progress between them) and
+ * counts the queries whose embed token had to be forced.
+ */
+export async function embedQueryMatrix(embedder: Embedder, queries: ReadonlyMap<string, string>, options: ModelRetrieverOptions = {},
+  onProgress?: ProgressFn): Promise<{ matrix: EmbeddingMatrix; forced: number }> {
+  const qIds = [...queries.keys()];
+  const qVecs: Float32Array[] = [];
+  const batch = options.reasoning === 'on' ? options.queryBatch ?? 8 : Math.max(1, qIds.length);
+  let forced = 0;
+  for (let i = 0; i < qIds.length; i += batch) {
+    const slice = qIds.slice(i, i + batch);
+    for (const q of embedder.embedQueries(slice.map((id) => queries.get(id)!), options)) {
+      qVecs.push(q.vector);
+      if (q.forced) forced++;
+    }
+    onProgress?.('encoding queries', Math.min(i + batch, qIds.length), qIds.length);
+    await new Promise((r) => setImmediate(r)); // let progress output through between batches
+  }
+  const dim = embedder.dimension;
+  return { matrix: { ids: qIds, dim, data: stackVectors(qVecs, dim) }, forced };
 }
 
 /**
@@ -22,30 +52,10 @@ export class ModelRetriever implements Retriever {
 
   async retrieve(corpus: readonly BeirDocument[], queries: ReadonlyMap<string, string>, k: number, onProgress?: ProgressFn): Promise<Run> {
     const docs = this.embedder.embedDocuments(corpus.map(documentText), (done, total) => onProgress?.('encoding documents', done, total)).vectors;
-    const qIds = [...queries.keys()];
-    const qVecs: Float32Array[] = [];
-    const batch = this.options.reasoning === 'on' ? this.options.queryBatch ?? 8 : qIds.length;
-    this.forcedQueries = 0;
-    for (let i = 0; i < qIds.length; i += batch) {
-      const slice = qIds.slice(i, i + batch);
-      for (const q of this.embedder.embedQueries(slice.map((id) => queries.get(id)!), this.options)) {
-        qVecs.push(q.vector);
-        if (q.forced) this.forcedQueries++;
-      }
-      onProgress?.('encoding queries', Math.min(i + batch, qIds.length), qIds.length);
-      await new Promise((r) => setImmediate(r)); // let progress output through between batches
-    }
-    const stack = (vs: Float32Array[]): Float32Array => {
-      const out = new Float32Array(vs.length * this.embedder.dimension);
-      vs.forEach((v, i) => out.set(v, i * this.embedder.dimension));
-      return out;
-    };
+    const { matrix, forced } = await embedQueryMatrix(this.embedder, queries, this.options, onProgress);
+    this.forcedQueries = forced;
     const dim = this.embedder.dimension;
-    const result = await denseSearch(
-      { ids: qIds, dim, data: stack(qVecs) },
-      { ids: corpus.map((d) => d.id), dim, data: stack(docs) },
-      { k, onProgress },
-    );
+    const result = await denseSearch(matrix, { ids: corpus.map((d) => d.id), dim, data: stackVectors(docs, dim) }, { k, onProgress });
     return result.run;
   }
 }

@@ -80,7 +80,7 @@ export const EXACT_SEARCH_WORK = 1 << 23;
 
 export class SearchIndex {
   private bm25?: { generation: number; index: Bm25Index };
-  private exactCache?: { generation: number; keys: number[]; data: Float32Array };
+  private exactCache?: { generation: number; keys: number[]; ids: string[]; data: Float32Array };
   private countCache?: { generation: number; documents: number };
   private lock?: WriteLock;
   /** The docs.sqlite generation the in-memory vector store reflects. */
@@ -292,15 +292,24 @@ export class SearchIndex {
 
   /** Exact cosine top-k over the f32 vectors of docs.sqlite (kept in memory while the index is small or asked for). */
   exactSearch(vector: Float32Array, k: number): VectorHit[] {
+    const { keys, data } = this.indexedVectors();
+    return exactCosineSearch(data, this.dimension, vector, k).map((h) => ({ key: keys[h.row], score: h.score }));
+  }
+
+  /**
+   * Every indexed document's exact f32 vector (row-major, `dim` floats per row) with its id and store key, read
+   * from docs.sqlite once per generation: what exact search and whole-index evaluation rank against.
+   */
+  indexedVectors(): { ids: string[]; keys: number[]; dim: number; data: Float32Array } {
     const g = this.docs.generation();
     if (!this.exactCache || this.exactCache.generation !== g) {
-      const keys: number[] = [];
+      const keys: number[] = [], ids: string[] = [];
       const data = new Float32Array(this.documentCount() * this.dimension);
-      for (const rows of this.docs.indexedVectors()) for (const r of rows) { data.set(r.vector, keys.length * this.dimension); keys.push(r.key); }
-      this.exactCache = { generation: g, keys, data };
+      for (const rows of this.docs.indexedVectors()) for (const r of rows) { data.set(r.vector, keys.length * this.dimension); keys.push(r.key); ids.push(r.id); }
+      this.exactCache = { generation: g, keys, ids, data };
     }
-    const { keys, data } = this.exactCache;
-    return exactCosineSearch(data, this.dimension, vector, k).map((h) => ({ key: keys[h.row], score: h.score }));
+    const { keys, ids, data } = this.exactCache;
+    return { ids, keys, dim: this.dimension, data };
   }
 
   /** The BM25 index over the indexed documents, rebuilt when the documents changed since it was built. */
