@@ -17,6 +17,9 @@ export interface EmbedderOptions {
   batchTokens?: number;
 }
 
+/** Tokens a query may reason for before <|embed_token|> is forced, unless QueryOptions says otherwise. */
+export const DEFAULT_MAX_REASONING_TOKENS = 128;
+
 export interface QueryOptions {
   reasoning?: 'off' | 'on';
   /** Budget for the analysis before the embed token; default 128. */
@@ -113,7 +116,7 @@ export class Embedder {
 
   private embedWithReasoning(texts: readonly string[], opts: QueryOptions): QueryEmbedding[] {
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength, true));
-    const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? 128, this.maxLength - 1 - Math.max(...prompts.map((p) => p.ids.length))));
+    const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS, this.maxLength - 1 - Math.max(...prompts.map((p) => p.ids.length))));
     const stops = [this.embedId, ...this.endTokens()];
     const gens = generate(this.model, prompts.map((p) => p.ids), {
       maxNewTokens: budget, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed,
