@@ -16,7 +16,14 @@ import type { Run } from '../eval/run.js';
 export interface DevSet { corpus: BeirDocument[]; queries: Map<string, string>; qrels: Qrels }
 
 export async function loadDevSet(folder: string, split: string, maxQueries = 0, maxDocuments = 0): Promise<DevSet> {
-  const ds = await readBeirDataset(folder, split);
+  return subsetDevSet(await readBeirDataset(folder, split), maxQueries, maxDocuments);
+}
+
+/**
+ * The first maxQueries queries (file order) with their qrels, and the corpus cut to their judged documents plus the
+ * first maxDocuments others (corpus order kept); 0 keeps everything.
+ */
+export function subsetDevSet(ds: DevSet, maxQueries = 0, maxDocuments = 0): DevSet {
   let queries = ds.queries;
   if (maxQueries > 0) queries = new Map([...queries].slice(0, maxQueries));
   const qrels: Qrels = new Map([...ds.qrels].filter(([q]) => queries.has(q)));
