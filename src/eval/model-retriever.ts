@@ -18,26 +18,27 @@ export function stackVectors(vs: readonly Float32Array[], dim: number): Float32A
 }
 
 /**
- * Embeds every query (reasoning on: in generation batches of `queryBatch`, reporting progress between them) and
- * counts the queries whose embed token had to be forced.
+ * Embeds every query (reasoning on: in generation batches of `queryBatch`, reporting progress between them),
+ * counting the queries whose embed token had to be forced and the tokens the model generated.
  */
 export async function embedQueryMatrix(embedder: Embedder, queries: ReadonlyMap<string, string>, options: ModelRetrieverOptions = {},
-  onProgress?: ProgressFn): Promise<{ matrix: EmbeddingMatrix; forced: number }> {
+  onProgress?: ProgressFn): Promise<{ matrix: EmbeddingMatrix; forced: number; generatedTokens: number }> {
   const qIds = [...queries.keys()];
   const qVecs: Float32Array[] = [];
   const batch = options.reasoning === 'on' ? options.queryBatch ?? 8 : Math.max(1, qIds.length);
-  let forced = 0;
+  let forced = 0, generatedTokens = 0;
   for (let i = 0; i < qIds.length; i += batch) {
     const slice = qIds.slice(i, i + batch);
     for (const q of embedder.embedQueries(slice.map((id) => queries.get(id)!), options)) {
       qVecs.push(q.vector);
       if (q.forced) forced++;
+      generatedTokens += q.tokens.length;
     }
     onProgress?.('encoding queries', Math.min(i + batch, qIds.length), qIds.length);
     await new Promise((r) => setImmediate(r)); // let progress output through between batches
   }
   const dim = embedder.dimension;
-  return { matrix: { ids: qIds, dim, data: stackVectors(qVecs, dim) }, forced };
+  return { matrix: { ids: qIds, dim, data: stackVectors(qVecs, dim) }, forced, generatedTokens };
 }
 
 /**
