@@ -11,6 +11,7 @@ import { rlenvCommand } from './rlenv-audit.js';
 import { tokenizerCommand } from './tokenizer-train.js';
 import { withLmStage } from './train-lm.js';
 import { corpusCommand } from './corpus-build.js';
+import { demoCommand } from './demo.js';
 
 /** Every sub-command, in the order `--help` lists them. Add one line per command. */
 export const commands: Command[] = [
@@ -24,4 +25,5 @@ export const commands: Command[] = [
   rlenvCommand,
   tokenizerCommand,
   corpusCommand,
+  demoCommand,
 ];

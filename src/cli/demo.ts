@@ -1,0 +1,292 @@
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { positiveInt } from './args.js';
+import { evalProgress } from './eval-progress.js';
+import { ProgressReporter } from './index-progress.js';
+import { asUserErrors } from './index-user-errors.js';
+import { DEFAULT_MODEL_DIR, DEMO_DATA_DIR } from './package-paths.js';
+import { readBeirDataset, type BeirDocument } from '../eval/beir.js';
+import { subsetDevSet } from '../train/dev-eval.js';
+import { Bm25Retriever } from '../eval/bm25-retriever.js';
+import { denseSearch, type EmbeddingMatrix } from '../eval/dense-search.js';
+import { evaluateRun } from '../eval/measures.js';
+import { embedQueryMatrix } from '../eval/model-retriever.js';
+import type { Qrels } from '../eval/qrels.js';
+import type { ProgressFn } from '../eval/retriever.js';
+import type { Run } from '../eval/run.js';
+import { LocalBackend } from '../index/embedding-backend.js';
+import { fuseRuns } from '../index/rrf.js';
+import { SearchIndex } from '../index/search-index.js';
+
+/** SciFact test claims shown by default: readable, and each relevant abstract is in the corpus. */
+const EXAMPLE_QUERY_IDS = ['36', '641', '1100'];
+/** The embedder's own default reasoning budget, as `search-r3 eval` and `search` use it. */
+const DEFAULT_REASONING_TOKENS = 128;
+/** Ranked documents kept per query for the table: enough for nDCG@10 and Recall@100. */
+const TABLE_DEPTH = 100;
+
+const HELP = `search-r3 demo — the quickstart: search SciFact with the default model, then measure it
+
+usage: search-r3 demo [--model <dir>] [--query "text"]... [--no-table] [options]
+
+What it does, on the SciFact data shipped in this package (demo/scifact: 5,183 abstracts, the 300 test
+claims and their relevance judgments; CC BY-NC 2.0, non-commercial use only):
+
+ 1. Index: embeds every abstract with the model (document prompt, no reasoning) into a search index,
+    with a progress bar (documents/s, ETA). The index is cached (see --index): later runs load it in
+    about a second, and a run stopped half-way resumes where it was.
+ 2. Examples: for 3 SciFact test claims (or each --query), the model first reasons about the claim,
+    then emits <|embed_token|>; it prints the reasoning, whether the token had to be forced (the model
+    did not emit it within the budget), the top hits (doc id, title, snippet, cosine score; ✓ marks a
+    document the SciFact judges call relevant) and the time for reasoning+embedding and for search.
+ 3. Table: ranks the corpus for the 300 test claims with BM25, the model with reasoning off, with
+    reasoning on, and hybrid (reciprocal-rank fusion of BM25 and reasoning off), and prints nDCG@10 and
+    Recall@100 (trec_eval-exact) with the wall time of each row. Reasoning on generates up to
+    --max-reasoning-tokens per claim and is the slow row; --no-table skips the table. When the model
+    folder holds evaluation.md (the recipe's full multi-dataset table) the demo points to it.
+
+options:
+  --model <dir>               model folder (default: models/search-r3-default in this package, which
+                              'npm run train:default' writes)
+  --index <dir>               index folder (default: $XDG_CACHE_HOME or ~/.cache, then
+                              search-r3/demo-<model fingerprint>); rebuilt only for another model
+  --query <text>              a query of your own instead of the 3 examples (repeatable); a SciFact test
+                              claim typed exactly gets its ✓ marks
+  -k <n>                      hits shown per example (default 5)
+  --max-reasoning-tokens <n>  reasoning budget per query (default ${DEFAULT_REASONING_TOKENS}, as 'search-r3 eval'); the embed
+                              token is forced after it
+  --no-table                  skip the evaluation table
+  --max-queries <n>           evaluate only the first n test claims (a quick look; not the SciFact figure)
+  --max-documents <n>         index only the abstracts judged relevant for the 3 example claims and the
+                              evaluated ones, plus the first n others (a quick look; figures are not
+                              comparable to SciFact's)
+  --json                      print one JSON object (index, examples, table) instead of text
+  --quiet                     no progress output on stderr
+  -h, --help                  this help
+
+Set SEARCH_R3_THREADS to limit the CPU threads the model uses.`;
+
+export interface DemoHit { id: string; title: string; score: number; relevant: boolean; snippet: string }
+export interface DemoExample {
+  query: string;
+  queryId?: string;
+  reasoning: string;
+  forced: boolean;
+  embedMs: number;
+  searchMs: number;
+  hits: DemoHit[];
+}
+export interface DemoRow { retriever: string; ndcg10: number; recall100: number; seconds: number; note?: string }
+
+interface DemoIndexReport { dir: string; action: 'built' | 'resumed' | 'updated' | 'loaded'; documents: number; encoded: number; seconds: number }
+
+/** The demo's cache folder for a model: one index per model fingerprint (and per corpus slice). */
+export function defaultIndexDir(modelId: string, slice: string): string {
+  const cache = process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache');
+  const short = modelId.replace(/^sha256:/, '').slice(0, 12);
+  return path.join(cache, 'search-r3', `demo-${short}${slice}`);
+}
+
+function duration(seconds: number): string {
+  if (seconds < 1) return `${(seconds * 1000).toFixed(seconds < 0.01 ? 1 : 0)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const m = Math.floor(seconds / 60);
+  return `${m}m${String(Math.round(seconds - 60 * m)).padStart(2, '0')}s`;
+}
+
+/** Whitespace runs as one space, control characters dropped, cut to `max` characters. */
+function oneLine(s: string, max: number): string {
+  const t = s.replace(/\s+/g, ' ').replace(/\p{Cc}/gu, '').trim();
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+}
+
+/** Builds, resumes or loads the index of `docs`, leaving in it exactly those documents. */
+async function openDemoIndex(dir: string, backend: LocalBackend, docs: readonly BeirDocument[], log: (s: string) => void, quiet: boolean): Promise<{ index: SearchIndex; report: DemoIndexReport }> {
+  const t0 = performance.now();
+  const index = await SearchIndex.open(dir, { backend, create: {} });
+  try {
+    const before = index.stats();
+    if (before.pending > 0) log(`resuming the index in ${dir}: ${before.pending} documents were left pending by an earlier run`);
+    else if (before.documents === 0) log(`building the index in ${dir} (${docs.length.toLocaleString('en')} documents; cached for later runs)`);
+    const progress = quiet ? undefined : new ProgressReporter('encoding documents');
+    const { encoded } = await index.addDocuments(docs, { onProgress: (p) => progress?.update(p.done, p.total) });
+    const keep = new Set(docs.map((d) => d.id));
+    await index.deleteDocuments(index.documentIds().filter((id) => !keep.has(id)));
+    index.indexedVectors(); // read the vectors now, so loading time includes them and search time does not
+    const seconds = (performance.now() - t0) / 1000;
+    const action = encoded === 0 ? 'loaded' : before.pending > 0 ? 'resumed' : before.documents > 0 ? 'updated' : 'built';
+    return { index, report: { dir, action, documents: index.stats().documents, encoded, seconds } };
+  } catch (e) {
+    await index.close();
+    throw e;
+  }
+}
+
+function describeIndex(r: DemoIndexReport): string {
+  if (r.action === 'loaded') return `index: loaded ${r.documents.toLocaleString('en')} documents from ${r.dir} in ${duration(r.seconds)}`;
+  const rate = r.encoded / Math.max(r.seconds, 1e-9);
+  return `index: ${r.action} ${r.dir} — ${r.encoded.toLocaleString('en')} documents encoded in ${duration(r.seconds)} (${rate.toFixed(1)} documents/s)`;
+}
+
+function formatExample(e: DemoExample, n: number, of: number, budget: number): string {
+  const lines = [`[${n}/${of}] ${e.query}${e.queryId ? `   (SciFact test claim ${e.queryId})` : ''}`];
+  const token = e.forced ? `embed token forced after the ${budget}-token budget` : 'embed token emitted by the model';
+  lines.push(`  reasoning (${token}): ${oneLine(e.reasoning, 300) || '(none)'}`);
+  lines.push(`  reasoning + embedding ${duration(e.embedMs / 1000)}, search ${duration(e.searchMs / 1000)}`);
+  e.hits.forEach((h, i) => {
+    lines.push(`  ${String(i + 1).padStart(2)}. ${h.relevant ? '✓' : ' '} ${h.score.toFixed(4)}  ${h.id}  ${oneLine(h.title, 80)}`);
+    lines.push(`                ${h.snippet}`);
+  });
+  if (e.hits.length === 0) lines.push('  (no documents)');
+  return lines.join('\n');
+}
+
+function formatTable(rows: readonly DemoRow[], queries: number, documents: number): string {
+  const w = Math.max(...rows.map((r) => r.retriever.length), 9);
+  const out = [
+    `SciFact test: ${queries} queries, ${documents.toLocaleString('en')} documents (trec_eval-exact)`,
+    `${'retriever'.padEnd(w)}  nDCG@10  R@100   time`,
+    ...rows.map((r) => `${r.retriever.padEnd(w)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}  ${duration(r.seconds)}${r.note ? `   ${r.note}` : ''}`),
+  ];
+  return out.join('\n');
+}
+
+interface TableInputs {
+  backend: LocalBackend;
+  corpus: readonly BeirDocument[];
+  docMatrix: EmbeddingMatrix;
+  queries: ReadonlyMap<string, string>;
+  qrels: Qrels;
+  maxReasoningTokens: number;
+  progress?: ProgressFn;
+}
+
+/** BM25, dense reasoning off/on and hybrid over the index's own vectors (the corpus is not encoded again). */
+async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
+  const score = (run: Run): { ndcg10: number; recall100: number } => {
+    const ev = evaluateRun(run, t.qrels, { cutoffs: [10, TABLE_DEPTH], complete: true });
+    return { ndcg10: ev.all['ndcg_cut_10']!, recall100: ev.all[`recall_${TABLE_DEPTH}`]! };
+  };
+  const timed = async (work: () => Promise<Run>): Promise<{ run: Run; seconds: number }> => {
+    const t0 = performance.now();
+    const run = await work();
+    return { run, seconds: (performance.now() - t0) / 1000 };
+  };
+  const dense = async (reasoning: 'on' | 'off'): Promise<{ run: Run; seconds: number; note: string }> => {
+    let note = '';
+    const r = await timed(async () => {
+      const q = await embedQueryMatrix(t.backend.embedder, t.queries, { reasoning, maxReasoningTokens: t.maxReasoningTokens }, t.progress);
+      note = `${q.forced} of ${t.queries.size} embed tokens forced; ${q.generatedTokens.toLocaleString('en')} tokens generated`;
+      return (await denseSearch(q.matrix, t.docMatrix, { k: TABLE_DEPTH, onProgress: t.progress })).run;
+    });
+    return { ...r, note };
+  };
+  const bm25 = await timed(() => new Bm25Retriever().retrieve(t.corpus, t.queries, TABLE_DEPTH, t.progress));
+  const off = await dense('off');
+  const on = await dense('on');
+  const hybrid = await timed(async () => fuseRuns([bm25.run, off.run], TABLE_DEPTH));
+  return [
+    { retriever: 'BM25', ...score(bm25.run), seconds: bm25.seconds },
+    { retriever: 'dense, reasoning off', ...score(off.run), seconds: off.seconds },
+    { retriever: `dense, reasoning on (≤${t.maxReasoningTokens} tokens)`, ...score(on.run), seconds: on.seconds, note: on.note },
+    // Its time is both rankings' plus the fusion: what answering these queries hybrid costs.
+    { retriever: 'hybrid (BM25 + reasoning off, RRF)', ...score(hybrid.run), seconds: bm25.seconds + off.seconds + hybrid.seconds },
+  ];
+}
+
+export const demoCommand: Command = {
+  name: 'demo',
+  summary: 'quickstart: index the shipped SciFact with the default model, search with reasoning, print the test table',
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: argv, allowPositionals: false, strict: true,
+        options: {
+          model: { type: 'string' }, index: { type: 'string' }, query: { type: 'string', multiple: true },
+          k: { type: 'string', short: 'k' }, 'max-reasoning-tokens': { type: 'string' }, 'no-table': { type: 'boolean' },
+          'max-queries': { type: 'string' }, 'max-documents': { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' },
+        },
+      }));
+    } catch (err) {
+      throw new UserError(`${(err as Error).message}. See 'search-r3 demo --help'.`);
+    }
+    const k = positiveInt(values.k, 'k') ?? 5;
+    const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_REASONING_TOKENS;
+    const maxQueries = positiveInt(values['max-queries'], 'max-queries');
+    const maxDocuments = positiveInt(values['max-documents'], 'max-documents');
+    const json = values.json ?? false;
+    const quiet = (values.quiet ?? false) || json;
+    if (values.query?.some((q) => q.trim() === '')) throw new UserError('--query needs some text (quote it: --query "does vitamin D prevent fractures?").');
+    const modelDir = values.model ?? DEFAULT_MODEL_DIR;
+    if (!existsSync(path.join(modelDir, 'config.json'))) {
+      throw new UserError(values.model === undefined
+        ? `the default model is not in this checkout (${modelDir}); train it with 'npm run train:default' or pass --model <dir>.`
+        : `--model ${modelDir}: not a model folder (no config.json); pass a folder written by 'search-r3 train' or the recipe.`);
+    }
+    const log = (s: string): void => { if (!quiet) process.stderr.write(`${s}\n`); };
+    const say = (s: string): void => { if (!json) console.log(s); };
+
+    return asUserErrors(async () => {
+      const backend = await LocalBackend.fromModelDir(modelDir);
+      const cfg = backend.embedder.model.config;
+      const ds = await readBeirDataset(DEMO_DATA_DIR, 'test');
+      const table = subsetDevSet(ds, maxQueries ?? 0, 0);
+      const qidByText = new Map([...ds.queries].map(([id, text]) => [text.trim(), id]));
+      const examples = values.query
+        ? values.query.map((text) => ({ text, id: qidByText.get(text.trim()) }))
+        : EXAMPLE_QUERY_IDS.map((id) => ({ text: ds.queries.get(id)!, id }));
+      // The slice depends only on --max-documents and --max-queries, so its cached index serves every later run.
+      const sliced = new Map([...EXAMPLE_QUERY_IDS.map((id): [string, string] => [id, ds.queries.get(id)!]), ...table.queries]);
+      const docs = subsetDevSet({ ...ds, queries: sliced }, 0, maxDocuments ?? 0).corpus;
+      say(`search-r3 demo — model ${path.resolve(modelDir)} (d ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, vocabulary ${cfg.vocabSize}), `
+        + `SciFact test: ${docs.length.toLocaleString('en')} documents${maxDocuments ? ' (a slice)' : ''}`);
+
+      const indexDir = values.index ?? defaultIndexDir(backend.modelId, maxDocuments ? `-first${maxDocuments}${maxQueries ? `-q${maxQueries}` : ''}` : '');
+      const { index, report: indexReport } = await openDemoIndex(indexDir, backend, docs, log, quiet);
+      const out: { model: object; index: DemoIndexReport; examples: DemoExample[]; table?: { queries: number; documents: number; rows: DemoRow[] }; evaluation?: string } = {
+        model: { dir: path.resolve(modelDir), id: backend.modelId, hiddenSize: cfg.hiddenSize, layers: cfg.numHiddenLayers, vocabSize: cfg.vocabSize },
+        index: indexReport, examples: [],
+      };
+      try {
+        say(describeIndex(indexReport));
+        say(`\nExamples: the model reasons about each claim (≤${budget} tokens), then embeds it; top ${k} of ${indexReport.documents.toLocaleString('en')} documents (✓ = judged relevant)\n`);
+        for (const [i, ex] of examples.entries()) {
+          const r = await index.search(ex.text, { k, reasoning: 'on', maxReasoningTokens: budget });
+          const judged = ex.id ? ds.qrels.get(ex.id) : undefined;
+          const example: DemoExample = {
+            query: ex.text, ...(ex.id ? { queryId: ex.id } : {}), reasoning: r.reasoning, forced: r.forced, embedMs: r.embedMs, searchMs: r.searchMs,
+            hits: r.hits.map((h) => ({ id: h.id, title: h.title, score: h.score, relevant: (judged?.get(h.id) ?? 0) >= 1, snippet: oneLine(h.text, 110) })),
+          };
+          out.examples.push(example);
+          say(`${formatExample(example, i + 1, examples.length, budget)}\n`);
+        }
+        if (!values['no-table']) {
+          const { ids, dim, data } = index.indexedVectors();
+          const rows = await evaluationTable({
+            backend, corpus: docs, docMatrix: { ids, dim, data }, queries: table.queries, qrels: table.qrels, maxReasoningTokens: budget,
+            progress: quiet ? undefined : evalProgress(),
+          });
+          out.table = { queries: table.queries.size, documents: docs.length, rows };
+          say(formatTable(rows, table.queries.size, docs.length));
+          if (!maxQueries && !maxDocuments) say('(published BM25 on SciFact test: nDCG@10 0.665–0.679; Search-R3-Small reportedly 0.667)');
+          const slow = rows[2]!;
+          if (slow.seconds > 60) say(`reasoning on took ${duration(slow.seconds)} for ${table.queries.size} queries (generation is the slow part); --no-table skips the table.`);
+        }
+        const evaluationMd = path.join(modelDir, 'evaluation.md');
+        if (existsSync(evaluationMd)) {
+          out.evaluation = path.resolve(evaluationMd);
+          say(`\nThe full multi-dataset evaluation of this model: ${out.evaluation}`);
+        }
+      } finally {
+        await index.close();
+      }
+      if (json) console.log(JSON.stringify(out));
+      return 0;
+    });
+  },
+};
