@@ -1,0 +1,542 @@
+/**
+ * The default model's evaluation table (issue 8): BM25, stage 1, stage 2 with reasoning off and on, and reciprocal-
+ * rank hybrids of BM25 with stage 2, on SciFact test, NFCorpus test, XQuAD-en and XQuAD de/zh/ar questions against
+ * the English paragraphs. nDCG@10 and Recall@100 as trec_eval computes them, paired significance tests over
+ * per-query nDCG@10, wall times and reasoning statistics; written as evaluation.json and evaluation.md.
+ *
+ * Resumable: each run is a TREC run file plus a sidecar (its wall time and reasoning statistics) in the work folder,
+ * keyed by everything that determines it (model fingerprint, the exact queries and documents, the options), and
+ * document embeddings are cached in shards; a killed evaluation continues without recomputing finished work.
+ * A document corpus is embedded once per model: stage 2's rows share it, and so do the four XQuAD sets.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_MAX_REASONING_TOKENS, Embedder } from '../embed/index.js';
+import { documentText, readBeirDataset, type BeirDocument } from '../eval/beir.js';
+import { Bm25Retriever } from '../eval/bm25-retriever.js';
+import type { EmbeddingMatrix } from '../eval/dense-search.js';
+import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
+import { readNpyEmbeddings, writeNpyEmbeddings } from '../eval/embeddings-file.js';
+import { evaluateRun, type Evaluation } from '../eval/measures.js';
+import { embedQueryMatrix, stackVectors } from '../eval/model-retriever.js';
+import { compareEvaluations } from '../eval/report.js';
+import type { ProgressFn } from '../eval/retriever.js';
+import { readTrecRun, writeTextFileAtomic, writeTrecRun, type Run } from '../eval/run.js';
+import { modelFingerprint } from '../index/model-fingerprint.js';
+import { fuseRuns, RRF_K } from '../index/rrf.js';
+import { ModelFileError } from '../model/model-file-error.js';
+import { loadModelFolder } from '../model/model-folder.js';
+import { subsetDevSet, type DevSet } from '../train/dev-eval.js';
+
+export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
+export type RecipeDatasetId = (typeof RECIPE_DATASETS)[number];
+
+export const RECIPE_ROWS = ['bm25', 'stage1-off', 'stage2-off', 'stage2-on', 'hybrid-off', 'hybrid-on'] as const;
+export type RecipeRowId = (typeof RECIPE_ROWS)[number];
+
+const ROW_LABELS: Record<RecipeRowId, string> = {
+  'bm25': 'BM25',
+  'stage1-off': 'stage 1 (reasoning off)',
+  'stage2-off': 'stage 2, reasoning off',
+  'stage2-on': 'stage 2, reasoning on',
+  'hybrid-off': 'RRF(BM25, stage 2 off)',
+  'hybrid-on': 'RRF(BM25, stage 2 on)',
+};
+
+/** Where each dataset's queries (with their qrels) and documents are, relative to the data folder; split test. */
+const DATASET_SPECS: Record<RecipeDatasetId, { label: string; queries: string; corpus: string }> = {
+  'scifact': { label: 'SciFact test', queries: 'scifact', corpus: 'scifact' },
+  'nfcorpus': { label: 'NFCorpus test (preprocessed text)', queries: 'nfcorpus/beir-preprocessed/test', corpus: 'nfcorpus/beir-preprocessed/test' },
+  'xquad-en': { label: 'XQuAD en', queries: 'xquad/beir/en', corpus: 'xquad/beir/en' },
+  'xquad-de': { label: 'XQuAD de → en paragraphs', queries: 'xquad/beir/de', corpus: 'xquad/beir/en' },
+  'xquad-zh': { label: 'XQuAD zh → en paragraphs', queries: 'xquad/beir/zh', corpus: 'xquad/beir/en' },
+  'xquad-ar': { label: 'XQuAD ar → en paragraphs', queries: 'xquad/beir/ar', corpus: 'xquad/beir/en' },
+};
+
+/** Paired comparisons (a vs b) over per-query nDCG@10. */
+const COMPARISONS: readonly [RecipeRowId, RecipeRowId][] = [
+  ['stage2-off', 'stage1-off'], ['stage2-on', 'stage2-off'], ['hybrid-off', 'bm25'], ['hybrid-on', 'bm25'],
+];
+
+/** Documents retrieved per query (as BEIR runs), and the cutoffs reported. */
+const RUN_DEPTH = 1000;
+const CUTOFFS = [10, 100] as const;
+/** BM25 as Pyserini's BEIR baselines, English analysis everywhere (the cross-lingual sets search English paragraphs). */
+const BM25 = { k1: 0.9, b: 0.4, language: 'en' } as const;
+/** Documents per cached embedding shard: a killed run loses at most one shard of work. */
+const DOCUMENT_SHARD = 1024;
+
+/** <package>/../shared/data, as the tests and the recipe lay it out (dist/src/recipe → three levels up). */
+export const DEFAULT_DATA_DIR = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)), '../shared/data');
+
+export interface RecipeEvaluateOptions {
+  /** Stage-1 and stage-2 model folders. */
+  stage1: string;
+  stage2: string;
+  /** Folder for evaluation.json and evaluation.md. */
+  out: string;
+  /** Datasets folder (default DEFAULT_DATA_DIR). */
+  data?: string;
+  /** Cache of runs and document embeddings (default <out>/work). */
+  work?: string;
+  /** Which datasets, in this order (default all of RECIPE_DATASETS). */
+  datasets?: readonly RecipeDatasetId[];
+  /** Keep the first N judged queries of each dataset (0 or undefined: all). */
+  maxQueries?: number;
+  /** Cut each corpus to the kept queries' judged documents plus the first N others (0 or undefined: whole corpus). */
+  maxDocuments?: number;
+  /** Reasoning budget with reasoning on (default DEFAULT_MAX_REASONING_TOKENS, as `search-r3 eval`). */
+  maxReasoningTokens?: number;
+  /** Sampling temperature of the reasoning (default 0: greedy). */
+  temperature?: number;
+  /** Longest prompt in tokens (default: each model's context). */
+  maxLength?: number;
+  /** Queries per generation batch with reasoning on (default 8). */
+  queryBatch?: number;
+  /** Seed of the reasoning sampler and of the randomisation test (default 42). */
+  seed?: number;
+  /** Sign flips of the randomisation test (default 10,000). */
+  trials?: number;
+  /** Progress of long work (stage names start with the dataset and row). */
+  onProgress?: ProgressFn;
+  /** One line per finished or reused step. */
+  onLog?: (line: string) => void;
+  /** How this evaluation was started, for the "produced by" line (default: the function call). */
+  command?: string;
+}
+
+export interface ReasoningStats {
+  queries: number;
+  /** Queries whose embed token was forced after the budget. */
+  forced: number;
+  forcedFraction: number;
+  /** Tokens generated before the embed token, averaged over queries. */
+  meanReasoningTokens: number;
+}
+
+export interface RecipeRowResult {
+  id: RecipeRowId;
+  label: string;
+  ndcg10: number;
+  recall100: number;
+  /**
+   * Wall seconds of the row's own work: BM25 indexing + search; query encoding + search for a model row (document
+   * embedding is reported per dataset, shared by rows); for a hybrid, its two runs + the fusion.
+   */
+  seconds: number;
+  /** True when the run came from the work folder instead of being computed now. */
+  reused: boolean;
+  /** The TREC run file (absolute). */
+  runFile: string;
+  reasoning: ReasoningStats | null;
+}
+
+export interface RecipeComparison {
+  a: RecipeRowId;
+  b: RecipeRowId;
+  measure: 'ndcg_cut_10';
+  n: number;
+  meanA: number;
+  meanB: number;
+  difference: number;
+  /** Two-sided paired p-values; null with fewer than 2 queries. */
+  tTestP: number | null;
+  randomizationP: number | null;
+}
+
+export interface DocumentEmbeddingInfo {
+  documents: number;
+  /** Wall seconds spent embedding (summed over shards, including shards computed in an earlier, killed run). */
+  seconds: number;
+  reused: boolean;
+  folder: string;
+}
+
+export interface RecipeDatasetResult {
+  id: RecipeDatasetId;
+  label: string;
+  split: 'test';
+  queriesFolder: string;
+  corpusFolder: string;
+  queries: number;
+  documents: number;
+  /** Sizes before maxQueries / maxDocuments. */
+  judgedQueriesAvailable: number;
+  documentsAvailable: number;
+  bm25Analyzer: 'en';
+  documentEmbeddings: { stage1: DocumentEmbeddingInfo; stage2: DocumentEmbeddingInfo };
+  rows: RecipeRowResult[];
+  significance: RecipeComparison[];
+}
+
+export interface RecipeEvaluation {
+  schema: 'search-r3/recipe-evaluation@1';
+  createdAt: string;
+  producedBy: string;
+  models: { stage1: { folder: string; fingerprint: string }; stage2: { folder: string; fingerprint: string } };
+  settings: {
+    data: string; work: string; datasets: RecipeDatasetId[]; maxQueries: number; maxDocuments: number;
+    maxReasoningTokens: number; temperature: number; maxLength: number | null; queryBatch: number; seed: number;
+    randomizationTrials: number; runDepth: number; rrfK: number; bm25: { k1: number; b: number; analyzer: 'en' };
+    measures: string[]; evaluation: string; threads: string | null;
+  };
+  datasets: RecipeDatasetResult[];
+  seconds: number;
+}
+
+interface Settings {
+  data: string; work: string; maxQueries: number; maxDocuments: number; maxReasoningTokens: number; temperature: number;
+  maxLength: number | undefined; queryBatch: number; seed: number; trials: number;
+}
+
+interface ModelHandle { role: 'stage1' | 'stage2'; dir: string; fingerprint: string; embedder?: Embedder }
+
+interface LoadedDataset extends DevSet { corpusKey: string; queriesKey: string; fullQueries: number; fullDocuments: number }
+
+interface RowRun { run: Run; seconds: number; reasoning: ReasoningStats | null; reused: boolean; runFile: string }
+
+/** A short content hash: cache keys change whenever anything that determines a run changes. */
+function digest(parts: Iterable<string>): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\0');
+  return h.digest('hex').slice(0, 16);
+}
+
+async function loadDataset(data: string, id: RecipeDatasetId, s: Settings): Promise<LoadedDataset> {
+  const spec = DATASET_SPECS[id];
+  const ds = await readBeirDataset(path.join(data, spec.queries), 'test');
+  // Cross-lingual sets keep their own questions and qrels but search the English paragraphs (ids are parallel).
+  const corpus = spec.corpus === spec.queries ? ds.corpus : (await readBeirDataset(path.join(data, spec.corpus), 'test')).corpus;
+  const set = subsetDevSet({ corpus, queries: ds.queries, qrels: ds.qrels }, s.maxQueries, s.maxDocuments);
+  return {
+    ...set,
+    corpusKey: digest(set.corpus.flatMap((d) => [d.id, d.title, d.text])),
+    queriesKey: digest([...set.queries].flat()),
+    fullQueries: ds.queries.size,
+    fullDocuments: corpus.length,
+  };
+}
+
+function readJson<T>(file: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch {
+    return undefined; // missing or cut short: recompute
+  }
+}
+
+const seconds = (t0: number): number => (performance.now() - t0) / 1000;
+
+/** Everything one evaluation call shares: settings, models (loaded on first use), document embeddings in memory. */
+class RecipeEvaluator {
+  private readonly docCache = new Map<string, { matrix: EmbeddingMatrix; info: DocumentEmbeddingInfo }>();
+
+  constructor(readonly s: Settings, readonly models: { stage1: ModelHandle; stage2: ModelHandle },
+    private readonly onProgress: ProgressFn | undefined, private readonly log: (line: string) => void) {}
+
+  private progress(prefix: string): ProgressFn {
+    return (stage, done, total) => this.onProgress?.(`${prefix}: ${stage}`, done, total);
+  }
+
+  private async embedder(m: ModelHandle): Promise<Embedder> {
+    if (!m.embedder) {
+      const { model, tokenizer } = await loadModelFolder(m.dir);
+      m.embedder = new Embedder(model, tokenizer, { maxLength: this.s.maxLength });
+    }
+    return m.embedder;
+  }
+
+  /** The run of `row`, from the work folder when a finished one with the same key is there, else computed and saved. */
+  private async cachedRun(dsId: RecipeDatasetId, row: RecipeRowId, keyParts: string[],
+    compute: () => Promise<{ run: Run; seconds: number; reasoning: ReasoningStats | null }>): Promise<RowRun> {
+    const base = path.join(this.s.work, 'runs', dsId, `${row}.${digest(keyParts)}`);
+    const runFile = `${base}.trec`;
+    const metaFile = `${base}.json`; // written last: its presence marks a finished run
+    const meta = readJson<{ seconds: number; reasoning: ReasoningStats | null }>(metaFile);
+    if (meta && existsSync(runFile)) {
+      const { run } = await readTrecRun(runFile);
+      this.log(`${dsId}: ${ROW_LABELS[row]} reused from ${runFile}`);
+      return { run, seconds: meta.seconds, reasoning: meta.reasoning, reused: true, runFile };
+    }
+    const r = await compute();
+    writeTrecRun(runFile, r.run, row);
+    writeTextFileAtomic(metaFile, JSON.stringify({ row, keyParts, seconds: r.seconds, reasoning: r.reasoning }, null, 2) + '\n');
+    this.log(`${dsId}: ${ROW_LABELS[row]} done in ${r.seconds.toFixed(1)} s`);
+    return { ...r, reused: false, runFile };
+  }
+
+  bm25(dsId: RecipeDatasetId, ds: LoadedDataset): Promise<RowRun> {
+    return this.cachedRun(dsId, 'bm25', ['bm25', JSON.stringify(BM25), String(RUN_DEPTH), ds.corpusKey, ds.queriesKey], async () => {
+      const t0 = performance.now();
+      const run = await new Bm25Retriever(BM25).retrieve(ds.corpus, ds.queries, RUN_DEPTH, this.progress(`${dsId} BM25`));
+      return { run, seconds: seconds(t0), reasoning: null };
+    });
+  }
+
+  /** Document embeddings of `m` for this corpus: from memory, from cached shards, or computed shard by shard. */
+  async documents(m: ModelHandle, dsId: RecipeDatasetId, corpus: readonly BeirDocument[], corpusKey: string): Promise<{ matrix: EmbeddingMatrix; info: DocumentEmbeddingInfo }> {
+    const { key, folder } = this.documentFolder(m, corpusKey);
+    const hit = this.docCache.get(key);
+    if (hit) return hit;
+    const progress = this.progress(`${dsId} ${m.role}`);
+    const parts: Float32Array[] = [];
+    let secs = 0;
+    let reused = true;
+    let dim = 0;
+    for (let start = 0, shard = 0; start < corpus.length; start += DOCUMENT_SHARD, shard++) {
+      const slice = corpus.slice(start, start + DOCUMENT_SHARD);
+      const file = path.join(folder, `shard-${String(shard).padStart(5, '0')}.npy`);
+      const metaFile = file.replace(/\.npy$/, '.json');
+      const meta = readJson<{ seconds: number; documents: number }>(metaFile);
+      if (meta && meta.documents === slice.length && existsSync(file)) {
+        const cached = await readNpyEmbeddings(file);
+        parts.push(cached.data);
+        dim = cached.dim;
+        secs += meta.seconds;
+        continue;
+      }
+      reused = false;
+      const embedder = await this.embedder(m);
+      const t0 = performance.now();
+      const vectors = embedder.embedDocuments(slice.map(documentText), (done) => progress('encoding documents', start + done, corpus.length)).vectors;
+      dim = embedder.dimension;
+      const data = stackVectors(vectors, dim);
+      const took = seconds(t0);
+      writeNpyEmbeddings(file, { ids: slice.map((d) => d.id), dim, data });
+      writeTextFileAtomic(metaFile, JSON.stringify({ seconds: took, documents: slice.length }) + '\n');
+      parts.push(data);
+      secs += took;
+      await new Promise((r) => setImmediate(r)); // let progress output through between shards
+    }
+    const data = new Float32Array(corpus.length * dim);
+    let at = 0;
+    for (const p of parts) { data.set(p, at); at += p.length; }
+    const result = { matrix: { ids: corpus.map((d) => d.id), dim, data }, info: { documents: corpus.length, seconds: secs, reused, folder } };
+    this.log(`${dsId}: ${m.role} document embeddings ${reused ? 'reused' : 'computed'} (${corpus.length} documents, ${secs.toFixed(1)} s)`);
+    this.docCache.set(key, result);
+    return result;
+  }
+
+  modelRow(dsId: RecipeDatasetId, ds: LoadedDataset, row: 'stage1-off' | 'stage2-off' | 'stage2-on'): Promise<RowRun> {
+    const m = row === 'stage1-off' ? this.models.stage1 : this.models.stage2;
+    const reasoning = row === 'stage2-on' ? 'on' : 'off';
+    const s = this.s;
+    const options = reasoning === 'on'
+      ? [`budget=${s.maxReasoningTokens}`, `temperature=${s.temperature}`, `seed=${s.seed}`, `batch=${s.queryBatch}`]
+      : [];
+    const keyParts = [row, m.fingerprint, reasoning, ...options, `maxLength=${s.maxLength ?? 'context'}`, String(RUN_DEPTH), ds.corpusKey, ds.queriesKey];
+    return this.cachedRun(dsId, row, keyParts, async () => {
+      const docs = await this.documents(m, dsId, ds.corpus, ds.corpusKey);
+      const embedder = await this.embedder(m);
+      const progress = this.progress(`${dsId} ${ROW_LABELS[row]}`);
+      const t0 = performance.now();
+      const q = await embedQueryMatrix(embedder, ds.queries, {
+        reasoning, maxReasoningTokens: s.maxReasoningTokens, temperature: s.temperature, seed: s.seed, queryBatch: s.queryBatch,
+      }, progress);
+      const run = await new EmbeddingRetriever(q.matrix, docs.matrix, row).retrieve(ds.corpus, ds.queries, RUN_DEPTH, progress);
+      const n = ds.queries.size;
+      // generatedTokens counts the embed token of every query that emitted it; reasoning is what came before.
+      const reasoningStats = reasoning === 'on'
+        ? { queries: n, forced: q.forced, forcedFraction: n > 0 ? q.forced / n : 0, meanReasoningTokens: n > 0 ? (q.generatedTokens - (n - q.forced)) / n : 0 }
+        : null;
+      return { run, seconds: seconds(t0), reasoning: reasoningStats };
+    });
+  }
+
+  private documentFolder(m: ModelHandle, corpusKey: string): { key: string; folder: string } {
+    const key = digest([m.fingerprint, corpusKey, String(this.s.maxLength ?? 'context')]);
+    return { key, folder: path.join(this.s.work, 'embeddings', `${m.role}.${key}`) };
+  }
+
+  /**
+   * The report's document-embedding line for `m`: from this call, or, when every run of the model was reused and
+   * the embeddings were never loaded, from the cached shards' timings.
+   */
+  documentInfo(m: ModelHandle, ds: LoadedDataset): DocumentEmbeddingInfo {
+    const { key, folder } = this.documentFolder(m, ds.corpusKey);
+    const hit = this.docCache.get(key);
+    if (hit) return hit.info;
+    const metas = existsSync(folder) ? readdirSync(folder).filter((f) => /^shard-\d+\.json$/.test(f)) : [];
+    const secs = metas.reduce((sum, f) => sum + (readJson<{ seconds: number }>(path.join(folder, f))?.seconds ?? 0), 0);
+    return { documents: ds.corpus.length, seconds: secs, reused: true, folder };
+  }
+}
+
+function evaluate(run: Run, ds: LoadedDataset): Evaluation {
+  // complete: every judged query counts, one retrieving nothing scores 0 (as `search-r3 eval --dataset`).
+  return evaluateRun(run, ds.qrels, { cutoffs: CUTOFFS, complete: true });
+}
+
+function compare(a: RecipeRowId, b: RecipeRowId, evs: Map<RecipeRowId, Evaluation>, s: Settings): RecipeComparison {
+  const ea = evs.get(a)!;
+  const eb = evs.get(b)!;
+  const n = ea.numQueries;
+  if (n < 2) {
+    const meanA = ea.all['ndcg_cut_10']!;
+    const meanB = eb.all['ndcg_cut_10']!;
+    return { a, b, measure: 'ndcg_cut_10', n, meanA, meanB, difference: meanA - meanB, tTestP: null, randomizationP: null };
+  }
+  const [c] = compareEvaluations(ea, eb, ['ndcg_cut_10'], { seed: s.seed, trials: s.trials });
+  return { a, b, measure: 'ndcg_cut_10', n: c!.n, meanA: c!.a, meanB: c!.b, difference: c!.a - c!.b, tTestP: c!.tTestP, randomizationP: c!.randomizationP };
+}
+
+async function evaluateDataset(ev: RecipeEvaluator, dsId: RecipeDatasetId, log: (line: string) => void): Promise<RecipeDatasetResult> {
+  const s = ev.s;
+  const spec = DATASET_SPECS[dsId];
+  const ds = await loadDataset(s.data, dsId, s);
+  log(`${dsId}: ${ds.queries.size} queries, ${ds.corpus.length} documents`);
+  const runs = new Map<RecipeRowId, RowRun>();
+  runs.set('bm25', await ev.bm25(dsId, ds));
+  for (const row of ['stage1-off', 'stage2-off', 'stage2-on'] as const) runs.set(row, await ev.modelRow(dsId, ds, row));
+  for (const [row, dense] of [['hybrid-off', 'stage2-off'], ['hybrid-on', 'stage2-on']] as const) {
+    const a = runs.get('bm25')!;
+    const b = runs.get(dense)!;
+    const t0 = performance.now();
+    const run = fuseRuns([a.run, b.run], RUN_DEPTH);
+    const fusion = seconds(t0);
+    const runFile = path.join(s.work, 'runs', dsId, `${row}.${digest([a.runFile, b.runFile])}.trec`);
+    writeTrecRun(runFile, run, row);
+    runs.set(row, { run, seconds: a.seconds + b.seconds + fusion, reasoning: b.reasoning, reused: a.reused && b.reused, runFile });
+  }
+  const evs = new Map<RecipeRowId, Evaluation>();
+  const rows: RecipeRowResult[] = RECIPE_ROWS.map((id) => {
+    const r = runs.get(id)!;
+    const e = evaluate(r.run, ds);
+    evs.set(id, e);
+    return {
+      id, label: ROW_LABELS[id], ndcg10: e.all['ndcg_cut_10']!, recall100: e.all['recall_100']!,
+      seconds: r.seconds, reused: r.reused, runFile: r.runFile, reasoning: r.reasoning,
+    };
+  });
+  const m = ev.models;
+  return {
+    id: dsId, label: spec.label, split: 'test',
+    queriesFolder: path.join(s.data, spec.queries), corpusFolder: path.join(s.data, spec.corpus),
+    queries: ds.queries.size, documents: ds.corpus.length,
+    judgedQueriesAvailable: ds.fullQueries, documentsAvailable: ds.fullDocuments,
+    bm25Analyzer: 'en',
+    documentEmbeddings: {
+      stage1: ev.documentInfo(m.stage1, ds),
+      stage2: ev.documentInfo(m.stage2, ds),
+    },
+    rows,
+    significance: COMPARISONS.map(([a, b]) => compare(a, b, evs, s)),
+  };
+}
+
+async function modelHandle(role: 'stage1' | 'stage2', dir: string): Promise<ModelHandle> {
+  const abs = path.resolve(dir);
+  if (!existsSync(path.join(abs, 'config.json'))) {
+    throw new ModelFileError(abs, `is not a model folder (no config.json); give the ${role === 'stage1' ? 'stage-1' : 'stage-2'} model folder.`);
+  }
+  return { role, dir: abs, fingerprint: await modelFingerprint(abs) };
+}
+
+/**
+ * Evaluates a stage-1 and a stage-2 model folder against BM25 on real data and writes `<out>/evaluation.json` and
+ * `<out>/evaluation.md` (atomically). Call it again with the same arguments after a crash: finished runs and
+ * document-embedding shards are reused from the work folder.
+ */
+export async function evaluateRecipeModels(o: RecipeEvaluateOptions): Promise<RecipeEvaluation> {
+  const t0 = performance.now();
+  const out = path.resolve(o.out);
+  const datasets = [...(o.datasets ?? RECIPE_DATASETS)];
+  for (const d of datasets) {
+    if (!RECIPE_DATASETS.includes(d)) throw new RangeError(`unknown dataset '${d}' (known: ${RECIPE_DATASETS.join(', ')})`);
+  }
+  const s: Settings = {
+    data: path.resolve(o.data ?? DEFAULT_DATA_DIR),
+    work: path.resolve(o.work ?? path.join(out, 'work')),
+    maxQueries: o.maxQueries ?? 0,
+    maxDocuments: o.maxDocuments ?? 0,
+    maxReasoningTokens: o.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS,
+    temperature: o.temperature ?? 0,
+    maxLength: o.maxLength,
+    queryBatch: o.queryBatch ?? 8,
+    seed: o.seed ?? 42,
+    trials: o.trials ?? 10000,
+  };
+  const log = o.onLog ?? (() => {});
+  const models = { stage1: await modelHandle('stage1', o.stage1), stage2: await modelHandle('stage2', o.stage2) };
+  const ev = new RecipeEvaluator(s, models, o.onProgress, log);
+  const results: RecipeDatasetResult[] = [];
+  for (const d of datasets) results.push(await evaluateDataset(ev, d, log));
+  const report: RecipeEvaluation = {
+    schema: 'search-r3/recipe-evaluation@1',
+    createdAt: new Date().toISOString(),
+    producedBy: o.command ?? `evaluateRecipeModels (src/recipe/evaluate.ts)`,
+    models: {
+      stage1: { folder: models.stage1.dir, fingerprint: models.stage1.fingerprint },
+      stage2: { folder: models.stage2.dir, fingerprint: models.stage2.fingerprint },
+    },
+    settings: {
+      data: s.data, work: s.work, datasets, maxQueries: s.maxQueries, maxDocuments: s.maxDocuments,
+      maxReasoningTokens: s.maxReasoningTokens, temperature: s.temperature, maxLength: s.maxLength ?? null,
+      queryBatch: s.queryBatch, seed: s.seed, randomizationTrials: s.trials, runDepth: RUN_DEPTH, rrfK: RRF_K,
+      bm25: { k1: BM25.k1, b: BM25.b, analyzer: BM25.language },
+      measures: ['ndcg_cut_10', 'recall_100'],
+      evaluation: 'trec_eval semantics (src/eval/measures.ts), every judged query counted (-c)',
+      threads: process.env['SEARCH_R3_THREADS'] ?? null,
+    },
+    datasets: results,
+    seconds: seconds(t0),
+  };
+  writeTextFileAtomic(path.join(out, 'evaluation.json'), JSON.stringify(report, null, 2) + '\n');
+  writeTextFileAtomic(path.join(out, 'evaluation.md'), formatRecipeEvaluation(report));
+  log(`wrote ${path.join(out, 'evaluation.json')} and evaluation.md`);
+  return report;
+}
+
+const f4 = (x: number): string => x.toFixed(4);
+const pValue = (p: number | null): string => (p === null ? '—' : p < 1e-4 ? p.toExponential(1) : p.toFixed(4));
+const secs = (x: number): string => (x < 10 ? x.toFixed(2) : x.toFixed(1));
+
+/** The markdown report: a summary of nDCG@10, then per dataset its rows, document-embedding time and p-values. */
+export function formatRecipeEvaluation(r: RecipeEvaluation): string {
+  const st = r.settings;
+  const lines: string[] = ['# Search-R3 default model: evaluation', ''];
+  lines.push(`Produced by \`${r.producedBy}\` on ${r.createdAt} in ${secs(r.seconds)} s`
+    + ` (SEARCH_R3_THREADS=${st.threads ?? 'unset'}); stage 1 \`${r.models.stage1.folder}\` (${r.models.stage1.fingerprint}),`
+    + ` stage 2 \`${r.models.stage2.folder}\` (${r.models.stage2.fingerprint}).`);
+  lines.push(`Measures as trec_eval computes them (every judged query counted); runs of depth ${st.runDepth};`
+    + ` reasoning budget ${st.maxReasoningTokens} tokens, temperature ${st.temperature}${st.temperature === 0 ? ' (greedy)' : ''};`
+    + ` BM25 k1 ${st.bm25.k1}, b ${st.bm25.b}, English analyzer on every set; hybrid = reciprocal-rank fusion (k = ${st.rrfK});`
+    + ` paired tests over per-query nDCG@10 (t-test, and ${st.randomizationTrials} sign flips with seed ${st.seed}).`);
+  if (st.maxQueries > 0 || st.maxDocuments > 0) {
+    lines.push(`Subsets: first ${st.maxQueries || 'all'} judged queries per set, corpus cut to their judged documents`
+      + ` plus ${st.maxDocuments || 'all'} others. Not the full benchmark.`);
+  }
+  lines.push('', '## nDCG@10', '');
+  lines.push(`| row | ${r.datasets.map((d) => d.label).join(' | ')} |`);
+  lines.push(`| --- |${r.datasets.map(() => ' ---: |').join('')}`);
+  for (const id of RECIPE_ROWS) {
+    lines.push(`| ${ROW_LABELS[id]} | ${r.datasets.map((d) => f4(d.rows.find((x) => x.id === id)!.ndcg10)).join(' | ')} |`);
+  }
+  for (const d of r.datasets) {
+    lines.push('', `## ${d.label}`, '');
+    lines.push(`${d.queries.toLocaleString('en')} queries${d.queries < d.judgedQueriesAvailable ? ` of ${d.judgedQueriesAvailable.toLocaleString('en')}` : ''},`
+      + ` ${d.documents.toLocaleString('en')} documents${d.documents < d.documentsAvailable ? ` of ${d.documentsAvailable.toLocaleString('en')}` : ''}`
+      + ` (queries: \`${d.queriesFolder}\`, documents: \`${d.corpusFolder}\`).`);
+    const emb = (e: DocumentEmbeddingInfo): string => `${secs(e.seconds)} s${e.reused ? ' (cached)' : ''}`;
+    lines.push(`Document embedding: stage 1 ${emb(d.documentEmbeddings.stage1)}, stage 2 ${emb(d.documentEmbeddings.stage2)}`
+      + ' (once per model and corpus, shared by the rows; not in the row times).', '');
+    lines.push('| row | nDCG@10 | R@100 | wall s | mean reasoning tokens | forced |');
+    lines.push('| --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const row of d.rows) {
+      const rs = row.reasoning;
+      lines.push(`| ${row.label} | ${f4(row.ndcg10)} | ${f4(row.recall100)} | ${secs(row.seconds)} | `
+        + `${rs ? rs.meanReasoningTokens.toFixed(1) : ''} | ${rs ? `${(100 * rs.forcedFraction).toFixed(1)} %` : ''} |`);
+    }
+    lines.push('', '| comparison (nDCG@10) | a | b | a − b | p (t-test) | p (randomisation) | queries |');
+    lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const c of d.significance) {
+      lines.push(`| ${ROW_LABELS[c.a]} vs ${ROW_LABELS[c.b]} | ${f4(c.meanA)} | ${f4(c.meanB)} | ${c.difference >= 0 ? '+' : ''}${f4(c.difference)}`
+        + ` | ${pValue(c.tTestP)} | ${pValue(c.randomizationP)} | ${c.n} |`);
+    }
+  }
+  lines.push('', 'Hybrid wall time = its two runs + the fusion. Runs (TREC format) are in the work folder:'
+    + ` \`${st.work}\`.`, '');
+  return lines.join('\n');
+}
