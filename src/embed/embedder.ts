@@ -115,8 +115,11 @@ export class Embedder {
   }
 
   private embedWithReasoning(texts: readonly string[], opts: QueryOptions): QueryEmbedding[] {
-    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength, true));
-    const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS, this.maxLength - 1 - Math.max(...prompts.map((p) => p.ids.length))));
+    // Every query gets the same analysis budget, whatever else is in the batch: its prompt is cut to
+    // leave room inside the context for the whole analysis and the embed token (as stage 2 trains it).
+    const bare = encodePrompt(this.tokenizer, '', 'query', this.templates, this.maxLength, true).ids.length;
+    const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS, this.maxLength - 2 - bare));
+    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength - 1 - budget, true));
     const stops = [this.embedId, ...this.endTokens()];
     const gens = generate(this.model, prompts.map((p) => p.ids), {
       maxNewTokens: budget, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed,

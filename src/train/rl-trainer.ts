@@ -187,7 +187,9 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     const stepStart = Date.now();
     const batch = nextBatch();
     // 1. rollouts (sampling is seeded per step: a resumed run samples what the uninterrupted run would)
-    const prompts = batch.map((q) => encodePrompt(pol.tokenizer, q.text, 'query', templates, maxLength, true).ids);
+    // the prompt leaves room for the whole analysis and a forced token inside the model's context
+    const promptBudget = maxLength - r.maxReasoningTokens - 1;
+    const prompts = batch.map((q) => encodePrompt(pol.tokenizer, q.text, 'query', templates, promptBudget, true).ids);
     const rollouts = sampleRollouts(pol.model, prompts, embedId, ends, { group: G, temperature: r.temperature, topP: r.topP, topK: r.topK, maxReasoningTokens: r.maxReasoningTokens, seed: cfg.seed * 1_000_003 + state.step });
     const rolloutSeconds = (Date.now() - stepStart) / 1000;
     const lengths = rollouts.map((x) => x.to - x.from);
