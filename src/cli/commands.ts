@@ -12,6 +12,7 @@ import { tokenizerCommand } from './tokenizer-train.js';
 import { withLmStage } from './train-lm.js';
 import { corpusCommand } from './corpus-build.js';
 import { demoCommand } from './demo.js';
+import { recipeCommand } from './recipe.js';
 
 /** Every sub-command, in the order `--help` lists them. Add one line per command. */
 export const commands: Command[] = [
@@ -26,4 +27,5 @@ export const commands: Command[] = [
   tokenizerCommand,
   corpusCommand,
   demoCommand,
+  recipeCommand,
 ];

@@ -1,0 +1,95 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { DEFAULT_MODEL_DIR, packageRoot } from './package-paths.js';
+import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
+import { RecipeError, runRecipe, STEP_NAMES } from '../recipe/default-recipe.js';
+import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+const HELP = `search-r3 recipe — how the default model is made
+
+usage: search-r3 recipe default [--work <dir>] [--data <dir>] [--out <dir>] [--profile full|tiny] [--quiet]
+       search-r3 recipe evaluate --stage1 <dir> --stage2 <dir> --out <dir> [...]   (below)
+
+recipe default (also: npm run train:default) trains search-r3's default model from random weights,
+on this machine, in these steps:
+  corpus     search-r3 corpus build: the pretraining text (documents of ../shared/data + Debian text)
+  tokenizer  search-r3 tokenizer train: a byte-level BPE vocabulary (8,192 tokens)
+  lm         search-r3 train lm: causal-LM pretraining (d 256, 6 layers, 1,600 × 4,096 tokens)
+  mine       search-r3 mine: BM25 hard negatives for the SciFact train queries
+  stage1     search-r3 train sft: contrastive SFT with <|embed_token|> (SciFact train, Climate-FEVER,
+             pseudo-queries from SciFact documents)
+  stage2     search-r3 train rl: GRPO with a retrieval reward in the RL environment (SciFact train)
+  package    F16 model folders: <out> (stage 2) and <work>/models/stage1
+  evaluate   search-r3 recipe evaluate: BM25, stage 1, stage 2 reasoning off/on, hybrid on SciFact
+             test, NFCorpus test, XQuAD-en and XQuAD de/zh/ar → en, with paired p-values
+  card       <out>/README.md: architecture, data and licences, commands, wall times, evaluation
+
+Every step is resumable: run the same command again after a crash or Ctrl-C; finished steps are kept
+and training continues from its newest checkpoint. Each step's config is in <work>/configs/, and
+<work>/recipe.json records the commands and wall times. The full profile takes a few hours on 2 cores.
+
+options:
+  --work <dir>      run folder (default: ./work/default-recipe)
+  --data <dir>      the datasets (default: ../shared/data beside this package)
+  --out <dir>       the model folder to write (default: models/search-r3-default in this package)
+  --profile <name>  full (the shipped model) or tiny (the same steps at toy sizes, in a minute)
+  --quiet           no progress output from the steps
+  -h, --help        this help`;
+
+/** Runs `search-r3 <argv>` in a child process with this Node and this CLI. */
+function runChild(argv: string[], quiet: boolean): Promise<number> {
+  const main = path.join(here, 'main.js');
+  const args = quiet && ['corpus', 'tokenizer', 'train'].includes(argv[0]) ? [...argv, '--quiet'] : argv;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+async function runDefault(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
+    work: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' },
+    quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  } });
+  if (values.help) { console.log(HELP); return 0; }
+  const profileName = (values.profile ?? 'full') as RecipeProfileName;
+  if (!(profileName in PROFILES)) throw new UserError(`--profile must be full or tiny (got '${values.profile}').`);
+  const data = path.resolve(values.data ?? path.join(packageRoot, '../shared/data'));
+  if (!existsSync(path.join(data, 'scifact/corpus.jsonl'))) {
+    throw new UserError(`${data} does not hold the datasets (scifact/corpus.jsonl is missing); pass --data <folder with scifact, nfcorpus, xquad, climate-fever, ...>.`);
+  }
+  const work = path.resolve(values.work ?? 'work/default-recipe');
+  const out = path.resolve(values.out ?? DEFAULT_MODEL_DIR);
+  try {
+    await runRecipe({
+      profile: PROFILES[profileName], paths: recipePaths(work, data), out,
+      runCommand: (a) => runChild(a, values.quiet ?? false),
+      log: (line) => process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`),
+    });
+  } catch (e) {
+    if (e instanceof RecipeError) throw new UserError(e.message);
+    throw e;
+  }
+  console.log(`default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${path.join(work, 'recipe.json')}`);
+  return 0;
+}
+
+export const recipeCommand: Command = {
+  name: 'recipe',
+  summary: 'train the default model end to end (recipe default) and evaluate it (recipe evaluate)',
+  help: `${HELP}\n\n${RECIPE_EVALUATE_HELP}`,
+  async run(argv: string[]): Promise<number> {
+    const [sub, ...rest] = argv;
+    if (sub === 'default') return runDefault(rest);
+    if (sub === 'evaluate') return runRecipeEvaluate(rest);
+    if (sub === undefined || sub === '--help' || sub === '-h') { console.log(HELP); return 0; }
+    throw new UserError(`unknown recipe '${sub}'; use recipe default or recipe evaluate (search-r3 recipe --help).`);
+  },
+};

@@ -1,0 +1,253 @@
+/**
+ * The default-model recipe: pretraining corpus → BPE tokenizer → causal-LM pretraining → hard-negative
+ * mining → stage 1 (contrastive SFT) → stage 2 (GRPO in the RL environment) → packaging (F16 model
+ * folders) → evaluation → model card.
+ *
+ * Each training step is the `search-r3` command a user could run by hand (its config is written to
+ * <work>/configs/ first), run as a child process so every stage starts with a clean heap. A step is
+ * done when its output exists; a killed step is resumed from its newest checkpoint. <work>/recipe.json
+ * records what ran, with the wall time of every step (time spent before a kill included).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { writeTextFileAtomically } from '../model/atomic-file.js';
+import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
+import { listCheckpoints, writeDirAtomically } from '../train/checkpoint.js';
+import { formatDuration } from '../train/progress.js';
+import { type RecipePaths, type RecipeProfile } from './recipe-profiles.js';
+
+export interface StepRecord {
+  /** Wall seconds over every attempt (an attempt's time is saved while it runs). */
+  seconds: number;
+  done: boolean;
+  finishedAt?: string;
+  /** The command, for steps that run one. */
+  command?: string;
+}
+
+export interface RecipeState {
+  profile: string;
+  startedAt: string;
+  steps: Record<string, StepRecord>;
+}
+
+export interface RecipeOptions {
+  profile: RecipeProfile;
+  paths: RecipePaths;
+  /** The shipped model folder (stage 2, F16). */
+  out: string;
+  /** Runs `search-r3 <argv>` and resolves to its exit code. */
+  runCommand: (argv: string[]) => Promise<number>;
+  log: (line: string) => void;
+  /** Seconds between saves of a running step's time (default 30). */
+  heartbeatSeconds?: number;
+}
+
+export class RecipeError extends Error {
+  constructor(message: string) { super(message); this.name = 'RecipeError'; }
+}
+
+interface Step {
+  name: StepName;
+  title: string;
+  isDone: (s: RecipeState) => boolean;
+  run: () => Promise<string | undefined>;
+}
+
+export const STEP_NAMES = ['corpus', 'tokenizer', 'lm', 'mine', 'stage1', 'stage2', 'package', 'evaluate', 'card'] as const;
+export type StepName = (typeof STEP_NAMES)[number];
+
+/** What each step writes in the work folder (removed when an earlier step was redone). */
+const OUTPUTS: Partial<Record<StepName, (p: RecipePaths) => string>> = {
+  tokenizer: (p) => p.tokenizer, lm: (p) => p.lm, mine: (p) => p.mined, stage1: (p) => p.stage1, stage2: (p) => p.stage2,
+  evaluate: (p) => p.evaluation,
+};
+
+const hasFile = (...p: string[]): boolean => existsSync(path.join(...p));
+
+/** The packaged stage-1 model (evaluated beside the shipped stage-2 one, at the same context). */
+export const stage1ModelDir = (p: RecipePaths): string => path.join(p.work, 'models/stage1');
+
+export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
+  const { paths: p, profile } = o;
+  await fsp.mkdir(p.configs, { recursive: true });
+  const stateFile = path.join(p.work, 'recipe.json');
+  const state = readState(stateFile, profile.name);
+  const save = (): Promise<void> => writeTextFileAtomically(stateFile, JSON.stringify(state, null, 2) + '\n');
+
+  const command = async (argv: string[]): Promise<string> => {
+    const shown = `search-r3 ${argv.map((a) => (/^[\w./:,=@-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`;
+    o.log(`$ ${shown}`);
+    const code = await o.runCommand(argv);
+    if (code !== 0) throw new RecipeError(`"${shown}" exited with code ${code}; fix the cause and run the recipe again (finished steps are kept, training resumes from its last checkpoint)`);
+    return shown;
+  };
+  const writeConfig = async (name: string, cfg: Record<string, unknown>): Promise<string> => {
+    const file = path.join(p.configs, `${name}.json`);
+    await writeTextFileAtomically(file, JSON.stringify(cfg, null, 2) + '\n');
+    return file;
+  };
+  /** `train <stage>`, resuming when the run folder has a checkpoint. */
+  const train = async (stage: string, name: string, cfg: Record<string, unknown>, output: string): Promise<string> => {
+    const file = await writeConfig(name, cfg);
+    const resume = existsSync(output) && listCheckpoints(path.join(output, 'checkpoints')).length > 0;
+    return command(['train', stage, '--config', file, ...(resume ? ['--resume'] : [])]);
+  };
+
+  const steps: Step[] = [
+    { name: 'corpus', title: 'pretraining text corpus', isDone: () => hasFile(p.corpus, 'manifest.json'), run: async () => {
+      await fsp.rm(p.corpus, { recursive: true, force: true });
+      return command(['corpus', 'build', '--data', p.data, '--out', p.corpus, ...profile.corpusArgs]);
+    } },
+    { name: 'tokenizer', title: 'byte-level BPE tokenizer', isDone: () => hasFile(p.tokenizer, 'tokenizer_config.json'), run: () => {
+      const shards = readdirSync(p.corpus).filter((f) => /^train-\d+\.jsonl$/.test(f)).sort().map((f) => path.join(p.corpus, f));
+      return command(['tokenizer', 'train', ...shards.flatMap((f) => ['--input', f]), '--vocab-size', String(profile.vocabSize), '--out', p.tokenizer]);
+    } },
+    { name: 'lm', title: 'causal-LM pretraining', isDone: () => hasFile(p.lm, 'final', 'config.json'), run: () => train('lm', 'lm', profile.lm(p), p.lm) },
+    { name: 'mine', title: 'BM25 hard negatives for SciFact train', isDone: () => existsSync(p.mined), run: async () => {
+      await fsp.mkdir(path.dirname(p.mined), { recursive: true });
+      return command(['mine', '--config', await writeConfig('mine', profile.mine(p)), '--out', p.mined, ...profile.mineArgs]);
+    } },
+    { name: 'stage1', title: 'stage 1: contrastive SFT', isDone: () => hasFile(p.stage1, 'final', 'config.json'), run: () => train('sft', 'stage1', profile.stage1(p), p.stage1) },
+    { name: 'stage2', title: 'stage 2: GRPO in the RL environment', isDone: () => hasFile(p.stage2, 'final', 'config.json'), run: () => train('rl', 'stage2', profile.stage2(p), p.stage2) },
+    { name: 'package', title: 'F16 model folders', isDone: (s) => s.steps.package?.done === true && hasFile(o.out, 'config.json'), run: async () => {
+      await packageModel(path.join(p.stage1, 'final'), stage1ModelDir(p), profile.context);
+      await packageModel(path.join(p.stage2, 'final'), o.out, profile.context);
+      return undefined;
+    } },
+    { name: 'evaluate', title: 'evaluation (SciFact, NFCorpus, XQuAD)', isDone: (s) => s.steps.evaluate?.done === true && hasFile(p.evaluation, 'evaluation.json'), run: () =>
+      command(['recipe', 'evaluate', '--stage1', stage1ModelDir(p), '--stage2', o.out, '--out', p.evaluation, '--data', p.data, ...profile.evaluateArgs]) },
+    { name: 'card', title: 'model card', isDone: (s) => s.steps.card?.done === true && hasFile(o.out, 'README.md'), run: async () => {
+      await writeModelCard(o.out, p, profile, state);
+      return undefined;
+    } },
+  ];
+
+  const started = Date.now();
+  // once a step runs, everything after it is stale: it runs again, from scratch
+  let upstreamRan = false;
+  for (const step of steps) {
+    const rec = (state.steps[step.name] ??= { seconds: 0, done: false });
+    if (upstreamRan) {
+      const output = OUTPUTS[step.name]?.(p);
+      if (output && existsSync(output)) { o.log(`  ${step.name}: an earlier step was redone, so ${output} is stale: removed`); await fsp.rm(output, { recursive: true, force: true }); }
+      rec.seconds = 0; rec.done = false; delete rec.command;
+    } else if (step.isDone(state)) {
+      if (!rec.done) { rec.done = true; rec.finishedAt ??= new Date().toISOString(); await save(); }
+      o.log(`✓ ${step.name} (${step.title}): done${rec.seconds > 0 ? ` in ${formatDuration(rec.seconds)}` : ''}`);
+      continue;
+    }
+    rec.done = false;
+    upstreamRan = true;
+    o.log(`▶ ${step.name}: ${step.title}`);
+    const t0 = Date.now(), base = rec.seconds;
+    const beat = setInterval(() => { rec.seconds = base + (Date.now() - t0) / 1000; void save(); }, (o.heartbeatSeconds ?? 30) * 1000);
+    try {
+      const shown = await step.run();
+      if (shown) rec.command = shown;
+    } finally {
+      clearInterval(beat);
+      rec.seconds = base + (Date.now() - t0) / 1000;
+      await save();
+    }
+    rec.done = true;
+    rec.finishedAt = new Date().toISOString();
+    await save();
+    o.log(`✓ ${step.name} in ${formatDuration(rec.seconds)}`);
+  }
+  const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
+  o.log(`recipe finished: ${formatDuration(total)} of step time in all (${formatDuration((Date.now() - started) / 1000)} in this run); model in ${o.out}`);
+  return state;
+}
+
+function readState(file: string, profile: string): RecipeState {
+  if (!existsSync(file)) return { profile, startedAt: new Date().toISOString(), steps: {} };
+  let s: RecipeState;
+  try { s = JSON.parse(readFileSync(file, 'utf8')) as RecipeState; } catch (e) {
+    throw new RecipeError(`${file} is not valid JSON (${(e as Error).message}); delete it to start the record again (finished outputs are still found)`);
+  }
+  if (s.profile !== profile) throw new RecipeError(`${path.dirname(file)} holds a "${s.profile}" recipe run; use another --work folder for the "${profile}" profile`);
+  return s;
+}
+
+/**
+ * A trained model folder as shipped: F16 weights, and a context (max_position_embeddings) of the
+ * longest sequence the model was trained on, so that nothing embeds text at positions it never saw.
+ */
+export async function packageModel(from: string, to: string, context: number): Promise<void> {
+  const m = await loadModelFolder(from);
+  m.model.config.maxPositionEmbeddings = Math.min(m.model.config.maxPositionEmbeddings, context);
+  await writeDirAtomically(to, (tmp) => saveModelFolder(tmp, m, { dtype: 'F16' }));
+}
+
+interface ManifestSource { name: string; licence: string; attribution: string; documents: number; bytes: number }
+
+/** README.md (the model card), with the evaluation and the recipe record copied beside it. */
+export async function writeModelCard(out: string, p: RecipePaths, profile: RecipeProfile, state: RecipeState): Promise<void> {
+  const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, number | string | boolean>;
+  const manifest = JSON.parse(readFileSync(path.join(p.corpus, 'manifest.json'), 'utf8')) as { sources: ManifestSource[]; totals: { trainDocuments: number; trainBytes: number } };
+  const evalMd = existsSync(path.join(p.evaluation, 'evaluation.md')) ? readFileSync(path.join(p.evaluation, 'evaluation.md'), 'utf8') : '(not evaluated)\n';
+  for (const f of ['evaluation.md', 'evaluation.json']) if (existsSync(path.join(p.evaluation, f))) await fsp.copyFile(path.join(p.evaluation, f), path.join(out, f));
+  const params = (await loadModelFolder(out)).model.parameters().reduce((a, t) => a + t.size, 0);
+  const row = (name: string): string => {
+    const r = state.steps[name];
+    return `| ${name} | ${r?.command ? `\`${r.command.replace(/\|/g, '\\|')}\`` : '(in-process)'} | ${r ? formatDuration(r.seconds) : '—'} |`;
+  };
+  const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
+  const card = `---
+license: other
+license_name: non-commercial (trained on SciFact, CC BY-NC 2.0)
+library_name: search-r3
+pipeline_tag: feature-extraction
+tags: [search-r3, qwen2, embeddings, retrieval]
+---
+# search-r3-default
+
+The default model of [search-r3](../../README.md): a ${(params / 1e6).toFixed(2)} M-parameter Qwen2-architecture
+decoder that analyses a query, then emits \`<|embed_token|>\`; the final hidden state at that token is the
+${config.hidden_size}-dimensional search embedding (cosine similarity). Trained from random weights on this
+machine by search-r3 itself, with \`npm run train:default\` (profile \`${profile.name}\`).
+It is a small demonstration model, not a production retriever: read the evaluation below.
+
+## Architecture
+| | |
+| --- | --- |
+| layers × width | ${config.num_hidden_layers} × ${config.hidden_size} (MLP ${config.intermediate_size}, SwiGLU) |
+| attention | ${config.num_attention_heads} query heads, ${config.num_key_value_heads} key/value heads, RoPE θ ${config.rope_theta} |
+| vocabulary | ${config.vocab_size} (byte-level BPE trained on the corpus below, Qwen2.5 chat template) |
+| context | ${config.max_position_embeddings} tokens (the longest sequence it was trained on; longer texts are cut) |
+| embeddings | tied input/output |
+| weights | model.safetensors, F16 |
+
+## How it was made
+| step | command | wall time |
+| --- | --- | --- |
+${STEP_NAMES.map(row).join('\n')}
+| **total** | | **${formatDuration(total)}** |
+
+Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains on SciFact **train** queries
+(BM25-mined hard negatives), Climate-FEVER claims, and pseudo-queries made from SciFact's documents (a
+title asks for its abstract; one sentence asks for the rest of its abstract). Stage 2 runs GRPO on
+SciFact train queries with a retrieval reward in the RL environment. No test query of any dataset is
+trained on; the SciFact and XQuAD *documents* are in the pretraining text (documents only).
+
+## Data and licences
+Pretraining text: ${manifest.totals.trainDocuments.toLocaleString('en')} documents, ${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.
+
+| source | documents | licence | attribution |
+| --- | ---: | --- | --- |
+${manifest.sources.map((s) => `| ${s.name} | ${s.documents.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`).join('\n')}
+
+Fine-tuning: SciFact (CC BY-NC 2.0), Climate-FEVER (CC BY-SA 3.0 claims, Wikipedia evidence).
+**Because SciFact is licensed for non-commercial use only, this model is for non-commercial use.** The
+search-r3 code is MIT; retrain without SciFact (\`corpus build --only\`, other stage-1 data) for a model
+without that restriction.
+
+## Evaluation
+${evalMd}`;
+  await writeTextFileAtomically(path.join(out, 'README.md'), card);
+  await fsp.mkdir(path.join(out, 'configs'), { recursive: true });
+  for (const f of readdirSync(p.configs)) if (f.endsWith('.json')) await fsp.copyFile(path.join(p.configs, f), path.join(out, 'configs', f));
+  await writeTextFileAtomically(path.join(out, 'recipe.json'), JSON.stringify(state, null, 2) + '\n');
+}
