@@ -17,14 +17,13 @@ import { embedQueryMatrix } from '../eval/model-retriever.js';
 import type { Qrels } from '../eval/qrels.js';
 import type { ProgressFn } from '../eval/retriever.js';
 import type { Run } from '../eval/run.js';
+import { DEFAULT_MAX_REASONING_TOKENS } from '../embed/index.js';
 import { LocalBackend } from '../index/embedding-backend.js';
 import { fuseRuns } from '../index/rrf.js';
 import { SearchIndex } from '../index/search-index.js';
 
 /** SciFact test claims shown by default: readable, and each relevant abstract is in the corpus. */
 const EXAMPLE_QUERY_IDS = ['36', '641', '1100'];
-/** The embedder's own default reasoning budget, as `search-r3 eval` and `search` use it. */
-const DEFAULT_REASONING_TOKENS = 128;
 /** Ranked documents kept per query for the table: enough for nDCG@10 and Recall@100. */
 const TABLE_DEPTH = 100;
 
@@ -56,7 +55,7 @@ options:
   --query <text>              a query of your own instead of the 3 examples (repeatable); a SciFact test
                               claim typed exactly gets its ✓ marks
   -k <n>                      hits shown per example (default 5)
-  --max-reasoning-tokens <n>  reasoning budget per query (default ${DEFAULT_REASONING_TOKENS}, as 'search-r3 eval'); the embed
+  --max-reasoning-tokens <n>  reasoning budget per query (default ${DEFAULT_MAX_REASONING_TOKENS}, as 'search-r3 eval'); the embed
                               token is forced after it
   --no-table                  skip the evaluation table
   --max-queries <n>           evaluate only the first n test claims (a quick look; not the SciFact figure)
@@ -216,7 +215,7 @@ export const demoCommand: Command = {
       throw new UserError(`${(err as Error).message}. See 'search-r3 demo --help'.`);
     }
     const k = positiveInt(values.k, 'k') ?? 5;
-    const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_REASONING_TOKENS;
+    const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;
     const maxQueries = positiveInt(values['max-queries'], 'max-queries');
     const maxDocuments = positiveInt(values['max-documents'], 'max-documents');
     const json = values.json ?? false;
