@@ -15,6 +15,7 @@ import { writeTextFileAtomically } from '../model/atomic-file.js';
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { listCheckpoints, writeDirAtomically } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
+import { recipeCharts } from './recipe-charts.js';
 import { type RecipePaths, type RecipeProfile } from './recipe-profiles.js';
 
 export interface StepRecord {
@@ -195,6 +196,9 @@ export async function writeModelCard(out: string, p: RecipePaths, profile: Recip
     return `| ${name} | ${r?.command ? `\`${r.command.replace(/\|/g, '\\|')}\`` : '(in-process)'} | ${r ? formatDuration(r.seconds) : '—'} |`;
   };
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
+  const charts = recipeCharts(p);
+  await fsp.mkdir(path.join(out, 'charts'), { recursive: true });
+  for (const c of charts) await writeTextFileAtomically(path.join(out, 'charts', c.file), c.svg);
   const card = `---
 license: other
 license_name: non-commercial (trained on SciFact, CC BY-NC 2.0)
@@ -231,6 +235,8 @@ Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains 
 title asks for its abstract; one sentence asks for the rest of its abstract). Stage 2 runs GRPO on
 SciFact train queries with a retrieval reward in the RL environment. No test query of any dataset is
 trained on; the SciFact and XQuAD *documents* are in the pretraining text (documents only).
+
+${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 
 ## Data and licences
 Pretraining text: ${manifest.totals.trainDocuments.toLocaleString('en')} documents, ${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.

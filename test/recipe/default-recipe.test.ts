@@ -38,6 +38,10 @@ test('recipe default (tiny profile): every step runs, the packaged model embeds,
   assert.match(card, /\| stage2 \| `search-r3 train rl --config /);
   assert.match(card, /## Evaluation\n[\s\S]*BM25/);
   assert.ok(existsSync(path.join(out, 'evaluation.json')) && existsSync(path.join(out, 'configs/stage1.json')));
+  for (const chart of ['pretraining', 'stage1-loss', 'stage1-dev', 'stage2-reward']) {
+    assert.match(readFileSync(path.join(out, 'charts', `${chart}.svg`), 'utf8'), /<path d="M/, `${chart} has a curve`);
+    assert.ok(card.includes(`(charts/${chart}.svg)`));
+  }
   const m = await loadModelFolder(out);
   const e = new Embedder(m.model, m.tokenizer).embedDocuments(['Vitamin D deficiency is common.']).vectors[0];
   assert.ok(Math.abs(Math.hypot(...e) - 1) < 1e-5, 'a unit embedding');
