@@ -72,7 +72,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
     corpusArgs: ['--seed', '0', '--valid-fraction', '0.01'],
     vocabSize: 8192,
     context: 256,
-    // docs/default-model-plan.md: d256, 6 layers, ≈ 6.8 M parameters, 1,600 × 4,096 tokens ≈ 0.8 epoch
+    // docs/default-model.md: d256, 6 layers, ≈ 6.8 M parameters, 1,600 × 4,096 tokens ≈ 0.8 epoch
     lm: (p) => ({
       tokenizer: p.tokenizer, output: p.lm, seed: 0, data: { ...lmData(p) },
       model: { hiddenSize: 256, intermediateSize: 768, numHiddenLayers: 6, numAttentionHeads: 4, numKeyValueHeads: 2,
@@ -97,7 +97,9 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
     stage2: (p) => ({
       model: path.join(p.stage1, 'final'), output: p.stage2, seed: 0, steps: 60, maxLength: 256,
       data: { beir: scifact(p), split: 'train', maxQueries: 0, maxDocuments: 0 },
-      rollout: { queries: 8, group: 4, temperature: 1, topP: 1, topK: 0, maxReasoningTokens: 24 },
+      // stage 1 leaves the response nearly deterministic ("The embedding is <|embed_token|>."): at T = 1
+      // every response of a group was the same, every advantage 0 and GRPO idle; T = 1.5 explores
+      rollout: { queries: 8, group: 4, temperature: 1.5, topP: 1, topK: 0, maxReasoningTokens: 24 },
       reward: { kind: 'ndcg', k: 10, formatPenalty: 0.5, lengthPenalty: 0 },
       loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0.5, temperature: 0.05 },
       optimizer: { lr: 5e-5, weightDecay: 0, warmupSteps: 5, minLr: 5e-6, maxGradNorm: 1 },
