@@ -1,5 +1,5 @@
 /**
- * Pretraining throughput of candidate default-model sizes (docs/default-model-plan.md): tokens/s of
+ * Pretraining throughput of candidate default-model sizes (docs/default-model.md): tokens/s of
  * one full causal-LM step (forward, cross-entropy over the vocabulary, backward, clip, AdamW) at
  * batch 8 × 256 tokens, in our native backend and in PyTorch on the CPU (same config and threads),
  * with the ratio; and what one hour of training reaches at our speed.
