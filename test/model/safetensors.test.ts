@@ -147,7 +147,9 @@ test('loading a 16-bit file never holds the file and the tensors at once', async
     }
     const f32Bytes = 4 * 4 * per;
     // f32 output + the 16 MB conversion scratch + slack; a reader that buffered the whole 32 MB file would exceed it.
-    assert.ok(peak >= f32Bytes, 'the measurement sees the loaded tensors');
+    // a sanity floor only: buffers in the baseline that the collector frees during the loop make the
+    // reading smaller than what is held (seen once under the full parallel suite), so it is not exact
+    assert.ok(peak >= 0.75 * f32Bytes, `the measurement sees the loaded tensors (${(peak / 2 ** 20).toFixed(1)} MiB)`);
     assert.ok(peak <= f32Bytes + (16 << 20) + (8 << 20), `peak external memory ${(peak / 2 ** 20).toFixed(1)} MiB`);
   });
 });
