@@ -35,9 +35,10 @@ and training continues from its newest checkpoint. Each step's config is in <wor
 <work>/recipe.json records the commands and wall times. The full profile takes a few hours on 2 cores.
 
 options:
-  --work <dir>      run folder (default: ./work/default-recipe)
+  --work <dir>      run folder (default: ./work/default-recipe, or ./work/default-recipe-tiny)
   --data <dir>      the datasets (default: ../shared/data beside this package)
-  --out <dir>       the model folder to write (default: models/search-r3-default in this package)
+  --out <dir>       the model folder to write (default: models/search-r3-default in this package;
+                    with --profile tiny: <work>/model, so a toy model never replaces the shipped one)
   --profile <name>  full (the shipped model) or tiny (the same steps at toy sizes, in a minute)
   --quiet           no progress output from the steps
   -h, --help        this help`;
@@ -65,8 +66,9 @@ async function runDefault(argv: string[]): Promise<number> {
   if (!existsSync(path.join(data, 'scifact/corpus.jsonl'))) {
     throw new UserError(`${data} does not hold the datasets (scifact/corpus.jsonl is missing); pass --data <folder with scifact, nfcorpus, xquad, climate-fever, ...>.`);
   }
-  const work = path.resolve(values.work ?? 'work/default-recipe');
-  const out = path.resolve(values.out ?? DEFAULT_MODEL_DIR);
+  const work = path.resolve(values.work ?? (profileName === 'full' ? 'work/default-recipe' : `work/default-recipe-${profileName}`));
+  // a toy model never replaces the shipped one unless asked to
+  const out = path.resolve(values.out ?? (profileName === 'full' ? DEFAULT_MODEL_DIR : path.join(work, 'model')));
   try {
     await runRecipe({
       profile: PROFILES[profileName], paths: recipePaths(work, data), out,
