@@ -272,7 +272,7 @@ export const demoCommand: Command = {
           });
           out.table = { queries: table.queries.size, documents: docs.length, rows };
           say(formatTable(rows, table.queries.size, docs.length));
-          if (!maxQueries && !maxDocuments) say('(published BM25 on SciFact test: nDCG@10 0.665–0.679; Search-R3-Small reportedly 0.667)');
+          if (!maxQueries && !maxDocuments) say('(published BM25 on SciFact test: nDCG@10 0.665–0.679 (Pyserini))');
           const slow = rows[2]!;
           if (slow.seconds > 60) say(`reasoning on took ${duration(slow.seconds)} for ${table.queries.size} queries (generation is the slow part); --no-table skips the table.`);
         }
