@@ -75,7 +75,10 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   await fsp.mkdir(p.configs, { recursive: true });
   const stateFile = path.join(p.work, 'recipe.json');
   const state = readState(stateFile, profile.name);
-  const save = (): Promise<void> => writeTextFileAtomically(stateFile, JSON.stringify(state, null, 2) + '\n');
+  // saves run one after another, each writing the state as it is then: a heartbeat still in flight can
+  // never land after (and over) a later save
+  let saving: Promise<void> = Promise.resolve();
+  const save = (): Promise<void> => (saving = saving.then(() => writeTextFileAtomically(stateFile, JSON.stringify(state, null, 2) + '\n')));
 
   const command = async (argv: string[]): Promise<string> => {
     const shown = `search-r3 ${argv.map((a) => (/^[\w./:,=@-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`;
