@@ -42,6 +42,11 @@ export interface EncodedPrompt {
  * state under causal attention); reasoning prompts end with the opening of the assistant turn.
  * Text that does not fit maxLength is cut at the end, and the cut is counted.
  */
+/** The templates leave no room for any text: a setting to change, told to the user as one sentence. */
+export class PromptTooLongError extends Error {
+  constructor(message: string) { super(message); this.name = 'PromptTooLongError'; }
+}
+
 export function encodePrompt(tok: Tokenizer, text: string, kind: PromptKind, templates: PromptTemplates, maxLength: number, reasoning = false): EncodedPrompt {
   const system = kind === 'document' ? templates.documentSystem : reasoning ? templates.reasoningSystem : templates.querySystem;
   const render = (content: string): number[] => {
@@ -56,7 +61,7 @@ export function encodePrompt(tok: Tokenizer, text: string, kind: PromptKind, tem
     const textIds = tok.encode(text);
     const overhead = ids.length - textIds.length;
     const keep = maxLength - overhead;
-    if (keep < 1) throw new Error(`the ${kind} prompt template alone needs ${overhead} tokens, more than the context of ${maxLength}`);
+    if (keep < 1) throw new PromptTooLongError(`the ${kind} prompt template alone needs ${overhead} tokens, more than the ${maxLength} left for it; raise maxLength (or the model's context), lower the reasoning budget, or shorten the templates`);
     // decoding a cut may end in half a character; shrink until the re-encoded prompt fits
     for (let k = keep; k >= 1; k--) {
       ids = render(tok.decode(textIds.slice(0, k)));

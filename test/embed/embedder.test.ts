@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { Embedder, encodePrompt, DEFAULT_TEMPLATES } from '../../src/embed/index.js';
+import { Embedder, encodePrompt, DEFAULT_TEMPLATES, PromptTooLongError } from '../../src/embed/index.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
@@ -47,6 +47,9 @@ test('texts longer than the context are cut to fit and counted', () => {
   const p = encodePrompt(tokenizer, long, 'document', DEFAULT_TEMPLATES, 120);
   assert.ok(p.ids.length <= 120 && p.truncated > 0);
   assert.equal(p.ids[p.ids.length - 1], tokenizer.tokenToId('<|embed_token|>'));
+  // a context too small for the template itself is a setting to change, named as such (one line in the CLI)
+  assert.throws(() => encodePrompt(tokenizer, long, 'document', DEFAULT_TEMPLATES, 5),
+    (e: unknown) => e instanceof PromptTooLongError && e.name === 'PromptTooLongError' && /raise maxLength/.test(e.message));
 });
 
 test('embedQuery with reasoning: a model that never emits the token gets it forced, and says so', () => {
