@@ -4,9 +4,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { DEFAULT_MODEL_DIR, packageRoot } from './package-paths.js';
+import { DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
 import { RecipeError, runRecipe, STEP_NAMES } from '../recipe/default-recipe.js';
+import { DEFAULT_DATA_DIR } from '../recipe/evaluate.js';
 import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -62,7 +63,7 @@ async function runDefault(argv: string[]): Promise<number> {
   if (values.help) { console.log(HELP); return 0; }
   const profileName = (values.profile ?? 'full') as RecipeProfileName;
   if (!(profileName in PROFILES)) throw new UserError(`--profile must be full or tiny (got '${values.profile}').`);
-  const data = path.resolve(values.data ?? path.join(packageRoot, '../shared/data'));
+  const data = path.resolve(values.data ?? DEFAULT_DATA_DIR);
   if (!existsSync(path.join(data, 'scifact/corpus.jsonl'))) {
     throw new UserError(`${data} does not hold the datasets (scifact/corpus.jsonl is missing); pass --data <folder with scifact, nfcorpus, xquad, climate-fever, ...>.`);
   }

@@ -4,12 +4,10 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { smooth, svgChart, type MetricRecord, type Series } from '../train/report.js';
+import { COLORS, smooth, svgChart, type MetricRecord, type Series } from '../train/report.js';
 import type { RecipePaths } from './recipe-profiles.js';
 
 export interface Chart { file: string; title: string; svg: string }
-
-const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd'];
 
 function records(file: string): MetricRecord[] {
   if (!existsSync(file)) return [];
