@@ -40,7 +40,8 @@ config (JSON; unknown keys are an error; model, output and data.beir are require
 
 options:
   --config <file>  the training config
-  --resume         continue from the newest checkpoint (the environment is re-encoded on resume)
+  --resume         continue from the newest checkpoint: weights, optimiser, data position, sampling and
+                   the environment's table are restored, so the run ends as an uninterrupted one would
   --quiet          no progress output
   -h, --help       this help`;
 

@@ -10,6 +10,13 @@
  *   3. scores every response against the whole table (fresh rows + stale rest, exact brute force) and
  *      returns the ranking reward and the top candidates of each response.
  * `advance()` is called after each optimiser update: the current version moves on and all rows age.
+ *
+ * `snapshot()` and `restore()` carry the whole state across a process (a training checkpoint): the
+ * table, the row versions, the drift means and the counters. The graph is not carried: usearch does not
+ * save the generator that picks a new node's level, so a loaded graph would grow differently from the
+ * live one. Instead `rebuildGraph()` rebuilds it from the table, rows in order, which makes it a function
+ * of the table alone; the trainer rebuilds at every checkpoint, so a restored environment and the one
+ * that kept running hold the same graph.
  */
 import { EmbeddingTable, defaultTableLimit, topK } from './embedding-table.js';
 import { DEFAULT_GRAPH, type GraphSettings, HnswGraph } from './graph.js';
@@ -65,16 +72,37 @@ export interface StepStats {
   seconds: number;
 }
 
+/** Everything an environment's future depends on, except the encoder and the options (see restore()). */
+export interface EnvironmentSnapshot {
+  version: number;
+  steps: number;
+  totalEncodes: number;
+  rows: number;
+  dim: number;
+  /** rows × dim, row-major (a view of the live table: save it before the next step). */
+  vectors: Float32Array;
+  versions: Int32Array;
+  /** The estimated corpus mean at each version some row is still at (what drift correction reads). */
+  means: { version: number; mean: Float64Array }[];
+}
+
+/** Rows inserted into the graph per call when it is built from the table (bounds the copy usearch needs). */
+const GRAPH_BUILD_CHUNK = 4096;
+
 export class RetrievalEnvironment {
   /** The policy version: incremented by advance() after each optimiser update. */
   version = 0;
   /** Steps taken. */
   steps = 0;
   totalEncodes = 0;
-  private readonly graph: HnswGraph | null;
+  private graph: HnswGraph | null;
 
   private constructor(readonly table: EmbeddingTable, private readonly encode: DocumentEncoder, readonly opts: EnvironmentOptions) {
-    this.graph = opts.refresh.mode === 'exact' ? null : new HnswGraph(table.dim, opts.graph ?? DEFAULT_GRAPH);
+    this.graph = this.emptyGraph();
+  }
+
+  private emptyGraph(): HnswGraph | null {
+    return this.opts.refresh.mode === 'exact' ? null : new HnswGraph(this.table.dim, this.opts.graph ?? DEFAULT_GRAPH);
   }
 
   /** Allocates the table (checking memory first), encodes every document at version 0 and builds the graph. */
@@ -102,10 +130,53 @@ export class RetrievalEnvironment {
     env.version = this.version;
     env.steps = this.steps;
     for (const [v, m] of this.versionMeans) env.versionMeans.set(v, m.slice());
-    if (env.graph) {
-      const rows = Array.from({ length: t.rows }, (_, i) => i);
-      env.graph.upsert(rows, rows.map((r) => t.row(r)));
+    env.rebuildGraph();
+    return env;
+  }
+
+  /**
+   * Replaces the graph by one built from the table, rows in order. Besides making the graph a function
+   * of the table (exact resume), it drops the removed nodes that every upsert leaves behind in usearch.
+   */
+  rebuildGraph(): void {
+    const g = this.emptyGraph();
+    if (g) {
+      for (let start = 0; start < this.table.rows; start += GRAPH_BUILD_CHUNK) {
+        const rows = Array.from({ length: Math.min(GRAPH_BUILD_CHUNK, this.table.rows - start) }, (_, i) => start + i);
+        g.upsert(rows, rows.map((r) => this.table.row(r)));
+      }
     }
+    this.graph = g;
+  }
+
+  snapshot(): EnvironmentSnapshot {
+    const held = new Set(this.table.versions);
+    const means = [...this.versionMeans].filter(([v]) => held.has(v)).sort(([a], [b]) => a - b).map(([version, mean]) => ({ version, mean }));
+    return {
+      version: this.version, steps: this.steps, totalEncodes: this.totalEncodes, rows: this.table.rows, dim: this.table.dim,
+      vectors: this.table.vectors, versions: this.table.versions, means,
+    };
+  }
+
+  /**
+   * The environment a snapshot describes, with the graph rebuilt from its table: it continues exactly as
+   * the snapshotted one does after rebuildGraph(). Throws when the snapshot does not fit these rows or
+   * dimensions (another corpus or model).
+   */
+  static restore(snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, opts: EnvironmentOptions): RetrievalEnvironment {
+    if (snap.rows !== rows || snap.dim !== dim) throw new Error(`the saved environment has ${snap.rows} documents × ${snap.dim} dimensions, this run has ${rows} × ${dim} (another corpus, data.maxDocuments or model?)`);
+    if (snap.vectors.length !== rows * dim || snap.versions.length !== rows) throw new Error(`the saved environment's table does not hold ${rows} × ${dim} values`);
+    const env = new RetrievalEnvironment(new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit()), encode, opts);
+    env.table.vectors.set(snap.vectors);
+    env.table.versions.set(snap.versions);
+    env.version = snap.version;
+    env.steps = snap.steps;
+    env.totalEncodes = snap.totalEncodes;
+    for (const { version, mean } of snap.means) {
+      if (mean.length !== dim) throw new Error(`the saved environment's mean at version ${version} has ${mean.length} values, not ${dim}`);
+      env.versionMeans.set(version, Float64Array.from(mean));
+    }
+    env.rebuildGraph();
     return env;
   }
 

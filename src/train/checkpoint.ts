@@ -65,9 +65,11 @@ export async function removeStaleTemporaries(root: string): Promise<void> {
   for (const n of readdirSync(root)) if (n.startsWith('.step-') && n.includes('.tmp-')) await fsp.rm(path.join(root, n), { recursive: true, force: true });
 }
 
-export async function saveCheckpoint(root: string, params: readonly Tensor[], opt: OptimizerState, state: TrainerState, keep: number): Promise<string> {
+/** `extra` writes more files into the folder before it is renamed into place (a trainer's own state). */
+export async function saveCheckpoint(root: string, params: readonly Tensor[], opt: OptimizerState, state: TrainerState, keep: number, extra?: (dir: string) => Promise<void>): Promise<string> {
   const dir = checkpointDir(root, state.step);
   await writeDirAtomically(dir, async (tmp) => {
+    await extra?.(tmp);
     await saveSafetensors(path.join(tmp, 'trainable.safetensors'), params.map((p, i) => [paramName(p, i), { shape: [...p.shape], data: p.data }] as const));
     const moments = opt.buffers.flatMap((bufs, k) => bufs.map((b, i) => [`buffer${k}.${i}`, { shape: [b.length], data: b }] as const));
     await saveSafetensors(path.join(tmp, 'optimizer.safetensors'), moments);

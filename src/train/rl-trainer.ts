@@ -8,9 +8,9 @@
  * table's vectors are constants: the gradient reaches the policy through the response embedding).
  * Each optimiser update advances the environment's policy version.
  *
- * Resume restores weights, optimiser and data position exactly; the environment is rebuilt by encoding
- * the corpus with the resumed policy (its table is not checkpointed), so a resumed run's environment is
- * fresher than the uninterrupted run's at that step.
+ * A checkpoint also holds the environment (table, row versions, drift means); the graph is rebuilt from
+ * the table at every checkpoint, so resume continues with the same weights, optimiser, data position,
+ * sampling and environment: the resumed run is bit-identical to the uninterrupted one.
  */
 import { appendFileSync, existsSync, promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -23,12 +23,13 @@ import { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { Embedder } from '../embed/embedder.js';
 import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates, embedTokenId, encodePrompt } from '../embed/prompts.js';
-import { RetrievalEnvironment, type EnvironmentOptions, type StepQuery, type StepStats } from '../rlenv/environment.js';
+import { RetrievalEnvironment, type DocumentEncoder, type EnvironmentOptions, type EnvironmentSnapshot, type StepQuery, type StepStats } from '../rlenv/environment.js';
 import { responseReward, type RankingRewardKind, type RewardSettings } from '../rlenv/reward.js';
 import type { RefreshMode } from '../rlenv/refresh-policy.js';
-import { defaultTableLimit } from '../rlenv/embedding-table.js';
+import { TableTooLargeError, defaultTableLimit } from '../rlenv/embedding-table.js';
 import type { AuditStep } from '../rlenv/audit.js';
 import { listCheckpoints, loadCheckpoint, saveCheckpoint, writeDirAtomically, type TrainerState } from './checkpoint.js';
+import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
 import { ProgressBar } from './progress.js';
 import { groupAdvantages, grpoLoss, responseMeanWeights } from './grpo.js';
 import { loadRlData, type RlData, type RlQuery } from './rl-data.js';
@@ -131,12 +132,14 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const opt = new T.AdamW(pol.trainable, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
   const schedule = T.warmupCosine(o.lr, o.warmupSteps, totalSteps, o.minLr);
   let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
+  let savedEnv: EnvironmentSnapshot | null = null;
   if (opts.resume) {
     const last = existing[existing.length - 1];
     const ck = await loadCheckpoint(last.dir, pol.trainable);
     opt.loadState(ck.optimizer);
     state = ck.state;
-    note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps}); the environment is re-encoded with the resumed policy`);
+    savedEnv = await loadEnvironment(last.dir);
+    note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps})` + (savedEnv ? '' : '; it holds no environment (an older checkpoint), so the corpus is re-encoded with the resumed policy'));
   }
   const kept = opts.resume ? readRecords(metricsFile, state.step) : [];
   await writeFileAtomically(metricsFile, kept.map((r) => JSON.stringify(r) + '\n').join(''));
@@ -157,7 +160,9 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const ts = Date.now();
   const dim = pol.model.config.hiddenSize;
   const bar0 = (what: string) => (done: number, total: number): void => { if (progressOn && (done === total || done % 2048 === 0)) process.stderr.write(`${what}: ${done}/${total} documents encoded\n`); };
-  const env = RetrievalEnvironment.create(data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), bar0('environment'));
+  const env = savedEnv
+    ? restoreEnvironment(savedEnv, data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), existing[existing.length - 1].dir)
+    : RetrievalEnvironment.create(data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), bar0('environment'));
   // the audit's exact twin re-encodes the whole corpus every step
   const exact = opts.audit ? env.twin(envOptions('exact')) : null;
   const setupSeconds = (Date.now() - ts) / 1000;
@@ -273,12 +278,23 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     bar.update(state.step, { loss, lr, tokensPerSec: generated / Math.max(1e-3, (Date.now() - runStart) / 1000), extra: `reward ${lastRewardMean.toFixed(3)} fmt ${record.formatSuccess.toFixed(2)} enc ${outcome.stats.encodes}` });
     if (state.step % cfg.checkpoint.every === 0 || state.step === totalSteps) {
       state.rng = rng.state();
-      await saveCheckpoint(ckptRoot, pol.trainable, opt.state(), state, cfg.checkpoint.keep);
+      // the run goes on with the graph a resume would build from the saved table
+      env.rebuildGraph();
+      await saveCheckpoint(ckptRoot, pol.trainable, opt.state(), state, cfg.checkpoint.keep, (dir) => saveEnvironment(dir, env.snapshot()));
     }
   }
   bar.done();
   await saveFinal(path.join(cfg.output, 'final'), pol);
   return { steps: state.step, startStep, seconds: (Date.now() - t0) / 1000, data: data.stats, output: cfg.output, audit, setupSeconds, lastRewardMean };
+}
+
+function restoreEnvironment(snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, o: EnvironmentOptions, dir: string): RetrievalEnvironment {
+  try {
+    return RetrievalEnvironment.restore(snap, rows, dim, encode, o);
+  } catch (e) {
+    if (e instanceof TableTooLargeError) throw e;
+    throw new RunFolderError(`${dir}: ${(e as Error).message}; resume with the config the run was started with`);
+  }
 }
 
 function envRecord(s: StepStats): Record<string, unknown> {

@@ -94,6 +94,36 @@ test('a seeded sequence of steps is reproducible (same plans, rewards and table)
   assert.deepEqual(run(), run());
 });
 
+test('a restored snapshot continues exactly as the environment it was taken from (plans, rewards, table, drift means)', () => {
+  // a sparse, narrowly searched graph is approximate, so a graph with another history retrieves other candidates
+  const o = { ...opts('local'), graph: { connectivity: 2, expansionAdd: 4, expansionSearch: 2 }, driftCorrection: true };
+  const policy = { version: 0 };
+  const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
+  const steps = (e: RetrievalEnvironment, from: number, to: number) => {
+    const out: unknown[] = [];
+    for (let step = from; step <= to; step++) {
+      policy.version = step; e.advance();
+      const qs = queries(policy, step);
+      const plan = e.plan(qs).rows;
+      const r = e.step(qs);
+      out.push({ plan, rewards: r.rewards, candidates: r.candidates, staleness: r.stats.meanStaleness });
+    }
+    return out;
+  };
+  steps(env, 1, 3);
+  env.rebuildGraph();
+  const snap = env.snapshot();
+  const saved = { ...snap, vectors: Float32Array.from(snap.vectors), versions: Int32Array.from(snap.versions) };
+  const restored = RetrievalEnvironment.restore(saved, N, D, fakeEncoder(policy).encode, o);
+  assert.equal(restored.version, env.version);
+  assert.deepEqual(restored.meanAt(env.version - 1), env.meanAt(env.version - 1));
+  const live = steps(env, 4, 7);
+  policy.version = 3;
+  assert.deepEqual(steps(restored, 4, 7), live);
+  assert.deepEqual(restored.table.vectors, env.table.vectors);
+  assert.throws(() => RetrievalEnvironment.restore(saved, N + 1, D, fakeEncoder(policy).encode, o), /300 documents × 16 dimensions, this run has 301 × 16/);
+});
+
 test('a table larger than allowed is refused before allocating, naming the bytes needed', () => {
   assert.equal(tableBytes(1000, 1536), 1000 * 1536 * 4 + 4000);
   assert.throws(() => new EmbeddingTable(10_000_000, 1536, 8 * 1024 ** 3), (e: unknown) =>
