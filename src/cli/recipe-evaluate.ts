@@ -11,11 +11,12 @@ usage: search-r3 recipe evaluate --stage1 <dir> --stage2 <dir> --out <dir> [--da
          [--datasets ${RECIPE_DATASETS.join(',')}] [--max-queries N] [--max-documents N]
          [--max-reasoning-tokens N] [--work <dir>] [--quiet]
 
-Rows per dataset: BM25; stage 1 (reasoning off); stage 2 reasoning off; stage 2 reasoning on; and
-reciprocal-rank fusion of BM25 with stage 2 reasoning off and on. Measures: nDCG@10 and Recall@100
+Rows per dataset: BM25; stage 1 and stage 2, each with reasoning off and on; and reciprocal-rank
+fusion of BM25 with stage 2 reasoning off and on. Measures: nDCG@10 and Recall@100
 (trec_eval semantics, every judged query counted), wall time per row, and for reasoning-on rows the
 mean reasoning tokens and the fraction of queries whose <|embed_token|> was forced. Paired t-test and
-randomisation test over per-query nDCG@10: stage 2 off vs stage 1, stage 2 on vs off, hybrids vs BM25.
+randomisation test over per-query nDCG@10: stage 2 vs stage 1 (reasoning off, and on), reasoning on
+vs off (stage 1, and stage 2), hybrids vs BM25.
 
 datasets (test splits, under --data):
   scifact     scifact/ (300 queries, 5,183 abstracts)

@@ -33,12 +33,13 @@ import { subsetDevSet, type DevSet } from '../train/dev-eval.js';
 export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
 export type RecipeDatasetId = (typeof RECIPE_DATASETS)[number];
 
-export const RECIPE_ROWS = ['bm25', 'stage1-off', 'stage2-off', 'stage2-on', 'hybrid-off', 'hybrid-on'] as const;
+export const RECIPE_ROWS = ['bm25', 'stage1-off', 'stage1-on', 'stage2-off', 'stage2-on', 'hybrid-off', 'hybrid-on'] as const;
 export type RecipeRowId = (typeof RECIPE_ROWS)[number];
 
 const ROW_LABELS: Record<RecipeRowId, string> = {
   'bm25': 'BM25',
-  'stage1-off': 'stage 1 (reasoning off)',
+  'stage1-off': 'stage 1, reasoning off',
+  'stage1-on': 'stage 1, reasoning on',
   'stage2-off': 'stage 2, reasoning off',
   'stage2-on': 'stage 2, reasoning on',
   'hybrid-off': 'RRF(BM25, stage 2 off)',
@@ -55,10 +56,17 @@ const DATASET_SPECS: Record<RecipeDatasetId, { label: string; queries: string; c
   'xquad-ar': { label: 'XQuAD ar → en paragraphs', queries: 'xquad/beir/ar', corpus: 'xquad/beir/en' },
 };
 
-/** Paired comparisons (a vs b) over per-query nDCG@10. */
+/**
+ * Paired comparisons (a vs b) over per-query nDCG@10: what RL changed with reasoning off and on, what
+ * reasoning changes before and after RL (the paper's two claims), and what fusion adds to BM25.
+ */
 const COMPARISONS: readonly [RecipeRowId, RecipeRowId][] = [
-  ['stage2-off', 'stage1-off'], ['stage2-on', 'stage2-off'], ['hybrid-off', 'bm25'], ['hybrid-on', 'bm25'],
+  ['stage2-off', 'stage1-off'], ['stage2-on', 'stage1-on'], ['stage1-on', 'stage1-off'], ['stage2-on', 'stage2-off'],
+  ['hybrid-off', 'bm25'], ['hybrid-on', 'bm25'],
 ];
+
+type ModelRowId = 'stage1-off' | 'stage1-on' | 'stage2-off' | 'stage2-on';
+const MODEL_ROWS: readonly ModelRowId[] = ['stage1-off', 'stage1-on', 'stage2-off', 'stage2-on'];
 
 /** Documents retrieved per query (as BEIR runs), and the cutoffs reported. */
 const RUN_DEPTH = 1000;
@@ -319,9 +327,9 @@ class RecipeEvaluator {
     return result;
   }
 
-  modelRow(dsId: RecipeDatasetId, ds: LoadedDataset, row: 'stage1-off' | 'stage2-off' | 'stage2-on'): Promise<RowRun> {
-    const m = row === 'stage1-off' ? this.models.stage1 : this.models.stage2;
-    const reasoning = row === 'stage2-on' ? 'on' : 'off';
+  modelRow(dsId: RecipeDatasetId, ds: LoadedDataset, row: ModelRowId): Promise<RowRun> {
+    const m = row.startsWith('stage1') ? this.models.stage1 : this.models.stage2;
+    const reasoning = row.endsWith('-on') ? 'on' : 'off';
     const s = this.s;
     const options = reasoning === 'on'
       ? [`budget=${s.maxReasoningTokens}`, `temperature=${s.temperature}`, `seed=${s.seed}`, `batch=${s.queryBatch}`]
@@ -389,7 +397,7 @@ async function evaluateDataset(ev: RecipeEvaluator, dsId: RecipeDatasetId, log: 
   log(`${dsId}: ${ds.queries.size} queries, ${ds.corpus.length} documents`);
   const runs = new Map<RecipeRowId, RowRun>();
   runs.set('bm25', await ev.bm25(dsId, ds));
-  for (const row of ['stage1-off', 'stage2-off', 'stage2-on'] as const) runs.set(row, await ev.modelRow(dsId, ds, row));
+  for (const row of MODEL_ROWS) runs.set(row, await ev.modelRow(dsId, ds, row));
   for (const [row, dense] of [['hybrid-off', 'stage2-off'], ['hybrid-on', 'stage2-on']] as const) {
     const a = runs.get('bm25')!;
     const b = runs.get(dense)!;
