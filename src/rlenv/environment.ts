@@ -33,7 +33,12 @@ export interface EnvironmentOptions {
   maxTableBytes?: number;
   /** How the ranking reward is computed. */
   reward: { kind: RankingRewardKind; k: number };
-  /** Candidates returned per response (for the contrastive term), from the exact ranking. */
+  /**
+   * Candidates returned per response (for the contrastive term): the best-scored rows among those at the
+   * current version. Only fresh rows, because a contrastive term that sees stale negatives beside fresh
+   * positives can be lowered by telling fresh rows from stale ones instead of by ranking (docs/default-model.md,
+   * stage-2 attempt 2).
+   */
   returnCandidates?: number;
   /**
    * Score a stale row as if it had moved with the corpus: q·v + q·(m_now − m_v), with m_v the mean of
@@ -53,7 +58,7 @@ export interface StepQuery {
 export interface StepOutcome {
   /** Per query, per response: the ranking reward over the whole corpus. */
   rewards: number[][];
-  /** Per query, per response: the best-scored rows after the refresh, best first. */
+  /** Per query, per response: the best-scored rows at the current version after the refresh, best first. */
   candidates: number[][][];
   stats: StepStats;
 }
@@ -263,6 +268,12 @@ export class RetrievalEnvironment {
     return planRefresh({ step: this.steps + 1, version: this.version, versions: this.table.versions, positives, retrieved, neighbours: (r, k) => this.neighbours(r, k) }, s);
   }
 
+  /** The k best-scored rows at the current version (fewer when fewer are fresh). */
+  private freshTop(scores: Float32Array, k: number): number[] {
+    const masked = scores.map((x, r) => (this.table.versions[r] === this.version ? x : -Infinity));
+    return topK(masked, k).filter((r) => this.table.versions[r] === this.version);
+  }
+
   step(queries: readonly StepQuery[]): StepOutcome {
     const t0 = performance.now();
     this.graphSeconds = 0;
@@ -288,7 +299,7 @@ export class RetrievalEnvironment {
       for (const e of q.responses) {
         this.table.scores(e, scores, this.offsets(e));
         rq.push(rankingReward(scores, q.positives, kind, k));
-        cq.push(want > 0 ? topK(scores, want) : []);
+        cq.push(want > 0 ? this.freshTop(scores, want) : []);
       }
       rewards.push(rq); candidates.push(cq);
     }

@@ -47,6 +47,12 @@ test('a refresh re-encodes exactly the rows its plan names, and they equal a fre
     assert.equal(out.stats.encodes, planned.length);
     assert.ok(planned.length <= 40 + 8);
     for (const q of qs) for (const p of q.positives) assert.ok(planned.includes(p.row), 'positives are always refreshed');
+    // the contrastive term's candidates: the best-scored fresh rows only (stale negatives would let it learn freshness)
+    qs.forEach((q, i) => q.responses.forEach((e, j) => {
+      const scores = env.table.scores(e);
+      const fresh = [...planned].sort((a, b) => scores[b] - scores[a] || a - b).slice(0, 6);
+      assert.deepEqual(out.candidates[i][j], fresh);
+    }));
     const set = new Set(planned);
     for (let r = 0; r < N; r++) {
       if (set.has(r)) {
