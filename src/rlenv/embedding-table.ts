@@ -30,8 +30,11 @@ export class EmbeddingTable {
   readonly vectors: Float32Array;
   readonly versions: Int32Array;
 
-  /** Throws TableTooLargeError, before allocating anything, when the table needs more than maxBytes. */
-  constructor(readonly rows: number, readonly dim: number, maxBytes = defaultTableLimit()) {
+  /**
+   * Throws TableTooLargeError, before allocating anything, when the table needs more than maxBytes.
+   * `adopt` hands over existing arrays (a checkpoint's, just read) instead of allocating a second copy.
+   */
+  constructor(readonly rows: number, readonly dim: number, maxBytes = defaultTableLimit(), adopt?: { vectors: Float32Array; versions: Int32Array }) {
     if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1) throw new Error(`an embedding table needs at least one row and one dimension, got ${rows} × ${dim}`);
     const need = tableBytes(rows, dim);
     // a typed array holds at most 2^32 − 1 elements on Node 20
@@ -39,8 +42,11 @@ export class EmbeddingTable {
       throw new TableTooLargeError(`the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes (${fmtGiB(need)}), ` +
         `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents (environment.maxDocuments) or raise environment.maxTableBytes`);
     }
-    this.vectors = new Float32Array(rows * dim);
-    this.versions = new Int32Array(rows).fill(NEVER);
+    if (adopt && (adopt.vectors.length !== rows * dim || adopt.versions.length !== rows)) {
+      throw new Error(`an embedding table of ${rows} × ${dim} cannot hold ${adopt.vectors.length} values with ${adopt.versions.length} versions`);
+    }
+    this.vectors = adopt?.vectors ?? new Float32Array(rows * dim);
+    this.versions = adopt?.versions ?? new Int32Array(rows).fill(NEVER);
   }
 
   row(i: number): Float32Array { return this.vectors.subarray(i * this.dim, (i + 1) * this.dim); }

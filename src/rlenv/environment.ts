@@ -165,15 +165,14 @@ export class RetrievalEnvironment {
 
   /**
    * The environment a snapshot describes, with the graph rebuilt from its table: it continues exactly as
-   * the snapshotted one does after rebuildGraph(). Throws when the snapshot does not fit these rows or
-   * dimensions (another corpus or model).
+   * the snapshotted one does after rebuildGraph(). The table takes over the snapshot's arrays (a corpus
+   * is never held twice), so restore from a copy, not from a live environment's snapshot. Throws when the
+   * snapshot does not fit these rows or dimensions (another corpus or model).
    */
   static restore(snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, opts: EnvironmentOptions): RetrievalEnvironment {
     if (snap.rows !== rows || snap.dim !== dim) throw new Error(`the saved environment has ${snap.rows} documents × ${snap.dim} dimensions, this run has ${rows} × ${dim} (another corpus, data.maxDocuments or model?)`);
-    if (snap.vectors.length !== rows * dim || snap.versions.length !== rows) throw new Error(`the saved environment's table does not hold ${rows} × ${dim} values`);
-    const env = new RetrievalEnvironment(new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit()), encode, opts);
-    env.table.vectors.set(snap.vectors);
-    env.table.versions.set(snap.versions);
+    const table = new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit(), { vectors: snap.vectors, versions: snap.versions });
+    const env = new RetrievalEnvironment(table, encode, opts);
     env.version = snap.version;
     env.steps = snap.steps;
     env.totalEncodes = snap.totalEncodes;
