@@ -63,7 +63,7 @@ export const trainRlCommand: Command = {
     try {
       const cfg = loadRlConfig(values.config);
       const s = await trainRl(cfg, { resume: values.resume ?? false, progress: !values.quiet });
-      console.log(`trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (environment built in ${s.setupSeconds.toFixed(1)} s): ` +
+      console.log(`trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (environment ${s.environmentRestored ? 'restored from the checkpoint' : 'built'} in ${s.setupSeconds.toFixed(1)} s): ` +
         `last mean reward ${s.lastRewardMean.toFixed(4)}; ${s.data.queries} queries (${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; output in ${s.output}`);
       return 0;
     } catch (e) { throw asUserError(e); }

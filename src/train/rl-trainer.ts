@@ -54,8 +54,10 @@ export interface RlSummary {
   data: RlData['stats'];
   output: string;
   audit: AuditStep[];
-  /** Seconds to build the environment (encode the corpus, build the graph). */
+  /** Seconds to build the environment (encode the corpus, build the graph), or to restore it on resume. */
   setupSeconds: number;
+  /** Whether the environment came from the checkpoint rather than from encoding the corpus. */
+  environmentRestored: boolean;
   lastRewardMean: number;
 }
 
@@ -285,7 +287,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   }
   bar.done();
   await saveFinal(path.join(cfg.output, 'final'), pol);
-  return { steps: state.step, startStep, seconds: (Date.now() - t0) / 1000, data: data.stats, output: cfg.output, audit, setupSeconds, lastRewardMean };
+  return { steps: state.step, startStep, seconds: (Date.now() - t0) / 1000, data: data.stats, output: cfg.output, audit, setupSeconds, environmentRestored: savedEnv !== null, lastRewardMean };
 }
 
 function restoreEnvironment(snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, o: EnvironmentOptions, dir: string): RetrievalEnvironment {

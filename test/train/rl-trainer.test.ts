@@ -105,6 +105,7 @@ test('a run that crashes and resumes from its checkpoint is bit-identical to one
   const notes: string[] = [];
   const s = await trainRl(crashed, { progress: false, resume: true, onStep: (step) => notes.push(String(step)) });
   assert.equal(s.startStep, 2);
+  assert.equal(s.environmentRestored, true, 'the corpus is not encoded again');
   assert.deepEqual(notes, ['3', '4', '5']);
   const train = (out: string): unknown[] => readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8').trim().split('\n').filter((l) => l.includes('"type":"train"')).map(withoutTimes);
   const a = train('straight'), b = train('crashed');
