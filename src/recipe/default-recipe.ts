@@ -145,7 +145,10 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     rec.done = false;
     upstreamRan = true;
     o.log(`▶ ${step.name}: ${step.title}`);
-    const t0 = Date.now(), base = rec.seconds;
+    // time already spent counts when the step continues its own output (a killed run resuming); a step
+    // whose output is gone starts again from scratch, and so does its clock
+    const output = OUTPUTS[step.name]?.(p);
+    const t0 = Date.now(), base = output && !existsSync(output) ? 0 : rec.seconds;
     const beat = setInterval(() => { rec.seconds = base + (Date.now() - t0) / 1000; void save(); }, (o.heartbeatSeconds ?? 30) * 1000);
     try {
       const shown = await step.run();

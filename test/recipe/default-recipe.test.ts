@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadModelFolder } from '../../src/model/model-folder.js';
 import { readSafetensorsHeader } from '../../src/model/safetensors.js';
@@ -62,6 +62,17 @@ test('recipe default (tiny profile): every step runs, the packaged model embeds,
   const after = readState(work);
   assert.ok(STEP_NAMES.every((n) => after.steps[n].done));
   assert.ok(after.steps.stage2.seconds > state.steps.stage2.seconds, 'the resumed attempt adds to the step\'s time');
+
+  // stage 2's whole run folder gone: it starts from scratch, and so does its recorded time
+  rmSync(path.join(work, 'stage2'), { recursive: true });
+  const record = JSON.parse(readFileSync(path.join(work, 'recipe.json'), 'utf8'));
+  record.steps.stage2.seconds = 1e6;
+  writeFileSync(path.join(work, 'recipe.json'), JSON.stringify(record));
+  const fresh = runCli(['recipe', 'default', '--profile', 'tiny', '--work', work, '--out', out, '--data', sharedData], env);
+  assert.equal(fresh.status, 0, fresh.stderr);
+  assert.doesNotMatch(fresh.stderr, /train rl --config \S+ --resume/);
+  const seconds = readState(work).steps.stage2.seconds;
+  assert.ok(seconds > 0 && seconds < 1e6, `stage 2 timed afresh: ${seconds} s`);
 });
 
 test('recipe default: a wrong profile or a data folder without the datasets is a one-line error', () => {
