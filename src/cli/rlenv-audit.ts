@@ -1,15 +1,16 @@
-import { writeFileSync, renameSync } from 'node:fs';
+import { cpSync, existsSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { loadRlConfig } from '../train/rl-config.js';
 import { trainRl } from '../train/rl-trainer.js';
+import { listCheckpoints } from '../train/checkpoint.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 import { asUserError } from './train-rl.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
 
-usage: search-r3 rlenv audit --config <rl-config.json> [--steps N] [--output <folder>] [--quiet]
+usage: search-r3 rlenv audit --config <rl-config.json> [--steps N] [--from <run-folder>] [--output <folder>] [--quiet]
 
 Runs N real GRPO steps of the given stage-2 config (rollouts, rewards, optimiser updates: the policy
 and so every document vector drift as in training). At each step the same responses are scored by the
@@ -19,9 +20,14 @@ staleness of the local table, and how far local rewards are from exact ones (mea
 Spearman's ρ pooled over all responses and per step). Step 1 starts from a fully encoded corpus, so it
 is left out of the figures (both tables are exact there).
 
+With --from, the audit continues a training run instead: it starts from the run's newest checkpoint,
+with the policy, optimiser, data position and environment table as training left them (as stale as
+they got), and audits every step it runs. The run folder itself is not touched.
+
 options:
   --config <file>    a train rl config (its environment section is the one audited)
   --steps <n>        steps to run (default 20)
+  --from <folder>    a train rl run folder whose newest checkpoint (with its environment) to start from
   --output <folder>  run folder for the audit (default <config output>-audit); gets metrics.jsonl
                      (train and audit records) and audit.json (the summary)
   --quiet            no progress output`;
@@ -32,20 +38,24 @@ const auditCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-      config: { type: 'string' }, steps: { type: 'string' }, output: { type: 'string' }, quiet: { type: 'boolean' },
+      config: { type: 'string' }, steps: { type: 'string' }, output: { type: 'string' }, from: { type: 'string' }, quiet: { type: 'boolean' },
     } });
     if (!values.config) throw new UserError('rlenv audit needs --config <file.json> (a train rl config; see search-r3 rlenv audit --help).');
     const steps = values.steps === undefined ? 20 : Number(values.steps);
-    if (!Number.isInteger(steps) || steps < 2) throw new UserError(`--steps must be an integer ≥ 2, got '${values.steps}'`);
+    if (!Number.isInteger(steps) || steps < (values.from ? 1 : 2)) throw new UserError(`--steps must be an integer ≥ ${values.from ? 1 : 2}, got '${values.steps}'`);
     try {
       const cfg = loadRlConfig(values.config);
       cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
-      cfg.checkpoint.every = steps + 1; // the audit needs no checkpoints beyond the final one
+      const start = values.from ? startFromCheckpoint(path.resolve(values.from), cfg.output) : null;
+      const total = (start?.step ?? 0) + steps;
+      cfg.checkpoint.every = total + 1; // the audit needs no checkpoints beyond the final one
       const t0 = Date.now();
-      const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps });
-      const summary = summariseAudit(s.audit.filter((a) => a.step > 1));
+      const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps: total, resume: start !== null });
+      // from scratch, step 1 scores a freshly encoded corpus in both tables: nothing to compare
+      const summary = summariseAudit(s.audit.filter((a) => start !== null || a.step > 1));
       const e = cfg.environment;
-      const header = `environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ${e.candidates}/response, ` +
+      const from = start ? `from ${start.dir} (step ${start.step}); ` : '';
+      const header = `${from}environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ${e.candidates}/response, ` +
         `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
         `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
       const out = { config: path.resolve(values.config), steps, header, summary, setupSeconds: s.setupSeconds, totalSeconds: (Date.now() - t0) / 1000 };
@@ -57,6 +67,18 @@ const auditCommand: Command = {
     } catch (err) { throw asUserError(err); }
   },
 };
+
+/** Copies a run's newest checkpoint into the audit's folder, so that the audit resumes from it. */
+function startFromCheckpoint(run: string, output: string): { dir: string; step: number } {
+  const newest = listCheckpoints(path.join(run, 'checkpoints')).pop();
+  if (!newest) throw new UserError(`--from: ${run} has no checkpoints/step-* folder; give the output folder of a train rl run`);
+  if (!existsSync(path.join(newest.dir, 'environment.json'))) {
+    throw new UserError(`--from: ${newest.dir} holds no environment (written before checkpoints saved it); audit without --from instead`);
+  }
+  if (listCheckpoints(path.join(output, 'checkpoints')).length > 0) throw new UserError(`${output} already holds an audit's checkpoints; choose another --output or remove it`);
+  cpSync(newest.dir, path.join(output, 'checkpoints', path.basename(newest.dir)), { recursive: true });
+  return newest;
+}
 
 const subcommands: Command[] = [auditCommand];
 

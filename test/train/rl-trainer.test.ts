@@ -152,6 +152,20 @@ test('CLI: rlenv audit reports encodes, wall time, staleness and reward agreemen
   const t = runCli(['train', 'rl', '--config', file, '--quiet']);
   assert.equal(t.status, 0, t.stderr);
   assert.match(t.stdout, /trained steps 0→3 .* 7 queries \(1 skipped: no positive in the corpus\)/);
+  // an audit that continues the run from its newest checkpoint, stale table and all, audits every step it runs
+  const f = runCli(['rlenv', 'audit', '--config', file, '--from', path.join(dir, 'run'), '--steps', '2', '--output', path.join(dir, 'audit-from'), '--quiet']);
+  assert.equal(f.status, 0, f.stderr);
+  assert.match(f.stdout, /^from \S+step-00000003 \(step 3\); environment: 40 documents/);
+  const fromSummary = JSON.parse(readFileSync(path.join(dir, 'audit-from', 'audit.json'), 'utf8')).summary;
+  assert.equal(fromSummary.steps, 2);
+  assert.ok(fromSummary.meanStaleness > 0, 'the restored table is stale, as training left it');
+  assert.ok(existsSync(path.join(dir, 'run', 'final')) && !existsSync(path.join(dir, 'run', 'checkpoints', 'step-00000005')), 'the run folder is untouched');
+  const again = runCli(['rlenv', 'audit', '--config', file, '--from', path.join(dir, 'run'), '--steps', '2', '--output', path.join(dir, 'audit-from'), '--quiet']);
+  assert.equal(again.status, 2);
+  assert.match(again.stderr, /already holds an audit's checkpoints/);
+  const none = runCli(['rlenv', 'audit', '--config', file, '--from', path.join(dir, 'beir'), '--quiet']);
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /has no checkpoints\/step-\* folder/);
   const bad = writeConfig(path.join(dir, 'bad.json'), { ...raw, output: 'run-bad', environment: { maxTableBytes: 100 } });
   const b = runCli(['train', 'rl', '--config', bad, '--quiet']);
   assert.equal(b.status, 2);
