@@ -37,16 +37,16 @@ export interface EncodedPrompt {
   truncated: number;
 }
 
-/**
- * Token ids of one prompt. Direct prompts end at the embed token (what follows cannot change its hidden
- * state under causal attention); reasoning prompts end with the opening of the assistant turn.
- * Text that does not fit maxLength is cut at the end, and the cut is counted.
- */
 /** The templates leave no room for any text: a setting to change, told to the user as one sentence. */
 export class PromptTooLongError extends Error {
   constructor(message: string) { super(message); this.name = 'PromptTooLongError'; }
 }
 
+/**
+ * Token ids of one prompt. Direct prompts end at the embed token (what follows cannot change its hidden
+ * state under causal attention); reasoning prompts end with the opening of the assistant turn.
+ * Text that does not fit maxLength is cut at the end, and the cut is counted.
+ */
 export function encodePrompt(tok: Tokenizer, text: string, kind: PromptKind, templates: PromptTemplates, maxLength: number, reasoning = false): EncodedPrompt {
   const system = kind === 'document' ? templates.documentSystem : reasoning ? templates.reasoningSystem : templates.querySystem;
   const render = (content: string): number[] => {
