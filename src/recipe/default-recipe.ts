@@ -133,8 +133,8 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   let upstreamRan = false;
   for (const step of steps) {
     const rec = (state.steps[step.name] ??= { seconds: 0, done: false });
+    const output = OUTPUTS[step.name]?.(p);
     if (upstreamRan) {
-      const output = OUTPUTS[step.name]?.(p);
       if (output && existsSync(output)) { o.log(`  ${step.name}: an earlier step was redone, so ${output} is stale: removed`); await fsp.rm(output, { recursive: true, force: true }); }
       rec.seconds = 0; rec.done = false; delete rec.command;
     } else if (step.isDone(state)) {
@@ -147,7 +147,6 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     o.log(`▶ ${step.name}: ${step.title}`);
     // time already spent counts when the step continues its own output (a killed run resuming); a step
     // whose output is gone starts again from scratch, and so does its clock
-    const output = OUTPUTS[step.name]?.(p);
     const t0 = Date.now(), base = output && !existsSync(output) ? 0 : rec.seconds;
     const beat = setInterval(() => { rec.seconds = base + (Date.now() - t0) / 1000; void save(); }, (o.heartbeatSeconds ?? 30) * 1000);
     try {
