@@ -140,7 +140,11 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     const ck = await loadCheckpoint(last.dir, pol.trainable);
     opt.loadState(ck.optimizer);
     state = ck.state;
-    savedEnv = await loadEnvironment(last.dir);
+    try {
+      savedEnv = await loadEnvironment(last.dir);
+    } catch (e) {
+      throw new RunFolderError(`${last.dir}: the saved environment cannot be read (${(e as Error).message}); remove this checkpoint folder to resume from the one before it`);
+    }
     note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps})` + (savedEnv ? '' : '; it holds no environment (an older checkpoint), so the corpus is re-encoded with the resumed policy'));
   }
   const kept = opts.resume ? readRecords(metricsFile, state.step) : [];

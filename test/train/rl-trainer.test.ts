@@ -7,6 +7,7 @@ import { parseRlConfig } from '../../src/train/rl-config.js';
 import { trainRl } from '../../src/train/rl-trainer.js';
 import { forwardRollouts, sampleRollouts } from '../../src/train/rl-rollout.js';
 import { ConfigError } from '../../src/train/config.js';
+import { RunFolderError } from '../../src/train/sft-trainer.js';
 import { embedTokenId } from '../../src/embed/prompts.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 import { tempDir, tinyModelFolder, writeConfig } from '../helpers/train-fixtures.js';
@@ -115,6 +116,10 @@ test('a run that crashes and resumes from its checkpoint is bit-identical to one
   const weights = (out: string): Buffer => readFileSync(path.join(dir, out, 'final', 'model.safetensors'));
   assert.ok(weights('crashed').equals(weights('straight')), 'the final weights are byte-identical');
   for (const out of ['straight', 'crashed']) assert.ok(existsSync(path.join(dir, out, 'checkpoints', 'step-00000004', 'environment.safetensors')));
+  // a damaged saved environment is one sentence naming the checkpoint and what to do
+  writeFileSync(path.join(dir, 'crashed', 'checkpoints', 'step-00000005', 'environment.json'), '{"version": 4,');
+  await assert.rejects(trainRl({ ...crashed, steps: 6 }, { progress: false, resume: true }),
+    (e: unknown) => e instanceof RunFolderError && /step-00000005: the saved environment cannot be read .*remove this checkpoint folder/.test((e as Error).message));
 });
 
 test('the training forward reproduces generate()\'s log-probabilities at the sampling temperature', () => {
