@@ -81,7 +81,6 @@ export interface StepStats {
 export interface EnvironmentSnapshot {
   version: number;
   steps: number;
-  totalEncodes: number;
   rows: number;
   dim: number;
   /** rows × dim, row-major (a view of the live table: save it before the next step). */
@@ -99,7 +98,6 @@ export class RetrievalEnvironment {
   version = 0;
   /** Steps taken. */
   steps = 0;
-  totalEncodes = 0;
   private graph: HnswGraph | null;
 
   private constructor(readonly table: EmbeddingTable, private readonly encode: DocumentEncoder, readonly opts: EnvironmentOptions) {
@@ -158,7 +156,7 @@ export class RetrievalEnvironment {
     const held = new Set(this.table.versions);
     const means = [...this.versionMeans].filter(([v]) => held.has(v)).sort(([a], [b]) => a - b).map(([version, mean]) => ({ version, mean }));
     return {
-      version: this.version, steps: this.steps, totalEncodes: this.totalEncodes, rows: this.table.rows, dim: this.table.dim,
+      version: this.version, steps: this.steps, rows: this.table.rows, dim: this.table.dim,
       vectors: this.table.vectors, versions: this.table.versions, means,
     };
   }
@@ -175,7 +173,6 @@ export class RetrievalEnvironment {
     const env = new RetrievalEnvironment(table, encode, opts);
     env.version = snap.version;
     env.steps = snap.steps;
-    env.totalEncodes = snap.totalEncodes;
     for (const { version, mean } of snap.means) {
       if (mean.length !== dim) throw new Error(`the saved environment's mean at version ${version} has ${mean.length} values, not ${dim}`);
       env.versionMeans.set(version, Float64Array.from(mean));
@@ -191,7 +188,6 @@ export class RetrievalEnvironment {
   refreshRows(rows: readonly number[]): void {
     if (rows.length === 0) return;
     this.write(rows, this.encode(rows));
-    this.totalEncodes += rows.length;
   }
 
   private graphSeconds = 0;
@@ -287,7 +283,6 @@ export class RetrievalEnvironment {
     if (plan.counts.full > 0 || this.table.staleCount(this.version) === 0) this.versionMeans.set(this.version, this.exactMean());
     else if (plan.rows.length > 0) this.estimateMean(old, oldVersions, vectors.slice(sample));
     const encodeSeconds = (performance.now() - te) / 1000 - this.graphSeconds;
-    this.totalEncodes += plan.rows.length;
     this.steps++;
     const { kind, k } = this.opts.reward;
     const want = this.opts.returnCandidates ?? 0;

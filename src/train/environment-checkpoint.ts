@@ -16,7 +16,6 @@ const STATE_FILE = 'environment.json';
 interface SavedState {
   version: number;
   steps: number;
-  totalEncodes: number;
   rows: number;
   dim: number;
   versions: number[];
@@ -27,7 +26,7 @@ interface SavedState {
 export async function saveEnvironment(dir: string, s: EnvironmentSnapshot): Promise<void> {
   await saveSafetensors(path.join(dir, TABLE_FILE), [['vectors', { shape: [s.rows, s.dim], data: s.vectors }]]);
   const state: SavedState = {
-    version: s.version, steps: s.steps, totalEncodes: s.totalEncodes, rows: s.rows, dim: s.dim,
+    version: s.version, steps: s.steps, rows: s.rows, dim: s.dim,
     versions: Array.from(s.versions), means: s.means.map((m) => ({ version: m.version, mean: Array.from(m.mean) })),
   };
   await fsp.writeFile(path.join(dir, STATE_FILE), JSON.stringify(state));
@@ -40,7 +39,7 @@ export async function loadEnvironment(dir: string): Promise<EnvironmentSnapshot 
   const vectors = (await loadSafetensors(path.join(dir, TABLE_FILE))).get('vectors');
   if (!vectors) throw new Error(`${path.join(dir, TABLE_FILE)} has no "vectors" tensor`);
   return {
-    version: st.version, steps: st.steps, totalEncodes: st.totalEncodes, rows: st.rows, dim: st.dim,
+    version: st.version, steps: st.steps, rows: st.rows, dim: st.dim,
     vectors: vectors.data, versions: Int32Array.from(st.versions),
     means: st.means.map((m) => ({ version: m.version, mean: Float64Array.from(m.mean) })),
   };
