@@ -122,19 +122,12 @@ export class RetrievalEnvironment {
   }
 
   /**
-   * A second environment over a copy of this one's table (vectors, versions and policy version), e.g.
+   * A second environment over a copy of this one's state (what restore() takes from a snapshot), e.g.
    * the exact-mode twin of an audit, without encoding the corpus again.
    */
   twin(opts: EnvironmentOptions): RetrievalEnvironment {
-    const t = new EmbeddingTable(this.table.rows, this.table.dim, opts.maxTableBytes ?? defaultTableLimit());
-    t.vectors.set(this.table.vectors);
-    t.versions.set(this.table.versions);
-    const env = new RetrievalEnvironment(t, this.encode, opts);
-    env.version = this.version;
-    env.steps = this.steps;
-    for (const [v, m] of this.versionMeans) env.versionMeans.set(v, m.slice());
-    env.rebuildGraph();
-    return env;
+    const s = this.snapshot();
+    return RetrievalEnvironment.restore({ ...s, vectors: s.vectors.slice(), versions: s.versions.slice() }, s.rows, s.dim, this.encode, opts);
   }
 
   /**
