@@ -1,10 +1,11 @@
-import { cpSync, existsSync, writeFileSync, renameSync } from 'node:fs';
+import { cpSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { loadRlConfig } from '../train/rl-config.js';
 import { trainRl } from '../train/rl-trainer.js';
 import { listCheckpoints } from '../train/checkpoint.js';
+import { hasEnvironment } from '../train/environment-checkpoint.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 import { asUserError } from './train-rl.js';
 
@@ -72,7 +73,7 @@ const auditCommand: Command = {
 function startFromCheckpoint(run: string, output: string): { dir: string; step: number } {
   const newest = listCheckpoints(path.join(run, 'checkpoints')).pop();
   if (!newest) throw new UserError(`--from: ${run} has no checkpoints/step-* folder; give the output folder of a train rl run`);
-  if (!existsSync(path.join(newest.dir, 'environment.json'))) {
+  if (!hasEnvironment(newest.dir)) {
     throw new UserError(`--from: ${newest.dir} holds no environment (written before checkpoints saved it); audit without --from instead`);
   }
   if (listCheckpoints(path.join(output, 'checkpoints')).length > 0) throw new UserError(`${output} already holds an audit's checkpoints; choose another --output or remove it`);

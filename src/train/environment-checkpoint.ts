@@ -32,9 +32,14 @@ export async function saveEnvironment(dir: string, s: EnvironmentSnapshot): Prom
   await fsp.writeFile(path.join(dir, STATE_FILE), JSON.stringify(state));
 }
 
+/** Whether a checkpoint folder holds an environment (checkpoints written before they did, do not). */
+export function hasEnvironment(dir: string): boolean {
+  return existsSync(path.join(dir, STATE_FILE));
+}
+
 /** The snapshot saved in a checkpoint folder, or null for a checkpoint written without one. */
 export async function loadEnvironment(dir: string): Promise<EnvironmentSnapshot | null> {
-  if (!existsSync(path.join(dir, STATE_FILE))) return null;
+  if (!hasEnvironment(dir)) return null;
   const st = JSON.parse(await fsp.readFile(path.join(dir, STATE_FILE), 'utf8')) as SavedState;
   const vectors = (await loadSafetensors(path.join(dir, TABLE_FILE))).get('vectors');
   if (!vectors) throw new Error(`${path.join(dir, TABLE_FILE)} has no "vectors" tensor`);
