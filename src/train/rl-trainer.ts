@@ -134,18 +134,20 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const opt = new T.AdamW(pol.trainable, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
   const schedule = T.warmupCosine(o.lr, o.warmupSteps, totalSteps, o.minLr);
   let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
-  let savedEnv: EnvironmentSnapshot | null = null;
+  // the environment the resumed checkpoint holds, with that checkpoint's folder (for messages)
+  let saved: { snapshot: EnvironmentSnapshot; dir: string } | null = null;
   if (opts.resume) {
     const last = existing[existing.length - 1];
     const ck = await loadCheckpoint(last.dir, pol.trainable);
     opt.loadState(ck.optimizer);
     state = ck.state;
     try {
-      savedEnv = await loadEnvironment(last.dir);
+      const snapshot = await loadEnvironment(last.dir);
+      saved = snapshot && { snapshot, dir: last.dir };
     } catch (e) {
       throw new RunFolderError(`${last.dir}: the saved environment cannot be read (${(e as Error).message}); remove this checkpoint folder to resume from the one before it`);
     }
-    note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps})` + (savedEnv ? '' : '; it holds no environment (an older checkpoint), so the corpus is re-encoded with the resumed policy'));
+    note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps})` + (saved ? '' : '; it holds no environment (an older checkpoint), so the corpus is re-encoded with the resumed policy'));
   }
   const kept = opts.resume ? readRecords(metricsFile, state.step) : [];
   await writeFileAtomically(metricsFile, kept.map((r) => JSON.stringify(r) + '\n').join(''));
@@ -166,8 +168,8 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const ts = Date.now();
   const dim = pol.model.config.hiddenSize;
   const bar0 = (what: string) => (done: number, total: number): void => { if (progressOn && (done === total || done % 2048 === 0)) process.stderr.write(`${what}: ${done}/${total} documents encoded\n`); };
-  const env = savedEnv
-    ? restoreEnvironment(savedEnv, data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), existing[existing.length - 1].dir)
+  const env = saved
+    ? restoreEnvironment(saved.snapshot, data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), saved.dir)
     : RetrievalEnvironment.create(data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), bar0('environment'));
   // the audit's exact twin re-encodes the whole corpus every step
   const exact = opts.audit ? env.twin(envOptions('exact')) : null;
@@ -291,7 +293,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   }
   bar.done();
   await saveFinal(path.join(cfg.output, 'final'), pol);
-  return { steps: state.step, startStep, seconds: (Date.now() - t0) / 1000, data: data.stats, output: cfg.output, audit, setupSeconds, environmentRestored: savedEnv !== null, lastRewardMean };
+  return { steps: state.step, startStep, seconds: (Date.now() - t0) / 1000, data: data.stats, output: cfg.output, audit, setupSeconds, environmentRestored: saved !== null, lastRewardMean };
 }
 
 function restoreEnvironment(snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, o: EnvironmentOptions, dir: string): RetrievalEnvironment {
