@@ -43,7 +43,9 @@ const auditCommand: Command = {
     } });
     if (!values.config) throw new UserError('rlenv audit needs --config <file.json> (a train rl config; see search-r3 rlenv audit --help).');
     const steps = values.steps === undefined ? 20 : Number(values.steps);
-    if (!Number.isInteger(steps) || steps < (values.from ? 1 : 2)) throw new UserError(`--steps must be an integer ≥ ${values.from ? 1 : 2}, got '${values.steps}'`);
+    // from scratch, step 1 compares two freshly encoded tables, so an audit needs a second step
+    const minSteps = values.from ? 1 : 2;
+    if (!Number.isInteger(steps) || steps < minSteps) throw new UserError(`--steps must be an integer ≥ ${minSteps}, got '${values.steps}'`);
     try {
       const cfg = loadRlConfig(values.config);
       cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
