@@ -65,8 +65,8 @@ const COMPARISONS: readonly [RecipeRowId, RecipeRowId][] = [
   ['hybrid-off', 'bm25'], ['hybrid-on', 'bm25'],
 ];
 
-type ModelRowId = 'stage1-off' | 'stage1-on' | 'stage2-off' | 'stage2-on';
-const MODEL_ROWS: readonly ModelRowId[] = ['stage1-off', 'stage1-on', 'stage2-off', 'stage2-on'];
+const MODEL_ROWS = ['stage1-off', 'stage1-on', 'stage2-off', 'stage2-on'] as const satisfies readonly RecipeRowId[];
+type ModelRowId = (typeof MODEL_ROWS)[number];
 
 /** Documents retrieved per query (as BEIR runs), and the cutoffs reported. */
 const RUN_DEPTH = 1000;
