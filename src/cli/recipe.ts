@@ -40,7 +40,7 @@ options:
   --data <dir>      the datasets (default: ../shared/data beside this package)
   --out <dir>       the model folder to write (default: models/search-r3-default in this package;
                     with --profile tiny: <work>/model, so a toy model never replaces the shipped one)
-  --profile <name>  full (the shipped model) or tiny (the same steps at toy sizes, in a minute)
+  --profile <name>  full (the shipped model) or tiny (the same steps at toy sizes, in seconds)
   --quiet           no progress output from the steps
   -h, --help        this help`;
 
