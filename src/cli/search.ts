@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { asUserErrors } from './index-user-errors.js';
 import { LocalBackend, type EmbeddingBackend } from '../index/embedding-backend.js';
-import { readManifest } from '../index/manifest.js';
-import { SearchIndex } from '../index/search-index.js';
+import { SearchIndex, readIndexManifest } from '../index/search-index.js';
+import { searchHitJson } from '../index/search-json.js';
 import { RemoteEmbedder } from '../serve/remote-embedder.js';
 
 const HELP = `search-r3 search — rank the documents of an index for a query
@@ -11,7 +11,9 @@ const HELP = `search-r3 search — rank the documents of an index for a query
 usage: search-r3 search --index <dir> [options] "query"
 
 Embeds the query with the index's model (the folder recorded in index.json, or --model / --remote),
-optionally letting the model reason about the query first, and prints the ranked documents.
+optionally letting the model reason about the query first, and prints the ranked documents. The index
+is only read: nothing in its folder is created or changed (a damaged vectors.usearch or index.json is
+rebuilt in memory from docs.sqlite, and said so).
 
 options:
   --index <dir>          index folder built by 'search-r3 index'
@@ -24,7 +26,8 @@ options:
   --seed <n>             sampling seed
   -k <n>                 documents to return (default 10)
   --hybrid               fuse with BM25 by reciprocal rank
-  --json                 print one JSON object (reasoning, hits with id, score, title, text, metadata)
+  --json                 print one JSON object: query, reasoning, forced, data (rank, id, score, title,
+                         text, metadata, dense_score, bm25_score: the fields of POST /v1/search) and timings
   -h, --help             this help`;
 
 export const searchCommand: Command = {
@@ -54,18 +57,22 @@ export const searchCommand: Command = {
     };
     const indexDir = values.index;
     return asUserErrors(async () => {
-      const manifest = readManifest(indexDir);
+      const manifest = readIndexManifest(indexDir);
       const backend: EmbeddingBackend = values.remote
         ? await RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY })
         : await LocalBackend.fromModelDir(values.model ?? manifest.model.source, { maxLength: manifest.maxLength, templates: manifest.templates });
       const index = await SearchIndex.open(indexDir, { backend });
       try {
+        for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
         const res = await index.search(positionals[0], {
           k, hybrid: values.hybrid ?? false, reasoning,
           maxReasoningTokens: num(values['max-reasoning'], 'max-reasoning'), temperature: num(values.temperature, 'temperature'), seed: num(values.seed, 'seed'),
         });
         if (values.json) {
-          console.log(JSON.stringify({ query: positionals[0], reasoning: reasoning === 'on' ? res.reasoning : undefined, forced: res.forced, embed_ms: res.embedMs, search_ms: res.searchMs, hits: res.hits }));
+          console.log(JSON.stringify({
+            query: positionals[0], ...(reasoning === 'on' ? { reasoning: res.reasoning, forced: res.forced } : {}),
+            data: res.hits.map((h, i) => searchHitJson(h, i + 1)), timings: { embed_ms: res.embedMs, search_ms: res.searchMs },
+          }));
         } else {
           if (reasoning === 'on') console.log(`reasoning${res.forced ? ' (embed token forced)' : ''}: ${res.reasoning || '(none)'}\n`);
           res.hits.forEach((h, i) => {

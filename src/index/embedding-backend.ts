@@ -8,6 +8,12 @@ import { loadModelFolder } from '../model/model-folder.js';
 import path from 'node:path';
 import { modelFingerprint } from './model-fingerprint.js';
 
+export interface DocumentEmbeddings {
+  vectors: Float32Array[];
+  /** How many of the texts were cut to fit the context. */
+  truncated: number;
+}
+
 export interface EmbeddingBackend {
   /** Identity of the weights that produce the vectors (see model-fingerprint.ts). */
   readonly modelId: string;
@@ -17,6 +23,8 @@ export interface EmbeddingBackend {
   readonly maxLength: number;
   /** One L2-normalised vector per document, in input order. */
   embedDocuments(texts: readonly string[]): Promise<Float32Array[]>;
+  /** embedDocuments that also says how many texts were cut to fit maxLength (where the backend can tell). */
+  encodeDocuments?(texts: readonly string[]): Promise<DocumentEmbeddings>;
   embedQueries(texts: readonly string[], opts?: QueryOptions): Promise<QueryEmbedding[]>;
   close?(): Promise<void>;
 }
@@ -37,6 +45,11 @@ export class LocalBackend implements EmbeddingBackend {
 
   async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
     return this.embedder.embedDocuments(texts).vectors;
+  }
+
+  async encodeDocuments(texts: readonly string[]): Promise<DocumentEmbeddings> {
+    const { vectors, stats } = this.embedder.embedDocuments(texts);
+    return { vectors, truncated: stats.truncatedTexts };
   }
 
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {

@@ -60,15 +60,16 @@ export class LanceStore implements VectorStore {
     }
   }
 
-  async committedGeneration(): Promise<number> {
+  async generation(): Promise<number> {
     if (!(await this.db.tableNames()).includes(META)) return 0;
     const rows = await (await this.db.openTable(META)).query().limit(1).toArray() as { generation: number | bigint }[];
     return rows.length > 0 ? Number(rows[0].generation) : 0;
   }
 
-  async reload(): Promise<void> {
+  async reload(generation: number): Promise<boolean> {
     if (!this.table && (await this.db.tableNames()).includes(VECTORS)) this.table = await this.db.openTable(VECTORS);
     else if (this.table) await this.table.checkoutLatest();
+    return (await this.generation()) === generation;
   }
 
   async clear(): Promise<void> {

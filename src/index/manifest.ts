@@ -2,10 +2,16 @@
  * index.json: what an index is made of and by what. It is rewritten (atomically) after every committed
  * chunk; opening an index with another model, other prompts or another cut length is refused, because
  * vectors from different encoders live in different spaces and would silently rank nonsense.
+ *
+ * The file carries a SHA-256 of its own content, so a damaged manifest (a flipped digit in `dimension`
+ * parses as valid JSON) is told apart from a real one. Its fixed part (everything but the counts) is
+ * also kept in docs.sqlite, from which a lost or damaged index.json is recovered.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { PromptTemplates } from '../embed/index.js';
+import { writeFileAtomicallySync } from '../model/atomic-file.js';
 import { IndexError } from './index-error.js';
 
 export const MANIFEST_FILE = 'index.json';
@@ -42,28 +48,76 @@ export interface IndexManifest {
   updatedAt: string;
 }
 
-export function readManifest(dir: string): IndexManifest {
-  const file = path.join(dir, MANIFEST_FILE);
-  if (!existsSync(file)) throw new IndexError(`${file} is missing; this is not a search-r3 index (build one with 'search-r3 index').`);
-  let m: IndexManifest;
+/** The result of reading index.json: the manifest, or why there is none to use. */
+export type ManifestRead = { manifest: IndexManifest } | { problem: 'missing' | 'damaged'; message: string };
+
+function digest(text: string): string {
+  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+}
+
+/** The manifest as stored: its JSON with a checksum of everything before it appended as the last field. */
+export function sealManifest(m: IndexManifest): string {
+  const body = JSON.stringify(m, null, 2);
+  return JSON.stringify({ ...m, checksum: digest(body) }, null, 2) + '\n';
+}
+
+/**
+ * Parses a sealed manifest, checking its checksum and the fields the index relies on. A manifest without
+ * a checksum (written by an older search-r3) is accepted on its fields alone. Throws IndexError naming `file`.
+ */
+export function unsealManifest(text: string, file: string): IndexManifest {
+  let parsed: unknown;
   try {
-    m = JSON.parse(readFileSync(file, 'utf8')) as IndexManifest;
+    parsed = JSON.parse(text);
+  } catch {
+    throw new IndexError(`${file} is damaged: not valid JSON`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new IndexError(`${file} is damaged: not a JSON object`);
+  const { checksum, ...m } = parsed as Record<string, unknown>;
+  if (checksum !== undefined && checksum !== digest(JSON.stringify(m, null, 2))) {
+    throw new IndexError(`${file} is damaged: its content does not match its checksum`);
+  }
+  return checkFields(m, file);
+}
+
+function checkFields(m: Record<string, unknown>, file: string): IndexManifest {
+  const bad = (field: string, want: string): never => { throw new IndexError(`${file}: field '${field}' must be ${want}`); };
+  if (m.format !== FORMAT) throw new IndexError(`${file}: field 'format' is '${String(m.format)}', expected '${FORMAT}'`);
+  if (m.version !== FORMAT_VERSION) throw new IndexError(`${file}: index format version ${String(m.version)} is not supported (this build reads ${FORMAT_VERSION})`);
+  for (const k of ['dimension', 'maxLength'] as const) if (!Number.isInteger(m[k]) || (m[k] as number) <= 0) bad(k, 'a positive integer');
+  const model = m.model as Record<string, unknown> | undefined;
+  if (typeof model?.id !== 'string' || typeof model.source !== 'string') bad('model', 'an object with string id and source');
+  const templates = m.templates as Record<string, unknown> | undefined;
+  if (typeof templates !== 'object' || templates === null || !Object.values(templates).every((t) => typeof t === 'string')) bad('templates', 'an object of strings');
+  if (!['f32', 'f16', 'i8'].includes(m.dtype as string)) bad('dtype', "'f32', 'f16' or 'i8'");
+  if (!['local', 'lancedb'].includes(m.store as string)) bad('store', "'local' or 'lancedb'");
+  const hnsw = m.hnsw as Record<string, unknown> | undefined;
+  if (!['connectivity', 'expansionAdd', 'expansionSearch'].every((k) => Number.isInteger(hnsw?.[k]) && (hnsw![k] as number) > 0)) {
+    bad('hnsw', 'positive integers connectivity, expansionAdd and expansionSearch');
+  }
+  return m as unknown as IndexManifest;
+}
+
+/** Reads index.json without throwing for a missing or damaged file (the caller may recover it from docs.sqlite). */
+export function tryReadManifest(dir: string): ManifestRead {
+  const file = path.join(dir, MANIFEST_FILE);
+  if (!existsSync(file)) return { problem: 'missing', message: `${file} is missing` };
+  try {
+    return { manifest: unsealManifest(readFileSync(file, 'utf8'), file) };
   } catch (e) {
-    throw new IndexError(`${file} is not valid JSON (${(e as Error).message}).`);
+    if (!(e instanceof IndexError)) throw new IndexError(`${file} cannot be read (${(e as Error).message})`);
+    return { problem: 'damaged', message: e.message };
   }
-  if (m.format !== FORMAT) throw new IndexError(`${file}: field 'format' is '${String(m.format)}', expected '${FORMAT}'.`);
-  if (m.version !== FORMAT_VERSION) throw new IndexError(`${file}: index format version ${m.version} is not supported (this build reads ${FORMAT_VERSION}).`);
-  for (const k of ['dimension', 'maxLength'] as const) {
-    if (!Number.isInteger(m[k]) || m[k] <= 0) throw new IndexError(`${file}: field '${k}' must be a positive integer.`);
-  }
-  return m;
+}
+
+export function readManifest(dir: string): IndexManifest {
+  const r = tryReadManifest(dir);
+  if ('manifest' in r) return r.manifest;
+  throw new IndexError(r.problem === 'missing' ? `${r.message}; this is not a search-r3 index (build one with 'search-r3 index').` : `${r.message}.`);
 }
 
 export function writeManifest(dir: string, m: IndexManifest): void {
-  const file = path.join(dir, MANIFEST_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(m, null, 2) + '\n');
-  renameSync(tmp, file);
+  writeFileAtomicallySync(path.join(dir, MANIFEST_FILE), sealManifest(m));
 }
 
 /** Why vectors from `backend` may not join an index built by `m`, or null when they may. */

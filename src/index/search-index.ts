@@ -3,16 +3,19 @@
  * (dense HNSW search, optionally fused with BM25). The CLI `index`/`search` commands and the server
  * are thin layers over this class.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { QueryOptions } from '../embed/index.js';
 import { createAnalyzer } from '../eval/analyzer.js';
 import { Bm25Index } from '../eval/bm25.js';
 import { documentText, type SourceDocument } from './document-source.js';
-import { DOCS_FILE, DocumentTable, type StoredDocument } from './document-table.js';
+import { DOCS_FILE, DocumentTable, type StageCounts, type StoredDocument } from './document-table.js';
 import type { EmbeddingBackend } from './embedding-backend.js';
 import { IndexError } from './index-error.js';
-import { type HnswParams, type IndexManifest, type StoreKind, type VectorDtype, FORMAT, FORMAT_VERSION, MANIFEST_FILE, incompatibility, readManifest, writeManifest } from './manifest.js';
+import {
+  type HnswParams, type IndexManifest, type ManifestRead, type StoreKind, type VectorDtype,
+  FORMAT, FORMAT_VERSION, MANIFEST_FILE, incompatibility, sealManifest, tryReadManifest, unsealManifest, writeManifest,
+} from './manifest.js';
 import { reciprocalRankFusion } from './rrf.js';
 import { UsearchStore, exactCosineSearch } from './usearch-store.js';
 import type { VectorHit, VectorStore } from './vector-store.js';
@@ -29,8 +32,13 @@ export interface CreateIndexOptions {
 export interface OpenIndexOptions {
   /** The model that embeds queries and new documents; checked against the manifest. Optional for read-only use with vectors. */
   backend?: EmbeddingBackend;
-  /** Create the index when the folder has none (needs backend). */
+  /** Create the index when the folder has none (needs backend). Implies `writable`. */
   create?: CreateIndexOptions;
+  /**
+   * Open for adding, updating and deleting documents. Without it (or `create`) the index opens
+   * read-only: nothing in its folder is created or changed, and damaged parts are rebuilt in memory.
+   */
+  writable?: boolean;
   /** Threads usearch may use when adding vectors (0 = all). */
   threads?: number;
 }
@@ -38,11 +46,25 @@ export interface OpenIndexOptions {
 export interface EncodeProgress { done: number; total: number; chunks: number }
 
 export interface AddOptions {
-  /** Documents per committed chunk: a kill loses at most one chunk of work. Default 256. */
+  /** Documents encoded and committed together: a kill loses at most this many documents' work. Default 256. */
+  documentsPerCommit?: number;
+  /** @deprecated the former name of documentsPerCommit. */
   chunkSize?: number;
   onProgress?: (p: EncodeProgress) => void;
   /** Called after each chunk is durably committed (sqlite + vector store). */
   onChunkCommitted?: (p: EncodeProgress) => void | Promise<void>;
+}
+
+export interface AddResult {
+  /** Documents that were new, changed or repaired (encoded again because their row was damaged). */
+  staged: number;
+  /** Documents encoded by this call, including those a killed earlier run left pending. */
+  encoded: number;
+  counts: StageCounts;
+  /** Ids of damaged rows (failing their checksums) that were not given again, so were deleted. */
+  removedDamaged?: string[];
+  /** Documents whose text was cut to the model's context while encoding (undefined when the backend cannot tell). */
+  truncated?: number;
 }
 
 export interface SearchOptions extends QueryOptions {
@@ -78,6 +100,8 @@ const DEFAULT_HNSW: HnswParams = { connectivity: 16, expansionAdd: 128, expansio
  */
 export const EXACT_SEARCH_WORK = 1 << 23;
 
+const REBUILD = (dir: string): string => `rebuild it with 'search-r3 index --input <your documents> --out ${dir}'`;
+
 export class SearchIndex {
   private bm25?: { generation: number; index: Bm25Index };
   private exactCache?: { generation: number; keys: number[]; ids: string[]; data: Float32Array };
@@ -85,6 +109,8 @@ export class SearchIndex {
   private lock?: WriteLock;
   /** The docs.sqlite generation the in-memory vector store reflects. */
   private storeGeneration = 0;
+  /** A shared store that lags docs.sqlite and may not be rebuilt from here: dense search goes exact instead. */
+  private storeStale = false;
 
   private constructor(
     readonly dir: string,
@@ -92,30 +118,26 @@ export class SearchIndex {
     readonly docs: DocumentTable,
     readonly store: VectorStore,
     readonly backend: EmbeddingBackend | undefined,
+    readonly readOnly: boolean,
+    /** What was found damaged or missing at open and how it was worked around, one sentence each. */
+    readonly notes: readonly string[],
   ) {}
 
-  /** Opens (or with `create`, creates) the index in `dir`. Refuses a backend whose model or prompts differ from the index's. */
+  /**
+   * Opens (or with `create`, creates) the index in `dir`. Refuses a backend whose model or prompts differ
+   * from the index's. A reader never writes; a missing or damaged part is one IndexError naming it, or is
+   * rebuilt from docs.sqlite (in memory for a reader) and reported in `notes`.
+   */
   static async open(dir: string, opts: OpenIndexOptions = {}): Promise<SearchIndex> {
     const { backend } = opts;
-    let manifest: IndexManifest;
-    if (!existsSync(path.join(dir, MANIFEST_FILE))) {
-      if (!opts.create) throw new IndexError(`${path.join(dir, MANIFEST_FILE)} is missing; this is not a search-r3 index (build one with 'search-r3 index').`);
-      if (!backend) throw new IndexError('creating an index needs a model (backend) to fix its dimension and prompts.');
-      mkdirSync(dir, { recursive: true });
-      const now = new Date().toISOString();
-      const store = opts.create.store ?? 'local';
-      manifest = {
-        format: FORMAT, version: FORMAT_VERSION,
-        model: { id: backend.modelId, source: backendSource(backend) },
-        templates: { ...backend.templates }, maxLength: backend.maxLength, dimension: backend.dimension,
-        dtype: opts.create.dtype ?? 'f32', metric: 'cos', documentText: 'title-newline-text',
-        store, ...(store === 'lancedb' ? { storeUri: opts.create.storeUri ?? path.join(dir, 'vectors.lance') } : {}),
-        hnsw: { ...DEFAULT_HNSW, ...opts.create.hnsw },
-        counts: { documents: 0, pending: 0 }, createdAt: now, updatedAt: now,
-      };
-      writeManifest(dir, manifest);
-    } else {
-      manifest = readManifest(dir);
+    const writable = opts.writable === true || opts.create !== undefined;
+    prepareFolder(dir, opts.create !== undefined);
+    const notes: string[] = [];
+    const read = tryReadManifest(dir);
+    const docs = openDocuments(dir, read, writable, notes);
+    let store: VectorStore | undefined;
+    try {
+      const manifest = resolveManifest(dir, read, docs, opts, notes);
       if (backend) {
         const why = incompatibility(manifest, backend);
         if (why) throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: ${why}; vectors from different models cannot be mixed (use the index's model or build a new index).`);
@@ -123,37 +145,38 @@ export class SearchIndex {
       if (opts.create?.dtype && opts.create.dtype !== manifest.dtype) {
         throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: the index stores ${manifest.dtype} vectors, not ${opts.create.dtype}; build a new index to change it.`);
       }
-    }
-    const docs = new DocumentTable(path.join(dir, DOCS_FILE));
-    let store: VectorStore;
-    try {
       store = await openStore(dir, manifest, opts.threads);
+      if (store.problem) {
+        notes.push(`${store.problem}; ${writable ? 'rebuilding it from docs.sqlite' : 'the search graph was rebuilt in memory from docs.sqlite (the next search-r3 index run on this folder rewrites the file)'}.`);
+      }
+      const index = new SearchIndex(dir, manifest, docs, store, backend, !writable, notes);
+      await index.reconcile();
+      return index;
     } catch (e) {
+      await store?.close();
       docs.close();
       throw e;
     }
-    const index = new SearchIndex(dir, manifest, docs, store, backend);
-    await index.reconcile();
-    return index;
   }
 
   get info(): Readonly<IndexManifest> { return this.manifest; }
   get dimension(): number { return this.manifest.dimension; }
 
   /**
-   * A kill between the sqlite commit and the vector-store commit leaves the store behind: rebuild it from
-   * docs.sqlite. While another process is writing (it holds the lock and will commit the store itself),
-   * a local graph is rebuilt in memory only and a shared LanceDB table is left alone.
+   * A kill between the sqlite commit and the vector-store commit leaves the store behind, and a damaged
+   * store file is not loaded at all: rebuild it from docs.sqlite. A reader, or a writer while another
+   * process holds the write lock (it will commit the store itself), rebuilds a local graph in memory
+   * only and leaves a shared LanceDB table alone (dense search then reads docs.sqlite exactly).
    */
   private async reconcile(): Promise<void> {
     const g = this.docs.generation();
     this.storeGeneration = g;
-    if ((await this.store.committedGeneration()) === g) return;
+    if ((await this.store.generation()) === g && !this.store.problem) return;
     let lock: WriteLock | undefined = this.lock;
-    if (!lock) {
+    if (!lock && !this.readOnly) {
       try { lock = WriteLock.acquire(this.dir); } catch (e) { if (!(e instanceof IndexError)) throw e; }
     }
-    if (!lock && this.store.kind !== 'local') return;
+    if (!lock && this.store.kind !== 'local') { this.storeStale = true; return; }
     await this.store.clear();
     for (const rows of this.docs.indexedVectors()) await this.store.add(rows);
     if (!lock) return;
@@ -171,28 +194,47 @@ export class SearchIndex {
    * Adds new documents and updates changed ones (same id, other content); unchanged ones cost nothing.
    * Then encodes everything pending, including what a killed earlier run left.
    */
-  async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<{ staged: number; encoded: number }> {
+  async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<AddResult> {
     this.lockForWriting();
-    let staged = 0;
-    for (let i = 0; i < docs.length; i += 10_000) staged += this.docs.stage(docs.slice(i, i + 10_000));
+    // rows that fail their checksums: those given again are re-encoded, the others cannot be trusted and go
+    const damaged = new Set(this.docs.damagedIds());
+    const given = new Set(docs.map((d) => d.id));
+    const unrecoverable = [...damaged].filter((id) => !given.has(id));
+    if (unrecoverable.length > 0) await this.deleteDocuments(unrecoverable);
+    const counts: StageCounts = { added: 0, changed: 0, unchanged: 0, resumed: 0, repaired: 0 };
+    for (let i = 0; i < docs.length; i += 10_000) {
+      const c = this.docs.stage(docs.slice(i, i + 10_000), damaged);
+      for (const k of Object.keys(counts) as (keyof StageCounts)[]) counts[k] += c[k];
+    }
     this.writeCounts();
-    const encoded = await this.encodePending(opts);
-    return { staged, encoded };
+    const { encoded, truncated } = await this.encodeAll(opts);
+    return {
+      staged: counts.added + counts.changed + counts.repaired, encoded, counts,
+      ...(unrecoverable.length > 0 ? { removedDamaged: unrecoverable } : {}), ...(truncated === undefined ? {} : { truncated }),
+    };
   }
 
   /** Encodes pending documents in fixed-order chunks, committing each (sqlite, then vector store). */
   async encodePending(opts: AddOptions = {}): Promise<number> {
+    return (await this.encodeAll(opts)).encoded;
+  }
+
+  private async encodeAll(opts: AddOptions): Promise<{ encoded: number; truncated?: number }> {
     this.lockForWriting();
     const pending = this.docs.pendingCount();
-    if (pending === 0) return 0;
+    if (pending === 0) return { encoded: 0, truncated: 0 };
     const backend = this.requireBackend('encoding documents');
-    const chunkSize = Math.max(1, opts.chunkSize ?? 256);
+    const chunkSize = Math.max(1, opts.documentsPerCommit ?? opts.chunkSize ?? 256);
     let done = 0, chunks = 0;
+    let truncated: number | undefined = 0;
     opts.onProgress?.({ done, total: pending, chunks });
     for (;;) {
       const chunk = this.docs.nextPending(chunkSize);
       if (chunk.length === 0) break;
-      const vectors = await backend.embedDocuments(chunk.map(documentText));
+      const texts = chunk.map(documentText);
+      const encoded = backend.encodeDocuments ? await backend.encodeDocuments(texts) : { vectors: await backend.embedDocuments(texts), truncated: undefined };
+      const { vectors } = encoded;
+      truncated = truncated === undefined || encoded.truncated === undefined ? undefined : truncated + encoded.truncated;
       if (vectors.length !== chunk.length || vectors.some((v) => v.length !== this.dimension)) {
         throw new IndexError(`the model returned ${vectors.length} vectors of dimension ${vectors[0]?.length} for ${chunk.length} documents; expected dimension ${this.dimension}.`);
       }
@@ -207,7 +249,7 @@ export class SearchIndex {
       opts.onProgress?.({ done, total: pending, chunks });
       await opts.onChunkCommitted?.({ done, total: pending, chunks });
     }
-    return done;
+    return { encoded: done, truncated };
   }
 
   /** Removes documents by id; returns the ids that existed. */
@@ -231,9 +273,13 @@ export class SearchIndex {
   async refresh(): Promise<boolean> {
     const g = this.docs.generation();
     if (g === this.storeGeneration) return false;
-    if ((await this.store.committedGeneration()) !== g) return false; // the writer is between its two commits
-    await this.store.reload();
+    // false while the writer is between its two commits (or its file is damaged): exact search covers the gap
+    if (!(await this.store.reload(g))) {
+      this.storeStale = true;
+      return false;
+    }
     this.storeGeneration = g;
+    this.storeStale = false;
     return true;
   }
 
@@ -257,7 +303,7 @@ export class SearchIndex {
   async searchVector(vector: Float32Array, opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string; exact?: boolean } = {}): Promise<SearchHit[]> {
     const k = Math.max(1, opts.k ?? 10);
     if (vector.length !== this.dimension) throw new IndexError(`the query vector has ${vector.length} dimensions; the index holds ${this.dimension}-d vectors.`);
-    const exact = opts.exact ?? this.documentCount() * this.dimension <= EXACT_SEARCH_WORK;
+    const exact = opts.exact ?? (this.storeStale || this.documentCount() * this.dimension <= EXACT_SEARCH_WORK);
     const denseSearch = (n: number): Promise<VectorHit[]> => (exact ? Promise.resolve(this.exactSearch(vector, n)) : this.store.search(vector, n));
     if (!opts.hybrid) {
       const dense = await denseSearch(k);
@@ -274,7 +320,8 @@ export class SearchIndex {
     const denseScore = new Map(denseIds.map((h) => [h.id, h.score]));
     const bm25Score = new Map(lexical.docIds.map((id, i) => [id, lexical.scores[i]]));
     return fused.map((f) => {
-      const doc = this.docs.get(f.id)!;
+      const doc = this.docs.get(f.id);
+      if (!doc) throw new IndexError(`${this.docs.file} is damaged (document '${f.id}' is ranked but cannot be read); ${REBUILD(this.dir)}.`);
       const { status: _s, vector: _v, ...stored } = doc;
       return {
         ...stored, score: f.score,
@@ -328,6 +375,7 @@ export class SearchIndex {
 
   /** Taken by the first write and held until close(); readers (search, a server) never take it. */
   private lockForWriting(): void {
+    if (this.readOnly) throw new IndexError(`${this.dir} was opened read-only; open it with { writable: true } to add or delete documents.`);
     this.lock ??= WriteLock.acquire(this.dir);
   }
 
@@ -346,6 +394,117 @@ export class SearchIndex {
 function backendSource(b: EmbeddingBackend): string {
   const s = (b as { source?: unknown }).source;
   return typeof s === 'string' ? s : b.modelId;
+}
+
+/** Refuses a file where the index folder should be; creates the folder for a new index. */
+function prepareFolder(dir: string, create: boolean): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new IndexError(`${dir} is a file, not an index folder; give a new folder or an existing index.`);
+  if (!create) return;
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new IndexError(`cannot create the index folder ${dir} (${err.code ?? err.message}); give a folder that can be created and written.`);
+  }
+}
+
+/**
+ * docs.sqlite for reading (it must exist and hold documents: it is the one part that cannot be rebuilt
+ * from the others) or for writing (created when missing; a writer then encodes every document again).
+ */
+function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes: string[]): DocumentTable {
+  const file = path.join(dir, DOCS_FILE);
+  const state = !existsSync(file) ? 'missing' : statSync(file).size === 0 ? 'empty' : 'present';
+  const manifest = 'manifest' in read ? read.manifest : undefined;
+  if (writable) {
+    if (state !== 'present' && manifest && manifest.counts.documents + manifest.counts.pending > 0) {
+      notes.push(`${file} was ${state}; the index is rebuilt: every document given is encoded again.`);
+    }
+    return DocumentTable.openForWriting(file);
+  }
+  if (state === 'missing' && !('manifest' in read)) {
+    throw new IndexError(`${read.problem === 'missing' ? read.message : `${read.message}, and ${file} is missing`}; this is not a search-r3 index (build one with 'search-r3 index').`);
+  }
+  if (state !== 'present') throw new IndexError(`${file} is ${state}: the index has lost its documents; ${REBUILD(dir)}.`);
+  const docs = DocumentTable.openReadOnly(file);
+  if (manifest && manifest.counts.documents > 0 && docs.indexedCount() === 0 && docs.pendingCount() === 0) {
+    docs.close();
+    throw new IndexError(`${file} holds no documents but ${MANIFEST_FILE} records ${manifest.counts.documents}: the document store was emptied or replaced; ${REBUILD(dir)}.`);
+  }
+  return docs;
+}
+
+const MANIFEST_COPY = 'manifest';
+
+/**
+ * The manifest to use: index.json when intact, else the copy docs.sqlite keeps (rewritten to index.json
+ * by a writer), else a new one for a new index. A writer stores the copy when docs.sqlite lacks it.
+ */
+function resolveManifest(dir: string, read: ManifestRead, docs: DocumentTable, opts: OpenIndexOptions, notes: string[]): IndexManifest {
+  const writable = !docs.readOnly;
+  const copyText = docs.info(MANIFEST_COPY);
+  if ('manifest' in read) {
+    if (writable && copyText === undefined) docs.setInfo(MANIFEST_COPY, sealManifest(identity(read.manifest)));
+    return read.manifest;
+  }
+  const empty = docs.indexedCount() + docs.pendingCount() === 0;
+  if (copyText !== undefined) {
+    const copy = unsealManifest(copyText, `${docs.file} (its copy of ${MANIFEST_FILE})`);
+    const manifest: IndexManifest = { ...copy, counts: { documents: docs.indexedCount(), pending: docs.pendingCount() }, updatedAt: new Date().toISOString() };
+    if (writable) writeManifest(dir, manifest);
+    notes.push(`${read.message}; ${writable ? 'rewrote it' : 'used'} the copy kept in docs.sqlite${writable ? '' : ' (the next search-r3 index run on this folder rewrites the file)'}.`);
+    return manifest;
+  }
+  if (opts.create && empty) {
+    const manifest = newManifest(dir, opts);
+    writeManifest(dir, manifest);
+    docs.setInfo(MANIFEST_COPY, sealManifest(identity(manifest)));
+    return manifest;
+  }
+  if (!writable || empty) throw new IndexError(`${read.message}; ${read.problem === 'missing' ? 'this is not a search-r3 index' : 'the index cannot be used'} (build one with 'search-r3 index').`);
+  throw new IndexError(`${read.message}, and ${docs.file} keeps no copy of it (an index from an older search-r3), so the model of its vectors is unknown; build a new index in another folder.`);
+}
+
+/**
+ * The manifest of the index in `dir` without opening the index (to find its model): index.json, or the
+ * copy docs.sqlite keeps when index.json is missing or damaged. Reads only.
+ */
+export function readIndexManifest(dir: string): IndexManifest {
+  const read = tryReadManifest(dir);
+  if ('manifest' in read) return read.manifest;
+  const file = path.join(dir, DOCS_FILE);
+  if (existsSync(file) && statSync(file).isFile() && statSync(file).size > 0) {
+    const docs = DocumentTable.openReadOnly(file);
+    try {
+      const copy = docs.info(MANIFEST_COPY);
+      if (copy !== undefined) return unsealManifest(copy, `${file} (its copy of ${MANIFEST_FILE})`);
+    } finally {
+      docs.close();
+    }
+  }
+  throw new IndexError(read.problem === 'missing' ? `${read.message}; this is not a search-r3 index (build one with 'search-r3 index').` : `${read.message}.`);
+}
+
+/** The manifest's fixed part: what docs.sqlite keeps a copy of (counts are read from the table itself). */
+function identity(m: IndexManifest): IndexManifest {
+  return { ...m, counts: { documents: 0, pending: 0 }, updatedAt: m.createdAt };
+}
+
+function newManifest(dir: string, opts: OpenIndexOptions): IndexManifest {
+  const backend = opts.backend;
+  if (!backend) throw new IndexError('creating an index needs a model (backend) to fix its dimension and prompts.');
+  const create = opts.create ?? {};
+  const now = new Date().toISOString();
+  const store = create.store ?? 'local';
+  return {
+    format: FORMAT, version: FORMAT_VERSION,
+    model: { id: backend.modelId, source: backendSource(backend) },
+    templates: { ...backend.templates }, maxLength: backend.maxLength, dimension: backend.dimension,
+    dtype: create.dtype ?? 'f32', metric: 'cos', documentText: 'title-newline-text',
+    store, ...(store === 'lancedb' ? { storeUri: create.storeUri ?? path.join(dir, 'vectors.lance') } : {}),
+    hnsw: { ...DEFAULT_HNSW, ...create.hnsw },
+    counts: { documents: 0, pending: 0 }, createdAt: now, updatedAt: now,
+  };
 }
 
 async function openStore(dir: string, m: IndexManifest, threads?: number): Promise<VectorStore> {

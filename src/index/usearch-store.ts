@@ -1,11 +1,15 @@
 /**
- * VectorStore on a usearch HNSW graph in vectors.usearch (saved via a temporary file and a rename, so a
- * kill leaves the previous complete file). The generation of each save is kept in a small JSON file
- * written after the rename; a file whose generation does not match is rebuilt by the caller.
+ * VectorStore on a usearch HNSW graph in vectors.usearch, saved via a temporary file and a rename, so a
+ * kill leaves the previous complete file. After each save, vectors.generation.json records which
+ * docs.sqlite generation the file reflects, its size and its SHA-256. usearch trusts the bytes it
+ * loads (a damaged file aborts the process in native code), so a file is hashed before usearch sees
+ * it and loaded only when it matches; otherwise the caller rebuilds the graph from docs.sqlite.
  */
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync } from 'node:fs';
 import path from 'node:path';
 import usearch from 'usearch';
+import { tempPathFor, writeFileAtomicallySync } from '../model/atomic-file.js';
 import type { HnswParams, VectorDtype } from './manifest.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 
@@ -13,7 +17,7 @@ const { Index, MetricKind, ScalarKind, exactSearch } = usearch;
 type UIndex = InstanceType<typeof Index>;
 
 export const VECTORS_FILE = 'vectors.usearch';
-const GENERATION_FILE = 'vectors.generation.json';
+export const GENERATION_FILE = 'vectors.generation.json';
 
 const SCALAR: Record<VectorDtype, (typeof ScalarKind)[keyof typeof ScalarKind]> = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 };
 
@@ -25,16 +29,41 @@ export interface UsearchStoreOptions {
   threads?: number;
 }
 
+/** What vectors.generation.json says of vectors.usearch. */
+interface CommitRecord { generation: number; bytes: number; sha256: string }
+
+type Loaded = { generation: number; index: UIndex } | { problem: string };
+
+/** SHA-256 and size of an open file, read in blocks (the file may be larger than memory allows twice). */
+function hashFile(fd: number): { sha256: string; bytes: number } {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 22);
+  let bytes = 0;
+  for (;;) {
+    const n = readSync(fd, buf, 0, buf.length, bytes);
+    if (n === 0) break;
+    h.update(buf.subarray(0, n));
+    bytes += n;
+  }
+  return { sha256: h.digest('hex'), bytes };
+}
+
 export class UsearchStore implements VectorStore {
   readonly kind = 'local' as const;
   private index: UIndex;
+  /** The docs.sqlite generation the graph in memory reflects (0: none, e.g. after clear()). */
+  private loaded = 0;
+  /** Why vectors.usearch was not loaded at open (missing, damaged, without checksum), or undefined. */
+  readonly problem?: string;
 
   constructor(private readonly dir: string, private readonly opts: UsearchStoreOptions) {
     this.index = this.fresh();
-    const file = path.join(dir, VECTORS_FILE);
-    if (existsSync(file)) {
-      try { this.index.load(file); } catch { this.index = this.fresh(); rmSync(path.join(dir, GENERATION_FILE), { force: true }); }
-    }
+    const vectors = path.join(dir, VECTORS_FILE);
+    if (!existsSync(vectors) && !existsSync(path.join(dir, GENERATION_FILE))) return; // a new index
+    const r = this.readCommitted();
+    if ('problem' in r) { this.problem = r.problem; return; }
+    this.index = r.index;
+    this.loaded = r.generation;
   }
 
   private fresh(): UIndex {
@@ -45,16 +74,60 @@ export class UsearchStore implements VectorStore {
     });
   }
 
+  private readRecord(): CommitRecord | { problem: string } {
+    const file = path.join(this.dir, GENERATION_FILE);
+    if (!existsSync(file)) return { problem: `${file} is missing` };
+    let r: Partial<CommitRecord>;
+    try { r = JSON.parse(readFileSync(file, 'utf8')) as Partial<CommitRecord>; } catch { return { problem: `${file} is damaged (not valid JSON)` }; }
+    if (!Number.isInteger(r.generation) || (r.generation as number) < 0) return { problem: `${file} is damaged (no generation)` };
+    if (typeof r.sha256 !== 'string' || !Number.isInteger(r.bytes)) return { problem: `${path.join(this.dir, VECTORS_FILE)} has no checksum (it was written by an older search-r3)` };
+    return r as CommitRecord;
+  }
+
+  /** Loads the committed graph if vectors.usearch is exactly the file its record describes. */
+  private readCommitted(): Loaded {
+    const file = path.join(this.dir, VECTORS_FILE);
+    const record = this.readRecord();
+    if ('problem' in record) return record;
+    // A writer replaces the file by rename, never in place: the bytes hashed here are the bytes loaded
+    // as long as the path still names the same inode afterwards. If it was replaced meanwhile, read again.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let fd: number;
+      try { fd = openSync(file, 'r'); } catch { return { problem: `${file} is missing` }; }
+      try {
+        const before = fstatSync(fd);
+        const { sha256, bytes } = hashFile(fd);
+        if (bytes !== record.bytes || sha256 !== record.sha256) {
+          const now = this.readRecord();
+          if (!('problem' in now) && now.sha256 !== record.sha256) return this.readCommitted(); // committed meanwhile
+          return { problem: `${file} is damaged (its ${bytes} bytes do not match the checksum recorded in ${GENERATION_FILE})` };
+        }
+        const index = this.fresh();
+        index.load(file);
+        const after = statSync(file);
+        if (after.ino === before.ino && after.mtimeMs === before.mtimeMs && after.size === before.size) return { generation: record.generation, index };
+      } catch (e) {
+        return { problem: `${file} cannot be loaded (${(e as Error).message})` };
+      } finally {
+        closeSync(fd);
+      }
+    }
+    return { problem: `${file} kept changing while it was read; another process is writing it` };
+  }
+
   async add(rows: readonly VectorRow[]): Promise<void> {
     if (rows.length === 0) return;
     const d = this.opts.dimension;
     const flat = new Float32Array(rows.length * d);
     rows.forEach((r, i) => flat.set(r.vector, i * d));
     this.index.add(BigUint64Array.from(rows, (r) => BigInt(r.key)), flat, this.opts.threads ?? 0);
+    this.loaded = 0;
   }
 
   async remove(keys: readonly number[]): Promise<void> {
-    if (keys.length > 0) this.index.remove(BigUint64Array.from(keys, (k) => BigInt(k)));
+    if (keys.length === 0) return;
+    this.index.remove(BigUint64Array.from(keys, (k) => BigInt(k)));
+    this.loaded = 0;
   }
 
   async search(vector: Float32Array, k: number): Promise<VectorHit[]> {
@@ -72,28 +145,34 @@ export class UsearchStore implements VectorStore {
 
   async commit(generation: number): Promise<void> {
     const file = path.join(this.dir, VECTORS_FILE);
-    const tmp = path.join(this.dir, `.${VECTORS_FILE}.${process.pid}.tmp`);
+    const tmp = tempPathFor(file);
     this.index.save(tmp);
+    const fd = openSync(tmp, 'r');
+    let record: CommitRecord;
+    try { record = { generation, ...hashFile(fd) }; } finally { closeSync(fd); }
     renameSync(tmp, file);
-    const gtmp = path.join(this.dir, `.${GENERATION_FILE}.${process.pid}.tmp`);
-    writeFileSync(gtmp, JSON.stringify({ generation }) + '\n');
-    renameSync(gtmp, path.join(this.dir, GENERATION_FILE));
+    writeFileAtomicallySync(path.join(this.dir, GENERATION_FILE), JSON.stringify(record) + '\n');
+    this.loaded = generation;
   }
 
-  async committedGeneration(): Promise<number> {
-    const file = path.join(this.dir, GENERATION_FILE);
-    if (!existsSync(file) || !existsSync(path.join(this.dir, VECTORS_FILE))) return 0;
-    try { return Number((JSON.parse(readFileSync(file, 'utf8')) as { generation: number }).generation) || 0; } catch { return 0; }
+  async generation(): Promise<number> { return this.loaded; }
+
+  async clear(): Promise<void> {
+    this.index = this.fresh();
+    this.loaded = 0;
   }
 
-  async clear(): Promise<void> { this.index = this.fresh(); }
-
-  /** Re-reads vectors.usearch (written by another process); keeps the current graph if the file cannot be read. */
-  async reload(): Promise<void> {
-    const next = this.fresh();
-    next.load(path.join(this.dir, VECTORS_FILE));
-    this.index = next;
+  /** Loads what another process committed, if that is `generation` and the file is intact; else keeps the current graph. */
+  async reload(generation: number): Promise<boolean> {
+    const record = this.readRecord();
+    if ('problem' in record || record.generation !== generation) return false;
+    const r = this.readCommitted();
+    if ('problem' in r || r.generation !== generation) return false;
+    this.index = r.index;
+    this.loaded = r.generation;
+    return true;
   }
+
   async size(): Promise<number> { return this.index.size(); }
   async close(): Promise<void> { /* the native index is freed with the object */ }
 }

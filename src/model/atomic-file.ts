@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** A temporary name beside `file`, so that the final rename stays on one file system (atomic). */
@@ -26,4 +26,16 @@ export async function writeFileAtomically(file: string, write: (tempPath: string
 /** Writes a whole text file atomically. */
 export async function writeTextFileAtomically(file: string, text: string): Promise<void> {
   await writeFileAtomically(file, (tmp) => fsp.writeFile(tmp, text, 'utf8'));
+}
+
+/** The synchronous twin of writeTextFileAtomically, for small files written between synchronous steps. */
+export function writeFileAtomicallySync(file: string, data: string | Uint8Array): void {
+  const tmp = tempPathFor(file);
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }

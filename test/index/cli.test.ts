@@ -36,10 +36,11 @@ test('search-r3 index / search / index --delete from the command line', async ()
 
     r = await cli('search', '--index', out, '-k', '3', '--json', docs[4].title + '\n' + docs[4].text);
     assert.equal(r.code, 0, r.stderr);
-    const res = JSON.parse(r.stdout) as { hits: { id: string; score: number; metadata: unknown }[] };
-    assert.equal(res.hits.length, 3);
-    assert.equal(res.hits[0].id, docs[4].id);
-    assert.deepEqual(res.hits[0].metadata, { source: 'test' });
+    const res = JSON.parse(r.stdout) as { data: { rank: number; id: string; score: number; metadata: unknown }[] };
+    assert.equal(res.data.length, 3);
+    assert.equal(res.data[0].id, docs[4].id);
+    assert.equal(res.data[0].rank, 1);
+    assert.deepEqual(res.data[0].metadata, { source: 'test' });
 
     r = await cli('search', '--index', out, '--reasoning', 'on', '--max-reasoning', '4', '--hybrid', 'gene therapy');
     assert.equal(r.code, 0, r.stderr);
@@ -73,7 +74,7 @@ test('a folder of Markdown/text files indexes by relative path; bad input names 
     let r = await cli('index', '--model', model, '--input', docsDir, '--out', path.join(dir, 'idx'));
     assert.equal(r.code, 0, r.stderr);
     r = await cli('search', '--index', path.join(dir, 'idx'), '--json', 'alpha');
-    const ids = (JSON.parse(r.stdout) as { hits: { id: string; title: string }[] }).hits.map((h) => `${h.id}:${h.title}`).sort();
+    const ids = (JSON.parse(r.stdout) as { data: { id: string; title: string }[] }).data.map((h) => `${h.id}:${h.title}`).sort();
     assert.deepEqual(ids, ['a.md:Alpha heading', 'sub/b.txt:b']);
 
     const bad = path.join(dir, 'bad.jsonl');
@@ -109,10 +110,10 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
     assert.match(r.stdout, /12 documents indexed/);
     r = await cli('search', '--index', out, '--remote', s2.url, '--api-key', 'k', '--json', '-k', '2', docs[3].title + '\n' + docs[3].text);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal((JSON.parse(r.stdout) as { hits: { id: string }[] }).hits[0].id, docs[3].id);
+    assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
     // the same index searched in-process with the model folder (the model ids agree)
     r = await cli('search', '--index', out, '--model', model, '--json', '-k', '1', docs[3].title + '\n' + docs[3].text);
-    assert.equal((JSON.parse(r.stdout) as { hits: { id: string }[] }).hits[0].id, docs[3].id);
+    assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
     // /health needs no key, so the missing key shows at the first embedding request
     writeFileSync(input, [...docs, { id: 'extra', title: '', text: 'one more' }].map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
     r = await cli('index', '--remote', s1.url, '--input', input, '--out', out);

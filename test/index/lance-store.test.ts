@@ -32,12 +32,12 @@ test('LanceStore on a local path: add, cosine search, delete, generation, reopen
     await store.remove([10, 11]);
     assert.equal(await store.size(), 48);
     assert.ok(!(await store.search(rows[9].vector, 5)).some((h) => h.key === 10 || h.key === 11));
-    assert.equal(await store.committedGeneration(), 0);
+    assert.equal(await store.generation(), 0);
     await store.commit(3);
     await store.commit(4);
     await store.close();
     store = await LanceStore.open(uri, 16);
-    assert.equal(await store.committedGeneration(), 4);
+    assert.equal(await store.generation(), 4);
     assert.equal(await store.size(), 48);
     await store.clear();
     assert.equal(await store.size(), 0);

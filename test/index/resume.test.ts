@@ -84,10 +84,10 @@ test('a vector store that lags docs.sqlite (kill between the two commits) is reb
     const want = (await index.search('gene', { k: 12 })).hits.map((h) => h.id);
     // simulate the crash window: docs.sqlite moves on (a delete), the HNSW file is not rewritten
     const { generation } = index.docs.delete(['d001']);
-    assert.notEqual(await index.store.committedGeneration(), generation);
+    assert.notEqual(await index.store.generation(), generation);
     await index.close();
-    index = await SearchIndex.open(indexDir, { backend });
-    assert.equal(await index.store.committedGeneration(), index.docs.generation());
+    index = await SearchIndex.open(indexDir, { backend, writable: true });
+    assert.equal(await index.store.generation(), index.docs.generation());
     assert.equal(await index.store.size(), 11);
     assert.deepEqual((await index.search('gene', { k: 12 })).hits.map((h) => h.id), want.filter((id) => id !== 'd001'));
     await index.close();
@@ -103,7 +103,7 @@ test('one writer at a time: a second writer is refused while the first runs, and
     // the child pauses 10 s after its first chunk; the parent tries to write meanwhile, then kills it
     const p = spawn(process.execPath, [child, '--child', modelDir, indexDir, '12', '4', '10000'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => p.stdout.on('data', (d: Buffer) => { if (d.toString().includes('chunk 1')) resolve(); }));
-    const second = await SearchIndex.open(indexDir, { backend });
+    const second = await SearchIndex.open(indexDir, { backend, writable: true });
     await assert.rejects(second.addDocuments(corpus(2)), (e: unknown) => e instanceof IndexError && new RegExp(`another process \\(pid ${p.pid}\\) is writing`).test(e.message));
     await assert.rejects(second.deleteDocuments(['d000']), IndexError);
     assert.equal(second.stats().documents, 4, 'reading is fine meanwhile');

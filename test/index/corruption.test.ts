@@ -1,0 +1,130 @@
+/**
+ * The index corruption suite: each file of an index (manifest, document store, HNSW graph and its
+ * checksum record) missing, empty, cut in half, overwritten with random bytes of the same size, or with
+ * bits flipped. For each, `search` (a read) must not abort, must leave every file as it was, and must
+ * either rank exactly as the intact index does (rebuilding what it can in memory, and saying what it
+ * rebuilt) or fail with one sentence naming the damaged file. `index` on the damaged folder (a write)
+ * must repair what docs.sqlite allows, after which searches rank as before and say nothing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cpSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from '../helpers/repo.js';
+import { DAMAGE_KINDS, type DamageKind, damage, snapshot } from '../helpers/damage.js';
+import { corpus, tempDir, tinyModelDir } from './fixtures.js';
+
+const main = path.join(repoRoot, 'dist/src/cli/main.js');
+
+interface Run { code: number | null; signal: string | null; stdout: string; stderr: string }
+
+function cli(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [main, ...args], { env: { ...process.env, SEARCH_R3_THREADS: '1' } }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: number; signal?: string }) | null;
+      resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
+    });
+  });
+}
+
+interface Hit { id: string; score: number; title: string; text: string }
+
+function hitsOf(r: Run): Hit[] {
+  return (JSON.parse(r.stdout) as { data: Hit[] }).data.map(({ id, score, title, text }) => ({ id, score, title, text }));
+}
+
+/** Same documents in the same order with the same texts; scores equal up to float rounding (a re-encoded batch). */
+function assertSameRanking(got: Hit[], want: Hit[], what: string): void {
+  assert.deepEqual(got.map((h) => [h.id, h.title, h.text]), want.map((h) => [h.id, h.title, h.text]), what);
+  got.forEach((h, i) => assert.ok(Math.abs(h.score - want[i].score) < 1e-5, `${what}: score of ${h.id}`));
+}
+
+function assertNoAbort(r: Run, what: string): void {
+  assert.equal(r.signal, null, `${what}: killed by ${r.signal}`);
+  assert.ok(r.code === 0 || r.code === 2, `${what}: exit code ${r.code}\n${r.stderr}`);
+}
+
+/** A failure is one line, `search-r3: ...`, naming the damaged file. */
+function assertOneSentence(r: Run, file: string, what: string): void {
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `${what}: one line expected:\n${r.stderr}`);
+  assert.match(lines[0], /^search-r3: /, what);
+  assert.ok(lines[0].includes(file), `${what}: the message names ${file}: ${lines[0]}`);
+}
+
+const FILES = ['index.json', 'docs.sqlite', 'vectors.usearch', 'vectors.generation.json'];
+
+/** Damage each file of the index can take and still rank as before: the others are rebuilt from docs.sqlite. */
+const REBUILT_BY_READER = new Set(['index.json', 'vectors.usearch', 'vectors.generation.json']);
+
+async function pool<T>(items: readonly T[], width: number, f: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => { while (next < items.length) await f(items[next++]); }));
+}
+
+test('a damaged index never aborts a process, a read never writes, and what docs.sqlite allows is rebuilt', async () => {
+  const { dir, cleanup } = tempDir('corrupt');
+  try {
+    const model = await tinyModelDir(dir);
+    const docs = corpus(40);
+    const input = path.join(dir, 'docs.jsonl');
+    writeFileSync(input, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    const intact = path.join(dir, 'intact');
+    const built = await cli('index', '--model', model, '--input', input, '--out', intact, '--commit-every', '16');
+    assert.equal(built.code, 0, built.stderr);
+    const query = ['--json', '-k', '8', '--hybrid', `${docs[5].title} ${docs[5].text}`];
+    const want = hitsOf(await cli('search', '--index', intact, ...query));
+    assert.equal(want.length, 8);
+
+    const cases: { file: string; kind: DamageKind; seed: number }[] = [];
+    for (const file of FILES) for (const kind of DAMAGE_KINDS) cases.push({ file, kind, seed: 1 });
+    // bit flips in the document store land in texts, vectors, row structure or free space: try several
+    for (const seed of [2, 3, 4, 5]) cases.push({ file: 'docs.sqlite', kind: 'bitflip', seed });
+
+    const outcomes: string[] = [];
+    await pool(cases, 2, async ({ file, kind, seed }) => {
+      const what = `${file} ${kind}${kind === 'bitflip' ? ` (seed ${seed})` : ''}`;
+      const idx = path.join(dir, `case-${file}-${kind}-${seed}`);
+      cpSync(intact, idx, { recursive: true });
+      damage(path.join(idx, file), kind, seed);
+      const before = snapshot(idx);
+
+      const read = await cli('search', '--index', idx, ...query);
+      assertNoAbort(read, `search, ${what}`);
+      assert.deepEqual(snapshot(idx), before, `search, ${what}: no file of the index is created, changed or removed`);
+      if (read.code === 0) {
+        assertSameRanking(hitsOf(read), want, `search, ${what}`);
+        if (REBUILT_BY_READER.has(file)) assertOneSentence(read, file, `search, ${what}: says what it rebuilt`);
+        else assert.equal(read.stderr, '', `search, ${what}`);
+      } else {
+        assert.ok(!REBUILT_BY_READER.has(file), `search, ${what}: should have been rebuilt in memory: ${read.stderr}`);
+        assertOneSentence(read, file, `search, ${what}`);
+      }
+
+      const write = await cli('index', '--input', input, '--out', idx);
+      assertNoAbort(write, `index, ${what}`);
+      if (write.code !== 0) {
+        // only a damaged document store cannot be repaired by a write (it is the source of truth)
+        assert.equal(file, 'docs.sqlite', `index, ${what}: ${write.stderr}`);
+        assert.ok(kind === 'random' || kind === 'truncated' || kind === 'bitflip', `index, ${what}: ${write.stderr}`);
+        assertOneSentence(write, file, `index, ${what}`);
+        outcomes.push(`${what}: refused`);
+        return;
+      }
+      const after = await cli('search', '--index', idx, ...query);
+      assert.equal(after.code, 0, `search after index, ${what}: ${after.stderr}`);
+      if (after.stderr !== '') {
+        // a bit flip the write did not touch (a document of the index it had no reason to read) still shows
+        assert.equal(kind, 'bitflip', `search after index, ${what}: ${after.stderr}`);
+        assertOneSentence(after, file, `search after index, ${what}`);
+      } else {
+        assertSameRanking(hitsOf(after), want, `search after index, ${what}`);
+      }
+      outcomes.push(`${what}: ${read.code === 0 ? 'read ok' : 'read refused'}, repaired`);
+    });
+    assert.equal(outcomes.length, cases.length);
+    // the cases reach every path: reads that rebuild, reads that refuse, writes that repair and that refuse
+    for (const o of ['read ok, repaired', 'read refused, repaired', ': refused']) assert.ok(outcomes.some((x) => x.endsWith(o)), o);
+  } finally { cleanup(); }
+});

@@ -1,0 +1,118 @@
+/**
+ * Reading an index never writes to it; what is missing is said in one sentence; a damaged HNSW file never
+ * reaches usearch (which trusts its bytes and aborts the process on garbage).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { SearchIndex } from '../../src/index/search-index.js';
+import { IndexError } from '../../src/index/index-error.js';
+import { documentText } from '../../src/index/document-source.js';
+import { runCli } from '../helpers/cli.js';
+import { snapshot } from '../helpers/damage.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+
+test('search on an index whose docs.sqlite is missing or empty says so and leaves every file as it was', async () => {
+  const { dir, cleanup } = tempDir('ro');
+  try {
+    const model = await tinyModelDir(dir);
+    const idx = path.join(dir, 'idx');
+    const input = path.join(dir, 'docs.jsonl');
+    writeFileSync(input, corpus(12).map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    assert.equal(runCli(['index', '--model', model, '--input', input, '--out', idx]).status, 0);
+    const manifest = readFileSync(path.join(idx, 'index.json'), 'utf8');
+    for (const state of ['missing', 'empty']) {
+      if (state === 'missing') rmSync(path.join(idx, 'docs.sqlite')); else writeFileSync(path.join(idx, 'docs.sqlite'), '');
+      const before = snapshot(idx);
+      const r = runCli(['search', '--index', idx, 'protein']);
+      assert.equal(r.status, 2, r.stdout);
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+      assert.match(r.stderr, new RegExp(`docs\\.sqlite is ${state}: the index has lost its documents; rebuild it with 'search-r3 index --input <your documents> --out `));
+      assert.deepEqual(snapshot(idx), before, 'nothing created, emptied or rewritten');
+      assert.equal(readFileSync(path.join(idx, 'index.json'), 'utf8'), manifest, 'index.json still counts 12 documents');
+    }
+    // a write rebuilds it: every document is encoded again
+    const w = runCli(['index', '--input', input, '--out', idx]);
+    assert.equal(w.status, 0, w.stderr);
+    assert.match(w.stderr, /docs\.sqlite was empty; the index is rebuilt/);
+    assert.match(w.stdout, /12 documents indexed \(12 encoded now, 0 unchanged\)/);
+  } finally { cleanup(); }
+});
+
+test('a read-only open creates nothing, not even SQLite journal files, and refuses writes', async () => {
+  const { dir, cleanup } = tempDir('ro2');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const idx = path.join(dir, 'idx');
+    const writer = await SearchIndex.open(idx, { backend, create: {} });
+    await writer.addDocuments(corpus(10));
+    await writer.close();
+    const before = snapshot(idx);
+    const reader = await SearchIndex.open(idx, { backend });
+    assert.equal(reader.readOnly, true);
+    assert.equal((await reader.search('gene', { k: 3, hybrid: true })).hits.length, 3);
+    await assert.rejects(reader.addDocuments(corpus(2)), (e: unknown) => e instanceof IndexError && /opened read-only/.test(e.message));
+    await assert.rejects(reader.deleteDocuments(['d000']), IndexError);
+    await reader.close();
+    assert.deepEqual(snapshot(idx), before);
+  } finally { cleanup(); }
+});
+
+test('a damaged vectors.usearch is not loaded: the HNSW graph rebuilt from docs.sqlite ranks as the intact one', async () => {
+  const { dir, cleanup } = tempDir('hnsw');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const idx = path.join(dir, 'idx');
+    const docs = corpus(60);
+    const writer = await SearchIndex.open(idx, { backend, create: {} });
+    await writer.addDocuments(docs, { documentsPerCommit: 16 });
+    const probes = await backend.embedDocuments([0, 17, 42].map((i) => documentText(docs[i])));
+    const want = await Promise.all(probes.map((v) => writer.searchVector(v, { k: 10, exact: false })));
+    await writer.close();
+    const file = path.join(idx, 'vectors.usearch');
+    // the file usearch itself would take: right size, random content (std::bad_alloc, exit 134, before checksums)
+    writeFileSync(file, randomBytes(statSync(file).size));
+    const before = snapshot(idx);
+    const reader = await SearchIndex.open(idx, { backend });
+    assert.equal(reader.notes.length, 1);
+    assert.match(reader.notes[0], /vectors\.usearch is damaged .* rebuilt in memory from docs\.sqlite/);
+    for (let i = 0; i < probes.length; i++) {
+      const got = await reader.searchVector(probes[i], { k: 10, exact: false });
+      assert.deepEqual(got.map((h) => h.id), want[i].map((h) => h.id));
+    }
+    await reader.close();
+    assert.deepEqual(snapshot(idx), before, 'the reader rebuilt in memory only');
+    // a writer rewrites the file; the next reader loads it without a note
+    const repair = await SearchIndex.open(idx, { backend, writable: true });
+    assert.match(repair.notes[0], /rebuilding it from docs\.sqlite/);
+    await repair.close();
+    const again = await SearchIndex.open(idx, { backend });
+    assert.deepEqual(again.notes, []);
+    assert.deepEqual((await again.searchVector(probes[1], { k: 10, exact: false })).map((h) => h.id), want[1].map((h) => h.id));
+    await again.close();
+  } finally { cleanup(); }
+});
+
+test('a lost index.json is recovered from the copy in docs.sqlite; an index without that copy is refused by name', async () => {
+  const { dir, cleanup } = tempDir('man');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const idx = path.join(dir, 'idx');
+    const w = await SearchIndex.open(idx, { backend, create: {} });
+    await w.addDocuments(corpus(8));
+    await w.close();
+    const text = readFileSync(path.join(idx, 'index.json'), 'utf8');
+    // a flipped digit still parses as JSON: the checksum tells
+    writeFileSync(path.join(idx, 'index.json'), text.replace('"dimension": 32', '"dimension": 33'));
+    const r = await SearchIndex.open(idx, { backend });
+    assert.match(r.notes[0], /index\.json is damaged: its content does not match its checksum; used the copy kept in docs\.sqlite/);
+    assert.equal(r.dimension, 32);
+    assert.equal(r.info.counts.documents, 8);
+    await r.close();
+    const repaired = await SearchIndex.open(idx, { backend, writable: true });
+    await repaired.close();
+    assert.deepEqual(JSON.parse(readFileSync(path.join(idx, 'index.json'), 'utf8')).dimension, 32);
+  } finally { cleanup(); }
+});
