@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { UserError, type Command } from './command.js';
@@ -6,39 +7,48 @@ import { ProgressReporter } from './index-progress.js';
 import { readDocuments } from '../index/document-source.js';
 import { LocalBackend, type EmbeddingBackend } from '../index/embedding-backend.js';
 import { asUserErrors } from './index-user-errors.js';
-import type { VectorDtype } from '../index/manifest.js';
-import { SearchIndex } from '../index/search-index.js';
+import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../index/manifest.js';
+import { DOCS_FILE } from '../index/document-table.js';
+import { SearchIndex, readIndexManifest } from '../index/search-index.js';
 import { RemoteEmbedder } from '../serve/remote-embedder.js';
 
 const HELP = `search-r3 index — build or update a search index
 
 usage: search-r3 index --model <dir> --input <path> --out <index-dir> [options]
        search-r3 index --remote <url,url,...> --input <path> --out <index-dir> [options]
+       search-r3 index --input <path> --out <existing-index-dir> [options]     (the index's own model)
        search-r3 index --out <index-dir> --delete <id,id,...>
 
 Encodes documents with the Search-R3 model (document prompt, no reasoning) in length-sorted
 chunks and stores texts, metadata and vectors in <index-dir>:
-  index.json        manifest: model identity, prompt templates, dimension, dtype, counts
-  docs.sqlite       documents, their exact f32 vectors and status (pending/indexed)
-  vectors.usearch   HNSW graph (or a LanceDB table with --store lancedb)
+  index.json        manifest: model identity, prompt templates, dimension, dtype, counts, checksum
+  docs.sqlite       documents, their exact f32 vectors and status (pending/indexed), row checksums
+  vectors.usearch   HNSW graph (or a LanceDB table with --store lancedb), checksummed
 
 Running it again on the same --out adds new documents, re-encodes changed ones and skips unchanged
-ones; a killed run continues where it stopped (at most one chunk is lost). An index built with one
-model (or prompt set) refuses vectors from another.
+ones; a killed run continues where it stopped (at most --commit-every documents are encoded again).
+Documents of the index that are no longer in --input are reported, and deleted with --prune. An index
+built with one model (or prompt set) refuses vectors from another; without --model or --remote, the
+model the index was built with is used. A damaged vectors.usearch or index.json is rebuilt from
+docs.sqlite; a missing docs.sqlite means every document is encoded again.
 
 options:
-  --model <dir>          model folder (config.json, tokenizer.json, *.safetensors)
+  --model <dir>          model folder (config.json, tokenizer.json, *.safetensors); default for an
+                         existing index: the model it was built with
   --remote <urls>        encode on OpenAI-compatible search-r3 servers instead (comma-separated base
                          URLs, e.g. http://10.0.0.5:8080); requests are spread round-robin with retries
   --api-key <key>        bearer token for --remote (default: $SEARCH_R3_API_KEY)
   --input <path>         BEIR folder (corpus.jsonl), JSON-lines file (_id|id, title, text, metadata),
-                         or a folder of .txt/.md files
+                         or a folder of .txt/.md files (links leading outside it, binary and non-UTF-8
+                         files are skipped and counted)
   --out <dir>            index folder (created if missing)
   --dtype f32|f16|i8     HNSW vector storage (default f32; fixed when the index is created)
   --store local|lancedb  vector store (default local = usearch HNSW)
   --store-uri <uri>      LanceDB location (local path or s3://...), default <out>/vectors.lance
-  --chunk-size <n>       documents per committed chunk (default 256)
-  --max-length <n>       longest prompt in tokens (default: the model's context, at most 8192)
+  --commit-every <n>     documents per commit: encoded, then written durably together (default 256);
+                         a kill loses at most this many documents' work
+  --max-length <n>       longest prompt in tokens (default: the model's context, at most 8192; a value
+                         above the context is lowered to it); longer documents are cut and counted
   --batch-tokens <n>     tokens per forward batch, padding included (default 4096)
   --prune                delete indexed documents that are not in --input
   --delete <ids>         delete these document ids (comma-separated) and exit
@@ -55,7 +65,8 @@ export const indexCommand: Command = {
         model: { type: 'string' }, remote: { type: 'string' }, 'api-key': { type: 'string' },
         input: { type: 'string' }, out: { type: 'string' },
         dtype: { type: 'string' }, store: { type: 'string' }, 'store-uri': { type: 'string' },
-        'chunk-size': { type: 'string' }, 'max-length': { type: 'string' }, 'batch-tokens': { type: 'string' },
+        'commit-every': { type: 'string' }, 'chunk-size': { type: 'string' },
+        'max-length': { type: 'string' }, 'batch-tokens': { type: 'string' },
         prune: { type: 'boolean' }, delete: { type: 'string' },
       },
     });
@@ -68,26 +79,39 @@ export const indexCommand: Command = {
       const store = values.store ?? 'local';
       if (store !== 'local' && store !== 'lancedb') throw new UserError(`--store must be local or lancedb (got '${store}').`);
       if (!values.input) throw new UserError('--input <path> is required (see search-r3 index --help).');
-      if (!values.model === !values.remote) throw new UserError('give exactly one of --model <dir> or --remote <urls>.');
-      const backend: EmbeddingBackend = values.model
-        ? await LocalBackend.fromModelDir(values.model, { maxLength: positiveInt(values['max-length'], 'max-length'), batchTokens: positiveInt(values['batch-tokens'], 'batch-tokens') })
-        : await RemoteEmbedder.connect(values.remote!.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY });
-      const docs = await readDocuments(values.input);
+      if (values.model && values.remote) throw new UserError('give one of --model <dir> or --remote <urls>, not both.');
+      if (values['chunk-size'] !== undefined) {
+        process.stderr.write('search-r3: --chunk-size is now called --commit-every (documents per commit); the old name still works.\n');
+      }
+      const perCommit = positiveInt(values['commit-every'] ?? values['chunk-size'], values['commit-every'] !== undefined ? 'commit-every' : 'chunk-size');
+      const maxLength = positiveInt(values['max-length'], 'max-length');
+      const backend = await openBackend(out, values, maxLength);
+      if (maxLength !== undefined && maxLength > backend.maxLength) {
+        process.stderr.write(`search-r3: --max-length ${maxLength} is above the model's context; texts are cut at ${backend.maxLength} tokens.\n`);
+      }
+      const skipped = new Map<string, number>();
+      const docs = await readDocuments(values.input, { onSkip: (_file, why) => skipped.set(why, (skipped.get(why) ?? 0) + 1) });
       const index = await SearchIndex.open(out, {
         backend, create: { dtype: dtype as VectorDtype, store, ...(values['store-uri'] ? { storeUri: values['store-uri'] } : {}) },
       });
       try {
+        for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
         const before = index.stats();
         if (before.pending > 0) process.stderr.write(`resuming: ${before.pending} documents left pending by an earlier run\n`);
         const progress = new ProgressReporter('encoding');
-        const r = await index.addDocuments(docs, { chunkSize: positiveInt(values['chunk-size'], 'chunk-size'), onProgress: (p) => progress.update(p.done, p.total) });
-        let pruned = 0;
-        if (values.prune) {
-          const keep = new Set(docs.map((d) => d.id));
-          pruned = (await index.deleteDocuments(index.documentIds().filter((id) => !keep.has(id)))).length;
-        }
+        const r = await index.addDocuments(docs, { documentsPerCommit: perCommit, onProgress: (p) => progress.update(p.done, p.total) });
+        const keep = new Set(docs.map((d) => d.id));
+        const gone = index.documentIds().filter((id) => !keep.has(id));
+        const pruned = values.prune ? (await index.deleteDocuments(gone)).length : 0;
         const s = index.stats();
-        console.log(`${path.resolve(out)}: ${s.documents} documents indexed (${r.encoded} encoded now, ${docs.length - r.staged} unchanged${values.prune ? `, ${pruned} pruned` : ''}).`);
+        console.log(`${path.resolve(out)}: ${s.documents} documents indexed (${r.encoded} encoded now, ${r.counts.unchanged} unchanged${values.prune ? `, ${pruned} pruned` : ''}).`);
+        if (r.counts.repaired > 0) console.log(`${r.counts.repaired} documents whose stored copy was damaged were encoded again from --input.`);
+        if (r.removedDamaged) console.log(`${r.removedDamaged.length} damaged documents that are not in --input were deleted (${r.removedDamaged.slice(0, 3).join(', ')}${r.removedDamaged.length > 3 ? ', ...' : ''}).`);
+        if (r.truncated) console.log(`${r.truncated} of the ${r.encoded} documents encoded now were longer than ${backend.maxLength} tokens and were cut to fit.`);
+        if (skipped.size > 0) console.log(`skipped in ${values.input}: ${[...skipped].map(([why, n]) => `${n} ${why}`).join(', ')}.`);
+        if (!values.prune && gone.length > 0) {
+          console.log(`${gone.length} documents of the index are not in --input (e.g. ${gone.slice(0, 3).join(', ')}); they stay searchable — rerun with --prune to delete them.`);
+        }
       } finally {
         await index.close();
         await backend.close?.();
@@ -97,11 +121,36 @@ export const indexCommand: Command = {
   },
 };
 
+/**
+ * The model that encodes: --model, --remote, or for an existing index the model it was built with
+ * (with the index's cut length and prompts, which must not change).
+ */
+async function openBackend(out: string, values: { model?: string; remote?: string; 'api-key'?: string; 'batch-tokens'?: string }, maxLength: number | undefined): Promise<EmbeddingBackend> {
+  const batchTokens = positiveInt(values['batch-tokens'], 'batch-tokens');
+  if (values.remote) {
+    return RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY });
+  }
+  const existing = existingManifest(out);
+  if (existing && maxLength !== undefined && maxLength !== existing.maxLength) {
+    throw new UserError(`--max-length ${maxLength} differs from the ${existing.maxLength} tokens this index cuts texts at; build a new index to change it.`);
+  }
+  const model = values.model ?? existing?.model.source;
+  if (!model) throw new UserError('give --model <dir> (or --remote <urls>): a new index needs a model.');
+  return LocalBackend.fromModelDir(model, existing ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens } : { maxLength, batchTokens });
+}
+
+/** The manifest of an index already in `out`, or undefined (none, or unreadable: opening it says why). */
+function existingManifest(out: string): IndexManifest | undefined {
+  if (!existsSync(path.join(out, MANIFEST_FILE)) && !existsSync(path.join(out, DOCS_FILE))) return undefined;
+  try { return readIndexManifest(out); } catch { return undefined; }
+}
+
 async function deleteIds(out: string, list: string): Promise<number> {
   const ids = list.split(',').map((s) => s.trim()).filter(Boolean);
   if (ids.length === 0) throw new UserError('--delete needs at least one document id.');
-  const index = await SearchIndex.open(out);
+  const index = await SearchIndex.open(out, { writable: true });
   try {
+    for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
     const deleted = await index.deleteDocuments(ids);
     const missing = ids.filter((id) => !deleted.includes(id));
     console.log(`deleted ${deleted.length} documents${missing.length > 0 ? `; not in the index: ${missing.join(', ')}` : ''}.`);

@@ -3,9 +3,10 @@
  * folder of .txt/.md files.
  * JSON lines take `_id` or `id`, `title`, `text`, and an optional `metadata` object (other fields are kept
  * as metadata too). A text file's id is its path relative to the folder; its title is a leading Markdown
- * heading or the file name.
+ * heading or the file name. In a folder, links that lead outside it and files that are not UTF-8 text
+ * (binary, or another encoding) are skipped and reported, never read as garbage documents.
  */
-import { existsSync, promises as fsp, statSync } from 'node:fs';
+import { existsSync, promises as fsp, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beirCorpusFile, streamBeirCorpus } from '../eval/beir.js';
 import { readLines } from '../eval/line-reader.js';
@@ -20,7 +21,15 @@ export interface SourceDocument {
 
 export { documentText } from '../eval/beir.js';
 
-export async function readDocuments(input: string): Promise<SourceDocument[]> {
+/** Why a file of a folder input was not read. */
+export type SkipReason = 'outside the folder' | 'binary' | 'not UTF-8';
+
+export interface ReadDocumentsOptions {
+  /** Called for each file of a folder input that is skipped, with the reason. */
+  onSkip?: (file: string, reason: SkipReason) => void;
+}
+
+export async function readDocuments(input: string, opts: ReadDocumentsOptions = {}): Promise<SourceDocument[]> {
   if (!existsSync(input)) throw new IndexError(`--input ${input}: no such file or folder.`);
   const docs: SourceDocument[] = [];
   if (statSync(input).isDirectory()) {
@@ -28,7 +37,10 @@ export async function readDocuments(input: string): Promise<SourceDocument[]> {
     if (corpus !== undefined) {
       for await (const d of streamBeirCorpus(corpus)) docs.push(d);
     } else {
-      for (const file of await listTextFiles(input)) docs.push(await readTextFile(input, file));
+      for (const file of await listTextFiles(input, opts)) {
+        const doc = await readTextFile(input, file);
+        if (typeof doc === 'string') opts.onSkip?.(file, doc); else docs.push(doc);
+      }
     }
   } else {
     for await (const d of streamJsonl(input)) docs.push(d);
@@ -58,22 +70,44 @@ async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
   }
 }
 
-async function listTextFiles(root: string): Promise<string[]> {
+const TEXT_FILE = /\.(txt|md|markdown)$/i;
+
+/**
+ * The .txt/.md files under root, in name order. Symbolic links are followed only to files inside root
+ * (a link to a folder is not walked: what it holds is indexed under its own path, if inside root).
+ */
+async function listTextFiles(root: string, opts: ReadDocumentsOptions): Promise<string[]> {
   const out: string[] = [];
+  const realRoot = realpathSync(root);
+  const inside = (p: string): boolean => p === realRoot || p.startsWith(realRoot + path.sep);
   const walk = async (dir: string): Promise<void> => {
     for (const e of (await fsp.readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       if (e.name.startsWith('.')) continue;
       const full = path.join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else if (/\.(txt|md|markdown)$/i.test(e.name)) out.push(full);
+      if (e.isDirectory()) { await walk(full); continue; }
+      if (!TEXT_FILE.test(e.name)) continue;
+      if (e.isSymbolicLink()) {
+        let target: string;
+        try { target = realpathSync(full); } catch { continue; } // a dangling link
+        if (!inside(target)) { opts.onSkip?.(full, 'outside the folder'); continue; }
+        if (!statSync(target).isFile()) continue;
+      } else if (!e.isFile()) continue;
+      out.push(full);
     }
   };
   await walk(root);
   return out;
 }
 
-async function readTextFile(root: string, file: string): Promise<SourceDocument> {
-  const raw = await fsp.readFile(file, 'utf8');
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A text file as a document, or why it is not one (NUL bytes: binary; invalid UTF-8: another encoding). */
+async function readTextFile(root: string, file: string): Promise<SourceDocument | SkipReason> {
+  const bytes = await fsp.readFile(file);
+  if (bytes.includes(0)) return 'binary';
+  let raw: string;
+  try { raw = utf8.decode(bytes); } catch { return 'not UTF-8'; }
+  if (raw.charCodeAt(0) === 0xfeff) raw = raw.slice(1);
   const id = path.relative(root, file).split(path.sep).join('/');
   const heading = /^\s*#\s+(.+)\n?/.exec(raw);
   if (heading && /\.(md|markdown)$/i.test(file)) return { id, title: heading[1].trim(), text: raw.slice(heading[0].length).trim(), metadata: { path: id } };
