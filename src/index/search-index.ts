@@ -145,7 +145,7 @@ export class SearchIndex {
       if (opts.create?.dtype && opts.create.dtype !== manifest.dtype) {
         throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: the index stores ${manifest.dtype} vectors, not ${opts.create.dtype}; build a new index to change it.`);
       }
-      store = await openStore(dir, manifest, opts.threads);
+      store = await openStore(dir, manifest, !writable, opts.threads);
       if (store.problem) {
         notes.push(`${store.problem}; ${writable ? 'rebuilding it from docs.sqlite' : 'the search graph was rebuilt in memory from docs.sqlite (the next search-r3 index run on this folder rewrites the file)'}.`);
       }
@@ -507,10 +507,14 @@ function newManifest(dir: string, opts: OpenIndexOptions): IndexManifest {
   };
 }
 
-async function openStore(dir: string, m: IndexManifest, threads?: number): Promise<VectorStore> {
+async function openStore(dir: string, m: IndexManifest, readOnly: boolean, threads?: number): Promise<VectorStore> {
+  const local = { dimension: m.dimension, dtype: m.dtype, hnsw: m.hnsw, threads };
   if (m.store === 'lancedb') {
+    const uri = m.storeUri ?? path.join(dir, 'vectors.lance');
+    // connecting creates a local folder: a reader that finds none searches a graph of its own instead
+    if (readOnly && !uri.includes('://') && !existsSync(uri)) return new UsearchStore(dir, { ...local, load: false, problem: `${uri} is missing` });
     const { LanceStore } = await import('./lance-store.js');
-    return LanceStore.open(m.storeUri ?? path.join(dir, 'vectors.lance'), m.dimension);
+    return LanceStore.open(uri, m.dimension);
   }
-  return new UsearchStore(dir, { dimension: m.dimension, dtype: m.dtype, hnsw: m.hnsw, threads });
+  return new UsearchStore(dir, local);
 }

@@ -27,6 +27,10 @@ export interface UsearchStoreOptions {
   hnsw: HnswParams;
   /** Threads for adding (0 = all); search is one query per call, one thread. */
   threads?: number;
+  /** false: start empty, never reading the folder (a reader's stand-in for a shared store it cannot open). */
+  load?: boolean;
+  /** Why the store starts empty when `load` is false. */
+  problem?: string;
 }
 
 /** What vectors.generation.json says of vectors.usearch. */
@@ -58,6 +62,7 @@ export class UsearchStore implements VectorStore {
 
   constructor(private readonly dir: string, private readonly opts: UsearchStoreOptions) {
     this.index = this.fresh();
+    if (opts.load === false) { this.problem = opts.problem; return; }
     const vectors = path.join(dir, VECTORS_FILE);
     if (!existsSync(vectors) && !existsSync(path.join(dir, GENERATION_FILE))) return; // a new index
     const r = this.readCommitted();

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { snapshot } from '../helpers/damage.js';
 import { LanceStore } from '../../src/index/lance-store.js';
 import { SearchIndex } from '../../src/index/search-index.js';
 import { documentText } from '../../src/index/document-source.js';
@@ -66,5 +68,27 @@ test('an index on the LanceDB store searches, updates and deletes like the local
     assert.equal(await index.store.size(), 19);
     assert.ok(!(await index.searchVector(v, { k: 19, exact: false })).some((h) => h.id === docs[6].id));
     await index.close();
+  } finally { cleanup(); }
+});
+
+test('a reader of a LanceDB index whose table folder is gone creates nothing and searches docs.sqlite', async () => {
+  const { dir, cleanup } = tempDir('lance-ro');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const docs = corpus(12);
+    const indexDir = path.join(dir, 'idx');
+    const writer = await SearchIndex.open(indexDir, { backend, create: { store: 'lancedb' } });
+    await writer.addDocuments(docs);
+    const [v] = await backend.embedDocuments([documentText(docs[3])]);
+    const want = (await writer.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
+    await writer.close();
+    rmSync(path.join(indexDir, 'vectors.lance'), { recursive: true });
+    const before = snapshot(indexDir);
+    const reader = await SearchIndex.open(indexDir, { backend });
+    assert.match(reader.notes[0], /vectors\.lance is missing; the search graph was rebuilt in memory/);
+    assert.deepEqual((await reader.searchVector(v, { k: 5, exact: false })).map((h) => h.id), want);
+    await reader.close();
+    assert.deepEqual(snapshot(indexDir), before);
+    assert.ok(!existsSync(path.join(indexDir, 'vectors.lance')));
   } finally { cleanup(); }
 });
