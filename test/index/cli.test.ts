@@ -1,24 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { repoRoot } from '../helpers/repo.js';
+import { runCliAsync } from '../helpers/cli.js';
 import { startSearchServer } from '../../src/serve/server.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
-const run = promisify(execFile);
-const main = path.join(repoRoot, 'dist/src/cli/main.js');
-
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [main, ...args]);
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, stdout: x.stdout, stderr: x.stderr };
-  }
+async function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const r = await runCliAsync(args);
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 test('search-r3 index / search / index --delete from the command line', async () => {
@@ -27,7 +17,7 @@ test('search-r3 index / search / index --delete from the command line', async ()
     const model = await tinyModelDir(dir);
     const docs = corpus(15);
     const input = path.join(dir, 'docs.jsonl');
-    writeFileSync(input, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text, source: 'test' })).join('\n'));
+    writeJsonl(input, docs, { source: 'test' });
     const out = path.join(dir, 'idx');
     let r = await cli('index', '--model', model, '--input', input, '--out', out, '--chunk-size', '4');
     assert.equal(r.code, 0, r.stderr);
@@ -48,7 +38,7 @@ test('search-r3 index / search / index --delete from the command line', async ()
     assert.match(r.stdout, /^\s+1\. /m);
 
     // a second run with one more document encodes just that one
-    writeFileSync(input, [...docs, { id: 'new', title: 'new', text: 'brand new' }].map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text, source: 'test' })).join('\n'));
+    writeJsonl(input, [...docs, { id: 'new', title: 'new', text: 'brand new' }], { source: 'test' });
     r = await cli('index', '--model', model, '--input', input, '--out', out);
     assert.match(r.stdout, /16 documents indexed \(1 encoded now, 15 unchanged\)/);
     r = await cli('index', '--out', out, '--delete', 'new,d000,ghost');
@@ -103,7 +93,7 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
   try {
     const docs = corpus(12);
     const input = path.join(dir, 'docs.jsonl');
-    writeFileSync(input, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    writeJsonl(input, docs);
     const out = path.join(dir, 'idx');
     let r = await cli('index', '--remote', `${s1.url},${s2.url}`, '--api-key', 'k', '--input', input, '--out', out);
     assert.equal(r.code, 0, r.stderr);
@@ -115,7 +105,7 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
     r = await cli('search', '--index', out, '--model', model, '--json', '-k', '1', docs[3].title + '\n' + docs[3].text);
     assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
     // /health needs no key, so the missing key shows at the first embedding request
-    writeFileSync(input, [...docs, { id: 'extra', title: '', text: 'one more' }].map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    writeJsonl(input, [...docs, { id: 'extra', title: '', text: 'one more' }]);
     r = await cli('index', '--remote', s1.url, '--input', input, '--out', out);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /HTTP 401: Missing or incorrect API key/);

@@ -8,24 +8,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { cpSync, writeFileSync } from 'node:fs';
+import { cpSync } from 'node:fs';
 import path from 'node:path';
-import { repoRoot } from '../helpers/repo.js';
+import { runCliAsync } from '../helpers/cli.js';
 import { DAMAGE_KINDS, type DamageKind, damage, snapshot } from '../helpers/damage.js';
-import { corpus, tempDir, tinyModelDir } from './fixtures.js';
-
-const main = path.join(repoRoot, 'dist/src/cli/main.js');
+import { corpus, tempDir, tinyModelDir, writeJsonl } from './fixtures.js';
 
 interface Run { code: number | null; signal: string | null; stdout: string; stderr: string }
 
-function cli(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [main, ...args], { env: { ...process.env, SEARCH_R3_THREADS: '1' } }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: number; signal?: string }) | null;
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
-    });
-  });
+async function cli(...args: string[]): Promise<Run> {
+  const r = await runCliAsync(args, { SEARCH_R3_THREADS: '1' });
+  return { ...r, code: r.status };
 }
 
 interface Hit { id: string; score: number; title: string; text: string }
@@ -69,7 +62,7 @@ test('a damaged index never aborts a process, a read never writes, and what docs
     const model = await tinyModelDir(dir);
     const docs = corpus(40);
     const input = path.join(dir, 'docs.jsonl');
-    writeFileSync(input, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    writeJsonl(input, docs);
     const intact = path.join(dir, 'intact');
     const built = await cli('index', '--model', model, '--input', input, '--out', intact, '--commit-every', '16');
     assert.equal(built.code, 0, built.stderr);

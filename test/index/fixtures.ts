@@ -1,5 +1,5 @@
 /** Shared by the index and serve tests: a tiny random model saved as a model folder, and small corpora. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -50,4 +50,9 @@ export function assertSameVectors(got: readonly Float32Array[], want: readonly F
     const diff = Math.max(...Array.from(g, (x, j) => Math.abs(x - want[i][j])));
     assert.ok(diff <= tol, `vector ${i} differs by ${diff}`);
   });
+}
+
+/** Writes documents as JSON lines (`_id`, title, text, and `extra` fields on every line). */
+export function writeJsonl(file: string, docs: readonly { id: string; title: string; text: string }[], extra: Record<string, unknown> = {}): void {
+  writeFileSync(file, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text, ...extra })).join('\n'));
 }

@@ -5,11 +5,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { SearchIndex } from '../../src/index/search-index.js';
 import { runCli } from '../helpers/cli.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
-
-function writeJsonl(file: string, docs: { id: string; title: string; text: string }[]): void {
-  writeFileSync(file, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
-}
+import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 test('after a killed run, index counts what it encoded now and what was already indexed, which add up', async () => {
   const { dir, cleanup } = tempDir('count');

@@ -12,7 +12,7 @@ import { IndexError } from '../../src/index/index-error.js';
 import { documentText } from '../../src/index/document-source.js';
 import { runCli } from '../helpers/cli.js';
 import { snapshot } from '../helpers/damage.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 test('search on an index whose docs.sqlite is missing or empty says so and leaves every file as it was', async () => {
   const { dir, cleanup } = tempDir('ro');
@@ -20,7 +20,7 @@ test('search on an index whose docs.sqlite is missing or empty says so and leave
     const model = await tinyModelDir(dir);
     const idx = path.join(dir, 'idx');
     const input = path.join(dir, 'docs.jsonl');
-    writeFileSync(input, corpus(12).map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    writeJsonl(input, corpus(12));
     assert.equal(runCli(['index', '--model', model, '--input', input, '--out', idx]).status, 0);
     const manifest = readFileSync(path.join(idx, 'index.json'), 'utf8');
     for (const state of ['missing', 'empty']) {
