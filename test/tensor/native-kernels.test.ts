@@ -380,11 +380,11 @@ test('adamw step', { skip }, () => {
   }
 });
 
-test('results are bit-identical for 1, 2 and 3 threads (per-chunk partial sums)', { skip }, () => {
+test('results are bit-identical for 1, 2 and 3 threads (per-chunk partial sums); sgemm panels agree to rounding', { skip }, () => {
   const before = nativeThreads();
   const rows = 1024, dim = 256;
   const x = randArr(rows * dim), w = randArr(dim), dy = randArr(rows * dim), long = randArr(300001);
-  const run = (): number[][] => {
+  const run = (): { ours: number[][]; gemm: Float32Array } => {
     const y = new Float32Array(x.length), rstd = new Float32Array(rows), dx = new Float32Array(x.length), dw = new Float32Array(dim);
     nk().rmsnormForward(x, w, y, rstd, rows, dim, 1e-6);
     nk().rmsnormBackward(dy, x, w, rstd, dx, dw, rows, dim);
@@ -392,14 +392,19 @@ test('results are bit-identical for 1, 2 and 3 threads (per-chunk partial sums)'
     nk().reduce(ReduceOp.Sum, long, 1, long.length, 1, sum, null);
     const c = new Float32Array(300 * 200);
     nk().gemm({ a: x, b: dy, c, batch: 1, m: 300, n: 200, k: 256, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0, accumulate: false });
-    return [Array.from(y), Array.from(dx), Array.from(dw), [nk().sumSquares(long)], Array.from(sum), Array.from(c)];
+    return { ours: [Array.from(y), Array.from(dx), Array.from(dw), [nk().sumSquares(long)], Array.from(sum)], gemm: c };
   };
   try {
     setNativeThreads(1);
     const one = run();
     for (const t of [2, 3]) {
       setNativeThreads(t);
-      assert.deepEqual(run(), one, `${t} threads`);
+      const got = run();
+      assert.deepEqual(got.ours, one.ours, `${t} threads`);
+      // Each thread's panel of C is one OpenBLAS call; OpenBLAS picks its kernel by the call's shape (on
+      // some CPUs a small-matrix kernel that sums k in another order), so panels agree to rounding only.
+      const worst = Math.max(...Array.from(got.gemm, (v, i) => Math.abs(v - one.gemm[i]) / (Math.abs(one.gemm[i]) + 1)));
+      assert.ok(worst < 1e-4, `${t} threads: sgemm differs by ${worst}`); // seen 1e-5 (k = 256); a wrong panel is O(1)
     }
   } finally {
     setNativeThreads(before);
