@@ -3,7 +3,8 @@ import { UserError, type Command } from './command.js';
 import { ConfigError } from '../train/config.js';
 import { loadLmConfig } from '../train/lm-config.js';
 import { trainLm } from '../train/lm-trainer.js';
-import { RunFolderError, TrainingDiverged } from '../train/sft-trainer.js';
+import { RunFolderError } from '../train/run-folder-error.js';
+import { TrainingDiverged } from '../train/sft-trainer.js';
 import { formatDuration } from '../train/progress.js';
 import { InputFileError } from '../model/bpe-trainer.js';
 

@@ -3,7 +3,7 @@ import { UserError, type Command } from './command.js';
 import { ConfigError } from '../train/config.js';
 import { loadRlConfig } from '../train/rl-config.js';
 import { trainRl } from '../train/rl-trainer.js';
-import { RunFolderError } from '../train/sft-trainer.js';
+import { RunFolderError } from '../train/run-folder-error.js';
 import { formatDuration } from '../train/progress.js';
 import { TableTooLargeError } from '../rlenv/embedding-table.js';
 import { EvalInputError } from '../eval/input-error.js';

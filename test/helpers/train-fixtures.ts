@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
@@ -43,3 +43,24 @@ export function writeConfig(file: string, cfg: unknown): string {
   writeFileSync(file, JSON.stringify(cfg, null, 1));
   return file;
 }
+
+/** A toy BEIR folder: 40 documents, 8 train queries, one of which is judged only against a missing document. */
+export function toyBeir(dir: string): string {
+  mkdirSync(path.join(dir, 'qrels'), { recursive: true });
+  const docs = Array.from({ length: 40 }, (_, i) => ({
+    _id: `d${i}`, title: words[i % 10], text: `${words[i % 10]} ${words[(i * 3) % 10]} number ${i}`,
+  }));
+  writeFileSync(path.join(dir, 'corpus.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
+  const queries = Array.from({ length: 8 }, (_, i) => ({ _id: `q${i}`, text: `which ${words[i]} ${i}?` }));
+  writeFileSync(path.join(dir, 'queries.jsonl'), queries.map((q) => JSON.stringify(q)).join('\n') + '\n');
+  const judged = queries.slice(0, 7).map((q, i) => `${q._id}\td${i * 5}\t1`);
+  const qrels = ['query-id\tcorpus-id\tscore', ...judged, 'q7\tmissing-doc\t1', 'q2\td3\t1'];
+  writeFileSync(path.join(dir, 'qrels', 'train.tsv'), qrels.join('\n') + '\n');
+  return dir;
+}
+
+const TIME_KEYS = new Set(['seconds', 'encodeSeconds', 'graphSeconds', 'rolloutSeconds', 'updateSeconds', 'stepSeconds',
+  'environmentSetupSeconds', 'localSeconds', 'exactSeconds', 'tokensPerSec']);
+
+/** A metrics.jsonl line without its wall times, which differ between otherwise identical runs. */
+export const withoutTimes = (line: string): unknown => JSON.parse(line, (k, v) => (TIME_KEYS.has(k) ? undefined : v));
