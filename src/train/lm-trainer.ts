@@ -21,7 +21,7 @@ import {
   startingCheckpoint, writeDirAtomically,
 } from './checkpoint.js';
 import type { LmConfig } from './lm-config.js';
-import { PackedSequences, cachedTokenStream, epochOrder } from './lm-data.js';
+import { type CachedTokenStream, PackedSequences, cachedTokenStream, epochOrder } from './lm-data.js';
 import { MetricsLog } from './metrics-log.js';
 import { ProgressBar, formatDuration } from './progress.js';
 import type { MetricRecord } from './report.js';
@@ -95,9 +95,14 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   const separator = tokenizer.tokenToId(cfg.data.separator);
   if (separator === undefined) throw new RunFolderError(`data.separator ${JSON.stringify(cfg.data.separator)} is not a token of ${cfg.tokenizer}`);
   const tokDir = path.join(cfg.output, 'tokens');
-  const trainStream = await cachedTokenStream('train', cfg.data.train, tokenizer, separator, tokDir);
+  const tokenStream = async (split: 'train' | 'valid', inputs: string[]): Promise<CachedTokenStream> => {
+    const stream = await cachedTokenStream(split, inputs, tokenizer, separator, tokDir);
+    if (stream.damage) warn(`warning: ${stream.damage}; the ${split} text was tokenized again`);
+    return stream;
+  };
+  const trainStream = await tokenStream('train', cfg.data.train);
   note(`train: ${trainStream.documents} documents, ${trainStream.tokens.length} tokens${trainStream.cached ? ' (cached)' : ''}`);
-  const validStream = cfg.data.valid.length > 0 ? await cachedTokenStream('valid', cfg.data.valid, tokenizer, separator, tokDir) : null;
+  const validStream = cfg.data.valid.length > 0 ? await tokenStream('valid', cfg.data.valid) : null;
   if (validStream) note(`valid: ${validStream.documents} documents, ${validStream.tokens.length} tokens${validStream.cached ? ' (cached)' : ''}`);
   const train = new PackedSequences(trainStream.tokens, cfg.seqLength);
   const valid = validStream ? new PackedSequences(validStream.tokens, cfg.seqLength) : null;
