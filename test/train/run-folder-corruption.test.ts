@@ -16,13 +16,18 @@ import { trainLm } from '../../src/train/lm-trainer.js';
 import { parseRlConfig } from '../../src/train/rl-config.js';
 import { trainRl } from '../../src/train/rl-trainer.js';
 import { trainSft } from '../../src/train/sft-trainer.js';
+import { Embedder } from '../../src/embed/embedder.js';
+import { loadModelFolder } from '../../src/model/model-folder.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
 import { type CliResult, runCli } from '../helpers/cli.js';
 import { DAMAGE_KINDS, damageFile, folderDigest } from '../helpers/damage.js';
+import { repoRoot } from '../helpers/repo.js';
 import {
   tempDir, tinyModelFolder, toyBeir, toyExamples, withoutTimes, writeConfig, writeJsonl,
 } from '../helpers/train-fixtures.js';
+
+const TINY_BEIR = path.join(repoRoot, 'test', 'eval', 'fixtures', 'tiny-beir');
 
 /** A process that died of a signal or aborted (SIGABRT 134, SIGSEGV 139) instead of exiting. */
 function assertNoAbort(r: { status: number | null }, label: string): void {
@@ -312,4 +317,73 @@ test('a fresh run into a folder that a run killed before its first checkpoint le
   const lines = (f: string): unknown[] =>
     readFileSync(path.join(f, 'metrics.jsonl'), 'utf8').trim().split('\n').map(withoutTimes);
   assert.deepEqual(lines(run), lines(straightOf(t)), 'each record once, as in a run into an empty folder');
+});
+
+// ---------------------------------------------------------------------------------------------
+// the model folder a run writes (final/), as eval, demo, index and serve read it
+
+const MODEL_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'];
+
+/** Loads a model folder and embeds with it (reasoning on): undefined when all went well, else the error. */
+async function useModel(dir: string): Promise<Error | undefined> {
+  try {
+    const { model, tokenizer } = await loadModelFolder(dir);
+    const embedder = new Embedder(model, tokenizer);
+    embedder.embedDocuments(['alpha beta gamma']);
+    embedder.embedQuery('which alpha?', { reasoning: 'on', maxReasoningTokens: 4 });
+    return undefined;
+  } catch (e) {
+    return e as Error;
+  }
+}
+
+test('a damaged model folder is one sentence naming the file, or (a flipped bit the format cannot see) still works',
+  async () => {
+    const final = path.join(straightOf(runs.rl), 'final');
+    for (const file of MODEL_FILES) {
+      for (const [k, kind] of DAMAGE_KINDS.entries()) {
+        const dir = path.join(runs.rl.dir, 'models', `${file}-${kind}`);
+        cpSync(final, dir, { recursive: true });
+        damageFile(path.join(dir, file), kind, k + 1);
+        const before = folderDigest(dir);
+        const e = await useModel(dir);
+        assert.deepEqual(folderDigest(dir), before, `${file} ${kind}: reading changed nothing`);
+        // only a flipped bit can leave a file readable: HF model folders carry no checksum to catch it
+        if (e === undefined && kind === 'bitflip') continue;
+        assert.ok(e, `${file} ${kind}: the damage went unnoticed`);
+        assert.equal(e.name, 'ModelFileError', `${file} ${kind}: ${e.stack}`);
+        assert.ok(e.message.startsWith(dir) && e.message.includes(file) && !e.message.includes('\n'), e.message);
+      }
+    }
+  });
+
+test('eval --retriever on a damaged model folder: exit 2 and one line naming the file; a NaN weight is named too',
+  () => {
+  const final = path.join(straightOf(runs.rl), 'final');
+  const evalOn = (dir: string): CliResult => runCli(['eval', '--dataset', TINY_BEIR, '--retriever', dir]);
+  const nan = path.join(runs.rl.dir, 'models', 'nan');
+  cpSync(final, nan, { recursive: true });
+  // the top exponent bits of one weight set: a NaN, which a flipped bit in the exponent can make
+  const weightsFile = path.join(nan, 'model.safetensors');
+  const bytes = readFileSync(weightsFile);
+  const dataStart = 8 + Number(bytes.readBigUInt64LE(0));
+  bytes.writeUInt32LE(0x7fc00000, dataStart + 4 * 100);
+  writeFileSync(weightsFile, bytes);
+  const cases: [string, string][] = MODEL_FILES.map((f): [string, string] => [f, 'random']);
+  cases.push(['model.safetensors', 'nan']);
+  for (const [file, kind] of cases) {
+    const dir = kind === 'nan' ? nan : path.join(runs.rl.dir, 'models', `cli-${file}`);
+    if (kind !== 'nan') {
+      cpSync(final, dir, { recursive: true });
+      damageFile(path.join(dir, file), 'random', 7);
+    }
+    const before = folderDigest(dir);
+    const r = evalOn(dir);
+    assertNoAbort(r, `${file} ${kind}`);
+    assert.equal(r.status, 2, `${file} ${kind}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.ok(r.stderr.startsWith(`search-r3: ${path.join(dir, file)}`), r.stderr);
+    if (kind === 'nan') assert.match(r.stderr, /holds NaN or Inf values/);
+    assert.deepEqual(folderDigest(dir), before);
+  }
 });
