@@ -100,6 +100,7 @@ export const rlenvCommand: Command = {
   name: 'rlenv',
   summary: 'the RL retrieval environment (rlenv audit: local refresh vs exact)',
   help: `search-r3 rlenv — the RL retrieval environment\n\nusage: search-r3 rlenv audit [options]\n\n${HELP}`,
+  subcommands: subcommands.map((c) => c.name),
   async run(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     const cmd = subcommands.find((c) => c.name === sub);

@@ -74,6 +74,7 @@ export function withLmStage(train: Command): Command {
     ...train,
     summary: `${train.summary.replace(/\)$/, '')}; train lm: pretraining)`,
     help: `${train.help}\n  lm    ${trainLmCommand.summary} (search-r3 train lm --help)`,
+    subcommands: [...(train.subcommands ?? []), trainLmCommand.name],
     async run(argv: string[]): Promise<number> {
       if (argv[0] !== 'lm') return train.run(argv);
       const rest = argv.slice(1);

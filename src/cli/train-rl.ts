@@ -79,6 +79,7 @@ export function withRlStage(train: Command): Command {
     ...train,
     summary: `${train.summary.replace(/\)$/, '')}; train rl: stage 2)`,
     help: `${train.help}\n\n  rl    ${trainRlCommand.summary} (search-r3 train rl --help)`,
+    subcommands: [...(train.subcommands ?? []), trainRlCommand.name],
     async run(argv: string[]): Promise<number> {
       if (argv[0] !== 'rl') return train.run(argv);
       const rest = argv.slice(1);
