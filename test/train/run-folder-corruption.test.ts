@@ -17,6 +17,8 @@ import { parseRlConfig } from '../../src/train/rl-config.js';
 import { trainRl } from '../../src/train/rl-trainer.js';
 import { trainSft } from '../../src/train/sft-trainer.js';
 import { Embedder } from '../../src/embed/embedder.js';
+import { type RecipeState, writeModelCard } from '../../src/recipe/default-recipe.js';
+import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
 import { loadModelFolder } from '../../src/model/model-folder.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
@@ -385,5 +387,44 @@ test('eval --retriever on a damaged model folder: exit 2 and one line naming the
     assert.ok(r.stderr.startsWith(`search-r3: ${path.join(dir, file)}`), r.stderr);
     if (kind === 'nan') assert.match(r.stderr, /holds NaN or Inf values/);
     assert.deepEqual(folderDigest(dir), before);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// recipe default: its model card step reads the corpus manifest and the packaged model's config.json
+
+test('recipe: the model card step names a damaged corpus manifest or config.json in one sentence, before '
+  + 'writing', async () => {
+  const work = path.join(runs.rl.dir, 'recipe-work');
+  const p = recipePaths(work, path.join(work, 'data'));
+  const state: RecipeState = { profile: 'tiny', startedAt: new Date(0).toISOString(), steps: {} };
+  const manifest = path.join(p.corpus, 'manifest.json');
+  const source = { name: 'toy', licence: 'CC0', attribution: 'none', documents: 40, bytes: 4000 };
+  const writeManifest = (): void => {
+    mkdirSync(p.corpus, { recursive: true });
+    const totals = { trainDocuments: 40, trainBytes: 4000 };
+    writeFileSync(manifest, JSON.stringify({ sources: [source], totals }, null, 1));
+  };
+  mkdirSync(p.configs, { recursive: true });
+  const final = path.join(straightOf(runs.rl), 'final');
+  for (const [k, kind] of DAMAGE_KINDS.entries()) {
+    for (const damaged of ['manifest.json', 'config.json']) {
+      const out = path.join(work, 'out', `${damaged}-${kind}`);
+      cpSync(final, out, { recursive: true });
+      writeManifest();
+      const file = damaged === 'manifest.json' ? manifest : path.join(out, 'config.json');
+      damageFile(file, kind, k + 1);
+      const before = folderDigest(out);
+      let error: Error | undefined;
+      await writeModelCard(out, p, PROFILES.tiny, state).catch((e: Error) => { error = e; });
+      if (error === undefined) {
+        assert.equal(kind, 'bitflip', `${damaged} ${kind}: only a flipped bit can leave the file readable`);
+        continue;
+      }
+      assert.ok(['RecipeError', 'ModelFileError'].includes(error.name), `${damaged} ${kind}: ${error.stack}`);
+      assert.ok(error.message.startsWith(file), error.message);
+      assert.ok(!error.message.includes('\n'), error.message);
+      assert.deepEqual(folderDigest(out), before, `${damaged} ${kind}: nothing written`);
+    }
   }
 });
