@@ -428,3 +428,18 @@ test('recipe: the model card step names a damaged corpus manifest or config.json
     }
   }
 });
+
+test('train sft --resume with a config the checkpoints do not fit (another LoRA rank): one sentence, nothing changed', () => {
+  const t = runs.sft;
+  const run = copyOfCrashed(t, 'other-rank');
+  const cfgFile = t.configFor(run);
+  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  writeFileSync(cfgFile, JSON.stringify({ ...cfg, lora: { rank: 8, alpha: 16 } }));
+  const before = folderDigest(run);
+  const r = runCli(['train', 'sft', '--config', cfgFile, '--resume', '--quiet']);
+  assertNoAbort(r, 'other rank');
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /step-00000004: tensor '\S+' is missing or has another shape; resume with the config the run was started with/);
+  assert.deepEqual(folderDigest(run), before);
+});
