@@ -139,10 +139,11 @@ export interface CheckpointContents<X> {
 export async function readCheckpoint<X>(
   dir: string, step: number, readExtra?: ExtraReader<X>,
 ): Promise<CheckpointContents<X>> {
-  const problem = await verifyChecksums(dir);
-  if (problem) throw checkpointDamage(problem.file, problem.why);
+  const check = await verifyChecksums(dir);
+  if (check) throw checkpointDamage(check.file, check.why);
+  const hasManifest = check === null;
   const saved = await readStateFile(dir, step);
-  if (problem === undefined && saved.checksums !== undefined) {
+  if (!hasManifest && saved.checksums !== undefined) {
     const why = 'is missing, though state.json says the checkpoint was written with it';
     throw checkpointDamage(path.join(dir, saved.checksums), why);
   }
@@ -168,7 +169,8 @@ async function readStateFile(dir: string, step: number): Promise<SavedState> {
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+/** A whole number ≥ 0, as the counts in state files are. */
+export const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isU32 = (v: unknown): boolean => isCount(v) && (v as number) < 2 ** 32;
 const isScoreOrNull = (v: unknown): boolean => v === null || (typeof v === 'number' && Number.isFinite(v));
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 
 import { saveSafetensors } from '../model/safetensors.js';
 import type { EnvironmentSnapshot } from '../rlenv/environment.js';
-import { checkpointDamage, readCheckpointTensors } from './checkpoint.js';
+import { checkpointDamage, isCount, readCheckpointTensors } from './checkpoint.js';
 
 const TABLE_FILE = 'environment.safetensors';
 const STATE_FILE = 'environment.json';
@@ -70,8 +70,6 @@ export async function loadEnvironment(dir: string): Promise<EnvironmentSnapshot 
     means: st.means.map((m) => ({ version: m.version, mean: Float64Array.from(m.mean) })),
   };
 }
-
-const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** What is wrong with a parsed environment.json, in words; null when it is consistent. */
 function savedStateProblem(raw: unknown): string | null {
