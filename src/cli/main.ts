@@ -75,7 +75,8 @@ function optionErrorSentence(err: unknown, command: string): string | null {
  * Errors whose message is written for the user (they name the file, field or limit and what to do):
  * printed as one line. Anything else is a bug and keeps its stack trace.
  */
-const userFacing = new Set(['UserError', 'ModelFileError', 'EvalInputError', 'ConfigError', 'DataError', 'IndexError', 'RemoteError', 'TensorError', 'PromptTooLongError']);
+const userFacing = new Set(['UserError', 'ModelFileError', 'EvalInputError', 'ConfigError', 'DataError', 'IndexError',
+  'RemoteError', 'TensorError', 'PromptTooLongError', 'InputFileError']);
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },

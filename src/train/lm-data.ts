@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import * as T from '../tensor/index.js';
 import { writeFileAtomically, writeTextFileAtomically } from '../model/atomic-file.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { listInputFiles } from '../model/bpe-trainer.js';
+import { jsonlDocumentText, listInputFiles } from '../model/bpe-trainer.js';
 
 /**
  * The documents of a file: `.jsonl` gives one per line ("title" and "text" joined by a newline);
@@ -28,9 +28,7 @@ export async function* readDocuments(file: string): AsyncGenerator<string> {
   for await (const line of lines) {
     n++;
     if (line.trim() === '') continue;
-    let doc: { title?: unknown; text?: unknown };
-    try { doc = JSON.parse(line) as typeof doc; } catch { throw new Error(`${file}:${n}: not valid JSON`); }
-    const text = [doc.title, doc.text].filter((x): x is string => typeof x === 'string' && x !== '').join('\n');
+    const text = jsonlDocumentText(line, file, n);
     if (text !== '') yield text;
   }
 }
