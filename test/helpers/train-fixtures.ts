@@ -59,6 +59,27 @@ export function toyBeir(dir: string): string {
   return dir;
 }
 
+/**
+ * A tiny RL setup in a new folder: a random model folder, the toy BEIR folder and a train rl config
+ * (3 steps of 2 queries × 3 responses, 2 inner epochs, checkpoints every 2 steps) relative to it.
+ */
+export async function rlFixture(prefix: string): Promise<{ dir: string; raw: Record<string, unknown> }> {
+  const dir = tempDir(prefix);
+  await tinyModelFolder(path.join(dir, 'model'));
+  toyBeir(path.join(dir, 'beir'));
+  const raw = {
+    model: 'model', output: 'run', seed: 3, steps: 3, maxLength: 160,
+    data: { beir: 'beir', split: 'train' },
+    rollout: { queries: 2, group: 3, temperature: 1, maxReasoningTokens: 5 },
+    reward: { kind: 'dcg', k: 10, formatPenalty: 0.5 },
+    loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 2, infonce: 0.5, temperature: 0.05 },
+    optimizer: { lr: 1e-3 },
+    environment: { mode: 'local', budget: 6, candidates: 2, neighbours: 2, rolling: 3, returnCandidates: 5 },
+    checkpoint: { every: 2, keep: 2 },
+  };
+  return { dir, raw };
+}
+
 const TIME_KEYS = new Set(['seconds', 'encodeSeconds', 'graphSeconds', 'rolloutSeconds', 'updateSeconds', 'stepSeconds',
   'environmentSetupSeconds', 'localSeconds', 'exactSeconds', 'tokensPerSec']);
 

@@ -9,25 +9,10 @@ import { forwardRollouts, sampleRollouts } from '../../src/train/rl-rollout.js';
 import { ConfigError } from '../../src/train/config.js';
 import { embedTokenId } from '../../src/embed/prompts.js';
 import { tinyModel } from '../helpers/tiny-model.js';
-import { tempDir, tinyModelFolder, toyBeir, withoutTimes, writeConfig } from '../helpers/train-fixtures.js';
+import { rlFixture, withoutTimes, writeConfig } from '../helpers/train-fixtures.js';
 import { runCli } from '../helpers/cli.js';
 
-async function fixture(): Promise<{ dir: string; raw: Record<string, unknown> }> {
-  const dir = tempDir('rl');
-  await tinyModelFolder(path.join(dir, 'model'));
-  toyBeir(path.join(dir, 'beir'));
-  const raw = {
-    model: 'model', output: 'run', seed: 3, steps: 3, maxLength: 160,
-    data: { beir: 'beir', split: 'train' },
-    rollout: { queries: 2, group: 3, temperature: 1, maxReasoningTokens: 5 },
-    reward: { kind: 'dcg', k: 10, formatPenalty: 0.5 },
-    loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 2, infonce: 0.5, temperature: 0.05 },
-    optimizer: { lr: 1e-3 },
-    environment: { mode: 'local', budget: 6, candidates: 2, neighbours: 2, rolling: 3, returnCandidates: 5 },
-    checkpoint: { every: 2, keep: 2 },
-  };
-  return { dir, raw };
-}
+const fixture = (): Promise<{ dir: string; raw: Record<string, unknown> }> => rlFixture('rl');
 
 test('a seeded RL run is reproducible, skips and counts a query without positives, and stays within the refresh budget', async () => {
   const { dir, raw } = await fixture();

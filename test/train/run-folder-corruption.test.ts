@@ -26,7 +26,7 @@ import { type CliResult, runCli } from '../helpers/cli.js';
 import { DAMAGE_KINDS, damageFile, folderDigest } from '../helpers/damage.js';
 import { repoRoot } from '../helpers/repo.js';
 import {
-  tempDir, tinyModelFolder, toyBeir, toyExamples, withoutTimes, writeConfig, writeJsonl,
+  rlFixture, tempDir, tinyModelFolder, toyBeir, toyExamples, withoutTimes, writeConfig, writeJsonl,
 } from '../helpers/train-fixtures.js';
 
 const TINY_BEIR = path.join(repoRoot, 'test', 'eval', 'fixtures', 'tiny-beir');
@@ -57,17 +57,8 @@ const runs: Record<'rl' | 'sft' | 'lm', TrainerRuns> = {} as Record<'rl' | 'sft'
 const killAt5 = (s: number): void => { if (s === 5) throw new Error('killed'); };
 
 async function rlRuns(): Promise<TrainerRuns> {
-  const dir = tempDir('corrupt-rl');
-  await tinyModelFolder(path.join(dir, 'model'));
-  toyBeir(path.join(dir, 'beir'));
-  const raw = {
-    model: 'model', output: 'straight', seed: 3, steps: 6, maxLength: 160,
-    data: { beir: 'beir', split: 'train' },
-    rollout: { queries: 2, group: 3, temperature: 1, maxReasoningTokens: 5 },
-    loss: { innerEpochs: 1, infonce: 0.5 }, optimizer: { lr: 1e-3 },
-    environment: { mode: 'local', budget: 6, candidates: 2, neighbours: 2, rolling: 3, returnCandidates: 5 },
-    checkpoint: { every: 2, keep: 2 },
-  };
+  const { dir, raw: base } = await rlFixture('corrupt-rl');
+  const raw = { ...base, steps: 6, loss: { ...(base.loss as object), innerEpochs: 1 } };
   const cfg = (output: string): ReturnType<typeof parseRlConfig> => parseRlConfig({ ...raw, output }, dir);
   await trainRl(cfg('straight'), { progress: false });
   await assert.rejects(trainRl(cfg('crashed'), { progress: false, onStep: killAt5 }), /killed/);
