@@ -5,6 +5,8 @@ export interface Command {
   summary: string;
   /** Full help text for `search-r3 <name> --help`. */
   help: string;
+  /** The sub-commands a first word may name (`train sft`, `rlenv audit`), for messages. */
+  subcommands?: readonly string[];
   /** Runs the command; resolves to the process exit code. */
   run(argv: string[]): Promise<number>;
 }

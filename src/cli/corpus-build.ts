@@ -19,6 +19,7 @@ export const corpusCommand: Command = {
   name: 'corpus',
   summary: 'assemble the pretraining text corpus (corpus build)',
   help: HELP,
+  subcommands: ['build'],
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv, allowPositionals: true, strict: true,

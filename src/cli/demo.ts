@@ -201,19 +201,15 @@ export const demoCommand: Command = {
   summary: 'quickstart: index the shipped SciFact with the default model, search with reasoning, print the test table',
   help: HELP,
   async run(argv: string[]): Promise<number> {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv, allowPositionals: false, strict: true,
-        options: {
-          model: { type: 'string' }, index: { type: 'string' }, query: { type: 'string', multiple: true },
-          k: { type: 'string', short: 'k' }, 'max-reasoning-tokens': { type: 'string' }, 'no-table': { type: 'boolean' },
-          'max-queries': { type: 'string' }, 'max-documents': { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' },
-        },
-      }));
-    } catch (err) {
-      throw new UserError(`${(err as Error).message}. See 'search-r3 demo --help'.`);
-    }
+    const { values } = parseArgs({
+      args: argv, allowPositionals: false, strict: true,
+      options: {
+        model: { type: 'string' }, index: { type: 'string' }, query: { type: 'string', multiple: true },
+        k: { type: 'string', short: 'k' }, 'max-reasoning-tokens': { type: 'string' }, 'no-table': { type: 'boolean' },
+        'max-queries': { type: 'string' }, 'max-documents': { type: 'string' }, json: { type: 'boolean' },
+        quiet: { type: 'boolean' },
+      },
+    });
     const k = positiveInt(values.k, 'k') ?? 5;
     const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;
     const maxQueries = positiveInt(values['max-queries'], 'max-queries');

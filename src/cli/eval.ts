@@ -12,6 +12,7 @@ import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
 import { ModelRetriever } from '../eval/model-retriever.js';
 import { Embedder } from '../embed/index.js';
 import { loadModelFolder } from '../model/model-folder.js';
+import { subsetDevSet } from '../train/dev-eval.js';
 import { EvalInputError } from '../eval/input-error.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
@@ -37,6 +38,8 @@ graded relevance, discount log2(rank+1); relevant means grade >= 1 (-l to change
 inputs:
   --dataset <dir>             BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
   --split <name>              qrels split (default test)
+  --max-queries <n>           evaluate only the first n queries of the split (a quick look; not the dataset's
+                              figure)
   --retriever bm25            BM25 (Lucene-style, title + text)
   --retriever <model-dir>     a Search-R3 model folder: documents embedded directly, queries with
                               --reasoning off (default) or on, exact cosine top-k
@@ -135,6 +138,11 @@ interface Report {
   comparison?: { run: string; tag: string; measures: MeasureComparison[] };
 }
 
+/** The dataset with only its first `n` judged queries (all without n), their qrels with them. */
+function withFirstQueries(ds: BeirDataset, n: number | undefined): BeirDataset {
+  return n === undefined ? ds : { ...ds, ...subsetDevSet(ds, n, 0) };
+}
+
 /** A Search-R3 model folder as a retriever (the model is loaded once, read-only). */
 async function modelRetriever(dir: string, o: { reasoning?: string; maxReasoningTokens?: number; temperature?: number; maxLength?: number }): Promise<Retriever> {
   if (o.reasoning !== undefined && o.reasoning !== 'on' && o.reasoning !== 'off') throw new UserError(`--reasoning must be on or off (got '${o.reasoning}').`);
@@ -152,29 +160,28 @@ export const evalCommand: Command = {
   summary: 'evaluate retrieval (BEIR/TREC) with trec_eval-exact measures; BM25 and dense runs',
   help: HELP,
   async run(argv: string[]): Promise<number> {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args: argv, allowPositionals: false, strict: true,
-        options: {
-          dataset: { type: 'string' }, split: { type: 'string', default: 'test' },
-          retriever: { type: 'string' }, 'query-embeddings': { type: 'string' }, 'doc-embeddings': { type: 'string' },
-          qrels: { type: 'string' }, run: { type: 'string' },
-          k: { type: 'string' }, k1: { type: 'string' }, b: { type: 'string' }, language: { type: 'string' },
-          threads: { type: 'string' }, tag: { type: 'string' }, cutoffs: { type: 'string' },
-          measure: { type: 'string', short: 'm', multiple: true },
-          'per-query': { type: 'boolean', short: 'q' }, complete: { type: 'boolean', short: 'c' },
-          level: { type: 'string', short: 'l' }, 'skip-no-relevant': { type: 'boolean' },
-          'ignore-identical-ids': { type: 'boolean' }, 'excluded-ids': { type: 'string' },
-          compare: { type: 'string' }, json: { type: 'boolean' },
-          reasoning: { type: 'string' }, 'max-reasoning-tokens': { type: 'string' }, temperature: { type: 'string' },
-          'max-length': { type: 'string' },
-        },
-      });
-    } catch (err) {
-      throw new UserError(`${(err as Error).message}. See 'search-r3 eval --help'.`);
-    }
+    const parsed = parseArgs({
+      args: argv, allowPositionals: false, strict: true,
+      options: {
+        dataset: { type: 'string' }, split: { type: 'string', default: 'test' }, 'max-queries': { type: 'string' },
+        retriever: { type: 'string' }, 'query-embeddings': { type: 'string' }, 'doc-embeddings': { type: 'string' },
+        qrels: { type: 'string' }, run: { type: 'string' },
+        k: { type: 'string' }, k1: { type: 'string' }, b: { type: 'string' }, language: { type: 'string' },
+        threads: { type: 'string' }, tag: { type: 'string' }, cutoffs: { type: 'string' },
+        measure: { type: 'string', short: 'm', multiple: true },
+        'per-query': { type: 'boolean', short: 'q' }, complete: { type: 'boolean', short: 'c' },
+        level: { type: 'string', short: 'l' }, 'skip-no-relevant': { type: 'boolean' },
+        'ignore-identical-ids': { type: 'boolean' }, 'excluded-ids': { type: 'string' },
+        compare: { type: 'string' }, json: { type: 'boolean' },
+        reasoning: { type: 'string' }, 'max-reasoning-tokens': { type: 'string' }, temperature: { type: 'string' },
+        'max-length': { type: 'string' },
+      },
+    });
     const v = parsed.values;
+    const maxQueries = positiveInt(v['max-queries'], 'max-queries');
+    if (maxQueries !== undefined && v.dataset === undefined) {
+      throw new UserError('--max-queries goes with --dataset (it takes the first n queries of the split).');
+    }
     const level = v.level === undefined ? undefined : Number(v.level);
     if (level !== undefined && !Number.isInteger(level)) throw new UserError(`--level must be an integer (got '${v.level}').`);
     const baseOptions: EvalOptions = {
@@ -224,7 +231,7 @@ export const evalCommand: Command = {
             temperature: number(v.temperature, 'temperature'), maxLength: positiveInt(v['max-length'], 'max-length'),
           });
         }
-        ds = await readBeirDataset(v.dataset, v.split!);
+        ds = withFirstQueries(await readBeirDataset(v.dataset, v.split!), maxQueries);
         const t0 = performance.now();
         run = await retriever.retrieve(ds.corpus, ds.queries, positiveInt(v.k, 'k') ?? 1000, progress);
         retrievalSeconds = (performance.now() - t0) / 1000;

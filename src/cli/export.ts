@@ -26,6 +26,7 @@ export const exportCommand: Command = {
   name: 'export',
   summary: 'export a model or LoRA adapter as GGUF (llama.cpp, Ollama, node-llama-cpp)',
   help,
+  subcommands: ['gguf'],
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv,

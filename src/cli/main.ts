@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import type { Command } from './command.js';
 import { commands } from './commands.js';
 import { nativeBackendError } from '../tensor/index.js';
 
@@ -38,14 +39,44 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   warnIfNoNativeBackend();
-  return cmd.run(rest);
+  try {
+    return await cmd.run(rest);
+  } catch (err) {
+    const sentence = optionErrorSentence(err, commandLabel(cmd, rest));
+    if (sentence === null) throw err;
+    console.error(sentence);
+    return 2;
+  }
+}
+
+/** `train sft` for `search-r3 train sft ...`, `search` for `search-r3 search ...`. */
+function commandLabel(cmd: Command, rest: readonly string[]): string {
+  return rest[0] !== undefined && cmd.subcommands?.includes(rest[0]) ? `${cmd.name} ${rest[0]}` : cmd.name;
+}
+
+/**
+ * node's util.parseArgs refusing the command line (an unknown option, an option without its value or
+ * with one it does not take, a stray word), as one sentence naming it; null for any other error.
+ */
+function optionErrorSentence(err: unknown, command: string): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (!(err instanceof TypeError) || typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS_')) return null;
+  // node quotes what it refuses: '--out <value>', '-k, --k <value>', '--quiet', or the stray word
+  const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? '';
+  const option = /--?[^\s,<]+(?=[^,]*$)/.exec(quoted)?.[0] ?? quoted;
+  const what = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown option '${option}'`
+    : code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' ? `unexpected argument '${quoted}'`
+      : /does not take an argument/.test(err.message) ? `option '${option}' takes no value`
+        : `option '${option}' needs a value`;
+  return `search-r3 ${command}: ${what} (see search-r3 ${command} --help)`;
 }
 
 /**
  * Errors whose message is written for the user (they name the file, field or limit and what to do):
  * printed as one line. Anything else is a bug and keeps its stack trace.
  */
-const userFacing = new Set(['UserError', 'ModelFileError', 'EvalInputError', 'ConfigError', 'DataError', 'IndexError', 'RemoteError', 'TensorError', 'PromptTooLongError']);
+const userFacing = new Set(['UserError', 'ModelFileError', 'EvalInputError', 'ConfigError', 'DataError', 'IndexError',
+  'RemoteError', 'TensorError', 'PromptTooLongError', 'InputFileError']);
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },

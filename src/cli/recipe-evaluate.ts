@@ -62,20 +62,15 @@ function parseDatasets(v: string | undefined): RecipeDatasetId[] | undefined {
  * to `stdout`, and returns the exit code.
  */
 export async function runRecipeEvaluate(argv: string[], stdout: NodeJS.WritableStream = process.stdout): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: false, strict: true,
-      options: {
-        stage1: { type: 'string' }, stage2: { type: 'string' }, out: { type: 'string' }, data: { type: 'string' },
-        datasets: { type: 'string' }, 'max-queries': { type: 'string' }, 'max-documents': { type: 'string' },
-        'max-reasoning-tokens': { type: 'string' }, work: { type: 'string' }, quiet: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw new UserError(`${(err as Error).message}. See 'search-r3 recipe evaluate --help'.`);
-  }
+  const parsed = parseArgs({
+    args: argv, allowPositionals: false, strict: true,
+    options: {
+      stage1: { type: 'string' }, stage2: { type: 'string' }, out: { type: 'string' }, data: { type: 'string' },
+      datasets: { type: 'string' }, 'max-queries': { type: 'string' }, 'max-documents': { type: 'string' },
+      'max-reasoning-tokens': { type: 'string' }, work: { type: 'string' }, quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
   const v = parsed.values;
   if (v.help) {
     stdout.write(RECIPE_EVALUATE_HELP + '\n');

@@ -88,6 +88,7 @@ export const recipeCommand: Command = {
   name: 'recipe',
   summary: 'train the default model end to end (recipe default) and evaluate it (recipe evaluate)',
   help: `${HELP}\n\n${RECIPE_EVALUATE_HELP}`,
+  subcommands: ['default', 'evaluate'],
   async run(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     if (sub === 'default') return runDefault(rest);

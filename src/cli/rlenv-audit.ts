@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { loadRlConfig } from '../train/rl-config.js';
 import { trainRl } from '../train/rl-trainer.js';
-import { listCheckpoints } from '../train/checkpoint.js';
-import { hasEnvironment } from '../train/environment-checkpoint.js';
+import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
+import { loadEnvironment } from '../train/environment-checkpoint.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 import { asUserError } from './train-rl.js';
 
@@ -49,7 +49,7 @@ const auditCommand: Command = {
     try {
       const cfg = loadRlConfig(values.config);
       cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
-      const start = values.from ? startFromCheckpoint(path.resolve(values.from), cfg.output) : null;
+      const start = values.from ? await startFromCheckpoint(path.resolve(values.from), cfg.output) : null;
       const total = (start?.step ?? 0) + steps;
       cfg.checkpoint.every = total + 1; // the audit needs no checkpoints beyond the final one
       const t0 = Date.now();
@@ -71,16 +71,27 @@ const auditCommand: Command = {
   },
 };
 
-/** Copies a run's newest checkpoint into the audit's folder, so that the audit resumes from it. */
-function startFromCheckpoint(run: string, output: string): { dir: string; step: number } {
-  const newest = listCheckpoints(path.join(run, 'checkpoints')).pop();
-  if (!newest) throw new UserError(`--from: ${run} has no checkpoints/step-* folder; give the output folder of a train rl run`);
-  if (!hasEnvironment(newest.dir)) {
-    throw new UserError(`--from: ${newest.dir} holds no environment (written before checkpoints saved it); audit without --from instead`);
+/**
+ * Copies a run's newest intact checkpoint (read and checked, damaged newer ones skipped with a
+ * warning) into the audit's folder, so that the audit resumes from it. The run is only read.
+ */
+async function startFromCheckpoint(run: string, output: string): Promise<{ dir: string; step: number }> {
+  const root = path.join(run, 'checkpoints');
+  if (listCheckpoints(root).length === 0) {
+    throw new UserError(`--from: ${run} has no checkpoints/step-* folder; give the output folder of a train rl run`);
   }
-  if (listCheckpoints(path.join(output, 'checkpoints')).length > 0) throw new UserError(`${output} already holds an audit's checkpoints; choose another --output or remove it`);
-  cpSync(newest.dir, path.join(output, 'checkpoints', path.basename(newest.dir)), { recursive: true });
-  return newest;
+  const start = await readNewestCheckpoint(root, loadEnvironment);
+  const { dir, state, extra } = start.contents;
+  for (const line of skippedCheckpointNotes(start)) console.error(line);
+  if (!extra) {
+    const why = 'holds no environment (written before checkpoints saved it); audit without --from instead';
+    throw new UserError(`--from: ${dir} ${why}`);
+  }
+  if (listCheckpoints(path.join(output, 'checkpoints')).length > 0) {
+    throw new UserError(`${output} already holds an audit's checkpoints; choose another --output or remove it`);
+  }
+  cpSync(dir, path.join(output, 'checkpoints', path.basename(dir)), { recursive: true });
+  return { dir, step: state.step };
 }
 
 const subcommands: Command[] = [auditCommand];
@@ -89,6 +100,7 @@ export const rlenvCommand: Command = {
   name: 'rlenv',
   summary: 'the RL retrieval environment (rlenv audit: local refresh vs exact)',
   help: `search-r3 rlenv — the RL retrieval environment\n\nusage: search-r3 rlenv audit [options]\n\n${HELP}`,
+  subcommands: subcommands.map((c) => c.name),
   async run(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     const cmd = subcommands.find((c) => c.name === sub);

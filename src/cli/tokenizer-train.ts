@@ -25,6 +25,7 @@ export const tokenizerCommand: Command = {
   name: 'tokenizer',
   summary: 'train a byte-level BPE tokenizer (tokenizer train)',
   help: HELP,
+  subcommands: ['train'],
   async run(argv) {
     const { values, positionals } = parseArgs({
       args: argv, allowPositionals: true, strict: true,

@@ -3,7 +3,8 @@ import { UserError, type Command } from './command.js';
 import { ConfigError } from '../train/config.js';
 import { loadLmConfig } from '../train/lm-config.js';
 import { trainLm } from '../train/lm-trainer.js';
-import { RunFolderError, TrainingDiverged } from '../train/sft-trainer.js';
+import { RunFolderError } from '../train/run-folder-error.js';
+import { TrainingDiverged } from '../train/sft-trainer.js';
 import { formatDuration } from '../train/progress.js';
 import { InputFileError } from '../model/bpe-trainer.js';
 
@@ -73,6 +74,7 @@ export function withLmStage(train: Command): Command {
     ...train,
     summary: `${train.summary.replace(/\)$/, '')}; train lm: pretraining)`,
     help: `${train.help}\n  lm    ${trainLmCommand.summary} (search-r3 train lm --help)`,
+    subcommands: [...(train.subcommands ?? []), trainLmCommand.name],
     async run(argv: string[]): Promise<number> {
       if (argv[0] !== 'lm') return train.run(argv);
       const rest = argv.slice(1);

@@ -3,7 +3,7 @@ import { UserError, type Command } from './command.js';
 import { ConfigError } from '../train/config.js';
 import { loadRlConfig } from '../train/rl-config.js';
 import { trainRl } from '../train/rl-trainer.js';
-import { RunFolderError } from '../train/sft-trainer.js';
+import { RunFolderError } from '../train/run-folder-error.js';
 import { formatDuration } from '../train/progress.js';
 import { TableTooLargeError } from '../rlenv/embedding-table.js';
 import { EvalInputError } from '../eval/input-error.js';
@@ -79,6 +79,7 @@ export function withRlStage(train: Command): Command {
     ...train,
     summary: `${train.summary.replace(/\)$/, '')}; train rl: stage 2)`,
     help: `${train.help}\n\n  rl    ${trainRlCommand.summary} (search-r3 train rl --help)`,
+    subcommands: [...(train.subcommands ?? []), trainRlCommand.name],
     async run(argv: string[]): Promise<number> {
       if (argv[0] !== 'rl') return train.run(argv);
       const rest = argv.slice(1);

@@ -82,6 +82,7 @@ export const trainCommand: Command = {
   name: 'train',
   summary: 'train a model (train sft: stage 1)',
   help: GROUP_HELP,
+  subcommands: stages.map((c) => c.name),
   async run(argv: string[]): Promise<number> {
     const [stage, ...rest] = argv;
     const cmd = stages.find((c) => c.name === stage);

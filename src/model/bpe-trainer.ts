@@ -281,6 +281,25 @@ export class InputFileError extends Error {
 }
 
 /**
+ * The text of one line of a .jsonl document file: its "title" and "text" joined by a newline ('' when
+ * it has neither). A line that is no JSON object is an InputFileError naming the file and line.
+ */
+export function jsonlDocumentText(line: string, file: string, lineNumber: number): string {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(line);
+  } catch {
+    doc = undefined;
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    const want = 'each line of a .jsonl document file is {"title", "text"}';
+    throw new InputFileError(`${file}:${lineNumber}: not a JSON object; ${want}`);
+  }
+  const { title, text } = doc as { title?: unknown; text?: unknown };
+  return [title, text].filter((x): x is string => typeof x === 'string' && x !== '').join('\n');
+}
+
+/**
  * Streams a file into the counter. `.jsonl` files hold one document per line: its "title" and "text"
  * (joined by a newline) are the text. Other files are plain text, read line by line and pre-tokenized
  * in chunks of whole lines (a run of blank lines across a chunk boundary is split there: a negligible
@@ -290,11 +309,12 @@ export async function countFile(file: string, counter: WordCounter): Promise<voi
   const jsonl = file.endsWith('.jsonl');
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   let chunk = '';
+  let n = 0;
   for await (const line of lines) {
+    n++;
     if (jsonl) {
       if (line.trim() === '') continue;
-      const doc = JSON.parse(line) as { title?: unknown; text?: unknown };
-      const text = [doc.title, doc.text].filter((x): x is string => typeof x === 'string' && x !== '').join('\n');
+      const text = jsonlDocumentText(line, file, n);
       if (text !== '') counter.add(text);
     } else {
       chunk += line + '\n';

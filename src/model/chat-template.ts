@@ -45,11 +45,16 @@ export function chatTemplateSource(config: TokenizerConfig, name = 'default'): s
 export class ChatTemplate {
   private readonly template: Template;
 
-  constructor(readonly source: string, private readonly specialTokens: ChatTemplateSpecialTokens = {}) {
+  /** `file` names the template's tokenizer_config.json in messages. */
+  constructor(
+    readonly source: string,
+    private readonly specialTokens: ChatTemplateSpecialTokens = {},
+    private readonly file = TOKENIZER_CONFIG_JSON,
+  ) {
     try {
       this.template = new Template(source);
     } catch (err) {
-      throw new ModelFileError(TOKENIZER_CONFIG_JSON, `chat_template is not a valid Jinja template (${(err as Error).message}).`);
+      throw new ModelFileError(file, `chat_template is not a valid Jinja template (${(err as Error).message}).`);
     }
   }
 
@@ -62,6 +67,11 @@ export class ChatTemplate {
       add_generation_prompt: options.addGenerationPrompt ?? false,
     };
     if (options.tools !== undefined && options.tools.length > 0) variables.tools = options.tools;
-    return this.template.render(variables);
+    try {
+      return this.template.render(variables);
+    } catch (err) {
+      // a template that parses can still fail on these messages (a damaged file, or one for other inputs)
+      throw new ModelFileError(this.file, `chat_template cannot render this conversation (${(err as Error).message}).`);
+    }
   }
 }

@@ -8,15 +8,18 @@
  * converters (convert_hf_to_gguf.py / convert_lora_to_gguf.py): Qwen2 needs no q/k permutation; a
  * missing `output.weight` means tied embeddings; norms and biases stay F32 whatever the file type.
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from './atomic-file.js';
 import { f16BitsFromFloat32Bits, encodeF16 } from './half-float.js';
 import { ModelFileError } from './model-file-error.js';
-import { qwen2TensorSpecs, readQwen2Config, type Qwen2Config } from './qwen2-config.js';
-import { loadSafetensors, loadSafetensorsFolder } from './safetensors.js';
+import {
+  configMismatchError, extraLayerMismatch, missingTensorsMismatch, qwen2TensorSpecs, readQwen2Config, shapeMismatch,
+  type Qwen2Config,
+} from './qwen2-config.js';
+import { INDEX_FILE_NAME, SINGLE_FILE_NAME, loadSafetensors, loadSafetensorsFolder } from './safetensors.js';
 import { numel, type TensorView } from './tensor-data.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -441,15 +444,26 @@ export interface Qwen2GgufOptions {
   fileType?: GgufFileType;
   /** general.name */
   name?: string;
+  /** Where the config, weights and tokenizer came from, for messages (default: their usual names). */
+  files?: Partial<ModelFiles>;
 }
+
+/** The files of a Hugging Face model folder that messages name. */
+export interface ModelFiles { config: string; weights: string; tokenizer: string }
+
+const DEFAULT_FILES: ModelFiles = { config: 'config.json', weights: 'model.safetensors', tokenizer: 'tokenizer.json' };
 
 /** The metadata and tensor list of a Qwen2 model GGUF, validated against the config. */
 export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetadata; tensors: GgufTensor[] } {
   const { config, tensors, tokenizer } = opts;
+  const files: ModelFiles = { ...DEFAULT_FILES, ...opts.files };
   const fileType = opts.fileType ?? 'F16';
+  const unfit = (why: string): ModelFileError => configMismatchError(files.config, why, files.weights);
   if (config.headDim * config.numAttentionHeads !== config.hiddenSize) {
     // llama.cpp's qwen2 graph sizes attn_q/attn_output as hidden x hidden, so it cannot run this model.
-    throw new Error(`GGUF export: head_dim ${config.headDim} x ${config.numAttentionHeads} heads != hidden_size ${config.hiddenSize}; llama.cpp's qwen2 architecture cannot load such a model.`);
+    const heads = `head_dim ${config.headDim} × "num_attention_heads" ${config.numAttentionHeads}`;
+    const why = `${heads} is not "hidden_size" ${config.hiddenSize}`;
+    throw new ModelFileError(files.config, `${why}; llama.cpp's qwen2 architecture cannot load such a model.`);
   }
   const specs = qwen2TensorSpecs(config);
   const expected = new Set(specs.map((s) => s.name));
@@ -457,21 +471,24 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
     if (expected.has(name)) continue;
     // Tied checkpoints may still carry lm_head; rotary caches are recomputed by llama.cpp.
     if ((name === 'lm_head.weight' && config.tieWordEmbeddings) || name.endsWith('.rotary_emb.inv_freq')) continue;
-    throw new Error(`GGUF export: unexpected tensor "${name}" for a Qwen2 model with this config.`);
+    const extra = extraLayerMismatch(config, name);
+    if (extra) throw unfit(extra);
+    throw new ModelFileError(files.weights, `tensor "${name}" is not part of a Qwen2 model with this config.json.`);
   }
+  const missing = missingTensorsMismatch(config, new Set(tensors.keys()));
+  if (missing) throw unfit(missing);
   const out: GgufTensor[] = [];
   for (const spec of specs) {
-    const t = tensors.get(spec.name);
-    if (!t) throw new Error(`GGUF export: tensor "${spec.name}" is missing.`);
-    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
-      throw new Error(`GGUF export: tensor "${spec.name}" has shape ${shapeText(t.shape)}; the config implies ${shapeText(spec.shape)}.`);
-    }
+    const t = tensors.get(spec.name)!;
+    const mismatch = shapeMismatch(spec, t.shape);
+    if (mismatch) throw unfit(mismatch);
     out.push({ name: qwen2GgufTensorName(spec.name)!, shape: spec.shape, type: tensorType(fileType, spec.shape), data: t.data });
   }
 
   const n = config.vocabSize;
   if (tokenizer.tokens.length !== n || tokenizer.tokenTypes.length !== n) {
-    throw new Error(`GGUF export: the tokenizer has ${tokenizer.tokens.length} tokens and ${tokenizer.tokenTypes.length} token types; the model has ${n} embedding rows.`);
+    const counts = `has ${tokenizer.tokens.length} tokens and ${tokenizer.tokenTypes.length} token types`;
+    throw new ModelFileError(files.tokenizer, `${counts}, but "vocab_size" in ${files.config} is ${n}.`);
   }
   const eosFromConfig = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] ?? null : config.eosTokenId;
   const ids: [string, number | null | undefined][] = [
@@ -524,11 +541,13 @@ export interface LoraPair {
  * Groups PEFT-named tensors (`base_model.model.<weight>.lora_A.weight` / `.lora_B.weight`) into pairs
  * keyed by the adapted weight's checkpoint name (`model.layers.0.self_attn.q_proj.weight`).
  */
-export function loraPairsFromPeft(tensors: ReadonlyMap<string, TensorView>): Map<string, LoraPair> {
+export function loraPairsFromPeft(
+  tensors: ReadonlyMap<string, TensorView>, file = ADAPTER_WEIGHTS,
+): Map<string, LoraPair> {
   const partial = new Map<string, Partial<LoraPair>>();
   for (const [name, t] of tensors) {
     const m = /^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$/.exec(name);
-    if (!m) throw new Error(`LoRA: tensor "${name}" is not a PEFT lora_A/lora_B weight.`);
+    if (!m) throw new ModelFileError(file, `tensor "${name}" is not a PEFT lora_A/lora_B weight.`);
     const base = `${m[1]}.weight`;
     const p = partial.get(base) ?? {};
     if (m[2] === 'A') p.a = t; else p.b = t;
@@ -536,7 +555,7 @@ export function loraPairsFromPeft(tensors: ReadonlyMap<string, TensorView>): Map
   }
   const out = new Map<string, LoraPair>();
   for (const [base, p] of partial) {
-    if (!p.a || !p.b) throw new Error(`LoRA: "${base}" has lora_${p.a ? 'B' : 'A'} missing.`);
+    if (!p.a || !p.b) throw new ModelFileError(file, `"${base}" has lora_${p.a ? 'B' : 'A'} missing.`);
     out.set(base, { a: p.a, b: p.b });
   }
   return out;
@@ -551,12 +570,17 @@ export interface Qwen2LoraGgufOptions {
   /** Default F32. */
   fileType?: 'F32' | 'F16';
   name?: string;
+  /** The adapter's weights file, for messages (default adapter_model.safetensors). */
+  file?: string;
 }
+
+const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
 /** The metadata and tensor list of a LoRA adapter GGUF (convert_lora_to_gguf.py's layout). */
 export function qwen2LoraGgufContents(opts: Qwen2LoraGgufOptions): { metadata: GgufMetadata; tensors: GgufTensor[] } {
   const { config, adapters, alpha } = opts;
   const fileType = opts.fileType ?? 'F32';
+  const file = opts.file ?? ADAPTER_WEIGHTS;
   if (!Number.isFinite(alpha) || alpha <= 0) throw new Error(`LoRA: alpha must be a positive number, got ${alpha}.`);
   const specs = new Map(qwen2TensorSpecs(config).map((s) => [s.name, s.shape]));
   const tensors: GgufTensor[] = [];
@@ -566,14 +590,17 @@ export function qwen2LoraGgufContents(opts: Qwen2LoraGgufOptions): { metadata: G
     const { a, b } = adapters.get(base)!;
     const shape = specs.get(base);
     const gname = qwen2GgufTensorName(base);
-    if (!shape || shape.length !== 2 || gname === null) throw new Error(`LoRA: "${base}" is not a weight matrix of this Qwen2 model.`);
+    if (!shape || shape.length !== 2 || gname === null) {
+      throw new ModelFileError(file, `"${base}" is not a weight matrix of the base model (its config.json).`);
+    }
     if (base === 'model.embed_tokens.weight' || base === 'lm_head.weight') {
-      throw new Error(`LoRA: adapters on "${base}" are not supported by the GGUF export.`);
+      throw new ModelFileError(file, `adapters on "${base}" are not supported by the GGUF export.`);
     }
     const [out, inp] = shape as [number, number];
     const r = a.shape[0];
     if (a.shape.length !== 2 || b.shape.length !== 2 || a.shape[1] !== inp || b.shape[0] !== out || b.shape[1] !== r || !r) {
-      throw new Error(`LoRA: "${base}" ${shapeText(shape)} needs A [r, ${inp}] and B [${out}, r]; got A ${shapeText(a.shape)}, B ${shapeText(b.shape)}.`);
+      const got = `got A ${shapeText(a.shape)}, B ${shapeText(b.shape)}`;
+      throw new ModelFileError(file, `"${base}" ${shapeText(shape)} needs A [r, ${inp}] and B [${out}, r]; ${got}.`);
     }
     // GGUF dims reversed: lora_a ne = [in, r], lora_b ne = [r, out] — what llama_adapter_lora_init checks.
     tensors.push({ name: `${gname}.lora_a`, shape: a.shape, type: fileType, data: a.data });
@@ -642,7 +669,11 @@ export async function exportQwen2GgufFromFolder(
     { tokenizerJson: tokJsonFile, tokenizerConfig: tokConfigFile },
   );
   const tensors = await loadSafetensorsFolder(modelDir);
-  await writeQwen2Gguf(outFile, { config, tensors, tokenizer, fileType: opts.fileType, name: opts.name ?? path.basename(path.resolve(modelDir)) });
+  const single = path.join(modelDir, SINGLE_FILE_NAME);
+  const weights = existsSync(single) ? single : path.join(modelDir, INDEX_FILE_NAME);
+  const files = { config: path.join(modelDir, 'config.json'), weights, tokenizer: tokJsonFile };
+  const name = opts.name ?? path.basename(path.resolve(modelDir));
+  await writeQwen2Gguf(outFile, { config, tensors, tokenizer, fileType: opts.fileType, name, files });
 }
 
 /**
@@ -668,11 +699,13 @@ export async function exportQwen2LoraGgufFromFolder(
   if (typeof r !== 'number' || !(r > 0) || typeof alpha !== 'number' || !(alpha > 0)) {
     throw new ModelFileError(cfgFile, `"r" and "lora_alpha" must be positive numbers, got ${JSON.stringify(r)} and ${JSON.stringify(alpha)}.`);
   }
-  const weightsFile = path.join(adapterDir, 'adapter_model.safetensors');
-  const adapters = loraPairsFromPeft(await loadSafetensors(weightsFile));
+  const weightsFile = path.join(adapterDir, ADAPTER_WEIGHTS);
+  const adapters = loraPairsFromPeft(await loadSafetensors(weightsFile), weightsFile);
   for (const [base, { a }] of adapters) {
     if (a.shape[0] !== r) throw new ModelFileError(weightsFile, `"${base}" has rank ${a.shape[0]}, but adapter_config.json says r = ${r}.`);
   }
   const ggufAlpha = raw['use_rslora'] === true ? alpha * Math.sqrt(r) : alpha;
-  await writeQwen2LoraGguf(outFile, { config: baseConfig, adapters, alpha: ggufAlpha, fileType: opts.fileType, name: opts.name });
+  const { fileType, name } = opts;
+  const config = baseConfig;
+  await writeQwen2LoraGguf(outFile, { config, adapters, alpha: ggufAlpha, fileType, name, file: weightsFile });
 }

@@ -7,7 +7,10 @@ import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
 import { ModelFileError } from './model-file-error.js';
-import { type Qwen2Config, qwen2TensorSpecs, readQwen2Config, writeQwen2Config } from './qwen2-config.js';
+import {
+  type Qwen2Config, configMismatchError, extraLayerMismatch, missingTensorsMismatch, qwen2TensorSpecs,
+  readQwen2Config, shapeMismatch, writeQwen2Config,
+} from './qwen2-config.js';
 import { Qwen2Model } from './qwen2-model.js';
 import { type SafetensorsDtype, readSafetensorsFolder, saveSafetensorsFolder } from './safetensors.js';
 import type { TensorData } from './tensor-data.js';
@@ -32,24 +35,29 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
   if (!existsSync(configFile)) throw new ModelFileError(configFile, 'is missing; a model folder needs config.json.');
   const config = await readQwen2Config(configFile);
   const tokenizer = await Tokenizer.fromFolder(dir);
-  const specs = new Map(qwen2TensorSpecs(config).map((s) => [s.name, s.shape]));
+  const specs = new Map(qwen2TensorSpecs(config).map((s) => [s.name, s]));
+  const unfit = (why: string, weights: string): ModelFileError => configMismatchError(configFile, why, weights);
   const params = new Map<string, T.Tensor>();
   for await (const t of readSafetensorsFolder(dir)) {
-    const want = specs.get(t.name);
-    // Tied checkpoints sometimes also store lm_head.weight; anything else unknown is an error.
-    if (!want) {
+    const spec = specs.get(t.name);
+    if (!spec) {
+      // Tied checkpoints sometimes also store lm_head.weight; anything else unknown is an error.
       if (t.name === 'lm_head.weight' && config.tieWordEmbeddings) continue;
-      throw new ModelFileError(dir, `weight "${t.name}" is not part of a Qwen2 model with this config.json.`);
+      const extra = extraLayerMismatch(config, t.name);
+      if (extra) throw unfit(extra, t.file);
+      throw new ModelFileError(t.file, `weight "${t.name}" is not part of a Qwen2 model with this config.json.`);
     }
-    if (want.join() !== t.shape.join()) {
-      throw new ModelFileError(dir, `weight "${t.name}" has shape [${t.shape.join(', ')}] but config.json implies [${want.join(', ')}].`);
+    const mismatch = shapeMismatch(spec, t.shape);
+    if (mismatch) throw unfit(mismatch, t.file);
+    // a flipped exponent bit makes NaN or Inf, which would only surface as a failing op much later
+    if (!t.data.every(Number.isFinite)) {
+      const why = 'the file is damaged, or was saved from a diverged run';
+      throw new ModelFileError(t.file, `weight "${t.name}" holds NaN or Inf values: ${why}.`);
     }
     params.set(t.name, new T.Tensor(t.data, t.shape, opts.trainable ?? false, t.name));
   }
-  const missing = [...specs.keys()].filter((n) => !params.has(n));
-  if (missing.length > 0) {
-    throw new ModelFileError(dir, `weight "${missing[0]}" is missing${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}.`);
-  }
+  const missing = missingTensorsMismatch(config, new Set(params.keys()));
+  if (missing) throw unfit(missing, dir);
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new ModelFileError(path.join(dir, 'tokenizer.json'), `has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocabSize}.`);
   }

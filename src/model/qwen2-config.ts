@@ -223,6 +223,8 @@ export async function writeQwen2Config(file: string, config: Qwen2Config): Promi
 export interface Qwen2TensorSpec {
   name: string;
   shape: number[];
+  /** For each dimension, the config.json fields it comes from, in words (for messages). */
+  from: string[];
 }
 
 /**
@@ -234,25 +236,72 @@ export function qwen2TensorSpecs(config: Qwen2Config): Qwen2TensorSpec[] {
   const q = config.numAttentionHeads * config.headDim;
   const kv = config.numKeyValueHeads * config.headDim;
   const f = config.intermediateSize;
-  const specs: Qwen2TensorSpec[] = [{ name: 'model.embed_tokens.weight', shape: [config.vocabSize, h] }];
+  const derived = config.headDim === h / config.numAttentionHeads ? ' (hidden_size / num_attention_heads)' : '';
+  const headDim = `head_dim ${config.headDim}${derived}`;
+  const H = `"hidden_size" ${h}`, V = `"vocab_size" ${config.vocabSize}`, F = `"intermediate_size" ${f}`;
+  const Q = `"num_attention_heads" ${config.numAttentionHeads} × ${headDim}`;
+  const KV = `"num_key_value_heads" ${config.numKeyValueHeads} × ${headDim}`;
+  const specs: Qwen2TensorSpec[] = [{ name: 'model.embed_tokens.weight', shape: [config.vocabSize, h], from: [V, H] }];
   for (let i = 0; i < config.numHiddenLayers; i++) {
     const p = `model.layers.${i}`;
     specs.push(
-      { name: `${p}.input_layernorm.weight`, shape: [h] },
-      { name: `${p}.self_attn.q_proj.weight`, shape: [q, h] },
-      { name: `${p}.self_attn.q_proj.bias`, shape: [q] },
-      { name: `${p}.self_attn.k_proj.weight`, shape: [kv, h] },
-      { name: `${p}.self_attn.k_proj.bias`, shape: [kv] },
-      { name: `${p}.self_attn.v_proj.weight`, shape: [kv, h] },
-      { name: `${p}.self_attn.v_proj.bias`, shape: [kv] },
-      { name: `${p}.self_attn.o_proj.weight`, shape: [h, q] },
-      { name: `${p}.post_attention_layernorm.weight`, shape: [h] },
-      { name: `${p}.mlp.gate_proj.weight`, shape: [f, h] },
-      { name: `${p}.mlp.up_proj.weight`, shape: [f, h] },
-      { name: `${p}.mlp.down_proj.weight`, shape: [h, f] },
+      { name: `${p}.input_layernorm.weight`, shape: [h], from: [H] },
+      { name: `${p}.self_attn.q_proj.weight`, shape: [q, h], from: [Q, H] },
+      { name: `${p}.self_attn.q_proj.bias`, shape: [q], from: [Q] },
+      { name: `${p}.self_attn.k_proj.weight`, shape: [kv, h], from: [KV, H] },
+      { name: `${p}.self_attn.k_proj.bias`, shape: [kv], from: [KV] },
+      { name: `${p}.self_attn.v_proj.weight`, shape: [kv, h], from: [KV, H] },
+      { name: `${p}.self_attn.v_proj.bias`, shape: [kv], from: [KV] },
+      { name: `${p}.self_attn.o_proj.weight`, shape: [h, q], from: [H, Q] },
+      { name: `${p}.post_attention_layernorm.weight`, shape: [h], from: [H] },
+      { name: `${p}.mlp.gate_proj.weight`, shape: [f, h], from: [F, H] },
+      { name: `${p}.mlp.up_proj.weight`, shape: [f, h], from: [F, H] },
+      { name: `${p}.mlp.down_proj.weight`, shape: [h, f], from: [H, F] },
     );
   }
-  specs.push({ name: 'model.norm.weight', shape: [h] });
-  if (!config.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [config.vocabSize, h] });
+  specs.push({ name: 'model.norm.weight', shape: [h], from: [H] });
+  if (!config.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [config.vocabSize, h], from: [V, H] });
   return specs;
+}
+
+const shapeText = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
+
+/**
+ * Why a stored tensor named like a layer beyond the config's does not fit config.json, naming the
+ * field; null when the name is no such layer.
+ */
+export function extraLayerMismatch(config: Qwen2Config, name: string): string | null {
+  const layer = /^model\.layers\.(\d+)\./.exec(name);
+  if (!layer || Number(layer[1]) < config.numHiddenLayers) return null;
+  return `"num_hidden_layers" is ${config.numHiddenLayers}, but the weights hold layer ${layer[1]} (tensor "${name}")`;
+}
+
+/** Why a stored tensor's shape does not fit its spec, naming the config field and the tensor; null when it fits. */
+export function shapeMismatch(spec: Qwen2TensorSpec, shape: readonly number[]): string | null {
+  if (shape.length !== spec.shape.length) {
+    return `tensor "${spec.name}" has shape ${shapeText(shape)}, but config.json implies ${shapeText(spec.shape)}`;
+  }
+  const d = spec.shape.findIndex((n, i) => n !== shape[i]);
+  if (d < 0) return null;
+  return `${spec.from[d]} makes dimension ${d} of tensor "${spec.name}" ${spec.shape[d]}, `
+    + `but the weights have ${shape[d]} (shape ${shapeText(shape)})`;
+}
+
+/** Why weights that lack some of the config's tensors do not fit it, in words; null when none is missing. */
+export function missingTensorsMismatch(config: Qwen2Config, present: ReadonlySet<string>): string | null {
+  const missing = qwen2TensorSpecs(config).filter((s) => !present.has(s.name)).map((s) => s.name);
+  if (missing.length === 0) return null;
+  const first = missing[0]!;
+  const what = missing.length > 1 ? `"${first}" and ${missing.length - 1} more are missing` : `"${first}" is missing`;
+  const layer = /^model\.layers\.(\d+)\./.exec(first);
+  if (layer && ![...present].some((n) => n.startsWith(`model.layers.${layer[1]}.`))) {
+    return `"num_hidden_layers" is ${config.numHiddenLayers}, but the weights have no layer ${layer[1]} (${what})`;
+  }
+  if (first === 'lm_head.weight') return '"tie_word_embeddings" is false, but the weights have no "lm_head.weight"';
+  return `tensor ${what}`;
+}
+
+/** The one-sentence error for a config.json that disagrees with the weights beside it. */
+export function configMismatchError(configFile: string, why: string, weights: string): ModelFileError {
+  return new ModelFileError(configFile, `${why}; config.json does not match the weights in ${weights}.`);
 }

@@ -22,6 +22,11 @@ export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 
 export type { TensorData, TensorView, NamedTensor } from './tensor-data.js';
 
+/** A tensor as read from a file, with the file it came from (for messages). */
+export interface StoredTensor extends NamedTensor {
+  file: string;
+}
+
 /** One tensor as the header describes it; offsets are absolute positions in the file. */
 export interface SafetensorsEntry {
   name: string;
@@ -185,7 +190,9 @@ async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scra
  * Streams the tensors of one .safetensors file in file order, each converted to float32.
  * `include` skips tensors (without reading their bytes) when it returns false.
  */
-export async function* readSafetensors(file: string, include?: (name: string) => boolean): AsyncGenerator<NamedTensor> {
+export async function* readSafetensors(
+  file: string, include?: (name: string) => boolean,
+): AsyncGenerator<StoredTensor> {
   assertLittleEndianHost();
   const fh = await openForReading(file);
   try {
@@ -195,7 +202,7 @@ export async function* readSafetensors(file: string, include?: (name: string) =>
     for (const e of header.entries) {
       if (include && !include(e.name)) continue;
       const data = await readEntry(fh, file, e, scratch);
-      yield { name: e.name, shape: [...e.shape], data };
+      yield { name: e.name, shape: [...e.shape], data, file };
     }
   } finally {
     await fh.close();
@@ -250,7 +257,7 @@ export async function readSafetensorsIndex(indexFile: string): Promise<Safetenso
  * Streams every tensor of a checkpoint folder: `model.safetensors` if present (transformers' order of
  * preference), else the shards listed in `model.safetensors.index.json`.
  */
-export async function* readSafetensorsFolder(dir: string): AsyncGenerator<NamedTensor> {
+export async function* readSafetensorsFolder(dir: string): AsyncGenerator<StoredTensor> {
   const single = path.join(dir, SINGLE_FILE_NAME);
   if (await exists(single)) {
     yield* readSafetensors(single);

@@ -47,6 +47,11 @@ export interface AddedSpecialTokens {
  * `fromJSON` takes the two objects as they are and never mutates them: changes (added tokens) make
  * new top-level objects, so the caller's copies stay valid.
  */
+/** The two files of a tokenizer, as messages name them. */
+interface TokenizerFiles { json: string; config: string }
+
+const BARE_NAMES: TokenizerFiles = { json: TOKENIZER_JSON, config: TOKENIZER_CONFIG_JSON };
+
 export class Tokenizer {
   private engine: HfTokenizer;
   private json: TokenizerJson;
@@ -55,10 +60,13 @@ export class Tokenizer {
   private size: number;
   private template: ChatTemplate | null = null;
 
-  private constructor(json: TokenizerJson, config: TokenizerConfig) {
+  /** `files` names where the two came from, for messages. */
+  private constructor(
+    json: TokenizerJson, config: TokenizerConfig, private readonly files: TokenizerFiles = BARE_NAMES,
+  ) {
     this.json = json;
     this.config = config;
-    this.engine = Tokenizer.buildEngine(json, config);
+    this.engine = Tokenizer.buildEngine(json, config, files.json);
     this.specialIds = new Set(json.added_tokens.filter((t) => t.special).map((t) => t.id));
     this.size = Tokenizer.countVocab(json);
     // Resolve now so that a config naming a token the vocabulary lacks fails at load time.
@@ -71,7 +79,7 @@ export class Tokenizer {
     const configPath = path.join(dir, TOKENIZER_CONFIG_JSON);
     const json = checkTokenizerJson(await readJsonFile(jsonPath), jsonPath);
     const config = checkTokenizerConfig(await readJsonFile(configPath), configPath);
-    return new Tokenizer(json, config);
+    return new Tokenizer(json, config, { json: jsonPath, config: configPath });
   }
 
   /** Builds a tokenizer from the parsed contents of the two files. */
@@ -79,7 +87,7 @@ export class Tokenizer {
     return new Tokenizer(checkTokenizerJson(tokenizerJson), checkTokenizerConfig(tokenizerConfig));
   }
 
-  private static buildEngine(json: TokenizerJson, config: TokenizerConfig): HfTokenizer {
+  private static buildEngine(json: TokenizerJson, config: TokenizerConfig, file: string): HfTokenizer {
     // Byte-level BPE decodes exactly; HF's "clean up tokenization spaces" (" ." -> ".") would break
     // decode(encode(s)) = s, so it is only applied when the config asks for it (Qwen's says false).
     const engineConfig = { ...config, clean_up_tokenization_spaces: config.clean_up_tokenization_spaces === true };
@@ -87,7 +95,7 @@ export class Tokenizer {
     try {
       engine = new HfTokenizer(json, engineConfig);
     } catch (err) {
-      throw new ModelFileError(TOKENIZER_JSON, `cannot be used: ${(err as Error).message}`);
+      throw new ModelFileError(file, `cannot be used: ${(err as Error).message}`);
     }
     installWordCache(engine);
     return engine;
@@ -182,7 +190,8 @@ export class Tokenizer {
     if (content === null) return null;
     const id = this.engine.token_to_id(content);
     if (id === undefined) {
-      throw new ModelFileError(TOKENIZER_CONFIG_JSON, `${key} is ${JSON.stringify(content)}, which is not a token of tokenizer.json.`);
+      const why = `${key} is ${JSON.stringify(content)}, which is not a token of tokenizer.json.`;
+      throw new ModelFileError(this.files.config, why);
     }
     return id;
   }
@@ -220,7 +229,7 @@ export class Tokenizer {
     }
     const json: TokenizerJson = { ...this.json, added_tokens: addedTokens.sort((a, b) => a.id - b.id) };
     const config: TokenizerConfig = { ...this.config, added_tokens_decoder: sortById(decoder), additional_special_tokens: additional };
-    this.engine = Tokenizer.buildEngine(json, config);
+    this.engine = Tokenizer.buildEngine(json, config, this.files.json);
     this.json = json;
     this.config = config;
     this.specialIds = new Set(json.added_tokens.filter((t) => t.special).map((t) => t.id));
@@ -254,14 +263,15 @@ export class Tokenizer {
     if (this.template === null) {
       const source = chatTemplateSource(this.config);
       if (source === null) {
-        throw new ModelFileError(TOKENIZER_CONFIG_JSON, 'has no chat_template; add the model\'s chat template to render conversations.');
+        const why = 'has no chat_template; add the model\'s chat template to render conversations.';
+        throw new ModelFileError(this.files.config, why);
       }
       this.template = new ChatTemplate(source, {
         bos_token: specialTokenContent(this.config.bos_token),
         eos_token: specialTokenContent(this.config.eos_token),
         pad_token: specialTokenContent(this.config.pad_token),
         unk_token: specialTokenContent(this.config.unk_token),
-      });
+      }, this.files.config);
     }
     return this.template.render(messages, options);
   }

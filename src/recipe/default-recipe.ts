@@ -13,6 +13,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../model/atomic-file.js';
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
+import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { listCheckpoints, writeDirAtomically } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
 import { recipeCharts } from './recipe-charts.js';
@@ -188,14 +189,34 @@ export async function packageModel(from: string, to: string, context: number): P
 }
 
 interface ManifestSource { name: string; licence: string; attribution: string; documents: number; bytes: number }
+interface CorpusManifest { sources: ManifestSource[]; totals: { trainDocuments: number; trainBytes: number } }
+
+/** The corpus step's manifest.json (sources, licences, totals), which the model card lists. */
+function readCorpusManifest(file: string): CorpusManifest {
+  const redo = `rebuild it with search-r3 corpus build into ${path.dirname(file)}, or restore it`;
+  let m: Partial<CorpusManifest> | null;
+  try {
+    m = JSON.parse(readFileSync(file, 'utf8')) as Partial<CorpusManifest> | null;
+  } catch (e) {
+    throw new RecipeError(`${file} cannot be read (${(e as Error).message}); ${redo}`);
+  }
+  const sourceOk = (s: Partial<ManifestSource> | null): boolean =>
+    typeof s?.name === 'string' && typeof s.documents === 'number';
+  if (!Array.isArray(m?.sources) || !m.sources.every(sourceOk) || typeof m.totals?.trainDocuments !== 'number') {
+    throw new RecipeError(`${file} is not a corpus manifest (no "sources" and "totals"); ${redo}`);
+  }
+  return m as CorpusManifest;
+}
 
 /** README.md (the model card), with the evaluation and the recipe record copied beside it. */
 export async function writeModelCard(out: string, p: RecipePaths, profile: RecipeProfile, state: RecipeState): Promise<void> {
-  const config = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, number | string | boolean>;
-  const manifest = JSON.parse(readFileSync(path.join(p.corpus, 'manifest.json'), 'utf8')) as { sources: ManifestSource[]; totals: { trainDocuments: number; trainBytes: number } };
+  // through the model folder's loader, so a damaged config.json is one sentence naming it
+  const model = (await loadModelFolder(out)).model;
+  const config = qwen2ConfigToJSON(model.config) as Record<string, number | string | boolean>;
+  const manifest = readCorpusManifest(path.join(p.corpus, 'manifest.json'));
   const evalMd = existsSync(path.join(p.evaluation, 'evaluation.md')) ? readFileSync(path.join(p.evaluation, 'evaluation.md'), 'utf8') : '(not evaluated)\n';
   for (const f of ['evaluation.md', 'evaluation.json']) if (existsSync(path.join(p.evaluation, f))) await fsp.copyFile(path.join(p.evaluation, f), path.join(out, f));
-  const params = (await loadModelFolder(out)).model.parameters().reduce((a, t) => a + t.size, 0);
+  const params = model.parameters().reduce((a, t) => a + t.size, 0);
   const row = (name: string): string => {
     const r = state.steps[name];
     return `| ${name} | ${r?.command ? `\`${r.command.replace(/\|/g, '\\|')}\`` : '(in-process)'} | ${r ? formatDuration(r.seconds) : '—'} |`;

@@ -18,16 +18,18 @@ import { documentText, readBeirDataset, type BeirDocument } from '../eval/beir.j
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import type { EmbeddingMatrix } from '../eval/dense-search.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
-import { readNpyEmbeddings, writeNpyEmbeddings } from '../eval/embeddings-file.js';
+import { idsSidecarPath, readNpyEmbeddings, writeNpyEmbeddings } from '../eval/embeddings-file.js';
 import { evaluateRun, type Evaluation } from '../eval/measures.js';
 import { embedQueryMatrix, stackVectors } from '../eval/model-retriever.js';
 import { compareEvaluations } from '../eval/report.js';
 import type { ProgressFn } from '../eval/retriever.js';
+import { EvalInputError } from '../eval/input-error.js';
 import { readTrecRun, writeTextFileAtomic, writeTrecRun, type Run } from '../eval/run.js';
 import { modelFingerprint } from '../index/model-fingerprint.js';
 import { fuseRuns, RRF_K } from '../index/rrf.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadModelFolder } from '../model/model-folder.js';
+import { sha256File } from '../train/checksums.js';
 import { subsetDevSet, type DevSet } from '../train/dev-eval.js';
 
 export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
@@ -235,6 +237,27 @@ function readJson<T>(file: string): T | undefined {
   }
 }
 
+/** A cached file's SHA-256, which its record (the sidecar written last) keeps. */
+type Sums = Record<string, string>;
+
+async function sumsOf(files: readonly string[]): Promise<Sums> {
+  const out: Sums = {};
+  for (const f of files) out[path.basename(f)] = await sha256File(f);
+  return out;
+}
+
+/**
+ * The first of `files` that is missing or no longer matches the SHA-256 its record keeps (a damaged
+ * cache, computed again); null when all match, or the record is from before records kept them.
+ */
+async function damagedCacheFile(files: readonly string[], sums: Sums | undefined): Promise<string | null> {
+  for (const f of files) {
+    if (!existsSync(f)) return f;
+    if (sums && sums[path.basename(f)] !== await sha256File(f)) return f;
+  }
+  return null;
+}
+
 const seconds = (t0: number): number => (performance.now() - t0) / 1000;
 
 /** Everything one evaluation call shares: settings, models (loaded on first use), document embeddings in memory. */
@@ -256,21 +279,44 @@ class RecipeEvaluator {
     return m.embedder;
   }
 
+  /**
+   * A cached result read back with `read`, or null when one of its files is missing, does not match the
+   * SHA-256 its record keeps, or does not parse: then it is computed again, and a warning says why.
+   */
+  private async readCached<T>(
+    files: readonly string[], record: string, sums: Sums | undefined, read: () => Promise<T>,
+  ): Promise<T | null> {
+    const damaged = await damagedCacheFile(files, sums);
+    if (damaged !== null) {
+      const why = existsSync(damaged) ? 'does not match' : 'is missing from';
+      this.log(`warning: ${damaged} ${why} its record ${record}; computed again`);
+      return null;
+    }
+    try {
+      return await read();
+    } catch (e) {
+      if (!(e instanceof EvalInputError)) throw e;
+      this.log(`warning: ${e.message}; computed again`);
+      return null;
+    }
+  }
+
   /** The run of `row`, from the work folder when a finished one with the same key is there, else computed and saved. */
   private async cachedRun(dsId: RecipeDatasetId, row: RecipeRowId, keyParts: string[],
     compute: () => Promise<{ run: Run; seconds: number; reasoning: ReasoningStats | null }>): Promise<RowRun> {
     const base = path.join(this.s.work, 'runs', dsId, `${row}.${digest(keyParts)}`);
     const runFile = `${base}.trec`;
     const metaFile = `${base}.json`; // written last: its presence marks a finished run
-    const meta = readJson<{ seconds: number; reasoning: ReasoningStats | null }>(metaFile);
-    if (meta && existsSync(runFile)) {
-      const { run } = await readTrecRun(runFile);
+    const meta = readJson<{ seconds: number; reasoning: ReasoningStats | null; sha256?: Sums }>(metaFile);
+    const cached = meta && await this.readCached([runFile], metaFile, meta.sha256, () => readTrecRun(runFile));
+    if (meta && cached) {
       this.log(`${dsId}: ${ROW_LABELS[row]} reused from ${runFile}`);
-      return { run, seconds: meta.seconds, reasoning: meta.reasoning, reused: true, runFile };
+      return { run: cached.run, seconds: meta.seconds, reasoning: meta.reasoning, reused: true, runFile };
     }
     const r = await compute();
     writeTrecRun(runFile, r.run, row);
-    writeTextFileAtomic(metaFile, JSON.stringify({ row, keyParts, seconds: r.seconds, reasoning: r.reasoning }, null, 2) + '\n');
+    const record = { row, keyParts, seconds: r.seconds, reasoning: r.reasoning, sha256: await sumsOf([runFile]) };
+    writeTextFileAtomic(metaFile, JSON.stringify(record, null, 2) + '\n');
     this.log(`${dsId}: ${ROW_LABELS[row]} done in ${r.seconds.toFixed(1)} s`);
     return { ...r, reused: false, runFile };
   }
@@ -297,9 +343,12 @@ class RecipeEvaluator {
       const slice = corpus.slice(start, start + DOCUMENT_SHARD);
       const file = path.join(folder, `shard-${String(shard).padStart(5, '0')}.npy`);
       const metaFile = file.replace(/\.npy$/, '.json');
-      const meta = readJson<{ seconds: number; documents: number }>(metaFile);
-      if (meta && meta.documents === slice.length && existsSync(file)) {
-        const cached = await readNpyEmbeddings(file);
+      const meta = readJson<{ seconds: number; documents: number; sha256?: Sums }>(metaFile);
+      const shardFiles = [file, idsSidecarPath(file)];
+      const fits = meta?.documents === slice.length;
+      const read = (): Promise<EmbeddingMatrix> => readNpyEmbeddings(file);
+      const cached = meta && fits && await this.readCached(shardFiles, metaFile, meta.sha256, read);
+      if (meta && cached) {
         parts.push(cached.data);
         dim = cached.dim;
         secs += meta.seconds;
@@ -313,7 +362,8 @@ class RecipeEvaluator {
       const data = stackVectors(vectors, dim);
       const took = seconds(t0);
       writeNpyEmbeddings(file, { ids: slice.map((d) => d.id), dim, data });
-      writeTextFileAtomic(metaFile, JSON.stringify({ seconds: took, documents: slice.length }) + '\n');
+      const record = { seconds: took, documents: slice.length, sha256: await sumsOf(shardFiles) };
+      writeTextFileAtomic(metaFile, JSON.stringify(record) + '\n');
       parts.push(data);
       secs += took;
       await new Promise((r) => setImmediate(r)); // let progress output through between shards

@@ -2,19 +2,14 @@
  * The model card's curves, drawn from the metrics.jsonl of each training stage: pretraining loss,
  * stage-1 loss terms and dev nDCG@10, stage-2 reward and format success.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { readMetricsFile } from '../train/metrics-log.js';
 import { COLORS, smooth, svgChart, type MetricRecord, type Series } from '../train/report.js';
 import type { RecipePaths } from './recipe-profiles.js';
 
 export interface Chart { file: string; title: string; svg: string }
 
-function records(file: string): MetricRecord[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').flatMap((line) => {
-    try { return line.trim() === '' ? [] : [JSON.parse(line) as MetricRecord]; } catch { return []; } // a line cut by a kill
-  });
-}
+const records = (file: string): MetricRecord[] => readMetricsFile(file).records;
 
 /** Series of `key` over records of `type`, as a moving average of `window` points. */
 function series(rs: readonly MetricRecord[], type: string, key: string, name: string, i: number, window = 1): Series {

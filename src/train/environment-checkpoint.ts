@@ -7,8 +7,9 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 
-import { loadSafetensors, saveSafetensors } from '../model/safetensors.js';
+import { saveSafetensors } from '../model/safetensors.js';
 import type { EnvironmentSnapshot } from '../rlenv/environment.js';
+import { checkpointDamage, isCount, readCheckpointTensors } from './checkpoint.js';
 
 const TABLE_FILE = 'environment.safetensors';
 const STATE_FILE = 'environment.json';
@@ -19,8 +20,10 @@ interface SavedState {
   rows: number;
   dim: number;
   versions: number[];
-  means: { version: number; mean: number[] }[];
+  means: SavedMean[];
 }
+
+interface SavedMean { version: number; mean: number[] }
 
 /** Writes the snapshot into a (temporary) checkpoint folder. */
 export async function saveEnvironment(dir: string, s: EnvironmentSnapshot): Promise<void> {
@@ -33,19 +36,58 @@ export async function saveEnvironment(dir: string, s: EnvironmentSnapshot): Prom
 }
 
 /** Whether a checkpoint folder holds an environment (checkpoints written before they did, do not). */
-export function hasEnvironment(dir: string): boolean {
+function hasEnvironment(dir: string): boolean {
   return existsSync(path.join(dir, STATE_FILE));
 }
 
-/** The snapshot saved in a checkpoint folder, or null for a checkpoint written without one. */
+/**
+ * The snapshot saved in a checkpoint folder, or null for a checkpoint written without one. A file
+ * that is missing, unreadable or inconsistent with the other is CheckpointDamage naming it.
+ */
 export async function loadEnvironment(dir: string): Promise<EnvironmentSnapshot | null> {
-  if (!hasEnvironment(dir)) return null;
-  const st = JSON.parse(await fsp.readFile(path.join(dir, STATE_FILE), 'utf8')) as SavedState;
-  const vectors = (await loadSafetensors(path.join(dir, TABLE_FILE))).get('vectors');
-  if (!vectors) throw new Error(`${path.join(dir, TABLE_FILE)} has no "vectors" tensor`);
+  const stateFile = path.join(dir, STATE_FILE), tableFile = path.join(dir, TABLE_FILE);
+  if (!hasEnvironment(dir)) {
+    if (existsSync(tableFile)) throw checkpointDamage(stateFile, `is missing, though ${TABLE_FILE} is there`);
+    return null;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await fsp.readFile(stateFile, 'utf8'));
+  } catch (e) {
+    throw checkpointDamage(stateFile, `is not valid JSON (${(e as Error).message})`);
+  }
+  const problem = savedStateProblem(raw);
+  if (problem) throw checkpointDamage(stateFile, problem);
+  const st = raw as SavedState;
+  if (!existsSync(tableFile)) throw checkpointDamage(tableFile, `is missing, though ${STATE_FILE} is there`);
+  const vectors = (await readCheckpointTensors(tableFile)).get('vectors');
+  if (!vectors || vectors.shape.join() !== `${st.rows},${st.dim}`) {
+    throw checkpointDamage(tableFile, `needs a "vectors" tensor of ${st.rows} × ${st.dim} (as ${STATE_FILE} says)`);
+  }
   return {
     version: st.version, steps: st.steps, rows: st.rows, dim: st.dim,
     vectors: vectors.data, versions: Int32Array.from(st.versions),
     means: st.means.map((m) => ({ version: m.version, mean: Float64Array.from(m.mean) })),
   };
+}
+
+/** What is wrong with a parsed environment.json, in words; null when it is consistent. */
+function savedStateProblem(raw: unknown): string | null {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'is not a JSON object';
+  const s = raw as Record<string, unknown>;
+  if (![s.version, s.steps, s.rows, s.dim].every(isCount)) {
+    return 'needs whole numbers "version", "steps", "rows" and "dim"';
+  }
+  const version = s.version as number;
+  const atVersion = (v: unknown): boolean => isCount(v) && v <= version;
+  if (!Array.isArray(s.versions) || s.versions.length !== s.rows || !s.versions.every(atVersion)) {
+    return `needs "versions": ${String(s.rows)} row versions, none above version ${version}`;
+  }
+  const meanOk = (m: unknown): boolean => typeof m === 'object' && m !== null && atVersion((m as SavedMean).version)
+    && Array.isArray((m as SavedMean).mean) && (m as SavedMean).mean.length === s.dim
+    && (m as SavedMean).mean.every((x) => typeof x === 'number' && Number.isFinite(x));
+  if (!Array.isArray(s.means) || !s.means.every(meanOk)) {
+    return `needs "means": {version, mean of ${String(s.dim)} numbers} each`;
+  }
+  return null;
 }

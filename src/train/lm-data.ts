@@ -9,8 +9,9 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import * as T from '../tensor/index.js';
+import { writeFileAtomically, writeTextFileAtomically } from '../model/atomic-file.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { listInputFiles } from '../model/bpe-trainer.js';
+import { jsonlDocumentText, listInputFiles } from '../model/bpe-trainer.js';
 
 /**
  * The documents of a file: `.jsonl` gives one per line ("title" and "text" joined by a newline);
@@ -27,9 +28,7 @@ export async function* readDocuments(file: string): AsyncGenerator<string> {
   for await (const line of lines) {
     n++;
     if (line.trim() === '') continue;
-    let doc: { title?: unknown; text?: unknown };
-    try { doc = JSON.parse(line) as typeof doc; } catch { throw new Error(`${file}:${n}: not valid JSON`); }
-    const text = [doc.title, doc.text].filter((x): x is string => typeof x === 'string' && x !== '').join('\n');
+    const text = jsonlDocumentText(line, file, n);
     if (text !== '') yield text;
   }
 }
@@ -56,31 +55,72 @@ export async function tokenizeFiles(files: readonly string[], tokenizer: Tokeniz
   return { tokens: buf.slice(0, n), documents };
 }
 
+/** A split's token stream from cachedTokenStream: whether it came from the cache, and why not. */
+export interface CachedTokenStream extends TokenStream {
+  cached: boolean;
+  files: string[];
+  /** A sentence naming the cache file that was damaged and tokenized again; null when none was. */
+  damage: string | null;
+}
+
+interface CacheMeta { key: string; documents: number; tokens: number; sha256: string }
+
 /**
  * Token streams for `inputs`, from `cacheDir` when it holds them for the same tokenizer and unchanged
- * files, else tokenized now and cached (written to a temp file, then renamed).
+ * files, else tokenized now and cached (written to a temp file, then renamed). The cache records the
+ * stream's SHA-256, so a damaged cache is noticed (and rebuilt) instead of training on wrong tokens.
  */
-export async function cachedTokenStream(name: string, inputs: readonly string[], tokenizer: Tokenizer, separator: number, cacheDir: string): Promise<TokenStream & { cached: boolean; files: string[] }> {
+export async function cachedTokenStream(
+  name: string, inputs: readonly string[], tokenizer: Tokenizer, separator: number, cacheDir: string,
+): Promise<CachedTokenStream> {
   const files = await listInputFiles(inputs);
   const key = createHash('sha256')
     .update(JSON.stringify(tokenizer.toJSON()))
     .update(JSON.stringify({ separator, files: files.map((f) => { const s = statSync(f); return [path.resolve(f), s.size, s.mtimeMs]; }) }))
     .digest('hex');
   const bin = path.join(cacheDir, `${name}.tokens`), meta = path.join(cacheDir, `${name}.json`);
-  if (existsSync(bin) && existsSync(meta)) {
-    const m = JSON.parse(await fsp.readFile(meta, 'utf8')) as { key: string; documents: number; tokens: number };
-    if (m.key === key) {
-      const b = await fsp.readFile(bin);
-      if (b.length === m.tokens * 4) return { tokens: new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)), documents: m.documents, cached: true, files };
-    }
-  }
+  const found = await readCache(bin, meta, key);
+  if ('tokens' in found) return { ...found, cached: true, files, damage: null };
   const s = await tokenizeFiles(files, tokenizer, separator);
   await fsp.mkdir(cacheDir, { recursive: true });
-  await fsp.writeFile(`${bin}.tmp-${process.pid}`, new Uint8Array(s.tokens.buffer, s.tokens.byteOffset, s.tokens.byteLength));
-  await fsp.rename(`${bin}.tmp-${process.pid}`, bin);
-  await fsp.writeFile(`${meta}.tmp-${process.pid}`, JSON.stringify({ key, documents: s.documents, tokens: s.tokens.length, files }, null, 1));
-  await fsp.rename(`${meta}.tmp-${process.pid}`, meta);
-  return { ...s, cached: false, files };
+  const bytes = new Uint8Array(s.tokens.buffer, s.tokens.byteOffset, s.tokens.byteLength);
+  await writeFileAtomically(bin, (tmp) => fsp.writeFile(tmp, bytes));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const written: CacheMeta & { files: string[] } = {
+    key, documents: s.documents, tokens: s.tokens.length, sha256, files,
+  };
+  await writeTextFileAtomically(meta, JSON.stringify(written, null, 1));
+  return { ...s, cached: false, files, damage: found.damage };
+}
+
+/**
+ * The cached stream when it is there, for `key`, and intact; else why not: damage (a sentence naming
+ * the file) or null (no cache, or one for other inputs or from before the cache kept a checksum).
+ */
+async function readCache(bin: string, meta: string, key: string): Promise<TokenStream | { damage: string | null }> {
+  const hasBin = existsSync(bin), hasMeta = existsSync(meta);
+  if (!hasBin && !hasMeta) return { damage: null };
+  if (!hasMeta) return { damage: `${meta} is missing (${path.basename(bin)} is there)` };
+  let m: unknown;
+  try {
+    m = JSON.parse(await fsp.readFile(meta, 'utf8'));
+  } catch (e) {
+    return { damage: `${meta} is not valid JSON (${(e as Error).message})` };
+  }
+  if (!isCacheMeta(m)) return { damage: `${meta} is not a token cache record` };
+  if (m.key !== key || typeof m.sha256 !== 'string') return { damage: null };
+  if (!hasBin) return { damage: `${bin} is missing` };
+  const b = await fsp.readFile(bin);
+  if (b.length !== m.tokens * 4 || createHash('sha256').update(b).digest('hex') !== m.sha256) {
+    return { damage: `${bin} does not match the SHA-256 in ${path.basename(meta)}` };
+  }
+  return { tokens: new Int32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)), documents: m.documents };
+}
+
+function isCacheMeta(m: unknown): m is Omit<CacheMeta, 'sha256'> & { sha256?: unknown } {
+  if (typeof m !== 'object' || m === null) return false;
+  const { key, documents, tokens } = m as Record<string, unknown>;
+  return typeof key === 'string' && Number.isSafeInteger(documents) && Number.isSafeInteger(tokens);
 }
 
 /**

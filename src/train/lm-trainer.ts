@@ -8,7 +8,7 @@
  * epoch, so a resumed run continues exactly as one never interrupted. metrics.jsonl gets one record per
  * step and per validation.
  */
-import { appendFileSync, existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
 import { saveModelFolder } from '../model/model-folder.js';
@@ -16,11 +16,17 @@ import { parseQwen2Config, type Qwen2Config } from '../model/qwen2-config.js';
 import { Qwen2Model } from '../model/qwen2-model.js';
 import { Tokenizer } from '../model/tokenizer.js';
 import type { SafetensorsDtype } from '../model/safetensors.js';
-import { type TrainerState, listCheckpoints, loadCheckpoint, removeStaleTemporaries, saveCheckpoint, writeDirAtomically } from './checkpoint.js';
+import {
+  type TrainerState, applyCheckpoint, listCheckpoints, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes,
+  startingCheckpoint, writeDirAtomically,
+} from './checkpoint.js';
 import type { LmConfig } from './lm-config.js';
-import { PackedSequences, cachedTokenStream, epochOrder } from './lm-data.js';
+import { type CachedTokenStream, PackedSequences, cachedTokenStream, epochOrder } from './lm-data.js';
+import { MetricsLog } from './metrics-log.js';
 import { ProgressBar, formatDuration } from './progress.js';
-import { RunFolderError, TrainingDiverged } from './sft-trainer.js';
+import type { MetricRecord } from './report.js';
+import { RunFolderError } from './run-folder-error.js';
+import { TrainingDiverged } from './sft-trainer.js';
 
 export interface LmTrainOptions {
   resume?: boolean;
@@ -28,6 +34,8 @@ export interface LmTrainOptions {
   /** Stop (after writing a checkpoint) once this many steps are done; the run can be resumed. */
   stopAtStep?: number;
   onStep?: (step: number, loss: number) => void;
+  /** Damage found in the run folder and worked around; shown even without progress (default: stderr). */
+  warn?: (line: string) => void;
 }
 
 export interface LmTrainSummary {
@@ -44,8 +52,6 @@ export interface LmTrainSummary {
   output: string;
 }
 
-export type LmRecord = { type: string; step: number; [k: string]: unknown };
-
 /** The Qwen2 config of the model to pretrain (vocabulary = the tokenizer's ids). */
 export function lmModelConfig(cfg: LmConfig, tokenizer: Tokenizer): Qwen2Config {
   const m = cfg.model;
@@ -57,16 +63,6 @@ export function lmModelConfig(cfg: LmConfig, tokenizer: Tokenizer): Qwen2Config 
     max_position_embeddings: m.maxPositionEmbeddings, rope_theta: m.ropeTheta, rms_norm_eps: m.rmsNormEps,
     tie_word_embeddings: m.tieWordEmbeddings, bos_token_id: sep, eos_token_id: tokenizer.eosTokenId ?? sep,
   }, 'config.json');
-}
-
-function readMetrics(file: string, upToStep: number): LmRecord[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').flatMap((line) => {
-    try {
-      const r = JSON.parse(line) as LmRecord;
-      return typeof r.step === 'number' && r.step <= upToStep ? [r] : [];
-    } catch { return []; } // a line cut by a kill
-  });
 }
 
 /** Mean next-token loss (token-weighted) over the first `max` sequences (0 = all), without gradients. */
@@ -88,23 +84,25 @@ export function validationLoss(model: Qwen2Model, seqs: PackedSequences, batchSi
 export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise<LmTrainSummary> {
   const t0 = Date.now();
   const ckptRoot = path.join(cfg.output, 'checkpoints');
-  const metricsFile = path.join(cfg.output, 'metrics.jsonl');
-  const existing = listCheckpoints(ckptRoot);
-  if (!opts.resume && existing.length > 0) {
-    throw new RunFolderError(`${cfg.output} already has checkpoints (newest step ${existing[existing.length - 1]!.step}); pass --resume to continue it, or choose another output folder`);
-  }
+  // read and checked before anything in the run folder is written
+  const start = await startingCheckpoint(cfg.output, opts.resume ?? false);
   await fsp.mkdir(cfg.output, { recursive: true });
-  await removeStaleTemporaries(ckptRoot);
   const progressOn = opts.progress ?? true;
   const note = (msg: string): void => { if (progressOn) process.stderr.write(`${msg}\n`); };
+  const warn = opts.warn ?? ((line: string): void => { process.stderr.write(`${line}\n`); });
 
   const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
   const separator = tokenizer.tokenToId(cfg.data.separator);
   if (separator === undefined) throw new RunFolderError(`data.separator ${JSON.stringify(cfg.data.separator)} is not a token of ${cfg.tokenizer}`);
   const tokDir = path.join(cfg.output, 'tokens');
-  const trainStream = await cachedTokenStream('train', cfg.data.train, tokenizer, separator, tokDir);
+  const tokenStream = async (split: 'train' | 'valid', inputs: string[]): Promise<CachedTokenStream> => {
+    const stream = await cachedTokenStream(split, inputs, tokenizer, separator, tokDir);
+    if (stream.damage) warn(`warning: ${stream.damage}; the ${split} text was tokenized again`);
+    return stream;
+  };
+  const trainStream = await tokenStream('train', cfg.data.train);
   note(`train: ${trainStream.documents} documents, ${trainStream.tokens.length} tokens${trainStream.cached ? ' (cached)' : ''}`);
-  const validStream = cfg.data.valid.length > 0 ? await cachedTokenStream('valid', cfg.data.valid, tokenizer, separator, tokDir) : null;
+  const validStream = cfg.data.valid.length > 0 ? await tokenStream('valid', cfg.data.valid) : null;
   if (validStream) note(`valid: ${validStream.documents} documents, ${validStream.tokens.length} tokens${validStream.cached ? ' (cached)' : ''}`);
   const train = new PackedSequences(trainStream.tokens, cfg.seqLength);
   const valid = validStream ? new PackedSequences(validStream.tokens, cfg.seqLength) : null;
@@ -121,18 +119,17 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   const opt = new DecayGroupsAdamW(params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
   const schedule = T.warmupCosine(o.lr, o.warmupSteps, totalSteps, o.minLr);
   let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
-  if (opts.resume) {
-    if (existing.length === 0) throw new RunFolderError(`--resume: ${ckptRoot} has no checkpoint to resume from`);
-    const last = existing[existing.length - 1]!;
-    const ck = await loadCheckpoint(last.dir, params);
+  if (start) {
+    const ck = applyCheckpoint(start.contents, params);
     opt.loadState(ck.optimizer);
     state = ck.state;
-    note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps})`);
+    for (const line of skippedCheckpointNotes(start)) warn(line);
+    note(`resuming from ${start.contents.dir} (step ${state.step} of ${totalSteps})`);
   }
-  const records = readMetrics(metricsFile, state.step);
-  await fsp.writeFile(`${metricsFile}.tmp-${process.pid}`, records.map((r) => JSON.stringify(r) + '\n').join(''));
-  await fsp.rename(`${metricsFile}.tmp-${process.pid}`, metricsFile);
-  const log = (r: LmRecord): void => { records.push(r); appendFileSync(metricsFile, JSON.stringify(r) + '\n'); };
+  await removeStaleTemporaries(ckptRoot);
+  const metrics = await MetricsLog.open(path.join(cfg.output, 'metrics.jsonl'), start ? state.step : null);
+  if (metrics.note) warn(metrics.note);
+  const log = (r: MetricRecord): void => metrics.log.append(r);
   const parameters = T.countParameters(params);
   if (state.step === 0) {
     log({ type: 'data', step: 0, trainDocuments: trainStream.documents, trainTokens: trainStream.tokens.length, trainSequences: train.count,

@@ -12,7 +12,7 @@
  * the table at every checkpoint, so resume continues with the same weights, optimiser, data position,
  * sampling and environment: the resumed run is bit-identical to the uninterrupted one.
  */
-import { appendFileSync, existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 
 import * as T from '../tensor/index.js';
@@ -28,14 +28,19 @@ import { responseReward, type RankingRewardKind, type RewardSettings } from '../
 import type { RefreshMode } from '../rlenv/refresh-policy.js';
 import { TableTooLargeError, defaultTableLimit } from '../rlenv/embedding-table.js';
 import type { AuditStep } from '../rlenv/audit.js';
-import { listCheckpoints, loadCheckpoint, saveCheckpoint, writeDirAtomically, type TrainerState } from './checkpoint.js';
+import {
+  applyCheckpoint, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes, startingCheckpoint,
+  writeDirAtomically, type TrainerState,
+} from './checkpoint.js';
 import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
+import { MetricsLog } from './metrics-log.js';
+import type { MetricRecord } from './report.js';
 import { ProgressBar } from './progress.js';
 import { groupAdvantages, grpoLoss, responseMeanWeights } from './grpo.js';
 import { loadRlData, type RlData, type RlQuery } from './rl-data.js';
 import type { RlConfig } from './rl-config.js';
 import { forwardRollouts, sampleRollouts, unitRows, type Rollout } from './rl-rollout.js';
-import { RunFolderError } from './sft-trainer.js';
+import { RunFolderError } from './run-folder-error.js';
 
 export interface RlTrainOptions {
   resume?: boolean;
@@ -45,6 +50,8 @@ export interface RlTrainOptions {
   /** Override cfg.steps (the audit runs a few steps of a training config). */
   steps?: number;
   onStep?: (step: number, record: Record<string, unknown>) => void;
+  /** Damage found in the run folder and worked around; shown even without progress (default: stderr). */
+  warn?: (line: string) => void;
 }
 
 export interface RlSummary {
@@ -115,13 +122,12 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const t0 = Date.now();
   const totalSteps = opts.steps ?? cfg.steps;
   const ckptRoot = path.join(cfg.output, 'checkpoints');
-  const metricsFile = path.join(cfg.output, 'metrics.jsonl');
-  const existing = listCheckpoints(ckptRoot);
-  if (!opts.resume && existing.length > 0) throw new RunFolderError(`${cfg.output} already has checkpoints (newest step ${existing[existing.length - 1].step}); pass --resume to continue it, or choose another output folder`);
-  if (opts.resume && existing.length === 0) throw new RunFolderError(`--resume: ${ckptRoot} has no checkpoint to resume from`);
+  // read and checked (the environment too) before anything in the run folder is written
+  const start = await startingCheckpoint(cfg.output, opts.resume ?? false, loadEnvironment);
   await fsp.mkdir(cfg.output, { recursive: true });
   const progressOn = opts.progress ?? true;
   const note = (msg: string): void => { if (progressOn) process.stderr.write(`${msg}\n`); };
+  const warn = opts.warn ?? ((line: string): void => { process.stderr.write(`${line}\n`); });
 
   const pol = await setupPolicy(cfg);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
@@ -136,22 +142,21 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
   // the environment the resumed checkpoint holds, with that checkpoint's folder (for messages)
   let saved: { snapshot: EnvironmentSnapshot; dir: string } | null = null;
-  if (opts.resume) {
-    const last = existing[existing.length - 1];
-    const ck = await loadCheckpoint(last.dir, pol.trainable);
+  if (start) {
+    const { dir, extra } = start.contents;
+    const ck = applyCheckpoint(start.contents, pol.trainable);
     opt.loadState(ck.optimizer);
     state = ck.state;
-    try {
-      const snapshot = await loadEnvironment(last.dir);
-      saved = snapshot && { snapshot, dir: last.dir };
-    } catch (e) {
-      throw new RunFolderError(`${last.dir}: the saved environment cannot be read (${(e as Error).message}); remove this checkpoint folder to resume from the one before it`);
-    }
-    note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps})` + (saved ? '' : '; it holds no environment (an older checkpoint), so the corpus is re-encoded with the resumed policy'));
+    saved = extra && { snapshot: extra, dir };
+    for (const line of skippedCheckpointNotes(start)) warn(line);
+    const reencoded = '; it holds no environment (an older checkpoint), so the corpus is re-encoded '
+      + 'with the resumed policy';
+    note(`resuming from ${dir} (step ${state.step} of ${totalSteps})${saved ? '' : reencoded}`);
   }
-  const kept = opts.resume ? readRecords(metricsFile, state.step) : [];
-  await writeFileAtomically(metricsFile, kept.map((r) => JSON.stringify(r) + '\n').join(''));
-  const log = (r: Record<string, unknown>): void => { appendFileSync(metricsFile, JSON.stringify(r) + '\n'); };
+  await removeStaleTemporaries(ckptRoot);
+  const metrics = await MetricsLog.open(path.join(cfg.output, 'metrics.jsonl'), start ? state.step : null);
+  if (metrics.note) warn(metrics.note);
+  const log = (r: MetricRecord): void => metrics.log.append(r);
 
   // the environment: the corpus encoded by the current policy (documents embedded directly)
   const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
@@ -215,7 +220,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     // 3. the environment: local refresh, then rewards over the whole corpus
     const queries: StepQuery[] = batch.map((q, i) => ({ positives: q.positives, responses: embeddings.slice(i * G, (i + 1) * G) }));
     const outcome = env.step(queries);
-    let auditRecord: Record<string, unknown> | null = null;
+    let auditRecord: MetricRecord | null = null;
     if (exact) {
       const ex = exact.step(queries);
       const a: AuditStep = {
@@ -314,22 +319,6 @@ async function saveFinal(dir: string, p: Policy): Promise<void> {
     if (p.lora) { await saveLoraAdapter(tmp, p.model, p.lora); await p.tokenizer.save(tmp); }
     else await saveModelFolder(tmp, { model: p.model, tokenizer: p.tokenizer });
   });
-}
-
-function readRecords(file: string, upToStep: number): Record<string, unknown>[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').flatMap((line) => {
-    try {
-      const r = JSON.parse(line) as Record<string, unknown>;
-      return typeof r.step === 'number' && r.step <= upToStep ? [r] : [];
-    } catch { return []; }
-  });
-}
-
-async function writeFileAtomically(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await fsp.writeFile(tmp, text);
-  await fsp.rename(tmp, file);
 }
 
 export type { Rollout };

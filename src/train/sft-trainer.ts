@@ -10,7 +10,7 @@
  * A NaN/Inf loss or gradient stops training before the update: the last checkpoint stays the last
  * good state, and the error names the step and batch.
  */
-import { appendFileSync, existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
@@ -21,13 +21,19 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates } from '../embed/prompts.js';
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
-import { type TrainerState, listCheckpoints, loadCheckpoint, removeStaleTemporaries, saveCheckpoint, writeDirAtomically } from './checkpoint.js';
+import { writeTextFileAtomically } from '../model/atomic-file.js';
+import {
+  type TrainerState, applyCheckpoint, listCheckpoints, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes,
+  startingCheckpoint, writeDirAtomically,
+} from './checkpoint.js';
 import type { SftConfig } from './config.js';
 import { type DataStats, type TrainExample, loadTrainingData } from './data.js';
 import { type DevSet, evaluateDense, loadDevSet } from './dev-eval.js';
 import { gradCacheBackward } from './grad-cache.js';
 import { ProgressBar, formatDuration } from './progress.js';
+import { MetricsLog } from './metrics-log.js';
 import { type MetricRecord, renderReport } from './report.js';
+import { RunFolderError } from './run-folder-error.js';
 import { SequenceEncoder } from './sequences.js';
 
 /** Training stopped on a NaN/Inf; the message names the step, batch and the checkpoint kept. */
@@ -35,10 +41,7 @@ export class TrainingDiverged extends Error {
   constructor(message: string) { super(message); this.name = 'TrainingDiverged'; }
 }
 
-/** The run folder already has checkpoints and --resume was not given, or resume found none. */
-export class RunFolderError extends Error {
-  constructor(message: string) { super(message); this.name = 'RunFolderError'; }
-}
+export { RunFolderError };
 
 export interface TrainOptions {
   resume?: boolean;
@@ -48,6 +51,8 @@ export interface TrainOptions {
   onCheckpoint?: (step: number, dir: string) => void;
   /** Called after each optimiser step, once its metrics record is written. */
   onStep?: (step: number, loss: number) => void;
+  /** Damage found in the run folder and worked around; shown even without progress (default: stderr). */
+  warn?: (line: string) => void;
 }
 
 export interface TrainSummary {
@@ -88,17 +93,6 @@ async function setupModel(cfg: SftConfig): Promise<Setup> {
   return { model, tokenizer, ref: cfg.loss.kl > 0 ? frozenCopy() : null, trainable: model.parameters(), lora: null };
 }
 
-/** metrics.jsonl records at or before `step` (a resumed run rewrites the file to exactly these). */
-function readMetrics(file: string, upToStep: number): MetricRecord[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').flatMap((line) => {
-    try {
-      const r = JSON.parse(line) as MetricRecord;
-      return typeof r.step === 'number' && r.step <= upToStep ? [r] : [];
-    } catch { return []; } // a line cut by a kill
-  });
-}
-
 async function saveModelOutput(dir: string, s: Setup): Promise<void> {
   await writeDirAtomically(dir, async (tmp) => {
     if (s.lora) {
@@ -113,15 +107,12 @@ async function saveModelOutput(dir: string, s: Setup): Promise<void> {
 export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const t0 = Date.now();
   const ckptRoot = path.join(cfg.output, 'checkpoints');
-  const metricsFile = path.join(cfg.output, 'metrics.jsonl');
-  const existing = listCheckpoints(ckptRoot);
-  if (!opts.resume && existing.length > 0) {
-    throw new RunFolderError(`${cfg.output} already has checkpoints (newest step ${existing[existing.length - 1].step}); pass --resume to continue it, or choose another output folder`);
-  }
+  // read and checked before anything in the run folder is written
+  const start = await startingCheckpoint(cfg.output, opts.resume ?? false);
   await fsp.mkdir(cfg.output, { recursive: true });
-  await removeStaleTemporaries(ckptRoot);
   const progressOn = opts.progress ?? true;
   const note = (msg: string): void => { if (progressOn) process.stderr.write(`${msg}\n`); };
+  const warn = opts.warn ?? ((line: string): void => { process.stderr.write(`${line}\n`); });
 
   const s = await setupModel(cfg);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
@@ -136,18 +127,18 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   const opt = new T.AdamW(s.trainable, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
   const schedule = T.warmupCosine(o.lr, o.warmupSteps, totalSteps, o.minLr);
   let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
-  let records: MetricRecord[] = [];
-  if (opts.resume) {
-    if (existing.length === 0) throw new RunFolderError(`--resume: ${ckptRoot} has no checkpoint to resume from`);
-    const last = existing[existing.length - 1];
-    const ck = await loadCheckpoint(last.dir, s.trainable);
+  if (start) {
+    const ck = applyCheckpoint(start.contents, s.trainable);
     opt.loadState(ck.optimizer);
     state = ck.state;
-    note(`resuming from ${last.dir} (step ${state.step} of ${totalSteps})`);
+    for (const line of skippedCheckpointNotes(start)) warn(line);
+    note(`resuming from ${start.contents.dir} (step ${state.step} of ${totalSteps})`);
   }
-  records = readMetrics(metricsFile, state.step);
-  await writeDirAtomicallyFile(metricsFile, records.map((r) => JSON.stringify(r) + '\n').join(''));
-  const log = (r: MetricRecord): void => { records.push(r); appendFileSync(metricsFile, JSON.stringify(r) + '\n'); };
+  await removeStaleTemporaries(ckptRoot);
+  const metrics = await MetricsLog.open(path.join(cfg.output, 'metrics.jsonl'), start ? state.step : null);
+  if (metrics.note) warn(metrics.note);
+  const records = metrics.log.records;
+  const log = (r: MetricRecord): void => metrics.log.append(r);
   if (state.step === 0) log({ type: 'data', step: 0, ...stats, batchesPerEpoch, totalSteps, trainableParameters: T.countParameters(s.trainable) });
 
   const dev: DevSet | null = cfg.eval ? await loadDevSet(cfg.eval.beir, cfg.eval.split, cfg.eval.maxQueries, cfg.eval.maxDocuments) : null;
@@ -235,7 +226,8 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   if (cfg.eval && state.step % cfg.eval.every !== 0 && state.step > startStep) { await evaluate(); await checkpoint(); }
   await saveModelOutput(path.join(cfg.output, 'final'), s);
   const seconds = (Date.now() - t0) / 1000;
-  await writeDirAtomicallyFile(path.join(cfg.output, 'report.html'), renderReport(`search-r3 stage 1: ${path.basename(cfg.output)}`, records, [
+  const reportFile = path.join(cfg.output, 'report.html');
+  await writeTextFileAtomically(reportFile, renderReport(`search-r3 stage 1: ${path.basename(cfg.output)}`, records, [
     `model ${cfg.model}; ${stats.examples} training examples; ${totalSteps} steps of ${cfg.batch.queries} queries × (1 positive + ${cfg.batch.hardNegatives} hard negatives)` +
       `${cfg.batch.accumulation > 1 ? ` × ${cfg.batch.accumulation} accumulated` : ''}; ${cfg.lora ? `LoRA rank ${cfg.lora.rank}` : 'full fine-tuning'}.`,
     `losses: ${cfg.loss.sft}·SFT + ${cfg.loss.kl}·KL + ${cfg.loss.infonce}·InfoNCE(τ=${cfg.loss.temperature}) + ${cfg.loss.triplet}·Triplet(θ=${cfg.loss.margin}).`,
@@ -252,12 +244,6 @@ function existingAfter(root: string): string {
 
 function diverged(step: number, where: string, why: string, kept: string): TrainingDiverged {
   return new TrainingDiverged(`training stopped at step ${step}, ${where}: ${why}; no update was applied and ${kept} (resume from it with a lower learning rate, e.g. --resume after editing optimizer.lr)`);
-}
-
-async function writeDirAtomicallyFile(file: string, text: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  await fsp.writeFile(tmp, text);
-  await fsp.rename(tmp, file);
 }
 
 export type { TrainExample };

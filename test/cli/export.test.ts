@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { attachLora, saveLoraAdapter } from '../../src/model/lora.js';
 import { generate } from '../../src/model/generate.js';
+import { saveSafetensors } from '../../src/model/safetensors.js';
 import { runCli } from '../helpers/cli.js';
 import { openLlamaCppModel } from '../helpers/llama-cpp.js';
 import { tinyModel } from '../helpers/tiny-model.js';
@@ -59,4 +60,49 @@ test('export refuses bad input with one line naming what is wrong', () => {
   assert.equal(notModel.status, 2);
   assert.match(notModel.stderr, /config\.json/);
   assert.doesNotMatch(notModel.stderr, /at .*\.js:\d+/, 'no stack trace');
+});
+
+test('export gguf with a config.json that does not match the weights: one line naming config.json, the field and '
+  + 'the tensor', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-export-cfg-'));
+  try {
+    const { model, tokenizer } = tinyModel(4);
+    const modelDir = path.join(dir, 'model');
+    await saveModelFolder(modelDir, { model, tokenizer });
+    const configFile = path.join(modelDir, 'config.json');
+    const original = readFileSync(configFile, 'utf8');
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ hidden_size: 64 }, /"hidden_size" 64 makes dimension 1 of tensor "model\.embed_tokens\.weight" 64, but .* 32/],
+      [{ vocab_size: 400 }, /"vocab_size" 400 makes dimension 0 of tensor "model\.embed_tokens\.weight" 400, but/],
+      [{ num_hidden_layers: 3 }, /"num_hidden_layers" is 3, but the weights have no layer 2 \("\S+" and 11 more/],
+      [{ num_hidden_layers: 1 }, /"num_hidden_layers" is 1, but the weights hold layer 1 \(tensor "model\.layers\.1\./],
+      [{ intermediate_size: 32 }, /"intermediate_size" 32 makes dimension 0 of tensor "\S+\.mlp\.gate_proj\.weight"/],
+      [{ num_key_value_heads: 4 }, /"num_key_value_heads" 4 × head_dim 8 \(hidden_size \/ num_attention_heads\)/],
+      [{ tie_word_embeddings: false }, /"tie_word_embeddings" is false, but the weights have no "lm_head\.weight"/],
+    ];
+    for (const [change, expected] of cases) {
+      writeFileSync(configFile, JSON.stringify({ ...JSON.parse(original), ...change }));
+      const r = runCli(['export', 'gguf', '--model', modelDir, '--out', path.join(dir, 'm.gguf')]);
+      assert.equal(r.status, 2, `${JSON.stringify(change)}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.ok(r.stderr.startsWith(`search-r3: ${configFile}: `), r.stderr);
+      assert.match(r.stderr, expected);
+      assert.match(r.stderr, /config\.json does not match the weights in \S+model\.safetensors\.$/m);
+      assert.ok(!existsSync(path.join(dir, 'm.gguf')), 'nothing is written');
+    }
+    // an adapter whose weights file names a tensor PEFT never writes
+    writeFileSync(configFile, original);
+    const cfg = { rank: 2, alpha: 4, dropout: 0, targets: ['q_proj'] as 'q_proj'[] };
+    attachLora(model, cfg, new T.Rng(1));
+    await saveLoraAdapter(path.join(dir, 'lora'), model, cfg);
+    const oddTensor = ['base_model.model.q.weight', { shape: [1], data: new Float32Array(1) }] as const;
+    await saveSafetensors(path.join(dir, 'lora', 'adapter_model.safetensors'), [oddTensor]);
+    const lora = path.join(dir, 'lora');
+    const r = runCli(['export', 'gguf', '--model', modelDir, '--lora', lora, '--out', path.join(dir, 'a.gguf')]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /adapter_model\.safetensors: tensor "base_model\.model\.q\.weight" is not a PEFT/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -49,3 +49,23 @@ test('bad input: one line naming the option', () => {
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
 });
+
+test('a .jsonl line that is no JSON object (a cut or damaged corpus file) is one line naming the file and line',
+  async () => {
+    const file = path.join(dir, 'bad.jsonl');
+    await fsp.writeFile(file, '{"title": "alpha", "text": "beta gamma"}\n{"text": "cut sho\nnull\n');
+    const said = `search-r3: ${file}:2: not a JSON object; each line of a .jsonl document file is {"title", "text"}\n`;
+    const tokOut = path.join(dir, 'tok-bad');
+    const tok = runCli(['tokenizer', 'train', '--input', file, '--vocab-size', '300', '--out', tokOut, '--quiet']);
+    assert.equal(tok.status, 2, tok.stderr);
+    assert.equal(tok.stderr, said);
+    const cfg = path.join(dir, 'lm-bad.json');
+    await fsp.writeFile(cfg, JSON.stringify({
+      tokenizer: path.join(dir, 'tok'), output: path.join(dir, 'lm-bad'), data: { train: [file] },
+      model: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2 },
+      seqLength: 16, batchSize: 1, steps: 1,
+    }));
+    const lm = runCli(['train', 'lm', '--config', cfg, '--quiet']);
+    assert.equal(lm.status, 2, lm.stderr);
+    assert.equal(lm.stderr, said);
+  });

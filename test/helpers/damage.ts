@@ -1,42 +1,39 @@
 /**
- * The five ways the corruption suites damage a file: gone, emptied, cut in half, overwritten by random
- * bytes of the same size, or a few bits flipped at seeded positions. And a snapshot of a folder (each
- * file's SHA-256) to prove that a read changed nothing.
+ * The corruption suites' damage: what a crash, a full disk or failing hardware leaves of a file, made
+ * reproducibly (seeded), and a digest of a folder to prove that a command changed none of its bytes.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { SeededRandom } from './seeded-random.js';
 
 export const DAMAGE_KINDS = ['missing', 'empty', 'truncated', 'random', 'bitflip'] as const;
 export type DamageKind = (typeof DAMAGE_KINDS)[number];
 
-export function damage(file: string, kind: DamageKind, seed = 1): void {
-  const bytes = readFileSync(file);
+/**
+ * Damages `file` in place: removed, emptied, cut to half its length, random bytes of its size, or
+ * `flips` bits flipped at seeded positions.
+ */
+export function damageFile(file: string, kind: DamageKind, seed = 1, flips = 1): void {
   const rnd = new SeededRandom(seed);
-  switch (kind) {
-    case 'missing': rmSync(file); return;
-    case 'empty': writeFileSync(file, ''); return;
-    case 'truncated': writeFileSync(file, bytes.subarray(0, Math.floor(bytes.length / 2))); return;
-    case 'random': writeFileSync(file, Buffer.from(Array.from({ length: bytes.length }, () => rnd.int(256)))); return;
-    case 'bitflip': {
-      const out = Buffer.from(bytes);
-      for (let i = 0; i < 8; i++) { const at = rnd.int(out.length); out[at] ^= 1 << rnd.int(8); }
-      writeFileSync(file, out);
-    }
+  if (kind === 'missing') { rmSync(file); return; }
+  const bytes = readFileSync(file);
+  if (kind === 'empty') writeFileSync(file, '');
+  else if (kind === 'truncated') writeFileSync(file, bytes.subarray(0, bytes.length >> 1));
+  else if (kind === 'random') writeFileSync(file, Uint8Array.from(bytes, () => rnd.int(256)));
+  else {
+    for (let i = 0; i < flips; i++) bytes[rnd.int(bytes.length)] ^= 1 << rnd.int(8);
+    writeFileSync(file, bytes);
   }
 }
 
-/** Relative path → SHA-256 of every file under dir. */
-export function snapshot(dir: string): Map<string, string> {
+/** SHA-256 of every file under `dir`, keyed by its path relative to `dir`. */
+export function folderDigest(dir: string): Map<string, string> {
   const out = new Map<string, string>();
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d).sort()) {
-      const full = path.join(d, name);
-      if (statSync(full).isDirectory()) walk(full);
-      else out.set(path.relative(dir, full), createHash('sha256').update(readFileSync(full)).digest('hex'));
-    }
-  };
-  walk(dir);
+  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    const file = path.join(e.parentPath, e.name);
+    out.set(path.relative(dir, file), createHash('sha256').update(readFileSync(file)).digest('hex'));
+  }
   return out;
 }

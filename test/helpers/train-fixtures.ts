@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
@@ -43,3 +43,45 @@ export function writeConfig(file: string, cfg: unknown): string {
   writeFileSync(file, JSON.stringify(cfg, null, 1));
   return file;
 }
+
+/** A toy BEIR folder: 40 documents, 8 train queries, one of which is judged only against a missing document. */
+export function toyBeir(dir: string): string {
+  mkdirSync(path.join(dir, 'qrels'), { recursive: true });
+  const docs = Array.from({ length: 40 }, (_, i) => ({
+    _id: `d${i}`, title: words[i % 10], text: `${words[i % 10]} ${words[(i * 3) % 10]} number ${i}`,
+  }));
+  writeFileSync(path.join(dir, 'corpus.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
+  const queries = Array.from({ length: 8 }, (_, i) => ({ _id: `q${i}`, text: `which ${words[i]} ${i}?` }));
+  writeFileSync(path.join(dir, 'queries.jsonl'), queries.map((q) => JSON.stringify(q)).join('\n') + '\n');
+  const judged = queries.slice(0, 7).map((q, i) => `${q._id}\td${i * 5}\t1`);
+  const qrels = ['query-id\tcorpus-id\tscore', ...judged, 'q7\tmissing-doc\t1', 'q2\td3\t1'];
+  writeFileSync(path.join(dir, 'qrels', 'train.tsv'), qrels.join('\n') + '\n');
+  return dir;
+}
+
+/**
+ * A tiny RL setup in a new folder: a random model folder, the toy BEIR folder and a train rl config
+ * (3 steps of 2 queries × 3 responses, 2 inner epochs, checkpoints every 2 steps) relative to it.
+ */
+export async function rlFixture(prefix: string): Promise<{ dir: string; raw: Record<string, unknown> }> {
+  const dir = tempDir(prefix);
+  await tinyModelFolder(path.join(dir, 'model'));
+  toyBeir(path.join(dir, 'beir'));
+  const raw = {
+    model: 'model', output: 'run', seed: 3, steps: 3, maxLength: 160,
+    data: { beir: 'beir', split: 'train' },
+    rollout: { queries: 2, group: 3, temperature: 1, maxReasoningTokens: 5 },
+    reward: { kind: 'dcg', k: 10, formatPenalty: 0.5 },
+    loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 2, infonce: 0.5, temperature: 0.05 },
+    optimizer: { lr: 1e-3 },
+    environment: { mode: 'local', budget: 6, candidates: 2, neighbours: 2, rolling: 3, returnCandidates: 5 },
+    checkpoint: { every: 2, keep: 2 },
+  };
+  return { dir, raw };
+}
+
+const TIME_KEYS = new Set(['seconds', 'encodeSeconds', 'graphSeconds', 'rolloutSeconds', 'updateSeconds', 'stepSeconds',
+  'environmentSetupSeconds', 'localSeconds', 'exactSeconds', 'tokensPerSec']);
+
+/** A metrics.jsonl line without its wall times, which differ between otherwise identical runs. */
+export const withoutTimes = (line: string): unknown => JSON.parse(line, (k, v) => (TIME_KEYS.has(k) ? undefined : v));

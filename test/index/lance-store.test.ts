@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { snapshot } from '../helpers/damage.js';
+import { folderDigest } from '../helpers/damage.js';
 import { LanceStore } from '../../src/index/lance-store.js';
 import { SearchIndex } from '../../src/index/search-index.js';
 import { documentText } from '../../src/index/document-source.js';
@@ -83,12 +83,12 @@ test('a reader of a LanceDB index whose table folder is gone creates nothing and
     const want = (await writer.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
     await writer.close();
     rmSync(path.join(indexDir, 'vectors.lance'), { recursive: true });
-    const before = snapshot(indexDir);
+    const before = folderDigest(indexDir);
     const reader = await SearchIndex.open(indexDir, { backend });
     assert.match(reader.notes[0], /vectors\.lance is missing; the search graph was rebuilt in memory/);
     assert.deepEqual((await reader.searchVector(v, { k: 5, exact: false })).map((h) => h.id), want);
     await reader.close();
-    assert.deepEqual(snapshot(indexDir), before);
+    assert.deepEqual(folderDigest(indexDir), before);
     assert.ok(!existsSync(path.join(indexDir, 'vectors.lance')));
   } finally { cleanup(); }
 });

@@ -11,7 +11,7 @@ import { SearchIndex } from '../../src/index/search-index.js';
 import { IndexError } from '../../src/index/index-error.js';
 import { documentText } from '../../src/index/document-source.js';
 import { runCli } from '../helpers/cli.js';
-import { snapshot } from '../helpers/damage.js';
+import { folderDigest } from '../helpers/damage.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 test('search on an index whose docs.sqlite is missing or empty says so and leaves every file as it was', async () => {
@@ -25,12 +25,12 @@ test('search on an index whose docs.sqlite is missing or empty says so and leave
     const manifest = readFileSync(path.join(idx, 'index.json'), 'utf8');
     for (const state of ['missing', 'empty']) {
       if (state === 'missing') rmSync(path.join(idx, 'docs.sqlite')); else writeFileSync(path.join(idx, 'docs.sqlite'), '');
-      const before = snapshot(idx);
+      const before = folderDigest(idx);
       const r = runCli(['search', '--index', idx, 'protein']);
       assert.equal(r.status, 2, r.stdout);
       assert.equal(r.stderr.trim().split('\n').length, 1);
       assert.match(r.stderr, new RegExp(`docs\\.sqlite is ${state}: the index has lost its documents; rebuild it with 'search-r3 index --input <your documents> --out `));
-      assert.deepEqual(snapshot(idx), before, 'nothing created, emptied or rewritten');
+      assert.deepEqual(folderDigest(idx), before, 'nothing created, emptied or rewritten');
       assert.equal(readFileSync(path.join(idx, 'index.json'), 'utf8'), manifest, 'index.json still counts 12 documents');
     }
     // a write rebuilds it: every document is encoded again
@@ -49,14 +49,14 @@ test('a read-only open creates nothing, not even SQLite journal files, and refus
     const writer = await SearchIndex.open(idx, { backend, create: {} });
     await writer.addDocuments(corpus(10));
     await writer.close();
-    const before = snapshot(idx);
+    const before = folderDigest(idx);
     const reader = await SearchIndex.open(idx, { backend });
     assert.equal(reader.readOnly, true);
     assert.equal((await reader.search('gene', { k: 3, hybrid: true })).hits.length, 3);
     await assert.rejects(reader.addDocuments(corpus(2)), (e: unknown) => e instanceof IndexError && /opened read-only/.test(e.message));
     await assert.rejects(reader.deleteDocuments(['d000']), IndexError);
     await reader.close();
-    assert.deepEqual(snapshot(idx), before);
+    assert.deepEqual(folderDigest(idx), before);
   } finally { cleanup(); }
 });
 
@@ -74,7 +74,7 @@ test('a damaged vectors.usearch is not loaded: the HNSW graph rebuilt from docs.
     const file = path.join(idx, 'vectors.usearch');
     // the file usearch itself would take: right size, random content (std::bad_alloc, exit 134, before checksums)
     writeFileSync(file, randomBytes(statSync(file).size));
-    const before = snapshot(idx);
+    const before = folderDigest(idx);
     const reader = await SearchIndex.open(idx, { backend });
     assert.equal(reader.notes.length, 1);
     assert.match(reader.notes[0], /vectors\.usearch is damaged .* rebuilt in memory from docs\.sqlite/);
@@ -83,7 +83,7 @@ test('a damaged vectors.usearch is not loaded: the HNSW graph rebuilt from docs.
       assert.deepEqual(got.map((h) => h.id), want[i].map((h) => h.id));
     }
     await reader.close();
-    assert.deepEqual(snapshot(idx), before, 'the reader rebuilt in memory only');
+    assert.deepEqual(folderDigest(idx), before, 'the reader rebuilt in memory only');
     // a writer rewrites the file; the next reader loads it without a note
     const repair = await SearchIndex.open(idx, { backend, writable: true });
     assert.match(repair.notes[0], /rebuilding it from docs\.sqlite/);

@@ -94,5 +94,9 @@ test('templates: named list form, a missing template, a broken template', () => 
   const none = Tokenizer.fromJSON(tokenizerJson, { ...tokenizerConfig, chat_template: undefined });
   assert.throws(() => none.renderChat([{ role: 'user', content: 'x' }]), /tokenizer_config\.json: has no chat_template/);
   assert.throws(() => new ChatTemplate('{% if %}'), /tokenizer_config\.json: chat_template is not a valid Jinja template/);
+  // one flipped bit in Qwen's template (`messages` → `messagds`) still parses, and fails only when rendered
+  const flipped = new ChatTemplate('{%- for message in messagds %}{{ message.content }}{%- endfor %}');
+  assert.throws(() => flipped.render([{ role: 'user', content: 'x' }]),
+    (e: Error) => e.name === 'ModelFileError' && /^tokenizer_config\.json: chat_template cannot/.test(e.message));
   assert.throws(() => qwen25.render([]), /at least one message/);
 });

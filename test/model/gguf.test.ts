@@ -135,7 +135,7 @@ test('untied models get output.weight; a head_dim llama.cpp cannot run is refuse
     assert.equal(r.tensorInfos.at(-1)!.name, 'output.weight');
     const wide = tinyQwen2Fixture(2, { head_dim: 32 });
     assert.throws(() => qwen2GgufContents({ config: wide.config, tensors: wide.tensors, tokenizer: wide.ggufTokenizer }),
-      /head_dim 32 x 4 heads != hidden_size 64; llama\.cpp's qwen2 architecture cannot load such a model/);
+      /config\.json: head_dim 32 × "num_attention_heads" 4 is not "hidden_size" 64; llama\.cpp's qwen2 architecture/);
   });
 });
 
@@ -194,16 +194,22 @@ test('refuses checkpoints that do not match the config, naming the tensor', () =
   assert.throws(() => qwen2GgufContents(opts(without)), /tensor "model\.layers\.1\.self_attn\.k_proj\.bias" is missing/);
   const reshaped = new Map(fx.tensors);
   reshaped.set('model.layers.0.mlp.up_proj.weight', { shape: [64, 128], data: new Float32Array(64 * 128) });
-  assert.throws(() => qwen2GgufContents(opts(reshaped)), /"model\.layers\.0\.mlp\.up_proj\.weight" has shape \[64, 128\]; the config implies \[128, 64\]/);
+  assert.throws(() => qwen2GgufContents(opts(reshaped)),
+    /config\.json: "intermediate_size" 128 makes dimension 0 of tensor "\S+\.up_proj\.weight" 128, but the weights/);
   const extra = new Map(fx.tensors);
   extra.set('model.layers.0.self_attn.o_proj.bias', { shape: [64], data: new Float32Array(64) });
-  assert.throws(() => qwen2GgufContents(opts(extra)), /unexpected tensor "model\.layers\.0\.self_attn\.o_proj\.bias"/);
+  assert.throws(() => qwen2GgufContents(opts(extra)),
+    /model\.safetensors: tensor "model\.layers\.0\.self_attn\.o_proj\.bias" is not part of a Qwen2 model/);
+  const deeper = new Map(fx.tensors);
+  deeper.set('model.layers.2.input_layernorm.weight', { shape: [64], data: new Float32Array(64) });
+  assert.throws(() => qwen2GgufContents(opts(deeper)),
+    /config\.json: "num_hidden_layers" is 2, but the weights hold layer 2 \(tensor "model\.layers\.2\.input_layernorm/);
   const withRotary = new Map(fx.tensors);
   withRotary.set('model.layers.0.self_attn.rotary_emb.inv_freq', { shape: [8], data: new Float32Array(8) });
   assert.equal(qwen2GgufContents(opts(withRotary)).tensors.length, 26, 'rotary caches are dropped');
   assert.throws(
     () => qwen2GgufContents({ ...opts(fx.tensors), tokenizer: { ...fx.ggufTokenizer, tokens: fx.ggufTokenizer.tokens.slice(1) } }),
-    /the tokenizer has 319 tokens .* the model has 320 embedding rows/,
+    /tokenizer\.json: has 319 tokens and 320 token types, but "vocab_size" in config\.json is 320/,
   );
 });
 

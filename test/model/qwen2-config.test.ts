@@ -117,7 +117,8 @@ test('tensor specs: q/k/v carry biases, o_proj does not; lm_head only when untie
   assert.equal(specs.has('model.layers.0.self_attn.o_proj.bias'), false);
   assert.equal(specs.has('lm_head.weight'), false);
   const untied = qwen2TensorSpecs({ ...c, tieWordEmbeddings: false });
-  assert.deepEqual(untied.at(-1), { name: 'lm_head.weight', shape: [151936, 1536] });
+  const from = ['"vocab_size" 151936', '"hidden_size" 1536'];
+  assert.deepEqual(untied.at(-1), { name: 'lm_head.weight', shape: [151936, 1536], from });
   // Parameter count of Qwen2.5-1.5B: 1.54 B.
   const params = qwen2TensorSpecs(c).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
   assert.equal(params, 1_543_714_304);

@@ -1,6 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,6 +15,7 @@ import { saveModelFolder } from '../../src/model/model-folder.js';
 import { evaluateRecipeModels, RECIPE_ROWS, type RecipeEvaluateOptions, type RecipeEvaluation } from '../../src/recipe/evaluate.js';
 import { subsetDevSet, type DevSet } from '../../src/train/dev-eval.js';
 import { runCli } from '../helpers/cli.js';
+import { DAMAGE_KINDS, damageFile } from '../helpers/damage.js';
 import { sharedData } from '../helpers/repo.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
@@ -181,3 +184,24 @@ test('search-r3 recipe evaluate: the CLI entry reuses the same work folder, and 
   await assert.rejects(runRecipeEvaluate(['--stage1', options.stage1, '--out', options.out]),
     (e: unknown) => e instanceof UserError && /--stage2 <dir> is required/.test(e.message));
 });
+
+test('a damaged cached run or document shard is named in a warning and computed again, to the same figures',
+  async () => {
+    const runFile = row(first, 'xquad-de', 'bm25').runFile;
+    for (const [k, kind] of DAMAGE_KINDS.entries()) {
+      damageFile(runFile, kind, k + 1);
+      const r = await evaluate();
+      const warned = r.log.some((l) => l.startsWith(`warning: ${runFile}`) && l.endsWith('; computed again'));
+      assert.ok(warned, `${kind}: ${r.log.join('\n')}`);
+      assert.equal(row(r.report, 'xquad-de', 'bm25').reused, false, kind);
+      assert.equal(row(r.report, 'xquad-de', 'bm25').ndcg10, row(first, 'xquad-de', 'bm25').ndcg10, kind);
+    }
+    // a document shard is read again when a run that needs it is computed again
+    const shards = join(options.out, 'work', 'embeddings');
+    for (const folder of readdirSync(shards)) damageFile(join(shards, folder, 'shard-00000.npy'), 'bitflip');
+    unlinkSync(row(first, 'xquad-de', 'stage1-off').runFile.replace(/\.trec$/, '.json'));
+    const r = await evaluate();
+    const shardWarning = /^warning: \S+shard-00000\.npy does not match its record \S+shard-00000\.json; computed/;
+    assert.ok(r.log.some((l) => shardWarning.test(l)), r.log.join('\n'));
+    assert.equal(row(r.report, 'xquad-de', 'stage1-off').ndcg10, row(first, 'xquad-de', 'stage1-off').ndcg10);
+  });

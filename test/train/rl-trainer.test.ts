@@ -1,51 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { parseRlConfig } from '../../src/train/rl-config.js';
 import { trainRl } from '../../src/train/rl-trainer.js';
 import { forwardRollouts, sampleRollouts } from '../../src/train/rl-rollout.js';
 import { ConfigError } from '../../src/train/config.js';
-import { RunFolderError } from '../../src/train/sft-trainer.js';
 import { embedTokenId } from '../../src/embed/prompts.js';
 import { tinyModel } from '../helpers/tiny-model.js';
-import { tempDir, tinyModelFolder, writeConfig } from '../helpers/train-fixtures.js';
+import { rlFixture, withoutTimes, writeConfig } from '../helpers/train-fixtures.js';
 import { runCli } from '../helpers/cli.js';
 
-const words = ['alpha', 'beta', 'gamma', 'delta', 'omega', 'sigma', 'kappa', 'theta', 'lambda', 'zeta'];
-
-/** A toy BEIR folder: 40 documents, 8 train queries, one of which is judged only against a missing document. */
-function toyBeir(dir: string): string {
-  mkdirSync(path.join(dir, 'qrels'), { recursive: true });
-  const docs = Array.from({ length: 40 }, (_, i) => ({ _id: `d${i}`, title: words[i % 10], text: `${words[i % 10]} ${words[(i * 3) % 10]} number ${i}` }));
-  writeFileSync(path.join(dir, 'corpus.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
-  const queries = Array.from({ length: 8 }, (_, i) => ({ _id: `q${i}`, text: `which ${words[i]} ${i}?` }));
-  writeFileSync(path.join(dir, 'queries.jsonl'), queries.map((q) => JSON.stringify(q)).join('\n') + '\n');
-  const qrels = ['query-id\tcorpus-id\tscore', ...queries.slice(0, 7).map((q, i) => `${q._id}\td${i * 5}\t1`), 'q7\tmissing-doc\t1', 'q2\td3\t1'];
-  writeFileSync(path.join(dir, 'qrels', 'train.tsv'), qrels.join('\n') + '\n');
-  return dir;
-}
-
-async function fixture(): Promise<{ dir: string; raw: Record<string, unknown> }> {
-  const dir = tempDir('rl');
-  await tinyModelFolder(path.join(dir, 'model'));
-  toyBeir(path.join(dir, 'beir'));
-  const raw = {
-    model: 'model', output: 'run', seed: 3, steps: 3, maxLength: 160,
-    data: { beir: 'beir', split: 'train' },
-    rollout: { queries: 2, group: 3, temperature: 1, maxReasoningTokens: 5 },
-    reward: { kind: 'dcg', k: 10, formatPenalty: 0.5 },
-    loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 2, infonce: 0.5, temperature: 0.05 },
-    optimizer: { lr: 1e-3 },
-    environment: { mode: 'local', budget: 6, candidates: 2, neighbours: 2, rolling: 3, returnCandidates: 5 },
-    checkpoint: { every: 2, keep: 2 },
-  };
-  return { dir, raw };
-}
-
-const TIME_KEYS = new Set(['seconds', 'encodeSeconds', 'graphSeconds', 'rolloutSeconds', 'updateSeconds', 'stepSeconds', 'environmentSetupSeconds', 'localSeconds', 'exactSeconds']);
-const withoutTimes = (line: string): unknown => JSON.parse(line, (k, v) => (TIME_KEYS.has(k) ? undefined : v));
+const fixture = (): Promise<{ dir: string; raw: Record<string, unknown> }> => rlFixture('rl');
 
 test('a seeded RL run is reproducible, skips and counts a query without positives, and stays within the refresh budget', async () => {
   const { dir, raw } = await fixture();
@@ -116,10 +83,15 @@ test('a run that crashes and resumes from its checkpoint is bit-identical to one
   const weights = (out: string): Buffer => readFileSync(path.join(dir, out, 'final', 'model.safetensors'));
   assert.ok(weights('crashed').equals(weights('straight')), 'the final weights are byte-identical');
   for (const out of ['straight', 'crashed']) assert.ok(existsSync(path.join(dir, out, 'checkpoints', 'step-00000004', 'environment.safetensors')));
-  // a damaged saved environment is one sentence naming the checkpoint and what to do
+  // a damaged saved environment: one line names the file, and resume goes on from the checkpoint before it
   writeFileSync(path.join(dir, 'crashed', 'checkpoints', 'step-00000005', 'environment.json'), '{"version": 4,');
-  await assert.rejects(trainRl({ ...crashed, steps: 6 }, { progress: false, resume: true }),
-    (e: unknown) => e instanceof RunFolderError && /step-00000005: the saved environment cannot be read .*remove this checkpoint folder/.test((e as Error).message));
+  const warnings: string[] = [];
+  const again = await trainRl({ ...crashed, steps: 6 }, {
+    progress: false, resume: true, warn: (l) => warnings.push(l),
+  });
+  assert.equal(again.startStep, 4);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /step-00000005\/environment\.json does not match its SHA-256 .*step-00000004 \(step 4\)/);
 });
 
 test('the training forward reproduces generate()\'s log-probabilities at the sampling temperature', () => {

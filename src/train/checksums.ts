@@ -1,0 +1,61 @@
+/**
+ * A SHA-256 manifest of a folder's files, in the format `sha256sum` writes and checks
+ * (`<64 hex digits>  <file name>` per line), so a damaged file — even one flipped bit in a tensor —
+ * is found before anything is loaded from the folder, and `sha256sum -c checksums.sha256` checks it
+ * by hand too.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, promises as fsp } from 'node:fs';
+import path from 'node:path';
+
+export const CHECKSUMS_FILE = 'checksums.sha256';
+
+const LINE = /^([0-9a-f]{64}) {2}([^/\\\n]+)$/;
+
+/** Hex SHA-256 of a file's bytes, read in chunks so a large file is never held whole. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Writes the manifest of every other file in `dir` (its direct children, sorted by name). */
+export async function writeChecksums(dir: string): Promise<void> {
+  const names = (await fsp.readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isFile() && e.name !== CHECKSUMS_FILE).map((e) => e.name).sort();
+  const lines: string[] = [];
+  for (const n of names) lines.push(`${await sha256File(path.join(dir, n))}  ${n}\n`);
+  await fsp.writeFile(path.join(dir, CHECKSUMS_FILE), lines.join(''));
+}
+
+/** A file of a folder that its manifest shows to be damaged, with why, in words. */
+export interface ChecksumProblem { file: string; why: string }
+
+/**
+ * Checks `dir` against its manifest: null when every file matches and no file is missing or
+ * unlisted; the first problem otherwise. `undefined` when the folder has no manifest at all.
+ */
+export async function verifyChecksums(dir: string): Promise<ChecksumProblem | null | undefined> {
+  const manifest = path.join(dir, CHECKSUMS_FILE);
+  if (!existsSync(manifest)) return undefined;
+  const damaged = (why: string): ChecksumProblem => ({ file: manifest, why });
+  const listed = new Map<string, string>();
+  const lines = (await fsp.readFile(manifest, 'latin1')).split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  for (const [i, line] of lines.entries()) {
+    const m = LINE.exec(line);
+    if (!m) return damaged(`line ${i + 1} is not "<sha-256>  <file>"`);
+    listed.set(m[2]!, m[1]!);
+  }
+  if (listed.size === 0) return damaged('lists no files');
+  for (const [name, want] of listed) {
+    const file = path.join(dir, name);
+    if (!existsSync(file)) return { file, why: `is missing (${CHECKSUMS_FILE} lists it)` };
+    if (await sha256File(file) !== want) return { file, why: `does not match its SHA-256 in ${CHECKSUMS_FILE}` };
+  }
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    if (e.name === CHECKSUMS_FILE || listed.has(e.name)) continue;
+    return { file: path.join(dir, e.name), why: `is not listed in ${CHECKSUMS_FILE}` };
+  }
+  return null;
+}

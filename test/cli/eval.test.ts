@@ -1,0 +1,36 @@
+/** search-r3 eval's own options that the trec_eval-exactness tests (test/eval) do not cover. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
+
+const tiny = path.join(repoRoot, 'test', 'eval', 'fixtures', 'tiny-beir');
+
+test('eval --max-queries n evaluates the first n judged queries of the split, as demo --max-queries does', () => {
+  const all = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json', '-q']);
+  assert.equal(all.status, 0, all.stderr);
+  const two = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json', '-q', '--max-queries', '2']);
+  assert.equal(two.status, 0, two.stderr);
+  interface Report {
+    numQueries: number;
+    dataset: { queries: number; documents: number };
+    perQuery: Record<string, Record<string, number>>;
+  }
+  const a = JSON.parse(all.stdout) as Report, b = JSON.parse(two.stdout) as Report;
+  assert.equal(a.numQueries, 4);
+  assert.equal(b.numQueries, 2);
+  assert.deepEqual(b.dataset, { ...a.dataset, queries: 2 }, 'the whole corpus is still searched');
+  // q4 has no judgement, so the first two judged queries of queries.jsonl are q1 and q2
+  assert.deepEqual(Object.keys(b.perQuery).filter((q) => q !== 'all').sort(), ['q1', 'q2']);
+  for (const q of ['q1', 'q2']) assert.deepEqual(b.perQuery[q], a.perQuery[q], `${q} scores as in the full run`);
+  const help = runCli(['eval', '--help']);
+  assert.match(help.stdout, /--max-queries <n> +evaluate only the first n queries of the split/);
+  const zero = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--max-queries', '0']);
+  assert.equal(zero.status, 2);
+  assert.equal(zero.stderr, "search-r3: --max-queries must be a positive integer (got '0').\n");
+  const qrels = path.join(tiny, 'qrels', 'test.tsv');
+  const trec = runCli(['eval', '--qrels', qrels, '--run', 'x.trec', '--max-queries', '2']);
+  assert.equal(trec.status, 2);
+  assert.match(trec.stderr, /^search-r3: --max-queries goes with --dataset/);
+});
