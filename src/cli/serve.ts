@@ -18,7 +18,7 @@ endpoints:
                         "max_reasoning_tokens", "temperature", "top_p", "seed"}; default mode document.
                         With reasoning on, the response adds "search_r3": [{"reasoning", "forced"}].
   POST /v1/search       {"query", "k", "reasoning": "on" | "off", "hybrid": bool} → ranked documents
-  GET  /v1/models[/id]   the served model name
+  GET  /v1/models       the served model name (GET /v1/models/<id>: that model, or 404)
   GET  /health          status; with the API key (or without one configured) also model id, dimension,
                         queue depth, index size. 503 with the reason when the model or index is unusable.
   GET  /metrics         Prometheus text format
