@@ -19,7 +19,9 @@
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-pthread", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unknown-pragmas"],
       "cflags!": ["-O2", "-O0", "-fno-strict-aliasing"],
-      "ldflags": ["-pthread"],
+      # nodelete: the pool's helper threads (native/pool.c) live for the process, so the addon must stay
+      # mapped after the worker thread that loaded it ends (Node unloads an addon with its last environment)
+      "ldflags": ["-pthread", "-Wl,-z,nodelete"],
       "libraries": ["-lopenblas", "-lm"]
     }
   ]

@@ -10,6 +10,11 @@
  *
  * Chunk boundaries depend only on the loop size and grain, never on the thread count, so kernels
  * that keep per-chunk partial sums give bit-identical results for any number of threads.
+ *
+ * The pool is process-global: helpers are started once and live for the process, whichever JS thread
+ * (main or worker) first ran a parallel loop. The addon is linked with -z nodelete (binding.gyp) so
+ * that a worker thread ending does not unmap the code the helpers run. A second JS thread that finds
+ * the pool busy runs its loop alone.
  */
 #define _GNU_SOURCE
 #include <immintrin.h>

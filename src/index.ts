@@ -14,6 +14,10 @@ export { SearchR3Embeddings, type SearchR3EmbeddingsParams } from './serve/langc
 export { SearchR3VectorStore } from './serve/langchain-vectorstore.js';
 export { RemoteEmbedder, RemoteError, type RemoteOptions } from './serve/remote-embedder.js';
 export { startSearchServer, createSearchServer, type ServeOptions, type RunningServer } from './serve/server.js';
+export {
+  WorkerBackend, ModelUnavailableError, type WorkerBackendOptions, type ModelHealth,
+} from './serve/model-worker.js';
 // the embedding protocol underneath
 export { Embedder, type QueryOptions, type QueryEmbedding, DEFAULT_TEMPLATES, type PromptTemplates } from './embed/index.js';
 export { loadModelFolder } from './model/model-folder.js';
+export { Tokenizer } from './model/tokenizer.js';

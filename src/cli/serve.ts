@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { asUserErrors } from './index-user-errors.js';
-import { LocalBackend } from '../index/embedding-backend.js';
 import { readManifest } from '../index/manifest.js';
 import { SearchIndex } from '../index/search-index.js';
-import { startSearchServer } from '../serve/server.js';
+import { WorkerBackend } from '../serve/model-worker.js';
+import { type RunningServer, startSearchServer } from '../serve/server.js';
 
 const HELP = `search-r3 serve — HTTP server: OpenAI-compatible embeddings and search
 
@@ -18,14 +18,17 @@ endpoints:
                         "max_reasoning_tokens", "temperature", "top_p", "seed"}; default mode document.
                         With reasoning on, the response adds "search_r3": [{"reasoning", "forced"}].
   POST /v1/search       {"query", "k", "reasoning": "on" | "off", "hybrid": bool} → ranked documents
-  GET  /v1/models       the served model name
-  GET  /health          status, model id, dimension, queue depth (never needs the API key)
+  GET  /v1/models       the served model name (GET /v1/models/<id>: that model, or 404)
+  GET  /health          status; with the API key (or without one configured) also model id, dimension,
+                        queue depth, index size. 503 with the reason when the model or index is unusable.
   GET  /metrics         Prometheus text format
 
-Requests from concurrent clients are batched into shared forward passes. Over-limit requests get
-OpenAI-shaped errors: 400 (bad field, too many inputs, too many tokens), 401 (API key), 404, 405,
-413 (body too large), 429 (queue full), 503 (shutting down). SIGINT/SIGTERM stop accepting
-connections and exit once in-flight requests are answered.
+The model runs in a worker thread, so HTTP, /health and /metrics answer while it works. Requests from
+concurrent clients are batched into shared forward passes, taking inputs from each request in turn.
+Over-limit requests get OpenAI-shaped errors: 400 (bad field, too many inputs or tokens, too much
+reasoning), 401 (API key), 404, 405, 413 (body too large, also once gunzipped), 415, 429 (queue full),
+503 (shutting down, model restarting, index unreadable). SIGINT/SIGTERM stop accepting connections and
+exit once in-flight requests are answered.
 
 options:
   --index <dir>             index to search (its model is loaded from index.json, or --model)
@@ -37,6 +40,9 @@ options:
   --max-body <bytes>        largest request body (default 1048576)
   --max-inputs <n>          inputs per /v1/embeddings request (default 256)
   --max-tokens <n>          tokens per input (default: the model's context)
+  --max-request-tokens <n>  input tokens per request, all inputs together (default 65536)
+  --max-request-reasoning-tokens <n>
+                            queries × max_reasoning_tokens per reasoning request (default 8192)
   --max-queue <n>           inputs waiting for the model before 429 (default 1024)
   --batch-wait-ms <n>       how long an input waits for company (default 3)
   --batch-inputs <n>        most inputs per forward batch (default 64)
@@ -54,6 +60,7 @@ export const serveCommand: Command = {
         'model-name': { type: 'string' }, 'api-key': { type: 'string' }, 'max-body': { type: 'string' },
         'max-inputs': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-queue': { type: 'string' },
         'batch-wait-ms': { type: 'string' }, 'batch-inputs': { type: 'string' },
+        'max-request-tokens': { type: 'string' }, 'max-request-reasoning-tokens': { type: 'string' },
       },
     });
     const int = (name: string, min = 1): number | undefined => {
@@ -66,17 +73,31 @@ export const serveCommand: Command = {
     if (!values.index && !values.model) throw new UserError('give --index <dir> (search and embeddings) or --model <dir> (embeddings only).');
     const port = int('port', 0) ?? 8080;
     if (port > 65535) throw new UserError(`--port must be at most 65535 (got ${port}).`);
+    const limits = {
+      maxBodyBytes: int('max-body'), maxInputs: int('max-inputs'), maxTokensPerInput: int('max-tokens'),
+      maxRequestTokens: int('max-request-tokens'), maxRequestReasoningTokens: int('max-request-reasoning-tokens'),
+      maxQueue: int('max-queue'),
+    };
+    const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
     return asUserErrors(async () => {
       const manifest = values.index ? readManifest(values.index) : undefined;
-      const backend = await LocalBackend.fromModelDir(values.model ?? manifest!.model.source,
-        manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {});
-      const index = values.index ? await SearchIndex.open(values.index, { backend }) : undefined;
-      const server = await startSearchServer({
-        backend, index, host: values.host, port,
-        modelName: values['model-name'], apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),
-        maxBodyBytes: int('max-body'), maxInputs: int('max-inputs'), maxTokensPerInput: int('max-tokens'),
-        maxQueue: int('max-queue'), maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs'),
+      const backend = await WorkerBackend.start(values.model ?? manifest!.model.source, {
+        ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}), ...batching,
       });
+      let index: SearchIndex | undefined;
+      let server: RunningServer;
+      try {
+        index = values.index ? await SearchIndex.open(values.index, { backend }) : undefined;
+        server = await startSearchServer({
+          backend, index, host: values.host, port,
+          modelName: values['model-name'], apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),
+          ...limits,
+        });
+      } catch (e) {
+        await backend.close();
+        await index?.close();
+        throw listenError(e, values.host ?? '127.0.0.1', port) ?? e;
+      }
       console.log(`search-r3 serving ${index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings'} at ${server.url} (model ${backend.modelId})`);
       await new Promise<void>((resolve) => {
         const stop = (sig: string): void => {
@@ -91,3 +112,18 @@ export const serveCommand: Command = {
     });
   },
 };
+
+/** A listen failure the user can fix, as one sentence; null for anything else. */
+function listenError(e: unknown, host: string, port: number): UserError | null {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') {
+    return new UserError(`--port ${port} is in use; pick another with --port or stop the other server.`);
+  }
+  if (code === 'EACCES') {
+    return new UserError(`--port ${port} needs privileges this user lacks; pick a port above 1023.`);
+  }
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') {
+    return new UserError(`--host ${host} is not an address of this machine; pick one it has (e.g. 127.0.0.1).`);
+  }
+  return null;
+}

@@ -4,7 +4,7 @@
  * until the model emits <|embed_token|>, which is forced (and reported) when the budget runs out.
  */
 import * as T from '../tensor/index.js';
-import { generate } from '../model/generate.js';
+import { type Steps, generateSteps, runSteps } from '../model/generate.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { DEFAULT_TEMPLATES, type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
@@ -71,7 +71,7 @@ export class Embedder {
       const vectors = this.forwardBatches(prompts.map((p) => p.ids));
       return vectors.map((vector, i) => ({ vector, reasoning: '', forced: false, tokens: [], truncated: prompts[i].truncated }));
     }
-    return this.embedWithReasoning(texts, opts);
+    return runSteps(this.reasoningSteps(texts, opts));
   }
 
   embedQuery(text: string, opts: QueryOptions = {}): QueryEmbedding {
@@ -114,14 +114,18 @@ export class Embedder {
     return out;
   }
 
-  private embedWithReasoning(texts: readonly string[], opts: QueryOptions): QueryEmbedding[] {
+  /**
+   * Queries that reason first, one forward pass per step (see generateSteps): a server runs other
+   * batches between the steps of a long generation.
+   */
+  *reasoningSteps(texts: readonly string[], opts: QueryOptions): Steps<QueryEmbedding[]> {
     // Every query gets the same analysis budget, whatever else is in the batch: its prompt is cut to
     // leave room inside the context for the whole analysis and the embed token (as stage 2 trains it).
     const bare = encodePrompt(this.tokenizer, '', 'query', this.templates, this.maxLength, true).ids.length;
     const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS, this.maxLength - 2 - bare));
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength - 1 - budget, true));
     const stops = [this.embedId, ...this.endTokens()];
-    const gens = generate(this.model, prompts.map((p) => p.ids), {
+    const gens = yield* generateSteps(this.model, prompts.map((p) => p.ids), {
       maxNewTokens: budget, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed,
       stopTokens: stops, captureTokens: [this.embedId],
     });

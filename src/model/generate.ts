@@ -34,10 +34,31 @@ export interface Generation {
 }
 
 export function generate(model: Qwen2Model, prompts: number[][], opts: GenerateOptions): Generation[] {
-  return T.noGrad(() => run(model, prompts, opts));
+  return runSteps(generateSteps(model, prompts, opts));
 }
 
-function run(model: Qwen2Model, prompts: number[][], opts: GenerateOptions): Generation[] {
+/** Work that yields after each forward pass and returns its result at the end (see generateSteps). */
+export type Steps<T> = Generator<void, T, void>;
+
+/** Runs one step (one forward pass) of `steps` without recording gradients. */
+export function advance<T>(steps: Steps<T>): IteratorResult<void, T> {
+  return T.noGrad(() => steps.next());
+}
+
+/** Runs `steps` to the end and returns the result. */
+export function runSteps<T>(steps: Steps<T>): T {
+  for (;;) {
+    const r = advance(steps);
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * generate() one forward pass at a time (the prompts', then one per new token): a caller such as a
+ * server can do other model work between steps (run each with advance()). A generation's state (its KV
+ * cache, its sampler's seed) is its own, so what runs in between does not change the result.
+ */
+export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: GenerateOptions): Steps<Generation[]> {
   const c = model.config, B = prompts.length, d = c.hiddenSize, V = c.vocabSize;
   if (B === 0) return [];
   if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
@@ -68,6 +89,7 @@ function run(model: Qwen2Model, prompts: number[][], opts: GenerateOptions): Gen
     }
   }
   let hidden = model.forward(ids, B, P, { positions: pos, keyMask: mask, cache });
+  yield;
   let stepIds: Int32Array = ids, stepLen = P;
   let live = new Array<boolean>(B).fill(true);
 
@@ -115,6 +137,7 @@ function run(model: Qwen2Model, prompts: number[][], opts: GenerateOptions): Gen
     mask = grown;
     stepIds = next; stepLen = 1;
     hidden = model.forward(next, B, 1, { positions: stepPos, keyMask: mask, cache });
+    yield;
   }
   return out;
 }

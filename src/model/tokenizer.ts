@@ -164,6 +164,17 @@ export class Tokenizer {
     return tokens;
   }
 
+  /**
+   * The most UTF-16 units of text one token can stand for: a byte-level token at most as many as it has
+   * bytes (its length in the byte alphabet), an added token its content. A text of n units (after
+   * normalization) therefore has at least n / longestTokenChars tokens, which is known without encoding it.
+   */
+  longestTokenChars(): number {
+    let longest = 1;
+    for (const t of this.vocabulary()) if (t.length > longest) longest = t.length;
+    return longest;
+  }
+
   /** The BPE merges in rank order; for GGUF export (write them as `${a} ${b}`). */
   merges(): Array<[string, string]> {
     return mergePairs(this.json.model);

@@ -1,172 +1,252 @@
 /**
- * Batches embedding work across concurrent HTTP requests. Inputs wait at most `maxWaitMs` for company,
- * then up to `maxBatchInputs` of them go through one forward pass. The forward pass is synchronous CPU
- * work in this process (the native kernels already use every core, so a worker thread would add a model
- * copy but no throughput); between batches the batcher yields to the event loop with setImmediate, so
- * /health, new connections and queue admission stay responsive, delayed by at most one batch.
- * The queue is bounded in inputs: a request that would overflow it is refused (HTTP 429) up front.
+ * Schedules model work across concurrent requests, inside the model worker.
+ *
+ * Direct inputs (documents, queries without reasoning) wait at most `maxWaitMs` for company, then go
+ * through one forward pass together: up to `maxBatchInputs` inputs and about the embedder's
+ * `batchTokens` tokens, so one batch is about one forward pass and nobody waits long behind it. A batch
+ * takes inputs from the waiting requests in turn (round-robin), not first come first served, so a
+ * one-input request rides along with the next batch instead of waiting behind a 256-input one; the
+ * request that led a batch goes to the back of the line.
+ *
+ * Generation (queries with reasoning, chat completions) runs one generation at a time, in slices of
+ * forward passes (`sliceMs`); between two slices a waiting direct batch runs, so a search query waits
+ * for at most a slice and its own batch, not for a 64-query analysis to finish. Greedy reasoning queries
+ * share a generation when their budgets are equal; sampled ones (temperature > 0) only share one with
+ * their own request's queries, so a seed gives the same analysis whatever else is queued (a
+ * generation's cache and sampler are its own, so what runs between its slices changes nothing).
+ * After each batch or slice the scheduler yields (setImmediate), so requests that arrived meanwhile
+ * join the line before the next one is formed.
  */
 import type { Embedder, QueryEmbedding, QueryOptions } from '../embed/index.js';
-import { encodePrompt, type PromptKind } from '../embed/index.js';
+import { DEFAULT_MAX_REASONING_TOKENS, encodePrompt, type PromptKind } from '../embed/index.js';
+import { type Steps, advance } from '../model/generate.js';
+import type { BatchKind, BatchingOptions } from './worker-protocol.js';
 
-export interface BatcherOptions {
-  /** Most inputs waiting or running; more is refused (default 1024). */
-  maxQueue?: number;
-  /** Longest wait for more inputs before a batch starts (default 3 ms). */
-  maxWaitMs?: number;
-  /** Most inputs in one forward pass (default 64). */
-  maxBatchInputs?: number;
-  /** Called after each batch (for metrics). */
-  onBatch?: (inputs: number, kind: 'direct' | 'reasoning', seconds: number) => void;
+export interface BatcherOptions extends BatchingOptions {
+  /** Called after each batch, and when a generation ends (for metrics); seconds of model work. */
+  onBatch?: (inputs: number, kind: BatchKind, seconds: number) => void;
+  /** Longest run of generation steps before waiting direct work gets its turn (default 20 ms). */
+  sliceMs?: number;
 }
-
-export class QueueFullError extends Error {
-  constructor(readonly queued: number, readonly limit: number) {
-    super(`the embedding queue is full (${queued} inputs waiting, limit ${limit}); retry later`);
-  }
-}
-
-interface DirectJob { kind: 'direct'; ids: number[]; truncated: number; resolve: (e: QueryEmbedding) => void; reject: (e: unknown) => void }
-interface ReasoningJob { kind: 'reasoning'; text: string; opts: QueryOptions; group: string; resolve: (e: QueryEmbedding) => void; reject: (e: unknown) => void }
-interface TaskJob { kind: 'task'; run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }
-type Job = DirectJob | ReasoningJob | TaskJob;
 
 export interface PreparedInput { ids: number[]; truncated: number }
 
+interface Settles<T> { resolve: (v: T) => void; reject: (e: unknown) => void }
+interface DirectJob extends Settles<QueryEmbedding> { kind: 'direct'; input: PreparedInput }
+interface ReasoningJob extends Settles<QueryEmbedding> {
+  kind: 'reasoning';
+  text: string;
+  opts: QueryOptions;
+  /** Jobs of one group may share a generation. */
+  group: string;
+}
+interface ChatTask extends Settles<unknown> { kind: 'chat'; steps: () => Steps<unknown> }
+/** One input (or one chat completion) waiting for its turn. */
+export type BatchJob = DirectJob | ReasoningJob | ChatTask;
+
+/** A generation in progress: advanced slice by slice until it returns. */
+interface Generation {
+  steps: Steps<unknown>;
+  done: (value: unknown) => void;
+  fail: (e: unknown) => void;
+  kind: BatchKind;
+  inputs: number;
+  /** Model work so far (slices only, not what ran between them). */
+  seconds: number;
+}
+
+/** Whether `j` may join a batch that `lead` started. */
+function joins(lead: BatchJob, j: BatchJob): boolean {
+  if (lead.kind === 'direct') return j.kind === 'direct';
+  if (lead.kind === 'reasoning') return j.kind === 'reasoning' && j.group === lead.group;
+  return false;
+}
+
+/** What a job adds to a batch's forward pass, in tokens (generation is bounded by count alone). */
+const tokensOf = (j: BatchJob): number => (j.kind === 'direct' ? j.input.ids.length : 0);
+
+/**
+ * Takes (removes from `line`) the next batch: jobs that may join the batch that the first request's next
+ * job leads, one per request in turn, starting with that request, until `maxInputs` jobs or `maxTokens`
+ * tokens (the first job always goes). Each request's own jobs keep their order. `line` holds each waiting
+ * request's jobs, requests in turn order.
+ */
+export function takeRoundRobin(line: readonly BatchJob[][], maxInputs: number, maxTokens = Infinity): BatchJob[] {
+  const lead = line[0]?.[0];
+  if (!lead) return [];
+  if (lead.kind === 'chat') return [line[0].shift()!];
+  const taken: BatchJob[] = [];
+  let tokens = 0;
+  for (let progress = true; progress;) {
+    progress = false;
+    for (const jobs of line) {
+      const next = jobs[0];
+      if (next === undefined || !joins(lead, next)) continue;
+      if (taken.length >= maxInputs || (taken.length > 0 && tokens + tokensOf(next) > maxTokens)) return taken;
+      taken.push(jobs.shift()!);
+      tokens += tokensOf(next);
+      progress = true;
+    }
+  }
+  return taken;
+}
+
 export class EmbeddingBatcher {
-  private queue: Job[] = [];
-  private running = 0;
+  /** Waiting jobs per request, requests in turn order. */
+  private readonly line = new Map<number, BatchJob[]>();
+  private waiting = 0;
   private timer: NodeJS.Timeout | null = null;
   private working = false;
-  private idleWaiters: (() => void)[] = [];
-  private readonly maxQueue: number;
-  private readonly maxWaitMs: number;
-  private readonly maxBatchInputs: number;
+  private generation: Generation | null = null;
+  /** Whether the last turn was a slice of the generation (then waiting direct work goes next). */
+  private sliced = false;
+  private maxWaitMs: number;
+  private maxBatchInputs: number;
+  private readonly sliceMs: number;
+  private sampledGroups = 0;
 
   constructor(private readonly embedder: Embedder, private readonly opts: BatcherOptions = {}) {
-    this.maxQueue = opts.maxQueue ?? 1024;
     this.maxWaitMs = opts.maxWaitMs ?? 3;
     this.maxBatchInputs = opts.maxBatchInputs ?? 64;
+    this.sliceMs = opts.sliceMs ?? 20;
   }
 
-  /** Inputs waiting or being embedded. */
-  get depth(): number { return this.queue.length + this.running; }
+  configure(b: BatchingOptions): void {
+    if (b.maxWaitMs !== undefined) this.maxWaitMs = b.maxWaitMs;
+    if (b.maxBatchInputs !== undefined) this.maxBatchInputs = b.maxBatchInputs;
+  }
 
-  /** Tokenizes an input with its prompt (cheap; done in the request handler to check limits and count usage). */
+  /** Tokenizes an input with its prompt, cutting it to the model's prompt length. */
   prepare(text: string, kind: PromptKind): PreparedInput {
     const p = encodePrompt(this.embedder.tokenizer, text, kind, this.embedder.templates, this.embedder.maxLength);
     return { ids: p.ids, truncated: p.truncated };
   }
 
-  /** Throws QueueFullError when `n` more inputs would not fit. */
-  admit(n: number): void {
-    if (this.depth + n > this.maxQueue) throw new QueueFullError(this.depth, this.maxQueue);
-  }
-
-  /** Embeds prepared direct prompts (documents, or queries without reasoning). */
-  embedDirect(inputs: readonly PreparedInput[]): Promise<QueryEmbedding[]> {
-    this.admit(inputs.length);
-    const out = Promise.all(inputs.map((p) => new Promise<QueryEmbedding>((resolve, reject) => {
-      this.queue.push({ kind: 'direct', ids: p.ids, truncated: p.truncated, resolve, reject });
+  /** Embeds prepared direct prompts (documents, queries without reasoning) of request `owner`. */
+  embedDirect(owner: number, inputs: readonly PreparedInput[]): Promise<QueryEmbedding[]> {
+    return Promise.all(inputs.map((input) => new Promise<QueryEmbedding>((resolve, reject) => {
+      this.enqueue(owner, { kind: 'direct', input, resolve, reject });
     })));
-    this.schedule();
-    return out;
   }
 
-  /**
-   * Queries that reason first. Greedy ones with equal budgets share a generation batch; sampled ones
-   * (temperature > 0) run per request, so a seed gives the same analysis whatever else is queued.
-   */
-  embedReasoning(texts: readonly string[], opts: QueryOptions): Promise<QueryEmbedding[]> {
-    this.admit(texts.length);
-    const group = (opts.temperature ?? 0) > 0 ? `sampled:${Math.random()}` : `greedy:${opts.maxReasoningTokens ?? 128}`;
-    const out = Promise.all(texts.map((text) => new Promise<QueryEmbedding>((resolve, reject) => {
-      this.queue.push({ kind: 'reasoning', text, opts: { ...opts, reasoning: 'on' }, group, resolve, reject });
+  /** Queries of request `owner` that reason first (see the module comment for who shares a generation). */
+  embedReasoning(owner: number, texts: readonly string[], opts: QueryOptions): Promise<QueryEmbedding[]> {
+    const budget = opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
+    const group = (opts.temperature ?? 0) > 0 ? `sampled:${this.sampledGroups++}` : `greedy:${budget}`;
+    return Promise.all(texts.map((text) => new Promise<QueryEmbedding>((resolve, reject) => {
+      this.enqueue(owner, { kind: 'reasoning', text, opts: { ...opts, reasoning: 'on' }, group, resolve, reject });
     })));
-    this.schedule();
-    return out;
   }
 
-  /** Runs other model work (a chat completion) in turn with the batches, counted against the queue bound. */
-  runExclusive<T>(run: () => T): Promise<T> {
-    this.admit(1);
-    const out = new Promise<T>((resolve, reject) => {
-      this.queue.push({ kind: 'task', run, resolve: resolve as (v: unknown) => void, reject });
+  /** Runs a generation of request `owner` (a chat completion) alone, in its turn, slice by slice. */
+  generate<T>(owner: number, steps: () => Steps<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.enqueue(owner, { kind: 'chat', steps, resolve: resolve as (v: unknown) => void, reject });
     });
+  }
+
+  private enqueue(owner: number, job: BatchJob): void {
+    let jobs = this.line.get(owner);
+    if (!jobs) this.line.set(owner, (jobs = []));
+    jobs.push(job);
+    this.waiting++;
     this.schedule();
-    return out;
   }
 
   private schedule(): void {
-    if (this.working || this.queue.length === 0) return;
-    if (this.queue.length >= this.maxBatchInputs) {
+    if (this.working || this.waiting === 0) return;
+    if (this.waiting >= this.maxBatchInputs) {
       if (this.timer) { clearTimeout(this.timer); this.timer = null; }
       this.working = true;
-      setImmediate(() => this.runBatch());
+      setImmediate(() => this.turn());
     } else if (!this.timer) {
-      this.timer = setTimeout(() => { this.timer = null; this.working = true; this.runBatch(); }, this.maxWaitMs);
+      this.timer = setTimeout(() => { this.timer = null; this.working = true; this.turn(); }, this.maxWaitMs);
     }
   }
 
-  private runBatch(): void {
-    const first = this.queue[0];
-    if (!first) { this.finishBatch(); return; }
-    let batch: Job[];
-    if (first.kind === 'direct') {
-      batch = this.take((j) => j.kind === 'direct');
-    } else if (first.kind === 'task') {
-      batch = [this.queue.shift()!];
-    } else {
-      const g = first.group;
-      batch = this.take((j) => j.kind === 'reasoning' && j.group === g);
-    }
-    this.running = batch.length;
+  /**
+   * The next batch, taken from requests whose next job `fits` (all of them when no generation is running,
+   * only direct work while one is), and the turn order after it: the request that led moves to the back.
+   */
+  private takeBatch(fits: (j: BatchJob) => boolean): BatchJob[] {
+    const leader = [...this.line].find(([, jobs]) => fits(jobs[0]))?.[0];
+    if (leader === undefined) return [];
+    const order = [leader, ...[...this.line.keys()].filter((o) => o !== leader)];
+    const line = order.map((o) => this.line.get(o)!);
+    const batch = takeRoundRobin(line, this.maxBatchInputs, this.embedder.batchTokens);
+    const rest = this.line.get(leader)!;
+    this.line.delete(leader);
+    if (rest.length > 0) this.line.set(leader, rest);
+    for (const [owner, jobs] of this.line) if (jobs.length === 0) this.line.delete(owner);
+    this.waiting -= batch.length;
+    return batch;
+  }
+
+  /** One turn: a slice of the running generation, or the next batch (direct work first after a slice). */
+  private turn(): void {
+    const directNext = this.generation !== null && this.sliced;
+    const fits = (j: BatchJob): boolean => this.generation === null || j.kind === 'direct';
+    const batch = this.generation === null || directNext ? this.takeBatch(fits) : [];
+    if (batch.length > 0 && batch[0].kind === 'direct') this.runDirect(batch as DirectJob[]);
+    else if (batch.length > 0) this.startGeneration(batch);
+    if (this.generation && (batch.length === 0 || batch[0].kind !== 'direct')) this.slice();
+    else this.sliced = false;
+    // yield, so requests that arrived meanwhile join the line before the next turn
+    setImmediate(() => {
+      this.working = this.generation !== null || this.waiting > 0;
+      if (this.working) this.turn();
+    });
+  }
+
+  private runDirect(jobs: DirectJob[]): void {
     const t0 = performance.now();
     try {
-      if (first.kind === 'task') {
-        (first as TaskJob).resolve((first as TaskJob).run());
-      } else if (first.kind === 'direct') {
-        const jobs = batch as DirectJob[];
-        const vectors = this.embedder.forwardBatches(jobs.map((j) => j.ids));
-        jobs.forEach((j, i) => j.resolve({ vector: vectors[i], reasoning: '', forced: false, tokens: [], truncated: j.truncated }));
-      } else {
-        const jobs = batch as ReasoningJob[];
-        const res = this.embedder.embedQueries(jobs.map((j) => j.text), jobs[0].opts);
-        jobs.forEach((j, i) => j.resolve(res[i]));
-      }
+      const vectors = this.embedder.forwardBatches(jobs.map((j) => j.input.ids));
+      jobs.forEach((j, i) => j.resolve({
+        vector: vectors[i], reasoning: '', forced: false, tokens: [], truncated: j.input.truncated,
+      }));
     } catch (e) {
-      for (const j of batch) j.reject(e);
+      for (const j of jobs) j.reject(e);
     }
-    this.running = 0;
-    if (first.kind !== 'task') this.opts.onBatch?.(batch.length, first.kind, (performance.now() - t0) / 1000);
-    // yield to the event loop before the next batch
-    setImmediate(() => this.finishBatch());
+    this.opts.onBatch?.(jobs.length, 'direct', (performance.now() - t0) / 1000);
   }
 
-  private take(match: (j: Job) => boolean): Job[] {
-    const taken: Job[] = [];
-    const rest: Job[] = [];
-    for (const j of this.queue) (taken.length < this.maxBatchInputs && match(j) ? taken : rest).push(j);
-    this.queue = rest;
-    return taken;
-  }
-
-  private finishBatch(): void {
-    this.working = false;
-    if (this.queue.length > 0) {
-      // work is already waiting longer than maxWaitMs: run it now
-      this.working = true;
-      setImmediate(() => this.runBatch());
+  private startGeneration(batch: BatchJob[]): void {
+    const first = batch[0];
+    if (first.kind === 'chat') {
+      this.generation = {
+        steps: first.steps(), done: first.resolve, fail: first.reject, kind: 'chat', inputs: 1, seconds: 0,
+      };
       return;
     }
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) w();
+    const jobs = batch as ReasoningJob[];
+    this.generation = {
+      steps: this.embedder.reasoningSteps(jobs.map((j) => j.text), jobs[0].opts),
+      done: (res) => jobs.forEach((j, i) => j.resolve((res as QueryEmbedding[])[i])),
+      fail: (e) => { for (const j of jobs) j.reject(e); },
+      kind: 'reasoning', inputs: jobs.length, seconds: 0,
+    };
   }
 
-  /** Resolves when nothing is queued or running. */
-  idle(): Promise<void> {
-    if (!this.working && this.queue.length === 0 && !this.timer) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  /** Advances the generation by forward passes for up to sliceMs; settles it when it returns. */
+  private slice(): void {
+    const g = this.generation!;
+    const t0 = performance.now();
+    let finished = false;
+    try {
+      do {
+        const r = advance(g.steps);
+        if (r.done) { finished = true; g.done(r.value); }
+      } while (!finished && performance.now() - t0 < this.sliceMs);
+    } catch (e) {
+      finished = true;
+      g.fail(e);
+    }
+    g.seconds += (performance.now() - t0) / 1000;
+    this.sliced = true;
+    if (finished) {
+      this.generation = null;
+      this.opts.onBatch?.(g.inputs, g.kind, g.seconds);
+    }
   }
 }

@@ -74,24 +74,41 @@ export class RemoteEmbedder implements EmbeddingBackend {
     const clean = urls.map((u) => u.replace(/\/+$/, '').replace(/\/v1$/, ''));
     if (opts.protocol === 'openai') return RemoteEmbedder.connectOpenAI(clean, opts);
     const healths: Health[] = [];
-    for (const u of clean) {
-      let res: Response;
-      try {
-        res = await fetch(`${u}/health`, { signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000) });
-      } catch (e) {
-        throw new RemoteError(`${u}/health: cannot connect (${(e as Error).message}).`);
-      }
-      if (!res.ok) throw new RemoteError(`${u}/health answered HTTP ${res.status}.`, res.status);
-      const h = await res.json() as Health;
-      if (typeof h.model_id !== 'string' || !Number.isInteger(h.dimension)) throw new RemoteError(`${u}/health does not describe a search-r3 model (no model_id/dimension).`);
-      healths.push(h);
-    }
+    for (const u of clean) healths.push(await RemoteEmbedder.health(u, opts));
     const first = healths[0];
     healths.forEach((h, i) => {
       const same = h.model_id === first.model_id && h.dimension === first.dimension && h.max_length === first.max_length && JSON.stringify(h.templates) === JSON.stringify(first.templates);
       if (!same) throw new RemoteError(`${clean[i]} serves model ${h.model_id} (${h.dimension}-d, cut ${h.max_length}) but ${clean[0]} serves ${first.model_id} (${first.dimension}-d, cut ${first.max_length}) or other prompts; all servers must serve the same model.`);
     });
     return new RemoteEmbedder(clean, first, opts);
+  }
+
+  /**
+   * A server's /health with the model's details. Without the right API key a search-r3 server tells only
+   * its status; an authenticated route then says why (its 401), as the first embedding request would.
+   */
+  private static async health(u: string, opts: RemoteOptions): Promise<Health> {
+    const get = async (route: string): Promise<Response> => {
+      try {
+        const signal = AbortSignal.timeout(opts.timeoutMs ?? 10_000);
+        return await fetch(`${u}${route}`, { headers: authHeader(opts.apiKey), signal });
+      } catch (e) {
+        throw new RemoteError(`${u}${route}: cannot connect (${(e as Error).message}).`);
+      }
+    };
+    const res = await get('/health');
+    const h = await res.json().catch(() => ({})) as Partial<Health> & { status?: string; reason?: string };
+    if (!res.ok) {
+      throw new RemoteError(`${u}/health answered HTTP ${res.status}${h.reason ? `: ${h.reason}` : '.'}`, res.status);
+    }
+    if (typeof h.model_id === 'string' && Number.isInteger(h.dimension)) return h as Health;
+    if (Object.keys(h).length === 1 && h.status !== undefined) {
+      const probe = await get('/v1/models');
+      const body = await probe.json().catch(() => null) as { error?: { message?: string } } | null;
+      const message = body?.error?.message ?? 'no error message';
+      if (!probe.ok) throw new RemoteError(`${u}/v1/models: HTTP ${probe.status}: ${message}`, probe.status);
+    }
+    throw new RemoteError(`${u}/health does not describe a search-r3 model (no model_id/dimension).`);
   }
 
   /**
@@ -181,7 +198,7 @@ export class RemoteEmbedder implements EmbeddingBackend {
       try {
         res = await fetch(`${url}${route}`, {
           method: 'POST', signal: AbortSignal.timeout(this.timeoutMs),
-          headers: { 'content-type': 'application/json', ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}) },
+          headers: { 'content-type': 'application/json', ...authHeader(this.opts.apiKey) },
           body: JSON.stringify(body),
         });
       } catch (e) {
@@ -238,6 +255,10 @@ export class RemoteEmbedder implements EmbeddingBackend {
       return { vector, reasoning: x?.reasoning ?? '', forced: x?.forced ?? false, tokens: [], truncated: 0 };
     });
   }
+}
+
+function authHeader(apiKey: string | undefined): Record<string, string> {
+  return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
 }
 
 function decodeBase64(s: string): Float32Array {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { qwen2_5TokenizerFiles, qwenReferenceTokenizerDir, readQwenReferenceFiles } from '../../src/model/qwen-reference-tokenizer.js';
+import { repoRoot } from '../helpers/repo.js';
 import { variedStrings } from '../helpers/varied-strings.js';
 
 // One load of the real Qwen tokenizer (151,643 BPE tokens + Qwen3's 26 added tokens) for the read-only tests.
@@ -173,5 +174,22 @@ test('a folder with a missing or malformed tokenizer file fails with one message
     await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: is not a JSON object/);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('longestTokenChars bounds the text one token stands for, so a length alone can exceed n tokens', async () => {
+  const ours = await Tokenizer.fromFolder(path.join(repoRoot, 'models', 'search-r3-default'));
+  // normalization may shrink a text (NFC composes 'A' + two marks into one character): the server allows 2×
+  const shrinking = [
+    'A\u030A\u0301'.repeat(300), 'e\u0301'.repeat(500), '\u{1D400}'.repeat(400), ' '.repeat(5000), '─'.repeat(3000),
+    '<|im_start|>'.repeat(50),
+  ];
+  for (const tok of [qwen, ours]) {
+    const longest = tok.longestTokenChars();
+    assert.ok(longest >= 12 && longest < 1000, String(longest));
+    for (const s of [...variedStrings(300), ...shrinking]) {
+      const n = tok.encode(s).length;
+      assert.ok(n * longest * 2 >= s.length, `${JSON.stringify(s.slice(0, 40))}: ${n} × ${longest} × 2 < ${s.length}`);
+    }
   }
 });

@@ -1,24 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import OpenAI from 'openai';
 import { startSearchServer } from '../../src/serve/server.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
-
-interface Reply { status: number; body: { error?: { message: string; type: string; param: string | null; code: string | null } } & Record<string, unknown> }
-
-/** Raw HTTP so malformed bodies and chunked uploads go out exactly as written. */
-function request(url: string, method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}, chunked = false): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}${path}`, { method, headers: { 'content-type': 'application/json', ...(body !== undefined && !chunked ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(parts).toString() || '{}') }));
-    });
-    req.on('error', reject);
-    if (body !== undefined) req.end(body); else req.end();
-  });
-}
+import { type Reply, request } from '../helpers/http.js';
 
 test('malformed and oversized requests get the documented 4xx in OpenAI error shape', async () => {
   const { dir, cleanup } = tempDir('err');
@@ -61,7 +46,7 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     // too large: by declared length, and streamed without one
     const big = JSON.stringify({ model: 'search-r3', input: 'a'.repeat(3000) });
     expect(await emb(big), 413, 'request_too_large');
-    expect(await request(server.url, 'POST', '/v1/embeddings', big, {}, true), 413, 'request_too_large');
+    expect(await request(server.url, 'POST', '/v1/embeddings', big, { chunked: true }), 413, 'request_too_large');
     // queue bound: 4 inputs never fit a queue of 3
     expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }), 429, 'rate_limit_exceeded');
     const client = new OpenAI({ apiKey: 'x', baseURL: `${server.url}/v1`, maxRetries: 0 });
@@ -89,9 +74,11 @@ test('bearer auth guards everything but /health', async () => {
     assert.equal(r.status, 401);
     assert.deepEqual(Object.keys(r.body.error!).sort(), ['code', 'message', 'param', 'type']);
     assert.equal(r.body.error!.type, 'authentication_error');
-    assert.equal((await request(server.url, 'POST', '/v1/embeddings', body, { authorization: 'Bearer k2' })).status, 401);
-    assert.equal((await request(server.url, 'GET', '/metrics', undefined, {})).status, 401);
-    assert.equal((await request(server.url, 'POST', '/v1/embeddings', body, { authorization: 'Bearer k1' })).status, 200);
+    const withKey = (authorization: string): Promise<Reply> =>
+      request(server.url, 'POST', '/v1/embeddings', body, { headers: { authorization } });
+    assert.equal((await withKey('Bearer k2')).status, 401);
+    assert.equal((await request(server.url, 'GET', '/metrics')).status, 401);
+    assert.equal((await withKey('Bearer k1')).status, 200);
     assert.equal((await request(server.url, 'GET', '/health')).status, 200);
   } finally {
     await server.close();

@@ -21,8 +21,9 @@ test('the official openai client gets the in-process vectors from /v1/embeddings
     assert.equal(b64.model, 'search-r3');
     assert.ok(b64.usage.prompt_tokens > 0 && b64.usage.total_tokens === b64.usage.prompt_tokens);
 
+    // alone, as the server embeds a one-input request (another batch shape can change the last bits)
     const flt = await client.embeddings.create({ model: 'search-r3', input: texts[1], encoding_format: 'float' });
-    assert.deepEqual(Float32Array.from(flt.data[0].embedding), want[1]);
+    assert.deepEqual(Float32Array.from(flt.data[0].embedding), (await backend.embedDocuments([texts[1]]))[0]);
 
     // the extension field picks query mode; vectors then equal embedQueries
     const [q] = await backend.embedQueries(['what binds proteins?']);

@@ -1,0 +1,84 @@
+/**
+ * OpenAI's chat completions with the served model (one choice), run in the model worker, so a generic
+ * OpenAI-compatible client (RemoteEmbedder's 'openai' protocol, or anything else) can get the model's
+ * query analysis. A stop that names a special token (e.g. <|embed_token|>) stops at that token;
+ * `stopReason` says which stop ended the text, as vLLM reports it.
+ */
+import type { Embedder } from '../embed/index.js';
+import { type Steps, generateSteps } from '../model/generate.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import { badRequest } from './http-error.js';
+import { type ChatJob, type ChatResult, MAX_COMPLETION_TOKENS } from './worker-protocol.js';
+
+export interface PreparedChat {
+  prompt: number[];
+  maxNewTokens: number;
+  /** Token id → the stop it stands for ('' for the tokenizer's EOS when no stop names it). */
+  stopIds: Map<number, string>;
+  /** Stops that are text, applied to the decoded completion. */
+  textStops: string[];
+}
+
+/**
+ * Tokens the completion may have: the context left after the prompt, within the prompt cut and the
+ * model's positions (generation needs one position beyond the last token it produces).
+ */
+export function completionRoom(promptTokens: number, maxLength: number, contextLength: number): number {
+  return Math.min(maxLength - promptTokens, contextLength - 1 - promptTokens, MAX_COMPLETION_TOKENS);
+}
+
+/** Renders and tokenizes the conversation and checks it against the context (400s name `messages`). */
+export function prepareChat(embedder: Embedder, job: ChatJob): PreparedChat {
+  const tok = embedder.tokenizer;
+  const prompt = tok.encode(tok.renderChat(job.messages, { addGenerationPrompt: true }));
+  const room = completionRoom(prompt.length, embedder.maxLength, embedder.model.config.maxPositionEmbeddings);
+  if (room < 1) {
+    const message = `the prompt has ${prompt.length} tokens, which leaves no room for a completion in the context of `
+      + `${embedder.maxLength}; shorten the messages.`;
+    throw badRequest(message, 'messages', 'context_length_exceeded');
+  }
+  if (job.maxTokens !== undefined && job.maxTokens > room) {
+    const message = `the prompt has ${prompt.length} tokens; with max_tokens ${job.maxTokens} it exceeds the context `
+      + `of ${embedder.maxLength} (at most ${room} tokens are left; leave max_tokens out to get them).`;
+    throw badRequest(message, 'messages', 'context_length_exceeded');
+  }
+  const { stopIds, textStops } = sortStops(tok, job.stops);
+  return { prompt, maxNewTokens: job.maxTokens ?? room, stopIds, textStops };
+}
+
+/** The turn-ending tokens always stop; a requested stop that is a special token stops at that token. */
+function sortStops(tok: Tokenizer, stops: readonly string[]): { stopIds: Map<number, string>; textStops: string[] } {
+  const stopIds = new Map<number, string>();
+  for (const t of ['<|im_end|>', '<|endoftext|>']) {
+    const id = tok.tokenToId(t);
+    if (id !== undefined) stopIds.set(id, t);
+  }
+  if (tok.eosTokenId !== null && !stopIds.has(tok.eosTokenId)) stopIds.set(tok.eosTokenId, '');
+  const textStops: string[] = [];
+  for (const s of stops) {
+    const id = tok.tokenToId(s);
+    if (id !== undefined && tok.isSpecial(id)) stopIds.set(id, s); else textStops.push(s);
+  }
+  return { stopIds, textStops };
+}
+
+/** Generates the completion, one forward pass per step (the model work, run in turn with the embedding batches). */
+export function* chatSteps(embedder: Embedder, job: ChatJob, p: PreparedChat): Steps<ChatResult> {
+  const [g] = yield* generateSteps(embedder.model, [p.prompt], {
+    maxNewTokens: p.maxNewTokens, temperature: job.temperature, topP: job.topP, seed: job.seed,
+    stopTokens: [...p.stopIds.keys()],
+  });
+  let finish: 'stop' | 'length' = g.finish;
+  let stopReason: string | null = null;
+  let tokens = g.tokens;
+  if (g.finish === 'stop') {
+    stopReason = p.stopIds.get(tokens[tokens.length - 1]) || null;
+    tokens = tokens.slice(0, -1);
+  }
+  let content = embedder.tokenizer.decode(tokens, { skipSpecialTokens: true });
+  for (const s of p.textStops) {
+    const at = content.indexOf(s);
+    if (at >= 0) { content = content.slice(0, at); finish = 'stop'; stopReason = s; }
+  }
+  return { content, finish, stopReason, promptTokens: p.prompt.length, completionTokens: g.tokens.length };
+}

@@ -1,0 +1,64 @@
+/**
+ * The limits on what one request may ask of the model, each refused with a 400 that names the limit
+ * and the serve flag that sets it. Sizes are checked in two steps: first by characters, on the main
+ * thread and without tokenizing (a text too long for any tokenization to fit is refused at once), then
+ * by exact token counts in the model worker.
+ */
+import { type HttpError, badRequest } from './http-error.js';
+
+/**
+ * Unicode normalization (NFC/NFKC, as Qwen's tokenizer applies) can shrink a text before it is cut into
+ * tokens, at most two UTF-16 units into one byte (U+1D400 '𝐀' → 'A'; 'A' + two combining marks → 'Ǻ').
+ */
+const NORMALIZATION_SLACK = 2;
+
+/** More characters than any text of `tokens` tokens can have, when one token covers at most `longestTokenChars`. */
+export function charsBeyond(tokens: number, longestTokenChars: number): number {
+  return tokens * longestTokenChars * NORMALIZATION_SLACK;
+}
+
+/** Refuses a text that has more characters than `maxTokens` tokens can hold; costs no tokenization. */
+export function checkInputChars(text: string, param: string, maxTokens: number, longestTokenChars: number): void {
+  if (text.length <= charsBeyond(maxTokens, longestTokenChars)) return;
+  const message = `${param} has ${text.length} characters, more than any text of at most ${maxTokens} tokens can `
+    + `have; this server accepts at most ${maxTokens} tokens per input.`;
+  throw badRequest(message, param, 'context_length_exceeded');
+}
+
+export function checkInputTokens(tokens: number, param: string, maxTokens: number): void {
+  if (tokens <= maxTokens) return;
+  const message = `${param} has ${tokens} tokens; this server accepts at most ${maxTokens} tokens per input.`;
+  throw badRequest(message, param, 'context_length_exceeded');
+}
+
+/** All inputs of one request together, by their exact token count. */
+export function checkRequestTokens(tokens: number, limit: number): void {
+  if (tokens > limit) throw requestTooLarge(`${tokens} tokens`, limit);
+}
+
+/** All inputs of one request together, by characters: refused before tokenizing when no cut could fit. */
+export function checkRequestChars(chars: number, limit: number, longestTokenChars: number): void {
+  if (chars > charsBeyond(limit, longestTokenChars)) {
+    throw requestTooLarge(`${chars} characters, more than ${limit} tokens can have,`, limit);
+  }
+}
+
+function requestTooLarge(what: string, limit: number): HttpError {
+  return badRequest(`'input' has ${what} in all; this server accepts at most ${limit} tokens per request `
+    + '(--max-request-tokens); send fewer or shorter inputs per request.', 'input', 'max_tokens_per_request');
+}
+
+/** Queries × analysis budget: what one reasoning request may make the model generate. */
+export function checkReasoningWork(queries: number, budget: number, limit: number, param: string): void {
+  if (queries * budget <= limit) return;
+  const message = `${queries} queries × max_reasoning_tokens ${budget} = ${queries * budget} reasoning tokens; this `
+    + `server allows at most ${limit} per request (--max-request-reasoning-tokens); send fewer queries or a smaller `
+    + 'budget.';
+  throw badRequest(message, param, 'max_reasoning_tokens_per_request');
+}
+
+/** The limits the worker applies once it has counted tokens. */
+export interface TokenLimits {
+  perInput: number;
+  perRequest: number;
+}

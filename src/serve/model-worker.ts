@@ -1,0 +1,254 @@
+/**
+ * WorkerBackend: the Search-R3 model in a worker thread (model-worker-entry.ts), as an EmbeddingBackend.
+ * The weights are loaded in the worker only, and every tokenization, forward pass and generation runs
+ * there, so the thread that owns it (the server's event loop) stays free for HTTP, /health and search.
+ * The native kernels then only ever run on that one JS thread.
+ *
+ * If the worker dies (an uncaught exception, running out of memory), the requests it held fail with a
+ * ModelUnavailableError and a new worker loads the model again; until it is ready, requests fail the
+ * same way at once and health() says why.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { SHARE_ENV, Worker } from 'node:worker_threads';
+import type { EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
+import type { EmbeddingBackend, LocalBackend } from '../index/embedding-backend.js';
+import {
+  type BatchKind, type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo,
+  type WorkerConfig, type WorkerReply, type WorkerRequest, errorFromWire,
+} from './worker-protocol.js';
+
+const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
+const FIRST_RETRY_MS = 1000;
+const LAST_RETRY_MS = 30_000;
+
+export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {}
+
+/** The model cannot take requests now (its worker died and is restarting); the message says why. */
+export class ModelUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelUnavailableError';
+  }
+}
+
+export interface ModelHealth {
+  state: 'ready' | 'restarting' | 'failed' | 'closed';
+  /** Why the model is not ready (one sentence), or null. */
+  reason: string | null;
+  /** Times the worker died and was started again. */
+  restarts: number;
+}
+
+export type BatchListener = (inputs: number, kind: BatchKind, seconds: number) => void;
+
+/** Starts a worker and waits until it has loaded the model (or rejects with why it could not). */
+function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo }> {
+  // SHARE_ENV: what the addon sets in the environment while it loads (native-kernels.ts) must reach the
+  // C libraries of this process, as it does when the main thread loads it
+  const worker = new Worker(ENTRY, { workerData: config, env: SHARE_ENV });
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    const onMessage = (m: WorkerReply): void => {
+      done();
+      if (m.type === 'ready') { resolve({ worker, info: m.info }); return; }
+      void worker.terminate();
+      const early = new Error(`the model worker sent '${m.type}' before it was ready`);
+      reject(m.type === 'failed' ? errorFromWire(m.error) : early);
+    };
+    const onError = (e: Error): void => { done(); void worker.terminate(); reject(e); };
+    const onExit = (code: number): void => {
+      done();
+      reject(new Error(`the model worker exited with code ${code} before it was ready`));
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
+export class WorkerBackend implements EmbeddingBackend {
+  private worker!: Worker;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private state: ModelHealth['state'] = 'ready';
+  private reason: string | null = null;
+  private restarts = 0;
+  private retryMs = FIRST_RETRY_MS;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly batchListeners = new Set<BatchListener>();
+
+  private constructor(private readonly config: WorkerConfig, worker: Worker, readonly info: ModelInfo) {
+    this.attach(worker);
+  }
+
+  /** Loads the model folder in a new worker thread. */
+  static async start(modelDir: string, opts: WorkerBackendOptions = {}): Promise<WorkerBackend> {
+    const { maxWaitMs, maxBatchInputs, ...embedder } = opts;
+    const config: WorkerConfig = {
+      modelDir: path.resolve(modelDir), embedder, batching: { maxWaitMs, maxBatchInputs },
+    };
+    const { worker, info } = await spawnWorker(config);
+    return new WorkerBackend(config, worker, info);
+  }
+
+  /** The model of a LocalBackend made by LocalBackend.fromModelDir, loaded again from its folder in a worker. */
+  static async fromLocalBackend(local: LocalBackend, batching: BatchingOptions = {}): Promise<WorkerBackend> {
+    if (!existsSync(path.join(local.source, 'config.json'))) {
+      throw new Error('a worker loads the model from its folder, and this LocalBackend was not loaded from one; '
+        + 'use WorkerBackend.start(modelDir).');
+    }
+    const opts = {
+      maxLength: local.maxLength, templates: local.templates, batchTokens: local.embedder.batchTokens, ...batching,
+    };
+    const w = await WorkerBackend.start(local.source, opts);
+    if (w.modelId !== local.modelId) {
+      await w.close();
+      throw new Error(`the folder ${local.source} no longer holds the LocalBackend's model (${local.modelId}); `
+        + 'load it again.');
+    }
+    return w;
+  }
+
+  get modelId(): string { return this.info.modelId; }
+  get dimension(): number { return this.info.dimension; }
+  get templates(): PromptTemplates { return this.info.templates; }
+  get maxLength(): number { return this.info.maxLength; }
+  /** The model folder (absolute path), for an index manifest. */
+  get source(): string { return this.config.modelDir; }
+
+  health(): ModelHealth {
+    return { state: this.state, reason: this.reason, restarts: this.restarts };
+  }
+
+  /** Called after every batch the worker runs; returns a function that stops the calls. */
+  onBatch(listener: BatchListener): () => void {
+    this.batchListeners.add(listener);
+    return () => this.batchListeners.delete(listener);
+  }
+
+  /** Changes how the worker batches (kept across restarts). */
+  configureBatching(b: BatchingOptions): void {
+    this.config.batching = { ...this.config.batching, ...b };
+    if (this.state === 'ready') this.worker.postMessage({ type: 'configure', batching: b } satisfies WorkerRequest);
+  }
+
+  async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
+    const job: EmbedJob = { texts: [...texts], mode: 'document', reasoning: false, query: {}, param: 'input' };
+    const { results } = await this.embed(job);
+    return results.map((r) => r.vector);
+  }
+
+  async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
+    const job: EmbedJob = {
+      texts: [...texts], mode: 'query', reasoning: opts.reasoning === 'on', query: opts, param: 'input',
+    };
+    return (await this.embed(job)).results;
+  }
+
+  /** Embeds texts; with `job.limits`, over-long inputs are refused (HttpError 400) instead of cut. */
+  async embed(job: EmbedJob): Promise<{ results: QueryEmbedding[]; promptTokens: number }> {
+    const r = await this.call<EmbedResult>((id) => ({ id, type: 'embed', job }));
+    return { results: this.unpack(r), promptTokens: r.promptTokens };
+  }
+
+  /** Embeds token-id sequences as given: the hidden state at each one's last token. */
+  async embedTokens(seqs: number[][]): Promise<QueryEmbedding[]> {
+    return this.unpack(await this.call<EmbedResult>((id) => ({ id, type: 'embedTokens', seqs })));
+  }
+
+  chat(job: ChatJob): Promise<ChatResult> {
+    return this.call<ChatResult>((id) => ({ id, type: 'chat', job }));
+  }
+
+  /** Stops the worker; requests still waiting fail. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.reason = 'the model has been closed.';
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.failPending(this.reason);
+    await this.worker.terminate();
+  }
+
+  private unpack(r: EmbedResult): QueryEmbedding[] {
+    const d = this.dimension;
+    return r.analyses.map((a, i) => ({ ...a, vector: r.vectors.slice(i * d, (i + 1) * d) }));
+  }
+
+  private call<T>(make: (id: number) => WorkerRequest): Promise<T> {
+    if (this.state !== 'ready') {
+      return Promise.reject(new ModelUnavailableError(this.reason ?? 'the model is not ready.'));
+    }
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage(make(id));
+    });
+  }
+
+  private attach(worker: Worker): void {
+    this.worker = worker;
+    let lastError: string | null = null;
+    worker.on('message', (m: WorkerReply) => this.receive(m));
+    worker.on('error', (e) => { lastError = e.message; });
+    worker.on('exit', (code) => {
+      if (this.worker === worker && this.state !== 'closed') this.died(lastError ?? `it exited with code ${code}`);
+    });
+  }
+
+  private receive(m: WorkerReply): void {
+    if (m.type === 'batch') {
+      for (const l of this.batchListeners) l(m.inputs, m.kind, m.seconds);
+      return;
+    }
+    if (m.type !== 'result' && m.type !== 'error') return;
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (m.type === 'result') p.resolve(m.value);
+    else p.reject(errorFromWire(m.error));
+  }
+
+  private failPending(message: string): void {
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) p.reject(new ModelUnavailableError(message));
+  }
+
+  private died(why: string): void {
+    this.restarts++;
+    this.state = 'restarting';
+    this.reason = `the model worker stopped (${why}) and is being restarted; retry shortly.`;
+    this.failPending(this.reason);
+    void this.restart();
+  }
+
+  private async restart(): Promise<void> {
+    try {
+      const { worker, info } = await spawnWorker(this.config);
+      if (this.state === 'closed') { await worker.terminate(); return; }
+      if (info.modelId !== this.info.modelId) {
+        await worker.terminate();
+        const was = this.info.modelId;
+        throw new Error(`the model folder now holds another model (${info.modelId}, not ${was}); restart the server`);
+      }
+      this.attach(worker);
+      this.state = 'ready';
+      this.reason = null;
+      this.retryMs = FIRST_RETRY_MS;
+    } catch (e) {
+      if (this.state === 'closed') return;
+      this.state = 'failed';
+      const why = (e as Error).message;
+      this.reason = `the model worker could not be restarted (${why}); trying again in ${this.retryMs / 1000} s.`;
+      this.retryTimer = setTimeout(() => { this.retryTimer = null; void this.restart(); }, this.retryMs);
+      this.retryTimer.unref();
+      this.retryMs = Math.min(LAST_RETRY_MS, this.retryMs * 2);
+    }
+  }
+}

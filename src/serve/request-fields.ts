@@ -1,0 +1,111 @@
+/**
+ * Reading the fields of OpenAI-shaped request bodies: each problem is a 400 whose `param` names the field.
+ * Pure functions: no model, no I/O.
+ */
+import type { QueryOptions } from '../embed/index.js';
+import type { ChatMessage } from '../model/chat-template.js';
+import { badRequest } from './http-error.js';
+import { type ChatJob, MAX_COMPLETION_TOKENS } from './worker-protocol.js';
+
+/** 'missing_required_parameter' when the field is absent, else 'invalid_type'. */
+const missingOrType = (v: unknown): string => (v === undefined ? 'missing_required_parameter' : 'invalid_type');
+
+const isInt = (v: unknown, lo: number, hi: number): boolean =>
+  typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+
+/** The sampling fields of a query (`prefix` names where they sit, e.g. 'search_r3.'). */
+export function queryOptions(fields: Record<string, unknown>, prefix: string): QueryOptions {
+  const num = (k: string, lo: number, hi: number): number | undefined => {
+    const v = fields[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) {
+      throw badRequest(`'${prefix}${k}' must be a number in [${lo}, ${hi}].`, `${prefix}${k}`);
+    }
+    return v;
+  };
+  const maxR = num('max_reasoning_tokens', 0, 4096);
+  if (maxR !== undefined && !Number.isInteger(maxR)) {
+    throw badRequest(`'${prefix}max_reasoning_tokens' must be an integer.`, `${prefix}max_reasoning_tokens`);
+  }
+  return {
+    maxReasoningTokens: maxR, temperature: num('temperature', 0, 5), topP: num('top_p', 0, 1),
+    seed: num('seed', 0, 2 ** 32 - 1),
+  };
+}
+
+/** OpenAI's token-id input: one sequence (integers) or several (arrays of integers); null when it is not token ids. */
+export function parseTokenInput(input: unknown): number[][] | null {
+  if (!Array.isArray(input) || input.length === 0) return null;
+  if (input.every((x) => typeof x === 'number')) return [input as number[]];
+  if (input.every((x) => Array.isArray(x) && x.every((y) => typeof y === 'number'))) return input as number[][];
+  return null;
+}
+
+/** The texts of /v1/embeddings: a string or a non-empty array of non-empty strings, at most `maxInputs`. */
+export function parseTextInput(input: unknown, maxInputs: number): string[] {
+  let texts: string[];
+  if (typeof input === 'string') texts = [input];
+  else if (Array.isArray(input) && input.every((x) => typeof x === 'string')) texts = input as string[];
+  else {
+    const message = "'input' is required and must be a string, an array of strings, or token ids.";
+    throw badRequest(message, 'input', missingOrType(input));
+  }
+  checkInputCount(texts.length, maxInputs);
+  texts.forEach((t, i) => { if (t === '') throw badRequest(`input[${i}] is an empty string.`, `input[${i}]`); });
+  return texts;
+}
+
+export function checkInputCount(n: number, maxInputs: number): void {
+  if (n === 0) throw badRequest("'input' must not be empty.", 'input');
+  if (n > maxInputs) {
+    throw badRequest(`'input' has ${n} items; at most ${maxInputs} per request.`, 'input', 'too_many_inputs');
+  }
+}
+
+export function encodingFormat(v: unknown): 'float' | 'base64' {
+  const format = v ?? 'float';
+  if (format !== 'float' && format !== 'base64') {
+    throw badRequest("'encoding_format' must be 'float' or 'base64'.", 'encoding_format');
+  }
+  return format;
+}
+
+function parseMessages(messages: unknown): ChatMessage[] {
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw badRequest("'messages' must be a non-empty array.", 'messages', missingOrType(messages));
+  }
+  messages.forEach((m: unknown, i) => {
+    const x = m as { role?: unknown; content?: unknown };
+    const role = typeof m === 'object' && m !== null && ['system', 'user', 'assistant'].includes(x.role as string);
+    if (!role || typeof x.content !== 'string') {
+      const shape = '{"role": "system" | "user" | "assistant", "content": string}';
+      throw badRequest(`messages[${i}] must be ${shape}.`, `messages[${i}]`);
+    }
+  });
+  return messages as ChatMessage[];
+}
+
+function parseStops(stop: unknown): string[] {
+  const stops = stop === undefined || stop === null ? [] : typeof stop === 'string' ? [stop] : stop;
+  if (!Array.isArray(stops) || stops.length > 4 || !stops.every((x) => typeof x === 'string' && x !== '')) {
+    throw badRequest("'stop' must be a string or up to 4 strings.", 'stop');
+  }
+  return stops as string[];
+}
+
+/** The fields of /v1/chat/completions that the server supports (one choice, no streaming). */
+export function parseChatFields(body: Record<string, unknown>): ChatJob {
+  const messages = parseMessages(body.messages);
+  if (body.n !== undefined && body.n !== 1) throw badRequest("only 'n': 1 is supported.", 'n');
+  if (body.stream === true) throw badRequest("'stream' is not supported.", 'stream');
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
+  if (maxTokens !== undefined && !isInt(maxTokens, 1, MAX_COMPLETION_TOKENS)) {
+    throw badRequest(`'max_tokens' must be an integer in [1, ${MAX_COMPLETION_TOKENS}].`, 'max_tokens');
+  }
+  const q = queryOptions({ temperature: body.temperature ?? 1, top_p: body.top_p, seed: body.seed }, '');
+  const stops = parseStops(body.stop);
+  return {
+    messages, maxTokens: maxTokens as number | undefined, stops,
+    temperature: q.temperature!, topP: q.topP, seed: q.seed,
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * The messages between the server's main thread and its model worker (model-worker.ts starts the worker,
+ * model-worker-entry.ts runs in it). Everything here crosses threads by structured clone; vectors travel
+ * as one packed Float32Array whose buffer is transferred, not copied.
+ */
+import type { EmbedderOptions, PromptKind, PromptTemplates, QueryOptions } from '../embed/index.js';
+import type { ChatMessage } from '../model/chat-template.js';
+import { HttpError } from './http-error.js';
+import type { TokenLimits } from './input-limits.js';
+
+/** The most tokens a chat completion may ask for. */
+export const MAX_COMPLETION_TOKENS = 4096;
+
+export interface BatchingOptions {
+  /** Longest wait for more inputs before a batch starts (default 3 ms). */
+  maxWaitMs?: number;
+  /** Most inputs in one forward pass (default 64). */
+  maxBatchInputs?: number;
+}
+
+/** The worker's workerData. */
+export interface WorkerConfig {
+  modelDir: string;
+  embedder: EmbedderOptions;
+  batching: BatchingOptions;
+}
+
+/** What the worker reports about its model once loaded. */
+export interface ModelInfo {
+  modelId: string;
+  dimension: number;
+  /** Longest prompt in tokens (texts beyond it are cut). */
+  maxLength: number;
+  templates: PromptTemplates;
+  /** Positions the model has: prompt + generated tokens must fit. */
+  contextLength: number;
+  vocabSize: number;
+  /** See Tokenizer.longestTokenChars: lets the main thread refuse a text by its length alone. */
+  longestTokenChars: number;
+}
+
+export interface EmbedJob {
+  texts: string[];
+  mode: PromptKind;
+  reasoning: boolean;
+  query: QueryOptions;
+  /** Server requests are checked against these once tokenized; library calls cut long texts instead. */
+  limits?: TokenLimits;
+  /** How errors name an input: 'input' → input[3], 'query' → query. */
+  param: 'input' | 'query';
+}
+
+export interface ChatJob {
+  messages: ChatMessage[];
+  /** Default: what the context leaves after the prompt (at most 4096). */
+  maxTokens?: number;
+  temperature: number;
+  topP?: number;
+  seed?: number;
+  stops: string[];
+}
+
+export type WorkerRequest =
+  | { id: number; type: 'embed'; job: EmbedJob }
+  | { id: number; type: 'embedTokens'; seqs: number[][] }
+  | { id: number; type: 'chat'; job: ChatJob }
+  | { type: 'configure'; batching: BatchingOptions };
+
+/** One input's analysis (reasoning on); the vector travels packed beside it. */
+export interface Analysis { reasoning: string; forced: boolean; tokens: number[]; truncated: number }
+
+export interface EmbedResult {
+  /** n × dimension, row i = input i. */
+  vectors: Float32Array;
+  analyses: Analysis[];
+  /** Tokens of the input texts themselves (prompt templates not counted), as OpenAI's usage reports. */
+  promptTokens: number;
+}
+
+export interface ChatResult {
+  content: string;
+  finish: 'stop' | 'length';
+  /** Which stop ended the text (a stop string or special token), as vLLM reports it. */
+  stopReason: string | null;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** An error as it crosses threads: its class name and message, and the HTTP answer when it is one. */
+export interface WireError {
+  name: string;
+  message: string;
+  status?: number;
+  code?: string | null;
+  param?: string | null;
+}
+
+export type WorkerReply =
+  | { type: 'ready'; info: ModelInfo }
+  | { type: 'failed'; error: WireError }
+  | { type: 'result'; id: number; value: EmbedResult | ChatResult }
+  | { type: 'error'; id: number; error: WireError }
+  | { type: 'batch'; inputs: number; kind: BatchKind; seconds: number };
+
+export type BatchKind = 'direct' | 'reasoning' | 'chat';
+
+export function errorToWire(e: unknown): WireError {
+  if (e instanceof HttpError) {
+    return { name: e.name, message: e.message, status: e.status, code: e.code, param: e.param };
+  }
+  if (e instanceof Error) return { name: e.name, message: e.message };
+  return { name: 'Error', message: String(e) };
+}
+
+/** The error again on this side: an HttpError when it carries an HTTP answer, else an Error of the same name. */
+export function errorFromWire(w: WireError): Error {
+  if (w.status !== undefined) return new HttpError(w.status, w.message, w.code ?? null, w.param ?? null);
+  const e = new Error(w.message);
+  e.name = w.name;
+  return e;
+}

@@ -1,0 +1,174 @@
+/** The model in a worker thread: an EmbeddingBackend, the only thread running kernels, restarted when it dies. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import * as T from '../../src/tensor/index.js';
+import type { Kernels } from '../../src/tensor/kernels.js';
+import { SearchIndex } from '../../src/index/search-index.js';
+import { type BatchJob, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
+import { WorkerBackend } from '../../src/serve/model-worker.js';
+import { startSearchServer } from '../../src/serve/server.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
+import { post, postEmbeddings as embeddings, request } from '../helpers/http.js';
+
+test('WorkerBackend is an EmbeddingBackend: the in-process vectors, and an index checks its model', async () => {
+  const { dir, cleanup } = tempDir('wb');
+  const modelDir = await tinyModelDir(dir);
+  const local = await tinyBackend(modelDir);
+  const worker = await WorkerBackend.start(modelDir, { maxLength: 128 });
+  const other = await WorkerBackend.start(await tinyModelDir(dir, 8), { maxLength: 128 });
+  try {
+    assert.equal(worker.modelId, local.modelId);
+    const shape = (b: WorkerBackend | typeof local): unknown[] => [b.dimension, b.maxLength, b.templates];
+    assert.deepEqual(shape(worker), shape(local));
+    const texts = corpus(6).map((d) => d.text);
+    assert.deepEqual(await worker.embedDocuments(texts), await local.embedDocuments(texts));
+    const opts = { reasoning: 'on' as const, maxReasoningTokens: 5 };
+    const queries = ['gene therapy', 'heart'];
+    assert.deepEqual(await worker.embedQueries(queries, opts), await local.embedQueries(queries, opts));
+
+    const idx = path.join(dir, 'idx');
+    const built = await SearchIndex.open(idx, { backend: local, create: {} });
+    await built.addDocuments(corpus(8));
+    const want = (await built.search('immune cell', { k: 3 })).hits.map((h) => h.id);
+    await built.close();
+    const viaWorker = await SearchIndex.open(idx, { backend: worker });
+    assert.deepEqual((await viaWorker.search('immune cell', { k: 3 })).hits.map((h) => h.id), want);
+    await viaWorker.close();
+    await assert.rejects(SearchIndex.open(idx, { backend: other }), /vectors from different models cannot be mixed/);
+  } finally {
+    await worker.close();
+    await other.close();
+    cleanup();
+  }
+});
+
+test('a model folder the worker cannot load is refused with the loader\'s sentence', async () => {
+  const { dir, cleanup } = tempDir('wbbad');
+  try {
+    await assert.rejects(WorkerBackend.start(path.join(dir, 'nothing-here')),
+      (e: unknown) => e instanceof Error && e.name === 'ModelFileError' && /no such folder/.test(e.message));
+  } finally {
+    cleanup();
+  }
+});
+
+/** Counts calls into this thread's kernels (the real ones run; the count only watches). */
+function countKernelCalls(): { calls: () => number; stop: () => void } {
+  const k = T.kernels() as unknown as Record<string, unknown>;
+  const saved = new Map<string, unknown>();
+  let calls = 0;
+  for (const [name, f] of Object.entries(k)) {
+    if (typeof f !== 'function') continue;
+    saved.set(name, f);
+    k[name] = (...args: unknown[]): unknown => { calls++; return (f as (...a: unknown[]) => unknown).apply(k, args); };
+  }
+  return { calls: () => calls, stop: () => { for (const [name, f] of saved) k[name] = f; } };
+}
+
+test('the server\'s thread runs no kernels: embeddings, reasoning, search and chat run in the worker', async () => {
+  const { dir, cleanup } = tempDir('mainthread');
+  const modelDir = await tinyModelDir(dir);
+  const local = await tinyBackend(modelDir);
+  const index = await SearchIndex.open(path.join(dir, 'idx'), { backend: local, create: {} });
+  await index.addDocuments(corpus(10));
+  const want = await local.embedDocuments(['cells']);
+  const server = await startSearchServer({ backend: local, index, port: 0 });
+  const watch = countKernelCalls();
+  try {
+    const emb = await post(server.url, '/v1/embeddings', { model: 'search-r3', input: 'cells' });
+    assert.deepEqual(Float32Array.from((emb.body.data as { embedding: number[] }[])[0].embedding), want[0]);
+    const reasoning = { mode: 'query', reasoning: 'on', max_reasoning_tokens: 4 };
+    assert.equal((await embeddings(server.url, ['heart'], reasoning)).status, 200);
+    assert.equal((await embeddings(server.url, [5, 6, 7])).status, 200);
+    assert.equal((await post(server.url, '/v1/search', { query: 'immune cell', hybrid: true })).status, 200);
+    const chat = { model: 'search-r3', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 };
+    assert.equal((await post(server.url, '/v1/chat/completions', chat)).status, 200);
+    assert.equal(watch.calls(), 0);
+    // the count does see kernels run on this thread
+    await local.embedDocuments(['cells divide']);
+    assert.ok(watch.calls() > 0);
+  } finally {
+    watch.stop();
+    await server.close();
+    await index.close();
+    cleanup();
+  }
+});
+
+test('a worker that dies: its requests get 503 with the reason, /health says so, a new one takes over', async () => {
+  const { dir, cleanup } = tempDir('crash');
+  const modelDir = await tinyModelDir(dir);
+  const backend = await WorkerBackend.start(modelDir, { maxLength: 128 });
+  const server = await startSearchServer({ backend, port: 0 });
+  try {
+    const queries = Array.from({ length: 48 }, (_, i) => `query number ${i}`);
+    const ext = { mode: 'query', reasoning: 'on', max_reasoning_tokens: 100, temperature: 1 };
+    const slow = embeddings(server.url, queries, ext);
+    const metrics = async (): Promise<string> => (await request(server.url, 'GET', '/metrics')).raw.toString();
+    while (!/search_r3_queue_inputs 48/.test(await metrics())) await new Promise((r) => setTimeout(r, 2));
+    // the worker ends as if it had crashed: the 'exit' a thrown error or running out of memory ends in
+    await backend['worker'].terminate();
+    const r = await slow;
+    assert.equal(r.status, 503, JSON.stringify(r.body));
+    assert.equal(r.body.error?.code, 'model_unavailable');
+    assert.match(r.body.error!.message, /the model worker stopped \(.*\) and is being restarted/);
+    const h = await request(server.url, 'GET', '/health');
+    assert.equal(h.status, 503);
+    assert.equal(h.body.status, 'error');
+    assert.match(h.body.reason as string, /restart/);
+    for (let i = 0; (await request(server.url, 'GET', '/health')).status !== 200; i++) {
+      assert.ok(i < 500, 'the worker was not restarted within 10 s');
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    const after = await request(server.url, 'GET', '/health');
+    assert.deepEqual(after.body.model_worker, { state: 'ready', restarts: 1 });
+    assert.equal((await embeddings(server.url, 'after the restart')).status, 200);
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test('a seeded, sampled reasoning request gives the same analysis whatever else is queued', async () => {
+  const { dir, cleanup } = tempDir('seeded');
+  const backend = await WorkerBackend.start(await tinyModelDir(dir), { maxLength: 128 });
+  const server = await startSearchServer({ backend, port: 0, maxWaitMs: 20, maxBatchInputs: 4 });
+  try {
+    const queries = ['gene therapy', 'heart', 'virus', 'dose', 'brain'];
+    const sampled = { mode: 'query', reasoning: 'on', max_reasoning_tokens: 12, temperature: 1.2, seed: 7 };
+    const alone = await embeddings(server.url, queries, sampled);
+    assert.equal(alone.status, 200);
+    const busy = await Promise.all([
+      embeddings(server.url, ['other', 'texts'], { ...sampled, seed: 8 }),
+      embeddings(server.url, ['greedy one', 'greedy two'], { ...sampled, temperature: 0 }),
+      embeddings(server.url, Array.from({ length: 9 }, (_, i) => `document ${i}`)),
+      embeddings(server.url, queries, sampled),
+    ]);
+    assert.ok(busy.every((r) => r.status === 200));
+    assert.deepEqual(busy[3].body.search_r3, alone.body.search_r3);
+    assert.deepEqual(busy[3].body.data, alone.body.data);
+    // and the seed matters: another seed gives another analysis
+    const seed9 = await embeddings(server.url, queries, { ...sampled, seed: 9 });
+    assert.notDeepEqual(seed9.body.search_r3, alone.body.search_r3);
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test('a batch takes one input from each waiting request in turn, the leading request first', () => {
+  // direct jobs of three requests, tagged so the order shows
+  const job = (owner: string, n: number): BatchJob & { tag: string } => ({
+    kind: 'direct', input: { ids: [n], truncated: 0 }, tag: `${owner}${n}`,
+    resolve: () => undefined, reject: () => undefined,
+  });
+  const line = [[job('a', 1), job('a', 2), job('a', 3), job('a', 4)], [job('b', 1)], [job('c', 1), job('c', 2)]];
+  const taken = takeRoundRobin(line, 5) as { tag?: string }[];
+  assert.deepEqual(taken.map((j) => j.tag), ['a1', 'b1', 'c1', 'a2', 'c2']);
+  assert.deepEqual(line.map((jobs) => jobs.length), [2, 0, 0]);
+  // a batch also ends at a token budget (inputs here have one token each), but always takes its first job
+  const again = [[job('a', 1), job('a', 2)], [job('b', 1)]];
+  assert.deepEqual((takeRoundRobin(again, 64, 2) as { tag?: string }[]).map((j) => j.tag), ['a1', 'b1']);
+  assert.equal(takeRoundRobin([[job('a', 1)]], 64, 0).length, 1);
+});
