@@ -49,7 +49,7 @@ interface Row {
   key: number | null; status: string; vhash: string | null; crc: string | null;
 }
 
-const ROW_COLUMNS = 'id, title, text, metadata, hash, key, status, vhash, crc';
+const BASE_COLUMNS = 'id, title, text, metadata, hash, key, status';
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS docs (
@@ -158,6 +158,11 @@ export class DocumentTable {
     }
   }
 
+  /** The columns of a Row (a table from before checksums reads them as NULL). */
+  private get columns(): string {
+    return `${BASE_COLUMNS}, ${this.rowChecksums ? 'vhash, crc' : 'NULL AS vhash, NULL AS crc'}`;
+  }
+
   /** Runs a read or write, turning SQLite's failures into one sentence naming the file. */
   private guard<T>(f: () => T): T {
     try {
@@ -175,15 +180,20 @@ export class DocumentTable {
   /** Fills the checksums of rows written before they existed (one pass, once per older index). */
   private addRowChecksums(): void {
     const columns = new Set((this.db.prepare('PRAGMA table_info(docs)').all() as { name: string }[]).map((c) => c.name));
-    const fresh = !columns.has('crc');
-    if (fresh) this.db.exec('ALTER TABLE docs ADD COLUMN vhash TEXT; ALTER TABLE docs ADD COLUMN crc TEXT;');
-    if (!fresh && this.db.prepare('SELECT 1 FROM docs WHERE crc IS NULL LIMIT 1').get() === undefined) return;
-    const rows = this.db.prepare('SELECT id, hash, key, status, vector FROM docs WHERE crc IS NULL');
-    const set = this.db.prepare('UPDATE docs SET vhash = ?, crc = ? WHERE id = ?');
+    if (columns.has('crc') && this.db.prepare('SELECT 1 FROM docs WHERE crc IS NULL LIMIT 1').get() === undefined) return;
+    // one transaction, so a reader never sees some rows with checksums and others without; in slices,
+    // since a statement being iterated cannot share its connection with the updates
     this.db.transaction(() => {
-      for (const r of rows.iterate() as Iterable<{ id: string; hash: string; key: number | null; status: string; vector: Buffer | null }>) {
-        const vhash = r.vector ? vectorHash(r.vector) : null;
-        set.run(vhash, rowCrc({ ...r, vhash }), r.id);
+      if (!columns.has('crc')) this.db.exec('ALTER TABLE docs ADD COLUMN vhash TEXT; ALTER TABLE docs ADD COLUMN crc TEXT;');
+      const rows = this.db.prepare('SELECT id, hash, key, status, vector FROM docs WHERE crc IS NULL LIMIT 4096');
+      const set = this.db.prepare('UPDATE docs SET vhash = ?, crc = ? WHERE id = ?');
+      for (;;) {
+        const got = rows.all() as { id: string; hash: string; key: number | null; status: string; vector: Buffer | null }[];
+        if (got.length === 0) break;
+        for (const r of got) {
+          const vhash = r.vector ? vectorHash(r.vector) : null;
+          set.run(vhash, rowCrc({ ...r, vhash }), r.id);
+        }
       }
     })();
   }
@@ -255,7 +265,7 @@ export class DocumentTable {
   /** The next `n` pending documents in the fixed encoding order. */
   nextPending(n: number): PendingDocument[] {
     return this.guard(() => {
-      const rows = this.db.prepare(`SELECT ${ROW_COLUMNS} FROM docs WHERE status = 'pending'
+      const rows = this.db.prepare(`SELECT ${this.columns} FROM docs WHERE status = 'pending'
         ORDER BY length(title) + length(text) DESC, id LIMIT ?`).all(n) as Row[];
       return rows.map((r) => ({ ...this.verifiedDocument(r), oldKey: r.key }));
     });
@@ -315,7 +325,7 @@ export class DocumentTable {
   damagedIds(): string[] {
     return this.guard(() => {
       const out: string[] = [];
-      for (const r of this.db.prepare(`SELECT ${ROW_COLUMNS}, vector FROM docs`).iterate() as Iterable<Row & { vector: Buffer | null }>) {
+      for (const r of this.db.prepare(`SELECT ${this.columns}, vector FROM docs`).iterate() as Iterable<Row & { vector: Buffer | null }>) {
         try {
           this.verifiedDocument(r);
           if (r.status === 'indexed') this.verifiedVector(r, r.vector);
@@ -335,7 +345,7 @@ export class DocumentTable {
 
   byKeys(keys: readonly number[]): Map<number, StoredDocument> {
     return this.guard(() => {
-      const get = this.db.prepare(`SELECT ${ROW_COLUMNS} FROM docs WHERE key = ? AND status = 'indexed'`);
+      const get = this.db.prepare(`SELECT ${this.columns} FROM docs WHERE key = ? AND status = 'indexed'`);
       const out = new Map<number, StoredDocument>();
       for (const k of keys) {
         const r = get.get(k) as Row | undefined;
@@ -347,7 +357,7 @@ export class DocumentTable {
 
   get(id: string): (StoredDocument & { status: string; vector: Float32Array | null }) | undefined {
     return this.guard(() => {
-      const r = this.db.prepare(`SELECT ${ROW_COLUMNS}, vector FROM docs WHERE id = ?`).get(id) as (Row & { vector: Buffer | null }) | undefined;
+      const r = this.db.prepare(`SELECT ${this.columns}, vector FROM docs WHERE id = ?`).get(id) as (Row & { vector: Buffer | null }) | undefined;
       if (!r) return undefined;
       return { ...this.verifiedDocument(r), status: r.status, vector: r.vector ? this.verifiedVector(r, r.vector) : null };
     });
@@ -358,7 +368,7 @@ export class DocumentTable {
     let after = 0;
     for (;;) {
       const rows = this.guard(() => {
-        const q = this.db.prepare(`SELECT id, hash, key, status, vhash, crc, vector FROM docs
+        const q = this.db.prepare(`SELECT ${this.columns}, vector FROM docs
           WHERE status = 'indexed' AND key > ? ORDER BY key LIMIT ?`);
         const got = q.all(after, batch) as (Row & { key: number; vector: Buffer | null })[];
         return got.map((r) => ({ key: r.key, id: r.id, vector: this.verifiedVector(r, r.vector) }));
@@ -371,7 +381,7 @@ export class DocumentTable {
 
   /** Every indexed document's id and embedded text, for BM25. */
   indexedTexts(): { id: string; text: string }[] {
-    return this.guard(() => (this.db.prepare(`SELECT ${ROW_COLUMNS} FROM docs WHERE status = 'indexed' ORDER BY id`).all() as Row[])
+    return this.guard(() => (this.db.prepare(`SELECT ${this.columns} FROM docs WHERE status = 'indexed' ORDER BY id`).all() as Row[])
       .map((r) => ({ id: r.id, text: documentText(this.verifiedDocument(r)) })));
   }
 

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { SearchIndex } from '../../src/index/search-index.js';
 import { IndexError } from '../../src/index/index-error.js';
 import { documentText } from '../../src/index/document-source.js';
@@ -114,5 +115,47 @@ test('a lost index.json is recovered from the copy in docs.sqlite; an index with
     const repaired = await SearchIndex.open(idx, { backend, writable: true });
     await repaired.close();
     assert.deepEqual(JSON.parse(readFileSync(path.join(idx, 'index.json'), 'utf8')).dimension, 32);
+  } finally { cleanup(); }
+});
+
+test('an index written before checksums (WAL journal, no row checksums, no manifest copy) is read as it is, then upgraded by a write', async () => {
+  const { dir, cleanup } = tempDir('legacy');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const idx = path.join(dir, 'idx');
+    const docs = corpus(30);
+    const w = await SearchIndex.open(idx, { backend, create: {} });
+    await w.addDocuments(docs);
+    await w.close();
+    // take the folder back to the earlier format
+    const db = new Database(path.join(idx, 'docs.sqlite'));
+    db.exec('ALTER TABLE docs DROP COLUMN crc; ALTER TABLE docs DROP COLUMN vhash; DROP TABLE info;');
+    db.pragma('journal_mode = WAL');
+    db.close();
+    const manifest = JSON.parse(readFileSync(path.join(idx, 'index.json'), 'utf8')) as Record<string, unknown>;
+    delete manifest.checksum;
+    writeFileSync(path.join(idx, 'index.json'), JSON.stringify(manifest, null, 2));
+    const record = JSON.parse(readFileSync(path.join(idx, 'vectors.generation.json'), 'utf8')) as { generation: number };
+    writeFileSync(path.join(idx, 'vectors.generation.json'), JSON.stringify({ generation: record.generation }));
+
+    const [v] = await backend.embedDocuments([documentText(docs[9])]);
+    const old = await SearchIndex.open(idx, { backend });
+    assert.match(old.notes.join(' '), /vectors\.usearch has no checksum \(it was written by an older search-r3\)/);
+    const want = (await old.searchVector(v, { k: 5, exact: false })).map((h) => h.id);
+    assert.equal(want[0], docs[9].id);
+    await old.close();
+
+    const upgrade = await SearchIndex.open(idx, { backend, writable: true });
+    assert.deepEqual(upgrade.docs.damagedIds(), []);
+    await upgrade.close();
+    const upgraded = await SearchIndex.open(idx, { backend });
+    assert.deepEqual(upgraded.notes, []);
+    assert.deepEqual((await upgraded.searchVector(v, { k: 5, exact: false })).map((h) => h.id), want);
+    await upgraded.close();
+    // the upgrade wrote the manifest copy: index.json can now be lost
+    rmSync(path.join(idx, 'index.json'));
+    const recovered = await SearchIndex.open(idx, { backend });
+    assert.match(recovered.notes[0], /index\.json is missing; used the copy kept in docs\.sqlite/);
+    await recovered.close();
   } finally { cleanup(); }
 });
