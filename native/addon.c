@@ -489,9 +489,14 @@ static void attn_shape(Ctx *c, napi_value *argv, AttnShape *s) {
   s->causal = boolean(c, argv[7]);
   Buf m = typed(c, argv[8], "keyMask", napi_uint8_array, "Uint8Array", 1);
   s->keyMask = m.p;
+  s->KS = integer(c, argv[9], "keyStride", 0, 2147483647.0);
   if (c->failed) return;
   if (s->G == 0 || s->H % s->G != 0) {
     fail(c, "queryHeads (%lld) must be a positive multiple of kvHeads (%lld)", (long long)s->H, (long long)s->G);
+    return;
+  }
+  if (s->KS < s->S) {
+    fail(c, "keyStride (%lld) must be at least keyLen (%lld)", (long long)s->KS, (long long)s->S);
     return;
   }
   if (m.p) need(c, m, "keyMask", (__int128)s->batch * s->S);
@@ -499,14 +504,14 @@ static void attn_shape(Ctx *c, napi_value *argv, AttnShape *s) {
 
 static void attn_sizes(Ctx *c, const AttnShape *s, Buf *qlike, const char **qn, int nq, Buf *klike, const char **kn,
                        int nk, Buf lse) {
-  const __int128 qs = (__int128)s->batch * s->T * s->H * s->D, ks = (__int128)s->batch * s->S * s->G * s->D;
+  const __int128 qs = (__int128)s->batch * s->T * s->H * s->D, ks = (__int128)s->batch * s->KS * s->G * s->D;
   for (int i = 0; i < nq; i++) need(c, qlike[i], qn[i], qs);
   for (int i = 0; i < nk; i++) need(c, klike[i], kn[i], ks);
   need(c, lse, "lse", (__int128)s->batch * s->H * s->T);
 }
 
 static napi_value AttentionForward(napi_env env, napi_callback_info info) {
-  ARGS(14, "attentionForward");
+  ARGS(15, "attentionForward");
   Buf ql[2] = {F32(argv[0], "q"), F32(argv[3], "out")};
   Buf kl[2] = {F32(argv[1], "k"), F32(argv[2], "v")};
   Buf lse = F32(argv[4], "lse");
@@ -521,7 +526,7 @@ static napi_value AttentionForward(napi_env env, napi_callback_info info) {
 }
 
 static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
-  ARGS(18, "attentionBackward");
+  ARGS(19, "attentionBackward");
   Buf ql[4] = {F32(argv[0], "q"), F32(argv[3], "out"), F32(argv[5], "dout"), F32(argv[6], "dq")};
   Buf kl[4] = {F32(argv[1], "k"), F32(argv[2], "v"), F32(argv[7], "dk"), F32(argv[8], "dv")};
   Buf lse = F32(argv[4], "lse");

@@ -3,7 +3,8 @@
  * Each (batch, head) works through blocks of QB queries: scores = scale·Q_blk·Kᵀ and the products
  * with V are single-threaded sgemm calls that read Q/K/V in place through leading dimensions (no
  * gathering); masking and the softmax are plain loops. With causal masking a block only touches the
- * keys its last query may see. The pool splits (batch, head) in the forward pass and (batch, kv head)
+ * keys its last query may see. A batch row of K and V may hold more positions than the S attended
+ * (KS, a KV cache with room to grow). The pool splits (batch, head) in the forward pass and (batch, kv head)
  * in the backward pass, so the dK/dV sums of a query-head group stay within one thread.
  */
 #include <cblas.h>
@@ -50,13 +51,13 @@ static void attn_fwd_chunk(void *vc, int64_t i0b, int64_t i1b, int tid) {
   const AttnShape *s = c->s;
   const float *q = c->q, *k = c->k, *v = c->v;
   float *out = c->outW, *lse = c->lseW;
-  const int64_t H = s->H, G = s->G, T = s->T, S = s->S, D = s->D, group = H / G;
+  const int64_t H = s->H, G = s->G, T = s->T, S = s->S, KS = s->KS, D = s->D, group = H / G;
   const int64_t ldq = H * D, ldk = G * D;
   float *P = malloc(sizeof(float) * (size_t)(QB * (S > 0 ? S : 1)));
   if (!P) return;
   for (int64_t bh = i0b; bh < i1b; bh++) {
     const int64_t b = bh / H, h = bh % H, g = h / group;
-    const float *qb = q + (b * T * H + h) * D, *kb = k + (b * S * G + g) * D, *vb = v + (b * S * G + g) * D;
+    const float *qb = q + (b * T * H + h) * D, *kb = k + (b * KS * G + g) * D, *vb = v + (b * KS * G + g) * D;
     float *ob = out + (b * T * H + h) * D, *lb = lse + (b * H + h) * T;
     const uint8_t *mask = s->keyMask ? s->keyMask + b * S : NULL;
     for (int64_t i0 = 0; i0 < T; i0 += QB) {
@@ -106,17 +107,17 @@ static void attn_bwd_chunk(void *vc, int64_t i0b, int64_t i1b, int tid) {
   const AttnShape *s = c->s;
   const float *q = c->q, *k = c->k, *v = c->v, *out = c->out, *lse = c->lse, *dout = c->dout;
   float *dq = c->dq, *dk = c->dk, *dv = c->dv;
-  const int64_t H = s->H, G = s->G, T = s->T, S = s->S, D = s->D, group = H / G;
+  const int64_t H = s->H, G = s->G, T = s->T, S = s->S, KS = s->KS, D = s->D, group = H / G;
   const int64_t ldq = H * D, ldk = G * D;
   const size_t cells = (size_t)(QB * (S > 0 ? S : 1));
   float *P = malloc(sizeof(float) * cells), *dP = malloc(sizeof(float) * cells);
   if (!P || !dP) { free(P); free(dP); return; }
   for (int64_t bg = i0b; bg < i1b; bg++) {
     const int64_t b = bg / G, g = bg % G;
-    const float *kb = k + (b * S * G + g) * D, *vb = v + (b * S * G + g) * D;
-    float *dkb = dk + (b * S * G + g) * D, *dvb = dv + (b * S * G + g) * D;
+    const float *kb = k + (b * KS * G + g) * D, *vb = v + (b * KS * G + g) * D;
+    float *dkb = dk + (b * KS * G + g) * D, *dvb = dv + (b * KS * G + g) * D;
     const uint8_t *mask = s->keyMask ? s->keyMask + b * S : NULL;
-    for (int64_t j = 0; j < S; j++) {
+    for (int64_t j = 0; j < KS; j++) {
       memset(dkb + j * ldk, 0, sizeof(float) * (size_t)D);
       memset(dvb + j * ldk, 0, sizeof(float) * (size_t)D);
     }

@@ -103,7 +103,8 @@ void sr3_xent_bwd(const float *logits, const int32_t *targets, const float *lse,
                   int64_t rows, int64_t vocab, int32_t ignore);
 
 typedef struct {
-  int64_t batch, H, G, T, S, D;
+  /* KS: key/value positions allocated per batch row (>= S; a KV cache with room to grow) */
+  int64_t batch, H, G, T, S, KS, D;
   float scale;
   int causal;
   const uint8_t *keyMask;

@@ -77,7 +77,7 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
   const state = new Array<'running' | 'feed' | 'done'>(B).fill('running');
   const wantsHidden = (b: number, tok: number, rowPos: number): boolean => captureTok.has(tok) || capturePos[b]?.has(rowPos) === true;
 
-  const cache = model.newCache();
+  const cache = model.newCache(need);
   let mask = new Uint8Array(B * P);
   const ids = new Int32Array(B * P), pos = new Int32Array(B * P);
   for (let b = 0; b < B; b++) {

@@ -17,12 +17,18 @@ export interface LoraAdapter {
   merged: boolean;
 }
 
-/** Per-layer keys and values of the positions processed so far, for incremental decoding. */
+/**
+ * Per-layer keys and values of the positions processed so far, for incremental decoding (no gradients).
+ * Each step writes its positions in place; the buffers are allocated once with room for `capacity`
+ * positions and doubled only if a step needs more, so decoding n tokens does not copy the cache n times.
+ */
 export interface KVCache {
-  /** Per layer: [batch, length, kvHeads, headDim] (null before the first step). */
+  /** Per layer: [batch, allocated positions, kvHeads, headDim], filled up to `length` (null before the first step). */
   keys: (Tensor | null)[];
   values: (Tensor | null)[];
   length: number;
+  /** Positions to allocate at the first step (the prompt plus every token to generate). */
+  capacity: number;
 }
 
 export interface ForwardOptions {
@@ -92,6 +98,7 @@ export class Qwen2Model {
     if (total > c.maxPositionEmbeddings) {
       throw new Error(`the input needs ${total} positions but the model's context is ${c.maxPositionEmbeddings} (max_position_embeddings)`);
     }
+    if (opts.cache && T.isGradEnabled()) throw new Error('forward: the KV cache is for inference; run it under noGrad');
     const positions = opts.positions ?? defaultPositions(batch, seqLen, past);
     const keyMask = opts.keyMask ?? null;
     let h = T.embedding(this.p('model.embed_tokens.weight'), ids, [batch, seqLen]);
@@ -102,11 +109,10 @@ export class Qwen2Model {
       let k = T.rope(T.reshape(this.project(x, `${pre}.self_attn.k_proj`, opts.rng), [batch, seqLen, c.numKeyValueHeads, c.headDim]), this.rope, positions);
       let v = T.reshape(this.project(x, `${pre}.self_attn.v_proj`, opts.rng), [batch, seqLen, c.numKeyValueHeads, c.headDim]);
       if (opts.cache) {
-        const ck = opts.cache.keys[l], cv = opts.cache.values[l];
-        if (ck && cv) { k = T.concat([ck, k], 1); v = T.concat([cv, v], 1); }
-        opts.cache.keys[l] = k; opts.cache.values[l] = v;
+        k = writeCache(opts.cache, opts.cache.keys, l, k, past);
+        v = writeCache(opts.cache, opts.cache.values, l, v, past);
       }
-      const att = T.attention(q, k, v, { causal: true, keyMask });
+      const att = T.attention(q, k, v, { causal: true, keyMask, keyLen: total });
       h = T.add(h, this.project(T.reshape(att, [batch, seqLen, c.numAttentionHeads * c.headDim]), `${pre}.self_attn.o_proj`, opts.rng));
       const y = T.rmsnorm(h, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps);
       const gated = T.swiglu(this.project(y, `${pre}.mlp.gate_proj`, opts.rng), this.project(y, `${pre}.mlp.up_proj`, opts.rng));
@@ -121,10 +127,32 @@ export class Qwen2Model {
     return T.linear(hidden, this.p(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'));
   }
 
-  newCache(): KVCache {
+  /** An empty cache; `capacity` positions (prompt + new tokens) are allocated at the first step. */
+  newCache(capacity = 0): KVCache {
     const n = this.config.numHiddenLayers;
-    return { keys: new Array<Tensor | null>(n).fill(null), values: new Array<Tensor | null>(n).fill(null), length: 0 };
+    return { keys: new Array<Tensor | null>(n).fill(null), values: new Array<Tensor | null>(n).fill(null), length: 0, capacity };
   }
+}
+
+/**
+ * Writes one step's keys or values ([batch, steps, kvHeads, headDim]) at positions past.. of layer l's
+ * buffer, allocating (or doubling) it when it has no room; returns the buffer.
+ */
+function writeCache(cache: KVCache, store: (Tensor | null)[], l: number, step: Tensor, past: number): Tensor {
+  const [B, n, G, D] = step.shape;
+  const row = G * D, need = past + n;
+  let buf = store[l];
+  if (!buf || buf.shape[1] < need) {
+    const had = buf?.shape[1] ?? 0;
+    const cap = Math.max(need, cache.capacity, 2 * had);
+    const grown = new Float32Array(B * cap * row);
+    for (let b = 0; buf && b < B; b++) grown.set(buf.data.subarray(b * had * row, (b * had + past) * row), b * cap * row);
+    buf = new T.Tensor(grown, [B, cap, G, D]);
+    store[l] = buf;
+  }
+  const cap = buf.shape[1];
+  for (let b = 0; b < B; b++) buf.data.set(step.data.subarray(b * n * row, (b + 1) * n * row), (b * cap + past) * row);
+  return buf;
 }
 
 function defaultPositions(batch: number, seqLen: number, past: number): Int32Array {

@@ -256,6 +256,7 @@ function causalLimit(s: AttentionShape, i: number): number {
 
 function attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: AttentionShape): void {
   const { batch, queryHeads: H, kvHeads: G, queryLen: T, keyLen: S, headDim: D, scale, keyMask } = s;
+  const KS = s.keyStride ?? S;
   const group = H / G;
   const p = new Float64Array(S);
   const acc = new Float64Array(D);
@@ -268,7 +269,7 @@ function attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: Attenti
         let mx = -Infinity;
         for (let j = 0; j < lim; j++) {
           if (keyMask && keyMask[b * S + j] === 0) { p[j] = -Infinity; continue; }
-          const ko = ((b * S + j) * G + g) * D;
+          const ko = ((b * KS + j) * G + g) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
           p[j] = dot * scale;
@@ -282,7 +283,7 @@ function attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: Attenti
           for (let j = 0; j < lim; j++) { const e = p[j] === -Infinity ? 0 : Math.exp(p[j] - mx); p[j] = e; sum += e; }
           for (let j = 0; j < lim; j++) {
             if (p[j] === 0) continue;
-            const w = p[j] / sum, vo = ((b * S + j) * G + g) * D;
+            const w = p[j] / sum, vo = ((b * KS + j) * G + g) * D;
             for (let d = 0; d < D; d++) acc[d] += w * v[vo + d];
           }
           lse[(b * H + h) * T + i] = mx + Math.log(sum);
@@ -295,6 +296,7 @@ function attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: Attenti
 
 function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, s: AttentionShape): void {
   const { batch, queryHeads: H, kvHeads: G, queryLen: T, keyLen: S, headDim: D, scale, keyMask } = s;
+  const KS = s.keyStride ?? S;
   const group = H / G;
   dq.fill(0); dk.fill(0); dv.fill(0);
   for (let b = 0; b < batch; b++) {
@@ -310,7 +312,7 @@ function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32
         const lim = causalLimit(s, i);
         for (let j = 0; j < lim; j++) {
           if (keyMask && keyMask[b * S + j] === 0) continue;
-          const ko = ((b * S + j) * G + g) * D;
+          const ko = ((b * KS + j) * G + g) * D;
           let dot = 0, dp = 0;
           for (let d = 0; d < D; d++) { dot += q[qo + d] * k[ko + d]; dp += dout[qo + d] * v[ko + d]; }
           const pij = Math.exp(dot * scale - l);

@@ -37,6 +37,12 @@ export interface AttentionShape {
   causal: boolean;
   /** 1 = real key, 0 = padding, per [batch, keyLen]; null = no padding. */
   keyMask: Uint8Array | null;
+  /**
+   * Key/value positions allocated per batch row, ≥ keyLen (default keyLen): k and v are
+   * [batch, keyStride, kvHeads, headDim] and only the first keyLen positions of a row are attended
+   * (a KV cache that grows in place).
+   */
+  keyStride?: number;
 }
 
 export interface Kernels {

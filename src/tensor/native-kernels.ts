@@ -22,10 +22,11 @@ export interface NativeAddon {
   gemm(a: F32, b: F32, c: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
     strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
   attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, batch: number, queryHeads: number, kvHeads: number,
-    queryLen: number, keyLen: number, headDim: number, scale: number, causal: boolean, keyMask: Uint8Array | null): void;
+    queryLen: number, keyLen: number, headDim: number, scale: number, causal: boolean, keyMask: Uint8Array | null,
+    keyStride: number): void;
   attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, batch: number,
     queryHeads: number, kvHeads: number, queryLen: number, keyLen: number, headDim: number, scale: number,
-    causal: boolean, keyMask: Uint8Array | null): void;
+    causal: boolean, keyMask: Uint8Array | null, keyStride: number): void;
   setNumThreads(n: number): void;
   numThreads(): number;
   blasConfig(): string;
@@ -91,8 +92,8 @@ export function loadNativeKernels(): Kernels {
     name: 'native',
     gemm: (g: GemmArgs) => addon.gemm(g.a, g.b, g.c, g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.accumulate),
     attentionForward: (q, k, v, out, lse, s: AttentionShape) =>
-      addon.attentionForward(q, k, v, out, lse, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask),
+      addon.attentionForward(q, k, v, out, lse, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask, s.keyStride ?? s.keyLen),
     attentionBackward: (q, k, v, out, lse, dout, dq, dk, dv, s: AttentionShape) =>
-      addon.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask),
+      addon.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask, s.keyStride ?? s.keyLen),
   };
 }

@@ -361,6 +361,36 @@ test('attention forward/backward: GQA 1/2/3, causal, KV cache, masks, fully-mask
   }
 });
 
+test('attention over the first keyLen of keyStride positions (a KV cache with room) equals attention over them packed', { skip }, () => {
+  const B = 3, H = 4, G = 2, T = 1, S = 21, KS = 32, D = 16;
+  const q = randArr(B * T * H * D), kWide = randArr(B * KS * G * D), vWide = randArr(B * KS * G * D);
+  const pack = (wide: Float32Array): Float32Array => {
+    const out = new Float32Array(B * S * G * D);
+    for (let b = 0; b < B; b++) out.set(wide.subarray(b * KS * G * D, (b * KS + S) * G * D), b * S * G * D);
+    return out;
+  };
+  const keyMask = Uint8Array.from({ length: B * S }, (_, i) => (i % 7 === 3 ? 0 : 1));
+  const packed: AttentionShape = { batch: B, queryHeads: H, kvHeads: G, queryLen: T, keyLen: S, headDim: D, scale: 0.25, causal: true, keyMask };
+  const strided: AttentionShape = { ...packed, keyStride: KS };
+  for (const kk of [jsKernels, nk()]) {
+    const want = [new Float32Array(q.length), new Float32Array(B * H * T)];
+    kk.attentionForward(q, pack(kWide), pack(vWide), want[0], want[1], packed);
+    const got = [new Float32Array(q.length), new Float32Array(B * H * T)];
+    kk.attentionForward(q, kWide, vWide, got[0], got[1], strided);
+    assert.deepEqual(got, want, `${kk.name}: forward`);
+    const dout = randArr(q.length);
+    const dq = new Float32Array(q.length), dk = new Float32Array(B * S * G * D), dv = new Float32Array(B * S * G * D);
+    kk.attentionBackward(q, pack(kWide), pack(vWide), want[0], want[1], dout, dq, dk, dv, packed);
+    const dq2 = new Float32Array(q.length), dk2 = randArr(kWide.length), dv2 = randArr(vWide.length);
+    kk.attentionBackward(q, kWide, vWide, want[0], want[1], dout, dq2, dk2, dv2, strided);
+    assert.deepEqual([dq2, pack(dk2), pack(dv2)], [dq, dk, dv], `${kk.name}: backward`);
+    for (let b = 0; b < B; b++) {
+      assert.ok(dk2.subarray((b * KS + S) * G * D, (b + 1) * KS * G * D).every((x) => x === 0), `${kk.name}: unused positions get no gradient`);
+    }
+  }
+  assert.throws(() => nk().attentionForward(q, kWide, vWide, new Float32Array(q.length), new Float32Array(B * H * T), { ...packed, keyStride: S - 1 }), /keyStride/);
+});
+
 test('embedding forward/backward with repeated ids', { skip }, () => {
   for (const [vocab, dim, count] of [[11, 7, 40], [500, 300, 1024]]) {
     const w = randArr(vocab * dim), ids = randInts(count, vocab);
