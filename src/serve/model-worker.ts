@@ -21,6 +21,7 @@ import {
 const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
 const FIRST_RETRY_MS = 1000;
 const LAST_RETRY_MS = 30_000;
+const WORKER_YOUNG_GENERATION_MB = 8;
 
 export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {}
 
@@ -46,7 +47,11 @@ export type BatchListener = (inputs: number, kind: BatchKind, seconds: number) =
 function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo }> {
   // SHARE_ENV: what the addon sets in the environment while it loads (native-kernels.ts) must reach the
   // C libraries of this process, as it does when the main thread loads it
-  const worker = new Worker(ENTRY, { workerData: config, env: SHARE_ENV });
+  // A small young generation: the model's big arrays live outside the V8 heap, so a large nursery only
+  // holds the garbage of many batches longer (bench:load: RSS under load 1.49× idle with V8's default,
+  // 1.39× with 8 MB, same throughput).
+  const resourceLimits = { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB };
+  const worker = new Worker(ENTRY, { workerData: config, env: SHARE_ENV, resourceLimits });
   return new Promise((resolve, reject) => {
     const done = (): void => {
       worker.off('message', onMessage);
