@@ -69,13 +69,13 @@ options:
 Set SEARCH_R3_THREADS to limit the CPU threads the model uses.`;
 
 export interface DemoHit { id: string; title: string; score: number; relevant: boolean; snippet: string }
+/** Field names as POST /v1/search spells them (query_id has no counterpart there). */
 export interface DemoExample {
   query: string;
-  queryId?: string;
+  query_id?: string;
   reasoning: string;
   forced: boolean;
-  embedMs: number;
-  searchMs: number;
+  timings: { embed_ms: number; search_ms: number };
   hits: DemoHit[];
 }
 export interface DemoRow { retriever: string; ndcg10: number; recall100: number; seconds: number; note?: string }
@@ -131,10 +131,10 @@ function describeIndex(r: DemoIndexReport): string {
 }
 
 function formatExample(e: DemoExample, n: number, of: number, budget: number): string {
-  const lines = [`[${n}/${of}] ${e.query}${e.queryId ? `   (SciFact test claim ${e.queryId})` : ''}`];
+  const lines = [`[${n}/${of}] ${e.query}${e.query_id ? `   (SciFact test claim ${e.query_id})` : ''}`];
   const token = e.forced ? `embed token forced after the ${budget}-token budget` : 'embed token emitted by the model';
   lines.push(`  reasoning (${token}): ${oneLine(e.reasoning, 300) || '(none)'}`);
-  lines.push(`  reasoning + embedding ${duration(e.embedMs / 1000)}, search ${duration(e.searchMs / 1000)}`);
+  lines.push(`  reasoning + embedding ${duration(e.timings.embed_ms / 1000)}, search ${duration(e.timings.search_ms / 1000)}`);
   e.hits.forEach((h, i) => {
     lines.push(`  ${String(i + 1).padStart(2)}. ${h.relevant ? '✓' : ' '} ${h.score.toFixed(4)}  ${h.id}  ${oneLine(h.title, 80)}`);
     lines.push(`                ${h.snippet}`);
@@ -254,7 +254,8 @@ export const demoCommand: Command = {
           const r = await index.search(ex.text, { k, reasoning: 'on', maxReasoningTokens: budget });
           const judged = ex.id ? ds.qrels.get(ex.id) : undefined;
           const example: DemoExample = {
-            query: ex.text, ...(ex.id ? { queryId: ex.id } : {}), reasoning: r.reasoning, forced: r.forced, embedMs: r.embedMs, searchMs: r.searchMs,
+            query: ex.text, ...(ex.id ? { query_id: ex.id } : {}), reasoning: r.reasoning, forced: r.forced,
+            timings: { embed_ms: r.embedMs, search_ms: r.searchMs },
             hits: r.hits.map((h) => ({ id: h.id, title: h.title, score: h.score, relevant: (judged?.get(h.id) ?? 0) >= 1, snippet: oneLine(h.text, 110) })),
           };
           out.examples.push(example);

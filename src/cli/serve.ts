@@ -1,8 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { asUserErrors } from './index-user-errors.js';
-import { readManifest } from '../index/manifest.js';
-import { SearchIndex } from '../index/search-index.js';
+import { SearchIndex, readIndexManifest } from '../index/search-index.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 
@@ -80,7 +79,7 @@ export const serveCommand: Command = {
     };
     const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
     return asUserErrors(async () => {
-      const manifest = values.index ? readManifest(values.index) : undefined;
+      const manifest = values.index ? readIndexManifest(values.index) : undefined;
       const backend = await WorkerBackend.start(values.model ?? manifest!.model.source, {
         ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}), ...batching,
       });
@@ -88,6 +87,7 @@ export const serveCommand: Command = {
       let server: RunningServer;
       try {
         index = values.index ? await SearchIndex.open(values.index, { backend }) : undefined;
+        for (const note of index?.notes ?? []) console.error(`search-r3: ${note}`);
         server = await startSearchServer({
           backend, index, host: values.host, port,
           modelName: values['model-name'], apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),

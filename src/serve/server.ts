@@ -12,6 +12,7 @@ import path from 'node:path';
 import { DEFAULT_MAX_REASONING_TOKENS, type QueryOptions } from '../embed/index.js';
 import type { LocalBackend } from '../index/embedding-backend.js';
 import type { SearchIndex } from '../index/search-index.js';
+import { searchHitJson } from '../index/search-json.js';
 import { ApiKey } from './api-key.js';
 import { HttpError, badRequest } from './http-error.js';
 import {
@@ -297,11 +298,7 @@ export function createSearchServer(opts: ServeOptions & { backend: WorkerBackend
     return {
       object: 'search.result', model: modelName, query,
       ...(reasoning === 'on' ? { reasoning: q.reasoning, forced: q.forced } : {}),
-      data: hits.map((h, i) => ({
-        rank: i + 1, id: h.id, score: h.score, title: h.title, text: h.text, metadata: h.metadata ?? null,
-        ...(h.denseScore !== undefined ? { dense_score: h.denseScore } : {}),
-        ...(h.bm25Score !== undefined ? { bm25_score: h.bm25Score } : {}),
-      })),
+      data: hits.map((h, i) => searchHitJson(h, i + 1)),
       usage: { prompt_tokens: promptTokens, total_tokens: promptTokens + q.tokens.length },
       timings: { embed_ms: t1 - t0, search_ms: t2 - t1 },
     };

@@ -23,7 +23,7 @@ function shippedQrels(): Map<string, Set<string>> {
 
 interface DemoJson {
   index: { action: string; documents: number; encoded: number };
-  examples: { query: string; queryId?: string; reasoning: string; forced: boolean; embedMs: number; hits: { id: string; score: number; relevant: boolean }[] }[];
+  examples: { query: string; query_id?: string; reasoning: string; forced: boolean; timings: { embed_ms: number }; hits: { id: string; score: number; relevant: boolean }[] }[];
   table?: { queries: number; documents: number; rows: { retriever: string; ndcg10: number; recall100: number; seconds: number }[] };
 }
 
@@ -58,12 +58,12 @@ test('demo: builds the index, shows reasoning and hits for 3 claims and the tabl
     const r = JSON.parse(second.stdout) as DemoJson;
     const builtDocs = Number(/(\d+) documents encoded/.exec(out)![1]);
     assert.deepEqual(r.index, { ...r.index, action: 'loaded', encoded: 0, documents: builtDocs });
-    assert.deepEqual(r.examples.map((e) => e.queryId), ['36', '641', '1100']);
+    assert.deepEqual(r.examples.map((e) => e.query_id), ['36', '641', '1100']);
     const qrels = shippedQrels();
     for (const e of r.examples) {
       assert.equal(e.hits.length, 5);
-      assert.ok(e.embedMs > 0);
-      for (const h of e.hits) assert.equal(h.relevant, qrels.get(e.queryId!)!.has(h.id), `${e.queryId}/${h.id}`);
+      assert.ok(e.timings.embed_ms > 0);
+      for (const h of e.hits) assert.equal(h.relevant, qrels.get(e.query_id!)!.has(h.id), `${e.query_id}/${h.id}`);
       assert.deepEqual(e.hits.map((h) => h.score), [...e.hits.map((h) => h.score)].sort((a, b) => b - a));
     }
     assert.deepEqual(r.table!.rows.map((row) => row.retriever), TABLE_ROWS);

@@ -104,7 +104,7 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
     // the same index searched in-process with the model folder (the model ids agree)
     r = await cli('search', '--index', out, '--model', model, '--json', '-k', '1', docs[3].title + '\n' + docs[3].text);
     assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
-    // /health needs no key, so the missing key shows at the first embedding request
+    // without the key the connection is refused by name, before any document is sent
     writeJsonl(input, [...docs, { id: 'extra', title: '', text: 'one more' }]);
     r = await cli('index', '--remote', s1.url, '--input', input, '--out', out);
     assert.equal(r.code, 2);
