@@ -61,16 +61,17 @@ test('a read-only open creates nothing, not even SQLite journal files, and refus
   } finally { cleanup(); }
 });
 
-test('a damaged vectors.usearch is not loaded: the HNSW graph rebuilt from docs.sqlite ranks as the intact one', async () => {
+test('a damaged vectors.usearch is not loaded: the HNSW graph rebuilt from docs.sqlite ranks exactly', async () => {
   const { dir, cleanup } = tempDir('hnsw');
   try {
     const backend = await tinyBackend(await tinyModelDir(dir));
     const idx = path.join(dir, 'idx');
     const docs = corpus(60);
-    const writer = await SearchIndex.open(idx, { backend, create: {} });
+    // a search beam wider than the corpus: any connected graph then ranks exactly, whichever way it was built
+    const writer = await SearchIndex.open(idx, { backend, create: { hnsw: { expansionSearch: 200 } } });
     await writer.addDocuments(docs, { documentsPerCommit: 16 });
     const probes = await backend.embedDocuments([0, 17, 42].map((i) => documentText(docs[i])));
-    const want = await Promise.all(probes.map((v) => writer.searchVector(v, { k: 10, exact: false })));
+    const want = await Promise.all(probes.map((v) => writer.searchVector(v, { k: 10, exact: true })));
     await writer.close();
     const file = path.join(idx, 'vectors.usearch');
     // the file usearch itself would take: right size, random content (std::bad_alloc, exit 134, before checksums)
@@ -124,8 +125,10 @@ test('an index written before checksums (WAL journal, no row checksums, no manif
     const backend = await tinyBackend(await tinyModelDir(dir));
     const idx = path.join(dir, 'idx');
     const docs = corpus(30);
-    const w = await SearchIndex.open(idx, { backend, create: {} });
+    const w = await SearchIndex.open(idx, { backend, create: { hnsw: { expansionSearch: 200 } } });
     await w.addDocuments(docs);
+    const [v] = await backend.embedDocuments([documentText(docs[9])]);
+    const want = (await w.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
     await w.close();
     // take the folder back to the earlier format
     const db = new Database(path.join(idx, 'docs.sqlite'));
@@ -138,10 +141,9 @@ test('an index written before checksums (WAL journal, no row checksums, no manif
     const record = JSON.parse(readFileSync(path.join(idx, 'vectors.generation.json'), 'utf8')) as { generation: number };
     writeFileSync(path.join(idx, 'vectors.generation.json'), JSON.stringify({ generation: record.generation }));
 
-    const [v] = await backend.embedDocuments([documentText(docs[9])]);
     const old = await SearchIndex.open(idx, { backend });
     assert.match(old.notes.join(' '), /vectors\.usearch has no checksum \(it was written by an older search-r3\)/);
-    const want = (await old.searchVector(v, { k: 5, exact: false })).map((h) => h.id);
+    assert.deepEqual((await old.searchVector(v, { k: 5, exact: false })).map((h) => h.id), want);
     assert.equal(want[0], docs[9].id);
     await old.close();
 
