@@ -13,7 +13,7 @@ import * as T from '../src/tensor/index.js';
 import { Qwen2Model } from '../src/model/qwen2-model.js';
 import { generate } from '../src/model/generate.js';
 import { ggufTokenizerFromTokenizerJson, writeQwen2Gguf } from '../src/model/gguf.js';
-import { readQwenReferenceFiles } from '../src/model/qwen-reference-tokenizer.js';
+import { readQwenReferenceFiles } from '../test/helpers/qwen-reference-tokenizer.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
 
 const threads = Number(process.env.BENCH_THREADS ?? 2);

@@ -12,7 +12,7 @@ import * as T from '../src/tensor/index.js';
 import { saveModelFolder } from '../src/model/model-folder.js';
 import { Qwen2Model } from '../src/model/qwen2-model.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
-import { makeTinyTokenizer } from '../src/model/tiny-tokenizer.js';
+import { makeTinyTokenizer } from '../test/helpers/tiny-tokenizer.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
 import { repoRoot } from '../test/helpers/repo.js';
 

@@ -18,10 +18,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import usearch from 'usearch';
 import { DEFAULT_TEMPLATES, type QueryEmbedding } from '../src/embed/index.js';
-import type { EmbeddingBackend } from '../src/index/embedding-backend.js';
-import type { VectorDtype } from '../src/index/manifest.js';
-import { SearchIndex } from '../src/index/search-index.js';
-import { UsearchStore } from '../src/index/usearch-store.js';
+import type { EmbeddingBackend } from '../src/search-index/embedding-backend.js';
+import type { VectorDtype } from '../src/search-index/manifest.js';
+import { SearchIndex } from '../src/search-index/search-index.js';
+import { UsearchStore } from '../src/search-index/usearch-store.js';
 
 const N = Number(process.env.BENCH_N ?? 100_000);
 const DIM = Number(process.env.BENCH_DIM ?? 256);

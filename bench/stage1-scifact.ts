@@ -15,7 +15,7 @@ import * as T from '../src/tensor/index.js';
 import { loadModelFolder, saveModelFolder } from '../src/model/model-folder.js';
 import { Qwen2Model } from '../src/model/qwen2-model.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
-import { makeTinyTokenizer } from '../src/model/tiny-tokenizer.js';
+import { makeTinyTokenizer } from '../test/helpers/tiny-tokenizer.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
 import { parseConfig } from '../src/train/config.js';
 import { candidatePool, loadTrainingData } from '../src/train/data.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { Tokenizer } from '../src/model/tokenizer.js';
-import { qwenReferenceTokenizerDir, readQwenReferenceFiles } from '../src/model/qwen-reference-tokenizer.js';
+import { qwenReferenceTokenizerDir, readQwenReferenceFiles } from '../test/helpers/qwen-reference-tokenizer.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const corpus = path.resolve(repoRoot, '../shared/data/scifact/corpus.jsonl');

@@ -2,17 +2,17 @@
  * The search-r3 package API. Others may add exports here; keep one line (or block) per area.
  */
 // index and search
-export { SearchIndex, type CreateIndexOptions, type OpenIndexOptions, type AddOptions, type EncodeProgress, type SearchOptions, type SearchHit, type SearchResult } from './index/search-index.js';
-export { LocalBackend, type EmbeddingBackend } from './index/embedding-backend.js';
-export { readDocuments, documentText, type SourceDocument } from './index/document-source.js';
-export { IndexError } from './index/index-error.js';
-export type { IndexManifest, VectorDtype, StoreKind, HnswParams } from './index/manifest.js';
-export type { VectorStore, VectorRow, VectorHit } from './index/vector-store.js';
-export { reciprocalRankFusion } from './index/rrf.js';
+export { SearchIndex, type CreateIndexOptions, type OpenIndexOptions, type AddOptions, type EncodeProgress, type SearchOptions, type SearchHit, type SearchResult } from './search-index/search-index.js';
+export { LocalBackend, type EmbeddingBackend } from './search-index/embedding-backend.js';
+export { readDocuments, documentText, type SourceDocument } from './search-index/document-source.js';
+export { IndexError } from './search-index/index-error.js';
+export type { IndexManifest, VectorDtype, StoreKind, HnswParams } from './search-index/manifest.js';
+export type { VectorStore, VectorRow, VectorHit } from './search-index/vector-store.js';
+export { reciprocalRankFusion } from './search-index/rrf.js';
 // serving, LangChain and scale-out
-export { SearchR3Embeddings, type SearchR3EmbeddingsParams } from './serve/langchain-embeddings.js';
-export { SearchR3VectorStore } from './serve/langchain-vectorstore.js';
-export { RemoteEmbedder, RemoteError, type RemoteOptions } from './serve/remote-embedder.js';
+export { SearchR3Embeddings, type SearchR3EmbeddingsParams } from './client/langchain-embeddings.js';
+export { SearchR3VectorStore } from './client/langchain-vectorstore.js';
+export { RemoteEmbedder, RemoteError, type RemoteOptions } from './client/remote-embedder.js';
 export { startSearchServer, createSearchServer, type ServeOptions, type RunningServer } from './serve/server.js';
 export {
   WorkerBackend, ModelUnavailableError, type WorkerBackendOptions, type ModelHealth,

@@ -18,9 +18,9 @@ import type { Qrels } from '../eval/qrels.js';
 import type { ProgressFn } from '../eval/retriever.js';
 import type { Run } from '../eval/run.js';
 import { DEFAULT_MAX_REASONING_TOKENS } from '../embed/index.js';
-import { LocalBackend } from '../index/embedding-backend.js';
-import { fuseRuns } from '../index/rrf.js';
-import { SearchIndex } from '../index/search-index.js';
+import { LocalBackend } from '../search-index/embedding-backend.js';
+import { fuseRuns } from '../search-index/rrf.js';
+import { SearchIndex } from '../search-index/search-index.js';
 
 /** SciFact test claims shown by default: readable, and each relevant abstract is in the corpus. */
 const EXAMPLE_QUERY_IDS = ['36', '641', '1100'];

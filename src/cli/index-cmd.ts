@@ -4,13 +4,13 @@ import path from 'node:path';
 import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
-import { readDocuments } from '../index/document-source.js';
-import { LocalBackend, type EmbeddingBackend } from '../index/embedding-backend.js';
+import { readDocuments } from '../search-index/document-source.js';
+import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { asUserErrors } from './index-user-errors.js';
-import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../index/manifest.js';
-import { DOCS_FILE } from '../index/document-table.js';
-import { SearchIndex, readIndexManifest } from '../index/search-index.js';
-import { RemoteEmbedder } from '../serve/remote-embedder.js';
+import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../search-index/manifest.js';
+import { DOCS_FILE } from '../search-index/document-table.js';
+import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
+import { RemoteEmbedder } from '../client/remote-embedder.js';
 
 const HELP = `search-r3 index — build or update a search index
 

@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { asUserErrors } from './index-user-errors.js';
-import { LocalBackend, type EmbeddingBackend } from '../index/embedding-backend.js';
-import { SearchIndex, readIndexManifest } from '../index/search-index.js';
-import { searchHitJson } from '../index/search-json.js';
-import { RemoteEmbedder } from '../serve/remote-embedder.js';
+import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
+import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
+import { searchHitJson } from '../search-index/search-json.js';
+import { RemoteEmbedder } from '../client/remote-embedder.js';
 
 const HELP = `search-r3 search — rank the documents of an index for a query
 

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { asUserErrors } from './index-user-errors.js';
-import { SearchIndex, readIndexManifest } from '../index/search-index.js';
+import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 

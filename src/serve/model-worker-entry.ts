@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Embedder, type QueryEmbedding } from '../embed/index.js';
-import { modelFingerprint } from '../index/model-fingerprint.js';
+import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { chatSteps, prepareChat } from './chat.js';
 import { EmbeddingBatcher } from './embedding-batcher.js';

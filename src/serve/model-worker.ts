@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
-import type { EmbeddingBackend, LocalBackend } from '../index/embedding-backend.js';
+import type { EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import {
   type BatchKind, type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo,
   type WorkerConfig, type WorkerReply, type WorkerRequest, errorFromWire,

@@ -10,9 +10,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { DEFAULT_MAX_REASONING_TOKENS, type QueryOptions } from '../embed/index.js';
-import type { LocalBackend } from '../index/embedding-backend.js';
-import type { SearchIndex } from '../index/search-index.js';
-import { searchHitJson } from '../index/search-json.js';
+import type { LocalBackend } from '../search-index/embedding-backend.js';
+import type { SearchIndex } from '../search-index/search-index.js';
+import { searchHitJson } from '../search-index/search-json.js';
 import { ApiKey } from './api-key.js';
 import { HttpError, badRequest } from './http-error.js';
 import {

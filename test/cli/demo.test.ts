@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
-import { tempDir, tinyModelDir } from '../index/fixtures.js';
+import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 const slice = ['--max-documents', '30', '--max-queries', '10', '--max-reasoning-tokens', '8'];

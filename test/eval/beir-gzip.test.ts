@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { readBeirCorpus, readBeirDataset } from '../../src/eval/beir.js';
-import { readDocuments } from '../../src/index/document-source.js';
+import { readDocuments } from '../../src/search-index/document-source.js';
 
 const demo = join(repoRoot, 'demo/scifact');
 

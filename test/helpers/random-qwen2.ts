@@ -6,7 +6,7 @@
  */
 import { ggufTokenizerFromTokenizerJson, type GgufTokenizer } from '../../src/model/gguf.js';
 import { parseQwen2Config, qwen2TensorSpecs, type Qwen2Config } from '../../src/model/qwen2-config.js';
-import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
+import { makeTinyTokenizer } from './tiny-tokenizer.js';
 import type { TokenizerConfig, TokenizerJson } from '../../src/model/tokenizer-json.js';
 import { numel, type TensorData } from '../../src/model/tensor-data.js';
 import { SeededRandom } from './seeded-random.js';

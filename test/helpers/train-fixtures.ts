@@ -5,7 +5,7 @@ import * as T from '../../src/tensor/index.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
+import { makeTinyTokenizer } from './tiny-tokenizer.js';
 import type { TrainExample } from '../../src/train/data.js';
 import { tinyQwen2Config } from './tiny-qwen2.js';
 

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { bpeTokenizerFiles, learnMerges, preTokenize, trainBpeTokenizer, WordCounter } from '../../src/model/bpe-trainer.js';
-import { bpeConsistencyProblems } from '../../src/model/tiny-tokenizer.js';
+import { bpeConsistencyProblems } from '../helpers/tiny-tokenizer.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { sharedData } from '../helpers/repo.js';
 import { seededRandom, variedStrings } from '../helpers/varied-strings.js';

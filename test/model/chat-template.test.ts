@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { ChatTemplate, chatTemplateSource } from '../../src/model/chat-template.js';
 import { QWEN2_5_CHAT_TEMPLATE, QWEN2_5_DEFAULT_SYSTEM_PROMPT } from '../../src/model/qwen2-chat-template.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
+import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 
 const qwen25 = new ChatTemplate(QWEN2_5_CHAT_TEMPLATE, { eos_token: '<|im_end|>', pad_token: '<|endoftext|>' });
 

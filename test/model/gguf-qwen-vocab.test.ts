@@ -12,7 +12,7 @@ import path from 'node:path';
 import { ggufTokenizerFromFiles, TOKEN_TYPE, writeQwen2Gguf, type GgufTokenizer } from '../../src/model/gguf.js';
 import { QWEN2_5_CHAT_TEMPLATE } from '../../src/model/qwen2-chat-template.js';
 import { parseQwen2Config } from '../../src/model/qwen2-config.js';
-import { qwen2_5TokenizerFiles } from '../../src/model/qwen-reference-tokenizer.js';
+import { qwen2_5TokenizerFiles } from '../helpers/qwen-reference-tokenizer.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { openLlamaCppModel, type LlamaCppModel } from '../helpers/llama-cpp.js';
 import { randomQwen2Weights } from '../helpers/random-qwen2.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
+import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../../src/model/model-folder.js';
 import { attachLora, loadLoraAdapter, loraParameters, mergeLora, saveLoraAdapter, unmergeLora } from '../../src/model/lora.js';
 import { relErr } from '../helpers/torch.js';

@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { bpeConsistencyProblems, byteLevelAlphabet, makeTinyTokenizer, TINY_SPECIAL_TOKENS } from '../../src/model/tiny-tokenizer.js';
-import { readQwenReferenceFiles } from '../../src/model/qwen-reference-tokenizer.js';
+import { bpeConsistencyProblems, byteLevelAlphabet, makeTinyTokenizer, TINY_SPECIAL_TOKENS } from '../helpers/tiny-tokenizer.js';
+import { readQwenReferenceFiles } from '../helpers/qwen-reference-tokenizer.js';
 import { variedStrings } from '../helpers/varied-strings.js';
 
 test('byte-level alphabet: 256 distinct printable characters in Qwen2 id order', () => {

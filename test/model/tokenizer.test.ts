@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { qwen2_5TokenizerFiles, qwenReferenceTokenizerDir, readQwenReferenceFiles } from '../../src/model/qwen-reference-tokenizer.js';
+import { qwen2_5TokenizerFiles, qwenReferenceTokenizerDir, readQwenReferenceFiles } from '../helpers/qwen-reference-tokenizer.js';
 import { repoRoot } from '../helpers/repo.js';
 import { variedStrings } from '../helpers/varied-strings.js';
 

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { SearchIndex } from '../../src/index/search-index.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
 import { startSearchServer } from '../../src/serve/server.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, post, request } from '../helpers/http.js';
 
 /** Every string anywhere in a JSON value. */

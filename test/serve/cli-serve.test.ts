@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { tempDir, tinyModelDir } from '../index/fixtures.js';
+import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { runCli } from '../helpers/cli.js';
 
 test('serve on a port in use says so in one sentence and exits with 2', async () => {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { startSearchServer } from '../../src/serve/server.js';
-import { tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
+import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, request } from '../helpers/http.js';
 
 test('malformed and oversized requests get the documented 4xx in OpenAI error shape', async () => {

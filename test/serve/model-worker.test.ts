@@ -4,11 +4,11 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import type { Kernels } from '../../src/tensor/kernels.js';
-import { SearchIndex } from '../../src/index/search-index.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
 import { type BatchJob, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { startSearchServer } from '../../src/serve/server.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { post, postEmbeddings as embeddings, request } from '../helpers/http.js';
 
 test('WorkerBackend is an EmbeddingBackend: the in-process vectors, and an index checks its model', async () => {

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { SearchIndex } from '../../src/index/search-index.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
 import { startSearchServer } from '../../src/serve/server.js';
-import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
+import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 
 test('the official openai client gets the in-process vectors from /v1/embeddings (base64 and float, documents and queries)', async () => {
   const { dir, cleanup } = tempDir('oai');

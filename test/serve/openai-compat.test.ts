@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import OpenAI from 'openai';
 import { LocalBackend, Tokenizer, startSearchServer } from '../../src/index.js';
-import { tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
+import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, post, request } from '../helpers/http.js';
 
 test('chat completions without max_tokens get what the context leaves after the prompt', async () => {

@@ -5,10 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { SearchIndex } from '../../src/index/search-index.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { startSearchServer } from '../../src/serve/server.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, post, postEmbeddings as embeddings, request } from '../helpers/http.js';
 
 const WORDS = ['protein', 'cell', 'cancer', 'vaccine', 'gene', 'brain', 'heart', 'virus', 'drug', 'trial', 'mouse'];

@@ -21,7 +21,7 @@ import { type RecipeState, writeModelCard } from '../../src/recipe/default-recip
 import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
 import { loadModelFolder } from '../../src/model/model-folder.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { makeTinyTokenizer } from '../../src/model/tiny-tokenizer.js';
+import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 import { type CliResult, runCli } from '../helpers/cli.js';
 import { DAMAGE_KINDS, damageFile, folderDigest } from '../helpers/damage.js';
 import { repoRoot } from '../helpers/repo.js';

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { Embeddings } from '@langchain/core/embeddings';
 import { Document } from '@langchain/core/documents';
 import { SearchR3Embeddings, SearchR3VectorStore, RemoteEmbedder, RemoteError, SearchIndex, startSearchServer } from '../../src/index.js';
-import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
-import { documentText } from '../../src/index/document-source.js';
+import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
+import { documentText } from '../../src/search-index/document-source.js';
 
 test('the remote backend over two local servers gives the in-process vectors, spreads requests and retries', async () => {
   const { dir, cleanup } = tempDir('remote');

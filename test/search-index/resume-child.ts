@@ -3,7 +3,7 @@
  * committed chunk and pausing briefly so the parent's SIGKILL lands mid-run. Does nothing unless run
  * with --child (node --test also loads every file under test/).
  */
-import { SearchIndex } from '../../src/index/search-index.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
 import { corpus, tinyBackend } from './fixtures.js';
 
 async function main(modelDir: string, indexDir: string, n: number, chunkSize: number, pauseMs: number): Promise<void> {

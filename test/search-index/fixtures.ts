@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { saveModelFolder } from '../../src/model/model-folder.js';
-import { LocalBackend } from '../../src/index/embedding-backend.js';
-import type { SourceDocument } from '../../src/index/document-source.js';
+import { LocalBackend } from '../../src/search-index/embedding-backend.js';
+import type { SourceDocument } from '../../src/search-index/document-source.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {

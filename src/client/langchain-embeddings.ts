@@ -5,7 +5,7 @@
  */
 import { Embeddings, type EmbeddingsParams } from '@langchain/core/embeddings';
 import type { QueryOptions } from '../embed/index.js';
-import { LocalBackend, type EmbeddingBackend } from '../index/embedding-backend.js';
+import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { RemoteEmbedder, type RemoteOptions } from './remote-embedder.js';
 
 export interface SearchR3EmbeddingsParams extends EmbeddingsParams {

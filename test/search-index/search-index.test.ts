@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { SearchIndex } from '../../src/index/search-index.js';
-import { documentText } from '../../src/index/document-source.js';
-import { IndexError } from '../../src/index/index-error.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
+import { documentText } from '../../src/search-index/document-source.js';
+import { IndexError } from '../../src/search-index/index-error.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 test('indexed vectors equal in-process embeddings, and search finds each document by its own text', async () => {

@@ -1,9 +1,9 @@
-import { bpeTokenizerFiles, byteLevelAlphabet, TINY_SPECIAL_TOKENS } from './byte-level-bpe.js';
-import { QWEN2_5_CHAT_TEMPLATE } from './qwen2-chat-template.js';
+import { bpeTokenizerFiles, byteLevelAlphabet, TINY_SPECIAL_TOKENS } from '../../src/model/byte-level-bpe.js';
+import { QWEN2_5_CHAT_TEMPLATE } from '../../src/model/qwen2-chat-template.js';
 import { readQwenReferenceFiles } from './qwen-reference-tokenizer.js';
-import { mergePairs, type TokenizerConfig, type TokenizerJson } from './tokenizer-json.js';
+import { mergePairs, type TokenizerConfig, type TokenizerJson } from '../../src/model/tokenizer-json.js';
 
-export { byteLevelAlphabet, QWEN2_PRETOKENIZER_PATTERN, TINY_SPECIAL_TOKENS } from './byte-level-bpe.js';
+export { byteLevelAlphabet, QWEN2_PRETOKENIZER_PATTERN, TINY_SPECIAL_TOKENS } from '../../src/model/byte-level-bpe.js';
 
 export interface TinyTokenizerOptions {
   /** Total number of token ids, special tokens included (the model's embedding rows). Default 512. */

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { SearchIndex } from '../../src/index/search-index.js';
-import { IndexError } from '../../src/index/index-error.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
+import { IndexError } from '../../src/search-index/index-error.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 test('f16 and i8 HNSW indexes rank like exact search over the f32 vectors, and keep their dtype', async () => {

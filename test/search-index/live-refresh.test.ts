@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { SearchIndex } from '../../src/index/search-index.js';
-import { documentText } from '../../src/index/document-source.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
+import { documentText } from '../../src/search-index/document-source.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 

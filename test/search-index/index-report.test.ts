@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { SearchIndex } from '../../src/index/search-index.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
 import { runCli } from '../helpers/cli.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { RemoteEmbedder } from '../../src/serve/remote-embedder.js';
+import { RemoteEmbedder } from '../../src/client/remote-embedder.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { encodePrompt } from '../../src/embed/index.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../index/fixtures.js';
-import { documentText } from '../../src/index/document-source.js';
+import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
+import { documentText } from '../../src/search-index/document-source.js';
 
 test("the 'openai' protocol: token-id embeddings and chat-completion reasoning from a generic OpenAI-compatible server", async () => {
   const { dir, cleanup } = tempDir('oaiproto');

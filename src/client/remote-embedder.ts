@@ -7,7 +7,7 @@
  * length, so an index never mixes vectors of two models.
  */
 import { DEFAULT_TEMPLATES, EMBED_TOKEN, encodePrompt, normalize, type PromptTemplates, type QueryEmbedding, type QueryOptions } from '../embed/index.js';
-import type { EmbeddingBackend } from '../index/embedding-backend.js';
+import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 
 export interface RemoteOptions {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { folderDigest } from '../helpers/damage.js';
-import { LanceStore } from '../../src/index/lance-store.js';
-import { SearchIndex } from '../../src/index/search-index.js';
-import { documentText } from '../../src/index/document-source.js';
+import { LanceStore } from '../../src/search-index/lance-store.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
+import { documentText } from '../../src/search-index/document-source.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 function unit(seed: number, d: number): Float32Array {

@@ -9,7 +9,7 @@ import type { DocumentInterface } from '@langchain/core/documents';
 import { Document } from '@langchain/core/documents';
 import type { EmbeddingsInterface } from '@langchain/core/embeddings';
 import { VectorStore } from '@langchain/core/vectorstores';
-import type { SearchIndex } from '../index/search-index.js';
+import type { SearchIndex } from '../search-index/search-index.js';
 
 export class SearchR3VectorStore extends VectorStore {
   constructor(embeddings: EmbeddingsInterface, readonly index: SearchIndex) {
