@@ -6,6 +6,7 @@
         "native/addon.c",
         "native/pool.c",
         "native/gemm.c",
+        "native/half.c",
         "native/strided.c",
         "native/elementwise.c",
         "native/reduce.c",

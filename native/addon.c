@@ -68,6 +68,7 @@ static Buf typed(Ctx *c, napi_value v, const char *name, napi_typedarray_type wa
 #define F32_OR_NULL(v, name) typed(&c, v, name, napi_float32_array, "Float32Array", 1)
 #define I32(v, name) typed(&c, v, name, napi_int32_array, "Int32Array", 0)
 #define I32_OR_NULL(v, name) typed(&c, v, name, napi_int32_array, "Int32Array", 1)
+#define U16(v, name) typed(&c, v, name, napi_uint16_array, "Uint16Array", 0)
 #define U8_OR_NULL(v, name) typed(&c, v, name, napi_uint8_array, "Uint8Array", 1)
 
 static double num(Ctx *c, napi_value v, const char *name) {
@@ -182,6 +183,39 @@ static napi_value Gemm(napi_env env, napi_callback_info info) {
   }
   if (c.failed) return NULL;
   sr3_gemm(a.p, b.p, cc.p, batch, m, n, k, tA, tB, sA, sB, sC, acc);
+  return undefined(env);
+}
+
+/* B, or the table, in 16 bits: the dtype argument is true for bfloat16, false for IEEE f16. */
+static napi_value GemmHalf(napi_env env, napi_callback_info info) {
+  ARGS(14, "gemmHalf");
+  Buf a = F32(argv[0], "a"), b = U16(argv[1], "b"), cc = F32(argv[3], "c");
+  const int bf16 = boolean(&c, argv[2]);
+  const int64_t batch = SIZE(argv[4], "batch"), m = SIZE(argv[5], "m"), n = SIZE(argv[6], "n"), k = SIZE(argv[7], "k");
+  const int tA = boolean(&c, argv[8]), tB = boolean(&c, argv[9]);
+  const int64_t sA = SIZE(argv[10], "strideA"), sB = SIZE(argv[11], "strideB"), sC = SIZE(argv[12], "strideC");
+  const int acc = boolean(&c, argv[13]);
+  if (c.failed) return NULL;
+  if (batch > 0 && m > 0 && n > 0) {
+    const __int128 last = batch - 1;
+    if (k > 0) {
+      need(&c, a, "a", last * sA + (__int128)m * k);
+      need(&c, b, "b", last * sB + (__int128)k * n);
+    }
+    need(&c, cc, "c", last * sC + (__int128)m * n);
+  }
+  if (c.failed) return NULL;
+  sr3_gemm_half(a.p, b.p, bf16, cc.p, batch, m, n, k, tA, tB, sA, sB, sC, acc);
+  return undefined(env);
+}
+
+static napi_value WidenHalf(napi_env env, napi_callback_info info) {
+  ARGS(3, "widenHalf");
+  Buf src = U16(argv[0], "src"), dst = F32(argv[2], "dst");
+  const int bf16 = boolean(&c, argv[1]);
+  same_len(&c, dst, "dst", src, "src");
+  if (c.failed) return NULL;
+  sr3_widen_half(src.p, bf16, dst.p, (int64_t)src.n);
   return undefined(env);
 }
 
@@ -563,6 +597,19 @@ static napi_value EmbeddingForward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+static napi_value EmbeddingForwardHalf(napi_env env, napi_callback_info info) {
+  ARGS(5, "embeddingForwardHalf");
+  Buf w = U16(argv[0], "weight"), ids = I32(argv[2], "ids"), out = F32(argv[3], "out");
+  const int bf16 = boolean(&c, argv[1]);
+  const int64_t dim = SIZE(argv[4], "dim");
+  if (c.failed || dim == 0) return c.failed ? NULL : undefined(env);
+  need(&c, out, "out", (__int128)ids.n * dim);
+  check_ids(&c, ids, (int64_t)(w.n / (size_t)dim), "weight");
+  if (c.failed) return NULL;
+  sr3_embedding_fwd_half(w.p, bf16, ids.p, out.p, (int64_t)ids.n, dim);
+  return undefined(env);
+}
+
 static napi_value EmbeddingBackward(napi_env env, napi_callback_info info) {
   ARGS(4, "embeddingBackward");
   Buf dout = F32(argv[0], "dout"), ids = I32(argv[1], "ids"), dw = F32(argv[2], "dweight");
@@ -608,7 +655,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     if (n >= 1) sr3_set_threads((int)n);
   }
   const struct { const char *name; napi_callback fn; } fns[] = {
-      {"gemm", Gemm}, {"binary", Binary}, {"copy", Copy}, {"unary", Unary}, {"axpby", Axpby},
+      {"gemm", Gemm}, {"gemmHalf", GemmHalf}, {"widenHalf", WidenHalf}, {"embeddingForwardHalf", EmbeddingForwardHalf},
+      {"binary", Binary}, {"copy", Copy}, {"unary", Unary}, {"axpby", Axpby},
       {"sumSquares", SumSquares}, {"allFinite", AllFinite}, {"reduce", Reduce},
       {"siluForward", SiluForward}, {"siluBackward", SiluBackward},
       {"swigluForward", SwigluForward}, {"swigluBackward", SwigluBackward}, {"adamw", Adamw},

@@ -71,6 +71,12 @@ typedef enum { U_NEG = 0, U_EXP = 1, U_LOG = 2, U_SQRT = 3, U_ABS = 4, U_SQUARE 
 void sr3_gemm(const float *a, const float *b, float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
               int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC, int accumulate);
 
+/* B (and the embedding table) held in 16 bits: bf16 != 0 for bfloat16, else IEEE f16 (native/half.c). */
+void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
+                   int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC, int accumulate);
+void sr3_widen_half(const uint16_t *src, int bf16, float *dst, int64_t n);
+void sr3_embedding_fwd_half(const uint16_t *w, int bf16, const int32_t *ids, float *out, int64_t count, int64_t dim);
+
 void sr3_binary(int op, const float *a, const int64_t *sa, const float *b, const int64_t *sb, float *out,
                 const int64_t *shape, int nd);
 void sr3_copy(const float *src, int64_t srcOff, const int64_t *ss, float *dst, int64_t dstOff, const int64_t *ds,

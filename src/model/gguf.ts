@@ -13,7 +13,7 @@ import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from './atomic-file.js';
-import { f16BitsFromFloat32Bits, encodeF16 } from './half-float.js';
+import { f16BitsFromFloat32Bits, encodeF16 } from '../tensor/half-float.js';
 import { ModelFileError } from './model-file-error.js';
 import {
   configMismatchError, extraLayerMismatch, missingTensorsMismatch, qwen2TensorSpecs, readQwen2Config, shapeMismatch,

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from './atomic-file.js';
 import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
-import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from './half-float.js';
+import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from '../tensor/half-float.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 

@@ -1,5 +1,6 @@
 /** The tensor layer: tensors, autodiff, ops, optimisers. Everything above imports from here. */
-export { Tensor, TensorError, shapeSize, shapeStr, stridesOf, type Shape } from './tensor.js';
+export { Tensor, TensorError, shapeSize, shapeStr, stridesOf, type Shape, type DType } from './tensor.js';
+export { HalfArray, type HalfDtype } from './half-float.js';
 export { backendName, isGradEnabled, nativeBackendError, nativeKernels, noGrad, setBackend, setFiniteCheck, isFiniteCheckEnabled, kernels, type BackendName } from './backend.js';
 export type { Kernels } from './kernels.js';
 export { Rng, type RngState } from './rng.js';

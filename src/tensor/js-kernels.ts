@@ -2,7 +2,10 @@
  * The reference backend: every kernel in plain TypeScript, single-threaded, written for clarity first.
  * The native backend is tested against it; it is also what runs when the addon could not be built.
  */
-import { type AttentionShape, BinaryOp, type F32, type GemmArgs, type Kernels, ReduceOp, UnaryOp } from './kernels.js';
+import { type HalfArray, widenHalf } from './half-float.js';
+import {
+  type AttentionShape, BinaryOp, type F32, type GemmArgs, type GemmHalfArgs, type Kernels, ReduceOp, UnaryOp,
+} from './kernels.js';
 
 function gemm({ a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate }: GemmArgs): void {
   const row = new Float64Array(n);
@@ -24,6 +27,22 @@ function gemm({ a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strid
       if (accumulate) for (let j = 0; j < n; j++) c[cr + j] += row[j];
       else for (let j = 0; j < n; j++) c[cr + j] = row[j];
     }
+  }
+}
+
+/** Widens each batch's B (one matrix when strideB is 0) to float32 and runs gemm on it. */
+function gemmHalf(args: GemmHalfArgs): void {
+  const { b, batch, k, n, strideA, strideB, strideC } = args;
+  const wide = new Float32Array(k * n);
+  if (strideB === 0) {
+    widenHalf(b.subarray(0, k * n), wide);
+    gemm({ ...args, b: wide });
+    return;
+  }
+  for (let bi = 0; bi < batch; bi++) {
+    widenHalf(b.subarray(bi * strideB, bi * strideB + k * n), wide);
+    const a = args.a.subarray(bi * strideA), c = args.c.subarray(bi * strideC);
+    gemm({ ...args, a, b: wide, c, batch: 1 });
   }
 }
 
@@ -332,6 +351,12 @@ function embeddingForward(weight: F32, ids: Int32Array, out: F32, dim: number): 
   for (let i = 0; i < ids.length; i++) out.set(weight.subarray(ids[i] * dim, ids[i] * dim + dim), i * dim);
 }
 
+function embeddingForwardHalf(weight: HalfArray, ids: Int32Array, out: F32, dim: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    widenHalf(weight.subarray(ids[i] * dim, ids[i] * dim + dim), out.subarray(i * dim, i * dim + dim));
+  }
+}
+
 function embeddingBackward(dout: F32, ids: Int32Array, dweight: F32, dim: number): void {
   for (let i = 0; i < ids.length; i++) {
     const o = ids[i] * dim, s = i * dim;
@@ -352,11 +377,11 @@ function adamw(param: F32, grad: F32, m: F32, v: F32, lr: number, beta1: number,
 
 export const jsKernels: Kernels = {
   name: 'js',
-  gemm, binary, unary, axpby, reduce, copy, sumSquares, allFinite,
+  gemm, gemmHalf, widenHalf, binary, unary, axpby, reduce, copy, sumSquares, allFinite,
   rmsnormForward, rmsnormBackward, rope,
   softmaxForward, softmaxBackward, logSoftmaxForward, logSoftmaxBackward,
   crossEntropyForward, crossEntropyBackward,
   siluForward, siluBackward, swigluForward, swigluBackward,
   attentionForward, attentionBackward,
-  embeddingForward, embeddingBackward, adamw,
+  embeddingForward, embeddingForwardHalf, embeddingBackward, adamw,
 };

@@ -7,6 +7,8 @@
  * Accumulating outputs (named `acc…` or marked "+=") add into what is already there: that is how
  * gradients of parameters used several times, and of broadcast inputs, are summed.
  */
+import type { HalfArray } from './half-float.js';
+
 export type F32 = Float32Array;
 
 export const enum BinaryOp { Add = 0, Sub = 1, Mul = 2, Div = 3 }
@@ -24,6 +26,11 @@ export interface GemmArgs {
   strideA: number; strideB: number; strideC: number;
   /** C += A·B instead of C = A·B. */
   accumulate: boolean;
+}
+
+/** gemm whose B is a frozen weight held in 16 bits, widened to float32 as it is read. */
+export interface GemmHalfArgs extends Omit<GemmArgs, 'b'> {
+  b: HalfArray;
 }
 
 export interface AttentionShape {
@@ -50,6 +57,10 @@ export interface Kernels {
 
   /** C[i] (+)= op(A[i])·op(B[i]) for each of `batch` matrices. op(A) is m×k, op(B) k×n, C m×n. */
   gemm(args: GemmArgs): void;
+  /** gemm with B in f16 or bf16; sums as gemm does (float32 products of the widened values). */
+  gemmHalf(args: GemmHalfArgs): void;
+  /** dst = src widened to float32 (same length). */
+  widenHalf(src: HalfArray, dst: F32): void;
 
   /** out[idx] = a[idx·aStrides] ∘ b[idx·bStrides] over `shape`; a stride of 0 broadcasts that axis. */
   binary(op: BinaryOp, a: F32, aStrides: ArrayLike<number>, b: F32, bStrides: ArrayLike<number>, out: F32, shape: ArrayLike<number>): void;
@@ -118,6 +129,8 @@ export interface Kernels {
 
   /** out[i] = weight[ids[i]] (rows of length dim). */
   embeddingForward(weight: F32, ids: Int32Array, out: F32, dim: number): void;
+  /** embeddingForward from a weight held in f16 or bf16. */
+  embeddingForwardHalf(weight: HalfArray, ids: Int32Array, out: F32, dim: number): void;
   /** dweight[ids[i]] += dout[i]. */
   embeddingBackward(dout: F32, ids: Int32Array, dweight: F32, dim: number): void;
 

@@ -15,12 +15,17 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jsKernels } from './js-kernels.js';
-import type { AttentionShape, F32, GemmArgs, Kernels } from './kernels.js';
+import type { HalfArray } from './half-float.js';
+import type { AttentionShape, F32, GemmArgs, GemmHalfArgs, Kernels } from './kernels.js';
 
 /** The addon's exports: kernels with positional arguments, plus thread control. */
 export interface NativeAddon {
   gemm(a: F32, b: F32, c: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
     strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
+  gemmHalf(a: F32, b: Uint16Array, bf16: boolean, c: F32, batch: number, m: number, n: number, k: number, transA: boolean,
+    transB: boolean, strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
+  widenHalf(src: Uint16Array, bf16: boolean, dst: F32): void;
+  embeddingForwardHalf(weight: Uint16Array, bf16: boolean, ids: Int32Array, out: F32, dim: number): void;
   attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, batch: number, queryHeads: number, kvHeads: number,
     queryLen: number, keyLen: number, headDim: number, scale: number, causal: boolean, keyMask: Uint8Array | null,
     keyStride: number): void;
@@ -91,6 +96,11 @@ export function loadNativeKernels(): Kernels {
     ...direct,
     name: 'native',
     gemm: (g: GemmArgs) => addon.gemm(g.a, g.b, g.c, g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.accumulate),
+    gemmHalf: (g: GemmHalfArgs) => addon.gemmHalf(g.a, g.b.bits, g.b.dtype === 'bf16', g.c, g.batch, g.m, g.n, g.k,
+      g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.accumulate),
+    widenHalf: (src: HalfArray, dst: F32) => addon.widenHalf(src.bits, src.dtype === 'bf16', dst),
+    embeddingForwardHalf: (w: HalfArray, ids: Int32Array, out: F32, dim: number) =>
+      addon.embeddingForwardHalf(w.bits, w.dtype === 'bf16', ids, out, dim),
     attentionForward: (q, k, v, out, lse, s: AttentionShape) =>
       addon.attentionForward(q, k, v, out, lse, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask, s.keyStride ?? s.keyLen),
     attentionBackward: (q, k, v, out, lse, dout, dq, dk, dv, s: AttentionShape) =>

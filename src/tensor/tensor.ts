@@ -5,8 +5,17 @@
  * node (their inputs and a backward closure) on the output; `backward()` walks those nodes in
  * reverse topological order, accumulates gradients into leaf tensors that require them (parameters),
  * then drops the graph so the activations it held can be reclaimed.
+ *
+ * A frozen weight may instead be held in 16 bits (a HalfArray of f16 or bf16 patterns), half the
+ * memory: matmul (as its right operand, so linear's weight) and embedding read it, widening it inside
+ * their kernels; every other op, and any gradient for it, refuses it. Gradients still flow through it
+ * to the other operand, so LoRA adapters train on top of a half-precision base.
  */
 import { isFiniteCheckEnabled, isGradEnabled, kernels } from './backend.js';
+import { HalfArray, type HalfDtype } from './half-float.js';
+
+/** How a tensor holds its values: float32, or 16 bits for a frozen weight. */
+export type DType = 'f32' | HalfDtype;
 
 export type Shape = readonly number[];
 
@@ -50,17 +59,17 @@ let nextId = 0;
 export class Tensor {
   readonly id = nextId++;
   readonly shape: Shape;
-  requiresGrad: boolean;
   /** Accumulated gradient of a leaf tensor (same shape), or null. */
   grad: Float32Array | null = null;
   name: string | undefined;
-  private _data: Float32Array | null;
+  private _data: Float32Array | HalfArray | null;
+  private _requiresGrad = false;
   private node: Node | null = null;
   private freedBy: string | null = null;
   /** The op that made this tensor, once backward() has dropped its node: going through it again must fail. */
   private spentOp: string | null = null;
 
-  constructor(data: Float32Array, shape: Shape, requiresGrad = false, name?: string) {
+  constructor(data: Float32Array | HalfArray, shape: Shape, requiresGrad = false, name?: string) {
     if (data.length !== shapeSize(shape)) {
       throw new TensorError('tensor', `data has ${data.length} elements but shape ${shapeStr(shape)} needs ${shapeSize(shape)}`);
     }
@@ -69,15 +78,53 @@ export class Tensor {
     }
     this._data = data;
     this.shape = Object.freeze([...shape]);
-    this.requiresGrad = requiresGrad;
     this.name = name;
+    this.requiresGrad = requiresGrad;
   }
 
+  /** Whether gradients accumulate into this tensor (a parameter); a 16-bit tensor is frozen and refuses. */
+  get requiresGrad(): boolean { return this._requiresGrad; }
+  set requiresGrad(on: boolean) {
+    if (on && this._data instanceof HalfArray) {
+      const why = `${this.describe()} is held in ${this._data.dtype}, which is for frozen weights`;
+      throw new TensorError('tensor', `${why}; load it in float32 to train it`);
+    }
+    this._requiresGrad = on;
+  }
+
+  get dtype(): DType { return this._data instanceof HalfArray ? this._data.dtype : 'f32'; }
+
+  /** The float32 values; a 16-bit tensor has none (see half, float32()). */
   get data(): Float32Array {
+    const d = this.storage();
+    if (d instanceof HalfArray) {
+      const why = 'only matmul/linear (as the weight) and embedding read one; float32() widens a copy';
+      throw new TensorError('tensor', `${this.describe()} is held in ${d.dtype}: ${why}`);
+    }
+    return d;
+  }
+
+  /** The 16-bit values of a frozen weight held in f16 or bf16. */
+  get half(): HalfArray {
+    const d = this.storage();
+    if (!(d instanceof HalfArray)) throw new TensorError('tensor', `${this.describe()} is float32, not 16-bit`);
+    return d;
+  }
+
+  private storage(): Float32Array | HalfArray {
     if (this._data === null) {
       throw new TensorError('tensor', `use of a freed tensor ${this.describe()} (freed by ${this.freedBy})`);
     }
     return this._data;
+  }
+
+  /** This tensor when it is float32; otherwise a float32 copy of its values (no history). */
+  float32(): Tensor {
+    const d = this.storage();
+    if (!(d instanceof HalfArray)) return this;
+    const out = new Float32Array(d.length);
+    kernels().widenHalf(d, out);
+    return new Tensor(out, this.shape, false, this.name);
   }
 
   get size(): number { return this._data === null ? shapeSize(this.shape) : this._data.length; }
@@ -99,7 +146,7 @@ export class Tensor {
   }
 
   /** A tensor sharing this one's data that records no history. */
-  detach(): Tensor { return new Tensor(this.data, this.shape); }
+  detach(): Tensor { return new Tensor(this.storage(), this.shape); }
 
   item(): number {
     if (this.size !== 1) throw new TensorError('item', `expected one element, got shape ${shapeStr(this.shape)}`);

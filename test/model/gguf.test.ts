@@ -9,7 +9,7 @@ import {
   qwen2GgufTensorName, writeGguf, writeQwen2Gguf, writeQwen2LoraGguf, TOKEN_TYPE, GGML_TYPE, type GgufFileType,
 } from '../../src/model/gguf.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
-import { f16FromFloat32, float32FromF16 } from '../../src/model/half-float.js';
+import { f16FromFloat32, float32FromF16 } from '../../src/tensor/half-float.js';
 import type { TensorData } from '../../src/model/tensor-data.js';
 import { writeQwen2Config } from '../../src/model/qwen2-config.js';
 import { saveSafetensors, saveSafetensorsFolder } from '../../src/model/safetensors.js';

@@ -10,7 +10,7 @@ import {
   saveSafetensorsFolder, type SafetensorsDtype, type TensorData, INDEX_FILE_NAME, SINGLE_FILE_NAME,
 } from '../../src/model/safetensors.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
-import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from '../../src/model/half-float.js';
+import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from '../../src/tensor/half-float.js';
 import { runOracle } from '../helpers/python-oracle.js';
 import { SeededRandom } from '../helpers/seeded-random.js';
 

@@ -1,7 +1,10 @@
 import { kernels } from '../backend.js';
 import { type Shape, Tensor, TensorError, shapeStr } from '../tensor.js';
 
-/** Rows of weight [vocab, dim] picked by ids; the result has shape [...idsShape, dim]. */
+/**
+ * Rows of weight [vocab, dim] picked by ids; the result has shape [...idsShape, dim]. A weight held in
+ * f16 or bf16 is frozen: its rows are widened, and it gets no gradient.
+ */
 export function embedding(weight: Tensor, ids: Int32Array, idsShape: Shape = [ids.length]): Tensor {
   const [vocab, dim] = weight.shape;
   if (weight.ndim !== 2) throw new TensorError('embedding', `weight must be [vocab, dim], got ${shapeStr(weight.shape)}`);
@@ -9,6 +12,13 @@ export function embedding(weight: Tensor, ids: Int32Array, idsShape: Shape = [id
     if (ids[i] < 0 || ids[i] >= vocab) throw new TensorError('embedding', `id ${ids[i]} at position ${i} is outside the vocabulary (${vocab}) of weight ${shapeStr(weight.shape)}`);
   }
   const out = new Float32Array(ids.length * dim);
+  if (weight.dtype !== 'f32') {
+    if (weight.tracksGrad) {
+      throw new TensorError('embedding', `${weight.describe()} is held in ${weight.dtype}, so it is frozen and gets no gradient`);
+    }
+    kernels().embeddingForwardHalf(weight.half, ids, out, dim);
+    return new Tensor(out, [...idsShape, dim]);
+  }
   kernels().embeddingForward(weight.data, ids, out, dim);
   return Tensor.record(new Tensor(out, [...idsShape, dim]), 'embedding', [weight], (g) => {
     const dw = new Float32Array(weight.size);

@@ -1,8 +1,11 @@
 /**
  * Matrix products: op(a)·op(b) over the last two axes, batched over the leading ones. Either side may
  * be a single matrix shared by every batch entry (a weight); then the product runs as one large gemm.
+ * b may be a frozen weight held in f16 or bf16: it is widened inside the kernel, and gradients flow
+ * to a only.
  */
 import { kernels } from '../backend.js';
+import type { GemmArgs, Kernels } from '../kernels.js';
 import { type Shape, Tensor, TensorError, shapeStr } from '../tensor.js';
 
 export interface MatmulOptions { transA?: boolean; transB?: boolean }
@@ -41,15 +44,24 @@ function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
   };
 }
 
+/** gemm with b as its B operand, whether b is float32 or a 16-bit weight. */
+function gemmWith(K: Kernels, b: Tensor, args: Omit<GemmArgs, 'b'>): void {
+  if (b.dtype === 'f32') K.gemm({ ...args, b: b.data });
+  else K.gemmHalf({ ...args, b: b.half });
+}
+
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false, transB = opts.transB ?? false;
   const p = plan(a, b, transA, transB);
+  if (b.dtype !== 'f32' && b.tracksGrad) {
+    throw new TensorError('matmul', `${b.describe()} is held in ${b.dtype}, so it is frozen and gets no gradient`);
+  }
   const K = kernels();
   // A batch of row-major A matrices against one shared B is a single (batch·m)×k matrix.
   const fold = p.strideB === 0 && p.strideA !== 0 && !transA;
   const M = fold ? p.batch * p.m : p.m, B = fold ? 1 : p.batch;
   const c = new Float32Array(p.batch * p.m * p.n);
-  K.gemm({ a: a.data, b: b.data, c, batch: B, m: M, n: p.n, k: p.k, transA, transB, strideA: p.strideA, strideB: p.strideB, strideC: M * p.n, accumulate: false });
+  gemmWith(K, b, { a: a.data, c, batch: B, m: M, n: p.n, k: p.k, transA, transB, strideA: p.strideA, strideB: p.strideB, strideC: M * p.n, accumulate: false });
   const out = new Tensor(c, p.outShape);
   return Tensor.record(out, 'matmul', [a, b], (g) => {
     let ga: Float32Array | null = null, gb: Float32Array | null = null;
@@ -59,7 +71,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       const sharedA = p.strideA === 0 && B > 1;
       if (!transA) {
         // dA = dC·op(B)ᵀ
-        K.gemm({ a: g, b: b.data, c: ga, batch: B, m: M, n: p.k, k: p.n, transA: false, transB: !transB, strideA: M * p.n, strideB: p.strideB, strideC: sharedA ? 0 : M * p.k, accumulate: sharedA });
+        gemmWith(K, b, { a: g, c: ga, batch: B, m: M, n: p.k, k: p.n, transA: false, transB: !transB, strideA: M * p.n, strideB: p.strideB, strideC: sharedA ? 0 : M * p.k, accumulate: sharedA });
       } else {
         // dA (k×m) = op(B)·dCᵀ
         K.gemm({ a: b.data, b: g, c: ga, batch: B, m: p.k, n: M, k: p.n, transA: transB, transB: true, strideA: p.strideB, strideB: M * p.n, strideC: sharedA ? 0 : M * p.k, accumulate: sharedA });

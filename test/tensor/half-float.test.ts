@@ -6,7 +6,7 @@ import path from 'node:path';
 import {
   bf16BitsFromFloat32Bits, f16BitsFromFloat32Bits, float32BitsFromF16, float32Bits, float32FromBits,
   decodeF16, decodeBf16, encodeF16, encodeBf16,
-} from '../../src/model/half-float.js';
+} from '../../src/tensor/half-float.js';
 import { runOracle } from '../helpers/python-oracle.js';
 import { SeededRandom } from '../helpers/seeded-random.js';
 

@@ -146,3 +146,33 @@ export function encodeBf16(src: Float32Array, dst: Uint16Array): void {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < src.length; i++) dst[i] = bf16BitsFromFloat32Bits(bits[i]!);
 }
+
+/** The 16-bit float formats a frozen tensor may be held in. */
+export type HalfDtype = 'f16' | 'bf16';
+
+/**
+ * A frozen tensor's values as 16-bit patterns (IEEE f16 or bfloat16), half the memory of float32.
+ * Kernels that read one (matmul's weight operand, the embedding lookup) widen it to float32 as they go.
+ */
+export class HalfArray {
+  constructor(readonly dtype: HalfDtype, readonly bits: Uint16Array) {}
+
+  get length(): number { return this.bits.length; }
+
+  /** Elements [begin, end) as a HalfArray sharing these bits. */
+  subarray(begin: number, end?: number): HalfArray { return new HalfArray(this.dtype, this.bits.subarray(begin, end)); }
+
+  /** Narrows float32 values (round to nearest even). */
+  static from(values: Float32Array, dtype: HalfDtype): HalfArray {
+    const bits = new Uint16Array(values.length);
+    if (dtype === 'bf16') encodeBf16(values, bits);
+    else encodeF16(values, bits);
+    return new HalfArray(dtype, bits);
+  }
+}
+
+/** Widens `src` into `dst` (same length). */
+export function widenHalf(src: HalfArray, dst: Float32Array): void {
+  if (src.dtype === 'bf16') decodeBf16(src.bits, dst);
+  else decodeF16(src.bits, dst);
+}

@@ -1,0 +1,243 @@
+/*
+ * Kernels that read frozen weights held in 16 bits (IEEE f16 or bfloat16) and widen them to float32
+ * as they go: gemm with such a B (linear layers and the LM head), the embedding lookup, a plain widen.
+ *
+ * Widening is exact (every f16 and bf16 value is a float32), so these kernels compute what the float32
+ * kernels compute on the widened weight, up to the order of the sums.
+ *   - bf16 is the top half of a float32: a 16-bit shift.
+ *   - f16 goes through F16C (_mm512_cvtph_ps / _mm256_cvtph_ps) where the CPU has it, else a bit-exact
+ *     scalar conversion.
+ * Products of a few rows (decoding: m <= SKINNY_M) stream the weight once, widening in registers.
+ * Larger products widen one panel of B at a time into a per-thread buffer and run OpenBLAS sgemm on it:
+ * the widening costs one pass over B per call, against m passes of arithmetic.
+ */
+#include <cblas.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#include "common.h"
+
+static inline float f16_to_f32(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0x1f) bits = sign | 0x7f800000u | (mant << 13);
+  else if (exp != 0) bits = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  else if (mant == 0) bits = sign;
+  else {
+    int e = -14;
+    while ((mant & 0x400) == 0) { mant <<= 1; e--; }
+    bits = sign | ((uint32_t)(e + 127) << 23) | ((mant & 0x3ff) << 13);
+  }
+  union { uint32_t u; float f; } v = {bits};
+  return v.f;
+#endif
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+  union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+  return v.f;
+}
+
+#if defined(__AVX512F__)
+/* 16 values from 16-bit patterns at p. */
+static inline __m512 load16(const uint16_t *p, int bf16) {
+  const __m256i h = _mm256_loadu_si256((const __m256i *)p);
+  if (bf16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return _mm512_cvtph_ps(h);
+}
+#endif
+
+/* dst[0..n) = widened src[0..n). */
+static void widen_run(const uint16_t *src, int bf16, float *dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load16(src + i, bf16));
+#endif
+  if (bf16)
+    for (; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+  else
+    for (; i < n; i++) dst[i] = f16_to_f32(src[i]);
+}
+
+typedef struct {
+  const uint16_t *src;
+  int bf16;
+  float *dst;
+} Widen;
+
+static void widen_chunk(void *vc, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  const Widen *w = vc;
+  widen_run(w->src + b, w->bf16, w->dst + b, e - b);
+}
+
+void sr3_widen_half(const uint16_t *src, int bf16, float *dst, int64_t n) {
+  Widen w = {src, bf16, dst};
+  sr3_parallel_for(n, 1 << 16, widen_chunk, &w);
+}
+
+/* ---------------------------------------------------------------- embedding */
+
+typedef struct {
+  const uint16_t *w;
+  int bf16;
+  const int32_t *ids;
+  float *out;
+  int64_t dim;
+} EmbHalf;
+
+static void emb_half_chunk(void *vc, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  const EmbHalf *c = vc;
+  for (int64_t i = b; i < e; i++) widen_run(c->w + (int64_t)c->ids[i] * c->dim, c->bf16, c->out + i * c->dim, c->dim);
+}
+
+void sr3_embedding_fwd_half(const uint16_t *w, int bf16, const int32_t *ids, float *out, int64_t count, int64_t dim) {
+  EmbHalf c = {w, bf16, ids, out, dim};
+  sr3_parallel_for(count, sr3_grain(dim, SR3_CHUNK_OPS), emb_half_chunk, &c);
+}
+
+/* ---------------------------------------------------------------- gemm */
+
+typedef struct {
+  const float *a;
+  const uint16_t *b;
+  float *c;
+  int bf16, transA, transB;
+  int64_t batch, m, n, k, strideA, strideB, strideC;
+  float beta;
+  const float *rowsA; /* skinny path: A of every batch as contiguous m×k rows */
+} GemmHalf;
+
+#define SKINNY_M 4
+#define NC 64
+
+/* One row of A against a row of B: four independent sums keep the FMA units busy while B streams in. */
+static float dot1(const float *a, int64_t k, const uint16_t *b, int bf16) {
+  int64_t p = 0;
+  float s = 0;
+#if defined(__AVX512F__)
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  for (; p + 64 <= k; p += 64) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), load16(b + p, bf16), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 16), load16(b + p + 16, bf16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 32), load16(b + p + 32, bf16), s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 48), load16(b + p + 48, bf16), s3);
+  }
+  for (; p + 16 <= k; p += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), load16(b + p, bf16), s0);
+  s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+#endif
+  for (; p < k; p++) s += a[p] * (bf16 ? bf16_to_f32(b[p]) : f16_to_f32(b[p]));
+  return s;
+}
+
+/* A row of B (k halves at b) against m rows of A: out[i] = Σ_p a_i[p]·b[p]. */
+static void dot_rows(const float *A, int64_t m, int64_t k, const uint16_t *b, int bf16, float *out) {
+  if (m == 1) { out[0] = dot1(A, k, b, bf16); return; }
+  int64_t p = 0;
+#if defined(__AVX512F__)
+  __m512 acc[SKINNY_M];
+  for (int64_t i = 0; i < m; i++) acc[i] = _mm512_setzero_ps();
+  for (; p + 16 <= k; p += 16) {
+    const __m512 w = load16(b + p, bf16);
+    for (int64_t i = 0; i < m; i++) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(A + i * k + p), w, acc[i]);
+  }
+  for (int64_t i = 0; i < m; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
+#else
+  for (int64_t i = 0; i < m; i++) out[i] = 0;
+#endif
+  for (; p < k; p++) {
+    const float w = bf16 ? bf16_to_f32(b[p]) : f16_to_f32(b[p]);
+    for (int64_t i = 0; i < m; i++) out[i] += A[i * k + p] * w;
+  }
+}
+
+/* Columns j0..j1 of C for every batch, B stored n×k (a linear layer's weight): one pass over its rows. */
+static void skinny_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
+  (void)tid;
+  const GemmHalf *g = vc;
+  const int64_t m = g->m, n = g->n, k = g->k;
+  float d[SKINNY_M];
+  for (int64_t bi = 0; bi < g->batch; bi++) {
+    const float *A = g->rowsA + bi * m * k;
+    const uint16_t *B = g->b + bi * g->strideB;
+    float *C = g->c + bi * g->strideC;
+    for (int64_t j = j0; j < j1; j++) {
+      dot_rows(A, m, k, B + j * k, g->bf16, d);
+      for (int64_t i = 0; i < m; i++) C[i * n + j] = g->beta != 0 ? C[i * n + j] + d[i] : d[i];
+    }
+  }
+}
+
+static int gemm_half_skinny(GemmHalf *g) {
+  const int64_t m = g->m, k = g->k;
+  float *rows = malloc(sizeof(float) * (size_t)(g->batch * m * k));
+  if (!rows) return 0;
+  for (int64_t bi = 0; bi < g->batch; bi++) {
+    const float *a = g->a + bi * g->strideA;
+    float *r = rows + bi * m * k;
+    if (g->transA) for (int64_t i = 0; i < m; i++) for (int64_t p = 0; p < k; p++) r[i * k + p] = a[p * m + i];
+    else memcpy(r, a, sizeof(float) * (size_t)(m * k));
+  }
+  g->rowsA = rows;
+  /* column chunks of ~256k multiply-adds, whole cache lines of C */
+  int64_t grain = (int64_t)(262144.0 / ((double)m * (double)k * (double)g->batch)) / 16 * 16;
+  if (grain < 16) grain = 16;
+  sr3_parallel_for(g->n, grain, skinny_chunk, g);
+  free(rows);
+  return 1;
+}
+
+/* The calling thread's buffer for widened panels; it grows as needed and lives as long as the thread. */
+static __thread float *t_panel = NULL;
+static __thread size_t t_panelCap = 0;
+
+static float *panel_buffer(size_t floats) {
+  if (floats > t_panelCap) {
+    free(t_panel);
+    t_panel = malloc(sizeof(float) * floats);
+    t_panelCap = t_panel ? floats : 0;
+  }
+  return t_panel;
+}
+
+/* Columns j0..j1 of C: widen that panel of B, then sgemm on it (batches in order, so a shared C adds up in order). */
+static void panel_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
+  (void)tid;
+  const GemmHalf *g = vc;
+  const int64_t m = g->m, n = g->n, k = g->k, w = j1 - j0;
+  float *s = panel_buffer((size_t)(w * k));
+  if (!s) abort(); /* out of memory for a panel of a few MB: nothing sensible is left to do */
+  for (int64_t bi = 0; bi < g->batch; bi++) {
+    const uint16_t *B = g->b + bi * g->strideB;
+    if (bi == 0 || g->strideB != 0) {
+      if (g->transB) widen_run(B + j0 * k, g->bf16, s, w * k);
+      else for (int64_t p = 0; p < k; p++) widen_run(B + p * n + j0, g->bf16, s + p * w, w);
+    }
+    const float *A = g->a + bi * g->strideA;
+    cblas_sgemm(CblasRowMajor, g->transA ? CblasTrans : CblasNoTrans, g->transB ? CblasTrans : CblasNoTrans, (int)m, (int)w,
+                (int)k, 1.0f, A, (int)(g->transA ? m : k), s, (int)(g->transB ? k : w), g->beta,
+                g->c + bi * g->strideC + j0, (int)n);
+  }
+}
+
+void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
+                   int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC, int accumulate) {
+  if (batch <= 0 || m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    if (!accumulate)
+      for (int64_t bi = 0; bi < batch; bi++) memset(c + bi * strideC, 0, sizeof(float) * (size_t)(m * n));
+    return;
+  }
+  GemmHalf g = {a, b, c, bf16, transA, transB, batch, m, n, k, strideA, strideB, strideC, accumulate ? 1.0f : 0.0f, NULL};
+  if (m <= SKINNY_M && transB && gemm_half_skinny(&g)) return;
+  /* Panels of ~1M widened floats (4 MB), at least NC columns, and at least one panel per thread. */
+  const int T = sr3_threads();
+  int64_t width = (int64_t)(1048576 / k) / 16 * 16;
+  const int64_t perThread = ((n + T - 1) / T + 15) / 16 * 16;
+  if (width > perThread) width = perThread;
+  if (width < NC) width = NC;
+  sr3_parallel_for(n, width, panel_chunk, &g);
+}
