@@ -1,19 +1,25 @@
 /**
  * A Hugging Face model folder as one unit: config.json + tokenizer files + safetensors weights in,
  * a Qwen2Model and its Tokenizer out, and back. Weights stream tensor by tensor straight into the
- * model's parameters, so a checkpoint is never held twice in memory.
+ * model's parameters, so a checkpoint is never held twice in memory. Frozen weight matrices stored
+ * in f16 or bf16 stay in 16 bits (half the memory of float32; the kernels widen them as they read);
+ * trainable weights, norms and biases are float32. A folder whose weights would not fit in the
+ * machine's memory is refused before any weight is read.
  */
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
+import { halfAllFinite } from '../tensor/half-float.js';
 import { ModelFileError } from './model-file-error.js';
 import {
   type Qwen2Config, configMismatchError, extraLayerMismatch, missingTensorsMismatch, qwen2TensorSpecs,
   readQwen2Config, shapeMismatch, writeQwen2Config,
 } from './qwen2-config.js';
 import { Qwen2Model } from './qwen2-model.js';
-import { type SafetensorsDtype, readSafetensorsFolder, saveSafetensorsFolder } from './safetensors.js';
-import type { TensorData } from './tensor-data.js';
+import { checkFitsInMemory } from './memory.js';
+import {
+  type KeepHalf, type SafetensorsDtype, type WritableTensor, readSafetensorsFolderEntries, readSafetensorsFolderWeights, saveSafetensorsFolder,
+} from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 
 export interface LoadedModel {
@@ -26,6 +32,27 @@ export interface LoadedModel {
 export interface LoadOptions {
   /** Parameters require gradients (for training); default false. */
   trainable?: boolean;
+  /**
+   * How frozen weight matrices are held: 'file' (default) keeps f16/bf16 ones in 16 bits, 'f32' widens
+   * every weight. Trainable weights (and all norms and biases) are float32 either way.
+   */
+  precision?: 'file' | 'f32';
+  /** Bytes the weights may take; default the memory available on this machine now. */
+  memoryLimit?: number;
+}
+
+const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
+
+/** Refuses a folder whose weights, held as `keep` says, need more memory than there is. */
+async function checkWeightsFit(dir: string, config: Qwen2Config, keep: KeepHalf, limit: number | undefined): Promise<void> {
+  const specs = new Set(qwen2TensorSpecs(config).map((s) => s.name));
+  let bytes = 0;
+  for (const e of await readSafetensorsFolderEntries(dir)) {
+    if (!specs.has(e.name)) continue; // a tied lm_head is skipped; anything else unknown fails the load
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    bytes += n * (e.dtype !== 'F32' && keep(e.name, e.shape) ? DTYPE_BYTES[e.dtype] : 4);
+  }
+  checkFitsInMemory(dir, 'its weights as loaded', bytes, limit);
 }
 
 /** Loads a Qwen2/Qwen2.5 model folder; every problem is a ModelFileError naming the file. */
@@ -37,8 +64,11 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
   const tokenizer = await Tokenizer.fromFolder(dir);
   const specs = new Map(qwen2TensorSpecs(config).map((s) => [s.name, s]));
   const unfit = (why: string, weights: string): ModelFileError => configMismatchError(configFile, why, weights);
+  const trainable = opts.trainable ?? false;
+  const keep: KeepHalf = (_name, shape) => !trainable && (opts.precision ?? 'file') === 'file' && shape.length === 2;
+  await checkWeightsFit(dir, config, keep, opts.memoryLimit);
   const params = new Map<string, T.Tensor>();
-  for await (const t of readSafetensorsFolder(dir)) {
+  for await (const t of readSafetensorsFolderWeights(dir, keep)) {
     const spec = specs.get(t.name);
     if (!spec) {
       // Tied checkpoints sometimes also store lm_head.weight; anything else unknown is an error.
@@ -50,11 +80,11 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
     const mismatch = shapeMismatch(spec, t.shape);
     if (mismatch) throw unfit(mismatch, t.file);
     // a flipped exponent bit makes NaN or Inf, which would only surface as a failing op much later
-    if (!t.data.every(Number.isFinite)) {
+    if (!(t.data instanceof T.HalfArray ? halfAllFinite(t.data) : T.kernels().allFinite(t.data))) {
       const why = 'the file is damaged, or was saved from a diverged run';
       throw new ModelFileError(t.file, `weight "${t.name}" holds NaN or Inf values: ${why}.`);
     }
-    params.set(t.name, new T.Tensor(t.data, t.shape, opts.trainable ?? false, t.name));
+    params.set(t.name, new T.Tensor(t.data, t.shape, trainable, t.name));
   }
   const missing = missingTensorsMismatch(config, new Set(params.keys()));
   if (missing) throw unfit(missing, dir);
@@ -75,7 +105,7 @@ export async function saveModelFolder(dir: string, m: { model: Qwen2Model; token
   const config = { ...m.model.config, torchDtype: dtypeName(opts.dtype ?? 'F32') };
   await writeQwen2Config(path.join(dir, 'config.json'), config);
   await m.tokenizer.save(dir);
-  const tensors = m.model.parameters().map((p): [string, TensorData] => [p.name!, { shape: [...p.shape], data: p.data }]);
+  const tensors = m.model.parameters().map((p): [string, WritableTensor] => [p.name!, { shape: p.shape, data: p.values }]);
   await saveSafetensorsFolder(dir, tensors, { dtype: opts.dtype ?? 'F32' });
 }
 
@@ -96,15 +126,33 @@ export function addSpecialTokens(m: { model: Qwen2Model; tokenizer: Tokenizer },
   const grown = new Map(m.model.params);
   const grow = (name: string): void => {
     const old = m.model.params.get(name)!;
-    const d = c.hiddenSize;
-    const data = new Float32Array(need * d);
-    data.set(old.data);
-    const mean = new Float64Array(d);
-    for (let r = 0; r < c.vocabSize; r++) for (let i = 0; i < d; i++) mean[i] += old.data[r * d + i] / c.vocabSize;
-    for (let r = c.vocabSize; r < need; r++) for (let i = 0; i < d; i++) data[r * d + i] = mean[i];
-    grown.set(name, new T.Tensor(data, [need, d], old.requiresGrad, name));
+    grown.set(name, new T.Tensor(withMeanRows(old, need), [need, c.hiddenSize], old.requiresGrad, name));
   };
   grow('model.embed_tokens.weight');
   if (!c.tieWordEmbeddings) grow('lm_head.weight');
   return { model: new Qwen2Model({ ...c, vocabSize: need }, grown), ids };
+}
+
+/** A [vocab, d] table grown to `rows` rows, each new row the mean of the old ones, in the table's precision. */
+function withMeanRows(old: T.Tensor, rows: number): Float32Array | T.HalfArray {
+  const [vocab, d] = old.shape;
+  const mean = new Float64Array(d);
+  const row = new Float32Array(d);
+  for (let r = 0; r < vocab; r++) {
+    if (old.dtype === 'f32') row.set(old.data.subarray(r * d, (r + 1) * d));
+    else T.kernels().widenHalf(old.half.subarray(r * d, (r + 1) * d), row);
+    for (let i = 0; i < d; i++) mean[i] += row[i] / vocab;
+  }
+  const meanRow = Float32Array.from(mean);
+  if (old.dtype === 'f32') {
+    const data = new Float32Array(rows * d);
+    data.set(old.data);
+    for (let r = vocab; r < rows; r++) data.set(meanRow, r * d);
+    return data;
+  }
+  const bits = new Uint16Array(rows * d);
+  bits.set(old.half.bits);
+  const narrow = T.HalfArray.from(meanRow, old.dtype).bits;
+  for (let r = vocab; r < rows; r++) bits.set(narrow, r * d);
+  return new T.HalfArray(old.dtype, bits);
 }

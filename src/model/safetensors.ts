@@ -7,6 +7,8 @@
  * Loading converts F32/F16/BF16 to Float32Array tensor by tensor: each tensor's bytes are read with
  * fs.read straight into its Float32Array (F32) or through one small reusable scratch buffer (16-bit
  * types), so a model never sits in memory twice (a 1.5B bf16 model: 3 GB on disk, 6 GB as f32).
+ * A reader may instead keep chosen 16-bit tensors as they are stored (a HalfArray, read straight
+ * into its bits), for frozen weights that the kernels widen as they read them.
  * Folders are a single `model.safetensors` or shards listed by `model.safetensors.index.json`.
  */
 import { promises as fsp } from 'node:fs';
@@ -15,8 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from './atomic-file.js';
-import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
-import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from '../tensor/half-float.js';
+import { numel, type NamedTensor, type TensorData } from './tensor-data.js';
+import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, widenHalf } from '../tensor/half-float.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 
@@ -25,6 +27,25 @@ export type { TensorData, TensorView, NamedTensor } from './tensor-data.js';
 /** A tensor as read from a file, with the file it came from (for messages). */
 export interface StoredTensor extends NamedTensor {
   file: string;
+}
+
+/** A tensor as read from a file, 16-bit ones possibly kept in their stored precision. */
+export interface StoredWeight {
+  name: string;
+  shape: number[];
+  data: Float32Array | HalfArray;
+  file: string;
+}
+
+/** Which 16-bit tensors a reader keeps as stored (true) instead of widening them to float32. */
+export type KeepHalf = (name: string, shape: readonly number[]) => boolean;
+
+const WIDEN_ALL: KeepHalf = () => false;
+
+/** What writers accept: float32 values, or 16-bit ones (written as they are when the file dtype matches). */
+export interface WritableTensor {
+  readonly shape: readonly number[];
+  readonly data: Float32Array | HalfArray;
 }
 
 /** One tensor as the header describes it; offsets are absolute positions in the file. */
@@ -166,11 +187,19 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
   return { name, dtype: dtype as SafetensorsDtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
 }
 
-/** Converts one tensor's bytes from the file into a new Float32Array without staging the whole tensor. */
-async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scratch: () => Uint16Array): Promise<Float32Array> {
+/**
+ * Converts one tensor's bytes from the file into a new Float32Array without staging the whole tensor,
+ * or, for a 16-bit tensor to keep, reads them into a HalfArray.
+ */
+async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scratch: () => Uint16Array, keep: KeepHalf): Promise<Float32Array | HalfArray> {
   const n = numel(e.shape);
-  const out = new Float32Array(n);
   const what = `tensor "${e.name}"`;
+  if (e.dtype !== 'F32' && keep(e.name, e.shape)) {
+    const bits = new Uint16Array(n);
+    await readExactly(fh, file, new Uint8Array(bits.buffer), e.begin, what);
+    return new HalfArray(e.dtype === 'BF16' ? 'bf16' : 'f16', bits);
+  }
+  const out = new Float32Array(n);
   if (e.dtype === 'F32') {
     await readExactly(fh, file, new Uint8Array(out.buffer), e.begin, what);
     return out;
@@ -190,9 +219,12 @@ async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scra
  * Streams the tensors of one .safetensors file in file order, each converted to float32.
  * `include` skips tensors (without reading their bytes) when it returns false.
  */
-export async function* readSafetensors(
-  file: string, include?: (name: string) => boolean,
-): AsyncGenerator<StoredTensor> {
+export function readSafetensors(file: string, include?: (name: string) => boolean): AsyncGenerator<StoredTensor> {
+  // nothing is kept in 16 bits, so every tensor is float32
+  return streamFile(file, include, WIDEN_ALL) as AsyncGenerator<StoredTensor>;
+}
+
+async function* streamFile(file: string, include: ((name: string) => boolean) | undefined, keep: KeepHalf): AsyncGenerator<StoredWeight> {
   assertLittleEndianHost();
   const fh = await openForReading(file);
   try {
@@ -201,7 +233,7 @@ export async function* readSafetensors(
     const scratch = (): Uint16Array => (scratchBuf ??= new Uint16Array(SCRATCH_ELEMENTS));
     for (const e of header.entries) {
       if (include && !include(e.name)) continue;
-      const data = await readEntry(fh, file, e, scratch);
+      const data = await readEntry(fh, file, e, scratch, keep);
       yield { name: e.name, shape: [...e.shape], data, file };
     }
   } finally {
@@ -254,27 +286,49 @@ export async function readSafetensorsIndex(indexFile: string): Promise<Safetenso
 }
 
 /**
- * Streams every tensor of a checkpoint folder: `model.safetensors` if present (transformers' order of
- * preference), else the shards listed in `model.safetensors.index.json`.
+ * Streams every tensor of a checkpoint folder, each converted to float32: `model.safetensors` if
+ * present (transformers' order of preference), else the shards listed in `model.safetensors.index.json`.
  */
-export async function* readSafetensorsFolder(dir: string): AsyncGenerator<StoredTensor> {
+export function readSafetensorsFolder(dir: string): AsyncGenerator<StoredTensor> {
+  return readSafetensorsFolderWeights(dir, WIDEN_ALL) as AsyncGenerator<StoredTensor>;
+}
+
+/** The weight files of a checkpoint folder, and for shards the tensors each must hold. */
+async function folderFiles(dir: string): Promise<{ file: string; expected: Set<string> | null }[]> {
   const single = path.join(dir, SINGLE_FILE_NAME);
-  if (await exists(single)) {
-    yield* readSafetensors(single);
-    return;
-  }
+  if (await exists(single)) return [{ file: single, expected: null }];
   const indexFile = path.join(dir, INDEX_FILE_NAME);
   if (!(await exists(indexFile))) {
     throw new ModelFileError(dir, `holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}; point to a Hugging Face model folder with safetensors weights.`);
   }
   const index = await readSafetensorsIndex(indexFile);
+  const files = [];
   for (const shard of index.shards) {
-    const shardPath = path.join(dir, shard);
-    if (!(await exists(shardPath))) {
-      throw new ModelFileError(indexFile, `lists shard "${shard}", which is missing from ${dir}.`);
+    const file = path.join(dir, shard);
+    if (!(await exists(file))) throw new ModelFileError(indexFile, `lists shard "${shard}", which is missing from ${dir}.`);
+    files.push({ file, expected: new Set([...index.weightMap].filter(([, s]) => s === shard).map(([n]) => n)) });
+  }
+  return files;
+}
+
+/** The header entries of every tensor of a checkpoint folder (reads no tensor data), e.g. to size a load. */
+export async function readSafetensorsFolderEntries(dir: string): Promise<SafetensorsEntry[]> {
+  const entries: SafetensorsEntry[] = [];
+  for (const { file, expected } of await folderFiles(dir)) {
+    const header = await readSafetensorsHeader(file);
+    entries.push(...header.entries.filter((e) => expected === null || expected.has(e.name)));
+  }
+  return entries;
+}
+
+/** readSafetensorsFolder, keeping the 16-bit tensors `keep` chooses in their stored precision. */
+export async function* readSafetensorsFolderWeights(dir: string, keep: KeepHalf): AsyncGenerator<StoredWeight> {
+  for (const { file: shardPath, expected } of await folderFiles(dir)) {
+    if (expected === null) {
+      yield* streamFile(shardPath, undefined, keep);
+      continue;
     }
-    const expected = new Set([...index.weightMap].filter(([, s]) => s === shard).map(([n]) => n));
-    for await (const t of readSafetensors(shardPath, (name) => expected.has(name))) {
+    for await (const t of streamFile(shardPath, (name) => expected.has(name), keep)) {
       expected.delete(t.name);
       yield t;
     }
@@ -305,7 +359,7 @@ function resolveDtype(opt: SaveSafetensorsOptions['dtype'], name: string, shape:
   return d;
 }
 
-function checkTensor(name: string, t: TensorView): void {
+function checkTensor(name: string, t: WritableTensor): void {
   if (name === '__metadata__' || name === '') throw new Error(`safetensors: "${name}" cannot be a tensor name.`);
   if (!t.shape.every(isNonNegInt) || numel(t.shape) !== t.data.length) {
     throw new Error(`safetensors: tensor "${name}" has shape ${JSON.stringify(t.shape)} but ${t.data.length} values.`);
@@ -313,7 +367,7 @@ function checkTensor(name: string, t: TensorView): void {
 }
 
 /** Header bytes, padded with spaces so that the data starts 8-byte aligned (as the reference writer does). */
-function buildHeader(tensors: ReadonlyArray<readonly [string, TensorView, SafetensorsDtype]>, metadata: Record<string, string>): Uint8Array {
+function buildHeader(tensors: ReadonlyArray<readonly [string, WritableTensor, SafetensorsDtype]>, metadata: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const [name, t, dtype] of tensors) {
@@ -336,14 +390,43 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** Writes one tensor's values as `dtype`, converting through a scratch buffer a chunk at a time. */
+async function writeTensor(fh: FileHandle, t: WritableTensor, dtype: SafetensorsDtype, scratch: () => Uint16Array, wide: () => Float32Array): Promise<void> {
+  const d = t.data;
+  const stored = d instanceof HalfArray ? (d.dtype === 'bf16' ? 'BF16' : 'F16') : 'F32';
+  if (stored === dtype) {
+    const view = d instanceof HalfArray ? d.bits : d;
+    await writeAll(fh, new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+    return;
+  }
+  for (let i = 0; i < d.length; i += SCRATCH_ELEMENTS) {
+    const m = Math.min(SCRATCH_ELEMENTS, d.length - i);
+    let values: Float32Array;
+    if (d instanceof HalfArray) {
+      values = wide().subarray(0, m);
+      widenHalf(d.subarray(i, i + m), values);
+    } else {
+      values = d.subarray(i, i + m);
+    }
+    if (dtype === 'F32') {
+      await writeAll(fh, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      continue;
+    }
+    const chunk = scratch().subarray(0, m);
+    if (dtype === 'BF16') encodeBf16(values, chunk);
+    else encodeF16(values, chunk);
+    await writeAll(fh, new Uint8Array(chunk.buffer, 0, m * 2));
+  }
+}
+
 /** Writes `tensors` (insertion order kept) to one .safetensors file, via temp file + rename. */
 export async function saveSafetensors(
   file: string,
-  tensors: Iterable<readonly [string, TensorView]>,
+  tensors: Iterable<readonly [string, WritableTensor]>,
   options: SaveSafetensorsOptions = {},
 ): Promise<void> {
   assertLittleEndianHost();
-  const list: [string, TensorView, SafetensorsDtype][] = [];
+  const list: [string, WritableTensor, SafetensorsDtype][] = [];
   const seen = new Set<string>();
   for (const [name, t] of tensors) {
     checkTensor(name, t);
@@ -357,19 +440,9 @@ export async function saveSafetensors(
     try {
       await writeAll(fh, header);
       let scratch: Uint16Array | undefined;
+      let wide: Float32Array | undefined;
       for (const [, t, dtype] of list) {
-        if (dtype === 'F32') {
-          await writeAll(fh, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-          continue;
-        }
-        scratch ??= new Uint16Array(SCRATCH_ELEMENTS);
-        for (let i = 0; i < t.data.length; i += scratch.length) {
-          const m = Math.min(scratch.length, t.data.length - i);
-          const chunk = scratch.subarray(0, m);
-          if (dtype === 'BF16') encodeBf16(t.data.subarray(i, i + m), chunk);
-          else encodeF16(t.data.subarray(i, i + m), chunk);
-          await writeAll(fh, new Uint8Array(chunk.buffer, 0, m * 2));
-        }
+        await writeTensor(fh, t, dtype, () => (scratch ??= new Uint16Array(SCRATCH_ELEMENTS)), () => (wide ??= new Float32Array(SCRATCH_ELEMENTS)));
       }
     } finally {
       await fh.close();
@@ -390,7 +463,7 @@ export interface SaveSafetensorsFolderOptions extends SaveSafetensorsOptions {
  */
 export async function saveSafetensorsFolder(
   dir: string,
-  tensors: Iterable<readonly [string, TensorView]>,
+  tensors: Iterable<readonly [string, WritableTensor]>,
   options: SaveSafetensorsFolderOptions = {},
 ): Promise<string[]> {
   const maxShard = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
@@ -401,7 +474,7 @@ export async function saveSafetensorsFolder(
     if (seen.has(name)) throw new Error(`safetensors: tensor "${name}" is given twice.`);
     seen.add(name);
   }
-  const bytesOf = ([name, t]: readonly [string, TensorView]): number =>
+  const bytesOf = ([name, t]: readonly [string, WritableTensor]): number =>
     t.data.length * DTYPE_BYTES[resolveDtype(options.dtype, name, t.shape)];
   const total = list.reduce((s, e) => s + bytesOf(e), 0);
   await fsp.mkdir(dir, { recursive: true });
@@ -414,8 +487,8 @@ export async function saveSafetensorsFolder(
     return [SINGLE_FILE_NAME];
   }
   // Greedy packing in the given order; a tensor bigger than the limit gets a shard of its own.
-  const groups: (readonly [string, TensorView])[][] = [];
-  let current: (readonly [string, TensorView])[] = [];
+  const groups: (readonly [string, WritableTensor])[][] = [];
+  let current: (readonly [string, WritableTensor])[] = [];
   let currentBytes = 0;
   for (const e of list) {
     const b = bytesOf(e);

@@ -176,3 +176,11 @@ export function widenHalf(src: HalfArray, dst: Float32Array): void {
   if (src.dtype === 'bf16') decodeBf16(src.bits, dst);
   else decodeF16(src.bits, dst);
 }
+
+/** True when no value of `h` is NaN or ±Inf (all exponent bits set). */
+export function halfAllFinite(h: HalfArray): boolean {
+  const mask = h.dtype === 'bf16' ? 0x7f80 : 0x7c00;
+  const bits = h.bits;
+  for (let i = 0; i < bits.length; i++) if ((bits[i]! & mask) === mask) return false;
+  return true;
+}

@@ -111,6 +111,9 @@ export class Tensor {
     return d;
   }
 
+  /** The values as held: float32, or the 16-bit patterns of a frozen weight. */
+  get values(): Float32Array | HalfArray { return this.storage(); }
+
   private storage(): Float32Array | HalfArray {
     if (this._data === null) {
       throw new TensorError('tensor', `use of a freed tensor ${this.describe()} (freed by ${this.freedBy})`);

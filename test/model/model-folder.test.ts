@@ -33,18 +33,25 @@ test('save → load round trip is bit-exact in F32, and F16/BF16 reload their ro
     try {
       await saveModelFolder(dir, m, { dtype });
       const back = await loadModelFolder(dir);
+      const wide = await loadModelFolder(dir, { precision: 'f32' });
       for (const p of m.model.parameters()) {
         const q = back.model.params.get(p.name!)!;
+        // frozen matrices stay in the file's 16 bits; norms and biases, and everything with precision f32, are f32
+        assert.equal(q.dtype, dtype === 'F32' || p.ndim === 1 ? 'f32' : dtype.toLowerCase(), p.name);
+        assert.equal(wide.model.params.get(p.name!)!.dtype, 'f32');
+        assert.deepEqual(wide.model.params.get(p.name!)!.data, q.float32().data, p.name);
         if (dtype === 'F32') assert.deepEqual(q.data, p.data, p.name);
-        else assert.ok(relErr(q.data, p.data) < (dtype === 'F16' ? 1e-3 : 1e-2), `${p.name} ${dtype}`);
+        else assert.ok(relErr(q.float32().data, p.data) < (dtype === 'F16' ? 1e-3 : 1e-2), `${p.name} ${dtype}`);
       }
       if (dtype !== 'F32') {
-        // a second round trip of already-rounded values changes nothing
-        const dir2 = tmp();
-        await saveModelFolder(dir2, back, { dtype });
-        const again = await loadModelFolder(dir2);
-        for (const p of back.model.parameters()) assert.deepEqual(again.model.params.get(p.name!)!.data, p.data);
-        rmSync(dir2, { recursive: true });
+        // a second round trip of already-rounded values changes nothing, whether they were held in 16 or 32 bits
+        for (const from of [back, wide]) {
+          const dir2 = tmp();
+          await saveModelFolder(dir2, from, { dtype });
+          const again = await loadModelFolder(dir2);
+          for (const p of back.model.parameters()) assert.deepEqual(again.model.params.get(p.name!)!.values, p.values);
+          rmSync(dir2, { recursive: true });
+        }
       }
       assert.deepEqual(hidden(back.model, ids).length, ids.length * m.model.config.hiddenSize);
       assert.equal(back.tokenizer.encode('hello world').join(), m.tokenizer.encode('hello world').join());
@@ -100,6 +107,44 @@ test('adding <|embed_token|> grows the embedding and untied head only when neede
   // a token that already exists needs no resize
   const again = addSpecialTokens({ model, tokenizer: base.tokenizer }, ['<|embed_token|>']);
   assert.equal(again.model, model);
+});
+
+test('a table held in bf16 grows in bf16: old rows as they were, the new row the bf16 mean of the old ones', async () => {
+  const base = tiny(6, false);
+  const dir = tmp();
+  try {
+    await saveModelFolder(dir, base, { dtype: 'BF16' });
+    const half = await loadModelFolder(dir);
+    const wide = await loadModelFolder(dir, { precision: 'f32' });
+    const grownHalf = addSpecialTokens(half, ['<|embed_token|>']).model;
+    const grownWide = addSpecialTokens(wide, ['<|embed_token|>']).model;
+    for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
+      const h = grownHalf.params.get(name)!, w = grownWide.params.get(name)!;
+      assert.equal(h.dtype, 'bf16');
+      assert.deepEqual(h.half.bits.subarray(0, half.model.params.get(name)!.size), half.model.params.get(name)!.half.bits);
+      assert.deepEqual(h.half.bits, T.HalfArray.from(w.data, 'bf16').bits, `${name}: the mean row rounds as float32 does`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test('weights that would not fit in memory are refused before any is read, with the bytes they need', async () => {
+  const m = tiny(7, false);
+  const dir = tmp();
+  try {
+    await saveModelFolder(dir, m, { dtype: 'BF16' });
+    const params = m.model.parameters();
+    const matrices = params.filter((p) => p.ndim === 2).reduce((a, p) => a + p.size, 0);
+    const vectors = params.filter((p) => p.ndim === 1).reduce((a, p) => a + p.size, 0);
+    const half = 2 * matrices + 4 * vectors, wide = 4 * (matrices + vectors);
+    await assert.rejects(loadModelFolder(dir, { memoryLimit: half - 1 }),
+      new RegExp(`its weights as loaded need .* \\(${half} bytes\\) of memory, more than the .* available on this machine`));
+    await loadModelFolder(dir, { memoryLimit: half });
+    await assert.rejects(loadModelFolder(dir, { memoryLimit: half, trainable: true }), new RegExp(`\\(${wide} bytes\\)`));
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
 });
 
 test('LoRA: starts as the identity, trains only the adapters, merges and unmerges exactly, round-trips through PEFT files', async () => {
