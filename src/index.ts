@@ -21,3 +21,6 @@ export {
 export { Embedder, type QueryOptions, type QueryEmbedding, DEFAULT_TEMPLATES, type PromptTemplates } from './embed/index.js';
 export { loadModelFolder } from './model/model-folder.js';
 export { Tokenizer } from './model/tokenizer.js';
+// llama.cpp as the engine (node-llama-cpp; GPU where there is one)
+export { LlamaCppEngine, EngineError, type LlamaCppEngineOptions, type LlamaGpu } from './embed/llama-cpp-engine.js';
+export { LlamaCppBackend, type LlamaCppBackendOptions, type EngineIdentity } from './search-index/llama-cpp-backend.js';

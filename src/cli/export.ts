@@ -1,7 +1,10 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { exportQwen2GgufFromFolder, exportQwen2LoraGgufFromFolder, type GgufFileType } from '../model/gguf.js';
+import {
+  GGUF_SOURCE_MODEL_KEY, exportQwen2GgufFromFolder, exportQwen2LoraGgufFromFolder, type GgufFileType, str,
+} from '../model/gguf.js';
+import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import { type Command, UserError } from './command.js';
 
@@ -18,7 +21,9 @@ options:
   --out FILE    the GGUF file to write (written to a temp file, then renamed)
   --type T      f32, f16 (default) or q8_0 for models; f32 (default) or f16 for adapters
 
-Norms and biases stay F32 in every type, as llama.cpp's own converter does.`;
+Norms and biases stay F32 in every type, as llama.cpp's own converter does. A model GGUF says
+last-token pooling (an embedding context returns the state at <|embed_token|>) and records the
+fingerprint of the folder it came from (search_r3.source_model), which --engine llama.cpp reads.`;
 
 const types: Record<string, GgufFileType> = { f32: 'F32', f16: 'F16', q8_0: 'Q8_0' };
 
@@ -46,7 +51,8 @@ export const exportCommand: Command = {
       const config = await readQwen2Config(path.join(values.model, 'config.json'));
       await exportQwen2LoraGgufFromFolder(values.lora, config, values.out, { fileType });
     } else {
-      await exportQwen2GgufFromFolder(values.model, values.out, { fileType });
+      const source = new Map([[GGUF_SOURCE_MODEL_KEY, str(await modelFingerprint(values.model))]]);
+      await exportQwen2GgufFromFolder(values.model, values.out, { fileType, extraMetadata: source });
     }
     console.error(`wrote ${values.out} (${kind}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     return 0;

@@ -8,6 +8,7 @@ import { type Steps, generateSteps, runSteps } from '../model/generate.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { DEFAULT_TEMPLATES, type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
+import { readAnalysis, reasoningPrompts } from './reasoning.js';
 
 export interface EmbedderOptions {
   templates?: Partial<PromptTemplates>;
@@ -16,9 +17,6 @@ export interface EmbedderOptions {
   /** Tokens per forward batch when embedding many texts (padding included). */
   batchTokens?: number;
 }
-
-/** Tokens a query may reason for before <|embed_token|> is forced, unless QueryOptions says otherwise. */
-export const DEFAULT_MAX_REASONING_TOKENS = 128;
 
 export interface QueryOptions {
   reasoning?: 'off' | 'on';
@@ -119,21 +117,14 @@ export class Embedder {
    * batches between the steps of a long generation.
    */
   *reasoningSteps(texts: readonly string[], opts: QueryOptions): Steps<QueryEmbedding[]> {
-    // Every query gets the same analysis budget, whatever else is in the batch: its prompt is cut to
-    // leave room inside the context for the whole analysis and the embed token (as stage 2 trains it).
-    const bare = encodePrompt(this.tokenizer, '', 'query', this.templates, this.maxLength, true).ids.length;
-    const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS, this.maxLength - 2 - bare));
-    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength - 1 - budget, true));
-    const stops = [this.embedId, ...this.endTokens()];
+    const { prompts, budget, stopTokens } = reasoningPrompts(this.tokenizer, texts, this.templates, this.maxLength, opts.maxReasoningTokens);
     const gens = yield* generateSteps(this.model, prompts.map((p) => p.ids), {
       maxNewTokens: budget, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed,
-      stopTokens: stops, captureTokens: [this.embedId],
+      stopTokens, captureTokens: [this.embedId],
     });
     const forcedSeqs: number[][] = [];
     const results = gens.map((g, i): QueryEmbedding => {
-      const emitted = g.tokens[g.tokens.length - 1] === this.embedId;
-      const analysis = emitted || g.finish === 'stop' ? g.tokens.slice(0, -1) : g.tokens;
-      const reasoning = this.tokenizer.decode(analysis, { skipSpecialTokens: true }).trim();
+      const { analysis, reasoning, emitted } = readAnalysis(this.tokenizer, g.tokens, g.finish);
       if (emitted) {
         const at = prompts[i].ids.length + g.tokens.length - 1;
         return { vector: normalize(g.hidden.get(at)!), reasoning, forced: false, tokens: g.tokens, truncated: prompts[i].truncated };
@@ -147,13 +138,6 @@ export class Embedder {
       forcedIdx.forEach((i, j) => { results[i].vector = vectors[j]; });
     }
     return results;
-  }
-
-  /** Tokens that end an assistant turn (<|im_end|>, <|endoftext|>, the tokenizer's EOS). */
-  private endTokens(): number[] {
-    const ids = ['<|im_end|>', '<|endoftext|>'].map((t) => this.tokenizer.tokenToId(t));
-    if (this.tokenizer.eosTokenId !== null) ids.push(this.tokenizer.eosTokenId);
-    return [...new Set(ids.filter((x): x is number => x !== undefined))];
   }
 }
 

@@ -4,6 +4,8 @@
  * for them ("The embedding is <|embed_token|>."); queries with reasoning let the model write its
  * analysis first and emit the token itself.
  */
+import path from 'node:path';
+import { ModelFileError } from '../model/model-file-error.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 
 export const EMBED_TOKEN = '<|embed_token|>';
@@ -75,4 +77,12 @@ export function embedTokenId(tok: Tokenizer): number {
   const id = tok.tokenToId(EMBED_TOKEN);
   if (id === undefined) throw new Error(`the tokenizer has no ${EMBED_TOKEN}; add it first (search-r3 adds it when preparing a model for training)`);
   return id;
+}
+
+/** The embed token's id in a model folder's tokenizer; a folder without one is refused, with what to do. */
+export function requireEmbedToken(tok: Tokenizer, dir: string): number {
+  const id = tok.tokenToId(EMBED_TOKEN);
+  if (id !== undefined) return id;
+  const how = 'stage 1 (search-r3 train sft) adds it and trains it';
+  throw new ModelFileError(path.join(dir, 'tokenizer.json'), `has no ${EMBED_TOKEN}, so this folder is not a Search-R3 model yet; ${how}.`);
 }

@@ -13,14 +13,14 @@ import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from './atomic-file.js';
-import { f16BitsFromFloat32Bits, encodeF16 } from '../tensor/half-float.js';
+import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tensor/half-float.js';
 import { ModelFileError } from './model-file-error.js';
 import {
   configMismatchError, extraLayerMismatch, missingTensorsMismatch, qwen2TensorSpecs, readQwen2Config, shapeMismatch,
   type Qwen2Config,
 } from './qwen2-config.js';
-import { INDEX_FILE_NAME, SINGLE_FILE_NAME, loadSafetensors, loadSafetensorsFolder } from './safetensors.js';
-import { numel, type TensorView } from './tensor-data.js';
+import { INDEX_FILE_NAME, SINGLE_FILE_NAME, loadSafetensors, readSafetensorsFolderWeights } from './safetensors.js';
+import { numel, type TensorData, type TensorView } from './tensor-data.js';
 
 // ---------------------------------------------------------------------------------------------
 // Generic GGUF writing
@@ -59,7 +59,8 @@ export interface GgufTensor {
   /** numpy-order shape; written reversed. */
   shape: readonly number[];
   type: GgmlType;
-  data: Float32Array;
+  /** float32 values, or the 16-bit patterns of a weight held in f16/bf16 (converted to `type` as written). */
+  data: Float32Array | HalfArray;
 }
 
 export const u32 = (value: number): GgufValue => ({ type: 'uint32', value });
@@ -219,14 +220,38 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
   return out;
 }
 
-function encodeTensor(t: GgufTensor): Uint8Array {
-  if (t.type === 'F32') return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  if (t.type === 'F16') {
-    const h = new Uint16Array(t.data.length);
-    encodeF16(t.data, h);
-    return new Uint8Array(h.buffer);
+/** Elements converted per piece when a tensor is written (a multiple of the Q8_0 block). */
+const ENCODE_PIECE = 1 << 22;
+
+const bytesOf = (a: Float32Array | Uint16Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** A tensor's bytes in the data section, a piece at a time, so a large one is never held twice converted. */
+function* encodeTensor(t: GgufTensor): Generator<Uint8Array> {
+  const d = t.data;
+  const asStored = d instanceof HalfArray ? t.type === 'F16' && d.dtype === 'f16' : t.type === 'F32';
+  if (asStored) {
+    yield bytesOf(d instanceof HalfArray ? d.bits : d);
+    return;
   }
-  return quantizeQ8_0(t.data);
+  for (let i = 0; i < d.length; i += ENCODE_PIECE) {
+    const end = Math.min(d.length, i + ENCODE_PIECE);
+    let values: Float32Array;
+    if (d instanceof HalfArray) {
+      values = new Float32Array(end - i);
+      widenHalf(d.subarray(i, end), values);
+    } else {
+      values = d.subarray(i, end);
+    }
+    if (t.type === 'F32') {
+      yield bytesOf(values);
+    } else if (t.type === 'F16') {
+      const h = new Uint16Array(values.length);
+      encodeF16(values, h);
+      yield bytesOf(h);
+    } else {
+      yield quantizeQ8_0(values);
+    }
+  }
 }
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
@@ -246,9 +271,12 @@ export async function writeGguf(file: string, metadata: GgufMetadata, tensors: r
     try {
       await writeAll(fh, header);
       for (const t of tensors) {
-        const bytes = encodeTensor(t);
-        await writeAll(fh, bytes);
-        const pad = (alignment - (bytes.length % alignment)) % alignment;
+        let written = 0;
+        for (const bytes of encodeTensor(t)) {
+          await writeAll(fh, bytes);
+          written += bytes.length;
+        }
+        const pad = (alignment - (written % alignment)) % alignment;
         if (pad > 0) await writeAll(fh, zeros.subarray(0, pad));
       }
     } finally {
@@ -422,6 +450,12 @@ function shapeText(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
 }
 
+/** Metadata key for the fingerprint of the model folder a GGUF was exported from (search-r3 export gguf). */
+export const GGUF_SOURCE_MODEL_KEY = 'search_r3.source_model';
+
+/** llama_pooling_type LLAMA_POOLING_TYPE_LAST. */
+export const LLAMA_POOLING_LAST = 3;
+
 function qwen2Hyperparameters(config: Qwen2Config): [string, GgufValue][] {
   return [
     ['qwen2.context_length', u32(config.maxPositionEmbeddings)],
@@ -432,6 +466,8 @@ function qwen2Hyperparameters(config: Qwen2Config): [string, GgufValue][] {
     ['qwen2.attention.head_count_kv', u32(config.numKeyValueHeads)],
     ['qwen2.rope.freq_base', f32(config.ropeTheta)],
     ['qwen2.attention.layer_norm_rms_epsilon', f32(config.rmsNormEps)],
+    // an embedding context's vector is the final-norm state of the last token: <|embed_token|> in Search-R3's prompts
+    ['qwen2.pooling_type', u32(LLAMA_POOLING_LAST)],
   ];
 }
 
@@ -446,6 +482,8 @@ export interface Qwen2GgufOptions {
   name?: string;
   /** Where the config, weights and tokenizer came from, for messages (default: their usual names). */
   files?: Partial<ModelFiles>;
+  /** Further metadata, written after the rest (e.g. search_r3.* keys). */
+  extraMetadata?: GgufMetadata;
 }
 
 /** The files of a Hugging Face model folder that messages name. */
@@ -517,6 +555,7 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
   // Qwen2 prompts carry no BOS; without this key llama.cpp's tokenizer would decide for us.
   metadata.set('tokenizer.ggml.add_bos_token', bool(false));
   if (tokenizer.chatTemplate) metadata.set('tokenizer.chat_template', str(tokenizer.chatTemplate));
+  for (const [k, v] of opts.extraMetadata ?? []) metadata.set(k, v);
   return { metadata, tensors: out };
 }
 
@@ -532,9 +571,9 @@ export async function writeQwen2Gguf(file: string, opts: Qwen2GgufOptions): Prom
 /** One adapted weight W [out, in]: W' = W + (alpha / r) · B · A. */
 export interface LoraPair {
   /** lora_A: [r, in] */
-  a: TensorView;
+  a: TensorData;
   /** lora_B: [out, r] */
-  b: TensorView;
+  b: TensorData;
 }
 
 /**
@@ -542,7 +581,7 @@ export interface LoraPair {
  * keyed by the adapted weight's checkpoint name (`model.layers.0.self_attn.q_proj.weight`).
  */
 export function loraPairsFromPeft(
-  tensors: ReadonlyMap<string, TensorView>, file = ADAPTER_WEIGHTS,
+  tensors: ReadonlyMap<string, TensorData>, file = ADAPTER_WEIGHTS,
 ): Map<string, LoraPair> {
   const partial = new Map<string, Partial<LoraPair>>();
   for (const [name, t] of tensors) {
@@ -657,7 +696,7 @@ async function readJsonFile(file: string, what: string): Promise<unknown> {
 export async function exportQwen2GgufFromFolder(
   modelDir: string,
   outFile: string,
-  opts: { fileType?: GgufFileType; name?: string } = {},
+  opts: { fileType?: GgufFileType; name?: string; extraMetadata?: GgufMetadata } = {},
 ): Promise<void> {
   const config = await readQwen2Config(path.join(modelDir, 'config.json'));
   const tokJsonFile = path.join(modelDir, 'tokenizer.json');
@@ -668,12 +707,15 @@ export async function exportQwen2GgufFromFolder(
     config,
     { tokenizerJson: tokJsonFile, tokenizerConfig: tokConfigFile },
   );
-  const tensors = await loadSafetensorsFolder(modelDir);
+  // matrices stay in their stored 16 bits until written: a bf16 checkpoint is held once, at its own size
+  const tensors = new Map<string, TensorView>();
+  for await (const t of readSafetensorsFolderWeights(modelDir, (_name, shape) => shape.length === 2)) tensors.set(t.name, t);
   const single = path.join(modelDir, SINGLE_FILE_NAME);
   const weights = existsSync(single) ? single : path.join(modelDir, INDEX_FILE_NAME);
   const files = { config: path.join(modelDir, 'config.json'), weights, tokenizer: tokJsonFile };
   const name = opts.name ?? path.basename(path.resolve(modelDir));
-  await writeQwen2Gguf(outFile, { config, tensors, tokenizer, fileType: opts.fileType, name, files });
+  const { fileType, extraMetadata } = opts;
+  await writeQwen2Gguf(outFile, { config, tensors, tokenizer, fileType, name, files, extraMetadata });
 }
 
 /**

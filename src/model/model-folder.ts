@@ -18,8 +18,9 @@ import {
 import { Qwen2Model } from './qwen2-model.js';
 import { checkFitsInMemory } from './memory.js';
 import {
-  type KeepHalf, type SafetensorsDtype, type WritableTensor, readSafetensorsFolderEntries, readSafetensorsFolderWeights, saveSafetensorsFolder,
+  type KeepHalf, type SafetensorsDtype,  readSafetensorsFolderEntries, readSafetensorsFolderWeights, saveSafetensorsFolder,
 } from './safetensors.js';
+import type { TensorView } from './tensor-data.js';
 import { Tokenizer } from './tokenizer.js';
 
 export interface LoadedModel {
@@ -39,6 +40,8 @@ export interface LoadOptions {
   precision?: 'file' | 'f32';
   /** Bytes the weights may take; default the memory available on this machine now. */
   memoryLimit?: number;
+  /** Called with the tokenizer before any weight is read, to refuse a folder early (by throwing). */
+  checkTokenizer?: (tokenizer: Tokenizer) => void;
 }
 
 const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
@@ -62,6 +65,7 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
   if (!existsSync(configFile)) throw new ModelFileError(configFile, 'is missing; a model folder needs config.json.');
   const config = await readQwen2Config(configFile);
   const tokenizer = await Tokenizer.fromFolder(dir);
+  opts.checkTokenizer?.(tokenizer);
   const specs = new Map(qwen2TensorSpecs(config).map((s) => [s.name, s]));
   const unfit = (why: string, weights: string): ModelFileError => configMismatchError(configFile, why, weights);
   const trainable = opts.trainable ?? false;
@@ -105,7 +109,7 @@ export async function saveModelFolder(dir: string, m: { model: Qwen2Model; token
   const config = { ...m.model.config, torchDtype: dtypeName(opts.dtype ?? 'F32') };
   await writeQwen2Config(path.join(dir, 'config.json'), config);
   await m.tokenizer.save(dir);
-  const tensors = m.model.parameters().map((p): [string, WritableTensor] => [p.name!, { shape: p.shape, data: p.values }]);
+  const tensors = m.model.parameters().map((p): [string, TensorView] => [p.name!, { shape: p.shape, data: p.values }]);
   await saveSafetensorsFolder(dir, tensors, { dtype: opts.dtype ?? 'F32' });
 }
 

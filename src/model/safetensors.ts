@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from './atomic-file.js';
-import { numel, type NamedTensor, type TensorData } from './tensor-data.js';
+import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
 import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, widenHalf } from '../tensor/half-float.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
@@ -41,12 +41,6 @@ export interface StoredWeight {
 export type KeepHalf = (name: string, shape: readonly number[]) => boolean;
 
 const WIDEN_ALL: KeepHalf = () => false;
-
-/** What writers accept: float32 values, or 16-bit ones (written as they are when the file dtype matches). */
-export interface WritableTensor {
-  readonly shape: readonly number[];
-  readonly data: Float32Array | HalfArray;
-}
 
 /** One tensor as the header describes it; offsets are absolute positions in the file. */
 export interface SafetensorsEntry {
@@ -359,7 +353,7 @@ function resolveDtype(opt: SaveSafetensorsOptions['dtype'], name: string, shape:
   return d;
 }
 
-function checkTensor(name: string, t: WritableTensor): void {
+function checkTensor(name: string, t: TensorView): void {
   if (name === '__metadata__' || name === '') throw new Error(`safetensors: "${name}" cannot be a tensor name.`);
   if (!t.shape.every(isNonNegInt) || numel(t.shape) !== t.data.length) {
     throw new Error(`safetensors: tensor "${name}" has shape ${JSON.stringify(t.shape)} but ${t.data.length} values.`);
@@ -367,7 +361,7 @@ function checkTensor(name: string, t: WritableTensor): void {
 }
 
 /** Header bytes, padded with spaces so that the data starts 8-byte aligned (as the reference writer does). */
-function buildHeader(tensors: ReadonlyArray<readonly [string, WritableTensor, SafetensorsDtype]>, metadata: Record<string, string>): Uint8Array {
+function buildHeader(tensors: ReadonlyArray<readonly [string, TensorView, SafetensorsDtype]>, metadata: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const [name, t, dtype] of tensors) {
@@ -391,7 +385,7 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
 }
 
 /** Writes one tensor's values as `dtype`, converting through a scratch buffer a chunk at a time. */
-async function writeTensor(fh: FileHandle, t: WritableTensor, dtype: SafetensorsDtype, scratch: () => Uint16Array, wide: () => Float32Array): Promise<void> {
+async function writeTensor(fh: FileHandle, t: TensorView, dtype: SafetensorsDtype, scratch: () => Uint16Array, wide: () => Float32Array): Promise<void> {
   const d = t.data;
   const stored = d instanceof HalfArray ? (d.dtype === 'bf16' ? 'BF16' : 'F16') : 'F32';
   if (stored === dtype) {
@@ -422,11 +416,11 @@ async function writeTensor(fh: FileHandle, t: WritableTensor, dtype: Safetensors
 /** Writes `tensors` (insertion order kept) to one .safetensors file, via temp file + rename. */
 export async function saveSafetensors(
   file: string,
-  tensors: Iterable<readonly [string, WritableTensor]>,
+  tensors: Iterable<readonly [string, TensorView]>,
   options: SaveSafetensorsOptions = {},
 ): Promise<void> {
   assertLittleEndianHost();
-  const list: [string, WritableTensor, SafetensorsDtype][] = [];
+  const list: [string, TensorView, SafetensorsDtype][] = [];
   const seen = new Set<string>();
   for (const [name, t] of tensors) {
     checkTensor(name, t);
@@ -463,7 +457,7 @@ export interface SaveSafetensorsFolderOptions extends SaveSafetensorsOptions {
  */
 export async function saveSafetensorsFolder(
   dir: string,
-  tensors: Iterable<readonly [string, WritableTensor]>,
+  tensors: Iterable<readonly [string, TensorView]>,
   options: SaveSafetensorsFolderOptions = {},
 ): Promise<string[]> {
   const maxShard = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
@@ -474,7 +468,7 @@ export async function saveSafetensorsFolder(
     if (seen.has(name)) throw new Error(`safetensors: tensor "${name}" is given twice.`);
     seen.add(name);
   }
-  const bytesOf = ([name, t]: readonly [string, WritableTensor]): number =>
+  const bytesOf = ([name, t]: readonly [string, TensorView]): number =>
     t.data.length * DTYPE_BYTES[resolveDtype(options.dtype, name, t.shape)];
   const total = list.reduce((s, e) => s + bytesOf(e), 0);
   await fsp.mkdir(dir, { recursive: true });
@@ -487,8 +481,8 @@ export async function saveSafetensorsFolder(
     return [SINGLE_FILE_NAME];
   }
   // Greedy packing in the given order; a tensor bigger than the limit gets a shard of its own.
-  const groups: (readonly [string, WritableTensor])[][] = [];
-  let current: (readonly [string, WritableTensor])[] = [];
+  const groups: (readonly [string, TensorView])[][] = [];
+  let current: (readonly [string, TensorView])[] = [];
   let currentBytes = 0;
   for (const e of list) {
     const b = bytesOf(e);

@@ -1,16 +1,21 @@
+import type { HalfArray } from '../tensor/half-float.js';
+
 /**
  * A weight as file formats hand it over: float32 values, row-major, with its numpy-order shape.
- * Deliberately independent of the tensor layer, so that file I/O works on plain typed arrays.
+ * Deliberately independent of the tensors of the autodiff, so that file I/O works on plain typed arrays.
  */
 export interface TensorData {
   shape: number[];
   data: Float32Array;
 }
 
-/** What writers accept: any read-only view of a tensor (TensorData is one). */
+/**
+ * What writers accept: any read-only view of a tensor (TensorData is one), its values float32 or the
+ * 16-bit patterns of a weight held in f16 or bf16.
+ */
 export interface TensorView {
   readonly shape: readonly number[];
-  readonly data: Float32Array;
+  readonly data: Float32Array | HalfArray;
 }
 
 export interface NamedTensor extends TensorData {

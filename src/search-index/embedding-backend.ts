@@ -3,7 +3,9 @@
  * (LocalBackend over an Embedder) or behind OpenAI-compatible servers (serve/remote-embedder.ts).
  * Everything is async so a remote backend fits the same shape.
  */
-import { Embedder, type EmbedderOptions, type PromptTemplates, type QueryEmbedding, type QueryOptions } from '../embed/index.js';
+import {
+  Embedder, type EmbedderOptions, type PromptTemplates, type QueryEmbedding, type QueryOptions, requireEmbedToken,
+} from '../embed/index.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import path from 'node:path';
 import { modelFingerprint } from './model-fingerprint.js';
@@ -35,7 +37,7 @@ export class LocalBackend implements EmbeddingBackend {
   constructor(readonly embedder: Embedder, readonly modelId: string, readonly source: string = modelId) {}
 
   static async fromModelDir(dir: string, opts: EmbedderOptions = {}): Promise<LocalBackend> {
-    const loaded = await loadModelFolder(dir);
+    const loaded = await loadModelFolder(dir, { checkTokenizer: (t) => requireEmbedToken(t, dir) });
     return new LocalBackend(new Embedder(loaded.model, loaded.tokenizer, opts), await modelFingerprint(dir), path.resolve(dir));
   }
 

@@ -9,7 +9,7 @@ import {
   qwen2GgufTensorName, writeGguf, writeQwen2Gguf, writeQwen2LoraGguf, TOKEN_TYPE, GGML_TYPE, type GgufFileType,
 } from '../../src/model/gguf.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
-import { f16FromFloat32, float32FromF16 } from '../../src/tensor/half-float.js';
+import { HalfArray, f16FromFloat32, float32FromF16, widenHalf } from '../../src/tensor/half-float.js';
 import type { TensorData } from '../../src/model/tensor-data.js';
 import { writeQwen2Config } from '../../src/model/qwen2-config.js';
 import { saveSafetensors, saveSafetensorsFolder } from '../../src/model/safetensors.js';
@@ -293,6 +293,25 @@ test('exporting from Hugging Face folders (sharded model, PEFT adapter) gives th
       tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, fx.tokenizerConfig, fx.config),
     });
     assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+    assert.equal((await parse(viaFolder)).meta['qwen2.pooling_type']!.value, 3, 'last-token pooling');
+
+    // a bf16 checkpoint, held in 16 bits while it is written, converts exactly as its float32 values do
+    const bf16Dir = path.join(dir, 'bf16-model');
+    await saveSafetensorsFolder(bf16Dir, fx.tensors, { dtype: 'BF16', maxShardBytes: 100_000 });
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) await fsp.copyFile(path.join(modelDir, f), path.join(bf16Dir, f));
+    const rounded = new Map([...fx.tensors].map(([n, t]) => {
+      const data = new Float32Array(t.data.length);
+      widenHalf(HalfArray.from(t.data, 'bf16'), data);
+      return [n, { shape: t.shape, data }] as const;
+    }));
+    for (const fileType of ['F32', 'F16', 'Q8_0'] as const) {
+      await exportQwen2GgufFromFolder(bf16Dir, viaFolder, { fileType });
+      await writeQwen2Gguf(direct, {
+        config: fx.config, tensors: rounded, fileType, name: 'bf16-model',
+        tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, fx.tokenizerConfig, fx.config),
+      });
+      assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)), `bf16 folder as ${fileType}`);
+    }
 
     const rng = new SeededRandom(9);
     const peft = new Map<string, TensorData>([
