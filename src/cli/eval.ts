@@ -9,8 +9,10 @@ import { readBeirDataset, type BeirDataset } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
-import { ModelRetriever } from '../eval/model-retriever.js';
-import { Embedder } from '../embed/index.js';
+import { ModelRetriever, type SearchR3Encoder } from '../eval/model-retriever.js';
+import { Embedder, requireEmbedToken } from '../embed/index.js';
+import { LlamaCppEngine } from '../embed/llama-cpp-engine.js';
+import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { subsetDevSet } from '../train/dev-eval.js';
 import { EvalInputError } from '../eval/input-error.js';
@@ -47,6 +49,7 @@ inputs:
   --max-reasoning-tokens <n>  budget for that analysis (default 128; the token is forced after it)
   --temperature <x>           sampling temperature of the analysis (default 0: greedy)
   --max-length <n>            longest prompt in tokens; longer texts are cut (default: the model's context)
+${engineHelp(30, false)}
 or embed with any model and pass:
   --query-embeddings <file>   .npy float32 [queries × dim] with ids in <file>.ids.txt, or .jsonl {id, vector}
   --doc-embeddings <file>     the same for the corpus
@@ -143,16 +146,26 @@ function withFirstQueries(ds: BeirDataset, n: number | undefined): BeirDataset {
   return n === undefined ? ds : { ...ds, ...subsetDevSet(ds, n, 0) };
 }
 
-/** A Search-R3 model folder as a retriever (the model is loaded once, read-only). */
-async function modelRetriever(dir: string, o: { reasoning?: string; maxReasoningTokens?: number; temperature?: number; maxLength?: number }): Promise<Retriever> {
+interface ModelRetrieverArgs { reasoning?: string; maxReasoningTokens?: number; temperature?: number; maxLength?: number }
+
+/** A Search-R3 model folder on the chosen engine as a retriever (loaded once, read-only), and how to let it go. */
+async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: EngineChoice): Promise<{ retriever: Retriever; close(): Promise<void> }> {
   if (o.reasoning !== undefined && o.reasoning !== 'on' && o.reasoning !== 'off') throw new UserError(`--reasoning must be on or off (got '${o.reasoning}').`);
   if (!existsSync(dir)) throw new UserError(`--retriever '${dir}': not 'bm25' and not a model folder.`);
-  const { model, tokenizer } = await loadModelFolder(dir);
-  const embedder = new Embedder(model, tokenizer, { maxLength: o.maxLength });
+  let encoder: SearchR3Encoder;
+  let close = async (): Promise<void> => {};
+  if (engine.kind === 'llama.cpp') {
+    const e = await LlamaCppEngine.open({ gguf: findGguf(dir, engine.gguf), modelDir: dir, gpu: engine.gpu, maxLength: o.maxLength });
+    encoder = e;
+    close = () => e.close();
+  } else {
+    const { model, tokenizer } = await loadModelFolder(dir, { checkTokenizer: (t) => requireEmbedToken(t, dir) });
+    encoder = new Embedder(model, tokenizer, { maxLength: o.maxLength });
+  }
   const reasoning = o.reasoning === 'on' ? 'on' : 'off';
-  return new ModelRetriever(embedder, reasoning === 'on' ? 'search-r3-reasoning' : 'search-r3', {
-    reasoning, maxReasoningTokens: o.maxReasoningTokens, temperature: o.temperature,
-  });
+  const name = `search-r3${engine.kind === 'llama.cpp' ? '-llama.cpp' : ''}${reasoning === 'on' ? '-reasoning' : ''}`;
+  const retriever = new ModelRetriever(encoder, name, { reasoning, maxReasoningTokens: o.maxReasoningTokens, temperature: o.temperature });
+  return { retriever, close };
 }
 
 export const evalCommand: Command = {
@@ -174,10 +187,14 @@ export const evalCommand: Command = {
         'ignore-identical-ids': { type: 'boolean' }, 'excluded-ids': { type: 'string' },
         compare: { type: 'string' }, json: { type: 'boolean' },
         reasoning: { type: 'string' }, 'max-reasoning-tokens': { type: 'string' }, temperature: { type: 'string' },
-        'max-length': { type: 'string' },
+        'max-length': { type: 'string' }, ...ENGINE_OPTIONS,
       },
     });
     const v = parsed.values;
+    const engine = parseEngine(v);
+    if (engine.kind !== 'search-r3' && (v.retriever === undefined || v.retriever === 'bm25')) {
+      throw new UserError('--engine runs a model: give --retriever <model-dir>.');
+    }
     const maxQueries = positiveInt(v['max-queries'], 'max-queries');
     if (maxQueries !== undefined && v.dataset === undefined) {
       throw new UserError('--max-queries goes with --dataset (it takes the first n queries of the split).');
@@ -218,6 +235,7 @@ export const evalCommand: Command = {
       let ds: BeirDataset | undefined;
       let retrievalSeconds: number | undefined;
       let retrieverName: string | undefined;
+      let closeModel = async (): Promise<void> => {};
       if (v.dataset !== undefined) {
         let retriever: Retriever;
         if (dense) {
@@ -226,14 +244,20 @@ export const evalCommand: Command = {
         } else if (v.retriever === 'bm25') {
           retriever = new Bm25Retriever({ k1: number(v.k1, 'k1'), b: number(v.b, 'b'), language: v.language });
         } else {
-          retriever = await modelRetriever(v.retriever!, {
+          const m = await modelRetriever(v.retriever!, {
             reasoning: v.reasoning, maxReasoningTokens: positiveInt(v['max-reasoning-tokens'], 'max-reasoning-tokens'),
             temperature: number(v.temperature, 'temperature'), maxLength: positiveInt(v['max-length'], 'max-length'),
-          });
+          }, engine);
+          retriever = m.retriever;
+          closeModel = m.close;
         }
         ds = withFirstQueries(await readBeirDataset(v.dataset, v.split!), maxQueries);
         const t0 = performance.now();
-        run = await retriever.retrieve(ds.corpus, ds.queries, positiveInt(v.k, 'k') ?? 1000, progress);
+        try {
+          run = await retriever.retrieve(ds.corpus, ds.queries, positiveInt(v.k, 'k') ?? 1000, progress);
+        } finally {
+          await closeModel();
+        }
         retrievalSeconds = (performance.now() - t0) / 1000;
         qrels = ds.qrels;
         retrieverName = retriever.name;

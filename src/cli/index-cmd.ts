@@ -5,7 +5,8 @@ import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { readDocuments } from '../search-index/document-source.js';
-import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
+import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
+import { ENGINE_OPTIONS, engineHelp, type EngineChoice, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { asUserErrors } from './index-user-errors.js';
 import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../search-index/manifest.js';
 import { DOCS_FILE } from '../search-index/document-table.js';
@@ -50,6 +51,7 @@ options:
   --max-length <n>       longest prompt in tokens (default: the model's context, at most 8192; a value
                          above the context is lowered to it); longer documents are cut and counted
   --batch-tokens <n>     tokens per forward batch, padding included (default 4096)
+${engineHelp(25)}
   --prune                delete indexed documents that are not in --input
   --delete <ids>         delete these document ids (comma-separated) and exit
   -h, --help             this help`;
@@ -67,7 +69,7 @@ export const indexCommand: Command = {
         dtype: { type: 'string' }, store: { type: 'string' }, 'store-uri': { type: 'string' },
         'commit-every': { type: 'string' }, 'chunk-size': { type: 'string' },
         'max-length': { type: 'string' }, 'batch-tokens': { type: 'string' },
-        prune: { type: 'boolean' }, delete: { type: 'string' },
+        prune: { type: 'boolean' }, delete: { type: 'string' }, ...ENGINE_OPTIONS,
       },
     });
     if (!values.out) throw new UserError('--out <index-dir> is required (see search-r3 index --help).');
@@ -85,7 +87,7 @@ export const indexCommand: Command = {
       }
       const perCommit = positiveInt(values['commit-every'] ?? values['chunk-size'], values['commit-every'] !== undefined ? 'commit-every' : 'chunk-size');
       const maxLength = positiveInt(values['max-length'], 'max-length');
-      const backend = await openBackend(out, values, maxLength);
+      const backend = await openBackend(out, values, maxLength, parseEngine(values));
       if (maxLength !== undefined && maxLength > backend.maxLength) {
         process.stderr.write(`search-r3: --max-length ${maxLength} is above the model's context; texts are cut at ${backend.maxLength} tokens.\n`);
       }
@@ -125,9 +127,10 @@ export const indexCommand: Command = {
  * The model that encodes: --model, --remote, or for an existing index the model it was built with
  * (with the index's cut length and prompts, which must not change).
  */
-async function openBackend(out: string, values: { model?: string; remote?: string; 'api-key'?: string; 'batch-tokens'?: string }, maxLength: number | undefined): Promise<EmbeddingBackend> {
+async function openBackend(out: string, values: { model?: string; remote?: string; 'api-key'?: string; 'batch-tokens'?: string }, maxLength: number | undefined, engine: EngineChoice): Promise<EmbeddingBackend> {
   const batchTokens = positiveInt(values['batch-tokens'], 'batch-tokens');
   if (values.remote) {
+    if (engine.kind !== 'search-r3') throw new UserError('--engine runs a local model; give --model <dir> instead of --remote.');
     return RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY });
   }
   const existing = existingManifest(out);
@@ -136,7 +139,14 @@ async function openBackend(out: string, values: { model?: string; remote?: strin
   }
   const model = values.model ?? existing?.model.source;
   if (!model) throw new UserError('give --model <dir> (or --remote <urls>): a new index needs a model.');
-  return LocalBackend.fromModelDir(model, existing ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens } : { maxLength, batchTokens });
+  const opts = existing ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens } : { maxLength, batchTokens };
+  const backend = await openEngineBackend(model, engine, opts);
+  const why = existing && engineMismatch(existing, backend);
+  if (why) {
+    await backend.close?.();
+    throw new UserError(why);
+  }
+  return backend;
 }
 
 /** The manifest of an index already in `out`, or undefined (none, or unreadable: opening it says why). */

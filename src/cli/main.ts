@@ -76,7 +76,7 @@ function optionErrorSentence(err: unknown, command: string): string | null {
  * printed as one line. Anything else is a bug and keeps its stack trace.
  */
 const userFacing = new Set(['UserError', 'ModelFileError', 'EvalInputError', 'ConfigError', 'DataError', 'IndexError',
-  'RemoteError', 'TensorError', 'PromptTooLongError', 'InputFileError']);
+  'RemoteError', 'TensorError', 'PromptTooLongError', 'InputFileError', 'EngineError']);
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { asUserErrors } from './index-user-errors.js';
-import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
+import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
+import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { searchHitJson } from '../search-index/search-json.js';
 import { RemoteEmbedder } from '../client/remote-embedder.js';
@@ -26,6 +27,7 @@ options:
   --seed <n>             sampling seed
   -k <n>                 documents to return (default 10)
   --hybrid               fuse with BM25 by reciprocal rank
+${engineHelp(25)}
   --json                 print one JSON object: query, reasoning, forced, data (rank, id, score, title,
                          text, metadata, dense_score, bm25_score: the fields of POST /v1/search) and timings
   -h, --help             this help`;
@@ -40,7 +42,7 @@ export const searchCommand: Command = {
       options: {
         index: { type: 'string' }, model: { type: 'string' }, remote: { type: 'string' }, 'api-key': { type: 'string' },
         reasoning: { type: 'string' }, 'max-reasoning': { type: 'string' }, temperature: { type: 'string' }, seed: { type: 'string' },
-        k: { type: 'string', short: 'k' }, hybrid: { type: 'boolean' }, json: { type: 'boolean' },
+        k: { type: 'string', short: 'k' }, hybrid: { type: 'boolean' }, json: { type: 'boolean' }, ...ENGINE_OPTIONS,
       },
     });
     if (!values.index) throw new UserError('--index <dir> is required (see search-r3 search --help).');
@@ -56,11 +58,18 @@ export const searchCommand: Command = {
       return n;
     };
     const indexDir = values.index;
+    const engine = parseEngine(values);
+    if (values.remote && engine.kind !== 'search-r3') throw new UserError('--engine runs a local model; drop it with --remote.');
     return asUserErrors(async () => {
       const manifest = readIndexManifest(indexDir);
       const backend: EmbeddingBackend = values.remote
         ? await RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY })
-        : await LocalBackend.fromModelDir(values.model ?? manifest.model.source, { maxLength: manifest.maxLength, templates: manifest.templates });
+        : await openEngineBackend(values.model ?? manifest.model.source, engine, { maxLength: manifest.maxLength, templates: manifest.templates });
+      const why = engineMismatch(manifest, backend);
+      if (why) {
+        await backend.close?.();
+        throw new UserError(why);
+      }
       const index = await SearchIndex.open(indexDir, { backend });
       try {
         for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);

@@ -3,6 +3,7 @@ import { UserError, type Command } from './command.js';
 import { asUserErrors } from './index-user-errors.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { WorkerBackend } from '../serve/model-worker.js';
+import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } from './engine-options.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 
 const HELP = `search-r3 serve — HTTP server: OpenAI-compatible embeddings and search
@@ -45,6 +46,8 @@ options:
   --max-queue <n>           inputs waiting for the model before 429 (default 1024)
   --batch-wait-ms <n>       how long an input waits for company (default 3)
   --batch-inputs <n>        most inputs per forward batch (default 64)
+${engineHelp(28)}
+                            (llama.cpp serves embeddings and search, one request at a time; no chat)
   -h, --help                this help`;
 
 export const serveCommand: Command = {
@@ -59,7 +62,7 @@ export const serveCommand: Command = {
         'model-name': { type: 'string' }, 'api-key': { type: 'string' }, 'max-body': { type: 'string' },
         'max-inputs': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-queue': { type: 'string' },
         'batch-wait-ms': { type: 'string' }, 'batch-inputs': { type: 'string' },
-        'max-request-tokens': { type: 'string' }, 'max-request-reasoning-tokens': { type: 'string' },
+        'max-request-tokens': { type: 'string' }, 'max-request-reasoning-tokens': { type: 'string' }, ...ENGINE_OPTIONS,
       },
     });
     const int = (name: string, min = 1): number | undefined => {
@@ -78,14 +81,19 @@ export const serveCommand: Command = {
       maxQueue: int('max-queue'),
     };
     const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
+    const choice = parseEngine(values);
     return asUserErrors(async () => {
       const manifest = values.index ? readIndexManifest(values.index) : undefined;
-      const backend = await WorkerBackend.start(values.model ?? manifest!.model.source, {
-        ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}), ...batching,
+      const modelDir = values.model ?? manifest!.model.source;
+      const engine = choice.kind === 'llama.cpp' ? { ...choice, gguf: findGguf(modelDir, choice.gguf) } : undefined;
+      const backend = await WorkerBackend.start(modelDir, {
+        ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}), ...batching, engine,
       });
       let index: SearchIndex | undefined;
       let server: RunningServer;
       try {
+        const why = manifest && engineMismatch(manifest, backend);
+        if (why) throw new UserError(why);
         index = values.index ? await SearchIndex.open(values.index, { backend }) : undefined;
         for (const note of index?.notes ?? []) console.error(`search-r3: ${note}`);
         server = await startSearchServer({

@@ -37,7 +37,7 @@ export interface LlamaCppEngineOptions {
   /** Longest prompt in tokens; default the model's context, at most 8192 (as the Embedder). */
   maxLength?: number;
   gpu?: LlamaGpu;
-  /** CPU threads (default: node-llama-cpp's, all cores). */
+  /** CPU threads (default: the cores llama.cpp counts for math; node-llama-cpp's own default of 6 oversubscribes small machines). */
   threads?: number;
   /** Bytes the model may take on the CPU; default the memory available now. */
   memoryLimit?: number;
@@ -49,6 +49,16 @@ export class EngineError extends Error {
     super(message);
     this.name = 'EngineError';
   }
+}
+
+/** What an engine says about its GGUF and where it runs (for messages, /health and index checks). */
+export interface LlamaCppFacts {
+  gguf: string;
+  /** Fingerprint of the folder the GGUF was exported from, or null when it records none. */
+  sourceModel: string | null;
+  fileType: string;
+  /** The GPU llama.cpp runs on ('cuda', 'vulkan', 'metal'), or false for the CPU. */
+  gpu: string | false;
 }
 
 /** What the GGUF says about itself, checked against the model folder. */
@@ -118,7 +128,7 @@ export class LlamaCppEngine {
     private readonly embedding: LlamaEmbeddingContext,
     /** The GPU llama.cpp runs on ('cuda', 'vulkan', 'metal'), or false for the CPU. */
     readonly gpu: string | false,
-    private readonly threads: number | undefined,
+    private readonly threads: number,
   ) {}
 
   static async open(opts: LlamaCppEngineOptions): Promise<LlamaCppEngine> {
@@ -132,13 +142,14 @@ export class LlamaCppEngine {
       .catch((e: Error) => { throw new EngineError(`llama.cpp has no ${gpu} build that runs here (${e.message}); try --gpu auto or off.`); });
     if (llama.gpu === false) checkFitsInMemory(opts.gguf, 'its weights', (await fsp.stat(opts.gguf)).size, opts.memoryLimit);
     const maxLength = Math.min(opts.maxLength ?? 8192, facts.contextLength);
+    const threads = opts.threads ?? llama.cpuMathCores;
     let model: LlamaModel | undefined;
     try {
       model = await llama.loadModel({ modelPath: opts.gguf });
-      const embedding = await model.createEmbeddingContext({ contextSize: maxLength + 1, threads: opts.threads });
+      const embedding = await model.createEmbeddingContext({ contextSize: maxLength + 1, threads });
       const templates = { ...DEFAULT_TEMPLATES, ...opts.templates };
       return new LlamaCppEngine(opts.gguf, opts.modelDir, config, tokenizer, templates, maxLength, facts, model, embedding,
-        llama.gpu, opts.threads);
+        llama.gpu, threads);
     } catch (e) {
       await model?.dispose();
       throw new EngineError(`llama.cpp could not load ${opts.gguf} (${(e as Error).message}).`);
@@ -146,6 +157,10 @@ export class LlamaCppEngine {
   }
 
   get dimension(): number { return this.config.hiddenSize; }
+
+  describe(): LlamaCppFacts {
+    return { gguf: this.gguf, sourceModel: this.facts.sourceModel, fileType: this.facts.fileType, gpu: this.gpu };
+  }
   get embedId(): number { return this.tokenizer.tokenToId(EMBED_TOKEN)!; }
 
   /** One L2-normalised vector per document, in input order. */

@@ -1,4 +1,4 @@
-import type { Embedder, QueryOptions } from '../embed/index.js';
+import type { EmbedStats, QueryEmbedding, QueryOptions } from '../embed/index.js';
 import { documentText, type BeirDocument } from './beir.js';
 import { denseSearch, type EmbeddingMatrix } from './dense-search.js';
 import type { ProgressFn, Retriever } from './retriever.js';
@@ -8,6 +8,17 @@ import type { Run } from './run.js';
 export interface ModelRetrieverOptions extends QueryOptions {
   /** Queries embedded per generation batch with reasoning on (default 8). */
   queryBatch?: number;
+}
+
+/**
+ * What a retriever needs of a Search-R3 model: search-r3's Embedder, or another engine that speaks the
+ * protocol (llama.cpp's); either may answer synchronously.
+ */
+export interface SearchR3Encoder {
+  readonly dimension: number;
+  embedDocuments(texts: readonly string[], onProgress?: (done: number, total: number) => void):
+    { vectors: Float32Array[]; stats: EmbedStats } | Promise<{ vectors: Float32Array[]; stats: EmbedStats }>;
+  embedQueries(texts: readonly string[], opts?: QueryOptions): QueryEmbedding[] | Promise<QueryEmbedding[]>;
 }
 
 /** Row-major stack of equal-length vectors. */
@@ -21,7 +32,7 @@ export function stackVectors(vs: readonly Float32Array[], dim: number): Float32A
  * Embeds every query (reasoning on: in generation batches of `queryBatch`, reporting progress between them),
  * counting the queries whose embed token had to be forced and the tokens the model generated.
  */
-export async function embedQueryMatrix(embedder: Embedder, queries: ReadonlyMap<string, string>, options: ModelRetrieverOptions = {},
+export async function embedQueryMatrix(embedder: SearchR3Encoder, queries: ReadonlyMap<string, string>, options: ModelRetrieverOptions = {},
   onProgress?: ProgressFn): Promise<{ matrix: EmbeddingMatrix; forced: number; generatedTokens: number }> {
   const qIds = [...queries.keys()];
   const qVecs: Float32Array[] = [];
@@ -29,7 +40,7 @@ export async function embedQueryMatrix(embedder: Embedder, queries: ReadonlyMap<
   let forced = 0, generatedTokens = 0;
   for (let i = 0; i < qIds.length; i += batch) {
     const slice = qIds.slice(i, i + batch);
-    for (const q of embedder.embedQueries(slice.map((id) => queries.get(id)!), options)) {
+    for (const q of await embedder.embedQueries(slice.map((id) => queries.get(id)!), options)) {
       qVecs.push(q.vector);
       if (q.forced) forced++;
       generatedTokens += q.tokens.length;
@@ -49,10 +60,10 @@ export class ModelRetriever implements Retriever {
   /** Queries whose embed token had to be forced in the last retrieve(). */
   forcedQueries = 0;
 
-  constructor(private readonly embedder: Embedder, readonly name: string, private readonly options: ModelRetrieverOptions = {}) {}
+  constructor(private readonly embedder: SearchR3Encoder, readonly name: string, private readonly options: ModelRetrieverOptions = {}) {}
 
   async retrieve(corpus: readonly BeirDocument[], queries: ReadonlyMap<string, string>, k: number, onProgress?: ProgressFn): Promise<Run> {
-    const docs = this.embedder.embedDocuments(corpus.map(documentText), (done, total) => onProgress?.('encoding documents', done, total)).vectors;
+    const docs = (await this.embedder.embedDocuments(corpus.map(documentText), (done, total) => onProgress?.('encoding documents', done, total))).vectors;
     const { matrix, forced } = await embedQueryMatrix(this.embedder, queries, this.options, onProgress);
     this.forcedQueries = forced;
     const dim = this.embedder.dimension;

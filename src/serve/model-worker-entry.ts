@@ -2,30 +2,34 @@
  * The model worker: the only thread of a server that loads the weights and runs the model. It loads the
  * model folder, then takes requests from the main thread (worker-protocol.ts): it tokenizes them, checks
  * their token counts, batches them across requests (embedding-batcher.ts), runs the forward passes and
- * generation, and posts the results back, vectors packed in one transferred buffer.
+ * generation, and posts the results back, vectors packed in one transferred buffer. With --engine
+ * llama.cpp the model runs on llama.cpp instead, one request at a time, for embeddings only.
  */
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Embedder, type QueryEmbedding } from '../embed/index.js';
+import { Embedder, type QueryEmbedding, requireEmbedToken } from '../embed/index.js';
+import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
+import type { Tokenizer } from '../model/tokenizer.js';
 import { chatSteps, prepareChat } from './chat.js';
 import { EmbeddingBatcher } from './embedding-batcher.js';
+import { HttpError } from './http-error.js';
 import { checkInputTokens, checkRequestTokens } from './input-limits.js';
 import {
-  type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo, type WorkerConfig, type WorkerReply,
-  type WorkerRequest, errorToWire,
+  type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo, type WorkerConfig,
+  type WorkerReply, type WorkerRequest, errorToWire,
 } from './worker-protocol.js';
 
 const port = parentPort!;
 const post = (m: WorkerReply, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
 /** Counts each text's tokens against the limits; returns the request's total (what usage reports). */
-function countTokens(embedder: Embedder, job: EmbedJob): number {
+function countTokens(tokenizer: Tokenizer, job: EmbedJob): number {
   if (!job.limits) return 0;
   let total = 0;
   job.texts.forEach((t, i) => {
-    const n = embedder.tokenizer.encode(t).length;
+    const n = tokenizer.encode(t).length;
     checkInputTokens(n, job.param === 'query' ? 'query' : `input[${i}]`, job.limits!.perInput);
     total += n;
   });
@@ -42,7 +46,15 @@ function pack(results: readonly QueryEmbedding[], dimension: number, promptToken
   };
 }
 
-class ModelWorker {
+/** What the worker does with requests, on either engine. */
+interface ModelWork {
+  embed(owner: number, job: EmbedJob): Promise<EmbedResult>;
+  embedTokens(owner: number, seqs: number[][]): Promise<EmbedResult>;
+  chat(owner: number, job: ChatJob): Promise<ChatResult>;
+  configure(b: BatchingOptions): void;
+}
+
+class ModelWorker implements ModelWork {
   private readonly batcher: EmbeddingBatcher;
 
   constructor(private readonly embedder: Embedder, config: WorkerConfig) {
@@ -53,7 +65,7 @@ class ModelWorker {
   }
 
   async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
-    const promptTokens = countTokens(this.embedder, job);
+    const promptTokens = countTokens(this.embedder.tokenizer, job);
     const results = job.reasoning
       ? await this.batcher.embedReasoning(owner, job.texts, job.query)
       : await this.batcher.embedDirect(owner, job.texts.map((t) => this.batcher.prepare(t, job.mode)));
@@ -70,25 +82,69 @@ class ModelWorker {
     return this.batcher.generate(owner, () => chatSteps(this.embedder, job, prepared));
   }
 
-  handle(m: WorkerRequest): void {
-    if (m.type === 'configure') { this.batcher.configure(m.batching); return; }
-    const run = async (): Promise<EmbedResult | ChatResult> => {
-      if (m.type === 'embed') return this.embed(m.id, m.job);
-      if (m.type === 'embedTokens') return this.embedTokens(m.id, m.seqs);
-      return this.chat(m.id, m.job);
-    };
-    run().then(
-      (value) => {
-        const transfer = 'vectors' in value ? [value.vectors.buffer as ArrayBuffer] : [];
-        post({ type: 'result', id: m.id, value }, transfer);
-      },
-      (e: unknown) => post({ type: 'error', id: m.id, error: errorToWire(e) }),
-    );
-  }
+  configure(b: BatchingOptions): void { this.batcher.configure(b); }
 }
 
-async function load(config: WorkerConfig): Promise<{ worker: ModelWorker; info: ModelInfo }> {
-  const loaded = await loadModelFolder(config.modelDir);
+/** The same requests on llama.cpp, which takes them one at a time (its contexts evaluate one sequence). */
+class LlamaCppWork implements ModelWork {
+  constructor(private readonly backend: LlamaCppBackend) {}
+
+  async embed(_owner: number, job: EmbedJob): Promise<EmbedResult> {
+    const e = this.backend.engine;
+    const promptTokens = countTokens(e.tokenizer, job);
+    const t0 = performance.now();
+    const results = job.reasoning
+      ? await e.embedQueries(job.texts, { ...job.query, reasoning: 'on' })
+      : await e.embedDirect(job.texts, job.mode);
+    post({ type: 'batch', inputs: job.texts.length, kind: job.reasoning ? 'reasoning' : 'direct', seconds: (performance.now() - t0) / 1000 });
+    return pack(results, e.dimension, promptTokens);
+  }
+
+  async embedTokens(_owner: number, seqs: number[][]): Promise<EmbedResult> {
+    const vectors = await this.backend.engine.embedTokens(seqs);
+    const results = vectors.map((vector) => ({ vector, reasoning: '', forced: false, tokens: [], truncated: 0 }));
+    return pack(results, this.backend.dimension, seqs.reduce((a, s) => a + s.length, 0));
+  }
+
+  chat(): Promise<ChatResult> {
+    const why = 'this server runs --engine llama.cpp, which serves embeddings and search; chat completions need search-r3\'s engine';
+    return Promise.reject(new HttpError(400, why, 'unsupported_engine'));
+  }
+
+  configure(): void { /* one request at a time: nothing to batch */ }
+}
+
+function handle(work: ModelWork, m: WorkerRequest): void {
+  if (m.type === 'configure') { work.configure(m.batching); return; }
+  const run = async (): Promise<EmbedResult | ChatResult> => {
+    if (m.type === 'embed') return work.embed(m.id, m.job);
+    if (m.type === 'embedTokens') return work.embedTokens(m.id, m.seqs);
+    return work.chat(m.id, m.job);
+  };
+  run().then(
+    (value) => {
+      const transfer = 'vectors' in value ? [value.vectors.buffer as ArrayBuffer] : [];
+      post({ type: 'result', id: m.id, value }, transfer);
+    },
+    (e: unknown) => post({ type: 'error', id: m.id, error: errorToWire(e) }),
+  );
+}
+
+async function loadLlamaCpp(config: WorkerConfig): Promise<{ worker: ModelWork; info: ModelInfo }> {
+  const { gguf, gpu, identity } = config.engine!;
+  const b = await LlamaCppBackend.open({ gguf, modelDir: config.modelDir, gpu, identity, ...config.embedder });
+  const e = b.engine;
+  const info: ModelInfo = {
+    modelId: b.modelId, dimension: e.dimension, maxLength: e.maxLength, templates: e.templates,
+    contextLength: e.facts.contextLength, vocabSize: e.config.vocabSize, longestTokenChars: e.tokenizer.longestTokenChars(),
+    llamaCpp: e.describe(),
+  };
+  return { worker: new LlamaCppWork(b), info };
+}
+
+async function load(config: WorkerConfig): Promise<{ worker: ModelWork; info: ModelInfo }> {
+  if (config.engine) return loadLlamaCpp(config);
+  const loaded = await loadModelFolder(config.modelDir, { checkTokenizer: (t) => requireEmbedToken(t, config.modelDir) });
   const embedder = new Embedder(loaded.model, loaded.tokenizer, config.embedder);
   const info: ModelInfo = {
     modelId: await modelFingerprint(config.modelDir),
@@ -102,7 +158,7 @@ async function load(config: WorkerConfig): Promise<{ worker: ModelWorker; info: 
 const config = workerData as WorkerConfig;
 load({ ...config, modelDir: path.resolve(config.modelDir) }).then(
   ({ worker, info }) => {
-    port.on('message', (m: WorkerRequest) => worker.handle(m));
+    port.on('message', (m: WorkerRequest) => handle(worker, m));
     post({ type: 'ready', info });
   },
   (e: unknown) => post({ type: 'failed', error: errorToWire(e) }),

@@ -14,8 +14,8 @@ import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
 import type { EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import {
-  type BatchKind, type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo,
-  type WorkerConfig, type WorkerReply, type WorkerRequest, errorFromWire,
+  type BatchKind, type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult,
+  type LlamaCppEngineChoice, type ModelInfo, type WorkerConfig, type WorkerReply, type WorkerRequest, errorFromWire,
 } from './worker-protocol.js';
 
 const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
@@ -23,7 +23,10 @@ const FIRST_RETRY_MS = 1000;
 const LAST_RETRY_MS = 30_000;
 const WORKER_YOUNG_GENERATION_MB = 8;
 
-export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {}
+export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {
+  /** Run the model on llama.cpp (a GGUF exported from the folder) instead of search-r3's engine. */
+  engine?: LlamaCppEngineChoice;
+}
 
 /** The model cannot take requests now (its worker died and is restarting); the message says why. */
 export class ModelUnavailableError extends Error {
@@ -93,9 +96,9 @@ export class WorkerBackend implements EmbeddingBackend {
 
   /** Loads the model folder in a new worker thread. */
   static async start(modelDir: string, opts: WorkerBackendOptions = {}): Promise<WorkerBackend> {
-    const { maxWaitMs, maxBatchInputs, ...embedder } = opts;
+    const { maxWaitMs, maxBatchInputs, engine, ...embedder } = opts;
     const config: WorkerConfig = {
-      modelDir: path.resolve(modelDir), embedder, batching: { maxWaitMs, maxBatchInputs },
+      modelDir: path.resolve(modelDir), embedder, batching: { maxWaitMs, maxBatchInputs }, ...(engine ? { engine } : {}),
     };
     const { worker, info } = await spawnWorker(config);
     return new WorkerBackend(config, worker, info);

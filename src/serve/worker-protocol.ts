@@ -4,6 +4,8 @@
  * as one packed Float32Array whose buffer is transferred, not copied.
  */
 import type { EmbedderOptions, PromptKind, PromptTemplates, QueryOptions } from '../embed/index.js';
+import type { LlamaCppFacts, LlamaGpu } from '../embed/llama-cpp-engine.js';
+import type { EngineIdentity } from '../search-index/llama-cpp-backend.js';
 import type { ChatMessage } from '../model/chat-template.js';
 import { HttpError } from './http-error.js';
 import type { TokenLimits } from './input-limits.js';
@@ -18,12 +20,21 @@ export interface BatchingOptions {
   maxBatchInputs?: number;
 }
 
+/** The model on llama.cpp instead of search-r3's engine (embeddings and search; no chat). */
+export interface LlamaCppEngineChoice {
+  gguf: string;
+  gpu: LlamaGpu;
+  identity: EngineIdentity;
+}
+
 /** The worker's workerData. */
 export interface WorkerConfig {
   modelDir: string;
   embedder: EmbedderOptions;
   batching: BatchingOptions;
+  engine?: LlamaCppEngineChoice;
 }
+
 
 /** What the worker reports about its model once loaded. */
 export interface ModelInfo {
@@ -37,6 +48,8 @@ export interface ModelInfo {
   vocabSize: number;
   /** See Tokenizer.longestTokenChars: lets the main thread refuse a text by its length alone. */
   longestTokenChars: number;
+  /** Present when the model runs on llama.cpp. */
+  llamaCpp?: LlamaCppFacts;
 }
 
 export interface EmbedJob {
