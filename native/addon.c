@@ -219,6 +219,16 @@ static napi_value WidenHalf(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+static napi_value HalfAllFinite(napi_env env, napi_callback_info info) {
+  ARGS(2, "halfAllFinite");
+  Buf x = U16(argv[0], "x");
+  const int bf16 = boolean(&c, argv[1]);
+  if (c.failed) return NULL;
+  napi_value r;
+  napi_get_boolean(env, sr3_half_all_finite(x.p, bf16, (int64_t)x.n), &r);
+  return r;
+}
+
 /* ---------------------------------------------------------------- strided */
 
 static napi_value Binary(napi_env env, napi_callback_info info) {
@@ -656,6 +666,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   }
   const struct { const char *name; napi_callback fn; } fns[] = {
       {"gemm", Gemm}, {"gemmHalf", GemmHalf}, {"widenHalf", WidenHalf}, {"embeddingForwardHalf", EmbeddingForwardHalf},
+      {"halfAllFinite", HalfAllFinite},
       {"binary", Binary}, {"copy", Copy}, {"unary", Unary}, {"axpby", Axpby},
       {"sumSquares", SumSquares}, {"allFinite", AllFinite}, {"reduce", Reduce},
       {"siluForward", SiluForward}, {"siluBackward", SiluBackward},

@@ -75,6 +75,7 @@ void sr3_gemm(const float *a, const float *b, float *c, int64_t batch, int64_t m
 void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
                    int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC, int accumulate);
 void sr3_widen_half(const uint16_t *src, int bf16, float *dst, int64_t n);
+int sr3_half_all_finite(const uint16_t *x, int bf16, int64_t n);
 void sr3_embedding_fwd_half(const uint16_t *w, int bf16, const int32_t *ids, float *out, int64_t count, int64_t dim);
 
 void sr3_binary(int op, const float *a, const int64_t *sa, const float *b, const int64_t *sb, float *out,

@@ -78,6 +78,29 @@ void sr3_widen_half(const uint16_t *src, int bf16, float *dst, int64_t n) {
   sr3_parallel_for(n, 1 << 16, widen_chunk, &w);
 }
 
+typedef struct {
+  const uint16_t *x;
+  uint16_t mask;
+  _Atomic int *bad;
+} Finite;
+
+static void finite_chunk(void *vc, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  const Finite *f = vc;
+  uint32_t bad = 0;
+  /* exponent all ones = Inf or NaN */
+#pragma omp simd reduction(| : bad)
+  for (int64_t i = b; i < e; i++) bad |= (uint32_t)((f->x[i] & f->mask) == f->mask);
+  if (bad) *f->bad = 1;
+}
+
+int sr3_half_all_finite(const uint16_t *x, int bf16, int64_t n) {
+  _Atomic int bad = 0;
+  Finite f = {x, bf16 ? 0x7f80 : 0x7c00, &bad};
+  sr3_parallel_for(n, 1 << 18, finite_chunk, &f);
+  return bad == 0;
+}
+
 /* ---------------------------------------------------------------- embedding */
 
 typedef struct {
@@ -173,15 +196,18 @@ static void skinny_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
 
 static int gemm_half_skinny(GemmHalf *g) {
   const int64_t m = g->m, k = g->k;
-  float *rows = malloc(sizeof(float) * (size_t)(g->batch * m * k));
-  if (!rows) return 0;
-  for (int64_t bi = 0; bi < g->batch; bi++) {
-    const float *a = g->a + bi * g->strideA;
-    float *r = rows + bi * m * k;
-    if (g->transA) for (int64_t i = 0; i < m; i++) for (int64_t p = 0; p < k; p++) r[i * k + p] = a[p * m + i];
-    else memcpy(r, a, sizeof(float) * (size_t)(m * k));
+  float *rows = NULL;
+  if (g->transA || (g->batch > 1 && g->strideA != m * k)) {
+    rows = malloc(sizeof(float) * (size_t)(g->batch * m * k));
+    if (!rows) return 0;
+    for (int64_t bi = 0; bi < g->batch; bi++) {
+      const float *a = g->a + bi * g->strideA;
+      float *r = rows + bi * m * k;
+      if (g->transA) for (int64_t i = 0; i < m; i++) for (int64_t p = 0; p < k; p++) r[i * k + p] = a[p * m + i];
+      else memcpy(r, a, sizeof(float) * (size_t)(m * k));
+    }
   }
-  g->rowsA = rows;
+  g->rowsA = rows ? rows : g->a; /* A is already contiguous rows (decoding): read in place */
   /* column chunks of ~256k multiply-adds, whole cache lines of C */
   int64_t grain = (int64_t)(262144.0 / ((double)m * (double)k * (double)g->batch)) / 16 * 16;
   if (grain < 16) grain = 16;

@@ -4,6 +4,7 @@ import { indexCommand } from './index-cmd.js';
 import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { exportCommand } from './export.js';
+import { addEmbedTokenCommand } from './add-embed-token.js';
 import { trainCommand } from './train-sft.js';
 import { mineCommand } from './mine.js';
 import { withRlStage } from './train-rl.js';
@@ -21,6 +22,7 @@ export const commands: Command[] = [
   searchCommand,
   serveCommand,
   exportCommand,
+  addEmbedTokenCommand,
   withLmStage(withRlStage(trainCommand)),
   mineCommand,
   rlenvCommand,

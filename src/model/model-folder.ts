@@ -9,7 +9,6 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
-import { halfAllFinite } from '../tensor/half-float.js';
 import { ModelFileError } from './model-file-error.js';
 import {
   type Qwen2Config, configMismatchError, extraLayerMismatch, missingTensorsMismatch, qwen2TensorSpecs,
@@ -84,7 +83,7 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
     const mismatch = shapeMismatch(spec, t.shape);
     if (mismatch) throw unfit(mismatch, t.file);
     // a flipped exponent bit makes NaN or Inf, which would only surface as a failing op much later
-    if (!(t.data instanceof T.HalfArray ? halfAllFinite(t.data) : T.kernels().allFinite(t.data))) {
+    if (!(t.data instanceof T.HalfArray ? T.kernels().halfAllFinite(t.data) : T.kernels().allFinite(t.data))) {
       const why = 'the file is damaged, or was saved from a diverged run';
       throw new ModelFileError(t.file, `weight "${t.name}" holds NaN or Inf values: ${why}.`);
     }

@@ -2,7 +2,7 @@
  * The reference backend: every kernel in plain TypeScript, single-threaded, written for clarity first.
  * The native backend is tested against it; it is also what runs when the addon could not be built.
  */
-import { type HalfArray, widenHalf } from './half-float.js';
+import { type HalfArray, halfAllFinite, widenHalf } from './half-float.js';
 import {
   type AttentionShape, BinaryOp, type F32, type GemmArgs, type GemmHalfArgs, type Kernels, ReduceOp, UnaryOp,
 } from './kernels.js';
@@ -377,7 +377,7 @@ function adamw(param: F32, grad: F32, m: F32, v: F32, lr: number, beta1: number,
 
 export const jsKernels: Kernels = {
   name: 'js',
-  gemm, gemmHalf, widenHalf, binary, unary, axpby, reduce, copy, sumSquares, allFinite,
+  gemm, gemmHalf, widenHalf, binary, unary, axpby, reduce, copy, sumSquares, allFinite, halfAllFinite,
   rmsnormForward, rmsnormBackward, rope,
   softmaxForward, softmaxBackward, logSoftmaxForward, logSoftmaxBackward,
   crossEntropyForward, crossEntropyBackward,

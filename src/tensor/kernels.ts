@@ -79,6 +79,8 @@ export interface Kernels {
   sumSquares(x: F32): number;
   /** True when no element is NaN or ±Inf. */
   allFinite(x: F32): boolean;
+  /** allFinite of 16-bit values. */
+  halfAllFinite(x: HalfArray): boolean;
 
   /** y = x / sqrt(mean(x²) + eps) · w over rows of length dim; rstd[row] = 1/sqrt(mean(x²)+eps). */
   rmsnormForward(x: F32, w: F32, y: F32, rstd: F32, rows: number, dim: number, eps: number): void;

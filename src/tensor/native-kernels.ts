@@ -25,6 +25,7 @@ export interface NativeAddon {
   gemmHalf(a: F32, b: Uint16Array, bf16: boolean, c: F32, batch: number, m: number, n: number, k: number, transA: boolean,
     transB: boolean, strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
   widenHalf(src: Uint16Array, bf16: boolean, dst: F32): void;
+  halfAllFinite(x: Uint16Array, bf16: boolean): boolean;
   embeddingForwardHalf(weight: Uint16Array, bf16: boolean, ids: Int32Array, out: F32, dim: number): void;
   attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, batch: number, queryHeads: number, kvHeads: number,
     queryLen: number, keyLen: number, headDim: number, scale: number, causal: boolean, keyMask: Uint8Array | null,
@@ -99,6 +100,7 @@ export function loadNativeKernels(): Kernels {
     gemmHalf: (g: GemmHalfArgs) => addon.gemmHalf(g.a, g.b.bits, g.b.dtype === 'bf16', g.c, g.batch, g.m, g.n, g.k,
       g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.accumulate),
     widenHalf: (src: HalfArray, dst: F32) => addon.widenHalf(src.bits, src.dtype === 'bf16', dst),
+    halfAllFinite: (x: HalfArray) => addon.halfAllFinite(x.bits, x.dtype === 'bf16'),
     embeddingForwardHalf: (w: HalfArray, ids: Int32Array, out: F32, dim: number) =>
       addon.embeddingForwardHalf(w.bits, w.dtype === 'bf16', ids, out, dim),
     attentionForward: (q, k, v, out, lse, s: AttentionShape) =>

@@ -3,10 +3,12 @@
  * kernel run on the widened weight up to summation order: the JS reference (double sums) within 1e-6
  * relative, the native one (float sums, OpenBLAS panels) within 1e-5, on the decode path (m ≤ 4, weight
  * streamed once) and the panel path, with transposes, batches, accumulation and ragged k. Widening
- * itself is bit-exact on both backends for every one of the 65,536 patterns of each format.
+ * itself is bit-exact on both backends for every one of the 65,536 patterns of each format, and both
+ * find an Inf or NaN wherever it is.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.js';
 import { HalfArray, type HalfDtype, widenHalf } from '../../src/tensor/half-float.js';
 import { jsKernels } from '../../src/tensor/js-kernels.js';
 import type { GemmArgs, Kernels } from '../../src/tensor/kernels.js';
@@ -92,6 +94,16 @@ for (const dtype of ['bf16', 'f16'] as const) {
       const ref = new Float32Array(ids.length * 24);
       jsKernels.embeddingForward(widened(table), ids, ref, 24);
       assert.deepEqual(out, ref, `${k.name}: embedding rows`);
+      const inf = dtype === 'bf16' ? 0x7f80 : 0x7c00, nan = inf | 1;
+      const some = (at: number, v: number): T.HalfArray => {
+        const bits = new Uint16Array(300_000).fill(0x3c00);
+        bits[at] = v;
+        return new T.HalfArray(dtype, bits);
+      };
+      assert.equal(k.halfAllFinite(some(0, 0x3c00)), true, `${k.name}: finite`);
+      for (const [at, v] of [[0, inf], [299_999, nan | 0x8000], [150_001, inf | 0x8000]]) {
+        assert.equal(k.halfAllFinite(some(at, v)), false, `${k.name}: ${v.toString(16)} at ${at}`);
+      }
     }
   });
 }
