@@ -70,7 +70,8 @@ async function ours(dir: string, precision: 'f32' | 'file'): Promise<Figures> {
   const loadSeconds = seconds(t0);
   const ids = Int32Array.from(promptIds());
   T.noGrad(() => model.logits(T.slice(model.forward(ids.subarray(0, 16), 1, 16), 1, 15, 16))); // warm-up
-  const prefill = ids.length / await best(() => T.noGrad(() => model.logits(T.slice(model.forward(ids, 1, ids.length), 1, ids.length - 1, ids.length))));
+  const n = ids.length;
+  const prefill = n / await best(() => T.noGrad(() => model.logits(T.slice(model.forward(ids, 1, n), 1, n - 1, n))));
   const decode = decodeLen / await best(() => generate(model, [[ids[0]]], { maxNewTokens: decodeLen }));
   const texts = await documents();
   t0 = performance.now();
@@ -96,11 +97,15 @@ async function llamaCpp(dir: string, gguf: string): Promise<Figures> {
     await seq.evaluateWithoutGeneratingNewTokens(prompt);
     await seq.clearHistory();
   });
-  const decode = decodeLen / await best(async () => {
-    let n = 0;
-    for await (const _ of seq.evaluate(prompt.slice(0, 1), { temperature: 0, yieldEogToken: true })) if (++n >= decodeLen) break;
+  let generated = 0;
+  const decodeSeconds = await best(async () => {
+    generated = 0;
+    for await (const _ of seq.evaluate(prompt.slice(0, 1), { temperature: 0, yieldEogToken: true })) {
+      if (++generated >= decodeLen) break;
+    }
     await seq.clearHistory();
   });
+  const decode = generated / decodeSeconds; // an end-of-generation token may end it early
   await ctx.dispose();
   // the documents as the llama.cpp engine embeds them: our prompts, one embedding-context pass each
   const tokenizer = await Tokenizer.fromFolder(dir);
@@ -125,7 +130,8 @@ function measure(engine: Engine, dir: string, gguf: string): Figures {
 }
 
 async function child(engine: Engine, dir: string, gguf: string): Promise<void> {
-  const f = engine === 'ours-f32' ? await ours(dir, 'f32') : engine === 'ours-half' ? await ours(dir, 'file') : await llamaCpp(dir, gguf);
+  const f = engine === 'ours-f32' ? await ours(dir, 'f32')
+    : engine === 'ours-half' ? await ours(dir, 'file') : await llamaCpp(dir, gguf);
   console.log(JSON.stringify(f));
 }
 
@@ -135,10 +141,13 @@ async function main(): Promise<void> {
   try {
     let t0 = performance.now();
     if (own) await makeStandIn(dir, { layers });
-    const ggufs: Record<GgufFileType, string> = { F32: '', F16: path.join(dir, 'bench-f16.gguf'), Q8_0: path.join(dir, 'bench-q8_0.gguf') };
+    const ggufs: Record<GgufFileType, string> = {
+      F32: '', F16: path.join(dir, 'bench-f16.gguf'), Q8_0: path.join(dir, 'bench-q8_0.gguf'),
+    };
     for (const type of ['F16', 'Q8_0'] as const) await exportQwen2GgufFromFolder(dir, ggufs[type], { fileType: type });
-    console.log(`model: random bf16 weights, Qwen2.5-1.5B shape (${layers} layers, d 1536, 12/2 heads, FFN 8960, vocab 151936), `
-      + `stand-in and GGUFs written in ${seconds(t0).toFixed(0)} s; ${threads} threads; prompt ${promptLen}, decode ${decodeLen}, ${docCount} SciFact abstracts`);
+    const shape = `Qwen2.5-1.5B shape (${layers} layers, d 1536, 12/2 heads, FFN 8960, vocab 151936)`;
+    console.log(`model: random bf16 weights, ${shape}, stand-in and GGUFs written in ${seconds(t0).toFixed(0)} s; `
+      + `${threads} threads; prompt ${promptLen}, decode ${decodeLen}, ${docCount} SciFact abstracts`);
     const rows: [string, Figures][] = [];
     for (const [name, engine, gguf] of [
       ['search-r3, f32 weights', 'ours-f32', ''], ['search-r3, bf16 weights', 'ours-half', ''],
@@ -149,21 +158,24 @@ async function main(): Promise<void> {
       console.error(`(${name}: ${seconds(t0).toFixed(0)} s)`);
     }
     const gb = (b: number): string => (b / 1e9).toFixed(2);
-    console.log(`${''.padEnd(26)} ${'prefill'.padStart(9)} ${'decode'.padStart(8)} ${'docs/s'.padStart(8)} ${'peak RSS'.padStart(9)}   (tokens/s; GB)`);
+    const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(26) : c.padStart(9))).join(' ');
+    console.log(`${line(['', 'prefill', 'decode', 'docs/s', 'peak RSS'])}   (tokens/s; GB)`);
     for (const [name, f] of rows) {
-      console.log(`${name.padEnd(26)} ${f.prefill.toFixed(1).padStart(9)} ${f.decode.toFixed(2).padStart(8)} ${f.docsPerSecond.toFixed(2).padStart(8)} ${gb(f.peakRss).padStart(9)}`);
+      console.log(line([name, f.prefill.toFixed(1), f.decode.toFixed(2), f.docsPerSecond.toFixed(2), gb(f.peakRss)]));
     }
     const half = rows[1][1], f16 = rows[2][1];
-    console.log(`bf16 weights / llama.cpp F16: prefill ${(half.prefill / f16.prefill).toFixed(2)}× (target ≥ 1.5), `
-      + `decode ${(half.decode / f16.decode).toFixed(2)}× (≥ 1.0), documents/s ${(half.docsPerSecond / f16.docsPerSecond).toFixed(2)}×, `
-      + `peak RSS ${(half.peakRss / f16.peakRss).toFixed(2)}× (≤ 1.1); f32 → bf16 peak RSS ${(half.peakRss / rows[0][1].peakRss).toFixed(2)}×`);
+    const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
+    console.log(`bf16 weights / llama.cpp F16: prefill ${ratio(half.prefill, f16.prefill)} (target ≥ 1.5), `
+      + `decode ${ratio(half.decode, f16.decode)} (≥ 1.0), documents/s ${ratio(half.docsPerSecond, f16.docsPerSecond)}, `
+      + `peak RSS ${ratio(half.peakRss, f16.peakRss)} (≤ 1.1); f32 → bf16 peak RSS ${ratio(half.peakRss, rows[0][1].peakRss)}`);
   } finally {
     if (own) rmSync(dir, { recursive: true, force: true });
   }
 }
 
 if (process.argv[2] === '--child') {
-  child(process.argv[3] as Engine, process.argv[4], process.argv[5]).catch((e) => { console.error(e); process.exit(1); });
+  const [engine, dir, gguf] = process.argv.slice(3);
+  child(engine as Engine, dir, gguf).catch((e) => { console.error(e); process.exit(1); });
 } else {
   main().catch((e) => { console.error(e); process.exit(1); });
 }

@@ -165,24 +165,41 @@ static napi_value undefined(napi_env env) {
 
 /* ---------------------------------------------------------------- gemm */
 
+/* The ten sizes and flags after a gemm's buffers: batch, m, n, k, transA, transB, three strides, accumulate. */
+typedef struct {
+  int64_t batch, m, n, k, sA, sB, sC;
+  int tA, tB, acc;
+} GemmShape;
+
+/* Reads the shape from argv[at..at+9] and checks that a, b and c hold what it touches. */
+static GemmShape gemm_shape(Ctx *c, napi_value *argv, int at, Buf a, Buf b, Buf cc) {
+  GemmShape s = {0};
+  s.batch = integer(c, argv[at], "batch", 0, 2147483647.0);
+  s.m = integer(c, argv[at + 1], "m", 0, 2147483647.0);
+  s.n = integer(c, argv[at + 2], "n", 0, 2147483647.0);
+  s.k = integer(c, argv[at + 3], "k", 0, 2147483647.0);
+  s.tA = boolean(c, argv[at + 4]);
+  s.tB = boolean(c, argv[at + 5]);
+  s.sA = integer(c, argv[at + 6], "strideA", 0, 2147483647.0);
+  s.sB = integer(c, argv[at + 7], "strideB", 0, 2147483647.0);
+  s.sC = integer(c, argv[at + 8], "strideC", 0, 2147483647.0);
+  s.acc = boolean(c, argv[at + 9]);
+  if (c->failed || s.batch <= 0 || s.m <= 0 || s.n <= 0) return s;
+  const __int128 last = s.batch - 1;
+  if (s.k > 0) {
+    need(c, a, "a", last * s.sA + (__int128)s.m * s.k);
+    need(c, b, "b", last * s.sB + (__int128)s.k * s.n);
+  }
+  need(c, cc, "c", last * s.sC + (__int128)s.m * s.n);
+  return s;
+}
+
 static napi_value Gemm(napi_env env, napi_callback_info info) {
   ARGS(13, "gemm");
   Buf a = F32(argv[0], "a"), b = F32(argv[1], "b"), cc = F32(argv[2], "c");
-  const int64_t batch = SIZE(argv[3], "batch"), m = SIZE(argv[4], "m"), n = SIZE(argv[5], "n"), k = SIZE(argv[6], "k");
-  const int tA = boolean(&c, argv[7]), tB = boolean(&c, argv[8]);
-  const int64_t sA = SIZE(argv[9], "strideA"), sB = SIZE(argv[10], "strideB"), sC = SIZE(argv[11], "strideC");
-  const int acc = boolean(&c, argv[12]);
+  const GemmShape s = gemm_shape(&c, argv, 3, a, b, cc);
   if (c.failed) return NULL;
-  if (batch > 0 && m > 0 && n > 0) {
-    const __int128 last = batch - 1;
-    if (k > 0) {
-      need(&c, a, "a", last * sA + (__int128)m * k);
-      need(&c, b, "b", last * sB + (__int128)k * n);
-    }
-    need(&c, cc, "c", last * sC + (__int128)m * n);
-  }
-  if (c.failed) return NULL;
-  sr3_gemm(a.p, b.p, cc.p, batch, m, n, k, tA, tB, sA, sB, sC, acc);
+  sr3_gemm(a.p, b.p, cc.p, s.batch, s.m, s.n, s.k, s.tA, s.tB, s.sA, s.sB, s.sC, s.acc);
   return undefined(env);
 }
 
@@ -191,21 +208,9 @@ static napi_value GemmHalf(napi_env env, napi_callback_info info) {
   ARGS(14, "gemmHalf");
   Buf a = F32(argv[0], "a"), b = U16(argv[1], "b"), cc = F32(argv[3], "c");
   const int bf16 = boolean(&c, argv[2]);
-  const int64_t batch = SIZE(argv[4], "batch"), m = SIZE(argv[5], "m"), n = SIZE(argv[6], "n"), k = SIZE(argv[7], "k");
-  const int tA = boolean(&c, argv[8]), tB = boolean(&c, argv[9]);
-  const int64_t sA = SIZE(argv[10], "strideA"), sB = SIZE(argv[11], "strideB"), sC = SIZE(argv[12], "strideC");
-  const int acc = boolean(&c, argv[13]);
+  const GemmShape s = gemm_shape(&c, argv, 4, a, b, cc);
   if (c.failed) return NULL;
-  if (batch > 0 && m > 0 && n > 0) {
-    const __int128 last = batch - 1;
-    if (k > 0) {
-      need(&c, a, "a", last * sA + (__int128)m * k);
-      need(&c, b, "b", last * sB + (__int128)k * n);
-    }
-    need(&c, cc, "c", last * sC + (__int128)m * n);
-  }
-  if (c.failed) return NULL;
-  sr3_gemm_half(a.p, b.p, bf16, cc.p, batch, m, n, k, tA, tB, sA, sB, sC, acc);
+  sr3_gemm_half(a.p, b.p, bf16, cc.p, s.batch, s.m, s.n, s.k, s.tA, s.tB, s.sA, s.sB, s.sC, s.acc);
   return undefined(env);
 }
 

@@ -68,12 +68,16 @@ static inline float sr3_sigmoidf(float x) { return 1.0f / (1.0f + sr3_expf(-x));
 typedef enum { OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3 } BinaryOp;
 typedef enum { U_NEG = 0, U_EXP = 1, U_LOG = 2, U_SQRT = 3, U_ABS = 4, U_SQUARE = 5, U_RECIP = 6 } UnaryOp;
 
+/* A (m×k, or k×m with transA) of every batch as contiguous m×k rows, in a new buffer (NULL without memory). */
+float *sr3_gather_rows(const float *a, int64_t batch, int64_t m, int64_t k, int64_t strideA, int transA);
+
 void sr3_gemm(const float *a, const float *b, float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
               int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC, int accumulate);
 
 /* B (and the embedding table) held in 16 bits: bf16 != 0 for bfloat16, else IEEE f16 (native/half.c). */
-void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
-                   int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC, int accumulate);
+void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_t batch, int64_t m, int64_t n,
+                   int64_t k, int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC,
+                   int accumulate);
 void sr3_widen_half(const uint16_t *src, int bf16, float *dst, int64_t n);
 int sr3_half_all_finite(const uint16_t *x, int bf16, int64_t n);
 void sr3_embedding_fwd_half(const uint16_t *w, int bf16, const int32_t *ids, float *out, int64_t count, int64_t dim);

@@ -158,17 +158,22 @@ static void skinny_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
   }
 }
 
+float *sr3_gather_rows(const float *a, int64_t batch, int64_t m, int64_t k, int64_t strideA, int transA) {
+  float *rows = malloc(sizeof(float) * (size_t)(batch * m * k));
+  if (!rows) return NULL;
+  for (int64_t bi = 0; bi < batch; bi++) {
+    const float *ab = a + bi * strideA;
+    float *r = rows + bi * m * k;
+    if (transA) for (int64_t i = 0; i < m; i++) for (int64_t p = 0; p < k; p++) r[i * k + p] = ab[p * m + i];
+    else memcpy(r, ab, sizeof(float) * (size_t)(m * k));
+  }
+  return rows;
+}
+
 static int gemm_skinny(Gemm *g) {
   const int64_t m = g->m, k = g->k;
-  /* A as contiguous rows for every batch (a transposed A is gathered; it is only m×k). */
-  float *rows = malloc(sizeof(float) * (size_t)(g->batch * m * k));
+  float *rows = sr3_gather_rows(g->a, g->batch, m, k, g->strideA, g->transA);
   if (!rows) return 0;
-  for (int64_t bi = 0; bi < g->batch; bi++) {
-    const float *a = g->a + bi * g->strideA;
-    float *r = rows + bi * m * k;
-    if (g->transA) for (int64_t i = 0; i < m; i++) for (int64_t p = 0; p < k; p++) r[i * k + p] = a[p * m + i];
-    else memcpy(r, a, sizeof(float) * (size_t)(m * k));
-  }
   g->rowsA = rows;
   /* Column chunks of ~256k multiply-adds; batches sharing C stay in order inside a chunk. */
   int64_t grain = (int64_t)(262144.0 / ((double)m * (double)k * (double)g->batch)) / NC * NC;

@@ -198,14 +198,8 @@ static int gemm_half_skinny(GemmHalf *g) {
   const int64_t m = g->m, k = g->k;
   float *rows = NULL;
   if (g->transA || (g->batch > 1 && g->strideA != m * k)) {
-    rows = malloc(sizeof(float) * (size_t)(g->batch * m * k));
+    rows = sr3_gather_rows(g->a, g->batch, m, k, g->strideA, g->transA);
     if (!rows) return 0;
-    for (int64_t bi = 0; bi < g->batch; bi++) {
-      const float *a = g->a + bi * g->strideA;
-      float *r = rows + bi * m * k;
-      if (g->transA) for (int64_t i = 0; i < m; i++) for (int64_t p = 0; p < k; p++) r[i * k + p] = a[p * m + i];
-      else memcpy(r, a, sizeof(float) * (size_t)(m * k));
-    }
   }
   g->rowsA = rows ? rows : g->a; /* A is already contiguous rows (decoding): read in place */
   /* column chunks of ~256k multiply-adds, whole cache lines of C */
@@ -243,21 +237,23 @@ static void panel_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
       else for (int64_t p = 0; p < k; p++) widen_run(B + p * n + j0, g->bf16, s + p * w, w);
     }
     const float *A = g->a + bi * g->strideA;
-    cblas_sgemm(CblasRowMajor, g->transA ? CblasTrans : CblasNoTrans, g->transB ? CblasTrans : CblasNoTrans, (int)m, (int)w,
-                (int)k, 1.0f, A, (int)(g->transA ? m : k), s, (int)(g->transB ? k : w), g->beta,
-                g->c + bi * g->strideC + j0, (int)n);
+    const CBLAS_TRANSPOSE ta = g->transA ? CblasTrans : CblasNoTrans, tb = g->transB ? CblasTrans : CblasNoTrans;
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)w, (int)k, 1.0f, A, (int)(g->transA ? m : k), s,
+                (int)(g->transB ? k : w), g->beta, g->c + bi * g->strideC + j0, (int)n);
   }
 }
 
-void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_t batch, int64_t m, int64_t n, int64_t k,
-                   int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC, int accumulate) {
+void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_t batch, int64_t m, int64_t n,
+                   int64_t k, int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC,
+                   int accumulate) {
   if (batch <= 0 || m <= 0 || n <= 0) return;
   if (k <= 0) {
     if (!accumulate)
       for (int64_t bi = 0; bi < batch; bi++) memset(c + bi * strideC, 0, sizeof(float) * (size_t)(m * n));
     return;
   }
-  GemmHalf g = {a, b, c, bf16, transA, transB, batch, m, n, k, strideA, strideB, strideC, accumulate ? 1.0f : 0.0f, NULL};
+  GemmHalf g = {a, b, c, bf16, transA, transB, batch, m, n, k, strideA, strideB, strideC,
+                accumulate ? 1.0f : 0.0f, NULL};
   if (m <= SKINNY_M && transB && gemm_half_skinny(&g)) return;
   /* Panels of ~1M widened floats (4 MB), at least NC columns, and at least one panel per thread. */
   const int T = sr3_threads();

@@ -33,7 +33,9 @@ function highWater(pid: number): number {
 }
 
 /** Runs the CLI; `during` (given the process and its stdout so far) may act while it runs, e.g. on a server. */
-function cli(label: string, args: string[], during?: (p: ChildProcess, out: () => string) => Promise<void>): Promise<Run> {
+type During = (p: ChildProcess, out: () => string) => Promise<void>;
+
+function cli(label: string, args: string[], during?: During): Promise<Run> {
   const t0 = performance.now();
   const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '', stderr = '', peak = 0;
@@ -64,7 +66,8 @@ async function until<T>(what: string, f: () => T | undefined, ms = 600_000): Pro
 }
 
 async function postJson(url: string, body: unknown): Promise<Record<string, unknown>> {
-  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const headers = { 'content-type': 'application/json' };
+  const r = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body) });
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status} ${await r.text()}`);
   return (await r.json()) as Record<string, unknown>;
 }
@@ -72,24 +75,30 @@ async function postJson(url: string, body: unknown): Promise<Record<string, unkn
 /** serve: waits for it to listen, sends an embedding, a reasoning query and a search, then stops it. */
 async function exercise(p: ChildProcess, out: () => string): Promise<void> {
   const url = await until('the server to listen', () => /at (http:\/\/\S+)/.exec(out())?.[1]);
-  await postJson(`${url}/v1/embeddings`, { model: 'search-r3', input: ['Vitamin D and bone density in older adults.'] });
+  const model = 'search-r3';
+  await postJson(`${url}/v1/embeddings`, { model, input: ['Vitamin D and bone density in older adults.'] });
   const q = { mode: 'query', reasoning: 'on', max_reasoning_tokens: 16 };
-  await postJson(`${url}/v1/embeddings`, { model: 'search-r3', input: 'does vitamin D prevent fractures?', search_r3: q });
+  await postJson(`${url}/v1/embeddings`, { model, input: 'does vitamin D prevent fractures?', search_r3: q });
   await postJson(`${url}/v1/search`, { query: 'vitamin D fractures', k: 3 });
   p.kill('SIGTERM');
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { model: { type: 'string' }, work: { type: 'string' } } });
-  if (!values.model || !existsSync(path.join(values.model, 'config.json'))) throw new Error('give --model <folder> holding a model');
+  if (!values.model || !existsSync(path.join(values.model, 'config.json'))) {
+    throw new Error('give --model <folder> holding a model');
+  }
   const model = path.resolve(values.model);
   const work = values.work ?? await fsp.mkdtemp(path.join(tmpdir(), 'sr3-standin-check-'));
   await fsp.mkdir(work, { recursive: true });
   const corpus = (await readBeirCorpus(path.join(repoRoot, 'demo', 'scifact', 'corpus.jsonl.gz'))).slice(0, 20);
   const docs = path.join(work, 'docs.jsonl');
-  await fsp.writeFile(docs, corpus.map((d) => JSON.stringify({ id: d.id, title: d.title, text: d.text })).join('\n') + '\n');
+  const lines = corpus.map((d) => JSON.stringify({ id: d.id, title: d.title, text: d.text }));
+  await fsp.writeFile(docs, lines.join('\n') + '\n');
   const pairs = path.join(work, 'pairs.jsonl');
-  const examples = corpus.slice(0, 8).map((d, i) => ({ query: d.title, pos: [d.text.slice(0, 400)], neg: [documentText(corpus[i + 8]).slice(0, 400)] }));
+  const examples = corpus.slice(0, 8).map((d, i) => ({
+    query: d.title, pos: [d.text.slice(0, 400)], neg: [documentText(corpus[i + 8]).slice(0, 400)],
+  }));
   await fsp.writeFile(pairs, examples.map((e) => JSON.stringify(e)).join('\n') + '\n');
   const sft = async (folder: string, out: string): Promise<string[]> => {
     const cfg = {
@@ -108,27 +117,38 @@ async function main(): Promise<void> {
     console.error(`${run.label}: ${run.seconds.toFixed(1)} s, peak RSS ${(run.peakRss / 1e9).toFixed(2)} GB`);
   };
   const f16 = path.join(model, 'model-f16.gguf');
-  if (!existsSync(f16)) await step(cli('export gguf --type f16', ['export', 'gguf', '--model', model, '--out', f16, '--type', 'f16']));
-  await step(cli('export gguf --type q8_0', ['export', 'gguf', '--model', model, '--out', path.join(work, 'model-q8_0.gguf'), '--type', 'q8_0']));
-  await step(cli('demo --model', ['demo', '--model', model, '--index', path.join(work, 'demo-index'), '--max-documents', '5',
-    '--max-queries', '3', '--max-reasoning-tokens', '16', '--no-table', '--quiet']));
-  await step(cli('index', ['index', '--model', model, '--input', docs, '--out', path.join(work, 'idx')]));
-  await step(cli('index --engine llama.cpp', ['index', '--model', model, '--input', docs, '--out', path.join(work, 'idx-llama'), '--engine', 'llama.cpp', '--gguf', f16]));
+  const q8 = path.join(work, 'model-q8_0.gguf'), idx = path.join(work, 'idx'), idxLlama = path.join(work, 'idx-llama');
+  const llama = ['--engine', 'llama.cpp', '--gguf', f16];
+  const exportAs = (out: string, type: string): string[] => [
+    'export', 'gguf', '--model', model, '--out', out, '--type', type,
+  ];
+  if (!existsSync(f16)) await step(cli('export gguf --type f16', exportAs(f16, 'f16')));
+  await step(cli('export gguf --type q8_0', exportAs(q8, 'q8_0')));
+  await step(cli('demo --model', ['demo', '--model', model, '--index', path.join(work, 'demo-index'),
+    '--max-documents', '5', '--max-queries', '3', '--max-reasoning-tokens', '16', '--no-table', '--quiet']));
+  await step(cli('index', ['index', '--model', model, '--input', docs, '--out', idx]));
+  await step(cli('index --engine llama.cpp', ['index', '--model', model, '--input', docs, '--out', idxLlama,
+    ...llama]));
   for (const reasoning of ['off', 'on']) {
-    await step(cli(`search --reasoning ${reasoning}`, ['search', '--index', path.join(work, 'idx'), '--reasoning', reasoning, '--max-reasoning', '16', 'vitamin D fractures']));
-    await step(cli(`search --reasoning ${reasoning} --engine llama.cpp`, ['search', '--index', path.join(work, 'idx-llama'), '--engine', 'llama.cpp', '--gguf', f16,
-      '--reasoning', reasoning, '--max-reasoning', '16', 'vitamin D fractures']));
+    const query = ['--reasoning', reasoning, '--max-reasoning', '16', 'vitamin D fractures'];
+    await step(cli(`search --reasoning ${reasoning}`, ['search', '--index', idx, ...query]));
+    const label = `search --reasoning ${reasoning} --engine llama.cpp`;
+    await step(cli(label, ['search', '--index', idxLlama, ...llama, ...query]));
   }
-  await step(cli('serve', ['serve', '--index', path.join(work, 'idx'), '--port', '0'], exercise));
-  await step(cli('serve --engine llama.cpp', ['serve', '--index', path.join(work, 'idx-llama'), '--port', '0', '--engine', 'llama.cpp', '--gguf', f16], exercise));
+  await step(cli('serve', ['serve', '--index', idx, '--port', '0'], exercise));
+  await step(cli('serve --engine llama.cpp', ['serve', '--index', idxLlama, '--port', '0', ...llama], exercise));
   await step(cli('train sft --lora (bf16 base)', await sft(model, path.join(work, 'sft-half'))));
   // the same run on a float32 copy: the memory LoRA training took before (inference: npm run bench:gen)
   const f32 = path.join(work, 'model-f32');
-  if (!existsSync(path.join(f32, 'config.json'))) await saveModelFolder(f32, await loadModelFolder(model), { dtype: 'F32' });
+  if (!existsSync(path.join(f32, 'config.json'))) {
+    await saveModelFolder(f32, await loadModelFolder(model), { dtype: 'F32' });
+  }
   await step(cli('train sft --lora (f32 base, as before)', await sft(f32, path.join(work, 'sft-f32'))));
 
   console.log('| command | wall time | peak RSS |\n| --- | ---: | ---: |');
-  for (const r of runs) console.log(`| \`${r.label}\` | ${r.seconds.toFixed(1)} s | ${(r.peakRss / 1e9).toFixed(2)} GB |`);
+  for (const r of runs) {
+    console.log(`| \`${r.label}\` | ${r.seconds.toFixed(1)} s | ${(r.peakRss / 1e9).toFixed(2)} GB |`);
+  }
   console.log(`(work folder: ${work})`);
 }
 

@@ -27,19 +27,10 @@ import { parseQwen2Config, qwen2TensorSpecs, type Qwen2Config } from '../src/mod
 import { saveSafetensorsFolder } from '../src/model/safetensors.js';
 import type { TensorView } from '../src/model/tensor-data.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
+import { QWEN2_5_1_5B_CONFIG } from '../test/helpers/qwen2_5-config.js';
 import { qwen2_5TokenizerFiles } from '../test/helpers/qwen-reference-tokenizer.js';
 
-/** Qwen/Qwen2.5-1.5B-Instruct's config.json, as published on the Hugging Face Hub. */
-export const QWEN2_5_1_5B_CONFIG = {
-  architectures: ['Qwen2ForCausalLM'], attention_dropout: 0.0, bos_token_id: 151643, eos_token_id: 151645,
-  hidden_act: 'silu', hidden_size: 1536, initializer_range: 0.02, intermediate_size: 8960,
-  max_position_embeddings: 32768, max_window_layers: 21, model_type: 'qwen2', num_attention_heads: 12,
-  num_hidden_layers: 28, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 1000000.0, sliding_window: 32768,
-  tie_word_embeddings: true, torch_dtype: 'bfloat16', transformers_version: '4.43.1', use_cache: true,
-  use_sliding_window: false, vocab_size: 151936,
-};
-
-/** Checkpoints above this many bytes are split, so the stand-in has shards as the task asks (3.1 GB → 2). */
+/** Checkpoints above this many bytes are split: the stand-in is sharded (3.1 GB in 2), as large downloads are. */
 const SHARD_BYTES = 2e9;
 
 export interface StandInOptions {
@@ -83,17 +74,24 @@ export async function makeStandIn(dir: string, opts: StandInOptions = {}): Promi
   await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify(json, null, 2) + '\n');
   // norms and biases are written in bf16 too, as the real checkpoint stores every tensor
   await saveSafetensorsFolder(dir, weights(config, opts.seed ?? 1), { dtype: 'BF16', maxShardBytes: SHARD_BYTES });
-  await fsp.writeFile(path.join(dir, 'STAND-IN.md'), `# Not a trained model\n\nRandom bf16 weights in the shape of ytgui/Search-R3.0-Small (Qwen2.5-1.5B-Instruct with <|embed_token|>), written by scripts/standin.ts to exercise the code paths of the real one.\n`);
+  const note = 'Random bf16 weights in the shape of ytgui/Search-R3.0-Small (Qwen2.5-1.5B-Instruct with '
+    + '<|embed_token|>), written by scripts/standin.ts to exercise the code paths of the real one.';
+  await fsp.writeFile(path.join(dir, 'STAND-IN.md'), `# Not a trained model\n\n${note}\n`);
   return config;
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { out: { type: 'string' }, layers: { type: 'string' }, seed: { type: 'string' } } });
+  const options = { out: { type: 'string' }, layers: { type: 'string' }, seed: { type: 'string' } } as const;
+  const { values } = parseArgs({ options });
   if (!values.out) throw new Error('give --out <dir>: the folder to write the stand-in model into');
-  if (existsSync(path.join(values.out, 'config.json'))) throw new Error(`${values.out} already holds a model; give another --out`);
+  if (existsSync(path.join(values.out, 'config.json'))) {
+    throw new Error(`${values.out} already holds a model; give another --out`);
+  }
   const t0 = Date.now();
-  const config = await makeStandIn(values.out, { layers: values.layers ? Number(values.layers) : undefined, seed: values.seed ? Number(values.seed) : undefined });
-  console.log(`wrote ${values.out}: ${config.numHiddenLayers} layers, d ${config.hiddenSize}, vocabulary ${config.vocabSize}, bf16, in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  const number = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+  const config = await makeStandIn(values.out, { layers: number(values.layers), seed: number(values.seed) });
+  const shape = `${config.numHiddenLayers} layers, d ${config.hiddenSize}, vocabulary ${config.vocabSize}, bf16`;
+  console.log(`wrote ${values.out}: ${shape}, in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -32,7 +32,8 @@ export const addEmbedTokenCommand: Command = {
   summary: 'add <|embed_token|> to a base model folder (untrained), as stage 1 does',
   help: HELP,
   async run(argv) {
-    const { values } = parseArgs({ args: argv, strict: true, options: { model: { type: 'string' }, out: { type: 'string' } } });
+    const options = { model: { type: 'string' }, out: { type: 'string' } } as const;
+    const { values } = parseArgs({ args: argv, strict: true, options });
     if (!values.model) throw new UserError('--model <dir> is required: the model folder to add the token to.');
     const dir = values.model, out = values.out ?? dir;
     const tokenizer = await Tokenizer.fromFolder(dir);
@@ -51,15 +52,19 @@ export const addEmbedTokenCommand: Command = {
     }
     const loaded = await loadModelFolder(dir);
     const { model, ids: [id] } = addSpecialTokens(loaded, [EMBED_TOKEN]);
-    await saveModelFolder(out, { model, tokenizer: loaded.tokenizer }, { dtype: STORED[config.torchDtype ?? ''] ?? 'F32' });
-    console.log(`${out}: ${EMBED_TOKEN} is token ${id}; the embedding grew to ${model.config.vocabSize} rows and the weights were written again.`);
+    const dtype = STORED[config.torchDtype ?? ''] ?? 'F32';
+    await saveModelFolder(out, { model, tokenizer: loaded.tokenizer }, { dtype });
+    const grew = `the embedding grew to ${model.config.vocabSize} rows and the weights were written again`;
+    console.log(`${out}: ${EMBED_TOKEN} is token ${id}; ${grew}.`);
     return 0;
   },
 };
 
 /** Copies every file of a model folder except its tokenizer files (written next). */
 async function copyFolder(from: string, to: string): Promise<void> {
-  if (existsSync(path.join(to, 'config.json'))) throw new UserError(`--out ${to} already holds a model; give an empty folder.`);
+  if (existsSync(path.join(to, 'config.json'))) {
+    throw new UserError(`--out ${to} already holds a model; give an empty folder.`);
+  }
   await fsp.mkdir(to, { recursive: true });
   for (const name of await fsp.readdir(from)) {
     if (name === TOKENIZER_JSON || name === TOKENIZER_CONFIG_JSON) continue;

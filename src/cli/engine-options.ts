@@ -39,8 +39,9 @@ export function engineHelp(column: number, withIndex = true): string {
       else lines.push(word);
     }
     const head = `  ${flag}`;
-    const first = head.length < column ? `${head.padEnd(column)}${lines[0]}` : `${head}\n${' '.repeat(column)}${lines[0]}`;
-    return [first, ...lines.slice(1).map((l) => `${' '.repeat(column)}${l}`)].join('\n');
+    const indent = ' '.repeat(column);
+    const first = head.length < column ? `${head.padEnd(column)}${lines[0]}` : `${head}\n${indent}${lines[0]}`;
+    return [first, ...lines.slice(1).map((l) => `${indent}${l}`)].join('\n');
   }).join('\n');
 }
 
@@ -53,7 +54,9 @@ interface EngineValues { engine?: string; gguf?: string; gpu?: string; 'as-sourc
 
 export function parseEngine(v: EngineValues): EngineChoice {
   const kind = v.engine ?? 'search-r3';
-  if (kind !== 'search-r3' && kind !== 'llama.cpp') throw new UserError(`--engine must be search-r3 or llama.cpp (got '${kind}').`);
+  if (kind !== 'search-r3' && kind !== 'llama.cpp') {
+    throw new UserError(`--engine must be search-r3 or llama.cpp (got '${kind}').`);
+  }
   if (kind === 'search-r3') {
     const stray = (['gguf', 'gpu', 'as-source-model'] as const).find((k) => v[k] !== undefined);
     if (stray) throw new UserError(`--${stray} goes with --engine llama.cpp.`);
@@ -71,16 +74,18 @@ export function findGguf(modelDir: string, given: string | undefined): string {
   if (found.length === 1) return path.join(modelDir, found[0]);
   const out = path.join(modelDir, 'model-f16.gguf');
   if (found.length === 0) {
-    throw new UserError(`${modelDir} holds no GGUF for --engine llama.cpp; write one with search-r3 export gguf --model ${modelDir} --out ${out}, or pass --gguf.`);
+    const write = `search-r3 export gguf --model ${modelDir} --out ${out}`;
+    throw new UserError(`${modelDir} holds no GGUF for --engine llama.cpp; write one with ${write}, or pass --gguf.`);
   }
   throw new UserError(`${modelDir} holds several GGUF files (${found.join(', ')}); pick one with --gguf.`);
 }
 
 /** The model folder on the chosen engine, as an EmbeddingBackend. */
-export function openEngineBackend(modelDir: string, choice: EngineChoice, opts: EmbedderOptions = {}): Promise<EmbeddingBackend> {
+export function openEngineBackend(modelDir: string, choice: EngineChoice, opts: EmbedderOptions = {},
+): Promise<EmbeddingBackend> {
   if (choice.kind === 'search-r3') return LocalBackend.fromModelDir(modelDir, opts);
-  const gguf = findGguf(modelDir, choice.gguf);
-  return LlamaCppBackend.open({ gguf, modelDir, gpu: choice.gpu, identity: choice.identity, templates: opts.templates, maxLength: opts.maxLength });
+  const { gpu, identity } = choice, { templates, maxLength } = opts;
+  return LlamaCppBackend.open({ gguf: findGguf(modelDir, choice.gguf), modelDir, gpu, identity, templates, maxLength });
 }
 
 /** The llama.cpp facts of a backend that runs on llama.cpp (in this thread or a server's worker), else null. */
@@ -103,8 +108,8 @@ export function engineMismatch(m: IndexManifest, backend: EmbeddingBackend): str
       + 'so add --as-source-model to use them together, or drop --engine llama.cpp.';
   }
   if (!llama && m.model.id.startsWith('gguf-')) {
-    return `the index was built with --engine llama.cpp from a GGUF (${m.model.id}); use --engine llama.cpp with that GGUF, `
-      + 'or build the index again.';
+    return `the index was built with --engine llama.cpp from a GGUF (${m.model.id}); `
+      + 'use --engine llama.cpp with that GGUF, or build the index again.';
   }
   return null;
 }

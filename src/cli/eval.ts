@@ -146,16 +146,20 @@ function withFirstQueries(ds: BeirDataset, n: number | undefined): BeirDataset {
   return n === undefined ? ds : { ...ds, ...subsetDevSet(ds, n, 0) };
 }
 
-interface ModelRetrieverArgs { reasoning?: string; maxReasoningTokens?: number; temperature?: number; maxLength?: number }
+interface ModelRetrieverArgs {
+  reasoning?: string; maxReasoningTokens?: number; temperature?: number; maxLength?: number;
+}
+interface OpenRetriever { retriever: Retriever; close(): Promise<void> }
 
 /** A Search-R3 model folder on the chosen engine as a retriever (loaded once, read-only), and how to let it go. */
-async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: EngineChoice): Promise<{ retriever: Retriever; close(): Promise<void> }> {
+async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: EngineChoice): Promise<OpenRetriever> {
   if (o.reasoning !== undefined && o.reasoning !== 'on' && o.reasoning !== 'off') throw new UserError(`--reasoning must be on or off (got '${o.reasoning}').`);
   if (!existsSync(dir)) throw new UserError(`--retriever '${dir}': not 'bm25' and not a model folder.`);
   let encoder: SearchR3Encoder;
   let close = async (): Promise<void> => {};
   if (engine.kind === 'llama.cpp') {
-    const e = await LlamaCppEngine.open({ gguf: findGguf(dir, engine.gguf), modelDir: dir, gpu: engine.gpu, maxLength: o.maxLength });
+    const gguf = findGguf(dir, engine.gguf);
+    const e = await LlamaCppEngine.open({ gguf, modelDir: dir, gpu: engine.gpu, maxLength: o.maxLength });
     encoder = e;
     close = () => e.close();
   } else {
@@ -164,7 +168,8 @@ async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: Engine
   }
   const reasoning = o.reasoning === 'on' ? 'on' : 'off';
   const name = `search-r3${engine.kind === 'llama.cpp' ? '-llama.cpp' : ''}${reasoning === 'on' ? '-reasoning' : ''}`;
-  const retriever = new ModelRetriever(encoder, name, { reasoning, maxReasoningTokens: o.maxReasoningTokens, temperature: o.temperature });
+  const { maxReasoningTokens, temperature } = o;
+  const retriever = new ModelRetriever(encoder, name, { reasoning, maxReasoningTokens, temperature });
   return { retriever, close };
 }
 

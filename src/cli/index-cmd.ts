@@ -6,7 +6,9 @@ import { positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { readDocuments } from '../search-index/document-source.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
-import { ENGINE_OPTIONS, engineHelp, type EngineChoice, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
+import {
+  ENGINE_OPTIONS, engineHelp, type EngineChoice, engineMismatch, openEngineBackend, parseEngine,
+} from './engine-options.js';
 import { asUserErrors } from './index-user-errors.js';
 import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../search-index/manifest.js';
 import { DOCS_FILE } from '../search-index/document-table.js';
@@ -127,10 +129,15 @@ export const indexCommand: Command = {
  * The model that encodes: --model, --remote, or for an existing index the model it was built with
  * (with the index's cut length and prompts, which must not change).
  */
-async function openBackend(out: string, values: { model?: string; remote?: string; 'api-key'?: string; 'batch-tokens'?: string }, maxLength: number | undefined, engine: EngineChoice): Promise<EmbeddingBackend> {
+interface BackendValues { model?: string; remote?: string; 'api-key'?: string; 'batch-tokens'?: string }
+
+async function openBackend(out: string, values: BackendValues, maxLength: number | undefined, engine: EngineChoice,
+): Promise<EmbeddingBackend> {
   const batchTokens = positiveInt(values['batch-tokens'], 'batch-tokens');
   if (values.remote) {
-    if (engine.kind !== 'search-r3') throw new UserError('--engine runs a local model; give --model <dir> instead of --remote.');
+    if (engine.kind !== 'search-r3') {
+      throw new UserError('--engine runs a local model; give --model <dir> instead of --remote.');
+    }
     return RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY });
   }
   const existing = existingManifest(out);
@@ -139,7 +146,8 @@ async function openBackend(out: string, values: { model?: string; remote?: strin
   }
   const model = values.model ?? existing?.model.source;
   if (!model) throw new UserError('give --model <dir> (or --remote <urls>): a new index needs a model.');
-  const opts = existing ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens } : { maxLength, batchTokens };
+  const opts = existing
+    ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens } : { maxLength, batchTokens };
   const backend = await openEngineBackend(model, engine, opts);
   const why = existing && engineMismatch(existing, backend);
   if (why) {

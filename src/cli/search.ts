@@ -59,12 +59,15 @@ export const searchCommand: Command = {
     };
     const indexDir = values.index;
     const engine = parseEngine(values);
-    if (values.remote && engine.kind !== 'search-r3') throw new UserError('--engine runs a local model; drop it with --remote.');
+    if (values.remote && engine.kind !== 'search-r3') {
+      throw new UserError('--engine runs a local model; drop it with --remote.');
+    }
     return asUserErrors(async () => {
       const manifest = readIndexManifest(indexDir);
       const backend: EmbeddingBackend = values.remote
         ? await RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY })
-        : await openEngineBackend(values.model ?? manifest.model.source, engine, { maxLength: manifest.maxLength, templates: manifest.templates });
+        : await openEngineBackend(values.model ?? manifest.model.source, engine,
+          { maxLength: manifest.maxLength, templates: manifest.templates });
       const why = engineMismatch(manifest, backend);
       if (why) {
         await backend.close?.();

@@ -7,7 +7,9 @@ import * as T from '../tensor/index.js';
 import { type Steps, generateSteps, runSteps } from '../model/generate.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { DEFAULT_TEMPLATES, type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
+import {
+  DEFAULT_TEMPLATES, type EncodedPrompt, type PromptKind, type PromptTemplates, embedTokenId, encodePrompt,
+} from './prompts.js';
 import { readAnalysis, reasoningPrompts } from './reasoning.js';
 
 export interface EmbedderOptions {
@@ -79,10 +81,8 @@ export class Embedder {
   private embedDirect(texts: readonly string[], kind: PromptKind, onProgress?: (done: number, total: number) => void): { vectors: Float32Array[]; stats: EmbedStats } {
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
     const vectors = this.forwardBatches(prompts.map((p) => p.ids), onProgress);
-    return {
-      vectors,
-      stats: { texts: texts.length, tokens: prompts.reduce((a, p) => a + p.ids.length, 0), truncatedTexts: prompts.filter((p) => p.truncated > 0).length },
-    };
+    return { vectors, stats: embedStats(texts, prompts) };
+
   }
 
   /**
@@ -117,7 +117,8 @@ export class Embedder {
    * batches between the steps of a long generation.
    */
   *reasoningSteps(texts: readonly string[], opts: QueryOptions): Steps<QueryEmbedding[]> {
-    const { prompts, budget, stopTokens } = reasoningPrompts(this.tokenizer, texts, this.templates, this.maxLength, opts.maxReasoningTokens);
+    const { prompts, budget, stopTokens } = reasoningPrompts(
+      this.tokenizer, texts, this.templates, this.maxLength, opts.maxReasoningTokens);
     const gens = yield* generateSteps(this.model, prompts.map((p) => p.ids), {
       maxNewTokens: budget, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed,
       stopTokens, captureTokens: [this.embedId],
@@ -139,6 +140,12 @@ export class Embedder {
     }
     return results;
   }
+}
+
+/** What embedding `texts` as `prompts` took: texts, tokens, and the texts cut to fit. */
+export function embedStats(texts: readonly string[], prompts: readonly EncodedPrompt[]): EmbedStats {
+  const tokens = prompts.reduce((a, p) => a + p.ids.length, 0);
+  return { texts: texts.length, tokens, truncatedTexts: prompts.filter((p) => p.truncated > 0).length };
 }
 
 export function normalize(v: Float32Array): Float32Array {

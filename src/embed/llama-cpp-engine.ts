@@ -13,15 +13,18 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import type { GgufFileInfo, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, Token } from 'node-llama-cpp';
+import type {
+  GgufFileInfo, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, Token,
+} from 'node-llama-cpp';
 import { GGUF_SOURCE_MODEL_KEY } from '../model/gguf.js';
 import { checkFitsInMemory } from '../model/memory.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { type Qwen2Config, readQwen2Config } from '../model/qwen2-config.js';
 import { Tokenizer } from '../model/tokenizer.js';
-import type { EmbedStats, QueryEmbedding, QueryOptions } from './embedder.js';
-import { normalize } from './embedder.js';
-import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptKind, type PromptTemplates, encodePrompt, requireEmbedToken } from './prompts.js';
+import { type EmbedStats, type QueryEmbedding, type QueryOptions, embedStats, normalize } from './embedder.js';
+import {
+  DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptKind, type PromptTemplates, encodePrompt, requireEmbedToken,
+} from './prompts.js';
 import { readAnalysis, reasoningPrompts } from './reasoning.js';
 
 /** Where llama.cpp may run: the first GPU it finds ('auto'), a given kind, or the CPU only ('off'). */
@@ -37,7 +40,7 @@ export interface LlamaCppEngineOptions {
   /** Longest prompt in tokens; default the model's context, at most 8192 (as the Embedder). */
   maxLength?: number;
   gpu?: LlamaGpu;
-  /** CPU threads (default: the cores llama.cpp counts for math; node-llama-cpp's own default of 6 oversubscribes small machines). */
+  /** CPU threads (default: the cores llama.cpp counts for math; node-llama-cpp's own 6 crowd small machines). */
   threads?: number;
   /** Bytes the model may take on the CPU; default the memory available now. */
   memoryLimit?: number;
@@ -79,29 +82,37 @@ async function readGgufFacts(gguf: string, config: Qwen2Config, embedId: number)
     info = await readGgufFileInfo(gguf, { readTensorInfo: false, logWarnings: false, sourceType: 'filesystem' });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new ModelFileError(gguf, 'no such file; write one with search-r3 export gguf, or pass --gguf.');
+    if (code === 'ENOENT') {
+      throw new ModelFileError(gguf, 'no such file; write one with search-r3 export gguf, or pass --gguf.');
+    }
     throw new ModelFileError(gguf, `is not a GGUF file llama.cpp can read (${(e as Error).message}).`);
   }
   const meta = info.metadata as unknown as Record<string, Record<string, unknown> | undefined>;
   const arch = (meta.general?.architecture as string | undefined) ?? 'unknown';
   if (arch !== 'qwen2') {
-    throw new ModelFileError(gguf, `is a ${arch} model; --engine llama.cpp runs the Qwen2 GGUFs that search-r3 export gguf writes.`);
+    const runs = '--engine llama.cpp runs the Qwen2 GGUFs that search-r3 export gguf writes';
+    throw new ModelFileError(gguf, `is a ${arch} model; ${runs}.`);
   }
   const tok = meta.tokenizer as { ggml?: Record<string, unknown> } | undefined;
   const tokens = (tok?.ggml?.tokens as string[] | undefined) ?? [];
   const at = tokens.indexOf(EMBED_TOKEN);
   if (at < 0) {
-    throw new ModelFileError(gguf, `has no ${EMBED_TOKEN} in its vocabulary; export it from a Search-R3 model folder (stage 1, search-r3 train sft, adds the token).`);
+    const how = 'export it from a Search-R3 model folder (stage 1, search-r3 train sft, adds the token)';
+    throw new ModelFileError(gguf, `has no ${EMBED_TOKEN} in its vocabulary; ${how}.`);
   }
   if (at !== embedId) {
-    throw new ModelFileError(gguf, `holds ${EMBED_TOKEN} as token ${at}, but the model folder's tokenizer has it as ${embedId}; export the GGUF from that folder.`);
+    const why = `holds ${EMBED_TOKEN} as token ${at}, but the model folder's tokenizer has it as ${embedId}`;
+    throw new ModelFileError(gguf, `${why}; export the GGUF from that folder.`);
   }
   if (tok?.ggml?.add_bos_token === true || tok?.ggml?.add_eos_token === true) {
-    throw new ModelFileError(gguf, 'asks llama.cpp to add a BOS or EOS token to every input, which moves the vector off <|embed_token|>; export it with search-r3 export gguf.');
+    const why = 'asks llama.cpp to add a BOS or EOS token to every input, which moves the vector off <|embed_token|>';
+    throw new ModelFileError(gguf, `${why}; export it with search-r3 export gguf.`);
   }
   const qwen = meta.qwen2 ?? {};
   if (qwen.embedding_length !== config.hiddenSize) {
-    throw new ModelFileError(gguf, `has hidden size ${String(qwen.embedding_length)}, but the model folder's config.json says ${config.hiddenSize}; export the GGUF from that folder.`);
+    const size = String(qwen.embedding_length);
+    const why = `has hidden size ${size}, but the model folder's config.json says ${config.hiddenSize}`;
+    throw new ModelFileError(gguf, `${why}; export the GGUF from that folder.`);
   }
   const [ns, key] = GGUF_SOURCE_MODEL_KEY.split('.');
   const source = (meta[ns] as Record<string, unknown> | undefined)?.[key];
@@ -139,8 +150,12 @@ export class LlamaCppEngine {
     const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
     const gpu = opts.gpu ?? 'auto';
     const llama = await getLlama({ gpu: gpu === 'off' ? false : gpu, build: 'never', logLevel: LlamaLogLevel.error })
-      .catch((e: Error) => { throw new EngineError(`llama.cpp has no ${gpu} build that runs here (${e.message}); try --gpu auto or off.`); });
-    if (llama.gpu === false) checkFitsInMemory(opts.gguf, 'its weights', (await fsp.stat(opts.gguf)).size, opts.memoryLimit);
+      .catch((e: Error) => {
+        throw new EngineError(`llama.cpp has no ${gpu} build that runs here (${e.message}); try --gpu auto or off.`);
+      });
+    if (llama.gpu === false) {
+      checkFitsInMemory(opts.gguf, 'its weights', (await fsp.stat(opts.gguf)).size, opts.memoryLimit);
+    }
     const maxLength = Math.min(opts.maxLength ?? 8192, facts.contextLength);
     const threads = opts.threads ?? llama.cpuMathCores;
     let model: LlamaModel | undefined;
@@ -148,8 +163,8 @@ export class LlamaCppEngine {
       model = await llama.loadModel({ modelPath: opts.gguf });
       const embedding = await model.createEmbeddingContext({ contextSize: maxLength + 1, threads });
       const templates = { ...DEFAULT_TEMPLATES, ...opts.templates };
-      return new LlamaCppEngine(opts.gguf, opts.modelDir, config, tokenizer, templates, maxLength, facts, model, embedding,
-        llama.gpu, threads);
+      return new LlamaCppEngine(opts.gguf, opts.modelDir, config, tokenizer, templates, maxLength, facts, model,
+        embedding, llama.gpu, threads);
     } catch (e) {
       await model?.dispose();
       throw new EngineError(`llama.cpp could not load ${opts.gguf} (${(e as Error).message}).`);
@@ -164,26 +179,27 @@ export class LlamaCppEngine {
   get embedId(): number { return this.tokenizer.tokenToId(EMBED_TOKEN)!; }
 
   /** One L2-normalised vector per document, in input order. */
-  async embedDocuments(texts: readonly string[], onProgress?: (done: number, total: number) => void): Promise<{ vectors: Float32Array[]; stats: EmbedStats }> {
+  async embedDocuments(texts: readonly string[], onProgress?: (done: number, total: number) => void,
+  ): Promise<{ vectors: Float32Array[]; stats: EmbedStats }> {
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength));
     const vectors = await this.embedTokens(prompts.map((p) => p.ids), onProgress);
-    return {
-      vectors,
-      stats: { texts: texts.length, tokens: prompts.reduce((a, p) => a + p.ids.length, 0), truncatedTexts: prompts.filter((p) => p.truncated > 0).length },
-    };
+    return { vectors, stats: embedStats(texts, prompts) };
   }
 
   /** Documents or queries embedded directly (no reasoning), as QueryEmbeddings. */
   async embedDirect(texts: readonly string[], kind: PromptKind): Promise<QueryEmbedding[]> {
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
     const vectors = await this.embedTokens(prompts.map((p) => p.ids));
-    return vectors.map((vector, i) => ({ vector, reasoning: '', forced: false, tokens: [], truncated: prompts[i].truncated }));
+    return vectors.map((vector, i) => ({
+      vector, reasoning: '', forced: false, tokens: [], truncated: prompts[i].truncated,
+    }));
   }
 
   /** Queries; with reasoning on, each is analysed before <|embed_token|>. */
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
     if ((opts.reasoning ?? 'off') === 'off') return this.embedDirect(texts, 'query');
-    const { prompts, budget, stopTokens } = reasoningPrompts(this.tokenizer, texts, this.templates, this.maxLength, opts.maxReasoningTokens);
+    const { prompts, budget, stopTokens } = reasoningPrompts(
+      this.tokenizer, texts, this.templates, this.maxLength, opts.maxReasoningTokens);
     const out: QueryEmbedding[] = [];
     for (const [i, p] of prompts.entries()) {
       const { tokens, finish } = await this.generate(p.ids, budget, new Set(stopTokens), opts);
@@ -208,7 +224,8 @@ export class LlamaCppEngine {
   }
 
   /** Up to `budget` tokens after `prompt`, ending early at a stop token. */
-  private generate(prompt: number[], budget: number, stops: Set<number>, opts: QueryOptions): Promise<{ tokens: number[]; finish: 'stop' | 'length' }> {
+  private generate(prompt: number[], budget: number, stops: Set<number>, opts: QueryOptions,
+  ): Promise<{ tokens: number[]; finish: 'stop' | 'length' }> {
     return this.exclusive(async () => {
       const tokens: number[] = [];
       if (budget === 0) return { tokens, finish: 'length' as const };

@@ -83,6 +83,8 @@ export function embedTokenId(tok: Tokenizer): number {
 export function requireEmbedToken(tok: Tokenizer, dir: string): number {
   const id = tok.tokenToId(EMBED_TOKEN);
   if (id !== undefined) return id;
-  const how = `stage 1 (search-r3 train sft) adds it and trains it, or search-r3 add-embed-token --model ${dir} adds it untrained`;
-  throw new ModelFileError(path.join(dir, 'tokenizer.json'), `has no ${EMBED_TOKEN}, so this folder is not a Search-R3 model yet; ${how}.`);
+  const how = `stage 1 (search-r3 train sft) adds it and trains it, or search-r3 add-embed-token --model ${dir} `
+    + 'adds it untrained';
+  const why = `has no ${EMBED_TOKEN}, so this folder is not a Search-R3 model yet`;
+  throw new ModelFileError(path.join(dir, 'tokenizer.json'), `${why}; ${how}.`);
 }

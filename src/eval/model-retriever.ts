@@ -32,7 +32,8 @@ export function stackVectors(vs: readonly Float32Array[], dim: number): Float32A
  * Embeds every query (reasoning on: in generation batches of `queryBatch`, reporting progress between them),
  * counting the queries whose embed token had to be forced and the tokens the model generated.
  */
-export async function embedQueryMatrix(embedder: SearchR3Encoder, queries: ReadonlyMap<string, string>, options: ModelRetrieverOptions = {},
+export async function embedQueryMatrix(embedder: SearchR3Encoder, queries: ReadonlyMap<string, string>,
+  options: ModelRetrieverOptions = {},
   onProgress?: ProgressFn): Promise<{ matrix: EmbeddingMatrix; forced: number; generatedTokens: number }> {
   const qIds = [...queries.keys()];
   const qVecs: Float32Array[] = [];
@@ -60,10 +61,12 @@ export class ModelRetriever implements Retriever {
   /** Queries whose embed token had to be forced in the last retrieve(). */
   forcedQueries = 0;
 
-  constructor(private readonly embedder: SearchR3Encoder, readonly name: string, private readonly options: ModelRetrieverOptions = {}) {}
+  constructor(private readonly embedder: SearchR3Encoder, readonly name: string,
+    private readonly options: ModelRetrieverOptions = {}) {}
 
   async retrieve(corpus: readonly BeirDocument[], queries: ReadonlyMap<string, string>, k: number, onProgress?: ProgressFn): Promise<Run> {
-    const docs = (await this.embedder.embedDocuments(corpus.map(documentText), (done, total) => onProgress?.('encoding documents', done, total))).vectors;
+    const progress = (done: number, total: number): void => onProgress?.('encoding documents', done, total);
+    const docs = (await this.embedder.embedDocuments(corpus.map(documentText), progress)).vectors;
     const { matrix, forced } = await embedQueryMatrix(this.embedder, queries, this.options, onProgress);
     this.forcedQueries = forced;
     const dim = this.embedder.dimension;

@@ -709,7 +709,8 @@ export async function exportQwen2GgufFromFolder(
   );
   // matrices stay in their stored 16 bits until written: a bf16 checkpoint is held once, at its own size
   const tensors = new Map<string, TensorView>();
-  for await (const t of readSafetensorsFolderWeights(modelDir, (_name, shape) => shape.length === 2)) tensors.set(t.name, t);
+  const matrices = (_name: string, shape: readonly number[]): boolean => shape.length === 2;
+  for await (const t of readSafetensorsFolderWeights(modelDir, matrices)) tensors.set(t.name, t);
   const single = path.join(modelDir, SINGLE_FILE_NAME);
   const weights = existsSync(single) ? single : path.join(modelDir, INDEX_FILE_NAME);
   const files = { config: path.join(modelDir, 'config.json'), weights, tokenizer: tokJsonFile };

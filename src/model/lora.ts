@@ -69,7 +69,8 @@ export function loraParameters(model: Qwen2Model): Tensor[] {
 function foldInto(model: Qwen2Model, mod: string, ad: LoraAdapter, sign: 1 | -1): void {
   const w = model.params.get(`${mod}.weight`)!;
   if (w.dtype !== 'f32') {
-    throw new Error(`merging a LoRA adapter into ${w.describe()}, held in ${w.dtype}, would round it; load the model with precision 'f32' to merge`);
+    const held = `${w.describe()}, held in ${w.dtype}`;
+    throw new Error(`merging a LoRA adapter into ${held}, would round it; load the model with precision 'f32'`);
   }
   const ba = new Float32Array(w.size);
   T.kernels().gemm({ a: ad.b.data, b: ad.a.data, c: ba, batch: 1, m: w.shape[0], n: w.shape[1], k: ad.a.shape[0], transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, accumulate: false });

@@ -17,7 +17,8 @@ import {
 import { Qwen2Model } from './qwen2-model.js';
 import { checkFitsInMemory } from './memory.js';
 import {
-  type KeepHalf, type SafetensorsDtype,  readSafetensorsFolderEntries, readSafetensorsFolderWeights, saveSafetensorsFolder,
+  type KeepHalf, type SafetensorsDtype, readSafetensorsFolderEntries, readSafetensorsFolderWeights,
+  saveSafetensorsFolder,
 } from './safetensors.js';
 import type { TensorView } from './tensor-data.js';
 import { Tokenizer } from './tokenizer.js';
@@ -46,7 +47,8 @@ export interface LoadOptions {
 const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
 
 /** Refuses a folder whose weights, held as `keep` says, need more memory than there is. */
-async function checkWeightsFit(dir: string, config: Qwen2Config, keep: KeepHalf, limit: number | undefined): Promise<void> {
+async function checkWeightsFit(dir: string, config: Qwen2Config, keep: KeepHalf, limit: number | undefined,
+): Promise<void> {
   const specs = new Set(qwen2TensorSpecs(config).map((s) => s.name));
   let bytes = 0;
   for (const e of await readSafetensorsFolderEntries(dir)) {

@@ -185,7 +185,8 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
  * Converts one tensor's bytes from the file into a new Float32Array without staging the whole tensor,
  * or, for a 16-bit tensor to keep, reads them into a HalfArray.
  */
-async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scratch: () => Uint16Array, keep: KeepHalf): Promise<Float32Array | HalfArray> {
+async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scratch: () => Uint16Array,
+  keep: KeepHalf): Promise<Float32Array | HalfArray> {
   const n = numel(e.shape);
   const what = `tensor "${e.name}"`;
   if (e.dtype !== 'F32' && keep(e.name, e.shape)) {
@@ -218,7 +219,8 @@ export function readSafetensors(file: string, include?: (name: string) => boolea
   return streamFile(file, include, WIDEN_ALL) as AsyncGenerator<StoredTensor>;
 }
 
-async function* streamFile(file: string, include: ((name: string) => boolean) | undefined, keep: KeepHalf): AsyncGenerator<StoredWeight> {
+async function* streamFile(file: string, include: ((name: string) => boolean) | undefined, keep: KeepHalf,
+): AsyncGenerator<StoredWeight> {
   assertLittleEndianHost();
   const fh = await openForReading(file);
   try {
@@ -299,7 +301,9 @@ async function folderFiles(dir: string): Promise<{ file: string; expected: Set<s
   const files = [];
   for (const shard of index.shards) {
     const file = path.join(dir, shard);
-    if (!(await exists(file))) throw new ModelFileError(indexFile, `lists shard "${shard}", which is missing from ${dir}.`);
+    if (!(await exists(file))) {
+      throw new ModelFileError(indexFile, `lists shard "${shard}", which is missing from ${dir}.`);
+    }
     files.push({ file, expected: new Set([...index.weightMap].filter(([, s]) => s === shard).map(([n]) => n)) });
   }
   return files;
@@ -385,7 +389,8 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
 }
 
 /** Writes one tensor's values as `dtype`, converting through a scratch buffer a chunk at a time. */
-async function writeTensor(fh: FileHandle, t: TensorView, dtype: SafetensorsDtype, scratch: () => Uint16Array, wide: () => Float32Array): Promise<void> {
+async function writeTensor(fh: FileHandle, t: TensorView, dtype: SafetensorsDtype, scratch: () => Uint16Array,
+  wide: () => Float32Array): Promise<void> {
   const d = t.data;
   const stored = d instanceof HalfArray ? (d.dtype === 'bf16' ? 'BF16' : 'F16') : 'F32';
   if (stored === dtype) {
@@ -436,7 +441,8 @@ export async function saveSafetensors(
       let scratch: Uint16Array | undefined;
       let wide: Float32Array | undefined;
       for (const [, t, dtype] of list) {
-        await writeTensor(fh, t, dtype, () => (scratch ??= new Uint16Array(SCRATCH_ELEMENTS)), () => (wide ??= new Float32Array(SCRATCH_ELEMENTS)));
+        const narrowBuffer = (): Uint16Array => (scratch ??= new Uint16Array(SCRATCH_ELEMENTS));
+        await writeTensor(fh, t, dtype, narrowBuffer, () => (wide ??= new Float32Array(SCRATCH_ELEMENTS)));
       }
     } finally {
       await fh.close();

@@ -29,11 +29,13 @@ export async function engineModelId(engine: LlamaCppEngine, identity: EngineIden
   if (identity === 'gguf') return fileFingerprint(engine.gguf);
   const recorded = engine.facts.sourceModel;
   if (recorded === null) {
-    throw new ModelFileError(engine.gguf, 'records no source model (search-r3 export gguf did not write it), so it cannot stand for one; drop --as-source-model.');
+    const why = 'records no source model (search-r3 export gguf did not write it), so it cannot stand for one';
+    throw new ModelFileError(engine.gguf, `${why}; drop --as-source-model.`);
   }
   const folder = await modelFingerprint(engine.modelDir);
   if (folder !== recorded) {
-    throw new ModelFileError(engine.gguf, `was exported from model ${recorded}, but ${engine.modelDir} now holds ${folder}; export it again, or drop --as-source-model.`);
+    const why = `was exported from model ${recorded}, but ${engine.modelDir} now holds ${folder}`;
+    throw new ModelFileError(engine.gguf, `${why}; export it again, or drop --as-source-model.`);
   }
   return recorded;
 }
@@ -45,7 +47,8 @@ export class LlamaCppBackend implements EmbeddingBackend {
   static async open(opts: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
     const engine = await LlamaCppEngine.open(opts);
     try {
-      return new LlamaCppBackend(engine, await engineModelId(engine, opts.identity ?? 'gguf'), path.resolve(opts.modelDir));
+      const id = await engineModelId(engine, opts.identity ?? 'gguf');
+      return new LlamaCppBackend(engine, id, path.resolve(opts.modelDir));
     } catch (e) {
       await engine.close();
       throw e;

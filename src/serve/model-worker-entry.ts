@@ -17,8 +17,8 @@ import { EmbeddingBatcher } from './embedding-batcher.js';
 import { HttpError } from './http-error.js';
 import { checkInputTokens, checkRequestTokens } from './input-limits.js';
 import {
-  type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo, type WorkerConfig,
-  type WorkerReply, type WorkerRequest, errorToWire,
+  type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo,
+  type WorkerConfig, type WorkerReply, type WorkerRequest, errorToWire,
 } from './worker-protocol.js';
 
 const port = parentPort!;
@@ -96,7 +96,8 @@ class LlamaCppWork implements ModelWork {
     const results = job.reasoning
       ? await e.embedQueries(job.texts, { ...job.query, reasoning: 'on' })
       : await e.embedDirect(job.texts, job.mode);
-    post({ type: 'batch', inputs: job.texts.length, kind: job.reasoning ? 'reasoning' : 'direct', seconds: (performance.now() - t0) / 1000 });
+    const seconds = (performance.now() - t0) / 1000;
+    post({ type: 'batch', inputs: job.texts.length, kind: job.reasoning ? 'reasoning' : 'direct', seconds });
     return pack(results, e.dimension, promptTokens);
   }
 
@@ -107,7 +108,8 @@ class LlamaCppWork implements ModelWork {
   }
 
   chat(): Promise<ChatResult> {
-    const why = 'this server runs --engine llama.cpp, which serves embeddings and search; chat completions need search-r3\'s engine';
+    const why = 'this server runs --engine llama.cpp, which serves embeddings and search; '
+      + 'chat completions need search-r3\'s engine';
     return Promise.reject(new HttpError(400, why, 'unsupported_engine'));
   }
 
@@ -136,7 +138,8 @@ async function loadLlamaCpp(config: WorkerConfig): Promise<{ worker: ModelWork; 
   const e = b.engine;
   const info: ModelInfo = {
     modelId: b.modelId, dimension: e.dimension, maxLength: e.maxLength, templates: e.templates,
-    contextLength: e.facts.contextLength, vocabSize: e.config.vocabSize, longestTokenChars: e.tokenizer.longestTokenChars(),
+    contextLength: e.facts.contextLength, vocabSize: e.config.vocabSize,
+    longestTokenChars: e.tokenizer.longestTokenChars(),
     llamaCpp: e.describe(),
   };
   return { worker: new LlamaCppWork(b), info };
@@ -144,7 +147,8 @@ async function loadLlamaCpp(config: WorkerConfig): Promise<{ worker: ModelWork; 
 
 async function load(config: WorkerConfig): Promise<{ worker: ModelWork; info: ModelInfo }> {
   if (config.engine) return loadLlamaCpp(config);
-  const loaded = await loadModelFolder(config.modelDir, { checkTokenizer: (t) => requireEmbedToken(t, config.modelDir) });
+  const checkTokenizer = (t: Tokenizer): number => requireEmbedToken(t, config.modelDir);
+  const loaded = await loadModelFolder(config.modelDir, { checkTokenizer });
   const embedder = new Embedder(loaded.model, loaded.tokenizer, config.embedder);
   const info: ModelInfo = {
     modelId: await modelFingerprint(config.modelDir),

@@ -98,7 +98,8 @@ export class WorkerBackend implements EmbeddingBackend {
   static async start(modelDir: string, opts: WorkerBackendOptions = {}): Promise<WorkerBackend> {
     const { maxWaitMs, maxBatchInputs, engine, ...embedder } = opts;
     const config: WorkerConfig = {
-      modelDir: path.resolve(modelDir), embedder, batching: { maxWaitMs, maxBatchInputs }, ...(engine ? { engine } : {}),
+      modelDir: path.resolve(modelDir), embedder, batching: { maxWaitMs, maxBatchInputs },
+      ...(engine ? { engine } : {}),
     };
     const { worker, info } = await spawnWorker(config);
     return new WorkerBackend(config, worker, info);

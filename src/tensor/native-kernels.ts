@@ -22,8 +22,8 @@ import type { AttentionShape, F32, GemmArgs, GemmHalfArgs, Kernels } from './ker
 export interface NativeAddon {
   gemm(a: F32, b: F32, c: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
     strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
-  gemmHalf(a: F32, b: Uint16Array, bf16: boolean, c: F32, batch: number, m: number, n: number, k: number, transA: boolean,
-    transB: boolean, strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
+  gemmHalf(a: F32, b: Uint16Array, bf16: boolean, c: F32, batch: number, m: number, n: number, k: number,
+    transA: boolean, transB: boolean, strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
   widenHalf(src: Uint16Array, bf16: boolean, dst: F32): void;
   halfAllFinite(x: Uint16Array, bf16: boolean): boolean;
   embeddingForwardHalf(weight: Uint16Array, bf16: boolean, ids: Int32Array, out: F32, dim: number): void;

@@ -14,7 +14,8 @@ export function embedding(weight: Tensor, ids: Int32Array, idsShape: Shape = [id
   const out = new Float32Array(ids.length * dim);
   if (weight.dtype !== 'f32') {
     if (weight.tracksGrad) {
-      throw new TensorError('embedding', `${weight.describe()} is held in ${weight.dtype}, so it is frozen and gets no gradient`);
+      const why = `${weight.describe()} is held in ${weight.dtype}, so it is frozen and gets no gradient`;
+      throw new TensorError('embedding', why);
     }
     kernels().embeddingForwardHalf(weight.half, ids, out, dim);
     return new Tensor(out, [...idsShape, dim]);

@@ -61,7 +61,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const fold = p.strideB === 0 && p.strideA !== 0 && !transA;
   const M = fold ? p.batch * p.m : p.m, B = fold ? 1 : p.batch;
   const c = new Float32Array(p.batch * p.m * p.n);
-  gemmWith(K, b, { a: a.data, c, batch: B, m: M, n: p.n, k: p.k, transA, transB, strideA: p.strideA, strideB: p.strideB, strideC: M * p.n, accumulate: false });
+  const { strideA, strideB } = p;
+  gemmWith(K, b, {
+    a: a.data, c, batch: B, m: M, n: p.n, k: p.k, transA, transB, strideA, strideB, strideC: M * p.n, accumulate: false,
+  });
   const out = new Tensor(c, p.outShape);
   return Tensor.record(out, 'matmul', [a, b], (g) => {
     let ga: Float32Array | null = null, gb: Float32Array | null = null;
@@ -71,7 +74,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       const sharedA = p.strideA === 0 && B > 1;
       if (!transA) {
         // dA = dC·op(B)ᵀ
-        gemmWith(K, b, { a: g, c: ga, batch: B, m: M, n: p.k, k: p.n, transA: false, transB: !transB, strideA: M * p.n, strideB: p.strideB, strideC: sharedA ? 0 : M * p.k, accumulate: sharedA });
+        const strideC = sharedA ? 0 : M * p.k;
+        gemmWith(K, b, { a: g, c: ga, batch: B, m: M, n: p.k, k: p.n, transA: false, transB: !transB, strideA: M * p.n,
+          strideB: p.strideB, strideC, accumulate: sharedA });
       } else {
         // dA (k×m) = op(B)·dCᵀ
         K.gemm({ a: b.data, b: g, c: ga, batch: B, m: p.k, n: M, k: p.n, transA: transB, transB: true, strideA: p.strideB, strideB: M * p.n, strideC: sharedA ? 0 : M * p.k, accumulate: sharedA });
