@@ -13,7 +13,6 @@ import { ModelRetriever } from '../eval/model-retriever.js';
 import { Embedder } from '../embed/index.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { subsetDevSet } from '../train/dev-eval.js';
-import { EvalInputError } from '../eval/input-error.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
 import { compareEvaluations, formatComparison, formatSummaryTable, type MeasureComparison } from '../eval/report.js';
@@ -115,15 +114,6 @@ function readExcludedIds(file: string): Map<string, string[]> {
   return out;
 }
 
-/** Turns the eval layer's input errors (and bad option values) into user-facing errors. */
-async function asUserError<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof EvalInputError || err instanceof RangeError) throw new UserError(err.message);
-    throw err;
-  }
-}
 
 interface Report {
   mode: 'dataset' | 'trec';
@@ -211,7 +201,7 @@ export const evalCommand: Command = {
     }
 
     const progress = v.json ? undefined : evalProgress();
-    const { report, ev, selection } = await asUserError(async () => {
+    const { report, ev, selection } = await (async () => {
       let run: Run;
       let qrels: Qrels;
       let tag: string;
@@ -275,7 +265,7 @@ export const evalCommand: Command = {
         comparison,
       };
       return { report, ev, selection };
-    });
+    })();
 
     if (v.json) {
       console.log(JSON.stringify(report, null, 2));

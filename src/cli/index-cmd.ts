@@ -6,7 +6,6 @@ import { positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { readDocuments } from '../search-index/document-source.js';
 import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
-import { asUserErrors } from './index-user-errors.js';
 import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../search-index/manifest.js';
 import { DOCS_FILE } from '../search-index/document-table.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
@@ -72,7 +71,7 @@ export const indexCommand: Command = {
     });
     if (!values.out) throw new UserError('--out <index-dir> is required (see search-r3 index --help).');
     const out = values.out;
-    return asUserErrors(async () => {
+    return (async () => {
       if (values.delete !== undefined) return deleteIds(out, values.delete);
       const dtype = values.dtype ?? 'f32';
       if (!['f32', 'f16', 'i8'].includes(dtype)) throw new UserError(`--dtype must be f32, f16 or i8 (got '${dtype}').`);
@@ -117,7 +116,7 @@ export const indexCommand: Command = {
         await backend.close?.();
       }
       return 0;
-    });
+    })();
   },
 };
 

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { asUserErrors } from './index-user-errors.js';
 import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { searchHitJson } from '../search-index/search-json.js';
@@ -56,7 +55,7 @@ export const searchCommand: Command = {
       return n;
     };
     const indexDir = values.index;
-    return asUserErrors(async () => {
+    return (async () => {
       const manifest = readIndexManifest(indexDir);
       const backend: EmbeddingBackend = values.remote
         ? await RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY })
@@ -86,6 +85,6 @@ export const searchCommand: Command = {
         await backend.close?.();
       }
       return 0;
-    });
+    })();
   },
 };

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { asUserErrors } from './index-user-errors.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
@@ -78,7 +77,7 @@ export const serveCommand: Command = {
       maxQueue: int('max-queue'),
     };
     const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
-    return asUserErrors(async () => {
+    return (async () => {
       const manifest = values.index ? readIndexManifest(values.index) : undefined;
       const backend = await WorkerBackend.start(values.model ?? manifest!.model.source, {
         ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}), ...batching,
@@ -109,7 +108,7 @@ export const serveCommand: Command = {
       });
       await index?.close();
       return 0;
-    });
+    })();
   },
 };
 
