@@ -1,4 +1,5 @@
-import { cpSync, writeFileSync, renameSync } from 'node:fs';
+import { cpSync } from 'node:fs';
+import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
@@ -63,8 +64,7 @@ const auditCommand: Command = {
         `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
       const out = { config: path.resolve(values.config), steps, header, summary, setupSeconds: s.setupSeconds, totalSeconds: (Date.now() - t0) / 1000 };
       const file = path.join(cfg.output, 'audit.json');
-      writeFileSync(`${file}.tmp`, JSON.stringify(out, null, 1));
-      renameSync(`${file}.tmp`, file);
+      writeFileAtomicallySync(file, JSON.stringify(out, null, 1));
       console.log(`${header}\n${formatAudit(summary)}\n(total ${out.totalSeconds.toFixed(0)} s; summary in ${file})`);
       return 0;
     } catch (err) { throw asUserError(err); }

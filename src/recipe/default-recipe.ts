@@ -11,7 +11,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { writeTextFileAtomically } from '../model/atomic-file.js';
+import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { listCheckpoints, writeDirAtomically } from '../train/checkpoint.js';

@@ -6,10 +6,10 @@
  * it and loaded only when it matches; otherwise the caller rebuilds the graph from docs.sqlite.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import usearch from 'usearch';
-import { tempPathFor, writeFileAtomicallySync } from '../model/atomic-file.js';
+import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import type { HnswParams, VectorDtype } from './manifest.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 
@@ -149,13 +149,12 @@ export class UsearchStore implements VectorStore {
   }
 
   async commit(generation: number): Promise<void> {
-    const file = path.join(this.dir, VECTORS_FILE);
-    const tmp = tempPathFor(file);
-    this.index.save(tmp);
-    const fd = openSync(tmp, 'r');
-    let record: CommitRecord;
-    try { record = { generation, ...hashFile(fd) }; } finally { closeSync(fd); }
-    renameSync(tmp, file);
+    let record: CommitRecord | undefined;
+    writeFileAtomicallySync(path.join(this.dir, VECTORS_FILE), (tmp) => {
+      this.index.save(tmp);
+      const fd = openSync(tmp, 'r');
+      try { record = { generation, ...hashFile(fd) }; } finally { closeSync(fd); }
+    });
     writeFileAtomicallySync(path.join(this.dir, GENERATION_FILE), JSON.stringify(record) + '\n');
     this.loaded = generation;
   }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { OptimizerState, RngState, Tensor } from '../tensor/index.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadSafetensors, saveSafetensors, type TensorData } from '../model/safetensors.js';
-import { CHECKSUMS_FILE, verifyChecksums, writeChecksums } from './checksums.js';
+import { CHECKSUMS_FILE, verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { RunFolderError } from './run-folder-error.js';
 
 export interface TrainerState {

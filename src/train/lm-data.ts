@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import * as T from '../tensor/index.js';
-import { writeFileAtomically, writeTextFileAtomically } from '../model/atomic-file.js';
+import { writeFileAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { jsonlDocumentText, listInputFiles } from '../model/bpe-trainer.js';
 

@@ -21,7 +21,7 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates } from '../embed/prompts.js';
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
-import { writeTextFileAtomically } from '../model/atomic-file.js';
+import { writeTextFileAtomically } from '../io/atomic-file.js';
 import {
   type TrainerState, applyCheckpoint, listCheckpoints, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes,
   startingCheckpoint, writeDirAtomically,

@@ -1,3 +1,7 @@
+/**
+ * Writing a file so that a reader never sees it half written and a crash leaves the old one intact:
+ * write a temporary file beside it, then rename it into place. The one implementation every layer uses.
+ */
 import { promises as fsp, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -28,11 +32,14 @@ export async function writeTextFileAtomically(file: string, text: string): Promi
   await writeFileAtomically(file, (tmp) => fsp.writeFile(tmp, text, 'utf8'));
 }
 
-/** The synchronous twin of writeTextFileAtomically, for small files written between synchronous steps. */
-export function writeFileAtomicallySync(file: string, data: string | Uint8Array): void {
+/**
+ * The synchronous twin of writeFileAtomically, for files written between synchronous steps: `content`
+ * is the whole file, or a function that writes the temporary file itself (streaming a large one).
+ */
+export function writeFileAtomicallySync(file: string, content: string | Uint8Array | ((tempPath: string) => void)): void {
   const tmp = tempPathFor(file);
   try {
-    writeFileSync(tmp, data);
+    if (typeof content === 'function') content(tmp); else writeFileSync(tmp, content);
     renameSync(tmp, file);
   } catch (err) {
     rmSync(tmp, { force: true });
