@@ -4,10 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { DEFAULT_MODEL_DIR } from './package-paths.js';
+import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
 import { runRecipe, STEP_NAMES } from '../recipe/default-recipe.js';
-import { DEFAULT_DATA_DIR } from '../recipe/evaluate.js';
 import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
