@@ -1,5 +1,5 @@
 /**
- * The default model's evaluation table (issue 8): BM25, stage 1, stage 2 with reasoning off and on, and reciprocal-
+ * The default model's evaluation table: BM25, stage 1, stage 2 with reasoning off and on, and reciprocal-
  * rank hybrids of BM25 with stage 2, on SciFact test, NFCorpus test, XQuAD-en and XQuAD de/zh/ar questions against
  * the English paragraphs. nDCG@10 and Recall@100 as trec_eval computes them, paired significance tests over
  * per-query nDCG@10, wall times and reasoning statistics; written as evaluation.json and evaluation.md.
