@@ -17,11 +17,11 @@ import { Qwen2Model } from '../src/model/qwen2-model.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { makeTinyTokenizer } from '../src/model/tiny-tokenizer.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
-import { parseConfig } from '../src/train/config.js';
-import { candidatePool, loadTrainingData } from '../src/train/data.js';
+import { parseConfig } from '../src/train/sft/config.js';
+import { candidatePool, loadTrainingData } from '../src/train/sft/data.js';
 import { evaluateDense, loadDevSet } from '../src/train/dev-eval.js';
-import { bm25Ranker, mineHardNegatives, toJsonl } from '../src/train/mine.js';
-import { trainSft } from '../src/train/sft-trainer.js';
+import { bm25Ranker, mineHardNegatives, toJsonl } from '../src/train/sft/mine.js';
+import { trainSft } from '../src/train/sft/trainer.js';
 import { repoRoot } from '../test/helpers/repo.js';
 
 const work = path.resolve(process.argv[2] ?? 'stage1-work');

@@ -1,9 +1,9 @@
 import { writeFileSync, renameSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError, loadConfig } from '../train/config.js';
-import { DataError, candidatePool, loadTrainingData } from '../train/data.js';
-import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/mine.js';
+import { ConfigError, loadConfig } from '../train/sft/config.js';
+import { DataError, candidatePool, loadTrainingData } from '../train/sft/data.js';
+import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
 import { loadModelFolder } from '../model/model-folder.js';
 
 const HELP = `search-r3 mine — mine hard negatives for stage-1 training

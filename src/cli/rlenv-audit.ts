@@ -2,10 +2,10 @@ import { cpSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { loadRlConfig } from '../train/rl-config.js';
-import { trainRl } from '../train/rl-trainer.js';
+import { loadRlConfig } from '../train/rl/config.js';
+import { trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
-import { loadEnvironment } from '../train/environment-checkpoint.js';
+import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 import { asUserError } from './train-rl.js';
 

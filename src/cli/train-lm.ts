@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError } from '../train/config.js';
-import { loadLmConfig } from '../train/lm-config.js';
-import { trainLm } from '../train/lm-trainer.js';
+import { ConfigError } from '../train/sft/config.js';
+import { loadLmConfig } from '../train/lm/config.js';
+import { trainLm } from '../train/lm/trainer.js';
 import { RunFolderError } from '../train/run-folder-error.js';
-import { TrainingDiverged } from '../train/sft-trainer.js';
+import { TrainingDiverged } from '../train/sft/trainer.js';
 import { formatDuration } from '../train/progress.js';
 import { InputFileError } from '../model/bpe-trainer.js';
 

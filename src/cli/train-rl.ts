@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError } from '../train/config.js';
-import { loadRlConfig } from '../train/rl-config.js';
-import { trainRl } from '../train/rl-trainer.js';
+import { ConfigError } from '../train/sft/config.js';
+import { loadRlConfig } from '../train/rl/config.js';
+import { trainRl } from '../train/rl/trainer.js';
 import { RunFolderError } from '../train/run-folder-error.js';
 import { formatDuration } from '../train/progress.js';
 import { TableTooLargeError } from '../rlenv/embedding-table.js';

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError, loadConfig } from '../train/config.js';
-import { DataError } from '../train/data.js';
-import { RunFolderError, TrainingDiverged, trainSft } from '../train/sft-trainer.js';
+import { ConfigError, loadConfig } from '../train/sft/config.js';
+import { DataError } from '../train/sft/data.js';
+import { RunFolderError, TrainingDiverged, trainSft } from '../train/sft/trainer.js';
 import { formatDuration } from '../train/progress.js';
 
 const HELP = `search-r3 train sft — stage 1: instruction-guided representation learning (contrastive SFT)

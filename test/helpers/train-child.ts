@@ -4,8 +4,8 @@
  * each, so that the parent can SIGKILL it at a chosen point. Does nothing without arguments (the test
  * runner may load every file under dist/test).
  */
-import { loadConfig } from '../../src/train/config.js';
-import { trainSft } from '../../src/train/sft-trainer.js';
+import { loadConfig } from '../../src/train/sft/config.js';
+import { trainSft } from '../../src/train/sft/trainer.js';
 
 const [, , configFile, mode] = process.argv;
 if (configFile) {
