@@ -18,6 +18,7 @@ import { attachLora, loraParameters, saveLoraAdapter, type LoraConfig, type Lora
 import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../../model/model-folder.js';
 import { Qwen2Model } from '../../model/qwen2-model.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
+import { Embedder } from '../../embed/embedder.js';
 import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates } from '../../embed/prompts.js';
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
@@ -28,7 +29,8 @@ import {
 } from '../checkpoint.js';
 import type { SftConfig } from './config.js';
 import { type DataStats, type TrainExample, loadTrainingData } from './data.js';
-import { type DevSet, evaluateDense, loadDevSet } from '../dev-eval.js';
+import { type DevSet, loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
+import { ModelRetriever } from '../../eval/model-retriever.js';
 import { gradCacheBackward } from './grad-cache.js';
 import { ProgressBar, formatDuration } from '../progress.js';
 import { MetricsLog } from '../metrics-log.js';
@@ -163,7 +165,8 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   };
   const evaluate = async (): Promise<void> => {
     if (!dev || !cfg.eval) return;
-    const r = evaluateDense(s.model, s.tokenizer, dev, { templates: cfg.templates, maxLength: encoder.maxLength });
+    const embedder = new Embedder(s.model, s.tokenizer, { templates: cfg.templates, maxLength: encoder.maxLength });
+    const r = await scoreDevSet(new ModelRetriever(embedder, 'dev'), dev);
     log({ type: 'eval', step: state.step, ndcg10: r.ndcg10, queries: r.queries, documents: r.documents, seconds: r.seconds });
     bar.note(`step ${state.step}: dev nDCG@10 ${r.ndcg10.toFixed(4)} (${r.queries} queries, ${r.documents} documents, ${r.seconds.toFixed(1)} s)`);
     if (state.bestScore === null || r.ndcg10 > state.bestScore) {
