@@ -1,9 +1,9 @@
-import { writeFileSync, renameSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { ConfigError, loadConfig } from '../train/sft/config.js';
 import { DataError, candidatePool, loadTrainingData } from '../train/sft/data.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
+import { writeFileAtomicallySync } from '../model/atomic-file.js';
 import { loadModelFolder } from '../model/model-folder.js';
 
 const HELP = `search-r3 mine — mine hard negatives for stage-1 training
@@ -65,9 +65,7 @@ export const mineCommand: Command = {
       }, (done, total) => {
         if (Date.now() - last > 5000 || done === total) { last = Date.now(); process.stderr.write(`  ${done}/${total} queries\n`); }
       });
-      const tmp = `${values.out}.tmp-${process.pid}`;
-      writeFileSync(tmp, toJsonl(mined));
-      renameSync(tmp, values.out);
+      writeFileAtomicallySync(values.out, toJsonl(mined));
       console.log(`${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} negatives for ${stats.withNegatives} of them, ` +
         `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`);
       return 0;

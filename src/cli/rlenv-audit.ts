@@ -1,4 +1,4 @@
-import { cpSync, writeFileSync, renameSync } from 'node:fs';
+import { cpSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
@@ -7,6 +7,7 @@ import { trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
 import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
+import { writeFileAtomicallySync } from '../model/atomic-file.js';
 import { asUserError } from './train-rl.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
@@ -63,8 +64,7 @@ const auditCommand: Command = {
         `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
       const out = { config: path.resolve(values.config), steps, header, summary, setupSeconds: s.setupSeconds, totalSeconds: (Date.now() - t0) / 1000 };
       const file = path.join(cfg.output, 'audit.json');
-      writeFileSync(`${file}.tmp`, JSON.stringify(out, null, 1));
-      renameSync(`${file}.tmp`, file);
+      writeFileAtomicallySync(file, JSON.stringify(out, null, 1));
       console.log(`${header}\n${formatAudit(summary)}\n(total ${out.totalSeconds.toFixed(0)} s; summary in ${file})`);
       return 0;
     } catch (err) { throw asUserError(err); }

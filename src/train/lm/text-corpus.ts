@@ -15,7 +15,7 @@ import { createReadStream, existsSync, promises as fsp, readFileSync } from 'nod
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { gunzipSync } from 'node:zlib';
-import { writeDirAtomically } from '../checkpoint.js';
+import { writeDirAtomically } from '../../model/atomic-file.js';
 
 export interface CorpusSource {
   name: string;

@@ -18,8 +18,9 @@ import { Tokenizer } from '../../model/tokenizer.js';
 import type { SafetensorsDtype } from '../../model/safetensors.js';
 import {
   type TrainerState, applyCheckpoint, listCheckpoints, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes,
-  startingCheckpoint, writeDirAtomically,
+  startingCheckpoint,
 } from '../checkpoint.js';
+import { writeDirAtomically } from '../../model/atomic-file.js';
 import type { LmConfig } from './config.js';
 import { type CachedTokenStream, PackedSequences, cachedTokenStream, epochOrder } from './data.js';
 import { MetricsLog } from '../metrics-log.js';

@@ -30,8 +30,9 @@ import { TableTooLargeError, defaultTableLimit } from '../../rlenv/embedding-tab
 import type { AuditStep } from '../../rlenv/audit.js';
 import {
   applyCheckpoint, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes, startingCheckpoint,
-  writeDirAtomically, type TrainerState,
+  type TrainerState,
 } from '../checkpoint.js';
+import { writeDirAtomically } from '../../model/atomic-file.js';
 import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
 import { MetricsLog } from '../metrics-log.js';
 import type { MetricRecord } from '../report.js';

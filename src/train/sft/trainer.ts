@@ -22,10 +22,10 @@ import { Embedder } from '../../embed/embedder.js';
 import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates } from '../../embed/prompts.js';
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
-import { writeTextFileAtomically } from '../../model/atomic-file.js';
+import { writeDirAtomically, writeTextFileAtomically } from '../../model/atomic-file.js';
 import {
   type TrainerState, applyCheckpoint, listCheckpoints, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes,
-  startingCheckpoint, writeDirAtomically,
+  startingCheckpoint,
 } from '../checkpoint.js';
 import type { SftConfig } from './config.js';
 import { type DataStats, type TrainExample, loadTrainingData } from './data.js';
