@@ -22,7 +22,9 @@ import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../../model/
 import { Qwen2Model } from '../../model/qwen2-model.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { Embedder } from '../../embed/embedder.js';
-import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates, embedTokenId, encodePrompt } from '../../embed/prompts.js';
+import {
+  DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt,
+} from '../../embed/prompts.js';
 import { RetrievalEnvironment, type DocumentEncoder, type EnvironmentOptions, type EnvironmentSnapshot, type StepQuery, type StepStats } from '../../rlenv/environment.js';
 import { responseReward, type RankingRewardKind, type RewardSettings } from '../../rlenv/reward.js';
 import type { RefreshMode } from '../../rlenv/refresh-policy.js';
@@ -92,12 +94,6 @@ async function setupPolicy(cfg: RlConfig): Promise<Policy> {
   const ref = needRef ? new Qwen2Model(model.config, new Map([...model.params].map(([k, v]) => [k, new T.Tensor(Float32Array.from(v.data), v.shape, false, k)]))) : null;
   for (const p of model.parameters()) p.requiresGrad = true;
   return { model, tokenizer, ref, trainable: model.parameters(), lora: null };
-}
-
-function endTokens(tok: Tokenizer): number[] {
-  const ids = ['<|im_end|>', '<|endoftext|>'].map((t) => tok.tokenToId(t));
-  if (tok.eosTokenId !== null) ids.push(tok.eosTokenId);
-  return [...new Set(ids.filter((x): x is number => x !== undefined))];
 }
 
 /** Query order of one pass over the training queries (seeded Fisher–Yates). */
@@ -183,7 +179,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   if (state.step === 0) log({ type: 'data', step: 0, ...data.stats, totalSteps, trainableParameters: T.countParameters(pol.trainable), environmentSetupSeconds: setupSeconds });
 
   const embedId = embedTokenId(pol.tokenizer);
-  const ends = endTokens(pol.tokenizer);
+  const ends = [...assistantEndTokens(pol.tokenizer).keys()];
   const reward: RewardSettings = { kind: cfg.reward.kind as RankingRewardKind, k: cfg.reward.k, formatPenalty: cfg.reward.formatPenalty, lengthPenalty: cfg.reward.lengthPenalty };
   const r = cfg.rollout, B = r.queries, G = r.group;
   const rng = new T.Rng(state.rng);
