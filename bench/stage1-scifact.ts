@@ -17,7 +17,7 @@ import { Qwen2Model } from '../src/model/qwen2-model.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { makeTinyTokenizer } from '../src/model/tiny-tokenizer.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
-import { parseConfig } from '../src/train/sft/config.js';
+import { parseSftConfig } from '../src/train/sft/config.js';
 import { candidatePool, loadTrainingData } from '../src/train/sft/data.js';
 import { Embedder } from '../src/embed/embedder.js';
 import { loadDevSet, scoreDevSet, type DevSet, type DevSetScore } from '../src/eval/dev-eval.js';
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
     eval: { beir: path.join(data, 'nfcorpus/beir-preprocessed/dev'), split: 'dev', every: env('STAGE1_EVAL_EVERY', 100), maxQueries: 50, maxDocuments: 300 },
   };
   writeFileSync(path.join(work, 'train-config.json'), JSON.stringify(cfgJson, null, 1));
-  const cfg = parseConfig(cfgJson, work);
+  const cfg = parseSftConfig(cfgJson, work);
   const resume = existsSync(path.join(cfg.output, 'checkpoints'));
   const trained = await trainSft(cfg, { resume });
   log(`trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s; best dev nDCG@10 ${trained.bestScore} at step ${trained.bestStep}`);

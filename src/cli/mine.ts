@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError, loadConfig } from '../train/sft/config.js';
+import { ConfigError } from '../train/config-merge.js';
+import { loadSftConfig } from '../train/sft/config.js';
 import { DataError, candidatePool, loadTrainingData } from '../train/sft/data.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
 import { writeFileAtomicallySync } from '../model/atomic-file.js';
@@ -48,7 +49,7 @@ export const mineCommand: Command = {
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model') throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
     try {
-      const cfg = loadConfig(values.config);
+      const cfg = loadSftConfig(values.config);
       const { examples, stats: ds } = await loadTrainingData(cfg.data);
       const pool = await candidatePool(cfg.data, examples);
       process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError } from '../train/sft/config.js';
+import { ConfigError } from '../train/config-merge.js';
 import { loadLmConfig } from '../train/lm/config.js';
 import { trainLm } from '../train/lm/trainer.js';
 import { RunFolderError } from '../train/run-folder-error.js';

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError, loadConfig } from '../train/sft/config.js';
+import { ConfigError } from '../train/config-merge.js';
+import { loadSftConfig } from '../train/sft/config.js';
 import { DataError } from '../train/sft/data.js';
 import { RunFolderError, TrainingDiverged, trainSft } from '../train/sft/trainer.js';
 import { formatDuration } from '../train/progress.js';
@@ -53,7 +54,7 @@ export const trainSftCommand: Command = {
     } });
     if (!values.config) throw new UserError('train sft needs --config <file.json> (see search-r3 train sft --help).');
     try {
-      const cfg = loadConfig(values.config);
+      const cfg = loadSftConfig(values.config);
       const r = await trainSft(cfg, { resume: values.resume ?? false, progress: !values.quiet });
       const best = r.bestScore !== null ? `, best dev nDCG@10 ${r.bestScore.toFixed(4)} at step ${r.bestStep}` : '';
       console.log(`trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: final loss ${r.finalLoss.toFixed(4)}${best}; ` +

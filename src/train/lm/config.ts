@@ -1,12 +1,10 @@
 /**
  * The causal-LM pretraining config (`search-r3 train lm`): a JSON file whose every key has a default
- * here; unknown keys and values of the wrong type are errors naming the key, as in stage 1's config
- * (whose strict merge is private to config.ts, so this file has its own, same rules). Relative paths
- * are resolved against the config file's folder.
+ * here; unknown keys and values of the wrong type are errors naming the key (config-merge.ts, as for
+ * every trainer). Relative paths are resolved against the config file's folder.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, mergeStrict } from '../config-merge.js';
+import { ConfigError, type OptimizerSettings, mergeStrict, readConfigFile } from '../config-merge.js';
 
 export interface LmModelSettings {
   hiddenSize: number;
@@ -45,7 +43,7 @@ export interface LmConfig {
   accumulation: number;
   /** Optimiser steps; 0 = one pass over the training sequences. */
   steps: number;
-  optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; warmupSteps: number; minLr: number; maxGradNorm: number };
+  optimizer: OptimizerSettings;
   /** Validation loss every `every` steps over at most `maxSequences` validation sequences (0 = all). */
   eval: { every: number; maxSequences: number };
   checkpoint: { every: number; keep: number };
@@ -98,11 +96,5 @@ export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
 }
 
 export function loadLmConfig(file: string): LmConfig {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new ConfigError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `not valid JSON (${(e as Error).message})`}`);
-  }
-  return parseLmConfig(raw, path.dirname(path.resolve(file)));
+  return readConfigFile(file, parseLmConfig);
 }

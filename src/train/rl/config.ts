@@ -1,12 +1,12 @@
 /**
  * The stage-2 (GRPO) training config: JSON whose every key has a default here; unknown keys and values
- * of the wrong type are errors naming the key. Relative paths resolve against the config file's folder.
- * (Stage 1's config.ts keeps its merge helper private, so this file has its own small strict merge.)
+ * of the wrong type are errors naming the key (config-merge.ts). Relative paths resolve against the config
+ * file's folder.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { LoraSettings } from '../sft/config.js';
-import { ConfigError, mergeStrict, parseTemplates } from '../config-merge.js';
+import {
+  ConfigError, type LoraSettings, type OptimizerSettings, mergeStrict, parseLora, parseTemplates, readConfigFile,
+} from '../config-merge.js';
 
 export interface RlConfig {
   /** Starting policy: a model folder (the stage-1 final/ or best/ output of a full fine-tune). */
@@ -22,7 +22,7 @@ export interface RlConfig {
   rollout: { queries: number; group: number; temperature: number; topP: number; topK: number; maxReasoningTokens: number };
   reward: { kind: string; k: number; formatPenalty: number; lengthPenalty: number };
   loss: { clipEps: number; beta: number; innerEpochs: number; infonce: number; temperature: number };
-  optimizer: { lr: number; weightDecay: number; beta1: number; beta2: number; eps: number; warmupSteps: number; minLr: number; maxGradNorm: number };
+  optimizer: OptimizerSettings;
   lora: LoraSettings | null;
   environment: {
     mode: string; budget: number; candidates: number; neighbours: number; rolling: number; fullEvery: number;
@@ -51,13 +51,11 @@ export const DEFAULT_RL_CONFIG: RlConfig = {
   templates: {},
 };
 
-const LORA_DEFAULTS: LoraSettings = { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
-
 export function parseRlConfig(raw: unknown, baseDir: string): RlConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('the config must be a JSON object');
   const { lora, templates, ...rest } = raw as Record<string, unknown>;
   const cfg: RlConfig = { ...mergeStrict({ ...DEFAULT_RL_CONFIG, lora: undefined, templates: undefined }, rest, ''), lora: null, templates: {} };
-  if (lora !== undefined && lora !== null) cfg.lora = mergeStrict(LORA_DEFAULTS, lora, 'lora');
+  cfg.lora = parseLora(lora);
   cfg.templates = parseTemplates(templates);
   if (cfg.model === '') throw new ConfigError('"model" is required: the starting model folder (stage-1 output)');
   if (cfg.output === '') throw new ConfigError('"output" is required: the run folder');
@@ -87,12 +85,5 @@ function check(c: RlConfig): void {
 }
 
 export function loadRlConfig(file: string): RlConfig {
-  let text: string;
-  try { text = readFileSync(file, 'utf8'); } catch { throw new ConfigError(`cannot read the config file ${file}`); }
-  let raw: unknown;
-  try { raw = JSON.parse(text); } catch (e) { throw new ConfigError(`${file} is not valid JSON: ${(e as Error).message}`); }
-  try { return parseRlConfig(raw, path.dirname(path.resolve(file))); } catch (e) {
-    if (e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`);
-    throw e;
-  }
+  return readConfigFile(file, parseRlConfig);
 }

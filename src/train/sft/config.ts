@@ -3,9 +3,10 @@
  * error naming the key (a typo must not silently train with a default), as are values of the wrong type.
  * Relative paths are resolved against the config file's folder.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, mergeStrict, parseTemplates } from '../config-merge.js';
+import {
+  ConfigError, type LoraSettings, type OptimizerSettings, mergeStrict, parseLora, parseTemplates, readConfigFile,
+} from '../config-merge.js';
 import type { PseudoQueryKind } from './pseudo-queries.js';
 
 export type DataSourceConfig =
@@ -20,7 +21,6 @@ export type DataSourceConfig =
   /** Pseudo-queries from a corpus.jsonl (or BEIR folder): a title asks for its body, a sentence for the rest. */
   | { type: 'pseudo-queries'; path: string; queries: PseudoQueryKind; seed: number; maxDocuments: number };
 
-export interface LoraSettings { rank: number; alpha: number; dropout: number; targets: string[] }
 export interface EvalSettings { beir: string; split: string; every: number; maxQueries: number; maxDocuments: number }
 
 export interface SftConfig {
@@ -46,10 +46,7 @@ export interface SftConfig {
     accumulation: number;
   };
   loss: { sft: number; kl: number; infonce: number; triplet: number; temperature: number; margin: number };
-  optimizer: {
-    lr: number; weightDecay: number; beta1: number; beta2: number; eps: number;
-    warmupSteps: number; minLr: number; maxGradNorm: number;
-  };
+  optimizer: OptimizerSettings;
   /** LoRA adapters (base frozen), or null for full fine-tuning. */
   lora: LoraSettings | null;
   checkpoint: { every: number; keep: number };
@@ -59,7 +56,7 @@ export interface SftConfig {
   templates: { querySystem?: string; documentSystem?: string; reasoningSystem?: string; directResponse?: string };
 }
 
-export const DEFAULT_CONFIG: SftConfig = {
+export const DEFAULT_SFT_CONFIG: SftConfig = {
   model: '', output: '', seed: 0, data: [], maxLength: 512, steps: 0, epochs: 1,
   batch: { queries: 16, hardNegatives: 1, subBatch: 0, accumulation: 1 },
   loss: { sft: 1, kl: 1, infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
@@ -70,22 +67,20 @@ export const DEFAULT_CONFIG: SftConfig = {
   templates: {},
 };
 
-const LORA_DEFAULTS: LoraSettings = { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 const EVAL_DEFAULTS: EvalSettings = { beir: '', split: 'dev', every: 100, maxQueries: 0, maxDocuments: 0 };
 const SOURCE_KEYS: Record<string, string[]> = { beir: ['type', 'path', 'split'], jsonl: ['type', 'path'], pairs: ['type', 'path'], 'climate-fever': ['type', 'path'],
   'pseudo-queries': ['type', 'path', 'queries', 'seed', 'maxDocuments'] };
 
-export { ConfigError };
-
 type Json = unknown;
 
 /** Validates a parsed config object; paths are resolved against baseDir. */
-export function parseConfig(raw: Json, baseDir: string): SftConfig {
+export function parseSftConfig(raw: Json, baseDir: string): SftConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('the config must be a JSON object');
   const { data, lora, eval: ev, templates, ...rest } = raw as Record<string, unknown>;
-  const simple = mergeStrict({ ...DEFAULT_CONFIG, data: undefined, lora: undefined, eval: undefined, templates: undefined }, rest, '');
+  const defaults = { ...DEFAULT_SFT_CONFIG, data: undefined, lora: undefined, eval: undefined, templates: undefined };
+  const simple = mergeStrict(defaults, rest, '');
   const cfg: SftConfig = { ...simple, data: [], lora: null, eval: null, templates: {} };
-  if (lora !== undefined && lora !== null) cfg.lora = mergeStrict(LORA_DEFAULTS, lora, 'lora');
+  cfg.lora = parseLora(lora);
   if (ev !== undefined && ev !== null) cfg.eval = mergeStrict(EVAL_DEFAULTS, ev, 'eval');
   cfg.templates = parseTemplates(templates);
   if (!Array.isArray(data) || data.length === 0) throw new ConfigError('"data" must be a non-empty array of sources such as {"type": "beir", "path": "...", "split": "train"}');
@@ -149,18 +144,7 @@ function check(c: SftConfig): void {
   if (c.eval) { need(c.eval.beir !== '', '"eval.beir" must name a BEIR folder'); posInt(c.eval.every, 'eval.every'); }
 }
 
-/** Reads and validates a JSON config file. */
-export function loadConfig(file: string): SftConfig {
-  let raw: Json;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new ConfigError(`${file}: ${(e as Error).message}`);
-  }
-  try {
-    return parseConfig(raw, path.dirname(path.resolve(file)));
-  } catch (e) {
-    if (e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`);
-    throw e;
-  }
+/** Reads and validates a stage-1 config file. */
+export function loadSftConfig(file: string): SftConfig {
+  return readConfigFile(file, parseSftConfig);
 }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { bpeTokenizerFiles, learnMerges, WordCounter } from '../../../src/model/bpe-trainer.js';
 import { loadModelFolder } from '../../../src/model/model-folder.js';
 import { Tokenizer } from '../../../src/model/tokenizer.js';
-import { ConfigError } from '../../../src/train/sft/config.js';
+import { ConfigError } from '../../../src/train/config-merge.js';
 import { parseLmConfig, type LmConfig } from '../../../src/train/lm/config.js';
 import { cachedTokenStream, epochOrder, PackedSequences, tokenizeFiles } from '../../../src/train/lm/data.js';
 import { DecayGroupsAdamW, trainLm } from '../../../src/train/lm/trainer.js';

@@ -6,7 +6,7 @@ import * as T from '../../../src/tensor/index.js';
 import { parseRlConfig } from '../../../src/train/rl/config.js';
 import { trainRl } from '../../../src/train/rl/trainer.js';
 import { forwardRollouts, sampleRollouts } from '../../../src/train/rl/rollout.js';
-import { ConfigError } from '../../../src/train/sft/config.js';
+import { ConfigError } from '../../../src/train/config-merge.js';
 import { embedTokenId } from '../../../src/embed/prompts.js';
 import { tinyModel } from '../../helpers/tiny-model.js';
 import { rlFixture, withoutTimes, writeConfig } from '../../helpers/train-fixtures.js';

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { parseConfig, ConfigError } from '../../../src/train/sft/config.js';
+import { ConfigError } from '../../../src/train/config-merge.js';
+import { parseSftConfig } from '../../../src/train/sft/config.js';
 import { loadTrainingData } from '../../../src/train/sft/data.js';
 import { pseudoQueryExamples, splitSentences, PSEUDO_QUERY_DEFAULTS } from '../../../src/train/sft/pseudo-queries.js';
 import { sharedData } from '../../helpers/repo.js';
@@ -38,7 +39,7 @@ test('sentence pseudo-queries: the asked sentence is removed from its document, 
 });
 
 test('real data: SciFact corpus pseudo-queries through a training config, with maxDocuments', async () => {
-  const cfg = parseConfig({
+  const cfg = parseSftConfig({
     model: 'm', output: 'o',
     data: [{ type: 'pseudo-queries', path: path.join(sharedData, 'scifact'), queries: 'sentence', maxDocuments: 500 },
       { type: 'pseudo-queries', path: path.join(sharedData, 'scifact/corpus.jsonl'), queries: 'title', seed: 3 }],
@@ -53,11 +54,12 @@ test('real data: SciFact corpus pseudo-queries through a training config, with m
 
 test('a pseudo-queries source with a wrong kind or key is a config error naming it', () => {
   const bad = (src: Record<string, unknown>): void => {
-    assert.throws(() => parseConfig({ model: 'm', output: 'o', data: [src] }, '/'), ConfigError);
+    assert.throws(() => parseSftConfig({ model: 'm', output: 'o', data: [src] }, '/'), ConfigError);
   };
   bad({ type: 'pseudo-queries', path: 'x', queries: 'abstract' });
   bad({ type: 'pseudo-queries', path: 'x', queries: 'title', maxDocs: 3 });
   bad({ type: 'pseudo-queries', path: 'x', queries: 'title', seed: -1 });
-  assert.throws(() => parseConfig({ model: 'm', output: 'o', data: [{ type: 'pseudo-queries', path: 'x', queries: 'titles' }] }, '/'),
+  const titles = { model: 'm', output: 'o', data: [{ type: 'pseudo-queries', path: 'x', queries: 'titles' }] };
+  assert.throws(() => parseSftConfig(titles, '/'),
     /"data\[0\]\.queries" must be "title" or "sentence"/);
 });

@@ -7,7 +7,7 @@ import { Embedder } from '../../../src/embed/embedder.js';
 import { EMBED_TOKEN } from '../../../src/embed/prompts.js';
 import { loadModelFolder } from '../../../src/model/model-folder.js';
 import { loadSafetensors } from '../../../src/model/safetensors.js';
-import { loadConfig } from '../../../src/train/sft/config.js';
+import { loadSftConfig } from '../../../src/train/sft/config.js';
 import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import { TrainingDiverged, trainSft } from '../../../src/train/sft/trainer.js';
 import { repoRoot } from '../../helpers/repo.js';
@@ -46,15 +46,15 @@ function runChild(cfgFile: string, mode: string, killAtStep?: number): Promise<{
 test('a config key that does not exist is an error naming it', () => {
   const root = tempDir('cfg');
   const file = writeConfig(path.join(root, 'c.json'), { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], loss: { temprature: 0.1 } });
-  assert.throws(() => loadConfig(file), /"loss\.temprature" is not a config key.*temperature/);
+  assert.throws(() => loadSftConfig(file), /"loss\.temprature" is not a config key.*temperature/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x', split: 'dev' }] });
-  assert.throws(() => loadConfig(file), /"data\[0\]\.split" is not a config key/);
+  assert.throws(() => loadSftConfig(file), /"data\[0\]\.split" is not a config key/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'beir', path: 'x', split: 'test' }] });
-  assert.throws(() => loadConfig(file), /"data\[0\]\.split" is "test": test queries are never trained on/);
+  assert.throws(() => loadSftConfig(file), /"data\[0\]\.split" is "test": test queries are never trained on/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], batch: { queries: '8' } });
-  assert.throws(() => loadConfig(file), /"batch\.queries" must be a number/);
+  assert.throws(() => loadSftConfig(file), /"batch\.queries" must be a number/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], lora: { rank: 4 } });
-  const cfg = loadConfig(file);
+  const cfg = loadSftConfig(file);
   assert.equal(cfg.loss.temperature, 0.05); assert.equal(cfg.loss.margin, 0.2); assert.equal(cfg.lora?.alpha, 16);
   assert.equal(cfg.model, path.join(root, 'm'), 'paths resolve against the config folder');
 });
@@ -94,7 +94,7 @@ test('kill -9 after step 5, --resume: the loss curve equals the uninterrupted ru
 test('a NaN loss stops training, names the step and batch, and keeps the last good checkpoint', async () => {
   // full fine-tuning at an absurd learning rate: step 1 is finite, its update sends the weights to ±1e30
   const r = await toyRun('nan', { lora: null, steps: 6, checkpoint: { every: 1, keep: 3 }, optimizer: { lr: 1e30, warmupSteps: 0, maxGradNorm: 0 } });
-  const cfg = loadConfig(r.cfgFile);
+  const cfg = loadSftConfig(r.cfgFile);
   await assert.rejects(trainSft(cfg, { progress: false }), (e: unknown) => {
     assert.ok(e instanceof TrainingDiverged, String(e));
     assert.match(e.message, /step 2, epoch 0 batch 1 \(first query "what is/);
@@ -113,7 +113,7 @@ test('a model that never emitted <|embed_token|> (not even in its vocabulary) le
   const before = await loadModelFolder(path.join(root, 'model'));
   assert.equal(before.tokenizer.tokenToId(EMBED_TOKEN), undefined);
   writeJsonl(path.join(root, 'train.jsonl'), toyExamples(16, 0));
-  const cfg = loadConfig(writeConfig(path.join(root, 'cfg.json'), {
+  const cfg = loadSftConfig(writeConfig(path.join(root, 'cfg.json'), {
     model: 'model', output: 'run', data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 128, steps: 80,
     batch: { queries: 4, hardNegatives: 0 }, loss: { sft: 1, kl: 0, infonce: 0, triplet: 0 },
     optimizer: { lr: 2e-2, warmupSteps: 4 }, checkpoint: { every: 80 },
@@ -140,7 +140,7 @@ test('bad input: queries without positives, empty texts and over-long texts are 
     JSON.stringify({ query: '', pos: ['orphan'] }),
     JSON.stringify({ query: 'a long one', pos: [long] }),
   ].join('\n') + '\n');
-  const cfg = loadConfig(writeConfig(path.join(root, 'cfg.json'), {
+  const cfg = loadSftConfig(writeConfig(path.join(root, 'cfg.json'), {
     model: 'model', output: 'run', data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 96, epochs: 1,
     batch: { queries: 3, hardNegatives: 1 }, checkpoint: { every: 100 },
   }));
@@ -159,8 +159,13 @@ test('gradient accumulation adds whole contrastive batches: the negatives per qu
   await tinyModelFolder(path.join(root, 'model'));
   writeJsonl(path.join(root, 'train.jsonl'), toyExamples(8, 1));
   const base = { model: 'model', data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 128, epochs: 1, checkpoint: { every: 100 } };
-  const one = loadConfig(writeConfig(path.join(root, 'a.json'), { ...base, output: 'a', batch: { queries: 4, hardNegatives: 1, accumulation: 1 } }));
-  const two = loadConfig(writeConfig(path.join(root, 'b.json'), { ...base, output: 'b', batch: { queries: 4, hardNegatives: 1, accumulation: 2, subBatch: 3 } }));
+  const batch = { queries: 4, hardNegatives: 1 };
+  const one = loadSftConfig(writeConfig(path.join(root, 'a.json'), {
+    ...base, output: 'a', batch: { ...batch, accumulation: 1 },
+  }));
+  const two = loadSftConfig(writeConfig(path.join(root, 'b.json'), {
+    ...base, output: 'b', batch: { ...batch, accumulation: 2, subBatch: 3 },
+  }));
   await trainSft(one, { progress: false });
   await trainSft(two, { progress: false });
   const a = trainCurve(one.output) as unknown as { tokens: number; infonce: number }[];
