@@ -4,7 +4,7 @@ import { ConfigError } from '../train/config-merge.js';
 import { loadLmConfig } from '../train/lm/config.js';
 import { trainLm } from '../train/lm/trainer.js';
 import { RunFolderError } from '../train/run-folder-error.js';
-import { TrainingDiverged } from '../train/sft/trainer.js';
+import { TrainingDiverged } from '../train/training-run.js';
 import { formatDuration } from '../train/progress.js';
 import { InputFileError } from '../model/bpe-trainer.js';
 

@@ -4,6 +4,7 @@ import { ConfigError } from '../train/config-merge.js';
 import { loadRlConfig } from '../train/rl/config.js';
 import { trainRl } from '../train/rl/trainer.js';
 import { RunFolderError } from '../train/run-folder-error.js';
+import { TrainingDiverged } from '../train/training-run.js';
 import { formatDuration } from '../train/progress.js';
 import { TableTooLargeError } from '../rlenv/embedding-table.js';
 import { EvalInputError } from '../eval/input-error.js';
@@ -47,7 +48,8 @@ options:
 
 /** Errors of the RL stack that are meant for the user as they are. */
 export function asUserError(e: unknown): unknown {
-  if (e instanceof ConfigError || e instanceof RunFolderError || e instanceof TableTooLargeError || e instanceof EvalInputError) return new UserError(e.message);
+  if (e instanceof ConfigError || e instanceof RunFolderError || e instanceof TrainingDiverged || e instanceof TableTooLargeError
+    || e instanceof EvalInputError) return new UserError(e.message);
   return e;
 }
 

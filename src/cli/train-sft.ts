@@ -3,7 +3,9 @@ import { UserError, type Command } from './command.js';
 import { ConfigError } from '../train/config-merge.js';
 import { loadSftConfig } from '../train/sft/config.js';
 import { DataError } from '../train/sft/data.js';
-import { RunFolderError, TrainingDiverged, trainSft } from '../train/sft/trainer.js';
+import { trainSft } from '../train/sft/trainer.js';
+import { RunFolderError } from '../train/run-folder-error.js';
+import { TrainingDiverged } from '../train/training-run.js';
 import { formatDuration } from '../train/progress.js';
 
 const HELP = `search-r3 train sft — stage 1: instruction-guided representation learning (contrastive SFT)

@@ -8,10 +8,10 @@ import { createReadStream, existsSync, promises as fsp, statSync } from 'node:fs
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import * as T from '../../tensor/index.js';
 import { writeFileAtomically, writeTextFileAtomically } from '../../model/atomic-file.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { jsonlDocumentText, listInputFiles } from '../../model/bpe-trainer.js';
+import { epochOrder } from '../training-run.js';
 
 /**
  * The documents of a file: `.jsonl` gives one per line ("title" and "text" joined by a newline);
@@ -147,14 +147,7 @@ export class PackedSequences {
   }
 }
 
-/** The order of `n` sequences in `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch), the same on every run. */
-export function epochOrder(n: number, seed: number, epoch: number): Int32Array {
-  const rng = new T.Rng((seed * 1_000_003 + epoch * 7919 + 17) >>> 0);
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = order[i]!; order[i] = order[j]!; order[j] = t;
-  }
-  return order;
+/** The order of `n` sequences in `epoch`: a shuffle seeded by (seed, epoch), the same on every run. */
+export function sequenceOrder(n: number, seed: number, epoch: number): number[] {
+  return epochOrder(n, (seed * 1_000_003 + epoch * 7919 + 17) >>> 0);
 }

@@ -8,53 +8,43 @@
  * table's vectors are constants: the gradient reaches the policy through the response embedding).
  * Each optimiser update advances the environment's policy version.
  *
- * A checkpoint also holds the environment (table, row versions, drift means); the graph is rebuilt from
- * the table at every checkpoint, so resume continues with the same weights, optimiser, data position,
+ * The run folder, resume, checkpoints, metrics.jsonl, the loop and its NaN/Inf checks are every
+ * trainer's (training-run.ts); stage 2's own are its queries, rollouts, environment, rewards and loss. A
+ * checkpoint also holds the environment (table, row versions, drift means); the graph is rebuilt from the
+ * table at every checkpoint, so resume continues with the same weights, optimiser, data position,
  * sampling and environment: the resumed run is bit-identical to the uninterrupted one.
  */
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-
 import * as T from '../../tensor/index.js';
 import type { Tensor } from '../../tensor/index.js';
-import { attachLora, loraParameters, saveLoraAdapter, type LoraConfig, type LoraTarget } from '../../model/lora.js';
-import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../../model/model-folder.js';
-import { Qwen2Model } from '../../model/qwen2-model.js';
-import type { Tokenizer } from '../../model/tokenizer.js';
 import { Embedder } from '../../embed/embedder.js';
 import {
-  DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt,
+  DEFAULT_TEMPLATES, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt,
 } from '../../embed/prompts.js';
-import { RetrievalEnvironment, type DocumentEncoder, type EnvironmentOptions, type EnvironmentSnapshot, type StepQuery, type StepStats } from '../../rlenv/environment.js';
+import {
+  RetrievalEnvironment, type DocumentEncoder, type EnvironmentOptions, type EnvironmentSnapshot, type StepOutcome,
+  type StepQuery, type StepStats,
+} from '../../rlenv/environment.js';
 import { responseReward, type RankingRewardKind, type RewardSettings } from '../../rlenv/reward.js';
 import type { RefreshMode } from '../../rlenv/refresh-policy.js';
 import { TableTooLargeError, defaultTableLimit } from '../../rlenv/embedding-table.js';
 import type { AuditStep } from '../../rlenv/audit.js';
-import {
-  applyCheckpoint, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes, startingCheckpoint,
-  type TrainerState,
-} from '../checkpoint.js';
-import { writeDirAtomically } from '../../model/atomic-file.js';
-import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
-import { MetricsLog } from '../metrics-log.js';
+import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import type { MetricRecord } from '../report.js';
-import { ProgressBar } from '../progress.js';
-import { groupAdvantages, grpoLoss, responseMeanWeights } from './grpo.js';
-import { loadRlData, type RlData, type RlQuery } from './data.js';
-import type { RlConfig } from './config.js';
-import { forwardRollouts, sampleRollouts, unitRows, type Rollout } from './rollout.js';
 import { RunFolderError } from '../run-folder-error.js';
+import { type RunOptions, RunFolder, type StepResult, adamWOptions, epochOrder } from '../training-run.js';
+import type { RlConfig } from './config.js';
+import { loadRlData, type RlData, type RlQuery } from './data.js';
+import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
+import { groupAdvantages, grpoLoss, responseMeanWeights } from './grpo.js';
+import { forwardRollouts, sampleRollouts, unitRows, type Rollout } from './rollout.js';
 
-export interface RlTrainOptions {
-  resume?: boolean;
-  progress?: boolean;
+export interface RlTrainOptions extends RunOptions {
   /** Also score every step's responses in an exact-mode environment (search-r3 rlenv audit). */
   audit?: boolean;
   /** Override cfg.steps (the audit runs a few steps of a training config). */
   steps?: number;
   onStep?: (step: number, record: Record<string, unknown>) => void;
-  /** Damage found in the run folder and worked around; shown even without progress (default: stderr). */
-  warn?: (line: string) => void;
 }
 
 export interface RlSummary {
@@ -71,37 +61,12 @@ export interface RlSummary {
   lastRewardMean: number;
 }
 
-interface Policy {
-  model: Qwen2Model;
-  tokenizer: Tokenizer;
-  ref: Qwen2Model | null;
-  trainable: Tensor[];
-  lora: LoraConfig | null;
-}
-
-async function setupPolicy(cfg: RlConfig): Promise<Policy> {
-  const loaded = await loadModelFolder(cfg.model, { trainable: cfg.lora === null });
-  let model = loaded.model;
-  const tokenizer = loaded.tokenizer;
-  if (tokenizer.tokenToId(EMBED_TOKEN) === undefined) model = addSpecialTokens({ model, tokenizer }, [EMBED_TOKEN]).model;
-  const needRef = cfg.loss.beta > 0;
-  if (cfg.lora) {
-    const lora: LoraConfig = { rank: cfg.lora.rank, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targets: cfg.lora.targets as LoraTarget[] };
-    attachLora(model, lora, new T.Rng(cfg.seed));
-    // the reference is the same base weights with no adapter attached
-    return { model, tokenizer, ref: needRef ? new Qwen2Model(model.config, model.params) : null, trainable: loraParameters(model), lora };
-  }
-  const ref = needRef ? new Qwen2Model(model.config, new Map([...model.params].map(([k, v]) => [k, new T.Tensor(Float32Array.from(v.data), v.shape, false, k)]))) : null;
-  for (const p of model.parameters()) p.requiresGrad = true;
-  return { model, tokenizer, ref, trainable: model.parameters(), lora: null };
-}
-
-/** Query order of one pass over the training queries (seeded Fisher–Yates). */
-function epochOrder(n: number, seed: number, epoch: number): number[] {
-  const rng = new T.Rng(seed * 7919 + epoch * 104729 + 17);
-  const order = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) { const j = rng.int(i + 1); [order[i], order[j]] = [order[j], order[i]]; }
-  return order;
+/**
+ * Query order of one pass over the training queries. Stage 2 mixes seed and epoch in its own way (not
+ * pretraining's): changing it would change which queries every stage-2 run, and every resumed one, trains on.
+ */
+function queryOrder(n: number, seed: number, epoch: number): number[] {
+  return epochOrder(n, seed * 7919 + epoch * 104729 + 17);
 }
 
 const mean = (xs: readonly number[]): number => (xs.length ? xs.reduce((s, v) => s + v, 0) / xs.length : 0);
@@ -115,118 +80,143 @@ function responseInfoNce(emb: Tensor, docs: Float32Array, m: number, isPositive:
   return T.neg(T.logsumexp(T.add(T.logSoftmax(logits), new T.Tensor(mask, [1, m])), -1));
 }
 
-export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise<RlSummary> {
-  const t0 = Date.now();
-  const totalSteps = opts.steps ?? cfg.steps;
-  const ckptRoot = path.join(cfg.output, 'checkpoints');
-  // read and checked (the environment too) before anything in the run folder is written
-  const start = await startingCheckpoint(cfg.output, opts.resume ?? false, loadEnvironment);
-  await fsp.mkdir(cfg.output, { recursive: true });
-  const progressOn = opts.progress ?? true;
-  const note = (msg: string): void => { if (progressOn) process.stderr.write(`${msg}\n`); };
-  const warn = opts.warn ?? ((line: string): void => { process.stderr.write(`${line}\n`); });
+/**
+ * The mean InfoNCE of the responses' embeddings `emb` [responses, d], each against its query's positives
+ * and the environment's candidates for it (the table's rows: constants).
+ */
+function candidatesInfoNce(
+  emb: Tensor, rollouts: readonly Rollout[], batch: readonly RlQuery[], outcome: StepOutcome, env: RetrievalEnvironment,
+  group: number, temperature: number,
+): Tensor {
+  const dim = emb.shape[1];
+  const terms = rollouts.map((x, i) => {
+    const pos = batch[x.query].positives.map((p) => p.row);
+    const rows = [...pos, ...outcome.candidates[x.query][i % group].filter((c) => !pos.includes(c))];
+    const docs = new Float32Array(rows.length * dim);
+    rows.forEach((row, j) => docs.set(env.table.row(row), j * dim));
+    const isPositive = rows.map((_, j) => j < pos.length);
+    return responseInfoNce(T.slice(emb, 0, i, i + 1), docs, rows.length, isPositive, temperature);
+  });
+  return T.scale(T.sum(T.concat(terms.map((t) => T.reshape(t, [1])), 0)), 1 / terms.length);
+}
 
-  const pol = await setupPolicy(cfg);
-  const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
-  const maxLength = Math.min(cfg.maxLength, pol.model.config.maxPositionEmbeddings);
-  const data = await loadRlData(cfg.data.beir, cfg.data.split, cfg.data.maxQueries, cfg.data.maxDocuments);
-  if (data.queries.length === 0) throw new RunFolderError(`${cfg.data.beir} (${cfg.data.split}): no query has a positive in the corpus (${data.stats.skippedNoPositiveInCorpus} skipped)`);
-  note(`data: ${data.stats.queries} queries (${data.stats.skippedNoPositiveInCorpus} skipped: no positive in the corpus; ${data.stats.positivesNotInCorpus} judged documents missing), ${data.stats.documents} documents`);
-
-  const o = cfg.optimizer;
-  const opt = new T.AdamW(pol.trainable, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
-  const schedule = T.warmupCosine(o.lr, o.warmupSteps, totalSteps, o.minLr);
-  let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
-  // the environment the resumed checkpoint holds, with that checkpoint's folder (for messages)
-  let saved: { snapshot: EnvironmentSnapshot; dir: string } | null = null;
-  if (start) {
-    const { dir, extra } = start.contents;
-    const ck = applyCheckpoint(start.contents, pol.trainable);
-    opt.loadState(ck.optimizer);
-    state = ck.state;
-    saved = extra && { snapshot: extra, dir };
-    for (const line of skippedCheckpointNotes(start)) warn(line);
-    const reencoded = '; it holds no environment (an older checkpoint), so the corpus is re-encoded '
-      + 'with the resumed policy';
-    note(`resuming from ${dir} (step ${state.step} of ${totalSteps})${saved ? '' : reencoded}`);
-  }
-  await removeStaleTemporaries(ckptRoot);
-  const metrics = await MetricsLog.open(path.join(cfg.output, 'metrics.jsonl'), start ? state.step : null);
-  if (metrics.note) warn(metrics.note);
-  const log = (r: MetricRecord): void => metrics.log.append(r);
-
-  // the environment: the corpus encoded by the current policy (documents embedded directly)
-  const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
-  const encode = (rows: readonly number[]): Float32Array[] => embedder.embedDocuments(rows.map((r) => data.docTexts[r])).vectors;
+/** The environment's settings of the config, in refresh `mode` (the audit's twin runs in exact mode). */
+function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOptions {
   const e = cfg.environment;
-  const envOptions = (mode: RefreshMode): EnvironmentOptions => ({
-    refresh: { mode, budget: e.budget, candidates: e.candidates, neighbours: e.neighbours, rolling: e.rolling, fullEvery: e.fullEvery },
+  return {
+    refresh: {
+      mode, budget: e.budget, candidates: e.candidates, neighbours: e.neighbours, rolling: e.rolling,
+      fullEvery: e.fullEvery,
+    },
     graph: { connectivity: e.connectivity, expansionAdd: e.expansionAdd, expansionSearch: e.expansionSearch },
     maxTableBytes: e.maxTableBytes > 0 ? e.maxTableBytes : defaultTableLimit(),
     reward: { kind: cfg.reward.kind as RankingRewardKind, k: cfg.reward.k },
     returnCandidates: cfg.loss.infonce > 0 ? e.returnCandidates : 0,
     driftCorrection: mode === 'local' && e.driftCorrection,
+  };
+}
+
+const REENCODED = '; it holds no environment (an older checkpoint), so the corpus is re-encoded '
+  + 'with the resumed policy';
+
+export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise<RlSummary> {
+  const t0 = Date.now();
+  const totalSteps = opts.steps ?? cfg.steps;
+  // the environment a checkpoint holds is read and checked with it, before anything is written
+  const folder = await RunFolder.open(cfg.output, opts, loadEnvironment);
+  const pol = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.beta > 0);
+  const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
+  const maxLength = Math.min(cfg.maxLength, pol.model.config.maxPositionEmbeddings);
+  const data = await loadRlData(cfg.data.beir, cfg.data.split, cfg.data.maxQueries, cfg.data.maxDocuments);
+  const st = data.stats;
+  if (data.queries.length === 0) {
+    const none = `no query has a positive in the corpus (${st.skippedNoPositiveInCorpus} skipped)`;
+    throw new RunFolderError(`${cfg.data.beir} (${cfg.data.split}): ${none}`);
+  }
+  const skipped = `${st.skippedNoPositiveInCorpus} skipped: no positive in the corpus; `
+    + `${st.positivesNotInCorpus} judged documents missing`;
+  folder.note(`data: ${st.queries} queries (${skipped}), ${st.documents} documents`);
+
+  const o = cfg.optimizer;
+  const optimizer = new T.AdamW(pol.trainable, adamWOptions(o));
+  const resumed = folder.start?.contents ?? null;
+  const saved = resumed?.extra ? { snapshot: resumed.extra, dir: resumed.dir } : null;
+  const run = await folder.begin({
+    params: pol.trainable, optimizer, settings: o, totalSteps, seed: cfg.seed, checkpoint: cfg.checkpoint,
+    resumeNote: resumed && !saved ? REENCODED : undefined,
   });
+  const state = run.state;
+
+  // the environment: the corpus encoded by the current policy (documents embedded directly)
+  const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
+  const encode = (rows: readonly number[]): Float32Array[] => embedder.embedDocuments(rows.map((r) => data.docTexts[r])).vectors;
   const ts = Date.now();
   const dim = pol.model.config.hiddenSize;
-  const bar0 = (what: string) => (done: number, total: number): void => { if (progressOn && (done === total || done % 2048 === 0)) process.stderr.write(`${what}: ${done}/${total} documents encoded\n`); };
+  const options = environmentOptions(cfg, cfg.environment.mode as RefreshMode);
+  const encoded = (done: number, total: number): void => {
+    if (done === total || done % 2048 === 0) folder.note(`environment: ${done}/${total} documents encoded`);
+  };
   const env = saved
-    ? restoreEnvironment(saved.snapshot, data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), saved.dir)
-    : RetrievalEnvironment.create(data.docTexts.length, dim, encode, envOptions(e.mode as RefreshMode), bar0('environment'));
+    ? restoreEnvironment(saved.snapshot, data.docTexts.length, dim, encode, options, saved.dir)
+    : RetrievalEnvironment.create(data.docTexts.length, dim, encode, options, encoded);
   // the audit's exact twin re-encodes the whole corpus every step
-  const exact = opts.audit ? env.twin(envOptions('exact')) : null;
+  const exact = opts.audit ? env.twin(environmentOptions(cfg, 'exact')) : null;
   const setupSeconds = (Date.now() - ts) / 1000;
-  if (state.step === 0) log({ type: 'data', step: 0, ...data.stats, totalSteps, trainableParameters: T.countParameters(pol.trainable), environmentSetupSeconds: setupSeconds });
+  if (state.step === 0) {
+    const trainableParameters = T.countParameters(pol.trainable);
+    run.log({ type: 'data', step: 0, ...st, totalSteps, trainableParameters, environmentSetupSeconds: setupSeconds });
+  }
 
   const embedId = embedTokenId(pol.tokenizer);
   const ends = [...assistantEndTokens(pol.tokenizer).keys()];
-  const reward: RewardSettings = { kind: cfg.reward.kind as RankingRewardKind, k: cfg.reward.k, formatPenalty: cfg.reward.formatPenalty, lengthPenalty: cfg.reward.lengthPenalty };
-  const r = cfg.rollout, B = r.queries, G = r.group;
-  const rng = new T.Rng(state.rng);
-  let order = epochOrder(data.queries.length, cfg.seed, state.epoch);
+  const reward: RewardSettings = {
+    kind: cfg.reward.kind as RankingRewardKind, k: cfg.reward.k, formatPenalty: cfg.reward.formatPenalty,
+    lengthPenalty: cfg.reward.lengthPenalty,
+  };
+  const r = cfg.rollout, B = r.queries, G = r.group, epochs = cfg.loss.innerEpochs;
+  let order = queryOrder(data.queries.length, cfg.seed, state.epoch);
   const nextBatch = (): RlQuery[] => {
     const out: RlQuery[] = [];
     while (out.length < Math.min(B, data.queries.length)) {
-      if (state.batchIndex >= order.length) { state.epoch++; state.batchIndex = 0; order = epochOrder(data.queries.length, cfg.seed, state.epoch); }
+      if (state.batchIndex >= order.length) {
+        state.epoch++; state.batchIndex = 0;
+        order = queryOrder(data.queries.length, cfg.seed, state.epoch);
+      }
       out.push(data.queries[order[state.batchIndex++]]);
     }
     return out;
   };
 
   const audit: AuditStep[] = [];
-  const bar = new ProgressBar(totalSteps, state.step, process.stderr, 5000, progressOn);
-  const startStep = state.step;
   let lastRewardMean = NaN, generated = 0;
-  const runStart = Date.now();
-  while (state.step < totalSteps) {
+  const step = (): StepResult => {
     const stepStart = Date.now();
     const batch = nextBatch();
     // 1. rollouts (sampling is seeded per step: a resumed run samples what the uninterrupted run would)
     // the prompt leaves room for the whole analysis and a forced token inside the model's context
     const promptBudget = maxLength - r.maxReasoningTokens - 1;
     const prompts = batch.map((q) => encodePrompt(pol.tokenizer, q.text, 'query', templates, promptBudget, true).ids);
-    const rollouts = sampleRollouts(pol.model, prompts, embedId, ends, { group: G, temperature: r.temperature, topP: r.topP, topK: r.topK, maxReasoningTokens: r.maxReasoningTokens, seed: cfg.seed * 1_000_003 + state.step });
+    const rollouts = sampleRollouts(pol.model, prompts, embedId, ends, {
+      group: G, temperature: r.temperature, topP: r.topP, topK: r.topK, maxReasoningTokens: r.maxReasoningTokens,
+      seed: cfg.seed * 1_000_003 + state.step,
+    });
     const rolloutSeconds = (Date.now() - stepStart) / 1000;
     const lengths = rollouts.map((x) => x.to - x.from);
     generated += lengths.reduce((s, l) => s + l, 0);
     // 2. π_old and π_ref log-probabilities, and the response embeddings, before any update
     const old = T.noGrad(() => forwardRollouts(pol.model, rollouts, r.temperature));
     const oldLogp = Float32Array.from(old.logp.data);
-    const refLogp = pol.ref ? Float32Array.from(T.noGrad(() => forwardRollouts(pol.ref!, rollouts, r.temperature)).logp.data) : null;
+    const ref = pol.ref;
+    const refLogp = ref ? T.noGrad(() => forwardRollouts(ref, rollouts, r.temperature)).logp.data.slice() : null;
     const embeddings = unitRows(old.emb);
     // 3. the environment: local refresh, then rewards over the whole corpus
     const queries: StepQuery[] = batch.map((q, i) => ({ positives: q.positives, responses: embeddings.slice(i * G, (i + 1) * G) }));
     const outcome = env.step(queries);
-    let auditRecord: MetricRecord | null = null;
+    const more: MetricRecord[] = [];
     if (exact) {
-      const ex = exact.step(queries);
-      const a: AuditStep = {
-        step: state.step + 1, localEncodes: outcome.stats.encodes, exactEncodes: ex.stats.encodes,
-        localSeconds: outcome.stats.seconds, exactSeconds: ex.stats.seconds, localStaleness: outcome.stats.meanStaleness,
-        localRewards: outcome.rewards.flat(), exactRewards: ex.rewards.flat(),
-      };
+      const a = auditStep(state.step + 1, outcome, exact.step(queries));
       audit.push(a);
-      auditRecord = { type: 'audit', ...a };
+      more.push({ type: 'audit', ...a });
     }
     const ranking = outcome.rewards.flat();
     const rewards = rollouts.map((x, i) => responseReward(ranking[i], !x.emitted, x.reasoningTokens, r.maxReasoningTokens, reward));
@@ -236,69 +226,68 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     // 4. μ inner epochs of the clipped objective (+ KL, + InfoNCE); each update advances the policy version
     const upd = Date.now();
     let loss = 0, surrogate = 0, kl = 0, clipFraction = 0, infonce = 0, gradNorm = 0, lr = 0;
-    for (let epoch = 0; epoch < cfg.loss.innerEpochs; epoch++) {
-      const cur = forwardRollouts(pol.model, rollouts, r.temperature, rng);
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      const cur = forwardRollouts(pol.model, rollouts, r.temperature, run.rng);
       let total: Tensor | null = null;
       if (oldLogp.length > 0) {
-        const g = grpoLoss({ logp: cur.logp, oldLogp, refLogp, advantages: tokenAdv, weights, clipEps: cfg.loss.clipEps, beta: cfg.loss.beta });
+        const { clipEps, beta } = cfg.loss;
+        const g = grpoLoss({ logp: cur.logp, oldLogp, refLogp, advantages: tokenAdv, weights, clipEps, beta });
         total = g.loss;
-        surrogate += g.surrogate / cfg.loss.innerEpochs; kl += g.kl / cfg.loss.innerEpochs; clipFraction += g.clipFraction / cfg.loss.innerEpochs;
+        surrogate += g.surrogate / epochs; kl += g.kl / epochs; clipFraction += g.clipFraction / epochs;
       }
       if (cfg.loss.infonce > 0) {
-        const terms: Tensor[] = [];
-        rollouts.forEach((x, i) => {
-          const q = batch[x.query];
-          const pos = q.positives.map((p) => p.row);
-          const rows = [...pos, ...outcome.candidates[x.query][i % G].filter((c) => !pos.includes(c))];
-          const docs = new Float32Array(rows.length * dim);
-          rows.forEach((row, j) => docs.set(env.table.row(row), j * dim));
-          terms.push(responseInfoNce(T.slice(cur.emb, 0, i, i + 1), docs, rows.length, rows.map((_, j) => j < pos.length), cfg.loss.temperature));
-        });
-        const nce = T.scale(T.sum(T.concat(terms.map((t) => T.reshape(t, [1])), 0)), 1 / terms.length);
-        infonce += nce.item() / cfg.loss.innerEpochs;
+        const nce = candidatesInfoNce(cur.emb, rollouts, batch, outcome, env, G, cfg.loss.temperature);
+        infonce += nce.item() / epochs;
         const w = T.scale(nce, cfg.loss.infonce);
         total = total ? T.add(total, w) : w;
       }
       if (!total) break;
-      loss += total.item() / cfg.loss.innerEpochs;
+      const where = epochs > 1 ? `update ${epoch + 1} of ${epochs}` : undefined;
+      loss += run.checkLoss(total.item(), where) / epochs;
       total.backward();
-      gradNorm = T.clipGradNorm(pol.trainable, o.maxGradNorm > 0 ? o.maxGradNorm : Infinity);
-      lr = schedule(state.step);
-      opt.step(lr);
-      opt.zeroGrad();
+      ({ gradNorm, lr } = run.update(where));
       env.advance();
       exact?.advance();
     }
     const updateSeconds = (Date.now() - upd) / 1000;
-    state.step++;
     lastRewardMean = mean(rewards);
+    const formatSuccess = mean(rollouts.map((x) => (x.emitted ? 1 : 0)));
     const record = {
-      type: 'train', step: state.step, epoch: state.epoch, loss, surrogate, kl, clipFraction, infonce, lr, gradNorm,
+      loss, surrogate, kl, clipFraction, infonce, lr, gradNorm,
       rewardMean: lastRewardMean, rewardStd: std(rewards), rankingRewardMean: mean(ranking),
       zeroAdvantageGroups: batch.filter((_, i) => adv.slice(i * G, (i + 1) * G).every((a) => a === 0)).length,
-      formatSuccess: mean(rollouts.map((x) => (x.emitted ? 1 : 0))), forced: rollouts.filter((x) => !x.emitted).length,
+      formatSuccess, forced: rollouts.filter((x) => !x.emitted).length,
       reasoningTokens: mean(rollouts.map((x) => x.reasoningTokens)),
-      env: envRecord(outcome.stats),
-      rolloutSeconds, updateSeconds, stepSeconds: (Date.now() - stepStart) / 1000,
+      env: envRecord(outcome.stats), rolloutSeconds, updateSeconds,
     };
-    if (!Number.isFinite(loss)) throw new RunFolderError(`step ${state.step}: the loss is ${loss}; lower optimizer.lr and resume from the last checkpoint`);
-    log(record);
-    if (auditRecord) log(auditRecord);
-    opts.onStep?.(state.step, record);
-    bar.update(state.step, { loss, lr, tokensPerSec: generated / Math.max(1e-3, (Date.now() - runStart) / 1000), extra: `reward ${lastRewardMean.toFixed(3)} fmt ${record.formatSuccess.toFixed(2)} enc ${outcome.stats.encodes}` });
-    if (state.step % cfg.checkpoint.every === 0 || state.step === totalSteps) {
-      state.rng = rng.state();
-      // the run goes on with the graph a resume would build from the saved table
-      env.rebuildGraph();
-      await saveCheckpoint(ckptRoot, pol.trainable, opt.state(), state, cfg.checkpoint.keep, (dir) => saveEnvironment(dir, env.snapshot()));
-    }
-  }
-  bar.done();
-  await saveFinal(path.join(cfg.output, 'final'), pol);
-  return { steps: state.step, startStep, seconds: (Date.now() - t0) / 1000, data: data.stats, output: cfg.output, audit, setupSeconds, environmentRestored: saved !== null, lastRewardMean };
+    const extra = `reward ${lastRewardMean.toFixed(3)} fmt ${formatSuccess.toFixed(2)} enc ${outcome.stats.encodes}`;
+    return { record, progress: { loss, lr, tokensPerSec: run.rate(generated), extra }, more };
+  };
+  // the run goes on with the graph a resume would build from the saved table
+  const checkpointFiles = (dir: string): Promise<void> => {
+    env.rebuildGraph();
+    return saveEnvironment(dir, env.snapshot());
+  };
+  await run.loop({ step, onStep: opts.onStep, checkpointFiles });
+  await saveFineTuned(path.join(cfg.output, 'final'), pol);
+  return {
+    steps: state.step, startStep: run.startStep, seconds: (Date.now() - t0) / 1000, data: st, output: cfg.output, audit,
+    setupSeconds, environmentRestored: saved !== null, lastRewardMean,
+  };
 }
 
-function restoreEnvironment(snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, o: EnvironmentOptions, dir: string): RetrievalEnvironment {
+/** What the audit compares at one step: the local environment's work and rewards against the exact twin's. */
+function auditStep(step: number, local: StepOutcome, exact: StepOutcome): AuditStep {
+  return {
+    step, localEncodes: local.stats.encodes, exactEncodes: exact.stats.encodes,
+    localSeconds: local.stats.seconds, exactSeconds: exact.stats.seconds, localStaleness: local.stats.meanStaleness,
+    localRewards: local.rewards.flat(), exactRewards: exact.rewards.flat(),
+  };
+}
+
+function restoreEnvironment(
+  snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, o: EnvironmentOptions, dir: string,
+): RetrievalEnvironment {
   try {
     return RetrievalEnvironment.restore(snap, rows, dim, encode, o);
   } catch (e) {
@@ -308,14 +297,8 @@ function restoreEnvironment(snap: EnvironmentSnapshot, rows: number, dim: number
 }
 
 function envRecord(s: StepStats): Record<string, unknown> {
-  return { version: s.version, encodes: s.encodes, ...s.counts, meanStaleness: s.meanStaleness, staleRows: s.staleRows, seconds: s.seconds, encodeSeconds: s.encodeSeconds, graphSeconds: s.graphSeconds };
+  return {
+    version: s.version, encodes: s.encodes, ...s.counts, meanStaleness: s.meanStaleness, staleRows: s.staleRows,
+    seconds: s.seconds, encodeSeconds: s.encodeSeconds, graphSeconds: s.graphSeconds,
+  };
 }
-
-async function saveFinal(dir: string, p: Policy): Promise<void> {
-  await writeDirAtomically(dir, async (tmp) => {
-    if (p.lora) { await saveLoraAdapter(tmp, p.model, p.lora); await p.tokenizer.save(tmp); }
-    else await saveModelFolder(tmp, { model: p.model, tokenizer: p.tokenizer });
-  });
-}
-
-export type { Rollout };

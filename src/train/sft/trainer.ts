@@ -2,59 +2,35 @@
  * The stage-1 training loop: contrastive SFT of a Qwen2 model under the Search-R3 embedding protocol.
  *
  * Per optimiser step: `accumulation` contrastive batches (each with all its in-batch and hard
- * negatives; GradCache when batch.subBatch > 0), gradient clipping, AdamW with warm-up + cosine.
- * Every step appends a record to metrics.jsonl; every checkpoint.every steps (and at the end) a
- * checkpoint is written atomically; eval.every steps the dev nDCG@10 is measured and the best model
- * kept in best/. A resumed run rebuilds the same batches from (seed, epoch) and restores weights,
- * optimiser moments and the dropout generator, so it continues exactly as if never interrupted.
- * A NaN/Inf loss or gradient stops training before the update: the last checkpoint stays the last
- * good state, and the error names the step and batch.
+ * negatives; GradCache when batch.subBatch > 0), then one update (clipping, AdamW with warm-up + cosine).
+ * The run folder, resume, checkpoints, metrics.jsonl, the loop and its NaN/Inf checks are every
+ * trainer's (training-run.ts); stage 1's own are its data, its contrastive batches and loss, the dev
+ * nDCG@10 every eval.every steps with the best model kept in best/, and report.html. A resumed run
+ * rebuilds the same batches from (seed, epoch), so it continues exactly as if never interrupted; a
+ * divergence names the step and the batch.
  */
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
-import type { Tensor } from '../../tensor/index.js';
-import { attachLora, loraParameters, saveLoraAdapter, type LoraConfig, type LoraTarget } from '../../model/lora.js';
-import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../../model/model-folder.js';
-import { Qwen2Model } from '../../model/qwen2-model.js';
-import type { Tokenizer } from '../../model/tokenizer.js';
+import { writeTextFileAtomically } from '../../model/atomic-file.js';
 import { Embedder } from '../../embed/embedder.js';
-import { DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptTemplates } from '../../embed/prompts.js';
+import { DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/prompts.js';
+import { loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
+import { ModelRetriever } from '../../eval/model-retriever.js';
+import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
+import { formatDuration } from '../progress.js';
+import { renderReport } from '../report.js';
+import { RunFolderError } from '../run-folder-error.js';
+import { type RunOptions, RunFolder, type StepResult, type TrainingRun, adamWOptions } from '../training-run.js';
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
-import { writeDirAtomically, writeTextFileAtomically } from '../../model/atomic-file.js';
-import {
-  type TrainerState, applyCheckpoint, listCheckpoints, removeStaleTemporaries, saveCheckpoint, skippedCheckpointNotes,
-  startingCheckpoint,
-} from '../checkpoint.js';
 import type { SftConfig } from './config.js';
-import { type DataStats, type TrainExample, loadTrainingData } from './data.js';
-import { type DevSet, loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
-import { ModelRetriever } from '../../eval/model-retriever.js';
+import { type DataStats, loadTrainingData } from './data.js';
 import { gradCacheBackward } from './grad-cache.js';
-import { ProgressBar, formatDuration } from '../progress.js';
-import { MetricsLog } from '../metrics-log.js';
-import { type MetricRecord, renderReport } from '../report.js';
-import { RunFolderError } from '../run-folder-error.js';
 import { SequenceEncoder } from './sequences.js';
 
-/** Training stopped on a NaN/Inf; the message names the step, batch and the checkpoint kept. */
-export class TrainingDiverged extends Error {
-  constructor(message: string) { super(message); this.name = 'TrainingDiverged'; }
-}
-
-export { RunFolderError };
-
-export interface TrainOptions {
-  resume?: boolean;
-  /** Progress bar and notes on stderr (default true). */
-  progress?: boolean;
-  /** Called after each checkpoint is in place (tests use it to kill a run at a known point). */
-  onCheckpoint?: (step: number, dir: string) => void;
+export interface TrainOptions extends RunOptions {
   /** Called after each optimiser step, once its metrics record is written. */
   onStep?: (step: number, loss: number) => void;
-  /** Damage found in the run folder and worked around; shown even without progress (default: stderr). */
-  warn?: (line: string) => void;
 }
 
 export interface TrainSummary {
@@ -69,184 +45,129 @@ export interface TrainSummary {
   output: string;
 }
 
-interface Setup {
-  model: Qwen2Model;
-  tokenizer: Tokenizer;
-  ref: Qwen2Model | null;
-  trainable: Tensor[];
-  lora: LoraConfig | null;
-}
-
-/** Loads the starting model, adds <|embed_token|> when missing, attaches LoRA or unfreezes every weight. */
-async function setupModel(cfg: SftConfig): Promise<Setup> {
-  const loaded = await loadModelFolder(cfg.model, { trainable: cfg.lora === null });
-  let model = loaded.model;
-  const tokenizer = loaded.tokenizer;
-  if (tokenizer.tokenToId(EMBED_TOKEN) === undefined) model = addSpecialTokens({ model, tokenizer }, [EMBED_TOKEN]).model;
-  const frozenCopy = (): Qwen2Model => new Qwen2Model(model.config, new Map([...model.params].map(([k, v]) => [k, new T.Tensor(Float32Array.from(v.data), v.shape, false, k)])));
-  if (cfg.lora) {
-    const lora: LoraConfig = { rank: cfg.lora.rank, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targets: cfg.lora.targets as LoraTarget[] };
-    attachLora(model, lora, new T.Rng(cfg.seed));
-    // the reference is the same base weights without adapters: a second view with none attached
-    const ref = cfg.loss.kl > 0 ? new Qwen2Model(model.config, model.params) : null;
-    return { model, tokenizer, ref, trainable: loraParameters(model), lora };
-  }
-  for (const p of model.parameters()) p.requiresGrad = true;
-  return { model, tokenizer, ref: cfg.loss.kl > 0 ? frozenCopy() : null, trainable: model.parameters(), lora: null };
-}
-
-async function saveModelOutput(dir: string, s: Setup): Promise<void> {
-  await writeDirAtomically(dir, async (tmp) => {
-    if (s.lora) {
-      await saveLoraAdapter(tmp, s.model, s.lora);
-      await s.tokenizer.save(tmp);
-    } else {
-      await saveModelFolder(tmp, { model: s.model, tokenizer: s.tokenizer });
-    }
-  });
-}
-
 export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const t0 = Date.now();
-  const ckptRoot = path.join(cfg.output, 'checkpoints');
-  // read and checked before anything in the run folder is written
-  const start = await startingCheckpoint(cfg.output, opts.resume ?? false);
-  await fsp.mkdir(cfg.output, { recursive: true });
-  const progressOn = opts.progress ?? true;
-  const note = (msg: string): void => { if (progressOn) process.stderr.write(`${msg}\n`); };
-  const warn = opts.warn ?? ((line: string): void => { process.stderr.write(`${line}\n`); });
-
-  const s = await setupModel(cfg);
+  const folder = await RunFolder.open(cfg.output, opts);
+  const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
   const encoder = new SequenceEncoder(s.tokenizer, templates, Math.min(cfg.maxLength, s.model.config.maxPositionEmbeddings));
   const { examples, stats } = await loadTrainingData(cfg.data);
   if (examples.length === 0) throw new RunFolderError('no training examples: every query lacked a positive or was empty');
-  note(`data: ${stats.examples} examples (${stats.withoutPositive} queries without a positive skipped, ${stats.emptyTexts} empty texts dropped)`);
-  const batchesPerEpoch = planEpoch(examples, cfg.seed, 0, cfg.batch.queries, cfg.batch.hardNegatives).length;
-  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.ceil((batchesPerEpoch * cfg.epochs) / cfg.batch.accumulation));
+  const skipped = `${stats.withoutPositive} queries without a positive skipped, `
+    + `${stats.emptyTexts} empty texts dropped`;
+  folder.note(`data: ${stats.examples} examples (${skipped})`);
+  const { queries, hardNegatives, accumulation } = cfg.batch;
+  const batchesPerEpoch = planEpoch(examples, cfg.seed, 0, queries, hardNegatives).length;
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.ceil((batchesPerEpoch * cfg.epochs) / accumulation));
 
   const o = cfg.optimizer;
-  const opt = new T.AdamW(s.trainable, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
-  const schedule = T.warmupCosine(o.lr, o.warmupSteps, totalSteps, o.minLr);
-  let state: TrainerState = { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(cfg.seed + 1).state(), bestScore: null, bestStep: null };
-  if (start) {
-    const ck = applyCheckpoint(start.contents, s.trainable);
-    opt.loadState(ck.optimizer);
-    state = ck.state;
-    for (const line of skippedCheckpointNotes(start)) warn(line);
-    note(`resuming from ${start.contents.dir} (step ${state.step} of ${totalSteps})`);
+  const optimizer = new T.AdamW(s.trainable, adamWOptions(o));
+  const run = await folder.begin({
+    params: s.trainable, optimizer, settings: o, totalSteps, seed: cfg.seed, checkpoint: cfg.checkpoint,
+  });
+  const state = run.state;
+  if (state.step === 0) {
+    const trainableParameters = T.countParameters(s.trainable);
+    run.log({ type: 'data', step: 0, ...stats, batchesPerEpoch, totalSteps, trainableParameters });
   }
-  await removeStaleTemporaries(ckptRoot);
-  const metrics = await MetricsLog.open(path.join(cfg.output, 'metrics.jsonl'), start ? state.step : null);
-  if (metrics.note) warn(metrics.note);
-  const records = metrics.log.records;
-  const log = (r: MetricRecord): void => metrics.log.append(r);
-  if (state.step === 0) log({ type: 'data', step: 0, ...stats, batchesPerEpoch, totalSteps, trainableParameters: T.countParameters(s.trainable) });
+  const evaluate = cfg.eval ? await devEvaluation(cfg, s, encoder.maxLength, run) : undefined;
 
-  const dev: DevSet | null = cfg.eval ? await loadDevSet(cfg.eval.beir, cfg.eval.split, cfg.eval.maxQueries, cfg.eval.maxDocuments) : null;
   const models: TrainModels = { model: s.model, ref: s.ref };
-  const rng = new T.Rng(state.rng);
-  let plan: PlannedBatch[] = planEpoch(examples, cfg.seed, state.epoch, cfg.batch.queries, cfg.batch.hardNegatives);
+  let plan: PlannedBatch[] = planEpoch(examples, cfg.seed, state.epoch, queries, hardNegatives);
   const nextBatch = (): { batch: PlannedBatch; epoch: number; index: number } => {
     if (state.batchIndex >= plan.length) {
       state.epoch++; state.batchIndex = 0;
-      plan = planEpoch(examples, cfg.seed, state.epoch, cfg.batch.queries, cfg.batch.hardNegatives);
+      plan = planEpoch(examples, cfg.seed, state.epoch, queries, hardNegatives);
     }
     return { batch: plan[state.batchIndex], epoch: state.epoch, index: state.batchIndex++ };
   };
   const encode = (b: PlannedBatch): EncodedBatch => {
     const bt = batchTexts(examples, b);
-    return { seqs: [...bt.queries.map((q) => encoder.encode(q, 'query')), ...bt.documents.map((d) => encoder.encode(d, 'document'))], numQueries: bt.queries.length, targets: bt.targets };
+    const queries = bt.queries.map((q) => encoder.encode(q, 'query'));
+    const documents = bt.documents.map((d) => encoder.encode(d, 'document'));
+    return { seqs: [...queries, ...documents], numQueries: bt.queries.length, targets: bt.targets };
   };
-  const checkpoint = async (): Promise<void> => {
-    state.rng = rng.state();
-    const dir = await saveCheckpoint(ckptRoot, s.trainable, opt.state(), state, cfg.checkpoint.keep);
-    opts.onCheckpoint?.(state.step, dir);
-  };
-  const evaluate = async (): Promise<void> => {
-    if (!dev || !cfg.eval) return;
-    const embedder = new Embedder(s.model, s.tokenizer, { templates: cfg.templates, maxLength: encoder.maxLength });
-    const r = await scoreDevSet(new ModelRetriever(embedder, 'dev'), dev);
-    log({ type: 'eval', step: state.step, ndcg10: r.ndcg10, queries: r.queries, documents: r.documents, seconds: r.seconds });
-    bar.note(`step ${state.step}: dev nDCG@10 ${r.ndcg10.toFixed(4)} (${r.queries} queries, ${r.documents} documents, ${r.seconds.toFixed(1)} s)`);
-    if (state.bestScore === null || r.ndcg10 > state.bestScore) {
-      state.bestScore = r.ndcg10; state.bestStep = state.step;
-      await saveModelOutput(path.join(cfg.output, 'best'), s);
-    }
-  };
+  const backward = (b: PlannedBatch): BatchLoss => (cfg.batch.subBatch > 0
+    ? gradCacheBackward(models, encode(b), cfg.loss, 1 / accumulation, cfg.batch.subBatch, run.rng)
+    : plainBackward(models, encode(b), cfg.loss, 1 / accumulation, run.rng));
 
-  let bar = new ProgressBar(totalSteps, state.step, process.stderr, 5000, progressOn);
-  if (state.step === 0 && dev) await evaluate();
-  // the ETA counts training steps only, not the evaluation before the first one
-  bar = new ProgressBar(totalSteps, state.step, process.stderr, 5000, progressOn);
-  const startStep = state.step;
-  let lastLoss = NaN, truncatedTexts = 0;
-  const runStart = Date.now();
-  let tokensSinceStart = 0;
-  while (state.step < totalSteps) {
-    const stepStart = Date.now();
+  let lastLoss = NaN, truncatedTexts = 0, tokensSinceStart = 0;
+  const step = (): StepResult => {
     const sum: BatchLoss = { loss: 0, sft: 0, kl: 0, infonce: 0, triplet: 0, tokens: 0, truncated: 0 };
     const where: string[] = [];
-    for (let a = 0; a < cfg.batch.accumulation; a++) {
+    for (let a = 0; a < accumulation; a++) {
       const { batch, epoch, index } = nextBatch();
-      where.push(`epoch ${epoch} batch ${index} (first query ${JSON.stringify(examples[batch.examples[0]].query.slice(0, 60))})`);
-      let r: BatchLoss;
-      try {
-        const enc = encode(batch);
-        r = cfg.batch.subBatch > 0
-          ? gradCacheBackward(models, enc, cfg.loss, 1 / cfg.batch.accumulation, cfg.batch.subBatch, rng)
-          : plainBackward(models, enc, cfg.loss, 1 / cfg.batch.accumulation, rng);
-      } catch (e) {
-        if (e instanceof T.TensorError && /NaN|Inf/.test(e.message)) throw diverged(state.step + 1, where[where.length - 1], e.message, existingAfter(ckptRoot));
-        throw e;
-      }
-      if (!Number.isFinite(r.loss)) throw diverged(state.step + 1, where[where.length - 1], `the loss is ${r.loss}`, existingAfter(ckptRoot));
-      for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) sum[k] += r[k] / cfg.batch.accumulation;
+      const firstQuery = JSON.stringify(examples[batch.examples[0]].query.slice(0, 60));
+      const at = `epoch ${epoch} batch ${index} (first query ${firstQuery})`;
+      where.push(at);
+      const r = run.guard(at, () => backward(batch));
+      run.checkLoss(r.loss, at);
+      for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) sum[k] += r[k] / accumulation;
       sum.tokens += r.tokens; sum.truncated += r.truncated;
     }
-    let gradNorm: number;
-    try {
-      gradNorm = T.clipGradNorm(s.trainable, o.maxGradNorm > 0 ? o.maxGradNorm : Infinity);
-    } catch (e) {
-      throw diverged(state.step + 1, where.join('; '), (e as Error).message, existingAfter(ckptRoot));
-    }
-    const lr = schedule(state.step);
-    opt.step(lr);
-    opt.zeroGrad();
-    state.step++;
+    const { gradNorm, lr } = run.update(where.join('; '));
     truncatedTexts += sum.truncated;
     tokensSinceStart += sum.tokens;
-    const elapsed = (Date.now() - runStart) / 1000;
-    const tokensPerSec = tokensSinceStart / Math.max(elapsed, 1e-3);
+    const tokensPerSec = run.rate(tokensSinceStart);
     lastLoss = sum.loss;
-    log({ type: 'train', step: state.step, epoch: state.epoch, loss: sum.loss, sft: sum.sft, kl: sum.kl, infonce: sum.infonce, triplet: sum.triplet, lr, gradNorm, tokens: sum.tokens, truncated: sum.truncated, tokensPerSec, stepSeconds: (Date.now() - stepStart) / 1000 });
-    bar.update(state.step, { loss: sum.loss, lr, tokensPerSec });
-    opts.onStep?.(state.step, sum.loss);
-    if (cfg.eval && state.step % cfg.eval.every === 0) await evaluate();
-    if (state.step % cfg.checkpoint.every === 0 || state.step === totalSteps) await checkpoint();
-  }
-  bar.done();
-  if (cfg.eval && state.step % cfg.eval.every !== 0 && state.step > startStep) { await evaluate(); await checkpoint(); }
-  await saveModelOutput(path.join(cfg.output, 'final'), s);
+    const { loss, sft, kl, infonce, triplet, tokens, truncated } = sum;
+    return {
+      record: { loss, sft, kl, infonce, triplet, lr, gradNorm, tokens, truncated, tokensPerSec },
+      progress: { loss, lr, tokensPerSec },
+    };
+  };
+  await run.loop({ step, onStep: (n) => opts.onStep?.(n, lastLoss), evaluate });
+  await saveFineTuned(path.join(cfg.output, 'final'), s);
   const seconds = (Date.now() - t0) / 1000;
-  const reportFile = path.join(cfg.output, 'report.html');
-  await writeTextFileAtomically(reportFile, renderReport(`search-r3 stage 1: ${path.basename(cfg.output)}`, records, [
-    `model ${cfg.model}; ${stats.examples} training examples; ${totalSteps} steps of ${cfg.batch.queries} queries × (1 positive + ${cfg.batch.hardNegatives} hard negatives)` +
-      `${cfg.batch.accumulation > 1 ? ` × ${cfg.batch.accumulation} accumulated` : ''}; ${cfg.lora ? `LoRA rank ${cfg.lora.rank}` : 'full fine-tuning'}.`,
-    `losses: ${cfg.loss.sft}·SFT + ${cfg.loss.kl}·KL + ${cfg.loss.infonce}·InfoNCE(τ=${cfg.loss.temperature}) + ${cfg.loss.triplet}·Triplet(θ=${cfg.loss.margin}).`,
-    state.bestScore !== null ? `best dev nDCG@10 ${state.bestScore.toFixed(4)} at step ${state.bestStep}.` : 'no dev evaluation.',
-    `this session: ${formatDuration(seconds)} wall; ${truncatedTexts} training texts were cut to ${encoder.maxLength} tokens.`,
-  ]));
-  return { steps: state.step, startStep, finalLoss: lastLoss, bestScore: state.bestScore, bestStep: state.bestStep, seconds, data: stats, truncatedTexts, output: cfg.output };
+  const title = `search-r3 stage 1: ${path.basename(cfg.output)}`;
+  const notes = reportNotes(cfg, stats, totalSteps, run, seconds, truncatedTexts, encoder.maxLength);
+  await writeTextFileAtomically(path.join(cfg.output, 'report.html'), renderReport(title, run.records, notes));
+  return {
+    steps: state.step, startStep: run.startStep, finalLoss: lastLoss, bestScore: state.bestScore,
+    bestStep: state.bestStep, seconds, data: stats, truncatedTexts, output: cfg.output,
+  };
 }
 
-function existingAfter(root: string): string {
-  const all = listCheckpoints(root);
-  return all.length > 0 ? `the last good checkpoint is ${all[all.length - 1].dir}` : 'no checkpoint had been written yet';
+/**
+ * The dev evaluation of the run: nDCG@10 of the model being trained on the dev set (queries without
+ * reasoning), logged; a new best score keeps the model in best/ and goes into the run's state.
+ */
+async function devEvaluation(
+  cfg: SftConfig, s: FineTuned, maxLength: number, run: TrainingRun,
+): Promise<{ every: number; run(): Promise<void> }> {
+  const ev = cfg.eval!;
+  const dev = await loadDevSet(ev.beir, ev.split, ev.maxQueries, ev.maxDocuments);
+  const state = run.state;
+  const evaluate = async (): Promise<void> => {
+    const embedder = new Embedder(s.model, s.tokenizer, { templates: cfg.templates, maxLength });
+    const r = await scoreDevSet(new ModelRetriever(embedder, 'dev'), dev);
+    const { ndcg10, queries, documents, seconds } = r;
+    run.log({ type: 'eval', step: state.step, ndcg10, queries, documents, seconds });
+    const sizes = `${r.queries} queries, ${r.documents} documents, ${r.seconds.toFixed(1)} s`;
+    run.note(`step ${state.step}: dev nDCG@10 ${r.ndcg10.toFixed(4)} (${sizes})`);
+    if (state.bestScore === null || r.ndcg10 > state.bestScore) {
+      state.bestScore = r.ndcg10; state.bestStep = state.step;
+      await saveFineTuned(path.join(cfg.output, 'best'), s);
+    }
+  };
+  return { every: ev.every, run: evaluate };
 }
 
-function diverged(step: number, where: string, why: string, kept: string): TrainingDiverged {
-  return new TrainingDiverged(`training stopped at step ${step}, ${where}: ${why}; no update was applied and ${kept} (resume from it with a lower learning rate, e.g. --resume after editing optimizer.lr)`);
+/** The lines report.html says about the run under its charts. */
+function reportNotes(
+  cfg: SftConfig, stats: DataStats, totalSteps: number, run: TrainingRun, seconds: number, truncatedTexts: number,
+  maxLength: number,
+): string[] {
+  const b = cfg.batch, l = cfg.loss, state = run.state;
+  const accumulated = b.accumulation > 1 ? ` × ${b.accumulation} accumulated` : '';
+  const tuning = cfg.lora ? `LoRA rank ${cfg.lora.rank}` : 'full fine-tuning';
+  return [
+    `model ${cfg.model}; ${stats.examples} training examples; ${totalSteps} steps of ${b.queries} queries × `
+      + `(1 positive + ${b.hardNegatives} hard negatives)${accumulated}; ${tuning}.`,
+    `losses: ${l.sft}·SFT + ${l.kl}·KL + ${l.infonce}·InfoNCE(τ=${l.temperature}) `
+      + `+ ${l.triplet}·Triplet(θ=${l.margin}).`,
+    state.bestScore !== null
+      ? `best dev nDCG@10 ${state.bestScore.toFixed(4)} at step ${state.bestStep}.` : 'no dev evaluation.',
+    `this session: ${formatDuration(seconds)} wall; ${truncatedTexts} training texts were cut to ${maxLength} tokens.`,
+  ];
 }
-
-export type { TrainExample };

@@ -13,7 +13,7 @@ import { loadModelFolder } from '../../../src/model/model-folder.js';
 import { Tokenizer } from '../../../src/model/tokenizer.js';
 import { ConfigError } from '../../../src/train/config-merge.js';
 import { parseLmConfig, type LmConfig } from '../../../src/train/lm/config.js';
-import { cachedTokenStream, epochOrder, PackedSequences, tokenizeFiles } from '../../../src/train/lm/data.js';
+import { cachedTokenStream, PackedSequences, sequenceOrder, tokenizeFiles } from '../../../src/train/lm/data.js';
 import { DecayGroupsAdamW, trainLm } from '../../../src/train/lm/trainer.js';
 import * as T from '../../../src/tensor/index.js';
 import { runCli } from '../../helpers/cli.js';
@@ -74,10 +74,10 @@ test('packing: the separator precedes every document, sequences shift targets by
   assert.equal(again.cached, true);
   assert.deepEqual(again.tokens, train.tokens);
   // the order is a seeded permutation
-  const o = epochOrder(100, 3, 1);
+  const o = sequenceOrder(100, 3, 1);
   assert.deepEqual([...o].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
-  assert.deepEqual(o, epochOrder(100, 3, 1));
-  assert.notDeepEqual(o, epochOrder(100, 3, 2));
+  assert.deepEqual(o, sequenceOrder(100, 3, 1));
+  assert.notDeepEqual(o, sequenceOrder(100, 3, 2));
 });
 
 test('training loss and validation loss fall on real text; final/ is a loadable model folder', async () => {

@@ -9,7 +9,8 @@ import { loadModelFolder } from '../../../src/model/model-folder.js';
 import { loadSafetensors } from '../../../src/model/safetensors.js';
 import { loadSftConfig } from '../../../src/train/sft/config.js';
 import { listCheckpoints } from '../../../src/train/checkpoint.js';
-import { TrainingDiverged, trainSft } from '../../../src/train/sft/trainer.js';
+import { trainSft } from '../../../src/train/sft/trainer.js';
+import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { repoRoot } from '../../helpers/repo.js';
 import { tempDir, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../../helpers/train-fixtures.js';
 
