@@ -8,7 +8,7 @@ import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '.
 import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 import { writeFileAtomicallySync } from '../model/atomic-file.js';
-import { asUserError } from './train-rl.js';
+import { trainingUserError } from './train.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
 
@@ -67,7 +67,7 @@ const auditCommand: Command = {
       writeFileAtomicallySync(file, JSON.stringify(out, null, 1));
       console.log(`${header}\n${formatAudit(summary)}\n(total ${out.totalSeconds.toFixed(0)} s; summary in ${file})`);
       return 0;
-    } catch (err) { throw asUserError(err); }
+    } catch (err) { throw trainingUserError(err); }
   },
 };
 
