@@ -226,7 +226,8 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     // 4. μ inner epochs of the clipped objective (+ KL, + InfoNCE); each update advances the policy version
     const upd = Date.now();
     let loss = 0, surrogate = 0, kl = 0, clipFraction = 0, infonce = 0, gradNorm = 0, lr = 0;
-    for (let epoch = 0; epoch < epochs; epoch++) {
+    /** One inner update; false when there is nothing to train on (no sampled token, no InfoNCE term). */
+    const innerUpdate = (where: string | undefined): boolean => {
       const cur = forwardRollouts(pol.model, rollouts, r.temperature, run.rng);
       let total: Tensor | null = null;
       if (oldLogp.length > 0) {
@@ -241,13 +242,17 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
         const w = T.scale(nce, cfg.loss.infonce);
         total = total ? T.add(total, w) : w;
       }
-      if (!total) break;
-      const where = epochs > 1 ? `update ${epoch + 1} of ${epochs}` : undefined;
+      if (!total) return false;
       loss += run.checkLoss(total.item(), where) / epochs;
       total.backward();
       ({ gradNorm, lr } = run.update(where));
       env.advance();
       exact?.advance();
+      return true;
+    };
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      const where = epochs > 1 ? `update ${epoch + 1} of ${epochs}` : undefined;
+      if (!run.guard(where, () => innerUpdate(where))) break;
     }
     const updateSeconds = (Date.now() - upd) / 1000;
     lastRewardMean = mean(rewards);

@@ -15,6 +15,9 @@ import { ConfigError } from '../../../src/train/config-merge.js';
 import { parseLmConfig, type LmConfig } from '../../../src/train/lm/config.js';
 import { cachedTokenStream, PackedSequences, sequenceOrder, tokenizeFiles } from '../../../src/train/lm/data.js';
 import { DecayGroupsAdamW, trainLm } from '../../../src/train/lm/trainer.js';
+import { listCheckpoints } from '../../../src/train/checkpoint.js';
+import { TrainingDiverged } from '../../../src/train/training-run.js';
+import { loadSafetensors } from '../../../src/model/safetensors.js';
 import * as T from '../../../src/tensor/index.js';
 import { runCli } from '../../helpers/cli.js';
 import { repoRoot, sharedData } from '../../helpers/repo.js';
@@ -164,3 +167,24 @@ test('weight decay applies to matrices only; the grouped optimiser state round-t
   assert.deepEqual(other.state(), st);
   assert.throws(() => new DecayGroupsAdamW([params[1]!, params[0]!], {}), /matrices first/);
 });
+
+test('a NaN or Inf stops pretraining before the optimiser sees it, names the step, keeps the last checkpoint',
+  async () => {
+    // an absurd learning rate: step 1 is finite, its update sends the weights to ±1e30, step 2's forward overflows
+    const optimizer = { lr: 1e30, warmupSteps: 0, maxGradNorm: 0 };
+    const cfg = config('run-nan', { steps: 6, checkpoint: { every: 1, keep: 3 }, optimizer });
+    await assert.rejects(trainLm(cfg, { progress: false }), (e: unknown) => {
+      assert.ok(e instanceof TrainingDiverged, String(e));
+      assert.match(e.message, /^training stopped at step 2: .*(NaN|Inf).*, so its update was not applied; /);
+      assert.match(e.message, /the last good checkpoint is \S+step-00000001 /);
+      return true;
+    });
+    const cks = listCheckpoints(path.join(cfg.output, 'checkpoints'));
+    assert.deepEqual(cks.map((c) => c.step), [1]);
+    const w = await loadSafetensors(path.join(cks[0]!.dir, 'trainable.safetensors'));
+    for (const [name, t] of w) assert.ok(t.data.every(Number.isFinite), `${name} is finite in the kept checkpoint`);
+    const logged = readFileSync(path.join(cfg.output, 'metrics.jsonl'), 'utf8').trim().split('\n')
+      .map((l) => JSON.parse(l) as { type: string; step: number }).filter((r) => r.type === 'train');
+    assert.deepEqual(logged.map((r) => r.step), [1], 'the diverged step is not logged');
+    assert.ok(!existsSync(path.join(cfg.output, 'final')));
+  });

@@ -5,6 +5,8 @@ import path from 'node:path';
 import * as T from '../../../src/tensor/index.js';
 import { parseRlConfig } from '../../../src/train/rl/config.js';
 import { trainRl } from '../../../src/train/rl/trainer.js';
+import { listCheckpoints } from '../../../src/train/checkpoint.js';
+import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { forwardRollouts, sampleRollouts } from '../../../src/train/rl/rollout.js';
 import { ConfigError } from '../../../src/train/config-merge.js';
 import { embedTokenId } from '../../../src/embed/prompts.js';
@@ -161,3 +163,32 @@ test('LoRA: only the adapters train, the reference is the base (KL 0 before the 
   assert.ok(data.trainableParameters < 28320 / 2, `${data.trainableParameters} trainable parameters`);
   assert.ok(existsSync(path.join(dir, 'run-lora', 'final', 'adapter_config.json')));
 });
+
+test('a NaN in an update stops stage 2 before the optimiser applies it, names the step, keeps the last checkpoint',
+  async () => {
+    const { dir, raw } = await fixture();
+    const cfg = parseRlConfig({ ...raw, steps: 2, checkpoint: { every: 1, keep: 2 } }, dir);
+    await trainRl(cfg, { progress: false });
+    const root = path.join(cfg.output, 'checkpoints');
+    const kept = listCheckpoints(root).map((c) => readFileSync(path.join(c.dir, 'trainable.safetensors')));
+    const final = (): Buffer => readFileSync(path.join(cfg.output, 'final', 'model.safetensors'));
+    const finalBefore = final();
+    // resumed at an absurd learning rate: step 3's first update sends the weights to ±1e30, its second sees Inf
+    const blown = parseRlConfig({
+      ...raw, steps: 4, checkpoint: { every: 1, keep: 2 }, optimizer: { lr: 1e30 },
+      loss: { ...(raw.loss as object), innerEpochs: 2 },
+    }, dir);
+    await assert.rejects(trainRl(blown, { progress: false, resume: true }), (e: unknown) => {
+      assert.ok(e instanceof TrainingDiverged, String(e));
+      assert.match(e.message, /^training stopped at step 3, update 2 of 2: .*(NaN|Inf).*, so its update was not/);
+      assert.match(e.message, /the last good checkpoint is \S+step-00000002 \(resume from it with a lower/);
+      return true;
+    });
+    const after = listCheckpoints(root);
+    assert.deepEqual(after.map((c) => c.step), [1, 2], 'no checkpoint of the diverged step');
+    after.forEach((c, i) => assert.ok(readFileSync(path.join(c.dir, 'trainable.safetensors')).equals(kept[i]!)));
+    assert.ok(final().equals(finalBefore), 'final/ is still the model of the run that ended well');
+    const steps = readFileSync(path.join(cfg.output, 'metrics.jsonl'), 'utf8').trim().split('\n')
+      .map((l) => JSON.parse(l)).filter((r) => r.type === 'train').map((r) => r.step);
+    assert.deepEqual(steps, [1, 2], 'the diverged step is not logged');
+  });
