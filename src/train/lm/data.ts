@@ -147,7 +147,10 @@ export class PackedSequences {
   }
 }
 
-/** The order of `n` sequences in `epoch`: a shuffle seeded by (seed, epoch), the same on every run. */
+/**
+ * The order of `n` sequences in `epoch`: a shuffle seeded by (seed, epoch), the same on every run, with
+ * pretraining's own mixing of the two (epochOrder says why each trainer keeps its own).
+ */
 export function sequenceOrder(n: number, seed: number, epoch: number): number[] {
   return epochOrder(n, (seed * 1_000_003 + epoch * 7919 + 17) >>> 0);
 }
