@@ -78,7 +78,8 @@ export const trainCommand: Command = {
     const [name, ...rest] = argv;
     const stage = stages.find((s) => s.name === name);
     if (!stage) {
-      throw new UserError(`train: unknown stage '${name ?? ''}'; choose one of: ${stages.map((s) => s.name).join(', ')}.`);
+      const names = stages.map((s) => s.name).join(', ');
+      throw new UserError(`train: unknown stage '${name ?? ''}'; choose one of: ${names}.`);
     }
     if (rest.includes('--help') || rest.includes('-h')) { console.log(stage.help); return 0; }
     return runStage(stage, rest);

@@ -50,7 +50,8 @@ export function listCheckpoints(root: string): { step: number; dir: string }[] {
 export async function removeStaleTemporaries(root: string): Promise<void> {
   if (!existsSync(root)) return;
   for (const n of readdirSync(root)) {
-    if (n.startsWith('.step-') && n.includes('.tmp')) await fsp.rm(path.join(root, n), { recursive: true, force: true });
+    const halfWritten = n.startsWith('.step-') && n.includes('.tmp');
+    if (halfWritten) await fsp.rm(path.join(root, n), { recursive: true, force: true });
   }
 }
 

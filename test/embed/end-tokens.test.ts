@@ -13,11 +13,13 @@ function tokenizer(specialTokens: string[], eos: string | null): Tokenizer {
   return Tokenizer.fromJSON(tokenizerJson, { ...tokenizerConfig, eos_token: eos });
 }
 
-test('assistant end tokens: <|im_end|> and <|endoftext|> by name, then an EOS of another name as ""; each id once', () => {
+test('assistant end tokens: <|im_end|> and <|endoftext|> by name, then an EOS of another name as ""; '
+  + 'each id once', () => {
   const tok = tokenizer(['<|endoftext|>', '<|im_start|>', '<|im_end|>', '</s>'], '</s>');
   const ends = assistantEndTokens(tok);
   const id = (t: string): number => tok.tokenToId(t)!;
-  assert.deepEqual([...ends], [[id('<|im_end|>'), '<|im_end|>'], [id('<|endoftext|>'), '<|endoftext|>'], [id('</s>'), '']]);
+  const named = (t: string): [number, string] => [id(t), t];
+  assert.deepEqual([...ends], [named('<|im_end|>'), named('<|endoftext|>'), [id('</s>'), '']]);
   // Qwen2's config names <|im_end|> as EOS: it is listed once, by its name
   const qwen = tokenizer(['<|endoftext|>', '<|im_start|>', '<|im_end|>'], '<|im_end|>');
   assert.deepEqual([...assistantEndTokens(qwen).values()], ['<|im_end|>', '<|endoftext|>']);

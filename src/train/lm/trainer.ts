@@ -56,7 +56,9 @@ export function lmModelConfig(cfg: LmConfig, tokenizer: Tokenizer): Qwen2Config 
 }
 
 /** Mean next-token loss (token-weighted) over the first `max` sequences (0 = all), without gradients. */
-export function validationLoss(model: Qwen2Model, seqs: PackedSequences, batchSize: number, max: number): { loss: number; tokens: number } {
+export function validationLoss(
+  model: Qwen2Model, seqs: PackedSequences, batchSize: number, max: number,
+): { loss: number; tokens: number } {
   const n = max > 0 ? Math.min(max, seqs.count) : seqs.count;
   let sum = 0, tokens = 0;
   T.noGrad(() => {
@@ -205,7 +207,9 @@ export class DecayGroupsAdamW implements T.Optimizer {
   constructor(params: T.Tensor[], opts: T.AdamWOptions) {
     this.split = params.findIndex((p) => p.shape.length < 2);
     if (this.split < 0) this.split = params.length;
-    if (params.slice(this.split).some((p) => p.shape.length >= 2)) throw new Error('DecayGroupsAdamW: pass the matrices first, then the vectors');
+    if (params.slice(this.split).some((p) => p.shape.length >= 2)) {
+      throw new Error('DecayGroupsAdamW: pass the matrices first, then the vectors');
+    }
     this.decay = new T.AdamW(params.slice(0, this.split), opts);
     this.plain = new T.AdamW(params.slice(this.split), { ...opts, weightDecay: 0 });
   }
@@ -215,12 +219,14 @@ export class DecayGroupsAdamW implements T.Optimizer {
 
   state(): T.OptimizerState {
     const a = this.decay.state(), b = this.plain.state();
-    return { kind: 'adamw', step: a.step, paramSteps: [...(a.paramSteps ?? []), ...(b.paramSteps ?? [])], buffers: a.buffers.map((m, k) => [...m, ...b.buffers[k]!]) };
+    const paramSteps = [...(a.paramSteps ?? []), ...(b.paramSteps ?? [])];
+    return { kind: 'adamw', step: a.step, paramSteps, buffers: a.buffers.map((m, k) => [...m, ...b.buffers[k]!]) };
   }
 
   loadState(s: T.OptimizerState): void {
     const part = (from: number, to: number): T.OptimizerState => ({
-      kind: s.kind, step: s.step, ...(s.paramSteps ? { paramSteps: s.paramSteps.slice(from, to) } : {}), buffers: s.buffers.map((m) => m.slice(from, to)),
+      kind: s.kind, step: s.step, ...(s.paramSteps ? { paramSteps: s.paramSteps.slice(from, to) } : {}),
+      buffers: s.buffers.map((m) => m.slice(from, to)),
     });
     const n = s.buffers[0]?.length ?? 0;
     this.decay.loadState(part(0, this.split));

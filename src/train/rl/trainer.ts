@@ -70,10 +70,15 @@ function queryOrder(n: number, seed: number, epoch: number): number[] {
 }
 
 const mean = (xs: readonly number[]): number => (xs.length ? xs.reduce((s, v) => s + v, 0) / xs.length : 0);
-const std = (xs: readonly number[]): number => { const m = mean(xs); return Math.sqrt(mean(xs.map((x) => (x - m) ** 2))); };
+const std = (xs: readonly number[]): number => {
+  const m = mean(xs);
+  return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+};
 
 /** −log Σ_{p ∈ positives} softmax(cos(e, D)/τ): InfoNCE of one response embedding against constant documents. */
-function responseInfoNce(emb: Tensor, docs: Float32Array, m: number, isPositive: boolean[], temperature: number): Tensor {
+function responseInfoNce(
+  emb: Tensor, docs: Float32Array, m: number, isPositive: boolean[], temperature: number,
+): Tensor {
   const d = emb.shape[1];
   const logits = T.scale(T.matmul(T.l2normalize(emb), new T.Tensor(docs, [m, d]), { transB: true }), 1 / temperature);
   const mask = Float32Array.from(isPositive, (p) => (p ? 0 : -1e4));
@@ -149,7 +154,9 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
 
   // the environment: the corpus encoded by the current policy (documents embedded directly)
   const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
-  const encode = (rows: readonly number[]): Float32Array[] => embedder.embedDocuments(rows.map((r) => data.docTexts[r])).vectors;
+  const encode = (rows: readonly number[]): Float32Array[] => {
+    return embedder.embedDocuments(rows.map((row) => data.docTexts[row])).vectors;
+  };
   const ts = Date.now();
   const dim = pol.model.config.hiddenSize;
   const options = environmentOptions(cfg, cfg.environment.mode as RefreshMode);
@@ -210,7 +217,9 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     const refLogp = ref ? T.noGrad(() => forwardRollouts(ref, rollouts, r.temperature)).logp.data.slice() : null;
     const embeddings = unitRows(old.emb);
     // 3. the environment: local refresh, then rewards over the whole corpus
-    const queries: StepQuery[] = batch.map((q, i) => ({ positives: q.positives, responses: embeddings.slice(i * G, (i + 1) * G) }));
+    const queries: StepQuery[] = batch.map((q, i) => ({
+      positives: q.positives, responses: embeddings.slice(i * G, (i + 1) * G),
+    }));
     const outcome = env.step(queries);
     const more: MetricRecord[] = [];
     if (exact) {
@@ -219,7 +228,9 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
       more.push({ type: 'audit', ...a });
     }
     const ranking = outcome.rewards.flat();
-    const rewards = rollouts.map((x, i) => responseReward(ranking[i], !x.emitted, x.reasoningTokens, r.maxReasoningTokens, reward));
+    const rewards = rollouts.map((x, i) => {
+      return responseReward(ranking[i], !x.emitted, x.reasoningTokens, r.maxReasoningTokens, reward);
+    });
     const adv = groupAdvantages(rewards, G);
     const tokenAdv = Float32Array.from(rollouts.flatMap((x, i) => new Array<number>(x.to - x.from).fill(adv[i])));
     const weights = responseMeanWeights(lengths);

@@ -50,9 +50,12 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   const folder = await RunFolder.open(cfg.output, opts);
   const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
-  const encoder = new SequenceEncoder(s.tokenizer, templates, Math.min(cfg.maxLength, s.model.config.maxPositionEmbeddings));
+  const maxLength = Math.min(cfg.maxLength, s.model.config.maxPositionEmbeddings);
+  const encoder = new SequenceEncoder(s.tokenizer, templates, maxLength);
   const { examples, stats } = await loadTrainingData(cfg.data);
-  if (examples.length === 0) throw new RunFolderError('no training examples: every query lacked a positive or was empty');
+  if (examples.length === 0) {
+    throw new RunFolderError('no training examples: every query lacked a positive or was empty');
+  }
   const skipped = `${stats.withoutPositive} queries without a positive skipped, `
     + `${stats.emptyTexts} empty texts dropped`;
   folder.note(`data: ${stats.examples} examples (${skipped})`);
