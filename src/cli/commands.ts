@@ -4,12 +4,10 @@ import { indexCommand } from './index-cmd.js';
 import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { exportCommand } from './export.js';
-import { trainCommand } from './train-sft.js';
+import { trainCommand } from './train.js';
 import { mineCommand } from './mine.js';
-import { withRlStage } from './train-rl.js';
 import { rlenvCommand } from './rlenv-audit.js';
 import { tokenizerCommand } from './tokenizer-train.js';
-import { withLmStage } from './train-lm.js';
 import { corpusCommand } from './corpus-build.js';
 import { demoCommand } from './demo.js';
 import { recipeCommand } from './recipe.js';
@@ -21,7 +19,7 @@ export const commands: Command[] = [
   searchCommand,
   serveCommand,
   exportCommand,
-  withLmStage(withRlStage(trainCommand)),
+  trainCommand,
   mineCommand,
   rlenvCommand,
   tokenizerCommand,

@@ -8,7 +8,7 @@ import { evalProgress } from './eval-progress.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEFAULT_MODEL_DIR, DEMO_DATA_DIR } from './package-paths.js';
 import { readBeirDataset, type BeirDocument } from '../eval/beir.js';
-import { subsetDevSet } from '../train/dev-eval.js';
+import { subsetDevSet } from '../eval/dev-eval.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { denseSearch, type EmbeddingMatrix } from '../eval/dense-search.js';
 import { evaluateRun } from '../eval/measures.js';

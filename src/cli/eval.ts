@@ -12,7 +12,7 @@ import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
 import { ModelRetriever } from '../eval/model-retriever.js';
 import { Embedder } from '../embed/index.js';
 import { loadModelFolder } from '../model/model-folder.js';
-import { subsetDevSet } from '../train/dev-eval.js';
+import { subsetDevSet } from '../eval/dev-eval.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
 import { compareEvaluations, formatComparison, formatSummaryTable, type MeasureComparison } from '../eval/report.js';

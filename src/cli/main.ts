@@ -35,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(cmd.help);
+    console.log((rest[0] !== undefined ? cmd.helpOf?.(rest[0]) : undefined) ?? cmd.help);
     return 0;
   }
   warnIfNoNativeBackend();

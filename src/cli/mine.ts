@@ -1,9 +1,10 @@
-import { writeFileSync, renameSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError, loadConfig } from '../train/config.js';
-import { DataError, candidatePool, loadTrainingData } from '../train/data.js';
-import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/mine.js';
+import { ConfigError } from '../train/config-merge.js';
+import { loadSftConfig } from '../train/sft/config.js';
+import { DataError, candidatePool, loadTrainingData } from '../train/sft/data.js';
+import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
+import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { loadModelFolder } from '../model/model-folder.js';
 
 const HELP = `search-r3 mine — mine hard negatives for stage-1 training
@@ -48,7 +49,7 @@ export const mineCommand: Command = {
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model') throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
     try {
-      const cfg = loadConfig(values.config);
+      const cfg = loadSftConfig(values.config);
       const { examples, stats: ds } = await loadTrainingData(cfg.data);
       const pool = await candidatePool(cfg.data, examples);
       process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
@@ -65,9 +66,7 @@ export const mineCommand: Command = {
       }, (done, total) => {
         if (Date.now() - last > 5000 || done === total) { last = Date.now(); process.stderr.write(`  ${done}/${total} queries\n`); }
       });
-      const tmp = `${values.out}.tmp-${process.pid}`;
-      writeFileSync(tmp, toJsonl(mined));
-      renameSync(tmp, values.out);
+      writeFileAtomicallySync(values.out, toJsonl(mined));
       console.log(`${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} negatives for ${stats.withNegatives} of them, ` +
         `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`);
       return 0;

@@ -3,12 +3,12 @@ import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { loadRlConfig } from '../train/rl-config.js';
-import { trainRl } from '../train/rl-trainer.js';
+import { loadRlConfig } from '../train/rl/config.js';
+import { trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
-import { loadEnvironment } from '../train/environment-checkpoint.js';
+import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
-import { asUserError } from './train-rl.js';
+import { trainingUserError } from './train.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
 
@@ -67,7 +67,7 @@ const auditCommand: Command = {
       writeFileAtomicallySync(file, JSON.stringify(out, null, 1));
       console.log(`${header}\n${formatAudit(summary)}\n(total ${out.totalSeconds.toFixed(0)} s; summary in ${file})`);
       return 0;
-    } catch (err) { throw asUserError(err); }
+    } catch (err) { throw trainingUserError(err); }
   },
 };
 

@@ -7,7 +7,9 @@ import * as T from '../tensor/index.js';
 import { type Steps, generateSteps, runSteps } from '../model/generate.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { DEFAULT_TEMPLATES, type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
+import {
+  DEFAULT_TEMPLATES, type PromptKind, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt,
+} from './prompts.js';
 
 export interface EmbedderOptions {
   templates?: Partial<PromptTemplates>;
@@ -124,7 +126,7 @@ export class Embedder {
     const bare = encodePrompt(this.tokenizer, '', 'query', this.templates, this.maxLength, true).ids.length;
     const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS, this.maxLength - 2 - bare));
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength - 1 - budget, true));
-    const stops = [this.embedId, ...this.endTokens()];
+    const stops = [this.embedId, ...assistantEndTokens(this.tokenizer).keys()];
     const gens = yield* generateSteps(this.model, prompts.map((p) => p.ids), {
       maxNewTokens: budget, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed,
       stopTokens: stops, captureTokens: [this.embedId],
@@ -147,13 +149,6 @@ export class Embedder {
       forcedIdx.forEach((i, j) => { results[i].vector = vectors[j]; });
     }
     return results;
-  }
-
-  /** Tokens that end an assistant turn (<|im_end|>, <|endoftext|>, the tokenizer's EOS). */
-  private endTokens(): number[] {
-    const ids = ['<|im_end|>', '<|endoftext|>'].map((t) => this.tokenizer.tokenToId(t));
-    if (this.tokenizer.eosTokenId !== null) ids.push(this.tokenizer.eosTokenId);
-    return [...new Set(ids.filter((x): x is number => x !== undefined))];
   }
 }
 

@@ -2,7 +2,7 @@
  * Writing a file so that a reader never sees it half written and a crash leaves the old one intact:
  * write a temporary file beside it, then rename it into place. The one implementation every layer uses.
  */
-import { promises as fsp, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, promises as fsp, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** A temporary name beside `file`, so that the final rename stays on one file system (atomic). */
@@ -45,4 +45,25 @@ export function writeFileAtomicallySync(file: string, content: string | Uint8Arr
     rmSync(tmp, { force: true });
     throw err;
   }
+}
+
+/**
+ * Writes a folder atomically: `write` fills a temporary sibling (named as tempPathFor names files), which
+ * is then renamed to `dir`. An older folder of that name is moved aside first and removed after, so a
+ * crash leaves the old folder or the new one under `dir`, never half of one.
+ */
+export async function writeDirAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  await fsp.mkdir(path.dirname(dir), { recursive: true });
+  const tmp = tempPathFor(dir);
+  await fsp.mkdir(tmp);
+  try {
+    await write(tmp);
+  } catch (e) {
+    await fsp.rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  const old = existsSync(dir) ? `${tmp}.old` : null;
+  if (old) await fsp.rename(dir, old);
+  await fsp.rename(tmp, dir);
+  if (old) await fsp.rm(old, { recursive: true, force: true });
 }

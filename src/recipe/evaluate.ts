@@ -28,7 +28,7 @@ import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { fuseRuns, RRF_K } from '../search-index/rrf.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadModelFolder } from '../model/model-folder.js';
-import { subsetDevSet, type DevSet } from '../train/dev-eval.js';
+import { subsetDevSet, type DevSet } from '../eval/dev-eval.js';
 
 export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
 export type RecipeDatasetId = (typeof RECIPE_DATASETS)[number];

@@ -13,7 +13,7 @@ import { evaluateRun } from '../../src/eval/measures.js';
 import { readTrecRun } from '../../src/eval/run.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { evaluateRecipeModels, RECIPE_ROWS, type RecipeEvaluateOptions, type RecipeEvaluation } from '../../src/recipe/evaluate.js';
-import { subsetDevSet, type DevSet } from '../../src/train/dev-eval.js';
+import { subsetDevSet, type DevSet } from '../../src/eval/dev-eval.js';
 import { runCli } from '../helpers/cli.js';
 import { DAMAGE_KINDS, damageFile } from '../helpers/damage.js';
 import { referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
