@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   let t0 = performance.now();
   const model = Qwen2Model.random(config, new T.Rng(1), 0.02);
   for (const p of model.parameters()) p.requiresGrad = false;
-  const { tokenizerJson, tokenizerConfig } = readQwenReferenceFiles();
+  const { tokenizerJson } = readQwenReferenceFiles();
   const tok = ggufTokenizerFromTokenizerJson(tokenizerJson, config.vocabSize);
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-bench-gen-'));
   const gguf = path.join(dir, 'model-f32.gguf');

@@ -28,6 +28,12 @@ const ALLOWED: Record<string, readonly string[]> = {
   cli: ['recipe', 'train', 'rlenv', 'eval', 'search-index', 'serve', 'client', 'embed', 'model', 'tensor'],
 };
 
+/**
+ * The layers other layers use as one API, through their index.ts (the op namespace T, the Search-R3
+ * protocol); the rest are used file by file and have no index.ts.
+ */
+const BARRELS = new Set(['tensor', 'embed']);
+
 /** Edges narrower than their folder's: only these files of the folder may import the other. */
 const ONLY_FROM: Record<string, readonly string[]> = {
   // a Search-R3 model as a Retriever; everything else in eval takes embeddings from any source
@@ -50,6 +56,8 @@ function layerOf(file: string): string | null {
 test('every import between the folders of src/ is an edge the layering allows', () => {
   const folders = readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
   assert.deepEqual(folders.filter((f) => !(f in ALLOWED)), [], 'folders the table does not place');
+  const barrels = folders.filter((f) => readdirSync(path.join(src, f)).includes('index.ts'));
+  assert.deepEqual(barrels.sort(), [...BARRELS].sort(), 'the folders with an index.ts are the barrel layers');
   const seen = new Set<string>();
   for (const file of sources(src)) {
     const from = layerOf(file);
@@ -59,6 +67,7 @@ test('every import between the folders of src/ is an edge the layering allows', 
       if (to === null || to === from || (to === BELOW_ALL && from !== BELOW_ALL)) continue;
       const where = `${path.relative(src, file)} imports ${m[1]}`;
       assert.ok(ALLOWED[from]!.includes(to), `${where}: ${from} may not import ${to}`);
+      if (BARRELS.has(to)) assert.ok(m[1]!.endsWith(`${to}/index.js`), `${where}: import the ${to} layer through its index.ts`);
       const only = ONLY_FROM[`${from}→${to}`];
       if (only) assert.ok(only.includes(path.basename(file)), `${where}: only ${only.join(', ')} may`);
       seen.add(`${from}→${to}`);

@@ -4,6 +4,7 @@
  * the starting model is the KL reference when the loss has a KL term; the result is saved as an adapter
  * folder or as a whole model folder.
  */
+import { EMBED_TOKEN } from '../embed/index.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { attachLora, loraParameters, saveLoraAdapter, type LoraConfig, type LoraTarget } from '../model/lora.js';
@@ -11,7 +12,6 @@ import { writeDirAtomically } from '../io/atomic-file.js';
 import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { EMBED_TOKEN } from '../embed/prompts.js';
 import type { LoraSettings } from './config-merge.js';
 
 export interface FineTuned {

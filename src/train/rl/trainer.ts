@@ -14,13 +14,10 @@
  * table at every checkpoint, so resume continues with the same weights, optimiser, data position,
  * sampling and environment: the resumed run is bit-identical to the uninterrupted one.
  */
+import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt } from '../../embed/index.js';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import type { Tensor } from '../../tensor/index.js';
-import { Embedder } from '../../embed/embedder.js';
-import {
-  DEFAULT_TEMPLATES, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt,
-} from '../../embed/prompts.js';
 import {
   RetrievalEnvironment, type DocumentEncoder, type EnvironmentOptions, type EnvironmentSnapshot, type StepOutcome,
   type StepQuery, type StepStats,

@@ -5,8 +5,7 @@
  * `falseNegativeRatio` × the query's best positive score. The output is FlagEmbedding's JSONL layout
  * ({query, pos, neg}), a data source for `train sft` as it is.
  */
-import { Embedder } from '../../embed/embedder.js';
-import type { PromptTemplates } from '../../embed/prompts.js';
+import { Embedder, type PromptTemplates } from '../../embed/index.js';
 import type { Qwen2Model } from '../../model/qwen2-model.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { createAnalyzer } from '../../eval/analyzer.js';

@@ -4,8 +4,8 @@
  * (the inverse cloze task of Lee et al., 2019). Only documents are read, never queries, so no judged
  * query of any split is used.
  */
+import { Rng } from '../../tensor/index.js';
 import { documentText, type BeirDocument } from '../../eval/beir.js';
-import { Rng } from '../../tensor/rng.js';
 
 export type PseudoQueryKind = 'title' | 'sentence';
 

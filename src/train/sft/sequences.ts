@@ -4,8 +4,8 @@
  * state at <|embed_token|>) and the response logits for L_SFT/L_KL; tokens after the embed token cannot
  * change its hidden state under causal attention, so the embedding equals the one inference computes.
  */
+import { type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from '../../embed/index.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
-import { type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from '../../embed/prompts.js';
 
 export interface TrainSequence {
   ids: number[];

@@ -9,11 +9,10 @@
  * rebuilds the same batches from (seed, epoch), so it continues exactly as if never interrupted; a
  * divergence names the step and the batch.
  */
+import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/index.js';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { writeTextFileAtomically } from '../../io/atomic-file.js';
-import { Embedder } from '../../embed/embedder.js';
-import { DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/prompts.js';
 import { loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
 import { ModelRetriever } from '../../eval/model-retriever.js';
 import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
