@@ -7,13 +7,6 @@ import { UserError, type Command } from './command.js';
 import { trainLmStage } from './train-lm.js';
 import { trainRlStage } from './train-rl.js';
 import { trainSftStage } from './train-sft.js';
-import { InputFileError } from '../model/bpe-trainer.js';
-import { EvalInputError } from '../eval/input-error.js';
-import { TableTooLargeError } from '../rlenv/embedding-table.js';
-import { ConfigError } from '../train/config-merge.js';
-import { RunFolderError } from '../train/run-folder-error.js';
-import { DataError } from '../train/sft/data.js';
-import { TrainingDiverged } from '../train/training-run.js';
 
 /** A training stage: its help, and a run from a config file that returns the line it prints. */
 export interface TrainStage {
@@ -44,15 +37,6 @@ options:
   --quiet          no progress output
   -h, --help       this help`;
 
-/** Errors of training whose message is meant for the user as it is (one line, no stack trace). */
-const USER_ERRORS = [
-  ConfigError, DataError, RunFolderError, TrainingDiverged, InputFileError, TableTooLargeError, EvalInputError,
-];
-
-/** A training error for the user as a UserError; any other error as it is. */
-export function trainingUserError(e: unknown): unknown {
-  return USER_ERRORS.some((c) => e instanceof c) ? new UserError((e as Error).message) : e;
-}
 
 async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
@@ -60,12 +44,8 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
   } });
   const name = `train ${stage.name}`;
   if (!values.config) throw new UserError(`${name} needs --config <file.json> (see search-r3 ${name} --help).`);
-  try {
-    console.log(await stage.train(values.config, { resume: values.resume ?? false, progress: !values.quiet }));
-    return 0;
-  } catch (e) {
-    throw trainingUserError(e);
-  }
+  console.log(await stage.train(values.config, { resume: values.resume ?? false, progress: !values.quiet }));
+  return 0;
 }
 
 export const trainCommand: Command = {
