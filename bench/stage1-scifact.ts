@@ -17,11 +17,13 @@ import { Qwen2Model } from '../src/model/qwen2-model.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { makeTinyTokenizer } from '../test/helpers/tiny-tokenizer.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
-import { parseConfig } from '../src/train/config.js';
-import { candidatePool, loadTrainingData } from '../src/train/data.js';
-import { evaluateDense, loadDevSet } from '../src/train/dev-eval.js';
-import { bm25Ranker, mineHardNegatives, toJsonl } from '../src/train/mine.js';
-import { trainSft } from '../src/train/sft-trainer.js';
+import { parseSftConfig } from '../src/train/sft/config.js';
+import { candidatePool, loadTrainingData } from '../src/train/sft/data.js';
+import { Embedder } from '../src/embed/embedder.js';
+import { loadDevSet, scoreDevSet, type DevSet, type DevSetScore } from '../src/eval/dev-eval.js';
+import { ModelRetriever } from '../src/eval/model-retriever.js';
+import { bm25Ranker, mineHardNegatives, toJsonl } from '../src/train/sft/mine.js';
+import { trainSft } from '../src/train/sft/trainer.js';
 import { repoRoot } from '../test/helpers/repo.js';
 
 const work = path.resolve(process.argv[2] ?? 'stage1-work');
@@ -39,6 +41,11 @@ const modelConfig: Qwen2Config = {
   bosTokenId: null, eosTokenId: null, torchDtype: 'float32', extra: {},
 };
 
+/** SciFact-test nDCG@10 of a model, queries embedded without reasoning. */
+function devScore(model: Qwen2Model, tokenizer: Tokenizer, set: DevSet, maxLength: number): Promise<DevSetScore> {
+  return scoreDevSet(new ModelRetriever(new Embedder(model, tokenizer, { maxLength }), 'model'), set);
+}
+
 async function main(): Promise<void> {
   const t0 = Date.now();
   const modelDir = path.join(work, 'model-init');
@@ -54,7 +61,7 @@ async function main(): Promise<void> {
   if (existsSync(untrainedFile)) before = JSON.parse(readFileSync(untrainedFile, 'utf8')) as typeof before;
   else {
     const init = await loadModelFolder(modelDir);
-    before = evaluateDense(init.model, init.tokenizer, scifactTest, { maxLength });
+    before = await devScore(init.model, init.tokenizer, scifactTest, maxLength);
     writeFileSync(untrainedFile, JSON.stringify(before));
   }
   log(`untrained SciFact test nDCG@10 ${before.ndcg10.toFixed(4)} (${before.seconds.toFixed(0)} s)`);
@@ -79,7 +86,7 @@ async function main(): Promise<void> {
     eval: { beir: path.join(data, 'nfcorpus/beir-preprocessed/dev'), split: 'dev', every: env('STAGE1_EVAL_EVERY', 100), maxQueries: 50, maxDocuments: 300 },
   };
   writeFileSync(path.join(work, 'train-config.json'), JSON.stringify(cfgJson, null, 1));
-  const cfg = parseConfig(cfgJson, work);
+  const cfg = parseSftConfig(cfgJson, work);
   const resume = existsSync(path.join(cfg.output, 'checkpoints'));
   const trained = await trainSft(cfg, { resume });
   log(`trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s; best dev nDCG@10 ${trained.bestScore} at step ${trained.bestStep}`);
@@ -89,7 +96,7 @@ async function main(): Promise<void> {
     const dir = path.join(cfg.output, which);
     if (!existsSync(dir)) continue;
     const m = await loadModelFolder(dir);
-    const r = evaluateDense(m.model, m.tokenizer, scifactTest, { maxLength });
+    const r = await devScore(m.model, m.tokenizer, scifactTest, maxLength);
     results[which] = r.ndcg10;
     log(`${which} SciFact test nDCG@10 ${r.ndcg10.toFixed(4)} (${r.seconds.toFixed(0)} s)`);
   }

@@ -7,6 +7,8 @@ export interface Command {
   help: string;
   /** The sub-commands a first word may name (`train sft`, `rlenv audit`), for messages. */
   subcommands?: readonly string[];
+  /** The help of a sub-command that has its own (`train lm --help`); `help` is shown otherwise. */
+  helpOf?(subcommand: string): string | undefined;
   /** Runs the command; resolves to the process exit code. */
   run(argv: string[]): Promise<number>;
 }

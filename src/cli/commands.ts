@@ -5,12 +5,10 @@ import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { exportCommand } from './export.js';
 import { addEmbedTokenCommand } from './add-embed-token.js';
-import { trainCommand } from './train-sft.js';
+import { trainCommand } from './train.js';
 import { mineCommand } from './mine.js';
-import { withRlStage } from './train-rl.js';
 import { rlenvCommand } from './rlenv-audit.js';
 import { tokenizerCommand } from './tokenizer-train.js';
-import { withLmStage } from './train-lm.js';
 import { corpusCommand } from './corpus-build.js';
 import { demoCommand } from './demo.js';
 import { recipeCommand } from './recipe.js';
@@ -23,7 +21,7 @@ export const commands: Command[] = [
   serveCommand,
   exportCommand,
   addEmbedTokenCommand,
-  withLmStage(withRlStage(trainCommand)),
+  trainCommand,
   mineCommand,
   rlenvCommand,
   tokenizerCommand,

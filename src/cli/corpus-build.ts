@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
-import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES } from '../train/text-corpus.js';
+import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES } from '../train/lm/text-corpus.js';
 
 const HELP = `search-r3 corpus build — assemble the plain-text pretraining corpus
 

@@ -6,10 +6,9 @@ import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { ProgressReporter } from './index-progress.js';
-import { asUserErrors } from './index-user-errors.js';
 import { DEFAULT_MODEL_DIR, DEMO_DATA_DIR } from './package-paths.js';
 import { readBeirDataset, type BeirDocument } from '../eval/beir.js';
-import { subsetDevSet } from '../train/dev-eval.js';
+import { subsetDevSet } from '../eval/dev-eval.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { denseSearch, type EmbeddingMatrix } from '../eval/dense-search.js';
 import { evaluateRun } from '../eval/measures.js';
@@ -226,7 +225,7 @@ export const demoCommand: Command = {
     const log = (s: string): void => { if (!quiet) process.stderr.write(`${s}\n`); };
     const say = (s: string): void => { if (!json) console.log(s); };
 
-    return asUserErrors(async () => {
+    return (async () => {
       const backend = await LocalBackend.fromModelDir(modelDir);
       const cfg = backend.embedder.model.config;
       const ds = await readBeirDataset(DEMO_DATA_DIR, 'test');
@@ -283,6 +282,6 @@ export const demoCommand: Command = {
       }
       if (json) console.log(JSON.stringify(out));
       return 0;
-    });
+    })();
   },
 };

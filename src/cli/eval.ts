@@ -14,8 +14,7 @@ import { Embedder, requireEmbedToken } from '../embed/index.js';
 import { LlamaCppEngine } from '../embed/llama-cpp-engine.js';
 import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
 import { loadModelFolder } from '../model/model-folder.js';
-import { subsetDevSet } from '../train/dev-eval.js';
-import { EvalInputError } from '../eval/input-error.js';
+import { subsetDevSet } from '../eval/dev-eval.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
 import { compareEvaluations, formatComparison, formatSummaryTable, type MeasureComparison } from '../eval/report.js';
@@ -118,15 +117,6 @@ function readExcludedIds(file: string): Map<string, string[]> {
   return out;
 }
 
-/** Turns the eval layer's input errors (and bad option values) into user-facing errors. */
-async function asUserError<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    if (err instanceof EvalInputError || err instanceof RangeError) throw new UserError(err.message);
-    throw err;
-  }
-}
 
 interface Report {
   mode: 'dataset' | 'trec';
@@ -233,7 +223,7 @@ export const evalCommand: Command = {
     }
 
     const progress = v.json ? undefined : evalProgress();
-    const { report, ev, selection } = await asUserError(async () => {
+    const { report, ev, selection } = await (async () => {
       let run: Run;
       let qrels: Qrels;
       let tag: string;
@@ -304,7 +294,7 @@ export const evalCommand: Command = {
         comparison,
       };
       return { report, ev, selection };
-    });
+    })();
 
     if (v.json) {
       console.log(JSON.stringify(report, null, 2));

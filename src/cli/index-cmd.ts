@@ -9,7 +9,6 @@ import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import {
   ENGINE_OPTIONS, engineHelp, type EngineChoice, engineMismatch, openEngineBackend, parseEngine,
 } from './engine-options.js';
-import { asUserErrors } from './index-user-errors.js';
 import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../search-index/manifest.js';
 import { DOCS_FILE } from '../search-index/document-table.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
@@ -76,7 +75,7 @@ export const indexCommand: Command = {
     });
     if (!values.out) throw new UserError('--out <index-dir> is required (see search-r3 index --help).');
     const out = values.out;
-    return asUserErrors(async () => {
+    return (async () => {
       if (values.delete !== undefined) return deleteIds(out, values.delete);
       const dtype = values.dtype ?? 'f32';
       if (!['f32', 'f16', 'i8'].includes(dtype)) throw new UserError(`--dtype must be f32, f16 or i8 (got '${dtype}').`);
@@ -121,7 +120,7 @@ export const indexCommand: Command = {
         await backend.close?.();
       }
       return 0;
-    });
+    })();
   },
 };
 

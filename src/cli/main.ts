@@ -35,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(cmd.help);
+    console.log((rest[0] !== undefined ? cmd.helpOf?.(rest[0]) : undefined) ?? cmd.help);
     return 0;
   }
   warnIfNoNativeBackend();
@@ -72,11 +72,14 @@ function optionErrorSentence(err: unknown, command: string): string | null {
 }
 
 /**
- * Errors whose message is written for the user (they name the file, field or limit and what to do):
- * printed as one line. Anything else is a bug and keeps its stack trace.
+ * The one place that decides how an error reaches the user. The classes named here carry messages
+ * written for the user (they name the file, field or limit and what to do), whichever layer throws them:
+ * printed as one line, exit code 2. Anything else is a bug and keeps its stack trace (exit code 1).
+ * Matched by name, so an error that crossed a worker thread (its class rebuilt there) counts as well.
  */
 const userFacing = new Set(['UserError', 'ModelFileError', 'EvalInputError', 'ConfigError', 'DataError', 'IndexError',
-  'RemoteError', 'TensorError', 'PromptTooLongError', 'InputFileError', 'EngineError']);
+  'RemoteError', 'TensorError', 'PromptTooLongError', 'InputFileError', 'RunFolderError', 'TrainingDiverged',
+  'TableTooLargeError', 'RecipeError', 'EngineError']);
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },

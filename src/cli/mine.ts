@@ -1,9 +1,9 @@
-import { writeFileSync, renameSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { ConfigError, loadConfig } from '../train/config.js';
-import { DataError, candidatePool, loadTrainingData } from '../train/data.js';
-import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/mine.js';
+import { loadSftConfig } from '../train/sft/config.js';
+import { candidatePool, loadTrainingData } from '../train/sft/data.js';
+import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
+import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { loadModelFolder } from '../model/model-folder.js';
 
 const HELP = `search-r3 mine — mine hard negatives for stage-1 training
@@ -47,33 +47,26 @@ export const mineCommand: Command = {
     if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1])) throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model') throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
-    try {
-      const cfg = loadConfig(values.config);
-      const { examples, stats: ds } = await loadTrainingData(cfg.data);
-      const pool = await candidatePool(cfg.data, examples);
-      process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
-      let rank: Ranker;
-      if (retriever === 'bm25') rank = bm25Ranker(pool);
-      else {
-        const m = await loadModelFolder(values.model ?? cfg.model);
-        rank = modelRanker(m.model, m.tokenizer, pool, { templates: cfg.templates, maxLength: cfg.maxLength });
-      }
-      let last = 0;
-      const { mined, stats } = mineHardNegatives(examples, pool, rank, {
-        fromRank: Number(w[1]), toRank: Number(w[2]), negatives: Math.floor(num(values.negatives, 'negatives', 8)),
-        falseNegativeRatio: num(values['fn-ratio'], 'fn-ratio', 0.95), seed: Math.floor(num(values.seed, 'seed', 0)),
-      }, (done, total) => {
-        if (Date.now() - last > 5000 || done === total) { last = Date.now(); process.stderr.write(`  ${done}/${total} queries\n`); }
-      });
-      const tmp = `${values.out}.tmp-${process.pid}`;
-      writeFileSync(tmp, toJsonl(mined));
-      renameSync(tmp, values.out);
-      console.log(`${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} negatives for ${stats.withNegatives} of them, ` +
-        `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`);
-      return 0;
-    } catch (e) {
-      if (e instanceof ConfigError || e instanceof DataError) throw new UserError(e.message);
-      throw e;
+    const cfg = loadSftConfig(values.config);
+    const { examples, stats: ds } = await loadTrainingData(cfg.data);
+    const pool = await candidatePool(cfg.data, examples);
+    process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
+    let rank: Ranker;
+    if (retriever === 'bm25') rank = bm25Ranker(pool);
+    else {
+      const m = await loadModelFolder(values.model ?? cfg.model);
+      rank = modelRanker(m.model, m.tokenizer, pool, { templates: cfg.templates, maxLength: cfg.maxLength });
     }
+    let last = 0;
+    const { mined, stats } = mineHardNegatives(examples, pool, rank, {
+      fromRank: Number(w[1]), toRank: Number(w[2]), negatives: Math.floor(num(values.negatives, 'negatives', 8)),
+      falseNegativeRatio: num(values['fn-ratio'], 'fn-ratio', 0.95), seed: Math.floor(num(values.seed, 'seed', 0)),
+    }, (done, total) => {
+      if (Date.now() - last > 5000 || done === total) { last = Date.now(); process.stderr.write(`  ${done}/${total} queries\n`); }
+    });
+    writeFileAtomicallySync(values.out, toJsonl(mined));
+    console.log(`${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} negatives for ${stats.withNegatives} of them, ` +
+      `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`);
+    return 0;
   },
 };

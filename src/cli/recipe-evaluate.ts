@@ -3,7 +3,8 @@ import { UserError } from './command.js';
 import { positiveInt } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { DEFAULT_MAX_REASONING_TOKENS } from '../embed/index.js';
-import { DEFAULT_DATA_DIR, evaluateRecipeModels, RECIPE_DATASETS, type RecipeDatasetId } from '../recipe/evaluate.js';
+import { evaluateRecipeModels, RECIPE_DATASETS, type RecipeDatasetId } from '../recipe/evaluate.js';
+import { DEFAULT_DATA_DIR } from './package-paths.js';
 
 export const RECIPE_EVALUATE_HELP = `search-r3 recipe evaluate — the default model's evaluation table
 
@@ -81,7 +82,7 @@ export async function runRecipeEvaluate(argv: string[], stdout: NodeJS.WritableS
   }
   const quiet = v.quiet ?? false;
   const report = await evaluateRecipeModels({
-    stage1: v.stage1!, stage2: v.stage2!, out: v.out!, data: v.data, work: v.work,
+    stage1: v.stage1!, stage2: v.stage2!, out: v.out!, data: v.data ?? DEFAULT_DATA_DIR, work: v.work,
     datasets: parseDatasets(v.datasets),
     maxQueries: positiveInt(v['max-queries'], 'max-queries'),
     maxDocuments: positiveInt(v['max-documents'], 'max-documents'),

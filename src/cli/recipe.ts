@@ -4,10 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { DEFAULT_MODEL_DIR } from './package-paths.js';
+import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
-import { RecipeError, runRecipe, STEP_NAMES } from '../recipe/default-recipe.js';
-import { DEFAULT_DATA_DIR } from '../recipe/evaluate.js';
+import { runRecipe, STEP_NAMES } from '../recipe/default-recipe.js';
 import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -70,16 +69,11 @@ async function runDefault(argv: string[]): Promise<number> {
   const work = path.resolve(values.work ?? (profileName === 'full' ? 'work/default-recipe' : `work/default-recipe-${profileName}`));
   // a toy model never replaces the shipped one unless asked to
   const out = path.resolve(values.out ?? (profileName === 'full' ? DEFAULT_MODEL_DIR : path.join(work, 'model')));
-  try {
-    await runRecipe({
-      profile: PROFILES[profileName], paths: recipePaths(work, data), out,
-      runCommand: (a) => runChild(a, values.quiet ?? false),
-      log: (line) => process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`),
-    });
-  } catch (e) {
-    if (e instanceof RecipeError) throw new UserError(e.message);
-    throw e;
-  }
+  await runRecipe({
+    profile: PROFILES[profileName], paths: recipePaths(work, data), out,
+    runCommand: (a) => runChild(a, values.quiet ?? false),
+    log: (line) => process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`),
+  });
   console.log(`default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${path.join(work, 'recipe.json')}`);
   return 0;
 }

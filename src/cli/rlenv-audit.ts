@@ -1,13 +1,13 @@
-import { cpSync, writeFileSync, renameSync } from 'node:fs';
+import { cpSync } from 'node:fs';
+import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { loadRlConfig } from '../train/rl-config.js';
-import { trainRl } from '../train/rl-trainer.js';
+import { loadRlConfig } from '../train/rl/config.js';
+import { trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
-import { loadEnvironment } from '../train/environment-checkpoint.js';
+import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
-import { asUserError } from './train-rl.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
 
@@ -46,28 +46,25 @@ const auditCommand: Command = {
     // from scratch, step 1 compares two freshly encoded tables, so an audit needs a second step
     const minSteps = values.from ? 1 : 2;
     if (!Number.isInteger(steps) || steps < minSteps) throw new UserError(`--steps must be an integer ≥ ${minSteps}, got '${values.steps}'`);
-    try {
-      const cfg = loadRlConfig(values.config);
-      cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
-      const start = values.from ? await startFromCheckpoint(path.resolve(values.from), cfg.output) : null;
-      const total = (start?.step ?? 0) + steps;
-      cfg.checkpoint.every = total + 1; // the audit needs no checkpoints beyond the final one
-      const t0 = Date.now();
-      const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps: total, resume: start !== null });
-      // from scratch, step 1 scores a freshly encoded corpus in both tables: nothing to compare
-      const summary = summariseAudit(s.audit.filter((a) => start !== null || a.step > 1));
-      const e = cfg.environment;
-      const from = start ? `from ${start.dir} (step ${start.step}); ` : '';
-      const header = `${from}environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ${e.candidates}/response, ` +
-        `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
-        `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
-      const out = { config: path.resolve(values.config), steps, header, summary, setupSeconds: s.setupSeconds, totalSeconds: (Date.now() - t0) / 1000 };
-      const file = path.join(cfg.output, 'audit.json');
-      writeFileSync(`${file}.tmp`, JSON.stringify(out, null, 1));
-      renameSync(`${file}.tmp`, file);
-      console.log(`${header}\n${formatAudit(summary)}\n(total ${out.totalSeconds.toFixed(0)} s; summary in ${file})`);
-      return 0;
-    } catch (err) { throw asUserError(err); }
+    const cfg = loadRlConfig(values.config);
+    cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
+    const start = values.from ? await startFromCheckpoint(path.resolve(values.from), cfg.output) : null;
+    const total = (start?.step ?? 0) + steps;
+    cfg.checkpoint.every = total + 1; // the audit needs no checkpoints beyond the final one
+    const t0 = Date.now();
+    const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps: total, resume: start !== null });
+    // from scratch, step 1 scores a freshly encoded corpus in both tables: nothing to compare
+    const summary = summariseAudit(s.audit.filter((a) => start !== null || a.step > 1));
+    const e = cfg.environment;
+    const from = start ? `from ${start.dir} (step ${start.step}); ` : '';
+    const header = `${from}environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ${e.candidates}/response, ` +
+      `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
+      `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
+    const out = { config: path.resolve(values.config), steps, header, summary, setupSeconds: s.setupSeconds, totalSeconds: (Date.now() - t0) / 1000 };
+    const file = path.join(cfg.output, 'audit.json');
+    writeFileAtomicallySync(file, JSON.stringify(out, null, 1));
+    console.log(`${header}\n${formatAudit(summary)}\n(total ${out.totalSeconds.toFixed(0)} s; summary in ${file})`);
+    return 0;
   },
 };
 

@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { asUserErrors } from './index-user-errors.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
@@ -62,7 +61,7 @@ export const searchCommand: Command = {
     if (values.remote && engine.kind !== 'search-r3') {
       throw new UserError('--engine runs a local model; drop it with --remote.');
     }
-    return asUserErrors(async () => {
+    return (async () => {
       const manifest = readIndexManifest(indexDir);
       const backend: EmbeddingBackend = values.remote
         ? await RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY })
@@ -98,6 +97,6 @@ export const searchCommand: Command = {
         await backend.close?.();
       }
       return 0;
-    });
+    })();
   },
 };

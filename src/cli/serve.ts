@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { asUserErrors } from './index-user-errors.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } from './engine-options.js';
@@ -82,7 +81,7 @@ export const serveCommand: Command = {
     };
     const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
     const choice = parseEngine(values);
-    return asUserErrors(async () => {
+    return (async () => {
       const manifest = values.index ? readIndexManifest(values.index) : undefined;
       const modelDir = values.model ?? manifest!.model.source;
       const engine = choice.kind === 'llama.cpp' ? { ...choice, gguf: findGguf(modelDir, choice.gguf) } : undefined;
@@ -117,7 +116,7 @@ export const serveCommand: Command = {
       });
       await index?.close();
       return 0;
-    });
+    })();
   },
 };
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
 import { trainBpeTokenizer } from '../model/bpe-trainer.js';
-import { writeTextFileAtomically } from '../model/atomic-file.js';
+import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { Tokenizer } from '../model/tokenizer.js';
 
 const HELP = `search-r3 tokenizer train — learn a byte-level BPE tokenizer (Qwen2 style) from text

@@ -1,12 +1,7 @@
-import { parseArgs } from 'node:util';
-import { UserError, type Command } from './command.js';
-import { ConfigError } from '../train/config.js';
-import { loadLmConfig } from '../train/lm-config.js';
-import { trainLm } from '../train/lm-trainer.js';
-import { RunFolderError } from '../train/run-folder-error.js';
-import { TrainingDiverged } from '../train/sft-trainer.js';
+import { loadLmConfig } from '../train/lm/config.js';
+import { trainLm } from '../train/lm/trainer.js';
 import { formatDuration } from '../train/progress.js';
-import { InputFileError } from '../model/bpe-trainer.js';
+import type { TrainStage } from './train.js';
 
 const HELP = `search-r3 train lm — pretrain a small Qwen2 language model from scratch (causal LM)
 
@@ -42,44 +37,16 @@ options:
   --quiet          no progress output
   -h, --help       this help`;
 
-export const trainLmCommand: Command = {
+export const trainLmStage: TrainStage = {
   name: 'lm',
   summary: 'pretrain a small Qwen2 language model (causal LM)',
   help: HELP,
-  async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-      config: { type: 'string' }, resume: { type: 'boolean' }, quiet: { type: 'boolean' },
-    } });
-    if (!values.config) throw new UserError('train lm needs --config <file.json> (see search-r3 train lm --help).');
-    try {
-      const cfg = loadLmConfig(values.config);
-      const r = await trainLm(cfg, { resume: values.resume ?? false, progress: !values.quiet });
-      console.log(`trained steps ${r.startStep}→${r.steps} of ${r.totalSteps} in ${formatDuration(r.seconds)} (${Math.round(r.tokensPerSec)} tokens/s): ` +
-        `${(r.parameters / 1e6).toFixed(2)}M parameters, final loss ${r.finalLoss.toFixed(4)}` +
-        `${r.validLoss !== null ? `, valid loss ${r.validLoss.toFixed(4)} (perplexity ${Math.exp(r.validLoss).toFixed(2)})` : ''}; output in ${r.output}`);
-      return 0;
-    } catch (e) {
-      if (e instanceof ConfigError || e instanceof RunFolderError || e instanceof TrainingDiverged || e instanceof InputFileError) throw new UserError(e.message);
-      throw e;
-    }
+  async train(config, options) {
+    const r = await trainLm(loadLmConfig(config), options);
+    const valid = r.validLoss !== null
+      ? `, valid loss ${r.validLoss.toFixed(4)} (perplexity ${Math.exp(r.validLoss).toFixed(2)})` : '';
+    return `trained steps ${r.startStep}→${r.steps} of ${r.totalSteps} in ${formatDuration(r.seconds)} `
+      + `(${Math.round(r.tokensPerSec)} tokens/s): ${(r.parameters / 1e6).toFixed(2)}M parameters, `
+      + `final loss ${r.finalLoss.toFixed(4)}${valid}; output in ${r.output}`;
   },
 };
-
-/**
- * The \`train\` command with the \`lm\` stage added: \`train lm ...\` runs here, every other stage goes to
- * the wrapped command unchanged (so the stage-1 and stage-2 files need no edit).
- */
-export function withLmStage(train: Command): Command {
-  return {
-    ...train,
-    summary: `${train.summary.replace(/\)$/, '')}; train lm: pretraining)`,
-    help: `${train.help}\n  lm    ${trainLmCommand.summary} (search-r3 train lm --help)`,
-    subcommands: [...(train.subcommands ?? []), trainLmCommand.name],
-    async run(argv: string[]): Promise<number> {
-      if (argv[0] !== 'lm') return train.run(argv);
-      const rest = argv.slice(1);
-      if (rest.includes('--help') || rest.includes('-h')) { console.log(HELP); return 0; }
-      return trainLmCommand.run(rest);
-    },
-  };
-}

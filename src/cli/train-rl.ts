@@ -1,12 +1,7 @@
-import { parseArgs } from 'node:util';
-import { UserError, type Command } from './command.js';
-import { ConfigError } from '../train/config.js';
-import { loadRlConfig } from '../train/rl-config.js';
-import { trainRl } from '../train/rl-trainer.js';
-import { RunFolderError } from '../train/run-folder-error.js';
+import { loadRlConfig } from '../train/rl/config.js';
+import { trainRl } from '../train/rl/trainer.js';
 import { formatDuration } from '../train/progress.js';
-import { TableTooLargeError } from '../rlenv/embedding-table.js';
-import { EvalInputError } from '../eval/input-error.js';
+import type { TrainStage } from './train.js';
 
 const HELP = `search-r3 train rl — stage 2: GRPO with a retrieval reward in the rlenv environment
 
@@ -45,46 +40,17 @@ options:
   --quiet          no progress output
   -h, --help       this help`;
 
-/** Errors of the RL stack that are meant for the user as they are. */
-export function asUserError(e: unknown): unknown {
-  if (e instanceof ConfigError || e instanceof RunFolderError || e instanceof TableTooLargeError || e instanceof EvalInputError) return new UserError(e.message);
-  return e;
-}
-
-export const trainRlCommand: Command = {
+export const trainRlStage: TrainStage = {
   name: 'rl',
   summary: 'stage 2: GRPO with a retrieval reward (rlenv environment)',
   help: HELP,
-  async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-      config: { type: 'string' }, resume: { type: 'boolean' }, quiet: { type: 'boolean' },
-    } });
-    if (!values.config) throw new UserError('train rl needs --config <file.json> (see search-r3 train rl --help).');
-    try {
-      const cfg = loadRlConfig(values.config);
-      const s = await trainRl(cfg, { resume: values.resume ?? false, progress: !values.quiet });
-      console.log(`trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (environment ${s.environmentRestored ? 'restored from the checkpoint' : 'built'} in ${s.setupSeconds.toFixed(1)} s): ` +
-        `last mean reward ${s.lastRewardMean.toFixed(4)}; ${s.data.queries} queries (${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; output in ${s.output}`);
-      return 0;
-    } catch (e) { throw asUserError(e); }
+  async train(config, options) {
+    const s = await trainRl(loadRlConfig(config), options);
+    const environment = `environment ${s.environmentRestored ? 'restored from the checkpoint' : 'built'} in `
+      + `${s.setupSeconds.toFixed(1)} s`;
+    return `trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (${environment}): `
+      + `last mean reward ${s.lastRewardMean.toFixed(4)}; ${s.data.queries} queries `
+      + `(${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; `
+      + `output in ${s.output}`;
   },
 };
-
-/**
- * The \`train\` command with the \`rl\` stage added: \`train rl ...\` runs here, every other stage goes to
- * the stage-1 command unchanged (so its file needs no edit).
- */
-export function withRlStage(train: Command): Command {
-  return {
-    ...train,
-    summary: `${train.summary.replace(/\)$/, '')}; train rl: stage 2)`,
-    help: `${train.help}\n\n  rl    ${trainRlCommand.summary} (search-r3 train rl --help)`,
-    subcommands: [...(train.subcommands ?? []), trainRlCommand.name],
-    async run(argv: string[]): Promise<number> {
-      if (argv[0] !== 'rl') return train.run(argv);
-      const rest = argv.slice(1);
-      if (rest.includes('--help') || rest.includes('-h')) { console.log(HELP); return 0; }
-      return trainRlCommand.run(rest);
-    },
-  };
-}

@@ -1,9 +1,7 @@
-import { parseArgs } from 'node:util';
-import { UserError, type Command } from './command.js';
-import { ConfigError, loadConfig } from '../train/config.js';
-import { DataError } from '../train/data.js';
-import { RunFolderError, TrainingDiverged, trainSft } from '../train/sft-trainer.js';
+import { loadSftConfig } from '../train/sft/config.js';
+import { trainSft } from '../train/sft/trainer.js';
 import { formatDuration } from '../train/progress.js';
+import type { TrainStage } from './train.js';
 
 const HELP = `search-r3 train sft — stage 1: instruction-guided representation learning (contrastive SFT)
 
@@ -43,51 +41,15 @@ options:
   --quiet          no progress bar
   -h, --help       this help`;
 
-export const trainSftCommand: Command = {
+export const trainSftStage: TrainStage = {
   name: 'sft',
   summary: 'stage 1: contrastive SFT with the <|embed_token|> protocol',
   help: HELP,
-  async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-      config: { type: 'string' }, resume: { type: 'boolean' }, quiet: { type: 'boolean' },
-    } });
-    if (!values.config) throw new UserError('train sft needs --config <file.json> (see search-r3 train sft --help).');
-    try {
-      const cfg = loadConfig(values.config);
-      const r = await trainSft(cfg, { resume: values.resume ?? false, progress: !values.quiet });
-      const best = r.bestScore !== null ? `, best dev nDCG@10 ${r.bestScore.toFixed(4)} at step ${r.bestStep}` : '';
-      console.log(`trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: final loss ${r.finalLoss.toFixed(4)}${best}; ` +
-        `${r.data.withoutPositive} queries without a positive and ${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`);
-      return 0;
-    } catch (e) {
-      if (e instanceof ConfigError || e instanceof DataError || e instanceof RunFolderError || e instanceof TrainingDiverged) throw new UserError(e.message);
-      throw e;
-    }
-  },
-};
-
-const GROUP_HELP = `search-r3 train — training stages
-
-usage: search-r3 train <stage> [options]   (search-r3 train <stage> --help)
-
-stages:
-  sft   ${trainSftCommand.summary}
-
-${HELP}`;
-
-/** \`search-r3 train <stage>\`: one line per stage below. */
-const stages: Command[] = [trainSftCommand];
-
-export const trainCommand: Command = {
-  name: 'train',
-  summary: 'train a model (train sft: stage 1)',
-  help: GROUP_HELP,
-  subcommands: stages.map((c) => c.name),
-  async run(argv: string[]): Promise<number> {
-    const [stage, ...rest] = argv;
-    const cmd = stages.find((c) => c.name === stage);
-    if (!cmd) throw new UserError(`train: unknown stage '${stage ?? ''}'; choose one of: ${stages.map((c) => c.name).join(', ')}.`);
-    if (rest.includes('--help') || rest.includes('-h')) { console.log(cmd.help); return 0; }
-    return cmd.run(rest);
+  async train(config, options) {
+    const r = await trainSft(loadSftConfig(config), options);
+    const best = r.bestScore !== null ? `, best dev nDCG@10 ${r.bestScore.toFixed(4)} at step ${r.bestStep}` : '';
+    return `trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: `
+      + `final loss ${r.finalLoss.toFixed(4)}${best}; ${r.data.withoutPositive} queries without a positive and `
+      + `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`;
   },
 };

@@ -3,7 +3,7 @@ export {
   Embedder, normalize, type EmbedderOptions, type QueryOptions, type QueryEmbedding, type EmbedStats,
 } from './embedder.js';
 export {
-  DEFAULT_TEMPLATES, EMBED_TOKEN, PromptTooLongError, encodePrompt, embedTokenId, requireEmbedToken,
+  DEFAULT_TEMPLATES, EMBED_TOKEN, PromptTooLongError, assistantEndTokens, encodePrompt, embedTokenId, requireEmbedToken,
   type PromptTemplates, type PromptKind, type EncodedPrompt,
 } from './prompts.js';
 export {

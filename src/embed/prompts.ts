@@ -73,6 +73,24 @@ export function encodePrompt(tok: Tokenizer, text: string, kind: PromptKind, tem
   return { ids, embedAt: reasoning ? -1 : ids.length - 1, truncated };
 }
 
+/** The chat format's tokens that close an assistant turn (Qwen2: <|im_end|>, and <|endoftext|> after it). */
+const TURN_END_TOKENS = ['<|im_end|>', '<|endoftext|>'];
+
+/**
+ * The tokens that end an assistant turn, id → name: those of TURN_END_TOKENS the vocabulary has, then the
+ * tokenizer's EOS ('' when it is none of them), each once. Generation stops at any of them; the name lets
+ * a server say which stop ended a completion.
+ */
+export function assistantEndTokens(tok: Tokenizer): ReadonlyMap<number, string> {
+  const ends = new Map<number, string>();
+  for (const t of TURN_END_TOKENS) {
+    const id = tok.tokenToId(t);
+    if (id !== undefined) ends.set(id, t);
+  }
+  if (tok.eosTokenId !== null && !ends.has(tok.eosTokenId)) ends.set(tok.eosTokenId, '');
+  return ends;
+}
+
 export function embedTokenId(tok: Tokenizer): number {
   const id = tok.tokenToId(EMBED_TOKEN);
   if (id === undefined) throw new Error(`the tokenizer has no ${EMBED_TOKEN}; add it first (search-r3 adds it when preparing a model for training)`);

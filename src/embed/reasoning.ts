@@ -5,7 +5,7 @@
  * model emitted <|embed_token|> or it has to be forced).
  */
 import type { Tokenizer } from '../model/tokenizer.js';
-import { type EncodedPrompt, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
+import { type EncodedPrompt, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt } from './prompts.js';
 
 /** Tokens a query may reason for before <|embed_token|> is forced, unless QueryOptions says otherwise. */
 export const DEFAULT_MAX_REASONING_TOKENS = 128;
@@ -23,14 +23,7 @@ export function reasoningPrompts(tok: Tokenizer, texts: readonly string[], templ
   const bare = encodePrompt(tok, '', 'query', templates, maxLength, true).ids.length;
   const budget = Math.max(0, Math.min(maxReasoningTokens, maxLength - 2 - bare));
   const prompts = texts.map((t) => encodePrompt(tok, t, 'query', templates, maxLength - 1 - budget, true));
-  return { prompts, budget, stopTokens: [embedTokenId(tok), ...endTokens(tok)] };
-}
-
-/** Tokens that end an assistant turn (<|im_end|>, <|endoftext|>, the tokenizer's EOS). */
-function endTokens(tok: Tokenizer): number[] {
-  const ids = ['<|im_end|>', '<|endoftext|>'].map((t) => tok.tokenToId(t));
-  if (tok.eosTokenId !== null) ids.push(tok.eosTokenId);
-  return [...new Set(ids.filter((x): x is number => x !== undefined))];
+  return { prompts, budget, stopTokens: [embedTokenId(tok), ...assistantEndTokens(tok).keys()] };
 }
 
 export interface Analysis {

@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
 import { readLines } from './line-reader.js';
+import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { writeTextFileAtomic } from './run.js';
 
 /**
@@ -119,8 +120,6 @@ export function writeNpyEmbeddings(file: string, m: EmbeddingMatrix): void {
   head.writeUInt16LE(header.length, 8);
   const data = Buffer.from(m.data.buffer, m.data.byteOffset, rows * m.dim * 4);
   mkdirSync(dirname(file), { recursive: true });
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  writeFileSync(tmp, Buffer.concat([head, Buffer.from(header, 'latin1'), data]));
-  renameSync(tmp, file);
+  writeFileAtomicallySync(file, Buffer.concat([head, Buffer.from(header, 'latin1'), data]));
   writeTextFileAtomic(idsSidecarPath(file), m.ids.join('\n') + '\n');
 }

@@ -1,3 +1,4 @@
+import { EvalInputError } from './input-error.js';
 import type { Qrels } from './qrels.js';
 import type { RankedList, Run } from './run.js';
 import { sortedIds, trecRankOrder } from './trec-order.js';
@@ -66,8 +67,8 @@ export const SUMMED_MEASURES: readonly string[] = ['num_ret', 'num_rel', 'num_re
 function checkCutoffs(cutoffs: readonly number[]): void {
   for (let i = 0; i < cutoffs.length; i++) {
     const k = cutoffs[i]!;
-    if (!Number.isInteger(k) || k <= 0) throw new RangeError(`cutoff ${k} must be a positive integer`);
-    if (i > 0 && k <= cutoffs[i - 1]!) throw new RangeError('cutoffs must be increasing without duplicates');
+    if (!Number.isInteger(k) || k <= 0) throw new EvalInputError(`cutoff ${k} must be a positive integer`);
+    if (i > 0 && k <= cutoffs[i - 1]!) throw new EvalInputError('cutoffs must be increasing without duplicates');
   }
 }
 

@@ -1,5 +1,6 @@
-import { mkdirSync, renameSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { EvalInputError } from './input-error.js';
 import { readLines, splitFields } from './line-reader.js';
 import { sortedIds, trecRankOrder } from './trec-order.js';
@@ -68,31 +69,29 @@ export function* formatTrecRun(run: Run, tag: string): Generator<string> {
   }
 }
 
-/** Writes a TREC run file atomically (temp file in the same folder, then rename). */
+/** Writes a TREC run file atomically, streamed in pieces of about 1 MiB. */
 export function writeTrecRun(file: string, run: Run, tag: string): void {
   mkdirSync(dirname(file), { recursive: true });
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    let buf = '';
-    for (const line of formatTrecRun(run, tag)) {
-      buf += line;
-      if (buf.length > 1 << 20) {
-        writeSync(fd, buf);
-        buf = '';
+  writeFileAtomicallySync(file, (tmp) => {
+    const fd = openSync(tmp, 'w');
+    try {
+      let buf = '';
+      for (const line of formatTrecRun(run, tag)) {
+        buf += line;
+        if (buf.length > 1 << 20) {
+          writeSync(fd, buf);
+          buf = '';
+        }
       }
+      writeSync(fd, buf);
+    } finally {
+      closeSync(fd);
     }
-    writeSync(fd, buf);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
+  });
 }
 
-/** Writes any text file atomically. */
+/** Writes a text file atomically, making its folder when missing. */
 export function writeTextFileAtomic(file: string, text: string): void {
   mkdirSync(dirname(file), { recursive: true });
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
+  writeFileAtomicallySync(file, text);
 }

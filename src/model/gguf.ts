@@ -12,7 +12,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { writeFileAtomically } from './atomic-file.js';
+import { writeFileAtomically } from '../io/atomic-file.js';
 import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tensor/half-float.js';
 import { ModelFileError } from './model-file-error.js';
 import {

@@ -7,7 +7,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
 import type { Rng, Tensor } from '../tensor/index.js';
-import { writeTextFileAtomically } from './atomic-file.js';
+import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { ModelFileError } from './model-file-error.js';
 import type { LoraAdapter, Qwen2Model } from './qwen2-model.js';
 import { loadSafetensors, saveSafetensors } from './safetensors.js';

@@ -8,7 +8,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { ModelFileError } from './model-file-error.js';
-import { writeTextFileAtomically } from './atomic-file.js';
+import { writeTextFileAtomically } from '../io/atomic-file.js';
 
 export interface Qwen2Config {
   architectures: string[];

@@ -16,7 +16,7 @@ import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
-import { writeFileAtomically, writeTextFileAtomically } from './atomic-file.js';
+import { writeFileAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
 import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, widenHalf } from '../tensor/half-float.js';
 

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { writeTextFileAtomically } from './atomic-file.js';
+import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { ChatTemplate, chatTemplateSource, type ChatMessage, type RenderChatOptions } from './chat-template.js';
 import { ModelFileError } from './model-file-error.js';
 import {

@@ -11,10 +11,10 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { writeTextFileAtomically } from '../model/atomic-file.js';
+import { writeDirAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
-import { listCheckpoints, writeDirAtomically } from '../train/checkpoint.js';
+import { listCheckpoints } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
 import { recipeCharts } from './recipe-charts.js';
 import { type RecipePaths, type RecipeProfile } from './recipe-profiles.js';

@@ -1,5 +1,5 @@
 /**
- * The default model's evaluation table (issue 8): BM25, stage 1, stage 2 with reasoning off and on, and reciprocal-
+ * The default model's evaluation table: BM25, stage 1, stage 2 with reasoning off and on, and reciprocal-
  * rank hybrids of BM25 with stage 2, on SciFact test, NFCorpus test, XQuAD-en and XQuAD de/zh/ar questions against
  * the English paragraphs. nDCG@10 and Recall@100 as trec_eval computes them, paired significance tests over
  * per-query nDCG@10, wall times and reasoning statistics; written as evaluation.json and evaluation.md.
@@ -9,28 +9,26 @@
  * document embeddings are cached in shards; a killed evaluation continues without recomputing finished work.
  * A document corpus is embedded once per model: stage 2's rows share it, and so do the four XQuAD sets.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DEFAULT_MAX_REASONING_TOKENS, Embedder } from '../embed/index.js';
 import { documentText, readBeirDataset, type BeirDocument } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import type { EmbeddingMatrix } from '../eval/dense-search.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
-import { idsSidecarPath, readNpyEmbeddings, writeNpyEmbeddings } from '../eval/embeddings-file.js';
+import { cacheKey } from '../eval/cache-record.js';
+import { shardedEmbeddingSeconds, shardedEmbeddings } from '../eval/embedding-cache.js';
+import { cachedRun } from '../eval/run-cache.js';
 import { evaluateRun, type Evaluation } from '../eval/measures.js';
 import { embedQueryMatrix, stackVectors } from '../eval/model-retriever.js';
 import { compareEvaluations } from '../eval/report.js';
 import type { ProgressFn } from '../eval/retriever.js';
-import { EvalInputError } from '../eval/input-error.js';
-import { readTrecRun, writeTextFileAtomic, writeTrecRun, type Run } from '../eval/run.js';
+import { writeTextFileAtomic, writeTrecRun, type Run } from '../eval/run.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { fuseRuns, RRF_K } from '../search-index/rrf.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadModelFolder } from '../model/model-folder.js';
-import { sha256File } from '../train/checksums.js';
-import { subsetDevSet, type DevSet } from '../train/dev-eval.js';
+import { subsetDevSet, type DevSet } from '../eval/dev-eval.js';
 
 export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
 export type RecipeDatasetId = (typeof RECIPE_DATASETS)[number];
@@ -76,10 +74,7 @@ const CUTOFFS = [10, 100] as const;
 /** BM25 as Pyserini's BEIR baselines, English analysis everywhere (the cross-lingual sets search English paragraphs). */
 const BM25 = { k1: 0.9, b: 0.4, language: 'en' } as const;
 /** Documents per cached embedding shard: a killed run loses at most one shard of work. */
-const DOCUMENT_SHARD = 1024;
 
-/** <package>/../shared/data, as the tests and the recipe lay it out (dist/src/recipe → three levels up). */
-export const DEFAULT_DATA_DIR = path.resolve(fileURLToPath(new URL('../../..', import.meta.url)), '../shared/data');
 
 export interface RecipeEvaluateOptions {
   /** Stage-1 and stage-2 model folders. */
@@ -87,8 +82,8 @@ export interface RecipeEvaluateOptions {
   stage2: string;
   /** Folder for evaluation.json and evaluation.md. */
   out: string;
-  /** Datasets folder (default DEFAULT_DATA_DIR). */
-  data?: string;
+  /** Datasets folder (the CLI's default is ../shared/data beside the package). */
+  data: string;
   /** Cache of runs and document embeddings (default <out>/work). */
   work?: string;
   /** Which datasets, in this order (default all of RECIPE_DATASETS). */
@@ -207,13 +202,6 @@ interface LoadedDataset extends DevSet { corpusKey: string; queriesKey: string; 
 
 interface RowRun { run: Run; seconds: number; reasoning: ReasoningStats | null; reused: boolean; runFile: string }
 
-/** A short content hash: cache keys change whenever anything that determines a run changes. */
-function digest(parts: Iterable<string>): string {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p).update('\0');
-  return h.digest('hex').slice(0, 16);
-}
-
 async function loadDataset(data: string, id: RecipeDatasetId, s: Settings): Promise<LoadedDataset> {
   const spec = DATASET_SPECS[id];
   const ds = await readBeirDataset(path.join(data, spec.queries), 'test');
@@ -222,40 +210,11 @@ async function loadDataset(data: string, id: RecipeDatasetId, s: Settings): Prom
   const set = subsetDevSet({ corpus, queries: ds.queries, qrels: ds.qrels }, s.maxQueries, s.maxDocuments);
   return {
     ...set,
-    corpusKey: digest(set.corpus.flatMap((d) => [d.id, d.title, d.text])),
-    queriesKey: digest([...set.queries].flat()),
+    corpusKey: cacheKey(set.corpus.flatMap((d) => [d.id, d.title, d.text])),
+    queriesKey: cacheKey([...set.queries].flat()),
     fullQueries: ds.queries.size,
     fullDocuments: corpus.length,
   };
-}
-
-function readJson<T>(file: string): T | undefined {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as T;
-  } catch {
-    return undefined; // missing or cut short: recompute
-  }
-}
-
-/** A cached file's SHA-256, which its record (the sidecar written last) keeps. */
-type Sums = Record<string, string>;
-
-async function sumsOf(files: readonly string[]): Promise<Sums> {
-  const out: Sums = {};
-  for (const f of files) out[path.basename(f)] = await sha256File(f);
-  return out;
-}
-
-/**
- * The first of `files` that is missing or no longer matches the SHA-256 its record keeps (a damaged
- * cache, computed again); null when all match, or the record is from before records kept them.
- */
-async function damagedCacheFile(files: readonly string[], sums: Sums | undefined): Promise<string | null> {
-  for (const f of files) {
-    if (!existsSync(f)) return f;
-    if (sums && sums[path.basename(f)] !== await sha256File(f)) return f;
-  }
-  return null;
 }
 
 const seconds = (t0: number): number => (performance.now() - t0) / 1000;
@@ -279,46 +238,16 @@ class RecipeEvaluator {
     return m.embedder;
   }
 
-  /**
-   * A cached result read back with `read`, or null when one of its files is missing, does not match the
-   * SHA-256 its record keeps, or does not parse: then it is computed again, and a warning says why.
-   */
-  private async readCached<T>(
-    files: readonly string[], record: string, sums: Sums | undefined, read: () => Promise<T>,
-  ): Promise<T | null> {
-    const damaged = await damagedCacheFile(files, sums);
-    if (damaged !== null) {
-      const why = existsSync(damaged) ? 'does not match' : 'is missing from';
-      this.log(`warning: ${damaged} ${why} its record ${record}; computed again`);
-      return null;
-    }
-    try {
-      return await read();
-    } catch (e) {
-      if (!(e instanceof EvalInputError)) throw e;
-      this.log(`warning: ${e.message}; computed again`);
-      return null;
-    }
-  }
-
   /** The run of `row`, from the work folder when a finished one with the same key is there, else computed and saved. */
   private async cachedRun(dsId: RecipeDatasetId, row: RecipeRowId, keyParts: string[],
     compute: () => Promise<{ run: Run; seconds: number; reasoning: ReasoningStats | null }>): Promise<RowRun> {
-    const base = path.join(this.s.work, 'runs', dsId, `${row}.${digest(keyParts)}`);
-    const runFile = `${base}.trec`;
-    const metaFile = `${base}.json`; // written last: its presence marks a finished run
-    const meta = readJson<{ seconds: number; reasoning: ReasoningStats | null; sha256?: Sums }>(metaFile);
-    const cached = meta && await this.readCached([runFile], metaFile, meta.sha256, () => readTrecRun(runFile));
-    if (meta && cached) {
-      this.log(`${dsId}: ${ROW_LABELS[row]} reused from ${runFile}`);
-      return { run: cached.run, seconds: meta.seconds, reasoning: meta.reasoning, reused: true, runFile };
-    }
-    const r = await compute();
-    writeTrecRun(runFile, r.run, row);
-    const record = { row, keyParts, seconds: r.seconds, reasoning: r.reasoning, sha256: await sumsOf([runFile]) };
-    writeTextFileAtomic(metaFile, JSON.stringify(record, null, 2) + '\n');
-    this.log(`${dsId}: ${ROW_LABELS[row]} done in ${r.seconds.toFixed(1)} s`);
-    return { ...r, reused: false, runFile };
+    const folder = path.join(this.s.work, 'runs', dsId);
+    const r = await cachedRun(folder, row, keyParts, async () => {
+      const { run, ...facts } = await compute();
+      return { run, facts };
+    }, this.log);
+    this.log(r.reused ? `${dsId}: ${ROW_LABELS[row]} reused from ${r.runFile}` : `${dsId}: ${ROW_LABELS[row]} done in ${r.facts.seconds.toFixed(1)} s`);
+    return { run: r.run, seconds: r.facts.seconds, reasoning: r.facts.reasoning, reused: r.reused, runFile: r.runFile };
   }
 
   bm25(dsId: RecipeDatasetId, ds: LoadedDataset): Promise<RowRun> {
@@ -335,44 +264,17 @@ class RecipeEvaluator {
     const hit = this.docCache.get(key);
     if (hit) return hit;
     const progress = this.progress(`${dsId} ${m.role}`);
-    const parts: Float32Array[] = [];
-    let secs = 0;
-    let reused = true;
-    let dim = 0;
-    for (let start = 0, shard = 0; start < corpus.length; start += DOCUMENT_SHARD, shard++) {
-      const slice = corpus.slice(start, start + DOCUMENT_SHARD);
-      const file = path.join(folder, `shard-${String(shard).padStart(5, '0')}.npy`);
-      const metaFile = file.replace(/\.npy$/, '.json');
-      const meta = readJson<{ seconds: number; documents: number; sha256?: Sums }>(metaFile);
-      const shardFiles = [file, idsSidecarPath(file)];
-      const fits = meta?.documents === slice.length;
-      const read = (): Promise<EmbeddingMatrix> => readNpyEmbeddings(file);
-      const cached = meta && fits && await this.readCached(shardFiles, metaFile, meta.sha256, read);
-      if (meta && cached) {
-        parts.push(cached.data);
-        dim = cached.dim;
-        secs += meta.seconds;
-        continue;
-      }
-      reused = false;
-      const embedder = await this.embedder(m);
-      const t0 = performance.now();
-      const vectors = embedder.embedDocuments(slice.map(documentText), (done) => progress('encoding documents', start + done, corpus.length)).vectors;
-      dim = embedder.dimension;
-      const data = stackVectors(vectors, dim);
-      const took = seconds(t0);
-      writeNpyEmbeddings(file, { ids: slice.map((d) => d.id), dim, data });
-      const record = { seconds: took, documents: slice.length, sha256: await sumsOf(shardFiles) };
-      writeTextFileAtomic(metaFile, JSON.stringify(record) + '\n');
-      parts.push(data);
-      secs += took;
-      await new Promise((r) => setImmediate(r)); // let progress output through between shards
-    }
-    const data = new Float32Array(corpus.length * dim);
-    let at = 0;
-    for (const p of parts) { data.set(p, at); at += p.length; }
-    const result = { matrix: { ids: corpus.map((d) => d.id), dim, data }, info: { documents: corpus.length, seconds: secs, reused, folder } };
-    this.log(`${dsId}: ${m.role} document embeddings ${reused ? 'reused' : 'computed'} (${corpus.length} documents, ${secs.toFixed(1)} s)`);
+    let e: Embedder | undefined;
+    const texts = (a: number, b: number): string[] => corpus.slice(a, b).map(documentText);
+    const r = await shardedEmbeddings(folder, corpus.map((d) => d.id), texts, {
+      prepare: async () => { e = await this.embedder(m); },
+      encode: (shard, start) => {
+        const vectors = e!.embedDocuments(shard, (done) => progress('encoding documents', start + done, corpus.length)).vectors;
+        return { vectors: stackVectors(vectors, e!.dimension), dim: e!.dimension };
+      },
+    }, this.log);
+    const result = { matrix: r.matrix, info: { documents: corpus.length, seconds: r.seconds, reused: r.reused, folder } };
+    this.log(`${dsId}: ${m.role} document embeddings ${r.reused ? 'reused' : 'computed'} (${corpus.length} documents, ${r.seconds.toFixed(1)} s)`);
     this.docCache.set(key, result);
     return result;
   }
@@ -404,7 +306,7 @@ class RecipeEvaluator {
   }
 
   private documentFolder(m: ModelHandle, corpusKey: string): { key: string; folder: string } {
-    const key = digest([m.fingerprint, corpusKey, String(this.s.maxLength ?? 'context')]);
+    const key = cacheKey([m.fingerprint, corpusKey, String(this.s.maxLength ?? 'context')]);
     return { key, folder: path.join(this.s.work, 'embeddings', `${m.role}.${key}`) };
   }
 
@@ -416,9 +318,7 @@ class RecipeEvaluator {
     const { key, folder } = this.documentFolder(m, ds.corpusKey);
     const hit = this.docCache.get(key);
     if (hit) return hit.info;
-    const metas = existsSync(folder) ? readdirSync(folder).filter((f) => /^shard-\d+\.json$/.test(f)) : [];
-    const secs = metas.reduce((sum, f) => sum + (readJson<{ seconds: number }>(path.join(folder, f))?.seconds ?? 0), 0);
-    return { documents: ds.corpus.length, seconds: secs, reused: true, folder };
+    return { documents: ds.corpus.length, seconds: shardedEmbeddingSeconds(folder), reused: true, folder };
   }
 }
 
@@ -454,7 +354,7 @@ async function evaluateDataset(ev: RecipeEvaluator, dsId: RecipeDatasetId, log: 
     const t0 = performance.now();
     const run = fuseRuns([a.run, b.run], RUN_DEPTH);
     const fusion = seconds(t0);
-    const runFile = path.join(s.work, 'runs', dsId, `${row}.${digest([a.runFile, b.runFile])}.trec`);
+    const runFile = path.join(s.work, 'runs', dsId, `${row}.${cacheKey([a.runFile, b.runFile])}.trec`);
     writeTrecRun(runFile, run, row);
     runs.set(row, { run, seconds: a.seconds + b.seconds + fusion, reasoning: b.reasoning, reused: a.reused && b.reused, runFile });
   }
@@ -505,7 +405,7 @@ export async function evaluateRecipeModels(o: RecipeEvaluateOptions): Promise<Re
     if (!RECIPE_DATASETS.includes(d)) throw new RangeError(`unknown dataset '${d}' (known: ${RECIPE_DATASETS.join(', ')})`);
   }
   const s: Settings = {
-    data: path.resolve(o.data ?? DEFAULT_DATA_DIR),
+    data: path.resolve(o.data),
     work: path.resolve(o.work ?? path.join(out, 'work')),
     maxQueries: o.maxQueries ?? 0,
     maxDocuments: o.maxDocuments ?? 0,

@@ -4,6 +4,7 @@
  * are stale; the refresh policy decides which of them to re-encode.
  */
 import os from 'node:os';
+import { kernels } from '../tensor/index.js';
 
 /** The table does not fit: the message gives the bytes needed and the limit. */
 export class TableTooLargeError extends Error {
@@ -76,13 +77,16 @@ export class EmbeddingTable {
    * offsetByVersion[version of the row] when given (a correction for stale rows).
    */
   scores(q: Float32Array, out = new Float32Array(this.rows), offsetByVersion: Float32Array | null = null): Float32Array {
-    const d = this.dim, v = this.vectors;
+    if (this.rows === 0) return out;
+    // one matrix-vector product: (rows × d) · (d × 1)
+    kernels().gemm({
+      a: this.vectors.subarray(0, this.rows * this.dim), b: q, c: out.subarray(0, this.rows), batch: 1, m: this.rows, n: 1,
+      k: this.dim, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, accumulate: false,
+    });
+    if (!offsetByVersion) return out;
     for (let i = 0; i < this.rows; i++) {
-      let s = 0;
-      const o = i * d;
-      for (let j = 0; j < d; j++) s += v[o + j] * q[j];
       const ver = this.versions[i];
-      out[i] = offsetByVersion && ver >= 0 && ver < offsetByVersion.length ? s + offsetByVersion[ver] : s;
+      if (ver >= 0 && ver < offsetByVersion.length) out[i] += offsetByVersion[ver];
     }
     return out;
   }

@@ -36,8 +36,8 @@ export interface EnvironmentOptions {
   /**
    * Candidates returned per response (for the contrastive term): the best-scored rows among those at the
    * current version. Only fresh rows, because a contrastive term that sees stale negatives beside fresh
-   * positives can be lowered by telling fresh rows from stale ones instead of by ranking (docs/default-model.md,
-   * stage-2 attempt 2).
+   * positives can be lowered by telling fresh rows from stale ones instead of by ranking (measured: the stage-2
+   * runs in docs/default-model.md).
    */
   returnCandidates?: number;
   /**

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { PromptTemplates } from '../embed/index.js';
-import { writeFileAtomicallySync } from '../model/atomic-file.js';
+import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { IndexError } from './index-error.js';
 
 export const MANIFEST_FILE = 'index.json';

@@ -4,7 +4,7 @@
  * query analysis. A stop that names a special token (e.g. <|embed_token|>) stops at that token;
  * `stopReason` says which stop ended the text, as vLLM reports it.
  */
-import type { Embedder } from '../embed/index.js';
+import { assistantEndTokens, type Embedder } from '../embed/index.js';
 import { type Steps, generateSteps } from '../model/generate.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { badRequest } from './http-error.js';
@@ -48,12 +48,7 @@ export function prepareChat(embedder: Embedder, job: ChatJob): PreparedChat {
 
 /** The turn-ending tokens always stop; a requested stop that is a special token stops at that token. */
 function sortStops(tok: Tokenizer, stops: readonly string[]): { stopIds: Map<number, string>; textStops: string[] } {
-  const stopIds = new Map<number, string>();
-  for (const t of ['<|im_end|>', '<|endoftext|>']) {
-    const id = tok.tokenToId(t);
-    if (id !== undefined) stopIds.set(id, t);
-  }
-  if (tok.eosTokenId !== null && !stopIds.has(tok.eosTokenId)) stopIds.set(tok.eosTokenId, '');
+  const stopIds = new Map(assistantEndTokens(tok));
   const textStops: string[] = [];
   for (const s of stops) {
     const id = tok.tokenToId(s);

@@ -11,7 +11,8 @@ import path from 'node:path';
 import type { OptimizerState, RngState, Tensor } from '../tensor/index.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadSafetensors, saveSafetensors, type TensorData } from '../model/safetensors.js';
-import { CHECKSUMS_FILE, verifyChecksums, writeChecksums } from './checksums.js';
+import { writeDirAtomically } from '../io/atomic-file.js';
+import { CHECKSUMS_FILE, verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { RunFolderError } from './run-folder-error.js';
 
 export interface TrainerState {
@@ -42,31 +43,16 @@ export function listCheckpoints(root: string): { step: number; dir: string }[] {
 }
 
 /**
- * Writes a folder atomically: `write` fills a temporary sibling, which is then renamed to `dir`
- * (replacing an older folder of that name: the old one is moved aside first and removed after).
+ * Removes half-written checkpoint folders a killed run left behind (they never became step-N): temporary
+ * siblings of a step folder, as writeDirAtomically names them (`.step-N.<pid>.<stamp>.tmp`, `.tmp.old`),
+ * and as checkpoints already on disk may name them (`.step-N.tmp-<pid>-<stamp>`).
  */
-export async function writeDirAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
-  const parent = path.dirname(dir);
-  await fsp.mkdir(parent, { recursive: true });
-  const tmp = path.join(parent, `.${path.basename(dir)}.tmp-${process.pid}-${Date.now().toString(36)}`);
-  await fsp.rm(tmp, { recursive: true, force: true });
-  await fsp.mkdir(tmp);
-  try {
-    await write(tmp);
-  } catch (e) {
-    await fsp.rm(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  const old = existsSync(dir) ? `${tmp}.old` : null;
-  if (old) await fsp.rename(dir, old);
-  await fsp.rename(tmp, dir);
-  if (old) await fsp.rm(old, { recursive: true, force: true });
-}
-
-/** Removes half-written checkpoint folders a killed run left behind (they never became step-N). */
 export async function removeStaleTemporaries(root: string): Promise<void> {
   if (!existsSync(root)) return;
-  for (const n of readdirSync(root)) if (n.startsWith('.step-') && n.includes('.tmp-')) await fsp.rm(path.join(root, n), { recursive: true, force: true });
+  for (const n of readdirSync(root)) {
+    const halfWritten = n.startsWith('.step-') && n.includes('.tmp');
+    if (halfWritten) await fsp.rm(path.join(root, n), { recursive: true, force: true });
+  }
 }
 
 /** state.json as written: the trainer's state, the optimiser's layout, and the manifest's name. */

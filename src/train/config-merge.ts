@@ -1,8 +1,11 @@
 /**
  * Strict config parsing shared by every trainer (stage 1, stage 2, pretraining): a user's JSON is
  * merged over typed defaults, and a key the defaults do not have, or a value of another type, is an
- * error naming the key, never silently ignored.
+ * error naming the key, never silently ignored. The sections every trainer has (optimizer) or the two
+ * fine-tuning stages share (lora, templates) are defined here once.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { PromptTemplates } from '../embed/index.js';
 
 /** A problem with the config file, naming the key. */
@@ -46,4 +49,51 @@ export function parseTemplates(templates: unknown): Partial<PromptTemplates> {
     out[k] = v;
   }
   return out;
+}
+
+/** The optimizer section: AdamW's settings, warm-up + cosine decay of the learning rate, gradient clipping. */
+export interface OptimizerSettings {
+  lr: number; weightDecay: number; beta1: number; beta2: number; eps: number;
+  warmupSteps: number; minLr: number;
+  /** Largest global gradient norm; 0 = no clipping. */
+  maxGradNorm: number;
+}
+
+/** LoRA adapters (rank, scaling alpha, dropout, the projections they attach to), the base weights frozen. */
+export interface LoraSettings { rank: number; alpha: number; dropout: number; targets: string[] }
+
+const LORA_DEFAULTS: LoraSettings = {
+  rank: 8, alpha: 16, dropout: 0,
+  targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+};
+
+/** The `lora` section: null (full fine-tuning) when absent or null, else its keys over the defaults. */
+export function parseLora(lora: unknown): LoraSettings | null {
+  return lora === undefined || lora === null ? null : mergeStrict(LORA_DEFAULTS, lora, 'lora');
+}
+
+/**
+ * Reads a JSON config file and parses it with `parse`, which resolves relative paths against the file's
+ * folder. Every problem, the file's own or a key's, is a ConfigError that starts with the file's name.
+ */
+export function readConfigFile<C>(file: string, parse: (raw: unknown, baseDir: string) => C): C {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new ConfigError(`${file}: ${missing ? 'no such file' : `cannot be read (${(e as Error).message})`}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  try {
+    return parse(raw, path.dirname(path.resolve(file)));
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`);
+    throw e;
+  }
 }

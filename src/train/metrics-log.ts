@@ -4,7 +4,7 @@
  * readers drop such lines and count them, so a damaged log never stops a resume or a chart.
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { writeTextFileAtomically } from '../model/atomic-file.js';
+import { writeTextFileAtomically } from '../io/atomic-file.js';
 import type { MetricRecord } from './report.js';
 
 export interface ParsedMetrics {

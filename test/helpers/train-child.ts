@@ -4,14 +4,14 @@
  * each, so that the parent can SIGKILL it at a chosen point. Does nothing without arguments (the test
  * runner may load every file under dist/test).
  */
-import { loadConfig } from '../../src/train/config.js';
-import { trainSft } from '../../src/train/sft-trainer.js';
+import { loadSftConfig } from '../../src/train/sft/config.js';
+import { trainSft } from '../../src/train/sft/trainer.js';
 
 const [, , configFile, mode] = process.argv;
 if (configFile) {
   const sleepMs = Number(process.env.SLEEP_MS ?? '0');
   const pause = new Int32Array(new SharedArrayBuffer(4));
-  await trainSft(loadConfig(configFile), {
+  await trainSft(loadSftConfig(configFile), {
     resume: mode === 'resume', progress: false,
     onStep: (step) => { process.stdout.write(`step ${step}\n`); if (sleepMs > 0) Atomics.wait(pause, 0, 0, sleepMs); },
   });

@@ -6,7 +6,7 @@ import { saveModelFolder } from '../../src/model/model-folder.js';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { makeTinyTokenizer } from './tiny-tokenizer.js';
-import type { TrainExample } from '../../src/train/data.js';
+import type { TrainExample } from '../../src/train/sft/data.js';
 import { tinyQwen2Config } from './tiny-qwen2.js';
 
 export function tempDir(prefix: string): string {

@@ -1,4 +1,4 @@
-"""Oracle for src/train/losses.ts: the stage-1 loss terms and their gradients, written independently in PyTorch.
+"""Oracle for src/train/sft/losses.ts: the stage-1 loss terms and their gradients, written independently in PyTorch.
 
 stdin: {"q","d": base64 float32 [B,d]/[M,d], "B","M","dim", "positive": [B], "exclude", "triplet": [B*M] 0/1,
         "tau", "margin", "logits","ref": base64 float32 [N,V], "labels": [N], "N","V", "norm"}

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync,
+  mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,9 +13,10 @@ import { evaluateRun } from '../../src/eval/measures.js';
 import { readTrecRun } from '../../src/eval/run.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { evaluateRecipeModels, RECIPE_ROWS, type RecipeEvaluateOptions, type RecipeEvaluation } from '../../src/recipe/evaluate.js';
-import { subsetDevSet, type DevSet } from '../../src/train/dev-eval.js';
+import { subsetDevSet, type DevSet } from '../../src/eval/dev-eval.js';
 import { runCli } from '../helpers/cli.js';
 import { DAMAGE_KINDS, damageFile } from '../helpers/damage.js';
+import { referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
 import { sharedData } from '../helpers/repo.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
@@ -53,7 +54,39 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const row = (r: RecipeEvaluation, ds: string, id: string) => r.datasets.find((d) => d.id === ds)!.rows.find((x) => x.id === id)!;
 
-test('evaluation.json holds the whole report and evaluation.md a table per dataset with p-values', () => {
+/** The judgements of the evaluated subset (XQuAD de: the German questions' qrels against English paragraphs). */
+async function subsetQrels(id: 'scifact' | 'xquad-de'): Promise<DevSet['qrels']> {
+  const ds = await readBeirDataset(join(sharedData, id === 'scifact' ? 'scifact' : 'xquad/beir/de'), 'test');
+  const corpus = id === 'scifact' ? ds.corpus : (await readBeirDataset(join(sharedData, 'xquad/beir/en'), 'test')).corpus;
+  return subsetDevSet({ corpus, queries: ds.queries, qrels: ds.qrels }, MAX_QUERIES, MAX_DOCUMENTS).qrels;
+}
+
+/**
+ * Two-sided p of Student's t with `df` degrees of freedom, by numerical integration of its density
+ * (Simpson's rule on [0, |t|]): independent of the eval layer's incomplete-beta implementation.
+ */
+function studentTwoSidedP(t: number, df: number): number {
+  const logC = lgamma((df + 1) / 2) - lgamma(df / 2) - 0.5 * Math.log(df * Math.PI);
+  const density = (x: number): number => Math.exp(logC - ((df + 1) / 2) * Math.log(1 + (x * x) / df));
+  const n = 20000, a = Math.abs(t), h = a / n;
+  let s = density(0) + density(a);
+  for (let i = 1; i < n; i++) s += (i % 2 ? 4 : 2) * density(i * h);
+  return Math.max(0, 1 - 2 * (s * h) / 3);
+}
+
+/** log Γ(x) by the Lanczos approximation (g = 7, n = 9). */
+function lgamma(x: number): number {
+  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - lgamma(1 - x);
+  const z = x - 1;
+  let a = c[0]!;
+  for (let i = 1; i < 9; i++) a += c[i]! / (z + i);
+  const tt = z + 7.5;
+  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(tt) - tt + Math.log(a);
+}
+
+test('evaluation.json holds the whole report and evaluation.md a table per dataset with p-values', async () => {
   const json = JSON.parse(readFileSync(join(dir, 'out', 'evaluation.json'), 'utf8')) as RecipeEvaluation;
   assert.deepEqual(json, JSON.parse(JSON.stringify(first)));
   assert.equal(json.models.stage1.folder, join(dir, 'stage1'));
@@ -65,9 +98,16 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
     assert.equal(d.queries, MAX_QUERIES);
     assert.ok(d.documents > MAX_DOCUMENTS && d.documents <= MAX_DOCUMENTS + 3 * MAX_QUERIES, `${d.id}: ${d.documents} documents`);
     assert.deepEqual(d.rows.map((r) => r.id), [...RECIPE_ROWS]);
+    const qrels = await subsetQrels(d.id as 'scifact' | 'xquad-de');
+    const perQuery = new Map<string, Map<string, number>>();
     for (const r of d.rows) {
-      assert.ok(r.ndcg10 >= 0 && r.ndcg10 <= 1 && r.recall100 >= 0 && r.recall100 <= 1, `${d.id} ${r.id}`);
-      assert.ok(r.seconds >= 0 && existsSync(r.runFile), `${d.id} ${r.id}`);
+      // the figures again, from the run files, by the measures' definitions rather than the eval layer's code
+      const { run } = await readTrecRun(r.runFile);
+      const ndcg = referenceNdcg(run, qrels, 10);
+      perQuery.set(r.id, ndcg.perQuery);
+      assert.ok(Math.abs(r.ndcg10 - ndcg.mean) < 1e-12, `${d.id} ${r.id}: nDCG@10 ${r.ndcg10} vs ${ndcg.mean}`);
+      assert.ok(Math.abs(r.recall100 - referenceRecall(run, qrels, 100)) < 1e-12, `${d.id} ${r.id}: R@100`);
+      assert.ok(r.seconds >= 0, `${d.id} ${r.id}`);
       assert.equal(r.reasoning === null, !r.id.endsWith('-on'), `${d.id} ${r.id} reasoning stats`);
     }
     for (const id of ['stage1-on', 'stage2-on']) {
@@ -78,8 +118,15 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
     assert.deepEqual(d.significance.map((c) => `${c.a}/${c.b}`), ['stage2-off/stage1-off', 'stage2-on/stage1-on', 'stage1-on/stage1-off', 'stage2-on/stage2-off', 'hybrid-off/bm25', 'hybrid-on/bm25']);
     for (const c of d.significance) {
       assert.equal(c.n, MAX_QUERIES);
-      for (const p of [c.tTestP, c.randomizationP]) assert.ok(p !== null && p >= 0 && p <= 1, `${d.id} ${c.a} vs ${c.b}: p ${p}`);
       assert.equal(c.meanA, row(json, d.id, c.a).ndcg10);
+      // the t statistic from the per-query differences, by its definition; the p-value is its two-sided tail
+      const diffs = [...perQuery.get(c.a)!.keys()].map((q) => perQuery.get(c.a)!.get(q)! - perQuery.get(c.b)!.get(q)!);
+      const mean = diffs.reduce((a, b) => a + b, 0) / diffs.length;
+      const sd = Math.sqrt(diffs.reduce((a, x) => a + (x - mean) ** 2, 0) / (diffs.length - 1));
+      assert.ok(Math.abs(c.difference - mean) < 1e-12, `${d.id} ${c.a} vs ${c.b}: difference`);
+      if (sd === 0) assert.equal(c.tTestP, mean === 0 ? 1 : 0);
+      else assert.ok(Math.abs(c.tTestP! - studentTwoSidedP(mean / (sd / Math.sqrt(diffs.length)), diffs.length - 1)) < 1e-6);
+      assert.ok(c.randomizationP !== null && c.randomizationP > 0 && c.randomizationP <= 1, `${d.id} ${c.a} vs ${c.b}`);
     }
     assert.equal(d.documentEmbeddings.stage2.documents, d.documents);
   }

@@ -137,6 +137,27 @@ test('a table larger than allowed is refused before allocating, naming the bytes
   assert.doesNotThrow(() => new EmbeddingTable(10, 4, 1024));
 });
 
+test('table scores are the float64 dot products of each row with the query, plus the offset of its version', () => {
+  const rows = 37, dim = 24;
+  let seed = 5;
+  const next = (): number => { seed = (seed * 16807) % 2147483647; return seed / 2147483647 - 0.5; };
+  const table = new EmbeddingTable(rows, dim);
+  for (let i = 0; i < rows * dim; i++) table.vectors[i] = next();
+  for (let i = 0; i < rows; i++) table.versions[i] = i % 3 === 0 ? -1 : i % 4;
+  const q = Float32Array.from({ length: dim }, next);
+  const offsets = Float32Array.of(0.5, -0.25, 0.125, 2);
+  for (const off of [null, offsets]) {
+    const got = table.scores(q, undefined, off);
+    for (let i = 0; i < rows; i++) {
+      let want = 0;
+      for (let j = 0; j < dim; j++) want += table.vectors[i * dim + j] * q[j];
+      const v = table.versions[i];
+      if (off && v >= 0) want += off[v];
+      assert.ok(Math.abs(got[i] - want) < 1e-5, `row ${i}: ${got[i]} vs ${want}`);
+    }
+  }
+});
+
 test('topK returns the best rows first with ties to the lower index', () => {
   assert.deepEqual(topK([0.1, 0.9, 0.5, 0.9, 0.3], 3), [1, 3, 2]);
   assert.deepEqual(topK([0.1, 0.2], 5), [1, 0]);

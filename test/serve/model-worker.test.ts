@@ -3,7 +3,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
-import type { Kernels } from '../../src/tensor/kernels.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { type BatchJob, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';

@@ -10,12 +10,12 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
-import { loadConfig } from '../../src/train/config.js';
-import { parseLmConfig } from '../../src/train/lm-config.js';
-import { trainLm } from '../../src/train/lm-trainer.js';
-import { parseRlConfig } from '../../src/train/rl-config.js';
-import { trainRl } from '../../src/train/rl-trainer.js';
-import { trainSft } from '../../src/train/sft-trainer.js';
+import { loadSftConfig } from '../../src/train/sft/config.js';
+import { parseLmConfig } from '../../src/train/lm/config.js';
+import { trainLm } from '../../src/train/lm/trainer.js';
+import { parseRlConfig } from '../../src/train/rl/config.js';
+import { trainRl } from '../../src/train/rl/trainer.js';
+import { trainSft } from '../../src/train/sft/trainer.js';
 import { Embedder } from '../../src/embed/embedder.js';
 import { type RecipeState, writeModelCard } from '../../src/recipe/default-recipe.js';
 import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
@@ -83,13 +83,13 @@ async function sftRuns(): Promise<TrainerRuns> {
     lora: { rank: 4, alpha: 8, dropout: 0.1 }, eval: { beir: path.join(dir, 'dev'), split: 'train', every: 2 },
   });
   const configFor = (run: string): string => writeConfig(`${run}.json`, raw(run));
-  await trainSft(loadConfig(configFor(path.join(dir, 'straight'))), { progress: false });
-  const crashed = trainSft(loadConfig(configFor(path.join(dir, 'crashed'))), { progress: false, onStep: killAt5 });
+  await trainSft(loadSftConfig(configFor(path.join(dir, 'straight'))), { progress: false });
+  const crashed = trainSft(loadSftConfig(configFor(path.join(dir, 'crashed'))), { progress: false, onStep: killAt5 });
   await assert.rejects(crashed, /killed/);
   return {
     name: 'sft', dir, stage: 'sft', finalFile: 'final/adapter_model.safetensors', configFor,
     resume: async (run, warn) => {
-      const s = await trainSft(loadConfig(configFor(run)), { progress: false, resume: true, warn });
+      const s = await trainSft(loadSftConfig(configFor(run)), { progress: false, resume: true, warn });
       return s.startStep;
     },
   };

@@ -1,0 +1,67 @@
+/**
+ * `search-r3 train <stage>`: one command for the three training stages (lm, sft, rl). Each stage has its
+ * own help (`search-r3 train lm --help`); all take the same options and report the same errors.
+ */
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { trainLmStage } from './train-lm.js';
+import { trainRlStage } from './train-rl.js';
+import { trainSftStage } from './train-sft.js';
+
+/** A training stage: its help, and a run from a config file that returns the line it prints. */
+export interface TrainStage {
+  name: string;
+  /** One line for the stage list. */
+  summary: string;
+  help: string;
+  train(config: string, options: { resume: boolean; progress: boolean }): Promise<string>;
+}
+
+/** In the order a model is made. */
+const stages: readonly TrainStage[] = [trainLmStage, trainSftStage, trainRlStage];
+
+const HELP = `search-r3 train — train a model, one stage at a time
+
+usage: search-r3 train <stage> --config <file.json> [--resume] [--quiet]
+
+stages (search-r3 train <stage> --help: what it trains, and its config):
+${stages.map((s) => `  ${s.name.padEnd(4)}  ${s.summary}`).join('\n')}
+
+Each stage trains into the run folder its config names ("output"): metrics.jsonl, checkpoints/ and
+final/. A run stopped at any point continues with --resume as if it had never stopped; a NaN or Inf
+stops training before its update, names the step and keeps the last checkpoint.
+
+options:
+  --config <file>  the stage's config (JSON; unknown keys are an error)
+  --resume         continue from the newest intact checkpoint of the run folder
+  --quiet          no progress output
+  -h, --help       this help`;
+
+
+async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
+    config: { type: 'string' }, resume: { type: 'boolean' }, quiet: { type: 'boolean' },
+  } });
+  const name = `train ${stage.name}`;
+  if (!values.config) throw new UserError(`${name} needs --config <file.json> (see search-r3 ${name} --help).`);
+  console.log(await stage.train(values.config, { resume: values.resume ?? false, progress: !values.quiet }));
+  return 0;
+}
+
+export const trainCommand: Command = {
+  name: 'train',
+  summary: 'train a model (train lm: pretraining; train sft: stage 1; train rl: stage 2)',
+  help: HELP,
+  subcommands: stages.map((s) => s.name),
+  helpOf: (subcommand) => stages.find((s) => s.name === subcommand)?.help,
+  async run(argv: string[]): Promise<number> {
+    const [name, ...rest] = argv;
+    const stage = stages.find((s) => s.name === name);
+    if (!stage) {
+      const names = stages.map((s) => s.name).join(', ');
+      throw new UserError(`train: unknown stage '${name ?? ''}'; choose one of: ${names}.`);
+    }
+    if (rest.includes('--help') || rest.includes('-h')) { console.log(stage.help); return 0; }
+    return runStage(stage, rest);
+  },
+};

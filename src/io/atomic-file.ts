@@ -1,0 +1,69 @@
+/**
+ * Writing a file so that a reader never sees it half written and a crash leaves the old one intact:
+ * write a temporary file beside it, then rename it into place. The one implementation every layer uses.
+ */
+import { existsSync, promises as fsp, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** A temporary name beside `file`, so that the final rename stays on one file system (atomic). */
+export function tempPathFor(file: string): string {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  return path.join(dir, `.${base}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
+}
+
+/**
+ * Writes `file` through `write(tempPath)` and renames it into place, so a reader never sees a half
+ * written file and a crash leaves the old one intact. The temporary file is removed on failure.
+ */
+export async function writeFileAtomically(file: string, write: (tempPath: string) => Promise<void>): Promise<void> {
+  const tmp = tempPathFor(file);
+  try {
+    await write(tmp);
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Writes a whole text file atomically. */
+export async function writeTextFileAtomically(file: string, text: string): Promise<void> {
+  await writeFileAtomically(file, (tmp) => fsp.writeFile(tmp, text, 'utf8'));
+}
+
+/**
+ * The synchronous twin of writeFileAtomically, for files written between synchronous steps: `content`
+ * is the whole file, or a function that writes the temporary file itself (streaming a large one).
+ */
+export function writeFileAtomicallySync(file: string, content: string | Uint8Array | ((tempPath: string) => void)): void {
+  const tmp = tempPathFor(file);
+  try {
+    if (typeof content === 'function') content(tmp); else writeFileSync(tmp, content);
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Writes a folder atomically: `write` fills a temporary sibling (named as tempPathFor names files), which
+ * is then renamed to `dir`. An older folder of that name is moved aside first and removed after, so a
+ * crash leaves the old folder or the new one under `dir`, never half of one.
+ */
+export async function writeDirAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  await fsp.mkdir(path.dirname(dir), { recursive: true });
+  const tmp = tempPathFor(dir);
+  await fsp.mkdir(tmp);
+  try {
+    await write(tmp);
+  } catch (e) {
+    await fsp.rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  const old = existsSync(dir) ? `${tmp}.old` : null;
+  if (old) await fsp.rename(dir, old);
+  await fsp.rename(tmp, dir);
+  if (old) await fsp.rm(old, { recursive: true, force: true });
+}

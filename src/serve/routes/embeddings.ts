@@ -1,0 +1,92 @@
+/**
+ * POST /v1/embeddings: OpenAI's embeddings API. Texts get the Search-R3 prompt of their mode (document by
+ * default, or query, with reasoning when asked through the `search_r3` extension); token ids (OpenAI's
+ * array-of-integers input) are embedded as given, the hidden state at their last token.
+ */
+import { DEFAULT_MAX_REASONING_TOKENS } from '../../embed/index.js';
+import { badRequest } from '../http-error.js';
+import { checkInputChars, checkReasoningWork, checkRequestChars, checkRequestTokens } from '../input-limits.js';
+import { checkInputCount, encodingFormat, parseTextInput, parseTokenInput, queryOptions } from '../request-fields.js';
+import type { ServerContext } from '../server-context.js';
+import type { EmbedJob } from '../worker-protocol.js';
+
+interface EmbeddingExtension { mode: 'document' | 'query'; reasoning: 'on' | 'off' }
+
+interface EmbeddingItem { object: string; index: number; embedding: string | number[] }
+
+function encodeVectors(vectors: readonly Float32Array[], format: 'float' | 'base64'): EmbeddingItem[] {
+  return vectors.map((v, i) => ({
+    object: 'embedding', index: i,
+    embedding: format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')
+      : Array.from(v),
+  }));
+}
+
+export async function embeddings(ctx: ServerContext, body: Record<string, unknown>): Promise<unknown> {
+  const { model, limits, tokenChars } = ctx;
+  ctx.checkModel(body.model);
+  if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
+  const tokenInput = parseTokenInput(body.input);
+  if (tokenInput) return embedTokens(ctx, tokenInput, body);
+  const texts = parseTextInput(body.input, ctx.maxInputs);
+  const format = encodingFormat(body.encoding_format);
+  if (body.dimensions !== undefined && body.dimensions !== model.dimension) {
+    throw badRequest(`'dimensions' must be ${model.dimension} (this model's size) or left out.`, 'dimensions');
+  }
+  const ext = (body.search_r3 ?? {}) as Partial<EmbeddingExtension> & Record<string, unknown>;
+  if (typeof ext !== 'object' || ext === null || Array.isArray(ext)) {
+    throw badRequest("'search_r3' must be an object.", 'search_r3', 'invalid_type');
+  }
+  const mode = ext.mode ?? 'document';
+  if (mode !== 'document' && mode !== 'query') throw badRequest("'search_r3.mode' must be 'document' or 'query'.", 'search_r3.mode');
+  const reasoning = ext.reasoning ?? 'off';
+  if (reasoning !== 'on' && reasoning !== 'off') throw badRequest("'search_r3.reasoning' must be 'on' or 'off'.", 'search_r3.reasoning');
+  if (reasoning === 'on' && mode !== 'query') {
+    throw badRequest("reasoning applies to queries: set 'search_r3.mode' to 'query'.", 'search_r3.reasoning');
+  }
+  const qopts = queryOptions(ext, 'search_r3.');
+  texts.forEach((t, i) => checkInputChars(t, `input[${i}]`, limits.perInput, tokenChars));
+  checkRequestChars(texts.reduce((a, t) => a + t.length, 0), limits.perRequest, tokenChars);
+  const budget = qopts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
+  if (reasoning === 'on') checkReasoningWork(texts.length, budget, ctx.maxReasoning, 'search_r3.max_reasoning_tokens');
+  const job: EmbedJob = { texts, mode, reasoning: reasoning === 'on', query: qopts, limits, param: 'input' };
+  const { results, promptTokens } = await ctx.queue(texts.length, () => model.embed(job));
+  ctx.metrics.inc('search_r3_embedded_inputs_total', 'Inputs embedded via /v1/embeddings.', { mode, reasoning }, texts.length);
+  const analyses = results.map((r) => ({
+    reasoning: r.reasoning, forced: r.forced, reasoning_tokens: r.tokens.length,
+  }));
+  return {
+    object: 'list', data: encodeVectors(results.map((r) => r.vector), format), model: ctx.modelName,
+    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+    ...(reasoning === 'on' ? { search_r3: analyses } : {}),
+  };
+}
+
+async function embedTokens(ctx: ServerContext, seqs: number[][], body: Record<string, unknown>): Promise<unknown> {
+  const { model } = ctx;
+  checkInputCount(seqs.length, ctx.maxInputs);
+  if (body.search_r3 !== undefined) {
+    throw badRequest("'search_r3' does not apply to token-id input (it is embedded as given).", 'search_r3');
+  }
+  const format = encodingFormat(body.encoding_format);
+  const vocab = model.info.vocabSize;
+  seqs.forEach((ids, i) => {
+    const param = `input[${i}]`;
+    if (ids.length === 0) throw badRequest(`${param} has no tokens.`, param);
+    if (ids.length > model.maxLength) {
+      const message = `${param} has ${ids.length} tokens; the context is ${model.maxLength}.`;
+      throw badRequest(message, param, 'context_length_exceeded');
+    }
+    if (!ids.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)) {
+      throw badRequest(`${param} has a token id outside [0, ${vocab}).`, param);
+    }
+  });
+  const tokens = seqs.reduce((a, s) => a + s.length, 0);
+  checkRequestTokens(tokens, ctx.limits.perRequest);
+  const res = await ctx.queue(seqs.length, () => model.embedTokens(seqs));
+  ctx.metrics.inc('search_r3_embedded_inputs_total', 'Inputs embedded via /v1/embeddings.', { mode: 'tokens', reasoning: 'off' }, seqs.length);
+  return {
+    object: 'list', data: encodeVectors(res.map((r) => r.vector), format), model: ctx.modelName,
+    usage: { prompt_tokens: tokens, total_tokens: tokens },
+  };
+}

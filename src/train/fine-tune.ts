@@ -1,0 +1,68 @@
+/**
+ * The model a fine-tuning stage trains, stage 1 and stage 2 alike: a model folder, with <|embed_token|>
+ * added when its vocabulary lacks it, trained through LoRA adapters (the base frozen) or in every weight;
+ * the starting model is the KL reference when the loss has a KL term; the result is saved as an adapter
+ * folder or as a whole model folder.
+ */
+import { EMBED_TOKEN } from '../embed/index.js';
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+import { attachLora, loraParameters, saveLoraAdapter, type LoraConfig, type LoraTarget } from '../model/lora.js';
+import { writeDirAtomically } from '../io/atomic-file.js';
+import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../model/model-folder.js';
+import { Qwen2Model } from '../model/qwen2-model.js';
+import type { Tokenizer } from '../model/tokenizer.js';
+import type { LoraSettings } from './config-merge.js';
+
+export interface FineTuned {
+  model: Qwen2Model;
+  tokenizer: Tokenizer;
+  /** The starting model, frozen (null when no KL term needs it). */
+  ref: Qwen2Model | null;
+  /** The tensors the optimiser updates: the adapters, or every weight. */
+  trainable: Tensor[];
+  lora: LoraConfig | null;
+}
+
+/**
+ * Loads `folder` for fine-tuning. With LoRA the adapters are drawn from `seed` and the reference is the
+ * same base weights seen without them; without, the reference is a copy taken before training changes
+ * the weights.
+ */
+export async function loadForFineTuning(
+  folder: string, lora: LoraSettings | null, seed: number, withReference: boolean,
+): Promise<FineTuned> {
+  const loaded = await loadModelFolder(folder, { trainable: lora === null });
+  const tokenizer = loaded.tokenizer;
+  let model = loaded.model;
+  if (tokenizer.tokenToId(EMBED_TOKEN) === undefined) {
+    model = addSpecialTokens({ model, tokenizer }, [EMBED_TOKEN]).model;
+  }
+  if (lora) {
+    const { rank, alpha, dropout } = lora;
+    const config: LoraConfig = { rank, alpha, dropout, targets: lora.targets as LoraTarget[] };
+    attachLora(model, config, new T.Rng(seed));
+    const ref = withReference ? new Qwen2Model(model.config, model.params) : null;
+    return { model, tokenizer, ref, trainable: loraParameters(model), lora: config };
+  }
+  const ref = withReference ? frozenCopy(model) : null;
+  for (const p of model.parameters()) p.requiresGrad = true;
+  return { model, tokenizer, ref, trainable: model.parameters(), lora: null };
+}
+
+function frozenCopy(model: Qwen2Model): Qwen2Model {
+  const copy = (v: Tensor, name: string): Tensor => new T.Tensor(Float32Array.from(v.data), v.shape, false, name);
+  return new Qwen2Model(model.config, new Map([...model.params].map(([k, v]) => [k, copy(v, k)])));
+}
+
+/** Writes the fine-tuned model to `dir` atomically: the adapter and tokenizer, or the whole model folder. */
+export async function saveFineTuned(dir: string, m: FineTuned): Promise<void> {
+  await writeDirAtomically(dir, async (tmp) => {
+    if (m.lora) {
+      await saveLoraAdapter(tmp, m.model, m.lora);
+      await m.tokenizer.save(tmp);
+    } else {
+      await saveModelFolder(tmp, { model: m.model, tokenizer: m.tokenizer });
+    }
+  });
+}

@@ -1,0 +1,235 @@
+/**
+ * Causal language-model pretraining of a Qwen2 model from scratch: packed sequences of the token
+ * stream, next-token cross-entropy, AdamW with warm-up + cosine, gradient clipping and accumulation.
+ *
+ * The run folder, resume, checkpoints, metrics.jsonl and the loop are every trainer's (training-run.ts);
+ * what is pretraining's own is here: the packed token streams, the model drawn from random weights, the
+ * next-token loss and the validation loss. In a checkpoint's state `batchIndex` is the next sequence of
+ * the epoch's order, a seeded shuffle, so a resumed run continues exactly as one never interrupted.
+ * metrics.jsonl gets one record per step and per validation.
+ */
+import path from 'node:path';
+import * as T from '../../tensor/index.js';
+import { saveModelFolder } from '../../model/model-folder.js';
+import { parseQwen2Config, type Qwen2Config } from '../../model/qwen2-config.js';
+import { Qwen2Model } from '../../model/qwen2-model.js';
+import { Tokenizer } from '../../model/tokenizer.js';
+import type { SafetensorsDtype } from '../../model/safetensors.js';
+import { writeDirAtomically } from '../../io/atomic-file.js';
+import { formatDuration } from '../progress.js';
+import { RunFolderError } from '../run-folder-error.js';
+import { type RunOptions, RunFolder, type StepResult, adamWOptions } from '../training-run.js';
+import type { LmConfig } from './config.js';
+import { type CachedTokenStream, PackedSequences, cachedTokenStream, sequenceOrder } from './data.js';
+
+export interface LmTrainOptions extends RunOptions {
+  /** Stop (after writing a checkpoint) once this many steps are done; the run can be resumed. */
+  stopAtStep?: number;
+  onStep?: (step: number, loss: number) => void;
+}
+
+export interface LmTrainSummary {
+  startStep: number;
+  steps: number;
+  totalSteps: number;
+  finalLoss: number;
+  validLoss: number | null;
+  trainTokens: number;
+  validTokens: number;
+  parameters: number;
+  tokensPerSec: number;
+  seconds: number;
+  output: string;
+}
+
+/** The Qwen2 config of the model to pretrain (vocabulary = the tokenizer's ids). */
+export function lmModelConfig(cfg: LmConfig, tokenizer: Tokenizer): Qwen2Config {
+  const m = cfg.model;
+  const sep = tokenizer.tokenToId(cfg.data.separator) ?? null;
+  return parseQwen2Config({
+    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: tokenizer.vocabSize,
+    hidden_size: m.hiddenSize, intermediate_size: m.intermediateSize, num_hidden_layers: m.numHiddenLayers,
+    num_attention_heads: m.numAttentionHeads, num_key_value_heads: m.numKeyValueHeads, hidden_act: 'silu',
+    max_position_embeddings: m.maxPositionEmbeddings, rope_theta: m.ropeTheta, rms_norm_eps: m.rmsNormEps,
+    tie_word_embeddings: m.tieWordEmbeddings, bos_token_id: sep, eos_token_id: tokenizer.eosTokenId ?? sep,
+  }, 'config.json');
+}
+
+/** Mean next-token loss (token-weighted) over the first `max` sequences (0 = all), without gradients. */
+export function validationLoss(
+  model: Qwen2Model, seqs: PackedSequences, batchSize: number, max: number,
+): { loss: number; tokens: number } {
+  const n = max > 0 ? Math.min(max, seqs.count) : seqs.count;
+  let sum = 0, tokens = 0;
+  T.noGrad(() => {
+    for (let s = 0; s < n; s += batchSize) {
+      const idx = Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
+      const { ids, targets } = seqs.batch(idx);
+      const h = model.forward(ids, idx.length, seqs.seqLength);
+      const l = T.crossEntropy(model.logits(h), targets, { reduction: 'sum' });
+      sum += l.data[0]!; tokens += targets.length;
+    }
+  });
+  return { loss: tokens > 0 ? sum / tokens : NaN, tokens };
+}
+
+export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise<LmTrainSummary> {
+  const t0 = Date.now();
+  const folder = await RunFolder.open(cfg.output, opts);
+  const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
+  const { train, valid, stats } = await loadLmData(cfg, tokenizer, folder);
+  const perStep = cfg.batchSize * cfg.accumulation;
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.floor(train.count / perStep));
+
+  const model = Qwen2Model.random(lmModelConfig(cfg, tokenizer), new T.Rng(cfg.seed), cfg.model.initStd);
+  // matrices first, then norms and biases: the order of the checkpoint's tensors and moments
+  const all = model.parameters();
+  const params = [...all.filter((p) => p.shape.length >= 2), ...all.filter((p) => p.shape.length < 2)];
+  const o = cfg.optimizer;
+  const optimizer = new DecayGroupsAdamW(params, adamWOptions(o));
+  const run = await folder.begin({
+    params, optimizer, settings: o, totalSteps, seed: cfg.seed, checkpoint: cfg.checkpoint,
+  });
+  const state = run.state;
+  const parameters = T.countParameters(params);
+  if (state.step === 0) {
+    run.log({ type: 'data', step: 0, ...stats, totalSteps, tokensPerStep: perStep * cfg.seqLength, parameters });
+  }
+
+  let order = sequenceOrder(train.count, cfg.seed, state.epoch);
+  const nextBatch = (): number[] => {
+    if (state.batchIndex + cfg.batchSize > order.length) {
+      state.epoch++; state.batchIndex = 0;
+      order = sequenceOrder(train.count, cfg.seed, state.epoch);
+    }
+    const idx = order.slice(state.batchIndex, state.batchIndex + cfg.batchSize);
+    state.batchIndex += cfg.batchSize;
+    return idx;
+  };
+  let lastValid: number | null = null;
+  const validate = (): void => {
+    if (!valid || valid.count === 0) return;
+    const started = Date.now();
+    const v = validationLoss(model, valid, cfg.batchSize, cfg.eval.maxSequences);
+    lastValid = v.loss;
+    const perplexity = Math.exp(v.loss);
+    const seconds = (Date.now() - started) / 1000;
+    run.log({ type: 'valid', step: state.step, loss: v.loss, perplexity, tokens: v.tokens, seconds });
+    const measured = `perplexity ${perplexity.toFixed(2)}, ${v.tokens} tokens`;
+    run.note(`step ${state.step}: valid loss ${v.loss.toFixed(4)} (${measured})`);
+  };
+
+  let tokensSinceStart = 0, lastLoss = NaN;
+  const step = (): StepResult => {
+    let loss = 0;
+    for (let a = 0; a < cfg.accumulation; a++) {
+      const { ids, targets } = train.batch(nextBatch());
+      const h = model.forward(ids, cfg.batchSize, cfg.seqLength, { rng: run.rng });
+      const l = T.crossEntropy(model.logits(h), targets);
+      const v = run.checkLoss(l.data[0]!);
+      l.backward(new Float32Array([1 / cfg.accumulation]));
+      loss += v / cfg.accumulation;
+    }
+    const { gradNorm, lr } = run.update();
+    const tokens = perStep * cfg.seqLength;
+    tokensSinceStart += tokens;
+    const tokensPerSec = run.rate(tokensSinceStart);
+    lastLoss = loss;
+    const progress = { loss, lr, tokensPerSec, extra: `epoch ${state.epoch}` };
+    return { record: { loss, lr, gradNorm, tokens, tokensPerSec }, progress };
+  };
+  await run.loop({
+    step, stopAt: opts.stopAtStep, onStep: (s) => opts.onStep?.(s, lastLoss),
+    evaluate: valid ? { every: cfg.eval.every, run: validate } : undefined,
+  });
+  if (state.step === totalSteps) {
+    const dtype = cfg.saveDtype as SafetensorsDtype;
+    const final = path.join(cfg.output, 'final');
+    await writeDirAtomically(final, (tmp) => saveModelFolder(tmp, { model, tokenizer }, { dtype }));
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  folder.note(`steps ${run.startStep}→${state.step} of ${totalSteps} in ${formatDuration(seconds)}`);
+  return {
+    startStep: run.startStep, steps: state.step, totalSteps, finalLoss: lastLoss, validLoss: lastValid,
+    trainTokens: stats.trainTokens, validTokens: stats.validTokens, parameters,
+    tokensPerSec: run.rate(tokensSinceStart), seconds, output: cfg.output,
+  };
+}
+
+/** The training and validation sequences (token streams cached in the run folder) and their counts. */
+async function loadLmData(cfg: LmConfig, tokenizer: Tokenizer, folder: RunFolder): Promise<{
+  train: PackedSequences; valid: PackedSequences | null; stats: LmDataStats;
+}> {
+  const separator = tokenizer.tokenToId(cfg.data.separator);
+  if (separator === undefined) {
+    throw new RunFolderError(`data.separator ${JSON.stringify(cfg.data.separator)} is not a token of ${cfg.tokenizer}`);
+  }
+  const tokDir = path.join(cfg.output, 'tokens');
+  const tokenStream = async (split: 'train' | 'valid', inputs: string[]): Promise<CachedTokenStream> => {
+    const stream = await cachedTokenStream(split, inputs, tokenizer, separator, tokDir);
+    if (stream.damage) folder.warn(`warning: ${stream.damage}; the ${split} text was tokenized again`);
+    const cached = stream.cached ? ' (cached)' : '';
+    folder.note(`${split}: ${stream.documents} documents, ${stream.tokens.length} tokens${cached}`);
+    return stream;
+  };
+  const trainStream = await tokenStream('train', cfg.data.train);
+  const validStream = cfg.data.valid.length > 0 ? await tokenStream('valid', cfg.data.valid) : null;
+  const train = new PackedSequences(trainStream.tokens, cfg.seqLength);
+  const valid = validStream ? new PackedSequences(validStream.tokens, cfg.seqLength) : null;
+  if (train.count < cfg.batchSize) {
+    const made = `the training text makes ${train.count} sequences of ${cfg.seqLength} tokens`;
+    throw new RunFolderError(`${made}, fewer than one batch of ${cfg.batchSize}`);
+  }
+  const stats: LmDataStats = {
+    trainDocuments: trainStream.documents, trainTokens: trainStream.tokens.length, trainSequences: train.count,
+    validDocuments: validStream?.documents ?? 0, validTokens: validStream?.tokens.length ?? 0,
+    validSequences: valid?.count ?? 0,
+  };
+  return { train, valid, stats };
+}
+
+interface LmDataStats {
+  trainDocuments: number; trainTokens: number; trainSequences: number;
+  validDocuments: number; validTokens: number; validSequences: number;
+}
+
+/**
+ * AdamW with weight decay on matrices only (embeddings and projections), none on RMSNorm weights and
+ * biases, as GPT-style pretraining does: decay would pull the norms' gains towards 0. Two AdamW
+ * instances behind the Optimizer interface, whose state is one AdamW state over `params` (matrices
+ * first, as the caller orders them), so stage 1's checkpoint code saves and restores it unchanged.
+ */
+export class DecayGroupsAdamW implements T.Optimizer {
+  private readonly decay: T.AdamW;
+  private readonly plain: T.AdamW;
+  private readonly split: number;
+
+  constructor(params: T.Tensor[], opts: T.AdamWOptions) {
+    this.split = params.findIndex((p) => p.shape.length < 2);
+    if (this.split < 0) this.split = params.length;
+    if (params.slice(this.split).some((p) => p.shape.length >= 2)) {
+      throw new Error('DecayGroupsAdamW: pass the matrices first, then the vectors');
+    }
+    this.decay = new T.AdamW(params.slice(0, this.split), opts);
+    this.plain = new T.AdamW(params.slice(this.split), { ...opts, weightDecay: 0 });
+  }
+
+  step(lr: number): void { this.decay.step(lr); this.plain.step(lr); }
+  zeroGrad(): void { this.decay.zeroGrad(); this.plain.zeroGrad(); }
+
+  state(): T.OptimizerState {
+    const a = this.decay.state(), b = this.plain.state();
+    const paramSteps = [...(a.paramSteps ?? []), ...(b.paramSteps ?? [])];
+    return { kind: 'adamw', step: a.step, paramSteps, buffers: a.buffers.map((m, k) => [...m, ...b.buffers[k]!]) };
+  }
+
+  loadState(s: T.OptimizerState): void {
+    const part = (from: number, to: number): T.OptimizerState => ({
+      kind: s.kind, step: s.step, ...(s.paramSteps ? { paramSteps: s.paramSteps.slice(from, to) } : {}),
+      buffers: s.buffers.map((m) => m.slice(from, to)),
+    });
+    const n = s.buffers[0]?.length ?? 0;
+    this.decay.loadState(part(0, this.split));
+    this.plain.loadState(part(this.split, n));
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * Training examples (a query, its positives, optional hard negatives) from BEIR folders, JSONL pairs
+ * (FlagEmbedding {query, pos, neg} or Tevatron {query, positive_passages, negative_passages}), TSV text
+ * pairs and Climate-FEVER claims. Queries without a positive and empty texts are skipped and counted.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { documentText, readBeirCorpus, readBeirDataset, type BeirDocument } from '../../eval/beir.js';
+import type { DataSourceConfig } from './config.js';
+import { PSEUDO_QUERY_DEFAULTS, pseudoQueryExamples } from './pseudo-queries.js';
+
+export interface TrainExample {
+  query: string;
+  positives: string[];
+  /** Hard negatives known for this query (from the source or from mining). */
+  negatives: string[];
+}
+
+export interface DataStats {
+  examples: number;
+  /** Queries dropped because no non-empty positive was left. */
+  withoutPositive: number;
+  /** Empty (whitespace-only) queries, positives and negatives dropped. */
+  emptyTexts: number;
+  perSource: { source: string; examples: number }[];
+}
+
+/** A problem with a training data file, naming the file and line. */
+export class DataError extends Error {
+  constructor(file: string, message: string, line?: number) {
+    super(`${file}${line !== undefined ? `:${line}` : ''}: ${message}`);
+    this.name = 'DataError';
+  }
+}
+
+export async function loadTrainingData(sources: readonly DataSourceConfig[]): Promise<{ examples: TrainExample[]; stats: DataStats }> {
+  const stats: DataStats = { examples: 0, withoutPositive: 0, emptyTexts: 0, perSource: [] };
+  const examples: TrainExample[] = [];
+  for (const src of sources) {
+    if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
+    const raw = src.type === 'beir' ? await beirExamples(src.path, src.split)
+      : src.type === 'climate-fever' ? climateFeverExamples(src.path)
+      : src.type === 'pairs' ? pairExamples(src.path)
+      : src.type === 'pseudo-queries' ? pseudoQueryExamples(await sourceCorpus(src.path, src.maxDocuments),
+        { ...PSEUDO_QUERY_DEFAULTS, kind: src.queries, seed: src.seed })
+      : jsonlExamples(src.path);
+    let kept = 0;
+    for (const ex of raw) {
+      const clean = cleanExample(ex, stats);
+      if (clean) { examples.push(clean); kept++; }
+    }
+    const label = src.type === 'pseudo-queries' ? `${src.type}(${src.queries}):${src.path}` : `${src.type}:${src.path}`;
+    stats.perSource.push({ source: label, examples: kept });
+  }
+  stats.examples = examples.length;
+  return { examples, stats };
+}
+
+/** Drops empty texts (counted) and the example itself when its query is empty or no positive is left. */
+function cleanExample(ex: TrainExample, stats: DataStats): TrainExample | null {
+  const nonEmpty = (xs: string[]): string[] => {
+    const out = xs.filter((x) => x.trim() !== '');
+    stats.emptyTexts += xs.length - out.length;
+    return [...new Set(out)];
+  };
+  if (ex.query.trim() === '') { stats.emptyTexts++; return null; }
+  const positives = nonEmpty(ex.positives);
+  if (positives.length === 0) { stats.withoutPositive++; return null; }
+  const pos = new Set(positives);
+  const negatives = nonEmpty(ex.negatives).filter((n) => !pos.has(n) && n !== ex.query);
+  return { query: ex.query, positives, negatives };
+}
+
+async function beirExamples(folder: string, split: string): Promise<TrainExample[]> {
+  const ds = await readBeirDataset(folder, split);
+  // the same text the embedder and the index see at inference
+  const docs = new Map(ds.corpus.map((d) => [d.id, documentText(d)]));
+  const out: TrainExample[] = [];
+  for (const [qid, text] of ds.queries) {
+    const judged = ds.qrels.get(qid)!;
+    const positives: string[] = [];
+    for (const [docId, grade] of judged) {
+      if (grade < 1) continue;
+      const doc = docs.get(docId);
+      if (doc === undefined) throw new DataError(folder, `qrels/${split}.tsv judges document '${docId}', which is not in corpus.jsonl`);
+      positives.push(doc);
+    }
+    out.push({ query: text, positives, negatives: [] });
+  }
+  return out;
+}
+
+/** A corpus.jsonl file, or the corpus.jsonl of a BEIR folder; the first maxDocuments (0 = all). */
+async function sourceCorpus(p: string, maxDocuments: number): Promise<BeirDocument[]> {
+  const file = statSync(p).isDirectory() ? `${p}/corpus.jsonl` : p;
+  if (!existsSync(file)) throw new DataError(p, 'is a folder without corpus.jsonl (a pseudo-queries source needs a BEIR corpus)');
+  const docs = await readBeirCorpus(file);
+  return maxDocuments > 0 ? docs.slice(0, maxDocuments) : docs;
+}
+
+function* jsonLines(file: string): Generator<[Record<string, unknown>, number]> {
+  const lines = readFileSync(file, 'utf8').split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i].trim() === '') continue;
+    let v: unknown;
+    try { v = JSON.parse(lines[i]); } catch (e) { throw new DataError(file, `not valid JSON (${(e as Error).message})`, i + 1); }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DataError(file, 'expected a JSON object per line', i + 1);
+    yield [v as Record<string, unknown>, i + 1];
+  }
+}
+
+function texts(v: unknown, file: string, line: number, key: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (typeof v === 'string') return [v];
+  if (!Array.isArray(v)) throw new DataError(file, `'${key}' must be a string or an array`, line);
+  return v.map((x) => {
+    if (typeof x === 'string') return x;
+    // Tevatron passages: {docid, title, text}
+    if (typeof x === 'object' && x !== null && typeof (x as { text?: unknown }).text === 'string') {
+      const p = x as { title?: unknown; text: string };
+      return typeof p.title === 'string' && p.title !== '' ? `${p.title} ${p.text}` : p.text;
+    }
+    throw new DataError(file, `'${key}' entries must be strings or {title, text} passages`, line);
+  });
+}
+
+function jsonlExamples(file: string): TrainExample[] {
+  const out: TrainExample[] = [];
+  for (const [o, line] of jsonLines(file)) {
+    if (typeof o.query !== 'string') throw new DataError(file, "missing 'query' (a string)", line);
+    out.push({
+      query: o.query,
+      positives: [...texts(o.pos, file, line, 'pos'), ...texts(o.positive_passages, file, line, 'positive_passages')],
+      negatives: [...texts(o.neg, file, line, 'neg'), ...texts(o.negative_passages, file, line, 'negative_passages')],
+    });
+  }
+  return out;
+}
+
+function pairExamples(file: string): TrainExample[] {
+  const out: TrainExample[] = [];
+  readFileSync(file, 'utf8').split('\n').forEach((text, i) => {
+    if (text.trim() === '') return;
+    const f = text.split('\t');
+    if (f.length !== 2) throw new DataError(file, `expected 'query<TAB>positive', found ${f.length} fields`, i + 1);
+    out.push({ query: f[0], positives: [f[1]], negatives: [] });
+  });
+  return out;
+}
+
+function climateFeverExamples(file: string): TrainExample[] {
+  const out: TrainExample[] = [];
+  for (const [o, line] of jsonLines(file)) {
+    if (typeof o.claim !== 'string' || !Array.isArray(o.evidences)) throw new DataError(file, "expected 'claim' and 'evidences'", line);
+    const ev = o.evidences as { evidence_label?: string; evidence?: string }[];
+    const text = (e: { evidence?: string }): string => (typeof e.evidence === 'string' ? e.evidence : '');
+    out.push({
+      query: o.claim,
+      positives: ev.filter((e) => e.evidence_label === 'SUPPORTS' || e.evidence_label === 'REFUTES').map(text),
+      negatives: ev.filter((e) => e.evidence_label === 'NOT_ENOUGH_INFO').map(text),
+    });
+  }
+  return out;
+}
+
+/**
+ * Texts that can serve as negatives, for mining: every BEIR source's whole corpus, plus every positive
+ * and negative text of the examples (the only documents JSONL, pairs and Climate-FEVER sources have).
+ */
+export async function candidatePool(sources: readonly DataSourceConfig[], examples: readonly TrainExample[]): Promise<string[]> {
+  const pool = new Set<string>();
+  for (const src of sources) {
+    if (src.type !== 'beir') continue;
+    for (const d of await readBeirCorpus(`${src.path}/corpus.jsonl`)) {
+      const t = documentText(d);
+      if (t.trim() !== '') pool.add(t);
+    }
+  }
+  for (const e of examples) for (const t of [...e.positives, ...e.negatives]) pool.add(t);
+  return [...pool];
+}

@@ -1,0 +1,93 @@
+/**
+ * Hard-negative mining: rank a candidate pool for each training query (BM25 or the model's own
+ * embeddings), take the documents in a rank window (e.g. ranks 10–100: hard, but past the top where
+ * unjudged relevant documents crowd), and drop likely false negatives — any candidate scoring at least
+ * `falseNegativeRatio` × the query's best positive score. The output is FlagEmbedding's JSONL layout
+ * ({query, pos, neg}), a data source for `train sft` as it is.
+ */
+import { Embedder, type PromptTemplates } from '../../embed/index.js';
+import type { Qwen2Model } from '../../model/qwen2-model.js';
+import type { Tokenizer } from '../../model/tokenizer.js';
+import { createAnalyzer } from '../../eval/analyzer.js';
+import { Bm25Index } from '../../eval/bm25.js';
+import { Rng } from '../../tensor/index.js';
+import type { TrainExample } from './data.js';
+
+export interface MineOptions {
+  /** First and last rank (1-based, inclusive) negatives are drawn from. */
+  fromRank: number;
+  toRank: number;
+  /** Negatives kept per query (a seeded sample of the window after filtering). */
+  negatives: number;
+  /** Drop candidates scoring ≥ ratio × the best positive's score; ≥ 1e9 disables the filter. */
+  falseNegativeRatio: number;
+  seed: number;
+}
+
+/** Scores of candidates for one query: the ranked top (best first) and each positive's score when known. */
+export interface Ranked { docs: number[]; scores: number[]; positiveScores: number[] }
+
+export type Ranker = (query: string, positives: readonly string[], k: number) => Ranked;
+
+export interface MineStats { queries: number; withNegatives: number; negatives: number; filteredAsFalseNegative: number }
+
+export function mineHardNegatives(examples: readonly TrainExample[], pool: readonly string[], rank: Ranker, o: MineOptions, onProgress?: (done: number, total: number) => void): { mined: TrainExample[]; stats: MineStats } {
+  if (!(o.fromRank >= 1 && o.toRank >= o.fromRank)) throw new Error(`the rank window ${o.fromRank}..${o.toRank} is empty`);
+  const rng = new Rng(o.seed);
+  const stats: MineStats = { queries: examples.length, withNegatives: 0, negatives: 0, filteredAsFalseNegative: 0 };
+  const mined = examples.map((ex, qi) => {
+    const r = rank(ex.query, ex.positives, o.toRank + ex.positives.length);
+    const pos = new Set(ex.positives);
+    const best = r.positiveScores.length > 0 ? Math.max(...r.positiveScores) : -Infinity;
+    const threshold = Number.isFinite(best) ? (best >= 0 ? o.falseNegativeRatio * best : best / o.falseNegativeRatio) : Infinity;
+    const window: string[] = [];
+    let rankNo = 0;
+    for (let i = 0; i < r.docs.length && rankNo < o.toRank; i++) {
+      const text = pool[r.docs[i]];
+      if (pos.has(text) || text === ex.query) continue; // positives do not take up ranks
+      rankNo++;
+      if (rankNo < o.fromRank) continue;
+      if (r.scores[i] >= threshold) { stats.filteredAsFalseNegative++; continue; }
+      window.push(text);
+    }
+    const chosen = rng.shuffle(window).slice(0, o.negatives);
+    if (chosen.length > 0) stats.withNegatives++;
+    stats.negatives += chosen.length;
+    onProgress?.(qi + 1, examples.length);
+    return { query: ex.query, positives: ex.positives, negatives: [...new Set([...ex.negatives, ...chosen])] };
+  });
+  return { mined, stats };
+}
+
+/** BM25 (the eval layer's Lucene-style index) over the pool. */
+export function bm25Ranker(pool: readonly string[]): Ranker {
+  const index = Bm25Index.build(pool.map((text, i) => ({ id: String(i), text })), createAnalyzer());
+  const scratch = new Float64Array(index.size);
+  const where = new Map(pool.map((t, i) => [t, i]));
+  return (query, positives, k) => {
+    const list = index.search(query, k, scratch);
+    const docs = list.docIds.map(Number);
+    const pos = new Set(positives.map((p) => where.get(p)));
+    const positiveScores = docs.flatMap((d, i) => (pos.has(d) ? [list.scores[i]] : []));
+    return { docs, scores: list.scores, positiveScores };
+  };
+}
+
+/** The model's own embeddings: documents embedded once, queries one at a time, exact cosine. */
+export function modelRanker(model: Qwen2Model, tokenizer: Tokenizer, pool: readonly string[], opts: { templates?: Partial<PromptTemplates>; maxLength?: number } = {}): Ranker {
+  const emb = new Embedder(model, tokenizer, opts);
+  const vectors = emb.embedDocuments(pool).vectors;
+  const where = new Map(pool.map((t, i) => [t, i]));
+  return (query, positives, k) => {
+    const q = emb.embedQuery(query).vector;
+    const scores = vectors.map((v) => { let s = 0; for (let i = 0; i < q.length; i++) s += q[i] * v[i]; return s; });
+    const docs = scores.map((_, i) => i).sort((a, b) => scores[b] - scores[a]).slice(0, k);
+    const positiveScores = positives.flatMap((p) => { const i = where.get(p); return i === undefined ? [] : [scores[i]]; });
+    return { docs, scores: docs.map((i) => scores[i]), positiveScores };
+  };
+}
+
+/** FlagEmbedding's layout, one object per line. */
+export function toJsonl(examples: readonly TrainExample[]): string {
+  return examples.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives }) + '\n').join('');
+}

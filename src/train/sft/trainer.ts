@@ -1,0 +1,175 @@
+/**
+ * The stage-1 training loop: contrastive SFT of a Qwen2 model under the Search-R3 embedding protocol.
+ *
+ * Per optimiser step: `accumulation` contrastive batches (each with all its in-batch and hard
+ * negatives; GradCache when batch.subBatch > 0), then one update (clipping, AdamW with warm-up + cosine).
+ * The run folder, resume, checkpoints, metrics.jsonl, the loop and its NaN/Inf checks are every
+ * trainer's (training-run.ts); stage 1's own are its data, its contrastive batches and loss, the dev
+ * nDCG@10 every eval.every steps with the best model kept in best/, and report.html. A resumed run
+ * rebuilds the same batches from (seed, epoch), so it continues exactly as if never interrupted; a
+ * divergence names the step and the batch.
+ */
+import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/index.js';
+import path from 'node:path';
+import * as T from '../../tensor/index.js';
+import { writeTextFileAtomically } from '../../io/atomic-file.js';
+import { loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
+import { ModelRetriever } from '../../eval/model-retriever.js';
+import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
+import { formatDuration } from '../progress.js';
+import { renderReport } from '../report.js';
+import { RunFolderError } from '../run-folder-error.js';
+import { type RunOptions, RunFolder, type StepResult, type TrainingRun, adamWOptions } from '../training-run.js';
+import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
+import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
+import type { SftConfig } from './config.js';
+import { type DataStats, loadTrainingData } from './data.js';
+import { gradCacheBackward } from './grad-cache.js';
+import { SequenceEncoder } from './sequences.js';
+
+export interface TrainOptions extends RunOptions {
+  /** Called after each optimiser step, once its metrics record is written. */
+  onStep?: (step: number, loss: number) => void;
+}
+
+export interface TrainSummary {
+  steps: number;
+  startStep: number;
+  finalLoss: number;
+  bestScore: number | null;
+  bestStep: number | null;
+  seconds: number;
+  data: DataStats;
+  truncatedTexts: number;
+  output: string;
+}
+
+export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
+  const t0 = Date.now();
+  const folder = await RunFolder.open(cfg.output, opts);
+  const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
+  const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
+  const maxLength = Math.min(cfg.maxLength, s.model.config.maxPositionEmbeddings);
+  const encoder = new SequenceEncoder(s.tokenizer, templates, maxLength);
+  const { examples, stats } = await loadTrainingData(cfg.data);
+  if (examples.length === 0) {
+    throw new RunFolderError('no training examples: every query lacked a positive or was empty');
+  }
+  const skipped = `${stats.withoutPositive} queries without a positive skipped, `
+    + `${stats.emptyTexts} empty texts dropped`;
+  folder.note(`data: ${stats.examples} examples (${skipped})`);
+  const { queries, hardNegatives, accumulation } = cfg.batch;
+  const batchesPerEpoch = planEpoch(examples, cfg.seed, 0, queries, hardNegatives).length;
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.ceil((batchesPerEpoch * cfg.epochs) / accumulation));
+
+  const o = cfg.optimizer;
+  const optimizer = new T.AdamW(s.trainable, adamWOptions(o));
+  const run = await folder.begin({
+    params: s.trainable, optimizer, settings: o, totalSteps, seed: cfg.seed, checkpoint: cfg.checkpoint,
+  });
+  const state = run.state;
+  if (state.step === 0) {
+    const trainableParameters = T.countParameters(s.trainable);
+    run.log({ type: 'data', step: 0, ...stats, batchesPerEpoch, totalSteps, trainableParameters });
+  }
+  const evaluate = cfg.eval ? await devEvaluation(cfg, s, encoder.maxLength, run) : undefined;
+
+  const models: TrainModels = { model: s.model, ref: s.ref };
+  let plan: PlannedBatch[] = planEpoch(examples, cfg.seed, state.epoch, queries, hardNegatives);
+  const nextBatch = (): { batch: PlannedBatch; epoch: number; index: number } => {
+    if (state.batchIndex >= plan.length) {
+      state.epoch++; state.batchIndex = 0;
+      plan = planEpoch(examples, cfg.seed, state.epoch, queries, hardNegatives);
+    }
+    return { batch: plan[state.batchIndex], epoch: state.epoch, index: state.batchIndex++ };
+  };
+  const encode = (b: PlannedBatch): EncodedBatch => {
+    const bt = batchTexts(examples, b);
+    const queries = bt.queries.map((q) => encoder.encode(q, 'query'));
+    const documents = bt.documents.map((d) => encoder.encode(d, 'document'));
+    return { seqs: [...queries, ...documents], numQueries: bt.queries.length, targets: bt.targets };
+  };
+  const backward = (b: PlannedBatch): BatchLoss => (cfg.batch.subBatch > 0
+    ? gradCacheBackward(models, encode(b), cfg.loss, 1 / accumulation, cfg.batch.subBatch, run.rng)
+    : plainBackward(models, encode(b), cfg.loss, 1 / accumulation, run.rng));
+
+  let lastLoss = NaN, truncatedTexts = 0, tokensSinceStart = 0;
+  const step = (): StepResult => {
+    const sum: BatchLoss = { loss: 0, sft: 0, kl: 0, infonce: 0, triplet: 0, tokens: 0, truncated: 0 };
+    const where: string[] = [];
+    for (let a = 0; a < accumulation; a++) {
+      const { batch, epoch, index } = nextBatch();
+      const firstQuery = JSON.stringify(examples[batch.examples[0]].query.slice(0, 60));
+      const at = `epoch ${epoch} batch ${index} (first query ${firstQuery})`;
+      where.push(at);
+      const r = run.guard(at, () => backward(batch));
+      run.checkLoss(r.loss, at);
+      for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) sum[k] += r[k] / accumulation;
+      sum.tokens += r.tokens; sum.truncated += r.truncated;
+    }
+    const { gradNorm, lr } = run.update(where.join('; '));
+    truncatedTexts += sum.truncated;
+    tokensSinceStart += sum.tokens;
+    const tokensPerSec = run.rate(tokensSinceStart);
+    lastLoss = sum.loss;
+    const { loss, sft, kl, infonce, triplet, tokens, truncated } = sum;
+    return {
+      record: { loss, sft, kl, infonce, triplet, lr, gradNorm, tokens, truncated, tokensPerSec },
+      progress: { loss, lr, tokensPerSec },
+    };
+  };
+  await run.loop({ step, onStep: (n) => opts.onStep?.(n, lastLoss), evaluate });
+  await saveFineTuned(path.join(cfg.output, 'final'), s);
+  const seconds = (Date.now() - t0) / 1000;
+  const title = `search-r3 stage 1: ${path.basename(cfg.output)}`;
+  const notes = reportNotes(cfg, stats, totalSteps, run, seconds, truncatedTexts, encoder.maxLength);
+  await writeTextFileAtomically(path.join(cfg.output, 'report.html'), renderReport(title, run.records, notes));
+  return {
+    steps: state.step, startStep: run.startStep, finalLoss: lastLoss, bestScore: state.bestScore,
+    bestStep: state.bestStep, seconds, data: stats, truncatedTexts, output: cfg.output,
+  };
+}
+
+/**
+ * The dev evaluation of the run: nDCG@10 of the model being trained on the dev set (queries without
+ * reasoning), logged; a new best score keeps the model in best/ and goes into the run's state.
+ */
+async function devEvaluation(
+  cfg: SftConfig, s: FineTuned, maxLength: number, run: TrainingRun,
+): Promise<{ every: number; run(): Promise<void> }> {
+  const ev = cfg.eval!;
+  const dev = await loadDevSet(ev.beir, ev.split, ev.maxQueries, ev.maxDocuments);
+  const state = run.state;
+  const evaluate = async (): Promise<void> => {
+    const embedder = new Embedder(s.model, s.tokenizer, { templates: cfg.templates, maxLength });
+    const r = await scoreDevSet(new ModelRetriever(embedder, 'dev'), dev);
+    const { ndcg10, queries, documents, seconds } = r;
+    run.log({ type: 'eval', step: state.step, ndcg10, queries, documents, seconds });
+    const sizes = `${r.queries} queries, ${r.documents} documents, ${r.seconds.toFixed(1)} s`;
+    run.note(`step ${state.step}: dev nDCG@10 ${r.ndcg10.toFixed(4)} (${sizes})`);
+    if (state.bestScore === null || r.ndcg10 > state.bestScore) {
+      state.bestScore = r.ndcg10; state.bestStep = state.step;
+      await saveFineTuned(path.join(cfg.output, 'best'), s);
+    }
+  };
+  return { every: ev.every, run: evaluate };
+}
+
+/** The lines report.html says about the run under its charts. */
+function reportNotes(
+  cfg: SftConfig, stats: DataStats, totalSteps: number, run: TrainingRun, seconds: number, truncatedTexts: number,
+  maxLength: number,
+): string[] {
+  const b = cfg.batch, l = cfg.loss, state = run.state;
+  const accumulated = b.accumulation > 1 ? ` × ${b.accumulation} accumulated` : '';
+  const tuning = cfg.lora ? `LoRA rank ${cfg.lora.rank}` : 'full fine-tuning';
+  return [
+    `model ${cfg.model}; ${stats.examples} training examples; ${totalSteps} steps of ${b.queries} queries × `
+      + `(1 positive + ${b.hardNegatives} hard negatives)${accumulated}; ${tuning}.`,
+    `losses: ${l.sft}·SFT + ${l.kl}·KL + ${l.infonce}·InfoNCE(τ=${l.temperature}) `
+      + `+ ${l.triplet}·Triplet(θ=${l.margin}).`,
+    state.bestScore !== null
+      ? `best dev nDCG@10 ${state.bestScore.toFixed(4)} at step ${state.bestStep}.` : 'no dev evaluation.',
+    `this session: ${formatDuration(seconds)} wall; ${truncatedTexts} training texts were cut to ${maxLength} tokens.`,
+  ];
+}

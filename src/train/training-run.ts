@@ -1,0 +1,277 @@
+/**
+ * The run folder and the training loop that train lm, train sft and train rl share; each trainer brings
+ * only its own model, data and loss.
+ *
+ * A run opens in two steps, so that nothing in its folder is written before --resume has read and checked
+ * a checkpoint, and so that the trainer can load its model and data in between:
+ *   RunFolder.open  refuses a fresh run into a folder that has checkpoints, reads the newest intact one on
+ *                   --resume (RunFolderError when none is), then creates the folder;
+ *   folder.begin    puts that checkpoint into the trainer's weights and optimiser (or starts at step 0),
+ *                   clears half-written checkpoints and opens metrics.jsonl.
+ * TrainingRun.loop then runs the trainer's steps; after each, its record is logged, and evaluation and
+ * checkpoints follow at their intervals and after the last step.
+ *
+ * No NaN or Inf reaches the optimiser: a loss is checked before its backward pass (checkLoss), an op that
+ * produces NaN or Inf during a step (the tensor layer refuses to) is caught, and the gradient norm is
+ * checked before every update (update). Each stops training with TrainingDiverged: one sentence naming the
+ * step, its update not applied, the last checkpoint kept.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import * as T from '../tensor/index.js';
+import type { Tensor } from '../tensor/index.js';
+import {
+  type ExtraReader, type ResumePoint, type TrainerState, applyCheckpoint, listCheckpoints, removeStaleTemporaries,
+  saveCheckpoint, skippedCheckpointNotes, startingCheckpoint,
+} from './checkpoint.js';
+import type { OptimizerSettings } from './config-merge.js';
+import { MetricsLog } from './metrics-log.js';
+import { ProgressBar, type ProgressFields } from './progress.js';
+import type { MetricRecord } from './report.js';
+
+/** Training stopped on a NaN or Inf; the message names the step and the checkpoint kept. */
+export class TrainingDiverged extends Error {
+  constructor(message: string) { super(message); this.name = 'TrainingDiverged'; }
+}
+
+export interface RunOptions {
+  /** Continue from the newest intact checkpoint; without it, a folder that has checkpoints is refused. */
+  resume?: boolean;
+  /** Progress line and notes on stderr (default true). */
+  progress?: boolean;
+  /** Damage found in the run folder and worked around; shown even without progress (default: stderr). */
+  warn?: (line: string) => void;
+  /** Called after each checkpoint is in place (tests use it to stop a run at a known point). */
+  onCheckpoint?: (step: number, dir: string) => void;
+}
+
+/** What a run trains: its tensors and their optimiser, the optimiser's settings, the run's length. */
+export interface RunPlan {
+  /** The trained tensors, in the order their checkpoint saves them. */
+  params: Tensor[];
+  optimizer: T.Optimizer;
+  settings: OptimizerSettings;
+  totalSteps: number;
+  /** A fresh run's generator (dropout, sampling) starts from seed + 1. */
+  seed: number;
+  checkpoint: { every: number; keep: number };
+  /** Said after "resuming from <checkpoint>" (stage 2: what becomes of its environment). */
+  resumeNote?: string;
+}
+
+const stderrLine = (line: string): void => { process.stderr.write(`${line}\n`); };
+
+/** A run folder whose starting point is known (a checkpoint on --resume, else none), not yet trained in. */
+export class RunFolder<X = never> {
+  private constructor(
+    readonly output: string, readonly start: ResumePoint<X> | null, private readonly opts: RunOptions,
+  ) {}
+
+  /** `readExtra` reads a trainer's own files of a checkpoint (stage 2's environment). */
+  static async open<X = never>(output: string, opts: RunOptions, readExtra?: ExtraReader<X>): Promise<RunFolder<X>> {
+    const start = await startingCheckpoint(output, opts.resume ?? false, readExtra);
+    await fsp.mkdir(output, { recursive: true });
+    return new RunFolder(output, start, opts);
+  }
+
+  /** A note on stderr, when progress is on. */
+  note(msg: string): void {
+    if (this.opts.progress ?? true) process.stderr.write(`${msg}\n`);
+  }
+
+  warn(line: string): void {
+    (this.opts.warn ?? stderrLine)(line);
+  }
+
+  /**
+   * Starts training in the folder: the checkpoint resumed from, if any, goes into `plan`'s tensors and
+   * optimiser (all or nothing: RunFolderError when it does not fit them); metrics.jsonl keeps what it
+   * logged up to that checkpoint.
+   */
+  async begin(plan: RunPlan): Promise<TrainingRun> {
+    let state = freshState(plan.seed);
+    if (this.start) {
+      const ck = applyCheckpoint(this.start.contents, plan.params);
+      plan.optimizer.loadState(ck.optimizer);
+      state = ck.state;
+      for (const line of skippedCheckpointNotes(this.start)) this.warn(line);
+      const from = `resuming from ${this.start.contents.dir} (step ${state.step} of ${plan.totalSteps})`;
+      this.note(`${from}${plan.resumeNote ?? ''}`);
+    }
+    const checkpoints = path.join(this.output, 'checkpoints');
+    await removeStaleTemporaries(checkpoints);
+    const metrics = await MetricsLog.open(path.join(this.output, 'metrics.jsonl'), this.start ? state.step : null);
+    if (metrics.note) this.warn(metrics.note);
+    return new TrainingRun(plan, state, metrics.log, checkpoints, this.opts);
+  }
+}
+
+function freshState(seed: number): TrainerState {
+  return { step: 0, epoch: 0, batchIndex: 0, rng: new T.Rng(seed + 1).state(), bestScore: null, bestStep: null };
+}
+
+/** One optimiser step's outcome, as a trainer reports it to the loop. */
+export interface StepResult {
+  /** The step's "train" record after its type, step and epoch; the loop adds stepSeconds last. */
+  record: Record<string, unknown>;
+  progress: ProgressFields;
+  /** Records logged after the step's own (stage 2's audit of the step). */
+  more?: MetricRecord[];
+}
+
+export interface LoopSpec {
+  /** One optimiser step: the trainer's batches and losses (through checkLoss) and updates (through update). */
+  step(): StepResult | Promise<StepResult>;
+  /** The last step to run (default: the run's last); a run stopped early resumes from its checkpoint. */
+  stopAt?: number;
+  /** Called after each step is logged. */
+  onStep?(step: number, record: MetricRecord): void;
+  /** Evaluation: before the first step of a fresh run, every `every` steps, and after the run's last step. */
+  evaluate?: { every: number; run(): void | Promise<void> };
+  /** Writes the trainer's own files into each checkpoint (stage 2: its environment). */
+  checkpointFiles?: (dir: string) => Promise<void>;
+}
+
+/** A run in progress: its state (step, data position, generator), metrics log, progress line and updates. */
+export class TrainingRun {
+  /** The generator of dropout (and sampling): its state goes into every checkpoint. */
+  readonly rng: T.Rng;
+  readonly startStep: number;
+  private readonly schedule: T.Schedule;
+  private bar: ProgressBar;
+  private loopStart = Date.now();
+
+  constructor(
+    private readonly plan: RunPlan, readonly state: TrainerState, private readonly metrics: MetricsLog,
+    private readonly checkpoints: string, private readonly opts: RunOptions,
+  ) {
+    this.rng = new T.Rng(state.rng);
+    this.startStep = state.step;
+    const o = plan.settings;
+    this.schedule = T.warmupCosine(o.lr, o.warmupSteps, plan.totalSteps, o.minLr);
+    this.bar = this.progressBar();
+  }
+
+  get totalSteps(): number { return this.plan.totalSteps; }
+
+  /** Every record of metrics.jsonl: those kept from before a resume, then this session's. */
+  get records(): readonly MetricRecord[] { return this.metrics.records; }
+
+  log(r: MetricRecord): void {
+    this.metrics.append(r);
+  }
+
+  /** A note on stderr that does not break the progress line. */
+  note(msg: string): void {
+    this.bar.note(msg);
+  }
+
+  /** `units` (tokens) per second since the loop began. */
+  rate(units: number): number {
+    return units / Math.max((Date.now() - this.loopStart) / 1000, 1e-3);
+  }
+
+  /** The loss, when it is finite; else training stops before its backward pass. */
+  checkLoss(value: number, where?: string): number {
+    if (!Number.isFinite(value)) throw this.diverged(where, `the loss is ${value}`);
+    return value;
+  }
+
+  /** Runs `work` (a forward and backward pass); an op's NaN or Inf stops training as a NaN loss does. */
+  guard<R>(where: string | undefined, work: () => R): R {
+    try {
+      return work();
+    } catch (e) {
+      throw this.asDivergence(e, where);
+    }
+  }
+
+  /**
+   * The optimiser update of the gradients accumulated since the last one: clipped to the global norm
+   * maxGradNorm (0: not clipped), applied at the schedule's learning rate for this step, then zeroed. A
+   * NaN or Inf gradient stops training before the optimiser sees it.
+   */
+  update(where?: string): { gradNorm: number; lr: number } {
+    const maxNorm = this.plan.settings.maxGradNorm;
+    const gradNorm = this.guard(where, () => T.clipGradNorm(this.plan.params, maxNorm > 0 ? maxNorm : Infinity));
+    const lr = this.schedule(this.state.step);
+    this.plan.optimizer.step(lr);
+    this.plan.optimizer.zeroGrad();
+    return { gradNorm, lr };
+  }
+
+  /** Writes the checkpoint of the current step (`files`: the trainer's own files in it). */
+  async checkpoint(files?: (dir: string) => Promise<void>): Promise<void> {
+    this.state.rng = this.rng.state();
+    const { params, optimizer, checkpoint } = this.plan;
+    const dir = await saveCheckpoint(this.checkpoints, params, optimizer.state(), this.state, checkpoint.keep, files);
+    this.opts.onCheckpoint?.(this.state.step, dir);
+  }
+
+  /** Runs steps until `spec.stopAt` (the run's last step by default), then ends the progress line. */
+  async loop(spec: LoopSpec): Promise<void> {
+    const state = this.state, total = this.plan.totalSteps;
+    const stopAt = Math.min(total, spec.stopAt ?? total);
+    if (state.step === 0 && spec.evaluate) await spec.evaluate.run();
+    // the ETA and the rates count training steps only, not the evaluation before the first one
+    this.bar = this.progressBar();
+    this.loopStart = Date.now();
+    while (state.step < stopAt) {
+      const started = Date.now();
+      let result: StepResult;
+      try {
+        result = await spec.step();
+      } catch (e) {
+        throw this.asDivergence(e, undefined);
+      }
+      state.step++;
+      const stepSeconds = (Date.now() - started) / 1000;
+      const record: MetricRecord = {
+        type: 'train', step: state.step, epoch: state.epoch, ...result.record, stepSeconds,
+      };
+      this.log(record);
+      for (const r of result.more ?? []) this.log(r);
+      this.bar.update(state.step, result.progress);
+      spec.onStep?.(state.step, record);
+      const due = (every: number): boolean => state.step % every === 0;
+      if (spec.evaluate && (due(spec.evaluate.every) || state.step === total)) await spec.evaluate.run();
+      if (due(this.plan.checkpoint.every) || state.step === stopAt) await this.checkpoint(spec.checkpointFiles);
+    }
+    this.bar.done();
+  }
+
+  private progressBar(): ProgressBar {
+    return new ProgressBar(this.plan.totalSteps, this.state.step, process.stderr, 5000, this.opts.progress ?? true);
+  }
+
+  /** TrainingDiverged for an op's NaN or Inf; any other error as it is. */
+  private asDivergence(e: unknown, where: string | undefined): unknown {
+    return e instanceof T.TensorError && /NaN|Inf/.test(e.message) ? this.diverged(where, e.message) : e;
+  }
+
+  private diverged(where: string | undefined, why: string): TrainingDiverged {
+    const all = listCheckpoints(this.checkpoints);
+    const last = all[all.length - 1];
+    const kept = last
+      ? `the last good checkpoint is ${last.dir} (resume from it with a lower learning rate: `
+        + 'edit optimizer.lr, then --resume)'
+      : 'no checkpoint had been written yet (train again with a lower optimizer.lr)';
+    const at = `step ${this.state.step + 1}${where ? `, ${where}` : ''}`;
+    return new TrainingDiverged(`training stopped at ${at}: ${why}, so its update was not applied; ${kept}`);
+  }
+}
+
+/** AdamW's settings in an optimizer section. */
+export function adamWOptions(o: OptimizerSettings): T.AdamWOptions {
+  return { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay };
+}
+
+/**
+ * The order of n items in one pass over them: a Fisher–Yates shuffle seeded by `epochSeed`, the same on
+ * every run. Each trainer mixes its seed and the epoch into epochSeed in its own way and keeps that way:
+ * another mixing would visit the data in another order, changing every result, and a resumed run would
+ * no longer continue the order its checkpoint was saved in.
+ */
+export function epochOrder(n: number, epochSeed: number): number[] {
+  return new T.Rng(epochSeed).shuffle(Array.from({ length: n }, (_, i) => i));
+}

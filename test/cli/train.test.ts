@@ -1,0 +1,42 @@
+/**
+ * `search-r3 train`: one command whose stages (lm, sft, rl) each explain themselves, and whose group help
+ * lists them all; a stage that does not exist or a missing config is one line naming what to do.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runCli } from '../helpers/cli.js';
+
+const TITLES = {
+  lm: 'search-r3 train lm — pretrain a small Qwen2 language model',
+  sft: 'search-r3 train sft — stage 1',
+  rl: 'search-r3 train rl — stage 2',
+};
+
+test('train --help lists the three stages; train <stage> --help (or -h) is that stage\'s help alone', () => {
+  const group = runCli(['train', '--help'], { SEARCH_R3_BACKEND: 'js' });
+  assert.equal(group.status, 0, group.stderr);
+  for (const stage of ['lm', 'sft', 'rl']) assert.match(group.stdout, new RegExp(`^  ${stage} +\\S`, 'm'), stage);
+  for (const title of Object.values(TITLES)) assert.ok(!group.stdout.includes(title), 'no stage help inside the list');
+  for (const [stage, title] of Object.entries(TITLES)) {
+    for (const flag of ['--help', '-h']) {
+      const r = runCli(['train', stage, flag], { SEARCH_R3_BACKEND: 'js' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.ok(r.stdout.startsWith(title), `${stage} ${flag}: ${r.stdout.slice(0, 80)}`);
+      assert.match(r.stdout, new RegExp(`usage: search-r3 train ${stage} --config`));
+      const others = Object.entries(TITLES).filter(([s]) => s !== stage).map(([, t]) => t);
+      for (const t of others) assert.ok(!r.stdout.includes(t), `${stage} ${flag} shows only its own help`);
+    }
+  }
+});
+
+test('train: an unknown stage, or a stage without --config, is one line and exit code 2', () => {
+  const unknown = runCli(['train', 'pretrain'], { SEARCH_R3_BACKEND: 'js' });
+  assert.equal(unknown.status, 2);
+  assert.equal(unknown.stderr, "search-r3: train: unknown stage 'pretrain'; choose one of: lm, sft, rl.\n");
+  for (const stage of ['lm', 'sft', 'rl']) {
+    const r = runCli(['train', stage, '--quiet'], { SEARCH_R3_BACKEND: 'js' });
+    assert.equal(r.status, 2, r.stderr);
+    const said = `search-r3: train ${stage} needs --config <file.json> (see search-r3 train ${stage} --help).\n`;
+    assert.equal(r.stderr, said);
+  }
+});

@@ -1,0 +1,52 @@
+/**
+ * The config files of the three trainers are read alike: a missing file, a file that is not JSON and an
+ * unknown key are one ConfigError starting with the file's name, and the fine-tuning stages fill a `lora`
+ * section from the same defaults.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../../src/train/config-merge.js';
+import { loadLmConfig } from '../../src/train/lm/config.js';
+import { loadRlConfig } from '../../src/train/rl/config.js';
+import { loadSftConfig } from '../../src/train/sft/config.js';
+import { tempDir, writeConfig } from '../helpers/train-fixtures.js';
+
+const required = {
+  lm: { tokenizer: 't', output: 'o', data: { train: ['x'] } },
+  sft: { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }] },
+  rl: { model: 'm', output: 'o', data: { beir: 'b' } },
+};
+const loaders = { lm: loadLmConfig, sft: loadSftConfig, rl: loadRlConfig };
+
+test('train lm, sft and rl configs: a missing file, broken JSON and an unknown key each name the file', () => {
+  const dir = tempDir('configs');
+  for (const [name, load] of Object.entries(loaders)) {
+    const file = path.join(dir, `${name}.json`);
+    const refused = (re: RegExp): void => {
+      assert.throws(() => load(file), (e: unknown) => e instanceof ConfigError && re.test(e.message), name);
+    };
+    refused(new RegExp(`^${file}: no such file$`));
+    writeFileSync(file, '{"output": ');
+    refused(new RegExp(`^${file}: not valid JSON \\(`));
+    writeConfig(file, { ...required[name as keyof typeof required], ouput: 'o' });
+    refused(new RegExp(`^${file}: "ouput" is not a config key`));
+  }
+});
+
+test('stage 1 and stage 2 fill lora from the same defaults; none or null is full fine-tuning', () => {
+  const dir = tempDir('lora');
+  for (const name of ['sft', 'rl'] as const) {
+    const file = writeConfig(path.join(dir, `${name}.json`), { ...required[name], lora: { rank: 4 } });
+    const lora = loaders[name](file).lora;
+    const targets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+    assert.deepEqual(lora, { rank: 4, alpha: 16, dropout: 0, targets }, name);
+    writeConfig(file, { ...required[name], lora: { rank: 4, scale: 2 } });
+    assert.throws(() => loaders[name](file), /"lora.scale" is not a config key/, name);
+    writeConfig(file, { ...required[name], lora: null });
+    assert.equal(loaders[name](file).lora, null, name);
+    writeConfig(file, required[name]);
+    assert.equal(loaders[name](file).lora, null, name);
+  }
+});
