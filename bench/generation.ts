@@ -36,7 +36,13 @@ const docCount = Number(process.env.BENCH_DOCS ?? 8);
 const repeat = Number(process.env.BENCH_REPEAT ?? 3);
 const layers = Number(process.env.BENCH_LAYERS ?? 28);
 
-interface Figures { prefill: number; decode: number; docsPerSecond: number; peakRss: number; loadSeconds: number }
+interface Figures {
+  prefill: number;
+  decode: number;
+  docsPerSecond: number;
+  peakRss: number;
+  loadSeconds: number;
+}
 type Engine = 'ours-f32' | 'ours-half' | 'llama-F16' | 'llama-Q8_0';
 
 const seconds = (t0: number): number => (performance.now() - t0) / 1000;
@@ -71,8 +77,8 @@ async function ours(dir: string, precision: 'f32' | 'file'): Promise<Figures> {
   const ids = Int32Array.from(promptIds());
   T.noGrad(() => model.logits(T.slice(model.forward(ids.subarray(0, 16), 1, 16), 1, 15, 16))); // warm-up
   const n = ids.length;
-  const prefill = n / await best(() => T.noGrad(() => model.logits(T.slice(model.forward(ids, 1, n), 1, n - 1, n))));
-  const decode = decodeLen / await best(() => generate(model, [[ids[0]]], { maxNewTokens: decodeLen }));
+  const prefill = n / (await best(() => T.noGrad(() => model.logits(T.slice(model.forward(ids, 1, n), 1, n - 1, n)))));
+  const decode = decodeLen / (await best(() => generate(model, [[ids[0]]], { maxNewTokens: decodeLen })));
   const texts = await documents();
   t0 = performance.now();
   new Embedder(model, tokenizer).embedDocuments(texts);
@@ -84,8 +90,11 @@ async function llamaCpp(dir: string, gguf: string): Promise<Figures> {
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: threads });
   let t0 = performance.now();
   const model = await llama.loadModel({
-    modelPath: gguf, gpuLayers: 0, defaultContextFlashAttention: false,
-    experimentalDefaultContextKvCacheKeyType: 'F32', experimentalDefaultContextKvCacheValueType: 'F32',
+    modelPath: gguf,
+    gpuLayers: 0,
+    defaultContextFlashAttention: false,
+    experimentalDefaultContextKvCacheKeyType: 'F32',
+    experimentalDefaultContextKvCacheValueType: 'F32',
   });
   const loadSeconds = seconds(t0);
   const prompt = promptIds() as Token[];
@@ -93,10 +102,12 @@ async function llamaCpp(dir: string, gguf: string): Promise<Figures> {
   const seq = ctx.getSequence();
   await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16));
   await seq.clearHistory();
-  const prefill = prompt.length / await best(async () => {
-    await seq.evaluateWithoutGeneratingNewTokens(prompt);
-    await seq.clearHistory();
-  });
+  const prefill =
+    prompt.length /
+    (await best(async () => {
+      await seq.evaluateWithoutGeneratingNewTokens(prompt);
+      await seq.clearHistory();
+    }));
   let generated = 0;
   const decodeSeconds = await best(async () => {
     generated = 0;
@@ -122,7 +133,9 @@ async function llamaCpp(dir: string, gguf: string): Promise<Figures> {
 /** Runs one engine in a child process (so that its peak RSS is its own) and returns its figures. */
 function measure(engine: Engine, dir: string, gguf: string): Figures {
   const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', engine, dir, gguf], {
-    encoding: 'utf8', env: { ...process.env, SEARCH_R3_THREADS: String(threads) }, maxBuffer: 1 << 24,
+    encoding: 'utf8',
+    env: { ...process.env, SEARCH_R3_THREADS: String(threads) },
+    maxBuffer: 1 << 24,
   });
   const last = r.stdout.trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !last.startsWith('{')) throw new Error(`${engine} failed (exit ${r.status}):\n${r.stderr}`);
@@ -130,8 +143,12 @@ function measure(engine: Engine, dir: string, gguf: string): Figures {
 }
 
 async function child(engine: Engine, dir: string, gguf: string): Promise<void> {
-  const f = engine === 'ours-f32' ? await ours(dir, 'f32')
-    : engine === 'ours-half' ? await ours(dir, 'file') : await llamaCpp(dir, gguf);
+  const f =
+    engine === 'ours-f32'
+      ? await ours(dir, 'f32')
+      : engine === 'ours-half'
+        ? await ours(dir, 'file')
+        : await llamaCpp(dir, gguf);
   console.log(JSON.stringify(f));
 }
 
@@ -142,16 +159,22 @@ async function main(): Promise<void> {
     let t0 = performance.now();
     if (own) await makeStandIn(dir, { layers });
     const ggufs: Record<GgufFileType, string> = {
-      F32: '', F16: path.join(dir, 'bench-f16.gguf'), Q8_0: path.join(dir, 'bench-q8_0.gguf'),
+      F32: '',
+      F16: path.join(dir, 'bench-f16.gguf'),
+      Q8_0: path.join(dir, 'bench-q8_0.gguf'),
     };
     for (const type of ['F16', 'Q8_0'] as const) await exportQwen2GgufFromFolder(dir, ggufs[type], { fileType: type });
     const shape = `Qwen2.5-1.5B shape (${layers} layers, d 1536, 12/2 heads, FFN 8960, vocab 151936)`;
-    console.log(`model: random bf16 weights, ${shape}, stand-in and GGUFs written in ${seconds(t0).toFixed(0)} s; `
-      + `${threads} threads; prompt ${promptLen}, decode ${decodeLen}, ${docCount} SciFact abstracts`);
+    console.log(
+      `model: random bf16 weights, ${shape}, stand-in and GGUFs written in ${seconds(t0).toFixed(0)} s; ` +
+        `${threads} threads; prompt ${promptLen}, decode ${decodeLen}, ${docCount} SciFact abstracts`,
+    );
     const rows: [string, Figures][] = [];
     for (const [name, engine, gguf] of [
-      ['search-r3, f32 weights', 'ours-f32', ''], ['search-r3, bf16 weights', 'ours-half', ''],
-      ['llama.cpp F16', 'llama-F16', ggufs.F16], ['llama.cpp Q8_0', 'llama-Q8_0', ggufs.Q8_0],
+      ['search-r3, f32 weights', 'ours-f32', ''],
+      ['search-r3, bf16 weights', 'ours-half', ''],
+      ['llama.cpp F16', 'llama-F16', ggufs.F16],
+      ['llama.cpp Q8_0', 'llama-Q8_0', ggufs.Q8_0],
     ] as const) {
       t0 = performance.now();
       rows.push([name, measure(engine, dir, gguf)]);
@@ -163,11 +186,14 @@ async function main(): Promise<void> {
     for (const [name, f] of rows) {
       console.log(line([name, f.prefill.toFixed(1), f.decode.toFixed(2), f.docsPerSecond.toFixed(2), gb(f.peakRss)]));
     }
-    const half = rows[1][1], f16 = rows[2][1];
+    const half = rows[1][1],
+      f16 = rows[2][1];
     const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
-    console.log(`bf16 weights / llama.cpp F16: prefill ${ratio(half.prefill, f16.prefill)} (target ≥ 1.5), `
-      + `decode ${ratio(half.decode, f16.decode)} (≥ 1.0), documents/s ${ratio(half.docsPerSecond, f16.docsPerSecond)}, `
-      + `peak RSS ${ratio(half.peakRss, f16.peakRss)} (≤ 1.1); f32 → bf16 peak RSS ${ratio(half.peakRss, rows[0][1].peakRss)}`);
+    console.log(
+      `bf16 weights / llama.cpp F16: prefill ${ratio(half.prefill, f16.prefill)} (target ≥ 1.5), ` +
+        `decode ${ratio(half.decode, f16.decode)} (≥ 1.0), documents/s ${ratio(half.docsPerSecond, f16.docsPerSecond)}, ` +
+        `peak RSS ${ratio(half.peakRss, f16.peakRss)} (≤ 1.1); f32 → bf16 peak RSS ${ratio(half.peakRss, rows[0][1].peakRss)}`,
+    );
   } finally {
     if (own) rmSync(dir, { recursive: true, force: true });
   }
@@ -175,7 +201,13 @@ async function main(): Promise<void> {
 
 if (process.argv[2] === '--child') {
   const [engine, dir, gguf] = process.argv.slice(3);
-  child(engine as Engine, dir, gguf).catch((e) => { console.error(e); process.exit(1); });
+  child(engine as Engine, dir, gguf).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
 } else {
-  main().catch((e) => { console.error(e); process.exit(1); });
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
 }

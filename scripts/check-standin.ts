@@ -20,7 +20,12 @@ import { repoRoot } from '../test/helpers/repo.js';
 
 const CLI = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 
-interface Run { label: string; seconds: number; peakRss: number; stdout: string }
+interface Run {
+  label: string;
+  seconds: number;
+  peakRss: number;
+  stdout: string;
+}
 
 /** Peak RSS (VmHWM) of a running process, in bytes; 0 once it is gone. */
 function highWater(pid: number): number {
@@ -38,11 +43,22 @@ type During = (p: ChildProcess, out: () => string) => Promise<void>;
 function cli(label: string, args: string[], during?: During): Promise<Run> {
   const t0 = performance.now();
   const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '', stderr = '', peak = 0;
-  p.stdout!.on('data', (b: Buffer) => { stdout += b; });
-  p.stderr!.on('data', (b: Buffer) => { stderr += b; });
-  const poll = setInterval(() => { peak = Math.max(peak, highWater(p.pid!)); }, 100);
-  const acting = during?.(p, () => stdout).catch((e: Error) => { p.kill('SIGKILL'); throw e; });
+  let stdout = '',
+    stderr = '',
+    peak = 0;
+  p.stdout!.on('data', (b: Buffer) => {
+    stdout += b;
+  });
+  p.stderr!.on('data', (b: Buffer) => {
+    stderr += b;
+  });
+  const poll = setInterval(() => {
+    peak = Math.max(peak, highWater(p.pid!));
+  }, 100);
+  const acting = during?.(p, () => stdout).catch((e: Error) => {
+    p.kill('SIGKILL');
+    throw e;
+  });
   return new Promise((resolve, reject) => {
     p.on('exit', (code, signal) => {
       clearInterval(poll);
@@ -89,7 +105,7 @@ async function main(): Promise<void> {
     throw new Error('give --model <folder> holding a model');
   }
   const model = path.resolve(values.model);
-  const work = values.work ?? await fsp.mkdtemp(path.join(tmpdir(), 'sr3-standin-check-'));
+  const work = values.work ?? (await fsp.mkdtemp(path.join(tmpdir(), 'sr3-standin-check-')));
   await fsp.mkdir(work, { recursive: true });
   const corpus = (await readBeirCorpus(path.join(repoRoot, 'demo', 'scifact', 'corpus.jsonl.gz'))).slice(0, 20);
   const docs = path.join(work, 'docs.jsonl');
@@ -97,13 +113,21 @@ async function main(): Promise<void> {
   await fsp.writeFile(docs, lines.join('\n') + '\n');
   const pairs = path.join(work, 'pairs.jsonl');
   const examples = corpus.slice(0, 8).map((d, i) => ({
-    query: d.title, pos: [d.text.slice(0, 400)], neg: [documentText(corpus[i + 8]).slice(0, 400)],
+    query: d.title,
+    pos: [d.text.slice(0, 400)],
+    neg: [documentText(corpus[i + 8]).slice(0, 400)],
   }));
   await fsp.writeFile(pairs, examples.map((e) => JSON.stringify(e)).join('\n') + '\n');
   const sft = async (folder: string, out: string): Promise<string[]> => {
     const cfg = {
-      model: folder, output: out, steps: 2, maxLength: 128, data: [{ type: 'jsonl', path: pairs }],
-      batch: { queries: 2, hardNegatives: 1 }, lora: { rank: 8, alpha: 16 }, checkpoint: { every: 100 },
+      model: folder,
+      output: out,
+      steps: 2,
+      maxLength: 128,
+      data: [{ type: 'jsonl', path: pairs }],
+      batch: { queries: 2, hardNegatives: 1 },
+      lora: { rank: 8, alpha: 16 },
+      checkpoint: { every: 100 },
     };
     const file = path.join(work, `${path.basename(out)}.json`);
     await fsp.writeFile(file, JSON.stringify(cfg));
@@ -117,18 +141,43 @@ async function main(): Promise<void> {
     console.error(`${run.label}: ${run.seconds.toFixed(1)} s, peak RSS ${(run.peakRss / 1e9).toFixed(2)} GB`);
   };
   const f16 = path.join(model, 'model-f16.gguf');
-  const q8 = path.join(work, 'model-q8_0.gguf'), idx = path.join(work, 'idx'), idxLlama = path.join(work, 'idx-llama');
+  const q8 = path.join(work, 'model-q8_0.gguf'),
+    idx = path.join(work, 'idx'),
+    idxLlama = path.join(work, 'idx-llama');
   const llama = ['--engine', 'llama.cpp', '--gguf', f16];
   const exportAs = (out: string, type: string): string[] => [
-    'export', 'gguf', '--model', model, '--out', out, '--type', type,
+    'export',
+    'gguf',
+    '--model',
+    model,
+    '--out',
+    out,
+    '--type',
+    type,
   ];
   if (!existsSync(f16)) await step(cli('export gguf --type f16', exportAs(f16, 'f16')));
   await step(cli('export gguf --type q8_0', exportAs(q8, 'q8_0')));
-  await step(cli('demo --model', ['demo', '--model', model, '--index', path.join(work, 'demo-index'),
-    '--max-documents', '5', '--max-queries', '3', '--max-reasoning-tokens', '16', '--no-table', '--quiet']));
+  await step(
+    cli('demo --model', [
+      'demo',
+      '--model',
+      model,
+      '--index',
+      path.join(work, 'demo-index'),
+      '--max-documents',
+      '5',
+      '--max-queries',
+      '3',
+      '--max-reasoning-tokens',
+      '16',
+      '--no-table',
+      '--quiet',
+    ]),
+  );
   await step(cli('index', ['index', '--model', model, '--input', docs, '--out', idx]));
-  await step(cli('index --engine llama.cpp', ['index', '--model', model, '--input', docs, '--out', idxLlama,
-    ...llama]));
+  await step(
+    cli('index --engine llama.cpp', ['index', '--model', model, '--input', docs, '--out', idxLlama, ...llama]),
+  );
   for (const reasoning of ['off', 'on']) {
     const query = ['--reasoning', reasoning, '--max-reasoning', '16', 'vitamin D fractures'];
     await step(cli(`search --reasoning ${reasoning}`, ['search', '--index', idx, ...query]));
@@ -152,4 +201,7 @@ async function main(): Promise<void> {
   console.log(`(work folder: ${work})`);
 }
 
-main().catch((e: Error) => { console.error(`check-standin: ${e.message}`); process.exitCode = 1; });
+main().catch((e: Error) => {
+  console.error(`check-standin: ${e.message}`);
+  process.exitCode = 1;
+});

@@ -68,14 +68,17 @@ export async function makeStandIn(dir: string, opts: StandInOptions = {}): Promi
   await fsp.mkdir(dir, { recursive: true });
   const { tokenizerJson, tokenizerConfig } = qwen2_5TokenizerFiles();
   const tokenizer = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
-  const { ids: [embedId] } = tokenizer.addSpecialTokens([EMBED_TOKEN]);
+  const {
+    ids: [embedId],
+  } = tokenizer.addSpecialTokens([EMBED_TOKEN]);
   if (embedId !== 151665) throw new Error(`${EMBED_TOKEN} got id ${embedId}, not 151665 as in Search-R3`);
   await tokenizer.save(dir);
   await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify(json, null, 2) + '\n');
   // norms and biases are written in bf16 too, as the real checkpoint stores every tensor
   await saveSafetensorsFolder(dir, weights(config, opts.seed ?? 1), { dtype: 'BF16', maxShardBytes: SHARD_BYTES });
-  const note = 'Random bf16 weights in the shape of ytgui/Search-R3.0-Small (Qwen2.5-1.5B-Instruct with '
-    + '<|embed_token|>), written by scripts/standin.ts to exercise the code paths of the real one.';
+  const note =
+    'Random bf16 weights in the shape of ytgui/Search-R3.0-Small (Qwen2.5-1.5B-Instruct with ' +
+    '<|embed_token|>), written by scripts/standin.ts to exercise the code paths of the real one.';
   await fsp.writeFile(path.join(dir, 'STAND-IN.md'), `# Not a trained model\n\n${note}\n`);
   return config;
 }
@@ -95,5 +98,8 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main().catch((e: Error) => { console.error(`standin: ${e.message}`); process.exitCode = 2; });
+  main().catch((e: Error) => {
+    console.error(`standin: ${e.message}`);
+    process.exitCode = 2;
+  });
 }

@@ -35,7 +35,8 @@ export const addEmbedTokenCommand: Command = {
     const options = { model: { type: 'string' }, out: { type: 'string' } } as const;
     const { values } = parseArgs({ args: argv, strict: true, options });
     if (!values.model) throw new UserError('--model <dir> is required: the model folder to add the token to.');
-    const dir = values.model, out = values.out ?? dir;
+    const dir = values.model,
+      out = values.out ?? dir;
     const tokenizer = await Tokenizer.fromFolder(dir);
     if (tokenizer.tokenToId(EMBED_TOKEN) !== undefined) {
       console.log(`${dir} already has ${EMBED_TOKEN} (id ${tokenizer.tokenToId(EMBED_TOKEN)}); nothing to do.`);
@@ -45,13 +46,18 @@ export const addEmbedTokenCommand: Command = {
     if (tokenizer.vocabSize < config.vocabSize) {
       // the embedding already has a row for the new id: the weights stay as they are
       if (out !== dir) await copyFolder(dir, out);
-      const { ids: [id] } = tokenizer.addSpecialTokens([EMBED_TOKEN]);
+      const {
+        ids: [id],
+      } = tokenizer.addSpecialTokens([EMBED_TOKEN]);
       await tokenizer.save(out);
       console.log(`${out}: ${EMBED_TOKEN} is token ${id}; tokenizer files written, weights unchanged.`);
       return 0;
     }
     const loaded = await loadModelFolder(dir);
-    const { model, ids: [id] } = addSpecialTokens(loaded, [EMBED_TOKEN]);
+    const {
+      model,
+      ids: [id],
+    } = addSpecialTokens(loaded, [EMBED_TOKEN]);
     const dtype = STORED[config.torchDtype ?? ''] ?? 'F32';
     await saveModelFolder(out, { model, tokenizer: loaded.tokenizer }, { dtype });
     const grew = `the embedding grew to ${model.config.vocabSize} rows and the weights were written again`;

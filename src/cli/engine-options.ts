@@ -13,16 +13,25 @@ import { WorkerBackend } from '../serve/model-worker.js';
 import { UserError } from './command.js';
 
 export const ENGINE_OPTIONS = {
-  engine: { type: 'string' }, gguf: { type: 'string' }, gpu: { type: 'string' }, 'as-source-model': { type: 'boolean' },
+  engine: { type: 'string' },
+  gguf: { type: 'string' },
+  gpu: { type: 'string' },
+  'as-source-model': { type: 'boolean' },
 } as const;
 
 const ENGINE_FLAGS: readonly [string, string][] = [
-  ['--engine search-r3|llama.cpp', "search-r3's own engine (default), or llama.cpp (node-llama-cpp, on a GPU where "
-    + 'there is one) running a GGUF that search-r3 export gguf wrote from the model folder'],
+  [
+    '--engine search-r3|llama.cpp',
+    "search-r3's own engine (default), or llama.cpp (node-llama-cpp, on a GPU where " +
+      'there is one) running a GGUF that search-r3 export gguf wrote from the model folder',
+  ],
   ['--gguf <file>', 'the GGUF for --engine llama.cpp (default: the only *.gguf in the model folder)'],
   ['--gpu auto|off|cuda|vulkan|metal', 'where llama.cpp runs (default auto: the first GPU it finds, else the CPU)'],
-  ['--as-source-model', "llama.cpp's vectors count as the model folder's (the GGUF records the folder it came from), "
-    + 'so an index built by one engine may be searched and extended by the other'],
+  [
+    '--as-source-model',
+    "llama.cpp's vectors count as the model folder's (the GGUF records the folder it came from), " +
+      'so an index built by one engine may be searched and extended by the other',
+  ],
 ];
 
 /**
@@ -31,26 +40,32 @@ const ENGINE_FLAGS: readonly [string, string][] = [
  */
 export function engineHelp(column: number, withIndex = true): string {
   const width = 110 - column;
-  return ENGINE_FLAGS.filter(([flag]) => withIndex || flag !== '--as-source-model').map(([flag, text]) => {
-    const lines: string[] = [];
-    for (const word of text.split(' ')) {
-      const last = lines.length - 1;
-      if (last >= 0 && lines[last].length + 1 + word.length <= width) lines[last] += ` ${word}`;
-      else lines.push(word);
-    }
-    const head = `  ${flag}`;
-    const indent = ' '.repeat(column);
-    const first = head.length < column ? `${head.padEnd(column)}${lines[0]}` : `${head}\n${indent}${lines[0]}`;
-    return [first, ...lines.slice(1).map((l) => `${indent}${l}`)].join('\n');
-  }).join('\n');
+  return ENGINE_FLAGS.filter(([flag]) => withIndex || flag !== '--as-source-model')
+    .map(([flag, text]) => {
+      const lines: string[] = [];
+      for (const word of text.split(' ')) {
+        const last = lines.length - 1;
+        if (last >= 0 && lines[last].length + 1 + word.length <= width) lines[last] += ` ${word}`;
+        else lines.push(word);
+      }
+      const head = `  ${flag}`;
+      const indent = ' '.repeat(column);
+      const first = head.length < column ? `${head.padEnd(column)}${lines[0]}` : `${head}\n${indent}${lines[0]}`;
+      return [first, ...lines.slice(1).map((l) => `${indent}${l}`)].join('\n');
+    })
+    .join('\n');
 }
 
 /** The engine a command runs its model folder on. */
 export type EngineChoice =
-  | { kind: 'search-r3' }
-  | { kind: 'llama.cpp'; gguf: string | undefined; gpu: LlamaGpu; identity: EngineIdentity };
+  { kind: 'search-r3' } | { kind: 'llama.cpp'; gguf: string | undefined; gpu: LlamaGpu; identity: EngineIdentity };
 
-interface EngineValues { engine?: string; gguf?: string; gpu?: string; 'as-source-model'?: boolean }
+interface EngineValues {
+  engine?: string;
+  gguf?: string;
+  gpu?: string;
+  'as-source-model'?: boolean;
+}
 
 export function parseEngine(v: EngineValues): EngineChoice {
   const kind = v.engine ?? 'search-r3';
@@ -70,7 +85,11 @@ export function parseEngine(v: EngineValues): EngineChoice {
 /** --gguf, or the only GGUF in the model folder. */
 export function findGguf(modelDir: string, given: string | undefined): string {
   if (given !== undefined) return given;
-  const found = existsSync(modelDir) ? readdirSync(modelDir).filter((f) => f.endsWith('.gguf')).sort() : [];
+  const found = existsSync(modelDir)
+    ? readdirSync(modelDir)
+        .filter((f) => f.endsWith('.gguf'))
+        .sort()
+    : [];
   if (found.length === 1) return path.join(modelDir, found[0]);
   const out = path.join(modelDir, 'model-f16.gguf');
   if (found.length === 0) {
@@ -81,10 +100,14 @@ export function findGguf(modelDir: string, given: string | undefined): string {
 }
 
 /** The model folder on the chosen engine, as an EmbeddingBackend. */
-export function openEngineBackend(modelDir: string, choice: EngineChoice, opts: EmbedderOptions = {},
+export function openEngineBackend(
+  modelDir: string,
+  choice: EngineChoice,
+  opts: EmbedderOptions = {},
 ): Promise<EmbeddingBackend> {
   if (choice.kind === 'search-r3') return LocalBackend.fromModelDir(modelDir, opts);
-  const { gpu, identity } = choice, { templates, maxLength } = opts;
+  const { gpu, identity } = choice,
+    { templates, maxLength } = opts;
   return LlamaCppBackend.open({ gguf: findGguf(modelDir, choice.gguf), modelDir, gpu, identity, templates, maxLength });
 }
 
@@ -103,13 +126,17 @@ export function engineMismatch(m: IndexManifest, backend: EmbeddingBackend): str
   if (m.model.id === backend.modelId) return null;
   const llama = llamaCppFacts(backend);
   if (llama && llama.sourceModel === m.model.id) {
-    return `the index was built by search-r3's engine from the folder ${llama.gguf} was exported from; `
-      + `llama.cpp's ${llama.fileType} vectors of it differ slightly from those (see docs/real-models.md), `
-      + 'so add --as-source-model to use them together, or drop --engine llama.cpp.';
+    return (
+      `the index was built by search-r3's engine from the folder ${llama.gguf} was exported from; ` +
+      `llama.cpp's ${llama.fileType} vectors of it differ slightly from those (see docs/real-models.md), ` +
+      'so add --as-source-model to use them together, or drop --engine llama.cpp.'
+    );
   }
   if (!llama && m.model.id.startsWith('gguf-')) {
-    return `the index was built with --engine llama.cpp from a GGUF (${m.model.id}); `
-      + 'use --engine llama.cpp with that GGUF, or build the index again.';
+    return (
+      `the index was built with --engine llama.cpp from a GGUF (${m.model.id}); ` +
+      'use --engine llama.cpp with that GGUF, or build the index again.'
+    );
   }
   return null;
 }

@@ -1,11 +1,28 @@
 /** The embed layer: the Search-R3 protocol on top of a Qwen2 model. */
 export {
-  Embedder, normalize, type EmbedderOptions, type QueryOptions, type QueryEmbedding, type EmbedStats,
+  Embedder,
+  normalize,
+  type EmbedderOptions,
+  type QueryOptions,
+  type QueryEmbedding,
+  type EmbedStats,
 } from './embedder.js';
 export {
-  DEFAULT_TEMPLATES, EMBED_TOKEN, PromptTooLongError, assistantEndTokens, encodePrompt, embedTokenId, requireEmbedToken,
-  type PromptTemplates, type PromptKind, type EncodedPrompt,
+  DEFAULT_TEMPLATES,
+  EMBED_TOKEN,
+  PromptTooLongError,
+  assistantEndTokens,
+  encodePrompt,
+  embedTokenId,
+  requireEmbedToken,
+  type PromptTemplates,
+  type PromptKind,
+  type EncodedPrompt,
 } from './prompts.js';
 export {
-  DEFAULT_MAX_REASONING_TOKENS, readAnalysis, reasoningPrompts, type Analysis, type ReasoningPrompts,
+  DEFAULT_MAX_REASONING_TOKENS,
+  readAnalysis,
+  reasoningPrompts,
+  type Analysis,
+  type ReasoningPrompts,
 } from './reasoning.js';

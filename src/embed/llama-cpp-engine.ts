@@ -14,7 +14,12 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type {
-  GgufFileInfo, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaModel, Token,
+  GgufFileInfo,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaEmbeddingContext,
+  LlamaModel,
+  Token,
 } from 'node-llama-cpp';
 import { GGUF_SOURCE_MODEL_KEY } from '../model/gguf.js';
 import { checkFitsInMemory } from '../model/memory.js';
@@ -23,7 +28,12 @@ import { type Qwen2Config, readQwen2Config } from '../model/qwen2-config.js';
 import { Tokenizer } from '../model/tokenizer.js';
 import { type EmbedStats, type QueryEmbedding, type QueryOptions, embedStats, normalize } from './embedder.js';
 import {
-  DEFAULT_TEMPLATES, EMBED_TOKEN, type PromptKind, type PromptTemplates, encodePrompt, requireEmbedToken,
+  DEFAULT_TEMPLATES,
+  EMBED_TOKEN,
+  type PromptKind,
+  type PromptTemplates,
+  encodePrompt,
+  requireEmbedToken,
 } from './prompts.js';
 import { readAnalysis, reasoningPrompts } from './reasoning.js';
 
@@ -149,10 +159,13 @@ export class LlamaCppEngine {
     const facts = await readGgufFacts(opts.gguf, config, embedId);
     const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
     const gpu = opts.gpu ?? 'auto';
-    const llama = await getLlama({ gpu: gpu === 'off' ? false : gpu, build: 'never', logLevel: LlamaLogLevel.error })
-      .catch((e: Error) => {
-        throw new EngineError(`llama.cpp has no ${gpu} build that runs here (${e.message}); try --gpu auto or off.`);
-      });
+    const llama = await getLlama({
+      gpu: gpu === 'off' ? false : gpu,
+      build: 'never',
+      logLevel: LlamaLogLevel.error,
+    }).catch((e: Error) => {
+      throw new EngineError(`llama.cpp has no ${gpu} build that runs here (${e.message}); try --gpu auto or off.`);
+    });
     if (llama.gpu === false) {
       checkFitsInMemory(opts.gguf, 'its weights', (await fsp.stat(opts.gguf)).size, opts.memoryLimit);
     }
@@ -163,26 +176,46 @@ export class LlamaCppEngine {
       model = await llama.loadModel({ modelPath: opts.gguf });
       const embedding = await model.createEmbeddingContext({ contextSize: maxLength + 1, threads });
       const templates = { ...DEFAULT_TEMPLATES, ...opts.templates };
-      return new LlamaCppEngine(opts.gguf, opts.modelDir, config, tokenizer, templates, maxLength, facts, model,
-        embedding, llama.gpu, threads);
+      return new LlamaCppEngine(
+        opts.gguf,
+        opts.modelDir,
+        config,
+        tokenizer,
+        templates,
+        maxLength,
+        facts,
+        model,
+        embedding,
+        llama.gpu,
+        threads,
+      );
     } catch (e) {
       await model?.dispose();
       throw new EngineError(`llama.cpp could not load ${opts.gguf} (${(e as Error).message}).`);
     }
   }
 
-  get dimension(): number { return this.config.hiddenSize; }
+  get dimension(): number {
+    return this.config.hiddenSize;
+  }
 
   describe(): LlamaCppFacts {
     return { gguf: this.gguf, sourceModel: this.facts.sourceModel, fileType: this.facts.fileType, gpu: this.gpu };
   }
-  get embedId(): number { return this.tokenizer.tokenToId(EMBED_TOKEN)!; }
+  get embedId(): number {
+    return this.tokenizer.tokenToId(EMBED_TOKEN)!;
+  }
 
   /** One L2-normalised vector per document, in input order. */
-  async embedDocuments(texts: readonly string[], onProgress?: (done: number, total: number) => void,
+  async embedDocuments(
+    texts: readonly string[],
+    onProgress?: (done: number, total: number) => void,
   ): Promise<{ vectors: Float32Array[]; stats: EmbedStats }> {
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength));
-    const vectors = await this.embedTokens(prompts.map((p) => p.ids), onProgress);
+    const vectors = await this.embedTokens(
+      prompts.map((p) => p.ids),
+      onProgress,
+    );
     return { vectors, stats: embedStats(texts, prompts) };
   }
 
@@ -191,7 +224,11 @@ export class LlamaCppEngine {
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
     const vectors = await this.embedTokens(prompts.map((p) => p.ids));
     return vectors.map((vector, i) => ({
-      vector, reasoning: '', forced: false, tokens: [], truncated: prompts[i].truncated,
+      vector,
+      reasoning: '',
+      forced: false,
+      tokens: [],
+      truncated: prompts[i].truncated,
     }));
   }
 
@@ -199,7 +236,12 @@ export class LlamaCppEngine {
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
     if ((opts.reasoning ?? 'off') === 'off') return this.embedDirect(texts, 'query');
     const { prompts, budget, stopTokens } = reasoningPrompts(
-      this.tokenizer, texts, this.templates, this.maxLength, opts.maxReasoningTokens);
+      this.tokenizer,
+      texts,
+      this.templates,
+      this.maxLength,
+      opts.maxReasoningTokens,
+    );
     const out: QueryEmbedding[] = [];
     for (const [i, p] of prompts.entries()) {
       const { tokens, finish } = await this.generate(p.ids, budget, new Set(stopTokens), opts);
@@ -224,7 +266,11 @@ export class LlamaCppEngine {
   }
 
   /** Up to `budget` tokens after `prompt`, ending early at a stop token. */
-  private generate(prompt: number[], budget: number, stops: Set<number>, opts: QueryOptions,
+  private generate(
+    prompt: number[],
+    budget: number,
+    stops: Set<number>,
+    opts: QueryOptions,
   ): Promise<{ tokens: number[]; finish: 'stop' | 'length' }> {
     return this.exclusive(async () => {
       const tokens: number[] = [];
@@ -237,7 +283,7 @@ export class LlamaCppEngine {
         if (stops.has(t) || tokens.length >= budget) break;
       }
       const last = tokens[tokens.length - 1];
-      return { tokens, finish: last !== undefined && stops.has(last) ? 'stop' as const : 'length' as const };
+      return { tokens, finish: last !== undefined && stops.has(last) ? ('stop' as const) : ('length' as const) };
     });
   }
 

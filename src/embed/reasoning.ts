@@ -18,8 +18,13 @@ export interface ReasoningPrompts {
   stopTokens: number[];
 }
 
-export function reasoningPrompts(tok: Tokenizer, texts: readonly string[], templates: PromptTemplates,
-  maxLength: number, maxReasoningTokens = DEFAULT_MAX_REASONING_TOKENS): ReasoningPrompts {
+export function reasoningPrompts(
+  tok: Tokenizer,
+  texts: readonly string[],
+  templates: PromptTemplates,
+  maxLength: number,
+  maxReasoningTokens = DEFAULT_MAX_REASONING_TOKENS,
+): ReasoningPrompts {
   const bare = encodePrompt(tok, '', 'query', templates, maxLength, true).ids.length;
   const budget = Math.max(0, Math.min(maxReasoningTokens, maxLength - 2 - bare));
   const prompts = texts.map((t) => encodePrompt(tok, t, 'query', templates, maxLength - 1 - budget, true));

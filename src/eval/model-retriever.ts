@@ -16,8 +16,10 @@ export interface ModelRetrieverOptions extends QueryOptions {
  */
 export interface SearchR3Encoder {
   readonly dimension: number;
-  embedDocuments(texts: readonly string[], onProgress?: (done: number, total: number) => void):
-    { vectors: Float32Array[]; stats: EmbedStats } | Promise<{ vectors: Float32Array[]; stats: EmbedStats }>;
+  embedDocuments(
+    texts: readonly string[],
+    onProgress?: (done: number, total: number) => void,
+  ): { vectors: Float32Array[]; stats: EmbedStats } | Promise<{ vectors: Float32Array[]; stats: EmbedStats }>;
   embedQueries(texts: readonly string[], opts?: QueryOptions): QueryEmbedding[] | Promise<QueryEmbedding[]>;
 }
 
@@ -32,16 +34,23 @@ export function stackVectors(vs: readonly Float32Array[], dim: number): Float32A
  * Embeds every query (reasoning on: in generation batches of `queryBatch`, reporting progress between them),
  * counting the queries whose embed token had to be forced and the tokens the model generated.
  */
-export async function embedQueryMatrix(embedder: SearchR3Encoder, queries: ReadonlyMap<string, string>,
+export async function embedQueryMatrix(
+  embedder: SearchR3Encoder,
+  queries: ReadonlyMap<string, string>,
   options: ModelRetrieverOptions = {},
-  onProgress?: ProgressFn): Promise<{ matrix: EmbeddingMatrix; forced: number; generatedTokens: number }> {
+  onProgress?: ProgressFn,
+): Promise<{ matrix: EmbeddingMatrix; forced: number; generatedTokens: number }> {
   const qIds = [...queries.keys()];
   const qVecs: Float32Array[] = [];
-  const batch = options.reasoning === 'on' ? options.queryBatch ?? 8 : Math.max(1, qIds.length);
-  let forced = 0, generatedTokens = 0;
+  const batch = options.reasoning === 'on' ? (options.queryBatch ?? 8) : Math.max(1, qIds.length);
+  let forced = 0,
+    generatedTokens = 0;
   for (let i = 0; i < qIds.length; i += batch) {
     const slice = qIds.slice(i, i + batch);
-    for (const q of await embedder.embedQueries(slice.map((id) => queries.get(id)!), options)) {
+    for (const q of await embedder.embedQueries(
+      slice.map((id) => queries.get(id)!),
+      options,
+    )) {
       qVecs.push(q.vector);
       if (q.forced) forced++;
       generatedTokens += q.tokens.length;
@@ -61,16 +70,28 @@ export class ModelRetriever implements Retriever {
   /** Queries whose embed token had to be forced in the last retrieve(). */
   forcedQueries = 0;
 
-  constructor(private readonly embedder: SearchR3Encoder, readonly name: string,
-    private readonly options: ModelRetrieverOptions = {}) {}
+  constructor(
+    private readonly embedder: SearchR3Encoder,
+    readonly name: string,
+    private readonly options: ModelRetrieverOptions = {},
+  ) {}
 
-  async retrieve(corpus: readonly BeirDocument[], queries: ReadonlyMap<string, string>, k: number, onProgress?: ProgressFn): Promise<Run> {
+  async retrieve(
+    corpus: readonly BeirDocument[],
+    queries: ReadonlyMap<string, string>,
+    k: number,
+    onProgress?: ProgressFn,
+  ): Promise<Run> {
     const progress = (done: number, total: number): void => onProgress?.('encoding documents', done, total);
     const docs = (await this.embedder.embedDocuments(corpus.map(documentText), progress)).vectors;
     const { matrix, forced } = await embedQueryMatrix(this.embedder, queries, this.options, onProgress);
     this.forcedQueries = forced;
     const dim = this.embedder.dimension;
-    const result = await denseSearch(matrix, { ids: corpus.map((d) => d.id), dim, data: stackVectors(docs, dim) }, { k, onProgress });
+    const result = await denseSearch(
+      matrix,
+      { ids: corpus.map((d) => d.id), dim, data: stackVectors(docs, dim) },
+      { k, onProgress },
+    );
     return result.run;
   }
 }

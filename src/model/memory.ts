@@ -28,10 +28,17 @@ export function formatBytes(n: number): string {
 }
 
 /** Refuses, naming `source`, when `what` needs more than `available` bytes. */
-export function checkFitsInMemory(source: string, what: string, bytes: number,
-  available = availableMemoryBytes()): void {
+export function checkFitsInMemory(
+  source: string,
+  what: string,
+  bytes: number,
+  available = availableMemoryBytes(),
+): void {
   if (bytes <= available) return;
   const need = `${what} need ${formatBytes(bytes)} (${bytes} bytes) of memory`;
-  throw new ModelFileError(source, `${need}, more than the ${formatBytes(available)} available on this machine; `
-    + 'free memory or use a machine with more.');
+  throw new ModelFileError(
+    source,
+    `${need}, more than the ${formatBytes(available)} available on this machine; ` +
+      'free memory or use a machine with more.',
+  );
 }

@@ -42,7 +42,11 @@ export async function engineModelId(engine: LlamaCppEngine, identity: EngineIden
 
 export class LlamaCppBackend implements EmbeddingBackend {
   /** `source` is the model folder, as LocalBackend records it. */
-  constructor(readonly engine: LlamaCppEngine, readonly modelId: string, readonly source: string) {}
+  constructor(
+    readonly engine: LlamaCppEngine,
+    readonly modelId: string,
+    readonly source: string,
+  ) {}
 
   static async open(opts: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
     const engine = await LlamaCppEngine.open(opts);
@@ -55,9 +59,15 @@ export class LlamaCppBackend implements EmbeddingBackend {
     }
   }
 
-  get dimension(): number { return this.engine.dimension; }
-  get templates(): PromptTemplates { return this.engine.templates; }
-  get maxLength(): number { return this.engine.maxLength; }
+  get dimension(): number {
+    return this.engine.dimension;
+  }
+  get templates(): PromptTemplates {
+    return this.engine.templates;
+  }
+  get maxLength(): number {
+    return this.engine.maxLength;
+  }
 
   async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
     return (await this.engine.embedDocuments(texts)).vectors;
@@ -72,5 +82,7 @@ export class LlamaCppBackend implements EmbeddingBackend {
     return this.engine.embedQueries(texts, opts);
   }
 
-  close(): Promise<void> { return this.engine.close(); }
+  close(): Promise<void> {
+    return this.engine.close();
+  }
 }

@@ -17,8 +17,16 @@ import { EmbeddingBatcher } from './embedding-batcher.js';
 import { HttpError } from './http-error.js';
 import { checkInputTokens, checkRequestTokens } from './input-limits.js';
 import {
-  type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo,
-  type WorkerConfig, type WorkerReply, type WorkerRequest, errorToWire,
+  type BatchingOptions,
+  type ChatJob,
+  type ChatResult,
+  type EmbedJob,
+  type EmbedResult,
+  type ModelInfo,
+  type WorkerConfig,
+  type WorkerReply,
+  type WorkerRequest,
+  errorToWire,
 } from './worker-protocol.js';
 
 const port = parentPort!;
@@ -41,7 +49,8 @@ function pack(results: readonly QueryEmbedding[], dimension: number, promptToken
   const vectors = new Float32Array(results.length * dimension);
   results.forEach((r, i) => vectors.set(r.vector, i * dimension));
   return {
-    vectors, promptTokens,
+    vectors,
+    promptTokens,
     analyses: results.map(({ reasoning, forced, tokens, truncated }) => ({ reasoning, forced, tokens, truncated })),
   };
 }
@@ -57,7 +66,10 @@ interface ModelWork {
 class ModelWorker implements ModelWork {
   private readonly batcher: EmbeddingBatcher;
 
-  constructor(private readonly embedder: Embedder, config: WorkerConfig) {
+  constructor(
+    private readonly embedder: Embedder,
+    config: WorkerConfig,
+  ) {
     this.batcher = new EmbeddingBatcher(embedder, {
       ...config.batching,
       onBatch: (inputs, kind, seconds) => post({ type: 'batch', inputs, kind, seconds }),
@@ -68,13 +80,23 @@ class ModelWorker implements ModelWork {
     const promptTokens = countTokens(this.embedder.tokenizer, job);
     const results = job.reasoning
       ? await this.batcher.embedReasoning(owner, job.texts, job.query)
-      : await this.batcher.embedDirect(owner, job.texts.map((t) => this.batcher.prepare(t, job.mode)));
+      : await this.batcher.embedDirect(
+          owner,
+          job.texts.map((t) => this.batcher.prepare(t, job.mode)),
+        );
     return pack(results, this.embedder.dimension, promptTokens);
   }
 
   async embedTokens(owner: number, seqs: number[][]): Promise<EmbedResult> {
-    const results = await this.batcher.embedDirect(owner, seqs.map((ids) => ({ ids, truncated: 0 })));
-    return pack(results, this.embedder.dimension, seqs.reduce((a, s) => a + s.length, 0));
+    const results = await this.batcher.embedDirect(
+      owner,
+      seqs.map((ids) => ({ ids, truncated: 0 })),
+    );
+    return pack(
+      results,
+      this.embedder.dimension,
+      seqs.reduce((a, s) => a + s.length, 0),
+    );
   }
 
   chat(owner: number, job: ChatJob): Promise<ChatResult> {
@@ -82,7 +104,9 @@ class ModelWorker implements ModelWork {
     return this.batcher.generate(owner, () => chatSteps(this.embedder, job, prepared));
   }
 
-  configure(b: BatchingOptions): void { this.batcher.configure(b); }
+  configure(b: BatchingOptions): void {
+    this.batcher.configure(b);
+  }
 }
 
 /** The same requests on llama.cpp, which takes them one at a time (its contexts evaluate one sequence). */
@@ -104,20 +128,30 @@ class LlamaCppWork implements ModelWork {
   async embedTokens(_owner: number, seqs: number[][]): Promise<EmbedResult> {
     const vectors = await this.backend.engine.embedTokens(seqs);
     const results = vectors.map((vector) => ({ vector, reasoning: '', forced: false, tokens: [], truncated: 0 }));
-    return pack(results, this.backend.dimension, seqs.reduce((a, s) => a + s.length, 0));
+    return pack(
+      results,
+      this.backend.dimension,
+      seqs.reduce((a, s) => a + s.length, 0),
+    );
   }
 
   chat(): Promise<ChatResult> {
-    const why = 'this server runs --engine llama.cpp, which serves embeddings and search; '
-      + 'chat completions need search-r3\'s engine';
+    const why =
+      'this server runs --engine llama.cpp, which serves embeddings and search; ' +
+      "chat completions need search-r3's engine";
     return Promise.reject(new HttpError(400, why, 'unsupported_engine'));
   }
 
-  configure(): void { /* one request at a time: nothing to batch */ }
+  configure(): void {
+    /* one request at a time: nothing to batch */
+  }
 }
 
 function handle(work: ModelWork, m: WorkerRequest): void {
-  if (m.type === 'configure') { work.configure(m.batching); return; }
+  if (m.type === 'configure') {
+    work.configure(m.batching);
+    return;
+  }
   const run = async (): Promise<EmbedResult | ChatResult> => {
     if (m.type === 'embed') return work.embed(m.id, m.job);
     if (m.type === 'embedTokens') return work.embedTokens(m.id, m.seqs);
@@ -137,8 +171,12 @@ async function loadLlamaCpp(config: WorkerConfig): Promise<{ worker: ModelWork; 
   const b = await LlamaCppBackend.open({ gguf, modelDir: config.modelDir, gpu, identity, ...config.embedder });
   const e = b.engine;
   const info: ModelInfo = {
-    modelId: b.modelId, dimension: e.dimension, maxLength: e.maxLength, templates: e.templates,
-    contextLength: e.facts.contextLength, vocabSize: e.config.vocabSize,
+    modelId: b.modelId,
+    dimension: e.dimension,
+    maxLength: e.maxLength,
+    templates: e.templates,
+    contextLength: e.facts.contextLength,
+    vocabSize: e.config.vocabSize,
     longestTokenChars: e.tokenizer.longestTokenChars(),
     llamaCpp: e.describe(),
   };
@@ -152,8 +190,11 @@ async function load(config: WorkerConfig): Promise<{ worker: ModelWork; info: Mo
   const embedder = new Embedder(loaded.model, loaded.tokenizer, config.embedder);
   const info: ModelInfo = {
     modelId: await modelFingerprint(config.modelDir),
-    dimension: embedder.dimension, maxLength: embedder.maxLength, templates: embedder.templates,
-    contextLength: loaded.config.maxPositionEmbeddings, vocabSize: loaded.config.vocabSize,
+    dimension: embedder.dimension,
+    maxLength: embedder.maxLength,
+    templates: embedder.templates,
+    contextLength: loaded.config.maxPositionEmbeddings,
+    vocabSize: loaded.config.vocabSize,
     longestTokenChars: loaded.tokenizer.longestTokenChars(),
   };
   return { worker: new ModelWorker(embedder, config), info };

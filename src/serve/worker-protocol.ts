@@ -35,7 +35,6 @@ export interface WorkerConfig {
   engine?: LlamaCppEngineChoice;
 }
 
-
 /** What the worker reports about its model once loaded. */
 export interface ModelInfo {
   modelId: string;
@@ -80,7 +79,12 @@ export type WorkerRequest =
   | { type: 'configure'; batching: BatchingOptions };
 
 /** One input's analysis (reasoning on); the vector travels packed beside it. */
-export interface Analysis { reasoning: string; forced: boolean; tokens: number[]; truncated: number }
+export interface Analysis {
+  reasoning: string;
+  forced: boolean;
+  tokens: number[];
+  truncated: number;
+}
 
 export interface EmbedResult {
   /** n × dimension, row i = input i. */

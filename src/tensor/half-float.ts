@@ -155,12 +155,19 @@ export type HalfDtype = 'f16' | 'bf16';
  * Kernels that read one (matmul's weight operand, the embedding lookup) widen it to float32 as they go.
  */
 export class HalfArray {
-  constructor(readonly dtype: HalfDtype, readonly bits: Uint16Array) {}
+  constructor(
+    readonly dtype: HalfDtype,
+    readonly bits: Uint16Array,
+  ) {}
 
-  get length(): number { return this.bits.length; }
+  get length(): number {
+    return this.bits.length;
+  }
 
   /** Elements [begin, end) as a HalfArray sharing these bits. */
-  subarray(begin: number, end?: number): HalfArray { return new HalfArray(this.dtype, this.bits.subarray(begin, end)); }
+  subarray(begin: number, end?: number): HalfArray {
+    return new HalfArray(this.dtype, this.bits.subarray(begin, end));
+  }
 
   /** Narrows float32 values (round to nearest even). */
   static from(values: Float32Array, dtype: HalfDtype): HalfArray {

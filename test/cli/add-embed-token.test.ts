@@ -22,8 +22,11 @@ test('a folder without <|embed_token|> is refused with the way out, which add-em
     const docs = writeJsonl(path.join(root, 'docs.jsonl'), [{ query: 'q', positives: ['p'], negatives: [] }]);
     let r = await runCliAsync(['index', '--model', base, '--input', docs, '--out', path.join(root, 'idx')]);
     assert.equal(r.status, 2);
-    assert.equal(r.stderr.trim(), `search-r3: ${base}/tokenizer.json: has no <|embed_token|>, so this folder is not a Search-R3 model yet; `
-      + `stage 1 (search-r3 train sft) adds it and trains it, or search-r3 add-embed-token --model ${base} adds it untrained.`);
+    assert.equal(
+      r.stderr.trim(),
+      `search-r3: ${base}/tokenizer.json: has no <|embed_token|>, so this folder is not a Search-R3 model yet; ` +
+        `stage 1 (search-r3 train sft) adds it and trains it, or search-r3 add-embed-token --model ${base} adds it untrained.`,
+    );
 
     // no room in the vocabulary: the embedding grows, the weights are written again (bf16 stays bf16)
     const half = await loadModelFolder(base);
@@ -34,7 +37,10 @@ test('a folder without <|embed_token|> is refused with the way out, which add-em
     const g = await loadModelFolder(grown);
     assert.equal(g.config.vocabSize, half.config.vocabSize + 1);
     assert.equal(g.model.params.get('model.embed_tokens.weight')!.dtype, 'bf16');
-    assert.equal(new Embedder(g.model, g.tokenizer).embedDocuments(['a document']).vectors[0].length, g.config.hiddenSize);
+    assert.equal(
+      new Embedder(g.model, g.tokenizer).embedDocuments(['a document']).vectors[0].length,
+      g.config.hiddenSize,
+    );
 
     // room in the vocabulary (as Qwen2.5's): only the tokenizer files are written, in place
     const roomy = path.join(root, 'roomy');
@@ -43,7 +49,12 @@ test('a folder without <|embed_token|> is refused with the way out, which add-em
     const weightsBefore = await fsp.readFile(path.join(roomy, 'model.safetensors'));
     r = await runCliAsync(['add-embed-token', '--model', roomy]);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`<\\|embed_token\\|> is token ${half.tokenizer.vocabSize}; tokenizer files written, weights unchanged`));
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `<\\|embed_token\\|> is token ${half.tokenizer.vocabSize}; tokenizer files written, weights unchanged`,
+      ),
+    );
     assert.ok((await fsp.readFile(path.join(roomy, 'model.safetensors'))).equals(weightsBefore));
     const m = await loadModelFolder(roomy);
     assert.equal(new Embedder(m.model, m.tokenizer).embedId, half.tokenizer.vocabSize);

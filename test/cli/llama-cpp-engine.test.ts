@@ -21,7 +21,9 @@ import { DEFAULT_SCALES } from '../helpers/random-qwen2.js';
 import { toyBeir } from '../helpers/train-fixtures.js';
 import { corpus, tinyBackend, writeJsonl } from '../search-index/fixtures.js';
 
-let dir = '', model = '', input = '';
+let dir = '',
+  model = '',
+  input = '';
 const docs = corpus(12);
 
 async function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -43,39 +45,110 @@ after(() => fsp.rm(dir, { recursive: true, force: true }));
 test('no GGUF yet, or an engine option without --engine llama.cpp: one sentence each', async () => {
   let r = await cli('search', '--index', path.join(dir, 'none'), '--engine', 'llama.cpp', 'q');
   assert.equal(r.code, 2);
-  r = await cli('index', '--model', model, '--input', input, '--out', path.join(dir, 'x'), '--engine', 'llama.cpp', '--gpu', 'off');
+  r = await cli(
+    'index',
+    '--model',
+    model,
+    '--input',
+    input,
+    '--out',
+    path.join(dir, 'x'),
+    '--engine',
+    'llama.cpp',
+    '--gpu',
+    'off',
+  );
   assert.equal(r.code, 2);
   const out = path.join(model, 'model-f16.gguf');
-  assert.equal(r.stderr.trim(), `search-r3: ${model} holds no GGUF for --engine llama.cpp; write one with search-r3 export gguf --model ${model} --out ${out}, or pass --gguf.`);
+  assert.equal(
+    r.stderr.trim(),
+    `search-r3: ${model} holds no GGUF for --engine llama.cpp; write one with search-r3 export gguf --model ${model} --out ${out}, or pass --gguf.`,
+  );
   r = await cli('index', '--model', model, '--input', input, '--out', path.join(dir, 'x'), '--gguf', out);
   assert.equal(r.stderr.trim(), 'search-r3: --gguf goes with --engine llama.cpp.');
-  r = await cli('index', '--model', model, '--input', input, '--out', path.join(dir, 'x'), '--engine', 'llama.cpp', '--gpu', 'tpu');
+  r = await cli(
+    'index',
+    '--model',
+    model,
+    '--input',
+    input,
+    '--out',
+    path.join(dir, 'x'),
+    '--engine',
+    'llama.cpp',
+    '--gpu',
+    'tpu',
+  );
   assert.equal(r.stderr.trim(), "search-r3: --gpu must be one of auto, off, cuda, vulkan, metal (got 'tpu').");
 });
 
 test('index, search and eval on llama.cpp; an index shared by both engines only with --as-source-model', async () => {
   let r = await cli('export', 'gguf', '--model', model, '--out', path.join(model, 'model-f16.gguf'), '--type', 'f16');
   assert.equal(r.code, 0, r.stderr);
-  const llamaIdx = path.join(dir, 'idx-llama'), oursIdx = path.join(dir, 'idx-ours');
-  r = await cli('index', '--model', model, '--input', input, '--out', llamaIdx, '--engine', 'llama.cpp', '--gpu', 'off');
+  const llamaIdx = path.join(dir, 'idx-llama'),
+    oursIdx = path.join(dir, 'idx-ours');
+  r = await cli(
+    'index',
+    '--model',
+    model,
+    '--input',
+    input,
+    '--out',
+    llamaIdx,
+    '--engine',
+    'llama.cpp',
+    '--gpu',
+    'off',
+  );
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /12 documents indexed/);
   r = await cli('index', '--model', model, '--input', input, '--out', oursIdx);
   assert.equal(r.code, 0, r.stderr);
 
   const query = `${docs[3].title}\n${docs[3].text}`;
-  const onLlama = await cli('search', '--index', llamaIdx, '--engine', 'llama.cpp', '--gpu', 'off', '--json', '-k', '3', query);
+  const onLlama = await cli(
+    'search',
+    '--index',
+    llamaIdx,
+    '--engine',
+    'llama.cpp',
+    '--gpu',
+    'off',
+    '--json',
+    '-k',
+    '3',
+    query,
+  );
   assert.equal(onLlama.code, 0, onLlama.stderr);
   const onOurs = await cli('search', '--index', oursIdx, '--json', '-k', '3', query);
   assert.deepEqual(topIds(onLlama.stdout), topIds(onOurs.stdout), 'the two engines rank alike');
 
   r = await cli('search', '--index', llamaIdx, query);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /^search-r3: the index was built with --engine llama\.cpp from a GGUF \(gguf-sha256:[0-9a-f]{32}\); use --engine llama\.cpp with that GGUF, or build the index again\.\n$/);
+  assert.match(
+    r.stderr,
+    /^search-r3: the index was built with --engine llama\.cpp from a GGUF \(gguf-sha256:[0-9a-f]{32}\); use --engine llama\.cpp with that GGUF, or build the index again\.\n$/,
+  );
   r = await cli('search', '--index', oursIdx, '--engine', 'llama.cpp', '--gpu', 'off', query);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /the index was built by search-r3's engine from the folder .*model-f16\.gguf was exported from; llama\.cpp's F16 vectors of it differ slightly .* so add --as-source-model to use them together/);
-  r = await cli('search', '--index', oursIdx, '--engine', 'llama.cpp', '--gpu', 'off', '--as-source-model', '--json', '-k', '3', query);
+  assert.match(
+    r.stderr,
+    /the index was built by search-r3's engine from the folder .*model-f16\.gguf was exported from; llama\.cpp's F16 vectors of it differ slightly .* so add --as-source-model to use them together/,
+  );
+  r = await cli(
+    'search',
+    '--index',
+    oursIdx,
+    '--engine',
+    'llama.cpp',
+    '--gpu',
+    'off',
+    '--as-source-model',
+    '--json',
+    '-k',
+    '3',
+    query,
+  );
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(topIds(r.stdout), topIds(onOurs.stdout));
 
@@ -86,7 +159,10 @@ test('index, search and eval on llama.cpp; an index shared by both engines only 
     return (JSON.parse(e.stdout) as { all: Record<string, number> }).all;
   };
   const [mine, theirs] = [await ev(), await ev('--engine', 'llama.cpp', '--gpu', 'off')];
-  assert.ok(Math.abs(mine.ndcg_cut_10 - theirs.ndcg_cut_10) <= 1e-3, `nDCG@10 ${mine.ndcg_cut_10} vs ${theirs.ndcg_cut_10}`);
+  assert.ok(
+    Math.abs(mine.ndcg_cut_10 - theirs.ndcg_cut_10) <= 1e-3,
+    `nDCG@10 ${mine.ndcg_cut_10} vs ${theirs.ndcg_cut_10}`,
+  );
 });
 
 test('serve --engine llama.cpp: embeddings and reasoning queries as search-r3 computes them; chat is refused', async () => {
@@ -103,14 +179,25 @@ test('serve --engine llama.cpp: embeddings and reasoning queries as search-r3 co
     const r = await postEmbeddings(server.url, texts);
     assert.equal(r.status, 200, String(r.raw));
     const want = await ours.embedDocuments(texts);
-    (r.body as unknown as { data: { embedding: number[] }[] }).data.forEach((d, i) => assert.ok(cosine(d.embedding, want[i]) >= 0.9999, `input ${i}`));
-    const q = await postEmbeddings(server.url, ['heart attack'], { mode: 'query', reasoning: 'on', max_reasoning_tokens: 6 });
+    (r.body as unknown as { data: { embedding: number[] }[] }).data.forEach((d, i) =>
+      assert.ok(cosine(d.embedding, want[i]) >= 0.9999, `input ${i}`),
+    );
+    const q = await postEmbeddings(server.url, ['heart attack'], {
+      mode: 'query',
+      reasoning: 'on',
+      max_reasoning_tokens: 6,
+    });
     assert.equal(q.status, 200, String(q.raw));
     const [mineQ] = await ours.embedQueries(['heart attack'], { reasoning: 'on', maxReasoningTokens: 6 });
-    assert.ok(cosine((q.body as unknown as { data: { embedding: number[] }[] }).data[0].embedding, mineQ.vector) >= 0.9999);
+    assert.ok(
+      cosine((q.body as unknown as { data: { embedding: number[] }[] }).data[0].embedding, mineQ.vector) >= 0.9999,
+    );
     const s = await post(server.url, '/v1/search', { query: docs[5].text, k: 1 });
     assert.equal((s.body as unknown as { data: { id: string }[] }).data[0].id, docs[5].id);
-    const chat = await post(server.url, '/v1/chat/completions', { model: 'search-r3', messages: [{ role: 'user', content: 'hi' }] });
+    const chat = await post(server.url, '/v1/chat/completions', {
+      model: 'search-r3',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     assert.equal(chat.status, 400);
     assert.match(String(chat.raw), /this server runs --engine llama\.cpp, which serves embeddings and search/);
   } finally {

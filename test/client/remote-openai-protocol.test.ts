@@ -13,15 +13,29 @@ test("the 'openai' protocol: token-id embeddings and chat-completion reasoning f
   const modelDir = await tinyModelDir(dir);
   const local = await tinyBackend(modelDir);
   // the server stands in for vLLM: it is only spoken to through plain OpenAI fields (token-id input, chat completions)
-  const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0, modelName: 'served-search-r3' });
+  const server = await startSearchServer({
+    backend: await tinyBackend(modelDir),
+    port: 0,
+    modelName: 'served-search-r3',
+  });
   try {
     const tokenizer = await Tokenizer.fromFolder(modelDir);
-    const remote = await RemoteEmbedder.connect([server.url], { protocol: 'openai', model: 'served-search-r3', tokenizer, maxLength: 128, modelId: local.modelId, inputsPerRequest: 4 });
+    const remote = await RemoteEmbedder.connect([server.url], {
+      protocol: 'openai',
+      model: 'served-search-r3',
+      tokenizer,
+      maxLength: 128,
+      modelId: local.modelId,
+      inputsPerRequest: 4,
+    });
     assert.equal(remote.dimension, local.dimension);
     const texts = corpus(10).map(documentText);
     assertSameVectors(await remote.embedDocuments(texts), await local.embedDocuments(texts));
     const qs = ['gene therapy for cancer', 'heart'];
-    assertSameVectors((await remote.embedQueries(qs)).map((q) => q.vector), (await local.embedQueries(qs)).map((q) => q.vector));
+    assertSameVectors(
+      (await remote.embedQueries(qs)).map((q) => q.vector),
+      (await local.embedQueries(qs)).map((q) => q.vector),
+    );
 
     const opts = { reasoning: 'on' as const, maxReasoningTokens: 6 };
     const rq = await remote.embedQueries(qs, opts);
@@ -41,7 +55,12 @@ test("the 'openai' protocol: token-id embeddings and chat-completion reasoning f
 
     // the same endpoints answer the official client
     const client = new OpenAI({ apiKey: 'x', baseURL: `${server.url}/v1`, maxRetries: 0 });
-    const chat = await client.chat.completions.create({ model: 'served-search-r3', messages: [{ role: 'user', content: 'hello' }], max_tokens: 5, temperature: 0 });
+    const chat = await client.chat.completions.create({
+      model: 'served-search-r3',
+      messages: [{ role: 'user', content: 'hello' }],
+      max_tokens: 5,
+      temperature: 0,
+    });
     assert.equal(chat.choices.length, 1);
     assert.equal(typeof chat.choices[0].message.content, 'string');
     assert.ok(['stop', 'length'].includes(chat.choices[0].finish_reason));

@@ -26,11 +26,17 @@ import { exportGguf, ggufModelFolder } from '../helpers/gguf-model-folder.js';
 import { DEFAULT_SCALES, VARIED_SCALES } from '../helpers/random-qwen2.js';
 import { tinyModelFolder } from '../helpers/train-fixtures.js';
 
-const DOCS = ['Aspirin lowers the risk of heart attack in adults.', 'short', 'Mitochondria turn a proton gradient into ATP.', '深度学习'];
+const DOCS = [
+  'Aspirin lowers the risk of heart attack in adults.',
+  'short',
+  'Mitochondria turn a proton gradient into ATP.',
+  '深度学习',
+];
 const QUERIES = ['does aspirin prevent heart attacks?', 'what makes ATP', 'protein folding'];
 const NEAR_TIE = 1e-2;
 
-let root = '', dir = '';
+let root = '',
+  dir = '';
 let ours: LoadedModel;
 let embedder: Embedder;
 /** Per GGUF type: the engine, and search-r3's engine on the folder it was exported from. */
@@ -42,9 +48,18 @@ before(async () => {
     const folder = path.join(root, type);
     await ggufModelFolder(folder, type === 'F16' ? 6 : 1, type === 'F16' ? VARIED_SCALES : DEFAULT_SCALES);
     const m = await loadModelFolder(folder);
-    const engine = await LlamaCppEngine.open({ gguf: await exportGguf(folder, type), modelDir: folder, gpu: 'off', threads: 1 });
+    const engine = await LlamaCppEngine.open({
+      gguf: await exportGguf(folder, type),
+      modelDir: folder,
+      gpu: 'off',
+      threads: 1,
+    });
     pairs[type] = { engine, embedder: new Embedder(m.model, m.tokenizer) };
-    if (type === 'F16') { dir = folder; ours = m; embedder = pairs[type].embedder; }
+    if (type === 'F16') {
+      dir = folder;
+      ours = m;
+      embedder = pairs[type].embedder;
+    }
   }
 });
 
@@ -87,9 +102,19 @@ test('F16 GGUF, reasoning on: the same greedy analysis and the <|embed_token|> s
     const first = m.tokens.findIndex((tok, j) => tok !== t.tokens[j]);
     if (first >= 0 || m.tokens.length !== t.tokens.length) {
       const at = first >= 0 ? first : Math.min(m.tokens.length, t.tokens.length);
-      const prompt = encodePrompt(ours.tokenizer, QUERIES[i], 'query', DEFAULT_TEMPLATES, e.maxLength - 1 - budget, true).ids;
+      const prompt = encodePrompt(
+        ours.tokenizer,
+        QUERIES[i],
+        'query',
+        DEFAULT_TEMPLATES,
+        e.maxLength - 1 - budget,
+        true,
+      ).ids;
       const gap = gapAfter([...prompt, ...m.tokens.slice(0, at)]);
-      assert.ok(gap < NEAR_TIE, `query ${i}: analyses part at token ${at} (our top-2 gap ${gap})\nours  ${m.tokens}\ntheirs ${t.tokens}`);
+      assert.ok(
+        gap < NEAR_TIE,
+        `query ${i}: analyses part at token ${at} (our top-2 gap ${gap})\nours  ${m.tokens}\ntheirs ${t.tokens}`,
+      );
       continue;
     }
     assert.equal(t.reasoning, m.reasoning);
@@ -107,7 +132,14 @@ test('Q8_0 GGUF, reasoning on: the <|embed_token|> state after its own analysis 
   const budget = 8;
   const theirs = await e.embedQueries(QUERIES, { reasoning: 'on', maxReasoningTokens: budget });
   for (const [i, t] of theirs.entries()) {
-    const prompt = encodePrompt(q8.tokenizer, QUERIES[i], 'query', DEFAULT_TEMPLATES, e.maxLength - 1 - budget, true).ids;
+    const prompt = encodePrompt(
+      q8.tokenizer,
+      QUERIES[i],
+      'query',
+      DEFAULT_TEMPLATES,
+      e.maxLength - 1 - budget,
+      true,
+    ).ids;
     const analysis = t.forced && t.tokens.length === budget ? t.tokens : t.tokens.slice(0, -1);
     const [mine] = q8.forwardBatches([[...prompt, ...analysis, q8.embedId]]);
     assert.ok(cosine(mine, t.vector) >= 0.99, `query ${i}: cosine ${cosine(mine, t.vector)}`);
@@ -122,20 +154,43 @@ test('bad input is one sentence: another architecture, no <|embed_token|> in the
   const tensors = new Map([...ours.model.params].map(([n, t]) => [n, { shape: t.shape, data: t.values }]));
   const { metadata, tensors: list } = qwen2GgufContents({ config, tensors, tokenizer });
   const llama = path.join(dir, 'llama.gguf');
-  await writeGguf(llama, new Map([...metadata].map(([k, v]) => [k === 'general.architecture' ? k : k.replace(/^qwen2\./, 'llama.'), k === 'general.architecture' ? str('llama') : v])), list);
-  await assert.rejects(LlamaCppEngine.open({ gguf: llama, modelDir: dir, gpu: 'off' }),
-    /llama\.gguf: is a llama model; --engine llama\.cpp runs the Qwen2 GGUFs that search-r3 export gguf writes\./);
+  await writeGguf(
+    llama,
+    new Map(
+      [...metadata].map(([k, v]) => [
+        k === 'general.architecture' ? k : k.replace(/^qwen2\./, 'llama.'),
+        k === 'general.architecture' ? str('llama') : v,
+      ]),
+    ),
+    list,
+  );
+  await assert.rejects(
+    LlamaCppEngine.open({ gguf: llama, modelDir: dir, gpu: 'off' }),
+    /llama\.gguf: is a llama model; --engine llama\.cpp runs the Qwen2 GGUFs that search-r3 export gguf writes\./,
+  );
   const noToken = path.join(dir, 'no-token.gguf');
   const renamed = tokenizer.tokens.map((t) => (t === '<|embed_token|>' ? '<|other_token|>' : t));
-  await writeGguf(noToken, qwen2GgufContents({ config, tensors, tokenizer: { ...tokenizer, tokens: renamed } }).metadata, list);
-  await assert.rejects(LlamaCppEngine.open({ gguf: noToken, modelDir: dir, gpu: 'off' }),
-    /no-token\.gguf: has no <\|embed_token\|> in its vocabulary; export it from a Search-R3 model folder/);
-  await assert.rejects(LlamaCppEngine.open({ gguf: path.join(dir, 'missing.gguf'), modelDir: dir, gpu: 'off' }),
-    /missing\.gguf: no such file; write one with search-r3 export gguf, or pass --gguf\./);
+  await writeGguf(
+    noToken,
+    qwen2GgufContents({ config, tensors, tokenizer: { ...tokenizer, tokens: renamed } }).metadata,
+    list,
+  );
+  await assert.rejects(
+    LlamaCppEngine.open({ gguf: noToken, modelDir: dir, gpu: 'off' }),
+    /no-token\.gguf: has no <\|embed_token\|> in its vocabulary; export it from a Search-R3 model folder/,
+  );
+  await assert.rejects(
+    LlamaCppEngine.open({ gguf: path.join(dir, 'missing.gguf'), modelDir: dir, gpu: 'off' }),
+    /missing\.gguf: no such file; write one with search-r3 export gguf, or pass --gguf\./,
+  );
   const gguf = path.join(dir, 'model-f16.gguf');
-  await assert.rejects(LlamaCppEngine.open({ gguf, modelDir: dir, gpu: 'off', memoryLimit: 1000 }),
-    /model-f16\.gguf: its weights need [\d.]+ [kMG]B \(\d+ bytes\) of memory, more than the 1 kB available on this machine/);
+  await assert.rejects(
+    LlamaCppEngine.open({ gguf, modelDir: dir, gpu: 'off', memoryLimit: 1000 }),
+    /model-f16\.gguf: its weights need [\d.]+ [kMG]B \(\d+ bytes\) of memory, more than the 1 kB available on this machine/,
+  );
   const base = await tinyModelFolder(path.join(dir, 'base'), 1, false);
-  await assert.rejects(LlamaCppEngine.open({ gguf, modelDir: base, gpu: 'off' }),
-    /base\/tokenizer\.json: has no <\|embed_token\|>, so this folder is not a Search-R3 model yet; stage 1 \(search-r3 train sft\) adds it/);
+  await assert.rejects(
+    LlamaCppEngine.open({ gguf, modelDir: base, gpu: 'off' }),
+    /base\/tokenizer\.json: has no <\|embed_token\|>, so this folder is not a Search-R3 model yet; stage 1 \(search-r3 train sft\) adds it/,
+  );
 });

@@ -18,8 +18,13 @@ export async function ggufModelFolder(dir: string, seed = 1, scales = VARIED_SCA
   const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 300 });
   const tokenizer = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
   const config = tinyQwen2Config({
-    vocabSize: tokenizer.vocabSize, hiddenSize: 64, numAttentionHeads: 4, numKeyValueHeads: 2, intermediateSize: 128,
-    maxPositionEmbeddings: 512, ropeTheta: 1e6,
+    vocabSize: tokenizer.vocabSize,
+    hiddenSize: 64,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 2,
+    intermediateSize: 128,
+    maxPositionEmbeddings: 512,
+    ropeTheta: 1e6,
   });
   const weights = randomQwen2Weights(config, seed, scales);
   const params = new Map([...weights].map(([name, t]) => [name, new T.Tensor(t.data, t.shape)]));

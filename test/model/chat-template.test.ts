@@ -32,27 +32,43 @@ test('Qwen2.5 template: default system prompt when there is none, and the genera
   assert.equal(qwen25.render(messages, { addGenerationPrompt: false }), head);
   assert.equal(qwen25.render(messages, { addGenerationPrompt: true }), `${head}<|im_start|>assistant\n`);
   assert.equal(
-    qwen25.render([{ role: 'system', content: '' }, { role: 'user', content: 'q' }], { addGenerationPrompt: true }),
+    qwen25.render(
+      [
+        { role: 'system', content: '' },
+        { role: 'user', content: 'q' },
+      ],
+      { addGenerationPrompt: true },
+    ),
     '<|im_start|>system\n<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n',
   );
 });
 
 test('Qwen2.5 template: multi-turn, and tools in the published function-calling format', () => {
   assert.equal(
-    qwen25.render([
-      { role: 'user', content: 'a' },
-      { role: 'assistant', content: 'b' },
-      { role: 'user', content: 'c' },
-    ], { addGenerationPrompt: true }),
+    qwen25.render(
+      [
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: 'b' },
+        { role: 'user', content: 'c' },
+      ],
+      { addGenerationPrompt: true },
+    ),
     `<|im_start|>system\n${QWEN2_5_DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\na<|im_end|>\n` +
       '<|im_start|>assistant\nb<|im_end|>\n<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\n',
   );
 
-  const tool = { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } };
+  const tool = {
+    type: 'function',
+    function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
+  };
   const rendered = qwen25.render(
     [
       { role: 'user', content: 'Weather in 東京?' },
-      { role: 'assistant', content: '', tool_calls: [{ type: 'function', function: { name: 'get_weather', arguments: { city: '東京' } } }] },
+      {
+        role: 'assistant',
+        content: '',
+        tool_calls: [{ type: 'function', function: { name: 'get_weather', arguments: { city: '東京' } } }],
+      },
       { role: 'tool', content: '{"temp": 20}' },
     ],
     { tools: [tool], addGenerationPrompt: true },
@@ -88,15 +104,31 @@ test('Tokenizer.renderChat uses the config template; the Search-R3 prompt tokeni
 });
 
 test('templates: named list form, a missing template, a broken template', () => {
-  assert.equal(chatTemplateSource({ chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }] }), 'D');
+  assert.equal(
+    chatTemplateSource({
+      chat_template: [
+        { name: 'tool_use', template: 'T' },
+        { name: 'default', template: 'D' },
+      ],
+    }),
+    'D',
+  );
   assert.equal(chatTemplateSource({}), null);
   const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer();
   const none = Tokenizer.fromJSON(tokenizerJson, { ...tokenizerConfig, chat_template: undefined });
-  assert.throws(() => none.renderChat([{ role: 'user', content: 'x' }]), /tokenizer_config\.json: has no chat_template/);
-  assert.throws(() => new ChatTemplate('{% if %}'), /tokenizer_config\.json: chat_template is not a valid Jinja template/);
+  assert.throws(
+    () => none.renderChat([{ role: 'user', content: 'x' }]),
+    /tokenizer_config\.json: has no chat_template/,
+  );
+  assert.throws(
+    () => new ChatTemplate('{% if %}'),
+    /tokenizer_config\.json: chat_template is not a valid Jinja template/,
+  );
   // one flipped bit in Qwen's template (`messages` → `messagds`) still parses, and fails only when rendered
   const flipped = new ChatTemplate('{%- for message in messagds %}{{ message.content }}{%- endfor %}');
-  assert.throws(() => flipped.render([{ role: 'user', content: 'x' }]),
-    (e: Error) => e.name === 'ModelFileError' && /^tokenizer_config\.json: chat_template cannot/.test(e.message));
+  assert.throws(
+    () => flipped.render([{ role: 'user', content: 'x' }]),
+    (e: Error) => e.name === 'ModelFileError' && /^tokenizer_config\.json: chat_template cannot/.test(e.message),
+  );
   assert.throws(() => qwen25.render([]), /at least one message/);
 });

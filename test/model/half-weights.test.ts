@@ -32,7 +32,9 @@ before(async () => {
   }
 });
 
-after(() => { for (const d of dirs.values()) rmSync(d, { recursive: true, force: true }); });
+after(() => {
+  for (const d of dirs.values()) rmSync(d, { recursive: true, force: true });
+});
 
 async function bothWays(dtype: 'BF16' | 'F16'): Promise<{ half: LoadedModel; wide: LoadedModel }> {
   const dir = dirs.get(dtype)!;
@@ -46,12 +48,17 @@ async function bothWays(dtype: 'BF16' | 'F16'): Promise<{ half: LoadedModel; wid
 
 function minRowCosine(a: Float32Array, b: Float32Array, row: number): number {
   let worst = 1;
-  for (let o = 0; o < a.length; o += row) worst = Math.min(worst, cosine(a.subarray(o, o + row), b.subarray(o, o + row)));
+  for (let o = 0; o < a.length; o += row)
+    worst = Math.min(worst, cosine(a.subarray(o, o + row), b.subarray(o, o + row)));
   return worst;
 }
 
 const QUERY = 'does vitamin D prevent fractures in older adults?';
-const DOCS = ['Vitamin D supplementation and fracture risk: a meta-analysis.', 'short', 'Bone density declines with age.'];
+const DOCS = [
+  'Vitamin D supplementation and fracture risk: a meta-analysis.',
+  'short',
+  'Bone density declines with age.',
+];
 
 for (const backend of ['native', 'js'] as const) {
   for (const dtype of ['BF16', 'F16'] as const) {
@@ -60,17 +67,23 @@ for (const backend of ['native', 'js'] as const) {
       try {
         const { half, wide } = await bothWays(dtype);
         const ids = Int32Array.from(half.tokenizer.encode(`${QUERY} ${DOCS.join(' ')}`));
-        const logits = (m: LoadedModel): Float32Array => T.noGrad(() => m.model.logits(m.model.forward(ids, 1, ids.length))).data;
+        const logits = (m: LoadedModel): Float32Array =>
+          T.noGrad(() => m.model.logits(m.model.forward(ids, 1, ids.length))).data;
         const c = minRowCosine(logits(half), logits(wide), half.config.vocabSize);
         assert.ok(c >= COS, `logits: worst position cosine ${c}`);
-        const eh = new Embedder(half.model, half.tokenizer), ew = new Embedder(wide.model, wide.tokenizer);
-        const docsH = eh.embedDocuments(DOCS).vectors, docsW = ew.embedDocuments(DOCS).vectors;
+        const eh = new Embedder(half.model, half.tokenizer),
+          ew = new Embedder(wide.model, wide.tokenizer);
+        const docsH = eh.embedDocuments(DOCS).vectors,
+          docsW = ew.embedDocuments(DOCS).vectors;
         docsH.forEach((v, i) => assert.ok(cosine(v, docsW[i]) >= COS, `document ${i}: cosine ${cosine(v, docsW[i])}`));
         for (const reasoning of ['off', 'on'] as const) {
           const qh = eh.embedQuery(QUERY, { reasoning, maxReasoningTokens: 12 });
           const qw = ew.embedQuery(QUERY, { reasoning, maxReasoningTokens: 12 });
           assert.deepEqual(qh.tokens, qw.tokens, `reasoning ${reasoning}: the same greedy analysis`);
-          assert.ok(cosine(qh.vector, qw.vector) >= COS, `reasoning ${reasoning}: <|embed_token|> state cosine ${cosine(qh.vector, qw.vector)}`);
+          assert.ok(
+            cosine(qh.vector, qw.vector) >= COS,
+            `reasoning ${reasoning}: <|embed_token|> state cosine ${cosine(qh.vector, qw.vector)}`,
+          );
         }
       } finally {
         T.setBackend('native');
@@ -81,10 +94,15 @@ for (const backend of ['native', 'js'] as const) {
 
 /** One LoRA step's loss and adapter gradients (B set non-zero, so that A gets a gradient too). */
 function loraStep(m: LoadedModel): { loss: number; grads: Float32Array[] } {
-  const lora = attachLora(m.model, { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] }, new T.Rng(3));
+  const lora = attachLora(
+    m.model,
+    { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] },
+    new T.Rng(3),
+  );
   const rng = new T.Rng(4);
   for (const ad of m.model.adapters.values()) ad.b.data.set(T.randn(ad.b.shape, rng, 0.05).data);
-  const batch = 2, len = 24;
+  const batch = 2,
+    len = 24;
   const ids = new Int32Array(batch * len).map((_, i) => 3 + ((i * 37) % 250));
   const targets = Int32Array.from(ids, (_, i) => ids[(i + 1) % ids.length]);
   const logits = m.model.logits(m.model.forward(ids, batch, len));
@@ -97,10 +115,14 @@ function loraStep(m: LoadedModel): { loss: number; grads: Float32Array[] } {
 for (const dtype of ['BF16', 'F16'] as const) {
   test(`LoRA on a ${dtype} base held in 16 bits: one step's adapter gradients within 1e-3 of the f32 base's`, async () => {
     const { half, wide } = await bothWays(dtype);
-    const h = loraStep(half), w = loraStep(wide);
+    const h = loraStep(half),
+      w = loraStep(wide);
     assert.ok(Math.abs(h.loss - w.loss) <= 1e-5 * Math.abs(w.loss), `loss ${h.loss} vs ${w.loss}`);
     h.grads.forEach((g, i) => {
-      assert.ok(g.some((x) => x !== 0), `adapter ${i} gets a gradient`);
+      assert.ok(
+        g.some((x) => x !== 0),
+        `adapter ${i} gets a gradient`,
+      );
       assert.ok(relErr(g, w.grads[i]) <= 1e-3, `adapter ${i}: relErr ${relErr(g, w.grads[i])}`);
     });
     for (const p of half.model.parameters()) assert.equal(p.grad, null, `${p.name} is frozen`);
@@ -110,7 +132,9 @@ for (const dtype of ['BF16', 'F16'] as const) {
 test('a weight held in 16 bits refuses to be trained, and every op but matmul and embedding refuses to read it', async () => {
   const { half } = await bothWays('BF16');
   const w = half.model.params.get('model.layers.0.self_attn.q_proj.weight')!;
-  assert.throws(() => { w.requiresGrad = true; }, /held in bf16, which is for frozen weights; load it in float32 to train it/);
+  assert.throws(() => {
+    w.requiresGrad = true;
+  }, /held in bf16, which is for frozen weights; load it in float32 to train it/);
   assert.throws(() => T.add(w, w), /is held in bf16: only matmul\/linear \(as the weight\) and embedding read one/);
   assert.equal(w.float32().dtype, 'f32');
 });

@@ -8,7 +8,14 @@ import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../../src/model/model-folder.js';
-import { attachLora, loadLoraAdapter, loraParameters, mergeLora, saveLoraAdapter, unmergeLora } from '../../src/model/lora.js';
+import {
+  attachLora,
+  loadLoraAdapter,
+  loraParameters,
+  mergeLora,
+  saveLoraAdapter,
+  unmergeLora,
+} from '../../src/model/lora.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
@@ -74,13 +81,40 @@ test('a folder with a missing file, a foreign architecture or a wrong-shaped wei
     rmSync(path.join(dir, 'model.safetensors'));
     await assert.rejects(loadModelFolder(dir), /model\.safetensors/);
     await saveModelFolder(dir, m);
-    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama' }));
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama' }),
+    );
     await assert.rejects(loadModelFolder(dir), /LlamaForCausalLM.*not supported/);
     const wrong = tiny();
-    await saveModelFolder(dir, { model: new Qwen2Model({ ...wrong.model.config, intermediateSize: 80 }, Qwen2Model.random({ ...wrong.model.config, intermediateSize: 80 }, new T.Rng(2)).params), tokenizer: wrong.tokenizer });
-    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: wrong.model.config.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: true }));
-    await assert.rejects(loadModelFolder(dir),
-      /config\.json: "intermediate_size" 64 makes dimension 0 of tensor "\S+\.gate_proj\.weight" 64, but the weights/);
+    await saveModelFolder(dir, {
+      model: new Qwen2Model(
+        { ...wrong.model.config, intermediateSize: 80 },
+        Qwen2Model.random({ ...wrong.model.config, intermediateSize: 80 }, new T.Rng(2)).params,
+      ),
+      tokenizer: wrong.tokenizer,
+    });
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        architectures: ['Qwen2ForCausalLM'],
+        model_type: 'qwen2',
+        vocab_size: wrong.model.config.vocabSize,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 128,
+        rope_theta: 10000,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings: true,
+      }),
+    );
+    await assert.rejects(
+      loadModelFolder(dir),
+      /config\.json: "intermediate_size" 64 makes dimension 0 of tensor "\S+\.gate_proj\.weight" 64, but the weights/,
+    );
   } finally {
     rmSync(dir, { recursive: true });
   }
@@ -89,7 +123,10 @@ test('a folder with a missing file, a foreign architecture or a wrong-shaped wei
 test('adding <|embed_token|> grows the embedding and untied head only when needed, and is saved back', async () => {
   const base = tiny(3, false);
   const before = base.model.config.vocabSize;
-  const { model, ids: [id] } = addSpecialTokens(base, ['<|search_token|>']);
+  const {
+    model,
+    ids: [id],
+  } = addSpecialTokens(base, ['<|search_token|>']);
   assert.equal(id, before);
   assert.equal(model.config.vocabSize, before + 1);
   assert.deepEqual(model.params.get('lm_head.weight')!.shape, [before + 1, 32]);
@@ -119,10 +156,18 @@ test('a table held in bf16 grows in bf16: old rows as they were, the new row the
     const grownHalf = addSpecialTokens(half, ['<|embed_token|>']).model;
     const grownWide = addSpecialTokens(wide, ['<|embed_token|>']).model;
     for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
-      const h = grownHalf.params.get(name)!, w = grownWide.params.get(name)!;
+      const h = grownHalf.params.get(name)!,
+        w = grownWide.params.get(name)!;
       assert.equal(h.dtype, 'bf16');
-      assert.deepEqual(h.half.bits.subarray(0, half.model.params.get(name)!.size), half.model.params.get(name)!.half.bits);
-      assert.deepEqual(h.half.bits, T.HalfArray.from(w.data, 'bf16').bits, `${name}: the mean row rounds as float32 does`);
+      assert.deepEqual(
+        h.half.bits.subarray(0, half.model.params.get(name)!.size),
+        half.model.params.get(name)!.half.bits,
+      );
+      assert.deepEqual(
+        h.half.bits,
+        T.HalfArray.from(w.data, 'bf16').bits,
+        `${name}: the mean row rounds as float32 does`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true });
@@ -137,11 +182,19 @@ test('weights that would not fit in memory are refused before any is read, with 
     const params = m.model.parameters();
     const matrices = params.filter((p) => p.ndim === 2).reduce((a, p) => a + p.size, 0);
     const vectors = params.filter((p) => p.ndim === 1).reduce((a, p) => a + p.size, 0);
-    const half = 2 * matrices + 4 * vectors, wide = 4 * (matrices + vectors);
-    await assert.rejects(loadModelFolder(dir, { memoryLimit: half - 1 }),
-      new RegExp(`its weights as loaded need .* \\(${half} bytes\\) of memory, more than the .* available on this machine`));
+    const half = 2 * matrices + 4 * vectors,
+      wide = 4 * (matrices + vectors);
+    await assert.rejects(
+      loadModelFolder(dir, { memoryLimit: half - 1 }),
+      new RegExp(
+        `its weights as loaded need .* \\(${half} bytes\\) of memory, more than the .* available on this machine`,
+      ),
+    );
     await loadModelFolder(dir, { memoryLimit: half });
-    await assert.rejects(loadModelFolder(dir, { memoryLimit: half, trainable: true }), new RegExp(`\\(${wide} bytes\\)`));
+    await assert.rejects(
+      loadModelFolder(dir, { memoryLimit: half, trainable: true }),
+      new RegExp(`\\(${wide} bytes\\)`),
+    );
   } finally {
     rmSync(dir, { recursive: true });
   }
@@ -151,13 +204,21 @@ test('LoRA: starts as the identity, trains only the adapters, merges and unmerge
   const m = tiny(4);
   const baseHidden = hidden(m.model, ids);
   const baseW = Float32Array.from(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data);
-  const cfg = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
+  const cfg = {
+    rank: 4,
+    alpha: 8,
+    dropout: 0,
+    targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[],
+  };
   const trainable = attachLora(m.model, cfg, new T.Rng(5));
   assert.equal(trainable.length, 2 * 3 * m.model.config.numHiddenLayers);
   assert.equal(relErr(hidden(m.model, ids), baseHidden), 0, 'B = 0: identity at start');
   // one step of training changes only the adapters
   const opt = new T.AdamW(loraParameters(m.model), { weightDecay: 0 });
-  const loss = T.crossEntropy(m.model.logits(m.model.forward(Int32Array.from(ids), 1, ids.length)), Int32Array.from([...ids.slice(1), -100]));
+  const loss = T.crossEntropy(
+    m.model.logits(m.model.forward(Int32Array.from(ids), 1, ids.length)),
+    Int32Array.from([...ids.slice(1), -100]),
+  );
   loss.backward();
   for (const p of m.model.parameters()) assert.equal(p.grad, null, `${p.name} is frozen`);
   opt.step(1e-2);
@@ -166,12 +227,17 @@ test('LoRA: starts as the identity, trains only the adapters, merges and unmerge
   mergeLora(m.model);
   assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5, 'merged = unmerged forward');
   unmergeLora(m.model);
-  assert.ok(relErr(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data, baseW) < 1e-6, 'unmerge restores W');
+  assert.ok(
+    relErr(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data, baseW) < 1e-6,
+    'unmerge restores W',
+  );
   assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5);
   const dir = tmp();
   try {
     await saveLoraAdapter(dir, m.model, cfg, 'tiny');
-    assert.ok(existsSync(path.join(dir, 'adapter_config.json')) && existsSync(path.join(dir, 'adapter_model.safetensors')));
+    assert.ok(
+      existsSync(path.join(dir, 'adapter_config.json')) && existsSync(path.join(dir, 'adapter_model.safetensors')),
+    );
     const fresh = tiny(4);
     const loaded = await loadLoraAdapter(dir, fresh.model);
     assert.deepEqual(loaded, cfg);
@@ -180,5 +246,8 @@ test('LoRA: starts as the identity, trains only the adapters, merges and unmerge
   } finally {
     rmSync(dir, { recursive: true });
   }
-  assert.throws(() => attachLora(tiny().model, { ...cfg, targets: ['qkv' as 'q_proj'] }, new T.Rng(1)), /not a Qwen2 linear layer/);
+  assert.throws(
+    () => attachLora(tiny().model, { ...cfg, targets: ['qkv' as 'q_proj'] }, new T.Rng(1)),
+    /not a Qwen2 linear layer/,
+  );
 });

@@ -4,7 +4,11 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  parseQwen2Config, qwen2ConfigToJSON, readQwen2Config, writeQwen2Config, qwen2TensorSpecs,
+  parseQwen2Config,
+  qwen2ConfigToJSON,
+  readQwen2Config,
+  writeQwen2Config,
+  qwen2TensorSpecs,
 } from '../../src/model/qwen2-config.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
 
@@ -38,14 +42,24 @@ test('writing and re-reading loses nothing and gives the same keys as the origin
     assert.deepEqual(raw, QWEN25_15B); // same keys, same values
     assert.deepEqual(Object.keys(raw), Object.keys(raw).sort(), 'keys are sorted as transformers writes them');
     assert.deepEqual(await readQwen2Config(file), c);
-    assert.deepEqual((await fsp.readdir(dir)), ['config.json'], 'no temp file left behind');
+    assert.deepEqual(await fsp.readdir(dir), ['config.json'], 'no temp file left behind');
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
 
 test('defaults follow transformers (kv heads = heads, rope_theta 1e4, eps 1e-6, untied)', () => {
-  const c = parseQwen2Config({ model_type: 'qwen2', vocab_size: 300, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4 }, 'c.json');
+  const c = parseQwen2Config(
+    {
+      model_type: 'qwen2',
+      vocab_size: 300,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+    },
+    'c.json',
+  );
   assert.equal(c.numKeyValueHeads, 4);
   assert.equal(c.ropeTheta, 10000);
   assert.equal(c.rmsNormEps, 1e-6);
@@ -56,10 +70,16 @@ test('defaults follow transformers (kv heads = heads, rope_theta 1e4, eps 1e-6, 
 
 test('refuses other architectures with one message naming the file and what was found', () => {
   assert.throws(
-    () => parseQwen2Config({ ...QWEN25_15B, architectures: ['LlamaForCausalLM'], model_type: 'llama' }, '/m/config.json'),
-    (e: unknown) => e instanceof ModelFileError && /^\/m\/config\.json: architecture "LlamaForCausalLM" is not supported/.test(e.message),
+    () =>
+      parseQwen2Config({ ...QWEN25_15B, architectures: ['LlamaForCausalLM'], model_type: 'llama' }, '/m/config.json'),
+    (e: unknown) =>
+      e instanceof ModelFileError &&
+      /^\/m\/config\.json: architecture "LlamaForCausalLM" is not supported/.test(e.message),
   );
-  assert.throws(() => parseQwen2Config({ ...QWEN25_15B, architectures: undefined, model_type: 'qwen3' }, 'c.json'), /model_type "qwen3" is not supported/);
+  assert.throws(
+    () => parseQwen2Config({ ...QWEN25_15B, architectures: undefined, model_type: 'qwen3' }, 'c.json'),
+    /model_type "qwen3" is not supported/,
+  );
   assert.throws(() => parseQwen2Config({ hidden_size: 8 }, 'c.json'), /architecture none/);
 });
 
@@ -91,7 +111,10 @@ test('eos_token_id lists are kept as lists', () => {
 test('readQwen2Config reports unreadable and non-JSON files by name', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cfg-'));
   try {
-    await assert.rejects(readQwen2Config(path.join(dir, 'nope.json')), /nope\.json: cannot read the model config \(ENOENT\)/);
+    await assert.rejects(
+      readQwen2Config(path.join(dir, 'nope.json')),
+      /nope\.json: cannot read the model config \(ENOENT\)/,
+    );
     await fsp.writeFile(path.join(dir, 'bad.json'), '{"a":');
     await assert.rejects(readQwen2Config(path.join(dir, 'bad.json')), /bad\.json: is not valid JSON/);
   } finally {

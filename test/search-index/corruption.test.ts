@@ -14,22 +14,41 @@ import { runCliAsync } from '../helpers/cli.js';
 import { DAMAGE_KINDS, type DamageKind, damageFile, folderDigest } from '../helpers/damage.js';
 import { corpus, tempDir, tinyModelDir, writeJsonl } from './fixtures.js';
 
-interface Run { code: number | null; signal: string | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
 
 async function cli(...args: string[]): Promise<Run> {
   const r = await runCliAsync(args, { SEARCH_R3_THREADS: '1' });
   return { ...r, code: r.status };
 }
 
-interface Hit { id: string; score: number; title: string; text: string }
+interface Hit {
+  id: string;
+  score: number;
+  title: string;
+  text: string;
+}
 
 function hitsOf(r: Run): Hit[] {
-  return (JSON.parse(r.stdout) as { data: Hit[] }).data.map(({ id, score, title, text }) => ({ id, score, title, text }));
+  return (JSON.parse(r.stdout) as { data: Hit[] }).data.map(({ id, score, title, text }) => ({
+    id,
+    score,
+    title,
+    text,
+  }));
 }
 
 /** Same documents in the same order with the same texts; scores equal up to float rounding (a re-encoded batch). */
 function assertSameRanking(got: Hit[], want: Hit[], what: string): void {
-  assert.deepEqual(got.map((h) => [h.id, h.title, h.text]), want.map((h) => [h.id, h.title, h.text]), what);
+  assert.deepEqual(
+    got.map((h) => [h.id, h.title, h.text]),
+    want.map((h) => [h.id, h.title, h.text]),
+    what,
+  );
   got.forEach((h, i) => assert.ok(Math.abs(h.score - want[i].score) < 1e-5, `${what}: score of ${h.id}`));
 }
 
@@ -53,7 +72,11 @@ const REBUILT_BY_READER = new Set(['index.json', 'vectors.usearch', 'vectors.gen
 
 async function pool<T>(items: readonly T[], width: number, f: (x: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => { while (next < items.length) await f(items[next++]); }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) await f(items[next++]);
+    }),
+  );
 }
 
 test('a damaged index never aborts a process, a read never writes, and what docs.sqlite allows is rebuilt', async () => {
@@ -85,7 +108,11 @@ test('a damaged index never aborts a process, a read never writes, and what docs
 
       const read = await cli('search', '--index', idx, ...query);
       assertNoAbort(read, `search, ${what}`);
-      assert.deepEqual(folderDigest(idx), before, `search, ${what}: no file of the index is created, changed or removed`);
+      assert.deepEqual(
+        folderDigest(idx),
+        before,
+        `search, ${what}: no file of the index is created, changed or removed`,
+      );
       if (read.code === 0) {
         assertSameRanking(hitsOf(read), want, `search, ${what}`);
         if (REBUILT_BY_READER.has(file)) assertOneSentence(read, file, `search, ${what}: says what it rebuilt`);
@@ -118,6 +145,12 @@ test('a damaged index never aborts a process, a read never writes, and what docs
     });
     assert.equal(outcomes.length, cases.length);
     // the cases reach every path: reads that rebuild, reads that refuse, writes that repair and that refuse
-    for (const o of ['read ok, repaired', 'read refused, repaired', ': refused']) assert.ok(outcomes.some((x) => x.endsWith(o)), o);
-  } finally { cleanup(); }
+    for (const o of ['read ok, repaired', 'read refused, repaired', ': refused'])
+      assert.ok(
+        outcomes.some((x) => x.endsWith(o)),
+        o,
+      );
+  } finally {
+    cleanup();
+  }
 });

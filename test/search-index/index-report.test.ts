@@ -17,13 +17,22 @@ test('after a killed run, index counts what it encoded now and what was already 
     writeJsonl(input, docs);
     // a run that dies after its second commit of 4 documents: 8 indexed, 12 pending
     const killed = await SearchIndex.open(idx, { backend: await tinyBackend(model), create: {} });
-    await assert.rejects(killed.addDocuments(docs, { documentsPerCommit: 4, onChunkCommitted: (p) => { if (p.chunks === 2) throw new Error('killed'); } }));
+    await assert.rejects(
+      killed.addDocuments(docs, {
+        documentsPerCommit: 4,
+        onChunkCommitted: (p) => {
+          if (p.chunks === 2) throw new Error('killed');
+        },
+      }),
+    );
     await killed.close();
     const r = runCli(['index', '--input', input, '--out', idx]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /resuming: 12 documents left pending by an earlier run/);
     assert.match(r.stdout, /20 documents indexed \(12 encoded now, 8 unchanged\)/);
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
 test('index reports documents cut to the context, a clamped --max-length, and takes the model from an existing index', async () => {
@@ -34,7 +43,19 @@ test('index reports documents cut to the context, a clamped --max-length, and ta
     const input = path.join(dir, 'docs.jsonl');
     const docs = [...corpus(6), { id: 'long', title: 'long', text: 'protein cell '.repeat(200) }];
     writeJsonl(input, docs);
-    let r = runCli(['index', '--model', model, '--input', input, '--out', idx, '--max-length', '100000', '--commit-every', '3']);
+    let r = runCli([
+      'index',
+      '--model',
+      model,
+      '--input',
+      input,
+      '--out',
+      idx,
+      '--max-length',
+      '100000',
+      '--commit-every',
+      '3',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /--max-length 100000 is above the model's context; texts are cut at 256 tokens/);
     assert.match(r.stdout, /1 of the 7 documents encoded now were longer than 256 tokens and were cut to fit/);
@@ -52,7 +73,9 @@ test('index reports documents cut to the context, a clamped --max-length, and ta
     r = runCli(['index', '--input', input, '--out', path.join(dir, 'new')]);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /give --model <dir> \(or --remote <urls>\): a new index needs a model/);
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
 test('folder input: links out of the folder, binary and non-UTF-8 files are skipped and counted; removed files are reported, then pruned', async () => {
@@ -75,14 +98,23 @@ test('folder input: links out of the folder, binary and non-UTF-8 files are skip
     assert.match(r.stdout, /3 documents indexed/);
     assert.match(r.stdout, /skipped in .*notes: 1 outside the folder, 1 binary, 1 not UTF-8\./);
     r = runCli(['search', '--index', idx, '--json', '-k', '10', 'alpha']);
-    assert.deepEqual((JSON.parse(r.stdout) as { data: { id: string }[] }).data.map((h) => h.id).sort(), ['a.md', 'alias.md', 'sub/b.txt']);
+    assert.deepEqual((JSON.parse(r.stdout) as { data: { id: string }[] }).data.map((h) => h.id).sort(), [
+      'a.md',
+      'alias.md',
+      'sub/b.txt',
+    ]);
 
     writeFileSync(path.join(notes, 'sub', 'b.txt'), Buffer.from([0]));
     r = runCli(['index', '--input', notes, '--out', idx]);
-    assert.match(r.stdout, /1 documents of the index are not in --input \(e\.g\. sub\/b\.txt\); they stay searchable — rerun with --prune to delete them/);
+    assert.match(
+      r.stdout,
+      /1 documents of the index are not in --input \(e\.g\. sub\/b\.txt\); they stay searchable — rerun with --prune to delete them/,
+    );
     r = runCli(['index', '--input', notes, '--out', idx, '--prune']);
     assert.match(r.stdout, /2 documents indexed \(0 encoded now, 2 unchanged, 1 pruned\)/);
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
 test('index --out at a file, or below one, is one sentence', async () => {
@@ -95,7 +127,12 @@ test('index --out at a file, or below one, is one sentence', async () => {
       const r = runCli(['index', '--model', model, '--input', input, '--out', out]);
       assert.equal(r.status, 2, r.stderr);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-      assert.match(r.stderr, /^search-r3: (.*docs\.jsonl is a file, not an index folder|cannot create the index folder .*docs\.jsonl\/idx \(ENOTDIR\))/);
+      assert.match(
+        r.stderr,
+        /^search-r3: (.*docs\.jsonl is a file, not an index folder|cannot create the index folder .*docs\.jsonl\/idx \(ENOTDIR\))/,
+      );
     }
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });

@@ -18,8 +18,13 @@ import { relErr } from '../helpers/torch.js';
 
 let native: Kernels | null = null;
 let loadError = '';
-try { native = loadNativeKernels(); } catch (e) { loadError = e instanceof Error ? e.message : String(e); }
-const skip = native === null && process.env.SEARCH_R3_ALLOW_NO_NATIVE === '1' ? `native addon unavailable: ${loadError}` : false;
+try {
+  native = loadNativeKernels();
+} catch (e) {
+  loadError = e instanceof Error ? e.message : String(e);
+}
+const skip =
+  native === null && process.env.SEARCH_R3_ALLOW_NO_NATIVE === '1' ? `native addon unavailable: ${loadError}` : false;
 const nk = (): Kernels => {
   if (!native) throw new Error(`the native addon did not load (${loadError}); set SEARCH_R3_ALLOW_NO_NATIVE=1 to skip`);
   return native;
@@ -34,7 +39,16 @@ function widened(h: HalfArray): Float32Array {
   return out;
 }
 
-interface Case { m: number; n: number; k: number; batch?: number; transA?: boolean; transB?: boolean; sharedB?: boolean; accumulate?: boolean }
+interface Case {
+  m: number;
+  n: number;
+  k: number;
+  batch?: number;
+  transA?: boolean;
+  transB?: boolean;
+  sharedB?: boolean;
+  accumulate?: boolean;
+}
 
 const CASES: Case[] = [
   { m: 1, n: 300, k: 257, transB: true }, // decode: one token against a weight [out, in]
@@ -50,12 +64,24 @@ const CASES: Case[] = [
 ];
 
 function runCase(k: Kernels, cs: Case, dtype: HalfDtype): { half: Float32Array; wide: Float32Array } {
-  const batch = cs.batch ?? 1, shared = cs.sharedB ?? true;
-  const a = randn(batch * cs.m * cs.k), c0 = randn(batch * cs.m * cs.n);
+  const batch = cs.batch ?? 1,
+    shared = cs.sharedB ?? true;
+  const a = randn(batch * cs.m * cs.k),
+    c0 = randn(batch * cs.m * cs.n);
   const b = HalfArray.from(randn((shared ? 1 : batch) * cs.k * cs.n, 0.5), dtype);
   const args: Omit<GemmArgs, 'b'> = {
-    a, c: c0.slice(), batch, m: cs.m, n: cs.n, k: cs.k, transA: cs.transA ?? false, transB: cs.transB ?? false,
-    strideA: cs.m * cs.k, strideB: shared ? 0 : cs.k * cs.n, strideC: cs.m * cs.n, accumulate: cs.accumulate ?? false,
+    a,
+    c: c0.slice(),
+    batch,
+    m: cs.m,
+    n: cs.n,
+    k: cs.k,
+    transA: cs.transA ?? false,
+    transB: cs.transB ?? false,
+    strideA: cs.m * cs.k,
+    strideB: shared ? 0 : cs.k * cs.n,
+    strideC: cs.m * cs.n,
+    accumulate: cs.accumulate ?? false,
   };
   k.gemmHalf({ ...args, b });
   const wide = c0.slice();
@@ -79,13 +105,18 @@ for (const dtype of ['bf16', 'f16'] as const) {
   });
 
   test(`widenHalf and embeddingForwardHalf (${dtype}) are exact on both backends`, { skip }, () => {
-    const all = new HalfArray(dtype, Uint16Array.from({ length: 65536 }, (_, i) => i));
+    const all = new HalfArray(
+      dtype,
+      Uint16Array.from({ length: 65536 }, (_, i) => i),
+    );
     const want = new Uint32Array(widened(all).buffer);
     for (const k of [jsKernels, nk()]) {
       const got = new Float32Array(65536);
       k.widenHalf(all, got);
       const bits = new Uint32Array(got.buffer);
-      const wrong = want.findIndex((w, i) => w !== bits[i] && !(Number.isNaN(got[i]) && Number.isNaN(widened(all.subarray(i, i + 1))[0])));
+      const wrong = want.findIndex(
+        (w, i) => w !== bits[i] && !(Number.isNaN(got[i]) && Number.isNaN(widened(all.subarray(i, i + 1))[0])),
+      );
       assert.equal(wrong, -1, `${k.name}: pattern ${wrong.toString(16)}`);
       const table = HalfArray.from(randn(50 * 24), dtype);
       const ids = Int32Array.from([3, 49, 0, 3, 17]);
@@ -94,14 +125,19 @@ for (const dtype of ['bf16', 'f16'] as const) {
       const ref = new Float32Array(ids.length * 24);
       jsKernels.embeddingForward(widened(table), ids, ref, 24);
       assert.deepEqual(out, ref, `${k.name}: embedding rows`);
-      const inf = dtype === 'bf16' ? 0x7f80 : 0x7c00, nan = inf | 1;
+      const inf = dtype === 'bf16' ? 0x7f80 : 0x7c00,
+        nan = inf | 1;
       const some = (at: number, v: number): T.HalfArray => {
         const bits = new Uint16Array(300_000).fill(0x3c00);
         bits[at] = v;
         return new T.HalfArray(dtype, bits);
       };
       assert.equal(k.halfAllFinite(some(0, 0x3c00)), true, `${k.name}: finite`);
-      for (const [at, v] of [[0, inf], [299_999, nan | 0x8000], [150_001, inf | 0x8000]]) {
+      for (const [at, v] of [
+        [0, inf],
+        [299_999, nan | 0x8000],
+        [150_001, inf | 0x8000],
+      ]) {
         assert.equal(k.halfAllFinite(some(at, v)), false, `${k.name}: ${v.toString(16)} at ${at}`);
       }
     }

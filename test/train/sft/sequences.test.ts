@@ -13,11 +13,17 @@ test('a training sequence: labels are exactly the assistant response, and its em
   const texts = ['a short query', 'a somewhat longer document about letters and numbers 42'];
   const seqs = [enc.encode(texts[0], 'query'), enc.encode(texts[1], 'document')];
   for (const s of seqs) {
-    assert.equal(tokenizer.decode(s.ids.slice(s.respFrom + 1, s.respTo + 1)), `${DEFAULT_TEMPLATES.directResponse}<|im_end|>`);
+    assert.equal(
+      tokenizer.decode(s.ids.slice(s.respFrom + 1, s.respTo + 1)),
+      `${DEFAULT_TEMPLATES.directResponse}<|im_end|>`,
+    );
     assert.equal(s.ids[s.embedAt], tokenizer.tokenToId(EMBED_TOKEN));
   }
   const out = T.noGrad(() => forwardChunk({ model, ref: null }, seqs, undefined, true, false));
-  assert.equal(out.labels.length, seqs.reduce((a, s) => a + s.respTo - s.respFrom, 0));
+  assert.equal(
+    out.labels.length,
+    seqs.reduce((a, s) => a + s.respTo - s.respFrom, 0),
+  );
   const emb = new Embedder(model, tokenizer);
   const inf = [emb.embedQueries([texts[0]])[0].vector, emb.embedDocuments([texts[1]]).vectors[0]];
   const d = model.config.hiddenSize;
