@@ -46,11 +46,18 @@ function gaussian(seed: number): () => number {
 
 const ms = (x: number) => `${x.toFixed(0)} ms`;
 const line = (what: string, ours: number, peer: number | undefined, peerName: string) =>
-  console.log(`${what.padEnd(46)} ours ${ms(ours).padStart(8)}   ${peerName} ${peer === undefined ? 'n/a' : ms(peer).padStart(8)}`
-    + (peer === undefined ? '' : `   ratio ${(ours / peer).toFixed(2)}×`));
+  console.log(
+    `${what.padEnd(46)} ours ${ms(ours).padStart(8)}   ${peerName} ` +
+      `${peer === undefined ? 'n/a' : ms(peer).padStart(8)}` +
+      (peer === undefined ? '' : `   ratio ${(ours / peer).toFixed(2)}×`),
+  );
 
 async function main(): Promise<void> {
-  console.log(`bench:eval — ${availableParallelism()} cores, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}, best of ${reps}`);
+  console.log(
+    `bench:eval — ${availableParallelism()} cores, load average ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}, best of ${reps}`,
+  );
   const t0 = performance.now();
   const ds = await readBeirDataset(data, 'test');
   const readMs = performance.now() - t0;
@@ -58,7 +65,11 @@ async function main(): Promise<void> {
   // 1. Dense evaluation from precomputed embeddings.
   const rand = gaussian(2024);
   const docIds = ds.corpus.map((d) => d.id);
-  const docs: EmbeddingMatrix = { ids: docIds, dim: DIM, data: Float32Array.from({ length: docIds.length * DIM }, rand) };
+  const docs: EmbeddingMatrix = {
+    ids: docIds,
+    dim: DIM,
+    data: Float32Array.from({ length: docIds.length * DIM }, rand),
+  };
   const row = new Map(docIds.map((id, i) => [id, i]));
   const qIds = [...ds.queries.keys()];
   const queries: EmbeddingMatrix = { ids: qIds, dim: DIM, data: new Float32Array(qIds.length * DIM) };
@@ -70,7 +81,9 @@ async function main(): Promise<void> {
   try {
     writeNpyEmbeddings(join(dir, 'queries.npy'), queries);
     writeNpyEmbeddings(join(dir, 'docs.npy'), docs);
-    const loadMs = await best(() => Promise.all([readEmbeddings(join(dir, 'queries.npy')), readEmbeddings(join(dir, 'docs.npy'))]));
+    const loadMs = await best(() =>
+      Promise.all([readEmbeddings(join(dir, 'queries.npy')), readEmbeddings(join(dir, 'docs.npy'))]),
+    );
     let run: Run = new Map();
     let usedThreads = 0;
     const searchAndEval = async (threads: number | undefined, kernel: 'wasm' | 'js') => {
@@ -86,13 +99,30 @@ async function main(): Promise<void> {
     const ev = evaluateRun(run, ds.qrels);
     const evalMs = await best(() => evaluateRun(run, ds.qrels));
     const js1 = await best(() => searchAndEval(availableParallelism(), 'js'), Math.min(reps, 2));
-    const peer = spawnSync('/usr/bin/python3', [join(root, 'bench/peers/numpy_dense_topk.py'), join(dir, 'queries.npy'),
-      join(dir, 'docs.npy'), '1000', String(reps)], { encoding: 'utf8' });
+    const peer = spawnSync(
+      '/usr/bin/python3',
+      [
+        join(root, 'bench/peers/numpy_dense_topk.py'),
+        join(dir, 'queries.npy'),
+        join(dir, 'docs.npy'),
+        '1000',
+        String(reps),
+      ],
+      { encoding: 'utf8' },
+    );
     const numpyMs = peer.status === 0 ? Number(peer.stdout.trim()) : undefined;
-    if (numpyMs === undefined) console.log(`(numpy peer unavailable: ${peer.stderr?.trim().split('\n').pop() ?? peer.error})`);
-    console.log(`\ndense: ${qIds.length} queries × ${docIds.length} docs × ${DIM}-d, top-1000 + all measures `
-      + `(synthetic nDCG@10 ${ev.all['ndcg_cut_10']!.toFixed(4)}); target < 1000 ms`);
-    line(`exact search + metrics, default (${defaultThreads} thread${defaultThreads > 1 ? 's' : ''}, wasm SIMD)`, denseDefault, numpyMs, 'numpy search');
+    if (numpyMs === undefined)
+      console.log(`(numpy peer unavailable: ${peer.stderr?.trim().split('\n').pop() ?? peer.error})`);
+    console.log(
+      `\ndense: ${qIds.length} queries × ${docIds.length} docs × ${DIM}-d, top-1000 + all measures ` +
+        `(synthetic nDCG@10 ${ev.all['ndcg_cut_10']!.toFixed(4)}); target < 1000 ms`,
+    );
+    line(
+      `exact search + metrics, default (${defaultThreads} thread${defaultThreads > 1 ? 's' : ''}, wasm SIMD)`,
+      denseDefault,
+      numpyMs,
+      'numpy search',
+    );
     line(`exact search + metrics, ${availableParallelism()} threads (wasm SIMD)`, dense2, numpyMs, 'numpy search');
     line('exact search + metrics, 1 thread (wasm SIMD)', dense1, numpyMs, 'numpy search');
     line(`exact search + metrics, ${availableParallelism()} threads (plain TS)`, js1, numpyMs, 'numpy search');
@@ -105,19 +135,26 @@ async function main(): Promise<void> {
   // 2. BM25 on SciFact.
   const flat = ds.corpus.map((d) => ({ id: d.id, text: flatText(d) }));
   let index: Bm25Index | undefined;
-  const indexMs = await best(() => { index = Bm25Index.build(flat, createAnalyzer()); });
+  const indexMs = await best(() => {
+    index = Bm25Index.build(flat, createAnalyzer());
+  });
   let run: Run = new Map();
   const searchMs = await best(() => {
     run = new Map();
     for (const [q, text] of ds.queries) run.set(q, index!.search(text, 1000));
   });
   const ev = evaluateRun(run, ds.qrels, { cutoffs: [10, 100, 1000] });
-  console.log(`\nBM25 (k1 0.9, b 0.4, Lucene English analysis) on SciFact: ${flat.length} docs, vocabulary `
-    + `${index!.vocabularySize}; reading the BEIR folder ${ms(readMs)}`);
+  console.log(
+    `\nBM25 (k1 0.9, b 0.4, Lucene English analysis) on SciFact: ${flat.length} docs, vocabulary ` +
+      `${index!.vocabularySize}; reading the BEIR folder ${ms(readMs)}`,
+  );
   line('index SciFact (target < 5000 ms)', indexMs, 5000, 'target');
   line(`search ${ds.queries.size} queries, top 1000`, searchMs, undefined, '');
-  console.log(`nDCG@10 ${ev.all['ndcg_cut_10']!.toFixed(4)} (Pyserini BM25 flat: 0.679)   R@100 ${ev.all['recall_100']!.toFixed(4)}`
-    + ` (0.9253)   R@1000 ${ev.all['recall_1000']!.toFixed(4)} (0.9767)`);
+  console.log(
+    `nDCG@10 ${ev.all['ndcg_cut_10']!.toFixed(4)} (Pyserini BM25 flat: 0.679)   R@100 ` +
+      `${ev.all['recall_100']!.toFixed(4)}` +
+      ` (0.9253)   R@1000 ${ev.all['recall_1000']!.toFixed(4)} (0.9767)`,
+  );
 }
 
 await main();

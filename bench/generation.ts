@@ -23,13 +23,25 @@ process.env.SEARCH_R3_THREADS ??= String(threads);
 
 /** Qwen2.5-0.5B's shape (494M parameters, tied embeddings). */
 const config = tinyQwen2Config({
-  vocabSize: 151936, hiddenSize: 896, numAttentionHeads: 14, numKeyValueHeads: 2, headDim: 64,
-  intermediateSize: 4864, numHiddenLayers: 24, maxPositionEmbeddings: 4096, ropeTheta: 1000000, tieWordEmbeddings: true,
+  vocabSize: 151936,
+  hiddenSize: 896,
+  numAttentionHeads: 14,
+  numKeyValueHeads: 2,
+  headDim: 64,
+  intermediateSize: 4864,
+  numHiddenLayers: 24,
+  maxPositionEmbeddings: 4096,
+  ropeTheta: 1000000,
+  tieWordEmbeddings: true,
 });
 
 const seconds = (t0: number): number => (performance.now() - t0) / 1000;
 
-interface Figures { prefill: number; decode: number; embed: number }
+interface Figures {
+  prefill: number;
+  decode: number;
+  embed: number;
+}
 
 function ours(model: Qwen2Model, prompt: number[]): Figures {
   T.setBackend('native');
@@ -50,9 +62,20 @@ function ours(model: Qwen2Model, prompt: number[]): Figures {
 
 async function llamaCpp(gguf: string, prompt: number[]): Promise<Figures> {
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: threads });
-  const model = await llama.loadModel({ modelPath: gguf, gpuLayers: 0, useMmap: false, defaultContextFlashAttention: false });
+  const model = await llama.loadModel({
+    modelPath: gguf,
+    gpuLayers: 0,
+    useMmap: false,
+    defaultContextFlashAttention: false,
+  });
   try {
-    const ctx = await model.createContext({ contextSize: 1024, threads, batchSize: 512, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' } as Parameters<typeof model.createContext>[0]);
+    const ctx = await model.createContext({
+      contextSize: 1024,
+      threads,
+      batchSize: 512,
+      experimentalKvCacheKeyType: 'F32',
+      experimentalKvCacheValueType: 'F32',
+    } as Parameters<typeof model.createContext>[0]);
     const seq = ctx.getSequence();
     await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16) as Token[]);
     seq.eraseContextTokenRanges([{ start: 0, end: seq.nextTokenIndex }]);
@@ -62,7 +85,8 @@ async function llamaCpp(gguf: string, prompt: number[]): Promise<Figures> {
     seq.eraseContextTokenRanges([{ start: 0, end: seq.nextTokenIndex }]);
     t0 = performance.now();
     let n = 0;
-    for await (const _ of seq.evaluate(prompt.slice(0, 1) as Token[], { temperature: 0, yieldEogToken: true })) if (++n >= decodeLen) break;
+    for await (const _ of seq.evaluate(prompt.slice(0, 1) as Token[], { temperature: 0, yieldEogToken: true }))
+      if (++n >= decodeLen) break;
     const decode = decodeLen / seconds(t0);
     await ctx.dispose();
     const ectx = await model.createEmbeddingContext({ contextSize: 1024, threads, batchSize: 512 });
@@ -77,7 +101,10 @@ async function llamaCpp(gguf: string, prompt: number[]): Promise<Figures> {
 }
 
 async function main(): Promise<void> {
-  console.log(`model: random weights, Qwen2.5-0.5B shape (24 layers, d 896, 14/2 heads, FFN 4864, vocab 151936); ${threads} threads; prompt ${promptLen}, decode ${decodeLen}`);
+  console.log(
+    `model: random weights, Qwen2.5-0.5B shape (24 layers, d 896, 14/2 heads, FFN 4864, vocab 151936); ` +
+      `${threads} threads; prompt ${promptLen}, decode ${decodeLen}`,
+  );
   let t0 = performance.now();
   const model = Qwen2Model.random(config, new T.Rng(1), 0.02);
   for (const p of model.parameters()) p.requiresGrad = false;
@@ -87,7 +114,9 @@ async function main(): Promise<void> {
   const gguf = path.join(dir, 'model-f32.gguf');
   try {
     await writeQwen2Gguf(gguf, {
-      config, fileType: 'F32', name: 'bench',
+      config,
+      fileType: 'F32',
+      name: 'bench',
       tensors: new Map(model.parameters().map((p) => [p.name!, { shape: [...p.shape], data: p.data }])),
       tokenizer: { ...tok, eosTokenId: null, bosTokenId: null, padTokenId: null, chatTemplate: null },
     });
@@ -97,14 +126,24 @@ async function main(): Promise<void> {
     const a = ours(model, prompt);
     const b = await llamaCpp(gguf, prompt);
     const row = (name: string, f: Figures): string =>
-      `${name.padEnd(22)} ${f.prefill.toFixed(1).padStart(9)} ${f.decode.toFixed(2).padStart(9)} ${(f.embed * 1000).toFixed(0).padStart(10)}`;
-    console.log(`${''.padEnd(22)} ${'prefill'.padStart(9)} ${'decode'.padStart(9)} ${'embed ms'.padStart(10)}   (tokens/s; embed = ${promptLen}-token text)`);
+      `${name.padEnd(22)} ${f.prefill.toFixed(1).padStart(9)} ${f.decode.toFixed(2).padStart(9)} ` +
+      `${(f.embed * 1000).toFixed(0).padStart(10)}`;
+    console.log(
+      `${''.padEnd(22)} ${'prefill'.padStart(9)} ${'decode'.padStart(9)} ${'embed ms'.padStart(10)}   ` +
+        `(tokens/s; embed = ${promptLen}-token text)`,
+    );
     console.log(row('search-r3 (native)', a));
     console.log(row('llama.cpp F32', b));
-    console.log(`ratios (ours / llama.cpp): prefill ${(a.prefill / b.prefill).toFixed(2)}, decode ${(a.decode / b.decode).toFixed(2)}, embed speed ${(b.embed / a.embed).toFixed(2)}`);
+    console.log(
+      `ratios (ours / llama.cpp): prefill ${(a.prefill / b.prefill).toFixed(2)}, decode ` +
+        `${(a.decode / b.decode).toFixed(2)}, embed speed ${(b.embed / a.embed).toFixed(2)}`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

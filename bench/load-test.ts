@@ -35,7 +35,12 @@ interface AutocannonResult {
   latency: { p50: number; p99: number; average: number; max: number };
   requests: { average: number; total: number };
   throughput: { average: number };
-  errors: number; timeouts: number; non2xx: number; '2xx': number; '4xx': number; '5xx': number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  '2xx': number;
+  '4xx': number;
+  '5xx': number;
   statusCodeStats: Record<string, { count: number }>;
 }
 type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>;
@@ -103,19 +108,36 @@ function probeHealth(url: string, everyMs: number): { stop: () => Promise<number
 /** Samples the server's RSS every `everyMs`; returns the samples. */
 function sampleRss(url: string, everyMs: number): { stop: () => number[] } {
   const samples: number[] = [];
-  const timer = setInterval(() => { rssMiB(url).then((m) => samples.push(m), () => undefined); }, everyMs);
-  return { stop: () => { clearInterval(timer); return samples; } };
+  const timer = setInterval(() => {
+    rssMiB(url).then(
+      (m) => samples.push(m),
+      () => undefined,
+    );
+  }, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return samples;
+    },
+  };
 }
 
 /** A text of at most `n` tokens cut from `text` (decode → encode may shift a token, so it is checked). */
 function cutToTokens(tok: Tokenizer, text: string, n: number): string {
   let ids = tok.encode(text).slice(0, n);
   let cut = tok.decode(ids);
-  while (tok.encode(cut).length > n) { ids = ids.slice(0, -1); cut = tok.decode(ids); }
+  while (tok.encode(cut).length > n) {
+    ids = ids.slice(0, -1);
+    cut = tok.decode(ids);
+  }
   return cut;
 }
 
-interface Attack { name: string; send: () => Promise<Response>; want: (status: number) => boolean }
+interface Attack {
+  name: string;
+  send: () => Promise<Response>;
+  want: (status: number) => boolean;
+}
 
 /** The adversarial requests: each is sent in a loop of its own, one at a time. */
 function attacks(url: string, longTexts: string[], queries: string[]): Attack[] {
@@ -132,51 +154,69 @@ function attacks(url: string, longTexts: string[], queries: string[]): Attack[] 
   const embed = (input: unknown, ext?: Record<string, unknown>): (() => Promise<Response>) =>
     json('/v1/embeddings', { model: 'search-r3', input, ...(ext ? { search_r3: ext } : {}) });
   const reasoning = { mode: 'query', reasoning: 'on', max_reasoning_tokens: 128, temperature: 1.5 };
-  const is = (want: number) => (status: number): boolean => status === want;
+  const is =
+    (want: number) =>
+    (status: number): boolean =>
+      status === want;
   const ok = is(200);
   return [
     // the largest request the limits allow: inputs of the full cut, up to the per-request token bound
     { name: `${perRequest} inputs × ≤${MAX_LENGTH} tokens`, send: embed(longTexts.slice(0, perRequest)), want: ok },
     { name: '1 MB input', send: embed(huge), want: is(400) },
-    { name: `reasoning ${reasoningQueries} queries × 128, T=1.5`, send: embed(queries.slice(0, reasoningQueries), reasoning),
-      want: ok },
+    {
+      name: `reasoning ${reasoningQueries} queries × 128, T=1.5`,
+      send: embed(queries.slice(0, reasoningQueries), reasoning),
+      want: ok,
+    },
     { name: 'broken JSON', send: json('/v1/embeddings', '{"model": "search-r3", "input": '), want: is(400) },
     { name: 'gzip bomb (64 MiB)', send: json('/v1/embeddings', bomb, { 'content-encoding': 'gzip' }), want: is(413) },
     { name: 'wrong fields', send: json('/v1/search', { query: 42, k: -1 }), want: is(400) },
   ];
 }
 
-interface AttackStats { sent: number; unexpected: Map<number, number>; failed: number; fiveXx: number }
+interface AttackStats {
+  sent: number;
+  unexpected: Map<number, number>;
+  failed: number;
+  fiveXx: number;
+}
 
 /** Runs every attack in its own loop until `until`; counts answers that are not what the attack expects. */
 async function runAttacks(list: Attack[], until: number): Promise<Map<string, AttackStats>> {
   const stats = new Map<string, AttackStats>();
-  await Promise.all(list.map(async (a) => {
-    const st: AttackStats = { sent: 0, unexpected: new Map(), failed: 0, fiveXx: 0 };
-    stats.set(a.name, st);
-    while (performance.now() < until) {
-      st.sent++;
-      try {
-        const r = await a.send();
-        await r.arrayBuffer();
-        if (r.status >= 500) st.fiveXx++;
-        if (!a.want(r.status)) st.unexpected.set(r.status, (st.unexpected.get(r.status) ?? 0) + 1);
-      } catch {
-        st.failed++; // a reset or refused connection
+  await Promise.all(
+    list.map(async (a) => {
+      const st: AttackStats = { sent: 0, unexpected: new Map(), failed: 0, fiveXx: 0 };
+      stats.set(a.name, st);
+      while (performance.now() < until) {
+        st.sent++;
+        try {
+          const r = await a.send();
+          await r.arrayBuffer();
+          if (r.status >= 500) st.fiveXx++;
+          if (!a.want(r.status)) st.unexpected.set(r.status, (st.unexpected.get(r.status) ?? 0) + 1);
+        } catch {
+          st.failed++; // a reset or refused connection
+        }
       }
-    }
-  }));
+    }),
+  );
   return stats;
 }
 
 function searchRequests(queries: string[]): Record<string, unknown>[] {
   let n = 0;
-  return [{
-    method: 'POST', path: '/v1/search', headers: { 'content-type': 'application/json' },
-    setupRequest: (req: Record<string, unknown>) => ({
-      ...req, body: JSON.stringify({ query: queries[(n++ * 7919) % queries.length], k: 10, hybrid }),
-    }),
-  }];
+  return [
+    {
+      method: 'POST',
+      path: '/v1/search',
+      headers: { 'content-type': 'application/json' },
+      setupRequest: (req: Record<string, unknown>) => ({
+        ...req,
+        body: JSON.stringify({ query: queries[(n++ * 7919) % queries.length], k: 10, hybrid }),
+      }),
+    },
+  ];
 }
 
 async function main(): Promise<void> {
@@ -199,7 +239,10 @@ async function main(): Promise<void> {
   await index.close();
   const queries = [...(await readBeirQueries(path.join(scifact, 'queries.jsonl'))).values()];
   const tok = await Tokenizer.fromFolder(modelDir);
-  const longest = docs.map(documentText).sort((a, b) => b.length - a.length).slice(0, 256);
+  const longest = docs
+    .map(documentText)
+    .sort((a, b) => b.length - a.length)
+    .slice(0, 256);
   const longTexts = longest.map((t) => cutToTokens(tok, t, MAX_LENGTH));
 
   const cli = path.join(root, 'dist/src/cli/main.js');
@@ -220,12 +263,20 @@ async function main(): Promise<void> {
     // the idle RSS (the server loaded, nothing asked yet), a warm-up, then the measured run
     const idle = await rssMiB(url);
     await autocannon({
-      url: `${url}/v1/search`, connections, duration: 3, method: 'POST',
+      url: `${url}/v1/search`,
+      connections,
+      duration: 3,
+      method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ query: queries[0], k: 10 }),
     });
     const rss: number[] = [await rssMiB(url)];
-    const sampler = setInterval(() => { rssMiB(url).then((m) => rss.push(m), () => undefined); }, 10_000);
+    const sampler = setInterval(() => {
+      rssMiB(url).then(
+        (m) => rss.push(m),
+        () => undefined,
+      );
+    }, 10_000);
     const peakSampler = sampleRss(url, 500);
     const prober = probeHealth(url, 250);
     const res = await autocannon({ url, connections, duration, requests: searchRequests(queries) });
@@ -233,7 +284,9 @@ async function main(): Promise<void> {
     const healthMs = await prober.stop();
     rss.push(await rssMiB(url));
     fiveXx += res['5xx'];
-    const codes = Object.entries(res.statusCodeStats).map(([c, s]) => `${c}:${s.count}`).join(' ');
+    const codes = Object.entries(res.statusCodeStats)
+      .map(([c, s]) => `${c}:${s.count}`)
+      .join(' ');
     const what = `POST /v1/search k=10${hybrid ? ' hybrid' : ''}, reasoning off, loopback`;
     console.log(`autocannon ${duration} s, ${connections} connections, ${what}`);
     const lat = res.latency;
@@ -263,16 +316,20 @@ async function main(): Promise<void> {
     fiveXx += normal['5xx'] + [...attackStats.values()].reduce((a, s) => a + s.fiveXx, 0);
     console.log(`adversarial ${adversarialDuration} s: POST /v1/search on ${half} connections, one loop per attack`);
     const nl = normal.latency;
-    console.log(`  search: p50 ${nl.p50} ms  p99 ${nl.p99} ms  max ${nl.max} ms, ${normal.requests.total} requests, `
-      + `5xx ${normal['5xx']}, errors ${normal.errors}`);
+    console.log(
+      `  search: p50 ${nl.p50} ms  p99 ${nl.p99} ms  max ${nl.max} ms, ${normal.requests.total} requests, ` +
+        `5xx ${normal['5xx']}, errors ${normal.errors}`,
+    );
     for (const [name, st] of attackStats) {
       const odd = [...st.unexpected].map(([c, n]) => `${c}×${n}`).join(' ');
       console.log(`  ${name}: ${st.sent} sent, unexpected ${odd || 'none'}, connection errors ${st.failed}`);
     }
     const sorted = [...advHealth].sort((a, b) => a - b);
     console.log(latencyLine('GET /health every 50 ms', advHealth));
-    console.log(`summary: /health p99 ${quantile(sorted, 0.99).toFixed(1)} ms (target ≤ 50), 5xx ${fiveXx} (target 0), `
-      + `peak RSS ${peak.toFixed(0)} MiB = ${(peak / idle).toFixed(2)}× idle ${idle.toFixed(0)} MiB (target ≤ 1.5×)`);
+    console.log(
+      `summary: /health p99 ${quantile(sorted, 0.99).toFixed(1)} ms (target ≤ 50), 5xx ${fiveXx} (target 0), ` +
+        `peak RSS ${peak.toFixed(0)} MiB = ${(peak / idle).toFixed(2)}× idle ${idle.toFixed(0)} MiB (target ≤ 1.5×)`,
+    );
     if (fiveXx > 0 || res.errors > 0) process.exitCode = 1;
   } finally {
     const t = performance.now();
@@ -282,4 +339,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

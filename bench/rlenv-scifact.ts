@@ -20,10 +20,24 @@ const work = path.resolve(process.argv[2] ?? 'rlenv-work');
 const kind = process.argv[3] ?? 'dcg';
 const k = Number(process.argv[4] ?? 10);
 const modelConfig: Qwen2Config = {
-  architectures: ['Qwen2ForCausalLM'], modelType: 'qwen2', vocabSize: 4096, hiddenSize: 128, intermediateSize: 384,
-  numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 32, hiddenAct: 'silu',
-  maxPositionEmbeddings: 512, ropeTheta: 10000, rmsNormEps: 1e-6, tieWordEmbeddings: true,
-  bosTokenId: null, eosTokenId: null, torchDtype: 'float32', extra: {},
+  architectures: ['Qwen2ForCausalLM'],
+  modelType: 'qwen2',
+  vocabSize: 4096,
+  hiddenSize: 128,
+  intermediateSize: 384,
+  numHiddenLayers: 2,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  headDim: 32,
+  hiddenAct: 'silu',
+  maxPositionEmbeddings: 512,
+  ropeTheta: 10000,
+  rmsNormEps: 1e-6,
+  tieWordEmbeddings: true,
+  bosTokenId: null,
+  eosTokenId: null,
+  torchDtype: 'float32',
+  extra: {},
 };
 
 async function main(): Promise<void> {
@@ -32,10 +46,17 @@ async function main(): Promise<void> {
   if (!existsSync(path.join(modelDir, 'config.json'))) {
     const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: modelConfig.vocabSize });
     const tokenizer = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
-    await saveModelFolder(modelDir, { model: Qwen2Model.random({ ...modelConfig, vocabSize: tokenizer.vocabSize }, new T.Rng(1), 0.02), tokenizer });
+    await saveModelFolder(modelDir, {
+      model: Qwen2Model.random({ ...modelConfig, vocabSize: tokenizer.vocabSize }, new T.Rng(1), 0.02),
+      tokenizer,
+    });
   }
   const cfg = {
-    model: 'model', output: `run-${kind}${k}`, seed: 0, steps: 8, maxLength: 96,
+    model: 'model',
+    output: `run-${kind}${k}`,
+    seed: 0,
+    steps: 8,
+    maxLength: 96,
     data: { beir: path.resolve(repoRoot, '../shared/data/scifact'), split: 'train' },
     rollout: { queries: 4, group: 4, temperature: 1, maxReasoningTokens: 16 },
     reward: { kind, k, formatPenalty: 0.5 },
@@ -48,4 +69,7 @@ async function main(): Promise<void> {
   console.log(`node dist/src/cli/main.js rlenv audit --config ${file} --steps 8`);
 }
 
-main().catch((e) => { console.error(e); process.exitCode = 1; });
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

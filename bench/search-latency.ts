@@ -33,42 +33,82 @@ const K = 10;
 
 let seed = 12345;
 // Math.imul: a plain multiply exceeds 2^53 and collapses the generator into a short cycle (duplicate vectors)
-const uniform = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return (seed + 0.5) / 4294967296; };
+const uniform = (): number => {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  return (seed + 0.5) / 4294967296;
+};
 const gauss = (): number => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-function normalise(v: Float32Array): Float32Array { const n = Math.hypot(...v); return v.map((x) => x / n); }
+function normalise(v: Float32Array): Float32Array {
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+}
 
 const centres = Array.from({ length: TOPICS }, () => normalise(Float32Array.from({ length: DIM }, gauss)));
 // Zipf topic sizes: a few big topics, a long tail, as in real corpora
 const weights = Array.from({ length: TOPICS }, (_, i) => 1 / (i + 1) ** 0.8);
 const cum: number[] = [];
 weights.reduce((a, w, i) => (cum[i] = a + w), 0);
-const pickTopic = (): number => { const u = uniform() * cum[TOPICS - 1]; let lo = 0, hi = TOPICS - 1; while (lo < hi) { const m = (lo + hi) >> 1; if (cum[m] < u) lo = m + 1; else hi = m; } return lo; };
+const pickTopic = (): number => {
+  const u = uniform() * cum[TOPICS - 1];
+  let lo = 0,
+    hi = TOPICS - 1;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if (cum[m] < u) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+};
 // noise σ per coordinate so that cos(doc, centre) ≈ 1 / sqrt(1 + σ²·DIM) ≈ 0.7
 const sigma = Math.sqrt((1 / 0.7 ** 2 - 1) / DIM);
-const draw = (): Float32Array => { const c = centres[pickTopic()]; return normalise(c.map((x) => x + sigma * gauss())); };
+const draw = (): Float32Array => {
+  const c = centres[pickTopic()];
+  return normalise(c.map((x) => x + sigma * gauss()));
+};
 
-function pct(xs: number[], p: number): number { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; }
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
 
 async function main(): Promise<void> {
-  console.log(`search latency: ${N} documents × ${DIM}-d (${TOPICS} Zipf topics, cos to centre ≈ 0.7), ${Q} fresh queries, k=${K}, HNSW ${DTYPE}`);
+  console.log(
+    `search latency: ${N} documents × ${DIM}-d (${TOPICS} Zipf topics, cos to centre ≈ 0.7), ${Q} fresh ` +
+      `queries, k=${K}, HNSW ${DTYPE}`,
+  );
   let t = performance.now();
   const data = new Float32Array(N * DIM);
   for (let i = 0; i < N; i++) data.set(draw(), i * DIM);
   const queries = Array.from({ length: Q }, draw);
   console.log(`generated in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
-  // the index is built through the real path (docs.sqlite + usearch, committed in chunks) with a backend that returns these vectors
+  // the index is built through the real path (docs.sqlite + usearch, committed in chunks) with a backend that returns
+  // these vectors
   const backend: EmbeddingBackend = {
-    modelId: 'synthetic-clustered', dimension: DIM, templates: DEFAULT_TEMPLATES, maxLength: 512,
-    embedDocuments: async (texts) => texts.map((s) => { const i = Number(s.slice(s.lastIndexOf(' ') + 1)); return data.slice(i * DIM, (i + 1) * DIM); }),
-    embedQueries: async (): Promise<QueryEmbedding[]> => { throw new Error('not used'); },
+    modelId: 'synthetic-clustered',
+    dimension: DIM,
+    templates: DEFAULT_TEMPLATES,
+    maxLength: 512,
+    embedDocuments: async (texts) =>
+      texts.map((s) => {
+        const i = Number(s.slice(s.lastIndexOf(' ') + 1));
+        return data.slice(i * DIM, (i + 1) * DIM);
+      }),
+    embedQueries: async (): Promise<QueryEmbedding[]> => {
+      throw new Error('not used');
+    },
   };
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-bench-'));
   try {
     t = performance.now();
     const index = await SearchIndex.open(path.join(dir, 'idx'), { backend, create: { dtype: DTYPE } });
-    await index.addDocuments(Array.from({ length: N }, (_, i) => ({ id: `doc${i}`, title: '', text: `synthetic document ${i}` })), { chunkSize: 20_000 });
-    console.log(`indexed in ${((performance.now() - t) / 1000).toFixed(1)} s (sqlite + HNSW M=16 ef_add=128, 2 threads)`);
+    await index.addDocuments(
+      Array.from({ length: N }, (_, i) => ({ id: `doc${i}`, title: '', text: `synthetic document ${i}` })),
+      { chunkSize: 20_000 },
+    );
+    console.log(
+      `indexed in ${((performance.now() - t) / 1000).toFixed(1)} s (sqlite + HNSW M=16 ef_add=128, 2 threads)`,
+    );
 
     // exact top-10 (the peer), timed per query
     const exactMs: number[] = [];
@@ -86,32 +126,53 @@ async function main(): Promise<void> {
     const rowsOut: string[] = [];
     for (const ef of EFS) {
       await index.close();
-      const store = new UsearchStore(path.join(dir, 'idx'), { dimension: DIM, dtype: DTYPE, hnsw: { connectivity: 16, expansionAdd: 128, expansionSearch: ef } });
+      const store = new UsearchStore(path.join(dir, 'idx'), {
+        dimension: DIM,
+        dtype: DTYPE,
+        hnsw: { connectivity: 16, expansionAdd: 128, expansionSearch: ef },
+      });
       // loading the saved graph keeps its build-time ef; the walk below sets ef per store
       const storeMs: number[] = [];
       let hitsFound = 0;
-      for (let r = 0; r < 2; r++) for (const [qi, q] of queries.entries()) {
-        const s = performance.now();
-        const hits = store.searchSync(q, K);
-        if (r === 1) { storeMs.push(performance.now() - s); hitsFound += hits.filter((h) => truth[qi].has(keyToRow.get(h.key)!)).length; }
-      }
+      for (let r = 0; r < 2; r++)
+        for (const [qi, q] of queries.entries()) {
+          const s = performance.now();
+          const hits = store.searchSync(q, K);
+          if (r === 1) {
+            storeMs.push(performance.now() - s);
+            hitsFound += hits.filter((h) => truth[qi].has(keyToRow.get(h.key)!)).length;
+          }
+        }
       const recall = hitsFound / (Q * K);
-      rowsOut.push(`  HNSW walk (ef=${ef}, from file):    recall@10 ${recall.toFixed(4)}  p50 ${pct(storeMs, 50).toFixed(3)} ms  p99 ${pct(storeMs, 99).toFixed(3)} ms`);
+      rowsOut.push(
+        `  HNSW walk (ef=${ef}, from file):    recall@10 ${recall.toFixed(4)}  p50 ` +
+          `${pct(storeMs, 50).toFixed(3)} ms  p99 ${pct(storeMs, 99).toFixed(3)} ms`,
+      );
     }
     // the full path: SearchIndex.searchVector = HNSW (manifest ef) + the 10 documents from sqlite
     const idx = await SearchIndex.open(path.join(dir, 'idx'));
     const fullMs: number[] = [];
     let found = 0;
-    for (let r = 0; r < 2; r++) for (const [qi, q] of queries.entries()) {
-      const s = performance.now();
-      const hits = await idx.searchVector(q, { k: K, exact: false });
-      if (r === 1) { fullMs.push(performance.now() - s); found += hits.filter((h) => truth[qi].has(Number(h.id.slice(3)))).length; }
-    }
+    for (let r = 0; r < 2; r++)
+      for (const [qi, q] of queries.entries()) {
+        const s = performance.now();
+        const hits = await idx.searchVector(q, { k: K, exact: false });
+        if (r === 1) {
+          fullMs.push(performance.now() - s);
+          found += hits.filter((h) => truth[qi].has(Number(h.id.slice(3)))).length;
+        }
+      }
     await idx.close();
     const p50 = pct(fullMs, 50);
     console.log(rowsOut.join('\n'));
-    console.log(`  SearchIndex.searchVector (ef=${idx.info.hnsw.expansionSearch}, + sqlite texts): recall@10 ${(found / (Q * K)).toFixed(4)}  p50 ${p50.toFixed(3)} ms  p99 ${pct(fullMs, 99).toFixed(3)} ms`);
-    console.log(`  peer: exact brute force (usearch SIMD, 1 thread): p50 ${pct(exactMs, 50).toFixed(3)} ms  p99 ${pct(exactMs, 99).toFixed(3)} ms`);
+    console.log(
+      `  SearchIndex.searchVector (ef=${idx.info.hnsw.expansionSearch}, + sqlite texts): recall@10 ` +
+        `${(found / (Q * K)).toFixed(4)}  p50 ${p50.toFixed(3)} ms  p99 ${pct(fullMs, 99).toFixed(3)} ms`,
+    );
+    console.log(
+      `  peer: exact brute force (usearch SIMD, 1 thread): p50 ${pct(exactMs, 50).toFixed(3)} ms  p99 ` +
+        `${pct(exactMs, 99).toFixed(3)} ms`,
+    );
     console.log(`  ratio exact/ours at p50: ${(pct(exactMs, 50) / p50).toFixed(1)}x`);
     console.log(`RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MiB`);
   } finally {
@@ -119,4 +180,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

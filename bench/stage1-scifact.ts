@@ -30,15 +30,32 @@ const work = path.resolve(process.argv[2] ?? 'stage1-work');
 const steps = Number(process.env.STAGE1_STEPS ?? 300);
 const data = path.resolve(repoRoot, '../shared/data');
 const maxLength = Number(process.env.STAGE1_MAXLEN ?? 128);
-const log = (m: string): void => { process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`); };
+const log = (m: string): void => {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
+};
 
 const env = (k: string, d: number): number => Number(process.env[k] ?? d);
-const hidden = env('STAGE1_HIDDEN', 256), heads = 4;
+const hidden = env('STAGE1_HIDDEN', 256),
+  heads = 4;
 const modelConfig: Qwen2Config = {
-  architectures: ['Qwen2ForCausalLM'], modelType: 'qwen2', vocabSize: 6400, hiddenSize: hidden, intermediateSize: 3 * hidden,
-  numHiddenLayers: env('STAGE1_LAYERS', 4), numAttentionHeads: heads, numKeyValueHeads: 2, headDim: hidden / heads, hiddenAct: 'silu',
-  maxPositionEmbeddings: 512, ropeTheta: 10000, rmsNormEps: 1e-6, tieWordEmbeddings: true,
-  bosTokenId: null, eosTokenId: null, torchDtype: 'float32', extra: {},
+  architectures: ['Qwen2ForCausalLM'],
+  modelType: 'qwen2',
+  vocabSize: 6400,
+  hiddenSize: hidden,
+  intermediateSize: 3 * hidden,
+  numHiddenLayers: env('STAGE1_LAYERS', 4),
+  numAttentionHeads: heads,
+  numKeyValueHeads: 2,
+  headDim: hidden / heads,
+  hiddenAct: 'silu',
+  maxPositionEmbeddings: 512,
+  ropeTheta: 10000,
+  rmsNormEps: 1e-6,
+  tieWordEmbeddings: true,
+  bosTokenId: null,
+  eosTokenId: null,
+  torchDtype: 'float32',
+  extra: {},
 };
 
 /** SciFact-test nDCG@10 of a model, queries embedded without reasoning. */
@@ -52,7 +69,10 @@ async function main(): Promise<void> {
   if (!existsSync(path.join(modelDir, 'config.json'))) {
     const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: modelConfig.vocabSize });
     const tokenizer = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
-    await saveModelFolder(modelDir, { model: Qwen2Model.random({ ...modelConfig, vocabSize: tokenizer.vocabSize }, new T.Rng(1), 0.02), tokenizer });
+    await saveModelFolder(modelDir, {
+      model: Qwen2Model.random({ ...modelConfig, vocabSize: tokenizer.vocabSize }, new T.Rng(1), 0.02),
+      tokenizer,
+    });
     log(`random model written to ${modelDir}`);
   }
   const scifactTest = await loadDevSet(path.join(data, 'scifact'), 'test');
@@ -72,26 +92,60 @@ async function main(): Promise<void> {
     const sources = [{ type: 'beir' as const, path: path.join(data, 'scifact'), split: 'train' }];
     const { examples } = await loadTrainingData(sources);
     const pool = await candidatePool(sources, examples);
-    const r = mineHardNegatives(examples, pool, bm25Ranker(pool), { fromRank: 10, toRank: 100, negatives: 8, falseNegativeRatio: 0.95, seed: 0 });
+    const r = mineHardNegatives(examples, pool, bm25Ranker(pool), {
+      fromRank: 10,
+      toRank: 100,
+      negatives: 8,
+      falseNegativeRatio: 0.95,
+      seed: 0,
+    });
     writeFileSync(mined, toJsonl(r.mined));
     log(`mined ${r.stats.negatives} negatives (${r.stats.filteredAsFalseNegative} dropped as likely false negatives)`);
   }
   const cfgJson = {
-    model: modelDir, output: path.join(work, 'run'), seed: 0, maxLength, steps,
-    data: [{ type: 'jsonl', path: mined }, { type: 'climate-fever', path: path.join(data, 'climate-fever/climate-fever.jsonl') }],
+    model: modelDir,
+    output: path.join(work, 'run'),
+    seed: 0,
+    maxLength,
+    steps,
+    data: [
+      { type: 'jsonl', path: mined },
+      { type: 'climate-fever', path: path.join(data, 'climate-fever/climate-fever.jsonl') },
+    ],
     batch: { queries: 16, hardNegatives: 1, subBatch: 0, accumulation: 1 },
     loss: { sft: 1, kl: env('STAGE1_KL', 0.1), infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
-    optimizer: { lr: env('STAGE1_LR', 1e-3), warmupSteps: 30, minLr: env('STAGE1_LR', 1e-3) / 10, weightDecay: 0.01, maxGradNorm: 1 },
+    optimizer: {
+      lr: env('STAGE1_LR', 1e-3),
+      warmupSteps: 30,
+      minLr: env('STAGE1_LR', 1e-3) / 10,
+      weightDecay: 0.01,
+      maxGradNorm: 1,
+    },
     checkpoint: { every: 50, keep: 2 },
-    eval: { beir: path.join(data, 'nfcorpus/beir-preprocessed/dev'), split: 'dev', every: env('STAGE1_EVAL_EVERY', 100), maxQueries: 50, maxDocuments: 300 },
+    eval: {
+      beir: path.join(data, 'nfcorpus/beir-preprocessed/dev'),
+      split: 'dev',
+      every: env('STAGE1_EVAL_EVERY', 100),
+      maxQueries: 50,
+      maxDocuments: 300,
+    },
   };
   writeFileSync(path.join(work, 'train-config.json'), JSON.stringify(cfgJson, null, 1));
   const cfg = parseSftConfig(cfgJson, work);
   const resume = existsSync(path.join(cfg.output, 'checkpoints'));
   const trained = await trainSft(cfg, { resume });
-  log(`trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s; best dev nDCG@10 ${trained.bestScore} at step ${trained.bestStep}`);
+  log(
+    `trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s; best dev nDCG@10 ${trained.bestScore} ` +
+      `at step ${trained.bestStep}`,
+  );
 
-  const results: Record<string, unknown> = { steps: trained.steps, trainSeconds: trained.seconds, untrained: before.ndcg10, bestDev: trained.bestScore, bestStep: trained.bestStep };
+  const results: Record<string, unknown> = {
+    steps: trained.steps,
+    trainSeconds: trained.seconds,
+    untrained: before.ndcg10,
+    bestDev: trained.bestScore,
+    bestStep: trained.bestStep,
+  };
   for (const which of ['final', 'best']) {
     const dir = path.join(cfg.output, which);
     if (!existsSync(dir)) continue;
@@ -103,7 +157,15 @@ async function main(): Promise<void> {
   results.wallSeconds = (Date.now() - t0) / 1000;
   results.peerBm25 = 0.665;
   writeFileSync(path.join(work, 'results.json'), JSON.stringify(results, null, 1));
-  console.log(`SciFact test nDCG@10: untrained ${before.ndcg10.toFixed(4)}, trained (final) ${(results.final as number)?.toFixed(4)}, best-dev ${(results.best as number | undefined)?.toFixed(4)}; peer BM25 0.665; ratio final/BM25 ${((results.final as number) / 0.665).toFixed(3)}`);
+  console.log(
+    `SciFact test nDCG@10: untrained ${before.ndcg10.toFixed(4)}, trained (final) ` +
+      `${(results.final as number)?.toFixed(4)}, best-dev ` +
+      `${(results.best as number | undefined)?.toFixed(4)}; peer BM25 0.665; ratio final/BM25 ` +
+      `${((results.final as number) / 0.665).toFixed(3)}`,
+  );
 }
 
-main().catch((e) => { console.error(e); process.exitCode = 1; });
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

@@ -29,11 +29,17 @@ function tokensPerSecond(encode: (text: string) => number[]): number {
 
 const ours = await Tokenizer.fromFolder(qwenReferenceTokenizerDir());
 const { tokenizerJson, tokenizerConfig } = readQwenReferenceFiles();
-const peer = TokenizerLoader.fromPreTrained({ tokenizerJSON: tokenizerJson as never, tokenizerConfig: tokenizerConfig as never });
+const peer = TokenizerLoader.fromPreTrained({
+  tokenizerJSON: tokenizerJson as never,
+  tokenizerConfig: tokenizerConfig as never,
+});
 
 console.log(`SciFact corpus: ${docs.length} documents`);
 for (const pass of ['cold', 'warm']) {
   const a = tokensPerSecond((t) => ours.encode(t));
   const b = tokensPerSecond((t) => peer.encode(t, { add_special_tokens: false }));
-  console.log(`${pass}: ours ${Math.round(a).toLocaleString('en-US')} tok/s, @lenml/tokenizers ${Math.round(b).toLocaleString('en-US')} tok/s, ratio ${(a / b).toFixed(2)}`);
+  console.log(
+    `${pass}: ours ${Math.round(a).toLocaleString('en-US')} tok/s, @lenml/tokenizers ` +
+      `${Math.round(b).toLocaleString('en-US')} tok/s, ratio ${(a / b).toFixed(2)}`,
+  );
 }

@@ -15,14 +15,38 @@ import { repoRoot } from '../test/helpers/repo.js';
 const threads = Number(process.env.BENCH_THREADS ?? 2);
 const steps = Number(process.env.BENCH_STEPS ?? 10);
 const warmup = Number(process.env.BENCH_WARMUP ?? 3);
-const config = tinyQwen2Config({ vocabSize: 8192, hiddenSize: 256, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 64, intermediateSize: 1024, numHiddenLayers: 4, maxPositionEmbeddings: 512, tieWordEmbeddings: false });
-const batch = 8, seq = 128, tokens = batch * seq;
+const config = tinyQwen2Config({
+  vocabSize: 8192,
+  hiddenSize: 256,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  headDim: 64,
+  intermediateSize: 1024,
+  numHiddenLayers: 4,
+  maxPositionEmbeddings: 512,
+  tieWordEmbeddings: false,
+});
+const batch = 8,
+  seq = 128,
+  tokens = batch * seq;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function peerSeconds(threads: number): { seconds: number[]; torch: string } {
   const r = spawnSync('/usr/bin/python3', [join(repoRoot, 'bench', 'peers', 'torch_train_step.py')], {
-    input: JSON.stringify({ config: { ...pythonConfig(config), hidden_size: config.hiddenSize, vocab_size: config.vocabSize, intermediate_size: config.intermediateSize }, batch, seq, steps, warmup, threads }),
+    input: JSON.stringify({
+      config: {
+        ...pythonConfig(config),
+        hidden_size: config.hiddenSize,
+        vocab_size: config.vocabSize,
+        intermediate_size: config.intermediateSize,
+      },
+      batch,
+      seq,
+      steps,
+      warmup,
+      threads,
+    }),
     // torch's matmuls run on OpenBLAS's own pool: pin both pools to the same count
     env: { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) },
     maxBuffer: 1 << 26,
@@ -52,12 +76,31 @@ function ourSeconds(): number[] {
 }
 
 function gemmGflops(): number {
-  const n = 1024, rng = new T.Rng(1);
-  const a = T.randn([n, n], rng).data, b = T.randn([n, n], rng).data, c = new Float32Array(n * n);
+  const n = 1024,
+    rng = new T.Rng(1);
+  const a = T.randn([n, n], rng).data,
+    b = T.randn([n, n], rng).data,
+    c = new Float32Array(n * n);
   const k = T.kernels();
-  const run = (): void => k.gemm({ a, b, c, batch: 1, m: n, n, k: n, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, accumulate: false });
+  const run = (): void =>
+    k.gemm({
+      a,
+      b,
+      c,
+      batch: 1,
+      m: n,
+      n,
+      k: n,
+      transA: false,
+      transB: false,
+      strideA: 0,
+      strideB: 0,
+      strideC: 0,
+      accumulate: false,
+    });
   run();
-  const reps = 10, t0 = performance.now();
+  const reps = 10,
+    t0 = performance.now();
   for (let i = 0; i < reps; i++) run();
   return (2 * n * n * n * reps) / ((performance.now() - t0) / 1000) / 1e9;
 }
@@ -65,13 +108,17 @@ function gemmGflops(): number {
 function main(): void {
   process.env.SEARCH_R3_THREADS ??= String(threads);
   T.setBackend('native');
-  console.log(`config: 4 layers, d_model 256, 4 heads / 2 KV heads, SwiGLU 1024, vocab 8192, batch ${batch}×${seq}; ${threads} threads; median of ${steps} steps after ${warmup} warm-up`);
+  console.log(
+    `config: 4 layers, d_model 256, 4 heads / 2 KV heads, SwiGLU 1024, vocab 8192, batch ${batch}×${seq}; ` +
+      `${threads} threads; median of ${steps} steps after ${warmup} warm-up`,
+  );
   const ours = median(ourSeconds());
   const peer = peerSeconds(threads);
   const theirs = median(peer.seconds);
   // PyTorch 1.13 on this 2-core machine is often faster on one thread than on two: show that too.
   const peer1 = threads === 1 ? null : median(peerSeconds(1).seconds);
-  const row = (name: string, s: number): string => `${name.padEnd(22)} ${(s * 1000).toFixed(0).padStart(7)} ms/step ${(tokens / s).toFixed(0).padStart(8)} tokens/s`;
+  const row = (name: string, s: number): string =>
+    `${name.padEnd(22)} ${(s * 1000).toFixed(0).padStart(7)} ms/step ${(tokens / s).toFixed(0).padStart(8)} tokens/s`;
   console.log(row('search-r3 (native)', ours));
   console.log(row(`PyTorch ${peer.torch}`, theirs));
   if (peer1 !== null) console.log(row(`PyTorch, 1 thread`, peer1) + '   (for reference)');

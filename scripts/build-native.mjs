@@ -18,13 +18,20 @@ function findNodeGyp() {
     // npm installed beside node: <prefix>/bin/node → <prefix>/lib/node_modules/npm/node_modules/node-gyp
     resolve(dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js'),
   ];
-  try { candidates.push(createRequire(join(root, 'package.json')).resolve('node-gyp/bin/node-gyp.js')); } catch { /* not a dependency */ }
+  try {
+    candidates.push(createRequire(join(root, 'package.json')).resolve('node-gyp/bin/node-gyp.js'));
+  } catch {
+    /* not a dependency */
+  }
   return candidates.find((p) => p && existsSync(p));
 }
 
 const gyp = findNodeGyp();
 if (!gyp) {
-  console.warn('search-r3: node-gyp not found (it ships with npm); the native backend was not built, the pure-TypeScript backend will be used.');
+  console.warn(
+    'search-r3: node-gyp not found (it ships with npm); the native backend was not built, ' +
+      'the pure-TypeScript backend will be used.',
+  );
   process.exit(0);
 }
 const args = [gyp, 'rebuild'];
@@ -33,6 +40,9 @@ const prefix = resolve(dirname(process.execPath), '..');
 if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 if (r.status !== 0) {
-  console.warn('search-r3: the native backend did not build (is libopenblas-dev installed?); the pure-TypeScript backend will be used.');
+  console.warn(
+    'search-r3: the native backend did not build (is libopenblas-dev installed?); ' +
+      'the pure-TypeScript backend will be used.',
+  );
 }
 process.exit(0);

@@ -2,7 +2,16 @@
  * The search-r3 package API. Others may add exports here; keep one line (or block) per area.
  */
 // index and search
-export { SearchIndex, type CreateIndexOptions, type OpenIndexOptions, type AddOptions, type EncodeProgress, type SearchOptions, type SearchHit, type SearchResult } from './search-index/search-index.js';
+export {
+  SearchIndex,
+  type CreateIndexOptions,
+  type OpenIndexOptions,
+  type AddOptions,
+  type EncodeProgress,
+  type SearchOptions,
+  type SearchHit,
+  type SearchResult,
+} from './search-index/search-index.js';
 export { LocalBackend, type EmbeddingBackend } from './search-index/embedding-backend.js';
 export { readDocuments, documentText, type SourceDocument } from './search-index/document-source.js';
 export { IndexError } from './search-index/index-error.js';
@@ -15,9 +24,18 @@ export { SearchR3VectorStore } from './client/langchain-vectorstore.js';
 export { RemoteEmbedder, RemoteError, type RemoteOptions } from './client/remote-embedder.js';
 export { startSearchServer, createSearchServer, type ServeOptions, type RunningServer } from './serve/server.js';
 export {
-  WorkerBackend, ModelUnavailableError, type WorkerBackendOptions, type ModelHealth,
+  WorkerBackend,
+  ModelUnavailableError,
+  type WorkerBackendOptions,
+  type ModelHealth,
 } from './serve/model-worker.js';
 // the embedding protocol underneath
-export { Embedder, type QueryOptions, type QueryEmbedding, DEFAULT_TEMPLATES, type PromptTemplates } from './embed/index.js';
+export {
+  Embedder,
+  type QueryOptions,
+  type QueryEmbedding,
+  DEFAULT_TEMPLATES,
+  type PromptTemplates,
+} from './embed/index.js';
 export { loadModelFolder } from './model/model-folder.js';
 export { Tokenizer } from './model/tokenizer.js';

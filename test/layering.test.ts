@@ -44,7 +44,8 @@ const src = path.join(repoRoot, 'src');
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []);
+    e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : [],
+  );
 }
 
 /** The src/ folder a module path lies in, or null for the package entry and anything outside src/. */
@@ -54,8 +55,14 @@ function layerOf(file: string): string | null {
 }
 
 test('every import between the folders of src/ is an edge the layering allows', () => {
-  const folders = readdirSync(src, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-  assert.deepEqual(folders.filter((f) => !(f in ALLOWED)), [], 'folders the table does not place');
+  const folders = readdirSync(src, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name);
+  assert.deepEqual(
+    folders.filter((f) => !(f in ALLOWED)),
+    [],
+    'folders the table does not place',
+  );
   const barrels = folders.filter((f) => readdirSync(path.join(src, f)).includes('index.ts'));
   assert.deepEqual(barrels.sort(), [...BARRELS].sort(), 'the folders with an index.ts are the barrel layers');
   const seen = new Set<string>();
@@ -67,12 +74,14 @@ test('every import between the folders of src/ is an edge the layering allows', 
       if (to === null || to === from || (to === BELOW_ALL && from !== BELOW_ALL)) continue;
       const where = `${path.relative(src, file)} imports ${m[1]}`;
       assert.ok(ALLOWED[from]!.includes(to), `${where}: ${from} may not import ${to}`);
-      if (BARRELS.has(to)) assert.ok(m[1]!.endsWith(`${to}/index.js`), `${where}: import the ${to} layer through its index.ts`);
+      if (BARRELS.has(to))
+        assert.ok(m[1]!.endsWith(`${to}/index.js`), `${where}: import the ${to} layer through its index.ts`);
       const only = ONLY_FROM[`${from}→${to}`];
       if (only) assert.ok(only.includes(path.basename(file)), `${where}: only ${only.join(', ')} may`);
       seen.add(`${from}→${to}`);
     }
   }
   // the table is no wider than it needs to be for the edges that matter most
-  for (const edge of ['cli→recipe', 'recipe→train', 'train→rlenv', 'embed→model', 'model→tensor']) assert.ok(seen.has(edge), edge);
+  for (const edge of ['cli→recipe', 'recipe→train', 'train→rlenv', 'embed→model', 'model→tensor'])
+    assert.ok(seen.has(edge), edge);
 });

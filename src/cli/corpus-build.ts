@@ -22,11 +22,25 @@ export const corpusCommand: Command = {
   subcommands: ['build'],
   async run(argv) {
     const { values, positionals } = parseArgs({
-      args: argv, allowPositionals: true, strict: true,
-      options: { data: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, 'valid-fraction': { type: 'string' }, 'shard-mb': { type: 'string' }, only: { type: 'string' }, quiet: { type: 'boolean' } },
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        data: { type: 'string' },
+        out: { type: 'string' },
+        seed: { type: 'string' },
+        'valid-fraction': { type: 'string' },
+        'shard-mb': { type: 'string' },
+        only: { type: 'string' },
+        quiet: { type: 'boolean' },
+      },
     });
-    if (positionals[0] !== 'build' || positionals.length > 1) throw new UserError("corpus needs the sub-command 'build': search-r3 corpus build --data <shared/data> --out <dir>.");
-    if (!values.data || !existsSync(values.data)) throw new UserError(`--data must name the shared data folder (../shared/data), got ${values.data ?? 'nothing'}.`);
+    if (positionals[0] !== 'build' || positionals.length > 1)
+      throw new UserError(
+        "corpus needs the sub-command 'build': search-r3 corpus build --data <shared/data> --out <dir>.",
+      );
+    if (!values.data || !existsSync(values.data))
+      throw new UserError(`--data must name the shared data folder (../shared/data), got ${values.data ?? 'nothing'}.`);
     if (!values.out) throw new UserError('--out is required: the corpus folder to write.');
     const num = (v: string | undefined, d: number, name: string, ok: (x: number) => boolean): number => {
       const x = v === undefined ? d : Number(v);
@@ -37,12 +51,30 @@ export const corpusCommand: Command = {
     const validFraction = num(values['valid-fraction'], 0.01, 'valid-fraction', (x) => x >= 0 && x < 1);
     const shardMb = num(values['shard-mb'], 8, 'shard-mb', (x) => x > 0);
     const known = corpusSources(values.data).map((s) => s.name);
-    const only = values.only?.split(',').map((s) => s.trim()).filter((s) => s !== '');
-    for (const n of only ?? []) if (!known.includes(n)) throw new UserError(`--only ${n}: not an available source; available: ${known.join(', ')}.`);
-    const say = values.quiet ? undefined : (m: string): void => { process.stderr.write(`${m}\n`); };
-    const m = await buildTextCorpus(values.data, values.out, { seed, validFraction, shardBytes: shardMb * 1e6, ...(only ? { only } : {}) }, say);
-    console.log(`corpus: ${m.totals.trainDocuments} train documents (${(m.totals.trainBytes / 1e6).toFixed(1)} MB in ${m.train.length} shards), ` +
-      `${m.totals.validDocuments} valid (${(m.totals.validBytes / 1e6).toFixed(2)} MB) from ${m.sources.length} sources; manifest in ${values.out}/manifest.json`);
+    const only = values.only
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    for (const n of only ?? [])
+      if (!known.includes(n))
+        throw new UserError(`--only ${n}: not an available source; available: ${known.join(', ')}.`);
+    const say = values.quiet
+      ? undefined
+      : (m: string): void => {
+          process.stderr.write(`${m}\n`);
+        };
+    const m = await buildTextCorpus(
+      values.data,
+      values.out,
+      { seed, validFraction, shardBytes: shardMb * 1e6, ...(only ? { only } : {}) },
+      say,
+    );
+    console.log(
+      `corpus: ${m.totals.trainDocuments} train documents (${(m.totals.trainBytes / 1e6).toFixed(1)} MB in ` +
+        `${m.train.length} shards), ` +
+        `${m.totals.validDocuments} valid (${(m.totals.validBytes / 1e6).toFixed(2)} MB) from ` +
+        `${m.sources.length} sources; manifest in ${values.out}/manifest.json`,
+    );
     return 0;
   },
 };

@@ -54,8 +54,8 @@ options:
   --query <text>              a query of your own instead of the 3 examples (repeatable); a SciFact test
                               claim typed exactly gets its ✓ marks
   -k <n>                      hits shown per example (default 5)
-  --max-reasoning-tokens <n>  reasoning budget per query (default ${DEFAULT_MAX_REASONING_TOKENS}, as 'search-r3 eval'); the embed
-                              token is forced after it
+  --max-reasoning-tokens <n>  reasoning budget per query (default ${DEFAULT_MAX_REASONING_TOKENS}, as 'search-r3
+                              eval'); the embed token is forced after it
   --no-table                  skip the evaluation table
   --max-queries <n>           evaluate only the first n test claims (a quick look; not the SciFact figure)
   --max-documents <n>         index only the abstracts judged relevant for the 3 example claims and the
@@ -67,7 +67,13 @@ options:
 
 Set SEARCH_R3_THREADS to limit the CPU threads the model uses.`;
 
-export interface DemoHit { id: string; title: string; score: number; relevant: boolean; snippet: string }
+export interface DemoHit {
+  id: string;
+  title: string;
+  score: number;
+  relevant: boolean;
+  snippet: string;
+}
 /** Field names as POST /v1/search spells them (query_id has no counterpart there). */
 export interface DemoExample {
   query: string;
@@ -77,9 +83,21 @@ export interface DemoExample {
   timings: { embed_ms: number; search_ms: number };
   hits: DemoHit[];
 }
-export interface DemoRow { retriever: string; ndcg10: number; recall100: number; seconds: number; note?: string }
+export interface DemoRow {
+  retriever: string;
+  ndcg10: number;
+  recall100: number;
+  seconds: number;
+  note?: string;
+}
 
-interface DemoIndexReport { dir: string; action: 'built' | 'resumed' | 'updated' | 'loaded'; documents: number; encoded: number; seconds: number }
+interface DemoIndexReport {
+  dir: string;
+  action: 'built' | 'resumed' | 'updated' | 'loaded';
+  documents: number;
+  encoded: number;
+  seconds: number;
+}
 
 /** The demo's cache folder for a model: one index per model fingerprint (and per corpus slice). */
 export function defaultIndexDir(modelId: string, slice: string): string {
@@ -97,25 +115,37 @@ function duration(seconds: number): string {
 
 /** Whitespace runs as one space, control characters dropped, cut to `max` characters. */
 function oneLine(s: string, max: number): string {
-  const t = s.replace(/\s+/g, ' ').replace(/\p{Cc}/gu, '').trim();
+  const t = s
+    .replace(/\s+/g, ' ')
+    .replace(/\p{Cc}/gu, '')
+    .trim();
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 }
 
 /** Builds, resumes or loads the index of `docs`, leaving in it exactly those documents. */
-async function openDemoIndex(dir: string, backend: LocalBackend, docs: readonly BeirDocument[], log: (s: string) => void, quiet: boolean): Promise<{ index: SearchIndex; report: DemoIndexReport }> {
+async function openDemoIndex(
+  dir: string,
+  backend: LocalBackend,
+  docs: readonly BeirDocument[],
+  log: (s: string) => void,
+  quiet: boolean,
+): Promise<{ index: SearchIndex; report: DemoIndexReport }> {
   const t0 = performance.now();
   const index = await SearchIndex.open(dir, { backend, create: {} });
   try {
     const before = index.stats();
-    if (before.pending > 0) log(`resuming the index in ${dir}: ${before.pending} documents were left pending by an earlier run`);
-    else if (before.documents === 0) log(`building the index in ${dir} (${docs.length.toLocaleString('en')} documents; cached for later runs)`);
+    if (before.pending > 0)
+      log(`resuming the index in ${dir}: ${before.pending} documents were left pending by an earlier run`);
+    else if (before.documents === 0)
+      log(`building the index in ${dir} (${docs.length.toLocaleString('en')} documents; cached for later runs)`);
     const progress = quiet ? undefined : new ProgressReporter('encoding documents');
     const { encoded } = await index.addDocuments(docs, { onProgress: (p) => progress?.update(p.done, p.total) });
     const keep = new Set(docs.map((d) => d.id));
     await index.deleteDocuments(index.documentIds().filter((id) => !keep.has(id)));
     index.indexedVectors(); // read the vectors now, so loading time includes them and search time does not
     const seconds = (performance.now() - t0) / 1000;
-    const action = encoded === 0 ? 'loaded' : before.pending > 0 ? 'resumed' : before.documents > 0 ? 'updated' : 'built';
+    const action =
+      encoded === 0 ? 'loaded' : before.pending > 0 ? 'resumed' : before.documents > 0 ? 'updated' : 'built';
     return { index, report: { dir, action, documents: index.stats().documents, encoded, seconds } };
   } catch (e) {
     await index.close();
@@ -124,18 +154,27 @@ async function openDemoIndex(dir: string, backend: LocalBackend, docs: readonly 
 }
 
 function describeIndex(r: DemoIndexReport): string {
-  if (r.action === 'loaded') return `index: loaded ${r.documents.toLocaleString('en')} documents from ${r.dir} in ${duration(r.seconds)}`;
+  if (r.action === 'loaded')
+    return `index: loaded ${r.documents.toLocaleString('en')} documents from ${r.dir} in ${duration(r.seconds)}`;
   const rate = r.encoded / Math.max(r.seconds, 1e-9);
-  return `index: ${r.action} ${r.dir} — ${r.encoded.toLocaleString('en')} documents encoded in ${duration(r.seconds)} (${rate.toFixed(1)} documents/s)`;
+  return (
+    `index: ${r.action} ${r.dir} — ${r.encoded.toLocaleString('en')} documents encoded in ` +
+    `${duration(r.seconds)} (${rate.toFixed(1)} documents/s)`
+  );
 }
 
 function formatExample(e: DemoExample, n: number, of: number, budget: number): string {
   const lines = [`[${n}/${of}] ${e.query}${e.query_id ? `   (SciFact test claim ${e.query_id})` : ''}`];
   const token = e.forced ? `embed token forced after the ${budget}-token budget` : 'embed token emitted by the model';
   lines.push(`  reasoning (${token}): ${oneLine(e.reasoning, 300) || '(none)'}`);
-  lines.push(`  reasoning + embedding ${duration(e.timings.embed_ms / 1000)}, search ${duration(e.timings.search_ms / 1000)}`);
+  lines.push(
+    `  reasoning + embedding ${duration(e.timings.embed_ms / 1000)}, search ${duration(e.timings.search_ms / 1000)}`,
+  );
   e.hits.forEach((h, i) => {
-    lines.push(`  ${String(i + 1).padStart(2)}. ${h.relevant ? '✓' : ' '} ${h.score.toFixed(4)}  ${h.id}  ${oneLine(h.title, 80)}`);
+    lines.push(
+      `  ${String(i + 1).padStart(2)}. ${h.relevant ? '✓' : ' '} ${h.score.toFixed(4)}  ${h.id}  ` +
+        `${oneLine(h.title, 80)}`,
+    );
     lines.push(`                ${h.snippet}`);
   });
   if (e.hits.length === 0) lines.push('  (no documents)');
@@ -147,7 +186,11 @@ function formatTable(rows: readonly DemoRow[], queries: number, documents: numbe
   const out = [
     `SciFact test: ${queries} queries, ${documents.toLocaleString('en')} documents (trec_eval-exact)`,
     `${'retriever'.padEnd(w)}  nDCG@10  R@100   time`,
-    ...rows.map((r) => `${r.retriever.padEnd(w)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}  ${duration(r.seconds)}${r.note ? `   ${r.note}` : ''}`),
+    ...rows.map(
+      (r) =>
+        `${r.retriever.padEnd(w)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}  ` +
+        `${duration(r.seconds)}${r.note ? `   ${r.note}` : ''}`,
+    ),
   ];
   return out.join('\n');
 }
@@ -176,8 +219,15 @@ async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
   const dense = async (reasoning: 'on' | 'off'): Promise<{ run: Run; seconds: number; note: string }> => {
     let note = '';
     const r = await timed(async () => {
-      const q = await embedQueryMatrix(t.backend.embedder, t.queries, { reasoning, maxReasoningTokens: t.maxReasoningTokens }, t.progress);
-      note = `${q.forced} of ${t.queries.size} embed tokens forced; ${q.generatedTokens.toLocaleString('en')} tokens generated`;
+      const q = await embedQueryMatrix(
+        t.backend.embedder,
+        t.queries,
+        { reasoning, maxReasoningTokens: t.maxReasoningTokens },
+        t.progress,
+      );
+      note =
+        `${q.forced} of ${t.queries.size} embed tokens forced; ${q.generatedTokens.toLocaleString('en')} ` +
+        `tokens generated`;
       return (await denseSearch(q.matrix, t.docMatrix, { k: TABLE_DEPTH, onProgress: t.progress })).run;
     });
     return { ...r, note };
@@ -189,9 +239,18 @@ async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
   return [
     { retriever: 'BM25', ...score(bm25.run), seconds: bm25.seconds },
     { retriever: 'dense, reasoning off', ...score(off.run), seconds: off.seconds },
-    { retriever: `dense, reasoning on (≤${t.maxReasoningTokens} tokens)`, ...score(on.run), seconds: on.seconds, note: on.note },
+    {
+      retriever: `dense, reasoning on (≤${t.maxReasoningTokens} tokens)`,
+      ...score(on.run),
+      seconds: on.seconds,
+      note: on.note,
+    },
     // Its time is both rankings' plus the fusion: what answering these queries hybrid costs.
-    { retriever: 'hybrid (BM25 + reasoning off, RRF)', ...score(hybrid.run), seconds: bm25.seconds + off.seconds + hybrid.seconds },
+    {
+      retriever: 'hybrid (BM25 + reasoning off, RRF)',
+      ...score(hybrid.run),
+      seconds: bm25.seconds + off.seconds + hybrid.seconds,
+    },
   ];
 }
 
@@ -201,11 +260,19 @@ export const demoCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({
-      args: argv, allowPositionals: false, strict: true,
+      args: argv,
+      allowPositionals: false,
+      strict: true,
       options: {
-        model: { type: 'string' }, index: { type: 'string' }, query: { type: 'string', multiple: true },
-        k: { type: 'string', short: 'k' }, 'max-reasoning-tokens': { type: 'string' }, 'no-table': { type: 'boolean' },
-        'max-queries': { type: 'string' }, 'max-documents': { type: 'string' }, json: { type: 'boolean' },
+        model: { type: 'string' },
+        index: { type: 'string' },
+        query: { type: 'string', multiple: true },
+        k: { type: 'string', short: 'k' },
+        'max-reasoning-tokens': { type: 'string' },
+        'no-table': { type: 'boolean' },
+        'max-queries': { type: 'string' },
+        'max-documents': { type: 'string' },
+        json: { type: 'boolean' },
         quiet: { type: 'boolean' },
       },
     });
@@ -215,15 +282,24 @@ export const demoCommand: Command = {
     const maxDocuments = positiveInt(values['max-documents'], 'max-documents');
     const json = values.json ?? false;
     const quiet = (values.quiet ?? false) || json;
-    if (values.query?.some((q) => q.trim() === '')) throw new UserError('--query needs some text (quote it: --query "does vitamin D prevent fractures?").');
+    if (values.query?.some((q) => q.trim() === ''))
+      throw new UserError('--query needs some text (quote it: --query "does vitamin D prevent fractures?").');
     const modelDir = values.model ?? DEFAULT_MODEL_DIR;
     if (!existsSync(path.join(modelDir, 'config.json'))) {
-      throw new UserError(values.model === undefined
-        ? `the default model is not in this checkout (${modelDir}); train it with 'npm run train:default' or pass --model <dir>.`
-        : `--model ${modelDir}: not a model folder (no config.json); pass a folder written by 'search-r3 train' or the recipe.`);
+      throw new UserError(
+        values.model === undefined
+          ? `the default model is not in this checkout (${modelDir}); train it with 'npm run train:default' ` +
+              `or pass --model <dir>.`
+          : `--model ${modelDir}: not a model folder (no config.json); pass a folder written by 'search-r3 ` +
+              `train' or the recipe.`,
+      );
     }
-    const log = (s: string): void => { if (!quiet) process.stderr.write(`${s}\n`); };
-    const say = (s: string): void => { if (!json) console.log(s); };
+    const log = (s: string): void => {
+      if (!quiet) process.stderr.write(`${s}\n`);
+    };
+    const say = (s: string): void => {
+      if (!json) console.log(s);
+    };
 
     return (async () => {
       const backend = await LocalBackend.fromModelDir(modelDir);
@@ -235,27 +311,63 @@ export const demoCommand: Command = {
         ? values.query.map((text) => ({ text, id: qidByText.get(text.trim()) }))
         : EXAMPLE_QUERY_IDS.map((id) => ({ text: ds.queries.get(id)!, id }));
       // The slice depends only on --max-documents and --max-queries, so its cached index serves every later run.
-      const sliced = new Map([...EXAMPLE_QUERY_IDS.map((id): [string, string] => [id, ds.queries.get(id)!]), ...table.queries]);
+      const sliced = new Map([
+        ...EXAMPLE_QUERY_IDS.map((id): [string, string] => [id, ds.queries.get(id)!]),
+        ...table.queries,
+      ]);
       const docs = subsetDevSet({ ...ds, queries: sliced }, 0, maxDocuments ?? 0).corpus;
-      say(`search-r3 demo — model ${path.resolve(modelDir)} (d ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, vocabulary ${cfg.vocabSize}), `
-        + `SciFact test: ${docs.length.toLocaleString('en')} documents${maxDocuments ? ' (a slice)' : ''}`);
+      say(
+        `search-r3 demo — model ${path.resolve(modelDir)} (d ${cfg.hiddenSize}, ${cfg.numHiddenLayers} ` +
+          `layers, vocabulary ${cfg.vocabSize}), ` +
+          `SciFact test: ${docs.length.toLocaleString('en')} documents${maxDocuments ? ' (a slice)' : ''}`,
+      );
 
-      const indexDir = values.index ?? defaultIndexDir(backend.modelId, maxDocuments ? `-first${maxDocuments}${maxQueries ? `-q${maxQueries}` : ''}` : '');
+      const indexDir =
+        values.index ??
+        defaultIndexDir(
+          backend.modelId,
+          maxDocuments ? `-first${maxDocuments}${maxQueries ? `-q${maxQueries}` : ''}` : '',
+        );
       const { index, report: indexReport } = await openDemoIndex(indexDir, backend, docs, log, quiet);
-      const out: { model: object; index: DemoIndexReport; examples: DemoExample[]; table?: { queries: number; documents: number; rows: DemoRow[] }; evaluation?: string } = {
-        model: { dir: path.resolve(modelDir), id: backend.modelId, hiddenSize: cfg.hiddenSize, layers: cfg.numHiddenLayers, vocabSize: cfg.vocabSize },
-        index: indexReport, examples: [],
+      const out: {
+        model: object;
+        index: DemoIndexReport;
+        examples: DemoExample[];
+        table?: { queries: number; documents: number; rows: DemoRow[] };
+        evaluation?: string;
+      } = {
+        model: {
+          dir: path.resolve(modelDir),
+          id: backend.modelId,
+          hiddenSize: cfg.hiddenSize,
+          layers: cfg.numHiddenLayers,
+          vocabSize: cfg.vocabSize,
+        },
+        index: indexReport,
+        examples: [],
       };
       try {
         say(describeIndex(indexReport));
-        say(`\nExamples: the model reasons about each claim (≤${budget} tokens), then embeds it; top ${k} of ${indexReport.documents.toLocaleString('en')} documents (✓ = judged relevant)\n`);
+        say(
+          `\nExamples: the model reasons about each claim (≤${budget} tokens), then embeds it; top ${k} of ` +
+            `${indexReport.documents.toLocaleString('en')} documents (✓ = judged relevant)\n`,
+        );
         for (const [i, ex] of examples.entries()) {
           const r = await index.search(ex.text, { k, reasoning: 'on', maxReasoningTokens: budget });
           const judged = ex.id ? ds.qrels.get(ex.id) : undefined;
           const example: DemoExample = {
-            query: ex.text, ...(ex.id ? { query_id: ex.id } : {}), reasoning: r.reasoning, forced: r.forced,
+            query: ex.text,
+            ...(ex.id ? { query_id: ex.id } : {}),
+            reasoning: r.reasoning,
+            forced: r.forced,
             timings: { embed_ms: r.embedMs, search_ms: r.searchMs },
-            hits: r.hits.map((h) => ({ id: h.id, title: h.title, score: h.score, relevant: (judged?.get(h.id) ?? 0) >= 1, snippet: oneLine(h.text, 110) })),
+            hits: r.hits.map((h) => ({
+              id: h.id,
+              title: h.title,
+              score: h.score,
+              relevant: (judged?.get(h.id) ?? 0) >= 1,
+              snippet: oneLine(h.text, 110),
+            })),
           };
           out.examples.push(example);
           say(`${formatExample(example, i + 1, examples.length, budget)}\n`);
@@ -263,14 +375,23 @@ export const demoCommand: Command = {
         if (!values['no-table']) {
           const { ids, dim, data } = index.indexedVectors();
           const rows = await evaluationTable({
-            backend, corpus: docs, docMatrix: { ids, dim, data }, queries: table.queries, qrels: table.qrels, maxReasoningTokens: budget,
+            backend,
+            corpus: docs,
+            docMatrix: { ids, dim, data },
+            queries: table.queries,
+            qrels: table.qrels,
+            maxReasoningTokens: budget,
             progress: quiet ? undefined : evalProgress(),
           });
           out.table = { queries: table.queries.size, documents: docs.length, rows };
           say(formatTable(rows, table.queries.size, docs.length));
           if (!maxQueries && !maxDocuments) say('(published BM25 on SciFact test: nDCG@10 0.665–0.679 (Pyserini))');
           const slow = rows[2]!;
-          if (slow.seconds > 60) say(`reasoning on took ${duration(slow.seconds)} for ${table.queries.size} queries (generation is the slow part); --no-table skips the table.`);
+          if (slow.seconds > 60)
+            say(
+              `reasoning on took ${duration(slow.seconds)} for ${table.queries.size} queries (generation is ` +
+                `the slow part); --no-table skips the table.`,
+            );
         }
         const evaluationMd = path.join(modelDir, 'evaluation.md');
         if (existsSync(evaluationMd)) {

@@ -11,7 +11,11 @@ export function evalProgress(stream: NodeJS.WriteStream = process.stderr, lineEv
   let lastLine = 0;
   return (name, done, total) => {
     const now = performance.now();
-    if (name !== stage) { stage = name; stageStart = now; lastLine = now; }
+    if (name !== stage) {
+      stage = name;
+      stageStart = now;
+      lastLine = now;
+    }
     const finished = done >= total;
     if (!tty && !finished && now - lastLine < lineEveryMs) return;
     lastLine = now;
@@ -20,8 +24,10 @@ export function evalProgress(stream: NodeJS.WriteStream = process.stderr, lineEv
     if (tty) {
       const width = 30;
       const filled = Math.round((width * pct) / 100);
-      stream.write(`\r${name.padEnd(10)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${secs}s\x1b[K`
-        + (finished ? '\n' : ''));
+      stream.write(
+        `\r${name.padEnd(10)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${secs}s\x1b[K` +
+          (finished ? '\n' : ''),
+      );
     } else {
       stream.write(`${name}: ${done}/${total} (${pct.toFixed(0)}%) ${secs}s\n`);
     }

@@ -114,7 +114,6 @@ function readExcludedIds(file: string): Map<string, string[]> {
   return out;
 }
 
-
 interface Report {
   mode: 'dataset' | 'trec';
   dataset?: { folder: string; split: string; documents: number; queries: number };
@@ -134,14 +133,20 @@ function withFirstQueries(ds: BeirDataset, n: number | undefined): BeirDataset {
 }
 
 /** A Search-R3 model folder as a retriever (the model is loaded once, read-only). */
-async function modelRetriever(dir: string, o: { reasoning?: string; maxReasoningTokens?: number; temperature?: number; maxLength?: number }): Promise<Retriever> {
-  if (o.reasoning !== undefined && o.reasoning !== 'on' && o.reasoning !== 'off') throw new UserError(`--reasoning must be on or off (got '${o.reasoning}').`);
+async function modelRetriever(
+  dir: string,
+  o: { reasoning?: string; maxReasoningTokens?: number; temperature?: number; maxLength?: number },
+): Promise<Retriever> {
+  if (o.reasoning !== undefined && o.reasoning !== 'on' && o.reasoning !== 'off')
+    throw new UserError(`--reasoning must be on or off (got '${o.reasoning}').`);
   if (!existsSync(dir)) throw new UserError(`--retriever '${dir}': not 'bm25' and not a model folder.`);
   const { model, tokenizer } = await loadModelFolder(dir);
   const embedder = new Embedder(model, tokenizer, { maxLength: o.maxLength });
   const reasoning = o.reasoning === 'on' ? 'on' : 'off';
   return new ModelRetriever(embedder, reasoning === 'on' ? 'search-r3-reasoning' : 'search-r3', {
-    reasoning, maxReasoningTokens: o.maxReasoningTokens, temperature: o.temperature,
+    reasoning,
+    maxReasoningTokens: o.maxReasoningTokens,
+    temperature: o.temperature,
   });
 }
 
@@ -151,19 +156,37 @@ export const evalCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const parsed = parseArgs({
-      args: argv, allowPositionals: false, strict: true,
+      args: argv,
+      allowPositionals: false,
+      strict: true,
       options: {
-        dataset: { type: 'string' }, split: { type: 'string', default: 'test' }, 'max-queries': { type: 'string' },
-        retriever: { type: 'string' }, 'query-embeddings': { type: 'string' }, 'doc-embeddings': { type: 'string' },
-        qrels: { type: 'string' }, run: { type: 'string' },
-        k: { type: 'string' }, k1: { type: 'string' }, b: { type: 'string' }, language: { type: 'string' },
-        threads: { type: 'string' }, tag: { type: 'string' }, cutoffs: { type: 'string' },
+        dataset: { type: 'string' },
+        split: { type: 'string', default: 'test' },
+        'max-queries': { type: 'string' },
+        retriever: { type: 'string' },
+        'query-embeddings': { type: 'string' },
+        'doc-embeddings': { type: 'string' },
+        qrels: { type: 'string' },
+        run: { type: 'string' },
+        k: { type: 'string' },
+        k1: { type: 'string' },
+        b: { type: 'string' },
+        language: { type: 'string' },
+        threads: { type: 'string' },
+        tag: { type: 'string' },
+        cutoffs: { type: 'string' },
         measure: { type: 'string', short: 'm', multiple: true },
-        'per-query': { type: 'boolean', short: 'q' }, complete: { type: 'boolean', short: 'c' },
-        level: { type: 'string', short: 'l' }, 'skip-no-relevant': { type: 'boolean' },
-        'ignore-identical-ids': { type: 'boolean' }, 'excluded-ids': { type: 'string' },
-        compare: { type: 'string' }, json: { type: 'boolean' },
-        reasoning: { type: 'string' }, 'max-reasoning-tokens': { type: 'string' }, temperature: { type: 'string' },
+        'per-query': { type: 'boolean', short: 'q' },
+        complete: { type: 'boolean', short: 'c' },
+        level: { type: 'string', short: 'l' },
+        'skip-no-relevant': { type: 'boolean' },
+        'ignore-identical-ids': { type: 'boolean' },
+        'excluded-ids': { type: 'string' },
+        compare: { type: 'string' },
+        json: { type: 'boolean' },
+        reasoning: { type: 'string' },
+        'max-reasoning-tokens': { type: 'string' },
+        temperature: { type: 'string' },
         'max-length': { type: 'string' },
       },
     });
@@ -173,7 +196,8 @@ export const evalCommand: Command = {
       throw new UserError('--max-queries goes with --dataset (it takes the first n queries of the split).');
     }
     const level = v.level === undefined ? undefined : Number(v.level);
-    if (level !== undefined && !Number.isInteger(level)) throw new UserError(`--level must be an integer (got '${v.level}').`);
+    if (level !== undefined && !Number.isInteger(level))
+      throw new UserError(`--level must be an integer (got '${v.level}').`);
     const baseOptions: EvalOptions = {
       relevanceLevel: level,
       complete: v.complete ?? false,
@@ -197,7 +221,10 @@ export const evalCommand: Command = {
       if (v.run === undefined) throw new UserError('--qrels needs --run <TREC run file> to evaluate.');
       if (dense || v.retriever !== undefined) throw new UserError('--retriever and embeddings need --dataset.');
     } else {
-      throw new UserError("give --dataset <beir-folder> (retrieve and evaluate) or --qrels and --run (evaluate a run). See 'search-r3 eval --help'.");
+      throw new UserError(
+        'give --dataset <beir-folder> (retrieve and evaluate) or --qrels and --run (evaluate a run). See ' +
+          "'search-r3 eval --help'.",
+      );
     }
 
     const progress = v.json ? undefined : evalProgress();
@@ -211,14 +238,19 @@ export const evalCommand: Command = {
       if (v.dataset !== undefined) {
         let retriever: Retriever;
         if (dense) {
-          const [qe, de] = await Promise.all([readEmbeddings(v['query-embeddings']!), readEmbeddings(v['doc-embeddings']!)]);
+          const [qe, de] = await Promise.all([
+            readEmbeddings(v['query-embeddings']!),
+            readEmbeddings(v['doc-embeddings']!),
+          ]);
           retriever = new EmbeddingRetriever(qe, de, 'dense', { threads: positiveInt(v.threads, 'threads') });
         } else if (v.retriever === 'bm25') {
           retriever = new Bm25Retriever({ k1: number(v.k1, 'k1'), b: number(v.b, 'b'), language: v.language });
         } else {
           retriever = await modelRetriever(v.retriever!, {
-            reasoning: v.reasoning, maxReasoningTokens: positiveInt(v['max-reasoning-tokens'], 'max-reasoning-tokens'),
-            temperature: number(v.temperature, 'temperature'), maxLength: positiveInt(v['max-length'], 'max-length'),
+            reasoning: v.reasoning,
+            maxReasoningTokens: positiveInt(v['max-reasoning-tokens'], 'max-reasoning-tokens'),
+            temperature: number(v.temperature, 'temperature'),
+            maxLength: positiveInt(v['max-length'], 'max-length'),
           });
         }
         ds = withFirstQueries(await readBeirDataset(v.dataset, v.split!), maxQueries);
@@ -238,7 +270,11 @@ export const evalCommand: Command = {
       const selection = selectMeasures(v.measure ?? [], parseCutoffs(v.cutoffs) ?? (ds ? BEIR_CUTOFFS : undefined));
       // Retrieval answers every judged query, so one it finds nothing for scores 0 rather than vanishing from the
       // average: trec_eval -c, as Anserini's BEIR regressions evaluate.
-      const options: EvalOptions = { ...baseOptions, cutoffs: selection.cutoffs, complete: ds ? true : baseOptions.complete };
+      const options: EvalOptions = {
+        ...baseOptions,
+        cutoffs: selection.cutoffs,
+        complete: ds ? true : baseOptions.complete,
+      };
       const t1 = performance.now();
       const ev = evaluateRun(run, qrels, options);
       const evalSeconds = (performance.now() - t1) / 1000;
@@ -250,11 +286,20 @@ export const evalCommand: Command = {
         const other = await readTrecRun(v.compare);
         const evB = evaluateRun(other.run, qrels, options);
         const measures = ['ndcg_cut_10', 'map', 'recip_rank', 'recall_100', 'P_10'].filter((m) => m in ev.all);
-        comparison = { run: v.compare, tag: other.tag, measures: compareEvaluations(ev, evB, measures.length ? measures : ['map']) };
+        comparison = {
+          run: v.compare,
+          tag: other.tag,
+          measures: compareEvaluations(ev, evB, measures.length ? measures : ['map']),
+        };
       }
       const report: Report = {
         mode: ds ? 'dataset' : 'trec',
-        dataset: ds && { folder: resolve(ds.folder), split: ds.split, documents: ds.corpus.length, queries: ds.queries.size },
+        dataset: ds && {
+          folder: resolve(ds.folder),
+          split: ds.split,
+          documents: ds.corpus.length,
+          queries: ds.queries.size,
+        },
         retriever: retrieverName,
         run: { tag, file: v.run },
         options: { ...options, excludedIds: undefined },
@@ -273,14 +318,23 @@ export const evalCommand: Command = {
     }
     if (report.mode === 'dataset') {
       const d = report.dataset!;
-      console.log(`${v.dataset} (${d.split}): ${d.queries} queries, ${d.documents} documents; `
-        + `${report.retriever}${report.run.file ? `, run written to ${report.run.file}` : ''}; `
-        + `retrieval ${report.seconds.retrieval!.toFixed(2)} s, evaluation ${report.seconds.evaluation.toFixed(2)} s`);
-      if (v['per-query'] || v.measure) process.stdout.write(formatTrecEval(ev, report.run.tag, v['per-query'] ?? false, selection));
+      console.log(
+        `${v.dataset} (${d.split}): ${d.queries} queries, ${d.documents} documents; ` +
+          `${report.retriever}${report.run.file ? `, run written to ${report.run.file}` : ''}; ` +
+          `retrieval ${report.seconds.retrieval!.toFixed(2)} s, evaluation ${report.seconds.evaluation.toFixed(2)} s`,
+      );
+      if (v['per-query'] || v.measure)
+        process.stdout.write(formatTrecEval(ev, report.run.tag, v['per-query'] ?? false, selection));
       else process.stdout.write(formatSummaryTable(ev, selection.cutoffs));
     } else {
-      process.stdout.write(formatTrecEval(ev, report.run.tag, v['per-query'] ?? false,
-        v.measure ? selection : { names: selection.names, runid: true, numQ: true }));
+      process.stdout.write(
+        formatTrecEval(
+          ev,
+          report.run.tag,
+          v['per-query'] ?? false,
+          v.measure ? selection : { names: selection.names, runid: true, numQ: true },
+        ),
+      );
     }
     if (report.comparison) {
       process.stdout.write(`\n${report.run.tag} vs ${report.comparison.tag} (${report.comparison.run}):\n`);

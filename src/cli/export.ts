@@ -31,9 +31,15 @@ export const exportCommand: Command = {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { model: { type: 'string' }, lora: { type: 'string' }, out: { type: 'string' }, type: { type: 'string' } },
+      options: {
+        model: { type: 'string' },
+        lora: { type: 'string' },
+        out: { type: 'string' },
+        type: { type: 'string' },
+      },
     });
-    if (positionals[0] !== 'gguf') throw new UserError(`export needs a format: 'search-r3 export gguf ...' (see search-r3 export --help)`);
+    if (positionals[0] !== 'gguf')
+      throw new UserError(`export needs a format: 'search-r3 export gguf ...' (see search-r3 export --help)`);
     if (!values.model) throw new UserError('--model is required: the Hugging Face model folder to export');
     if (!values.out) throw new UserError('--out is required: the GGUF file to write');
     if (!existsSync(values.model)) throw new UserError(`--model ${values.model}: no such folder`);

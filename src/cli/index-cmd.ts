@@ -59,14 +59,24 @@ export const indexCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({
-      args: argv, allowPositionals: false, strict: true,
+      args: argv,
+      allowPositionals: false,
+      strict: true,
       options: {
-        model: { type: 'string' }, remote: { type: 'string' }, 'api-key': { type: 'string' },
-        input: { type: 'string' }, out: { type: 'string' },
-        dtype: { type: 'string' }, store: { type: 'string' }, 'store-uri': { type: 'string' },
-        'commit-every': { type: 'string' }, 'chunk-size': { type: 'string' },
-        'max-length': { type: 'string' }, 'batch-tokens': { type: 'string' },
-        prune: { type: 'boolean' }, delete: { type: 'string' },
+        model: { type: 'string' },
+        remote: { type: 'string' },
+        'api-key': { type: 'string' },
+        input: { type: 'string' },
+        out: { type: 'string' },
+        dtype: { type: 'string' },
+        store: { type: 'string' },
+        'store-uri': { type: 'string' },
+        'commit-every': { type: 'string' },
+        'chunk-size': { type: 'string' },
+        'max-length': { type: 'string' },
+        'batch-tokens': { type: 'string' },
+        prune: { type: 'boolean' },
+        delete: { type: 'string' },
       },
     });
     if (!values.out) throw new UserError('--out <index-dir> is required (see search-r3 index --help).');
@@ -74,42 +84,79 @@ export const indexCommand: Command = {
     return (async () => {
       if (values.delete !== undefined) return deleteIds(out, values.delete);
       const dtype = values.dtype ?? 'f32';
-      if (!['f32', 'f16', 'i8'].includes(dtype)) throw new UserError(`--dtype must be f32, f16 or i8 (got '${dtype}').`);
+      if (!['f32', 'f16', 'i8'].includes(dtype))
+        throw new UserError(`--dtype must be f32, f16 or i8 (got '${dtype}').`);
       const store = values.store ?? 'local';
-      if (store !== 'local' && store !== 'lancedb') throw new UserError(`--store must be local or lancedb (got '${store}').`);
+      if (store !== 'local' && store !== 'lancedb')
+        throw new UserError(`--store must be local or lancedb (got '${store}').`);
       if (!values.input) throw new UserError('--input <path> is required (see search-r3 index --help).');
       if (values.model && values.remote) throw new UserError('give one of --model <dir> or --remote <urls>, not both.');
       if (values['chunk-size'] !== undefined) {
-        process.stderr.write('search-r3: --chunk-size is now called --commit-every (documents per commit); the old name still works.\n');
+        process.stderr.write(
+          'search-r3: --chunk-size is now called --commit-every (documents per commit); the old name still works.\n',
+        );
       }
-      const perCommit = positiveInt(values['commit-every'] ?? values['chunk-size'], values['commit-every'] !== undefined ? 'commit-every' : 'chunk-size');
+      const perCommit = positiveInt(
+        values['commit-every'] ?? values['chunk-size'],
+        values['commit-every'] !== undefined ? 'commit-every' : 'chunk-size',
+      );
       const maxLength = positiveInt(values['max-length'], 'max-length');
       const backend = await openBackend(out, values, maxLength);
       if (maxLength !== undefined && maxLength > backend.maxLength) {
-        process.stderr.write(`search-r3: --max-length ${maxLength} is above the model's context; texts are cut at ${backend.maxLength} tokens.\n`);
+        process.stderr.write(
+          `search-r3: --max-length ${maxLength} is above the model's context; texts are cut at ` +
+            `${backend.maxLength} tokens.\n`,
+        );
       }
       const skipped = new Map<string, number>();
-      const docs = await readDocuments(values.input, { onSkip: (_file, why) => skipped.set(why, (skipped.get(why) ?? 0) + 1) });
+      const docs = await readDocuments(values.input, {
+        onSkip: (_file, why) => skipped.set(why, (skipped.get(why) ?? 0) + 1),
+      });
       const index = await SearchIndex.open(out, {
-        backend, create: { dtype: dtype as VectorDtype, store, ...(values['store-uri'] ? { storeUri: values['store-uri'] } : {}) },
+        backend,
+        create: {
+          dtype: dtype as VectorDtype,
+          store,
+          ...(values['store-uri'] ? { storeUri: values['store-uri'] } : {}),
+        },
       });
       try {
         for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
         const before = index.stats();
-        if (before.pending > 0) process.stderr.write(`resuming: ${before.pending} documents left pending by an earlier run\n`);
+        if (before.pending > 0)
+          process.stderr.write(`resuming: ${before.pending} documents left pending by an earlier run\n`);
         const progress = new ProgressReporter('encoding');
-        const r = await index.addDocuments(docs, { documentsPerCommit: perCommit, onProgress: (p) => progress.update(p.done, p.total) });
+        const r = await index.addDocuments(docs, {
+          documentsPerCommit: perCommit,
+          onProgress: (p) => progress.update(p.done, p.total),
+        });
         const keep = new Set(docs.map((d) => d.id));
         const gone = index.documentIds().filter((id) => !keep.has(id));
         const pruned = values.prune ? (await index.deleteDocuments(gone)).length : 0;
         const s = index.stats();
-        console.log(`${path.resolve(out)}: ${s.documents} documents indexed (${r.encoded} encoded now, ${r.counts.unchanged} unchanged${values.prune ? `, ${pruned} pruned` : ''}).`);
-        if (r.counts.repaired > 0) console.log(`${r.counts.repaired} documents whose stored copy was damaged were encoded again from --input.`);
-        if (r.removedDamaged) console.log(`${r.removedDamaged.length} damaged documents that are not in --input were deleted (${r.removedDamaged.slice(0, 3).join(', ')}${r.removedDamaged.length > 3 ? ', ...' : ''}).`);
-        if (r.truncated) console.log(`${r.truncated} of the ${r.encoded} documents encoded now were longer than ${backend.maxLength} tokens and were cut to fit.`);
-        if (skipped.size > 0) console.log(`skipped in ${values.input}: ${[...skipped].map(([why, n]) => `${n} ${why}`).join(', ')}.`);
+        console.log(
+          `${path.resolve(out)}: ${s.documents} documents indexed (${r.encoded} encoded now, ` +
+            `${r.counts.unchanged} unchanged${values.prune ? `, ${pruned} pruned` : ''}).`,
+        );
+        if (r.counts.repaired > 0)
+          console.log(`${r.counts.repaired} documents whose stored copy was damaged were encoded again from --input.`);
+        if (r.removedDamaged)
+          console.log(
+            `${r.removedDamaged.length} damaged documents that are not in --input were deleted ` +
+              `(${r.removedDamaged.slice(0, 3).join(', ')}${r.removedDamaged.length > 3 ? ', ...' : ''}).`,
+          );
+        if (r.truncated)
+          console.log(
+            `${r.truncated} of the ${r.encoded} documents encoded now were longer than ${backend.maxLength} ` +
+              `tokens and were cut to fit.`,
+          );
+        if (skipped.size > 0)
+          console.log(`skipped in ${values.input}: ${[...skipped].map(([why, n]) => `${n} ${why}`).join(', ')}.`);
         if (!values.prune && gone.length > 0) {
-          console.log(`${gone.length} documents of the index are not in --input (e.g. ${gone.slice(0, 3).join(', ')}); they stay searchable — rerun with --prune to delete them.`);
+          console.log(
+            `${gone.length} documents of the index are not in --input (e.g. ${gone.slice(0, 3).join(', ')}); ` +
+              `they stay searchable — rerun with --prune to delete them.`,
+          );
         }
       } finally {
         await index.close();
@@ -124,35 +171,62 @@ export const indexCommand: Command = {
  * The model that encodes: --model, --remote, or for an existing index the model it was built with
  * (with the index's cut length and prompts, which must not change).
  */
-async function openBackend(out: string, values: { model?: string; remote?: string; 'api-key'?: string; 'batch-tokens'?: string }, maxLength: number | undefined): Promise<EmbeddingBackend> {
+async function openBackend(
+  out: string,
+  values: { model?: string; remote?: string; 'api-key'?: string; 'batch-tokens'?: string },
+  maxLength: number | undefined,
+): Promise<EmbeddingBackend> {
   const batchTokens = positiveInt(values['batch-tokens'], 'batch-tokens');
   if (values.remote) {
-    return RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY });
+    return RemoteEmbedder.connect(
+      values.remote
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+      { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY },
+    );
   }
   const existing = existingManifest(out);
   if (existing && maxLength !== undefined && maxLength !== existing.maxLength) {
-    throw new UserError(`--max-length ${maxLength} differs from the ${existing.maxLength} tokens this index cuts texts at; build a new index to change it.`);
+    throw new UserError(
+      `--max-length ${maxLength} differs from the ${existing.maxLength} tokens this index cuts texts at; ` +
+        `build a new index to change it.`,
+    );
   }
   const model = values.model ?? existing?.model.source;
   if (!model) throw new UserError('give --model <dir> (or --remote <urls>): a new index needs a model.');
-  return LocalBackend.fromModelDir(model, existing ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens } : { maxLength, batchTokens });
+  return LocalBackend.fromModelDir(
+    model,
+    existing
+      ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens }
+      : { maxLength, batchTokens },
+  );
 }
 
 /** The manifest of an index already in `out`, or undefined (none, or unreadable: opening it says why). */
 function existingManifest(out: string): IndexManifest | undefined {
   if (!existsSync(path.join(out, MANIFEST_FILE)) && !existsSync(path.join(out, DOCS_FILE))) return undefined;
-  try { return readIndexManifest(out); } catch { return undefined; }
+  try {
+    return readIndexManifest(out);
+  } catch {
+    return undefined;
+  }
 }
 
 async function deleteIds(out: string, list: string): Promise<number> {
-  const ids = list.split(',').map((s) => s.trim()).filter(Boolean);
+  const ids = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (ids.length === 0) throw new UserError('--delete needs at least one document id.');
   const index = await SearchIndex.open(out, { writable: true });
   try {
     for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
     const deleted = await index.deleteDocuments(ids);
     const missing = ids.filter((id) => !deleted.includes(id));
-    console.log(`deleted ${deleted.length} documents${missing.length > 0 ? `; not in the index: ${missing.join(', ')}` : ''}.`);
+    console.log(
+      `deleted ${deleted.length} documents${missing.length > 0 ? `; not in the index: ${missing.join(', ')}` : ''}.`,
+    );
   } finally {
     await index.close();
   }

@@ -20,7 +20,10 @@ function usage(): string {
 function warnIfNoNativeBackend(): void {
   if (process.env.SEARCH_R3_BACKEND === 'js') return;
   const why = nativeBackendError();
-  if (why) console.error(`search-r3: the native backend is unavailable (${why}); using the pure-TypeScript backend, which is much slower.`);
+  if (why)
+    console.error(
+      `search-r3: the native backend is unavailable (${why}); using the pure-TypeScript backend, which is much slower.`,
+    );
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -64,10 +67,14 @@ function optionErrorSentence(err: unknown, command: string): string | null {
   // node quotes what it refuses: '--out <value>', '-k, --k <value>', '--quiet', or the stray word
   const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? '';
   const option = /--?[^\s,<]+(?=[^,]*$)/.exec(quoted)?.[0] ?? quoted;
-  const what = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? `unknown option '${option}'`
-    : code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' ? `unexpected argument '${quoted}'`
-      : /does not take an argument/.test(err.message) ? `option '${option}' takes no value`
-        : `option '${option}' needs a value`;
+  const what =
+    code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
+      ? `unknown option '${option}'`
+      : code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
+        ? `unexpected argument '${quoted}'`
+        : /does not take an argument/.test(err.message)
+          ? `option '${option}' takes no value`
+          : `option '${option}' needs a value`;
   return `search-r3 ${command}: ${what} (see search-r3 ${command} --help)`;
 }
 
@@ -77,12 +84,27 @@ function optionErrorSentence(err: unknown, command: string): string | null {
  * printed as one line, exit code 2. Anything else is a bug and keeps its stack trace (exit code 1).
  * Matched by name, so an error that crossed a worker thread (its class rebuilt there) counts as well.
  */
-const userFacing = new Set(['UserError', 'ModelFileError', 'EvalInputError', 'ConfigError', 'DataError', 'IndexError',
-  'RemoteError', 'TensorError', 'PromptTooLongError', 'InputFileError', 'RunFolderError', 'TrainingDiverged',
-  'TableTooLargeError', 'RecipeError']);
+const userFacing = new Set([
+  'UserError',
+  'ModelFileError',
+  'EvalInputError',
+  'ConfigError',
+  'DataError',
+  'IndexError',
+  'RemoteError',
+  'TensorError',
+  'PromptTooLongError',
+  'InputFileError',
+  'RunFolderError',
+  'TrainingDiverged',
+  'TableTooLargeError',
+  'RecipeError',
+]);
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (err: unknown) => {
     const forUser = err instanceof Error && userFacing.has(err.name);
     if (forUser) console.error(`search-r3: ${err.message}`);

@@ -38,15 +38,28 @@ export const mineCommand: Command = {
   summary: 'mine hard negatives (rank window + false-negative filter) for train sft',
   help: HELP,
   async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-      config: { type: 'string' }, out: { type: 'string' }, retriever: { type: 'string' }, model: { type: 'string' },
-      window: { type: 'string' }, negatives: { type: 'string' }, 'fn-ratio': { type: 'string' }, seed: { type: 'string' },
-    } });
+    const { values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string' },
+        out: { type: 'string' },
+        retriever: { type: 'string' },
+        model: { type: 'string' },
+        window: { type: 'string' },
+        negatives: { type: 'string' },
+        'fn-ratio': { type: 'string' },
+        seed: { type: 'string' },
+      },
+    });
     if (!values.config || !values.out) throw new UserError('mine needs --config <train.json> and --out <mined.jsonl>.');
     const w = /^(\d+):(\d+)$/.exec(values.window ?? '10:100');
-    if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1])) throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
+    if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1]))
+      throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
     const retriever = values.retriever ?? 'bm25';
-    if (retriever !== 'bm25' && retriever !== 'model') throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
+    if (retriever !== 'bm25' && retriever !== 'model')
+      throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
     const cfg = loadSftConfig(values.config);
     const { examples, stats: ds } = await loadTrainingData(cfg.data);
     const pool = await candidatePool(cfg.data, examples);
@@ -58,15 +71,30 @@ export const mineCommand: Command = {
       rank = modelRanker(m.model, m.tokenizer, pool, { templates: cfg.templates, maxLength: cfg.maxLength });
     }
     let last = 0;
-    const { mined, stats } = mineHardNegatives(examples, pool, rank, {
-      fromRank: Number(w[1]), toRank: Number(w[2]), negatives: Math.floor(num(values.negatives, 'negatives', 8)),
-      falseNegativeRatio: num(values['fn-ratio'], 'fn-ratio', 0.95), seed: Math.floor(num(values.seed, 'seed', 0)),
-    }, (done, total) => {
-      if (Date.now() - last > 5000 || done === total) { last = Date.now(); process.stderr.write(`  ${done}/${total} queries\n`); }
-    });
+    const { mined, stats } = mineHardNegatives(
+      examples,
+      pool,
+      rank,
+      {
+        fromRank: Number(w[1]),
+        toRank: Number(w[2]),
+        negatives: Math.floor(num(values.negatives, 'negatives', 8)),
+        falseNegativeRatio: num(values['fn-ratio'], 'fn-ratio', 0.95),
+        seed: Math.floor(num(values.seed, 'seed', 0)),
+      },
+      (done, total) => {
+        if (Date.now() - last > 5000 || done === total) {
+          last = Date.now();
+          process.stderr.write(`  ${done}/${total} queries\n`);
+        }
+      },
+    );
     writeFileAtomicallySync(values.out, toJsonl(mined));
-    console.log(`${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} negatives for ${stats.withNegatives} of them, ` +
-      `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`);
+    console.log(
+      `${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} ` +
+        `negatives for ${stats.withNegatives} of them, ` +
+        `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`,
+    );
     return 0;
   },
 };

@@ -42,15 +42,18 @@ options:
   --max-queries <n>           first n judged queries of each set (default all)
   --max-documents <n>         cut each corpus to the kept queries' judged documents plus n others
                               (default: the whole corpus)
-  --max-reasoning-tokens <n>  reasoning budget with reasoning on (default ${DEFAULT_MAX_REASONING_TOKENS}, as search-r3 eval);
-                              reasoning is greedy (temperature 0)
+  --max-reasoning-tokens <n>  reasoning budget with reasoning on (default ${DEFAULT_MAX_REASONING_TOKENS}, as
+                              search-r3 eval); reasoning is greedy (temperature 0)
   --work <dir>                cache of runs and embeddings (default <out>/work)
   --quiet                     no progress or log lines on stderr
   -h, --help                  this help`;
 
 function parseDatasets(v: string | undefined): RecipeDatasetId[] | undefined {
   if (v === undefined) return undefined;
-  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = names.filter((n) => !(RECIPE_DATASETS as readonly string[]).includes(n));
   if (names.length === 0 || unknown.length > 0) {
     throw new UserError(`--datasets: unknown '${unknown[0] ?? v}'; choose from ${RECIPE_DATASETS.join(',')}.`);
@@ -62,13 +65,25 @@ function parseDatasets(v: string | undefined): RecipeDatasetId[] | undefined {
  * `search-r3 recipe evaluate ...` (argv after `evaluate`): evaluates, writes the report, prints one line saying so
  * to `stdout`, and returns the exit code.
  */
-export async function runRecipeEvaluate(argv: string[], stdout: NodeJS.WritableStream = process.stdout): Promise<number> {
+export async function runRecipeEvaluate(
+  argv: string[],
+  stdout: NodeJS.WritableStream = process.stdout,
+): Promise<number> {
   const parsed = parseArgs({
-    args: argv, allowPositionals: false, strict: true,
+    args: argv,
+    allowPositionals: false,
+    strict: true,
     options: {
-      stage1: { type: 'string' }, stage2: { type: 'string' }, out: { type: 'string' }, data: { type: 'string' },
-      datasets: { type: 'string' }, 'max-queries': { type: 'string' }, 'max-documents': { type: 'string' },
-      'max-reasoning-tokens': { type: 'string' }, work: { type: 'string' }, quiet: { type: 'boolean' },
+      stage1: { type: 'string' },
+      stage2: { type: 'string' },
+      out: { type: 'string' },
+      data: { type: 'string' },
+      datasets: { type: 'string' },
+      'max-queries': { type: 'string' },
+      'max-documents': { type: 'string' },
+      'max-reasoning-tokens': { type: 'string' },
+      work: { type: 'string' },
+      quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -78,11 +93,16 @@ export async function runRecipeEvaluate(argv: string[], stdout: NodeJS.WritableS
     return 0;
   }
   for (const name of ['stage1', 'stage2', 'out'] as const) {
-    if (v[name] === undefined) throw new UserError(`--${name} <dir> is required. See 'search-r3 recipe evaluate --help'.`);
+    if (v[name] === undefined)
+      throw new UserError(`--${name} <dir> is required. See 'search-r3 recipe evaluate --help'.`);
   }
   const quiet = v.quiet ?? false;
   const report = await evaluateRecipeModels({
-    stage1: v.stage1!, stage2: v.stage2!, out: v.out!, data: v.data ?? DEFAULT_DATA_DIR, work: v.work,
+    stage1: v.stage1!,
+    stage2: v.stage2!,
+    out: v.out!,
+    data: v.data ?? DEFAULT_DATA_DIR,
+    work: v.work,
     datasets: parseDatasets(v.datasets),
     maxQueries: positiveInt(v['max-queries'], 'max-queries'),
     maxDocuments: positiveInt(v['max-documents'], 'max-documents'),
@@ -91,7 +111,9 @@ export async function runRecipeEvaluate(argv: string[], stdout: NodeJS.WritableS
     onLog: quiet ? undefined : (line) => process.stderr.write(`recipe evaluate: ${line}\n`),
     command: ['search-r3', 'recipe', 'evaluate', ...argv].join(' '),
   });
-  stdout.write(`${report.datasets.length} dataset(s) evaluated in ${report.seconds.toFixed(1)} s; `
-    + `wrote ${v.out}/evaluation.json and evaluation.md\n`);
+  stdout.write(
+    `${report.datasets.length} dataset(s) evaluated in ${report.seconds.toFixed(1)} s; ` +
+      `wrote ${v.out}/evaluation.json and evaluation.md\n`,
+  );
   return 0;
 }

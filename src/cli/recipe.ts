@@ -55,26 +55,47 @@ function runChild(argv: string[], quiet: boolean): Promise<number> {
 }
 
 async function runDefault(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-    work: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, profile: { type: 'string' },
-    quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-  } });
-  if (values.help) { console.log(HELP); return 0; }
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      work: { type: 'string' },
+      data: { type: 'string' },
+      out: { type: 'string' },
+      profile: { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
   const profileName = (values.profile ?? 'full') as RecipeProfileName;
   if (!(profileName in PROFILES)) throw new UserError(`--profile must be full or tiny (got '${values.profile}').`);
   const data = path.resolve(values.data ?? DEFAULT_DATA_DIR);
   if (!existsSync(path.join(data, 'scifact/corpus.jsonl'))) {
-    throw new UserError(`${data} does not hold the datasets (scifact/corpus.jsonl is missing); pass --data <folder with scifact, nfcorpus, xquad, climate-fever, ...>.`);
+    throw new UserError(
+      `${data} does not hold the datasets (scifact/corpus.jsonl is missing); pass --data <folder with ` +
+        `scifact, nfcorpus, xquad, climate-fever, ...>.`,
+    );
   }
-  const work = path.resolve(values.work ?? (profileName === 'full' ? 'work/default-recipe' : `work/default-recipe-${profileName}`));
+  const work = path.resolve(
+    values.work ?? (profileName === 'full' ? 'work/default-recipe' : `work/default-recipe-${profileName}`),
+  );
   // a toy model never replaces the shipped one unless asked to
   const out = path.resolve(values.out ?? (profileName === 'full' ? DEFAULT_MODEL_DIR : path.join(work, 'model')));
   await runRecipe({
-    profile: PROFILES[profileName], paths: recipePaths(work, data), out,
+    profile: PROFILES[profileName],
+    paths: recipePaths(work, data),
+    out,
     runCommand: (a) => runChild(a, values.quiet ?? false),
     log: (line) => process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`),
   });
-  console.log(`default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${path.join(work, 'recipe.json')}`);
+  console.log(
+    `default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${path.join(work, 'recipe.json')}`,
+  );
   return 0;
 }
 
@@ -87,7 +108,10 @@ export const recipeCommand: Command = {
     const [sub, ...rest] = argv;
     if (sub === 'default') return runDefault(rest);
     if (sub === 'evaluate') return runRecipeEvaluate(rest);
-    if (sub === undefined || sub === '--help' || sub === '-h') { console.log(HELP); return 0; }
+    if (sub === undefined || sub === '--help' || sub === '-h') {
+      console.log(HELP);
+      return 0;
+    }
     throw new UserError(`unknown recipe '${sub}'; use recipe default or recipe evaluate (search-r3 recipe --help).`);
   },
 };

@@ -38,14 +38,27 @@ const auditCommand: Command = {
   summary: 'compare local-refresh and exact environments on real training steps',
   help: HELP,
   async run(argv: string[]): Promise<number> {
-    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-      config: { type: 'string' }, steps: { type: 'string' }, output: { type: 'string' }, from: { type: 'string' }, quiet: { type: 'boolean' },
-    } });
-    if (!values.config) throw new UserError('rlenv audit needs --config <file.json> (a train rl config; see search-r3 rlenv audit --help).');
+    const { values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string' },
+        steps: { type: 'string' },
+        output: { type: 'string' },
+        from: { type: 'string' },
+        quiet: { type: 'boolean' },
+      },
+    });
+    if (!values.config)
+      throw new UserError(
+        'rlenv audit needs --config <file.json> (a train rl config; see search-r3 rlenv audit --help).',
+      );
     const steps = values.steps === undefined ? 20 : Number(values.steps);
     // from scratch, step 1 compares two freshly encoded tables, so an audit needs a second step
     const minSteps = values.from ? 1 : 2;
-    if (!Number.isInteger(steps) || steps < minSteps) throw new UserError(`--steps must be an integer ≥ ${minSteps}, got '${values.steps}'`);
+    if (!Number.isInteger(steps) || steps < minSteps)
+      throw new UserError(`--steps must be an integer ≥ ${minSteps}, got '${values.steps}'`);
     const cfg = loadRlConfig(values.config);
     cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
     const start = values.from ? await startFromCheckpoint(path.resolve(values.from), cfg.output) : null;
@@ -57,10 +70,21 @@ const auditCommand: Command = {
     const summary = summariseAudit(s.audit.filter((a) => start !== null || a.step > 1));
     const e = cfg.environment;
     const from = start ? `from ${start.dir} (step ${start.step}); ` : '';
-    const header = `${from}environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ${e.candidates}/response, ` +
-      `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
-      `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
-    const out = { config: path.resolve(values.config), steps, header, summary, setupSeconds: s.setupSeconds, totalSeconds: (Date.now() - t0) / 1000 };
+    const header =
+      `${from}environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ` +
+      `${e.candidates}/response, ` +
+      `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, ` +
+      `drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
+      `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} ` +
+      `update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
+    const out = {
+      config: path.resolve(values.config),
+      steps,
+      header,
+      summary,
+      setupSeconds: s.setupSeconds,
+      totalSeconds: (Date.now() - t0) / 1000,
+    };
     const file = path.join(cfg.output, 'audit.json');
     writeFileAtomicallySync(file, JSON.stringify(out, null, 1));
     console.log(`${header}\n${formatAudit(summary)}\n(total ${out.totalSeconds.toFixed(0)} s; summary in ${file})`);
@@ -101,8 +125,14 @@ export const rlenvCommand: Command = {
   async run(argv: string[]): Promise<number> {
     const [sub, ...rest] = argv;
     const cmd = subcommands.find((c) => c.name === sub);
-    if (!cmd) throw new UserError(`rlenv: unknown sub-command '${sub ?? ''}'; choose one of: ${subcommands.map((c) => c.name).join(', ')}.`);
-    if (rest.includes('--help') || rest.includes('-h')) { console.log(cmd.help); return 0; }
+    if (!cmd)
+      throw new UserError(
+        `rlenv: unknown sub-command '${sub ?? ''}'; choose one of: ${subcommands.map((c) => c.name).join(', ')}.`,
+      );
+    if (rest.includes('--help') || rest.includes('-h')) {
+      console.log(cmd.help);
+      return 0;
+    }
     return cmd.run(rest);
   },
 };

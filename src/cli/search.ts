@@ -35,17 +35,29 @@ export const searchCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values, positionals } = parseArgs({
-      args: argv, allowPositionals: true, strict: true,
+      args: argv,
+      allowPositionals: true,
+      strict: true,
       options: {
-        index: { type: 'string' }, model: { type: 'string' }, remote: { type: 'string' }, 'api-key': { type: 'string' },
-        reasoning: { type: 'string' }, 'max-reasoning': { type: 'string' }, temperature: { type: 'string' }, seed: { type: 'string' },
-        k: { type: 'string', short: 'k' }, hybrid: { type: 'boolean' }, json: { type: 'boolean' },
+        index: { type: 'string' },
+        model: { type: 'string' },
+        remote: { type: 'string' },
+        'api-key': { type: 'string' },
+        reasoning: { type: 'string' },
+        'max-reasoning': { type: 'string' },
+        temperature: { type: 'string' },
+        seed: { type: 'string' },
+        k: { type: 'string', short: 'k' },
+        hybrid: { type: 'boolean' },
+        json: { type: 'boolean' },
       },
     });
     if (!values.index) throw new UserError('--index <dir> is required (see search-r3 search --help).');
-    if (positionals.length !== 1 || positionals[0].trim() === '') throw new UserError('give exactly one query (quote it: search-r3 search --index idx "my query").');
+    if (positionals.length !== 1 || positionals[0].trim() === '')
+      throw new UserError('give exactly one query (quote it: search-r3 search --index idx "my query").');
     const reasoning = values.reasoning ?? 'off';
-    if (reasoning !== 'on' && reasoning !== 'off') throw new UserError(`--reasoning must be on or off (got '${reasoning}').`);
+    if (reasoning !== 'on' && reasoning !== 'off')
+      throw new UserError(`--reasoning must be on or off (got '${reasoning}').`);
     const k = Number(values.k ?? 10);
     if (!Number.isInteger(k) || k <= 0) throw new UserError(`-k must be a positive integer (got '${values.k}').`);
     const num = (v: string | undefined, name: string): number | undefined => {
@@ -58,25 +70,46 @@ export const searchCommand: Command = {
     return (async () => {
       const manifest = readIndexManifest(indexDir);
       const backend: EmbeddingBackend = values.remote
-        ? await RemoteEmbedder.connect(values.remote.split(',').map((s) => s.trim()).filter(Boolean), { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY })
-        : await LocalBackend.fromModelDir(values.model ?? manifest.model.source, { maxLength: manifest.maxLength, templates: manifest.templates });
+        ? await RemoteEmbedder.connect(
+            values.remote
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean),
+            { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY },
+          )
+        : await LocalBackend.fromModelDir(values.model ?? manifest.model.source, {
+            maxLength: manifest.maxLength,
+            templates: manifest.templates,
+          });
       const index = await SearchIndex.open(indexDir, { backend });
       try {
         for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
         const res = await index.search(positionals[0], {
-          k, hybrid: values.hybrid ?? false, reasoning,
-          maxReasoningTokens: num(values['max-reasoning'], 'max-reasoning'), temperature: num(values.temperature, 'temperature'), seed: num(values.seed, 'seed'),
+          k,
+          hybrid: values.hybrid ?? false,
+          reasoning,
+          maxReasoningTokens: num(values['max-reasoning'], 'max-reasoning'),
+          temperature: num(values.temperature, 'temperature'),
+          seed: num(values.seed, 'seed'),
         });
         if (values.json) {
-          console.log(JSON.stringify({
-            query: positionals[0], ...(reasoning === 'on' ? { reasoning: res.reasoning, forced: res.forced } : {}),
-            data: res.hits.map((h, i) => searchHitJson(h, i + 1)), timings: { embed_ms: res.embedMs, search_ms: res.searchMs },
-          }));
+          console.log(
+            JSON.stringify({
+              query: positionals[0],
+              ...(reasoning === 'on' ? { reasoning: res.reasoning, forced: res.forced } : {}),
+              data: res.hits.map((h, i) => searchHitJson(h, i + 1)),
+              timings: { embed_ms: res.embedMs, search_ms: res.searchMs },
+            }),
+          );
         } else {
-          if (reasoning === 'on') console.log(`reasoning${res.forced ? ' (embed token forced)' : ''}: ${res.reasoning || '(none)'}\n`);
+          if (reasoning === 'on')
+            console.log(`reasoning${res.forced ? ' (embed token forced)' : ''}: ${res.reasoning || '(none)'}\n`);
           res.hits.forEach((h, i) => {
             const snippet = h.text.replace(/\s+/g, ' ').slice(0, 160);
-            console.log(`${String(i + 1).padStart(3)}. ${h.score.toFixed(4)}  ${h.id}${h.title ? `  ${h.title}` : ''}\n     ${snippet}${h.text.length > 160 ? '…' : ''}`);
+            console.log(
+              `${String(i + 1).padStart(3)}. ${h.score.toFixed(4)}  ${h.id}${h.title ? `  ${h.title}` : ''}\n ` +
+                `    ${snippet}${h.text.length > 160 ? '…' : ''}`,
+            );
           });
           if (res.hits.length === 0) console.log('(no documents)');
         }

@@ -52,13 +52,24 @@ export const serveCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({
-      args: argv, allowPositionals: false, strict: true,
+      args: argv,
+      allowPositionals: false,
+      strict: true,
       options: {
-        index: { type: 'string' }, model: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
-        'model-name': { type: 'string' }, 'api-key': { type: 'string' }, 'max-body': { type: 'string' },
-        'max-inputs': { type: 'string' }, 'max-tokens': { type: 'string' }, 'max-queue': { type: 'string' },
-        'batch-wait-ms': { type: 'string' }, 'batch-inputs': { type: 'string' },
-        'max-request-tokens': { type: 'string' }, 'max-request-reasoning-tokens': { type: 'string' },
+        index: { type: 'string' },
+        model: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'model-name': { type: 'string' },
+        'api-key': { type: 'string' },
+        'max-body': { type: 'string' },
+        'max-inputs': { type: 'string' },
+        'max-tokens': { type: 'string' },
+        'max-queue': { type: 'string' },
+        'batch-wait-ms': { type: 'string' },
+        'batch-inputs': { type: 'string' },
+        'max-request-tokens': { type: 'string' },
+        'max-request-reasoning-tokens': { type: 'string' },
       },
     });
     const int = (name: string, min = 1): number | undefined => {
@@ -68,19 +79,24 @@ export const serveCommand: Command = {
       if (!Number.isInteger(n) || n < min) throw new UserError(`--${name} must be an integer >= ${min} (got '${v}').`);
       return n;
     };
-    if (!values.index && !values.model) throw new UserError('give --index <dir> (search and embeddings) or --model <dir> (embeddings only).');
+    if (!values.index && !values.model)
+      throw new UserError('give --index <dir> (search and embeddings) or --model <dir> (embeddings only).');
     const port = int('port', 0) ?? 8080;
     if (port > 65535) throw new UserError(`--port must be at most 65535 (got ${port}).`);
     const limits = {
-      maxBodyBytes: int('max-body'), maxInputs: int('max-inputs'), maxTokensPerInput: int('max-tokens'),
-      maxRequestTokens: int('max-request-tokens'), maxRequestReasoningTokens: int('max-request-reasoning-tokens'),
+      maxBodyBytes: int('max-body'),
+      maxInputs: int('max-inputs'),
+      maxTokensPerInput: int('max-tokens'),
+      maxRequestTokens: int('max-request-tokens'),
+      maxRequestReasoningTokens: int('max-request-reasoning-tokens'),
       maxQueue: int('max-queue'),
     };
     const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
     return (async () => {
       const manifest = values.index ? readIndexManifest(values.index) : undefined;
       const backend = await WorkerBackend.start(values.model ?? manifest!.model.source, {
-        ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}), ...batching,
+        ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}),
+        ...batching,
       });
       let index: SearchIndex | undefined;
       let server: RunningServer;
@@ -88,8 +104,12 @@ export const serveCommand: Command = {
         index = values.index ? await SearchIndex.open(values.index, { backend }) : undefined;
         for (const note of index?.notes ?? []) console.error(`search-r3: ${note}`);
         server = await startSearchServer({
-          backend, index, host: values.host, port,
-          modelName: values['model-name'], apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),
+          backend,
+          index,
+          host: values.host,
+          port,
+          modelName: values['model-name'],
+          apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),
           ...limits,
         });
       } catch (e) {
@@ -97,7 +117,8 @@ export const serveCommand: Command = {
         await index?.close();
         throw listenError(e, values.host ?? '127.0.0.1', port) ?? e;
       }
-      console.log(`search-r3 serving ${index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings'} at ${server.url} (model ${backend.modelId})`);
+      const what = index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings';
+      console.log(`search-r3 serving ${what} at ${server.url} (model ${backend.modelId})`);
       await new Promise<void>((resolve) => {
         const stop = (sig: string): void => {
           console.error(`${sig}: finishing in-flight requests...`);

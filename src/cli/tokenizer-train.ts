@@ -9,7 +9,8 @@ import { Tokenizer } from '../model/tokenizer.js';
 
 const HELP = `search-r3 tokenizer train — learn a byte-level BPE tokenizer (Qwen2 style) from text
 
-usage: search-r3 tokenizer train --input <file|dir> [--input ...] [more files ...] --vocab-size N --out <dir> [--min-frequency 2] [--quiet]
+usage: search-r3 tokenizer train --input <file|dir> [--input ...] [more files ...] --vocab-size N --out <dir>
+                                [--min-frequency 2] [--quiet]
 
 Reads the inputs (files named are always read; in folders, recursively and in sorted order, only
 .jsonl and .txt files): .jsonl files as one document per line
@@ -28,29 +29,59 @@ export const tokenizerCommand: Command = {
   subcommands: ['train'],
   async run(argv) {
     const { values, positionals } = parseArgs({
-      args: argv, allowPositionals: true, strict: true,
-      options: { input: { type: 'string', multiple: true }, 'vocab-size': { type: 'string' }, out: { type: 'string' }, 'min-frequency': { type: 'string' }, quiet: { type: 'boolean' } },
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        input: { type: 'string', multiple: true },
+        'vocab-size': { type: 'string' },
+        out: { type: 'string' },
+        'min-frequency': { type: 'string' },
+        quiet: { type: 'boolean' },
+      },
     });
-    if (positionals[0] !== 'train') throw new UserError("tokenizer needs the sub-command 'train': search-r3 tokenizer train --input <path> --vocab-size N --out <dir>.");
+    if (positionals[0] !== 'train')
+      throw new UserError(
+        "tokenizer needs the sub-command 'train': search-r3 tokenizer train --input <path> --vocab-size N --out <dir>.",
+      );
     // files after the options (a shell glob such as corpus/train-*.jsonl) are inputs too
     const inputs = [...(values.input ?? []), ...positionals.slice(1)];
-    if (inputs.length === 0) throw new UserError('--input is required: a text/JSONL file or a folder of them (repeatable).');
+    if (inputs.length === 0)
+      throw new UserError('--input is required: a text/JSONL file or a folder of them (repeatable).');
     for (const p of inputs) if (!existsSync(p)) throw new UserError(`--input ${p}: no such file or folder.`);
     const vocabSize = Number(values['vocab-size']);
-    if (!Number.isInteger(vocabSize) || vocabSize < 260) throw new UserError(`--vocab-size must be an integer ≥ 260 (256 bytes + 4 special tokens), got ${values['vocab-size'] ?? 'nothing'}.`);
+    if (!Number.isInteger(vocabSize) || vocabSize < 260)
+      throw new UserError(
+        `--vocab-size must be an integer ≥ 260 (256 bytes + 4 special tokens), got ` +
+          `${values['vocab-size'] ?? 'nothing'}.`,
+      );
     const minFrequency = values['min-frequency'] === undefined ? 2 : Number(values['min-frequency']);
-    if (!Number.isInteger(minFrequency) || minFrequency < 1) throw new UserError(`--min-frequency must be a positive integer, got ${values['min-frequency']}.`);
-    if (!values.out) throw new UserError('--out is required: the folder to write tokenizer.json and tokenizer_config.json to.');
-    const say = values.quiet ? (): void => {} : (m: string): void => { process.stderr.write(`${m}\n`); };
+    if (!Number.isInteger(minFrequency) || minFrequency < 1)
+      throw new UserError(`--min-frequency must be a positive integer, got ${values['min-frequency']}.`);
+    if (!values.out)
+      throw new UserError('--out is required: the folder to write tokenizer.json and tokenizer_config.json to.');
+    const say = values.quiet
+      ? (): void => {}
+      : (m: string): void => {
+          process.stderr.write(`${m}\n`);
+        };
     const r = await trainBpeTokenizer(inputs, { vocabSize, minFrequency, onStage: say });
     // loading the result through our Tokenizer before saving proves it is usable
     const tok = Tokenizer.fromJSON(r.tokenizerJson, r.tokenizerConfig);
     await tok.save(values.out);
-    await writeTextFileAtomically(path.join(values.out, 'tokenizer-training.json'), JSON.stringify({ ...r.summary, files: r.summary.files.map((f) => path.resolve(f)), minFrequency }, null, 2) + '\n');
+    await writeTextFileAtomically(
+      path.join(values.out, 'tokenizer-training.json'),
+      JSON.stringify({ ...r.summary, files: r.summary.files.map((f) => path.resolve(f)), minFrequency }, null, 2) +
+        '\n',
+    );
     const size = (await fsp.stat(path.join(values.out, 'tokenizer.json'))).size;
-    console.log(`tokenizer: ${r.summary.vocabSize} tokens (${r.summary.merges} merges) from ${(r.summary.bytes / 1e6).toFixed(1)} MB, ${r.summary.distinctWords} distinct words; ` +
-      `counting ${r.summary.countSeconds.toFixed(1)} s, merges ${r.summary.mergeSeconds.toFixed(1)} s; wrote ${values.out} (tokenizer.json ${(size / 1e6).toFixed(2)} MB)` +
-      (r.summary.stoppedEarly ? `; stopped early: ${r.summary.stoppedEarly}` : ''));
+    console.log(
+      `tokenizer: ${r.summary.vocabSize} tokens (${r.summary.merges} merges) from ` +
+        `${(r.summary.bytes / 1e6).toFixed(1)} MB, ${r.summary.distinctWords} distinct words; ` +
+        `counting ${r.summary.countSeconds.toFixed(1)} s, merges ${r.summary.mergeSeconds.toFixed(1)} s; ` +
+        `wrote ${values.out} (tokenizer.json ${(size / 1e6).toFixed(2)} MB)` +
+        (r.summary.stoppedEarly ? `; stopped early: ${r.summary.stoppedEarly}` : ''),
+    );
     return 0;
   },
 };

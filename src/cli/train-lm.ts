@@ -43,10 +43,14 @@ export const trainLmStage: TrainStage = {
   help: HELP,
   async train(config, options) {
     const r = await trainLm(loadLmConfig(config), options);
-    const valid = r.validLoss !== null
-      ? `, valid loss ${r.validLoss.toFixed(4)} (perplexity ${Math.exp(r.validLoss).toFixed(2)})` : '';
-    return `trained steps ${r.startStep}→${r.steps} of ${r.totalSteps} in ${formatDuration(r.seconds)} `
-      + `(${Math.round(r.tokensPerSec)} tokens/s): ${(r.parameters / 1e6).toFixed(2)}M parameters, `
-      + `final loss ${r.finalLoss.toFixed(4)}${valid}; output in ${r.output}`;
+    const valid =
+      r.validLoss !== null
+        ? `, valid loss ${r.validLoss.toFixed(4)} (perplexity ${Math.exp(r.validLoss).toFixed(2)})`
+        : '';
+    return (
+      `trained steps ${r.startStep}→${r.steps} of ${r.totalSteps} in ${formatDuration(r.seconds)} ` +
+      `(${Math.round(r.tokensPerSec)} tokens/s): ${(r.parameters / 1e6).toFixed(2)}M parameters, ` +
+      `final loss ${r.finalLoss.toFixed(4)}${valid}; output in ${r.output}`
+    );
   },
 };

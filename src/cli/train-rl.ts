@@ -46,11 +46,14 @@ export const trainRlStage: TrainStage = {
   help: HELP,
   async train(config, options) {
     const s = await trainRl(loadRlConfig(config), options);
-    const environment = `environment ${s.environmentRestored ? 'restored from the checkpoint' : 'built'} in `
-      + `${s.setupSeconds.toFixed(1)} s`;
-    return `trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (${environment}): `
-      + `last mean reward ${s.lastRewardMean.toFixed(4)}; ${s.data.queries} queries `
-      + `(${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; `
-      + `output in ${s.output}`;
+    const environment =
+      `environment ${s.environmentRestored ? 'restored from the checkpoint' : 'built'} in ` +
+      `${s.setupSeconds.toFixed(1)} s`;
+    return (
+      `trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (${environment}): ` +
+      `last mean reward ${s.lastRewardMean.toFixed(4)}; ${s.data.queries} queries ` +
+      `(${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; ` +
+      `output in ${s.output}`
+    );
   },
 };

@@ -37,11 +37,17 @@ options:
   --quiet          no progress output
   -h, --help       this help`;
 
-
 async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
-    config: { type: 'string' }, resume: { type: 'boolean' }, quiet: { type: 'boolean' },
-  } });
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      config: { type: 'string' },
+      resume: { type: 'boolean' },
+      quiet: { type: 'boolean' },
+    },
+  });
   const name = `train ${stage.name}`;
   if (!values.config) throw new UserError(`${name} needs --config <file.json> (see search-r3 ${name} --help).`);
   console.log(await stage.train(values.config, { resume: values.resume ?? false, progress: !values.quiet }));
@@ -61,7 +67,10 @@ export const trainCommand: Command = {
       const names = stages.map((s) => s.name).join(', ');
       throw new UserError(`train: unknown stage '${name ?? ''}'; choose one of: ${names}.`);
     }
-    if (rest.includes('--help') || rest.includes('-h')) { console.log(stage.help); return 0; }
+    if (rest.includes('--help') || rest.includes('-h')) {
+      console.log(stage.help);
+      return 0;
+    }
     return runStage(stage, rest);
   },
 };

@@ -36,9 +36,11 @@ export class SearchR3Embeddings extends Embeddings {
 
   /** The backend, loaded on first use. */
   backend(): Promise<EmbeddingBackend> {
-    this.backendPromise ??= this.fields.backend ? Promise.resolve(this.fields.backend)
-      : this.fields.modelDir ? LocalBackend.fromModelDir(this.fields.modelDir)
-      : RemoteEmbedder.connect([this.fields.baseURL!].flat(), { apiKey: this.fields.apiKey, ...this.fields.remote });
+    this.backendPromise ??= this.fields.backend
+      ? Promise.resolve(this.fields.backend)
+      : this.fields.modelDir
+        ? LocalBackend.fromModelDir(this.fields.modelDir)
+        : RemoteEmbedder.connect([this.fields.baseURL!].flat(), { apiKey: this.fields.apiKey, ...this.fields.remote });
     return this.backendPromise;
   }
 

@@ -12,29 +12,53 @@ import { VectorStore } from '@langchain/core/vectorstores';
 import type { SearchIndex } from '../search-index/search-index.js';
 
 export class SearchR3VectorStore extends VectorStore {
-  constructor(embeddings: EmbeddingsInterface, readonly index: SearchIndex) {
+  constructor(
+    embeddings: EmbeddingsInterface,
+    readonly index: SearchIndex,
+  ) {
     super(embeddings, {});
   }
 
-  _vectorstoreType(): string { return 'search-r3'; }
+  _vectorstoreType(): string {
+    return 'search-r3';
+  }
 
-  /** Adds (or updates, by id) documents; an id-less document is keyed by a hash of its content, so adding it twice is a no-op. */
+  /**
+   * Adds (or updates, by id) documents; an id-less document is keyed by a hash of its content, so adding it twice is a
+   * no-op.
+   */
   async addDocuments(documents: DocumentInterface[], options?: { ids?: string[] }): Promise<string[]> {
-    const ids = documents.map((d, i) => options?.ids?.[i] ?? d.id ?? createHash('sha256').update(d.pageContent).digest('hex').slice(0, 24));
-    await this.index.addDocuments(documents.map((d, i) => ({
-      id: ids[i], title: typeof d.metadata?.title === 'string' ? d.metadata.title : '', text: d.pageContent,
-      ...(d.metadata && Object.keys(d.metadata).length > 0 ? { metadata: d.metadata } : {}),
-    })));
+    const ids = documents.map(
+      (d, i) => options?.ids?.[i] ?? d.id ?? createHash('sha256').update(d.pageContent).digest('hex').slice(0, 24),
+    );
+    await this.index.addDocuments(
+      documents.map((d, i) => ({
+        id: ids[i],
+        title: typeof d.metadata?.title === 'string' ? d.metadata.title : '',
+        text: d.pageContent,
+        ...(d.metadata && Object.keys(d.metadata).length > 0 ? { metadata: d.metadata } : {}),
+      })),
+    );
     return ids;
   }
 
   async addVectors(): Promise<string[]> {
-    throw new Error("a search-r3 index embeds documents with its own model; use addDocuments (vectors from elsewhere could come from another model).");
+    throw new Error(
+      'a search-r3 index embeds documents with its own model; use addDocuments (vectors from elsewhere could ' +
+        'come from another model).',
+    );
   }
 
   async similaritySearchVectorWithScore(query: number[], k: number): Promise<[DocumentInterface, number][]> {
     const hits = await this.index.searchVector(Float32Array.from(query), { k });
-    return hits.map((h) => [new Document({ id: h.id, pageContent: h.text, metadata: { ...h.metadata, ...(h.title ? { title: h.title } : {}) } }), h.score]);
+    return hits.map((h) => [
+      new Document({
+        id: h.id,
+        pageContent: h.text,
+        metadata: { ...h.metadata, ...(h.title ? { title: h.title } : {}) },
+      }),
+      h.score,
+    ]);
   }
 
   override async delete(params?: { ids?: string[] }): Promise<void> {

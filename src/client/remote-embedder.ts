@@ -6,7 +6,15 @@
  * jitter. On connect every server's /health must report the same model id, dimension, prompts and cut
  * length, so an index never mixes vectors of two models.
  */
-import { DEFAULT_TEMPLATES, EMBED_TOKEN, encodePrompt, normalize, type PromptTemplates, type QueryEmbedding, type QueryOptions } from '../embed/index.js';
+import {
+  DEFAULT_TEMPLATES,
+  EMBED_TOKEN,
+  encodePrompt,
+  normalize,
+  type PromptTemplates,
+  type QueryEmbedding,
+  type QueryOptions,
+} from '../embed/index.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 
@@ -33,17 +41,30 @@ export interface RemoteOptions {
   protocol?: 'search-r3' | 'openai';
   /** For 'openai': the model's tokenizer (Tokenizer.fromFolder on the model folder; weights are not needed). */
   tokenizer?: Tokenizer;
-  /** For 'openai': the identity recorded in an index (default `openai:<model>`); use the model's fingerprint to mix with local encoding. */
+  /**
+   * For 'openai': the identity recorded in an index (default `openai:<model>`); use the model's fingerprint to mix with
+   * local encoding.
+   */
   modelId?: string;
   templates?: Partial<PromptTemplates>;
   /** For 'openai': longest prompt in tokens (default 8192). */
   maxLength?: number;
 }
 
-interface Health { model: string; model_id: string; source?: string; dimension: number; max_length: number; templates: PromptTemplates }
+interface Health {
+  model: string;
+  model_id: string;
+  source?: string;
+  dimension: number;
+  max_length: number;
+  templates: PromptTemplates;
+}
 
 export class RemoteError extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'RemoteError';
   }
@@ -59,7 +80,11 @@ export class RemoteEmbedder implements EmbeddingBackend {
   /** Requests sent per server (for tests and logs). */
   readonly requestsPerServer: Map<string, number>;
 
-  private constructor(readonly urls: string[], private readonly health: Health, private readonly opts: RemoteOptions) {
+  private constructor(
+    readonly urls: string[],
+    private readonly health: Health,
+    private readonly opts: RemoteOptions,
+  ) {
     this.timeoutMs = opts.timeoutMs ?? 120_000;
     this.maxAttempts = opts.maxAttempts ?? 6;
     this.backoffMs = opts.backoffMs ?? 250;
@@ -77,8 +102,17 @@ export class RemoteEmbedder implements EmbeddingBackend {
     for (const u of clean) healths.push(await RemoteEmbedder.health(u, opts));
     const first = healths[0];
     healths.forEach((h, i) => {
-      const same = h.model_id === first.model_id && h.dimension === first.dimension && h.max_length === first.max_length && JSON.stringify(h.templates) === JSON.stringify(first.templates);
-      if (!same) throw new RemoteError(`${clean[i]} serves model ${h.model_id} (${h.dimension}-d, cut ${h.max_length}) but ${clean[0]} serves ${first.model_id} (${first.dimension}-d, cut ${first.max_length}) or other prompts; all servers must serve the same model.`);
+      const same =
+        h.model_id === first.model_id &&
+        h.dimension === first.dimension &&
+        h.max_length === first.max_length &&
+        JSON.stringify(h.templates) === JSON.stringify(first.templates);
+      if (!same)
+        throw new RemoteError(
+          `${clean[i]} serves model ${h.model_id} (${h.dimension}-d, cut ${h.max_length}) but ${clean[0]} ` +
+            `serves ${first.model_id} (${first.dimension}-d, cut ${first.max_length}) or other prompts; all ` +
+            `servers must serve the same model.`,
+        );
     });
     return new RemoteEmbedder(clean, first, opts);
   }
@@ -97,14 +131,14 @@ export class RemoteEmbedder implements EmbeddingBackend {
       }
     };
     const res = await get('/health');
-    const h = await res.json().catch(() => ({})) as Partial<Health> & { status?: string; reason?: string };
+    const h = (await res.json().catch(() => ({}))) as Partial<Health> & { status?: string; reason?: string };
     if (!res.ok) {
       throw new RemoteError(`${u}/health answered HTTP ${res.status}${h.reason ? `: ${h.reason}` : '.'}`, res.status);
     }
     if (typeof h.model_id === 'string' && Number.isInteger(h.dimension)) return h as Health;
     if (Object.keys(h).length === 1 && h.status !== undefined) {
       const probe = await get('/v1/models');
-      const body = await probe.json().catch(() => null) as { error?: { message?: string } } | null;
+      const body = (await probe.json().catch(() => null)) as { error?: { message?: string } } | null;
       const message = body?.error?.message ?? 'no error message';
       if (!probe.ok) throw new RemoteError(`${u}/v1/models: HTTP ${probe.status}: ${message}`, probe.status);
     }
@@ -116,19 +150,44 @@ export class RemoteEmbedder implements EmbeddingBackend {
    * one document, and the identity is what the caller says it is.
    */
   private static async connectOpenAI(urls: string[], opts: RemoteOptions): Promise<RemoteEmbedder> {
-    if (!opts.tokenizer) throw new RemoteError("the 'openai' protocol needs the model's tokenizer (to render the Search-R3 prompts as token ids).");
+    if (!opts.tokenizer)
+      throw new RemoteError(
+        "the 'openai' protocol needs the model's tokenizer (to render the Search-R3 prompts as token ids).",
+      );
     if (!opts.model) throw new RemoteError("the 'openai' protocol needs the served model's name ('model').");
     const templates = { ...DEFAULT_TEMPLATES, ...opts.templates };
-    const probe = new RemoteEmbedder(urls, { model: opts.model, model_id: opts.modelId ?? `openai:${opts.model}`, dimension: 0, max_length: opts.maxLength ?? 8192, templates }, opts);
-    const [v] = await probe.embedTokenSeqs([encodePrompt(opts.tokenizer, 'probe', 'document', templates, probe.maxLength).ids]);
+    const probe = new RemoteEmbedder(
+      urls,
+      {
+        model: opts.model,
+        model_id: opts.modelId ?? `openai:${opts.model}`,
+        dimension: 0,
+        max_length: opts.maxLength ?? 8192,
+        templates,
+      },
+      opts,
+    );
+    const [v] = await probe.embedTokenSeqs([
+      encodePrompt(opts.tokenizer, 'probe', 'document', templates, probe.maxLength).ids,
+    ]);
     return new RemoteEmbedder(urls, { ...probe.health, dimension: v.length }, opts);
   }
 
-  get modelId(): string { return this.health.model_id; }
-  get source(): string { return this.health.source ?? this.health.model_id; }
-  get dimension(): number { return this.health.dimension; }
-  get maxLength(): number { return this.health.max_length; }
-  get templates(): PromptTemplates { return this.health.templates; }
+  get modelId(): string {
+    return this.health.model_id;
+  }
+  get source(): string {
+    return this.health.source ?? this.health.model_id;
+  }
+  get dimension(): number {
+    return this.health.dimension;
+  }
+  get maxLength(): number {
+    return this.health.max_length;
+  }
+  get templates(): PromptTemplates {
+    return this.health.templates;
+  }
 
   async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
     if (this.opts.protocol === 'openai') return this.embedTokenSeqs(texts.map((t) => this.prompt(t, 'document')));
@@ -149,9 +208,20 @@ export class RemoteEmbedder implements EmbeddingBackend {
       while (cursor < parts.length) {
         const start = parts[cursor++];
         const part = seqs.slice(start, start + this.inputsPerRequest);
-        const res = await this.post('/v1/embeddings', { model: this.opts.model, input: part, encoding_format: 'base64' }) as { data?: { index: number; embedding: string }[] };
-        if (!res.data || res.data.length !== part.length) throw new RemoteError(`/v1/embeddings returned ${res.data?.length ?? 'no'} embeddings for ${part.length} inputs.`);
-        res.data.sort((a, b) => a.index - b.index).forEach((d, i) => { out[start + i] = normalize(decodeBase64(d.embedding)); });
+        const res = (await this.post('/v1/embeddings', {
+          model: this.opts.model,
+          input: part,
+          encoding_format: 'base64',
+        })) as { data?: { index: number; embedding: string }[] };
+        if (!res.data || res.data.length !== part.length)
+          throw new RemoteError(
+            `/v1/embeddings returned ${res.data?.length ?? 'no'} embeddings for ${part.length} inputs.`,
+          );
+        res.data
+          .sort((a, b) => a.index - b.index)
+          .forEach((d, i) => {
+            out[start + i] = normalize(decodeBase64(d.embedding));
+          });
       }
     };
     await Promise.all(Array.from({ length: Math.min(parts.length, this.concurrency * this.urls.length) }, worker));
@@ -167,21 +237,42 @@ export class RemoteEmbedder implements EmbeddingBackend {
     }
     const embedId = tok.tokenToId(EMBED_TOKEN);
     if (embedId === undefined) throw new RemoteError(`the tokenizer has no ${EMBED_TOKEN}.`);
-    const analyses = await Promise.all(texts.map(async (text) => {
-      const res = await this.post('/v1/chat/completions', {
-        model: this.opts.model, messages: [{ role: 'system', content: this.templates.reasoningSystem }, { role: 'user', content: text }],
-        max_tokens: opts.maxReasoningTokens ?? 128, temperature: opts.temperature ?? 0, ...(opts.topP !== undefined ? { top_p: opts.topP } : {}),
-        ...(opts.seed !== undefined ? { seed: opts.seed } : {}), stop: [EMBED_TOKEN],
-      }) as { choices?: { message?: { content?: string }; finish_reason?: string; stop_reason?: string | number | null }[] };
-      const c = res.choices?.[0];
-      if (!c || typeof c.message?.content !== 'string') throw new RemoteError('/v1/chat/completions returned no message.');
-      // vLLM and our server say which stop ended the text; without that, only a length cut is known to be forced
-      const emitted = c.stop_reason === EMBED_TOKEN || c.stop_reason === embedId || (c.stop_reason === undefined && c.finish_reason === 'stop');
-      return { reasoning: c.message.content, forced: !emitted };
-    }));
+    const analyses = await Promise.all(
+      texts.map(async (text) => {
+        const res = (await this.post('/v1/chat/completions', {
+          model: this.opts.model,
+          messages: [
+            { role: 'system', content: this.templates.reasoningSystem },
+            { role: 'user', content: text },
+          ],
+          max_tokens: opts.maxReasoningTokens ?? 128,
+          temperature: opts.temperature ?? 0,
+          ...(opts.topP !== undefined ? { top_p: opts.topP } : {}),
+          ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+          stop: [EMBED_TOKEN],
+        })) as {
+          choices?: { message?: { content?: string }; finish_reason?: string; stop_reason?: string | number | null }[];
+        };
+        const c = res.choices?.[0];
+        if (!c || typeof c.message?.content !== 'string')
+          throw new RemoteError('/v1/chat/completions returned no message.');
+        // vLLM and our server say which stop ended the text; without that, only a length cut is known to be forced
+        const emitted =
+          c.stop_reason === EMBED_TOKEN ||
+          c.stop_reason === embedId ||
+          (c.stop_reason === undefined && c.finish_reason === 'stop');
+        return { reasoning: c.message.content, forced: !emitted };
+      }),
+    );
     const seqs = texts.map((t, i) => [...this.prompt(t, 'query', true), ...tok.encode(analyses[i].reasoning), embedId]);
     const vectors = await this.embedTokenSeqs(seqs);
-    return vectors.map((vector, i) => ({ vector, reasoning: analyses[i].reasoning.trim(), forced: analyses[i].forced, tokens: [], truncated: 0 }));
+    return vectors.map((vector, i) => ({
+      vector,
+      reasoning: analyses[i].reasoning.trim(),
+      forced: analyses[i].forced,
+      tokens: [],
+      truncated: 0,
+    }));
   }
 
   /** POST with retries on 429/5xx/timeouts/refused connections, round-robin over the servers. */
@@ -197,7 +288,8 @@ export class RemoteEmbedder implements EmbeddingBackend {
       let res: Response;
       try {
         res = await fetch(`${url}${route}`, {
-          method: 'POST', signal: AbortSignal.timeout(this.timeoutMs),
+          method: 'POST',
+          signal: AbortSignal.timeout(this.timeoutMs),
           headers: { 'content-type': 'application/json', ...authHeader(this.opts.apiKey) },
           body: JSON.stringify(body),
         });
@@ -209,8 +301,12 @@ export class RemoteEmbedder implements EmbeddingBackend {
         lastError = `${url}: HTTP ${res.status} ${await res.text().catch(() => '')}`.slice(0, 300);
         continue;
       }
-      const json = await res.json().catch(() => null) as { error?: { message?: string } } | null;
-      if (!res.ok) throw new RemoteError(`${url}${route}: HTTP ${res.status}: ${json?.error?.message ?? 'no error message'}`, res.status);
+      const json = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
+      if (!res.ok)
+        throw new RemoteError(
+          `${url}${route}: HTTP ${res.status}: ${json?.error?.message ?? 'no error message'}`,
+          res.status,
+        );
       if (json === null) throw new RemoteError(`${url}${route}: the answer is not JSON.`);
       return json;
     }
@@ -230,14 +326,17 @@ export class RemoteEmbedder implements EmbeddingBackend {
   /** Splits into requests and runs them with `concurrency × servers` in flight, results in input order. */
   private async run(texts: readonly string[], ext: Record<string, unknown>): Promise<QueryEmbedding[]> {
     const parts: { start: number; texts: string[] }[] = [];
-    for (let i = 0; i < texts.length; i += this.inputsPerRequest) parts.push({ start: i, texts: texts.slice(i, i + this.inputsPerRequest) });
+    for (let i = 0; i < texts.length; i += this.inputsPerRequest)
+      parts.push({ start: i, texts: texts.slice(i, i + this.inputsPerRequest) });
     const out = new Array<QueryEmbedding>(texts.length);
     let cursor = 0;
     const worker = async (): Promise<void> => {
       while (cursor < parts.length) {
         const p = parts[cursor++];
         const res = await this.request(p.texts, ext);
-        res.forEach((r, i) => { out[p.start + i] = r; });
+        res.forEach((r, i) => {
+          out[p.start + i] = r;
+        });
       }
     };
     await Promise.all(Array.from({ length: Math.min(parts.length, this.concurrency * this.urls.length) }, worker));
@@ -245,15 +344,25 @@ export class RemoteEmbedder implements EmbeddingBackend {
   }
 
   private async request(texts: string[], ext: Record<string, unknown>): Promise<QueryEmbedding[]> {
-    const body = await this.post('/v1/embeddings', { model: this.opts.model ?? this.health.model, input: texts, encoding_format: 'base64', search_r3: ext }) as
-      { data?: { index: number; embedding: string }[]; search_r3?: { reasoning: string; forced: boolean }[] };
-    if (!body.data || body.data.length !== texts.length) throw new RemoteError(`/v1/embeddings returned ${body.data?.length ?? 'no'} embeddings for ${texts.length} inputs.`);
-    return body.data.sort((a, b) => a.index - b.index).map((d, i) => {
-      const vector = decodeBase64(d.embedding);
-      if (vector.length !== this.dimension) throw new RemoteError(`a server returned a ${vector.length}-d vector; expected ${this.dimension}.`);
-      const x = body.search_r3?.[i];
-      return { vector, reasoning: x?.reasoning ?? '', forced: x?.forced ?? false, tokens: [], truncated: 0 };
-    });
+    const body = (await this.post('/v1/embeddings', {
+      model: this.opts.model ?? this.health.model,
+      input: texts,
+      encoding_format: 'base64',
+      search_r3: ext,
+    })) as { data?: { index: number; embedding: string }[]; search_r3?: { reasoning: string; forced: boolean }[] };
+    if (!body.data || body.data.length !== texts.length)
+      throw new RemoteError(
+        `/v1/embeddings returned ${body.data?.length ?? 'no'} embeddings for ${texts.length} inputs.`,
+      );
+    return body.data
+      .sort((a, b) => a.index - b.index)
+      .map((d, i) => {
+        const vector = decodeBase64(d.embedding);
+        if (vector.length !== this.dimension)
+          throw new RemoteError(`a server returned a ${vector.length}-d vector; expected ${this.dimension}.`);
+        const x = body.search_r3?.[i];
+        return { vector, reasoning: x?.reasoning ?? '', forced: x?.forced ?? false, tokens: [], truncated: 0 };
+      });
   }
 }
 

@@ -8,7 +8,12 @@ import { type Steps, generateSteps, runSteps } from '../model/generate.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import {
-  DEFAULT_TEMPLATES, type PromptKind, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt,
+  DEFAULT_TEMPLATES,
+  type PromptKind,
+  type PromptTemplates,
+  assistantEndTokens,
+  embedTokenId,
+  encodePrompt,
 } from './prompts.js';
 
 export interface EmbedderOptions {
@@ -44,7 +49,11 @@ export interface QueryEmbedding {
   truncated: number;
 }
 
-export interface EmbedStats { texts: number; tokens: number; truncatedTexts: number }
+export interface EmbedStats {
+  texts: number;
+  tokens: number;
+  truncatedTexts: number;
+}
 
 export class Embedder {
   readonly templates: PromptTemplates;
@@ -52,17 +61,26 @@ export class Embedder {
   readonly batchTokens: number;
   readonly embedId: number;
 
-  constructor(readonly model: Qwen2Model, readonly tokenizer: Tokenizer, opts: EmbedderOptions = {}) {
+  constructor(
+    readonly model: Qwen2Model,
+    readonly tokenizer: Tokenizer,
+    opts: EmbedderOptions = {},
+  ) {
     this.templates = { ...DEFAULT_TEMPLATES, ...opts.templates };
     this.maxLength = Math.min(opts.maxLength ?? 8192, model.config.maxPositionEmbeddings);
     this.batchTokens = opts.batchTokens ?? 4096;
     this.embedId = embedTokenId(tokenizer);
   }
 
-  get dimension(): number { return this.model.config.hiddenSize; }
+  get dimension(): number {
+    return this.model.config.hiddenSize;
+  }
 
   /** One L2-normalised vector per document, in input order. */
-  embedDocuments(texts: readonly string[], onProgress?: (done: number, total: number) => void): { vectors: Float32Array[]; stats: EmbedStats } {
+  embedDocuments(
+    texts: readonly string[],
+    onProgress?: (done: number, total: number) => void,
+  ): { vectors: Float32Array[]; stats: EmbedStats } {
     return this.embedDirect(texts, 'document', onProgress);
   }
 
@@ -71,7 +89,13 @@ export class Embedder {
     if ((opts.reasoning ?? 'off') === 'off') {
       const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength));
       const vectors = this.forwardBatches(prompts.map((p) => p.ids));
-      return vectors.map((vector, i) => ({ vector, reasoning: '', forced: false, tokens: [], truncated: prompts[i].truncated }));
+      return vectors.map((vector, i) => ({
+        vector,
+        reasoning: '',
+        forced: false,
+        tokens: [],
+        truncated: prompts[i].truncated,
+      }));
     }
     return runSteps(this.reasoningSteps(texts, opts));
   }
@@ -80,12 +104,23 @@ export class Embedder {
     return this.embedQueries([text], opts)[0];
   }
 
-  private embedDirect(texts: readonly string[], kind: PromptKind, onProgress?: (done: number, total: number) => void): { vectors: Float32Array[]; stats: EmbedStats } {
+  private embedDirect(
+    texts: readonly string[],
+    kind: PromptKind,
+    onProgress?: (done: number, total: number) => void,
+  ): { vectors: Float32Array[]; stats: EmbedStats } {
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
-    const vectors = this.forwardBatches(prompts.map((p) => p.ids), onProgress);
+    const vectors = this.forwardBatches(
+      prompts.map((p) => p.ids),
+      onProgress,
+    );
     return {
       vectors,
-      stats: { texts: texts.length, tokens: prompts.reduce((a, p) => a + p.ids.length, 0), truncatedTexts: prompts.filter((p) => p.truncated > 0).length },
+      stats: {
+        texts: texts.length,
+        tokens: prompts.reduce((a, p) => a + p.ids.length, 0),
+        truncatedTexts: prompts.filter((p) => p.truncated > 0).length,
+      },
     };
   }
 
@@ -98,7 +133,7 @@ export class Embedder {
     const out = new Array<Float32Array>(seqs.length);
     const d = this.dimension;
     let done = 0;
-    for (let start = 0; start < order.length; ) {
+    for (let start = 0; start < order.length;) {
       const longest = seqs[order[start]].length;
       const n = Math.max(1, Math.min(order.length - start, Math.floor(this.batchTokens / longest)));
       const batch = order.slice(start, start + n);
@@ -124,13 +159,26 @@ export class Embedder {
     // Every query gets the same analysis budget, whatever else is in the batch: its prompt is cut to
     // leave room inside the context for the whole analysis and the embed token (as stage 2 trains it).
     const bare = encodePrompt(this.tokenizer, '', 'query', this.templates, this.maxLength, true).ids.length;
-    const budget = Math.max(0, Math.min(opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS, this.maxLength - 2 - bare));
-    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength - 1 - budget, true));
+    const budget = Math.max(
+      0,
+      Math.min(opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS, this.maxLength - 2 - bare),
+    );
+    const prompts = texts.map((t) =>
+      encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength - 1 - budget, true),
+    );
     const stops = [this.embedId, ...assistantEndTokens(this.tokenizer).keys()];
-    const gens = yield* generateSteps(this.model, prompts.map((p) => p.ids), {
-      maxNewTokens: budget, temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed,
-      stopTokens: stops, captureTokens: [this.embedId],
-    });
+    const gens = yield* generateSteps(
+      this.model,
+      prompts.map((p) => p.ids),
+      {
+        maxNewTokens: budget,
+        temperature: opts.temperature ?? 0,
+        topP: opts.topP,
+        seed: opts.seed,
+        stopTokens: stops,
+        captureTokens: [this.embedId],
+      },
+    );
     const forcedSeqs: number[][] = [];
     const results = gens.map((g, i): QueryEmbedding => {
       const emitted = g.tokens[g.tokens.length - 1] === this.embedId;
@@ -138,15 +186,29 @@ export class Embedder {
       const reasoning = this.tokenizer.decode(analysis, { skipSpecialTokens: true }).trim();
       if (emitted) {
         const at = prompts[i].ids.length + g.tokens.length - 1;
-        return { vector: normalize(g.hidden.get(at)!), reasoning, forced: false, tokens: g.tokens, truncated: prompts[i].truncated };
+        return {
+          vector: normalize(g.hidden.get(at)!),
+          reasoning,
+          forced: false,
+          tokens: g.tokens,
+          truncated: prompts[i].truncated,
+        };
       }
       forcedSeqs[i] = [...prompts[i].ids, ...analysis, this.embedId];
-      return { vector: new Float32Array(0), reasoning, forced: true, tokens: g.tokens, truncated: prompts[i].truncated };
+      return {
+        vector: new Float32Array(0),
+        reasoning,
+        forced: true,
+        tokens: g.tokens,
+        truncated: prompts[i].truncated,
+      };
     });
     const forcedIdx = results.map((r, i) => (r.forced ? i : -1)).filter((i) => i >= 0);
     if (forcedIdx.length > 0) {
       const vectors = this.forwardBatches(forcedIdx.map((i) => forcedSeqs[i]));
-      forcedIdx.forEach((i, j) => { results[i].vector = vectors[j]; });
+      forcedIdx.forEach((i, j) => {
+        results[i].vector = vectors[j];
+      });
     }
     return results;
   }

@@ -39,7 +39,10 @@ export interface EncodedPrompt {
 
 /** The templates leave no room for any text: a setting to change, told to the user as one sentence. */
 export class PromptTooLongError extends Error {
-  constructor(message: string) { super(message); this.name = 'PromptTooLongError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'PromptTooLongError';
+  }
 }
 
 /**
@@ -47,10 +50,21 @@ export class PromptTooLongError extends Error {
  * state under causal attention); reasoning prompts end with the opening of the assistant turn.
  * Text that does not fit maxLength is cut at the end, and the cut is counted.
  */
-export function encodePrompt(tok: Tokenizer, text: string, kind: PromptKind, templates: PromptTemplates, maxLength: number, reasoning = false): EncodedPrompt {
-  const system = kind === 'document' ? templates.documentSystem : reasoning ? templates.reasoningSystem : templates.querySystem;
+export function encodePrompt(
+  tok: Tokenizer,
+  text: string,
+  kind: PromptKind,
+  templates: PromptTemplates,
+  maxLength: number,
+  reasoning = false,
+): EncodedPrompt {
+  const system =
+    kind === 'document' ? templates.documentSystem : reasoning ? templates.reasoningSystem : templates.querySystem;
   const render = (content: string): number[] => {
-    const messages = [{ role: 'system', content: system }, { role: 'user', content }];
+    const messages = [
+      { role: 'system', content: system },
+      { role: 'user', content },
+    ];
     if (reasoning) return tok.encode(tok.renderChat(messages, { addGenerationPrompt: true }));
     const full = tok.encode(tok.renderChat([...messages, { role: 'assistant', content: templates.directResponse }]));
     return full.slice(0, full.lastIndexOf(embedTokenId(tok)) + 1);
@@ -61,11 +75,18 @@ export function encodePrompt(tok: Tokenizer, text: string, kind: PromptKind, tem
     const textIds = tok.encode(text);
     const overhead = ids.length - textIds.length;
     const keep = maxLength - overhead;
-    if (keep < 1) throw new PromptTooLongError(`the ${kind} prompt template alone needs ${overhead} tokens, more than the ${maxLength} left for it; raise maxLength (or the model's context), lower the reasoning budget, or shorten the templates`);
+    if (keep < 1)
+      throw new PromptTooLongError(
+        `the ${kind} prompt template alone needs ${overhead} tokens, more than the ${maxLength} left for it; ` +
+          `raise maxLength (or the model's context), lower the reasoning budget, or shorten the templates`,
+      );
     // decoding a cut may end in half a character; shrink until the re-encoded prompt fits
     for (let k = keep; k >= 1; k--) {
       ids = render(tok.decode(textIds.slice(0, k)));
-      if (ids.length <= maxLength) { truncated = textIds.length - k; break; }
+      if (ids.length <= maxLength) {
+        truncated = textIds.length - k;
+        break;
+      }
     }
   }
   return { ids, embedAt: reasoning ? -1 : ids.length - 1, truncated };
@@ -91,6 +112,9 @@ export function assistantEndTokens(tok: Tokenizer): ReadonlyMap<number, string> 
 
 export function embedTokenId(tok: Tokenizer): number {
   const id = tok.tokenToId(EMBED_TOKEN);
-  if (id === undefined) throw new Error(`the tokenizer has no ${EMBED_TOKEN}; add it first (search-r3 adds it when preparing a model for training)`);
+  if (id === undefined)
+    throw new Error(
+      `the tokenizer has no ${EMBED_TOKEN}; add it first (search-r3 adds it when preparing a model for training)`,
+    );
   return id;
 }

@@ -17,14 +17,63 @@ export interface Analyzer {
 
 /** Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (the default stop set of Anserini's English analyzer). */
 export const LUCENE_ENGLISH_STOP_WORDS: readonly string[] = [
-  'a', 'an', 'and', 'are', 'as', 'at', 'be', 'but', 'by', 'for', 'if', 'in', 'into', 'is', 'it', 'no', 'not', 'of',
-  'on', 'or', 'such', 'that', 'the', 'their', 'then', 'there', 'these', 'they', 'this', 'to', 'was', 'will', 'with',
+  'a',
+  'an',
+  'and',
+  'are',
+  'as',
+  'at',
+  'be',
+  'but',
+  'by',
+  'for',
+  'if',
+  'in',
+  'into',
+  'is',
+  'it',
+  'no',
+  'not',
+  'of',
+  'on',
+  'or',
+  'such',
+  'that',
+  'the',
+  'their',
+  'then',
+  'there',
+  'these',
+  'they',
+  'this',
+  'to',
+  'was',
+  'will',
+  'with',
 ];
 
 /** BCP 47 language → the `stopword` package's ISO 639-3 list name. */
 const STOPWORD_LIST: Record<string, string> = {
-  ar: 'ara', de: 'deu', el: 'ell', es: 'spa', fr: 'fra', hi: 'hin', it: 'ita', ja: 'jpn', ko: 'kor', nl: 'nld',
-  pt: 'por', ro: 'ron', ru: 'rus', th: 'tha', tr: 'tur', vi: 'vie', zh: 'zho', fa: 'fas', ur: 'urd', bn: 'ben',
+  ar: 'ara',
+  de: 'deu',
+  el: 'ell',
+  es: 'spa',
+  fr: 'fra',
+  hi: 'hin',
+  it: 'ita',
+  ja: 'jpn',
+  ko: 'kor',
+  nl: 'nld',
+  pt: 'por',
+  ro: 'ron',
+  ru: 'rus',
+  th: 'tha',
+  tr: 'tur',
+  vi: 'vie',
+  zh: 'zho',
+  fa: 'fas',
+  ur: 'urd',
+  bn: 'ben',
 };
 
 export const SUPPORTED_LANGUAGES: readonly string[] = ['en', ...Object.keys(STOPWORD_LIST)].sort();
@@ -110,7 +159,10 @@ class EnglishAnalyzer implements Analyzer {
   /** Porter stems of lower-cased words: the stemmer is pure, and a corpus repeats its vocabulary endlessly. */
   private readonly stems = new Map<string, string>();
 
-  constructor(stopWords: readonly string[], private readonly stem: boolean) {
+  constructor(
+    stopWords: readonly string[],
+    private readonly stem: boolean,
+  ) {
     this.stop = new Set(stopWords);
   }
 
@@ -119,7 +171,10 @@ class EnglishAnalyzer implements Analyzer {
     for (const word of tokenizeWords(text, this.segmenter)) {
       const lower = stripPossessive(word).toLowerCase();
       if (lower === '' || this.stop.has(lower)) continue;
-      if (!this.stem) { out.push(lower); continue; }
+      if (!this.stem) {
+        out.push(lower);
+        continue;
+      }
       let s = this.stems.get(lower);
       if (s === undefined) this.stems.set(lower, (s = porterStem(lower)));
       out.push(s);
@@ -133,7 +188,10 @@ class MultilingualAnalyzer implements Analyzer {
   private readonly segmenter: Intl.Segmenter;
   private readonly stop: Set<string>;
 
-  constructor(readonly language: string, stopWords: readonly string[]) {
+  constructor(
+    readonly language: string,
+    stopWords: readonly string[],
+  ) {
     this.segmenter = new Intl.Segmenter(language, { granularity: 'word' });
     this.stop = new Set(stopWords.map((w) => w.normalize('NFKC').toLowerCase()));
   }

@@ -106,7 +106,9 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
   const missing = [...qrels.keys()].filter((q) => !allQueries.has(q));
   if (missing.length > 0) {
     throw new EvalInputError(
-      `${missing.length} judged queries are missing from queries.jsonl (first: '${missing[0]}')`, qrelsFile);
+      `${missing.length} judged queries are missing from queries.jsonl (first: '${missing[0]}')`,
+      qrelsFile,
+    );
   }
   const corpus = await readBeirCorpus(beirCorpusFile(folder) ?? join(folder, 'corpus.jsonl'));
   return { folder, split, corpus, queries, qrels };

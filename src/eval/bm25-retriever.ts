@@ -17,11 +17,19 @@ export class Bm25Retriever implements Retriever {
 
   constructor(private readonly options: Bm25Options & AnalyzerOptions = {}) {}
 
-  async retrieve(corpus: readonly BeirDocument[], queries: ReadonlyMap<string, string>, k: number,
-    onProgress?: ProgressFn): Promise<Run> {
+  async retrieve(
+    corpus: readonly BeirDocument[],
+    queries: ReadonlyMap<string, string>,
+    k: number,
+    onProgress?: ProgressFn,
+  ): Promise<Run> {
     const analyzer = createAnalyzer(this.options);
-    const index = Bm25Index.build(corpus.map((d) => ({ id: d.id, text: flatText(d) })), analyzer, this.options,
-      onProgress);
+    const index = Bm25Index.build(
+      corpus.map((d) => ({ id: d.id, text: flatText(d) })),
+      analyzer,
+      this.options,
+      onProgress,
+    );
     this.index = index;
     const run: Run = new Map();
     const scratch = new Float64Array(index.size);

@@ -42,7 +42,11 @@ export class Bm25Index {
   private docCount = 0;
   private totalTerms = 0;
 
-  private constructor(ids: string[], private readonly analyzer: Analyzer, options: Bm25Options) {
+  private constructor(
+    ids: string[],
+    private readonly analyzer: Analyzer,
+    options: Bm25Options,
+  ) {
     this.ids = ids;
     this.lengths = new Int32Array(ids.length);
     this.idRank = idRanks(ids);
@@ -54,9 +58,17 @@ export class Bm25Index {
     }
   }
 
-  static build(docs: readonly Bm25Document[], analyzer: Analyzer, options: Bm25Options = {},
-    onProgress?: ProgressFn): Bm25Index {
-    const index = new Bm25Index(docs.map((d) => d.id), analyzer, options);
+  static build(
+    docs: readonly Bm25Document[],
+    analyzer: Analyzer,
+    options: Bm25Options = {},
+    onProgress?: ProgressFn,
+  ): Bm25Index {
+    const index = new Bm25Index(
+      docs.map((d) => d.id),
+      analyzer,
+      options,
+    );
     index.indexAll(docs, onProgress);
     return index;
   }

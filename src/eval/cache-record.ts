@@ -38,11 +38,19 @@ export async function sumsOf(files: readonly string[]): Promise<Sums> {
  * The files read back with `read`, or null when one is missing, does not match the SHA-256 its record
  * keeps (records from before they kept sums are trusted), or does not parse; `warn` says which.
  */
-export async function readVerified<T>(files: readonly string[], record: string, sums: Sums | undefined,
-  read: () => Promise<T>, warn: (line: string) => void): Promise<T | null> {
+export async function readVerified<T>(
+  files: readonly string[],
+  record: string,
+  sums: Sums | undefined,
+  read: () => Promise<T>,
+  warn: (line: string) => void,
+): Promise<T | null> {
   for (const f of files) {
-    if (!existsSync(f)) { warn(`warning: ${f} is missing from its record ${record}; computed again`); return null; }
-    if (sums && sums[path.basename(f)] !== await sha256File(f)) {
+    if (!existsSync(f)) {
+      warn(`warning: ${f} is missing from its record ${record}; computed again`);
+      return null;
+    }
+    if (sums && sums[path.basename(f)] !== (await sha256File(f))) {
       warn(`warning: ${f} does not match its record ${record}; computed again`);
       return null;
     }

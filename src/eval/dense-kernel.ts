@@ -41,19 +41,46 @@ function jsDots(mem: Float32Array): DotsFn {
     const dim = dimBytes >> 2;
     const row = rowBytes >> 2;
     for (let q = 0; q < nq; q += 4) {
-      const a0 = (qPtr >> 2) + q * dim, a1 = a0 + dim, a2 = a1 + dim, a3 = a2 + dim;
+      const a0 = (qPtr >> 2) + q * dim,
+        a1 = a0 + dim,
+        a2 = a1 + dim,
+        a3 = a2 + dim;
       for (let d = 0; d < nd; d += 2) {
-        const b0 = (dPtr >> 2) + d * dim, b1 = b0 + dim;
-        let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+        const b0 = (dPtr >> 2) + d * dim,
+          b1 = b0 + dim;
+        let s00 = 0,
+          s01 = 0,
+          s10 = 0,
+          s11 = 0,
+          s20 = 0,
+          s21 = 0,
+          s30 = 0,
+          s31 = 0;
         for (let i = 0; i < dim; i++) {
-          const x0 = mem[b0 + i]!, x1 = mem[b1 + i]!;
-          const y0 = mem[a0 + i]!, y1 = mem[a1 + i]!, y2 = mem[a2 + i]!, y3 = mem[a3 + i]!;
-          s00 += y0 * x0; s01 += y0 * x1; s10 += y1 * x0; s11 += y1 * x1;
-          s20 += y2 * x0; s21 += y2 * x1; s30 += y3 * x0; s31 += y3 * x1;
+          const x0 = mem[b0 + i]!,
+            x1 = mem[b1 + i]!;
+          const y0 = mem[a0 + i]!,
+            y1 = mem[a1 + i]!,
+            y2 = mem[a2 + i]!,
+            y3 = mem[a3 + i]!;
+          s00 += y0 * x0;
+          s01 += y0 * x1;
+          s10 += y1 * x0;
+          s11 += y1 * x1;
+          s20 += y2 * x0;
+          s21 += y2 * x1;
+          s30 += y3 * x0;
+          s31 += y3 * x1;
         }
         const o = (outPtr >> 2) + q * row + d;
-        mem[o] = s00; mem[o + 1] = s01; mem[o + row] = s10; mem[o + row + 1] = s11;
-        mem[o + 2 * row] = s20; mem[o + 2 * row + 1] = s21; mem[o + 3 * row] = s30; mem[o + 3 * row + 1] = s31;
+        mem[o] = s00;
+        mem[o + 1] = s01;
+        mem[o + row] = s10;
+        mem[o + row + 1] = s11;
+        mem[o + 2 * row] = s20;
+        mem[o + 2 * row + 1] = s21;
+        mem[o + 3 * row] = s30;
+        mem[o + 3 * row + 1] = s31;
       }
     }
   };

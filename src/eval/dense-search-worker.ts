@@ -5,5 +5,8 @@ import { searchSlice, type SliceTask } from './dense-kernel.js';
 // arrays are transferred back, not copied.
 parentPort!.on('message', (task: SliceTask) => {
   const result = searchSlice(task, (docsDone) => parentPort!.postMessage({ progress: docsDone }));
-  parentPort!.postMessage(result, [...result.docs.map((a) => a.buffer as ArrayBuffer), ...result.scores.map((a) => a.buffer as ArrayBuffer)]);
+  parentPort!.postMessage(result, [
+    ...result.docs.map((a) => a.buffer as ArrayBuffer),
+    ...result.scores.map((a) => a.buffer as ArrayBuffer),
+  ]);
 });

@@ -62,7 +62,10 @@ function runSliceInWorker(task: SliceTask, onChunk: (docsDone: number) => void):
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./dense-search-worker.js', import.meta.url));
     worker.on('message', (m: SliceResult | { progress: number }) => {
-      if ('progress' in m) { onChunk(m.progress); return; }
+      if ('progress' in m) {
+        onChunk(m.progress);
+        return;
+      }
       resolve(m);
       void worker.terminate();
     });
@@ -76,8 +79,11 @@ function runSliceInWorker(task: SliceTask, onChunk: (docsDone: number) => void):
  * Float32Arrays (WebAssembly SIMD or plain TS), split across worker threads by query. Ties are ordered as
  * trec_eval orders them, so the cut at k keeps what trec_eval would rank first.
  */
-export async function denseSearch(queries: EmbeddingMatrix, docs: EmbeddingMatrix,
-  options: DenseSearchOptions = {}): Promise<DenseSearchResult> {
+export async function denseSearch(
+  queries: EmbeddingMatrix,
+  docs: EmbeddingMatrix,
+  options: DenseSearchOptions = {},
+): Promise<DenseSearchResult> {
   checkMatrix(queries, 'query');
   checkMatrix(docs, 'document');
   if (queries.dim !== docs.dim) {
@@ -117,16 +123,21 @@ export async function denseSearch(queries: EmbeddingMatrix, docs: EmbeddingMatri
     const per = Math.ceil(nq / threads / 4) * 4;
     const ranges: [number, number][] = [];
     for (let s = 0; s < nq; s += per) ranges.push([s, Math.min(nq, s + per)]);
-    slices = await Promise.all(ranges.map(async ([qStart, qEnd]) => {
-      const result = await runSliceInWorker({ ...base, qStart, qEnd }, progressOf(qStart, qEnd));
-      return { start: qStart, result };
-    }));
+    slices = await Promise.all(
+      ranges.map(async ([qStart, qEnd]) => {
+        const result = await runSliceInWorker({ ...base, qStart, qEnd }, progressOf(qStart, qEnd));
+        return { start: qStart, result };
+      }),
+    );
     threads = ranges.length;
   }
   const run: Run = new Map();
   for (const { start, result } of slices) {
     result.docs.forEach((d, j) => {
-      run.set(queries.ids[start + j]!, { docIds: Array.from(d, (i) => docs.ids[i]!), scores: Array.from(result.scores[j]!) });
+      run.set(queries.ids[start + j]!, {
+        docIds: Array.from(d, (i) => docs.ids[i]!),
+        scores: Array.from(result.scores[j]!),
+      });
     });
   }
   return { run, kernel: slices[0]?.result.kernel ?? kernel, threads };

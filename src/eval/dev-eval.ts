@@ -10,7 +10,11 @@ import { evaluateRun } from './measures.js';
 import type { Qrels } from './qrels.js';
 import type { Retriever } from './retriever.js';
 
-export interface DevSet { corpus: BeirDocument[]; queries: Map<string, string>; qrels: Qrels }
+export interface DevSet {
+  corpus: BeirDocument[];
+  queries: Map<string, string>;
+  qrels: Qrels;
+}
 
 export async function loadDevSet(folder: string, split: string, maxQueries = 0, maxDocuments = 0): Promise<DevSet> {
   return subsetDevSet(await readBeirDataset(folder, split), maxQueries, maxDocuments);
@@ -33,7 +37,12 @@ export function subsetDevSet(ds: DevSet, maxQueries = 0, maxDocuments = 0): DevS
   return { corpus, queries, qrels };
 }
 
-export interface DevSetScore { ndcg10: number; queries: number; documents: number; seconds: number }
+export interface DevSetScore {
+  ndcg10: number;
+  queries: number;
+  documents: number;
+  seconds: number;
+}
 
 /** nDCG@10 of `retriever` on the dev set, with the set's sizes and the wall time it took. */
 export async function scoreDevSet(retriever: Retriever, set: DevSet): Promise<DevSetScore> {

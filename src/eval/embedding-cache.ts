@@ -18,7 +18,11 @@ export interface ShardedEmbeddings {
   reused: boolean;
 }
 
-interface ShardRecord { seconds: number; documents: number; sha256?: Sums }
+interface ShardRecord {
+  seconds: number;
+  documents: number;
+  sha256?: Sums;
+}
 
 /** Documents per shard: a kill loses at most this much encoding. */
 export const DOCUMENT_SHARD = 1024;
@@ -34,18 +38,26 @@ export interface ShardEncoder {
  * Embeddings of `ids` (in order), shard by shard: a shard whose record matches its files is read back,
  * any other is encoded (the texts of that shard, in order) and saved.
  */
-export async function shardedEmbeddings(folder: string, ids: readonly string[], texts: (start: number, end: number) => string[],
-  encoder: ShardEncoder, warn: (line: string) => void): Promise<ShardedEmbeddings> {
+export async function shardedEmbeddings(
+  folder: string,
+  ids: readonly string[],
+  texts: (start: number, end: number) => string[],
+  encoder: ShardEncoder,
+  warn: (line: string) => void,
+): Promise<ShardedEmbeddings> {
   const parts: Float32Array[] = [];
-  let seconds = 0, dim = 0, reused = true;
+  let seconds = 0,
+    dim = 0,
+    reused = true;
   for (let start = 0, shard = 0; start < ids.length; start += DOCUMENT_SHARD, shard++) {
     const end = Math.min(ids.length, start + DOCUMENT_SHARD);
     const file = path.join(folder, `shard-${String(shard).padStart(5, '0')}.npy`);
     const recordFile = file.replace(/\.npy$/, '.json');
     const record = readRecord<ShardRecord>(recordFile);
     const files = [file, idsSidecarPath(file)];
-    const cached = record?.documents === end - start
-      && await readVerified(files, recordFile, record.sha256, () => readNpyEmbeddings(file), warn);
+    const cached =
+      record?.documents === end - start &&
+      (await readVerified(files, recordFile, record.sha256, () => readNpyEmbeddings(file), warn));
     if (record && cached) {
       parts.push(cached.data);
       dim = cached.dim;
@@ -59,14 +71,20 @@ export async function shardedEmbeddings(folder: string, ids: readonly string[], 
     dim = out.dim;
     const took = (performance.now() - t0) / 1000;
     writeNpyEmbeddings(file, { ids: ids.slice(start, end), dim, data: out.vectors });
-    writeTextFileAtomic(recordFile, JSON.stringify({ seconds: took, documents: end - start, sha256: await sumsOf(files) }) + '\n');
+    writeTextFileAtomic(
+      recordFile,
+      JSON.stringify({ seconds: took, documents: end - start, sha256: await sumsOf(files) }) + '\n',
+    );
     parts.push(out.vectors);
     seconds += took;
     await new Promise((r) => setImmediate(r)); // let progress output through between shards
   }
   const data = new Float32Array(ids.length * dim);
   let at = 0;
-  for (const p of parts) { data.set(p, at); at += p.length; }
+  for (const p of parts) {
+    data.set(p, at);
+    at += p.length;
+  }
   return { matrix: { ids: [...ids], dim, data }, seconds, reused };
 }
 

@@ -17,9 +17,17 @@ export class EmbeddingRetriever implements Retriever {
     private readonly options: Omit<DenseSearchOptions, 'k' | 'onProgress'> = {},
   ) {}
 
-  async retrieve(corpus: readonly BeirDocument[], queries: ReadonlyMap<string, string>, k: number,
-    onProgress?: ProgressFn): Promise<Run> {
-    const docs = select(this.docEmbeddings, corpus.map((d) => d.id), 'document');
+  async retrieve(
+    corpus: readonly BeirDocument[],
+    queries: ReadonlyMap<string, string>,
+    k: number,
+    onProgress?: ProgressFn,
+  ): Promise<Run> {
+    const docs = select(
+      this.docEmbeddings,
+      corpus.map((d) => d.id),
+      'document',
+    );
     const qs = select(this.queryEmbeddings, [...queries.keys()], 'query');
     return (await denseSearch(qs, docs, { ...this.options, k, onProgress })).run;
   }

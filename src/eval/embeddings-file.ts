@@ -27,9 +27,15 @@ function parseNpyHeader(buf: Buffer, file: string): { shape: number[]; dataOffse
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr !== '<f4') throw new EvalInputError(`dtype '${descr}' is not little-endian float32 ('<f4'); save float32`, file);
-  if (fortran !== 'False') throw new EvalInputError('array is Fortran-ordered; save it C-ordered (np.ascontiguousarray)', file);
-  const shape = (shapeText ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (descr !== '<f4')
+    throw new EvalInputError(`dtype '${descr}' is not little-endian float32 ('<f4'); save float32`, file);
+  if (fortran !== 'False')
+    throw new EvalInputError('array is Fortran-ordered; save it C-ordered (np.ascontiguousarray)', file);
+  const shape = (shapeText ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   if (shape.length !== 2 || !shape.every((n) => Number.isInteger(n) && n >= 0)) {
     throw new EvalInputError(`shape (${shapeText}) is not 2-D (rows, dim)`, file);
   }

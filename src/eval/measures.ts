@@ -54,7 +54,12 @@ const UNJUDGED = -2;
 /** Measure names in trec_eval's print order for the given cutoffs. */
 export function measureNames(cutoffs: readonly number[] = TREC_CUTOFFS): string[] {
   return [
-    'num_ret', 'num_rel', 'num_rel_ret', 'map', 'Rprec', 'recip_rank',
+    'num_ret',
+    'num_rel',
+    'num_rel_ret',
+    'map',
+    'Rprec',
+    'recip_rank',
     ...cutoffs.map((k) => `P_${k}`),
     ...cutoffs.map((k) => `recall_${k}`),
     ...cutoffs.map((k) => `ndcg_cut_${k}`),
@@ -108,7 +113,10 @@ export function evaluateRanking(
   let c = 0;
   for (let i = 0; i < numRet; i++) {
     while (c < cutoffs.length && i === cutoffs[c]) {
-      relAt[c] = relSoFar; apAt[c] = apSum; dcgAt[c] = dcg; c++;
+      relAt[c] = relSoFar;
+      apAt[c] = apSum;
+      dcgAt[c] = dcg;
+      c++;
     }
     const rel = rels[i]!;
     if (rel >= relevanceLevel) {
@@ -120,7 +128,9 @@ export function evaluateRanking(
     if (i + 1 === rprecDepth) rprecRel = relSoFar;
   }
   for (; c < cutoffs.length; c++) {
-    relAt[c] = relSoFar; apAt[c] = apSum; dcgAt[c] = dcg;
+    relAt[c] = relSoFar;
+    apAt[c] = apSum;
+    dcgAt[c] = dcg;
   }
 
   v['num_rel_ret'] = relSoFar;
@@ -192,7 +202,11 @@ export function evaluateRun(run: Run, qrels: Qrels, options: EvalOptions = {}): 
     }
     if (options.skipQueriesWithoutRelevant) {
       let any = false;
-      for (const g of judged.values()) if (g >= level) { any = true; break; }
+      for (const g of judged.values())
+        if (g >= level) {
+          any = true;
+          break;
+        }
       if (!any) continue;
     }
     list = filterList(qid, list, options);
@@ -210,6 +224,8 @@ export function evaluateRun(run: Run, qrels: Qrels, options: EvalOptions = {}): 
 /** Per-query values of one measure in a fixed query order (for significance tests); missing queries count 0. */
 export function measureVector(evaluation: Evaluation, measure: string, qids: readonly string[]): Float64Array {
   const out = new Float64Array(qids.length);
-  qids.forEach((q, i) => { out[i] = evaluation.perQuery.get(q)?.[measure] ?? 0; });
+  qids.forEach((q, i) => {
+    out[i] = evaluation.perQuery.get(q)?.[measure] ?? 0;
+  });
   return out;
 }

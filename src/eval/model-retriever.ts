@@ -21,15 +21,23 @@ export function stackVectors(vs: readonly Float32Array[], dim: number): Float32A
  * Embeds every query (reasoning on: in generation batches of `queryBatch`, reporting progress between them),
  * counting the queries whose embed token had to be forced and the tokens the model generated.
  */
-export async function embedQueryMatrix(embedder: Embedder, queries: ReadonlyMap<string, string>, options: ModelRetrieverOptions = {},
-  onProgress?: ProgressFn): Promise<{ matrix: EmbeddingMatrix; forced: number; generatedTokens: number }> {
+export async function embedQueryMatrix(
+  embedder: Embedder,
+  queries: ReadonlyMap<string, string>,
+  options: ModelRetrieverOptions = {},
+  onProgress?: ProgressFn,
+): Promise<{ matrix: EmbeddingMatrix; forced: number; generatedTokens: number }> {
   const qIds = [...queries.keys()];
   const qVecs: Float32Array[] = [];
-  const batch = options.reasoning === 'on' ? options.queryBatch ?? 8 : Math.max(1, qIds.length);
-  let forced = 0, generatedTokens = 0;
+  const batch = options.reasoning === 'on' ? (options.queryBatch ?? 8) : Math.max(1, qIds.length);
+  let forced = 0,
+    generatedTokens = 0;
   for (let i = 0; i < qIds.length; i += batch) {
     const slice = qIds.slice(i, i + batch);
-    for (const q of embedder.embedQueries(slice.map((id) => queries.get(id)!), options)) {
+    for (const q of embedder.embedQueries(
+      slice.map((id) => queries.get(id)!),
+      options,
+    )) {
       qVecs.push(q.vector);
       if (q.forced) forced++;
       generatedTokens += q.tokens.length;
@@ -49,14 +57,29 @@ export class ModelRetriever implements Retriever {
   /** Queries whose embed token had to be forced in the last retrieve(). */
   forcedQueries = 0;
 
-  constructor(private readonly embedder: Embedder, readonly name: string, private readonly options: ModelRetrieverOptions = {}) {}
+  constructor(
+    private readonly embedder: Embedder,
+    readonly name: string,
+    private readonly options: ModelRetrieverOptions = {},
+  ) {}
 
-  async retrieve(corpus: readonly BeirDocument[], queries: ReadonlyMap<string, string>, k: number, onProgress?: ProgressFn): Promise<Run> {
-    const docs = this.embedder.embedDocuments(corpus.map(documentText), (done, total) => onProgress?.('encoding documents', done, total)).vectors;
+  async retrieve(
+    corpus: readonly BeirDocument[],
+    queries: ReadonlyMap<string, string>,
+    k: number,
+    onProgress?: ProgressFn,
+  ): Promise<Run> {
+    const docs = this.embedder.embedDocuments(corpus.map(documentText), (done, total) =>
+      onProgress?.('encoding documents', done, total),
+    ).vectors;
     const { matrix, forced } = await embedQueryMatrix(this.embedder, queries, this.options, onProgress);
     this.forcedQueries = forced;
     const dim = this.embedder.dimension;
-    const result = await denseSearch(matrix, { ids: corpus.map((d) => d.id), dim, data: stackVectors(docs, dim) }, { k, onProgress });
+    const result = await denseSearch(
+      matrix,
+      { ids: corpus.map((d) => d.id), dim, data: stackVectors(docs, dim) },
+      { k, onProgress },
+    );
     return result.run;
   }
 }

@@ -50,7 +50,11 @@ export async function readBeirQrels(file: string): Promise<Qrels> {
     const f = text.split('\t').map((s) => s.trim());
     if (line === 1 && (f.length < 3 || !Number.isFinite(Number(f[2])))) continue; // the header
     if (f.length !== 3) {
-      throw new EvalInputError(`expected 3 tab-separated fields 'query-id corpus-id score', found ${f.length}`, file, line);
+      throw new EvalInputError(
+        `expected 3 tab-separated fields 'query-id corpus-id score', found ${f.length}`,
+        file,
+        line,
+      );
     }
     addJudgment(qrels, f[0]!, f[1]!, parseGrade(f[2]!, file, line), file, line);
   }

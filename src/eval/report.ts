@@ -14,8 +14,9 @@ export function formatSummaryTable(ev: Evaluation, cutoffs: readonly number[]): 
   for (const base of ['ndcg_cut', 'map_cut', 'recall', 'P']) {
     out += LABEL[base]!.padEnd(8) + cutoffs.map((k) => cFixed(ev.all[`${base}_${k}`]!, 4).padStart(w)).join('') + '\n';
   }
-  out += `MAP ${cFixed(ev.all['map']!, 4)}   MRR ${cFixed(ev.all['recip_rank']!, 4)}   `
-    + `R-prec ${cFixed(ev.all['Rprec']!, 4)}   queries ${ev.numQueries}\n`;
+  out +=
+    `MAP ${cFixed(ev.all['map']!, 4)}   MRR ${cFixed(ev.all['recip_rank']!, 4)}   ` +
+    `R-prec ${cFixed(ev.all['Rprec']!, 4)}   queries ${ev.numQueries}\n`;
   return out;
 }
 
@@ -34,8 +35,12 @@ export interface MeasureComparison {
  * Compares two evaluations query by query: every query evaluated in either run (a query one run misses scores 0
  * there, as with trec_eval -c), paired t-test and sign-flip randomisation test per measure.
  */
-export function compareEvaluations(a: Evaluation, b: Evaluation, measures: readonly string[],
-  options: { trials?: number; seed?: number } = {}): MeasureComparison[] {
+export function compareEvaluations(
+  a: Evaluation,
+  b: Evaluation,
+  measures: readonly string[],
+  options: { trials?: number; seed?: number } = {},
+): MeasureComparison[] {
   const qids = sortedIds(new Set([...a.perQuery.keys(), ...b.perQuery.keys()]));
   return measures.map((measure) => {
     const va = measureVector(a, measure, qids);
@@ -54,12 +59,15 @@ export function compareEvaluations(a: Evaluation, b: Evaluation, measures: reado
 
 export function formatComparison(rows: readonly MeasureComparison[], tagA: string, tagB: string): string {
   const p = (x: number) => (x < 1e-4 ? x.toExponential(1) : cFixed(x, 4));
-  let out = `${'measure'.padEnd(14)}${tagA.slice(0, 10).padStart(11)}${tagB.slice(0, 10).padStart(11)}`
-    + `${'diff'.padStart(9)}${'p (t-test)'.padStart(12)}${'p (random.)'.padStart(12)}\n`;
+  let out =
+    `${'measure'.padEnd(14)}${tagA.slice(0, 10).padStart(11)}${tagB.slice(0, 10).padStart(11)}` +
+    `${'diff'.padStart(9)}${'p (t-test)'.padStart(12)}${'p (random.)'.padStart(12)}\n`;
   for (const r of rows) {
     const diff = r.a - r.b;
-    out += `${r.measure.padEnd(14)}${cFixed(r.a, 4).padStart(11)}${cFixed(r.b, 4).padStart(11)}`
-      + `${((diff >= 0 ? '+' : '') + cFixed(diff, 4)).padStart(9)}${p(r.tTestP).padStart(12)}${p(r.randomizationP).padStart(12)}\n`;
+    out +=
+      `${r.measure.padEnd(14)}${cFixed(r.a, 4).padStart(11)}${cFixed(r.b, 4).padStart(11)}` +
+      `${((diff >= 0 ? '+' : '') + cFixed(diff, 4)).padStart(9)}` +
+      `${p(r.tTestP).padStart(12)}${p(r.randomizationP).padStart(12)}\n`;
   }
   return out + `(${rows[0]?.n ?? 0} queries, two-sided paired tests)\n`;
 }

@@ -18,13 +18,18 @@ export interface CachedRun<T> {
  * The run for `keyParts` under `folder/<name>.<key>`, read back when a finished, intact one is there, else
  * computed by `compute` and saved. `tag` is the run's TREC tag; `warn` names a damaged cache entry.
  */
-export async function cachedRun<T extends object>(folder: string, name: string, keyParts: readonly string[],
-  compute: () => Promise<{ run: Run; facts: T }>, warn: (line: string) => void): Promise<CachedRun<T>> {
+export async function cachedRun<T extends object>(
+  folder: string,
+  name: string,
+  keyParts: readonly string[],
+  compute: () => Promise<{ run: Run; facts: T }>,
+  warn: (line: string) => void,
+): Promise<CachedRun<T>> {
   const base = `${folder}/${name}.${cacheKey(keyParts)}`;
   const runFile = `${base}.trec`;
   const recordFile = `${base}.json`;
   const record = readRecord<T & { sha256?: Sums }>(recordFile);
-  const cached = record && await readVerified([runFile], recordFile, record.sha256, () => readTrecRun(runFile), warn);
+  const cached = record && (await readVerified([runFile], recordFile, record.sha256, () => readTrecRun(runFile), warn));
   if (record && cached) return { run: cached.run, facts: record, reused: true, runFile };
   const r = await compute();
   writeTrecRun(runFile, r.run, name);

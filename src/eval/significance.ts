@@ -5,8 +5,10 @@
 
 /** ln Γ(x) for x > 0 (Lanczos, g = 7, n = 9; ~15 significant digits). */
 function logGamma(x: number): number {
-  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313,
-    -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
   x -= 1;
   let a = c[0]!;
@@ -26,12 +28,17 @@ function betaContinuedFraction(a: number, b: number, x: number): number {
   for (let m = 1; m <= 1000; m++) {
     const m2 = 2 * m;
     let aa = (m * (b - m) * x) / ((a + m2 - 1) * (a + m2));
-    d = 1 + aa * d; if (Math.abs(d) < tiny) d = tiny;
-    c = 1 + aa / c; if (Math.abs(c) < tiny) c = tiny;
-    d = 1 / d; h *= d * c;
+    d = 1 + aa * d;
+    if (Math.abs(d) < tiny) d = tiny;
+    c = 1 + aa / c;
+    if (Math.abs(c) < tiny) c = tiny;
+    d = 1 / d;
+    h *= d * c;
     aa = (-(a + m) * (a + b + m) * x) / ((a + m2) * (a + m2 + 1));
-    d = 1 + aa * d; if (Math.abs(d) < tiny) d = tiny;
-    c = 1 + aa / c; if (Math.abs(c) < tiny) c = tiny;
+    d = 1 + aa * d;
+    if (Math.abs(d) < tiny) d = tiny;
+    c = 1 + aa / c;
+    if (Math.abs(c) < tiny) c = tiny;
     d = 1 / d;
     const del = d * c;
     h *= del;
@@ -89,7 +96,8 @@ export function pairedTTest(a: ArrayLike<number>, b: ArrayLike<number>): PairedT
   }
   const sd = Math.sqrt(ss / (n - 1));
   const df = n - 1;
-  if (sd === 0) return { meanDifference: mean, n, t: mean === 0 ? NaN : Math.sign(mean) * Infinity, df, p: mean === 0 ? 1 : 0 };
+  if (sd === 0)
+    return { meanDifference: mean, n, t: mean === 0 ? NaN : Math.sign(mean) * Infinity, df, p: mean === 0 ? 1 : 0 };
   const t = mean / (sd / Math.sqrt(n));
   return { meanDifference: mean, n, t, df, p: studentTTwoSidedP(t, df) };
 }
@@ -117,15 +125,21 @@ export interface RandomizationOptions {
  * either sign, so flip signs at random and count how often |mean| is at least the observed one. The p-value counts
  * the observed assignment too, (hits + 1) / (trials + 1), so it is never 0.
  */
-export function pairedRandomizationTest(a: ArrayLike<number>, b: ArrayLike<number>,
-  options: RandomizationOptions = {}): PairedTestResult & { trials: number } {
+export function pairedRandomizationTest(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  options: RandomizationOptions = {},
+): PairedTestResult & { trials: number } {
   checkPairs(a, b);
   const n = a.length;
   const trials = options.trials ?? 10000;
   const rand = mulberry32(options.seed ?? 42);
   const diff = new Float64Array(n);
   let sum = 0;
-  for (let i = 0; i < n; i++) { diff[i] = a[i]! - b[i]!; sum += diff[i]!; }
+  for (let i = 0; i < n; i++) {
+    diff[i] = a[i]! - b[i]!;
+    sum += diff[i]!;
+  }
   const observed = Math.abs(sum);
   // Sums are compared with a relative tolerance: re-adding the same terms in another order may differ in the last bit.
   const eps = 1e-12 * diff.reduce((s, x) => s + Math.abs(x), 0);

@@ -7,7 +7,9 @@ import { compareIds } from './trec-order.js';
 export function idRanks(ids: readonly string[]): Int32Array {
   const order = Array.from({ length: ids.length }, (_, i) => i).sort((a, b) => compareIds(ids[a]!, ids[b]!));
   const rank = new Int32Array(ids.length);
-  order.forEach((doc, r) => { rank[doc] = r; });
+  order.forEach((doc, r) => {
+    rank[doc] = r;
+  });
   return rank;
 }
 
@@ -20,7 +22,10 @@ export class TopK {
   readonly docs: Int32Array;
   size = 0;
 
-  constructor(readonly k: number, private readonly idRank: Int32Array) {
+  constructor(
+    readonly k: number,
+    private readonly idRank: Int32Array,
+  ) {
     this.scores = new Float64Array(k);
     this.docs = new Int32Array(k);
   }
@@ -74,7 +79,8 @@ export class TopK {
   /** The kept pairs, best first. */
   sorted(): { docs: Int32Array; scores: Float64Array } {
     const order = Array.from({ length: this.size }, (_, i) => i).sort((a, b) =>
-      this.worse(this.scores[a]!, this.docs[a]!, this.scores[b]!, this.docs[b]!) ? 1 : -1);
+      this.worse(this.scores[a]!, this.docs[a]!, this.scores[b]!, this.docs[b]!) ? 1 : -1,
+    );
     return {
       docs: Int32Array.from(order, (i) => this.docs[i]!),
       scores: Float64Array.from(order, (i) => this.scores[i]!),
@@ -125,8 +131,11 @@ function selectLargest(a: Float64Array, n: number, k: number): void {
       while (a[i]! > pivot) i++;
       while (a[j]! < pivot) j--;
       if (i <= j) {
-        const t = a[i]!; a[i] = a[j]!; a[j] = t;
-        i++; j--;
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
       }
     }
     if (k - 1 <= j) hi = j;
@@ -141,7 +150,10 @@ export class PackedTopK {
   /** Keys at or below this cannot enter (the k-th best key once k are held). */
   private floor = -Infinity;
 
-  constructor(readonly k: number, capacity: number) {
+  constructor(
+    readonly k: number,
+    capacity: number,
+  ) {
     this.buf = new Float64Array(Math.max(k, 1) + Math.max(capacity, 1));
   }
 

@@ -28,7 +28,10 @@ export function cFixed(x: number, digits: number): string {
     for (; i >= 0; i--) {
       if (chars[i] === '.') continue;
       if (chars[i] === '9') chars[i] = '0';
-      else { chars[i] = String.fromCharCode(chars[i]!.charCodeAt(0) + 1); break; }
+      else {
+        chars[i] = String.fromCharCode(chars[i]!.charCodeAt(0) + 1);
+        break;
+      }
     }
     out = (i < 0 ? '1' : '') + chars.join('');
   }
@@ -61,17 +64,25 @@ export const SUPPORTED_MEASURES: readonly string[] = ['runid', 'num_q', ...PLAIN
  * Parses trec_eval -m requests: a measure name, a cutoff measure with its cutoffs ("P.5,10", "ndcg_cut.10"), or
  * "official"/"all_trec" for everything implemented here. No request: everything, with `defaultCutoffs`.
  */
-export function selectMeasures(requests: readonly string[], defaultCutoffs: readonly number[] = TREC_CUTOFFS):
-  MeasureSelection {
+export function selectMeasures(
+  requests: readonly string[],
+  defaultCutoffs: readonly number[] = TREC_CUTOFFS,
+): MeasureSelection {
   const wanted = new Map<string, number[] | null>(); // base name → cutoffs (null: defaults)
   let all = requests.length === 0;
   for (const r of requests) {
     const [base, params] = r.split('.', 2) as [string, string | undefined];
-    if (base === 'official' || base === 'all_trec') { all = true; continue; }
+    if (base === 'official' || base === 'all_trec') {
+      all = true;
+      continue;
+    }
     if (!SUPPORTED_MEASURES.includes(base)) {
       throw new EvalInputError(`unknown measure '${base}'; supported: ${SUPPORTED_MEASURES.join(', ')} (or official)`);
     }
-    if (params === undefined) { wanted.set(base, null); continue; }
+    if (params === undefined) {
+      wanted.set(base, null);
+      continue;
+    }
     if (!CUTOFF_MEASURES.includes(base)) throw new EvalInputError(`measure '${base}' takes no cutoffs`);
     const cuts = params.split(',').map(Number);
     if (!cuts.every((k) => Number.isInteger(k) && k > 0)) {
@@ -99,8 +110,12 @@ export function selectMeasures(requests: readonly string[], defaultCutoffs: read
  * trec_eval's relational output: `measure<TAB>qid<TAB>value`, measure names left-justified to 22 characters,
  * values %6.4f (counts as integers). With perQuery, each query's lines come first (as trec_eval -q prints them).
  */
-export function formatTrecEval(evaluation: Evaluation, runTag: string, perQuery = false,
-  selection?: Pick<MeasureSelection, 'names' | 'runid' | 'numQ'>): string {
+export function formatTrecEval(
+  evaluation: Evaluation,
+  runTag: string,
+  perQuery = false,
+  selection?: Pick<MeasureSelection, 'names' | 'runid' | 'numQ'>,
+): string {
   const names = selection?.names ?? evaluation.measures;
   let out = '';
   if (perQuery) {

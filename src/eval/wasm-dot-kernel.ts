@@ -40,13 +40,17 @@ function sleb(n: number): number[] {
 }
 
 const op = {
-  block: [0x02, 0x40], loop: [0x03, 0x40], end: [0x0b],
+  block: [0x02, 0x40],
+  loop: [0x03, 0x40],
+  end: [0x0b],
   br: (depth: number) => [0x0c, ...uleb(depth)],
   brIf: (depth: number) => [0x0d, ...uleb(depth)],
   get: (i: number) => [0x20, ...uleb(i)],
   set: (i: number) => [0x21, ...uleb(i)],
   i32: (v: number) => [0x41, ...sleb(v)],
-  add: [0x6a], mul: [0x6c], geU: [0x4f],
+  add: [0x6a],
+  mul: [0x6c],
+  geU: [0x4f],
   f32Add: [0x92],
   f32Store: (offset: number) => [0x38, 0x02, ...uleb(offset)],
   v128Load: [0xfd, ...uleb(0x00), 0x02, 0x00], // align 2^2: rows need only 4-byte alignment
@@ -67,10 +71,24 @@ const V128_LOCALS = 11; // 17..27
 
 function dotsBody(): number[] {
   const code: number[] = [];
-  const emit = (...parts: (number | number[])[]) => { for (const p of parts) Array.isArray(p) ? code.push(...p) : code.push(p); };
+  const emit = (...parts: (number | number[])[]) => {
+    for (const p of parts) Array.isArray(p) ? code.push(...p) : code.push(p);
+  };
   /** Horizontal sum of an f32x4 local: (l0 + l1) + (l2 + l3). */
-  const hsum = (v: number) => emit(op.get(v), op.f32x4Extract(0), op.get(v), op.f32x4Extract(1), op.f32Add,
-    op.get(v), op.f32x4Extract(2), op.get(v), op.f32x4Extract(3), op.f32Add, op.f32Add);
+  const hsum = (v: number) =>
+    emit(
+      op.get(v),
+      op.f32x4Extract(0),
+      op.get(v),
+      op.f32x4Extract(1),
+      op.f32Add,
+      op.get(v),
+      op.f32x4Extract(2),
+      op.get(v),
+      op.f32x4Extract(3),
+      op.f32Add,
+      op.f32Add,
+    );
 
   emit(op.i32(0), op.set(q));
   emit(op.block, op.loop); // queries, 4 at a time
@@ -134,8 +152,15 @@ export function dotKernelModuleBytes(): Uint8Array<ArrayBuffer> {
   return new Uint8Array([0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0, ...type, ...imports, ...funcs, ...exports, ...code]);
 }
 
-export type DotsFn = (qPtr: number, nq: number, dPtr: number, nd: number, dimBytes: number, outPtr: number,
-  rowBytes: number) => void;
+export type DotsFn = (
+  qPtr: number,
+  nq: number,
+  dPtr: number,
+  nd: number,
+  dimBytes: number,
+  outPtr: number,
+  rowBytes: number,
+) => void;
 
 export interface DotKernel {
   memory: WebAssembly.Memory;

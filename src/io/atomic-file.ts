@@ -9,7 +9,10 @@ import path from 'node:path';
 export function tempPathFor(file: string): string {
   const dir = path.dirname(file);
   const base = path.basename(file);
-  return path.join(dir, `.${base}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
+  return path.join(
+    dir,
+    `.${base}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`,
+  );
 }
 
 /**
@@ -36,10 +39,14 @@ export async function writeTextFileAtomically(file: string, text: string): Promi
  * The synchronous twin of writeFileAtomically, for files written between synchronous steps: `content`
  * is the whole file, or a function that writes the temporary file itself (streaming a large one).
  */
-export function writeFileAtomicallySync(file: string, content: string | Uint8Array | ((tempPath: string) => void)): void {
+export function writeFileAtomicallySync(
+  file: string,
+  content: string | Uint8Array | ((tempPath: string) => void),
+): void {
   const tmp = tempPathFor(file);
   try {
-    if (typeof content === 'function') content(tmp); else writeFileSync(tmp, content);
+    if (typeof content === 'function') content(tmp);
+    else writeFileSync(tmp, content);
     renameSync(tmp, file);
   } catch (err) {
     rmSync(tmp, { force: true });

@@ -22,14 +22,19 @@ export async function sha256File(file: string): Promise<string> {
 /** Writes the manifest of every other file in `dir` (its direct children, sorted by name). */
 export async function writeChecksums(dir: string): Promise<void> {
   const names = (await fsp.readdir(dir, { withFileTypes: true }))
-    .filter((e) => e.isFile() && e.name !== CHECKSUMS_FILE).map((e) => e.name).sort();
+    .filter((e) => e.isFile() && e.name !== CHECKSUMS_FILE)
+    .map((e) => e.name)
+    .sort();
   const lines: string[] = [];
   for (const n of names) lines.push(`${await sha256File(path.join(dir, n))}  ${n}\n`);
   await fsp.writeFile(path.join(dir, CHECKSUMS_FILE), lines.join(''));
 }
 
 /** A file of a folder that its manifest shows to be damaged, with why, in words. */
-export interface ChecksumProblem { file: string; why: string }
+export interface ChecksumProblem {
+  file: string;
+  why: string;
+}
 
 /**
  * Checks `dir` against its manifest: null when every file matches and no file is missing or
@@ -51,7 +56,7 @@ export async function verifyChecksums(dir: string): Promise<ChecksumProblem | nu
   for (const [name, want] of listed) {
     const file = path.join(dir, name);
     if (!existsSync(file)) return { file, why: `is missing (${CHECKSUMS_FILE} lists it)` };
-    if (await sha256File(file) !== want) return { file, why: `does not match its SHA-256 in ${CHECKSUMS_FILE}` };
+    if ((await sha256File(file)) !== want) return { file, why: `does not match its SHA-256 in ${CHECKSUMS_FILE}` };
   }
   for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
     if (e.name === CHECKSUMS_FILE || listed.has(e.name)) continue;

@@ -41,7 +41,9 @@ export function preTokenize(text: string): string[] {
   return text.match(QWEN2_PRETOKENIZER_JS) ?? [];
 }
 
-/** Counts of distinct pre-tokenized words: the trainer's whole view of the text (memory grows with distinct words only). */
+/**
+ * Counts of distinct pre-tokenized words: the trainer's whole view of the text (memory grows with distinct words only).
+ */
 export class WordCounter {
   readonly counts = new Map<string, number>();
   bytes = 0;
@@ -51,7 +53,10 @@ export class WordCounter {
     this.specials = specialTokens;
   }
 
-  /** Adds a text: NFC-normalised, special tokens written in it removed (they are added tokens, never merged), pre-tokenized, counted. */
+  /**
+   * Adds a text: NFC-normalised, special tokens written in it removed (they are added tokens, never merged),
+   * pre-tokenized, counted.
+   */
   add(text: string): void {
     let t = text.normalize('NFC');
     for (const s of this.specials) if (t.includes(s)) t = t.split(s).join(' ');
@@ -63,7 +68,10 @@ export class WordCounter {
 export interface BpeTrainOptions {
   /** Total token ids: 256 byte tokens + merges + special tokens. */
   vocabSize: number;
-  /** Added special tokens, given the ids after the merges. Default <|endoftext|>, <|im_start|>, <|im_end|>, <|embed_token|>. */
+  /**
+   * Added special tokens, given the ids after the merges. Default <|endoftext|>, <|im_start|>, <|im_end|>,
+   * <|embed_token|>.
+   */
   specialTokens?: readonly string[];
   /** A pair seen fewer times than this is never merged (training stops early, with a smaller vocabulary). Default 2. */
   minFrequency?: number;
@@ -89,7 +97,10 @@ export function learnMerges(words: ReadonlyMap<string, number>, options: BpeTrai
   const specials = options.specialTokens ?? TINY_SPECIAL_TOKENS;
   const wanted = options.vocabSize - 256 - specials.length;
   if (!Number.isInteger(options.vocabSize) || wanted < 0) {
-    throw new RangeError(`vocabSize must be an integer ≥ ${256 + specials.length} (256 bytes + ${specials.length} special tokens), got ${options.vocabSize}.`);
+    throw new RangeError(
+      `vocabSize must be an integer ≥ ${256 + specials.length} (256 bytes + ${specials.length} special ` +
+        `tokens), got ${options.vocabSize}.`,
+    );
   }
   const minFrequency = options.minFrequency ?? 2;
   const alphabet = byteLevelAlphabet();
@@ -150,15 +161,24 @@ export function learnMerges(words: ReadonlyMap<string, number>, options: BpeTrai
   const every = options.progressEvery ?? 500;
   while (merges.length < wanted) {
     const top = heap.pop();
-    if (top === null) { stoppedEarly = `no pairs left to merge after ${merges.length} merges`; break; }
+    if (top === null) {
+      stoppedEarly = `no pairs left to merge after ${merges.length} merges`;
+      break;
+    }
     const current = pairCount.get(top.key) ?? 0;
     if (current !== top.count) {
       // stale entry: counts of existing pairs only fall, so re-queue with the true count
       if (current > 0) heap.push(top.key, current);
       continue;
     }
-    if (current < minFrequency) { stoppedEarly = `the most frequent remaining pair occurs ${current} times (< minFrequency ${minFrequency}) after ${merges.length} merges`; break; }
-    const a = Math.floor(top.key / SHIFT), b = top.key % SHIFT;
+    if (current < minFrequency) {
+      stoppedEarly =
+        `the most frequent remaining pair occurs ${current} times (< minFrequency ` +
+        `${minFrequency}) after ${merges.length} merges`;
+      break;
+    }
+    const a = Math.floor(top.key / SHIFT),
+      b = top.key % SHIFT;
     const id = tokens.length;
     tokens.push(tokens[a]! + tokens[b]!);
     merges.push([tokens[a]!, tokens[b]!]);
@@ -167,7 +187,8 @@ export function learnMerges(words: ReadonlyMap<string, number>, options: BpeTrai
     pairWords.delete(top.key);
     const add = (k: number, d: number): void => {
       const c = (pairCount.get(k) ?? 0) + d;
-      if (c > 0) pairCount.set(k, c); else pairCount.delete(k);
+      if (c > 0) pairCount.set(k, c);
+      else pairCount.delete(k);
     };
     for (const w of list) {
       const s = symbols[w]!;
@@ -183,22 +204,30 @@ export function learnMerges(words: ReadonlyMap<string, number>, options: BpeTrai
             const left = out[n - 1]!;
             add(keyOf(left, a), -f);
             const k = keyOf(left, id);
-            add(k, f); touched.add(k); indexWord(k, w);
+            add(k, f);
+            touched.add(k);
+            indexWord(k, w);
           }
           if (i + 2 < s.length) {
             const right = s[i + 2]!;
             add(keyOf(b, right), -f);
             const k = keyOf(id, right);
-            add(k, f); touched.add(k); indexWord(k, w);
+            add(k, f);
+            touched.add(k);
+            indexWord(k, w);
           }
-          out[n++] = id; i++;
+          out[n++] = id;
+          i++;
         } else out[n++] = s[i]!;
       }
       if (n < s.length) symbols[w] = out.slice(0, n); // else the index was stale: the word lost this pair earlier
     }
     pairCount.delete(top.key);
     // pairs with the new token are the only ones whose counts grew: queue them with their final counts
-    for (const k of touched) { const c = pairCount.get(k); if (c !== undefined) heap.push(k, c); }
+    for (const k of touched) {
+      const c = pairCount.get(k);
+      if (c !== undefined) heap.push(k, c);
+    }
     if (options.onProgress && merges.length % every === 0) options.onProgress(merges.length, wanted);
   }
   return { merges, tokens, stoppedEarly };
@@ -208,31 +237,43 @@ export function learnMerges(words: ReadonlyMap<string, number>, options: BpeTrai
 class PairHeap {
   private counts: number[] = [];
   private keys: number[] = [];
-  constructor(private readonly tokens: readonly string[], private readonly shift: number) {}
+  constructor(
+    private readonly tokens: readonly string[],
+    private readonly shift: number,
+  ) {}
 
   /** True when entry i ranks above entry j. */
   private above(i: number, j: number): boolean {
-    const ci = this.counts[i]!, cj = this.counts[j]!;
+    const ci = this.counts[i]!,
+      cj = this.counts[j]!;
     if (ci !== cj) return ci > cj;
-    const ki = this.keys[i]!, kj = this.keys[j]!;
+    const ki = this.keys[i]!,
+      kj = this.keys[j]!;
     if (ki === kj) return false;
-    const li = this.tokens[Math.floor(ki / this.shift)]!, lj = this.tokens[Math.floor(kj / this.shift)]!;
+    const li = this.tokens[Math.floor(ki / this.shift)]!,
+      lj = this.tokens[Math.floor(kj / this.shift)]!;
     if (li !== lj) return li < lj;
     return this.tokens[ki % this.shift]! < this.tokens[kj % this.shift]!;
   }
 
   private swap(i: number, j: number): void {
-    const c = this.counts[i]!; this.counts[i] = this.counts[j]!; this.counts[j] = c;
-    const k = this.keys[i]!; this.keys[i] = this.keys[j]!; this.keys[j] = k;
+    const c = this.counts[i]!;
+    this.counts[i] = this.counts[j]!;
+    this.counts[j] = c;
+    const k = this.keys[i]!;
+    this.keys[i] = this.keys[j]!;
+    this.keys[j] = k;
   }
 
   push(key: number, count: number): void {
-    this.counts.push(count); this.keys.push(key);
+    this.counts.push(count);
+    this.keys.push(key);
     let i = this.counts.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
       if (!this.above(i, p)) break;
-      this.swap(i, p); i = p;
+      this.swap(i, p);
+      i = p;
     }
   }
 
@@ -241,21 +282,23 @@ class PairHeap {
     if (n === 0) return null;
     const top = { key: this.keys[0]!, count: this.counts[0]! };
     this.swap(0, n - 1);
-    this.counts.pop(); this.keys.pop();
+    this.counts.pop();
+    this.keys.pop();
     let i = 0;
     const m = n - 1;
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let best = i;
       if (l < m && this.above(l, best)) best = l;
       if (r < m && this.above(r, best)) best = r;
       if (best === i) break;
-      this.swap(i, best); i = best;
+      this.swap(i, best);
+      i = best;
     }
     return top;
   }
 }
-
 
 /**
  * Files under the given files/folders, the order text is read in: a file named is always read; in
@@ -277,7 +320,10 @@ export async function listInputFiles(inputs: readonly string[]): Promise<string[
 
 /** An input path that does not exist. */
 export class InputFileError extends Error {
-  constructor(message: string) { super(message); this.name = 'InputFileError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'InputFileError';
+  }
 }
 
 /**
@@ -318,7 +364,10 @@ export async function countFile(file: string, counter: WordCounter): Promise<voi
       if (text !== '') counter.add(text);
     } else {
       chunk += line + '\n';
-      if (chunk.length >= 1 << 16) { counter.add(chunk); chunk = ''; }
+      if (chunk.length >= 1 << 16) {
+        counter.add(chunk);
+        chunk = '';
+      }
     }
   }
   if (chunk !== '') counter.add(chunk);
@@ -340,28 +389,41 @@ export interface TrainTokenizerSummary {
  * Reads every input file, learns the merges and returns the two tokenizer files' contents with a
  * summary; `onStage` reports progress lines (counting per file, merges every 500).
  */
-export async function trainBpeTokenizer(inputs: readonly string[], options: BpeTrainOptions & { onStage?: (msg: string) => void }): Promise<{ tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig; summary: TrainTokenizerSummary }> {
+export async function trainBpeTokenizer(
+  inputs: readonly string[],
+  options: BpeTrainOptions & { onStage?: (msg: string) => void },
+): Promise<{ tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig; summary: TrainTokenizerSummary }> {
   const files = await listInputFiles(inputs);
   const specials = options.specialTokens ?? TINY_SPECIAL_TOKENS;
   const counter = new WordCounter(specials);
   const t0 = performance.now();
   for (const f of files) {
     await countFile(f, counter);
-    options.onStage?.(`counted ${f}: ${(counter.bytes / 1e6).toFixed(1)} MB, ${counter.counts.size} distinct words so far`);
+    options.onStage?.(
+      `counted ${f}: ${(counter.bytes / 1e6).toFixed(1)} MB, ${counter.counts.size} distinct words so far`,
+    );
   }
   const t1 = performance.now();
   const result = learnMerges(counter.counts, {
     ...options,
-    onProgress: options.onProgress ?? ((done, wanted) => options.onStage?.(`merges ${done}/${wanted} (${((performance.now() - t1) / 1000).toFixed(1)} s)`)),
+    onProgress:
+      options.onProgress ??
+      ((done, wanted) =>
+        options.onStage?.(`merges ${done}/${wanted} (${((performance.now() - t1) / 1000).toFixed(1)} s)`)),
   });
   const t2 = performance.now();
   const files2 = bpeTokenizerFiles(result.merges, specials);
   return {
     ...files2,
     summary: {
-      files, bytes: counter.bytes, distinctWords: counter.counts.size, merges: result.merges.length,
-      vocabSize: 256 + result.merges.length + specials.length, stoppedEarly: result.stoppedEarly,
-      countSeconds: (t1 - t0) / 1000, mergeSeconds: (t2 - t1) / 1000,
+      files,
+      bytes: counter.bytes,
+      distinctWords: counter.counts.size,
+      merges: result.merges.length,
+      vocabSize: 256 + result.merges.length + specials.length,
+      stoppedEarly: result.stoppedEarly,
+      countSeconds: (t1 - t0) / 1000,
+      mergeSeconds: (t2 - t1) / 1000,
     },
   };
 }

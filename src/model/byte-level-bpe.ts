@@ -12,10 +12,16 @@ import type { AddedTokenConfig, AddedTokenJson, TokenizerConfig, TokenizerJson }
  * llama.cpp recognises it as `tokenizer.ggml.pre = "qwen2"`.
  */
 export const QWEN2_PRETOKENIZER_PATTERN =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| " +
+  '?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+';
 
 /** The special tokens a Search-R3 model needs: Qwen's document end and chat markers, and the embedding token. */
-export const TINY_SPECIAL_TOKENS: readonly string[] = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|embed_token|>'];
+export const TINY_SPECIAL_TOKENS: readonly string[] = [
+  '<|endoftext|>',
+  '<|im_start|>',
+  '<|im_end|>',
+  '<|embed_token|>',
+];
 
 /**
  * GPT-2's byte-to-character table, which byte-level BPE uses so that every byte is a printable
@@ -41,12 +47,24 @@ const BYTE_LEVEL = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: f
  * tokenizer.json and tokenizer_config.json for learned merges, laid out as Qwen2's: byte tokens 0..255,
  * merge i → id 256 + i, special tokens after; eos <|im_end|>, pad <|endoftext|>, Qwen2.5's chat template.
  */
-export function bpeTokenizerFiles(merges: ReadonlyArray<readonly [string, string]>, specialTokens: readonly string[] = TINY_SPECIAL_TOKENS, chatTemplate = QWEN2_5_CHAT_TEMPLATE): { tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig } {
+export function bpeTokenizerFiles(
+  merges: ReadonlyArray<readonly [string, string]>,
+  specialTokens: readonly string[] = TINY_SPECIAL_TOKENS,
+  chatTemplate = QWEN2_5_CHAT_TEMPLATE,
+): { tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig } {
   const vocab: Record<string, number> = {};
   byteLevelAlphabet().forEach((ch, id) => (vocab[ch] = id));
   merges.forEach(([a, b], i) => (vocab[a + b] = 256 + i));
   const first = 256 + merges.length;
-  const addedTokens: AddedTokenJson[] = specialTokens.map((content, i) => ({ id: first + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const addedTokens: AddedTokenJson[] = specialTokens.map((content, i) => ({
+    id: first + i,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
   const tokenizerJson: TokenizerJson = {
     version: '1.0',
     truncation: null,
@@ -63,8 +81,16 @@ export function bpeTokenizerFiles(merges: ReadonlyArray<readonly [string, string
     post_processor: { ...BYTE_LEVEL },
     decoder: { ...BYTE_LEVEL },
     model: {
-      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '',
-      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: merges.map(([a, b]) => [a, b]),
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges: merges.map(([a, b]) => [a, b]),
     },
   };
   const decoder: Record<string, AddedTokenConfig> = {};

@@ -59,13 +59,19 @@ export function runSteps<T>(steps: Steps<T>): T {
  * cache, its sampler's seed) is its own, so what runs in between does not change the result.
  */
 export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: GenerateOptions): Steps<Generation[]> {
-  const c = model.config, B = prompts.length, d = c.hiddenSize, V = c.vocabSize;
+  const c = model.config,
+    B = prompts.length,
+    d = c.hiddenSize,
+    V = c.vocabSize;
   if (B === 0) return [];
   if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
   const P = Math.max(...prompts.map((p) => p.length));
   const need = P + opts.maxNewTokens + 1;
   if (need > c.maxPositionEmbeddings) {
-    throw new Error(`generate: a ${P}-token prompt plus ${opts.maxNewTokens} new tokens exceeds the model's context of ${c.maxPositionEmbeddings} positions`);
+    throw new Error(
+      `generate: a ${P}-token prompt plus ${opts.maxNewTokens} new tokens exceeds the model's context of ` +
+        `${c.maxPositionEmbeddings} positions`,
+    );
   }
   const stop = new Set(opts.stopTokens ?? []);
   const captureTok = new Set(opts.captureTokens ?? []);
@@ -75,11 +81,13 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
   const out: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finish: 'length', hidden: new Map() }));
   // running: samples another token; feed: its last token must be fed once more for a capture; done.
   const state = new Array<'running' | 'feed' | 'done'>(B).fill('running');
-  const wantsHidden = (b: number, tok: number, rowPos: number): boolean => captureTok.has(tok) || capturePos[b]?.has(rowPos) === true;
+  const wantsHidden = (b: number, tok: number, rowPos: number): boolean =>
+    captureTok.has(tok) || capturePos[b]?.has(rowPos) === true;
 
   const cache = model.newCache(need);
   let mask = new Uint8Array(B * P);
-  const ids = new Int32Array(B * P), pos = new Int32Array(B * P);
+  const ids = new Int32Array(B * P),
+    pos = new Int32Array(B * P);
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < P; t++) {
       const real = t >= pad[b];
@@ -90,7 +98,8 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
   }
   let hidden = model.forward(ids, B, P, { positions: pos, keyMask: mask, cache });
   yield;
-  let stepIds: Int32Array = ids, stepLen = P;
+  let stepIds: Int32Array = ids,
+    stepLen = P;
   let live = new Array<boolean>(B).fill(true);
 
   for (;;) {
@@ -135,7 +144,8 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
       stepPos[b] = live[b] ? prompts[b].length + out[b].tokens.length - 1 : 0;
     }
     mask = grown;
-    stepIds = next; stepLen = 1;
+    stepIds = next;
+    stepLen = 1;
     hidden = model.forward(next, B, 1, { positions: stepPos, keyMask: mask, cache });
     yield;
   }

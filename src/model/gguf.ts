@@ -16,7 +16,12 @@ import { writeFileAtomically } from '../io/atomic-file.js';
 import { f16BitsFromFloat32Bits, encodeF16 } from './half-float.js';
 import { ModelFileError } from './model-file-error.js';
 import {
-  configMismatchError, extraLayerMismatch, missingTensorsMismatch, qwen2TensorSpecs, readQwen2Config, shapeMismatch,
+  configMismatchError,
+  extraLayerMismatch,
+  missingTensorsMismatch,
+  qwen2TensorSpecs,
+  readQwen2Config,
+  shapeMismatch,
   type Qwen2Config,
 } from './qwen2-config.js';
 import { INDEX_FILE_NAME, SINGLE_FILE_NAME, loadSafetensors, loadSafetensorsFolder } from './safetensors.js';
@@ -38,8 +43,19 @@ const Q8_0_BLOCK_BYTES = 2 + Q8_0_BLOCK;
 
 /** GGUF metadata value types (gguf_type). */
 const VALUE_TYPE = {
-  uint8: 0, int8: 1, uint16: 2, int16: 3, uint32: 4, int32: 5, float32: 6, bool: 7, string: 8, array: 9,
-  uint64: 10, int64: 11, float64: 12,
+  uint8: 0,
+  int8: 1,
+  uint16: 2,
+  int16: 3,
+  uint32: 4,
+  int32: 5,
+  float32: 6,
+  bool: 7,
+  string: 8,
+  array: 9,
+  uint64: 10,
+  int64: 11,
+  float64: 12,
 } as const;
 export type GgufScalarType = Exclude<keyof typeof VALUE_TYPE, 'array'>;
 
@@ -83,16 +99,56 @@ class ByteWriter {
     this.buf = next;
     this.view = new DataView(next.buffer);
   }
-  u8(v: number): void { this.reserve(1); this.view.setUint8(this.length, v); this.length += 1; }
-  i8(v: number): void { this.reserve(1); this.view.setInt8(this.length, v); this.length += 1; }
-  u16(v: number): void { this.reserve(2); this.view.setUint16(this.length, v, true); this.length += 2; }
-  i16(v: number): void { this.reserve(2); this.view.setInt16(this.length, v, true); this.length += 2; }
-  u32(v: number): void { this.reserve(4); this.view.setUint32(this.length, v, true); this.length += 4; }
-  i32(v: number): void { this.reserve(4); this.view.setInt32(this.length, v, true); this.length += 4; }
-  f32(v: number): void { this.reserve(4); this.view.setFloat32(this.length, v, true); this.length += 4; }
-  f64(v: number): void { this.reserve(8); this.view.setFloat64(this.length, v, true); this.length += 8; }
-  u64(v: number | bigint): void { this.reserve(8); this.view.setBigUint64(this.length, BigInt(v), true); this.length += 8; }
-  i64(v: number | bigint): void { this.reserve(8); this.view.setBigInt64(this.length, BigInt(v), true); this.length += 8; }
+  u8(v: number): void {
+    this.reserve(1);
+    this.view.setUint8(this.length, v);
+    this.length += 1;
+  }
+  i8(v: number): void {
+    this.reserve(1);
+    this.view.setInt8(this.length, v);
+    this.length += 1;
+  }
+  u16(v: number): void {
+    this.reserve(2);
+    this.view.setUint16(this.length, v, true);
+    this.length += 2;
+  }
+  i16(v: number): void {
+    this.reserve(2);
+    this.view.setInt16(this.length, v, true);
+    this.length += 2;
+  }
+  u32(v: number): void {
+    this.reserve(4);
+    this.view.setUint32(this.length, v, true);
+    this.length += 4;
+  }
+  i32(v: number): void {
+    this.reserve(4);
+    this.view.setInt32(this.length, v, true);
+    this.length += 4;
+  }
+  f32(v: number): void {
+    this.reserve(4);
+    this.view.setFloat32(this.length, v, true);
+    this.length += 4;
+  }
+  f64(v: number): void {
+    this.reserve(8);
+    this.view.setFloat64(this.length, v, true);
+    this.length += 8;
+  }
+  u64(v: number | bigint): void {
+    this.reserve(8);
+    this.view.setBigUint64(this.length, BigInt(v), true);
+    this.length += 8;
+  }
+  i64(v: number | bigint): void {
+    this.reserve(8);
+    this.view.setBigInt64(this.length, BigInt(v), true);
+    this.length += 8;
+  }
   string(s: string): void {
     const bytes = this.utf8.encode(s);
     this.u64(bytes.length);
@@ -106,34 +162,66 @@ class ByteWriter {
     this.buf.fill(0, this.length, this.length + pad);
     this.length += pad;
   }
-  bytes(): Uint8Array { return this.buf.subarray(0, this.length); }
+  bytes(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
 }
 
 function checkScalar(key: string, type: string, v: number): void {
   const ranges: Record<string, [number, number]> = {
-    uint8: [0, 0xff], int8: [-0x80, 0x7f], uint16: [0, 0xffff], int16: [-0x8000, 0x7fff],
-    uint32: [0, 0xffffffff], int32: [-0x80000000, 0x7fffffff],
-    uint64: [0, Number.MAX_SAFE_INTEGER], int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+    uint8: [0, 0xff],
+    int8: [-0x80, 0x7f],
+    uint16: [0, 0xffff],
+    int16: [-0x8000, 0x7fff],
+    uint32: [0, 0xffffffff],
+    int32: [-0x80000000, 0x7fffffff],
+    uint64: [0, Number.MAX_SAFE_INTEGER],
+    int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
   };
   const r = ranges[type];
-  if (r && (!Number.isInteger(v) || v < r[0] || v > r[1])) throw new Error(`GGUF: metadata "${key}" = ${v} is not a valid ${type}.`);
+  if (r && (!Number.isInteger(v) || v < r[0] || v > r[1]))
+    throw new Error(`GGUF: metadata "${key}" = ${v} is not a valid ${type}.`);
 }
 
 function writeScalar(w: ByteWriter, key: string, type: GgufScalarType, v: number | string | boolean): void {
   if (typeof v === 'number') checkScalar(key, type, v);
   switch (type) {
-    case 'uint8': w.u8(v as number); break;
-    case 'int8': w.i8(v as number); break;
-    case 'uint16': w.u16(v as number); break;
-    case 'int16': w.i16(v as number); break;
-    case 'uint32': w.u32(v as number); break;
-    case 'int32': w.i32(v as number); break;
-    case 'float32': w.f32(v as number); break;
-    case 'float64': w.f64(v as number); break;
-    case 'uint64': w.u64(v as number); break;
-    case 'int64': w.i64(v as number); break;
-    case 'bool': w.u8(v ? 1 : 0); break;
-    case 'string': w.string(v as string); break;
+    case 'uint8':
+      w.u8(v as number);
+      break;
+    case 'int8':
+      w.i8(v as number);
+      break;
+    case 'uint16':
+      w.u16(v as number);
+      break;
+    case 'int16':
+      w.i16(v as number);
+      break;
+    case 'uint32':
+      w.u32(v as number);
+      break;
+    case 'int32':
+      w.i32(v as number);
+      break;
+    case 'float32':
+      w.f32(v as number);
+      break;
+    case 'float64':
+      w.f64(v as number);
+      break;
+    case 'uint64':
+      w.u64(v as number);
+      break;
+    case 'int64':
+      w.i64(v as number);
+      break;
+    case 'bool':
+      w.u8(v ? 1 : 0);
+      break;
+    case 'string':
+      w.string(v as string);
+      break;
   }
 }
 
@@ -156,7 +244,11 @@ function checkTensor(t: GgufTensor): void {
 }
 
 /** GGUF header (everything before the data section), already padded to the alignment. */
-export function buildGgufHeader(metadata: GgufMetadata, tensors: readonly GgufTensor[], alignment = GGUF_DEFAULT_ALIGNMENT): Uint8Array {
+export function buildGgufHeader(
+  metadata: GgufMetadata,
+  tensors: readonly GgufTensor[],
+  alignment = GGUF_DEFAULT_ALIGNMENT,
+): Uint8Array {
   const w = new ByteWriter();
   w.u32(0x46554747); // "GGUF" read as a little-endian u32
   w.u32(GGUF_VERSION);
@@ -230,14 +322,19 @@ function encodeTensor(t: GgufTensor): Uint8Array {
 }
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
-  for (let done = 0; done < bytes.length; ) {
+  for (let done = 0; done < bytes.length;) {
     const { bytesWritten } = await fh.write(bytes, done, Math.min(bytes.length - done, 1 << 30));
     done += bytesWritten;
   }
 }
 
 /** Writes a GGUF file (temp file + rename); tensors are encoded one at a time. */
-export async function writeGguf(file: string, metadata: GgufMetadata, tensors: readonly GgufTensor[], alignment = GGUF_DEFAULT_ALIGNMENT): Promise<void> {
+export async function writeGguf(
+  file: string,
+  metadata: GgufMetadata,
+  tensors: readonly GgufTensor[],
+  alignment = GGUF_DEFAULT_ALIGNMENT,
+): Promise<void> {
   if (os.endianness() !== 'LE') throw new Error('GGUF export needs a little-endian machine.');
   const header = buildGgufHeader(metadata, tensors, alignment);
   const zeros = new Uint8Array(alignment);
@@ -300,20 +397,30 @@ export function ggufTokenizerFromTokenizerJson(
   vocabSize: number,
   file = 'tokenizer.json',
 ): Pick<GgufTokenizer, 'tokens' | 'tokenTypes' | 'merges'> {
-  if (!isRecord(json) || !isRecord(json['model'])) throw new ModelFileError(file, 'has no "model" object; is it a Hugging Face tokenizer.json?');
+  if (!isRecord(json) || !isRecord(json['model']))
+    throw new ModelFileError(file, 'has no "model" object; is it a Hugging Face tokenizer.json?');
   const model = json['model'];
-  if (model['type'] !== 'BPE') throw new ModelFileError(file, `has a ${JSON.stringify(model['type'])} model; GGUF export supports byte-level BPE (Qwen2) tokenizers.`);
+  if (model['type'] !== 'BPE')
+    throw new ModelFileError(
+      file,
+      `has a ${JSON.stringify(model['type'])} model; GGUF export supports byte-level BPE (Qwen2) tokenizers.`,
+    );
   const vocab = model['vocab'];
   if (!isRecord(vocab)) throw new ModelFileError(file, '"model.vocab" must map tokens to ids.');
   const tokens: (string | undefined)[] = new Array(vocabSize).fill(undefined);
   const types: number[] = new Array(vocabSize).fill(TOKEN_TYPE.UNUSED);
   const place = (token: string, id: unknown, type: number, where: string): void => {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw new ModelFileError(file, `${where} "${token}" has id ${JSON.stringify(id)}, not a token id.`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0)
+      throw new ModelFileError(file, `${where} "${token}" has id ${JSON.stringify(id)}, not a token id.`);
     if (id >= vocabSize) {
-      throw new ModelFileError(file, `${where} "${token}" has id ${id}, beyond the model's ${vocabSize} embedding rows (config.json vocab_size).`);
+      throw new ModelFileError(
+        file,
+        `${where} "${token}" has id ${id}, beyond the model's ${vocabSize} embedding rows (config.json vocab_size).`,
+      );
     }
     const prev = tokens[id];
-    if (prev !== undefined && prev !== token) throw new ModelFileError(file, `id ${id} is given to both "${prev}" and "${token}".`);
+    if (prev !== undefined && prev !== token)
+      throw new ModelFileError(file, `id ${id} is given to both "${prev}" and "${token}".`);
     tokens[id] = token;
     types[id] = type;
   };
@@ -321,7 +428,8 @@ export function ggufTokenizerFromTokenizerJson(
   const added = json['added_tokens'] ?? [];
   if (!Array.isArray(added)) throw new ModelFileError(file, '"added_tokens" must be a list.');
   for (const a of added) {
-    if (!isRecord(a) || typeof a['content'] !== 'string') throw new ModelFileError(file, '"added_tokens" entries need "id" and "content".');
+    if (!isRecord(a) || typeof a['content'] !== 'string')
+      throw new ModelFileError(file, '"added_tokens" entries need "id" and "content".');
     const content = a['content'];
     const type = a['special'] === true || looksSpecial(content) ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
     place(content, a['id'], type, 'added token');
@@ -331,7 +439,8 @@ export function ggufTokenizerFromTokenizerJson(
   const merges = rawMerges.map((m, i) => {
     // Older files store "a b", newer ones ["a", "b"].
     if (typeof m === 'string') return m;
-    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') return `${m[0]} ${m[1]}`;
+    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')
+      return `${m[0]} ${m[1]}`;
     throw new ModelFileError(file, `merge #${i} is neither "a b" nor ["a", "b"].`);
   });
   return { tokens: tokens.map((t, i) => t ?? `[PAD${i}]`), tokenTypes: types, merges };
@@ -360,13 +469,19 @@ export function ggufTokenizerFromFiles(
   });
   const special = (kind: 'bos' | 'eos' | 'pad', fallback: number | null): number | null => {
     const field = tc[`${kind}_token`];
-    const content = typeof field === 'string' ? field : isRecord(field) && typeof field['content'] === 'string' ? field['content'] : null;
+    const content =
+      typeof field === 'string'
+        ? field
+        : isRecord(field) && typeof field['content'] === 'string'
+          ? field['content']
+          : null;
     if (content === null) return fallback;
     const id = idOf.get(content);
-    if (id === undefined) throw new ModelFileError(configFile, `"${kind}_token" ${JSON.stringify(content)} is not a token of ${jsonFile}.`);
+    if (id === undefined)
+      throw new ModelFileError(configFile, `"${kind}_token" ${JSON.stringify(content)} is not a token of ${jsonFile}.`);
     return id;
   };
-  const eosFromConfig = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] ?? null : config.eosTokenId;
+  const eosFromConfig = Array.isArray(config.eosTokenId) ? (config.eosTokenId[0] ?? null) : config.eosTokenId;
   const raw = tc['chat_template'];
   let chatTemplate: string | null = null;
   if (typeof raw === 'string') chatTemplate = raw;
@@ -411,7 +526,9 @@ export function qwen2GgufTensorName(hfName: string): string | null {
   return rest === undefined ? null : `blk.${m[1]}.${rest}`;
 }
 
-/** Storage type of one tensor for a file type: vectors (norms, biases) stay F32, as llama.cpp's converter keeps them. */
+/**
+ * Storage type of one tensor for a file type: vectors (norms, biases) stay F32, as llama.cpp's converter keeps them.
+ */
 function tensorType(fileType: GgufFileType, shape: readonly number[]): GgmlType {
   if (shape.length <= 1 || fileType === 'F32') return 'F32';
   if (fileType === 'Q8_0' && shape[shape.length - 1]! % Q8_0_BLOCK === 0) return 'Q8_0';
@@ -449,7 +566,11 @@ export interface Qwen2GgufOptions {
 }
 
 /** The files of a Hugging Face model folder that messages name. */
-export interface ModelFiles { config: string; weights: string; tokenizer: string }
+export interface ModelFiles {
+  config: string;
+  weights: string;
+  tokenizer: string;
+}
 
 const DEFAULT_FILES: ModelFiles = { config: 'config.json', weights: 'model.safetensors', tokenizer: 'tokenizer.json' };
 
@@ -482,7 +603,12 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
     const t = tensors.get(spec.name)!;
     const mismatch = shapeMismatch(spec, t.shape);
     if (mismatch) throw unfit(mismatch);
-    out.push({ name: qwen2GgufTensorName(spec.name)!, shape: spec.shape, type: tensorType(fileType, spec.shape), data: t.data });
+    out.push({
+      name: qwen2GgufTensorName(spec.name)!,
+      shape: spec.shape,
+      type: tensorType(fileType, spec.shape),
+      data: t.data,
+    });
   }
 
   const n = config.vocabSize;
@@ -490,7 +616,7 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
     const counts = `has ${tokenizer.tokens.length} tokens and ${tokenizer.tokenTypes.length} token types`;
     throw new ModelFileError(files.tokenizer, `${counts}, but "vocab_size" in ${files.config} is ${n}.`);
   }
-  const eosFromConfig = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] ?? null : config.eosTokenId;
+  const eosFromConfig = Array.isArray(config.eosTokenId) ? (config.eosTokenId[0] ?? null) : config.eosTokenId;
   const ids: [string, number | null | undefined][] = [
     ['tokenizer.ggml.bos_token_id', tokenizer.bosTokenId === undefined ? config.bosTokenId : tokenizer.bosTokenId],
     ['tokenizer.ggml.eos_token_id', tokenizer.eosTokenId === undefined ? eosFromConfig : tokenizer.eosTokenId],
@@ -511,7 +637,8 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
   metadata.set('tokenizer.ggml.merges', { type: 'array', itemType: 'string', value: tokenizer.merges });
   for (const [key, id] of ids) {
     if (id === null || id === undefined) continue;
-    if (!Number.isInteger(id) || id < 0 || id >= n) throw new Error(`GGUF export: ${key} ${id} is not a token id below ${n}.`);
+    if (!Number.isInteger(id) || id < 0 || id >= n)
+      throw new Error(`GGUF export: ${key} ${id} is not a token id below ${n}.`);
     metadata.set(key, u32(id));
   }
   // Qwen2 prompts carry no BOS; without this key llama.cpp's tokenizer would decide for us.
@@ -542,7 +669,8 @@ export interface LoraPair {
  * keyed by the adapted weight's checkpoint name (`model.layers.0.self_attn.q_proj.weight`).
  */
 export function loraPairsFromPeft(
-  tensors: ReadonlyMap<string, TensorView>, file = ADAPTER_WEIGHTS,
+  tensors: ReadonlyMap<string, TensorView>,
+  file = ADAPTER_WEIGHTS,
 ): Map<string, LoraPair> {
   const partial = new Map<string, Partial<LoraPair>>();
   for (const [name, t] of tensors) {
@@ -550,7 +678,8 @@ export function loraPairsFromPeft(
     if (!m) throw new ModelFileError(file, `tensor "${name}" is not a PEFT lora_A/lora_B weight.`);
     const base = `${m[1]}.weight`;
     const p = partial.get(base) ?? {};
-    if (m[2] === 'A') p.a = t; else p.b = t;
+    if (m[2] === 'A') p.a = t;
+    else p.b = t;
     partial.set(base, p);
   }
   const out = new Map<string, LoraPair>();
@@ -598,7 +727,14 @@ export function qwen2LoraGgufContents(opts: Qwen2LoraGgufOptions): { metadata: G
     }
     const [out, inp] = shape as [number, number];
     const r = a.shape[0];
-    if (a.shape.length !== 2 || b.shape.length !== 2 || a.shape[1] !== inp || b.shape[0] !== out || b.shape[1] !== r || !r) {
+    if (
+      a.shape.length !== 2 ||
+      b.shape.length !== 2 ||
+      a.shape[1] !== inp ||
+      b.shape[0] !== out ||
+      b.shape[1] !== r ||
+      !r
+    ) {
       const got = `got A ${shapeText(a.shape)}, B ${shapeText(b.shape)}`;
       throw new ModelFileError(file, `"${base}" ${shapeText(shape)} needs A [r, ${inp}] and B [${out}, r]; ${got}.`);
     }
@@ -691,18 +827,26 @@ export async function exportQwen2LoraGgufFromFolder(
   const raw = await readJsonFile(cfgFile, 'adapter config');
   if (!isRecord(raw)) throw new ModelFileError(cfgFile, 'must be a JSON object.');
   if (raw['peft_type'] !== undefined && raw['peft_type'] !== 'LORA') {
-    throw new ModelFileError(cfgFile, `peft_type is ${JSON.stringify(raw['peft_type'])}; only LORA adapters can be exported.`);
+    throw new ModelFileError(
+      cfgFile,
+      `peft_type is ${JSON.stringify(raw['peft_type'])}; only LORA adapters can be exported.`,
+    );
   }
-  if (raw['use_dora'] === true) throw new ModelFileError(cfgFile, 'DoRA adapters cannot be exported to GGUF (llama.cpp has no DoRA).');
+  if (raw['use_dora'] === true)
+    throw new ModelFileError(cfgFile, 'DoRA adapters cannot be exported to GGUF (llama.cpp has no DoRA).');
   const r = raw['r'];
   const alpha = raw['lora_alpha'];
   if (typeof r !== 'number' || !(r > 0) || typeof alpha !== 'number' || !(alpha > 0)) {
-    throw new ModelFileError(cfgFile, `"r" and "lora_alpha" must be positive numbers, got ${JSON.stringify(r)} and ${JSON.stringify(alpha)}.`);
+    throw new ModelFileError(
+      cfgFile,
+      `"r" and "lora_alpha" must be positive numbers, got ${JSON.stringify(r)} and ${JSON.stringify(alpha)}.`,
+    );
   }
   const weightsFile = path.join(adapterDir, ADAPTER_WEIGHTS);
   const adapters = loraPairsFromPeft(await loadSafetensors(weightsFile), weightsFile);
   for (const [base, { a }] of adapters) {
-    if (a.shape[0] !== r) throw new ModelFileError(weightsFile, `"${base}" has rank ${a.shape[0]}, but adapter_config.json says r = ${r}.`);
+    if (a.shape[0] !== r)
+      throw new ModelFileError(weightsFile, `"${base}" has rank ${a.shape[0]}, but adapter_config.json says r = ${r}.`);
   }
   const ggufAlpha = raw['use_rslora'] === true ? alpha * Math.sqrt(r) : alpha;
   const { fileType, name } = opts;

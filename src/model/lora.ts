@@ -45,7 +45,8 @@ export function loraModulePaths(model: Qwen2Model, targets: readonly string[]): 
  * at first) and freezes every base parameter. Returns the trainable adapter parameters.
  */
 export function attachLora(model: Qwen2Model, cfg: LoraConfig, rng: Rng): Tensor[] {
-  if (!(cfg.rank > 0) || !Number.isInteger(cfg.rank)) throw new Error(`LoRA rank must be a positive integer, got ${cfg.rank}`);
+  if (!(cfg.rank > 0) || !Number.isInteger(cfg.rank))
+    throw new Error(`LoRA rank must be a positive integer, got ${cfg.rank}`);
   for (const p of model.parameters()) p.requiresGrad = false;
   const trainable: Tensor[] = [];
   for (const mod of loraModulePaths(model, cfg.targets)) {
@@ -54,7 +55,8 @@ export function attachLora(model: Qwen2Model, cfg: LoraConfig, rng: Rng): Tensor
     const bound = 1 / Math.sqrt(inp);
     const a = T.rand([cfg.rank, inp], rng, -bound, bound, true);
     const b = T.zeros([out, cfg.rank], true);
-    a.name = `${mod}.lora_A.weight`; b.name = `${mod}.lora_B.weight`;
+    a.name = `${mod}.lora_A.weight`;
+    b.name = `${mod}.lora_B.weight`;
     model.adapters.set(mod, { a, b, scale: cfg.alpha / cfg.rank, dropout: cfg.dropout, merged: false });
     trainable.push(a, b);
   }
@@ -69,27 +71,58 @@ export function loraParameters(model: Qwen2Model): Tensor[] {
 function foldInto(model: Qwen2Model, mod: string, ad: LoraAdapter, sign: 1 | -1): void {
   const w = model.params.get(`${mod}.weight`)!;
   const ba = new Float32Array(w.size);
-  T.kernels().gemm({ a: ad.b.data, b: ad.a.data, c: ba, batch: 1, m: w.shape[0], n: w.shape[1], k: ad.a.shape[0], transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, accumulate: false });
+  T.kernels().gemm({
+    a: ad.b.data,
+    b: ad.a.data,
+    c: ba,
+    batch: 1,
+    m: w.shape[0],
+    n: w.shape[1],
+    k: ad.a.shape[0],
+    transA: false,
+    transB: false,
+    strideA: 0,
+    strideB: 0,
+    strideC: 0,
+    accumulate: false,
+  });
   T.kernels().axpby(sign * ad.scale, ba, 1, w.data);
 }
 
 /** Folds every adapter into its base weight; the forward pass then costs nothing extra. */
 export function mergeLora(model: Qwen2Model): void {
-  for (const [mod, ad] of model.adapters) if (!ad.merged) { foldInto(model, mod, ad, 1); ad.merged = true; }
+  for (const [mod, ad] of model.adapters)
+    if (!ad.merged) {
+      foldInto(model, mod, ad, 1);
+      ad.merged = true;
+    }
 }
 
 /** Takes merged adapters back out of the base weights. */
 export function unmergeLora(model: Qwen2Model): void {
-  for (const [mod, ad] of model.adapters) if (ad.merged) { foldInto(model, mod, ad, -1); ad.merged = false; }
+  for (const [mod, ad] of model.adapters)
+    if (ad.merged) {
+      foldInto(model, mod, ad, -1);
+      ad.merged = false;
+    }
 }
 
 /** Writes adapter_config.json and adapter_model.safetensors in PEFT's layout. */
 export async function saveLoraAdapter(dir: string, model: Qwen2Model, cfg: LoraConfig, baseModel = ''): Promise<void> {
   await fsp.mkdir(dir, { recursive: true });
   const peftConfig = {
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: baseModel,
-    r: cfg.rank, lora_alpha: cfg.alpha, lora_dropout: cfg.dropout, target_modules: cfg.targets,
-    bias: 'none', fan_in_fan_out: false, inference_mode: true, use_rslora: false, modules_to_save: null,
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: baseModel,
+    r: cfg.rank,
+    lora_alpha: cfg.alpha,
+    lora_dropout: cfg.dropout,
+    target_modules: cfg.targets,
+    bias: 'none',
+    fan_in_fan_out: false,
+    inference_mode: true,
+    use_rslora: false,
+    modules_to_save: null,
   };
   await writeTextFileAtomically(path.join(dir, 'adapter_config.json'), JSON.stringify(peftConfig, null, 2) + '\n');
   const tensors: [string, TensorData][] = [...model.adapters].flatMap(([mod, ad]): [string, TensorData][] => [
@@ -100,16 +133,32 @@ export async function saveLoraAdapter(dir: string, model: Qwen2Model, cfg: LoraC
 }
 
 /** Reads a PEFT LoRA adapter folder and attaches it to the model (base frozen). */
-export async function loadLoraAdapter(dir: string, model: Qwen2Model, opts: { trainable?: boolean } = {}): Promise<LoraConfig> {
+export async function loadLoraAdapter(
+  dir: string,
+  model: Qwen2Model,
+  opts: { trainable?: boolean } = {},
+): Promise<LoraConfig> {
   const cfgFile = path.join(dir, 'adapter_config.json');
-  if (!existsSync(cfgFile)) throw new ModelFileError(cfgFile, 'is missing; a LoRA adapter folder needs adapter_config.json (PEFT layout).');
+  if (!existsSync(cfgFile))
+    throw new ModelFileError(cfgFile, 'is missing; a LoRA adapter folder needs adapter_config.json (PEFT layout).');
   const raw = JSON.parse(await fsp.readFile(cfgFile, 'utf8')) as Record<string, unknown>;
-  if (raw.peft_type !== 'LORA') throw new ModelFileError(cfgFile, `peft_type is ${JSON.stringify(raw.peft_type)}; only LORA adapters are supported.`);
-  if (raw.use_rslora === true || raw.use_dora === true) throw new ModelFileError(cfgFile, 'rsLoRA and DoRA adapters are not supported.');
+  if (raw.peft_type !== 'LORA')
+    throw new ModelFileError(
+      cfgFile,
+      `peft_type is ${JSON.stringify(raw.peft_type)}; only LORA adapters are supported.`,
+    );
+  if (raw.use_rslora === true || raw.use_dora === true)
+    throw new ModelFileError(cfgFile, 'rsLoRA and DoRA adapters are not supported.');
   const targets = (Array.isArray(raw.target_modules) ? raw.target_modules : []) as string[];
-  const cfg: LoraConfig = { rank: Number(raw.r), alpha: Number(raw.lora_alpha), dropout: Number(raw.lora_dropout ?? 0), targets: targets as LoraTarget[] };
+  const cfg: LoraConfig = {
+    rank: Number(raw.r),
+    alpha: Number(raw.lora_alpha),
+    dropout: Number(raw.lora_dropout ?? 0),
+    targets: targets as LoraTarget[],
+  };
   const weightsFile = path.join(dir, 'adapter_model.safetensors');
-  if (!existsSync(weightsFile)) throw new ModelFileError(weightsFile, 'is missing; a LoRA adapter folder needs adapter_model.safetensors.');
+  if (!existsSync(weightsFile))
+    throw new ModelFileError(weightsFile, 'is missing; a LoRA adapter folder needs adapter_model.safetensors.');
   const weights = await loadSafetensors(weightsFile);
   for (const p of model.parameters()) p.requiresGrad = false;
   for (const mod of loraModulePaths(model, cfg.targets)) {
@@ -117,11 +166,21 @@ export async function loadLoraAdapter(dir: string, model: Qwen2Model, opts: { tr
       const name = `${PEFT_PREFIX}${mod}.lora_${part}.weight`;
       const t = weights.get(name);
       if (!t) throw new ModelFileError(weightsFile, `tensor "${name}" is missing.`);
-      if (t.shape.join() !== shape.join()) throw new ModelFileError(weightsFile, `tensor "${name}" has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}].`);
+      if (t.shape.join() !== shape.join())
+        throw new ModelFileError(
+          weightsFile,
+          `tensor "${name}" has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}].`,
+        );
       return new T.Tensor(t.data, t.shape, opts.trainable ?? false, `${mod}.lora_${part}.weight`);
     };
     const [out, inp] = model.params.get(`${mod}.weight`)!.shape;
-    model.adapters.set(mod, { a: get('A', [cfg.rank, inp]), b: get('B', [out, cfg.rank]), scale: cfg.alpha / cfg.rank, dropout: cfg.dropout, merged: false });
+    model.adapters.set(mod, {
+      a: get('A', [cfg.rank, inp]),
+      b: get('B', [out, cfg.rank]),
+      scale: cfg.alpha / cfg.rank,
+      dropout: cfg.dropout,
+      merged: false,
+    });
   }
   return cfg;
 }

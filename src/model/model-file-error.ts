@@ -4,7 +4,10 @@
  * problem; the CLI prints it without a stack trace.
  */
 export class ModelFileError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(`${file}: ${message}`);
     this.name = 'ModelFileError';
   }

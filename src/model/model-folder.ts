@@ -8,8 +8,14 @@ import path from 'node:path';
 import * as T from '../tensor/index.js';
 import { ModelFileError } from './model-file-error.js';
 import {
-  type Qwen2Config, configMismatchError, extraLayerMismatch, missingTensorsMismatch, qwen2TensorSpecs,
-  readQwen2Config, shapeMismatch, writeQwen2Config,
+  type Qwen2Config,
+  configMismatchError,
+  extraLayerMismatch,
+  missingTensorsMismatch,
+  qwen2TensorSpecs,
+  readQwen2Config,
+  shapeMismatch,
+  writeQwen2Config,
 } from './qwen2-config.js';
 import { Qwen2Model } from './qwen2-model.js';
 import { type SafetensorsDtype, readSafetensorsFolder, saveSafetensorsFolder } from './safetensors.js';
@@ -59,7 +65,10 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
   const missing = missingTensorsMismatch(config, new Set(params.keys()));
   if (missing) throw unfit(missing, dir);
   if (tokenizer.vocabSize > config.vocabSize) {
-    throw new ModelFileError(path.join(dir, 'tokenizer.json'), `has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocabSize}.`);
+    throw new ModelFileError(
+      path.join(dir, 'tokenizer.json'),
+      `has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocabSize}.`,
+    );
   }
   return { dir, config, model: new Qwen2Model(config, params), tokenizer };
 }
@@ -70,12 +79,18 @@ export interface SaveOptions {
 }
 
 /** Writes config.json, tokenizer files and safetensors weights that transformers can load. */
-export async function saveModelFolder(dir: string, m: { model: Qwen2Model; tokenizer: Tokenizer }, opts: SaveOptions = {}): Promise<void> {
+export async function saveModelFolder(
+  dir: string,
+  m: { model: Qwen2Model; tokenizer: Tokenizer },
+  opts: SaveOptions = {},
+): Promise<void> {
   await fsp.mkdir(dir, { recursive: true });
   const config = { ...m.model.config, torchDtype: dtypeName(opts.dtype ?? 'F32') };
   await writeQwen2Config(path.join(dir, 'config.json'), config);
   await m.tokenizer.save(dir);
-  const tensors = m.model.parameters().map((p): [string, TensorData] => [p.name!, { shape: [...p.shape], data: p.data }]);
+  const tensors = m.model
+    .parameters()
+    .map((p): [string, TensorData] => [p.name!, { shape: [...p.shape], data: p.data }]);
   await saveSafetensorsFolder(dir, tensors, { dtype: opts.dtype ?? 'F32' });
 }
 
@@ -88,7 +103,10 @@ function dtypeName(d: SafetensorsDtype): string {
  * LM head) when a new id lies beyond the model's vocabulary. New rows start at the mean embedding, so
  * the new token begins as an "average" token rather than noise. Returns the token ids.
  */
-export function addSpecialTokens(m: { model: Qwen2Model; tokenizer: Tokenizer }, tokens: string[]): { model: Qwen2Model; ids: number[] } {
+export function addSpecialTokens(
+  m: { model: Qwen2Model; tokenizer: Tokenizer },
+  tokens: string[],
+): { model: Qwen2Model; ids: number[] } {
   const { ids } = m.tokenizer.addSpecialTokens(tokens);
   const c = m.model.config;
   const need = m.tokenizer.vocabSize;

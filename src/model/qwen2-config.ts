@@ -40,9 +40,23 @@ const MODEL_TYPE = 'qwen2';
 
 /** Keys this module models; the rest go to `extra`. */
 const MODELLED_KEYS = new Set([
-  'architectures', 'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
-  'num_attention_heads', 'num_key_value_heads', 'head_dim', 'hidden_act', 'max_position_embeddings',
-  'rope_theta', 'rms_norm_eps', 'tie_word_embeddings', 'bos_token_id', 'eos_token_id', 'torch_dtype',
+  'architectures',
+  'model_type',
+  'vocab_size',
+  'hidden_size',
+  'intermediate_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'num_key_value_heads',
+  'head_dim',
+  'hidden_act',
+  'max_position_embeddings',
+  'rope_theta',
+  'rms_norm_eps',
+  'tie_word_embeddings',
+  'bos_token_id',
+  'eos_token_id',
+  'torch_dtype',
 ]);
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -104,10 +118,16 @@ export function parseQwen2Config(json: unknown, file: string): Qwen2Config {
   // transformers: a missing num_key_value_heads means plain multi-head attention.
   const numKeyValueHeads = posInt('num_key_value_heads', numAttentionHeads);
   if (numAttentionHeads % numKeyValueHeads !== 0) {
-    throw new ModelFileError(file, `"num_attention_heads" (${numAttentionHeads}) must be a multiple of "num_key_value_heads" (${numKeyValueHeads}).`);
+    throw new ModelFileError(
+      file,
+      `"num_attention_heads" (${numAttentionHeads}) must be a multiple of "num_key_value_heads" (${numKeyValueHeads}).`,
+    );
   }
   if (json['head_dim'] === undefined && hiddenSize % numAttentionHeads !== 0) {
-    throw new ModelFileError(file, `"hidden_size" (${hiddenSize}) must be a multiple of "num_attention_heads" (${numAttentionHeads}).`);
+    throw new ModelFileError(
+      file,
+      `"hidden_size" (${hiddenSize}) must be a multiple of "num_attention_heads" (${numAttentionHeads}).`,
+    );
   }
   const headDim = posInt('head_dim', hiddenSize / numAttentionHeads);
   if (headDim % 2 !== 0) throw new ModelFileError(file, `the head dimension (${headDim}) must be even for RoPE.`);
@@ -118,19 +138,30 @@ export function parseQwen2Config(json: unknown, file: string): Qwen2Config {
   }
   const ropeScaling = json['rope_scaling'];
   if (ropeScaling !== undefined && ropeScaling !== null) {
-    throw new ModelFileError(file, `"rope_scaling" ${JSON.stringify(ropeScaling)} is not supported; remove it (plain RoPE is used up to max_position_embeddings).`);
+    throw new ModelFileError(
+      file,
+      `"rope_scaling" ${JSON.stringify(ropeScaling)} is not supported; remove it (plain RoPE is used up to ` +
+        `max_position_embeddings).`,
+    );
   }
   if (json['use_sliding_window'] === true) {
-    throw new ModelFileError(file, '"use_sliding_window": true is not supported; set it to false (Qwen2.5 releases do).');
+    throw new ModelFileError(
+      file,
+      '"use_sliding_window": true is not supported; set it to false (Qwen2.5 releases do).',
+    );
   }
   const tie = json['tie_word_embeddings'] ?? false;
-  if (typeof tie !== 'boolean') throw new ModelFileError(file, `"tie_word_embeddings" must be true or false, got ${JSON.stringify(tie)}.`);
+  if (typeof tie !== 'boolean')
+    throw new ModelFileError(file, `"tie_word_embeddings" must be true or false, got ${JSON.stringify(tie)}.`);
 
   let eosTokenId: number | number[] | null;
   const eos = json['eos_token_id'];
   if (Array.isArray(eos)) {
     if (!eos.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) {
-      throw new ModelFileError(file, `"eos_token_id" must be a token id or a list of token ids, got ${JSON.stringify(eos)}.`);
+      throw new ModelFileError(
+        file,
+        `"eos_token_id" must be a token id or a list of token ids, got ${JSON.stringify(eos)}.`,
+      );
     }
     eosTokenId = eos as number[];
   } else {
@@ -203,7 +234,10 @@ export async function readQwen2Config(file: string): Promise<Qwen2Config> {
   try {
     text = await fsp.readFile(file, 'utf8');
   } catch (err) {
-    throw new ModelFileError(file, `cannot read the model config (${(err as NodeJS.ErrnoException).code ?? String(err)}).`);
+    throw new ModelFileError(
+      file,
+      `cannot read the model config (${(err as NodeJS.ErrnoException).code ?? String(err)}).`,
+    );
   }
   let json: unknown;
   try {
@@ -238,7 +272,9 @@ export function qwen2TensorSpecs(config: Qwen2Config): Qwen2TensorSpec[] {
   const f = config.intermediateSize;
   const derived = config.headDim === h / config.numAttentionHeads ? ' (hidden_size / num_attention_heads)' : '';
   const headDim = `head_dim ${config.headDim}${derived}`;
-  const H = `"hidden_size" ${h}`, V = `"vocab_size" ${config.vocabSize}`, F = `"intermediate_size" ${f}`;
+  const H = `"hidden_size" ${h}`,
+    V = `"vocab_size" ${config.vocabSize}`,
+    F = `"intermediate_size" ${f}`;
   const Q = `"num_attention_heads" ${config.numAttentionHeads} × ${headDim}`;
   const KV = `"num_key_value_heads" ${config.numKeyValueHeads} × ${headDim}`;
   const specs: Qwen2TensorSpec[] = [{ name: 'model.embed_tokens.weight', shape: [config.vocabSize, h], from: [V, H] }];
@@ -283,13 +319,17 @@ export function shapeMismatch(spec: Qwen2TensorSpec, shape: readonly number[]): 
   }
   const d = spec.shape.findIndex((n, i) => n !== shape[i]);
   if (d < 0) return null;
-  return `${spec.from[d]} makes dimension ${d} of tensor "${spec.name}" ${spec.shape[d]}, `
-    + `but the weights have ${shape[d]} (shape ${shapeText(shape)})`;
+  return (
+    `${spec.from[d]} makes dimension ${d} of tensor "${spec.name}" ${spec.shape[d]}, ` +
+    `but the weights have ${shape[d]} (shape ${shapeText(shape)})`
+  );
 }
 
 /** Why weights that lack some of the config's tensors do not fit it, in words; null when none is missing. */
 export function missingTensorsMismatch(config: Qwen2Config, present: ReadonlySet<string>): string | null {
-  const missing = qwen2TensorSpecs(config).filter((s) => !present.has(s.name)).map((s) => s.name);
+  const missing = qwen2TensorSpecs(config)
+    .filter((s) => !present.has(s.name))
+    .map((s) => s.name);
   if (missing.length === 0) return null;
   const first = missing[0]!;
   const what = missing.length > 1 ? `"${first}" and ${missing.length - 1} more are missing` : `"${first}" is missing`;

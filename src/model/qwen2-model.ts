@@ -12,7 +12,10 @@ import { type Qwen2Config, qwen2TensorSpecs } from './qwen2-config.js';
 
 /** A low-rank adapter on one linear layer: a [rank, in], b [out, rank]. */
 export interface LoraAdapter {
-  a: Tensor; b: Tensor; scale: number; dropout: number;
+  a: Tensor;
+  b: Tensor;
+  scale: number;
+  dropout: number;
   /** Folded into the base weight (W + scale·B·A): then the forward pass must not add it again. */
   merged: boolean;
 }
@@ -46,12 +49,17 @@ export class Qwen2Model {
   readonly adapters = new Map<string, LoraAdapter>();
   private readonly rope: RopeTables;
 
-  constructor(readonly config: Qwen2Config, readonly params: Map<string, Tensor>) {
+  constructor(
+    readonly config: Qwen2Config,
+    readonly params: Map<string, Tensor>,
+  ) {
     for (const { name, shape } of qwen2TensorSpecs(config)) {
       const p = params.get(name);
       if (!p) throw new Error(`Qwen2 weights: '${name}' is missing`);
       if (p.shape.join() !== shape.join()) {
-        throw new Error(`Qwen2 weights: '${name}' has shape ${T.shapeStr(p.shape)}, the config needs ${T.shapeStr(shape)}`);
+        throw new Error(
+          `Qwen2 weights: '${name}' has shape ${T.shapeStr(p.shape)}, the config needs ${T.shapeStr(shape)}`,
+        );
       }
       p.name = name;
     }
@@ -62,9 +70,11 @@ export class Qwen2Model {
   static random(config: Qwen2Config, rng: Rng, std = 0.02): Qwen2Model {
     const params = new Map<string, Tensor>();
     for (const { name, shape } of qwen2TensorSpecs(config)) {
-      const t = name.endsWith('norm.weight') ? T.full(shape, 1)
-        : name.endsWith('.bias') ? T.zeros(shape)
-        : T.randn(shape, rng, std);
+      const t = name.endsWith('norm.weight')
+        ? T.full(shape, 1)
+        : name.endsWith('.bias')
+          ? T.zeros(shape)
+          : T.randn(shape, rng, std);
       t.requiresGrad = true;
       params.set(name, t);
     }
@@ -76,7 +86,9 @@ export class Qwen2Model {
     return qwen2TensorSpecs(this.config).map(({ name }) => this.params.get(name)!);
   }
 
-  private p(name: string): Tensor { return this.params.get(name)!; }
+  private p(name: string): Tensor {
+    return this.params.get(name)!;
+  }
 
   /** x·Wᵀ + b for the named projection, plus its LoRA adapter's contribution when one is attached. */
   project(x: Tensor, prefix: string, rng?: Rng): Tensor {
@@ -92,11 +104,15 @@ export class Qwen2Model {
    */
   forward(ids: Int32Array, batch: number, seqLen: number, opts: ForwardOptions = {}): Tensor {
     const c = this.config;
-    if (ids.length !== batch * seqLen) throw new Error(`forward: ${ids.length} ids for batch ${batch} × length ${seqLen}`);
+    if (ids.length !== batch * seqLen)
+      throw new Error(`forward: ${ids.length} ids for batch ${batch} × length ${seqLen}`);
     const past = opts.cache?.length ?? 0;
     const total = past + seqLen;
     if (total > c.maxPositionEmbeddings) {
-      throw new Error(`the input needs ${total} positions but the model's context is ${c.maxPositionEmbeddings} (max_position_embeddings)`);
+      throw new Error(
+        `the input needs ${total} positions but the model's context is ${c.maxPositionEmbeddings} ` +
+          `(max_position_embeddings)`,
+      );
     }
     if (opts.cache && T.isGradEnabled()) throw new Error('forward: the KV cache is for inference; run it under noGrad');
     const positions = opts.positions ?? defaultPositions(batch, seqLen, past);
@@ -105,17 +121,45 @@ export class Qwen2Model {
     for (let l = 0; l < c.numHiddenLayers; l++) {
       const pre = `model.layers.${l}`;
       const x = T.rmsnorm(h, this.p(`${pre}.input_layernorm.weight`), c.rmsNormEps);
-      const q = T.rope(T.reshape(this.project(x, `${pre}.self_attn.q_proj`, opts.rng), [batch, seqLen, c.numAttentionHeads, c.headDim]), this.rope, positions);
-      let k = T.rope(T.reshape(this.project(x, `${pre}.self_attn.k_proj`, opts.rng), [batch, seqLen, c.numKeyValueHeads, c.headDim]), this.rope, positions);
-      let v = T.reshape(this.project(x, `${pre}.self_attn.v_proj`, opts.rng), [batch, seqLen, c.numKeyValueHeads, c.headDim]);
+      const q = T.rope(
+        T.reshape(this.project(x, `${pre}.self_attn.q_proj`, opts.rng), [
+          batch,
+          seqLen,
+          c.numAttentionHeads,
+          c.headDim,
+        ]),
+        this.rope,
+        positions,
+      );
+      let k = T.rope(
+        T.reshape(this.project(x, `${pre}.self_attn.k_proj`, opts.rng), [batch, seqLen, c.numKeyValueHeads, c.headDim]),
+        this.rope,
+        positions,
+      );
+      let v = T.reshape(this.project(x, `${pre}.self_attn.v_proj`, opts.rng), [
+        batch,
+        seqLen,
+        c.numKeyValueHeads,
+        c.headDim,
+      ]);
       if (opts.cache) {
         k = writeCache(opts.cache, opts.cache.keys, l, k, past);
         v = writeCache(opts.cache, opts.cache.values, l, v, past);
       }
       const att = T.attention(q, k, v, { causal: true, keyMask, keyLen: total });
-      h = T.add(h, this.project(T.reshape(att, [batch, seqLen, c.numAttentionHeads * c.headDim]), `${pre}.self_attn.o_proj`, opts.rng));
+      h = T.add(
+        h,
+        this.project(
+          T.reshape(att, [batch, seqLen, c.numAttentionHeads * c.headDim]),
+          `${pre}.self_attn.o_proj`,
+          opts.rng,
+        ),
+      );
       const y = T.rmsnorm(h, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps);
-      const gated = T.swiglu(this.project(y, `${pre}.mlp.gate_proj`, opts.rng), this.project(y, `${pre}.mlp.up_proj`, opts.rng));
+      const gated = T.swiglu(
+        this.project(y, `${pre}.mlp.gate_proj`, opts.rng),
+        this.project(y, `${pre}.mlp.up_proj`, opts.rng),
+      );
       h = T.add(h, this.project(gated, `${pre}.mlp.down_proj`, opts.rng));
     }
     if (opts.cache) opts.cache.length = total;
@@ -130,7 +174,12 @@ export class Qwen2Model {
   /** An empty cache; `capacity` positions (prompt + new tokens) are allocated at the first step. */
   newCache(capacity = 0): KVCache {
     const n = this.config.numHiddenLayers;
-    return { keys: new Array<Tensor | null>(n).fill(null), values: new Array<Tensor | null>(n).fill(null), length: 0, capacity };
+    return {
+      keys: new Array<Tensor | null>(n).fill(null),
+      values: new Array<Tensor | null>(n).fill(null),
+      length: 0,
+      capacity,
+    };
   }
 }
 
@@ -140,13 +189,15 @@ export class Qwen2Model {
  */
 function writeCache(cache: KVCache, store: (Tensor | null)[], l: number, step: Tensor, past: number): Tensor {
   const [B, n, G, D] = step.shape;
-  const row = G * D, need = past + n;
+  const row = G * D,
+    need = past + n;
   let buf = store[l];
   if (!buf || buf.shape[1] < need) {
     const had = buf?.shape[1] ?? 0;
     const cap = Math.max(need, cache.capacity, 2 * had);
     const grown = new Float32Array(B * cap * row);
-    for (let b = 0; buf && b < B; b++) grown.set(buf.data.subarray(b * had * row, (b * had + past) * row), b * cap * row);
+    for (let b = 0; buf && b < B; b++)
+      grown.set(buf.data.subarray(b * had * row, (b * had + past) * row), b * cap * row);
     buf = new T.Tensor(grown, [B, cap, G, D]);
     store[l] = buf;
   }

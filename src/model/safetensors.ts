@@ -65,7 +65,13 @@ function isNonNegInt(v: unknown): v is number {
 }
 
 /** Reads exactly `length` bytes at `position` into `target`, in pieces fs.read accepts. */
-async function readExactly(fh: FileHandle, file: string, target: Uint8Array, position: number, what: string): Promise<void> {
+async function readExactly(
+  fh: FileHandle,
+  file: string,
+  target: Uint8Array,
+  position: number,
+  what: string,
+): Promise<void> {
   let done = 0;
   while (done < target.length) {
     const want = Math.min(target.length - done, MAX_READ_BYTES);
@@ -89,21 +95,33 @@ async function openForReading(file: string): Promise<FileHandle> {
   try {
     return await fsp.open(file, 'r');
   } catch (err) {
-    throw new ModelFileError(file, `cannot open the weights file (${(err as NodeJS.ErrnoException).code ?? String(err)}).`);
+    throw new ModelFileError(
+      file,
+      `cannot open the weights file (${(err as NodeJS.ErrnoException).code ?? String(err)}).`,
+    );
   }
 }
 
 async function readHeaderFrom(fh: FileHandle, file: string): Promise<SafetensorsHeader> {
   const { size } = await fh.stat();
-  if (size < 8) throw new ModelFileError(file, `is not a safetensors file: ${size} bytes, shorter than the 8-byte header length.`);
+  if (size < 8)
+    throw new ModelFileError(file, `is not a safetensors file: ${size} bytes, shorter than the 8-byte header length.`);
   const lenBytes = new Uint8Array(8);
   await readExactly(fh, file, lenBytes, 0, 'the header length');
   const headerLen = new DataView(lenBytes.buffer).getBigUint64(0, true);
   if (headerLen > BigInt(size - 8)) {
-    throw new ModelFileError(file, `is truncated or not a safetensors file: the header length (${headerLen} bytes) runs past the end of the file (${size} bytes).`);
+    throw new ModelFileError(
+      file,
+      `is truncated or not a safetensors file: the header length (${headerLen} bytes) runs past the end of ` +
+        `the file (${size} bytes).`,
+    );
   }
   const n = Number(headerLen);
-  if (n > MAX_HEADER_BYTES) throw new ModelFileError(file, `has a ${n}-byte header, over the ${MAX_HEADER_BYTES}-byte limit; the file is probably corrupt.`);
+  if (n > MAX_HEADER_BYTES)
+    throw new ModelFileError(
+      file,
+      `has a ${n}-byte header, over the ${MAX_HEADER_BYTES}-byte limit; the file is probably corrupt.`,
+    );
   const headerBytes = new Uint8Array(n);
   await readExactly(fh, file, headerBytes, 8, 'the header');
   let json: unknown;
@@ -125,7 +143,8 @@ async function readHeaderFrom(fh: FileHandle, file: string): Promise<Safetensors
         throw new ModelFileError(file, 'has a corrupt header: "__metadata__" must be an object of strings.');
       }
       for (const [k, v] of Object.entries(raw)) {
-        if (typeof v !== 'string') throw new ModelFileError(file, `has a corrupt header: "__metadata__"."${k}" must be a string.`);
+        if (typeof v !== 'string')
+          throw new ModelFileError(file, `has a corrupt header: "__metadata__"."${k}" must be a string.`);
         metadata[k] = v;
       }
       continue;
@@ -158,16 +177,33 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
   const [begin, end] = offsets as [number, number];
   const bytes = numel(shape) * DTYPE_BYTES[dtype as SafetensorsDtype];
   if (end < begin || end - begin !== bytes) {
-    throw bad(`data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ${bytes}; the header is corrupt.`);
+    throw bad(
+      `data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ` +
+        `${bytes}; the header is corrupt.`,
+    );
   }
   if (end > dataSize) {
-    throw bad(`data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes): the file is truncated or corrupt.`);
+    throw bad(
+      `data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes): the file is ` +
+        `truncated or corrupt.`,
+    );
   }
-  return { name, dtype: dtype as SafetensorsDtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
+  return {
+    name,
+    dtype: dtype as SafetensorsDtype,
+    shape: shape as number[],
+    begin: dataStart + begin,
+    end: dataStart + end,
+  };
 }
 
 /** Converts one tensor's bytes from the file into a new Float32Array without staging the whole tensor. */
-async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scratch: () => Uint16Array): Promise<Float32Array> {
+async function readEntry(
+  fh: FileHandle,
+  file: string,
+  e: SafetensorsEntry,
+  scratch: () => Uint16Array,
+): Promise<Float32Array> {
   const n = numel(e.shape);
   const out = new Float32Array(n);
   const what = `tensor "${e.name}"`;
@@ -191,7 +227,8 @@ async function readEntry(fh: FileHandle, file: string, e: SafetensorsEntry, scra
  * `include` skips tensors (without reading their bytes) when it returns false.
  */
 export async function* readSafetensors(
-  file: string, include?: (name: string) => boolean,
+  file: string,
+  include?: (name: string) => boolean,
 ): AsyncGenerator<StoredTensor> {
   assertLittleEndianHost();
   const fh = await openForReading(file);
@@ -246,7 +283,10 @@ export async function readSafetensorsIndex(indexFile: string): Promise<Safetenso
   const weightMap = new Map<string, string>();
   for (const [name, shard] of Object.entries(wm)) {
     if (typeof shard !== 'string' || shard === '' || path.basename(shard) !== shard) {
-      throw new ModelFileError(indexFile, `"weight_map"."${name}" must name a shard file in the same folder, got ${JSON.stringify(shard)}.`);
+      throw new ModelFileError(
+        indexFile,
+        `"weight_map"."${name}" must name a shard file in the same folder, got ${JSON.stringify(shard)}.`,
+      );
     }
     weightMap.set(name, shard);
   }
@@ -265,7 +305,11 @@ export async function* readSafetensorsFolder(dir: string): AsyncGenerator<Stored
   }
   const indexFile = path.join(dir, INDEX_FILE_NAME);
   if (!(await exists(indexFile))) {
-    throw new ModelFileError(dir, `holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}; point to a Hugging Face model folder with safetensors weights.`);
+    throw new ModelFileError(
+      dir,
+      `holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}; point to a Hugging Face model folder with ` +
+        `safetensors weights.`,
+    );
   }
   const index = await readSafetensorsIndex(indexFile);
   for (const shard of index.shards) {
@@ -280,7 +324,11 @@ export async function* readSafetensorsFolder(dir: string): AsyncGenerator<Stored
     }
     if (expected.size > 0) {
       const missing = [...expected][0]!;
-      throw new ModelFileError(shardPath, `lacks tensor "${missing}" that ${INDEX_FILE_NAME} places in it${expected.size > 1 ? ` (and ${expected.size - 1} more)` : ''}.`);
+      throw new ModelFileError(
+        shardPath,
+        `lacks tensor "${missing}" that ${INDEX_FILE_NAME} places in ` +
+          `it${expected.size > 1 ? ` (and ${expected.size - 1} more)` : ''}.`,
+      );
     }
   }
 }
@@ -300,8 +348,9 @@ export interface SaveSafetensorsOptions {
 }
 
 function resolveDtype(opt: SaveSafetensorsOptions['dtype'], name: string, shape: readonly number[]): SafetensorsDtype {
-  const d = typeof opt === 'function' ? opt(name, shape) : opt ?? 'F32';
-  if (!(d in DTYPE_BYTES)) throw new Error(`safetensors: cannot save tensor "${name}" as ${String(d)}; use F32, F16 or BF16.`);
+  const d = typeof opt === 'function' ? opt(name, shape) : (opt ?? 'F32');
+  if (!(d in DTYPE_BYTES))
+    throw new Error(`safetensors: cannot save tensor "${name}" as ${String(d)}; use F32, F16 or BF16.`);
   return d;
 }
 
@@ -313,7 +362,10 @@ function checkTensor(name: string, t: TensorView): void {
 }
 
 /** Header bytes, padded with spaces so that the data starts 8-byte aligned (as the reference writer does). */
-function buildHeader(tensors: ReadonlyArray<readonly [string, TensorView, SafetensorsDtype]>, metadata: Record<string, string>): Uint8Array {
+function buildHeader(
+  tensors: ReadonlyArray<readonly [string, TensorView, SafetensorsDtype]>,
+  metadata: Record<string, string>,
+): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const [name, t, dtype] of tensors) {
@@ -330,7 +382,7 @@ function buildHeader(tensors: ReadonlyArray<readonly [string, TensorView, Safete
 }
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
-  for (let done = 0; done < bytes.length; ) {
+  for (let done = 0; done < bytes.length;) {
     const { bytesWritten } = await fh.write(bytes, done, Math.min(bytes.length - done, MAX_READ_BYTES));
     done += bytesWritten;
   }
@@ -406,7 +458,9 @@ export async function saveSafetensorsFolder(
   const total = list.reduce((s, e) => s + bytesOf(e), 0);
   await fsp.mkdir(dir, { recursive: true });
   const shardPattern = /^model-\d{5}-of-\d{5}\.safetensors$/;
-  const stale = (await fsp.readdir(dir)).filter((f) => shardPattern.test(f) || f === INDEX_FILE_NAME || f === SINGLE_FILE_NAME);
+  const stale = (await fsp.readdir(dir)).filter(
+    (f) => shardPattern.test(f) || f === INDEX_FILE_NAME || f === SINGLE_FILE_NAME,
+  );
 
   if (total <= maxShard) {
     await saveSafetensors(path.join(dir, SINGLE_FILE_NAME), list, options);
@@ -428,7 +482,9 @@ export async function saveSafetensorsFolder(
     currentBytes += b;
   }
   if (current.length > 0) groups.push(current);
-  const names = groups.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(groups.length).padStart(5, '0')}.safetensors`);
+  const names = groups.map(
+    (_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(groups.length).padStart(5, '0')}.safetensors`,
+  );
   const weightMap: Record<string, string> = {};
   for (let i = 0; i < groups.length; i++) {
     await saveSafetensors(path.join(dir, names[i]!), groups[i]!, options);
@@ -438,6 +494,7 @@ export async function saveSafetensorsFolder(
   for (const k of Object.keys(weightMap).sort()) sortedMap[k] = weightMap[k]!;
   const index = { metadata: { total_size: total }, weight_map: sortedMap };
   await writeTextFileAtomically(path.join(dir, INDEX_FILE_NAME), JSON.stringify(index, null, 2) + '\n');
-  for (const f of stale) if (!names.includes(f) && f !== INDEX_FILE_NAME) await fsp.rm(path.join(dir, f), { force: true });
+  for (const f of stale)
+    if (!names.includes(f) && f !== INDEX_FILE_NAME) await fsp.rm(path.join(dir, f), { force: true });
   return [...names, INDEX_FILE_NAME];
 }

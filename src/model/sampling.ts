@@ -10,12 +10,20 @@ export interface SamplingOptions {
   topP?: number;
 }
 
-export interface Sampled { token: number; logprob: number }
+export interface Sampled {
+  token: number;
+  logprob: number;
+}
 
 /** Index of the largest logit (the lowest index among ties, as llama.cpp and torch.argmax). */
 export function argmax(logits: Float32Array, offset = 0, n = logits.length - offset): number {
-  let best = 0, bv = -Infinity;
-  for (let i = 0; i < n; i++) if (logits[offset + i] > bv) { bv = logits[offset + i]; best = i; }
+  let best = 0,
+    bv = -Infinity;
+  for (let i = 0; i < n; i++)
+    if (logits[offset + i] > bv) {
+      bv = logits[offset + i];
+      best = i;
+    }
   return best;
 }
 
@@ -24,7 +32,13 @@ export function argmax(logits: Float32Array, offset = 0, n = logits.length - off
  * token under softmax(logits / temperature) over the whole vocabulary (temperature 1 when greedy),
  * before top-k/top-p truncation: the quantity policy-gradient methods need.
  */
-export function sampleToken(logits: Float32Array, offset: number, n: number, opts: SamplingOptions, rng: Rng | null): Sampled {
+export function sampleToken(
+  logits: Float32Array,
+  offset: number,
+  n: number,
+  opts: SamplingOptions,
+  rng: Rng | null,
+): Sampled {
   const temperature = opts.temperature ?? 0;
   const t = temperature > 0 ? temperature : 1;
   const logZ = logSumExp(logits.subarray(offset, offset + n), t);
@@ -44,7 +58,8 @@ export function sampleToken(logits: Float32Array, offset: number, n: number, opt
   let total = probs.reduce((a, b) => a + b, 0);
   const topP = opts.topP ?? 1;
   if (topP < 1) {
-    let acc = 0, keep = 0;
+    let acc = 0,
+      keep = 0;
     while (keep < probs.length && acc < topP * total) acc += probs[keep++];
     ids = ids.slice(0, Math.max(1, keep));
     probs.length = ids.length;
@@ -65,17 +80,22 @@ export function sampleToken(logits: Float32Array, offset: number, n: number, opt
  */
 function logSumExp(row: Float32Array, t: number): number {
   const x = t === 1 ? row : Float32Array.from(row, (v) => v / t);
-  const loss = new Float32Array(1), lse = new Float32Array(1);
+  const loss = new Float32Array(1),
+    lse = new Float32Array(1);
   kernels().crossEntropyForward(x, Int32Array.of(0), loss, lse, 1, x.length, -100);
   return lse[0];
 }
 
 /** The k largest logits' ids, sorted descending (ties by lower id). */
 function partialTop(logits: Float32Array, offset: number, ids: number[], k: number): number[] {
-  const better = (a: number, b: number): boolean => logits[offset + a] > logits[offset + b] || (logits[offset + a] === logits[offset + b] && a < b);
+  const better = (a: number, b: number): boolean =>
+    logits[offset + a] > logits[offset + b] || (logits[offset + a] === logits[offset + b] && a < b);
   const top: number[] = [];
   for (const i of ids) {
-    if (top.length < k) { top.push(i); continue; }
+    if (top.length < k) {
+      top.push(i);
+      continue;
+    }
     let worst = 0;
     for (let j = 1; j < k; j++) if (better(top[worst], top[j])) worst = j;
     if (better(i, top[worst])) top[worst] = i;

@@ -75,7 +75,10 @@ export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): Token
   const model = value.model;
   if (!isObject(model)) throw new ModelFileError(file, 'has no "model" object; is this a Hugging Face tokenizer.json?');
   if (model.type !== 'BPE') {
-    throw new ModelFileError(file, `model.type is ${JSON.stringify(model.type)}, but only byte-level "BPE" tokenizers (Qwen2 family) are supported.`);
+    throw new ModelFileError(
+      file,
+      `model.type is ${JSON.stringify(model.type)}, but only byte-level "BPE" tokenizers (Qwen2 family) are supported.`,
+    );
   }
   if (!isObject(model.vocab)) throw new ModelFileError(file, 'model.vocab is missing or not an object.');
   if (!Array.isArray(model.merges)) throw new ModelFileError(file, 'model.merges is missing or not an array.');
@@ -114,7 +117,8 @@ export function mergePairs(model: BpeModelJson): Array<[string, string]> {
   return model.merges.map((merge, i) => {
     if (Array.isArray(merge)) return [merge[0], merge[1]];
     const space = merge.indexOf(' ');
-    if (space <= 0) throw new ModelFileError(TOKENIZER_JSON, `model.merges[${i}] ${JSON.stringify(merge)} is not "left right".`);
+    if (space <= 0)
+      throw new ModelFileError(TOKENIZER_JSON, `model.merges[${i}] ${JSON.stringify(merge)} is not "left right".`);
     return [merge.slice(0, space), merge.slice(space + 1)];
   });
 }

@@ -48,7 +48,10 @@ export interface AddedSpecialTokens {
  * new top-level objects, so the caller's copies stay valid.
  */
 /** The two files of a tokenizer, as messages name them. */
-interface TokenizerFiles { json: string; config: string }
+interface TokenizerFiles {
+  json: string;
+  config: string;
+}
 
 const BARE_NAMES: TokenizerFiles = { json: TOKENIZER_JSON, config: TOKENIZER_CONFIG_JSON };
 
@@ -62,7 +65,9 @@ export class Tokenizer {
 
   /** `files` names where the two came from, for messages. */
   private constructor(
-    json: TokenizerJson, config: TokenizerConfig, private readonly files: TokenizerFiles = BARE_NAMES,
+    json: TokenizerJson,
+    config: TokenizerConfig,
+    private readonly files: TokenizerFiles = BARE_NAMES,
   ) {
     this.json = json;
     this.config = config;
@@ -113,7 +118,10 @@ export class Tokenizer {
     return this.size;
   }
 
-  /** Token ids of `text`. Added and special tokens written in the text (e.g. "<|im_start|>") become single tokens, as in HF. */
+  /**
+   * Token ids of `text`. Added and special tokens written in the text (e.g. "<|im_start|>") become single tokens, as in
+   * HF.
+   */
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (text.length === 0) return [];
     return this.engine.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
@@ -125,7 +133,9 @@ export class Tokenizer {
     return this.engine.encode(text, { add_special_tokens: false }).tokens;
   }
 
-  /** Text of `ids`. Bytes that do not form valid UTF-8 (a partial character) decode to U+FFFD, as HF's errors="replace". */
+  /**
+   * Text of `ids`. Bytes that do not form valid UTF-8 (a partial character) decode to U+FFFD, as HF's errors="replace".
+   */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
     let kept = ids;
     if (options.skipSpecialTokens) kept = ids.filter((id) => !this.specialIds.has(id));
@@ -225,7 +235,15 @@ export class Tokenizer {
       let entry = addedTokens.find((t) => t.content === content);
       if (entry === undefined) {
         const existing = this.json.model.vocab[content];
-        entry = { id: existing ?? next, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+        entry = {
+          id: existing ?? next,
+          content,
+          single_word: false,
+          lstrip: false,
+          rstrip: false,
+          normalized: false,
+          special: true,
+        };
         addedTokens.push(entry);
         if (existing === undefined) {
           next += 1;
@@ -239,7 +257,11 @@ export class Tokenizer {
       ids.push(id);
     }
     const json: TokenizerJson = { ...this.json, added_tokens: addedTokens.sort((a, b) => a.id - b.id) };
-    const config: TokenizerConfig = { ...this.config, added_tokens_decoder: sortById(decoder), additional_special_tokens: additional };
+    const config: TokenizerConfig = {
+      ...this.config,
+      added_tokens_decoder: sortById(decoder),
+      additional_special_tokens: additional,
+    };
     this.engine = Tokenizer.buildEngine(json, config, this.files.json);
     this.json = json;
     this.config = config;
@@ -253,7 +275,10 @@ export class Tokenizer {
     return { tokenizerJson: this.json, tokenizerConfig: this.config };
   }
 
-  /** Writes tokenizer.json and tokenizer_config.json into `dir` (created if needed), each through a temp file and rename. */
+  /**
+   * Writes tokenizer.json and tokenizer_config.json into `dir` (created if needed), each through a temp file and
+   * rename.
+   */
   async save(dir: string): Promise<void> {
     await fsp.mkdir(dir, { recursive: true });
     // tokenizer.json is large (11 MB for Qwen); written compact. The config is small and meant to be read.
@@ -274,15 +299,19 @@ export class Tokenizer {
     if (this.template === null) {
       const source = chatTemplateSource(this.config);
       if (source === null) {
-        const why = 'has no chat_template; add the model\'s chat template to render conversations.';
+        const why = "has no chat_template; add the model's chat template to render conversations.";
         throw new ModelFileError(this.files.config, why);
       }
-      this.template = new ChatTemplate(source, {
-        bos_token: specialTokenContent(this.config.bos_token),
-        eos_token: specialTokenContent(this.config.eos_token),
-        pad_token: specialTokenContent(this.config.pad_token),
-        unk_token: specialTokenContent(this.config.unk_token),
-      }, this.files.config);
+      this.template = new ChatTemplate(
+        source,
+        {
+          bos_token: specialTokenContent(this.config.bos_token),
+          eos_token: specialTokenContent(this.config.eos_token),
+          pad_token: specialTokenContent(this.config.pad_token),
+          unk_token: specialTokenContent(this.config.unk_token),
+        },
+        this.files.config,
+      );
     }
     return this.template.render(messages, options);
   }
@@ -324,7 +353,10 @@ async function readJsonFile(file: string): Promise<unknown> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw new ModelFileError(file, 'is missing; a tokenizer folder needs tokenizer.json and tokenizer_config.json (Hugging Face format).');
+      throw new ModelFileError(
+        file,
+        'is missing; a tokenizer folder needs tokenizer.json and tokenizer_config.json (Hugging Face format).',
+      );
     }
     throw new ModelFileError(file, `cannot be read (${(err as Error).message}).`);
   }

@@ -47,7 +47,10 @@ export interface RecipeOptions {
 }
 
 export class RecipeError extends Error {
-  constructor(message: string) { super(message); this.name = 'RecipeError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'RecipeError';
+  }
 }
 
 interface Step {
@@ -57,12 +60,26 @@ interface Step {
   run: () => Promise<string | undefined>;
 }
 
-export const STEP_NAMES = ['corpus', 'tokenizer', 'lm', 'mine', 'stage1', 'stage2', 'package', 'evaluate', 'card'] as const;
+export const STEP_NAMES = [
+  'corpus',
+  'tokenizer',
+  'lm',
+  'mine',
+  'stage1',
+  'stage2',
+  'package',
+  'evaluate',
+  'card',
+] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** What each step writes in the work folder (removed when an earlier step was redone). */
 const OUTPUTS: Partial<Record<StepName, (p: RecipePaths) => string>> = {
-  tokenizer: (p) => p.tokenizer, lm: (p) => p.lm, mine: (p) => p.mined, stage1: (p) => p.stage1, stage2: (p) => p.stage2,
+  tokenizer: (p) => p.tokenizer,
+  lm: (p) => p.lm,
+  mine: (p) => p.mined,
+  stage1: (p) => p.stage1,
+  stage2: (p) => p.stage2,
   evaluate: (p) => p.evaluation,
 };
 
@@ -79,13 +96,18 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   // saves run one after another, each writing the state as it is then: a heartbeat still in flight can
   // never land after (and over) a later save
   let saving: Promise<void> = Promise.resolve();
-  const save = (): Promise<void> => (saving = saving.then(() => writeTextFileAtomically(stateFile, JSON.stringify(state, null, 2) + '\n')));
+  const save = (): Promise<void> =>
+    (saving = saving.then(() => writeTextFileAtomically(stateFile, JSON.stringify(state, null, 2) + '\n')));
 
   const command = async (argv: string[]): Promise<string> => {
     const shown = `search-r3 ${argv.map((a) => (/^[\w./:,=@-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`;
     o.log(`$ ${shown}`);
     const code = await o.runCommand(argv);
-    if (code !== 0) throw new RecipeError(`"${shown}" exited with code ${code}; fix the cause and run the recipe again (finished steps are kept, training resumes from its last checkpoint)`);
+    if (code !== 0)
+      throw new RecipeError(
+        `"${shown}" exited with code ${code}; fix the cause and run the recipe again (finished steps are ` +
+          `kept, training resumes from its last checkpoint)`,
+      );
     return shown;
   };
   const writeConfig = async (name: string, cfg: Record<string, unknown>): Promise<string> => {
@@ -101,32 +123,107 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   };
 
   const steps: Step[] = [
-    { name: 'corpus', title: 'pretraining text corpus', isDone: () => hasFile(p.corpus, 'manifest.json'), run: async () => {
-      await fsp.rm(p.corpus, { recursive: true, force: true });
-      return command(['corpus', 'build', '--data', p.data, '--out', p.corpus, ...profile.corpusArgs]);
-    } },
-    { name: 'tokenizer', title: 'byte-level BPE tokenizer', isDone: () => hasFile(p.tokenizer, 'tokenizer_config.json'), run: () => {
-      const shards = readdirSync(p.corpus).filter((f) => /^train-\d+\.jsonl$/.test(f)).sort().map((f) => path.join(p.corpus, f));
-      return command(['tokenizer', 'train', ...shards.flatMap((f) => ['--input', f]), '--vocab-size', String(profile.vocabSize), '--out', p.tokenizer]);
-    } },
-    { name: 'lm', title: 'causal-LM pretraining', isDone: () => hasFile(p.lm, 'final', 'config.json'), run: () => train('lm', 'lm', profile.lm(p), p.lm) },
-    { name: 'mine', title: 'BM25 hard negatives for SciFact train', isDone: () => existsSync(p.mined), run: async () => {
-      await fsp.mkdir(path.dirname(p.mined), { recursive: true });
-      return command(['mine', '--config', await writeConfig('mine', profile.mine(p)), '--out', p.mined, ...profile.mineArgs]);
-    } },
-    { name: 'stage1', title: 'stage 1: contrastive SFT', isDone: () => hasFile(p.stage1, 'final', 'config.json'), run: () => train('sft', 'stage1', profile.stage1(p), p.stage1) },
-    { name: 'stage2', title: 'stage 2: GRPO in the RL environment', isDone: () => hasFile(p.stage2, 'final', 'config.json'), run: () => train('rl', 'stage2', profile.stage2(p), p.stage2) },
-    { name: 'package', title: 'F16 model folders', isDone: (s) => s.steps.package?.done === true && hasFile(o.out, 'config.json'), run: async () => {
-      await packageModel(path.join(p.stage1, 'final'), stage1ModelDir(p), profile.context);
-      await packageModel(path.join(p.stage2, 'final'), o.out, profile.context);
-      return undefined;
-    } },
-    { name: 'evaluate', title: 'evaluation (SciFact, NFCorpus, XQuAD)', isDone: (s) => s.steps.evaluate?.done === true && hasFile(p.evaluation, 'evaluation.json'), run: () =>
-      command(['recipe', 'evaluate', '--stage1', stage1ModelDir(p), '--stage2', o.out, '--out', p.evaluation, '--data', p.data, ...profile.evaluateArgs]) },
-    { name: 'card', title: 'model card', isDone: (s) => s.steps.card?.done === true && hasFile(o.out, 'README.md'), run: async () => {
-      await writeModelCard(o.out, p, profile, state);
-      return undefined;
-    } },
+    {
+      name: 'corpus',
+      title: 'pretraining text corpus',
+      isDone: () => hasFile(p.corpus, 'manifest.json'),
+      run: async () => {
+        await fsp.rm(p.corpus, { recursive: true, force: true });
+        return command(['corpus', 'build', '--data', p.data, '--out', p.corpus, ...profile.corpusArgs]);
+      },
+    },
+    {
+      name: 'tokenizer',
+      title: 'byte-level BPE tokenizer',
+      isDone: () => hasFile(p.tokenizer, 'tokenizer_config.json'),
+      run: () => {
+        const shards = readdirSync(p.corpus)
+          .filter((f) => /^train-\d+\.jsonl$/.test(f))
+          .sort()
+          .map((f) => path.join(p.corpus, f));
+        return command([
+          'tokenizer',
+          'train',
+          ...shards.flatMap((f) => ['--input', f]),
+          '--vocab-size',
+          String(profile.vocabSize),
+          '--out',
+          p.tokenizer,
+        ]);
+      },
+    },
+    {
+      name: 'lm',
+      title: 'causal-LM pretraining',
+      isDone: () => hasFile(p.lm, 'final', 'config.json'),
+      run: () => train('lm', 'lm', profile.lm(p), p.lm),
+    },
+    {
+      name: 'mine',
+      title: 'BM25 hard negatives for SciFact train',
+      isDone: () => existsSync(p.mined),
+      run: async () => {
+        await fsp.mkdir(path.dirname(p.mined), { recursive: true });
+        return command([
+          'mine',
+          '--config',
+          await writeConfig('mine', profile.mine(p)),
+          '--out',
+          p.mined,
+          ...profile.mineArgs,
+        ]);
+      },
+    },
+    {
+      name: 'stage1',
+      title: 'stage 1: contrastive SFT',
+      isDone: () => hasFile(p.stage1, 'final', 'config.json'),
+      run: () => train('sft', 'stage1', profile.stage1(p), p.stage1),
+    },
+    {
+      name: 'stage2',
+      title: 'stage 2: GRPO in the RL environment',
+      isDone: () => hasFile(p.stage2, 'final', 'config.json'),
+      run: () => train('rl', 'stage2', profile.stage2(p), p.stage2),
+    },
+    {
+      name: 'package',
+      title: 'F16 model folders',
+      isDone: (s) => s.steps.package?.done === true && hasFile(o.out, 'config.json'),
+      run: async () => {
+        await packageModel(path.join(p.stage1, 'final'), stage1ModelDir(p), profile.context);
+        await packageModel(path.join(p.stage2, 'final'), o.out, profile.context);
+        return undefined;
+      },
+    },
+    {
+      name: 'evaluate',
+      title: 'evaluation (SciFact, NFCorpus, XQuAD)',
+      isDone: (s) => s.steps.evaluate?.done === true && hasFile(p.evaluation, 'evaluation.json'),
+      run: () =>
+        command([
+          'recipe',
+          'evaluate',
+          '--stage1',
+          stage1ModelDir(p),
+          '--stage2',
+          o.out,
+          '--out',
+          p.evaluation,
+          '--data',
+          p.data,
+          ...profile.evaluateArgs,
+        ]),
+    },
+    {
+      name: 'card',
+      title: 'model card',
+      isDone: (s) => s.steps.card?.done === true && hasFile(o.out, 'README.md'),
+      run: async () => {
+        await writeModelCard(o.out, p, profile, state);
+        return undefined;
+      },
+    },
   ];
 
   const started = Date.now();
@@ -136,10 +233,19 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     const rec = (state.steps[step.name] ??= { seconds: 0, done: false });
     const output = OUTPUTS[step.name]?.(p);
     if (upstreamRan) {
-      if (output && existsSync(output)) { o.log(`  ${step.name}: an earlier step was redone, so ${output} is stale: removed`); await fsp.rm(output, { recursive: true, force: true }); }
-      rec.seconds = 0; rec.done = false; delete rec.command;
+      if (output && existsSync(output)) {
+        o.log(`  ${step.name}: an earlier step was redone, so ${output} is stale: removed`);
+        await fsp.rm(output, { recursive: true, force: true });
+      }
+      rec.seconds = 0;
+      rec.done = false;
+      delete rec.command;
     } else if (step.isDone(state)) {
-      if (!rec.done) { rec.done = true; rec.finishedAt ??= new Date().toISOString(); await save(); }
+      if (!rec.done) {
+        rec.done = true;
+        rec.finishedAt ??= new Date().toISOString();
+        await save();
+      }
       o.log(`✓ ${step.name} (${step.title}): done${rec.seconds > 0 ? ` in ${formatDuration(rec.seconds)}` : ''}`);
       continue;
     }
@@ -148,8 +254,15 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     o.log(`▶ ${step.name}: ${step.title}`);
     // time already spent counts when the step continues its own output (a killed run resuming); a step
     // whose output is gone starts again from scratch, and so does its clock
-    const t0 = Date.now(), base = output && !existsSync(output) ? 0 : rec.seconds;
-    const beat = setInterval(() => { rec.seconds = base + (Date.now() - t0) / 1000; void save(); }, (o.heartbeatSeconds ?? 30) * 1000);
+    const t0 = Date.now(),
+      base = output && !existsSync(output) ? 0 : rec.seconds;
+    const beat = setInterval(
+      () => {
+        rec.seconds = base + (Date.now() - t0) / 1000;
+        void save();
+      },
+      (o.heartbeatSeconds ?? 30) * 1000,
+    );
     try {
       const shown = await step.run();
       if (shown) rec.command = shown;
@@ -164,17 +277,28 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     o.log(`✓ ${step.name} in ${formatDuration(rec.seconds)}`);
   }
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
-  o.log(`recipe finished: ${formatDuration(total)} of step time in all (${formatDuration((Date.now() - started) / 1000)} in this run); model in ${o.out}`);
+  o.log(
+    `recipe finished: ${formatDuration(total)} of step time in all ` +
+      `(${formatDuration((Date.now() - started) / 1000)} in this run); model in ${o.out}`,
+  );
   return state;
 }
 
 function readState(file: string, profile: string): RecipeState {
   if (!existsSync(file)) return { profile, startedAt: new Date().toISOString(), steps: {} };
   let s: RecipeState;
-  try { s = JSON.parse(readFileSync(file, 'utf8')) as RecipeState; } catch (e) {
-    throw new RecipeError(`${file} is not valid JSON (${(e as Error).message}); delete it to start the record again (finished outputs are still found)`);
+  try {
+    s = JSON.parse(readFileSync(file, 'utf8')) as RecipeState;
+  } catch (e) {
+    throw new RecipeError(
+      `${file} is not valid JSON (${(e as Error).message}); delete it to start the record again (finished ` +
+        `outputs are still found)`,
+    );
   }
-  if (s.profile !== profile) throw new RecipeError(`${path.dirname(file)} holds a "${s.profile}" recipe run; use another --work folder for the "${profile}" profile`);
+  if (s.profile !== profile)
+    throw new RecipeError(
+      `${path.dirname(file)} holds a "${s.profile}" recipe run; use another --work folder for the "${profile}" profile`,
+    );
   return s;
 }
 
@@ -188,8 +312,17 @@ export async function packageModel(from: string, to: string, context: number): P
   await writeDirAtomically(to, (tmp) => saveModelFolder(tmp, m, { dtype: 'F16' }));
 }
 
-interface ManifestSource { name: string; licence: string; attribution: string; documents: number; bytes: number }
-interface CorpusManifest { sources: ManifestSource[]; totals: { trainDocuments: number; trainBytes: number } }
+interface ManifestSource {
+  name: string;
+  licence: string;
+  attribution: string;
+  documents: number;
+  bytes: number;
+}
+interface CorpusManifest {
+  sources: ManifestSource[];
+  totals: { trainDocuments: number; trainBytes: number };
+}
 
 /** The corpus step's manifest.json (sources, licences, totals), which the model card lists. */
 function readCorpusManifest(file: string): CorpusManifest {
@@ -209,17 +342,28 @@ function readCorpusManifest(file: string): CorpusManifest {
 }
 
 /** README.md (the model card), with the evaluation and the recipe record copied beside it. */
-export async function writeModelCard(out: string, p: RecipePaths, profile: RecipeProfile, state: RecipeState): Promise<void> {
+export async function writeModelCard(
+  out: string,
+  p: RecipePaths,
+  profile: RecipeProfile,
+  state: RecipeState,
+): Promise<void> {
   // through the model folder's loader, so a damaged config.json is one sentence naming it
   const model = (await loadModelFolder(out)).model;
   const config = qwen2ConfigToJSON(model.config) as Record<string, number | string | boolean>;
   const manifest = readCorpusManifest(path.join(p.corpus, 'manifest.json'));
-  const evalMd = existsSync(path.join(p.evaluation, 'evaluation.md')) ? readFileSync(path.join(p.evaluation, 'evaluation.md'), 'utf8') : '(not evaluated)\n';
-  for (const f of ['evaluation.md', 'evaluation.json']) if (existsSync(path.join(p.evaluation, f))) await fsp.copyFile(path.join(p.evaluation, f), path.join(out, f));
+  const evalMd = existsSync(path.join(p.evaluation, 'evaluation.md'))
+    ? readFileSync(path.join(p.evaluation, 'evaluation.md'), 'utf8')
+    : '(not evaluated)\n';
+  for (const f of ['evaluation.md', 'evaluation.json'])
+    if (existsSync(path.join(p.evaluation, f))) await fsp.copyFile(path.join(p.evaluation, f), path.join(out, f));
   const params = model.parameters().reduce((a, t) => a + t.size, 0);
+  const sourceRow = (s: (typeof manifest.sources)[number]): string =>
+    `| ${s.name} | ${s.documents.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`;
   const row = (name: string): string => {
     const r = state.steps[name];
-    return `| ${name} | ${r?.command ? `\`${r.command.replace(/\|/g, '\\|')}\`` : '(in-process)'} | ${r ? formatDuration(r.seconds) : '—'} |`;
+    const command = r?.command ? `\`${r.command.replace(/\|/g, '\\|')}\`` : '(in-process)';
+    return `| ${name} | ${command} | ${r ? formatDuration(r.seconds) : '—'} |`;
   };
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
   const charts = recipeCharts(p);
@@ -244,7 +388,8 @@ It is a small demonstration model, not a production retriever: read the evaluati
 | | |
 | --- | --- |
 | layers × width | ${config.num_hidden_layers} × ${config.hidden_size} (MLP ${config.intermediate_size}, SwiGLU) |
-| attention | ${config.num_attention_heads} query heads, ${config.num_key_value_heads} key/value heads, RoPE θ ${config.rope_theta} |
+| attention | ${config.num_attention_heads} query heads, ${config.num_key_value_heads} key/value heads, \
+RoPE θ ${config.rope_theta} |
 | vocabulary | ${config.vocab_size} (byte-level BPE trained on the corpus below, Qwen2.5 chat template) |
 | context | ${config.max_position_embeddings} tokens (the longest sequence it was trained on; longer texts are cut) |
 | embeddings | tied input/output |
@@ -265,11 +410,12 @@ trained on; the SciFact and XQuAD *documents* are in the pretraining text (docum
 ${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 
 ## Data and licences
-Pretraining text: ${manifest.totals.trainDocuments.toLocaleString('en')} documents, ${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.
+Pretraining text: ${manifest.totals.trainDocuments.toLocaleString('en')} documents, \
+${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.
 
 | source | documents | licence | attribution |
 | --- | ---: | --- | --- |
-${manifest.sources.map((s) => `| ${s.name} | ${s.documents.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`).join('\n')}
+${manifest.sources.map(sourceRow).join('\n')}
 
 Fine-tuning: SciFact (CC BY-NC 2.0), Climate-FEVER (CC BY-SA 3.0 claims, Wikipedia evidence).
 **Because SciFact is licensed for non-commercial use only, this model is for non-commercial use.** The
@@ -280,6 +426,7 @@ without that restriction.
 ${evalMd}`;
   await writeTextFileAtomically(path.join(out, 'README.md'), card);
   await fsp.mkdir(path.join(out, 'configs'), { recursive: true });
-  for (const f of readdirSync(p.configs)) if (f.endsWith('.json')) await fsp.copyFile(path.join(p.configs, f), path.join(out, 'configs', f));
+  for (const f of readdirSync(p.configs))
+    if (f.endsWith('.json')) await fsp.copyFile(path.join(p.configs, f), path.join(out, 'configs', f));
   await writeTextFileAtomically(path.join(out, 'recipe.json'), JSON.stringify(state, null, 2) + '\n');
 }

@@ -33,11 +33,19 @@ import { subsetDevSet, type DevSet } from '../eval/dev-eval.js';
 export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
 export type RecipeDatasetId = (typeof RECIPE_DATASETS)[number];
 
-export const RECIPE_ROWS = ['bm25', 'stage1-off', 'stage1-on', 'stage2-off', 'stage2-on', 'hybrid-off', 'hybrid-on'] as const;
+export const RECIPE_ROWS = [
+  'bm25',
+  'stage1-off',
+  'stage1-on',
+  'stage2-off',
+  'stage2-on',
+  'hybrid-off',
+  'hybrid-on',
+] as const;
 export type RecipeRowId = (typeof RECIPE_ROWS)[number];
 
 const ROW_LABELS: Record<RecipeRowId, string> = {
-  'bm25': 'BM25',
+  bm25: 'BM25',
   'stage1-off': 'stage 1, reasoning off',
   'stage1-on': 'stage 1, reasoning on',
   'stage2-off': 'stage 2, reasoning off',
@@ -48,8 +56,12 @@ const ROW_LABELS: Record<RecipeRowId, string> = {
 
 /** Where each dataset's queries (with their qrels) and documents are, relative to the data folder; split test. */
 const DATASET_SPECS: Record<RecipeDatasetId, { label: string; queries: string; corpus: string }> = {
-  'scifact': { label: 'SciFact test', queries: 'scifact', corpus: 'scifact' },
-  'nfcorpus': { label: 'NFCorpus test (preprocessed text)', queries: 'nfcorpus/beir-preprocessed/test', corpus: 'nfcorpus/beir-preprocessed/test' },
+  scifact: { label: 'SciFact test', queries: 'scifact', corpus: 'scifact' },
+  nfcorpus: {
+    label: 'NFCorpus test (preprocessed text)',
+    queries: 'nfcorpus/beir-preprocessed/test',
+    corpus: 'nfcorpus/beir-preprocessed/test',
+  },
   'xquad-en': { label: 'XQuAD en', queries: 'xquad/beir/en', corpus: 'xquad/beir/en' },
   'xquad-de': { label: 'XQuAD de → en paragraphs', queries: 'xquad/beir/de', corpus: 'xquad/beir/en' },
   'xquad-zh': { label: 'XQuAD zh → en paragraphs', queries: 'xquad/beir/zh', corpus: 'xquad/beir/en' },
@@ -61,8 +73,12 @@ const DATASET_SPECS: Record<RecipeDatasetId, { label: string; queries: string; c
  * reasoning changes before and after RL (the paper's two claims), and what fusion adds to BM25.
  */
 const COMPARISONS: readonly [RecipeRowId, RecipeRowId][] = [
-  ['stage2-off', 'stage1-off'], ['stage2-on', 'stage1-on'], ['stage1-on', 'stage1-off'], ['stage2-on', 'stage2-off'],
-  ['hybrid-off', 'bm25'], ['hybrid-on', 'bm25'],
+  ['stage2-off', 'stage1-off'],
+  ['stage2-on', 'stage1-on'],
+  ['stage1-on', 'stage1-off'],
+  ['stage2-on', 'stage2-off'],
+  ['hybrid-off', 'bm25'],
+  ['hybrid-on', 'bm25'],
 ];
 
 const MODEL_ROWS = ['stage1-off', 'stage1-on', 'stage2-off', 'stage2-on'] as const satisfies readonly RecipeRowId[];
@@ -71,10 +87,11 @@ type ModelRowId = (typeof MODEL_ROWS)[number];
 /** Documents retrieved per query (as BEIR runs), and the cutoffs reported. */
 const RUN_DEPTH = 1000;
 const CUTOFFS = [10, 100] as const;
-/** BM25 as Pyserini's BEIR baselines, English analysis everywhere (the cross-lingual sets search English paragraphs). */
+/**
+ * BM25 as Pyserini's BEIR baselines, English analysis everywhere (the cross-lingual sets search English paragraphs).
+ */
 const BM25 = { k1: 0.9, b: 0.4, language: 'en' } as const;
 /** Documents per cached embedding shard: a killed run loses at most one shard of work. */
-
 
 export interface RecipeEvaluateOptions {
   /** Stage-1 and stage-2 model folders. */
@@ -182,31 +199,69 @@ export interface RecipeEvaluation {
   producedBy: string;
   models: { stage1: { folder: string; fingerprint: string }; stage2: { folder: string; fingerprint: string } };
   settings: {
-    data: string; work: string; datasets: RecipeDatasetId[]; maxQueries: number; maxDocuments: number;
-    maxReasoningTokens: number; temperature: number; maxLength: number | null; queryBatch: number; seed: number;
-    randomizationTrials: number; runDepth: number; rrfK: number; bm25: { k1: number; b: number; analyzer: 'en' };
-    measures: string[]; evaluation: string; threads: string | null;
+    data: string;
+    work: string;
+    datasets: RecipeDatasetId[];
+    maxQueries: number;
+    maxDocuments: number;
+    maxReasoningTokens: number;
+    temperature: number;
+    maxLength: number | null;
+    queryBatch: number;
+    seed: number;
+    randomizationTrials: number;
+    runDepth: number;
+    rrfK: number;
+    bm25: { k1: number; b: number; analyzer: 'en' };
+    measures: string[];
+    evaluation: string;
+    threads: string | null;
   };
   datasets: RecipeDatasetResult[];
   seconds: number;
 }
 
 interface Settings {
-  data: string; work: string; maxQueries: number; maxDocuments: number; maxReasoningTokens: number; temperature: number;
-  maxLength: number | undefined; queryBatch: number; seed: number; trials: number;
+  data: string;
+  work: string;
+  maxQueries: number;
+  maxDocuments: number;
+  maxReasoningTokens: number;
+  temperature: number;
+  maxLength: number | undefined;
+  queryBatch: number;
+  seed: number;
+  trials: number;
 }
 
-interface ModelHandle { role: 'stage1' | 'stage2'; dir: string; fingerprint: string; embedder?: Embedder }
+interface ModelHandle {
+  role: 'stage1' | 'stage2';
+  dir: string;
+  fingerprint: string;
+  embedder?: Embedder;
+}
 
-interface LoadedDataset extends DevSet { corpusKey: string; queriesKey: string; fullQueries: number; fullDocuments: number }
+interface LoadedDataset extends DevSet {
+  corpusKey: string;
+  queriesKey: string;
+  fullQueries: number;
+  fullDocuments: number;
+}
 
-interface RowRun { run: Run; seconds: number; reasoning: ReasoningStats | null; reused: boolean; runFile: string }
+interface RowRun {
+  run: Run;
+  seconds: number;
+  reasoning: ReasoningStats | null;
+  reused: boolean;
+  runFile: string;
+}
 
 async function loadDataset(data: string, id: RecipeDatasetId, s: Settings): Promise<LoadedDataset> {
   const spec = DATASET_SPECS[id];
   const ds = await readBeirDataset(path.join(data, spec.queries), 'test');
   // Cross-lingual sets keep their own questions and qrels but search the English paragraphs (ids are parallel).
-  const corpus = spec.corpus === spec.queries ? ds.corpus : (await readBeirDataset(path.join(data, spec.corpus), 'test')).corpus;
+  const corpus =
+    spec.corpus === spec.queries ? ds.corpus : (await readBeirDataset(path.join(data, spec.corpus), 'test')).corpus;
   const set = subsetDevSet({ corpus, queries: ds.queries, qrels: ds.qrels }, s.maxQueries, s.maxDocuments);
   return {
     ...set,
@@ -223,8 +278,12 @@ const seconds = (t0: number): number => (performance.now() - t0) / 1000;
 class RecipeEvaluator {
   private readonly docCache = new Map<string, { matrix: EmbeddingMatrix; info: DocumentEmbeddingInfo }>();
 
-  constructor(readonly s: Settings, readonly models: { stage1: ModelHandle; stage2: ModelHandle },
-    private readonly onProgress: ProgressFn | undefined, private readonly log: (line: string) => void) {}
+  constructor(
+    readonly s: Settings,
+    readonly models: { stage1: ModelHandle; stage2: ModelHandle },
+    private readonly onProgress: ProgressFn | undefined,
+    private readonly log: (line: string) => void,
+  ) {}
 
   private progress(prefix: string): ProgressFn {
     return (stage, done, total) => this.onProgress?.(`${prefix}: ${stage}`, done, total);
@@ -239,42 +298,87 @@ class RecipeEvaluator {
   }
 
   /** The run of `row`, from the work folder when a finished one with the same key is there, else computed and saved. */
-  private async cachedRun(dsId: RecipeDatasetId, row: RecipeRowId, keyParts: string[],
-    compute: () => Promise<{ run: Run; seconds: number; reasoning: ReasoningStats | null }>): Promise<RowRun> {
+  private async cachedRun(
+    dsId: RecipeDatasetId,
+    row: RecipeRowId,
+    keyParts: string[],
+    compute: () => Promise<{ run: Run; seconds: number; reasoning: ReasoningStats | null }>,
+  ): Promise<RowRun> {
     const folder = path.join(this.s.work, 'runs', dsId);
-    const r = await cachedRun(folder, row, keyParts, async () => {
-      const { run, ...facts } = await compute();
-      return { run, facts };
-    }, this.log);
-    this.log(r.reused ? `${dsId}: ${ROW_LABELS[row]} reused from ${r.runFile}` : `${dsId}: ${ROW_LABELS[row]} done in ${r.facts.seconds.toFixed(1)} s`);
+    const r = await cachedRun(
+      folder,
+      row,
+      keyParts,
+      async () => {
+        const { run, ...facts } = await compute();
+        return { run, facts };
+      },
+      this.log,
+    );
+    this.log(
+      r.reused
+        ? `${dsId}: ${ROW_LABELS[row]} reused from ${r.runFile}`
+        : `${dsId}: ${ROW_LABELS[row]} done in ${r.facts.seconds.toFixed(1)} s`,
+    );
     return { run: r.run, seconds: r.facts.seconds, reasoning: r.facts.reasoning, reused: r.reused, runFile: r.runFile };
   }
 
   bm25(dsId: RecipeDatasetId, ds: LoadedDataset): Promise<RowRun> {
-    return this.cachedRun(dsId, 'bm25', ['bm25', JSON.stringify(BM25), String(RUN_DEPTH), ds.corpusKey, ds.queriesKey], async () => {
-      const t0 = performance.now();
-      const run = await new Bm25Retriever(BM25).retrieve(ds.corpus, ds.queries, RUN_DEPTH, this.progress(`${dsId} BM25`));
-      return { run, seconds: seconds(t0), reasoning: null };
-    });
+    return this.cachedRun(
+      dsId,
+      'bm25',
+      ['bm25', JSON.stringify(BM25), String(RUN_DEPTH), ds.corpusKey, ds.queriesKey],
+      async () => {
+        const t0 = performance.now();
+        const run = await new Bm25Retriever(BM25).retrieve(
+          ds.corpus,
+          ds.queries,
+          RUN_DEPTH,
+          this.progress(`${dsId} BM25`),
+        );
+        return { run, seconds: seconds(t0), reasoning: null };
+      },
+    );
   }
 
   /** Document embeddings of `m` for this corpus: from memory, from cached shards, or computed shard by shard. */
-  async documents(m: ModelHandle, dsId: RecipeDatasetId, corpus: readonly BeirDocument[], corpusKey: string): Promise<{ matrix: EmbeddingMatrix; info: DocumentEmbeddingInfo }> {
+  async documents(
+    m: ModelHandle,
+    dsId: RecipeDatasetId,
+    corpus: readonly BeirDocument[],
+    corpusKey: string,
+  ): Promise<{ matrix: EmbeddingMatrix; info: DocumentEmbeddingInfo }> {
     const { key, folder } = this.documentFolder(m, corpusKey);
     const hit = this.docCache.get(key);
     if (hit) return hit;
     const progress = this.progress(`${dsId} ${m.role}`);
     let e: Embedder | undefined;
     const texts = (a: number, b: number): string[] => corpus.slice(a, b).map(documentText);
-    const r = await shardedEmbeddings(folder, corpus.map((d) => d.id), texts, {
-      prepare: async () => { e = await this.embedder(m); },
-      encode: (shard, start) => {
-        const vectors = e!.embedDocuments(shard, (done) => progress('encoding documents', start + done, corpus.length)).vectors;
-        return { vectors: stackVectors(vectors, e!.dimension), dim: e!.dimension };
+    const r = await shardedEmbeddings(
+      folder,
+      corpus.map((d) => d.id),
+      texts,
+      {
+        prepare: async () => {
+          e = await this.embedder(m);
+        },
+        encode: (shard, start) => {
+          const vectors = e!.embedDocuments(shard, (done) =>
+            progress('encoding documents', start + done, corpus.length),
+          ).vectors;
+          return { vectors: stackVectors(vectors, e!.dimension), dim: e!.dimension };
+        },
       },
-    }, this.log);
-    const result = { matrix: r.matrix, info: { documents: corpus.length, seconds: r.seconds, reused: r.reused, folder } };
-    this.log(`${dsId}: ${m.role} document embeddings ${r.reused ? 'reused' : 'computed'} (${corpus.length} documents, ${r.seconds.toFixed(1)} s)`);
+      this.log,
+    );
+    const result = {
+      matrix: r.matrix,
+      info: { documents: corpus.length, seconds: r.seconds, reused: r.reused, folder },
+    };
+    this.log(
+      `${dsId}: ${m.role} document embeddings ${r.reused ? 'reused' : 'computed'} (${corpus.length} ` +
+        `documents, ${r.seconds.toFixed(1)} s)`,
+    );
     this.docCache.set(key, result);
     return result;
   }
@@ -283,24 +387,54 @@ class RecipeEvaluator {
     const m = row.startsWith('stage1') ? this.models.stage1 : this.models.stage2;
     const reasoning = row.endsWith('-on') ? 'on' : 'off';
     const s = this.s;
-    const options = reasoning === 'on'
-      ? [`budget=${s.maxReasoningTokens}`, `temperature=${s.temperature}`, `seed=${s.seed}`, `batch=${s.queryBatch}`]
-      : [];
-    const keyParts = [row, m.fingerprint, reasoning, ...options, `maxLength=${s.maxLength ?? 'context'}`, String(RUN_DEPTH), ds.corpusKey, ds.queriesKey];
+    const options =
+      reasoning === 'on'
+        ? [`budget=${s.maxReasoningTokens}`, `temperature=${s.temperature}`, `seed=${s.seed}`, `batch=${s.queryBatch}`]
+        : [];
+    const keyParts = [
+      row,
+      m.fingerprint,
+      reasoning,
+      ...options,
+      `maxLength=${s.maxLength ?? 'context'}`,
+      String(RUN_DEPTH),
+      ds.corpusKey,
+      ds.queriesKey,
+    ];
     return this.cachedRun(dsId, row, keyParts, async () => {
       const docs = await this.documents(m, dsId, ds.corpus, ds.corpusKey);
       const embedder = await this.embedder(m);
       const progress = this.progress(`${dsId} ${ROW_LABELS[row]}`);
       const t0 = performance.now();
-      const q = await embedQueryMatrix(embedder, ds.queries, {
-        reasoning, maxReasoningTokens: s.maxReasoningTokens, temperature: s.temperature, seed: s.seed, queryBatch: s.queryBatch,
-      }, progress);
-      const run = await new EmbeddingRetriever(q.matrix, docs.matrix, row).retrieve(ds.corpus, ds.queries, RUN_DEPTH, progress);
+      const q = await embedQueryMatrix(
+        embedder,
+        ds.queries,
+        {
+          reasoning,
+          maxReasoningTokens: s.maxReasoningTokens,
+          temperature: s.temperature,
+          seed: s.seed,
+          queryBatch: s.queryBatch,
+        },
+        progress,
+      );
+      const run = await new EmbeddingRetriever(q.matrix, docs.matrix, row).retrieve(
+        ds.corpus,
+        ds.queries,
+        RUN_DEPTH,
+        progress,
+      );
       const n = ds.queries.size;
       // generatedTokens counts the embed token of every query that emitted it; reasoning is what came before.
-      const reasoningStats = reasoning === 'on'
-        ? { queries: n, forced: q.forced, forcedFraction: n > 0 ? q.forced / n : 0, meanReasoningTokens: n > 0 ? (q.generatedTokens - (n - q.forced)) / n : 0 }
-        : null;
+      const reasoningStats =
+        reasoning === 'on'
+          ? {
+              queries: n,
+              forced: q.forced,
+              forcedFraction: n > 0 ? q.forced / n : 0,
+              meanReasoningTokens: n > 0 ? (q.generatedTokens - (n - q.forced)) / n : 0,
+            }
+          : null;
       return { run, seconds: seconds(t0), reasoning: reasoningStats };
     });
   }
@@ -334,13 +468,37 @@ function compare(a: RecipeRowId, b: RecipeRowId, evs: Map<RecipeRowId, Evaluatio
   if (n < 2) {
     const meanA = ea.all['ndcg_cut_10']!;
     const meanB = eb.all['ndcg_cut_10']!;
-    return { a, b, measure: 'ndcg_cut_10', n, meanA, meanB, difference: meanA - meanB, tTestP: null, randomizationP: null };
+    return {
+      a,
+      b,
+      measure: 'ndcg_cut_10',
+      n,
+      meanA,
+      meanB,
+      difference: meanA - meanB,
+      tTestP: null,
+      randomizationP: null,
+    };
   }
   const [c] = compareEvaluations(ea, eb, ['ndcg_cut_10'], { seed: s.seed, trials: s.trials });
-  return { a, b, measure: 'ndcg_cut_10', n: c!.n, meanA: c!.a, meanB: c!.b, difference: c!.a - c!.b, tTestP: c!.tTestP, randomizationP: c!.randomizationP };
+  return {
+    a,
+    b,
+    measure: 'ndcg_cut_10',
+    n: c!.n,
+    meanA: c!.a,
+    meanB: c!.b,
+    difference: c!.a - c!.b,
+    tTestP: c!.tTestP,
+    randomizationP: c!.randomizationP,
+  };
 }
 
-async function evaluateDataset(ev: RecipeEvaluator, dsId: RecipeDatasetId, log: (line: string) => void): Promise<RecipeDatasetResult> {
+async function evaluateDataset(
+  ev: RecipeEvaluator,
+  dsId: RecipeDatasetId,
+  log: (line: string) => void,
+): Promise<RecipeDatasetResult> {
   const s = ev.s;
   const spec = DATASET_SPECS[dsId];
   const ds = await loadDataset(s.data, dsId, s);
@@ -348,7 +506,10 @@ async function evaluateDataset(ev: RecipeEvaluator, dsId: RecipeDatasetId, log: 
   const runs = new Map<RecipeRowId, RowRun>();
   runs.set('bm25', await ev.bm25(dsId, ds));
   for (const row of MODEL_ROWS) runs.set(row, await ev.modelRow(dsId, ds, row));
-  for (const [row, dense] of [['hybrid-off', 'stage2-off'], ['hybrid-on', 'stage2-on']] as const) {
+  for (const [row, dense] of [
+    ['hybrid-off', 'stage2-off'],
+    ['hybrid-on', 'stage2-on'],
+  ] as const) {
     const a = runs.get('bm25')!;
     const b = runs.get(dense)!;
     const t0 = performance.now();
@@ -356,7 +517,13 @@ async function evaluateDataset(ev: RecipeEvaluator, dsId: RecipeDatasetId, log: 
     const fusion = seconds(t0);
     const runFile = path.join(s.work, 'runs', dsId, `${row}.${cacheKey([a.runFile, b.runFile])}.trec`);
     writeTrecRun(runFile, run, row);
-    runs.set(row, { run, seconds: a.seconds + b.seconds + fusion, reasoning: b.reasoning, reused: a.reused && b.reused, runFile });
+    runs.set(row, {
+      run,
+      seconds: a.seconds + b.seconds + fusion,
+      reasoning: b.reasoning,
+      reused: a.reused && b.reused,
+      runFile,
+    });
   }
   const evs = new Map<RecipeRowId, Evaluation>();
   const rows: RecipeRowResult[] = RECIPE_ROWS.map((id) => {
@@ -364,16 +531,27 @@ async function evaluateDataset(ev: RecipeEvaluator, dsId: RecipeDatasetId, log: 
     const e = evaluate(r.run, ds);
     evs.set(id, e);
     return {
-      id, label: ROW_LABELS[id], ndcg10: e.all['ndcg_cut_10']!, recall100: e.all['recall_100']!,
-      seconds: r.seconds, reused: r.reused, runFile: r.runFile, reasoning: r.reasoning,
+      id,
+      label: ROW_LABELS[id],
+      ndcg10: e.all['ndcg_cut_10']!,
+      recall100: e.all['recall_100']!,
+      seconds: r.seconds,
+      reused: r.reused,
+      runFile: r.runFile,
+      reasoning: r.reasoning,
     };
   });
   const m = ev.models;
   return {
-    id: dsId, label: spec.label, split: 'test',
-    queriesFolder: path.join(s.data, spec.queries), corpusFolder: path.join(s.data, spec.corpus),
-    queries: ds.queries.size, documents: ds.corpus.length,
-    judgedQueriesAvailable: ds.fullQueries, documentsAvailable: ds.fullDocuments,
+    id: dsId,
+    label: spec.label,
+    split: 'test',
+    queriesFolder: path.join(s.data, spec.queries),
+    corpusFolder: path.join(s.data, spec.corpus),
+    queries: ds.queries.size,
+    documents: ds.corpus.length,
+    judgedQueriesAvailable: ds.fullQueries,
+    documentsAvailable: ds.fullDocuments,
     bm25Analyzer: 'en',
     documentEmbeddings: {
       stage1: ev.documentInfo(m.stage1, ds),
@@ -387,7 +565,10 @@ async function evaluateDataset(ev: RecipeEvaluator, dsId: RecipeDatasetId, log: 
 async function modelHandle(role: 'stage1' | 'stage2', dir: string): Promise<ModelHandle> {
   const abs = path.resolve(dir);
   if (!existsSync(path.join(abs, 'config.json'))) {
-    throw new ModelFileError(abs, `is not a model folder (no config.json); give the ${role === 'stage1' ? 'stage-1' : 'stage-2'} model folder.`);
+    throw new ModelFileError(
+      abs,
+      `is not a model folder (no config.json); give the ${role === 'stage1' ? 'stage-1' : 'stage-2'} model folder.`,
+    );
   }
   return { role, dir: abs, fingerprint: await modelFingerprint(abs) };
 }
@@ -402,7 +583,8 @@ export async function evaluateRecipeModels(o: RecipeEvaluateOptions): Promise<Re
   const out = path.resolve(o.out);
   const datasets = [...(o.datasets ?? RECIPE_DATASETS)];
   for (const d of datasets) {
-    if (!RECIPE_DATASETS.includes(d)) throw new RangeError(`unknown dataset '${d}' (known: ${RECIPE_DATASETS.join(', ')})`);
+    if (!RECIPE_DATASETS.includes(d))
+      throw new RangeError(`unknown dataset '${d}' (known: ${RECIPE_DATASETS.join(', ')})`);
   }
   const s: Settings = {
     data: path.resolve(o.data),
@@ -430,9 +612,19 @@ export async function evaluateRecipeModels(o: RecipeEvaluateOptions): Promise<Re
       stage2: { folder: models.stage2.dir, fingerprint: models.stage2.fingerprint },
     },
     settings: {
-      data: s.data, work: s.work, datasets, maxQueries: s.maxQueries, maxDocuments: s.maxDocuments,
-      maxReasoningTokens: s.maxReasoningTokens, temperature: s.temperature, maxLength: s.maxLength ?? null,
-      queryBatch: s.queryBatch, seed: s.seed, randomizationTrials: s.trials, runDepth: RUN_DEPTH, rrfK: RRF_K,
+      data: s.data,
+      work: s.work,
+      datasets,
+      maxQueries: s.maxQueries,
+      maxDocuments: s.maxDocuments,
+      maxReasoningTokens: s.maxReasoningTokens,
+      temperature: s.temperature,
+      maxLength: s.maxLength ?? null,
+      queryBatch: s.queryBatch,
+      seed: s.seed,
+      randomizationTrials: s.trials,
+      runDepth: RUN_DEPTH,
+      rrfK: RRF_K,
       bm25: { k1: BM25.k1, b: BM25.b, analyzer: BM25.language },
       measures: ['ndcg_cut_10', 'recall_100'],
       evaluation: 'trec_eval semantics (src/eval/measures.ts), every judged query counted (-c)',
@@ -455,46 +647,73 @@ const secs = (x: number): string => (x < 10 ? x.toFixed(2) : x.toFixed(1));
 export function formatRecipeEvaluation(r: RecipeEvaluation): string {
   const st = r.settings;
   const lines: string[] = ['# Search-R3 default model: evaluation', ''];
-  lines.push(`Produced by \`${r.producedBy}\` on ${r.createdAt} in ${secs(r.seconds)} s`
-    + ` (SEARCH_R3_THREADS=${st.threads ?? 'unset'}); stage 1 \`${r.models.stage1.folder}\` (${r.models.stage1.fingerprint}),`
-    + ` stage 2 \`${r.models.stage2.folder}\` (${r.models.stage2.fingerprint}).`);
-  lines.push(`Measures as trec_eval computes them (every judged query counted); runs of depth ${st.runDepth};`
-    + ` reasoning budget ${st.maxReasoningTokens} tokens, temperature ${st.temperature}${st.temperature === 0 ? ' (greedy)' : ''};`
-    + ` BM25 k1 ${st.bm25.k1}, b ${st.bm25.b}, English analyzer on every set; hybrid = reciprocal-rank fusion (k = ${st.rrfK});`
-    + ` paired tests over per-query nDCG@10 (t-test, and ${st.randomizationTrials} sign flips with seed ${st.seed}).`);
+  lines.push(
+    `Produced by \`${r.producedBy}\` on ${r.createdAt} in ${secs(r.seconds)} s` +
+      ` (SEARCH_R3_THREADS=${st.threads ?? 'unset'}); stage 1 \`${r.models.stage1.folder}\` ` +
+      `(${r.models.stage1.fingerprint}),` +
+      ` stage 2 \`${r.models.stage2.folder}\` (${r.models.stage2.fingerprint}).`,
+  );
+  lines.push(
+    `Measures as trec_eval computes them (every judged query counted); runs of depth ${st.runDepth};` +
+      ` reasoning budget ${st.maxReasoningTokens} tokens, temperature ` +
+      `${st.temperature}${st.temperature === 0 ? ' (greedy)' : ''};` +
+      ` BM25 k1 ${st.bm25.k1}, b ${st.bm25.b}, English analyzer on every set; hybrid = reciprocal-rank fusion ` +
+      `(k = ${st.rrfK});` +
+      ` paired tests over per-query nDCG@10 (t-test, and ${st.randomizationTrials} sign flips with seed ${st.seed}).`,
+  );
   if (st.maxQueries > 0 || st.maxDocuments > 0) {
-    lines.push(`Subsets: first ${st.maxQueries || 'all'} judged queries per set, corpus cut to their judged documents`
-      + ` plus ${st.maxDocuments || 'all'} others. Not the full benchmark.`);
+    lines.push(
+      `Subsets: first ${st.maxQueries || 'all'} judged queries per set, corpus cut to their judged documents` +
+        ` plus ${st.maxDocuments || 'all'} others. Not the full benchmark.`,
+    );
   }
   lines.push('', '## nDCG@10', '');
   lines.push(`| row | ${r.datasets.map((d) => d.label).join(' | ')} |`);
   lines.push(`| --- |${r.datasets.map(() => ' ---: |').join('')}`);
   for (const id of RECIPE_ROWS) {
-    lines.push(`| ${ROW_LABELS[id]} | ${r.datasets.map((d) => f4(d.rows.find((x) => x.id === id)!.ndcg10)).join(' | ')} |`);
+    lines.push(
+      `| ${ROW_LABELS[id]} | ${r.datasets.map((d) => f4(d.rows.find((x) => x.id === id)!.ndcg10)).join(' | ')} |`,
+    );
   }
   for (const d of r.datasets) {
     lines.push('', `## ${d.label}`, '');
-    lines.push(`${d.queries.toLocaleString('en')} queries${d.queries < d.judgedQueriesAvailable ? ` of ${d.judgedQueriesAvailable.toLocaleString('en')}` : ''},`
-      + ` ${d.documents.toLocaleString('en')} documents${d.documents < d.documentsAvailable ? ` of ${d.documentsAvailable.toLocaleString('en')}` : ''}`
-      + ` (queries: \`${d.queriesFolder}\`, documents: \`${d.corpusFolder}\`).`);
+    lines.push(
+      `${d.queries.toLocaleString('en')} ` +
+        `queries${d.queries < d.judgedQueriesAvailable ? ` of ${d.judgedQueriesAvailable.toLocaleString('en')}` : ''}` +
+        ',' +
+        ` ${d.documents.toLocaleString('en')} ` +
+        `documents${d.documents < d.documentsAvailable ? ` of ${d.documentsAvailable.toLocaleString('en')}` : ''}` +
+        ` (queries: \`${d.queriesFolder}\`, documents: \`${d.corpusFolder}\`).`,
+    );
     const emb = (e: DocumentEmbeddingInfo): string => `${secs(e.seconds)} s${e.reused ? ' (cached)' : ''}`;
-    lines.push(`Document embedding: stage 1 ${emb(d.documentEmbeddings.stage1)}, stage 2 ${emb(d.documentEmbeddings.stage2)}`
-      + ' (once per model and corpus, shared by the rows; not in the row times).', '');
+    lines.push(
+      `Document embedding: stage 1 ${emb(d.documentEmbeddings.stage1)}, stage 2 ${emb(d.documentEmbeddings.stage2)}` +
+        ' (once per model and corpus, shared by the rows; not in the row times).',
+      '',
+    );
     lines.push('| row | nDCG@10 | R@100 | wall s | mean reasoning tokens | forced |');
     lines.push('| --- | ---: | ---: | ---: | ---: | ---: |');
     for (const row of d.rows) {
       const rs = row.reasoning;
-      lines.push(`| ${row.label} | ${f4(row.ndcg10)} | ${f4(row.recall100)} | ${secs(row.seconds)} | `
-        + `${rs ? rs.meanReasoningTokens.toFixed(1) : ''} | ${rs ? `${(100 * rs.forcedFraction).toFixed(1)} %` : ''} |`);
+      lines.push(
+        `| ${row.label} | ${f4(row.ndcg10)} | ${f4(row.recall100)} | ${secs(row.seconds)} | ` +
+          `${rs ? rs.meanReasoningTokens.toFixed(1) : ''} | ${rs ? `${(100 * rs.forcedFraction).toFixed(1)} %` : ''} |`,
+      );
     }
     lines.push('', '| comparison (nDCG@10) | a | b | a − b | p (t-test) | p (randomisation) | queries |');
     lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const c of d.significance) {
-      lines.push(`| ${ROW_LABELS[c.a]} vs ${ROW_LABELS[c.b]} | ${f4(c.meanA)} | ${f4(c.meanB)} | ${c.difference >= 0 ? '+' : ''}${f4(c.difference)}`
-        + ` | ${pValue(c.tTestP)} | ${pValue(c.randomizationP)} | ${c.n} |`);
+      lines.push(
+        `| ${ROW_LABELS[c.a]} vs ${ROW_LABELS[c.b]} | ${f4(c.meanA)} | ${f4(c.meanB)} | ` +
+          `${c.difference >= 0 ? '+' : ''}${f4(c.difference)}` +
+          ` | ${pValue(c.tTestP)} | ${pValue(c.randomizationP)} | ${c.n} |`,
+      );
     }
   }
-  lines.push('', 'Hybrid wall time = its two runs + the fusion. Runs (TREC format) are in the work folder:'
-    + ` \`${st.work}\`.`, '');
+  lines.push(
+    '',
+    'Hybrid wall time = its two runs + the fusion. Runs (TREC format) are in the work folder:' + ` \`${st.work}\`.`,
+    '',
+  );
   return lines.join('\n');
 }

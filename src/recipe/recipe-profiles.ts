@@ -26,8 +26,16 @@ export interface RecipePaths {
 export function recipePaths(work: string, data: string): RecipePaths {
   const w = (p: string): string => path.join(work, p);
   return {
-    work, data, corpus: w('corpus'), tokenizer: w('tokenizer'), lm: w('lm'), mined: w('mined/scifact-train.jsonl'),
-    stage1: w('stage1'), stage2: w('stage2'), evaluation: w('evaluation'), configs: w('configs'),
+    work,
+    data,
+    corpus: w('corpus'),
+    tokenizer: w('tokenizer'),
+    lm: w('lm'),
+    mined: w('mined/scifact-train.jsonl'),
+    stage1: w('stage1'),
+    stage2: w('stage2'),
+    evaluation: w('evaluation'),
+    configs: w('configs'),
   };
 }
 
@@ -52,7 +60,10 @@ const scifact = (p: RecipePaths): string => path.join(p.data, 'scifact');
 
 /** The corpus's train shards by name (the folder itself would also read valid.jsonl). */
 const lmData = (p: RecipePaths): Record<string, unknown> => ({
-  train: readdirSync(p.corpus).filter((f) => /^train-\d+\.jsonl$/.test(f)).sort().map((f) => path.join(p.corpus, f)),
+  train: readdirSync(p.corpus)
+    .filter((f) => /^train-\d+\.jsonl$/.test(f))
+    .sort()
+    .map((f) => path.join(p.corpus, f)),
   valid: [path.join(p.corpus, 'valid.jsonl')],
 });
 
@@ -74,19 +85,43 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
     context: 256,
     // docs/default-model.md: d256, 6 layers, ≈ 6.8 M parameters, 1,600 × 4,096 tokens ≈ 0.8 epoch
     lm: (p) => ({
-      tokenizer: p.tokenizer, output: p.lm, seed: 0, data: { ...lmData(p) },
-      model: { hiddenSize: 256, intermediateSize: 768, numHiddenLayers: 6, numAttentionHeads: 4, numKeyValueHeads: 2,
-        ropeTheta: 10000, maxPositionEmbeddings: 1024, tieWordEmbeddings: true },
-      seqLength: 256, batchSize: 8, accumulation: 2, steps: 1600,
+      tokenizer: p.tokenizer,
+      output: p.lm,
+      seed: 0,
+      data: { ...lmData(p) },
+      model: {
+        hiddenSize: 256,
+        intermediateSize: 768,
+        numHiddenLayers: 6,
+        numAttentionHeads: 4,
+        numKeyValueHeads: 2,
+        ropeTheta: 10000,
+        maxPositionEmbeddings: 1024,
+        tieWordEmbeddings: true,
+      },
+      seqLength: 256,
+      batchSize: 8,
+      accumulation: 2,
+      steps: 1600,
       optimizer: { lr: 2e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, warmupSteps: 100, minLr: 2e-4, maxGradNorm: 1 },
-      eval: { every: 200, maxSequences: 64 }, checkpoint: { every: 100, keep: 2 }, saveDtype: 'F16',
+      eval: { every: 200, maxSequences: 64 },
+      checkpoint: { every: 100, keep: 2 },
+      saveDtype: 'F16',
     }),
     mineArgs: ['--window', '10:100', '--negatives', '4', '--fn-ratio', '0.95', '--seed', '0'],
-    mine: (p) => ({ model: path.join(p.lm, 'final'), output: p.stage1, data: [{ type: 'beir', path: scifact(p), split: 'train' }] }),
+    mine: (p) => ({
+      model: path.join(p.lm, 'final'),
+      output: p.stage1,
+      data: [{ type: 'beir', path: scifact(p), split: 'train' }],
+    }),
     // KL is off: the pretrained base never saw the chat template, so a KL term on the response tokens
     // would only pull against L_SFT (Search-R3 starts from an instruction-tuned model, where it helps)
     stage1: (p) => ({
-      model: path.join(p.lm, 'final'), output: p.stage1, seed: 0, maxLength: 256, steps: 250,
+      model: path.join(p.lm, 'final'),
+      output: p.stage1,
+      seed: 0,
+      maxLength: 256,
+      steps: 250,
       data: stage1Data(p, 0),
       batch: { queries: 32, hardNegatives: 1, subBatch: 0, accumulation: 1 },
       loss: { sft: 1, kl: 0, infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
@@ -95,7 +130,11 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       eval: { beir: nfcorpusDev(p), split: 'dev', every: 50, maxQueries: 50, maxDocuments: 300 },
     }),
     stage2: (p) => ({
-      model: path.join(p.stage1, 'final'), output: p.stage2, seed: 0, steps: 40, maxLength: 256,
+      model: path.join(p.stage1, 'final'),
+      output: p.stage2,
+      seed: 0,
+      steps: 40,
+      maxLength: 256,
       data: { beir: scifact(p), split: 'train', maxQueries: 0, maxDocuments: 0 },
       // stage 1 leaves the response nearly deterministic ("The embedding is <|embed_token|>."): at T = 1
       // every response of a group was the same, every advantage 0 and GRPO idle; T = 1.5 explores
@@ -108,7 +147,15 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       optimizer: { lr: 2e-5, weightDecay: 0, warmupSteps: 4, minLr: 2e-6, maxGradNorm: 1 },
       // a full refresh every 15 steps keeps the mean staleness ≤ 10, where the local rewards track exact
       // ones; without it the table reached 19 versions and under-rewarded (rlenv audit --from, docs/rlenv.md)
-      environment: { mode: 'local', budget: 200, candidates: 8, neighbours: 4, rolling: 32, fullEvery: 15, returnCandidates: 16 },
+      environment: {
+        mode: 'local',
+        budget: 200,
+        candidates: 8,
+        neighbours: 4,
+        rolling: 32,
+        fullEvery: 15,
+        returnCandidates: 16,
+      },
       checkpoint: { every: 10, keep: 2 },
     }),
     evaluateArgs: ['--max-reasoning-tokens', '24'],
@@ -120,17 +167,41 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
     vocabSize: 384,
     context: 128,
     lm: (p) => ({
-      tokenizer: p.tokenizer, output: p.lm, seed: 0, data: { ...lmData(p) },
-      model: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 2, numKeyValueHeads: 1,
-        ropeTheta: 10000, maxPositionEmbeddings: 256, tieWordEmbeddings: true },
-      seqLength: 64, batchSize: 2, accumulation: 1, steps: 4,
+      tokenizer: p.tokenizer,
+      output: p.lm,
+      seed: 0,
+      data: { ...lmData(p) },
+      model: {
+        hiddenSize: 32,
+        intermediateSize: 64,
+        numHiddenLayers: 2,
+        numAttentionHeads: 2,
+        numKeyValueHeads: 1,
+        ropeTheta: 10000,
+        maxPositionEmbeddings: 256,
+        tieWordEmbeddings: true,
+      },
+      seqLength: 64,
+      batchSize: 2,
+      accumulation: 1,
+      steps: 4,
       optimizer: { lr: 1e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, warmupSteps: 1, minLr: 1e-4, maxGradNorm: 1 },
-      eval: { every: 2, maxSequences: 2 }, checkpoint: { every: 2, keep: 2 }, saveDtype: 'F32',
+      eval: { every: 2, maxSequences: 2 },
+      checkpoint: { every: 2, keep: 2 },
+      saveDtype: 'F32',
     }),
     mineArgs: ['--window', '2:20', '--negatives', '2', '--seed', '0'],
-    mine: (p) => ({ model: path.join(p.lm, 'final'), output: p.stage1, data: [{ type: 'beir', path: scifact(p), split: 'train' }] }),
+    mine: (p) => ({
+      model: path.join(p.lm, 'final'),
+      output: p.stage1,
+      data: [{ type: 'beir', path: scifact(p), split: 'train' }],
+    }),
     stage1: (p) => ({
-      model: path.join(p.lm, 'final'), output: p.stage1, seed: 0, maxLength: 128, steps: 3,
+      model: path.join(p.lm, 'final'),
+      output: p.stage1,
+      seed: 0,
+      maxLength: 128,
+      steps: 3,
       data: stage1Data(p, 40),
       batch: { queries: 4, hardNegatives: 1, subBatch: 0, accumulation: 1 },
       loss: { sft: 1, kl: 0, infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
@@ -139,7 +210,11 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       eval: { beir: nfcorpusDev(p), split: 'dev', every: 2, maxQueries: 3, maxDocuments: 20 },
     }),
     stage2: (p) => ({
-      model: path.join(p.stage1, 'final'), output: p.stage2, seed: 0, steps: 2, maxLength: 128,
+      model: path.join(p.stage1, 'final'),
+      output: p.stage2,
+      seed: 0,
+      steps: 2,
+      maxLength: 128,
       data: { beir: scifact(p), split: 'train', maxQueries: 6, maxDocuments: 60 },
       rollout: { queries: 2, group: 2, temperature: 1, maxReasoningTokens: 4 },
       reward: { kind: 'ndcg', k: 10 },
@@ -148,6 +223,15 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       environment: { budget: 20, rolling: 4 },
       checkpoint: { every: 1, keep: 2 },
     }),
-    evaluateArgs: ['--max-reasoning-tokens', '4', '--max-queries', '4', '--max-documents', '40', '--datasets', 'scifact,xquad-de'],
+    evaluateArgs: [
+      '--max-reasoning-tokens',
+      '4',
+      '--max-queries',
+      '4',
+      '--max-documents',
+      '40',
+      '--datasets',
+      'scifact,xquad-de',
+    ],
   },
 };

@@ -35,7 +35,7 @@ export interface AuditSummary {
 export function averageRanks(x: readonly number[]): number[] {
   const idx = x.map((_, i) => i).sort((a, b) => x[a] - x[b]);
   const ranks = new Array<number>(x.length);
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && x[idx[j + 1]] === x[idx[i]]) j++;
     const r = (i + j) / 2 + 1;
@@ -49,9 +49,18 @@ export function pearson(a: readonly number[], b: readonly number[]): number {
   const n = a.length;
   if (n !== b.length) throw new Error(`pearson: ${n} vs ${b.length} values`);
   if (n === 0) return NaN;
-  const ma = a.reduce((s, v) => s + v, 0) / n, mb = b.reduce((s, v) => s + v, 0) / n;
-  let sab = 0, saa = 0, sbb = 0;
-  for (let i = 0; i < n; i++) { const da = a[i] - ma, db = b[i] - mb; sab += da * db; saa += da * da; sbb += db * db; }
+  const ma = a.reduce((s, v) => s + v, 0) / n,
+    mb = b.reduce((s, v) => s + v, 0) / n;
+  let sab = 0,
+    saa = 0,
+    sbb = 0;
+  for (let i = 0; i < n; i++) {
+    const da = a[i] - ma,
+      db = b[i] - mb;
+    sab += da * db;
+    saa += da * da;
+    sbb += db * db;
+  }
   if (saa === 0 && sbb === 0) return 1; // both constant and equal in order: identical rankings
   if (saa === 0 || sbb === 0) return 0;
   return sab / Math.sqrt(saa * sbb);
@@ -65,9 +74,11 @@ export function spearman(a: readonly number[], b: readonly number[]): number {
 const mean = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.reduce((s, v) => s + v, 0) / xs.length);
 
 export function summariseAudit(steps: readonly AuditStep[]): AuditSummary {
-  const local = steps.flatMap((s) => s.localRewards), exact = steps.flatMap((s) => s.exactRewards);
+  const local = steps.flatMap((s) => s.localRewards),
+    exact = steps.flatMap((s) => s.exactRewards);
   const diffs = local.map((v, i) => Math.abs(v - exact[i]));
-  const le = mean(steps.map((s) => s.localEncodes)), ee = mean(steps.map((s) => s.exactEncodes));
+  const le = mean(steps.map((s) => s.localEncodes)),
+    ee = mean(steps.map((s) => s.exactEncodes));
   return {
     steps: steps.length,
     responses: local.length,
@@ -86,10 +97,12 @@ export function formatAudit(s: AuditSummary): string {
   const f = (x: number, d = 4): string => (Number.isFinite(x) ? x.toFixed(d) : String(x));
   return [
     `audited steps ${s.steps} (${s.responses} responses)`,
-    `document encodes / step: local ${f(s.encodesPerStep.local, 1)}, exact ${f(s.encodesPerStep.exact, 1)} (${f(s.encodesPerStep.ratio, 1)}× fewer)`,
+    `document encodes / step: local ${f(s.encodesPerStep.local, 1)}, exact ${f(s.encodesPerStep.exact, 1)} ` +
+      `(${f(s.encodesPerStep.ratio, 1)}× fewer)`,
     `environment wall time / step: local ${f(s.secondsPerStep.local, 3)} s, exact ${f(s.secondsPerStep.exact, 3)} s`,
     `mean staleness of the local table (policy versions behind): ${f(s.meanStaleness, 3)}`,
-    `reward: mean local ${f(s.meanReward.local)}, exact ${f(s.meanReward.exact)}; mean |Δ| ${f(s.meanAbsRewardDiff)}, max |Δ| ${f(s.maxAbsRewardDiff)}`,
+    `reward: mean local ${f(s.meanReward.local)}, exact ${f(s.meanReward.exact)}; mean |Δ| ` +
+      `${f(s.meanAbsRewardDiff)}, max |Δ| ${f(s.maxAbsRewardDiff)}`,
     `Spearman ρ(local, exact): pooled ${f(s.spearman)}, mean per step ${f(s.meanStepSpearman)}`,
   ].join('\n');
 }

@@ -8,7 +8,10 @@ import { kernels } from '../tensor/index.js';
 
 /** The table does not fit: the message gives the bytes needed and the limit. */
 export class TableTooLargeError extends Error {
-  constructor(message: string) { super(message); this.name = 'TableTooLargeError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'TableTooLargeError';
+  }
 }
 
 /** Never-encoded rows carry this version. */
@@ -35,22 +38,37 @@ export class EmbeddingTable {
    * Throws TableTooLargeError, before allocating anything, when the table needs more than maxBytes.
    * `adopt` hands over existing arrays (a checkpoint's, just read) instead of allocating a second copy.
    */
-  constructor(readonly rows: number, readonly dim: number, maxBytes = defaultTableLimit(), adopt?: { vectors: Float32Array; versions: Int32Array }) {
-    if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1) throw new Error(`an embedding table needs at least one row and one dimension, got ${rows} × ${dim}`);
+  constructor(
+    readonly rows: number,
+    readonly dim: number,
+    maxBytes = defaultTableLimit(),
+    adopt?: { vectors: Float32Array; versions: Int32Array },
+  ) {
+    if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1)
+      throw new Error(`an embedding table needs at least one row and one dimension, got ${rows} × ${dim}`);
     const need = tableBytes(rows, dim);
     // a typed array holds at most 2^32 − 1 elements on Node 20
     if (need > maxBytes || rows * dim > 2 ** 32 - 1) {
-      throw new TableTooLargeError(`the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes (${fmtGiB(need)}), ` +
-        `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents (environment.maxDocuments) or raise environment.maxTableBytes`);
+      throw new TableTooLargeError(
+        `the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes ` +
+          `(${fmtGiB(need)}), ` +
+          `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents ` +
+          `(environment.maxDocuments) or raise environment.maxTableBytes`,
+      );
     }
     if (adopt && (adopt.vectors.length !== rows * dim || adopt.versions.length !== rows)) {
-      throw new Error(`an embedding table of ${rows} × ${dim} cannot hold ${adopt.vectors.length} values with ${adopt.versions.length} versions`);
+      throw new Error(
+        `an embedding table of ${rows} × ${dim} cannot hold ${adopt.vectors.length} values with ` +
+          `${adopt.versions.length} versions`,
+      );
     }
     this.vectors = adopt?.vectors ?? new Float32Array(rows * dim);
     this.versions = adopt?.versions ?? new Int32Array(rows).fill(NEVER);
   }
 
-  row(i: number): Float32Array { return this.vectors.subarray(i * this.dim, (i + 1) * this.dim); }
+  row(i: number): Float32Array {
+    return this.vectors.subarray(i * this.dim, (i + 1) * this.dim);
+  }
 
   set(i: number, v: Float32Array, version: number): void {
     if (v.length !== this.dim) throw new Error(`row ${i}: a ${v.length}-d vector for a ${this.dim}-d table`);
@@ -76,12 +94,27 @@ export class EmbeddingTable {
    * Scores of every row against a unit query: cosine similarity (rows are unit length), plus
    * offsetByVersion[version of the row] when given (a correction for stale rows).
    */
-  scores(q: Float32Array, out = new Float32Array(this.rows), offsetByVersion: Float32Array | null = null): Float32Array {
+  scores(
+    q: Float32Array,
+    out = new Float32Array(this.rows),
+    offsetByVersion: Float32Array | null = null,
+  ): Float32Array {
     if (this.rows === 0) return out;
     // one matrix-vector product: (rows × d) · (d × 1)
     kernels().gemm({
-      a: this.vectors.subarray(0, this.rows * this.dim), b: q, c: out.subarray(0, this.rows), batch: 1, m: this.rows, n: 1,
-      k: this.dim, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0, accumulate: false,
+      a: this.vectors.subarray(0, this.rows * this.dim),
+      b: q,
+      c: out.subarray(0, this.rows),
+      batch: 1,
+      m: this.rows,
+      n: 1,
+      k: this.dim,
+      transA: false,
+      transB: false,
+      strideA: 0,
+      strideB: 0,
+      strideC: 0,
+      accumulate: false,
     });
     if (!offsetByVersion) return out;
     for (let i = 0; i < this.rows; i++) {
@@ -94,15 +127,21 @@ export class EmbeddingTable {
 
 /** Indices of the k highest scores, best first (ties: lower index first). */
 export function topK(scores: ArrayLike<number>, k: number): number[] {
-  const n = scores.length, m = Math.min(k, n);
+  const n = scores.length,
+    m = Math.min(k, n);
   const heap: number[] = [];
   const worse = (a: number, b: number): boolean => scores[a] < scores[b] || (scores[a] === scores[b] && a > b);
   for (let i = 0; i < n; i++) {
-    if (heap.length < m) { heap.push(i); if (heap.length === m) heap.sort((a, b) => (worse(a, b) ? -1 : 1)); continue; }
+    if (heap.length < m) {
+      heap.push(i);
+      if (heap.length === m) heap.sort((a, b) => (worse(a, b) ? -1 : 1));
+      continue;
+    }
     if (m === 0 || !worse(heap[0], i)) continue;
     // replace the worst and restore ascending order by insertion (k is small)
     heap[0] = i;
-    for (let j = 0; j + 1 < heap.length && worse(heap[j + 1], heap[j]); j++) [heap[j], heap[j + 1]] = [heap[j + 1], heap[j]];
+    for (let j = 0; j + 1 < heap.length && worse(heap[j + 1], heap[j]); j++)
+      [heap[j], heap[j + 1]] = [heap[j + 1], heap[j]];
   }
   return heap.sort((a, b) => (worse(a, b) ? 1 : -1));
 }

@@ -100,7 +100,11 @@ export class RetrievalEnvironment {
   steps = 0;
   private graph: HnswGraph | null;
 
-  private constructor(readonly table: EmbeddingTable, private readonly encode: DocumentEncoder, readonly opts: EnvironmentOptions) {
+  private constructor(
+    readonly table: EmbeddingTable,
+    private readonly encode: DocumentEncoder,
+    readonly opts: EnvironmentOptions,
+  ) {
     this.graph = this.emptyGraph();
   }
 
@@ -109,8 +113,18 @@ export class RetrievalEnvironment {
   }
 
   /** Allocates the table (checking memory first), encodes every document at version 0 and builds the graph. */
-  static create(rows: number, dim: number, encode: DocumentEncoder, opts: EnvironmentOptions, onProgress?: (done: number, total: number) => void): RetrievalEnvironment {
-    const env = new RetrievalEnvironment(new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit()), encode, opts);
+  static create(
+    rows: number,
+    dim: number,
+    encode: DocumentEncoder,
+    opts: EnvironmentOptions,
+    onProgress?: (done: number, total: number) => void,
+  ): RetrievalEnvironment {
+    const env = new RetrievalEnvironment(
+      new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit()),
+      encode,
+      opts,
+    );
     const chunk = 256;
     for (let start = 0; start < rows; start += chunk) {
       const ids = Array.from({ length: Math.min(chunk, rows - start) }, (_, i) => start + i);
@@ -127,7 +141,13 @@ export class RetrievalEnvironment {
    */
   twin(opts: EnvironmentOptions): RetrievalEnvironment {
     const s = this.snapshot();
-    return RetrievalEnvironment.restore({ ...s, vectors: s.vectors.slice(), versions: s.versions.slice() }, s.rows, s.dim, this.encode, opts);
+    return RetrievalEnvironment.restore(
+      { ...s, vectors: s.vectors.slice(), versions: s.versions.slice() },
+      s.rows,
+      s.dim,
+      this.encode,
+      opts,
+    );
   }
 
   /**
@@ -139,7 +159,10 @@ export class RetrievalEnvironment {
     if (g) {
       for (let start = 0; start < this.table.rows; start += GRAPH_BUILD_CHUNK) {
         const rows = Array.from({ length: Math.min(GRAPH_BUILD_CHUNK, this.table.rows - start) }, (_, i) => start + i);
-        g.upsert(rows, rows.map((r) => this.table.row(r)));
+        g.upsert(
+          rows,
+          rows.map((r) => this.table.row(r)),
+        );
       }
     }
     this.graph = g;
@@ -147,10 +170,18 @@ export class RetrievalEnvironment {
 
   snapshot(): EnvironmentSnapshot {
     const held = new Set(this.table.versions);
-    const means = [...this.versionMeans].filter(([v]) => held.has(v)).sort(([a], [b]) => a - b).map(([version, mean]) => ({ version, mean }));
+    const means = [...this.versionMeans]
+      .filter(([v]) => held.has(v))
+      .sort(([a], [b]) => a - b)
+      .map(([version, mean]) => ({ version, mean }));
     return {
-      version: this.version, steps: this.steps, rows: this.table.rows, dim: this.table.dim,
-      vectors: this.table.vectors, versions: this.table.versions, means,
+      version: this.version,
+      steps: this.steps,
+      rows: this.table.rows,
+      dim: this.table.dim,
+      vectors: this.table.vectors,
+      versions: this.table.versions,
+      means,
     };
   }
 
@@ -160,14 +191,28 @@ export class RetrievalEnvironment {
    * is never held twice), so restore from a copy, not from a live environment's snapshot. Throws when the
    * snapshot does not fit these rows or dimensions (another corpus or model).
    */
-  static restore(snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, opts: EnvironmentOptions): RetrievalEnvironment {
-    if (snap.rows !== rows || snap.dim !== dim) throw new Error(`the saved environment has ${snap.rows} documents × ${snap.dim} dimensions, this run has ${rows} × ${dim} (another corpus, data.maxDocuments or model?)`);
-    const table = new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit(), { vectors: snap.vectors, versions: snap.versions });
+  static restore(
+    snap: EnvironmentSnapshot,
+    rows: number,
+    dim: number,
+    encode: DocumentEncoder,
+    opts: EnvironmentOptions,
+  ): RetrievalEnvironment {
+    if (snap.rows !== rows || snap.dim !== dim)
+      throw new Error(
+        `the saved environment has ${snap.rows} documents × ${snap.dim} dimensions, this run has ${rows} × ` +
+          `${dim} (another corpus, data.maxDocuments or model?)`,
+      );
+    const table = new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit(), {
+      vectors: snap.vectors,
+      versions: snap.versions,
+    });
     const env = new RetrievalEnvironment(table, encode, opts);
     env.version = snap.version;
     env.steps = snap.steps;
     for (const { version, mean } of snap.means) {
-      if (mean.length !== dim) throw new Error(`the saved environment's mean at version ${version} has ${mean.length} values, not ${dim}`);
+      if (mean.length !== dim)
+        throw new Error(`the saved environment's mean at version ${version} has ${mean.length} values, not ${dim}`);
       env.versionMeans.set(version, Float64Array.from(mean));
     }
     env.rebuildGraph();
@@ -175,7 +220,9 @@ export class RetrievalEnvironment {
   }
 
   /** The policy changed (an optimiser update): every row is now one version older. */
-  advance(): void { this.version++; }
+  advance(): void {
+    this.version++;
+  }
 
   /** Re-encodes exactly these rows with the current policy (table and graph). */
   refreshRows(rows: readonly number[]): void {
@@ -193,14 +240,23 @@ export class RetrievalEnvironment {
   private readonly versionMeans = new Map<number, Float64Array>();
 
   private exactMean(): Float64Array {
-    const d = this.table.dim, m = new Float64Array(d), v = this.table.vectors;
+    const d = this.table.dim,
+      m = new Float64Array(d),
+      v = this.table.vectors;
     for (let i = 0; i < this.table.rows; i++) for (let j = 0; j < d; j++) m[j] += v[i * d + j];
     return m.map((x) => x / this.table.rows);
   }
 
-  /** Paired estimate of the mean at the current version from rows before (old, oldVersions) and after (fresh) a refresh. */
-  private estimateMean(old: readonly Float32Array[], oldVersions: readonly number[], fresh: readonly Float32Array[]): void {
-    const d = this.table.dim, m = new Float64Array(d);
+  /**
+   * Paired estimate of the mean at the current version from rows before (old, oldVersions) and after (fresh) a refresh.
+   */
+  private estimateMean(
+    old: readonly Float32Array[],
+    oldVersions: readonly number[],
+    fresh: readonly Float32Array[],
+  ): void {
+    const d = this.table.dim,
+      m = new Float64Array(d);
     let n = 0;
     old.forEach((o, i) => {
       const base = this.versionMeans.get(oldVersions[i]);
@@ -208,7 +264,11 @@ export class RetrievalEnvironment {
       for (let j = 0; j < d; j++) m[j] += base[j] + fresh[i][j] - o[j];
       n++;
     });
-    if (n > 0) this.versionMeans.set(this.version, m.map((x) => x / n));
+    if (n > 0)
+      this.versionMeans.set(
+        this.version,
+        m.map((x) => x / n),
+      );
   }
 
   /** Mean embedding of the corpus at a version, as estimated (null when unknown). */
@@ -233,7 +293,8 @@ export class RetrievalEnvironment {
   }
 
   private write(rows: readonly number[], vectors: Float32Array[]): void {
-    if (vectors.length !== rows.length) throw new Error(`the document encoder returned ${vectors.length} vectors for ${rows.length} rows`);
+    if (vectors.length !== rows.length)
+      throw new Error(`the document encoder returned ${vectors.length} vectors for ${rows.length} rows`);
     rows.forEach((r, i) => this.table.set(r, vectors[i], this.version));
     if (this.graph) {
       const t = performance.now();
@@ -251,9 +312,20 @@ export class RetrievalEnvironment {
   plan(queries: readonly StepQuery[]): RefreshPlan {
     const s = this.opts.refresh;
     const responses = queries.flatMap((q) => q.responses);
-    const retrieved = this.graph && s.candidates > 0 ? this.graph.search(responses, s.candidates) : responses.map(() => []);
+    const retrieved =
+      this.graph && s.candidates > 0 ? this.graph.search(responses, s.candidates) : responses.map(() => []);
     const positives = [...new Set(queries.flatMap((q) => q.positives.map((p) => p.row)))];
-    return planRefresh({ step: this.steps + 1, version: this.version, versions: this.table.versions, positives, retrieved, neighbours: (r, k) => this.neighbours(r, k) }, s);
+    return planRefresh(
+      {
+        step: this.steps + 1,
+        version: this.version,
+        versions: this.table.versions,
+        positives,
+        retrieved,
+        neighbours: (r, k) => this.neighbours(r, k),
+      },
+      s,
+    );
   }
 
   /** The k best-scored rows at the current version (fewer when fewer are fresh). */
@@ -273,29 +345,40 @@ export class RetrievalEnvironment {
     const old = plan.rows.slice(sample).map((r) => Float32Array.from(this.table.row(r)));
     const oldVersions = plan.rows.slice(sample).map((r) => this.table.versions[r]);
     this.write(plan.rows, vectors);
-    if (plan.counts.full > 0 || this.table.staleCount(this.version) === 0) this.versionMeans.set(this.version, this.exactMean());
+    if (plan.counts.full > 0 || this.table.staleCount(this.version) === 0)
+      this.versionMeans.set(this.version, this.exactMean());
     else if (plan.rows.length > 0) this.estimateMean(old, oldVersions, vectors.slice(sample));
     const encodeSeconds = (performance.now() - te) / 1000 - this.graphSeconds;
     this.steps++;
     const { kind, k } = this.opts.reward;
     const want = this.opts.returnCandidates ?? 0;
     const scores = new Float32Array(this.table.rows);
-    const rewards: number[][] = [], candidates: number[][][] = [];
+    const rewards: number[][] = [],
+      candidates: number[][][] = [];
     for (const q of queries) {
-      const rq: number[] = [], cq: number[][] = [];
+      const rq: number[] = [],
+        cq: number[][] = [];
       for (const e of q.responses) {
         this.table.scores(e, scores, this.offsets(e));
         rq.push(rankingReward(scores, q.positives, kind, k));
         cq.push(want > 0 ? this.freshTop(scores, want) : []);
       }
-      rewards.push(rq); candidates.push(cq);
+      rewards.push(rq);
+      candidates.push(cq);
     }
     return {
-      rewards, candidates,
+      rewards,
+      candidates,
       stats: {
-        step: this.steps, version: this.version, encodes: plan.rows.length, counts: plan.counts,
-        meanStaleness: this.table.meanStaleness(this.version), staleRows: this.table.staleCount(this.version),
-        encodeSeconds, graphSeconds: this.graphSeconds, seconds: (performance.now() - t0) / 1000,
+        step: this.steps,
+        version: this.version,
+        encodes: plan.rows.length,
+        counts: plan.counts,
+        meanStaleness: this.table.meanStaleness(this.version),
+        staleRows: this.table.staleCount(this.version),
+        encodeSeconds,
+        graphSeconds: this.graphSeconds,
+        seconds: (performance.now() - t0) / 1000,
       },
     };
   }

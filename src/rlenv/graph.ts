@@ -7,21 +7,35 @@ import usearch from 'usearch';
 
 const { Index, MetricKind, ScalarKind } = usearch;
 
-export interface GraphSettings { connectivity: number; expansionAdd: number; expansionSearch: number }
+export interface GraphSettings {
+  connectivity: number;
+  expansionAdd: number;
+  expansionSearch: number;
+}
 
 export const DEFAULT_GRAPH: GraphSettings = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
 
 export class HnswGraph {
   private readonly index: InstanceType<typeof Index>;
 
-  constructor(readonly dim: number, s: GraphSettings = DEFAULT_GRAPH) {
+  constructor(
+    readonly dim: number,
+    s: GraphSettings = DEFAULT_GRAPH,
+  ) {
     this.index = new Index({
-      dimensions: dim, metric: MetricKind.Cos, quantization: ScalarKind.F32,
-      connectivity: s.connectivity, expansion_add: s.expansionAdd, expansion_search: s.expansionSearch, multi: false,
+      dimensions: dim,
+      metric: MetricKind.Cos,
+      quantization: ScalarKind.F32,
+      connectivity: s.connectivity,
+      expansion_add: s.expansionAdd,
+      expansion_search: s.expansionSearch,
+      multi: false,
     });
   }
 
-  get size(): number { return this.index.size(); }
+  get size(): number {
+    return this.index.size();
+  }
 
   /** Adds rows, or replaces their vectors when they are already in the graph. */
   upsert(rows: readonly number[], vectors: readonly Float32Array[]): void {
@@ -42,13 +56,17 @@ export class HnswGraph {
     if (n === 0) return queries.map(() => []);
     return queries.map((q) => {
       const m = this.index.search(q, n, 1);
-      return Array.from(m.keys).map(Number).filter((_, i) => Number.isFinite(m.distances[i]));
+      return Array.from(m.keys)
+        .map(Number)
+        .filter((_, i) => Number.isFinite(m.distances[i]));
     });
   }
 
   /** The k nearest other rows of a row (its graph neighbourhood), given the row's current vector. */
   neighbours(row: number, vector: Float32Array, k: number): number[] {
     if (k <= 0) return [];
-    return this.search([vector], k + 1)[0].filter((r) => r !== row).slice(0, k);
+    return this.search([vector], k + 1)[0]
+      .filter((r) => r !== row)
+      .slice(0, k);
   }
 }

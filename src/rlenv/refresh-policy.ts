@@ -29,7 +29,14 @@ export interface RefreshSettings {
   fullEvery: number;
 }
 
-export const DEFAULT_REFRESH: RefreshSettings = { mode: 'local', budget: 200, candidates: 8, neighbours: 4, rolling: 32, fullEvery: 0 };
+export const DEFAULT_REFRESH: RefreshSettings = {
+  mode: 'local',
+  budget: 200,
+  candidates: 8,
+  neighbours: 4,
+  rolling: 32,
+  fullEvery: 0,
+};
 
 export interface RefreshRequest {
   /** Step number (1-based: the first training step is 1). */
@@ -62,7 +69,11 @@ export function planRefresh(req: RefreshRequest, s: RefreshSettings): RefreshPla
   }
   const take = (r: number, why: keyof typeof counts, limit: number): boolean => {
     if (rows.length >= limit) return false;
-    if (!chosen.has(r) && stale(r)) { chosen.add(r); rows.push(r); counts[why]++; }
+    if (!chosen.has(r) && stale(r)) {
+      chosen.add(r);
+      rows.push(r);
+      counts[why]++;
+    }
     return true;
   };
   for (const r of req.positives) if (!take(r, 'positives', s.budget)) break;
@@ -72,7 +83,10 @@ export function planRefresh(req: RefreshRequest, s: RefreshSettings): RefreshPla
   for (let rank = 0; rank < s.candidates; rank++) {
     for (const list of req.retrieved) {
       const r = list[rank];
-      if (r !== undefined && !seen.has(r)) { seen.add(r); cands.push(r); }
+      if (r !== undefined && !seen.has(r)) {
+        seen.add(r);
+        cands.push(r);
+      }
     }
   }
   for (const r of cands) if (!take(r, 'candidates', s.budget)) break;

@@ -21,7 +21,10 @@ export interface RewardSettings {
 export const DEFAULT_REWARD: RewardSettings = { kind: 'dcg', k: 10, formatPenalty: 0.5, lengthPenalty: 0 };
 
 /** A relevant document: its row in the environment's table and its relevance grade (≥ 1). */
-export interface Positive { row: number; grade: number }
+export interface Positive {
+  row: number;
+  grade: number;
+}
 
 /**
  * 1-based rank of `row` when rows are ordered by descending score; ties are broken by the lower row
@@ -40,14 +43,20 @@ export function rankOf(scores: ArrayLike<number>, row: number): number {
 /** DCG@k of relevant documents at the given 1-based ranks with the given grades. */
 export function dcgAtK(ranks: readonly number[], grades: readonly number[], k: number): number {
   let dcg = 0;
-  ranks.forEach((r, i) => { if (r <= k) dcg += grades[i] / Math.log2(r + 1); });
+  ranks.forEach((r, i) => {
+    if (r <= k) dcg += grades[i] / Math.log2(r + 1);
+  });
   return dcg;
 }
 
 /** The best DCG@k these grades can reach (all relevant documents on top, highest grade first). */
 export function idealDcgAtK(grades: readonly number[], k: number): number {
   const sorted = [...grades].sort((a, b) => b - a);
-  return dcgAtK(sorted.map((_, i) => i + 1), sorted, k);
+  return dcgAtK(
+    sorted.map((_, i) => i + 1),
+    sorted,
+    k,
+  );
 }
 
 /** 1 / rank of the best-ranked relevant document (0 when it is below the cutoff; k = 0: no cutoff). */
@@ -58,7 +67,12 @@ export function reciprocalRank(ranks: readonly number[], k = 0): number {
 }
 
 /** The ranking reward of one response from its scores over every row of the corpus. */
-export function rankingReward(scores: ArrayLike<number>, positives: readonly Positive[], kind: RankingRewardKind, k: number): number {
+export function rankingReward(
+  scores: ArrayLike<number>,
+  positives: readonly Positive[],
+  kind: RankingRewardKind,
+  k: number,
+): number {
   const ranks = positives.map((p) => rankOf(scores, p.row));
   const grades = positives.map((p) => p.grade);
   if (kind === 'rr') return reciprocalRank(ranks, k);
@@ -69,7 +83,13 @@ export function rankingReward(scores: ArrayLike<number>, positives: readonly Pos
 }
 
 /** Ranking reward minus the format penalty (token forced) and the length penalty. */
-export function responseReward(ranking: number, forced: boolean, reasoningTokens: number, maxReasoningTokens: number, s: RewardSettings): number {
+export function responseReward(
+  ranking: number,
+  forced: boolean,
+  reasoningTokens: number,
+  maxReasoningTokens: number,
+  s: RewardSettings,
+): number {
   const length = maxReasoningTokens > 0 ? reasoningTokens / maxReasoningTokens : 0;
   return ranking - (forced ? s.formatPenalty : 0) - s.lengthPenalty * length;
 }

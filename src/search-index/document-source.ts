@@ -39,13 +39,17 @@ export async function readDocuments(input: string, opts: ReadDocumentsOptions = 
     } else {
       for (const file of await listTextFiles(input, opts)) {
         const doc = await readTextFile(input, file);
-        if (typeof doc === 'string') opts.onSkip?.(file, doc); else docs.push(doc);
+        if (typeof doc === 'string') opts.onSkip?.(file, doc);
+        else docs.push(doc);
       }
     }
   } else {
     for await (const d of streamJsonl(input)) docs.push(d);
   }
-  if (docs.length === 0) throw new IndexError(`--input ${input}: no documents found (expected corpus.jsonl[.gz], JSON lines, or .txt/.md files).`);
+  if (docs.length === 0)
+    throw new IndexError(
+      `--input ${input}: no documents found (expected corpus.jsonl[.gz], JSON lines, or .txt/.md files).`,
+    );
   return docs;
 }
 
@@ -54,19 +58,33 @@ async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
     let obj: unknown;
-    try { obj = JSON.parse(text); } catch (e) { throw new IndexError(`${file}:${line}: not valid JSON (${(e as Error).message}).`); }
-    if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new IndexError(`${file}:${line}: expected one JSON object per line.`);
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      throw new IndexError(`${file}:${line}: not valid JSON (${(e as Error).message}).`);
+    }
+    if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+      throw new IndexError(`${file}:${line}: expected one JSON object per line.`);
     const { _id, id, title, text: body, metadata, ...rest } = obj as Record<string, unknown>;
     const docId = _id ?? id;
-    if (!(typeof docId === 'string' && docId !== '') && typeof docId !== 'number') throw new IndexError(`${file}:${line}: field '_id' (or 'id') is missing or empty.`);
-    if (body !== undefined && typeof body !== 'string') throw new IndexError(`${file}:${line}: field 'text' must be a string.`);
-    if (title !== undefined && title !== null && typeof title !== 'string') throw new IndexError(`${file}:${line}: field 'title' must be a string.`);
-    if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))) throw new IndexError(`${file}:${line}: field 'metadata' must be an object.`);
+    if (!(typeof docId === 'string' && docId !== '') && typeof docId !== 'number')
+      throw new IndexError(`${file}:${line}: field '_id' (or 'id') is missing or empty.`);
+    if (body !== undefined && typeof body !== 'string')
+      throw new IndexError(`${file}:${line}: field 'text' must be a string.`);
+    if (title !== undefined && title !== null && typeof title !== 'string')
+      throw new IndexError(`${file}:${line}: field 'title' must be a string.`);
+    if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
+      throw new IndexError(`${file}:${line}: field 'metadata' must be an object.`);
     const sid = String(docId);
     if (seen.has(sid)) throw new IndexError(`${file}:${line}: document id '${sid}' appears twice.`);
     seen.add(sid);
     const meta = { ...rest, ...(metadata as Record<string, unknown> | undefined) };
-    yield { id: sid, title: (title as string | undefined) ?? '', text: (body as string | undefined) ?? '', ...(Object.keys(meta).length > 0 ? { metadata: meta } : {}) };
+    yield {
+      id: sid,
+      title: (title as string | undefined) ?? '',
+      text: (body as string | undefined) ?? '',
+      ...(Object.keys(meta).length > 0 ? { metadata: meta } : {}),
+    };
   }
 }
 
@@ -84,12 +102,22 @@ async function listTextFiles(root: string, opts: ReadDocumentsOptions): Promise<
     for (const e of (await fsp.readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       if (e.name.startsWith('.')) continue;
       const full = path.join(dir, e.name);
-      if (e.isDirectory()) { await walk(full); continue; }
+      if (e.isDirectory()) {
+        await walk(full);
+        continue;
+      }
       if (!TEXT_FILE.test(e.name)) continue;
       if (e.isSymbolicLink()) {
         let target: string;
-        try { target = realpathSync(full); } catch { continue; } // a dangling link
-        if (!inside(target)) { opts.onSkip?.(full, 'outside the folder'); continue; }
+        try {
+          target = realpathSync(full);
+        } catch {
+          continue;
+        } // a dangling link
+        if (!inside(target)) {
+          opts.onSkip?.(full, 'outside the folder');
+          continue;
+        }
         if (!statSync(target).isFile()) continue;
       } else if (!e.isFile()) continue;
       out.push(full);
@@ -106,10 +134,15 @@ async function readTextFile(root: string, file: string): Promise<SourceDocument 
   const bytes = await fsp.readFile(file);
   if (bytes.includes(0)) return 'binary';
   let raw: string;
-  try { raw = utf8.decode(bytes); } catch { return 'not UTF-8'; }
+  try {
+    raw = utf8.decode(bytes);
+  } catch {
+    return 'not UTF-8';
+  }
   if (raw.charCodeAt(0) === 0xfeff) raw = raw.slice(1);
   const id = path.relative(root, file).split(path.sep).join('/');
   const heading = /^\s*#\s+(.+)\n?/.exec(raw);
-  if (heading && /\.(md|markdown)$/i.test(file)) return { id, title: heading[1].trim(), text: raw.slice(heading[0].length).trim(), metadata: { path: id } };
+  if (heading && /\.(md|markdown)$/i.test(file))
+    return { id, title: heading[1].trim(), text: raw.slice(heading[0].length).trim(), metadata: { path: id } };
   return { id, title: path.basename(file).replace(/\.[^.]+$/, ''), text: raw.trim(), metadata: { path: id } };
 }

@@ -45,8 +45,15 @@ export interface StageCounts {
 }
 
 interface Row {
-  id: string; title: string; text: string; metadata: string | null; hash: string;
-  key: number | null; status: string; vhash: string | null; crc: string | null;
+  id: string;
+  title: string;
+  text: string;
+  metadata: string | null;
+  hash: string;
+  key: number | null;
+  status: string;
+  vhash: string | null;
+  crc: string | null;
 }
 
 const BASE_COLUMNS = 'id, title, text, metadata, hash, key, status';
@@ -71,7 +78,10 @@ const SCHEMA = `
 `;
 
 export function contentHash(d: SourceDocument): string {
-  return createHash('sha256').update(JSON.stringify([d.title, d.text, d.metadata ?? null])).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(JSON.stringify([d.title, d.text, d.metadata ?? null]))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 function vectorHash(bytes: Uint8Array): string {
@@ -79,25 +89,40 @@ function vectorHash(bytes: Uint8Array): string {
 }
 
 function rowCrc(r: { id: string; hash: string; key: number | null; status: string; vhash: string | null }): string {
-  return createHash('sha256').update(`${r.id}\0${r.hash}\0${r.key ?? ''}\0${r.status}\0${r.vhash ?? ''}`).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(`${r.id}\0${r.hash}\0${r.key ?? ''}\0${r.status}\0${r.vhash ?? ''}`)
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** One sentence for a failed SQLite call on `file`, saying what the user can do about it. */
 export function sqliteFailure(file: string, e: unknown): IndexError {
   const code = (e as { code?: unknown }).code;
   const why = e instanceof Error ? e.message : String(e);
-  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return new IndexError(`${file} is locked by another process (${why}); try again once it has finished.`);
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
+    return new IndexError(`${file} is locked by another process (${why}); try again once it has finished.`);
   if (code === 'SQLITE_READONLY_ROLLBACK') {
-    return new IndexError(`${file} holds an unfinished write of a process that was killed; run 'search-r3 index' on this folder once to roll it back, then search again.`);
+    return new IndexError(
+      `${file} holds an unfinished write of a process that was killed; run 'search-r3 index' on this folder ` +
+        `once to roll it back, then search again.`,
+    );
   }
-  if (code === 'SQLITE_FULL') return new IndexError(`${file}: the disk is full; free space and run the command again (nothing committed was lost).`);
-  if (typeof code === 'string' && code.startsWith('SQLITE_READONLY')) return new IndexError(`${file} cannot be written (${why}); check the folder's permissions.`);
-  if (typeof code === 'string' && code.startsWith('SQLITE_CANTOPEN')) return new IndexError(`${file} cannot be opened (${why}); check that it exists and is readable.`);
+  if (code === 'SQLITE_FULL')
+    return new IndexError(
+      `${file}: the disk is full; free space and run the command again (nothing committed was lost).`,
+    );
+  if (typeof code === 'string' && code.startsWith('SQLITE_READONLY'))
+    return new IndexError(`${file} cannot be written (${why}); check the folder's permissions.`);
+  if (typeof code === 'string' && code.startsWith('SQLITE_CANTOPEN'))
+    return new IndexError(`${file} cannot be opened (${why}); check that it exists and is readable.`);
   return damagedFile(file, why);
 }
 
 function damagedFile(file: string, why: string): IndexError {
-  return new IndexError(`${file} is damaged (${why}); rebuild the index: move the folder away and run 'search-r3 index --input <your documents> --out <folder>' again.`);
+  return new IndexError(
+    `${file} is damaged (${why}); rebuild the index: move the folder away and run 'search-r3 index --input ` +
+      `<your documents> --out <folder>' again.`,
+  );
 }
 
 function isSqliteError(e: unknown): boolean {
@@ -120,7 +145,10 @@ export class DocumentTable {
       db = new Database(file);
       const check = db.pragma('quick_check', { simple: true });
       if (check !== 'ok') {
-        const first = String(check).split('\n').find((l) => l.trim() !== '' && !l.startsWith('***')) ?? String(check);
+        const first =
+          String(check)
+            .split('\n')
+            .find((l) => l.trim() !== '' && !l.startsWith('***')) ?? String(check);
         throw damagedFile(file, `SQLite's check says: ${first.trim()}`);
       }
       // a rollback journal: readers then need no -wal/-shm files beside the database (they may not create any)
@@ -146,7 +174,11 @@ export class DocumentTable {
     let db: Database.Database | undefined;
     try {
       db = new Database(file, { readonly: true, fileMustExist: true });
-      const tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name));
+      const tables = new Set(
+        (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+          (r) => r.name,
+        ),
+      );
       for (const t of ['docs', 'meta']) if (!tables.has(t)) throw damagedFile(file, `it has no '${t}' table`);
       const columns = new Set((db.prepare('PRAGMA table_info(docs)').all() as { name: string }[]).map((c) => c.name));
       return new DocumentTable(file, db, true, columns.has('crc'));
@@ -179,16 +211,26 @@ export class DocumentTable {
 
   /** Fills the checksums of rows written before they existed (one pass, once per older index). */
   private addRowChecksums(): void {
-    const columns = new Set((this.db.prepare('PRAGMA table_info(docs)').all() as { name: string }[]).map((c) => c.name));
-    if (columns.has('crc') && this.db.prepare('SELECT 1 FROM docs WHERE crc IS NULL LIMIT 1').get() === undefined) return;
+    const columns = new Set(
+      (this.db.prepare('PRAGMA table_info(docs)').all() as { name: string }[]).map((c) => c.name),
+    );
+    if (columns.has('crc') && this.db.prepare('SELECT 1 FROM docs WHERE crc IS NULL LIMIT 1').get() === undefined)
+      return;
     // one transaction, so a reader never sees some rows with checksums and others without; in slices,
     // since a statement being iterated cannot share its connection with the updates
     this.db.transaction(() => {
-      if (!columns.has('crc')) this.db.exec('ALTER TABLE docs ADD COLUMN vhash TEXT; ALTER TABLE docs ADD COLUMN crc TEXT;');
+      if (!columns.has('crc'))
+        this.db.exec('ALTER TABLE docs ADD COLUMN vhash TEXT; ALTER TABLE docs ADD COLUMN crc TEXT;');
       const rows = this.db.prepare('SELECT id, hash, key, status, vector FROM docs WHERE crc IS NULL LIMIT 4096');
       const set = this.db.prepare('UPDATE docs SET vhash = ?, crc = ? WHERE id = ?');
       for (;;) {
-        const got = rows.all() as { id: string; hash: string; key: number | null; status: string; vector: Buffer | null }[];
+        const got = rows.all() as {
+          id: string;
+          hash: string;
+          key: number | null;
+          status: string;
+          vector: Buffer | null;
+        }[];
         if (got.length === 0) break;
         for (const r of got) {
           const vhash = r.vector ? vectorHash(r.vector) : null;
@@ -204,21 +246,28 @@ export class DocumentTable {
     return row.v as number;
   }
 
-  private setMeta(k: string, v: number): void { this.db.prepare('UPDATE meta SET v = ? WHERE k = ?').run(v, k); }
+  private setMeta(k: string, v: number): void {
+    this.db.prepare('UPDATE meta SET v = ? WHERE k = ?').run(v, k);
+  }
 
-  generation(): number { return this.guard(() => this.meta('generation')); }
+  generation(): number {
+    return this.guard(() => this.meta('generation'));
+  }
 
   /** A text value kept beside the documents (the manifest's copy), or undefined. */
   info(k: string): string | undefined {
     return this.guard(() => {
-      const hasInfo = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'info'").get() !== undefined;
+      const hasInfo =
+        this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'info'").get() !== undefined;
       if (!hasInfo) return undefined;
       return (this.db.prepare('SELECT v FROM info WHERE k = ?').get(k) as { v: string } | undefined)?.v;
     });
   }
 
   setInfo(k: string, v: string): void {
-    this.guard(() => this.db.prepare('INSERT INTO info (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v').run(k, v));
+    this.guard(() =>
+      this.db.prepare('INSERT INTO info (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v').run(k, v),
+    );
   }
 
   /**
@@ -241,7 +290,8 @@ export class DocumentTable {
           const old = get.get(d.id) as { hash: string; status: string; key: number | null } | undefined;
           if (damaged.has(d.id)) counts.repaired++;
           else if (old && old.hash === hash) {
-            if (old.status === 'indexed') counts.unchanged++; else counts.resumed++;
+            if (old.status === 'indexed') counts.unchanged++;
+            else counts.resumed++;
             continue;
           } else if (old) counts.changed++;
           else counts.added++;
@@ -255,18 +305,26 @@ export class DocumentTable {
   }
 
   pendingCount(): number {
-    return this.guard(() => (this.db.prepare("SELECT count(*) AS n FROM docs WHERE status = 'pending'").get() as { n: number }).n);
+    return this.guard(
+      () => (this.db.prepare("SELECT count(*) AS n FROM docs WHERE status = 'pending'").get() as { n: number }).n,
+    );
   }
 
   indexedCount(): number {
-    return this.guard(() => (this.db.prepare("SELECT count(*) AS n FROM docs WHERE status = 'indexed'").get() as { n: number }).n);
+    return this.guard(
+      () => (this.db.prepare("SELECT count(*) AS n FROM docs WHERE status = 'indexed'").get() as { n: number }).n,
+    );
   }
 
   /** The next `n` pending documents in the fixed encoding order. */
   nextPending(n: number): PendingDocument[] {
     return this.guard(() => {
-      const rows = this.db.prepare(`SELECT ${this.columns} FROM docs WHERE status = 'pending'
-        ORDER BY length(title) + length(text) DESC, id LIMIT ?`).all(n) as Row[];
+      const rows = this.db
+        .prepare(
+          `SELECT ${this.columns} FROM docs WHERE status = 'pending'
+        ORDER BY length(title) + length(text) DESC, id LIMIT ?`,
+        )
+        .all(n) as Row[];
       return rows.map((r) => ({ ...this.verifiedDocument(r), oldKey: r.key }));
     });
   }
@@ -275,12 +333,17 @@ export class DocumentTable {
    * Stores the vectors of encoded documents and marks them indexed, in one transaction. Each gets a fresh
    * key (an update never reuses the old one, so a stale HNSW entry cannot be mistaken for the new vector).
    */
-  commitVectors(docs: readonly PendingDocument[], vectors: readonly Float32Array[]): { generation: number; keys: number[] } {
+  commitVectors(
+    docs: readonly PendingDocument[],
+    vectors: readonly Float32Array[],
+  ): { generation: number; keys: number[] } {
     let keys: number[] = [];
     let generation = 0;
     this.guard(() => {
       const hashOf = this.db.prepare('SELECT hash FROM docs WHERE id = ?');
-      const set = this.db.prepare("UPDATE docs SET key = ?, vector = ?, status = 'indexed', vhash = ?, crc = ? WHERE id = ?");
+      const set = this.db.prepare(
+        "UPDATE docs SET key = ?, vector = ?, status = 'indexed', vhash = ?, crc = ? WHERE id = ?",
+      );
       this.db.transaction(() => {
         let next = this.meta('next_key');
         keys = docs.map(() => next++);
@@ -325,7 +388,9 @@ export class DocumentTable {
   damagedIds(): string[] {
     return this.guard(() => {
       const out: string[] = [];
-      for (const r of this.db.prepare(`SELECT ${this.columns}, vector FROM docs`).iterate() as Iterable<Row & { vector: Buffer | null }>) {
+      for (const r of this.db.prepare(`SELECT ${this.columns}, vector FROM docs`).iterate() as Iterable<
+        Row & { vector: Buffer | null }
+      >) {
         try {
           this.verifiedDocument(r);
           if (r.status === 'indexed') this.verifiedVector(r, r.vector);
@@ -340,7 +405,9 @@ export class DocumentTable {
 
   /** Ids of every stored document. */
   allIds(): string[] {
-    return this.guard(() => (this.db.prepare('SELECT id FROM docs ORDER BY id').all() as { id: string }[]).map((r) => r.id));
+    return this.guard(() =>
+      (this.db.prepare('SELECT id FROM docs ORDER BY id').all() as { id: string }[]).map((r) => r.id),
+    );
   }
 
   byKeys(keys: readonly number[]): Map<number, StoredDocument> {
@@ -357,9 +424,14 @@ export class DocumentTable {
 
   get(id: string): (StoredDocument & { status: string; vector: Float32Array | null }) | undefined {
     return this.guard(() => {
-      const r = this.db.prepare(`SELECT ${this.columns}, vector FROM docs WHERE id = ?`).get(id) as (Row & { vector: Buffer | null }) | undefined;
+      const r = this.db.prepare(`SELECT ${this.columns}, vector FROM docs WHERE id = ?`).get(id) as
+        (Row & { vector: Buffer | null }) | undefined;
       if (!r) return undefined;
-      return { ...this.verifiedDocument(r), status: r.status, vector: r.vector ? this.verifiedVector(r, r.vector) : null };
+      return {
+        ...this.verifiedDocument(r),
+        status: r.status,
+        vector: r.vector ? this.verifiedVector(r, r.vector) : null,
+      };
     });
   }
 
@@ -381,15 +453,22 @@ export class DocumentTable {
 
   /** Every indexed document's id and embedded text, for BM25. */
   indexedTexts(): { id: string; text: string }[] {
-    return this.guard(() => (this.db.prepare(`SELECT ${this.columns} FROM docs WHERE status = 'indexed' ORDER BY id`).all() as Row[])
-      .map((r) => ({ id: r.id, text: documentText(this.verifiedDocument(r)) })));
+    return this.guard(() =>
+      (this.db.prepare(`SELECT ${this.columns} FROM docs WHERE status = 'indexed' ORDER BY id`).all() as Row[]).map(
+        (r) => ({ id: r.id, text: documentText(this.verifiedDocument(r)) }),
+      ),
+    );
   }
 
   /** The row as a document, after checking its content and row checksums. */
   private verifiedDocument(r: Row): StoredDocument {
     let metadata: Record<string, unknown> | undefined;
     if (r.metadata !== null) {
-      try { metadata = JSON.parse(r.metadata) as Record<string, unknown>; } catch { throw this.damaged(`the metadata of document '${r.id}' is not valid JSON`); }
+      try {
+        metadata = JSON.parse(r.metadata) as Record<string, unknown>;
+      } catch {
+        throw this.damaged(`the metadata of document '${r.id}' is not valid JSON`);
+      }
     }
     const doc: StoredDocument = { id: r.id, title: r.title, text: r.text, ...(metadata ? { metadata } : {}) };
     if (contentHash(doc) !== r.hash) throw this.damaged(`the text of document '${r.id}' does not match its checksum`);
@@ -397,18 +476,25 @@ export class DocumentTable {
     return doc;
   }
 
-  private verifiedVector(r: Pick<Row, 'id' | 'hash' | 'key' | 'status' | 'vhash' | 'crc'>, blob: Buffer | null): Float32Array {
+  private verifiedVector(
+    r: Pick<Row, 'id' | 'hash' | 'key' | 'status' | 'vhash' | 'crc'>,
+    blob: Buffer | null,
+  ): Float32Array {
     if (!blob || blob.byteLength % 4 !== 0) throw this.damaged(`the vector of document '${r.id}' is missing or cut`);
-    if (this.rowChecksums && vectorHash(blob) !== r.vhash) throw this.damaged(`the vector of document '${r.id}' does not match its checksum`);
+    if (this.rowChecksums && vectorHash(blob) !== r.vhash)
+      throw this.damaged(`the vector of document '${r.id}' does not match its checksum`);
     this.verifyRow(r);
     return blobToVector(blob);
   }
 
   private verifyRow(r: Pick<Row, 'id' | 'hash' | 'key' | 'status' | 'vhash' | 'crc'>): void {
-    if (this.rowChecksums && rowCrc(r) !== r.crc) throw this.damaged(`the row of document '${r.id}' does not match its checksum`);
+    if (this.rowChecksums && rowCrc(r) !== r.crc)
+      throw this.damaged(`the row of document '${r.id}' does not match its checksum`);
   }
 
-  close(): void { this.db.close(); }
+  close(): void {
+    this.db.close();
+  }
 }
 
 function blobToVector(b: Buffer): Float32Array {

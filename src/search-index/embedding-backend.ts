@@ -3,7 +3,13 @@
  * (LocalBackend over an Embedder) or behind OpenAI-compatible servers (serve/remote-embedder.ts).
  * Everything is async so a remote backend fits the same shape.
  */
-import { Embedder, type EmbedderOptions, type PromptTemplates, type QueryEmbedding, type QueryOptions } from '../embed/index.js';
+import {
+  Embedder,
+  type EmbedderOptions,
+  type PromptTemplates,
+  type QueryEmbedding,
+  type QueryOptions,
+} from '../embed/index.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import path from 'node:path';
 import { modelFingerprint } from './model-fingerprint.js';
@@ -32,16 +38,30 @@ export interface EmbeddingBackend {
 /** The Search-R3 model in this process. Forward passes are synchronous CPU work (native kernels use all cores). */
 export class LocalBackend implements EmbeddingBackend {
   /** `source` says where the model came from (its folder), for the index manifest and /health. */
-  constructor(readonly embedder: Embedder, readonly modelId: string, readonly source: string = modelId) {}
+  constructor(
+    readonly embedder: Embedder,
+    readonly modelId: string,
+    readonly source: string = modelId,
+  ) {}
 
   static async fromModelDir(dir: string, opts: EmbedderOptions = {}): Promise<LocalBackend> {
     const loaded = await loadModelFolder(dir);
-    return new LocalBackend(new Embedder(loaded.model, loaded.tokenizer, opts), await modelFingerprint(dir), path.resolve(dir));
+    return new LocalBackend(
+      new Embedder(loaded.model, loaded.tokenizer, opts),
+      await modelFingerprint(dir),
+      path.resolve(dir),
+    );
   }
 
-  get dimension(): number { return this.embedder.dimension; }
-  get templates(): PromptTemplates { return this.embedder.templates; }
-  get maxLength(): number { return this.embedder.maxLength; }
+  get dimension(): number {
+    return this.embedder.dimension;
+  }
+  get templates(): PromptTemplates {
+    return this.embedder.templates;
+  }
+  get maxLength(): number {
+    return this.embedder.maxLength;
+  }
 
   async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
     return this.embedder.embedDocuments(texts).vectors;

@@ -14,7 +14,11 @@ const META = 'meta';
 export class LanceStore implements VectorStore {
   readonly kind = 'lancedb' as const;
 
-  private constructor(private readonly db: lancedb.Connection, private table: lancedb.Table | null, readonly dimension: number) {}
+  private constructor(
+    private readonly db: lancedb.Connection,
+    private table: lancedb.Table | null,
+    readonly dimension: number,
+  ) {}
 
   static async open(uri: string, dimension: number): Promise<LanceStore> {
     const db = await lancedb.connect(uri);
@@ -41,7 +45,12 @@ export class LanceStore implements VectorStore {
 
   async search(vector: Float32Array, k: number): Promise<VectorHit[]> {
     if (!this.table || k <= 0) return [];
-    const rows = await this.table.vectorSearch(Array.from(vector)).distanceType('cosine').select(['key']).limit(k).toArray() as { key: number | bigint; _distance: number }[];
+    const rows = (await this.table
+      .vectorSearch(Array.from(vector))
+      .distanceType('cosine')
+      .select(['key'])
+      .limit(k)
+      .toArray()) as { key: number | bigint; _distance: number }[];
     return rows.map((r) => ({ key: Number(r.key), score: 1 - r._distance }));
   }
 
@@ -62,7 +71,9 @@ export class LanceStore implements VectorStore {
 
   async generation(): Promise<number> {
     if (!(await this.db.tableNames()).includes(META)) return 0;
-    const rows = await (await this.db.openTable(META)).query().limit(1).toArray() as { generation: number | bigint }[];
+    const rows = (await (await this.db.openTable(META)).query().limit(1).toArray()) as {
+      generation: number | bigint;
+    }[];
     return rows.length > 0 ? Number(rows[0].generation) : 0;
   }
 
@@ -77,7 +88,9 @@ export class LanceStore implements VectorStore {
     this.table = null;
   }
 
-  async size(): Promise<number> { return this.table ? this.table.countRows() : 0; }
+  async size(): Promise<number> {
+    return this.table ? this.table.countRows() : 0;
+  }
 
   async close(): Promise<void> {
     this.table?.close();

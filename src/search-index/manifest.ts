@@ -72,7 +72,8 @@ export function unsealManifest(text: string, file: string): IndexManifest {
   } catch {
     throw new IndexError(`${file} is damaged: not valid JSON`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new IndexError(`${file} is damaged: not a JSON object`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new IndexError(`${file} is damaged: not a JSON object`);
   const { checksum, ...m } = parsed as Record<string, unknown>;
   if (checksum !== undefined && checksum !== digest(JSON.stringify(m, null, 2))) {
     throw new IndexError(`${file} is damaged: its content does not match its checksum`);
@@ -81,18 +82,35 @@ export function unsealManifest(text: string, file: string): IndexManifest {
 }
 
 function checkFields(m: Record<string, unknown>, file: string): IndexManifest {
-  const bad = (field: string, want: string): never => { throw new IndexError(`${file}: field '${field}' must be ${want}`); };
-  if (m.format !== FORMAT) throw new IndexError(`${file}: field 'format' is '${String(m.format)}', expected '${FORMAT}'`);
-  if (m.version !== FORMAT_VERSION) throw new IndexError(`${file}: index format version ${String(m.version)} is not supported (this build reads ${FORMAT_VERSION})`);
-  for (const k of ['dimension', 'maxLength'] as const) if (!Number.isInteger(m[k]) || (m[k] as number) <= 0) bad(k, 'a positive integer');
+  const bad = (field: string, want: string): never => {
+    throw new IndexError(`${file}: field '${field}' must be ${want}`);
+  };
+  if (m.format !== FORMAT)
+    throw new IndexError(`${file}: field 'format' is '${String(m.format)}', expected '${FORMAT}'`);
+  if (m.version !== FORMAT_VERSION)
+    throw new IndexError(
+      `${file}: index format version ${String(m.version)} is not supported (this build reads ${FORMAT_VERSION})`,
+    );
+  for (const k of ['dimension', 'maxLength'] as const)
+    if (!Number.isInteger(m[k]) || (m[k] as number) <= 0) bad(k, 'a positive integer');
   const model = m.model as Record<string, unknown> | undefined;
-  if (typeof model?.id !== 'string' || typeof model.source !== 'string') bad('model', 'an object with string id and source');
+  if (typeof model?.id !== 'string' || typeof model.source !== 'string')
+    bad('model', 'an object with string id and source');
   const templates = m.templates as Record<string, unknown> | undefined;
-  if (typeof templates !== 'object' || templates === null || !Object.values(templates).every((t) => typeof t === 'string')) bad('templates', 'an object of strings');
+  if (
+    typeof templates !== 'object' ||
+    templates === null ||
+    !Object.values(templates).every((t) => typeof t === 'string')
+  )
+    bad('templates', 'an object of strings');
   if (!['f32', 'f16', 'i8'].includes(m.dtype as string)) bad('dtype', "'f32', 'f16' or 'i8'");
   if (!['local', 'lancedb'].includes(m.store as string)) bad('store', "'local' or 'lancedb'");
   const hnsw = m.hnsw as Record<string, unknown> | undefined;
-  if (!['connectivity', 'expansionAdd', 'expansionSearch'].every((k) => Number.isInteger(hnsw?.[k]) && (hnsw![k] as number) > 0)) {
+  if (
+    !['connectivity', 'expansionAdd', 'expansionSearch'].every(
+      (k) => Number.isInteger(hnsw?.[k]) && (hnsw![k] as number) > 0,
+    )
+  ) {
     bad('hnsw', 'positive integers connectivity, expansionAdd and expansionSearch');
   }
   return m as unknown as IndexManifest;
@@ -113,7 +131,11 @@ export function tryReadManifest(dir: string): ManifestRead {
 export function readManifest(dir: string): IndexManifest {
   const r = tryReadManifest(dir);
   if ('manifest' in r) return r.manifest;
-  throw new IndexError(r.problem === 'missing' ? `${r.message}; this is not a search-r3 index (build one with 'search-r3 index').` : `${r.message}.`);
+  throw new IndexError(
+    r.problem === 'missing'
+      ? `${r.message}; this is not a search-r3 index (build one with 'search-r3 index').`
+      : `${r.message}.`,
+  );
 }
 
 export function writeManifest(dir: string, m: IndexManifest): void {
@@ -121,12 +143,19 @@ export function writeManifest(dir: string, m: IndexManifest): void {
 }
 
 /** Why vectors from `backend` may not join an index built by `m`, or null when they may. */
-export function incompatibility(m: IndexManifest, backend: { modelId: string; dimension: number; templates: PromptTemplates; maxLength: number }): string | null {
-  if (m.model.id !== backend.modelId) return `the index was built with model ${m.model.id} (${m.model.source}) but this model is ${backend.modelId}`;
-  if (m.dimension !== backend.dimension) return `the index holds ${m.dimension}-d vectors but the model gives ${backend.dimension}-d`;
+export function incompatibility(
+  m: IndexManifest,
+  backend: { modelId: string; dimension: number; templates: PromptTemplates; maxLength: number },
+): string | null {
+  if (m.model.id !== backend.modelId)
+    return `the index was built with model ${m.model.id} (${m.model.source}) but this model is ${backend.modelId}`;
+  if (m.dimension !== backend.dimension)
+    return `the index holds ${m.dimension}-d vectors but the model gives ${backend.dimension}-d`;
   for (const k of Object.keys(m.templates) as (keyof PromptTemplates)[]) {
-    if (m.templates[k] !== backend.templates[k]) return `prompt template '${k}' differs from the one the index was built with`;
+    if (m.templates[k] !== backend.templates[k])
+      return `prompt template '${k}' differs from the one the index was built with`;
   }
-  if (m.maxLength !== backend.maxLength) return `the index cut texts at ${m.maxLength} tokens but this model setup cuts at ${backend.maxLength}`;
+  if (m.maxLength !== backend.maxLength)
+    return `the index cut texts at ${m.maxLength} tokens but this model setup cuts at ${backend.maxLength}`;
   return null;
 }

@@ -10,7 +10,10 @@ import path from 'node:path';
 
 const WHOLE_LIMIT = 64 * 1024 * 1024;
 const EDGE = 16 * 1024 * 1024;
-const IDENTITY_FILES = /^(config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|added_tokens\.json|.*\.safetensors(\.index\.json)?)$/;
+const IDENTITY_FILES = new RegExp(
+  '^(config\\.json|tokenizer\\.json|tokenizer_config\\.json|special_tokens_map\\.json|added_tokens\\.json|' +
+    '.*\\.safetensors(\\.index\\.json)?)$',
+);
 
 export async function modelFingerprint(dir: string): Promise<string> {
   const names = (await fsp.readdir(dir)).filter((n) => IDENTITY_FILES.test(n)).sort();
@@ -27,7 +30,10 @@ export async function modelFingerprint(dir: string): Promise<string> {
         h.update(buf.subarray(0, bytesRead));
       };
       if (size <= WHOLE_LIMIT) await read(0, size);
-      else { await read(0, EDGE); await read(size - EDGE, EDGE); }
+      else {
+        await read(0, EDGE);
+        await read(size - EDGE, EDGE);
+      }
     } finally {
       await fd.close();
     }

@@ -7,10 +7,15 @@ import { trecRankOrder } from '../eval/trec-order.js';
  */
 export const RRF_K = 60;
 
-export function reciprocalRankFusion(lists: readonly (readonly string[])[], k = RRF_K): { id: string; score: number }[] {
+export function reciprocalRankFusion(
+  lists: readonly (readonly string[])[],
+  k = RRF_K,
+): { id: string; score: number }[] {
   const scores = new Map<string, number>();
   for (const list of lists) list.forEach((id, r) => scores.set(id, (scores.get(id) ?? 0) + 1 / (k + r + 1)));
-  return [...scores].map(([id, score]) => ({ id, score })).sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return [...scores]
+    .map(([id, score]) => ({ id, score }))
+    .sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 /**
@@ -19,9 +24,13 @@ export function reciprocalRankFusion(lists: readonly (readonly string[])[], k = 
  */
 export function fuseRuns(runs: readonly Run[], depth: number, k = RRF_K): Run {
   const out: Run = new Map();
-  const ranked = (l: RankedList | undefined): string[] => (l ? trecRankOrder(l.docIds, l.scores).map((i) => l.docIds[i]!) : []);
+  const ranked = (l: RankedList | undefined): string[] =>
+    l ? trecRankOrder(l.docIds, l.scores).map((i) => l.docIds[i]!) : [];
   for (const q of new Set(runs.flatMap((r) => [...r.keys()]))) {
-    const fused = reciprocalRankFusion(runs.map((r) => ranked(r.get(q))), k).slice(0, depth);
+    const fused = reciprocalRankFusion(
+      runs.map((r) => ranked(r.get(q))),
+      k,
+    ).slice(0, depth);
     out.set(q, { docIds: fused.map((f) => f.id), scores: fused.map((f) => f.score) });
   }
   return out;

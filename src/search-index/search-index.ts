@@ -13,8 +13,19 @@ import { DOCS_FILE, DocumentTable, type StageCounts, type StoredDocument } from 
 import type { EmbeddingBackend } from './embedding-backend.js';
 import { IndexError } from './index-error.js';
 import {
-  type HnswParams, type IndexManifest, type ManifestRead, type StoreKind, type VectorDtype,
-  FORMAT, FORMAT_VERSION, MANIFEST_FILE, incompatibility, sealManifest, tryReadManifest, unsealManifest, writeManifest,
+  type HnswParams,
+  type IndexManifest,
+  type ManifestRead,
+  type StoreKind,
+  type VectorDtype,
+  FORMAT,
+  FORMAT_VERSION,
+  MANIFEST_FILE,
+  incompatibility,
+  sealManifest,
+  tryReadManifest,
+  unsealManifest,
+  writeManifest,
 } from './manifest.js';
 import { reciprocalRankFusion } from './rrf.js';
 import { UsearchStore, exactCosineSearch } from './usearch-store.js';
@@ -30,7 +41,10 @@ export interface CreateIndexOptions {
 }
 
 export interface OpenIndexOptions {
-  /** The model that embeds queries and new documents; checked against the manifest. Optional for read-only use with vectors. */
+  /**
+   * The model that embeds queries and new documents; checked against the manifest. Optional for read-only use with
+   * vectors.
+   */
   backend?: EmbeddingBackend;
   /** Create the index when the folder has none (needs backend). Implies `writable`. */
   create?: CreateIndexOptions;
@@ -43,7 +57,11 @@ export interface OpenIndexOptions {
   threads?: number;
 }
 
-export interface EncodeProgress { done: number; total: number; chunks: number }
+export interface EncodeProgress {
+  done: number;
+  total: number;
+  chunks: number;
+}
 
 export interface AddOptions {
   /** Documents encoded and committed together: a kill loses at most this many documents' work. Default 256. */
@@ -140,14 +158,25 @@ export class SearchIndex {
       const manifest = resolveManifest(dir, read, docs, opts, notes);
       if (backend) {
         const why = incompatibility(manifest, backend);
-        if (why) throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: ${why}; vectors from different models cannot be mixed (use the index's model or build a new index).`);
+        if (why)
+          throw new IndexError(
+            `${path.join(dir, MANIFEST_FILE)}: ${why}; vectors from different models cannot be mixed (use the ` +
+              `index's model or build a new index).`,
+          );
       }
       if (opts.create?.dtype && opts.create.dtype !== manifest.dtype) {
-        throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: the index stores ${manifest.dtype} vectors, not ${opts.create.dtype}; build a new index to change it.`);
+        throw new IndexError(
+          `${path.join(dir, MANIFEST_FILE)}: the index stores ${manifest.dtype} vectors, not ` +
+            `${opts.create.dtype}; build a new index to change it.`,
+        );
       }
       store = await openStore(dir, manifest, !writable, opts.threads);
       if (store.problem) {
-        notes.push(`${store.problem}; ${writable ? 'rebuilding it from docs.sqlite' : 'the search graph was rebuilt in memory from docs.sqlite (the next search-r3 index run on this folder rewrites the file)'}.`);
+        const done = writable
+          ? 'rebuilding it from docs.sqlite'
+          : 'the search graph was rebuilt in memory from docs.sqlite (the next search-r3 index run on this folder ' +
+            'rewrites the file)';
+        notes.push(`${store.problem}; ${done}.`);
       }
       const index = new SearchIndex(dir, manifest, docs, store, backend, !writable, notes);
       await index.reconcile();
@@ -159,8 +188,12 @@ export class SearchIndex {
     }
   }
 
-  get info(): Readonly<IndexManifest> { return this.manifest; }
-  get dimension(): number { return this.manifest.dimension; }
+  get info(): Readonly<IndexManifest> {
+    return this.manifest;
+  }
+  get dimension(): number {
+    return this.manifest.dimension;
+  }
 
   /**
    * A kill between the sqlite commit and the vector-store commit leaves the store behind, and a damaged
@@ -174,9 +207,16 @@ export class SearchIndex {
     if ((await this.store.generation()) === g && !this.store.problem) return;
     let lock: WriteLock | undefined = this.lock;
     if (!lock && !this.readOnly) {
-      try { lock = WriteLock.acquire(this.dir); } catch (e) { if (!(e instanceof IndexError)) throw e; }
+      try {
+        lock = WriteLock.acquire(this.dir);
+      } catch (e) {
+        if (!(e instanceof IndexError)) throw e;
+      }
     }
-    if (!lock && this.store.kind !== 'local') { this.storeStale = true; return; }
+    if (!lock && this.store.kind !== 'local') {
+      this.storeStale = true;
+      return;
+    }
     await this.store.clear();
     for (const rows of this.docs.indexedVectors()) await this.store.add(rows);
     if (!lock) return;
@@ -186,7 +226,11 @@ export class SearchIndex {
   }
 
   private writeCounts(): void {
-    this.manifest = { ...this.manifest, counts: { documents: this.docs.indexedCount(), pending: this.docs.pendingCount() }, updatedAt: new Date().toISOString() };
+    this.manifest = {
+      ...this.manifest,
+      counts: { documents: this.docs.indexedCount(), pending: this.docs.pendingCount() },
+      updatedAt: new Date().toISOString(),
+    };
     writeManifest(this.dir, this.manifest);
   }
 
@@ -209,8 +253,11 @@ export class SearchIndex {
     this.writeCounts();
     const { encoded, truncated } = await this.encodeAll(opts);
     return {
-      staged: counts.added + counts.changed + counts.repaired, encoded, counts,
-      ...(unrecoverable.length > 0 ? { removedDamaged: unrecoverable } : {}), ...(truncated === undefined ? {} : { truncated }),
+      staged: counts.added + counts.changed + counts.repaired,
+      encoded,
+      counts,
+      ...(unrecoverable.length > 0 ? { removedDamaged: unrecoverable } : {}),
+      ...(truncated === undefined ? {} : { truncated }),
     };
   }
 
@@ -225,18 +272,25 @@ export class SearchIndex {
     if (pending === 0) return { encoded: 0, truncated: 0 };
     const backend = this.requireBackend('encoding documents');
     const chunkSize = Math.max(1, opts.documentsPerCommit ?? opts.chunkSize ?? 256);
-    let done = 0, chunks = 0;
+    let done = 0,
+      chunks = 0;
     let truncated: number | undefined = 0;
     opts.onProgress?.({ done, total: pending, chunks });
     for (;;) {
       const chunk = this.docs.nextPending(chunkSize);
       if (chunk.length === 0) break;
       const texts = chunk.map(documentText);
-      const encoded = backend.encodeDocuments ? await backend.encodeDocuments(texts) : { vectors: await backend.embedDocuments(texts), truncated: undefined };
+      const encoded = backend.encodeDocuments
+        ? await backend.encodeDocuments(texts)
+        : { vectors: await backend.embedDocuments(texts), truncated: undefined };
       const { vectors } = encoded;
-      truncated = truncated === undefined || encoded.truncated === undefined ? undefined : truncated + encoded.truncated;
+      truncated =
+        truncated === undefined || encoded.truncated === undefined ? undefined : truncated + encoded.truncated;
       if (vectors.length !== chunk.length || vectors.some((v) => v.length !== this.dimension)) {
-        throw new IndexError(`the model returned ${vectors.length} vectors of dimension ${vectors[0]?.length} for ${chunk.length} documents; expected dimension ${this.dimension}.`);
+        throw new IndexError(
+          `the model returned ${vectors.length} vectors of dimension ${vectors[0]?.length} for ` +
+            `${chunk.length} documents; expected dimension ${this.dimension}.`,
+        );
       }
       const { generation, keys } = this.docs.commitVectors(chunk, vectors);
       await this.store.remove(chunk.flatMap((d) => (d.oldKey === null ? [] : [d.oldKey])));
@@ -287,7 +341,9 @@ export class SearchIndex {
     return this.docs.get(id);
   }
 
-  documentIds(): string[] { return this.docs.allIds(); }
+  documentIds(): string[] {
+    return this.docs.allIds();
+  }
 
   /** Embeds the query (with reasoning when asked) and ranks documents. */
   async search(query: string, opts: SearchOptions = {}): Promise<SearchResult> {
@@ -300,31 +356,46 @@ export class SearchIndex {
   }
 
   /** Ranks documents for an already embedded query; `queryText` is needed for hybrid search. */
-  async searchVector(vector: Float32Array, opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string; exact?: boolean } = {}): Promise<SearchHit[]> {
+  async searchVector(
+    vector: Float32Array,
+    opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string; exact?: boolean } = {},
+  ): Promise<SearchHit[]> {
     const k = Math.max(1, opts.k ?? 10);
-    if (vector.length !== this.dimension) throw new IndexError(`the query vector has ${vector.length} dimensions; the index holds ${this.dimension}-d vectors.`);
+    if (vector.length !== this.dimension)
+      throw new IndexError(
+        `the query vector has ${vector.length} dimensions; the index holds ${this.dimension}-d vectors.`,
+      );
     const exact = opts.exact ?? (this.storeStale || this.documentCount() * this.dimension <= EXACT_SEARCH_WORK);
-    const denseSearch = (n: number): Promise<VectorHit[]> => (exact ? Promise.resolve(this.exactSearch(vector, n)) : this.store.search(vector, n));
+    const denseSearch = (n: number): Promise<VectorHit[]> =>
+      exact ? Promise.resolve(this.exactSearch(vector, n)) : this.store.search(vector, n);
     if (!opts.hybrid) {
       const dense = await denseSearch(k);
       const docs = this.docs.byKeys(dense.map((h) => h.key));
-      return dense.filter((h) => docs.has(h.key)).map((h) => ({ ...docs.get(h.key)!, score: h.score, denseScore: h.score }));
+      return dense
+        .filter((h) => docs.has(h.key))
+        .map((h) => ({ ...docs.get(h.key)!, score: h.score, denseScore: h.score }));
     }
     if (opts.queryText === undefined) throw new IndexError('hybrid search needs the query text for BM25.');
     const depth = Math.max(opts.candidates ?? 100, 4 * k);
     const dense = await denseSearch(depth);
     const denseDocs = this.docs.byKeys(dense.map((h) => h.key));
-    const denseIds = dense.filter((h) => denseDocs.has(h.key)).map((h) => ({ id: denseDocs.get(h.key)!.id, score: h.score }));
+    const denseIds = dense
+      .filter((h) => denseDocs.has(h.key))
+      .map((h) => ({ id: denseDocs.get(h.key)!.id, score: h.score }));
     const lexical = this.bm25Index().search(opts.queryText, depth);
     const fused = reciprocalRankFusion([denseIds.map((h) => h.id), lexical.docIds]).slice(0, k);
     const denseScore = new Map(denseIds.map((h) => [h.id, h.score]));
     const bm25Score = new Map(lexical.docIds.map((id, i) => [id, lexical.scores[i]]));
     return fused.map((f) => {
       const doc = this.docs.get(f.id);
-      if (!doc) throw new IndexError(`${this.docs.file} is damaged (document '${f.id}' is ranked but cannot be read); ${REBUILD(this.dir)}.`);
+      if (!doc)
+        throw new IndexError(
+          `${this.docs.file} is damaged (document '${f.id}' is ranked but cannot be read); ${REBUILD(this.dir)}.`,
+        );
       const { status: _s, vector: _v, ...stored } = doc;
       return {
-        ...stored, score: f.score,
+        ...stored,
+        score: f.score,
         ...(denseScore.has(f.id) ? { denseScore: denseScore.get(f.id) } : {}),
         ...(bm25Score.has(f.id) ? { bm25Score: bm25Score.get(f.id) } : {}),
       };
@@ -333,7 +404,8 @@ export class SearchIndex {
 
   private documentCount(): number {
     const g = this.docs.generation();
-    if (!this.countCache || this.countCache.generation !== g) this.countCache = { generation: g, documents: this.docs.indexedCount() };
+    if (!this.countCache || this.countCache.generation !== g)
+      this.countCache = { generation: g, documents: this.docs.indexedCount() };
     return this.countCache.documents;
   }
 
@@ -350,9 +422,15 @@ export class SearchIndex {
   indexedVectors(): { ids: string[]; keys: number[]; dim: number; data: Float32Array } {
     const g = this.docs.generation();
     if (!this.exactCache || this.exactCache.generation !== g) {
-      const keys: number[] = [], ids: string[] = [];
+      const keys: number[] = [],
+        ids: string[] = [];
       const data = new Float32Array(this.documentCount() * this.dimension);
-      for (const rows of this.docs.indexedVectors()) for (const r of rows) { data.set(r.vector, keys.length * this.dimension); keys.push(r.key); ids.push(r.id); }
+      for (const rows of this.docs.indexedVectors())
+        for (const r of rows) {
+          data.set(r.vector, keys.length * this.dimension);
+          keys.push(r.key);
+          ids.push(r.id);
+        }
       this.exactCache = { generation: g, keys, ids, data };
     }
     const { keys, ids, data } = this.exactCache;
@@ -362,20 +440,30 @@ export class SearchIndex {
   /** The BM25 index over the indexed documents, rebuilt when the documents changed since it was built. */
   private bm25Index(): Bm25Index {
     const g = this.docs.generation();
-    if (!this.bm25 || this.bm25.generation !== g) this.bm25 = { generation: g, index: Bm25Index.build(this.docs.indexedTexts(), createAnalyzer()) };
+    if (!this.bm25 || this.bm25.generation !== g)
+      this.bm25 = { generation: g, index: Bm25Index.build(this.docs.indexedTexts(), createAnalyzer()) };
     return this.bm25.index;
   }
 
   /** Builds the BM25 index now (the server does it at start so the first hybrid query is not slow). */
-  warmHybrid(): void { this.bm25Index(); }
+  warmHybrid(): void {
+    this.bm25Index();
+  }
 
   stats(): { documents: number; pending: number; generation: number } {
-    return { documents: this.docs.indexedCount(), pending: this.docs.pendingCount(), generation: this.docs.generation() };
+    return {
+      documents: this.docs.indexedCount(),
+      pending: this.docs.pendingCount(),
+      generation: this.docs.generation(),
+    };
   }
 
   /** Taken by the first write and held until close(); readers (search, a server) never take it. */
   private lockForWriting(): void {
-    if (this.readOnly) throw new IndexError(`${this.dir} was opened read-only; open it with { writable: true } to add or delete documents.`);
+    if (this.readOnly)
+      throw new IndexError(
+        `${this.dir} was opened read-only; open it with { writable: true } to add or delete documents.`,
+      );
     this.lock ??= WriteLock.acquire(this.dir);
   }
 
@@ -398,13 +486,17 @@ function backendSource(b: EmbeddingBackend): string {
 
 /** Refuses a file where the index folder should be; creates the folder for a new index. */
 function prepareFolder(dir: string, create: boolean): void {
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new IndexError(`${dir} is a file, not an index folder; give a new folder or an existing index.`);
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new IndexError(`${dir} is a file, not an index folder; give a new folder or an existing index.`);
   if (!create) return;
   try {
     mkdirSync(dir, { recursive: true });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new IndexError(`cannot create the index folder ${dir} (${err.code ?? err.message}); give a folder that can be created and written.`);
+    throw new IndexError(
+      `cannot create the index folder ${dir} (${err.code ?? err.message}); give a folder that can be created ` +
+        `and written.`,
+    );
   }
 }
 
@@ -423,13 +515,20 @@ function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes
     return DocumentTable.openForWriting(file);
   }
   if (state === 'missing' && !('manifest' in read)) {
-    throw new IndexError(`${read.problem === 'missing' ? read.message : `${read.message}, and ${file} is missing`}; this is not a search-r3 index (build one with 'search-r3 index').`);
+    throw new IndexError(
+      `${read.problem === 'missing' ? read.message : `${read.message}, and ${file} is missing`}; this is not ` +
+        `a search-r3 index (build one with 'search-r3 index').`,
+    );
   }
-  if (state !== 'present') throw new IndexError(`${file} is ${state}: the index has lost its documents; ${REBUILD(dir)}.`);
+  if (state !== 'present')
+    throw new IndexError(`${file} is ${state}: the index has lost its documents; ${REBUILD(dir)}.`);
   const docs = DocumentTable.openReadOnly(file);
   if (manifest && manifest.counts.documents > 0 && docs.indexedCount() === 0 && docs.pendingCount() === 0) {
     docs.close();
-    throw new IndexError(`${file} holds no documents but ${MANIFEST_FILE} records ${manifest.counts.documents}: the document store was emptied or replaced; ${REBUILD(dir)}.`);
+    throw new IndexError(
+      `${file} holds no documents but ${MANIFEST_FILE} records ${manifest.counts.documents}: the document ` +
+        `store was emptied or replaced; ${REBUILD(dir)}.`,
+    );
   }
   return docs;
 }
@@ -440,7 +539,13 @@ const MANIFEST_COPY = 'manifest';
  * The manifest to use: index.json when intact, else the copy docs.sqlite keeps (rewritten to index.json
  * by a writer), else a new one for a new index. A writer stores the copy when docs.sqlite lacks it.
  */
-function resolveManifest(dir: string, read: ManifestRead, docs: DocumentTable, opts: OpenIndexOptions, notes: string[]): IndexManifest {
+function resolveManifest(
+  dir: string,
+  read: ManifestRead,
+  docs: DocumentTable,
+  opts: OpenIndexOptions,
+  notes: string[],
+): IndexManifest {
   const writable = !docs.readOnly;
   const copyText = docs.info(MANIFEST_COPY);
   if ('manifest' in read) {
@@ -450,9 +555,16 @@ function resolveManifest(dir: string, read: ManifestRead, docs: DocumentTable, o
   const empty = docs.indexedCount() + docs.pendingCount() === 0;
   if (copyText !== undefined) {
     const copy = unsealManifest(copyText, `${docs.file} (its copy of ${MANIFEST_FILE})`);
-    const manifest: IndexManifest = { ...copy, counts: { documents: docs.indexedCount(), pending: docs.pendingCount() }, updatedAt: new Date().toISOString() };
+    const manifest: IndexManifest = {
+      ...copy,
+      counts: { documents: docs.indexedCount(), pending: docs.pendingCount() },
+      updatedAt: new Date().toISOString(),
+    };
     if (writable) writeManifest(dir, manifest);
-    notes.push(`${read.message}; ${writable ? 'rewrote it' : 'used'} the copy kept in docs.sqlite${writable ? '' : ' (the next search-r3 index run on this folder rewrites the file)'}.`);
+    notes.push(
+      `${read.message}; ${writable ? 'rewrote it' : 'used'} the copy kept in ` +
+        `docs.sqlite${writable ? '' : ' (the next search-r3 index run on this folder rewrites the file)'}.`,
+    );
     return manifest;
   }
   if (opts.create && empty) {
@@ -461,8 +573,15 @@ function resolveManifest(dir: string, read: ManifestRead, docs: DocumentTable, o
     docs.setInfo(MANIFEST_COPY, sealManifest(identity(manifest)));
     return manifest;
   }
-  if (!writable || empty) throw new IndexError(`${read.message}; ${read.problem === 'missing' ? 'this is not a search-r3 index' : 'the index cannot be used'} (build one with 'search-r3 index').`);
-  throw new IndexError(`${read.message}, and ${docs.file} keeps no copy of it (an index from an older search-r3), so the model of its vectors is unknown; build a new index in another folder.`);
+  if (!writable || empty)
+    throw new IndexError(
+      `${read.message}; ${read.problem === 'missing' ? 'this is not a search-r3 index' : 'the index cannot be used'} ` +
+        `(build one with 'search-r3 index').`,
+    );
+  throw new IndexError(
+    `${read.message}, and ${docs.file} keeps no copy of it (an index from an older search-r3), so the model ` +
+      `of its vectors is unknown; build a new index in another folder.`,
+  );
 }
 
 /**
@@ -482,7 +601,11 @@ export function readIndexManifest(dir: string): IndexManifest {
       docs.close();
     }
   }
-  throw new IndexError(read.problem === 'missing' ? `${read.message}; this is not a search-r3 index (build one with 'search-r3 index').` : `${read.message}.`);
+  throw new IndexError(
+    read.problem === 'missing'
+      ? `${read.message}; this is not a search-r3 index (build one with 'search-r3 index').`
+      : `${read.message}.`,
+  );
 }
 
 /** The manifest's fixed part: what docs.sqlite keeps a copy of (counts are read from the table itself). */
@@ -497,13 +620,21 @@ function newManifest(dir: string, opts: OpenIndexOptions): IndexManifest {
   const now = new Date().toISOString();
   const store = create.store ?? 'local';
   return {
-    format: FORMAT, version: FORMAT_VERSION,
+    format: FORMAT,
+    version: FORMAT_VERSION,
     model: { id: backend.modelId, source: backendSource(backend) },
-    templates: { ...backend.templates }, maxLength: backend.maxLength, dimension: backend.dimension,
-    dtype: create.dtype ?? 'f32', metric: 'cos', documentText: 'title-newline-text',
-    store, ...(store === 'lancedb' ? { storeUri: create.storeUri ?? path.join(dir, 'vectors.lance') } : {}),
+    templates: { ...backend.templates },
+    maxLength: backend.maxLength,
+    dimension: backend.dimension,
+    dtype: create.dtype ?? 'f32',
+    metric: 'cos',
+    documentText: 'title-newline-text',
+    store,
+    ...(store === 'lancedb' ? { storeUri: create.storeUri ?? path.join(dir, 'vectors.lance') } : {}),
     hnsw: { ...DEFAULT_HNSW, ...create.hnsw },
-    counts: { documents: 0, pending: 0 }, createdAt: now, updatedAt: now,
+    counts: { documents: 0, pending: 0 },
+    createdAt: now,
+    updatedAt: now,
   };
 }
 
@@ -512,7 +643,8 @@ async function openStore(dir: string, m: IndexManifest, readOnly: boolean, threa
   if (m.store === 'lancedb') {
     const uri = m.storeUri ?? path.join(dir, 'vectors.lance');
     // connecting creates a local folder: a reader that finds none searches a graph of its own instead
-    if (readOnly && !uri.includes('://') && !existsSync(uri)) return new UsearchStore(dir, { ...local, load: false, problem: `${uri} is missing` });
+    if (readOnly && !uri.includes('://') && !existsSync(uri))
+      return new UsearchStore(dir, { ...local, load: false, problem: `${uri} is missing` });
     const { LanceStore } = await import('./lance-store.js');
     return LanceStore.open(uri, m.dimension);
   }

@@ -18,7 +18,13 @@ export interface SearchHitJson {
 /** `rank` is 1-based. */
 export function searchHitJson(h: SearchHit, rank: number): SearchHitJson {
   return {
-    rank, id: h.id, score: h.score, title: h.title, text: h.text, metadata: h.metadata ?? null,
-    ...(h.denseScore !== undefined ? { dense_score: h.denseScore } : {}), ...(h.bm25Score !== undefined ? { bm25_score: h.bm25Score } : {}),
+    rank,
+    id: h.id,
+    score: h.score,
+    title: h.title,
+    text: h.text,
+    metadata: h.metadata ?? null,
+    ...(h.denseScore !== undefined ? { dense_score: h.denseScore } : {}),
+    ...(h.bm25Score !== undefined ? { bm25_score: h.bm25Score } : {}),
   };
 }

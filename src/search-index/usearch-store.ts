@@ -19,7 +19,11 @@ type UIndex = InstanceType<typeof Index>;
 export const VECTORS_FILE = 'vectors.usearch';
 export const GENERATION_FILE = 'vectors.generation.json';
 
-const SCALAR: Record<VectorDtype, (typeof ScalarKind)[keyof typeof ScalarKind]> = { f32: ScalarKind.F32, f16: ScalarKind.F16, i8: ScalarKind.I8 };
+const SCALAR: Record<VectorDtype, (typeof ScalarKind)[keyof typeof ScalarKind]> = {
+  f32: ScalarKind.F32,
+  f16: ScalarKind.F16,
+  i8: ScalarKind.I8,
+};
 
 export interface UsearchStoreOptions {
   dimension: number;
@@ -34,7 +38,11 @@ export interface UsearchStoreOptions {
 }
 
 /** What vectors.generation.json says of vectors.usearch. */
-interface CommitRecord { generation: number; bytes: number; sha256: string }
+interface CommitRecord {
+  generation: number;
+  bytes: number;
+  sha256: string;
+}
 
 type Loaded = { generation: number; index: UIndex } | { problem: string };
 
@@ -60,13 +68,22 @@ export class UsearchStore implements VectorStore {
   /** Why vectors.usearch was not loaded at open (missing, damaged, without checksum), or undefined. */
   readonly problem?: string;
 
-  constructor(private readonly dir: string, private readonly opts: UsearchStoreOptions) {
+  constructor(
+    private readonly dir: string,
+    private readonly opts: UsearchStoreOptions,
+  ) {
     this.index = this.fresh();
-    if (opts.load === false) { this.problem = opts.problem; return; }
+    if (opts.load === false) {
+      this.problem = opts.problem;
+      return;
+    }
     const vectors = path.join(dir, VECTORS_FILE);
     if (!existsSync(vectors) && !existsSync(path.join(dir, GENERATION_FILE))) return; // a new index
     const r = this.readCommitted();
-    if ('problem' in r) { this.problem = r.problem; return; }
+    if ('problem' in r) {
+      this.problem = r.problem;
+      return;
+    }
     this.index = r.index;
     this.loaded = r.generation;
   }
@@ -74,8 +91,13 @@ export class UsearchStore implements VectorStore {
   private fresh(): UIndex {
     const { dimension, dtype, hnsw } = this.opts;
     return new Index({
-      dimensions: dimension, metric: MetricKind.Cos, quantization: SCALAR[dtype],
-      connectivity: hnsw.connectivity, expansion_add: hnsw.expansionAdd, expansion_search: hnsw.expansionSearch, multi: false,
+      dimensions: dimension,
+      metric: MetricKind.Cos,
+      quantization: SCALAR[dtype],
+      connectivity: hnsw.connectivity,
+      expansion_add: hnsw.expansionAdd,
+      expansion_search: hnsw.expansionSearch,
+      multi: false,
     });
   }
 
@@ -83,9 +105,15 @@ export class UsearchStore implements VectorStore {
     const file = path.join(this.dir, GENERATION_FILE);
     if (!existsSync(file)) return { problem: `${file} is missing` };
     let r: Partial<CommitRecord>;
-    try { r = JSON.parse(readFileSync(file, 'utf8')) as Partial<CommitRecord>; } catch { return { problem: `${file} is damaged (not valid JSON)` }; }
-    if (!Number.isInteger(r.generation) || (r.generation as number) < 0) return { problem: `${file} is damaged (no generation)` };
-    if (typeof r.sha256 !== 'string' || !Number.isInteger(r.bytes)) return { problem: `${path.join(this.dir, VECTORS_FILE)} has no checksum (it was written by an older search-r3)` };
+    try {
+      r = JSON.parse(readFileSync(file, 'utf8')) as Partial<CommitRecord>;
+    } catch {
+      return { problem: `${file} is damaged (not valid JSON)` };
+    }
+    if (!Number.isInteger(r.generation) || (r.generation as number) < 0)
+      return { problem: `${file} is damaged (no generation)` };
+    if (typeof r.sha256 !== 'string' || !Number.isInteger(r.bytes))
+      return { problem: `${path.join(this.dir, VECTORS_FILE)} has no checksum (it was written by an older search-r3)` };
     return r as CommitRecord;
   }
 
@@ -98,19 +126,26 @@ export class UsearchStore implements VectorStore {
     // as long as the path still names the same inode afterwards. If it was replaced meanwhile, read again.
     for (let attempt = 0; attempt < 3; attempt++) {
       let fd: number;
-      try { fd = openSync(file, 'r'); } catch { return { problem: `${file} is missing` }; }
+      try {
+        fd = openSync(file, 'r');
+      } catch {
+        return { problem: `${file} is missing` };
+      }
       try {
         const before = fstatSync(fd);
         const { sha256, bytes } = hashFile(fd);
         if (bytes !== record.bytes || sha256 !== record.sha256) {
           const now = this.readRecord();
           if (!('problem' in now) && now.sha256 !== record.sha256) return this.readCommitted(); // committed meanwhile
-          return { problem: `${file} is damaged (its ${bytes} bytes do not match the checksum recorded in ${GENERATION_FILE})` };
+          return {
+            problem: `${file} is damaged (its ${bytes} bytes do not match the checksum recorded in ${GENERATION_FILE})`,
+          };
         }
         const index = this.fresh();
         index.load(file);
         const after = statSync(file);
-        if (after.ino === before.ino && after.mtimeMs === before.mtimeMs && after.size === before.size) return { generation: record.generation, index };
+        if (after.ino === before.ino && after.mtimeMs === before.mtimeMs && after.size === before.size)
+          return { generation: record.generation, index };
       } catch (e) {
         return { problem: `${file} cannot be loaded (${(e as Error).message})` };
       } finally {
@@ -125,7 +160,11 @@ export class UsearchStore implements VectorStore {
     const d = this.opts.dimension;
     const flat = new Float32Array(rows.length * d);
     rows.forEach((r, i) => flat.set(r.vector, i * d));
-    this.index.add(BigUint64Array.from(rows, (r) => BigInt(r.key)), flat, this.opts.threads ?? 0);
+    this.index.add(
+      BigUint64Array.from(rows, (r) => BigInt(r.key)),
+      flat,
+      this.opts.threads ?? 0,
+    );
     this.loaded = 0;
   }
 
@@ -153,20 +192,28 @@ export class UsearchStore implements VectorStore {
     writeFileAtomicallySync(path.join(this.dir, VECTORS_FILE), (tmp) => {
       this.index.save(tmp);
       const fd = openSync(tmp, 'r');
-      try { record = { generation, ...hashFile(fd) }; } finally { closeSync(fd); }
+      try {
+        record = { generation, ...hashFile(fd) };
+      } finally {
+        closeSync(fd);
+      }
     });
     writeFileAtomicallySync(path.join(this.dir, GENERATION_FILE), JSON.stringify(record) + '\n');
     this.loaded = generation;
   }
 
-  async generation(): Promise<number> { return this.loaded; }
+  async generation(): Promise<number> {
+    return this.loaded;
+  }
 
   async clear(): Promise<void> {
     this.index = this.fresh();
     this.loaded = 0;
   }
 
-  /** Loads what another process committed, if that is `generation` and the file is intact; else keeps the current graph. */
+  /**
+   * Loads what another process committed, if that is `generation` and the file is intact; else keeps the current graph.
+   */
   async reload(generation: number): Promise<boolean> {
     const record = this.readRecord();
     if ('problem' in record || record.generation !== generation) return false;
@@ -177,8 +224,12 @@ export class UsearchStore implements VectorStore {
     return true;
   }
 
-  async size(): Promise<number> { return this.index.size(); }
-  async close(): Promise<void> { /* the native index is freed with the object */ }
+  async size(): Promise<number> {
+    return this.index.size();
+  }
+  async close(): Promise<void> {
+    /* the native index is freed with the object */
+  }
 }
 
 /**
@@ -188,11 +239,17 @@ export class UsearchStore implements VectorStore {
  * 0.27 ms against 1.83 ms at 5,183 × 256 and 1.12 ms against 6.69 ms at 5,400 × 1536, since that kernel
  * works in groups of four queries and copies the documents into its memory on every call.
  */
-export function exactCosineSearch(data: Float32Array, dimension: number, query: Float32Array, k: number): { row: number; score: number }[] {
+export function exactCosineSearch(
+  data: Float32Array,
+  dimension: number,
+  query: Float32Array,
+  k: number,
+): { row: number; score: number }[] {
   const n = data.length / dimension;
   if (n === 0 || k <= 0) return [];
   const m = exactSearch(data, query, dimension, Math.min(k, n), MetricKind.Cos, 1);
-  const keys = m.keys as BigUint64Array, distances = m.distances as Float32Array;
+  const keys = m.keys as BigUint64Array,
+    distances = m.distances as Float32Array;
   const out: { row: number; score: number }[] = [];
   for (let i = 0; i < keys.length; i++) out.push({ row: Number(keys[i]), score: 1 - distances[i] });
   return out;

@@ -10,7 +10,12 @@ import { IndexError } from './index-error.js';
 export const LOCK_FILE = 'write.lock';
 
 function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export class WriteLock {
@@ -28,9 +33,16 @@ export class WriteLock {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
       let pid = NaN;
-      try { pid = Number(readFileSync(file, 'utf8').trim()); } catch { /* removed meanwhile: retry */ }
+      try {
+        pid = Number(readFileSync(file, 'utf8').trim());
+      } catch {
+        /* removed meanwhile: retry */
+      }
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new IndexError(`${file}: another process (pid ${pid}) is writing to this index; wait for it to finish (or remove the file if that process is not search-r3).`);
+        throw new IndexError(
+          `${file}: another process (pid ${pid}) is writing to this index; wait for it to finish (or remove ` +
+            `the file if that process is not search-r3).`,
+        );
       }
       rmSync(file, { force: true }); // stale: its writer is gone
     }
@@ -40,6 +52,8 @@ export class WriteLock {
   release(): void {
     try {
       if (Number(readFileSync(this.file, 'utf8').trim()) === process.pid) rmSync(this.file, { force: true });
-    } catch { /* already gone */ }
+    } catch {
+      /* already gone */
+    }
   }
 }

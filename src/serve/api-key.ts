@@ -16,7 +16,9 @@ export function bearerToken(header: string | undefined): string | null {
 export class ApiKey {
   private readonly want: Buffer;
 
-  constructor(key: string) { this.want = digest(key); }
+  constructor(key: string) {
+    this.want = digest(key);
+  }
 
   /** Whether the Authorization header carries this key. */
   accepts(authorization: string | undefined): boolean {

@@ -33,13 +33,15 @@ export function prepareChat(embedder: Embedder, job: ChatJob): PreparedChat {
   const prompt = tok.encode(tok.renderChat(job.messages, { addGenerationPrompt: true }));
   const room = completionRoom(prompt.length, embedder.maxLength, embedder.model.config.maxPositionEmbeddings);
   if (room < 1) {
-    const message = `the prompt has ${prompt.length} tokens, which leaves no room for a completion in the context of `
-      + `${embedder.maxLength}; shorten the messages.`;
+    const message =
+      `the prompt has ${prompt.length} tokens, which leaves no room for a completion in the context of ` +
+      `${embedder.maxLength}; shorten the messages.`;
     throw badRequest(message, 'messages', 'context_length_exceeded');
   }
   if (job.maxTokens !== undefined && job.maxTokens > room) {
-    const message = `the prompt has ${prompt.length} tokens; with max_tokens ${job.maxTokens} it exceeds the context `
-      + `of ${embedder.maxLength} (at most ${room} tokens are left; leave max_tokens out to get them).`;
+    const message =
+      `the prompt has ${prompt.length} tokens; with max_tokens ${job.maxTokens} it exceeds the context ` +
+      `of ${embedder.maxLength} (at most ${room} tokens are left; leave max_tokens out to get them).`;
     throw badRequest(message, 'messages', 'context_length_exceeded');
   }
   const { stopIds, textStops } = sortStops(tok, job.stops);
@@ -52,7 +54,8 @@ function sortStops(tok: Tokenizer, stops: readonly string[]): { stopIds: Map<num
   const textStops: string[] = [];
   for (const s of stops) {
     const id = tok.tokenToId(s);
-    if (id !== undefined && tok.isSpecial(id)) stopIds.set(id, s); else textStops.push(s);
+    if (id !== undefined && tok.isSpecial(id)) stopIds.set(id, s);
+    else textStops.push(s);
   }
   return { stopIds, textStops };
 }
@@ -60,7 +63,10 @@ function sortStops(tok: Tokenizer, stops: readonly string[]): { stopIds: Map<num
 /** Generates the completion, one forward pass per step (the model work, run in turn with the embedding batches). */
 export function* chatSteps(embedder: Embedder, job: ChatJob, p: PreparedChat): Steps<ChatResult> {
   const [g] = yield* generateSteps(embedder.model, [p.prompt], {
-    maxNewTokens: p.maxNewTokens, temperature: job.temperature, topP: job.topP, seed: job.seed,
+    maxNewTokens: p.maxNewTokens,
+    temperature: job.temperature,
+    topP: job.topP,
+    seed: job.seed,
     stopTokens: [...p.stopIds.keys()],
   });
   let finish: 'stop' | 'length' = g.finish;
@@ -73,7 +79,11 @@ export function* chatSteps(embedder: Embedder, job: ChatJob, p: PreparedChat): S
   let content = embedder.tokenizer.decode(tokens, { skipSpecialTokens: true });
   for (const s of p.textStops) {
     const at = content.indexOf(s);
-    if (at >= 0) { content = content.slice(0, at); finish = 'stop'; stopReason = s; }
+    if (at >= 0) {
+      content = content.slice(0, at);
+      finish = 'stop';
+      stopReason = s;
+    }
   }
   return { content, finish, stopReason, promptTokens: p.prompt.length, completionTokens: g.tokens.length };
 }

@@ -29,10 +29,19 @@ export interface BatcherOptions extends BatchingOptions {
   sliceMs?: number;
 }
 
-export interface PreparedInput { ids: number[]; truncated: number }
+export interface PreparedInput {
+  ids: number[];
+  truncated: number;
+}
 
-interface Settles<T> { resolve: (v: T) => void; reject: (e: unknown) => void }
-interface DirectJob extends Settles<QueryEmbedding> { kind: 'direct'; input: PreparedInput }
+interface Settles<T> {
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+}
+interface DirectJob extends Settles<QueryEmbedding> {
+  kind: 'direct';
+  input: PreparedInput;
+}
 interface ReasoningJob extends Settles<QueryEmbedding> {
   kind: 'reasoning';
   text: string;
@@ -40,7 +49,10 @@ interface ReasoningJob extends Settles<QueryEmbedding> {
   /** Jobs of one group may share a generation. */
   group: string;
 }
-interface ChatTask extends Settles<unknown> { kind: 'chat'; steps: () => Steps<unknown> }
+interface ChatTask extends Settles<unknown> {
+  kind: 'chat';
+  steps: () => Steps<unknown>;
+}
 /** One input (or one chat completion) waiting for its turn. */
 export type BatchJob = DirectJob | ReasoningJob | ChatTask;
 
@@ -105,7 +117,10 @@ export class EmbeddingBatcher {
   private readonly sliceMs: number;
   private sampledGroups = 0;
 
-  constructor(private readonly embedder: Embedder, private readonly opts: BatcherOptions = {}) {
+  constructor(
+    private readonly embedder: Embedder,
+    private readonly opts: BatcherOptions = {},
+  ) {
     this.maxWaitMs = opts.maxWaitMs ?? 3;
     this.maxBatchInputs = opts.maxBatchInputs ?? 64;
     this.sliceMs = opts.sliceMs ?? 20;
@@ -124,18 +139,35 @@ export class EmbeddingBatcher {
 
   /** Embeds prepared direct prompts (documents, queries without reasoning) of request `owner`. */
   embedDirect(owner: number, inputs: readonly PreparedInput[]): Promise<QueryEmbedding[]> {
-    return Promise.all(inputs.map((input) => new Promise<QueryEmbedding>((resolve, reject) => {
-      this.enqueue(owner, { kind: 'direct', input, resolve, reject });
-    })));
+    return Promise.all(
+      inputs.map(
+        (input) =>
+          new Promise<QueryEmbedding>((resolve, reject) => {
+            this.enqueue(owner, { kind: 'direct', input, resolve, reject });
+          }),
+      ),
+    );
   }
 
   /** Queries of request `owner` that reason first (see the module comment for who shares a generation). */
   embedReasoning(owner: number, texts: readonly string[], opts: QueryOptions): Promise<QueryEmbedding[]> {
     const budget = opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
     const group = (opts.temperature ?? 0) > 0 ? `sampled:${this.sampledGroups++}` : `greedy:${budget}`;
-    return Promise.all(texts.map((text) => new Promise<QueryEmbedding>((resolve, reject) => {
-      this.enqueue(owner, { kind: 'reasoning', text, opts: { ...opts, reasoning: 'on' }, group, resolve, reject });
-    })));
+    return Promise.all(
+      texts.map(
+        (text) =>
+          new Promise<QueryEmbedding>((resolve, reject) => {
+            this.enqueue(owner, {
+              kind: 'reasoning',
+              text,
+              opts: { ...opts, reasoning: 'on' },
+              group,
+              resolve,
+              reject,
+            });
+          }),
+      ),
+    );
   }
 
   /** Runs a generation of request `owner` (a chat completion) alone, in its turn, slice by slice. */
@@ -156,11 +188,18 @@ export class EmbeddingBatcher {
   private schedule(): void {
     if (this.working || this.waiting === 0) return;
     if (this.waiting >= this.maxBatchInputs) {
-      if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
       this.working = true;
       setImmediate(() => this.turn());
     } else if (!this.timer) {
-      this.timer = setTimeout(() => { this.timer = null; this.working = true; this.turn(); }, this.maxWaitMs);
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.working = true;
+        this.turn();
+      }, this.maxWaitMs);
     }
   }
 
@@ -202,9 +241,15 @@ export class EmbeddingBatcher {
     const t0 = performance.now();
     try {
       const vectors = this.embedder.forwardBatches(jobs.map((j) => j.input.ids));
-      jobs.forEach((j, i) => j.resolve({
-        vector: vectors[i], reasoning: '', forced: false, tokens: [], truncated: j.input.truncated,
-      }));
+      jobs.forEach((j, i) =>
+        j.resolve({
+          vector: vectors[i],
+          reasoning: '',
+          forced: false,
+          tokens: [],
+          truncated: j.input.truncated,
+        }),
+      );
     } catch (e) {
       for (const j of jobs) j.reject(e);
     }
@@ -215,16 +260,28 @@ export class EmbeddingBatcher {
     const first = batch[0];
     if (first.kind === 'chat') {
       this.generation = {
-        steps: first.steps(), done: first.resolve, fail: first.reject, kind: 'chat', inputs: 1, seconds: 0,
+        steps: first.steps(),
+        done: first.resolve,
+        fail: first.reject,
+        kind: 'chat',
+        inputs: 1,
+        seconds: 0,
       };
       return;
     }
     const jobs = batch as ReasoningJob[];
     this.generation = {
-      steps: this.embedder.reasoningSteps(jobs.map((j) => j.text), jobs[0].opts),
+      steps: this.embedder.reasoningSteps(
+        jobs.map((j) => j.text),
+        jobs[0].opts,
+      ),
       done: (res) => jobs.forEach((j, i) => j.resolve((res as QueryEmbedding[])[i])),
-      fail: (e) => { for (const j of jobs) j.reject(e); },
-      kind: 'reasoning', inputs: jobs.length, seconds: 0,
+      fail: (e) => {
+        for (const j of jobs) j.reject(e);
+      },
+      kind: 'reasoning',
+      inputs: jobs.length,
+      seconds: 0,
     };
   }
 
@@ -236,7 +293,10 @@ export class EmbeddingBatcher {
     try {
       do {
         const r = advance(g.steps);
-        if (r.done) { finished = true; g.done(r.value); }
+        if (r.done) {
+          finished = true;
+          g.done(r.value);
+        }
       } while (!finished && performance.now() - t0 < this.sliceMs);
     } catch (e) {
       finished = true;

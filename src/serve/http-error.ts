@@ -3,7 +3,12 @@
  * official clients surface them as typed errors (BadRequestError, RateLimitError, ...).
  */
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly code: string | null = null, readonly param: string | null = null) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+  ) {
     super(message);
     this.name = 'HttpError';
   }
@@ -21,4 +26,5 @@ export class HttpError extends Error {
   }
 }
 
-export const badRequest = (message: string, param: string | null = null, code = 'invalid_value'): HttpError => new HttpError(400, message, code, param);
+export const badRequest = (message: string, param: string | null = null, code = 'invalid_value'): HttpError =>
+  new HttpError(400, message, code, param);

@@ -20,8 +20,9 @@ export function charsBeyond(tokens: number, longestTokenChars: number): number {
 /** Refuses a text that has more characters than `maxTokens` tokens can hold; costs no tokenization. */
 export function checkInputChars(text: string, param: string, maxTokens: number, longestTokenChars: number): void {
   if (text.length <= charsBeyond(maxTokens, longestTokenChars)) return;
-  const message = `${param} has ${text.length} characters, more than any text of at most ${maxTokens} tokens can `
-    + `have; this server accepts at most ${maxTokens} tokens per input.`;
+  const message =
+    `${param} has ${text.length} characters, more than any text of at most ${maxTokens} tokens can ` +
+    `have; this server accepts at most ${maxTokens} tokens per input.`;
   throw badRequest(message, param, 'context_length_exceeded');
 }
 
@@ -44,16 +45,21 @@ export function checkRequestChars(chars: number, limit: number, longestTokenChar
 }
 
 function requestTooLarge(what: string, limit: number): HttpError {
-  return badRequest(`'input' has ${what} in all; this server accepts at most ${limit} tokens per request `
-    + '(--max-request-tokens); send fewer or shorter inputs per request.', 'input', 'max_tokens_per_request');
+  return badRequest(
+    `'input' has ${what} in all; this server accepts at most ${limit} tokens per request ` +
+      '(--max-request-tokens); send fewer or shorter inputs per request.',
+    'input',
+    'max_tokens_per_request',
+  );
 }
 
 /** Queries × analysis budget: what one reasoning request may make the model generate. */
 export function checkReasoningWork(queries: number, budget: number, limit: number, param: string): void {
   if (queries * budget <= limit) return;
-  const message = `${queries} queries × max_reasoning_tokens ${budget} = ${queries * budget} reasoning tokens; this `
-    + `server allows at most ${limit} per request (--max-request-reasoning-tokens); send fewer queries or a smaller `
-    + 'budget.';
+  const message =
+    `${queries} queries × max_reasoning_tokens ${budget} = ${queries * budget} reasoning tokens; this ` +
+    `server allows at most ${limit} per request (--max-request-reasoning-tokens); send fewer queries or a smaller ` +
+    'budget.';
   throw badRequest(message, param, 'max_reasoning_tokens_per_request');
 }
 

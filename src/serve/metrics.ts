@@ -5,13 +5,21 @@
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 function labelText(labels: Record<string, string>): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  const parts = Object.entries(labels).map(
+    ([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`,
+  );
   return parts.length > 0 ? `{${parts.join(',')}}` : '';
 }
 
 export class Metrics {
   private readonly counters = new Map<string, { help: string; values: Map<string, number> }>();
-  private readonly histograms = new Map<string, { help: string; series: Map<string, { labels: Record<string, string>; counts: number[]; sum: number; count: number }> }>();
+  private readonly histograms = new Map<
+    string,
+    {
+      help: string;
+      series: Map<string, { labels: Record<string, string>; counts: number[]; sum: number; count: number }>;
+    }
+  >();
   private readonly gauges = new Map<string, { help: string; read: () => number }>();
 
   inc(name: string, help: string, labels: Record<string, string> = {}, by = 1): void {
@@ -45,12 +53,15 @@ export class Metrics {
     for (const [name, h] of this.histograms) {
       out.push(`# HELP ${name} ${h.help}`, `# TYPE ${name} histogram`);
       for (const s of h.series.values()) {
-        BUCKETS.forEach((b, i) => out.push(`${name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}`));
+        BUCKETS.forEach((b, i) =>
+          out.push(`${name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}`),
+        );
         out.push(`${name}_bucket${labelText({ ...s.labels, le: '+Inf' })} ${s.count}`);
         out.push(`${name}_sum${labelText(s.labels)} ${s.sum}`, `${name}_count${labelText(s.labels)} ${s.count}`);
       }
     }
-    for (const [name, g] of this.gauges) out.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.read()}`);
+    for (const [name, g] of this.gauges)
+      out.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.read()}`);
     return out.join('\n') + '\n';
   }
 }

@@ -13,8 +13,15 @@ import { chatSteps, prepareChat } from './chat.js';
 import { EmbeddingBatcher } from './embedding-batcher.js';
 import { checkInputTokens, checkRequestTokens } from './input-limits.js';
 import {
-  type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo, type WorkerConfig, type WorkerReply,
-  type WorkerRequest, errorToWire,
+  type ChatJob,
+  type ChatResult,
+  type EmbedJob,
+  type EmbedResult,
+  type ModelInfo,
+  type WorkerConfig,
+  type WorkerReply,
+  type WorkerRequest,
+  errorToWire,
 } from './worker-protocol.js';
 
 const port = parentPort!;
@@ -37,7 +44,8 @@ function pack(results: readonly QueryEmbedding[], dimension: number, promptToken
   const vectors = new Float32Array(results.length * dimension);
   results.forEach((r, i) => vectors.set(r.vector, i * dimension));
   return {
-    vectors, promptTokens,
+    vectors,
+    promptTokens,
     analyses: results.map(({ reasoning, forced, tokens, truncated }) => ({ reasoning, forced, tokens, truncated })),
   };
 }
@@ -45,7 +53,10 @@ function pack(results: readonly QueryEmbedding[], dimension: number, promptToken
 class ModelWorker {
   private readonly batcher: EmbeddingBatcher;
 
-  constructor(private readonly embedder: Embedder, config: WorkerConfig) {
+  constructor(
+    private readonly embedder: Embedder,
+    config: WorkerConfig,
+  ) {
     this.batcher = new EmbeddingBatcher(embedder, {
       ...config.batching,
       onBatch: (inputs, kind, seconds) => post({ type: 'batch', inputs, kind, seconds }),
@@ -56,13 +67,23 @@ class ModelWorker {
     const promptTokens = countTokens(this.embedder, job);
     const results = job.reasoning
       ? await this.batcher.embedReasoning(owner, job.texts, job.query)
-      : await this.batcher.embedDirect(owner, job.texts.map((t) => this.batcher.prepare(t, job.mode)));
+      : await this.batcher.embedDirect(
+          owner,
+          job.texts.map((t) => this.batcher.prepare(t, job.mode)),
+        );
     return pack(results, this.embedder.dimension, promptTokens);
   }
 
   async embedTokens(owner: number, seqs: number[][]): Promise<EmbedResult> {
-    const results = await this.batcher.embedDirect(owner, seqs.map((ids) => ({ ids, truncated: 0 })));
-    return pack(results, this.embedder.dimension, seqs.reduce((a, s) => a + s.length, 0));
+    const results = await this.batcher.embedDirect(
+      owner,
+      seqs.map((ids) => ({ ids, truncated: 0 })),
+    );
+    return pack(
+      results,
+      this.embedder.dimension,
+      seqs.reduce((a, s) => a + s.length, 0),
+    );
   }
 
   chat(owner: number, job: ChatJob): Promise<ChatResult> {
@@ -71,7 +92,10 @@ class ModelWorker {
   }
 
   handle(m: WorkerRequest): void {
-    if (m.type === 'configure') { this.batcher.configure(m.batching); return; }
+    if (m.type === 'configure') {
+      this.batcher.configure(m.batching);
+      return;
+    }
     const run = async (): Promise<EmbedResult | ChatResult> => {
       if (m.type === 'embed') return this.embed(m.id, m.job);
       if (m.type === 'embedTokens') return this.embedTokens(m.id, m.seqs);
@@ -92,8 +116,11 @@ async function load(config: WorkerConfig): Promise<{ worker: ModelWorker; info: 
   const embedder = new Embedder(loaded.model, loaded.tokenizer, config.embedder);
   const info: ModelInfo = {
     modelId: await modelFingerprint(config.modelDir),
-    dimension: embedder.dimension, maxLength: embedder.maxLength, templates: embedder.templates,
-    contextLength: loaded.config.maxPositionEmbeddings, vocabSize: loaded.config.vocabSize,
+    dimension: embedder.dimension,
+    maxLength: embedder.maxLength,
+    templates: embedder.templates,
+    contextLength: loaded.config.maxPositionEmbeddings,
+    vocabSize: loaded.config.vocabSize,
     longestTokenChars: loaded.tokenizer.longestTokenChars(),
   };
   return { worker: new ModelWorker(embedder, config), info };

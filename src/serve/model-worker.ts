@@ -14,8 +14,17 @@ import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
 import type { EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import {
-  type BatchKind, type BatchingOptions, type ChatJob, type ChatResult, type EmbedJob, type EmbedResult, type ModelInfo,
-  type WorkerConfig, type WorkerReply, type WorkerRequest, errorFromWire,
+  type BatchKind,
+  type BatchingOptions,
+  type ChatJob,
+  type ChatResult,
+  type EmbedJob,
+  type EmbedResult,
+  type ModelInfo,
+  type WorkerConfig,
+  type WorkerReply,
+  type WorkerRequest,
+  errorFromWire,
 } from './worker-protocol.js';
 
 const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
@@ -60,12 +69,19 @@ function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: Mode
     };
     const onMessage = (m: WorkerReply): void => {
       done();
-      if (m.type === 'ready') { resolve({ worker, info: m.info }); return; }
+      if (m.type === 'ready') {
+        resolve({ worker, info: m.info });
+        return;
+      }
       void worker.terminate();
       const early = new Error(`the model worker sent '${m.type}' before it was ready`);
       reject(m.type === 'failed' ? errorFromWire(m.error) : early);
     };
-    const onError = (e: Error): void => { done(); void worker.terminate(); reject(e); };
+    const onError = (e: Error): void => {
+      done();
+      void worker.terminate();
+      reject(e);
+    };
     const onExit = (code: number): void => {
       done();
       reject(new Error(`the model worker exited with code ${code} before it was ready`));
@@ -87,7 +103,11 @@ export class WorkerBackend implements EmbeddingBackend {
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly batchListeners = new Set<BatchListener>();
 
-  private constructor(private readonly config: WorkerConfig, worker: Worker, readonly info: ModelInfo) {
+  private constructor(
+    private readonly config: WorkerConfig,
+    worker: Worker,
+    readonly info: ModelInfo,
+  ) {
     this.attach(worker);
   }
 
@@ -95,7 +115,9 @@ export class WorkerBackend implements EmbeddingBackend {
   static async start(modelDir: string, opts: WorkerBackendOptions = {}): Promise<WorkerBackend> {
     const { maxWaitMs, maxBatchInputs, ...embedder } = opts;
     const config: WorkerConfig = {
-      modelDir: path.resolve(modelDir), embedder, batching: { maxWaitMs, maxBatchInputs },
+      modelDir: path.resolve(modelDir),
+      embedder,
+      batching: { maxWaitMs, maxBatchInputs },
     };
     const { worker, info } = await spawnWorker(config);
     return new WorkerBackend(config, worker, info);
@@ -104,27 +126,43 @@ export class WorkerBackend implements EmbeddingBackend {
   /** The model of a LocalBackend made by LocalBackend.fromModelDir, loaded again from its folder in a worker. */
   static async fromLocalBackend(local: LocalBackend, batching: BatchingOptions = {}): Promise<WorkerBackend> {
     if (!existsSync(path.join(local.source, 'config.json'))) {
-      throw new Error('a worker loads the model from its folder, and this LocalBackend was not loaded from one; '
-        + 'use WorkerBackend.start(modelDir).');
+      throw new Error(
+        'a worker loads the model from its folder, and this LocalBackend was not loaded from one; ' +
+          'use WorkerBackend.start(modelDir).',
+      );
     }
     const opts = {
-      maxLength: local.maxLength, templates: local.templates, batchTokens: local.embedder.batchTokens, ...batching,
+      maxLength: local.maxLength,
+      templates: local.templates,
+      batchTokens: local.embedder.batchTokens,
+      ...batching,
     };
     const w = await WorkerBackend.start(local.source, opts);
     if (w.modelId !== local.modelId) {
       await w.close();
-      throw new Error(`the folder ${local.source} no longer holds the LocalBackend's model (${local.modelId}); `
-        + 'load it again.');
+      throw new Error(
+        `the folder ${local.source} no longer holds the LocalBackend's model (${local.modelId}); ` + 'load it again.',
+      );
     }
     return w;
   }
 
-  get modelId(): string { return this.info.modelId; }
-  get dimension(): number { return this.info.dimension; }
-  get templates(): PromptTemplates { return this.info.templates; }
-  get maxLength(): number { return this.info.maxLength; }
+  get modelId(): string {
+    return this.info.modelId;
+  }
+  get dimension(): number {
+    return this.info.dimension;
+  }
+  get templates(): PromptTemplates {
+    return this.info.templates;
+  }
+  get maxLength(): number {
+    return this.info.maxLength;
+  }
   /** The model folder (absolute path), for an index manifest. */
-  get source(): string { return this.config.modelDir; }
+  get source(): string {
+    return this.config.modelDir;
+  }
 
   health(): ModelHealth {
     return { state: this.state, reason: this.reason, restarts: this.restarts };
@@ -150,7 +188,11 @@ export class WorkerBackend implements EmbeddingBackend {
 
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
     const job: EmbedJob = {
-      texts: [...texts], mode: 'query', reasoning: opts.reasoning === 'on', query: opts, param: 'input',
+      texts: [...texts],
+      mode: 'query',
+      reasoning: opts.reasoning === 'on',
+      query: opts,
+      param: 'input',
     };
     return (await this.embed(job)).results;
   }
@@ -200,7 +242,9 @@ export class WorkerBackend implements EmbeddingBackend {
     this.worker = worker;
     let lastError: string | null = null;
     worker.on('message', (m: WorkerReply) => this.receive(m));
-    worker.on('error', (e) => { lastError = e.message; });
+    worker.on('error', (e) => {
+      lastError = e.message;
+    });
     worker.on('exit', (code) => {
       if (this.worker === worker && this.state !== 'closed') this.died(lastError ?? `it exited with code ${code}`);
     });
@@ -236,7 +280,10 @@ export class WorkerBackend implements EmbeddingBackend {
   private async restart(): Promise<void> {
     try {
       const { worker, info } = await spawnWorker(this.config);
-      if (this.state === 'closed') { await worker.terminate(); return; }
+      if (this.state === 'closed') {
+        await worker.terminate();
+        return;
+      }
       if (info.modelId !== this.info.modelId) {
         await worker.terminate();
         const was = this.info.modelId;
@@ -251,7 +298,10 @@ export class WorkerBackend implements EmbeddingBackend {
       this.state = 'failed';
       const why = (e as Error).message;
       this.reason = `the model worker could not be restarted (${why}); trying again in ${this.retryMs / 1000} s.`;
-      this.retryTimer = setTimeout(() => { this.retryTimer = null; void this.restart(); }, this.retryMs);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        void this.restart();
+      }, this.retryMs);
       this.retryTimer.unref();
       this.retryMs = Math.min(LAST_RETRY_MS, this.retryMs * 2);
     }

@@ -21,7 +21,13 @@ function bodyEncoding(req: http.IncomingMessage): 'identity' | 'gzip' {
 export function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let encoding: 'identity' | 'gzip';
-    try { encoding = bodyEncoding(req); } catch (e) { req.resume(); reject(e); return; }
+    try {
+      encoding = bodyEncoding(req);
+    } catch (e) {
+      req.resume();
+      reject(e);
+      return;
+    }
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > limit) {
       req.resume();
@@ -36,7 +42,10 @@ export function readBody(req: http.IncomingMessage, limit: number): Promise<Buff
     const stop = (e: HttpError): void => {
       if (settled) return;
       settled = true;
-      if (gzip) { req.unpipe(); source.destroy(); }
+      if (gzip) {
+        req.unpipe();
+        source.destroy();
+      }
       req.resume(); // discard the rest, so a kept-alive connection can carry the answer and the next request
       reject(e);
     };
@@ -50,14 +59,21 @@ export function readBody(req: http.IncomingMessage, limit: number): Promise<Buff
     const invalid = (why: string): HttpError => badRequest(why, null, 'invalid_body');
     req.on('error', (e) => stop(invalid(`the request body could not be read (${e.message}).`)));
     if (gzip) source.on('error', (e) => stop(invalid(`the body is not valid gzip (${e.message}).`)));
-    source.on('end', () => { if (!settled) { settled = true; resolve(Buffer.concat(chunks)); } });
+    source.on('end', () => {
+      if (!settled) {
+        settled = true;
+        resolve(Buffer.concat(chunks));
+      }
+    });
   });
 }
 
 /** The body as a JSON object (400 invalid_json otherwise). */
 export function parseJsonObject(body: Buffer): Record<string, unknown> {
   let v: unknown;
-  try { v = JSON.parse(body.toString('utf8')); } catch (e) {
+  try {
+    v = JSON.parse(body.toString('utf8'));
+  } catch (e) {
     throw badRequest(`the body is not valid JSON (${(e as Error).message}).`, null, 'invalid_json');
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {

@@ -28,7 +28,9 @@ export function queryOptions(fields: Record<string, unknown>, prefix: string): Q
     throw badRequest(`'${prefix}max_reasoning_tokens' must be an integer.`, `${prefix}max_reasoning_tokens`);
   }
   return {
-    maxReasoningTokens: maxR, temperature: num('temperature', 0, 5), topP: num('top_p', 0, 1),
+    maxReasoningTokens: maxR,
+    temperature: num('temperature', 0, 5),
+    topP: num('top_p', 0, 1),
     seed: num('seed', 0, 2 ** 32 - 1),
   };
 }
@@ -51,7 +53,9 @@ export function parseTextInput(input: unknown, maxInputs: number): string[] {
     throw badRequest(message, 'input', missingOrType(input));
   }
   checkInputCount(texts.length, maxInputs);
-  texts.forEach((t, i) => { if (t === '') throw badRequest(`input[${i}] is an empty string.`, `input[${i}]`); });
+  texts.forEach((t, i) => {
+    if (t === '') throw badRequest(`input[${i}] is an empty string.`, `input[${i}]`);
+  });
   return texts;
 }
 
@@ -105,7 +109,11 @@ export function parseChatFields(body: Record<string, unknown>): ChatJob {
   const q = queryOptions({ temperature: body.temperature ?? 1, top_p: body.top_p, seed: body.seed }, '');
   const stops = parseStops(body.stop);
   return {
-    messages, maxTokens: maxTokens as number | undefined, stops,
-    temperature: q.temperature!, topP: q.topP, seed: q.seed,
+    messages,
+    maxTokens: maxTokens as number | undefined,
+    stops,
+    temperature: q.temperature!,
+    topP: q.topP,
+    seed: q.seed,
   };
 }

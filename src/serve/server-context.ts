@@ -73,7 +73,10 @@ export function createContext(o: ContextOptions): ServerContext {
   let queued = 0;
   let lastRefresh = performance.now();
   const ctx: ServerContext = {
-    model, index, modelName, metrics,
+    model,
+    index,
+    modelName,
+    metrics,
     limits: { perInput: o.maxTokensPerInput ?? model.maxLength, perRequest: o.maxRequestTokens ?? 65_536 },
     maxInputs: o.maxInputs ?? 256,
     maxK: o.maxK ?? 1000,
@@ -87,7 +90,11 @@ export function createContext(o: ContextOptions): ServerContext {
         throw new HttpError(429, message, 'rate_limit_exceeded');
       }
       queued += n;
-      try { return await work(); } finally { queued -= n; }
+      try {
+        return await work();
+      } finally {
+        queued -= n;
+      }
     },
     checkModel(name: unknown): void {
       if (name === undefined) return;
@@ -95,7 +102,9 @@ export function createContext(o: ContextOptions): ServerContext {
       if (name !== modelName && name !== model.modelId) throw notFoundModel(name, modelName);
     },
     async fromIndex<T>(call: () => T | Promise<T>): Promise<T> {
-      try { return await call(); } catch (e) {
+      try {
+        return await call();
+      } catch (e) {
         throw new HttpError(503, indexProblem(e, index?.dir ?? ''), 'index_unavailable');
       }
     },

@@ -119,15 +119,23 @@ function registerGauges(ctx: ServerContext, inFlight: () => number): void {
     metrics.observe('search_r3_batch_duration_seconds', 'Time of one embedding batch.', { kind }, s);
   });
   metrics.gauge('search_r3_queue_inputs', 'Inputs waiting for or in a forward pass.', () => ctx.queued());
-  metrics.gauge('search_r3_model_up', 'Whether the model worker takes requests.',
-    () => (model.health().state === 'ready' ? 1 : 0));
-  metrics.gauge('search_r3_model_restarts', 'Times the model worker died and was restarted.',
-    () => model.health().restarts);
+  metrics.gauge('search_r3_model_up', 'Whether the model worker takes requests.', () =>
+    model.health().state === 'ready' ? 1 : 0,
+  );
+  metrics.gauge(
+    'search_r3_model_restarts',
+    'Times the model worker died and was restarted.',
+    () => model.health().restarts,
+  );
   metrics.gauge('process_resident_memory_bytes', 'Resident set size.', () => process.memoryUsage.rss());
   if (index) {
     // NaN while the index cannot be read (/health says why)
     metrics.gauge('search_r3_index_documents', 'Documents in the served index.', () => {
-      try { return index.stats().documents; } catch { return NaN; }
+      try {
+        return index.stats().documents;
+      } catch {
+        return NaN;
+      }
     });
   }
   metrics.gauge('search_r3_requests_in_flight', 'Requests being handled.', inFlight);
@@ -156,14 +164,20 @@ export function createSearchServer(opts: ServeOptions & { backend: WorkerBackend
     inFlight++;
     res.on('close', () => {
       inFlight--;
-      metrics.inc('search_r3_http_requests_total', 'HTTP requests by route and status.', { route: label, status: String(res.statusCode) });
+      metrics.inc('search_r3_http_requests_total', 'HTTP requests by route and status.', {
+        route: label,
+        status: String(res.statusCode),
+      });
       const seconds = (performance.now() - started) / 1000;
       metrics.observe('search_r3_http_request_duration_seconds', 'HTTP request latency.', { route: label }, seconds);
     });
     const fail = (e: unknown): void => {
-      const err = e instanceof HttpError ? e
-        : e instanceof ModelUnavailableError ? new HttpError(503, e.message, 'model_unavailable')
-          : new HttpError(500, `internal error: ${e instanceof Error ? e.message : String(e)}`, 'internal_error');
+      const err =
+        e instanceof HttpError
+          ? e
+          : e instanceof ModelUnavailableError
+            ? new HttpError(503, e.message, 'model_unavailable')
+            : new HttpError(500, `internal error: ${e instanceof Error ? e.message : String(e)}`, 'internal_error');
       if (err.status === 500) console.error(e);
       if (!res.headersSent) send(res, err.status, err.body());
       else res.destroy();
@@ -181,7 +195,10 @@ export function createSearchServer(opts: ServeOptions & { backend: WorkerBackend
         req.resume();
         throw new HttpError(401, 'Missing or incorrect API key; send Authorization: Bearer <key>.', 'invalid_api_key');
       }
-      if (ctx.draining) { req.resume(); throw new HttpError(503, 'the server is shutting down.', 'shutting_down'); }
+      if (ctx.draining) {
+        req.resume();
+        throw new HttpError(503, 'the server is shutting down.', 'shutting_down');
+      }
       if (!route || !route.methods.includes(method)) {
         req.resume();
         if (route?.json) throw new HttpError(405, `${route.path} takes POST.`, 'method_not_allowed');
@@ -192,20 +209,32 @@ export function createSearchServer(opts: ServeOptions & { backend: WorkerBackend
         const a = route.get(ctx, found!.param, authorized);
         return send(res, a.status, a.body, a.contentType);
       }
-      readBody(req, maxBodyBytes).then(parseJsonObject).then((body) => route.json!(ctx, body))
+      readBody(req, maxBodyBytes)
+        .then(parseJsonObject)
+        .then((body) => route.json!(ctx, body))
         .then((out) => send(res, 200, out), fail);
     } catch (e) {
       fail(e);
     }
   };
 
-  return { handler, metrics, inFlight: () => inFlight, drain: () => { ctx.draining = true; } };
+  return {
+    handler,
+    metrics,
+    inFlight: () => inFlight,
+    drain: () => {
+      ctx.draining = true;
+    },
+  };
 }
 
 function listen(server: http.Server, port: number, host: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => { server.off('error', reject); resolve(); });
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
 }
 
@@ -234,16 +263,20 @@ export async function startSearchServer(opts: ServeOptions & { host?: string; po
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   let closing: Promise<void> | null = null;
   return {
-    server, port: addr.port, url: `http://${host}:${addr.port}`, backend: model,
-    close: () => closing ??= (async () => {
-      s.drain();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      // keep-alive connections become idle once their in-flight request is answered
-      while (s.inFlight() > 0) await new Promise((r) => setTimeout(r, 10));
-      server.closeIdleConnections();
-      await closed;
-      await model.close();
-    })(),
+    server,
+    port: addr.port,
+    url: `http://${host}:${addr.port}`,
+    backend: model,
+    close: () =>
+      (closing ??= (async () => {
+        s.drain();
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        // keep-alive connections become idle once their in-flight request is answered
+        while (s.inFlight() > 0) await new Promise((r) => setTimeout(r, 10));
+        server.closeIdleConnections();
+        await closed;
+        await model.close();
+      })()),
   };
 }

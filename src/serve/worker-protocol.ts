@@ -67,7 +67,12 @@ export type WorkerRequest =
   | { type: 'configure'; batching: BatchingOptions };
 
 /** One input's analysis (reasoning on); the vector travels packed beside it. */
-export interface Analysis { reasoning: string; forced: boolean; tokens: number[]; truncated: number }
+export interface Analysis {
+  reasoning: string;
+  forced: boolean;
+  tokens: number[];
+  truncated: number;
+}
 
 export interface EmbedResult {
   /** n × dimension, row i = input i. */

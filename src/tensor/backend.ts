@@ -46,7 +46,10 @@ export function nativeBackendError(): string | null {
 
 /** Selects the kernels every op runs on. Throws when 'native' is asked for and unavailable. */
 export function setBackend(name: BackendName): void {
-  if (name === 'js') { registry.kernels = jsKernels; return; }
+  if (name === 'js') {
+    registry.kernels = jsKernels;
+    return;
+  }
   const k = nativeKernels();
   if (!k) throw new Error(`the native backend is unavailable: ${registry.nativeError}`);
   registry.kernels = k;
@@ -61,18 +64,32 @@ function initialBackend(): void {
 }
 initialBackend();
 
-export function kernels(): Kernels { return registry.kernels; }
-export function backendName(): BackendName { return registry.kernels.name; }
+export function kernels(): Kernels {
+  return registry.kernels;
+}
+export function backendName(): BackendName {
+  return registry.kernels.name;
+}
 
-export function isGradEnabled(): boolean { return registry.gradEnabled; }
+export function isGradEnabled(): boolean {
+  return registry.gradEnabled;
+}
 
 /** Runs f without recording operations for autodiff (inference, optimiser updates). */
 export function noGrad<T>(f: () => T): T {
   const prev = registry.gradEnabled;
   registry.gradEnabled = false;
-  try { return f(); } finally { registry.gradEnabled = prev; }
+  try {
+    return f();
+  } finally {
+    registry.gradEnabled = prev;
+  }
 }
 
 /** Whether every op checks its output for NaN/Inf (on by default; SEARCH_R3_CHECK_FINITE=0 turns it off). */
-export function isFiniteCheckEnabled(): boolean { return registry.checkFinite; }
-export function setFiniteCheck(on: boolean): void { registry.checkFinite = on; }
+export function isFiniteCheckEnabled(): boolean {
+  return registry.checkFinite;
+}
+export function setFiniteCheck(on: boolean): void {
+  registry.checkFinite = on;
+}

@@ -1,6 +1,17 @@
 /** The tensor layer: tensors, autodiff, ops, optimisers. Everything above imports from here. */
 export { Tensor, TensorError, shapeSize, shapeStr, stridesOf, type Shape } from './tensor.js';
-export { backendName, isGradEnabled, nativeBackendError, nativeKernels, noGrad, setBackend, setFiniteCheck, isFiniteCheckEnabled, kernels, type BackendName } from './backend.js';
+export {
+  backendName,
+  isGradEnabled,
+  nativeBackendError,
+  nativeKernels,
+  noGrad,
+  setBackend,
+  setFiniteCheck,
+  isFiniteCheckEnabled,
+  kernels,
+  type BackendName,
+} from './backend.js';
 export type { Kernels } from './kernels.js';
 export { Rng, type RngState } from './rng.js';
 export { tensor, zeros, full, randn, rand, parameter } from './ops/create.js';
@@ -18,5 +29,13 @@ export { crossEntropy, type CrossEntropyOptions } from './ops/cross-entropy.js';
 export { embedding } from './ops/embedding.js';
 export { dropout } from './ops/dropout.js';
 export { l2normalize, cosineSimilarity, cosineMatrix } from './ops/similarity.js';
-export { AdamW, SGD, clipGradNorm, countParameters, type Optimizer, type OptimizerState, type AdamWOptions } from './optim.js';
+export {
+  AdamW,
+  SGD,
+  clipGradNorm,
+  countParameters,
+  type Optimizer,
+  type OptimizerState,
+  type AdamWOptions,
+} from './optim.js';
 export { warmupCosine, constant, type Schedule } from './schedule.js';

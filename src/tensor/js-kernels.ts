@@ -7,7 +7,9 @@ import { type AttentionShape, BinaryOp, type F32, type GemmArgs, type Kernels, R
 function gemm({ a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate }: GemmArgs): void {
   const row = new Float64Array(n);
   for (let bi = 0; bi < batch; bi++) {
-    const ao = bi * strideA, bo = bi * strideB, co = bi * strideC;
+    const ao = bi * strideA,
+      bo = bi * strideB,
+      co = bi * strideC;
     for (let i = 0; i < m; i++) {
       row.fill(0);
       for (let p = 0; p < k; p++) {
@@ -31,31 +33,61 @@ function gemm({ a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strid
  * Calls f(offsetA, offsetB, i) for every index of `shape` in row-major order (i counts 0, 1, 2, ...),
  * where offsetA and offsetB start at a0/b0 and advance by their strides.
  */
-function forEachIndex(shape: ArrayLike<number>, sa: ArrayLike<number>, sb: ArrayLike<number>, f: (oa: number, ob: number, i: number) => void, a0 = 0, b0 = 0): void {
+function forEachIndex(
+  shape: ArrayLike<number>,
+  sa: ArrayLike<number>,
+  sb: ArrayLike<number>,
+  f: (oa: number, ob: number, i: number) => void,
+  a0 = 0,
+  b0 = 0,
+): void {
   const nd = shape.length;
   let total = 1;
   for (let d = 0; d < nd; d++) total *= shape[d];
   if (total === 0) return;
   const idx = new Array<number>(nd).fill(0);
-  let oa = a0, ob = b0;
+  let oa = a0,
+    ob = b0;
   for (let i = 0; i < total; i++) {
     f(oa, ob, i);
     for (let d = nd - 1; d >= 0; d--) {
       idx[d]++;
-      oa += sa[d]; ob += sb[d];
+      oa += sa[d];
+      ob += sb[d];
       if (idx[d] < shape[d]) break;
-      oa -= sa[d] * shape[d]; ob -= sb[d] * shape[d];
+      oa -= sa[d] * shape[d];
+      ob -= sb[d] * shape[d];
       idx[d] = 0;
     }
   }
 }
 
-function binary(op: BinaryOp, a: F32, aStrides: ArrayLike<number>, b: F32, bStrides: ArrayLike<number>, out: F32, shape: ArrayLike<number>): void {
+function binary(
+  op: BinaryOp,
+  a: F32,
+  aStrides: ArrayLike<number>,
+  b: F32,
+  bStrides: ArrayLike<number>,
+  out: F32,
+  shape: ArrayLike<number>,
+): void {
   switch (op) {
-    case BinaryOp.Add: return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => { out[o] = a[ia] + b[ib]; });
-    case BinaryOp.Sub: return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => { out[o] = a[ia] - b[ib]; });
-    case BinaryOp.Mul: return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => { out[o] = a[ia] * b[ib]; });
-    case BinaryOp.Div: return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => { out[o] = a[ia] / b[ib]; });
+    case BinaryOp.Add:
+      return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => {
+        out[o] = a[ia] + b[ib];
+      });
+    case BinaryOp.Sub:
+      return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => {
+        out[o] = a[ia] - b[ib];
+      });
+    case BinaryOp.Mul:
+      return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => {
+        out[o] = a[ia] * b[ib];
+      });
+    case BinaryOp.Div:
+      return forEachIndex(shape, aStrides, bStrides, (ia, ib, o) => {
+        out[o] = a[ia] / b[ib];
+      });
   }
 }
 
@@ -79,7 +111,15 @@ function axpby(alpha: number, x: F32, beta: number, out: F32): void {
   else for (let i = 0; i < x.length; i++) out[i] = alpha * x[i] + beta * out[i];
 }
 
-function reduce(op: ReduceOp, x: F32, outer: number, n: number, inner: number, out: F32, argmax: Int32Array | null): void {
+function reduce(
+  op: ReduceOp,
+  x: F32,
+  outer: number,
+  n: number,
+  inner: number,
+  out: F32,
+  argmax: Int32Array | null,
+): void {
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < inner; i++) {
       const base = o * n * inner + i;
@@ -88,10 +128,15 @@ function reduce(op: ReduceOp, x: F32, outer: number, n: number, inner: number, o
         for (let j = 0; j < n; j++) s += x[base + j * inner];
         out[o * inner + i] = s;
       } else {
-        let best = -Infinity, arg = 0;
+        let best = -Infinity,
+          arg = 0;
         for (let j = 0; j < n; j++) {
           const v = x[base + j * inner];
-          if (v > best || Number.isNaN(v)) { best = v; arg = j; if (Number.isNaN(v)) break; }
+          if (v > best || Number.isNaN(v)) {
+            best = v;
+            arg = j;
+            if (Number.isNaN(v)) break;
+          }
         }
         out[o * inner + i] = best;
         if (argmax) argmax[o * inner + i] = arg;
@@ -100,9 +145,38 @@ function reduce(op: ReduceOp, x: F32, outer: number, n: number, inner: number, o
   }
 }
 
-function copy(src: F32, srcOff: number, srcStrides: ArrayLike<number>, dst: F32, dstOff: number, dstStrides: ArrayLike<number>, shape: ArrayLike<number>, accumulate: boolean): void {
-  if (accumulate) forEachIndex(shape, srcStrides, dstStrides, (os, od) => { dst[od] += src[os]; }, srcOff, dstOff);
-  else forEachIndex(shape, srcStrides, dstStrides, (os, od) => { dst[od] = src[os]; }, srcOff, dstOff);
+function copy(
+  src: F32,
+  srcOff: number,
+  srcStrides: ArrayLike<number>,
+  dst: F32,
+  dstOff: number,
+  dstStrides: ArrayLike<number>,
+  shape: ArrayLike<number>,
+  accumulate: boolean,
+): void {
+  if (accumulate)
+    forEachIndex(
+      shape,
+      srcStrides,
+      dstStrides,
+      (os, od) => {
+        dst[od] += src[os];
+      },
+      srcOff,
+      dstOff,
+    );
+  else
+    forEachIndex(
+      shape,
+      srcStrides,
+      dstStrides,
+      (os, od) => {
+        dst[od] = src[os];
+      },
+      srcOff,
+      dstOff,
+    );
 }
 
 function sumSquares(x: F32): number {
@@ -129,7 +203,8 @@ function rmsnormForward(x: F32, w: F32, y: F32, rstd: F32, rows: number, dim: nu
 
 function rmsnormBackward(dy: F32, x: F32, w: F32, rstd: F32, dx: F32, dw: F32 | null, rows: number, dim: number): void {
   for (let r = 0; r < rows; r++) {
-    const o = r * dim, rs = rstd[r];
+    const o = r * dim,
+      rs = rstd[r];
     // y = x·rs·w; dx = rs·(dy∘w) − x·rs³·mean(dy∘w∘x)
     let dot = 0;
     for (let i = 0; i < dim; i++) dot += dy[o + i] * w[i] * x[o + i];
@@ -141,7 +216,17 @@ function rmsnormBackward(dy: F32, x: F32, w: F32, rstd: F32, dx: F32, dw: F32 | 
   }
 }
 
-function rope(x: F32, out: F32, cos: F32, sin: F32, positions: Int32Array, rows: number, heads: number, headDim: number, inverse: boolean): void {
+function rope(
+  x: F32,
+  out: F32,
+  cos: F32,
+  sin: F32,
+  positions: Int32Array,
+  rows: number,
+  heads: number,
+  headDim: number,
+  inverse: boolean,
+): void {
   const half = headDim >> 1;
   const sgn = inverse ? -1 : 1;
   for (let r = 0; r < rows; r++) {
@@ -149,8 +234,10 @@ function rope(x: F32, out: F32, cos: F32, sin: F32, positions: Int32Array, rows:
     for (let h = 0; h < heads; h++) {
       const o = (r * heads + h) * headDim;
       for (let i = 0; i < half; i++) {
-        const c = cos[t + i], s = sgn * sin[t + i];
-        const x1 = x[o + i], x2 = x[o + half + i];
+        const c = cos[t + i],
+          s = sgn * sin[t + i];
+        const x1 = x[o + i],
+          x2 = x[o + half + i];
         out[o + i] = x1 * c - x2 * s;
         out[o + half + i] = x2 * c + x1 * s;
       }
@@ -164,7 +251,11 @@ function softmaxForward(x: F32, y: F32, rows: number, n: number): void {
     let mx = -Infinity;
     for (let i = 0; i < n; i++) if (x[o + i] > mx) mx = x[o + i];
     let s = 0;
-    for (let i = 0; i < n; i++) { const e = Math.exp(x[o + i] - mx); y[o + i] = e; s += e; }
+    for (let i = 0; i < n; i++) {
+      const e = Math.exp(x[o + i] - mx);
+      y[o + i] = e;
+      s += e;
+    }
     const inv = 1 / s;
     for (let i = 0; i < n; i++) y[o + i] *= inv;
   }
@@ -190,7 +281,8 @@ function rowLogSumExp(x: F32, o: number, n: number): number {
 
 function logSoftmaxForward(x: F32, y: F32, rows: number, n: number): void {
   for (let r = 0; r < rows; r++) {
-    const o = r * n, lse = rowLogSumExp(x, o, n);
+    const o = r * n,
+      lse = rowLogSumExp(x, o, n);
     for (let i = 0; i < n; i++) y[o + i] = x[o + i] - lse;
   }
 }
@@ -204,21 +296,48 @@ function logSoftmaxBackward(y: F32, dy: F32, dx: F32, rows: number, n: number): 
   }
 }
 
-function crossEntropyForward(logits: F32, targets: Int32Array, loss: F32, lse: F32, rows: number, vocab: number, ignoreIndex: number): void {
+function crossEntropyForward(
+  logits: F32,
+  targets: Int32Array,
+  loss: F32,
+  lse: F32,
+  rows: number,
+  vocab: number,
+  ignoreIndex: number,
+): void {
   for (let r = 0; r < rows; r++) {
     const t = targets[r];
-    if (t === ignoreIndex) { loss[r] = 0; lse[r] = 0; continue; }
-    const o = r * vocab, l = rowLogSumExp(logits, o, vocab);
+    if (t === ignoreIndex) {
+      loss[r] = 0;
+      lse[r] = 0;
+      continue;
+    }
+    const o = r * vocab,
+      l = rowLogSumExp(logits, o, vocab);
     lse[r] = l;
     loss[r] = l - logits[o + t];
   }
 }
 
-function crossEntropyBackward(logits: F32, targets: Int32Array, lse: F32, scale: F32, dlogits: F32, rows: number, vocab: number, ignoreIndex: number): void {
+function crossEntropyBackward(
+  logits: F32,
+  targets: Int32Array,
+  lse: F32,
+  scale: F32,
+  dlogits: F32,
+  rows: number,
+  vocab: number,
+  ignoreIndex: number,
+): void {
   for (let r = 0; r < rows; r++) {
-    const o = r * vocab, t = targets[r];
-    if (t === ignoreIndex) { dlogits.fill(0, o, o + vocab); continue; }
-    const l = lse[r], s = scale[r];
+    const o = r * vocab,
+      t = targets[r];
+    if (t === ignoreIndex) {
+      dlogits.fill(0, o, o + vocab);
+      continue;
+    }
+    const l = lse[r],
+      s = scale[r];
     for (let i = 0; i < vocab; i++) dlogits[o + i] = s * Math.exp(logits[o + i] - l);
     dlogits[o + t] -= s;
   }
@@ -243,7 +362,9 @@ function swigluForward(gate: F32, up: F32, y: F32): void {
 
 function swigluBackward(gate: F32, up: F32, dy: F32, dgate: F32, dup: F32): void {
   for (let i = 0; i < gate.length; i++) {
-    const g = gate[i], s = sigmoid(g), silu = g * s;
+    const g = gate[i],
+      s = sigmoid(g),
+      silu = g * s;
     dup[i] = dy[i] * silu;
     dgate[i] = dy[i] * up[i] * s * (1 + g * (1 - s));
   }
@@ -268,7 +389,10 @@ function attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: Attenti
         const lim = causalLimit(s, i);
         let mx = -Infinity;
         for (let j = 0; j < lim; j++) {
-          if (keyMask && keyMask[b * S + j] === 0) { p[j] = -Infinity; continue; }
+          if (keyMask && keyMask[b * S + j] === 0) {
+            p[j] = -Infinity;
+            continue;
+          }
           const ko = ((b * KS + j) * G + g) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qo + d] * k[ko + d];
@@ -280,10 +404,15 @@ function attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: Attenti
           lse[(b * H + h) * T + i] = -Infinity;
         } else {
           let sum = 0;
-          for (let j = 0; j < lim; j++) { const e = p[j] === -Infinity ? 0 : Math.exp(p[j] - mx); p[j] = e; sum += e; }
+          for (let j = 0; j < lim; j++) {
+            const e = p[j] === -Infinity ? 0 : Math.exp(p[j] - mx);
+            p[j] = e;
+            sum += e;
+          }
           for (let j = 0; j < lim; j++) {
             if (p[j] === 0) continue;
-            const w = p[j] / sum, vo = ((b * KS + j) * G + g) * D;
+            const w = p[j] / sum,
+              vo = ((b * KS + j) * G + g) * D;
             for (let d = 0; d < D; d++) acc[d] += w * v[vo + d];
           }
           lse[(b * H + h) * T + i] = mx + Math.log(sum);
@@ -294,11 +423,24 @@ function attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: Attenti
   }
 }
 
-function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, s: AttentionShape): void {
+function attentionBackward(
+  q: F32,
+  k: F32,
+  v: F32,
+  out: F32,
+  lse: F32,
+  dout: F32,
+  dq: F32,
+  dk: F32,
+  dv: F32,
+  s: AttentionShape,
+): void {
   const { batch, queryHeads: H, kvHeads: G, queryLen: T, keyLen: S, headDim: D, scale, keyMask } = s;
   const KS = s.keyStride ?? S;
   const group = H / G;
-  dq.fill(0); dk.fill(0); dv.fill(0);
+  dq.fill(0);
+  dk.fill(0);
+  dv.fill(0);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < H; h++) {
       const g = Math.floor(h / group);
@@ -313,8 +455,12 @@ function attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32
         for (let j = 0; j < lim; j++) {
           if (keyMask && keyMask[b * S + j] === 0) continue;
           const ko = ((b * KS + j) * G + g) * D;
-          let dot = 0, dp = 0;
-          for (let d = 0; d < D; d++) { dot += q[qo + d] * k[ko + d]; dp += dout[qo + d] * v[ko + d]; }
+          let dot = 0,
+            dp = 0;
+          for (let d = 0; d < D; d++) {
+            dot += q[qo + d] * k[ko + d];
+            dp += dout[qo + d] * v[ko + d];
+          }
           const pij = Math.exp(dot * scale - l);
           const ds = pij * (dp - delta) * scale;
           for (let d = 0; d < D; d++) {
@@ -334,29 +480,62 @@ function embeddingForward(weight: F32, ids: Int32Array, out: F32, dim: number): 
 
 function embeddingBackward(dout: F32, ids: Int32Array, dweight: F32, dim: number): void {
   for (let i = 0; i < ids.length; i++) {
-    const o = ids[i] * dim, s = i * dim;
+    const o = ids[i] * dim,
+      s = i * dim;
     for (let d = 0; d < dim; d++) dweight[o + d] += dout[s + d];
   }
 }
 
-function adamw(param: F32, grad: F32, m: F32, v: F32, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void {
+function adamw(
+  param: F32,
+  grad: F32,
+  m: F32,
+  v: F32,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  bc1: number,
+  bc2: number,
+): void {
   const decay = 1 - lr * weightDecay;
   for (let i = 0; i < param.length; i++) {
     const g = grad[i];
     m[i] = beta1 * m[i] + (1 - beta1) * g;
     v[i] = beta2 * v[i] + (1 - beta2) * g * g;
-    const mh = m[i] / bc1, vh = v[i] / bc2;
-    param[i] = param[i] * decay - lr * mh / (Math.sqrt(vh) + eps);
+    const mh = m[i] / bc1,
+      vh = v[i] / bc2;
+    param[i] = param[i] * decay - (lr * mh) / (Math.sqrt(vh) + eps);
   }
 }
 
 export const jsKernels: Kernels = {
   name: 'js',
-  gemm, binary, unary, axpby, reduce, copy, sumSquares, allFinite,
-  rmsnormForward, rmsnormBackward, rope,
-  softmaxForward, softmaxBackward, logSoftmaxForward, logSoftmaxBackward,
-  crossEntropyForward, crossEntropyBackward,
-  siluForward, siluBackward, swigluForward, swigluBackward,
-  attentionForward, attentionBackward,
-  embeddingForward, embeddingBackward, adamw,
+  gemm,
+  binary,
+  unary,
+  axpby,
+  reduce,
+  copy,
+  sumSquares,
+  allFinite,
+  rmsnormForward,
+  rmsnormBackward,
+  rope,
+  softmaxForward,
+  softmaxBackward,
+  logSoftmaxForward,
+  logSoftmaxBackward,
+  crossEntropyForward,
+  crossEntropyBackward,
+  siluForward,
+  siluBackward,
+  swigluForward,
+  swigluBackward,
+  attentionForward,
+  attentionBackward,
+  embeddingForward,
+  embeddingBackward,
+  adamw,
 };

@@ -9,19 +9,42 @@
  */
 export type F32 = Float32Array;
 
-export const enum BinaryOp { Add = 0, Sub = 1, Mul = 2, Div = 3 }
-export const enum UnaryOp { Neg = 0, Exp = 1, Log = 2, Sqrt = 3, Abs = 4, Square = 5, Reciprocal = 6 }
-export const enum ReduceOp { Sum = 0, Max = 1 }
+export const enum BinaryOp {
+  Add = 0,
+  Sub = 1,
+  Mul = 2,
+  Div = 3,
+}
+export const enum UnaryOp {
+  Neg = 0,
+  Exp = 1,
+  Log = 2,
+  Sqrt = 3,
+  Abs = 4,
+  Square = 5,
+  Reciprocal = 6,
+}
+export const enum ReduceOp {
+  Sum = 0,
+  Max = 1,
+}
 
 export interface GemmArgs {
-  a: F32; b: F32; c: F32;
-  batch: number; m: number; n: number; k: number;
+  a: F32;
+  b: F32;
+  c: F32;
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
   /** A is stored k×m instead of m×k. */
   transA: boolean;
   /** B is stored n×k instead of k×n. */
   transB: boolean;
   /** Distance between consecutive batch matrices, in elements; 0 reuses one matrix for every batch. */
-  strideA: number; strideB: number; strideC: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
   /** C += A·B instead of C = A·B. */
   accumulate: boolean;
 }
@@ -29,9 +52,11 @@ export interface GemmArgs {
 export interface AttentionShape {
   batch: number;
   /** Query heads and key/value heads; queryHeads is a multiple of kvHeads (grouped-query attention). */
-  queryHeads: number; kvHeads: number;
+  queryHeads: number;
+  kvHeads: number;
   /** Query length and key length; with a KV cache, queries are the last `queryLen` of `keyLen` positions. */
-  queryLen: number; keyLen: number;
+  queryLen: number;
+  keyLen: number;
   headDim: number;
   scale: number;
   causal: boolean;
@@ -52,7 +77,15 @@ export interface Kernels {
   gemm(args: GemmArgs): void;
 
   /** out[idx] = a[idx·aStrides] ∘ b[idx·bStrides] over `shape`; a stride of 0 broadcasts that axis. */
-  binary(op: BinaryOp, a: F32, aStrides: ArrayLike<number>, b: F32, bStrides: ArrayLike<number>, out: F32, shape: ArrayLike<number>): void;
+  binary(
+    op: BinaryOp,
+    a: F32,
+    aStrides: ArrayLike<number>,
+    b: F32,
+    bStrides: ArrayLike<number>,
+    out: F32,
+    shape: ArrayLike<number>,
+  ): void;
   /** out = f(x), element by element (out may be x). */
   unary(op: UnaryOp, x: F32, out: F32): void;
   /** out = alpha·x + beta·out (beta = 0 overwrites). */
@@ -63,7 +96,16 @@ export interface Kernels {
    * Strided copy over `shape`: dst[dstOff + Σ i·dstStrides] (+)= src[srcOff + Σ i·srcStrides].
    * Transpose, slice, concat, expand and (with accumulate and a 0 dst stride) sum-to-shape are all this.
    */
-  copy(src: F32, srcOff: number, srcStrides: ArrayLike<number>, dst: F32, dstOff: number, dstStrides: ArrayLike<number>, shape: ArrayLike<number>, accumulate: boolean): void;
+  copy(
+    src: F32,
+    srcOff: number,
+    srcStrides: ArrayLike<number>,
+    dst: F32,
+    dstOff: number,
+    dstStrides: ArrayLike<number>,
+    shape: ArrayLike<number>,
+    accumulate: boolean,
+  ): void;
   /** Σ x², in double precision. */
   sumSquares(x: F32): number;
   /** True when no element is NaN or ±Inf. */
@@ -79,7 +121,17 @@ export interface Kernels {
    * sits at position positions[r]; cos/sin tables are [maxPos, headDim/2]. inverse applies the transpose
    * rotation (the backward pass). out may be x.
    */
-  rope(x: F32, out: F32, cos: F32, sin: F32, positions: Int32Array, rows: number, heads: number, headDim: number, inverse: boolean): void;
+  rope(
+    x: F32,
+    out: F32,
+    cos: F32,
+    sin: F32,
+    positions: Int32Array,
+    rows: number,
+    heads: number,
+    headDim: number,
+    inverse: boolean,
+  ): void;
 
   /** Row-wise softmax over the last axis of length n. */
   softmaxForward(x: F32, y: F32, rows: number, n: number): void;
@@ -94,9 +146,26 @@ export interface Kernels {
    * Cross-entropy per row: loss[r] = lse(logits[r]) − logits[r, target[r]], 0 where target = ignoreIndex.
    * Writes lse[r] for the backward pass.
    */
-  crossEntropyForward(logits: F32, targets: Int32Array, loss: F32, lse: F32, rows: number, vocab: number, ignoreIndex: number): void;
+  crossEntropyForward(
+    logits: F32,
+    targets: Int32Array,
+    loss: F32,
+    lse: F32,
+    rows: number,
+    vocab: number,
+    ignoreIndex: number,
+  ): void;
   /** dlogits[r] = scale[r]·(softmax(logits[r]) − onehot(target[r])); 0 for ignored rows. */
-  crossEntropyBackward(logits: F32, targets: Int32Array, lse: F32, scale: F32, dlogits: F32, rows: number, vocab: number, ignoreIndex: number): void;
+  crossEntropyBackward(
+    logits: F32,
+    targets: Int32Array,
+    lse: F32,
+    scale: F32,
+    dlogits: F32,
+    rows: number,
+    vocab: number,
+    ignoreIndex: number,
+  ): void;
 
   /** y = x·sigmoid(x). */
   siluForward(x: F32, y: F32): void;
@@ -114,7 +183,18 @@ export interface Kernels {
    */
   attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: AttentionShape): void;
   /** dq, dk, dv overwritten. */
-  attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, s: AttentionShape): void;
+  attentionBackward(
+    q: F32,
+    k: F32,
+    v: F32,
+    out: F32,
+    lse: F32,
+    dout: F32,
+    dq: F32,
+    dk: F32,
+    dv: F32,
+    s: AttentionShape,
+  ): void;
 
   /** out[i] = weight[ids[i]] (rows of length dim). */
   embeddingForward(weight: F32, ids: Int32Array, out: F32, dim: number): void;
@@ -122,5 +202,17 @@ export interface Kernels {
   embeddingBackward(dout: F32, ids: Int32Array, dweight: F32, dim: number): void;
 
   /** One AdamW update in place; bc1/bc2 are the bias corrections 1−β₁ᵗ and 1−β₂ᵗ. */
-  adamw(param: F32, grad: F32, m: F32, v: F32, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void;
+  adamw(
+    param: F32,
+    grad: F32,
+    m: F32,
+    v: F32,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    bc1: number,
+    bc2: number,
+  ): void;
 }

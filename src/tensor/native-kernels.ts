@@ -19,14 +19,59 @@ import type { AttentionShape, F32, GemmArgs, Kernels } from './kernels.js';
 
 /** The addon's exports: kernels with positional arguments, plus thread control. */
 export interface NativeAddon {
-  gemm(a: F32, b: F32, c: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean,
-    strideA: number, strideB: number, strideC: number, accumulate: boolean): void;
-  attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, batch: number, queryHeads: number, kvHeads: number,
-    queryLen: number, keyLen: number, headDim: number, scale: number, causal: boolean, keyMask: Uint8Array | null,
-    keyStride: number): void;
-  attentionBackward(q: F32, k: F32, v: F32, out: F32, lse: F32, dout: F32, dq: F32, dk: F32, dv: F32, batch: number,
-    queryHeads: number, kvHeads: number, queryLen: number, keyLen: number, headDim: number, scale: number,
-    causal: boolean, keyMask: Uint8Array | null, keyStride: number): void;
+  gemm(
+    a: F32,
+    b: F32,
+    c: F32,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+    accumulate: boolean,
+  ): void;
+  attentionForward(
+    q: F32,
+    k: F32,
+    v: F32,
+    out: F32,
+    lse: F32,
+    batch: number,
+    queryHeads: number,
+    kvHeads: number,
+    queryLen: number,
+    keyLen: number,
+    headDim: number,
+    scale: number,
+    causal: boolean,
+    keyMask: Uint8Array | null,
+    keyStride: number,
+  ): void;
+  attentionBackward(
+    q: F32,
+    k: F32,
+    v: F32,
+    out: F32,
+    lse: F32,
+    dout: F32,
+    dq: F32,
+    dk: F32,
+    dv: F32,
+    batch: number,
+    queryHeads: number,
+    kvHeads: number,
+    queryLen: number,
+    keyLen: number,
+    headDim: number,
+    scale: number,
+    causal: boolean,
+    keyMask: Uint8Array | null,
+    keyStride: number,
+  ): void;
   setNumThreads(n: number): void;
   numThreads(): number;
   blasConfig(): string;
@@ -40,7 +85,9 @@ function findAddon(): string {
     if (existsSync(p)) return p;
     dir = dirname(dir);
   }
-  throw new Error('build/Release/search_r3_native.node not found (run `npm install`; it needs libopenblas-dev and a C compiler)');
+  throw new Error(
+    'build/Release/search_r3_native.node not found (run `npm install`; it needs libopenblas-dev and a C compiler)',
+  );
 }
 
 let loaded: NativeAddon | null = null;
@@ -68,16 +115,37 @@ export function loadAddon(): NativeAddon {
 }
 
 /** Threads the native kernels use (pool size, the calling thread included). */
-export function setNativeThreads(n: number): void { loadAddon().setNumThreads(n); }
-export function nativeThreads(): number { return loadAddon().numThreads(); }
+export function setNativeThreads(n: number): void {
+  loadAddon().setNumThreads(n);
+}
+export function nativeThreads(): number {
+  return loadAddon().numThreads();
+}
 
 const KERNEL_NAMES: ReadonlyArray<keyof Kernels> = [
-  'binary', 'unary', 'axpby', 'reduce', 'copy', 'sumSquares', 'allFinite',
-  'rmsnormForward', 'rmsnormBackward', 'rope',
-  'softmaxForward', 'softmaxBackward', 'logSoftmaxForward', 'logSoftmaxBackward',
-  'crossEntropyForward', 'crossEntropyBackward',
-  'siluForward', 'siluBackward', 'swigluForward', 'swigluBackward',
-  'embeddingForward', 'embeddingBackward', 'adamw',
+  'binary',
+  'unary',
+  'axpby',
+  'reduce',
+  'copy',
+  'sumSquares',
+  'allFinite',
+  'rmsnormForward',
+  'rmsnormBackward',
+  'rope',
+  'softmaxForward',
+  'softmaxBackward',
+  'logSoftmaxForward',
+  'logSoftmaxBackward',
+  'crossEntropyForward',
+  'crossEntropyBackward',
+  'siluForward',
+  'siluBackward',
+  'swigluForward',
+  'swigluBackward',
+  'embeddingForward',
+  'embeddingBackward',
+  'adamw',
 ];
 
 export function loadNativeKernels(): Kernels {
@@ -90,10 +158,61 @@ export function loadNativeKernels(): Kernels {
     ...jsKernels,
     ...direct,
     name: 'native',
-    gemm: (g: GemmArgs) => addon.gemm(g.a, g.b, g.c, g.batch, g.m, g.n, g.k, g.transA, g.transB, g.strideA, g.strideB, g.strideC, g.accumulate),
+    gemm: (g: GemmArgs) =>
+      addon.gemm(
+        g.a,
+        g.b,
+        g.c,
+        g.batch,
+        g.m,
+        g.n,
+        g.k,
+        g.transA,
+        g.transB,
+        g.strideA,
+        g.strideB,
+        g.strideC,
+        g.accumulate,
+      ),
     attentionForward: (q, k, v, out, lse, s: AttentionShape) =>
-      addon.attentionForward(q, k, v, out, lse, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask, s.keyStride ?? s.keyLen),
+      addon.attentionForward(
+        q,
+        k,
+        v,
+        out,
+        lse,
+        s.batch,
+        s.queryHeads,
+        s.kvHeads,
+        s.queryLen,
+        s.keyLen,
+        s.headDim,
+        s.scale,
+        s.causal,
+        s.keyMask,
+        s.keyStride ?? s.keyLen,
+      ),
     attentionBackward: (q, k, v, out, lse, dout, dq, dk, dv, s: AttentionShape) =>
-      addon.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, s.batch, s.queryHeads, s.kvHeads, s.queryLen, s.keyLen, s.headDim, s.scale, s.causal, s.keyMask, s.keyStride ?? s.keyLen),
+      addon.attentionBackward(
+        q,
+        k,
+        v,
+        out,
+        lse,
+        dout,
+        dq,
+        dk,
+        dv,
+        s.batch,
+        s.queryHeads,
+        s.kvHeads,
+        s.queryLen,
+        s.keyLen,
+        s.headDim,
+        s.scale,
+        s.causal,
+        s.keyMask,
+        s.keyStride ?? s.keyLen,
+      ),
   };
 }

@@ -19,7 +19,12 @@ export interface OptimizerState {
   buffers: Float32Array[][];
 }
 
-export interface AdamWOptions { beta1?: number; beta2?: number; eps?: number; weightDecay?: number }
+export interface AdamWOptions {
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+}
 
 /** AdamW with decoupled weight decay and bias correction (as torch.optim.AdamW). */
 export class AdamW implements Optimizer {
@@ -32,7 +37,10 @@ export class AdamW implements Optimizer {
   private readonly eps: number;
   private readonly weightDecay: number;
 
-  constructor(readonly params: Tensor[], opts: AdamWOptions = {}) {
+  constructor(
+    readonly params: Tensor[],
+    opts: AdamWOptions = {},
+  ) {
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
@@ -49,23 +57,37 @@ export class AdamW implements Optimizer {
       if (p.grad === null) return;
       // a parameter without a gradient this step keeps its moments and its own step count
       const t = ++this.paramSteps[i];
-      const bc1 = 1 - Math.pow(this.beta1, t), bc2 = 1 - Math.pow(this.beta2, t);
+      const bc1 = 1 - Math.pow(this.beta1, t),
+        bc2 = 1 - Math.pow(this.beta2, t);
       k.adamw(p.data, p.grad, this.m[i], this.v[i], lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
     });
   }
 
-  zeroGrad(): void { for (const p of this.params) p.grad = null; }
+  zeroGrad(): void {
+    for (const p of this.params) p.grad = null;
+  }
 
   state(): OptimizerState {
-    return { kind: 'adamw', step: this.t, paramSteps: [...this.paramSteps], buffers: [this.m.map((b) => b.slice()), this.v.map((b) => b.slice())] };
+    return {
+      kind: 'adamw',
+      step: this.t,
+      paramSteps: [...this.paramSteps],
+      buffers: [this.m.map((b) => b.slice()), this.v.map((b) => b.slice())],
+    };
   }
 
   loadState(s: OptimizerState): void {
     if (s.kind !== 'adamw' || s.buffers.length !== 2 || s.buffers[0].length !== this.params.length) {
-      throw new TensorError('AdamW.loadState', `state (${s.kind}, ${s.buffers[0]?.length ?? 0} parameters) does not fit this optimiser (${this.params.length} parameters)`);
+      throw new TensorError(
+        'AdamW.loadState',
+        `state (${s.kind}, ${s.buffers[0]?.length ?? 0} parameters) does not fit this optimiser ` +
+          `(${this.params.length} parameters)`,
+      );
     }
     this.t = s.step;
-    s.paramSteps?.forEach((n, i) => { this.paramSteps[i] = n; });
+    s.paramSteps?.forEach((n, i) => {
+      this.paramSteps[i] = n;
+    });
     if (!s.paramSteps) this.paramSteps.fill(s.step);
     s.buffers[0].forEach((b, i) => this.m[i].set(b));
     s.buffers[1].forEach((b, i) => this.v[i].set(b));
@@ -77,7 +99,11 @@ export class SGD implements Optimizer {
   private t = 0;
   private readonly buf: Float32Array[];
 
-  constructor(readonly params: Tensor[], private readonly momentum = 0, private readonly weightDecay = 0) {
+  constructor(
+    readonly params: Tensor[],
+    private readonly momentum = 0,
+    private readonly weightDecay = 0,
+  ) {
     this.buf = params.map((p) => new Float32Array(momentum > 0 ? p.size : 0));
   }
 
@@ -87,19 +113,28 @@ export class SGD implements Optimizer {
     this.params.forEach((p, i) => {
       if (p.grad === null) return;
       let d = p.grad;
-      if (this.weightDecay !== 0) { d = Float32Array.from(d); k.axpby(this.weightDecay, p.data, 1, d); }
+      if (this.weightDecay !== 0) {
+        d = Float32Array.from(d);
+        k.axpby(this.weightDecay, p.data, 1, d);
+      }
       if (this.momentum > 0) {
-        if (this.t === 1) this.buf[i].set(d); else k.axpby(1, d, this.momentum, this.buf[i]);
+        if (this.t === 1) this.buf[i].set(d);
+        else k.axpby(1, d, this.momentum, this.buf[i]);
         d = this.buf[i];
       }
       k.axpby(-lr, d, 1, p.data);
     });
   }
 
-  zeroGrad(): void { for (const p of this.params) p.grad = null; }
-  state(): OptimizerState { return { kind: 'sgd', step: this.t, buffers: [this.buf.map((b) => b.slice())] }; }
+  zeroGrad(): void {
+    for (const p of this.params) p.grad = null;
+  }
+  state(): OptimizerState {
+    return { kind: 'sgd', step: this.t, buffers: [this.buf.map((b) => b.slice())] };
+  }
   loadState(s: OptimizerState): void {
-    if (s.kind !== 'sgd' || s.buffers[0].length !== this.params.length) throw new TensorError('SGD.loadState', 'state does not fit this optimiser');
+    if (s.kind !== 'sgd' || s.buffers[0].length !== this.params.length)
+      throw new TensorError('SGD.loadState', 'state does not fit this optimiser');
     this.t = s.step;
     s.buffers[0].forEach((b, i) => this.buf[i].set(b));
   }
@@ -116,7 +151,10 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): number {
   const norm = Math.sqrt(ss);
   if (!Number.isFinite(norm)) throw new TensorError('clipGradNorm', `the gradient norm is ${norm}`);
   const coef = maxNorm / (norm + 1e-6);
-  if (coef < 1) noGrad(() => { for (const p of params) if (p.grad) k.axpby(coef, p.grad, 0, p.grad); });
+  if (coef < 1)
+    noGrad(() => {
+      for (const p of params) if (p.grad) k.axpby(coef, p.grad, 0, p.grad);
+    });
   return norm;
 }
 

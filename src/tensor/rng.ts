@@ -12,7 +12,11 @@ export class Rng {
 
   constructor(seed: number | RngState = 0) {
     this.s = new Uint32Array(4);
-    if (Array.isArray(seed)) { this.s.set(seed.slice(0, 4)); this.spareNormal = seed[4] ?? null; return; }
+    if (Array.isArray(seed)) {
+      this.s.set(seed.slice(0, 4));
+      this.spareNormal = seed[4] ?? null;
+      return;
+    }
     // splitmix32 expands the seed so that nearby seeds give unrelated streams
     let x = seed >>> 0;
     for (let i = 0; i < 4; i++) {
@@ -35,7 +39,10 @@ export class Rng {
     const s = this.s;
     const result = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
     const t = (s[1] << 9) >>> 0;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
     s[2] ^= t;
     s[3] = rotl(s[3], 11);
     return result;
@@ -43,16 +50,23 @@ export class Rng {
 
   /** Uniform in [0, 1) with 53 random bits. */
   next(): number {
-    const hi = this.nextU32() >>> 5, lo = this.nextU32() >>> 6;
+    const hi = this.nextU32() >>> 5,
+      lo = this.nextU32() >>> 6;
     return (hi * 67108864 + lo) / 9007199254740992;
   }
 
   /** Uniform integer in [0, n). */
-  int(n: number): number { return Math.floor(this.next() * n); }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
 
   /** Standard normal (Box–Muller). */
   normal(): number {
-    if (this.spareNormal !== null) { const v = this.spareNormal; this.spareNormal = null; return v; }
+    if (this.spareNormal !== null) {
+      const v = this.spareNormal;
+      this.spareNormal = null;
+      return v;
+    }
     let u = 0;
     while (u === 0) u = this.next();
     const v = this.next();

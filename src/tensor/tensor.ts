@@ -32,7 +32,10 @@ export function shapeStr(shape: Shape): string {
 export function stridesOf(shape: Shape): number[] {
   const s = new Array<number>(shape.length);
   let acc = 1;
-  for (let d = shape.length - 1; d >= 0; d--) { s[d] = acc; acc *= shape[d]; }
+  for (let d = shape.length - 1; d >= 0; d--) {
+    s[d] = acc;
+    acc *= shape[d];
+  }
   return s;
 }
 
@@ -62,7 +65,10 @@ export class Tensor {
 
   constructor(data: Float32Array, shape: Shape, requiresGrad = false, name?: string) {
     if (data.length !== shapeSize(shape)) {
-      throw new TensorError('tensor', `data has ${data.length} elements but shape ${shapeStr(shape)} needs ${shapeSize(shape)}`);
+      throw new TensorError(
+        'tensor',
+        `data has ${data.length} elements but shape ${shapeStr(shape)} needs ${shapeSize(shape)}`,
+      );
     }
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new TensorError('tensor', `invalid shape ${shapeStr(shape)}`);
@@ -80,12 +86,22 @@ export class Tensor {
     return this._data;
   }
 
-  get size(): number { return this._data === null ? shapeSize(this.shape) : this._data.length; }
-  get ndim(): number { return this.shape.length; }
-  get isFreed(): boolean { return this._data === null; }
+  get size(): number {
+    return this._data === null ? shapeSize(this.shape) : this._data.length;
+  }
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get isFreed(): boolean {
+    return this._data === null;
+  }
   /** Whether gradients flow into this tensor: a parameter, or the output of an op on one. */
-  get tracksGrad(): boolean { return this.requiresGrad || this.node !== null || this.spentOp !== null; }
-  get creator(): string | null { return this.node?.op ?? null; }
+  get tracksGrad(): boolean {
+    return this.requiresGrad || this.node !== null || this.spentOp !== null;
+  }
+  get creator(): string | null {
+    return this.node?.op ?? null;
+  }
 
   describe(): string {
     return `${this.name ?? (this.node ? `<${this.node.op}>` : 'tensor')}${shapeStr(this.shape)}`;
@@ -99,19 +115,26 @@ export class Tensor {
   }
 
   /** A tensor sharing this one's data that records no history. */
-  detach(): Tensor { return new Tensor(this.data, this.shape); }
+  detach(): Tensor {
+    return new Tensor(this.data, this.shape);
+  }
 
   item(): number {
     if (this.size !== 1) throw new TensorError('item', `expected one element, got shape ${shapeStr(this.shape)}`);
     return this.data[0];
   }
 
-  toArray(): number[] { return Array.from(this.data); }
+  toArray(): number[] {
+    return Array.from(this.data);
+  }
 
   /** Records how this (freshly computed) tensor came from its inputs, when any of them tracks gradients. */
   static record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn): Tensor {
     if (isFiniteCheckEnabled() && !kernels().allFinite(out.data)) {
-      throw new TensorError(op, `produced NaN or Inf (inputs ${inputs.map((t) => t.describe()).join(', ')} → ${shapeStr(out.shape)})`);
+      throw new TensorError(
+        op,
+        `produced NaN or Inf (inputs ${inputs.map((t) => t.describe()).join(', ')} → ${shapeStr(out.shape)})`,
+      );
     }
     if (isGradEnabled() && inputs.some((t) => t.tracksGrad)) out.node = { op, inputs, backward };
     return out;
@@ -123,7 +146,8 @@ export class Tensor {
    * dropped afterwards (its saved activations become garbage) unless retainGraph is set.
    */
   backward(seed?: Float32Array, opts: { retainGraph?: boolean } = {}): void {
-    if (!this.tracksGrad) throw new TensorError('backward', `${this.describe()} does not depend on any tensor that requires grad`);
+    if (!this.tracksGrad)
+      throw new TensorError('backward', `${this.describe()} does not depend on any tensor that requires grad`);
     if (seed === undefined && this.size !== 1) {
       throw new TensorError('backward', `needs a seed gradient for non-scalar ${this.describe()}`);
     }
@@ -148,16 +172,24 @@ export class Tensor {
       const node = t.node;
       if (node === null) {
         if (t.spentOp !== null) {
-          throw new TensorError('backward', `the graph behind ${t.describe()} (made by ${t.spentOp}) was freed by an earlier backward(); pass { retainGraph: true } to that backward() to go through it again, or detach() it`);
+          throw new TensorError(
+            'backward',
+            `the graph behind ${t.describe()} (made by ${t.spentOp}) was freed by an earlier backward(); pass ` +
+              `{ retainGraph: true } to that backward() to go through it again, or detach() it`,
+          );
         }
         continue;
       }
       const inGrads = node.backward(g);
       for (let j = 0; j < node.inputs.length; j++) {
-        const inp = node.inputs[j], ig = inGrads[j];
+        const inp = node.inputs[j],
+          ig = inGrads[j];
         if (ig === null || ig === undefined || !inp.tracksGrad) continue;
         if (ig.length !== inp.size) {
-          throw new TensorError(node.op, `backward produced a gradient of ${ig.length} elements for input ${inp.describe()}`);
+          throw new TensorError(
+            node.op,
+            `backward produced a gradient of ${ig.length} elements for input ${inp.describe()}`,
+          );
         }
         if (check && !k.allFinite(ig)) {
           throw new TensorError(node.op, `backward produced NaN or Inf in the gradient of ${inp.describe()}`);
@@ -166,7 +198,10 @@ export class Tensor {
         const prev = grads.get(inp);
         grads.set(inp, prev === undefined ? ig : addFresh(prev, ig));
       }
-      if (!opts.retainGraph) { t.node = null; t.spentOp = node.op; }
+      if (!opts.retainGraph) {
+        t.node = null;
+        t.spentOp = node.op;
+      }
     }
   }
 }
@@ -192,7 +227,10 @@ function topoOrder(root: Tensor): Tensor[] {
     if (i < inputs.length) {
       top[1]++;
       const c = inputs[i];
-      if (!seen.has(c.id) && c.tracksGrad) { seen.add(c.id); stack.push([c, 0]); }
+      if (!seen.has(c.id) && c.tracksGrad) {
+        seen.add(c.id);
+        stack.push([c, 0]);
+      }
     } else {
       order.push(t);
       stack.pop();

@@ -36,10 +36,12 @@ export function checkpointDir(root: string, step: number): string {
 /** Complete checkpoints under root, oldest first. */
 export function listCheckpoints(root: string): { step: number; dir: string }[] {
   if (!existsSync(root)) return [];
-  return readdirSync(root).flatMap((n) => {
-    const m = STEP_DIR.exec(n);
-    return m ? [{ step: Number(m[1]), dir: path.join(root, n) }] : [];
-  }).sort((a, b) => a.step - b.step);
+  return readdirSync(root)
+    .flatMap((n) => {
+      const m = STEP_DIR.exec(n);
+      return m ? [{ step: Number(m[1]), dir: path.join(root, n) }] : [];
+    })
+    .sort((a, b) => a.step - b.step);
 }
 
 /**
@@ -68,7 +70,11 @@ interface SavedState extends TrainerState {
  * in place exactly when the checkpoint is.
  */
 export async function saveCheckpoint(
-  root: string, params: readonly Tensor[], opt: OptimizerState, state: TrainerState, keep: number,
+  root: string,
+  params: readonly Tensor[],
+  opt: OptimizerState,
+  state: TrainerState,
+  keep: number,
   extra?: (dir: string) => Promise<void>,
 ): Promise<string> {
   const dir = checkpointDir(root, state.step);
@@ -76,7 +82,9 @@ export async function saveCheckpoint(
     await extra?.(tmp);
     const weights = params.map((p, i) => [paramName(p, i), { shape: [...p.shape], data: p.data }] as const);
     await saveSafetensors(path.join(tmp, WEIGHTS_FILE), weights);
-    const moments = opt.buffers.flatMap((bufs, k) => bufs.map((b, i) => [`buffer${k}.${i}`, { shape: [b.length], data: b }] as const));
+    const moments = opt.buffers.flatMap((bufs, k) =>
+      bufs.map((b, i) => [`buffer${k}.${i}`, { shape: [b.length], data: b }] as const),
+    );
     await saveSafetensors(path.join(tmp, MOMENTS_FILE), moments);
     const optimizer = { kind: opt.kind, step: opt.step, buffers: opt.buffers.length };
     const saved: SavedState = { ...state, optimizer, checksums: CHECKSUMS_FILE };
@@ -95,7 +103,13 @@ const STATE_FILE = 'state.json';
 
 /** A checkpoint file that cannot be used as written: missing, unreadable, or not what was saved. */
 export class CheckpointDamage extends Error {
-  constructor(readonly file: string, message: string) { super(message); this.name = 'CheckpointDamage'; }
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CheckpointDamage';
+  }
 }
 
 /** The damage of `file`, described in words after its name. */
@@ -123,7 +137,9 @@ export interface CheckpointContents<X> {
  * CheckpointDamage naming the first file that is missing or not what was written.
  */
 export async function readCheckpoint<X>(
-  dir: string, step: number, readExtra?: ExtraReader<X>,
+  dir: string,
+  step: number,
+  readExtra?: ExtraReader<X>,
 ): Promise<CheckpointContents<X>> {
   const check = await verifyChecksums(dir);
   if (check) throw checkpointDamage(check.file, check.why);
@@ -166,8 +182,11 @@ function stateProblem(raw: unknown, step: number): string | null {
   if (raw.step !== step) return `says step ${JSON.stringify(raw.step)}, but its folder is step ${step}`;
   if (!isCount(raw.epoch) || !isCount(raw.batchIndex)) return 'needs whole numbers "epoch" and "batchIndex"';
   const rng = raw.rng;
-  const rngOk = Array.isArray(rng) && (rng.length === 4 || rng.length === 5) && rng.slice(0, 4).every(isU32)
-    && (rng.length === 4 || (typeof rng[4] === 'number' && Number.isFinite(rng[4])));
+  const rngOk =
+    Array.isArray(rng) &&
+    (rng.length === 4 || rng.length === 5) &&
+    rng.slice(0, 4).every(isU32) &&
+    (rng.length === 4 || (typeof rng[4] === 'number' && Number.isFinite(rng[4])));
   if (!rngOk) return 'needs "rng": four 32-bit integers (and a spare normal)';
   if (!isScoreOrNull(raw.bestScore) || !(raw.bestStep === null || isCount(raw.bestStep))) {
     return 'needs "bestScore" and "bestStep" (numbers or null)';
@@ -199,7 +218,10 @@ export async function readCheckpointTensors(file: string): Promise<Map<string, T
 }
 
 /** A resumable checkpoint, and the newer ones that were skipped because they are damaged. */
-export interface ResumePoint<X> { contents: CheckpointContents<X>; skipped: CheckpointDamage[] }
+export interface ResumePoint<X> {
+  contents: CheckpointContents<X>;
+  skipped: CheckpointDamage[];
+}
 
 /**
  * The newest checkpoint under root that reads back intact, newest first; damaged ones are skipped
@@ -217,8 +239,10 @@ export async function readNewestCheckpoint<X>(root: string, readExtra?: ExtraRea
       skipped.push(e);
     }
   }
-  throw new RunFolderError(`no checkpoint in ${root} can be resumed: ${skipped.map((e) => e.message).join('; ')}; `
-    + 'restore the run folder from a backup, or train again into a new output folder');
+  throw new RunFolderError(
+    `no checkpoint in ${root} can be resumed: ${skipped.map((e) => e.message).join('; ')}; ` +
+      'restore the run folder from a backup, or train again into a new output folder',
+  );
 }
 
 /**
@@ -226,14 +250,18 @@ export async function readNewestCheckpoint<X>(root: string, readExtra?: ExtraRea
  * only --resume continues), else the newest intact checkpoint of its folder.
  */
 export async function startingCheckpoint<X>(
-  output: string, resume: boolean, readExtra?: ExtraReader<X>,
+  output: string,
+  resume: boolean,
+  readExtra?: ExtraReader<X>,
 ): Promise<ResumePoint<X> | null> {
   const root = path.join(output, 'checkpoints');
   const existing = listCheckpoints(root);
   if (resume) return readNewestCheckpoint(root, readExtra);
   if (existing.length > 0) {
-    throw new RunFolderError(`${output} already has checkpoints (newest step ${existing[existing.length - 1]!.step}); `
-      + 'pass --resume to continue it, or choose another output folder');
+    throw new RunFolderError(
+      `${output} already has checkpoints (newest step ${existing[existing.length - 1]!.step}); ` +
+        'pass --resume to continue it, or choose another output folder',
+    );
   }
   return null;
 }
@@ -264,17 +292,22 @@ export function applyCheckpoint(c: CheckpointContents<unknown>, params: readonly
   });
   const buffers: Float32Array[][] = [];
   for (let k = 0; k < c.optimizer.buffers; k++) {
-    buffers.push(params.map((p, i) => {
-      const b = c.moments.get(`buffer${k}.${i}`);
-      if (!b || b.data.length !== p.size) throw unfit(`optimizer buffer ${k}.${i} is missing or has another size`);
-      return b.data;
-    }));
+    buffers.push(
+      params.map((p, i) => {
+        const b = c.moments.get(`buffer${k}.${i}`);
+        if (!b || b.data.length !== p.size) throw unfit(`optimizer buffer ${k}.${i} is missing or has another size`);
+        return b.data;
+      }),
+    );
   }
   params.forEach((p, i) => p.data.set(weights[i]!));
   return { state: c.state, optimizer: { kind: c.optimizer.kind, step: c.optimizer.step, buffers } };
 }
 
-export interface LoadedCheckpoint { state: TrainerState; optimizer: OptimizerState }
+export interface LoadedCheckpoint {
+  state: TrainerState;
+  optimizer: OptimizerState;
+}
 
 function paramName(p: Tensor, i: number): string {
   return p.name ?? `param.${i}`;

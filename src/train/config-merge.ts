@@ -10,16 +10,23 @@ import type { PromptTemplates } from '../embed/index.js';
 
 /** A problem with the config file, naming the key. */
 export class ConfigError extends Error {
-  constructor(message: string) { super(message); this.name = 'ConfigError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
 }
 
 /** Fills `defaults` from `user`, refusing keys the defaults do not have and values of another type. */
 export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
-  if (typeof user !== 'object' || user === null || Array.isArray(user)) throw new ConfigError(`${at || 'the config'} must be a JSON object`);
+  if (typeof user !== 'object' || user === null || Array.isArray(user))
+    throw new ConfigError(`${at || 'the config'} must be a JSON object`);
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [key, value] of Object.entries(user as Record<string, unknown>)) {
     const where = at ? `${at}.${key}` : key;
-    if (!(key in out)) throw new ConfigError(`"${where}" is not a config key; known keys${at ? ` of ${at}` : ''}: ${Object.keys(out).join(', ')}`);
+    if (!(key in out))
+      throw new ConfigError(
+        `"${where}" is not a config key; known keys${at ? ` of ${at}` : ''}: ${Object.keys(out).join(', ')}`,
+      );
     const def = out[key];
     if (typeof def === 'number' || typeof def === 'string' || typeof def === 'boolean') {
       if (typeof value !== typeof def || (typeof value === 'number' && !Number.isFinite(value))) {
@@ -27,7 +34,8 @@ export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
       }
       out[key] = value;
     } else if (Array.isArray(def)) {
-      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new ConfigError(`"${where}" must be an array of strings`);
+      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string'))
+        throw new ConfigError(`"${where}" must be an array of strings`);
       out[key] = value;
     } else {
       out[key] = mergeStrict(def, value, where);
@@ -44,7 +52,10 @@ export function parseTemplates(templates: unknown): Partial<PromptTemplates> {
   if (templates === undefined) return out;
   if (typeof templates !== 'object' || templates === null) throw new ConfigError('"templates" must be an object');
   for (const [k, v] of Object.entries(templates)) {
-    if (!TEMPLATE_KEYS.includes(k)) throw new ConfigError(`"templates.${k}" is not a config key; known keys of templates: ${TEMPLATE_KEYS.join(', ')}`);
+    if (!TEMPLATE_KEYS.includes(k))
+      throw new ConfigError(
+        `"templates.${k}" is not a config key; known keys of templates: ${TEMPLATE_KEYS.join(', ')}`,
+      );
     if (typeof v !== 'string') throw new ConfigError(`"templates.${k}" must be a string`);
     out[k] = v;
   }
@@ -53,17 +64,29 @@ export function parseTemplates(templates: unknown): Partial<PromptTemplates> {
 
 /** The optimizer section: AdamW's settings, warm-up + cosine decay of the learning rate, gradient clipping. */
 export interface OptimizerSettings {
-  lr: number; weightDecay: number; beta1: number; beta2: number; eps: number;
-  warmupSteps: number; minLr: number;
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  warmupSteps: number;
+  minLr: number;
   /** Largest global gradient norm; 0 = no clipping. */
   maxGradNorm: number;
 }
 
 /** LoRA adapters (rank, scaling alpha, dropout, the projections they attach to), the base weights frozen. */
-export interface LoraSettings { rank: number; alpha: number; dropout: number; targets: string[] }
+export interface LoraSettings {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: string[];
+}
 
 const LORA_DEFAULTS: LoraSettings = {
-  rank: 8, alpha: 16, dropout: 0,
+  rank: 8,
+  alpha: 16,
+  dropout: 0,
   targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
 };
 

@@ -30,7 +30,10 @@ export interface FineTuned {
  * the weights.
  */
 export async function loadForFineTuning(
-  folder: string, lora: LoraSettings | null, seed: number, withReference: boolean,
+  folder: string,
+  lora: LoraSettings | null,
+  seed: number,
+  withReference: boolean,
 ): Promise<FineTuned> {
   const loaded = await loadModelFolder(folder, { trainable: lora === null });
   const tokenizer = loaded.tokenizer;

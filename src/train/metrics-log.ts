@@ -15,10 +15,14 @@ export interface ParsedMetrics {
 
 function asRecord(line: string): MetricRecord | null {
   let r: unknown;
-  try { r = JSON.parse(line); } catch { return null; }
+  try {
+    r = JSON.parse(line);
+  } catch {
+    return null;
+  }
   if (typeof r !== 'object' || r === null || Array.isArray(r)) return null;
   const { type, step } = r as Record<string, unknown>;
-  return typeof type === 'string' && typeof step === 'number' && Number.isFinite(step) ? r as MetricRecord : null;
+  return typeof type === 'string' && typeof step === 'number' && Number.isFinite(step) ? (r as MetricRecord) : null;
 }
 
 /** The records of metrics.jsonl text, in order, and how many lines were damaged. */
@@ -28,7 +32,8 @@ export function parseMetrics(text: string): ParsedMetrics {
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
     const r = asRecord(line);
-    if (r) records.push(r); else damagedLines++;
+    if (r) records.push(r);
+    else damagedLines++;
   }
   return { records, damagedLines };
 }
@@ -40,7 +45,10 @@ export function readMetricsFile(file: string): ParsedMetrics {
 
 /** A run's metrics.jsonl, open for appending; `records` holds every record the file has. */
 export class MetricsLog {
-  private constructor(readonly file: string, readonly records: MetricRecord[]) {}
+  private constructor(
+    readonly file: string,
+    readonly records: MetricRecord[],
+  ) {}
 
   /**
    * Opens the log of a run: a fresh run (resumedStep null) starts it empty; a resumed run keeps the
@@ -52,9 +60,11 @@ export class MetricsLog {
     const parsed = resumedStep === null ? { records: [], damagedLines: 0 } : readMetricsFile(file);
     const kept = parsed.records.filter((r) => r.step <= (resumedStep ?? 0));
     await writeTextFileAtomically(file, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    const note = parsed.damagedLines === 0 ? null
-      : `warning: ${file}: ${parsed.damagedLines} damaged line(s) dropped (a run killed mid-write leaves one); `
-        + `kept the ${kept.length} intact records up to step ${resumedStep}`;
+    const note =
+      parsed.damagedLines === 0
+        ? null
+        : `warning: ${file}: ${parsed.damagedLines} damaged line(s) dropped (a run killed mid-write leaves one); ` +
+          `kept the ${kept.length} intact records up to step ${resumedStep}`;
     return { log: new MetricsLog(file, kept), note };
   }
 

@@ -4,5 +4,8 @@
  * sentence for the user that names the folder or file and what to do.
  */
 export class RunFolderError extends Error {
-  constructor(message: string) { super(message); this.name = 'RunFolderError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunFolderError';
+  }
 }

@@ -21,8 +21,15 @@ import path from 'node:path';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import {
-  type ExtraReader, type ResumePoint, type TrainerState, applyCheckpoint, listCheckpoints, removeStaleTemporaries,
-  saveCheckpoint, skippedCheckpointNotes, startingCheckpoint,
+  type ExtraReader,
+  type ResumePoint,
+  type TrainerState,
+  applyCheckpoint,
+  listCheckpoints,
+  removeStaleTemporaries,
+  saveCheckpoint,
+  skippedCheckpointNotes,
+  startingCheckpoint,
 } from './checkpoint.js';
 import type { OptimizerSettings } from './config-merge.js';
 import { MetricsLog } from './metrics-log.js';
@@ -31,7 +38,10 @@ import type { MetricRecord } from './report.js';
 
 /** Training stopped on a NaN or Inf; the message names the step and the checkpoint kept. */
 export class TrainingDiverged extends Error {
-  constructor(message: string) { super(message); this.name = 'TrainingDiverged'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'TrainingDiverged';
+  }
 }
 
 export interface RunOptions {
@@ -59,12 +69,16 @@ export interface RunPlan {
   resumeNote?: string;
 }
 
-const stderrLine = (line: string): void => { process.stderr.write(`${line}\n`); };
+const stderrLine = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
 
 /** A run folder whose starting point is known (a checkpoint on --resume, else none), not yet trained in. */
 export class RunFolder<X = never> {
   private constructor(
-    readonly output: string, readonly start: ResumePoint<X> | null, private readonly opts: RunOptions,
+    readonly output: string,
+    readonly start: ResumePoint<X> | null,
+    private readonly opts: RunOptions,
   ) {}
 
   /** `readExtra` reads a trainer's own files of a checkpoint (stage 2's environment). */
@@ -142,8 +156,11 @@ export class TrainingRun {
   private loopStart = Date.now();
 
   constructor(
-    private readonly plan: RunPlan, readonly state: TrainerState, private readonly metrics: MetricsLog,
-    private readonly checkpoints: string, private readonly opts: RunOptions,
+    private readonly plan: RunPlan,
+    readonly state: TrainerState,
+    private readonly metrics: MetricsLog,
+    private readonly checkpoints: string,
+    private readonly opts: RunOptions,
   ) {
     this.rng = new T.Rng(state.rng);
     this.startStep = state.step;
@@ -152,10 +169,14 @@ export class TrainingRun {
     this.bar = this.progressBar();
   }
 
-  get totalSteps(): number { return this.plan.totalSteps; }
+  get totalSteps(): number {
+    return this.plan.totalSteps;
+  }
 
   /** Every record of metrics.jsonl: those kept from before a resume, then this session's. */
-  get records(): readonly MetricRecord[] { return this.metrics.records; }
+  get records(): readonly MetricRecord[] {
+    return this.metrics.records;
+  }
 
   log(r: MetricRecord): void {
     this.metrics.append(r);
@@ -210,7 +231,8 @@ export class TrainingRun {
 
   /** Runs steps until `spec.stopAt` (the run's last step by default), then ends the progress line. */
   async loop(spec: LoopSpec): Promise<void> {
-    const state = this.state, total = this.plan.totalSteps;
+    const state = this.state,
+      total = this.plan.totalSteps;
     const stopAt = Math.min(total, spec.stopAt ?? total);
     if (state.step === 0 && spec.evaluate) await spec.evaluate.run();
     // the ETA and the rates count training steps only, not the evaluation before the first one
@@ -227,7 +249,11 @@ export class TrainingRun {
       state.step++;
       const stepSeconds = (Date.now() - started) / 1000;
       const record: MetricRecord = {
-        type: 'train', step: state.step, epoch: state.epoch, ...result.record, stepSeconds,
+        type: 'train',
+        step: state.step,
+        epoch: state.epoch,
+        ...result.record,
+        stepSeconds,
       };
       this.log(record);
       for (const r of result.more ?? []) this.log(r);
@@ -253,8 +279,8 @@ export class TrainingRun {
     const all = listCheckpoints(this.checkpoints);
     const last = all[all.length - 1];
     const kept = last
-      ? `the last good checkpoint is ${last.dir} (resume from it with a lower learning rate: `
-        + 'edit optimizer.lr, then --resume)'
+      ? `the last good checkpoint is ${last.dir} (resume from it with a lower learning rate: ` +
+        'edit optimizer.lr, then --resume)'
       : 'no checkpoint had been written yet (train again with a lower optimizer.lr)';
     const at = `step ${this.state.step + 1}${where ? `, ${where}` : ''}`;
     return new TrainingDiverged(`training stopped at ${at}: ${why}, so its update was not applied; ${kept}`);

@@ -17,12 +17,18 @@ test('eval --max-queries n evaluates the first n judged queries of the split, as
     dataset: { queries: number; documents: number };
     perQuery: Record<string, Record<string, number>>;
   }
-  const a = JSON.parse(all.stdout) as Report, b = JSON.parse(two.stdout) as Report;
+  const a = JSON.parse(all.stdout) as Report,
+    b = JSON.parse(two.stdout) as Report;
   assert.equal(a.numQueries, 4);
   assert.equal(b.numQueries, 2);
   assert.deepEqual(b.dataset, { ...a.dataset, queries: 2 }, 'the whole corpus is still searched');
   // q4 has no judgement, so the first two judged queries of queries.jsonl are q1 and q2
-  assert.deepEqual(Object.keys(b.perQuery).filter((q) => q !== 'all').sort(), ['q1', 'q2']);
+  assert.deepEqual(
+    Object.keys(b.perQuery)
+      .filter((q) => q !== 'all')
+      .sort(),
+    ['q1', 'q2'],
+  );
   for (const q of ['q1', 'q2']) assert.deepEqual(b.perQuery[q], a.perQuery[q], `${q} scores as in the full run`);
   const help = runCli(['eval', '--help']);
   assert.match(help.stdout, /--max-queries <n> +evaluate only the first n queries of the split/);

@@ -7,29 +7,31 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runCli } from '../helpers/cli.js';
 
-test('unknown or incomplete options: one sentence naming the option and the command, exit code 2, on every '
-  + 'command', () => {
-  // [the command line, the command it names, what is wrong]
-  const cases: [string, string, string][] = [
-    ['search --foo', 'search', "unknown option '--foo'"],
-    ['index --out', 'index', "option '--out' needs a value"],
-    ['search -k', 'search', "option '--k' needs a value"],
-    ['serve --port', 'serve', "option '--port' needs a value"],
-    ['eval --dataset x stray', 'eval', "unexpected argument 'stray'"],
-    ['demo --nope', 'demo', "unknown option '--nope'"],
-    ['train sft --foo', 'train sft', "unknown option '--foo'"],
-    ['train lm --config', 'train lm', "option '--config' needs a value"],
-    ['train rl --quiet=1', 'train rl', "option '--quiet' takes no value"],
-    ['rlenv audit --bogus', 'rlenv audit', "unknown option '--bogus'"],
-    ['export gguf --model', 'export gguf', "option '--model' needs a value"],
-    ['recipe evaluate --foo', 'recipe evaluate', "unknown option '--foo'"],
-    ['mine --x', 'mine', "unknown option '--x'"],
-  ];
-  for (const [line, command, what] of cases) {
-    // the JS backend: no note about the native one can come before the sentence
-    const r = runCli(line.split(' '), { SEARCH_R3_BACKEND: 'js' });
-    assert.equal(r.status, 2, `${line}: ${r.stderr}`);
-    assert.equal(r.stdout, '');
-    assert.equal(r.stderr, `search-r3 ${command}: ${what} (see search-r3 ${command} --help)\n`, line);
-  }
-});
+test(
+  'unknown or incomplete options: one sentence naming the option and the command, exit code 2, on every ' + 'command',
+  () => {
+    // [the command line, the command it names, what is wrong]
+    const cases: [string, string, string][] = [
+      ['search --foo', 'search', "unknown option '--foo'"],
+      ['index --out', 'index', "option '--out' needs a value"],
+      ['search -k', 'search', "option '--k' needs a value"],
+      ['serve --port', 'serve', "option '--port' needs a value"],
+      ['eval --dataset x stray', 'eval', "unexpected argument 'stray'"],
+      ['demo --nope', 'demo', "unknown option '--nope'"],
+      ['train sft --foo', 'train sft', "unknown option '--foo'"],
+      ['train lm --config', 'train lm', "option '--config' needs a value"],
+      ['train rl --quiet=1', 'train rl', "option '--quiet' takes no value"],
+      ['rlenv audit --bogus', 'rlenv audit', "unknown option '--bogus'"],
+      ['export gguf --model', 'export gguf', "option '--model' needs a value"],
+      ['recipe evaluate --foo', 'recipe evaluate', "unknown option '--foo'"],
+      ['mine --x', 'mine', "unknown option '--x'"],
+    ];
+    for (const [line, command, what] of cases) {
+      // the JS backend: no note about the native one can come before the sentence
+      const r = runCli(line.split(' '), { SEARCH_R3_BACKEND: 'js' });
+      assert.equal(r.status, 2, `${line}: ${r.stderr}`);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr, `search-r3 ${command}: ${what} (see search-r3 ${command} --help)\n`, line);
+    }
+  },
+);

@@ -12,7 +12,7 @@ const TITLES = {
   rl: 'search-r3 train rl — stage 2',
 };
 
-test('train --help lists the three stages; train <stage> --help (or -h) is that stage\'s help alone', () => {
+test("train --help lists the three stages; train <stage> --help (or -h) is that stage's help alone", () => {
   const group = runCli(['train', '--help'], { SEARCH_R3_BACKEND: 'js' });
   assert.equal(group.status, 0, group.stderr);
   for (const stage of ['lm', 'sft', 'rl']) assert.match(group.stdout, new RegExp(`^  ${stage} +\\S`, 'm'), stage);
@@ -23,7 +23,9 @@ test('train --help lists the three stages; train <stage> --help (or -h) is that 
       assert.equal(r.status, 0, r.stderr);
       assert.ok(r.stdout.startsWith(title), `${stage} ${flag}: ${r.stdout.slice(0, 80)}`);
       assert.match(r.stdout, new RegExp(`usage: search-r3 train ${stage} --config`));
-      const others = Object.entries(TITLES).filter(([s]) => s !== stage).map(([, t]) => t);
+      const others = Object.entries(TITLES)
+        .filter(([s]) => s !== stage)
+        .map(([, t]) => t);
       for (const t of others) assert.ok(!r.stdout.includes(t), `${stage} ${flag} shows only its own help`);
     }
   }

@@ -6,7 +6,13 @@ import { relErr } from '../helpers/torch.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
 const { model, tokenizer } = tinyModel(11, { tieWordEmbeddings: false });
-const docs = ['Aspirin reduces the risk of heart attack.', 'short', 'The mitochondria is the powerhouse of the cell, and ATP synthase turns a proton gradient into chemical energy.', '深度学习', ''];
+const docs = [
+  'Aspirin reduces the risk of heart attack.',
+  'short',
+  'The mitochondria is the powerhouse of the cell, and ATP synthase turns a proton gradient into chemical energy.',
+  '深度学习',
+  '',
+];
 
 function hiddenAtLast(ids: number[]): Float32Array {
   const h = T.noGrad(() => model.forward(Int32Array.from(ids), 1, ids.length)).data;
@@ -14,11 +20,18 @@ function hiddenAtLast(ids: number[]): Float32Array {
   return h.slice((ids.length - 1) * d, ids.length * d);
 }
 
-const unit = (v: Float32Array): Float32Array => { const n = Math.hypot(...v); return v.map((x) => x / n); };
+const unit = (v: Float32Array): Float32Array => {
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+};
 
 test('prompts follow the published format: chat template, assistant turn ending at <|embed_token|>', () => {
   const p = encodePrompt(tokenizer, 'what is BM25?', 'query', DEFAULT_TEMPLATES, 256);
-  assert.equal(tokenizer.decode(p.ids), '<|im_start|>system\nPlease represent user queries.<|im_end|>\n<|im_start|>user\nwhat is BM25?<|im_end|>\n<|im_start|>assistant\nThe embedding is <|embed_token|>');
+  assert.equal(
+    tokenizer.decode(p.ids),
+    '<|im_start|>system\nPlease represent user queries.<|im_end|>\n<|im_start|>user\nwhat is ' +
+      'BM25?<|im_end|>\n<|im_start|>assistant\nThe embedding is <|embed_token|>',
+  );
   assert.equal(p.embedAt, p.ids.length - 1);
   const r = encodePrompt(tokenizer, 'what is BM25?', 'query', DEFAULT_TEMPLATES, 256, true);
   assert.ok(tokenizer.decode(r.ids).endsWith('<|im_start|>assistant\n'));
@@ -48,8 +61,11 @@ test('texts longer than the context are cut to fit and counted', () => {
   assert.ok(p.ids.length <= 120 && p.truncated > 0);
   assert.equal(p.ids[p.ids.length - 1], tokenizer.tokenToId('<|embed_token|>'));
   // a context too small for the template itself is a setting to change, named as such (one line in the CLI)
-  assert.throws(() => encodePrompt(tokenizer, long, 'document', DEFAULT_TEMPLATES, 5),
-    (e: unknown) => e instanceof PromptTooLongError && e.name === 'PromptTooLongError' && /raise maxLength/.test(e.message));
+  assert.throws(
+    () => encodePrompt(tokenizer, long, 'document', DEFAULT_TEMPLATES, 5),
+    (e: unknown) =>
+      e instanceof PromptTooLongError && e.name === 'PromptTooLongError' && /raise maxLength/.test(e.message),
+  );
 });
 
 test('embedQuery with reasoning: a model that never emits the token gets it forced, and says so', () => {
@@ -59,26 +75,32 @@ test('embedQuery with reasoning: a model that never emits the token gets it forc
   assert.equal(q.tokens.length, 6);
   const prompt = encodePrompt(tokenizer, 'does aspirin help?', 'query', DEFAULT_TEMPLATES, 256, true).ids;
   // the vector is the hidden state at the token appended after the analysis
-  assert.ok(relErr(q.vector, unit(hiddenAtLast([...prompt, ...q.tokens, tokenizer.tokenToId('<|embed_token|>')!]))) < 1e-5);
+  assert.ok(
+    relErr(q.vector, unit(hiddenAtLast([...prompt, ...q.tokens, tokenizer.tokenToId('<|embed_token|>')!]))) < 1e-5,
+  );
   const off = e.embedQuery('does aspirin help?');
   assert.equal(off.forced, false);
   assert.equal(off.reasoning, '');
   assert.ok(relErr(q.vector, off.vector) > 1e-3, 'reasoning changes the embedding');
 });
 
-test('embedQuery with reasoning: a model that emits the token is not forced, and its vector is the hidden state there', () => {
-  const local = tinyModel(11, { tieWordEmbeddings: false });
-  const e = new Embedder(local.model, local.tokenizer);
-  const prompt = encodePrompt(local.tokenizer, 'q', 'query', DEFAULT_TEMPLATES, 256, true).ids;
-  // point the embed token's output row at the prompt's last hidden state: it becomes the greedy choice
-  const h = T.noGrad(() => local.model.forward(Int32Array.from(prompt), 1, prompt.length)).data;
-  const d = local.model.config.hiddenSize, embedId = e.embedId;
-  const head = local.model.params.get('lm_head.weight')!.data;
-  for (let i = 0; i < d; i++) head[embedId * d + i] = 100 * h[(prompt.length - 1) * d + i];
-  const q = e.embedQuery('q', { reasoning: 'on', maxReasoningTokens: 8 });
-  assert.equal(q.forced, false);
-  assert.deepEqual(q.tokens, [embedId]);
-  const full = T.noGrad(() => local.model.forward(Int32Array.from([...prompt, embedId]), 1, prompt.length + 1)).data;
-  assert.ok(relErr(q.vector, unit(full.slice(prompt.length * d, (prompt.length + 1) * d))) < 1e-5);
-});
-
+test(
+  'embedQuery with reasoning: a model that emits the token ' +
+    'is not forced, and its vector is the hidden state there',
+  () => {
+    const local = tinyModel(11, { tieWordEmbeddings: false });
+    const e = new Embedder(local.model, local.tokenizer);
+    const prompt = encodePrompt(local.tokenizer, 'q', 'query', DEFAULT_TEMPLATES, 256, true).ids;
+    // point the embed token's output row at the prompt's last hidden state: it becomes the greedy choice
+    const h = T.noGrad(() => local.model.forward(Int32Array.from(prompt), 1, prompt.length)).data;
+    const d = local.model.config.hiddenSize,
+      embedId = e.embedId;
+    const head = local.model.params.get('lm_head.weight')!.data;
+    for (let i = 0; i < d; i++) head[embedId * d + i] = 100 * h[(prompt.length - 1) * d + i];
+    const q = e.embedQuery('q', { reasoning: 'on', maxReasoningTokens: 8 });
+    assert.equal(q.forced, false);
+    assert.deepEqual(q.tokens, [embedId]);
+    const full = T.noGrad(() => local.model.forward(Int32Array.from([...prompt, embedId]), 1, prompt.length + 1)).data;
+    assert.ok(relErr(q.vector, unit(full.slice(prompt.length * d, (prompt.length + 1) * d))) < 1e-5);
+  },
+);

@@ -16,16 +16,24 @@ test('the shipped demo folder (corpus.jsonl.gz) reads as the plain SciFact corpu
   assert.equal(ds.corpus.length, 5183);
   assert.deepEqual(ds.corpus, plain);
   assert.equal(ds.queries.size, 300);
-  assert.equal([...ds.qrels.values()].reduce((n, m) => n + m.size, 0), 339);
+  assert.equal(
+    [...ds.qrels.values()].reduce((n, m) => n + m.size, 0),
+    339,
+  );
   // The index reads the same folder the same way (BEIR folder with a compressed corpus).
   const docs = await readDocuments(demo);
-  assert.deepEqual(docs.map((d) => [d.id, d.title, d.text]), plain.map((d) => [d.id, d.title, d.text]));
+  assert.deepEqual(
+    docs.map((d) => [d.id, d.title, d.text]),
+    plain.map((d) => [d.id, d.title, d.text]),
+  );
 });
 
 test('a gzipped corpus: same documents as plain; a cut archive is an input error naming the file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sr3-gz-'));
   try {
-    const lines = Array.from({ length: 2000 }, (_, i) => JSON.stringify({ _id: `d${i}`, title: `t${i}`, text: `body ${i} `.repeat(20) }));
+    const lines = Array.from({ length: 2000 }, (_, i) =>
+      JSON.stringify({ _id: `d${i}`, title: `t${i}`, text: `body ${i} `.repeat(20) }),
+    );
     const text = lines.join('\n') + '\n';
     writeFileSync(join(dir, 'plain.jsonl'), text);
     const gz = gzipSync(text, { level: 9 });
@@ -35,9 +43,15 @@ test('a gzipped corpus: same documents as plain; a cut archive is an input error
     assert.deepEqual(fromGz, await readBeirCorpus(join(dir, 'plain.jsonl')));
 
     writeFileSync(join(dir, 'cut.jsonl.gz'), gz.subarray(0, Math.floor(gz.length / 2)));
-    await assert.rejects(readBeirCorpus(join(dir, 'cut.jsonl.gz')), (e: Error) => e.name === 'EvalInputError' && /cut\.jsonl\.gz: cannot be read after line \d+/.test(e.message));
+    await assert.rejects(
+      readBeirCorpus(join(dir, 'cut.jsonl.gz')),
+      (e: Error) => e.name === 'EvalInputError' && /cut\.jsonl\.gz: cannot be read after line \d+/.test(e.message),
+    );
     writeFileSync(join(dir, 'bad.jsonl.gz'), 'not gzip at all\n');
-    await assert.rejects(readBeirCorpus(join(dir, 'bad.jsonl.gz')), /bad\.jsonl\.gz: cannot be read after line 0 \(incorrect header check\)/);
+    await assert.rejects(
+      readBeirCorpus(join(dir, 'bad.jsonl.gz')),
+      /bad\.jsonl\.gz: cannot be read after line 0 \(incorrect header check\)/,
+    );
 
     // A folder with only corpus.jsonl.gz is a BEIR folder for eval and index alike.
     const folder = join(dir, 'beir');
@@ -53,8 +67,17 @@ test('a gzipped corpus: same documents as plain; a cut archive is an input error
 });
 
 test('the shipped queries are exactly the judged test claims', () => {
-  const ids = readFileSync(join(demo, 'queries.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { _id: string })._id);
-  const judged = new Set(readFileSync(join(demo, 'qrels/test.tsv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t')[0]));
+  const ids = readFileSync(join(demo, 'queries.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { _id: string })._id);
+  const judged = new Set(
+    readFileSync(join(demo, 'qrels/test.tsv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split('\t')[0]),
+  );
   assert.deepEqual(new Set(ids), judged);
   assert.equal(ids.length, 300);
 });

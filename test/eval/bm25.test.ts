@@ -17,12 +17,13 @@ test('BM25 scores follow the Lucene formula by hand (exact lengths)', () => {
     { id: 'd2', text: 'banana cherry' },
     { id: 'd3', text: 'cherry cherry cherry date elderberry fig' },
   ];
-  const k1 = 0.9, b = 0.4;
+  const k1 = 0.9,
+    b = 0.4;
   const index = Bm25Index.build(docs, noStem, { k1, b, luceneLengths: false });
   const avgdl = 11 / 3;
   const idf = (df: number) => Math.log(1 + (3 - df + 0.5) / (df + 0.5));
   const term = (tf: number, dl: number, df: number, boost = 1) =>
-    boost * idf(df) * tf / (tf + k1 * (1 - b + b * dl / avgdl));
+    (boost * idf(df) * tf) / (tf + k1 * (1 - b + (b * dl) / avgdl));
   const r = index.search('banana apple', 10);
   assert.deepEqual(r.docIds, ['d1', 'd2']); // d3 matches nothing and is not returned
   assert.ok(Math.abs(r.scores[0]! - (term(2, 3, 1) + term(1, 3, 2))) < 1e-5);
@@ -36,18 +37,21 @@ test('BM25 scores follow the Lucene formula by hand (exact lengths)', () => {
 
 test('top-k heap keeps what a full trec_eval sort ranks first, ties included', () => {
   let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const ids = Array.from({ length: 500 }, (_, i) => `doc${Math.floor(rand() * 1e6)}-${i}`);
   const rank = idRanks(ids);
   const scores = ids.map(() => Math.floor(rand() * 20)); // many ties
   const top = new TopK(37, rank);
   scores.forEach((s, d) => top.offer(s, d));
   const got = Array.from(top.sorted().docs);
-  const want = ids.map((_, d) => d).sort((a, b) => scores[b]! - scores[a]! || (ids[b]! < ids[a]! ? -1 : 1)).slice(0, 37);
+  const want = ids
+    .map((_, d) => d)
+    .sort((a, b) => scores[b]! - scores[a]! || (ids[b]! < ids[a]! ? -1 : 1))
+    .slice(0, 37);
   assert.deepEqual(got, want);
 });
 
-test('BM25 flat on SciFact test: nDCG@10 within ±0.02 of Pyserini\'s 0.679', async () => {
+test("BM25 flat on SciFact test: nDCG@10 within ±0.02 of Pyserini's 0.679", async () => {
   const ds = await readBeirDataset(join(sharedData, 'scifact'), 'test');
   assert.equal(ds.corpus.length, 5183);
   assert.equal(ds.queries.size, 300);

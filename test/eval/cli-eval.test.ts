@@ -24,16 +24,51 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
-const M = (cuts: string) => ['num_q', 'num_ret', 'num_rel', 'num_rel_ret', 'map', 'Rprec', 'recip_rank',
-  `P.${cuts}`, `recall.${cuts}`, `ndcg_cut.${cuts}`, `map_cut.${cuts}`].flatMap((m) => ['-m', m]);
+const M = (cuts: string) =>
+  [
+    'num_q',
+    'num_ret',
+    'num_rel',
+    'num_rel_ret',
+    'map',
+    'Rprec',
+    'recip_rank',
+    `P.${cuts}`,
+    `recall.${cuts}`,
+    `ndcg_cut.${cuts}`,
+    `map_cut.${cuts}`,
+  ].flatMap((m) => ['-m', m]);
 
 test('eval --qrels --run prints exactly what trec_eval prints (ties, grades, UTF-8 ids, -q, -l)', async () => {
-  const q = await cli('--qrels', join(fixtures, 'ties.qrels'), '--run', join(fixtures, 'ties.run'), '-q', ...M('1,2,3,5,10,1000'));
+  const q = await cli(
+    '--qrels',
+    join(fixtures, 'ties.qrels'),
+    '--run',
+    join(fixtures, 'ties.run'),
+    '-q',
+    ...M('1,2,3,5,10,1000'),
+  );
   assert.equal(q.code, 0, q.stderr);
   assert.equal(q.stdout, readFileSync(join(fixtures, 'ties.expected-q.txt'), 'utf8'));
-  const l2 = await cli('--qrels', join(fixtures, 'ties.qrels'), '--run', join(fixtures, 'ties.run'), '-l', '2', ...M('1,2,3,5,10,1000'));
+  const l2 = await cli(
+    '--qrels',
+    join(fixtures, 'ties.qrels'),
+    '--run',
+    join(fixtures, 'ties.run'),
+    '-l',
+    '2',
+    ...M('1,2,3,5,10,1000'),
+  );
   assert.equal(l2.stdout, readFileSync(join(fixtures, 'ties.expected-l2.txt'), 'utf8'));
-  const c = await cli('--qrels', join(fixtures, 'hand-missing.qrels'), '--run', join(fixtures, 'hand.run'), '-c', '-q', ...M('1,2,5,10'));
+  const c = await cli(
+    '--qrels',
+    join(fixtures, 'hand-missing.qrels'),
+    '--run',
+    join(fixtures, 'hand.run'),
+    '-c',
+    '-q',
+    ...M('1,2,5,10'),
+  );
   assert.equal(c.stdout, readFileSync(join(fixtures, 'hand.expected-c.txt'), 'utf8'));
 });
 
@@ -43,7 +78,11 @@ test('eval --dataset --retriever bm25 writes a TREC run and reports JSON', async
     const out = join(dir, 'bm25.trec');
     const r = await cli('--dataset', tiny, '--retriever', 'bm25', '--run', out, '--json', '--cutoffs', '1,3');
     assert.equal(r.code, 0, r.stderr);
-    const report = JSON.parse(r.stdout) as { numQueries: number; all: Record<string, number>; dataset: { documents: number } };
+    const report = JSON.parse(r.stdout) as {
+      numQueries: number;
+      all: Record<string, number>;
+      dataset: { documents: number };
+    };
     assert.equal(report.numQueries, 4);
     assert.equal(report.dataset.documents, 5);
     // Each query's best BM25 match is its judged document (q1: d1 graded 2), except q5, which matches nothing and
@@ -71,15 +110,34 @@ test('eval with precomputed embeddings runs exact dense search; --compare adds p
     // Documents are unit vectors; each query points at its judged document, q3 half-way to a wrong one.
     const docIds = ['d1', 'd2', 'd3', 'd4', 'd5'];
     const docs = new Float32Array(25);
-    docIds.forEach((_, i) => { docs[i * 5 + i] = 1; });
+    docIds.forEach((_, i) => {
+      docs[i * 5 + i] = 1;
+    });
     writeNpyEmbeddings(join(dir, 'docs.npy'), { ids: docIds, dim: 5, data: docs });
-    writeFileSync(join(dir, 'q.jsonl'), [
-      '{"id":"q1","vector":[1,0,0,0.2,0]}', '{"id":"q2","vector":[0,0,1,0,0]}', '{"id":"q3","vector":[0,0.9,0,0,0.5]}',
-      '{"id":"q4","vector":[0,1,0,0,0]}', '{"id":"q5","vector":[0,0,0,0,-1]}',
-    ].join('\n'));
+    writeFileSync(
+      join(dir, 'q.jsonl'),
+      [
+        '{"id":"q1","vector":[1,0,0,0.2,0]}',
+        '{"id":"q2","vector":[0,0,1,0,0]}',
+        '{"id":"q3","vector":[0,0.9,0,0,0.5]}',
+        '{"id":"q4","vector":[0,1,0,0,0]}',
+        '{"id":"q5","vector":[0,0,0,0,-1]}',
+      ].join('\n'),
+    );
     const out = join(dir, 'dense.trec');
-    const r = await cli('--dataset', tiny, '--query-embeddings', join(dir, 'q.jsonl'), '--doc-embeddings',
-      join(dir, 'docs.npy'), '--run', out, '--json', '--cutoffs', '1,10');
+    const r = await cli(
+      '--dataset',
+      tiny,
+      '--query-embeddings',
+      join(dir, 'q.jsonl'),
+      '--doc-embeddings',
+      join(dir, 'docs.npy'),
+      '--run',
+      out,
+      '--json',
+      '--cutoffs',
+      '1,10',
+    );
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { all: Record<string, number> };
     assert.equal(report.all['P_1'], 2 / 4); // q3 ranks d2 first
@@ -88,9 +146,22 @@ test('eval with precomputed embeddings runs exact dense search; --compare adds p
 
     const bm25 = join(dir, 'bm25.trec');
     await cli('--dataset', tiny, '--retriever', 'bm25', '--run', bm25);
-    const cmp = await cli('--dataset', tiny, '--query-embeddings', join(dir, 'q.jsonl'), '--doc-embeddings',
-      join(dir, 'docs.npy'), '--compare', bm25, '--json', '--cutoffs', '10');
-    const c = JSON.parse(cmp.stdout) as { comparison: { measures: { measure: string; tTestP: number; randomizationP: number }[] } };
+    const cmp = await cli(
+      '--dataset',
+      tiny,
+      '--query-embeddings',
+      join(dir, 'q.jsonl'),
+      '--doc-embeddings',
+      join(dir, 'docs.npy'),
+      '--compare',
+      bm25,
+      '--json',
+      '--cutoffs',
+      '10',
+    );
+    const c = JSON.parse(cmp.stdout) as {
+      comparison: { measures: { measure: string; tTestP: number; randomizationP: number }[] };
+    };
     const ndcg = c.comparison.measures.find((m) => m.measure === 'ndcg_cut_10')!;
     assert.ok(ndcg.tTestP > 0 && ndcg.tTestP <= 1);
     assert.ok(ndcg.randomizationP > 0 && ndcg.randomizationP <= 1);

@@ -11,15 +11,23 @@ import { dotKernelModuleBytes } from '../../src/eval/wasm-dot-kernel.js';
 
 function random(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5;
 }
 
 function matrix(prefix: string, rows: number, dim: number, rand: () => number): EmbeddingMatrix {
-  return { ids: Array.from({ length: rows }, (_, i) => `${prefix}${i}`), dim, data: Float32Array.from({ length: rows * dim }, rand) };
+  return {
+    ids: Array.from({ length: rows }, (_, i) => `${prefix}${i}`),
+    dim,
+    data: Float32Array.from({ length: rows * dim }, rand),
+  };
 }
 
 /** Reference: cosine in double precision, full trec_eval sort, first k. */
-function bruteForce(q: EmbeddingMatrix, d: EmbeddingMatrix, k: number): Map<string, { ids: string[]; scores: number[] }> {
+function bruteForce(
+  q: EmbeddingMatrix,
+  d: EmbeddingMatrix,
+  k: number,
+): Map<string, { ids: string[]; scores: number[] }> {
   const norm = (m: EmbeddingMatrix, r: number) => {
     let s = 0;
     for (let i = 0; i < m.dim; i++) s += m.data[r * m.dim + i]! ** 2;
@@ -81,7 +89,8 @@ test('worker threads give the same run as the calling thread', async () => {
 test('equal scores are ordered as trec_eval orders them (larger document id first)', async () => {
   const q: EmbeddingMatrix = { ids: ['q'], dim: 4, data: Float32Array.from([1, 0, 0, 0]) };
   const d: EmbeddingMatrix = {
-    ids: ['a', 'c', 'b', 'z'], dim: 4,
+    ids: ['a', 'c', 'b', 'z'],
+    dim: 4,
     data: Float32Array.from([1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 1, 0, 0]),
   };
   const { run } = await denseSearch(q, d, { k: 2, threads: 1 });
@@ -93,9 +102,15 @@ test('packed keys order as (score desc, id rank desc) for positive, negative and
   const items = Array.from({ length: 2000 }, (_, i) => ({ s: Math.fround(Math.round(rand() * 8) / 4), r: i }));
   items.push({ s: -0, r: 2000 }, { s: 0, r: 2001 });
   const keys = items.map((x) => packKey(x.s, x.r)).sort((a, b) => b - a);
-  const ref = [...items].sort((x, y) => (y.s - x.s) || (y.r - x.r));
-  assert.deepEqual(keys.map(unpackRank), ref.map((x) => x.r));
-  assert.deepEqual(keys.map(unpackScore), ref.map((x) => x.s + 0));
+  const ref = [...items].sort((x, y) => y.s - x.s || y.r - x.r);
+  assert.deepEqual(
+    keys.map(unpackRank),
+    ref.map((x) => x.r),
+  );
+  assert.deepEqual(
+    keys.map(unpackScore),
+    ref.map((x) => x.s + 0),
+  );
 });
 
 test('embeddings read from .npy (+ ids sidecar) and .jsonl; malformed input names file and line', async () => {

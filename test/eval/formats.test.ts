@@ -26,15 +26,32 @@ test('BEIR folder: header skipped, graded qrels, only judged queries kept', asyn
 
 test('malformed lines are reported with file and line number', async () => {
   await withTemp(async (dir) => {
-    const f = (name: string, text: string) => { writeFileSync(join(dir, name), text); return join(dir, name); };
-    await assert.rejects(readTrecRun(f('a.run', 'q1 Q0 d1 1 2.5 tag\nq1 Q0 d2 2 tag\n')),
-      (e: Error) => e.message === `${join(dir, 'a.run')}:2: expected 6 fields 'qid Q0 docid rank score tag', found 5`);
+    const f = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    await assert.rejects(
+      readTrecRun(f('a.run', 'q1 Q0 d1 1 2.5 tag\nq1 Q0 d2 2 tag\n')),
+      (e: Error) => e.message === `${join(dir, 'a.run')}:2: expected 6 fields 'qid Q0 docid rank score tag', found 5`,
+    );
     await assert.rejects(readTrecRun(f('b.run', 'q1 Q0 d1 1 x tag\n')), /b\.run:1: score 'x' is not a number/);
-    await assert.rejects(readTrecRun(f('c.run', 'q1 Q0 d1 1 1 t\nq1 Q0 d1 2 0.5 t\n')), /c\.run:2: document 'd1' appears twice/);
+    await assert.rejects(
+      readTrecRun(f('c.run', 'q1 Q0 d1 1 1 t\nq1 Q0 d1 2 0.5 t\n')),
+      /c\.run:2: document 'd1' appears twice/,
+    );
     await assert.rejects(readTrecQrels(f('a.qrels', 'q1 0 d1 1\nq1 0 d2\n')), /a\.qrels:2: expected 4 fields/);
-    await assert.rejects(readTrecQrels(f('b.qrels', 'q1 0 d1 high\n')), /b\.qrels:1: relevance 'high' is not an integer/);
-    await assert.rejects(readBeirQrels(f('q.tsv', 'query-id\tcorpus-id\tscore\nq1\td1\n')), /q\.tsv:2: expected 3 tab-separated/);
-    await assert.rejects(readBeirQueries(f('q.jsonl', '{"_id":"1","text":"a"}\n{"_id": "2", text}\n')), /q\.jsonl:2: not valid JSON/);
+    await assert.rejects(
+      readTrecQrels(f('b.qrels', 'q1 0 d1 high\n')),
+      /b\.qrels:1: relevance 'high' is not an integer/,
+    );
+    await assert.rejects(
+      readBeirQrels(f('q.tsv', 'query-id\tcorpus-id\tscore\nq1\td1\n')),
+      /q\.tsv:2: expected 3 tab-separated/,
+    );
+    await assert.rejects(
+      readBeirQueries(f('q.jsonl', '{"_id":"1","text":"a"}\n{"_id": "2", text}\n')),
+      /q\.jsonl:2: not valid JSON/,
+    );
     await assert.rejects(readBeirQueries(f('r.jsonl', '{"text":"a"}\n')), /r\.jsonl:1: missing or empty '_id'/);
     await assert.rejects(readTrecRun(join(dir, 'missing.run')), /missing\.run: file not found/);
   });
@@ -44,7 +61,13 @@ test('TREC qrels allow comments, any whitespace and integral decimals; conflicti
   await withTemp(async (dir) => {
     writeFileSync(join(dir, 'q'), '# comment\nq1\t0  d1 1\n\nq1 0 d2 2.0\nq2 Q0 d1 0\n');
     const q = await readTrecQrels(join(dir, 'q'));
-    assert.deepEqual([...q.get('q1')!], [['d1', 1], ['d2', 2]]);
+    assert.deepEqual(
+      [...q.get('q1')!],
+      [
+        ['d1', 1],
+        ['d2', 2],
+      ],
+    );
     assert.equal(q.get('q2')!.get('d1'), 0);
     writeFileSync(join(dir, 'r'), 'q1 0 d1 1\nq1 0 d1 2\n');
     await assert.rejects(readTrecQrels(join(dir, 'r')), /r:2: document 'd1' is judged twice/);
@@ -59,10 +82,16 @@ test('runs written in trec_eval rank order read back identically (scores round-t
     ]);
     writeTrecRun(join(dir, 'out.trec'), run, 'mytag');
     const text = readFileSync(join(dir, 'out.trec'), 'utf8');
-    assert.equal(text, 'q1 Q0 x 1 -1e-7 mytag\nq2 Q0 c 1 0.3333333432674408 mytag\n'
-      + 'q2 Q0 b 2 0.30000000000000004 mytag\nq2 Q0 a 3 0.30000000000000004 mytag\n');
+    assert.equal(
+      text,
+      'q1 Q0 x 1 -1e-7 mytag\nq2 Q0 c 1 0.3333333432674408 mytag\n' +
+        'q2 Q0 b 2 0.30000000000000004 mytag\nq2 Q0 a 3 0.30000000000000004 mytag\n',
+    );
     const back = await readTrecRun(join(dir, 'out.trec'));
     assert.equal(back.tag, 'mytag');
-    assert.deepEqual(back.run.get('q2'), { docIds: ['c', 'b', 'a'], scores: [Math.fround(1 / 3), 0.1 + 0.2, 0.1 + 0.2] });
+    assert.deepEqual(back.run.get('q2'), {
+      docIds: ['c', 'b', 'a'],
+      scores: [Math.fround(1 / 3), 0.1 + 0.2, 0.1 + 0.2],
+    });
   });
 });

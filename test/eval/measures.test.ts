@@ -13,16 +13,22 @@ const cutoffs = [1, 2, 5, 10];
 
 /** trec_eval's output without the runid line, which our -m list does not request there. */
 function ours(text: string): string {
-  return text.split('\n').filter((l) => !l.startsWith('runid')).join('\n');
+  return text
+    .split('\n')
+    .filter((l) => !l.startsWith('runid'))
+    .join('\n');
 }
 
-test('hand-built cases match trec_eval 10 -q output digit for digit (ties, grades, no relevant, short run)', async () => {
-  const qrels = await readTrecQrels(join(fixtures, 'hand.qrels'));
-  const { run } = await readTrecRun(join(fixtures, 'hand.run'));
-  const ev = evaluateRun(run, qrels, { cutoffs });
-  const expected = readFileSync(join(fixtures, 'hand.expected-q.txt'), 'utf8');
-  assert.equal(ours(formatTrecEval(ev, 'hand', true)), expected);
-});
+test(
+  'hand-built cases match trec_eval 10 -q output digit ' + 'for digit (ties, grades, no relevant, short run)',
+  async () => {
+    const qrels = await readTrecQrels(join(fixtures, 'hand.qrels'));
+    const { run } = await readTrecRun(join(fixtures, 'hand.run'));
+    const ev = evaluateRun(run, qrels, { cutoffs });
+    const expected = readFileSync(join(fixtures, 'hand.expected-q.txt'), 'utf8');
+    assert.equal(ours(formatTrecEval(ev, 'hand', true)), expected);
+  },
+);
 
 test('-c (complete) scores judged queries missing from the run as empty rankings, as trec_eval -c', async () => {
   const qrels = await readTrecQrels(join(fixtures, 'hand-missing.qrels'));
@@ -36,7 +42,12 @@ test('-c (complete) scores judged queries missing from the run as empty rankings
 });
 
 test('graded nDCG by hand: gains are grades, discount log2(rank+1), ideal from all judged grades', () => {
-  const judged = new Map([['a', 2], ['b', 1], ['c', 0], ['e', 3]]);
+  const judged = new Map([
+    ['a', 2],
+    ['b', 1],
+    ['c', 0],
+    ['e', 3],
+  ]);
   // Ranking a, c, b, x  → grades 2, 0, 1, not judged.
   const v = evaluateRanking([2, 0, 1, -1], judged, [1, 2, 5, 10]);
   const dcg5 = 2 + 1 / Math.log2(4);
@@ -56,7 +67,11 @@ test('graded nDCG by hand: gains are grades, discount log2(rank+1), ideal from a
 });
 
 test('k larger than the run: P counts missing ranks as non-relevant, recall and nDCG keep what was retrieved', () => {
-  const judged = new Map([['r1', 1], ['r2', 1], ['r3', 2]]);
+  const judged = new Map([
+    ['r1', 1],
+    ['r2', 1],
+    ['r3', 2],
+  ]);
   const v = evaluateRanking([1, -1], judged, [1, 2, 5, 10, 1000]);
   assert.equal(v['P_1000'], 1 / 1000);
   assert.equal(v['P_10'], 1 / 10);
@@ -66,7 +81,10 @@ test('k larger than the run: P counts missing ranks as non-relevant, recall and 
 });
 
 test('a query without relevant documents scores 0 and counts (trec_eval), unless asked to skip it', () => {
-  const qrels = new Map([['q1', new Map([['d1', 1]])], ['q2', new Map([['d9', 0]])]]);
+  const qrels = new Map([
+    ['q1', new Map([['d1', 1]])],
+    ['q2', new Map([['d9', 0]])],
+  ]);
   const run: Run = new Map([
     ['q1', { docIds: ['d1', 'd2'], scores: [2, 1] }],
     ['q2', { docIds: ['d9', 'd2'], scores: [2, 1] }],
@@ -95,7 +113,10 @@ test('MTEB identical-id removal and BRIGHT per-query exclusions drop documents b
   const qrels = new Map([['q1', new Map([['d1', 1]])]]);
   const run: Run = new Map([['q1', { docIds: ['q1', 'x', 'd1'], scores: [3, 2, 1] }]]);
   assert.equal(evaluateRun(run, qrels, { cutoffs: [1] }).perQuery.get('q1')!['recip_rank'], 1 / 3);
-  assert.equal(evaluateRun(run, qrels, { cutoffs: [1], ignoreIdenticalIds: true }).perQuery.get('q1')!['recip_rank'], 1 / 2);
+  assert.equal(
+    evaluateRun(run, qrels, { cutoffs: [1], ignoreIdenticalIds: true }).perQuery.get('q1')!['recip_rank'],
+    1 / 2,
+  );
   const excluded = new Map([['q1', ['q1', 'x']]]);
   const v = evaluateRun(run, qrels, { cutoffs: [1], excludedIds: excluded }).perQuery.get('q1')!;
   assert.equal(v['recip_rank'], 1);
@@ -103,23 +124,48 @@ test('MTEB identical-id removal and BRIGHT per-query exclusions drop documents b
 });
 
 test('measure names follow trec_eval print order', () => {
-  assert.deepEqual(measureNames([5]), ['num_ret', 'num_rel', 'num_rel_ret', 'map', 'Rprec', 'recip_rank', 'P_5',
-    'recall_5', 'ndcg_cut_5', 'map_cut_5']);
+  assert.deepEqual(measureNames([5]), [
+    'num_ret',
+    'num_rel',
+    'num_rel_ret',
+    'map',
+    'Rprec',
+    'recip_rank',
+    'P_5',
+    'recall_5',
+    'ndcg_cut_5',
+    'map_cut_5',
+  ]);
 });
 
 test('cFixed rounds like C printf %.4f (exact ties to even), unlike toFixed', () => {
   // Values and expected strings from Python's '%.4f' % x, which rounds the exact binary value like glibc.
   const cases: [number, string][] = [
-    [0.03125, '0.0312'], [0.09375, '0.0938'], [0.15625, '0.1562'], [1, '1.0000'], [0, '0.0000'],
-    [2 / 3, '0.6667'], [0.00005, '0.0001'], [0.12345, '0.1235'], [0.99995, '1.0000'], [0.999951, '1.0000'],
-    [12.5, '12.5000'], [0.45675, '0.4567'],
+    [0.03125, '0.0312'],
+    [0.09375, '0.0938'],
+    [0.15625, '0.1562'],
+    [1, '1.0000'],
+    [0, '0.0000'],
+    [2 / 3, '0.6667'],
+    [0.00005, '0.0001'],
+    [0.12345, '0.1235'],
+    [0.99995, '1.0000'],
+    [0.999951, '1.0000'],
+    [12.5, '12.5000'],
+    [0.45675, '0.4567'],
   ];
   for (const [x, s] of cases) assert.equal(cFixed(x, 4), s, `cFixed(${x})`);
 });
 
 test('an empty ranked list is a query the run does not answer, as in a TREC run file', () => {
-  const qrels = new Map([['q1', new Map([['d1', 1]])], ['q2', new Map([['d2', 1]])]]);
-  const run: Run = new Map([['q1', { docIds: ['d1'], scores: [1] }], ['q2', { docIds: [], scores: [] }]]);
+  const qrels = new Map([
+    ['q1', new Map([['d1', 1]])],
+    ['q2', new Map([['d2', 1]])],
+  ]);
+  const run: Run = new Map([
+    ['q1', { docIds: ['d1'], scores: [1] }],
+    ['q2', { docIds: [], scores: [] }],
+  ]);
   assert.equal(evaluateRun(run, qrels, { cutoffs: [1] }).numQueries, 1);
   const c = evaluateRun(run, qrels, { cutoffs: [1], complete: true });
   assert.equal(c.numQueries, 2);

@@ -32,7 +32,10 @@ test('a model retriever ranks exactly as its embeddings do through the precomput
   const docs = embedder.embedDocuments(ds.corpus.map(documentText)).vectors;
   const qs = embedder.embedQueries(qIds.map((id) => ds.queries.get(id)!)).map((q) => q.vector);
   const dim = embedder.dimension;
-  const ref = await new EmbeddingRetriever({ ids: qIds, dim, data: stack(qs) }, { ids: ds.corpus.map((d) => d.id), dim, data: stack(docs) }).retrieve(ds.corpus, ds.queries, 10);
+  const ref = await new EmbeddingRetriever(
+    { ids: qIds, dim, data: stack(qs) },
+    { ids: ds.corpus.map((d) => d.id), dim, data: stack(docs) },
+  ).retrieve(ds.corpus, ds.queries, 10);
   for (const q of qIds) assert.deepEqual(run.get(q)!.docIds, ref.get(q)!.docIds, q);
 });
 
@@ -42,14 +45,32 @@ test('search-r3 eval --retriever <model-dir> evaluates a model, reasoning off an
     await saveModelFolder(join(dir, 'model'), tinyModel(5));
     for (const reasoning of ['off', 'on']) {
       const out = join(dir, `${reasoning}.trec`);
-      const r = runCli(['eval', '--dataset', tiny, '--retriever', join(dir, 'model'), '--reasoning', reasoning, '--max-reasoning-tokens', '4', '--run', out, '--json', '--cutoffs', '1,3']);
+      const r = runCli([
+        'eval',
+        '--dataset',
+        tiny,
+        '--retriever',
+        join(dir, 'model'),
+        '--reasoning',
+        reasoning,
+        '--max-reasoning-tokens',
+        '4',
+        '--run',
+        out,
+        '--json',
+        '--cutoffs',
+        '1,3',
+      ]);
       assert.equal(r.status, 0, r.stderr);
       const report = JSON.parse(r.stdout) as { numQueries: number; all: Record<string, number>; retriever: string };
       assert.equal(report.numQueries, 4);
       assert.equal(report.retriever, reasoning === 'on' ? 'search-r3-reasoning' : 'search-r3');
       const written = await readTrecRun(out);
       const { qrels } = await readBeirDataset(tiny, 'test');
-      assert.ok(Math.abs(report.all['ndcg_cut_3'] - referenceNdcg(written.run, qrels, 3).mean) < 1e-12, 'nDCG@3 by its definition');
+      assert.ok(
+        Math.abs(report.all['ndcg_cut_3'] - referenceNdcg(written.run, qrels, 3).mean) < 1e-12,
+        'nDCG@3 by its definition',
+      );
       assert.equal(written.run.get('q1')!.docIds.length, 5, 'every document ranked');
     }
     const bad = runCli(['eval', '--dataset', tiny, '--retriever', join(dir, 'nope')]);

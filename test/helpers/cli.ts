@@ -2,22 +2,41 @@ import { execFile, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { repoRoot } from './repo.js';
 
-export interface CliResult { status: number | null; stdout: string; stderr: string }
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs the built `search-r3` CLI with the given arguments. */
 export function runCli(args: string[], env: Record<string, string> = {}): CliResult {
   const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args], {
-    encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 1 << 26,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    maxBuffer: 1 << 26,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** runCli without blocking the test process (servers it started keep answering); `signal` names what killed it. */
-export function runCliAsync(args: string[], env: Record<string, string> = {}): Promise<CliResult & { signal: string | null }> {
+export function runCliAsync(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<CliResult & { signal: string | null }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args], { env: { ...process.env, ...env }, maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: unknown; signal?: NodeJS.Signals | null }) | null;
-      resolve({ status: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args],
+      { env: { ...process.env, ...env }, maxBuffer: 1 << 26 },
+      (err, stdout, stderr) => {
+        const e = err as (Error & { code?: unknown; signal?: NodeJS.Signals | null }) | null;
+        resolve({
+          status: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+          signal: e?.signal ?? null,
+          stdout,
+          stderr,
+        });
+      },
+    );
   });
 }

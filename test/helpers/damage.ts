@@ -16,11 +16,18 @@ export type DamageKind = (typeof DAMAGE_KINDS)[number];
  */
 export function damageFile(file: string, kind: DamageKind, seed = 1, flips = 1): void {
   const rnd = new SeededRandom(seed);
-  if (kind === 'missing') { rmSync(file); return; }
+  if (kind === 'missing') {
+    rmSync(file);
+    return;
+  }
   const bytes = readFileSync(file);
   if (kind === 'empty') writeFileSync(file, '');
   else if (kind === 'truncated') writeFileSync(file, bytes.subarray(0, bytes.length >> 1));
-  else if (kind === 'random') writeFileSync(file, Uint8Array.from(bytes, () => rnd.int(256)));
+  else if (kind === 'random')
+    writeFileSync(
+      file,
+      Uint8Array.from(bytes, () => rnd.int(256)),
+    );
   else {
     for (let i = 0; i < flips; i++) bytes[rnd.int(bytes.length)] ^= 1 << rnd.int(8);
     writeFileSync(file, bytes);

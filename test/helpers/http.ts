@@ -22,7 +22,12 @@ export interface RequestOptions {
 }
 
 /** Raw HTTP, so malformed, compressed and chunked bodies go out exactly as written. */
-export function request(url: string, method: string, path: string, body?: string | Buffer, opts: RequestOptions = {},
+export function request(
+  url: string,
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  opts: RequestOptions = {},
 ): Promise<Reply> {
   const started = performance.now();
   const length = body !== undefined && !opts.chunked ? { 'content-length': String(Buffer.byteLength(body)) } : {};
@@ -34,13 +39,18 @@ export function request(url: string, method: string, path: string, body?: string
       res.on('end', () => {
         const raw = Buffer.concat(parts);
         let parsed: unknown = {};
-        try { parsed = JSON.parse(raw.toString() || '{}'); } catch { /* not JSON: raw has it */ }
+        try {
+          parsed = JSON.parse(raw.toString() || '{}');
+        } catch {
+          /* not JSON: raw has it */
+        }
         const ms = performance.now() - started;
         resolve({ status: res.statusCode!, headers: res.headers, raw, body: parsed as Reply['body'], ms });
       });
     });
     req.on('error', reject);
-    if (body !== undefined) req.end(body); else req.end();
+    if (body !== undefined) req.end(body);
+    else req.end();
   });
 }
 

@@ -105,13 +105,20 @@ export function llamaCppLastHidden(ggufPath: string, tokens: readonly number[]):
 }
 
 /** One-shot: `n` greedy tokens after `tokens`. */
-export function llamaCppGreedy(ggufPath: string, tokens: readonly number[], n: number, options?: GreedyOptions): Promise<number[]> {
+export function llamaCppGreedy(
+  ggufPath: string,
+  tokens: readonly number[],
+  n: number,
+  options?: GreedyOptions,
+): Promise<number[]> {
   return withModel(ggufPath, (m) => m.greedy(tokens, n, options));
 }
 
 /** Cosine similarity of two vectors. */
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0, aa = 0, bb = 0;
+  let ab = 0,
+    aa = 0,
+    bb = 0;
   for (let i = 0; i < a.length; i++) {
     ab += a[i]! * b[i]!;
     aa += a[i]! * a[i]!;

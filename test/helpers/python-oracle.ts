@@ -16,7 +16,10 @@ export function oraclePath(name: string): string {
 /** Runs `python3 -c code` or a script file; resolves to stdout; rejects with stderr on failure. */
 export function runPython(args: string[], stdin = ''): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(SYSTEM_PYTHON, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    const child = spawn(SYSTEM_PYTHON, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, OMP_NUM_THREADS: '1' },
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -24,7 +27,13 @@ export function runPython(args: string[], stdin = ''): Promise<string> {
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
-      else reject(new Error(`${SYSTEM_PYTHON} ${args.join(' ').slice(0, 200)} exited with ${code}:\n${Buffer.concat(err).toString('utf8')}`));
+      else
+        reject(
+          new Error(
+            `${SYSTEM_PYTHON} ${args.join(' ').slice(0, 200)} exited with ` +
+              `${code}:\n${Buffer.concat(err).toString('utf8')}`,
+          ),
+        );
     });
     child.stdin.end(stdin);
   });

@@ -48,7 +48,10 @@ export function qwen2_5TokenizerFiles(): { tokenizerJson: TokenizerJson; tokeniz
     Object.entries(tokenizerConfig.added_tokens_decoder ?? {}).filter(([id]) => Number(id) < QWEN2_5_FIRST_FREE_ID),
   );
   return {
-    tokenizerJson: { ...tokenizerJson, added_tokens: tokenizerJson.added_tokens.filter((t) => t.id < QWEN2_5_FIRST_FREE_ID) },
+    tokenizerJson: {
+      ...tokenizerJson,
+      added_tokens: tokenizerJson.added_tokens.filter((t) => t.id < QWEN2_5_FIRST_FREE_ID),
+    },
     tokenizerConfig: { ...tokenizerConfig, added_tokens_decoder: decoder, chat_template: QWEN2_5_CHAT_TEMPLATE },
   };
 }

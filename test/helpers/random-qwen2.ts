@@ -22,7 +22,11 @@ export interface RandomQwen2Scales {
 
 export const DEFAULT_SCALES: RandomQwen2Scales = { embed: 1, proj: 1, bias: 0.2, norm: 0.1 };
 
-export function randomQwen2Weights(config: Qwen2Config, seed: number, scales: RandomQwen2Scales = DEFAULT_SCALES): Map<string, TensorData> {
+export function randomQwen2Weights(
+  config: Qwen2Config,
+  seed: number,
+  scales: RandomQwen2Scales = DEFAULT_SCALES,
+): Map<string, TensorData> {
   const rng = new SeededRandom(seed);
   const out = new Map<string, TensorData>();
   for (const { name, shape } of qwen2TensorSpecs(config)) {
@@ -54,20 +58,46 @@ export interface TinyQwen2Fixture {
  * byte-level BPE tokenizer padded to 320 embedding rows (as Qwen pads its vocabulary), rope_theta 1e6.
  * `configJson` patches the config.json it is parsed from.
  */
-export function tinyQwen2Fixture(seed: number, configJson: Record<string, unknown> = {}, scales = VARIED_SCALES): TinyQwen2Fixture {
+export function tinyQwen2Fixture(
+  seed: number,
+  configJson: Record<string, unknown> = {},
+  scales = VARIED_SCALES,
+): TinyQwen2Fixture {
   const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 300 });
   const id = (t: string): number => tokenizerJson.added_tokens.find((a) => a.content === t)!.id;
-  const config = parseQwen2Config({
-    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: 320, hidden_size: 64, intermediate_size: 128,
-    num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rope_theta: 1e6, rms_norm_eps: 1e-6,
-    max_position_embeddings: 512, tie_word_embeddings: true, bos_token_id: id('<|endoftext|>'), eos_token_id: id('<|im_end|>'),
-    torch_dtype: 'float32', ...configJson,
-  }, 'tiny config.json');
+  const config = parseQwen2Config(
+    {
+      architectures: ['Qwen2ForCausalLM'],
+      model_type: 'qwen2',
+      vocab_size: 320,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      rope_theta: 1e6,
+      rms_norm_eps: 1e-6,
+      max_position_embeddings: 512,
+      tie_word_embeddings: true,
+      bos_token_id: id('<|endoftext|>'),
+      eos_token_id: id('<|im_end|>'),
+      torch_dtype: 'float32',
+      ...configJson,
+    },
+    'tiny config.json',
+  );
   const chatTemplate = String(tokenizerConfig.chat_template);
   const ggufTokenizer: GgufTokenizer = {
     ...ggufTokenizerFromTokenizerJson(tokenizerJson, config.vocabSize),
     padTokenId: id('<|endoftext|>'),
     chatTemplate,
   };
-  return { config, tensors: randomQwen2Weights(config, seed, scales), tokenizerJson, tokenizerConfig, chatTemplate, ggufTokenizer };
+  return {
+    config,
+    tensors: randomQwen2Weights(config, seed, scales),
+    tokenizerJson,
+    tokenizerConfig,
+    chatTemplate,
+    ggufTokenizer,
+  };
 }

@@ -17,7 +17,10 @@ function ranked(list: { docIds: readonly string[]; scores: readonly number[] }):
 export function referenceNdcg(run: Run, qrels: Qrels, k: number): { mean: number; perQuery: Map<string, number> } {
   const perQuery = new Map<string, number>();
   for (const [q, rels] of qrels) {
-    const ideal = [...rels.values()].filter((g) => g > 0).sort((a, b) => b - a).slice(0, k);
+    const ideal = [...rels.values()]
+      .filter((g) => g > 0)
+      .sort((a, b) => b - a)
+      .slice(0, k);
     const idcg = ideal.reduce((s, g, i) => s + g / Math.log2(i + 2), 0);
     const list = run.get(q);
     const docs = list ? ranked(list).slice(0, k) : [];

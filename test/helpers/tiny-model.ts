@@ -6,7 +6,11 @@ import type { Qwen2Config } from '../../src/model/qwen2-config.js';
 import { tinyQwen2Config } from './tiny-qwen2.js';
 
 /** A tiny random Qwen2 model with a real (tiny) byte-level BPE tokenizer that knows <|embed_token|>. */
-export function tinyModel(seed = 1, o: Partial<Qwen2Config> = {}, vocabSize = 300): { model: Qwen2Model; tokenizer: Tokenizer } {
+export function tinyModel(
+  seed = 1,
+  o: Partial<Qwen2Config> = {},
+  vocabSize = 300,
+): { model: Qwen2Model; tokenizer: Tokenizer } {
   const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize });
   const tokenizer = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
   const config = tinyQwen2Config({ vocabSize: tokenizer.vocabSize, maxPositionEmbeddings: 256, ...o });

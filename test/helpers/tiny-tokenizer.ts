@@ -21,13 +21,19 @@ export interface TinyTokenizerOptions {
  * pre-tokenizer and decoder, so any text encodes (in more tokens than with the full vocabulary), and
  * llama.cpp can load it as a gpt2/qwen2 vocabulary.
  */
-export function makeTinyTokenizer(options: TinyTokenizerOptions = {}): { tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig } {
+export function makeTinyTokenizer(options: TinyTokenizerOptions = {}): {
+  tokenizerJson: TokenizerJson;
+  tokenizerConfig: TokenizerConfig;
+} {
   const specials = [...(options.specialTokens ?? TINY_SPECIAL_TOKENS)];
   const vocabSize = options.vocabSize ?? 512;
   const mergeCount = vocabSize - 256 - specials.length;
   const available = referenceMerges();
   if (!Number.isInteger(vocabSize) || mergeCount < 0 || mergeCount > available.length) {
-    throw new RangeError(`vocabSize must be an integer from ${256 + specials.length} to ${256 + specials.length + available.length}, got ${vocabSize}.`);
+    throw new RangeError(
+      `vocabSize must be an integer from ${256 + specials.length} to ` +
+        `${256 + specials.length + available.length}, got ${vocabSize}.`,
+    );
   }
   if (new Set(specials).size !== specials.length) throw new RangeError('specialTokens has duplicates.');
 
@@ -39,7 +45,8 @@ export function makeTinyTokenizer(options: TinyTokenizerOptions = {}): { tokeniz
     if (known.has(a + b)) throw new Error(`Qwen merge ${i} (${a} ${b}) makes a token that already exists.`);
     known.add(a + b);
   }
-  for (const s of specials) if (known.has(s)) throw new RangeError(`Special token ${JSON.stringify(s)} is already a BPE token.`);
+  for (const s of specials)
+    if (known.has(s)) throw new RangeError(`Special token ${JSON.stringify(s)} is already a BPE token.`);
   return bpeTokenizerFiles(merges, specials, options.chatTemplate ?? QWEN2_5_CHAT_TEMPLATE);
 }
 
@@ -61,7 +68,8 @@ export function bpeConsistencyProblems(json: TokenizerJson): string[] {
   }
   for (const t of json.added_tokens) {
     const other = ids.get(t.id);
-    if (other !== undefined && other !== t.content) problems.push(`added token ${JSON.stringify(t.content)} reuses id ${t.id} of ${JSON.stringify(other)}`);
+    if (other !== undefined && other !== t.content)
+      problems.push(`added token ${JSON.stringify(t.content)} reuses id ${t.id} of ${JSON.stringify(other)}`);
     ids.set(t.id, t.content);
   }
   for (const [i, [a, b]] of mergePairs(json.model).entries()) {

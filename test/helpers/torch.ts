@@ -28,7 +28,8 @@ export function runTorch<T>(script: string, payload: unknown, threads = 1): T {
     maxBuffer: 1 << 30,
     env: { ...process.env, OMP_NUM_THREADS: String(threads) },
   });
-  if (r.error) throw new Error(`cannot run ${systemPython}: ${r.error.message} (the setup script installs python3-torch)`);
+  if (r.error)
+    throw new Error(`cannot run ${systemPython}: ${r.error.message} (the setup script installs python3-torch)`);
   if (r.status !== 0) throw new Error(`${script} failed (exit ${r.status}):\n${r.stderr.toString()}`);
   return JSON.parse(r.stdout.toString()) as T;
 }
@@ -36,7 +37,8 @@ export function runTorch<T>(script: string, payload: unknown, threads = 1): T {
 /** max|a − b| / max(max|b|, floor): the relative error the tests state their tolerances in. */
 export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-6): number {
   if (a.length !== b.length) return Infinity;
-  let diff = 0, scale = floor;
+  let diff = 0,
+    scale = floor;
   for (let i = 0; i < a.length; i++) {
     diff = Math.max(diff, Math.abs(a[i] - b[i]));
     scale = Math.max(scale, Math.abs(b[i]));

@@ -12,8 +12,12 @@ if (configFile) {
   const sleepMs = Number(process.env.SLEEP_MS ?? '0');
   const pause = new Int32Array(new SharedArrayBuffer(4));
   await trainSft(loadSftConfig(configFile), {
-    resume: mode === 'resume', progress: false,
-    onStep: (step) => { process.stdout.write(`step ${step}\n`); if (sleepMs > 0) Atomics.wait(pause, 0, 0, sleepMs); },
+    resume: mode === 'resume',
+    progress: false,
+    onStep: (step) => {
+      process.stdout.write(`step ${step}\n`);
+      if (sleepMs > 0) Atomics.wait(pause, 0, 0, sleepMs);
+    },
   });
   process.stdout.write('done\n');
 }

@@ -35,7 +35,10 @@ export function toyExamples(n: number, negatives = 2): TrainExample[] {
 }
 
 export function writeJsonl(file: string, examples: readonly TrainExample[]): string {
-  writeFileSync(file, examples.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives })).join('\n') + '\n');
+  writeFileSync(
+    file,
+    examples.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives })).join('\n') + '\n',
+  );
   return file;
 }
 
@@ -48,7 +51,9 @@ export function writeConfig(file: string, cfg: unknown): string {
 export function toyBeir(dir: string): string {
   mkdirSync(path.join(dir, 'qrels'), { recursive: true });
   const docs = Array.from({ length: 40 }, (_, i) => ({
-    _id: `d${i}`, title: words[i % 10], text: `${words[i % 10]} ${words[(i * 3) % 10]} number ${i}`,
+    _id: `d${i}`,
+    title: words[i % 10],
+    text: `${words[i % 10]} ${words[(i * 3) % 10]} number ${i}`,
   }));
   writeFileSync(path.join(dir, 'corpus.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
   const queries = Array.from({ length: 8 }, (_, i) => ({ _id: `q${i}`, text: `which ${words[i]} ${i}?` }));
@@ -68,7 +73,11 @@ export async function rlFixture(prefix: string): Promise<{ dir: string; raw: Rec
   await tinyModelFolder(path.join(dir, 'model'));
   toyBeir(path.join(dir, 'beir'));
   const raw = {
-    model: 'model', output: 'run', seed: 3, steps: 3, maxLength: 160,
+    model: 'model',
+    output: 'run',
+    seed: 3,
+    steps: 3,
+    maxLength: 160,
     data: { beir: 'beir', split: 'train' },
     rollout: { queries: 2, group: 3, temperature: 1, maxReasoningTokens: 5 },
     reward: { kind: 'dcg', k: 10, formatPenalty: 0.5 },
@@ -80,8 +89,18 @@ export async function rlFixture(prefix: string): Promise<{ dir: string; raw: Rec
   return { dir, raw };
 }
 
-const TIME_KEYS = new Set(['seconds', 'encodeSeconds', 'graphSeconds', 'rolloutSeconds', 'updateSeconds', 'stepSeconds',
-  'environmentSetupSeconds', 'localSeconds', 'exactSeconds', 'tokensPerSec']);
+const TIME_KEYS = new Set([
+  'seconds',
+  'encodeSeconds',
+  'graphSeconds',
+  'rolloutSeconds',
+  'updateSeconds',
+  'stepSeconds',
+  'environmentSetupSeconds',
+  'localSeconds',
+  'exactSeconds',
+  'tokensPerSec',
+]);
 
 /** A metrics.jsonl line without its wall times, which differ between otherwise identical runs. */
 export const withoutTimes = (line: string): unknown => JSON.parse(line, (k, v) => (TIME_KEYS.has(k) ? undefined : v));

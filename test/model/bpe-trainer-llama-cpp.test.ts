@@ -25,14 +25,29 @@ const VOCAB = 3000;
 before(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bpe-gguf-'));
   // English, Chinese and Arabic text, so merges span several scripts
-  const inputs = ['scifact/corpus.jsonl', 'drcd/beir/dev/corpus.jsonl', 'arcd/beir/test/corpus.jsonl'].map((p) => path.join(sharedData, p));
+  const inputs = ['scifact/corpus.jsonl', 'drcd/beir/dev/corpus.jsonl', 'arcd/beir/test/corpus.jsonl'].map((p) =>
+    path.join(sharedData, p),
+  );
   const r = await trainBpeTokenizer(inputs, { vocabSize: VOCAB });
   tokenizer = Tokenizer.fromJSON(r.tokenizerJson, r.tokenizerConfig);
-  const config = parseQwen2Config({
-    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: VOCAB, hidden_size: 64, intermediate_size: 128,
-    num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, rope_theta: 1e6, max_position_embeddings: 512,
-    tie_word_embeddings: true, bos_token_id: null, eos_token_id: tokenizer.eosTokenId,
-  }, 'config.json');
+  const config = parseQwen2Config(
+    {
+      architectures: ['Qwen2ForCausalLM'],
+      model_type: 'qwen2',
+      vocab_size: VOCAB,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      rope_theta: 1e6,
+      max_position_embeddings: 512,
+      tie_word_embeddings: true,
+      bos_token_id: null,
+      eos_token_id: tokenizer.eosTokenId,
+    },
+    'config.json',
+  );
   const exported = ggufTokenizerFromFiles(r.tokenizerJson, r.tokenizerConfig, config);
   const file = path.join(dir, 'trained-vocab.gguf');
   await writeQwen2Gguf(file, { config, tensors: randomQwen2Weights(config, 3), tokenizer: exported, fileType: 'F16' });
@@ -62,5 +77,11 @@ test('llama.cpp sees the trained special tokens as control tokens and <|im_end|>
   const m = model!.model;
   assert.equal(Number(m.tokens.eos), tokenizer.tokenToId('<|im_end|>'));
   assert.ok(m.isEogToken(tokenizer.tokenToId('<|im_end|>') as never));
-  assert.deepEqual(m.tokenize('<|im_start|>user\n<|embed_token|>', true).map(Number).filter((id) => id >= VOCAB - 4), [VOCAB - 3, VOCAB - 1]);
+  assert.deepEqual(
+    m
+      .tokenize('<|im_start|>user\n<|embed_token|>', true)
+      .map(Number)
+      .filter((id) => id >= VOCAB - 4),
+    [VOCAB - 3, VOCAB - 1],
+  );
 });

@@ -10,7 +10,13 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { bpeTokenizerFiles, learnMerges, preTokenize, trainBpeTokenizer, WordCounter } from '../../src/model/bpe-trainer.js';
+import {
+  bpeTokenizerFiles,
+  learnMerges,
+  preTokenize,
+  trainBpeTokenizer,
+  WordCounter,
+} from '../../src/model/bpe-trainer.js';
 import { bpeConsistencyProblems } from '../helpers/tiny-tokenizer.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { sharedData } from '../helpers/repo.js';
@@ -18,25 +24,56 @@ import { seededRandom, variedStrings } from '../helpers/varied-strings.js';
 
 const SPECIALS = 4;
 
-test('hand-computed example: merges by pair count, ties to the smaller (left, right) strings, stops when no pair is left', () => {
-  // pairs: u g 20, p u 17, u n 16, h u 15 ... → "u g"; then u n 16 > h ug 15 > p un 12;
-  // then "hug s" 5 and "p ug" 5 tie: "hug" < "p"; then b un 4; then nothing is left to merge.
-  const words = new Map([['hug', 10], ['pug', 5], ['pun', 12], ['bun', 4], ['hugs', 5]]);
-  const r = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 1 });
-  assert.deepEqual(r.merges, [['u', 'g'], ['u', 'n'], ['h', 'ug'], ['p', 'un'], ['hug', 's'], ['p', 'ug'], ['b', 'un']]);
-  assert.match(r.stoppedEarly ?? '', /no pairs left to merge after 7 merges/);
-  assert.equal(r.tokens[256], 'ug');
-  // minFrequency stops before pairs rarer than it
-  const r5 = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 5 });
-  assert.deepEqual(r5.merges.map((m) => m.join(' ')), ['u g', 'u n', 'h ug', 'p un', 'hug s', 'p ug']);
-  // and the vocabulary size caps the merges
-  assert.equal(learnMerges(words, { vocabSize: 256 + 2 + SPECIALS, minFrequency: 1 }).merges.length, 2);
-});
+test(
+  'hand-computed example: merges by pair count, ties to the ' +
+    'smaller (left, right) strings, stops when no pair is left',
+  () => {
+    // pairs: u g 20, p u 17, u n 16, h u 15 ... → "u g"; then u n 16 > h ug 15 > p un 12;
+    // then "hug s" 5 and "p ug" 5 tie: "hug" < "p"; then b un 4; then nothing is left to merge.
+    const words = new Map([
+      ['hug', 10],
+      ['pug', 5],
+      ['pun', 12],
+      ['bun', 4],
+      ['hugs', 5],
+    ]);
+    const r = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 1 });
+    assert.deepEqual(r.merges, [
+      ['u', 'g'],
+      ['u', 'n'],
+      ['h', 'ug'],
+      ['p', 'un'],
+      ['hug', 's'],
+      ['p', 'ug'],
+      ['b', 'un'],
+    ]);
+    assert.match(r.stoppedEarly ?? '', /no pairs left to merge after 7 merges/);
+    assert.equal(r.tokens[256], 'ug');
+    // minFrequency stops before pairs rarer than it
+    const r5 = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 5 });
+    assert.deepEqual(
+      r5.merges.map((m) => m.join(' ')),
+      ['u g', 'u n', 'h ug', 'p un', 'hug s', 'p ug'],
+    );
+    // and the vocabulary size caps the merges
+    assert.equal(learnMerges(words, { vocabSize: 256 + 2 + SPECIALS, minFrequency: 1 }).merges.length, 2);
+  },
+);
 
 test('overlapping pairs merge left to right, and bytes beyond ASCII are byte-level characters', () => {
-  const r = learnMerges(new Map([['aaa', 3], [' é', 2]]), { vocabSize: 256 + 3 + SPECIALS, minFrequency: 1 });
+  const r = learnMerges(
+    new Map([
+      ['aaa', 3],
+      [' é', 2],
+    ]),
+    { vocabSize: 256 + 3 + SPECIALS, minFrequency: 1 },
+  );
   // "a a" counts 2 per word (overlapping) = 6; after it "aa a" 3, then " é" = Ġ + the two UTF-8 bytes of é (Ã ©) 2
-  assert.deepEqual(r.merges, [['a', 'a'], ['aa', 'a'], ['Ã', '©']]);
+  assert.deepEqual(r.merges, [
+    ['a', 'a'],
+    ['aa', 'a'],
+    ['Ã', '©'],
+  ]);
 });
 
 test('the same words in any order give the same merges', () => {
@@ -68,11 +105,16 @@ test('a tokenizer trained on SciFact text is consistent, loads, and round-trips 
     assert.equal(loaded.eosTokenId, loaded.tokenToId('<|im_end|>'));
     assert.equal(loaded.padTokenId, loaded.tokenToId('<|endoftext|>'));
     assert.equal(loaded.tokenToId('<|embed_token|>'), 4095);
-    assert.match(loaded.renderChat([{ role: 'user', content: 'hi' }], { addGenerationPrompt: true }), /<\|im_start\|>user\nhi<\|im_end\|>\n<\|im_start\|>assistant\n$/);
+    assert.match(
+      loaded.renderChat([{ role: 'user', content: 'hi' }], { addGenerationPrompt: true }),
+      /<\|im_start\|>user\nhi<\|im_end\|>\n<\|im_start\|>assistant\n$/,
+    );
 
     // frequent domain words became single tokens; the learned merges actually compress text
     assert.equal(loaded.tokenize(' the').length, 1);
-    const sample = readSlice(20).map((l) => (JSON.parse(l) as { text: string }).text).join('\n');
+    const sample = readSlice(20)
+      .map((l) => (JSON.parse(l) as { text: string }).text)
+      .join('\n');
     const bytes = Buffer.byteLength(sample);
     const ids = loaded.encode(sample);
     assert.ok(bytes / ids.length > 3, `compression ${(bytes / ids.length).toFixed(2)} bytes/token`);
@@ -88,7 +130,9 @@ test('a tokenizer trained on SciFact text is consistent, loads, and round-trips 
 test("the trainer's pre-tokenizer splits exactly as the tokenizer.json engine does", () => {
   const { tokenizerJson, tokenizerConfig } = bpeTokenizerFiles([]);
   const split = (tokenizerJson.pre_tokenizer as { pretokenizers: unknown[] }).pretokenizers[0];
-  const engine = new HfTokenizer({ ...tokenizerJson, pre_tokenizer: split }, tokenizerConfig) as unknown as { pre_tokenizer: { pre_tokenize_text(t: string): string[] } };
+  const engine = new HfTokenizer({ ...tokenizerJson, pre_tokenizer: split }, tokenizerConfig) as unknown as {
+    pre_tokenizer: { pre_tokenize_text(t: string): string[] };
+  };
   const extra = ['a\u0085b \u0085 x', '\uFEFFword \uFEFF', "IT'S we'Re", ' \u3000\u00a0 \n\r\n  x'];
   for (const s of [...variedStrings(500, 7), ...extra]) {
     const text = s.normalize('NFC');
@@ -108,13 +152,18 @@ function readSlice(n: number): string[] {
 }
 
 function readFileLines(file: string, n: number): string[] {
-  return readFileSync(file, 'utf8').split('\n', n).filter((l) => l.trim() !== '');
+  return readFileSync(file, 'utf8')
+    .split('\n', n)
+    .filter((l) => l.trim() !== '');
 }
 
 class WordCounterFrom extends WordCounter {
   constructor(lines: string[]) {
     super();
-    for (const l of lines) { const d = JSON.parse(l) as { title: string; text: string }; this.add(`${d.title}\n${d.text}`); }
+    for (const l of lines) {
+      const d = JSON.parse(l) as { title: string; text: string };
+      this.add(`${d.title}\n${d.text}`);
+    }
   }
 }
 
@@ -128,7 +177,8 @@ function naiveMerges(words: Map<string, number>, count: number): Array<[string, 
       for (let i = 0; i + 1 < s.length; i++) {
         const k = JSON.stringify([s[i], s[i + 1]]);
         const e = pairs.get(k) ?? { a: s[i]!, b: s[i + 1]!, n: 0 };
-        e.n += c; pairs.set(k, e);
+        e.n += c;
+        pairs.set(k, e);
       }
     }
     let best: { a: string; b: string; n: number } | null = null;
@@ -140,7 +190,10 @@ function naiveMerges(words: Map<string, number>, count: number): Array<[string, 
     for (const q of seqs) {
       const r: string[] = [];
       for (let i = 0; i < q.s.length; i++) {
-        if (i + 1 < q.s.length && q.s[i] === best.a && q.s[i + 1] === best.b) { r.push(best.a + best.b); i++; } else r.push(q.s[i]!);
+        if (i + 1 < q.s.length && q.s[i] === best.a && q.s[i + 1] === best.b) {
+          r.push(best.a + best.b);
+          i++;
+        } else r.push(q.s[i]!);
       }
       q.s = r;
     }
@@ -148,19 +201,23 @@ function naiveMerges(words: Map<string, number>, count: number): Array<[string, 
   return out;
 }
 
-test('the incremental merge loop equals recounting every pair before each merge (random words with runs like aaaa, abab)', () => {
-  const next = seededRandom(12345);
-  const rand = (n: number): number => Math.floor(next() * n);
-  for (let round = 0; round < 5; round++) {
-    const words = new Map<string, number>();
-    for (let i = 0; i < 300; i++) {
-      let w = '';
-      const len = 1 + rand(12);
-      for (let j = 0; j < len; j++) w += 'abcd'[rand(round < 2 ? 2 : 4)];
-      words.set(w, (words.get(w) ?? 0) + 1 + rand(5));
+test(
+  'the incremental merge loop equals recounting every pair ' +
+    'before each merge (random words with runs like aaaa, abab)',
+  () => {
+    const next = seededRandom(12345);
+    const rand = (n: number): number => Math.floor(next() * n);
+    for (let round = 0; round < 5; round++) {
+      const words = new Map<string, number>();
+      for (let i = 0; i < 300; i++) {
+        let w = '';
+        const len = 1 + rand(12);
+        for (let j = 0; j < len; j++) w += 'abcd'[rand(round < 2 ? 2 : 4)];
+        words.set(w, (words.get(w) ?? 0) + 1 + rand(5));
+      }
+      const ours = learnMerges(words, { vocabSize: 256 + 60 + SPECIALS, minFrequency: 1 }).merges;
+      assert.deepEqual(ours, naiveMerges(words, ours.length), `round ${round}`);
+      assert.ok(ours.length >= 40, `round ${round}: ${ours.length} merges`);
     }
-    const ours = learnMerges(words, { vocabSize: 256 + 60 + SPECIALS, minFrequency: 1 }).merges;
-    assert.deepEqual(ours, naiveMerges(words, ours.length), `round ${round}`);
-    assert.ok(ours.length >= 40, `round ${round}: ${ours.length} merges`);
-  }
-});
+  },
+);

@@ -7,9 +7,22 @@ import { sampleToken } from '../../src/model/sampling.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
-const config = tinyQwen2Config({ vocabSize: 50, hiddenSize: 32, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, intermediateSize: 48, numHiddenLayers: 2, maxPositionEmbeddings: 64 });
+const config = tinyQwen2Config({
+  vocabSize: 50,
+  hiddenSize: 32,
+  numAttentionHeads: 4,
+  numKeyValueHeads: 2,
+  headDim: 8,
+  intermediateSize: 48,
+  numHiddenLayers: 2,
+  maxPositionEmbeddings: 64,
+});
 const model = Qwen2Model.random(config, new T.Rng(7), 0.3);
-const prompts = [[3, 9, 4, 17, 22, 5, 8], [11, 2], [40, 41, 42, 43]];
+const prompts = [
+  [3, 9, 4, 17, 22, 5, 8],
+  [11, 2],
+  [40, 41, 42, 43],
+];
 
 /** Hidden states and logits of a whole sequence without any cache: the definition generation must meet. */
 function full(seq: number[]): { hidden: Float32Array; logits: Float32Array } {
@@ -35,26 +48,39 @@ test('greedy generation with the KV cache equals recomputing the whole sequence 
   }
 });
 
-test('a KV cache that starts without room grows in place and decodes exactly as one allocated for the whole run', () => {
-  const seq = [3, 9, 4, 17, 22, 5, 8, 1, 30, 2, 6, 12, 19, 27, 33, 44, 45];
-  const decode = (capacity: number): { hidden: Float32Array[]; allocated: number } => T.noGrad(() => {
-    const cache = model.newCache(capacity);
-    const out: Float32Array[] = [model.forward(Int32Array.from(seq.slice(0, 3)), 1, 3, { cache }).data.slice(-config.hiddenSize)];
-    for (let t = 3; t < seq.length; t++) out.push(model.forward(Int32Array.of(seq[t]), 1, 1, { cache }).data);
-    return { hidden: out, allocated: cache.keys[0]!.shape[1] };
-  });
-  const grown = decode(0), sized = decode(seq.length);
-  assert.deepEqual(grown.hidden, sized.hidden);
-  assert.equal(sized.allocated, seq.length, 'allocated once, at the first step');
-  assert.equal(grown.allocated, 24, 'doubled from the prompt: 3, 6, 12, 24');
-  const whole = full(seq).hidden;
-  const last = whole.subarray(whole.length - config.hiddenSize);
-  assert.ok(relErr(sized.hidden.at(-1)!, last) < 1e-5);
-  assert.throws(() => model.forward(Int32Array.of(1), 1, 1, { cache: model.newCache(4) }), /KV cache is for inference/);
-});
+test(
+  'a KV cache that starts without room grows in place ' + 'and decodes exactly as one allocated for the whole run',
+  () => {
+    const seq = [3, 9, 4, 17, 22, 5, 8, 1, 30, 2, 6, 12, 19, 27, 33, 44, 45];
+    const decode = (capacity: number): { hidden: Float32Array[]; allocated: number } =>
+      T.noGrad(() => {
+        const cache = model.newCache(capacity);
+        const out: Float32Array[] = [
+          model.forward(Int32Array.from(seq.slice(0, 3)), 1, 3, { cache }).data.slice(-config.hiddenSize),
+        ];
+        for (let t = 3; t < seq.length; t++) out.push(model.forward(Int32Array.of(seq[t]), 1, 1, { cache }).data);
+        return { hidden: out, allocated: cache.keys[0]!.shape[1] };
+      });
+    const grown = decode(0),
+      sized = decode(seq.length);
+    assert.deepEqual(grown.hidden, sized.hidden);
+    assert.equal(sized.allocated, seq.length, 'allocated once, at the first step');
+    assert.equal(grown.allocated, 24, 'doubled from the prompt: 3, 6, 12, 24');
+    const whole = full(seq).hidden;
+    const last = whole.subarray(whole.length - config.hiddenSize);
+    assert.ok(relErr(sized.hidden.at(-1)!, last) < 1e-5);
+    assert.throws(
+      () => model.forward(Int32Array.of(1), 1, 1, { cache: model.newCache(4) }),
+      /KV cache is for inference/,
+    );
+  },
+);
 
 test('a batch of prompts of different lengths generates what each prompt generates alone', () => {
-  const batch = generate(model, prompts, { maxNewTokens: 10, capturePositions: prompts.map((p) => [p.length - 1, p.length + 4]) });
+  const batch = generate(model, prompts, {
+    maxNewTokens: 10,
+    capturePositions: prompts.map((p) => [p.length - 1, p.length + 4]),
+  });
   prompts.forEach((p, i) => {
     const alone = generate(model, [p], { maxNewTokens: 10, capturePositions: [[p.length - 1, p.length + 4]] })[0];
     assert.deepEqual(batch[i].tokens, alone.tokens);
@@ -77,14 +103,27 @@ test('hidden states captured at a generated token equal the full forward pass at
 
 test('seeded sampling is reproducible; top-k 1 is greedy; maxNewTokens ends with finish=length', () => {
   const opts = { maxNewTokens: 15, temperature: 1.3, topP: 0.9, seed: 5 };
-  const a = generate(model, prompts, opts), b = generate(model, prompts, opts);
-  assert.deepEqual(a.map((g) => g.tokens), b.map((g) => g.tokens));
+  const a = generate(model, prompts, opts),
+    b = generate(model, prompts, opts);
+  assert.deepEqual(
+    a.map((g) => g.tokens),
+    b.map((g) => g.tokens),
+  );
   const c = generate(model, prompts, { ...opts, seed: 6 });
-  assert.notDeepEqual(a.map((g) => g.tokens), c.map((g) => g.tokens));
+  assert.notDeepEqual(
+    a.map((g) => g.tokens),
+    c.map((g) => g.tokens),
+  );
   const greedy = generate(model, prompts, { maxNewTokens: 15 });
   const k1 = generate(model, prompts, { maxNewTokens: 15, temperature: 0.8, topK: 1, seed: 1 });
-  assert.deepEqual(k1.map((g) => g.tokens), greedy.map((g) => g.tokens));
-  for (const g of a) { assert.equal(g.tokens.length, 15); assert.equal(g.finish, 'length'); }
+  assert.deepEqual(
+    k1.map((g) => g.tokens),
+    greedy.map((g) => g.tokens),
+  );
+  for (const g of a) {
+    assert.equal(g.tokens.length, 15);
+    assert.equal(g.finish, 'length');
+  }
 });
 
 test('top-k and top-p only ever pick from the allowed set', () => {

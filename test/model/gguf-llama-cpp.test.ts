@@ -23,10 +23,16 @@ import { tinyQwen2Fixture, type TinyQwen2Fixture } from '../helpers/random-qwen2
 const N_NEW = 32;
 const NEAR_TIE = 1e-3;
 
-interface OracleResult { last_hidden: number[]; greedy: number[]; gaps: number[] }
+interface OracleResult {
+  last_hidden: number[];
+  greedy: number[];
+  gaps: number[];
+}
 
 let dir = '';
-const chat = '<|im_start|>system\nPlease represent user queries.<|im_end|>\n<|im_start|>user\nwhat is a GGUF file?<|im_end|>\n<|im_start|>assistant\n';
+const chat =
+  '<|im_start|>system\nPlease represent user queries.<|im_end|>\n<|im_start|>user\nwhat is a GGUF ' +
+  'file?<|im_end|>\n<|im_start|>assistant\n';
 
 function prompts(fx: TinyQwen2Fixture): number[][] {
   const tok = Tokenizer.fromJSON(fx.tokenizerJson, fx.tokenizerConfig);
@@ -39,7 +45,11 @@ function prompts(fx: TinyQwen2Fixture): number[][] {
 }
 
 /** Writes the fixture for both runtimes and asks PyTorch for the reference answers. */
-async function prepare(fx: TinyQwen2Fixture, name: string, fileTypes: GgufFileType[]): Promise<{ ps: number[][]; ref: OracleResult[]; gguf: Record<string, string> }> {
+async function prepare(
+  fx: TinyQwen2Fixture,
+  name: string,
+  fileTypes: GgufFileType[],
+): Promise<{ ps: number[][]; ref: OracleResult[]; gguf: Record<string, string> }> {
   const weights = path.join(dir, `${name}.safetensors`);
   const config = path.join(dir, `${name}.config.json`);
   await saveSafetensors(weights, fx.tensors);
@@ -47,10 +57,20 @@ async function prepare(fx: TinyQwen2Fixture, name: string, fileTypes: GgufFileTy
   const gguf: Record<string, string> = {};
   for (const fileType of fileTypes) {
     gguf[fileType] = path.join(dir, `${name}.${fileType}.gguf`);
-    await writeQwen2Gguf(gguf[fileType]!, { config: fx.config, tensors: fx.tensors, tokenizer: fx.ggufTokenizer, fileType });
+    await writeQwen2Gguf(gguf[fileType]!, {
+      config: fx.config,
+      tensors: fx.tensors,
+      tokenizer: fx.ggufTokenizer,
+      fileType,
+    });
   }
   const ps = prompts(fx);
-  const { results } = await runOracle<{ results: OracleResult[] }>('qwen2_forward.py', { config, weights, prompts: ps, n_new: N_NEW });
+  const { results } = await runOracle<{ results: OracleResult[] }>('qwen2_forward.py', {
+    config,
+    weights,
+    prompts: ps,
+    n_new: N_NEW,
+  });
   return { ps, ref: results, gguf };
 }
 
@@ -59,9 +79,12 @@ function assertGreedyAgrees(label: string, ours: number[], ref: OracleResult, ti
   assert.equal(ours.length, ref.greedy.length, `${label}: generated ${ours.length} tokens`);
   for (let i = 0; i < ref.greedy.length; i++) {
     if (ours[i] === ref.greedy[i]) continue;
-    assert.ok(ref.gaps[i]! < tie,
-      `${label}: step ${i}: llama.cpp ${ours[i]} vs PyTorch ${ref.greedy[i]} with top-2 gap ${ref.gaps[i]} (>= ${tie})\n` +
-      `llama.cpp ${ours.join(',')}\nPyTorch   ${ref.greedy.join(',')}`);
+    assert.ok(
+      ref.gaps[i]! < tie,
+      `${label}: step ${i}: llama.cpp ${ours[i]} vs PyTorch ${ref.greedy[i]} with top-2 gap ${ref.gaps[i]} ` +
+        `(>= ${tie})\n` +
+        `llama.cpp ${ours.join(',')}\nPyTorch   ${ref.greedy.join(',')}`,
+    );
     return i;
   }
   return ref.greedy.length;
@@ -90,7 +113,10 @@ async function open(file: string): Promise<LlamaCppModel> {
 
 test('the reference continuations are varied, so agreement means something', () => {
   for (const [i, r] of tied.ref.entries()) {
-    assert.ok(new Set(r.greedy).size >= 8, `prompt ${i}: only ${new Set(r.greedy).size} distinct tokens in ${r.greedy.join(',')}`);
+    assert.ok(
+      new Set(r.greedy).size >= 8,
+      `prompt ${i}: only ${new Set(r.greedy).size} distinct tokens in ${r.greedy.join(',')}`,
+    );
   }
 });
 
@@ -107,17 +133,27 @@ test('F32 GGUF in llama.cpp = PyTorch: last hidden state (cos >= 0.9999) and 32 
   }
 });
 
-test('llama.cpp tokenizes text like our tokenizer (tokens, merges, pre-tokenizer and special tokens exported right)', async () => {
-  const m = await open(tied.gguf['F32']!);
-  const tok = Tokenizer.fromJSON(tiedFx.tokenizerJson, tiedFx.tokenizerConfig);
-  for (const text of [chat, 'The quick brown fox jumps over the lazy dog.', "  it's 2024:\n\ttabs, ÜNICODE 漢字 and emoji 🙂<|embed_token|>."]) {
-    assert.deepEqual(m.model.tokenize(text, true).map(Number), tok.encode(text), JSON.stringify(text));
-    assert.equal(m.model.detokenize(m.model.tokenize(text, true), true), text);
-  }
-});
+test(
+  'llama.cpp tokenizes text like our tokenizer (tokens, ' + 'merges, pre-tokenizer and special tokens exported right)',
+  async () => {
+    const m = await open(tied.gguf['F32']!);
+    const tok = Tokenizer.fromJSON(tiedFx.tokenizerJson, tiedFx.tokenizerConfig);
+    for (const text of [
+      chat,
+      'The quick brown fox jumps over the lazy dog.',
+      "  it's 2024:\n\ttabs, ÜNICODE 漢字 and emoji 🙂<|embed_token|>.",
+    ]) {
+      assert.deepEqual(m.model.tokenize(text, true).map(Number), tok.encode(text), JSON.stringify(text));
+      assert.equal(m.model.detokenize(m.model.tokenize(text, true), true), text);
+    }
+  },
+);
 
 test('F16 and Q8_0 GGUFs load and stay close to PyTorch', async () => {
-  for (const [fileType, minCos] of [['F16', 0.9999], ['Q8_0', 0.99]] as const) {
+  for (const [fileType, minCos] of [
+    ['F16', 0.9999],
+    ['Q8_0', 0.99],
+  ] as const) {
     const m = await open(tied.gguf[fileType]!);
     for (const [i, p] of tied.ps.entries()) {
       const cos = cosine(await m.lastHidden(p), tied.ref[i]!.last_hidden);

@@ -22,9 +22,16 @@ const N_NEW = 32;
 const NEAR_TIE = 1e-3;
 const RANK = 4;
 const ALPHA = 8;
-const PROMPTS = [[5, 17, 123, 250, 3, 77, 299, 41], [297, 40, 41, 42, 43, 298, 297, 100], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]];
+const PROMPTS = [
+  [5, 17, 123, 250, 3, 77, 299, 41],
+  [297, 40, 41, 42, 43, 298, 297, 100],
+  [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+];
 
-interface OracleResult { greedy: number[]; gaps: number[] }
+interface OracleResult {
+  greedy: number[];
+  gaps: number[];
+}
 
 let dir = '';
 let model: LlamaCppModel | undefined;
@@ -38,7 +45,10 @@ before(async () => {
   const rng = new SeededRandom(77);
   const peft = new Map<string, TensorData>();
   for (let layer = 0; layer < fx.config.numHiddenLayers; layer++) {
-    for (const [proj, out] of [['q_proj', 64], ['v_proj', 32]] as const) {
+    for (const [proj, out] of [
+      ['q_proj', 64],
+      ['v_proj', 32],
+    ] as const) {
       const prefix = `base_model.model.model.layers.${layer}.self_attn.${proj}`;
       peft.set(`${prefix}.lora_A.weight`, { shape: [RANK, 64], data: rng.normalArray(RANK * 64, 1 / 8) });
       peft.set(`${prefix}.lora_B.weight`, { shape: [out, RANK], data: rng.normalArray(out * RANK, 0.5) });
@@ -56,7 +66,12 @@ before(async () => {
   await writeQwen2LoraGguf(loraFile, { config: fx.config, adapters: loraPairsFromPeft(peft), alpha: ALPHA });
   const request = { config, weights, prompts: PROMPTS, n_new: N_NEW };
   base = (await runOracle<{ results: OracleResult[] }>('qwen2_forward.py', request)).results;
-  merged = (await runOracle<{ results: OracleResult[] }>('qwen2_forward.py', { ...request, lora: { weights: adapter, alpha: ALPHA } })).results;
+  merged = (
+    await runOracle<{ results: OracleResult[] }>('qwen2_forward.py', {
+      ...request,
+      lora: { weights: adapter, alpha: ALPHA },
+    })
+  ).results;
   model = await openLlamaCppModel(gguf);
 });
 
@@ -68,8 +83,11 @@ after(async () => {
 function assertGreedyAgrees(label: string, ours: number[], ref: OracleResult): void {
   for (let i = 0; i < ref.greedy.length; i++) {
     if (ours[i] === ref.greedy[i]) continue;
-    assert.ok(ref.gaps[i]! < NEAR_TIE,
-      `${label}: step ${i}: llama.cpp ${ours[i]} vs PyTorch ${ref.greedy[i]} (top-2 gap ${ref.gaps[i]})\nllama.cpp ${ours.join(',')}\nPyTorch   ${ref.greedy.join(',')}`);
+    assert.ok(
+      ref.gaps[i]! < NEAR_TIE,
+      `${label}: step ${i}: llama.cpp ${ours[i]} vs PyTorch ${ref.greedy[i]} (top-2 gap ` +
+        `${ref.gaps[i]})\nllama.cpp ${ours.join(',')}\nPyTorch   ${ref.greedy.join(',')}`,
+    );
     return;
   }
 }
@@ -88,5 +106,6 @@ test('llama.cpp with the LoRA GGUF = PyTorch with W + (alpha/r)·B·A merged, 32
 });
 
 test('without the adapter, the same llama.cpp model gives the base continuations', async () => {
-  for (const [i, p] of PROMPTS.entries()) assertGreedyAgrees(`prompt ${i} base`, await model!.greedy(p, N_NEW), base[i]!);
+  for (const [i, p] of PROMPTS.entries())
+    assertGreedyAgrees(`prompt ${i} base`, await model!.greedy(p, N_NEW), base[i]!);
 });

@@ -23,7 +23,8 @@ let tokenizer: Tokenizer;
 let exported: GgufTokenizer;
 
 const TEXTS = [
-  '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is BM25?<|im_end|>\n<|im_start|>assistant\n',
+  '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is ' +
+    'BM25?<|im_end|>\n<|im_start|>assistant\n',
   "Don't panic: it's 42, isn't it? They'll say we'd   done  it.\n\n\n   Indented\tand\ttabbed.",
   '检索增强生成（RAG）把检索和生成结合起来。 البحث عن المعلومات باللغة العربية. Ελληνικά, русский, हिन्दी.',
   'def f(x):\n    return x**2 + 1_000_000  # 12345678901234567890\r\n{"key": [1, 2.5e-3]}',
@@ -34,11 +35,24 @@ before(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gguf-vocab-'));
   const { tokenizerJson, tokenizerConfig } = qwen2_5TokenizerFiles();
   tokenizer = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
-  const config = parseQwen2Config({
-    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: 151936, hidden_size: 64, intermediate_size: 128,
-    num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, rope_theta: 1e6, max_position_embeddings: 512,
-    tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151645,
-  }, 'config.json');
+  const config = parseQwen2Config(
+    {
+      architectures: ['Qwen2ForCausalLM'],
+      model_type: 'qwen2',
+      vocab_size: 151936,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      rope_theta: 1e6,
+      max_position_embeddings: 512,
+      tie_word_embeddings: true,
+      bos_token_id: 151643,
+      eos_token_id: 151645,
+    },
+    'config.json',
+  );
   exported = ggufTokenizerFromFiles(tokenizerJson, tokenizerConfig, config);
   const file = path.join(dir, 'qwen-vocab.gguf');
   await writeQwen2Gguf(file, { config, tensors: randomQwen2Weights(config, 1), tokenizer: exported, fileType: 'F16' });
@@ -61,7 +75,7 @@ test('the exported vocabulary has Qwen2.5 layout: 151,643 normal tokens, 22 cont
   assert.equal(exported.merges.length, 151387);
 });
 
-test('special ids and chat template resolve as llama.cpp\'s converter does for Qwen2.5-Instruct', () => {
+test("special ids and chat template resolve as llama.cpp's converter does for Qwen2.5-Instruct", () => {
   assert.equal(exported.bosTokenId, 151643, 'bos: tokenizer_config has none, config.json bos_token_id');
   assert.equal(exported.eosTokenId, 151645, 'eos: tokenizer_config eos_token <|im_end|>');
   assert.equal(exported.padTokenId, 151643, 'pad: tokenizer_config pad_token <|endoftext|>');

@@ -5,8 +5,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import {
-  buildGgufHeader, exportQwen2GgufFromFolder, exportQwen2LoraGgufFromFolder, ggufTokenizerFromFiles, ggufTokenizerFromTokenizerJson, loraPairsFromPeft, quantizeQ8_0, qwen2GgufContents,
-  qwen2GgufTensorName, writeGguf, writeQwen2Gguf, writeQwen2LoraGguf, TOKEN_TYPE, GGML_TYPE, type GgufFileType,
+  buildGgufHeader,
+  exportQwen2GgufFromFolder,
+  exportQwen2LoraGgufFromFolder,
+  ggufTokenizerFromFiles,
+  ggufTokenizerFromTokenizerJson,
+  loraPairsFromPeft,
+  quantizeQ8_0,
+  qwen2GgufContents,
+  qwen2GgufTensorName,
+  writeGguf,
+  writeQwen2Gguf,
+  writeQwen2LoraGguf,
+  TOKEN_TYPE,
+  GGML_TYPE,
+  type GgufFileType,
 } from '../../src/model/gguf.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
 import { f16FromFloat32, float32FromF16 } from '../../src/model/half-float.js';
@@ -47,7 +60,13 @@ for (const fileType of ['F32', 'F16', 'Q8_0'] as GgufFileType[]) {
     await withTempDir(async (dir) => {
       const fx = tinyQwen2Fixture(1);
       const file = path.join(dir, 'm.gguf');
-      await writeQwen2Gguf(file, { config: fx.config, tensors: fx.tensors, tokenizer: fx.ggufTokenizer, fileType, name: 'tiny' });
+      await writeQwen2Gguf(file, {
+        config: fx.config,
+        tensors: fx.tensors,
+        tokenizer: fx.ggufTokenizer,
+        fileType,
+        name: 'tiny',
+      });
       const r = await parse(file);
       const m = r.meta;
       assert.equal(m['version']!.value, 3);
@@ -56,9 +75,15 @@ for (const fileType of ['F32', 'F16', 'Q8_0'] as GgufFileType[]) {
       assert.equal(m['general.name']!.value, 'tiny');
       assert.equal(m['general.file_type']!.value, { F32: 0, F16: 1, Q8_0: 7 }[fileType]);
       const u32s: Record<string, number> = {
-        'qwen2.context_length': 512, 'qwen2.embedding_length': 64, 'qwen2.block_count': 2, 'qwen2.feed_forward_length': 128,
-        'qwen2.attention.head_count': 4, 'qwen2.attention.head_count_kv': 2,
-        'tokenizer.ggml.bos_token_id': 296, 'tokenizer.ggml.eos_token_id': 298, 'tokenizer.ggml.padding_token_id': 296,
+        'qwen2.context_length': 512,
+        'qwen2.embedding_length': 64,
+        'qwen2.block_count': 2,
+        'qwen2.feed_forward_length': 128,
+        'qwen2.attention.head_count': 4,
+        'qwen2.attention.head_count_kv': 2,
+        'tokenizer.ggml.bos_token_id': 296,
+        'tokenizer.ggml.eos_token_id': 298,
+        'tokenizer.ggml.padding_token_id': 296,
       };
       for (const [k, v] of Object.entries(u32s)) {
         assert.equal(m[k]?.value, v, k);
@@ -91,7 +116,10 @@ for (const fileType of ['F32', 'F16', 'Q8_0'] as GgufFileType[]) {
       assert.equal(Number(r.tensorDataOffset) % 32, 0);
       const bytes = await fsp.readFile(file);
       const expectedNames = [...fx.tensors.keys()].map((n) => qwen2GgufTensorName(n));
-      assert.deepEqual(infos.map((t) => t.name), expectedNames);
+      assert.deepEqual(
+        infos.map((t) => t.name),
+        expectedNames,
+      );
       for (const info of infos) {
         const hf = [...fx.tensors.keys()].find((n) => qwen2GgufTensorName(n) === info.name)!;
         const t = fx.tensors.get(hf)!;
@@ -103,9 +131,14 @@ for (const fileType of ['F32', 'F16', 'Q8_0'] as GgufFileType[]) {
         const at = Number(r.tensorDataOffset + info.offset);
         const n = t.data.length;
         if (type === GGML_TYPE.F32) {
-          assert.deepEqual(new Float32Array(bytes.buffer.slice(bytes.byteOffset + at, bytes.byteOffset + at + 4 * n)), t.data, info.name);
+          assert.deepEqual(
+            new Float32Array(bytes.buffer.slice(bytes.byteOffset + at, bytes.byteOffset + at + 4 * n)),
+            t.data,
+            info.name,
+          );
         } else if (type === GGML_TYPE.F16) {
-          for (let i = 0; i < n; i += 97) assert.equal(bytes.readUInt16LE(at + 2 * i), f16FromFloat32(t.data[i]!), `${info.name}[${i}]`);
+          for (let i = 0; i < n; i += 97)
+            assert.equal(bytes.readUInt16LE(at + 2 * i), f16FromFloat32(t.data[i]!), `${info.name}[${i}]`);
         } else {
           const deq = dequantQ8_0(bytes.subarray(at, at + (n / 32) * 34), n);
           for (let b = 0; b < n / 32; b++) {
@@ -120,7 +153,11 @@ for (const fileType of ['F32', 'F16', 'Q8_0'] as GgufFileType[]) {
       }
       const last = infos.at(-1)!;
       assert.equal(last.name, 'output_norm.weight');
-      assert.equal(bytes.length, Number(r.tensorDataOffset + last.offset) + 4 * 64, 'the file ends with the last tensor');
+      assert.equal(
+        bytes.length,
+        Number(r.tensorDataOffset + last.offset) + 4 * 64,
+        'the file ends with the last tensor',
+      );
     });
   });
 }
@@ -129,13 +166,20 @@ test('untied models get output.weight; a head_dim llama.cpp cannot run is refuse
   await withTempDir(async (dir) => {
     const fx = tinyQwen2Fixture(2, { tie_word_embeddings: false });
     const file = path.join(dir, 'm.gguf');
-    await writeQwen2Gguf(file, { config: fx.config, tensors: fx.tensors, tokenizer: fx.ggufTokenizer, fileType: 'F32' });
+    await writeQwen2Gguf(file, {
+      config: fx.config,
+      tensors: fx.tensors,
+      tokenizer: fx.ggufTokenizer,
+      fileType: 'F32',
+    });
     const r = await parse(file);
     assert.deepEqual(r.tensorInfos.at(-1)!.shape.map(Number), [64, 320]);
     assert.equal(r.tensorInfos.at(-1)!.name, 'output.weight');
     const wide = tinyQwen2Fixture(2, { head_dim: 32 });
-    assert.throws(() => qwen2GgufContents({ config: wide.config, tensors: wide.tensors, tokenizer: wide.ggufTokenizer }),
-      /config\.json: head_dim 32 × "num_attention_heads" 4 is not "hidden_size" 64; llama\.cpp's qwen2 architecture/);
+    assert.throws(
+      () => qwen2GgufContents({ config: wide.config, tensors: wide.tensors, tokenizer: wide.ggufTokenizer }),
+      /config\.json: head_dim 32 × "num_attention_heads" 4 is not "hidden_size" 64; llama\.cpp's qwen2 architecture/,
+    );
   });
 });
 
@@ -160,29 +204,68 @@ test('Q8_0 blocks: f16 scale = max|x|/127, int8 codes with |q| <= 127, zero bloc
 test('generic writer: metadata types, array types and padding follow the GGUF layout byte for byte', async () => {
   await withTempDir(async (dir) => {
     const file = path.join(dir, 'g.gguf');
-    await writeGguf(file, new Map([
-      ['a.u8', { type: 'uint8', value: 7 }],
-      ['a.i32', { type: 'int32', value: -5 }],
-      ['a.arr', { type: 'array', itemType: 'uint32', value: [1, 2] }],
-    ] as const), [{ name: 't', shape: [3], type: 'F32', data: new Float32Array([1, 2, 3]) }]);
+    await writeGguf(
+      file,
+      new Map([
+        ['a.u8', { type: 'uint8', value: 7 }],
+        ['a.i32', { type: 'int32', value: -5 }],
+        ['a.arr', { type: 'array', itemType: 'uint32', value: [1, 2] }],
+      ] as const),
+      [{ name: 't', shape: [3], type: 'F32', data: new Float32Array([1, 2, 3]) }],
+    );
     const b = await fsp.readFile(file);
     let o = 0;
-    const u32 = (): number => { const v = b.readUInt32LE(o); o += 4; return v; };
-    const u64 = (): number => { const v = Number(b.readBigUInt64LE(o)); o += 8; return v; };
-    const s = (): string => { const n = u64(); const v = b.subarray(o, o + n).toString('utf8'); o += n; return v; };
-    assert.equal(b.subarray(0, 4).toString('latin1'), 'GGUF'); o = 4;
+    const u32 = (): number => {
+      const v = b.readUInt32LE(o);
+      o += 4;
+      return v;
+    };
+    const u64 = (): number => {
+      const v = Number(b.readBigUInt64LE(o));
+      o += 8;
+      return v;
+    };
+    const s = (): string => {
+      const n = u64();
+      const v = b.subarray(o, o + n).toString('utf8');
+      o += n;
+      return v;
+    };
+    assert.equal(b.subarray(0, 4).toString('latin1'), 'GGUF');
+    o = 4;
     assert.equal(u32(), 3);
     assert.equal(u64(), 1);
     assert.equal(u64(), 3);
-    assert.equal(s(), 'a.u8'); assert.equal(u32(), 0); assert.equal(b.readUInt8(o), 7); o += 1;
-    assert.equal(s(), 'a.i32'); assert.equal(u32(), 5); assert.equal(b.readInt32LE(o), -5); o += 4;
-    assert.equal(s(), 'a.arr'); assert.equal(u32(), 9); assert.equal(u32(), 4); assert.equal(u64(), 2); assert.equal(u32(), 1); assert.equal(u32(), 2);
-    assert.equal(s(), 't'); assert.equal(u32(), 1); assert.equal(u64(), 3); assert.equal(u32(), 0); assert.equal(u64(), 0);
+    assert.equal(s(), 'a.u8');
+    assert.equal(u32(), 0);
+    assert.equal(b.readUInt8(o), 7);
+    o += 1;
+    assert.equal(s(), 'a.i32');
+    assert.equal(u32(), 5);
+    assert.equal(b.readInt32LE(o), -5);
+    o += 4;
+    assert.equal(s(), 'a.arr');
+    assert.equal(u32(), 9);
+    assert.equal(u32(), 4);
+    assert.equal(u64(), 2);
+    assert.equal(u32(), 1);
+    assert.equal(u32(), 2);
+    assert.equal(s(), 't');
+    assert.equal(u32(), 1);
+    assert.equal(u64(), 3);
+    assert.equal(u32(), 0);
+    assert.equal(u64(), 0);
     const dataStart = Math.ceil(o / 32) * 32;
-    assert.ok(b.subarray(o, dataStart).every((x) => x === 0), 'zero padding');
+    assert.ok(
+      b.subarray(o, dataStart).every((x) => x === 0),
+      'zero padding',
+    );
     assert.deepEqual([b.readFloatLE(dataStart), b.readFloatLE(dataStart + 4), b.readFloatLE(dataStart + 8)], [1, 2, 3]);
     assert.equal(b.length, dataStart + 32, 'the last tensor is padded to the alignment too');
-    await assert.rejects(writeGguf(file, new Map([['x', { type: 'uint8', value: 300 }]]), []), /"x" = 300 is not a valid uint8/);
+    await assert.rejects(
+      writeGguf(file, new Map([['x', { type: 'uint8', value: 300 }]]), []),
+      /"x" = 300 is not a valid uint8/,
+    );
   });
 });
 
@@ -191,24 +274,37 @@ test('refuses checkpoints that do not match the config, naming the tensor', () =
   const opts = (tensors: Map<string, TensorData>) => ({ config: fx.config, tensors, tokenizer: fx.ggufTokenizer });
   const without = new Map(fx.tensors);
   without.delete('model.layers.1.self_attn.k_proj.bias');
-  assert.throws(() => qwen2GgufContents(opts(without)), /tensor "model\.layers\.1\.self_attn\.k_proj\.bias" is missing/);
+  assert.throws(
+    () => qwen2GgufContents(opts(without)),
+    /tensor "model\.layers\.1\.self_attn\.k_proj\.bias" is missing/,
+  );
   const reshaped = new Map(fx.tensors);
   reshaped.set('model.layers.0.mlp.up_proj.weight', { shape: [64, 128], data: new Float32Array(64 * 128) });
-  assert.throws(() => qwen2GgufContents(opts(reshaped)),
-    /config\.json: "intermediate_size" 128 makes dimension 0 of tensor "\S+\.up_proj\.weight" 128, but the weights/);
+  assert.throws(
+    () => qwen2GgufContents(opts(reshaped)),
+    /config\.json: "intermediate_size" 128 makes dimension 0 of tensor "\S+\.up_proj\.weight" 128, but the weights/,
+  );
   const extra = new Map(fx.tensors);
   extra.set('model.layers.0.self_attn.o_proj.bias', { shape: [64], data: new Float32Array(64) });
-  assert.throws(() => qwen2GgufContents(opts(extra)),
-    /model\.safetensors: tensor "model\.layers\.0\.self_attn\.o_proj\.bias" is not part of a Qwen2 model/);
+  assert.throws(
+    () => qwen2GgufContents(opts(extra)),
+    /model\.safetensors: tensor "model\.layers\.0\.self_attn\.o_proj\.bias" is not part of a Qwen2 model/,
+  );
   const deeper = new Map(fx.tensors);
   deeper.set('model.layers.2.input_layernorm.weight', { shape: [64], data: new Float32Array(64) });
-  assert.throws(() => qwen2GgufContents(opts(deeper)),
-    /config\.json: "num_hidden_layers" is 2, but the weights hold layer 2 \(tensor "model\.layers\.2\.input_layernorm/);
+  assert.throws(
+    () => qwen2GgufContents(opts(deeper)),
+    /config\.json: "num_hidden_layers" is 2, but the weights hold layer 2 \(tensor "model\.layers\.2\.input_layernorm/,
+  );
   const withRotary = new Map(fx.tensors);
   withRotary.set('model.layers.0.self_attn.rotary_emb.inv_freq', { shape: [8], data: new Float32Array(8) });
   assert.equal(qwen2GgufContents(opts(withRotary)).tensors.length, 26, 'rotary caches are dropped');
   assert.throws(
-    () => qwen2GgufContents({ ...opts(fx.tensors), tokenizer: { ...fx.ggufTokenizer, tokens: fx.ggufTokenizer.tokens.slice(1) } }),
+    () =>
+      qwen2GgufContents({
+        ...opts(fx.tensors),
+        tokenizer: { ...fx.ggufTokenizer, tokens: fx.ggufTokenizer.tokens.slice(1) },
+      }),
     /tokenizer\.json: has 319 tokens and 320 token types, but "vocab_size" in config\.json is 320/,
   );
 });
@@ -216,103 +312,192 @@ test('refuses checkpoints that do not match the config, naming the tensor', () =
 test('tokenizer.json conversion: both merge forms, added-token types, vocabularies too big for the model', () => {
   const json = {
     model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] },
-    added_tokens: [{ id: 3, content: '<|x|>', special: false }, { id: 4, content: '<tool>', special: false }, { id: 5, content: '<s>', special: true }],
+    added_tokens: [
+      { id: 3, content: '<|x|>', special: false },
+      { id: 4, content: '<tool>', special: false },
+      { id: 5, content: '<s>', special: true },
+    ],
   };
   const t = ggufTokenizerFromTokenizerJson(json, 8);
   assert.deepEqual(t.tokens, ['a', 'b', 'ab', '<|x|>', '<tool>', '<s>', '[PAD6]', '[PAD7]']);
   assert.deepEqual(t.tokenTypes, [1, 1, 1, 3, 4, 3, 5, 5]);
   assert.deepEqual(t.merges, ['a b']);
-  assert.deepEqual(ggufTokenizerFromTokenizerJson({ ...json, model: { ...json.model, merges: [['a', 'b']] } }, 6).merges, ['a b']);
-  assert.throws(() => ggufTokenizerFromTokenizerJson(json, 5, '/t/tokenizer.json'),
-    (e: unknown) => e instanceof ModelFileError && /^\/t\/tokenizer\.json: added token "<s>" has id 5, beyond the model's 5 embedding rows/.test(e.message));
-  assert.throws(() => ggufTokenizerFromTokenizerJson({ model: { type: 'Unigram', vocab: [] } }, 5), /has a "Unigram" model/);
-  assert.throws(() => ggufTokenizerFromTokenizerJson({ model: { type: 'BPE', vocab: { a: 0, b: 0 } } }, 5), /id 0 is given to both "a" and "b"/);
+  assert.deepEqual(
+    ggufTokenizerFromTokenizerJson({ ...json, model: { ...json.model, merges: [['a', 'b']] } }, 6).merges,
+    ['a b'],
+  );
+  assert.throws(
+    () => ggufTokenizerFromTokenizerJson(json, 5, '/t/tokenizer.json'),
+    (e: unknown) =>
+      e instanceof ModelFileError &&
+      /^\/t\/tokenizer\.json: added token "<s>" has id 5, beyond the model's 5 embedding rows/.test(e.message),
+  );
+  assert.throws(
+    () => ggufTokenizerFromTokenizerJson({ model: { type: 'Unigram', vocab: [] } }, 5),
+    /has a "Unigram" model/,
+  );
+  assert.throws(
+    () => ggufTokenizerFromTokenizerJson({ model: { type: 'BPE', vocab: { a: 0, b: 0 } } }, 5),
+    /id 0 is given to both "a" and "b"/,
+  );
 });
 
-test('tokenizer files: special tokens by name, config.json fallback, named chat templates, unknown names refused', () => {
-  const fx = tinyQwen2Fixture(7);
-  const t = ggufTokenizerFromFiles(fx.tokenizerJson, {
-    eos_token: { content: '<|im_end|>', special: true }, pad_token: '<|endoftext|>',
-    chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }],
-  }, fx.config);
-  assert.deepEqual([t.bosTokenId, t.eosTokenId, t.padTokenId, t.chatTemplate], [296, 298, 296, 'D']);
-  const none = ggufTokenizerFromFiles(fx.tokenizerJson, {}, { ...fx.config, bosTokenId: null, eosTokenId: [297, 298] });
-  assert.deepEqual([none.bosTokenId, none.eosTokenId, none.padTokenId, none.chatTemplate], [null, 297, null, null]);
-  assert.throws(() => ggufTokenizerFromFiles(fx.tokenizerJson, { eos_token: '</s>' }, fx.config, { tokenizerConfig: '/m/tokenizer_config.json' }),
-    /\/m\/tokenizer_config\.json: "eos_token" "<\/s>" is not a token of tokenizer\.json\./);
-});
+test(
+  'tokenizer files: special tokens by name, config.json ' + 'fallback, named chat templates, unknown names refused',
+  () => {
+    const fx = tinyQwen2Fixture(7);
+    const t = ggufTokenizerFromFiles(
+      fx.tokenizerJson,
+      {
+        eos_token: { content: '<|im_end|>', special: true },
+        pad_token: '<|endoftext|>',
+        chat_template: [
+          { name: 'tool_use', template: 'T' },
+          { name: 'default', template: 'D' },
+        ],
+      },
+      fx.config,
+    );
+    assert.deepEqual([t.bosTokenId, t.eosTokenId, t.padTokenId, t.chatTemplate], [296, 298, 296, 'D']);
+    const none = ggufTokenizerFromFiles(
+      fx.tokenizerJson,
+      {},
+      { ...fx.config, bosTokenId: null, eosTokenId: [297, 298] },
+    );
+    assert.deepEqual([none.bosTokenId, none.eosTokenId, none.padTokenId, none.chatTemplate], [null, 297, null, null]);
+    assert.throws(
+      () =>
+        ggufTokenizerFromFiles(fx.tokenizerJson, { eos_token: '</s>' }, fx.config, {
+          tokenizerConfig: '/m/tokenizer_config.json',
+        }),
+      /\/m\/tokenizer_config\.json: "eos_token" "<\/s>" is not a token of tokenizer\.json\./,
+    );
+  },
+);
 
-test('LoRA adapter GGUF: adapter metadata, lora_a/lora_b names and transposed dims as llama.cpp checks them', async () => {
-  await withTempDir(async (dir) => {
-    const fx = tinyQwen2Fixture(5);
-    const rng = new SeededRandom(6);
-    const r = 4;
-    const peft = new Map<string, TensorData>();
-    for (const proj of ['q_proj', 'v_proj']) {
-      const out = proj === 'q_proj' ? 64 : 32;
-      peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_A.weight`, { shape: [r, 64], data: rng.normalArray(r * 64, 0.1) });
-      peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_B.weight`, { shape: [out, r], data: rng.normalArray(out * r, 0.1) });
-    }
-    const adapters = loraPairsFromPeft(peft);
-    assert.deepEqual([...adapters.keys()].sort(), ['model.layers.1.self_attn.q_proj.weight', 'model.layers.1.self_attn.v_proj.weight']);
-    const file = path.join(dir, 'lora.gguf');
-    await writeQwen2LoraGguf(file, { config: fx.config, adapters, alpha: 8 });
-    const p = await parse(file);
-    assert.equal(p.meta['general.architecture']!.value, 'qwen2');
-    assert.equal(p.meta['general.type']!.value, 'adapter');
-    assert.equal(p.meta['adapter.type']!.value, 'lora');
-    assert.equal(p.meta['adapter.lora.alpha']!.value, 8);
-    assert.equal(p.meta['adapter.lora.alpha']!.type, 6, 'float32');
-    assert.deepEqual(p.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype]), [
-      ['blk.1.attn_q.weight.lora_a', [64, r], 0],
-      ['blk.1.attn_q.weight.lora_b', [r, 64], 0],
-      ['blk.1.attn_v.weight.lora_a', [64, r], 0],
-      ['blk.1.attn_v.weight.lora_b', [r, 32], 0],
-    ]);
-    const bad = new Map(adapters);
-    bad.set('model.layers.0.self_attn.k_proj.weight', { a: { shape: [r, 64], data: new Float32Array(r * 64) }, b: { shape: [64, r], data: new Float32Array(64 * r) } });
-    await assert.rejects(writeQwen2LoraGguf(file, { config: fx.config, adapters: bad, alpha: 8 }), /"model\.layers\.0\.self_attn\.k_proj\.weight" \[32, 64\] needs A \[r, 64\] and B \[32, r\]/);
-    assert.throws(() => loraPairsFromPeft(new Map([...peft].slice(0, 1))), /has lora_B missing/);
-  });
-});
-
-test('exporting from Hugging Face folders (sharded model, PEFT adapter) gives the same bytes as the direct writers', async () => {
-  await withTempDir(async (dir) => {
-    const fx = tinyQwen2Fixture(8);
-    const modelDir = path.join(dir, 'tiny-model');
-    await saveSafetensorsFolder(modelDir, fx.tensors, { maxShardBytes: 100_000 });
-    assert.ok((await fsp.readdir(modelDir)).includes('model.safetensors.index.json'), 'sharded');
-    await writeQwen2Config(path.join(modelDir, 'config.json'), fx.config);
-    await fsp.writeFile(path.join(modelDir, 'tokenizer.json'), JSON.stringify(fx.tokenizerJson));
-    await fsp.writeFile(path.join(modelDir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizerConfig));
-    const viaFolder = path.join(dir, 'folder.gguf');
-    const direct = path.join(dir, 'direct.gguf');
-    await exportQwen2GgufFromFolder(modelDir, viaFolder, { fileType: 'Q8_0' });
-    await writeQwen2Gguf(direct, {
-      config: fx.config, tensors: fx.tensors, fileType: 'Q8_0', name: 'tiny-model',
-      tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, fx.tokenizerConfig, fx.config),
+test(
+  'LoRA adapter GGUF: adapter metadata, lora_a/lora_b ' + 'names and transposed dims as llama.cpp checks them',
+  async () => {
+    await withTempDir(async (dir) => {
+      const fx = tinyQwen2Fixture(5);
+      const rng = new SeededRandom(6);
+      const r = 4;
+      const peft = new Map<string, TensorData>();
+      for (const proj of ['q_proj', 'v_proj']) {
+        const out = proj === 'q_proj' ? 64 : 32;
+        peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_A.weight`, {
+          shape: [r, 64],
+          data: rng.normalArray(r * 64, 0.1),
+        });
+        peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_B.weight`, {
+          shape: [out, r],
+          data: rng.normalArray(out * r, 0.1),
+        });
+      }
+      const adapters = loraPairsFromPeft(peft);
+      assert.deepEqual([...adapters.keys()].sort(), [
+        'model.layers.1.self_attn.q_proj.weight',
+        'model.layers.1.self_attn.v_proj.weight',
+      ]);
+      const file = path.join(dir, 'lora.gguf');
+      await writeQwen2LoraGguf(file, { config: fx.config, adapters, alpha: 8 });
+      const p = await parse(file);
+      assert.equal(p.meta['general.architecture']!.value, 'qwen2');
+      assert.equal(p.meta['general.type']!.value, 'adapter');
+      assert.equal(p.meta['adapter.type']!.value, 'lora');
+      assert.equal(p.meta['adapter.lora.alpha']!.value, 8);
+      assert.equal(p.meta['adapter.lora.alpha']!.type, 6, 'float32');
+      assert.deepEqual(
+        p.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype]),
+        [
+          ['blk.1.attn_q.weight.lora_a', [64, r], 0],
+          ['blk.1.attn_q.weight.lora_b', [r, 64], 0],
+          ['blk.1.attn_v.weight.lora_a', [64, r], 0],
+          ['blk.1.attn_v.weight.lora_b', [r, 32], 0],
+        ],
+      );
+      const bad = new Map(adapters);
+      bad.set('model.layers.0.self_attn.k_proj.weight', {
+        a: { shape: [r, 64], data: new Float32Array(r * 64) },
+        b: { shape: [64, r], data: new Float32Array(64 * r) },
+      });
+      await assert.rejects(
+        writeQwen2LoraGguf(file, { config: fx.config, adapters: bad, alpha: 8 }),
+        /"model\.layers\.0\.self_attn\.k_proj\.weight" \[32, 64\] needs A \[r, 64\] and B \[32, r\]/,
+      );
+      assert.throws(() => loraPairsFromPeft(new Map([...peft].slice(0, 1))), /has lora_B missing/);
     });
-    assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+  },
+);
 
-    const rng = new SeededRandom(9);
-    const peft = new Map<string, TensorData>([
-      ['base_model.model.model.layers.0.mlp.down_proj.lora_A.weight', { shape: [2, 128], data: rng.normalArray(256, 0.1) }],
-      ['base_model.model.model.layers.0.mlp.down_proj.lora_B.weight', { shape: [64, 2], data: rng.normalArray(128, 0.1) }],
-    ]);
-    const adapterDir = path.join(dir, 'adapter');
-    await fsp.mkdir(adapterDir);
-    await saveSafetensors(path.join(adapterDir, 'adapter_model.safetensors'), peft);
-    const adapterConfig = { peft_type: 'LORA', r: 2, lora_alpha: 16, target_modules: ['down_proj'], use_rslora: false };
-    await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify(adapterConfig));
-    await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
-    await writeQwen2LoraGguf(direct, { config: fx.config, adapters: loraPairsFromPeft(peft), alpha: 16 });
-    assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+test(
+  'exporting from Hugging Face folders (sharded model, ' + 'PEFT adapter) gives the same bytes as the direct writers',
+  async () => {
+    await withTempDir(async (dir) => {
+      const fx = tinyQwen2Fixture(8);
+      const modelDir = path.join(dir, 'tiny-model');
+      await saveSafetensorsFolder(modelDir, fx.tensors, { maxShardBytes: 100_000 });
+      assert.ok((await fsp.readdir(modelDir)).includes('model.safetensors.index.json'), 'sharded');
+      await writeQwen2Config(path.join(modelDir, 'config.json'), fx.config);
+      await fsp.writeFile(path.join(modelDir, 'tokenizer.json'), JSON.stringify(fx.tokenizerJson));
+      await fsp.writeFile(path.join(modelDir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizerConfig));
+      const viaFolder = path.join(dir, 'folder.gguf');
+      const direct = path.join(dir, 'direct.gguf');
+      await exportQwen2GgufFromFolder(modelDir, viaFolder, { fileType: 'Q8_0' });
+      await writeQwen2Gguf(direct, {
+        config: fx.config,
+        tensors: fx.tensors,
+        fileType: 'Q8_0',
+        name: 'tiny-model',
+        tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, fx.tokenizerConfig, fx.config),
+      });
+      assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
 
-    await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, use_rslora: true }));
-    await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
-    assert.equal((await parse(viaFolder)).meta['adapter.lora.alpha']!.value, Math.fround(16 * Math.sqrt(2)), 'rsLoRA: alpha·sqrt(r), so alpha/r = 16/sqrt(2)');
-    await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, r: 4 }));
-    await assert.rejects(exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder), /"model\.layers\.0\.mlp\.down_proj\.weight" has rank 2, but adapter_config\.json says r = 4/);
-    await assert.rejects(exportQwen2GgufFromFolder(adapterDir, viaFolder), /adapter\/config\.json: cannot read the model config \(ENOENT\)/);
-  });
-});
+      const rng = new SeededRandom(9);
+      const peft = new Map<string, TensorData>([
+        [
+          'base_model.model.model.layers.0.mlp.down_proj.lora_A.weight',
+          { shape: [2, 128], data: rng.normalArray(256, 0.1) },
+        ],
+        [
+          'base_model.model.model.layers.0.mlp.down_proj.lora_B.weight',
+          { shape: [64, 2], data: rng.normalArray(128, 0.1) },
+        ],
+      ]);
+      const adapterDir = path.join(dir, 'adapter');
+      await fsp.mkdir(adapterDir);
+      await saveSafetensors(path.join(adapterDir, 'adapter_model.safetensors'), peft);
+      const adapterConfig = {
+        peft_type: 'LORA',
+        r: 2,
+        lora_alpha: 16,
+        target_modules: ['down_proj'],
+        use_rslora: false,
+      };
+      await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify(adapterConfig));
+      await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
+      await writeQwen2LoraGguf(direct, { config: fx.config, adapters: loraPairsFromPeft(peft), alpha: 16 });
+      assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+
+      await fsp.writeFile(
+        path.join(adapterDir, 'adapter_config.json'),
+        JSON.stringify({ ...adapterConfig, use_rslora: true }),
+      );
+      await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
+      assert.equal(
+        (await parse(viaFolder)).meta['adapter.lora.alpha']!.value,
+        Math.fround(16 * Math.sqrt(2)),
+        'rsLoRA: alpha·sqrt(r), so alpha/r = 16/sqrt(2)',
+      );
+      await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, r: 4 }));
+      await assert.rejects(
+        exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder),
+        /"model\.layers\.0\.mlp\.down_proj\.weight" has rank 2, but adapter_config\.json says r = 4/,
+      );
+      await assert.rejects(
+        exportQwen2GgufFromFolder(adapterDir, viaFolder),
+        /adapter\/config\.json: cannot read the model config \(ENOENT\)/,
+      );
+    });
+  },
+);

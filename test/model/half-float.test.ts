@@ -4,8 +4,15 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  bf16BitsFromFloat32Bits, f16BitsFromFloat32Bits, float32BitsFromF16, float32Bits, float32FromBits,
-  decodeF16, decodeBf16, encodeF16, encodeBf16,
+  bf16BitsFromFloat32Bits,
+  f16BitsFromFloat32Bits,
+  float32BitsFromF16,
+  float32Bits,
+  float32FromBits,
+  decodeF16,
+  decodeBf16,
+  encodeF16,
+  encodeBf16,
 } from '../../src/model/half-float.js';
 import { runOracle } from '../helpers/python-oracle.js';
 import { SeededRandom } from '../helpers/seeded-random.js';
@@ -13,9 +20,32 @@ import { SeededRandom } from '../helpers/seeded-random.js';
 /** float32 bit patterns that stress rounding: specials, boundaries, exact ties, subnormals, random bits. */
 function interestingFloat32Bits(): Uint32Array {
   const out: number[] = [];
-  const specials = [0, -0, 1, -1, 0.5, 65504, 65505, 65519.99, 65520, 1e-8, 5.960464477539063e-8, 2.9802322387695312e-8,
-    2.98023259e-8, 6.103515625e-5, 6.1035e-5, 3.4028234663852886e38, Infinity, -Infinity, 1.401298464324817e-45,
-    1.1754943508222875e-38, 3.14159265, -2.718281828, 1e30, -1e-30];
+  const specials = [
+    0,
+    -0,
+    1,
+    -1,
+    0.5,
+    65504,
+    65505,
+    65519.99,
+    65520,
+    1e-8,
+    5.960464477539063e-8,
+    2.9802322387695312e-8,
+    2.98023259e-8,
+    6.103515625e-5,
+    6.1035e-5,
+    3.4028234663852886e38,
+    Infinity,
+    -Infinity,
+    1.401298464324817e-45,
+    1.1754943508222875e-38,
+    3.14159265,
+    -2.718281828,
+    1e30,
+    -1e-30,
+  ];
   for (const s of specials) out.push(float32Bits(s));
   out.push(0x7fc00000, 0xffc00001, 0x7f800001); // NaNs
   // Ties and near-ties for bf16 (low 16 bits around 0x8000) and f16 (low 13 bits around 0x1000).
@@ -77,7 +107,13 @@ test('f16/bf16 rounding and decoding agree bit-for-bit with PyTorch', async () =
 
 test('array decoders agree with the scalar ones at any offset and length (paired fast path and tail)', () => {
   const all = new Uint16Array(65536 + 3).map((_, i) => i & 0xffff);
-  for (const [off, len] of [[0, 65539], [1, 65536], [2, 7], [3, 1], [0, 0]] as const) {
+  for (const [off, len] of [
+    [0, 65539],
+    [1, 65536],
+    [2, 7],
+    [3, 1],
+    [0, 0],
+  ] as const) {
     const src = all.subarray(off, off + len);
     const f = new Float32Array(len);
     const b = new Float32Array(len);

@@ -17,22 +17,37 @@ import type { TensorData } from '../../src/model/tensor-data.js';
 import { cosine, openLlamaCppModel, type LlamaCppModel } from '../helpers/llama-cpp.js';
 import { tinyQwen2Fixture } from '../helpers/random-qwen2.js';
 
-const N_NEW = 32, NEAR_TIE = 1e-3, RANK = 4, ALPHA = 8;
-const PROMPTS = [[5, 17, 123, 250, 3, 77, 299, 41], [297, 40, 41, 42, 43, 298, 297, 100], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [200]];
+const N_NEW = 32,
+  NEAR_TIE = 1e-3,
+  RANK = 4,
+  ALPHA = 8;
+const PROMPTS = [
+  [5, 17, 123, 250, 3, 77, 299, 41],
+  [297, 40, 41, 42, 43, 298, 297, 100],
+  [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+  [200],
+];
 
 const fx = tinyQwen2Fixture(2024);
-const ours = new Qwen2Model(fx.config, new Map([...fx.tensors].map(([n, t]) => [n, new T.Tensor(Float32Array.from(t.data), t.shape)])));
+const ours = new Qwen2Model(
+  fx.config,
+  new Map([...fx.tensors].map(([n, t]) => [n, new T.Tensor(Float32Array.from(t.data), t.shape)])),
+);
 const rng = new T.Rng(31);
 const peft = new Map<string, TensorData>();
 for (let l = 0; l < fx.config.numHiddenLayers; l++) {
-  for (const [proj, out] of [['q_proj', 64], ['v_proj', 32]] as const) {
+  for (const [proj, out] of [
+    ['q_proj', 64],
+    ['v_proj', 32],
+  ] as const) {
     const prefix = `base_model.model.model.layers.${l}.self_attn.${proj}`;
     peft.set(`${prefix}.lora_A.weight`, { shape: [RANK, 64], data: T.randn([RANK, 64], rng, 1 / 8).data });
     peft.set(`${prefix}.lora_B.weight`, { shape: [out, RANK], data: T.randn([out, RANK], rng, 0.5).data });
   }
 }
 
-let dir = '', lora = '';
+let dir = '',
+  lora = '';
 let llama: LlamaCppModel | undefined;
 
 before(async () => {
@@ -54,8 +69,11 @@ function attachTestLora(on: boolean): void {
   if (!on) return;
   for (const [base, pair] of loraPairsFromPeft(peft)) {
     ours.adapters.set(base.replace(/\.weight$/, ''), {
-      a: new T.Tensor(Float32Array.from(pair.a.data), pair.a.shape), b: new T.Tensor(Float32Array.from(pair.b.data), pair.b.shape),
-      scale: ALPHA / RANK, dropout: 0, merged: false,
+      a: new T.Tensor(Float32Array.from(pair.a.data), pair.a.shape),
+      b: new T.Tensor(Float32Array.from(pair.b.data), pair.b.shape),
+      scale: ALPHA / RANK,
+      dropout: 0,
+      merged: false,
     });
   }
 }
@@ -71,7 +89,11 @@ function assertGreedyAgrees(label: string, prompt: number[], mine: number[], the
   for (let i = 0; i < N_NEW; i++) {
     if (mine[i] === theirs[i]) continue;
     const gap = gapAfter([...prompt, ...mine.slice(0, i)]);
-    assert.ok(gap < NEAR_TIE, `${label}: step ${i}: ours ${mine[i]} vs llama.cpp ${theirs[i]} (our top-2 gap ${gap})\nours      ${mine.join(',')}\nllama.cpp ${theirs.join(',')}`);
+    assert.ok(
+      gap < NEAR_TIE,
+      `${label}: step ${i}: ours ${mine[i]} vs llama.cpp ${theirs[i]} (our top-2 gap ${gap})\nours      ` +
+        `${mine.join(',')}\nllama.cpp ${theirs.join(',')}`,
+    );
     return;
   }
 }

@@ -8,7 +8,14 @@ import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../../src/model/model-folder.js';
-import { attachLora, loadLoraAdapter, loraParameters, mergeLora, saveLoraAdapter, unmergeLora } from '../../src/model/lora.js';
+import {
+  attachLora,
+  loadLoraAdapter,
+  loraParameters,
+  mergeLora,
+  saveLoraAdapter,
+  unmergeLora,
+} from '../../src/model/lora.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
@@ -67,13 +74,40 @@ test('a folder with a missing file, a foreign architecture or a wrong-shaped wei
     rmSync(path.join(dir, 'model.safetensors'));
     await assert.rejects(loadModelFolder(dir), /model\.safetensors/);
     await saveModelFolder(dir, m);
-    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama' }));
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama' }),
+    );
     await assert.rejects(loadModelFolder(dir), /LlamaForCausalLM.*not supported/);
     const wrong = tiny();
-    await saveModelFolder(dir, { model: new Qwen2Model({ ...wrong.model.config, intermediateSize: 80 }, Qwen2Model.random({ ...wrong.model.config, intermediateSize: 80 }, new T.Rng(2)).params), tokenizer: wrong.tokenizer });
-    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: wrong.model.config.vocabSize, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: true }));
-    await assert.rejects(loadModelFolder(dir),
-      /config\.json: "intermediate_size" 64 makes dimension 0 of tensor "\S+\.gate_proj\.weight" 64, but the weights/);
+    await saveModelFolder(dir, {
+      model: new Qwen2Model(
+        { ...wrong.model.config, intermediateSize: 80 },
+        Qwen2Model.random({ ...wrong.model.config, intermediateSize: 80 }, new T.Rng(2)).params,
+      ),
+      tokenizer: wrong.tokenizer,
+    });
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        architectures: ['Qwen2ForCausalLM'],
+        model_type: 'qwen2',
+        vocab_size: wrong.model.config.vocabSize,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 128,
+        rope_theta: 10000,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings: true,
+      }),
+    );
+    await assert.rejects(
+      loadModelFolder(dir),
+      /config\.json: "intermediate_size" 64 makes dimension 0 of tensor "\S+\.gate_proj\.weight" 64, but the weights/,
+    );
   } finally {
     rmSync(dir, { recursive: true });
   }
@@ -82,7 +116,10 @@ test('a folder with a missing file, a foreign architecture or a wrong-shaped wei
 test('adding <|embed_token|> grows the embedding and untied head only when needed, and is saved back', async () => {
   const base = tiny(3, false);
   const before = base.model.config.vocabSize;
-  const { model, ids: [id] } = addSpecialTokens(base, ['<|search_token|>']);
+  const {
+    model,
+    ids: [id],
+  } = addSpecialTokens(base, ['<|search_token|>']);
   assert.equal(id, before);
   assert.equal(model.config.vocabSize, before + 1);
   assert.deepEqual(model.params.get('lm_head.weight')!.shape, [before + 1, 32]);
@@ -102,38 +139,58 @@ test('adding <|embed_token|> grows the embedding and untied head only when neede
   assert.equal(again.model, model);
 });
 
-test('LoRA: starts as the identity, trains only the adapters, merges and unmerges exactly, round-trips through PEFT files', async () => {
-  const m = tiny(4);
-  const baseHidden = hidden(m.model, ids);
-  const baseW = Float32Array.from(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data);
-  const cfg = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
-  const trainable = attachLora(m.model, cfg, new T.Rng(5));
-  assert.equal(trainable.length, 2 * 3 * m.model.config.numHiddenLayers);
-  assert.equal(relErr(hidden(m.model, ids), baseHidden), 0, 'B = 0: identity at start');
-  // one step of training changes only the adapters
-  const opt = new T.AdamW(loraParameters(m.model), { weightDecay: 0 });
-  const loss = T.crossEntropy(m.model.logits(m.model.forward(Int32Array.from(ids), 1, ids.length)), Int32Array.from([...ids.slice(1), -100]));
-  loss.backward();
-  for (const p of m.model.parameters()) assert.equal(p.grad, null, `${p.name} is frozen`);
-  opt.step(1e-2);
-  const adapted = hidden(m.model, ids);
-  assert.ok(relErr(adapted, baseHidden) > 1e-4, 'adapters changed the model');
-  mergeLora(m.model);
-  assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5, 'merged = unmerged forward');
-  unmergeLora(m.model);
-  assert.ok(relErr(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data, baseW) < 1e-6, 'unmerge restores W');
-  assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5);
-  const dir = tmp();
-  try {
-    await saveLoraAdapter(dir, m.model, cfg, 'tiny');
-    assert.ok(existsSync(path.join(dir, 'adapter_config.json')) && existsSync(path.join(dir, 'adapter_model.safetensors')));
-    const fresh = tiny(4);
-    const loaded = await loadLoraAdapter(dir, fresh.model);
-    assert.deepEqual(loaded, cfg);
-    assert.ok(relErr(hidden(fresh.model, ids), adapted) < 1e-6, 'loaded adapter gives the same model');
-    await assert.rejects(loadLoraAdapter(path.join(dir, 'missing'), fresh.model), /adapter_config\.json: is missing/);
-  } finally {
-    rmSync(dir, { recursive: true });
-  }
-  assert.throws(() => attachLora(tiny().model, { ...cfg, targets: ['qkv' as 'q_proj'] }, new T.Rng(1)), /not a Qwen2 linear layer/);
-});
+test(
+  'LoRA: starts as the identity, trains only the adapters, ' +
+    'merges and unmerges exactly, round-trips through PEFT files',
+  async () => {
+    const m = tiny(4);
+    const baseHidden = hidden(m.model, ids);
+    const baseW = Float32Array.from(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data);
+    const cfg = {
+      rank: 4,
+      alpha: 8,
+      dropout: 0,
+      targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[],
+    };
+    const trainable = attachLora(m.model, cfg, new T.Rng(5));
+    assert.equal(trainable.length, 2 * 3 * m.model.config.numHiddenLayers);
+    assert.equal(relErr(hidden(m.model, ids), baseHidden), 0, 'B = 0: identity at start');
+    // one step of training changes only the adapters
+    const opt = new T.AdamW(loraParameters(m.model), { weightDecay: 0 });
+    const loss = T.crossEntropy(
+      m.model.logits(m.model.forward(Int32Array.from(ids), 1, ids.length)),
+      Int32Array.from([...ids.slice(1), -100]),
+    );
+    loss.backward();
+    for (const p of m.model.parameters()) assert.equal(p.grad, null, `${p.name} is frozen`);
+    opt.step(1e-2);
+    const adapted = hidden(m.model, ids);
+    assert.ok(relErr(adapted, baseHidden) > 1e-4, 'adapters changed the model');
+    mergeLora(m.model);
+    assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5, 'merged = unmerged forward');
+    unmergeLora(m.model);
+    assert.ok(
+      relErr(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data, baseW) < 1e-6,
+      'unmerge restores W',
+    );
+    assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5);
+    const dir = tmp();
+    try {
+      await saveLoraAdapter(dir, m.model, cfg, 'tiny');
+      assert.ok(
+        existsSync(path.join(dir, 'adapter_config.json')) && existsSync(path.join(dir, 'adapter_model.safetensors')),
+      );
+      const fresh = tiny(4);
+      const loaded = await loadLoraAdapter(dir, fresh.model);
+      assert.deepEqual(loaded, cfg);
+      assert.ok(relErr(hidden(fresh.model, ids), adapted) < 1e-6, 'loaded adapter gives the same model');
+      await assert.rejects(loadLoraAdapter(path.join(dir, 'missing'), fresh.model), /adapter_config\.json: is missing/);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+    assert.throws(
+      () => attachLora(tiny().model, { ...cfg, targets: ['qkv' as 'q_proj'] }, new T.Rng(1)),
+      /not a Qwen2 linear layer/,
+    );
+  },
+);

@@ -4,18 +4,39 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  parseQwen2Config, qwen2ConfigToJSON, readQwen2Config, writeQwen2Config, qwen2TensorSpecs,
+  parseQwen2Config,
+  qwen2ConfigToJSON,
+  readQwen2Config,
+  writeQwen2Config,
+  qwen2TensorSpecs,
 } from '../../src/model/qwen2-config.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
 
 /** config.json of Qwen2.5-1.5B-Instruct as released. */
 const QWEN25_15B = {
-  architectures: ['Qwen2ForCausalLM'], attention_dropout: 0.0, bos_token_id: 151643, eos_token_id: 151645,
-  hidden_act: 'silu', hidden_size: 1536, initializer_range: 0.02, intermediate_size: 8960,
-  max_position_embeddings: 32768, max_window_layers: 21, model_type: 'qwen2', num_attention_heads: 12,
-  num_hidden_layers: 28, num_key_value_heads: 2, rms_norm_eps: 1e-06, rope_theta: 1000000.0, sliding_window: 32768,
-  tie_word_embeddings: true, torch_dtype: 'bfloat16', transformers_version: '4.43.1', use_cache: true,
-  use_sliding_window: false, vocab_size: 151936,
+  architectures: ['Qwen2ForCausalLM'],
+  attention_dropout: 0.0,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  hidden_act: 'silu',
+  hidden_size: 1536,
+  initializer_range: 0.02,
+  intermediate_size: 8960,
+  max_position_embeddings: 32768,
+  max_window_layers: 21,
+  model_type: 'qwen2',
+  num_attention_heads: 12,
+  num_hidden_layers: 28,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000.0,
+  sliding_window: 32768,
+  tie_word_embeddings: true,
+  torch_dtype: 'bfloat16',
+  transformers_version: '4.43.1',
+  use_cache: true,
+  use_sliding_window: false,
+  vocab_size: 151936,
 };
 
 test('parses the released Qwen2.5-1.5B-Instruct config', () => {
@@ -46,14 +67,24 @@ test('writing and re-reading loses nothing and gives the same keys as the origin
     assert.deepEqual(raw, QWEN25_15B); // same keys, same values
     assert.deepEqual(Object.keys(raw), Object.keys(raw).sort(), 'keys are sorted as transformers writes them');
     assert.deepEqual(await readQwen2Config(file), c);
-    assert.deepEqual((await fsp.readdir(dir)), ['config.json'], 'no temp file left behind');
+    assert.deepEqual(await fsp.readdir(dir), ['config.json'], 'no temp file left behind');
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
 
 test('defaults follow transformers (kv heads = heads, rope_theta 1e4, eps 1e-6, untied)', () => {
-  const c = parseQwen2Config({ model_type: 'qwen2', vocab_size: 300, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4 }, 'c.json');
+  const c = parseQwen2Config(
+    {
+      model_type: 'qwen2',
+      vocab_size: 300,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+    },
+    'c.json',
+  );
   assert.equal(c.numKeyValueHeads, 4);
   assert.equal(c.ropeTheta, 10000);
   assert.equal(c.rmsNormEps, 1e-6);
@@ -64,10 +95,16 @@ test('defaults follow transformers (kv heads = heads, rope_theta 1e4, eps 1e-6, 
 
 test('refuses other architectures with one message naming the file and what was found', () => {
   assert.throws(
-    () => parseQwen2Config({ ...QWEN25_15B, architectures: ['LlamaForCausalLM'], model_type: 'llama' }, '/m/config.json'),
-    (e: unknown) => e instanceof ModelFileError && /^\/m\/config\.json: architecture "LlamaForCausalLM" is not supported/.test(e.message),
+    () =>
+      parseQwen2Config({ ...QWEN25_15B, architectures: ['LlamaForCausalLM'], model_type: 'llama' }, '/m/config.json'),
+    (e: unknown) =>
+      e instanceof ModelFileError &&
+      /^\/m\/config\.json: architecture "LlamaForCausalLM" is not supported/.test(e.message),
   );
-  assert.throws(() => parseQwen2Config({ ...QWEN25_15B, architectures: undefined, model_type: 'qwen3' }, 'c.json'), /model_type "qwen3" is not supported/);
+  assert.throws(
+    () => parseQwen2Config({ ...QWEN25_15B, architectures: undefined, model_type: 'qwen3' }, 'c.json'),
+    /model_type "qwen3" is not supported/,
+  );
   assert.throws(() => parseQwen2Config({ hidden_size: 8 }, 'c.json'), /architecture none/);
 });
 
@@ -99,7 +136,10 @@ test('eos_token_id lists are kept as lists', () => {
 test('readQwen2Config reports unreadable and non-JSON files by name', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cfg-'));
   try {
-    await assert.rejects(readQwen2Config(path.join(dir, 'nope.json')), /nope\.json: cannot read the model config \(ENOENT\)/);
+    await assert.rejects(
+      readQwen2Config(path.join(dir, 'nope.json')),
+      /nope\.json: cannot read the model config \(ENOENT\)/,
+    );
     await fsp.writeFile(path.join(dir, 'bad.json'), '{"a":');
     await assert.rejects(readQwen2Config(path.join(dir, 'bad.json')), /bad\.json: is not valid JSON/);
   } finally {

@@ -6,8 +6,16 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import {
-  loadSafetensors, loadSafetensorsFolder, readSafetensors, readSafetensorsHeader, saveSafetensors,
-  saveSafetensorsFolder, type SafetensorsDtype, type TensorData, INDEX_FILE_NAME, SINGLE_FILE_NAME,
+  loadSafetensors,
+  loadSafetensorsFolder,
+  readSafetensors,
+  readSafetensorsHeader,
+  saveSafetensors,
+  saveSafetensorsFolder,
+  type SafetensorsDtype,
+  type TensorData,
+  INDEX_FILE_NAME,
+  SINGLE_FILE_NAME,
 } from '../../src/model/safetensors.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from '../../src/model/half-float.js';
@@ -27,11 +35,21 @@ async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
 function representable(dtype: SafetensorsDtype, n: number, rng: SeededRandom): Float32Array {
   const x = new Float32Array(n);
   for (let i = 0; i < n; i++) x[i] = rng.normal() * Math.pow(10, rng.int(9) - 4);
-  if (n > 3) { x[0] = 0; x[1] = -0; x[2] = -Infinity; }
+  if (n > 3) {
+    x[0] = 0;
+    x[1] = -0;
+    x[2] = -Infinity;
+  }
   if (dtype === 'F32') return x;
   const h = new Uint16Array(n);
   const back = new Float32Array(n);
-  if (dtype === 'F16') { encodeF16(x, h); decodeF16(h, back); } else { encodeBf16(x, h); decodeBf16(h, back); }
+  if (dtype === 'F16') {
+    encodeF16(x, h);
+    decodeF16(h, back);
+  } else {
+    encodeBf16(x, h);
+    decodeBf16(h, back);
+  }
   return back;
 }
 
@@ -40,7 +58,13 @@ const bitsOf = (a: Float32Array): Uint32Array => new Uint32Array(a.buffer, a.byt
 function sampleTensors(dtype: SafetensorsDtype, seed: number): Map<string, TensorData> {
   const rng = new SeededRandom(seed);
   const m = new Map<string, TensorData>();
-  for (const [name, shape] of [['a.weight', [3, 4, 5]], ['b.bias', [7]], ['scalar', []], ['empty', [0, 4]], ['big', [130, 33]]] as const) {
+  for (const [name, shape] of [
+    ['a.weight', [3, 4, 5]],
+    ['b.bias', [7]],
+    ['scalar', []],
+    ['empty', [0, 4]],
+    ['big', [130, 33]],
+  ] as const) {
     const n = shape.reduce((p: number, d: number) => p * d, 1);
     m.set(name, { shape: [...shape], data: representable(dtype, n, rng) });
   }
@@ -72,10 +96,17 @@ test('written bytes follow the spec: u64 header length, JSON header, 8-byte alig
     const file = path.join(dir, 'x.safetensors');
     const w = new Float32Array([1.5, -2, 0.25, 3e-5]);
     const b = new Float32Array([1, -0.5, 65504]);
-    await saveSafetensors(file, [['w', { shape: [2, 2], data: w }], ['b', { shape: [3], data: b }]], {
-      dtype: (name) => (name === 'w' ? 'F32' : 'F16'),
-      metadata: { format: 'pt', note: 'hi' },
-    });
+    await saveSafetensors(
+      file,
+      [
+        ['w', { shape: [2, 2], data: w }],
+        ['b', { shape: [3], data: b }],
+      ],
+      {
+        dtype: (name) => (name === 'w' ? 'F32' : 'F16'),
+        metadata: { format: 'pt', note: 'hi' },
+      },
+    );
     const bytes = await fsp.readFile(file);
     const n = Number(bytes.readBigUInt64LE(0));
     assert.equal((8 + n) % 8, 0, 'data starts 8-byte aligned');
@@ -102,7 +133,9 @@ test('reads a file written by an independent writer (PyTorch-rounded payloads, u
       { name: `t${k}.bias`, dtype, shape: [3], values: [1e-7, -65519, 0.1] },
     ]);
     const reply = await runOracle<{ tensors: Record<string, number[]>; header_len: number }>('safetensors_write.py', {
-      output, tensors: spec, metadata: { format: 'pt' },
+      output,
+      tensors: spec,
+      metadata: { format: 'pt' },
     });
     assert.notEqual(reply.header_len % 8, 0, 'the oracle file must exercise an unaligned data start');
     const loaded = await loadSafetensors(output);
@@ -135,7 +168,11 @@ test('loading a 16-bit file never holds the file and the tensors at once', async
     const per = 4 << 20; // 4 tensors x 4M bf16 values: 32 MB on disk, 64 MB as float32
     // One shared source array (kept alive, so it sits in the baseline and leaves no garbage behind).
     const source = new Float32Array(per).fill(1.5);
-    await saveSafetensors(file, [0, 1, 2, 3].map((k) => [`t${k}`, { shape: [per], data: source }] as const), { dtype: 'BF16' });
+    await saveSafetensors(
+      file,
+      [0, 1, 2, 3].map((k) => [`t${k}`, { shape: [per], data: source }] as const),
+      { dtype: 'BF16' },
+    );
     await settleExternalMemory();
     const base = process.memoryUsage().arrayBuffers;
     let peak = 0;
@@ -192,7 +229,10 @@ test('corrupt and truncated files fail with a message naming the file and the te
     const bytes = await fsp.readFile(good);
 
     await fsp.writeFile(f('cut.safetensors'), bytes.subarray(0, bytes.length - 10));
-    await expectError(f('cut.safetensors'), /tensor "w": data_offsets \[0, 256\] run past the end of the data .* truncated/);
+    await expectError(
+      f('cut.safetensors'),
+      /tensor "w": data_offsets \[0, 256\] run past the end of the data .* truncated/,
+    );
 
     await fsp.writeFile(f('short.safetensors'), bytes.subarray(0, 5));
     await expectError(f('short.safetensors'), /not a safetensors file/);
@@ -203,18 +243,34 @@ test('corrupt and truncated files fail with a message naming the file and the te
     await fsp.writeFile(f('json.safetensors'), fileWithHeader('{"w": {"dtype": "F32",', 16));
     await expectError(f('json.safetensors'), /corrupt header: it is not valid UTF-8 JSON/);
 
-    await fsp.writeFile(f('i64.safetensors'), fileWithHeader({ ids: { dtype: 'I64', shape: [2], data_offsets: [0, 16] } }, 16));
+    await fsp.writeFile(
+      f('i64.safetensors'),
+      fileWithHeader({ ids: { dtype: 'I64', shape: [2], data_offsets: [0, 16] } }, 16),
+    );
     await expectError(f('i64.safetensors'), /tensor "ids": dtype I64 is not supported/);
 
-    await fsp.writeFile(f('size.safetensors'), fileWithHeader({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, 16));
+    await fsp.writeFile(
+      f('size.safetensors'),
+      fileWithHeader({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, 16),
+    );
     await expectError(f('size.safetensors'), /tensor "w": data_offsets \[0, 16\] hold 16 bytes but F32 \[3\] needs 12/);
 
-    await fsp.writeFile(f('overlap.safetensors'), fileWithHeader({
-      a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
-    }, 16));
+    await fsp.writeFile(
+      f('overlap.safetensors'),
+      fileWithHeader(
+        {
+          a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+          b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] },
+        },
+        16,
+      ),
+    );
     await expectError(f('overlap.safetensors'), /tensors "a" and "b" overlap/);
 
-    await fsp.writeFile(f('shape.safetensors'), fileWithHeader({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4));
+    await fsp.writeFile(
+      f('shape.safetensors'),
+      fileWithHeader({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4),
+    );
     await expectError(f('shape.safetensors'), /tensor "w": "shape" must be a list of non-negative integers/);
 
     await expectError(f('missing.safetensors'), /cannot open the weights file \(ENOENT\)/);
@@ -225,10 +281,16 @@ test('a sharded folder (written above the size threshold) loads, and re-saving s
   await withTempDir(async (dir) => {
     const rng = new SeededRandom(9);
     const tensors = new Map<string, TensorData>();
-    for (let i = 0; i < 5; i++) tensors.set(`model.layers.${i}.w`, { shape: [32, 16], data: representable('BF16', 512, rng) });
+    for (let i = 0; i < 5; i++)
+      tensors.set(`model.layers.${i}.w`, { shape: [32, 16], data: representable('BF16', 512, rng) });
     const files = await saveSafetensorsFolder(dir, tensors, { dtype: 'BF16', maxShardBytes: 2500 });
     // 1024 bytes per tensor, 2500 per shard: 2 + 2 + 1.
-    assert.deepEqual(files, ['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors', 'model-00003-of-00003.safetensors', INDEX_FILE_NAME]);
+    assert.deepEqual(files, [
+      'model-00001-of-00003.safetensors',
+      'model-00002-of-00003.safetensors',
+      'model-00003-of-00003.safetensors',
+      INDEX_FILE_NAME,
+    ]);
     const index = JSON.parse(await fsp.readFile(path.join(dir, INDEX_FILE_NAME), 'utf8'));
     assert.equal(index.metadata.total_size, 5 * 1024);
     assert.equal(index.weight_map['model.layers.4.w'], 'model-00003-of-00003.safetensors');
@@ -245,26 +307,45 @@ test('a sharded folder (written above the size threshold) loads, and re-saving s
 test('sharded folders with a missing shard or tensor, or no weights, fail clearly', async () => {
   await withTempDir(async (dir) => {
     const t = (n: number): TensorData => ({ shape: [n], data: new Float32Array(n) });
-    await saveSafetensorsFolder(dir, [['a', t(100)], ['b', t(100)]], { maxShardBytes: 500 });
+    await saveSafetensorsFolder(
+      dir,
+      [
+        ['a', t(100)],
+        ['b', t(100)],
+      ],
+      { maxShardBytes: 500 },
+    );
     const indexFile = path.join(dir, INDEX_FILE_NAME);
     const index = JSON.parse(await fsp.readFile(indexFile, 'utf8'));
     index.weight_map.c = 'model-00002-of-00002.safetensors';
     await fsp.writeFile(indexFile, JSON.stringify(index));
-    await assert.rejects(loadSafetensorsFolder(dir), /model-00002-of-00002\.safetensors: lacks tensor "c" that model\.safetensors\.index\.json places in it/);
+    await assert.rejects(
+      loadSafetensorsFolder(dir),
+      /model-00002-of-00002\.safetensors: lacks tensor "c" that model\.safetensors\.index\.json places in it/,
+    );
     await fsp.rm(path.join(dir, 'model-00002-of-00002.safetensors'));
-    await assert.rejects(loadSafetensorsFolder(dir), /lists shard "model-00002-of-00002\.safetensors", which is missing/);
+    await assert.rejects(
+      loadSafetensorsFolder(dir),
+      /lists shard "model-00002-of-00002\.safetensors", which is missing/,
+    );
     index.weight_map.c = '../evil.safetensors';
     await fsp.writeFile(indexFile, JSON.stringify(index));
     await assert.rejects(loadSafetensorsFolder(dir), /"weight_map"\."c" must name a shard file in the same folder/);
     const empty = path.join(dir, 'empty');
     await fsp.mkdir(empty);
-    await assert.rejects(loadSafetensorsFolder(empty), /holds neither model\.safetensors nor model\.safetensors\.index\.json/);
+    await assert.rejects(
+      loadSafetensorsFolder(empty),
+      /holds neither model\.safetensors nor model\.safetensors\.index\.json/,
+    );
   });
 });
 
 test('refuses to save inconsistent tensors', async () => {
   await withTempDir(async (dir) => {
-    await assert.rejects(saveSafetensors(path.join(dir, 'x'), [['w', { shape: [2, 3], data: new Float32Array(5) }]]), /tensor "w" has shape \[2,3\] but 5 values/);
+    await assert.rejects(
+      saveSafetensors(path.join(dir, 'x'), [['w', { shape: [2, 3], data: new Float32Array(5) }]]),
+      /tensor "w" has shape \[2,3\] but 5 values/,
+    );
     assert.deepEqual(await fsp.readdir(dir), []);
   });
 });

@@ -5,7 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { bpeConsistencyProblems, byteLevelAlphabet, makeTinyTokenizer, TINY_SPECIAL_TOKENS } from '../helpers/tiny-tokenizer.js';
+import {
+  bpeConsistencyProblems,
+  byteLevelAlphabet,
+  makeTinyTokenizer,
+  TINY_SPECIAL_TOKENS,
+} from '../helpers/tiny-tokenizer.js';
 import { readQwenReferenceFiles } from '../helpers/qwen-reference-tokenizer.js';
 import { variedStrings } from '../helpers/varied-strings.js';
 
@@ -27,7 +32,10 @@ test('tiny tokenizers are consistent, sized as asked, and a prefix of the real Q
     const tok = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
     assert.equal(tok.vocabSize, vocabSize);
     const vocab = tok.vocabulary();
-    assert.ok(vocab.every((t) => t.length > 0), 'no holes in the ids');
+    assert.ok(
+      vocab.every((t) => t.length > 0),
+      'no holes in the ids',
+    );
     for (const [id, token] of vocab.entries()) {
       if (id < vocabSize - TINY_SPECIAL_TOKENS.length) assert.equal(real.model.vocab[token], id, token);
     }
@@ -41,7 +49,10 @@ test('tiny tokenizers are consistent, sized as asked, and a prefix of the real Q
 test('a tiny tokenizer encodes any text as @lenml/tokenizers does, and decodes it back', () => {
   const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 1024 });
   const tok = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
-  const peer = TokenizerLoader.fromPreTrained({ tokenizerJSON: tokenizerJson as never, tokenizerConfig: tokenizerConfig as never });
+  const peer = TokenizerLoader.fromPreTrained({
+    tokenizerJSON: tokenizerJson as never,
+    tokenizerConfig: tokenizerConfig as never,
+  });
   for (const s of variedStrings(150, 7)) {
     const ids = tok.encode(s);
     assert.deepEqual(ids, peer.encode(s, { add_special_tokens: false }), JSON.stringify(s));
@@ -76,7 +87,13 @@ test('options and bad sizes', async () => {
 
   // Older tokenizer.json files write merges as "a b" strings; both forms load and encode alike.
   const pairs = makeTinyTokenizer();
-  const strings = { ...pairs.tokenizerJson, model: { ...pairs.tokenizerJson.model, merges: pairs.tokenizerJson.model.merges.map((m) => (m as string[]).join(' ')) } };
+  const strings = {
+    ...pairs.tokenizerJson,
+    model: {
+      ...pairs.tokenizerJson.model,
+      merges: pairs.tokenizerJson.model.merges.map((m) => (m as string[]).join(' ')),
+    },
+  };
   const a = Tokenizer.fromJSON(pairs.tokenizerJson, pairs.tokenizerConfig);
   const b = Tokenizer.fromJSON(strings, pairs.tokenizerConfig);
   assert.deepEqual(b.merges(), a.merges());

@@ -5,7 +5,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { qwen2_5TokenizerFiles, qwenReferenceTokenizerDir, readQwenReferenceFiles } from '../helpers/qwen-reference-tokenizer.js';
+import {
+  qwen2_5TokenizerFiles,
+  qwenReferenceTokenizerDir,
+  readQwenReferenceFiles,
+} from '../helpers/qwen-reference-tokenizer.js';
 import { repoRoot } from '../helpers/repo.js';
 import { variedStrings } from '../helpers/varied-strings.js';
 
@@ -18,19 +22,51 @@ async function tempDir(): Promise<string> {
 
 test('encodes 1,200 varied strings exactly as the independent @lenml/tokenizers, and decodes them back', () => {
   const { tokenizerJson, tokenizerConfig } = readQwenReferenceFiles();
-  const peer = TokenizerLoader.fromPreTrained({ tokenizerJSON: tokenizerJson as never, tokenizerConfig: tokenizerConfig as never });
+  const peer = TokenizerLoader.fromPreTrained({
+    tokenizerJSON: tokenizerJson as never,
+    tokenizerConfig: tokenizerConfig as never,
+  });
   const strings = variedStrings(1200);
   assert.equal(strings.length, 1200);
   // The set really covers what it claims (so a generator change cannot quietly empty it).
-  assert.ok(strings.some((s) => /[\u4e00-\u9fff]/.test(s)), 'Chinese');
-  assert.ok(strings.some((s) => /[\u0600-\u06ff]/.test(s)), 'Arabic');
-  assert.ok(strings.some((s) => s.includes('\u200d')), 'ZWJ emoji');
-  assert.ok(strings.some((s) => /\p{Emoji_Modifier}/u.test(s)), 'skin tones');
-  assert.ok(strings.some((s) => s.includes('<|im_start|>')) && strings.some((s) => s.includes('<|endoftext|>')), 'special tokens');
-  assert.ok(strings.some((s) => / {3,}/.test(s)) && strings.some((s) => /\n\n/.test(s)) && strings.some((s) => s.includes('\t')), 'whitespace runs');
-  assert.ok(strings.some((s) => /\d{6,}/.test(s)), 'digit runs');
-  assert.ok(strings.some((s) => s.includes("'S")), "uppercase 's");
-  assert.ok(strings.some((s) => s !== s.normalize('NFC')), 'text that NFC changes');
+  assert.ok(
+    strings.some((s) => /[\u4e00-\u9fff]/.test(s)),
+    'Chinese',
+  );
+  assert.ok(
+    strings.some((s) => /[\u0600-\u06ff]/.test(s)),
+    'Arabic',
+  );
+  assert.ok(
+    strings.some((s) => s.includes('\u200d')),
+    'ZWJ emoji',
+  );
+  assert.ok(
+    strings.some((s) => /\p{Emoji_Modifier}/u.test(s)),
+    'skin tones',
+  );
+  assert.ok(
+    strings.some((s) => s.includes('<|im_start|>')) && strings.some((s) => s.includes('<|endoftext|>')),
+    'special tokens',
+  );
+  assert.ok(
+    strings.some((s) => / {3,}/.test(s)) &&
+      strings.some((s) => /\n\n/.test(s)) &&
+      strings.some((s) => s.includes('\t')),
+    'whitespace runs',
+  );
+  assert.ok(
+    strings.some((s) => /\d{6,}/.test(s)),
+    'digit runs',
+  );
+  assert.ok(
+    strings.some((s) => s.includes("'S")),
+    "uppercase 's",
+  );
+  assert.ok(
+    strings.some((s) => s !== s.normalize('NFC')),
+    'text that NFC changes',
+  );
 
   let tokens = 0;
   for (const s of strings) {
@@ -103,50 +139,64 @@ test('vocabulary() and merges() expose what a GGUF writer needs', () => {
   assert.equal(qwen.addedTokens[0]!.content, '<|endoftext|>');
 });
 
-test('adding <|embed_token|> to Qwen2.5 gives id 151665, encodes it as one token, and survives save + load', async () => {
-  const files = qwen2_5TokenizerFiles();
-  const originalAdded = files.tokenizerJson.added_tokens.length;
-  const tok = Tokenizer.fromJSON(files.tokenizerJson, files.tokenizerConfig);
-  assert.equal(tok.vocabSize, 151665);
-  const before = tok.encode('The embedding is <|embed_token|>.');
-  assert.ok(before.length > 6);
+test(
+  'adding <|embed_token|> to Qwen2.5 gives id 151665, ' + 'encodes it as one token, and survives save + load',
+  async () => {
+    const files = qwen2_5TokenizerFiles();
+    const originalAdded = files.tokenizerJson.added_tokens.length;
+    const tok = Tokenizer.fromJSON(files.tokenizerJson, files.tokenizerConfig);
+    assert.equal(tok.vocabSize, 151665);
+    const before = tok.encode('The embedding is <|embed_token|>.');
+    assert.ok(before.length > 6);
 
-  const result = tok.addSpecialTokens(['<|embed_token|>']);
-  assert.deepEqual(result, { ids: [151665], added: 1 });
-  assert.equal(tok.vocabSize, 151666);
-  assert.deepEqual(tok.encode('The embedding is <|embed_token|>.'), [785, 39088, 374, 220, 151665, 13]);
-  assert.equal(tok.decode([785, 39088, 374, 220, 151665, 13], { skipSpecialTokens: true }), 'The embedding is .');
-  // Adding it again changes nothing; the caller's objects were not mutated.
-  assert.deepEqual(tok.addSpecialTokens(['<|embed_token|>', '<|im_end|>']), { ids: [151665, 151645], added: 0 });
-  assert.equal(files.tokenizerJson.added_tokens.length, originalAdded);
-  assert.equal(files.tokenizerConfig.added_tokens_decoder?.['151665'], undefined);
+    const result = tok.addSpecialTokens(['<|embed_token|>']);
+    assert.deepEqual(result, { ids: [151665], added: 1 });
+    assert.equal(tok.vocabSize, 151666);
+    assert.deepEqual(tok.encode('The embedding is <|embed_token|>.'), [785, 39088, 374, 220, 151665, 13]);
+    assert.equal(tok.decode([785, 39088, 374, 220, 151665, 13], { skipSpecialTokens: true }), 'The embedding is .');
+    // Adding it again changes nothing; the caller's objects were not mutated.
+    assert.deepEqual(tok.addSpecialTokens(['<|embed_token|>', '<|im_end|>']), { ids: [151665, 151645], added: 0 });
+    assert.equal(files.tokenizerJson.added_tokens.length, originalAdded);
+    assert.equal(files.tokenizerConfig.added_tokens_decoder?.['151665'], undefined);
 
-  const dir = await tempDir();
-  try {
-    await tok.save(dir);
-    assert.deepEqual((await readdir(dir)).sort(), ['tokenizer.json', 'tokenizer_config.json'], 'no temp files left');
-    const savedConfig = JSON.parse(await readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
-    assert.deepEqual(savedConfig.added_tokens_decoder['151665'], {
-      content: '<|embed_token|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
-    });
-    assert.ok(savedConfig.additional_special_tokens.includes('<|embed_token|>'));
-    const savedJson = JSON.parse(await readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
-    assert.deepEqual(savedJson.added_tokens.at(-1), {
-      id: 151665, content: '<|embed_token|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
-    });
-    // Everything else in tokenizer.json is as loaded.
-    assert.deepEqual({ ...savedJson, added_tokens: savedJson.added_tokens.slice(0, -1) }, files.tokenizerJson);
+    const dir = await tempDir();
+    try {
+      await tok.save(dir);
+      assert.deepEqual((await readdir(dir)).sort(), ['tokenizer.json', 'tokenizer_config.json'], 'no temp files left');
+      const savedConfig = JSON.parse(await readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
+      assert.deepEqual(savedConfig.added_tokens_decoder['151665'], {
+        content: '<|embed_token|>',
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      });
+      assert.ok(savedConfig.additional_special_tokens.includes('<|embed_token|>'));
+      const savedJson = JSON.parse(await readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
+      assert.deepEqual(savedJson.added_tokens.at(-1), {
+        id: 151665,
+        content: '<|embed_token|>',
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      });
+      // Everything else in tokenizer.json is as loaded.
+      assert.deepEqual({ ...savedJson, added_tokens: savedJson.added_tokens.slice(0, -1) }, files.tokenizerJson);
 
-    const again = await Tokenizer.fromFolder(dir);
-    assert.equal(again.vocabSize, 151666);
-    assert.equal(again.tokenToId('<|embed_token|>'), 151665);
-    assert.ok(again.isSpecial(151665));
-    assert.deepEqual(again.encode('x<|embed_token|>y'), tok.encode('x<|embed_token|>y'));
-    assert.equal(again.chatTemplateSource, tok.chatTemplateSource);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+      const again = await Tokenizer.fromFolder(dir);
+      assert.equal(again.vocabSize, 151666);
+      assert.equal(again.tokenToId('<|embed_token|>'), 151665);
+      assert.ok(again.isSpecial(151665));
+      assert.deepEqual(again.encode('x<|embed_token|>y'), tok.encode('x<|embed_token|>y'));
+      assert.equal(again.chatTemplateSource, tok.chatTemplateSource);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test('a folder with a missing or malformed tokenizer file fails with one message naming the file', async () => {
   const dir = await tempDir();
@@ -164,11 +214,17 @@ test('a folder with a missing or malformed tokenizer file fails with one message
     await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer_config\.json: is not valid JSON/);
 
     await writeFile(path.join(dir, 'tokenizer_config.json'), '{"eos_token": "<|no_such_token|>"}');
-    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer_config\.json: eos_token is "<\|no_such_token\|>", which is not a token/);
+    await assert.rejects(
+      Tokenizer.fromFolder(dir),
+      /tokenizer_config\.json: eos_token is "<\|no_such_token\|>", which is not a token/,
+    );
 
     await writeFile(path.join(dir, 'tokenizer_config.json'), '{}');
     await writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'Unigram', vocab: [] } }));
-    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: model\.type is "Unigram", but only byte-level "BPE"/);
+    await assert.rejects(
+      Tokenizer.fromFolder(dir),
+      /tokenizer\.json: model\.type is "Unigram", but only byte-level "BPE"/,
+    );
 
     await writeFile(path.join(dir, 'tokenizer.json'), '[]');
     await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: is not a JSON object/);
@@ -181,7 +237,11 @@ test('longestTokenChars bounds the text one token stands for, so a length alone 
   const ours = await Tokenizer.fromFolder(path.join(repoRoot, 'models', 'search-r3-default'));
   // normalization may shrink a text (NFC composes 'A' + two marks into one character): the server allows 2×
   const shrinking = [
-    'A\u030A\u0301'.repeat(300), 'e\u0301'.repeat(500), '\u{1D400}'.repeat(400), ' '.repeat(5000), '─'.repeat(3000),
+    'A\u030A\u0301'.repeat(300),
+    'e\u0301'.repeat(500),
+    '\u{1D400}'.repeat(400),
+    ' '.repeat(5000),
+    '─'.repeat(3000),
     '<|im_start|>'.repeat(50),
   ];
   for (const tok of [qwen, ours]) {

@@ -1,8 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync,
-} from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,7 +10,12 @@ import { readBeirDataset } from '../../src/eval/beir.js';
 import { evaluateRun } from '../../src/eval/measures.js';
 import { readTrecRun } from '../../src/eval/run.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
-import { evaluateRecipeModels, RECIPE_ROWS, type RecipeEvaluateOptions, type RecipeEvaluation } from '../../src/recipe/evaluate.js';
+import {
+  evaluateRecipeModels,
+  RECIPE_ROWS,
+  type RecipeEvaluateOptions,
+  type RecipeEvaluation,
+} from '../../src/recipe/evaluate.js';
 import { subsetDevSet, type DevSet } from '../../src/eval/dev-eval.js';
 import { runCli } from '../helpers/cli.js';
 import { DAMAGE_KINDS, damageFile } from '../helpers/damage.js';
@@ -32,7 +35,11 @@ let firstStages: string[] = [];
 async function evaluate(): Promise<{ report: RecipeEvaluation; stages: string[]; log: string[] }> {
   const stages: string[] = [];
   const log: string[] = [];
-  const report = await evaluateRecipeModels({ ...options, onProgress: (s) => stages.push(s), onLog: (l) => log.push(l) });
+  const report = await evaluateRecipeModels({
+    ...options,
+    onProgress: (s) => stages.push(s),
+    onLog: (l) => log.push(l),
+  });
   return { report, stages, log };
 }
 
@@ -41,8 +48,14 @@ before(async () => {
   await saveModelFolder(join(dir, 'stage1'), tinyModel(3));
   await saveModelFolder(join(dir, 'stage2'), tinyModel(4));
   options = {
-    stage1: join(dir, 'stage1'), stage2: join(dir, 'stage2'), out: join(dir, 'out'), data: sharedData,
-    datasets: ['scifact', 'xquad-de'], maxQueries: MAX_QUERIES, maxDocuments: MAX_DOCUMENTS, maxReasoningTokens: 4,
+    stage1: join(dir, 'stage1'),
+    stage2: join(dir, 'stage2'),
+    out: join(dir, 'out'),
+    data: sharedData,
+    datasets: ['scifact', 'xquad-de'],
+    maxQueries: MAX_QUERIES,
+    maxDocuments: MAX_DOCUMENTS,
+    maxReasoningTokens: 4,
     trials: 2000,
   };
   const r = await evaluate();
@@ -52,12 +65,14 @@ before(async () => {
 
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const row = (r: RecipeEvaluation, ds: string, id: string) => r.datasets.find((d) => d.id === ds)!.rows.find((x) => x.id === id)!;
+const row = (r: RecipeEvaluation, ds: string, id: string) =>
+  r.datasets.find((d) => d.id === ds)!.rows.find((x) => x.id === id)!;
 
 /** The judgements of the evaluated subset (XQuAD de: the German questions' qrels against English paragraphs). */
 async function subsetQrels(id: 'scifact' | 'xquad-de'): Promise<DevSet['qrels']> {
   const ds = await readBeirDataset(join(sharedData, id === 'scifact' ? 'scifact' : 'xquad/beir/de'), 'test');
-  const corpus = id === 'scifact' ? ds.corpus : (await readBeirDataset(join(sharedData, 'xquad/beir/en'), 'test')).corpus;
+  const corpus =
+    id === 'scifact' ? ds.corpus : (await readBeirDataset(join(sharedData, 'xquad/beir/en'), 'test')).corpus;
   return subsetDevSet({ corpus, queries: ds.queries, qrels: ds.qrels }, MAX_QUERIES, MAX_DOCUMENTS).qrels;
 }
 
@@ -68,16 +83,20 @@ async function subsetQrels(id: 'scifact' | 'xquad-de'): Promise<DevSet['qrels']>
 function studentTwoSidedP(t: number, df: number): number {
   const logC = lgamma((df + 1) / 2) - lgamma(df / 2) - 0.5 * Math.log(df * Math.PI);
   const density = (x: number): number => Math.exp(logC - ((df + 1) / 2) * Math.log(1 + (x * x) / df));
-  const n = 20000, a = Math.abs(t), h = a / n;
+  const n = 20000,
+    a = Math.abs(t),
+    h = a / n;
   let s = density(0) + density(a);
   for (let i = 1; i < n; i++) s += (i % 2 ? 4 : 2) * density(i * h);
-  return Math.max(0, 1 - 2 * (s * h) / 3);
+  return Math.max(0, 1 - (2 * (s * h)) / 3);
 }
 
 /** log Γ(x) by the Lanczos approximation (g = 7, n = 9). */
 function lgamma(x: number): number {
-  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
-    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - lgamma(1 - x);
   const z = x - 1;
   let a = c[0]!;
@@ -93,11 +112,20 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
   assert.match(json.models.stage2.fingerprint, /^sha256:/);
   assert.equal(json.settings.seed, 42);
   assert.equal(json.settings.maxReasoningTokens, 4);
-  assert.deepEqual(json.datasets.map((d) => d.id), ['scifact', 'xquad-de']);
+  assert.deepEqual(
+    json.datasets.map((d) => d.id),
+    ['scifact', 'xquad-de'],
+  );
   for (const d of json.datasets) {
     assert.equal(d.queries, MAX_QUERIES);
-    assert.ok(d.documents > MAX_DOCUMENTS && d.documents <= MAX_DOCUMENTS + 3 * MAX_QUERIES, `${d.id}: ${d.documents} documents`);
-    assert.deepEqual(d.rows.map((r) => r.id), [...RECIPE_ROWS]);
+    assert.ok(
+      d.documents > MAX_DOCUMENTS && d.documents <= MAX_DOCUMENTS + 3 * MAX_QUERIES,
+      `${d.id}: ${d.documents} documents`,
+    );
+    assert.deepEqual(
+      d.rows.map((r) => r.id),
+      [...RECIPE_ROWS],
+    );
     const qrels = await subsetQrels(d.id as 'scifact' | 'xquad-de');
     const perQuery = new Map<string, Map<string, number>>();
     for (const r of d.rows) {
@@ -113,9 +141,22 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
     for (const id of ['stage1-on', 'stage2-on']) {
       const rs = d.rows.find((r) => r.id === id)!.reasoning!;
       assert.equal(rs.queries, MAX_QUERIES);
-      assert.ok(rs.forcedFraction >= 0 && rs.forcedFraction <= 1 && rs.meanReasoningTokens >= 0 && rs.meanReasoningTokens <= 4, JSON.stringify(rs));
+      assert.ok(
+        rs.forcedFraction >= 0 && rs.forcedFraction <= 1 && rs.meanReasoningTokens >= 0 && rs.meanReasoningTokens <= 4,
+        JSON.stringify(rs),
+      );
     }
-    assert.deepEqual(d.significance.map((c) => `${c.a}/${c.b}`), ['stage2-off/stage1-off', 'stage2-on/stage1-on', 'stage1-on/stage1-off', 'stage2-on/stage2-off', 'hybrid-off/bm25', 'hybrid-on/bm25']);
+    assert.deepEqual(
+      d.significance.map((c) => `${c.a}/${c.b}`),
+      [
+        'stage2-off/stage1-off',
+        'stage2-on/stage1-on',
+        'stage1-on/stage1-off',
+        'stage2-on/stage2-off',
+        'hybrid-off/bm25',
+        'hybrid-on/bm25',
+      ],
+    );
     for (const c of d.significance) {
       assert.equal(c.n, MAX_QUERIES);
       assert.equal(c.meanA, row(json, d.id, c.a).ndcg10);
@@ -125,7 +166,10 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
       const sd = Math.sqrt(diffs.reduce((a, x) => a + (x - mean) ** 2, 0) / (diffs.length - 1));
       assert.ok(Math.abs(c.difference - mean) < 1e-12, `${d.id} ${c.a} vs ${c.b}: difference`);
       if (sd === 0) assert.equal(c.tTestP, mean === 0 ? 1 : 0);
-      else assert.ok(Math.abs(c.tTestP! - studentTwoSidedP(mean / (sd / Math.sqrt(diffs.length)), diffs.length - 1)) < 1e-6);
+      else
+        assert.ok(
+          Math.abs(c.tTestP! - studentTwoSidedP(mean / (sd / Math.sqrt(diffs.length)), diffs.length - 1)) < 1e-6,
+        );
       assert.ok(c.randomizationP !== null && c.randomizationP > 0 && c.randomizationP <= 1, `${d.id} ${c.a} vs ${c.b}`);
     }
     assert.equal(d.documentEmbeddings.stage2.documents, d.documents);
@@ -133,7 +177,15 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
   // XQuAD de searches the English paragraphs: the corpus subset is the same as XQuAD en's would be, in English.
   assert.match(json.datasets[1]!.corpusFolder, /xquad\/beir\/en$/);
   const md = readFileSync(join(dir, 'out', 'evaluation.md'), 'utf8');
-  for (const s of ['## SciFact test', '## XQuAD de → en paragraphs', '| BM25 |', '| RRF(BM25, stage 2 on) |', 'p (t-test)', 'Produced by', 'Not the full benchmark']) {
+  for (const s of [
+    '## SciFact test',
+    '## XQuAD de → en paragraphs',
+    '| BM25 |',
+    '| RRF(BM25, stage 2 on) |',
+    'p (t-test)',
+    'Produced by',
+    'Not the full benchmark',
+  ]) {
     assert.ok(md.includes(s), `evaluation.md lacks '${s}'`);
   }
 });
@@ -141,36 +193,58 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
 /** The subset as a BEIR folder, so that `search-r3 eval` can evaluate it by the existing path. */
 function writeBeir(folder: string, set: DevSet): void {
   mkdirSync(join(folder, 'qrels'), { recursive: true });
-  writeFileSync(join(folder, 'corpus.jsonl'), set.corpus.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n') + '\n');
-  writeFileSync(join(folder, 'queries.jsonl'), [...set.queries].map(([id, text]) => JSON.stringify({ _id: id, text })).join('\n') + '\n');
+  writeFileSync(
+    join(folder, 'corpus.jsonl'),
+    set.corpus.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n') + '\n',
+  );
+  writeFileSync(
+    join(folder, 'queries.jsonl'),
+    [...set.queries].map(([id, text]) => JSON.stringify({ _id: id, text })).join('\n') + '\n',
+  );
   const lines = [...set.qrels].flatMap(([q, docs]) => [...docs].map(([d, g]) => `${q}\t${d}\t${g}`));
   writeFileSync(join(folder, 'qrels', 'test.tsv'), ['query-id\tcorpus-id\tscore', ...lines].join('\n') + '\n');
 }
 
-test('the BM25 row equals search-r3 eval --retriever bm25 on the same subset (XQuAD de: German questions, English paragraphs)', async () => {
-  const scifact = await readBeirDataset(join(sharedData, 'scifact'), 'test');
-  const de = await readBeirDataset(join(sharedData, 'xquad/beir/de'), 'test');
-  const en = await readBeirDataset(join(sharedData, 'xquad/beir/en'), 'test');
-  const sets: [string, DevSet][] = [
-    ['scifact', subsetDevSet(scifact, MAX_QUERIES, MAX_DOCUMENTS)],
-    ['xquad-de', subsetDevSet({ corpus: en.corpus, queries: de.queries, qrels: de.qrels }, MAX_QUERIES, MAX_DOCUMENTS)],
-  ];
-  for (const [id, set] of sets) {
-    const folder = join(dir, `beir-${id}`);
-    writeBeir(folder, set);
-    const r = runCli(['eval', '--dataset', folder, '--retriever', 'bm25', '--json', '--cutoffs', '10,100']);
-    assert.equal(r.status, 0, r.stderr);
-    const cli = JSON.parse(r.stdout) as { numQueries: number; all: Record<string, number>; dataset: { documents: number } };
-    assert.equal(cli.dataset.documents, first.datasets.find((d) => d.id === id)!.documents);
-    assert.equal(row(first, id, 'bm25').ndcg10, cli.all['ndcg_cut_10'], id);
-    assert.equal(row(first, id, 'bm25').recall100, cli.all['recall_100'], id);
-  }
-});
+test(
+  'the BM25 row equals search-r3 eval --retriever bm25 on the ' +
+    'same subset (XQuAD de: German questions, English paragraphs)',
+  async () => {
+    const scifact = await readBeirDataset(join(sharedData, 'scifact'), 'test');
+    const de = await readBeirDataset(join(sharedData, 'xquad/beir/de'), 'test');
+    const en = await readBeirDataset(join(sharedData, 'xquad/beir/en'), 'test');
+    const sets: [string, DevSet][] = [
+      ['scifact', subsetDevSet(scifact, MAX_QUERIES, MAX_DOCUMENTS)],
+      [
+        'xquad-de',
+        subsetDevSet({ corpus: en.corpus, queries: de.queries, qrels: de.qrels }, MAX_QUERIES, MAX_DOCUMENTS),
+      ],
+    ];
+    for (const [id, set] of sets) {
+      const folder = join(dir, `beir-${id}`);
+      writeBeir(folder, set);
+      const r = runCli(['eval', '--dataset', folder, '--retriever', 'bm25', '--json', '--cutoffs', '10,100']);
+      assert.equal(r.status, 0, r.stderr);
+      const cli = JSON.parse(r.stdout) as {
+        numQueries: number;
+        all: Record<string, number>;
+        dataset: { documents: number };
+      };
+      assert.equal(cli.dataset.documents, first.datasets.find((d) => d.id === id)!.documents);
+      assert.equal(row(first, id, 'bm25').ndcg10, cli.all['ndcg_cut_10'], id);
+      assert.equal(row(first, id, 'bm25').recall100, cli.all['recall_100'], id);
+    }
+  },
+);
 
 test('a hybrid row is reciprocal-rank fusion (k = 60) of the cached BM25 and stage-2 run files', async () => {
   const qrels = (await readBeirDataset(join(sharedData, 'scifact'), 'test')).qrels;
-  for (const [hybrid, dense] of [['hybrid-off', 'stage2-off'], ['hybrid-on', 'stage2-on']]) {
-    const parts = await Promise.all([row(first, 'scifact', 'bm25'), row(first, 'scifact', dense!)].map((r) => readTrecRun(r.runFile)));
+  for (const [hybrid, dense] of [
+    ['hybrid-off', 'stage2-off'],
+    ['hybrid-on', 'stage2-on'],
+  ]) {
+    const parts = await Promise.all(
+      [row(first, 'scifact', 'bm25'), row(first, 'scifact', dense!)].map((r) => readTrecRun(r.runFile)),
+    );
     // Run files list documents in rank order, so a document's rank is its position + 1.
     const expected = new Map<string, Map<string, number>>();
     for (const { run } of parts) {
@@ -183,56 +257,118 @@ test('a hybrid row is reciprocal-rank fusion (k = 60) of the cached BM25 and sta
     const fused = (await readTrecRun(row(first, 'scifact', hybrid!).runFile)).run;
     assert.equal(fused.size, MAX_QUERIES);
     for (const [q, list] of fused) {
-      assert.equal(list.docIds.length, expected.get(q)!.size, `${hybrid} ${q}: every document of either run (fewer than 1000)`);
-      list.docIds.forEach((d, i) => assert.ok(Math.abs(list.scores[i]! - expected.get(q)!.get(d)!) < 1e-15, `${hybrid} ${q} ${d}`));
+      assert.equal(
+        list.docIds.length,
+        expected.get(q)!.size,
+        `${hybrid} ${q}: every document of either run (fewer than 1000)`,
+      );
+      list.docIds.forEach((d, i) =>
+        assert.ok(Math.abs(list.scores[i]! - expected.get(q)!.get(d)!) < 1e-15, `${hybrid} ${q} ${d}`),
+      );
     }
     const subsetQrels = new Map([...qrels].filter(([q]) => fused.has(q)));
-    assert.equal(evaluateRun(fused, subsetQrels, { cutoffs: [10, 100], complete: true }).all['ndcg_cut_10'], row(first, 'scifact', hybrid!).ndcg10);
+    assert.equal(
+      evaluateRun(fused, subsetQrels, { cutoffs: [10, 100], complete: true }).all['ndcg_cut_10'],
+      row(first, 'scifact', hybrid!).ndcg10,
+    );
   }
 });
 
 test('a second call reuses every cached run, and after a kill only the unfinished run is recomputed', async () => {
-  assert.ok(firstStages.some((s) => s.endsWith('encoding documents')), 'the first call embedded documents');
+  assert.ok(
+    firstStages.some((s) => s.endsWith('encoding documents')),
+    'the first call embedded documents',
+  );
   assert.ok(firstStages.some((s) => s.startsWith('xquad-de stage 2, reasoning on: encoding queries')));
   const again = await evaluate();
   assert.deepEqual(again.stages, [], 'nothing encoded, indexed or searched again');
   for (const d of again.report.datasets) for (const r of d.rows) assert.equal(r.reused, true, `${d.id} ${r.id}`);
   assert.ok(again.log.some((l) => /scifact: stage 2, reasoning on reused/.test(l)));
   // Recorded wall times come back with the runs (a hybrid's fusion is redone, so its time differs slightly).
-  const values = (r: RecipeEvaluation) => r.datasets.map((d) => d.rows.map((x) => [x.id, x.ndcg10, x.recall100, x.id.startsWith('hybrid') ? 0 : x.seconds]));
+  const values = (r: RecipeEvaluation) =>
+    r.datasets.map((d) => d.rows.map((x) => [x.id, x.ndcg10, x.recall100, x.id.startsWith('hybrid') ? 0 : x.seconds]));
   assert.deepEqual(values(again.report), values(first));
 
   // A run killed before its sidecar was written: only that row is recomputed, from the cached document shards.
   const killed = row(first, 'scifact', 'stage2-on').runFile;
   unlinkSync(killed.replace(/\.trec$/, '.json'));
   const resumed = await evaluate();
-  assert.deepEqual(resumed.stages.filter((s) => s.startsWith('scifact') && s.endsWith('encoding documents')), [], 'documents not embedded again');
+  assert.deepEqual(
+    resumed.stages.filter((s) => s.startsWith('scifact') && s.endsWith('encoding documents')),
+    [],
+    'documents not embedded again',
+  );
   assert.ok(resumed.stages.some((s) => s === 'scifact stage 2, reasoning on: encoding queries'));
   assert.ok(!resumed.stages.some((s) => s.startsWith('xquad-de')), 'xquad-de fully reused');
   for (const d of resumed.report.datasets) {
-    for (const r of d.rows) assert.equal(r.reused, !(d.id === 'scifact' && (r.id === 'stage2-on' || r.id === 'hybrid-on')), `${d.id} ${r.id}`);
+    for (const r of d.rows)
+      assert.equal(
+        r.reused,
+        !(d.id === 'scifact' && (r.id === 'stage2-on' || r.id === 'hybrid-on')),
+        `${d.id} ${r.id}`,
+      );
   }
-  assert.equal(row(resumed.report, 'scifact', 'stage2-on').ndcg10, row(first, 'scifact', 'stage2-on').ndcg10, 'greedy reasoning is deterministic');
+  assert.equal(
+    row(resumed.report, 'scifact', 'stage2-on').ndcg10,
+    row(first, 'scifact', 'stage2-on').ndcg10,
+    'greedy reasoning is deterministic',
+  );
 });
 
-test('search-r3 recipe evaluate: the CLI entry reuses the same work folder, and rejects an unknown dataset', async () => {
-  const argv = ['--stage1', options.stage1, '--stage2', options.stage2, '--out', options.out, '--data', sharedData,
-    '--datasets', 'xquad-de', '--max-queries', String(MAX_QUERIES), '--max-documents', String(MAX_DOCUMENTS), '--max-reasoning-tokens', '4', '--quiet'];
-  let printed = '';
-  const stdout = new Writable({ write(chunk: Buffer, _enc, done) { printed += chunk.toString(); done(); } });
-  assert.equal(await runRecipeEvaluate(argv, stdout), 0);
-  assert.match(printed, /^1 dataset\(s\) evaluated in [\d.]+ s; wrote .*evaluation\.json and evaluation\.md\n$/);
-  const json = JSON.parse(readFileSync(join(options.out, 'evaluation.json'), 'utf8')) as RecipeEvaluation;
-  assert.deepEqual(json.datasets.map((d) => d.id), ['xquad-de']);
-  assert.match(json.producedBy, /^search-r3 recipe evaluate --stage1 /);
-  assert.deepEqual(json.datasets[0]!.rows.filter((r) => r.id !== 'hybrid-off' && r.id !== 'hybrid-on').map((r) => r.reused), [true, true, true, true, true]);
-  await assert.rejects(runRecipeEvaluate([...argv.slice(0, 6), '--datasets', 'scifact,msmarco']),
-    (e: unknown) => e instanceof UserError && /unknown 'msmarco'/.test(e.message));
-  await assert.rejects(runRecipeEvaluate(['--stage1', options.stage1, '--out', options.out]),
-    (e: unknown) => e instanceof UserError && /--stage2 <dir> is required/.test(e.message));
-});
+test(
+  'search-r3 recipe evaluate: the CLI entry reuses ' + 'the same work folder, and rejects an unknown dataset',
+  async () => {
+    const argv = [
+      '--stage1',
+      options.stage1,
+      '--stage2',
+      options.stage2,
+      '--out',
+      options.out,
+      '--data',
+      sharedData,
+      '--datasets',
+      'xquad-de',
+      '--max-queries',
+      String(MAX_QUERIES),
+      '--max-documents',
+      String(MAX_DOCUMENTS),
+      '--max-reasoning-tokens',
+      '4',
+      '--quiet',
+    ];
+    let printed = '';
+    const stdout = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        printed += chunk.toString();
+        done();
+      },
+    });
+    assert.equal(await runRecipeEvaluate(argv, stdout), 0);
+    assert.match(printed, /^1 dataset\(s\) evaluated in [\d.]+ s; wrote .*evaluation\.json and evaluation\.md\n$/);
+    const json = JSON.parse(readFileSync(join(options.out, 'evaluation.json'), 'utf8')) as RecipeEvaluation;
+    assert.deepEqual(
+      json.datasets.map((d) => d.id),
+      ['xquad-de'],
+    );
+    assert.match(json.producedBy, /^search-r3 recipe evaluate --stage1 /);
+    assert.deepEqual(
+      json.datasets[0]!.rows.filter((r) => r.id !== 'hybrid-off' && r.id !== 'hybrid-on').map((r) => r.reused),
+      [true, true, true, true, true],
+    );
+    await assert.rejects(
+      runRecipeEvaluate([...argv.slice(0, 6), '--datasets', 'scifact,msmarco']),
+      (e: unknown) => e instanceof UserError && /unknown 'msmarco'/.test(e.message),
+    );
+    await assert.rejects(
+      runRecipeEvaluate(['--stage1', options.stage1, '--out', options.out]),
+      (e: unknown) => e instanceof UserError && /--stage2 <dir> is required/.test(e.message),
+    );
+  },
+);
 
-test('a damaged cached run or document shard is named in a warning and computed again, to the same figures',
+test(
+  'a damaged cached run or document shard is named in ' + 'a warning and computed again, to the same figures',
   async () => {
     const runFile = row(first, 'xquad-de', 'bm25').runFile;
     for (const [k, kind] of DAMAGE_KINDS.entries()) {
@@ -249,6 +385,10 @@ test('a damaged cached run or document shard is named in a warning and computed 
     unlinkSync(row(first, 'xquad-de', 'stage1-off').runFile.replace(/\.trec$/, '.json'));
     const r = await evaluate();
     const shardWarning = /^warning: \S+shard-00000\.npy does not match its record \S+shard-00000\.json; computed/;
-    assert.ok(r.log.some((l) => shardWarning.test(l)), r.log.join('\n'));
+    assert.ok(
+      r.log.some((l) => shardWarning.test(l)),
+      r.log.join('\n'),
+    );
     assert.equal(row(r.report, 'xquad-de', 'stage1-off').ndcg10, row(first, 'xquad-de', 'stage1-off').ndcg10);
-  });
+  },
+);

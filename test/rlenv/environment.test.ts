@@ -5,21 +5,32 @@ import { EmbeddingTable, TableTooLargeError, tableBytes, topK } from '../../src/
 import { rankingReward } from '../../src/rlenv/reward.js';
 import { DEFAULT_REFRESH } from '../../src/rlenv/refresh-policy.js';
 
-const D = 16, N = 300;
+const D = 16,
+  N = 300;
 
 /** A deterministic stand-in for the policy's document encoder: vectors drift with `policy.version`. */
 function fakeEncoder(policy: { version: number }, log: number[][] = []) {
   const vec = (r: number): Float32Array => {
-    const v = Float32Array.from({ length: D }, (_, j) => Math.sin(r * 1.37 + j * 0.71 + policy.version * 0.05 * (j + 1)) + (r % 7 === j % 7 ? 0.5 : 0));
+    const v = Float32Array.from(
+      { length: D },
+      (_, j) => Math.sin(r * 1.37 + j * 0.71 + policy.version * 0.05 * (j + 1)) + (r % 7 === j % 7 ? 0.5 : 0),
+    );
     const n = Math.hypot(...v);
     return v.map((x) => x / n);
   };
-  return { vec, encode: (rows: readonly number[]): Float32Array[] => { log.push([...rows]); return rows.map(vec); } };
+  return {
+    vec,
+    encode: (rows: readonly number[]): Float32Array[] => {
+      log.push([...rows]);
+      return rows.map(vec);
+    },
+  };
 }
 
 const opts = (mode: 'local' | 'exact', over: Partial<EnvironmentOptions['refresh']> = {}): EnvironmentOptions => ({
   refresh: { ...DEFAULT_REFRESH, mode, budget: 40, candidates: 5, neighbours: 3, rolling: 8, ...over },
-  reward: { kind: 'dcg', k: 10 }, returnCandidates: 6,
+  reward: { kind: 'dcg', k: 10 },
+  returnCandidates: 6,
 });
 
 function queries(policy: { version: number }, step: number): StepQuery[] {
@@ -27,7 +38,13 @@ function queries(policy: { version: number }, step: number): StepQuery[] {
   // responses near their positives, plus noise rows
   return [0, 1, 2].map((q) => {
     const pos = (step * 31 + q * 57) % N;
-    return { positives: [{ row: pos, grade: 1 }, { row: (pos + 3) % N, grade: 2 }], responses: [vec(pos), vec((pos + 1) % N), vec((pos + 100) % N)] };
+    return {
+      positives: [
+        { row: pos, grade: 1 },
+        { row: (pos + 3) % N, grade: 2 },
+      ],
+      responses: [vec(pos), vec((pos + 1) % N), vec((pos + 100) % N)],
+    };
   });
 }
 
@@ -37,8 +54,10 @@ test('a refresh re-encodes exactly the rows its plan names, and they equal a fre
   const enc = fakeEncoder(policy, log);
   const env = RetrievalEnvironment.create(N, D, enc.encode, opts('local'));
   for (let step = 1; step <= 4; step++) {
-    policy.version++; env.advance(); // an optimiser update: every stored row is stale now
-    const before = Float32Array.from(env.table.vectors), versionsBefore = Int32Array.from(env.table.versions);
+    policy.version++;
+    env.advance(); // an optimiser update: every stored row is stale now
+    const before = Float32Array.from(env.table.vectors),
+      versionsBefore = Int32Array.from(env.table.versions);
     const qs = queries(policy, step);
     const planned = env.plan(qs).rows;
     log.length = 0;
@@ -46,13 +65,16 @@ test('a refresh re-encodes exactly the rows its plan names, and they equal a fre
     assert.deepEqual(log, [planned], 'the encoder saw exactly the planned rows, once');
     assert.equal(out.stats.encodes, planned.length);
     assert.ok(planned.length <= 40 + 8);
-    for (const q of qs) for (const p of q.positives) assert.ok(planned.includes(p.row), 'positives are always refreshed');
+    for (const q of qs)
+      for (const p of q.positives) assert.ok(planned.includes(p.row), 'positives are always refreshed');
     // the contrastive term's candidates: the best-scored fresh rows only (stale negatives would let it learn freshness)
-    qs.forEach((q, i) => q.responses.forEach((e, j) => {
-      const scores = env.table.scores(e);
-      const fresh = [...planned].sort((a, b) => scores[b] - scores[a] || a - b).slice(0, 6);
-      assert.deepEqual(out.candidates[i][j], fresh);
-    }));
+    qs.forEach((q, i) =>
+      q.responses.forEach((e, j) => {
+        const scores = env.table.scores(e);
+        const fresh = [...planned].sort((a, b) => scores[b] - scores[a] || a - b).slice(0, 6);
+        assert.deepEqual(out.candidates[i][j], fresh);
+      }),
+    );
     const set = new Set(planned);
     for (let r = 0; r < N; r++) {
       if (set.has(r)) {
@@ -70,17 +92,20 @@ test('exact mode re-encodes every row each step and its rewards are the brute-fo
   const policy = { version: 0 };
   const enc = fakeEncoder(policy);
   const env = RetrievalEnvironment.create(N, D, enc.encode, opts('exact'));
-  policy.version = 3; env.advance();
+  policy.version = 3;
+  env.advance();
   const qs = queries(policy, 2);
   const out = env.step(qs);
   assert.equal(out.stats.encodes, N);
   assert.equal(out.stats.meanStaleness, 0);
   const fresh = Array.from({ length: N }, (_, r) => enc.vec(r));
-  qs.forEach((q, i) => q.responses.forEach((e, j) => {
-    const scores = fresh.map((v) => v.reduce((s, x, t) => s + x * e[t], 0));
-    assert.ok(Math.abs(out.rewards[i][j] - rankingReward(scores, q.positives, 'dcg', 10)) < 1e-9);
-    assert.deepEqual(out.candidates[i][j], topK(scores, 6));
-  }));
+  qs.forEach((q, i) =>
+    q.responses.forEach((e, j) => {
+      const scores = fresh.map((v) => v.reduce((s, x, t) => s + x * e[t], 0));
+      assert.ok(Math.abs(out.rewards[i][j] - rankingReward(scores, q.positives, 'dcg', 10)) < 1e-9);
+      assert.deepEqual(out.candidates[i][j], topK(scores, 6));
+    }),
+  );
   // a response equal to its positive's fresh vector ranks it first
   assert.ok(out.rewards[0][0] >= 1);
 });
@@ -89,58 +114,82 @@ test('a seeded sequence of steps is reproducible (same plans, rewards and table)
   const run = (): { rewards: number[][][]; table: Float32Array; encodes: number[] } => {
     const policy = { version: 0 };
     const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, opts('local'));
-    const rewards: number[][][] = [], encodes: number[] = [];
+    const rewards: number[][][] = [],
+      encodes: number[] = [];
     for (let step = 1; step <= 3; step++) {
-      policy.version++; env.advance();
+      policy.version++;
+      env.advance();
       const out = env.step(queries(policy, step));
-      rewards.push(out.rewards); encodes.push(out.stats.encodes);
+      rewards.push(out.rewards);
+      encodes.push(out.stats.encodes);
     }
     return { rewards, table: env.table.vectors, encodes };
   };
   assert.deepEqual(run(), run());
 });
 
-test('a restored snapshot continues exactly as the environment it was taken from (plans, rewards, table, drift means)', () => {
-  // a sparse, narrowly searched graph is approximate, so a graph with another history retrieves other candidates
-  const o = { ...opts('local'), graph: { connectivity: 2, expansionAdd: 4, expansionSearch: 2 }, driftCorrection: true };
-  const policy = { version: 0 };
-  const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
-  const steps = (e: RetrievalEnvironment, from: number, to: number) => {
-    const out: unknown[] = [];
-    for (let step = from; step <= to; step++) {
-      policy.version = step; e.advance();
-      const qs = queries(policy, step);
-      const plan = e.plan(qs).rows;
-      const r = e.step(qs);
-      out.push({ plan, rewards: r.rewards, candidates: r.candidates, staleness: r.stats.meanStaleness });
-    }
-    return out;
-  };
-  steps(env, 1, 3);
-  env.rebuildGraph();
-  const snap = env.snapshot();
-  const saved = { ...snap, vectors: Float32Array.from(snap.vectors), versions: Int32Array.from(snap.versions) };
-  const restored = RetrievalEnvironment.restore(saved, N, D, fakeEncoder(policy).encode, o);
-  assert.equal(restored.version, env.version);
-  assert.deepEqual(restored.meanAt(env.version - 1), env.meanAt(env.version - 1));
-  const live = steps(env, 4, 7);
-  policy.version = 3;
-  assert.deepEqual(steps(restored, 4, 7), live);
-  assert.deepEqual(restored.table.vectors, env.table.vectors);
-  assert.throws(() => RetrievalEnvironment.restore(saved, N + 1, D, fakeEncoder(policy).encode, o), /300 documents × 16 dimensions, this run has 301 × 16/);
-});
+test(
+  'a restored snapshot continues exactly as the environment ' +
+    'it was taken from (plans, rewards, table, drift means)',
+  () => {
+    // a sparse, narrowly searched graph is approximate, so a graph with another history retrieves other candidates
+    const o = {
+      ...opts('local'),
+      graph: { connectivity: 2, expansionAdd: 4, expansionSearch: 2 },
+      driftCorrection: true,
+    };
+    const policy = { version: 0 };
+    const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
+    const steps = (e: RetrievalEnvironment, from: number, to: number) => {
+      const out: unknown[] = [];
+      for (let step = from; step <= to; step++) {
+        policy.version = step;
+        e.advance();
+        const qs = queries(policy, step);
+        const plan = e.plan(qs).rows;
+        const r = e.step(qs);
+        out.push({ plan, rewards: r.rewards, candidates: r.candidates, staleness: r.stats.meanStaleness });
+      }
+      return out;
+    };
+    steps(env, 1, 3);
+    env.rebuildGraph();
+    const snap = env.snapshot();
+    const saved = { ...snap, vectors: Float32Array.from(snap.vectors), versions: Int32Array.from(snap.versions) };
+    const restored = RetrievalEnvironment.restore(saved, N, D, fakeEncoder(policy).encode, o);
+    assert.equal(restored.version, env.version);
+    assert.deepEqual(restored.meanAt(env.version - 1), env.meanAt(env.version - 1));
+    const live = steps(env, 4, 7);
+    policy.version = 3;
+    assert.deepEqual(steps(restored, 4, 7), live);
+    assert.deepEqual(restored.table.vectors, env.table.vectors);
+    assert.throws(
+      () => RetrievalEnvironment.restore(saved, N + 1, D, fakeEncoder(policy).encode, o),
+      /300 documents × 16 dimensions, this run has 301 × 16/,
+    );
+  },
+);
 
 test('a table larger than allowed is refused before allocating, naming the bytes needed', () => {
   assert.equal(tableBytes(1000, 1536), 1000 * 1536 * 4 + 4000);
-  assert.throws(() => new EmbeddingTable(10_000_000, 1536, 8 * 1024 ** 3), (e: unknown) =>
-    e instanceof TableTooLargeError && /needs 61480000000 bytes \(57\.26 GiB\)/.test(e.message) && /maxTableBytes/.test(e.message));
+  assert.throws(
+    () => new EmbeddingTable(10_000_000, 1536, 8 * 1024 ** 3),
+    (e: unknown) =>
+      e instanceof TableTooLargeError &&
+      /needs 61480000000 bytes \(57\.26 GiB\)/.test(e.message) &&
+      /maxTableBytes/.test(e.message),
+  );
   assert.doesNotThrow(() => new EmbeddingTable(10, 4, 1024));
 });
 
 test('table scores are the float64 dot products of each row with the query, plus the offset of its version', () => {
-  const rows = 37, dim = 24;
+  const rows = 37,
+    dim = 24;
   let seed = 5;
-  const next = (): number => { seed = (seed * 16807) % 2147483647; return seed / 2147483647 - 0.5; };
+  const next = (): number => {
+    seed = (seed * 16807) % 2147483647;
+    return seed / 2147483647 - 0.5;
+  };
   const table = new EmbeddingTable(rows, dim);
   for (let i = 0; i < rows * dim; i++) table.vectors[i] = next();
   for (let i = 0; i < rows; i++) table.versions[i] = i % 3 === 0 ? -1 : i % 4;
@@ -172,33 +221,53 @@ test('a twin starts from a copy of the table and then evolves on its own', () =>
   const twin = env.twin(opts('exact'));
   assert.equal(log.length, 0, 'no encoding to make a twin');
   assert.deepEqual(twin.table.vectors, env.table.vectors);
-  policy.version++; env.advance(); twin.advance();
+  policy.version++;
+  env.advance();
+  twin.advance();
   twin.step(queries(policy, 1));
-  assert.deepEqual(log[0], Array.from({ length: N }, (_, r) => r));
+  assert.deepEqual(
+    log[0],
+    Array.from({ length: N }, (_, r) => r),
+  );
   assert.equal(env.table.versions[0], 0, 'the original table is untouched');
 });
 
-test('drift correction: when an update shifts every embedding by a common vector, corrected local rewards equal exact ones', () => {
-  const policy = { version: 0 };
-  const c = Float32Array.from({ length: D }, (_, j) => Math.cos(j * 0.9) * 0.08);
-  // unnormalised on purpose: a pure common shift, which the paired drift estimate recovers exactly
-  const vec = (r: number): Float32Array => Float32Array.from({ length: D }, (_, j) => Math.sin(r * 1.37 + j * 0.71) * 0.3 + policy.version * c[j]);
-  const encode = (rows: readonly number[]): Float32Array[] => rows.map(vec);
-  const make = (dc: boolean): RetrievalEnvironment => RetrievalEnvironment.create(N, D, encode, { ...opts('local', { budget: 10, rolling: 5, candidates: 2, neighbours: 1 }), driftCorrection: dc });
-  const corrected = make(true), plain = make(false), exact = corrected.twin(opts('exact'));
-  let plainDiff = 0;
-  for (let step = 1; step <= 5; step++) {
-    policy.version++;
-    for (const e of [corrected, plain, exact]) e.advance();
-    const qs = [0, 1, 2, 3].map((q) => {
-      const pos = (step * 31 + q * 57) % N;
-      const e = vec(pos + 1).map((x, j) => x + 0.05 * Math.sin(j + q));
-      const n = Math.hypot(...e);
-      return { positives: [{ row: pos, grade: 1 }], responses: [e.map((x) => x / n)] };
-    });
-    const ex = exact.step(qs).rewards.flat(), co = corrected.step(qs).rewards.flat(), pl = plain.step(qs).rewards.flat();
-    co.forEach((x, i) => assert.ok(Math.abs(x - ex[i]) < 1e-6, `step ${step} response ${i}: corrected ${x} vs exact ${ex[i]}`));
-    plainDiff += pl.reduce((s, x, i) => s + Math.abs(x - ex[i]), 0);
-  }
-  assert.ok(plainDiff > 0.1, `without the correction the fresh positives are favoured (total |Δ| ${plainDiff})`);
-});
+test(
+  'drift correction: when an update shifts every embedding by ' +
+    'a common vector, corrected local rewards equal exact ones',
+  () => {
+    const policy = { version: 0 };
+    const c = Float32Array.from({ length: D }, (_, j) => Math.cos(j * 0.9) * 0.08);
+    // unnormalised on purpose: a pure common shift, which the paired drift estimate recovers exactly
+    const vec = (r: number): Float32Array =>
+      Float32Array.from({ length: D }, (_, j) => Math.sin(r * 1.37 + j * 0.71) * 0.3 + policy.version * c[j]);
+    const encode = (rows: readonly number[]): Float32Array[] => rows.map(vec);
+    const make = (dc: boolean): RetrievalEnvironment =>
+      RetrievalEnvironment.create(N, D, encode, {
+        ...opts('local', { budget: 10, rolling: 5, candidates: 2, neighbours: 1 }),
+        driftCorrection: dc,
+      });
+    const corrected = make(true),
+      plain = make(false),
+      exact = corrected.twin(opts('exact'));
+    let plainDiff = 0;
+    for (let step = 1; step <= 5; step++) {
+      policy.version++;
+      for (const e of [corrected, plain, exact]) e.advance();
+      const qs = [0, 1, 2, 3].map((q) => {
+        const pos = (step * 31 + q * 57) % N;
+        const e = vec(pos + 1).map((x, j) => x + 0.05 * Math.sin(j + q));
+        const n = Math.hypot(...e);
+        return { positives: [{ row: pos, grade: 1 }], responses: [e.map((x) => x / n)] };
+      });
+      const ex = exact.step(qs).rewards.flat(),
+        co = corrected.step(qs).rewards.flat(),
+        pl = plain.step(qs).rewards.flat();
+      co.forEach((x, i) =>
+        assert.ok(Math.abs(x - ex[i]) < 1e-6, `step ${step} response ${i}: corrected ${x} vs exact ${ex[i]}`),
+      );
+      plainDiff += pl.reduce((s, x, i) => s + Math.abs(x - ex[i]), 0);
+    }
+    assert.ok(plainDiff > 0.1, `without the correction the fresh positives are favoured (total |Δ| ${plainDiff})`);
+  },
+);

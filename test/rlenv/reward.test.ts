@@ -1,6 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dcgAtK, idealDcgAtK, rankOf, rankingReward, reciprocalRank, responseReward, DEFAULT_REWARD } from '../../src/rlenv/reward.js';
+import {
+  dcgAtK,
+  idealDcgAtK,
+  rankOf,
+  rankingReward,
+  reciprocalRank,
+  responseReward,
+  DEFAULT_REWARD,
+} from '../../src/rlenv/reward.js';
 import { evaluateRun } from '../../src/eval/measures.js';
 import { Rng } from '../../src/tensor/index.js';
 
@@ -8,13 +16,19 @@ const close = (a: number, b: number, tol = 1e-9): void => assert.ok(Math.abs(a -
 
 test('rank of a row: descending scores, ties broken by the lower row', () => {
   const s = [0.9, 0.1, 0.5, 0.7, 0.3];
-  assert.deepEqual([0, 1, 2, 3, 4].map((r) => rankOf(s, r)), [1, 5, 3, 2, 4]);
+  assert.deepEqual(
+    [0, 1, 2, 3, 4].map((r) => rankOf(s, r)),
+    [1, 5, 3, 2, 4],
+  );
   assert.deepEqual([rankOf([0.5, 0.5, 0.5], 0), rankOf([0.5, 0.5, 0.5], 2)], [1, 3]);
 });
 
 test('DCG@k, nDCG@k and reciprocal rank against hand-computed values', () => {
   const s = [0.9, 0.1, 0.5, 0.7, 0.3];
-  const pos = [{ row: 2, grade: 1 }, { row: 4, grade: 2 }]; // ranks 3 and 4
+  const pos = [
+    { row: 2, grade: 1 },
+    { row: 4, grade: 2 },
+  ]; // ranks 3 and 4
   const dcg = 1 / Math.log2(4) + 2 / Math.log2(5); // 0.5 + 0.861353 = 1.361353
   close(dcgAtK([3, 4], [1, 2], 10), dcg);
   close(rankingReward(s, pos, 'dcg', 10), 1.3613531161467862, 1e-12);
@@ -30,7 +44,8 @@ test('DCG@k, nDCG@k and reciprocal rank against hand-computed values', () => {
 test('nDCG@10 equals trec_eval ndcg_cut_10 (eval layer) on random rankings', () => {
   const rng = new Rng(7);
   for (let trial = 0; trial < 20; trial++) {
-    const n = 40, scores = Array.from({ length: n }, () => rng.next());
+    const n = 40,
+      scores = Array.from({ length: n }, () => rng.next());
     const positives = [...new Set([rng.int(n), rng.int(n), rng.int(n)])].map((row) => ({ row, grade: 1 + rng.int(2) }));
     const run = new Map([['q', { docIds: scores.map((_, i) => `d${i}`), scores }]]);
     const qrels = new Map([['q', new Map(positives.map((p) => [`d${p.row}`, p.grade]))]]);

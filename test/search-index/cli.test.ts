@@ -48,8 +48,13 @@ test('search-r3 index / search / index --delete from the command line', async ()
     const other = await tinyModelDir(dir, 99);
     r = await cli('index', '--model', other, '--input', input, '--out', out);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /index\.json: the index was built with model sha256:\w+ .* vectors from different models cannot be mixed/);
-  } finally { cleanup(); }
+    assert.match(
+      r.stderr,
+      /index\.json: the index was built with model sha256:\w+ .* vectors from different models cannot be mixed/,
+    );
+  } finally {
+    cleanup();
+  }
 });
 
 test('a folder of Markdown/text files indexes by relative path; bad input names the file', async () => {
@@ -64,7 +69,9 @@ test('a folder of Markdown/text files indexes by relative path; bad input names 
     let r = await cli('index', '--model', model, '--input', docsDir, '--out', path.join(dir, 'idx'));
     assert.equal(r.code, 0, r.stderr);
     r = await cli('search', '--index', path.join(dir, 'idx'), '--json', 'alpha');
-    const ids = (JSON.parse(r.stdout) as { data: { id: string; title: string }[] }).data.map((h) => `${h.id}:${h.title}`).sort();
+    const ids = (JSON.parse(r.stdout) as { data: { id: string; title: string }[] }).data
+      .map((h) => `${h.id}:${h.title}`)
+      .sort();
     assert.deepEqual(ids, ['a.md:Alpha heading', 'sub/b.txt:b']);
 
     const bad = path.join(dir, 'bad.jsonl');
@@ -82,7 +89,9 @@ test('a folder of Markdown/text files indexes by relative path; bad input names 
       assert.equal(r.code, 0);
       assert.match(r.stdout, new RegExp(`search-r3 ${c} —`));
     }
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
 test('index --remote spreads encoding over servers; search --remote embeds the query there', async () => {
@@ -98,7 +107,19 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
     let r = await cli('index', '--remote', `${s1.url},${s2.url}`, '--api-key', 'k', '--input', input, '--out', out);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /12 documents indexed/);
-    r = await cli('search', '--index', out, '--remote', s2.url, '--api-key', 'k', '--json', '-k', '2', docs[3].title + '\n' + docs[3].text);
+    r = await cli(
+      'search',
+      '--index',
+      out,
+      '--remote',
+      s2.url,
+      '--api-key',
+      'k',
+      '--json',
+      '-k',
+      '2',
+      docs[3].title + '\n' + docs[3].text,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
     // the same index searched in-process with the model folder (the model ids agree)

@@ -24,17 +24,45 @@ export async function tinyBackend(modelDir: string): Promise<LocalBackend> {
   return LocalBackend.fromModelDir(modelDir, { maxLength: 128 });
 }
 
-const WORDS = ['protein', 'cell', 'cancer', 'vaccine', 'gene', 'brain', 'heart', 'virus', 'drug', 'trial', 'mouse', 'dose',
-  'risk', 'blood', 'immune', 'tumor', 'signal', 'receptor', 'enzyme', 'therapy'];
+const WORDS = [
+  'protein',
+  'cell',
+  'cancer',
+  'vaccine',
+  'gene',
+  'brain',
+  'heart',
+  'virus',
+  'drug',
+  'trial',
+  'mouse',
+  'dose',
+  'risk',
+  'blood',
+  'immune',
+  'tumor',
+  'signal',
+  'receptor',
+  'enzyme',
+  'therapy',
+];
 
 /** n small documents with varied lengths and vocabulary, deterministic. */
 export function corpus(n: number, seed = 1): SourceDocument[] {
   let s = seed >>> 0;
-  const rnd = (): number => { s = (s * 1664525 + 1013904223) >>> 0; return s / 2 ** 32; };
+  const rnd = (): number => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
   return Array.from({ length: n }, (_, i) => {
     const len = 3 + Math.floor(rnd() * 20);
     const text = Array.from({ length: len }, () => WORDS[Math.floor(rnd() * WORDS.length)]).join(' ');
-    return { id: `d${String(i).padStart(3, '0')}`, title: `${WORDS[i % WORDS.length]} study ${i}`, text, metadata: { n: i } };
+    return {
+      id: `d${String(i).padStart(3, '0')}`,
+      title: `${WORDS[i % WORDS.length]} study ${i}`,
+      text,
+      metadata: { n: i },
+    };
   });
 }
 
@@ -53,6 +81,13 @@ export function assertSameVectors(got: readonly Float32Array[], want: readonly F
 }
 
 /** Writes documents as JSON lines (`_id`, title, text, and `extra` fields on every line). */
-export function writeJsonl(file: string, docs: readonly { id: string; title: string; text: string }[], extra: Record<string, unknown> = {}): void {
-  writeFileSync(file, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text, ...extra })).join('\n'));
+export function writeJsonl(
+  file: string,
+  docs: readonly { id: string; title: string; text: string }[],
+  extra: Record<string, unknown> = {},
+): void {
+  writeFileSync(
+    file,
+    docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text, ...extra })).join('\n'),
+  );
 }

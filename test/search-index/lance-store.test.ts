@@ -10,7 +10,10 @@ import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 function unit(seed: number, d: number): Float32Array {
   let s = seed;
-  const v = Float32Array.from({ length: d }, () => { s = (s * 16807) % 2147483647; return s / 2147483647 - 0.5; });
+  const v = Float32Array.from({ length: d }, () => {
+    s = (s * 16807) % 2147483647;
+    return s / 2147483647 - 0.5;
+  });
   const n = Math.hypot(...v);
   return v.map((x) => x / n);
 }
@@ -28,8 +31,14 @@ test('LanceStore on a local path: add, cosine search, delete, generation, reopen
     assert.ok(Math.abs(hits[0].score - 1) < 1e-5);
     // scores are cosines, best first, and agree with a brute-force check
     const dots = rows.map((r) => r.vector.reduce((a, x, j) => a + x * rows[9].vector[j], 0));
-    const best = dots.map((d, i) => [d, i + 1]).sort((a, b) => b[0] - a[0]).slice(0, 3);
-    assert.deepEqual(hits.map((h) => h.key), best.map((b) => b[1]));
+    const best = dots
+      .map((d, i) => [d, i + 1])
+      .sort((a, b) => b[0] - a[0])
+      .slice(0, 3);
+    assert.deepEqual(
+      hits.map((h) => h.key),
+      best.map((b) => b[1]),
+    );
     hits.forEach((h, i) => assert.ok(Math.abs(h.score - best[i][0]) < 1e-5));
     await store.remove([10, 11]);
     assert.equal(await store.size(), 48);
@@ -44,7 +53,9 @@ test('LanceStore on a local path: add, cosine search, delete, generation, reopen
     await store.clear();
     assert.equal(await store.size(), 0);
     await store.close();
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
 test('an index on the LanceDB store searches, updates and deletes like the local one', async () => {
@@ -61,14 +72,19 @@ test('an index on the LanceDB store searches, updates and deletes like the local
     const viaLance = await index.searchVector(v, { k: 5, exact: false });
     const exact = await index.searchVector(v, { k: 5, exact: true });
     assert.equal(viaLance[0].id, docs[6].id);
-    assert.deepEqual(viaLance.map((h) => h.id), exact.map((h) => h.id));
+    assert.deepEqual(
+      viaLance.map((h) => h.id),
+      exact.map((h) => h.id),
+    );
     await index.deleteDocuments([docs[6].id]);
     await index.close();
     index = await SearchIndex.open(indexDir, { backend });
     assert.equal(await index.store.size(), 19);
     assert.ok(!(await index.searchVector(v, { k: 19, exact: false })).some((h) => h.id === docs[6].id));
     await index.close();
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
 test('a reader of a LanceDB index whose table folder is gone creates nothing and searches docs.sqlite', async () => {
@@ -86,9 +102,14 @@ test('a reader of a LanceDB index whose table folder is gone creates nothing and
     const before = folderDigest(indexDir);
     const reader = await SearchIndex.open(indexDir, { backend });
     assert.match(reader.notes[0], /vectors\.lance is missing; the search graph was rebuilt in memory/);
-    assert.deepEqual((await reader.searchVector(v, { k: 5, exact: false })).map((h) => h.id), want);
+    assert.deepEqual(
+      (await reader.searchVector(v, { k: 5, exact: false })).map((h) => h.id),
+      want,
+    );
     await reader.close();
     assert.deepEqual(folderDigest(indexDir), before);
     assert.ok(!existsSync(path.join(indexDir, 'vectors.lance')));
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });

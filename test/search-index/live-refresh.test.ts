@@ -17,7 +17,11 @@ test('a reader (and a running server) picks up documents another process adds, u
   const server = await startSearchServer({ backend, index: reader, port: 0, refreshMs: 0 });
   try {
     assert.equal(await reader.refresh(), false);
-    await writer.addDocuments([...docs.slice(0, 4), { ...docs[4], text: 'rewritten text on astronomy' }, ...docs.slice(5)]);
+    await writer.addDocuments([
+      ...docs.slice(0, 4),
+      { ...docs[4], text: 'rewritten text on astronomy' },
+      ...docs.slice(5),
+    ]);
     await writer.deleteDocuments([docs[0].id]);
     const [v17] = await backend.embedDocuments([documentText(docs[17])]);
     // before refresh the HNSW graph in memory does not know d017 yet
@@ -30,11 +34,14 @@ test('a reader (and a running server) picks up documents another process adds, u
 
     // the server sees the next change without a restart
     await writer.addDocuments([{ id: 'late', title: 'late arrival', text: 'zebra savanna migration' }]);
-    const r = await fetch(`${server.url}/v1/search`, { method: 'POST', body: JSON.stringify({ query: 'zebra savanna migration', k: 50 }) });
-    const ids = (await r.json() as { data: { id: string }[] }).data.map((d) => d.id);
+    const r = await fetch(`${server.url}/v1/search`, {
+      method: 'POST',
+      body: JSON.stringify({ query: 'zebra savanna migration', k: 50 }),
+    });
+    const ids = ((await r.json()) as { data: { id: string }[] }).data.map((d) => d.id);
     assert.equal(ids.length, 20);
     assert.ok(ids.includes('late') && !ids.includes(docs[0].id));
-    const health = await (await fetch(`${server.url}/health`)).json() as { index: { documents: number } };
+    const health = (await (await fetch(`${server.url}/health`)).json()) as { index: { documents: number } };
     assert.equal(health.index.documents, 20);
   } finally {
     await server.close();

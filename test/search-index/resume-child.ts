@@ -22,5 +22,8 @@ async function main(modelDir: string, indexDir: string, n: number, chunkSize: nu
 
 if (process.argv[2] === '--child') {
   const [modelDir, indexDir, n, chunk, pause] = process.argv.slice(3);
-  main(modelDir, indexDir, Number(n), Number(chunk), Number(pause)).catch((e) => { console.error(e); process.exit(1); });
+  main(modelDir, indexDir, Number(n), Number(chunk), Number(pause)).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
 }

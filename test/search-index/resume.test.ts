@@ -9,7 +9,9 @@ import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'resume-child.js');
 
-/** Runs the child; with killAfter, SIGKILLs it once that many chunks are reported. Resolves with the chunk lines seen. */
+/**
+ * Runs the child; with killAfter, SIGKILLs it once that many chunks are reported. Resolves with the chunk lines seen.
+ */
 function runChild(args: string[], killAfter?: number): Promise<{ lines: string[]; killed: boolean }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [child, '--child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -21,7 +23,8 @@ function runChild(args: string[], killAfter?: number): Promise<{ lines: string[]
       while ((nl = buf.indexOf('\n')) >= 0) {
         lines.push(buf.slice(0, nl));
         buf = buf.slice(nl + 1);
-        if (killAfter !== undefined && lines.filter((l) => l.startsWith('chunk')).length === killAfter) p.kill('SIGKILL');
+        if (killAfter !== undefined && lines.filter((l) => l.startsWith('chunk')).length === killAfter)
+          p.kill('SIGKILL');
       }
     });
     p.on('error', reject);
@@ -37,8 +40,10 @@ test('index → SIGKILL mid-run → resume gives the same index as an uninterrup
   const { dir, cleanup } = tempDir('resume');
   try {
     const modelDir = await tinyModelDir(dir);
-    const n = 48, chunk = 4;
-    const full = path.join(dir, 'full'), resumed = path.join(dir, 'resumed');
+    const n = 48,
+      chunk = 4;
+    const full = path.join(dir, 'full'),
+      resumed = path.join(dir, 'resumed');
     const a = await runChild([modelDir, full, String(n), String(chunk), '0']);
     assert.equal(a.lines.at(-1), 'done');
     const k = await runChild([modelDir, resumed, String(n), String(chunk), '40'], 3);
@@ -55,23 +60,34 @@ test('index → SIGKILL mid-run → resume gives the same index as an uninterrup
 
     const r = await runChild([modelDir, resumed, String(n), String(chunk), '0']);
     assert.equal(r.lines.at(-1), 'done');
-    assert.equal(r.lines.filter((l) => l.startsWith('chunk')).length, (n - mid.documents) / chunk, 'the resumed run encodes only what was left');
+    assert.equal(
+      r.lines.filter((l) => l.startsWith('chunk')).length,
+      (n - mid.documents) / chunk,
+      'the resumed run encodes only what was left',
+    );
 
     const A = await SearchIndex.open(full, { backend });
     const B = await SearchIndex.open(resumed, { backend });
     assert.deepEqual(B.documentIds(), A.documentIds());
     assert.equal(B.stats().pending, 0);
     for (const id of A.documentIds()) {
-      const va = A.getDocument(id)!.vector!, vb = B.getDocument(id)!.vector!;
+      const va = A.getDocument(id)!.vector!,
+        vb = B.getDocument(id)!.vector!;
       assert.deepEqual(Buffer.from(vb.buffer), Buffer.from(va.buffer), `vector of ${id} is bit-exact`);
     }
     for (const q of ['protein cell', 'vaccine trial dose', 'heart', corpus(n)[17].text]) {
-      const ha = (await A.search(q, { k: 10 })).hits, hb = (await B.search(q, { k: 10 })).hits;
-      assert.deepEqual(hb.map((h) => [h.id, h.score]), ha.map((h) => [h.id, h.score]));
+      const ha = (await A.search(q, { k: 10 })).hits,
+        hb = (await B.search(q, { k: 10 })).hits;
+      assert.deepEqual(
+        hb.map((h) => [h.id, h.score]),
+        ha.map((h) => [h.id, h.score]),
+      );
     }
     await A.close();
     await B.close();
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
 test('a vector store that lags docs.sqlite (kill between the two commits) is rebuilt on open', async () => {
@@ -89,28 +105,48 @@ test('a vector store that lags docs.sqlite (kill between the two commits) is reb
     index = await SearchIndex.open(indexDir, { backend, writable: true });
     assert.equal(await index.store.generation(), index.docs.generation());
     assert.equal(await index.store.size(), 11);
-    assert.deepEqual((await index.search('gene', { k: 12 })).hits.map((h) => h.id), want.filter((id) => id !== 'd001'));
+    assert.deepEqual(
+      (await index.search('gene', { k: 12 })).hits.map((h) => h.id),
+      want.filter((id) => id !== 'd001'),
+    );
     await index.close();
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
-test('one writer at a time: a second writer is refused while the first runs, and takes over once it was killed', async () => {
-  const { dir, cleanup } = tempDir('lock');
-  try {
-    const modelDir = await tinyModelDir(dir);
-    const indexDir = path.join(dir, 'idx');
-    const backend = await tinyBackend(modelDir);
-    // the child pauses 10 s after its first chunk; the parent tries to write meanwhile, then kills it
-    const p = spawn(process.execPath, [child, '--child', modelDir, indexDir, '12', '4', '10000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve) => p.stdout.on('data', (d: Buffer) => { if (d.toString().includes('chunk 1')) resolve(); }));
-    const second = await SearchIndex.open(indexDir, { backend, writable: true });
-    await assert.rejects(second.addDocuments(corpus(2)), (e: unknown) => e instanceof IndexError && new RegExp(`another process \\(pid ${p.pid}\\) is writing`).test(e.message));
-    await assert.rejects(second.deleteDocuments(['d000']), IndexError);
-    assert.equal(second.stats().documents, 4, 'reading is fine meanwhile');
-    p.kill('SIGKILL');
-    await new Promise((r) => p.once('exit', r));
-    const r = await second.addDocuments(corpus(12));
-    assert.equal(r.encoded, 8);
-    await second.close();
-  } finally { cleanup(); }
-});
+test(
+  'one writer at a time: a second writer is refused ' + 'while the first runs, and takes over once it was killed',
+  async () => {
+    const { dir, cleanup } = tempDir('lock');
+    try {
+      const modelDir = await tinyModelDir(dir);
+      const indexDir = path.join(dir, 'idx');
+      const backend = await tinyBackend(modelDir);
+      // the child pauses 10 s after its first chunk; the parent tries to write meanwhile, then kills it
+      const p = spawn(process.execPath, [child, '--child', modelDir, indexDir, '12', '4', '10000'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise<void>((resolve) =>
+        p.stdout.on('data', (d: Buffer) => {
+          if (d.toString().includes('chunk 1')) resolve();
+        }),
+      );
+      const second = await SearchIndex.open(indexDir, { backend, writable: true });
+      await assert.rejects(
+        second.addDocuments(corpus(2)),
+        (e: unknown) =>
+          e instanceof IndexError && new RegExp(`another process \\(pid ${p.pid}\\) is writing`).test(e.message),
+      );
+      await assert.rejects(second.deleteDocuments(['d000']), IndexError);
+      assert.equal(second.stats().documents, 4, 'reading is fine meanwhile');
+      p.kill('SIGKILL');
+      await new Promise((r) => p.once('exit', r));
+      const r = await second.addDocuments(corpus(12));
+      assert.equal(r.encoded, 8);
+      await second.close();
+    } finally {
+      cleanup();
+    }
+  },
+);

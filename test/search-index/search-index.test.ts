@@ -16,9 +16,17 @@ test('indexed vectors equal in-process embeddings, and search finds each documen
     // the tiny tokenizer spends many tokens per word: more than half the documents exceed 128 tokens
     const cut = backend.embedder.embedDocuments(docs.map(documentText)).stats.truncatedTexts;
     assert.ok(cut > 0 && cut < 30);
-    assert.deepEqual(r, { staged: 30, encoded: 30, counts: { added: 30, changed: 0, unchanged: 0, resumed: 0, repaired: 0 }, truncated: cut });
+    assert.deepEqual(r, {
+      staged: 30,
+      encoded: 30,
+      counts: { added: 30, changed: 0, unchanged: 0, resumed: 0, repaired: 0 },
+      truncated: cut,
+    });
     const direct = await backend.embedDocuments(docs.map(documentText));
-    assertSameVectors(docs.map((d) => index.getDocument(d.id)!.vector!), direct);
+    assertSameVectors(
+      docs.map((d) => index.getDocument(d.id)!.vector!),
+      direct,
+    );
     // a document's own vector is its nearest neighbour (score 1)
     for (const i of [0, 11, 29]) {
       const hits = await index.searchVector(direct[i], { k: 3 });
@@ -30,40 +38,54 @@ test('indexed vectors equal in-process embeddings, and search finds each documen
     assert.equal(res.hits.length, 5);
     assert.ok(res.hits.every((h, j) => j === 0 || h.score <= res.hits[j - 1].score));
     await index.close();
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
-test('update and delete are reflected in search without rebuilding; unchanged documents are not re-encoded', async () => {
-  const { dir, cleanup } = tempDir('upd');
-  try {
-    const backend = await tinyBackend(await tinyModelDir(dir));
-    const docs = corpus(20);
-    const indexDir = path.join(dir, 'index');
-    let index = await SearchIndex.open(indexDir, { backend, create: {} });
-    await index.addDocuments(docs);
-    const changed = { ...docs[3], text: 'an entirely new text about astronomy and telescopes' };
-    const r = await index.addDocuments([...docs.slice(0, 3), changed, ...docs.slice(4)]);
-    assert.deepEqual(r, { staged: 1, encoded: 1, counts: { added: 0, changed: 1, unchanged: 19, resumed: 0, repaired: 0 }, truncated: 0 });
-    await index.close();
-    index = await SearchIndex.open(indexDir, { backend, writable: true });
-    const [newVec] = await backend.embedDocuments([documentText(changed)]);
-    const hits = await index.searchVector(newVec, { k: 1 });
-    assert.equal(hits[0].id, changed.id);
-    assert.equal(hits[0].text, changed.text);
-    // the old vector of d003 no longer leads to it
-    const [oldVec] = await backend.embedDocuments([documentText(docs[3])]);
-    assert.ok(!(await index.searchVector(oldVec, { k: 20 })).some((h) => h.id === docs[3].id && Math.abs(h.score - 1) < 1e-4));
+test(
+  'update and delete are reflected in search without ' + 'rebuilding; unchanged documents are not re-encoded',
+  async () => {
+    const { dir, cleanup } = tempDir('upd');
+    try {
+      const backend = await tinyBackend(await tinyModelDir(dir));
+      const docs = corpus(20);
+      const indexDir = path.join(dir, 'index');
+      let index = await SearchIndex.open(indexDir, { backend, create: {} });
+      await index.addDocuments(docs);
+      const changed = { ...docs[3], text: 'an entirely new text about astronomy and telescopes' };
+      const r = await index.addDocuments([...docs.slice(0, 3), changed, ...docs.slice(4)]);
+      assert.deepEqual(r, {
+        staged: 1,
+        encoded: 1,
+        counts: { added: 0, changed: 1, unchanged: 19, resumed: 0, repaired: 0 },
+        truncated: 0,
+      });
+      await index.close();
+      index = await SearchIndex.open(indexDir, { backend, writable: true });
+      const [newVec] = await backend.embedDocuments([documentText(changed)]);
+      const hits = await index.searchVector(newVec, { k: 1 });
+      assert.equal(hits[0].id, changed.id);
+      assert.equal(hits[0].text, changed.text);
+      // the old vector of d003 no longer leads to it
+      const [oldVec] = await backend.embedDocuments([documentText(docs[3])]);
+      assert.ok(
+        !(await index.searchVector(oldVec, { k: 20 })).some((h) => h.id === docs[3].id && Math.abs(h.score - 1) < 1e-4),
+      );
 
-    assert.deepEqual(await index.deleteDocuments(['d005', 'nope']), ['d005']);
-    const [v5] = await backend.embedDocuments([documentText(docs[5])]);
-    const after = await index.searchVector(v5, { k: 25 });
-    assert.equal(after.length, 19);
-    assert.ok(!after.some((h) => h.id === 'd005'));
-    assert.equal(index.stats().documents, 19);
-    assert.equal(index.info.counts.documents, 19);
-    await index.close();
-  } finally { cleanup(); }
-});
+      assert.deepEqual(await index.deleteDocuments(['d005', 'nope']), ['d005']);
+      const [v5] = await backend.embedDocuments([documentText(docs[5])]);
+      const after = await index.searchVector(v5, { k: 25 });
+      assert.equal(after.length, 19);
+      assert.ok(!after.some((h) => h.id === 'd005'));
+      assert.equal(index.stats().documents, 19);
+      assert.equal(index.info.counts.documents, 19);
+      await index.close();
+    } finally {
+      cleanup();
+    }
+  },
+);
 
 test('an index refuses vectors from another model', async () => {
   const { dir, cleanup } = tempDir('mix');
@@ -74,9 +96,14 @@ test('an index refuses vectors from another model', async () => {
     const index = await SearchIndex.open(indexDir, { backend: a, create: {} });
     await index.addDocuments(corpus(3));
     await index.close();
-    await assert.rejects(SearchIndex.open(indexDir, { backend: b }), (e: unknown) => e instanceof IndexError && /index\.json: the index was built with model sha256:/.test(e.message));
+    await assert.rejects(
+      SearchIndex.open(indexDir, { backend: b }),
+      (e: unknown) => e instanceof IndexError && /index\.json: the index was built with model sha256:/.test(e.message),
+    );
     await assert.rejects(SearchIndex.open(path.join(dir, 'nothing'), { backend: a }), /index\.json is missing/);
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });
 
 test('hybrid search fuses BM25 and dense rankings', async () => {
@@ -93,5 +120,7 @@ test('hybrid search fuses BM25 and dense rankings', async () => {
     assert.ok(res.hits[0].bm25Score! > 0);
     assert.equal(res.hits.length, 5);
     await index.close();
-  } finally { cleanup(); }
+  } finally {
+    cleanup();
+  }
 });

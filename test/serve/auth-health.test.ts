@@ -26,8 +26,14 @@ test('API keys: Bearer in any case, keys of any length; /health without the key 
     for (const auth of ['Bearer k1-secret', 'bearer k1-secret', 'BEARER k1-secret', 'Bearer  k1-secret']) {
       assert.equal((await post(server.url, '/v1/embeddings', body, { authorization: auth })).status, 200, auth);
     }
-    const wrong = ['Bearer k1-secreT', 'Bearer k1', 'Bearer k1-secret-and-more', 'Basic k1-secret', 'k1-secret',
-      'Bearer'];
+    const wrong = [
+      'Bearer k1-secreT',
+      'Bearer k1',
+      'Bearer k1-secret-and-more',
+      'Basic k1-secret',
+      'k1-secret',
+      'Bearer',
+    ];
     for (const auth of wrong) {
       const r = await post(server.url, '/v1/embeddings', body, { authorization: auth });
       assert.equal(r.status, 401, `${auth}: ${JSON.stringify(r.body)}`);

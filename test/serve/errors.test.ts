@@ -8,8 +8,16 @@ import { type Reply, request } from '../helpers/http.js';
 test('malformed and oversized requests get the documented 4xx in OpenAI error shape', async () => {
   const { dir, cleanup } = tempDir('err');
   const backend = await tinyBackend(await tinyModelDir(dir));
-  const server = await startSearchServer({ backend, port: 0, maxInputs: 4, maxTokensPerInput: 20, maxBodyBytes: 2000, maxQueue: 3 });
-  const emb = (body: unknown): Promise<Reply> => request(server.url, 'POST', '/v1/embeddings', typeof body === 'string' ? body : JSON.stringify(body));
+  const server = await startSearchServer({
+    backend,
+    port: 0,
+    maxInputs: 4,
+    maxTokensPerInput: 20,
+    maxBodyBytes: 2000,
+    maxQueue: 3,
+  });
+  const emb = (body: unknown): Promise<Reply> =>
+    request(server.url, 'POST', '/v1/embeddings', typeof body === 'string' ? body : JSON.stringify(body));
   const expect = (r: Reply, status: number, code: string | null, param?: string | null): void => {
     assert.equal(r.status, status, JSON.stringify(r.body));
     assert.ok(r.body.error, 'OpenAI error shape');
@@ -24,24 +32,91 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     expect(await emb({ model: 'search-r3' }), 400, 'missing_required_parameter', 'input');
     expect(await emb({ input: 'x' }), 400, 'missing_required_parameter', 'model');
     expect(await emb({ model: 'search-r3', input: [1, 'two', 3] }), 400, 'invalid_type', 'input');
-    expect(await emb({ model: 'search-r3', input: [[1, 2], [3, 1e9]] }), 400, 'invalid_value', 'input[1]');
-    expect(await emb({ model: 'search-r3', input: [1, 2], search_r3: { mode: 'query' } }), 400, 'invalid_value', 'search_r3');
-    expect(await emb({ model: 'search-r3', input: Array.from({ length: 200 }, () => 5) }), 400, 'context_length_exceeded', 'input[0]');
-    const chat = (body: unknown): Promise<Reply> => request(server.url, 'POST', '/v1/chat/completions', JSON.stringify(body));
+    expect(
+      await emb({
+        model: 'search-r3',
+        input: [
+          [1, 2],
+          [3, 1e9],
+        ],
+      }),
+      400,
+      'invalid_value',
+      'input[1]',
+    );
+    expect(
+      await emb({ model: 'search-r3', input: [1, 2], search_r3: { mode: 'query' } }),
+      400,
+      'invalid_value',
+      'search_r3',
+    );
+    expect(
+      await emb({ model: 'search-r3', input: Array.from({ length: 200 }, () => 5) }),
+      400,
+      'context_length_exceeded',
+      'input[0]',
+    );
+    const chat = (body: unknown): Promise<Reply> =>
+      request(server.url, 'POST', '/v1/chat/completions', JSON.stringify(body));
     expect(await chat({ model: 'search-r3' }), 400, 'missing_required_parameter', 'messages');
-    expect(await chat({ model: 'search-r3', messages: [{ role: 'robot', content: 'x' }] }), 400, 'invalid_value', 'messages[0]');
-    expect(await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], n: 2 }), 400, 'invalid_value', 'n');
-    expect(await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], max_tokens: 0 }), 400, 'invalid_value', 'max_tokens');
-    expect(await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], max_tokens: 4000 }), 400, 'context_length_exceeded', 'messages');
+    expect(
+      await chat({ model: 'search-r3', messages: [{ role: 'robot', content: 'x' }] }),
+      400,
+      'invalid_value',
+      'messages[0]',
+    );
+    expect(
+      await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], n: 2 }),
+      400,
+      'invalid_value',
+      'n',
+    );
+    expect(
+      await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], max_tokens: 0 }),
+      400,
+      'invalid_value',
+      'max_tokens',
+    );
+    expect(
+      await chat({ model: 'search-r3', messages: [{ role: 'user', content: 'x' }], max_tokens: 4000 }),
+      400,
+      'context_length_exceeded',
+      'messages',
+    );
     expect(await emb({ model: 'search-r3', input: [] }), 400, 'invalid_value', 'input');
     expect(await emb({ model: 'search-r3', input: ['a', ''] }), 400, 'invalid_value', 'input[1]');
     expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }), 400, 'too_many_inputs', 'input');
-    expect(await emb({ model: 'search-r3', input: ['short', 'word '.repeat(40)] }), 400, 'context_length_exceeded', 'input[1]');
-    expect(await emb({ model: 'search-r3', input: 'x', encoding_format: 'int8' }), 400, 'invalid_value', 'encoding_format');
+    expect(
+      await emb({ model: 'search-r3', input: ['short', 'word '.repeat(40)] }),
+      400,
+      'context_length_exceeded',
+      'input[1]',
+    );
+    expect(
+      await emb({ model: 'search-r3', input: 'x', encoding_format: 'int8' }),
+      400,
+      'invalid_value',
+      'encoding_format',
+    );
     expect(await emb({ model: 'search-r3', input: 'x', dimensions: 8 }), 400, 'invalid_value', 'dimensions');
-    expect(await emb({ model: 'search-r3', input: 'x', search_r3: { mode: 'passage' } }), 400, 'invalid_value', 'search_r3.mode');
-    expect(await emb({ model: 'search-r3', input: 'x', search_r3: { reasoning: 'on' } }), 400, 'invalid_value', 'search_r3.reasoning');
-    expect(await emb({ model: 'search-r3', input: 'x', search_r3: { mode: 'query', reasoning: 'on', temperature: -1 } }), 400, 'invalid_value', 'search_r3.temperature');
+    expect(
+      await emb({ model: 'search-r3', input: 'x', search_r3: { mode: 'passage' } }),
+      400,
+      'invalid_value',
+      'search_r3.mode',
+    );
+    expect(
+      await emb({ model: 'search-r3', input: 'x', search_r3: { reasoning: 'on' } }),
+      400,
+      'invalid_value',
+      'search_r3.reasoning',
+    );
+    expect(
+      await emb({ model: 'search-r3', input: 'x', search_r3: { mode: 'query', reasoning: 'on', temperature: -1 } }),
+      400,
+      'invalid_value',
+      'search_r3.temperature',
+    );
     expect(await emb({ model: 'gpt-4', input: 'x' }), 404, 'model_not_found', 'model');
     // too large: by declared length, and streamed without one
     const big = JSON.stringify({ model: 'search-r3', input: 'a'.repeat(3000) });
@@ -50,8 +125,14 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     // queue bound: 4 inputs never fit a queue of 3
     expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }), 429, 'rate_limit_exceeded');
     const client = new OpenAI({ apiKey: 'x', baseURL: `${server.url}/v1`, maxRetries: 0 });
-    await assert.rejects(client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }), (e: unknown) => e instanceof OpenAI.RateLimitError);
-    await assert.rejects(client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }), (e: unknown) => e instanceof OpenAI.BadRequestError && /at most 4/.test(e.message));
+    await assert.rejects(
+      client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }),
+      (e: unknown) => e instanceof OpenAI.RateLimitError,
+    );
+    await assert.rejects(
+      client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && /at most 4/.test(e.message),
+    );
     // routes and methods
     expect(await request(server.url, 'GET', '/v1/embeddings'), 405, 'method_not_allowed');
     expect(await request(server.url, 'GET', '/v2/nothing'), 404, 'not_found');
@@ -92,10 +173,17 @@ test('graceful shutdown answers in-flight requests, then refuses connections', a
   // a long batching wait keeps the request in flight while close() starts
   const server = await startSearchServer({ backend, port: 0, maxWaitMs: 300 });
   try {
-    const inflight = request(server.url, 'POST', '/v1/embeddings', JSON.stringify({ model: 'search-r3', input: ['in flight'] }));
+    const inflight = request(
+      server.url,
+      'POST',
+      '/v1/embeddings',
+      JSON.stringify({ model: 'search-r3', input: ['in flight'] }),
+    );
     await new Promise((r) => setTimeout(r, 50));
     let closed = false;
-    const closing = server.close().then(() => { closed = true; });
+    const closing = server.close().then(() => {
+      closed = true;
+    });
     const r = await inflight;
     assert.equal(r.status, 200);
     assert.equal((r.body.data as unknown[]).length, 1);

@@ -32,7 +32,10 @@ test('WorkerBackend is an EmbeddingBackend: the in-process vectors, and an index
     const want = (await built.search('immune cell', { k: 3 })).hits.map((h) => h.id);
     await built.close();
     const viaWorker = await SearchIndex.open(idx, { backend: worker });
-    assert.deepEqual((await viaWorker.search('immune cell', { k: 3 })).hits.map((h) => h.id), want);
+    assert.deepEqual(
+      (await viaWorker.search('immune cell', { k: 3 })).hits.map((h) => h.id),
+      want,
+    );
     await viaWorker.close();
     await assert.rejects(SearchIndex.open(idx, { backend: other }), /vectors from different models cannot be mixed/);
   } finally {
@@ -42,11 +45,13 @@ test('WorkerBackend is an EmbeddingBackend: the in-process vectors, and an index
   }
 });
 
-test('a model folder the worker cannot load is refused with the loader\'s sentence', async () => {
+test("a model folder the worker cannot load is refused with the loader's sentence", async () => {
   const { dir, cleanup } = tempDir('wbbad');
   try {
-    await assert.rejects(WorkerBackend.start(path.join(dir, 'nothing-here')),
-      (e: unknown) => e instanceof Error && e.name === 'ModelFileError' && /no such folder/.test(e.message));
+    await assert.rejects(
+      WorkerBackend.start(path.join(dir, 'nothing-here')),
+      (e: unknown) => e instanceof Error && e.name === 'ModelFileError' && /no such folder/.test(e.message),
+    );
   } finally {
     cleanup();
   }
@@ -60,12 +65,20 @@ function countKernelCalls(): { calls: () => number; stop: () => void } {
   for (const [name, f] of Object.entries(k)) {
     if (typeof f !== 'function') continue;
     saved.set(name, f);
-    k[name] = (...args: unknown[]): unknown => { calls++; return (f as (...a: unknown[]) => unknown).apply(k, args); };
+    k[name] = (...args: unknown[]): unknown => {
+      calls++;
+      return (f as (...a: unknown[]) => unknown).apply(k, args);
+    };
   }
-  return { calls: () => calls, stop: () => { for (const [name, f] of saved) k[name] = f; } };
+  return {
+    calls: () => calls,
+    stop: () => {
+      for (const [name, f] of saved) k[name] = f;
+    },
+  };
 }
 
-test('the server\'s thread runs no kernels: embeddings, reasoning, search and chat run in the worker', async () => {
+test("the server's thread runs no kernels: embeddings, reasoning, search and chat run in the worker", async () => {
   const { dir, cleanup } = tempDir('mainthread');
   const modelDir = await tinyModelDir(dir);
   const local = await tinyBackend(modelDir);
@@ -141,7 +154,10 @@ test('a seeded, sampled reasoning request gives the same analysis whatever else 
     const busy = await Promise.all([
       embeddings(server.url, ['other', 'texts'], { ...sampled, seed: 8 }),
       embeddings(server.url, ['greedy one', 'greedy two'], { ...sampled, temperature: 0 }),
-      embeddings(server.url, Array.from({ length: 9 }, (_, i) => `document ${i}`)),
+      embeddings(
+        server.url,
+        Array.from({ length: 9 }, (_, i) => `document ${i}`),
+      ),
       embeddings(server.url, queries, sampled),
     ]);
     assert.ok(busy.every((r) => r.status === 200));
@@ -159,15 +175,27 @@ test('a seeded, sampled reasoning request gives the same analysis whatever else 
 test('a batch takes one input from each waiting request in turn, the leading request first', () => {
   // direct jobs of three requests, tagged so the order shows
   const job = (owner: string, n: number): BatchJob & { tag: string } => ({
-    kind: 'direct', input: { ids: [n], truncated: 0 }, tag: `${owner}${n}`,
-    resolve: () => undefined, reject: () => undefined,
+    kind: 'direct',
+    input: { ids: [n], truncated: 0 },
+    tag: `${owner}${n}`,
+    resolve: () => undefined,
+    reject: () => undefined,
   });
   const line = [[job('a', 1), job('a', 2), job('a', 3), job('a', 4)], [job('b', 1)], [job('c', 1), job('c', 2)]];
   const taken = takeRoundRobin(line, 5) as { tag?: string }[];
-  assert.deepEqual(taken.map((j) => j.tag), ['a1', 'b1', 'c1', 'a2', 'c2']);
-  assert.deepEqual(line.map((jobs) => jobs.length), [2, 0, 0]);
+  assert.deepEqual(
+    taken.map((j) => j.tag),
+    ['a1', 'b1', 'c1', 'a2', 'c2'],
+  );
+  assert.deepEqual(
+    line.map((jobs) => jobs.length),
+    [2, 0, 0],
+  );
   // a batch also ends at a token budget (inputs here have one token each), but always takes its first job
   const again = [[job('a', 1), job('a', 2)], [job('b', 1)]];
-  assert.deepEqual((takeRoundRobin(again, 64, 2) as { tag?: string }[]).map((j) => j.tag), ['a1', 'b1']);
+  assert.deepEqual(
+    (takeRoundRobin(again, 64, 2) as { tag?: string }[]).map((j) => j.tag),
+    ['a1', 'b1'],
+  );
   assert.equal(takeRoundRobin([[job('a', 1)]], 64, 0).length, 1);
 });

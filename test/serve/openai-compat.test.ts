@@ -20,19 +20,27 @@ test('chat completions without max_tokens get what the context leaves after the 
     const tokenizer = await Tokenizer.fromFolder(modelDir);
     const messages = [{ role: 'user' as const, content: 'which protein binds the receptor?' }];
     const promptTokens = tokenizer.encode(tokenizer.renderChat(messages, { addGenerationPrompt: true })).length;
-    for (const [server, context] of [[servers[0], 128], [servers[1], 256]] as const) {
+    for (const [server, context] of [
+      [servers[0], 128],
+      [servers[1], 256],
+    ] as const) {
       const client = new OpenAI({ apiKey: 'x', baseURL: `${server.url}/v1`, maxRetries: 0 });
       // no stop token can end it early: it runs to the room left
       const r = await client.chat.completions.create({
-        model: 'search-r3', messages, temperature: 0, stop: ['no such text'],
+        model: 'search-r3',
+        messages,
+        temperature: 0,
+        stop: ['no such text'],
       });
       assert.equal(r.usage!.prompt_tokens, promptTokens);
       const completion = r.usage!.completion_tokens;
       assert.ok(completion >= 1 && completion < context - promptTokens + 1, JSON.stringify(r.usage));
       if (r.choices[0].finish_reason === 'length') assert.ok(r.usage!.completion_tokens >= context - promptTokens - 1);
       // an explicit max_tokens beyond the room is still refused, naming the context
-      await assert.rejects(client.chat.completions.create({ model: 'search-r3', messages, max_tokens: context }),
-        (e: unknown) => e instanceof OpenAI.BadRequestError && /context/.test(e.message));
+      await assert.rejects(
+        client.chat.completions.create({ model: 'search-r3', messages, max_tokens: context }),
+        (e: unknown) => e instanceof OpenAI.BadRequestError && /context/.test(e.message),
+      );
     }
   } finally {
     for (const s of servers) await s.close();
@@ -66,7 +74,11 @@ test('GET /v1/models/{id} and HEAD /health', async () => {
 /** gzip of `size` bytes of one repeated byte, streamed so the test never holds them. */
 async function gzipBomb(size: number): Promise<Buffer> {
   const chunk = Buffer.alloc(1 << 20, 0x61);
-  const source = Readable.from((function* () { for (let n = 0; n < size; n += chunk.length) yield chunk; })());
+  const source = Readable.from(
+    (function* () {
+      for (let n = 0; n < size; n += chunk.length) yield chunk;
+    })(),
+  );
   const parts: Buffer[] = [];
   for await (const c of source.pipe(zlib.createGzip({ level: 9 }))) parts.push(c as Buffer);
   return Buffer.concat(parts);

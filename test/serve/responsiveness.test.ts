@@ -21,12 +21,17 @@ function textOfTokens(tok: Tokenizer, n: number, seed: number): string {
   return words.join(' ');
 }
 
-interface Probe { ms: number; during: boolean }
+interface Probe {
+  ms: number;
+  during: boolean;
+}
 
 /** Runs `work` while probing GET /health every 20 ms; each probe records whether the work was still running. */
 async function probeHealthDuring<T>(url: string, work: Promise<T>): Promise<{ result: T; probes: Probe[] }> {
   let done = false;
-  const finished = work.finally(() => { done = true; });
+  const finished = work.finally(() => {
+    done = true;
+  });
   const probes: Probe[] = [];
   const prober = (async () => {
     while (!done) {
@@ -53,11 +58,17 @@ test('/health answers within 500 ms while the largest requests the limits allow 
     const work = Promise.all([
       embeddings(server.url, texts),
       // the most reasoning one request may ask for by default: 64 queries × 128 tokens, sampled
-      embeddings(server.url, texts.slice(0, 64).map((t) => t.slice(0, 60)),
-        { mode: 'query', reasoning: 'on', max_reasoning_tokens: 128, temperature: 1.5, seed: 3 }),
+      embeddings(
+        server.url,
+        texts.slice(0, 64).map((t) => t.slice(0, 60)),
+        { mode: 'query', reasoning: 'on', max_reasoning_tokens: 128, temperature: 1.5, seed: 3 },
+      ),
       embeddings(server.url, huge),
     ]);
-    const { result: [big, reasoning, oneMb], probes } = await probeHealthDuring(server.url, work);
+    const {
+      result: [big, reasoning, oneMb],
+      probes,
+    } = await probeHealthDuring(server.url, work);
     assert.equal(big.status, 200, JSON.stringify(big.body.error));
     assert.equal((big.body.data as unknown[]).length, 256);
     assert.equal(reasoning.status, 200, JSON.stringify(reasoning.body.error));
@@ -81,7 +92,10 @@ test('a small request is not stuck behind a 256-input one: batches take inputs f
     const tok = await Tokenizer.fromFolder(modelDir);
     const texts = Array.from({ length: 256 }, (_, i) => textOfTokens(tok, 100, i));
     let bigDone = 0;
-    const big = embeddings(server.url, texts).then((r) => { bigDone = performance.now(); return r; });
+    const big = embeddings(server.url, texts).then((r) => {
+      bigDone = performance.now();
+      return r;
+    });
     // wait until the big request's first batch has run, so the small one arrives while it is worked through
     for (;;) {
       const m = await request(server.url, 'GET', '/metrics');
@@ -99,14 +113,17 @@ test('a small request is not stuck behind a 256-input one: batches take inputs f
   }
 });
 
-test('a small request is not stuck behind a 64-query analysis: it runs between the generation\'s steps', async () => {
+test("a small request is not stuck behind a 64-query analysis: it runs between the generation's steps", async () => {
   const { dir, cleanup } = tempDir('slices');
   const server = await startSearchServer({ backend: await tinyBackend(await tinyModelDir(dir)), port: 0 });
   try {
     const queries = Array.from({ length: 64 }, (_, i) => `query about ${WORDS[i % WORDS.length]} number ${i}`);
     let longDone = 0;
     const ext = { mode: 'query', reasoning: 'on', max_reasoning_tokens: 120, temperature: 1.5, seed: 1 };
-    const long = embeddings(server.url, queries, ext).then((r) => { longDone = performance.now(); return r; });
+    const long = embeddings(server.url, queries, ext).then((r) => {
+      longDone = performance.now();
+      return r;
+    });
     // wait until the generation has started
     while (!/search_r3_queue_inputs 64/.test((await request(server.url, 'GET', '/metrics')).raw.toString())) {
       await new Promise((r) => setTimeout(r, 2));
@@ -116,7 +133,10 @@ test('a small request is not stuck behind a 64-query analysis: it runs between t
     const smallDone = performance.now();
     assert.equal(small.status, 200);
     assert.equal((await long).status, 200);
-    assert.ok(smallDone < longDone, `the small request ended ${(smallDone - longDone).toFixed(0)} ms after the generation`);
+    assert.ok(
+      smallDone < longDone,
+      `the small request ended ${(smallDone - longDone).toFixed(0)} ms after the generation`,
+    );
   } finally {
     await server.close();
     cleanup();

@@ -23,14 +23,21 @@ function setup(): { x: T.Tensor; W: T.Tensor } {
 test('a parameter used twice gets the sum of both gradients (y = x·W + x·W doubles dW)', () => {
   const { x, W } = setup();
   T.sum(T.matmul(x, W)).backward();
-  const once = arr(W.grad), onceX = arr(x.grad);
+  const once = arr(W.grad),
+    onceX = arr(x.grad);
   // d/dW Σ x·W = xᵀ·1 = [[1, 1], [2, 2]]; d/dx = 1·Wᵀ = [3, 7]
   assert.deepEqual(once, [1, 1, 2, 2]);
   assert.deepEqual(onceX, [3, 7]);
   const b = setup();
   T.sum(T.add(T.matmul(b.x, b.W), T.matmul(b.x, b.W))).backward();
-  assert.deepEqual(arr(b.W.grad), once.map((v) => 2 * v));
-  assert.deepEqual(arr(b.x.grad), onceX.map((v) => 2 * v));
+  assert.deepEqual(
+    arr(b.W.grad),
+    once.map((v) => 2 * v),
+  );
+  assert.deepEqual(
+    arr(b.x.grad),
+    onceX.map((v) => 2 * v),
+  );
 });
 
 test('a tensor used in two branches of different ops gets both contributions', () => {
@@ -90,10 +97,19 @@ test('noGrad records nothing: its results track no gradient and backward() on th
   assert.equal(y.item(), 17);
   assert.equal(y.tracksGrad, false);
   assert.equal(y.creator, null);
-  assert.throws(() => y.backward(), (e: unknown) => e instanceof T.TensorError && /does not depend on any tensor that requires grad/.test(e.message));
+  assert.throws(
+    () => y.backward(),
+    (e: unknown) => e instanceof T.TensorError && /does not depend on any tensor that requires grad/.test(e.message),
+  );
   assert.equal(W.grad, null);
   // recording resumes after noGrad, also when the block threw
-  assert.throws(() => T.noGrad(() => { throw new Error('boom'); }), /boom/);
+  assert.throws(
+    () =>
+      T.noGrad(() => {
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.equal(T.isGradEnabled(), true);
   const z = T.sum(T.matmul(x, W));
   assert.equal(z.creator, 'sum');
@@ -126,8 +142,11 @@ test('without retainGraph the graph is dropped: a second backward throws a clear
   const loss = T.sum(T.matmul(x, W));
   loss.backward();
   assert.equal(loss.creator, null, 'the node (and the activations its closure holds) is released');
-  assert.throws(() => loss.backward(), (e: unknown) =>
-    e instanceof T.TensorError && /freed/.test(e.message) && /retainGraph/.test(e.message) && /sum/.test(e.message));
+  assert.throws(
+    () => loss.backward(),
+    (e: unknown) =>
+      e instanceof T.TensorError && /freed/.test(e.message) && /retainGraph/.test(e.message) && /sum/.test(e.message),
+  );
   assert.deepEqual(arr(W.grad), [1, 1, 2, 2], 'the failed backward added nothing');
 });
 
@@ -135,12 +154,16 @@ test('a new loss built on an intermediate whose graph was dropped cannot silentl
   // h depends on W1; the first backward frees the graph behind h. A second loss that uses h and W2 must
   // not quietly give W2 its gradient and W1 none: that is the error, as in PyTorch.
   const x = T.tensor([1, 2], [1, 2]);
-  const W1 = T.tensor([1, 0, 0, 1], [2, 2], true), W2 = T.tensor([1, 1, 1, 1], [2, 2], true);
+  const W1 = T.tensor([1, 0, 0, 1], [2, 2], true),
+    W2 = T.tensor([1, 1, 1, 1], [2, 2], true);
   const h = T.matmul(x, W1);
   T.sum(h).backward();
   assert.deepEqual(arr(W1.grad), [1, 1, 2, 2]);
   const loss2 = T.sum(T.matmul(h, W2));
-  assert.throws(() => loss2.backward(), (e: unknown) => e instanceof T.TensorError && /freed/.test(e.message) && /matmul/.test(e.message));
+  assert.throws(
+    () => loss2.backward(),
+    (e: unknown) => e instanceof T.TensorError && /freed/.test(e.message) && /matmul/.test(e.message),
+  );
   assert.deepEqual(arr(W1.grad), [1, 1, 2, 2], 'W1 received nothing from the failed pass');
   // detaching h says "treat it as a constant": then the second loss is fine and only W2 learns
   W2.grad = null;
@@ -187,7 +210,10 @@ test('a deep graph (10,000 chained ops) runs backward without overflowing the st
 
 test('the Tensor constructor rejects data that does not fit the shape, and invalid shapes', () => {
   const fails = (f: () => unknown, re: RegExp): void => {
-    assert.throws(f, (e: unknown) => e instanceof T.TensorError && e.message.startsWith('tensor:') && re.test(e.message));
+    assert.throws(
+      f,
+      (e: unknown) => e instanceof T.TensorError && e.message.startsWith('tensor:') && re.test(e.message),
+    );
   };
   fails(() => new T.Tensor(new Float32Array(5), [2, 3]), /5 elements.*\[2, 3\].*6/);
   fails(() => new T.Tensor(new Float32Array(6), [6, 1, 2]), /\[6, 1, 2\]/);
@@ -199,5 +225,7 @@ test('the Tensor constructor rejects data that does not fit the shape, and inval
   assert.equal(new T.Tensor(new Float32Array(0), [0, 3]).size, 0);
   // the shape is frozen: it cannot be changed behind the data's back
   const t = new T.Tensor(new Float32Array(6), [2, 3]);
-  assert.throws(() => { (t.shape as number[])[0] = 3; }, TypeError);
+  assert.throws(() => {
+    (t.shape as number[])[0] = 3;
+  }, TypeError);
 });

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 
 test('dropout zeroes about p of the elements, scales the rest by 1/(1−p), and routes gradients the same way', () => {
-  const n = 20000, p = 0.3;
+  const n = 20000,
+    p = 0.3;
   const x = T.randn([n], new T.Rng(1), 1, true);
   const y = T.dropout(x, p, new T.Rng(2));
   let zeros = 0;

@@ -15,7 +15,11 @@ function onEach(name: string, f: () => void): void {
   for (const b of backends) {
     test(`${name} (${b} backend)`, () => {
       T.setBackend(b);
-      try { f(); } finally { T.setBackend('js'); }
+      try {
+        f();
+      } finally {
+        T.setBackend('js');
+      }
     });
   }
 }
@@ -53,9 +57,20 @@ test('reshape to a different number of elements names both shapes', () => {
 });
 
 test('attention whose query heads are not a multiple of the KV heads names q, k and v shapes', () => {
-  const q = r([1, 4, 3, 8]), k = r([1, 4, 2, 8]), v = r([1, 4, 2, 8]);
-  throwsTensorError(() => T.attention(q, k, v, { causal: true }), 'attention', ['3 query heads', '2 key/value heads', '[1, 4, 3, 8]', '[1, 4, 2, 8]']);
-  throwsTensorError(() => T.attention(r([1, 4, 4, 8]), r([1, 4, 2, 6]), r([1, 4, 2, 6]), { causal: true }), 'attention', ['[1, 4, 4, 8]', '[1, 4, 2, 6]']);
+  const q = r([1, 4, 3, 8]),
+    k = r([1, 4, 2, 8]),
+    v = r([1, 4, 2, 8]);
+  throwsTensorError(() => T.attention(q, k, v, { causal: true }), 'attention', [
+    '3 query heads',
+    '2 key/value heads',
+    '[1, 4, 3, 8]',
+    '[1, 4, 2, 8]',
+  ]);
+  throwsTensorError(
+    () => T.attention(r([1, 4, 4, 8]), r([1, 4, 2, 6]), r([1, 4, 2, 6]), { causal: true }),
+    'attention',
+    ['[1, 4, 4, 8]', '[1, 4, 2, 6]'],
+  );
 });
 
 test('rmsnorm with a weight that does not match the last axis names both shapes', () => {
@@ -64,9 +79,19 @@ test('rmsnorm with a weight that does not match the last axis names both shapes'
 
 test('crossEntropy with a target outside the vocabulary names the target, the row and the logits shape', () => {
   const logits = r([2, 3, 10]);
-  throwsTensorError(() => T.crossEntropy(logits, Int32Array.from([1, 2, 3, 4, 10, 0])), 'crossEntropy', ['target 10', 'row 4', '[2, 3, 10]']);
-  throwsTensorError(() => T.crossEntropy(logits, Int32Array.from([1, 2, -5, 4, 5, 0])), 'crossEntropy', ['target -5', '[2, 3, 10]']);
-  throwsTensorError(() => T.crossEntropy(logits, Int32Array.from([1, 2, 3])), 'crossEntropy', ['3 targets', '[2, 3, 10]']);
+  throwsTensorError(() => T.crossEntropy(logits, Int32Array.from([1, 2, 3, 4, 10, 0])), 'crossEntropy', [
+    'target 10',
+    'row 4',
+    '[2, 3, 10]',
+  ]);
+  throwsTensorError(() => T.crossEntropy(logits, Int32Array.from([1, 2, -5, 4, 5, 0])), 'crossEntropy', [
+    'target -5',
+    '[2, 3, 10]',
+  ]);
+  throwsTensorError(() => T.crossEntropy(logits, Int32Array.from([1, 2, 3])), 'crossEntropy', [
+    '3 targets',
+    '[2, 3, 10]',
+  ]);
   // the ignore index is not "out of range"
   assert.ok(Number.isFinite(T.crossEntropy(logits, Int32Array.from([1, -100, 3, 4, 5, 0])).item()));
 });
@@ -94,7 +119,8 @@ onEach('Inf produced in a backward pass (sqrt at 0) is raised by backward() nami
   assert.equal(loss.item(), 3);
   throwsTensorError(() => loss.backward(), 'sqrt', ['backward', 'NaN or Inf', 'x[3]']);
   // division by zero in the backward of div: ∂(a/b)/∂b = −a/b² with a finite forward a/b
-  const a = T.tensor([0, 1], [2], true), b = T.tensor([0.5, 1e-30], [2], true);
+  const a = T.tensor([0, 1], [2], true),
+    b = T.tensor([0.5, 1e-30], [2], true);
   const q = T.div(a, b);
   throwsTensorError(() => T.sum(q).backward(), 'div', ['backward', 'NaN or Inf']);
 });

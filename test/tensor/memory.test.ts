@@ -21,7 +21,8 @@ import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
 const RSS_BOUND_MB = 10;
 const HEAP_BOUND_MB = 5;
-const STEPS = 1000, WARMUP = 100;
+const STEPS = 1000,
+  WARMUP = 100;
 const CHILD_ENV = 'SEARCH_R3_MEMORY_CHILD';
 
 interface Report {
@@ -38,27 +39,52 @@ interface Report {
 
 function trainAndMeasure(backend: T.BackendName): Report {
   T.setBackend(backend);
-  const config = tinyQwen2Config({ vocabSize: 64, hiddenSize: 32, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 8, intermediateSize: 64, numHiddenLayers: 2 });
+  const config = tinyQwen2Config({
+    vocabSize: 64,
+    hiddenSize: 32,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 2,
+    headDim: 8,
+    intermediateSize: 64,
+    numHiddenLayers: 2,
+  });
   const rng = new T.Rng(1234);
   const model = Qwen2Model.random(config, rng, 0.1);
   const params = model.parameters();
   const opt = new T.AdamW(params, { weightDecay: 0.01 });
   const lr = T.warmupCosine(3e-3, 50, STEPS, 3e-4);
-  const batch = 4, seq = 16;
+  const batch = 4,
+    seq = 16;
   const gc = (globalThis as { gc?: () => void }).gc;
   const mb = (n: number): number => n / (1 << 20);
   const sample = (r: Report): void => {
-    if (gc) { gc(); gc(); }
+    if (gc) {
+      gc();
+      gc();
+    }
     const m = process.memoryUsage();
-    r.rssMB.push(mb(m.rss)); r.heapMB.push(mb(m.heapUsed)); r.buffersMB.push(mb(m.arrayBuffers));
+    r.rssMB.push(mb(m.rss));
+    r.heapMB.push(mb(m.heapUsed));
+    r.buffersMB.push(mb(m.arrayBuffers));
   };
-  const report: Report = { backend, rssMB: [], heapMB: [], buffersMB: [], firstLoss: NaN, lastLoss: NaN, msPerStep: 0, gc: gc !== undefined };
+  const report: Report = {
+    backend,
+    rssMB: [],
+    heapMB: [],
+    buffersMB: [],
+    firstLoss: NaN,
+    lastLoss: NaN,
+    msPerStep: 0,
+    gc: gc !== undefined,
+  };
   let t0 = 0;
   for (let step = 0; step < STEPS; step++) {
     // a learnable task: arithmetic sequences mod vocab with a random start and stride per row, each step fresh
-    const ids = new Int32Array(batch * seq), targets = new Int32Array(batch * seq);
+    const ids = new Int32Array(batch * seq),
+      targets = new Int32Array(batch * seq);
     for (let b = 0; b < batch; b++) {
-      const start = rng.int(config.vocabSize), stride = 1 + rng.int(3);
+      const start = rng.int(config.vocabSize),
+        stride = 1 + rng.int(3);
       for (let t = 0; t < seq; t++) ids[b * seq + t] = (start + stride * t) % config.vocabSize;
       for (let t = 0; t < seq; t++) targets[b * seq + t] = t + 1 < seq ? ids[b * seq + t + 1] : -100;
     }
@@ -69,7 +95,10 @@ function trainAndMeasure(backend: T.BackendName): Report {
     opt.zeroGrad();
     if (step === 0) report.firstLoss = loss.item();
     if (step === STEPS - 1) report.lastLoss = loss.item();
-    if (step + 1 === WARMUP) { sample(report); t0 = performance.now(); }
+    if (step + 1 === WARMUP) {
+      sample(report);
+      t0 = performance.now();
+    }
     if (step + 1 > WARMUP && (step + 1) % 100 === 0) sample(report);
   }
   report.msPerStep = (performance.now() - t0) / (STEPS - WARMUP);
@@ -81,27 +110,53 @@ if (process.env[CHILD_ENV]) {
 } else {
   // One backend keeps the test near 10 s: native when it loaded (faster for these shapes, and the one whose
   // C code could leak outside the JS heap), else TS. SEARCH_R3_MEMORY_BACKEND=js|native overrides.
-  const backend: T.BackendName = (process.env.SEARCH_R3_MEMORY_BACKEND as T.BackendName | undefined) ?? (T.nativeKernels() ? 'native' : 'js');
-  test(`${STEPS} training steps of a tiny Qwen2 do not grow memory (${backend} backend; RSS drift ≤ ${RSS_BOUND_MB} MB, JS heap + tensor buffers ≤ ${HEAP_BOUND_MB} MB)`, (t) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, [CHILD_ENV]: backend };
-    delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test-runner child
-    // A fixed young generation: V8 otherwise grows it (by up to 2×16 MB) whenever it decides to, a step in
-    // RSS that is not a leak.
-    const flags = ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16'];
-    const r = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url)], { env, timeout: 180_000, encoding: 'utf8' });
-    assert.equal(r.status, 0, `child failed (${r.signal ?? r.status}):\n${r.stderr}`);
-    const rep = JSON.parse(r.stdout) as Report;
-    const drift = (a: number[]): number => a[a.length - 1] - a[0];
-    const rssDrift = drift(rep.rssMB), heapDrift = drift(rep.heapMB), bufDrift = drift(rep.buffersMB);
-    const fmt = (a: number[]): string => a.map((v) => v.toFixed(1)).join(' ');
-    t.diagnostic(`${backend}: RSS after step ${WARMUP}, then every 100 to ${STEPS} (MB): ${fmt(rep.rssMB)}; drift ${rssDrift.toFixed(2)} MB`);
-    t.diagnostic(`${backend}: JS heap (MB): ${fmt(rep.heapMB)}, drift ${heapDrift.toFixed(2)} MB; tensor buffers (MB): ${fmt(rep.buffersMB)}, drift ${bufDrift.toFixed(2)} MB`);
-    t.diagnostic(`${backend}: ${rep.msPerStep.toFixed(2)} ms/step; loss ${rep.firstLoss.toFixed(3)} → ${rep.lastLoss.toFixed(3)}`);
-    assert.ok(rep.gc, 'the child runs with --expose-gc');
-    assert.equal(rep.rssMB.length, (STEPS - WARMUP) / 100 + 1);
-    // the loop really trains (so the measured steps are real steps)
-    assert.ok(rep.lastLoss < 0.5 * rep.firstLoss, `loss ${rep.firstLoss} → ${rep.lastLoss}`);
-    assert.ok(rssDrift <= RSS_BOUND_MB, `RSS grew by ${rssDrift.toFixed(1)} MB over ${STEPS - WARMUP} steps: ${fmt(rep.rssMB)}`);
-    assert.ok(heapDrift + bufDrift <= HEAP_BOUND_MB, `JS heap + buffers grew by ${(heapDrift + bufDrift).toFixed(1)} MB over ${STEPS - WARMUP} steps`);
-  });
+  const backend: T.BackendName =
+    (process.env.SEARCH_R3_MEMORY_BACKEND as T.BackendName | undefined) ?? (T.nativeKernels() ? 'native' : 'js');
+  test(
+    `${STEPS} training steps of a tiny Qwen2 do not grow memory (${backend} backend; ` +
+      `RSS drift ≤ ${RSS_BOUND_MB} MB, JS heap + tensor buffers ≤ ${HEAP_BOUND_MB} MB)`,
+    (t) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, [CHILD_ENV]: backend };
+      delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test-runner child
+      // A fixed young generation: V8 otherwise grows it (by up to 2×16 MB) whenever it decides to, a step in
+      // RSS that is not a leak.
+      const flags = ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16'];
+      const r = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url)], {
+        env,
+        timeout: 180_000,
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, `child failed (${r.signal ?? r.status}):\n${r.stderr}`);
+      const rep = JSON.parse(r.stdout) as Report;
+      const drift = (a: number[]): number => a[a.length - 1] - a[0];
+      const rssDrift = drift(rep.rssMB),
+        heapDrift = drift(rep.heapMB),
+        bufDrift = drift(rep.buffersMB);
+      const fmt = (a: number[]): string => a.map((v) => v.toFixed(1)).join(' ');
+      t.diagnostic(
+        `${backend}: RSS after step ${WARMUP}, then every 100 to ${STEPS} (MB): ${fmt(rep.rssMB)}; drift ` +
+          `${rssDrift.toFixed(2)} MB`,
+      );
+      t.diagnostic(
+        `${backend}: JS heap (MB): ${fmt(rep.heapMB)}, drift ${heapDrift.toFixed(2)} MB; tensor buffers (MB): ` +
+          `${fmt(rep.buffersMB)}, drift ${bufDrift.toFixed(2)} MB`,
+      );
+      t.diagnostic(
+        `${backend}: ${rep.msPerStep.toFixed(2)} ms/step; ` +
+          `loss ${rep.firstLoss.toFixed(3)} → ${rep.lastLoss.toFixed(3)}`,
+      );
+      assert.ok(rep.gc, 'the child runs with --expose-gc');
+      assert.equal(rep.rssMB.length, (STEPS - WARMUP) / 100 + 1);
+      // the loop really trains (so the measured steps are real steps)
+      assert.ok(rep.lastLoss < 0.5 * rep.firstLoss, `loss ${rep.firstLoss} → ${rep.lastLoss}`);
+      assert.ok(
+        rssDrift <= RSS_BOUND_MB,
+        `RSS grew by ${rssDrift.toFixed(1)} MB over ${STEPS - WARMUP} steps: ${fmt(rep.rssMB)}`,
+      );
+      assert.ok(
+        heapDrift + bufDrift <= HEAP_BOUND_MB,
+        `JS heap + buffers grew by ${(heapDrift + bufDrift).toFixed(1)} MB over ${STEPS - WARMUP} steps`,
+      );
+    },
+  );
 }

@@ -38,7 +38,9 @@ console.log('alive');
 test('the native pool survives the worker that loaded the addon ending while its helpers poll', () => {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', mainCode], {
     // two threads even on a one-core machine; helpers poll for ~1 s before sleeping
-    env: { ...process.env, SEARCH_R3_THREADS: '2', SEARCH_R3_SPIN: '20000000' }, encoding: 'utf8', timeout: 60_000,
+    env: { ...process.env, SEARCH_R3_THREADS: '2', SEARCH_R3_SPIN: '20000000' },
+    encoding: 'utf8',
+    timeout: 60_000,
   });
   assert.equal(r.signal, null, `the child died of ${r.signal}: ${r.stderr}`);
   assert.equal(r.status, 0, r.stderr);

@@ -13,7 +13,11 @@ import * as T from '../../src/tensor/index.js';
 import { decodeF64, encodeF32, relErr, runTorch } from '../helpers/torch.js';
 import { type OpCase, makeInputs, opCases } from './op-cases.js';
 
-interface Result { out: Float32Array; shape: number[]; grads: (Float32Array | null)[] }
+interface Result {
+  out: Float32Array;
+  shape: number[];
+  grads: (Float32Array | null)[];
+}
 
 function runCase(c: OpCase, inputs: Float32Array[], R: Float32Array | null): Result & { R: Float32Array } {
   const xs = inputs.map((d, i) => new T.Tensor(Float32Array.from(d), c.inputs[i].shape, c.inputs[i].grad ?? true));
@@ -27,7 +31,10 @@ function runCase(c: OpCase, inputs: Float32Array[], R: Float32Array | null): Res
 /** Σ out·R in float64, without recording a graph. */
 function lossAt(c: OpCase, inputs: Float32Array[], R: Float32Array): number {
   return T.noGrad(() => {
-    const out = c.run(inputs.map((d, i) => new T.Tensor(d, c.inputs[i].shape)), c).data;
+    const out = c.run(
+      inputs.map((d, i) => new T.Tensor(d, c.inputs[i].shape)),
+      c,
+    ).data;
     let s = 0;
     for (let i = 0; i < out.length; i++) s += out[i] * R[i];
     return s;
@@ -39,14 +46,30 @@ function lossAt(c: OpCase, inputs: Float32Array[], R: Float32Array): number {
  * to step 0 in a tableau, keeping the estimate whose neighbours agree best. Float32 forward passes
  * make a single step size either too noisy or too coarse; the tableau finds the balance per op.
  */
-function directionalFD(c: OpCase, inputs: Float32Array[], R: Float32Array, which: number, v: Float32Array, h0: number): number {
+function directionalFD(
+  c: OpCase,
+  inputs: Float32Array[],
+  R: Float32Array,
+  which: number,
+  v: Float32Array,
+  h0: number,
+): number {
   const central = (h: number): number => {
-    const at = (t: number): number => lossAt(c, inputs.map((d, i) => (i === which ? d.map((x, j) => x + t * v[j]) : d)), R);
+    const at = (t: number): number =>
+      lossAt(
+        c,
+        inputs.map((d, i) => (i === which ? d.map((x, j) => x + t * v[j]) : d)),
+        R,
+      );
     return (at(h) - at(-h)) / (2 * h);
   };
-  const con = 1.4, con2 = con * con, ntab = 10;
+  const con = 1.4,
+    con2 = con * con,
+    ntab = 10;
   const a: number[][] = Array.from({ length: ntab }, () => new Array<number>(ntab).fill(0));
-  let h = h0, best = NaN, err = Infinity;
+  let h = h0,
+    best = NaN,
+    err = Infinity;
   a[0][0] = central(h);
   for (let i = 1; i < ntab; i++) {
     h /= con;
@@ -56,7 +79,10 @@ function directionalFD(c: OpCase, inputs: Float32Array[], R: Float32Array, which
       a[j][i] = (a[j - 1][i] * fac - a[j - 1][i - 1]) / (fac - 1);
       fac *= con2;
       const e = Math.max(Math.abs(a[j][i] - a[j - 1][i]), Math.abs(a[j][i] - a[j - 1][i - 1]));
-      if (e <= err) { err = e; best = a[j][i]; }
+      if (e <= err) {
+        err = e;
+        best = a[j][i];
+      }
     }
     if (Math.abs(a[i][i] - a[i - 1][i - 1]) >= 2 * err) break;
   }
@@ -66,9 +92,13 @@ function directionalFD(c: OpCase, inputs: Float32Array[], R: Float32Array, which
 const native = T.nativeKernels();
 const allowNoNative = process.env.SEARCH_R3_ALLOW_NO_NATIVE === '1';
 
-test('the native backend is available (CI installs OpenBLAS and builds the addon)', { skip: allowNoNative && !native }, () => {
-  assert.ok(native, `native backend unavailable: ${T.nativeBackendError()}`);
-});
+test(
+  'the native backend is available (CI installs OpenBLAS and builds the addon)',
+  { skip: allowNoNative && !native },
+  () => {
+    assert.ok(native, `native backend unavailable: ${T.nativeBackendError()}`);
+  },
+);
 
 const torchCases = opCases.map((c, i) => {
   const inputs = makeInputs(c, 1000 + i);
@@ -79,7 +109,10 @@ const torchCases = opCases.map((c, i) => {
 
 const torch = runTorch<{ results: { out: string; shape: number[]; grads: (string | null)[] }[] }>('ops.py', {
   cases: torchCases.map(({ c, inputs, ours }) => ({
-    op: c.op, ints: c.ints ?? {}, params: c.params ?? {}, R: encodeF32(ours.R),
+    op: c.op,
+    ints: c.ints ?? {},
+    params: c.params ?? {},
+    R: encodeF32(ours.R),
     inputs: inputs.map((d, i) => ({ shape: c.inputs[i].shape, data: encodeF32(d), grad: c.inputs[i].grad ?? true })),
   })),
 });
@@ -106,12 +139,19 @@ torchCases.forEach(({ c, inputs, ours }, idx) => {
       if (!g) return;
       for (let rep = 0; rep < 2; rep++) {
         const v = d.map(() => rng.normal());
-        let ad = 0, mag = 0;
-        for (let j = 0; j < v.length; j++) { ad += g[j] * v[j]; mag += Math.abs(g[j] * v[j]); }
+        let ad = 0,
+          mag = 0;
+        for (let j = 0; j < v.length; j++) {
+          ad += g[j] * v[j];
+          mag += Math.abs(g[j] * v[j]);
+        }
         const fd = directionalFD(c, inputs, ours.R, i, v, c.fdStep ?? 0.1);
         // relative to Σ|g·v|, the size of the terms of gradient·v (it may cancel to near 0)
         const err = Math.abs(fd - ad) / Math.max(mag, 1e-6);
-        assert.ok(err <= 1e-4, `input ${i}, direction ${rep}: finite difference ${fd} vs gradient·v ${ad} (rel ${err})`);
+        assert.ok(
+          err <= 1e-4,
+          `input ${i}, direction ${rep}: finite difference ${fd} vs gradient·v ${ad} (rel ${err})`,
+        );
       }
     });
   });

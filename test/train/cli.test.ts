@@ -13,7 +13,12 @@ const cli = (args: string[]): { code: number | null; out: string; err: string } 
 
 test('search-r3 train sft: an unknown config key is a one-line user error (exit 2)', () => {
   const root = tempDir('cli-cfg');
-  const cfg = writeConfig(path.join(root, 'c.json'), { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], optimiser: { lr: 1 } });
+  const cfg = writeConfig(path.join(root, 'c.json'), {
+    model: 'm',
+    output: 'o',
+    data: [{ type: 'jsonl', path: 'x' }],
+    optimiser: { lr: 1 },
+  });
   const r = cli(['train', 'sft', '--config', cfg]);
   assert.equal(r.code, 2, r.err);
   assert.match(r.err, /^search-r3: .*c\.json: "optimiser" is not a config key; known keys: .*optimizer/);
@@ -25,14 +30,53 @@ test('search-r3 train sft: an unknown config key is a one-line user error (exit 
 test('search-r3 mine, then train sft on its output, end to end', async () => {
   const root = tempDir('cli-mine');
   await tinyModelFolder(path.join(root, 'model'));
-  writeJsonl(path.join(root, 'train.jsonl'), toyExamples(12, 0).map((e, i) => ({ ...e, query: `${e.query} letter`, negatives: i % 2 ? [`unrelated text ${i}`] : [] })));
-  const cfg = writeConfig(path.join(root, 'c.json'), { model: 'model', output: 'run', data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 128, steps: 3, batch: { queries: 4 } });
-  const m = cli(['mine', '--config', cfg, '--out', path.join(root, 'mined.jsonl'), '--window', '1:5', '--negatives', '2', '--fn-ratio', '2']);
+  writeJsonl(
+    path.join(root, 'train.jsonl'),
+    toyExamples(12, 0).map((e, i) => ({
+      ...e,
+      query: `${e.query} letter`,
+      negatives: i % 2 ? [`unrelated text ${i}`] : [],
+    })),
+  );
+  const cfg = writeConfig(path.join(root, 'c.json'), {
+    model: 'model',
+    output: 'run',
+    data: [{ type: 'jsonl', path: 'train.jsonl' }],
+    maxLength: 128,
+    steps: 3,
+    batch: { queries: 4 },
+  });
+  const m = cli([
+    'mine',
+    '--config',
+    cfg,
+    '--out',
+    path.join(root, 'mined.jsonl'),
+    '--window',
+    '1:5',
+    '--negatives',
+    '2',
+    '--fn-ratio',
+    '2',
+  ]);
   assert.equal(m.code, 0, m.err);
-  const mined = readFileSync(path.join(root, 'mined.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { query: string; pos: string[]; neg: string[] });
+  const mined = readFileSync(path.join(root, 'mined.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { query: string; pos: string[]; neg: string[] });
   assert.equal(mined.length, 12);
-  assert.ok(mined.every((x) => x.neg.length >= 2 && x.neg.every((n) => !x.pos.includes(n))), 'two mined negatives each, never a positive');
-  const cfg2 = writeConfig(path.join(root, 'c2.json'), { model: 'model', output: 'run2', data: [{ type: 'jsonl', path: 'mined.jsonl' }], maxLength: 128, steps: 3, batch: { queries: 4, hardNegatives: 2 } });
+  assert.ok(
+    mined.every((x) => x.neg.length >= 2 && x.neg.every((n) => !x.pos.includes(n))),
+    'two mined negatives each, never a positive',
+  );
+  const cfg2 = writeConfig(path.join(root, 'c2.json'), {
+    model: 'model',
+    output: 'run2',
+    data: [{ type: 'jsonl', path: 'mined.jsonl' }],
+    maxLength: 128,
+    steps: 3,
+    batch: { queries: 4, hardNegatives: 2 },
+  });
   const t = cli(['train', 'sft', '--config', cfg2, '--quiet']);
   assert.equal(t.code, 0, t.err);
   assert.match(t.out, /trained steps 0→3/);

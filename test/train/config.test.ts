@@ -25,7 +25,11 @@ test('train lm, sft and rl configs: a missing file, broken JSON and an unknown k
   for (const [name, load] of Object.entries(loaders)) {
     const file = path.join(dir, `${name}.json`);
     const refused = (re: RegExp): void => {
-      assert.throws(() => load(file), (e: unknown) => e instanceof ConfigError && re.test(e.message), name);
+      assert.throws(
+        () => load(file),
+        (e: unknown) => e instanceof ConfigError && re.test(e.message),
+        name,
+      );
     };
     refused(new RegExp(`^${file}: no such file$`));
     writeFileSync(file, '{"output": ');

@@ -12,19 +12,35 @@ import { tempPathFor } from '../../src/io/atomic-file.js';
 import { listCheckpoints } from '../../src/train/checkpoint.js';
 import type { OptimizerSettings } from '../../src/train/config-merge.js';
 import {
-  RunFolder, TrainingDiverged, type RunPlan, type StepResult, type TrainingRun, epochOrder,
+  RunFolder,
+  TrainingDiverged,
+  type RunPlan,
+  type StepResult,
+  type TrainingRun,
+  epochOrder,
 } from '../../src/train/training-run.js';
 import { tempDir, withoutTimes } from '../helpers/train-fixtures.js';
 
 const settings: OptimizerSettings = {
-  lr: 0.1, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, minLr: 0, maxGradNorm: 1,
+  lr: 0.1,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  warmupSteps: 0,
+  minLr: 0,
+  maxGradNorm: 1,
 };
 
 /** A run whose one tensor w is trained towards 0 on the loss Σ w². */
 async function toyRun(output: string, resume = false, totalSteps = 5): Promise<{ run: TrainingRun; w: T.Tensor }> {
   const w = new T.Tensor(new Float32Array([1, -2]), [2], true, 'w');
   const plan: RunPlan = {
-    params: [w], optimizer: new T.AdamW([w], { weightDecay: 0 }), settings, totalSteps, seed: 1,
+    params: [w],
+    optimizer: new T.AdamW([w], { weightDecay: 0 }),
+    settings,
+    totalSteps,
+    seed: 1,
     checkpoint: { every: 2, keep: 5 },
   };
   const folder = await RunFolder.open(output, { resume, progress: false, warn: () => {} });
@@ -39,39 +55,68 @@ function squareStep(run: TrainingRun, w: T.Tensor, loss = (): T.Tensor => T.sum(
   return { record: { loss: value, lr, gradNorm }, progress: { loss: value, lr, tokensPerSec: 0 } };
 }
 
-interface Logged { type: string; step: number; loss?: number }
+interface Logged {
+  type: string;
+  step: number;
+  loss?: number;
+}
 
 /** metrics.jsonl without its wall times. */
 const records = (dir: string): Logged[] =>
-  readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => withoutTimes(l) as Logged);
+  readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => withoutTimes(l) as Logged);
 
-test('the loop logs every step, evaluates before the first step, every n steps and after the last, and '
-  + 'checkpoints every n steps and where it stops; a resumed run continues the same losses', async () => {
-  const dir = tempDir('loop');
-  const straight = path.join(dir, 'straight'), stopped = path.join(dir, 'stopped');
-  const evaluated: number[] = [];
-  const a = await toyRun(straight);
-  await a.run.loop({
-    step: () => squareStep(a.run, a.w), evaluate: { every: 2, run: () => { evaluated.push(a.run.state.step); } },
-  });
-  assert.deepEqual(evaluated, [0, 2, 4, 5]);
-  assert.deepEqual(listCheckpoints(path.join(straight, 'checkpoints')).map((c) => c.step), [2, 4, 5]);
-  const logged = records(straight);
-  assert.deepEqual(logged.map((r) => `${r.type} ${r.step}`), [1, 2, 3, 4, 5].map((s) => `train ${s}`));
-  assert.ok(logged.every((r, i) => i === 0 || r.loss! < logged[i - 1]!.loss!), 'the loss falls');
+test(
+  'the loop logs every step, evaluates before the first step, every n steps and after the last, and ' +
+    'checkpoints every n steps and where it stops; a resumed run continues the same losses',
+  async () => {
+    const dir = tempDir('loop');
+    const straight = path.join(dir, 'straight'),
+      stopped = path.join(dir, 'stopped');
+    const evaluated: number[] = [];
+    const a = await toyRun(straight);
+    await a.run.loop({
+      step: () => squareStep(a.run, a.w),
+      evaluate: {
+        every: 2,
+        run: () => {
+          evaluated.push(a.run.state.step);
+        },
+      },
+    });
+    assert.deepEqual(evaluated, [0, 2, 4, 5]);
+    assert.deepEqual(
+      listCheckpoints(path.join(straight, 'checkpoints')).map((c) => c.step),
+      [2, 4, 5],
+    );
+    const logged = records(straight);
+    assert.deepEqual(
+      logged.map((r) => `${r.type} ${r.step}`),
+      [1, 2, 3, 4, 5].map((s) => `train ${s}`),
+    );
+    assert.ok(
+      logged.every((r, i) => i === 0 || r.loss! < logged[i - 1]!.loss!),
+      'the loss falls',
+    );
 
-  const b = await toyRun(stopped);
-  await b.run.loop({ step: () => squareStep(b.run, b.w), stopAt: 3 });
-  assert.deepEqual(listCheckpoints(path.join(stopped, 'checkpoints')).map((c) => c.step), [2, 3]);
-  await assert.rejects(toyRun(stopped), /already has checkpoints \(newest step 3\); pass --resume/);
-  const c = await toyRun(stopped, true);
-  assert.equal(c.run.startStep, 3);
-  assert.deepEqual(Array.from(c.w.data), Array.from(b.w.data), 'the weights of step 3');
-  await c.run.loop({ step: () => squareStep(c.run, c.w) });
-  assert.deepEqual(records(stopped), logged, 'the resumed run logs what the straight one did, to the bit');
-});
+    const b = await toyRun(stopped);
+    await b.run.loop({ step: () => squareStep(b.run, b.w), stopAt: 3 });
+    assert.deepEqual(
+      listCheckpoints(path.join(stopped, 'checkpoints')).map((c) => c.step),
+      [2, 3],
+    );
+    await assert.rejects(toyRun(stopped), /already has checkpoints \(newest step 3\); pass --resume/);
+    const c = await toyRun(stopped, true);
+    assert.equal(c.run.startStep, 3);
+    assert.deepEqual(Array.from(c.w.data), Array.from(b.w.data), 'the weights of step 3');
+    await c.run.loop({ step: () => squareStep(c.run, c.w) });
+    assert.deepEqual(records(stopped), logged, 'the resumed run logs what the straight one did, to the bit');
+  },
+);
 
-test('a NaN loss, a NaN gradient or an op\'s NaN stops the run before any update, naming the step', async () => {
+test("a NaN loss, a NaN gradient or an op's NaN stops the run before any update, naming the step", async () => {
   const dir = tempDir('diverge');
   const { run, w } = await toyRun(dir);
   await run.loop({ step: () => squareStep(run, w), stopAt: 2 });
@@ -85,11 +130,17 @@ test('a NaN loss, a NaN gradient or an op\'s NaN stops the run before any update
     return true;
   };
   const nanLoss = /^training stopped at step 3, batch 7: the loss is NaN, /;
-  assert.throws(() => run.checkLoss(NaN, 'batch 7'), (e) => refused(e, nanLoss));
+  assert.throws(
+    () => run.checkLoss(NaN, 'batch 7'),
+    (e) => refused(e, nanLoss),
+  );
   // a gradient that is NaN (the loss was finite): the optimiser is never called
   w.grad = new Float32Array([NaN, 1]);
   const nanGradient = /^training stopped at step 3: .*gradient norm is NaN, so its update/;
-  assert.throws(() => run.update(), (e) => refused(e, nanGradient));
+  assert.throws(
+    () => run.update(),
+    (e) => refused(e, nanGradient),
+  );
   assert.deepEqual(Array.from(w.data), weights, 'the weights are untouched');
   w.grad = null;
   // an op that produces Inf inside a step (the tensor layer refuses it) ends the loop the same way
@@ -98,7 +149,10 @@ test('a NaN loss, a NaN gradient or an op\'s NaN stops the run before any update
   await assert.rejects(blown, (e) => refused(e, /^training stopped at step 3: .*NaN or Inf/));
   assert.deepEqual(Array.from(w.data), weights);
   assert.equal(JSON.stringify(run.records), logged, 'nothing logged for the step that diverged');
-  assert.deepEqual(listCheckpoints(path.join(dir, 'checkpoints')).map((c) => c.step), [2]);
+  assert.deepEqual(
+    listCheckpoints(path.join(dir, 'checkpoints')).map((c) => c.step),
+    [2],
+  );
   // with the tensor layer's own checks off, the loss check still stops a NaN before the optimiser
   T.setFiniteCheck(false);
   try {
@@ -111,22 +165,31 @@ test('a NaN loss, a NaN gradient or an op\'s NaN stops the run before any update
   assert.deepEqual(Array.from(w.data), weights);
 });
 
-test('a run with no checkpoint yet says so when it diverges; a run begins by clearing half-written checkpoint '
-  + 'folders of either naming', async () => {
-  const dir = tempDir('fresh');
-  const { run } = await toyRun(dir);
-  const fresh = /training stopped at step 1: the loss is Infinity, .*; no checkpoint had been written yet/;
-  assert.throws(() => run.checkLoss(Infinity), (e) => e instanceof TrainingDiverged && fresh.test(e.message));
-  const root = path.join(dir, 'checkpoints');
-  const stale = [tempPathFor(path.join(root, 'step-00000004')), path.join(root, '.step-00000006.tmp-1-x')];
-  for (const s of stale) mkdirSync(s, { recursive: true });
-  await toyRun(dir);
-  for (const s of stale) assert.ok(!existsSync(s), `${path.basename(s)} is removed`);
-});
+test(
+  'a run with no checkpoint yet says so when it diverges; a run begins by clearing half-written checkpoint ' +
+    'folders of either naming',
+  async () => {
+    const dir = tempDir('fresh');
+    const { run } = await toyRun(dir);
+    const fresh = /training stopped at step 1: the loss is Infinity, .*; no checkpoint had been written yet/;
+    assert.throws(
+      () => run.checkLoss(Infinity),
+      (e) => e instanceof TrainingDiverged && fresh.test(e.message),
+    );
+    const root = path.join(dir, 'checkpoints');
+    const stale = [tempPathFor(path.join(root, 'step-00000004')), path.join(root, '.step-00000006.tmp-1-x')];
+    for (const s of stale) mkdirSync(s, { recursive: true });
+    await toyRun(dir);
+    for (const s of stale) assert.ok(!existsSync(s), `${path.basename(s)} is removed`);
+  },
+);
 
 test('epochOrder: a permutation fixed by its seed', () => {
   const o = epochOrder(50, 7);
-  assert.deepEqual([...o].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i));
+  assert.deepEqual(
+    [...o].sort((a, b) => a - b),
+    Array.from({ length: 50 }, (_, i) => i),
+  );
   assert.deepEqual(o, epochOrder(50, 7));
   assert.notDeepEqual(o, epochOrder(50, 8));
 });

@@ -14,20 +14,29 @@ export async function chatCompletions(ctx: ServerContext, body: Record<string, u
   const job = parseChatFields(body);
   const chars = job.messages.reduce((a, m) => a + m.content.length, 0);
   if (chars > charsBeyond(ctx.model.maxLength, ctx.tokenChars)) {
-    const message = `the messages have ${chars} characters, more than the ${ctx.model.maxLength} tokens of the context `
-      + 'can hold; shorten them.';
+    const message =
+      `the messages have ${chars} characters, more than the ${ctx.model.maxLength} tokens of the context ` +
+      'can hold; shorten them.';
     throw badRequest(message, 'messages', 'context_length_exceeded');
   }
   const r = await ctx.queue(1, () => ctx.model.chat(job));
   return {
-    id: `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`, object: 'chat.completion',
-    created: Math.floor(Date.now() / 1000), model: ctx.modelName,
-    choices: [{
-      index: 0, message: { role: 'assistant', content: r.content },
-      finish_reason: r.finish, stop_reason: r.stopReason, logprobs: null,
-    }],
+    id: `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: ctx.modelName,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: r.content },
+        finish_reason: r.finish,
+        stop_reason: r.stopReason,
+        logprobs: null,
+      },
+    ],
     usage: {
-      prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens,
+      prompt_tokens: r.promptTokens,
+      completion_tokens: r.completionTokens,
       total_tokens: r.promptTokens + r.completionTokens,
     },
   };

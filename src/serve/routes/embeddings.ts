@@ -10,15 +10,23 @@ import { checkInputCount, encodingFormat, parseTextInput, parseTokenInput, query
 import type { ServerContext } from '../server-context.js';
 import type { EmbedJob } from '../worker-protocol.js';
 
-interface EmbeddingExtension { mode: 'document' | 'query'; reasoning: 'on' | 'off' }
+interface EmbeddingExtension {
+  mode: 'document' | 'query';
+  reasoning: 'on' | 'off';
+}
 
-interface EmbeddingItem { object: string; index: number; embedding: string | number[] }
+interface EmbeddingItem {
+  object: string;
+  index: number;
+  embedding: string | number[];
+}
 
 function encodeVectors(vectors: readonly Float32Array[], format: 'float' | 'base64'): EmbeddingItem[] {
   return vectors.map((v, i) => ({
-    object: 'embedding', index: i,
-    embedding: format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')
-      : Array.from(v),
+    object: 'embedding',
+    index: i,
+    embedding:
+      format === 'base64' ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : Array.from(v),
   }));
 }
 
@@ -38,25 +46,43 @@ export async function embeddings(ctx: ServerContext, body: Record<string, unknow
     throw badRequest("'search_r3' must be an object.", 'search_r3', 'invalid_type');
   }
   const mode = ext.mode ?? 'document';
-  if (mode !== 'document' && mode !== 'query') throw badRequest("'search_r3.mode' must be 'document' or 'query'.", 'search_r3.mode');
+  if (mode !== 'document' && mode !== 'query')
+    throw badRequest("'search_r3.mode' must be 'document' or 'query'.", 'search_r3.mode');
   const reasoning = ext.reasoning ?? 'off';
-  if (reasoning !== 'on' && reasoning !== 'off') throw badRequest("'search_r3.reasoning' must be 'on' or 'off'.", 'search_r3.reasoning');
+  if (reasoning !== 'on' && reasoning !== 'off')
+    throw badRequest("'search_r3.reasoning' must be 'on' or 'off'.", 'search_r3.reasoning');
   if (reasoning === 'on' && mode !== 'query') {
     throw badRequest("reasoning applies to queries: set 'search_r3.mode' to 'query'.", 'search_r3.reasoning');
   }
   const qopts = queryOptions(ext, 'search_r3.');
   texts.forEach((t, i) => checkInputChars(t, `input[${i}]`, limits.perInput, tokenChars));
-  checkRequestChars(texts.reduce((a, t) => a + t.length, 0), limits.perRequest, tokenChars);
+  checkRequestChars(
+    texts.reduce((a, t) => a + t.length, 0),
+    limits.perRequest,
+    tokenChars,
+  );
   const budget = qopts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
   if (reasoning === 'on') checkReasoningWork(texts.length, budget, ctx.maxReasoning, 'search_r3.max_reasoning_tokens');
   const job: EmbedJob = { texts, mode, reasoning: reasoning === 'on', query: qopts, limits, param: 'input' };
   const { results, promptTokens } = await ctx.queue(texts.length, () => model.embed(job));
-  ctx.metrics.inc('search_r3_embedded_inputs_total', 'Inputs embedded via /v1/embeddings.', { mode, reasoning }, texts.length);
+  ctx.metrics.inc(
+    'search_r3_embedded_inputs_total',
+    'Inputs embedded via /v1/embeddings.',
+    { mode, reasoning },
+    texts.length,
+  );
   const analyses = results.map((r) => ({
-    reasoning: r.reasoning, forced: r.forced, reasoning_tokens: r.tokens.length,
+    reasoning: r.reasoning,
+    forced: r.forced,
+    reasoning_tokens: r.tokens.length,
   }));
   return {
-    object: 'list', data: encodeVectors(results.map((r) => r.vector), format), model: ctx.modelName,
+    object: 'list',
+    data: encodeVectors(
+      results.map((r) => r.vector),
+      format,
+    ),
+    model: ctx.modelName,
     usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
     ...(reasoning === 'on' ? { search_r3: analyses } : {}),
   };
@@ -84,9 +110,19 @@ async function embedTokens(ctx: ServerContext, seqs: number[][], body: Record<st
   const tokens = seqs.reduce((a, s) => a + s.length, 0);
   checkRequestTokens(tokens, ctx.limits.perRequest);
   const res = await ctx.queue(seqs.length, () => model.embedTokens(seqs));
-  ctx.metrics.inc('search_r3_embedded_inputs_total', 'Inputs embedded via /v1/embeddings.', { mode: 'tokens', reasoning: 'off' }, seqs.length);
+  ctx.metrics.inc(
+    'search_r3_embedded_inputs_total',
+    'Inputs embedded via /v1/embeddings.',
+    { mode: 'tokens', reasoning: 'off' },
+    seqs.length,
+  );
   return {
-    object: 'list', data: encodeVectors(res.map((r) => r.vector), format), model: ctx.modelName,
+    object: 'list',
+    data: encodeVectors(
+      res.map((r) => r.vector),
+      format,
+    ),
+    model: ctx.modelName,
     usage: { prompt_tokens: tokens, total_tokens: tokens },
   };
 }

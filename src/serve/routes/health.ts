@@ -24,10 +24,17 @@ export function health(ctx: ServerContext, details: boolean): { status: number; 
   return {
     status: code,
     body: {
-      status, ...(reason ? { reason } : {}),
-      model: ctx.modelName, model_id: model.modelId, model_folder: path.basename(model.source),
-      dimension: model.dimension, max_length: model.maxLength, templates: model.templates, queue: ctx.queued(),
-      model_worker: { state: m.state, restarts: m.restarts }, ...(indexInfo ? { index: indexInfo } : {}),
+      status,
+      ...(reason ? { reason } : {}),
+      model: ctx.modelName,
+      model_id: model.modelId,
+      model_folder: path.basename(model.source),
+      dimension: model.dimension,
+      max_length: model.maxLength,
+      templates: model.templates,
+      queue: ctx.queued(),
+      model_worker: { state: m.state, restarts: m.restarts },
+      ...(indexInfo ? { index: indexInfo } : {}),
     },
   };
 }

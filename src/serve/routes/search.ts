@@ -12,14 +12,16 @@ import type { EmbedJob } from '../worker-protocol.js';
 
 export async function search(ctx: ServerContext, body: Record<string, unknown>): Promise<unknown> {
   const { index, limits } = ctx;
-  if (!index) throw new HttpError(404, 'this server has no index; start it with --index to use /v1/search.', 'no_index');
+  if (!index)
+    throw new HttpError(404, 'this server has no index; start it with --index to use /v1/search.', 'no_index');
   ctx.checkModel(body.model);
   if (typeof body.query !== 'string' || body.query.trim() === '') {
     const code = body.query === undefined ? 'missing_required_parameter' : 'invalid_type';
     throw badRequest("'query' is required and must be a non-empty string.", 'query', code);
   }
   const k = body.k ?? 10;
-  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > ctx.maxK) throw badRequest(`'k' must be an integer in [1, ${ctx.maxK}].`, 'k');
+  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > ctx.maxK)
+    throw badRequest(`'k' must be an integer in [1, ${ctx.maxK}].`, 'k');
   const reasoning = body.reasoning ?? 'off';
   if (reasoning !== 'on' && reasoning !== 'off') throw badRequest("'reasoning' must be 'on' or 'off'.", 'reasoning');
   if (body.hybrid !== undefined && typeof body.hybrid !== 'boolean') {
@@ -35,15 +37,25 @@ export async function search(ctx: ServerContext, body: Record<string, unknown>):
   await ctx.refreshIndex();
   const t0 = performance.now();
   const job: EmbedJob = {
-    texts: [query], mode: 'query', reasoning: reasoning === 'on', query: qopts, limits, param: 'query',
+    texts: [query],
+    mode: 'query',
+    reasoning: reasoning === 'on',
+    query: qopts,
+    limits,
+    param: 'query',
   };
-  const { results: [q], promptTokens } = await ctx.queue(1, () => ctx.model.embed(job));
+  const {
+    results: [q],
+    promptTokens,
+  } = await ctx.queue(1, () => ctx.model.embed(job));
   const t1 = performance.now();
   const searchOpts = { k, hybrid: body.hybrid === true, queryText: query };
   const hits = await ctx.fromIndex(() => index.searchVector(q.vector, searchOpts));
   const t2 = performance.now();
   return {
-    object: 'search.result', model: ctx.modelName, query,
+    object: 'search.result',
+    model: ctx.modelName,
+    query,
     ...(reasoning === 'on' ? { reasoning: q.reasoning, forced: q.forced } : {}),
     data: hits.map((h, i) => searchHitJson(h, i + 1)),
     usage: { prompt_tokens: promptTokens, total_tokens: promptTokens + q.tokens.length },

@@ -14,11 +14,13 @@ export function silu(x: Tensor): Tensor {
 
 /** silu(gate)·up, the gated unit of a SwiGLU feed-forward layer. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
-  if (gate.shape.join() !== up.shape.join()) throw new TensorError('swiglu', `gate ${shapeStr(gate.shape)} and up ${shapeStr(up.shape)} differ`);
+  if (gate.shape.join() !== up.shape.join())
+    throw new TensorError('swiglu', `gate ${shapeStr(gate.shape)} and up ${shapeStr(up.shape)} differ`);
   const y = new Float32Array(gate.size);
   kernels().swigluForward(gate.data, up.data, y);
   return Tensor.record(new Tensor(y, gate.shape), 'swiglu', [gate, up], (g) => {
-    const dg = new Float32Array(gate.size), du = new Float32Array(up.size);
+    const dg = new Float32Array(gate.size),
+      du = new Float32Array(up.size);
     kernels().swigluBackward(gate.data, up.data, g, dg, du);
     return [dg, du];
   });

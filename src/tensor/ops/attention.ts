@@ -22,10 +22,14 @@ export interface AttentionOptions {
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
   const bad = (why: string): never => {
-    throw new TensorError('attention', `${why} (q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)})`);
+    throw new TensorError(
+      'attention',
+      `${why} (q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)})`,
+    );
   };
   if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4) bad('q, k and v must be [batch, length, heads, headDim]');
-  const [B, T, H, D] = q.shape, [Bk, KS, G, Dk] = k.shape;
+  const [B, T, H, D] = q.shape,
+    [Bk, KS, G, Dk] = k.shape;
   const S = opts.keyLen ?? KS;
   if (Bk !== B || Dk !== D || k.shape.join() !== v.shape.join()) bad('shapes do not agree');
   if (!Number.isInteger(S) || S < 0 || S > KS) bad(`keyLen ${S} is not within the ${KS} positions of k and v`);
@@ -34,13 +38,24 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const keyMask = opts.keyMask ?? null;
   if (keyMask && keyMask.length !== B * S) bad(`keyMask has ${keyMask.length} entries, expected ${B * S}`);
   const s: AttentionShape = {
-    batch: B, queryHeads: H, kvHeads: G, queryLen: T, keyLen: S, keyStride: KS, headDim: D,
-    scale: opts.scale ?? 1 / Math.sqrt(D), causal: opts.causal, keyMask,
+    batch: B,
+    queryHeads: H,
+    kvHeads: G,
+    queryLen: T,
+    keyLen: S,
+    keyStride: KS,
+    headDim: D,
+    scale: opts.scale ?? 1 / Math.sqrt(D),
+    causal: opts.causal,
+    keyMask,
   };
-  const out = new Float32Array(q.size), lse = new Float32Array(B * H * T);
+  const out = new Float32Array(q.size),
+    lse = new Float32Array(B * H * T);
   kernels().attentionForward(q.data, k.data, v.data, out, lse, s);
   return Tensor.record(new Tensor(out, q.shape), 'attention', [q, k, v], (g) => {
-    const dq = new Float32Array(q.size), dk = new Float32Array(k.size), dv = new Float32Array(v.size);
+    const dq = new Float32Array(q.size),
+      dk = new Float32Array(k.size),
+      dv = new Float32Array(v.size);
     kernels().attentionBackward(q.data, k.data, v.data, out, lse, g, dq, dk, dv, s);
     return [dq, dk, dv];
   });

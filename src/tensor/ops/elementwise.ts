@@ -6,7 +6,14 @@ import { broadcastShapes, broadcastStrides, sumToShape } from './broadcast.js';
 
 const binaryNames = ['add', 'sub', 'mul', 'div'] as const;
 
-function binaryRaw(op: BinaryOp, a: Float32Array, aShape: readonly number[], b: Float32Array, bShape: readonly number[], outShape: number[]): Float32Array {
+function binaryRaw(
+  op: BinaryOp,
+  a: Float32Array,
+  aShape: readonly number[],
+  b: Float32Array,
+  bShape: readonly number[],
+  outShape: number[],
+): Float32Array {
   const out = new Float32Array(shapeSize(outShape));
   kernels().binary(op, a, broadcastStrides(aShape, outShape), b, broadcastStrides(bShape, outShape), out, outShape);
   return out;
@@ -23,7 +30,10 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
         return [a.tracksGrad ? sumToShape(g, gs, a.shape) : null, b.tracksGrad ? sumToShape(g, gs, b.shape) : null];
       case BinaryOp.Sub: {
         let gb: Float32Array | null = null;
-        if (b.tracksGrad) { gb = Float32Array.from(sumToShape(g, gs, b.shape)); kernels().unary(UnaryOp.Neg, gb, gb); }
+        if (b.tracksGrad) {
+          gb = Float32Array.from(sumToShape(g, gs, b.shape));
+          kernels().unary(UnaryOp.Neg, gb, gb);
+        }
         return [a.tracksGrad ? sumToShape(g, gs, a.shape) : null, gb];
       }
       case BinaryOp.Mul:
@@ -66,7 +76,12 @@ export function affine(a: Tensor, alpha: number, beta = 0): Tensor {
 export const scale = (a: Tensor, alpha: number): Tensor => affine(a, alpha, 0);
 export const neg = (a: Tensor): Tensor => affine(a, -1, 0);
 
-function unary(op: UnaryOp, name: string, a: Tensor, grad: (g: Float32Array, x: Float32Array, y: Float32Array) => Float32Array): Tensor {
+function unary(
+  op: UnaryOp,
+  name: string,
+  a: Tensor,
+  grad: (g: Float32Array, x: Float32Array, y: Float32Array) => Float32Array,
+): Tensor {
   const y = new Float32Array(a.size);
   kernels().unary(op, a.data, y);
   const out = new Tensor(y, a.shape);
@@ -87,13 +102,15 @@ function divRaw(x: Float32Array, y: Float32Array): Float32Array {
 
 export const exp = (a: Tensor): Tensor => unary(UnaryOp.Exp, 'exp', a, (g, _x, y) => mulRaw(g, y));
 export const log = (a: Tensor): Tensor => unary(UnaryOp.Log, 'log', a, (g, x) => divRaw(g, x));
-export const sqrt = (a: Tensor): Tensor => unary(UnaryOp.Sqrt, 'sqrt', a, (g, _x, y) => {
-  const t = divRaw(g, y);
-  kernels().axpby(0.5, t, 0, t);
-  return t;
-});
-export const square = (a: Tensor): Tensor => unary(UnaryOp.Square, 'square', a, (g, x) => {
-  const t = mulRaw(g, x);
-  kernels().axpby(2, t, 0, t);
-  return t;
-});
+export const sqrt = (a: Tensor): Tensor =>
+  unary(UnaryOp.Sqrt, 'sqrt', a, (g, _x, y) => {
+    const t = divRaw(g, y);
+    kernels().axpby(0.5, t, 0, t);
+    return t;
+  });
+export const square = (a: Tensor): Tensor =>
+  unary(UnaryOp.Square, 'square', a, (g, x) => {
+    const t = mulRaw(g, x);
+    kernels().axpby(2, t, 0, t);
+    return t;
+  });

@@ -5,7 +5,10 @@
 import { kernels } from '../backend.js';
 import { type Shape, Tensor, TensorError, shapeStr } from '../tensor.js';
 
-export interface MatmulOptions { transA?: boolean; transB?: boolean }
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+}
 
 function batchOf(shape: Shape): number {
   let n = 1;
@@ -14,55 +17,118 @@ function batchOf(shape: Shape): number {
 }
 
 interface Plan {
-  batch: number; m: number; n: number; k: number;
-  strideA: number; strideB: number; strideC: number;
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
   outShape: number[];
 }
 
 function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
   const fail = (why: string): never => {
-    throw new TensorError('matmul', `${why}: ${shapeStr(a.shape)}${transA ? 'ᵀ' : ''} · ${shapeStr(b.shape)}${transB ? 'ᵀ' : ''}`);
+    throw new TensorError(
+      'matmul',
+      `${why}: ${shapeStr(a.shape)}${transA ? 'ᵀ' : ''} · ${shapeStr(b.shape)}${transB ? 'ᵀ' : ''}`,
+    );
   };
   if (a.ndim < 2 || b.ndim < 2) fail('both operands need at least 2 dimensions');
-  const [ar, ac] = a.shape.slice(-2), [br, bc] = b.shape.slice(-2);
-  const m = transA ? ac : ar, k = transA ? ar : ac;
-  const kb = transB ? bc : br, n = transB ? br : bc;
+  const [ar, ac] = a.shape.slice(-2),
+    [br, bc] = b.shape.slice(-2);
+  const m = transA ? ac : ar,
+    k = transA ? ar : ac;
+  const kb = transB ? bc : br,
+    n = transB ? br : bc;
   if (k !== kb) fail(`inner dimensions ${k} and ${kb} differ`);
-  const ba = batchOf(a.shape), bb = batchOf(b.shape);
-  const aBatchShape = a.shape.slice(0, -2), bBatchShape = b.shape.slice(0, -2);
+  const ba = batchOf(a.shape),
+    bb = batchOf(b.shape);
+  const aBatchShape = a.shape.slice(0, -2),
+    bBatchShape = b.shape.slice(0, -2);
   if (ba !== bb && ba !== 1 && bb !== 1) fail('batch dimensions differ');
   if (ba === bb && aBatchShape.join() !== bBatchShape.join() && ba !== 1) fail('batch dimensions differ');
   const batch = Math.max(ba, bb);
   const outBatch = ba >= bb && a.ndim > 2 ? aBatchShape : bBatchShape;
   return {
-    batch, m, n, k,
-    strideA: ba === 1 ? 0 : m * k, strideB: bb === 1 ? 0 : k * n, strideC: m * n,
+    batch,
+    m,
+    n,
+    k,
+    strideA: ba === 1 ? 0 : m * k,
+    strideB: bb === 1 ? 0 : k * n,
+    strideC: m * n,
     outShape: [...outBatch, m, n],
   };
 }
 
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  const transA = opts.transA ?? false,
+    transB = opts.transB ?? false;
   const p = plan(a, b, transA, transB);
   const K = kernels();
   // A batch of row-major A matrices against one shared B is a single (batch·m)×k matrix.
   const fold = p.strideB === 0 && p.strideA !== 0 && !transA;
-  const M = fold ? p.batch * p.m : p.m, B = fold ? 1 : p.batch;
+  const M = fold ? p.batch * p.m : p.m,
+    B = fold ? 1 : p.batch;
   const c = new Float32Array(p.batch * p.m * p.n);
-  K.gemm({ a: a.data, b: b.data, c, batch: B, m: M, n: p.n, k: p.k, transA, transB, strideA: p.strideA, strideB: p.strideB, strideC: M * p.n, accumulate: false });
+  K.gemm({
+    a: a.data,
+    b: b.data,
+    c,
+    batch: B,
+    m: M,
+    n: p.n,
+    k: p.k,
+    transA,
+    transB,
+    strideA: p.strideA,
+    strideB: p.strideB,
+    strideC: M * p.n,
+    accumulate: false,
+  });
   const out = new Tensor(c, p.outShape);
   return Tensor.record(out, 'matmul', [a, b], (g) => {
-    let ga: Float32Array | null = null, gb: Float32Array | null = null;
+    let ga: Float32Array | null = null,
+      gb: Float32Array | null = null;
     if (a.tracksGrad) {
       ga = new Float32Array(a.size);
       // A shared by the batch collects the sum of every batch entry's gradient.
       const sharedA = p.strideA === 0 && B > 1;
       if (!transA) {
         // dA = dC·op(B)ᵀ
-        K.gemm({ a: g, b: b.data, c: ga, batch: B, m: M, n: p.k, k: p.n, transA: false, transB: !transB, strideA: M * p.n, strideB: p.strideB, strideC: sharedA ? 0 : M * p.k, accumulate: sharedA });
+        K.gemm({
+          a: g,
+          b: b.data,
+          c: ga,
+          batch: B,
+          m: M,
+          n: p.k,
+          k: p.n,
+          transA: false,
+          transB: !transB,
+          strideA: M * p.n,
+          strideB: p.strideB,
+          strideC: sharedA ? 0 : M * p.k,
+          accumulate: sharedA,
+        });
       } else {
         // dA (k×m) = op(B)·dCᵀ
-        K.gemm({ a: b.data, b: g, c: ga, batch: B, m: p.k, n: M, k: p.n, transA: transB, transB: true, strideA: p.strideB, strideB: M * p.n, strideC: sharedA ? 0 : M * p.k, accumulate: sharedA });
+        K.gemm({
+          a: b.data,
+          b: g,
+          c: ga,
+          batch: B,
+          m: p.k,
+          n: M,
+          k: p.n,
+          transA: transB,
+          transB: true,
+          strideA: p.strideB,
+          strideB: M * p.n,
+          strideC: sharedA ? 0 : M * p.k,
+          accumulate: sharedA,
+        });
       }
     }
     if (b.tracksGrad) {
@@ -70,10 +136,38 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       const sharedB = p.strideB === 0 && B > 1;
       if (!transB) {
         // dB (k×n) = op(A)ᵀ·dC
-        K.gemm({ a: a.data, b: g, c: gb, batch: B, m: p.k, n: p.n, k: M, transA: !transA, transB: false, strideA: p.strideA, strideB: M * p.n, strideC: sharedB ? 0 : p.k * p.n, accumulate: sharedB });
+        K.gemm({
+          a: a.data,
+          b: g,
+          c: gb,
+          batch: B,
+          m: p.k,
+          n: p.n,
+          k: M,
+          transA: !transA,
+          transB: false,
+          strideA: p.strideA,
+          strideB: M * p.n,
+          strideC: sharedB ? 0 : p.k * p.n,
+          accumulate: sharedB,
+        });
       } else {
         // dB (n×k) = dCᵀ·op(A)
-        K.gemm({ a: g, b: a.data, c: gb, batch: B, m: p.n, n: p.k, k: M, transA: true, transB: transA, strideA: M * p.n, strideB: p.strideA, strideC: sharedB ? 0 : p.k * p.n, accumulate: sharedB });
+        K.gemm({
+          a: g,
+          b: a.data,
+          c: gb,
+          batch: B,
+          m: p.n,
+          n: p.k,
+          k: M,
+          transA: true,
+          transB: transA,
+          strideA: M * p.n,
+          strideB: p.strideA,
+          strideC: sharedB ? 0 : p.k * p.n,
+          accumulate: sharedB,
+        });
       }
     }
     return [ga, gb];

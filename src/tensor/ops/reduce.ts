@@ -5,13 +5,15 @@ import { type Shape, Tensor, TensorError, shapeStr } from '../tensor.js';
 
 export function normAxis(op: string, axis: number, ndim: number): number {
   const a = axis < 0 ? axis + ndim : axis;
-  if (!Number.isInteger(a) || a < 0 || a >= ndim) throw new TensorError(op, `axis ${axis} is out of range for ${ndim} dimensions`);
+  if (!Number.isInteger(a) || a < 0 || a >= ndim)
+    throw new TensorError(op, `axis ${axis} is out of range for ${ndim} dimensions`);
   return a;
 }
 
 /** Views shape as [outer, n, inner] around `axis`. */
 function split(shape: Shape, axis: number): [number, number, number] {
-  let outer = 1, inner = 1;
+  let outer = 1,
+    inner = 1;
   for (let i = 0; i < axis; i++) outer *= shape[i];
   for (let i = axis + 1; i < shape.length; i++) inner *= shape[i];
   return [outer, shape[axis], inner];
@@ -36,7 +38,9 @@ export function sum(x: Tensor, axis?: number, keepdim = false): Tensor {
   const [outer, n, inner] = split(x.shape, ax);
   const out = new Float32Array(outer * inner);
   kernels().reduce(ReduceOp.Sum, x.data, outer, n, inner, out, null);
-  return Tensor.record(new Tensor(out, reducedShape(x.shape, ax, keepdim)), 'sum', [x], (g) => [spread(g, outer, n, inner, 1)]);
+  return Tensor.record(new Tensor(out, reducedShape(x.shape, ax, keepdim)), 'sum', [x], (g) => [
+    spread(g, outer, n, inner, 1),
+  ]);
 }
 
 /** Mean along `axis`, or of every element (a scalar) when no axis is given. */
@@ -48,7 +52,9 @@ export function mean(x: Tensor, axis?: number, keepdim = false): Tensor {
   const out = new Float32Array(outer * inner);
   kernels().reduce(ReduceOp.Sum, x.data, outer, n, inner, out, null);
   kernels().axpby(1 / n, out, 0, out);
-  return Tensor.record(new Tensor(out, reducedShape(x.shape, ax, keepdim)), 'mean', [x], (g) => [spread(g, outer, n, inner, 1 / n)]);
+  return Tensor.record(new Tensor(out, reducedShape(x.shape, ax, keepdim)), 'mean', [x], (g) => [
+    spread(g, outer, n, inner, 1 / n),
+  ]);
 }
 
 /** Maximum along an axis; the gradient goes to the (first) arg-max. */

@@ -5,10 +5,14 @@ import { Tensor, TensorError, shapeStr } from '../tensor.js';
 export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const dim = x.shape[x.ndim - 1];
   if (weight.ndim !== 1 || weight.shape[0] !== dim) {
-    throw new TensorError('rmsnorm', `weight ${shapeStr(weight.shape)} does not match the last axis of ${shapeStr(x.shape)}`);
+    throw new TensorError(
+      'rmsnorm',
+      `weight ${shapeStr(weight.shape)} does not match the last axis of ${shapeStr(x.shape)}`,
+    );
   }
   const rows = x.size / dim;
-  const y = new Float32Array(x.size), rstd = new Float32Array(rows);
+  const y = new Float32Array(x.size),
+    rstd = new Float32Array(rows);
   kernels().rmsnormForward(x.data, weight.data, y, rstd, rows, dim, eps);
   return Tensor.record(new Tensor(y, x.shape), 'rmsnorm', [x, weight], (g) => {
     const dx = new Float32Array(x.size);

@@ -2,7 +2,12 @@ import { kernels } from '../backend.js';
 import { Tensor, TensorError, shapeStr } from '../tensor.js';
 
 /** cos/sin tables [maxPositions, headDim/2] for rotary embeddings with base `theta`. */
-export interface RopeTables { cos: Float32Array; sin: Float32Array; maxPositions: number; headDim: number }
+export interface RopeTables {
+  cos: Float32Array;
+  sin: Float32Array;
+  maxPositions: number;
+  headDim: number;
+}
 
 /**
  * Tables as Hugging Face's Qwen2 computes them: inverse frequencies theta^(−2i/d) in float32, angles
@@ -13,7 +18,8 @@ export function ropeTables(headDim: number, maxPositions: number, theta: number)
   const half = headDim / 2;
   const invFreq = new Float32Array(half);
   for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(theta, (2 * i) / headDim);
-  const cos = new Float32Array(maxPositions * half), sin = new Float32Array(maxPositions * half);
+  const cos = new Float32Array(maxPositions * half),
+    sin = new Float32Array(maxPositions * half);
   for (let p = 0; p < maxPositions; p++) {
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(p * invFreq[i]);
@@ -29,10 +35,13 @@ export function ropeTables(headDim: number, maxPositions: number, theta: number)
  * of x [..., heads, headDim] viewed as [rows, heads, headDim].
  */
 export function rope(x: Tensor, tables: RopeTables, positions: Int32Array): Tensor {
-  const headDim = x.shape[x.ndim - 1], heads = x.shape[x.ndim - 2];
+  const headDim = x.shape[x.ndim - 1],
+    heads = x.shape[x.ndim - 2];
   const rows = x.size / (heads * headDim);
-  if (headDim !== tables.headDim) throw new TensorError('rope', `head dimension ${headDim} ≠ table's ${tables.headDim} (x ${shapeStr(x.shape)})`);
-  if (positions.length !== rows) throw new TensorError('rope', `${positions.length} positions for ${rows} rows of ${shapeStr(x.shape)}`);
+  if (headDim !== tables.headDim)
+    throw new TensorError('rope', `head dimension ${headDim} ≠ table's ${tables.headDim} (x ${shapeStr(x.shape)})`);
+  if (positions.length !== rows)
+    throw new TensorError('rope', `${positions.length} positions for ${rows} rows of ${shapeStr(x.shape)}`);
   for (let i = 0; i < positions.length; i++) {
     if (positions[i] < 0 || positions[i] >= tables.maxPositions) {
       throw new TensorError('rope', `position ${positions[i]} is outside the table (max ${tables.maxPositions})`);

@@ -21,7 +21,16 @@ function permuteRaw(data: Float32Array, shape: Shape, perm: readonly number[]): 
   const inStrides = stridesOf(shape);
   const outShape = perm.map((p) => shape[p]);
   const out = new Float32Array(data.length);
-  kernels().copy(data, 0, perm.map((p) => inStrides[p]), out, 0, stridesOf(outShape), outShape, false);
+  kernels().copy(
+    data,
+    0,
+    perm.map((p) => inStrides[p]),
+    out,
+    0,
+    stridesOf(outShape),
+    outShape,
+    false,
+  );
   return out;
 }
 
@@ -32,14 +41,19 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   }
   const outShape = perm.map((p) => x.shape[p]);
   const inverse = new Array<number>(perm.length);
-  perm.forEach((p, i) => { inverse[p] = i; });
-  return Tensor.record(new Tensor(permuteRaw(x.data, x.shape, perm), outShape), 'permute', [x], (g) => [permuteRaw(g, outShape, inverse)]);
+  perm.forEach((p, i) => {
+    inverse[p] = i;
+  });
+  return Tensor.record(new Tensor(permuteRaw(x.data, x.shape, perm), outShape), 'permute', [x], (g) => [
+    permuteRaw(g, outShape, inverse),
+  ]);
 }
 
 /** Swaps two axes. */
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
   const perm = x.shape.map((_, i) => i);
-  const ia = normAxis('transpose', a, x.ndim), ib = normAxis('transpose', b, x.ndim);
+  const ia = normAxis('transpose', a, x.ndim),
+    ib = normAxis('transpose', b, x.ndim);
   [perm[ia], perm[ib]] = [perm[ib], perm[ia]];
   return permute(x, perm);
 }
@@ -49,7 +63,10 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   const ax = normAxis('slice', axis, x.ndim);
   const n = x.shape[ax];
   if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= n)) {
-    throw new TensorError('slice', `range ${start}..${end} is outside axis ${axis} (size ${n}) of ${shapeStr(x.shape)}`);
+    throw new TensorError(
+      'slice',
+      `range ${start}..${end} is outside axis ${axis} (size ${n}) of ${shapeStr(x.shape)}`,
+    );
   }
   const outShape = x.shape.map((d, i) => (i === ax ? end - start : d));
   const strides = stridesOf(x.shape);
@@ -70,7 +87,10 @@ export function concat(xs: Tensor[], axis: number): Tensor {
   const ax = normAxis('concat', axis, xs[0].ndim);
   for (const t of xs) {
     if (t.ndim !== xs[0].ndim || t.shape.some((d, i) => i !== ax && d !== xs[0].shape[i])) {
-      throw new TensorError('concat', `shapes ${xs.map((u) => shapeStr(u.shape)).join(', ')} differ outside axis ${axis}`);
+      throw new TensorError(
+        'concat',
+        `shapes ${xs.map((u) => shapeStr(u.shape)).join(', ')} differ outside axis ${axis}`,
+      );
     }
   }
   const outShape = xs[0].shape.map((d, i) => (i === ax ? xs.reduce((a, t) => a + t.shape[ax], 0) : d));

@@ -5,8 +5,10 @@ import { sum } from './reduce.js';
 
 /** x / max(‖x‖, eps) along the last axis (torch.nn.functional.normalize). */
 export function l2normalize(x: Tensor, eps = 1e-12): Tensor {
-  const dim = x.shape[x.ndim - 1], rows = x.size / dim;
-  const y = new Float32Array(x.size), norms = new Float32Array(rows);
+  const dim = x.shape[x.ndim - 1],
+    rows = x.size / dim;
+  const y = new Float32Array(x.size),
+    norms = new Float32Array(rows);
   const xd = x.data;
   for (let r = 0; r < rows; r++) {
     let s = 0;
@@ -18,7 +20,8 @@ export function l2normalize(x: Tensor, eps = 1e-12): Tensor {
   return Tensor.record(new Tensor(y, x.shape), 'l2normalize', [x], (g) => {
     const dx = new Float32Array(x.size);
     for (let r = 0; r < rows; r++) {
-      const o = r * dim, n = norms[r];
+      const o = r * dim,
+        n = norms[r];
       // Below eps the denominator is the constant eps; above it, project out the radial component.
       let dot = 0;
       if (n > eps) for (let i = 0; i < dim; i++) dot += g[o + i] * y[o + i];

@@ -52,14 +52,36 @@ export interface LmConfig {
 }
 
 export const DEFAULT_LM_CONFIG: LmConfig = {
-  tokenizer: '', output: '', seed: 0,
+  tokenizer: '',
+  output: '',
+  seed: 0,
   model: {
-    hiddenSize: 256, intermediateSize: 768, numHiddenLayers: 4, numAttentionHeads: 4, numKeyValueHeads: 2,
-    ropeTheta: 10000, maxPositionEmbeddings: 1024, tieWordEmbeddings: true, rmsNormEps: 1e-6, initStd: 0.02,
+    hiddenSize: 256,
+    intermediateSize: 768,
+    numHiddenLayers: 4,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 2,
+    ropeTheta: 10000,
+    maxPositionEmbeddings: 1024,
+    tieWordEmbeddings: true,
+    rmsNormEps: 1e-6,
+    initStd: 0.02,
   },
   data: { train: [], valid: [], separator: '<|endoftext|>' },
-  seqLength: 256, batchSize: 8, accumulation: 1, steps: 0,
-  optimizer: { lr: 1e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, warmupSteps: 100, minLr: 1e-4, maxGradNorm: 1 },
+  seqLength: 256,
+  batchSize: 8,
+  accumulation: 1,
+  steps: 0,
+  optimizer: {
+    lr: 1e-3,
+    weightDecay: 0.1,
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    warmupSteps: 100,
+    minLr: 1e-4,
+    maxGradNorm: 1,
+  },
   eval: { every: 200, maxSequences: 64 },
   checkpoint: { every: 200, keep: 2 },
   saveDtype: 'F32',
@@ -68,24 +90,57 @@ export const DEFAULT_LM_CONFIG: LmConfig = {
 /** Validates a parsed config object; paths are resolved against baseDir. */
 export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
   const c = mergeStrict(DEFAULT_LM_CONFIG, raw, '');
-  const need = (ok: boolean, msg: string): void => { if (!ok) throw new ConfigError(msg); };
+  const need = (ok: boolean, msg: string): void => {
+    if (!ok) throw new ConfigError(msg);
+  };
   need(c.tokenizer !== '', '"tokenizer" must name the tokenizer folder (search-r3 tokenizer train)');
   need(c.output !== '', '"output" must name the run folder');
   need(c.data.train.length > 0, '"data.train" must list the training text files or folders');
-  const posInt = (v: number, key: string): void => need(Number.isInteger(v) && v >= 1, `"${key}" must be a positive integer, got ${v}`);
-  const nonNegInt = (v: number, key: string): void => need(Number.isInteger(v) && v >= 0, `"${key}" must be an integer ≥ 0, got ${v}`);
+  const posInt = (v: number, key: string): void =>
+    need(Number.isInteger(v) && v >= 1, `"${key}" must be a positive integer, got ${v}`);
+  const nonNegInt = (v: number, key: string): void =>
+    need(Number.isInteger(v) && v >= 0, `"${key}" must be an integer ≥ 0, got ${v}`);
   const m = c.model;
-  for (const k of ['hiddenSize', 'intermediateSize', 'numHiddenLayers', 'numAttentionHeads', 'numKeyValueHeads', 'maxPositionEmbeddings'] as const) posInt(m[k], `model.${k}`);
-  need(m.hiddenSize % m.numAttentionHeads === 0, `"model.hiddenSize" ${m.hiddenSize} must be a multiple of model.numAttentionHeads ${m.numAttentionHeads}`);
-  need(m.numAttentionHeads % m.numKeyValueHeads === 0, `"model.numAttentionHeads" ${m.numAttentionHeads} must be a multiple of model.numKeyValueHeads ${m.numKeyValueHeads}`);
-  need((m.hiddenSize / m.numAttentionHeads) % 2 === 0, '"model.hiddenSize / numAttentionHeads" (the head size) must be even for rotary embeddings');
-  posInt(c.seqLength, 'seqLength'); posInt(c.batchSize, 'batchSize'); posInt(c.accumulation, 'accumulation'); nonNegInt(c.steps, 'steps');
-  need(c.seqLength <= m.maxPositionEmbeddings, `"seqLength" ${c.seqLength} exceeds model.maxPositionEmbeddings ${m.maxPositionEmbeddings}`);
+  for (const k of [
+    'hiddenSize',
+    'intermediateSize',
+    'numHiddenLayers',
+    'numAttentionHeads',
+    'numKeyValueHeads',
+    'maxPositionEmbeddings',
+  ] as const)
+    posInt(m[k], `model.${k}`);
+  need(
+    m.hiddenSize % m.numAttentionHeads === 0,
+    `"model.hiddenSize" ${m.hiddenSize} must be a multiple of model.numAttentionHeads ${m.numAttentionHeads}`,
+  );
+  need(
+    m.numAttentionHeads % m.numKeyValueHeads === 0,
+    `"model.numAttentionHeads" ${m.numAttentionHeads} must be a multiple of model.numKeyValueHeads ` +
+      `${m.numKeyValueHeads}`,
+  );
+  need(
+    (m.hiddenSize / m.numAttentionHeads) % 2 === 0,
+    '"model.hiddenSize / numAttentionHeads" (the head size) must be even for rotary embeddings',
+  );
+  posInt(c.seqLength, 'seqLength');
+  posInt(c.batchSize, 'batchSize');
+  posInt(c.accumulation, 'accumulation');
+  nonNegInt(c.steps, 'steps');
+  need(
+    c.seqLength <= m.maxPositionEmbeddings,
+    `"seqLength" ${c.seqLength} exceeds model.maxPositionEmbeddings ${m.maxPositionEmbeddings}`,
+  );
   nonNegInt(c.optimizer.warmupSteps, 'optimizer.warmupSteps');
   need(c.optimizer.lr > 0, '"optimizer.lr" must be > 0');
-  posInt(c.eval.every, 'eval.every'); nonNegInt(c.eval.maxSequences, 'eval.maxSequences');
-  posInt(c.checkpoint.every, 'checkpoint.every'); posInt(c.checkpoint.keep, 'checkpoint.keep');
-  need(c.saveDtype === 'F32' || c.saveDtype === 'F16', `"saveDtype" must be "F32" or "F16", got ${JSON.stringify(c.saveDtype)}`);
+  posInt(c.eval.every, 'eval.every');
+  nonNegInt(c.eval.maxSequences, 'eval.maxSequences');
+  posInt(c.checkpoint.every, 'checkpoint.every');
+  posInt(c.checkpoint.keep, 'checkpoint.keep');
+  need(
+    c.saveDtype === 'F32' || c.saveDtype === 'F16',
+    `"saveDtype" must be "F32" or "F16", got ${JSON.stringify(c.saveDtype)}`,
+  );
   const resolve = (p: string): string => path.resolve(baseDir, p);
   return {
     ...c,

@@ -34,13 +34,24 @@ export async function* readDocuments(file: string): AsyncGenerator<string> {
 }
 
 /** A split's token stream: the separator, then each document's tokens followed by the separator. */
-export interface TokenStream { tokens: Int32Array; documents: number }
+export interface TokenStream {
+  tokens: Int32Array;
+  documents: number;
+}
 
-export async function tokenizeFiles(files: readonly string[], tokenizer: Tokenizer, separator: number): Promise<TokenStream> {
+export async function tokenizeFiles(
+  files: readonly string[],
+  tokenizer: Tokenizer,
+  separator: number,
+): Promise<TokenStream> {
   let buf = new Int32Array(1 << 20);
   let n = 0;
   const push = (id: number): void => {
-    if (n === buf.length) { const b = new Int32Array(buf.length * 2); b.set(buf); buf = b; }
+    if (n === buf.length) {
+      const b = new Int32Array(buf.length * 2);
+      b.set(buf);
+      buf = b;
+    }
     buf[n++] = id;
   };
   push(separator);
@@ -63,7 +74,12 @@ export interface CachedTokenStream extends TokenStream {
   damage: string | null;
 }
 
-interface CacheMeta { key: string; documents: number; tokens: number; sha256: string }
+interface CacheMeta {
+  key: string;
+  documents: number;
+  tokens: number;
+  sha256: string;
+}
 
 /**
  * Token streams for `inputs`, from `cacheDir` when it holds them for the same tokenizer and unchanged
@@ -71,14 +87,27 @@ interface CacheMeta { key: string; documents: number; tokens: number; sha256: st
  * stream's SHA-256, so a damaged cache is noticed (and rebuilt) instead of training on wrong tokens.
  */
 export async function cachedTokenStream(
-  name: string, inputs: readonly string[], tokenizer: Tokenizer, separator: number, cacheDir: string,
+  name: string,
+  inputs: readonly string[],
+  tokenizer: Tokenizer,
+  separator: number,
+  cacheDir: string,
 ): Promise<CachedTokenStream> {
   const files = await listInputFiles(inputs);
   const key = createHash('sha256')
     .update(JSON.stringify(tokenizer.toJSON()))
-    .update(JSON.stringify({ separator, files: files.map((f) => { const s = statSync(f); return [path.resolve(f), s.size, s.mtimeMs]; }) }))
+    .update(
+      JSON.stringify({
+        separator,
+        files: files.map((f) => {
+          const s = statSync(f);
+          return [path.resolve(f), s.size, s.mtimeMs];
+        }),
+      }),
+    )
     .digest('hex');
-  const bin = path.join(cacheDir, `${name}.tokens`), meta = path.join(cacheDir, `${name}.json`);
+  const bin = path.join(cacheDir, `${name}.tokens`),
+    meta = path.join(cacheDir, `${name}.json`);
   const found = await readCache(bin, meta, key);
   if ('tokens' in found) return { ...found, cached: true, files, damage: null };
   const s = await tokenizeFiles(files, tokenizer, separator);
@@ -87,7 +116,11 @@ export async function cachedTokenStream(
   await writeFileAtomically(bin, (tmp) => fsp.writeFile(tmp, bytes));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const written: CacheMeta & { files: string[] } = {
-    key, documents: s.documents, tokens: s.tokens.length, sha256, files,
+    key,
+    documents: s.documents,
+    tokens: s.tokens.length,
+    sha256,
+    files,
   };
   await writeTextFileAtomically(meta, JSON.stringify(written, null, 1));
   return { ...s, cached: false, files, damage: found.damage };
@@ -98,7 +131,8 @@ export async function cachedTokenStream(
  * the file) or null (no cache, or one for other inputs or from before the cache kept a checksum).
  */
 async function readCache(bin: string, meta: string, key: string): Promise<TokenStream | { damage: string | null }> {
-  const hasBin = existsSync(bin), hasMeta = existsSync(meta);
+  const hasBin = existsSync(bin),
+    hasMeta = existsSync(meta);
   if (!hasBin && !hasMeta) return { damage: null };
   if (!hasMeta) return { damage: `${meta} is missing (${path.basename(bin)} is there)` };
   let m: unknown;
@@ -130,14 +164,18 @@ function isCacheMeta(m: unknown): m is Omit<CacheMeta, 'sha256'> & { sha256?: un
  */
 export class PackedSequences {
   readonly count: number;
-  constructor(readonly stream: Int32Array, readonly seqLength: number) {
+  constructor(
+    readonly stream: Int32Array,
+    readonly seqLength: number,
+  ) {
     this.count = Math.max(0, Math.floor((stream.length - 1) / seqLength));
   }
 
   /** Inputs and targets of the given sequences, each [indices.length · seqLength], row-major. */
   batch(indices: readonly number[]): { ids: Int32Array; targets: Int32Array } {
     const L = this.seqLength;
-    const ids = new Int32Array(indices.length * L), targets = new Int32Array(indices.length * L);
+    const ids = new Int32Array(indices.length * L),
+      targets = new Int32Array(indices.length * L);
     indices.forEach((s, r) => {
       if (!Number.isInteger(s) || s < 0 || s >= this.count) throw new RangeError(`sequence ${s} of ${this.count}`);
       ids.set(this.stream.subarray(s * L, s * L + L), r * L);

@@ -37,7 +37,10 @@ async function* beirCorpus(files: string[]): AsyncGenerator<string> {
     for await (const line of lines) {
       if (line.trim() === '') continue;
       const d = JSON.parse(line) as { title?: string; text?: string };
-      const text = [d.title, d.text].filter((x): x is string => typeof x === 'string' && x.trim() !== '').join('\n').trim();
+      const text = [d.title, d.text]
+        .filter((x): x is string => typeof x === 'string' && x.trim() !== '')
+        .join('\n')
+        .trim();
       if (text !== '') yield text;
     }
   }
@@ -53,9 +56,19 @@ export function parseCsvLine(line: string): string[] {
       i++;
       for (;;) {
         const q = line.indexOf('"', i);
-        if (q < 0) { v += line.slice(i); i = line.length; break; }
+        if (q < 0) {
+          v += line.slice(i);
+          i = line.length;
+          break;
+        }
         v += line.slice(i, q);
-        if (line[q + 1] === '"') { v += '"'; i = q + 2; } else { i = q + 1; break; }
+        if (line[q + 1] === '"') {
+          v += '"';
+          i = q + 2;
+        } else {
+          i = q + 1;
+          break;
+        }
       }
       out.push(v);
       i++; // the comma
@@ -71,21 +84,37 @@ export function parseCsvLine(line: string): string[] {
 
 /** Short texts (sentences) grouped into documents of about `chars` characters, one per line, in their order. */
 function* groupLines(lines: Iterable<string>, chars: number): Generator<string> {
-  let doc: string[] = [], size = 0;
+  let doc: string[] = [],
+    size = 0;
   for (const l of lines) {
-    doc.push(l); size += l.length + 1;
-    if (size >= chars) { yield doc.join('\n'); doc = []; size = 0; }
+    doc.push(l);
+    size += l.length + 1;
+    if (size >= chars) {
+      yield doc.join('\n');
+      doc = [];
+      size = 0;
+    }
   }
   if (doc.length > 0) yield doc.join('\n');
 }
 
 /** A long plain text cut into documents at blank lines, each about `chars` characters (paragraphs are never split). */
 function* paragraphsToDocuments(text: string, chars: number): Generator<string> {
-  const paras = text.replace(/\r\n/g, '\n').split(/\n[ \t]*\n+/).map((p) => p.replace(/\s+$/, '')).filter((p) => p.trim() !== '');
-  let doc: string[] = [], size = 0;
+  const paras = text
+    .replace(/\r\n/g, '\n')
+    .split(/\n[ \t]*\n+/)
+    .map((p) => p.replace(/\s+$/, ''))
+    .filter((p) => p.trim() !== '');
+  let doc: string[] = [],
+    size = 0;
   for (const p of paras) {
-    doc.push(p); size += p.length + 2;
-    if (size >= chars) { yield doc.join('\n\n'); doc = []; size = 0; }
+    doc.push(p);
+    size += p.length + 2;
+    if (size >= chars) {
+      yield doc.join('\n\n');
+      doc = [];
+      size = 0;
+    }
   }
   if (doc.length > 0) yield doc.join('\n\n');
 }
@@ -95,24 +124,38 @@ export function corpusSources(dataDir: string): CorpusSource[] {
   const at = (p: string): string => path.join(dataDir, p);
   const sources: CorpusSource[] = [
     {
-      name: 'scifact-corpus', licence: 'CC BY-NC 2.0 (non-commercial)', attribution: 'SciFact, Wadden et al. 2020, AllenAI (BEIR corpus: abstracts)',
-      paths: ['scifact/corpus.jsonl'], documents: () => beirCorpus([at('scifact/corpus.jsonl')]),
+      name: 'scifact-corpus',
+      licence: 'CC BY-NC 2.0 (non-commercial)',
+      attribution: 'SciFact, Wadden et al. 2020, AllenAI (BEIR corpus: abstracts)',
+      paths: ['scifact/corpus.jsonl'],
+      documents: () => beirCorpus([at('scifact/corpus.jsonl')]),
     },
     {
-      name: 'xquad-paragraphs', licence: 'CC BY-SA 4.0', attribution: 'XQuAD, Artetxe et al. 2020, Google DeepMind (SQuAD v1.1 paragraphs in 12 languages)',
-      paths: XQUAD_LANGS.map((l) => `xquad/beir/${l}/corpus.jsonl`), documents: () => beirCorpus(XQUAD_LANGS.map((l) => at(`xquad/beir/${l}/corpus.jsonl`))),
+      name: 'xquad-paragraphs',
+      licence: 'CC BY-SA 4.0',
+      attribution: 'XQuAD, Artetxe et al. 2020, Google DeepMind (SQuAD v1.1 paragraphs in 12 languages)',
+      paths: XQUAD_LANGS.map((l) => `xquad/beir/${l}/corpus.jsonl`),
+      documents: () => beirCorpus(XQUAD_LANGS.map((l) => at(`xquad/beir/${l}/corpus.jsonl`))),
     },
     {
-      name: 'drcd-paragraphs', licence: 'CC BY-SA 3.0', attribution: 'DRCD, Delta Research Center (Traditional Chinese Wikipedia paragraphs)',
-      paths: ['drcd/beir/dev/corpus.jsonl', 'drcd/beir/test/corpus.jsonl'], documents: () => beirCorpus([at('drcd/beir/dev/corpus.jsonl'), at('drcd/beir/test/corpus.jsonl')]),
+      name: 'drcd-paragraphs',
+      licence: 'CC BY-SA 3.0',
+      attribution: 'DRCD, Delta Research Center (Traditional Chinese Wikipedia paragraphs)',
+      paths: ['drcd/beir/dev/corpus.jsonl', 'drcd/beir/test/corpus.jsonl'],
+      documents: () => beirCorpus([at('drcd/beir/dev/corpus.jsonl'), at('drcd/beir/test/corpus.jsonl')]),
     },
     {
-      name: 'arcd-paragraphs', licence: 'CC BY-SA (Arabic Wikipedia text); dataset repository MIT', attribution: 'ARCD, Mozannar et al. 2019 (Arabic Wikipedia paragraphs)',
-      paths: ['arcd/beir/train/corpus.jsonl', 'arcd/beir/test/corpus.jsonl'], documents: () => beirCorpus([at('arcd/beir/train/corpus.jsonl'), at('arcd/beir/test/corpus.jsonl')]),
+      name: 'arcd-paragraphs',
+      licence: 'CC BY-SA (Arabic Wikipedia text); dataset repository MIT',
+      attribution: 'ARCD, Mozannar et al. 2019 (Arabic Wikipedia paragraphs)',
+      paths: ['arcd/beir/train/corpus.jsonl', 'arcd/beir/test/corpus.jsonl'],
+      documents: () => beirCorpus([at('arcd/beir/train/corpus.jsonl'), at('arcd/beir/test/corpus.jsonl')]),
     },
     {
-      name: 'climate-fever-evidence', licence: 'CC BY-SA (English Wikipedia sentences); dataset repository states none',
-      attribution: 'CLIMATE-FEVER, Diggelmann et al. 2020 (evidence sentences, grouped by Wikipedia article; claims left out)',
+      name: 'climate-fever-evidence',
+      licence: 'CC BY-SA (English Wikipedia sentences); dataset repository states none',
+      attribution:
+        'CLIMATE-FEVER, Diggelmann et al. 2020 (evidence sentences, grouped by Wikipedia article; claims left out)',
       paths: ['climate-fever/climate-fever.jsonl'],
       async *documents() {
         const byArticle = new Map<string, Set<string>>();
@@ -131,8 +174,13 @@ export function corpusSources(dataDir: string): CorpusSource[] {
       },
     },
     {
-      name: 'stsb-train-sentences', licence: 'STS Benchmark sources\' terms (MSR paraphrase/video, SNLI CC BY-SA 4.0, StackExchange CC BY-SA 3.0, ...); translations stsb-multi-mt',
-      attribution: 'STS Benchmark (Cer et al. 2017), machine-translated by PhilipMay/stsb-multi-mt; train split only, unique sentences, 11 languages',
+      name: 'stsb-train-sentences',
+      licence:
+        "STS Benchmark sources' terms (MSR paraphrase/video, SNLI CC BY-SA 4.0, StackExchange CC BY-SA 3.0, " +
+        '...); translations stsb-multi-mt',
+      attribution:
+        'STS Benchmark (Cer et al. 2017), machine-translated by PhilipMay/stsb-multi-mt; train split only, ' +
+        'unique sentences, 11 languages',
       paths: STSB_LANGS.map((l) => `stsb-multi-mt/stsb-${l}-train.csv`),
       async *documents() {
         for (const l of STSB_LANGS) {
@@ -148,13 +196,28 @@ export function corpusSources(dataDir: string): CorpusSource[] {
     },
   ];
   const debian: Array<{ name: string; file: string; pkg: string; licence: string; attribution: string }> = [
-    { name: 'debian-jargon-file', file: '/usr/share/doc/jargon-text/jargon.txt.gz', pkg: 'jargon-text', licence: 'public domain (per /usr/share/doc/jargon-text/copyright)', attribution: 'The Jargon File 4.4.7, Eric S. Raymond et al. (Debian package jargon-text)' },
-    { name: 'debian-reference', file: '/usr/share/debian-reference/debian-reference.en.txt.gz', pkg: 'debian-reference-en', licence: 'GPL-2+ (per /usr/share/doc/debian-reference-en/copyright)', attribution: 'Debian Reference, Osamu Aoki (Debian package debian-reference-en)' },
+    {
+      name: 'debian-jargon-file',
+      file: '/usr/share/doc/jargon-text/jargon.txt.gz',
+      pkg: 'jargon-text',
+      licence: 'public domain (per /usr/share/doc/jargon-text/copyright)',
+      attribution: 'The Jargon File 4.4.7, Eric S. Raymond et al. (Debian package jargon-text)',
+    },
+    {
+      name: 'debian-reference',
+      file: '/usr/share/debian-reference/debian-reference.en.txt.gz',
+      pkg: 'debian-reference-en',
+      licence: 'GPL-2+ (per /usr/share/doc/debian-reference-en/copyright)',
+      attribution: 'Debian Reference, Osamu Aoki (Debian package debian-reference-en)',
+    },
   ];
   for (const d of debian) {
     if (!existsSync(d.file)) continue;
     sources.push({
-      name: d.name, licence: d.licence, attribution: d.attribution, paths: [d.file],
+      name: d.name,
+      licence: d.licence,
+      attribution: d.attribution,
+      paths: [d.file],
       async *documents() {
         const raw = readFileSync(d.file);
         yield* paragraphsToDocuments((d.file.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8'), 3000);
@@ -177,11 +240,24 @@ export interface CorpusOptions {
   only?: string[];
 }
 
-export interface CorpusFileEntry { file: string; documents: number; bytes: number; sha256: string }
+export interface CorpusFileEntry {
+  file: string;
+  documents: number;
+  bytes: number;
+  sha256: string;
+}
 export interface CorpusManifest {
   seed: number;
   validFraction: number;
-  sources: Array<{ name: string; licence: string; attribution: string; paths: string[]; documents: number; bytes: number; duplicates: number }>;
+  sources: Array<{
+    name: string;
+    licence: string;
+    attribution: string;
+    paths: string[];
+    documents: number;
+    bytes: number;
+    duplicates: number;
+  }>;
   excluded: string[];
   train: CorpusFileEntry[];
   valid: CorpusFileEntry[];
@@ -200,22 +276,49 @@ const EXCLUDED = [
  * train-NNNNN.jsonl, valid.jsonl and manifest.json. Documents are ordered by sha256(seed, text) (a
  * shuffle that depends only on the text) and go to valid when that hash falls below validFraction.
  */
-export async function buildTextCorpus(dataDir: string, outDir: string, options: CorpusOptions, onSource?: (msg: string) => void): Promise<CorpusManifest> {
+export async function buildTextCorpus(
+  dataDir: string,
+  outDir: string,
+  options: CorpusOptions,
+  onSource?: (msg: string) => void,
+): Promise<CorpusManifest> {
   const sources = corpusSources(dataDir).filter((s) => !options.only || options.only.includes(s.name));
   const seen = new Set<string>();
   const docs: Array<{ key: string; text: string; source: string }> = [];
-  const manifest: CorpusManifest = { seed: options.seed, validFraction: options.validFraction, sources: [], excluded: EXCLUDED, train: [], valid: [], totals: { trainDocuments: 0, trainBytes: 0, validDocuments: 0, validBytes: 0 } };
+  const manifest: CorpusManifest = {
+    seed: options.seed,
+    validFraction: options.validFraction,
+    sources: [],
+    excluded: EXCLUDED,
+    train: [],
+    valid: [],
+    totals: { trainDocuments: 0, trainBytes: 0, validDocuments: 0, validBytes: 0 },
+  };
   for (const s of sources) {
-    let documents = 0, bytes = 0, duplicates = 0;
+    let documents = 0,
+      bytes = 0,
+      duplicates = 0;
     for await (const raw of s.documents()) {
       const text = raw.normalize('NFC');
       const h = createHash('sha256').update(text).digest('hex');
-      if (seen.has(h)) { duplicates++; continue; }
+      if (seen.has(h)) {
+        duplicates++;
+        continue;
+      }
       seen.add(h);
       docs.push({ key: createHash('sha256').update(`${options.seed}\n${text}`).digest('hex'), text, source: s.name });
-      documents++; bytes += Buffer.byteLength(text);
+      documents++;
+      bytes += Buffer.byteLength(text);
     }
-    manifest.sources.push({ name: s.name, licence: s.licence, attribution: s.attribution, paths: s.paths, documents, bytes, duplicates });
+    manifest.sources.push({
+      name: s.name,
+      licence: s.licence,
+      attribution: s.attribution,
+      paths: s.paths,
+      documents,
+      bytes,
+      duplicates,
+    });
     onSource?.(`${s.name}: ${documents} documents, ${(bytes / 1e6).toFixed(2)} MB (${duplicates} duplicates dropped)`);
   }
   docs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
@@ -226,21 +329,40 @@ export async function buildTextCorpus(dataDir: string, outDir: string, options: 
     const write = async (name: string, lines: string[], count: number): Promise<CorpusFileEntry> => {
       const text = lines.join('');
       await fsp.writeFile(path.join(tmp, name), text);
-      return { file: name, documents: count, bytes: Buffer.byteLength(text), sha256: createHash('sha256').update(text).digest('hex') };
+      return {
+        file: name,
+        documents: count,
+        bytes: Buffer.byteLength(text),
+        sha256: createHash('sha256').update(text).digest('hex'),
+      };
     };
     const valid: string[] = [];
-    let shard: string[] = [], shardSize = 0;
+    let shard: string[] = [],
+      shardSize = 0;
     for (const d of docs) {
       const line = JSON.stringify({ text: d.text, source: d.source }) + '\n';
-      if (isValid(d.key)) { valid.push(line); manifest.totals.validDocuments++; manifest.totals.validBytes += Buffer.byteLength(d.text); continue; }
-      shard.push(line); shardSize += line.length;
-      manifest.totals.trainDocuments++; manifest.totals.trainBytes += Buffer.byteLength(d.text);
+      if (isValid(d.key)) {
+        valid.push(line);
+        manifest.totals.validDocuments++;
+        manifest.totals.validBytes += Buffer.byteLength(d.text);
+        continue;
+      }
+      shard.push(line);
+      shardSize += line.length;
+      manifest.totals.trainDocuments++;
+      manifest.totals.trainBytes += Buffer.byteLength(d.text);
       if (shardSize >= options.shardBytes) {
-        manifest.train.push(await write(`train-${String(manifest.train.length).padStart(5, '0')}.jsonl`, shard, shard.length));
-        shard = []; shardSize = 0;
+        manifest.train.push(
+          await write(`train-${String(manifest.train.length).padStart(5, '0')}.jsonl`, shard, shard.length),
+        );
+        shard = [];
+        shardSize = 0;
       }
     }
-    if (shard.length > 0) manifest.train.push(await write(`train-${String(manifest.train.length).padStart(5, '0')}.jsonl`, shard, shard.length));
+    if (shard.length > 0)
+      manifest.train.push(
+        await write(`train-${String(manifest.train.length).padStart(5, '0')}.jsonl`, shard, shard.length),
+      );
     manifest.valid.push(await write('valid.jsonl', valid, valid.length));
     await fsp.writeFile(path.join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   });

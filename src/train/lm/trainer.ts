@@ -46,28 +46,46 @@ export interface LmTrainSummary {
 export function lmModelConfig(cfg: LmConfig, tokenizer: Tokenizer): Qwen2Config {
   const m = cfg.model;
   const sep = tokenizer.tokenToId(cfg.data.separator) ?? null;
-  return parseQwen2Config({
-    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: tokenizer.vocabSize,
-    hidden_size: m.hiddenSize, intermediate_size: m.intermediateSize, num_hidden_layers: m.numHiddenLayers,
-    num_attention_heads: m.numAttentionHeads, num_key_value_heads: m.numKeyValueHeads, hidden_act: 'silu',
-    max_position_embeddings: m.maxPositionEmbeddings, rope_theta: m.ropeTheta, rms_norm_eps: m.rmsNormEps,
-    tie_word_embeddings: m.tieWordEmbeddings, bos_token_id: sep, eos_token_id: tokenizer.eosTokenId ?? sep,
-  }, 'config.json');
+  return parseQwen2Config(
+    {
+      architectures: ['Qwen2ForCausalLM'],
+      model_type: 'qwen2',
+      vocab_size: tokenizer.vocabSize,
+      hidden_size: m.hiddenSize,
+      intermediate_size: m.intermediateSize,
+      num_hidden_layers: m.numHiddenLayers,
+      num_attention_heads: m.numAttentionHeads,
+      num_key_value_heads: m.numKeyValueHeads,
+      hidden_act: 'silu',
+      max_position_embeddings: m.maxPositionEmbeddings,
+      rope_theta: m.ropeTheta,
+      rms_norm_eps: m.rmsNormEps,
+      tie_word_embeddings: m.tieWordEmbeddings,
+      bos_token_id: sep,
+      eos_token_id: tokenizer.eosTokenId ?? sep,
+    },
+    'config.json',
+  );
 }
 
 /** Mean next-token loss (token-weighted) over the first `max` sequences (0 = all), without gradients. */
 export function validationLoss(
-  model: Qwen2Model, seqs: PackedSequences, batchSize: number, max: number,
+  model: Qwen2Model,
+  seqs: PackedSequences,
+  batchSize: number,
+  max: number,
 ): { loss: number; tokens: number } {
   const n = max > 0 ? Math.min(max, seqs.count) : seqs.count;
-  let sum = 0, tokens = 0;
+  let sum = 0,
+    tokens = 0;
   T.noGrad(() => {
     for (let s = 0; s < n; s += batchSize) {
       const idx = Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
       const { ids, targets } = seqs.batch(idx);
       const h = model.forward(ids, idx.length, seqs.seqLength);
       const l = T.crossEntropy(model.logits(h), targets, { reduction: 'sum' });
-      sum += l.data[0]!; tokens += targets.length;
+      sum += l.data[0]!;
+      tokens += targets.length;
     }
   });
   return { loss: tokens > 0 ? sum / tokens : NaN, tokens };
@@ -88,7 +106,12 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   const o = cfg.optimizer;
   const optimizer = new DecayGroupsAdamW(params, adamWOptions(o));
   const run = await folder.begin({
-    params, optimizer, settings: o, totalSteps, seed: cfg.seed, checkpoint: cfg.checkpoint,
+    params,
+    optimizer,
+    settings: o,
+    totalSteps,
+    seed: cfg.seed,
+    checkpoint: cfg.checkpoint,
   });
   const state = run.state;
   const parameters = T.countParameters(params);
@@ -99,7 +122,8 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   let order = sequenceOrder(train.count, cfg.seed, state.epoch);
   const nextBatch = (): number[] => {
     if (state.batchIndex + cfg.batchSize > order.length) {
-      state.epoch++; state.batchIndex = 0;
+      state.epoch++;
+      state.batchIndex = 0;
       order = sequenceOrder(train.count, cfg.seed, state.epoch);
     }
     const idx = order.slice(state.batchIndex, state.batchIndex + cfg.batchSize);
@@ -119,7 +143,8 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
     run.note(`step ${state.step}: valid loss ${v.loss.toFixed(4)} (${measured})`);
   };
 
-  let tokensSinceStart = 0, lastLoss = NaN;
+  let tokensSinceStart = 0,
+    lastLoss = NaN;
   const step = (): StepResult => {
     let loss = 0;
     for (let a = 0; a < cfg.accumulation; a++) {
@@ -139,7 +164,9 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
     return { record: { loss, lr, gradNorm, tokens, tokensPerSec }, progress };
   };
   await run.loop({
-    step, stopAt: opts.stopAtStep, onStep: (s) => opts.onStep?.(s, lastLoss),
+    step,
+    stopAt: opts.stopAtStep,
+    onStep: (s) => opts.onStep?.(s, lastLoss),
     evaluate: valid ? { every: cfg.eval.every, run: validate } : undefined,
   });
   if (state.step === totalSteps) {
@@ -150,15 +177,29 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   const seconds = (Date.now() - t0) / 1000;
   folder.note(`steps ${run.startStep}→${state.step} of ${totalSteps} in ${formatDuration(seconds)}`);
   return {
-    startStep: run.startStep, steps: state.step, totalSteps, finalLoss: lastLoss, validLoss: lastValid,
-    trainTokens: stats.trainTokens, validTokens: stats.validTokens, parameters,
-    tokensPerSec: run.rate(tokensSinceStart), seconds, output: cfg.output,
+    startStep: run.startStep,
+    steps: state.step,
+    totalSteps,
+    finalLoss: lastLoss,
+    validLoss: lastValid,
+    trainTokens: stats.trainTokens,
+    validTokens: stats.validTokens,
+    parameters,
+    tokensPerSec: run.rate(tokensSinceStart),
+    seconds,
+    output: cfg.output,
   };
 }
 
 /** The training and validation sequences (token streams cached in the run folder) and their counts. */
-async function loadLmData(cfg: LmConfig, tokenizer: Tokenizer, folder: RunFolder): Promise<{
-  train: PackedSequences; valid: PackedSequences | null; stats: LmDataStats;
+async function loadLmData(
+  cfg: LmConfig,
+  tokenizer: Tokenizer,
+  folder: RunFolder,
+): Promise<{
+  train: PackedSequences;
+  valid: PackedSequences | null;
+  stats: LmDataStats;
 }> {
   const separator = tokenizer.tokenToId(cfg.data.separator);
   if (separator === undefined) {
@@ -181,16 +222,23 @@ async function loadLmData(cfg: LmConfig, tokenizer: Tokenizer, folder: RunFolder
     throw new RunFolderError(`${made}, fewer than one batch of ${cfg.batchSize}`);
   }
   const stats: LmDataStats = {
-    trainDocuments: trainStream.documents, trainTokens: trainStream.tokens.length, trainSequences: train.count,
-    validDocuments: validStream?.documents ?? 0, validTokens: validStream?.tokens.length ?? 0,
+    trainDocuments: trainStream.documents,
+    trainTokens: trainStream.tokens.length,
+    trainSequences: train.count,
+    validDocuments: validStream?.documents ?? 0,
+    validTokens: validStream?.tokens.length ?? 0,
     validSequences: valid?.count ?? 0,
   };
   return { train, valid, stats };
 }
 
 interface LmDataStats {
-  trainDocuments: number; trainTokens: number; trainSequences: number;
-  validDocuments: number; validTokens: number; validSequences: number;
+  trainDocuments: number;
+  trainTokens: number;
+  trainSequences: number;
+  validDocuments: number;
+  validTokens: number;
+  validSequences: number;
 }
 
 /**
@@ -214,18 +262,27 @@ export class DecayGroupsAdamW implements T.Optimizer {
     this.plain = new T.AdamW(params.slice(this.split), { ...opts, weightDecay: 0 });
   }
 
-  step(lr: number): void { this.decay.step(lr); this.plain.step(lr); }
-  zeroGrad(): void { this.decay.zeroGrad(); this.plain.zeroGrad(); }
+  step(lr: number): void {
+    this.decay.step(lr);
+    this.plain.step(lr);
+  }
+  zeroGrad(): void {
+    this.decay.zeroGrad();
+    this.plain.zeroGrad();
+  }
 
   state(): T.OptimizerState {
-    const a = this.decay.state(), b = this.plain.state();
+    const a = this.decay.state(),
+      b = this.plain.state();
     const paramSteps = [...(a.paramSteps ?? []), ...(b.paramSteps ?? [])];
     return { kind: 'adamw', step: a.step, paramSteps, buffers: a.buffers.map((m, k) => [...m, ...b.buffers[k]!]) };
   }
 
   loadState(s: T.OptimizerState): void {
     const part = (from: number, to: number): T.OptimizerState => ({
-      kind: s.kind, step: s.step, ...(s.paramSteps ? { paramSteps: s.paramSteps.slice(from, to) } : {}),
+      kind: s.kind,
+      step: s.step,
+      ...(s.paramSteps ? { paramSteps: s.paramSteps.slice(from, to) } : {}),
       buffers: s.buffers.map((m) => m.slice(from, to)),
     });
     const n = s.buffers[0]?.length ?? 0;

@@ -5,7 +5,13 @@
  */
 import path from 'node:path';
 import {
-  ConfigError, type LoraSettings, type OptimizerSettings, mergeStrict, parseLora, parseTemplates, readConfigFile,
+  ConfigError,
+  type LoraSettings,
+  type OptimizerSettings,
+  mergeStrict,
+  parseLora,
+  parseTemplates,
+  readConfigFile,
 } from '../config-merge.js';
 
 export interface RlConfig {
@@ -19,18 +25,32 @@ export interface RlConfig {
   maxLength: number;
   /** BEIR folder: queries of `split` with their judged positives; the environment's corpus is its corpus.jsonl. */
   data: { beir: string; split: string; maxQueries: number; maxDocuments: number };
-  rollout: { queries: number; group: number; temperature: number; topP: number; topK: number; maxReasoningTokens: number };
+  rollout: {
+    queries: number;
+    group: number;
+    temperature: number;
+    topP: number;
+    topK: number;
+    maxReasoningTokens: number;
+  };
   reward: { kind: string; k: number; formatPenalty: number; lengthPenalty: number };
   loss: { clipEps: number; beta: number; innerEpochs: number; infonce: number; temperature: number };
   optimizer: OptimizerSettings;
   lora: LoraSettings | null;
   environment: {
-    mode: string; budget: number; candidates: number; neighbours: number; rolling: number; fullEvery: number;
+    mode: string;
+    budget: number;
+    candidates: number;
+    neighbours: number;
+    rolling: number;
+    fullEvery: number;
     /** Candidates per response for the contrastive term. */
     returnCandidates: number;
     /** Memory allowed for the table in bytes (0 = half the machine's memory). */
     maxTableBytes: number;
-    connectivity: number; expansionAdd: number; expansionSearch: number;
+    connectivity: number;
+    expansionAdd: number;
+    expansionSearch: number;
     /** Shift stale rows' scores by the estimated corpus drift since their version (rlenv environment.ts). */
     driftCorrection: boolean;
   };
@@ -39,27 +59,59 @@ export interface RlConfig {
 }
 
 export const DEFAULT_RL_CONFIG: RlConfig = {
-  model: '', output: '', seed: 0, steps: 100, maxLength: 256,
+  model: '',
+  output: '',
+  seed: 0,
+  steps: 100,
+  maxLength: 256,
   data: { beir: '', split: 'train', maxQueries: 0, maxDocuments: 0 },
   rollout: { queries: 4, group: 4, temperature: 1, topP: 1, topK: 0, maxReasoningTokens: 32 },
   reward: { kind: 'dcg', k: 10, formatPenalty: 0.5, lengthPenalty: 0 },
   loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0, temperature: 0.05 },
-  optimizer: { lr: 1e-5, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, minLr: 0, maxGradNorm: 1 },
+  optimizer: {
+    lr: 1e-5,
+    weightDecay: 0,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    warmupSteps: 0,
+    minLr: 0,
+    maxGradNorm: 1,
+  },
   lora: null,
-  environment: { mode: 'local', budget: 200, candidates: 8, neighbours: 4, rolling: 32, fullEvery: 0, returnCandidates: 16, maxTableBytes: 0, connectivity: 16, expansionAdd: 128, expansionSearch: 64, driftCorrection: true },
+  environment: {
+    mode: 'local',
+    budget: 200,
+    candidates: 8,
+    neighbours: 4,
+    rolling: 32,
+    fullEvery: 0,
+    returnCandidates: 16,
+    maxTableBytes: 0,
+    connectivity: 16,
+    expansionAdd: 128,
+    expansionSearch: 64,
+    driftCorrection: true,
+  },
   checkpoint: { every: 50, keep: 2 },
   templates: {},
 };
 
 export function parseRlConfig(raw: unknown, baseDir: string): RlConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('the config must be a JSON object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ConfigError('the config must be a JSON object');
   const { lora, templates, ...rest } = raw as Record<string, unknown>;
-  const cfg: RlConfig = { ...mergeStrict({ ...DEFAULT_RL_CONFIG, lora: undefined, templates: undefined }, rest, ''), lora: null, templates: {} };
+  const cfg: RlConfig = {
+    ...mergeStrict({ ...DEFAULT_RL_CONFIG, lora: undefined, templates: undefined }, rest, ''),
+    lora: null,
+    templates: {},
+  };
   cfg.lora = parseLora(lora);
   cfg.templates = parseTemplates(templates);
   if (cfg.model === '') throw new ConfigError('"model" is required: the starting model folder (stage-1 output)');
   if (cfg.output === '') throw new ConfigError('"output" is required: the run folder');
-  if (cfg.data.beir === '') throw new ConfigError('"data.beir" is required: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)');
+  if (cfg.data.beir === '')
+    throw new ConfigError('"data.beir" is required: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)');
   cfg.model = path.resolve(baseDir, cfg.model);
   cfg.output = path.resolve(baseDir, cfg.output);
   cfg.data.beir = path.resolve(baseDir, cfg.data.beir);
@@ -69,19 +121,39 @@ export function parseRlConfig(raw: unknown, baseDir: string): RlConfig {
 
 function check(c: RlConfig): void {
   // reward.k: the cutoff (rr: 0 = none)
-  const pos = (v: number, name: string): void => { if (!(Number.isInteger(v) && v >= 1)) throw new ConfigError(`"${name}" must be a positive integer, got ${v}`); };
-  const nonneg = (v: number, name: string): void => { if (!(v >= 0)) throw new ConfigError(`"${name}" must be ≥ 0, got ${v}`); };
-  pos(c.steps, 'steps'); pos(c.maxLength, 'maxLength'); pos(c.rollout.queries, 'rollout.queries'); pos(c.rollout.group, 'rollout.group');
+  const pos = (v: number, name: string): void => {
+    if (!(Number.isInteger(v) && v >= 1)) throw new ConfigError(`"${name}" must be a positive integer, got ${v}`);
+  };
+  const nonneg = (v: number, name: string): void => {
+    if (!(v >= 0)) throw new ConfigError(`"${name}" must be ≥ 0, got ${v}`);
+  };
+  pos(c.steps, 'steps');
+  pos(c.maxLength, 'maxLength');
+  pos(c.rollout.queries, 'rollout.queries');
+  pos(c.rollout.group, 'rollout.group');
   pos(c.loss.innerEpochs, 'loss.innerEpochs');
-  if (c.reward.kind === 'rr') nonneg(c.reward.k, 'reward.k'); else pos(c.reward.k, 'reward.k'); pos(c.checkpoint.every, 'checkpoint.every'); pos(c.checkpoint.keep, 'checkpoint.keep');
-  nonneg(c.rollout.temperature, 'rollout.temperature'); nonneg(c.rollout.maxReasoningTokens, 'rollout.maxReasoningTokens');
-  nonneg(c.loss.beta, 'loss.beta'); nonneg(c.loss.infonce, 'loss.infonce'); nonneg(c.environment.budget, 'environment.budget');
-  nonneg(c.environment.rolling, 'environment.rolling'); nonneg(c.environment.fullEvery, 'environment.fullEvery');
-  if (!(c.loss.clipEps > 0 && c.loss.clipEps < 1)) throw new ConfigError(`"loss.clipEps" must be in (0, 1), got ${c.loss.clipEps}`);
+  if (c.reward.kind === 'rr') nonneg(c.reward.k, 'reward.k');
+  else pos(c.reward.k, 'reward.k');
+  pos(c.checkpoint.every, 'checkpoint.every');
+  pos(c.checkpoint.keep, 'checkpoint.keep');
+  nonneg(c.rollout.temperature, 'rollout.temperature');
+  nonneg(c.rollout.maxReasoningTokens, 'rollout.maxReasoningTokens');
+  nonneg(c.loss.beta, 'loss.beta');
+  nonneg(c.loss.infonce, 'loss.infonce');
+  nonneg(c.environment.budget, 'environment.budget');
+  nonneg(c.environment.rolling, 'environment.rolling');
+  nonneg(c.environment.fullEvery, 'environment.fullEvery');
+  if (!(c.loss.clipEps > 0 && c.loss.clipEps < 1))
+    throw new ConfigError(`"loss.clipEps" must be in (0, 1), got ${c.loss.clipEps}`);
   if (!(c.loss.temperature > 0)) throw new ConfigError(`"loss.temperature" must be > 0, got ${c.loss.temperature}`);
-  if (!['dcg', 'ndcg', 'rr'].includes(c.reward.kind)) throw new ConfigError(`"reward.kind" must be one of dcg, ndcg, rr, got ${JSON.stringify(c.reward.kind)}`);
-  if (!['local', 'exact'].includes(c.environment.mode)) throw new ConfigError(`"environment.mode" must be local or exact, got ${JSON.stringify(c.environment.mode)}`);
-  if (c.loss.infonce > 0 && c.environment.returnCandidates < 1) throw new ConfigError('"loss.infonce" > 0 needs "environment.returnCandidates" ≥ 1 (the contrastive term\'s negatives)');
+  if (!['dcg', 'ndcg', 'rr'].includes(c.reward.kind))
+    throw new ConfigError(`"reward.kind" must be one of dcg, ndcg, rr, got ${JSON.stringify(c.reward.kind)}`);
+  if (!['local', 'exact'].includes(c.environment.mode))
+    throw new ConfigError(`"environment.mode" must be local or exact, got ${JSON.stringify(c.environment.mode)}`);
+  if (c.loss.infonce > 0 && c.environment.returnCandidates < 1)
+    throw new ConfigError(
+      '"loss.infonce" > 0 needs "environment.returnCandidates" ≥ 1 (the contrastive term\'s negatives)',
+    );
 }
 
 export function loadRlConfig(file: string): RlConfig {

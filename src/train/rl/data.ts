@@ -5,31 +5,49 @@
 import { documentText, readBeirDataset } from '../../eval/beir.js';
 import type { Positive } from '../../rlenv/reward.js';
 
-export interface RlQuery { id: string; text: string; positives: Positive[] }
+export interface RlQuery {
+  id: string;
+  text: string;
+  positives: Positive[];
+}
 
 export interface RlData {
   queries: RlQuery[];
   /** Document ids and texts, one per environment row. */
   docIds: string[];
   docTexts: string[];
-  stats: { judgedQueries: number; queries: number; skippedNoPositiveInCorpus: number; positivesNotInCorpus: number; documents: number; corpusDocuments: number };
+  stats: {
+    judgedQueries: number;
+    queries: number;
+    skippedNoPositiveInCorpus: number;
+    positivesNotInCorpus: number;
+    documents: number;
+    corpusDocuments: number;
+  };
 }
 
 export async function loadRlData(folder: string, split: string, maxQueries = 0, maxDocuments = 0): Promise<RlData> {
   const ds = await readBeirDataset(folder, split);
   const qids = [...ds.qrels.keys()].filter((q) => ds.queries.has(q)).sort();
   const byId = new Map(ds.corpus.map((d, i) => [d.id, i]));
-  let skipped = 0, missing = 0;
+  let skipped = 0,
+    missing = 0;
   const picked: { id: string; text: string; docs: [number, number][] }[] = [];
   for (const id of qids) {
     const docs: [number, number][] = [];
     for (const [doc, grade] of ds.qrels.get(id)!) {
       if (grade < 1) continue;
       const at = byId.get(doc);
-      if (at === undefined) { missing++; continue; }
+      if (at === undefined) {
+        missing++;
+        continue;
+      }
       docs.push([at, grade]);
     }
-    if (docs.length === 0) { skipped++; continue; }
+    if (docs.length === 0) {
+      skipped++;
+      continue;
+    }
     picked.push({ id, text: ds.queries.get(id)!, docs });
   }
   const used = maxQueries > 0 ? picked.slice(0, maxQueries) : picked;
@@ -43,11 +61,22 @@ export async function loadRlData(folder: string, split: string, maxQueries = 0, 
     keep = ds.corpus.map((_, i) => i);
   }
   const row = new Map(keep.map((d, r) => [d, r]));
-  const queries = used.map((q) => ({ id: q.id, text: q.text, positives: q.docs.map(([d, grade]) => ({ row: row.get(d)!, grade })) }));
+  const queries = used.map((q) => ({
+    id: q.id,
+    text: q.text,
+    positives: q.docs.map(([d, grade]) => ({ row: row.get(d)!, grade })),
+  }));
   return {
     queries,
     docIds: keep.map((d) => ds.corpus[d].id),
     docTexts: keep.map((d) => documentText(ds.corpus[d])),
-    stats: { judgedQueries: qids.length, queries: queries.length, skippedNoPositiveInCorpus: skipped, positivesNotInCorpus: missing, documents: keep.length, corpusDocuments: ds.corpus.length },
+    stats: {
+      judgedQueries: qids.length,
+      queries: queries.length,
+      skippedNoPositiveInCorpus: skipped,
+      positivesNotInCorpus: missing,
+      documents: keep.length,
+      corpusDocuments: ds.corpus.length,
+    },
   };
 }

@@ -23,14 +23,21 @@ interface SavedState {
   means: SavedMean[];
 }
 
-interface SavedMean { version: number; mean: number[] }
+interface SavedMean {
+  version: number;
+  mean: number[];
+}
 
 /** Writes the snapshot into a (temporary) checkpoint folder. */
 export async function saveEnvironment(dir: string, s: EnvironmentSnapshot): Promise<void> {
   await saveSafetensors(path.join(dir, TABLE_FILE), [['vectors', { shape: [s.rows, s.dim], data: s.vectors }]]);
   const state: SavedState = {
-    version: s.version, steps: s.steps, rows: s.rows, dim: s.dim,
-    versions: Array.from(s.versions), means: s.means.map((m) => ({ version: m.version, mean: Array.from(m.mean) })),
+    version: s.version,
+    steps: s.steps,
+    rows: s.rows,
+    dim: s.dim,
+    versions: Array.from(s.versions),
+    means: s.means.map((m) => ({ version: m.version, mean: Array.from(m.mean) })),
   };
   await fsp.writeFile(path.join(dir, STATE_FILE), JSON.stringify(state));
 }
@@ -45,7 +52,8 @@ function hasEnvironment(dir: string): boolean {
  * that is missing, unreadable or inconsistent with the other is CheckpointDamage naming it.
  */
 export async function loadEnvironment(dir: string): Promise<EnvironmentSnapshot | null> {
-  const stateFile = path.join(dir, STATE_FILE), tableFile = path.join(dir, TABLE_FILE);
+  const stateFile = path.join(dir, STATE_FILE),
+    tableFile = path.join(dir, TABLE_FILE);
   if (!hasEnvironment(dir)) {
     if (existsSync(tableFile)) throw checkpointDamage(stateFile, `is missing, though ${TABLE_FILE} is there`);
     return null;
@@ -65,8 +73,12 @@ export async function loadEnvironment(dir: string): Promise<EnvironmentSnapshot 
     throw checkpointDamage(tableFile, `needs a "vectors" tensor of ${st.rows} × ${st.dim} (as ${STATE_FILE} says)`);
   }
   return {
-    version: st.version, steps: st.steps, rows: st.rows, dim: st.dim,
-    vectors: vectors.data, versions: Int32Array.from(st.versions),
+    version: st.version,
+    steps: st.steps,
+    rows: st.rows,
+    dim: st.dim,
+    vectors: vectors.data,
+    versions: Int32Array.from(st.versions),
     means: st.means.map((m) => ({ version: m.version, mean: Float64Array.from(m.mean) })),
   };
 }
@@ -83,9 +95,13 @@ function savedStateProblem(raw: unknown): string | null {
   if (!Array.isArray(s.versions) || s.versions.length !== s.rows || !s.versions.every(atVersion)) {
     return `needs "versions": ${String(s.rows)} row versions, none above version ${version}`;
   }
-  const meanOk = (m: unknown): boolean => typeof m === 'object' && m !== null && atVersion((m as SavedMean).version)
-    && Array.isArray((m as SavedMean).mean) && (m as SavedMean).mean.length === s.dim
-    && (m as SavedMean).mean.every((x) => typeof x === 'number' && Number.isFinite(x));
+  const meanOk = (m: unknown): boolean =>
+    typeof m === 'object' &&
+    m !== null &&
+    atVersion((m as SavedMean).version) &&
+    Array.isArray((m as SavedMean).mean) &&
+    (m as SavedMean).mean.length === s.dim &&
+    (m as SavedMean).mean.every((x) => typeof x === 'number' && Number.isFinite(x));
   if (!Array.isArray(s.means) || !s.means.every(meanOk)) {
     return `needs "means": {version, mean of ${String(s.dim)} numbers} each`;
   }

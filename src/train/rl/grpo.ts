@@ -15,7 +15,8 @@ import type { Tensor } from '../../tensor/index.js';
 
 /** Group-normalised advantages for consecutive groups of `groupSize` rewards. */
 export function groupAdvantages(rewards: readonly number[], groupSize: number, eps = 1e-4): number[] {
-  if (groupSize < 1 || rewards.length % groupSize !== 0) throw new Error(`groupAdvantages: ${rewards.length} rewards do not split into groups of ${groupSize}`);
+  if (groupSize < 1 || rewards.length % groupSize !== 0)
+    throw new Error(`groupAdvantages: ${rewards.length} rewards do not split into groups of ${groupSize}`);
   const out = new Array<number>(rewards.length).fill(0);
   for (let g = 0; g < rewards.length; g += groupSize) {
     const r = rewards.slice(g, g + groupSize);
@@ -57,7 +58,8 @@ export interface GrpoOutput {
 /** Unweighted per-token quantities, for tests and logging. */
 export function clippedSurrogate(ratio: number, adv: number, eps: number): { value: number; clipped: boolean } {
   const clippedRatio = Math.min(Math.max(ratio, 1 - eps), 1 + eps);
-  const a = ratio * adv, b = clippedRatio * adv;
+  const a = ratio * adv,
+    b = clippedRatio * adv;
   return { value: Math.min(a, b), clipped: b < a };
 }
 
@@ -68,19 +70,33 @@ export function k3(logp: number, refLogp: number): number {
 
 export function grpoLoss(x: GrpoInputs): GrpoOutput {
   const n = x.logp.size;
-  for (const [name, arr] of [['oldLogp', x.oldLogp], ['advantages', x.advantages], ['weights', x.weights]] as const) {
+  for (const [name, arr] of [
+    ['oldLogp', x.oldLogp],
+    ['advantages', x.advantages],
+    ['weights', x.weights],
+  ] as const) {
     if (arr.length !== n) throw new Error(`grpoLoss: ${name} has ${arr.length} values for ${n} tokens`);
   }
-  if (x.refLogp && x.refLogp.length !== n) throw new Error(`grpoLoss: refLogp has ${x.refLogp.length} values for ${n} tokens`);
+  if (x.refLogp && x.refLogp.length !== n)
+    throw new Error(`grpoLoss: refLogp has ${x.refLogp.length} values for ${n} tokens`);
   const shape = [n];
   const logp = T.reshape(x.logp, shape);
   const ratio = T.exp(T.sub(logp, new T.Tensor(x.oldLogp, shape)));
-  const coef = new Float32Array(n), constant = new Float32Array(n);
-  let clipped = 0, wsum = 0, surr = 0, rsum = 0;
+  const coef = new Float32Array(n),
+    constant = new Float32Array(n);
+  let clipped = 0,
+    wsum = 0,
+    surr = 0,
+    rsum = 0;
   for (let t = 0; t < n; t++) {
     const s = clippedSurrogate(ratio.data[t], x.advantages[t], x.clipEps);
-    if (s.clipped) { clipped++; constant[t] = s.value; } else coef[t] = x.advantages[t];
-    wsum += x.weights[t]; surr += x.weights[t] * s.value; rsum += x.weights[t] * ratio.data[t];
+    if (s.clipped) {
+      clipped++;
+      constant[t] = s.value;
+    } else coef[t] = x.advantages[t];
+    wsum += x.weights[t];
+    surr += x.weights[t] * s.value;
+    rsum += x.weights[t] * ratio.data[t];
   }
   // −Σ w·surrogate; the clipped tokens contribute their (constant) value
   let perToken = T.neg(T.add(T.mul(ratio, new T.Tensor(coef, shape)), new T.Tensor(constant, shape)));
@@ -104,6 +120,9 @@ export function responseMeanWeights(lengths: readonly number[]): Float32Array {
   const used = lengths.filter((l) => l > 0).length;
   const w = new Float32Array(total);
   let o = 0;
-  for (const l of lengths) { w.fill(1 / (l * used), o, o + l); o += l; }
+  for (const l of lengths) {
+    w.fill(1 / (l * used), o, o + l);
+    o += l;
+  }
   return w;
 }

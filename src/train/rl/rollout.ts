@@ -32,15 +32,36 @@ export interface Rollout {
   sampledLogprobs: number[];
 }
 
-export interface RolloutSettings { group: number; temperature: number; topP: number; topK: number; maxReasoningTokens: number; seed: number }
+export interface RolloutSettings {
+  group: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  maxReasoningTokens: number;
+  seed: number;
+}
 
-export function sampleRollouts(model: Qwen2Model, prompts: readonly number[][], embedId: number, endTokens: readonly number[], s: RolloutSettings): Rollout[] {
+export function sampleRollouts(
+  model: Qwen2Model,
+  prompts: readonly number[][],
+  embedId: number,
+  endTokens: readonly number[],
+  s: RolloutSettings,
+): Rollout[] {
   const rows = prompts.flatMap((p) => Array.from({ length: s.group }, () => p));
   const longest = Math.max(...prompts.map((p) => p.length));
   const budget = Math.max(0, Math.min(s.maxReasoningTokens, model.config.maxPositionEmbeddings - 2 - longest));
-  const gens = budget > 0
-    ? generate(model, rows, { maxNewTokens: budget, temperature: s.temperature, topP: s.topP, topK: s.topK, seed: s.seed, stopTokens: [embedId, ...endTokens] })
-    : rows.map(() => ({ tokens: [] as number[], logprobs: [] as number[] }));
+  const gens =
+    budget > 0
+      ? generate(model, rows, {
+          maxNewTokens: budget,
+          temperature: s.temperature,
+          topP: s.topP,
+          topK: s.topK,
+          seed: s.seed,
+          stopTokens: [embedId, ...endTokens],
+        })
+      : rows.map(() => ({ tokens: [] as number[], logprobs: [] as number[] }));
   const ends = new Set(endTokens);
   return gens.map((g, i) => {
     const prompt = rows[i];
@@ -48,7 +69,15 @@ export function sampleRollouts(model: Qwen2Model, prompts: readonly number[][], 
     const emitted = last === embedId;
     const stopped = emitted || (last !== undefined && ends.has(last));
     const ids = [...prompt, ...g.tokens, ...(emitted ? [] : [embedId])];
-    return { query: Math.floor(i / s.group), ids, from: prompt.length, to: prompt.length + g.tokens.length, emitted, reasoningTokens: g.tokens.length - (stopped ? 1 : 0), sampledLogprobs: g.logprobs };
+    return {
+      query: Math.floor(i / s.group),
+      ids,
+      from: prompt.length,
+      to: prompt.length + g.tokens.length,
+      emitted,
+      reasoningTokens: g.tokens.length - (stopped ? 1 : 0),
+      sampledLogprobs: g.logprobs,
+    };
   });
 }
 
@@ -60,12 +89,22 @@ export interface SequenceForward {
 }
 
 /** One forward pass over the rollouts' sequences (padded on the right; causal attention ignores it). */
-export function forwardRollouts(model: Qwen2Model, rs: readonly Rollout[], temperature: number, rng?: T.Rng): SequenceForward {
-  const n = rs.length, L = Math.max(...rs.map((r) => r.ids.length)), d = model.config.hiddenSize;
+export function forwardRollouts(
+  model: Qwen2Model,
+  rs: readonly Rollout[],
+  temperature: number,
+  rng?: T.Rng,
+): SequenceForward {
+  const n = rs.length,
+    L = Math.max(...rs.map((r) => r.ids.length)),
+    d = model.config.hiddenSize;
   const ids = new Int32Array(n * L);
   rs.forEach((r, b) => ids.set(r.ids, b * L));
   const hidden = T.reshape(model.forward(ids, n, L, { rng }), [n * L, d]);
-  const emb = T.concat(rs.map((r, b) => T.slice(hidden, 0, b * L + r.ids.length - 1, b * L + r.ids.length)), 0);
+  const emb = T.concat(
+    rs.map((r, b) => T.slice(hidden, 0, b * L + r.ids.length - 1, b * L + r.ids.length)),
+    0,
+  );
   // position p − 1 predicts token p
   const parts = rs.flatMap((r, b) => (r.to > r.from ? [T.slice(hidden, 0, b * L + r.from - 1, b * L + r.to - 1)] : []));
   const labels = Int32Array.from(rs.flatMap((r) => r.ids.slice(r.from, r.to)));

@@ -14,13 +14,25 @@
  * table at every checkpoint, so resume continues with the same weights, optimiser, data position,
  * sampling and environment: the resumed run is bit-identical to the uninterrupted one.
  */
-import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates, assistantEndTokens, embedTokenId, encodePrompt } from '../../embed/index.js';
+import {
+  Embedder,
+  DEFAULT_TEMPLATES,
+  type PromptTemplates,
+  assistantEndTokens,
+  embedTokenId,
+  encodePrompt,
+} from '../../embed/index.js';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import type { Tensor } from '../../tensor/index.js';
 import {
-  RetrievalEnvironment, type DocumentEncoder, type EnvironmentOptions, type EnvironmentSnapshot, type StepOutcome,
-  type StepQuery, type StepStats,
+  RetrievalEnvironment,
+  type DocumentEncoder,
+  type EnvironmentOptions,
+  type EnvironmentSnapshot,
+  type StepOutcome,
+  type StepQuery,
+  type StepStats,
 } from '../../rlenv/environment.js';
 import { responseReward, type RankingRewardKind, type RewardSettings } from '../../rlenv/reward.js';
 import type { RefreshMode } from '../../rlenv/refresh-policy.js';
@@ -74,7 +86,11 @@ const std = (xs: readonly number[]): number => {
 
 /** −log Σ_{p ∈ positives} softmax(cos(e, D)/τ): InfoNCE of one response embedding against constant documents. */
 function responseInfoNce(
-  emb: Tensor, docs: Float32Array, m: number, isPositive: boolean[], temperature: number,
+  emb: Tensor,
+  docs: Float32Array,
+  m: number,
+  isPositive: boolean[],
+  temperature: number,
 ): Tensor {
   const d = emb.shape[1];
   const logits = T.scale(T.matmul(T.l2normalize(emb), new T.Tensor(docs, [m, d]), { transB: true }), 1 / temperature);
@@ -87,8 +103,13 @@ function responseInfoNce(
  * and the environment's candidates for it (the table's rows: constants).
  */
 function candidatesInfoNce(
-  emb: Tensor, rollouts: readonly Rollout[], batch: readonly RlQuery[], outcome: StepOutcome, env: RetrievalEnvironment,
-  group: number, temperature: number,
+  emb: Tensor,
+  rollouts: readonly Rollout[],
+  batch: readonly RlQuery[],
+  outcome: StepOutcome,
+  env: RetrievalEnvironment,
+  group: number,
+  temperature: number,
 ): Tensor {
   const dim = emb.shape[1];
   const terms = rollouts.map((x, i) => {
@@ -99,7 +120,15 @@ function candidatesInfoNce(
     const isPositive = rows.map((_, j) => j < pos.length);
     return responseInfoNce(T.slice(emb, 0, i, i + 1), docs, rows.length, isPositive, temperature);
   });
-  return T.scale(T.sum(T.concat(terms.map((t) => T.reshape(t, [1])), 0)), 1 / terms.length);
+  return T.scale(
+    T.sum(
+      T.concat(
+        terms.map((t) => T.reshape(t, [1])),
+        0,
+      ),
+    ),
+    1 / terms.length,
+  );
 }
 
 /** The environment's settings of the config, in refresh `mode` (the audit's twin runs in exact mode). */
@@ -107,7 +136,11 @@ function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOption
   const e = cfg.environment;
   return {
     refresh: {
-      mode, budget: e.budget, candidates: e.candidates, neighbours: e.neighbours, rolling: e.rolling,
+      mode,
+      budget: e.budget,
+      candidates: e.candidates,
+      neighbours: e.neighbours,
+      rolling: e.rolling,
       fullEvery: e.fullEvery,
     },
     graph: { connectivity: e.connectivity, expansionAdd: e.expansionAdd, expansionSearch: e.expansionSearch },
@@ -118,8 +151,8 @@ function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOption
   };
 }
 
-const REENCODED = '; it holds no environment (an older checkpoint), so the corpus is re-encoded '
-  + 'with the resumed policy';
+const REENCODED =
+  '; it holds no environment (an older checkpoint), so the corpus is re-encoded ' + 'with the resumed policy';
 
 export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise<RlSummary> {
   const t0 = Date.now();
@@ -135,8 +168,9 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     const none = `no query has a positive in the corpus (${st.skippedNoPositiveInCorpus} skipped)`;
     throw new RunFolderError(`${cfg.data.beir} (${cfg.data.split}): ${none}`);
   }
-  const skipped = `${st.skippedNoPositiveInCorpus} skipped: no positive in the corpus; `
-    + `${st.positivesNotInCorpus} judged documents missing`;
+  const skipped =
+    `${st.skippedNoPositiveInCorpus} skipped: no positive in the corpus; ` +
+    `${st.positivesNotInCorpus} judged documents missing`;
   folder.note(`data: ${st.queries} queries (${skipped}), ${st.documents} documents`);
 
   const o = cfg.optimizer;
@@ -144,7 +178,12 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const resumed = folder.start?.contents ?? null;
   const saved = resumed?.extra ? { snapshot: resumed.extra, dir: resumed.dir } : null;
   const run = await folder.begin({
-    params: pol.trainable, optimizer, settings: o, totalSteps, seed: cfg.seed, checkpoint: cfg.checkpoint,
+    params: pol.trainable,
+    optimizer,
+    settings: o,
+    totalSteps,
+    seed: cfg.seed,
+    checkpoint: cfg.checkpoint,
     resumeNote: resumed && !saved ? REENCODED : undefined,
   });
   const state = run.state;
@@ -174,16 +213,22 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const embedId = embedTokenId(pol.tokenizer);
   const ends = [...assistantEndTokens(pol.tokenizer).keys()];
   const reward: RewardSettings = {
-    kind: cfg.reward.kind as RankingRewardKind, k: cfg.reward.k, formatPenalty: cfg.reward.formatPenalty,
+    kind: cfg.reward.kind as RankingRewardKind,
+    k: cfg.reward.k,
+    formatPenalty: cfg.reward.formatPenalty,
     lengthPenalty: cfg.reward.lengthPenalty,
   };
-  const r = cfg.rollout, B = r.queries, G = r.group, epochs = cfg.loss.innerEpochs;
+  const r = cfg.rollout,
+    B = r.queries,
+    G = r.group,
+    epochs = cfg.loss.innerEpochs;
   let order = queryOrder(data.queries.length, cfg.seed, state.epoch);
   const nextBatch = (): RlQuery[] => {
     const out: RlQuery[] = [];
     while (out.length < Math.min(B, data.queries.length)) {
       if (state.batchIndex >= order.length) {
-        state.epoch++; state.batchIndex = 0;
+        state.epoch++;
+        state.batchIndex = 0;
         order = queryOrder(data.queries.length, cfg.seed, state.epoch);
       }
       out.push(data.queries[order[state.batchIndex++]]);
@@ -192,7 +237,8 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   };
 
   const audit: AuditStep[] = [];
-  let lastRewardMean = NaN, generated = 0;
+  let lastRewardMean = NaN,
+    generated = 0;
   const step = (): StepResult => {
     const stepStart = Date.now();
     const batch = nextBatch();
@@ -201,7 +247,11 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     const promptBudget = maxLength - r.maxReasoningTokens - 1;
     const prompts = batch.map((q) => encodePrompt(pol.tokenizer, q.text, 'query', templates, promptBudget, true).ids);
     const rollouts = sampleRollouts(pol.model, prompts, embedId, ends, {
-      group: G, temperature: r.temperature, topP: r.topP, topK: r.topK, maxReasoningTokens: r.maxReasoningTokens,
+      group: G,
+      temperature: r.temperature,
+      topP: r.topP,
+      topK: r.topK,
+      maxReasoningTokens: r.maxReasoningTokens,
       seed: cfg.seed * 1_000_003 + state.step,
     });
     const rolloutSeconds = (Date.now() - stepStart) / 1000;
@@ -215,7 +265,8 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     const embeddings = unitRows(old.emb);
     // 3. the environment: local refresh, then rewards over the whole corpus
     const queries: StepQuery[] = batch.map((q, i) => ({
-      positives: q.positives, responses: embeddings.slice(i * G, (i + 1) * G),
+      positives: q.positives,
+      responses: embeddings.slice(i * G, (i + 1) * G),
     }));
     const outcome = env.step(queries);
     const more: MetricRecord[] = [];
@@ -233,7 +284,13 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     const weights = responseMeanWeights(lengths);
     // 4. μ inner epochs of the clipped objective (+ KL, + InfoNCE); each update advances the policy version
     const upd = Date.now();
-    let loss = 0, surrogate = 0, kl = 0, clipFraction = 0, infonce = 0, gradNorm = 0, lr = 0;
+    let loss = 0,
+      surrogate = 0,
+      kl = 0,
+      clipFraction = 0,
+      infonce = 0,
+      gradNorm = 0,
+      lr = 0;
     /** One inner update; false when there is nothing to train on (no sampled token, no InfoNCE term). */
     const innerUpdate = (where: string | undefined): boolean => {
       const cur = forwardRollouts(pol.model, rollouts, r.temperature, run.rng);
@@ -242,7 +299,9 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
         const { clipEps, beta } = cfg.loss;
         const g = grpoLoss({ logp: cur.logp, oldLogp, refLogp, advantages: tokenAdv, weights, clipEps, beta });
         total = g.loss;
-        surrogate += g.surrogate / epochs; kl += g.kl / epochs; clipFraction += g.clipFraction / epochs;
+        surrogate += g.surrogate / epochs;
+        kl += g.kl / epochs;
+        clipFraction += g.clipFraction / epochs;
       }
       if (cfg.loss.infonce > 0) {
         const nce = candidatesInfoNce(cur.emb, rollouts, batch, outcome, env, G, cfg.loss.temperature);
@@ -266,12 +325,23 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     lastRewardMean = mean(rewards);
     const formatSuccess = mean(rollouts.map((x) => (x.emitted ? 1 : 0)));
     const record = {
-      loss, surrogate, kl, clipFraction, infonce, lr, gradNorm,
-      rewardMean: lastRewardMean, rewardStd: std(rewards), rankingRewardMean: mean(ranking),
+      loss,
+      surrogate,
+      kl,
+      clipFraction,
+      infonce,
+      lr,
+      gradNorm,
+      rewardMean: lastRewardMean,
+      rewardStd: std(rewards),
+      rankingRewardMean: mean(ranking),
       zeroAdvantageGroups: batch.filter((_, i) => adv.slice(i * G, (i + 1) * G).every((a) => a === 0)).length,
-      formatSuccess, forced: rollouts.filter((x) => !x.emitted).length,
+      formatSuccess,
+      forced: rollouts.filter((x) => !x.emitted).length,
       reasoningTokens: mean(rollouts.map((x) => x.reasoningTokens)),
-      env: envRecord(outcome.stats), rolloutSeconds, updateSeconds,
+      env: envRecord(outcome.stats),
+      rolloutSeconds,
+      updateSeconds,
     };
     const extra = `reward ${lastRewardMean.toFixed(3)} fmt ${formatSuccess.toFixed(2)} enc ${outcome.stats.encodes}`;
     return { record, progress: { loss, lr, tokensPerSec: run.rate(generated), extra }, more };
@@ -284,22 +354,39 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   await run.loop({ step, onStep: opts.onStep, checkpointFiles });
   await saveFineTuned(path.join(cfg.output, 'final'), pol);
   return {
-    steps: state.step, startStep: run.startStep, seconds: (Date.now() - t0) / 1000, data: st, output: cfg.output, audit,
-    setupSeconds, environmentRestored: saved !== null, lastRewardMean,
+    steps: state.step,
+    startStep: run.startStep,
+    seconds: (Date.now() - t0) / 1000,
+    data: st,
+    output: cfg.output,
+    audit,
+    setupSeconds,
+    environmentRestored: saved !== null,
+    lastRewardMean,
   };
 }
 
 /** What the audit compares at one step: the local environment's work and rewards against the exact twin's. */
 function auditStep(step: number, local: StepOutcome, exact: StepOutcome): AuditStep {
   return {
-    step, localEncodes: local.stats.encodes, exactEncodes: exact.stats.encodes,
-    localSeconds: local.stats.seconds, exactSeconds: exact.stats.seconds, localStaleness: local.stats.meanStaleness,
-    localRewards: local.rewards.flat(), exactRewards: exact.rewards.flat(),
+    step,
+    localEncodes: local.stats.encodes,
+    exactEncodes: exact.stats.encodes,
+    localSeconds: local.stats.seconds,
+    exactSeconds: exact.stats.seconds,
+    localStaleness: local.stats.meanStaleness,
+    localRewards: local.rewards.flat(),
+    exactRewards: exact.rewards.flat(),
   };
 }
 
 function restoreEnvironment(
-  snap: EnvironmentSnapshot, rows: number, dim: number, encode: DocumentEncoder, o: EnvironmentOptions, dir: string,
+  snap: EnvironmentSnapshot,
+  rows: number,
+  dim: number,
+  encode: DocumentEncoder,
+  o: EnvironmentOptions,
+  dir: string,
 ): RetrievalEnvironment {
   try {
     return RetrievalEnvironment.restore(snap, rows, dim, encode, o);
@@ -311,7 +398,13 @@ function restoreEnvironment(
 
 function envRecord(s: StepStats): Record<string, unknown> {
   return {
-    version: s.version, encodes: s.encodes, ...s.counts, meanStaleness: s.meanStaleness, staleRows: s.staleRows,
-    seconds: s.seconds, encodeSeconds: s.encodeSeconds, graphSeconds: s.graphSeconds,
+    version: s.version,
+    encodes: s.encodes,
+    ...s.counts,
+    meanStaleness: s.meanStaleness,
+    staleRows: s.staleRows,
+    seconds: s.seconds,
+    encodeSeconds: s.encodeSeconds,
+    graphSeconds: s.graphSeconds,
   };
 }

@@ -10,10 +10,20 @@ import type { ContrastiveTargets } from './losses.js';
 import { infoNCE, klLoss, sftLoss, tripletLoss } from './losses.js';
 import type { TrainSequence } from './sequences.js';
 
-export interface LossSettings { sft: number; kl: number; infonce: number; triplet: number; temperature: number; margin: number }
+export interface LossSettings {
+  sft: number;
+  kl: number;
+  infonce: number;
+  triplet: number;
+  temperature: number;
+  margin: number;
+}
 
 /** The trained model and the frozen reference for L_KL (null when w_kl = 0). */
-export interface TrainModels { model: Qwen2Model; ref: Qwen2Model | null }
+export interface TrainModels {
+  model: Qwen2Model;
+  ref: Qwen2Model | null;
+}
 
 export interface EncodedBatch {
   /** Query sequences, then document sequences. */
@@ -24,8 +34,13 @@ export interface EncodedBatch {
 
 /** Unweighted values of each term, the weighted total, and what the batch cost. */
 export interface BatchLoss {
-  loss: number; sft: number; kl: number; infonce: number; triplet: number;
-  tokens: number; truncated: number;
+  loss: number;
+  sft: number;
+  kl: number;
+  infonce: number;
+  triplet: number;
+  tokens: number;
+  truncated: number;
 }
 
 export interface ChunkOutput {
@@ -48,13 +63,23 @@ function gatherRows(hidden: Tensor, ranges: [number, number][]): Tensor {
  * token cannot change it). Gathers the embedding rows and, when `withResponse`, the response logits of
  * the model and of the reference model.
  */
-export function forwardChunk(m: TrainModels, seqs: readonly TrainSequence[], rng: Rng | undefined, withResponse: boolean, withRef: boolean): ChunkOutput {
-  const n = seqs.length, L = Math.max(...seqs.map((s) => s.ids.length));
+export function forwardChunk(
+  m: TrainModels,
+  seqs: readonly TrainSequence[],
+  rng: Rng | undefined,
+  withResponse: boolean,
+  withRef: boolean,
+): ChunkOutput {
+  const n = seqs.length,
+    L = Math.max(...seqs.map((s) => s.ids.length));
   const ids = new Int32Array(n * L);
   seqs.forEach((s, b) => ids.set(s.ids, b * L));
   const d = m.model.config.hiddenSize;
   const hidden = T.reshape(m.model.forward(ids, n, L, { rng }), [n * L, d]);
-  const emb = gatherRows(hidden, seqs.map((s, b) => [b * L + s.embedAt, b * L + s.embedAt + 1]));
+  const emb = gatherRows(
+    hidden,
+    seqs.map((s, b) => [b * L + s.embedAt, b * L + s.embedAt + 1]),
+  );
   if (!withResponse) return { emb, logits: null, refLogits: null, labels: new Int32Array(0) };
   const respRanges = seqs.map((s, b): [number, number] => [b * L + s.respFrom, b * L + s.respTo]);
   const labels = Int32Array.from(seqs.flatMap((s) => s.ids.slice(s.respFrom + 1, s.respTo + 1)));
@@ -68,10 +93,18 @@ export function forwardChunk(m: TrainModels, seqs: readonly TrainSequence[], rng
 }
 
 /** w_nce·InfoNCE + w_tri·Triplet on embeddings [S, d] (queries first), or null when both weights are 0. */
-export function contrastiveLoss(emb: Tensor, numQueries: number, targets: ContrastiveTargets, w: LossSettings): { total: Tensor | null; infonce: number; triplet: number } {
+export function contrastiveLoss(
+  emb: Tensor,
+  numQueries: number,
+  targets: ContrastiveTargets,
+  w: LossSettings,
+): { total: Tensor | null; infonce: number; triplet: number } {
   const S = emb.shape[0];
-  const q = T.slice(emb, 0, 0, numQueries), d = T.slice(emb, 0, numQueries, S);
-  let total: Tensor | null = null, infonce = 0, triplet = 0;
+  const q = T.slice(emb, 0, 0, numQueries),
+    d = T.slice(emb, 0, numQueries, S);
+  let total: Tensor | null = null,
+    infonce = 0,
+    triplet = 0;
   if (w.infonce > 0) {
     const l = infoNCE(q, d, targets, w.temperature);
     infonce = l.item();
@@ -86,8 +119,14 @@ export function contrastiveLoss(emb: Tensor, numQueries: number, targets: Contra
 }
 
 /** w_sft·L_SFT + w_kl·L_KL of one chunk, normalised by the whole batch's response tokens. */
-export function responseLoss(out: ChunkOutput, responseTokens: number, w: LossSettings): { total: Tensor | null; sft: number; kl: number } {
-  let total: Tensor | null = null, sft = 0, kl = 0;
+export function responseLoss(
+  out: ChunkOutput,
+  responseTokens: number,
+  w: LossSettings,
+): { total: Tensor | null; sft: number; kl: number } {
+  let total: Tensor | null = null,
+    sft = 0,
+    kl = 0;
   if (!out.logits) return { total, sft, kl };
   if (w.sft > 0) {
     const l = sftLoss(out.logits, out.labels, responseTokens);
@@ -133,22 +172,55 @@ export const PLAIN_CHUNK = 16;
  * The whole batch with its graph kept, one backward. Gradients are scaled by `gradScale`
  * (1/accumulation) and added to those already in the parameters.
  */
-export function plainBackward(m: TrainModels, batch: EncodedBatch, w: LossSettings, gradScale: number, rng?: Rng): BatchLoss {
+export function plainBackward(
+  m: TrainModels,
+  batch: EncodedBatch,
+  w: LossSettings,
+  gradScale: number,
+  rng?: Rng,
+): BatchLoss {
   const wantResponse = w.sft > 0 || w.kl > 0;
-  const chunks = chunkSequences(batch.seqs.map((s) => s.ids.length), PLAIN_CHUNK);
-  const outs = chunks.map((idx) => forwardChunk(m, idx.map((i) => batch.seqs[i]), rng, wantResponse, w.kl > 0));
+  const chunks = chunkSequences(
+    batch.seqs.map((s) => s.ids.length),
+    PLAIN_CHUNK,
+  );
+  const outs = chunks.map((idx) =>
+    forwardChunk(
+      m,
+      idx.map((i) => batch.seqs[i]),
+      rng,
+      wantResponse,
+      w.kl > 0,
+    ),
+  );
   // embeddings back in batch order (queries first), as the contrastive loss expects
-  const chunked = outs.length === 1 ? outs[0].emb : T.concat(outs.map((o) => o.emb), 0);
+  const chunked =
+    outs.length === 1
+      ? outs[0].emb
+      : T.concat(
+          outs.map((o) => o.emb),
+          0,
+        );
   const rowOf = new Int32Array(batch.seqs.length);
-  chunks.flat().forEach((i, row) => { rowOf[i] = row; });
-  const inOrder = chunks.length === 1 && chunks[0].every((i, r) => i === r) ? chunked
-    : T.concat([...rowOf].map((row) => T.slice(chunked, 0, row, row + 1)), 0);
+  chunks.flat().forEach((i, row) => {
+    rowOf[i] = row;
+  });
+  const inOrder =
+    chunks.length === 1 && chunks[0].every((i, r) => i === r)
+      ? chunked
+      : T.concat(
+          [...rowOf].map((row) => T.slice(chunked, 0, row, row + 1)),
+          0,
+        );
   const c = contrastiveLoss(inOrder, batch.numQueries, batch.targets, w);
   const respTokens = responseTokenCount(batch.seqs);
-  let total = c.total, sft = 0, kl = 0;
+  let total = c.total,
+    sft = 0,
+    kl = 0;
   for (const out of outs) {
     const r = responseLoss(out, respTokens, w);
-    sft += r.sft; kl += r.kl;
+    sft += r.sft;
+    kl += r.kl;
     if (r.total) total = total ? T.add(total, r.total) : r.total;
   }
   if (total) total.backward(new Float32Array([gradScale]));

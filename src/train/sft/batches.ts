@@ -32,7 +32,13 @@ function epochRng(seed: number, epoch: number): Rng {
 }
 
 /** The batches of one epoch: a seeded shuffle, packed greedily under the no-duplicate rule. */
-export function planEpoch(examples: readonly TrainExample[], seed: number, epoch: number, queriesPerBatch: number, hardNegatives: number): PlannedBatch[] {
+export function planEpoch(
+  examples: readonly TrainExample[],
+  seed: number,
+  epoch: number,
+  queriesPerBatch: number,
+  hardNegatives: number,
+): PlannedBatch[] {
   const rng = epochRng(seed, epoch);
   let rest = rng.shuffle(examples.map((_, i) => i));
   const batches: PlannedBatch[] = [];
@@ -44,10 +50,16 @@ export function planEpoch(examples: readonly TrainExample[], seed: number, epoch
     for (; i < rest.length && b.examples.length < queriesPerBatch; i++) {
       const ex = examples[rest[i]];
       const free = ex.positives.filter((p) => !used.has(p) && p !== ex.query);
-      if (used.has(ex.query) || free.length === 0) { deferred.push(rest[i]); continue; }
+      if (used.has(ex.query) || free.length === 0) {
+        deferred.push(rest[i]);
+        continue;
+      }
       const pos = free[rng.int(free.length)];
-      used.add(ex.query); used.add(pos);
-      b.examples.push(rest[i]); b.positives.push(pos); b.negatives.push([]);
+      used.add(ex.query);
+      used.add(pos);
+      b.examples.push(rest[i]);
+      b.positives.push(pos);
+      b.negatives.push([]);
     }
     // hard negatives after all positives are in, so that a negative never takes a later query's positive
     b.examples.forEach((e, k) => {
@@ -55,7 +67,8 @@ export function planEpoch(examples: readonly TrainExample[], seed: number, epoch
       for (const n of cands) {
         if (b.negatives[k].length >= hardNegatives) break;
         if (used.has(n)) continue;
-        used.add(n); b.negatives[k].push(n);
+        used.add(n);
+        b.negatives[k].push(n);
       }
     });
     batches.push(b);
@@ -68,8 +81,10 @@ export function planEpoch(examples: readonly TrainExample[], seed: number, epoch
 export function batchTexts(examples: readonly TrainExample[], b: PlannedBatch): BatchTexts {
   const queries = b.examples.map((e) => examples[e].query);
   const documents = [...b.positives, ...b.negatives.flat()];
-  const B = queries.length, M = documents.length;
-  const exclude = new Uint8Array(B * M), tripletNegative = new Uint8Array(B * M);
+  const B = queries.length,
+    M = documents.length;
+  const exclude = new Uint8Array(B * M),
+    tripletNegative = new Uint8Array(B * M);
   let negStart = B;
   b.examples.forEach((e, i) => {
     const own = new Set(examples[e].positives);

@@ -5,7 +5,13 @@
  */
 import path from 'node:path';
 import {
-  ConfigError, type LoraSettings, type OptimizerSettings, mergeStrict, parseLora, parseTemplates, readConfigFile,
+  ConfigError,
+  type LoraSettings,
+  type OptimizerSettings,
+  mergeStrict,
+  parseLora,
+  parseTemplates,
+  readConfigFile,
 } from '../config-merge.js';
 import type { PseudoQueryKind } from './pseudo-queries.js';
 
@@ -21,7 +27,13 @@ export type DataSourceConfig =
   /** Pseudo-queries from a corpus.jsonl (or BEIR folder): a title asks for its body, a sentence for the rest. */
   | { type: 'pseudo-queries'; path: string; queries: PseudoQueryKind; seed: number; maxDocuments: number };
 
-export interface EvalSettings { beir: string; split: string; every: number; maxQueries: number; maxDocuments: number }
+export interface EvalSettings {
+  beir: string;
+  split: string;
+  every: number;
+  maxQueries: number;
+  maxDocuments: number;
+}
 
 export interface SftConfig {
   /** Starting model folder (Hugging Face layout); <|embed_token|> is added when missing. */
@@ -57,10 +69,25 @@ export interface SftConfig {
 }
 
 export const DEFAULT_SFT_CONFIG: SftConfig = {
-  model: '', output: '', seed: 0, data: [], maxLength: 512, steps: 0, epochs: 1,
+  model: '',
+  output: '',
+  seed: 0,
+  data: [],
+  maxLength: 512,
+  steps: 0,
+  epochs: 1,
   batch: { queries: 16, hardNegatives: 1, subBatch: 0, accumulation: 1 },
   loss: { sft: 1, kl: 1, infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
-  optimizer: { lr: 1e-4, weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 10, minLr: 0, maxGradNorm: 1 },
+  optimizer: {
+    lr: 1e-4,
+    weightDecay: 0.01,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    warmupSteps: 10,
+    minLr: 0,
+    maxGradNorm: 1,
+  },
   lora: null,
   checkpoint: { every: 100, keep: 2 },
   eval: null,
@@ -68,14 +95,20 @@ export const DEFAULT_SFT_CONFIG: SftConfig = {
 };
 
 const EVAL_DEFAULTS: EvalSettings = { beir: '', split: 'dev', every: 100, maxQueries: 0, maxDocuments: 0 };
-const SOURCE_KEYS: Record<string, string[]> = { beir: ['type', 'path', 'split'], jsonl: ['type', 'path'], pairs: ['type', 'path'], 'climate-fever': ['type', 'path'],
-  'pseudo-queries': ['type', 'path', 'queries', 'seed', 'maxDocuments'] };
+const SOURCE_KEYS: Record<string, string[]> = {
+  beir: ['type', 'path', 'split'],
+  jsonl: ['type', 'path'],
+  pairs: ['type', 'path'],
+  'climate-fever': ['type', 'path'],
+  'pseudo-queries': ['type', 'path', 'queries', 'seed', 'maxDocuments'],
+};
 
 type Json = unknown;
 
 /** Validates a parsed config object; paths are resolved against baseDir. */
 export function parseSftConfig(raw: Json, baseDir: string): SftConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('the config must be a JSON object');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ConfigError('the config must be a JSON object');
   const { data, lora, eval: ev, templates, ...rest } = raw as Record<string, unknown>;
   const defaults = { ...DEFAULT_SFT_CONFIG, data: undefined, lora: undefined, eval: undefined, templates: undefined };
   const simple = mergeStrict(defaults, rest, '');
@@ -83,7 +116,10 @@ export function parseSftConfig(raw: Json, baseDir: string): SftConfig {
   cfg.lora = parseLora(lora);
   if (ev !== undefined && ev !== null) cfg.eval = mergeStrict(EVAL_DEFAULTS, ev, 'eval');
   cfg.templates = parseTemplates(templates);
-  if (!Array.isArray(data) || data.length === 0) throw new ConfigError('"data" must be a non-empty array of sources such as {"type": "beir", "path": "...", "split": "train"}');
+  if (!Array.isArray(data) || data.length === 0)
+    throw new ConfigError(
+      '"data" must be a non-empty array of sources such as {"type": "beir", "path": "...", "split": "train"}',
+    );
   cfg.data = data.map((s, i) => parseSource(s, `data[${i}]`, baseDir));
   const resolve = (p: string): string => (p === '' ? p : path.resolve(baseDir, p));
   cfg.model = resolve(cfg.model);
@@ -97,35 +133,53 @@ function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
   if (typeof s !== 'object' || s === null) throw new ConfigError(`"${at}" must be an object`);
   const o = s as Record<string, unknown>;
   const keys = SOURCE_KEYS[String(o.type)];
-  if (!keys) throw new ConfigError(`"${at}.type" must be one of ${Object.keys(SOURCE_KEYS).join(', ')}, got ${JSON.stringify(o.type)}`);
-  for (const k of Object.keys(o)) if (!keys.includes(k)) throw new ConfigError(`"${at}.${k}" is not a config key; known keys of a ${o.type} source: ${keys.join(', ')}`);
+  if (!keys)
+    throw new ConfigError(
+      `"${at}.type" must be one of ${Object.keys(SOURCE_KEYS).join(', ')}, got ${JSON.stringify(o.type)}`,
+    );
+  for (const k of Object.keys(o))
+    if (!keys.includes(k))
+      throw new ConfigError(`"${at}.${k}" is not a config key; known keys of a ${o.type} source: ${keys.join(', ')}`);
   if (typeof o.path !== 'string' || o.path === '') throw new ConfigError(`"${at}.path" must be a non-empty string`);
   const p = path.resolve(baseDir, o.path);
   if (o.type === 'beir') {
     if (o.split !== undefined && typeof o.split !== 'string') throw new ConfigError(`"${at}.split" must be a string`);
     const split = (o.split as string | undefined) ?? 'train';
     // test qrels are for evaluation only: training on them would make every reported score meaningless
-    if (split === 'test') throw new ConfigError(`"${at}.split" is "test": test queries are never trained on; use the train (or dev) split`);
+    if (split === 'test')
+      throw new ConfigError(`"${at}.split" is "test": test queries are never trained on; use the train (or dev) split`);
     return { type: 'beir', path: p, split };
   }
   if (o.type === 'pseudo-queries') {
-    if (o.queries !== 'title' && o.queries !== 'sentence') throw new ConfigError(`"${at}.queries" must be "title" or "sentence", got ${JSON.stringify(o.queries)}`);
+    if (o.queries !== 'title' && o.queries !== 'sentence')
+      throw new ConfigError(`"${at}.queries" must be "title" or "sentence", got ${JSON.stringify(o.queries)}`);
     const int = (v: unknown, key: string, dflt: number): number => {
       if (v === undefined) return dflt;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`"${at}.${key}" must be an integer ≥ 0, got ${JSON.stringify(v)}`);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+        throw new ConfigError(`"${at}.${key}" must be an integer ≥ 0, got ${JSON.stringify(v)}`);
       return v;
     };
-    return { type: 'pseudo-queries', path: p, queries: o.queries, seed: int(o.seed, 'seed', 0), maxDocuments: int(o.maxDocuments, 'maxDocuments', 0) };
+    return {
+      type: 'pseudo-queries',
+      path: p,
+      queries: o.queries,
+      seed: int(o.seed, 'seed', 0),
+      maxDocuments: int(o.maxDocuments, 'maxDocuments', 0),
+    };
   }
   return { type: o.type as 'jsonl' | 'pairs' | 'climate-fever', path: p };
 }
 
 function check(c: SftConfig): void {
-  const need = (ok: boolean, msg: string): void => { if (!ok) throw new ConfigError(msg); };
+  const need = (ok: boolean, msg: string): void => {
+    if (!ok) throw new ConfigError(msg);
+  };
   need(c.model !== '', '"model" must name the starting model folder');
   need(c.output !== '', '"output" must name the run folder');
-  const posInt = (v: number, key: string): void => need(Number.isInteger(v) && v >= 1, `"${key}" must be a positive integer, got ${v}`);
-  const nonNegInt = (v: number, key: string): void => need(Number.isInteger(v) && v >= 0, `"${key}" must be an integer ≥ 0, got ${v}`);
+  const posInt = (v: number, key: string): void =>
+    need(Number.isInteger(v) && v >= 1, `"${key}" must be a positive integer, got ${v}`);
+  const nonNegInt = (v: number, key: string): void =>
+    need(Number.isInteger(v) && v >= 0, `"${key}" must be an integer ≥ 0, got ${v}`);
   posInt(c.batch.queries, 'batch.queries');
   need(c.batch.queries >= 2 || c.loss.infonce === 0, '"batch.queries" must be at least 2 for in-batch negatives');
   nonNegInt(c.batch.hardNegatives, 'batch.hardNegatives');
@@ -141,7 +195,10 @@ function check(c: SftConfig): void {
   need(c.optimizer.lr > 0, '"optimizer.lr" must be > 0');
   nonNegInt(c.optimizer.warmupSteps, 'optimizer.warmupSteps');
   if (c.lora) posInt(c.lora.rank, 'lora.rank');
-  if (c.eval) { need(c.eval.beir !== '', '"eval.beir" must name a BEIR folder'); posInt(c.eval.every, 'eval.every'); }
+  if (c.eval) {
+    need(c.eval.beir !== '', '"eval.beir" must name a BEIR folder');
+    posInt(c.eval.every, 'eval.every');
+  }
 }
 
 /** Reads and validates a stage-1 config file. */

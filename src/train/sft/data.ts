@@ -32,21 +32,34 @@ export class DataError extends Error {
   }
 }
 
-export async function loadTrainingData(sources: readonly DataSourceConfig[]): Promise<{ examples: TrainExample[]; stats: DataStats }> {
+export async function loadTrainingData(
+  sources: readonly DataSourceConfig[],
+): Promise<{ examples: TrainExample[]; stats: DataStats }> {
   const stats: DataStats = { examples: 0, withoutPositive: 0, emptyTexts: 0, perSource: [] };
   const examples: TrainExample[] = [];
   for (const src of sources) {
     if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
-    const raw = src.type === 'beir' ? await beirExamples(src.path, src.split)
-      : src.type === 'climate-fever' ? climateFeverExamples(src.path)
-      : src.type === 'pairs' ? pairExamples(src.path)
-      : src.type === 'pseudo-queries' ? pseudoQueryExamples(await sourceCorpus(src.path, src.maxDocuments),
-        { ...PSEUDO_QUERY_DEFAULTS, kind: src.queries, seed: src.seed })
-      : jsonlExamples(src.path);
+    const raw =
+      src.type === 'beir'
+        ? await beirExamples(src.path, src.split)
+        : src.type === 'climate-fever'
+          ? climateFeverExamples(src.path)
+          : src.type === 'pairs'
+            ? pairExamples(src.path)
+            : src.type === 'pseudo-queries'
+              ? pseudoQueryExamples(await sourceCorpus(src.path, src.maxDocuments), {
+                  ...PSEUDO_QUERY_DEFAULTS,
+                  kind: src.queries,
+                  seed: src.seed,
+                })
+              : jsonlExamples(src.path);
     let kept = 0;
     for (const ex of raw) {
       const clean = cleanExample(ex, stats);
-      if (clean) { examples.push(clean); kept++; }
+      if (clean) {
+        examples.push(clean);
+        kept++;
+      }
     }
     const label = src.type === 'pseudo-queries' ? `${src.type}(${src.queries}):${src.path}` : `${src.type}:${src.path}`;
     stats.perSource.push({ source: label, examples: kept });
@@ -62,9 +75,15 @@ function cleanExample(ex: TrainExample, stats: DataStats): TrainExample | null {
     stats.emptyTexts += xs.length - out.length;
     return [...new Set(out)];
   };
-  if (ex.query.trim() === '') { stats.emptyTexts++; return null; }
+  if (ex.query.trim() === '') {
+    stats.emptyTexts++;
+    return null;
+  }
   const positives = nonEmpty(ex.positives);
-  if (positives.length === 0) { stats.withoutPositive++; return null; }
+  if (positives.length === 0) {
+    stats.withoutPositive++;
+    return null;
+  }
   const pos = new Set(positives);
   const negatives = nonEmpty(ex.negatives).filter((n) => !pos.has(n) && n !== ex.query);
   return { query: ex.query, positives, negatives };
@@ -81,7 +100,8 @@ async function beirExamples(folder: string, split: string): Promise<TrainExample
     for (const [docId, grade] of judged) {
       if (grade < 1) continue;
       const doc = docs.get(docId);
-      if (doc === undefined) throw new DataError(folder, `qrels/${split}.tsv judges document '${docId}', which is not in corpus.jsonl`);
+      if (doc === undefined)
+        throw new DataError(folder, `qrels/${split}.tsv judges document '${docId}', which is not in corpus.jsonl`);
       positives.push(doc);
     }
     out.push({ query: text, positives, negatives: [] });
@@ -92,7 +112,8 @@ async function beirExamples(folder: string, split: string): Promise<TrainExample
 /** A corpus.jsonl file, or the corpus.jsonl of a BEIR folder; the first maxDocuments (0 = all). */
 async function sourceCorpus(p: string, maxDocuments: number): Promise<BeirDocument[]> {
   const file = statSync(p).isDirectory() ? `${p}/corpus.jsonl` : p;
-  if (!existsSync(file)) throw new DataError(p, 'is a folder without corpus.jsonl (a pseudo-queries source needs a BEIR corpus)');
+  if (!existsSync(file))
+    throw new DataError(p, 'is a folder without corpus.jsonl (a pseudo-queries source needs a BEIR corpus)');
   const docs = await readBeirCorpus(file);
   return maxDocuments > 0 ? docs.slice(0, maxDocuments) : docs;
 }
@@ -102,8 +123,13 @@ function* jsonLines(file: string): Generator<[Record<string, unknown>, number]> 
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].trim() === '') continue;
     let v: unknown;
-    try { v = JSON.parse(lines[i]); } catch (e) { throw new DataError(file, `not valid JSON (${(e as Error).message})`, i + 1); }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DataError(file, 'expected a JSON object per line', i + 1);
+    try {
+      v = JSON.parse(lines[i]);
+    } catch (e) {
+      throw new DataError(file, `not valid JSON (${(e as Error).message})`, i + 1);
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v))
+      throw new DataError(file, 'expected a JSON object per line', i + 1);
     yield [v as Record<string, unknown>, i + 1];
   }
 }
@@ -138,19 +164,22 @@ function jsonlExamples(file: string): TrainExample[] {
 
 function pairExamples(file: string): TrainExample[] {
   const out: TrainExample[] = [];
-  readFileSync(file, 'utf8').split('\n').forEach((text, i) => {
-    if (text.trim() === '') return;
-    const f = text.split('\t');
-    if (f.length !== 2) throw new DataError(file, `expected 'query<TAB>positive', found ${f.length} fields`, i + 1);
-    out.push({ query: f[0], positives: [f[1]], negatives: [] });
-  });
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .forEach((text, i) => {
+      if (text.trim() === '') return;
+      const f = text.split('\t');
+      if (f.length !== 2) throw new DataError(file, `expected 'query<TAB>positive', found ${f.length} fields`, i + 1);
+      out.push({ query: f[0], positives: [f[1]], negatives: [] });
+    });
   return out;
 }
 
 function climateFeverExamples(file: string): TrainExample[] {
   const out: TrainExample[] = [];
   for (const [o, line] of jsonLines(file)) {
-    if (typeof o.claim !== 'string' || !Array.isArray(o.evidences)) throw new DataError(file, "expected 'claim' and 'evidences'", line);
+    if (typeof o.claim !== 'string' || !Array.isArray(o.evidences))
+      throw new DataError(file, "expected 'claim' and 'evidences'", line);
     const ev = o.evidences as { evidence_label?: string; evidence?: string }[];
     const text = (e: { evidence?: string }): string => (typeof e.evidence === 'string' ? e.evidence : '');
     out.push({
@@ -166,7 +195,10 @@ function climateFeverExamples(file: string): TrainExample[] {
  * Texts that can serve as negatives, for mining: every BEIR source's whole corpus, plus every positive
  * and negative text of the examples (the only documents JSONL, pairs and Climate-FEVER sources have).
  */
-export async function candidatePool(sources: readonly DataSourceConfig[], examples: readonly TrainExample[]): Promise<string[]> {
+export async function candidatePool(
+  sources: readonly DataSourceConfig[],
+  examples: readonly TrainExample[],
+): Promise<string[]> {
   const pool = new Set<string>();
   for (const src of sources) {
     if (src.type !== 'beir') continue;

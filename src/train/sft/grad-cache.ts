@@ -12,13 +12,33 @@
 import * as T from '../../tensor/index.js';
 import type { Rng } from '../../tensor/index.js';
 import {
-  type BatchLoss, type EncodedBatch, type LossSettings, type TrainModels,
-  batchCost, chunkSequences, contrastiveLoss, forwardChunk, responseLoss, responseTokenCount, weightedTotal,
+  type BatchLoss,
+  type EncodedBatch,
+  type LossSettings,
+  type TrainModels,
+  batchCost,
+  chunkSequences,
+  contrastiveLoss,
+  forwardChunk,
+  responseLoss,
+  responseTokenCount,
+  weightedTotal,
 } from './batch-loss.js';
 
-export function gradCacheBackward(m: TrainModels, batch: EncodedBatch, w: LossSettings, gradScale: number, subBatch: number, rng?: Rng): BatchLoss {
-  const S = batch.seqs.length, d = m.model.config.hiddenSize;
-  const chunks = chunkSequences(batch.seqs.map((s) => s.ids.length), subBatch);
+export function gradCacheBackward(
+  m: TrainModels,
+  batch: EncodedBatch,
+  w: LossSettings,
+  gradScale: number,
+  subBatch: number,
+  rng?: Rng,
+): BatchLoss {
+  const S = batch.seqs.length,
+    d = m.model.config.hiddenSize;
+  const chunks = chunkSequences(
+    batch.seqs.map((s) => s.ids.length),
+    subBatch,
+  );
   const chunkSeeds = chunks.map(() => (rng ? rng.nextU32() : 0));
   const chunkRng = (c: number): Rng | undefined => (rng ? new T.Rng(chunkSeeds[c]) : undefined);
   const dropout = [...m.model.adapters.values()].some((a) => a.dropout > 0 && !a.merged);
@@ -26,7 +46,14 @@ export function gradCacheBackward(m: TrainModels, batch: EncodedBatch, w: LossSe
   // 1. embeddings only (with dropout the graph must be recorded for the masks to be drawn; it is dropped)
   const all = new Float32Array(S * d);
   chunks.forEach((idx, c) => {
-    const run = (): Float32Array => forwardChunk(m, idx.map((i) => batch.seqs[i]), chunkRng(c), false, false).emb.data;
+    const run = (): Float32Array =>
+      forwardChunk(
+        m,
+        idx.map((i) => batch.seqs[i]),
+        chunkRng(c),
+        false,
+        false,
+      ).emb.data;
     const e = rng && dropout ? run() : T.noGrad(run);
     idx.forEach((i, r) => all.set(e.subarray(r * d, (r + 1) * d), i * d));
   });
@@ -40,12 +67,20 @@ export function gradCacheBackward(m: TrainModels, batch: EncodedBatch, w: LossSe
   // 3. each chunk again with its graph: cached embedding gradient + its own response loss
   const wantResponse = w.sft > 0 || w.kl > 0;
   const respTokens = responseTokenCount(batch.seqs);
-  let sft = 0, kl = 0;
+  let sft = 0,
+    kl = 0;
   chunks.forEach((idx, ci) => {
     if (!cache && !wantResponse) return;
-    const out = forwardChunk(m, idx.map((i) => batch.seqs[i]), chunkRng(ci), wantResponse, w.kl > 0);
+    const out = forwardChunk(
+      m,
+      idx.map((i) => batch.seqs[i]),
+      chunkRng(ci),
+      wantResponse,
+      w.kl > 0,
+    );
     const r = responseLoss(out, respTokens, w);
-    sft += r.sft; kl += r.kl;
+    sft += r.sft;
+    kl += r.kl;
     let total = r.total ? T.scale(r.total, gradScale) : null;
     if (cache) {
       const g = new Float32Array(idx.length * d);

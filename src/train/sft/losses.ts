@@ -34,7 +34,8 @@ export function infoNCE(q: Tensor, d: Tensor, t: ContrastiveTargets, temperature
   let logits = T.scale(T.cosineMatrix(q, d), 1 / temperature);
   if (t.exclude.some((x) => x !== 0)) {
     const mask = new Float32Array(B * M);
-    for (let i = 0; i < B * M; i++) if (t.exclude[i] && t.positive[Math.floor(i / M)] !== i % M) mask[i] = EXCLUDED_LOGIT;
+    for (let i = 0; i < B * M; i++)
+      if (t.exclude[i] && t.positive[Math.floor(i / M)] !== i % M) mask[i] = EXCLUDED_LOGIT;
     logits = T.add(logits, new T.Tensor(mask, [B, M]));
   }
   return T.crossEntropy(logits, t.positive);
@@ -89,6 +90,7 @@ function checkTargets(t: ContrastiveTargets, B: number, M: number): void {
     throw new Error(`contrastive targets do not fit ${B} queries × ${M} documents`);
   }
   for (let i = 0; i < B; i++) {
-    if (!(t.positive[i] >= 0 && t.positive[i] < M)) throw new Error(`query ${i}'s positive ${t.positive[i]} is outside the ${M} documents`);
+    if (!(t.positive[i] >= 0 && t.positive[i] < M))
+      throw new Error(`query ${i}'s positive ${t.positive[i]} is outside the ${M} documents`);
   }
 }

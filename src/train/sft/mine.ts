@@ -25,21 +25,41 @@ export interface MineOptions {
 }
 
 /** Scores of candidates for one query: the ranked top (best first) and each positive's score when known. */
-export interface Ranked { docs: number[]; scores: number[]; positiveScores: number[] }
+export interface Ranked {
+  docs: number[];
+  scores: number[];
+  positiveScores: number[];
+}
 
 export type Ranker = (query: string, positives: readonly string[], k: number) => Ranked;
 
-export interface MineStats { queries: number; withNegatives: number; negatives: number; filteredAsFalseNegative: number }
+export interface MineStats {
+  queries: number;
+  withNegatives: number;
+  negatives: number;
+  filteredAsFalseNegative: number;
+}
 
-export function mineHardNegatives(examples: readonly TrainExample[], pool: readonly string[], rank: Ranker, o: MineOptions, onProgress?: (done: number, total: number) => void): { mined: TrainExample[]; stats: MineStats } {
-  if (!(o.fromRank >= 1 && o.toRank >= o.fromRank)) throw new Error(`the rank window ${o.fromRank}..${o.toRank} is empty`);
+export function mineHardNegatives(
+  examples: readonly TrainExample[],
+  pool: readonly string[],
+  rank: Ranker,
+  o: MineOptions,
+  onProgress?: (done: number, total: number) => void,
+): { mined: TrainExample[]; stats: MineStats } {
+  if (!(o.fromRank >= 1 && o.toRank >= o.fromRank))
+    throw new Error(`the rank window ${o.fromRank}..${o.toRank} is empty`);
   const rng = new Rng(o.seed);
   const stats: MineStats = { queries: examples.length, withNegatives: 0, negatives: 0, filteredAsFalseNegative: 0 };
   const mined = examples.map((ex, qi) => {
     const r = rank(ex.query, ex.positives, o.toRank + ex.positives.length);
     const pos = new Set(ex.positives);
     const best = r.positiveScores.length > 0 ? Math.max(...r.positiveScores) : -Infinity;
-    const threshold = Number.isFinite(best) ? (best >= 0 ? o.falseNegativeRatio * best : best / o.falseNegativeRatio) : Infinity;
+    const threshold = Number.isFinite(best)
+      ? best >= 0
+        ? o.falseNegativeRatio * best
+        : best / o.falseNegativeRatio
+      : Infinity;
     const window: string[] = [];
     let rankNo = 0;
     for (let i = 0; i < r.docs.length && rankNo < o.toRank; i++) {
@@ -47,7 +67,10 @@ export function mineHardNegatives(examples: readonly TrainExample[], pool: reado
       if (pos.has(text) || text === ex.query) continue; // positives do not take up ranks
       rankNo++;
       if (rankNo < o.fromRank) continue;
-      if (r.scores[i] >= threshold) { stats.filteredAsFalseNegative++; continue; }
+      if (r.scores[i] >= threshold) {
+        stats.filteredAsFalseNegative++;
+        continue;
+      }
       window.push(text);
     }
     const chosen = rng.shuffle(window).slice(0, o.negatives);
@@ -61,7 +84,10 @@ export function mineHardNegatives(examples: readonly TrainExample[], pool: reado
 
 /** BM25 (the eval layer's Lucene-style index) over the pool. */
 export function bm25Ranker(pool: readonly string[]): Ranker {
-  const index = Bm25Index.build(pool.map((text, i) => ({ id: String(i), text })), createAnalyzer());
+  const index = Bm25Index.build(
+    pool.map((text, i) => ({ id: String(i), text })),
+    createAnalyzer(),
+  );
   const scratch = new Float64Array(index.size);
   const where = new Map(pool.map((t, i) => [t, i]));
   return (query, positives, k) => {
@@ -74,15 +100,30 @@ export function bm25Ranker(pool: readonly string[]): Ranker {
 }
 
 /** The model's own embeddings: documents embedded once, queries one at a time, exact cosine. */
-export function modelRanker(model: Qwen2Model, tokenizer: Tokenizer, pool: readonly string[], opts: { templates?: Partial<PromptTemplates>; maxLength?: number } = {}): Ranker {
+export function modelRanker(
+  model: Qwen2Model,
+  tokenizer: Tokenizer,
+  pool: readonly string[],
+  opts: { templates?: Partial<PromptTemplates>; maxLength?: number } = {},
+): Ranker {
   const emb = new Embedder(model, tokenizer, opts);
   const vectors = emb.embedDocuments(pool).vectors;
   const where = new Map(pool.map((t, i) => [t, i]));
   return (query, positives, k) => {
     const q = emb.embedQuery(query).vector;
-    const scores = vectors.map((v) => { let s = 0; for (let i = 0; i < q.length; i++) s += q[i] * v[i]; return s; });
-    const docs = scores.map((_, i) => i).sort((a, b) => scores[b] - scores[a]).slice(0, k);
-    const positiveScores = positives.flatMap((p) => { const i = where.get(p); return i === undefined ? [] : [scores[i]]; });
+    const scores = vectors.map((v) => {
+      let s = 0;
+      for (let i = 0; i < q.length; i++) s += q[i] * v[i];
+      return s;
+    });
+    const docs = scores
+      .map((_, i) => i)
+      .sort((a, b) => scores[b] - scores[a])
+      .slice(0, k);
+    const positiveScores = positives.flatMap((p) => {
+      const i = where.get(p);
+      return i === undefined ? [] : [scores[i]];
+    });
     return { docs, scores: docs.map((i) => scores[i]), positiveScores };
   };
 }

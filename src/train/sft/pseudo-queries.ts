@@ -18,13 +18,20 @@ export interface PseudoQueryOptions {
   maxWords: number;
 }
 
-export interface PseudoQueryExample { query: string; positives: string[]; negatives: string[] }
+export interface PseudoQueryExample {
+  query: string;
+  positives: string[];
+  negatives: string[];
+}
 
 export const PSEUDO_QUERY_DEFAULTS: Omit<PseudoQueryOptions, 'kind'> = { seed: 0, minWords: 4, maxWords: 40 };
 
 /** Splits prose into sentences at . ! ? followed by white space and a capital letter or a digit. */
 export function splitSentences(text: string): string[] {
-  return text.split(/(?<=[.!?])\s+(?=[\p{Lu}\p{N}])/u).map((s) => s.trim()).filter((s) => s !== '');
+  return text
+    .split(/(?<=[.!?])\s+(?=[\p{Lu}\p{N}])/u)
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 const wordCount = (s: string): number => s.split(/\s+/).filter((w) => w !== '').length;
@@ -40,15 +47,18 @@ export function pseudoQueryExamples(docs: Iterable<BeirDocument>, opts: PseudoQu
   for (const d of docs) {
     if (opts.kind === 'title') {
       const n = wordCount(d.title);
-      if (n >= opts.minWords && d.text.trim() !== '') out.push({ query: d.title.trim(), positives: [d.text], negatives: [] });
+      if (n >= opts.minWords && d.text.trim() !== '')
+        out.push({ query: d.title.trim(), positives: [d.text], negatives: [] });
       continue;
     }
     const sentences = splitSentences(d.text);
     if (sentences.length < 2) continue;
-    const usable = sentences.map((s, i) => [s, i] as const).filter(([s]) => {
-      const n = wordCount(s);
-      return n >= opts.minWords && n <= opts.maxWords;
-    });
+    const usable = sentences
+      .map((s, i) => [s, i] as const)
+      .filter(([s]) => {
+        const n = wordCount(s);
+        return n >= opts.minWords && n <= opts.maxWords;
+      });
     if (usable.length === 0) continue;
     const [query, at] = usable[rng.int(usable.length)];
     const rest = sentences.filter((_, i) => i !== at).join(' ');

@@ -25,18 +25,31 @@ export class SequenceEncoder {
   private readonly tail: number[];
   private readonly cache = new Map<string, TrainSequence>();
 
-  constructor(readonly tokenizer: Tokenizer, readonly templates: PromptTemplates, readonly maxLength: number) {
+  constructor(
+    readonly tokenizer: Tokenizer,
+    readonly templates: PromptTemplates,
+    readonly maxLength: number,
+  ) {
     const embedId = embedTokenId(tokenizer);
     const imEnd = tokenizer.tokenToId('<|im_end|>');
-    if (imEnd === undefined) throw new Error('the tokenizer has no <|im_end|>; stage-1 training needs a Qwen2 chat tokenizer');
-    const messages = [{ role: 'system', content: templates.querySystem }, { role: 'user', content: 'x' }];
+    if (imEnd === undefined)
+      throw new Error('the tokenizer has no <|im_end|>; stage-1 training needs a Qwen2 chat tokenizer');
+    const messages = [
+      { role: 'system', content: templates.querySystem },
+      { role: 'user', content: 'x' },
+    ];
     const prefix = tokenizer.encode(tokenizer.renderChat(messages, { addGenerationPrompt: true }));
-    const full = tokenizer.encode(tokenizer.renderChat([...messages, { role: 'assistant', content: templates.directResponse }]));
+    const full = tokenizer.encode(
+      tokenizer.renderChat([...messages, { role: 'assistant', content: templates.directResponse }]),
+    );
     if (full.slice(0, prefix.length).join() !== prefix.join()) {
-      throw new Error('the chat template does not render the assistant turn after the generation prompt; cannot locate the response');
+      throw new Error(
+        'the chat template does not render the assistant turn after the generation prompt; cannot locate the response',
+      );
     }
     const at = full.indexOf(embedId, prefix.length);
-    if (at < 0 || full.indexOf(embedId, at + 1) >= 0) throw new Error('templates.directResponse must contain <|embed_token|> exactly once');
+    if (at < 0 || full.indexOf(embedId, at + 1) >= 0)
+      throw new Error('templates.directResponse must contain <|embed_token|> exactly once');
     const end = full.indexOf(imEnd, at);
     if (end < 0) throw new Error('the rendered assistant turn does not end with <|im_end|>');
     this.headLen = at - prefix.length;
@@ -44,7 +57,9 @@ export class SequenceEncoder {
   }
 
   /** Tokens every sequence spends on the response after the embed token. */
-  get tailLength(): number { return this.tail.length; }
+  get tailLength(): number {
+    return this.tail.length;
+  }
 
   encode(text: string, kind: PromptKind): TrainSequence {
     const key = `${kind}\u0000${text}`;
@@ -52,7 +67,13 @@ export class SequenceEncoder {
     if (!s) {
       const p = encodePrompt(this.tokenizer, text, kind, this.templates, this.maxLength - this.tail.length);
       const ids = [...p.ids, ...this.tail];
-      s = { ids, embedAt: p.embedAt, respFrom: p.embedAt - this.headLen - 1, respTo: ids.length - 1, truncated: p.truncated };
+      s = {
+        ids,
+        embedAt: p.embedAt,
+        respFrom: p.embedAt - this.headLen - 1,
+        respTo: ids.length - 1,
+        truncated: p.truncated,
+      };
       this.cache.set(key, s);
     }
     return s;

@@ -55,8 +55,8 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   if (examples.length === 0) {
     throw new RunFolderError('no training examples: every query lacked a positive or was empty');
   }
-  const skipped = `${stats.withoutPositive} queries without a positive skipped, `
-    + `${stats.emptyTexts} empty texts dropped`;
+  const skipped =
+    `${stats.withoutPositive} queries without a positive skipped, ` + `${stats.emptyTexts} empty texts dropped`;
   folder.note(`data: ${stats.examples} examples (${skipped})`);
   const { queries, hardNegatives, accumulation } = cfg.batch;
   const batchesPerEpoch = planEpoch(examples, cfg.seed, 0, queries, hardNegatives).length;
@@ -65,7 +65,12 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   const o = cfg.optimizer;
   const optimizer = new T.AdamW(s.trainable, adamWOptions(o));
   const run = await folder.begin({
-    params: s.trainable, optimizer, settings: o, totalSteps, seed: cfg.seed, checkpoint: cfg.checkpoint,
+    params: s.trainable,
+    optimizer,
+    settings: o,
+    totalSteps,
+    seed: cfg.seed,
+    checkpoint: cfg.checkpoint,
   });
   const state = run.state;
   if (state.step === 0) {
@@ -78,7 +83,8 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   let plan: PlannedBatch[] = planEpoch(examples, cfg.seed, state.epoch, queries, hardNegatives);
   const nextBatch = (): { batch: PlannedBatch; epoch: number; index: number } => {
     if (state.batchIndex >= plan.length) {
-      state.epoch++; state.batchIndex = 0;
+      state.epoch++;
+      state.batchIndex = 0;
       plan = planEpoch(examples, cfg.seed, state.epoch, queries, hardNegatives);
     }
     return { batch: plan[state.batchIndex], epoch: state.epoch, index: state.batchIndex++ };
@@ -89,11 +95,14 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     const documents = bt.documents.map((d) => encoder.encode(d, 'document'));
     return { seqs: [...queries, ...documents], numQueries: bt.queries.length, targets: bt.targets };
   };
-  const backward = (b: PlannedBatch): BatchLoss => (cfg.batch.subBatch > 0
-    ? gradCacheBackward(models, encode(b), cfg.loss, 1 / accumulation, cfg.batch.subBatch, run.rng)
-    : plainBackward(models, encode(b), cfg.loss, 1 / accumulation, run.rng));
+  const backward = (b: PlannedBatch): BatchLoss =>
+    cfg.batch.subBatch > 0
+      ? gradCacheBackward(models, encode(b), cfg.loss, 1 / accumulation, cfg.batch.subBatch, run.rng)
+      : plainBackward(models, encode(b), cfg.loss, 1 / accumulation, run.rng);
 
-  let lastLoss = NaN, truncatedTexts = 0, tokensSinceStart = 0;
+  let lastLoss = NaN,
+    truncatedTexts = 0,
+    tokensSinceStart = 0;
   const step = (): StepResult => {
     const sum: BatchLoss = { loss: 0, sft: 0, kl: 0, infonce: 0, triplet: 0, tokens: 0, truncated: 0 };
     const where: string[] = [];
@@ -105,7 +114,8 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
       const r = run.guard(at, () => backward(batch));
       run.checkLoss(r.loss, at);
       for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) sum[k] += r[k] / accumulation;
-      sum.tokens += r.tokens; sum.truncated += r.truncated;
+      sum.tokens += r.tokens;
+      sum.truncated += r.truncated;
     }
     const { gradNorm, lr } = run.update(where.join('; '));
     truncatedTexts += sum.truncated;
@@ -125,8 +135,15 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   const notes = reportNotes(cfg, stats, totalSteps, run, seconds, truncatedTexts, encoder.maxLength);
   await writeTextFileAtomically(path.join(cfg.output, 'report.html'), renderReport(title, run.records, notes));
   return {
-    steps: state.step, startStep: run.startStep, finalLoss: lastLoss, bestScore: state.bestScore,
-    bestStep: state.bestStep, seconds, data: stats, truncatedTexts, output: cfg.output,
+    steps: state.step,
+    startStep: run.startStep,
+    finalLoss: lastLoss,
+    bestScore: state.bestScore,
+    bestStep: state.bestStep,
+    seconds,
+    data: stats,
+    truncatedTexts,
+    output: cfg.output,
   };
 }
 
@@ -135,7 +152,10 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
  * reasoning), logged; a new best score keeps the model in best/ and goes into the run's state.
  */
 async function devEvaluation(
-  cfg: SftConfig, s: FineTuned, maxLength: number, run: TrainingRun,
+  cfg: SftConfig,
+  s: FineTuned,
+  maxLength: number,
+  run: TrainingRun,
 ): Promise<{ every: number; run(): Promise<void> }> {
   const ev = cfg.eval!;
   const dev = await loadDevSet(ev.beir, ev.split, ev.maxQueries, ev.maxDocuments);
@@ -148,7 +168,8 @@ async function devEvaluation(
     const sizes = `${r.queries} queries, ${r.documents} documents, ${r.seconds.toFixed(1)} s`;
     run.note(`step ${state.step}: dev nDCG@10 ${r.ndcg10.toFixed(4)} (${sizes})`);
     if (state.bestScore === null || r.ndcg10 > state.bestScore) {
-      state.bestScore = r.ndcg10; state.bestStep = state.step;
+      state.bestScore = r.ndcg10;
+      state.bestStep = state.step;
       await saveFineTuned(path.join(cfg.output, 'best'), s);
     }
   };
@@ -157,19 +178,27 @@ async function devEvaluation(
 
 /** The lines report.html says about the run under its charts. */
 function reportNotes(
-  cfg: SftConfig, stats: DataStats, totalSteps: number, run: TrainingRun, seconds: number, truncatedTexts: number,
+  cfg: SftConfig,
+  stats: DataStats,
+  totalSteps: number,
+  run: TrainingRun,
+  seconds: number,
+  truncatedTexts: number,
   maxLength: number,
 ): string[] {
-  const b = cfg.batch, l = cfg.loss, state = run.state;
+  const b = cfg.batch,
+    l = cfg.loss,
+    state = run.state;
   const accumulated = b.accumulation > 1 ? ` × ${b.accumulation} accumulated` : '';
   const tuning = cfg.lora ? `LoRA rank ${cfg.lora.rank}` : 'full fine-tuning';
   return [
-    `model ${cfg.model}; ${stats.examples} training examples; ${totalSteps} steps of ${b.queries} queries × `
-      + `(1 positive + ${b.hardNegatives} hard negatives)${accumulated}; ${tuning}.`,
-    `losses: ${l.sft}·SFT + ${l.kl}·KL + ${l.infonce}·InfoNCE(τ=${l.temperature}) `
-      + `+ ${l.triplet}·Triplet(θ=${l.margin}).`,
+    `model ${cfg.model}; ${stats.examples} training examples; ${totalSteps} steps of ${b.queries} queries × ` +
+      `(1 positive + ${b.hardNegatives} hard negatives)${accumulated}; ${tuning}.`,
+    `losses: ${l.sft}·SFT + ${l.kl}·KL + ${l.infonce}·InfoNCE(τ=${l.temperature}) ` +
+      `+ ${l.triplet}·Triplet(θ=${l.margin}).`,
     state.bestScore !== null
-      ? `best dev nDCG@10 ${state.bestScore.toFixed(4)} at step ${state.bestStep}.` : 'no dev evaluation.',
+      ? `best dev nDCG@10 ${state.bestScore.toFixed(4)} at step ${state.bestStep}.`
+      : 'no dev evaluation.',
     `this session: ${formatDuration(seconds)} wall; ${truncatedTexts} training texts were cut to ${maxLength} tokens.`,
   ];
 }

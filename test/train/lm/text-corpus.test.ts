@@ -13,21 +13,43 @@ import { sharedData } from '../../helpers/repo.js';
 
 let dir = '';
 let manifest: CorpusManifest;
-const SHARED = ['scifact-corpus', 'xquad-paragraphs', 'drcd-paragraphs', 'arcd-paragraphs', 'climate-fever-evidence', 'stsb-train-sentences'];
+const SHARED = [
+  'scifact-corpus',
+  'xquad-paragraphs',
+  'drcd-paragraphs',
+  'arcd-paragraphs',
+  'climate-fever-evidence',
+  'stsb-train-sentences',
+];
 
 before(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'text-corpus-'));
-  manifest = await buildTextCorpus(sharedData, path.join(dir, 'a'), { seed: 5, validFraction: 0.02, shardBytes: 4e6, only: SHARED });
+  manifest = await buildTextCorpus(sharedData, path.join(dir, 'a'), {
+    seed: 5,
+    validFraction: 0.02,
+    shardBytes: 4e6,
+    only: SHARED,
+  });
 });
-after(async () => { await fsp.rm(dir, { recursive: true, force: true }); });
+after(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
 
 function lines(file: string): Array<{ text: string; source: string }> {
-  return readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { text: string; source: string });
+  return readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { text: string; source: string });
 }
 
 test('manifest: every source with a licence, and counts and sha256 that match the files', () => {
-  assert.deepEqual(manifest.sources.map((s) => s.name), SHARED);
-  for (const s of manifest.sources) { assert.ok(s.licence.length > 0 && s.documents > 100, s.name); }
+  assert.deepEqual(
+    manifest.sources.map((s) => s.name),
+    SHARED,
+  );
+  for (const s of manifest.sources) {
+    assert.ok(s.licence.length > 0 && s.documents > 100, s.name);
+  }
   for (const f of [...manifest.train, ...manifest.valid]) {
     const buf = readFileSync(path.join(dir, 'a', f.file));
     assert.equal(buf.length, f.bytes, f.file);
@@ -43,11 +65,29 @@ test('manifest: every source with a licence, and counts and sha256 that match th
 });
 
 test('the same seed gives identical files; another seed another split', async () => {
-  const again = await buildTextCorpus(sharedData, path.join(dir, 'b'), { seed: 5, validFraction: 0.02, shardBytes: 4e6, only: SHARED });
-  assert.deepEqual(again.train.map((f) => f.sha256), manifest.train.map((f) => f.sha256));
+  const again = await buildTextCorpus(sharedData, path.join(dir, 'b'), {
+    seed: 5,
+    validFraction: 0.02,
+    shardBytes: 4e6,
+    only: SHARED,
+  });
+  assert.deepEqual(
+    again.train.map((f) => f.sha256),
+    manifest.train.map((f) => f.sha256),
+  );
   assert.equal(again.valid[0]!.sha256, manifest.valid[0]!.sha256);
-  const other = await buildTextCorpus(sharedData, path.join(dir, 'c'), { seed: 6, validFraction: 0.02, shardBytes: 4e6, only: ['arcd-paragraphs'] });
-  const first = await buildTextCorpus(sharedData, path.join(dir, 'd'), { seed: 5, validFraction: 0.02, shardBytes: 4e6, only: ['arcd-paragraphs'] });
+  const other = await buildTextCorpus(sharedData, path.join(dir, 'c'), {
+    seed: 6,
+    validFraction: 0.02,
+    shardBytes: 4e6,
+    only: ['arcd-paragraphs'],
+  });
+  const first = await buildTextCorpus(sharedData, path.join(dir, 'd'), {
+    seed: 5,
+    validFraction: 0.02,
+    shardBytes: 4e6,
+    only: ['arcd-paragraphs'],
+  });
   assert.notEqual(other.train[0]!.sha256, first.train[0]!.sha256);
 });
 
@@ -57,21 +97,37 @@ test('train and valid are disjoint, and no evaluation query or Climate-FEVER cla
   const trainSet = new Set(train);
   assert.ok(valid.every((t) => !trainSet.has(t)));
   const pieces = new Set<string>();
-  for (const t of [...train, ...valid]) { pieces.add(t); for (const l of t.split('\n')) pieces.add(l.trim()); }
-  const queries = (file: string): string[] => readFileSync(path.join(sharedData, file), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text.trim());
+  for (const t of [...train, ...valid]) {
+    pieces.add(t);
+    for (const l of t.split('\n')) pieces.add(l.trim());
+  }
+  const queries = (file: string): string[] =>
+    readFileSync(path.join(sharedData, file), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { text: string }).text.trim());
   const forbidden = [
     ...queries('scifact/queries.jsonl'),
     ...queries('nfcorpus/beir-preprocessed/test/queries.jsonl'),
-    ...readFileSync(path.join(sharedData, 'climate-fever/climate-fever.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { claim: string }).claim.trim()),
+    ...readFileSync(path.join(sharedData, 'climate-fever/climate-fever.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { claim: string }).claim.trim()),
   ];
   assert.ok(forbidden.length > 2000);
   const leaked = forbidden.filter((q) => pieces.has(q) || pieces.has(q.normalize('NFC')));
   assert.deepEqual(leaked, []);
   // the English SciFact corpus is there, the sentences of STS-B too
-  assert.ok(train.concat(valid).some((t) => t.startsWith('Microstructural development of human newborn cerebral white matter')));
+  assert.ok(
+    train.concat(valid).some((t) => t.startsWith('Microstructural development of human newborn cerebral white matter')),
+  );
 });
 
 test('CSV fields: quoted with doubled quotes, commas inside quotes, empty fields', () => {
   assert.deepEqual(parseCsvLine('a,"b, c","say ""hi""",,5.0'), ['a', 'b, c', 'say "hi"', '', '5.0']);
-  assert.deepEqual(parseCsvLine('A plane is taking off.,An air plane is taking off.,5.0'), ['A plane is taking off.', 'An air plane is taking off.', '5.0']);
+  assert.deepEqual(parseCsvLine('A plane is taking off.,An air plane is taking off.,5.0'), [
+    'A plane is taking off.',
+    'An air plane is taking off.',
+    '5.0',
+  ]);
 });

@@ -30,7 +30,9 @@ let docs: { title: string; text: string }[] = [];
 
 before(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lm-train-'));
-  const lines = readFileSync(path.join(sharedData, 'scifact/corpus.jsonl'), 'utf8').split('\n', 260).filter((l) => l.trim() !== '');
+  const lines = readFileSync(path.join(sharedData, 'scifact/corpus.jsonl'), 'utf8')
+    .split('\n', 260)
+    .filter((l) => l.trim() !== '');
   docs = lines.map((l) => JSON.parse(l) as { title: string; text: string });
   const counter = new WordCounter();
   for (const d of docs) counter.add(`${d.title}\n${d.text}`);
@@ -41,57 +43,101 @@ before(async () => {
   await fsp.writeFile(path.join(dir, 'valid.jsonl'), lines.slice(220).join('\n') + '\n');
 });
 
-after(async () => { await fsp.rm(dir, { recursive: true, force: true }); });
+after(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
 
 function config(output: string, over: Record<string, unknown> = {}): LmConfig {
-  return parseLmConfig({
-    tokenizer: 'tok', output, seed: 3, data: { train: ['train.jsonl'], valid: ['valid.jsonl'] },
-    model: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 64 },
-    seqLength: 32, batchSize: 4, accumulation: 2, steps: 60,
-    optimizer: { lr: 1e-2, warmupSteps: 4, minLr: 1e-3, weightDecay: 0.01 },
-    eval: { every: 60, maxSequences: 16 }, checkpoint: { every: 5, keep: 2 },
-    ...over,
-  }, dir);
+  return parseLmConfig(
+    {
+      tokenizer: 'tok',
+      output,
+      seed: 3,
+      data: { train: ['train.jsonl'], valid: ['valid.jsonl'] },
+      model: {
+        hiddenSize: 32,
+        intermediateSize: 64,
+        numHiddenLayers: 2,
+        numAttentionHeads: 4,
+        numKeyValueHeads: 2,
+        maxPositionEmbeddings: 64,
+      },
+      seqLength: 32,
+      batchSize: 4,
+      accumulation: 2,
+      steps: 60,
+      optimizer: { lr: 1e-2, warmupSteps: 4, minLr: 1e-3, weightDecay: 0.01 },
+      eval: { every: 60, maxSequences: 16 },
+      checkpoint: { every: 5, keep: 2 },
+      ...over,
+    },
+    dir,
+  );
 }
 
-test('packing: the separator precedes every document, sequences shift targets by one and stay within their split', async () => {
-  const sep = tokenizer.tokenToId('<|endoftext|>')!;
-  const stream = await tokenizeFiles([path.join(dir, 'valid.jsonl')], tokenizer, sep);
-  assert.equal(stream.documents, docs.length - 220);
-  // the stream is exactly: sep, doc, sep, doc, ..., sep
-  const expected = [sep];
-  for (const d of docs.slice(220)) expected.push(...tokenizer.encode(`${d.title}\n${d.text}`), sep);
-  assert.deepEqual(Array.from(stream.tokens), expected);
-  const seqs = new PackedSequences(stream.tokens, 32);
-  assert.equal(seqs.count, Math.floor((stream.tokens.length - 1) / 32));
-  const { ids, targets } = seqs.batch([0, seqs.count - 1]);
-  assert.deepEqual(Array.from(ids.subarray(0, 32)), Array.from(stream.tokens.subarray(0, 32)));
-  assert.deepEqual(Array.from(targets.subarray(0, 31)), Array.from(ids.subarray(1, 32)));
-  assert.ok((seqs.count - 1) * 32 + 32 < stream.tokens.length, 'the last sequence reads only this split\'s tokens');
-  assert.throws(() => seqs.batch([seqs.count]), RangeError);
-  // train and valid are separate streams: the valid stream holds only valid documents' tokens
-  const train = await cachedTokenStream('train', [path.join(dir, 'train.jsonl')], tokenizer, sep, path.join(dir, 'cache'));
-  assert.equal(train.documents, 220);
-  assert.equal(tokenizer.decode(Array.from(train.tokens)).split('<|endoftext|>').length, 222);
-  const again = await cachedTokenStream('train', [path.join(dir, 'train.jsonl')], tokenizer, sep, path.join(dir, 'cache'));
-  assert.equal(again.cached, true);
-  assert.deepEqual(again.tokens, train.tokens);
-  // the order is a seeded permutation
-  const o = sequenceOrder(100, 3, 1);
-  assert.deepEqual([...o].sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
-  assert.deepEqual(o, sequenceOrder(100, 3, 1));
-  assert.notDeepEqual(o, sequenceOrder(100, 3, 2));
-});
+test(
+  'packing: the separator precedes every document, ' + 'sequences shift targets by one and stay within their split',
+  async () => {
+    const sep = tokenizer.tokenToId('<|endoftext|>')!;
+    const stream = await tokenizeFiles([path.join(dir, 'valid.jsonl')], tokenizer, sep);
+    assert.equal(stream.documents, docs.length - 220);
+    // the stream is exactly: sep, doc, sep, doc, ..., sep
+    const expected = [sep];
+    for (const d of docs.slice(220)) expected.push(...tokenizer.encode(`${d.title}\n${d.text}`), sep);
+    assert.deepEqual(Array.from(stream.tokens), expected);
+    const seqs = new PackedSequences(stream.tokens, 32);
+    assert.equal(seqs.count, Math.floor((stream.tokens.length - 1) / 32));
+    const { ids, targets } = seqs.batch([0, seqs.count - 1]);
+    assert.deepEqual(Array.from(ids.subarray(0, 32)), Array.from(stream.tokens.subarray(0, 32)));
+    assert.deepEqual(Array.from(targets.subarray(0, 31)), Array.from(ids.subarray(1, 32)));
+    assert.ok((seqs.count - 1) * 32 + 32 < stream.tokens.length, "the last sequence reads only this split's tokens");
+    assert.throws(() => seqs.batch([seqs.count]), RangeError);
+    // train and valid are separate streams: the valid stream holds only valid documents' tokens
+    const train = await cachedTokenStream(
+      'train',
+      [path.join(dir, 'train.jsonl')],
+      tokenizer,
+      sep,
+      path.join(dir, 'cache'),
+    );
+    assert.equal(train.documents, 220);
+    assert.equal(tokenizer.decode(Array.from(train.tokens)).split('<|endoftext|>').length, 222);
+    const again = await cachedTokenStream(
+      'train',
+      [path.join(dir, 'train.jsonl')],
+      tokenizer,
+      sep,
+      path.join(dir, 'cache'),
+    );
+    assert.equal(again.cached, true);
+    assert.deepEqual(again.tokens, train.tokens);
+    // the order is a seeded permutation
+    const o = sequenceOrder(100, 3, 1);
+    assert.deepEqual(
+      [...o].sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, i) => i),
+    );
+    assert.deepEqual(o, sequenceOrder(100, 3, 1));
+    assert.notDeepEqual(o, sequenceOrder(100, 3, 2));
+  },
+);
 
 test('training loss and validation loss fall on real text; final/ is a loadable model folder', async () => {
   const losses: number[] = [];
   const r = await trainLm(config('run-a'), { progress: false, onStep: (_, l) => losses.push(l) });
   assert.equal(r.steps, 60);
-  const head = losses.slice(0, 3).reduce((a, b) => a + b) / 3, tail = losses.slice(-3).reduce((a, b) => a + b) / 3;
+  const head = losses.slice(0, 3).reduce((a, b) => a + b) / 3,
+    tail = losses.slice(-3).reduce((a, b) => a + b) / 3;
   assert.ok(tail < head - 0.8, `loss ${head.toFixed(3)} → ${tail.toFixed(3)}`);
-  const metrics = readFileSync(path.join(dir, 'run-a/metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; step: number; loss: number });
+  const metrics = readFileSync(path.join(dir, 'run-a/metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { type: string; step: number; loss: number });
   const valid = metrics.filter((m) => m.type === 'valid');
-  assert.deepEqual(valid.map((v) => v.step), [0, 60]);
+  assert.deepEqual(
+    valid.map((v) => v.step),
+    [0, 60],
+  );
   assert.ok(valid[1]!.loss < valid[0]!.loss - 0.5, `valid ${valid[0]!.loss} → ${valid[1]!.loss}`);
   assert.equal(metrics.filter((m) => m.type === 'train').length, 60);
   const loaded = await loadModelFolder(path.join(dir, 'run-a/final'));
@@ -100,7 +146,8 @@ test('training loss and validation loss fall on real text; final/ is a loadable 
 });
 
 test('a run stopped at step 13 and resumed gives exactly the losses of an uninterrupted run', async () => {
-  const full: number[] = [], resumed: number[] = [];
+  const full: number[] = [],
+    resumed: number[] = [];
   const steps = { steps: 20 };
   await trainLm(config('run-full', steps), { progress: false, onStep: (_, l) => full.push(l) });
   await trainLm(config('run-stop', steps), { progress: false, stopAtStep: 13, onStep: (_, l) => resumed.push(l) });
@@ -114,51 +161,105 @@ test('a run stopped at step 13 and resumed gives exactly the losses of an uninte
 });
 
 test('config: unknown keys and bad values are errors naming the key; the CLI prints one line', async () => {
-  assert.throws(() => config('x', { seqLen: 32 }), (e: Error) => e instanceof ConfigError && /"seqLen" is not a config key/.test(e.message));
+  assert.throws(
+    () => config('x', { seqLen: 32 }),
+    (e: Error) => e instanceof ConfigError && /"seqLen" is not a config key/.test(e.message),
+  );
   assert.throws(() => config('x', { optimizer: { learningRate: 1 } }), /"optimizer.learningRate" is not a config key/);
   assert.throws(() => config('x', { seqLength: 128 }), /seqLength" 128 exceeds model.maxPositionEmbeddings 64/);
   assert.throws(() => config('x', { batchSize: '4' }), /"batchSize" must be a number/);
   const file = path.join(dir, 'bad.json');
-  await fsp.writeFile(file, JSON.stringify({ tokenizer: 'tok', output: 'o', data: { train: ['train.jsonl'], shuffle: true } }));
+  await fsp.writeFile(
+    file,
+    JSON.stringify({ tokenizer: 'tok', output: 'o', data: { train: ['train.jsonl'], shuffle: true } }),
+  );
   const r = runCli(['train', 'lm', '--config', file]);
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /"data.shuffle" is not a config key/);
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
 });
 
-test('train lm killed (SIGKILL) mid-run and resumed from the CLI: its metrics equal an uninterrupted run\'s, step for step', async () => {
-  const over = { steps: 150, accumulation: 1, checkpoint: { every: 10, keep: 2 }, eval: { every: 50, maxSequences: 8 } };
-  const full: number[] = [];
-  await trainLm(config('run-ref', over), { progress: false, onStep: (_, l) => full.push(l) });
-  const cfgFile = path.join(dir, 'kill.json');
-  await fsp.writeFile(cfgFile, JSON.stringify({
-    tokenizer: 'tok', output: 'run-kill', seed: 3, data: { train: ['train.jsonl'], valid: ['valid.jsonl'] },
-    model: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 64 },
-    seqLength: 32, batchSize: 4, optimizer: { lr: 1e-2, warmupSteps: 4, minLr: 1e-3, weightDecay: 0.01 }, ...over,
-  }));
-  const ckpts = path.join(dir, 'run-kill/checkpoints');
-  const child = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'train', 'lm', '--config', cfgFile, '--quiet'], { stdio: 'ignore' });
-  let done = false;
-  const exited = new Promise<void>((resolve) => child.on('exit', () => { done = true; resolve(); }));
-  // kill as soon as the second checkpoint is in place, mid-way between checkpoints
-  while (!done && !(existsSync(ckpts) && readdirSync(ckpts).some((n) => n === 'step-00000020'))) await new Promise((r) => setTimeout(r, 5));
-  child.kill('SIGKILL');
-  await exited;
-  assert.equal(existsSync(path.join(dir, 'run-kill/final')), false, 'the run was killed before it finished');
-  const r = runCli(['train', 'lm', '--config', cfgFile, '--resume', '--quiet']);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /trained steps (2\d|3\d|4\d)→150 of 150/);
-  const train = readFileSync(path.join(dir, 'run-kill/metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss: number }).filter((m) => m.type === 'train');
-  assert.deepEqual(train.map((m) => m.loss), full);
-});
+test(
+  'train lm killed (SIGKILL) mid-run and resumed from the ' +
+    "CLI: its metrics equal an uninterrupted run's, step for step",
+  async () => {
+    const over = {
+      steps: 150,
+      accumulation: 1,
+      checkpoint: { every: 10, keep: 2 },
+      eval: { every: 50, maxSequences: 8 },
+    };
+    const full: number[] = [];
+    await trainLm(config('run-ref', over), { progress: false, onStep: (_, l) => full.push(l) });
+    const cfgFile = path.join(dir, 'kill.json');
+    await fsp.writeFile(
+      cfgFile,
+      JSON.stringify({
+        tokenizer: 'tok',
+        output: 'run-kill',
+        seed: 3,
+        data: { train: ['train.jsonl'], valid: ['valid.jsonl'] },
+        model: {
+          hiddenSize: 32,
+          intermediateSize: 64,
+          numHiddenLayers: 2,
+          numAttentionHeads: 4,
+          numKeyValueHeads: 2,
+          maxPositionEmbeddings: 64,
+        },
+        seqLength: 32,
+        batchSize: 4,
+        optimizer: { lr: 1e-2, warmupSteps: 4, minLr: 1e-3, weightDecay: 0.01 },
+        ...over,
+      }),
+    );
+    const ckpts = path.join(dir, 'run-kill/checkpoints');
+    const child = spawn(
+      process.execPath,
+      [path.join(repoRoot, 'dist/src/cli/main.js'), 'train', 'lm', '--config', cfgFile, '--quiet'],
+      { stdio: 'ignore' },
+    );
+    let done = false;
+    const exited = new Promise<void>((resolve) =>
+      child.on('exit', () => {
+        done = true;
+        resolve();
+      }),
+    );
+    // kill as soon as the second checkpoint is in place, mid-way between checkpoints
+    while (!done && !(existsSync(ckpts) && readdirSync(ckpts).some((n) => n === 'step-00000020')))
+      await new Promise((r) => setTimeout(r, 5));
+    child.kill('SIGKILL');
+    await exited;
+    assert.equal(existsSync(path.join(dir, 'run-kill/final')), false, 'the run was killed before it finished');
+    const r = runCli(['train', 'lm', '--config', cfgFile, '--resume', '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /trained steps (2\d|3\d|4\d)→150 of 150/);
+    const train = readFileSync(path.join(dir, 'run-kill/metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; loss: number })
+      .filter((m) => m.type === 'train');
+    assert.deepEqual(
+      train.map((m) => m.loss),
+      full,
+    );
+  },
+);
 
 test('weight decay applies to matrices only; the grouped optimiser state round-trips as one AdamW state', () => {
-  const make = (): T.Tensor[] => [T.tensor(new Float32Array([1, 2, 3, 4]), [2, 2]), T.tensor(new Float32Array([1, 1]), [2])];
+  const make = (): T.Tensor[] => [
+    T.tensor(new Float32Array([1, 2, 3, 4]), [2, 2]),
+    T.tensor(new Float32Array([1, 1]), [2]),
+  ];
   const params = make();
   const opt = new DecayGroupsAdamW(params, { weightDecay: 0.5 });
   for (const p of params) p.grad = new Float32Array(p.size);
   opt.step(0.1);
-  assert.deepEqual(Array.from(params[0]!.data), [1, 2, 3, 4].map((x) => Math.fround(x * (1 - 0.05))));
+  assert.deepEqual(
+    Array.from(params[0]!.data),
+    [1, 2, 3, 4].map((x) => Math.fround(x * (1 - 0.05))),
+  );
   assert.deepEqual(Array.from(params[1]!.data), [1, 1]);
   const st = opt.state();
   assert.equal(st.buffers[0]!.length, 2);
@@ -168,7 +269,8 @@ test('weight decay applies to matrices only; the grouped optimiser state round-t
   assert.throws(() => new DecayGroupsAdamW([params[1]!, params[0]!], {}), /matrices first/);
 });
 
-test('a NaN or Inf stops pretraining before the optimiser sees it, names the step, keeps the last checkpoint',
+test(
+  'a NaN or Inf stops pretraining before the optimiser ' + 'sees it, names the step, keeps the last checkpoint',
   async () => {
     // an absurd learning rate: step 1 is finite, its update sends the weights to ±1e30, step 2's forward overflows
     const optimizer = { lr: 1e30, warmupSteps: 0, maxGradNorm: 0 };
@@ -180,11 +282,22 @@ test('a NaN or Inf stops pretraining before the optimiser sees it, names the ste
       return true;
     });
     const cks = listCheckpoints(path.join(cfg.output, 'checkpoints'));
-    assert.deepEqual(cks.map((c) => c.step), [1]);
+    assert.deepEqual(
+      cks.map((c) => c.step),
+      [1],
+    );
     const w = await loadSafetensors(path.join(cks[0]!.dir, 'trainable.safetensors'));
     for (const [name, t] of w) assert.ok(t.data.every(Number.isFinite), `${name} is finite in the kept checkpoint`);
-    const logged = readFileSync(path.join(cfg.output, 'metrics.jsonl'), 'utf8').trim().split('\n')
-      .map((l) => JSON.parse(l) as { type: string; step: number }).filter((r) => r.type === 'train');
-    assert.deepEqual(logged.map((r) => r.step), [1], 'the diverged step is not logged');
+    const logged = readFileSync(path.join(cfg.output, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; step: number })
+      .filter((r) => r.type === 'train');
+    assert.deepEqual(
+      logged.map((r) => r.step),
+      [1],
+      'the diverged step is not logged',
+    );
     assert.ok(!existsSync(path.join(cfg.output, 'final')));
-  });
+  },
+);

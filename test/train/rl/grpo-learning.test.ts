@@ -19,8 +19,13 @@ test('after GRPO updates, the rewarded response is likelier and the unrewarded o
   const rollout = (text: string): Rollout => {
     const response = tokenizer.encode(text);
     return {
-      query: 0, ids: [...prompt, ...response], from: prompt.length, to: prompt.length + response.length,
-      emitted: true, reasoningTokens: response.length, sampledLogprobs: [],
+      query: 0,
+      ids: [...prompt, ...response],
+      from: prompt.length,
+      to: prompt.length + response.length,
+      emitted: true,
+      reasoningTokens: response.length,
+      sampledLogprobs: [],
     };
   };
   const rollouts = [rollout(' alpha is the first'), rollout(' omega is the last')];
@@ -40,8 +45,13 @@ test('after GRPO updates, the rewarded response is likelier and the unrewarded o
   for (let update = 0; update < 8; update++) {
     const old = logProbs().tokens;
     const { loss } = grpoLoss({
-      logp: forwardRollouts(model, rollouts, 1).logp, oldLogp: old, refLogp: before.tokens,
-      advantages: tokenAdvantages, weights, clipEps: 0.2, beta: 0.04,
+      logp: forwardRollouts(model, rollouts, 1).logp,
+      oldLogp: old,
+      refLogp: before.tokens,
+      advantages: tokenAdvantages,
+      weights,
+      clipEps: 0.2,
+      beta: 0.04,
     });
     loss.backward();
     T.clipGradNorm(params, 1);

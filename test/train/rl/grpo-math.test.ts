@@ -21,7 +21,8 @@ test('clipped surrogate: min(ρA, clip(ρ)A) in all four cases', () => {
   assert.deepEqual(clippedSurrogate(1.5, 1, 0.2), { value: 1.2, clipped: true });
   assert.deepEqual(clippedSurrogate(0.5, 1, 0.2), { value: 0.5, clipped: false });
   const neg = clippedSurrogate(0.5, -1, 0.2);
-  close(neg.value, -0.8); assert.equal(neg.clipped, true);
+  close(neg.value, -0.8);
+  assert.equal(neg.clipped, true);
   assert.deepEqual(clippedSurrogate(1.5, -1, 0.2), { value: -1.5, clipped: false });
   assert.deepEqual(clippedSurrogate(1.1, 2, 0.2), { value: 2.2, clipped: false });
   assert.deepEqual(clippedSurrogate(3, 0, 0.2), { value: 0, clipped: false });
@@ -40,11 +41,16 @@ test('GRPO loss value and gradient against the hand-derived formula (and finite 
   const ref = Float32Array.from([-1.2, -1.9, -0.6, -1.0, -0.7]);
   const adv = Float32Array.from([1, 1, -0.5, -0.5, 2]);
   const weights = responseMeanWeights([2, 2, 1]); // mean over each response's tokens, then over 3 responses
-  assert.deepEqual(Array.from(weights), [1 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 3].map((x) => Math.fround(x)));
-  const beta = 0.1, eps = 0.2;
+  assert.deepEqual(
+    Array.from(weights),
+    [1 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 3].map((x) => Math.fround(x)),
+  );
+  const beta = 0.1,
+    eps = 0.2;
   const expected = (lp: Float32Array): number => {
     let s = 0;
-    for (let t = 0; t < 5; t++) s += weights[t] * (-clippedSurrogate(Math.exp(lp[t] - old[t]), adv[t], eps).value + beta * k3(lp[t], ref[t]));
+    for (let t = 0; t < 5; t++)
+      s += weights[t] * (-clippedSurrogate(Math.exp(lp[t] - old[t]), adv[t], eps).value + beta * k3(lp[t], ref[t]));
     return s;
   };
   const logp = new T.Tensor(Float32Array.from(cur), [5], true);
@@ -58,20 +64,39 @@ test('GRPO loss value and gradient against the hand-derived formula (and finite 
     const unclipped = !clippedSurrogate(r, adv[t], eps).clipped;
     const analytic = weights[t] * (-(unclipped ? adv[t] * r : 0) + beta * (1 - Math.exp(ref[t] - cur[t])));
     close(g[t], analytic, 1e-5);
-    if (t === 0 || t === 2) assert.ok(Math.abs(g[t] - weights[t] * beta * (1 - Math.exp(ref[t] - cur[t]))) < 1e-6, 'a clipped token gets only the KL gradient');
-    const h = 1e-3, up = Float64Array.from(cur), dn = Float64Array.from(cur);
-    up[t] += h; dn[t] -= h;
+    if (t === 0 || t === 2)
+      assert.ok(
+        Math.abs(g[t] - weights[t] * beta * (1 - Math.exp(ref[t] - cur[t]))) < 1e-6,
+        'a clipped token gets only the KL gradient',
+      );
+    const h = 1e-3,
+      up = Float64Array.from(cur),
+      dn = Float64Array.from(cur);
+    up[t] += h;
+    dn[t] -= h;
     close(g[t], (expected(Float32Array.from(up)) - expected(Float32Array.from(dn))) / (2 * h), 2e-3);
   }
 });
 
-test('on the first inner epoch (π = π_old) the ratio is 1 and nothing is clipped; zero advantages give no policy gradient', () => {
-  const lp = Float32Array.from([-0.3, -2.1, -1.1]);
-  const logp = new T.Tensor(Float32Array.from(lp), [3], true);
-  const out = grpoLoss({ logp, oldLogp: lp, refLogp: lp, advantages: new Float32Array(3), weights: responseMeanWeights([3]), clipEps: 0.2, beta: 0.04 });
-  assert.equal(out.loss.item(), 0);
-  assert.equal(out.clipFraction, 0);
-  close(out.ratio, 1);
-  out.loss.backward();
-  assert.ok(Array.from(logp.grad!).every((x) => x === 0 && !Number.isNaN(x)));
-});
+test(
+  'on the first inner epoch (π = π_old) the ratio is 1 and ' +
+    'nothing is clipped; zero advantages give no policy gradient',
+  () => {
+    const lp = Float32Array.from([-0.3, -2.1, -1.1]);
+    const logp = new T.Tensor(Float32Array.from(lp), [3], true);
+    const out = grpoLoss({
+      logp,
+      oldLogp: lp,
+      refLogp: lp,
+      advantages: new Float32Array(3),
+      weights: responseMeanWeights([3]),
+      clipEps: 0.2,
+      beta: 0.04,
+    });
+    assert.equal(out.loss.item(), 0);
+    assert.equal(out.clipFraction, 0);
+    close(out.ratio, 1);
+    out.loss.backward();
+    assert.ok(Array.from(logp.grad!).every((x) => x === 0 && !Number.isNaN(x)));
+  },
+);

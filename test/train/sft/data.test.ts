@@ -8,25 +8,48 @@ import { renderReport } from '../../../src/train/report.js';
 import { sharedData } from '../../helpers/repo.js';
 import { tempDir } from '../../helpers/train-fixtures.js';
 
-test('real data: SciFact train qrels and Climate-FEVER claims become examples; claims without evidence are counted', async () => {
-  const { examples, stats } = await loadTrainingData([
-    { type: 'beir', path: path.join(sharedData, 'scifact'), split: 'train' },
-    { type: 'climate-fever', path: path.join(sharedData, 'climate-fever/climate-fever.jsonl') },
-  ]);
-  assert.deepEqual(stats.perSource.map((s) => s.examples), [809, 1061]);
-  assert.equal(stats.withoutPositive, 1535 - 1061, 'claims whose five evidences are all NOT_ENOUGH_INFO');
-  const sci = examples[0];
-  assert.ok(sci.positives.length >= 1 && sci.negatives.length === 0);
-  assert.ok(examples.slice(809).some((e) => e.negatives.length > 0), 'NOT_ENOUGH_INFO evidence serves as hard negatives');
-});
+test(
+  'real data: SciFact train qrels and Climate-FEVER claims ' + 'become examples; claims without evidence are counted',
+  async () => {
+    const { examples, stats } = await loadTrainingData([
+      { type: 'beir', path: path.join(sharedData, 'scifact'), split: 'train' },
+      { type: 'climate-fever', path: path.join(sharedData, 'climate-fever/climate-fever.jsonl') },
+    ]);
+    assert.deepEqual(
+      stats.perSource.map((s) => s.examples),
+      [809, 1061],
+    );
+    assert.equal(stats.withoutPositive, 1535 - 1061, 'claims whose five evidences are all NOT_ENOUGH_INFO');
+    const sci = examples[0];
+    assert.ok(sci.positives.length >= 1 && sci.negatives.length === 0);
+    assert.ok(
+      examples.slice(809).some((e) => e.negatives.length > 0),
+      'NOT_ENOUGH_INFO evidence serves as hard negatives',
+    );
+  },
+);
 
 test('JSONL in FlagEmbedding and Tevatron layouts, TSV pairs, and errors that name the line', async () => {
   const dir = tempDir('data');
-  const flag = path.join(dir, 'flag.jsonl'), tev = path.join(dir, 'tev.jsonl'), tsv = path.join(dir, 'pairs.tsv'), bad = path.join(dir, 'bad.jsonl');
+  const flag = path.join(dir, 'flag.jsonl'),
+    tev = path.join(dir, 'tev.jsonl'),
+    tsv = path.join(dir, 'pairs.tsv'),
+    bad = path.join(dir, 'bad.jsonl');
   writeFileSync(flag, JSON.stringify({ query: 'q1', pos: 'p1', neg: ['n1', 'p1', 'q1'] }) + '\n');
-  writeFileSync(tev, JSON.stringify({ query: 'q2', positive_passages: [{ docid: '1', title: 'T', text: 'p2' }], negative_passages: [{ text: 'n2' }] }) + '\n');
+  writeFileSync(
+    tev,
+    JSON.stringify({
+      query: 'q2',
+      positive_passages: [{ docid: '1', title: 'T', text: 'p2' }],
+      negative_passages: [{ text: 'n2' }],
+    }) + '\n',
+  );
   writeFileSync(tsv, 'q3\tp3\n\nq4\tp4\n');
-  const { examples } = await loadTrainingData([{ type: 'jsonl', path: flag }, { type: 'jsonl', path: tev }, { type: 'pairs', path: tsv }]);
+  const { examples } = await loadTrainingData([
+    { type: 'jsonl', path: flag },
+    { type: 'jsonl', path: tev },
+    { type: 'pairs', path: tsv },
+  ]);
   assert.deepEqual(examples, [
     { query: 'q1', positives: ['p1'], negatives: ['n1'] }, // a negative equal to a positive or the query is dropped
     { query: 'q2', positives: ['T p2'], negatives: ['n2'] },
@@ -34,7 +57,10 @@ test('JSONL in FlagEmbedding and Tevatron layouts, TSV pairs, and errors that na
     { query: 'q4', positives: ['p4'], negatives: [] },
   ]);
   writeFileSync(bad, '{"query": "ok", "pos": "x"}\n{"pos": "y"}\n');
-  await assert.rejects(loadTrainingData([{ type: 'jsonl', path: bad }]), (e: unknown) => e instanceof DataError && /bad\.jsonl:2: missing 'query'/.test(e.message));
+  await assert.rejects(
+    loadTrainingData([{ type: 'jsonl', path: bad }]),
+    (e: unknown) => e instanceof DataError && /bad\.jsonl:2: missing 'query'/.test(e.message),
+  );
   await assert.rejects(loadTrainingData([{ type: 'pairs', path: path.join(dir, 'nope.tsv') }]), /nope\.tsv: not found/);
 });
 
@@ -45,7 +71,8 @@ test('progress line and report', () => {
   const html = renderReport('run', [
     { type: 'train', step: 1, loss: 3, sft: 1, kl: 0, infonce: 2, triplet: 0 },
     { type: 'train', step: 2, loss: 2, sft: 0.5, kl: 0.1, infonce: 1.4, triplet: 0 },
-    { type: 'eval', step: 0, ndcg10: 0.1 }, { type: 'eval', step: 2, ndcg10: 0.3 },
+    { type: 'eval', step: 0, ndcg10: 0.1 },
+    { type: 'eval', step: 2, ndcg10: 0.3 },
   ]);
   assert.equal((html.match(/<svg/g) ?? []).length, 2);
   assert.match(html, /<path d="M[^"]+L/);

@@ -17,13 +17,17 @@ function encodedBatch(enc: SequenceEncoder, examples: TrainExample[]): EncodedBa
   const bt = batchTexts(examples, plan);
   return {
     seqs: [...bt.queries.map((q) => enc.encode(q, 'query')), ...bt.documents.map((d) => enc.encode(d, 'document'))],
-    numQueries: bt.queries.length, targets: bt.targets,
+    numQueries: bt.queries.length,
+    targets: bt.targets,
   };
 }
 
 test('GradCache gives the gradients of plain backprop over the whole batch (all four terms)', () => {
   const { model, tokenizer } = tinyModel(5);
-  const ref = new Qwen2Model(model.config, new Map([...model.params].map(([k, v]) => [k, new T.Tensor(Float32Array.from(v.data), v.shape)])));
+  const ref = new Qwen2Model(
+    model.config,
+    new Map([...model.params].map(([k, v]) => [k, new T.Tensor(Float32Array.from(v.data), v.shape)])),
+  );
   // move the trained model away from the reference so that L_KL has a gradient
   const rng = new T.Rng(9);
   for (const p of model.parameters()) for (let i = 0; i < p.size; i++) p.data[i] += 0.02 * rng.normal();
@@ -39,11 +43,16 @@ test('GradCache gives the gradients of plain backprop over the whole batch (all 
   for (const sub of [1, 5]) {
     const cached = gradCacheBackward(m, batch, w, 0.5, sub);
     for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) {
-      assert.ok(Math.abs(cached[k] - plain[k]) <= 1e-5 * Math.max(1, Math.abs(plain[k])), `${k}: ${cached[k]} vs ${plain[k]}`);
+      assert.ok(
+        Math.abs(cached[k] - plain[k]) <= 1e-5 * Math.max(1, Math.abs(plain[k])),
+        `${k}: ${cached[k]} vs ${plain[k]}`,
+      );
     }
     assert.ok(plain.kl > 0 && plain.triplet > 0 && plain.infonce > 0 && plain.sft > 0, 'every term is active');
     let worst = 0;
-    model.parameters().forEach((p, i) => { worst = Math.max(worst, relErr(p.grad!, gPlain[i])); });
+    model.parameters().forEach((p, i) => {
+      worst = Math.max(worst, relErr(p.grad!, gPlain[i]));
+    });
     assert.ok(worst <= 1e-4, `sub-batch ${sub}: worst relative gradient error ${worst}`);
     for (const p of model.parameters()) p.grad = null;
   }

@@ -12,23 +12,49 @@ test('mining keeps the rank window, skips positives, and drops candidates scorin
   };
   const ex = [{ query: 'q', positives: ['doc 0'], negatives: [] }];
   // window ranks 2..10 (ranks count non-positives: rank 1 = doc 1, rank 10 = doc 10); filter ≥ 0.95 drops docs 2..5
-  const { mined, stats } = mineHardNegatives(ex, pool, rank, { fromRank: 2, toRank: 10, negatives: 100, falseNegativeRatio: 0.95, seed: 1 });
+  const { mined, stats } = mineHardNegatives(ex, pool, rank, {
+    fromRank: 2,
+    toRank: 10,
+    negatives: 100,
+    falseNegativeRatio: 0.95,
+    seed: 1,
+  });
   assert.deepEqual([...mined[0].negatives].sort(), ['doc 10', 'doc 6', 'doc 7', 'doc 8', 'doc 9']);
   assert.equal(stats.filteredAsFalseNegative, 4);
-  const few = mineHardNegatives(ex, pool, rank, { fromRank: 2, toRank: 10, negatives: 2, falseNegativeRatio: 1e9, seed: 1 });
+  const few = mineHardNegatives(ex, pool, rank, {
+    fromRank: 2,
+    toRank: 10,
+    negatives: 2,
+    falseNegativeRatio: 1e9,
+    seed: 1,
+  });
   assert.equal(few.mined[0].negatives.length, 2);
-  assert.ok(few.mined[0].negatives.every((n) => ['doc 2', 'doc 3', 'doc 4', 'doc 5', 'doc 6', 'doc 7', 'doc 8', 'doc 9', 'doc 10'].includes(n)));
+  assert.ok(
+    few.mined[0].negatives.every((n) =>
+      ['doc 2', 'doc 3', 'doc 4', 'doc 5', 'doc 6', 'doc 7', 'doc 8', 'doc 9', 'doc 10'].includes(n),
+    ),
+  );
 });
 
 test('BM25 mining over a pool returns lexically close non-positives', () => {
-  const pool = ['the cat sat on the mat', 'a cat and a dog', 'cats chase mice', 'stock markets fell', 'the mat was red'];
-  const { mined } = mineHardNegatives([{ query: 'cat on a mat', positives: [pool[0]], negatives: [] }], pool, bm25Ranker(pool),
-    { fromRank: 1, toRank: 2, negatives: 5, falseNegativeRatio: 1e9, seed: 0 });
+  const pool = [
+    'the cat sat on the mat',
+    'a cat and a dog',
+    'cats chase mice',
+    'stock markets fell',
+    'the mat was red',
+  ];
+  const { mined } = mineHardNegatives(
+    [{ query: 'cat on a mat', positives: [pool[0]], negatives: [] }],
+    pool,
+    bm25Ranker(pool),
+    { fromRank: 1, toRank: 2, negatives: 5, falseNegativeRatio: 1e9, seed: 0 },
+  );
   assert.equal(mined[0].negatives.length, 2);
   assert.ok(!mined[0].negatives.includes(pool[0]) && !mined[0].negatives.includes('stock markets fell'));
 });
 
-test('mining with the model\'s own embeddings: exact cosine order, positive scores known, filter applied', async () => {
+test("mining with the model's own embeddings: exact cosine order, positive scores known, filter applied", async () => {
   const { tinyModel } = await import('../../helpers/tiny-model.js');
   const { modelRanker } = await import('../../../src/train/sft/mine.js');
   const { model, tokenizer } = tinyModel(3);
@@ -36,11 +62,18 @@ test('mining with the model\'s own embeddings: exact cosine order, positive scor
   const rank = modelRanker(model, tokenizer, pool);
   const r = rank('apples', ['red apples'], 6);
   assert.equal(r.docs.length, 6);
-  assert.ok(r.scores.every((s, i) => i === 0 || r.scores[i - 1] >= s), 'best first');
+  assert.ok(
+    r.scores.every((s, i) => i === 0 || r.scores[i - 1] >= s),
+    'best first',
+  );
   assert.equal(r.positiveScores.length, 1);
-  assert.equal(r.positiveScores[0], r.scores[r.docs.indexOf(0)], 'the positive\'s score is its cosine in the ranking');
-  const { mined, stats } = mineHardNegatives([{ query: 'apples', positives: ['red apples'], negatives: [] }], pool, rank,
-    { fromRank: 1, toRank: 5, negatives: 5, falseNegativeRatio: 0.999, seed: 0 });
+  assert.equal(r.positiveScores[0], r.scores[r.docs.indexOf(0)], "the positive's score is its cosine in the ranking");
+  const { mined, stats } = mineHardNegatives(
+    [{ query: 'apples', positives: ['red apples'], negatives: [] }],
+    pool,
+    rank,
+    { fromRank: 1, toRank: 5, negatives: 5, falseNegativeRatio: 0.999, seed: 0 },
+  );
   const kept = mined[0].negatives.length;
   assert.equal(kept + stats.filteredAsFalseNegative, 5, 'every window candidate is either kept or filtered');
   assert.ok(!mined[0].negatives.includes('red apples'));

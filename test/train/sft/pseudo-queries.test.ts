@@ -8,14 +8,28 @@ import { pseudoQueryExamples, splitSentences, PSEUDO_QUERY_DEFAULTS } from '../.
 import { sharedData } from '../../helpers/repo.js';
 
 const docs = [
-  { id: 'a', title: 'Vitamin D and bone density in adults', text: 'Vitamin D is made in the skin. Low levels are common in winter months. Supplements raised bone density by 2% in the trial.' },
+  {
+    id: 'a',
+    title: 'Vitamin D and bone density in adults',
+    text:
+      'Vitamin D is made in the skin. Low levels are common in winter months. Supplements raised bone ' +
+      'density by 2% in the trial.',
+  },
   { id: 'b', title: 'Short', text: 'One sentence only, so no inverse cloze pair can be made from it.' },
-  { id: 'c', title: '', text: 'Statins lower LDL cholesterol in most patients. 3 trials found fewer strokes among the treated group.' },
+  {
+    id: 'c',
+    title: '',
+    text: 'Statins lower LDL cholesterol in most patients. 3 trials found fewer strokes among the treated group.',
+  },
 ];
 
 test('sentences split at terminal punctuation before a capital or a digit, not inside numbers or abbreviations', () => {
-  assert.deepEqual(splitSentences('It rose 2.5 fold. Then it fell! Why? 3 groups e.g. mice were used.'),
-    ['It rose 2.5 fold.', 'Then it fell!', 'Why?', '3 groups e.g. mice were used.']);
+  assert.deepEqual(splitSentences('It rose 2.5 fold. Then it fell! Why? 3 groups e.g. mice were used.'), [
+    'It rose 2.5 fold.',
+    'Then it fell!',
+    'Why?',
+    '3 groups e.g. mice were used.',
+  ]);
 });
 
 test('title pseudo-queries ask for the body; short titles are not asked', () => {
@@ -26,24 +40,34 @@ test('title pseudo-queries ask for the body; short titles are not asked', () => 
 test('sentence pseudo-queries: the asked sentence is removed from its document, the choice is seeded', () => {
   const ex = pseudoQueryExamples(docs, { ...PSEUDO_QUERY_DEFAULTS, kind: 'sentence', seed: 1 });
   assert.equal(ex.length, 2, 'the one-sentence body gives no example');
-  for (const [e, d] of [[ex[0], docs[0]], [ex[1], docs[2]]] as const) {
-    assert.ok(d.text.includes(e.query), 'the query is one of the document\'s sentences');
+  for (const [e, d] of [
+    [ex[0], docs[0]],
+    [ex[1], docs[2]],
+  ] as const) {
+    assert.ok(d.text.includes(e.query), "the query is one of the document's sentences");
     assert.ok(!e.positives[0].includes(e.query), 'and it is cut from the positive');
     assert.equal(e.positives[0].length, (d.title ? d.title.length + 1 : 0) + d.text.length - e.query.length - 1);
   }
   assert.ok(ex[0].positives[0].startsWith('Vitamin D and bone density in adults\n'), 'the positive keeps the title');
   assert.deepEqual(pseudoQueryExamples(docs, { ...PSEUDO_QUERY_DEFAULTS, kind: 'sentence', seed: 1 }), ex);
   const picks = new Set<string>();
-  for (let seed = 0; seed < 20; seed++) picks.add(pseudoQueryExamples(docs, { ...PSEUDO_QUERY_DEFAULTS, kind: 'sentence', seed })[0].query);
+  for (let seed = 0; seed < 20; seed++)
+    picks.add(pseudoQueryExamples(docs, { ...PSEUDO_QUERY_DEFAULTS, kind: 'sentence', seed })[0].query);
   assert.equal(picks.size, 3, 'every usable sentence of the first document is picked by some seed');
 });
 
 test('real data: SciFact corpus pseudo-queries through a training config, with maxDocuments', async () => {
-  const cfg = parseSftConfig({
-    model: 'm', output: 'o',
-    data: [{ type: 'pseudo-queries', path: path.join(sharedData, 'scifact'), queries: 'sentence', maxDocuments: 500 },
-      { type: 'pseudo-queries', path: path.join(sharedData, 'scifact/corpus.jsonl'), queries: 'title', seed: 3 }],
-  }, '/');
+  const cfg = parseSftConfig(
+    {
+      model: 'm',
+      output: 'o',
+      data: [
+        { type: 'pseudo-queries', path: path.join(sharedData, 'scifact'), queries: 'sentence', maxDocuments: 500 },
+        { type: 'pseudo-queries', path: path.join(sharedData, 'scifact/corpus.jsonl'), queries: 'title', seed: 3 },
+      ],
+    },
+    '/',
+  );
   const { examples, stats } = await loadTrainingData(cfg.data);
   const [sentence, title] = stats.perSource.map((s) => s.examples);
   assert.ok(sentence > 450 && sentence <= 500, `most abstracts have a usable sentence (${sentence})`);
@@ -60,6 +84,5 @@ test('a pseudo-queries source with a wrong kind or key is a config error naming 
   bad({ type: 'pseudo-queries', path: 'x', queries: 'title', maxDocs: 3 });
   bad({ type: 'pseudo-queries', path: 'x', queries: 'title', seed: -1 });
   const titles = { model: 'm', output: 'o', data: [{ type: 'pseudo-queries', path: 'x', queries: 'titles' }] };
-  assert.throws(() => parseSftConfig(titles, '/'),
-    /"data\[0\]\.queries" must be "title" or "sentence"/);
+  assert.throws(() => parseSftConfig(titles, '/'), /"data\[0\]\.queries" must be "title" or "sentence"/);
 });

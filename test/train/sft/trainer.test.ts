@@ -14,8 +14,20 @@ import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { repoRoot } from '../../helpers/repo.js';
 import { tempDir, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../../helpers/train-fixtures.js';
 
-interface Rec { type: string; step: number; loss?: number; sft?: number; kl?: number; infonce?: number; triplet?: number }
-const metrics = (dir: string): Rec[] => readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Rec);
+interface Rec {
+  type: string;
+  step: number;
+  loss?: number;
+  sft?: number;
+  kl?: number;
+  infonce?: number;
+  triplet?: number;
+}
+const metrics = (dir: string): Rec[] =>
+  readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Rec);
 const trainCurve = (dir: string): Rec[] => metrics(dir).filter((r) => r.type === 'train');
 
 async function toyRun(name: string, extra: Record<string, unknown> = {}): Promise<{ root: string; cfgFile: string }> {
@@ -23,17 +35,30 @@ async function toyRun(name: string, extra: Record<string, unknown> = {}): Promis
   await tinyModelFolder(path.join(root, 'model'));
   writeJsonl(path.join(root, 'train.jsonl'), toyExamples(12));
   const cfgFile = writeConfig(path.join(root, 'cfg.json'), {
-    model: 'model', output: 'run', seed: 3, data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 128,
-    steps: 10, batch: { queries: 4, hardNegatives: 1, subBatch: 5 }, optimizer: { lr: 3e-3, warmupSteps: 2 },
-    checkpoint: { every: 2, keep: 2 }, lora: { rank: 4, alpha: 8, dropout: 0.1 }, ...extra,
+    model: 'model',
+    output: 'run',
+    seed: 3,
+    data: [{ type: 'jsonl', path: 'train.jsonl' }],
+    maxLength: 128,
+    steps: 10,
+    batch: { queries: 4, hardNegatives: 1, subBatch: 5 },
+    optimizer: { lr: 3e-3, warmupSteps: 2 },
+    checkpoint: { every: 2, keep: 2 },
+    lora: { rank: 4, alpha: 8, dropout: 0.1 },
+    ...extra,
   });
   return { root, cfgFile };
 }
 
-function runChild(cfgFile: string, mode: string, killAtStep?: number): Promise<{ code: number | null; signal: string | null; out: string }> {
+function runChild(
+  cfgFile: string,
+  mode: string,
+  killAtStep?: number,
+): Promise<{ code: number | null; signal: string | null; out: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(repoRoot, 'dist/test/helpers/train-child.js'), cfgFile, mode], {
-      env: { ...process.env, SLEEP_MS: killAtStep ? '200' : '0' }, stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, SLEEP_MS: killAtStep ? '200' : '0' },
+      stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
     child.stdout.on('data', (b: Buffer) => {
@@ -46,7 +71,12 @@ function runChild(cfgFile: string, mode: string, killAtStep?: number): Promise<{
 
 test('a config key that does not exist is an error naming it', () => {
   const root = tempDir('cfg');
-  const file = writeConfig(path.join(root, 'c.json'), { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], loss: { temprature: 0.1 } });
+  const file = writeConfig(path.join(root, 'c.json'), {
+    model: 'm',
+    output: 'o',
+    data: [{ type: 'jsonl', path: 'x' }],
+    loss: { temprature: 0.1 },
+  });
   assert.throws(() => loadSftConfig(file), /"loss\.temprature" is not a config key.*temperature/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x', split: 'dev' }] });
   assert.throws(() => loadSftConfig(file), /"data\[0\]\.split" is not a config key/);
@@ -56,45 +86,72 @@ test('a config key that does not exist is an error naming it', () => {
   assert.throws(() => loadSftConfig(file), /"batch\.queries" must be a number/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], lora: { rank: 4 } });
   const cfg = loadSftConfig(file);
-  assert.equal(cfg.loss.temperature, 0.05); assert.equal(cfg.loss.margin, 0.2); assert.equal(cfg.lora?.alpha, 16);
+  assert.equal(cfg.loss.temperature, 0.05);
+  assert.equal(cfg.loss.margin, 0.2);
+  assert.equal(cfg.lora?.alpha, 16);
   assert.equal(cfg.model, path.join(root, 'm'), 'paths resolve against the config folder');
 });
 
-test('kill -9 after step 5, --resume: the loss curve equals the uninterrupted run, LoRA dropout and GradCache included', async () => {
-  const a = await toyRun('resume-a');
-  const full = await runChild(a.cfgFile, 'fresh');
-  assert.equal(full.code, 0, full.out);
-  const b = await toyRun('resume-b');
-  const killed = await runChild(b.cfgFile, 'fresh', 5);
-  assert.equal(killed.signal, 'SIGKILL');
-  const runB = path.join(b.root, 'run');
-  assert.ok(!existsSync(path.join(runB, 'final')), 'the run was killed before it finished');
-  assert.deepEqual(listCheckpoints(path.join(runB, 'checkpoints')).map((c) => c.step), [2, 4], 'checkpoints every 2 steps, the newest kept');
-  assert.ok(trainCurve(runB).some((r) => r.step === 5), 'step 5 was logged before the kill: resume must redo it');
-  // a checkpoint folder half-written when the kill came: never renamed into place, so never resumed from
-  const stale = path.join(runB, 'checkpoints', '.step-00000006.tmp-1-x');
-  mkdirSync(stale); writeFileSync(path.join(stale, 'state.json'), '{"step": 6');
-  const resumed = await runChild(b.cfgFile, 'resume');
-  assert.ok(!existsSync(stale), 'the half-written folder is cleaned up');
-  assert.equal(resumed.code, 0, resumed.out);
-  assert.ok(resumed.out.startsWith('step 5\n'), 'resume starts after the last checkpoint (step 4)');
-  const ca = trainCurve(path.join(a.root, 'run')), cb = trainCurve(runB);
-  assert.deepEqual(cb.map((r) => r.step), ca.map((r) => r.step), 'each step appears once');
-  for (let i = 0; i < ca.length; i++) {
-    for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) {
-      assert.ok(Math.abs(ca[i][k]! - cb[i][k]!) <= 1e-6 * Math.max(1, Math.abs(ca[i][k]!)), `step ${ca[i].step} ${k}: ${cb[i][k]} vs ${ca[i][k]}`);
+test(
+  'kill -9 after step 5, --resume: the loss curve equals ' +
+    'the uninterrupted run, LoRA dropout and GradCache included',
+  async () => {
+    const a = await toyRun('resume-a');
+    const full = await runChild(a.cfgFile, 'fresh');
+    assert.equal(full.code, 0, full.out);
+    const b = await toyRun('resume-b');
+    const killed = await runChild(b.cfgFile, 'fresh', 5);
+    assert.equal(killed.signal, 'SIGKILL');
+    const runB = path.join(b.root, 'run');
+    assert.ok(!existsSync(path.join(runB, 'final')), 'the run was killed before it finished');
+    assert.deepEqual(
+      listCheckpoints(path.join(runB, 'checkpoints')).map((c) => c.step),
+      [2, 4],
+      'checkpoints every 2 steps, the newest kept',
+    );
+    assert.ok(
+      trainCurve(runB).some((r) => r.step === 5),
+      'step 5 was logged before the kill: resume must redo it',
+    );
+    // a checkpoint folder half-written when the kill came: never renamed into place, so never resumed from
+    const stale = path.join(runB, 'checkpoints', '.step-00000006.tmp-1-x');
+    mkdirSync(stale);
+    writeFileSync(path.join(stale, 'state.json'), '{"step": 6');
+    const resumed = await runChild(b.cfgFile, 'resume');
+    assert.ok(!existsSync(stale), 'the half-written folder is cleaned up');
+    assert.equal(resumed.code, 0, resumed.out);
+    assert.ok(resumed.out.startsWith('step 5\n'), 'resume starts after the last checkpoint (step 4)');
+    const ca = trainCurve(path.join(a.root, 'run')),
+      cb = trainCurve(runB);
+    assert.deepEqual(
+      cb.map((r) => r.step),
+      ca.map((r) => r.step),
+      'each step appears once',
+    );
+    for (let i = 0; i < ca.length; i++) {
+      for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) {
+        assert.ok(
+          Math.abs(ca[i][k]! - cb[i][k]!) <= 1e-6 * Math.max(1, Math.abs(ca[i][k]!)),
+          `step ${ca[i].step} ${k}: ${cb[i][k]} vs ${ca[i][k]}`,
+        );
+      }
     }
-  }
-  assert.ok(ca[ca.length - 1].kl! > 0, 'LoRA moved the model away from its adapters-off reference');
-  const wa = await loadSafetensors(path.join(a.root, 'run/final/adapter_model.safetensors'));
-  const wb = await loadSafetensors(path.join(runB, 'final/adapter_model.safetensors'));
-  for (const [name, t] of wa) assert.deepEqual(Array.from(wb.get(name)!.data), Array.from(t.data), name);
-  assert.ok(readFileSync(path.join(runB, 'report.html'), 'utf8').includes('<svg'), 'the report has its charts');
-});
+    assert.ok(ca[ca.length - 1].kl! > 0, 'LoRA moved the model away from its adapters-off reference');
+    const wa = await loadSafetensors(path.join(a.root, 'run/final/adapter_model.safetensors'));
+    const wb = await loadSafetensors(path.join(runB, 'final/adapter_model.safetensors'));
+    for (const [name, t] of wa) assert.deepEqual(Array.from(wb.get(name)!.data), Array.from(t.data), name);
+    assert.ok(readFileSync(path.join(runB, 'report.html'), 'utf8').includes('<svg'), 'the report has its charts');
+  },
+);
 
 test('a NaN loss stops training, names the step and batch, and keeps the last good checkpoint', async () => {
   // full fine-tuning at an absurd learning rate: step 1 is finite, its update sends the weights to ±1e30
-  const r = await toyRun('nan', { lora: null, steps: 6, checkpoint: { every: 1, keep: 3 }, optimizer: { lr: 1e30, warmupSteps: 0, maxGradNorm: 0 } });
+  const r = await toyRun('nan', {
+    lora: null,
+    steps: 6,
+    checkpoint: { every: 1, keep: 3 },
+    optimizer: { lr: 1e30, warmupSteps: 0, maxGradNorm: 0 },
+  });
   const cfg = loadSftConfig(r.cfgFile);
   await assert.rejects(trainSft(cfg, { progress: false }), (e: unknown) => {
     assert.ok(e instanceof TrainingDiverged, String(e));
@@ -103,7 +160,10 @@ test('a NaN loss stops training, names the step and batch, and keeps the last go
     return true;
   });
   const cks = listCheckpoints(path.join(cfg.output, 'checkpoints'));
-  assert.deepEqual(cks.map((c) => c.step), [1]);
+  assert.deepEqual(
+    cks.map((c) => c.step),
+    [1],
+  );
   const w = await loadSafetensors(path.join(cks[0].dir, 'trainable.safetensors'));
   for (const [name, t] of w) assert.ok(t.data.every(Number.isFinite), `${name} is finite in the kept checkpoint`);
 });
@@ -114,63 +174,107 @@ test('a model that never emitted <|embed_token|> (not even in its vocabulary) le
   const before = await loadModelFolder(path.join(root, 'model'));
   assert.equal(before.tokenizer.tokenToId(EMBED_TOKEN), undefined);
   writeJsonl(path.join(root, 'train.jsonl'), toyExamples(16, 0));
-  const cfg = loadSftConfig(writeConfig(path.join(root, 'cfg.json'), {
-    model: 'model', output: 'run', data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 128, steps: 80,
-    batch: { queries: 4, hardNegatives: 0 }, loss: { sft: 1, kl: 0, infonce: 0, triplet: 0 },
-    optimizer: { lr: 2e-2, warmupSteps: 4 }, checkpoint: { every: 80 },
-  }));
+  const cfg = loadSftConfig(
+    writeConfig(path.join(root, 'cfg.json'), {
+      model: 'model',
+      output: 'run',
+      data: [{ type: 'jsonl', path: 'train.jsonl' }],
+      maxLength: 128,
+      steps: 80,
+      batch: { queries: 4, hardNegatives: 0 },
+      loss: { sft: 1, kl: 0, infonce: 0, triplet: 0 },
+      optimizer: { lr: 2e-2, warmupSteps: 4 },
+      checkpoint: { every: 80 },
+    }),
+  );
   await trainSft(cfg, { progress: false });
   const after = await loadModelFolder(path.join(root, 'run/final'));
   const emb = new Embedder(after.model, after.tokenizer);
   // reasoning mode: the model writes its own answer from the generation prompt, on queries it never saw
-  const results = emb.embedQueries(['what is omega 99?', 'is kappa a letter?', 'theta'], { reasoning: 'on', maxReasoningTokens: 24 });
-  for (const r of results) assert.equal(r.forced, false, `the model emitted the token itself (generated: ${JSON.stringify(after.tokenizer.decode(r.tokens))})`);
+  const results = emb.embedQueries(['what is omega 99?', 'is kappa a letter?', 'theta'], {
+    reasoning: 'on',
+    maxReasoningTokens: 24,
+  });
+  for (const r of results)
+    assert.equal(
+      r.forced,
+      false,
+      `the model emitted the token itself (generated: ${JSON.stringify(after.tokenizer.decode(r.tokens))})`,
+    );
   const sft = trainCurve(path.join(root, 'run')).map((x) => x.sft!);
   assert.ok(sft[sft.length - 1] < sft[0] / 5, `SFT loss fell from ${sft[0]} to ${sft[sft.length - 1]}`);
 });
 
-test('bad input: queries without positives, empty texts and over-long texts are counted, not trained on silently', async () => {
-  const root = tempDir('badinput');
-  await tinyModelFolder(path.join(root, 'model'));
-  const ex = toyExamples(8);
-  const long = 'word '.repeat(400);
-  writeFileSync(path.join(root, 'train.jsonl'), [
-    ...ex.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives })),
-    JSON.stringify({ query: 'no positive here', pos: [], neg: ['x'] }),
-    JSON.stringify({ query: 'only empty positives', pos: ['', '  '] }),
-    JSON.stringify({ query: '', pos: ['orphan'] }),
-    JSON.stringify({ query: 'a long one', pos: [long] }),
-  ].join('\n') + '\n');
-  const cfg = loadSftConfig(writeConfig(path.join(root, 'cfg.json'), {
-    model: 'model', output: 'run', data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 96, epochs: 1,
-    batch: { queries: 3, hardNegatives: 1 }, checkpoint: { every: 100 },
-  }));
-  const r = await trainSft(cfg, { progress: false });
-  assert.equal(r.data.examples, 9);
-  assert.equal(r.data.withoutPositive, 2);
-  assert.equal(r.data.emptyTexts, 3, 'two empty positives and one empty query');
-  assert.ok(r.truncatedTexts >= 1, 'the long positive was cut to maxLength and counted');
-  assert.equal(r.steps, 3, 'one epoch of 9 examples in batches of 3');
-  const data = metrics(path.join(root, 'run')).find((x) => x.type === 'data') as unknown as Record<string, number>;
-  assert.equal(data.withoutPositive, 2);
-});
+test(
+  'bad input: queries without positives, empty texts and ' + 'over-long texts are counted, not trained on silently',
+  async () => {
+    const root = tempDir('badinput');
+    await tinyModelFolder(path.join(root, 'model'));
+    const ex = toyExamples(8);
+    const long = 'word '.repeat(400);
+    writeFileSync(
+      path.join(root, 'train.jsonl'),
+      [
+        ...ex.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives })),
+        JSON.stringify({ query: 'no positive here', pos: [], neg: ['x'] }),
+        JSON.stringify({ query: 'only empty positives', pos: ['', '  '] }),
+        JSON.stringify({ query: '', pos: ['orphan'] }),
+        JSON.stringify({ query: 'a long one', pos: [long] }),
+      ].join('\n') + '\n',
+    );
+    const cfg = loadSftConfig(
+      writeConfig(path.join(root, 'cfg.json'), {
+        model: 'model',
+        output: 'run',
+        data: [{ type: 'jsonl', path: 'train.jsonl' }],
+        maxLength: 96,
+        epochs: 1,
+        batch: { queries: 3, hardNegatives: 1 },
+        checkpoint: { every: 100 },
+      }),
+    );
+    const r = await trainSft(cfg, { progress: false });
+    assert.equal(r.data.examples, 9);
+    assert.equal(r.data.withoutPositive, 2);
+    assert.equal(r.data.emptyTexts, 3, 'two empty positives and one empty query');
+    assert.ok(r.truncatedTexts >= 1, 'the long positive was cut to maxLength and counted');
+    assert.equal(r.steps, 3, 'one epoch of 9 examples in batches of 3');
+    const data = metrics(path.join(root, 'run')).find((x) => x.type === 'data') as unknown as Record<string, number>;
+    assert.equal(data.withoutPositive, 2);
+  },
+);
 
 test('gradient accumulation adds whole contrastive batches: the negatives per query do not shrink', async () => {
   const root = tempDir('accum');
   await tinyModelFolder(path.join(root, 'model'));
   writeJsonl(path.join(root, 'train.jsonl'), toyExamples(8, 1));
-  const base = { model: 'model', data: [{ type: 'jsonl', path: 'train.jsonl' }], maxLength: 128, epochs: 1, checkpoint: { every: 100 } };
+  const base = {
+    model: 'model',
+    data: [{ type: 'jsonl', path: 'train.jsonl' }],
+    maxLength: 128,
+    epochs: 1,
+    checkpoint: { every: 100 },
+  };
   const batch = { queries: 4, hardNegatives: 1 };
-  const one = loadSftConfig(writeConfig(path.join(root, 'a.json'), {
-    ...base, output: 'a', batch: { ...batch, accumulation: 1 },
-  }));
-  const two = loadSftConfig(writeConfig(path.join(root, 'b.json'), {
-    ...base, output: 'b', batch: { ...batch, accumulation: 2, subBatch: 3 },
-  }));
+  const one = loadSftConfig(
+    writeConfig(path.join(root, 'a.json'), {
+      ...base,
+      output: 'a',
+      batch: { ...batch, accumulation: 1 },
+    }),
+  );
+  const two = loadSftConfig(
+    writeConfig(path.join(root, 'b.json'), {
+      ...base,
+      output: 'b',
+      batch: { ...batch, accumulation: 2, subBatch: 3 },
+    }),
+  );
   await trainSft(one, { progress: false });
   await trainSft(two, { progress: false });
   const a = trainCurve(one.output) as unknown as { tokens: number; infonce: number }[];
   const b = trainCurve(two.output) as unknown as { tokens: number; infonce: number }[];
-  assert.equal(a.length, 2); assert.equal(b.length, 1, 'two batches per optimiser step');
+  assert.equal(a.length, 2);
+  assert.equal(b.length, 1, 'two batches per optimiser step');
   assert.equal(b[0].tokens, a[0].tokens + a[1].tokens, 'the step saw both 4-query batches whole');
 });
