@@ -47,7 +47,8 @@ function gaussian(seed: number): () => number {
 const ms = (x: number) => `${x.toFixed(0)} ms`;
 const line = (what: string, ours: number, peer: number | undefined, peerName: string) =>
   console.log(
-    `${what.padEnd(46)} ours ${ms(ours).padStart(8)}   ${peerName} ${peer === undefined ? 'n/a' : ms(peer).padStart(8)}` +
+    `${what.padEnd(46)} ours ${ms(ours).padStart(8)}   ${peerName} ` +
+      `${peer === undefined ? 'n/a' : ms(peer).padStart(8)}` +
       (peer === undefined ? '' : `   ratio ${(ours / peer).toFixed(2)}×`),
   );
 
@@ -150,7 +151,8 @@ async function main(): Promise<void> {
   line('index SciFact (target < 5000 ms)', indexMs, 5000, 'target');
   line(`search ${ds.queries.size} queries, top 1000`, searchMs, undefined, '');
   console.log(
-    `nDCG@10 ${ev.all['ndcg_cut_10']!.toFixed(4)} (Pyserini BM25 flat: 0.679)   R@100 ${ev.all['recall_100']!.toFixed(4)}` +
+    `nDCG@10 ${ev.all['ndcg_cut_10']!.toFixed(4)} (Pyserini BM25 flat: 0.679)   R@100 ` +
+      `${ev.all['recall_100']!.toFixed(4)}` +
       ` (0.9253)   R@1000 ${ev.all['recall_1000']!.toFixed(4)} (0.9767)`,
   );
 }

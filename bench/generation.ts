@@ -191,8 +191,10 @@ async function main(): Promise<void> {
     const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
     console.log(
       `bf16 weights / llama.cpp F16: prefill ${ratio(half.prefill, f16.prefill)} (target ≥ 1.5), ` +
-        `decode ${ratio(half.decode, f16.decode)} (≥ 1.0), documents/s ${ratio(half.docsPerSecond, f16.docsPerSecond)}, ` +
-        `peak RSS ${ratio(half.peakRss, f16.peakRss)} (≤ 1.1); f32 → bf16 peak RSS ${ratio(half.peakRss, rows[0][1].peakRss)}`,
+        `decode ${ratio(half.decode, f16.decode)} (≥ 1.0), documents/s ` +
+        `${ratio(half.docsPerSecond, f16.docsPerSecond)}, ` +
+        `peak RSS ${ratio(half.peakRss, f16.peakRss)} (≤ 1.1); f32 → bf16 peak RSS ` +
+        `${ratio(half.peakRss, rows[0][1].peakRss)}`,
     );
   } finally {
     if (own) rmSync(dir, { recursive: true, force: true });

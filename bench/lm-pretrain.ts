@@ -94,7 +94,10 @@ function ourSeconds(config: Qwen2Config): number[] {
   return times;
 }
 
-/** CPU seconds per step of our last candidate: on a machine shared with other jobs, wall time overstates the cost; CPU time / threads is the idle-machine estimate. */
+/**
+ * CPU seconds per step of our last candidate: on a machine shared with other jobs, wall time overstates the cost; CPU
+ * time / threads is the idle-machine estimate.
+ */
 const cpuTimes: number[] = [];
 
 function peerSeconds(config: Qwen2Config): number[] | null {
@@ -129,10 +132,11 @@ function main(): void {
   T.setBackend('native');
   const names = (process.env.BENCH_CANDIDATES ?? Object.keys(CANDIDATES).join(',')).split(',');
   console.log(
-    `causal-LM step, vocab 8192 (tied), batch ${batch}×${seq}, ${threads} threads, median of ${steps} steps after ${warmup} warm-up; load average at start ${os
-      .loadavg()
-      .map((x) => x.toFixed(1))
-      .join(' ')}`,
+    `causal-LM step, vocab 8192 (tied), batch ${batch}×${seq}, ${threads} threads, median of ${steps} steps ` +
+      `after ${warmup} warm-up; load average at start ${os
+        .loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
   );
   for (const name of names) {
     const config = configOf(name);
@@ -146,12 +150,15 @@ function main(): void {
     const theirs = peer ? median(peer) : NaN;
     const perHour = (tokens / ours) * 3600;
     console.log(
-      `${name.padEnd(8)} ${(params / 1e6).toFixed(2)}M params: ours ${(ours * 1000).toFixed(0)} ms/step ${(tokens / ours).toFixed(0)} tok/s` +
+      `${name.padEnd(8)} ${(params / 1e6).toFixed(2)}M params: ours ${(ours * 1000).toFixed(0)} ms/step ` +
+        `${(tokens / ours).toFixed(0)} tok/s` +
         (peer
-          ? `; PyTorch ${(theirs * 1000).toFixed(0)} ms/step ${(tokens / theirs).toFixed(0)} tok/s; ratio ours/PyTorch ${(theirs / ours).toFixed(2)}`
+          ? `; PyTorch ${(theirs * 1000).toFixed(0)} ms/step ${(tokens / theirs).toFixed(0)} tok/s; ratio ` +
+            `ours/PyTorch ${(theirs / ours).toFixed(2)}`
           : '') +
         `; 1 h ≈ ${(perHour / 1e6).toFixed(1)}M tokens (${(perHour / params).toFixed(2)} tokens/param)` +
-        `; CPU ${cpu.toFixed(2)} s/step → idle-machine estimate ${(tokens / (cpu / threads)).toFixed(0)} tok/s, 1 h ≈ ${(((tokens / (cpu / threads)) * 3600) / 1e6).toFixed(1)}M tokens`,
+        `; CPU ${cpu.toFixed(2)} s/step → idle-machine estimate ${(tokens / (cpu / threads)).toFixed(0)} ` +
+        `tok/s, 1 h ≈ ${(((tokens / (cpu / threads)) * 3600) / 1e6).toFixed(1)}M tokens`,
     );
   }
 }

@@ -103,7 +103,8 @@ function gemmSection(): void {
     const peer = torchGflops(n, t);
     const ratio = typeof peer === 'number' ? (ours / peer).toFixed(2) : '—';
     console.log(
-      `${String(t).padStart(7)}  ${ours.toFixed(1).padStart(12)}  ${oursCpu.toFixed(1).padStart(14)}  ${(typeof peer === 'number' ? peer.toFixed(1) : peer).padStart(7)}  ${ratio.padStart(12)}`,
+      `${String(t).padStart(7)}  ${ours.toFixed(1).padStart(12)}  ${oursCpu.toFixed(1).padStart(14)}  ` +
+        `${(typeof peer === 'number' ? peer.toFixed(1) : peer).padStart(7)}  ${ratio.padStart(12)}`,
     );
   }
   console.log();
@@ -274,10 +275,12 @@ function kernelSection(): void {
   const list = cases();
   const width = Math.max(...list.map((c) => c.name.length));
   console.log(
-    `kernels at training sizes, ms (best of up to ${reps}); 1T cpu = process CPU ms of the 1-thread run; speedup = js / native 2T`,
+    `kernels at training sizes, ms (best of up to ${reps}); 1T cpu = process CPU ms of the 1-thread run; ` +
+      `speedup = js / native 2T`,
   );
   console.log(
-    `${'kernel'.padEnd(width)}  ${'js'.padStart(9)}  ${'native 1T'.padStart(9)}  ${'1T cpu'.padStart(9)}  ${'native 2T'.padStart(9)}  ${'speedup'.padStart(8)}`,
+    `${'kernel'.padEnd(width)}  ${'js'.padStart(9)}  ${'native 1T'.padStart(9)}  ${'1T cpu'.padStart(9)}  ` +
+      `${'native 2T'.padStart(9)}  ${'speedup'.padStart(8)}`,
   );
   let sum1 = 0,
     sum1c = 0,
@@ -293,11 +296,13 @@ function kernelSection(): void {
     sum2 += n2;
     const f = (ms: number): string => (Number.isNaN(ms) ? '—' : ms.toFixed(3)).padStart(9);
     console.log(
-      `${c.name.padEnd(width)}  ${f(js)}  ${f(n1.wall)}  ${f(n1.cpu)}  ${f(n2)}  ${(Number.isNaN(js) ? '—' : (js / n2).toFixed(1) + '×').padStart(8)}`,
+      `${c.name.padEnd(width)}  ${f(js)}  ${f(n1.wall)}  ${f(n1.cpu)}  ${f(n2)}  ` +
+        `${(Number.isNaN(js) ? '—' : (js / n2).toFixed(1) + '×').padStart(8)}`,
     );
   }
   console.log(
-    `${'total native'.padEnd(width)}  ${''.padStart(9)}  ${sum1.toFixed(3).padStart(9)}  ${sum1c.toFixed(3).padStart(9)}  ${sum2.toFixed(3).padStart(9)}`,
+    `${'total native'.padEnd(width)}  ${''.padStart(9)}  ${sum1.toFixed(3).padStart(9)}  ` +
+      `${sum1c.toFixed(3).padStart(9)}  ${sum2.toFixed(3).padStart(9)}`,
   );
 }
 

@@ -73,7 +73,8 @@ function pct(xs: number[], p: number): number {
 
 async function main(): Promise<void> {
   console.log(
-    `search latency: ${N} documents × ${DIM}-d (${TOPICS} Zipf topics, cos to centre ≈ 0.7), ${Q} fresh queries, k=${K}, HNSW ${DTYPE}`,
+    `search latency: ${N} documents × ${DIM}-d (${TOPICS} Zipf topics, cos to centre ≈ 0.7), ${Q} fresh ` +
+      `queries, k=${K}, HNSW ${DTYPE}`,
   );
   let t = performance.now();
   const data = new Float32Array(N * DIM);
@@ -81,7 +82,8 @@ async function main(): Promise<void> {
   const queries = Array.from({ length: Q }, draw);
   console.log(`generated in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
-  // the index is built through the real path (docs.sqlite + usearch, committed in chunks) with a backend that returns these vectors
+  // the index is built through the real path (docs.sqlite + usearch, committed in chunks) with a backend that returns
+  // these vectors
   const backend: EmbeddingBackend = {
     modelId: 'synthetic-clustered',
     dimension: DIM,
@@ -143,7 +145,8 @@ async function main(): Promise<void> {
         }
       const recall = hitsFound / (Q * K);
       rowsOut.push(
-        `  HNSW walk (ef=${ef}, from file):    recall@10 ${recall.toFixed(4)}  p50 ${pct(storeMs, 50).toFixed(3)} ms  p99 ${pct(storeMs, 99).toFixed(3)} ms`,
+        `  HNSW walk (ef=${ef}, from file):    recall@10 ${recall.toFixed(4)}  p50 ` +
+          `${pct(storeMs, 50).toFixed(3)} ms  p99 ${pct(storeMs, 99).toFixed(3)} ms`,
       );
     }
     // the full path: SearchIndex.searchVector = HNSW (manifest ef) + the 10 documents from sqlite
@@ -163,10 +166,12 @@ async function main(): Promise<void> {
     const p50 = pct(fullMs, 50);
     console.log(rowsOut.join('\n'));
     console.log(
-      `  SearchIndex.searchVector (ef=${idx.info.hnsw.expansionSearch}, + sqlite texts): recall@10 ${(found / (Q * K)).toFixed(4)}  p50 ${p50.toFixed(3)} ms  p99 ${pct(fullMs, 99).toFixed(3)} ms`,
+      `  SearchIndex.searchVector (ef=${idx.info.hnsw.expansionSearch}, + sqlite texts): recall@10 ` +
+        `${(found / (Q * K)).toFixed(4)}  p50 ${p50.toFixed(3)} ms  p99 ${pct(fullMs, 99).toFixed(3)} ms`,
     );
     console.log(
-      `  peer: exact brute force (usearch SIMD, 1 thread): p50 ${pct(exactMs, 50).toFixed(3)} ms  p99 ${pct(exactMs, 99).toFixed(3)} ms`,
+      `  peer: exact brute force (usearch SIMD, 1 thread): p50 ${pct(exactMs, 50).toFixed(3)} ms  p99 ` +
+        `${pct(exactMs, 99).toFixed(3)} ms`,
     );
     console.log(`  ratio exact/ours at p50: ${(pct(exactMs, 50) / p50).toFixed(1)}x`);
     console.log(`RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MiB`);

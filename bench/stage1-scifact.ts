@@ -135,7 +135,8 @@ async function main(): Promise<void> {
   const resume = existsSync(path.join(cfg.output, 'checkpoints'));
   const trained = await trainSft(cfg, { resume });
   log(
-    `trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s; best dev nDCG@10 ${trained.bestScore} at step ${trained.bestStep}`,
+    `trained ${trained.steps} steps in ${trained.seconds.toFixed(0)} s; best dev nDCG@10 ${trained.bestScore} ` +
+      `at step ${trained.bestStep}`,
   );
 
   const results: Record<string, unknown> = {
@@ -157,7 +158,10 @@ async function main(): Promise<void> {
   results.peerBm25 = 0.665;
   writeFileSync(path.join(work, 'results.json'), JSON.stringify(results, null, 1));
   console.log(
-    `SciFact test nDCG@10: untrained ${before.ndcg10.toFixed(4)}, trained (final) ${(results.final as number)?.toFixed(4)}, best-dev ${(results.best as number | undefined)?.toFixed(4)}; peer BM25 0.665; ratio final/BM25 ${((results.final as number) / 0.665).toFixed(3)}`,
+    `SciFact test nDCG@10: untrained ${before.ndcg10.toFixed(4)}, trained (final) ` +
+      `${(results.final as number)?.toFixed(4)}, best-dev ` +
+      `${(results.best as number | undefined)?.toFixed(4)}; peer BM25 0.665; ratio final/BM25 ` +
+      `${((results.final as number) / 0.665).toFixed(3)}`,
   );
 }
 

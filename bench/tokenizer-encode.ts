@@ -39,6 +39,7 @@ for (const pass of ['cold', 'warm']) {
   const a = tokensPerSecond((t) => ours.encode(t));
   const b = tokensPerSecond((t) => peer.encode(t, { add_special_tokens: false }));
   console.log(
-    `${pass}: ours ${Math.round(a).toLocaleString('en-US')} tok/s, @lenml/tokenizers ${Math.round(b).toLocaleString('en-US')} tok/s, ratio ${(a / b).toFixed(2)}`,
+    `${pass}: ours ${Math.round(a).toLocaleString('en-US')} tok/s, @lenml/tokenizers ` +
+      `${Math.round(b).toLocaleString('en-US')} tok/s, ratio ${(a / b).toFixed(2)}`,
   );
 }

@@ -109,7 +109,8 @@ function main(): void {
   process.env.SEARCH_R3_THREADS ??= String(threads);
   T.setBackend('native');
   console.log(
-    `config: 4 layers, d_model 256, 4 heads / 2 KV heads, SwiGLU 1024, vocab 8192, batch ${batch}×${seq}; ${threads} threads; median of ${steps} steps after ${warmup} warm-up`,
+    `config: 4 layers, d_model 256, 4 heads / 2 KV heads, SwiGLU 1024, vocab 8192, batch ${batch}×${seq}; ` +
+      `${threads} threads; median of ${steps} steps after ${warmup} warm-up`,
   );
   const ours = median(ourSeconds());
   const peer = peerSeconds(threads);

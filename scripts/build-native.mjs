@@ -29,7 +29,8 @@ function findNodeGyp() {
 const gyp = findNodeGyp();
 if (!gyp) {
   console.warn(
-    'search-r3: node-gyp not found (it ships with npm); the native backend was not built, the pure-TypeScript backend will be used.',
+    'search-r3: node-gyp not found (it ships with npm); the native backend was not built, ' +
+      'the pure-TypeScript backend will be used.',
   );
   process.exit(0);
 }
@@ -40,7 +41,8 @@ if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--node
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 if (r.status !== 0) {
   console.warn(
-    'search-r3: the native backend did not build (is libopenblas-dev installed?); the pure-TypeScript backend will be used.',
+    'search-r3: the native backend did not build (is libopenblas-dev installed?); ' +
+      'the pure-TypeScript backend will be used.',
   );
 }
 process.exit(0);

@@ -70,8 +70,10 @@ export const corpusCommand: Command = {
       say,
     );
     console.log(
-      `corpus: ${m.totals.trainDocuments} train documents (${(m.totals.trainBytes / 1e6).toFixed(1)} MB in ${m.train.length} shards), ` +
-        `${m.totals.validDocuments} valid (${(m.totals.validBytes / 1e6).toFixed(2)} MB) from ${m.sources.length} sources; manifest in ${values.out}/manifest.json`,
+      `corpus: ${m.totals.trainDocuments} train documents (${(m.totals.trainBytes / 1e6).toFixed(1)} MB in ` +
+        `${m.train.length} shards), ` +
+        `${m.totals.validDocuments} valid (${(m.totals.validBytes / 1e6).toFixed(2)} MB) from ` +
+        `${m.sources.length} sources; manifest in ${values.out}/manifest.json`,
     );
     return 0;
   },

@@ -54,8 +54,8 @@ options:
   --query <text>              a query of your own instead of the 3 examples (repeatable); a SciFact test
                               claim typed exactly gets its ✓ marks
   -k <n>                      hits shown per example (default 5)
-  --max-reasoning-tokens <n>  reasoning budget per query (default ${DEFAULT_MAX_REASONING_TOKENS}, as 'search-r3 eval'); the embed
-                              token is forced after it
+  --max-reasoning-tokens <n>  reasoning budget per query (default ${DEFAULT_MAX_REASONING_TOKENS}, as 'search-r3
+                              eval'); the embed token is forced after it
   --no-table                  skip the evaluation table
   --max-queries <n>           evaluate only the first n test claims (a quick look; not the SciFact figure)
   --max-documents <n>         index only the abstracts judged relevant for the 3 example claims and the
@@ -157,7 +157,10 @@ function describeIndex(r: DemoIndexReport): string {
   if (r.action === 'loaded')
     return `index: loaded ${r.documents.toLocaleString('en')} documents from ${r.dir} in ${duration(r.seconds)}`;
   const rate = r.encoded / Math.max(r.seconds, 1e-9);
-  return `index: ${r.action} ${r.dir} — ${r.encoded.toLocaleString('en')} documents encoded in ${duration(r.seconds)} (${rate.toFixed(1)} documents/s)`;
+  return (
+    `index: ${r.action} ${r.dir} — ${r.encoded.toLocaleString('en')} documents encoded in ` +
+    `${duration(r.seconds)} (${rate.toFixed(1)} documents/s)`
+  );
 }
 
 function formatExample(e: DemoExample, n: number, of: number, budget: number): string {
@@ -169,7 +172,8 @@ function formatExample(e: DemoExample, n: number, of: number, budget: number): s
   );
   e.hits.forEach((h, i) => {
     lines.push(
-      `  ${String(i + 1).padStart(2)}. ${h.relevant ? '✓' : ' '} ${h.score.toFixed(4)}  ${h.id}  ${oneLine(h.title, 80)}`,
+      `  ${String(i + 1).padStart(2)}. ${h.relevant ? '✓' : ' '} ${h.score.toFixed(4)}  ${h.id}  ` +
+        `${oneLine(h.title, 80)}`,
     );
     lines.push(`                ${h.snippet}`);
   });
@@ -184,7 +188,8 @@ function formatTable(rows: readonly DemoRow[], queries: number, documents: numbe
     `${'retriever'.padEnd(w)}  nDCG@10  R@100   time`,
     ...rows.map(
       (r) =>
-        `${r.retriever.padEnd(w)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}  ${duration(r.seconds)}${r.note ? `   ${r.note}` : ''}`,
+        `${r.retriever.padEnd(w)}  ${r.ndcg10.toFixed(4)}   ${r.recall100.toFixed(4)}  ` +
+        `${duration(r.seconds)}${r.note ? `   ${r.note}` : ''}`,
     ),
   ];
   return out.join('\n');
@@ -220,7 +225,9 @@ async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
         { reasoning, maxReasoningTokens: t.maxReasoningTokens },
         t.progress,
       );
-      note = `${q.forced} of ${t.queries.size} embed tokens forced; ${q.generatedTokens.toLocaleString('en')} tokens generated`;
+      note =
+        `${q.forced} of ${t.queries.size} embed tokens forced; ${q.generatedTokens.toLocaleString('en')} ` +
+        `tokens generated`;
       return (await denseSearch(q.matrix, t.docMatrix, { k: TABLE_DEPTH, onProgress: t.progress })).run;
     });
     return { ...r, note };
@@ -281,8 +288,10 @@ export const demoCommand: Command = {
     if (!existsSync(path.join(modelDir, 'config.json'))) {
       throw new UserError(
         values.model === undefined
-          ? `the default model is not in this checkout (${modelDir}); train it with 'npm run train:default' or pass --model <dir>.`
-          : `--model ${modelDir}: not a model folder (no config.json); pass a folder written by 'search-r3 train' or the recipe.`,
+          ? `the default model is not in this checkout (${modelDir}); train it with 'npm run train:default' ` +
+              `or pass --model <dir>.`
+          : `--model ${modelDir}: not a model folder (no config.json); pass a folder written by 'search-r3 ` +
+              `train' or the recipe.`,
       );
     }
     const log = (s: string): void => {
@@ -308,7 +317,8 @@ export const demoCommand: Command = {
       ]);
       const docs = subsetDevSet({ ...ds, queries: sliced }, 0, maxDocuments ?? 0).corpus;
       say(
-        `search-r3 demo — model ${path.resolve(modelDir)} (d ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, vocabulary ${cfg.vocabSize}), ` +
+        `search-r3 demo — model ${path.resolve(modelDir)} (d ${cfg.hiddenSize}, ${cfg.numHiddenLayers} ` +
+          `layers, vocabulary ${cfg.vocabSize}), ` +
           `SciFact test: ${docs.length.toLocaleString('en')} documents${maxDocuments ? ' (a slice)' : ''}`,
       );
 
@@ -339,7 +349,8 @@ export const demoCommand: Command = {
       try {
         say(describeIndex(indexReport));
         say(
-          `\nExamples: the model reasons about each claim (≤${budget} tokens), then embeds it; top ${k} of ${indexReport.documents.toLocaleString('en')} documents (✓ = judged relevant)\n`,
+          `\nExamples: the model reasons about each claim (≤${budget} tokens), then embeds it; top ${k} of ` +
+            `${indexReport.documents.toLocaleString('en')} documents (✓ = judged relevant)\n`,
         );
         for (const [i, ex] of examples.entries()) {
           const r = await index.search(ex.text, { k, reasoning: 'on', maxReasoningTokens: budget });
@@ -378,7 +389,8 @@ export const demoCommand: Command = {
           const slow = rows[2]!;
           if (slow.seconds > 60)
             say(
-              `reasoning on took ${duration(slow.seconds)} for ${table.queries.size} queries (generation is the slow part); --no-table skips the table.`,
+              `reasoning on took ${duration(slow.seconds)} for ${table.queries.size} queries (generation is ` +
+                `the slow part); --no-table skips the table.`,
             );
         }
         const evaluationMd = path.join(modelDir, 'evaluation.md');

@@ -246,7 +246,8 @@ export const evalCommand: Command = {
       if (dense || v.retriever !== undefined) throw new UserError('--retriever and embeddings need --dataset.');
     } else {
       throw new UserError(
-        "give --dataset <beir-folder> (retrieve and evaluate) or --qrels and --run (evaluate a run). See 'search-r3 eval --help'.",
+        'give --dataset <beir-folder> (retrieve and evaluate) or --qrels and --run (evaluate a run). See ' +
+          "'search-r3 eval --help'.",
       );
     }
 

@@ -114,7 +114,8 @@ export const indexCommand: Command = {
       const backend = await openBackend(out, values, maxLength, parseEngine(values));
       if (maxLength !== undefined && maxLength > backend.maxLength) {
         process.stderr.write(
-          `search-r3: --max-length ${maxLength} is above the model's context; texts are cut at ${backend.maxLength} tokens.\n`,
+          `search-r3: --max-length ${maxLength} is above the model's context; texts are cut at ` +
+            `${backend.maxLength} tokens.\n`,
         );
       }
       const skipped = new Map<string, number>();
@@ -144,23 +145,27 @@ export const indexCommand: Command = {
         const pruned = values.prune ? (await index.deleteDocuments(gone)).length : 0;
         const s = index.stats();
         console.log(
-          `${path.resolve(out)}: ${s.documents} documents indexed (${r.encoded} encoded now, ${r.counts.unchanged} unchanged${values.prune ? `, ${pruned} pruned` : ''}).`,
+          `${path.resolve(out)}: ${s.documents} documents indexed (${r.encoded} encoded now, ` +
+            `${r.counts.unchanged} unchanged${values.prune ? `, ${pruned} pruned` : ''}).`,
         );
         if (r.counts.repaired > 0)
           console.log(`${r.counts.repaired} documents whose stored copy was damaged were encoded again from --input.`);
         if (r.removedDamaged)
           console.log(
-            `${r.removedDamaged.length} damaged documents that are not in --input were deleted (${r.removedDamaged.slice(0, 3).join(', ')}${r.removedDamaged.length > 3 ? ', ...' : ''}).`,
+            `${r.removedDamaged.length} damaged documents that are not in --input were deleted ` +
+              `(${r.removedDamaged.slice(0, 3).join(', ')}${r.removedDamaged.length > 3 ? ', ...' : ''}).`,
           );
         if (r.truncated)
           console.log(
-            `${r.truncated} of the ${r.encoded} documents encoded now were longer than ${backend.maxLength} tokens and were cut to fit.`,
+            `${r.truncated} of the ${r.encoded} documents encoded now were longer than ${backend.maxLength} ` +
+              `tokens and were cut to fit.`,
           );
         if (skipped.size > 0)
           console.log(`skipped in ${values.input}: ${[...skipped].map(([why, n]) => `${n} ${why}`).join(', ')}.`);
         if (!values.prune && gone.length > 0) {
           console.log(
-            `${gone.length} documents of the index are not in --input (e.g. ${gone.slice(0, 3).join(', ')}); they stay searchable — rerun with --prune to delete them.`,
+            `${gone.length} documents of the index are not in --input (e.g. ${gone.slice(0, 3).join(', ')}); ` +
+              `they stay searchable — rerun with --prune to delete them.`,
           );
         }
       } finally {
@@ -205,7 +210,8 @@ async function openBackend(
   const existing = existingManifest(out);
   if (existing && maxLength !== undefined && maxLength !== existing.maxLength) {
     throw new UserError(
-      `--max-length ${maxLength} differs from the ${existing.maxLength} tokens this index cuts texts at; build a new index to change it.`,
+      `--max-length ${maxLength} differs from the ${existing.maxLength} tokens this index cuts texts at; ` +
+        `build a new index to change it.`,
     );
   }
   const model = values.model ?? existing?.model.source;

@@ -21,7 +21,9 @@ export class ProgressReporter {
     const rate = secs > 0 ? done / secs : 0;
     const eta = rate > 0 ? (total - done) / rate : NaN;
     const pct = total > 0 ? (100 * done) / total : 100;
-    const stats = `${done}/${total} (${pct.toFixed(1)}%) ${rate.toFixed(1)}/s elapsed ${fmt(secs)} ETA ${Number.isFinite(eta) ? fmt(eta) : '?'}`;
+    const stats =
+      `${done}/${total} (${pct.toFixed(1)}%) ${rate.toFixed(1)}/s elapsed ${fmt(secs)} ETA ` +
+      `${Number.isFinite(eta) ? fmt(eta) : '?'}`;
     if (this.tty) {
       const width = 30;
       const filled = Math.round((width * pct) / 100);

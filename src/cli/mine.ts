@@ -91,7 +91,8 @@ export const mineCommand: Command = {
     );
     writeFileAtomicallySync(values.out, toJsonl(mined));
     console.log(
-      `${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} negatives for ${stats.withNegatives} of them, ` +
+      `${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} ` +
+        `negatives for ${stats.withNegatives} of them, ` +
         `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`,
     );
     return 0;

@@ -42,8 +42,8 @@ options:
   --max-queries <n>           first n judged queries of each set (default all)
   --max-documents <n>         cut each corpus to the kept queries' judged documents plus n others
                               (default: the whole corpus)
-  --max-reasoning-tokens <n>  reasoning budget with reasoning on (default ${DEFAULT_MAX_REASONING_TOKENS}, as search-r3 eval);
-                              reasoning is greedy (temperature 0)
+  --max-reasoning-tokens <n>  reasoning budget with reasoning on (default ${DEFAULT_MAX_REASONING_TOKENS}, as
+                              search-r3 eval); reasoning is greedy (temperature 0)
   --work <dir>                cache of runs and embeddings (default <out>/work)
   --quiet                     no progress or log lines on stderr
   -h, --help                  this help`;

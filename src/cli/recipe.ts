@@ -77,7 +77,8 @@ async function runDefault(argv: string[]): Promise<number> {
   const data = path.resolve(values.data ?? DEFAULT_DATA_DIR);
   if (!existsSync(path.join(data, 'scifact/corpus.jsonl'))) {
     throw new UserError(
-      `${data} does not hold the datasets (scifact/corpus.jsonl is missing); pass --data <folder with scifact, nfcorpus, xquad, climate-fever, ...>.`,
+      `${data} does not hold the datasets (scifact/corpus.jsonl is missing); pass --data <folder with ` +
+        `scifact, nfcorpus, xquad, climate-fever, ...>.`,
     );
   }
   const work = path.resolve(

@@ -71,9 +71,12 @@ const auditCommand: Command = {
     const e = cfg.environment;
     const from = start ? `from ${start.dir} (step ${start.step}); ` : '';
     const header =
-      `${from}environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ${e.candidates}/response, ` +
-      `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
-      `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
+      `${from}environment: ${s.data.documents} documents; local refresh budget ${e.budget}, candidates ` +
+      `${e.candidates}/response, ` +
+      `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, ` +
+      `drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
+      `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} ` +
+      `update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
     const out = {
       config: path.resolve(values.config),
       steps,

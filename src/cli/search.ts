@@ -119,7 +119,8 @@ export const searchCommand: Command = {
           res.hits.forEach((h, i) => {
             const snippet = h.text.replace(/\s+/g, ' ').slice(0, 160);
             console.log(
-              `${String(i + 1).padStart(3)}. ${h.score.toFixed(4)}  ${h.id}${h.title ? `  ${h.title}` : ''}\n     ${snippet}${h.text.length > 160 ? '…' : ''}`,
+              `${String(i + 1).padStart(3)}. ${h.score.toFixed(4)}  ${h.id}${h.title ? `  ${h.title}` : ''}\n ` +
+                `    ${snippet}${h.text.length > 160 ? '…' : ''}`,
             );
           });
           if (res.hits.length === 0) console.log('(no documents)');

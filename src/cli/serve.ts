@@ -128,7 +128,8 @@ export const serveCommand: Command = {
         throw listenError(e, values.host ?? '127.0.0.1', port) ?? e;
       }
       console.log(
-        `search-r3 serving ${index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings'} at ${server.url} (model ${backend.modelId})`,
+        `search-r3 serving ${index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings'} ` +
+          `at ${server.url} (model ${backend.modelId})`,
       );
       await new Promise<void>((resolve) => {
         const stop = (sig: string): void => {

@@ -9,7 +9,8 @@ import { Tokenizer } from '../model/tokenizer.js';
 
 const HELP = `search-r3 tokenizer train — learn a byte-level BPE tokenizer (Qwen2 style) from text
 
-usage: search-r3 tokenizer train --input <file|dir> [--input ...] [more files ...] --vocab-size N --out <dir> [--min-frequency 2] [--quiet]
+usage: search-r3 tokenizer train --input <file|dir> [--input ...] [more files ...] --vocab-size N --out <dir>
+                                [--min-frequency 2] [--quiet]
 
 Reads the inputs (files named are always read; in folders, recursively and in sorted order, only
 .jsonl and .txt files): .jsonl files as one document per line
@@ -51,7 +52,8 @@ export const tokenizerCommand: Command = {
     const vocabSize = Number(values['vocab-size']);
     if (!Number.isInteger(vocabSize) || vocabSize < 260)
       throw new UserError(
-        `--vocab-size must be an integer ≥ 260 (256 bytes + 4 special tokens), got ${values['vocab-size'] ?? 'nothing'}.`,
+        `--vocab-size must be an integer ≥ 260 (256 bytes + 4 special tokens), got ` +
+          `${values['vocab-size'] ?? 'nothing'}.`,
       );
     const minFrequency = values['min-frequency'] === undefined ? 2 : Number(values['min-frequency']);
     if (!Number.isInteger(minFrequency) || minFrequency < 1)
@@ -74,8 +76,10 @@ export const tokenizerCommand: Command = {
     );
     const size = (await fsp.stat(path.join(values.out, 'tokenizer.json'))).size;
     console.log(
-      `tokenizer: ${r.summary.vocabSize} tokens (${r.summary.merges} merges) from ${(r.summary.bytes / 1e6).toFixed(1)} MB, ${r.summary.distinctWords} distinct words; ` +
-        `counting ${r.summary.countSeconds.toFixed(1)} s, merges ${r.summary.mergeSeconds.toFixed(1)} s; wrote ${values.out} (tokenizer.json ${(size / 1e6).toFixed(2)} MB)` +
+      `tokenizer: ${r.summary.vocabSize} tokens (${r.summary.merges} merges) from ` +
+        `${(r.summary.bytes / 1e6).toFixed(1)} MB, ${r.summary.distinctWords} distinct words; ` +
+        `counting ${r.summary.countSeconds.toFixed(1)} s, merges ${r.summary.mergeSeconds.toFixed(1)} s; ` +
+        `wrote ${values.out} (tokenizer.json ${(size / 1e6).toFixed(2)} MB)` +
         (r.summary.stoppedEarly ? `; stopped early: ${r.summary.stoppedEarly}` : ''),
     );
     return 0;

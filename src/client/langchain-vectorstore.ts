@@ -23,7 +23,10 @@ export class SearchR3VectorStore extends VectorStore {
     return 'search-r3';
   }
 
-  /** Adds (or updates, by id) documents; an id-less document is keyed by a hash of its content, so adding it twice is a no-op. */
+  /**
+   * Adds (or updates, by id) documents; an id-less document is keyed by a hash of its content, so adding it twice is a
+   * no-op.
+   */
   async addDocuments(documents: DocumentInterface[], options?: { ids?: string[] }): Promise<string[]> {
     const ids = documents.map(
       (d, i) => options?.ids?.[i] ?? d.id ?? createHash('sha256').update(d.pageContent).digest('hex').slice(0, 24),
@@ -41,7 +44,8 @@ export class SearchR3VectorStore extends VectorStore {
 
   async addVectors(): Promise<string[]> {
     throw new Error(
-      'a search-r3 index embeds documents with its own model; use addDocuments (vectors from elsewhere could come from another model).',
+      'a search-r3 index embeds documents with its own model; use addDocuments (vectors from elsewhere could ' +
+        'come from another model).',
     );
   }
 

@@ -41,7 +41,10 @@ export interface RemoteOptions {
   protocol?: 'search-r3' | 'openai';
   /** For 'openai': the model's tokenizer (Tokenizer.fromFolder on the model folder; weights are not needed). */
   tokenizer?: Tokenizer;
-  /** For 'openai': the identity recorded in an index (default `openai:<model>`); use the model's fingerprint to mix with local encoding. */
+  /**
+   * For 'openai': the identity recorded in an index (default `openai:<model>`); use the model's fingerprint to mix with
+   * local encoding.
+   */
   modelId?: string;
   templates?: Partial<PromptTemplates>;
   /** For 'openai': longest prompt in tokens (default 8192). */
@@ -106,7 +109,9 @@ export class RemoteEmbedder implements EmbeddingBackend {
         JSON.stringify(h.templates) === JSON.stringify(first.templates);
       if (!same)
         throw new RemoteError(
-          `${clean[i]} serves model ${h.model_id} (${h.dimension}-d, cut ${h.max_length}) but ${clean[0]} serves ${first.model_id} (${first.dimension}-d, cut ${first.max_length}) or other prompts; all servers must serve the same model.`,
+          `${clean[i]} serves model ${h.model_id} (${h.dimension}-d, cut ${h.max_length}) but ${clean[0]} ` +
+            `serves ${first.model_id} (${first.dimension}-d, cut ${first.max_length}) or other prompts; all ` +
+            `servers must serve the same model.`,
         );
     });
     return new RemoteEmbedder(clean, first, opts);

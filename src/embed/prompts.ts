@@ -79,7 +79,8 @@ export function encodePrompt(
     const keep = maxLength - overhead;
     if (keep < 1)
       throw new PromptTooLongError(
-        `the ${kind} prompt template alone needs ${overhead} tokens, more than the ${maxLength} left for it; raise maxLength (or the model's context), lower the reasoning budget, or shorten the templates`,
+        `the ${kind} prompt template alone needs ${overhead} tokens, more than the ${maxLength} left for it; ` +
+          `raise maxLength (or the model's context), lower the reasoning budget, or shorten the templates`,
       );
     // decoding a cut may end in half a character; shrink until the re-encoded prompt fits
     for (let k = keep; k >= 1; k--) {

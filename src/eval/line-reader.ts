@@ -9,7 +9,9 @@ export interface NumberedLine {
   line: number;
 }
 
-/** Streams a text file line by line (any size), so that errors can name the line; a `.gz` file is gunzipped on the fly. */
+/**
+ * Streams a text file line by line (any size), so that errors can name the line; a `.gz` file is gunzipped on the fly.
+ */
 export async function* readLines(file: string): AsyncGenerator<NumberedLine> {
   if (!existsSync(file)) throw new EvalInputError('file not found; check the path', file);
   if (!statSync(file).isFile()) throw new EvalInputError('is not a regular file', file);

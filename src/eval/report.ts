@@ -66,7 +66,8 @@ export function formatComparison(rows: readonly MeasureComparison[], tagA: strin
     const diff = r.a - r.b;
     out +=
       `${r.measure.padEnd(14)}${cFixed(r.a, 4).padStart(11)}${cFixed(r.b, 4).padStart(11)}` +
-      `${((diff >= 0 ? '+' : '') + cFixed(diff, 4)).padStart(9)}${p(r.tTestP).padStart(12)}${p(r.randomizationP).padStart(12)}\n`;
+      `${((diff >= 0 ? '+' : '') + cFixed(diff, 4)).padStart(9)}` +
+      `${p(r.tTestP).padStart(12)}${p(r.randomizationP).padStart(12)}\n`;
   }
   return out + `(${rows[0]?.n ?? 0} queries, two-sided paired tests)\n`;
 }

@@ -41,7 +41,9 @@ export function preTokenize(text: string): string[] {
   return text.match(QWEN2_PRETOKENIZER_JS) ?? [];
 }
 
-/** Counts of distinct pre-tokenized words: the trainer's whole view of the text (memory grows with distinct words only). */
+/**
+ * Counts of distinct pre-tokenized words: the trainer's whole view of the text (memory grows with distinct words only).
+ */
 export class WordCounter {
   readonly counts = new Map<string, number>();
   bytes = 0;
@@ -51,7 +53,10 @@ export class WordCounter {
     this.specials = specialTokens;
   }
 
-  /** Adds a text: NFC-normalised, special tokens written in it removed (they are added tokens, never merged), pre-tokenized, counted. */
+  /**
+   * Adds a text: NFC-normalised, special tokens written in it removed (they are added tokens, never merged),
+   * pre-tokenized, counted.
+   */
   add(text: string): void {
     let t = text.normalize('NFC');
     for (const s of this.specials) if (t.includes(s)) t = t.split(s).join(' ');
@@ -63,7 +68,10 @@ export class WordCounter {
 export interface BpeTrainOptions {
   /** Total token ids: 256 byte tokens + merges + special tokens. */
   vocabSize: number;
-  /** Added special tokens, given the ids after the merges. Default <|endoftext|>, <|im_start|>, <|im_end|>, <|embed_token|>. */
+  /**
+   * Added special tokens, given the ids after the merges. Default <|endoftext|>, <|im_start|>, <|im_end|>,
+   * <|embed_token|>.
+   */
   specialTokens?: readonly string[];
   /** A pair seen fewer times than this is never merged (training stops early, with a smaller vocabulary). Default 2. */
   minFrequency?: number;
@@ -90,7 +98,8 @@ export function learnMerges(words: ReadonlyMap<string, number>, options: BpeTrai
   const wanted = options.vocabSize - 256 - specials.length;
   if (!Number.isInteger(options.vocabSize) || wanted < 0) {
     throw new RangeError(
-      `vocabSize must be an integer ≥ ${256 + specials.length} (256 bytes + ${specials.length} special tokens), got ${options.vocabSize}.`,
+      `vocabSize must be an integer ≥ ${256 + specials.length} (256 bytes + ${specials.length} special ` +
+        `tokens), got ${options.vocabSize}.`,
     );
   }
   const minFrequency = options.minFrequency ?? 2;
@@ -163,7 +172,9 @@ export function learnMerges(words: ReadonlyMap<string, number>, options: BpeTrai
       continue;
     }
     if (current < minFrequency) {
-      stoppedEarly = `the most frequent remaining pair occurs ${current} times (< minFrequency ${minFrequency}) after ${merges.length} merges`;
+      stoppedEarly =
+        `the most frequent remaining pair occurs ${current} times (< minFrequency ` +
+        `${minFrequency}) after ${merges.length} merges`;
       break;
     }
     const a = Math.floor(top.key / SHIFT),

@@ -12,7 +12,8 @@ import type { AddedTokenConfig, AddedTokenJson, TokenizerConfig, TokenizerJson }
  * llama.cpp recognises it as `tokenizer.ggml.pre = "qwen2"`.
  */
 export const QWEN2_PRETOKENIZER_PATTERN =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| " +
+  '?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+';
 
 /** The special tokens a Search-R3 model needs: Qwen's document end and chat markers, and the embedding token. */
 export const TINY_SPECIAL_TOKENS: readonly string[] = [

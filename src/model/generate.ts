@@ -69,7 +69,8 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
   const need = P + opts.maxNewTokens + 1;
   if (need > c.maxPositionEmbeddings) {
     throw new Error(
-      `generate: a ${P}-token prompt plus ${opts.maxNewTokens} new tokens exceeds the model's context of ${c.maxPositionEmbeddings} positions`,
+      `generate: a ${P}-token prompt plus ${opts.maxNewTokens} new tokens exceeds the model's context of ` +
+        `${c.maxPositionEmbeddings} positions`,
     );
   }
   const stop = new Set(opts.stopTokens ?? []);

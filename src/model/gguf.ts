@@ -554,7 +554,9 @@ export function qwen2GgufTensorName(hfName: string): string | null {
   return rest === undefined ? null : `blk.${m[1]}.${rest}`;
 }
 
-/** Storage type of one tensor for a file type: vectors (norms, biases) stay F32, as llama.cpp's converter keeps them. */
+/**
+ * Storage type of one tensor for a file type: vectors (norms, biases) stay F32, as llama.cpp's converter keeps them.
+ */
 function tensorType(fileType: GgufFileType, shape: readonly number[]): GgmlType {
   if (shape.length <= 1 || fileType === 'F32') return 'F32';
   if (fileType === 'Q8_0' && shape[shape.length - 1]! % Q8_0_BLOCK === 0) return 'Q8_0';

@@ -140,7 +140,8 @@ export function parseQwen2Config(json: unknown, file: string): Qwen2Config {
   if (ropeScaling !== undefined && ropeScaling !== null) {
     throw new ModelFileError(
       file,
-      `"rope_scaling" ${JSON.stringify(ropeScaling)} is not supported; remove it (plain RoPE is used up to max_position_embeddings).`,
+      `"rope_scaling" ${JSON.stringify(ropeScaling)} is not supported; remove it (plain RoPE is used up to ` +
+        `max_position_embeddings).`,
     );
   }
   if (json['use_sliding_window'] === true) {

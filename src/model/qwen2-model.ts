@@ -110,7 +110,8 @@ export class Qwen2Model {
     const total = past + seqLen;
     if (total > c.maxPositionEmbeddings) {
       throw new Error(
-        `the input needs ${total} positions but the model's context is ${c.maxPositionEmbeddings} (max_position_embeddings)`,
+        `the input needs ${total} positions but the model's context is ${c.maxPositionEmbeddings} ` +
+          `(max_position_embeddings)`,
       );
     }
     if (opts.cache && T.isGradEnabled()) throw new Error('forward: the KV cache is for inference; run it under noGrad');

@@ -127,7 +127,8 @@ async function readHeaderFrom(fh: FileHandle, file: string): Promise<Safetensors
   if (headerLen > BigInt(size - 8)) {
     throw new ModelFileError(
       file,
-      `is truncated or not a safetensors file: the header length (${headerLen} bytes) runs past the end of the file (${size} bytes).`,
+      `is truncated or not a safetensors file: the header length (${headerLen} bytes) runs past the end of ` +
+        `the file (${size} bytes).`,
     );
   }
   const n = Number(headerLen);
@@ -192,12 +193,14 @@ function parseEntry(file: string, name: string, raw: unknown, dataStart: number,
   const bytes = numel(shape) * DTYPE_BYTES[dtype as SafetensorsDtype];
   if (end < begin || end - begin !== bytes) {
     throw bad(
-      `data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ${bytes}; the header is corrupt.`,
+      `data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ` +
+        `${bytes}; the header is corrupt.`,
     );
   }
   if (end > dataSize) {
     throw bad(
-      `data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes): the file is truncated or corrupt.`,
+      `data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes): the file is ` +
+        `truncated or corrupt.`,
     );
   }
   return {
@@ -336,7 +339,8 @@ async function folderFiles(dir: string): Promise<{ file: string; expected: Set<s
   if (!(await exists(indexFile))) {
     throw new ModelFileError(
       dir,
-      `holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}; point to a Hugging Face model folder with safetensors weights.`,
+      `holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}; point to a Hugging Face model folder with ` +
+        `safetensors weights.`,
     );
   }
   const index = await readSafetensorsIndex(indexFile);
@@ -376,7 +380,8 @@ export async function* readSafetensorsFolderWeights(dir: string, keep: KeepHalf)
       const missing = [...expected][0]!;
       throw new ModelFileError(
         shardPath,
-        `lacks tensor "${missing}" that ${INDEX_FILE_NAME} places in it${expected.size > 1 ? ` (and ${expected.size - 1} more)` : ''}.`,
+        `lacks tensor "${missing}" that ${INDEX_FILE_NAME} places in ` +
+          `it${expected.size > 1 ? ` (and ${expected.size - 1} more)` : ''}.`,
       );
     }
   }

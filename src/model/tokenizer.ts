@@ -118,7 +118,10 @@ export class Tokenizer {
     return this.size;
   }
 
-  /** Token ids of `text`. Added and special tokens written in the text (e.g. "<|im_start|>") become single tokens, as in HF. */
+  /**
+   * Token ids of `text`. Added and special tokens written in the text (e.g. "<|im_start|>") become single tokens, as in
+   * HF.
+   */
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (text.length === 0) return [];
     return this.engine.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
@@ -130,7 +133,9 @@ export class Tokenizer {
     return this.engine.encode(text, { add_special_tokens: false }).tokens;
   }
 
-  /** Text of `ids`. Bytes that do not form valid UTF-8 (a partial character) decode to U+FFFD, as HF's errors="replace". */
+  /**
+   * Text of `ids`. Bytes that do not form valid UTF-8 (a partial character) decode to U+FFFD, as HF's errors="replace".
+   */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
     let kept = ids;
     if (options.skipSpecialTokens) kept = ids.filter((id) => !this.specialIds.has(id));
@@ -270,7 +275,10 @@ export class Tokenizer {
     return { tokenizerJson: this.json, tokenizerConfig: this.config };
   }
 
-  /** Writes tokenizer.json and tokenizer_config.json into `dir` (created if needed), each through a temp file and rename. */
+  /**
+   * Writes tokenizer.json and tokenizer_config.json into `dir` (created if needed), each through a temp file and
+   * rename.
+   */
   async save(dir: string): Promise<void> {
     await fsp.mkdir(dir, { recursive: true });
     // tokenizer.json is large (11 MB for Qwen); written compact. The config is small and meant to be read.

@@ -105,7 +105,8 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     const code = await o.runCommand(argv);
     if (code !== 0)
       throw new RecipeError(
-        `"${shown}" exited with code ${code}; fix the cause and run the recipe again (finished steps are kept, training resumes from its last checkpoint)`,
+        `"${shown}" exited with code ${code}; fix the cause and run the recipe again (finished steps are ` +
+          `kept, training resumes from its last checkpoint)`,
       );
     return shown;
   };
@@ -277,7 +278,8 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   }
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
   o.log(
-    `recipe finished: ${formatDuration(total)} of step time in all (${formatDuration((Date.now() - started) / 1000)} in this run); model in ${o.out}`,
+    `recipe finished: ${formatDuration(total)} of step time in all ` +
+      `(${formatDuration((Date.now() - started) / 1000)} in this run); model in ${o.out}`,
   );
   return state;
 }
@@ -289,7 +291,8 @@ function readState(file: string, profile: string): RecipeState {
     s = JSON.parse(readFileSync(file, 'utf8')) as RecipeState;
   } catch (e) {
     throw new RecipeError(
-      `${file} is not valid JSON (${(e as Error).message}); delete it to start the record again (finished outputs are still found)`,
+      `${file} is not valid JSON (${(e as Error).message}); delete it to start the record again (finished ` +
+        `outputs are still found)`,
     );
   }
   if (s.profile !== profile)
@@ -355,9 +358,12 @@ export async function writeModelCard(
   for (const f of ['evaluation.md', 'evaluation.json'])
     if (existsSync(path.join(p.evaluation, f))) await fsp.copyFile(path.join(p.evaluation, f), path.join(out, f));
   const params = model.parameters().reduce((a, t) => a + t.size, 0);
+  const sourceRow = (s: (typeof manifest.sources)[number]): string =>
+    `| ${s.name} | ${s.documents.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`;
   const row = (name: string): string => {
     const r = state.steps[name];
-    return `| ${name} | ${r?.command ? `\`${r.command.replace(/\|/g, '\\|')}\`` : '(in-process)'} | ${r ? formatDuration(r.seconds) : '—'} |`;
+    const command = r?.command ? `\`${r.command.replace(/\|/g, '\\|')}\`` : '(in-process)';
+    return `| ${name} | ${command} | ${r ? formatDuration(r.seconds) : '—'} |`;
   };
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
   const charts = recipeCharts(p);
@@ -382,7 +388,8 @@ It is a small demonstration model, not a production retriever: read the evaluati
 | | |
 | --- | --- |
 | layers × width | ${config.num_hidden_layers} × ${config.hidden_size} (MLP ${config.intermediate_size}, SwiGLU) |
-| attention | ${config.num_attention_heads} query heads, ${config.num_key_value_heads} key/value heads, RoPE θ ${config.rope_theta} |
+| attention | ${config.num_attention_heads} query heads, ${config.num_key_value_heads} key/value heads, \
+RoPE θ ${config.rope_theta} |
 | vocabulary | ${config.vocab_size} (byte-level BPE trained on the corpus below, Qwen2.5 chat template) |
 | context | ${config.max_position_embeddings} tokens (the longest sequence it was trained on; longer texts are cut) |
 | embeddings | tied input/output |
@@ -403,11 +410,12 @@ trained on; the SciFact and XQuAD *documents* are in the pretraining text (docum
 ${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 
 ## Data and licences
-Pretraining text: ${manifest.totals.trainDocuments.toLocaleString('en')} documents, ${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.
+Pretraining text: ${manifest.totals.trainDocuments.toLocaleString('en')} documents, \
+${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.
 
 | source | documents | licence | attribution |
 | --- | ---: | --- | --- |
-${manifest.sources.map((s) => `| ${s.name} | ${s.documents.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`).join('\n')}
+${manifest.sources.map(sourceRow).join('\n')}
 
 Fine-tuning: SciFact (CC BY-NC 2.0), Climate-FEVER (CC BY-SA 3.0 claims, Wikipedia evidence).
 **Because SciFact is licensed for non-commercial use only, this model is for non-commercial use.** The

@@ -87,7 +87,9 @@ type ModelRowId = (typeof MODEL_ROWS)[number];
 /** Documents retrieved per query (as BEIR runs), and the cutoffs reported. */
 const RUN_DEPTH = 1000;
 const CUTOFFS = [10, 100] as const;
-/** BM25 as Pyserini's BEIR baselines, English analysis everywhere (the cross-lingual sets search English paragraphs). */
+/**
+ * BM25 as Pyserini's BEIR baselines, English analysis everywhere (the cross-lingual sets search English paragraphs).
+ */
 const BM25 = { k1: 0.9, b: 0.4, language: 'en' } as const;
 /** Documents per cached embedding shard: a killed run loses at most one shard of work. */
 
@@ -374,7 +376,8 @@ class RecipeEvaluator {
       info: { documents: corpus.length, seconds: r.seconds, reused: r.reused, folder },
     };
     this.log(
-      `${dsId}: ${m.role} document embeddings ${r.reused ? 'reused' : 'computed'} (${corpus.length} documents, ${r.seconds.toFixed(1)} s)`,
+      `${dsId}: ${m.role} document embeddings ${r.reused ? 'reused' : 'computed'} (${corpus.length} ` +
+        `documents, ${r.seconds.toFixed(1)} s)`,
     );
     this.docCache.set(key, result);
     return result;
@@ -646,13 +649,16 @@ export function formatRecipeEvaluation(r: RecipeEvaluation): string {
   const lines: string[] = ['# Search-R3 default model: evaluation', ''];
   lines.push(
     `Produced by \`${r.producedBy}\` on ${r.createdAt} in ${secs(r.seconds)} s` +
-      ` (SEARCH_R3_THREADS=${st.threads ?? 'unset'}); stage 1 \`${r.models.stage1.folder}\` (${r.models.stage1.fingerprint}),` +
+      ` (SEARCH_R3_THREADS=${st.threads ?? 'unset'}); stage 1 \`${r.models.stage1.folder}\` ` +
+      `(${r.models.stage1.fingerprint}),` +
       ` stage 2 \`${r.models.stage2.folder}\` (${r.models.stage2.fingerprint}).`,
   );
   lines.push(
     `Measures as trec_eval computes them (every judged query counted); runs of depth ${st.runDepth};` +
-      ` reasoning budget ${st.maxReasoningTokens} tokens, temperature ${st.temperature}${st.temperature === 0 ? ' (greedy)' : ''};` +
-      ` BM25 k1 ${st.bm25.k1}, b ${st.bm25.b}, English analyzer on every set; hybrid = reciprocal-rank fusion (k = ${st.rrfK});` +
+      ` reasoning budget ${st.maxReasoningTokens} tokens, temperature ` +
+      `${st.temperature}${st.temperature === 0 ? ' (greedy)' : ''};` +
+      ` BM25 k1 ${st.bm25.k1}, b ${st.bm25.b}, English analyzer on every set; hybrid = reciprocal-rank fusion ` +
+      `(k = ${st.rrfK});` +
       ` paired tests over per-query nDCG@10 (t-test, and ${st.randomizationTrials} sign flips with seed ${st.seed}).`,
   );
   if (st.maxQueries > 0 || st.maxDocuments > 0) {
@@ -672,8 +678,11 @@ export function formatRecipeEvaluation(r: RecipeEvaluation): string {
   for (const d of r.datasets) {
     lines.push('', `## ${d.label}`, '');
     lines.push(
-      `${d.queries.toLocaleString('en')} queries${d.queries < d.judgedQueriesAvailable ? ` of ${d.judgedQueriesAvailable.toLocaleString('en')}` : ''},` +
-        ` ${d.documents.toLocaleString('en')} documents${d.documents < d.documentsAvailable ? ` of ${d.documentsAvailable.toLocaleString('en')}` : ''}` +
+      `${d.queries.toLocaleString('en')} ` +
+        `queries${d.queries < d.judgedQueriesAvailable ? ` of ${d.judgedQueriesAvailable.toLocaleString('en')}` : ''}` +
+        ',' +
+        ` ${d.documents.toLocaleString('en')} ` +
+        `documents${d.documents < d.documentsAvailable ? ` of ${d.documentsAvailable.toLocaleString('en')}` : ''}` +
         ` (queries: \`${d.queriesFolder}\`, documents: \`${d.corpusFolder}\`).`,
     );
     const emb = (e: DocumentEmbeddingInfo): string => `${secs(e.seconds)} s${e.reused ? ' (cached)' : ''}`;
@@ -695,7 +704,8 @@ export function formatRecipeEvaluation(r: RecipeEvaluation): string {
     lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const c of d.significance) {
       lines.push(
-        `| ${ROW_LABELS[c.a]} vs ${ROW_LABELS[c.b]} | ${f4(c.meanA)} | ${f4(c.meanB)} | ${c.difference >= 0 ? '+' : ''}${f4(c.difference)}` +
+        `| ${ROW_LABELS[c.a]} vs ${ROW_LABELS[c.b]} | ${f4(c.meanA)} | ${f4(c.meanB)} | ` +
+          `${c.difference >= 0 ? '+' : ''}${f4(c.difference)}` +
           ` | ${pValue(c.tTestP)} | ${pValue(c.randomizationP)} | ${c.n} |`,
       );
     }

@@ -97,10 +97,12 @@ export function formatAudit(s: AuditSummary): string {
   const f = (x: number, d = 4): string => (Number.isFinite(x) ? x.toFixed(d) : String(x));
   return [
     `audited steps ${s.steps} (${s.responses} responses)`,
-    `document encodes / step: local ${f(s.encodesPerStep.local, 1)}, exact ${f(s.encodesPerStep.exact, 1)} (${f(s.encodesPerStep.ratio, 1)}× fewer)`,
+    `document encodes / step: local ${f(s.encodesPerStep.local, 1)}, exact ${f(s.encodesPerStep.exact, 1)} ` +
+      `(${f(s.encodesPerStep.ratio, 1)}× fewer)`,
     `environment wall time / step: local ${f(s.secondsPerStep.local, 3)} s, exact ${f(s.secondsPerStep.exact, 3)} s`,
     `mean staleness of the local table (policy versions behind): ${f(s.meanStaleness, 3)}`,
-    `reward: mean local ${f(s.meanReward.local)}, exact ${f(s.meanReward.exact)}; mean |Δ| ${f(s.meanAbsRewardDiff)}, max |Δ| ${f(s.maxAbsRewardDiff)}`,
+    `reward: mean local ${f(s.meanReward.local)}, exact ${f(s.meanReward.exact)}; mean |Δ| ` +
+      `${f(s.meanAbsRewardDiff)}, max |Δ| ${f(s.maxAbsRewardDiff)}`,
     `Spearman ρ(local, exact): pooled ${f(s.spearman)}, mean per step ${f(s.meanStepSpearman)}`,
   ].join('\n');
 }

@@ -50,13 +50,16 @@ export class EmbeddingTable {
     // a typed array holds at most 2^32 − 1 elements on Node 20
     if (need > maxBytes || rows * dim > 2 ** 32 - 1) {
       throw new TableTooLargeError(
-        `the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes (${fmtGiB(need)}), ` +
-          `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents (environment.maxDocuments) or raise environment.maxTableBytes`,
+        `the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes ` +
+          `(${fmtGiB(need)}), ` +
+          `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents ` +
+          `(environment.maxDocuments) or raise environment.maxTableBytes`,
       );
     }
     if (adopt && (adopt.vectors.length !== rows * dim || adopt.versions.length !== rows)) {
       throw new Error(
-        `an embedding table of ${rows} × ${dim} cannot hold ${adopt.vectors.length} values with ${adopt.versions.length} versions`,
+        `an embedding table of ${rows} × ${dim} cannot hold ${adopt.vectors.length} values with ` +
+          `${adopt.versions.length} versions`,
       );
     }
     this.vectors = adopt?.vectors ?? new Float32Array(rows * dim);

@@ -200,7 +200,8 @@ export class RetrievalEnvironment {
   ): RetrievalEnvironment {
     if (snap.rows !== rows || snap.dim !== dim)
       throw new Error(
-        `the saved environment has ${snap.rows} documents × ${snap.dim} dimensions, this run has ${rows} × ${dim} (another corpus, data.maxDocuments or model?)`,
+        `the saved environment has ${snap.rows} documents × ${snap.dim} dimensions, this run has ${rows} × ` +
+          `${dim} (another corpus, data.maxDocuments or model?)`,
       );
     const table = new EmbeddingTable(rows, dim, opts.maxTableBytes ?? defaultTableLimit(), {
       vectors: snap.vectors,
@@ -246,7 +247,9 @@ export class RetrievalEnvironment {
     return m.map((x) => x / this.table.rows);
   }
 
-  /** Paired estimate of the mean at the current version from rows before (old, oldVersions) and after (fresh) a refresh. */
+  /**
+   * Paired estimate of the mean at the current version from rows before (old, oldVersions) and after (fresh) a refresh.
+   */
   private estimateMean(
     old: readonly Float32Array[],
     oldVersions: readonly number[],

@@ -103,7 +103,8 @@ export function sqliteFailure(file: string, e: unknown): IndexError {
     return new IndexError(`${file} is locked by another process (${why}); try again once it has finished.`);
   if (code === 'SQLITE_READONLY_ROLLBACK') {
     return new IndexError(
-      `${file} holds an unfinished write of a process that was killed; run 'search-r3 index' on this folder once to roll it back, then search again.`,
+      `${file} holds an unfinished write of a process that was killed; run 'search-r3 index' on this folder ` +
+        `once to roll it back, then search again.`,
     );
   }
   if (code === 'SQLITE_FULL')
@@ -119,7 +120,8 @@ export function sqliteFailure(file: string, e: unknown): IndexError {
 
 function damagedFile(file: string, why: string): IndexError {
   return new IndexError(
-    `${file} is damaged (${why}); rebuild the index: move the folder away and run 'search-r3 index --input <your documents> --out <folder>' again.`,
+    `${file} is damaged (${why}); rebuild the index: move the folder away and run 'search-r3 index --input ` +
+      `<your documents> --out <folder>' again.`,
   );
 }
 

@@ -10,8 +10,10 @@ import path from 'node:path';
 
 const WHOLE_LIMIT = 64 * 1024 * 1024;
 const EDGE = 16 * 1024 * 1024;
-const IDENTITY_FILES =
-  /^(config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|added_tokens\.json|.*\.safetensors(\.index\.json)?)$/;
+const IDENTITY_FILES = new RegExp(
+  '^(config\\.json|tokenizer\\.json|tokenizer_config\\.json|special_tokens_map\\.json|added_tokens\\.json|' +
+    '.*\\.safetensors(\\.index\\.json)?)$',
+);
 
 export async function modelFingerprint(dir: string): Promise<string> {
   const names = (await fsp.readdir(dir)).filter((n) => IDENTITY_FILES.test(n)).sort();

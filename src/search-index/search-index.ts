@@ -41,7 +41,10 @@ export interface CreateIndexOptions {
 }
 
 export interface OpenIndexOptions {
-  /** The model that embeds queries and new documents; checked against the manifest. Optional for read-only use with vectors. */
+  /**
+   * The model that embeds queries and new documents; checked against the manifest. Optional for read-only use with
+   * vectors.
+   */
   backend?: EmbeddingBackend;
   /** Create the index when the folder has none (needs backend). Implies `writable`. */
   create?: CreateIndexOptions;
@@ -157,19 +160,23 @@ export class SearchIndex {
         const why = incompatibility(manifest, backend);
         if (why)
           throw new IndexError(
-            `${path.join(dir, MANIFEST_FILE)}: ${why}; vectors from different models cannot be mixed (use the index's model or build a new index).`,
+            `${path.join(dir, MANIFEST_FILE)}: ${why}; vectors from different models cannot be mixed (use the ` +
+              `index's model or build a new index).`,
           );
       }
       if (opts.create?.dtype && opts.create.dtype !== manifest.dtype) {
         throw new IndexError(
-          `${path.join(dir, MANIFEST_FILE)}: the index stores ${manifest.dtype} vectors, not ${opts.create.dtype}; build a new index to change it.`,
+          `${path.join(dir, MANIFEST_FILE)}: the index stores ${manifest.dtype} vectors, not ` +
+            `${opts.create.dtype}; build a new index to change it.`,
         );
       }
       store = await openStore(dir, manifest, !writable, opts.threads);
       if (store.problem) {
-        notes.push(
-          `${store.problem}; ${writable ? 'rebuilding it from docs.sqlite' : 'the search graph was rebuilt in memory from docs.sqlite (the next search-r3 index run on this folder rewrites the file)'}.`,
-        );
+        const done = writable
+          ? 'rebuilding it from docs.sqlite'
+          : 'the search graph was rebuilt in memory from docs.sqlite (the next search-r3 index run on this folder ' +
+            'rewrites the file)';
+        notes.push(`${store.problem}; ${done}.`);
       }
       const index = new SearchIndex(dir, manifest, docs, store, backend, !writable, notes);
       await index.reconcile();
@@ -281,7 +288,8 @@ export class SearchIndex {
         truncated === undefined || encoded.truncated === undefined ? undefined : truncated + encoded.truncated;
       if (vectors.length !== chunk.length || vectors.some((v) => v.length !== this.dimension)) {
         throw new IndexError(
-          `the model returned ${vectors.length} vectors of dimension ${vectors[0]?.length} for ${chunk.length} documents; expected dimension ${this.dimension}.`,
+          `the model returned ${vectors.length} vectors of dimension ${vectors[0]?.length} for ` +
+            `${chunk.length} documents; expected dimension ${this.dimension}.`,
         );
       }
       const { generation, keys } = this.docs.commitVectors(chunk, vectors);
@@ -486,7 +494,8 @@ function prepareFolder(dir: string, create: boolean): void {
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new IndexError(
-      `cannot create the index folder ${dir} (${err.code ?? err.message}); give a folder that can be created and written.`,
+      `cannot create the index folder ${dir} (${err.code ?? err.message}); give a folder that can be created ` +
+        `and written.`,
     );
   }
 }
@@ -507,7 +516,8 @@ function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes
   }
   if (state === 'missing' && !('manifest' in read)) {
     throw new IndexError(
-      `${read.problem === 'missing' ? read.message : `${read.message}, and ${file} is missing`}; this is not a search-r3 index (build one with 'search-r3 index').`,
+      `${read.problem === 'missing' ? read.message : `${read.message}, and ${file} is missing`}; this is not ` +
+        `a search-r3 index (build one with 'search-r3 index').`,
     );
   }
   if (state !== 'present')
@@ -516,7 +526,8 @@ function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes
   if (manifest && manifest.counts.documents > 0 && docs.indexedCount() === 0 && docs.pendingCount() === 0) {
     docs.close();
     throw new IndexError(
-      `${file} holds no documents but ${MANIFEST_FILE} records ${manifest.counts.documents}: the document store was emptied or replaced; ${REBUILD(dir)}.`,
+      `${file} holds no documents but ${MANIFEST_FILE} records ${manifest.counts.documents}: the document ` +
+        `store was emptied or replaced; ${REBUILD(dir)}.`,
     );
   }
   return docs;
@@ -551,7 +562,8 @@ function resolveManifest(
     };
     if (writable) writeManifest(dir, manifest);
     notes.push(
-      `${read.message}; ${writable ? 'rewrote it' : 'used'} the copy kept in docs.sqlite${writable ? '' : ' (the next search-r3 index run on this folder rewrites the file)'}.`,
+      `${read.message}; ${writable ? 'rewrote it' : 'used'} the copy kept in ` +
+        `docs.sqlite${writable ? '' : ' (the next search-r3 index run on this folder rewrites the file)'}.`,
     );
     return manifest;
   }
@@ -563,10 +575,12 @@ function resolveManifest(
   }
   if (!writable || empty)
     throw new IndexError(
-      `${read.message}; ${read.problem === 'missing' ? 'this is not a search-r3 index' : 'the index cannot be used'} (build one with 'search-r3 index').`,
+      `${read.message}; ${read.problem === 'missing' ? 'this is not a search-r3 index' : 'the index cannot be used'} ` +
+        `(build one with 'search-r3 index').`,
     );
   throw new IndexError(
-    `${read.message}, and ${docs.file} keeps no copy of it (an index from an older search-r3), so the model of its vectors is unknown; build a new index in another folder.`,
+    `${read.message}, and ${docs.file} keeps no copy of it (an index from an older search-r3), so the model ` +
+      `of its vectors is unknown; build a new index in another folder.`,
   );
 }
 

@@ -211,7 +211,9 @@ export class UsearchStore implements VectorStore {
     this.loaded = 0;
   }
 
-  /** Loads what another process committed, if that is `generation` and the file is intact; else keeps the current graph. */
+  /**
+   * Loads what another process committed, if that is `generation` and the file is intact; else keeps the current graph.
+   */
   async reload(generation: number): Promise<boolean> {
     const record = this.readRecord();
     if ('problem' in record || record.generation !== generation) return false;

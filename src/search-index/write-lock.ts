@@ -40,7 +40,8 @@ export class WriteLock {
       }
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
         throw new IndexError(
-          `${file}: another process (pid ${pid}) is writing to this index; wait for it to finish (or remove the file if that process is not search-r3).`,
+          `${file}: another process (pid ${pid}) is writing to this index; wait for it to finish (or remove ` +
+            `the file if that process is not search-r3).`,
         );
       }
       rmSync(file, { force: true }); // stale: its writer is gone

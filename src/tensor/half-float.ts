@@ -36,7 +36,9 @@ export function float32FromBf16(h: number): number {
   return float32FromBits((h & 0xffff) << 16);
 }
 
-/** f16 bits of a float32, round-to-nearest-even, with subnormals and overflow to ±inf; NaN -> sign|0x7e00 (as PyTorch). */
+/**
+ * f16 bits of a float32, round-to-nearest-even, with subnormals and overflow to ±inf; NaN -> sign|0x7e00 (as PyTorch).
+ */
 export function f16BitsFromFloat32Bits(bits: number): number {
   const sign = (bits >>> 16) & 0x8000;
   const exp = (bits >>> 23) & 0xff;

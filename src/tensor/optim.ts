@@ -80,7 +80,8 @@ export class AdamW implements Optimizer {
     if (s.kind !== 'adamw' || s.buffers.length !== 2 || s.buffers[0].length !== this.params.length) {
       throw new TensorError(
         'AdamW.loadState',
-        `state (${s.kind}, ${s.buffers[0]?.length ?? 0} parameters) does not fit this optimiser (${this.params.length} parameters)`,
+        `state (${s.kind}, ${s.buffers[0]?.length ?? 0} parameters) does not fit this optimiser ` +
+          `(${this.params.length} parameters)`,
       );
     }
     this.t = s.step;

@@ -230,7 +230,8 @@ export class Tensor {
         if (t.spentOp !== null) {
           throw new TensorError(
             'backward',
-            `the graph behind ${t.describe()} (made by ${t.spentOp}) was freed by an earlier backward(); pass { retainGraph: true } to that backward() to go through it again, or detach() it`,
+            `the graph behind ${t.describe()} (made by ${t.spentOp}) was freed by an earlier backward(); pass ` +
+              `{ retainGraph: true } to that backward() to go through it again, or detach() it`,
           );
         }
         continue;

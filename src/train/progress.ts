@@ -42,7 +42,11 @@ export class ProgressBar {
     const width = 24,
       filled = Math.round((width * step) / Math.max(1, this.total));
     const bar = '█'.repeat(Math.min(width, filled)) + '░'.repeat(Math.max(0, width - filled));
-    return `${bar} ${step}/${this.total} loss ${f.loss.toFixed(4)} lr ${f.lr.toExponential(2)} ${Math.round(f.tokensPerSec)} tok/s ETA ${formatDuration(perStep * (this.total - step))}${f.extra ? ` ${f.extra}` : ''}`;
+    return (
+      `${bar} ${step}/${this.total} loss ${f.loss.toFixed(4)} lr ${f.lr.toExponential(2)} ` +
+      `${Math.round(f.tokensPerSec)} tok/s ETA ` +
+      `${formatDuration(perStep * (this.total - step))}${f.extra ? ` ${f.extra}` : ''}`
+    );
   }
 
   update(step: number, f: ProgressFields): void {

@@ -22,7 +22,10 @@ function tick(v: number): string {
 export function svgChart(title: string, series: Series[], width = 640, height = 300): string {
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const m = { l: 60, r: 130, t: 28, b: 36 };
-  const head = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11"><text x="${width / 2}" y="16" text-anchor="middle" font-size="13">${esc(title)}</text>`;
+  const head =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
+    `font-family="sans-serif" font-size="11"><text x="${width / 2}" y="16" text-anchor="middle" ` +
+    `font-size="13">${esc(title)}</text>`;
   if (pts.length === 0)
     return `${head}<text x="${width / 2}" y="${height / 2}" text-anchor="middle">no data</text></svg>`;
   let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
@@ -44,7 +47,8 @@ export function svgChart(title: string, series: Series[], width = 640, height = 
     const yv = y0 + ((y1 - y0) * i) / 4,
       xv = x0 + ((x1 - x0) * i) / 4;
     parts.push(
-      `<line x1="${m.l}" x2="${m.l + W}" y1="${sy(yv)}" y2="${sy(yv)}" stroke="#eee"/><text x="${m.l - 4}" y="${sy(yv) + 4}" text-anchor="end">${tick(yv)}</text>`,
+      `<line x1="${m.l}" x2="${m.l + W}" y1="${sy(yv)}" y2="${sy(yv)}" stroke="#eee"/><text x="${m.l - 4}" ` +
+        `y="${sy(yv) + 4}" text-anchor="end">${tick(yv)}</text>`,
     );
     parts.push(`<text x="${sx(xv)}" y="${m.t + H + 14}" text-anchor="middle">${Math.round(xv)}</text>`);
   }
@@ -58,7 +62,8 @@ export function svgChart(title: string, series: Series[], width = 640, height = 
       for (const [x, y] of ok)
         parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${s.color}"/>`);
     parts.push(
-      `<rect x="${m.l + W + 10}" y="${m.t + k * 16}" width="10" height="10" fill="${s.color}"/><text x="${m.l + W + 24}" y="${m.t + k * 16 + 9}">${esc(s.name)}</text>`,
+      `<rect x="${m.l + W + 10}" y="${m.t + k * 16}" width="10" height="10" fill="${s.color}"/><text ` +
+        `x="${m.l + W + 24}" y="${m.t + k * 16 + 9}">${esc(s.name)}</text>`,
     );
   });
   parts.push('</svg>');
@@ -101,7 +106,8 @@ export function renderReport(title: string, records: readonly MetricRecord[], no
   const evalChart = svgChart('dev nDCG@10', [
     { name: 'nDCG@10', color: COLORS[2], points: evals.map((r) => [r.step, r.ndcg10 as number]) },
   ]);
-  return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body style="font-family:sans-serif">
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title></head>\
+<body style="font-family:sans-serif">
 <h1>${esc(title)}</h1>
 ${notes.map((n) => `<p>${esc(n)}</p>`).join('\n')}
 ${lossChart}

@@ -25,7 +25,8 @@ test('a folder without <|embed_token|> is refused with the way out, which add-em
     assert.equal(
       r.stderr.trim(),
       `search-r3: ${base}/tokenizer.json: has no <|embed_token|>, so this folder is not a Search-R3 model yet; ` +
-        `stage 1 (search-r3 train sft) adds it and trains it, or search-r3 add-embed-token --model ${base} adds it untrained.`,
+        `stage 1 (search-r3 train sft) adds it and trains it, or search-r3 add-embed-token --model ${base} ` +
+        `adds it untrained.`,
     );
 
     // no room in the vocabulary: the embedding grows, the weights are written again (bf16 stays bf16)

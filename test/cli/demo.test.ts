@@ -46,96 +46,100 @@ interface DemoJson {
   };
 }
 
-test('demo: builds the index, shows reasoning and hits for 3 claims and the table; a second run loads the index', async () => {
-  const { dir, cleanup } = tempDir('demo');
-  try {
-    const model = await tinyModelDir(dir);
-    const index = path.join(dir, 'idx');
-    const first = runCli(['demo', '--model', model, '--index', index, ...slice], env);
-    assert.equal(first.status, 0, first.stderr);
-    const out = first.stdout;
-    assert.match(out, /^index: built .*idx — \d+ documents encoded in .* documents\/s\)$/m);
-    assert.match(first.stderr, /encoding documents/); // progress on stderr
-    for (const [i, claim] of [
-      'A deficiency of vitamin B12 increases blood levels of homocysteine.',
-      'Insomnia can be effectively treated with cognitive behavioral therapy.',
-      'Statins increase blood cholesterol.',
-    ].entries()) {
-      assert.ok(out.includes(`[${i + 1}/3] ${claim}`), `example ${i + 1} missing:\n${out}`);
-    }
-    assert.equal(
-      out.match(/^ {2}reasoning \(embed token (forced after the 8-token budget|emitted by the model)\): /gm)?.length,
-      3,
-    );
-    assert.equal(out.match(/^ {2}reasoning \+ embedding [\d.]+ m?s, search [\d.]+ m?s$/gm)?.length, 3);
-    assert.equal(out.match(/^ {2} [1-5]\. [✓ ] -?\d\.\d{4} {2}\d+ {2}\S/gm)?.length, 15, out);
-    assert.match(out, /^SciFact test: 10 queries, \d+ documents/m);
-    for (const row of TABLE_ROWS) {
-      const m = new RegExp(`^${row.replace(/[()+.]/g, '\\$&')} +(\\d\\.\\d{4}) +(\\d\\.\\d{4}) +[\\d.]+ m?s`, 'm').exec(
-        out,
-      );
-      assert.ok(m, `table row '${row}' missing:\n${out}`);
-      for (const v of [Number(m[1]), Number(m[2])]) assert.ok(v >= 0 && v <= 1, `${row}: ${v}`);
-    }
-    // The slice holds every judged document of the evaluated claims, so BM25 must find some of them.
-    assert.ok(Number(/^BM25 +(\d\.\d{4})/m.exec(out)![1]) > 0.2, out);
-
-    const second = runCli(['demo', '--model', model, '--index', index, ...slice, '--json', '--quiet'], env);
-    assert.equal(second.status, 0, second.stderr);
-    assert.doesNotMatch(second.stderr, /encoding|searching/);
-    const r = JSON.parse(second.stdout) as DemoJson;
-    const builtDocs = Number(/(\d+) documents encoded/.exec(out)![1]);
-    assert.deepEqual(r.index, { ...r.index, action: 'loaded', encoded: 0, documents: builtDocs });
-    assert.deepEqual(
-      r.examples.map((e) => e.query_id),
-      ['36', '641', '1100'],
-    );
-    const qrels = shippedQrels();
-    for (const e of r.examples) {
-      assert.equal(e.hits.length, 5);
-      assert.ok(e.timings.embed_ms > 0);
-      for (const h of e.hits) assert.equal(h.relevant, qrels.get(e.query_id!)!.has(h.id), `${e.query_id}/${h.id}`);
-      assert.deepEqual(
-        e.hits.map((h) => h.score),
-        [...e.hits.map((h) => h.score)].sort((a, b) => b - a),
-      );
-    }
-    assert.deepEqual(
-      r.table!.rows.map((row) => row.retriever),
-      TABLE_ROWS,
-    );
-    assert.equal(r.table!.queries, 10);
-    for (const row of r.table!.rows) for (const v of [row.ndcg10, row.recall100]) assert.ok(v >= 0 && v <= 1);
-
-    const own = runCli(
-      [
-        'demo',
-        '--model',
-        model,
-        '--index',
-        index,
-        ...slice,
-        '--no-table',
-        '--quiet',
-        '-k',
-        '3',
-        '--query',
+test(
+  'demo: builds the index, shows reasoning and hits for ' + '3 claims and the table; a second run loads the index',
+  async () => {
+    const { dir, cleanup } = tempDir('demo');
+    try {
+      const model = await tinyModelDir(dir);
+      const index = path.join(dir, 'idx');
+      const first = runCli(['demo', '--model', model, '--index', index, ...slice], env);
+      assert.equal(first.status, 0, first.stderr);
+      const out = first.stdout;
+      assert.match(out, /^index: built .*idx — \d+ documents encoded in .* documents\/s\)$/m);
+      assert.match(first.stderr, /encoding documents/); // progress on stderr
+      for (const [i, claim] of [
+        'A deficiency of vitamin B12 increases blood levels of homocysteine.',
+        'Insomnia can be effectively treated with cognitive behavioral therapy.',
         'Statins increase blood cholesterol.',
-        '--query',
-        'does vitamin D prevent fractures?',
-      ],
-      env,
-    );
-    assert.equal(own.status, 0, own.stderr);
-    assert.match(own.stdout, /^index: loaded \d+ documents from .*idx in [\d.]+ m?s$/m);
-    assert.match(own.stdout, /^\[1\/2\] Statins increase blood cholesterol\. {3}\(SciFact test claim 1100\)$/m);
-    assert.match(own.stdout, /^\[2\/2\] does vitamin D prevent fractures\?$/m);
-    assert.equal(own.stdout.match(/^ {2} [1-5]\. /gm)?.length, 6);
-    assert.doesNotMatch(own.stdout, /nDCG@10/);
-  } finally {
-    cleanup();
-  }
-});
+      ].entries()) {
+        assert.ok(out.includes(`[${i + 1}/3] ${claim}`), `example ${i + 1} missing:\n${out}`);
+      }
+      assert.equal(
+        out.match(/^ {2}reasoning \(embed token (forced after the 8-token budget|emitted by the model)\): /gm)?.length,
+        3,
+      );
+      assert.equal(out.match(/^ {2}reasoning \+ embedding [\d.]+ m?s, search [\d.]+ m?s$/gm)?.length, 3);
+      assert.equal(out.match(/^ {2} [1-5]\. [✓ ] -?\d\.\d{4} {2}\d+ {2}\S/gm)?.length, 15, out);
+      assert.match(out, /^SciFact test: 10 queries, \d+ documents/m);
+      for (const row of TABLE_ROWS) {
+        const m = new RegExp(
+          `^${row.replace(/[()+.]/g, '\\$&')} +(\\d\\.\\d{4}) +(\\d\\.\\d{4}) +[\\d.]+ m?s`,
+          'm',
+        ).exec(out);
+        assert.ok(m, `table row '${row}' missing:\n${out}`);
+        for (const v of [Number(m[1]), Number(m[2])]) assert.ok(v >= 0 && v <= 1, `${row}: ${v}`);
+      }
+      // The slice holds every judged document of the evaluated claims, so BM25 must find some of them.
+      assert.ok(Number(/^BM25 +(\d\.\d{4})/m.exec(out)![1]) > 0.2, out);
+
+      const second = runCli(['demo', '--model', model, '--index', index, ...slice, '--json', '--quiet'], env);
+      assert.equal(second.status, 0, second.stderr);
+      assert.doesNotMatch(second.stderr, /encoding|searching/);
+      const r = JSON.parse(second.stdout) as DemoJson;
+      const builtDocs = Number(/(\d+) documents encoded/.exec(out)![1]);
+      assert.deepEqual(r.index, { ...r.index, action: 'loaded', encoded: 0, documents: builtDocs });
+      assert.deepEqual(
+        r.examples.map((e) => e.query_id),
+        ['36', '641', '1100'],
+      );
+      const qrels = shippedQrels();
+      for (const e of r.examples) {
+        assert.equal(e.hits.length, 5);
+        assert.ok(e.timings.embed_ms > 0);
+        for (const h of e.hits) assert.equal(h.relevant, qrels.get(e.query_id!)!.has(h.id), `${e.query_id}/${h.id}`);
+        assert.deepEqual(
+          e.hits.map((h) => h.score),
+          [...e.hits.map((h) => h.score)].sort((a, b) => b - a),
+        );
+      }
+      assert.deepEqual(
+        r.table!.rows.map((row) => row.retriever),
+        TABLE_ROWS,
+      );
+      assert.equal(r.table!.queries, 10);
+      for (const row of r.table!.rows) for (const v of [row.ndcg10, row.recall100]) assert.ok(v >= 0 && v <= 1);
+
+      const own = runCli(
+        [
+          'demo',
+          '--model',
+          model,
+          '--index',
+          index,
+          ...slice,
+          '--no-table',
+          '--quiet',
+          '-k',
+          '3',
+          '--query',
+          'Statins increase blood cholesterol.',
+          '--query',
+          'does vitamin D prevent fractures?',
+        ],
+        env,
+      );
+      assert.equal(own.status, 0, own.stderr);
+      assert.match(own.stdout, /^index: loaded \d+ documents from .*idx in [\d.]+ m?s$/m);
+      assert.match(own.stdout, /^\[1\/2\] Statins increase blood cholesterol\. {3}\(SciFact test claim 1100\)$/m);
+      assert.match(own.stdout, /^\[2\/2\] does vitamin D prevent fractures\?$/m);
+      assert.equal(own.stdout.match(/^ {2} [1-5]\. /gm)?.length, 6);
+      assert.doesNotMatch(own.stdout, /nDCG@10/);
+    } finally {
+      cleanup();
+    }
+  },
+);
 
 test('demo: a missing model is one line naming what to do, exit code 2', () => {
   const { dir, cleanup } = tempDir('demo-missing');
@@ -148,7 +152,8 @@ test('demo: a missing model is one line naming what to do, exit code 2', () => {
         .split('\n')
         .filter((l) => !l.includes('native backend'))
         .join('\n'),
-      `search-r3: --model ${path.join(dir, 'nope')}: not a model folder (no config.json); pass a folder written by 'search-r3 train' or the recipe.`,
+      `search-r3: --model ${path.join(dir, 'nope')}: not a model folder (no config.json); pass a folder ` +
+        `written by 'search-r3 train' or the recipe.`,
     );
     assert.equal(existsSync(path.join(dir, 'idx')), false);
   } finally {
@@ -169,7 +174,10 @@ test(
     assert.equal(lines.length, 1);
     assert.match(
       lines[0],
-      /^search-r3: the default model is not in this checkout \(.*models\/search-r3-default\); train it with 'npm run train:default' or pass --model <dir>\.$/,
+      new RegExp(
+        '^search-r3: the default model is not in this checkout \\(.*models/search-r3-default\\); ' +
+          "train it with 'npm run train:default' or pass --model <dir>\\.$",
+      ),
     );
   },
 );

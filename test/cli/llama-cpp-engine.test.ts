@@ -62,7 +62,8 @@ test('no GGUF yet, or an engine option without --engine llama.cpp: one sentence 
   const out = path.join(model, 'model-f16.gguf');
   assert.equal(
     r.stderr.trim(),
-    `search-r3: ${model} holds no GGUF for --engine llama.cpp; write one with search-r3 export gguf --model ${model} --out ${out}, or pass --gguf.`,
+    `search-r3: ${model} holds no GGUF for --engine llama.cpp; write one with search-r3 export gguf --model ` +
+      `${model} --out ${out}, or pass --gguf.`,
   );
   r = await cli('index', '--model', model, '--input', input, '--out', path.join(dir, 'x'), '--gguf', out);
   assert.equal(r.stderr.trim(), 'search-r3: --gguf goes with --engine llama.cpp.');
@@ -127,13 +128,19 @@ test('index, search and eval on llama.cpp; an index shared by both engines only 
   assert.equal(r.code, 2);
   assert.match(
     r.stderr,
-    /^search-r3: the index was built with --engine llama\.cpp from a GGUF \(gguf-sha256:[0-9a-f]{32}\); use --engine llama\.cpp with that GGUF, or build the index again\.\n$/,
+    new RegExp(
+      '^search-r3: the index was built with --engine llama\\.cpp from a GGUF \\(gguf-sha256:[0-9a-f]{32}\\); ' +
+        'use --engine llama\\.cpp with that GGUF, or build the index again\\.\n$',
+    ),
   );
   r = await cli('search', '--index', oursIdx, '--engine', 'llama.cpp', '--gpu', 'off', query);
   assert.equal(r.code, 2);
   assert.match(
     r.stderr,
-    /the index was built by search-r3's engine from the folder .*model-f16\.gguf was exported from; llama\.cpp's F16 vectors of it differ slightly .* so add --as-source-model to use them together/,
+    new RegExp(
+      "the index was built by search-r3's engine from the folder .*model-f16\\.gguf was exported from; " +
+        "llama\\.cpp's F16 vectors of it differ slightly .* so add --as-source-model to use them together",
+    ),
   );
   r = await cli(
     'search',
@@ -165,43 +172,46 @@ test('index, search and eval on llama.cpp; an index shared by both engines only 
   );
 });
 
-test('serve --engine llama.cpp: embeddings and reasoning queries as search-r3 computes them; chat is refused', async () => {
-  const gguf = path.join(model, 'model-f16.gguf');
-  const worker = await WorkerBackend.start(model, { engine: { gguf, gpu: 'off', identity: 'gguf' } });
-  const idx = path.join(dir, 'idx-served');
-  const index = await SearchIndex.open(idx, { backend: worker, create: {} });
-  const server = await startSearchServer({ backend: worker, index, port: 0 });
-  try {
-    await index.addDocuments(docs);
-    assert.equal(worker.info.llamaCpp?.fileType, 'F16');
-    const ours = await tinyBackend(model);
-    const texts = docs.slice(0, 3).map((d) => d.text);
-    const r = await postEmbeddings(server.url, texts);
-    assert.equal(r.status, 200, String(r.raw));
-    const want = await ours.embedDocuments(texts);
-    (r.body as unknown as { data: { embedding: number[] }[] }).data.forEach((d, i) =>
-      assert.ok(cosine(d.embedding, want[i]) >= 0.9999, `input ${i}`),
-    );
-    const q = await postEmbeddings(server.url, ['heart attack'], {
-      mode: 'query',
-      reasoning: 'on',
-      max_reasoning_tokens: 6,
-    });
-    assert.equal(q.status, 200, String(q.raw));
-    const [mineQ] = await ours.embedQueries(['heart attack'], { reasoning: 'on', maxReasoningTokens: 6 });
-    assert.ok(
-      cosine((q.body as unknown as { data: { embedding: number[] }[] }).data[0].embedding, mineQ.vector) >= 0.9999,
-    );
-    const s = await post(server.url, '/v1/search', { query: docs[5].text, k: 1 });
-    assert.equal((s.body as unknown as { data: { id: string }[] }).data[0].id, docs[5].id);
-    const chat = await post(server.url, '/v1/chat/completions', {
-      model: 'search-r3',
-      messages: [{ role: 'user', content: 'hi' }],
-    });
-    assert.equal(chat.status, 400);
-    assert.match(String(chat.raw), /this server runs --engine llama\.cpp, which serves embeddings and search/);
-  } finally {
-    await server.close();
-    await index.close();
-  }
-});
+test(
+  'serve --engine llama.cpp: embeddings and reasoning ' + 'queries as search-r3 computes them; chat is refused',
+  async () => {
+    const gguf = path.join(model, 'model-f16.gguf');
+    const worker = await WorkerBackend.start(model, { engine: { gguf, gpu: 'off', identity: 'gguf' } });
+    const idx = path.join(dir, 'idx-served');
+    const index = await SearchIndex.open(idx, { backend: worker, create: {} });
+    const server = await startSearchServer({ backend: worker, index, port: 0 });
+    try {
+      await index.addDocuments(docs);
+      assert.equal(worker.info.llamaCpp?.fileType, 'F16');
+      const ours = await tinyBackend(model);
+      const texts = docs.slice(0, 3).map((d) => d.text);
+      const r = await postEmbeddings(server.url, texts);
+      assert.equal(r.status, 200, String(r.raw));
+      const want = await ours.embedDocuments(texts);
+      (r.body as unknown as { data: { embedding: number[] }[] }).data.forEach((d, i) =>
+        assert.ok(cosine(d.embedding, want[i]) >= 0.9999, `input ${i}`),
+      );
+      const q = await postEmbeddings(server.url, ['heart attack'], {
+        mode: 'query',
+        reasoning: 'on',
+        max_reasoning_tokens: 6,
+      });
+      assert.equal(q.status, 200, String(q.raw));
+      const [mineQ] = await ours.embedQueries(['heart attack'], { reasoning: 'on', maxReasoningTokens: 6 });
+      assert.ok(
+        cosine((q.body as unknown as { data: { embedding: number[] }[] }).data[0].embedding, mineQ.vector) >= 0.9999,
+      );
+      const s = await post(server.url, '/v1/search', { query: docs[5].text, k: 1 });
+      assert.equal((s.body as unknown as { data: { id: string }[] }).data[0].id, docs[5].id);
+      const chat = await post(server.url, '/v1/chat/completions', {
+        model: 'search-r3',
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(chat.status, 400);
+      assert.match(String(chat.raw), /this server runs --engine llama\.cpp, which serves embeddings and search/);
+    } finally {
+      await server.close();
+      await index.close();
+    }
+  },
+);

@@ -19,42 +19,45 @@ after(async () => {
   await fsp.rm(dir, { recursive: true, force: true });
 });
 
-test('corpus build then tokenizer train on its folder: the manifest is not read as text, the tokenizer loads', async () => {
-  const corpus = path.join(dir, 'corpus');
-  const c = runCli([
-    'corpus',
-    'build',
-    '--data',
-    sharedData,
-    '--out',
-    corpus,
-    '--only',
-    'arcd-paragraphs,climate-fever-evidence',
-    '--valid-fraction',
-    '0.05',
-    '--quiet',
-  ]);
-  assert.equal(c.status, 0, c.stderr);
-  assert.match(c.stdout, /from 2 sources/);
-  const manifest = JSON.parse(readFileSync(path.join(corpus, 'manifest.json'), 'utf8')) as {
-    sources: { licence: string }[];
-  };
-  assert.ok(manifest.sources.every((s) => /CC BY-SA/.test(s.licence)));
+test(
+  'corpus build then tokenizer train on its folder: ' + 'the manifest is not read as text, the tokenizer loads',
+  async () => {
+    const corpus = path.join(dir, 'corpus');
+    const c = runCli([
+      'corpus',
+      'build',
+      '--data',
+      sharedData,
+      '--out',
+      corpus,
+      '--only',
+      'arcd-paragraphs,climate-fever-evidence',
+      '--valid-fraction',
+      '0.05',
+      '--quiet',
+    ]);
+    assert.equal(c.status, 0, c.stderr);
+    assert.match(c.stdout, /from 2 sources/);
+    const manifest = JSON.parse(readFileSync(path.join(corpus, 'manifest.json'), 'utf8')) as {
+      sources: { licence: string }[];
+    };
+    assert.ok(manifest.sources.every((s) => /CC BY-SA/.test(s.licence)));
 
-  const tok = path.join(dir, 'tok');
-  const t = runCli(['tokenizer', 'train', '--input', corpus, '--vocab-size', '1000', '--out', tok, '--quiet']);
-  assert.equal(t.status, 0, t.stderr);
-  assert.match(t.stdout, /1000 tokens \(740 merges\)/);
-  const training = JSON.parse(readFileSync(path.join(tok, 'tokenizer-training.json'), 'utf8')) as { files: string[] };
-  assert.deepEqual(
-    training.files.map((f) => path.basename(f)),
-    ['train-00000.jsonl', 'valid.jsonl'],
-  );
-  const loaded = await Tokenizer.fromFolder(tok);
-  assert.equal(loaded.vocabSize, 1000);
-  const arabic = 'البحث عن المعلومات';
-  assert.equal(loaded.decode(loaded.encode(arabic)), arabic);
-});
+    const tok = path.join(dir, 'tok');
+    const t = runCli(['tokenizer', 'train', '--input', corpus, '--vocab-size', '1000', '--out', tok, '--quiet']);
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stdout, /1000 tokens \(740 merges\)/);
+    const training = JSON.parse(readFileSync(path.join(tok, 'tokenizer-training.json'), 'utf8')) as { files: string[] };
+    assert.deepEqual(
+      training.files.map((f) => path.basename(f)),
+      ['train-00000.jsonl', 'valid.jsonl'],
+    );
+    const loaded = await Tokenizer.fromFolder(tok);
+    assert.equal(loaded.vocabSize, 1000);
+    const arabic = 'البحث عن المعلومات';
+    assert.equal(loaded.decode(loaded.encode(arabic)), arabic);
+  },
+);
 
 test('bad input: one line naming the option', () => {
   const cases: Array<[string[], RegExp]> = [
@@ -80,28 +83,31 @@ test('bad input: one line naming the option', () => {
   }
 });
 
-test('a .jsonl line that is no JSON object (a cut or damaged corpus file) is one line naming the file and line', async () => {
-  const file = path.join(dir, 'bad.jsonl');
-  await fsp.writeFile(file, '{"title": "alpha", "text": "beta gamma"}\n{"text": "cut sho\nnull\n');
-  const said = `search-r3: ${file}:2: not a JSON object; each line of a .jsonl document file is {"title", "text"}\n`;
-  const tokOut = path.join(dir, 'tok-bad');
-  const tok = runCli(['tokenizer', 'train', '--input', file, '--vocab-size', '300', '--out', tokOut, '--quiet']);
-  assert.equal(tok.status, 2, tok.stderr);
-  assert.equal(tok.stderr, said);
-  const cfg = path.join(dir, 'lm-bad.json');
-  await fsp.writeFile(
-    cfg,
-    JSON.stringify({
-      tokenizer: path.join(dir, 'tok'),
-      output: path.join(dir, 'lm-bad'),
-      data: { train: [file] },
-      model: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2 },
-      seqLength: 16,
-      batchSize: 1,
-      steps: 1,
-    }),
-  );
-  const lm = runCli(['train', 'lm', '--config', cfg, '--quiet']);
-  assert.equal(lm.status, 2, lm.stderr);
-  assert.equal(lm.stderr, said);
-});
+test(
+  'a .jsonl line that is no JSON object (a cut or damaged ' + 'corpus file) is one line naming the file and line',
+  async () => {
+    const file = path.join(dir, 'bad.jsonl');
+    await fsp.writeFile(file, '{"title": "alpha", "text": "beta gamma"}\n{"text": "cut sho\nnull\n');
+    const said = `search-r3: ${file}:2: not a JSON object; each line of a .jsonl document file is {"title", "text"}\n`;
+    const tokOut = path.join(dir, 'tok-bad');
+    const tok = runCli(['tokenizer', 'train', '--input', file, '--vocab-size', '300', '--out', tokOut, '--quiet']);
+    assert.equal(tok.status, 2, tok.stderr);
+    assert.equal(tok.stderr, said);
+    const cfg = path.join(dir, 'lm-bad.json');
+    await fsp.writeFile(
+      cfg,
+      JSON.stringify({
+        tokenizer: path.join(dir, 'tok'),
+        output: path.join(dir, 'lm-bad'),
+        data: { train: [file] },
+        model: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 1, numAttentionHeads: 4, numKeyValueHeads: 2 },
+        seqLength: 16,
+        batchSize: 1,
+        steps: 1,
+      }),
+    );
+    const lm = runCli(['train', 'lm', '--config', cfg, '--quiet']);
+    assert.equal(lm.status, 2, lm.stderr);
+    assert.equal(lm.stderr, said);
+  },
+);

@@ -29,7 +29,8 @@ test('prompts follow the published format: chat template, assistant turn ending 
   const p = encodePrompt(tokenizer, 'what is BM25?', 'query', DEFAULT_TEMPLATES, 256);
   assert.equal(
     tokenizer.decode(p.ids),
-    '<|im_start|>system\nPlease represent user queries.<|im_end|>\n<|im_start|>user\nwhat is BM25?<|im_end|>\n<|im_start|>assistant\nThe embedding is <|embed_token|>',
+    '<|im_start|>system\nPlease represent user queries.<|im_end|>\n<|im_start|>user\nwhat is ' +
+      'BM25?<|im_end|>\n<|im_start|>assistant\nThe embedding is <|embed_token|>',
   );
   assert.equal(p.embedAt, p.ids.length - 1);
   const r = encodePrompt(tokenizer, 'what is BM25?', 'query', DEFAULT_TEMPLATES, 256, true);
@@ -83,19 +84,23 @@ test('embedQuery with reasoning: a model that never emits the token gets it forc
   assert.ok(relErr(q.vector, off.vector) > 1e-3, 'reasoning changes the embedding');
 });
 
-test('embedQuery with reasoning: a model that emits the token is not forced, and its vector is the hidden state there', () => {
-  const local = tinyModel(11, { tieWordEmbeddings: false });
-  const e = new Embedder(local.model, local.tokenizer);
-  const prompt = encodePrompt(local.tokenizer, 'q', 'query', DEFAULT_TEMPLATES, 256, true).ids;
-  // point the embed token's output row at the prompt's last hidden state: it becomes the greedy choice
-  const h = T.noGrad(() => local.model.forward(Int32Array.from(prompt), 1, prompt.length)).data;
-  const d = local.model.config.hiddenSize,
-    embedId = e.embedId;
-  const head = local.model.params.get('lm_head.weight')!.data;
-  for (let i = 0; i < d; i++) head[embedId * d + i] = 100 * h[(prompt.length - 1) * d + i];
-  const q = e.embedQuery('q', { reasoning: 'on', maxReasoningTokens: 8 });
-  assert.equal(q.forced, false);
-  assert.deepEqual(q.tokens, [embedId]);
-  const full = T.noGrad(() => local.model.forward(Int32Array.from([...prompt, embedId]), 1, prompt.length + 1)).data;
-  assert.ok(relErr(q.vector, unit(full.slice(prompt.length * d, (prompt.length + 1) * d))) < 1e-5);
-});
+test(
+  'embedQuery with reasoning: a model that emits the token ' +
+    'is not forced, and its vector is the hidden state there',
+  () => {
+    const local = tinyModel(11, { tieWordEmbeddings: false });
+    const e = new Embedder(local.model, local.tokenizer);
+    const prompt = encodePrompt(local.tokenizer, 'q', 'query', DEFAULT_TEMPLATES, 256, true).ids;
+    // point the embed token's output row at the prompt's last hidden state: it becomes the greedy choice
+    const h = T.noGrad(() => local.model.forward(Int32Array.from(prompt), 1, prompt.length)).data;
+    const d = local.model.config.hiddenSize,
+      embedId = e.embedId;
+    const head = local.model.params.get('lm_head.weight')!.data;
+    for (let i = 0; i < d; i++) head[embedId * d + i] = 100 * h[(prompt.length - 1) * d + i];
+    const q = e.embedQuery('q', { reasoning: 'on', maxReasoningTokens: 8 });
+    assert.equal(q.forced, false);
+    assert.deepEqual(q.tokens, [embedId]);
+    const full = T.noGrad(() => local.model.forward(Int32Array.from([...prompt, embedId]), 1, prompt.length + 1)).data;
+    assert.ok(relErr(q.vector, unit(full.slice(prompt.length * d, (prompt.length + 1) * d))) < 1e-5);
+  },
+);

@@ -126,71 +126,84 @@ test('F16 GGUF, reasoning on: the same greedy analysis and the <|embed_token|> s
   assert.ok(compared >= 2, `${compared} of ${QUERIES.length} analyses compared in full`);
 });
 
-test('Q8_0 GGUF, reasoning on: the <|embed_token|> state after its own analysis at cosine ≥ 0.99 with ours', async () => {
-  // q8_0 rounding soon takes the analysis elsewhere; the vector is compared on the analysis it wrote
-  const { engine: e, embedder: q8 } = pairs.Q8_0!;
-  const budget = 8;
-  const theirs = await e.embedQueries(QUERIES, { reasoning: 'on', maxReasoningTokens: budget });
-  for (const [i, t] of theirs.entries()) {
-    const prompt = encodePrompt(
-      q8.tokenizer,
-      QUERIES[i],
-      'query',
-      DEFAULT_TEMPLATES,
-      e.maxLength - 1 - budget,
-      true,
-    ).ids;
-    const analysis = t.forced && t.tokens.length === budget ? t.tokens : t.tokens.slice(0, -1);
-    const [mine] = q8.forwardBatches([[...prompt, ...analysis, q8.embedId]]);
-    assert.ok(cosine(mine, t.vector) >= 0.99, `query ${i}: cosine ${cosine(mine, t.vector)}`);
-  }
-});
+test(
+  'Q8_0 GGUF, reasoning on: the <|embed_token|> state ' + 'after its own analysis at cosine ≥ 0.99 with ours',
+  async () => {
+    // q8_0 rounding soon takes the analysis elsewhere; the vector is compared on the analysis it wrote
+    const { engine: e, embedder: q8 } = pairs.Q8_0!;
+    const budget = 8;
+    const theirs = await e.embedQueries(QUERIES, { reasoning: 'on', maxReasoningTokens: budget });
+    for (const [i, t] of theirs.entries()) {
+      const prompt = encodePrompt(
+        q8.tokenizer,
+        QUERIES[i],
+        'query',
+        DEFAULT_TEMPLATES,
+        e.maxLength - 1 - budget,
+        true,
+      ).ids;
+      const analysis = t.forced && t.tokens.length === budget ? t.tokens : t.tokens.slice(0, -1);
+      const [mine] = q8.forwardBatches([[...prompt, ...analysis, q8.embedId]]);
+      assert.ok(cosine(mine, t.vector) >= 0.99, `query ${i}: cosine ${cosine(mine, t.vector)}`);
+    }
+  },
+);
 
-test('bad input is one sentence: another architecture, no <|embed_token|> in the GGUF or the folder, too little memory', async () => {
-  const config = await readQwen2Config(path.join(dir, 'config.json'));
-  const tokJson = JSON.parse(await fsp.readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
-  const tokConfig = JSON.parse(await fsp.readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
-  const tokenizer = ggufTokenizerFromFiles(tokJson, tokConfig, config);
-  const tensors = new Map([...ours.model.params].map(([n, t]) => [n, { shape: t.shape, data: t.values }]));
-  const { metadata, tensors: list } = qwen2GgufContents({ config, tensors, tokenizer });
-  const llama = path.join(dir, 'llama.gguf');
-  await writeGguf(
-    llama,
-    new Map(
-      [...metadata].map(([k, v]) => [
-        k === 'general.architecture' ? k : k.replace(/^qwen2\./, 'llama.'),
-        k === 'general.architecture' ? str('llama') : v,
-      ]),
-    ),
-    list,
-  );
-  await assert.rejects(
-    LlamaCppEngine.open({ gguf: llama, modelDir: dir, gpu: 'off' }),
-    /llama\.gguf: is a llama model; --engine llama\.cpp runs the Qwen2 GGUFs that search-r3 export gguf writes\./,
-  );
-  const noToken = path.join(dir, 'no-token.gguf');
-  const renamed = tokenizer.tokens.map((t) => (t === '<|embed_token|>' ? '<|other_token|>' : t));
-  await writeGguf(
-    noToken,
-    qwen2GgufContents({ config, tensors, tokenizer: { ...tokenizer, tokens: renamed } }).metadata,
-    list,
-  );
-  await assert.rejects(
-    LlamaCppEngine.open({ gguf: noToken, modelDir: dir, gpu: 'off' }),
-    /no-token\.gguf: has no <\|embed_token\|> in its vocabulary; export it from a Search-R3 model folder/,
-  );
-  await assert.rejects(
-    LlamaCppEngine.open({ gguf: path.join(dir, 'missing.gguf'), modelDir: dir, gpu: 'off' }),
-    /missing\.gguf: no such file; write one with search-r3 export gguf, or pass --gguf\./,
-  );
-  const gguf = path.join(dir, 'model-f16.gguf');
-  await assert.rejects(
-    LlamaCppEngine.open({ gguf, modelDir: dir, gpu: 'off', memoryLimit: 1000 }),
-    /model-f16\.gguf: its weights need [\d.]+ [kMG]B \(\d+ bytes\) of memory, more than the 1 kB available on this machine/,
-  );
-  const base = await tinyModelFolder(path.join(dir, 'base'), 1, false);
-  await assert.rejects(
-    LlamaCppEngine.open({ gguf, modelDir: base, gpu: 'off' }),
-    /base\/tokenizer\.json: has no <\|embed_token\|>, so this folder is not a Search-R3 model yet; stage 1 \(search-r3 train sft\) adds it/,
-  );
-});
+test(
+  'bad input is one sentence: another architecture, no ' +
+    '<|embed_token|> in the GGUF or the folder, too little memory',
+  async () => {
+    const config = await readQwen2Config(path.join(dir, 'config.json'));
+    const tokJson = JSON.parse(await fsp.readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
+    const tokConfig = JSON.parse(await fsp.readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
+    const tokenizer = ggufTokenizerFromFiles(tokJson, tokConfig, config);
+    const tensors = new Map([...ours.model.params].map(([n, t]) => [n, { shape: t.shape, data: t.values }]));
+    const { metadata, tensors: list } = qwen2GgufContents({ config, tensors, tokenizer });
+    const llama = path.join(dir, 'llama.gguf');
+    await writeGguf(
+      llama,
+      new Map(
+        [...metadata].map(([k, v]) => [
+          k === 'general.architecture' ? k : k.replace(/^qwen2\./, 'llama.'),
+          k === 'general.architecture' ? str('llama') : v,
+        ]),
+      ),
+      list,
+    );
+    await assert.rejects(
+      LlamaCppEngine.open({ gguf: llama, modelDir: dir, gpu: 'off' }),
+      /llama\.gguf: is a llama model; --engine llama\.cpp runs the Qwen2 GGUFs that search-r3 export gguf writes\./,
+    );
+    const noToken = path.join(dir, 'no-token.gguf');
+    const renamed = tokenizer.tokens.map((t) => (t === '<|embed_token|>' ? '<|other_token|>' : t));
+    await writeGguf(
+      noToken,
+      qwen2GgufContents({ config, tensors, tokenizer: { ...tokenizer, tokens: renamed } }).metadata,
+      list,
+    );
+    await assert.rejects(
+      LlamaCppEngine.open({ gguf: noToken, modelDir: dir, gpu: 'off' }),
+      /no-token\.gguf: has no <\|embed_token\|> in its vocabulary; export it from a Search-R3 model folder/,
+    );
+    await assert.rejects(
+      LlamaCppEngine.open({ gguf: path.join(dir, 'missing.gguf'), modelDir: dir, gpu: 'off' }),
+      /missing\.gguf: no such file; write one with search-r3 export gguf, or pass --gguf\./,
+    );
+    const gguf = path.join(dir, 'model-f16.gguf');
+    await assert.rejects(
+      LlamaCppEngine.open({ gguf, modelDir: dir, gpu: 'off', memoryLimit: 1000 }),
+      new RegExp(
+        'model-f16\\.gguf: its weights need [\\d.]+ [kMG]B \\(\\d+ bytes\\) of memory, ' +
+          'more than the 1 kB available on this machine',
+      ),
+    );
+    const base = await tinyModelFolder(path.join(dir, 'base'), 1, false);
+    await assert.rejects(
+      LlamaCppEngine.open({ gguf, modelDir: base, gpu: 'off' }),
+      new RegExp(
+        'base/tokenizer\\.json: has no <\\|embed_token\\|>, so this folder is not a Search-R3 model yet; ' +
+          'stage 1 \\(search-r3 train sft\\) adds it',
+      ),
+    );
+  },
+);

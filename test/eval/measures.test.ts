@@ -19,13 +19,16 @@ function ours(text: string): string {
     .join('\n');
 }
 
-test('hand-built cases match trec_eval 10 -q output digit for digit (ties, grades, no relevant, short run)', async () => {
-  const qrels = await readTrecQrels(join(fixtures, 'hand.qrels'));
-  const { run } = await readTrecRun(join(fixtures, 'hand.run'));
-  const ev = evaluateRun(run, qrels, { cutoffs });
-  const expected = readFileSync(join(fixtures, 'hand.expected-q.txt'), 'utf8');
-  assert.equal(ours(formatTrecEval(ev, 'hand', true)), expected);
-});
+test(
+  'hand-built cases match trec_eval 10 -q output digit ' + 'for digit (ties, grades, no relevant, short run)',
+  async () => {
+    const qrels = await readTrecQrels(join(fixtures, 'hand.qrels'));
+    const { run } = await readTrecRun(join(fixtures, 'hand.run'));
+    const ev = evaluateRun(run, qrels, { cutoffs });
+    const expected = readFileSync(join(fixtures, 'hand.expected-q.txt'), 'utf8');
+    assert.equal(ours(formatTrecEval(ev, 'hand', true)), expected);
+  },
+);
 
 test('-c (complete) scores judged queries missing from the run as empty rankings, as trec_eval -c', async () => {
   const qrels = await readTrecQrels(join(fixtures, 'hand-missing.qrels'));

@@ -30,7 +30,8 @@ export function runPython(args: string[], stdin = ''): Promise<string> {
       else
         reject(
           new Error(
-            `${SYSTEM_PYTHON} ${args.join(' ').slice(0, 200)} exited with ${code}:\n${Buffer.concat(err).toString('utf8')}`,
+            `${SYSTEM_PYTHON} ${args.join(' ').slice(0, 200)} exited with ` +
+              `${code}:\n${Buffer.concat(err).toString('utf8')}`,
           ),
         );
     });

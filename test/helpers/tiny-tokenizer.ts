@@ -31,7 +31,8 @@ export function makeTinyTokenizer(options: TinyTokenizerOptions = {}): {
   const available = referenceMerges();
   if (!Number.isInteger(vocabSize) || mergeCount < 0 || mergeCount > available.length) {
     throw new RangeError(
-      `vocabSize must be an integer from ${256 + specials.length} to ${256 + specials.length + available.length}, got ${vocabSize}.`,
+      `vocabSize must be an integer from ${256 + specials.length} to ` +
+        `${256 + specials.length + available.length}, got ${vocabSize}.`,
     );
   }
   if (new Set(specials).size !== specials.length) throw new RangeError('specialTokens has duplicates.');

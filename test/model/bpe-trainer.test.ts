@@ -24,37 +24,41 @@ import { seededRandom, variedStrings } from '../helpers/varied-strings.js';
 
 const SPECIALS = 4;
 
-test('hand-computed example: merges by pair count, ties to the smaller (left, right) strings, stops when no pair is left', () => {
-  // pairs: u g 20, p u 17, u n 16, h u 15 ... → "u g"; then u n 16 > h ug 15 > p un 12;
-  // then "hug s" 5 and "p ug" 5 tie: "hug" < "p"; then b un 4; then nothing is left to merge.
-  const words = new Map([
-    ['hug', 10],
-    ['pug', 5],
-    ['pun', 12],
-    ['bun', 4],
-    ['hugs', 5],
-  ]);
-  const r = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 1 });
-  assert.deepEqual(r.merges, [
-    ['u', 'g'],
-    ['u', 'n'],
-    ['h', 'ug'],
-    ['p', 'un'],
-    ['hug', 's'],
-    ['p', 'ug'],
-    ['b', 'un'],
-  ]);
-  assert.match(r.stoppedEarly ?? '', /no pairs left to merge after 7 merges/);
-  assert.equal(r.tokens[256], 'ug');
-  // minFrequency stops before pairs rarer than it
-  const r5 = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 5 });
-  assert.deepEqual(
-    r5.merges.map((m) => m.join(' ')),
-    ['u g', 'u n', 'h ug', 'p un', 'hug s', 'p ug'],
-  );
-  // and the vocabulary size caps the merges
-  assert.equal(learnMerges(words, { vocabSize: 256 + 2 + SPECIALS, minFrequency: 1 }).merges.length, 2);
-});
+test(
+  'hand-computed example: merges by pair count, ties to the ' +
+    'smaller (left, right) strings, stops when no pair is left',
+  () => {
+    // pairs: u g 20, p u 17, u n 16, h u 15 ... → "u g"; then u n 16 > h ug 15 > p un 12;
+    // then "hug s" 5 and "p ug" 5 tie: "hug" < "p"; then b un 4; then nothing is left to merge.
+    const words = new Map([
+      ['hug', 10],
+      ['pug', 5],
+      ['pun', 12],
+      ['bun', 4],
+      ['hugs', 5],
+    ]);
+    const r = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 1 });
+    assert.deepEqual(r.merges, [
+      ['u', 'g'],
+      ['u', 'n'],
+      ['h', 'ug'],
+      ['p', 'un'],
+      ['hug', 's'],
+      ['p', 'ug'],
+      ['b', 'un'],
+    ]);
+    assert.match(r.stoppedEarly ?? '', /no pairs left to merge after 7 merges/);
+    assert.equal(r.tokens[256], 'ug');
+    // minFrequency stops before pairs rarer than it
+    const r5 = learnMerges(words, { vocabSize: 256 + 20 + SPECIALS, minFrequency: 5 });
+    assert.deepEqual(
+      r5.merges.map((m) => m.join(' ')),
+      ['u g', 'u n', 'h ug', 'p un', 'hug s', 'p ug'],
+    );
+    // and the vocabulary size caps the merges
+    assert.equal(learnMerges(words, { vocabSize: 256 + 2 + SPECIALS, minFrequency: 1 }).merges.length, 2);
+  },
+);
 
 test('overlapping pairs merge left to right, and bytes beyond ASCII are byte-level characters', () => {
   const r = learnMerges(
@@ -197,19 +201,23 @@ function naiveMerges(words: Map<string, number>, count: number): Array<[string, 
   return out;
 }
 
-test('the incremental merge loop equals recounting every pair before each merge (random words with runs like aaaa, abab)', () => {
-  const next = seededRandom(12345);
-  const rand = (n: number): number => Math.floor(next() * n);
-  for (let round = 0; round < 5; round++) {
-    const words = new Map<string, number>();
-    for (let i = 0; i < 300; i++) {
-      let w = '';
-      const len = 1 + rand(12);
-      for (let j = 0; j < len; j++) w += 'abcd'[rand(round < 2 ? 2 : 4)];
-      words.set(w, (words.get(w) ?? 0) + 1 + rand(5));
+test(
+  'the incremental merge loop equals recounting every pair ' +
+    'before each merge (random words with runs like aaaa, abab)',
+  () => {
+    const next = seededRandom(12345);
+    const rand = (n: number): number => Math.floor(next() * n);
+    for (let round = 0; round < 5; round++) {
+      const words = new Map<string, number>();
+      for (let i = 0; i < 300; i++) {
+        let w = '';
+        const len = 1 + rand(12);
+        for (let j = 0; j < len; j++) w += 'abcd'[rand(round < 2 ? 2 : 4)];
+        words.set(w, (words.get(w) ?? 0) + 1 + rand(5));
+      }
+      const ours = learnMerges(words, { vocabSize: 256 + 60 + SPECIALS, minFrequency: 1 }).merges;
+      assert.deepEqual(ours, naiveMerges(words, ours.length), `round ${round}`);
+      assert.ok(ours.length >= 40, `round ${round}: ${ours.length} merges`);
     }
-    const ours = learnMerges(words, { vocabSize: 256 + 60 + SPECIALS, minFrequency: 1 }).merges;
-    assert.deepEqual(ours, naiveMerges(words, ours.length), `round ${round}`);
-    assert.ok(ours.length >= 40, `round ${round}: ${ours.length} merges`);
-  }
-});
+  },
+);

@@ -20,7 +20,8 @@ test('Qwen2.5 template renders system + user + assistant byte-identical to the p
   ]);
   assert.equal(
     rendered,
-    `<|im_start|>system\n${system}<|im_end|>\n<|im_start|>user\n${user}<|im_end|>\n<|im_start|>assistant\n${assistant}<|im_end|>\n`,
+    `<|im_start|>system\n${system}<|im_end|>\n<|im_start|>user\n${user}<|im_end|>\n` +
+      `<|im_start|>assistant\n${assistant}<|im_end|>\n`,
   );
 });
 
@@ -76,32 +77,40 @@ test('Qwen2.5 template: multi-turn, and tools in the published function-calling 
   // tojson as Python's json.dumps(ensure_ascii=False): ", " and ": " separators, non-ASCII kept.
   assert.equal(
     rendered,
-    `<|im_start|>system\n${QWEN2_5_DEFAULT_SYSTEM_PROMPT}\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n` +
+    `<|im_start|>system\n${QWEN2_5_DEFAULT_SYSTEM_PROMPT}\n\n# Tools\n\nYou may call one or more functions to ` +
+      `assist with the user query.\n\n` +
       'You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n' +
-      '{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}\n' +
-      '</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n' +
+      '{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", ' +
+      '"properties": {"city": {"type": "string"}}}}}\n' +
+      '</tools>\n\nFor each function call, return a json object with function name and arguments within ' +
+      '<tool_call></tool_call> XML tags:\n' +
       '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n' +
       '<|im_start|>user\nWeather in 東京?<|im_end|>\n' +
-      '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "東京"}}\n</tool_call><|im_end|>\n' +
+      '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": ' +
+      '"東京"}}\n</tool_call><|im_end|>\n' +
       '<|im_start|>user\n<tool_response>\n{"temp": 20}\n</tool_response><|im_end|>\n<|im_start|>assistant\n',
   );
 });
 
-test('Tokenizer.renderChat uses the config template; the Search-R3 prompt tokenizes with <|embed_token|> as one token', () => {
-  const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 600 });
-  const tok = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
-  const text = tok.renderChat([
-    { role: 'system', content: 'Please represent user queries.' },
-    { role: 'user', content: 'how do vaccines work' },
-    { role: 'assistant', content: 'The embedding is <|embed_token|>.' },
-  ]);
-  const ids = tok.encode(text);
-  const embed = tok.tokenToId('<|embed_token|>')!;
-  assert.equal(ids.filter((id) => id === embed).length, 1);
-  assert.equal(ids.filter((id) => id === tok.tokenToId('<|im_start|>')).length, 3);
-  assert.equal(ids.at(-2), tok.eosTokenId); // <|im_end|> then "\n"
-  assert.equal(tok.decode(ids), text);
-});
+test(
+  'Tokenizer.renderChat uses the config template; the ' +
+    'Search-R3 prompt tokenizes with <|embed_token|> as one token',
+  () => {
+    const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 600 });
+    const tok = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
+    const text = tok.renderChat([
+      { role: 'system', content: 'Please represent user queries.' },
+      { role: 'user', content: 'how do vaccines work' },
+      { role: 'assistant', content: 'The embedding is <|embed_token|>.' },
+    ]);
+    const ids = tok.encode(text);
+    const embed = tok.tokenToId('<|embed_token|>')!;
+    assert.equal(ids.filter((id) => id === embed).length, 1);
+    assert.equal(ids.filter((id) => id === tok.tokenToId('<|im_start|>')).length, 3);
+    assert.equal(ids.at(-2), tok.eosTokenId); // <|im_end|> then "\n"
+    assert.equal(tok.decode(ids), text);
+  },
+);
 
 test('templates: named list form, a missing template, a broken template', () => {
   assert.equal(

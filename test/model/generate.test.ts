@@ -48,27 +48,33 @@ test('greedy generation with the KV cache equals recomputing the whole sequence 
   }
 });
 
-test('a KV cache that starts without room grows in place and decodes exactly as one allocated for the whole run', () => {
-  const seq = [3, 9, 4, 17, 22, 5, 8, 1, 30, 2, 6, 12, 19, 27, 33, 44, 45];
-  const decode = (capacity: number): { hidden: Float32Array[]; allocated: number } =>
-    T.noGrad(() => {
-      const cache = model.newCache(capacity);
-      const out: Float32Array[] = [
-        model.forward(Int32Array.from(seq.slice(0, 3)), 1, 3, { cache }).data.slice(-config.hiddenSize),
-      ];
-      for (let t = 3; t < seq.length; t++) out.push(model.forward(Int32Array.of(seq[t]), 1, 1, { cache }).data);
-      return { hidden: out, allocated: cache.keys[0]!.shape[1] };
-    });
-  const grown = decode(0),
-    sized = decode(seq.length);
-  assert.deepEqual(grown.hidden, sized.hidden);
-  assert.equal(sized.allocated, seq.length, 'allocated once, at the first step');
-  assert.equal(grown.allocated, 24, 'doubled from the prompt: 3, 6, 12, 24');
-  const whole = full(seq).hidden;
-  const last = whole.subarray(whole.length - config.hiddenSize);
-  assert.ok(relErr(sized.hidden.at(-1)!, last) < 1e-5);
-  assert.throws(() => model.forward(Int32Array.of(1), 1, 1, { cache: model.newCache(4) }), /KV cache is for inference/);
-});
+test(
+  'a KV cache that starts without room grows in place ' + 'and decodes exactly as one allocated for the whole run',
+  () => {
+    const seq = [3, 9, 4, 17, 22, 5, 8, 1, 30, 2, 6, 12, 19, 27, 33, 44, 45];
+    const decode = (capacity: number): { hidden: Float32Array[]; allocated: number } =>
+      T.noGrad(() => {
+        const cache = model.newCache(capacity);
+        const out: Float32Array[] = [
+          model.forward(Int32Array.from(seq.slice(0, 3)), 1, 3, { cache }).data.slice(-config.hiddenSize),
+        ];
+        for (let t = 3; t < seq.length; t++) out.push(model.forward(Int32Array.of(seq[t]), 1, 1, { cache }).data);
+        return { hidden: out, allocated: cache.keys[0]!.shape[1] };
+      });
+    const grown = decode(0),
+      sized = decode(seq.length);
+    assert.deepEqual(grown.hidden, sized.hidden);
+    assert.equal(sized.allocated, seq.length, 'allocated once, at the first step');
+    assert.equal(grown.allocated, 24, 'doubled from the prompt: 3, 6, 12, 24');
+    const whole = full(seq).hidden;
+    const last = whole.subarray(whole.length - config.hiddenSize);
+    assert.ok(relErr(sized.hidden.at(-1)!, last) < 1e-5);
+    assert.throws(
+      () => model.forward(Int32Array.of(1), 1, 1, { cache: model.newCache(4) }),
+      /KV cache is for inference/,
+    );
+  },
+);
 
 test('a batch of prompts of different lengths generates what each prompt generates alone', () => {
   const batch = generate(model, prompts, {

@@ -31,7 +31,8 @@ interface OracleResult {
 
 let dir = '';
 const chat =
-  '<|im_start|>system\nPlease represent user queries.<|im_end|>\n<|im_start|>user\nwhat is a GGUF file?<|im_end|>\n<|im_start|>assistant\n';
+  '<|im_start|>system\nPlease represent user queries.<|im_end|>\n<|im_start|>user\nwhat is a GGUF ' +
+  'file?<|im_end|>\n<|im_start|>assistant\n';
 
 function prompts(fx: TinyQwen2Fixture): number[][] {
   const tok = Tokenizer.fromJSON(fx.tokenizerJson, fx.tokenizerConfig);
@@ -80,7 +81,8 @@ function assertGreedyAgrees(label: string, ours: number[], ref: OracleResult, ti
     if (ours[i] === ref.greedy[i]) continue;
     assert.ok(
       ref.gaps[i]! < tie,
-      `${label}: step ${i}: llama.cpp ${ours[i]} vs PyTorch ${ref.greedy[i]} with top-2 gap ${ref.gaps[i]} (>= ${tie})\n` +
+      `${label}: step ${i}: llama.cpp ${ours[i]} vs PyTorch ${ref.greedy[i]} with top-2 gap ${ref.gaps[i]} ` +
+        `(>= ${tie})\n` +
         `llama.cpp ${ours.join(',')}\nPyTorch   ${ref.greedy.join(',')}`,
     );
     return i;
@@ -131,18 +133,21 @@ test('F32 GGUF in llama.cpp = PyTorch: last hidden state (cos >= 0.9999) and 32 
   }
 });
 
-test('llama.cpp tokenizes text like our tokenizer (tokens, merges, pre-tokenizer and special tokens exported right)', async () => {
-  const m = await open(tied.gguf['F32']!);
-  const tok = Tokenizer.fromJSON(tiedFx.tokenizerJson, tiedFx.tokenizerConfig);
-  for (const text of [
-    chat,
-    'The quick brown fox jumps over the lazy dog.',
-    "  it's 2024:\n\ttabs, ÜNICODE 漢字 and emoji 🙂<|embed_token|>.",
-  ]) {
-    assert.deepEqual(m.model.tokenize(text, true).map(Number), tok.encode(text), JSON.stringify(text));
-    assert.equal(m.model.detokenize(m.model.tokenize(text, true), true), text);
-  }
-});
+test(
+  'llama.cpp tokenizes text like our tokenizer (tokens, ' + 'merges, pre-tokenizer and special tokens exported right)',
+  async () => {
+    const m = await open(tied.gguf['F32']!);
+    const tok = Tokenizer.fromJSON(tiedFx.tokenizerJson, tiedFx.tokenizerConfig);
+    for (const text of [
+      chat,
+      'The quick brown fox jumps over the lazy dog.',
+      "  it's 2024:\n\ttabs, ÜNICODE 漢字 and emoji 🙂<|embed_token|>.",
+    ]) {
+      assert.deepEqual(m.model.tokenize(text, true).map(Number), tok.encode(text), JSON.stringify(text));
+      assert.equal(m.model.detokenize(m.model.tokenize(text, true), true), text);
+    }
+  },
+);
 
 test('F16 and Q8_0 GGUFs load and stay close to PyTorch', async () => {
   for (const [fileType, minCos] of [

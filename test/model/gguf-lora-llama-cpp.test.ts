@@ -85,7 +85,8 @@ function assertGreedyAgrees(label: string, ours: number[], ref: OracleResult): v
     if (ours[i] === ref.greedy[i]) continue;
     assert.ok(
       ref.gaps[i]! < NEAR_TIE,
-      `${label}: step ${i}: llama.cpp ${ours[i]} vs PyTorch ${ref.greedy[i]} (top-2 gap ${ref.gaps[i]})\nllama.cpp ${ours.join(',')}\nPyTorch   ${ref.greedy.join(',')}`,
+      `${label}: step ${i}: llama.cpp ${ours[i]} vs PyTorch ${ref.greedy[i]} (top-2 gap ` +
+        `${ref.gaps[i]})\nllama.cpp ${ours.join(',')}\nPyTorch   ${ref.greedy.join(',')}`,
     );
     return;
   }

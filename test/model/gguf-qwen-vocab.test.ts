@@ -23,7 +23,8 @@ let tokenizer: Tokenizer;
 let exported: GgufTokenizer;
 
 const TEXTS = [
-  '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is BM25?<|im_end|>\n<|im_start|>assistant\n',
+  '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is ' +
+    'BM25?<|im_end|>\n<|im_start|>assistant\n',
   "Don't panic: it's 42, isn't it? They'll say we'd   done  it.\n\n\n   Indented\tand\ttabbed.",
   '检索增强生成（RAG）把检索和生成结合起来。 البحث عن المعلومات باللغة العربية. Ελληνικά, русский, हिन्दी.',
   'def f(x):\n    return x**2 + 1_000_000  # 12345678901234567890\r\n{"key": [1, 2.5e-3]}',

@@ -342,168 +342,187 @@ test('tokenizer.json conversion: both merge forms, added-token types, vocabulari
   );
 });
 
-test('tokenizer files: special tokens by name, config.json fallback, named chat templates, unknown names refused', () => {
-  const fx = tinyQwen2Fixture(7);
-  const t = ggufTokenizerFromFiles(
-    fx.tokenizerJson,
-    {
-      eos_token: { content: '<|im_end|>', special: true },
-      pad_token: '<|endoftext|>',
-      chat_template: [
-        { name: 'tool_use', template: 'T' },
-        { name: 'default', template: 'D' },
-      ],
-    },
-    fx.config,
-  );
-  assert.deepEqual([t.bosTokenId, t.eosTokenId, t.padTokenId, t.chatTemplate], [296, 298, 296, 'D']);
-  const none = ggufTokenizerFromFiles(fx.tokenizerJson, {}, { ...fx.config, bosTokenId: null, eosTokenId: [297, 298] });
-  assert.deepEqual([none.bosTokenId, none.eosTokenId, none.padTokenId, none.chatTemplate], [null, 297, null, null]);
-  assert.throws(
-    () =>
-      ggufTokenizerFromFiles(fx.tokenizerJson, { eos_token: '</s>' }, fx.config, {
-        tokenizerConfig: '/m/tokenizer_config.json',
-      }),
-    /\/m\/tokenizer_config\.json: "eos_token" "<\/s>" is not a token of tokenizer\.json\./,
-  );
-});
+test(
+  'tokenizer files: special tokens by name, config.json ' + 'fallback, named chat templates, unknown names refused',
+  () => {
+    const fx = tinyQwen2Fixture(7);
+    const t = ggufTokenizerFromFiles(
+      fx.tokenizerJson,
+      {
+        eos_token: { content: '<|im_end|>', special: true },
+        pad_token: '<|endoftext|>',
+        chat_template: [
+          { name: 'tool_use', template: 'T' },
+          { name: 'default', template: 'D' },
+        ],
+      },
+      fx.config,
+    );
+    assert.deepEqual([t.bosTokenId, t.eosTokenId, t.padTokenId, t.chatTemplate], [296, 298, 296, 'D']);
+    const none = ggufTokenizerFromFiles(
+      fx.tokenizerJson,
+      {},
+      { ...fx.config, bosTokenId: null, eosTokenId: [297, 298] },
+    );
+    assert.deepEqual([none.bosTokenId, none.eosTokenId, none.padTokenId, none.chatTemplate], [null, 297, null, null]);
+    assert.throws(
+      () =>
+        ggufTokenizerFromFiles(fx.tokenizerJson, { eos_token: '</s>' }, fx.config, {
+          tokenizerConfig: '/m/tokenizer_config.json',
+        }),
+      /\/m\/tokenizer_config\.json: "eos_token" "<\/s>" is not a token of tokenizer\.json\./,
+    );
+  },
+);
 
-test('LoRA adapter GGUF: adapter metadata, lora_a/lora_b names and transposed dims as llama.cpp checks them', async () => {
-  await withTempDir(async (dir) => {
-    const fx = tinyQwen2Fixture(5);
-    const rng = new SeededRandom(6);
-    const r = 4;
-    const peft = new Map<string, TensorData>();
-    for (const proj of ['q_proj', 'v_proj']) {
-      const out = proj === 'q_proj' ? 64 : 32;
-      peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_A.weight`, {
-        shape: [r, 64],
-        data: rng.normalArray(r * 64, 0.1),
+test(
+  'LoRA adapter GGUF: adapter metadata, lora_a/lora_b ' + 'names and transposed dims as llama.cpp checks them',
+  async () => {
+    await withTempDir(async (dir) => {
+      const fx = tinyQwen2Fixture(5);
+      const rng = new SeededRandom(6);
+      const r = 4;
+      const peft = new Map<string, TensorData>();
+      for (const proj of ['q_proj', 'v_proj']) {
+        const out = proj === 'q_proj' ? 64 : 32;
+        peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_A.weight`, {
+          shape: [r, 64],
+          data: rng.normalArray(r * 64, 0.1),
+        });
+        peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_B.weight`, {
+          shape: [out, r],
+          data: rng.normalArray(out * r, 0.1),
+        });
+      }
+      const adapters = loraPairsFromPeft(peft);
+      assert.deepEqual([...adapters.keys()].sort(), [
+        'model.layers.1.self_attn.q_proj.weight',
+        'model.layers.1.self_attn.v_proj.weight',
+      ]);
+      const file = path.join(dir, 'lora.gguf');
+      await writeQwen2LoraGguf(file, { config: fx.config, adapters, alpha: 8 });
+      const p = await parse(file);
+      assert.equal(p.meta['general.architecture']!.value, 'qwen2');
+      assert.equal(p.meta['general.type']!.value, 'adapter');
+      assert.equal(p.meta['adapter.type']!.value, 'lora');
+      assert.equal(p.meta['adapter.lora.alpha']!.value, 8);
+      assert.equal(p.meta['adapter.lora.alpha']!.type, 6, 'float32');
+      assert.deepEqual(
+        p.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype]),
+        [
+          ['blk.1.attn_q.weight.lora_a', [64, r], 0],
+          ['blk.1.attn_q.weight.lora_b', [r, 64], 0],
+          ['blk.1.attn_v.weight.lora_a', [64, r], 0],
+          ['blk.1.attn_v.weight.lora_b', [r, 32], 0],
+        ],
+      );
+      const bad = new Map(adapters);
+      bad.set('model.layers.0.self_attn.k_proj.weight', {
+        a: { shape: [r, 64], data: new Float32Array(r * 64) },
+        b: { shape: [64, r], data: new Float32Array(64 * r) },
       });
-      peft.set(`base_model.model.model.layers.1.self_attn.${proj}.lora_B.weight`, {
-        shape: [out, r],
-        data: rng.normalArray(out * r, 0.1),
-      });
-    }
-    const adapters = loraPairsFromPeft(peft);
-    assert.deepEqual([...adapters.keys()].sort(), [
-      'model.layers.1.self_attn.q_proj.weight',
-      'model.layers.1.self_attn.v_proj.weight',
-    ]);
-    const file = path.join(dir, 'lora.gguf');
-    await writeQwen2LoraGguf(file, { config: fx.config, adapters, alpha: 8 });
-    const p = await parse(file);
-    assert.equal(p.meta['general.architecture']!.value, 'qwen2');
-    assert.equal(p.meta['general.type']!.value, 'adapter');
-    assert.equal(p.meta['adapter.type']!.value, 'lora');
-    assert.equal(p.meta['adapter.lora.alpha']!.value, 8);
-    assert.equal(p.meta['adapter.lora.alpha']!.type, 6, 'float32');
-    assert.deepEqual(
-      p.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype]),
-      [
-        ['blk.1.attn_q.weight.lora_a', [64, r], 0],
-        ['blk.1.attn_q.weight.lora_b', [r, 64], 0],
-        ['blk.1.attn_v.weight.lora_a', [64, r], 0],
-        ['blk.1.attn_v.weight.lora_b', [r, 32], 0],
-      ],
-    );
-    const bad = new Map(adapters);
-    bad.set('model.layers.0.self_attn.k_proj.weight', {
-      a: { shape: [r, 64], data: new Float32Array(r * 64) },
-      b: { shape: [64, r], data: new Float32Array(64 * r) },
+      await assert.rejects(
+        writeQwen2LoraGguf(file, { config: fx.config, adapters: bad, alpha: 8 }),
+        /"model\.layers\.0\.self_attn\.k_proj\.weight" \[32, 64\] needs A \[r, 64\] and B \[32, r\]/,
+      );
+      assert.throws(() => loraPairsFromPeft(new Map([...peft].slice(0, 1))), /has lora_B missing/);
     });
-    await assert.rejects(
-      writeQwen2LoraGguf(file, { config: fx.config, adapters: bad, alpha: 8 }),
-      /"model\.layers\.0\.self_attn\.k_proj\.weight" \[32, 64\] needs A \[r, 64\] and B \[32, r\]/,
-    );
-    assert.throws(() => loraPairsFromPeft(new Map([...peft].slice(0, 1))), /has lora_B missing/);
-  });
-});
+  },
+);
 
-test('exporting from Hugging Face folders (sharded model, PEFT adapter) gives the same bytes as the direct writers', async () => {
-  await withTempDir(async (dir) => {
-    const fx = tinyQwen2Fixture(8);
-    const modelDir = path.join(dir, 'tiny-model');
-    await saveSafetensorsFolder(modelDir, fx.tensors, { maxShardBytes: 100_000 });
-    assert.ok((await fsp.readdir(modelDir)).includes('model.safetensors.index.json'), 'sharded');
-    await writeQwen2Config(path.join(modelDir, 'config.json'), fx.config);
-    await fsp.writeFile(path.join(modelDir, 'tokenizer.json'), JSON.stringify(fx.tokenizerJson));
-    await fsp.writeFile(path.join(modelDir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizerConfig));
-    const viaFolder = path.join(dir, 'folder.gguf');
-    const direct = path.join(dir, 'direct.gguf');
-    await exportQwen2GgufFromFolder(modelDir, viaFolder, { fileType: 'Q8_0' });
-    await writeQwen2Gguf(direct, {
-      config: fx.config,
-      tensors: fx.tensors,
-      fileType: 'Q8_0',
-      name: 'tiny-model',
-      tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, fx.tokenizerConfig, fx.config),
-    });
-    assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
-    assert.equal((await parse(viaFolder)).meta['qwen2.pooling_type']!.value, 3, 'last-token pooling');
-
-    // a bf16 checkpoint, held in 16 bits while it is written, converts exactly as its float32 values do
-    const bf16Dir = path.join(dir, 'bf16-model');
-    await saveSafetensorsFolder(bf16Dir, fx.tensors, { dtype: 'BF16', maxShardBytes: 100_000 });
-    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
-      await fsp.copyFile(path.join(modelDir, f), path.join(bf16Dir, f));
-    const rounded = new Map(
-      [...fx.tensors].map(([n, t]) => {
-        const data = new Float32Array(t.data.length);
-        widenHalf(HalfArray.from(t.data, 'bf16'), data);
-        return [n, { shape: t.shape, data }] as const;
-      }),
-    );
-    for (const fileType of ['F32', 'F16', 'Q8_0'] as const) {
-      await exportQwen2GgufFromFolder(bf16Dir, viaFolder, { fileType });
+test(
+  'exporting from Hugging Face folders (sharded model, ' + 'PEFT adapter) gives the same bytes as the direct writers',
+  async () => {
+    await withTempDir(async (dir) => {
+      const fx = tinyQwen2Fixture(8);
+      const modelDir = path.join(dir, 'tiny-model');
+      await saveSafetensorsFolder(modelDir, fx.tensors, { maxShardBytes: 100_000 });
+      assert.ok((await fsp.readdir(modelDir)).includes('model.safetensors.index.json'), 'sharded');
+      await writeQwen2Config(path.join(modelDir, 'config.json'), fx.config);
+      await fsp.writeFile(path.join(modelDir, 'tokenizer.json'), JSON.stringify(fx.tokenizerJson));
+      await fsp.writeFile(path.join(modelDir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizerConfig));
+      const viaFolder = path.join(dir, 'folder.gguf');
+      const direct = path.join(dir, 'direct.gguf');
+      await exportQwen2GgufFromFolder(modelDir, viaFolder, { fileType: 'Q8_0' });
       await writeQwen2Gguf(direct, {
         config: fx.config,
-        tensors: rounded,
-        fileType,
-        name: 'bf16-model',
+        tensors: fx.tensors,
+        fileType: 'Q8_0',
+        name: 'tiny-model',
         tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, fx.tokenizerConfig, fx.config),
       });
-      assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)), `bf16 folder as ${fileType}`);
-    }
+      assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+      assert.equal((await parse(viaFolder)).meta['qwen2.pooling_type']!.value, 3, 'last-token pooling');
 
-    const rng = new SeededRandom(9);
-    const peft = new Map<string, TensorData>([
-      [
-        'base_model.model.model.layers.0.mlp.down_proj.lora_A.weight',
-        { shape: [2, 128], data: rng.normalArray(256, 0.1) },
-      ],
-      [
-        'base_model.model.model.layers.0.mlp.down_proj.lora_B.weight',
-        { shape: [64, 2], data: rng.normalArray(128, 0.1) },
-      ],
-    ]);
-    const adapterDir = path.join(dir, 'adapter');
-    await fsp.mkdir(adapterDir);
-    await saveSafetensors(path.join(adapterDir, 'adapter_model.safetensors'), peft);
-    const adapterConfig = { peft_type: 'LORA', r: 2, lora_alpha: 16, target_modules: ['down_proj'], use_rslora: false };
-    await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify(adapterConfig));
-    await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
-    await writeQwen2LoraGguf(direct, { config: fx.config, adapters: loraPairsFromPeft(peft), alpha: 16 });
-    assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+      // a bf16 checkpoint, held in 16 bits while it is written, converts exactly as its float32 values do
+      const bf16Dir = path.join(dir, 'bf16-model');
+      await saveSafetensorsFolder(bf16Dir, fx.tensors, { dtype: 'BF16', maxShardBytes: 100_000 });
+      for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
+        await fsp.copyFile(path.join(modelDir, f), path.join(bf16Dir, f));
+      const rounded = new Map(
+        [...fx.tensors].map(([n, t]) => {
+          const data = new Float32Array(t.data.length);
+          widenHalf(HalfArray.from(t.data, 'bf16'), data);
+          return [n, { shape: t.shape, data }] as const;
+        }),
+      );
+      for (const fileType of ['F32', 'F16', 'Q8_0'] as const) {
+        await exportQwen2GgufFromFolder(bf16Dir, viaFolder, { fileType });
+        await writeQwen2Gguf(direct, {
+          config: fx.config,
+          tensors: rounded,
+          fileType,
+          name: 'bf16-model',
+          tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, fx.tokenizerConfig, fx.config),
+        });
+        assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)), `bf16 folder as ${fileType}`);
+      }
 
-    await fsp.writeFile(
-      path.join(adapterDir, 'adapter_config.json'),
-      JSON.stringify({ ...adapterConfig, use_rslora: true }),
-    );
-    await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
-    assert.equal(
-      (await parse(viaFolder)).meta['adapter.lora.alpha']!.value,
-      Math.fround(16 * Math.sqrt(2)),
-      'rsLoRA: alpha·sqrt(r), so alpha/r = 16/sqrt(2)',
-    );
-    await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, r: 4 }));
-    await assert.rejects(
-      exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder),
-      /"model\.layers\.0\.mlp\.down_proj\.weight" has rank 2, but adapter_config\.json says r = 4/,
-    );
-    await assert.rejects(
-      exportQwen2GgufFromFolder(adapterDir, viaFolder),
-      /adapter\/config\.json: cannot read the model config \(ENOENT\)/,
-    );
-  });
-});
+      const rng = new SeededRandom(9);
+      const peft = new Map<string, TensorData>([
+        [
+          'base_model.model.model.layers.0.mlp.down_proj.lora_A.weight',
+          { shape: [2, 128], data: rng.normalArray(256, 0.1) },
+        ],
+        [
+          'base_model.model.model.layers.0.mlp.down_proj.lora_B.weight',
+          { shape: [64, 2], data: rng.normalArray(128, 0.1) },
+        ],
+      ]);
+      const adapterDir = path.join(dir, 'adapter');
+      await fsp.mkdir(adapterDir);
+      await saveSafetensors(path.join(adapterDir, 'adapter_model.safetensors'), peft);
+      const adapterConfig = {
+        peft_type: 'LORA',
+        r: 2,
+        lora_alpha: 16,
+        target_modules: ['down_proj'],
+        use_rslora: false,
+      };
+      await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify(adapterConfig));
+      await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
+      await writeQwen2LoraGguf(direct, { config: fx.config, adapters: loraPairsFromPeft(peft), alpha: 16 });
+      assert.ok((await fsp.readFile(viaFolder)).equals(await fsp.readFile(direct)));
+
+      await fsp.writeFile(
+        path.join(adapterDir, 'adapter_config.json'),
+        JSON.stringify({ ...adapterConfig, use_rslora: true }),
+      );
+      await exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder);
+      assert.equal(
+        (await parse(viaFolder)).meta['adapter.lora.alpha']!.value,
+        Math.fround(16 * Math.sqrt(2)),
+        'rsLoRA: alpha·sqrt(r), so alpha/r = 16/sqrt(2)',
+      );
+      await fsp.writeFile(path.join(adapterDir, 'adapter_config.json'), JSON.stringify({ ...adapterConfig, r: 4 }));
+      await assert.rejects(
+        exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder),
+        /"model\.layers\.0\.mlp\.down_proj\.weight" has rank 2, but adapter_config\.json says r = 4/,
+      );
+      await assert.rejects(
+        exportQwen2GgufFromFolder(adapterDir, viaFolder),
+        /adapter\/config\.json: cannot read the model config \(ENOENT\)/,
+      );
+    });
+  },
+);

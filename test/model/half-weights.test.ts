@@ -62,33 +62,39 @@ const DOCS = [
 
 for (const backend of ['native', 'js'] as const) {
   for (const dtype of ['BF16', 'F16'] as const) {
-    test(`${dtype} weights held in 16 bits (${backend}): logits, embeddings and the greedy analysis match the f32 path`, async () => {
-      T.setBackend(backend);
-      try {
-        const { half, wide } = await bothWays(dtype);
-        const ids = Int32Array.from(half.tokenizer.encode(`${QUERY} ${DOCS.join(' ')}`));
-        const logits = (m: LoadedModel): Float32Array =>
-          T.noGrad(() => m.model.logits(m.model.forward(ids, 1, ids.length))).data;
-        const c = minRowCosine(logits(half), logits(wide), half.config.vocabSize);
-        assert.ok(c >= COS, `logits: worst position cosine ${c}`);
-        const eh = new Embedder(half.model, half.tokenizer),
-          ew = new Embedder(wide.model, wide.tokenizer);
-        const docsH = eh.embedDocuments(DOCS).vectors,
-          docsW = ew.embedDocuments(DOCS).vectors;
-        docsH.forEach((v, i) => assert.ok(cosine(v, docsW[i]) >= COS, `document ${i}: cosine ${cosine(v, docsW[i])}`));
-        for (const reasoning of ['off', 'on'] as const) {
-          const qh = eh.embedQuery(QUERY, { reasoning, maxReasoningTokens: 12 });
-          const qw = ew.embedQuery(QUERY, { reasoning, maxReasoningTokens: 12 });
-          assert.deepEqual(qh.tokens, qw.tokens, `reasoning ${reasoning}: the same greedy analysis`);
-          assert.ok(
-            cosine(qh.vector, qw.vector) >= COS,
-            `reasoning ${reasoning}: <|embed_token|> state cosine ${cosine(qh.vector, qw.vector)}`,
+    test(
+      `${dtype} weights held in 16 bits (${backend}): logits, ` +
+        `embeddings and the greedy analysis match the f32 path`,
+      async () => {
+        T.setBackend(backend);
+        try {
+          const { half, wide } = await bothWays(dtype);
+          const ids = Int32Array.from(half.tokenizer.encode(`${QUERY} ${DOCS.join(' ')}`));
+          const logits = (m: LoadedModel): Float32Array =>
+            T.noGrad(() => m.model.logits(m.model.forward(ids, 1, ids.length))).data;
+          const c = minRowCosine(logits(half), logits(wide), half.config.vocabSize);
+          assert.ok(c >= COS, `logits: worst position cosine ${c}`);
+          const eh = new Embedder(half.model, half.tokenizer),
+            ew = new Embedder(wide.model, wide.tokenizer);
+          const docsH = eh.embedDocuments(DOCS).vectors,
+            docsW = ew.embedDocuments(DOCS).vectors;
+          docsH.forEach((v, i) =>
+            assert.ok(cosine(v, docsW[i]) >= COS, `document ${i}: cosine ${cosine(v, docsW[i])}`),
           );
+          for (const reasoning of ['off', 'on'] as const) {
+            const qh = eh.embedQuery(QUERY, { reasoning, maxReasoningTokens: 12 });
+            const qw = ew.embedQuery(QUERY, { reasoning, maxReasoningTokens: 12 });
+            assert.deepEqual(qh.tokens, qw.tokens, `reasoning ${reasoning}: the same greedy analysis`);
+            assert.ok(
+              cosine(qh.vector, qw.vector) >= COS,
+              `reasoning ${reasoning}: <|embed_token|> state cosine ${cosine(qh.vector, qw.vector)}`,
+            );
+          }
+        } finally {
+          T.setBackend('native');
         }
-      } finally {
-        T.setBackend('native');
-      }
-    });
+      },
+    );
   }
 }
 
@@ -113,28 +119,34 @@ function loraStep(m: LoadedModel): { loss: number; grads: Float32Array[] } {
 }
 
 for (const dtype of ['BF16', 'F16'] as const) {
-  test(`LoRA on a ${dtype} base held in 16 bits: one step's adapter gradients within 1e-3 of the f32 base's`, async () => {
-    const { half, wide } = await bothWays(dtype);
-    const h = loraStep(half),
-      w = loraStep(wide);
-    assert.ok(Math.abs(h.loss - w.loss) <= 1e-5 * Math.abs(w.loss), `loss ${h.loss} vs ${w.loss}`);
-    h.grads.forEach((g, i) => {
-      assert.ok(
-        g.some((x) => x !== 0),
-        `adapter ${i} gets a gradient`,
-      );
-      assert.ok(relErr(g, w.grads[i]) <= 1e-3, `adapter ${i}: relErr ${relErr(g, w.grads[i])}`);
-    });
-    for (const p of half.model.parameters()) assert.equal(p.grad, null, `${p.name} is frozen`);
-  });
+  test(
+    `LoRA on a ${dtype} base held in 16 bits: one step's ` + `adapter gradients within 1e-3 of the f32 base's`,
+    async () => {
+      const { half, wide } = await bothWays(dtype);
+      const h = loraStep(half),
+        w = loraStep(wide);
+      assert.ok(Math.abs(h.loss - w.loss) <= 1e-5 * Math.abs(w.loss), `loss ${h.loss} vs ${w.loss}`);
+      h.grads.forEach((g, i) => {
+        assert.ok(
+          g.some((x) => x !== 0),
+          `adapter ${i} gets a gradient`,
+        );
+        assert.ok(relErr(g, w.grads[i]) <= 1e-3, `adapter ${i}: relErr ${relErr(g, w.grads[i])}`);
+      });
+      for (const p of half.model.parameters()) assert.equal(p.grad, null, `${p.name} is frozen`);
+    },
+  );
 }
 
-test('a weight held in 16 bits refuses to be trained, and every op but matmul and embedding refuses to read it', async () => {
-  const { half } = await bothWays('BF16');
-  const w = half.model.params.get('model.layers.0.self_attn.q_proj.weight')!;
-  assert.throws(() => {
-    w.requiresGrad = true;
-  }, /held in bf16, which is for frozen weights; load it in float32 to train it/);
-  assert.throws(() => T.add(w, w), /is held in bf16: only matmul\/linear \(as the weight\) and embedding read one/);
-  assert.equal(w.float32().dtype, 'f32');
-});
+test(
+  'a weight held in 16 bits refuses to be trained, and ' + 'every op but matmul and embedding refuses to read it',
+  async () => {
+    const { half } = await bothWays('BF16');
+    const w = half.model.params.get('model.layers.0.self_attn.q_proj.weight')!;
+    assert.throws(() => {
+      w.requiresGrad = true;
+    }, /held in bf16, which is for frozen weights; load it in float32 to train it/);
+    assert.throws(() => T.add(w, w), /is held in bf16: only matmul\/linear \(as the weight\) and embedding read one/);
+    assert.equal(w.float32().dtype, 'f32');
+  },
+);

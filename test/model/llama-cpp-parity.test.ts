@@ -91,7 +91,8 @@ function assertGreedyAgrees(label: string, prompt: number[], mine: number[], the
     const gap = gapAfter([...prompt, ...mine.slice(0, i)]);
     assert.ok(
       gap < NEAR_TIE,
-      `${label}: step ${i}: ours ${mine[i]} vs llama.cpp ${theirs[i]} (our top-2 gap ${gap})\nours      ${mine.join(',')}\nllama.cpp ${theirs.join(',')}`,
+      `${label}: step ${i}: ours ${mine[i]} vs llama.cpp ${theirs[i]} (our top-2 gap ${gap})\nours      ` +
+        `${mine.join(',')}\nllama.cpp ${theirs.join(',')}`,
     );
     return;
   }

@@ -146,33 +146,36 @@ test('adding <|embed_token|> grows the embedding and untied head only when neede
   assert.equal(again.model, model);
 });
 
-test('a table held in bf16 grows in bf16: old rows as they were, the new row the bf16 mean of the old ones', async () => {
-  const base = tiny(6, false);
-  const dir = tmp();
-  try {
-    await saveModelFolder(dir, base, { dtype: 'BF16' });
-    const half = await loadModelFolder(dir);
-    const wide = await loadModelFolder(dir, { precision: 'f32' });
-    const grownHalf = addSpecialTokens(half, ['<|embed_token|>']).model;
-    const grownWide = addSpecialTokens(wide, ['<|embed_token|>']).model;
-    for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
-      const h = grownHalf.params.get(name)!,
-        w = grownWide.params.get(name)!;
-      assert.equal(h.dtype, 'bf16');
-      assert.deepEqual(
-        h.half.bits.subarray(0, half.model.params.get(name)!.size),
-        half.model.params.get(name)!.half.bits,
-      );
-      assert.deepEqual(
-        h.half.bits,
-        T.HalfArray.from(w.data, 'bf16').bits,
-        `${name}: the mean row rounds as float32 does`,
-      );
+test(
+  'a table held in bf16 grows in bf16: old rows as ' + 'they were, the new row the bf16 mean of the old ones',
+  async () => {
+    const base = tiny(6, false);
+    const dir = tmp();
+    try {
+      await saveModelFolder(dir, base, { dtype: 'BF16' });
+      const half = await loadModelFolder(dir);
+      const wide = await loadModelFolder(dir, { precision: 'f32' });
+      const grownHalf = addSpecialTokens(half, ['<|embed_token|>']).model;
+      const grownWide = addSpecialTokens(wide, ['<|embed_token|>']).model;
+      for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
+        const h = grownHalf.params.get(name)!,
+          w = grownWide.params.get(name)!;
+        assert.equal(h.dtype, 'bf16');
+        assert.deepEqual(
+          h.half.bits.subarray(0, half.model.params.get(name)!.size),
+          half.model.params.get(name)!.half.bits,
+        );
+        assert.deepEqual(
+          h.half.bits,
+          T.HalfArray.from(w.data, 'bf16').bits,
+          `${name}: the mean row rounds as float32 does`,
+        );
+      }
+    } finally {
+      rmSync(dir, { recursive: true });
     }
-  } finally {
-    rmSync(dir, { recursive: true });
-  }
-});
+  },
+);
 
 test('weights that would not fit in memory are refused before any is read, with the bytes they need', async () => {
   const m = tiny(7, false);
@@ -200,54 +203,58 @@ test('weights that would not fit in memory are refused before any is read, with 
   }
 });
 
-test('LoRA: starts as the identity, trains only the adapters, merges and unmerges exactly, round-trips through PEFT files', async () => {
-  const m = tiny(4);
-  const baseHidden = hidden(m.model, ids);
-  const baseW = Float32Array.from(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data);
-  const cfg = {
-    rank: 4,
-    alpha: 8,
-    dropout: 0,
-    targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[],
-  };
-  const trainable = attachLora(m.model, cfg, new T.Rng(5));
-  assert.equal(trainable.length, 2 * 3 * m.model.config.numHiddenLayers);
-  assert.equal(relErr(hidden(m.model, ids), baseHidden), 0, 'B = 0: identity at start');
-  // one step of training changes only the adapters
-  const opt = new T.AdamW(loraParameters(m.model), { weightDecay: 0 });
-  const loss = T.crossEntropy(
-    m.model.logits(m.model.forward(Int32Array.from(ids), 1, ids.length)),
-    Int32Array.from([...ids.slice(1), -100]),
-  );
-  loss.backward();
-  for (const p of m.model.parameters()) assert.equal(p.grad, null, `${p.name} is frozen`);
-  opt.step(1e-2);
-  const adapted = hidden(m.model, ids);
-  assert.ok(relErr(adapted, baseHidden) > 1e-4, 'adapters changed the model');
-  mergeLora(m.model);
-  assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5, 'merged = unmerged forward');
-  unmergeLora(m.model);
-  assert.ok(
-    relErr(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data, baseW) < 1e-6,
-    'unmerge restores W',
-  );
-  assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5);
-  const dir = tmp();
-  try {
-    await saveLoraAdapter(dir, m.model, cfg, 'tiny');
-    assert.ok(
-      existsSync(path.join(dir, 'adapter_config.json')) && existsSync(path.join(dir, 'adapter_model.safetensors')),
+test(
+  'LoRA: starts as the identity, trains only the adapters, ' +
+    'merges and unmerges exactly, round-trips through PEFT files',
+  async () => {
+    const m = tiny(4);
+    const baseHidden = hidden(m.model, ids);
+    const baseW = Float32Array.from(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data);
+    const cfg = {
+      rank: 4,
+      alpha: 8,
+      dropout: 0,
+      targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[],
+    };
+    const trainable = attachLora(m.model, cfg, new T.Rng(5));
+    assert.equal(trainable.length, 2 * 3 * m.model.config.numHiddenLayers);
+    assert.equal(relErr(hidden(m.model, ids), baseHidden), 0, 'B = 0: identity at start');
+    // one step of training changes only the adapters
+    const opt = new T.AdamW(loraParameters(m.model), { weightDecay: 0 });
+    const loss = T.crossEntropy(
+      m.model.logits(m.model.forward(Int32Array.from(ids), 1, ids.length)),
+      Int32Array.from([...ids.slice(1), -100]),
     );
-    const fresh = tiny(4);
-    const loaded = await loadLoraAdapter(dir, fresh.model);
-    assert.deepEqual(loaded, cfg);
-    assert.ok(relErr(hidden(fresh.model, ids), adapted) < 1e-6, 'loaded adapter gives the same model');
-    await assert.rejects(loadLoraAdapter(path.join(dir, 'missing'), fresh.model), /adapter_config\.json: is missing/);
-  } finally {
-    rmSync(dir, { recursive: true });
-  }
-  assert.throws(
-    () => attachLora(tiny().model, { ...cfg, targets: ['qkv' as 'q_proj'] }, new T.Rng(1)),
-    /not a Qwen2 linear layer/,
-  );
-});
+    loss.backward();
+    for (const p of m.model.parameters()) assert.equal(p.grad, null, `${p.name} is frozen`);
+    opt.step(1e-2);
+    const adapted = hidden(m.model, ids);
+    assert.ok(relErr(adapted, baseHidden) > 1e-4, 'adapters changed the model');
+    mergeLora(m.model);
+    assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5, 'merged = unmerged forward');
+    unmergeLora(m.model);
+    assert.ok(
+      relErr(m.model.params.get('model.layers.0.self_attn.q_proj.weight')!.data, baseW) < 1e-6,
+      'unmerge restores W',
+    );
+    assert.ok(relErr(hidden(m.model, ids), adapted) < 1e-5);
+    const dir = tmp();
+    try {
+      await saveLoraAdapter(dir, m.model, cfg, 'tiny');
+      assert.ok(
+        existsSync(path.join(dir, 'adapter_config.json')) && existsSync(path.join(dir, 'adapter_model.safetensors')),
+      );
+      const fresh = tiny(4);
+      const loaded = await loadLoraAdapter(dir, fresh.model);
+      assert.deepEqual(loaded, cfg);
+      assert.ok(relErr(hidden(fresh.model, ids), adapted) < 1e-6, 'loaded adapter gives the same model');
+      await assert.rejects(loadLoraAdapter(path.join(dir, 'missing'), fresh.model), /adapter_config\.json: is missing/);
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+    assert.throws(
+      () => attachLora(tiny().model, { ...cfg, targets: ['qkv' as 'q_proj'] }, new T.Rng(1)),
+      /not a Qwen2 linear layer/,
+    );
+  },
+);

@@ -139,61 +139,64 @@ test('vocabulary() and merges() expose what a GGUF writer needs', () => {
   assert.equal(qwen.addedTokens[0]!.content, '<|endoftext|>');
 });
 
-test('adding <|embed_token|> to Qwen2.5 gives id 151665, encodes it as one token, and survives save + load', async () => {
-  const files = qwen2_5TokenizerFiles();
-  const originalAdded = files.tokenizerJson.added_tokens.length;
-  const tok = Tokenizer.fromJSON(files.tokenizerJson, files.tokenizerConfig);
-  assert.equal(tok.vocabSize, 151665);
-  const before = tok.encode('The embedding is <|embed_token|>.');
-  assert.ok(before.length > 6);
+test(
+  'adding <|embed_token|> to Qwen2.5 gives id 151665, ' + 'encodes it as one token, and survives save + load',
+  async () => {
+    const files = qwen2_5TokenizerFiles();
+    const originalAdded = files.tokenizerJson.added_tokens.length;
+    const tok = Tokenizer.fromJSON(files.tokenizerJson, files.tokenizerConfig);
+    assert.equal(tok.vocabSize, 151665);
+    const before = tok.encode('The embedding is <|embed_token|>.');
+    assert.ok(before.length > 6);
 
-  const result = tok.addSpecialTokens(['<|embed_token|>']);
-  assert.deepEqual(result, { ids: [151665], added: 1 });
-  assert.equal(tok.vocabSize, 151666);
-  assert.deepEqual(tok.encode('The embedding is <|embed_token|>.'), [785, 39088, 374, 220, 151665, 13]);
-  assert.equal(tok.decode([785, 39088, 374, 220, 151665, 13], { skipSpecialTokens: true }), 'The embedding is .');
-  // Adding it again changes nothing; the caller's objects were not mutated.
-  assert.deepEqual(tok.addSpecialTokens(['<|embed_token|>', '<|im_end|>']), { ids: [151665, 151645], added: 0 });
-  assert.equal(files.tokenizerJson.added_tokens.length, originalAdded);
-  assert.equal(files.tokenizerConfig.added_tokens_decoder?.['151665'], undefined);
+    const result = tok.addSpecialTokens(['<|embed_token|>']);
+    assert.deepEqual(result, { ids: [151665], added: 1 });
+    assert.equal(tok.vocabSize, 151666);
+    assert.deepEqual(tok.encode('The embedding is <|embed_token|>.'), [785, 39088, 374, 220, 151665, 13]);
+    assert.equal(tok.decode([785, 39088, 374, 220, 151665, 13], { skipSpecialTokens: true }), 'The embedding is .');
+    // Adding it again changes nothing; the caller's objects were not mutated.
+    assert.deepEqual(tok.addSpecialTokens(['<|embed_token|>', '<|im_end|>']), { ids: [151665, 151645], added: 0 });
+    assert.equal(files.tokenizerJson.added_tokens.length, originalAdded);
+    assert.equal(files.tokenizerConfig.added_tokens_decoder?.['151665'], undefined);
 
-  const dir = await tempDir();
-  try {
-    await tok.save(dir);
-    assert.deepEqual((await readdir(dir)).sort(), ['tokenizer.json', 'tokenizer_config.json'], 'no temp files left');
-    const savedConfig = JSON.parse(await readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
-    assert.deepEqual(savedConfig.added_tokens_decoder['151665'], {
-      content: '<|embed_token|>',
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    });
-    assert.ok(savedConfig.additional_special_tokens.includes('<|embed_token|>'));
-    const savedJson = JSON.parse(await readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
-    assert.deepEqual(savedJson.added_tokens.at(-1), {
-      id: 151665,
-      content: '<|embed_token|>',
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    });
-    // Everything else in tokenizer.json is as loaded.
-    assert.deepEqual({ ...savedJson, added_tokens: savedJson.added_tokens.slice(0, -1) }, files.tokenizerJson);
+    const dir = await tempDir();
+    try {
+      await tok.save(dir);
+      assert.deepEqual((await readdir(dir)).sort(), ['tokenizer.json', 'tokenizer_config.json'], 'no temp files left');
+      const savedConfig = JSON.parse(await readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
+      assert.deepEqual(savedConfig.added_tokens_decoder['151665'], {
+        content: '<|embed_token|>',
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      });
+      assert.ok(savedConfig.additional_special_tokens.includes('<|embed_token|>'));
+      const savedJson = JSON.parse(await readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
+      assert.deepEqual(savedJson.added_tokens.at(-1), {
+        id: 151665,
+        content: '<|embed_token|>',
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: true,
+      });
+      // Everything else in tokenizer.json is as loaded.
+      assert.deepEqual({ ...savedJson, added_tokens: savedJson.added_tokens.slice(0, -1) }, files.tokenizerJson);
 
-    const again = await Tokenizer.fromFolder(dir);
-    assert.equal(again.vocabSize, 151666);
-    assert.equal(again.tokenToId('<|embed_token|>'), 151665);
-    assert.ok(again.isSpecial(151665));
-    assert.deepEqual(again.encode('x<|embed_token|>y'), tok.encode('x<|embed_token|>y'));
-    assert.equal(again.chatTemplateSource, tok.chatTemplateSource);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+      const again = await Tokenizer.fromFolder(dir);
+      assert.equal(again.vocabSize, 151666);
+      assert.equal(again.tokenToId('<|embed_token|>'), 151665);
+      assert.ok(again.isSpecial(151665));
+      assert.deepEqual(again.encode('x<|embed_token|>y'), tok.encode('x<|embed_token|>y'));
+      assert.equal(again.chatTemplateSource, tok.chatTemplateSource);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test('a folder with a missing or malformed tokenizer file fails with one message naming the file', async () => {
   const dir = await tempDir();

@@ -205,29 +205,36 @@ function writeBeir(folder: string, set: DevSet): void {
   writeFileSync(join(folder, 'qrels', 'test.tsv'), ['query-id\tcorpus-id\tscore', ...lines].join('\n') + '\n');
 }
 
-test('the BM25 row equals search-r3 eval --retriever bm25 on the same subset (XQuAD de: German questions, English paragraphs)', async () => {
-  const scifact = await readBeirDataset(join(sharedData, 'scifact'), 'test');
-  const de = await readBeirDataset(join(sharedData, 'xquad/beir/de'), 'test');
-  const en = await readBeirDataset(join(sharedData, 'xquad/beir/en'), 'test');
-  const sets: [string, DevSet][] = [
-    ['scifact', subsetDevSet(scifact, MAX_QUERIES, MAX_DOCUMENTS)],
-    ['xquad-de', subsetDevSet({ corpus: en.corpus, queries: de.queries, qrels: de.qrels }, MAX_QUERIES, MAX_DOCUMENTS)],
-  ];
-  for (const [id, set] of sets) {
-    const folder = join(dir, `beir-${id}`);
-    writeBeir(folder, set);
-    const r = runCli(['eval', '--dataset', folder, '--retriever', 'bm25', '--json', '--cutoffs', '10,100']);
-    assert.equal(r.status, 0, r.stderr);
-    const cli = JSON.parse(r.stdout) as {
-      numQueries: number;
-      all: Record<string, number>;
-      dataset: { documents: number };
-    };
-    assert.equal(cli.dataset.documents, first.datasets.find((d) => d.id === id)!.documents);
-    assert.equal(row(first, id, 'bm25').ndcg10, cli.all['ndcg_cut_10'], id);
-    assert.equal(row(first, id, 'bm25').recall100, cli.all['recall_100'], id);
-  }
-});
+test(
+  'the BM25 row equals search-r3 eval --retriever bm25 on the ' +
+    'same subset (XQuAD de: German questions, English paragraphs)',
+  async () => {
+    const scifact = await readBeirDataset(join(sharedData, 'scifact'), 'test');
+    const de = await readBeirDataset(join(sharedData, 'xquad/beir/de'), 'test');
+    const en = await readBeirDataset(join(sharedData, 'xquad/beir/en'), 'test');
+    const sets: [string, DevSet][] = [
+      ['scifact', subsetDevSet(scifact, MAX_QUERIES, MAX_DOCUMENTS)],
+      [
+        'xquad-de',
+        subsetDevSet({ corpus: en.corpus, queries: de.queries, qrels: de.qrels }, MAX_QUERIES, MAX_DOCUMENTS),
+      ],
+    ];
+    for (const [id, set] of sets) {
+      const folder = join(dir, `beir-${id}`);
+      writeBeir(folder, set);
+      const r = runCli(['eval', '--dataset', folder, '--retriever', 'bm25', '--json', '--cutoffs', '10,100']);
+      assert.equal(r.status, 0, r.stderr);
+      const cli = JSON.parse(r.stdout) as {
+        numQueries: number;
+        all: Record<string, number>;
+        dataset: { documents: number };
+      };
+      assert.equal(cli.dataset.documents, first.datasets.find((d) => d.id === id)!.documents);
+      assert.equal(row(first, id, 'bm25').ndcg10, cli.all['ndcg_cut_10'], id);
+      assert.equal(row(first, id, 'bm25').recall100, cli.all['recall_100'], id);
+    }
+  },
+);
 
 test('a hybrid row is reciprocal-rank fusion (k = 60) of the cached BM25 and stage-2 run files', async () => {
   const qrels = (await readBeirDataset(join(sharedData, 'scifact'), 'test')).qrels;
@@ -308,74 +315,80 @@ test('a second call reuses every cached run, and after a kill only the unfinishe
   );
 });
 
-test('search-r3 recipe evaluate: the CLI entry reuses the same work folder, and rejects an unknown dataset', async () => {
-  const argv = [
-    '--stage1',
-    options.stage1,
-    '--stage2',
-    options.stage2,
-    '--out',
-    options.out,
-    '--data',
-    sharedData,
-    '--datasets',
-    'xquad-de',
-    '--max-queries',
-    String(MAX_QUERIES),
-    '--max-documents',
-    String(MAX_DOCUMENTS),
-    '--max-reasoning-tokens',
-    '4',
-    '--quiet',
-  ];
-  let printed = '';
-  const stdout = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      printed += chunk.toString();
-      done();
-    },
-  });
-  assert.equal(await runRecipeEvaluate(argv, stdout), 0);
-  assert.match(printed, /^1 dataset\(s\) evaluated in [\d.]+ s; wrote .*evaluation\.json and evaluation\.md\n$/);
-  const json = JSON.parse(readFileSync(join(options.out, 'evaluation.json'), 'utf8')) as RecipeEvaluation;
-  assert.deepEqual(
-    json.datasets.map((d) => d.id),
-    ['xquad-de'],
-  );
-  assert.match(json.producedBy, /^search-r3 recipe evaluate --stage1 /);
-  assert.deepEqual(
-    json.datasets[0]!.rows.filter((r) => r.id !== 'hybrid-off' && r.id !== 'hybrid-on').map((r) => r.reused),
-    [true, true, true, true, true],
-  );
-  await assert.rejects(
-    runRecipeEvaluate([...argv.slice(0, 6), '--datasets', 'scifact,msmarco']),
-    (e: unknown) => e instanceof UserError && /unknown 'msmarco'/.test(e.message),
-  );
-  await assert.rejects(
-    runRecipeEvaluate(['--stage1', options.stage1, '--out', options.out]),
-    (e: unknown) => e instanceof UserError && /--stage2 <dir> is required/.test(e.message),
-  );
-});
+test(
+  'search-r3 recipe evaluate: the CLI entry reuses ' + 'the same work folder, and rejects an unknown dataset',
+  async () => {
+    const argv = [
+      '--stage1',
+      options.stage1,
+      '--stage2',
+      options.stage2,
+      '--out',
+      options.out,
+      '--data',
+      sharedData,
+      '--datasets',
+      'xquad-de',
+      '--max-queries',
+      String(MAX_QUERIES),
+      '--max-documents',
+      String(MAX_DOCUMENTS),
+      '--max-reasoning-tokens',
+      '4',
+      '--quiet',
+    ];
+    let printed = '';
+    const stdout = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        printed += chunk.toString();
+        done();
+      },
+    });
+    assert.equal(await runRecipeEvaluate(argv, stdout), 0);
+    assert.match(printed, /^1 dataset\(s\) evaluated in [\d.]+ s; wrote .*evaluation\.json and evaluation\.md\n$/);
+    const json = JSON.parse(readFileSync(join(options.out, 'evaluation.json'), 'utf8')) as RecipeEvaluation;
+    assert.deepEqual(
+      json.datasets.map((d) => d.id),
+      ['xquad-de'],
+    );
+    assert.match(json.producedBy, /^search-r3 recipe evaluate --stage1 /);
+    assert.deepEqual(
+      json.datasets[0]!.rows.filter((r) => r.id !== 'hybrid-off' && r.id !== 'hybrid-on').map((r) => r.reused),
+      [true, true, true, true, true],
+    );
+    await assert.rejects(
+      runRecipeEvaluate([...argv.slice(0, 6), '--datasets', 'scifact,msmarco']),
+      (e: unknown) => e instanceof UserError && /unknown 'msmarco'/.test(e.message),
+    );
+    await assert.rejects(
+      runRecipeEvaluate(['--stage1', options.stage1, '--out', options.out]),
+      (e: unknown) => e instanceof UserError && /--stage2 <dir> is required/.test(e.message),
+    );
+  },
+);
 
-test('a damaged cached run or document shard is named in a warning and computed again, to the same figures', async () => {
-  const runFile = row(first, 'xquad-de', 'bm25').runFile;
-  for (const [k, kind] of DAMAGE_KINDS.entries()) {
-    damageFile(runFile, kind, k + 1);
+test(
+  'a damaged cached run or document shard is named in ' + 'a warning and computed again, to the same figures',
+  async () => {
+    const runFile = row(first, 'xquad-de', 'bm25').runFile;
+    for (const [k, kind] of DAMAGE_KINDS.entries()) {
+      damageFile(runFile, kind, k + 1);
+      const r = await evaluate();
+      const warned = r.log.some((l) => l.startsWith(`warning: ${runFile}`) && l.endsWith('; computed again'));
+      assert.ok(warned, `${kind}: ${r.log.join('\n')}`);
+      assert.equal(row(r.report, 'xquad-de', 'bm25').reused, false, kind);
+      assert.equal(row(r.report, 'xquad-de', 'bm25').ndcg10, row(first, 'xquad-de', 'bm25').ndcg10, kind);
+    }
+    // a document shard is read again when a run that needs it is computed again
+    const shards = join(options.out, 'work', 'embeddings');
+    for (const folder of readdirSync(shards)) damageFile(join(shards, folder, 'shard-00000.npy'), 'bitflip');
+    unlinkSync(row(first, 'xquad-de', 'stage1-off').runFile.replace(/\.trec$/, '.json'));
     const r = await evaluate();
-    const warned = r.log.some((l) => l.startsWith(`warning: ${runFile}`) && l.endsWith('; computed again'));
-    assert.ok(warned, `${kind}: ${r.log.join('\n')}`);
-    assert.equal(row(r.report, 'xquad-de', 'bm25').reused, false, kind);
-    assert.equal(row(r.report, 'xquad-de', 'bm25').ndcg10, row(first, 'xquad-de', 'bm25').ndcg10, kind);
-  }
-  // a document shard is read again when a run that needs it is computed again
-  const shards = join(options.out, 'work', 'embeddings');
-  for (const folder of readdirSync(shards)) damageFile(join(shards, folder, 'shard-00000.npy'), 'bitflip');
-  unlinkSync(row(first, 'xquad-de', 'stage1-off').runFile.replace(/\.trec$/, '.json'));
-  const r = await evaluate();
-  const shardWarning = /^warning: \S+shard-00000\.npy does not match its record \S+shard-00000\.json; computed/;
-  assert.ok(
-    r.log.some((l) => shardWarning.test(l)),
-    r.log.join('\n'),
-  );
-  assert.equal(row(r.report, 'xquad-de', 'stage1-off').ndcg10, row(first, 'xquad-de', 'stage1-off').ndcg10);
-});
+    const shardWarning = /^warning: \S+shard-00000\.npy does not match its record \S+shard-00000\.json; computed/;
+    assert.ok(
+      r.log.some((l) => shardWarning.test(l)),
+      r.log.join('\n'),
+    );
+    assert.equal(row(r.report, 'xquad-de', 'stage1-off').ndcg10, row(first, 'xquad-de', 'stage1-off').ndcg10);
+  },
+);

@@ -128,43 +128,47 @@ test('a seeded sequence of steps is reproducible (same plans, rewards and table)
   assert.deepEqual(run(), run());
 });
 
-test('a restored snapshot continues exactly as the environment it was taken from (plans, rewards, table, drift means)', () => {
-  // a sparse, narrowly searched graph is approximate, so a graph with another history retrieves other candidates
-  const o = {
-    ...opts('local'),
-    graph: { connectivity: 2, expansionAdd: 4, expansionSearch: 2 },
-    driftCorrection: true,
-  };
-  const policy = { version: 0 };
-  const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
-  const steps = (e: RetrievalEnvironment, from: number, to: number) => {
-    const out: unknown[] = [];
-    for (let step = from; step <= to; step++) {
-      policy.version = step;
-      e.advance();
-      const qs = queries(policy, step);
-      const plan = e.plan(qs).rows;
-      const r = e.step(qs);
-      out.push({ plan, rewards: r.rewards, candidates: r.candidates, staleness: r.stats.meanStaleness });
-    }
-    return out;
-  };
-  steps(env, 1, 3);
-  env.rebuildGraph();
-  const snap = env.snapshot();
-  const saved = { ...snap, vectors: Float32Array.from(snap.vectors), versions: Int32Array.from(snap.versions) };
-  const restored = RetrievalEnvironment.restore(saved, N, D, fakeEncoder(policy).encode, o);
-  assert.equal(restored.version, env.version);
-  assert.deepEqual(restored.meanAt(env.version - 1), env.meanAt(env.version - 1));
-  const live = steps(env, 4, 7);
-  policy.version = 3;
-  assert.deepEqual(steps(restored, 4, 7), live);
-  assert.deepEqual(restored.table.vectors, env.table.vectors);
-  assert.throws(
-    () => RetrievalEnvironment.restore(saved, N + 1, D, fakeEncoder(policy).encode, o),
-    /300 documents × 16 dimensions, this run has 301 × 16/,
-  );
-});
+test(
+  'a restored snapshot continues exactly as the environment ' +
+    'it was taken from (plans, rewards, table, drift means)',
+  () => {
+    // a sparse, narrowly searched graph is approximate, so a graph with another history retrieves other candidates
+    const o = {
+      ...opts('local'),
+      graph: { connectivity: 2, expansionAdd: 4, expansionSearch: 2 },
+      driftCorrection: true,
+    };
+    const policy = { version: 0 };
+    const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
+    const steps = (e: RetrievalEnvironment, from: number, to: number) => {
+      const out: unknown[] = [];
+      for (let step = from; step <= to; step++) {
+        policy.version = step;
+        e.advance();
+        const qs = queries(policy, step);
+        const plan = e.plan(qs).rows;
+        const r = e.step(qs);
+        out.push({ plan, rewards: r.rewards, candidates: r.candidates, staleness: r.stats.meanStaleness });
+      }
+      return out;
+    };
+    steps(env, 1, 3);
+    env.rebuildGraph();
+    const snap = env.snapshot();
+    const saved = { ...snap, vectors: Float32Array.from(snap.vectors), versions: Int32Array.from(snap.versions) };
+    const restored = RetrievalEnvironment.restore(saved, N, D, fakeEncoder(policy).encode, o);
+    assert.equal(restored.version, env.version);
+    assert.deepEqual(restored.meanAt(env.version - 1), env.meanAt(env.version - 1));
+    const live = steps(env, 4, 7);
+    policy.version = 3;
+    assert.deepEqual(steps(restored, 4, 7), live);
+    assert.deepEqual(restored.table.vectors, env.table.vectors);
+    assert.throws(
+      () => RetrievalEnvironment.restore(saved, N + 1, D, fakeEncoder(policy).encode, o),
+      /300 documents × 16 dimensions, this run has 301 × 16/,
+    );
+  },
+);
 
 test('a table larger than allowed is refused before allocating, naming the bytes needed', () => {
   assert.equal(tableBytes(1000, 1536), 1000 * 1536 * 4 + 4000);
@@ -228,38 +232,42 @@ test('a twin starts from a copy of the table and then evolves on its own', () =>
   assert.equal(env.table.versions[0], 0, 'the original table is untouched');
 });
 
-test('drift correction: when an update shifts every embedding by a common vector, corrected local rewards equal exact ones', () => {
-  const policy = { version: 0 };
-  const c = Float32Array.from({ length: D }, (_, j) => Math.cos(j * 0.9) * 0.08);
-  // unnormalised on purpose: a pure common shift, which the paired drift estimate recovers exactly
-  const vec = (r: number): Float32Array =>
-    Float32Array.from({ length: D }, (_, j) => Math.sin(r * 1.37 + j * 0.71) * 0.3 + policy.version * c[j]);
-  const encode = (rows: readonly number[]): Float32Array[] => rows.map(vec);
-  const make = (dc: boolean): RetrievalEnvironment =>
-    RetrievalEnvironment.create(N, D, encode, {
-      ...opts('local', { budget: 10, rolling: 5, candidates: 2, neighbours: 1 }),
-      driftCorrection: dc,
-    });
-  const corrected = make(true),
-    plain = make(false),
-    exact = corrected.twin(opts('exact'));
-  let plainDiff = 0;
-  for (let step = 1; step <= 5; step++) {
-    policy.version++;
-    for (const e of [corrected, plain, exact]) e.advance();
-    const qs = [0, 1, 2, 3].map((q) => {
-      const pos = (step * 31 + q * 57) % N;
-      const e = vec(pos + 1).map((x, j) => x + 0.05 * Math.sin(j + q));
-      const n = Math.hypot(...e);
-      return { positives: [{ row: pos, grade: 1 }], responses: [e.map((x) => x / n)] };
-    });
-    const ex = exact.step(qs).rewards.flat(),
-      co = corrected.step(qs).rewards.flat(),
-      pl = plain.step(qs).rewards.flat();
-    co.forEach((x, i) =>
-      assert.ok(Math.abs(x - ex[i]) < 1e-6, `step ${step} response ${i}: corrected ${x} vs exact ${ex[i]}`),
-    );
-    plainDiff += pl.reduce((s, x, i) => s + Math.abs(x - ex[i]), 0);
-  }
-  assert.ok(plainDiff > 0.1, `without the correction the fresh positives are favoured (total |Δ| ${plainDiff})`);
-});
+test(
+  'drift correction: when an update shifts every embedding by ' +
+    'a common vector, corrected local rewards equal exact ones',
+  () => {
+    const policy = { version: 0 };
+    const c = Float32Array.from({ length: D }, (_, j) => Math.cos(j * 0.9) * 0.08);
+    // unnormalised on purpose: a pure common shift, which the paired drift estimate recovers exactly
+    const vec = (r: number): Float32Array =>
+      Float32Array.from({ length: D }, (_, j) => Math.sin(r * 1.37 + j * 0.71) * 0.3 + policy.version * c[j]);
+    const encode = (rows: readonly number[]): Float32Array[] => rows.map(vec);
+    const make = (dc: boolean): RetrievalEnvironment =>
+      RetrievalEnvironment.create(N, D, encode, {
+        ...opts('local', { budget: 10, rolling: 5, candidates: 2, neighbours: 1 }),
+        driftCorrection: dc,
+      });
+    const corrected = make(true),
+      plain = make(false),
+      exact = corrected.twin(opts('exact'));
+    let plainDiff = 0;
+    for (let step = 1; step <= 5; step++) {
+      policy.version++;
+      for (const e of [corrected, plain, exact]) e.advance();
+      const qs = [0, 1, 2, 3].map((q) => {
+        const pos = (step * 31 + q * 57) % N;
+        const e = vec(pos + 1).map((x, j) => x + 0.05 * Math.sin(j + q));
+        const n = Math.hypot(...e);
+        return { positives: [{ row: pos, grade: 1 }], responses: [e.map((x) => x / n)] };
+      });
+      const ex = exact.step(qs).rewards.flat(),
+        co = corrected.step(qs).rewards.flat(),
+        pl = plain.step(qs).rewards.flat();
+      co.forEach((x, i) =>
+        assert.ok(Math.abs(x - ex[i]) < 1e-6, `step ${step} response ${i}: corrected ${x} vs exact ${ex[i]}`),
+      );
+      plainDiff += pl.reduce((s, x, i) => s + Math.abs(x - ex[i]), 0);
+    }
+    assert.ok(plainDiff > 0.1, `without the correction the fresh positives are favoured (total |Δ| ${plainDiff})`);
+  },
+);

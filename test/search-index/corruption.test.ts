@@ -79,78 +79,84 @@ async function pool<T>(items: readonly T[], width: number, f: (x: T) => Promise<
   );
 }
 
-test('a damaged index never aborts a process, a read never writes, and what docs.sqlite allows is rebuilt', async () => {
-  const { dir, cleanup } = tempDir('corrupt');
-  try {
-    const model = await tinyModelDir(dir);
-    const docs = corpus(40);
-    const input = path.join(dir, 'docs.jsonl');
-    writeJsonl(input, docs);
-    const intact = path.join(dir, 'intact');
-    const built = await cli('index', '--model', model, '--input', input, '--out', intact, '--commit-every', '16');
-    assert.equal(built.code, 0, built.stderr);
-    const query = ['--json', '-k', '8', '--hybrid', `${docs[5].title} ${docs[5].text}`];
-    const want = hitsOf(await cli('search', '--index', intact, ...query));
-    assert.equal(want.length, 8);
+test(
+  'a damaged index never aborts a process, a read ' + 'never writes, and what docs.sqlite allows is rebuilt',
+  async () => {
+    const { dir, cleanup } = tempDir('corrupt');
+    try {
+      const model = await tinyModelDir(dir);
+      const docs = corpus(40);
+      const input = path.join(dir, 'docs.jsonl');
+      writeJsonl(input, docs);
+      const intact = path.join(dir, 'intact');
+      const built = await cli('index', '--model', model, '--input', input, '--out', intact, '--commit-every', '16');
+      assert.equal(built.code, 0, built.stderr);
+      const query = ['--json', '-k', '8', '--hybrid', `${docs[5].title} ${docs[5].text}`];
+      const want = hitsOf(await cli('search', '--index', intact, ...query));
+      assert.equal(want.length, 8);
 
-    const cases: { file: string; kind: DamageKind; seed: number }[] = [];
-    for (const file of FILES) for (const kind of DAMAGE_KINDS) cases.push({ file, kind, seed: 1 });
-    // bit flips in the document store land in texts, vectors, row structure or free space: try several
-    for (const seed of [2, 3, 4, 5]) cases.push({ file: 'docs.sqlite', kind: 'bitflip', seed });
+      const cases: { file: string; kind: DamageKind; seed: number }[] = [];
+      for (const file of FILES) for (const kind of DAMAGE_KINDS) cases.push({ file, kind, seed: 1 });
+      // bit flips in the document store land in texts, vectors, row structure or free space: try several
+      for (const seed of [2, 3, 4, 5]) cases.push({ file: 'docs.sqlite', kind: 'bitflip', seed });
 
-    const outcomes: string[] = [];
-    await pool(cases, 2, async ({ file, kind, seed }) => {
-      const what = `${file} ${kind}${kind === 'bitflip' ? ` (seed ${seed})` : ''}`;
-      const idx = path.join(dir, `case-${file}-${kind}-${seed}`);
-      cpSync(intact, idx, { recursive: true });
-      damageFile(path.join(idx, file), kind, seed, 8);
-      const before = folderDigest(idx);
+      const outcomes: string[] = [];
+      await pool(cases, 2, async ({ file, kind, seed }) => {
+        const what = `${file} ${kind}${kind === 'bitflip' ? ` (seed ${seed})` : ''}`;
+        const idx = path.join(dir, `case-${file}-${kind}-${seed}`);
+        cpSync(intact, idx, { recursive: true });
+        damageFile(path.join(idx, file), kind, seed, 8);
+        const before = folderDigest(idx);
 
-      const read = await cli('search', '--index', idx, ...query);
-      assertNoAbort(read, `search, ${what}`);
-      assert.deepEqual(
-        folderDigest(idx),
-        before,
-        `search, ${what}: no file of the index is created, changed or removed`,
-      );
-      if (read.code === 0) {
-        assertSameRanking(hitsOf(read), want, `search, ${what}`);
-        if (REBUILT_BY_READER.has(file)) assertOneSentence(read, file, `search, ${what}: says what it rebuilt`);
-        else assert.equal(read.stderr, '', `search, ${what}`);
-      } else {
-        assert.ok(!REBUILT_BY_READER.has(file), `search, ${what}: should have been rebuilt in memory: ${read.stderr}`);
-        assertOneSentence(read, file, `search, ${what}`);
-      }
+        const read = await cli('search', '--index', idx, ...query);
+        assertNoAbort(read, `search, ${what}`);
+        assert.deepEqual(
+          folderDigest(idx),
+          before,
+          `search, ${what}: no file of the index is created, changed or removed`,
+        );
+        if (read.code === 0) {
+          assertSameRanking(hitsOf(read), want, `search, ${what}`);
+          if (REBUILT_BY_READER.has(file)) assertOneSentence(read, file, `search, ${what}: says what it rebuilt`);
+          else assert.equal(read.stderr, '', `search, ${what}`);
+        } else {
+          assert.ok(
+            !REBUILT_BY_READER.has(file),
+            `search, ${what}: should have been rebuilt in memory: ${read.stderr}`,
+          );
+          assertOneSentence(read, file, `search, ${what}`);
+        }
 
-      const write = await cli('index', '--input', input, '--out', idx);
-      assertNoAbort(write, `index, ${what}`);
-      if (write.code !== 0) {
-        // only a damaged document store cannot be repaired by a write (it is the source of truth)
-        assert.equal(file, 'docs.sqlite', `index, ${what}: ${write.stderr}`);
-        assert.ok(kind === 'random' || kind === 'truncated' || kind === 'bitflip', `index, ${what}: ${write.stderr}`);
-        assertOneSentence(write, file, `index, ${what}`);
-        outcomes.push(`${what}: refused`);
-        return;
-      }
-      const after = await cli('search', '--index', idx, ...query);
-      assert.equal(after.code, 0, `search after index, ${what}: ${after.stderr}`);
-      if (after.stderr !== '') {
-        // a bit flip the write did not touch (a document of the index it had no reason to read) still shows
-        assert.equal(kind, 'bitflip', `search after index, ${what}: ${after.stderr}`);
-        assertOneSentence(after, file, `search after index, ${what}`);
-      } else {
-        assertSameRanking(hitsOf(after), want, `search after index, ${what}`);
-      }
-      outcomes.push(`${what}: ${read.code === 0 ? 'read ok' : 'read refused'}, repaired`);
-    });
-    assert.equal(outcomes.length, cases.length);
-    // the cases reach every path: reads that rebuild, reads that refuse, writes that repair and that refuse
-    for (const o of ['read ok, repaired', 'read refused, repaired', ': refused'])
-      assert.ok(
-        outcomes.some((x) => x.endsWith(o)),
-        o,
-      );
-  } finally {
-    cleanup();
-  }
-});
+        const write = await cli('index', '--input', input, '--out', idx);
+        assertNoAbort(write, `index, ${what}`);
+        if (write.code !== 0) {
+          // only a damaged document store cannot be repaired by a write (it is the source of truth)
+          assert.equal(file, 'docs.sqlite', `index, ${what}: ${write.stderr}`);
+          assert.ok(kind === 'random' || kind === 'truncated' || kind === 'bitflip', `index, ${what}: ${write.stderr}`);
+          assertOneSentence(write, file, `index, ${what}`);
+          outcomes.push(`${what}: refused`);
+          return;
+        }
+        const after = await cli('search', '--index', idx, ...query);
+        assert.equal(after.code, 0, `search after index, ${what}: ${after.stderr}`);
+        if (after.stderr !== '') {
+          // a bit flip the write did not touch (a document of the index it had no reason to read) still shows
+          assert.equal(kind, 'bitflip', `search after index, ${what}: ${after.stderr}`);
+          assertOneSentence(after, file, `search after index, ${what}`);
+        } else {
+          assertSameRanking(hitsOf(after), want, `search after index, ${what}`);
+        }
+        outcomes.push(`${what}: ${read.code === 0 ? 'read ok' : 'read refused'}, repaired`);
+      });
+      assert.equal(outcomes.length, cases.length);
+      // the cases reach every path: reads that rebuild, reads that refuse, writes that repair and that refuse
+      for (const o of ['read ok, repaired', 'read refused, repaired', ': refused'])
+        assert.ok(
+          outcomes.some((x) => x.endsWith(o)),
+          o,
+        );
+    } finally {
+      cleanup();
+    }
+  },
+);

@@ -1,4 +1,6 @@
-/** What `search-r3 index` tells the user: counts that add up after a resume, cut documents, skipped files, stale ids. */
+/**
+ * What `search-r3 index` tells the user: counts that add up after a resume, cut documents, skipped files, stale ids.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -35,87 +37,94 @@ test('after a killed run, index counts what it encoded now and what was already 
   }
 });
 
-test('index reports documents cut to the context, a clamped --max-length, and takes the model from an existing index', async () => {
-  const { dir, cleanup } = tempDir('cut');
-  try {
-    const model = await tinyModelDir(dir);
-    const idx = path.join(dir, 'idx');
-    const input = path.join(dir, 'docs.jsonl');
-    const docs = [...corpus(6), { id: 'long', title: 'long', text: 'protein cell '.repeat(200) }];
-    writeJsonl(input, docs);
-    let r = runCli([
-      'index',
-      '--model',
-      model,
-      '--input',
-      input,
-      '--out',
-      idx,
-      '--max-length',
-      '100000',
-      '--commit-every',
-      '3',
-    ]);
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /--max-length 100000 is above the model's context; texts are cut at 256 tokens/);
-    assert.match(r.stdout, /1 of the 7 documents encoded now were longer than 256 tokens and were cut to fit/);
-    // no --model: the index's own; a changed document is encoded again with it
-    writeJsonl(input, [...docs.slice(0, 6), { id: 'long', title: 'long', text: 'short now' }]);
-    r = runCli(['index', '--input', input, '--out', idx]);
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /7 documents indexed \(1 encoded now, 6 unchanged\)/);
-    assert.doesNotMatch(r.stdout, /cut to fit/);
-    // the former flag name still works, and says what it is called now
-    r = runCli(['index', '--input', input, '--out', idx, '--chunk-size', '2']);
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /--chunk-size is now called --commit-every \(documents per commit\)/);
-    // a new index without a model is refused by name
-    r = runCli(['index', '--input', input, '--out', path.join(dir, 'new')]);
-    assert.equal(r.status, 2);
-    assert.match(r.stderr, /give --model <dir> \(or --remote <urls>\): a new index needs a model/);
-  } finally {
-    cleanup();
-  }
-});
+test(
+  'index reports documents cut to the context, a clamped ' + '--max-length, and takes the model from an existing index',
+  async () => {
+    const { dir, cleanup } = tempDir('cut');
+    try {
+      const model = await tinyModelDir(dir);
+      const idx = path.join(dir, 'idx');
+      const input = path.join(dir, 'docs.jsonl');
+      const docs = [...corpus(6), { id: 'long', title: 'long', text: 'protein cell '.repeat(200) }];
+      writeJsonl(input, docs);
+      let r = runCli([
+        'index',
+        '--model',
+        model,
+        '--input',
+        input,
+        '--out',
+        idx,
+        '--max-length',
+        '100000',
+        '--commit-every',
+        '3',
+      ]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /--max-length 100000 is above the model's context; texts are cut at 256 tokens/);
+      assert.match(r.stdout, /1 of the 7 documents encoded now were longer than 256 tokens and were cut to fit/);
+      // no --model: the index's own; a changed document is encoded again with it
+      writeJsonl(input, [...docs.slice(0, 6), { id: 'long', title: 'long', text: 'short now' }]);
+      r = runCli(['index', '--input', input, '--out', idx]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /7 documents indexed \(1 encoded now, 6 unchanged\)/);
+      assert.doesNotMatch(r.stdout, /cut to fit/);
+      // the former flag name still works, and says what it is called now
+      r = runCli(['index', '--input', input, '--out', idx, '--chunk-size', '2']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /--chunk-size is now called --commit-every \(documents per commit\)/);
+      // a new index without a model is refused by name
+      r = runCli(['index', '--input', input, '--out', path.join(dir, 'new')]);
+      assert.equal(r.status, 2);
+      assert.match(r.stderr, /give --model <dir> \(or --remote <urls>\): a new index needs a model/);
+    } finally {
+      cleanup();
+    }
+  },
+);
 
-test('folder input: links out of the folder, binary and non-UTF-8 files are skipped and counted; removed files are reported, then pruned', async () => {
-  const { dir, cleanup } = tempDir('folder');
-  try {
-    const model = await tinyModelDir(dir);
-    const notes = path.join(dir, 'notes');
-    mkdirSync(path.join(notes, 'sub'), { recursive: true });
-    writeFileSync(path.join(notes, 'a.md'), '# Alpha\nalpha body');
-    writeFileSync(path.join(notes, 'sub', 'b.txt'), 'beta body');
-    writeFileSync(path.join(dir, 'secret.txt'), 'outside the indexed folder');
-    symlinkSync(path.join(dir, 'secret.txt'), path.join(notes, 'leak.txt'));
-    symlinkSync(path.join(notes, 'a.md'), path.join(notes, 'alias.md'));
-    symlinkSync(dir, path.join(notes, 'up'));
-    writeFileSync(path.join(notes, 'image.txt'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 13]));
-    writeFileSync(path.join(notes, 'latin1.txt'), Buffer.from('caf\xe9 cr\xe8me', 'latin1'));
-    const idx = path.join(dir, 'idx');
-    let r = runCli(['index', '--model', model, '--input', notes, '--out', idx]);
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /3 documents indexed/);
-    assert.match(r.stdout, /skipped in .*notes: 1 outside the folder, 1 binary, 1 not UTF-8\./);
-    r = runCli(['search', '--index', idx, '--json', '-k', '10', 'alpha']);
-    assert.deepEqual((JSON.parse(r.stdout) as { data: { id: string }[] }).data.map((h) => h.id).sort(), [
-      'a.md',
-      'alias.md',
-      'sub/b.txt',
-    ]);
+test(
+  'folder input: links out of the folder, binary and non-UTF-8 files ' +
+    'are skipped and counted; removed files are reported, then pruned',
+  async () => {
+    const { dir, cleanup } = tempDir('folder');
+    try {
+      const model = await tinyModelDir(dir);
+      const notes = path.join(dir, 'notes');
+      mkdirSync(path.join(notes, 'sub'), { recursive: true });
+      writeFileSync(path.join(notes, 'a.md'), '# Alpha\nalpha body');
+      writeFileSync(path.join(notes, 'sub', 'b.txt'), 'beta body');
+      writeFileSync(path.join(dir, 'secret.txt'), 'outside the indexed folder');
+      symlinkSync(path.join(dir, 'secret.txt'), path.join(notes, 'leak.txt'));
+      symlinkSync(path.join(notes, 'a.md'), path.join(notes, 'alias.md'));
+      symlinkSync(dir, path.join(notes, 'up'));
+      writeFileSync(path.join(notes, 'image.txt'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 13]));
+      writeFileSync(path.join(notes, 'latin1.txt'), Buffer.from('caf\xe9 cr\xe8me', 'latin1'));
+      const idx = path.join(dir, 'idx');
+      let r = runCli(['index', '--model', model, '--input', notes, '--out', idx]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /3 documents indexed/);
+      assert.match(r.stdout, /skipped in .*notes: 1 outside the folder, 1 binary, 1 not UTF-8\./);
+      r = runCli(['search', '--index', idx, '--json', '-k', '10', 'alpha']);
+      assert.deepEqual((JSON.parse(r.stdout) as { data: { id: string }[] }).data.map((h) => h.id).sort(), [
+        'a.md',
+        'alias.md',
+        'sub/b.txt',
+      ]);
 
-    writeFileSync(path.join(notes, 'sub', 'b.txt'), Buffer.from([0]));
-    r = runCli(['index', '--input', notes, '--out', idx]);
-    assert.match(
-      r.stdout,
-      /1 documents of the index are not in --input \(e\.g\. sub\/b\.txt\); they stay searchable — rerun with --prune to delete them/,
-    );
-    r = runCli(['index', '--input', notes, '--out', idx, '--prune']);
-    assert.match(r.stdout, /2 documents indexed \(0 encoded now, 2 unchanged, 1 pruned\)/);
-  } finally {
-    cleanup();
-  }
-});
+      writeFileSync(path.join(notes, 'sub', 'b.txt'), Buffer.from([0]));
+      r = runCli(['index', '--input', notes, '--out', idx]);
+      assert.match(
+        r.stdout,
+        /1 documents of the index are not in --input \(e\.g\. sub\/b\.txt\); they stay searchable — rerun with --prune/,
+      );
+      r = runCli(['index', '--input', notes, '--out', idx, '--prune']);
+      assert.match(r.stdout, /2 documents indexed \(0 encoded now, 2 unchanged, 1 pruned\)/);
+    } finally {
+      cleanup();
+    }
+  },
+);
 
 test('index --out at a file, or below one, is one sentence', async () => {
   const { dir, cleanup } = tempDir('outfile');
@@ -129,7 +138,7 @@ test('index --out at a file, or below one, is one sentence', async () => {
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(
         r.stderr,
-        /^search-r3: (.*docs\.jsonl is a file, not an index folder|cannot create the index folder .*docs\.jsonl\/idx \(ENOTDIR\))/,
+        /^search-r3: (.*docs\.jsonl is a file, not an index folder|cannot create the index folder .*\/idx \(ENOTDIR\))/,
       );
     }
   } finally {

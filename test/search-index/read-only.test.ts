@@ -34,7 +34,8 @@ test('search on an index whose docs.sqlite is missing or empty says so and leave
       assert.match(
         r.stderr,
         new RegExp(
-          `docs\\.sqlite is ${state}: the index has lost its documents; rebuild it with 'search-r3 index --input <your documents> --out `,
+          `docs\\.sqlite is ${state}: the index has lost its documents; rebuild it with 'search-r3 index ` +
+            `--input <your documents> --out `,
         ),
       );
       assert.deepEqual(folderDigest(idx), before, 'nothing created, emptied or rewritten');
@@ -122,82 +123,89 @@ test('a damaged vectors.usearch is not loaded: the HNSW graph rebuilt from docs.
   }
 });
 
-test('a lost index.json is recovered from the copy in docs.sqlite; an index without that copy is refused by name', async () => {
-  const { dir, cleanup } = tempDir('man');
-  try {
-    const backend = await tinyBackend(await tinyModelDir(dir));
-    const idx = path.join(dir, 'idx');
-    const w = await SearchIndex.open(idx, { backend, create: {} });
-    await w.addDocuments(corpus(8));
-    await w.close();
-    const text = readFileSync(path.join(idx, 'index.json'), 'utf8');
-    // a flipped digit still parses as JSON: the checksum tells
-    writeFileSync(path.join(idx, 'index.json'), text.replace('"dimension": 32', '"dimension": 33'));
-    const r = await SearchIndex.open(idx, { backend });
-    assert.match(
-      r.notes[0],
-      /index\.json is damaged: its content does not match its checksum; used the copy kept in docs\.sqlite/,
-    );
-    assert.equal(r.dimension, 32);
-    assert.equal(r.info.counts.documents, 8);
-    await r.close();
-    const repaired = await SearchIndex.open(idx, { backend, writable: true });
-    await repaired.close();
-    assert.deepEqual(JSON.parse(readFileSync(path.join(idx, 'index.json'), 'utf8')).dimension, 32);
-  } finally {
-    cleanup();
-  }
-});
+test(
+  'a lost index.json is recovered from the copy in ' + 'docs.sqlite; an index without that copy is refused by name',
+  async () => {
+    const { dir, cleanup } = tempDir('man');
+    try {
+      const backend = await tinyBackend(await tinyModelDir(dir));
+      const idx = path.join(dir, 'idx');
+      const w = await SearchIndex.open(idx, { backend, create: {} });
+      await w.addDocuments(corpus(8));
+      await w.close();
+      const text = readFileSync(path.join(idx, 'index.json'), 'utf8');
+      // a flipped digit still parses as JSON: the checksum tells
+      writeFileSync(path.join(idx, 'index.json'), text.replace('"dimension": 32', '"dimension": 33'));
+      const r = await SearchIndex.open(idx, { backend });
+      assert.match(
+        r.notes[0],
+        /index\.json is damaged: its content does not match its checksum; used the copy kept in docs\.sqlite/,
+      );
+      assert.equal(r.dimension, 32);
+      assert.equal(r.info.counts.documents, 8);
+      await r.close();
+      const repaired = await SearchIndex.open(idx, { backend, writable: true });
+      await repaired.close();
+      assert.deepEqual(JSON.parse(readFileSync(path.join(idx, 'index.json'), 'utf8')).dimension, 32);
+    } finally {
+      cleanup();
+    }
+  },
+);
 
-test('an index written before checksums (WAL journal, no row checksums, no manifest copy) is read as it is, then upgraded by a write', async () => {
-  const { dir, cleanup } = tempDir('legacy');
-  try {
-    const backend = await tinyBackend(await tinyModelDir(dir));
-    const idx = path.join(dir, 'idx');
-    const docs = corpus(30);
-    const w = await SearchIndex.open(idx, { backend, create: { hnsw: { expansionSearch: 200 } } });
-    await w.addDocuments(docs);
-    const [v] = await backend.embedDocuments([documentText(docs[9])]);
-    const want = (await w.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
-    await w.close();
-    // take the folder back to the earlier format
-    const db = new Database(path.join(idx, 'docs.sqlite'));
-    db.exec('ALTER TABLE docs DROP COLUMN crc; ALTER TABLE docs DROP COLUMN vhash; DROP TABLE info;');
-    db.pragma('journal_mode = WAL');
-    db.close();
-    const manifest = JSON.parse(readFileSync(path.join(idx, 'index.json'), 'utf8')) as Record<string, unknown>;
-    delete manifest.checksum;
-    writeFileSync(path.join(idx, 'index.json'), JSON.stringify(manifest, null, 2));
-    const record = JSON.parse(readFileSync(path.join(idx, 'vectors.generation.json'), 'utf8')) as {
-      generation: number;
-    };
-    writeFileSync(path.join(idx, 'vectors.generation.json'), JSON.stringify({ generation: record.generation }));
+test(
+  'an index written before checksums (WAL journal, no row checksums, ' +
+    'no manifest copy) is read as it is, then upgraded by a write',
+  async () => {
+    const { dir, cleanup } = tempDir('legacy');
+    try {
+      const backend = await tinyBackend(await tinyModelDir(dir));
+      const idx = path.join(dir, 'idx');
+      const docs = corpus(30);
+      const w = await SearchIndex.open(idx, { backend, create: { hnsw: { expansionSearch: 200 } } });
+      await w.addDocuments(docs);
+      const [v] = await backend.embedDocuments([documentText(docs[9])]);
+      const want = (await w.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
+      await w.close();
+      // take the folder back to the earlier format
+      const db = new Database(path.join(idx, 'docs.sqlite'));
+      db.exec('ALTER TABLE docs DROP COLUMN crc; ALTER TABLE docs DROP COLUMN vhash; DROP TABLE info;');
+      db.pragma('journal_mode = WAL');
+      db.close();
+      const manifest = JSON.parse(readFileSync(path.join(idx, 'index.json'), 'utf8')) as Record<string, unknown>;
+      delete manifest.checksum;
+      writeFileSync(path.join(idx, 'index.json'), JSON.stringify(manifest, null, 2));
+      const record = JSON.parse(readFileSync(path.join(idx, 'vectors.generation.json'), 'utf8')) as {
+        generation: number;
+      };
+      writeFileSync(path.join(idx, 'vectors.generation.json'), JSON.stringify({ generation: record.generation }));
 
-    const old = await SearchIndex.open(idx, { backend });
-    assert.match(old.notes.join(' '), /vectors\.usearch has no checksum \(it was written by an older search-r3\)/);
-    assert.deepEqual(
-      (await old.searchVector(v, { k: 5, exact: false })).map((h) => h.id),
-      want,
-    );
-    assert.equal(want[0], docs[9].id);
-    await old.close();
+      const old = await SearchIndex.open(idx, { backend });
+      assert.match(old.notes.join(' '), /vectors\.usearch has no checksum \(it was written by an older search-r3\)/);
+      assert.deepEqual(
+        (await old.searchVector(v, { k: 5, exact: false })).map((h) => h.id),
+        want,
+      );
+      assert.equal(want[0], docs[9].id);
+      await old.close();
 
-    const upgrade = await SearchIndex.open(idx, { backend, writable: true });
-    assert.deepEqual(upgrade.docs.damagedIds(), []);
-    await upgrade.close();
-    const upgraded = await SearchIndex.open(idx, { backend });
-    assert.deepEqual(upgraded.notes, []);
-    assert.deepEqual(
-      (await upgraded.searchVector(v, { k: 5, exact: false })).map((h) => h.id),
-      want,
-    );
-    await upgraded.close();
-    // the upgrade wrote the manifest copy: index.json can now be lost
-    rmSync(path.join(idx, 'index.json'));
-    const recovered = await SearchIndex.open(idx, { backend });
-    assert.match(recovered.notes[0], /index\.json is missing; used the copy kept in docs\.sqlite/);
-    await recovered.close();
-  } finally {
-    cleanup();
-  }
-});
+      const upgrade = await SearchIndex.open(idx, { backend, writable: true });
+      assert.deepEqual(upgrade.docs.damagedIds(), []);
+      await upgrade.close();
+      const upgraded = await SearchIndex.open(idx, { backend });
+      assert.deepEqual(upgraded.notes, []);
+      assert.deepEqual(
+        (await upgraded.searchVector(v, { k: 5, exact: false })).map((h) => h.id),
+        want,
+      );
+      await upgraded.close();
+      // the upgrade wrote the manifest copy: index.json can now be lost
+      rmSync(path.join(idx, 'index.json'));
+      const recovered = await SearchIndex.open(idx, { backend });
+      assert.match(recovered.notes[0], /index\.json is missing; used the copy kept in docs\.sqlite/);
+      await recovered.close();
+    } finally {
+      cleanup();
+    }
+  },
+);

@@ -9,7 +9,9 @@ import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'resume-child.js');
 
-/** Runs the child; with killAfter, SIGKILLs it once that many chunks are reported. Resolves with the chunk lines seen. */
+/**
+ * Runs the child; with killAfter, SIGKILLs it once that many chunks are reported. Resolves with the chunk lines seen.
+ */
 function runChild(args: string[], killAfter?: number): Promise<{ lines: string[]; killed: boolean }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [child, '--child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -113,35 +115,38 @@ test('a vector store that lags docs.sqlite (kill between the two commits) is reb
   }
 });
 
-test('one writer at a time: a second writer is refused while the first runs, and takes over once it was killed', async () => {
-  const { dir, cleanup } = tempDir('lock');
-  try {
-    const modelDir = await tinyModelDir(dir);
-    const indexDir = path.join(dir, 'idx');
-    const backend = await tinyBackend(modelDir);
-    // the child pauses 10 s after its first chunk; the parent tries to write meanwhile, then kills it
-    const p = spawn(process.execPath, [child, '--child', modelDir, indexDir, '12', '4', '10000'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    await new Promise<void>((resolve) =>
-      p.stdout.on('data', (d: Buffer) => {
-        if (d.toString().includes('chunk 1')) resolve();
-      }),
-    );
-    const second = await SearchIndex.open(indexDir, { backend, writable: true });
-    await assert.rejects(
-      second.addDocuments(corpus(2)),
-      (e: unknown) =>
-        e instanceof IndexError && new RegExp(`another process \\(pid ${p.pid}\\) is writing`).test(e.message),
-    );
-    await assert.rejects(second.deleteDocuments(['d000']), IndexError);
-    assert.equal(second.stats().documents, 4, 'reading is fine meanwhile');
-    p.kill('SIGKILL');
-    await new Promise((r) => p.once('exit', r));
-    const r = await second.addDocuments(corpus(12));
-    assert.equal(r.encoded, 8);
-    await second.close();
-  } finally {
-    cleanup();
-  }
-});
+test(
+  'one writer at a time: a second writer is refused ' + 'while the first runs, and takes over once it was killed',
+  async () => {
+    const { dir, cleanup } = tempDir('lock');
+    try {
+      const modelDir = await tinyModelDir(dir);
+      const indexDir = path.join(dir, 'idx');
+      const backend = await tinyBackend(modelDir);
+      // the child pauses 10 s after its first chunk; the parent tries to write meanwhile, then kills it
+      const p = spawn(process.execPath, [child, '--child', modelDir, indexDir, '12', '4', '10000'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise<void>((resolve) =>
+        p.stdout.on('data', (d: Buffer) => {
+          if (d.toString().includes('chunk 1')) resolve();
+        }),
+      );
+      const second = await SearchIndex.open(indexDir, { backend, writable: true });
+      await assert.rejects(
+        second.addDocuments(corpus(2)),
+        (e: unknown) =>
+          e instanceof IndexError && new RegExp(`another process \\(pid ${p.pid}\\) is writing`).test(e.message),
+      );
+      await assert.rejects(second.deleteDocuments(['d000']), IndexError);
+      assert.equal(second.stats().documents, 4, 'reading is fine meanwhile');
+      p.kill('SIGKILL');
+      await new Promise((r) => p.once('exit', r));
+      const r = await second.addDocuments(corpus(12));
+      assert.equal(r.encoded, 8);
+      await second.close();
+    } finally {
+      cleanup();
+    }
+  },
+);

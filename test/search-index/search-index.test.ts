@@ -43,46 +43,49 @@ test('indexed vectors equal in-process embeddings, and search finds each documen
   }
 });
 
-test('update and delete are reflected in search without rebuilding; unchanged documents are not re-encoded', async () => {
-  const { dir, cleanup } = tempDir('upd');
-  try {
-    const backend = await tinyBackend(await tinyModelDir(dir));
-    const docs = corpus(20);
-    const indexDir = path.join(dir, 'index');
-    let index = await SearchIndex.open(indexDir, { backend, create: {} });
-    await index.addDocuments(docs);
-    const changed = { ...docs[3], text: 'an entirely new text about astronomy and telescopes' };
-    const r = await index.addDocuments([...docs.slice(0, 3), changed, ...docs.slice(4)]);
-    assert.deepEqual(r, {
-      staged: 1,
-      encoded: 1,
-      counts: { added: 0, changed: 1, unchanged: 19, resumed: 0, repaired: 0 },
-      truncated: 0,
-    });
-    await index.close();
-    index = await SearchIndex.open(indexDir, { backend, writable: true });
-    const [newVec] = await backend.embedDocuments([documentText(changed)]);
-    const hits = await index.searchVector(newVec, { k: 1 });
-    assert.equal(hits[0].id, changed.id);
-    assert.equal(hits[0].text, changed.text);
-    // the old vector of d003 no longer leads to it
-    const [oldVec] = await backend.embedDocuments([documentText(docs[3])]);
-    assert.ok(
-      !(await index.searchVector(oldVec, { k: 20 })).some((h) => h.id === docs[3].id && Math.abs(h.score - 1) < 1e-4),
-    );
+test(
+  'update and delete are reflected in search without ' + 'rebuilding; unchanged documents are not re-encoded',
+  async () => {
+    const { dir, cleanup } = tempDir('upd');
+    try {
+      const backend = await tinyBackend(await tinyModelDir(dir));
+      const docs = corpus(20);
+      const indexDir = path.join(dir, 'index');
+      let index = await SearchIndex.open(indexDir, { backend, create: {} });
+      await index.addDocuments(docs);
+      const changed = { ...docs[3], text: 'an entirely new text about astronomy and telescopes' };
+      const r = await index.addDocuments([...docs.slice(0, 3), changed, ...docs.slice(4)]);
+      assert.deepEqual(r, {
+        staged: 1,
+        encoded: 1,
+        counts: { added: 0, changed: 1, unchanged: 19, resumed: 0, repaired: 0 },
+        truncated: 0,
+      });
+      await index.close();
+      index = await SearchIndex.open(indexDir, { backend, writable: true });
+      const [newVec] = await backend.embedDocuments([documentText(changed)]);
+      const hits = await index.searchVector(newVec, { k: 1 });
+      assert.equal(hits[0].id, changed.id);
+      assert.equal(hits[0].text, changed.text);
+      // the old vector of d003 no longer leads to it
+      const [oldVec] = await backend.embedDocuments([documentText(docs[3])]);
+      assert.ok(
+        !(await index.searchVector(oldVec, { k: 20 })).some((h) => h.id === docs[3].id && Math.abs(h.score - 1) < 1e-4),
+      );
 
-    assert.deepEqual(await index.deleteDocuments(['d005', 'nope']), ['d005']);
-    const [v5] = await backend.embedDocuments([documentText(docs[5])]);
-    const after = await index.searchVector(v5, { k: 25 });
-    assert.equal(after.length, 19);
-    assert.ok(!after.some((h) => h.id === 'd005'));
-    assert.equal(index.stats().documents, 19);
-    assert.equal(index.info.counts.documents, 19);
-    await index.close();
-  } finally {
-    cleanup();
-  }
-});
+      assert.deepEqual(await index.deleteDocuments(['d005', 'nope']), ['d005']);
+      const [v5] = await backend.embedDocuments([documentText(docs[5])]);
+      const after = await index.searchVector(v5, { k: 25 });
+      assert.equal(after.length, 19);
+      assert.ok(!after.some((h) => h.id === 'd005'));
+      assert.equal(index.stats().documents, 19);
+      assert.equal(index.info.counts.documents, 19);
+      await index.close();
+    } finally {
+      cleanup();
+    }
+  },
+);
 
 test('an index refuses vectors from another model', async () => {
   const { dir, cleanup } = tempDir('mix');

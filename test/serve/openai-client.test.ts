@@ -6,68 +6,73 @@ import { SearchIndex } from '../../src/search-index/search-index.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 
-test('the official openai client gets the in-process vectors from /v1/embeddings (base64 and float, documents and queries)', async () => {
-  const { dir, cleanup } = tempDir('oai');
-  const backend = await tinyBackend(await tinyModelDir(dir));
-  const server = await startSearchServer({ backend, port: 0, apiKey: 'sekret' });
-  try {
-    const client = new OpenAI({ apiKey: 'sekret', baseURL: `${server.url}/v1`, maxRetries: 0 });
-    const texts = ['the first document', 'a second, longer document about proteins and cells', 'three'];
-    const want = await backend.embedDocuments(texts);
+test(
+  'the official openai client gets the in-process vectors from ' +
+    '/v1/embeddings (base64 and float, documents and queries)',
+  async () => {
+    const { dir, cleanup } = tempDir('oai');
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const server = await startSearchServer({ backend, port: 0, apiKey: 'sekret' });
+    try {
+      const client = new OpenAI({ apiKey: 'sekret', baseURL: `${server.url}/v1`, maxRetries: 0 });
+      const texts = ['the first document', 'a second, longer document about proteins and cells', 'three'];
+      const want = await backend.embedDocuments(texts);
 
-    const b64 = await client.embeddings.create({ model: 'search-r3', input: texts }); // the client asks for base64 and decodes it
-    assert.equal(b64.data.length, 3);
-    b64.data.forEach((d, i) => {
-      assert.equal(d.index, i);
-      assert.deepEqual(Float32Array.from(d.embedding), want[i]);
-    });
-    assert.equal(b64.model, 'search-r3');
-    assert.ok(b64.usage.prompt_tokens > 0 && b64.usage.total_tokens === b64.usage.prompt_tokens);
+      // the client asks for base64 and decodes it
+      const b64 = await client.embeddings.create({ model: 'search-r3', input: texts });
+      assert.equal(b64.data.length, 3);
+      b64.data.forEach((d, i) => {
+        assert.equal(d.index, i);
+        assert.deepEqual(Float32Array.from(d.embedding), want[i]);
+      });
+      assert.equal(b64.model, 'search-r3');
+      assert.ok(b64.usage.prompt_tokens > 0 && b64.usage.total_tokens === b64.usage.prompt_tokens);
 
-    // alone, as the server embeds a one-input request (another batch shape can change the last bits)
-    const flt = await client.embeddings.create({ model: 'search-r3', input: texts[1], encoding_format: 'float' });
-    assert.deepEqual(Float32Array.from(flt.data[0].embedding), (await backend.embedDocuments([texts[1]]))[0]);
+      // alone, as the server embeds a one-input request (another batch shape can change the last bits)
+      const flt = await client.embeddings.create({ model: 'search-r3', input: texts[1], encoding_format: 'float' });
+      assert.deepEqual(Float32Array.from(flt.data[0].embedding), (await backend.embedDocuments([texts[1]]))[0]);
 
-    // the extension field picks query mode; vectors then equal embedQueries
-    const [q] = await backend.embedQueries(['what binds proteins?']);
-    const qr = await client.embeddings.create({
-      model: 'search-r3',
-      input: 'what binds proteins?',
-      search_r3: { mode: 'query' },
-    } as OpenAI.EmbeddingCreateParams);
-    assert.deepEqual(Float32Array.from(qr.data[0].embedding), q.vector);
-    assert.notDeepEqual(
-      Float32Array.from(qr.data[0].embedding),
-      (await backend.embedDocuments(['what binds proteins?']))[0],
-    );
+      // the extension field picks query mode; vectors then equal embedQueries
+      const [q] = await backend.embedQueries(['what binds proteins?']);
+      const qr = await client.embeddings.create({
+        model: 'search-r3',
+        input: 'what binds proteins?',
+        search_r3: { mode: 'query' },
+      } as OpenAI.EmbeddingCreateParams);
+      assert.deepEqual(Float32Array.from(qr.data[0].embedding), q.vector);
+      assert.notDeepEqual(
+        Float32Array.from(qr.data[0].embedding),
+        (await backend.embedDocuments(['what binds proteins?']))[0],
+      );
 
-    // with reasoning the response carries the analysis; the vector equals in-process greedy reasoning
-    const [qr2] = await backend.embedQueries(['heart disease'], { reasoning: 'on', maxReasoningTokens: 6 });
-    const rr = await client.embeddings.create({
-      model: 'search-r3',
-      input: ['heart disease'],
-      search_r3: { mode: 'query', reasoning: 'on', max_reasoning_tokens: 6 },
-    } as OpenAI.EmbeddingCreateParams);
-    assert.deepEqual(Float32Array.from(rr.data[0].embedding), qr2.vector);
-    const ext = (rr as unknown as { search_r3: { reasoning: string; forced: boolean }[] }).search_r3;
-    assert.deepEqual(ext, [{ reasoning: qr2.reasoning, forced: qr2.forced, reasoning_tokens: qr2.tokens.length }]);
+      // with reasoning the response carries the analysis; the vector equals in-process greedy reasoning
+      const [qr2] = await backend.embedQueries(['heart disease'], { reasoning: 'on', maxReasoningTokens: 6 });
+      const rr = await client.embeddings.create({
+        model: 'search-r3',
+        input: ['heart disease'],
+        search_r3: { mode: 'query', reasoning: 'on', max_reasoning_tokens: 6 },
+      } as OpenAI.EmbeddingCreateParams);
+      assert.deepEqual(Float32Array.from(rr.data[0].embedding), qr2.vector);
+      const ext = (rr as unknown as { search_r3: { reasoning: string; forced: boolean }[] }).search_r3;
+      assert.deepEqual(ext, [{ reasoning: qr2.reasoning, forced: qr2.forced, reasoning_tokens: qr2.tokens.length }]);
 
-    // wrong key: the client raises its AuthenticationError
-    const bad = new OpenAI({ apiKey: 'wrong', baseURL: `${server.url}/v1`, maxRetries: 0 });
-    await assert.rejects(
-      bad.embeddings.create({ model: 'search-r3', input: 'x' }),
-      (e: unknown) => e instanceof OpenAI.AuthenticationError && e.status === 401,
-    );
-    const models = await client.models.list();
-    assert.deepEqual(
-      models.data.map((m) => m.id),
-      ['search-r3'],
-    );
-  } finally {
-    await server.close();
-    cleanup();
-  }
-});
+      // wrong key: the client raises its AuthenticationError
+      const bad = new OpenAI({ apiKey: 'wrong', baseURL: `${server.url}/v1`, maxRetries: 0 });
+      await assert.rejects(
+        bad.embeddings.create({ model: 'search-r3', input: 'x' }),
+        (e: unknown) => e instanceof OpenAI.AuthenticationError && e.status === 401,
+      );
+      const models = await client.models.list();
+      assert.deepEqual(
+        models.data.map((m) => m.id),
+        ['search-r3'],
+      );
+    } finally {
+      await server.close();
+      cleanup();
+    }
+  },
+);
 
 test('concurrent requests share forward batches and each gets its own vectors', async () => {
   const { dir, cleanup } = tempDir('batch');

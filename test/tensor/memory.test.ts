@@ -112,44 +112,51 @@ if (process.env[CHILD_ENV]) {
   // C code could leak outside the JS heap), else TS. SEARCH_R3_MEMORY_BACKEND=js|native overrides.
   const backend: T.BackendName =
     (process.env.SEARCH_R3_MEMORY_BACKEND as T.BackendName | undefined) ?? (T.nativeKernels() ? 'native' : 'js');
-  test(`${STEPS} training steps of a tiny Qwen2 do not grow memory (${backend} backend; RSS drift ≤ ${RSS_BOUND_MB} MB, JS heap + tensor buffers ≤ ${HEAP_BOUND_MB} MB)`, (t) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, [CHILD_ENV]: backend };
-    delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test-runner child
-    // A fixed young generation: V8 otherwise grows it (by up to 2×16 MB) whenever it decides to, a step in
-    // RSS that is not a leak.
-    const flags = ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16'];
-    const r = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url)], {
-      env,
-      timeout: 180_000,
-      encoding: 'utf8',
-    });
-    assert.equal(r.status, 0, `child failed (${r.signal ?? r.status}):\n${r.stderr}`);
-    const rep = JSON.parse(r.stdout) as Report;
-    const drift = (a: number[]): number => a[a.length - 1] - a[0];
-    const rssDrift = drift(rep.rssMB),
-      heapDrift = drift(rep.heapMB),
-      bufDrift = drift(rep.buffersMB);
-    const fmt = (a: number[]): string => a.map((v) => v.toFixed(1)).join(' ');
-    t.diagnostic(
-      `${backend}: RSS after step ${WARMUP}, then every 100 to ${STEPS} (MB): ${fmt(rep.rssMB)}; drift ${rssDrift.toFixed(2)} MB`,
-    );
-    t.diagnostic(
-      `${backend}: JS heap (MB): ${fmt(rep.heapMB)}, drift ${heapDrift.toFixed(2)} MB; tensor buffers (MB): ${fmt(rep.buffersMB)}, drift ${bufDrift.toFixed(2)} MB`,
-    );
-    t.diagnostic(
-      `${backend}: ${rep.msPerStep.toFixed(2)} ms/step; loss ${rep.firstLoss.toFixed(3)} → ${rep.lastLoss.toFixed(3)}`,
-    );
-    assert.ok(rep.gc, 'the child runs with --expose-gc');
-    assert.equal(rep.rssMB.length, (STEPS - WARMUP) / 100 + 1);
-    // the loop really trains (so the measured steps are real steps)
-    assert.ok(rep.lastLoss < 0.5 * rep.firstLoss, `loss ${rep.firstLoss} → ${rep.lastLoss}`);
-    assert.ok(
-      rssDrift <= RSS_BOUND_MB,
-      `RSS grew by ${rssDrift.toFixed(1)} MB over ${STEPS - WARMUP} steps: ${fmt(rep.rssMB)}`,
-    );
-    assert.ok(
-      heapDrift + bufDrift <= HEAP_BOUND_MB,
-      `JS heap + buffers grew by ${(heapDrift + bufDrift).toFixed(1)} MB over ${STEPS - WARMUP} steps`,
-    );
-  });
+  test(
+    `${STEPS} training steps of a tiny Qwen2 do not grow memory (${backend} backend; ` +
+      `RSS drift ≤ ${RSS_BOUND_MB} MB, JS heap + tensor buffers ≤ ${HEAP_BOUND_MB} MB)`,
+    (t) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, [CHILD_ENV]: backend };
+      delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test-runner child
+      // A fixed young generation: V8 otherwise grows it (by up to 2×16 MB) whenever it decides to, a step in
+      // RSS that is not a leak.
+      const flags = ['--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16'];
+      const r = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url)], {
+        env,
+        timeout: 180_000,
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, `child failed (${r.signal ?? r.status}):\n${r.stderr}`);
+      const rep = JSON.parse(r.stdout) as Report;
+      const drift = (a: number[]): number => a[a.length - 1] - a[0];
+      const rssDrift = drift(rep.rssMB),
+        heapDrift = drift(rep.heapMB),
+        bufDrift = drift(rep.buffersMB);
+      const fmt = (a: number[]): string => a.map((v) => v.toFixed(1)).join(' ');
+      t.diagnostic(
+        `${backend}: RSS after step ${WARMUP}, then every 100 to ${STEPS} (MB): ${fmt(rep.rssMB)}; drift ` +
+          `${rssDrift.toFixed(2)} MB`,
+      );
+      t.diagnostic(
+        `${backend}: JS heap (MB): ${fmt(rep.heapMB)}, drift ${heapDrift.toFixed(2)} MB; tensor buffers (MB): ` +
+          `${fmt(rep.buffersMB)}, drift ${bufDrift.toFixed(2)} MB`,
+      );
+      t.diagnostic(
+        `${backend}: ${rep.msPerStep.toFixed(2)} ms/step; ` +
+          `loss ${rep.firstLoss.toFixed(3)} → ${rep.lastLoss.toFixed(3)}`,
+      );
+      assert.ok(rep.gc, 'the child runs with --expose-gc');
+      assert.equal(rep.rssMB.length, (STEPS - WARMUP) / 100 + 1);
+      // the loop really trains (so the measured steps are real steps)
+      assert.ok(rep.lastLoss < 0.5 * rep.firstLoss, `loss ${rep.firstLoss} → ${rep.lastLoss}`);
+      assert.ok(
+        rssDrift <= RSS_BOUND_MB,
+        `RSS grew by ${rssDrift.toFixed(1)} MB over ${STEPS - WARMUP} steps: ${fmt(rep.rssMB)}`,
+      );
+      assert.ok(
+        heapDrift + bufDrift <= HEAP_BOUND_MB,
+        `JS heap + buffers grew by ${(heapDrift + bufDrift).toFixed(1)} MB over ${STEPS - WARMUP} steps`,
+      );
+    },
+  );
 }

@@ -601,7 +601,8 @@ test('attention forward/backward: GQA 1/2/3, causal, KV cache, masks, fully-mask
         for (let j = 0; j < S; j++) {
           if (cfg.mask === 'random') keyMask[b * S + j] = rand() < 0.3 ? 0 : 1;
           if (cfg.mask === 'batchAllMasked' && b === 1) keyMask[b * S + j] = 0;
-          if (cfg.mask === 'prefixMasked' && j < 10 * (b + 1)) keyMask[b * S + j] = 0; // early causal rows see only padding
+          // early causal rows see only padding
+          if (cfg.mask === 'prefixMasked' && j < 10 * (b + 1)) keyMask[b * S + j] = 0;
         }
     }
     const shape: AttentionShape = { ...cfg, scale: 1 / Math.sqrt(D), keyMask };
@@ -782,7 +783,8 @@ test(
         const worst = Math.max(
           ...Array.from(got.gemm, (v, i) => Math.abs(v - one.gemm[i]) / (Math.abs(one.gemm[i]) + 1)),
         );
-        assert.ok(worst < 1e-4, `${t} threads: sgemm differs by ${worst}`); // seen 1e-5 (k = 256); a wrong panel is O(1)
+        // seen 1e-5 (k = 256); a wrong panel is O(1)
+        assert.ok(worst < 1e-4, `${t} threads: sgemm differs by ` + `${worst}`);
       }
     } finally {
       setNativeThreads(before);

@@ -269,23 +269,27 @@ function throughJson(s: T.OptimizerState): T.OptimizerState {
 
 for (const ci of [0, 2]) {
   const c = optimCases[ci];
-  test(`${c.kind}: state() saved after 2 steps and loaded into a fresh optimiser continues exactly like an uninterrupted run`, () => {
-    const full = runOptim(c);
-    const first = runOptim(c, 0, 2);
-    const saved = throughJson(first.opt.state());
-    assert.equal(saved.step, 2);
-    const params = first.params.map((p) => new T.Tensor(Float32Array.from(p.data), p.shape, true));
-    const fresh = c.make(params);
-    fresh.loadState(saved);
-    const resumed = runOptim(c, 2, STEPS, params, fresh);
-    for (let s = 2; s < STEPS; s++) {
-      resumed.after[s - 2].forEach((d, i) => assert.deepEqual(d, full.after[s][i], `step ${s + 1}, parameter ${i}`));
-    }
-    // and a fresh optimiser without the state does not (the state carries real information)
-    const params2 = first.params.map((p) => new T.Tensor(Float32Array.from(p.data), p.shape, true));
-    const cold = runOptim(c, 2, STEPS, params2, c.make(params2));
-    assert.notDeepEqual(cold.after[STEPS - 3][0], full.after[STEPS - 1][0]);
-  });
+  test(
+    `${c.kind}: state() saved after 2 steps and loaded into a ` +
+      `fresh optimiser continues exactly like an uninterrupted run`,
+    () => {
+      const full = runOptim(c);
+      const first = runOptim(c, 0, 2);
+      const saved = throughJson(first.opt.state());
+      assert.equal(saved.step, 2);
+      const params = first.params.map((p) => new T.Tensor(Float32Array.from(p.data), p.shape, true));
+      const fresh = c.make(params);
+      fresh.loadState(saved);
+      const resumed = runOptim(c, 2, STEPS, params, fresh);
+      for (let s = 2; s < STEPS; s++) {
+        resumed.after[s - 2].forEach((d, i) => assert.deepEqual(d, full.after[s][i], `step ${s + 1}, parameter ${i}`));
+      }
+      // and a fresh optimiser without the state does not (the state carries real information)
+      const params2 = first.params.map((p) => new T.Tensor(Float32Array.from(p.data), p.shape, true));
+      const cold = runOptim(c, 2, STEPS, params2, c.make(params2));
+      assert.notDeepEqual(cold.after[STEPS - 3][0], full.after[STEPS - 1][0]);
+    },
+  );
 }
 
 test('loadState refuses state of another kind or another parameter count', () => {

@@ -315,32 +315,35 @@ test(
   },
 );
 
-test('rlenv audit --from reads the newest intact checkpoint, says which it skipped, and changes nothing in the run', () => {
-  const t = runs.rl;
-  const run = copyOfCrashed(t, 'audit-from');
-  const cfgFile = t.configFor(run);
-  damageFile(path.join(run, 'checkpoints', 'step-00000004', 'environment.safetensors'), 'bitflip');
-  const before = folderDigest(run);
-  const audit = (output: string): CliResult =>
-    runCli(['rlenv', 'audit', '--config', cfgFile, '--from', run, '--steps', '1', '--output', output, '--quiet']);
-  const r = audit(path.join(t.dir, 'audit-1'));
-  assertNoAbort(r, 'audit --from');
-  assert.equal(r.status, 0, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  const named = path.join(run, 'checkpoints', 'step-00000004', 'environment.safetensors');
-  assert.ok(lines[0]!.startsWith(`warning: ${named} `), lines[0]);
-  assert.match(r.stdout, /^from \S+step-00000002 \(step 2\); environment: 40 documents/);
-  assert.deepEqual(folderDigest(run), before);
-  damageFile(path.join(run, 'checkpoints', 'step-00000002', 'optimizer.safetensors'), 'missing');
-  const damaged = folderDigest(run);
-  const none = audit(path.join(t.dir, 'audit-2'));
-  assertNoAbort(none, 'audit --from, none intact');
-  assert.equal(none.status, 2, none.stderr);
-  assert.equal(none.stderr.trim().split('\n').length, 1, none.stderr);
-  assert.match(none.stderr, /00000004\/environment\.safetensors .*00000002\/optimizer\.safetensors is missing/);
-  assert.deepEqual(folderDigest(run), damaged);
-});
+test(
+  'rlenv audit --from reads the newest intact checkpoint, ' + 'says which it skipped, and changes nothing in the run',
+  () => {
+    const t = runs.rl;
+    const run = copyOfCrashed(t, 'audit-from');
+    const cfgFile = t.configFor(run);
+    damageFile(path.join(run, 'checkpoints', 'step-00000004', 'environment.safetensors'), 'bitflip');
+    const before = folderDigest(run);
+    const audit = (output: string): CliResult =>
+      runCli(['rlenv', 'audit', '--config', cfgFile, '--from', run, '--steps', '1', '--output', output, '--quiet']);
+    const r = audit(path.join(t.dir, 'audit-1'));
+    assertNoAbort(r, 'audit --from');
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    const named = path.join(run, 'checkpoints', 'step-00000004', 'environment.safetensors');
+    assert.ok(lines[0]!.startsWith(`warning: ${named} `), lines[0]);
+    assert.match(r.stdout, /^from \S+step-00000002 \(step 2\); environment: 40 documents/);
+    assert.deepEqual(folderDigest(run), before);
+    damageFile(path.join(run, 'checkpoints', 'step-00000002', 'optimizer.safetensors'), 'missing');
+    const damaged = folderDigest(run);
+    const none = audit(path.join(t.dir, 'audit-2'));
+    assertNoAbort(none, 'audit --from, none intact');
+    assert.equal(none.status, 2, none.stderr);
+    assert.equal(none.stderr.trim().split('\n').length, 1, none.stderr);
+    assert.match(none.stderr, /00000004\/environment\.safetensors .*00000002\/optimizer\.safetensors is missing/);
+    assert.deepEqual(folderDigest(run), damaged);
+  },
+);
 
 test(
   'checkpoints from before manifests resume as before; a damaged one is still skipped when it does not read ' + 'back',
@@ -407,54 +410,60 @@ async function useModel(dir: string): Promise<Error | undefined> {
   }
 }
 
-test('a damaged model folder is one sentence naming the file, or (a flipped bit the format cannot see) still works', async () => {
-  const final = path.join(straightOf(runs.rl), 'final');
-  for (const file of MODEL_FILES) {
-    for (const [k, kind] of DAMAGE_KINDS.entries()) {
-      const dir = path.join(runs.rl.dir, 'models', `${file}-${kind}`);
-      cpSync(final, dir, { recursive: true });
-      damageFile(path.join(dir, file), kind, k + 1);
-      const before = folderDigest(dir);
-      const e = await useModel(dir);
-      assert.deepEqual(folderDigest(dir), before, `${file} ${kind}: reading changed nothing`);
-      // only a flipped bit can leave a file readable: HF model folders carry no checksum to catch it
-      if (e === undefined && kind === 'bitflip') continue;
-      assert.ok(e, `${file} ${kind}: the damage went unnoticed`);
-      assert.equal(e.name, 'ModelFileError', `${file} ${kind}: ${e.stack}`);
-      assert.ok(e.message.startsWith(dir) && e.message.includes(file) && !e.message.includes('\n'), e.message);
+test(
+  'a damaged model folder is one sentence naming the file, ' + 'or (a flipped bit the format cannot see) still works',
+  async () => {
+    const final = path.join(straightOf(runs.rl), 'final');
+    for (const file of MODEL_FILES) {
+      for (const [k, kind] of DAMAGE_KINDS.entries()) {
+        const dir = path.join(runs.rl.dir, 'models', `${file}-${kind}`);
+        cpSync(final, dir, { recursive: true });
+        damageFile(path.join(dir, file), kind, k + 1);
+        const before = folderDigest(dir);
+        const e = await useModel(dir);
+        assert.deepEqual(folderDigest(dir), before, `${file} ${kind}: reading changed nothing`);
+        // only a flipped bit can leave a file readable: HF model folders carry no checksum to catch it
+        if (e === undefined && kind === 'bitflip') continue;
+        assert.ok(e, `${file} ${kind}: the damage went unnoticed`);
+        assert.equal(e.name, 'ModelFileError', `${file} ${kind}: ${e.stack}`);
+        assert.ok(e.message.startsWith(dir) && e.message.includes(file) && !e.message.includes('\n'), e.message);
+      }
     }
-  }
-});
+  },
+);
 
-test('eval --retriever on a damaged model folder: exit 2 and one line naming the file; a NaN weight is named too', () => {
-  const final = path.join(straightOf(runs.rl), 'final');
-  const evalOn = (dir: string): CliResult => runCli(['eval', '--dataset', TINY_BEIR, '--retriever', dir]);
-  const nan = path.join(runs.rl.dir, 'models', 'nan');
-  cpSync(final, nan, { recursive: true });
-  // the top exponent bits of one weight set: a NaN, which a flipped bit in the exponent can make
-  const weightsFile = path.join(nan, 'model.safetensors');
-  const bytes = readFileSync(weightsFile);
-  const dataStart = 8 + Number(bytes.readBigUInt64LE(0));
-  bytes.writeUInt32LE(0x7fc00000, dataStart + 4 * 100);
-  writeFileSync(weightsFile, bytes);
-  const cases: [string, string][] = MODEL_FILES.map((f): [string, string] => [f, 'random']);
-  cases.push(['model.safetensors', 'nan']);
-  for (const [file, kind] of cases) {
-    const dir = kind === 'nan' ? nan : path.join(runs.rl.dir, 'models', `cli-${file}`);
-    if (kind !== 'nan') {
-      cpSync(final, dir, { recursive: true });
-      damageFile(path.join(dir, file), 'random', 7);
+test(
+  'eval --retriever on a damaged model folder: exit 2 ' + 'and one line naming the file; a NaN weight is named too',
+  () => {
+    const final = path.join(straightOf(runs.rl), 'final');
+    const evalOn = (dir: string): CliResult => runCli(['eval', '--dataset', TINY_BEIR, '--retriever', dir]);
+    const nan = path.join(runs.rl.dir, 'models', 'nan');
+    cpSync(final, nan, { recursive: true });
+    // the top exponent bits of one weight set: a NaN, which a flipped bit in the exponent can make
+    const weightsFile = path.join(nan, 'model.safetensors');
+    const bytes = readFileSync(weightsFile);
+    const dataStart = 8 + Number(bytes.readBigUInt64LE(0));
+    bytes.writeUInt32LE(0x7fc00000, dataStart + 4 * 100);
+    writeFileSync(weightsFile, bytes);
+    const cases: [string, string][] = MODEL_FILES.map((f): [string, string] => [f, 'random']);
+    cases.push(['model.safetensors', 'nan']);
+    for (const [file, kind] of cases) {
+      const dir = kind === 'nan' ? nan : path.join(runs.rl.dir, 'models', `cli-${file}`);
+      if (kind !== 'nan') {
+        cpSync(final, dir, { recursive: true });
+        damageFile(path.join(dir, file), 'random', 7);
+      }
+      const before = folderDigest(dir);
+      const r = evalOn(dir);
+      assertNoAbort(r, `${file} ${kind}`);
+      assert.equal(r.status, 2, `${file} ${kind}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.ok(r.stderr.startsWith(`search-r3: ${path.join(dir, file)}`), r.stderr);
+      if (kind === 'nan') assert.match(r.stderr, /holds NaN or Inf values/);
+      assert.deepEqual(folderDigest(dir), before);
     }
-    const before = folderDigest(dir);
-    const r = evalOn(dir);
-    assertNoAbort(r, `${file} ${kind}`);
-    assert.equal(r.status, 2, `${file} ${kind}: ${r.stderr}`);
-    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-    assert.ok(r.stderr.startsWith(`search-r3: ${path.join(dir, file)}`), r.stderr);
-    if (kind === 'nan') assert.match(r.stderr, /holds NaN or Inf values/);
-    assert.deepEqual(folderDigest(dir), before);
-  }
-});
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 // recipe default: its model card step reads the corpus manifest and the packaged model's config.json
@@ -499,20 +508,23 @@ test(
   },
 );
 
-test('train sft --resume with a config the checkpoints do not fit (another LoRA rank): one sentence, nothing changed', () => {
-  const t = runs.sft;
-  const run = copyOfCrashed(t, 'other-rank');
-  const cfgFile = t.configFor(run);
-  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-  writeFileSync(cfgFile, JSON.stringify({ ...cfg, lora: { rank: 8, alpha: 16 } }));
-  const before = folderDigest(run);
-  const r = runCli(['train', 'sft', '--config', cfgFile, '--resume', '--quiet']);
-  assertNoAbort(r, 'other rank');
-  assert.equal(r.status, 2, r.stderr);
-  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-  assert.match(
-    r.stderr,
-    /step-00000004: tensor '\S+' is missing or has another shape; resume with the config the run was started with/,
-  );
-  assert.deepEqual(folderDigest(run), before);
-});
+test(
+  'train sft --resume with a config the checkpoints do not ' + 'fit (another LoRA rank): one sentence, nothing changed',
+  () => {
+    const t = runs.sft;
+    const run = copyOfCrashed(t, 'other-rank');
+    const cfgFile = t.configFor(run);
+    const cfg = JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+    writeFileSync(cfgFile, JSON.stringify({ ...cfg, lora: { rank: 8, alpha: 16 } }));
+    const before = folderDigest(run);
+    const r = runCli(['train', 'sft', '--config', cfgFile, '--resume', '--quiet']);
+    assertNoAbort(r, 'other rank');
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /step-00000004: tensor '\S+' is missing or has another shape; resume with the config the run was started with/,
+    );
+    assert.deepEqual(folderDigest(run), before);
+  },
+);

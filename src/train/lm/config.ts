@@ -116,7 +116,8 @@ export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
   );
   need(
     m.numAttentionHeads % m.numKeyValueHeads === 0,
-    `"model.numAttentionHeads" ${m.numAttentionHeads} must be a multiple of model.numKeyValueHeads ${m.numKeyValueHeads}`,
+    `"model.numAttentionHeads" ${m.numAttentionHeads} must be a multiple of model.numKeyValueHeads ` +
+      `${m.numKeyValueHeads}`,
   );
   need(
     (m.hiddenSize / m.numAttentionHeads) % 2 === 0,

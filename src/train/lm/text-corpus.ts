@@ -176,9 +176,11 @@ export function corpusSources(dataDir: string): CorpusSource[] {
     {
       name: 'stsb-train-sentences',
       licence:
-        "STS Benchmark sources' terms (MSR paraphrase/video, SNLI CC BY-SA 4.0, StackExchange CC BY-SA 3.0, ...); translations stsb-multi-mt",
+        "STS Benchmark sources' terms (MSR paraphrase/video, SNLI CC BY-SA 4.0, StackExchange CC BY-SA 3.0, " +
+        '...); translations stsb-multi-mt',
       attribution:
-        'STS Benchmark (Cer et al. 2017), machine-translated by PhilipMay/stsb-multi-mt; train split only, unique sentences, 11 languages',
+        'STS Benchmark (Cer et al. 2017), machine-translated by PhilipMay/stsb-multi-mt; train split only, ' +
+        'unique sentences, 11 languages',
       paths: STSB_LANGS.map((l) => `stsb-multi-mt/stsb-${l}-train.csv`),
       async *documents() {
         for (const l of STSB_LANGS) {

@@ -75,49 +75,52 @@ function config(output: string, over: Record<string, unknown> = {}): LmConfig {
   );
 }
 
-test('packing: the separator precedes every document, sequences shift targets by one and stay within their split', async () => {
-  const sep = tokenizer.tokenToId('<|endoftext|>')!;
-  const stream = await tokenizeFiles([path.join(dir, 'valid.jsonl')], tokenizer, sep);
-  assert.equal(stream.documents, docs.length - 220);
-  // the stream is exactly: sep, doc, sep, doc, ..., sep
-  const expected = [sep];
-  for (const d of docs.slice(220)) expected.push(...tokenizer.encode(`${d.title}\n${d.text}`), sep);
-  assert.deepEqual(Array.from(stream.tokens), expected);
-  const seqs = new PackedSequences(stream.tokens, 32);
-  assert.equal(seqs.count, Math.floor((stream.tokens.length - 1) / 32));
-  const { ids, targets } = seqs.batch([0, seqs.count - 1]);
-  assert.deepEqual(Array.from(ids.subarray(0, 32)), Array.from(stream.tokens.subarray(0, 32)));
-  assert.deepEqual(Array.from(targets.subarray(0, 31)), Array.from(ids.subarray(1, 32)));
-  assert.ok((seqs.count - 1) * 32 + 32 < stream.tokens.length, "the last sequence reads only this split's tokens");
-  assert.throws(() => seqs.batch([seqs.count]), RangeError);
-  // train and valid are separate streams: the valid stream holds only valid documents' tokens
-  const train = await cachedTokenStream(
-    'train',
-    [path.join(dir, 'train.jsonl')],
-    tokenizer,
-    sep,
-    path.join(dir, 'cache'),
-  );
-  assert.equal(train.documents, 220);
-  assert.equal(tokenizer.decode(Array.from(train.tokens)).split('<|endoftext|>').length, 222);
-  const again = await cachedTokenStream(
-    'train',
-    [path.join(dir, 'train.jsonl')],
-    tokenizer,
-    sep,
-    path.join(dir, 'cache'),
-  );
-  assert.equal(again.cached, true);
-  assert.deepEqual(again.tokens, train.tokens);
-  // the order is a seeded permutation
-  const o = sequenceOrder(100, 3, 1);
-  assert.deepEqual(
-    [...o].sort((a, b) => a - b),
-    Array.from({ length: 100 }, (_, i) => i),
-  );
-  assert.deepEqual(o, sequenceOrder(100, 3, 1));
-  assert.notDeepEqual(o, sequenceOrder(100, 3, 2));
-});
+test(
+  'packing: the separator precedes every document, ' + 'sequences shift targets by one and stay within their split',
+  async () => {
+    const sep = tokenizer.tokenToId('<|endoftext|>')!;
+    const stream = await tokenizeFiles([path.join(dir, 'valid.jsonl')], tokenizer, sep);
+    assert.equal(stream.documents, docs.length - 220);
+    // the stream is exactly: sep, doc, sep, doc, ..., sep
+    const expected = [sep];
+    for (const d of docs.slice(220)) expected.push(...tokenizer.encode(`${d.title}\n${d.text}`), sep);
+    assert.deepEqual(Array.from(stream.tokens), expected);
+    const seqs = new PackedSequences(stream.tokens, 32);
+    assert.equal(seqs.count, Math.floor((stream.tokens.length - 1) / 32));
+    const { ids, targets } = seqs.batch([0, seqs.count - 1]);
+    assert.deepEqual(Array.from(ids.subarray(0, 32)), Array.from(stream.tokens.subarray(0, 32)));
+    assert.deepEqual(Array.from(targets.subarray(0, 31)), Array.from(ids.subarray(1, 32)));
+    assert.ok((seqs.count - 1) * 32 + 32 < stream.tokens.length, "the last sequence reads only this split's tokens");
+    assert.throws(() => seqs.batch([seqs.count]), RangeError);
+    // train and valid are separate streams: the valid stream holds only valid documents' tokens
+    const train = await cachedTokenStream(
+      'train',
+      [path.join(dir, 'train.jsonl')],
+      tokenizer,
+      sep,
+      path.join(dir, 'cache'),
+    );
+    assert.equal(train.documents, 220);
+    assert.equal(tokenizer.decode(Array.from(train.tokens)).split('<|endoftext|>').length, 222);
+    const again = await cachedTokenStream(
+      'train',
+      [path.join(dir, 'train.jsonl')],
+      tokenizer,
+      sep,
+      path.join(dir, 'cache'),
+    );
+    assert.equal(again.cached, true);
+    assert.deepEqual(again.tokens, train.tokens);
+    // the order is a seeded permutation
+    const o = sequenceOrder(100, 3, 1);
+    assert.deepEqual(
+      [...o].sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, i) => i),
+    );
+    assert.deepEqual(o, sequenceOrder(100, 3, 1));
+    assert.notDeepEqual(o, sequenceOrder(100, 3, 2));
+  },
+);
 
 test('training loss and validation loss fall on real text; final/ is a loadable model folder', async () => {
   const losses: number[] = [];
@@ -176,69 +179,73 @@ test('config: unknown keys and bad values are errors naming the key; the CLI pri
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
 });
 
-test("train lm killed (SIGKILL) mid-run and resumed from the CLI: its metrics equal an uninterrupted run's, step for step", async () => {
-  const over = {
-    steps: 150,
-    accumulation: 1,
-    checkpoint: { every: 10, keep: 2 },
-    eval: { every: 50, maxSequences: 8 },
-  };
-  const full: number[] = [];
-  await trainLm(config('run-ref', over), { progress: false, onStep: (_, l) => full.push(l) });
-  const cfgFile = path.join(dir, 'kill.json');
-  await fsp.writeFile(
-    cfgFile,
-    JSON.stringify({
-      tokenizer: 'tok',
-      output: 'run-kill',
-      seed: 3,
-      data: { train: ['train.jsonl'], valid: ['valid.jsonl'] },
-      model: {
-        hiddenSize: 32,
-        intermediateSize: 64,
-        numHiddenLayers: 2,
-        numAttentionHeads: 4,
-        numKeyValueHeads: 2,
-        maxPositionEmbeddings: 64,
-      },
-      seqLength: 32,
-      batchSize: 4,
-      optimizer: { lr: 1e-2, warmupSteps: 4, minLr: 1e-3, weightDecay: 0.01 },
-      ...over,
-    }),
-  );
-  const ckpts = path.join(dir, 'run-kill/checkpoints');
-  const child = spawn(
-    process.execPath,
-    [path.join(repoRoot, 'dist/src/cli/main.js'), 'train', 'lm', '--config', cfgFile, '--quiet'],
-    { stdio: 'ignore' },
-  );
-  let done = false;
-  const exited = new Promise<void>((resolve) =>
-    child.on('exit', () => {
-      done = true;
-      resolve();
-    }),
-  );
-  // kill as soon as the second checkpoint is in place, mid-way between checkpoints
-  while (!done && !(existsSync(ckpts) && readdirSync(ckpts).some((n) => n === 'step-00000020')))
-    await new Promise((r) => setTimeout(r, 5));
-  child.kill('SIGKILL');
-  await exited;
-  assert.equal(existsSync(path.join(dir, 'run-kill/final')), false, 'the run was killed before it finished');
-  const r = runCli(['train', 'lm', '--config', cfgFile, '--resume', '--quiet']);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /trained steps (2\d|3\d|4\d)→150 of 150/);
-  const train = readFileSync(path.join(dir, 'run-kill/metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { type: string; loss: number })
-    .filter((m) => m.type === 'train');
-  assert.deepEqual(
-    train.map((m) => m.loss),
-    full,
-  );
-});
+test(
+  'train lm killed (SIGKILL) mid-run and resumed from the ' +
+    "CLI: its metrics equal an uninterrupted run's, step for step",
+  async () => {
+    const over = {
+      steps: 150,
+      accumulation: 1,
+      checkpoint: { every: 10, keep: 2 },
+      eval: { every: 50, maxSequences: 8 },
+    };
+    const full: number[] = [];
+    await trainLm(config('run-ref', over), { progress: false, onStep: (_, l) => full.push(l) });
+    const cfgFile = path.join(dir, 'kill.json');
+    await fsp.writeFile(
+      cfgFile,
+      JSON.stringify({
+        tokenizer: 'tok',
+        output: 'run-kill',
+        seed: 3,
+        data: { train: ['train.jsonl'], valid: ['valid.jsonl'] },
+        model: {
+          hiddenSize: 32,
+          intermediateSize: 64,
+          numHiddenLayers: 2,
+          numAttentionHeads: 4,
+          numKeyValueHeads: 2,
+          maxPositionEmbeddings: 64,
+        },
+        seqLength: 32,
+        batchSize: 4,
+        optimizer: { lr: 1e-2, warmupSteps: 4, minLr: 1e-3, weightDecay: 0.01 },
+        ...over,
+      }),
+    );
+    const ckpts = path.join(dir, 'run-kill/checkpoints');
+    const child = spawn(
+      process.execPath,
+      [path.join(repoRoot, 'dist/src/cli/main.js'), 'train', 'lm', '--config', cfgFile, '--quiet'],
+      { stdio: 'ignore' },
+    );
+    let done = false;
+    const exited = new Promise<void>((resolve) =>
+      child.on('exit', () => {
+        done = true;
+        resolve();
+      }),
+    );
+    // kill as soon as the second checkpoint is in place, mid-way between checkpoints
+    while (!done && !(existsSync(ckpts) && readdirSync(ckpts).some((n) => n === 'step-00000020')))
+      await new Promise((r) => setTimeout(r, 5));
+    child.kill('SIGKILL');
+    await exited;
+    assert.equal(existsSync(path.join(dir, 'run-kill/final')), false, 'the run was killed before it finished');
+    const r = runCli(['train', 'lm', '--config', cfgFile, '--resume', '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /trained steps (2\d|3\d|4\d)→150 of 150/);
+    const train = readFileSync(path.join(dir, 'run-kill/metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; loss: number })
+      .filter((m) => m.type === 'train');
+    assert.deepEqual(
+      train.map((m) => m.loss),
+      full,
+    );
+  },
+);
 
 test('weight decay applies to matrices only; the grouped optimiser state round-trips as one AdamW state', () => {
   const make = (): T.Tensor[] => [
@@ -262,32 +269,35 @@ test('weight decay applies to matrices only; the grouped optimiser state round-t
   assert.throws(() => new DecayGroupsAdamW([params[1]!, params[0]!], {}), /matrices first/);
 });
 
-test('a NaN or Inf stops pretraining before the optimiser sees it, names the step, keeps the last checkpoint', async () => {
-  // an absurd learning rate: step 1 is finite, its update sends the weights to ±1e30, step 2's forward overflows
-  const optimizer = { lr: 1e30, warmupSteps: 0, maxGradNorm: 0 };
-  const cfg = config('run-nan', { steps: 6, checkpoint: { every: 1, keep: 3 }, optimizer });
-  await assert.rejects(trainLm(cfg, { progress: false }), (e: unknown) => {
-    assert.ok(e instanceof TrainingDiverged, String(e));
-    assert.match(e.message, /^training stopped at step 2: .*(NaN|Inf).*, so its update was not applied; /);
-    assert.match(e.message, /the last good checkpoint is \S+step-00000001 /);
-    return true;
-  });
-  const cks = listCheckpoints(path.join(cfg.output, 'checkpoints'));
-  assert.deepEqual(
-    cks.map((c) => c.step),
-    [1],
-  );
-  const w = await loadSafetensors(path.join(cks[0]!.dir, 'trainable.safetensors'));
-  for (const [name, t] of w) assert.ok(t.data.every(Number.isFinite), `${name} is finite in the kept checkpoint`);
-  const logged = readFileSync(path.join(cfg.output, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { type: string; step: number })
-    .filter((r) => r.type === 'train');
-  assert.deepEqual(
-    logged.map((r) => r.step),
-    [1],
-    'the diverged step is not logged',
-  );
-  assert.ok(!existsSync(path.join(cfg.output, 'final')));
-});
+test(
+  'a NaN or Inf stops pretraining before the optimiser ' + 'sees it, names the step, keeps the last checkpoint',
+  async () => {
+    // an absurd learning rate: step 1 is finite, its update sends the weights to ±1e30, step 2's forward overflows
+    const optimizer = { lr: 1e30, warmupSteps: 0, maxGradNorm: 0 };
+    const cfg = config('run-nan', { steps: 6, checkpoint: { every: 1, keep: 3 }, optimizer });
+    await assert.rejects(trainLm(cfg, { progress: false }), (e: unknown) => {
+      assert.ok(e instanceof TrainingDiverged, String(e));
+      assert.match(e.message, /^training stopped at step 2: .*(NaN|Inf).*, so its update was not applied; /);
+      assert.match(e.message, /the last good checkpoint is \S+step-00000001 /);
+      return true;
+    });
+    const cks = listCheckpoints(path.join(cfg.output, 'checkpoints'));
+    assert.deepEqual(
+      cks.map((c) => c.step),
+      [1],
+    );
+    const w = await loadSafetensors(path.join(cks[0]!.dir, 'trainable.safetensors'));
+    for (const [name, t] of w) assert.ok(t.data.every(Number.isFinite), `${name} is finite in the kept checkpoint`);
+    const logged = readFileSync(path.join(cfg.output, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; step: number })
+      .filter((r) => r.type === 'train');
+    assert.deepEqual(
+      logged.map((r) => r.step),
+      [1],
+      'the diverged step is not logged',
+    );
+    assert.ok(!existsSync(path.join(cfg.output, 'final')));
+  },
+);

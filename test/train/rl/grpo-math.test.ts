@@ -78,21 +78,25 @@ test('GRPO loss value and gradient against the hand-derived formula (and finite 
   }
 });
 
-test('on the first inner epoch (π = π_old) the ratio is 1 and nothing is clipped; zero advantages give no policy gradient', () => {
-  const lp = Float32Array.from([-0.3, -2.1, -1.1]);
-  const logp = new T.Tensor(Float32Array.from(lp), [3], true);
-  const out = grpoLoss({
-    logp,
-    oldLogp: lp,
-    refLogp: lp,
-    advantages: new Float32Array(3),
-    weights: responseMeanWeights([3]),
-    clipEps: 0.2,
-    beta: 0.04,
-  });
-  assert.equal(out.loss.item(), 0);
-  assert.equal(out.clipFraction, 0);
-  close(out.ratio, 1);
-  out.loss.backward();
-  assert.ok(Array.from(logp.grad!).every((x) => x === 0 && !Number.isNaN(x)));
-});
+test(
+  'on the first inner epoch (π = π_old) the ratio is 1 and ' +
+    'nothing is clipped; zero advantages give no policy gradient',
+  () => {
+    const lp = Float32Array.from([-0.3, -2.1, -1.1]);
+    const logp = new T.Tensor(Float32Array.from(lp), [3], true);
+    const out = grpoLoss({
+      logp,
+      oldLogp: lp,
+      refLogp: lp,
+      advantages: new Float32Array(3),
+      weights: responseMeanWeights([3]),
+      clipEps: 0.2,
+      beta: 0.04,
+    });
+    assert.equal(out.loss.item(), 0);
+    assert.equal(out.clipFraction, 0);
+    close(out.ratio, 1);
+    out.loss.backward();
+    assert.ok(Array.from(logp.grad!).every((x) => x === 0 && !Number.isNaN(x)));
+  },
+);

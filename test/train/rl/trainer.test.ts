@@ -16,48 +16,52 @@ import { runCli } from '../../helpers/cli.js';
 
 const fixture = (): Promise<{ dir: string; raw: Record<string, unknown> }> => rlFixture('rl');
 
-test('a seeded RL run is reproducible, skips and counts a query without positives, and stays within the refresh budget', async () => {
-  const { dir, raw } = await fixture();
-  const runs: string[] = [];
-  for (const out of ['run-a', 'run-b']) {
-    const cfg = parseRlConfig({ ...raw, output: out }, dir);
-    const s = await trainRl(cfg, { progress: false, audit: out === 'run-a' });
-    assert.equal(s.steps, 3);
-    assert.equal(s.data.skippedNoPositiveInCorpus, 1);
-    assert.equal(s.data.queries, 7);
-    runs.push(readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8'));
-  }
-  const train = (text: string): unknown[] =>
-    text
+test(
+  'a seeded RL run is reproducible, skips and counts a query ' +
+    'without positives, and stays within the refresh budget',
+  async () => {
+    const { dir, raw } = await fixture();
+    const runs: string[] = [];
+    for (const out of ['run-a', 'run-b']) {
+      const cfg = parseRlConfig({ ...raw, output: out }, dir);
+      const s = await trainRl(cfg, { progress: false, audit: out === 'run-a' });
+      assert.equal(s.steps, 3);
+      assert.equal(s.data.skippedNoPositiveInCorpus, 1);
+      assert.equal(s.data.queries, 7);
+      runs.push(readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8'));
+    }
+    const train = (text: string): unknown[] =>
+      text
+        .trim()
+        .split('\n')
+        .filter((l) => l.includes('"type":"train"'))
+        .map(withoutTimes);
+    const a = train(runs[0]),
+      b = train(runs[1]);
+    assert.equal(a.length, 3);
+    assert.deepEqual(a, b, 'two runs with the same seed log the same steps (the audit twin does not change training)');
+    for (const r of a as Record<string, any>[]) {
+      for (const k of ['loss', 'kl', 'rewardMean', 'rewardStd', 'clipFraction', 'formatSuccess', 'reasoningTokens'])
+        assert.ok(Number.isFinite(r[k]), `${k} = ${r[k]}`);
+      assert.ok(r.clipFraction >= 0 && r.clipFraction <= 1);
+      assert.ok(r.env.encodes <= 6 + 3, `${r.env.encodes} encodes`);
+      assert.equal(r.env.version, 2 * (r.step - 1), 'two inner epochs = two policy versions per step');
+      // a forced embed token costs the format penalty (0.5) and is counted
+      assert.ok(Math.abs(r.rewardMean - (r.rankingRewardMean - (0.5 * r.forced) / 6)) < 1e-9);
+      assert.ok(Math.abs(r.formatSuccess - (1 - r.forced / 6)) < 1e-12);
+    }
+    const audits = runs[0]
       .trim()
       .split('\n')
-      .filter((l) => l.includes('"type":"train"'))
-      .map(withoutTimes);
-  const a = train(runs[0]),
-    b = train(runs[1]);
-  assert.equal(a.length, 3);
-  assert.deepEqual(a, b, 'two runs with the same seed log the same steps (the audit twin does not change training)');
-  for (const r of a as Record<string, any>[]) {
-    for (const k of ['loss', 'kl', 'rewardMean', 'rewardStd', 'clipFraction', 'formatSuccess', 'reasoningTokens'])
-      assert.ok(Number.isFinite(r[k]), `${k} = ${r[k]}`);
-    assert.ok(r.clipFraction >= 0 && r.clipFraction <= 1);
-    assert.ok(r.env.encodes <= 6 + 3, `${r.env.encodes} encodes`);
-    assert.equal(r.env.version, 2 * (r.step - 1), 'two inner epochs = two policy versions per step');
-    // a forced embed token costs the format penalty (0.5) and is counted
-    assert.ok(Math.abs(r.rewardMean - (r.rankingRewardMean - (0.5 * r.forced) / 6)) < 1e-9);
-    assert.ok(Math.abs(r.formatSuccess - (1 - r.forced / 6)) < 1e-12);
-  }
-  const audits = runs[0]
-    .trim()
-    .split('\n')
-    .filter((l) => l.includes('"type":"audit"'))
-    .map((l) => JSON.parse(l));
-  assert.equal(audits.length, 3);
-  for (const x of audits) {
-    assert.equal(x.exactEncodes, 40 - (x.step === 1 ? 40 : 0));
-    assert.equal(x.localRewards.length, 6);
-  }
-});
+      .filter((l) => l.includes('"type":"audit"'))
+      .map((l) => JSON.parse(l));
+    assert.equal(audits.length, 3);
+    for (const x of audits) {
+      assert.equal(x.exactEncodes, 40 - (x.step === 1 ? 40 : 0));
+      assert.equal(x.localRewards.length, 6);
+    }
+  },
+);
 
 test('a corpus too large for the allowed table memory is refused with the size it needs', async () => {
   const { dir, raw } = await fixture();
@@ -83,62 +87,66 @@ test('resume continues from the newest checkpoint to the requested steps', async
   assert.deepEqual(steps, [1, 2, 3]);
 });
 
-test('a run that crashes and resumes from its checkpoint is bit-identical to one that never stopped (weights, rewards, environment)', async () => {
-  const { dir, raw } = await fixture();
-  // a sparse graph searched narrowly is approximate even on 40 documents, so its history shows in the candidates
-  const base = {
-    ...raw,
-    steps: 5,
-    checkpoint: { every: 2, keep: 2 },
-    environment: { ...(raw.environment as object), connectivity: 2, expansionAdd: 2, expansionSearch: 1 },
-  };
-  await trainRl(parseRlConfig({ ...base, output: 'straight' }, dir), { progress: false });
-  const crashed = parseRlConfig({ ...base, output: 'crashed' }, dir);
-  // dies during step 3, after its log line and before any checkpoint of it: the newest checkpoint is step 2
-  await assert.rejects(
-    trainRl(crashed, {
-      progress: false,
-      onStep: (s) => {
-        if (s === 3) throw new Error('killed');
+test(
+  'a run that crashes and resumes from its checkpoint is bit-identical ' +
+    'to one that never stopped (weights, rewards, environment)',
+  async () => {
+    const { dir, raw } = await fixture();
+    // a sparse graph searched narrowly is approximate even on 40 documents, so its history shows in the candidates
+    const base = {
+      ...raw,
+      steps: 5,
+      checkpoint: { every: 2, keep: 2 },
+      environment: { ...(raw.environment as object), connectivity: 2, expansionAdd: 2, expansionSearch: 1 },
+    };
+    await trainRl(parseRlConfig({ ...base, output: 'straight' }, dir), { progress: false });
+    const crashed = parseRlConfig({ ...base, output: 'crashed' }, dir);
+    // dies during step 3, after its log line and before any checkpoint of it: the newest checkpoint is step 2
+    await assert.rejects(
+      trainRl(crashed, {
+        progress: false,
+        onStep: (s) => {
+          if (s === 3) throw new Error('killed');
+        },
+      }),
+      /killed/,
+    );
+    const notes: string[] = [];
+    const s = await trainRl(crashed, { progress: false, resume: true, onStep: (step) => notes.push(String(step)) });
+    assert.equal(s.startStep, 2);
+    assert.equal(s.environmentRestored, true, 'the corpus is not encoded again');
+    assert.deepEqual(notes, ['3', '4', '5']);
+    const train = (out: string): unknown[] =>
+      readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .filter((l) => l.includes('"type":"train"'))
+        .map(withoutTimes);
+    const a = train('straight'),
+      b = train('crashed');
+    assert.equal(a.length, 5);
+    // every step's rewards, losses, KL, refresh counts and staleness, to the last bit
+    assert.deepEqual(b, a);
+    const weights = (out: string): Buffer => readFileSync(path.join(dir, out, 'final', 'model.safetensors'));
+    assert.ok(weights('crashed').equals(weights('straight')), 'the final weights are byte-identical');
+    for (const out of ['straight', 'crashed'])
+      assert.ok(existsSync(path.join(dir, out, 'checkpoints', 'step-00000004', 'environment.safetensors')));
+    // a damaged saved environment: one line names the file, and resume goes on from the checkpoint before it
+    writeFileSync(path.join(dir, 'crashed', 'checkpoints', 'step-00000005', 'environment.json'), '{"version": 4,');
+    const warnings: string[] = [];
+    const again = await trainRl(
+      { ...crashed, steps: 6 },
+      {
+        progress: false,
+        resume: true,
+        warn: (l) => warnings.push(l),
       },
-    }),
-    /killed/,
-  );
-  const notes: string[] = [];
-  const s = await trainRl(crashed, { progress: false, resume: true, onStep: (step) => notes.push(String(step)) });
-  assert.equal(s.startStep, 2);
-  assert.equal(s.environmentRestored, true, 'the corpus is not encoded again');
-  assert.deepEqual(notes, ['3', '4', '5']);
-  const train = (out: string): unknown[] =>
-    readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .filter((l) => l.includes('"type":"train"'))
-      .map(withoutTimes);
-  const a = train('straight'),
-    b = train('crashed');
-  assert.equal(a.length, 5);
-  // every step's rewards, losses, KL, refresh counts and staleness, to the last bit
-  assert.deepEqual(b, a);
-  const weights = (out: string): Buffer => readFileSync(path.join(dir, out, 'final', 'model.safetensors'));
-  assert.ok(weights('crashed').equals(weights('straight')), 'the final weights are byte-identical');
-  for (const out of ['straight', 'crashed'])
-    assert.ok(existsSync(path.join(dir, out, 'checkpoints', 'step-00000004', 'environment.safetensors')));
-  // a damaged saved environment: one line names the file, and resume goes on from the checkpoint before it
-  writeFileSync(path.join(dir, 'crashed', 'checkpoints', 'step-00000005', 'environment.json'), '{"version": 4,');
-  const warnings: string[] = [];
-  const again = await trainRl(
-    { ...crashed, steps: 6 },
-    {
-      progress: false,
-      resume: true,
-      warn: (l) => warnings.push(l),
-    },
-  );
-  assert.equal(again.startStep, 4);
-  assert.equal(warnings.length, 1);
-  assert.match(warnings[0], /step-00000005\/environment\.json does not match its SHA-256 .*step-00000004 \(step 4\)/);
-});
+    );
+    assert.equal(again.startStep, 4);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /step-00000005\/environment\.json does not match its SHA-256 .*step-00000004 \(step 4\)/);
+  },
+);
 
 test("the training forward reproduces generate()'s log-probabilities at the sampling temperature", () => {
   const { model, tokenizer } = tinyModel(5);
@@ -175,138 +183,147 @@ test('config: unknown keys and bad values are refused with the key named', () =>
   assert.equal(parseRlConfig(base, '/x').model, '/x/m');
 });
 
-test('CLI: rlenv audit reports encodes, wall time, staleness and reward agreement; train rl trains and reports', async () => {
-  const { dir, raw } = await fixture();
-  const file = writeConfig(path.join(dir, 'rl.json'), raw);
-  const a = runCli(['rlenv', 'audit', '--config', file, '--steps', '3', '--quiet']);
-  assert.equal(a.status, 0, a.stderr);
-  for (const re of [
-    /document encodes \/ step: local [\d.]+, exact 40\.0/,
-    /wall time \/ step/,
-    /mean staleness/,
-    /mean \|Δ\|/,
-    /Spearman ρ/,
-  ])
-    assert.match(a.stdout, re);
-  const summary = JSON.parse(readFileSync(path.join(dir, 'run-audit', 'audit.json'), 'utf8'));
-  assert.equal(summary.summary.steps, 2, 'step 1 (both tables exact) is left out');
-  const t = runCli(['train', 'rl', '--config', file, '--quiet']);
-  assert.equal(t.status, 0, t.stderr);
-  assert.match(t.stdout, /trained steps 0→3 .* 7 queries \(1 skipped: no positive in the corpus\)/);
-  // an audit that continues the run from its newest checkpoint, stale table and all, audits every step it runs
-  const f = runCli([
-    'rlenv',
-    'audit',
-    '--config',
-    file,
-    '--from',
-    path.join(dir, 'run'),
-    '--steps',
-    '2',
-    '--output',
-    path.join(dir, 'audit-from'),
-    '--quiet',
-  ]);
-  assert.equal(f.status, 0, f.stderr);
-  assert.match(f.stdout, /^from \S+step-00000003 \(step 3\); environment: 40 documents/);
-  const fromSummary = JSON.parse(readFileSync(path.join(dir, 'audit-from', 'audit.json'), 'utf8')).summary;
-  assert.equal(fromSummary.steps, 2);
-  assert.ok(fromSummary.meanStaleness > 0, 'the restored table is stale, as training left it');
-  assert.ok(
-    existsSync(path.join(dir, 'run', 'final')) && !existsSync(path.join(dir, 'run', 'checkpoints', 'step-00000005')),
-    'the run folder is untouched',
-  );
-  const again = runCli([
-    'rlenv',
-    'audit',
-    '--config',
-    file,
-    '--from',
-    path.join(dir, 'run'),
-    '--steps',
-    '2',
-    '--output',
-    path.join(dir, 'audit-from'),
-    '--quiet',
-  ]);
-  assert.equal(again.status, 2);
-  assert.match(again.stderr, /already holds an audit's checkpoints/);
-  const none = runCli(['rlenv', 'audit', '--config', file, '--from', path.join(dir, 'beir'), '--quiet']);
-  assert.equal(none.status, 2);
-  assert.match(none.stderr, /has no checkpoints\/step-\* folder/);
-  const bad = writeConfig(path.join(dir, 'bad.json'), {
-    ...raw,
-    output: 'run-bad',
-    environment: { maxTableBytes: 100 },
-  });
-  const b = runCli(['train', 'rl', '--config', bad, '--quiet']);
-  assert.equal(b.status, 2);
-  assert.match(
-    b.stderr,
-    /^search-r3: the environment's embedding table for 40 documents × 32 dimensions needs 5280 bytes/,
-  );
-});
-
-test('LoRA: only the adapters train, the reference is the base (KL 0 before the first update), final/ is an adapter', async () => {
-  const { dir, raw } = await fixture();
-  const cfg = parseRlConfig(
-    {
+test(
+  'CLI: rlenv audit reports encodes, wall time, staleness ' + 'and reward agreement; train rl trains and reports',
+  async () => {
+    const { dir, raw } = await fixture();
+    const file = writeConfig(path.join(dir, 'rl.json'), raw);
+    const a = runCli(['rlenv', 'audit', '--config', file, '--steps', '3', '--quiet']);
+    assert.equal(a.status, 0, a.stderr);
+    for (const re of [
+      /document encodes \/ step: local [\d.]+, exact 40\.0/,
+      /wall time \/ step/,
+      /mean staleness/,
+      /mean \|Δ\|/,
+      /Spearman ρ/,
+    ])
+      assert.match(a.stdout, re);
+    const summary = JSON.parse(readFileSync(path.join(dir, 'run-audit', 'audit.json'), 'utf8'));
+    assert.equal(summary.summary.steps, 2, 'step 1 (both tables exact) is left out');
+    const t = runCli(['train', 'rl', '--config', file, '--quiet']);
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stdout, /trained steps 0→3 .* 7 queries \(1 skipped: no positive in the corpus\)/);
+    // an audit that continues the run from its newest checkpoint, stale table and all, audits every step it runs
+    const f = runCli([
+      'rlenv',
+      'audit',
+      '--config',
+      file,
+      '--from',
+      path.join(dir, 'run'),
+      '--steps',
+      '2',
+      '--output',
+      path.join(dir, 'audit-from'),
+      '--quiet',
+    ]);
+    assert.equal(f.status, 0, f.stderr);
+    assert.match(f.stdout, /^from \S+step-00000003 \(step 3\); environment: 40 documents/);
+    const fromSummary = JSON.parse(readFileSync(path.join(dir, 'audit-from', 'audit.json'), 'utf8')).summary;
+    assert.equal(fromSummary.steps, 2);
+    assert.ok(fromSummary.meanStaleness > 0, 'the restored table is stale, as training left it');
+    assert.ok(
+      existsSync(path.join(dir, 'run', 'final')) && !existsSync(path.join(dir, 'run', 'checkpoints', 'step-00000005')),
+      'the run folder is untouched',
+    );
+    const again = runCli([
+      'rlenv',
+      'audit',
+      '--config',
+      file,
+      '--from',
+      path.join(dir, 'run'),
+      '--steps',
+      '2',
+      '--output',
+      path.join(dir, 'audit-from'),
+      '--quiet',
+    ]);
+    assert.equal(again.status, 2);
+    assert.match(again.stderr, /already holds an audit's checkpoints/);
+    const none = runCli(['rlenv', 'audit', '--config', file, '--from', path.join(dir, 'beir'), '--quiet']);
+    assert.equal(none.status, 2);
+    assert.match(none.stderr, /has no checkpoints\/step-\* folder/);
+    const bad = writeConfig(path.join(dir, 'bad.json'), {
       ...raw,
-      output: 'run-lora',
-      steps: 2,
-      lora: { rank: 2, alpha: 4 },
-      loss: { ...(raw.loss as object), innerEpochs: 1 },
-    },
-    dir,
-  );
-  const records: Record<string, any>[] = [];
-  await trainRl(cfg, { progress: false, onStep: (_s, r) => records.push(r) });
-  assert.equal(records.length, 2);
-  assert.equal(records[0].kl, 0, 'π = π_ref at the first update');
-  assert.ok(records[1].kl > 0, 'the adapters moved the policy away from the base');
-  const data = JSON.parse(readFileSync(path.join(dir, 'run-lora', 'metrics.jsonl'), 'utf8').split('\n')[0]);
-  assert.ok(data.trainableParameters < 28320 / 2, `${data.trainableParameters} trainable parameters`);
-  assert.ok(existsSync(path.join(dir, 'run-lora', 'final', 'adapter_config.json')));
-});
+      output: 'run-bad',
+      environment: { maxTableBytes: 100 },
+    });
+    const b = runCli(['train', 'rl', '--config', bad, '--quiet']);
+    assert.equal(b.status, 2);
+    assert.match(
+      b.stderr,
+      /^search-r3: the environment's embedding table for 40 documents × 32 dimensions needs 5280 bytes/,
+    );
+  },
+);
 
-test('a NaN in an update stops stage 2 before the optimiser applies it, names the step, keeps the last checkpoint', async () => {
-  const { dir, raw } = await fixture();
-  const cfg = parseRlConfig({ ...raw, steps: 2, checkpoint: { every: 1, keep: 2 } }, dir);
-  await trainRl(cfg, { progress: false });
-  const root = path.join(cfg.output, 'checkpoints');
-  const kept = listCheckpoints(root).map((c) => readFileSync(path.join(c.dir, 'trainable.safetensors')));
-  const final = (): Buffer => readFileSync(path.join(cfg.output, 'final', 'model.safetensors'));
-  const finalBefore = final();
-  // resumed at an absurd learning rate: step 3's first update sends the weights to ±1e30, its second sees Inf
-  const blown = parseRlConfig(
-    {
-      ...raw,
-      steps: 4,
-      checkpoint: { every: 1, keep: 2 },
-      optimizer: { lr: 1e30 },
-      loss: { ...(raw.loss as object), innerEpochs: 2 },
-    },
-    dir,
-  );
-  await assert.rejects(trainRl(blown, { progress: false, resume: true }), (e: unknown) => {
-    assert.ok(e instanceof TrainingDiverged, String(e));
-    assert.match(e.message, /^training stopped at step 3, update 2 of 2: .*(NaN|Inf).*, so its update was not/);
-    assert.match(e.message, /the last good checkpoint is \S+step-00000002 \(resume from it with a lower/);
-    return true;
-  });
-  const after = listCheckpoints(root);
-  assert.deepEqual(
-    after.map((c) => c.step),
-    [1, 2],
-    'no checkpoint of the diverged step',
-  );
-  after.forEach((c, i) => assert.ok(readFileSync(path.join(c.dir, 'trainable.safetensors')).equals(kept[i]!)));
-  assert.ok(final().equals(finalBefore), 'final/ is still the model of the run that ended well');
-  const steps = readFileSync(path.join(cfg.output, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l))
-    .filter((r) => r.type === 'train')
-    .map((r) => r.step);
-  assert.deepEqual(steps, [1, 2], 'the diverged step is not logged');
-});
+test(
+  'LoRA: only the adapters train, the reference is the ' + 'base (KL 0 before the first update), final/ is an adapter',
+  async () => {
+    const { dir, raw } = await fixture();
+    const cfg = parseRlConfig(
+      {
+        ...raw,
+        output: 'run-lora',
+        steps: 2,
+        lora: { rank: 2, alpha: 4 },
+        loss: { ...(raw.loss as object), innerEpochs: 1 },
+      },
+      dir,
+    );
+    const records: Record<string, any>[] = [];
+    await trainRl(cfg, { progress: false, onStep: (_s, r) => records.push(r) });
+    assert.equal(records.length, 2);
+    assert.equal(records[0].kl, 0, 'π = π_ref at the first update');
+    assert.ok(records[1].kl > 0, 'the adapters moved the policy away from the base');
+    const data = JSON.parse(readFileSync(path.join(dir, 'run-lora', 'metrics.jsonl'), 'utf8').split('\n')[0]);
+    assert.ok(data.trainableParameters < 28320 / 2, `${data.trainableParameters} trainable parameters`);
+    assert.ok(existsSync(path.join(dir, 'run-lora', 'final', 'adapter_config.json')));
+  },
+);
+
+test(
+  'a NaN in an update stops stage 2 before the optimiser ' + 'applies it, names the step, keeps the last checkpoint',
+  async () => {
+    const { dir, raw } = await fixture();
+    const cfg = parseRlConfig({ ...raw, steps: 2, checkpoint: { every: 1, keep: 2 } }, dir);
+    await trainRl(cfg, { progress: false });
+    const root = path.join(cfg.output, 'checkpoints');
+    const kept = listCheckpoints(root).map((c) => readFileSync(path.join(c.dir, 'trainable.safetensors')));
+    const final = (): Buffer => readFileSync(path.join(cfg.output, 'final', 'model.safetensors'));
+    const finalBefore = final();
+    // resumed at an absurd learning rate: step 3's first update sends the weights to ±1e30, its second sees Inf
+    const blown = parseRlConfig(
+      {
+        ...raw,
+        steps: 4,
+        checkpoint: { every: 1, keep: 2 },
+        optimizer: { lr: 1e30 },
+        loss: { ...(raw.loss as object), innerEpochs: 2 },
+      },
+      dir,
+    );
+    await assert.rejects(trainRl(blown, { progress: false, resume: true }), (e: unknown) => {
+      assert.ok(e instanceof TrainingDiverged, String(e));
+      assert.match(e.message, /^training stopped at step 3, update 2 of 2: .*(NaN|Inf).*, so its update was not/);
+      assert.match(e.message, /the last good checkpoint is \S+step-00000002 \(resume from it with a lower/);
+      return true;
+    });
+    const after = listCheckpoints(root);
+    assert.deepEqual(
+      after.map((c) => c.step),
+      [1, 2],
+      'no checkpoint of the diverged step',
+    );
+    after.forEach((c, i) => assert.ok(readFileSync(path.join(c.dir, 'trainable.safetensors')).equals(kept[i]!)));
+    assert.ok(final().equals(finalBefore), 'final/ is still the model of the run that ended well');
+    const steps = readFileSync(path.join(cfg.output, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((r) => r.type === 'train')
+      .map((r) => r.step);
+    assert.deepEqual(steps, [1, 2], 'the diverged step is not logged');
+  },
+);

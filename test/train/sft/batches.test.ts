@@ -34,33 +34,37 @@ test('batches never hold a text twice; clashing examples wait for a later batch;
   );
 });
 
-test('a document that is another positive of a query is not its negative; triplet negatives are its own hard negatives', () => {
-  const ex: TrainExample[] = [
-    { query: 'q0', positives: ['p0', 'p1'], negatives: ['n0'] },
-    { query: 'q1', positives: ['p1'], negatives: [] },
-  ];
-  // q0 takes p0 or p1; when it takes p0, q1 brings p1, which q0 must not treat as a negative
-  for (let seed = 0; seed < 20; seed++) {
-    const plan = planEpoch(ex, seed, 0, 2, 1);
-    if (plan.length !== 1) continue; // both took p1: q1 had to wait
-    const bt = batchTexts(ex, plan[0]);
-    const i0 = plan[0].examples.indexOf(0),
-      i1 = plan[0].examples.indexOf(1);
-    const M = bt.documents.length;
-    const p1 = bt.documents.indexOf('p1');
-    assert.equal(bt.targets.exclude[i0 * M + p1], i0 === p1 ? 0 : 1);
-    const n0 = bt.documents.indexOf('n0');
-    assert.deepEqual(
-      [...bt.targets.tripletNegative.slice(i0 * M, i0 * M + M)].flatMap((v, j) => (v ? [j] : [])),
-      [n0],
-      'q0: its hard negative only',
-    );
-    assert.equal(
-      bt.targets.tripletNegative[i1 * M + bt.documents.indexOf('p0')],
-      1,
-      'q1 has no hard negative: in-batch ones',
-    );
-    return;
-  }
-  assert.fail('no seed put both queries in one batch');
-});
+test(
+  'a document that is another positive of a query is not ' +
+    'its negative; triplet negatives are its own hard negatives',
+  () => {
+    const ex: TrainExample[] = [
+      { query: 'q0', positives: ['p0', 'p1'], negatives: ['n0'] },
+      { query: 'q1', positives: ['p1'], negatives: [] },
+    ];
+    // q0 takes p0 or p1; when it takes p0, q1 brings p1, which q0 must not treat as a negative
+    for (let seed = 0; seed < 20; seed++) {
+      const plan = planEpoch(ex, seed, 0, 2, 1);
+      if (plan.length !== 1) continue; // both took p1: q1 had to wait
+      const bt = batchTexts(ex, plan[0]);
+      const i0 = plan[0].examples.indexOf(0),
+        i1 = plan[0].examples.indexOf(1);
+      const M = bt.documents.length;
+      const p1 = bt.documents.indexOf('p1');
+      assert.equal(bt.targets.exclude[i0 * M + p1], i0 === p1 ? 0 : 1);
+      const n0 = bt.documents.indexOf('n0');
+      assert.deepEqual(
+        [...bt.targets.tripletNegative.slice(i0 * M, i0 * M + M)].flatMap((v, j) => (v ? [j] : [])),
+        [n0],
+        'q0: its hard negative only',
+      );
+      assert.equal(
+        bt.targets.tripletNegative[i1 * M + bt.documents.indexOf('p0')],
+        1,
+        'q1 has no hard negative: in-batch ones',
+      );
+      return;
+    }
+    assert.fail('no seed put both queries in one batch');
+  },
+);

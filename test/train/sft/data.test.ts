@@ -8,23 +8,26 @@ import { renderReport } from '../../../src/train/report.js';
 import { sharedData } from '../../helpers/repo.js';
 import { tempDir } from '../../helpers/train-fixtures.js';
 
-test('real data: SciFact train qrels and Climate-FEVER claims become examples; claims without evidence are counted', async () => {
-  const { examples, stats } = await loadTrainingData([
-    { type: 'beir', path: path.join(sharedData, 'scifact'), split: 'train' },
-    { type: 'climate-fever', path: path.join(sharedData, 'climate-fever/climate-fever.jsonl') },
-  ]);
-  assert.deepEqual(
-    stats.perSource.map((s) => s.examples),
-    [809, 1061],
-  );
-  assert.equal(stats.withoutPositive, 1535 - 1061, 'claims whose five evidences are all NOT_ENOUGH_INFO');
-  const sci = examples[0];
-  assert.ok(sci.positives.length >= 1 && sci.negatives.length === 0);
-  assert.ok(
-    examples.slice(809).some((e) => e.negatives.length > 0),
-    'NOT_ENOUGH_INFO evidence serves as hard negatives',
-  );
-});
+test(
+  'real data: SciFact train qrels and Climate-FEVER claims ' + 'become examples; claims without evidence are counted',
+  async () => {
+    const { examples, stats } = await loadTrainingData([
+      { type: 'beir', path: path.join(sharedData, 'scifact'), split: 'train' },
+      { type: 'climate-fever', path: path.join(sharedData, 'climate-fever/climate-fever.jsonl') },
+    ]);
+    assert.deepEqual(
+      stats.perSource.map((s) => s.examples),
+      [809, 1061],
+    );
+    assert.equal(stats.withoutPositive, 1535 - 1061, 'claims whose five evidences are all NOT_ENOUGH_INFO');
+    const sci = examples[0];
+    assert.ok(sci.positives.length >= 1 && sci.negatives.length === 0);
+    assert.ok(
+      examples.slice(809).some((e) => e.negatives.length > 0),
+      'NOT_ENOUGH_INFO evidence serves as hard negatives',
+    );
+  },
+);
 
 test('JSONL in FlagEmbedding and Tevatron layouts, TSV pairs, and errors that name the line', async () => {
   const dir = tempDir('data');

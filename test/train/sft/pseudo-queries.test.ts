@@ -11,7 +11,9 @@ const docs = [
   {
     id: 'a',
     title: 'Vitamin D and bone density in adults',
-    text: 'Vitamin D is made in the skin. Low levels are common in winter months. Supplements raised bone density by 2% in the trial.',
+    text:
+      'Vitamin D is made in the skin. Low levels are common in winter months. Supplements raised bone ' +
+      'density by 2% in the trial.',
   },
   { id: 'b', title: 'Short', text: 'One sentence only, so no inverse cloze pair can be made from it.' },
   {

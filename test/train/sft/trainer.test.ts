@@ -92,53 +92,57 @@ test('a config key that does not exist is an error naming it', () => {
   assert.equal(cfg.model, path.join(root, 'm'), 'paths resolve against the config folder');
 });
 
-test('kill -9 after step 5, --resume: the loss curve equals the uninterrupted run, LoRA dropout and GradCache included', async () => {
-  const a = await toyRun('resume-a');
-  const full = await runChild(a.cfgFile, 'fresh');
-  assert.equal(full.code, 0, full.out);
-  const b = await toyRun('resume-b');
-  const killed = await runChild(b.cfgFile, 'fresh', 5);
-  assert.equal(killed.signal, 'SIGKILL');
-  const runB = path.join(b.root, 'run');
-  assert.ok(!existsSync(path.join(runB, 'final')), 'the run was killed before it finished');
-  assert.deepEqual(
-    listCheckpoints(path.join(runB, 'checkpoints')).map((c) => c.step),
-    [2, 4],
-    'checkpoints every 2 steps, the newest kept',
-  );
-  assert.ok(
-    trainCurve(runB).some((r) => r.step === 5),
-    'step 5 was logged before the kill: resume must redo it',
-  );
-  // a checkpoint folder half-written when the kill came: never renamed into place, so never resumed from
-  const stale = path.join(runB, 'checkpoints', '.step-00000006.tmp-1-x');
-  mkdirSync(stale);
-  writeFileSync(path.join(stale, 'state.json'), '{"step": 6');
-  const resumed = await runChild(b.cfgFile, 'resume');
-  assert.ok(!existsSync(stale), 'the half-written folder is cleaned up');
-  assert.equal(resumed.code, 0, resumed.out);
-  assert.ok(resumed.out.startsWith('step 5\n'), 'resume starts after the last checkpoint (step 4)');
-  const ca = trainCurve(path.join(a.root, 'run')),
-    cb = trainCurve(runB);
-  assert.deepEqual(
-    cb.map((r) => r.step),
-    ca.map((r) => r.step),
-    'each step appears once',
-  );
-  for (let i = 0; i < ca.length; i++) {
-    for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) {
-      assert.ok(
-        Math.abs(ca[i][k]! - cb[i][k]!) <= 1e-6 * Math.max(1, Math.abs(ca[i][k]!)),
-        `step ${ca[i].step} ${k}: ${cb[i][k]} vs ${ca[i][k]}`,
-      );
+test(
+  'kill -9 after step 5, --resume: the loss curve equals ' +
+    'the uninterrupted run, LoRA dropout and GradCache included',
+  async () => {
+    const a = await toyRun('resume-a');
+    const full = await runChild(a.cfgFile, 'fresh');
+    assert.equal(full.code, 0, full.out);
+    const b = await toyRun('resume-b');
+    const killed = await runChild(b.cfgFile, 'fresh', 5);
+    assert.equal(killed.signal, 'SIGKILL');
+    const runB = path.join(b.root, 'run');
+    assert.ok(!existsSync(path.join(runB, 'final')), 'the run was killed before it finished');
+    assert.deepEqual(
+      listCheckpoints(path.join(runB, 'checkpoints')).map((c) => c.step),
+      [2, 4],
+      'checkpoints every 2 steps, the newest kept',
+    );
+    assert.ok(
+      trainCurve(runB).some((r) => r.step === 5),
+      'step 5 was logged before the kill: resume must redo it',
+    );
+    // a checkpoint folder half-written when the kill came: never renamed into place, so never resumed from
+    const stale = path.join(runB, 'checkpoints', '.step-00000006.tmp-1-x');
+    mkdirSync(stale);
+    writeFileSync(path.join(stale, 'state.json'), '{"step": 6');
+    const resumed = await runChild(b.cfgFile, 'resume');
+    assert.ok(!existsSync(stale), 'the half-written folder is cleaned up');
+    assert.equal(resumed.code, 0, resumed.out);
+    assert.ok(resumed.out.startsWith('step 5\n'), 'resume starts after the last checkpoint (step 4)');
+    const ca = trainCurve(path.join(a.root, 'run')),
+      cb = trainCurve(runB);
+    assert.deepEqual(
+      cb.map((r) => r.step),
+      ca.map((r) => r.step),
+      'each step appears once',
+    );
+    for (let i = 0; i < ca.length; i++) {
+      for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) {
+        assert.ok(
+          Math.abs(ca[i][k]! - cb[i][k]!) <= 1e-6 * Math.max(1, Math.abs(ca[i][k]!)),
+          `step ${ca[i].step} ${k}: ${cb[i][k]} vs ${ca[i][k]}`,
+        );
+      }
     }
-  }
-  assert.ok(ca[ca.length - 1].kl! > 0, 'LoRA moved the model away from its adapters-off reference');
-  const wa = await loadSafetensors(path.join(a.root, 'run/final/adapter_model.safetensors'));
-  const wb = await loadSafetensors(path.join(runB, 'final/adapter_model.safetensors'));
-  for (const [name, t] of wa) assert.deepEqual(Array.from(wb.get(name)!.data), Array.from(t.data), name);
-  assert.ok(readFileSync(path.join(runB, 'report.html'), 'utf8').includes('<svg'), 'the report has its charts');
-});
+    assert.ok(ca[ca.length - 1].kl! > 0, 'LoRA moved the model away from its adapters-off reference');
+    const wa = await loadSafetensors(path.join(a.root, 'run/final/adapter_model.safetensors'));
+    const wb = await loadSafetensors(path.join(runB, 'final/adapter_model.safetensors'));
+    for (const [name, t] of wa) assert.deepEqual(Array.from(wb.get(name)!.data), Array.from(t.data), name);
+    assert.ok(readFileSync(path.join(runB, 'report.html'), 'utf8').includes('<svg'), 'the report has its charts');
+  },
+);
 
 test('a NaN loss stops training, names the step and batch, and keeps the last good checkpoint', async () => {
   // full fine-tuning at an absurd learning rate: step 1 is finite, its update sends the weights to ±1e30
@@ -201,41 +205,44 @@ test('a model that never emitted <|embed_token|> (not even in its vocabulary) le
   assert.ok(sft[sft.length - 1] < sft[0] / 5, `SFT loss fell from ${sft[0]} to ${sft[sft.length - 1]}`);
 });
 
-test('bad input: queries without positives, empty texts and over-long texts are counted, not trained on silently', async () => {
-  const root = tempDir('badinput');
-  await tinyModelFolder(path.join(root, 'model'));
-  const ex = toyExamples(8);
-  const long = 'word '.repeat(400);
-  writeFileSync(
-    path.join(root, 'train.jsonl'),
-    [
-      ...ex.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives })),
-      JSON.stringify({ query: 'no positive here', pos: [], neg: ['x'] }),
-      JSON.stringify({ query: 'only empty positives', pos: ['', '  '] }),
-      JSON.stringify({ query: '', pos: ['orphan'] }),
-      JSON.stringify({ query: 'a long one', pos: [long] }),
-    ].join('\n') + '\n',
-  );
-  const cfg = loadSftConfig(
-    writeConfig(path.join(root, 'cfg.json'), {
-      model: 'model',
-      output: 'run',
-      data: [{ type: 'jsonl', path: 'train.jsonl' }],
-      maxLength: 96,
-      epochs: 1,
-      batch: { queries: 3, hardNegatives: 1 },
-      checkpoint: { every: 100 },
-    }),
-  );
-  const r = await trainSft(cfg, { progress: false });
-  assert.equal(r.data.examples, 9);
-  assert.equal(r.data.withoutPositive, 2);
-  assert.equal(r.data.emptyTexts, 3, 'two empty positives and one empty query');
-  assert.ok(r.truncatedTexts >= 1, 'the long positive was cut to maxLength and counted');
-  assert.equal(r.steps, 3, 'one epoch of 9 examples in batches of 3');
-  const data = metrics(path.join(root, 'run')).find((x) => x.type === 'data') as unknown as Record<string, number>;
-  assert.equal(data.withoutPositive, 2);
-});
+test(
+  'bad input: queries without positives, empty texts and ' + 'over-long texts are counted, not trained on silently',
+  async () => {
+    const root = tempDir('badinput');
+    await tinyModelFolder(path.join(root, 'model'));
+    const ex = toyExamples(8);
+    const long = 'word '.repeat(400);
+    writeFileSync(
+      path.join(root, 'train.jsonl'),
+      [
+        ...ex.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives })),
+        JSON.stringify({ query: 'no positive here', pos: [], neg: ['x'] }),
+        JSON.stringify({ query: 'only empty positives', pos: ['', '  '] }),
+        JSON.stringify({ query: '', pos: ['orphan'] }),
+        JSON.stringify({ query: 'a long one', pos: [long] }),
+      ].join('\n') + '\n',
+    );
+    const cfg = loadSftConfig(
+      writeConfig(path.join(root, 'cfg.json'), {
+        model: 'model',
+        output: 'run',
+        data: [{ type: 'jsonl', path: 'train.jsonl' }],
+        maxLength: 96,
+        epochs: 1,
+        batch: { queries: 3, hardNegatives: 1 },
+        checkpoint: { every: 100 },
+      }),
+    );
+    const r = await trainSft(cfg, { progress: false });
+    assert.equal(r.data.examples, 9);
+    assert.equal(r.data.withoutPositive, 2);
+    assert.equal(r.data.emptyTexts, 3, 'two empty positives and one empty query');
+    assert.ok(r.truncatedTexts >= 1, 'the long positive was cut to maxLength and counted');
+    assert.equal(r.steps, 3, 'one epoch of 9 examples in batches of 3');
+    const data = metrics(path.join(root, 'run')).find((x) => x.type === 'data') as unknown as Record<string, number>;
+    assert.equal(data.withoutPositive, 2);
+  },
+);
 
 test('gradient accumulation adds whole contrastive batches: the negatives per query do not shrink', async () => {
   const root = tempDir('accum');
