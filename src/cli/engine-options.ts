@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { LLAMA_GPUS, type LlamaCppFacts, type LlamaGpu } from '../embed/llama-cpp-engine.js';
+import { LLAMA_GPUS, type LlamaCppFacts, type LlamaGpu } from '../embed/index.js';
 import type { EmbedderOptions } from '../embed/index.js';
 import { type EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import { type EngineIdentity, LlamaCppBackend } from '../search-index/llama-cpp-backend.js';

@@ -11,7 +11,7 @@ import { readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
 import { ModelRetriever, type SearchR3Encoder } from '../eval/model-retriever.js';
 import { Embedder, requireEmbedToken } from '../embed/index.js';
-import { LlamaCppEngine } from '../embed/llama-cpp-engine.js';
+import { LlamaCppEngine } from '../embed/index.js';
 import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { subsetDevSet } from '../eval/dev-eval.js';

@@ -1,4 +1,4 @@
-/** The embed layer: the Search-R3 protocol on top of a Qwen2 model. */
+/** The embed layer: the Search-R3 protocol on top of a Qwen2 model, on our engine or on llama.cpp. */
 export {
   Embedder,
   normalize,
@@ -26,3 +26,11 @@ export {
   type Analysis,
   type ReasoningPrompts,
 } from './reasoning.js';
+export {
+  EngineError,
+  LLAMA_GPUS,
+  LlamaCppEngine,
+  type LlamaCppEngineOptions,
+  type LlamaCppFacts,
+  type LlamaGpu,
+} from './llama-cpp-engine.js';

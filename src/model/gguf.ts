@@ -13,7 +13,7 @@ import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from '../io/atomic-file.js';
-import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tensor/half-float.js';
+import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tensor/index.js';
 import { ModelFileError } from './model-file-error.js';
 import {
   configMismatchError,

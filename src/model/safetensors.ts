@@ -18,7 +18,7 @@ import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
-import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, widenHalf } from '../tensor/half-float.js';
+import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, widenHalf } from '../tensor/index.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 

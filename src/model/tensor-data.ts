@@ -1,4 +1,4 @@
-import type { HalfArray } from '../tensor/half-float.js';
+import type { HalfArray } from '../tensor/index.js';
 
 /**
  * A weight as file formats hand it over: float32 values, row-major, with its numpy-order shape.

@@ -12,7 +12,7 @@
  */
 import path from 'node:path';
 import type { PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
-import { LlamaCppEngine, type LlamaCppEngineOptions } from '../embed/llama-cpp-engine.js';
+import { LlamaCppEngine, type LlamaCppEngineOptions } from '../embed/index.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import type { DocumentEmbeddings, EmbeddingBackend } from './embedding-backend.js';
 import { fileFingerprint, modelFingerprint } from './model-fingerprint.js';

@@ -4,7 +4,7 @@
  * as one packed Float32Array whose buffer is transferred, not copied.
  */
 import type { EmbedderOptions, PromptKind, PromptTemplates, QueryOptions } from '../embed/index.js';
-import type { LlamaCppFacts, LlamaGpu } from '../embed/llama-cpp-engine.js';
+import type { LlamaCppFacts, LlamaGpu } from '../embed/index.js';
 import type { EngineIdentity } from '../search-index/llama-cpp-backend.js';
 import type { ChatMessage } from '../model/chat-template.js';
 import { HttpError } from './http-error.js';

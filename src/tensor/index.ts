@@ -1,6 +1,15 @@
 /** The tensor layer: tensors, autodiff, ops, optimisers. Everything above imports from here. */
 export { Tensor, TensorError, shapeSize, shapeStr, stridesOf, type Shape, type DType } from './tensor.js';
-export { HalfArray, type HalfDtype } from './half-float.js';
+export {
+  HalfArray,
+  type HalfDtype,
+  decodeBf16,
+  decodeF16,
+  encodeBf16,
+  encodeF16,
+  f16BitsFromFloat32Bits,
+  widenHalf,
+} from './half-float.js';
 export {
   backendName,
   isGradEnabled,
