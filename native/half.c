@@ -156,6 +156,38 @@ static float dot1(const float *a, int64_t k, const uint16_t *b, int bf16) {
   return s;
 }
 
+/* Past this k, a row of A (4k bytes) crowds L1 and one-row dots reload it from L2 for every weight row;
+   below it, one row at a time streams as fast (measured at the Qwen2.5-1.5B shapes). */
+#define DOT4_MIN_K 4096
+
+/* One row of A against four rows of B (ldb apart): each 16 values of A are loaded once for four weights,
+   and four weight streams are in flight at once. Decoding reads every weight once per token, so this is
+   where a token's time goes; A alone (the down projection's 8960 floats) no longer fits in L1. */
+static void dot4(const float *a, int64_t k, const uint16_t *b, int64_t ldb, int bf16, float *out) {
+  int64_t p = 0;
+  float s[4] = {0, 0, 0, 0};
+#if defined(__AVX512F__)
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+  for (; p + 16 <= k; p += 16) {
+    const __m512 x = _mm512_loadu_ps(a + p);
+    s0 = _mm512_fmadd_ps(x, load16(b + p, bf16), s0);
+    s1 = _mm512_fmadd_ps(x, load16(b + ldb + p, bf16), s1);
+    s2 = _mm512_fmadd_ps(x, load16(b + 2 * ldb + p, bf16), s2);
+    s3 = _mm512_fmadd_ps(x, load16(b + 3 * ldb + p, bf16), s3);
+  }
+  s[0] = _mm512_reduce_add_ps(s0);
+  s[1] = _mm512_reduce_add_ps(s1);
+  s[2] = _mm512_reduce_add_ps(s2);
+  s[3] = _mm512_reduce_add_ps(s3);
+#endif
+  for (; p < k; p++)
+    for (int r = 0; r < 4; r++) {
+      const uint16_t h = b[r * ldb + p];
+      s[r] += a[p] * (bf16 ? bf16_to_f32(h) : f16_to_f32(h));
+    }
+  for (int r = 0; r < 4; r++) out[r] = s[r];
+}
+
 /* A row of B (k halves at b) against m rows of A: out[i] = Σ_p a_i[p]·b[p]. */
 static void dot_rows(const float *A, int64_t m, int64_t k, const uint16_t *b, int bf16, float *out) {
   if (m == 1) { out[0] = dot1(A, k, b, bf16); return; }
@@ -187,7 +219,13 @@ static void skinny_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
     const float *A = g->rowsA + bi * m * k;
     const uint16_t *B = g->b + bi * g->strideB;
     float *C = g->c + bi * g->strideC;
-    for (int64_t j = j0; j < j1; j++) {
+    int64_t j = j0;
+    if (m == 1 && k > DOT4_MIN_K)
+      for (; j + 4 <= j1; j += 4) {
+        dot4(A, k, B + j * k, k, g->bf16, d);
+        for (int r = 0; r < 4; r++) C[j + r] = g->beta != 0 ? C[j + r] + d[r] : d[r];
+      }
+    for (; j < j1; j++) {
       dot_rows(A, m, k, B + j * k, g->bf16, d);
       for (int64_t i = 0; i < m; i++) C[i * n + j] = g->beta != 0 ? C[i * n + j] + d[i] : d[i];
     }

@@ -52,6 +52,8 @@ interface Case {
 
 const CASES: Case[] = [
   { m: 1, n: 300, k: 257, transB: true }, // decode: one token against a weight [out, in]
+  { m: 1, n: 10, k: 4113, transB: true }, // decode with a long row: four weight rows at a time, then the rest
+  { m: 1, n: 7, k: 4200, transB: true, accumulate: true },
   { m: 3, n: 130, k: 96, transB: true },
   { m: 4, n: 64, k: 1100, transB: true, accumulate: true },
   { m: 2, n: 40, k: 33, transB: false }, // a LoRA backward pass: dX = dY · W
