@@ -135,6 +135,9 @@ typedef struct {
 } GemmHalf;
 
 #define SKINNY_M 4
+/* Weights streamed by a decode product are prefetched this many elements (2 KB) ahead: the hardware
+   prefetcher alone left 10-25% of the memory bandwidth unused (measured on the 1.5B shapes). */
+#define PREFETCH 1024
 #define NC 64
 
 /* One row of A against a row of B: four independent sums keep the FMA units busy while B streams in. */
@@ -144,6 +147,8 @@ static float dot1(const float *a, int64_t k, const uint16_t *b, int bf16) {
 #if defined(__AVX512F__)
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
   for (; p + 64 <= k; p += 64) {
+    _mm_prefetch((const char *)(b + p + PREFETCH), _MM_HINT_T0);
+    _mm_prefetch((const char *)(b + p + PREFETCH + 32), _MM_HINT_T0);
     s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), load16(b + p, bf16), s0);
     s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 16), load16(b + p + 16, bf16), s1);
     s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 32), load16(b + p + 32, bf16), s2);
@@ -169,6 +174,8 @@ static void dot4(const float *a, int64_t k, const uint16_t *b, int64_t ldb, int 
 #if defined(__AVX512F__)
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
   for (; p + 16 <= k; p += 16) {
+    if ((p & 31) == 0)
+      for (int r = 0; r < 4; r++) _mm_prefetch((const char *)(b + r * ldb + p + PREFETCH), _MM_HINT_T0);
     const __m512 x = _mm512_loadu_ps(a + p);
     s0 = _mm512_fmadd_ps(x, load16(b + p, bf16), s0);
     s1 = _mm512_fmadd_ps(x, load16(b + ldb + p, bf16), s1);
