@@ -41,3 +41,47 @@ export function referenceRecall(run: Run, qrels: Qrels, k: number): number {
   }
   return sum / qrels.size;
 }
+
+/**
+ * Two-sided p of Student's t with `df` degrees of freedom, by numerical integration of its density
+ * (Simpson's rule on [0, |t|]): independent of the eval layer's incomplete-beta implementation.
+ */
+export function studentTwoSidedP(t: number, df: number): number {
+  const logC = lgamma((df + 1) / 2) - lgamma(df / 2) - 0.5 * Math.log(df * Math.PI);
+  const density = (x: number): number => Math.exp(logC - ((df + 1) / 2) * Math.log(1 + (x * x) / df));
+  const n = 20000,
+    a = Math.abs(t),
+    h = a / n;
+  let s = density(0) + density(a);
+  for (let i = 1; i < n; i++) s += (i % 2 ? 4 : 2) * density(i * h);
+  return Math.max(0, 1 - (2 * (s * h)) / 3);
+}
+
+/** log Γ(x) by the Lanczos approximation (g = 7, n = 9). */
+function lgamma(x: number): number {
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
+  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - lgamma(1 - x);
+  const z = x - 1;
+  let a = c[0]!;
+  for (let i = 1; i < 9; i++) a += c[i]! / (z + i);
+  const tt = z + 7.5;
+  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(tt) - tt + Math.log(a);
+}
+
+/**
+ * The exact p of the paired randomization test: every one of the 2^n sign assignments of the per-query
+ * differences, counting those whose |sum| reaches the observed one (a Monte Carlo test estimates this).
+ */
+export function exactRandomizationP(diffs: readonly number[]): number {
+  const observed = Math.abs(diffs.reduce((a, b) => a + b, 0));
+  const eps = 1e-12 * diffs.reduce((a, x) => a + Math.abs(x), 0);
+  let hits = 0;
+  for (let mask = 0; mask < 2 ** diffs.length; mask++) {
+    const s = diffs.reduce((a, x, i) => a + (mask & (1 << i) ? -x : x), 0);
+    if (Math.abs(s) >= observed - eps) hits++;
+  }
+  return hits / 2 ** diffs.length;
+}

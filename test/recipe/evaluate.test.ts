@@ -19,7 +19,12 @@ import {
 import { subsetDevSet, type DevSet } from '../../src/eval/dev-eval.js';
 import { runCli } from '../helpers/cli.js';
 import { DAMAGE_KINDS, damageFile } from '../helpers/damage.js';
-import { referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
+import {
+  exactRandomizationP,
+  referenceNdcg,
+  referenceRecall,
+  studentTwoSidedP,
+} from '../helpers/reference-measures.js';
 import { sharedData } from '../helpers/repo.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
@@ -74,35 +79,6 @@ async function subsetQrels(id: 'scifact' | 'xquad-de'): Promise<DevSet['qrels']>
   const corpus =
     id === 'scifact' ? ds.corpus : (await readBeirDataset(join(sharedData, 'xquad/beir/en'), 'test')).corpus;
   return subsetDevSet({ corpus, queries: ds.queries, qrels: ds.qrels }, MAX_QUERIES, MAX_DOCUMENTS).qrels;
-}
-
-/**
- * Two-sided p of Student's t with `df` degrees of freedom, by numerical integration of its density
- * (Simpson's rule on [0, |t|]): independent of the eval layer's incomplete-beta implementation.
- */
-function studentTwoSidedP(t: number, df: number): number {
-  const logC = lgamma((df + 1) / 2) - lgamma(df / 2) - 0.5 * Math.log(df * Math.PI);
-  const density = (x: number): number => Math.exp(logC - ((df + 1) / 2) * Math.log(1 + (x * x) / df));
-  const n = 20000,
-    a = Math.abs(t),
-    h = a / n;
-  let s = density(0) + density(a);
-  for (let i = 1; i < n; i++) s += (i % 2 ? 4 : 2) * density(i * h);
-  return Math.max(0, 1 - (2 * (s * h)) / 3);
-}
-
-/** log Γ(x) by the Lanczos approximation (g = 7, n = 9). */
-function lgamma(x: number): number {
-  const c = [
-    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
-    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
-  ];
-  if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - lgamma(1 - x);
-  const z = x - 1;
-  let a = c[0]!;
-  for (let i = 1; i < 9; i++) a += c[i]! / (z + i);
-  const tt = z + 7.5;
-  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(tt) - tt + Math.log(a);
 }
 
 test('evaluation.json holds the whole report and evaluation.md a table per dataset with p-values', async () => {
@@ -170,7 +146,14 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
         assert.ok(
           Math.abs(c.tTestP! - studentTwoSidedP(mean / (sd / Math.sqrt(diffs.length)), diffs.length - 1)) < 1e-6,
         );
-      assert.ok(c.randomizationP !== null && c.randomizationP > 0 && c.randomizationP <= 1, `${d.id} ${c.a} vs ${c.b}`);
+      // the Monte Carlo p against the exact one over all 2^n sign flips, within 5 standard errors of its trials
+      const exact = exactRandomizationP(diffs);
+      const trials = 10000;
+      const within = 5 * Math.sqrt((exact * (1 - exact)) / trials) + 2 / (trials + 1);
+      assert.ok(
+        Math.abs(c.randomizationP! - exact) <= within,
+        `${d.id} ${c.a} vs ${c.b}: ${c.randomizationP} vs ${exact}`,
+      );
     }
     assert.equal(d.documentEmbeddings.stage2.documents, d.documents);
   }
