@@ -153,9 +153,13 @@ export class Embedder {
 
   /**
    * Queries that reason first, one forward pass per step (see generateSteps): a server runs other
-   * batches between the steps of a long generation.
+   * batches between the steps of a long generation. `onToken` sees each generated token of query `row`.
    */
-  *reasoningSteps(texts: readonly string[], opts: QueryOptions): Steps<QueryEmbedding[]> {
+  *reasoningSteps(
+    texts: readonly string[],
+    opts: QueryOptions,
+    onToken?: (row: number, token: number) => void,
+  ): Steps<QueryEmbedding[]> {
     // Every query gets the same analysis budget, whatever else is in the batch: its prompt is cut to
     // leave room inside the context for the whole analysis and the embed token (as stage 2 trains it).
     const bare = encodePrompt(this.tokenizer, '', 'query', this.templates, this.maxLength, true).ids.length;
@@ -177,6 +181,7 @@ export class Embedder {
         seed: opts.seed,
         stopTokens: stops,
         captureTokens: [this.embedId],
+        onToken,
       },
     );
     const forcedSeqs: number[][] = [];
