@@ -3,6 +3,7 @@ import { evalCommand } from './eval.js';
 import { indexCommand } from './index-cmd.js';
 import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
+import { dashboardCommand } from './dashboard.js';
 import { exportCommand } from './export.js';
 import { trainCommand } from './train.js';
 import { mineCommand } from './mine.js';
@@ -18,6 +19,7 @@ export const commands: Command[] = [
   indexCommand,
   searchCommand,
   serveCommand,
+  dashboardCommand,
   exportCommand,
   trainCommand,
   mineCommand,
