@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { listenError, runWatch } from './serve.js';
 import { startDashboardServer } from '../serve/dashboard-server.js';
@@ -35,9 +36,7 @@ export const dashboardCommand: Command = {
     });
     if (positionals.length === 0)
       throw new UserError('give at least one run folder: search-r3 dashboard <run folder>.');
-    const port = values.port === undefined ? 8080 : Number(values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535)
-      throw new UserError(`--port must be an integer in [0, 65535] (got '${values.port}').`);
+    const port = portOption(values.port);
     const runs = runWatch(positionals);
     const host = values.host ?? '127.0.0.1';
     const server = await startDashboardServer({

@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { positiveInt } from './args.js';
+import { portOption, positiveInt } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEFAULT_MODEL_DIR, DEMO_DATA_DIR } from './package-paths.js';
@@ -310,9 +310,7 @@ export const demoCommand: Command = {
     const web = values.web ?? false;
     if (!web && (values.port !== undefined || values.host !== undefined))
       throw new UserError('--port and --host are for the playground: add --web.');
-    const port = values.port === undefined ? 8080 : Number(values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535)
-      throw new UserError(`--port must be an integer in [0, 65535] (got '${values.port}').`);
+    const port = portOption(values.port);
     const k = positiveInt(values.k, 'k') ?? 5;
     const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;
     const maxQueries = positiveInt(values['max-queries'], 'max-queries');

@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { Judgments } from '../serve/judgments.js';
@@ -94,8 +95,7 @@ export const serveCommand: Command = {
     };
     if (!values.index && !values.model)
       throw new UserError('give --index <dir> (search and embeddings) or --model <dir> (embeddings only).');
-    const port = int('port', 0) ?? 8080;
-    if (port > 65535) throw new UserError(`--port must be at most 65535 (got ${port}).`);
+    const port = portOption(values.port);
     const limits = {
       maxBodyBytes: int('max-body'),
       maxInputs: int('max-inputs'),
