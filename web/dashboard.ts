@@ -7,24 +7,7 @@
 import uPlot from 'uplot';
 import { byId, el, errorText, getJson, offerKey, setUpKeyForm, showMessage } from './api.js';
 import { renderMarkdown } from './markdown-tables.js';
-
-interface RunList {
-  runs: { id: string; name: string; stage: string | null }[];
-  evaluations: { title: string; markdown: string }[];
-  problems: string[];
-}
-
-interface RunUpdate {
-  records: Record<string, unknown>[];
-  next: number;
-  file: string;
-  reset: boolean;
-  more: boolean;
-  damagedLines: number;
-  incompleteBytes: number;
-  config: unknown;
-  problem: string | null;
-}
+import type { RunList, RunUpdate } from '../src/serve/run-source.js';
 
 interface RunState {
   id: string;

@@ -3,7 +3,8 @@
  * or a recipe's work folder (recipe.json), whose stages lm, stage1 and stage2 are runs and whose
  * evaluation/evaluation.md holds the evaluation tables. metrics.jsonl is read from where the last read
  * stopped, by whole lines, so a reader polling a run that is writing sees each record once; damaged
- * lines are counted and skipped as every other reader of the file does (metrics-log.ts).
+ * lines are counted and skipped as every other reader of the file does (metrics-log.ts). What it returns
+ * is the shape of serve/run-source.ts's RunSource (the CLI hands a RunWatch to the server as one).
  */
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
@@ -32,19 +33,6 @@ interface WatchedRun {
   recipeConfig: string | null;
 }
 
-export interface RunRead {
-  id: string;
-  records: Record<string, unknown>[];
-  next: number;
-  file: string;
-  reset: boolean;
-  more: boolean;
-  damagedLines: number;
-  incompleteBytes: number;
-  config: unknown;
-  problem: string | null;
-}
-
 function readJson(file: string): { value: unknown; problem: string | null } {
   try {
     return { value: JSON.parse(readFileSync(file, 'utf8')), problem: null };
@@ -62,11 +50,7 @@ export class RunWatch {
   constructor(private readonly folders: readonly string[]) {}
 
   /** The runs (a recipe's stages appear as they start), its evaluation tables, and what cannot be read. */
-  list(): {
-    runs: { id: string; name: string; stage: string | null }[];
-    evaluations: { title: string; markdown: string }[];
-    problems: string[];
-  } {
+  list() {
     const runs: WatchedRun[] = [];
     const evaluations: { title: string; markdown: string }[] = [];
     const problems: string[] = [];
@@ -99,7 +83,7 @@ export class RunWatch {
    * Records of run `id` from byte `from` of its metrics.jsonl on; `file` is the identity an earlier read
    * returned (null at first): when the file was replaced since, reading starts again at its beginning.
    */
-  read(id: string, from: number, file: string | null): RunRead | undefined {
+  read(id: string, from: number, file: string | null) {
     const run = [...this.byFolder.values()].find((r) => r.id === id);
     if (!run) return undefined;
     const { config, problem: configProblem } = this.config(run);

@@ -15,7 +15,7 @@ import type { Listening } from '../../src/serve/listen.js';
 import { RunWatch } from '../../src/train/run-watch.js';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
-import { tempDir, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../helpers/train-fixtures.js';
+import { tempDir, toySftRun } from '../helpers/train-fixtures.js';
 import { noBrowser, launch, openPage, screenshot } from './browser.js';
 
 let browser: Browser;
@@ -33,22 +33,9 @@ after(async () => {
 
 const STEPS = 16;
 
-/** A stage-1 run of STEPS steps on toy data that sleeps `sleepMs` after each step, in a child process. */
+/** A toy stage-1 run of STEPS steps that sleeps `sleepMs` after each step, in a child process. */
 async function startRun(root: string, sleepMs: number): Promise<{ child: ChildProcess; done: Promise<number | null> }> {
-  await tinyModelFolder(path.join(root, 'model'));
-  writeJsonl(path.join(root, 'train.jsonl'), toyExamples(12));
-  const cfg = writeConfig(path.join(root, 'cfg.json'), {
-    model: 'model',
-    output: 'run',
-    seed: 3,
-    data: [{ type: 'jsonl', path: 'train.jsonl' }],
-    maxLength: 128,
-    steps: STEPS,
-    batch: { queries: 4, hardNegatives: 1, subBatch: 5 },
-    optimizer: { lr: 3e-3, warmupSteps: 2 },
-    checkpoint: { every: 8, keep: 1 },
-    lora: { rank: 4, alpha: 8, dropout: 0.1 },
-  });
+  const cfg = await toySftRun(root, { steps: STEPS, checkpoint: { every: 8, keep: 1 } });
   const child = spawn(process.execPath, [path.join(repoRoot, 'dist/test/helpers/train-child.js'), cfg, 'fresh'], {
     env: { ...process.env, SLEEP_MS: String(sleepMs), SEARCH_R3_THREADS: '1' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -59,6 +46,14 @@ async function startRun(root: string, sleepMs: number): Promise<{ child: ChildPr
 
 const points = (page: Page, metric: string): Promise<number> =>
   page.$eval(`figure[data-metric="${metric}"]`, (f) => Number(f.getAttribute('data-points'))).catch(() => 0);
+
+/** Waits until the loss chart holds `n` points. */
+const lossPoints = (page: Page, n: number): Promise<unknown> =>
+  page.waitForFunction(
+    (want) =>
+      document.querySelector('figure[data-metric="train · loss"]')?.getAttribute('data-points') === String(want),
+    n,
+  );
 
 const trainRecords = (run: string): number =>
   readFileSync(path.join(run, 'metrics.jsonl'), 'utf8')
@@ -116,10 +111,7 @@ test(
         [...growing].sort((a, b) => a - b),
       );
       assert.ok(growing[0]! < STEPS, 'the first points were shown before the run ended');
-      await page.waitForFunction(
-        (n) => document.querySelector('figure[data-metric="train · loss"]')?.getAttribute('data-points') === String(n),
-        trainRecords(run),
-      );
+      await lossPoints(page, trainRecords(run));
       assert.equal(trainRecords(run), STEPS);
       // every numeric field the run logs has its chart (stage 1's loss terms, lr, gradNorm, ...), and only those
       const metrics = await page.$$eval('figure.chart', (f) => f.map((x) => x.getAttribute('data-metric')));
@@ -157,18 +149,12 @@ test(
       const message = (await page.textContent('#message'))!;
       assert.match(message, /damaged: 1 line\(s\) of metrics\.jsonl are not metrics records/);
       assert.match(message, /cut: metrics\.jsonl ends in an incomplete line \(\d+ bytes\)/);
-      await page.waitForFunction(
-        (n) => document.querySelector('figure[data-metric="train · loss"]')?.getAttribute('data-points') === String(n),
-        3 * STEPS - 1,
-      );
+      await lossPoints(page, 3 * STEPS - 1);
       const runs = await page.$$eval('#run-list label', (l) => l.map((x) => x.textContent));
       assert.deepEqual(runs, ['run (sft)', 'damaged (sft)', 'cut (sft)']);
       // a run taken off the chart is off every chart
       await page.uncheck('#run-list input >> nth=1');
-      await page.waitForFunction(
-        (n) => document.querySelector('figure[data-metric="train · loss"]')?.getAttribute('data-points') === String(n),
-        2 * STEPS - 1,
-      );
+      await lossPoints(page, 2 * STEPS - 1);
       await page.close();
       assert.deepEqual(errors, []);
     } finally {
