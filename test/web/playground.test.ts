@@ -229,9 +229,17 @@ test(
     assert.equal(await page.isVisible('#search-form'), true, 'the page is still there');
 
     // and it recovers: a normal query after the bad ones
+    // by keyboard alone: Tab reaches the options, Space toggles one, Enter in the query searches
     await page.fill('#query', pg.queries.get(CLAIMS[0]!)!);
-    await page.uncheck('#reasoning');
-    await search(page);
+    await page.focus('#query');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'reasoning');
+    await page.keyboard.press('Space');
+    assert.equal(await page.isChecked('#reasoning'), false);
+    await page.focus('#query');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#col-a li.hit');
+    await page.waitForFunction(() => !(document.getElementById('search-button') as HTMLButtonElement).disabled);
     assert.equal(await page.isVisible('#message'), false);
     assert.equal((await shownHits(page, 'col-a')).length, 10);
     assert.deepEqual(errors, []);
