@@ -188,6 +188,7 @@ test(
       assert.equal(moves[i], want, `move of ${h.id}`);
     });
     assert.match((await page.textContent('#col-b h2'))!, /reasoning off/);
+    await page.setViewportSize({ width: 1280, height: 1500 });
     await screenshot(page, 'web-playground.png', scratch.dir, false);
     assert.deepEqual(errors, []);
     await page.close();
