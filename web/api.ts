@@ -30,8 +30,10 @@ function headers(json: boolean): Record<string, string> {
 async function failure(res: Response): Promise<ApiError> {
   let message = `the server answered ${res.status} ${res.statusText}`.trim() + '.';
   try {
-    const body = (await res.json()) as { error?: { message?: string } };
+    const body = (await res.json()) as { error?: { message?: string }; reason?: string };
+    // an API error's message, or /health's reason when the server is not ready
     if (body.error?.message) message = body.error.message;
+    else if (body.reason) message = body.reason;
   } catch {
     // not JSON: the status says it
   }

@@ -220,11 +220,17 @@ async function runSearch(): Promise<void> {
   }
 }
 
-/** Says at once when the server has no index, or wants a key this tab does not have. */
+/** Says at once when the server wants a key this tab does not have, or has no index to search. */
 async function checkServer(): Promise<void> {
   try {
     await getJson('/v1/models');
-    showMessage(null);
+    // with the key, /health tells what the server serves
+    const health = await getJson<{ index?: unknown }>('/health');
+    showMessage(
+      health.index === undefined
+        ? 'This server has no index to search: start it with search-r3 serve --index <folder>.'
+        : null,
+    );
   } catch (e) {
     showMessage(errorText(e));
     offerKey(e);

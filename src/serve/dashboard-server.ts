@@ -27,7 +27,7 @@ export async function startDashboardServer(o: DashboardOptions): Promise<Listeni
   ];
   const h = createHandler({
     routes,
-    ctx: { runs: o.runs, searches: false },
+    ctx: { runs: o.runs },
     apiKey: o.apiKey,
     maxBodyBytes: 1024,
     metrics: new Metrics(),

@@ -16,8 +16,6 @@ import type { RunSource } from './run-source.js';
 export interface WebContext {
   /** Training runs the dashboard shows; absent when the server was given none. */
   runs: RunSource | undefined;
-  /** Whether the server searches an index (the playground has something to search). */
-  searches: boolean;
 }
 
 export interface ServerContext extends WebContext {
@@ -98,7 +96,6 @@ export function createContext(o: ContextOptions): ServerContext {
     tokenChars: model.info.longestTokenChars,
     judgments: o.judgments,
     runs: o.runs,
-    searches: index !== undefined,
     draining: false,
     queued: () => queued,
     async queue<T>(n: number, work: () => Promise<T>): Promise<T> {
