@@ -22,7 +22,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   rlenv: ['embed', 'model', 'tensor'],
   'search-index': ['eval', 'embed', 'model', 'tensor'],
   client: ['search-index', 'embed', 'model'],
-  serve: ['search-index', 'embed', 'model'],
+  // eval: BM25's analyzer marks a hit's matched terms, and the measures score a judged query's hits
+  serve: ['search-index', 'eval', 'embed', 'model'],
   train: ['rlenv', 'eval', 'embed', 'model', 'tensor'],
   recipe: ['train', 'rlenv', 'eval', 'search-index', 'embed', 'model', 'tensor'],
   cli: ['recipe', 'train', 'rlenv', 'eval', 'search-index', 'serve', 'client', 'embed', 'model', 'tensor'],

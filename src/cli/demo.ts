@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { positiveInt } from './args.js';
+import { portOption, positiveInt } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEFAULT_MODEL_DIR, DEMO_DATA_DIR } from './package-paths.js';
@@ -20,6 +20,9 @@ import { DEFAULT_MAX_REASONING_TOKENS } from '../embed/index.js';
 import { LocalBackend } from '../search-index/embedding-backend.js';
 import { fuseRuns } from '../search-index/rrf.js';
 import { SearchIndex } from '../search-index/search-index.js';
+import { Judgments } from '../serve/judgments.js';
+import { type RunningServer, startSearchServer } from '../serve/server.js';
+import { listenError } from './serve.js';
 
 /** SciFact test claims shown by default: readable, and each relevant abstract is in the corpus. */
 const EXAMPLE_QUERY_IDS = ['36', '641', '1100'];
@@ -61,6 +64,11 @@ options:
   --max-documents <n>         index only the abstracts judged relevant for the 3 example claims and the
                               evaluated ones, plus the first n others (a quick look; figures are not
                               comparable to SciFact's)
+  --web                       after indexing, serve the search playground (a web page: type a claim, watch
+                              the analysis, see the hits with ✓ marks and nDCG@10, compare reasoning on/off
+                              and dense/hybrid) instead of the examples and the table; Ctrl-C stops it
+  --port <n>                  the playground's port with --web (default 8080; 0 picks a free one)
+  --host <addr>               the playground's address with --web (default 127.0.0.1)
   --json                      print one JSON object (index, examples, table) instead of text
   --quiet                     no progress output on stderr
   -h, --help                  this help
@@ -254,6 +262,26 @@ async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
   ];
 }
 
+/** Serves the playground on the demo's index, with SciFact test's judgments, until SIGINT or SIGTERM. */
+async function servePlayground(backend: LocalBackend, index: SearchIndex, host: string, port: number): Promise<number> {
+  let server: RunningServer;
+  try {
+    const judgments = await Judgments.load(DEMO_DATA_DIR, 'test');
+    server = await startSearchServer({ backend, index, host, port, judgments });
+  } catch (e) {
+    await index.close();
+    throw listenError(e, host, port) ?? e;
+  }
+  console.log(`search playground: ${server.url}/  (SciFact test claims typed exactly get ✓ marks; Ctrl-C stops)`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => void server.close().then(resolve, resolve);
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await index.close();
+  return 0;
+}
+
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'quickstart: index the shipped SciFact with the default model, search with reasoning, print the test table',
@@ -274,8 +302,15 @@ export const demoCommand: Command = {
         'max-documents': { type: 'string' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean' },
+        web: { type: 'boolean' },
+        port: { type: 'string' },
+        host: { type: 'string' },
       },
     });
+    const web = values.web ?? false;
+    if (!web && (values.port !== undefined || values.host !== undefined))
+      throw new UserError('--port and --host are for the playground: add --web.');
+    const port = portOption(values.port);
     const k = positiveInt(values.k, 'k') ?? 5;
     const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;
     const maxQueries = positiveInt(values['max-queries'], 'max-queries');
@@ -346,6 +381,10 @@ export const demoCommand: Command = {
         index: indexReport,
         examples: [],
       };
+      if (web) {
+        say(describeIndex(indexReport));
+        return servePlayground(backend, index, values.host ?? '127.0.0.1', port);
+      }
       try {
         say(describeIndex(indexReport));
         say(

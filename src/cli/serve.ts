@@ -1,9 +1,13 @@
+import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
+import { Judgments } from '../serve/judgments.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } from './engine-options.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
+import { RunWatch } from '../train/run-watch.js';
 
 const HELP = `search-r3 serve — HTTP server: OpenAI-compatible embeddings and search
 
@@ -21,6 +25,9 @@ endpoints:
   GET  /health          status; with the API key (or without one configured) also model id, dimension,
                         queue depth, index size. 503 with the reason when the model or index is unusable.
   GET  /metrics         Prometheus text format
+  POST /v1/search/stream  /v1/search as server-sent events: the analysis as it is generated, then the hits
+  GET  /                the search playground (a web page: query, analysis, hits, comparisons)
+  GET  /runs            the training-run dashboard of the --runs folders (GET /v1/runs: their data)
 
 The model runs in a worker thread, so HTTP, /health and /metrics answer while it works. Requests from
 concurrent clients are batched into shared forward passes, taking inputs from each request in turn.
@@ -35,6 +42,10 @@ options:
   --host <addr>             listen address (default 127.0.0.1)
   --port <n>                port (default 8080; 0 picks a free one)
   --model-name <name>       name clients pass as "model" (default search-r3)
+  --qrels <dir>             a BEIR folder (queries.jsonl, qrels/<split>.tsv): searches for its judged
+                            queries get each hit's grade (✓ in the playground) and their nDCG@10
+  --split <name>            the qrels split of --qrels (default test)
+  --runs <dir>              a training run or recipe work folder for the dashboard at /runs (repeatable)
   --api-key <key>           require Authorization: Bearer <key> (default: $SEARCH_R3_API_KEY if set)
   --max-body <bytes>        largest request body (default 1048576)
   --max-inputs <n>          inputs per /v1/embeddings request (default 256)
@@ -74,6 +85,9 @@ export const serveCommand: Command = {
         'max-request-tokens': { type: 'string' },
         'max-request-reasoning-tokens': { type: 'string' },
         ...ENGINE_OPTIONS,
+        qrels: { type: 'string' },
+        split: { type: 'string' },
+        runs: { type: 'string', multiple: true },
       },
     });
     const int = (name: string, min = 1): number | undefined => {
@@ -85,8 +99,7 @@ export const serveCommand: Command = {
     };
     if (!values.index && !values.model)
       throw new UserError('give --index <dir> (search and embeddings) or --model <dir> (embeddings only).');
-    const port = int('port', 0) ?? 8080;
-    if (port > 65535) throw new UserError(`--port must be at most 65535 (got ${port}).`);
+    const port = portOption(values.port);
     const limits = {
       maxBodyBytes: int('max-body'),
       maxInputs: int('max-inputs'),
@@ -97,7 +110,11 @@ export const serveCommand: Command = {
     };
     const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
     const choice = parseEngine(values);
+    if (values.split && !values.qrels)
+      throw new UserError('--split names a split of --qrels; give --qrels <BEIR folder>.');
+    const runs = values.runs ? runWatch(values.runs) : undefined;
     return (async () => {
+      const judgments = values.qrels ? await Judgments.load(values.qrels, values.split ?? 'test') : undefined;
       const manifest = values.index ? readIndexManifest(values.index) : undefined;
       const modelDir = values.model ?? manifest!.model.source;
       const engine = choice.kind === 'llama.cpp' ? { ...choice, gguf: findGguf(modelDir, choice.gguf) } : undefined;
@@ -120,6 +137,8 @@ export const serveCommand: Command = {
           port,
           modelName: values['model-name'],
           apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),
+          judgments,
+          runs,
           ...limits,
         });
       } catch (e) {
@@ -127,10 +146,10 @@ export const serveCommand: Command = {
         await index?.close();
         throw listenError(e, values.host ?? '127.0.0.1', port) ?? e;
       }
-      console.log(
-        `search-r3 serving ${index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings'} ` +
-          `at ${server.url} (model ${backend.modelId})`,
-      );
+      const what = index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings';
+      console.log(`search-r3 serving ${what} at ${server.url} (model ${backend.modelId})`);
+      if (index) console.log(`search playground: ${server.url}/`);
+      if (runs) console.log(`run dashboard: ${server.url}/runs`);
       await new Promise<void>((resolve) => {
         const stop = (sig: string): void => {
           console.error(`${sig}: finishing in-flight requests...`);
@@ -145,8 +164,16 @@ export const serveCommand: Command = {
   },
 };
 
+/** The dashboard's runs: every folder must exist (a run that has not logged yet shows as waiting). */
+export function runWatch(folders: readonly string[]): RunWatch {
+  for (const f of folders)
+    if (!existsSync(f) || !statSync(f).isDirectory())
+      throw new UserError(`${f} is not a folder; give a training run folder or a recipe work folder.`);
+  return new RunWatch(folders);
+}
+
 /** A listen failure the user can fix, as one sentence; null for anything else. */
-function listenError(e: unknown, host: string, port: number): UserError | null {
+export function listenError(e: unknown, host: string, port: number): UserError | null {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') {
     return new UserError(`--port ${port} is in use; pick another with --port or stop the other server.`);

@@ -144,9 +144,13 @@ export class Embedder {
 
   /**
    * Queries that reason first, one forward pass per step (see generateSteps): a server runs other
-   * batches between the steps of a long generation.
+   * batches between the steps of a long generation. `onToken` sees each generated token of query `row`.
    */
-  *reasoningSteps(texts: readonly string[], opts: QueryOptions): Steps<QueryEmbedding[]> {
+  *reasoningSteps(
+    texts: readonly string[],
+    opts: QueryOptions,
+    onToken?: (row: number, token: number) => void,
+  ): Steps<QueryEmbedding[]> {
     const { prompts, budget, stopTokens } = reasoningPrompts(
       this.tokenizer,
       texts,
@@ -164,6 +168,7 @@ export class Embedder {
         seed: opts.seed,
         stopTokens,
         captureTokens: [this.embedId],
+        onToken,
       },
     );
     const forcedSeqs: number[][] = [];

@@ -21,6 +21,8 @@ export interface GenerateOptions extends SamplingOptions {
   captureTokens?: number[];
   /** Capture the hidden state at these positions of each row (0 = first prompt token). */
   capturePositions?: number[][];
+  /** Called with each token as it is generated (row = index of its prompt), e.g. to stream it to a reader. */
+  onToken?: (row: number, token: number) => void;
 }
 
 export interface Generation {
@@ -125,6 +127,7 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
       next[b] = s.token;
       out[b].tokens.push(s.token);
       out[b].logprobs.push(s.logprob);
+      opts.onToken?.(b, s.token);
       const stopped = stop.has(s.token);
       if (stopped) out[b].finish = 'stop';
       if (stopped || out[b].tokens.length >= opts.maxNewTokens) {

@@ -48,6 +48,8 @@ interface ReasoningJob extends Settles<QueryEmbedding> {
   opts: QueryOptions;
   /** Jobs of one group may share a generation. */
   group: string;
+  /** Sees each token of this query's analysis as it is generated. */
+  onToken?: (token: number) => void;
 }
 interface ChatTask extends Settles<unknown> {
   kind: 'chat';
@@ -149,19 +151,28 @@ export class EmbeddingBatcher {
     );
   }
 
-  /** Queries of request `owner` that reason first (see the module comment for who shares a generation). */
-  embedReasoning(owner: number, texts: readonly string[], opts: QueryOptions): Promise<QueryEmbedding[]> {
+  /**
+   * Queries of request `owner` that reason first (see the module comment for who shares a generation);
+   * `onToken` sees each generated token of query `i` as it comes.
+   */
+  embedReasoning(
+    owner: number,
+    texts: readonly string[],
+    opts: QueryOptions,
+    onToken?: (i: number, token: number) => void,
+  ): Promise<QueryEmbedding[]> {
     const budget = opts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
     const group = (opts.temperature ?? 0) > 0 ? `sampled:${this.sampledGroups++}` : `greedy:${budget}`;
     return Promise.all(
       texts.map(
-        (text) =>
+        (text, i) =>
           new Promise<QueryEmbedding>((resolve, reject) => {
             this.enqueue(owner, {
               kind: 'reasoning',
               text,
               opts: { ...opts, reasoning: 'on' },
               group,
+              ...(onToken ? { onToken: (token: number) => onToken(i, token) } : {}),
               resolve,
               reject,
             });
@@ -274,6 +285,7 @@ export class EmbeddingBatcher {
       steps: this.embedder.reasoningSteps(
         jobs.map((j) => j.text),
         jobs[0].opts,
+        (row, token) => jobs[row].onToken?.(token),
       ),
       done: (res) => jobs.forEach((j, i) => j.resolve((res as QueryEmbedding[])[i])),
       fail: (e) => {

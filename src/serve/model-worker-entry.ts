@@ -79,12 +79,30 @@ class ModelWorker implements ModelWork {
   async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
     const promptTokens = countTokens(this.embedder.tokenizer, job);
     const results = job.reasoning
-      ? await this.batcher.embedReasoning(owner, job.texts, job.query)
+      ? await this.batcher.embedReasoning(owner, job.texts, job.query, job.stream ? this.streamer(owner) : undefined)
       : await this.batcher.embedDirect(
           owner,
           job.texts.map((t) => this.batcher.prepare(t, job.mode)),
         );
     return pack(results, this.embedder.dimension, promptTokens);
+  }
+
+  /**
+   * Posts each query's analysis so far after every token. The whole text is decoded again each time: a
+   * token can end inside a character that the next one completes, so decoding tokens one by one would not do.
+   */
+  private streamer(owner: number): (i: number, token: number) => void {
+    const tokens: number[][] = [];
+    const tok = this.embedder.tokenizer;
+    return (i, token) => {
+      (tokens[i] ??= []).push(token);
+      if (tok.isSpecial(token)) return;
+      const reasoning = tok
+        .decode(tokens[i], { skipSpecialTokens: true })
+        .replace(/\uFFFD+$/u, '')
+        .trim();
+      post({ type: 'progress', id: owner, input: i, reasoning });
+    };
   }
 
   async embedTokens(owner: number, seqs: number[][]): Promise<EmbedResult> {

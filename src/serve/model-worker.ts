@@ -56,6 +56,9 @@ export interface ModelHealth {
 
 export type BatchListener = (inputs: number, kind: BatchKind, seconds: number) => void;
 
+/** Sees a streamed job's analysis of input `input` so far, after each generated token. */
+export type ProgressListener = (input: number, reasoning: string) => void;
+
 /** Starts a worker and waits until it has loaded the model (or rejects with why it could not). */
 function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo }> {
   // SHARE_ENV: what the addon sets in the environment while it loads (native-kernels.ts) must reach the
@@ -98,7 +101,10 @@ function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: Mode
 
 export class WorkerBackend implements EmbeddingBackend {
   private worker!: Worker;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void; progress?: ProgressListener }
+  >();
   private nextId = 1;
   private state: ModelHealth['state'] = 'ready';
   private reason: string | null = null;
@@ -202,9 +208,16 @@ export class WorkerBackend implements EmbeddingBackend {
     return (await this.embed(job)).results;
   }
 
-  /** Embeds texts; with `job.limits`, over-long inputs are refused (HttpError 400) instead of cut. */
-  async embed(job: EmbedJob): Promise<{ results: QueryEmbedding[]; promptTokens: number }> {
-    const r = await this.call<EmbedResult>((id) => ({ id, type: 'embed', job }));
+  /**
+   * Embeds texts; with `job.limits`, over-long inputs are refused (HttpError 400) instead of cut. With
+   * `onProgress`, queries that reason report their analysis as it is generated.
+   */
+  async embed(
+    job: EmbedJob,
+    onProgress?: ProgressListener,
+  ): Promise<{ results: QueryEmbedding[]; promptTokens: number }> {
+    const streamed = onProgress ? { ...job, stream: true } : job;
+    const r = await this.call<EmbedResult>((id) => ({ id, type: 'embed', job: streamed }), onProgress);
     return { results: this.unpack(r), promptTokens: r.promptTokens };
   }
 
@@ -232,13 +245,13 @@ export class WorkerBackend implements EmbeddingBackend {
     return r.analyses.map((a, i) => ({ ...a, vector: r.vectors.slice(i * d, (i + 1) * d) }));
   }
 
-  private call<T>(make: (id: number) => WorkerRequest): Promise<T> {
+  private call<T>(make: (id: number) => WorkerRequest, progress?: ProgressListener): Promise<T> {
     if (this.state !== 'ready') {
       return Promise.reject(new ModelUnavailableError(this.reason ?? 'the model is not ready.'));
     }
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, progress });
       this.worker.postMessage(make(id));
     });
   }
@@ -258,6 +271,10 @@ export class WorkerBackend implements EmbeddingBackend {
   private receive(m: WorkerReply): void {
     if (m.type === 'batch') {
       for (const l of this.batchListeners) l(m.inputs, m.kind, m.seconds);
+      return;
+    }
+    if (m.type === 'progress') {
+      this.pending.get(m.id)?.progress?.(m.input, m.reasoning);
       return;
     }
     if (m.type !== 'result' && m.type !== 'error') return;

@@ -8,9 +8,17 @@ import type { SearchIndex } from '../search-index/search-index.js';
 import { HttpError, badRequest } from './http-error.js';
 import type { TokenLimits } from './input-limits.js';
 import type { Metrics } from './metrics.js';
+import type { Judgments } from './judgments.js';
 import type { WorkerBackend } from './model-worker.js';
+import type { RunSource } from './run-source.js';
 
-export interface ServerContext {
+/** What the web pages' routes (routes/web.ts, routes/runs.ts) need: both servers' contexts have it. */
+export interface WebContext {
+  /** Training runs the dashboard shows; absent when the server was given none. */
+  runs: RunSource | undefined;
+}
+
+export interface ServerContext extends WebContext {
   model: WorkerBackend;
   index: SearchIndex | undefined;
   /** The name clients pass as `model`. */
@@ -33,6 +41,8 @@ export interface ServerContext {
   fromIndex<T>(call: () => T | Promise<T>): Promise<T>;
   /** Picks up what another process committed to the index, at most every `refreshMs`. */
   refreshIndex(): Promise<void>;
+  /** Relevance judgments for benchmark queries (serve --qrels). */
+  judgments: Judgments | undefined;
   draining: boolean;
 }
 
@@ -47,6 +57,8 @@ export interface ContextOptions {
   maxK?: number;
   maxQueue?: number;
   refreshMs?: number;
+  judgments?: Judgments;
+  runs?: RunSource;
   metrics: Metrics;
 }
 
@@ -82,6 +94,8 @@ export function createContext(o: ContextOptions): ServerContext {
     maxK: o.maxK ?? 1000,
     maxReasoning: o.maxRequestReasoningTokens ?? 8192,
     tokenChars: model.info.longestTokenChars,
+    judgments: o.judgments,
+    runs: o.runs,
     draining: false,
     queued: () => queued,
     async queue<T>(n: number, work: () => Promise<T>): Promise<T> {

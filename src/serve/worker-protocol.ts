@@ -60,6 +60,8 @@ export interface EmbedJob {
   limits?: TokenLimits;
   /** How errors name an input: 'input' → input[3], 'query' → query. */
   param: 'input' | 'query';
+  /** Report each query's analysis as it grows ('progress' messages), for a reader who watches it. */
+  stream?: boolean;
 }
 
 export interface ChatJob {
@@ -117,6 +119,8 @@ export type WorkerReply =
   | { type: 'failed'; error: WireError }
   | { type: 'result'; id: number; value: EmbedResult | ChatResult }
   | { type: 'error'; id: number; error: WireError }
+  /** The analysis of input `input` of request `id` so far (streamed jobs only). */
+  | { type: 'progress'; id: number; input: number; reasoning: string }
   | { type: 'batch'; inputs: number; kind: BatchKind; seconds: number };
 
 export type BatchKind = 'direct' | 'reasoning' | 'chat';

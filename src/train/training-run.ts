@@ -18,6 +18,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { writeTextFileAtomically } from '../io/atomic-file.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import {
@@ -33,6 +34,7 @@ import {
 } from './checkpoint.js';
 import type { OptimizerSettings } from './config-merge.js';
 import { MetricsLog } from './metrics-log.js';
+import { RUN_CONFIG_FILE } from './run-watch.js';
 import { ProgressBar, type ProgressFields } from './progress.js';
 import type { MetricRecord } from './report.js';
 
@@ -67,6 +69,8 @@ export interface RunPlan {
   checkpoint: { every: number; keep: number };
   /** Said after "resuming from <checkpoint>" (stage 2: what becomes of its environment). */
   resumeNote?: string;
+  /** The stage and its resolved config, written to run-config.json for a dashboard to show beside the curves. */
+  config?: { stage: 'lm' | 'sft' | 'rl'; settings: unknown };
 }
 
 const stderrLine = (line: string): void => {
@@ -114,6 +118,11 @@ export class RunFolder<X = never> {
     }
     const checkpoints = path.join(this.output, 'checkpoints');
     await removeStaleTemporaries(checkpoints);
+    if (plan.config !== undefined)
+      await writeTextFileAtomically(
+        path.join(this.output, RUN_CONFIG_FILE),
+        JSON.stringify({ stage: plan.config.stage, config: plan.config.settings }, null, 2) + '\n',
+      );
     const metrics = await MetricsLog.open(path.join(this.output, 'metrics.jsonl'), this.start ? state.step : null);
     if (metrics.note) this.warn(metrics.note);
     return new TrainingRun(plan, state, metrics.log, checkpoints, this.opts);

@@ -47,6 +47,28 @@ export function writeConfig(file: string, cfg: unknown): string {
   return file;
 }
 
+/**
+ * A toy stage-1 run in `root`: a tiny model folder, 12 toy examples and the config file (10 steps of 4
+ * queries with a hard negative, LoRA rank 4), relative to `root`; `extra` overrides config keys.
+ */
+export async function toySftRun(root: string, extra: Record<string, unknown> = {}): Promise<string> {
+  await tinyModelFolder(path.join(root, 'model'));
+  writeJsonl(path.join(root, 'train.jsonl'), toyExamples(12));
+  return writeConfig(path.join(root, 'cfg.json'), {
+    model: 'model',
+    output: 'run',
+    seed: 3,
+    data: [{ type: 'jsonl', path: 'train.jsonl' }],
+    maxLength: 128,
+    steps: 10,
+    batch: { queries: 4, hardNegatives: 1, subBatch: 5 },
+    optimizer: { lr: 3e-3, warmupSteps: 2 },
+    checkpoint: { every: 2, keep: 2 },
+    lora: { rank: 4, alpha: 8, dropout: 0.1 },
+    ...extra,
+  });
+}
+
 /** A toy BEIR folder: 40 documents, 8 train queries, one of which is judged only against a missing document. */
 export function toyBeir(dir: string): string {
   mkdirSync(path.join(dir, 'qrels'), { recursive: true });

@@ -1,16 +1,38 @@
 /**
  * POST /v1/search: embeds the query in the model worker (reasoning first when asked) and ranks the
- * served index's documents, dense or fused with BM25. Hits have the fields `search-r3 search --json` prints.
+ * served index's documents, dense or fused with BM25. Hits have the fields `search-r3 search --json` prints;
+ * `"highlight": true` adds each hit's snippet with the query's terms marked, and a query the server has
+ * judgments for (serve --qrels) gets each hit's grade and the ranking's nDCG@10.
+ *
+ * POST /v1/search/stream: the same request, answered as server-sent events: `reasoning` events with the
+ * analysis so far while the model generates it, then one `result` event with /v1/search's answer (or one
+ * `error` event in OpenAI's error shape).
  */
+import type http from 'node:http';
 import { DEFAULT_MAX_REASONING_TOKENS, type QueryOptions } from '../../embed/index.js';
 import { searchHitJson } from '../../search-index/search-json.js';
+import type { SearchIndex } from '../../search-index/search-index.js';
 import { HttpError, badRequest } from '../http-error.js';
+import { httpErrorOf } from '../http-handler.js';
 import { checkInputChars, checkReasoningWork } from '../input-limits.js';
+import type { ProgressListener } from '../model-worker.js';
 import { queryOptions } from '../request-fields.js';
 import type { ServerContext } from '../server-context.js';
+import { queryTerms, snippet } from '../snippet.js';
 import type { EmbedJob } from '../worker-protocol.js';
 
-export async function search(ctx: ServerContext, body: Record<string, unknown>): Promise<unknown> {
+interface SearchRequest {
+  index: SearchIndex;
+  query: string;
+  k: number;
+  reasoning: 'on' | 'off';
+  hybrid: boolean;
+  highlight: boolean;
+  qopts: QueryOptions;
+}
+
+/** Checks the request's fields and limits (400s name the field) before any model work. */
+function parseSearch(ctx: ServerContext, body: Record<string, unknown>): SearchRequest {
   const { index, limits } = ctx;
   if (!index)
     throw new HttpError(404, 'this server has no index; start it with --index to use /v1/search.', 'no_index');
@@ -24,9 +46,9 @@ export async function search(ctx: ServerContext, body: Record<string, unknown>):
     throw badRequest(`'k' must be an integer in [1, ${ctx.maxK}].`, 'k');
   const reasoning = body.reasoning ?? 'off';
   if (reasoning !== 'on' && reasoning !== 'off') throw badRequest("'reasoning' must be 'on' or 'off'.", 'reasoning');
-  if (body.hybrid !== undefined && typeof body.hybrid !== 'boolean') {
-    throw badRequest("'hybrid' must be a boolean.", 'hybrid', 'invalid_type');
-  }
+  for (const flag of ['hybrid', 'highlight'])
+    if (body[flag] !== undefined && typeof body[flag] !== 'boolean')
+      throw badRequest(`'${flag}' must be a boolean.`, flag, 'invalid_type');
   const qopts: QueryOptions = queryOptions(body, '');
   const query = body.query;
   checkInputChars(query, 'query', limits.perInput, ctx.tokenChars);
@@ -34,31 +56,85 @@ export async function search(ctx: ServerContext, body: Record<string, unknown>):
     const budget = qopts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
     checkReasoningWork(1, budget, ctx.maxReasoning, 'max_reasoning_tokens');
   }
+  return { index, query, k, reasoning, hybrid: body.hybrid === true, highlight: body.highlight === true, qopts };
+}
+
+async function runSearch(ctx: ServerContext, r: SearchRequest, onProgress?: ProgressListener): Promise<unknown> {
   await ctx.refreshIndex();
   const t0 = performance.now();
   const job: EmbedJob = {
-    texts: [query],
+    texts: [r.query],
     mode: 'query',
-    reasoning: reasoning === 'on',
-    query: qopts,
-    limits,
+    reasoning: r.reasoning === 'on',
+    query: r.qopts,
+    limits: ctx.limits,
     param: 'query',
   };
   const {
     results: [q],
     promptTokens,
-  } = await ctx.queue(1, () => ctx.model.embed(job));
+  } = await ctx.queue(1, () => ctx.model.embed(job, onProgress));
   const t1 = performance.now();
-  const searchOpts = { k, hybrid: body.hybrid === true, queryText: query };
-  const hits = await ctx.fromIndex(() => index.searchVector(q.vector, searchOpts));
+  const searchOpts = { k: r.k, hybrid: r.hybrid, queryText: r.query };
+  const hits = await ctx.fromIndex(() => r.index.searchVector(q.vector, searchOpts));
   const t2 = performance.now();
+  const judged = ctx.judgments?.judge(
+    r.query,
+    hits.map((h) => h.id),
+  );
+  const terms = r.highlight ? queryTerms(r.query) : null;
   return {
     object: 'search.result',
     model: ctx.modelName,
-    query,
-    ...(reasoning === 'on' ? { reasoning: q.reasoning, forced: q.forced } : {}),
-    data: hits.map((h, i) => searchHitJson(h, i + 1)),
+    query: r.query,
+    ...(r.reasoning === 'on' ? { reasoning: q.reasoning, forced: q.forced } : {}),
+    data: hits.map((h, i) => ({
+      ...searchHitJson(h, i + 1),
+      ...(terms ? { snippet: snippet(h.text, terms) } : {}),
+      ...(judged ? { grade: judged.grades[i] } : {}),
+    })),
+    ...(judged
+      ? {
+          judgments: {
+            source: ctx.judgments!.name,
+            query_id: judged.query_id,
+            relevant: judged.relevant,
+            ndcg_at_10: judged.ndcg_at_10,
+          },
+        }
+      : {}),
     usage: { prompt_tokens: promptTokens, total_tokens: promptTokens + q.tokens.length },
     timings: { embed_ms: t1 - t0, search_ms: t2 - t1 },
   };
+}
+
+export function search(ctx: ServerContext, body: Record<string, unknown>): Promise<unknown> {
+  return runSearch(ctx, parseSearch(ctx, body));
+}
+
+const event = (name: string, data: unknown): string => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+
+export async function searchStream(
+  ctx: ServerContext,
+  body: Record<string, unknown>,
+  res: http.ServerResponse,
+): Promise<void> {
+  const r = parseSearch(ctx, body);
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    ...(ctx.draining ? { connection: 'close' } : {}),
+  });
+  const write = (s: string): void => {
+    if (!res.destroyed && !res.writableEnded) res.write(s);
+  };
+  try {
+    const answer = await runSearch(ctx, r, (_input, reasoning) => write(event('reasoning', { reasoning })));
+    write(event('result', answer));
+  } catch (e) {
+    const err = httpErrorOf(e);
+    if (err.status === 500) console.error(e);
+    write(event('error', { status: err.status, ...err.body() }));
+  }
+  res.end();
 }

@@ -112,6 +112,7 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
     totalSteps,
     seed: cfg.seed,
     checkpoint: cfg.checkpoint,
+    config: { stage: 'lm', settings: cfg },
   });
   const state = run.state;
   const parameters = T.countParameters(params);

@@ -184,6 +184,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     totalSteps,
     seed: cfg.seed,
     checkpoint: cfg.checkpoint,
+    config: { stage: 'rl', settings: cfg },
     resumeNote: resumed && !saved ? REENCODED : undefined,
   });
   const state = run.state;

@@ -71,6 +71,7 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     totalSteps,
     seed: cfg.seed,
     checkpoint: cfg.checkpoint,
+    config: { stage: 'sft', settings: cfg },
   });
   const state = run.state;
   if (state.step === 0) {

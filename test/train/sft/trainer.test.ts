@@ -12,7 +12,14 @@ import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import { trainSft } from '../../../src/train/sft/trainer.js';
 import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { repoRoot } from '../../helpers/repo.js';
-import { tempDir, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../../helpers/train-fixtures.js';
+import {
+  tempDir,
+  tinyModelFolder,
+  toyExamples,
+  toySftRun,
+  writeConfig,
+  writeJsonl,
+} from '../../helpers/train-fixtures.js';
 
 interface Rec {
   type: string;
@@ -32,22 +39,7 @@ const trainCurve = (dir: string): Rec[] => metrics(dir).filter((r) => r.type ===
 
 async function toyRun(name: string, extra: Record<string, unknown> = {}): Promise<{ root: string; cfgFile: string }> {
   const root = tempDir(name);
-  await tinyModelFolder(path.join(root, 'model'));
-  writeJsonl(path.join(root, 'train.jsonl'), toyExamples(12));
-  const cfgFile = writeConfig(path.join(root, 'cfg.json'), {
-    model: 'model',
-    output: 'run',
-    seed: 3,
-    data: [{ type: 'jsonl', path: 'train.jsonl' }],
-    maxLength: 128,
-    steps: 10,
-    batch: { queries: 4, hardNegatives: 1, subBatch: 5 },
-    optimizer: { lr: 3e-3, warmupSteps: 2 },
-    checkpoint: { every: 2, keep: 2 },
-    lora: { rank: 4, alpha: 8, dropout: 0.1 },
-    ...extra,
-  });
-  return { root, cfgFile };
+  return { root, cfgFile: await toySftRun(root, extra) };
 }
 
 function runChild(

@@ -1,0 +1,58 @@
+import { parseArgs } from 'node:util';
+import { portOption } from './args.js';
+import { UserError, type Command } from './command.js';
+import { listenError, runWatch } from './serve.js';
+import { startDashboardServer } from '../serve/dashboard-server.js';
+
+const HELP = `search-r3 dashboard — training runs as live curves in a web page
+
+usage: search-r3 dashboard <run folder>... [--host <addr>] [--port <n>] [--api-key <key>]
+
+Serves a page (http://<host>:<port>/) that draws every metric the runs log in metrics.jsonl (train lm,
+sft and rl: loss terms, rewards, KL, staleness, dev nDCG@10, ...) as curves, the runs overlaid, with
+each run's config beside them; the curves grow while the runs write. A recipe work folder
+(search-r3 recipe default --work <dir>) shows its stages lm, stage1 and stage2 and its evaluation
+tables. Damaged or cut lines of metrics.jsonl are skipped and reported on the page.
+
+The same page is at /runs of 'search-r3 serve --runs <folder>'.
+
+options:
+  --host <addr>      listen address (default 127.0.0.1)
+  --port <n>         port (default 8080; 0 picks a free one)
+  --api-key <key>    require Authorization: Bearer <key> for the run data (default: $SEARCH_R3_API_KEY if
+                     set); the page asks for it
+  -h, --help         this help`;
+
+export const dashboardCommand: Command = {
+  name: 'dashboard',
+  summary: 'serve a web page with the live curves of training runs',
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: { host: { type: 'string' }, port: { type: 'string' }, 'api-key': { type: 'string' } },
+    });
+    if (positionals.length === 0)
+      throw new UserError('give at least one run folder: search-r3 dashboard <run folder>.');
+    const port = portOption(values.port);
+    const runs = runWatch(positionals);
+    const host = values.host ?? '127.0.0.1';
+    const server = await startDashboardServer({
+      runs,
+      host,
+      port,
+      apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),
+    }).catch((e: unknown) => {
+      throw listenError(e, host, port) ?? e;
+    });
+    console.log(`search-r3 dashboard of ${positionals.length} folder(s) at ${server.url}/`);
+    await new Promise<void>((resolve) => {
+      const stop = (): void => void server.close().then(resolve, resolve);
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    return 0;
+  },
+};

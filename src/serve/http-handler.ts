@@ -1,0 +1,144 @@
+/**
+ * The request dispatch both servers share (the search server, and the dashboard that runs without a
+ * model): a table of routes, the API key, the body limit, errors in OpenAI's shape, request metrics.
+ * A route answers from the URL (`get`), takes a JSON body and returns JSON (`json`), or takes a JSON
+ * body and writes its own streamed answer (`stream`).
+ */
+import type http from 'node:http';
+import { ApiKey } from './api-key.js';
+import { HttpError } from './http-error.js';
+import type { Metrics } from './metrics.js';
+import { ModelUnavailableError } from './model-worker.js';
+import { parseJsonObject, readBody } from './request-body.js';
+
+export type Answer = { status: number; body: unknown; contentType?: string; headers?: Record<string, string> };
+
+export interface Route<C> {
+  methods: readonly string[];
+  /** An exact path, or a prefix ending in '/' (other than '/' itself) whose rest is the route's parameter. */
+  path: string;
+  /** Served without the API key (it decides itself how much to tell). */
+  open?: boolean;
+  json?: (ctx: C, body: Record<string, unknown>) => Promise<unknown>;
+  get?: (ctx: C, param: string, authorized: boolean, url: URL) => Answer;
+  /** Writes the answer itself; an HttpError thrown before it writes the head is sent as usual. */
+  stream?: (ctx: C, body: Record<string, unknown>, res: http.ServerResponse) => Promise<void>;
+}
+
+export const ok = (body: unknown, contentType?: string): Answer => ({ status: 200, body, contentType });
+
+export interface HandlerOptions<C> {
+  routes: readonly Route<C>[];
+  ctx: C;
+  apiKey?: string;
+  /** Largest request body in bytes, after decompression. */
+  maxBodyBytes: number;
+  metrics: Metrics;
+  draining: () => boolean;
+}
+
+export interface Handler {
+  handler: http.RequestListener;
+  inFlight: () => number;
+}
+
+const isPrefix = (path: string): boolean => path.length > 1 && path.endsWith('/');
+
+/** The route of a path, and the parameter of a prefix route; undefined for an unknown path. */
+function findRoute<C>(routes: readonly Route<C>[], pathname: string): { route: Route<C>; param: string } | undefined {
+  for (const route of routes) {
+    if (route.path === pathname) return { route, param: '' };
+    if (isPrefix(route.path) && pathname.startsWith(route.path) && pathname.length > route.path.length) {
+      return { route, param: decodeURIComponent(pathname.slice(route.path.length)) };
+    }
+  }
+  return undefined;
+}
+
+/** The error a failed request is answered with: what the route threw when it is meant for the client, else a 500. */
+export function httpErrorOf(e: unknown): HttpError {
+  if (e instanceof HttpError) return e;
+  if (e instanceof ModelUnavailableError) return new HttpError(503, e.message, 'model_unavailable');
+  if (e instanceof URIError) return new HttpError(400, 'the path is not valid percent-encoding.', 'invalid_path');
+  return new HttpError(500, `internal error: ${e instanceof Error ? e.message : String(e)}`, 'internal_error');
+}
+
+export function createHandler<C>(o: HandlerOptions<C>): Handler {
+  const { metrics } = o;
+  const apiKey = o.apiKey !== undefined ? new ApiKey(o.apiKey) : null;
+  let inFlight = 0;
+
+  const send = (res: http.ServerResponse, a: Answer): void => {
+    const text = typeof a.body === 'string' || Buffer.isBuffer(a.body) ? a.body : JSON.stringify(a.body);
+    const close = o.draining() ? { connection: 'close' } : {};
+    res.writeHead(a.status, {
+      'content-type': a.contentType ?? 'application/json',
+      'content-length': Buffer.byteLength(text),
+      ...a.headers,
+      ...close,
+    });
+    res.end(text);
+  };
+
+  const handler: http.RequestListener = (req, res) => {
+    const started = performance.now();
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let found: { route: Route<C>; param: string } | undefined;
+    let badPath: unknown = null;
+    try {
+      found = findRoute(o.routes, url.pathname);
+    } catch (e) {
+      badPath = e;
+    }
+    const label = found ? (isPrefix(found.route.path) ? `${found.route.path}{id}` : found.route.path) : 'other';
+    inFlight++;
+    res.on('close', () => {
+      inFlight--;
+      metrics.inc('search_r3_http_requests_total', 'HTTP requests by route and status.', {
+        route: label,
+        status: String(res.statusCode),
+      });
+      const seconds = (performance.now() - started) / 1000;
+      metrics.observe('search_r3_http_request_duration_seconds', 'HTTP request latency.', { route: label }, seconds);
+    });
+    const fail = (e: unknown): void => {
+      const err = httpErrorOf(e);
+      if (err.status === 500) console.error(e);
+      if (!res.headersSent) send(res, { status: err.status, body: err.body() });
+      else res.destroy();
+    };
+    try {
+      if (badPath !== null) throw badPath;
+      const authorized = apiKey === null || apiKey.accepts(req.headers.authorization);
+      const method = req.method ?? 'GET';
+      const route = found?.route;
+      if (route?.open && route.methods.includes(method)) {
+        req.resume();
+        return send(res, route.get!(o.ctx, found!.param, authorized, url));
+      }
+      if (!authorized) {
+        req.resume();
+        throw new HttpError(401, 'Missing or incorrect API key; send Authorization: Bearer <key>.', 'invalid_api_key');
+      }
+      if (o.draining()) {
+        req.resume();
+        throw new HttpError(503, 'the server is shutting down.', 'shutting_down');
+      }
+      if (!route || !route.methods.includes(method)) {
+        req.resume();
+        if (route?.json || route?.stream) throw new HttpError(405, `${route.path} takes POST.`, 'method_not_allowed');
+        throw new HttpError(404, `no route ${method} ${url.pathname}.`, 'not_found');
+      }
+      if (route.get) {
+        req.resume();
+        return send(res, route.get(o.ctx, found!.param, authorized, url));
+      }
+      const body = readBody(req, o.maxBodyBytes).then(parseJsonObject);
+      if (route.stream) body.then((b) => route.stream!(o.ctx, b, res)).catch(fail);
+      else body.then((b) => route.json!(o.ctx, b)).then((out) => send(res, { status: 200, body: out }), fail);
+    } catch (e) {
+      fail(e);
+    }
+  };
+  return { handler, inFlight: () => inFlight };
+}

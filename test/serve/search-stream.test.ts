@@ -1,0 +1,101 @@
+/**
+ * POST /v1/search/stream: the analysis arrives as server-sent events while the model writes it, each a
+ * beginning of the final one, then the hits /v1/search gives; bad requests are answered before any event,
+ * as /v1/search answers them. The web routes: pages without the key, data with it, odd paths as 4xx.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { SearchIndex } from '../../src/search-index/search-index.js';
+import { type RunningServer, startSearchServer } from '../../src/serve/server.js';
+import { post, request } from '../helpers/http.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
+
+const KEY = 'stream-key';
+const auth = { authorization: `Bearer ${KEY}` };
+let server: RunningServer;
+let index: SearchIndex;
+let scratch: { dir: string; cleanup: () => void };
+
+before(async () => {
+  scratch = tempDir('stream');
+  const backend = await tinyBackend(await tinyModelDir(scratch.dir));
+  index = await SearchIndex.open(path.join(scratch.dir, 'idx'), { backend, create: {} });
+  await index.addDocuments(corpus(30));
+  server = await startSearchServer({ backend, index, port: 0, apiKey: KEY });
+});
+
+after(async () => {
+  await server.close();
+  await index.close();
+  scratch.cleanup();
+});
+
+function events(raw: string): { name: string; data: Record<string, unknown> }[] {
+  return raw
+    .split('\n\n')
+    .filter((b) => b.trim() !== '')
+    .map((block) => {
+      const name = /^event: (.*)$/m.exec(block)![1]!;
+      return { name, data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as Record<string, unknown> };
+    });
+}
+
+test('the analysis streams token by token, then the hits of /v1/search', async () => {
+  const body = { query: 'protein cancer risk', k: 5, reasoning: 'on', max_reasoning_tokens: 24, hybrid: true };
+  const r = await post(server.url, '/v1/search/stream', body, auth);
+  assert.equal(r.status, 200);
+  assert.match(String(r.headers['content-type']), /^text\/event-stream/);
+  const ev = events(r.raw.toString());
+  const last = ev.pop()!;
+  assert.equal(last.name, 'result');
+  assert.ok(ev.length >= 2, `${ev.length} reasoning events`);
+  const final = last.data.reasoning as string;
+  for (const e of ev) {
+    assert.equal(e.name, 'reasoning');
+    assert.ok(final.startsWith(e.data.reasoning as string), `${e.data.reasoning} begins ${final}`);
+  }
+  const plain = await post(server.url, '/v1/search', body, auth);
+  const strip = (a: Record<string, unknown>): unknown => ({ ...a, timings: null });
+  assert.deepEqual(strip(last.data), strip(plain.body));
+
+  const off = events((await post(server.url, '/v1/search/stream', { query: 'gene', k: 3 }, auth)).raw.toString());
+  assert.deepEqual(
+    off.map((e) => e.name),
+    ['result'],
+  );
+  assert.equal((off[0]!.data.data as unknown[]).length, 3);
+});
+
+test('a bad request is refused before any event, in the shape /v1/search refuses it', async () => {
+  for (const body of [{ query: '' }, { query: 'x', k: 0 }, { query: 'x', highlight: 'yes' }]) {
+    const s = await post(server.url, '/v1/search/stream', body, auth);
+    const p = await post(server.url, '/v1/search', body, auth);
+    assert.equal(s.status, 400);
+    assert.match(String(s.headers['content-type']), /^application\/json/);
+    assert.deepEqual(s.body, p.body);
+  }
+  const wrong = await post(server.url, '/v1/search/stream', { query: 'x' }, { authorization: 'Bearer nope' });
+  assert.equal(wrong.status, 401);
+  assert.equal(wrong.body.error?.code, 'invalid_api_key');
+});
+
+test('pages without the key, their data with it; unknown files and broken paths are 4xx', async () => {
+  const page = await request(server.url, 'GET', '/');
+  assert.equal(page.status, 200);
+  assert.match(String(page.headers['content-type']), /^text\/html/);
+  assert.match(page.raw.toString(), /<script type="module" src="\/web\/playground\.js">/);
+  assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
+  const script = await request(server.url, 'GET', '/web/playground.js');
+  assert.equal(script.status, 200);
+  assert.match(String(script.headers['content-type']), /^text\/javascript/);
+  const outside = await request(server.url, 'GET', '/web/../package.json', undefined, { headers: auth });
+  assert.equal(outside.status, 404);
+  assert.equal((await request(server.url, 'GET', '/web/nothing.js')).status, 404);
+  const broken = await request(server.url, 'GET', '/web/%E0%A4%A');
+  assert.equal(broken.status, 400);
+  assert.equal((await request(server.url, 'GET', '/v1/runs')).status, 401);
+  const runs = await request(server.url, 'GET', '/v1/runs', undefined, { headers: auth });
+  assert.equal(runs.status, 404);
+  assert.match(runs.body.error!.message, /--runs <run folder>/);
+});
