@@ -2,6 +2,7 @@
 # One command that installs everything search-r3 needs on a fresh Debian machine:
 # OpenBLAS (native backend), PyTorch (gradient oracle and speed peer for tests/benchmarks), two Debian
 # text packages the pretraining corpus draws on (jargon-text: public domain; debian-reference-en: GPL-2+),
+# Redis (the job queue of distributed indexing, started by its tests on a free port),
 # then npm packages, then the TypeScript build (so `npx search-r3 demo` works right after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential python3 libopenblas-dev python3-torch python3-numpy \
-  jargon-text debian-reference-en >/dev/null
+  jargon-text debian-reference-en redis-server >/dev/null
 npm ci
 npm run build

@@ -1,6 +1,6 @@
 /**
  * The layering of DESIGN.md as one table: for every folder of src/, the folders its files may import
- * from. Data flows one way (cli → recipe → train | eval | search-index | serve | client → embed → model →
+ * from. Data flows one way (cli → recipe → train | eval | search-index | serve | queue | client → embed → model →
  * tensor; rlenv beside eval and search-index); a folder missing from the table fails the test, so a new
  * layer has to state its place.
  */
@@ -23,9 +23,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   'search-index': ['eval', 'embed', 'model', 'tensor'],
   client: ['search-index', 'embed', 'model'],
   serve: ['search-index', 'embed', 'model'],
+  queue: ['search-index', 'embed'],
   train: ['rlenv', 'eval', 'embed', 'model', 'tensor'],
   recipe: ['train', 'rlenv', 'eval', 'search-index', 'embed', 'model', 'tensor'],
-  cli: ['recipe', 'train', 'rlenv', 'eval', 'search-index', 'serve', 'client', 'embed', 'model', 'tensor'],
+  cli: ['recipe', 'train', 'rlenv', 'eval', 'search-index', 'serve', 'queue', 'client', 'embed', 'model', 'tensor'],
 };
 
 /**

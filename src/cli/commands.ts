@@ -3,6 +3,7 @@ import { evalCommand } from './eval.js';
 import { indexCommand } from './index-cmd.js';
 import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
+import { workerCommand } from './worker.js';
 import { exportCommand } from './export.js';
 import { addEmbedTokenCommand } from './add-embed-token.js';
 import { trainCommand } from './train.js';
@@ -19,6 +20,7 @@ export const commands: Command[] = [
   indexCommand,
   searchCommand,
   serveCommand,
+  workerCommand,
   exportCommand,
   addEmbedTokenCommand,
   trainCommand,
