@@ -56,6 +56,7 @@ export class RedisWatchdog {
   private timer: NodeJS.Timeout | undefined;
   private downSince: number | null = null;
   private lastError = '';
+  private cause = '';
   private fail!: (e: QueueError) => void;
 
   constructor(
@@ -69,9 +70,12 @@ export class RedisWatchdog {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       connectTimeout: 1000,
+      // each ping connects again itself: a reconnect loop here would keep a failed ping from returning
+      retryStrategy: () => null,
     });
+    // the 'error' event names the cause (ECONNREFUSED); a failed connect() only says the connection closed
     this.client.on('error', (e: Error) => {
-      this.lastError = (e as NodeJS.ErrnoException).code ?? e.message;
+      this.cause = (e as NodeJS.ErrnoException).code ?? e.message;
     });
     this.lost = new Promise<never>((_, reject) => {
       this.fail = reject;
@@ -107,21 +111,32 @@ export class RedisWatchdog {
   }
 
   private async ping(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000);
+    });
     try {
-      if (this.client.status === 'wait' || this.client.status === 'end') await this.client.connect();
-      await this.client.ping();
+      const answer = async (): Promise<void> => {
+        if (this.client.status === 'wait' || this.client.status === 'end') await this.client.connect();
+        await this.client.ping();
+      };
+      await Promise.race([answer(), late]);
+      this.cause = '';
       return true;
     } catch (e) {
       this.lastError = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      if (this.client.status === 'end') this.client.disconnect();
+      this.client.disconnect();
       return false;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
   private sentence(): QueueError {
     const secs = Math.round(this.waitMs / 1000);
+    const why = this.cause || this.lastError || 'no answer';
     return new QueueError(
-      `cannot reach Redis at ${this.target.shown} (${this.lastError || 'no answer'}) after ${secs} s of retries; ` +
+      `cannot reach Redis at ${this.target.shown} (${why}) after ${secs} s of retries; ` +
         `${this.what} stopped with everything already stored kept — start redis-server there (or fix --queue) ` +
         `and run the same command again.`,
     );

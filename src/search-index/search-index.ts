@@ -336,11 +336,7 @@ export class SearchIndex {
     try {
       await this.store.commit(this.storeGeneration);
     } catch (e) {
-      const where = this.manifest.storeUri ?? this.dir;
-      throw new IndexError(
-        `the vector store ${where} cannot be written (${(e as Error).message.split('\n')[0]}); give a store ` +
-          `location this process may write, or fix its permissions.`,
-      );
+      throw storeError(this.manifest.storeUri ?? this.dir, e, 'written');
     }
   }
 
@@ -532,6 +528,15 @@ export class SearchIndex {
   }
 }
 
+/** A vector store that LanceDB (or the file system under it) refuses, as one sentence. */
+function storeError(where: string, e: unknown, what: 'read' | 'written'): IndexError {
+  const why = (e instanceof Error ? e.message : String(e)).split(/\s+Caused by:|\n/)[0];
+  return new IndexError(
+    `the vector store ${where} cannot be ${what} (${why}); give a store location this process may ` +
+      `${what === 'read' ? 'read' : 'write'}, or fix its permissions.`,
+  );
+}
+
 function backendSource(b: EmbeddingBackend): string {
   const s = (b as { source?: unknown }).source;
   return typeof s === 'string' ? s : b.modelId;
@@ -699,7 +704,11 @@ async function openStore(dir: string, m: IndexManifest, readOnly: boolean, threa
     if (readOnly && !uri.includes('://') && !existsSync(uri))
       return new UsearchStore(dir, { ...local, load: false, problem: `${uri} is missing` });
     const { LanceStore } = await import('./lance-store.js');
-    return LanceStore.open(uri, m.dimension);
+    try {
+      return await LanceStore.open(uri, m.dimension);
+    } catch (e) {
+      throw storeError(uri, e, readOnly ? 'read' : 'written');
+    }
   }
   return new UsearchStore(dir, local);
 }
