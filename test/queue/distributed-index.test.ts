@@ -109,7 +109,7 @@ test('three workers, one killed with SIGKILL mid-job: every document once, bit-i
   sharedDocs = docs;
 });
 
-test('two serve replicas over one index answer alike, and both see rows appended by a worker after a refresh', async () => {
+test('two serve replicas of one index answer alike; both see rows a worker appended after a refresh', async () => {
   assert.ok(sharedIndex, 'needs the index of the previous test');
   const replicas = [0, 1].map(() => new CliProcess(['serve', '--index', sharedIndex, '--port', '0']));
   try {
@@ -219,7 +219,7 @@ test('a worker with another model refuses the job by name and leaves it to one w
   await assertStoredOnce(out, docs);
 });
 
-test('Redis unreachable: coordinator and worker retry, then say so in one sentence; the index keeps its documents', async () => {
+test('Redis unreachable: index and worker retry, then say so in one sentence; stored documents stay', async () => {
   assert.ok(sharedIndex, 'needs the index of the first test');
   const nowhere = `redis://127.0.0.1:${await freePort()}`;
   const more = corpusFile('unreachable', [...sharedDocs, ...scifact.slice(3600, 3610)]);
