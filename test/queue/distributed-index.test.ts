@@ -83,7 +83,7 @@ async function assertStoredOnce(out: string, docs: readonly SourceDocument[], wa
 let sharedIndex = '';
 let sharedDocs: SourceDocument[] = [];
 
-test('three workers, one killed with SIGKILL mid-job: every document once, bit-identical to a single-process index', async () => {
+test('three workers, one SIGKILLed mid-job: every document once, bit-identical to a single-process index', async () => {
   const docs = scifact.slice(0, 2000);
   const input = corpusFile('two-thousand', docs);
   const single = path.join(work.dir, 'single');
