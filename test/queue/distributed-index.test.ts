@@ -80,16 +80,24 @@ async function assertStoredOnce(out: string, docs: readonly SourceDocument[], wa
   assert.equal(differ, 0, 'vectors that differ from the single-process index');
 }
 
+/** The documents as an input file, and a single-process index of it (what the queued runs must equal). */
+async function withSingleIndex(
+  name: string,
+  docs: SourceDocument[],
+): Promise<{ docs: SourceDocument[]; input: string; single: string }> {
+  const input = corpusFile(name, docs);
+  const single = path.join(work.dir, `${name}-single`);
+  const s = await runCliAsync(['index', '--model', model, '--input', input, '--out', single, '--commit-every', '100']);
+  assert.equal(s.status, 0, s.stderr);
+  return { docs, input, single };
+}
+
 let sharedIndex = '';
 let sharedDocs: SourceDocument[] = [];
 
 test('three workers, one SIGKILLed mid-job: every document once, bit-identical to a single-process index', async () => {
-  const docs = scifact.slice(0, 2000);
-  const input = corpusFile('two-thousand', docs);
-  const single = path.join(work.dir, 'single');
+  const { docs, input, single } = await withSingleIndex('two-thousand', scifact.slice(0, 2000));
   const out = path.join(work.dir, 'shared');
-  const s = await runCliAsync(['index', '--model', model, '--input', input, '--out', single, '--commit-every', '100']);
-  assert.equal(s.status, 0, s.stderr);
   const workers = [workerProc('kill'), workerProc('kill'), workerProc('kill')];
   const coordinator = queuedIndex('kill', input, out);
   const [, killedJob] = await workers[0].waitFor(/job (\S+): encoding/);
@@ -150,12 +158,8 @@ test('two serve replicas of one index answer alike; both see rows a worker appen
 });
 
 test('a run whose Redis restarts (losing every job) mid-way completes, every document once', async () => {
-  const docs = scifact.slice(2100, 2900);
-  const input = corpusFile('restart', docs);
-  const single = path.join(work.dir, 'restart-single');
+  const { docs, input, single } = await withSingleIndex('restart', scifact.slice(2100, 2900));
   const out = path.join(work.dir, 'restart');
-  const s = await runCliAsync(['index', '--model', model, '--input', input, '--out', single, '--commit-every', '100']);
-  assert.equal(s.status, 0, s.stderr);
   const workers = [workerProc('restart'), workerProc('restart')];
   const coordinator = queuedIndex('restart', input, out);
   await workers[0].waitFor(/job \S+: done/);
