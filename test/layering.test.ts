@@ -1,6 +1,6 @@
 /**
  * The layering of DESIGN.md as one table: for every folder of src/, the folders its files may import
- * from. Data flows one way (cli → recipe → train | eval | search-index | serve | client → embed → model →
+ * from. Data flows one way (cli → recipe → train | eval | search-index | serve | queue | client → embed → model →
  * tensor; rlenv beside eval and search-index); a folder missing from the table fails the test, so a new
  * layer has to state its place.
  */
@@ -24,9 +24,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   client: ['search-index', 'embed', 'model'],
   // eval: BM25's analyzer marks a hit's matched terms, and the measures score a judged query's hits
   serve: ['search-index', 'eval', 'embed', 'model'],
+  queue: ['search-index', 'embed'],
   train: ['rlenv', 'eval', 'embed', 'model', 'tensor'],
   recipe: ['train', 'rlenv', 'eval', 'search-index', 'embed', 'model', 'tensor'],
-  cli: ['recipe', 'train', 'rlenv', 'eval', 'search-index', 'serve', 'client', 'embed', 'model', 'tensor'],
+  cli: ['recipe', 'train', 'rlenv', 'eval', 'search-index', 'serve', 'queue', 'client', 'embed', 'model', 'tensor'],
 };
 
 /**

@@ -4,6 +4,7 @@ import { indexCommand } from './index-cmd.js';
 import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { dashboardCommand } from './dashboard.js';
+import { workerCommand } from './worker.js';
 import { exportCommand } from './export.js';
 import { addEmbedTokenCommand } from './add-embed-token.js';
 import { trainCommand } from './train.js';
@@ -21,6 +22,7 @@ export const commands: Command[] = [
   searchCommand,
   serveCommand,
   dashboardCommand,
+  workerCommand,
   exportCommand,
   addEmbedTokenCommand,
   trainCommand,

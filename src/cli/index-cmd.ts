@@ -18,12 +18,19 @@ import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../search-i
 import { DOCS_FILE } from '../search-index/document-table.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { RemoteEmbedder } from '../client/remote-embedder.js';
+import type { SourceDocument } from '../search-index/document-source.js';
+import type { AddResult } from '../search-index/search-index.js';
+import { type DeadJob, type QueuedIndexOptions, indexOnQueue } from '../queue/coordinator.js';
+import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
+import { QueueError } from '../queue/queue-error.js';
+import { parseRedisUrl } from '../queue/redis-link.js';
 
 const HELP = `search-r3 index — build or update a search index
 
 usage: search-r3 index --model <dir> --input <path> --out <index-dir> [options]
        search-r3 index --remote <url,url,...> --input <path> --out <index-dir> [options]
        search-r3 index --input <path> --out <existing-index-dir> [options]     (the index's own model)
+       search-r3 index --queue redis://<host>:<port> --model <dir> --input <path> --out <index-dir> [options]
        search-r3 index --out <index-dir> --delete <id,id,...>
 
 Encodes documents with the Search-R3 model (document prompt, no reasoning) in length-sorted
@@ -38,6 +45,11 @@ Documents of the index that are no longer in --input are reported, and deleted w
 built with one model (or prompt set) refuses vectors from another; without --model or --remote, the
 model the index was built with is used. A damaged vectors.usearch or index.json is rebuilt from
 docs.sqlite; a missing docs.sqlite means every document is encoded again.
+
+With --queue, the pending documents are cut into jobs (one per --commit-every documents) on a BullMQ
+queue in Redis; 'search-r3 worker' processes on any number of machines encode them, and this command
+stores their vectors as they arrive, with a progress bar over all workers (see docs/scale.md). It is
+the one writer of the index, so the folder (and --store-uri) must be where replicas can read it.
 
 options:
   --model <dir>          model folder (config.json, tokenizer.json, *.safetensors); default for an
@@ -58,6 +70,12 @@ options:
                          above the context is lowered to it); longer documents are cut and counted
   --batch-tokens <n>     tokens per forward batch, padding included (default 4096)
 ${engineHelp(25)}
+  --queue <url>          encode on 'search-r3 worker' processes through Redis (redis://host:port[/db]);
+                         the store is LanceDB (--store lancedb is implied for a new index)
+  --queue-name <name>    the BullMQ queue, shared with the workers (default ${DEFAULT_QUEUE_NAME}); one
+                         index run per queue at a time
+  --queue-wait <s>       how long Redis may be unreachable, at start or mid-run, before the run stops
+                         (default 60); a Redis restart within it is ridden out
   --prune                delete indexed documents that are not in --input
   --delete <ids>         delete these document ids (comma-separated) and exit
   -h, --help             this help`;
@@ -86,6 +104,9 @@ export const indexCommand: Command = {
         'batch-tokens': { type: 'string' },
         prune: { type: 'boolean' },
         delete: { type: 'string' },
+        queue: { type: 'string' },
+        'queue-name': { type: 'string' },
+        'queue-wait': { type: 'string' },
         ...ENGINE_OPTIONS,
       },
     });
@@ -96,9 +117,14 @@ export const indexCommand: Command = {
       const dtype = values.dtype ?? 'f32';
       if (!['f32', 'f16', 'i8'].includes(dtype))
         throw new UserError(`--dtype must be f32, f16 or i8 (got '${dtype}').`);
-      const store = values.store ?? 'local';
+      const store = values.store ?? (values.queue ? 'lancedb' : 'local');
       if (store !== 'local' && store !== 'lancedb')
         throw new UserError(`--store must be local or lancedb (got '${store}').`);
+      if (values.queue && store !== 'lancedb')
+        throw new UserError('--queue writes to a LanceDB store that replicas share; drop --store local.');
+      if (values.queue && values.remote) throw new UserError('give one of --queue <url> or --remote <urls>, not both.');
+      const target = values.queue ? parseRedisUrl(values.queue) : undefined;
+      const queueWait = positiveInt(values['queue-wait'], 'queue-wait') ?? 60;
       if (!values.input) throw new UserError('--input <path> is required (see search-r3 index --help).');
       if (values.model && values.remote) throw new UserError('give one of --model <dir> or --remote <urls>, not both.');
       if (values['chunk-size'] !== undefined) {
@@ -135,11 +161,27 @@ export const indexCommand: Command = {
         const before = index.stats();
         if (before.pending > 0)
           process.stderr.write(`resuming: ${before.pending} documents left pending by an earlier run\n`);
-        const progress = new ProgressReporter('encoding');
-        const r = await index.addDocuments(docs, {
-          documentsPerCommit: perCommit,
-          onProgress: (p) => progress.update(p.done, p.total),
-        });
+        if (target && index.info.store !== 'lancedb')
+          throw new UserError(
+            `${out} keeps its vectors in a local HNSW file, which replicas cannot share; --queue needs an index ` +
+              `on the LanceDB store: build a new one in another folder.`,
+          );
+        const progress = new ProgressReporter(target ? 'encoding on the queue' : 'encoding');
+        const onProgress = (done: number, total: number): void => progress.update(done, total);
+        const r: AddResult & { dead?: DeadJob[] } = target
+          ? await indexThroughQueue(index, docs, {
+              target,
+              queueName: values['queue-name'] ?? DEFAULT_QUEUE_NAME,
+              documentsPerCommit: perCommit ?? 256,
+              batchTokens: positiveInt(values['batch-tokens'], 'batch-tokens') ?? null,
+              waitMs: queueWait * 1000,
+              onProgress,
+              log: (line) => process.stderr.write(`search-r3: ${line}\n`),
+            })
+          : await index.addDocuments(docs, {
+              documentsPerCommit: perCommit,
+              onProgress: (p) => onProgress(p.done, p.total),
+            });
         const keep = new Set(docs.map((d) => d.id));
         const gone = index.documentIds().filter((id) => !keep.has(id));
         const pruned = values.prune ? (await index.deleteDocuments(gone)).length : 0;
@@ -168,6 +210,7 @@ export const indexCommand: Command = {
               `they stay searchable — rerun with --prune to delete them.`,
           );
         }
+        if (r.dead && r.dead.length > 0) throw deadLetterError(r.dead);
       } finally {
         await index.close();
         await backend.close?.();
@@ -176,6 +219,31 @@ export const indexCommand: Command = {
     })();
   },
 };
+
+/** addDocuments' work with the encoding done by queue workers: stage here, encode there, store here. */
+async function indexThroughQueue(
+  index: SearchIndex,
+  docs: readonly SourceDocument[],
+  opts: QueuedIndexOptions,
+): Promise<AddResult & { dead: DeadJob[] }> {
+  const staged = await index.stageDocuments(docs);
+  const q = await indexOnQueue(index, opts);
+  if (q.requeued > 0)
+    process.stderr.write(`search-r3: ${q.requeued} jobs that Redis lost (it restarted) were queued again.\n`);
+  return { ...staged, encoded: q.encoded, truncated: q.truncated, dead: q.dead };
+}
+
+/** Dead-lettered jobs, named, once everything else is stored. */
+function deadLetterError(dead: readonly DeadJob[]): QueueError {
+  const named = dead
+    .slice(0, 3)
+    .map((d) => `job ${d.id}, documents ${d.first} … ${d.last}: ${d.reason}`)
+    .join('; ');
+  return new QueueError(
+    `${dead.length} jobs were dead-lettered (${named}${dead.length > 3 ? '; …' : ''}); every other document is ` +
+      `stored, and theirs stay pending: run the same command again to retry them.`,
+  );
+}
 
 /**
  * The model that encodes: --model, --remote, or for an existing index the model it was built with

@@ -100,6 +100,7 @@ const userFacing = new Set([
   'TableTooLargeError',
   'RecipeError',
   'EngineError',
+  'QueueError',
 ]);
 
 main(process.argv.slice(2)).then(

@@ -9,7 +9,13 @@ import type { QueryOptions } from '../embed/index.js';
 import { createAnalyzer } from '../eval/analyzer.js';
 import { Bm25Index } from '../eval/bm25.js';
 import { documentText, type SourceDocument } from './document-source.js';
-import { DOCS_FILE, DocumentTable, type StageCounts, type StoredDocument } from './document-table.js';
+import {
+  DOCS_FILE,
+  DocumentTable,
+  type PendingDocument,
+  type StageCounts,
+  type StoredDocument,
+} from './document-table.js';
 import type { EmbeddingBackend } from './embedding-backend.js';
 import { IndexError } from './index-error.js';
 import {
@@ -239,6 +245,16 @@ export class SearchIndex {
    * Then encodes everything pending, including what a killed earlier run left.
    */
   async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<AddResult> {
+    const staged = await this.stageDocuments(docs);
+    const { encoded, truncated } = await this.encodeAll(opts);
+    return { ...staged, encoded, ...(truncated === undefined ? {} : { truncated }) };
+  }
+
+  /**
+   * The first half of addDocuments: records new and changed documents as pending (encoded later, here or
+   * by queue workers) and deletes damaged rows that are not given again.
+   */
+  async stageDocuments(docs: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
     this.lockForWriting();
     // rows that fail their checksums: those given again are re-encoded, the others cannot be trusted and go
     const damaged = new Set(this.docs.damagedIds());
@@ -251,13 +267,10 @@ export class SearchIndex {
       for (const k of Object.keys(counts) as (keyof StageCounts)[]) counts[k] += c[k];
     }
     this.writeCounts();
-    const { encoded, truncated } = await this.encodeAll(opts);
     return {
       staged: counts.added + counts.changed + counts.repaired,
-      encoded,
       counts,
       ...(unrecoverable.length > 0 ? { removedDamaged: unrecoverable } : {}),
-      ...(truncated === undefined ? {} : { truncated }),
     };
   }
 
@@ -286,17 +299,7 @@ export class SearchIndex {
       const { vectors } = encoded;
       truncated =
         truncated === undefined || encoded.truncated === undefined ? undefined : truncated + encoded.truncated;
-      if (vectors.length !== chunk.length || vectors.some((v) => v.length !== this.dimension)) {
-        throw new IndexError(
-          `the model returned ${vectors.length} vectors of dimension ${vectors[0]?.length} for ` +
-            `${chunk.length} documents; expected dimension ${this.dimension}.`,
-        );
-      }
-      const { generation, keys } = this.docs.commitVectors(chunk, vectors);
-      await this.store.remove(chunk.flatMap((d) => (d.oldKey === null ? [] : [d.oldKey])));
-      await this.store.add(chunk.map((d, i) => ({ key: keys[i], id: d.id, vector: vectors[i] })));
-      await this.store.commit(generation);
-      this.storeGeneration = generation;
+      await this.commitChunk(chunk, vectors);
       done += chunk.length;
       chunks++;
       this.writeCounts();
@@ -304,6 +307,52 @@ export class SearchIndex {
       await opts.onChunkCommitted?.({ done, total: pending, chunks });
     }
     return { encoded: done, truncated };
+  }
+
+  /**
+   * Every pending document in the fixed encoding order, cut into the chunks encodePending would encode
+   * one by one: chunks encoded elsewhere (queue workers) and given to commitEncoded then hold exactly the
+   * vectors an uninterrupted local run would store.
+   */
+  pendingChunks(documentsPerCommit: number): PendingDocument[][] {
+    const all = this.docs.nextPending(this.docs.pendingCount());
+    const size = Math.max(1, documentsPerCommit);
+    return Array.from({ length: Math.ceil(all.length / size) }, (_, i) => all.slice(i * size, (i + 1) * size));
+  }
+
+  /** Stores the vectors of one chunk of pendingChunks, encoded elsewhere by this index's model. */
+  async commitEncoded(chunk: readonly PendingDocument[], vectors: readonly Float32Array[]): Promise<void> {
+    this.lockForWriting();
+    await this.commitChunk(chunk, vectors);
+    this.writeCounts();
+  }
+
+  /**
+   * Writes the vector store once (its commit record, unchanged), so a store this process cannot write is
+   * found before any work is handed out rather than after it is done.
+   */
+  async checkStoreWritable(): Promise<void> {
+    this.lockForWriting();
+    try {
+      await this.store.commit(this.storeGeneration);
+    } catch (e) {
+      throw storeError(this.manifest.storeUri ?? this.dir, e, 'written');
+    }
+  }
+
+  /** sqlite first, then the vector store: a kill between the two leaves a store that reconcile() rebuilds. */
+  private async commitChunk(chunk: readonly PendingDocument[], vectors: readonly Float32Array[]): Promise<void> {
+    if (vectors.length !== chunk.length || vectors.some((v) => v.length !== this.dimension)) {
+      throw new IndexError(
+        `the model returned ${vectors.length} vectors of dimension ${vectors[0]?.length} for ` +
+          `${chunk.length} documents; expected dimension ${this.dimension}.`,
+      );
+    }
+    const { generation, keys } = this.docs.commitVectors(chunk, vectors);
+    await this.store.remove(chunk.flatMap((d) => (d.oldKey === null ? [] : [d.oldKey])));
+    await this.store.add(chunk.map((d, i) => ({ key: keys[i], id: d.id, vector: vectors[i] })));
+    await this.store.commit(generation);
+    this.storeGeneration = generation;
   }
 
   /** Removes documents by id; returns the ids that existed. */
@@ -479,6 +528,15 @@ export class SearchIndex {
   }
 }
 
+/** A vector store that LanceDB (or the file system under it) refuses, as one sentence. */
+function storeError(where: string, e: unknown, what: 'read' | 'written'): IndexError {
+  const why = (e instanceof Error ? e.message : String(e)).split(/\s+Caused by:|\n/)[0];
+  return new IndexError(
+    `the vector store ${where} cannot be ${what} (${why}); give a store location this process may ` +
+      `${what === 'read' ? 'read' : 'write'}, or fix its permissions.`,
+  );
+}
+
 function backendSource(b: EmbeddingBackend): string {
   const s = (b as { source?: unknown }).source;
   return typeof s === 'string' ? s : b.modelId;
@@ -646,7 +704,11 @@ async function openStore(dir: string, m: IndexManifest, readOnly: boolean, threa
     if (readOnly && !uri.includes('://') && !existsSync(uri))
       return new UsearchStore(dir, { ...local, load: false, problem: `${uri} is missing` });
     const { LanceStore } = await import('./lance-store.js');
-    return LanceStore.open(uri, m.dimension);
+    try {
+      return await LanceStore.open(uri, m.dimension);
+    } catch (e) {
+      throw storeError(uri, e, readOnly ? 'read' : 'written');
+    }
   }
   return new UsearchStore(dir, local);
 }

@@ -20,6 +20,7 @@ import {
   type BatchingOptions,
   type ChatJob,
   type ChatResult,
+  type DocumentsResult,
   type EmbedJob,
   type EmbedResult,
   type ModelInfo,
@@ -45,9 +46,17 @@ function countTokens(tokenizer: Tokenizer, job: EmbedJob): number {
   return total;
 }
 
+function packRows(rows: readonly Float32Array[], dimension: number): Float32Array {
+  const packed = new Float32Array(rows.length * dimension);
+  rows.forEach((v, i) => packed.set(v, i * dimension));
+  return packed;
+}
+
 function pack(results: readonly QueryEmbedding[], dimension: number, promptTokens: number): EmbedResult {
-  const vectors = new Float32Array(results.length * dimension);
-  results.forEach((r, i) => vectors.set(r.vector, i * dimension));
+  const vectors = packRows(
+    results.map((r) => r.vector),
+    dimension,
+  );
   return {
     vectors,
     promptTokens,
@@ -59,6 +68,7 @@ function pack(results: readonly QueryEmbedding[], dimension: number, promptToken
 interface ModelWork {
   embed(owner: number, job: EmbedJob): Promise<EmbedResult>;
   embedTokens(owner: number, seqs: number[][]): Promise<EmbedResult>;
+  encodeDocuments(texts: readonly string[]): Promise<DocumentsResult>;
   chat(owner: number, job: ChatJob): Promise<ChatResult>;
   configure(b: BatchingOptions): void;
 }
@@ -117,6 +127,11 @@ class ModelWorker implements ModelWork {
     );
   }
 
+  async encodeDocuments(texts: readonly string[]): Promise<DocumentsResult> {
+    const { vectors, stats } = this.embedder.embedDocuments(texts);
+    return { vectors: packRows(vectors, this.embedder.dimension), truncated: stats.truncatedTexts };
+  }
+
   chat(owner: number, job: ChatJob): Promise<ChatResult> {
     const prepared = prepareChat(this.embedder, job); // a prompt too long is refused before it waits for its turn
     return this.batcher.generate(owner, () => chatSteps(this.embedder, job, prepared));
@@ -153,6 +168,11 @@ class LlamaCppWork implements ModelWork {
     );
   }
 
+  async encodeDocuments(texts: readonly string[]): Promise<DocumentsResult> {
+    const { vectors, truncated } = await this.backend.encodeDocuments(texts);
+    return { vectors: packRows(vectors, this.backend.dimension), truncated };
+  }
+
   chat(): Promise<ChatResult> {
     const why =
       'this server runs --engine llama.cpp, which serves embeddings and search; ' +
@@ -170,9 +190,10 @@ function handle(work: ModelWork, m: WorkerRequest): void {
     work.configure(m.batching);
     return;
   }
-  const run = async (): Promise<EmbedResult | ChatResult> => {
+  const run = async (): Promise<EmbedResult | DocumentsResult | ChatResult> => {
     if (m.type === 'embed') return work.embed(m.id, m.job);
     if (m.type === 'embedTokens') return work.embedTokens(m.id, m.seqs);
+    if (m.type === 'encodeDocuments') return work.encodeDocuments(m.texts);
     return work.chat(m.id, m.job);
   };
   run().then(

@@ -12,13 +12,14 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
-import type { EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
+import type { DocumentEmbeddings, EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import {
   type BatchKind,
   type BatchingOptions,
   type ChatJob,
   type ChatResult,
   type EmbedJob,
+  type DocumentsResult,
   type EmbedResult,
   type LlamaCppEngineChoice,
   type ModelInfo,
@@ -206,6 +207,14 @@ export class WorkerBackend implements EmbeddingBackend {
       param: 'input',
     };
     return (await this.embed(job)).results;
+  }
+
+  /** Documents as the engine encodes them in one call (see DocumentsResult): what an index stores. */
+  async encodeDocuments(texts: readonly string[]): Promise<DocumentEmbeddings> {
+    const r = await this.call<DocumentsResult>((id) => ({ id, type: 'encodeDocuments', texts: [...texts] }));
+    const d = this.dimension;
+    const vectors = Array.from({ length: texts.length }, (_, i) => r.vectors.slice(i * d, (i + 1) * d));
+    return { vectors, truncated: r.truncated };
   }
 
   /**

@@ -77,6 +77,7 @@ export interface ChatJob {
 export type WorkerRequest =
   | { id: number; type: 'embed'; job: EmbedJob }
   | { id: number; type: 'embedTokens'; seqs: number[][] }
+  | { id: number; type: 'encodeDocuments'; texts: string[] }
   | { id: number; type: 'chat'; job: ChatJob }
   | { type: 'configure'; batching: BatchingOptions };
 
@@ -94,6 +95,17 @@ export interface EmbedResult {
   analyses: Analysis[];
   /** Tokens of the input texts themselves (prompt templates not counted), as OpenAI's usage reports. */
   promptTokens: number;
+}
+
+/**
+ * Documents encoded as one call of the engine's embedDocuments (not batched with other requests), so
+ * they get the bits a LocalBackend in the main thread would give for the same texts.
+ */
+export interface DocumentsResult {
+  /** n × dimension, row i = text i. */
+  vectors: Float32Array;
+  /** How many texts were cut to fit the context. */
+  truncated: number;
 }
 
 export interface ChatResult {
@@ -117,7 +129,7 @@ export interface WireError {
 export type WorkerReply =
   | { type: 'ready'; info: ModelInfo }
   | { type: 'failed'; error: WireError }
-  | { type: 'result'; id: number; value: EmbedResult | ChatResult }
+  | { type: 'result'; id: number; value: EmbedResult | DocumentsResult | ChatResult }
   | { type: 'error'; id: number; error: WireError }
   /** The analysis of input `input` of request `id` so far (streamed jobs only). */
   | { type: 'progress'; id: number; input: number; reasoning: string }

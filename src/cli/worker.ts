@@ -1,0 +1,82 @@
+import { parseArgs } from 'node:util';
+import { UserError, type Command } from './command.js';
+import { positiveInt } from './args.js';
+import { WorkerBackend } from '../serve/model-worker.js';
+import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
+import { runIndexWorker } from '../queue/index-worker.js';
+import { parseRedisUrl } from '../queue/redis-link.js';
+
+const HELP = `search-r3 worker — encode documents for 'search-r3 index --queue' runs
+
+usage: search-r3 worker --queue redis://<host>:<port> --model <dir> [options]
+
+Takes index jobs (chunks of documents) from a BullMQ queue in Redis, encodes them with the model in
+<dir> (in a worker thread, on all cores unless SEARCH_R3_THREADS says otherwise) and hands the vectors
+back through the queue to the 'index --queue' run, which stores them. Start as many as you like, on any
+machines that reach Redis; they need the model, not the index. Each job carries the fingerprint of the
+index's model: a worker whose model differs puts the job back untouched and stops, saying so. A worker
+that dies mid-job (killed, machine lost) loses nothing: after --lock-seconds its job goes to another
+worker. It runs until SIGINT/SIGTERM, then finishes its current job and exits (see docs/scale.md).
+
+options:
+  --queue <url>          Redis of the index run (redis://host:port[/db], rediss:// for TLS)
+  --model <dir>          model folder (config.json, tokenizer.json, *.safetensors): the index's model
+  --queue-name <name>    the BullMQ queue (default ${DEFAULT_QUEUE_NAME}); the same as the index run's
+  --lock-seconds <s>     how long a job stays with a worker that stopped answering before another
+                         worker takes it (default 30); the lock is renewed while the model works
+  --queue-wait <s>       how long Redis may be unreachable before the worker gives up (default 60); a
+                         Redis restart within it is ridden out
+  -h, --help             this help`;
+
+export const workerCommand: Command = {
+  name: 'worker',
+  summary: "encode documents from a Redis job queue for 'index --queue' (distributed indexing)",
+  help: HELP,
+  async run(argv: string[]): Promise<number> {
+    const { values } = parseArgs({
+      args: argv,
+      allowPositionals: false,
+      strict: true,
+      options: {
+        queue: { type: 'string' },
+        model: { type: 'string' },
+        'queue-name': { type: 'string' },
+        'lock-seconds': { type: 'string' },
+        'queue-wait': { type: 'string' },
+      },
+    });
+    if (!values.queue) throw new UserError('--queue redis://<host>:<port> is required (see search-r3 worker --help).');
+    if (!values.model) throw new UserError('--model <dir> is required: the model the index was built with.');
+    const target = parseRedisUrl(values.queue);
+    const modelDir = values.model;
+    const lockSeconds = positiveInt(values['lock-seconds'], 'lock-seconds') ?? 30;
+    const waitSeconds = positiveInt(values['queue-wait'], 'queue-wait') ?? 60;
+    const log = (line: string): void => void process.stderr.write(`search-r3 worker: ${line}\n`);
+    const stop = new Promise<void>((resolve) => {
+      const on = (sig: string): void => {
+        log(`${sig}: finishing the current job...`);
+        resolve();
+      };
+      process.once('SIGINT', () => on('SIGINT'));
+      process.once('SIGTERM', () => on('SIGTERM'));
+    });
+    log(`waiting for jobs on ${target.shown} (queue ${values['queue-name'] ?? DEFAULT_QUEUE_NAME})`);
+    const summary = await runIndexWorker({
+      target,
+      queueName: values['queue-name'] ?? DEFAULT_QUEUE_NAME,
+      modelLabel: modelDir,
+      openModel: (m) =>
+        WorkerBackend.start(modelDir, {
+          maxLength: m.maxLength,
+          templates: m.templates,
+          ...(m.batchTokens !== null ? { batchTokens: m.batchTokens } : {}),
+        }),
+      lockMs: lockSeconds * 1000,
+      waitMs: waitSeconds * 1000,
+      log,
+      stop,
+    });
+    log(`stopped after ${summary.jobs} jobs (${summary.documents} documents).`);
+    return 0;
+  },
+};

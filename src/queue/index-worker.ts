@@ -1,0 +1,118 @@
+/**
+ * `search-r3 worker`: takes index jobs from the queue, encodes them with the local model and hands the
+ * vectors back through the queue (the coordinator is the one writer of the shared store). The model runs
+ * off the event loop (the backend given is expected to be a worker-thread one), so BullMQ keeps renewing
+ * the job's lock while a long chunk encodes; a worker that stops renewing it (killed, machine lost) has
+ * its job taken by another worker once the lock expires.
+ */
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
+import {
+  type IndexJobData,
+  type IndexJobResult,
+  type JobModel,
+  makeResult,
+  modelMismatch,
+  readJob,
+} from './index-job.js';
+import { QueueError } from './queue-error.js';
+import { RedisWatchdog, type RedisTarget } from './redis-link.js';
+
+export interface WorkerOptions {
+  target: RedisTarget;
+  queueName: string;
+  /** Opens the local model with a job's cut length, templates and batch size. */
+  openModel(model: JobModel): Promise<EmbeddingBackend>;
+  /** The model as --model names it, for messages. */
+  modelLabel: string;
+  /** How long a job stays with a worker that stopped renewing its lock before another worker takes it. */
+  lockMs: number;
+  /** How long Redis may stay unreachable before the worker gives up. */
+  waitMs: number;
+  log(line: string): void;
+  /** Resolves when the worker should finish its job and stop (SIGTERM). */
+  stop: Promise<void>;
+}
+
+export interface WorkerSummary {
+  jobs: number;
+  documents: number;
+}
+
+/** Runs until `stop` resolves; rejects with a QueueError when it must stop (another model, Redis lost). */
+export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
+  const watchdog = new RedisWatchdog(o.target, o.waitMs, 'the worker');
+  await watchdog.reachable();
+  watchdog.watch();
+  const summary: WorkerSummary = { jobs: 0, documents: 0 };
+  let model: { key: string; backend: EmbeddingBackend } | undefined;
+  let refusal: QueueError | undefined;
+  let refused!: () => void;
+  const refusedNow = new Promise<void>((r) => (refused = r));
+
+  const backendFor = async (m: JobModel): Promise<EmbeddingBackend> => {
+    const key = JSON.stringify([m.maxLength, m.templates, m.batchTokens]);
+    if (model?.key === key) return model.backend;
+    await model?.backend.close?.();
+    model = undefined;
+    model = { key, backend: await o.openModel(m) };
+    return model.backend;
+  };
+
+  const handle = async (job: Job, token?: string): Promise<IndexJobResult> => {
+    let data: IndexJobData;
+    try {
+      data = readJob(job.data);
+    } catch (e) {
+      const why = `job ${job.id} of queue '${o.queueName}' is dead-lettered: ${(e as Error).message}`;
+      o.log(why);
+      throw new UnrecoverableError(why);
+    }
+    const backend = await backendFor(data.model);
+    const why = modelMismatch(data.model, {
+      id: backend.modelId,
+      dimension: backend.dimension,
+      maxLength: backend.maxLength,
+      templates: backend.templates,
+    });
+    if (why) {
+      // back to the queue untouched, for a worker with the right model; this one stops
+      await job.moveToDelayed(Date.now() + 1000, token);
+      refusal = new QueueError(
+        `refused job ${job.id} of queue '${o.queueName}': ${why} (--model ${o.modelLabel}); start the worker ` +
+          `with the model the index was built with.`,
+      );
+      refused();
+      throw new DelayedError();
+    }
+    o.log(`job ${job.id}: encoding ${data.texts.length} documents`);
+    const t0 = performance.now();
+    const encoded = backend.encodeDocuments
+      ? await backend.encodeDocuments(data.texts)
+      : { vectors: await backend.embedDocuments(data.texts), truncated: 0 };
+    const encodeMs = performance.now() - t0;
+    summary.jobs++;
+    summary.documents += data.texts.length;
+    o.log(`job ${job.id}: done in ${encodeMs.toFixed(0)} ms`);
+    return makeResult(encoded.vectors, backend.dimension, encoded.truncated, encodeMs);
+  };
+
+  const worker = new Worker(o.queueName, handle, {
+    connection: o.target.options,
+    concurrency: 1,
+    lockDuration: o.lockMs,
+    stalledInterval: o.lockMs,
+    // a job is taken again after each stall (a killed worker); only a job that keeps killing workers fails
+    maxStalledCount: 5,
+  });
+  worker.on('error', () => undefined); // connection trouble: the watchdog decides when it is fatal
+  try {
+    await Promise.race([o.stop, refusedNow, watchdog.lost]);
+    if (refusal) throw refusal;
+    return summary;
+  } finally {
+    watchdog.close();
+    await worker.close(watchdog.down);
+    await model?.backend.close?.();
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * How the coordinator and the workers reach Redis: the --queue URL as connection options, and a watchdog
+ * that tells a short outage (Redis restarted, a network blip: BullMQ's own connections reconnect and the
+ * run goes on) from a lost one (still unreachable after the allowed wait: one sentence, and the caller
+ * stops with everything already stored kept).
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import { QueueError } from './queue-error.js';
+
+/** Reconnect delays grow from 100 ms to 2 s: quick after a restart, gentle on a Redis that stays down. */
+export function backoffMs(attempt: number): number {
+  return Math.min(2000, 100 * 2 ** Math.max(0, attempt - 1));
+}
+
+export interface RedisTarget {
+  /** The URL without its password, for messages. */
+  shown: string;
+  options: RedisOptions;
+}
+
+export function parseRedisUrl(url: string): RedisTarget {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new QueueError(`--queue must be a Redis URL such as redis://127.0.0.1:6379 (got '${url}').`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new QueueError(`--queue must be a redis:// or rediss:// URL (got '${url}').`);
+  const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0;
+  if (!Number.isInteger(db) || db < 0)
+    throw new QueueError(`--queue: '${u.pathname.slice(1)}' is not a Redis database number.`);
+  const shown = `${u.protocol}//${u.hostname}:${u.port || 6379}${db ? `/${db}` : ''}`;
+  const options: RedisOptions = {
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    db,
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+    // BullMQ's blocking commands must wait out a reconnect rather than fail
+    maxRetriesPerRequest: null,
+    retryStrategy: backoffMs,
+  };
+  return { shown, options };
+}
+
+/**
+ * Pings Redis once a second on a connection of its own. `lost` rejects with a QueueError once Redis has
+ * been unreachable for `waitMs` in a row; race long awaits against it so that nothing hangs on a Redis
+ * that is gone.
+ */
+export class RedisWatchdog {
+  readonly lost: Promise<never>;
+  private readonly client: Redis;
+  private timer: NodeJS.Timeout | undefined;
+  private downSince: number | null = null;
+  private lastError = '';
+  private cause = '';
+  private fail!: (e: QueueError) => void;
+
+  constructor(
+    private readonly target: RedisTarget,
+    private readonly waitMs: number,
+    private readonly what: string,
+  ) {
+    this.client = new Redis({
+      ...target.options,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 1000,
+      // each ping connects again itself: a reconnect loop here would keep a failed ping from returning
+      retryStrategy: () => null,
+    });
+    // the 'error' event names the cause (ECONNREFUSED); a failed connect() only says the connection closed
+    this.client.on('error', (e: Error) => {
+      this.cause = (e as NodeJS.ErrnoException).code ?? e.message;
+    });
+    this.lost = new Promise<never>((_, reject) => {
+      this.fail = reject;
+    });
+    this.lost.catch(() => undefined);
+  }
+
+  /** Waits (with backoff) until Redis answers, or throws the sentence after `waitMs`. */
+  async reachable(): Promise<void> {
+    const start = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      if (await this.ping()) return;
+      if (Date.now() - start >= this.waitMs) throw this.sentence();
+      await new Promise((r) => setTimeout(r, backoffMs(attempt)));
+    }
+  }
+
+  /** Starts watching: `lost` rejects after `waitMs` of failed pings. */
+  watch(): void {
+    this.timer = setInterval(() => {
+      void this.ping().then((ok) => {
+        if (ok) this.downSince = null;
+        else if (this.downSince === null) this.downSince = Date.now();
+        else if (Date.now() - this.downSince >= this.waitMs) this.fail(this.sentence());
+      });
+    }, 1000);
+    this.timer.unref();
+  }
+
+  /** Whether Redis answered the last ping (false while it is restarting). */
+  get down(): boolean {
+    return this.downSince !== null;
+  }
+
+  private async ping(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000);
+    });
+    try {
+      const answer = async (): Promise<void> => {
+        if (this.client.status === 'wait' || this.client.status === 'end') await this.client.connect();
+        await this.client.ping();
+      };
+      await Promise.race([answer(), late]);
+      this.cause = '';
+      return true;
+    } catch (e) {
+      this.lastError = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      this.client.disconnect();
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private sentence(): QueueError {
+    const secs = Math.round(this.waitMs / 1000);
+    const why = this.cause || this.lastError || 'no answer';
+    return new QueueError(
+      `cannot reach Redis at ${this.target.shown} (${why}) after ${secs} s of retries; ` +
+        `${this.what} stopped with everything already stored kept — start redis-server there (or fix --queue) ` +
+        `and run the same command again.`,
+    );
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.client.disconnect();
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * A private redis-server for the queue tests: on a free loopback port, without persistence (a restart
+ * loses every job, the harshest case for the coordinator), stopped by the test that started it.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export class RedisServer {
+  private proc: ChildProcess | undefined;
+
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(): Promise<RedisServer> {
+    const r = new RedisServer(await freePort());
+    await r.launch();
+    return r;
+  }
+
+  /** Starts redis-server again on the same port (after stop()), empty. */
+  async launch(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      proc.once('error', (e) => reject(new Error(`redis-server could not start (${e.message}); install it`)));
+      proc.once('exit', (code) => reject(new Error(`redis-server exited with code ${code}: ${out}`)));
+      proc.stdout!.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (/Ready to accept connections/.test(out)) resolve();
+      });
+    });
+    proc.removeAllListeners('exit');
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    this.proc = undefined;
+    if (!proc || proc.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      proc.once('exit', () => resolve());
+      proc.kill('SIGTERM');
+    });
+  }
+}

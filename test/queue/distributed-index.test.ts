@@ -1,0 +1,273 @@
+/**
+ * Distributed indexing end to end, on a real redis-server (private, on a free port) and real processes:
+ * the coordinator (`index --queue`), `search-r3 worker`s and `serve` replicas, with a tiny random model
+ * over SciFact documents (the slice in demo/scifact).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import { readDocuments } from '../../src/search-index/document-source.js';
+import type { SourceDocument } from '../../src/search-index/document-source.js';
+import { runCliAsync } from '../helpers/cli.js';
+import { post, request } from '../helpers/http.js';
+import { RedisServer, freePort } from '../helpers/redis.js';
+import { repoRoot } from '../helpers/repo.js';
+import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
+import { CliProcess } from './cli-process.js';
+import { lanceRows, sqliteVectors } from './store-contents.js';
+
+let redis: RedisServer;
+let work: { dir: string; cleanup: () => void };
+let model: string;
+let otherModel: string;
+let scifact: SourceDocument[];
+
+before(async () => {
+  redis = await RedisServer.start();
+  work = tempDir('queue');
+  model = await tinyModelDir(work.dir, 7);
+  otherModel = await tinyModelDir(work.dir, 8);
+  scifact = await readDocuments(path.join(repoRoot, 'demo', 'scifact'));
+});
+
+after(async () => {
+  await redis.stop();
+  work.cleanup();
+});
+
+function corpusFile(name: string, docs: readonly SourceDocument[]): string {
+  const file = path.join(work.dir, `${name}.jsonl`);
+  writeFileSync(file, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n') + '\n');
+  return file;
+}
+
+function workerProc(queueName: string, modelDir = model): CliProcess {
+  return new CliProcess([
+    'worker',
+    '--queue',
+    redis.url,
+    '--queue-name',
+    queueName,
+    '--model',
+    modelDir,
+    '--lock-seconds',
+    '2',
+  ]);
+}
+
+function queuedIndex(queueName: string, input: string, out: string, extra: string[] = []): CliProcess {
+  return new CliProcess([
+    'index',
+    ...['--queue', redis.url, '--queue-name', queueName, '--model', model],
+    ...['--input', input, '--out', out, '--commit-every', '100', ...extra],
+  ]);
+}
+
+/** Every input document once in docs.sqlite and once in the LanceDB table, each vector byte-equal to `want`'s. */
+async function assertStoredOnce(out: string, docs: readonly SourceDocument[], want?: string): Promise<void> {
+  const got = sqliteVectors(out);
+  assert.deepEqual([...got.keys()].sort(), docs.map((d) => d.id).sort());
+  const rows = await lanceRows(path.join(out, 'vectors.lance'));
+  assert.equal(rows.length, docs.length, 'rows in the LanceDB table');
+  assert.equal(new Set(rows.map((r) => r.id)).size, docs.length, 'distinct ids in the LanceDB table');
+  for (const r of rows) assert.ok(r.vector.equals(got.get(r.id)!), `${r.id}: the table holds the docs.sqlite vector`);
+  if (want === undefined) return;
+  const single = sqliteVectors(want);
+  let differ = 0;
+  for (const [id, v] of got) if (!v.equals(single.get(id)!)) differ++;
+  assert.equal(differ, 0, 'vectors that differ from the single-process index');
+}
+
+/** The documents as an input file, and a single-process index of it (what the queued runs must equal). */
+async function withSingleIndex(
+  name: string,
+  docs: SourceDocument[],
+): Promise<{ docs: SourceDocument[]; input: string; single: string }> {
+  const input = corpusFile(name, docs);
+  const single = path.join(work.dir, `${name}-single`);
+  const s = await runCliAsync(['index', '--model', model, '--input', input, '--out', single, '--commit-every', '100']);
+  assert.equal(s.status, 0, s.stderr);
+  return { docs, input, single };
+}
+
+let sharedIndex = '';
+let sharedDocs: SourceDocument[] = [];
+
+test('three workers, one SIGKILLed mid-job: every document once, bit-identical to a single-process index', async () => {
+  const { docs, input, single } = await withSingleIndex('two-thousand', scifact.slice(0, 2000));
+  const out = path.join(work.dir, 'shared');
+  const workers = [workerProc('kill'), workerProc('kill'), workerProc('kill')];
+  const coordinator = queuedIndex('kill', input, out);
+  const [, killedJob] = await workers[0].waitFor(/job (\S+): encoding/);
+  workers[0].kill('SIGKILL');
+  const { code } = await coordinator.exited;
+  assert.equal(code, 0, coordinator.output);
+  assert.match(coordinator.output, /2000 documents indexed \(2000 encoded now/);
+  assert.doesNotMatch(workers[0].output, new RegExp(`job ${killedJob}: done`), 'the job was killed before it ended');
+  assert.match(
+    workers[1].output + workers[2].output,
+    new RegExp(`job ${killedJob}: encoding`),
+    'another worker took the job of the killed one',
+  );
+  for (const w of workers.slice(1)) assert.equal(await w.stop(), 0, w.output);
+  await assertStoredOnce(out, docs, single);
+  sharedIndex = out;
+  sharedDocs = docs;
+});
+
+test('two serve replicas of one index answer alike; both see rows a worker appended after a refresh', async () => {
+  assert.ok(sharedIndex, 'needs the index of the previous test');
+  const replicas = [0, 1].map(() => new CliProcess(['serve', '--index', sharedIndex, '--port', '0']));
+  try {
+    const urls = await Promise.all(replicas.map(async (r) => (await r.waitFor(/at (http:\/\/\S+)/))[1]));
+    const ask = (url: string, query: string): Promise<unknown> =>
+      post(url, '/v1/search', { query, k: 10, hybrid: true }).then((r) => {
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        return (r.body.data as { id: string; score: number }[]).map((h) => [h.id, h.score]);
+      });
+    const q = 'vitamin D deficiency and bone fractures in older adults';
+    assert.deepEqual(await ask(urls[0], q), await ask(urls[1], q));
+
+    const added = scifact.slice(2000, 2060);
+    const input = corpusFile('appended', [...sharedDocs, ...added]);
+    const worker = workerProc('append');
+    const coordinator = queuedIndex('append', input, sharedIndex);
+    assert.equal((await coordinator.exited).code, 0, coordinator.output);
+    assert.equal(await worker.stop(), 0, worker.output);
+    // the documented refresh: a replica re-reads the index on the first search at least 1 s after the last
+    await Promise.all(urls.map((u) => ask(u, q)));
+    await new Promise((r) => setTimeout(r, 1100));
+    const probe = added[17].title;
+    const [a, b] = [await ask(urls[0], probe), await ask(urls[1], probe)];
+    assert.deepEqual(a, b);
+    assert.ok(
+      (a as [string][]).some(([id]) => id === added[17].id),
+      'the appended document is found',
+    );
+    for (const u of urls) {
+      const h = await request(u, 'GET', '/health');
+      assert.equal((h.body.index as { documents: number }).documents, 2060);
+    }
+    sharedDocs = [...sharedDocs, ...added];
+    await assertStoredOnce(sharedIndex, sharedDocs);
+  } finally {
+    for (const r of replicas) await r.stop();
+  }
+});
+
+test('a run whose Redis restarts (losing every job) mid-way completes, every document once', async () => {
+  const { docs, input, single } = await withSingleIndex('restart', scifact.slice(2100, 2900));
+  const out = path.join(work.dir, 'restart');
+  const workers = [workerProc('restart'), workerProc('restart')];
+  const coordinator = queuedIndex('restart', input, out);
+  await workers[0].waitFor(/job \S+: done/);
+  await redis.stop();
+  await new Promise((r) => setTimeout(r, 1500));
+  await redis.launch();
+  const { code } = await coordinator.exited;
+  assert.equal(code, 0, coordinator.output);
+  assert.match(coordinator.output, /800 documents indexed/);
+  assert.match(coordinator.output, /\d+ jobs that Redis lost \(it restarted\) were queued again/);
+  for (const w of workers) assert.equal(await w.stop(), 0, w.output);
+  await assertStoredOnce(out, docs, single);
+});
+
+test('a job damaged in the queue is dead-lettered by name; the rest are stored, and a rerun finishes it', async () => {
+  const docs = scifact.slice(3000, 3300);
+  const input = corpusFile('corrupt', docs);
+  const out = path.join(work.dir, 'corrupt');
+  const coordinator = queuedIndex('corrupt', input, out);
+  const queue = new Queue('corrupt', { connection: { host: '127.0.0.1', port: redis.port } });
+  let damaged: string;
+  try {
+    let waiting = await queue.getWaiting();
+    for (let i = 0; waiting.length < 3 && i < 500; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      waiting = await queue.getWaiting();
+    }
+    const job = waiting[1];
+    damaged = String(job.id);
+    await job.updateData({ ...job.data, texts: job.data.texts.map((t: string) => t.toUpperCase()) });
+  } finally {
+    await queue.close();
+  }
+  const worker = workerProc('corrupt');
+  const { code } = await coordinator.exited;
+  assert.equal(code, 2, coordinator.output);
+  const last = coordinator.output.trim().split('\n').at(-1)!;
+  assert.match(last, new RegExp(`^search-r3: 1 jobs were dead-lettered \\(job ${damaged}, documents .*checksum`));
+  assert.match(last, /run the same command again/);
+  assert.equal(sqliteVectors(out).size, 200, 'the other jobs are stored');
+  const rerun = queuedIndex('corrupt', input, out);
+  assert.equal((await rerun.exited).code, 0, rerun.output);
+  assert.equal(await worker.stop(), 0, worker.output);
+  await assertStoredOnce(out, docs);
+});
+
+test('a worker with another model refuses the job by name and leaves it to one with the right model', async () => {
+  const docs = scifact.slice(3400, 3500);
+  const out = path.join(work.dir, 'mismatch');
+  const wrong = workerProc('mismatch', otherModel);
+  const coordinator = queuedIndex('mismatch', corpusFile('mismatch', docs), out);
+  assert.equal((await wrong.exited).code, 2, wrong.output);
+  const line = wrong.output.trim().split('\n').at(-1)!;
+  assert.match(
+    line,
+    /^search-r3: refused job \S+ of queue 'mismatch': it needs model sha256:\w+ and this worker's model is sha256:\w+/,
+  );
+  const right = workerProc('mismatch');
+  assert.equal((await coordinator.exited).code, 0, coordinator.output);
+  assert.equal(await right.stop(), 0);
+  await assertStoredOnce(out, docs);
+});
+
+test('Redis unreachable: index and worker retry, then say so in one sentence; stored documents stay', async () => {
+  assert.ok(sharedIndex, 'needs the index of the first test');
+  const nowhere = `redis://127.0.0.1:${await freePort()}`;
+  const more = corpusFile('unreachable', [...sharedDocs, ...scifact.slice(3600, 3610)]);
+  const t0 = Date.now();
+  const r = await runCliAsync([
+    'index',
+    '--queue',
+    nowhere,
+    '--queue-wait',
+    '2',
+    '--input',
+    more,
+    '--out',
+    sharedIndex,
+  ]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.ok(Date.now() - t0 >= 2000, 'it retried for --queue-wait');
+  assert.match(
+    r.stderr.trim(),
+    /^search-r3: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\) after 2 s/,
+  );
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.equal(sqliteVectors(sharedIndex).size, sharedDocs.length, 'nothing already stored is lost');
+  const w = await runCliAsync(['worker', '--queue', nowhere, '--queue-wait', '1', '--model', model]);
+  assert.equal(w.status, 2);
+  assert.match(w.stderr, /search-r3: cannot reach Redis at .* after 1 s of retries; the worker stopped/);
+});
+
+test('an unwritable store, or an index on the local store, is refused before any job is queued', async () => {
+  const input = corpusFile('store', scifact.slice(3700, 3710));
+  const file = corpusFile('not-a-folder', []);
+  const r = await runCliAsync([
+    'index',
+    ...['--queue', redis.url, '--model', model, '--input', input, '--out', path.join(work.dir, 'unwritable')],
+    ...['--store-uri', path.join(file, 'vectors.lance')],
+  ]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(
+    r.stderr.trim(),
+    /^search-r3: the vector store .*not-a-folder\.jsonl\/vectors\.lance cannot be written \(.*Not a directory/,
+  );
+  const local = path.join(work.dir, 'local');
+  assert.equal((await runCliAsync(['index', '--model', model, '--input', input, '--out', local])).status, 0);
+  const q = await runCliAsync(['index', '--queue', redis.url, '--input', input, '--out', local]);
+  assert.equal(q.status, 2);
+  assert.match(q.stderr, /keeps its vectors in a local HNSW file, which replicas cannot share/);
+});
