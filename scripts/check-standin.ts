@@ -125,7 +125,8 @@ async function main(): Promise<void> {
       steps: 2,
       maxLength: 128,
       data: [{ type: 'jsonl', path: pairs }],
-      batch: { queries: 2, hardNegatives: 1 },
+      // GradCache chunks of two sequences: activations stay small, so the base's precision decides the peak
+      batch: { queries: 2, hardNegatives: 1, subBatch: 2 },
       lora: { rank: 8, alpha: 16 },
       checkpoint: { every: 100 },
     };
