@@ -5,7 +5,7 @@ import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
-import { referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
+import { ranked, referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
 import { documentText, readBeirDataset } from '../../src/eval/beir.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
 import { subsetDevSet } from '../../src/eval/dev-eval.js';
@@ -62,18 +62,11 @@ async function referenceRows(model: string): Promise<Map<string, Figures>> {
     ]),
   );
   const bm25 = await new Bm25Retriever().retrieve(docs, table.queries, 100);
-  const byRank = (run: Run, q: string): string[] => {
-    const l = run.get(q)!;
-    return l.docIds
-      .map((id, i) => ({ id, s: l.scores[i]! }))
-      .sort((a, b) => b.s - a.s || (a.id < b.id ? 1 : -1))
-      .map((d) => d.id);
-  };
   const hybrid: Run = new Map(
     ids.map((q) => {
       const fused = new Map<string, number>();
       for (const run of [bm25, dense])
-        byRank(run, q).forEach((d, r) => fused.set(d, (fused.get(d) ?? 0) + 1 / (61 + r)));
+        ranked(run.get(q)!).forEach((d, r) => fused.set(d, (fused.get(d) ?? 0) + 1 / (61 + r)));
       return [q, { docIds: [...fused.keys()], scores: [...fused.values()] }];
     }),
   );

@@ -8,7 +8,8 @@ import type { Run } from '../../src/eval/run.js';
 
 type Qrels = ReadonlyMap<string, ReadonlyMap<string, number>>;
 
-function ranked(list: { docIds: readonly string[]; scores: readonly number[] }): string[] {
+/** A ranked list's ids in trec_eval's order: score descending, ties by document id descending. */
+export function ranked(list: { docIds: readonly string[]; scores: readonly number[] }): string[] {
   const order = list.docIds.map((id, i) => ({ id, score: list.scores[i]! }));
   order.sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
   return order.map((d) => d.id);
