@@ -1,8 +1,9 @@
 /**
  * `npm run bench:scale`: distributed indexing against single-process `index`, in one run on one corpus.
  * Three timings of the same CLI work, each from process start to exit (model load, staging and storing
- * included): `search-r3 index` alone, then `index --queue` with 1 and with 2 `search-r3 worker`s, every
- * process on one native thread (SEARCH_R3_THREADS=1), against a private redis-server on a free port.
+ * included): `search-r3 index` alone (on LanceDB, the store the queue writes), then `index --queue` with
+ * 1 and with 2 `search-r3 worker`s, every process on one native thread (SEARCH_R3_THREADS=1), against a
+ * private redis-server on a free port.
  * Workers are started (and have loaded nothing yet) before each timed run.
  *
  * Prints documents/s for each, the 2-worker speed-up over single-process (target ≥ 1.8×; it needs two
@@ -53,7 +54,8 @@ async function main(): Promise<void> {
     const common = ['--model', modelDir, '--input', input, '--commit-every', String(COMMIT)];
     const jobs = Math.ceil(docs.length / COMMIT);
 
-    const single = await cli(['index', ...common, '--out', path.join(dir, 'single')]);
+    // the same store as the queued runs (--queue implies LanceDB), so only the encoding's distribution differs
+    const single = await cli(['index', ...common, '--store', 'lancedb', '--out', path.join(dir, 'single')]);
     const queued = async (workers: number): Promise<number> => {
       const name = `bench-${workers}`;
       const procs = Array.from(
