@@ -6,6 +6,8 @@
  * private redis-server on a free port.
  * Workers are started (and have loaded nothing yet) before each timed run.
  *
+ * A fourth timing runs two plain `index` processes at once, each on half of the corpus: the speed-up two
+ * encoders get on this machine with no queue at all, the ceiling the 2-worker figure is read against.
  * Prints documents/s for each, the 2-worker speed-up over single-process (target ≥ 1.8×; it needs two
  * free cores for the workers beside the coordinator, so a busy machine shows less), and the queue's
  * overhead per job: (1-worker time − single-process time) / jobs, i.e. what sending a chunk through Redis
@@ -50,12 +52,31 @@ async function main(): Promise<void> {
     await saveModelFolder(modelDir, tinyModel(11, { ...shape, maxPositionEmbeddings: 256 }, 4096));
     const docs = (await readDocuments(path.join(repoRoot, 'demo', 'scifact'))).slice(0, DOCS);
     const input = path.join(dir, 'corpus.jsonl');
-    writeFileSync(input, docs.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n'));
+    const jsonl = (part: typeof docs): string =>
+      part.map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text })).join('\n');
+    writeFileSync(input, jsonl(docs));
+    const halves = [0, 1].map((h) => path.join(dir, `half-${h}.jsonl`));
+    halves.forEach((file, h) => writeFileSync(file, jsonl(docs.filter((_, i) => i % 2 === h))));
     const common = ['--model', modelDir, '--input', input, '--commit-every', String(COMMIT)];
     const jobs = Math.ceil(docs.length / COMMIT);
 
     // the same store as the queued runs (--queue implies LanceDB), so only the encoding's distribution differs
     const single = await cli(['index', ...common, '--store', 'lancedb', '--out', path.join(dir, 'single')]);
+    // the machine's own ceiling for two encoders: two plain runs on the halves at once, no queue
+    const t0 = performance.now();
+    await Promise.all(
+      halves.map((file, h) =>
+        cli([
+          'index',
+          ...common.map((a) => (a === input ? file : a)),
+          '--store',
+          'lancedb',
+          '--out',
+          path.join(dir, `half-${h}`),
+        ]),
+      ),
+    );
+    const parallel = (performance.now() - t0) / 1000;
     const queued = async (workers: number): Promise<number> => {
       const name = `bench-${workers}`;
       const procs = Array.from(
@@ -81,6 +102,10 @@ async function main(): Promise<void> {
     console.log(`single-process index   ${rate(single)}`);
     console.log(`queue, 1 worker        ${rate(one)}  ${(single / one).toFixed(2)}× single-process`);
     console.log(`queue, 2 workers       ${rate(two)}  ${(single / two).toFixed(2)}× single-process (target ≥ 1.8×)`);
+    console.log(
+      `2 plain runs on halves ${rate(parallel)}  ${(single / parallel).toFixed(2)}× single-process ` +
+        `(what two encoders get on this machine without a queue)`,
+    );
     console.log(
       `queue overhead per job ${(((one - single) * 1000) / jobs).toFixed(1)} ms (1 worker vs single-process)`,
     );
