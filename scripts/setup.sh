@@ -4,14 +4,30 @@
 # text packages the pretraining corpus draws on (jargon-text: public domain; debian-reference-en: GPL-2+),
 # Chromium and a font (the web pages' tests drive it headless through playwright-core, which downloads
 # no browser), Redis (the job queue of distributed indexing, started by its tests on a free port),
-# then npm packages, then the TypeScript build (so `npx search-r3 demo` works right after).
+# Mesa's Vulkan driver for the CPU (lavapipe) from bookworm-backports: the WebGPU backend's tests run on
+# it (Dawn refuses bookworm's own Mesa 22), then npm packages, then the TypeScript build (so
+# `npx search-r3 demo` works right after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# bookworm-backports on the mirror this machine already uses, unless apt knows the suite already.
+. /etc/os-release
+if [ "${VERSION_CODENAME:-}" = bookworm ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  MIRROR=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+    | grep -E "^(URIs:|deb )" | grep -oE "https?://[^ ]+/debian/?( |$)" | grep -v security | head -n1 || true)
+  printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+    "${MIRROR:-http://deb.debian.org/debian}" /usr/share/keyrings/debian-archive-keyring.gpg \
+    | $SUDO tee /etc/apt/sources.list.d/search-r3-backports.sources >/dev/null
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential python3 libopenblas-dev python3-torch python3-numpy \
   jargon-text debian-reference-en chromium fonts-dejavu-core redis-server >/dev/null
+if [ "${VERSION_CODENAME:-}" = bookworm ]; then
+  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
+else
+  $SUDO apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
 npm ci
 npm run build

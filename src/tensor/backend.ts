@@ -1,27 +1,44 @@
 /**
  * The backend registry: the one piece of global state in the tensor layer. It picks the kernels
- * (pure TS or native) and holds the autodiff switches (grad recording, finite checks).
+ * (pure TS, native or WebGPU) and holds the autodiff switches (grad recording, finite checks).
  *
- * SEARCH_R3_BACKEND=js|native chooses; by default the native backend is used when its addon loaded.
+ * SEARCH_R3_BACKEND=js|native|webgpu chooses; by default the native backend is used when its addon
+ * loaded. useDevice() is what commands call for --device auto|cpu|webgpu.
  */
+import type { HalfArray } from './half-float.js';
 import { jsKernels } from './js-kernels.js';
-import type { Kernels } from './kernels.js';
+import type { F32, Kernels } from './kernels.js';
 import { loadNativeKernels } from './native-kernels.js';
+import type { GpuArray } from './webgpu/gpu-array.js';
+import { GpuDevice, GpuError } from './webgpu/gpu-device.js';
+import { createWebgpuKernels, type WebgpuKernels } from './webgpu/webgpu-kernels.js';
 
-export type BackendName = 'js' | 'native';
+export type BackendName = 'js' | 'native' | 'webgpu';
+export type DeviceChoice = 'auto' | 'cpu' | 'webgpu';
+
+/** A tensor's float32 storage on whichever device: host memory or a GPU buffer. */
+export type Buf = F32 | GpuArray;
+/** A frozen weight's 16-bit storage on whichever device. */
+export type HalfBuf = HalfArray | GpuArray;
+/** The active kernels, typed over every device's storage (tensors always hold the active device's). */
+export type AnyKernels = Kernels<Buf, HalfBuf>;
 
 interface Registry {
-  kernels: Kernels;
+  kernels: AnyKernels;
   native: Kernels | null | undefined; // undefined: not tried yet
   nativeError: string | null;
+  webgpu: WebgpuKernels | null | undefined;
+  webgpuError: string | null;
   gradEnabled: boolean;
   checkFinite: boolean;
 }
 
 const registry: Registry = {
-  kernels: jsKernels,
+  kernels: jsKernels as AnyKernels,
   native: undefined,
   nativeError: null,
+  webgpu: undefined,
+  webgpuError: null,
   gradEnabled: true,
   checkFinite: process.env.SEARCH_R3_CHECK_FINITE !== '0',
 };
@@ -44,27 +61,96 @@ export function nativeBackendError(): string | null {
   return registry.nativeError;
 }
 
-/** Selects the kernels every op runs on. Throws when 'native' is asked for and unavailable. */
+/**
+ * The WebGPU kernels on the first adapter found (the GPU thread starts on the first call), or null with
+ * the reason in webgpuBackendError().
+ */
+export function webgpuKernels(): WebgpuKernels | null {
+  if (registry.webgpu === undefined) {
+    try {
+      registry.webgpu = createWebgpuKernels(GpuDevice.open());
+    } catch (e) {
+      registry.webgpu = null;
+      registry.webgpuError = e instanceof Error ? e.message : String(e);
+    }
+  }
+  return registry.webgpu;
+}
+
+export function webgpuBackendError(): string | null {
+  webgpuKernels();
+  return registry.webgpuError;
+}
+
+/**
+ * Selects the kernels every op runs on. Throws when the backend asked for is unavailable. Tensors made
+ * before a switch stay on their device; using them after it is an error that names both devices.
+ */
 export function setBackend(name: BackendName): void {
   if (name === 'js') {
-    registry.kernels = jsKernels;
+    registry.kernels = jsKernels as AnyKernels;
+    return;
+  }
+  if (name === 'webgpu') {
+    const g = webgpuKernels();
+    if (!g) throw new GpuError(registry.webgpuError ?? 'WebGPU is unavailable');
+    registry.kernels = g as unknown as AnyKernels;
+    // A per-op finite check would read every op's output back and serialise the GPU; training loops
+    // still check their loss. SEARCH_R3_CHECK_FINITE=1 turns the per-op check on regardless.
+    registry.checkFinite = process.env.SEARCH_R3_CHECK_FINITE === '1';
     return;
   }
   const k = nativeKernels();
   if (!k) throw new Error(`the native backend is unavailable: ${registry.nativeError}`);
-  registry.kernels = k;
+  registry.kernels = k as AnyKernels;
+  registry.checkFinite = process.env.SEARCH_R3_CHECK_FINITE !== '0';
+}
+
+/** What useDevice chose, for the command to print. */
+export interface DeviceReport {
+  backend: BackendName;
+  /** One line: the device and why it was taken. */
+  description: string;
+}
+
+/**
+ * --device: 'cpu' takes the native backend (or the TS one without the addon); 'webgpu' takes the first
+ * WebGPU adapter, even a software one, and fails in one sentence without any; 'auto' takes a hardware
+ * adapter when there is one and the CPU otherwise.
+ */
+export function useDevice(choice: DeviceChoice): DeviceReport {
+  const cpu = (why: string): DeviceReport => {
+    setBackend(nativeKernels() ? 'native' : 'js');
+    return { backend: backendName(), description: `cpu (${backendName()} kernels)${why}` };
+  };
+  if (choice === 'cpu') return cpu('');
+  if (choice === 'webgpu') {
+    setBackend('webgpu');
+    return { backend: 'webgpu', description: `webgpu (${registry.webgpu!.gpu.facts.description})` };
+  }
+  const g = webgpuKernels();
+  if (g && !g.gpu.facts.software) {
+    setBackend('webgpu');
+    return { backend: 'webgpu', description: `webgpu (${g.gpu.facts.description}), found by --device auto` };
+  }
+  const why = g
+    ? `: the only WebGPU adapter, ${g.gpu.facts.description}, runs on the CPU itself`
+    : `: no WebGPU adapter (${registry.webgpuError})`;
+  return cpu(why);
 }
 
 function initialBackend(): void {
   const want = process.env.SEARCH_R3_BACKEND;
-  if (want === 'js' || want === 'native') return setBackend(want);
-  if (want !== undefined && want !== '') throw new Error(`SEARCH_R3_BACKEND must be 'js' or 'native', not '${want}'`);
+  if (want === 'js' || want === 'native' || want === 'webgpu') return setBackend(want);
+  if (want !== undefined && want !== '') {
+    throw new Error(`SEARCH_R3_BACKEND must be 'js', 'native' or 'webgpu', not '${want}'`);
+  }
   const k = nativeKernels();
-  if (k) registry.kernels = k;
+  if (k) registry.kernels = k as AnyKernels;
 }
 initialBackend();
 
-export function kernels(): Kernels {
+export function kernels(): AnyKernels {
   return registry.kernels;
 }
 export function backendName(): BackendName {

@@ -2,7 +2,7 @@
  * The reference backend: every kernel in plain TypeScript, single-threaded, written for clarity first.
  * The native backend is tested against it; it is also what runs when the addon could not be built.
  */
-import { type HalfArray, halfAllFinite, widenHalf } from './half-float.js';
+import { HalfArray, halfAllFinite, widenHalf } from './half-float.js';
 import {
   type AttentionShape,
   BinaryOp,
@@ -543,8 +543,21 @@ function adamw(
   }
 }
 
+/** Host storage: arrays are used as they are (no copies), as they always were on the CPU. */
+export const hostStorage = {
+  device: 'cpu',
+  alloc: (n: number): F32 => new Float32Array(n),
+  fromHost: (x: F32): F32 => x,
+  halfFromHost: (x: HalfArray): HalfArray => x,
+  toHost: (x: F32): F32 => x,
+  holds: (x: unknown): boolean => x instanceof Float32Array || x instanceof HalfArray,
+  fill: (x: F32, value: number): void => void x.fill(value),
+  clone: (x: F32): F32 => Float32Array.from(x),
+} as const;
+
 export const jsKernels: Kernels = {
   name: 'js',
+  ...hostStorage,
   gemm,
   gemmHalf,
   widenHalf,

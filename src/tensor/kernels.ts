@@ -1,8 +1,10 @@
 /**
- * The kernel interface: every numeric loop the tensor layer runs. Two implementations exist:
- * js-kernels.ts (pure TypeScript, the reference, always available) and native-kernels.ts (an N-API
- * addon with OpenBLAS sgemm and fused C loops). Kernels work on flat, contiguous Float32Arrays in
- * row-major order; shapes and strides are passed explicitly. They never allocate their outputs.
+ * The kernel interface: every numeric loop the tensor layer runs. Three implementations exist:
+ * js-kernels.ts (pure TypeScript, the reference, always available), native-kernels.ts (an N-API addon
+ * with OpenBLAS sgemm and fused C loops) and webgpu/webgpu-kernels.ts (WGSL compute shaders). Kernels
+ * work on flat, contiguous arrays in row-major order (Float32Arrays on the CPU, GPU buffers on WebGPU:
+ * the type parameter B, with H for 16-bit weights); shapes and strides are passed explicitly. Only the
+ * storage methods (alloc, fromHost, …) allocate; kernels write into outputs they are given.
  *
  * Accumulating outputs (named `acc…` or marked "+=") add into what is already there: that is how
  * gradients of parameters used several times, and of broadcast inputs, are summed.
@@ -10,6 +12,9 @@
 import type { HalfArray } from './half-float.js';
 
 export type F32 = Float32Array;
+
+/** Where kernels compute: host memory or a GPU. */
+export type DeviceKind = 'cpu' | 'webgpu';
 
 export const enum BinaryOp {
   Add = 0,
@@ -31,10 +36,10 @@ export const enum ReduceOp {
   Max = 1,
 }
 
-export interface GemmArgs {
-  a: F32;
-  b: F32;
-  c: F32;
+export interface GemmArgs<B = F32> {
+  a: B;
+  b: B;
+  c: B;
   batch: number;
   m: number;
   n: number;
@@ -52,8 +57,8 @@ export interface GemmArgs {
 }
 
 /** gemm whose B is a frozen weight held in 16 bits, widened to float32 as it is read. */
-export interface GemmHalfArgs extends Omit<GemmArgs, 'b'> {
-  b: HalfArray;
+export interface GemmHalfArgs<B = F32, H = HalfArray> extends Omit<GemmArgs<B>, 'b'> {
+  b: H;
 }
 
 export interface AttentionShape {
@@ -77,57 +82,73 @@ export interface AttentionShape {
   keyStride?: number;
 }
 
-export interface Kernels {
-  readonly name: 'js' | 'native';
+export interface Kernels<B = F32, H = HalfArray> {
+  readonly name: 'js' | 'native' | 'webgpu';
+  readonly device: DeviceKind;
+
+  /** A zeroed array of n float32 values on this device. */
+  alloc(n: number): B;
+  /** The host values on this device: the array itself on the CPU (no copy), an upload on a GPU. */
+  fromHost(x: F32): B;
+  /** 16-bit weights on this device (the array itself on the CPU). */
+  halfFromHost(x: HalfArray): H;
+  /** The values on the host: the array itself on the CPU, a download (a copy) from a GPU. */
+  toHost(x: B): F32;
+  /** Whether x is this device's storage (a float32 array or 16-bit weights of it). */
+  holds(x: unknown): boolean;
+  /** x[i] = value. */
+  fill(x: B, value: number): void;
+  /** A new array with x's values. */
+  clone(x: B): B;
 
   /** C[i] (+)= op(A[i])·op(B[i]) for each of `batch` matrices. op(A) is m×k, op(B) k×n, C m×n. */
-  gemm(args: GemmArgs): void;
+  gemm(args: GemmArgs<B>): void;
   /** gemm with B in f16 or bf16; sums as gemm does (float32 products of the widened values). */
-  gemmHalf(args: GemmHalfArgs): void;
+  gemmHalf(args: GemmHalfArgs<B, H>): void;
   /** dst = src widened to float32 (same length). */
-  widenHalf(src: HalfArray, dst: F32): void;
+  widenHalf(src: H, dst: B): void;
 
   /** out[idx] = a[idx·aStrides] ∘ b[idx·bStrides] over `shape`; a stride of 0 broadcasts that axis. */
   binary(
     op: BinaryOp,
-    a: F32,
+    a: B,
     aStrides: ArrayLike<number>,
-    b: F32,
+    b: B,
     bStrides: ArrayLike<number>,
-    out: F32,
+    out: B,
     shape: ArrayLike<number>,
   ): void;
   /** out = f(x), element by element (out may be x). */
-  unary(op: UnaryOp, x: F32, out: F32): void;
+  unary(op: UnaryOp, x: B, out: B): void;
   /** out = alpha·x + beta·out (beta = 0 overwrites). */
-  axpby(alpha: number, x: F32, beta: number, out: F32): void;
+  axpby(alpha: number, x: B, beta: number, out: B): void;
   /** x viewed as [outer, n, inner], reduced over n into out [outer, inner]. Max also writes the arg index. */
-  reduce(op: ReduceOp, x: F32, outer: number, n: number, inner: number, out: F32, argmax: Int32Array | null): void;
+  reduce(op: ReduceOp, x: B, outer: number, n: number, inner: number, out: B, argmax: Int32Array | null): void;
   /**
    * Strided copy over `shape`: dst[dstOff + Σ i·dstStrides] (+)= src[srcOff + Σ i·srcStrides].
    * Transpose, slice, concat, expand and (with accumulate and a 0 dst stride) sum-to-shape are all this.
    */
   copy(
-    src: F32,
+    src: B,
     srcOff: number,
     srcStrides: ArrayLike<number>,
-    dst: F32,
+    dst: B,
     dstOff: number,
     dstStrides: ArrayLike<number>,
     shape: ArrayLike<number>,
     accumulate: boolean,
   ): void;
   /** Σ x², in double precision. */
-  sumSquares(x: F32): number;
+  sumSquares(x: B): number;
   /** True when no element is NaN or ±Inf. */
-  allFinite(x: F32): boolean;
+  allFinite(x: B): boolean;
   /** allFinite of 16-bit values. */
-  halfAllFinite(x: HalfArray): boolean;
+  halfAllFinite(x: H): boolean;
 
   /** y = x / sqrt(mean(x²) + eps) · w over rows of length dim; rstd[row] = 1/sqrt(mean(x²)+eps). */
-  rmsnormForward(x: F32, w: F32, y: F32, rstd: F32, rows: number, dim: number, eps: number): void;
+  rmsnormForward(x: B, w: B, y: B, rstd: B, rows: number, dim: number, eps: number): void;
   /** dx = ∂L/∂x (overwritten); dw += ∂L/∂w. */
-  rmsnormBackward(dy: F32, x: F32, w: F32, rstd: F32, dx: F32, dw: F32 | null, rows: number, dim: number): void;
+  rmsnormBackward(dy: B, x: B, w: B, rstd: B, dx: B, dw: B | null, rows: number, dim: number): void;
 
   /**
    * Rotary embedding, half-split ("rotate_half") convention, over x [rows, heads, headDim] where row r
@@ -135,10 +156,10 @@ export interface Kernels {
    * rotation (the backward pass). out may be x.
    */
   rope(
-    x: F32,
-    out: F32,
-    cos: F32,
-    sin: F32,
+    x: B,
+    out: B,
+    cos: B,
+    sin: B,
     positions: Int32Array,
     rows: number,
     heads: number,
@@ -147,81 +168,70 @@ export interface Kernels {
   ): void;
 
   /** Row-wise softmax over the last axis of length n. */
-  softmaxForward(x: F32, y: F32, rows: number, n: number): void;
+  softmaxForward(x: B, y: B, rows: number, n: number): void;
   /** dx = y ∘ (dy − Σ dy∘y), row-wise. */
-  softmaxBackward(y: F32, dy: F32, dx: F32, rows: number, n: number): void;
+  softmaxBackward(y: B, dy: B, dx: B, rows: number, n: number): void;
   /** Row-wise log-softmax. */
-  logSoftmaxForward(x: F32, y: F32, rows: number, n: number): void;
+  logSoftmaxForward(x: B, y: B, rows: number, n: number): void;
   /** dx = dy − exp(y)·Σ dy, row-wise. */
-  logSoftmaxBackward(y: F32, dy: F32, dx: F32, rows: number, n: number): void;
+  logSoftmaxBackward(y: B, dy: B, dx: B, rows: number, n: number): void;
 
   /**
    * Cross-entropy per row: loss[r] = lse(logits[r]) − logits[r, target[r]], 0 where target = ignoreIndex.
    * Writes lse[r] for the backward pass.
    */
   crossEntropyForward(
-    logits: F32,
+    logits: B,
     targets: Int32Array,
-    loss: F32,
-    lse: F32,
+    loss: B,
+    lse: B,
     rows: number,
     vocab: number,
     ignoreIndex: number,
   ): void;
   /** dlogits[r] = scale[r]·(softmax(logits[r]) − onehot(target[r])); 0 for ignored rows. */
   crossEntropyBackward(
-    logits: F32,
+    logits: B,
     targets: Int32Array,
-    lse: F32,
-    scale: F32,
-    dlogits: F32,
+    lse: B,
+    scale: B,
+    dlogits: B,
     rows: number,
     vocab: number,
     ignoreIndex: number,
   ): void;
 
   /** y = x·sigmoid(x). */
-  siluForward(x: F32, y: F32): void;
+  siluForward(x: B, y: B): void;
   /** dx = dy·silu'(x). */
-  siluBackward(x: F32, dy: F32, dx: F32): void;
+  siluBackward(x: B, dy: B, dx: B): void;
   /** y = silu(gate)·up. */
-  swigluForward(gate: F32, up: F32, y: F32): void;
+  swigluForward(gate: B, up: B, y: B): void;
   /** dgate, dup (overwritten) from dy. */
-  swigluBackward(gate: F32, up: F32, dy: F32, dgate: F32, dup: F32): void;
+  swigluBackward(gate: B, up: B, dy: B, dgate: B, dup: B): void;
 
   /**
    * Softmax attention. q [batch, queryLen, queryHeads, headDim], k and v [batch, keyLen, kvHeads, headDim],
    * out like q, lse [batch, queryHeads, queryLen] (log-sum-exp of the scaled, masked scores; −Inf where
    * a query sees no key, whose output is then 0).
    */
-  attentionForward(q: F32, k: F32, v: F32, out: F32, lse: F32, s: AttentionShape): void;
+  attentionForward(q: B, k: B, v: B, out: B, lse: B, s: AttentionShape): void;
   /** dq, dk, dv overwritten. */
-  attentionBackward(
-    q: F32,
-    k: F32,
-    v: F32,
-    out: F32,
-    lse: F32,
-    dout: F32,
-    dq: F32,
-    dk: F32,
-    dv: F32,
-    s: AttentionShape,
-  ): void;
+  attentionBackward(q: B, k: B, v: B, out: B, lse: B, dout: B, dq: B, dk: B, dv: B, s: AttentionShape): void;
 
   /** out[i] = weight[ids[i]] (rows of length dim). */
-  embeddingForward(weight: F32, ids: Int32Array, out: F32, dim: number): void;
+  embeddingForward(weight: B, ids: Int32Array, out: B, dim: number): void;
   /** embeddingForward from a weight held in f16 or bf16. */
-  embeddingForwardHalf(weight: HalfArray, ids: Int32Array, out: F32, dim: number): void;
+  embeddingForwardHalf(weight: H, ids: Int32Array, out: B, dim: number): void;
   /** dweight[ids[i]] += dout[i]. */
-  embeddingBackward(dout: F32, ids: Int32Array, dweight: F32, dim: number): void;
+  embeddingBackward(dout: B, ids: Int32Array, dweight: B, dim: number): void;
 
   /** One AdamW update in place; bc1/bc2 are the bias corrections 1−β₁ᵗ and 1−β₂ᵗ. */
   adamw(
-    param: F32,
-    grad: F32,
-    m: F32,
-    v: F32,
+    param: B,
+    grad: B,
+    m: B,
+    v: B,
     lr: number,
     beta1: number,
     beta2: number,

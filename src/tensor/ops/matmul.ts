@@ -4,8 +4,8 @@
  * b may be a frozen weight held in f16 or bf16: it is widened inside the kernel, and gradients flow
  * to a only.
  */
-import { kernels } from '../backend.js';
-import type { GemmArgs, Kernels } from '../kernels.js';
+import { type AnyKernels, kernels } from '../backend.js';
+import type { GemmArgs } from '../kernels.js';
 import { type Shape, Tensor, TensorError, shapeStr } from '../tensor.js';
 
 export interface MatmulOptions {
@@ -66,7 +66,7 @@ function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
 }
 
 /** gemm with b as its B operand, whether b is float32 or a 16-bit weight. */
-function gemmWith(K: Kernels, b: Tensor, args: Omit<GemmArgs, 'b'>): void {
+function gemmWith(K: AnyKernels, b: Tensor, args: Omit<GemmArgs, 'b'>): void {
   if (b.dtype === 'f32') K.gemm({ ...args, b: b.data });
   else K.gemmHalf({ ...args, b: b.half });
 }

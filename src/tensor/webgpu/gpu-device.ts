@@ -1,0 +1,173 @@
+/**
+ * The main thread's side of the GPU: hands out buffer ids, queues commands, posts them in batches to the
+ * GPU thread (gpu-worker.ts) and blocks on Atomics.wait when a value must come back. Everything here is
+ * synchronous, so the tensor layer above needs no async path.
+ */
+import { Worker } from 'node:worker_threads';
+import {
+  type AdapterFacts,
+  type BufferId,
+  type GpuCommand,
+  type GpuInit,
+  REPLY_HEADER_BYTES,
+  REPLY_TEXT_BYTES,
+  ReplyState,
+  replyText,
+} from './gpu-protocol.js';
+
+/** The element types a GPU buffer holds; 16-bit types pack two elements per 32-bit word. */
+export type GpuDtype = 'f32' | 'f16' | 'bf16';
+
+/** A failure of the GPU itself (no adapter, out of memory, device lost): one sentence, no stack. */
+export class GpuError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GpuError';
+  }
+}
+
+/** How long a read may wait for the GPU thread before it is declared stuck. */
+const READ_TIMEOUT_MS = Number(process.env.SEARCH_R3_GPU_TIMEOUT_MS ?? 600_000);
+/** Commands queued before they are posted even without a read (keeps the GPU busy on long graphs). */
+const BATCH = 256;
+
+export class GpuDevice {
+  readonly facts: AdapterFacts;
+  private readonly worker: Worker;
+  private pending: GpuCommand[] = [];
+  private nextId = 1;
+  private held = 0;
+  private peak = 0;
+  private readonly registry = new FinalizationRegistry<{ id: BufferId; bytes: number }>((b) => this.release(b));
+  private closed = false;
+
+  private constructor(worker: Worker, facts: AdapterFacts) {
+    this.worker = worker;
+    this.facts = facts;
+  }
+
+  /** Starts the GPU thread and waits (synchronously) for its adapter; throws GpuError when there is none. */
+  static open(powerPreference: GpuInit['powerPreference'] = 'high-performance'): GpuDevice {
+    const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
+    const init: GpuInit = { reply, powerPreference };
+    const worker = new Worker(new URL('./gpu-worker.js', import.meta.url), { workerData: init });
+    const state = wait(reply, 120_000);
+    if (state !== ReplyState.Done) {
+      void worker.terminate();
+      const why = state === ReplyState.Failed ? replyText(reply) : 'the GPU thread did not start within 2 minutes';
+      throw new GpuError(`WebGPU is unavailable: ${why}`);
+    }
+    worker.unref();
+    const device = new GpuDevice(worker, JSON.parse(replyText(reply)) as AdapterFacts);
+    // Tearing the thread down while Dawn still works crashes the process: finish and close first.
+    process.once('exit', () => device.close());
+    return device;
+  }
+
+  /** Bytes held by live GPU buffers, and the most ever held at once. */
+  get heldBytes(): number {
+    return this.held;
+  }
+  get peakBytes(): number {
+    return this.peak;
+  }
+
+  /** A zeroed buffer of `bytes`, owned by `owner`: freed when owner is garbage-collected (or by free()). */
+  alloc(bytes: number, owner: object): BufferId {
+    this.checkOpen();
+    const limit = Math.min(this.facts.maxBufferSize, this.facts.maxStorageBufferBindingSize);
+    if (bytes > limit) {
+      throw new GpuError(
+        `a tensor of ${bytes} bytes is larger than the largest buffer this GPU (${this.facts.description}) binds ` +
+          `(${limit} bytes): use a smaller batch or sequence length`,
+      );
+    }
+    const id = this.nextId++;
+    this.held += bytes;
+    this.peak = Math.max(this.peak, this.held);
+    this.registry.register(owner, { id, bytes }, owner);
+    this.enqueue({ op: 'alloc', id, bytes });
+    return id;
+  }
+
+  /** Frees a buffer now instead of at garbage collection. */
+  free(id: BufferId, bytes: number, owner: object): void {
+    if (this.registry.unregister(owner)) this.release({ id, bytes });
+  }
+
+  private release(b: { id: BufferId; bytes: number }): void {
+    if (this.closed) return;
+    this.held -= b.bytes;
+    this.pending.push({ op: 'free', id: b.id });
+  }
+
+  write(id: BufferId, byteOffset: number, data: ArrayBufferView): void {
+    const copy = new Uint8Array(data.byteLength);
+    copy.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.enqueue({ op: 'write', id, byteOffset, data: copy.buffer });
+  }
+
+  run(kernel: string, ids: BufferId[], params: ArrayBuffer, groups: [number, number, number]): void {
+    this.enqueue({ op: 'run', kernel, ids, params, groups });
+  }
+
+  copy(src: BufferId, srcByte: number, dst: BufferId, dstByte: number, bytes: number): void {
+    this.enqueue({ op: 'copy', src, srcByte, dst, dstByte, bytes });
+  }
+
+  /** Blocks until every queued command has run and `bytes` of buffer `id` are back on the host. */
+  read(id: BufferId, byteOffset: number, bytes: number): Uint8Array {
+    this.checkOpen();
+    const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + Math.max(bytes, REPLY_TEXT_BYTES));
+    this.pending.push({ op: 'read', id, byteOffset, bytes, reply });
+    this.flush();
+    const state = wait(reply, READ_TIMEOUT_MS);
+    if (state === ReplyState.Failed) throw new GpuError(replyText(reply));
+    if (state !== ReplyState.Done) {
+      throw new GpuError(`the GPU did not answer within ${READ_TIMEOUT_MS / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`);
+    }
+    return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
+  }
+
+  /** Waits until everything queued has run (a read of nothing). */
+  sync(): void {
+    this.read(0, 0, 0);
+  }
+
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.worker.postMessage(
+      batch,
+      batch.flatMap((c) => (c.op === 'write' ? [c.data] : [])),
+    );
+  }
+
+  /** Lets the GPU finish what is queued, destroys the device and stops the thread (waits up to 10 s). */
+  close(): void {
+    if (this.closed) return;
+    const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
+    this.pending.push({ op: 'close', reply });
+    this.flush();
+    this.closed = true;
+    wait(reply, 10_000);
+    void this.worker.terminate();
+  }
+
+  private enqueue(c: GpuCommand): void {
+    this.checkOpen();
+    this.pending.push(c);
+    if (this.pending.length >= BATCH) this.flush();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new GpuError('the GPU device was closed');
+  }
+}
+
+function wait(reply: SharedArrayBuffer, timeoutMs: number): ReplyState {
+  const head = new Int32Array(reply, 0, 1);
+  Atomics.wait(head, 0, ReplyState.Waiting, timeoutMs);
+  return Atomics.load(head, 0) as ReplyState;
+}

@@ -1,0 +1,76 @@
+/**
+ * What the main thread and the GPU thread say to each other.
+ *
+ * WebGPU answers reads asynchronously (mapAsync), but the tensor layer, autodiff and everything above
+ * it are synchronous. So the device lives on a worker thread: the main thread queues commands and posts
+ * them in batches; when it needs a value it posts a read carrying a SharedArrayBuffer and blocks on
+ * Atomics.wait until the worker has copied the bytes in. Commands never wait, so the GPU runs ahead of
+ * the main thread until a value is read.
+ */
+
+/** Buffers are named by integers the main thread hands out; the worker maps them to GPUBuffers. */
+export type BufferId = number;
+
+export type GpuCommand =
+  | { op: 'alloc'; id: BufferId; bytes: number }
+  | { op: 'free'; id: BufferId }
+  | { op: 'write'; id: BufferId; byteOffset: number; data: ArrayBuffer }
+  /** One compute dispatch: kernel by name, storage buffers in binding order 1…n, params at binding 0. */
+  | { op: 'run'; kernel: string; ids: BufferId[]; params: ArrayBuffer; groups: [number, number, number] }
+  | { op: 'copy'; src: BufferId; srcByte: number; dst: BufferId; dstByte: number; bytes: number }
+  | { op: 'read'; id: BufferId; byteOffset: number; bytes: number; reply: SharedArrayBuffer }
+  /** Finish everything, destroy the device, then answer: Dawn must be idle when the thread is torn down. */
+  | { op: 'close'; reply: SharedArrayBuffer };
+
+export interface GpuInit {
+  /** Where the worker reports that it is ready (or why it is not). */
+  reply: SharedArrayBuffer;
+  /** Ask for an adapter that is not a software rasteriser only (auto) or take any (webgpu). */
+  powerPreference: 'high-performance' | 'low-power';
+}
+
+/** Reply layout: Int32 state, Int32 length of the text or data that follows the 8-byte header. */
+export const REPLY_HEADER_BYTES = 8;
+export const enum ReplyState {
+  Waiting = 0,
+  Done = 1,
+  Failed = 2,
+}
+
+/** The adapter the worker found, as JSON in the ready reply. */
+export interface AdapterFacts {
+  description: string;
+  vendor: string;
+  architecture: string;
+  /** True for a software adapter (lavapipe, SwiftShader): it runs, but on the CPU. */
+  software: boolean;
+  features: string[];
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+  minUniformBufferOffsetAlignment: number;
+}
+
+/** Room for an error sentence or the adapter facts in a reply. */
+export const REPLY_TEXT_BYTES = 16384;
+
+/** Reads a reply once its state is no longer Waiting. */
+export function replyText(reply: SharedArrayBuffer): string {
+  const head = new Int32Array(reply, 0, 2);
+  return new TextDecoder().decode(new Uint8Array(reply, REPLY_HEADER_BYTES, head[1]).slice());
+}
+
+export function writeReplyText(reply: SharedArrayBuffer, state: ReplyState, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  const room = reply.byteLength - REPLY_HEADER_BYTES;
+  const n = Math.min(bytes.length, room);
+  new Uint8Array(reply, REPLY_HEADER_BYTES, n).set(bytes.subarray(0, n));
+  settle(reply, state, n);
+}
+
+export function settle(reply: SharedArrayBuffer, state: ReplyState, length: number): void {
+  const head = new Int32Array(reply, 0, 2);
+  head[1] = length;
+  Atomics.store(head, 0, state);
+  Atomics.notify(head, 0);
+}

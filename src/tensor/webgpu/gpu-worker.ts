@@ -1,0 +1,299 @@
+/**
+ * The GPU thread: owns the WebGPU device (Dawn, through the `webgpu` package) and runs the command
+ * batches the main thread posts (see gpu-protocol.ts). Buffers come from a pool keyed by size class, so
+ * after the first training step nothing is created. A batch is encoded into as few command buffers as
+ * possible: a write or a read ends one (writes go through the queue, which would otherwise overtake
+ * commands encoded before them).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { kernelSource } from './wgsl/index.js';
+import {
+  type AdapterFacts,
+  type BufferId,
+  type GpuCommand,
+  type GpuInit,
+  REPLY_HEADER_BYTES,
+  ReplyState,
+  settle,
+  writeReplyText,
+} from './gpu-protocol.js';
+
+/** Each dispatch's params occupy one slot of this many bytes (≥ minStorageBufferOffsetAlignment). */
+const PARAM_SLOT = 256;
+
+/** Size classes: small buffers round to a power of two, large ones to an eighth of theirs. */
+export function sizeClass(bytes: number): number {
+  const b = Math.max(256, Math.ceil(bytes / 4) * 4);
+  if (b <= 65536) return 2 ** Math.ceil(Math.log2(b));
+  const step = 2 ** (Math.floor(Math.log2(b)) - 3);
+  return Math.ceil(b / step) * step;
+}
+
+interface Held {
+  buffer: GPUBuffer;
+  bytes: number;
+}
+
+class GpuThread {
+  private readonly buffers = new Map<BufferId, Held>();
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private readonly stagingPool = new Map<number, GPUBuffer[]>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private heldBytes = 0;
+  private failure: string | null = null;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private usedParams: GPUBuffer[] = [];
+
+  constructor(private readonly device: GPUDevice) {
+    device.lost.then((info) => {
+      this.fail(`the GPU device was lost (${info.reason}: ${info.message})`);
+    });
+    device.addEventListener('uncapturederror', (e) => {
+      const err = (e as GPUUncapturedErrorEvent).error;
+      this.fail(
+        err.constructor.name === 'GPUOutOfMemoryError'
+          ? `the GPU ran out of memory with ${this.heldBytes} bytes held by tensors: ${err.message}`
+          : `the GPU refused a command: ${err.message}`,
+      );
+    });
+  }
+
+  fail(why: string): void {
+    this.failure ??= why;
+  }
+
+  /** Runs one batch; the commands of a segment between writes/reads share a command buffer. */
+  async runBatch(commands: GpuCommand[]): Promise<void> {
+    let i = 0;
+    while (i < commands.length) {
+      let j = i;
+      while (j < commands.length && !['write', 'read', 'close'].includes(commands[j].op)) j++;
+      this.encodeSegment(commands.slice(i, j));
+      if (j === commands.length) break;
+      const c = commands[j];
+      if (c.op === 'write') {
+        this.submit();
+        if (this.failure === null) this.device.queue.writeBuffer(this.get(c.id).buffer, c.byteOffset, c.data);
+      } else if (c.op === 'read') {
+        await this.read(c);
+      } else if (c.op === 'close') {
+        this.submit();
+        await this.device.queue.onSubmittedWorkDone();
+        this.device.destroy();
+        this.failure ??= 'the GPU device was closed';
+        settle(c.reply, ReplyState.Done, 0);
+        return;
+      }
+      i = j + 1;
+    }
+    this.submit();
+  }
+
+  private encodeSegment(cmds: GpuCommand[]): void {
+    if (cmds.length === 0 || this.failure !== null) return;
+    const runs = cmds.filter((c) => c.op === 'run').length;
+    let params: GPUBuffer | null = null;
+    if (runs > 0) {
+      params = this.paramBuffer(runs * PARAM_SLOT);
+      const bytes = new Uint8Array(params.getMappedRange());
+      let slot = 0;
+      for (const c of cmds) {
+        if (c.op !== 'run') continue;
+        bytes.set(new Uint8Array(c.params), slot * PARAM_SLOT);
+        slot++;
+      }
+      params.unmap();
+    }
+    const enc = (this.encoder ??= this.device.createCommandEncoder());
+    let slot = 0;
+    for (const c of cmds) {
+      switch (c.op) {
+        case 'alloc': {
+          this.endPass();
+          const buffer = this.take(c.bytes);
+          this.buffers.set(c.id, { buffer, bytes: c.bytes });
+          this.heldBytes += c.bytes;
+          enc.clearBuffer(buffer, 0, Math.ceil(c.bytes / 4) * 4);
+          break;
+        }
+        case 'free': {
+          const held = this.buffers.get(c.id);
+          if (!held) break;
+          this.buffers.delete(c.id);
+          this.heldBytes -= held.bytes;
+          const list = this.pool.get(held.buffer.size) ?? [];
+          list.push(held.buffer);
+          this.pool.set(held.buffer.size, list);
+          break;
+        }
+        case 'copy':
+          this.endPass();
+          if (c.bytes > 0)
+            enc.copyBufferToBuffer(this.get(c.src).buffer, c.srcByte, this.get(c.dst).buffer, c.dstByte, c.bytes);
+          break;
+        case 'run': {
+          const pipeline = this.pipeline(c.kernel);
+          const entries: GPUBindGroupEntry[] = [
+            { binding: 0, resource: { buffer: params!, offset: slot * PARAM_SLOT, size: PARAM_SLOT } },
+          ];
+          c.ids.forEach((id, k) => entries.push({ binding: k + 1, resource: { buffer: this.get(id).buffer } }));
+          const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+          const pass = (this.pass ??= enc.beginComputePass());
+          pass.setPipeline(pipeline);
+          pass.setBindGroup(0, group);
+          pass.dispatchWorkgroups(c.groups[0], c.groups[1], c.groups[2]);
+          slot++;
+          break;
+        }
+        default:
+          throw new Error(`unexpected ${c.op} inside a segment`);
+      }
+    }
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  private submit(): void {
+    this.endPass();
+    if (this.encoder !== null && this.failure === null) this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    // Param buffers are mapped at creation and cannot be refilled without a mapAsync round trip: let them go.
+    for (const p of this.usedParams) p.destroy();
+    this.usedParams = [];
+  }
+
+  private paramBuffer(bytes: number): GPUBuffer {
+    const buffer = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
+    this.usedParams.push(buffer);
+    return buffer;
+  }
+
+  private async read(c: Extract<GpuCommand, { op: 'read' }>): Promise<void> {
+    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.Failed, this.failure);
+    const size = sizeClass(c.bytes);
+    const staging =
+      this.stagingPool.get(size)?.pop() ??
+      this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const padded = Math.ceil(c.bytes / 4) * 4;
+    this.endPass();
+    const enc = (this.encoder ??= this.device.createCommandEncoder());
+    if (padded > 0) enc.copyBufferToBuffer(this.get(c.id).buffer, c.byteOffset, staging, 0, padded);
+    this.submit();
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, size);
+    } catch (e) {
+      this.fail(`reading a tensor back from the GPU failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.Failed, this.failure);
+    new Uint8Array(c.reply, REPLY_HEADER_BYTES, c.bytes).set(
+      new Uint8Array(staging.getMappedRange(0, size), 0, c.bytes),
+    );
+    staging.unmap();
+    (this.stagingPool.get(size) ?? this.stagingPool.set(size, []).get(size)!).push(staging);
+    settle(c.reply, ReplyState.Done, c.bytes);
+  }
+
+  private take(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    const pooled = this.pool.get(size)?.pop();
+    if (pooled) return pooled;
+    return this.device.createBuffer({
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  private get(id: BufferId): Held {
+    const held = this.buffers.get(id);
+    if (!held) throw new Error(`GPU buffer ${id} is not allocated`);
+    return held;
+  }
+
+  private pipeline(kernel: string): GPUComputePipeline {
+    let p = this.pipelines.get(kernel);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: kernelSource(kernel), label: kernel });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel });
+      this.pipelines.set(kernel, p);
+    }
+    return p;
+  }
+}
+
+/**
+ * Dawn's instance must outlive the device: once it is garbage-collected, its event processing runs on
+ * freed memory. Holding it here for the life of the thread keeps it.
+ */
+const keepAlive: unknown[] = [];
+
+async function openDevice(init: GpuInit): Promise<{ device: GPUDevice; facts: AdapterFacts }> {
+  const { create, globals } = await import('webgpu');
+  Object.assign(globalThis, globals);
+  const gpu = create([]);
+  keepAlive.push(gpu);
+  const adapter = await gpu.requestAdapter({ powerPreference: init.powerPreference });
+  if (!adapter) throw new Error('no WebGPU adapter was found (is a Vulkan driver installed?)');
+  keepAlive.push(adapter);
+  const info = adapter.info;
+  const wanted: GPUFeatureName[] = (['shader-f16', 'subgroups', 'timestamp-query'] as GPUFeatureName[]).filter((f) =>
+    adapter.features.has(f),
+  );
+  const L = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures: wanted,
+    requiredLimits: {
+      maxBufferSize: L.maxBufferSize,
+      maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
+      maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: L.maxComputeWorkgroupSizeX,
+    },
+  });
+  const description = info.description || `${info.vendor} ${info.architecture}`.trim() || 'unknown adapter';
+  const facts: AdapterFacts = {
+    description,
+    vendor: info.vendor,
+    architecture: info.architecture,
+    software: /llvmpipe|lavapipe|swiftshader|software/i.test(`${description} ${info.architecture}`),
+    features: [...device.features],
+    maxBufferSize: device.limits.maxBufferSize,
+    maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+    maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+    minUniformBufferOffsetAlignment: device.limits.minUniformBufferOffsetAlignment,
+  };
+  return { device, facts };
+}
+
+async function main(): Promise<void> {
+  const init = workerData as GpuInit;
+  let thread: GpuThread;
+  try {
+    const { device, facts } = await openDevice(init);
+    thread = new GpuThread(device);
+    writeReplyText(init.reply, ReplyState.Done, JSON.stringify(facts));
+  } catch (e) {
+    writeReplyText(init.reply, ReplyState.Failed, e instanceof Error ? e.message : String(e));
+    return;
+  }
+  let chain = Promise.resolve();
+  parentPort!.on('message', (batch: GpuCommand[]) => {
+    chain = chain.then(() =>
+      thread.runBatch(batch).catch((e) => {
+        // A command the main thread built wrongly: every later read reports it instead of hanging.
+        thread.fail(e instanceof Error ? e.message : String(e));
+        for (const c of batch) {
+          if (c.op === 'read' && Atomics.load(new Int32Array(c.reply, 0, 1), 0) === ReplyState.Waiting) {
+            writeReplyText(c.reply, ReplyState.Failed, e instanceof Error ? e.message : String(e));
+          }
+        }
+      }),
+    );
+  });
+}
+
+void main();

@@ -1,0 +1,150 @@
+/**
+ * WebGPU storage and element-wise kernels: alloc/upload/download, fill, binary, unary, axpby, strided
+ * copy, reductions, Σx² and the finite check. An output that is also an input is computed into a fresh
+ * buffer and copied back: WebGPU forbids binding one buffer for reading and writing in one dispatch.
+ */
+import { HalfArray } from '../half-float.js';
+import type { BinaryOp, F32, Kernels, ReduceOp, UnaryOp } from '../kernels.js';
+import { GpuArray } from './gpu-array.js';
+import type { GpuDevice } from './gpu-device.js';
+import { Params, runFlat, runRows, WORKGROUP } from './gpu-dispatch.js';
+
+type GpuKernels = Kernels<GpuArray, GpuArray>;
+export type StorageKernels = Pick<
+  GpuKernels,
+  | 'device'
+  | 'alloc'
+  | 'fromHost'
+  | 'halfFromHost'
+  | 'toHost'
+  | 'holds'
+  | 'fill'
+  | 'clone'
+  | 'binary'
+  | 'unary'
+  | 'axpby'
+  | 'reduce'
+  | 'copy'
+  | 'sumSquares'
+  | 'allFinite'
+>;
+
+const RANK = 6;
+
+/** Reads an array's float32 values back (blocks until the GPU has computed them). */
+export function download(x: GpuArray): Float32Array {
+  const bytes = x.device.read(x.id, 0, x.length * 4);
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+/** An int32 array on the GPU (token ids, targets, positions, masks), as the same bits. */
+export function uploadInts(dev: GpuDevice, x: Int32Array | Uint8Array): GpuArray {
+  const ints = x instanceof Int32Array ? x : Int32Array.from(x);
+  const g = new GpuArray(dev, Math.max(ints.length, 1));
+  if (ints.length > 0) dev.write(g.id, 0, ints);
+  return g;
+}
+
+/** Runs f with an output that does not alias any input; copies the result over when it had to. */
+export function intoFresh(out: GpuArray, inputs: GpuArray[], f: (o: GpuArray) => void): void {
+  if (!inputs.includes(out)) return f(out);
+  const tmp = new GpuArray(out.device, out.length);
+  f(tmp);
+  out.device.copy(tmp.id, 0, out.id, 0, out.length * 4);
+  tmp.free();
+}
+
+export function storageKernels(dev: GpuDevice): StorageKernels {
+  const alloc = (n: number): GpuArray => new GpuArray(dev, n);
+  const fromHost = (x: F32): GpuArray => {
+    const g = alloc(x.length);
+    if (x.length > 0) dev.write(g.id, 0, x);
+    return g;
+  };
+  const copyWhole = (src: GpuArray, dst: GpuArray): void => dev.copy(src.id, 0, dst.id, 0, src.length * 4);
+  return {
+    device: 'webgpu',
+    alloc,
+    fromHost,
+    halfFromHost(x: HalfArray): GpuArray {
+      const g = new GpuArray(dev, x.length, x.dtype);
+      if (x.length === 0) return g;
+      const padded = x.length % 2 === 0 ? x.bits : Uint16Array.from({ length: x.length + 1 }, (_, i) => x.bits[i] ?? 0);
+      dev.write(g.id, 0, padded);
+      return g;
+    },
+    toHost: download,
+    holds: (x: unknown) => x instanceof GpuArray && x.device === dev,
+    fill(x, value) {
+      runFlat(dev, 'fill', [x], new Params().u32(x.length).f32(value), x.length);
+    },
+    clone(x) {
+      const g = alloc(x.length);
+      copyWhole(x, g);
+      return g;
+    },
+    binary(op: BinaryOp, a, aStrides, b, bStrides, out, shape) {
+      const n = out.length;
+      intoFresh(out, [a, b], (o) => {
+        const p = new Params().u32(n, shape.length, op).u32s(shape, RANK).u32s(aStrides, RANK).u32s(bStrides, RANK);
+        runFlat(dev, 'binary', [a, b, o], p, n);
+      });
+    },
+    unary(op: UnaryOp, x, out) {
+      intoFresh(out, [x], (o) => runFlat(dev, 'unary', [x, o], new Params().u32(x.length, op), x.length));
+    },
+    axpby(alpha, x, beta, out) {
+      intoFresh(out, [x], (o) => {
+        if (o !== out) copyWhole(out, o);
+        runFlat(dev, 'axpby', [x, o], new Params().u32(x.length).f32(alpha, beta), x.length);
+      });
+    },
+    reduce(op: ReduceOp, x, outer, n, inner, out, argmax) {
+      const arg = new GpuArray(dev, Math.max(outer * inner, 1));
+      const p = new Params().u32(outer * inner, n, inner, op);
+      intoFresh(out, [x], (o) => runFlat(dev, 'reduce', [x, o, arg], p, outer * inner));
+      if (argmax) argmax.set(new Int32Array(download(arg).buffer));
+      arg.free();
+    },
+    copy(src, srcOff, srcStrides, dst, dstOff, dstStrides, shape, accumulate) {
+      const kept: number[] = [],
+        red: number[] = [];
+      for (let d = 0; d < shape.length; d++) (dstStrides[d] === 0 && shape[d] > 1 ? red : kept).push(d);
+      const count = (axes: number[]): number => axes.reduce((acc, d) => acc * shape[d], 1);
+      if (count(kept) * count(red) === 0) return;
+      const pick = (axes: number[], from: ArrayLike<number>): number[] => axes.map((d) => from[d]);
+      intoFresh(dst, [src], (o) => {
+        if (o !== dst) copyWhole(dst, o);
+        const p = new Params()
+          .u32(count(kept), kept.length, count(red), red.length, srcOff, dstOff, accumulate ? 1 : 0)
+          .u32s(pick(kept, shape), RANK)
+          .u32s(pick(kept, srcStrides), RANK)
+          .u32s(pick(kept, dstStrides), RANK)
+          .u32s(pick(red, shape), RANK)
+          .u32s(pick(red, srcStrides), RANK);
+        runFlat(dev, 'copy', [src, o], p, count(kept));
+      });
+    },
+    sumSquares(x) {
+      if (x.length === 0) return 0;
+      const perInvocation = Math.max(1, Math.ceil(x.length / (WORKGROUP * 4096)));
+      const groups = Math.ceil(x.length / (WORKGROUP * perInvocation));
+      const partial = alloc(groups),
+        total = alloc(1);
+      runRows(dev, 'sumSquaresPartial', [x, partial], new Params().u32(x.length, perInvocation), groups);
+      runRows(dev, 'sumPartials', [partial, total], new Params().u32(groups), 1);
+      const s = download(total)[0];
+      partial.free();
+      total.free();
+      return s;
+    },
+    allFinite(x) {
+      if (x.length === 0) return true;
+      const flag = alloc(1);
+      runFlat(dev, 'allFinite', [x, flag], new Params().u32(x.length), x.length);
+      const bad = download(flag)[0] !== 0;
+      flag.free();
+      return !bad;
+    },
+  };
+}

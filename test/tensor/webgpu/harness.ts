@@ -1,0 +1,75 @@
+/**
+ * What the WebGPU kernel tests share: the GPU (opened once per test file, on whatever adapter there is:
+ * lavapipe in CI), the native kernels as the reference, seeded inputs and the error measure
+ *   relErr = max|gpu − native| / max(max|native|, 1e-6)
+ * (non-finite entries must match exactly). Without an adapter the tests fail, unless
+ * SEARCH_R3_ALLOW_NO_WEBGPU=1 turns them into skips.
+ */
+import { GpuDevice } from '../../../src/tensor/webgpu/gpu-device.js';
+import type { GpuArray } from '../../../src/tensor/webgpu/gpu-array.js';
+import { createWebgpuKernels, type WebgpuKernels } from '../../../src/tensor/webgpu/webgpu-kernels.js';
+import { loadNativeKernels } from '../../../src/tensor/native-kernels.js';
+import type { Kernels } from '../../../src/tensor/kernels.js';
+import { Rng } from '../../../src/tensor/rng.js';
+
+let gpu: WebgpuKernels | null = null;
+let openError = '';
+try {
+  gpu = createWebgpuKernels(GpuDevice.open());
+} catch (e) {
+  openError = e instanceof Error ? e.message : String(e);
+}
+
+/** Test option: skip (with the reason) only when allowed and there is no adapter. */
+export const skipWithoutGpu: string | false =
+  gpu === null && process.env.SEARCH_R3_ALLOW_NO_WEBGPU === '1' ? `no WebGPU adapter: ${openError}` : false;
+
+export function wg(): WebgpuKernels {
+  if (!gpu) throw new Error(`WebGPU did not open (${openError}); set SEARCH_R3_ALLOW_NO_WEBGPU=1 to skip`);
+  return gpu;
+}
+
+export const ref: Kernels = loadNativeKernels();
+
+/** Tolerances the issue sets: float32 kernels, and kernels that read 16-bit storage or compute in f16. */
+export const F32_TOL = 1e-4;
+export const F16_TOL = 2e-2;
+
+export function seeded(seed: number): {
+  randn: (n: number, scale?: number) => Float32Array;
+  ints: (n: number, hi: number) => Int32Array;
+} {
+  const rng = new Rng(seed);
+  return {
+    randn(n, scale = 1) {
+      const a = new Float32Array(n);
+      for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+      return a;
+    },
+    ints(n, hi) {
+      const a = new Int32Array(n);
+      for (let i = 0; i < n; i++) a[i] = Math.floor(rng.next() * hi);
+      return a;
+    },
+  };
+}
+
+export const up = (x: Float32Array): GpuArray => wg().fromHost(x);
+export const down = (x: GpuArray): Float32Array => wg().toHost(x);
+
+export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) return Infinity;
+  let maxDiff = 0,
+    maxRef = 0;
+  for (let i = 0; i < want.length; i++) {
+    const w = want[i],
+      g = got[i];
+    if (!Number.isFinite(w) || !Number.isFinite(g)) {
+      if (!Object.is(w, g) && !(Number.isNaN(w) && Number.isNaN(g))) return Infinity;
+      continue;
+    }
+    maxDiff = Math.max(maxDiff, Math.abs(g - w));
+    maxRef = Math.max(maxRef, Math.abs(w));
+  }
+  return maxDiff / Math.max(maxRef, 1e-6);
+}

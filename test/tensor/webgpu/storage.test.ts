@@ -1,0 +1,108 @@
+/** WebGPU storage and element-wise kernels against the native ones (relErr ≤ 1e-4, see harness.ts). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BinaryOp, ReduceOp, UnaryOp } from '../../../src/tensor/kernels.js';
+import { F32_TOL, down, ref, relErr, seeded, skipWithoutGpu, up, wg } from './harness.js';
+
+const opt = { skip: skipWithoutGpu };
+const r = seeded(7);
+
+test('upload, download, fill and clone round-trip exactly', opt, () => {
+  const x = r.randn(1000);
+  const g = up(x);
+  assert.deepEqual(down(g), x);
+  const c = wg().clone(g);
+  wg().fill(g, 2.5);
+  assert.deepEqual(down(c), x);
+  assert.ok(down(g).every((v) => v === 2.5));
+  assert.ok(down(wg().alloc(300)).every((v) => v === 0));
+});
+
+test('binary ops broadcast like the native kernels, also with the output aliasing an input', opt, () => {
+  const shape = [3, 5, 7];
+  const a = r.randn(3 * 5 * 7),
+    b = r.randn(5 * 1).map((v) => v + 3);
+  for (const op of [BinaryOp.Add, BinaryOp.Sub, BinaryOp.Mul, BinaryOp.Div]) {
+    const want = new Float32Array(a.length);
+    ref.binary(op, a, [35, 7, 1], b, [0, 1, 0], want, shape);
+    const out = wg().alloc(a.length);
+    wg().binary(op, up(a), [35, 7, 1], up(b), [0, 1, 0], out, shape);
+    assert.ok(relErr(down(out), want) <= F32_TOL, `op ${op}`);
+    const ga = up(a);
+    wg().binary(op, ga, [35, 7, 1], up(b), [0, 1, 0], ga, shape);
+    assert.ok(relErr(down(ga), want) <= F32_TOL, `op ${op} in place`);
+  }
+});
+
+test('unary ops and axpby', opt, () => {
+  const x = r.randn(777).map((v) => Math.abs(v) + 0.1);
+  for (const op of [
+    UnaryOp.Neg,
+    UnaryOp.Exp,
+    UnaryOp.Log,
+    UnaryOp.Sqrt,
+    UnaryOp.Abs,
+    UnaryOp.Square,
+    UnaryOp.Reciprocal,
+  ]) {
+    const want = new Float32Array(x.length);
+    ref.unary(op, x, want);
+    const g = up(x);
+    wg().unary(op, g, g);
+    assert.ok(relErr(down(g), want) <= F32_TOL, `unary ${op}`);
+  }
+  const y = r.randn(777);
+  const want = Float32Array.from(y);
+  ref.axpby(0.5, x, -2, want);
+  const gy = up(y);
+  wg().axpby(0.5, up(x), -2, gy);
+  assert.ok(relErr(down(gy), want) <= F32_TOL);
+  const gx = up(x);
+  wg().axpby(1, gx, 1, gx);
+  assert.ok(
+    relErr(
+      down(gx),
+      x.map((v) => 2 * v),
+    ) <= F32_TOL,
+    'axpby with x aliasing out',
+  );
+});
+
+test('strided copy: transpose, offsets, and sums into a broadcast destination', opt, () => {
+  const x = r.randn(4 * 6 * 5);
+  // transpose [4,6,5] -> [5,6,4] read through strides
+  const want = new Float32Array(x.length);
+  ref.copy(x, 0, [1, 5, 30], want, 0, [24, 4, 1], [5, 6, 4], false);
+  const out = wg().alloc(x.length);
+  wg().copy(up(x), 0, [1, 5, 30], out, 0, [24, 4, 1], [5, 6, 4], false);
+  assert.deepEqual(down(out), want);
+  // sum over axes 0 and 2 into [6], accumulating onto existing values, with offsets
+  const base = r.randn(10);
+  const sum = Float32Array.from(base);
+  ref.copy(x, 5, [30, 5, 1], sum, 2, [0, 1, 0], [3, 6, 5], true);
+  const gs = up(base);
+  wg().copy(up(x), 5, [30, 5, 1], gs, 2, [0, 1, 0], [3, 6, 5], true);
+  assert.ok(relErr(down(gs), sum) <= F32_TOL);
+});
+
+test('reduce (sum, max with argmax), Σx² and the finite check', opt, () => {
+  const x = r.randn(3 * 9 * 4);
+  for (const op of [ReduceOp.Sum, ReduceOp.Max]) {
+    const want = new Float32Array(12),
+      wantArg = new Int32Array(12);
+    ref.reduce(op, x, 3, 9, 4, want, wantArg);
+    const out = wg().alloc(12),
+      arg = new Int32Array(12);
+    wg().reduce(op, up(x), 3, 9, 4, out, op === ReduceOp.Max ? arg : null);
+    assert.ok(relErr(down(out), want) <= F32_TOL);
+    if (op === ReduceOp.Max) assert.deepEqual(arg, wantArg);
+  }
+  const big = r.randn(3_000_001);
+  const s = wg().sumSquares(up(big));
+  assert.ok(Math.abs(s - ref.sumSquares(big)) / ref.sumSquares(big) <= F32_TOL);
+  assert.equal(wg().allFinite(up(big)), true);
+  big[2_999_999] = NaN;
+  assert.equal(wg().allFinite(up(big)), false);
+  big[2_999_999] = -Infinity;
+  assert.equal(wg().allFinite(up(big)), false);
+});
