@@ -130,7 +130,9 @@ export async function saveModelFolder(
   const config = { ...m.model.config, torchDtype: dtypeName(opts.dtype ?? 'F32') };
   await writeQwen2Config(path.join(dir, 'config.json'), config);
   await m.tokenizer.save(dir);
-  const tensors = m.model.parameters().map((p): [string, TensorView] => [p.name!, { shape: p.shape, data: p.values }]);
+  const tensors = m.model
+    .parameters()
+    .map((p): [string, TensorView] => [p.name!, { shape: p.shape, data: p.readValues() }]);
   await saveSafetensorsFolder(dir, tensors, { dtype: opts.dtype ?? 'F32' });
 }
 
@@ -166,21 +168,22 @@ function withMeanRows(old: T.Tensor, rows: number): Float32Array | T.HalfArray {
   const [vocab, d] = old.shape;
   const mean = new Float64Array(d);
   const row = new Float32Array(d);
+  const values = old.readValues();
   for (let r = 0; r < vocab; r++) {
-    if (old.dtype === 'f32') row.set(old.data.subarray(r * d, (r + 1) * d));
-    else T.kernels().widenHalf(old.half.subarray(r * d, (r + 1) * d), row);
+    if (values instanceof Float32Array) row.set(values.subarray(r * d, (r + 1) * d));
+    else T.widenHalf(values.subarray(r * d, (r + 1) * d), row);
     for (let i = 0; i < d; i++) mean[i] += row[i] / vocab;
   }
   const meanRow = Float32Array.from(mean);
-  if (old.dtype === 'f32') {
+  if (values instanceof Float32Array) {
     const data = new Float32Array(rows * d);
-    data.set(old.data);
+    data.set(values);
     for (let r = vocab; r < rows; r++) data.set(meanRow, r * d);
     return data;
   }
   const bits = new Uint16Array(rows * d);
-  bits.set(old.half.bits);
-  const narrow = T.HalfArray.from(meanRow, old.dtype).bits;
+  bits.set(values.bits);
+  const narrow = T.HalfArray.from(meanRow, values.dtype).bits;
   for (let r = vocab; r < rows; r++) bits.set(narrow, r * d);
-  return new T.HalfArray(old.dtype, bits);
+  return new T.HalfArray(values.dtype, bits);
 }

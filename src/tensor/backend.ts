@@ -153,6 +153,22 @@ initialBackend();
 export function kernels(): AnyKernels {
   return registry.kernels;
 }
+
+const constants = new WeakMap<AnyKernels, WeakMap<Float32Array, Buf>>();
+
+/**
+ * A host array that never changes (rope's cos/sin tables) on the active device, uploaded once per
+ * device and kept for as long as the host array lives.
+ */
+export function deviceConstant(x: Float32Array): Buf {
+  const k = registry.kernels;
+  if (k.device === 'cpu') return x;
+  let perDevice = constants.get(k);
+  if (!perDevice) constants.set(k, (perDevice = new WeakMap()));
+  let d = perDevice.get(x);
+  if (!d) perDevice.set(x, (d = k.fromHost(x)));
+  return d;
+}
 export function backendName(): BackendName {
   return registry.kernels.name;
 }

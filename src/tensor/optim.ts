@@ -1,5 +1,5 @@
 /** Optimisers (AdamW, SGD), gradient clipping by global norm, and parameter counting. */
-import { kernels, noGrad } from './backend.js';
+import { kernels, noGrad, type Buf } from './backend.js';
 import { type Tensor, TensorError } from './tensor.js';
 
 export interface Optimizer {
@@ -30,8 +30,8 @@ export interface AdamWOptions {
 export class AdamW implements Optimizer {
   private t = 0;
   private readonly paramSteps: number[];
-  private readonly m: Float32Array[];
-  private readonly v: Float32Array[];
+  private m: Buf[];
+  private v: Buf[];
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly eps: number;
@@ -45,8 +45,8 @@ export class AdamW implements Optimizer {
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
-    this.m = params.map((p) => new Float32Array(p.size));
-    this.v = params.map((p) => new Float32Array(p.size));
+    this.m = params.map((p) => kernels().alloc(p.size));
+    this.v = params.map((p) => kernels().alloc(p.size));
     this.paramSteps = params.map(() => 0);
   }
 
@@ -59,7 +59,7 @@ export class AdamW implements Optimizer {
       const t = ++this.paramSteps[i];
       const bc1 = 1 - Math.pow(this.beta1, t),
         bc2 = 1 - Math.pow(this.beta2, t);
-      k.adamw(p.data, p.grad, this.m[i], this.v[i], lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
+      k.adamw(p.buf, p.grad, this.m[i], this.v[i], lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
     });
   }
 
@@ -72,7 +72,7 @@ export class AdamW implements Optimizer {
       kind: 'adamw',
       step: this.t,
       paramSteps: [...this.paramSteps],
-      buffers: [this.m.map((b) => b.slice()), this.v.map((b) => b.slice())],
+      buffers: [this.m.map(toHostCopy), this.v.map(toHostCopy)],
     };
   }
 
@@ -89,22 +89,22 @@ export class AdamW implements Optimizer {
       this.paramSteps[i] = n;
     });
     if (!s.paramSteps) this.paramSteps.fill(s.step);
-    s.buffers[0].forEach((b, i) => this.m[i].set(b));
-    s.buffers[1].forEach((b, i) => this.v[i].set(b));
+    s.buffers[0].forEach((b, i) => (this.m[i] = fromHostCopy(b)));
+    s.buffers[1].forEach((b, i) => (this.v[i] = fromHostCopy(b)));
   }
 }
 
 /** Plain SGD with optional momentum (as torch.optim.SGD without dampening or Nesterov). */
 export class SGD implements Optimizer {
   private t = 0;
-  private readonly buf: Float32Array[];
+  private buf: Buf[];
 
   constructor(
     readonly params: Tensor[],
     private readonly momentum = 0,
     private readonly weightDecay = 0,
   ) {
-    this.buf = params.map((p) => new Float32Array(momentum > 0 ? p.size : 0));
+    this.buf = params.map((p) => kernels().alloc(momentum > 0 ? p.size : 0));
   }
 
   step(lr: number): void {
@@ -114,15 +114,15 @@ export class SGD implements Optimizer {
       if (p.grad === null) return;
       let d = p.grad;
       if (this.weightDecay !== 0) {
-        d = Float32Array.from(d);
-        k.axpby(this.weightDecay, p.data, 1, d);
+        d = k.clone(d);
+        k.axpby(this.weightDecay, p.buf, 1, d);
       }
       if (this.momentum > 0) {
-        if (this.t === 1) this.buf[i].set(d);
+        if (this.t === 1) this.buf[i] = k.clone(d);
         else k.axpby(1, d, this.momentum, this.buf[i]);
         d = this.buf[i];
       }
-      k.axpby(-lr, d, 1, p.data);
+      k.axpby(-lr, d, 1, p.buf);
     });
   }
 
@@ -130,13 +130,13 @@ export class SGD implements Optimizer {
     for (const p of this.params) p.grad = null;
   }
   state(): OptimizerState {
-    return { kind: 'sgd', step: this.t, buffers: [this.buf.map((b) => b.slice())] };
+    return { kind: 'sgd', step: this.t, buffers: [this.buf.map(toHostCopy)] };
   }
   loadState(s: OptimizerState): void {
     if (s.kind !== 'sgd' || s.buffers[0].length !== this.params.length)
       throw new TensorError('SGD.loadState', 'state does not fit this optimiser');
     this.t = s.step;
-    s.buffers[0].forEach((b, i) => this.buf[i].set(b));
+    s.buffers[0].forEach((b, i) => (this.buf[i] = fromHostCopy(b)));
   }
 }
 
@@ -156,6 +156,14 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): number {
       for (const p of params) if (p.grad) k.axpby(coef, p.grad, 0, p.grad);
     });
   return norm;
+}
+
+/** A host copy of an optimiser buffer (a checkpoint must not alias live state). */
+function toHostCopy(b: Buf): Float32Array {
+  return Float32Array.from(kernels().toHost(b));
+}
+function fromHostCopy(b: Float32Array): Buf {
+  return kernels().fromHost(Float32Array.from(b));
 }
 
 export function countParameters(params: Tensor[]): number {

@@ -1,7 +1,10 @@
 /**
  * Float32 tensors with reverse-mode autodiff.
  *
- * A tensor is a contiguous row-major Float32Array with a shape. Ops that need gradients record a
+ * A tensor is a contiguous row-major array with a shape, on the device of the active backend: a
+ * Float32Array on the CPU, a GPU buffer on WebGPU (host arrays given to the constructor are uploaded).
+ * `buf` is that storage, for kernels; `read()` copies values to the host (free on the CPU); `data` is
+ * the host array itself, which only a CPU tensor has. Ops that need gradients record a
  * node (their inputs and a backward closure) on the output; `backward()` walks those nodes in
  * reverse topological order, accumulates gradients into leaf tensors that require them (parameters),
  * then drops the graph so the activations it held can be reclaimed.
@@ -11,8 +14,9 @@
  * their kernels; every other op, and any gradient for it, refuses it. Gradients still flow through it
  * to the other operand, so LoRA adapters train on top of a half-precision base.
  */
-import { isFiniteCheckEnabled, isGradEnabled, kernels } from './backend.js';
+import { type Buf, type HalfBuf, isFiniteCheckEnabled, isGradEnabled, kernels } from './backend.js';
 import { HalfArray, type HalfDtype } from './half-float.js';
+import { GpuArray } from './webgpu/gpu-array.js';
 
 /** How a tensor holds its values: float32, or 16 bits for a frozen weight. */
 export type DType = 'f32' | HalfDtype;
@@ -49,7 +53,13 @@ export function stridesOf(shape: Shape): number[] {
 }
 
 /** How an op's output gets gradients to its inputs: returns one gradient (or null) per input. */
-export type BackwardFn = (grad: Float32Array) => (Float32Array | null)[];
+export type BackwardFn = (grad: Buf) => (Buf | null)[];
+
+type Storage = Buf | HalfBuf;
+
+function isHalf(d: Storage): boolean {
+  return d instanceof HalfArray || (d instanceof GpuArray && d.dtype !== 'f32');
+}
 
 interface Node {
   op: string;
@@ -62,17 +72,17 @@ let nextId = 0;
 export class Tensor {
   readonly id = nextId++;
   readonly shape: Shape;
-  /** Accumulated gradient of a leaf tensor (same shape), or null. */
-  grad: Float32Array | null = null;
+  /** Accumulated gradient of a leaf tensor (same shape, same device), or null. */
+  grad: Buf | null = null;
   name: string | undefined;
-  private _data: Float32Array | HalfArray | null;
+  private _data: Storage | null;
   private _requiresGrad = false;
   private node: Node | null = null;
   private freedBy: string | null = null;
   /** The op that made this tensor, once backward() has dropped its node: going through it again must fail. */
   private spentOp: string | null = null;
 
-  constructor(data: Float32Array | HalfArray, shape: Shape, requiresGrad = false, name?: string) {
+  constructor(data: Storage, shape: Shape, requiresGrad = false, name?: string) {
     if (data.length !== shapeSize(shape)) {
       throw new TensorError(
         'tensor',
@@ -81,6 +91,10 @@ export class Tensor {
     }
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new TensorError('tensor', `invalid shape ${shapeStr(shape)}`);
+    }
+    const k = kernels();
+    if (k.device !== 'cpu' && (data instanceof Float32Array || data instanceof HalfArray)) {
+      data = data instanceof HalfArray ? k.halfFromHost(data) : k.fromHost(data);
     }
     this._data = data;
     this.shape = Object.freeze([...shape]);
@@ -93,20 +107,41 @@ export class Tensor {
     return this._requiresGrad;
   }
   set requiresGrad(on: boolean) {
-    if (on && this._data instanceof HalfArray) {
-      const why = `${this.describe()} is held in ${this._data.dtype}, which is for frozen weights`;
+    if (on && this._data !== null && isHalf(this._data)) {
+      const why = `${this.describe()} is held in ${this.dtype}, which is for frozen weights`;
       throw new TensorError('tensor', `${why}; load it in float32 to train it`);
     }
     this._requiresGrad = on;
   }
 
   get dtype(): DType {
-    return this._data instanceof HalfArray ? this._data.dtype : 'f32';
+    const d = this._data;
+    if (d instanceof HalfArray) return d.dtype;
+    if (d instanceof GpuArray) return d.dtype;
+    return 'f32';
   }
 
-  /** The float32 values; a 16-bit tensor has none (see half, float32()). */
+  /** Where the values live. */
+  get device(): 'cpu' | 'webgpu' {
+    return this._data instanceof GpuArray ? 'webgpu' : 'cpu';
+  }
+
+  /** The float32 storage on the active device, for kernels; a 16-bit tensor has none (see half, float32()). */
+  get buf(): Buf {
+    const d = this.onDevice();
+    if (isHalf(d)) {
+      const why = 'only matmul/linear (as the weight) and embedding read one; float32() widens a copy';
+      throw new TensorError('tensor', `${this.describe()} is held in ${this.dtype}: ${why}`);
+    }
+    return d as Buf;
+  }
+
+  /** The host Float32Array a CPU tensor holds (writes go into the tensor); a GPU tensor has none: see read(). */
   get data(): Float32Array {
     const d = this.storage();
+    if (d instanceof GpuArray) {
+      throw new TensorError('tensor', `${this.describe()} lives on the GPU: read() copies its values to the host`);
+    }
     if (d instanceof HalfArray) {
       const why = 'only matmul/linear (as the weight) and embedding read one; float32() widens a copy';
       throw new TensorError('tensor', `${this.describe()} is held in ${d.dtype}: ${why}`);
@@ -114,31 +149,72 @@ export class Tensor {
     return d;
   }
 
-  /** The 16-bit values of a frozen weight held in f16 or bf16. */
-  get half(): HalfArray {
+  /** The values on the host: the array itself for a CPU tensor (do not modify it), a copy from a GPU. */
+  read(): Float32Array {
     const d = this.storage();
-    if (!(d instanceof HalfArray)) throw new TensorError('tensor', `${this.describe()} is float32, not 16-bit`);
-    return d;
+    if (d instanceof GpuArray && d.dtype === 'f32') return kernelsOf(d).toHost(d);
+    if (d instanceof GpuArray) return this.float32().read();
+    return this.data;
   }
 
-  /** The values as held: float32, or the 16-bit patterns of a frozen weight. */
-  get values(): Float32Array | HalfArray {
+  /** The values as held, on the host: read() for float32, the 16-bit patterns of a frozen weight (copies from a GPU). */
+  readValues(): Float32Array | HalfArray {
+    const d = this.storage();
+    if (d instanceof HalfArray) return d;
+    if (!(d instanceof GpuArray) || d.dtype === 'f32') return this.read();
+    const bytes = d.device.read(d.id, 0, d.length * 2);
+    return new HalfArray(
+      d.dtype,
+      new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + d.length * 2)),
+    );
+  }
+
+  /** The gradient on the host (the array itself on the CPU), or null. */
+  readGrad(): Float32Array | null {
+    return this.grad === null ? null : kernels().toHost(this.grad);
+  }
+
+  /** The 16-bit values of a frozen weight held in f16 or bf16, on the active device. */
+  get half(): HalfBuf {
+    const d = this.onDevice();
+    if (!isHalf(d)) throw new TensorError('tensor', `${this.describe()} is float32, not 16-bit`);
+    return d as HalfBuf;
+  }
+
+  /** The values as held: float32, or the 16-bit patterns of a frozen weight, on whichever device. */
+  get values(): Storage {
     return this.storage();
   }
 
-  private storage(): Float32Array | HalfArray {
+  private storage(): Storage {
     if (this._data === null) {
       throw new TensorError('tensor', `use of a freed tensor ${this.describe()} (freed by ${this.freedBy})`);
     }
     return this._data;
   }
 
+  /** The storage, checked to be on the device the active kernels compute on. */
+  private onDevice(): Storage {
+    const d = this.storage();
+    const k = kernels();
+    if (!k.holds(d)) {
+      const where = d instanceof GpuArray ? 'webgpu' : 'cpu';
+      throw new TensorError(
+        'tensor',
+        `${this.describe()} lives on ${where} but the active backend is ${k.name} (${k.device}): ` +
+          `load or create it after choosing the device`,
+      );
+    }
+    return d;
+  }
+
   /** This tensor when it is float32; otherwise a float32 copy of its values (no history). */
   float32(): Tensor {
-    const d = this.storage();
-    if (!(d instanceof HalfArray)) return this;
-    const out = new Float32Array(d.length);
-    kernels().widenHalf(d, out);
+    const d = this.onDevice();
+    if (!isHalf(d)) return this;
+    const k = kernels();
+    const out = k.alloc(d.length);
+    k.widenHalf(d as HalfBuf, out);
     return new Tensor(out, this.shape, false, this.name);
   }
 
@@ -177,16 +253,16 @@ export class Tensor {
 
   item(): number {
     if (this.size !== 1) throw new TensorError('item', `expected one element, got shape ${shapeStr(this.shape)}`);
-    return this.data[0];
+    return this.read()[0];
   }
 
   toArray(): number[] {
-    return Array.from(this.data);
+    return Array.from(this.read());
   }
 
   /** Records how this (freshly computed) tensor came from its inputs, when any of them tracks gradients. */
   static record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn): Tensor {
-    if (isFiniteCheckEnabled() && !kernels().allFinite(out.data)) {
+    if (isFiniteCheckEnabled() && !kernels().allFinite(out.buf)) {
       throw new TensorError(
         op,
         `produced NaN or Inf (inputs ${inputs.map((t) => t.describe()).join(', ')} → ${shapeStr(out.shape)})`,
@@ -201,7 +277,7 @@ export class Tensor {
    * Gradients accumulate into `grad` of every reachable tensor with requiresGrad. The graph is
    * dropped afterwards (its saved activations become garbage) unless retainGraph is set.
    */
-  backward(seed?: Float32Array, opts: { retainGraph?: boolean } = {}): void {
+  backward(seed?: Float32Array | Buf, opts: { retainGraph?: boolean } = {}): void {
     if (!this.tracksGrad)
       throw new TensorError('backward', `${this.describe()} does not depend on any tensor that requires grad`);
     if (seed === undefined && this.size !== 1) {
@@ -211,9 +287,10 @@ export class Tensor {
       throw new TensorError('backward', `seed has ${seed.length} elements, ${this.describe()} has ${this.size}`);
     }
     const order = topoOrder(this);
-    const grads = new Map<Tensor, Float32Array>();
-    grads.set(this, seed ?? new Float32Array([1]));
     const k = kernels();
+    const grads = new Map<Tensor, Buf>();
+    const first = seed ?? new Float32Array([1]);
+    grads.set(this, k.holds(first) ? first : k.fromHost(first as Float32Array));
     // Backward functions must not modify the gradient they are given; they may return it as is.
     const check = isFiniteCheckEnabled();
     for (let i = order.length - 1; i >= 0; i--) {
@@ -222,7 +299,7 @@ export class Tensor {
       if (g === undefined) continue;
       grads.delete(t);
       if (t.requiresGrad) {
-        if (t.grad === null) t.grad = Float32Array.from(g);
+        if (t.grad === null) t.grad = k.clone(g);
         else k.axpby(1, g, 1, t.grad);
       }
       const node = t.node;
@@ -263,10 +340,17 @@ export class Tensor {
 }
 
 /** a + b into a new array (either may alias another live gradient). */
-function addFresh(a: Float32Array, b: Float32Array): Float32Array {
-  const out = Float32Array.from(a);
+function addFresh(a: Buf, b: Buf): Buf {
+  const out = kernels().clone(a);
   kernels().axpby(1, b, 1, out);
   return out;
+}
+
+/** The kernels that hold a GPU array (the active ones: a tensor's storage is checked on use). */
+function kernelsOf(d: GpuArray): ReturnType<typeof kernels> {
+  const k = kernels();
+  if (!k.holds(d)) throw new TensorError('tensor', 'a GPU tensor was read after the backend switched away');
+  return k;
 }
 
 /** Tensors reachable from root through recorded nodes, inputs before outputs. */

@@ -157,7 +157,7 @@ test(
     const tokJson = JSON.parse(await fsp.readFile(path.join(dir, 'tokenizer.json'), 'utf8'));
     const tokConfig = JSON.parse(await fsp.readFile(path.join(dir, 'tokenizer_config.json'), 'utf8'));
     const tokenizer = ggufTokenizerFromFiles(tokJson, tokConfig, config);
-    const tensors = new Map([...ours.model.params].map(([n, t]) => [n, { shape: t.shape, data: t.values }]));
+    const tensors = new Map([...ours.model.params].map(([n, t]) => [n, { shape: t.shape, data: t.readValues() }]));
     const { metadata, tensors: list } = qwen2GgufContents({ config, tensors, tokenizer });
     const llama = path.join(dir, 'llama.gguf');
     await writeGguf(

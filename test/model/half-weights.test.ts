@@ -115,7 +115,7 @@ function loraStep(m: LoadedModel): { loss: number; grads: Float32Array[] } {
   const loss = T.crossEntropy(T.reshape(logits, [batch * len, m.config.vocabSize]), targets);
   loss.backward();
   assert.deepEqual(loraParameters(m.model), lora);
-  return { loss: loss.item(), grads: lora.map((p) => p.grad!) };
+  return { loss: loss.item(), grads: lora.map((p) => p.readGrad()!) };
 }
 
 for (const dtype of ['BF16', 'F16'] as const) {

@@ -162,11 +162,11 @@ test(
           w = grownWide.params.get(name)!;
         assert.equal(h.dtype, 'bf16');
         assert.deepEqual(
-          h.half.bits.subarray(0, half.model.params.get(name)!.size),
-          half.model.params.get(name)!.half.bits,
+          (h.readValues() as T.HalfArray).bits.subarray(0, half.model.params.get(name)!.size),
+          (half.model.params.get(name)!.readValues() as T.HalfArray).bits,
         );
         assert.deepEqual(
-          h.half.bits,
+          (h.readValues() as T.HalfArray).bits,
           T.HalfArray.from(w.data, 'bf16').bits,
           `${name}: the mean row rounds as float32 does`,
         );

@@ -23,19 +23,19 @@ function setup(): { x: T.Tensor; W: T.Tensor } {
 test('a parameter used twice gets the sum of both gradients (y = x·W + x·W doubles dW)', () => {
   const { x, W } = setup();
   T.sum(T.matmul(x, W)).backward();
-  const once = arr(W.grad),
-    onceX = arr(x.grad);
+  const once = arr(W.readGrad()),
+    onceX = arr(x.readGrad());
   // d/dW Σ x·W = xᵀ·1 = [[1, 1], [2, 2]]; d/dx = 1·Wᵀ = [3, 7]
   assert.deepEqual(once, [1, 1, 2, 2]);
   assert.deepEqual(onceX, [3, 7]);
   const b = setup();
   T.sum(T.add(T.matmul(b.x, b.W), T.matmul(b.x, b.W))).backward();
   assert.deepEqual(
-    arr(b.W.grad),
+    arr(b.W.readGrad()),
     once.map((v) => 2 * v),
   );
   assert.deepEqual(
-    arr(b.x.grad),
+    arr(b.x.readGrad()),
     onceX.map((v) => 2 * v),
   );
 });
@@ -45,16 +45,16 @@ test('a tensor used in two branches of different ops gets both contributions', (
   // L = Σ x² + Σ 3x  →  dL/dx = 2x + 3
   const sq = T.mul(x, x);
   T.sum(T.add(sq, T.scale(x, 3))).backward();
-  assert.deepEqual(arr(x.grad), [5, 7, 9]);
+  assert.deepEqual(arr(x.readGrad()), [5, 7, 9]);
   // an intermediate used twice: h = 2x, L = Σ h·h  →  dL/dx = 8x
   const y = T.tensor([1, 2, 3], [3], true);
   const h = T.scale(y, 2);
   T.sum(T.mul(h, h)).backward();
-  assert.deepEqual(arr(y.grad), [8, 16, 24]);
+  assert.deepEqual(arr(y.readGrad()), [8, 16, 24]);
   // the same tensor as both operands of a broadcast: x [3] + x viewed [3, 1] → [3, 3]; each element appears 6 times
   const z = T.tensor([1, 2, 3], [3], true);
   T.sum(T.add(z, T.reshape(z, [3, 1]))).backward();
-  assert.deepEqual(arr(z.grad), [6, 6, 6]);
+  assert.deepEqual(arr(z.readGrad()), [6, 6, 6]);
 });
 
 test('a shared weight reached through a deep chain (tied embedding and LM head) sums both paths', () => {
@@ -63,7 +63,7 @@ test('a shared weight reached through a deep chain (tied embedding and LM head) 
   const h = T.embedding(E, Int32Array.from([2]));
   T.sum(T.matmul(h, E, { transB: true })).backward();
   // matmul path: dE = 1ᵀ·h = each row gets h = [1, 1]; embedding path: row 2 gets Σ_j E[j] = [2, 2]
-  assert.deepEqual(arr(E.grad), [1, 1, 1, 1, 3, 3]);
+  assert.deepEqual(arr(E.readGrad()), [1, 1, 1, 1, 3, 3]);
 });
 
 test('gradients accumulate across backward() calls until zeroGrad', () => {
@@ -71,9 +71,9 @@ test('gradients accumulate across backward() calls until zeroGrad', () => {
   const opt = new T.SGD([x, W]);
   T.sum(T.matmul(x, W)).backward();
   T.sum(T.matmul(x, W)).backward();
-  assert.deepEqual(arr(W.grad), [2, 2, 4, 4]);
+  assert.deepEqual(arr(W.readGrad()), [2, 2, 4, 4]);
   T.sum(T.scale(T.matmul(x, W), 10)).backward();
-  assert.deepEqual(arr(W.grad), [12, 12, 24, 24]);
+  assert.deepEqual(arr(W.readGrad()), [12, 12, 24, 24]);
   opt.zeroGrad();
   assert.equal(W.grad, null);
   assert.equal(x.grad, null);
@@ -86,9 +86,9 @@ test('the accumulated gradient is a copy: later backward passes do not alias an 
   const seed = Float32Array.from([5, 7]);
   T.scale(x, 1).backward(seed);
   seed[0] = 100;
-  assert.deepEqual(arr(x.grad), [5, 7]);
+  assert.deepEqual(arr(x.readGrad()), [5, 7]);
   T.scale(x, 1).backward(Float32Array.from([1, 1]));
-  assert.deepEqual(arr(x.grad), [6, 8]);
+  assert.deepEqual(arr(x.readGrad()), [6, 8]);
 });
 
 test('noGrad records nothing: its results track no gradient and backward() on them throws', () => {
@@ -130,11 +130,11 @@ test('retainGraph keeps the graph for a second backward, which accumulates the s
   const h = T.matmul(x, W);
   const loss = T.sum(T.mul(h, h)); // h = [7, 10]; dL/dW = xᵀ·2h = [[14, 20], [28, 40]]
   loss.backward(undefined, { retainGraph: true });
-  assert.deepEqual(arr(W.grad), [14, 20, 28, 40]);
+  assert.deepEqual(arr(W.readGrad()), [14, 20, 28, 40]);
   assert.equal(loss.creator, 'sum');
   loss.backward();
-  assert.deepEqual(arr(W.grad), [28, 40, 56, 80]);
-  assert.deepEqual(arr(x.grad), [2 * 54, 2 * 122]);
+  assert.deepEqual(arr(W.readGrad()), [28, 40, 56, 80]);
+  assert.deepEqual(arr(x.readGrad()), [2 * 54, 2 * 122]);
 });
 
 test('without retainGraph the graph is dropped: a second backward throws a clear error', () => {
@@ -147,7 +147,7 @@ test('without retainGraph the graph is dropped: a second backward throws a clear
     (e: unknown) =>
       e instanceof T.TensorError && /freed/.test(e.message) && /retainGraph/.test(e.message) && /sum/.test(e.message),
   );
-  assert.deepEqual(arr(W.grad), [1, 1, 2, 2], 'the failed backward added nothing');
+  assert.deepEqual(arr(W.readGrad()), [1, 1, 2, 2], 'the failed backward added nothing');
 });
 
 test('a new loss built on an intermediate whose graph was dropped cannot silently lose gradients', () => {
@@ -158,18 +158,18 @@ test('a new loss built on an intermediate whose graph was dropped cannot silentl
     W2 = T.tensor([1, 1, 1, 1], [2, 2], true);
   const h = T.matmul(x, W1);
   T.sum(h).backward();
-  assert.deepEqual(arr(W1.grad), [1, 1, 2, 2]);
+  assert.deepEqual(arr(W1.readGrad()), [1, 1, 2, 2]);
   const loss2 = T.sum(T.matmul(h, W2));
   assert.throws(
     () => loss2.backward(),
     (e: unknown) => e instanceof T.TensorError && /freed/.test(e.message) && /matmul/.test(e.message),
   );
-  assert.deepEqual(arr(W1.grad), [1, 1, 2, 2], 'W1 received nothing from the failed pass');
+  assert.deepEqual(arr(W1.readGrad()), [1, 1, 2, 2], 'W1 received nothing from the failed pass');
   // detaching h says "treat it as a constant": then the second loss is fine and only W2 learns
   W2.grad = null;
   T.sum(T.matmul(h.detach(), W2)).backward();
   assert.deepEqual(arr(W2.grad), [1, 1, 2, 2]);
-  assert.deepEqual(arr(W1.grad), [1, 1, 2, 2]);
+  assert.deepEqual(arr(W1.readGrad()), [1, 1, 2, 2]);
 });
 
 test('detach stops gradients but shares the values', () => {
@@ -180,7 +180,7 @@ test('detach stops gradients but shares the values', () => {
   assert.equal(d.data, x.data, 'detach shares the data (no copy)');
   // L = Σ x·stop(x) → dL/dx = stop(x) = x (not 2x)
   T.sum(T.mul(x, d)).backward();
-  assert.deepEqual(arr(x.grad), [1, 2, 3]);
+  assert.deepEqual(arr(x.readGrad()), [1, 2, 3]);
   // detaching an intermediate cuts everything upstream of it
   const W = T.tensor([2], [1], true);
   const h = T.mul(x, W);
@@ -197,7 +197,7 @@ test('gradients flow only into tensors that require them; constants get none', (
   const p = T.tensor([1, 1], [2], true);
   T.sum(T.mul(c, p)).backward();
   assert.equal(c.grad, null);
-  assert.deepEqual(arr(p.grad), [3, 4]);
+  assert.deepEqual(arr(p.readGrad()), [3, 4]);
 });
 
 test('a deep graph (10,000 chained ops) runs backward without overflowing the stack', () => {
@@ -205,7 +205,7 @@ test('a deep graph (10,000 chained ops) runs backward without overflowing the st
   let y = x;
   for (let i = 0; i < 10000; i++) y = T.affine(y, 1, 1e-4);
   T.sum(y).backward();
-  assert.deepEqual(arr(x.grad), [1]);
+  assert.deepEqual(arr(x.readGrad()), [1]);
 });
 
 test('the Tensor constructor rejects data that does not fit the shape, and invalid shapes', () => {

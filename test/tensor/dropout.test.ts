@@ -15,7 +15,7 @@ test('dropout zeroes about p of the elements, scales the rest by 1/(1−p), and 
   // binomial(n, p): 5 standard deviations ≈ 0.016
   assert.ok(Math.abs(zeros / n - p) < 0.016, `zero fraction ${zeros / n}`);
   T.sum(y).backward();
-  for (let i = 0; i < n; i++) assert.equal(x.grad![i], y.data[i] === 0 ? 0 : Math.fround(1 / (1 - p)));
+  for (let i = 0; i < n; i++) assert.equal(x.readGrad()![i], y.data[i] === 0 ? 0 : Math.fround(1 / (1 - p)));
 });
 
 test('dropout is reproducible by seed, the identity at p = 0, and refuses p ≥ 1', () => {

@@ -25,7 +25,7 @@ function runCase(c: OpCase, inputs: Float32Array[], R: Float32Array | null): Res
   const r = R ?? makeInputs({ ...c, inputs: [{ shape: [...out.shape] }] }, 999)[0];
   const loss = T.sum(T.mul(out, new T.Tensor(r, out.shape)));
   loss.backward();
-  return { out: out.data, shape: [...out.shape], grads: xs.map((x) => x.grad), R: r };
+  return { out: out.data, shape: [...out.shape], grads: xs.map((x) => x.readGrad()), R: r };
 }
 
 /** Σ out·R in float64, without recording a graph. */

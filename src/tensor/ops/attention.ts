@@ -49,14 +49,14 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     causal: opts.causal,
     keyMask,
   };
-  const out = new Float32Array(q.size),
-    lse = new Float32Array(B * H * T);
-  kernels().attentionForward(q.data, k.data, v.data, out, lse, s);
+  const out = kernels().alloc(q.size),
+    lse = kernels().alloc(B * H * T);
+  kernels().attentionForward(q.buf, k.buf, v.buf, out, lse, s);
   return Tensor.record(new Tensor(out, q.shape), 'attention', [q, k, v], (g) => {
-    const dq = new Float32Array(q.size),
-      dk = new Float32Array(k.size),
-      dv = new Float32Array(v.size);
-    kernels().attentionBackward(q.data, k.data, v.data, out, lse, g, dq, dk, dv, s);
+    const dq = kernels().alloc(q.size),
+      dk = kernels().alloc(k.size),
+      dv = kernels().alloc(v.size);
+    kernels().attentionBackward(q.buf, k.buf, v.buf, out, lse, g, dq, dk, dv, s);
     return [dq, dk, dv];
   });
 }

@@ -1,5 +1,5 @@
 /** Numpy broadcasting rules, and the strides that read a smaller tensor as if it were expanded. */
-import { kernels } from '../backend.js';
+import { kernels, type Buf } from '../backend.js';
 import { type Shape, TensorError, shapeSize, shapeStr, stridesOf } from '../tensor.js';
 
 export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
@@ -24,9 +24,9 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
 }
 
 /** Sums a gradient of outShape down to `shape` (the reverse of broadcasting). */
-export function sumToShape(grad: Float32Array, outShape: Shape, shape: Shape): Float32Array {
+export function sumToShape(grad: Buf, outShape: Shape, shape: Shape): Buf {
   if (shapeSize(shape) === grad.length) return grad;
-  const out = new Float32Array(shapeSize(shape));
+  const out = kernels().alloc(shapeSize(shape));
   kernels().copy(grad, 0, stridesOf(outShape), out, 0, broadcastStrides(shape, outShape), outShape, true);
   return out;
 }

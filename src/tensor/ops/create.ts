@@ -1,4 +1,6 @@
+/** Tensors from values, constants and seeded random numbers; made on the host, then on the active device. */
 import type { Rng } from '../rng.js';
+import { kernels } from '../backend.js';
 import { type Shape, Tensor, shapeSize } from '../tensor.js';
 
 export function tensor(values: ArrayLike<number>, shape: Shape = [values.length], requiresGrad = false): Tensor {
@@ -6,11 +8,13 @@ export function tensor(values: ArrayLike<number>, shape: Shape = [values.length]
 }
 
 export function zeros(shape: Shape, requiresGrad = false): Tensor {
-  return new Tensor(new Float32Array(shapeSize(shape)), shape, requiresGrad);
+  return new Tensor(kernels().alloc(shapeSize(shape)), shape, requiresGrad);
 }
 
 export function full(shape: Shape, value: number): Tensor {
-  return new Tensor(new Float32Array(shapeSize(shape)).fill(value), shape);
+  const d = kernels().alloc(shapeSize(shape));
+  kernels().fill(d, value);
+  return new Tensor(d, shape);
 }
 
 /** Normal(0, std²) values from a seeded generator. */

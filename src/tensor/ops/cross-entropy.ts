@@ -1,4 +1,4 @@
-import { kernels } from '../backend.js';
+import { kernels, type Buf } from '../backend.js';
 import { Tensor, TensorError, shapeStr } from '../tensor.js';
 
 export interface CrossEntropyOptions {
@@ -27,28 +27,34 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, opts: CrossEnt
       );
     count++;
   }
-  const loss = new Float32Array(rows),
-    lse = new Float32Array(rows);
-  kernels().crossEntropyForward(logits.data, targets, loss, lse, rows, vocab, ignoreIndex);
-  const scaleRows = (g: Float32Array): Float32Array => {
+  const loss = kernels().alloc(rows),
+    lse = kernels().alloc(rows);
+  kernels().crossEntropyForward(logits.buf, targets, loss, lse, rows, vocab, ignoreIndex);
+  // mean over zero targets is 0/0 in PyTorch (NaN); we define it as 0 so an all-ignored batch is harmless
+  const factor = reduction === 'mean' ? (count === 0 ? 0 : 1 / count) : 1;
+  const scaleRows = (g: Buf): Buf => {
     if (reduction === 'none') return g;
-    // mean over zero targets is 0/0 in PyTorch (NaN); we define it as 0 so an all-ignored batch is harmless
-    const f = reduction === 'mean' ? (count === 0 ? 0 : g[0] / count) : g[0];
-    return new Float32Array(rows).fill(f);
+    const K = kernels(),
+      perRow = K.alloc(rows);
+    K.copy(g, 0, [0], perRow, 0, [1], [rows], false);
+    if (factor !== 1) K.axpby(factor, perRow, 0, perRow);
+    return perRow;
   };
-  let value: Float32Array, shape: number[];
+  let value: Float32Array | Buf, shape: number[];
   if (reduction === 'none') {
     value = loss;
     shape = logits.shape.slice(0, -1);
   } else {
+    // Summed on the host in double precision: the loss is read for the log every step anyway.
+    const l = kernels().toHost(loss);
     let s = 0;
-    for (let r = 0; r < rows; r++) s += loss[r];
+    for (let r = 0; r < rows; r++) s += l[r];
     value = new Float32Array([reduction === 'mean' ? (count === 0 ? 0 : s / count) : s]);
     shape = [];
   }
   return Tensor.record(new Tensor(value, shape), 'crossEntropy', [logits], (g) => {
-    const d = new Float32Array(logits.size);
-    kernels().crossEntropyBackward(logits.data, targets, lse, scaleRows(g), d, rows, vocab, ignoreIndex);
+    const d = kernels().alloc(logits.size);
+    kernels().crossEntropyBackward(logits.buf, targets, lse, scaleRows(g), d, rows, vocab, ignoreIndex);
     return [d];
   });
 }

@@ -1,5 +1,5 @@
 /** Element-wise arithmetic with numpy broadcasting, and the unary functions the losses need. */
-import { kernels } from '../backend.js';
+import { kernels, type Buf } from '../backend.js';
 import { BinaryOp, UnaryOp } from '../kernels.js';
 import { Tensor, shapeSize } from '../tensor.js';
 import { broadcastShapes, broadcastStrides, sumToShape } from './broadcast.js';
@@ -8,13 +8,13 @@ const binaryNames = ['add', 'sub', 'mul', 'div'] as const;
 
 function binaryRaw(
   op: BinaryOp,
-  a: Float32Array,
+  a: Buf,
   aShape: readonly number[],
-  b: Float32Array,
+  b: Buf,
   bShape: readonly number[],
   outShape: number[],
-): Float32Array {
-  const out = new Float32Array(shapeSize(outShape));
+): Buf {
+  const out = kernels().alloc(shapeSize(outShape));
   kernels().binary(op, a, broadcastStrides(aShape, outShape), b, broadcastStrides(bShape, outShape), out, outShape);
   return out;
 }
@@ -22,31 +22,31 @@ function binaryRaw(
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const name = binaryNames[op];
   const outShape = broadcastShapes(name, a.shape, b.shape);
-  const out = new Tensor(binaryRaw(op, a.data, a.shape, b.data, b.shape, outShape), outShape);
+  const out = new Tensor(binaryRaw(op, a.buf, a.shape, b.buf, b.shape, outShape), outShape);
   return Tensor.record(out, name, [a, b], (g) => {
     const gs = outShape;
     switch (op) {
       case BinaryOp.Add:
         return [a.tracksGrad ? sumToShape(g, gs, a.shape) : null, b.tracksGrad ? sumToShape(g, gs, b.shape) : null];
       case BinaryOp.Sub: {
-        let gb: Float32Array | null = null;
+        let gb: Buf | null = null;
         if (b.tracksGrad) {
-          gb = Float32Array.from(sumToShape(g, gs, b.shape));
+          gb = kernels().clone(sumToShape(g, gs, b.shape));
           kernels().unary(UnaryOp.Neg, gb, gb);
         }
         return [a.tracksGrad ? sumToShape(g, gs, a.shape) : null, gb];
       }
       case BinaryOp.Mul:
         return [
-          a.tracksGrad ? sumToShape(binaryRaw(BinaryOp.Mul, g, gs, b.data, b.shape, gs), gs, a.shape) : null,
-          b.tracksGrad ? sumToShape(binaryRaw(BinaryOp.Mul, g, gs, a.data, a.shape, gs), gs, b.shape) : null,
+          a.tracksGrad ? sumToShape(binaryRaw(BinaryOp.Mul, g, gs, b.buf, b.shape, gs), gs, a.shape) : null,
+          b.tracksGrad ? sumToShape(binaryRaw(BinaryOp.Mul, g, gs, a.buf, a.shape, gs), gs, b.shape) : null,
         ];
       case BinaryOp.Div: {
-        const ga = a.tracksGrad || b.tracksGrad ? binaryRaw(BinaryOp.Div, g, gs, b.data, b.shape, gs) : null;
-        let gb: Float32Array | null = null;
+        const ga = a.tracksGrad || b.tracksGrad ? binaryRaw(BinaryOp.Div, g, gs, b.buf, b.shape, gs) : null;
+        let gb: Buf | null = null;
         if (b.tracksGrad && ga) {
           // ∂(a/b)/∂b = −(a/b)/b = −out/b, so gb = −g/b · out
-          const t = binaryRaw(BinaryOp.Mul, ga, gs, out.data, gs, gs);
+          const t = binaryRaw(BinaryOp.Mul, ga, gs, out.buf, gs, gs);
           kernels().unary(UnaryOp.Neg, t, t);
           gb = sumToShape(t, gs, b.shape);
         }
@@ -63,11 +63,11 @@ export const div = (a: Tensor, b: Tensor): Tensor => binary(BinaryOp.Div, a, b);
 
 /** a·alpha + beta, element-wise, for scalar alpha and beta. */
 export function affine(a: Tensor, alpha: number, beta = 0): Tensor {
-  const out = new Float32Array(a.size);
-  if (beta !== 0) out.fill(beta);
-  kernels().axpby(alpha, a.data, beta === 0 ? 0 : 1, out);
+  const out = kernels().alloc(a.size);
+  if (beta !== 0) kernels().fill(out, beta);
+  kernels().axpby(alpha, a.buf, beta === 0 ? 0 : 1, out);
   return Tensor.record(new Tensor(out, a.shape), 'affine', [a], (g) => {
-    const ga = new Float32Array(g.length);
+    const ga = kernels().alloc(g.length);
     kernels().axpby(alpha, g, 0, ga);
     return [ga];
   });
@@ -76,26 +76,21 @@ export function affine(a: Tensor, alpha: number, beta = 0): Tensor {
 export const scale = (a: Tensor, alpha: number): Tensor => affine(a, alpha, 0);
 export const neg = (a: Tensor): Tensor => affine(a, -1, 0);
 
-function unary(
-  op: UnaryOp,
-  name: string,
-  a: Tensor,
-  grad: (g: Float32Array, x: Float32Array, y: Float32Array) => Float32Array,
-): Tensor {
-  const y = new Float32Array(a.size);
-  kernels().unary(op, a.data, y);
+function unary(op: UnaryOp, name: string, a: Tensor, grad: (g: Buf, x: Buf, y: Buf) => Buf): Tensor {
+  const y = kernels().alloc(a.size);
+  kernels().unary(op, a.buf, y);
   const out = new Tensor(y, a.shape);
-  return Tensor.record(out, name, [a], (g) => [grad(g, a.data, y)]);
+  return Tensor.record(out, name, [a], (g) => [grad(g, a.buf, y)]);
 }
 
-function mulRaw(x: Float32Array, y: Float32Array): Float32Array {
-  const out = new Float32Array(x.length);
+function mulRaw(x: Buf, y: Buf): Buf {
+  const out = kernels().alloc(x.length);
   kernels().binary(BinaryOp.Mul, x, [1], y, [1], out, [x.length]);
   return out;
 }
 
-function divRaw(x: Float32Array, y: Float32Array): Float32Array {
-  const out = new Float32Array(x.length);
+function divRaw(x: Buf, y: Buf): Buf {
+  const out = kernels().alloc(x.length);
   kernels().binary(BinaryOp.Div, x, [1], y, [1], out, [x.length]);
   return out;
 }

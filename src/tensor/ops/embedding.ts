@@ -16,7 +16,7 @@ export function embedding(weight: Tensor, ids: Int32Array, idsShape: Shape = [id
         `id ${ids[i]} at position ${i} is outside the vocabulary (${vocab}) of weight ${shapeStr(weight.shape)}`,
       );
   }
-  const out = new Float32Array(ids.length * dim);
+  const out = kernels().alloc(ids.length * dim);
   if (weight.dtype !== 'f32') {
     if (weight.tracksGrad) {
       const why = `${weight.describe()} is held in ${weight.dtype}, so it is frozen and gets no gradient`;
@@ -25,9 +25,9 @@ export function embedding(weight: Tensor, ids: Int32Array, idsShape: Shape = [id
     kernels().embeddingForwardHalf(weight.half, ids, out, dim);
     return new Tensor(out, [...idsShape, dim]);
   }
-  kernels().embeddingForward(weight.data, ids, out, dim);
+  kernels().embeddingForward(weight.buf, ids, out, dim);
   return Tensor.record(new Tensor(out, [...idsShape, dim]), 'embedding', [weight], (g) => {
-    const dw = new Float32Array(weight.size);
+    const dw = kernels().alloc(weight.size);
     kernels().embeddingBackward(g, ids, dw, dim);
     return [dw];
   });

@@ -4,7 +4,7 @@
  * b may be a frozen weight held in f16 or bf16: it is widened inside the kernel, and gradients flow
  * to a only.
  */
-import { type AnyKernels, kernels } from '../backend.js';
+import { type AnyKernels, kernels, type Buf } from '../backend.js';
 import type { GemmArgs } from '../kernels.js';
 import { type Shape, Tensor, TensorError, shapeStr } from '../tensor.js';
 
@@ -66,8 +66,8 @@ function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
 }
 
 /** gemm with b as its B operand, whether b is float32 or a 16-bit weight. */
-function gemmWith(K: AnyKernels, b: Tensor, args: Omit<GemmArgs, 'b'>): void {
-  if (b.dtype === 'f32') K.gemm({ ...args, b: b.data });
+function gemmWith(K: AnyKernels, b: Tensor, args: Omit<GemmArgs<Buf>, 'b'>): void {
+  if (b.dtype === 'f32') K.gemm({ ...args, b: b.buf });
   else K.gemmHalf({ ...args, b: b.half });
 }
 
@@ -83,10 +83,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const fold = p.strideB === 0 && p.strideA !== 0 && !transA;
   const M = fold ? p.batch * p.m : p.m,
     B = fold ? 1 : p.batch;
-  const c = new Float32Array(p.batch * p.m * p.n);
+  const c = kernels().alloc(p.batch * p.m * p.n);
   const { strideA, strideB } = p;
   gemmWith(K, b, {
-    a: a.data,
+    a: a.buf,
     c,
     batch: B,
     m: M,
@@ -101,10 +101,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   });
   const out = new Tensor(c, p.outShape);
   return Tensor.record(out, 'matmul', [a, b], (g) => {
-    let ga: Float32Array | null = null,
-      gb: Float32Array | null = null;
+    let ga: Buf | null = null,
+      gb: Buf | null = null;
     if (a.tracksGrad) {
-      ga = new Float32Array(a.size);
+      ga = kernels().alloc(a.size);
       // A shared by the batch collects the sum of every batch entry's gradient.
       const sharedA = p.strideA === 0 && B > 1;
       if (!transA) {
@@ -127,7 +127,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       } else {
         // dA (k×m) = op(B)·dCᵀ
         K.gemm({
-          a: b.data,
+          a: b.buf,
           b: g,
           c: ga,
           batch: B,
@@ -144,12 +144,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       }
     }
     if (b.tracksGrad) {
-      gb = new Float32Array(b.size);
+      gb = kernels().alloc(b.size);
       const sharedB = p.strideB === 0 && B > 1;
       if (!transB) {
         // dB (k×n) = op(A)ᵀ·dC
         K.gemm({
-          a: a.data,
+          a: a.buf,
           b: g,
           c: gb,
           batch: B,
@@ -167,7 +167,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         // dB (n×k) = dCᵀ·op(A)
         K.gemm({
           a: g,
-          b: a.data,
+          b: a.buf,
           c: gb,
           batch: B,
           m: p.n,

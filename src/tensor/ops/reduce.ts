@@ -1,5 +1,5 @@
 /** Sum, mean and max along one axis (or all), with or without keeping the reduced axis. */
-import { kernels } from '../backend.js';
+import { kernels, type Buf } from '../backend.js';
 import { ReduceOp } from '../kernels.js';
 import { type Shape, Tensor, TensorError, shapeStr } from '../tensor.js';
 
@@ -24,8 +24,8 @@ function reducedShape(shape: Shape, axis: number, keepdim: boolean): number[] {
 }
 
 /** Repeats g [outer, inner] n times along the middle axis, times `factor`. */
-function spread(g: Float32Array, outer: number, n: number, inner: number, factor: number): Float32Array {
-  const out = new Float32Array(outer * n * inner);
+function spread(g: Buf, outer: number, n: number, inner: number, factor: number): Buf {
+  const out = kernels().alloc(outer * n * inner);
   kernels().copy(g, 0, [inner, 0, 1], out, 0, [n * inner, inner, 1], [outer, n, inner], false);
   if (factor !== 1) kernels().axpby(factor, out, 0, out);
   return out;
@@ -36,8 +36,8 @@ export function sum(x: Tensor, axis?: number, keepdim = false): Tensor {
   if (axis === undefined) return sum(reshapeFlat(x), 0);
   const ax = normAxis('sum', axis, x.ndim);
   const [outer, n, inner] = split(x.shape, ax);
-  const out = new Float32Array(outer * inner);
-  kernels().reduce(ReduceOp.Sum, x.data, outer, n, inner, out, null);
+  const out = kernels().alloc(outer * inner);
+  kernels().reduce(ReduceOp.Sum, x.buf, outer, n, inner, out, null);
   return Tensor.record(new Tensor(out, reducedShape(x.shape, ax, keepdim)), 'sum', [x], (g) => [
     spread(g, outer, n, inner, 1),
   ]);
@@ -49,8 +49,8 @@ export function mean(x: Tensor, axis?: number, keepdim = false): Tensor {
   const ax = normAxis('mean', axis, x.ndim);
   const [outer, n, inner] = split(x.shape, ax);
   if (n === 0) throw new TensorError('mean', `empty axis ${axis} of ${shapeStr(x.shape)}`);
-  const out = new Float32Array(outer * inner);
-  kernels().reduce(ReduceOp.Sum, x.data, outer, n, inner, out, null);
+  const out = kernels().alloc(outer * inner);
+  kernels().reduce(ReduceOp.Sum, x.buf, outer, n, inner, out, null);
   kernels().axpby(1 / n, out, 0, out);
   return Tensor.record(new Tensor(out, reducedShape(x.shape, ax, keepdim)), 'mean', [x], (g) => [
     spread(g, outer, n, inner, 1 / n),
@@ -62,19 +62,22 @@ export function max(x: Tensor, axis: number, keepdim = false): Tensor {
   const ax = normAxis('max', axis, x.ndim);
   const [outer, n, inner] = split(x.shape, ax);
   if (n === 0) throw new TensorError('max', `empty axis ${axis} of ${shapeStr(x.shape)}`);
-  const out = new Float32Array(outer * inner);
+  const out = kernels().alloc(outer * inner);
   const arg = new Int32Array(outer * inner);
-  kernels().reduce(ReduceOp.Max, x.data, outer, n, inner, out, arg);
+  kernels().reduce(ReduceOp.Max, x.buf, outer, n, inner, out, arg);
   return Tensor.record(new Tensor(out, reducedShape(x.shape, ax, keepdim)), 'max', [x], (g) => {
-    const gx = new Float32Array(x.size);
+    // A scatter through the arg-max indices, on the host (max is not on any model's hot path).
+    const K = kernels();
+    const gh = K.toHost(g),
+      gx = new Float32Array(x.size);
     for (let o = 0; o < outer; o++) {
-      for (let i = 0; i < inner; i++) gx[(o * n + arg[o * inner + i]) * inner + i] = g[o * inner + i];
+      for (let i = 0; i < inner; i++) gx[(o * n + arg[o * inner + i]) * inner + i] = gh[o * inner + i];
     }
-    return [gx];
+    return [K.fromHost(gx)];
   });
 }
 
 function reshapeFlat(x: Tensor): Tensor {
-  const out = new Tensor(x.data, [x.size]);
+  const out = new Tensor(x.buf, [x.size]);
   return Tensor.record(out, 'reshape', [x], (g) => [g]);
 }

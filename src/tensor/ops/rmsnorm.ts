@@ -11,13 +11,13 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
     );
   }
   const rows = x.size / dim;
-  const y = new Float32Array(x.size),
-    rstd = new Float32Array(rows);
-  kernels().rmsnormForward(x.data, weight.data, y, rstd, rows, dim, eps);
+  const y = kernels().alloc(x.size),
+    rstd = kernels().alloc(rows);
+  kernels().rmsnormForward(x.buf, weight.buf, y, rstd, rows, dim, eps);
   return Tensor.record(new Tensor(y, x.shape), 'rmsnorm', [x, weight], (g) => {
-    const dx = new Float32Array(x.size);
-    const dw = weight.tracksGrad ? new Float32Array(dim) : null;
-    kernels().rmsnormBackward(g, x.data, weight.data, rstd, dx, dw, rows, dim);
+    const dx = kernels().alloc(x.size);
+    const dw = weight.tracksGrad ? kernels().alloc(dim) : null;
+    kernels().rmsnormBackward(g, x.buf, weight.buf, rstd, dx, dw, rows, dim);
     return [x.tracksGrad ? dx : null, dw];
   });
 }

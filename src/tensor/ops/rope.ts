@@ -1,4 +1,4 @@
-import { kernels } from '../backend.js';
+import { deviceConstant, kernels } from '../backend.js';
 import { Tensor, TensorError, shapeStr } from '../tensor.js';
 
 /** cos/sin tables [maxPositions, headDim/2] for rotary embeddings with base `theta`. */
@@ -47,11 +47,31 @@ export function rope(x: Tensor, tables: RopeTables, positions: Int32Array): Tens
       throw new TensorError('rope', `position ${positions[i]} is outside the table (max ${tables.maxPositions})`);
     }
   }
-  const y = new Float32Array(x.size);
-  kernels().rope(x.data, y, tables.cos, tables.sin, positions, rows, heads, headDim, false);
+  const y = kernels().alloc(x.size);
+  kernels().rope(
+    x.buf,
+    y,
+    deviceConstant(tables.cos),
+    deviceConstant(tables.sin),
+    positions,
+    rows,
+    heads,
+    headDim,
+    false,
+  );
   return Tensor.record(new Tensor(y, x.shape), 'rope', [x], (g) => {
-    const dx = new Float32Array(x.size);
-    kernels().rope(g, dx, tables.cos, tables.sin, positions, rows, heads, headDim, true);
+    const dx = kernels().alloc(x.size);
+    kernels().rope(
+      g,
+      dx,
+      deviceConstant(tables.cos),
+      deviceConstant(tables.sin),
+      positions,
+      rows,
+      heads,
+      headDim,
+      true,
+    );
     return [dx];
   });
 }

@@ -1,5 +1,5 @@
 /** Reshape (free: shares data), permute/transpose, slice and concat (strided copies). */
-import { kernels } from '../backend.js';
+import { kernels, type Buf } from '../backend.js';
 import { type Shape, Tensor, TensorError, shapeSize, shapeStr, stridesOf } from '../tensor.js';
 import { normAxis } from './reduce.js';
 
@@ -14,13 +14,13 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   if (shapeSize(s) !== x.size || s.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new TensorError('reshape', `cannot reshape ${shapeStr(x.shape)} to ${shapeStr(shape)}`);
   }
-  return Tensor.record(new Tensor(x.data, s), 'reshape', [x], (g) => [g]);
+  return Tensor.record(new Tensor(x.buf, s), 'reshape', [x], (g) => [g]);
 }
 
-function permuteRaw(data: Float32Array, shape: Shape, perm: readonly number[]): Float32Array {
+function permuteRaw(data: Buf, shape: Shape, perm: readonly number[]): Buf {
   const inStrides = stridesOf(shape);
   const outShape = perm.map((p) => shape[p]);
-  const out = new Float32Array(data.length);
+  const out = kernels().alloc(data.length);
   kernels().copy(
     data,
     0,
@@ -44,7 +44,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   perm.forEach((p, i) => {
     inverse[p] = i;
   });
-  return Tensor.record(new Tensor(permuteRaw(x.data, x.shape, perm), outShape), 'permute', [x], (g) => [
+  return Tensor.record(new Tensor(permuteRaw(x.buf, x.shape, perm), outShape), 'permute', [x], (g) => [
     permuteRaw(g, outShape, inverse),
   ]);
 }
@@ -72,10 +72,10 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   const strides = stridesOf(x.shape);
   const outStrides = stridesOf(outShape);
   const off = start * strides[ax];
-  const out = new Float32Array(shapeSize(outShape));
-  kernels().copy(x.data, off, strides, out, 0, outStrides, outShape, false);
+  const out = kernels().alloc(shapeSize(outShape));
+  kernels().copy(x.buf, off, strides, out, 0, outStrides, outShape, false);
   return Tensor.record(new Tensor(out, outShape), 'slice', [x], (g) => {
-    const gx = new Float32Array(x.size);
+    const gx = kernels().alloc(x.size);
     kernels().copy(g, 0, outStrides, gx, off, strides, outShape, false);
     return [gx];
   });
@@ -95,18 +95,18 @@ export function concat(xs: Tensor[], axis: number): Tensor {
   }
   const outShape = xs[0].shape.map((d, i) => (i === ax ? xs.reduce((a, t) => a + t.shape[ax], 0) : d));
   const outStrides = stridesOf(outShape);
-  const out = new Float32Array(shapeSize(outShape));
+  const out = kernels().alloc(shapeSize(outShape));
   const offsets: number[] = [];
   let pos = 0;
   for (const t of xs) {
     offsets.push(pos * outStrides[ax]);
-    kernels().copy(t.data, 0, stridesOf(t.shape), out, pos * outStrides[ax], outStrides, t.shape, false);
+    kernels().copy(t.buf, 0, stridesOf(t.shape), out, pos * outStrides[ax], outStrides, t.shape, false);
     pos += t.shape[ax];
   }
   return Tensor.record(new Tensor(out, outShape), 'concat', xs, (g) =>
     xs.map((t, i) => {
       if (!t.tracksGrad) return null;
-      const gt = new Float32Array(t.size);
+      const gt = kernels().alloc(t.size);
       kernels().copy(g, offsets[i], outStrides, gt, 0, stridesOf(t.shape), t.shape, false);
       return gt;
     }),

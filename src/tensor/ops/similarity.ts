@@ -1,3 +1,4 @@
+import { kernels } from '../backend.js';
 import { Tensor } from '../tensor.js';
 import { mul } from './elementwise.js';
 import { matmul } from './matmul.js';
@@ -7,9 +8,11 @@ import { sum } from './reduce.js';
 export function l2normalize(x: Tensor, eps = 1e-12): Tensor {
   const dim = x.shape[x.ndim - 1],
     rows = x.size / dim;
+  // Computed on the host (a copy from a GPU): normalised rows are embeddings, a few per batch.
+  const K = kernels();
   const y = new Float32Array(x.size),
     norms = new Float32Array(rows);
-  const xd = x.data;
+  const xd = K.toHost(x.buf);
   for (let r = 0; r < rows; r++) {
     let s = 0;
     for (let i = 0; i < dim; i++) s += xd[r * dim + i] * xd[r * dim + i];
@@ -17,7 +20,8 @@ export function l2normalize(x: Tensor, eps = 1e-12): Tensor {
     norms[r] = n;
     for (let i = 0; i < dim; i++) y[r * dim + i] = xd[r * dim + i] / n;
   }
-  return Tensor.record(new Tensor(y, x.shape), 'l2normalize', [x], (g) => {
+  return Tensor.record(new Tensor(y, x.shape), 'l2normalize', [x], (gb) => {
+    const g = K.toHost(gb);
     const dx = new Float32Array(x.size);
     for (let r = 0; r < rows; r++) {
       const o = r * dim,
@@ -27,7 +31,7 @@ export function l2normalize(x: Tensor, eps = 1e-12): Tensor {
       if (n > eps) for (let i = 0; i < dim; i++) dot += g[o + i] * y[o + i];
       for (let i = 0; i < dim; i++) dx[o + i] = (g[o + i] - y[o + i] * dot) / n;
     }
-    return [dx];
+    return [K.fromHost(dx)];
   });
 }
 

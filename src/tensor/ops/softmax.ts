@@ -11,10 +11,10 @@ function lastAxis(x: Tensor): [number, number] {
 /** Softmax over the last axis. */
 export function softmax(x: Tensor): Tensor {
   const [rows, n] = lastAxis(x);
-  const y = new Float32Array(x.size);
-  kernels().softmaxForward(x.data, y, rows, n);
+  const y = kernels().alloc(x.size);
+  kernels().softmaxForward(x.buf, y, rows, n);
   return Tensor.record(new Tensor(y, x.shape), 'softmax', [x], (g) => {
-    const dx = new Float32Array(x.size);
+    const dx = kernels().alloc(x.size);
     kernels().softmaxBackward(y, g, dx, rows, n);
     return [dx];
   });
@@ -23,10 +23,10 @@ export function softmax(x: Tensor): Tensor {
 /** Log-softmax over the last axis. */
 export function logSoftmax(x: Tensor): Tensor {
   const [rows, n] = lastAxis(x);
-  const y = new Float32Array(x.size);
-  kernels().logSoftmaxForward(x.data, y, rows, n);
+  const y = kernels().alloc(x.size);
+  kernels().logSoftmaxForward(x.buf, y, rows, n);
   return Tensor.record(new Tensor(y, x.shape), 'logSoftmax', [x], (g) => {
-    const dx = new Float32Array(x.size);
+    const dx = kernels().alloc(x.size);
     kernels().logSoftmaxBackward(y, g, dx, rows, n);
     return [dx];
   });
@@ -43,5 +43,5 @@ export function logsumexp(x: Tensor, axis = -1, keepdim = false): Tensor {
 
 function squeezeAxis(x: Tensor, axis: number): Tensor {
   const shape = x.shape.filter((_, i) => i !== axis);
-  return Tensor.record(new Tensor(x.data, shape), 'reshape', [x], (g) => [g]);
+  return Tensor.record(new Tensor(x.buf, shape), 'reshape', [x], (g) => [g]);
 }

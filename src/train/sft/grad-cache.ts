@@ -62,7 +62,7 @@ export function gradCacheBackward(
   const leaf = new T.Tensor(all, [S, d], true);
   const c = contrastiveLoss(leaf, batch.numQueries, batch.targets, w);
   if (c.total) c.total.backward(new Float32Array([gradScale]));
-  const cache = leaf.grad;
+  const cache = leaf.grad ? T.kernels().toHost(leaf.grad) : null;
 
   // 3. each chunk again with its graph: cached embedding gradient + its own response loss
   const wantResponse = w.sft > 0 || w.kl > 0;
