@@ -11,6 +11,7 @@ import { type EngineIdentity, LlamaCppBackend } from '../search-index/llama-cpp-
 import type { IndexManifest } from '../search-index/manifest.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { UserError } from './command.js';
+import { optionHelp } from './option-help.js';
 
 export const ENGINE_OPTIONS = {
   engine: { type: 'string' },
@@ -39,21 +40,10 @@ const ENGINE_FLAGS: readonly [string, string][] = [
  * --as-source-model only where there is an index to share.
  */
 export function engineHelp(column: number, withIndex = true): string {
-  const width = 110 - column;
-  return ENGINE_FLAGS.filter(([flag]) => withIndex || flag !== '--as-source-model')
-    .map(([flag, text]) => {
-      const lines: string[] = [];
-      for (const word of text.split(' ')) {
-        const last = lines.length - 1;
-        if (last >= 0 && lines[last].length + 1 + word.length <= width) lines[last] += ` ${word}`;
-        else lines.push(word);
-      }
-      const head = `  ${flag}`;
-      const indent = ' '.repeat(column);
-      const first = head.length < column ? `${head.padEnd(column)}${lines[0]}` : `${head}\n${indent}${lines[0]}`;
-      return [first, ...lines.slice(1).map((l) => `${indent}${l}`)].join('\n');
-    })
-    .join('\n');
+  return optionHelp(
+    ENGINE_FLAGS.filter(([flag]) => withIndex || flag !== '--as-source-model'),
+    column,
+  );
 }
 
 /** The engine a command runs its model folder on. */

@@ -130,7 +130,7 @@ export class Embedder {
       const batch = order.slice(start, start + n);
       const ids = new Int32Array(n * longest);
       batch.forEach((idx, b) => ids.set(seqs[idx], b * longest));
-      const hidden = T.noGrad(() => this.model.forward(ids, n, longest)).data;
+      const hidden = T.noGrad(() => this.model.forward(ids, n, longest)).read();
       batch.forEach((idx, b) => {
         const at = (b * longest + seqs[idx].length - 1) * d;
         out[idx] = normalize(hidden.subarray(at, at + d));

@@ -105,7 +105,10 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
   let live = new Array<boolean>(B).fill(true);
 
   for (;;) {
-    const hd = hidden.data;
+    // Hidden states come to the host only when a row captures one (a copy from a GPU).
+    let hd: Float32Array | null = null;
+    const h = hidden;
+    const hostHidden = (): Float32Array => (hd ??= h.read());
     for (let b = 0; b < B; b++) {
       if (!live[b]) continue;
       const rowLen = prompts[b].length + out[b].tokens.length;
@@ -113,13 +116,16 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
         const rowPos = rowLen - stepLen + t;
         if (rowPos < 0) continue; // padding
         if (wantsHidden(b, stepIds[b * stepLen + t], rowPos)) {
-          out[b].hidden.set(rowPos, Float32Array.from(hd.subarray((b * stepLen + t) * d, (b * stepLen + t + 1) * d)));
+          out[b].hidden.set(
+            rowPos,
+            Float32Array.from(hostHidden().subarray((b * stepLen + t) * d, (b * stepLen + t + 1) * d)),
+          );
         }
       }
       if (state[b] === 'feed') state[b] = 'done';
     }
 
-    const logits = model.logits(T.slice(hidden, 1, stepLen - 1, stepLen)).data;
+    const logits = model.logits(T.slice(hidden, 1, stepLen - 1, stepLen)).read();
     const next = new Int32Array(B);
     for (let b = 0; b < B; b++) {
       if (state[b] !== 'running') continue;

@@ -74,10 +74,10 @@ function foldInto(model: Qwen2Model, mod: string, ad: LoraAdapter, sign: 1 | -1)
     const held = `${w.describe()}, held in ${w.dtype}`;
     throw new Error(`merging a LoRA adapter into ${held}, would round it; load the model with precision 'f32'`);
   }
-  const ba = new Float32Array(w.size);
+  const ba = T.kernels().alloc(w.size);
   T.kernels().gemm({
-    a: ad.b.data,
-    b: ad.a.data,
+    a: ad.b.buf,
+    b: ad.a.buf,
     c: ba,
     batch: 1,
     m: w.shape[0],
@@ -90,7 +90,7 @@ function foldInto(model: Qwen2Model, mod: string, ad: LoraAdapter, sign: 1 | -1)
     strideC: 0,
     accumulate: false,
   });
-  T.kernels().axpby(sign * ad.scale, ba, 1, w.data);
+  T.kernels().axpby(sign * ad.scale, ba, 1, w.buf);
 }
 
 /** Folds every adapter into its base weight; the forward pass then costs nothing extra. */
@@ -130,8 +130,8 @@ export async function saveLoraAdapter(dir: string, model: Qwen2Model, cfg: LoraC
   };
   await writeTextFileAtomically(path.join(dir, 'adapter_config.json'), JSON.stringify(peftConfig, null, 2) + '\n');
   const tensors: [string, TensorData][] = [...model.adapters].flatMap(([mod, ad]): [string, TensorData][] => [
-    [`${PEFT_PREFIX}${mod}.lora_A.weight`, { shape: [...ad.a.shape], data: ad.a.data }],
-    [`${PEFT_PREFIX}${mod}.lora_B.weight`, { shape: [...ad.b.shape], data: ad.b.data }],
+    [`${PEFT_PREFIX}${mod}.lora_A.weight`, { shape: [...ad.a.shape], data: ad.a.read() }],
+    [`${PEFT_PREFIX}${mod}.lora_B.weight`, { shape: [...ad.b.shape], data: ad.b.read() }],
   ]);
   await saveSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors);
 }

@@ -98,7 +98,7 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
     const mismatch = shapeMismatch(spec, t.shape);
     if (mismatch) throw unfit(mismatch, t.file);
     // a flipped exponent bit makes NaN or Inf, which would only surface as a failing op much later
-    if (!(t.data instanceof T.HalfArray ? T.kernels().halfAllFinite(t.data) : T.kernels().allFinite(t.data))) {
+    if (!(t.data instanceof T.HalfArray ? T.hostKernels().halfAllFinite(t.data) : T.hostKernels().allFinite(t.data))) {
       const why = 'the file is damaged, or was saved from a diverged run';
       throw new ModelFileError(t.file, `weight "${t.name}" holds NaN or Inf values: ${why}.`);
     }

@@ -191,18 +191,18 @@ function writeCache(cache: KVCache, store: (Tensor | null)[], l: number, step: T
   const [B, n, G, D] = step.shape;
   const row = G * D,
     need = past + n;
+  const K = T.kernels();
   let buf = store[l];
   if (!buf || buf.shape[1] < need) {
     const had = buf?.shape[1] ?? 0;
     const cap = Math.max(need, cache.capacity, 2 * had);
-    const grown = new Float32Array(B * cap * row);
-    for (let b = 0; buf && b < B; b++)
-      grown.set(buf.data.subarray(b * had * row, (b * had + past) * row), b * cap * row);
+    const grown = K.alloc(B * cap * row);
+    if (buf) K.copy(buf.buf, 0, [had * row, 1], grown, 0, [cap * row, 1], [B, past * row], false);
     buf = new T.Tensor(grown, [B, cap, G, D]);
     store[l] = buf;
   }
   const cap = buf.shape[1];
-  for (let b = 0; b < B; b++) buf.data.set(step.data.subarray(b * n * row, (b + 1) * n * row), (b * cap + past) * row);
+  K.copy(step.buf, 0, [n * row, 1], buf.buf, past * row, [cap * row, 1], [B, n * row], false);
   return buf;
 }
 

@@ -5,6 +5,7 @@
  * SEARCH_R3_BACKEND=js|native|webgpu chooses; by default the native backend is used when its addon
  * loaded. useDevice() is what commands call for --device auto|cpu|webgpu.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import type { HalfArray } from './half-float.js';
 import { jsKernels } from './js-kernels.js';
 import type { F32, Kernels } from './kernels.js';
@@ -54,6 +55,11 @@ export function nativeKernels(): Kernels | null {
     }
   }
   return registry.native;
+}
+
+/** The fastest kernels for host arrays (native, else TS), whatever device the tensors are on. */
+export function hostKernels(): Kernels {
+  return nativeKernels() ?? jsKernels;
 }
 
 export function nativeBackendError(): string | null {
@@ -128,6 +134,8 @@ export function useDevice(choice: DeviceChoice): DeviceReport {
     setBackend('webgpu');
     return { backend: 'webgpu', description: `webgpu (${registry.webgpu!.gpu.facts.description})` };
   }
+  const software = onlySoftwareVulkan();
+  if (software) return cpu(`: ${software}`);
   const g = webgpuKernels();
   if (g && !g.gpu.facts.software) {
     setBackend('webgpu');
@@ -137,6 +145,19 @@ export function useDevice(choice: DeviceChoice): DeviceReport {
     ? `: the only WebGPU adapter, ${g.gpu.facts.description}, runs on the CPU itself`
     : `: no WebGPU adapter (${registry.webgpuError})`;
   return cpu(why);
+}
+
+/**
+ * On Linux, a reason to skip WebGPU for --device auto without starting Dawn (which costs a GPU thread
+ * and prints its limit warnings): no GPU device node at all, so the only adapter could be a software
+ * one. Null when a GPU may be there (or the platform is not Linux), so Dawn must be asked.
+ */
+function onlySoftwareVulkan(): string | null {
+  if (process.platform !== 'linux') return null;
+  const nodes = (dir: string, pattern: RegExp): boolean =>
+    existsSync(dir) && readdirSync(dir).some((f) => pattern.test(f));
+  if (nodes('/dev/dri', /^renderD\d+$/) || nodes('/dev', /^nvidia\d+$/)) return null;
+  return 'this machine has no GPU device (/dev/dri/renderD*, /dev/nvidia*)';
 }
 
 function initialBackend(): void {

@@ -169,6 +169,18 @@ export class Tensor {
     );
   }
 
+  /** Overwrites the values with host ones of the same length (an upload on a GPU). */
+  write(values: Float32Array): void {
+    const d = this.storage();
+    if (values.length !== d.length) {
+      throw new TensorError('write', `${values.length} values for ${this.describe()}`);
+    }
+    if (d instanceof GpuArray && d.dtype === 'f32') d.device.write(d.id, 0, values);
+    else if (d instanceof Float32Array) d.set(values);
+    else
+      throw new TensorError('write', `${this.describe()} is held in ${this.dtype}; only float32 tensors take values`);
+  }
+
   /** The gradient on the host (the array itself on the CPU), or null. */
   readGrad(): Float32Array | null {
     return this.grad === null ? null : kernels().toHost(this.grad);

@@ -80,7 +80,7 @@ export async function saveCheckpoint(
   const dir = checkpointDir(root, state.step);
   await writeDirAtomically(dir, async (tmp) => {
     await extra?.(tmp);
-    const weights = params.map((p, i) => [paramName(p, i), { shape: [...p.shape], data: p.data }] as const);
+    const weights = params.map((p, i) => [paramName(p, i), { shape: [...p.shape], data: p.read() }] as const);
     await saveSafetensors(path.join(tmp, WEIGHTS_FILE), weights);
     const moments = opt.buffers.flatMap((bufs, k) =>
       bufs.map((b, i) => [`buffer${k}.${i}`, { shape: [b.length], data: b }] as const),
@@ -300,7 +300,7 @@ export function applyCheckpoint(c: CheckpointContents<unknown>, params: readonly
       }),
     );
   }
-  params.forEach((p, i) => p.data.set(weights[i]!));
+  params.forEach((p, i) => p.write(weights[i]!));
   return { state: c.state, optimizer: { kind: c.optimizer.kind, step: c.optimizer.step, buffers } };
 }
 

@@ -54,7 +54,7 @@ export async function loadForFineTuning(
 }
 
 function frozenCopy(model: Qwen2Model): Qwen2Model {
-  const copy = (v: Tensor, name: string): Tensor => new T.Tensor(Float32Array.from(v.data), v.shape, false, name);
+  const copy = (v: Tensor, name: string): Tensor => new T.Tensor(T.kernels().clone(v.buf), v.shape, false, name);
   return new Qwen2Model(model.config, new Map([...model.params].map(([k, v]) => [k, copy(v, k)])));
 }
 

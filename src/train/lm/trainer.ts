@@ -84,7 +84,7 @@ export function validationLoss(
       const { ids, targets } = seqs.batch(idx);
       const h = model.forward(ids, idx.length, seqs.seqLength);
       const l = T.crossEntropy(model.logits(h), targets, { reduction: 'sum' });
-      sum += l.data[0]!;
+      sum += l.item();
       tokens += targets.length;
     }
   });
@@ -152,7 +152,7 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
       const { ids, targets } = train.batch(nextBatch());
       const h = model.forward(ids, cfg.batchSize, cfg.seqLength, { rng: run.rng });
       const l = T.crossEntropy(model.logits(h), targets);
-      const v = run.checkLoss(l.data[0]!);
+      const v = run.checkLoss(l.item());
       l.backward(new Float32Array([1 / cfg.accumulation]));
       loss += v / cfg.accumulation;
     }

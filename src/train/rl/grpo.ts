@@ -84,19 +84,20 @@ export function grpoLoss(x: GrpoInputs): GrpoOutput {
   const ratio = T.exp(T.sub(logp, new T.Tensor(x.oldLogp, shape)));
   const coef = new Float32Array(n),
     constant = new Float32Array(n);
+  const ratios = ratio.read();
   let clipped = 0,
     wsum = 0,
     surr = 0,
     rsum = 0;
   for (let t = 0; t < n; t++) {
-    const s = clippedSurrogate(ratio.data[t], x.advantages[t], x.clipEps);
+    const s = clippedSurrogate(ratios[t], x.advantages[t], x.clipEps);
     if (s.clipped) {
       clipped++;
       constant[t] = s.value;
     } else coef[t] = x.advantages[t];
     wsum += x.weights[t];
     surr += x.weights[t] * s.value;
-    rsum += x.weights[t] * ratio.data[t];
+    rsum += x.weights[t] * ratios[t];
   }
   // −Σ w·surrogate; the clipped tokens contribute their (constant) value
   let perToken = T.neg(T.add(T.mul(ratio, new T.Tensor(coef, shape)), new T.Tensor(constant, shape)));
@@ -104,10 +105,12 @@ export function grpoLoss(x: GrpoInputs): GrpoOutput {
   if (x.refLogp && x.beta !== 0) {
     const d = T.sub(new T.Tensor(x.refLogp, shape), logp);
     const klT = T.affine(T.sub(T.exp(d), d), 1, -1);
-    for (let t = 0; t < n; t++) kl += x.weights[t] * klT.data[t];
+    const klValues = klT.read();
+    for (let t = 0; t < n; t++) kl += x.weights[t] * klValues[t];
     perToken = T.add(perToken, T.scale(klT, x.beta));
   } else if (x.refLogp) {
-    for (let t = 0; t < n; t++) kl += x.weights[t] * k3(x.logp.data[t], x.refLogp[t]);
+    const logps = x.logp.read();
+    for (let t = 0; t < n; t++) kl += x.weights[t] * k3(logps[t], x.refLogp[t]);
   }
   const loss = T.sum(T.mul(perToken, new T.Tensor(x.weights, shape)));
   const norm = wsum > 0 ? wsum : 1;

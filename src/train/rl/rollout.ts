@@ -119,8 +119,9 @@ export function forwardRollouts(
 /** Rows of a [n, d] tensor as unit-length Float32Arrays. */
 export function unitRows(x: Tensor): Float32Array[] {
   const [n, d] = x.shape;
+  const values = x.read();
   return Array.from({ length: n }, (_, i) => {
-    const v = x.data.subarray(i * d, (i + 1) * d);
+    const v = values.subarray(i * d, (i + 1) * d);
     let s = 0;
     for (let j = 0; j < d; j++) s += v[j] * v[j];
     const inv = s > 0 ? 1 / Math.sqrt(s) : 0;

@@ -260,9 +260,13 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     generated += lengths.reduce((s, l) => s + l, 0);
     // 2. π_old and π_ref log-probabilities, and the response embeddings, before any update
     const old = T.noGrad(() => forwardRollouts(pol.model, rollouts, r.temperature));
-    const oldLogp = Float32Array.from(old.logp.data);
+    const oldLogp = Float32Array.from(old.logp.read());
     const ref = pol.ref;
-    const refLogp = ref ? T.noGrad(() => forwardRollouts(ref, rollouts, r.temperature)).logp.data.slice() : null;
+    const refLogp = ref
+      ? T.noGrad(() => forwardRollouts(ref, rollouts, r.temperature))
+          .logp.read()
+          .slice()
+      : null;
     const embeddings = unitRows(old.emb);
     // 3. the environment: local refresh, then rewards over the whole corpus
     const queries: StepQuery[] = batch.map((q, i) => ({

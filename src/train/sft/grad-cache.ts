@@ -53,7 +53,7 @@ export function gradCacheBackward(
         chunkRng(c),
         false,
         false,
-      ).emb.data;
+      ).emb.read();
     const e = rng && dropout ? run() : T.noGrad(run);
     idx.forEach((i, r) => all.set(e.subarray(r * d, (r + 1) * d), i * d));
   });

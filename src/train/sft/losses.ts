@@ -57,7 +57,7 @@ export function tripletLoss(q: Tensor, d: Tensor, t: ContrastiveTargets, margin:
   // relu(x) = x·[x > 0] with the indicator a constant; pairs not marked are masked out in the same product
   const keep = new Float32Array(B * M);
   let count = 0;
-  const h = hinge.data;
+  const h = hinge.read();
   for (let i = 0; i < B * M; i++) {
     if (!t.tripletNegative[i]) continue;
     count++;

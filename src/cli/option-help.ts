@@ -1,0 +1,18 @@
+/** Help lines for options shared by several commands, wrapped so descriptions start at one column. */
+export function optionHelp(flags: readonly (readonly [string, string])[], column: number): string {
+  const width = 110 - column;
+  return flags
+    .map(([flag, text]) => {
+      const lines: string[] = [];
+      for (const word of text.split(' ')) {
+        const last = lines.length - 1;
+        if (last >= 0 && lines[last].length + 1 + word.length <= width) lines[last] += ` ${word}`;
+        else lines.push(word);
+      }
+      const head = `  ${flag}`;
+      const indent = ' '.repeat(column);
+      const first = head.length < column ? `${head.padEnd(column)}${lines[0]}` : `${head}\n${indent}${lines[0]}`;
+      return [first, ...lines.slice(1).map((l) => `${indent}${l}`)].join('\n');
+    })
+    .join('\n');
+}
