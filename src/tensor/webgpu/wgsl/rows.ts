@@ -1,0 +1,263 @@
+/**
+ * WGSL for the model's row-wise kernels (RMSNorm, softmax, log-softmax, cross-entropy: one workgroup per
+ * row, each invocation striding by 256 over the row, then a workgroup reduction) and its element-wise
+ * ones (rotary embedding, SiLU, SwiGLU, AdamW: flat). Formulas follow native/norm.c, softmax.c, loss.c,
+ * elementwise.c and optim.c; sums are float32 here (WGSL has no f64), which stays well inside 1e-4 of the
+ * native double sums even over a 151,936-long vocabulary row.
+ */
+import { PRELUDE, flatKernel } from './prelude.js';
+
+/**
+ * Workgroup sum and max over one value per invocation. The result comes back through
+ * workgroupUniformLoad, so callers may branch on it before a later barrier, and `red` is free for the
+ * next reduction once it returns (that load ends with a barrier).
+ */
+const REDUCE = /* wgsl */ `
+var<workgroup> red: array<f32, 256>;
+var<workgroup> result: f32;
+fn wgSum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (lid < w) { red[lid] += red[lid + w]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { result = red[0]; }
+  return workgroupUniformLoad(&result);
+}
+fn wgMax(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (lid < w) { red[lid] = select(red[lid], red[lid + w], red[lid + w] > red[lid]); }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { result = red[0]; }
+  return workgroupUniformLoad(&result);
+}
+fn isNegInf(x: f32) -> bool { return bitcast<u32>(x) == 0xff800000u; }`;
+
+/** A kernel with one workgroup per row; the body sees `row` (uniform) and `lid`. */
+function rowKernel(decls: string, body: string): string {
+  return `${PRELUDE}
+${REDUCE}
+${decls}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32,
+        @builtin(num_workgroups) groups: vec3u) {
+  let row = rowId(wg, groups);
+${body}
+}`;
+}
+
+/**
+ * `mx` (the row's max, starting from its first element so no -Inf literal is needed; rows are never
+ * empty here) and `total` = Σ exp(x − mx) over row `o`…`o + n` of buffer `b`, as native/rowmath.h does.
+ */
+const maxAndExpSum = (b: string): string => /* wgsl */ `
+  var m = ${b}[o];
+  for (var j = lid; j < n; j += 256u) { let v = ${b}[o + j]; m = select(m, v, v > m); }
+  let mx = wgMax(m, lid);
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) { s += exp(${b}[o + j] - mx); }
+  let total = wgSum(s, lid);`;
+
+/** log Σ exp of the row: −Inf for a row that is all −Inf (row_lse). */
+const LSE = /* wgsl */ `
+  var lse = mx + log(total);
+  if (isNegInf(mx)) { lse = mx; }`;
+
+/**
+ * sigmoid with exp's argument clamped so it never overflows (WGSL leaves overflow indeterminate); where
+ * native sr3_expf returns Inf (and sigmoid 0) this gives below 3e-39.
+ */
+const SIGMOID = /* wgsl */ `
+fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(clamp(-x, -87.3, 88.72))); }`;
+
+const ro = (binding: number, name: string, type = 'f32'): string =>
+  `@group(0) @binding(${binding}) var<storage, read> ${name}: array<${type}>;`;
+const rw = (binding: number, name: string, type = 'f32'): string =>
+  `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<${type}>;`;
+
+/**
+ * Rotary embedding over [rows, heads, headDim]: invocation i rotates the pair (k, k + half) of one head,
+ * so reading both before writing both makes the in-place variant (one read_write buffer) safe.
+ * P: rows·heads·half, heads, half, sign (−1 for the inverse rotation)
+ */
+function rope(inPlace: boolean): string {
+  const out = inPlace ? 'x' : 'out';
+  const b = inPlace ? 1 : 2;
+  const decls = [
+    inPlace ? rw(1, 'x') : `${ro(1, 'x')}\n${rw(2, 'out')}`,
+    ro(b + 1, 'cosT'),
+    ro(b + 2, 'sinT'),
+    ro(b + 3, 'pos', 'i32'),
+  ].join('\n');
+  return flatKernel(
+    decls,
+    `  if (i >= pu(0)) { return; }
+  let half = pu(2);
+  let k = i % half;
+  let rh = i / half;
+  let t = u32(pos[rh / pu(1)]) * half + k;
+  let c = cosT[t];
+  let s = pf(3) * sinT[t];
+  let o = rh * 2u * half + k;
+  let x1 = x[o];
+  let x2 = x[o + half];
+  ${out}[o] = x1 * c - x2 * s;
+  ${out}[o + half] = x2 * c + x1 * s;`,
+  );
+}
+
+export const rowKernels: Record<string, string> = {
+  // y = x·rstd·w, rstd = 1/sqrt(mean(x²) + eps). P: dim, eps
+  rmsnormForward: rowKernel(
+    [ro(1, 'x'), ro(2, 'w'), rw(3, 'y'), rw(4, 'rstd')].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) { let v = x[o + j]; s += v * v; }
+  let rs = 1.0 / sqrt(wgSum(s, lid) / f32(n) + pf(1));
+  if (lid == 0u) { rstd[row] = rs; }
+  for (var j = lid; j < n; j += 256u) { y[o + j] = x[o + j] * rs * w[j]; }`,
+  ),
+  // dx = rs·dy∘w − x·rs³·mean(dy∘w∘x). P: dim
+  rmsnormBackward: rowKernel(
+    [ro(1, 'dy'), ro(2, 'x'), ro(3, 'w'), ro(4, 'rstd'), rw(5, 'dx')].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+  let rs = rstd[row];
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) { s += dy[o + j] * w[j] * x[o + j]; }
+  let k = rs * rs * rs * wgSum(s, lid) / f32(n);
+  for (var j = lid; j < n; j += 256u) { dx[o + j] = rs * dy[o + j] * w[j] - k * x[o + j]; }`,
+  ),
+  // RMSNorm's ∂L/∂w, pass 1: part[c, j] = Σ over rows r of chunk c of dy[r, j]·x[r, j]·rstd[r].
+  // P: chunks·dim, dim, rows, rows per chunk
+  rmsnormDwPartial: flatKernel(
+    [ro(1, 'dy'), ro(2, 'x'), ro(3, 'rstd'), rw(4, 'part')].join('\n'),
+    `  if (i >= pu(0)) { return; }
+  let dim = pu(1);
+  let j = i % dim;
+  let r0 = (i / dim) * pu(3);
+  let r1 = min(r0 + pu(3), pu(2));
+  var s = 0.0;
+  for (var r = r0; r < r1; r++) { s += dy[r * dim + j] * x[r * dim + j] * rstd[r]; }
+  part[i] = s;`,
+  ),
+  // Pass 2, in a fixed order (deterministic): out[j] += Σ_c part[c, j]. P: dim, chunks
+  columnSumAdd: flatKernel(
+    [ro(1, 'part'), rw(2, 'out')].join('\n'),
+    `  if (i >= pu(0)) { return; }
+  var s = 0.0;
+  for (var c = 0u; c < pu(1); c++) { s += part[c * pu(0) + i]; }
+  out[i] += s;`,
+  ),
+  rope: rope(false),
+  ropeInPlace: rope(true),
+  // P: n
+  softmaxForward: rowKernel(
+    [ro(1, 'x'), rw(2, 'y')].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+${maxAndExpSum('x')}
+  let inv = 1.0 / total;
+  for (var j = lid; j < n; j += 256u) { y[o + j] = exp(x[o + j] - mx) * inv; }`,
+  ),
+  // dx = y∘(dy − Σ dy∘y). P: n
+  softmaxBackward: rowKernel(
+    [ro(1, 'y'), ro(2, 'dy'), rw(3, 'dx')].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) { s += dy[o + j] * y[o + j]; }
+  let d = wgSum(s, lid);
+  for (var j = lid; j < n; j += 256u) { dx[o + j] = y[o + j] * (dy[o + j] - d); }`,
+  ),
+  // P: n
+  logSoftmaxForward: rowKernel(
+    [ro(1, 'x'), rw(2, 'y')].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+${maxAndExpSum('x')}
+${LSE}
+  for (var j = lid; j < n; j += 256u) { y[o + j] = x[o + j] - lse; }`,
+  ),
+  // dx = dy − exp(y)·Σ dy. P: n
+  logSoftmaxBackward: rowKernel(
+    [ro(1, 'y'), ro(2, 'dy'), rw(3, 'dx')].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) { s += dy[o + j]; }
+  let d = wgSum(s, lid);
+  for (var j = lid; j < n; j += 256u) { dx[o + j] = dy[o + j] - exp(y[o + j]) * d; }`,
+  ),
+  // loss[r] = lse(logits[r]) − logits[r, t]; both 0 where t = ignoreIndex. P: vocab, ignoreIndex
+  crossEntropyForward: rowKernel(
+    [ro(1, 'logits'), ro(2, 'targets', 'i32'), rw(3, 'loss'), rw(4, 'lseOut')].join('\n'),
+    `  let t = targets[row];
+  if (t == pi(1)) {
+    if (lid == 0u) { loss[row] = 0.0; lseOut[row] = 0.0; }
+    return;
+  }
+  let n = pu(0);
+  let o = row * n;
+${maxAndExpSum('logits')}
+${LSE}
+  if (lid == 0u) { lseOut[row] = lse; loss[row] = lse - logits[o + u32(t)]; }`,
+  ),
+  // dlogits[r] = scale[r]·(exp(logits[r] − lse[r]) − onehot(t)); 0 for ignored rows.
+  // P: rows·vocab, vocab, ignoreIndex
+  crossEntropyBackward: flatKernel(
+    [ro(1, 'logits'), ro(2, 'targets', 'i32'), ro(3, 'lse'), ro(4, 'scale'), rw(5, 'dlogits')].join('\n'),
+    `  if (i >= pu(0)) { return; }
+  let r = i / pu(1);
+  let t = targets[r];
+  if (t == pi(2)) { dlogits[i] = 0.0; return; }
+  let s = scale[r];
+  var d = s * exp(logits[i] - lse[r]);
+  if (u32(t) == i % pu(1)) { d -= s; }
+  dlogits[i] = d;`,
+  ),
+  // P: n
+  siluForward: flatKernel(
+    `${ro(1, 'x')}\n${rw(2, 'y')}\n${SIGMOID}`,
+    '  if (i < pu(0)) { y[i] = x[i] * sigmoid(x[i]); }',
+  ),
+  // P: n
+  siluBackward: flatKernel(
+    `${ro(1, 'x')}\n${ro(2, 'dy')}\n${rw(3, 'dx')}\n${SIGMOID}`,
+    `  if (i >= pu(0)) { return; }
+  let v = x[i];
+  let s = sigmoid(v);
+  dx[i] = dy[i] * s * (1.0 + v * (1.0 - s));`,
+  ),
+  // P: n
+  swigluForward: flatKernel(
+    `${ro(1, 'gate')}\n${ro(2, 'up')}\n${rw(3, 'y')}\n${SIGMOID}`,
+    '  if (i < pu(0)) { let g = gate[i]; y[i] = g * sigmoid(g) * up[i]; }',
+  ),
+  // P: n
+  swigluBackward: flatKernel(
+    [ro(1, 'gate'), ro(2, 'up'), ro(3, 'dy'), rw(4, 'dgate'), rw(5, 'dup'), SIGMOID].join('\n'),
+    `  if (i >= pu(0)) { return; }
+  let g = gate[i];
+  let s = sigmoid(g);
+  let d = dy[i];
+  dup[i] = d * (g * s);
+  dgate[i] = d * up[i] * s * (1.0 + g * (1.0 - s));`,
+  ),
+  // AdamW in place. P: n, lr, beta1, beta2, eps, decay = 1 − lr·wd, 1 − beta1, 1 − beta2, 1/bc1, 1/bc2
+  adamw: flatKernel(
+    [rw(1, 'param'), ro(2, 'grad'), rw(3, 'm'), rw(4, 'v')].join('\n'),
+    `  if (i >= pu(0)) { return; }
+  let g = grad[i];
+  let mi = pf(2) * m[i] + pf(6) * g;
+  let vi = pf(3) * v[i] + pf(7) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  param[i] = param[i] * pf(5) - pf(1) * (mi * pf(8)) / (sqrt(vi * pf(9)) + pf(4));`,
+  ),
+};

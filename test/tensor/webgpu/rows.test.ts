@@ -1,0 +1,244 @@
+/**
+ * WebGPU row-wise and element-wise model kernels (RMSNorm, RoPE, softmax, log-softmax, cross-entropy,
+ * SiLU, SwiGLU, AdamW) against the native ones (relErr ≤ 1e-4, see harness.ts), on awkward shapes and
+ * with outputs aliasing inputs where the interface allows it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { F32_TOL, down, ref, relErr, seeded, skipWithoutGpu, up, wg } from './harness.js';
+
+const opt = { skip: skipWithoutGpu };
+const r = seeded(11);
+
+function close(got: Float32Array, want: Float32Array, what: string): void {
+  const e = relErr(got, want);
+  assert.ok(e <= F32_TOL, `${what}: relErr ${e}`);
+}
+
+/** Rows × length pairs: single elements, lengths below, at and above one workgroup, and Qwen's vocabulary. */
+const ROW_SHAPES: [number, number][] = [
+  [1, 1],
+  [3, 7],
+  [37, 256],
+  [3, 1000],
+  [2, 151936],
+];
+
+test('rmsnorm forward and backward, y aliasing x, dx aliasing dy, dw accumulated and null', opt, () => {
+  for (const [rows, dim] of [
+    [1, 1],
+    [3, 7],
+    [37, 256],
+    [70, 1000],
+  ]) {
+    const x = r.randn(rows * dim, 2),
+      w = r.randn(dim),
+      dy = r.randn(rows * dim),
+      dw0 = r.randn(dim);
+    const y = new Float32Array(rows * dim),
+      rstd = new Float32Array(rows);
+    ref.rmsnormForward(x, w, y, rstd, rows, dim, 1e-6);
+    const dx = new Float32Array(rows * dim),
+      dw = Float32Array.from(dw0);
+    ref.rmsnormBackward(dy, x, w, rstd, dx, dw, rows, dim);
+
+    const gx = up(x),
+      gw = up(w),
+      gy = wg().alloc(rows * dim),
+      grstd = wg().alloc(rows);
+    wg().rmsnormForward(gx, gw, gy, grstd, rows, dim, 1e-6);
+    const shape = `${rows}×${dim}`;
+    close(down(gy), y, `forward y ${shape}`);
+    close(down(grstd), rstd, `forward rstd ${shape}`);
+    const gdy = up(dy),
+      gdx = wg().alloc(rows * dim),
+      gdw = up(dw0);
+    wg().rmsnormBackward(gdy, gx, gw, grstd, gdx, gdw, rows, dim);
+    if (dim === 1) {
+      // With one column y = sign(x)·w, so dx is 0 up to eps: both sides hold only the rounding left by
+      // cancelling rs·dy·w against itself, measured here against the size of that term.
+      const term = Math.max(...dy.map((d, i) => Math.abs(rstd[i] * d * w[0])));
+      const diff = Math.max(...down(gdx).map((g, i) => Math.abs(g - dx[i])));
+      assert.ok(diff <= F32_TOL * term, `backward dx ${shape}: ${diff} beside terms of ${term}`);
+    } else close(down(gdx), dx, `backward dx ${shape}`);
+    close(down(gdw), dw, `backward dw ${shape}`);
+
+    const inPlace = up(x),
+      grstd2 = wg().alloc(rows);
+    wg().rmsnormForward(inPlace, gw, inPlace, grstd2, rows, dim, 1e-6);
+    close(down(inPlace), y, `forward in place ${shape}`);
+    const dyInPlace = up(dy);
+    wg().rmsnormBackward(dyInPlace, gx, gw, grstd, dyInPlace, null, rows, dim);
+    if (dim > 1) close(down(dyInPlace), dx, `backward dx aliasing dy, dw null ${shape}`);
+  }
+});
+
+test('rope forward and inverse, into another array and in place, against native', opt, () => {
+  for (const [rows, heads, headDim, maxPos] of [
+    [1, 1, 2, 1],
+    [3, 2, 8, 5],
+    [37, 3, 64, 40],
+  ]) {
+    const half = headDim / 2;
+    const x = r.randn(rows * heads * headDim),
+      cos = r.randn(maxPos * half),
+      sin = r.randn(maxPos * half),
+      pos = r.ints(rows, maxPos);
+    const gcos = up(cos),
+      gsin = up(sin);
+    for (const inverse of [false, true]) {
+      const want = new Float32Array(x.length);
+      ref.rope(x, want, cos, sin, pos, rows, heads, headDim, inverse);
+      const what = `${rows}×${heads}×${headDim} inverse=${inverse}`;
+      const gx = up(x),
+        out = wg().alloc(x.length);
+      wg().rope(gx, out, gcos, gsin, pos, rows, heads, headDim, inverse);
+      close(down(out), want, what);
+      assert.deepEqual(down(gx), x, `${what}: x untouched`);
+      wg().rope(gx, gx, gcos, gsin, pos, rows, heads, headDim, inverse);
+      close(down(gx), want, `${what} in place`);
+    }
+  }
+  assert.throws(
+    () => wg().rope(up(r.randn(4)), wg().alloc(4), up(r.randn(2)), up(r.randn(2)), Int32Array.of(1), 1, 1, 4, false),
+    /outside the cos\/sin tables/,
+  );
+});
+
+test('softmax and log-softmax forward and backward, up to a 151,936-long row, in place too', opt, () => {
+  for (const [rows, n] of ROW_SHAPES) {
+    const x = r.randn(rows * n, 3),
+      dy = r.randn(rows * n);
+    if (n >= 7) x[1] = x[n + 2 < x.length ? n + 2 : 2] = -Infinity; // masked entries
+    for (const [fwd, bwd] of [
+      ['softmaxForward', 'softmaxBackward'],
+      ['logSoftmaxForward', 'logSoftmaxBackward'],
+    ] as const) {
+      const what = `${fwd} ${rows}×${n}`;
+      const y = new Float32Array(x.length),
+        dx = new Float32Array(x.length);
+      ref[fwd](x, y, rows, n);
+      ref[bwd](y, dy, dx, rows, n);
+      const gx = up(x),
+        gy = wg().alloc(x.length);
+      wg()[fwd](gx, gy, rows, n);
+      close(down(gy), y, what);
+      const gdx = wg().alloc(x.length);
+      wg()[bwd](gy, up(dy), gdx, rows, n);
+      // The backward pass from the native y, so only the backward kernel is measured.
+      const gdx2 = up(dy);
+      wg()[bwd](up(y), gdx2, gdx2, rows, n);
+      close(down(gdx2), dx, `${bwd} ${rows}×${n}, dx aliasing dy`);
+      close(down(gdx), dx, `${bwd} ${rows}×${n} from the GPU's y`);
+      wg()[fwd](gx, gx, rows, n);
+      close(down(gx), y, `${what} in place`);
+    }
+  }
+});
+
+test('more rows than one grid dimension holds (65,535 workgroups) fold into a second', opt, () => {
+  const rows = 65537,
+    n = 2;
+  const x = r.randn(rows * n),
+    y = new Float32Array(x.length);
+  ref.logSoftmaxForward(x, y, rows, n);
+  const gy = wg().alloc(x.length);
+  wg().logSoftmaxForward(up(x), gy, rows, n);
+  close(down(gy), y, `${rows}×${n}`);
+});
+
+test('cross-entropy forward and backward with ignored rows, per-row scale, up to a 151,936 vocabulary', opt, () => {
+  const ignore = -100;
+  for (const [rows, vocab] of [...ROW_SHAPES, [37, 1000]]) {
+    const logits = r.randn(rows * vocab, 4),
+      targets = r.ints(rows, vocab),
+      scale = r.randn(rows);
+    for (let i = 1; i < rows; i += 3) targets[i] = ignore;
+    const loss = new Float32Array(rows),
+      lse = new Float32Array(rows),
+      dl = new Float32Array(rows * vocab);
+    ref.crossEntropyForward(logits, targets, loss, lse, rows, vocab, ignore);
+    ref.crossEntropyBackward(logits, targets, lse, scale, dl, rows, vocab, ignore);
+    const what = `${rows}×${vocab}`;
+    const gl = up(logits),
+      gloss = up(r.randn(rows)),
+      glse = up(r.randn(rows));
+    wg().crossEntropyForward(gl, targets, gloss, glse, rows, vocab, ignore);
+    close(down(gloss), loss, `forward loss ${what}`);
+    close(down(glse), lse, `forward lse ${what}`);
+    const gdl = up(r.randn(rows * vocab));
+    wg().crossEntropyBackward(gl, targets, glse, up(scale), gdl, rows, vocab, ignore);
+    close(down(gdl), dl, `backward ${what}`);
+    wg().crossEntropyBackward(gl, targets, glse, up(scale), gl, rows, vocab, ignore);
+    close(down(gl), dl, `backward ${what}, dlogits aliasing logits`);
+  }
+  assert.throws(
+    () => wg().crossEntropyForward(up(r.randn(4)), Int32Array.of(4), wg().alloc(1), wg().alloc(1), 1, 4, -100),
+    /outside the vocabulary/,
+  );
+});
+
+test('silu and swiglu forward and backward, outputs aliasing inputs', opt, () => {
+  for (const n of [1, 7, 256, 1000]) {
+    const x = r.randn(n, 4),
+      u = r.randn(n),
+      dy = r.randn(n);
+    if (n >= 7) {
+      x[0] = -100;
+      x[1] = 100;
+    }
+    const y = new Float32Array(n),
+      dx = new Float32Array(n);
+    ref.siluForward(x, y);
+    ref.siluBackward(x, dy, dx);
+    const gy = wg().alloc(n);
+    wg().siluForward(up(x), gy);
+    close(down(gy), y, `silu ${n}`);
+    const gx = up(x);
+    wg().siluForward(gx, gx);
+    close(down(gx), y, `silu ${n} in place`);
+    const gdy = up(dy);
+    wg().siluBackward(up(x), gdy, gdy);
+    close(down(gdy), dx, `silu backward ${n}, dx aliasing dy`);
+
+    const sy = new Float32Array(n),
+      dg = new Float32Array(n),
+      du = new Float32Array(n);
+    ref.swigluForward(x, u, sy);
+    ref.swigluBackward(x, u, dy, dg, du);
+    const gu = up(u);
+    wg().swigluForward(up(x), gu, gu);
+    close(down(gu), sy, `swiglu ${n}, y aliasing up`);
+    const gg = up(x),
+      gu2 = up(u);
+    wg().swigluBackward(gg, gu2, up(dy), gg, gu2);
+    close(down(gg), dg, `swiglu backward dgate ${n}, aliasing gate`);
+    close(down(gu2), du, `swiglu backward dup ${n}, aliasing up`);
+  }
+});
+
+test('adamw: several steps in place match native', opt, () => {
+  for (const n of [1, 7, 1000]) {
+    const param = r.randn(n),
+      m = new Float32Array(n),
+      v = new Float32Array(n);
+    const gp = up(param),
+      gm = up(m),
+      gv = up(v);
+    const param0 = Float32Array.from(param);
+    const [lr, b1, b2, eps, wd] = [1e-2, 0.9, 0.999, 1e-8, 0.1];
+    for (let step = 1; step <= 5; step++) {
+      const grad = r.randn(n, 0.1 * step);
+      const bc1 = 1 - b1 ** step,
+        bc2 = 1 - b2 ** step;
+      ref.adamw(param, grad, m, v, lr, b1, b2, eps, wd, bc1, bc2);
+      wg().adamw(gp, up(grad), gm, gv, lr, b1, b2, eps, wd, bc1, bc2);
+    }
+    close(down(gp), param, `param ${n}`);
+    // The updates themselves, which are small beside the parameters.
+    const delta = (p: Float32Array): Float32Array => p.map((x, i) => x - param0[i]);
+    close(delta(down(gp)), delta(param), `param update ${n}`);
+    close(down(gm), m, `m ${n}`);
+    close(down(gv), v, `v ${n}`);
+  }
+});
