@@ -5,6 +5,7 @@
 import type { Kernels } from '../kernels.js';
 import type { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
+import { matmulKernels } from './matmul-kernels.js';
 import { storageKernels } from './storage-kernels.js';
 
 export type WebgpuKernels = Kernels<GpuArray, GpuArray> & { readonly gpu: GpuDevice };
@@ -14,10 +15,6 @@ export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
     throw new Error(`the ${name} kernel is not available on WebGPU yet`);
   };
   const todo = [
-    'gemm',
-    'gemmHalf',
-    'widenHalf',
-    'halfAllFinite',
     'rmsnormForward',
     'rmsnormBackward',
     'rope',
@@ -33,9 +30,6 @@ export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
     'swigluBackward',
     'attentionForward',
     'attentionBackward',
-    'embeddingForward',
-    'embeddingForwardHalf',
-    'embeddingBackward',
     'adamw',
   ] as const;
   const stubs = Object.fromEntries(todo.map((n) => [n, missing(n)])) as unknown as Pick<
@@ -47,5 +41,6 @@ export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
     gpu,
     ...stubs,
     ...storageKernels(gpu),
+    ...matmulKernels(gpu),
   };
 }

@@ -1,8 +1,10 @@
 /** Every WGSL kernel by name: the GPU thread compiles them from here on first use. */
 import { elementwiseKernels } from './elementwise.js';
+import { matmulKernels } from './matmul.js';
 
 const sources: Record<string, string> = {
   ...elementwiseKernels,
+  ...matmulKernels,
 };
 
 export function kernelSource(name: string): string {
