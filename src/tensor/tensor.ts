@@ -157,7 +157,7 @@ export class Tensor {
     return this.data;
   }
 
-  /** The values as held, on the host: read() for float32, the 16-bit patterns of a frozen weight (copies from a GPU). */
+  /** The values as held, on the host: read() for float32, a frozen weight's 16-bit patterns (copied from a GPU). */
   readValues(): Float32Array | HalfArray {
     const d = this.storage();
     if (d instanceof HalfArray) return d;

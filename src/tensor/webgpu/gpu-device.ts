@@ -59,7 +59,9 @@ export class GpuDevice {
     }
     worker.unref();
     const device = new GpuDevice(worker, JSON.parse(replyText(reply)) as AdapterFacts);
-    // Tearing the thread down while Dawn still works crashes the process: finish and close first.
+    // Node tearing the thread down while Dawn still works crashes the process: when the event loop has
+    // drained, close the device and wait for the thread to end; on process.exit(), close at least.
+    process.once('beforeExit', () => void device.shutdown());
     process.once('exit', () => device.close());
     return device;
   }
@@ -146,13 +148,18 @@ export class GpuDevice {
 
   /** Lets the GPU finish what is queued, destroys the device and stops the thread (waits up to 10 s). */
   close(): void {
+    void this.shutdown();
+  }
+
+  /** close(), resolving once the GPU thread has ended. */
+  async shutdown(): Promise<void> {
     if (this.closed) return;
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
     this.pending.push({ op: 'close', reply });
     this.flush();
     this.closed = true;
     wait(reply, 10_000);
-    void this.worker.terminate();
+    await this.worker.terminate();
   }
 
   private enqueue(c: GpuCommand): void {

@@ -5,6 +5,7 @@
 import type { Kernels } from '../kernels.js';
 import type { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
+import { matmulKernels } from './matmul-kernels.js';
 import { rowKernels } from './row-kernels.js';
 import { storageKernels } from './storage-kernels.js';
 
@@ -14,17 +15,7 @@ export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
   const missing = (name: string) => (): never => {
     throw new Error(`the ${name} kernel is not available on WebGPU yet`);
   };
-  const todo = [
-    'gemm',
-    'gemmHalf',
-    'widenHalf',
-    'halfAllFinite',
-    'attentionForward',
-    'attentionBackward',
-    'embeddingForward',
-    'embeddingForwardHalf',
-    'embeddingBackward',
-  ] as const;
+  const todo = ['attentionForward', 'attentionBackward'] as const;
   const stubs = Object.fromEntries(todo.map((n) => [n, missing(n)])) as unknown as Pick<
     Kernels<GpuArray, GpuArray>,
     (typeof todo)[number]
@@ -35,5 +26,6 @@ export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
     ...stubs,
     ...storageKernels(gpu),
     ...rowKernels(gpu),
+    ...matmulKernels(gpu),
   };
 }

@@ -1,10 +1,12 @@
 /** Every WGSL kernel by name: the GPU thread compiles them from here on first use. */
 import { elementwiseKernels } from './elementwise.js';
+import { matmulKernels } from './matmul.js';
 import { rowKernels } from './rows.js';
 
 const sources: Record<string, string> = {
   ...elementwiseKernels,
   ...rowKernels,
+  ...matmulKernels,
 };
 
 export function kernelSource(name: string): string {

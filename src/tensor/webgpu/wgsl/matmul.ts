@@ -1,0 +1,211 @@
+/**
+ * WGSL for the matrix products (gemm with a float32 or a 16-bit B), widening 16-bit weights, their
+ * finite check, and the embedding lookups and gradient. matmul-kernels.ts dispatches them and explains
+ * the tile sizes.
+ */
+import { PRELUDE, flatKernel } from './prelude.js';
+
+/**
+ * Rows and columns of C one workgroup computes, and the k-slice staged in workgroup memory per step.
+ * gemmSource's mapping of invocations to tile elements (16×16 invocations, 4×4 outputs each) assumes them.
+ */
+export const TILE_M = 64;
+export const TILE_N = 64;
+export const TILE_K = 16;
+
+/**
+ * Exact 16-bit → float32 widening from the bits alone. f16 is decoded with integer operations rather than
+ * unpack2x16float: that builtin's handling of f16 subnormals and NaN payloads is left to the driver, and
+ * these kernels must widen exactly as the CPU kernels do (every f16 is a float32, subnormals included).
+ */
+const WIDEN = /* wgsl */ `
+fn f16Bits(h: u32) -> u32 {
+  let sign = (h & 0x8000u) << 16u;
+  let e = (h >> 10u) & 0x1fu;
+  let mant = h & 0x3ffu;
+  // NaNs come out quiet (payload kept, quiet bit set), as F16C converts them in the native kernels.
+  if (e == 0x1fu) { return sign | 0x7f800000u | select(0u, 0x400000u | (mant << 13u), mant != 0u); }
+  if (e != 0u) { return sign | ((e + 112u) << 23u) | (mant << 13u); }
+  if (mant == 0u) { return sign; }
+  // A subnormal f16 is mant·2^-24, a normal float32: its leading bit becomes the implicit one.
+  let lead = firstLeadingBit(mant);
+  return sign | ((lead + 103u) << 23u) | ((mant << (23u - lead)) & 0x7fffffu);
+}
+fn widen(h: u32, bf16: bool) -> f32 {
+  if (bf16) { return bitcast<f32>(h << 16u); }
+  return bitcast<f32>(f16Bits(h));
+}`;
+
+/**
+ * `fn name(e)`: the bits of element e of the 16-bit array `words`, packed two per u32 (the even element in
+ * the low half). One function per array, since passing a storage pointer needs an optional WGSL feature.
+ */
+const halfAt = (name: string, words: string): string => /* wgsl */ `
+fn ${name}(e: u32) -> u32 { return (${words}[e >> 1u] >> ((e & 1u) << 4u)) & 0xffffu; }`;
+
+/**
+ * C[z] (+)= op(A[z])·op(B[z]) for the batch entry z = workgroup z + P[9]; with P[10] > 1 the workgroup sums
+ * the products of entries z … z + P[10] − 1 into one C (strideC = 0, accumulating). A 16×16 workgroup computes a
+ * 64×64 block of C, each invocation 4×4 outputs at rows ty + 16r and columns tx + 16c: spread that way,
+ * the 16 invocations of a row read 16 consecutive words of the B tile and one broadcast word of the A
+ * tile, so workgroup memory serves each read without bank conflicts, and stores to C are contiguous.
+ * Both tiles are held k-major (As[p][i], Bs[p][j]) with rows padded to 65 words: loads that walk k along
+ * consecutive invocations (A untransposed, B transposed) then also write to distinct banks.
+ * Out-of-range elements load as 0, so any m, n and k work; only in-range outputs are stored.
+ * P: m, n, k, transA, transB, strideA, strideB, strideC, accumulate, batch offset, entries per workgroup.
+ */
+function gemmSource(b: 'f32' | 'f16' | 'bf16'): string {
+  const half = b !== 'f32';
+  const loadB = half ? `widen(halfB(bOff + idx), ${b === 'bf16'})` : 'B[bOff + idx]';
+  return `${PRELUDE}
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<${half ? 'u32' : 'f32'}>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+${half ? WIDEN + halfAt('halfB', 'B') : ''}
+const TM = ${TILE_M}u;
+const TN = ${TILE_N}u;
+const TK = ${TILE_K}u;
+const LDA = ${TILE_M + 1}u;
+const LDB = ${TILE_N + 1}u;
+var<workgroup> As: array<f32, ${TILE_K * (TILE_M + 1)}>;
+var<workgroup> Bs: array<f32, ${TILE_K * (TILE_N + 1)}>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let m = pu(0);
+  let n = pu(1);
+  let k = pu(2);
+  let transA = pu(3) == 1u;
+  let transB = pu(4) == 1u;
+  let z0 = wg.z + pu(9);
+  let cOff = z0 * pu(7);
+  let row0 = wg.y * TM;
+  let col0 = wg.x * TN;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  var acc0 = vec4f(0.0);
+  var acc1 = vec4f(0.0);
+  var acc2 = vec4f(0.0);
+  var acc3 = vec4f(0.0);
+  for (var z = z0; z < z0 + pu(10); z++) {
+    let aOff = z * pu(5);
+    let bOff = z * pu(6);
+    for (var k0 = 0u; k0 < k; k0 += TK) {
+      // Each invocation stages 4 elements of each tile; consecutive invocations read consecutive addresses.
+      for (var q = 0u; q < 4u; q++) {
+        var i: u32;
+        var p: u32;
+        if (transA) { i = lid % TM; p = lid / TM + 4u * q; } else { p = lid % TK; i = lid / TK + 16u * q; }
+        let gi = row0 + i;
+        let gp = k0 + p;
+        var v = 0.0;
+        if (gi < m && gp < k) {
+          if (transA) { v = A[aOff + gp * m + gi]; } else { v = A[aOff + gi * k + gp]; }
+        }
+        As[p * LDA + i] = v;
+      }
+      for (var q = 0u; q < 4u; q++) {
+        var j: u32;
+        var p: u32;
+        if (transB) { p = lid % TK; j = lid / TK + 16u * q; } else { j = lid % TN; p = lid / TN + 4u * q; }
+        let gj = col0 + j;
+        let gp = k0 + p;
+        var v = 0.0;
+        if (gj < n && gp < k) {
+          var idx: u32;
+          if (transB) { idx = gj * k + gp; } else { idx = gp * n + gj; }
+          v = ${loadB};
+        }
+        Bs[p * LDB + j] = v;
+      }
+      workgroupBarrier();
+      for (var p = 0u; p < TK; p++) {
+        let a = vec4f(As[p * LDA + ty], As[p * LDA + ty + 16u], As[p * LDA + ty + 32u], As[p * LDA + ty + 48u]);
+        let b = vec4f(Bs[p * LDB + tx], Bs[p * LDB + tx + 16u], Bs[p * LDB + tx + 32u], Bs[p * LDB + tx + 48u]);
+        acc0 = fma(vec4f(a.x), b, acc0);
+        acc1 = fma(vec4f(a.y), b, acc1);
+        acc2 = fma(vec4f(a.z), b, acc2);
+        acc3 = fma(vec4f(a.w), b, acc3);
+      }
+      workgroupBarrier();
+    }
+  }
+  let accumulate = pu(8) == 1u;
+  for (var r = 0u; r < 4u; r++) {
+    let gi = row0 + ty + 16u * r;
+    if (gi >= m) { break; }
+    var row: vec4f;
+    switch r {
+      case 0u: { row = acc0; }
+      case 1u: { row = acc1; }
+      case 2u: { row = acc2; }
+      default: { row = acc3; }
+    }
+    for (var c = 0u; c < 4u; c++) {
+      let gj = col0 + tx + 16u * c;
+      if (gj >= n) { break; }
+      let at = cOff + gi * n + gj;
+      if (accumulate) { C[at] = C[at] + row[c]; } else { C[at] = row[c]; }
+    }
+  }
+}`;
+}
+
+/** Per-element kernels over a 16-bit array `src` (u32 words) for widening and the finite check. */
+function halfFlat(extraDecls: string, body: string): string {
+  return flatKernel(
+    `@group(0) @binding(1) var<storage, read> src: array<u32>;\n${extraDecls}\n${WIDEN}${halfAt('halfSrc', 'src')}`,
+    body,
+  );
+}
+
+export const matmulKernels: Record<string, string> = {
+  gemm: gemmSource('f32'),
+  gemmF16: gemmSource('f16'),
+  gemmBf16: gemmSource('bf16'),
+  // dst[i] = widen(src[i]). P: n, bf16
+  widenHalf: halfFlat(
+    '@group(0) @binding(2) var<storage, read_write> dst: array<f32>;',
+    '  if (i < pu(0)) { dst[i] = widen(halfSrc(i), pu(1) == 1u); }',
+  ),
+  // flag[0] = 1 when an element has every exponent bit set (±Inf or NaN). P: n, exponent mask
+  halfAllFinite: halfFlat(
+    '@group(0) @binding(2) var<storage, read_write> flag: array<f32>;',
+    '  if (i < pu(0) && (halfSrc(i) & pu(1)) == pu(1)) { flag[0] = 1.0; }',
+  ),
+  // out[r, d] = weight[ids[r], d]. P: count·dim, dim
+  embeddingForward: flatKernel(
+    `@group(0) @binding(1) var<storage, read> weight: array<f32>;
+@group(0) @binding(2) var<storage, read> ids: array<i32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;`,
+    `  if (i >= pu(0)) { return; }
+  let dim = pu(1);
+  out[i] = weight[u32(ids[i / dim]) * dim + i % dim];`,
+  ),
+  // As embeddingForward, widening a 16-bit weight. P: count·dim, dim, bf16
+  embeddingForwardHalf: halfFlat(
+    `@group(0) @binding(2) var<storage, read> ids: array<i32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;`,
+    `  if (i >= pu(0)) { return; }
+  let dim = pu(1);
+  out[i] = widen(halfSrc(u32(ids[i / dim]) * dim + i % dim), pu(2) == 1u);`,
+  ),
+  // One invocation per (distinct id g, column d) adds, in position order, every dout row whose id is g:
+  // no two invocations write one element, and each sum runs in the order the CPU kernels use.
+  // byId = [start (distinct + 1) | row (distinct) | position (count)], sorted by (id, position) on the host.
+  // P: distinct·dim, dim, distinct ids
+  embeddingBackward: flatKernel(
+    `@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> byId: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dweight: array<f32>;`,
+    `  if (i >= pu(0)) { return; }
+  let dim = pu(1);
+  let g = i / dim;
+  let d = i % dim;
+  let distinct = pu(2);
+  let at = byId[distinct + 1u + g] * dim + d;
+  var s = dweight[at];
+  for (var j = byId[g]; j < byId[g + 1u]; j++) { s += dout[byId[2u * distinct + 1u + j] * dim + d]; }
+  dweight[at] = s;`,
+  ),
+};

@@ -1,0 +1,210 @@
+/**
+ * WebGPU gemm, gemmHalf, 16-bit widening and the embedding kernels against the native ones: float32 and
+ * 16-bit products within relErr 1e-4 (both widen the same bits, then sum in float32), widening and
+ * embedding lookups bit-exact, and the embedding gradient exact (it adds in the CPU's order).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HalfArray, type HalfDtype } from '../../../src/tensor/half-float.js';
+import type { GemmArgs } from '../../../src/tensor/kernels.js';
+import { F32_TOL, down, ref, relErr, seeded, skipWithoutGpu, up, wg } from './harness.js';
+
+const opt = { skip: skipWithoutGpu };
+const r = seeded(11);
+
+interface Case {
+  batch?: number;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  accumulate?: boolean;
+}
+
+/** Full arguments with contiguous batch strides unless the case sets them. */
+function shapeOf(c: Case): Omit<GemmArgs, 'a' | 'b' | 'c'> {
+  return {
+    batch: c.batch ?? 1,
+    m: c.m,
+    n: c.n,
+    k: c.k,
+    transA: c.transA ?? false,
+    transB: c.transB ?? false,
+    strideA: c.strideA ?? c.m * c.k,
+    strideB: c.strideB ?? c.k * c.n,
+    strideC: c.strideC ?? c.m * c.n,
+    accumulate: c.accumulate ?? false,
+  };
+}
+
+/** Length an operand needs: the last batch entry's offset plus one matrix. */
+const extent = (batch: number, stride: number, size: number): number => (batch - 1) * stride + size;
+
+function gemmCase(c: Case): number {
+  const s = shapeOf(c);
+  const a = r.randn(extent(s.batch, s.strideA, s.m * s.k));
+  const b = r.randn(extent(s.batch, s.strideB, s.k * s.n));
+  const c0 = r.randn(extent(s.batch, s.strideC, s.m * s.n));
+  const want = Float32Array.from(c0);
+  ref.gemm({ ...s, a, b, c: want });
+  const gc = up(c0);
+  wg().gemm({ ...s, a: up(a), b: up(b), c: gc });
+  return relErr(down(gc), want);
+}
+
+function gemmHalfCase(c: Case, dtype: HalfDtype): number {
+  const s = shapeOf(c);
+  const a = r.randn(extent(s.batch, s.strideA, s.m * s.k));
+  const b = HalfArray.from(r.randn(extent(s.batch, s.strideB, s.k * s.n)), dtype);
+  const c0 = r.randn(extent(s.batch, s.strideC, s.m * s.n));
+  const want = Float32Array.from(c0);
+  ref.gemmHalf({ ...s, a, b, c: want });
+  const gc = up(c0);
+  wg().gemmHalf({ ...s, a: up(a), b: wg().halfFromHost(b), c: gc });
+  return relErr(down(gc), want);
+}
+
+const transCombos: Array<[boolean, boolean]> = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+];
+
+test('gemm matches native over awkward shapes and every transpose combination', opt, () => {
+  for (const [m, n, k] of [
+    [1, 1, 1],
+    [3, 5, 7],
+    [65, 33, 129],
+    [64, 64, 16],
+    [1, 130, 40],
+  ]) {
+    for (const [transA, transB] of transCombos) {
+      const e = gemmCase({ m, n, k, transA, transB });
+      assert.ok(e <= F32_TOL, `${m}×${n}×${k} transA ${transA} transB ${transB}: relErr ${e}`);
+    }
+  }
+});
+
+test('gemm with a long k and accumulating onto non-zero C', opt, () => {
+  for (const [transA, transB] of transCombos) {
+    const e = gemmCase({ m: 7, n: 70, k: 4099, transA, transB });
+    assert.ok(e <= F32_TOL, `k 4099 transA ${transA} transB ${transB}: relErr ${e}`);
+  }
+  for (const [transA, transB] of transCombos) {
+    const e = gemmCase({ m: 65, n: 33, k: 129, transA, transB, accumulate: true });
+    assert.ok(e <= F32_TOL, `accumulate transA ${transA} transB ${transB}: relErr ${e}`);
+  }
+});
+
+test('batched gemm: contiguous, shared A, shared B, and one C for every entry', opt, () => {
+  const m = 9,
+    n = 70,
+    k = 33;
+  const cases: Array<[string, Case]> = [
+    ['contiguous', { batch: 3, m, n, k }],
+    ['padded strides', { batch: 3, m, n, k, strideA: m * k + 5, strideB: k * n + 3, strideC: m * n + 7 }],
+    ['strideA 0', { batch: 3, m, n, k, strideA: 0, transA: true }],
+    ['strideB 0', { batch: 3, m, n, k, strideB: 0, transB: true }],
+    ['strideA and strideB 0', { batch: 3, m, n, k, strideA: 0, strideB: 0, accumulate: true }],
+    ['strideC 0, accumulating', { batch: 3, m, n, k, strideC: 0, accumulate: true }],
+    ['strideC 0, overwriting', { batch: 3, m, n, k, strideC: 0 }],
+    ['overlapping C', { batch: 3, m, n, k, strideC: n, accumulate: true }],
+  ];
+  for (const [name, c] of cases) {
+    const e = gemmCase(c);
+    assert.ok(e <= F32_TOL, `${name}: relErr ${e}`);
+  }
+});
+
+test('gemm with k = 0 zeroes C or leaves it, and refuses an output that is an input', opt, () => {
+  assert.ok(gemmCase({ m: 5, n: 6, k: 0 }) === 0);
+  assert.ok(gemmCase({ m: 5, n: 6, k: 0, accumulate: true }) === 0);
+  const x = up(r.randn(16));
+  const s = shapeOf({ m: 4, n: 4, k: 4 });
+  assert.throws(() => wg().gemm({ ...s, a: x, b: up(r.randn(16)), c: x }), /output c is also an input/);
+  assert.throws(() => wg().gemm({ ...s, a: x, b: x, c: up(r.randn(15)) }), /c is indexed up to 16/);
+});
+
+test('gemmHalf (f16 and bf16 B) matches native gemmHalf', opt, () => {
+  for (const dtype of ['f16', 'bf16'] as const) {
+    for (const [transA, transB] of transCombos) {
+      for (const [m, n, k] of [
+        [1, 1, 1],
+        [3, 5, 7],
+        [65, 33, 129],
+      ]) {
+        const e = gemmHalfCase({ m, n, k, transA, transB, accumulate: m === 3 }, dtype);
+        assert.ok(e <= F32_TOL, `${dtype} ${m}×${n}×${k} transA ${transA} transB ${transB}: relErr ${e}`);
+      }
+    }
+    // Odd batch strides start entries in the middle of a packed word.
+    const odd = gemmHalfCase({ batch: 3, m: 5, n: 7, k: 9, strideB: 7 * 9 + 1 }, dtype);
+    assert.ok(odd <= F32_TOL, `${dtype} odd strideB: relErr ${odd}`);
+    const shared = gemmHalfCase({ batch: 3, m: 5, n: 7, k: 1031, strideB: 0, transB: true }, dtype);
+    assert.ok(shared <= F32_TOL, `${dtype} strideB 0, k 1031: relErr ${shared}`);
+  }
+});
+
+test('widenHalf is bit-exact over every 16-bit pattern; halfAllFinite finds Inf and NaN', opt, () => {
+  // Every pattern plus one, so the last element sits alone in the low half of a word.
+  const bits = Uint16Array.from({ length: 65537 }, (_, i) => i & 0xffff);
+  for (const dtype of ['f16', 'bf16'] as const) {
+    const h = new HalfArray(dtype, bits);
+    const want = new Float32Array(bits.length);
+    ref.widenHalf(h, want);
+    const got = wg().alloc(bits.length);
+    wg().widenHalf(wg().halfFromHost(h), got);
+    assert.deepEqual(new Uint32Array(down(got).buffer), new Uint32Array(want.buffer), dtype);
+
+    const finite = HalfArray.from(r.randn(1001), dtype);
+    assert.equal(wg().halfAllFinite(wg().halfFromHost(finite)), true, `${dtype} finite`);
+    for (const [at, value] of [
+      [1000, Infinity],
+      [7, NaN],
+      [500, -Infinity],
+    ]) {
+      const planted = HalfArray.from(
+        Float32Array.from(r.randn(1001), (v, i) => (i === at ? value : v)),
+        dtype,
+      );
+      assert.equal(ref.halfAllFinite(planted), false);
+      assert.equal(wg().halfAllFinite(wg().halfFromHost(planted)), false, `${dtype} ${value} at ${at}`);
+    }
+  }
+});
+
+test('embedding forward (f32, f16, bf16) and backward with repeated ids match native exactly', opt, () => {
+  const vocab = 50,
+    dim = 37;
+  const ids = Int32Array.from([3, 7, 3, 49, 0, 7, 7, 3, 12, 0, 3]);
+  const weight = r.randn(vocab * dim);
+  const want = new Float32Array(ids.length * dim);
+  ref.embeddingForward(weight, ids, want, dim);
+  const out = wg().alloc(ids.length * dim);
+  wg().embeddingForward(up(weight), ids, out, dim);
+  assert.deepEqual(down(out), want);
+
+  for (const dtype of ['f16', 'bf16'] as const) {
+    const h = HalfArray.from(weight, dtype);
+    const wantH = new Float32Array(ids.length * dim);
+    ref.embeddingForwardHalf(h, ids, wantH, dim);
+    const outH = wg().alloc(ids.length * dim);
+    wg().embeddingForwardHalf(wg().halfFromHost(h), ids, outH, dim);
+    assert.deepEqual(down(outH), wantH, dtype);
+  }
+
+  const dout = r.randn(ids.length * dim);
+  const dw0 = r.randn(vocab * dim);
+  const wantDw = Float32Array.from(dw0);
+  ref.embeddingBackward(dout, ids, wantDw, dim);
+  const dw = up(dw0);
+  wg().embeddingBackward(up(dout), ids, dw, dim);
+  assert.deepEqual(down(dw), wantDw);
+
+  assert.throws(() => wg().embeddingForward(up(weight), Int32Array.from([50]), out, dim), /outside weight/);
+});
