@@ -95,6 +95,7 @@ export function webgpuBackendError(): string | null {
 export function setBackend(name: BackendName): void {
   if (name === 'js') {
     registry.kernels = jsKernels as AnyKernels;
+    registry.checkFinite = process.env.SEARCH_R3_CHECK_FINITE !== '0';
     return;
   }
   if (name === 'webgpu') {

@@ -2,7 +2,8 @@
  * One full training step of a tiny Qwen2 decoder (forward, cross-entropy with ignored targets,
  * backward, clip by global norm, AdamW) against the same step in PyTorch (float64) from the same weights:
  * loss and gradient norm to relErr 1e-5, each parameter's gradient to relErr ≤ 1e-4, and every
- * parameter after the step within 1e-4 (absolute) of PyTorch's. Runs on every available backend.
+ * parameter after the step within 1e-4 (absolute) of PyTorch's. Runs on every backend, WebGPU included
+ * (on lavapipe in CI).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import * as T from '../../src/tensor/index.js';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { decodeF64, encodeF32, relErr, runTorch } from '../helpers/torch.js';
 import { pythonConfig, tinyQwen2Config } from '../helpers/tiny-qwen2.js';
+import { webgpuSkip } from '../helpers/webgpu.js';
 
 const config = tinyQwen2Config({
   vocabSize: 67,
@@ -78,8 +80,9 @@ function step(backend: T.BackendName): void {
     opt.step(opts.lr);
     for (const p of model.parameters()) {
       const want = decodeF64(ref.params[p.name!]);
+      const got = p.read();
       let worst = 0;
-      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(p.data[i] - want[i]));
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
       assert.ok(worst <= 1e-4, `${p.name} after the step: max |ours − torch| = ${worst}`);
     }
   } finally {
@@ -89,3 +92,4 @@ function step(backend: T.BackendName): void {
 
 test('one training step matches PyTorch (TS backend)', () => step('js'));
 test('one training step matches PyTorch (native backend)', { skip: !T.nativeKernels() }, () => step('native'));
+test('one training step matches PyTorch (WebGPU backend)', { skip: webgpuSkip() }, () => step('webgpu'));

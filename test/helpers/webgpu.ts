@@ -1,0 +1,12 @@
+/**
+ * Whether the WebGPU tests can run: the setup command installs lavapipe, so an adapter must be there.
+ * Without one these tests fail, unless SEARCH_R3_ALLOW_NO_WEBGPU=1 turns them into skips (with why).
+ */
+import * as T from '../../src/tensor/index.js';
+
+export function webgpuSkip(): string | false {
+  const why = T.webgpuBackendError();
+  if (why === null) return false;
+  if (process.env.SEARCH_R3_ALLOW_NO_WEBGPU === '1') return `no WebGPU adapter: ${why}`;
+  throw new Error(`WebGPU did not open (${why}); set SEARCH_R3_ALLOW_NO_WEBGPU=1 to skip its tests`);
+}
