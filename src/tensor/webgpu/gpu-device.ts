@@ -73,6 +73,10 @@ export class GpuDevice {
   get peakBytes(): number {
     return this.peak;
   }
+  /** Starts the peak again from what is held now, so that one phase of work can be measured alone. */
+  resetPeak(): void {
+    this.peak = this.held;
+  }
 
   /** A zeroed buffer of `bytes`, owned by `owner`: freed when owner is garbage-collected (or by free()). */
   alloc(bytes: number, owner: object): BufferId {
