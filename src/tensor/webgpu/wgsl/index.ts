@@ -1,8 +1,10 @@
 /** Every WGSL kernel by name: the GPU thread compiles them from here on first use. */
+import { attentionKernels } from './attention.js';
 import { elementwiseKernels } from './elementwise.js';
 
 const sources: Record<string, string> = {
   ...elementwiseKernels,
+  ...attentionKernels,
 };
 
 export function kernelSource(name: string): string {
