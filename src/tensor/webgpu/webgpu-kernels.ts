@@ -5,6 +5,7 @@
 import type { Kernels } from '../kernels.js';
 import type { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
+import { attentionKernels } from './attention-kernels.js';
 import { storageKernels } from './storage-kernels.js';
 
 export type WebgpuKernels = Kernels<GpuArray, GpuArray> & { readonly gpu: GpuDevice };
@@ -31,8 +32,6 @@ export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
     'siluBackward',
     'swigluForward',
     'swigluBackward',
-    'attentionForward',
-    'attentionBackward',
     'embeddingForward',
     'embeddingForwardHalf',
     'embeddingBackward',
@@ -47,5 +46,6 @@ export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
     gpu,
     ...stubs,
     ...storageKernels(gpu),
+    ...attentionKernels(gpu),
   };
 }
