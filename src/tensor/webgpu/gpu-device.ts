@@ -110,6 +110,8 @@ export class GpuDevice {
   }
 
   run(kernel: string, ids: BufferId[], params: ArrayBuffer, groups: [number, number, number]): void {
+    // A host array handed to a GPU kernel would surface much later as a missing buffer: say it here.
+    if (ids.some((id) => typeof id !== 'number')) throw new GpuError(`kernel ${kernel} was given a non-GPU array`);
     this.enqueue({ op: 'run', kernel, ids, params, groups });
   }
 

@@ -80,8 +80,10 @@ class GpuThread {
       } else if (c.op === 'close') {
         this.submit();
         await this.device.queue.onSubmittedWorkDone();
-        this.device.destroy();
         this.failure ??= 'the GPU device was closed';
+        this.device.destroy();
+        // The lost callback must have run before the main thread lets Node tear this thread down.
+        await this.device.lost;
         settle(c.reply, ReplyState.Done, 0);
         return;
       }
