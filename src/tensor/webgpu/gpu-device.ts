@@ -9,6 +9,7 @@ import {
   type BufferId,
   type GpuCommand,
   type GpuInit,
+  type GpuStats,
   REPLY_HEADER_BYTES,
   REPLY_TEXT_BYTES,
   ReplyState,
@@ -131,6 +132,16 @@ export class GpuDevice {
       throw new GpuError(`the GPU did not answer within ${READ_TIMEOUT_MS / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`);
     }
     return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
+  }
+
+  /** The GPU thread's counters (see GpuStats), after everything queued so far. */
+  stats(): GpuStats {
+    this.checkOpen();
+    const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
+    this.pending.push({ op: 'stats', reply });
+    this.flush();
+    if (wait(reply, READ_TIMEOUT_MS) !== ReplyState.Done) throw new GpuError(replyText(reply));
+    return JSON.parse(replyText(reply)) as GpuStats;
   }
 
   /** Waits until everything queued has run (a read of nothing). */
