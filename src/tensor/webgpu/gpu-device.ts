@@ -134,6 +134,12 @@ export class GpuDevice {
     return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
   }
 
+  /** Loses the device as a driver reset or a removed GPU would, so tests can check what users then see. */
+  simulateLoss(): void {
+    this.enqueue({ op: 'lose' });
+    this.flush();
+  }
+
   /** The GPU thread's counters (see GpuStats), after everything queued so far. */
   stats(): GpuStats {
     this.checkOpen();

@@ -19,6 +19,8 @@ export type GpuCommand =
   | { op: 'run'; kernel: string; ids: BufferId[]; params: ArrayBuffer; groups: [number, number, number] }
   | { op: 'copy'; src: BufferId; srcByte: number; dst: BufferId; dstByte: number; bytes: number }
   | { op: 'read'; id: BufferId; byteOffset: number; bytes: number; reply: SharedArrayBuffer }
+  /** Destroys the device as a driver reset would (fault-injection tests): later reads say it was lost. */
+  | { op: 'lose' }
   /** Counters of the GPU thread (GpuStats as JSON), once everything before has been encoded. */
   | { op: 'stats'; reply: SharedArrayBuffer }
   /** Finish everything, destroy the device, then answer: Dawn must be idle when the thread is torn down. */

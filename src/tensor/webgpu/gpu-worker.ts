@@ -49,13 +49,18 @@ class GpuThread {
 
   constructor(private readonly device: GPUDevice) {
     device.lost.then((info) => {
-      this.fail(`the GPU device was lost (${info.reason}: ${info.message})`);
+      const what = info.message ? `${info.reason}: ${info.message}` : info.reason;
+      this.fail(
+        `the GPU device was lost (${what}); run the command again (a training run continues from its last ` +
+          'checkpoint with --resume, on this device or with --device cpu)',
+      );
     });
     device.addEventListener('uncapturederror', (e) => {
       const err = (e as GPUUncapturedErrorEvent).error;
       this.fail(
         err.constructor.name === 'GPUOutOfMemoryError'
-          ? `the GPU ran out of memory with ${this.heldBytes} bytes held by tensors: ${err.message}`
+          ? `the GPU ran out of memory with ${this.heldBytes} bytes held by tensors (${err.message}): use a ` +
+              'smaller batch or sequence length, 16-bit weights, or --device cpu'
           : `the GPU refused a command: ${err.message}`,
       );
     });
@@ -70,12 +75,16 @@ class GpuThread {
     let i = 0;
     while (i < commands.length) {
       let j = i;
-      while (j < commands.length && !['read', 'stats', 'close'].includes(commands[j].op)) j++;
+      while (j < commands.length && !['read', 'stats', 'lose', 'close'].includes(commands[j].op)) j++;
       this.encodeSegment(commands.slice(i, j));
       if (j === commands.length) break;
       const c = commands[j];
       if (c.op === 'read') {
         await this.read(c);
+      } else if (c.op === 'lose') {
+        this.submit();
+        this.device.destroy();
+        await this.device.lost;
       } else if (c.op === 'stats') {
         this.submit();
         writeReplyText(c.reply, ReplyState.Done, JSON.stringify({ ...this.stats, heldBytes: this.heldBytes }));
