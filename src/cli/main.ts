@@ -101,6 +101,7 @@ const userFacing = new Set([
   'RecipeError',
   'EngineError',
   'QueueError',
+  'GpuError',
 ]);
 
 main(process.argv.slice(2)).then(

@@ -1,5 +1,5 @@
 /** Choosing the next token from a row of logits: greedy, temperature, top-k and top-p (nucleus). */
-import { kernels, type Rng } from '../tensor/index.js';
+import { hostKernels, type Rng } from '../tensor/index.js';
 
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token; otherwise logits are divided by it. */
@@ -82,7 +82,7 @@ function logSumExp(row: Float32Array, t: number): number {
   const x = t === 1 ? row : Float32Array.from(row, (v) => v / t);
   const loss = new Float32Array(1),
     lse = new Float32Array(1);
-  kernels().crossEntropyForward(x, Int32Array.of(0), loss, lse, 1, x.length, -100);
+  hostKernels().crossEntropyForward(x, Int32Array.of(0), loss, lse, 1, x.length, -100);
   return lse[0];
 }
 

@@ -4,7 +4,7 @@
  * are stale; the refresh policy decides which of them to re-encode.
  */
 import os from 'node:os';
-import { kernels } from '../tensor/index.js';
+import { hostKernels } from '../tensor/index.js';
 
 /** The table does not fit: the message gives the bytes needed and the limit. */
 export class TableTooLargeError extends Error {
@@ -100,8 +100,9 @@ export class EmbeddingTable {
     offsetByVersion: Float32Array | null = null,
   ): Float32Array {
     if (this.rows === 0) return out;
-    // one matrix-vector product: (rows × d) · (d × 1)
-    kernels().gemm({
+    // one matrix-vector product: (rows × d) · (d × 1), on the CPU whatever device the model uses: the
+    // table is host memory that the environment updates row by row, and the product is memory-bound
+    hostKernels().gemm({
       a: this.vectors.subarray(0, this.rows * this.dim),
       b: q,
       c: out.subarray(0, this.rows),

@@ -17,6 +17,7 @@ export {
   hostKernels,
   useDevice,
   webgpuBackendError,
+  webgpuKernels,
   type DeviceChoice,
   type DeviceReport,
   type Buf,

@@ -553,6 +553,7 @@ export const hostStorage = {
   holds: (x: unknown): boolean => x instanceof Float32Array || x instanceof HalfArray,
   fill: (x: F32, value: number): void => void x.fill(value),
   clone: (x: F32): F32 => Float32Array.from(x),
+  release: (): void => undefined,
 } as const;
 
 export const jsKernels: Kernels = {
@@ -567,6 +568,7 @@ export const jsKernels: Kernels = {
   reduce,
   copy,
   sumSquares,
+  sumSquaresMany: (xs: readonly F32[]): number => xs.reduce((s, x) => s + sumSquares(x), 0),
   allFinite,
   halfAllFinite,
   rmsnormForward,

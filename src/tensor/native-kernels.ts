@@ -178,6 +178,10 @@ export function loadNativeKernels(): Kernels {
     ...jsKernels,
     ...direct,
     name: 'native',
+    sumSquaresMany: (xs: readonly F32[]) => {
+      const one = direct.sumSquares ?? jsKernels.sumSquares;
+      return xs.reduce((s, x) => s + one(x), 0);
+    },
     gemm: (g: GemmArgs) =>
       addon.gemm(
         g.a,

@@ -146,9 +146,7 @@ export class SGD implements Optimizer {
  */
 export function clipGradNorm(params: Tensor[], maxNorm: number): number {
   const k = kernels();
-  let ss = 0;
-  for (const p of params) if (p.grad) ss += k.sumSquares(p.grad);
-  const norm = Math.sqrt(ss);
+  const norm = Math.sqrt(k.sumSquaresMany(params.flatMap((p) => (p.grad ? [p.grad] : []))));
   if (!Number.isFinite(norm)) throw new TensorError('clipGradNorm', `the gradient norm is ${norm}`);
   const coef = maxNorm / (norm + 1e-6);
   if (coef < 1)

@@ -302,7 +302,21 @@ export class Tensor {
     const k = kernels();
     const grads = new Map<Tensor, Buf>();
     const first = seed ?? new Float32Array([1]);
-    grads.set(this, k.holds(first) ? first : k.fromHost(first as Float32Array));
+    const userSeed = k.holds(first) ? first : null;
+    grads.set(this, userSeed ?? k.fromHost(first as Float32Array));
+    // On a GPU, gradients nothing refers to any more go back to the buffer pool at once instead of at
+    // garbage collection (which a long synchronous backward pass never reaches); `live` counts references.
+    const eager = k.device !== 'cpu';
+    const live = new Map<Buf, number>();
+    const hold = (b: Buf): void => void (eager && live.set(b, (live.get(b) ?? 0) + 1));
+    const drop = (b: Buf): void => void (eager && live.set(b, (live.get(b) ?? 1) - 1));
+    const releaseIfDead = (b: Buf): void => {
+      if (eager && (live.get(b) ?? 0) <= 0 && b !== userSeed) {
+        live.delete(b);
+        k.release(b);
+      }
+    };
+    hold(grads.get(this)!);
     // Backward functions must not modify the gradient they are given; they may return it as is.
     const check = isFiniteCheckEnabled();
     for (let i = order.length - 1; i >= 0; i--) {
@@ -310,6 +324,7 @@ export class Tensor {
       const g = grads.get(t);
       if (g === undefined) continue;
       grads.delete(t);
+      drop(g);
       if (t.requiresGrad) {
         if (t.grad === null) t.grad = k.clone(g);
         else k.axpby(1, g, 1, t.grad);
@@ -317,15 +332,18 @@ export class Tensor {
       const node = t.node;
       if (node === null) {
         if (t.spentOp !== null) {
+          releaseIfDead(g);
           throw new TensorError(
             'backward',
             `the graph behind ${t.describe()} (made by ${t.spentOp}) was freed by an earlier backward(); pass ` +
               `{ retainGraph: true } to that backward() to go through it again, or detach() it`,
           );
         }
+        releaseIfDead(g);
         continue;
       }
       const inGrads = node.backward(g);
+      const merged: Buf[] = [];
       for (let j = 0; j < node.inputs.length; j++) {
         const inp = node.inputs[j],
           ig = inGrads[j];
@@ -341,7 +359,16 @@ export class Tensor {
         }
         // Backward functions may hand the same array to several inputs, so sums go to a fresh array.
         const prev = grads.get(inp);
-        grads.set(inp, prev === undefined ? ig : addFresh(prev, ig));
+        const next = prev === undefined ? ig : addFresh(prev, ig);
+        if (prev !== undefined) {
+          drop(prev);
+          merged.push(prev, ig);
+        }
+        grads.set(inp, next);
+        hold(next);
+      }
+      if (eager) {
+        for (const b of [g, ...merged, ...inGrads]) if (b) releaseIfDead(b);
       }
       if (!opts.retainGraph) {
         t.node = null;

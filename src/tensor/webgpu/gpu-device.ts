@@ -9,6 +9,7 @@ import {
   type BufferId,
   type GpuCommand,
   type GpuInit,
+  type GpuStats,
   REPLY_HEADER_BYTES,
   REPLY_TEXT_BYTES,
   ReplyState,
@@ -114,6 +115,8 @@ export class GpuDevice {
   }
 
   run(kernel: string, ids: BufferId[], params: ArrayBuffer, groups: [number, number, number]): void {
+    // A host array handed to a GPU kernel would surface much later as a missing buffer: say it here.
+    if (ids.some((id) => typeof id !== 'number')) throw new GpuError(`kernel ${kernel} was given a non-GPU array`);
     this.enqueue({ op: 'run', kernel, ids, params, groups });
   }
 
@@ -133,6 +136,22 @@ export class GpuDevice {
       throw new GpuError(`the GPU did not answer within ${READ_TIMEOUT_MS / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`);
     }
     return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
+  }
+
+  /** Loses the device as a driver reset or a removed GPU would, so tests can check what users then see. */
+  simulateLoss(): void {
+    this.enqueue({ op: 'lose' });
+    this.flush();
+  }
+
+  /** The GPU thread's counters (see GpuStats), after everything queued so far. */
+  stats(): GpuStats {
+    this.checkOpen();
+    const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
+    this.pending.push({ op: 'stats', reply });
+    this.flush();
+    if (wait(reply, READ_TIMEOUT_MS) !== ReplyState.Done) throw new GpuError(replyText(reply));
+    return JSON.parse(replyText(reply)) as GpuStats;
   }
 
   /** Waits until everything queued has run (a read of nothing). */

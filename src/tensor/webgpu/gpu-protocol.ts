@@ -19,6 +19,10 @@ export type GpuCommand =
   | { op: 'run'; kernel: string; ids: BufferId[]; params: ArrayBuffer; groups: [number, number, number] }
   | { op: 'copy'; src: BufferId; srcByte: number; dst: BufferId; dstByte: number; bytes: number }
   | { op: 'read'; id: BufferId; byteOffset: number; bytes: number; reply: SharedArrayBuffer }
+  /** Destroys the device as a driver reset would (fault-injection tests): later reads say it was lost. */
+  | { op: 'lose' }
+  /** Counters of the GPU thread (GpuStats as JSON), once everything before has been encoded. */
+  | { op: 'stats'; reply: SharedArrayBuffer }
   /** Finish everything, destroy the device, then answer: Dawn must be idle when the thread is torn down. */
   | { op: 'close'; reply: SharedArrayBuffer };
 
@@ -73,4 +77,13 @@ export function settle(reply: SharedArrayBuffer, state: ReplyState, length: numb
   head[1] = length;
   Atomics.store(head, 0, state);
   Atomics.notify(head, 0);
+}
+
+/** What the GPU thread has done so far: a warmed-up training step should create no buffers. */
+export interface GpuStats {
+  created: number;
+  submits: number;
+  /** Bytes uploaded from the host. */
+  staged: number;
+  heldBytes: number;
 }

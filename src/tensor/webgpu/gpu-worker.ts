@@ -2,8 +2,8 @@
  * The GPU thread: owns the WebGPU device (Dawn, through the `webgpu` package) and runs the command
  * batches the main thread posts (see gpu-protocol.ts). Buffers come from a pool keyed by size class, so
  * after the first training step nothing is created. A batch is encoded into as few command buffers as
- * possible: a write or a read ends one (writes go through the queue, which would otherwise overtake
- * commands encoded before them).
+ * possible: only a read ends one. Writes are staged in a buffer mapped at creation and copied inside the
+ * command buffer, so they keep their place among the dispatches (queue.writeBuffer would overtake them).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { kernelSource } from './wgsl/index.js';
@@ -40,6 +40,8 @@ class GpuThread {
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private heldBytes = 0;
+  /** Buffers created (not taken from the pool), command buffers submitted, bytes uploaded: see GpuStats. */
+  readonly stats = { created: 0, submits: 0, staged: 0 };
   private failure: string | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -47,13 +49,18 @@ class GpuThread {
 
   constructor(private readonly device: GPUDevice) {
     device.lost.then((info) => {
-      this.fail(`the GPU device was lost (${info.reason}: ${info.message})`);
+      const what = info.message ? `${info.reason}: ${info.message}` : info.reason;
+      this.fail(
+        `the GPU device was lost (${what}); run the command again (a training run continues from its last ` +
+          'checkpoint with --resume, on this device or with --device cpu)',
+      );
     });
     device.addEventListener('uncapturederror', (e) => {
       const err = (e as GPUUncapturedErrorEvent).error;
       this.fail(
         err.constructor.name === 'GPUOutOfMemoryError'
-          ? `the GPU ran out of memory with ${this.heldBytes} bytes held by tensors: ${err.message}`
+          ? `the GPU ran out of memory with ${this.heldBytes} bytes held by tensors (${err.message}): use a ` +
+              'smaller batch or sequence length, 16-bit weights, or --device cpu'
           : `the GPU refused a command: ${err.message}`,
       );
     });
@@ -63,25 +70,31 @@ class GpuThread {
     this.failure ??= why;
   }
 
-  /** Runs one batch; the commands of a segment between writes/reads share a command buffer. */
+  /** Runs one batch; the commands of a segment between reads share a command buffer. */
   async runBatch(commands: GpuCommand[]): Promise<void> {
     let i = 0;
     while (i < commands.length) {
       let j = i;
-      while (j < commands.length && !['write', 'read', 'close'].includes(commands[j].op)) j++;
+      while (j < commands.length && !['read', 'stats', 'lose', 'close'].includes(commands[j].op)) j++;
       this.encodeSegment(commands.slice(i, j));
       if (j === commands.length) break;
       const c = commands[j];
-      if (c.op === 'write') {
-        this.submit();
-        if (this.failure === null) this.device.queue.writeBuffer(this.get(c.id).buffer, c.byteOffset, c.data);
-      } else if (c.op === 'read') {
+      if (c.op === 'read') {
         await this.read(c);
+      } else if (c.op === 'lose') {
+        this.submit();
+        this.device.destroy();
+        await this.device.lost;
+      } else if (c.op === 'stats') {
+        this.submit();
+        writeReplyText(c.reply, ReplyState.Done, JSON.stringify({ ...this.stats, heldBytes: this.heldBytes }));
       } else if (c.op === 'close') {
         this.submit();
         await this.device.queue.onSubmittedWorkDone();
-        this.device.destroy();
         this.failure ??= 'the GPU device was closed';
+        this.device.destroy();
+        // The lost callback must have run before the main thread lets Node tear this thread down.
+        await this.device.lost;
         settle(c.reply, ReplyState.Done, 0);
         return;
       }
@@ -127,6 +140,22 @@ class GpuThread {
           this.pool.set(held.buffer.size, list);
           break;
         }
+        case 'write': {
+          this.endPass();
+          const bytes = Math.ceil(c.data.byteLength / 4) * 4;
+          if (bytes === 0) break;
+          const staging = this.device.createBuffer({
+            size: bytes,
+            usage: GPUBufferUsage.COPY_SRC,
+            mappedAtCreation: true,
+          });
+          new Uint8Array(staging.getMappedRange()).set(new Uint8Array(c.data));
+          staging.unmap();
+          this.usedParams.push(staging);
+          enc.copyBufferToBuffer(staging, 0, this.get(c.id).buffer, c.byteOffset, bytes);
+          this.stats.staged += bytes;
+          break;
+        }
         case 'copy':
           this.endPass();
           if (c.bytes > 0)
@@ -163,6 +192,7 @@ class GpuThread {
     this.encoder = null;
     // Param buffers are mapped at creation and cannot be refilled without a mapAsync round trip: let them go.
     for (const p of this.usedParams) p.destroy();
+    this.stats.submits++;
     this.usedParams = [];
   }
 
@@ -201,6 +231,7 @@ class GpuThread {
     const size = sizeClass(bytes);
     const pooled = this.pool.get(size)?.pop();
     if (pooled) return pooled;
+    this.stats.created++;
     return this.device.createBuffer({
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,

@@ -26,6 +26,8 @@ export type StorageKernels = Pick<
   | 'reduce'
   | 'copy'
   | 'sumSquares'
+  | 'sumSquaresMany'
+  | 'release'
   | 'allFinite'
 >;
 
@@ -62,6 +64,22 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
     return g;
   };
   const copyWhole = (src: GpuArray, dst: GpuArray): void => dev.copy(src.id, 0, dst.id, 0, src.length * 4);
+  // Each array's Σx² lands in its own slot of one buffer, read back once; the slots add up in double.
+  const sumSquaresMany = (xs: readonly GpuArray[]): number => {
+    const totals = alloc(Math.max(xs.length, 1));
+    xs.forEach((x, slot) => {
+      if (x.length === 0) return;
+      const perInvocation = Math.max(1, Math.ceil(x.length / (WORKGROUP * 4096)));
+      const groups = Math.ceil(x.length / (WORKGROUP * perInvocation));
+      const partial = alloc(groups);
+      runRows(dev, 'sumSquaresPartial', [x, partial], new Params().u32(x.length, perInvocation), groups);
+      runRows(dev, 'sumPartials', [partial, totals], new Params().u32(groups, slot), 1);
+      partial.free();
+    });
+    const s = download(totals).reduce((acc, v) => acc + v, 0);
+    totals.free();
+    return s;
+  };
   return {
     device: 'webgpu',
     alloc,
@@ -125,19 +143,9 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
         runFlat(dev, 'copy', [src, o], p, count(kept));
       });
     },
-    sumSquares(x) {
-      if (x.length === 0) return 0;
-      const perInvocation = Math.max(1, Math.ceil(x.length / (WORKGROUP * 4096)));
-      const groups = Math.ceil(x.length / (WORKGROUP * perInvocation));
-      const partial = alloc(groups),
-        total = alloc(1);
-      runRows(dev, 'sumSquaresPartial', [x, partial], new Params().u32(x.length, perInvocation), groups);
-      runRows(dev, 'sumPartials', [partial, total], new Params().u32(groups), 1);
-      const s = download(total)[0];
-      partial.free();
-      total.free();
-      return s;
-    },
+    sumSquares: (x) => sumSquaresMany([x]),
+    sumSquaresMany,
+    release: (x) => x.free(),
     allFinite(x) {
       if (x.length === 0) return true;
       const flag = alloc(1);

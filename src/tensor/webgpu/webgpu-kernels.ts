@@ -3,6 +3,7 @@
  * thread; values stay in GPU buffers and come back only through toHost, sumSquares and allFinite.
  */
 import type { Kernels } from '../kernels.js';
+import { attentionKernels } from './attention-kernels.js';
 import type { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
 import { matmulKernels } from './matmul-kernels.js';
@@ -12,20 +13,12 @@ import { storageKernels } from './storage-kernels.js';
 export type WebgpuKernels = Kernels<GpuArray, GpuArray> & { readonly gpu: GpuDevice };
 
 export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
-  const missing = (name: string) => (): never => {
-    throw new Error(`the ${name} kernel is not available on WebGPU yet`);
-  };
-  const todo = ['attentionForward', 'attentionBackward'] as const;
-  const stubs = Object.fromEntries(todo.map((n) => [n, missing(n)])) as unknown as Pick<
-    Kernels<GpuArray, GpuArray>,
-    (typeof todo)[number]
-  >;
   return {
     name: 'webgpu',
     gpu,
-    ...stubs,
     ...storageKernels(gpu),
     ...rowKernels(gpu),
     ...matmulKernels(gpu),
+    ...attentionKernels(gpu),
   };
 }

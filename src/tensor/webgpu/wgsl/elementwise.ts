@@ -103,7 +103,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   }
   if (lid == 0u) { partial[g] = acc[0]; }
 }`,
-  // Pass 2: one workgroup sums the partials. P: count
+  // Pass 2: one workgroup sums the partials into total[P[1]]. P: count, slot
   sumPartials: `${PRELUDE}
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> total: array<f32>;
@@ -118,7 +118,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if (lid < w) { acc[lid] += acc[lid + w]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { total[0] = acc[0]; }
+  if (lid == 0u) { total[pu(1)] = acc[0]; }
 }`,
   // flag[0] = 1 when any element is NaN or ±Inf (every writer writes the same value). P: n
   allFinite: flatKernel(

@@ -1,4 +1,5 @@
 /** Every WGSL kernel by name: the GPU thread compiles them from here on first use. */
+import { attentionKernels } from './attention.js';
 import { elementwiseKernels } from './elementwise.js';
 import { matmulKernels } from './matmul.js';
 import { rowKernels } from './rows.js';
@@ -7,6 +8,7 @@ const sources: Record<string, string> = {
   ...elementwiseKernels,
   ...rowKernels,
   ...matmulKernels,
+  ...attentionKernels,
 };
 
 export function kernelSource(name: string): string {

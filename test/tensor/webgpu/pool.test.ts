@@ -1,0 +1,50 @@
+/**
+ * The WebGPU buffer pool and command batching, on a tiny Qwen2 training step (forward, cross-entropy,
+ * backward, clip, AdamW, loss read): once warm, a step creates no GPU buffer at all, and it is sent in a
+ * handful of command buffers, not one per op. Garbage collection is forced between steps, as it would
+ * happen by itself in a long run, so the tensors of the last step have given their buffers back.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import * as T from '../../../src/tensor/index.js';
+import { Qwen2Model } from '../../../src/model/qwen2-model.js';
+import { tinyQwen2Config } from '../../helpers/tiny-qwen2.js';
+import { webgpuSkip } from '../../helpers/webgpu.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+test('a warm training step creates no GPU buffer and uses few submits', { skip: webgpuSkip() }, async () => {
+  const config = tinyQwen2Config({ vocabSize: 64, hiddenSize: 32, numHiddenLayers: 2, intermediateSize: 48 });
+  const rng = new T.Rng(7);
+  const host = Qwen2Model.random(config, rng, 0.1);
+  const ids = Int32Array.from({ length: 2 * 16 }, () => rng.int(config.vocabSize));
+  const targets = Int32Array.from(ids, (_, i) => (i % 16 === 15 ? -100 : ids[i + 1]));
+  T.setBackend('webgpu');
+  try {
+    const gpu = T.webgpuKernels()!.gpu;
+    const params = new Map([...host.params].map(([n, p]) => [n, new T.Tensor(p.data, p.shape, true, n)] as const));
+    const model = new Qwen2Model(config, params);
+    const opt = new T.AdamW(model.parameters(), { weightDecay: 0.1 });
+    const counts: { created: number; submits: number }[] = [];
+    for (let step = 0; step < 5; step++) {
+      const loss = T.crossEntropy(model.logits(model.forward(ids, 2, 16)), targets);
+      loss.backward();
+      T.clipGradNorm(model.parameters(), 1);
+      opt.step(1e-3);
+      opt.zeroGrad();
+      assert.ok(Number.isFinite(loss.item()));
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+      counts.push(gpu.stats());
+    }
+    const created = counts.map((c) => c.created);
+    assert.equal(created[4], created[2], `buffers created after each step: ${created.join(', ')}`);
+    const submits = counts[4].submits - counts[3].submits;
+    assert.ok(submits <= 12, `a warm step took ${submits} submits`);
+  } finally {
+    T.setBackend('native');
+  }
+});
