@@ -214,6 +214,8 @@ class GpuThread {
     if (padded > 0) enc.copyBufferToBuffer(this.get(c.id).buffer, c.byteOffset, staging, 0, padded);
     this.submit();
     try {
+      // mapAsync waits only for work that uses the staging buffer: a read of nothing (sync) waits for all
+      if (padded === 0) await this.device.queue.onSubmittedWorkDone();
       await staging.mapAsync(GPUMapMode.READ, 0, size);
     } catch (e) {
       this.fail(`reading a tensor back from the GPU failed: ${e instanceof Error ? e.message : String(e)}`);
