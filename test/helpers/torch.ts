@@ -1,12 +1,13 @@
 /**
- * Calls PyTorch (Debian's python3-torch, through /usr/bin/python3) as an independent oracle.
+ * Calls PyTorch (Debian's python3-torch, through /usr/bin/python3) as an independent oracle;
+ * SEARCH_R3_PYTHON names another interpreter (a GPU machine's image has its PyTorch elsewhere).
  * Arrays cross the boundary as base64 little-endian float32 (to Python) and float64 (back).
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from './repo.js';
 
-export const systemPython = '/usr/bin/python3';
+export const systemPython = process.env.SEARCH_R3_PYTHON || '/usr/bin/python3';
 
 export function encodeF32(a: ArrayLike<number>): string {
   return Buffer.from(Float32Array.from(a).buffer).toString('base64');
