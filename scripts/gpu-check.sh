@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The WebGPU checks for a GPU machine without Node.js (the H200 a session may be lent): the WebGPU
+# correctness tests, then `bench:gpu` at the Qwen2.5-0.5B shape beside PyTorch CUDA and transformers.
+# Whatever it writes goes to $OUT (the folder the device tool copies back), default .bench/gpu-check:
+#   tests.tap       the TAP of the WebGPU tests
+#   bench-gpu.json  the bench's table as JSON (written after each phase, so a cut run leaves what it measured)
+#   bench-gpu.txt   the bench's printed output
+# Prepare here: `npm run build`, then fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), and
+# send dist/, build/Release/ and .gpu-pack/ with the checkout. The whole stays under 9 minutes: the tests get
+# GPU_CHECK_TEST_S (110 s), the bench GPU_CHECK_BENCH_S (380 s) and its phases BENCH_GPU_BUDGET_S (330 s).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-.bench/gpu-check}
+mkdir -p "$OUT"
+started=$SECONDS
+
+# A worktree's node_modules and build/Release may be symlinks into another checkout that did not travel.
+for link in node_modules build/Release; do
+  if [ -L "$link" ] && [ ! -e "$link" ]; then
+    echo "gpu-check: $link is a dangling symlink here; removing it" >&2
+    rm "$link"
+  fi
+done
+[ -f .gpu-pack/prologue.sh ] || { echo "gpu-check: .gpu-pack/ is missing (see docs/gpu.md)" >&2; exit 1; }
+[ -f dist/bench/gpu.js ] || { echo "gpu-check: dist/ is missing: run npm run build and send dist/" >&2; exit 1; }
+# shellcheck disable=SC1091
+source .gpu-pack/prologue.sh
+[ -f build/Release/search_r3_native.node ] ||
+  echo "gpu-check: build/Release/ did not travel: our CPU column falls back to the TS kernels (0.5b: skipped)"
+
+nvidia-smi || echo "gpu-check: nvidia-smi failed"
+echo "Vulkan ICD: ${VK_DRIVER_FILES:-none found (Dawn takes whatever Vulkan driver it finds)}"
+
+# The PyTorch oracle of the training-step test and the bench's peer need a python3 that imports torch.
+python=$(command -v python3 || echo /usr/bin/python3)
+if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then export SEARCH_R3_PYTHON=$python; fi
+export BENCH_PYTHON=${BENCH_PYTHON:-$python}
+"$BENCH_PYTHON" -c 'import torch, sys; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' ||
+  echo "gpu-check: $BENCH_PYTHON does not import torch"
+"$BENCH_PYTHON" -c 'import transformers; print("transformers", transformers.__version__)' 2>/dev/null ||
+  echo "gpu-check: transformers does not import: the bench's generation peer is a plain PyTorch loop"
+
+echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-110} s) =="
+timeout -k 10 "${GPU_CHECK_TEST_S:-110}" node --test --test-reporter=tap --test-concurrency=4 \
+  dist/test/tensor/webgpu dist/test/model/webgpu-model.test.js dist/test/model/qwen2-train-step.test.js \
+  > "$OUT/tests.tap" 2>&1
+echo "tests exit $? (124: cut by the timeout)"
+grep -E '^# (tests|pass|fail|skipped|cancelled)' "$OUT/tests.tap"
+grep -E '^not ok' "$OUT/tests.tap" | head -20
+
+echo "== bench:gpu, shape ${BENCH_GPU_SHAPE:-0.5b} (at most ${GPU_CHECK_BENCH_S:-380} s) =="
+BENCH_GPU_SHAPE=${BENCH_GPU_SHAPE:-0.5b} BENCH_GPU_BUDGET_S=${BENCH_GPU_BUDGET_S:-330} BENCH_OUT="$OUT/bench-gpu.json" \
+  timeout -k 10 "${GPU_CHECK_BENCH_S:-380}" node dist/bench/gpu.js 2>&1 | grep -v '^Warning: max' |
+  tee "$OUT/bench-gpu.txt"
+echo "bench exit ${PIPESTATUS[0]} (124: cut by the timeout); gpu-check took $((SECONDS - started)) s"
