@@ -1,6 +1,7 @@
 /**
  * --device auto|cpu|webgpu, shared by every command that computes with search-r3's own engine: which
- * device the tensors live on. The choice is made once, before any model is loaded, and said on stderr.
+ * device the tensors live on. The choice is made once, before any model is loaded, and said on stderr
+ * when --device was given or a GPU was taken (a run left to its default on the CPU prints nothing new).
  */
 import * as T from '../tensor/index.js';
 import { UserError } from './command.js';
@@ -35,9 +36,12 @@ export function parseDevice(v: string | undefined): T.DeviceChoice | null {
 
 const toStderr = (line: string): void => void process.stderr.write(`${line}\n`);
 
-/** Says the device taken, as every command does: "device: webgpu (NVIDIA H200)". */
-export function sayDevice(report: T.DeviceReport, say: (line: string) => void = toStderr): void {
-  say(`device: ${report.description}`);
+/**
+ * Says the device taken ("device: webgpu (NVIDIA H200)") when --device was given (`v`) or it is a GPU;
+ * the CPU by default goes unsaid, so a default run's output is as it always was.
+ */
+export function sayDevice(v: string | undefined, report: T.DeviceReport, say: (line: string) => void = toStderr): void {
+  if (v !== undefined || report.backend === 'webgpu') say(`device: ${report.description}`);
 }
 
 /** The one sentence for a device that cannot be used, wherever the model was to be loaded. */
@@ -46,8 +50,8 @@ export function deviceError(choice: T.DeviceChoice, e: unknown): UserError {
 }
 
 /**
- * Applies --device and says what was taken through `say` (stderr by default); an unavailable WebGPU is
- * a UserError in one sentence.
+ * Applies --device and says what was taken (see sayDevice) through `say`, stderr by default; an
+ * unavailable WebGPU is a UserError in one sentence.
  */
 export function selectDevice(v: string | undefined, say: (line: string) => void = toStderr): T.DeviceReport | null {
   const choice = parseDevice(v);
@@ -58,7 +62,7 @@ export function selectDevice(v: string | undefined, say: (line: string) => void 
   } catch (e) {
     throw deviceError(choice, e);
   }
-  sayDevice(report, say);
+  sayDevice(v, report, say);
   return report;
 }
 

@@ -131,7 +131,7 @@ export const serveCommand: Command = {
       }).catch((e: unknown) => {
         throw workerStartError(device, e);
       });
-      if (backend.info.device) sayDevice(backend.info.device);
+      if (backend.info.device) sayDevice(values.device, backend.info.device);
       let index: SearchIndex | undefined;
       let server: RunningServer;
       try {

@@ -82,7 +82,7 @@ export const workerCommand: Command = {
           throw workerStartError(device, e);
         });
         // once: a job with another cut length or prompts opens the model again, on the same device
-        if (backend.info.device && !deviceSaid) sayDevice(backend.info.device);
+        if (backend.info.device && !deviceSaid) sayDevice(values.device, backend.info.device);
         deviceSaid = true;
         return backend;
       },
