@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { portOption, positiveInt } from './args.js';
+import { DEVICE_OPTION, deviceHelp, resolvedDevice, selectDevice } from './device-option.js';
 import { evalProgress } from './eval-progress.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEFAULT_MODEL_DIR, DEMO_DATA_DIR } from './package-paths.js';
@@ -16,7 +17,7 @@ import { embedQueryMatrix } from '../eval/model-retriever.js';
 import type { Qrels } from '../eval/qrels.js';
 import type { ProgressFn } from '../eval/retriever.js';
 import type { Run } from '../eval/run.js';
-import { DEFAULT_MAX_REASONING_TOKENS } from '../embed/index.js';
+import { DEFAULT_MAX_REASONING_TOKENS, type DeviceChoice } from '../embed/index.js';
 import { LocalBackend } from '../search-index/embedding-backend.js';
 import { fuseRuns } from '../search-index/rrf.js';
 import { SearchIndex } from '../search-index/search-index.js';
@@ -69,6 +70,7 @@ options:
                               and dense/hybrid) instead of the examples and the table; Ctrl-C stops it
   --port <n>                  the playground's port with --web (default 8080; 0 picks a free one)
   --host <addr>               the playground's address with --web (default 127.0.0.1)
+${deviceHelp(30)}
   --json                      print one JSON object (index, examples, table) instead of text
   --quiet                     no progress output on stderr
   -h, --help                  this help
@@ -263,11 +265,17 @@ async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
 }
 
 /** Serves the playground on the demo's index, with SciFact test's judgments, until SIGINT or SIGTERM. */
-async function servePlayground(backend: LocalBackend, index: SearchIndex, host: string, port: number): Promise<number> {
+async function servePlayground(
+  backend: LocalBackend,
+  index: SearchIndex,
+  host: string,
+  port: number,
+  device: DeviceChoice | undefined,
+): Promise<number> {
   let server: RunningServer;
   try {
     const judgments = await Judgments.load(DEMO_DATA_DIR, 'test');
-    server = await startSearchServer({ backend, index, host, port, judgments });
+    server = await startSearchServer({ backend, index, host, port, judgments, device });
   } catch (e) {
     await index.close();
     throw listenError(e, host, port) ?? e;
@@ -305,6 +313,7 @@ export const demoCommand: Command = {
         web: { type: 'boolean' },
         port: { type: 'string' },
         host: { type: 'string' },
+        ...DEVICE_OPTION,
       },
     });
     const web = values.web ?? false;
@@ -337,6 +346,7 @@ export const demoCommand: Command = {
     };
 
     return (async () => {
+      const device = selectDevice(values.device, log);
       const backend = await LocalBackend.fromModelDir(modelDir);
       const cfg = backend.embedder.model.config;
       const ds = await readBeirDataset(DEMO_DATA_DIR, 'test');
@@ -383,7 +393,8 @@ export const demoCommand: Command = {
       };
       if (web) {
         say(describeIndex(indexReport));
-        return servePlayground(backend, index, values.host ?? '127.0.0.1', port);
+        // the playground's model worker computes where this thread indexed
+        return servePlayground(backend, index, values.host ?? '127.0.0.1', port, resolvedDevice(device));
       }
       try {
         say(describeIndex(indexReport));

@@ -1,6 +1,7 @@
 /**
  * --device auto|cpu|webgpu, shared by every command that computes with search-r3's own engine: which
- * device the tensors live on. The choice is made once, before any model is loaded, and said on stderr.
+ * device the tensors live on. The choice is made once, before any model is loaded, and said on stderr
+ * when --device was given or a GPU was taken (a run left to its default on the CPU prints nothing new).
  */
 import * as T from '../tensor/index.js';
 import { UserError } from './command.js';
@@ -33,21 +34,56 @@ export function parseDevice(v: string | undefined): T.DeviceChoice | null {
   return v as T.DeviceChoice;
 }
 
+const toStderr = (line: string): void => void process.stderr.write(`${line}\n`);
+
 /**
- * Applies --device and says what was taken ("device: webgpu (NVIDIA H200)") through `say` (stderr by
- * default); an unavailable WebGPU is a UserError in one sentence.
+ * Says the device taken ("device: webgpu (NVIDIA H200)") when --device was given (`v`) or it is a GPU;
+ * the CPU by default goes unsaid, so a default run's output is as it always was.
  */
-export function selectDevice(
-  v: string | undefined,
-  say: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
-): T.DeviceReport | null {
+export function sayDevice(v: string | undefined, report: T.DeviceReport, say: (line: string) => void = toStderr): void {
+  if (v !== undefined || report.backend === 'webgpu') say(`device: ${report.description}`);
+}
+
+/** The one sentence for a device that cannot be used, wherever the model was to be loaded. */
+export function deviceError(choice: T.DeviceChoice, e: unknown): UserError {
+  return new UserError(`--device ${choice}: ${e instanceof Error ? e.message : String(e)}.`);
+}
+
+/**
+ * Applies --device and says what was taken (see sayDevice) through `say`, stderr by default; an
+ * unavailable WebGPU is a UserError in one sentence.
+ */
+export function selectDevice(v: string | undefined, say: (line: string) => void = toStderr): T.DeviceReport | null {
   const choice = parseDevice(v);
   if (choice === null) return null;
+  let report: T.DeviceReport;
   try {
-    const report = T.useDevice(choice);
-    say(`device: ${report.description}`);
-    return report;
+    report = T.useDevice(choice);
   } catch (e) {
-    throw new UserError(`--device ${choice}: ${e instanceof Error ? e.message : String(e)}.`);
+    throw deviceError(choice, e);
   }
+  sayDevice(v, report, say);
+  return report;
+}
+
+/**
+ * The device a model worker thread should take to compute where this thread already does: the device
+ * selectDevice resolved (so `auto` is not asked again), or undefined when the environment chose.
+ */
+export function resolvedDevice(report: T.DeviceReport | null): T.DeviceChoice | undefined {
+  if (report === null) return undefined;
+  return report.backend === 'webgpu' ? 'webgpu' : 'cpu';
+}
+
+/**
+ * An error from starting a model worker on `choice`: the device's own failure (a GpuError, which
+ * crosses the thread by name) as the --device sentence, anything else as it is.
+ */
+export function workerStartError(choice: T.DeviceChoice | undefined, e: unknown): unknown {
+  return choice !== undefined && e instanceof Error && e.name === 'GpuError' ? deviceError(choice, e) : e;
+}
+
+/** --device where this process runs no model (--remote): refused rather than ignored. */
+export function refuseDevice(v: string | undefined, instead: string): void {
+  if (v !== undefined) throw new UserError(`--device chooses where a local model runs; drop it with ${instead}.`);
 }

@@ -55,6 +55,7 @@ interface EngineValues {
   gguf?: string;
   gpu?: string;
   'as-source-model'?: boolean;
+  device?: string;
 }
 
 export function parseEngine(v: EngineValues): EngineChoice {
@@ -66,6 +67,9 @@ export function parseEngine(v: EngineValues): EngineChoice {
     const stray = (['gguf', 'gpu', 'as-source-model'] as const).find((k) => v[k] !== undefined);
     if (stray) throw new UserError(`--${stray} goes with --engine llama.cpp.`);
     return { kind };
+  }
+  if (v.device !== undefined) {
+    throw new UserError("--device chooses where search-r3's engine runs; llama.cpp chooses with --gpu.");
   }
   const gpu = (v.gpu ?? 'auto') as LlamaGpu;
   if (!LLAMA_GPUS.includes(gpu)) throw new UserError(`--gpu must be one of ${LLAMA_GPUS.join(', ')} (got '${v.gpu}').`);

@@ -12,6 +12,7 @@ import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
 import { ModelRetriever, type SearchR3Encoder } from '../eval/model-retriever.js';
 import { Embedder, requireEmbedToken } from '../embed/index.js';
 import { LlamaCppEngine } from '../embed/index.js';
+import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice } from './device-option.js';
 import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { subsetDevSet } from '../eval/dev-eval.js';
@@ -49,6 +50,7 @@ inputs:
   --temperature <x>           sampling temperature of the analysis (default 0: greedy)
   --max-length <n>            longest prompt in tokens; longer texts are cut (default: the model's context)
 ${engineHelp(30, false)}
+${deviceHelp(30)}
 or embed with any model and pass:
   --query-embeddings <file>   .npy float32 [queries × dim] with ids in <file>.ids.txt, or .jsonl {id, vector}
   --doc-embeddings <file>     the same for the corpus
@@ -140,6 +142,8 @@ interface ModelRetrieverArgs {
   maxReasoningTokens?: number;
   temperature?: number;
   maxLength?: number;
+  /** --device as given (search-r3's engine only). */
+  device?: string;
 }
 interface OpenRetriever {
   retriever: Retriever;
@@ -159,6 +163,7 @@ async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: Engine
     encoder = e;
     close = () => e.close();
   } else {
+    selectDevice(o.device);
     const { model, tokenizer } = await loadModelFolder(dir, { checkTokenizer: (t) => requireEmbedToken(t, dir) });
     encoder = new Embedder(model, tokenizer, { maxLength: o.maxLength });
   }
@@ -208,10 +213,12 @@ export const evalCommand: Command = {
         temperature: { type: 'string' },
         'max-length': { type: 'string' },
         ...ENGINE_OPTIONS,
+        ...DEVICE_OPTION,
       },
     });
     const v = parsed.values;
     const engine = parseEngine(v);
+    parseDevice(v.device); // without a model nothing runs on it, but a wrong value is wrong all the same
     if (engine.kind !== 'search-r3' && (v.retriever === undefined || v.retriever === 'bm25')) {
       throw new UserError('--engine runs a model: give --retriever <model-dir>.');
     }
@@ -278,6 +285,7 @@ export const evalCommand: Command = {
               maxReasoningTokens: positiveInt(v['max-reasoning-tokens'], 'max-reasoning-tokens'),
               temperature: number(v.temperature, 'temperature'),
               maxLength: positiveInt(v['max-length'], 'max-length'),
+              device: v.device,
             },
             engine,
           );

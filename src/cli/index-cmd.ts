@@ -4,6 +4,7 @@ import path from 'node:path';
 import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
+import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { readDocuments } from '../search-index/document-source.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import {
@@ -70,6 +71,7 @@ options:
                          above the context is lowered to it); longer documents are cut and counted
   --batch-tokens <n>     tokens per forward batch, padding included (default 4096)
 ${engineHelp(25)}
+${deviceHelp(25)}
   --queue <url>          encode on 'search-r3 worker' processes through Redis (redis://host:port[/db]);
                          the store is LanceDB (--store lancedb is implied for a new index)
   --queue-name <name>    the BullMQ queue, shared with the workers (default ${DEFAULT_QUEUE_NAME}); one
@@ -108,6 +110,7 @@ export const indexCommand: Command = {
         'queue-name': { type: 'string' },
         'queue-wait': { type: 'string' },
         ...ENGINE_OPTIONS,
+        ...DEVICE_OPTION,
       },
     });
     if (!values.out) throw new UserError('--out <index-dir> is required (see search-r3 index --help).');
@@ -254,6 +257,7 @@ interface BackendValues {
   remote?: string;
   'api-key'?: string;
   'batch-tokens'?: string;
+  device?: string;
 }
 
 async function openBackend(
@@ -267,6 +271,7 @@ async function openBackend(
     if (engine.kind !== 'search-r3') {
       throw new UserError('--engine runs a local model; give --model <dir> instead of --remote.');
     }
+    refuseDevice(values.device, '--remote');
     return RemoteEmbedder.connect(
       values.remote
         .split(',')
@@ -284,6 +289,7 @@ async function openBackend(
   }
   const model = values.model ?? existing?.model.source;
   if (!model) throw new UserError('give --model <dir> (or --remote <urls>): a new index needs a model.');
+  if (engine.kind === 'search-r3') selectDevice(values.device);
   const opts = existing
     ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens }
     : { maxLength, batchTokens };

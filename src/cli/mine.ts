@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice } from './device-option.js';
 import { loadSftConfig } from '../train/sft/config.js';
 import { candidatePool, loadTrainingData } from '../train/sft/data.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
@@ -24,6 +25,8 @@ options:
   --negatives <n>       negatives kept per query, sampled from the window (default 8)
   --fn-ratio <r>        drop candidates scoring ≥ r × the best positive's score (default 0.95)
   --seed <n>            sampling seed (default 0)
+${deviceHelp(24)}
+                        (with --retriever model)
   -h, --help            this help`;
 
 function num(v: string | undefined, name: string, dflt: number): number {
@@ -51,6 +54,7 @@ export const mineCommand: Command = {
         negatives: { type: 'string' },
         'fn-ratio': { type: 'string' },
         seed: { type: 'string' },
+        ...DEVICE_OPTION,
       },
     });
     if (!values.config || !values.out) throw new UserError('mine needs --config <train.json> and --out <mined.jsonl>.');
@@ -60,6 +64,7 @@ export const mineCommand: Command = {
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model')
       throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
+    parseDevice(values.device); // BM25 runs no model, but a wrong value is wrong all the same
     const cfg = loadSftConfig(values.config);
     const { examples, stats: ds } = await loadTrainingData(cfg.data);
     const pool = await candidatePool(cfg.data, examples);
@@ -67,6 +72,7 @@ export const mineCommand: Command = {
     let rank: Ranker;
     if (retriever === 'bm25') rank = bm25Ranker(pool);
     else {
+      selectDevice(values.device);
       const m = await loadModelFolder(values.model ?? cfg.model);
       rank = modelRanker(m.model, m.tokenizer, pool, { templates: cfg.templates, maxLength: cfg.maxLength });
     }

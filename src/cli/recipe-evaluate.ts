@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError } from './command.js';
 import { positiveInt } from './args.js';
+import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { evalProgress } from './eval-progress.js';
 import { DEFAULT_MAX_REASONING_TOKENS } from '../embed/index.js';
 import { evaluateRecipeModels, RECIPE_DATASETS, type RecipeDatasetId } from '../recipe/evaluate.js';
@@ -10,7 +11,7 @@ export const RECIPE_EVALUATE_HELP = `search-r3 recipe evaluate — the default m
 
 usage: search-r3 recipe evaluate --stage1 <dir> --stage2 <dir> --out <dir> [--data <dir>]
          [--datasets ${RECIPE_DATASETS.join(',')}] [--max-queries N] [--max-documents N]
-         [--max-reasoning-tokens N] [--work <dir>] [--quiet]
+         [--max-reasoning-tokens N] [--work <dir>] [--quiet] [--device auto|cpu|webgpu]
 
 Rows per dataset: BM25; stage 1 and stage 2, each with reasoning off and on; and reciprocal-rank
 fusion of BM25 with stage 2 reasoning off and on. Measures: nDCG@10 and Recall@100
@@ -46,6 +47,7 @@ options:
                               search-r3 eval); reasoning is greedy (temperature 0)
   --work <dir>                cache of runs and embeddings (default <out>/work)
   --quiet                     no progress or log lines on stderr
+${deviceHelp(30)}
   -h, --help                  this help`;
 
 function parseDatasets(v: string | undefined): RecipeDatasetId[] | undefined {
@@ -85,6 +87,7 @@ export async function runRecipeEvaluate(
       work: { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      ...DEVICE_OPTION,
     },
   });
   const v = parsed.values;
@@ -97,6 +100,7 @@ export async function runRecipeEvaluate(
       throw new UserError(`--${name} <dir> is required. See 'search-r3 recipe evaluate --help'.`);
   }
   const quiet = v.quiet ?? false;
+  selectDevice(v.device, quiet ? () => undefined : undefined);
   const report = await evaluateRecipeModels({
     stage1: v.stage1!,
     stage2: v.stage2!,

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { DEVICE_OPTION, deviceHelp, parseDevice } from './device-option.js';
 import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
 import { runRecipe, STEP_NAMES } from '../recipe/default-recipe.js';
@@ -14,6 +15,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const HELP = `search-r3 recipe — how the default model is made
 
 usage: search-r3 recipe default [--work <dir>] [--data <dir>] [--out <dir>] [--profile full|tiny] [--quiet]
+         [--device auto|cpu|webgpu]
        search-r3 recipe evaluate --stage1 <dir> --stage2 <dir> --out <dir> [...]   (below)
 
 recipe default (also: npm run train:default) trains search-r3's default model from random weights,
@@ -41,12 +43,21 @@ options:
                     with --profile tiny: <work>/model, so a toy model never replaces the shipped one)
   --profile <name>  full (the shipped model) or tiny (the same steps at toy sizes, in seconds)
   --quiet           no progress output from the steps
+${deviceHelp(20)}
+                    (passed to the steps that compute: lm, mine, stage1, stage2, evaluate)
   -h, --help        this help`;
 
+/** The recipe's commands that run search-r3's engine, and so take --device. */
+const COMPUTING = ['train', 'mine', 'recipe'];
+
 /** Runs `search-r3 <argv>` in a child process with this Node and this CLI. */
-function runChild(argv: string[], quiet: boolean): Promise<number> {
+function runChild(argv: string[], quiet: boolean, device: string | undefined): Promise<number> {
   const main = path.join(here, 'main.js');
-  const args = quiet && ['corpus', 'tokenizer', 'train'].includes(argv[0]) ? [...argv, '--quiet'] : argv;
+  const args = [
+    ...argv,
+    ...(quiet && ['corpus', 'tokenizer', 'train'].includes(argv[0]) ? ['--quiet'] : []),
+    ...(device !== undefined && COMPUTING.includes(argv[0]) ? ['--device', device] : []),
+  ];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
     child.on('error', reject);
@@ -66,12 +77,14 @@ async function runDefault(argv: string[]): Promise<number> {
       profile: { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      ...DEVICE_OPTION,
     },
   });
   if (values.help) {
     console.log(HELP);
     return 0;
   }
+  parseDevice(values.device); // each step that computes takes it, and says the device it got
   const profileName = (values.profile ?? 'full') as RecipeProfileName;
   if (!(profileName in PROFILES)) throw new UserError(`--profile must be full or tiny (got '${values.profile}').`);
   const data = path.resolve(values.data ?? DEFAULT_DATA_DIR);
@@ -90,7 +103,7 @@ async function runDefault(argv: string[]): Promise<number> {
     profile: PROFILES[profileName],
     paths: recipePaths(work, data),
     out,
-    runCommand: (a) => runChild(a, values.quiet ?? false),
+    runCommand: (a) => runChild(a, values.quiet ?? false, values.device),
     log: (line) => process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`),
   });
   console.log(

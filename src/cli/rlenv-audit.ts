@@ -3,6 +3,7 @@ import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { loadRlConfig } from '../train/rl/config.js';
 import { trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
@@ -12,6 +13,7 @@ import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
 
 usage: search-r3 rlenv audit --config <rl-config.json> [--steps N] [--from <run-folder>] [--output <folder>] [--quiet]
+         [--device auto|cpu|webgpu]
 
 Runs N real GRPO steps of the given stage-2 config (rollouts, rewards, optimiser updates: the policy
 and so every document vector drift as in training). At each step the same responses are scored by the
@@ -31,7 +33,8 @@ options:
   --from <folder>    a train rl run folder whose newest checkpoint (with its environment) to start from
   --output <folder>  run folder for the audit (default <config output>-audit); gets metrics.jsonl
                      (train and audit records) and audit.json (the summary)
-  --quiet            no progress output`;
+  --quiet            no progress output
+${deviceHelp(21)}`;
 
 const auditCommand: Command = {
   name: 'audit',
@@ -48,6 +51,7 @@ const auditCommand: Command = {
         output: { type: 'string' },
         from: { type: 'string' },
         quiet: { type: 'boolean' },
+        ...DEVICE_OPTION,
       },
     });
     if (!values.config)
@@ -59,6 +63,7 @@ const auditCommand: Command = {
     const minSteps = values.from ? 1 : 2;
     if (!Number.isInteger(steps) || steps < minSteps)
       throw new UserError(`--steps must be an integer ≥ ${minSteps}, got '${values.steps}'`);
+    selectDevice(values.device);
     const cfg = loadRlConfig(values.config);
     cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
     const start = values.from ? await startFromCheckpoint(path.resolve(values.from), cfg.output) : null;

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
+import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { searchHitJson } from '../search-index/search-json.js';
@@ -27,6 +28,7 @@ options:
   -k <n>                 documents to return (default 10)
   --hybrid               fuse with BM25 by reciprocal rank
 ${engineHelp(25)}
+${deviceHelp(25)}
   --json                 print one JSON object: query, reasoning, forced, data (rank, id, score, title,
                          text, metadata, dense_score, bm25_score: the fields of POST /v1/search) and timings
   -h, --help             this help`;
@@ -53,6 +55,7 @@ export const searchCommand: Command = {
         hybrid: { type: 'boolean' },
         json: { type: 'boolean' },
         ...ENGINE_OPTIONS,
+        ...DEVICE_OPTION,
       },
     });
     if (!values.index) throw new UserError('--index <dir> is required (see search-r3 search --help).');
@@ -74,8 +77,10 @@ export const searchCommand: Command = {
     if (values.remote && engine.kind !== 'search-r3') {
       throw new UserError('--engine runs a local model; drop it with --remote.');
     }
+    if (values.remote) refuseDevice(values.device, '--remote');
     return (async () => {
       const manifest = readIndexManifest(indexDir);
+      if (!values.remote && engine.kind === 'search-r3') selectDevice(values.device);
       const backend: EmbeddingBackend = values.remote
         ? await RemoteEmbedder.connect(
             values.remote

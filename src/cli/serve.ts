@@ -5,6 +5,7 @@ import { UserError, type Command } from './command.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { Judgments } from '../serve/judgments.js';
 import { WorkerBackend } from '../serve/model-worker.js';
+import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } from './device-option.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } from './engine-options.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 import { RunWatch } from '../train/run-watch.js';
@@ -58,6 +59,7 @@ options:
   --batch-inputs <n>        most inputs per forward batch (default 64)
 ${engineHelp(28)}
                             (llama.cpp serves embeddings and search, one request at a time; no chat)
+${deviceHelp(28)}
   -h, --help                this help`;
 
 export const serveCommand: Command = {
@@ -85,6 +87,7 @@ export const serveCommand: Command = {
         'max-request-tokens': { type: 'string' },
         'max-request-reasoning-tokens': { type: 'string' },
         ...ENGINE_OPTIONS,
+        ...DEVICE_OPTION,
         qrels: { type: 'string' },
         split: { type: 'string' },
         runs: { type: 'string', multiple: true },
@@ -110,6 +113,8 @@ export const serveCommand: Command = {
     };
     const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
     const choice = parseEngine(values);
+    // taken in the model worker, which loads the model: this thread computes nothing
+    const device = choice.kind === 'search-r3' ? (parseDevice(values.device) ?? undefined) : undefined;
     if (values.split && !values.qrels)
       throw new UserError('--split names a split of --qrels; give --qrels <BEIR folder>.');
     const runs = values.runs ? runWatch(values.runs) : undefined;
@@ -122,7 +127,11 @@ export const serveCommand: Command = {
         ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}),
         ...batching,
         engine,
+        device,
+      }).catch((e: unknown) => {
+        throw workerStartError(device, e);
       });
+      if (backend.info.device) sayDevice(values.device, backend.info.device);
       let index: SearchIndex | undefined;
       let server: RunningServer;
       try {

@@ -2,10 +2,11 @@ import { loadLmConfig } from '../train/lm/config.js';
 import { trainLm } from '../train/lm/trainer.js';
 import { formatDuration } from '../train/progress.js';
 import type { TrainStage } from './train.js';
+import { deviceHelp } from './device-option.js';
 
 const HELP = `search-r3 train lm — pretrain a small Qwen2 language model from scratch (causal LM)
 
-usage: search-r3 train lm --config <file.json> [--resume] [--quiet]
+usage: search-r3 train lm --config <file.json> [--resume] [--quiet] [--device auto|cpu|webgpu]
 
 Tokenizes the training and validation text (cached in <output>/tokens/), puts the separator token
 (<|endoftext|>) before every document, packs each split into sequences of seqLength tokens (no
@@ -35,6 +36,7 @@ options:
   --config <file>  the config
   --resume         continue from the newest checkpoint (same result as an uninterrupted run)
   --quiet          no progress output
+${deviceHelp(19)}
   -h, --help       this help`;
 
 export const trainLmStage: TrainStage = {

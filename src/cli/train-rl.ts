@@ -2,10 +2,11 @@ import { loadRlConfig } from '../train/rl/config.js';
 import { trainRl } from '../train/rl/trainer.js';
 import { formatDuration } from '../train/progress.js';
 import type { TrainStage } from './train.js';
+import { deviceHelp } from './device-option.js';
 
 const HELP = `search-r3 train rl — stage 2: GRPO with a retrieval reward in the rlenv environment
 
-usage: search-r3 train rl --config <file.json> [--resume] [--quiet]
+usage: search-r3 train rl --config <file.json> [--resume] [--quiet] [--device auto|cpu|webgpu]
 
 Each step takes rollout.queries training queries and samples rollout.group responses for each (an
 analysis, then <|embed_token|>; forced and penalised when missing). Each response's embedding ranks the
@@ -38,6 +39,7 @@ options:
   --resume         continue from the newest checkpoint: weights, optimiser, data position, sampling and
                    the environment's table are restored, so the run ends as an uninterrupted one would
   --quiet          no progress output
+${deviceHelp(19)}
   -h, --help       this help`;
 
 export const trainRlStage: TrainStage = {

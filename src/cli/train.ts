@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { trainLmStage } from './train-lm.js';
 import { trainRlStage } from './train-rl.js';
 import { trainSftStage } from './train-sft.js';
@@ -22,7 +23,7 @@ const stages: readonly TrainStage[] = [trainLmStage, trainSftStage, trainRlStage
 
 const HELP = `search-r3 train — train a model, one stage at a time
 
-usage: search-r3 train <stage> --config <file.json> [--resume] [--quiet]
+usage: search-r3 train <stage> --config <file.json> [--resume] [--quiet] [--device auto|cpu|webgpu]
 
 stages (search-r3 train <stage> --help: what it trains, and its config):
 ${stages.map((s) => `  ${s.name.padEnd(4)}  ${s.summary}`).join('\n')}
@@ -35,6 +36,7 @@ options:
   --config <file>  the stage's config (JSON; unknown keys are an error)
   --resume         continue from the newest intact checkpoint of the run folder
   --quiet          no progress output
+${deviceHelp(19)}
   -h, --help       this help`;
 
 async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
@@ -46,10 +48,12 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
       config: { type: 'string' },
       resume: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      ...DEVICE_OPTION,
     },
   });
   const name = `train ${stage.name}`;
   if (!values.config) throw new UserError(`${name} needs --config <file.json> (see search-r3 ${name} --help).`);
+  selectDevice(values.device);
   console.log(await stage.train(values.config, { resume: values.resume ?? false, progress: !values.quiet }));
   return 0;
 }

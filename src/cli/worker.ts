@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
+import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } from './device-option.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
 import { runIndexWorker } from '../queue/index-worker.js';
@@ -26,6 +27,8 @@ options:
                          worker takes it (default 30); the lock is renewed while the model works
   --queue-wait <s>       how long Redis may be unreachable before the worker gives up (default 60); a
                          Redis restart within it is ridden out
+${deviceHelp(25)}
+                         (a worker that cannot use it puts its first job back and stops)
   -h, --help             this help`;
 
 export const workerCommand: Command = {
@@ -43,6 +46,7 @@ export const workerCommand: Command = {
         'queue-name': { type: 'string' },
         'lock-seconds': { type: 'string' },
         'queue-wait': { type: 'string' },
+        ...DEVICE_OPTION,
       },
     });
     if (!values.queue) throw new UserError('--queue redis://<host>:<port> is required (see search-r3 worker --help).');
@@ -51,6 +55,9 @@ export const workerCommand: Command = {
     const modelDir = values.model;
     const lockSeconds = positiveInt(values['lock-seconds'], 'lock-seconds') ?? 30;
     const waitSeconds = positiveInt(values['queue-wait'], 'queue-wait') ?? 60;
+    // taken in the model worker, which loads the model: this thread computes nothing
+    const device = parseDevice(values.device) ?? undefined;
+    let deviceSaid = false;
     const log = (line: string): void => void process.stderr.write(`search-r3 worker: ${line}\n`);
     const stop = new Promise<void>((resolve) => {
       const on = (sig: string): void => {
@@ -65,12 +72,20 @@ export const workerCommand: Command = {
       target,
       queueName: values['queue-name'] ?? DEFAULT_QUEUE_NAME,
       modelLabel: modelDir,
-      openModel: (m) =>
-        WorkerBackend.start(modelDir, {
+      openModel: async (m) => {
+        const backend = await WorkerBackend.start(modelDir, {
           maxLength: m.maxLength,
           templates: m.templates,
           ...(m.batchTokens !== null ? { batchTokens: m.batchTokens } : {}),
-        }),
+          device,
+        }).catch((e: unknown) => {
+          throw workerStartError(device, e);
+        });
+        // once: a job with another cut length or prompts opens the model again, on the same device
+        if (backend.info.device && !deviceSaid) sayDevice(values.device, backend.info.device);
+        deviceSaid = true;
+        return backend;
+      },
       lockMs: lockSeconds * 1000,
       waitMs: waitSeconds * 1000,
       log,

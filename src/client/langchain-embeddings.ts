@@ -4,13 +4,18 @@
  * servers (baseURL). LangChain's AsyncCaller wraps each call (maxConcurrency, maxRetries).
  */
 import { Embeddings, type EmbeddingsParams } from '@langchain/core/embeddings';
-import type { QueryOptions } from '../embed/index.js';
+import { type DeviceChoice, type QueryOptions, useDevice } from '../embed/index.js';
 import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { RemoteEmbedder, type RemoteOptions } from './remote-embedder.js';
 
 export interface SearchR3EmbeddingsParams extends EmbeddingsParams {
   /** A model folder to load in this process. */
   modelDir?: string;
+  /**
+   * Where modelDir's model computes: useDevice(device) before it loads, which sets the device of this
+   * whole process (default: as it is).
+   */
+  device?: DeviceChoice;
   /** Or one or more search-r3 servers (base URLs). */
   baseURL?: string | string[];
   /** Or a backend already built. */
@@ -31,6 +36,7 @@ export class SearchR3Embeddings extends Embeddings {
     super(fields);
     const sources = [fields.modelDir, fields.baseURL, fields.backend].filter((x) => x !== undefined).length;
     if (sources !== 1) throw new Error('SearchR3Embeddings needs exactly one of modelDir, baseURL or backend.');
+    if (fields.device && !fields.modelDir) throw new Error('SearchR3Embeddings: device goes with modelDir.');
     this.batchSize = fields.batchSize ?? 64;
   }
 
@@ -39,9 +45,14 @@ export class SearchR3Embeddings extends Embeddings {
     this.backendPromise ??= this.fields.backend
       ? Promise.resolve(this.fields.backend)
       : this.fields.modelDir
-        ? LocalBackend.fromModelDir(this.fields.modelDir)
+        ? this.loadModel(this.fields.modelDir)
         : RemoteEmbedder.connect([this.fields.baseURL!].flat(), { apiKey: this.fields.apiKey, ...this.fields.remote });
     return this.backendPromise;
+  }
+
+  private async loadModel(dir: string): Promise<EmbeddingBackend> {
+    if (this.fields.device) useDevice(this.fields.device);
+    return LocalBackend.fromModelDir(dir);
   }
 
   async embedDocuments(documents: string[]): Promise<number[][]> {

@@ -34,3 +34,5 @@ export {
   type LlamaCppFacts,
   type LlamaGpu,
 } from './llama-cpp-engine.js';
+// The device the engine computes on, for layers that load a model without the tensor layer (a model worker).
+export { useDevice, type DeviceChoice, type DeviceReport } from '../tensor/index.js';

@@ -39,14 +39,17 @@ export interface WorkerSummary {
   documents: number;
 }
 
-/** Runs until `stop` resolves; rejects with a QueueError when it must stop (another model, Redis lost). */
+/**
+ * Runs until `stop` resolves; rejects when it must stop: a QueueError (another model, Redis lost), or the
+ * error that kept the model from opening.
+ */
 export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const watchdog = new RedisWatchdog(o.target, o.waitMs, 'the worker');
   await watchdog.reachable();
   watchdog.watch();
   const summary: WorkerSummary = { jobs: 0, documents: 0 };
   let model: { key: string; backend: EmbeddingBackend } | undefined;
-  let refusal: QueueError | undefined;
+  let refusal: Error | undefined;
   let refused!: () => void;
   const refusedNow = new Promise<void>((r) => (refused = r));
 
@@ -68,7 +71,17 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
       o.log(why);
       throw new UnrecoverableError(why);
     }
-    const backend = await backendFor(data.model);
+    let backend: EmbeddingBackend;
+    try {
+      backend = await backendFor(data.model);
+    } catch (e) {
+      // a model that cannot be opened here (its device, its folder) fails every job alike: the job goes
+      // back to the queue untouched for another worker, and this one stops, saying why
+      await job.moveToDelayed(Date.now() + 1000, token);
+      refusal = e instanceof Error ? e : new Error(String(e));
+      refused();
+      throw new DelayedError();
+    }
     const why = modelMismatch(data.model, {
       id: backend.modelId,
       dimension: backend.dimension,

@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Embedder, type QueryEmbedding, requireEmbedToken } from '../embed/index.js';
+import { Embedder, type QueryEmbedding, requireEmbedToken, useDevice } from '../embed/index.js';
 import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
@@ -224,6 +224,8 @@ async function loadLlamaCpp(config: WorkerConfig): Promise<{ worker: ModelWork; 
 
 async function load(config: WorkerConfig): Promise<{ worker: ModelWork; info: ModelInfo }> {
   if (config.engine) return loadLlamaCpp(config);
+  // before the weights load: tensors live on the device that was active when they were made
+  const device = config.device ? useDevice(config.device) : undefined;
   const checkTokenizer = (t: Tokenizer): number => requireEmbedToken(t, config.modelDir);
   const loaded = await loadModelFolder(config.modelDir, { checkTokenizer });
   const embedder = new Embedder(loaded.model, loaded.tokenizer, config.embedder);
@@ -235,6 +237,7 @@ async function load(config: WorkerConfig): Promise<{ worker: ModelWork; info: Mo
     contextLength: loaded.config.maxPositionEmbeddings,
     vocabSize: loaded.config.vocabSize,
     longestTokenChars: loaded.tokenizer.longestTokenChars(),
+    ...(device ? { device } : {}),
   };
   return { worker: new ModelWorker(embedder, config), info };
 }

@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
-import type { EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
+import type { DeviceChoice, EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
 import type { DocumentEmbeddings, EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import {
   type BatchKind,
@@ -37,6 +37,11 @@ const WORKER_YOUNG_GENERATION_MB = 8;
 export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {
   /** Run the model on llama.cpp (a GGUF exported from the folder) instead of search-r3's engine. */
   engine?: LlamaCppEngineChoice;
+  /**
+   * Where search-r3's engine computes in the worker (see useDevice); taken there before the model loads,
+   * and reported in info.device. Default: the worker's environment (SEARCH_R3_BACKEND, else the CPU).
+   */
+  device?: DeviceChoice;
 }
 
 /** The model cannot take requests now (its worker died and is restarting); the message says why. */
@@ -124,19 +129,27 @@ export class WorkerBackend implements EmbeddingBackend {
 
   /** Loads the model folder in a new worker thread. */
   static async start(modelDir: string, opts: WorkerBackendOptions = {}): Promise<WorkerBackend> {
-    const { maxWaitMs, maxBatchInputs, engine, ...embedder } = opts;
+    const { maxWaitMs, maxBatchInputs, engine, device, ...embedder } = opts;
+    if (engine && device) throw new Error("device chooses where search-r3's engine runs; llama.cpp has its own gpu.");
     const config: WorkerConfig = {
       modelDir: path.resolve(modelDir),
       embedder,
       batching: { maxWaitMs, maxBatchInputs },
       ...(engine ? { engine } : {}),
+      ...(device ? { device } : {}),
     };
     const { worker, info } = await spawnWorker(config);
     return new WorkerBackend(config, worker, info);
   }
 
-  /** The model of a LocalBackend made by LocalBackend.fromModelDir, loaded again from its folder in a worker. */
-  static async fromLocalBackend(local: LocalBackend, batching: BatchingOptions = {}): Promise<WorkerBackend> {
+  /**
+   * The model of a LocalBackend made by LocalBackend.fromModelDir, loaded again from its folder in a worker
+   * (on `device` when given, else the worker's default: see WorkerBackendOptions.device).
+   */
+  static async fromLocalBackend(
+    local: LocalBackend,
+    options: BatchingOptions & { device?: DeviceChoice } = {},
+  ): Promise<WorkerBackend> {
     if (!existsSync(path.join(local.source, 'config.json'))) {
       throw new Error(
         'a worker loads the model from its folder, and this LocalBackend was not loaded from one; ' +
@@ -147,7 +160,7 @@ export class WorkerBackend implements EmbeddingBackend {
       maxLength: local.maxLength,
       templates: local.templates,
       batchTokens: local.embedder.batchTokens,
-      ...batching,
+      ...options,
     };
     const w = await WorkerBackend.start(local.source, opts);
     if (w.modelId !== local.modelId) {

@@ -15,6 +15,7 @@
  * accepting connections and resolves once in-flight requests have finished and the worker has stopped.
  */
 import type http from 'node:http';
+import type { DeviceChoice } from '../embed/index.js';
 import type { LocalBackend } from '../search-index/embedding-backend.js';
 import type { SearchIndex } from '../search-index/search-index.js';
 import { type Route, createHandler, ok } from './http-handler.js';
@@ -37,6 +38,11 @@ export interface ServeOptions {
    * whose folder the server then loads in a worker of its own. The server closes it on close().
    */
   backend: WorkerBackend | LocalBackend;
+  /**
+   * Where the worker the server starts for a LocalBackend computes (see WorkerBackendOptions.device); a
+   * WorkerBackend runs where it was started, so it goes without this.
+   */
+  device?: DeviceChoice;
   index?: SearchIndex;
   /** The name clients pass as `model` (the model id is accepted too). Default 'search-r3'. */
   modelName?: string;
@@ -152,10 +158,11 @@ export async function startSearchServer(opts: ServeOptions & { host?: string; po
   const batching = { maxWaitMs: opts.maxWaitMs, maxBatchInputs: opts.maxBatchInputs };
   let model: WorkerBackend;
   if (opts.backend instanceof WorkerBackend) {
+    if (opts.device) throw new Error('device goes with a LocalBackend; start the WorkerBackend with its device.');
     model = opts.backend;
     model.configureBatching(batching);
   } else {
-    model = await WorkerBackend.fromLocalBackend(opts.backend, batching);
+    model = await WorkerBackend.fromLocalBackend(opts.backend, { ...batching, device: opts.device });
   }
   let l: Listening;
   try {

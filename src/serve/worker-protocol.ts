@@ -3,7 +3,14 @@
  * model-worker-entry.ts runs in it). Everything here crosses threads by structured clone; vectors travel
  * as one packed Float32Array whose buffer is transferred, not copied.
  */
-import type { EmbedderOptions, PromptKind, PromptTemplates, QueryOptions } from '../embed/index.js';
+import type {
+  DeviceChoice,
+  DeviceReport,
+  EmbedderOptions,
+  PromptKind,
+  PromptTemplates,
+  QueryOptions,
+} from '../embed/index.js';
 import type { LlamaCppFacts, LlamaGpu } from '../embed/index.js';
 import type { EngineIdentity } from '../search-index/llama-cpp-backend.js';
 import type { ChatMessage } from '../model/chat-template.js';
@@ -33,6 +40,8 @@ export interface WorkerConfig {
   embedder: EmbedderOptions;
   batching: BatchingOptions;
   engine?: LlamaCppEngineChoice;
+  /** Where search-r3's engine computes, taken in the worker before it loads (default: its environment's). */
+  device?: DeviceChoice;
 }
 
 /** What the worker reports about its model once loaded. */
@@ -49,6 +58,8 @@ export interface ModelInfo {
   longestTokenChars: number;
   /** Present when the model runs on llama.cpp. */
   llamaCpp?: LlamaCppFacts;
+  /** The device the worker took for WorkerConfig.device (absent without one). */
+  device?: DeviceReport;
 }
 
 export interface EmbedJob {

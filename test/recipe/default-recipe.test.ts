@@ -9,6 +9,7 @@ import { STEP_NAMES, type RecipeState } from '../../src/recipe/default-recipe.js
 import { runCli } from '../helpers/cli.js';
 import { sharedData } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
+import { webgpuSkip } from '../helpers/webgpu.js';
 
 const readState = (work: string): RecipeState =>
   JSON.parse(readFileSync(path.join(work, 'recipe.json'), 'utf8')) as RecipeState;
@@ -114,3 +115,65 @@ test('recipe default: a wrong profile or a data folder without the datasets is a
   assert.equal(noData.status, 2);
   assert.match(noData.stderr, /does not hold the datasets/);
 });
+
+/** The last training record of a run folder's metrics.jsonl. */
+function lastTrainLoss(runDir: string): number {
+  const lines = readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+  const train = lines.map((l) => JSON.parse(l) as { type: string; loss: number }).filter((r) => r.type === 'train');
+  return train[train.length - 1].loss;
+}
+
+function ndcgRows(work: string): Map<string, number> {
+  const e = JSON.parse(readFileSync(path.join(work, 'evaluation/evaluation.json'), 'utf8')) as {
+    datasets: { id: string; rows: { id: string; ndcg10: number }[] }[];
+  };
+  return new Map(e.datasets.flatMap((d) => d.rows.map((r) => [`${d.id}/${r.id}`, r.ndcg10] as const)));
+}
+
+test(
+  'recipe default (tiny) on --device webgpu: every stage trains as on the CPU, and a run resumes on the other device',
+  { timeout: 900_000, skip: webgpuSkip() },
+  () => {
+    const dir = tempDir('recipe-webgpu');
+    const run = (name: string, device: string) =>
+      runCli(
+        [
+          'recipe',
+          'default',
+          '--profile',
+          'tiny',
+          '--device',
+          device,
+          '--work',
+          path.join(dir, name, 'work'),
+          '--out',
+          path.join(dir, name, 'model'),
+          '--data',
+          sharedData,
+          '--quiet',
+        ],
+        { SEARCH_R3_THREADS: '1' },
+      );
+    const cpu = run('cpu', 'cpu');
+    assert.equal(cpu.status, 0, cpu.stderr);
+    const gpu = run('gpu', 'webgpu');
+    assert.equal(gpu.status, 0, gpu.stderr);
+    assert.match(gpu.stderr, /device: webgpu/);
+    // Same data, seeds and float32 arithmetic: only summation order differs between the devices.
+    for (const stage of ['lm', 'stage1', 'stage2']) {
+      const a = lastTrainLoss(path.join(dir, 'cpu/work', stage)),
+        b = lastTrainLoss(path.join(dir, 'gpu/work', stage));
+      assert.ok(Math.abs(a - b) <= 1e-4 * Math.abs(a), `${stage}: final loss ${b} on WebGPU, ${a} on the CPU`);
+    }
+    // Four queries per set: one near-tied pair ranked the other way moves a row's nDCG@10 by < 0.1.
+    const want = ndcgRows(path.join(dir, 'cpu/work')),
+      got = ndcgRows(path.join(dir, 'gpu/work'));
+    assert.deepEqual([...got.keys()], [...want.keys()]);
+    for (const [row, v] of want) assert.ok(Math.abs(got.get(row)! - v) <= 0.1, `${row}: ${got.get(row)} vs ${v}`);
+    // stage 2 interrupted after a checkpoint written on the GPU: it resumes on the CPU
+    rmSync(path.join(dir, 'gpu/work/stage2/final'), { recursive: true });
+    const resumed = run('gpu', 'cpu');
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stderr, /train rl --config \S+ --resume/);
+  },
+);

@@ -1,0 +1,189 @@
+/**
+ * --device auto|cpu|webgpu as a user meets it: every command that computes lists it in its help; a wrong
+ * value, a WebGPU without an adapter (VK_ICD_FILENAMES pointing nowhere makes Dawn find none), --device
+ * beside --engine llama.cpp or --remote are one sentence each; auto on a machine without a GPU says so and
+ * computes on the CPU (and says nothing unless asked); serve and worker take the device in their model
+ * worker and say it once.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { SearchR3Embeddings } from '../../src/client/langchain-embeddings.js';
+import { WorkerBackend } from '../../src/serve/model-worker.js';
+import { CliProcess } from '../queue/cli-process.js';
+import { runCliAsync } from '../helpers/cli.js';
+import { RedisServer } from '../helpers/redis.js';
+import { corpus, tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
+
+const NO_ADAPTER = { VK_ICD_FILENAMES: '/nonexistent.json' };
+/** A JavaScript stack frame: what a one-sentence error never shows (Dawn's own C++ warnings may be there). */
+const JS_STACK = /^\s+at .*\.js:\d+/m;
+const UNAVAILABLE = /^search-r3: --device webgpu: WebGPU is unavailable: [^\n]+\.$/m;
+
+let work: { dir: string; cleanup: () => void };
+let model = '';
+let input = '';
+let index = '';
+
+before(async () => {
+  work = tempDir('device');
+  model = await tinyModelDir(work.dir);
+  input = path.join(work.dir, 'docs.jsonl');
+  writeJsonl(input, corpus(8));
+  index = path.join(work.dir, 'index');
+  const r = await runCliAsync(['index', '--model', model, '--input', input, '--out', index, '--device', 'cpu']);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+after(() => work.cleanup());
+
+/** Whether Linux shows a GPU device node, so that --device auto would ask Dawn instead of taking the CPU. */
+function gpuNode(): boolean {
+  const has = (dir: string, re: RegExp): boolean => existsSync(dir) && readdirSync(dir).some((f) => re.test(f));
+  return has('/dev/dri', /^renderD\d+$/) || has('/dev', /^nvidia\d+$/);
+}
+
+test('the help of every command that computes lists --device', async () => {
+  const commands = [
+    'train lm',
+    'train sft',
+    'train rl',
+    'mine',
+    'eval',
+    'index',
+    'search',
+    'serve',
+    'demo',
+    'recipe default',
+    'recipe evaluate',
+    'rlenv audit',
+    'worker',
+  ];
+  const runs = await Promise.all(commands.map((c) => runCliAsync([...c.split(' '), '--help'])));
+  runs.forEach((r, i) => {
+    assert.equal(r.status, 0, commands[i]);
+    assert.match(r.stdout, /^ {2}--device auto\|cpu\|webgpu/m, commands[i]);
+  });
+});
+
+test('a wrong --device value: one sentence, exit code 2, on every command that takes it', async () => {
+  const none = path.join(work.dir, 'none');
+  const lines = [
+    ['search', '--index', index, 'q'],
+    ['index', '--model', model, '--input', input, '--out', path.join(work.dir, 'x')],
+    ['serve', '--model', model, '--port', '0'],
+    ['train', 'lm', '--config', none],
+    ['mine', '--config', none, '--out', none],
+    ['eval', '--dataset', none, '--retriever', 'bm25'],
+    ['demo', '--model', model],
+    ['recipe', 'default'],
+    ['recipe', 'evaluate', '--stage1', none, '--stage2', none, '--out', none],
+    ['rlenv', 'audit', '--config', none],
+    ['worker', '--queue', 'redis://127.0.0.1:1', '--model', model],
+  ];
+  // the JS backend: no note about the native one can come before the sentence
+  const runs = await Promise.all(lines.map((l) => runCliAsync([...l, '--device', 'gpu'], { SEARCH_R3_BACKEND: 'js' })));
+  runs.forEach((r, i) => {
+    assert.equal(r.status, 2, lines[i].join(' '));
+    assert.equal(r.stderr, "search-r3: --device must be auto, cpu or webgpu (got 'gpu').\n", lines[i].join(' '));
+  });
+});
+
+test('--device auto without a GPU says it takes the CPU and why (unasked: nothing); index, search work', async (t) => {
+  if (gpuNode()) return t.skip('this machine has a GPU device node: auto asks Dawn');
+  const out = path.join(work.dir, 'auto');
+  const built = await runCliAsync(['index', '--model', model, '--input', input, '--out', out, '--device', 'auto']);
+  assert.equal(built.status, 0, built.stderr);
+  const said = /^device: cpu \((native|js) kernels\): this machine has no GPU device [^\n]+$/m;
+  assert.match(built.stderr, said);
+  const found = await runCliAsync(['search', '--index', out, '--device', 'auto', '--json', '-k', '3', 'cell']);
+  assert.equal(found.status, 0, found.stderr);
+  assert.match(found.stderr, said);
+  assert.equal((JSON.parse(found.stdout) as { data: unknown[] }).data.length, 3);
+  // left to its default, a run on the CPU prints what it always did
+  const quiet = await runCliAsync(['search', '--index', out, '--json', 'cell']);
+  assert.equal(quiet.status, 0, quiet.stderr);
+  assert.doesNotMatch(quiet.stderr, /^device:/m);
+});
+
+test('--device webgpu without an adapter: one sentence, exit code 2, in this thread or a model worker', async () => {
+  const lines = [
+    ['search', '--index', index, 'q'],
+    ['serve', '--model', model, '--port', '0'],
+  ];
+  const runs = await Promise.all(lines.map((l) => runCliAsync([...l, '--device', 'webgpu'], NO_ADAPTER)));
+  runs.forEach((r, i) => {
+    assert.equal(r.status, 2, `${lines[i].join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, UNAVAILABLE, lines[i].join(' '));
+    assert.doesNotMatch(r.stderr, JS_STACK, lines[i].join(' '));
+    assert.equal(r.stdout, '');
+  });
+});
+
+test('--device beside --engine llama.cpp or --remote: refused in one sentence', async () => {
+  const llama = "search-r3: --device chooses where search-r3's engine runs; llama.cpp chooses with --gpu.\n";
+  const remote = 'search-r3: --device chooses where a local model runs; drop it with --remote.\n';
+  const cases: [string[], string][] = [
+    [['search', '--index', index, '--engine', 'llama.cpp', '--device', 'webgpu', 'q'], llama],
+    [['index', '--model', model, '--input', input, '--out', index, '--engine', 'llama.cpp', '--device', 'cpu'], llama],
+    [['serve', '--model', model, '--engine', 'llama.cpp', '--device', 'webgpu'], llama],
+    [['eval', '--dataset', index, '--retriever', model, '--engine', 'llama.cpp', '--device', 'webgpu'], llama],
+    [['search', '--index', index, '--remote', 'http://127.0.0.1:1', '--device', 'cpu', 'q'], remote],
+  ];
+  const runs = await Promise.all(cases.map(([l]) => runCliAsync(l, { SEARCH_R3_BACKEND: 'js' })));
+  runs.forEach((r, i) => {
+    assert.equal(r.status, 2, cases[i][0].join(' '));
+    assert.equal(r.stderr, cases[i][1], cases[i][0].join(' '));
+  });
+});
+
+test('serve takes the device in its model worker and says it once', async () => {
+  const serve = new CliProcess(['serve', '--model', model, '--port', '0', '--device', 'cpu']);
+  try {
+    await serve.waitFor(/search-r3 serving embeddings at http/);
+    assert.equal(serve.output.match(/^device: cpu \((native|js) kernels\)$/gm)?.length, 1, serve.output);
+  } finally {
+    assert.equal(await serve.stop(), 0);
+  }
+});
+
+test('WorkerBackend: the device travels in its config and comes back in info.device', async () => {
+  const chosen = await WorkerBackend.start(model, { device: 'cpu' });
+  const plain = await WorkerBackend.start(model);
+  try {
+    assert.match(chosen.info.device?.description ?? '', /^cpu \((native|js) kernels\)$/);
+    assert.equal(plain.info.device, undefined);
+  } finally {
+    await chosen.close();
+    await plain.close();
+  }
+  await assert.rejects(
+    WorkerBackend.start(model, { device: 'webgpu', engine: { gguf: 'x.gguf', gpu: 'auto', identity: 'gguf' } }),
+    /llama\.cpp has its own gpu/,
+  );
+  assert.throws(
+    () => new SearchR3Embeddings({ baseURL: 'http://127.0.0.1:1', device: 'cpu' }),
+    /device goes with modelDir/,
+  );
+});
+
+test('worker: a device it cannot use puts the job back and stops in one sentence; another finishes', async () => {
+  const redis = await RedisServer.start();
+  const queue = ['--queue', redis.url, '--queue-name', 'device', '--model', model];
+  try {
+    const out = path.join(work.dir, 'queued');
+    const coordinator = new CliProcess(['index', ...queue, '--input', input, '--out', out, '--device', 'cpu']);
+    const blind = new CliProcess(['worker', ...queue, '--device', 'webgpu'], NO_ADAPTER);
+    assert.equal((await blind.exited).code, 2, blind.output);
+    assert.match(blind.output, UNAVAILABLE);
+    assert.doesNotMatch(blind.output, JS_STACK);
+    const worker = new CliProcess(['worker', ...queue, '--lock-seconds', '2', '--device', 'cpu']);
+    assert.equal((await coordinator.exited).code, 0, coordinator.output);
+    assert.equal(await worker.stop(), 0);
+    assert.equal(worker.output.match(/^device: cpu/gm)?.length, 1, worker.output);
+    assert.match(coordinator.output, /8 documents indexed/);
+  } finally {
+    await redis.stop();
+  }
+});
