@@ -27,8 +27,11 @@ out = {'torch': torch.__version__, 'device': dev.type, 'threads': torch.get_num_
        'transformers_error': None, 'gen_engine': None, 'matmul_tf32': None, 'matmul': {}, 'train': None,
        'gen': None, 'peaks': {}, 'errors': {}, 'seconds': {},
        'peak_kind': 'torch.cuda.max_memory_allocated' if cuda else 'peak RSS of the process (ru_maxrss)'}
-if cuda:
-    out['matmul_tf32'] = 'TF32 allowed' if torch.backends.cuda.matmul.allow_tf32 else 'IEEE f32 (no TF32)'
+if cuda:  # torch's default, left as it is: f32 matmuls in IEEE f32 unless TF32 was allowed
+    try:
+        out['matmul_tf32'] = 'TF32 allowed' if torch.backends.cuda.matmul.allow_tf32 else 'IEEE f32 (no TF32)'
+    except Exception as e:
+        out['matmul_tf32'] = f'unknown ({type(e).__name__})'
 
 
 def sync():
