@@ -7,7 +7,7 @@
 #   bench-gpu.txt   the bench's printed output
 # Prepare here: `npm run build`, then fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), and
 # send dist/, build/Release/ and .gpu-pack/ with the checkout. The whole stays under 9 minutes: the tests get
-# GPU_CHECK_TEST_S (110 s), the bench GPU_CHECK_BENCH_S (380 s) and its phases BENCH_GPU_BUDGET_S (330 s).
+# GPU_CHECK_TEST_S (100 s), the bench GPU_CHECK_BENCH_S (400 s) and its phases BENCH_GPU_BUDGET_S (330 s).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-.bench/gpu-check}
@@ -40,16 +40,16 @@ export BENCH_PYTHON=${BENCH_PYTHON:-$python}
 "$BENCH_PYTHON" -c 'import transformers; print("transformers", transformers.__version__)' 2>/dev/null ||
   echo "gpu-check: transformers does not import: the bench's generation peer is a plain PyTorch loop"
 
-echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-110} s) =="
-timeout -k 10 "${GPU_CHECK_TEST_S:-110}" node --test --test-reporter=tap --test-concurrency=4 \
+echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-100} s) =="
+timeout -k 10 "${GPU_CHECK_TEST_S:-100}" node --test --test-reporter=tap --test-concurrency=4 \
   dist/test/tensor/webgpu dist/test/model/webgpu-model.test.js dist/test/model/qwen2-train-step.test.js \
   > "$OUT/tests.tap" 2>&1
 echo "tests exit $? (124: cut by the timeout)"
 grep -E '^# (tests|pass|fail|skipped|cancelled)' "$OUT/tests.tap"
 grep -E '^not ok' "$OUT/tests.tap" | head -20
 
-echo "== bench:gpu, shape ${BENCH_GPU_SHAPE:-0.5b} (at most ${GPU_CHECK_BENCH_S:-380} s) =="
+echo "== bench:gpu, shape ${BENCH_GPU_SHAPE:-0.5b} (at most ${GPU_CHECK_BENCH_S:-400} s) =="
 BENCH_GPU_SHAPE=${BENCH_GPU_SHAPE:-0.5b} BENCH_GPU_BUDGET_S=${BENCH_GPU_BUDGET_S:-330} BENCH_OUT="$OUT/bench-gpu.json" \
-  timeout -k 10 "${GPU_CHECK_BENCH_S:-380}" node dist/bench/gpu.js 2>&1 | grep -v '^Warning: max' |
+  timeout -k 10 "${GPU_CHECK_BENCH_S:-400}" node dist/bench/gpu.js 2>&1 | grep -v '^Warning: max' |
   tee "$OUT/bench-gpu.txt"
 echo "bench exit ${PIPESTATUS[0]} (124: cut by the timeout); gpu-check took $((SECONDS - started)) s"
