@@ -469,6 +469,18 @@ async function main(): Promise<void> {
   const threads = Number(env.SEARCH_R3_THREADS || availableParallelism());
   const c = shape.config;
   c.maxPositionEmbeddings = Math.max(c.maxPositionEmbeddings, shape.seq, shape.prompt + 2, shape.decode + 2);
+  // The training step's logits are one buffer of batch·seq·vocab floats: halve the batch (on both sides)
+  // until that fits what the adapter binds, rather than lose the step to an oversized tensor.
+  const bindable = gpu ? Math.min(gpu.facts.maxBufferSize, gpu.facts.maxStorageBufferBindingSize) : Infinity;
+  const wanted = shape.batch;
+  while (shape.batch > 1 && shape.batch * shape.seq * c.vocabSize * 4 > bindable)
+    shape.batch = Math.ceil(shape.batch / 2);
+  if (shape.batch !== wanted) {
+    bench.notes.push(
+      `training batch ${shape.batch}×${shape.seq}, not ${wanted}×${shape.seq}: the adapter binds at most ` +
+        `${bindable} bytes and the logits would take ${wanted * shape.seq * c.vocabSize * 4}`,
+    );
+  }
   const tokens = shape.batch * shape.seq;
 
   console.log(
@@ -489,8 +501,12 @@ async function main(): Promise<void> {
   const cpuBackend: T.BackendName = T.nativeKernels() ? 'native' : 'js';
   T.setBackend(cpuBackend);
   const rng = new T.Rng(0);
-  const model = Qwen2Model.random(c, rng, 0.02);
-  const weights: HostWeights = new Map(model.parameters().map((p) => [p.name!, { shape: p.shape, data: p.data }]));
+  const needModel = parts.has('train') || parts.has('gen');
+  const weights: HostWeights = new Map();
+  if (needModel) {
+    for (const p of Qwen2Model.random(c, rng, 0.02).parameters())
+      weights.set(p.name!, { shape: p.shape, data: p.data });
+  }
   const ids = Int32Array.from({ length: tokens }, () => rng.int(c.vocabSize));
   const labels = Int32Array.from({ length: tokens }, () => rng.int(c.vocabSize));
   const gen: GenInputs = { prompts: new Map(), starts: new Map() };
@@ -506,7 +522,7 @@ async function main(): Promise<void> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'sr3-bench-gpu-'));
   const weightFile = join(dir, 'weights.f32');
-  if (parts.has('train') || parts.has('gen')) writeWeights(weightFile, weights);
+  if (needModel) writeWeights(weightFile, weights);
   bench.seconds['weights'] = (performance.now() - s) / 1000;
 
   const inputs = { ids, targets: labels, gen, batches };
