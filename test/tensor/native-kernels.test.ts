@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostStorage, jsKernels } from '../../src/tensor/js-kernels.js';
 import { Rng } from '../../src/tensor/rng.js';
+import { relErr } from '../helpers/rel-err.js';
 import { loadNativeKernels, setNativeThreads, nativeThreads } from '../../src/tensor/native-kernels.js';
 import {
   type AttentionShape,
@@ -52,22 +53,6 @@ function randInts(n: number, hi: number): Int32Array {
   const a = new Int32Array(n);
   for (let i = 0; i < n; i++) a[i] = Math.floor(rand() * hi);
   return a;
-}
-
-export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let maxDiff = 0,
-    maxRef = 0;
-  for (let i = 0; i < want.length; i++) {
-    const w = want[i],
-      g = got[i];
-    if (!Number.isFinite(w) || !Number.isFinite(g)) {
-      if (!Object.is(w, g) && !(Number.isNaN(w) && Number.isNaN(g))) return Infinity;
-      continue;
-    }
-    maxDiff = Math.max(maxDiff, Math.abs(g - w));
-    maxRef = Math.max(maxRef, Math.abs(w));
-  }
-  return maxDiff / Math.max(maxRef, 1e-6);
 }
 
 function close(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol = TOL): void {

@@ -1,4 +1,4 @@
-import { deviceConstant, kernels } from '../backend.js';
+import { type Buf, deviceConstant, kernels } from '../backend.js';
 import { Tensor, TensorError, shapeStr } from '../tensor.js';
 
 /** cos/sin tables [maxPositions, headDim/2] for rotary embeddings with base `theta`. */
@@ -47,31 +47,12 @@ export function rope(x: Tensor, tables: RopeTables, positions: Int32Array): Tens
       throw new TensorError('rope', `position ${positions[i]} is outside the table (max ${tables.maxPositions})`);
     }
   }
-  const y = kernels().alloc(x.size);
-  kernels().rope(
-    x.buf,
-    y,
-    deviceConstant(tables.cos),
-    deviceConstant(tables.sin),
-    positions,
-    rows,
-    heads,
-    headDim,
-    false,
-  );
-  return Tensor.record(new Tensor(y, x.shape), 'rope', [x], (g) => {
-    const dx = kernels().alloc(x.size);
-    kernels().rope(
-      g,
-      dx,
-      deviceConstant(tables.cos),
-      deviceConstant(tables.sin),
-      positions,
-      rows,
-      heads,
-      headDim,
-      true,
-    );
-    return [dx];
-  });
+  // The backward pass is the transpose rotation of the gradient.
+  const rotate = (src: Buf, inverse: boolean): Buf => {
+    const out = kernels().alloc(x.size);
+    const [cos, sin] = [deviceConstant(tables.cos), deviceConstant(tables.sin)];
+    kernels().rope(src, out, cos, sin, positions, rows, heads, headDim, inverse);
+    return out;
+  };
+  return Tensor.record(new Tensor(rotate(x.buf, false), x.shape), 'rope', [x], (g) => [rotate(g, true)]);
 }

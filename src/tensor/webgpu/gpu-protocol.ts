@@ -49,6 +49,10 @@ export interface AdapterFacts {
   /** True for a software adapter (lavapipe, SwiftShader): it runs, but on the CPU. */
   software: boolean;
   features: string[];
+  /** WGSL language features the implementation accepts (navigator.gpu.wgslLanguageFeatures). */
+  languageFeatures: string[];
+  /** The smallest subgroup size the adapter may use (0 when it does not say). */
+  subgroupMinSize: number;
   maxBufferSize: number;
   maxStorageBufferBindingSize: number;
   maxComputeWorkgroupsPerDimension: number;

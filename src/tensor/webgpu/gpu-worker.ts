@@ -294,6 +294,8 @@ async function openDevice(init: GpuInit): Promise<{ device: GPUDevice; facts: Ad
     architecture: info.architecture,
     software: /llvmpipe|lavapipe|swiftshader|software/i.test(`${description} ${info.architecture}`),
     features: [...device.features],
+    languageFeatures: [...gpu.wgslLanguageFeatures],
+    subgroupMinSize: info.subgroupMinSize ?? 0,
     maxBufferSize: device.limits.maxBufferSize,
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
     maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,

@@ -8,18 +8,39 @@
  * smaller products (n = 896, a few hundred rows) spread over enough workgroups to fill a large GPU's
  * ~130 multiprocessors, and 8.3 KB with 256 invocations lets several workgroups share one of them to
  * hide memory latency. 4×4 per invocation needs 16 accumulators, which every WebGPU target holds in
- * registers. Known gaps: a product with a handful of rows (decoding one token) wastes most of each
- * tile's arithmetic, and one with a long k but few outputs (k = 10⁵, m·n ≤ 64²) runs on one workgroup;
- * a skinny (row-streaming) and a split-k variant would serve those.
+ * registers.
  *
- * 16-bit B (gemmHalf) is widened to float32 as a tile is staged, so products and sums are float32 and
- * `shader-f16` is not needed.
+ * Products with at most 8 rows of A (decoding: a few tokens times every weight matrix) go instead to the
+ * skinny kernels of wgsl/skinny.ts: a tile would leave ≥ 7/8 of its rows empty, and n/64 workgroups (14 for
+ * n = 896) cannot fill a large GPU. They stream B once, coalesced, and are meant to be bound by memory: for
+ * a transposed B (linear(x, W), W stored out × in) a workgroup owns 4 columns (224 workgroups for n = 896)
+ * and its 256 invocations walk k along the W rows; for B stored k × n it owns up to 32 columns and 256/32
+ * slices of k. Partial sums are reduced in workgroup memory, or — transposed B only, and only when the
+ * device has the `subgroups` feature and WGSL's `subgroup_id` (GpuDevice.facts, read once when the kernels
+ * are made) — by subgroupAdd, which needs one barrier where workgroup memory needs two per pair of rows.
+ * A skinny product of one batch entry that still has fewer than 256 workgroups splits k (each split keeps
+ * ≥ 1024 of it, at most 64 splits): every split writes its sums to scratch and a second pass adds them in
+ * split order, with no float atomics (WGSL has none) and no order left to the scheduler. MatmulOptions
+ * forces either reduction, the tiled kernel, or a split count; the tests run every path on lavapipe.
+ * Remaining gap: many rows, few columns and a long k (m > 8, m·n ≤ 64², k = 10⁵) still runs on a handful
+ * of tiled workgroups.
+ *
+ * 16-bit B (gemmHalf) is widened to float32 as it is read (as a tile is staged, or as it is streamed), so
+ * products and sums are float32 and `shader-f16` is not needed.
  */
 import type { GemmArgs, GemmHalfArgs, Kernels } from '../kernels.js';
 import { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
-import { Params, runFlat } from './gpu-dispatch.js';
+import { Params, grid, runFlat } from './gpu-dispatch.js';
 import { TILE_M, TILE_N } from './wgsl/matmul.js';
+import {
+  SKINNY_MAX_M,
+  SKINNY_N_COLS,
+  SKINNY_T_COLS,
+  type SkinnyB,
+  skinnyKernelName,
+  skinnyRows,
+} from './wgsl/skinny.js';
 import { download, intoFresh, uploadInts } from './storage-kernels.js';
 
 type GpuKernels = Kernels<GpuArray, GpuArray>;
@@ -55,13 +76,105 @@ function checkIds(kernel: string, ids: Int32Array, rows: number, table: string):
   }
 }
 
+/** How matmulKernels serves products with few rows of A (see the top comment). */
+export interface MatmulOptions {
+  /**
+   * Products with m ≤ 8: 'auto' streams them with the skinny kernels, reducing with subgroup operations
+   * where the device has them; 'shared' and 'subgroups' force a reduction ('subgroups' throws where the
+   * device lacks them); 'off' sends every product to the tiled kernel.
+   */
+  skinny?: 'auto' | 'shared' | 'subgroups' | 'off';
+  /** Workgroups along k for a skinny product of one batch entry: 'auto', or a count (tests force one). */
+  splitK?: 'auto' | number;
+}
+
+/** Skinny products aim for this many workgroups (≈ 2 per multiprocessor of a large GPU) by splitting k… */
+const SPLIT_TARGET_GROUPS = 256;
+/** …as long as each split keeps at least this much of k, so the second pass stays small beside the first. */
+const SPLIT_MIN_K = 1024;
+const MAX_SPLITS = 64;
+
+/**
+ * The subgroup reduction indexes subgroups by subgroup_id (nothing ties them to local_invocation_index) and
+ * holds at most 64 per workgroup, which subgroups of ≥ 4 invocations guarantee.
+ */
+function subgroupsUsable(dev: GpuDevice): boolean {
+  const f = dev.facts;
+  return f.features.includes('subgroups') && f.languageFeatures.includes('subgroup_id') && f.subgroupMinSize >= 4;
+}
+
+function splitsFor(groups: number, k: number, splitK: 'auto' | number): number {
+  if (splitK !== 'auto') return Math.max(1, Math.min(Math.floor(splitK), k));
+  if (groups >= SPLIT_TARGET_GROUPS) return 1;
+  return Math.max(1, Math.min(Math.ceil(SPLIT_TARGET_GROUPS / groups), Math.floor(k / SPLIT_MIN_K), MAX_SPLITS));
+}
+
+/** One product's kernel, grid and the parameters its WGSL reads after the shared ones. */
+interface Plan {
+  kernel: string;
+  groups: [number, number];
+  /**
+   * Parameters of a dispatch whose first batch entry is z0; perGroup > 1 sums that many entries into one C
+   * per workgroup; partial writes each k split's sums to a scratch C.
+   */
+  params(z0: number, perGroup: number, partial: boolean): Params;
+  /** k splits of a skinny product (1 otherwise); partial sums then go through gemmSplitSum. */
+  splits: number;
+}
+
+function tiledPlan(kernel: string, args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>, name: string): Plan {
+  const { m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = args;
+  const gx = Math.ceil(n / TILE_N),
+    gy = Math.ceil(m / TILE_M);
+  if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
+    throw new RangeError(`${name}: ${m}×${n} outputs need more than ${MAX_GROUPS} workgroups along one side`);
+  }
+  return {
+    kernel,
+    groups: [gx, gy],
+    splits: 1,
+    params: (z0, perGroup) =>
+      new Params()
+        .u32(m, n, k, transA ? 1 : 0, transB ? 1 : 0, strideA, strideB, strideC)
+        .u32(accumulate ? 1 : 0, z0, perGroup),
+  };
+}
+
+function skinnyPlan(
+  b: SkinnyB,
+  args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>,
+  subgroups: boolean,
+  splitK: 'auto' | number,
+): Plan {
+  const { batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = args;
+  const rows = skinnyRows(m);
+  // skinnyN's columns per group: a power of two, no more than n needs.
+  const logJ = Math.min(Math.log2(SKINNY_N_COLS), Math.ceil(Math.log2(n)));
+  const colGroups = Math.ceil(n / (transB ? SKINNY_T_COLS : 2 ** logJ));
+  let splits = batch === 1 ? splitsFor(colGroups, k, splitK) : 1;
+  // Even chunks keep the pairs skinnyT walks k by within one chunk.
+  const kChunk = splits > 1 ? 2 * Math.ceil(k / (2 * splits)) : k;
+  if (splits > 1) splits = Math.ceil(k / kChunk);
+  const used = colGroups * splits;
+  const [gx, gy] = grid(used);
+  return {
+    kernel: skinnyKernelName(transB ? 'T' : 'N', rows, b, transB && subgroups),
+    groups: [gx, gy],
+    splits,
+    params: (z0, perGroup, partial) =>
+      new Params()
+        .u32(m, n, k, transA ? 1 : 0, strideA, strideB, strideC, accumulate ? 1 : 0, z0, perGroup)
+        .u32(splits > 1 ? kChunk : k, partial ? 1 : 0, colGroups, used, logJ),
+  };
+}
+
 function gemmOn(
   dev: GpuDevice,
-  kernel: string,
+  plan: (args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>) => Plan,
   args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>,
   name: string,
 ): void {
-  const { a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = args;
+  const { a, b, c, batch, m, n, k, strideA, strideB, strideC, accumulate } = args;
   // WebGPU refuses one buffer bound for reading and writing in a dispatch, and a product written over its
   // own input is never what a caller means: say so here rather than as a GPU validation error.
   if (c === a || c === b) throw new Error(`${name}: the output c is also an input`);
@@ -72,15 +185,17 @@ function gemmOn(
     need(name, b, 'b', last * strideB + k * n);
   }
   need(name, c, 'c', last * strideC + m * n);
-  const gx = Math.ceil(n / TILE_N),
-    gy = Math.ceil(m / TILE_M);
-  if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
-    throw new RangeError(`${name}: ${m}×${n} outputs need more than ${MAX_GROUPS} workgroups along one side`);
+  const p = plan(args);
+  if (p.splits > 1) {
+    // Each split's sums into scratch, then one pass adds them in split order: no float atomics.
+    const part = new GpuArray(dev, p.splits * m * n);
+    dev.run(p.kernel, [a.id, b.id, part.id], p.params(0, 1, true).buffer, [...p.groups, 1]);
+    runFlat(dev, 'gemmSplitSum', [part, c], new Params().u32(m * n, p.splits, accumulate ? 1 : 0), m * n);
+    part.free();
+    return;
   }
   const dispatch = (z0: number, entries: number, perGroup: number): void => {
-    const p = new Params().u32(m, n, k, transA ? 1 : 0, transB ? 1 : 0, strideA, strideB, strideC);
-    p.u32(accumulate ? 1 : 0, z0, perGroup);
-    dev.run(kernel, [a.id, b.id, c.id], p.buffer, [gx, gy, entries]);
+    dev.run(p.kernel, [a.id, b.id, c.id], p.params(z0, perGroup, false).buffer, [...p.groups, entries]);
   };
   if (batch === 1 || strideC >= m * n) {
     for (let z0 = 0; z0 < batch; z0 += MAX_GROUPS) dispatch(z0, Math.min(MAX_GROUPS, batch - z0), 1);
@@ -123,18 +238,37 @@ function groupIds(ids: Int32Array): { groups: Int32Array; distinct: number } {
   return { groups, distinct };
 }
 
-export function matmulKernels(dev: GpuDevice): MatmulKernels {
+export function matmulKernels(dev: GpuDevice, options: MatmulOptions = {}): MatmulKernels {
+  const mode = options.skinny ?? 'auto';
+  if (mode === 'subgroups' && !subgroupsUsable(dev)) {
+    throw new Error(
+      'skinny products with subgroups need the subgroups feature and subgroup_id, which this device lacks',
+    );
+  }
+  const subgroups = mode === 'subgroups' || (mode === 'auto' && subgroupsUsable(dev));
+  const splitK = options.splitK ?? 'auto';
+  const planFor =
+    (tiled: string, b: SkinnyB) =>
+    (args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>): Plan =>
+      mode !== 'off' && args.m <= SKINNY_MAX_M
+        ? skinnyPlan(b, args, subgroups, splitK)
+        : tiledPlan(tiled, args, tiled === 'gemm' ? 'gemm' : 'gemmHalf');
+  const plans = {
+    f32: planFor('gemm', 'f32'),
+    f16: planFor('gemmF16', 'f16'),
+    bf16: planFor('gemmBf16', 'bf16'),
+  };
   const halfKernel = (x: GpuArray, name: string): void => {
     if (!isHalf(x)) throw new TypeError(`${name}: expected a 16-bit (f16 or bf16) array, got ${x.dtype}`);
   };
   return {
     gemm(args) {
       if (isHalf(args.b)) throw new TypeError('gemm: b is 16-bit; use gemmHalf');
-      gemmOn(dev, 'gemm', args, 'gemm');
+      gemmOn(dev, plans.f32, args, 'gemm');
     },
     gemmHalf(args) {
       halfKernel(args.b, 'gemmHalf');
-      gemmOn(dev, args.b.dtype === 'bf16' ? 'gemmBf16' : 'gemmF16', args, 'gemmHalf');
+      gemmOn(dev, args.b.dtype === 'bf16' ? plans.bf16 : plans.f16, args, 'gemmHalf');
     },
     widenHalf(src, dst) {
       halfKernel(src, 'widenHalf');

@@ -3,11 +3,13 @@ import { attentionKernels } from './attention.js';
 import { elementwiseKernels } from './elementwise.js';
 import { matmulKernels } from './matmul.js';
 import { rowKernels } from './rows.js';
+import { skinnyKernels } from './skinny.js';
 
 const sources: Record<string, string> = {
   ...elementwiseKernels,
   ...rowKernels,
   ...matmulKernels,
+  ...skinnyKernels,
   ...attentionKernels,
 };
 

@@ -18,7 +18,7 @@ export const TILE_K = 16;
  * unpack2x16float: that builtin's handling of f16 subnormals and NaN payloads is left to the driver, and
  * these kernels must widen exactly as the CPU kernels do (every f16 is a float32, subnormals included).
  */
-const WIDEN = /* wgsl */ `
+export const WIDEN = /* wgsl */ `
 fn f16Bits(h: u32) -> u32 {
   let sign = (h & 0x8000u) << 16u;
   let e = (h >> 10u) & 0x1fu;
@@ -40,7 +40,7 @@ fn widen(h: u32, bf16: bool) -> f32 {
  * `fn name(e)`: the bits of element e of the 16-bit array `words`, packed two per u32 (the even element in
  * the low half). One function per array, since passing a storage pointer needs an optional WGSL feature.
  */
-const halfAt = (name: string, words: string): string => /* wgsl */ `
+export const halfAt = (name: string, words: string): string => /* wgsl */ `
 fn ${name}(e: u32) -> u32 { return (${words}[e >> 1u] >> ((e & 1u) << 4u)) & 0xffffu; }`;
 
 /**
