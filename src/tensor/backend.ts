@@ -176,6 +176,18 @@ export function kernels(): AnyKernels {
   return registry.kernels;
 }
 
+/**
+ * Gives the buffers of unreachable GPU tensors back to the pool: collects garbage when GPU memory has
+ * grown, then yields to the event loop so the finalizers run. Loops that hold the thread for a long time
+ * (a training run's steps) await it between iterations; on the CPU it returns at once.
+ */
+export async function releaseUnusedMemory(): Promise<void> {
+  const k = registry.kernels;
+  if (k.device === 'cpu') return;
+  (k as unknown as WebgpuKernels).gpu.collectIfGrown(1.1, 2 ** 20);
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
 const constants = new WeakMap<AnyKernels, WeakMap<Float32Array, Buf>>();
 
 /**

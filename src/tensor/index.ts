@@ -18,6 +18,7 @@ export {
   useDevice,
   webgpuBackendError,
   webgpuKernels,
+  releaseUnusedMemory,
   type DeviceChoice,
   type DeviceReport,
   type Buf,

@@ -257,6 +257,7 @@ export class TrainingRun {
       }
       state.step++;
       const stepSeconds = (Date.now() - started) / 1000;
+      await T.releaseUnusedMemory();
       const record: MetricRecord = {
         type: 'train',
         step: state.step,

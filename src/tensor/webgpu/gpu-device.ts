@@ -3,6 +3,8 @@
  * GPU thread (gpu-worker.ts) and blocks on Atomics.wait when a value must come back. Everything here is
  * synchronous, so the tensor layer above needs no async path.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import {
   type AdapterFacts,
@@ -29,6 +31,19 @@ export class GpuError extends Error {
 
 /** How long a read may wait for the GPU thread before it is declared stuck. */
 const READ_TIMEOUT_MS = Number(process.env.SEARCH_R3_GPU_TIMEOUT_MS ?? 600_000);
+/** Growth of GPU memory, beyond a multiple of what was held, that makes collectIfGrown collect. */
+const COLLECT_SLACK = 64 * 2 ** 20;
+
+let gcFunction: (() => void) | null = null;
+/** A full garbage collection (node's gc, exposed for this process on first use). */
+function forceGc(): void {
+  if (!gcFunction) {
+    setFlagsFromString('--expose-gc');
+    gcFunction = runInNewContext('gc') as () => void;
+  }
+  gcFunction();
+}
+
 /** Commands queued before they are posted even without a read (keeps the GPU busy on long graphs). */
 const BATCH = 256;
 
@@ -38,6 +53,8 @@ export class GpuDevice {
   private pending: GpuCommand[] = [];
   private nextId = 1;
   private held = 0;
+  /** Bytes held at the last forced collection (see collectIfGrown). */
+  private collectedAt = 0;
   private peak = 0;
   private readonly registry = new FinalizationRegistry<{ id: BufferId; bytes: number }>((b) => this.release(b));
   private closed = false;
@@ -92,9 +109,23 @@ export class GpuDevice {
     const id = this.nextId++;
     this.held += bytes;
     this.peak = Math.max(this.peak, this.held);
+    // mid-step only when memory has doubled: what a step builds is mostly still in use
+    this.collectIfGrown(2, COLLECT_SLACK);
     this.registry.register(owner, { id, bytes }, owner);
     this.enqueue({ op: 'alloc', id, bytes });
     return id;
+  }
+
+  /**
+   * V8 sees a GPU tensor as a small object and collects garbage by JavaScript heap pressure, so it may
+   * never run while GPU memory fills. When the bytes held exceed `factor` times those at the last
+   * collection plus `slack`, collect now; the finalizers then free the buffers at the next turn of the
+   * event loop (see releaseUnusedMemory in backend.ts).
+   */
+  collectIfGrown(factor: number, slack: number): void {
+    if (this.held <= this.collectedAt * factor + slack) return;
+    forceGc();
+    this.collectedAt = this.held;
   }
 
   /** Frees a buffer now instead of at garbage collection. */
@@ -105,6 +136,7 @@ export class GpuDevice {
   private release(b: { id: BufferId; bytes: number }): void {
     if (this.closed) return;
     this.held -= b.bytes;
+    this.collectedAt = Math.min(this.collectedAt, this.held);
     this.pending.push({ op: 'free', id: b.id });
   }
 

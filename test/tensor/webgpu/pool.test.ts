@@ -1,20 +1,16 @@
 /**
  * The WebGPU buffer pool and command batching, on a tiny Qwen2 training step (forward, cross-entropy,
  * backward, clip, AdamW, loss read): once warm, a step creates no GPU buffer at all, and it is sent in a
- * handful of command buffers, not one per op. Garbage collection is forced between steps, as it would
- * happen by itself in a long run, so the tensors of the last step have given their buffers back.
+ * handful of command buffers, not one per op. Between steps the loop awaits releaseUnusedMemory, as
+ * the training loop does, so the tensors of the last step give their buffers back; over many steps the
+ * GPU memory held stays flat.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import * as T from '../../../src/tensor/index.js';
 import { Qwen2Model } from '../../../src/model/qwen2-model.js';
 import { tinyQwen2Config } from '../../helpers/tiny-qwen2.js';
 import { webgpuSkip } from '../../helpers/webgpu.js';
-
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
 
 test('a warm training step creates no GPU buffer and uses few submits', { skip: webgpuSkip() }, async () => {
   const config = tinyQwen2Config({ vocabSize: 64, hiddenSize: 32, numHiddenLayers: 2, intermediateSize: 48 });
@@ -28,21 +24,23 @@ test('a warm training step creates no GPU buffer and uses few submits', { skip: 
     const params = new Map([...host.params].map(([n, p]) => [n, new T.Tensor(p.data, p.shape, true, n)] as const));
     const model = new Qwen2Model(config, params);
     const opt = new T.AdamW(model.parameters(), { weightDecay: 0.1 });
-    const counts: { created: number; submits: number }[] = [];
-    for (let step = 0; step < 5; step++) {
+    const counts: { created: number; submits: number; heldBytes: number }[] = [];
+    for (let step = 0; step < 40; step++) {
       const loss = T.crossEntropy(model.logits(model.forward(ids, 2, 16)), targets);
       loss.backward();
       T.clipGradNorm(model.parameters(), 1);
       opt.step(1e-3);
       opt.zeroGrad();
       assert.ok(Number.isFinite(loss.item()));
-      gc();
-      await new Promise((r) => setTimeout(r, 10));
+      await T.releaseUnusedMemory();
       counts.push(gpu.stats());
     }
     const created = counts.map((c) => c.created);
-    assert.equal(created[4], created[2], `buffers created after each step: ${created.join(', ')}`);
-    const submits = counts[4].submits - counts[3].submits;
+    assert.equal(created[39], created[20], `buffers created after each step: ${created.join(', ')}`);
+    const held = counts.map((c) => c.heldBytes);
+    const peak = (from: number, to: number): number => Math.max(...held.slice(from, to));
+    assert.ok(peak(20, 40) <= peak(0, 20), `GPU bytes held after each step: ${held.join(', ')}`);
+    const submits = counts[39].submits - counts[38].submits;
     assert.ok(submits <= 12, `a warm step took ${submits} submits`);
   } finally {
     T.setBackend('native');
