@@ -66,14 +66,15 @@ export function max(x: Tensor, axis: number, keepdim = false): Tensor {
   const arg = new Int32Array(outer * inner);
   kernels().reduce(ReduceOp.Max, x.buf, outer, n, inner, out, arg);
   return Tensor.record(new Tensor(out, reducedShape(x.shape, ax, keepdim)), 'max', [x], (g) => {
-    // A scatter through the arg-max indices, on the host (max is not on any model's hot path).
-    const K = kernels();
-    const gh = K.toHost(g),
-      gx = new Float32Array(x.size);
+    // A scatter through the arg-max indices: the embedding gradient kernel with rows of one element,
+    // each output element's gradient landing at its arg-max's flat index (distinct, so nothing sums).
+    const at = new Int32Array(outer * inner);
     for (let o = 0; o < outer; o++) {
-      for (let i = 0; i < inner; i++) gx[(o * n + arg[o * inner + i]) * inner + i] = gh[o * inner + i];
+      for (let i = 0; i < inner; i++) at[o * inner + i] = (o * n + arg[o * inner + i]) * inner + i;
     }
-    return [K.fromHost(gx)];
+    const gx = kernels().alloc(x.size);
+    kernels().embeddingBackward(g, at, gx, 1);
+    return [gx];
   });
 }
 
