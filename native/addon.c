@@ -420,6 +420,33 @@ static napi_value RmsnormBackward(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+static napi_value L2normalizeForward(napi_env env, napi_callback_info info) {
+  ARGS(6, "l2normalizeForward");
+  Buf x = F32(argv[0], "x"), y = F32(argv[1], "y"), norms = F32(argv[2], "norms");
+  const int64_t rows = SIZE(argv[3], "rows"), dim = SIZE(argv[4], "dim");
+  const double eps = num(&c, argv[5], "eps");
+  need(&c, x, "x", (__int128)rows * dim);
+  need(&c, y, "y", (__int128)rows * dim);
+  need(&c, norms, "norms", rows);
+  if (c.failed) return NULL;
+  sr3_l2normalize_fwd(x.p, y.p, norms.p, rows, dim, eps);
+  return undefined(env);
+}
+
+static napi_value L2normalizeBackward(napi_env env, napi_callback_info info) {
+  ARGS(7, "l2normalizeBackward");
+  Buf g = F32(argv[0], "g"), y = F32(argv[1], "y"), norms = F32(argv[2], "norms"), dx = F32(argv[3], "dx");
+  const int64_t rows = SIZE(argv[4], "rows"), dim = SIZE(argv[5], "dim");
+  const double eps = num(&c, argv[6], "eps");
+  need(&c, g, "g", (__int128)rows * dim);
+  need(&c, y, "y", (__int128)rows * dim);
+  need(&c, dx, "dx", (__int128)rows * dim);
+  need(&c, norms, "norms", rows);
+  if (c.failed) return NULL;
+  sr3_l2normalize_bwd(g.p, y.p, norms.p, dx.p, rows, dim, eps);
+  return undefined(env);
+}
+
 static napi_value Rope(napi_env env, napi_callback_info info) {
   ARGS(9, "rope");
   Buf x = F32(argv[0], "x"), out = F32(argv[1], "out"), cs = F32(argv[2], "cos"), sn = F32(argv[3], "sin"),
@@ -676,7 +703,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"sumSquares", SumSquares}, {"allFinite", AllFinite}, {"reduce", Reduce},
       {"siluForward", SiluForward}, {"siluBackward", SiluBackward},
       {"swigluForward", SwigluForward}, {"swigluBackward", SwigluBackward}, {"adamw", Adamw},
-      {"rmsnormForward", RmsnormForward}, {"rmsnormBackward", RmsnormBackward}, {"rope", Rope},
+      {"rmsnormForward", RmsnormForward}, {"rmsnormBackward", RmsnormBackward},
+      {"l2normalizeForward", L2normalizeForward}, {"l2normalizeBackward", L2normalizeBackward}, {"rope", Rope},
       {"softmaxForward", SoftmaxForward}, {"softmaxBackward", SoftmaxBackward},
       {"logSoftmaxForward", LogSoftmaxForward}, {"logSoftmaxBackward", LogSoftmaxBackward},
       {"crossEntropyForward", CrossEntropyForward}, {"crossEntropyBackward", CrossEntropyBackward},

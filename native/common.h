@@ -100,6 +100,9 @@ void sr3_swiglu_bwd(const float *gate, const float *up, const float *dy, float *
 void sr3_rmsnorm_fwd(const float *x, const float *w, float *y, float *rstd, int64_t rows, int64_t dim, double eps);
 void sr3_rmsnorm_bwd(const float *dy, const float *x, const float *w, const float *rstd, float *dx, float *dw,
                      int64_t rows, int64_t dim);
+void sr3_l2normalize_fwd(const float *x, float *y, float *norms, int64_t rows, int64_t dim, double eps);
+void sr3_l2normalize_bwd(const float *g, const float *y, const float *norms, float *dx, int64_t rows, int64_t dim,
+                         double eps);
 void sr3_rope(const float *x, float *out, const float *cos, const float *sin, const int32_t *pos,
               int64_t rows, int64_t heads, int64_t headDim, int inverse);
 

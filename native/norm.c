@@ -1,4 +1,4 @@
-/* RMSNorm forward/backward and rotary embeddings: row loops, rows spread over the pool. */
+/* RMSNorm, L2 normalisation and rotary embeddings: row loops, rows spread over the pool. */
 #include <math.h>
 #include <stdlib.h>
 #include "common.h"
@@ -74,6 +74,68 @@ void sr3_rmsnorm_bwd(const float *dy, const float *x, const float *w, const floa
     }
     free(part);
   }
+}
+
+/*
+ * L2 normalisation. Sums run in double and in order, and products are never fused into an FMA, so the
+ * results equal the TS reference (js-kernels.ts) bit for bit: the rows are embeddings, few and short,
+ * so the sequential sums cost nothing that matters.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SR3_NO_FMA __attribute__((optimize("fp-contract=off")))
+#else
+#define SR3_NO_FMA
+#endif
+
+typedef struct {
+  const float *x, *g, *y, *normsIn;
+  float *out, *norms;
+  int64_t dim;
+  double eps;
+} L2;
+
+static void SR3_NO_FMA l2_fwd_chunk(void *vc, int64_t b, int64_t e, int tid) {
+#pragma STDC FP_CONTRACT OFF
+  (void)tid;
+  const L2 *c = vc;
+  const int64_t dim = c->dim;
+  for (int64_t r = b; r < e; r++) {
+    const float *xr = c->x + r * dim;
+    float *yr = c->out + r * dim;
+    double s = 0;
+    for (int64_t i = 0; i < dim; i++) s += (double)xr[i] * xr[i];
+    const double q = sqrt(s), n = q < c->eps ? c->eps : q; /* NaN stays NaN, as Math.max keeps it */
+    c->norms[r] = (float)n;
+    for (int64_t i = 0; i < dim; i++) yr[i] = (float)(xr[i] / n);
+  }
+}
+
+void sr3_l2normalize_fwd(const float *x, float *y, float *norms, int64_t rows, int64_t dim, double eps) {
+  L2 c = {.x = x, .out = y, .norms = norms, .dim = dim, .eps = eps};
+  sr3_parallel_for(rows, sr3_grain(dim * 3, SR3_CHUNK_OPS), l2_fwd_chunk, &c);
+}
+
+static void SR3_NO_FMA l2_bwd_chunk(void *vc, int64_t b, int64_t e, int tid) {
+#pragma STDC FP_CONTRACT OFF
+  (void)tid;
+  const L2 *c = vc;
+  const int64_t dim = c->dim;
+  for (int64_t r = b; r < e; r++) {
+    const float *gr = c->g + r * dim, *yr = c->y + r * dim;
+    float *dxr = c->out + r * dim;
+    const double n = c->normsIn[r];
+    /* Below eps the denominator is the constant eps; above it, project out the radial component. */
+    double dot = 0;
+    if (n > c->eps)
+      for (int64_t i = 0; i < dim; i++) dot += (double)gr[i] * yr[i];
+    for (int64_t i = 0; i < dim; i++) dxr[i] = (float)((gr[i] - yr[i] * dot) / n);
+  }
+}
+
+void sr3_l2normalize_bwd(const float *g, const float *y, const float *norms, float *dx, int64_t rows, int64_t dim,
+                         double eps) {
+  L2 c = {.g = g, .y = y, .normsIn = norms, .out = dx, .dim = dim, .eps = eps};
+  sr3_parallel_for(rows, sr3_grain(dim * 4, SR3_CHUNK_OPS), l2_bwd_chunk, &c);
 }
 
 static void rope_chunk(void *vc, int64_t b, int64_t e, int tid) {

@@ -243,6 +243,29 @@ function rmsnormBackward(dy: F32, x: F32, w: F32, rstd: F32, dx: F32, dw: F32 | 
   }
 }
 
+function l2normalizeForward(x: F32, y: F32, norms: F32, rows: number, dim: number, eps: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let s = 0;
+    for (let i = 0; i < dim; i++) s += x[o + i] * x[o + i];
+    // y is divided by the norm in double; only the stored norm is rounded to float32.
+    const n = Math.max(Math.sqrt(s), eps);
+    norms[r] = n;
+    for (let i = 0; i < dim; i++) y[o + i] = x[o + i] / n;
+  }
+}
+
+function l2normalizeBackward(g: F32, y: F32, norms: F32, dx: F32, rows: number, dim: number, eps: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim,
+      n = norms[r];
+    // Below eps the denominator is the constant eps; above it, project out the radial component.
+    let dot = 0;
+    if (n > eps) for (let i = 0; i < dim; i++) dot += g[o + i] * y[o + i];
+    for (let i = 0; i < dim; i++) dx[o + i] = (g[o + i] - y[o + i] * dot) / n;
+  }
+}
+
 function rope(
   x: F32,
   out: F32,
@@ -573,6 +596,8 @@ export const jsKernels: Kernels = {
   halfAllFinite,
   rmsnormForward,
   rmsnormBackward,
+  l2normalizeForward,
+  l2normalizeBackward,
   rope,
   softmaxForward,
   softmaxBackward,

@@ -155,6 +155,17 @@ export interface Kernels<B = F32, H = HalfArray> {
   rmsnormBackward(dy: B, x: B, w: B, rstd: B, dx: B, dw: B | null, rows: number, dim: number): void;
 
   /**
+   * y = x / max(‖x‖, eps) over rows of length dim (torch.nn.functional.normalize); norms[row] = max(‖x‖, eps).
+   * y may be x.
+   */
+  l2normalizeForward(x: B, y: B, norms: B, rows: number, dim: number, eps: number): void;
+  /**
+   * dx = ∂L/∂x (overwritten) from g = ∂L/∂y and the forward's y and norms: (g − y·Σ g∘y) / norm where
+   * norm > eps, g / eps where the norm was clamped (the denominator is then a constant). dx may be g.
+   */
+  l2normalizeBackward(g: B, y: B, norms: B, dx: B, rows: number, dim: number, eps: number): void;
+
+  /**
    * Rotary embedding, half-split ("rotate_half") convention, over x [rows, heads, headDim] where row r
    * sits at position positions[r]; cos/sin tables are [maxPos, headDim/2]. inverse applies the transpose
    * rotation (the backward pass). out may be x.

@@ -152,6 +152,8 @@ const KERNEL_NAMES: ReadonlyArray<keyof Kernels> = [
   'allFinite',
   'rmsnormForward',
   'rmsnormBackward',
+  'l2normalizeForward',
+  'l2normalizeBackward',
   'rope',
   'softmaxForward',
   'softmaxBackward',

@@ -459,6 +459,58 @@ test('rmsnorm forward and backward (dw accumulates, or null)', { skip }, () => {
   }
 });
 
+test('l2normalize forward and backward: zero, tiny and huge rows, outputs aliasing inputs', { skip }, () => {
+  // The native sums run in double and in the reference's order: the results agree far inside 1e-6.
+  const tol = 1e-6;
+  for (const [rows, dim] of [
+    [1, 1],
+    [3, 7],
+    [37, 256],
+    [300, 1000],
+  ]) {
+    const x = randArr(rows * dim, 2),
+      g = randArr(rows * dim);
+    if (rows >= 3) {
+      x.fill(0, dim, 2 * dim); // norm 0 < eps: y = 0, dx = g / eps
+      for (let i = 2 * dim; i < 3 * dim; i++) x[i] *= 1e-25; // norm ≈ 1e-25 < eps; its squares underflow float32
+    }
+    if (rows >= 37) {
+      for (let i = 3 * dim; i < 4 * dim; i++) x[i] *= 1e25; // squares overflow float32
+      const row = x.subarray(4 * dim, 5 * dim); // norm 1e-12 / 2: clamped, with y half a unit vector
+      const k = 0.5e-12 / Math.hypot(...row);
+      row.forEach((v, i) => (row[i] = v * k));
+    }
+    for (const eps of [1e-12, 1e-30]) {
+      const what = `${rows}x${dim} eps=${eps}`;
+      const [j, n] = both([x, new Float32Array(rows * dim), new Float32Array(rows)], (k, [x, y, nr]) =>
+        k.l2normalizeForward(x!, y!, nr!, rows, dim, eps),
+      );
+      compareAll(`l2normalizeForward ${what}`, j, n, tol);
+      const [y, norms] = [j[1]!, j[2]!];
+      const [jb, nb] = both([g, y, norms, new Float32Array(rows * dim)], (k, [g, y, nr, dx]) =>
+        k.l2normalizeBackward(g!, y!, nr!, dx!, rows, dim, eps),
+      );
+      compareAll(`l2normalizeBackward ${what}`, jb, nb, tol);
+      // Row by row too: one row's error must not hide beside another's larger values.
+      for (let r = 0; r < rows; r++) {
+        const ne = Math.abs(n[2]![r] - norms[r]) / norms[r];
+        assert.ok(ne <= tol, `l2normalizeForward ${what} norm ${r}: ${n[2]![r]} against ${norms[r]}`);
+        const row = (a: Float32Array): Float32Array => a.subarray(r * dim, (r + 1) * dim);
+        close(`l2normalizeForward ${what} row ${r}`, row(n[1]!), row(y), tol);
+        close(`l2normalizeBackward ${what} row ${r}`, row(nb[3]!), row(jb[3]!), tol);
+      }
+      const [ji, ni] = both([x, new Float32Array(rows)], (k, [x, nr]) =>
+        k.l2normalizeForward(x!, x!, nr!, rows, dim, eps),
+      );
+      close(`l2normalizeForward in place ${what}`, ni[0]!, ji[0]!, tol);
+      close(`l2normalizeForward in place ${what}: same as into y`, ji[0]!, y, 0);
+      const [jg, ng] = both([g, y, norms], (k, [g, y, nr]) => k.l2normalizeBackward(g!, y!, nr!, g!, rows, dim, eps));
+      close(`l2normalizeBackward dx aliasing g ${what}`, ng[0]!, jg[0]!, tol);
+      close(`l2normalizeBackward dx aliasing g ${what}: same as into dx`, jg[0]!, jb[3]!, 0);
+    }
+  }
+});
+
 test('rope forward, inverse, in place', { skip }, () => {
   const maxPos = 50,
     half = 16,
@@ -884,6 +936,8 @@ test('bad arguments throw an Error naming the kernel instead of touching memory'
     ['copy', () => k.copy(f(10), 5, [-1], f(20), 0, [1], [10], false)],
     ['rmsnormForward', () => k.rmsnormForward(f(20), f(4), f(20), f(4), 5, 4, 1e-6)],
     ['rmsnormBackward', () => k.rmsnormBackward(f(20), f(20), f(4), f(5), f(20), f(3), 5, 4)],
+    ['l2normalizeForward', () => k.l2normalizeForward(f(20), f(20), f(4), 5, 4, 1e-12)],
+    ['l2normalizeBackward', () => k.l2normalizeBackward(f(20), f(19), f(5), f(20), 5, 4, 1e-12)],
     ['rope', () => k.rope(f(8), f(8), f(4), f(4), new Int32Array([0, 2]), 2, 1, 4, false)],
     ['rope', () => k.rope(f(8), f(8), f(4), f(4), new Int32Array([0, 1]), 2, 1, 3, false)],
     ['softmaxForward', () => k.softmaxForward(f(10), f(9), 2, 5)],

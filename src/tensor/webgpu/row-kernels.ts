@@ -1,7 +1,7 @@
 /**
- * WebGPU row-wise and element-wise model kernels: RMSNorm, rotary embedding, softmax and log-softmax,
- * cross-entropy, SiLU, SwiGLU and AdamW (WGSL in wgsl/rows.ts). Host-side index arrays (positions,
- * targets) are checked here as the native addon checks them, since an index outside a GPU buffer would
+ * WebGPU row-wise and element-wise model kernels: RMSNorm, L2 normalisation, rotary embedding, softmax and
+ * log-softmax, cross-entropy, SiLU, SwiGLU and AdamW (WGSL in wgsl/rows.ts). Host-side index arrays
+ * (positions, targets) are checked here as the native addon checks them, since an index outside a GPU buffer would
  * read garbage instead of failing, then uploaded for the one dispatch.
  */
 import type { Kernels } from '../kernels.js';
@@ -15,6 +15,8 @@ export type RowKernels = Pick<
   GpuKernels,
   | 'rmsnormForward'
   | 'rmsnormBackward'
+  | 'l2normalizeForward'
+  | 'l2normalizeBackward'
   | 'rope'
   | 'softmaxForward'
   | 'softmaxBackward'
@@ -49,6 +51,20 @@ function checkTargets(kernel: string, targets: Int32Array, rows: number, vocab: 
       );
     }
   }
+}
+
+/**
+ * The largest float32 ≤ v: for every float32 f, f > v exactly when f > floatBelow(v), so the GPU compares in
+ * float32 what the CPU backends compare against v in double.
+ */
+function floatBelow(v: number): number {
+  const f = Math.fround(v);
+  if (!(f > v)) return f;
+  const bits = new Float32Array([f]),
+    word = new Int32Array(bits.buffer);
+  // One step towards −Inf: the magnitude shrinks for a positive value and grows for a negative one.
+  word[0] += f > 0 ? -1 : 1;
+  return bits[0];
 }
 
 /** Two outputs, each computed away from every input (and from each other's stand-in). */
@@ -104,6 +120,32 @@ export function rowKernels(dev: GpuDevice): RowKernels {
       }
       intoFresh(dx, [dy, x, w, rstd], (o) =>
         runRows(dev, 'rmsnormBackward', [dy, x, w, rstd, o], new Params().u32(dim), rows),
+      );
+    },
+
+    l2normalizeForward(x, y, norms, rows, dim, eps) {
+      const k = 'l2normalizeForward';
+      need(k, 'x', x, rows * dim);
+      need(k, 'y', y, rows * dim);
+      need(k, 'norms', norms, rows);
+      if (rows === 0) return;
+      if (dim === 0) {
+        // Empty rows have norm 0, clamped to eps.
+        runFlat(dev, 'fill', [norms], new Params().u32(rows).f32(eps), rows);
+        return;
+      }
+      intoFresh2(y, norms, [x], (fy, fn) => runRows(dev, k, [x, fy, fn], new Params().u32(dim).f32(eps), rows));
+    },
+
+    l2normalizeBackward(g, y, norms, dx, rows, dim, eps) {
+      const k = 'l2normalizeBackward';
+      need(k, 'g', g, rows * dim);
+      need(k, 'y', y, rows * dim);
+      need(k, 'dx', dx, rows * dim);
+      need(k, 'norms', norms, rows);
+      if (rows === 0 || dim === 0) return;
+      intoFresh(dx, [g, y, norms], (o) =>
+        runRows(dev, k, [g, y, norms, o], new Params().u32(dim).f32(floatBelow(eps)), rows),
       );
     },
 

@@ -45,3 +45,29 @@ for (const c of opCases) {
     });
   });
 }
+
+test('l2normalize on WebGPU stays on the GPU: no read back, no upload, forward or backward', { skip }, () => {
+  const k = T.webgpuKernels()!;
+  T.setBackend('webgpu');
+  const dev = k.gpu,
+    read = dev.read;
+  let reads = 0;
+  try {
+    const data = new Float32Array(5 * 33).map((_, i) => Math.sin(i));
+    const xs = new T.Tensor(data, [5, 33], true);
+    const seed = k.fromHost(new Float32Array(data.length).fill(1));
+    const before = dev.stats().staged;
+    dev.read = (...args) => {
+      reads++;
+      return read.apply(dev, args);
+    };
+    T.l2normalize(xs).backward(seed);
+    dev.read = read;
+    // Everything queued has run by the time stats answers.
+    assert.equal(dev.stats().staged - before, 0, 'bytes uploaded');
+    assert.equal(reads, 0, 'reads');
+  } finally {
+    dev.read = read;
+    T.setBackend('native');
+  }
+});

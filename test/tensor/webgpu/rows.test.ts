@@ -1,7 +1,7 @@
 /**
- * WebGPU row-wise and element-wise model kernels (RMSNorm, RoPE, softmax, log-softmax, cross-entropy,
- * SiLU, SwiGLU, AdamW) against the native ones (relErr ≤ 1e-4, see harness.ts), on awkward shapes and
- * with outputs aliasing inputs where the interface allows it.
+ * WebGPU row-wise and element-wise model kernels (RMSNorm, L2 normalisation, RoPE, softmax, log-softmax,
+ * cross-entropy, SiLU, SwiGLU, AdamW) against the native ones (relErr ≤ 1e-4, see harness.ts), on awkward
+ * shapes and with outputs aliasing inputs where the interface allows it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,6 +71,75 @@ test('rmsnorm forward and backward, y aliasing x, dx aliasing dy, dw accumulated
     wg().rmsnormBackward(dyInPlace, gx, gw, grstd, dyInPlace, null, rows, dim);
     if (dim > 1) close(down(dyInPlace), dx, `backward dx aliasing dy, dw null ${shape}`);
   }
+});
+
+/**
+ * max|got − want| over row r against `scale` (0 only where both rows are exactly equal): per row, so a row
+ * of tiny values is measured against its own size and not beside its neighbours'.
+ */
+function rowErr(got: Float32Array, want: Float32Array, r: number, dim: number, scale: number): number {
+  let diff = 0;
+  for (let i = r * dim; i < (r + 1) * dim; i++) diff = Math.max(diff, Math.abs(got[i] - want[i]));
+  return diff === 0 ? 0 : diff / scale;
+}
+const rowMax = (a: Float32Array, r: number, dim: number): number =>
+  Math.max(0, ...a.subarray(r * dim, (r + 1) * dim).map(Math.abs));
+
+test('l2normalize forward and backward: zero, tiny and huge rows, outputs aliasing inputs', opt, () => {
+  for (const rows of [1, 3, 37])
+    for (const dim of [1, 7, 256, 1000])
+      for (const eps of [1e-12, 1e-30]) {
+        const x = r.randn(rows * dim),
+          g = r.randn(rows * dim);
+        // Row 1: zeros (norm 0 < eps, dx = g / eps). Row 2: ~1e-25, whose float32 squares are 0: below eps
+        // = 1e-12, above eps = 1e-30. Row 3: ~1e25, whose float32 squares are Inf.
+        if (rows > 1) x.fill(0, dim, 2 * dim);
+        if (rows > 2) for (let i = 2 * dim; i < 3 * dim; i++) x[i] *= 1e-25;
+        if (rows > 3) for (let i = 3 * dim; i < 4 * dim; i++) x[i] *= 1e25;
+        // Row 4: norm eps / 2, clamped; y is half a unit vector, so the radial part dx leaves out is not small.
+        if (rows > 4) {
+          const row = x.subarray(4 * dim, 5 * dim);
+          const k = eps / 2 / Math.hypot(...row);
+          row.forEach((v, i) => (row[i] = v * k));
+        }
+        const y = new Float32Array(rows * dim),
+          norms = new Float32Array(rows),
+          dx = new Float32Array(rows * dim);
+        ref.l2normalizeForward(x, y, norms, rows, dim, eps);
+        ref.l2normalizeBackward(g, y, norms, dx, rows, dim, eps);
+
+        const gx = up(x),
+          gy = wg().alloc(rows * dim),
+          gn = wg().alloc(rows);
+        wg().l2normalizeForward(gx, gy, gn, rows, dim, eps);
+        const gdx = wg().alloc(rows * dim);
+        wg().l2normalizeBackward(up(g), gy, gn, gdx, rows, dim, eps);
+        // The backward pass again from the native y and norms, and into g: only the backward kernel measured.
+        const gdx2 = up(g);
+        wg().l2normalizeBackward(gdx2, up(y), up(norms), gdx2, rows, dim, eps);
+        const inPlace = up(x);
+        wg().l2normalizeForward(inPlace, inPlace, wg().alloc(rows), rows, dim, eps);
+
+        const [ny, nn, ndx, ndx2, nip] = [down(gy), down(gn), down(gdx), down(gdx2), down(inPlace)];
+        for (let row = 0; row < rows; row++) {
+          const what = `${rows}×${dim} eps=${eps} row ${row}`;
+          const ne = Math.abs(nn[row] - norms[row]) / norms[row];
+          assert.ok(ne <= F32_TOL, `${what}: norm ${nn[row]} against ${norms[row]}`);
+          const ys = rowMax(y, row, dim);
+          assert.ok(rowErr(ny, y, row, dim, ys) <= F32_TOL, `${what}: y relErr ${rowErr(ny, y, row, dim, ys)}`);
+          assert.ok(rowErr(nip, y, row, dim, ys) <= F32_TOL, `${what}: y in place`);
+          // dx's terms are g / norm before the radial part cancels (all of it, with one column): measured
+          // against their size.
+          const ds = Math.max(rowMax(dx, row, dim), rowMax(g, row, dim) / norms[row]);
+          assert.ok(rowErr(ndx, dx, row, dim, ds) <= F32_TOL, `${what}: dx relErr ${rowErr(ndx, dx, row, dim, ds)}`);
+          assert.ok(rowErr(ndx2, dx, row, dim, ds) <= F32_TOL, `${what}: dx aliasing g, from the native y`);
+        }
+        assert.deepEqual(down(gx), x, `${rows}×${dim}: x untouched`);
+      }
+  // Rows of length 0 have norm 0, clamped to eps.
+  const gn = up(r.randn(2));
+  wg().l2normalizeForward(wg().alloc(0), wg().alloc(0), gn, 2, 0, 1e-12);
+  assert.deepEqual(down(gn), Float32Array.of(1e-12, 1e-12));
 });
 
 test('rope forward and inverse, into another array and in place, against native', opt, () => {

@@ -1,9 +1,9 @@
 /**
- * WGSL for the model's row-wise kernels (RMSNorm, softmax, log-softmax, cross-entropy: one workgroup per
- * row, each invocation striding by 256 over the row, then a workgroup reduction) and its element-wise
- * ones (rotary embedding, SiLU, SwiGLU, AdamW: flat). Formulas follow native/norm.c, softmax.c, loss.c,
- * elementwise.c and optim.c; sums are float32 here (WGSL has no f64), which stays well inside 1e-4 of the
- * native double sums even over a 151,936-long vocabulary row.
+ * WGSL for the model's row-wise kernels (RMSNorm, L2 normalisation, softmax, log-softmax, cross-entropy:
+ * one workgroup per row, each invocation striding by 256 over the row, then a workgroup reduction) and its
+ * element-wise ones (rotary embedding, SiLU, SwiGLU, AdamW: flat). Formulas follow native/norm.c,
+ * softmax.c, loss.c, elementwise.c and optim.c; sums are float32 here (WGSL has no f64), which stays well
+ * inside 1e-4 of the native double sums even over a 151,936-long vocabulary row.
  */
 import { PRELUDE, flatKernel } from './prelude.js';
 
@@ -153,6 +153,37 @@ export const rowKernels: Record<string, string> = {
   var s = 0.0;
   for (var c = 0u; c < pu(1); c++) { s += part[c * pu(0) + i]; }
   out[i] += s;`,
+  ),
+  // y = x / max(‖x‖, eps), norms[r] = max(‖x‖, eps), with ‖x‖ = max|x|·‖x / max|x|‖: float32 squares of
+  // values below about 1e-19 are subnormal (0 on GPUs that flush them) and above 1.8e19 overflow, where the
+  // native double sums do neither. A row of zeros (divided by 1, not 0) and a row holding ±Inf (norm Inf,
+  // as in double) are left unscaled. P: dim, eps
+  l2normalizeForward: rowKernel(
+    [ro(1, 'x'), rw(2, 'y'), rw(3, 'norms')].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+  var m = 0.0;
+  for (var j = lid; j < n; j += 256u) { m = max(m, abs(x[o + j])); }
+  let mx = wgMax(m, lid);
+  let d = select(mx, 1.0, mx == 0.0 || bitcast<u32>(mx) == 0x7f800000u);
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) { let v = x[o + j] / d; s += v * v; }
+  let q = d * sqrt(wgSum(s, lid));
+  let nrm = select(q, pf(1), q < pf(1));
+  if (lid == 0u) { norms[row] = nrm; }
+  for (var j = lid; j < n; j += 256u) { y[o + j] = x[o + j] / nrm; }`,
+  ),
+  // dx = (g − y·Σ g∘y) / norm, or g / norm where the forward clamped the norm to eps (norm ≤ P[1]).
+  // P: dim, the largest float32 ≤ eps (so the comparison is the native one against eps in double)
+  l2normalizeBackward: rowKernel(
+    [ro(1, 'g'), ro(2, 'y'), ro(3, 'norms'), rw(4, 'dx')].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+  let nrm = norms[row];
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) { s += g[o + j] * y[o + j]; }
+  let dot = select(0.0, wgSum(s, lid), nrm > pf(1));
+  for (var j = lid; j < n; j += 256u) { dx[o + j] = (g[o + j] - y[o + j] * dot) / nrm; }`,
   ),
   rope: rope(false),
   ropeInPlace: rope(true),
