@@ -46,3 +46,32 @@ test('a warm training step creates no GPU buffer and uses few submits', { skip: 
     T.setBackend('native');
   }
 });
+
+test(
+  'a long synchronous inference loop keeps GPU memory bounded (no event-loop turn needed)',
+  { skip: webgpuSkip() },
+  () => {
+    const config = tinyQwen2Config({ vocabSize: 64, hiddenSize: 64, numHiddenLayers: 2, intermediateSize: 128 });
+    const host = Qwen2Model.random(config, new T.Rng(3), 0.1);
+    T.setBackend('webgpu');
+    try {
+      const gpu = T.webgpuKernels()!.gpu;
+      const params = new Map([...host.params].map(([n, p]) => [n, new T.Tensor(p.data, p.shape, false, n)] as const));
+      const model = new Qwen2Model(config, params);
+      const ids = new Int32Array(32 * 128).fill(5);
+      const forward = (): Float32Array => T.noGrad(() => model.forward(ids, 32, 128)).read();
+      const before = gpu.heldBytes;
+      forward();
+      const one = gpu.heldBytes - before; // nothing is freed inside a synchronous forward: all it allocated
+      gpu.resetPeak();
+      // the way Embedder.forwardBatches runs over a corpus: one forward after another, never awaiting
+      for (let i = 0; i < 8; i++) forward();
+      const peak = gpu.peakBytes - before;
+      assert.ok(one > 2 ** 24, `a forward allocates ${one} bytes`);
+      // garbage collected as memory doubles (plus 64 MiB): not 8 forwards' worth piled up
+      assert.ok(peak < 3 * one + 2 ** 27, `peak ${peak} bytes over 8 forwards of ${one}`);
+    } finally {
+      T.setBackend('native');
+    }
+  },
+);
