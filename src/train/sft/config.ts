@@ -16,8 +16,11 @@ import {
 import type { PseudoQueryKind } from './pseudo-queries.js';
 
 export type DataSourceConfig =
-  /** BEIR folder: queries judged relevant (grade ≥ 1) in qrels/<split>.tsv, positives from the corpus. */
-  | { type: 'beir'; path: string; split: string }
+  /**
+   * BEIR folder: queries judged relevant (grade ≥ 1) in qrels/<split>.tsv, positives from the corpus;
+   * sameTitleNegatives > 0 adds that many hard negatives from the paragraphs of the positive's own article.
+   */
+  | { type: 'beir'; path: string; split: string; sameTitleNegatives?: number }
   /** JSONL {query, pos, neg} (FlagEmbedding) or {query, positive_passages, negative_passages} (Tevatron). */
   | { type: 'jsonl'; path: string }
   /** TSV text pairs: query<TAB>positive per line. */
@@ -96,7 +99,7 @@ export const DEFAULT_SFT_CONFIG: SftConfig = {
 
 const EVAL_DEFAULTS: EvalSettings = { beir: '', split: 'dev', every: 100, maxQueries: 0, maxDocuments: 0 };
 const SOURCE_KEYS: Record<string, string[]> = {
-  beir: ['type', 'path', 'split'],
+  beir: ['type', 'path', 'split', 'sameTitleNegatives'],
   jsonl: ['type', 'path'],
   pairs: ['type', 'path'],
   'climate-fever': ['type', 'path'],
@@ -142,23 +145,24 @@ function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
       throw new ConfigError(`"${at}.${k}" is not a config key; known keys of a ${o.type} source: ${keys.join(', ')}`);
   if (typeof o.path !== 'string' || o.path === '') throw new ConfigError(`"${at}.path" must be a non-empty string`);
   const p = path.resolve(baseDir, o.path);
+  const int = (v: unknown, key: string, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      throw new ConfigError(`"${at}.${key}" must be an integer ≥ 0, got ${JSON.stringify(v)}`);
+    return v;
+  };
   if (o.type === 'beir') {
     if (o.split !== undefined && typeof o.split !== 'string') throw new ConfigError(`"${at}.split" must be a string`);
     const split = (o.split as string | undefined) ?? 'train';
     // test qrels are for evaluation only: training on them would make every reported score meaningless
     if (split === 'test')
       throw new ConfigError(`"${at}.split" is "test": test queries are never trained on; use the train (or dev) split`);
-    return { type: 'beir', path: p, split };
+    const sameTitleNegatives = int(o.sameTitleNegatives, 'sameTitleNegatives', 0);
+    return { type: 'beir', path: p, split, ...(sameTitleNegatives > 0 ? { sameTitleNegatives } : {}) };
   }
   if (o.type === 'pseudo-queries') {
     if (o.queries !== 'title' && o.queries !== 'sentence')
       throw new ConfigError(`"${at}.queries" must be "title" or "sentence", got ${JSON.stringify(o.queries)}`);
-    const int = (v: unknown, key: string, dflt: number): number => {
-      if (v === undefined) return dflt;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
-        throw new ConfigError(`"${at}.${key}" must be an integer ≥ 0, got ${JSON.stringify(v)}`);
-      return v;
-    };
     return {
       type: 'pseudo-queries',
       path: p,

@@ -41,7 +41,7 @@ export async function loadTrainingData(
     if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
     const raw =
       src.type === 'beir'
-        ? await beirExamples(src.path, src.split)
+        ? await beirExamples(src.path, src.split, src.sameTitleNegatives)
         : src.type === 'climate-fever'
           ? climateFeverExamples(src.path)
           : src.type === 'pairs'
@@ -89,22 +89,48 @@ function cleanExample(ex: TrainExample, stats: DataStats): TrainExample | null {
   return { query: ex.query, positives, negatives };
 }
 
-async function beirExamples(folder: string, split: string): Promise<TrainExample[]> {
+/**
+ * Judged queries of a BEIR split with their relevant documents. With sameTitleNegatives > 0, each query
+ * also gets up to that many other paragraphs of its positive's article (documents with the same title),
+ * the nearest in corpus order first: in reading-comprehension sets (DRCD, ARCD) the neighbouring
+ * paragraphs of an article share its topic but not the answer, the hardest negatives there are.
+ */
+async function beirExamples(folder: string, split: string, sameTitleNegatives = 0): Promise<TrainExample[]> {
   const ds = await readBeirDataset(folder, split);
   // the same text the embedder and the index see at inference
   const docs = new Map(ds.corpus.map((d) => [d.id, documentText(d)]));
+  const position = new Map(ds.corpus.map((d, i) => [d.id, i]));
+  const byTitle = new Map<string, number[]>();
+  if (sameTitleNegatives > 0)
+    ds.corpus.forEach((d, i) => {
+      if (d.title.trim() === '') return;
+      let list = byTitle.get(d.title);
+      if (!list) byTitle.set(d.title, (list = []));
+      list.push(i);
+    });
   const out: TrainExample[] = [];
   for (const [qid, text] of ds.queries) {
     const judged = ds.qrels.get(qid)!;
     const positives: string[] = [];
+    const relevant = new Set<number>();
     for (const [docId, grade] of judged) {
       if (grade < 1) continue;
       const doc = docs.get(docId);
       if (doc === undefined)
         throw new DataError(folder, `qrels/${split}.tsv judges document '${docId}', which is not in corpus.jsonl`);
       positives.push(doc);
+      relevant.add(position.get(docId)!);
     }
-    out.push({ query: text, positives, negatives: [] });
+    const negatives: string[] = [];
+    if (sameTitleNegatives > 0 && relevant.size > 0) {
+      const first = Math.min(...relevant);
+      const article = (byTitle.get(ds.corpus[first].title) ?? []).filter(
+        (i) => !relevant.has(i) && judged.get(ds.corpus[i].id) === undefined,
+      );
+      article.sort((a, b) => Math.abs(a - first) - Math.abs(b - first) || a - b);
+      for (const i of article.slice(0, sameTitleNegatives)) negatives.push(documentText(ds.corpus[i]));
+    }
+    out.push({ query: text, positives, negatives });
   }
   return out;
 }
