@@ -69,7 +69,27 @@ export interface SftConfig {
   eval: EvalSettings | null;
   /** Prompt templates (src/embed/prompts.ts); unset fields keep the published defaults. */
   templates: { querySystem?: string; documentSystem?: string; reasoningSystem?: string; directResponse?: string };
+  /**
+   * Queries that learn to reason: a share of them is trained in the reasoning form (the reasoning system
+   * prompt, a short analysis of key concepts, then the direct response with the embed token), the
+   * analysis learnt by L_SFT and the embedding taken at the token after it, as inference with reasoning
+   * on takes it; null = every query in the direct form.
+   */
+  reasoning: ReasoningSettings | null;
 }
+
+export interface ReasoningSettings {
+  /** Share of each source's queries in the reasoning form. */
+  fraction: number;
+  /** Key concepts named at most. */
+  concepts: number;
+  /** Related terms named at most. */
+  related: number;
+  /** Tokens for the analysis and the words before the embed token: the reasoning budget of inference and stage 2. */
+  maxTokens: number;
+}
+
+export const REASONING_DEFAULTS: ReasoningSettings = { fraction: 0.5, concepts: 3, related: 3, maxTokens: 24 };
 
 export const DEFAULT_SFT_CONFIG: SftConfig = {
   model: '',
@@ -95,6 +115,7 @@ export const DEFAULT_SFT_CONFIG: SftConfig = {
   checkpoint: { every: 100, keep: 2 },
   eval: null,
   templates: {},
+  reasoning: null,
 };
 
 const EVAL_DEFAULTS: EvalSettings = { beir: '', split: 'dev', every: 100, maxQueries: 0, maxDocuments: 0 };
@@ -112,10 +133,19 @@ type Json = unknown;
 export function parseSftConfig(raw: Json, baseDir: string): SftConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new ConfigError('the config must be a JSON object');
-  const { data, lora, eval: ev, templates, ...rest } = raw as Record<string, unknown>;
-  const defaults = { ...DEFAULT_SFT_CONFIG, data: undefined, lora: undefined, eval: undefined, templates: undefined };
+  const { data, lora, eval: ev, templates, reasoning, ...rest } = raw as Record<string, unknown>;
+  const defaults = {
+    ...DEFAULT_SFT_CONFIG,
+    data: undefined,
+    lora: undefined,
+    eval: undefined,
+    templates: undefined,
+    reasoning: undefined,
+  };
   const simple = mergeStrict(defaults, rest, '');
-  const cfg: SftConfig = { ...simple, data: [], lora: null, eval: null, templates: {} };
+  const cfg: SftConfig = { ...simple, data: [], lora: null, eval: null, templates: {}, reasoning: null };
+  if (reasoning !== undefined && reasoning !== null)
+    cfg.reasoning = mergeStrict(REASONING_DEFAULTS, reasoning, 'reasoning');
   cfg.lora = parseLora(lora);
   if (ev !== undefined && ev !== null) cfg.eval = mergeStrict(EVAL_DEFAULTS, ev, 'eval');
   cfg.templates = parseTemplates(templates);
@@ -202,6 +232,14 @@ function check(c: SftConfig): void {
   if (c.eval) {
     need(c.eval.beir !== '', '"eval.beir" must name a BEIR folder');
     posInt(c.eval.every, 'eval.every');
+  }
+  if (c.reasoning) {
+    const r = c.reasoning;
+    need(r.fraction >= 0 && r.fraction <= 1, `"reasoning.fraction" must be in [0, 1], got ${r.fraction}`);
+    nonNegInt(r.concepts, 'reasoning.concepts');
+    nonNegInt(r.related, 'reasoning.related');
+    posInt(r.maxTokens, 'reasoning.maxTokens');
+    need(c.loss.sft > 0, '"reasoning" needs "loss.sft" > 0: the analysis is learnt by L_SFT');
   }
 }
 

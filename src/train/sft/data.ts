@@ -5,6 +5,8 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { documentText, readBeirCorpus, readBeirDataset, type BeirDocument } from '../../eval/beir.js';
+import { Rng } from '../../tensor/index.js';
+import { type AnalysisSettings, type ConceptAnalysis, TermStatistics, analyseQuery } from './analysis.js';
 import type { DataSourceConfig } from './config.js';
 import { PSEUDO_QUERY_DEFAULTS, pseudoQueryExamples } from './pseudo-queries.js';
 
@@ -13,6 +15,15 @@ export interface TrainExample {
   positives: string[];
   /** Hard negatives known for this query (from the source or from mining). */
   negatives: string[];
+  /** The analysis stage 1 teaches before the embed token for this query, when it reasons (analysis.ts). */
+  analysis?: ConceptAnalysis;
+}
+
+/** Which queries are trained with an analysis before the embed token, and how long it may be. */
+export interface ReasoningData extends AnalysisSettings {
+  /** Share of each source's queries that reason (a seeded draw per query). */
+  fraction: number;
+  seed: number;
 }
 
 export interface DataStats {
@@ -22,6 +33,8 @@ export interface DataStats {
   /** Empty (whitespace-only) queries, positives and negatives dropped. */
   emptyTexts: number;
   perSource: { source: string; examples: number }[];
+  /** Examples with an analysis to learn before the embed token. */
+  analyses: number;
 }
 
 /** A problem with a training data file, naming the file and line. */
@@ -32,11 +45,17 @@ export class DataError extends Error {
   }
 }
 
+/**
+ * Every source's examples, cleaned. With `reasoning`, a seeded share of each source's queries gets an
+ * analysis, its terms weighed against the documents of that source (the query's own collection).
+ */
 export async function loadTrainingData(
   sources: readonly DataSourceConfig[],
+  reasoning?: ReasoningData,
 ): Promise<{ examples: TrainExample[]; stats: DataStats }> {
-  const stats: DataStats = { examples: 0, withoutPositive: 0, emptyTexts: 0, perSource: [] };
+  const stats: DataStats = { examples: 0, withoutPositive: 0, emptyTexts: 0, perSource: [], analyses: 0 };
   const examples: TrainExample[] = [];
+  const draw = reasoning ? new Rng(reasoning.seed) : null;
   for (const src of sources) {
     if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
     const raw =
@@ -53,16 +72,22 @@ export async function loadTrainingData(
                   seed: src.seed,
                 })
               : jsonlExamples(src.path);
-    let kept = 0;
+    const kept: TrainExample[] = [];
     for (const ex of raw) {
       const clean = cleanExample(ex, stats);
-      if (clean) {
-        examples.push(clean);
-        kept++;
+      if (clean) kept.push(clean);
+    }
+    if (reasoning && draw && reasoning.fraction > 0) {
+      const chosen = kept.filter(() => draw.next() < reasoning.fraction);
+      if (chosen.length > 0) {
+        const terms = new TermStatistics(new Set(kept.flatMap((e) => [...e.positives, ...e.negatives])));
+        for (const e of chosen) e.analysis = analyseQuery(e.query, e.positives[0], terms, reasoning);
+        stats.analyses += chosen.length;
       }
     }
+    examples.push(...kept);
     const label = src.type === 'pseudo-queries' ? `${src.type}(${src.queries}):${src.path}` : `${src.type}:${src.path}`;
-    stats.perSource.push({ source: label, examples: kept });
+    stats.perSource.push({ source: label, examples: kept.length });
   }
   stats.examples = examples.length;
   return { examples, stats };
