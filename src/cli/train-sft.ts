@@ -53,10 +53,12 @@ export const trainSftStage: TrainStage = {
   async train(config, options) {
     const r = await trainSft(loadSftConfig(config), options);
     const best = r.bestScore !== null ? `, best dev nDCG@10 ${r.bestScore.toFixed(4)} at step ${r.bestStep}` : '';
-    return (
-      `trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: ` +
-      `final loss ${r.finalLoss.toFixed(4)}${best}; ${r.data.withoutPositive} queries without a positive and ` +
-      `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`
-    );
+    return {
+      finished: r.finished,
+      line:
+        `trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: ` +
+        `final loss ${r.finalLoss.toFixed(4)}${best}; ${r.data.withoutPositive} queries without a positive and ` +
+        `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`,
+    };
   },
 };

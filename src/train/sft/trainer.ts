@@ -42,6 +42,8 @@ export interface TrainSummary {
   data: DataStats;
   truncatedTexts: number;
   output: string;
+  /** The last step is done and final/ written (false: stopped at the session's deadline). */
+  finished: boolean;
 }
 
 export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
@@ -137,7 +139,8 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     };
   };
   await run.loop({ step, onStep: (n) => opts.onStep?.(n, lastLoss), evaluate });
-  await saveFineTuned(path.join(cfg.output, 'final'), s);
+  // a session stopped at its deadline leaves checkpoints only: final/ is what a finished run made
+  if (run.finished) await saveFineTuned(path.join(cfg.output, 'final'), s);
   const seconds = (Date.now() - t0) / 1000;
   const title = `search-r3 stage 1: ${path.basename(cfg.output)}`;
   const notes = reportNotes(cfg, stats, totalSteps, run, seconds, truncatedTexts, encoder.maxLength);
@@ -152,6 +155,7 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     data: stats,
     truncatedTexts,
     output: cfg.output,
+    finished: run.finished,
   };
 }
 
