@@ -17,7 +17,8 @@ import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
 import { recipeCharts } from './recipe-charts.js';
-import { type RecipePaths, type RecipeProfile } from './recipe-profiles.js';
+import { checkProfileRules } from './recipe-check.js';
+import { type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
 
 export interface StepRecord {
   /** Wall seconds over every attempt (an attempt's time is saved while it runs). */
@@ -44,6 +45,23 @@ export interface RecipeOptions {
   log: (line: string) => void;
   /** Seconds between saves of a running step's time (default 30). */
   heartbeatSeconds?: number;
+  /**
+   * Wall-clock end of this session (ms since the epoch): a training step gets the time left as its
+   * --max-seconds and stops with a checkpoint; no step starts after it. The recipe then ends with
+   * RecipeSessionEnded, and the same command continues in the next session.
+   */
+  sessionDeadline?: number;
+}
+
+/** Exit code of `train <stage> --max-seconds` when it stopped before its last step (cli/train.ts). */
+const SESSION_ENDED = 75;
+
+/** The session's time is used up: finished steps and checkpoints are kept, and the next run continues. */
+export class RecipeSessionEnded extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RecipeSessionEnded';
+  }
 }
 
 export class RecipeError extends Error {
@@ -90,6 +108,8 @@ export const stage1ModelDir = (p: RecipePaths): string => path.join(p.work, 'mod
 
 export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   const { paths: p, profile } = o;
+  // a config a trainer would refuse, or one that trains on an evaluated set, stops the run before any step
+  checkProfileRules(profile, p);
   await fsp.mkdir(p.configs, { recursive: true });
   const stateFile = path.join(p.work, 'recipe.json');
   const state = readState(stateFile, profile.name);
@@ -103,6 +123,10 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     const shown = `search-r3 ${argv.map((a) => (/^[\w./:,=@-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`;
     o.log(`$ ${shown}`);
     const code = await o.runCommand(argv);
+    if (code === SESSION_ENDED && argv.includes('--max-seconds'))
+      throw new RecipeSessionEnded(
+        `"${shown}" stopped at the session's time limit with a checkpoint; run the recipe again to continue`,
+      );
     if (code !== 0)
       throw new RecipeError(
         `"${shown}" exited with code ${code}; fix the cause and run the recipe again (finished steps are ` +
@@ -115,11 +139,13 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     await writeTextFileAtomically(file, JSON.stringify(cfg, null, 2) + '\n');
     return file;
   };
-  /** `train <stage>`, resuming when the run folder has a checkpoint. */
+  /** `train <stage>`, resuming when the run folder has a checkpoint, within the session's time when it has one. */
   const train = async (stage: string, name: string, cfg: Record<string, unknown>, output: string): Promise<string> => {
     const file = await writeConfig(name, cfg);
     const resume = existsSync(output) && listCheckpoints(path.join(output, 'checkpoints')).length > 0;
-    return command(['train', stage, '--config', file, ...(resume ? ['--resume'] : [])]);
+    const left = o.sessionDeadline !== undefined ? Math.floor((o.sessionDeadline - Date.now()) / 1000) : null;
+    const limit = left !== null ? ['--max-seconds', String(Math.max(1, left))] : [];
+    return command(['train', stage, '--config', file, ...(resume ? ['--resume'] : []), ...limit]);
   };
 
   const steps: Step[] = [
@@ -137,10 +163,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       title: 'byte-level BPE tokenizer',
       isDone: () => hasFile(p.tokenizer, 'tokenizer_config.json'),
       run: () => {
-        const shards = readdirSync(p.corpus)
-          .filter((f) => /^train-\d+\.jsonl$/.test(f))
-          .sort()
-          .map((f) => path.join(p.corpus, f));
+        const shards = trainShards(p.corpus, profile.tokenizerShards);
         return command([
           'tokenizer',
           'train',
@@ -248,6 +271,12 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       }
       o.log(`✓ ${step.name} (${step.title}): done${rec.seconds > 0 ? ` in ${formatDuration(rec.seconds)}` : ''}`);
       continue;
+    }
+    if (o.sessionDeadline !== undefined && Date.now() >= o.sessionDeadline) {
+      await save();
+      throw new RecipeSessionEnded(
+        `the session's time is used up before step ${step.name}; run the recipe again to continue`,
+      );
     }
     rec.done = false;
     upstreamRan = true;

@@ -110,7 +110,7 @@ test('recipe default: a wrong profile or a data folder without the datasets is a
   const dir = tempDir('recipe-bad');
   const bad = runCli(['recipe', 'default', '--profile', 'huge', '--work', dir]);
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--profile must be full or tiny/);
+  assert.match(bad.stderr, /--profile must be full, gpu, tiny/);
   const noData = runCli(['recipe', 'default', '--profile', 'tiny', '--work', dir, '--data', dir]);
   assert.equal(noData.status, 2);
   assert.match(noData.stderr, /does not hold the datasets/);
