@@ -370,6 +370,63 @@ function readCorpusManifest(file: string): CorpusManifest {
   return m as CorpusManifest;
 }
 
+/** Licence and attribution of each dataset stage 1 may read, by its folder under the data folder. */
+const FINE_TUNING_DATA: Array<{ folder: RegExp; licence: string; attribution: string }> = [
+  {
+    folder: /^scifact(\/|$)/,
+    licence: 'CC BY-NC 2.0 (non-commercial)',
+    attribution: 'SciFact, Wadden et al. 2020, AllenAI (train queries; documents for pseudo-queries)',
+  },
+  {
+    folder: /^climate-fever(\/|$)/,
+    licence: 'repository states none; evidence sentences are English Wikipedia text (CC BY-SA)',
+    attribution: 'CLIMATE-FEVER, Diggelmann et al. 2020 (claims and their evidence)',
+  },
+  {
+    folder: /^drcd(\/|$)/,
+    licence: 'CC BY-SA 3.0',
+    attribution: 'DRCD, Delta Research Center (dev questions; paragraphs for pseudo-queries; no test question)',
+  },
+  {
+    folder: /^arcd(\/|$)/,
+    licence: 'Arabic Wikipedia text (CC BY-SA); dataset repository MIT',
+    attribution: 'ARCD, Mozannar et al. 2019 (train questions; paragraphs for pseudo-queries; no test question)',
+  },
+];
+
+/**
+ * One row per stage-1 data source: its examples (from the run's data record) and the licence of the dataset
+ * it reads. The mined file is SciFact train with hard negatives from SciFact's corpus.
+ */
+function fineTuningRows(p: RecipePaths, profile: RecipeProfile): string[] {
+  const sources = (profile.stage1(p).data ?? []) as Array<{ type: string; path: string; queries?: string }>;
+  let counts: number[] = [];
+  const metrics = path.join(p.stage1, 'metrics.jsonl');
+  if (existsSync(metrics)) {
+    for (const line of readFileSync(metrics, 'utf8').split('\n', 20)) {
+      try {
+        const rec = JSON.parse(line) as { type?: string; perSource?: Array<{ examples: number }> };
+        if (rec.type === 'data' && rec.perSource) {
+          counts = rec.perSource.map((x) => x.examples);
+          break;
+        }
+      } catch {
+        // a damaged line leaves the counts out; the sources and licences are still known
+      }
+    }
+  }
+  return sources.map((src, i) => {
+    const rel =
+      src.path === p.mined
+        ? 'scifact/train (BM25-mined hard negatives)'
+        : path.relative(p.data, src.path).split(path.sep).join('/');
+    const known = FINE_TUNING_DATA.find((d) => d.folder.test(rel));
+    const what = `${src.type}${src.queries ? ` (${src.queries})` : ''}: ${rel}`;
+    const n = counts[i] !== undefined ? counts[i].toLocaleString('en') : '—';
+    return `| ${what} | ${n} | ${known?.licence ?? 'see the dataset'} | ${known?.attribution ?? rel} |`;
+  });
+}
+
 /** README.md (the model card), with the evaluation and the recipe record copied beside it. */
 export async function writeModelCard(
   out: string,
@@ -396,6 +453,12 @@ export async function writeModelCard(
   };
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
   const charts = recipeCharts(p);
+  const reasoning = profile.stage1(p).reasoning as { fraction?: number } | undefined;
+  const stage1Reasoning =
+    reasoning?.fraction !== undefined
+      ? `; a share of ${reasoning.fraction} of its queries learns a short analysis (key concepts from the query ` +
+        "found in its positive, and the positive's top terms) before the embed token"
+      : '';
   await fsp.mkdir(path.join(out, 'charts'), { recursive: true });
   for (const c of charts) await writeTextFileAtomically(path.join(out, 'charts', c.file), c.svg);
   const card = `---
@@ -430,11 +493,11 @@ RoPE θ ${config.rope_theta} |
 ${STEP_NAMES.map(row).join('\n')}
 | **total** | | **${formatDuration(total)}** |
 
-Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains on SciFact **train** queries
-(BM25-mined hard negatives), Climate-FEVER claims, and pseudo-queries made from SciFact's documents (a
-title asks for its abstract; one sentence asks for the rest of its abstract). Stage 2 runs GRPO on
-SciFact train queries with a retrieval reward in the RL environment. No test query of any dataset is
-trained on; the SciFact and XQuAD *documents* are in the pretraining text (documents only).
+Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains on the sources listed
+under *Data and licences* (pseudo-queries: a title asks for its body, or one sentence for the rest of its
+document)${stage1Reasoning}. Stage 2 runs GRPO on SciFact train queries with a retrieval reward in the RL
+environment. No test query of any dataset is trained on; the SciFact and XQuAD *documents* are in the
+pretraining text (documents only).
 
 ${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 
@@ -446,7 +509,12 @@ ${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.
 | --- | ---: | --- | --- |
 ${manifest.sources.map(sourceRow).join('\n')}
 
-Fine-tuning: SciFact (CC BY-NC 2.0), Climate-FEVER (CC BY-SA 3.0 claims, Wikipedia evidence).
+Fine-tuning (stage 1, then stage 2 on SciFact train):
+
+| stage-1 source | examples | licence | attribution |
+| --- | ---: | --- | --- |
+${fineTuningRows(p, profile).join('\n')}
+
 **Because SciFact is licensed for non-commercial use only, this model is for non-commercial use.** The
 search-r3 code is MIT; retrain without SciFact (\`corpus build --only\`, other stage-1 data) for a model
 without that restriction.
