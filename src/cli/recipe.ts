@@ -7,7 +7,7 @@ import { UserError, type Command } from './command.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice } from './device-option.js';
 import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
-import { RecipeSessionEnded, runRecipe, STEP_NAMES } from '../recipe/default-recipe.js';
+import { RecipeSessionEnded, runRecipe, STEP_NAMES, type StepName } from '../recipe/default-recipe.js';
 import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -15,7 +15,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const HELP = `search-r3 recipe — how the default model is made
 
 usage: search-r3 recipe default [--work <dir>] [--data <dir>] [--out <dir>] [--profile full|gpu|tiny] [--quiet]
-         [--device auto|cpu|webgpu] [--session-seconds <n>]
+         [--device auto|cpu|webgpu] [--session-seconds <n>] [--until <step>]
        search-r3 recipe evaluate --stage1 <dir> --stage2 <dir> --out <dir> [...]   (below)
 
 recipe default (also: npm run train:default) trains search-r3's default model from random weights,
@@ -46,6 +46,8 @@ options:
   --session-seconds <n>  stop within n seconds of wall time: a training step stops at a checkpoint
                     (train --max-seconds), no step starts later, and the recipe exits with code 75;
                     the same command continues where it stopped
+  --until <step>    run the steps up to this one and stop (corpus and tokenizer here, training on a GPU
+                    machine)
   --quiet           no progress output from the steps
 ${deviceHelp(20)}
                     (passed to the steps that compute: lm, mine, stage1, stage2, evaluate)
@@ -81,6 +83,7 @@ async function runDefault(argv: string[]): Promise<number> {
       profile: { type: 'string' },
       quiet: { type: 'boolean' },
       'session-seconds': { type: 'string' },
+      until: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       ...DEVICE_OPTION,
     },
@@ -98,6 +101,9 @@ async function runDefault(argv: string[]): Promise<number> {
   if (sessionSeconds !== undefined && !(Number.isFinite(sessionSeconds) && sessionSeconds > 0))
     throw new UserError(`--session-seconds must be a number of seconds > 0 (got '${session}').`);
   const sessionDeadline = sessionSeconds !== undefined ? Date.now() + sessionSeconds * 1000 : undefined;
+  const until = values.until as StepName | undefined;
+  if (until !== undefined && !STEP_NAMES.includes(until))
+    throw new UserError(`--until must name a step: ${STEP_NAMES.join(', ')} (got '${values.until}').`);
   const data = path.resolve(values.data ?? DEFAULT_DATA_DIR);
   if (!existsSync(path.join(data, 'scifact/corpus.jsonl'))) {
     throw new UserError(
@@ -121,6 +127,7 @@ async function runDefault(argv: string[]): Promise<number> {
       runCommand: (a) => runChild(a, values.quiet ?? false, values.device),
       log,
       ...(sessionDeadline !== undefined ? { sessionDeadline } : {}),
+      ...(until !== undefined ? { until } : {}),
     });
   } catch (e) {
     if (!(e instanceof RecipeSessionEnded)) throw e;
@@ -128,9 +135,10 @@ async function runDefault(argv: string[]): Promise<number> {
     console.log(`session ended (--session-seconds ${session}); record in ${path.join(work, 'recipe.json')}`);
     return 75;
   }
-  console.log(
-    `default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${path.join(work, 'recipe.json')}`,
-  );
+  const record = path.join(work, 'recipe.json');
+  if (until !== undefined && until !== 'card')
+    console.log(`steps up to ${until} done (--until); record in ${record}; the same command without --until continues`);
+  else console.log(`default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${record}`);
   return 0;
 }
 

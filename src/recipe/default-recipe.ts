@@ -51,6 +51,8 @@ export interface RecipeOptions {
    * RecipeSessionEnded, and the same command continues in the next session.
    */
   sessionDeadline?: number;
+  /** Run the steps up to this one, then stop (e.g. corpus and tokenizer on one machine, training on another). */
+  until?: StepName;
 }
 
 /** Exit code of `train <stage> --max-seconds` when it stopped before its last step (cli/train.ts). */
@@ -270,6 +272,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
         await save();
       }
       o.log(`✓ ${step.name} (${step.title}): done${rec.seconds > 0 ? ` in ${formatDuration(rec.seconds)}` : ''}`);
+      if (step.name === o.until) break;
       continue;
     }
     if (o.sessionDeadline !== undefined && Date.now() >= o.sessionDeadline) {
@@ -304,12 +307,13 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     rec.finishedAt = new Date().toISOString();
     await save();
     o.log(`✓ ${step.name} in ${formatDuration(rec.seconds)}`);
+    if (step.name === o.until) break;
   }
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
-  o.log(
-    `recipe finished: ${formatDuration(total)} of step time in all ` +
-      `(${formatDuration((Date.now() - started) / 1000)} in this run); model in ${o.out}`,
-  );
+  const run = `${formatDuration((Date.now() - started) / 1000)} in this run`;
+  if (o.until !== undefined && o.until !== STEP_NAMES[STEP_NAMES.length - 1])
+    o.log(`recipe stopped after step ${o.until} (--until): ${formatDuration(total)} of step time in all (${run})`);
+  else o.log(`recipe finished: ${formatDuration(total)} of step time in all (${run}); model in ${o.out}`);
   return state;
 }
 

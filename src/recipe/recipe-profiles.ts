@@ -127,7 +127,7 @@ export interface GpuBudget {
 export const GPU_BUDGET: GpuBudget = {
   tflops: 5,
   /** Pretraining seconds in one lease: a 15-minute lease minus start-up, transfers and the other steps. */
-  pretrainSeconds: 420,
+  pretrainSeconds: 360,
   /** Fewest pretraining tokens per parameter the chosen shape must see (v1 saw ≈ 1). */
   minTokensPerParameter: 2,
   vocabSize: 16384,
@@ -191,6 +191,12 @@ const gpuStage1Data = (p: RecipePaths): Record<string, unknown>[] => [
     maxDocuments: 0,
   })),
 ];
+
+/**
+ * Train shards (8 MB each, a seeded shuffle of every source) pretraining reads: what travels to the GPU
+ * machine beside the pack, dist and repo (≈ 2.2 MB each with xz; docs/default-model-v2.md).
+ */
+export const GPU_LM_SHARDS = 8;
 
 /** Reasoning budget of the v2 model: the analysis of stage 1, stage 2's rollouts and the evaluation. */
 const GPU_REASONING_TOKENS = 32;
@@ -292,7 +298,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       tokenizer: p.tokenizer,
       output: p.lm,
       seed: 0,
-      data: { train: trainShards(p.corpus), valid: [path.join(p.corpus, 'valid.jsonl')] },
+      data: { train: trainShards(p.corpus, GPU_LM_SHARDS), valid: [path.join(p.corpus, 'valid.jsonl')] },
       model: { ...sizing.shape, ropeTheta: 10000, maxPositionEmbeddings: 1024, tieWordEmbeddings: true },
       seqLength: 256,
       batchSize: 32,
@@ -315,13 +321,13 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       output: p.stage1,
       seed: 0,
       maxLength: 256,
-      steps: 800,
+      steps: 400,
       data: gpuStage1Data(p),
       batch: { queries: 64, hardNegatives: 1, subBatch: 0, accumulation: 1 },
       loss: { sft: 1, kl: 0, infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
       optimizer: { lr: 5e-4, weightDecay: 0.01, warmupSteps: 40, minLr: 5e-5, maxGradNorm: 1 },
       checkpoint: { every: 50, keep: 2 },
-      eval: { beir: nfcorpusDev(p), split: 'dev', every: 200, maxQueries: 50, maxDocuments: 300 },
+      eval: { beir: nfcorpusDev(p), split: 'dev', every: 100, maxQueries: 50, maxDocuments: 300 },
       // half the queries learn an analysis before the token, so that stage 2 has analyses to shape
       reasoning: { fraction: 0.5, concepts: 3, related: 3, maxTokens: GPU_REASONING_TOKENS },
     }),
@@ -329,7 +335,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       model: path.join(p.stage1, 'final'),
       output: p.stage2,
       seed: 0,
-      steps: 120,
+      steps: 60,
       maxLength: 256,
       data: { beir: scifact(p), split: 'train', maxQueries: 0, maxDocuments: 0 },
       rollout: {

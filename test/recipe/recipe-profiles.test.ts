@@ -151,6 +151,24 @@ test('recipe --session-seconds: no step starts after the limit, exit code 75, th
   assert.match(bad.stderr, /--session-seconds must be a number of seconds > 0/);
 });
 
+test('recipe --until: the steps up to that one run, the rest wait for the same command without it', () => {
+  const work = path.join(tempDir('recipe-until'), 'work');
+  const args = ['recipe', 'default', '--profile', 'tiny', '--work', work, '--data', sharedData, '--quiet'];
+  const r = runCli([...args, '--until', 'tokenizer']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /steps up to tokenizer done \(--until\)/);
+  const state = JSON.parse(readFileSync(path.join(work, 'recipe.json'), 'utf8')) as RecipeState;
+  assert.deepEqual(Object.keys(state.steps), ['corpus', 'tokenizer']);
+  assert.ok(state.steps.corpus.done && state.steps.tokenizer.done);
+  assert.ok(existsSync(path.join(work, 'tokenizer/tokenizer.json')) && !existsSync(path.join(work, 'lm')));
+  const again = runCli([...args, '--until', 'corpus']);
+  assert.equal(again.status, 0, again.stderr);
+  assert.doesNotMatch(again.stderr, /▶/);
+  const bad = runCli([...args, '--until', 'train']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--until must name a step: corpus, tokenizer, lm/);
+});
+
 test('a stage-1 session that ends before its last step leaves a checkpoint and no final/', async () => {
   const root = tempDir('sft-session');
   const cfg = loadSftConfig(await toySftRun(root, { steps: 4, lora: null }));
