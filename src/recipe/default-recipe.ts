@@ -355,6 +355,7 @@ interface ManifestSource {
 interface CorpusManifest {
   sources: ManifestSource[];
   totals: { trainDocuments: number; trainBytes: number };
+  train?: Array<{ file: string; documents: number; bytes: number }>;
 }
 
 /** The corpus step's manifest.json (sources, licences, totals), which the model card lists. */
@@ -429,6 +430,24 @@ function fineTuningRows(p: RecipePaths, profile: RecipeProfile): string[] {
     const n = counts[i] !== undefined ? counts[i].toLocaleString('en') : '—';
     return `| ${what} | ${n} | ${known?.licence ?? 'see the dataset'} | ${known?.attribution ?? rel} |`;
   });
+}
+
+/**
+ * When pretraining read only some of the corpus's train shards (a profile whose text must travel to another
+ * machine), what it read: the shards are a seeded shuffle of every source, so each source is there in
+ * proportion.
+ */
+function shardsRead(m: CorpusManifest, lm: Record<string, unknown>): string {
+  const listed = ((lm.data as { train?: string[] } | undefined)?.train ?? []).map((f) => path.basename(f));
+  const all = m.train ?? [];
+  const read = all.filter((t) => listed.includes(t.file));
+  if (all.length === 0 || read.length === all.length) return '';
+  const docs = read.reduce((a, t) => a + t.documents, 0),
+    bytes = read.reduce((a, t) => a + t.bytes, 0);
+  return (
+    `; pretraining read ${read.length} of its ${all.length} train shards (a seeded shuffle of every source): ` +
+    `${docs.toLocaleString('en')} documents, ${(bytes / 1e6).toFixed(1)} MB`
+  );
 }
 
 /** README.md (the model card), with the evaluation and the recipe record copied beside it. */
@@ -507,7 +526,7 @@ ${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 
 ## Data and licences
 Pretraining text: ${manifest.totals.trainDocuments.toLocaleString('en')} documents, \
-${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.
+${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB${shardsRead(manifest, profile.lm(p))}.
 
 | source | documents | licence | attribution |
 | --- | ---: | --- | --- |

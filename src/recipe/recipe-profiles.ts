@@ -196,7 +196,7 @@ const gpuStage1Data = (p: RecipePaths): Record<string, unknown>[] => [
  * Train shards (8 MB each, a seeded shuffle of every source) pretraining reads: what travels to the GPU
  * machine beside the pack, dist and repo (≈ 2.2 MB each with xz; docs/default-model-v2.md).
  */
-export const GPU_LM_SHARDS = 8;
+export const GPU_LM_SHARDS = 7;
 
 /** Reasoning budget of the v2 model: the analysis of stage 1, stage 2's rollouts and the evaluation. */
 const GPU_REASONING_TOKENS = 32;
