@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command that installs everything search-r3 needs on a fresh Debian machine:
-# OpenBLAS (native backend), PyTorch (gradient oracle and speed peer for tests/benchmarks), two Debian
-# text packages the pretraining corpus draws on (jargon-text: public domain; debian-reference-en: GPL-2+),
+# OpenBLAS (native backend), PyTorch (gradient oracle and speed peer for tests/benchmarks), the Debian
+# text packages the pretraining corpus draws on (dictionaries and manuals, each under a free licence that
+# src/train/lm/debian-text.ts records; the dict-* packages pull in the dictd server, which stays unused),
 # Chromium and a font (the web pages' tests drive it headless through playwright-core, which downloads
 # no browser), Redis (the job queue of distributed indexing, started by its tests on a free port),
 # Mesa's Vulkan driver for the CPU (lavapipe) from bookworm-backports: the WebGPU backend's tests run on
@@ -21,9 +22,13 @@ if [ "${VERSION_CODENAME:-}" = bookworm ] && ! grep -rqs "bookworm-backports" /e
     | $SUDO tee /etc/apt/sources.list.d/search-r3-backports.sources >/dev/null
 fi
 $SUDO apt-get update -qq
+# PostgreSQL's manual is packaged per major version (postgresql-doc-15 on bookworm): the newest one apt has
+PGDOC=$(apt-cache pkgnames postgresql-doc- | grep -E '^postgresql-doc-[0-9]+$' | sort -V | tail -n1 || true)
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential python3 libopenblas-dev python3-torch python3-numpy \
-  jargon-text debian-reference-en chromium fonts-dejavu-core redis-server >/dev/null
+  jargon-text debian-reference-en dict-gcide dict-foldoc dict-devil wordnet-base perl-doc ${PGDOC:-postgresql-doc} \
+  debian-handbook python3-doc debian-policy developers-reference gnu-standards \
+  chromium fonts-dejavu-core redis-server >/dev/null
 if [ "${VERSION_CODENAME:-}" = bookworm ]; then
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
 else

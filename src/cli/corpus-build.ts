@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
-import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES } from '../train/lm/text-corpus.js';
+import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES, knownCorpusSources } from '../train/lm/text-corpus.js';
 
 const HELP = `search-r3 corpus build — assemble the plain-text pretraining corpus
 
@@ -9,11 +9,16 @@ usage: search-r3 corpus build --data <shared/data> --out <dir> [--seed 0] [--val
                               [--shard-mb 8] [--only name,name] [--quiet]
 
 Documents only, never queries: SciFact abstracts, XQuAD/DRCD/ARCD paragraphs, Climate-FEVER evidence
-(grouped by Wikipedia article), STS-B train sentences, and Debian's public-domain/GPL text when its
-packages are installed (apt-get install ${DEBIAN_TEXT_PACKAGES.join(' ')}). Deduplicated, split into
+(grouped by Wikipedia article), STS-B train sentences, and the dictionaries and manuals of Debian text
+packages, each under its own free licence, when they are installed (scripts/setup.sh installs them:
+${DEBIAN_TEXT_PACKAGES.join(' ')}). Deduplicated, split into
 train/valid by a seeded hash of each document, written as <out>/train-NNNNN.jsonl and valid.jsonl
 ({"text", "source"}) with manifest.json (sources, licences, attribution, counts, sha256).
-The folder is written under a temporary name and renamed into place.`;
+The folder is written under a temporary name and renamed into place.
+
+sources (--only): ${knownCorpusSources('')
+  .map((s) => s.name)
+  .join(', ')}`;
 
 export const corpusCommand: Command = {
   name: 'corpus',
@@ -50,14 +55,19 @@ export const corpusCommand: Command = {
     const seed = num(values.seed, 0, 'seed', (x) => Number.isInteger(x) && x >= 0);
     const validFraction = num(values['valid-fraction'], 0.01, 'valid-fraction', (x) => x >= 0 && x < 1);
     const shardMb = num(values['shard-mb'], 8, 'shard-mb', (x) => x > 0);
-    const known = corpusSources(values.data).map((s) => s.name);
+    const available = corpusSources(values.data).map((s) => s.name);
+    const known = knownCorpusSources(values.data);
     const only = values.only
       ?.split(',')
       .map((s) => s.trim())
       .filter((s) => s !== '');
-    for (const n of only ?? [])
-      if (!known.includes(n))
-        throw new UserError(`--only ${n}: not an available source; available: ${known.join(', ')}.`);
+    for (const n of only ?? []) {
+      if (available.includes(n)) continue;
+      const k = known.find((s) => s.name === n);
+      if (k?.pkg)
+        throw new UserError(`--only ${n}: its Debian package is not installed; apt-get install ${k.pkg} first.`);
+      throw new UserError(`--only ${n}: not an available source; known: ${known.map((s) => s.name).join(', ')}.`);
+    }
     const say = values.quiet
       ? undefined
       : (m: string): void => {

@@ -99,6 +99,7 @@ const userFacing = new Set([
   'TrainingDiverged',
   'TableTooLargeError',
   'RecipeError',
+  'RecipeConfigError',
   'EngineError',
   'QueueError',
   'GpuError',

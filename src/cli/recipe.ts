@@ -7,15 +7,15 @@ import { UserError, type Command } from './command.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice } from './device-option.js';
 import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
-import { runRecipe, STEP_NAMES } from '../recipe/default-recipe.js';
+import { RecipeSessionEnded, runRecipe, STEP_NAMES, type StepName } from '../recipe/default-recipe.js';
 import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 const HELP = `search-r3 recipe — how the default model is made
 
-usage: search-r3 recipe default [--work <dir>] [--data <dir>] [--out <dir>] [--profile full|tiny] [--quiet]
-         [--device auto|cpu|webgpu]
+usage: search-r3 recipe default [--work <dir>] [--data <dir>] [--out <dir>] [--profile full|gpu|tiny] [--quiet]
+         [--device auto|cpu|webgpu] [--session-seconds <n>] [--until <step>]
        search-r3 recipe evaluate --stage1 <dir> --stage2 <dir> --out <dir> [...]   (below)
 
 recipe default (also: npm run train:default) trains search-r3's default model from random weights,
@@ -41,7 +41,13 @@ options:
   --data <dir>      the datasets (default: ../shared/data beside this package)
   --out <dir>       the model folder to write (default: models/search-r3-default in this package;
                     with --profile tiny: <work>/model, so a toy model never replaces the shipped one)
-  --profile <name>  full (the shipped model) or tiny (the same steps at toy sizes, in seconds)
+  --profile <name>  full (the shipped model), gpu (the larger v2 model for a GPU machine lent in short
+                    sessions: docs/default-model-v2.md) or tiny (the same steps at toy sizes, in seconds)
+  --session-seconds <n>  stop within n seconds of wall time: a training step stops at a checkpoint
+                    (train --max-seconds), no step starts later, and the recipe exits with code 75;
+                    the same command continues where it stopped
+  --until <step>    run the steps up to this one and stop (corpus and tokenizer here, training on a GPU
+                    machine)
   --quiet           no progress output from the steps
 ${deviceHelp(20)}
                     (passed to the steps that compute: lm, mine, stage1, stage2, evaluate)
@@ -76,6 +82,8 @@ async function runDefault(argv: string[]): Promise<number> {
       out: { type: 'string' },
       profile: { type: 'string' },
       quiet: { type: 'boolean' },
+      'session-seconds': { type: 'string' },
+      until: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       ...DEVICE_OPTION,
     },
@@ -86,7 +94,16 @@ async function runDefault(argv: string[]): Promise<number> {
   }
   parseDevice(values.device); // each step that computes takes it, and says the device it got
   const profileName = (values.profile ?? 'full') as RecipeProfileName;
-  if (!(profileName in PROFILES)) throw new UserError(`--profile must be full or tiny (got '${values.profile}').`);
+  if (!(profileName in PROFILES))
+    throw new UserError(`--profile must be ${Object.keys(PROFILES).join(', ')} (got '${values.profile}').`);
+  const session = values['session-seconds'];
+  const sessionSeconds = session === undefined ? undefined : Number(session);
+  if (sessionSeconds !== undefined && !(Number.isFinite(sessionSeconds) && sessionSeconds > 0))
+    throw new UserError(`--session-seconds must be a number of seconds > 0 (got '${session}').`);
+  const sessionDeadline = sessionSeconds !== undefined ? Date.now() + sessionSeconds * 1000 : undefined;
+  const until = values.until as StepName | undefined;
+  if (until !== undefined && !STEP_NAMES.includes(until))
+    throw new UserError(`--until must name a step: ${STEP_NAMES.join(', ')} (got '${values.until}').`);
   const data = path.resolve(values.data ?? DEFAULT_DATA_DIR);
   if (!existsSync(path.join(data, 'scifact/corpus.jsonl'))) {
     throw new UserError(
@@ -99,16 +116,29 @@ async function runDefault(argv: string[]): Promise<number> {
   );
   // a toy model never replaces the shipped one unless asked to
   const out = path.resolve(values.out ?? (profileName === 'full' ? DEFAULT_MODEL_DIR : path.join(work, 'model')));
-  await runRecipe({
-    profile: PROFILES[profileName],
-    paths: recipePaths(work, data),
-    out,
-    runCommand: (a) => runChild(a, values.quiet ?? false, values.device),
-    log: (line) => process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`),
-  });
-  console.log(
-    `default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${path.join(work, 'recipe.json')}`,
-  );
+  const log = (line: string): void => {
+    process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+  };
+  try {
+    await runRecipe({
+      profile: PROFILES[profileName],
+      paths: recipePaths(work, data),
+      out,
+      runCommand: (a) => runChild(a, values.quiet ?? false, values.device),
+      log,
+      ...(sessionDeadline !== undefined ? { sessionDeadline } : {}),
+      ...(until !== undefined ? { until } : {}),
+    });
+  } catch (e) {
+    if (!(e instanceof RecipeSessionEnded)) throw e;
+    log(e.message);
+    console.log(`session ended (--session-seconds ${session}); record in ${path.join(work, 'recipe.json')}`);
+    return 75;
+  }
+  const record = path.join(work, 'recipe.json');
+  if (until !== undefined && until !== 'card')
+    console.log(`steps up to ${until} done (--until); record in ${record}; the same command without --until continues`);
+  else console.log(`default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${record}`);
   return 0;
 }
 

@@ -49,10 +49,12 @@ export const trainLmStage: TrainStage = {
       r.validLoss !== null
         ? `, valid loss ${r.validLoss.toFixed(4)} (perplexity ${Math.exp(r.validLoss).toFixed(2)})`
         : '';
-    return (
-      `trained steps ${r.startStep}→${r.steps} of ${r.totalSteps} in ${formatDuration(r.seconds)} ` +
-      `(${Math.round(r.tokensPerSec)} tokens/s): ${(r.parameters / 1e6).toFixed(2)}M parameters, ` +
-      `final loss ${r.finalLoss.toFixed(4)}${valid}; output in ${r.output}`
-    );
+    return {
+      finished: r.steps >= r.totalSteps,
+      line:
+        `trained steps ${r.startStep}→${r.steps} of ${r.totalSteps} in ${formatDuration(r.seconds)} ` +
+        `(${Math.round(r.tokensPerSec)} tokens/s): ${(r.parameters / 1e6).toFixed(2)}M parameters, ` +
+        `final loss ${r.finalLoss.toFixed(4)}${valid}; output in ${r.output}`,
+    };
   },
 };

@@ -21,7 +21,8 @@ checkpoints/step-NNNNNNNN (written atomically every checkpoint.every steps and a
 
 config (JSON; every key optional except model, output and data; unknown keys are an error):
   model, output, seed (0), maxLength (512), steps (0 = from epochs), epochs (1)
-  data: [{"type": "beir", "path", "split": "train"} | {"type": "jsonl", "path"}
+  data: [{"type": "beir", "path", "split": "train", "sameTitleNegatives": 0 (other paragraphs of the
+           positive's article as hard negatives)} | {"type": "jsonl", "path"}
          | {"type": "pairs", "path"} | {"type": "climate-fever", "path"}
          | {"type": "pseudo-queries", "path": <BEIR folder or corpus.jsonl>, "queries": "title" | "sentence",
             "seed": 0, "maxDocuments": 0}  (a title asks for its body; a sentence for the rest of its
@@ -34,6 +35,8 @@ config (JSON; every key optional except model, output and data; unknown keys are
   checkpoint: {every: 100, keep: 2}
   eval: null | {beir: <folder>, split: "dev", every: 100, maxQueries: 0, maxDocuments: 0}
   templates: {querySystem, documentSystem, reasoningSystem, directResponse}
+  reasoning: null | {fraction: 0.5, concepts: 3, related: 3, maxTokens: 24}  (that share of queries
+             learns an analysis of its key concepts, from its positive, before the embed token)
 
 options:
   --config <file>  the training config
@@ -50,10 +53,12 @@ export const trainSftStage: TrainStage = {
   async train(config, options) {
     const r = await trainSft(loadSftConfig(config), options);
     const best = r.bestScore !== null ? `, best dev nDCG@10 ${r.bestScore.toFixed(4)} at step ${r.bestStep}` : '';
-    return (
-      `trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: ` +
-      `final loss ${r.finalLoss.toFixed(4)}${best}; ${r.data.withoutPositive} queries without a positive and ` +
-      `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`
-    );
+    return {
+      finished: r.finished,
+      line:
+        `trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: ` +
+        `final loss ${r.finalLoss.toFixed(4)}${best}; ${r.data.withoutPositive} queries without a positive and ` +
+        `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`,
+    };
   },
 };

@@ -9,21 +9,28 @@ import { trainLmStage } from './train-lm.js';
 import { trainRlStage } from './train-rl.js';
 import { trainSftStage } from './train-sft.js';
 
-/** A training stage: its help, and a run from a config file that returns the line it prints. */
+/** A training stage: its help, and a run from a config file that returns the line it prints and whether it ended. */
 export interface TrainStage {
   name: string;
   /** One line for the stage list. */
   summary: string;
   help: string;
-  train(config: string, options: { resume: boolean; progress: boolean }): Promise<string>;
+  train(
+    config: string,
+    options: { resume: boolean; progress: boolean; deadline?: number },
+  ): Promise<{ line: string; finished: boolean }>;
 }
+
+/** Exit code of a session stopped at --max-seconds with a checkpoint, before its last step (EX_TEMPFAIL). */
+export const SESSION_ENDED = 75;
 
 /** In the order a model is made. */
 const stages: readonly TrainStage[] = [trainLmStage, trainSftStage, trainRlStage];
 
 const HELP = `search-r3 train — train a model, one stage at a time
 
-usage: search-r3 train <stage> --config <file.json> [--resume] [--quiet] [--device auto|cpu|webgpu]
+usage: search-r3 train <stage> --config <file.json> [--resume] [--max-seconds <n>] [--quiet]
+                         [--device auto|cpu|webgpu]
 
 stages (search-r3 train <stage> --help: what it trains, and its config):
 ${stages.map((s) => `  ${s.name.padEnd(4)}  ${s.summary}`).join('\n')}
@@ -35,6 +42,9 @@ stops training before its update, names the step and keeps the last checkpoint.
 options:
   --config <file>  the stage's config (JSON; unknown keys are an error)
   --resume         continue from the newest intact checkpoint of the run folder
+  --max-seconds <n>  end this session within n seconds of wall time: before a step that would not end in
+                   time, write a checkpoint and exit with code ${SESSION_ENDED}; --resume continues (for machines
+                   lent for minutes at a time)
   --quiet          no progress output
 ${deviceHelp(19)}
   -h, --help       this help`;
@@ -48,14 +58,27 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
       config: { type: 'string' },
       resume: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      'max-seconds': { type: 'string' },
       ...DEVICE_OPTION,
     },
   });
+  const started = Date.now();
   const name = `train ${stage.name}`;
   if (!values.config) throw new UserError(`${name} needs --config <file.json> (see search-r3 ${name} --help).`);
+  const limit = values['max-seconds'];
+  const seconds = limit === undefined ? undefined : Number(limit);
+  if (seconds !== undefined && !(Number.isFinite(seconds) && seconds > 0))
+    throw new UserError(`--max-seconds must be a number of seconds > 0 (got '${limit}').`);
   selectDevice(values.device);
-  console.log(await stage.train(values.config, { resume: values.resume ?? false, progress: !values.quiet }));
-  return 0;
+  const r = await stage.train(values.config, {
+    resume: values.resume ?? false,
+    progress: !values.quiet,
+    ...(seconds !== undefined ? { deadline: started + seconds * 1000 } : {}),
+  });
+  console.log(r.line);
+  if (r.finished) return 0;
+  console.log(`session ended at --max-seconds ${limit}, before the last step; continue with --resume`);
+  return SESSION_ENDED;
 }
 
 export const trainCommand: Command = {

@@ -17,7 +17,8 @@ import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
 import { recipeCharts } from './recipe-charts.js';
-import { type RecipePaths, type RecipeProfile } from './recipe-profiles.js';
+import { checkProfileRules } from './recipe-check.js';
+import { type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
 
 export interface StepRecord {
   /** Wall seconds over every attempt (an attempt's time is saved while it runs). */
@@ -44,6 +45,25 @@ export interface RecipeOptions {
   log: (line: string) => void;
   /** Seconds between saves of a running step's time (default 30). */
   heartbeatSeconds?: number;
+  /**
+   * Wall-clock end of this session (ms since the epoch): a training step gets the time left as its
+   * --max-seconds and stops with a checkpoint; no step starts after it. The recipe then ends with
+   * RecipeSessionEnded, and the same command continues in the next session.
+   */
+  sessionDeadline?: number;
+  /** Run the steps up to this one, then stop (e.g. corpus and tokenizer on one machine, training on another). */
+  until?: StepName;
+}
+
+/** Exit code of `train <stage> --max-seconds` when it stopped before its last step (cli/train.ts). */
+const SESSION_ENDED = 75;
+
+/** The session's time is used up: finished steps and checkpoints are kept, and the next run continues. */
+export class RecipeSessionEnded extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RecipeSessionEnded';
+  }
 }
 
 export class RecipeError extends Error {
@@ -90,6 +110,8 @@ export const stage1ModelDir = (p: RecipePaths): string => path.join(p.work, 'mod
 
 export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   const { paths: p, profile } = o;
+  // a config a trainer would refuse, or one that trains on an evaluated set, stops the run before any step
+  checkProfileRules(profile, p);
   await fsp.mkdir(p.configs, { recursive: true });
   const stateFile = path.join(p.work, 'recipe.json');
   const state = readState(stateFile, profile.name);
@@ -103,6 +125,10 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     const shown = `search-r3 ${argv.map((a) => (/^[\w./:,=@-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`;
     o.log(`$ ${shown}`);
     const code = await o.runCommand(argv);
+    if (code === SESSION_ENDED && argv.includes('--max-seconds'))
+      throw new RecipeSessionEnded(
+        `"${shown}" stopped at the session's time limit with a checkpoint; run the recipe again to continue`,
+      );
     if (code !== 0)
       throw new RecipeError(
         `"${shown}" exited with code ${code}; fix the cause and run the recipe again (finished steps are ` +
@@ -115,11 +141,13 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     await writeTextFileAtomically(file, JSON.stringify(cfg, null, 2) + '\n');
     return file;
   };
-  /** `train <stage>`, resuming when the run folder has a checkpoint. */
+  /** `train <stage>`, resuming when the run folder has a checkpoint, within the session's time when it has one. */
   const train = async (stage: string, name: string, cfg: Record<string, unknown>, output: string): Promise<string> => {
     const file = await writeConfig(name, cfg);
     const resume = existsSync(output) && listCheckpoints(path.join(output, 'checkpoints')).length > 0;
-    return command(['train', stage, '--config', file, ...(resume ? ['--resume'] : [])]);
+    const left = o.sessionDeadline !== undefined ? Math.floor((o.sessionDeadline - Date.now()) / 1000) : null;
+    const limit = left !== null ? ['--max-seconds', String(Math.max(1, left))] : [];
+    return command(['train', stage, '--config', file, ...(resume ? ['--resume'] : []), ...limit]);
   };
 
   const steps: Step[] = [
@@ -137,10 +165,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       title: 'byte-level BPE tokenizer',
       isDone: () => hasFile(p.tokenizer, 'tokenizer_config.json'),
       run: () => {
-        const shards = readdirSync(p.corpus)
-          .filter((f) => /^train-\d+\.jsonl$/.test(f))
-          .sort()
-          .map((f) => path.join(p.corpus, f));
+        const shards = trainShards(p.corpus, profile.tokenizerShards);
         return command([
           'tokenizer',
           'train',
@@ -247,7 +272,14 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
         await save();
       }
       o.log(`✓ ${step.name} (${step.title}): done${rec.seconds > 0 ? ` in ${formatDuration(rec.seconds)}` : ''}`);
+      if (step.name === o.until) break;
       continue;
+    }
+    if (o.sessionDeadline !== undefined && Date.now() >= o.sessionDeadline) {
+      await save();
+      throw new RecipeSessionEnded(
+        `the session's time is used up before step ${step.name}; run the recipe again to continue`,
+      );
     }
     rec.done = false;
     upstreamRan = true;
@@ -275,12 +307,13 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     rec.finishedAt = new Date().toISOString();
     await save();
     o.log(`✓ ${step.name} in ${formatDuration(rec.seconds)}`);
+    if (step.name === o.until) break;
   }
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
-  o.log(
-    `recipe finished: ${formatDuration(total)} of step time in all ` +
-      `(${formatDuration((Date.now() - started) / 1000)} in this run); model in ${o.out}`,
-  );
+  const run = `${formatDuration((Date.now() - started) / 1000)} in this run`;
+  if (o.until !== undefined && o.until !== STEP_NAMES[STEP_NAMES.length - 1])
+    o.log(`recipe stopped after step ${o.until} (--until): ${formatDuration(total)} of step time in all (${run})`);
+  else o.log(`recipe finished: ${formatDuration(total)} of step time in all (${run}); model in ${o.out}`);
   return state;
 }
 
@@ -322,6 +355,7 @@ interface ManifestSource {
 interface CorpusManifest {
   sources: ManifestSource[];
   totals: { trainDocuments: number; trainBytes: number };
+  train?: Array<{ file: string; documents: number; bytes: number }>;
 }
 
 /** The corpus step's manifest.json (sources, licences, totals), which the model card lists. */
@@ -339,6 +373,81 @@ function readCorpusManifest(file: string): CorpusManifest {
     throw new RecipeError(`${file} is not a corpus manifest (no "sources" and "totals"); ${redo}`);
   }
   return m as CorpusManifest;
+}
+
+/** Licence and attribution of each dataset stage 1 may read, by its folder under the data folder. */
+const FINE_TUNING_DATA: Array<{ folder: RegExp; licence: string; attribution: string }> = [
+  {
+    folder: /^scifact(\/|$)/,
+    licence: 'CC BY-NC 2.0 (non-commercial)',
+    attribution: 'SciFact, Wadden et al. 2020, AllenAI (train queries; documents for pseudo-queries)',
+  },
+  {
+    folder: /^climate-fever(\/|$)/,
+    licence: 'repository states none; evidence sentences are English Wikipedia text (CC BY-SA)',
+    attribution: 'CLIMATE-FEVER, Diggelmann et al. 2020 (claims and their evidence)',
+  },
+  {
+    folder: /^drcd(\/|$)/,
+    licence: 'CC BY-SA 3.0',
+    attribution: 'DRCD, Delta Research Center (dev questions; paragraphs for pseudo-queries; no test question)',
+  },
+  {
+    folder: /^arcd(\/|$)/,
+    licence: 'Arabic Wikipedia text (CC BY-SA); dataset repository MIT',
+    attribution: 'ARCD, Mozannar et al. 2019 (train questions; paragraphs for pseudo-queries; no test question)',
+  },
+];
+
+/**
+ * One row per stage-1 data source: its examples (from the run's data record) and the licence of the dataset
+ * it reads. The mined file is SciFact train with hard negatives from SciFact's corpus.
+ */
+function fineTuningRows(p: RecipePaths, profile: RecipeProfile): string[] {
+  const sources = (profile.stage1(p).data ?? []) as Array<{ type: string; path: string; queries?: string }>;
+  let counts: number[] = [];
+  const metrics = path.join(p.stage1, 'metrics.jsonl');
+  if (existsSync(metrics)) {
+    for (const line of readFileSync(metrics, 'utf8').split('\n', 20)) {
+      try {
+        const rec = JSON.parse(line) as { type?: string; perSource?: Array<{ examples: number }> };
+        if (rec.type === 'data' && rec.perSource) {
+          counts = rec.perSource.map((x) => x.examples);
+          break;
+        }
+      } catch {
+        // a damaged line leaves the counts out; the sources and licences are still known
+      }
+    }
+  }
+  return sources.map((src, i) => {
+    const rel =
+      src.path === p.mined
+        ? 'scifact/train (BM25-mined hard negatives)'
+        : path.relative(p.data, src.path).split(path.sep).join('/');
+    const known = FINE_TUNING_DATA.find((d) => d.folder.test(rel));
+    const what = `${src.type}${src.queries ? ` (${src.queries})` : ''}: ${rel}`;
+    const n = counts[i] !== undefined ? counts[i].toLocaleString('en') : '—';
+    return `| ${what} | ${n} | ${known?.licence ?? 'see the dataset'} | ${known?.attribution ?? rel} |`;
+  });
+}
+
+/**
+ * When pretraining read only some of the corpus's train shards (a profile whose text must travel to another
+ * machine), what it read: the shards are a seeded shuffle of every source, so each source is there in
+ * proportion.
+ */
+function shardsRead(m: CorpusManifest, lm: Record<string, unknown>): string {
+  const listed = ((lm.data as { train?: string[] } | undefined)?.train ?? []).map((f) => path.basename(f));
+  const all = m.train ?? [];
+  const read = all.filter((t) => listed.includes(t.file));
+  if (all.length === 0 || read.length === all.length) return '';
+  const docs = read.reduce((a, t) => a + t.documents, 0),
+    bytes = read.reduce((a, t) => a + t.bytes, 0);
+  return (
+    `; pretraining read ${read.length} of its ${all.length} train shards (a seeded shuffle of every source): ` +
+    `${docs.toLocaleString('en')} documents, ${(bytes / 1e6).toFixed(1)} MB`
+  );
 }
 
 /** README.md (the model card), with the evaluation and the recipe record copied beside it. */
@@ -367,6 +476,12 @@ export async function writeModelCard(
   };
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
   const charts = recipeCharts(p);
+  const reasoning = profile.stage1(p).reasoning as { fraction?: number } | undefined;
+  const stage1Reasoning =
+    reasoning?.fraction !== undefined
+      ? `; a share of ${reasoning.fraction} of its queries learns a short analysis (key concepts from the query ` +
+        "found in its positive, and the positive's top terms) before the embed token"
+      : '';
   await fsp.mkdir(path.join(out, 'charts'), { recursive: true });
   for (const c of charts) await writeTextFileAtomically(path.join(out, 'charts', c.file), c.svg);
   const card = `---
@@ -401,23 +516,28 @@ RoPE θ ${config.rope_theta} |
 ${STEP_NAMES.map(row).join('\n')}
 | **total** | | **${formatDuration(total)}** |
 
-Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains on SciFact **train** queries
-(BM25-mined hard negatives), Climate-FEVER claims, and pseudo-queries made from SciFact's documents (a
-title asks for its abstract; one sentence asks for the rest of its abstract). Stage 2 runs GRPO on
-SciFact train queries with a retrieval reward in the RL environment. No test query of any dataset is
-trained on; the SciFact and XQuAD *documents* are in the pretraining text (documents only).
+Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains on the sources listed
+under *Data and licences* (pseudo-queries: a title asks for its body, or one sentence for the rest of its
+document)${stage1Reasoning}. Stage 2 runs GRPO on SciFact train queries with a retrieval reward in the RL
+environment. No test query of any dataset is trained on; the SciFact and XQuAD *documents* are in the
+pretraining text (documents only).
 
 ${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 
 ## Data and licences
 Pretraining text: ${manifest.totals.trainDocuments.toLocaleString('en')} documents, \
-${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB.
+${(manifest.totals.trainBytes / 1e6).toFixed(1)} MB${shardsRead(manifest, profile.lm(p))}.
 
 | source | documents | licence | attribution |
 | --- | ---: | --- | --- |
 ${manifest.sources.map(sourceRow).join('\n')}
 
-Fine-tuning: SciFact (CC BY-NC 2.0), Climate-FEVER (CC BY-SA 3.0 claims, Wikipedia evidence).
+Fine-tuning (stage 1, then stage 2 on SciFact train):
+
+| stage-1 source | examples | licence | attribution |
+| --- | ---: | --- | --- |
+${fineTuningRows(p, profile).join('\n')}
+
 **Because SciFact is licensed for non-commercial use only, this model is for non-commercial use.** The
 search-r3 code is MIT; retrain without SciFact (\`corpus build --only\`, other stage-1 data) for a model
 without that restriction.

@@ -1,13 +1,14 @@
 /**
  * The settings of the default-model recipe: one `full` profile (the shipped model, a few hours on a
- * 2-core machine) and one `tiny` profile with the same steps at toy sizes (the end-to-end test).
- * Every stage's config is a plain object written to <work>/configs/ before its step runs, so each
- * step is a command anyone can rerun by hand.
+ * 2-core machine), one `gpu` profile (the v2 model, sized for a GPU machine lent in short sessions:
+ * docs/default-model-v2.md) and one `tiny` profile with the same steps at toy sizes (the end-to-end
+ * test). Every stage's config is a plain object written to <work>/configs/ before its step runs, so
+ * each step is a command anyone can rerun by hand.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
-export type RecipeProfileName = 'full' | 'tiny';
+export type RecipeProfileName = 'full' | 'gpu' | 'tiny';
 
 /** Folders and files of one recipe run. */
 export interface RecipePaths {
@@ -54,16 +55,25 @@ export interface RecipeProfile {
   evaluateArgs: string[];
   /** Longest sequence the model was trained on: the shipped config's context. */
   context: number;
+  /** Train shards the tokenizer learns from (the first n; shards are a seeded shuffle); default all. */
+  tokenizerShards?: number;
 }
 
 const scifact = (p: RecipePaths): string => path.join(p.data, 'scifact');
 
+/** The corpus's train shards in order, the first `max` of them (all by default). */
+export function trainShards(corpus: string, max?: number): string[] {
+  const all = existsSync(corpus)
+    ? readdirSync(corpus)
+        .filter((f) => /^train-\d+\.jsonl$/.test(f))
+        .sort()
+    : [];
+  return all.slice(0, max ?? all.length).map((f) => path.join(corpus, f));
+}
+
 /** The corpus's train shards by name (the folder itself would also read valid.jsonl). */
 const lmData = (p: RecipePaths): Record<string, unknown> => ({
-  train: readdirSync(p.corpus)
-    .filter((f) => /^train-\d+\.jsonl$/.test(f))
-    .sort()
-    .map((f) => path.join(p.corpus, f)),
+  train: trainShards(p.corpus),
   valid: [path.join(p.corpus, 'valid.jsonl')],
 });
 
@@ -76,6 +86,122 @@ const stage1Data = (p: RecipePaths, maxDocuments: number): Record<string, unknow
 ];
 
 const nfcorpusDev = (p: RecipePaths): string => path.join(p.data, 'nfcorpus/beir-preprocessed/dev');
+
+// ---- the gpu profile's size: from a throughput, not a guess (docs/default-model-v2.md) ----
+
+export interface GpuShape {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+}
+
+/** Candidate shapes, smallest first: heads of 64, half as many key/value heads, MLP ≈ 2.75–3× the width. */
+export const GPU_SHAPES: readonly GpuShape[] = [
+  { hiddenSize: 256, intermediateSize: 768, numHiddenLayers: 6, numAttentionHeads: 4, numKeyValueHeads: 2 },
+  { hiddenSize: 384, intermediateSize: 1024, numHiddenLayers: 6, numAttentionHeads: 6, numKeyValueHeads: 3 },
+  { hiddenSize: 384, intermediateSize: 1024, numHiddenLayers: 8, numAttentionHeads: 6, numKeyValueHeads: 3 },
+  { hiddenSize: 512, intermediateSize: 1408, numHiddenLayers: 8, numAttentionHeads: 8, numKeyValueHeads: 4 },
+  { hiddenSize: 512, intermediateSize: 1408, numHiddenLayers: 12, numAttentionHeads: 8, numKeyValueHeads: 4 },
+  { hiddenSize: 768, intermediateSize: 2048, numHiddenLayers: 12, numAttentionHeads: 12, numKeyValueHeads: 6 },
+];
+
+/**
+ * What sizes the gpu profile. `tflops` is an ASSUMPTION until `npm run bench:gpu` has run on the H200:
+ * the effective f32 rate of our WebGPU training step there (H200 f32 peak ≈ 67 TFLOP/s without tensor
+ * cores; WGSL tiled gemms at these widths, plus the per-dispatch overhead of a small model, are taken at
+ * ≈ 7 % of it). Replace it with the measured `training step f32` tokens/s × 6 × parameters of bench:gpu,
+ * before the first v2 run: the shape and the step counts follow from it, and must not change between
+ * the sessions of one run.
+ */
+export interface GpuBudget {
+  tflops: number;
+  pretrainSeconds: number;
+  minTokensPerParameter: number;
+  vocabSize: number;
+  tokensPerStep: number;
+  outBytes: number;
+}
+
+export const GPU_BUDGET: GpuBudget = {
+  tflops: 5,
+  /** Pretraining seconds in one lease: a 15-minute lease minus start-up, transfers and the other steps. */
+  pretrainSeconds: 360,
+  /** Fewest pretraining tokens per parameter the chosen shape must see (v1 saw ≈ 1). */
+  minTokensPerParameter: 2,
+  vocabSize: 16384,
+  /** Tokens per optimiser step (sequences × length × accumulation). */
+  tokensPerStep: 32 * 256 * 2,
+  /**
+   * f16 bytes that may come back from one command (8 files of 16 MiB, 64 MiB together): the stage-1 and
+   * stage-2 model folders return together, the pretrained one from an earlier command.
+   */
+  outBytes: 64 * 2 ** 20,
+};
+
+/** Parameters of a Qwen2 decoder with tied embeddings (q/k/v biases, RMSNorm weights), as train lm counts them. */
+export function qwen2Parameters(m: GpuShape, vocabSize: number): number {
+  const d = m.hiddenSize,
+    kv = (d / m.numAttentionHeads) * m.numKeyValueHeads;
+  const layer = d * d + d + 2 * (d * kv + kv) + d * d + 3 * d * m.intermediateSize + 2 * d;
+  return vocabSize * d + m.numHiddenLayers * layer + d;
+}
+
+export interface GpuSizing {
+  shape: GpuShape;
+  parameters: number;
+  /** Pretraining tokens the budget buys at this size (tflops × seconds / 6N). */
+  tokens: number;
+  steps: number;
+}
+
+/**
+ * The largest candidate whose pretraining in the budget sees at least minTokensPerParameter tokens per
+ * parameter, and whose two f16 model folders (stage 1, stage 2) fit what one command may bring back.
+ */
+export function gpuSizing(b: GpuBudget = GPU_BUDGET): GpuSizing {
+  const flops = b.tflops * 1e12 * b.pretrainSeconds;
+  const sized = GPU_SHAPES.map((shape) => {
+    const parameters = qwen2Parameters(shape, b.vocabSize);
+    const tokens = flops / (6 * parameters);
+    return { shape, parameters, tokens, steps: Math.floor(tokens / b.tokensPerStep) };
+  });
+  const fits = sized.filter(
+    (x) => x.tokens >= b.minTokensPerParameter * x.parameters && 2 * 2 * x.parameters <= b.outBytes,
+  );
+  return fits.length > 0 ? fits[fits.length - 1] : sized[0];
+}
+
+/**
+ * Stage-1 data of the v2 model: the v1 sources, DRCD dev and ARCD train questions (their test splits are
+ * never read as queries) with same-article hard negatives, and pseudo-queries from every shared corpus's
+ * documents except XQuAD's (XQuAD is evaluated) and NFCorpus's (its only text is preprocessed, and its dev
+ * split is the dev set).
+ */
+const gpuStage1Data = (p: RecipePaths): Record<string, unknown>[] => [
+  ...stage1Data(p, 0),
+  { type: 'beir', path: path.join(p.data, 'drcd/beir/dev'), split: 'dev', sameTitleNegatives: 2 },
+  { type: 'beir', path: path.join(p.data, 'arcd/beir/train'), split: 'train', sameTitleNegatives: 2 },
+  ...['drcd/beir/dev', 'drcd/beir/test', 'arcd/beir/train', 'arcd/beir/test'].map((c) => ({
+    type: 'pseudo-queries',
+    path: path.join(p.data, c, 'corpus.jsonl'),
+    queries: 'sentence',
+    seed: 0,
+    maxDocuments: 0,
+  })),
+];
+
+/**
+ * Train shards (8 MB each, a seeded shuffle of every source) pretraining reads: what travels to the GPU
+ * machine beside the pack, dist and repo (≈ 2.2 MB each with xz; docs/default-model-v2.md).
+ */
+export const GPU_LM_SHARDS = 7;
+
+/** Reasoning budget of the v2 model: the analysis of stage 1, stage 2's rollouts and the evaluation. */
+const GPU_REASONING_TOKENS = 32;
+
+const sizing = gpuSizing();
 
 export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
   full: {
@@ -159,6 +285,82 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       checkpoint: { every: 10, keep: 2 },
     }),
     evaluateArgs: ['--max-reasoning-tokens', '24'],
+  },
+  gpu: {
+    name: 'gpu',
+    corpusArgs: ['--seed', '0', '--valid-fraction', '0.005'],
+    vocabSize: GPU_BUDGET.vocabSize,
+    context: 256,
+    // the BPE trainer holds every distinct word in memory; four 8 MB shards of the shuffled corpus hold
+    // every source in proportion
+    tokenizerShards: 4,
+    lm: (p) => ({
+      tokenizer: p.tokenizer,
+      output: p.lm,
+      seed: 0,
+      data: { train: trainShards(p.corpus, GPU_LM_SHARDS), valid: [path.join(p.corpus, 'valid.jsonl')] },
+      model: { ...sizing.shape, ropeTheta: 10000, maxPositionEmbeddings: 1024, tieWordEmbeddings: true },
+      seqLength: 256,
+      batchSize: 32,
+      accumulation: 2,
+      steps: sizing.steps,
+      optimizer: { lr: 2e-3, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, warmupSteps: 200, minLr: 2e-4, maxGradNorm: 1 },
+      eval: { every: 250, maxSequences: 256 },
+      // a checkpoint every 50 steps: a session that ends loses at most 50 steps
+      checkpoint: { every: 50, keep: 2 },
+      saveDtype: 'F16',
+    }),
+    mineArgs: ['--window', '10:100', '--negatives', '4', '--fn-ratio', '0.95', '--seed', '0'],
+    mine: (p) => ({
+      model: path.join(p.lm, 'final'),
+      output: p.stage1,
+      data: [{ type: 'beir', path: scifact(p), split: 'train' }],
+    }),
+    stage1: (p) => ({
+      model: path.join(p.lm, 'final'),
+      output: p.stage1,
+      seed: 0,
+      maxLength: 256,
+      steps: 400,
+      data: gpuStage1Data(p),
+      batch: { queries: 64, hardNegatives: 1, subBatch: 0, accumulation: 1 },
+      loss: { sft: 1, kl: 0, infonce: 1, triplet: 1, temperature: 0.05, margin: 0.2 },
+      optimizer: { lr: 5e-4, weightDecay: 0.01, warmupSteps: 40, minLr: 5e-5, maxGradNorm: 1 },
+      checkpoint: { every: 50, keep: 2 },
+      eval: { beir: nfcorpusDev(p), split: 'dev', every: 100, maxQueries: 50, maxDocuments: 300 },
+      // half the queries learn an analysis before the token, so that stage 2 has analyses to shape
+      reasoning: { fraction: 0.5, concepts: 3, related: 3, maxTokens: GPU_REASONING_TOKENS },
+    }),
+    stage2: (p) => ({
+      model: path.join(p.stage1, 'final'),
+      output: p.stage2,
+      seed: 0,
+      steps: 60,
+      maxLength: 256,
+      data: { beir: scifact(p), split: 'train', maxQueries: 0, maxDocuments: 0 },
+      rollout: {
+        queries: 16,
+        group: 4,
+        temperature: 1.2,
+        topP: 1,
+        topK: 0,
+        maxReasoningTokens: GPU_REASONING_TOKENS,
+      },
+      reward: { kind: 'ndcg', k: 10, formatPenalty: 0.5, lengthPenalty: 0 },
+      loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0.5, temperature: 0.05 },
+      optimizer: { lr: 2e-5, weightDecay: 0, warmupSteps: 8, minLr: 2e-6, maxGradNorm: 1 },
+      environment: {
+        mode: 'local',
+        budget: 400,
+        candidates: 8,
+        neighbours: 4,
+        rolling: 64,
+        fullEvery: 15,
+        returnCandidates: 16,
+      },
+      checkpoint: { every: 10, keep: 2 },
+    }),
+    evaluateArgs: ['--max-reasoning-tokens', String(GPU_REASONING_TOKENS)],
   },
   tiny: {
     name: 'tiny',

@@ -55,6 +55,12 @@ export interface RunOptions {
   warn?: (line: string) => void;
   /** Called after each checkpoint is in place (tests use it to stop a run at a known point). */
   onCheckpoint?: (step: number, dir: string) => void;
+  /**
+   * Wall-clock end of this session (ms since the epoch): the loop stops with a checkpoint before a step
+   * that would not end (with its evaluation and checkpoint) in time, so a machine lent for minutes is
+   * left with a run that resumes. At least one step runs.
+   */
+  deadline?: number;
 }
 
 /** What a run trains: its tensors and their optimiser, the optimiser's settings, the run's length. */
@@ -163,6 +169,11 @@ export class TrainingRun {
   private readonly schedule: T.Schedule;
   private bar: ProgressBar;
   private loopStart = Date.now();
+  /** Wall times of the latest steps, evaluation and checkpoint, to tell whether one more fits the deadline. */
+  private recentStepMs: number[] = [];
+  private lastEvalMs = 0;
+  private lastCheckpointMs: number | null = null;
+  private checkpointedStep = -1;
 
   constructor(
     private readonly plan: RunPlan,
@@ -180,6 +191,11 @@ export class TrainingRun {
 
   get totalSteps(): number {
     return this.plan.totalSteps;
+  }
+
+  /** The run has done its last step (a run stopped at a deadline or stopAt has not). */
+  get finished(): boolean {
+    return this.state.step >= this.plan.totalSteps;
   }
 
   /** Every record of metrics.jsonl: those kept from before a resume, then this session's. */
@@ -234,11 +250,28 @@ export class TrainingRun {
   async checkpoint(files?: (dir: string) => Promise<void>): Promise<void> {
     this.state.rng = this.rng.state();
     const { params, optimizer, checkpoint } = this.plan;
+    const t0 = Date.now();
     const dir = await saveCheckpoint(this.checkpoints, params, optimizer.state(), this.state, checkpoint.keep, files);
+    this.lastCheckpointMs = Date.now() - t0;
+    this.checkpointedStep = this.state.step;
     this.opts.onCheckpoint?.(this.state.step, dir);
   }
 
-  /** Runs steps until `spec.stopAt` (the run's last step by default), then ends the progress line. */
+  /** Whether the next step, its evaluation when one is due and a checkpoint still end before the deadline. */
+  private nextStepFits(evaluateEvery: number | undefined): boolean {
+    const deadline = this.opts.deadline;
+    if (deadline === undefined) return true;
+    const step = Math.max(...this.recentStepMs);
+    const next = this.state.step + 1;
+    const evaluation = evaluateEvery !== undefined && (next % evaluateEvery === 0 || next === this.plan.totalSteps);
+    const reserve = 1.5 * step + (evaluation ? this.lastEvalMs : 0) + (this.lastCheckpointMs ?? 2 * step);
+    return Date.now() + reserve <= deadline;
+  }
+
+  /**
+   * Runs steps until `spec.stopAt` (the run's last step by default), or until the next step would pass
+   * the session's deadline (after a checkpoint), then ends the progress line.
+   */
   async loop(spec: LoopSpec): Promise<void> {
     const state = this.state,
       total = this.plan.totalSteps;
@@ -248,6 +281,14 @@ export class TrainingRun {
     this.bar = this.progressBar();
     this.loopStart = Date.now();
     while (state.step < stopAt) {
+      if (this.recentStepMs.length > 0 && !this.nextStepFits(spec.evaluate?.every)) {
+        if (this.checkpointedStep !== state.step) await this.checkpoint(spec.checkpointFiles);
+        this.note(
+          `stopping at step ${state.step} of ${total}: the next step would not end before the session's deadline; ` +
+            'continue with --resume',
+        );
+        break;
+      }
       const started = Date.now();
       let result: StepResult;
       try {
@@ -257,6 +298,7 @@ export class TrainingRun {
       }
       state.step++;
       const stepSeconds = (Date.now() - started) / 1000;
+      this.recentStepMs = [...this.recentStepMs.slice(-2), stepSeconds * 1000];
       await T.releaseUnusedMemory();
       const record: MetricRecord = {
         type: 'train',
@@ -270,8 +312,15 @@ export class TrainingRun {
       this.bar.update(state.step, result.progress);
       spec.onStep?.(state.step, record);
       const due = (every: number): boolean => state.step % every === 0;
-      if (spec.evaluate && (due(spec.evaluate.every) || state.step === total)) await spec.evaluate.run();
-      if (due(this.plan.checkpoint.every) || state.step === stopAt) await this.checkpoint(spec.checkpointFiles);
+      if (spec.evaluate && (due(spec.evaluate.every) || state.step === total)) {
+        const t0 = Date.now();
+        await spec.evaluate.run();
+        this.lastEvalMs = Date.now() - t0;
+      }
+      // a session that ends here (its deadline) leaves a checkpoint to resume from
+      const lastOfSession = state.step < stopAt && !this.nextStepFits(spec.evaluate?.every);
+      if (due(this.plan.checkpoint.every) || state.step === stopAt || lastOfSession)
+        await this.checkpoint(spec.checkpointFiles);
     }
     this.bar.done();
   }

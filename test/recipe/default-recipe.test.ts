@@ -57,6 +57,10 @@ test(
     assert.match(card, /non-commercial/);
     assert.match(card, /\| stage2 \| `search-r3 train rl --config /);
     assert.match(card, /## Evaluation\n[\s\S]*BM25/);
+    // every stage-1 source with its examples and its dataset's licence
+    assert.match(card, /\| jsonl: scifact\/train \(BM25-mined hard negatives\) \| 809 \| CC BY-NC 2\.0/);
+    assert.match(card, /\| climate-fever: climate-fever\/climate-fever\.jsonl \| 1,061 \| repository states none/);
+    assert.doesNotMatch(card, /see the dataset/);
     assert.ok(existsSync(path.join(out, 'evaluation.json')) && existsSync(path.join(out, 'configs/stage1.json')));
     for (const chart of ['pretraining', 'stage1-loss', 'stage1-dev', 'stage2-reward']) {
       assert.match(
@@ -110,7 +114,7 @@ test('recipe default: a wrong profile or a data folder without the datasets is a
   const dir = tempDir('recipe-bad');
   const bad = runCli(['recipe', 'default', '--profile', 'huge', '--work', dir]);
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--profile must be full or tiny/);
+  assert.match(bad.stderr, /--profile must be full, gpu, tiny/);
   const noData = runCli(['recipe', 'default', '--profile', 'tiny', '--work', dir, '--data', dir]);
   assert.equal(noData.status, 2);
   assert.match(noData.stderr, /does not hold the datasets/);

@@ -11,11 +11,11 @@
  * which would teach a language model broken English.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { gunzipSync } from 'node:zlib';
 import { writeDirAtomically } from '../../io/atomic-file.js';
+import { DEBIAN_TEXT_PACKAGES, DEBIAN_TEXT_SOURCES, packageVersion } from './debian-text.js';
 
 export interface CorpusSource {
   name: string;
@@ -98,31 +98,40 @@ function* groupLines(lines: Iterable<string>, chars: number): Generator<string> 
   if (doc.length > 0) yield doc.join('\n');
 }
 
-/** A long plain text cut into documents at blank lines, each about `chars` characters (paragraphs are never split). */
-function* paragraphsToDocuments(text: string, chars: number): Generator<string> {
-  const paras = text
-    .replace(/\r\n/g, '\n')
-    .split(/\n[ \t]*\n+/)
-    .map((p) => p.replace(/\s+$/, ''))
-    .filter((p) => p.trim() !== '');
-  let doc: string[] = [],
-    size = 0;
-  for (const p of paras) {
-    doc.push(p);
-    size += p.length + 2;
-    if (size >= chars) {
-      yield doc.join('\n\n');
-      doc = [];
-      size = 0;
-    }
+/**
+ * The corpus sources: those under `dataDir` (../shared/data) and Debian's, where their packages are
+ * installed under `debianRoot` (the file system's root; a test points it at a folder of fixtures).
+ */
+export function corpusSources(dataDir: string, debianRoot = '/'): CorpusSource[] {
+  const sources = sharedDataSources(dataDir);
+  for (const d of DEBIAN_TEXT_SOURCES) {
+    const files = d.files(debianRoot);
+    if (files.length === 0) continue;
+    const version = packageVersion(debianRoot, d.pkg);
+    sources.push({
+      name: d.name,
+      licence: d.licence,
+      attribution: version ? `${d.attribution}, version ${version}` : d.attribution,
+      paths: files,
+      documents: () => d.documents(files),
+    });
   }
-  if (doc.length > 0) yield doc.join('\n\n');
+  return sources;
 }
 
-/** The corpus sources: those under `dataDir` (../shared/data) and Debian's, where installed. */
-export function corpusSources(dataDir: string): CorpusSource[] {
+/** Every source name corpusSources() can give, with the Debian package a Debian source needs. */
+export function knownCorpusSources(dataDir: string): Array<{ name: string; pkg?: string }> {
+  return [
+    ...sharedDataSources(dataDir).map((s) => ({ name: s.name })),
+    ...DEBIAN_TEXT_SOURCES.map((s) => ({ name: s.name, pkg: s.pkg })),
+  ];
+}
+
+export { DEBIAN_TEXT_PACKAGES };
+
+function sharedDataSources(dataDir: string): CorpusSource[] {
   const at = (p: string): string => path.join(dataDir, p);
-  const sources: CorpusSource[] = [
+  return [
     {
       name: 'scifact-corpus',
       licence: 'CC BY-NC 2.0 (non-commercial)',
@@ -195,40 +204,7 @@ export function corpusSources(dataDir: string): CorpusSource[] {
       },
     },
   ];
-  const debian: Array<{ name: string; file: string; pkg: string; licence: string; attribution: string }> = [
-    {
-      name: 'debian-jargon-file',
-      file: '/usr/share/doc/jargon-text/jargon.txt.gz',
-      pkg: 'jargon-text',
-      licence: 'public domain (per /usr/share/doc/jargon-text/copyright)',
-      attribution: 'The Jargon File 4.4.7, Eric S. Raymond et al. (Debian package jargon-text)',
-    },
-    {
-      name: 'debian-reference',
-      file: '/usr/share/debian-reference/debian-reference.en.txt.gz',
-      pkg: 'debian-reference-en',
-      licence: 'GPL-2+ (per /usr/share/doc/debian-reference-en/copyright)',
-      attribution: 'Debian Reference, Osamu Aoki (Debian package debian-reference-en)',
-    },
-  ];
-  for (const d of debian) {
-    if (!existsSync(d.file)) continue;
-    sources.push({
-      name: d.name,
-      licence: d.licence,
-      attribution: d.attribution,
-      paths: [d.file],
-      async *documents() {
-        const raw = readFileSync(d.file);
-        yield* paragraphsToDocuments((d.file.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8'), 3000);
-      },
-    });
-  }
-  return sources;
 }
-
-/** Debian packages whose text corpusSources() reads when installed (apt-get install them first). */
-export const DEBIAN_TEXT_PACKAGES = ['jargon-text', 'debian-reference-en'];
 
 export interface CorpusOptions {
   seed: number;
@@ -238,6 +214,8 @@ export interface CorpusOptions {
   shardBytes: number;
   /** Only these sources (by name); default all available. */
   only?: string[];
+  /** Where Debian's files are looked for (default '/'). */
+  debianRoot?: string;
 }
 
 export interface CorpusFileEntry {
@@ -282,7 +260,9 @@ export async function buildTextCorpus(
   options: CorpusOptions,
   onSource?: (msg: string) => void,
 ): Promise<CorpusManifest> {
-  const sources = corpusSources(dataDir).filter((s) => !options.only || options.only.includes(s.name));
+  const sources = corpusSources(dataDir, options.debianRoot).filter(
+    (s) => !options.only || options.only.includes(s.name),
+  );
   const seen = new Set<string>();
   const docs: Array<{ key: string; text: string; source: string }> = [];
   const manifest: CorpusManifest = {

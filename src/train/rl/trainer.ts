@@ -68,6 +68,8 @@ export interface RlSummary {
   /** Whether the environment came from the checkpoint rather than from encoding the corpus. */
   environmentRestored: boolean;
   lastRewardMean: number;
+  /** The last step is done and final/ written (false: stopped at the session's deadline). */
+  finished: boolean;
 }
 
 /**
@@ -357,8 +359,10 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     return saveEnvironment(dir, env.snapshot());
   };
   await run.loop({ step, onStep: opts.onStep, checkpointFiles });
-  await saveFineTuned(path.join(cfg.output, 'final'), pol);
+  // a session stopped at its deadline leaves checkpoints only: final/ is what a finished run made
+  if (run.finished) await saveFineTuned(path.join(cfg.output, 'final'), pol);
   return {
+    finished: run.finished,
     steps: state.step,
     startStep: run.startStep,
     seconds: (Date.now() - t0) / 1000,

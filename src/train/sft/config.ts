@@ -16,8 +16,11 @@ import {
 import type { PseudoQueryKind } from './pseudo-queries.js';
 
 export type DataSourceConfig =
-  /** BEIR folder: queries judged relevant (grade ≥ 1) in qrels/<split>.tsv, positives from the corpus. */
-  | { type: 'beir'; path: string; split: string }
+  /**
+   * BEIR folder: queries judged relevant (grade ≥ 1) in qrels/<split>.tsv, positives from the corpus;
+   * sameTitleNegatives > 0 adds that many hard negatives from the paragraphs of the positive's own article.
+   */
+  | { type: 'beir'; path: string; split: string; sameTitleNegatives?: number }
   /** JSONL {query, pos, neg} (FlagEmbedding) or {query, positive_passages, negative_passages} (Tevatron). */
   | { type: 'jsonl'; path: string }
   /** TSV text pairs: query<TAB>positive per line. */
@@ -66,7 +69,27 @@ export interface SftConfig {
   eval: EvalSettings | null;
   /** Prompt templates (src/embed/prompts.ts); unset fields keep the published defaults. */
   templates: { querySystem?: string; documentSystem?: string; reasoningSystem?: string; directResponse?: string };
+  /**
+   * Queries that learn to reason: a share of them is trained in the reasoning form (the reasoning system
+   * prompt, a short analysis of key concepts, then the direct response with the embed token), the
+   * analysis learnt by L_SFT and the embedding taken at the token after it, as inference with reasoning
+   * on takes it; null = every query in the direct form.
+   */
+  reasoning: ReasoningSettings | null;
 }
+
+export interface ReasoningSettings {
+  /** Share of each source's queries in the reasoning form. */
+  fraction: number;
+  /** Key concepts named at most. */
+  concepts: number;
+  /** Related terms named at most. */
+  related: number;
+  /** Tokens for the analysis and the words before the embed token: the reasoning budget of inference and stage 2. */
+  maxTokens: number;
+}
+
+export const REASONING_DEFAULTS: ReasoningSettings = { fraction: 0.5, concepts: 3, related: 3, maxTokens: 24 };
 
 export const DEFAULT_SFT_CONFIG: SftConfig = {
   model: '',
@@ -92,11 +115,12 @@ export const DEFAULT_SFT_CONFIG: SftConfig = {
   checkpoint: { every: 100, keep: 2 },
   eval: null,
   templates: {},
+  reasoning: null,
 };
 
 const EVAL_DEFAULTS: EvalSettings = { beir: '', split: 'dev', every: 100, maxQueries: 0, maxDocuments: 0 };
 const SOURCE_KEYS: Record<string, string[]> = {
-  beir: ['type', 'path', 'split'],
+  beir: ['type', 'path', 'split', 'sameTitleNegatives'],
   jsonl: ['type', 'path'],
   pairs: ['type', 'path'],
   'climate-fever': ['type', 'path'],
@@ -109,10 +133,19 @@ type Json = unknown;
 export function parseSftConfig(raw: Json, baseDir: string): SftConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new ConfigError('the config must be a JSON object');
-  const { data, lora, eval: ev, templates, ...rest } = raw as Record<string, unknown>;
-  const defaults = { ...DEFAULT_SFT_CONFIG, data: undefined, lora: undefined, eval: undefined, templates: undefined };
+  const { data, lora, eval: ev, templates, reasoning, ...rest } = raw as Record<string, unknown>;
+  const defaults = {
+    ...DEFAULT_SFT_CONFIG,
+    data: undefined,
+    lora: undefined,
+    eval: undefined,
+    templates: undefined,
+    reasoning: undefined,
+  };
   const simple = mergeStrict(defaults, rest, '');
-  const cfg: SftConfig = { ...simple, data: [], lora: null, eval: null, templates: {} };
+  const cfg: SftConfig = { ...simple, data: [], lora: null, eval: null, templates: {}, reasoning: null };
+  if (reasoning !== undefined && reasoning !== null)
+    cfg.reasoning = mergeStrict(REASONING_DEFAULTS, reasoning, 'reasoning');
   cfg.lora = parseLora(lora);
   if (ev !== undefined && ev !== null) cfg.eval = mergeStrict(EVAL_DEFAULTS, ev, 'eval');
   cfg.templates = parseTemplates(templates);
@@ -142,23 +175,24 @@ function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
       throw new ConfigError(`"${at}.${k}" is not a config key; known keys of a ${o.type} source: ${keys.join(', ')}`);
   if (typeof o.path !== 'string' || o.path === '') throw new ConfigError(`"${at}.path" must be a non-empty string`);
   const p = path.resolve(baseDir, o.path);
+  const int = (v: unknown, key: string, dflt: number): number => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      throw new ConfigError(`"${at}.${key}" must be an integer ≥ 0, got ${JSON.stringify(v)}`);
+    return v;
+  };
   if (o.type === 'beir') {
     if (o.split !== undefined && typeof o.split !== 'string') throw new ConfigError(`"${at}.split" must be a string`);
     const split = (o.split as string | undefined) ?? 'train';
     // test qrels are for evaluation only: training on them would make every reported score meaningless
     if (split === 'test')
       throw new ConfigError(`"${at}.split" is "test": test queries are never trained on; use the train (or dev) split`);
-    return { type: 'beir', path: p, split };
+    const sameTitleNegatives = int(o.sameTitleNegatives, 'sameTitleNegatives', 0);
+    return { type: 'beir', path: p, split, ...(sameTitleNegatives > 0 ? { sameTitleNegatives } : {}) };
   }
   if (o.type === 'pseudo-queries') {
     if (o.queries !== 'title' && o.queries !== 'sentence')
       throw new ConfigError(`"${at}.queries" must be "title" or "sentence", got ${JSON.stringify(o.queries)}`);
-    const int = (v: unknown, key: string, dflt: number): number => {
-      if (v === undefined) return dflt;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
-        throw new ConfigError(`"${at}.${key}" must be an integer ≥ 0, got ${JSON.stringify(v)}`);
-      return v;
-    };
     return {
       type: 'pseudo-queries',
       path: p,
@@ -198,6 +232,14 @@ function check(c: SftConfig): void {
   if (c.eval) {
     need(c.eval.beir !== '', '"eval.beir" must name a BEIR folder');
     posInt(c.eval.every, 'eval.every');
+  }
+  if (c.reasoning) {
+    const r = c.reasoning;
+    need(r.fraction >= 0 && r.fraction <= 1, `"reasoning.fraction" must be in [0, 1], got ${r.fraction}`);
+    nonNegInt(r.concepts, 'reasoning.concepts');
+    nonNegInt(r.related, 'reasoning.related');
+    posInt(r.maxTokens, 'reasoning.maxTokens');
+    need(c.loss.sft > 0, '"reasoning" needs "loss.sft" > 0: the analysis is learnt by L_SFT');
   }
 }
 

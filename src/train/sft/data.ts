@@ -5,6 +5,8 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { documentText, readBeirCorpus, readBeirDataset, type BeirDocument } from '../../eval/beir.js';
+import { Rng } from '../../tensor/index.js';
+import { type AnalysisSettings, type ConceptAnalysis, TermStatistics, analyseQuery } from './analysis.js';
 import type { DataSourceConfig } from './config.js';
 import { PSEUDO_QUERY_DEFAULTS, pseudoQueryExamples } from './pseudo-queries.js';
 
@@ -13,6 +15,15 @@ export interface TrainExample {
   positives: string[];
   /** Hard negatives known for this query (from the source or from mining). */
   negatives: string[];
+  /** The analysis stage 1 teaches before the embed token for this query, when it reasons (analysis.ts). */
+  analysis?: ConceptAnalysis;
+}
+
+/** Which queries are trained with an analysis before the embed token, and how long it may be. */
+export interface ReasoningData extends AnalysisSettings {
+  /** Share of each source's queries that reason (a seeded draw per query). */
+  fraction: number;
+  seed: number;
 }
 
 export interface DataStats {
@@ -22,6 +33,8 @@ export interface DataStats {
   /** Empty (whitespace-only) queries, positives and negatives dropped. */
   emptyTexts: number;
   perSource: { source: string; examples: number }[];
+  /** Examples with an analysis to learn before the embed token. */
+  analyses: number;
 }
 
 /** A problem with a training data file, naming the file and line. */
@@ -32,16 +45,22 @@ export class DataError extends Error {
   }
 }
 
+/**
+ * Every source's examples, cleaned. With `reasoning`, a seeded share of each source's queries gets an
+ * analysis, its terms weighed against the documents of that source (the query's own collection).
+ */
 export async function loadTrainingData(
   sources: readonly DataSourceConfig[],
+  reasoning?: ReasoningData,
 ): Promise<{ examples: TrainExample[]; stats: DataStats }> {
-  const stats: DataStats = { examples: 0, withoutPositive: 0, emptyTexts: 0, perSource: [] };
+  const stats: DataStats = { examples: 0, withoutPositive: 0, emptyTexts: 0, perSource: [], analyses: 0 };
   const examples: TrainExample[] = [];
+  const draw = reasoning ? new Rng(reasoning.seed) : null;
   for (const src of sources) {
     if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
     const raw =
       src.type === 'beir'
-        ? await beirExamples(src.path, src.split)
+        ? await beirExamples(src.path, src.split, src.sameTitleNegatives)
         : src.type === 'climate-fever'
           ? climateFeverExamples(src.path)
           : src.type === 'pairs'
@@ -53,16 +72,22 @@ export async function loadTrainingData(
                   seed: src.seed,
                 })
               : jsonlExamples(src.path);
-    let kept = 0;
+    const kept: TrainExample[] = [];
     for (const ex of raw) {
       const clean = cleanExample(ex, stats);
-      if (clean) {
-        examples.push(clean);
-        kept++;
+      if (clean) kept.push(clean);
+    }
+    if (reasoning && draw && reasoning.fraction > 0) {
+      const chosen = kept.filter(() => draw.next() < reasoning.fraction);
+      if (chosen.length > 0) {
+        const terms = new TermStatistics(new Set(kept.flatMap((e) => [...e.positives, ...e.negatives])));
+        for (const e of chosen) e.analysis = analyseQuery(e.query, e.positives[0], terms, reasoning);
+        stats.analyses += chosen.length;
       }
     }
+    examples.push(...kept);
     const label = src.type === 'pseudo-queries' ? `${src.type}(${src.queries}):${src.path}` : `${src.type}:${src.path}`;
-    stats.perSource.push({ source: label, examples: kept });
+    stats.perSource.push({ source: label, examples: kept.length });
   }
   stats.examples = examples.length;
   return { examples, stats };
@@ -89,22 +114,48 @@ function cleanExample(ex: TrainExample, stats: DataStats): TrainExample | null {
   return { query: ex.query, positives, negatives };
 }
 
-async function beirExamples(folder: string, split: string): Promise<TrainExample[]> {
+/**
+ * Judged queries of a BEIR split with their relevant documents. With sameTitleNegatives > 0, each query
+ * also gets up to that many other paragraphs of its positive's article (documents with the same title),
+ * the nearest in corpus order first: in reading-comprehension sets (DRCD, ARCD) the neighbouring
+ * paragraphs of an article share its topic but not the answer, the hardest negatives there are.
+ */
+async function beirExamples(folder: string, split: string, sameTitleNegatives = 0): Promise<TrainExample[]> {
   const ds = await readBeirDataset(folder, split);
   // the same text the embedder and the index see at inference
   const docs = new Map(ds.corpus.map((d) => [d.id, documentText(d)]));
+  const position = new Map(ds.corpus.map((d, i) => [d.id, i]));
+  const byTitle = new Map<string, number[]>();
+  if (sameTitleNegatives > 0)
+    ds.corpus.forEach((d, i) => {
+      if (d.title.trim() === '') return;
+      let list = byTitle.get(d.title);
+      if (!list) byTitle.set(d.title, (list = []));
+      list.push(i);
+    });
   const out: TrainExample[] = [];
   for (const [qid, text] of ds.queries) {
     const judged = ds.qrels.get(qid)!;
     const positives: string[] = [];
+    const relevant = new Set<number>();
     for (const [docId, grade] of judged) {
       if (grade < 1) continue;
       const doc = docs.get(docId);
       if (doc === undefined)
         throw new DataError(folder, `qrels/${split}.tsv judges document '${docId}', which is not in corpus.jsonl`);
       positives.push(doc);
+      relevant.add(position.get(docId)!);
     }
-    out.push({ query: text, positives, negatives: [] });
+    const negatives: string[] = [];
+    if (sameTitleNegatives > 0 && relevant.size > 0) {
+      const first = Math.min(...relevant);
+      const article = (byTitle.get(ds.corpus[first].title) ?? []).filter(
+        (i) => !relevant.has(i) && judged.get(ds.corpus[i].id) === undefined,
+      );
+      article.sort((a, b) => Math.abs(a - first) - Math.abs(b - first) || a - b);
+      for (const i of article.slice(0, sameTitleNegatives)) negatives.push(documentText(ds.corpus[i]));
+    }
+    out.push({ query: text, positives, negatives });
   }
   return out;
 }

@@ -26,15 +26,35 @@ export interface PseudoQueryExample {
 
 export const PSEUDO_QUERY_DEFAULTS: Omit<PseudoQueryOptions, 'kind'> = { seed: 0, minWords: 4, maxWords: 40 };
 
-/** Splits prose into sentences at . ! ? followed by white space and a capital letter or a digit. */
+/**
+ * Splits prose into sentences: at . ! ? followed by white space and a capital letter or a digit; after
+ * the full-width stops of Chinese and Japanese (。！？, with any closing quotes or brackets that follow
+ * them), which need no space; and at . ! ? or the Arabic question mark followed by white space and an
+ * Arabic letter (the script has no capitals). Text in Latin script splits exactly as by the first rule alone.
+ */
 export function splitSentences(text: string): string[] {
   return text
-    .split(/(?<=[.!?])\s+(?=[\p{Lu}\p{N}])/u)
+    .split(
+      /(?<=[.!?])\s+(?=[\p{Lu}\p{N}])|(?<=[。！？][」』”’）)]*)(?![」』”’）)])\s*|(?<=[.!?؟])\s+(?=\p{Script=Arabic})/u,
+    )
     .map((s) => s.trim())
     .filter((s) => s !== '');
 }
 
-const wordCount = (s: string): number => s.split(/\s+/).filter((w) => w !== '').length;
+const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]/gu;
+
+/**
+ * Length in words. Chinese and Japanese write no spaces between words, so their characters count two to a
+ * word (about the mean length of a Chinese word); text without them counts exactly its space-separated words.
+ */
+export function wordCount(s: string): number {
+  const cjk = s.match(CJK)?.length ?? 0;
+  const words = s
+    .replace(CJK, ' ')
+    .split(/\s+/)
+    .filter((w) => w !== '' && /[\p{L}\p{N}]/u.test(w)).length;
+  return cjk === 0 ? s.split(/\s+/).filter((w) => w !== '').length : words + Math.ceil(cjk / 2);
+}
 
 /**
  * One example per usable document, in corpus order. Title: query = title, positive = body. Sentence: a

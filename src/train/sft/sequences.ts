@@ -3,9 +3,15 @@
  * ("The embedding is <|embed_token|>.<|im_end|>"). One forward pass gives both the embedding (hidden
  * state at <|embed_token|>) and the response logits for L_SFT/L_KL; tokens after the embed token cannot
  * change its hidden state under causal attention, so the embedding equals the one inference computes.
+ *
+ * A query can also be written in the reasoning form: the reasoning system prompt, and an assistant turn
+ * that begins with an analysis ("Key concepts: ... Related: ...") before the direct response. Its response
+ * (analysis included) is what L_SFT learns, and its embedding is the hidden state at the embed token after
+ * the analysis: what inference with reasoning on computes when the model writes that analysis.
  */
 import { type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from '../../embed/index.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
+import { type ConceptAnalysis, formatAnalysis, shorterAnalyses } from './analysis.js';
 
 export interface TrainSequence {
   ids: number[];
@@ -16,6 +22,8 @@ export interface TrainSequence {
   respTo: number;
   /** Tokens of the text cut to fit maxLength. */
   truncated: number;
+  /** Reasoning form: the analysis written before the embed token (after any shortening to fit), else absent. */
+  analysis?: string;
 }
 
 export class SequenceEncoder {
@@ -24,6 +32,8 @@ export class SequenceEncoder {
   /** Response tokens after it, through <|im_end|> (".<|im_end|>"). */
   private readonly tail: number[];
   private readonly cache = new Map<string, TrainSequence>();
+  private readonly embedId: number;
+  private readonly imEnd: number;
 
   constructor(
     readonly tokenizer: Tokenizer,
@@ -34,6 +44,8 @@ export class SequenceEncoder {
     const imEnd = tokenizer.tokenToId('<|im_end|>');
     if (imEnd === undefined)
       throw new Error('the tokenizer has no <|im_end|>; stage-1 training needs a Qwen2 chat tokenizer');
+    this.embedId = embedId;
+    this.imEnd = imEnd;
     const messages = [
       { role: 'system', content: templates.querySystem },
       { role: 'user', content: 'x' },
@@ -59,6 +71,74 @@ export class SequenceEncoder {
   /** Tokens every sequence spends on the response after the embed token. */
   get tailLength(): number {
     return this.tail.length;
+  }
+
+  /**
+   * A query in the reasoning form. The analysis is shortened (related terms first, then concepts) until it
+   * and the words before the embed token take at most `maxTokens`, the budget inference and stage 2 give
+   * an analysis; when even none fits, the response is the direct one under the reasoning prompt.
+   */
+  encodeReasoning(query: string, analysis: ConceptAnalysis, maxTokens: number): TrainSequence {
+    const key = `reasoning\u0000${maxTokens}\u0000${query}\u0000${JSON.stringify(analysis)}`;
+    let s = this.cache.get(key);
+    if (s) return s;
+    let written = '',
+      content = this.templates.directResponse,
+      contentIds = this.tokenizer.encode(content);
+    for (const a of shorterAnalyses(analysis)) {
+      const text = formatAnalysis(a);
+      const c = text === '' ? this.templates.directResponse : `${text} ${this.templates.directResponse}`;
+      const ids = this.tokenizer.encode(c);
+      if (ids.indexOf(this.embedId) <= maxTokens) {
+        [written, content, contentIds] = [text, c, ids];
+        break;
+      }
+    }
+    const at = contentIds.indexOf(this.embedId);
+    if (at < 0 || contentIds.indexOf(this.embedId, at + 1) >= 0)
+      throw new Error(`the reasoning response must contain <|embed_token|> exactly once: ${JSON.stringify(content)}`);
+    const response = [...contentIds, this.imEnd];
+    const p = encodePrompt(this.tokenizer, query, 'query', this.templates, this.maxLength - response.length, true);
+    // the check renders the query whole, so it runs on the first sequence whose query was not cut
+    if (p.truncated === 0) this.checkReasoningRender(query, p.ids, content, response);
+    const ids = [...p.ids, ...response];
+    s = {
+      ids,
+      embedAt: p.ids.length + at,
+      respFrom: p.ids.length - 1,
+      respTo: ids.length - 1,
+      truncated: p.truncated,
+      ...(written !== '' ? { analysis: written } : {}),
+    };
+    this.cache.set(key, s);
+    return s;
+  }
+
+  private reasoningChecked = false;
+
+  /**
+   * Once: the chat template renders the assistant turn right after the generation prompt, and the
+   * response tokenizes the same alone as within the whole chat, so the sequence is the one the model
+   * would produce by writing that response.
+   */
+  private checkReasoningRender(query: string, prompt: number[], content: string, response: number[]): void {
+    if (this.reasoningChecked) return;
+    const messages = [
+      { role: 'system', content: this.templates.reasoningSystem },
+      { role: 'user', content: query },
+      { role: 'assistant', content },
+    ];
+    const full = this.tokenizer.encode(this.tokenizer.renderChat(messages));
+    if (full.length >= prompt.length + response.length && full.slice(0, prompt.length).join() === prompt.join()) {
+      if (full.slice(prompt.length, prompt.length + response.length).join() === response.join()) {
+        this.reasoningChecked = true;
+        return;
+      }
+    }
+    throw new Error(
+      'the chat template does not render the reasoning response right after the generation prompt, or it ' +
+        'tokenizes differently inside the chat; cannot train the reasoning form with this tokenizer',
+    );
   }
 
   encode(text: string, kind: PromptKind): TrainSequence {

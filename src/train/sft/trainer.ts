@@ -42,6 +42,8 @@ export interface TrainSummary {
   data: DataStats;
   truncatedTexts: number;
   output: string;
+  /** The last step is done and final/ written (false: stopped at the session's deadline). */
+  finished: boolean;
 }
 
 export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
@@ -51,13 +53,15 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
   const maxLength = Math.min(cfg.maxLength, s.model.config.maxPositionEmbeddings);
   const encoder = new SequenceEncoder(s.tokenizer, templates, maxLength);
-  const { examples, stats } = await loadTrainingData(cfg.data);
+  const reasoning = cfg.reasoning ? { ...cfg.reasoning, seed: cfg.seed } : undefined;
+  const { examples, stats } = await loadTrainingData(cfg.data, reasoning);
   if (examples.length === 0) {
     throw new RunFolderError('no training examples: every query lacked a positive or was empty');
   }
   const skipped =
     `${stats.withoutPositive} queries without a positive skipped, ` + `${stats.emptyTexts} empty texts dropped`;
-  folder.note(`data: ${stats.examples} examples (${skipped})`);
+  const analysed = cfg.reasoning ? `; ${stats.analyses} in the reasoning form, with an analysis` : '';
+  folder.note(`data: ${stats.examples} examples (${skipped})${analysed}`);
   const { queries, hardNegatives, accumulation } = cfg.batch;
   const batchesPerEpoch = planEpoch(examples, cfg.seed, 0, queries, hardNegatives).length;
   const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.ceil((batchesPerEpoch * cfg.epochs) / accumulation));
@@ -92,7 +96,12 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   };
   const encode = (b: PlannedBatch): EncodedBatch => {
     const bt = batchTexts(examples, b);
-    const queries = bt.queries.map((q) => encoder.encode(q, 'query'));
+    const queries = b.examples.map((e, i) => {
+      const a = examples[e].analysis;
+      return a && cfg.reasoning
+        ? encoder.encodeReasoning(bt.queries[i], a, cfg.reasoning.maxTokens)
+        : encoder.encode(bt.queries[i], 'query');
+    });
     const documents = bt.documents.map((d) => encoder.encode(d, 'document'));
     return { seqs: [...queries, ...documents], numQueries: bt.queries.length, targets: bt.targets };
   };
@@ -130,7 +139,8 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     };
   };
   await run.loop({ step, onStep: (n) => opts.onStep?.(n, lastLoss), evaluate });
-  await saveFineTuned(path.join(cfg.output, 'final'), s);
+  // a session stopped at its deadline leaves checkpoints only: final/ is what a finished run made
+  if (run.finished) await saveFineTuned(path.join(cfg.output, 'final'), s);
   const seconds = (Date.now() - t0) / 1000;
   const title = `search-r3 stage 1: ${path.basename(cfg.output)}`;
   const notes = reportNotes(cfg, stats, totalSteps, run, seconds, truncatedTexts, encoder.maxLength);
@@ -145,6 +155,7 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     data: stats,
     truncatedTexts,
     output: cfg.output,
+    finished: run.finished,
   };
 }
 
@@ -197,6 +208,12 @@ function reportNotes(
       `(1 positive + ${b.hardNegatives} hard negatives)${accumulated}; ${tuning}.`,
     `losses: ${l.sft}·SFT + ${l.kl}·KL + ${l.infonce}·InfoNCE(τ=${l.temperature}) ` +
       `+ ${l.triplet}·Triplet(θ=${l.margin}).`,
+    ...(cfg.reasoning
+      ? [
+          `reasoning form: ${stats.analyses} queries with an analysis of ≤ ${cfg.reasoning.concepts} key concepts ` +
+            `and ${cfg.reasoning.related} related terms before the embed token (≤ ${cfg.reasoning.maxTokens} tokens).`,
+        ]
+      : []),
     state.bestScore !== null
       ? `best dev nDCG@10 ${state.bestScore.toFixed(4)} at step ${state.bestStep}.`
       : 'no dev evaluation.',

@@ -160,6 +160,39 @@ test('a run stopped at step 13 and resumed gives exactly the losses of an uninte
   assert.ok(a.equals(b), 'final weights are identical');
 });
 
+test('a session deadline: a step at least, a checkpoint, no final/; the CLI exits 75, --resume finishes', async () => {
+  const full: number[] = [],
+    sessions: number[] = [];
+  const steps = { steps: 12, checkpoint: { every: 5, keep: 2 } };
+  await trainLm(config('run-full-12', steps), { progress: false, onStep: (_, l) => full.push(l) });
+  // a deadline already passed: the first step runs, then the session ends at a checkpoint of step 1
+  const r = await trainLm(config('run-session', steps), {
+    progress: false,
+    deadline: Date.now(),
+    onStep: (_, l) => sessions.push(l),
+  });
+  assert.equal(r.steps, 1);
+  assert.deepEqual(
+    listCheckpoints(path.join(dir, 'run-session/checkpoints')).map((c) => c.step),
+    [1],
+  );
+  assert.ok(!existsSync(path.join(dir, 'run-session/final')), 'final/ waits for the last step');
+  await trainLm(config('run-session', steps), { progress: false, resume: true, onStep: (_, l) => sessions.push(l) });
+  assert.deepEqual(sessions, full, 'the sessions together train exactly as one run');
+
+  const file = path.join(dir, 'session.json');
+  await fsp.writeFile(file, JSON.stringify({ ...config('run-cli', steps), tokenizer: 'tok', output: 'run-cli' }));
+  const cli = runCli(['train', 'lm', '--config', file, '--max-seconds', '0.001', '--quiet']);
+  assert.equal(cli.status, 75, cli.stderr);
+  assert.match(cli.stdout, /trained steps 0→1 of 12[\s\S]*session ended at --max-seconds 0\.001, before the last step/);
+  const bad = runCli(['train', 'lm', '--config', file, '--max-seconds', 'soon']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--max-seconds must be a number of seconds > 0/);
+  const rest = runCli(['train', 'lm', '--config', file, '--resume', '--quiet']);
+  assert.equal(rest.status, 0, rest.stderr);
+  assert.ok(existsSync(path.join(dir, 'run-cli/final/config.json')));
+});
+
 test('config: unknown keys and bad values are errors naming the key; the CLI prints one line', async () => {
   assert.throws(
     () => config('x', { seqLen: 32 }),

@@ -1,0 +1,83 @@
+/**
+ * A profile's configs checked without training: each goes through the parser its command uses (so a
+ * key or value the trainer would refuse is found before a GPU session is spent on it), and the recipe's
+ * own rules hold: no data source reads an evaluated set (XQuAD, or any test split) as training data, and
+ * the reasoning budget is the same in stage 1's analyses, stage 2's rollouts and the evaluation.
+ */
+import path from 'node:path';
+import { parseLmConfig } from '../train/lm/config.js';
+import { parseRlConfig, type RlConfig } from '../train/rl/config.js';
+import { parseSftConfig, type SftConfig } from '../train/sft/config.js';
+import type { LmConfig } from '../train/lm/config.js';
+import type { RecipePaths, RecipeProfile } from './recipe-profiles.js';
+
+export interface CheckedConfigs {
+  lm: LmConfig;
+  mine: SftConfig;
+  stage1: SftConfig;
+  stage2: RlConfig;
+}
+
+/** A profile whose configs a trainer would refuse, or that break the recipe's rules; names the config and why. */
+export class RecipeConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RecipeConfigError';
+  }
+}
+
+/** Folders that are evaluated (recipe evaluate) and so never trained on, by their path under the data folder. */
+const EVALUATED = [/(^|\/)xquad(\/|$)/];
+
+function parsed<C>(profile: RecipeProfile, name: string, f: () => C): C {
+  try {
+    return f();
+  } catch (e) {
+    throw new RecipeConfigError(`profile ${profile.name}, ${name} config: ${(e as Error).message}`);
+  }
+}
+
+/** Every config of the profile, parsed and checked; the lm config needs the corpus step's shards in place. */
+export function checkProfileConfigs(profile: RecipeProfile, p: RecipePaths): CheckedConfigs {
+  const lm = parsed(profile, 'lm', () => parseLmConfig(profile.lm(p), p.configs));
+  return { lm, ...checkProfileRules(profile, p) };
+}
+
+/** The fine-tuning configs parsed and the recipe's rules checked: possible before any step has run. */
+export function checkProfileRules(profile: RecipeProfile, p: RecipePaths): Omit<CheckedConfigs, 'lm'> {
+  const parse = <C>(name: string, f: () => C): C => parsed(profile, name, f);
+  const mine = parse('mine', () => parseSftConfig(profile.mine(p), p.configs));
+  const stage1 = parse('stage1', () => parseSftConfig(profile.stage1(p), p.configs));
+  const stage2 = parse('stage2', () => parseRlConfig(profile.stage2(p), p.configs));
+
+  const rel = (f: string): string => path.relative(p.data, f).split(path.sep).join('/');
+  const refuse = (name: string, f: string, why: string): never => {
+    throw new RecipeConfigError(`profile ${profile.name}, ${name} config: ${f} ${why}`);
+  };
+  for (const [name, cfg] of [
+    ['mine', mine],
+    ['stage1', stage1],
+  ] as const) {
+    for (const src of cfg.data) {
+      if (EVALUATED.some((r) => r.test(rel(src.path)))) refuse(name, src.path, 'is an evaluated set: never trained on');
+      if (src.type === 'beir' && src.split === 'test') refuse(name, src.path, 'is read with its test split');
+    }
+  }
+  if (EVALUATED.some((r) => r.test(rel(stage2.data.beir))) || stage2.data.split === 'test')
+    refuse('stage2', `${stage2.data.beir} (split ${stage2.data.split})`, 'is evaluated: never trained on');
+  if (stage1.eval && (EVALUATED.some((r) => r.test(rel(stage1.eval!.beir))) || stage1.eval.split === 'test'))
+    refuse('stage1', stage1.eval.beir, 'is evaluated: the dev set must be another split');
+
+  const budget = Number(profile.evaluateArgs[profile.evaluateArgs.indexOf('--max-reasoning-tokens') + 1]);
+  if (stage2.rollout.maxReasoningTokens !== budget)
+    throw new RecipeConfigError(
+      `profile ${profile.name}: stage 2 reasons for ${stage2.rollout.maxReasoningTokens} tokens, the evaluation ` +
+        `for ${budget}`,
+    );
+  if (stage1.reasoning && stage1.reasoning.maxTokens !== budget)
+    throw new RecipeConfigError(
+      `profile ${profile.name}: stage 1 teaches analyses of ${stage1.reasoning.maxTokens} tokens, the evaluation ` +
+        `reasons for ${budget}`,
+    );
+  return { mine, stage1, stage2 };
+}

@@ -1,0 +1,187 @@
+/**
+ * The recipe's profiles checked without training: every config goes through the parser its command
+ * uses; the gpu profile's size follows from its stated throughput; no profile trains on an evaluated
+ * set; a recipe session ends at its time limit with exit code 75, and a stage-1 session before its last
+ * step leaves a checkpoint and no final/.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Qwen2Model } from '../../src/model/qwen2-model.js';
+import * as T from '../../src/tensor/index.js';
+import { checkProfileConfigs, checkProfileRules, RecipeConfigError } from '../../src/recipe/recipe-check.js';
+import {
+  GPU_BUDGET,
+  GPU_SHAPES,
+  PROFILES,
+  gpuSizing,
+  qwen2Parameters,
+  recipePaths,
+  trainShards,
+  type RecipeProfile,
+} from '../../src/recipe/recipe-profiles.js';
+import type { RecipeState } from '../../src/recipe/default-recipe.js';
+import { loadSftConfig } from '../../src/train/sft/config.js';
+import { trainSft } from '../../src/train/sft/trainer.js';
+import { listCheckpoints } from '../../src/train/checkpoint.js';
+import { runCli } from '../helpers/cli.js';
+import { sharedData } from '../helpers/repo.js';
+import { tempDir, toySftRun } from '../helpers/train-fixtures.js';
+import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
+
+/** A work folder whose corpus step has written six shards (the lm config lists the corpus's shards). */
+function workWithCorpus(): ReturnType<typeof recipePaths> {
+  const work = tempDir('recipe-profiles');
+  const p = recipePaths(work, sharedData);
+  mkdirSync(p.corpus, { recursive: true });
+  for (let i = 0; i < 6; i++) writeFileSync(path.join(p.corpus, `train-0000${i}.jsonl`), '');
+  writeFileSync(path.join(p.corpus, 'valid.jsonl'), '');
+  return p;
+}
+
+test('every profile: each config passes the parser of its command, and the recipe rules hold', () => {
+  const p = workWithCorpus();
+  for (const profile of Object.values(PROFILES)) {
+    const c = checkProfileConfigs(profile, p);
+    assert.equal(c.lm.output, p.lm, profile.name);
+    assert.ok(c.stage1.data.length >= 4 && c.stage2.steps > 0, profile.name);
+  }
+  assert.equal(trainShards(p.corpus, PROFILES.gpu.tokenizerShards).length, 4, 'the tokenizer reads four shards');
+  assert.equal(trainShards(p.corpus).length, 6);
+});
+
+test('the gpu profile: sized from its stated throughput, v2 data, analyses, one reasoning budget', () => {
+  const p = workWithCorpus();
+  const c = checkProfileConfigs(PROFILES.gpu, p);
+  const sizing = gpuSizing();
+  // the arithmetic the profile documents: tokens = TFLOP/s × seconds / (6 × parameters)
+  const flops = GPU_BUDGET.tflops * 1e12 * GPU_BUDGET.pretrainSeconds;
+  assert.ok(Math.abs(sizing.tokens - flops / (6 * sizing.parameters)) < 1);
+  assert.equal(sizing.steps, Math.floor(sizing.tokens / GPU_BUDGET.tokensPerStep));
+  assert.equal(c.lm.steps, sizing.steps);
+  assert.equal(c.lm.seqLength * c.lm.batchSize * c.lm.accumulation, GPU_BUDGET.tokensPerStep);
+  assert.deepEqual(
+    {
+      hiddenSize: c.lm.model.hiddenSize,
+      intermediateSize: c.lm.model.intermediateSize,
+      numHiddenLayers: c.lm.model.numHiddenLayers,
+      numAttentionHeads: c.lm.model.numAttentionHeads,
+      numKeyValueHeads: c.lm.model.numKeyValueHeads,
+    },
+    sizing.shape,
+  );
+  assert.ok(sizing.tokens >= GPU_BUDGET.minTokensPerParameter * sizing.parameters);
+  // the next larger shape would see too few tokens, or not come back in one command
+  const i = GPU_SHAPES.indexOf(sizing.shape);
+  if (i + 1 < GPU_SHAPES.length) {
+    const n = qwen2Parameters(GPU_SHAPES[i + 1], GPU_BUDGET.vocabSize);
+    assert.ok(flops / (6 * n) < GPU_BUDGET.minTokensPerParameter * n || 4 * n > GPU_BUDGET.outBytes);
+  }
+  // a faster GPU buys a larger model, never past what one command may bring back
+  const fast = gpuSizing({ ...GPU_BUDGET, tflops: 1000 });
+  assert.ok(fast.parameters > sizing.parameters && 4 * fast.parameters <= GPU_BUDGET.outBytes);
+
+  const sources = c.stage1.data.map((s) => `${s.type}:${path.relative(sharedData, s.path)}`);
+  for (const s of [
+    'beir:drcd/beir/dev',
+    'beir:arcd/beir/train',
+    'climate-fever:climate-fever/climate-fever.jsonl',
+    'pseudo-queries:drcd/beir/test/corpus.jsonl',
+    'pseudo-queries:arcd/beir/test/corpus.jsonl',
+  ])
+    assert.ok(sources.includes(s), s);
+  assert.ok(!sources.some((s) => /xquad|nfcorpus/.test(s)), 'never XQuAD (evaluated) nor NFCorpus (the dev set)');
+  assert.equal(c.stage1.reasoning?.fraction, 0.5);
+  assert.equal(c.stage1.reasoning?.maxTokens, 32);
+  assert.equal(c.stage2.rollout.maxReasoningTokens, 32);
+  assert.deepEqual(PROFILES.gpu.evaluateArgs, ['--max-reasoning-tokens', '32']);
+});
+
+test("the parameter count is the model's own", () => {
+  for (const shape of [
+    { hiddenSize: 64, intermediateSize: 160, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2 },
+    { hiddenSize: 96, intermediateSize: 256, numHiddenLayers: 3, numAttentionHeads: 6, numKeyValueHeads: 3 },
+  ]) {
+    const config = tinyQwen2Config({ ...shape, vocabSize: 500, tieWordEmbeddings: true });
+    const model = Qwen2Model.random(config, new T.Rng(1), 0.02);
+    assert.equal(
+      model.parameters().reduce((a, t) => a + t.size, 0),
+      qwen2Parameters(shape, 500),
+    );
+  }
+});
+
+test('a profile that trains on an evaluated set, or reasons for different budgets, is refused before any step', () => {
+  const p = recipePaths(tempDir('recipe-rules'), sharedData);
+  const withXquad: RecipeProfile = {
+    ...PROFILES.gpu,
+    stage1: (q) => {
+      const c = PROFILES.gpu.stage1(q);
+      const data = [...(c.data as unknown[])];
+      data.push({ type: 'pseudo-queries', path: path.join(q.data, 'xquad/beir/en'), queries: 'sentence' });
+      return { ...c, data };
+    },
+  };
+  assert.throws(
+    () => checkProfileRules(withXquad, p),
+    (e: unknown) => e instanceof RecipeConfigError && /xquad\/beir\/en is an evaluated set/.test(e.message),
+  );
+  const testSplit: RecipeProfile = {
+    ...PROFILES.gpu,
+    stage2: (q) => ({ ...PROFILES.gpu.stage2(q), data: { beir: path.join(q.data, 'scifact'), split: 'test' } }),
+  };
+  assert.throws(() => checkProfileRules(testSplit, p), /is evaluated: never trained on/);
+  const budgets: RecipeProfile = { ...PROFILES.gpu, evaluateArgs: ['--max-reasoning-tokens', '24'] };
+  assert.throws(() => checkProfileRules(budgets, p), /stage 2 reasons for 32 tokens, the evaluation for 24/);
+});
+
+test('recipe --session-seconds: no step starts after the limit, exit code 75, the record kept', () => {
+  const dir = tempDir('recipe-session');
+  const work = path.join(dir, 'work');
+  const args = ['recipe', 'default', '--profile', 'tiny', '--work', work, '--data', sharedData, '--quiet'];
+  const r = runCli([...args, '--session-seconds', '0.001']);
+  assert.equal(r.status, 75, r.stderr);
+  assert.match(r.stderr, /the session's time is used up before step corpus; run the recipe again to continue/);
+  assert.match(r.stdout, /session ended \(--session-seconds 0\.001\)/);
+  const state = JSON.parse(readFileSync(path.join(work, 'recipe.json'), 'utf8')) as RecipeState;
+  assert.equal(state.profile, 'tiny');
+  const bad = runCli([...args, '--session-seconds', 'soon']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--session-seconds must be a number of seconds > 0/);
+});
+
+test('recipe --until: the steps up to that one run, the rest wait for the same command without it', () => {
+  const work = path.join(tempDir('recipe-until'), 'work');
+  const args = ['recipe', 'default', '--profile', 'tiny', '--work', work, '--data', sharedData, '--quiet'];
+  const r = runCli([...args, '--until', 'tokenizer']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /steps up to tokenizer done \(--until\)/);
+  const state = JSON.parse(readFileSync(path.join(work, 'recipe.json'), 'utf8')) as RecipeState;
+  assert.deepEqual(Object.keys(state.steps), ['corpus', 'tokenizer']);
+  assert.ok(state.steps.corpus.done && state.steps.tokenizer.done);
+  assert.ok(existsSync(path.join(work, 'tokenizer/tokenizer.json')) && !existsSync(path.join(work, 'lm')));
+  const again = runCli([...args, '--until', 'corpus']);
+  assert.equal(again.status, 0, again.stderr);
+  assert.doesNotMatch(again.stderr, /▶/);
+  const bad = runCli([...args, '--until', 'train']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--until must name a step: corpus, tokenizer, lm/);
+});
+
+test('a stage-1 session that ends before its last step leaves a checkpoint and no final/', async () => {
+  const root = tempDir('sft-session');
+  const cfg = loadSftConfig(await toySftRun(root, { steps: 4, lora: null }));
+  const first = await trainSft(cfg, { progress: false, deadline: Date.now() });
+  assert.equal(first.finished, false);
+  assert.equal(first.steps, 1);
+  assert.ok(!existsSync(path.join(root, 'run/final')));
+  assert.deepEqual(
+    listCheckpoints(path.join(root, 'run/checkpoints')).map((c) => c.step),
+    [1],
+  );
+  const rest = await trainSft(cfg, { progress: false, resume: true });
+  assert.equal(rest.finished, true);
+  assert.equal(rest.steps, 4);
+  assert.ok(existsSync(path.join(root, 'run/final/config.json')));
+});
