@@ -26,6 +26,12 @@ export interface LmConfig {
   tokenizer: string;
   /** Run folder: tokens/, checkpoints/, metrics.jsonl, final/. */
   output: string;
+  /**
+   * A model folder whose weights start the run instead of a random initialisation ("" = random): a run
+   * that continues pretraining from the f16 folder an earlier session brought back. Its shape and
+   * vocabulary must be this config's; the optimiser starts afresh.
+   */
+  init: string;
   seed: number;
   model: LmModelSettings;
   data: {
@@ -54,6 +60,7 @@ export interface LmConfig {
 export const DEFAULT_LM_CONFIG: LmConfig = {
   tokenizer: '',
   output: '',
+  init: '',
   seed: 0,
   model: {
     hiddenSize: 256,
@@ -146,6 +153,7 @@ export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
     ...c,
     tokenizer: resolve(c.tokenizer),
     output: resolve(c.output),
+    init: c.init === '' ? '' : resolve(c.init),
     data: { ...c.data, train: c.data.train.map(resolve), valid: c.data.valid.map(resolve) },
   };
 }

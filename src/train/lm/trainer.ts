@@ -10,7 +10,7 @@
  */
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
-import { saveModelFolder } from '../../model/model-folder.js';
+import { loadModelFolder, saveModelFolder } from '../../model/model-folder.js';
 import { parseQwen2Config, type Qwen2Config } from '../../model/qwen2-config.js';
 import { Qwen2Model } from '../../model/qwen2-model.js';
 import { Tokenizer } from '../../model/tokenizer.js';
@@ -68,6 +68,28 @@ export function lmModelConfig(cfg: LmConfig, tokenizer: Tokenizer): Qwen2Config 
   );
 }
 
+/** The model folder named by "init", in float32 and trainable, refused unless it has the config's shape. */
+async function initialModel(dir: string, want: Qwen2Config): Promise<Qwen2Model> {
+  const { model } = await loadModelFolder(dir, { trainable: true });
+  const keys = [
+    'vocabSize',
+    'hiddenSize',
+    'intermediateSize',
+    'numHiddenLayers',
+    'numAttentionHeads',
+    'numKeyValueHeads',
+    'tieWordEmbeddings',
+    'ropeTheta',
+    'rmsNormEps',
+  ] as const;
+  const differ = keys.filter((k) => model.config[k] !== want[k]);
+  if (differ.length > 0) {
+    const what = differ.map((k) => `${k} ${model.config[k]} (config: ${want[k]})`).join(', ');
+    throw new RunFolderError(`"init" ${dir} is not the model this config trains: ${what}`);
+  }
+  return model;
+}
+
 /** Mean next-token loss (token-weighted) over the first `max` sequences (0 = all), without gradients. */
 export function validationLoss(
   model: Qwen2Model,
@@ -99,7 +121,10 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   const perStep = cfg.batchSize * cfg.accumulation;
   const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.floor(train.count / perStep));
 
-  const model = Qwen2Model.random(lmModelConfig(cfg, tokenizer), new T.Rng(cfg.seed), cfg.model.initStd);
+  const shape = lmModelConfig(cfg, tokenizer);
+  const model = cfg.init
+    ? await initialModel(cfg.init, shape)
+    : Qwen2Model.random(shape, new T.Rng(cfg.seed), cfg.model.initStd);
   // matrices first, then norms and biases: the order of the checkpoint's tensors and moments
   const all = model.parameters();
   const params = [...all.filter((p) => p.shape.length >= 2), ...all.filter((p) => p.shape.length < 2)];

@@ -334,3 +334,43 @@ test(
     assert.ok(!existsSync(path.join(cfg.output, 'final')));
   },
 );
+
+test('"init": pretraining continues from the f16 folder an earlier run wrote; another shape is refused', async () => {
+  const first = await trainLm(
+    config('init-a', { steps: 20, saveDtype: 'F16', eval: { every: 20, maxSequences: 16 } }),
+    {
+      progress: false,
+    },
+  );
+  const validLosses = (run: string): number[] =>
+    readFileSync(path.join(dir, run, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; loss: number })
+      .filter((m) => m.type === 'valid')
+      .map((m) => m.loss);
+  const ended = validLosses('init-a').at(-1)!;
+  await trainLm(config('init-b', { init: path.relative(dir, first.output + '/final'), steps: 4 }), { progress: false });
+  // step 0 of the new run evaluates the weights it started from: the first run's, rounded to f16
+  const started = validLosses('init-b')[0];
+  assert.ok(Math.abs(started - ended) < 0.02 * ended, `continued from ${started}, the first run ended at ${ended}`);
+  const fresh = validLosses('run-a')[0];
+  assert.ok(started < fresh - 0.3, `a random start is at ${fresh}`);
+  await assert.rejects(
+    trainLm(
+      config('init-c', {
+        init: path.relative(dir, first.output + '/final'),
+        model: {
+          hiddenSize: 64,
+          intermediateSize: 64,
+          numHiddenLayers: 2,
+          numAttentionHeads: 4,
+          numKeyValueHeads: 2,
+          maxPositionEmbeddings: 64,
+        },
+      }),
+      { progress: false },
+    ),
+    /"init" .* is not the model this config trains: hiddenSize 32 \(config: 64\)/,
+  );
+});
