@@ -55,6 +55,9 @@ type Registry = FinalizationRegistry<Freed> & { cleanupSome?: () => void };
  * registries made in a context created after its flag is set; without it, freeing waits for the loop.
  */
 function trackFreed(release: (b: Freed) => void): Registry {
+  // V8 prints an error for a flag it does not know, so only the node versions whose V8 has it try it.
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 20 || major > 22) return new FinalizationRegistry<Freed>(release);
   try {
     setFlagsFromString('--harmony-weak-refs-with-cleanup-some');
     return runInNewContext('new FinalizationRegistry(release)', { release }) as Registry;
