@@ -5,7 +5,7 @@
  */
 import type { AttentionShape, Kernels } from '../kernels.js';
 import { GpuArray } from './gpu-array.js';
-import type { GpuDevice } from './gpu-device.js';
+import { type GpuDevice, GpuError } from './gpu-device.js';
 import { Params, grid, runFlat } from './gpu-dispatch.js';
 import { intoFresh, uploadInts } from './storage-kernels.js';
 import { ATTENTION_DIMS, ATTENTION_WORKGROUP, attentionKernelName, attentionTileRows } from './wgsl/attention.js';
@@ -16,7 +16,8 @@ export type AttentionKernels = Pick<Kernels<GpuArray, GpuArray>, 'attentionForwa
 function bucket(headDim: number): number {
   const d = ATTENTION_DIMS.find((x) => headDim <= x);
   if (d === undefined) {
-    throw new Error(`attention on WebGPU supports headDim up to ${ATTENTION_DIMS.at(-1)}, not ${headDim}`);
+    const most = ATTENTION_DIMS.at(-1);
+    throw new GpuError(`attention on WebGPU takes heads of up to ${most} dimensions, not ${headDim}: use --device cpu`);
   }
   return d;
 }

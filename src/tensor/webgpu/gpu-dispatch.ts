@@ -3,7 +3,7 @@
  * WGSL through the prelude's pu/pi/pf) and choosing a grid for a flat range of invocations.
  */
 import type { GpuArray } from './gpu-array.js';
-import type { GpuDevice } from './gpu-device.js';
+import { type GpuDevice, GpuError } from './gpu-device.js';
 
 /** Invocations per workgroup of every flat kernel; wgsl/prelude.ts's flatId assumes it. */
 export const WORKGROUP = 256;
@@ -30,7 +30,9 @@ export class Params {
   }
   /** `length` u32 slots from vs, zero-padded (fixed-rank shape and stride arrays). */
   u32s(vs: ArrayLike<number>, length: number): this {
-    if (vs.length > length) throw new Error(`at most ${length} dimensions are supported on WebGPU, not ${vs.length}`);
+    if (vs.length > length) {
+      throw new GpuError(`WebGPU ops take tensors of at most ${length} dimensions, not ${vs.length}: use --device cpu`);
+    }
     for (let i = 0; i < length; i++) this.words[this.next()] = i < vs.length ? vs[i] >>> 0 : 0;
     return this;
   }
