@@ -135,8 +135,8 @@ export function useDevice(choice: DeviceChoice): DeviceReport {
     setBackend('webgpu');
     return { backend: 'webgpu', description: `webgpu (${registry.webgpu!.gpu.facts.description})` };
   }
-  const software = onlySoftwareVulkan();
-  if (software) return cpu(`: ${software}`);
+  const noGpu = noGpuDeviceNode();
+  if (noGpu) return cpu(`: ${noGpu}`);
   const g = webgpuKernels();
   if (g && !g.gpu.facts.software) {
     setBackend('webgpu');
@@ -153,7 +153,7 @@ export function useDevice(choice: DeviceChoice): DeviceReport {
  * and prints its limit warnings): no GPU device node at all, so the only adapter could be a software
  * one. Null when a GPU may be there (or the platform is not Linux), so Dawn must be asked.
  */
-function onlySoftwareVulkan(): string | null {
+function noGpuDeviceNode(): string | null {
   if (process.platform !== 'linux') return null;
   const nodes = (dir: string, pattern: RegExp): boolean =>
     existsSync(dir) && readdirSync(dir).some((f) => pattern.test(f));

@@ -27,7 +27,4 @@ export class GpuArray {
     this.freed = true;
     this.device.free(this.id, this.bytes, this);
   }
-  get isFreed(): boolean {
-    return this.freed;
-  }
 }

@@ -209,11 +209,6 @@ export class GpuDevice {
     return JSON.parse(replyText(reply)) as GpuStats;
   }
 
-  /** Waits until everything queued has run (a read of nothing). */
-  sync(): void {
-    this.read(0, 0, 0);
-  }
-
   flush(): void {
     if (this.pending.length === 0) return;
     const batch = this.pending;

@@ -22,7 +22,7 @@ import {
 const PARAM_SLOT = 256;
 
 /** Size classes: small buffers round to a power of two, large ones to an eighth of theirs. */
-export function sizeClass(bytes: number): number {
+function sizeClass(bytes: number): number {
   const b = Math.max(256, Math.ceil(bytes / 4) * 4);
   if (b <= 65536) return 2 ** Math.ceil(Math.log2(b));
   const step = 2 ** (Math.floor(Math.log2(b)) - 3);
@@ -45,7 +45,8 @@ class GpuThread {
   private failure: string | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
-  private usedParams: GPUBuffer[] = [];
+  /** Parameter and upload buffers of the command buffer being encoded, destroyed once it is submitted. */
+  private transient: GPUBuffer[] = [];
 
   constructor(private readonly device: GPUDevice) {
     device.lost.then((info) => {
@@ -151,7 +152,7 @@ class GpuThread {
           });
           new Uint8Array(staging.getMappedRange()).set(new Uint8Array(c.data));
           staging.unmap();
-          this.usedParams.push(staging);
+          this.transient.push(staging);
           enc.copyBufferToBuffer(staging, 0, this.get(c.id).buffer, c.byteOffset, bytes);
           this.stats.staged += bytes;
           break;
@@ -190,15 +191,15 @@ class GpuThread {
     this.endPass();
     if (this.encoder !== null && this.failure === null) this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
-    // Param buffers are mapped at creation and cannot be refilled without a mapAsync round trip: let them go.
-    for (const p of this.usedParams) p.destroy();
+    // They were mapped at creation and cannot be refilled without a mapAsync round trip: let them go.
+    for (const p of this.transient) p.destroy();
     this.stats.submits++;
-    this.usedParams = [];
+    this.transient = [];
   }
 
   private paramBuffer(bytes: number): GPUBuffer {
     const buffer = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
-    this.usedParams.push(buffer);
+    this.transient.push(buffer);
     return buffer;
   }
 
@@ -214,8 +215,6 @@ class GpuThread {
     if (padded > 0) enc.copyBufferToBuffer(this.get(c.id).buffer, c.byteOffset, staging, 0, padded);
     this.submit();
     try {
-      // mapAsync waits only for work that uses the staging buffer: a read of nothing (sync) waits for all
-      if (padded === 0) await this.device.queue.onSubmittedWorkDone();
       await staging.mapAsync(GPUMapMode.READ, 0, size);
     } catch (e) {
       this.fail(`reading a tensor back from the GPU failed: ${e instanceof Error ? e.message : String(e)}`);

@@ -1,32 +1,24 @@
 /**
- * What the WebGPU kernel tests share: the GPU (opened once per test file, on whatever adapter there is:
+ * What the WebGPU kernel tests share: the GPU (the backend registry's, on whatever adapter there is:
  * lavapipe in CI), the native kernels as the reference, seeded inputs and the error measure
  *   relErr = max|gpu − native| / max(max|native|, 1e-6)
  * (non-finite entries must match exactly). Without an adapter the tests fail, unless
  * SEARCH_R3_ALLOW_NO_WEBGPU=1 turns them into skips.
  */
-import { GpuDevice } from '../../../src/tensor/webgpu/gpu-device.js';
 import type { GpuArray } from '../../../src/tensor/webgpu/gpu-array.js';
-import { createWebgpuKernels, type WebgpuKernels } from '../../../src/tensor/webgpu/webgpu-kernels.js';
+import type { WebgpuKernels } from '../../../src/tensor/webgpu/webgpu-kernels.js';
 import { loadNativeKernels } from '../../../src/tensor/native-kernels.js';
 import type { Kernels } from '../../../src/tensor/kernels.js';
 import { Rng } from '../../../src/tensor/rng.js';
-
-let gpu: WebgpuKernels | null = null;
-let openError = '';
-try {
-  gpu = createWebgpuKernels(GpuDevice.open());
-} catch (e) {
-  openError = e instanceof Error ? e.message : String(e);
-}
+import * as T from '../../../src/tensor/index.js';
+import { webgpuSkip } from '../../helpers/webgpu.js';
 
 /** Test option: skip (with the reason) only when allowed and there is no adapter. */
-export const skipWithoutGpu: string | false =
-  gpu === null && process.env.SEARCH_R3_ALLOW_NO_WEBGPU === '1' ? `no WebGPU adapter: ${openError}` : false;
+export const skipWithoutGpu: string | false = webgpuSkip();
 
+/** The registry's WebGPU kernels: the device every backend switch in the tests uses too. */
 export function wg(): WebgpuKernels {
-  if (!gpu) throw new Error(`WebGPU did not open (${openError}); set SEARCH_R3_ALLOW_NO_WEBGPU=1 to skip`);
-  return gpu;
+  return T.webgpuKernels()!;
 }
 
 export const ref: Kernels = loadNativeKernels();
