@@ -689,7 +689,7 @@ static napi_value BlasConfig(napi_env env, napi_callback_info info) {
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
-  /* One pool: OpenMP. OpenBLAS stays on the calling thread (see gemm.c). */
+  /* OpenBLAS stays on the calling thread: gemm.c splits the work over our pool (pool.c). */
   openblas_set_num_threads(1);
   const char *t = getenv("SEARCH_R3_THREADS");
   if (t && *t) {

@@ -8,8 +8,8 @@
  *   - f16 goes through F16C (_mm512_cvtph_ps / _mm256_cvtph_ps) where the CPU has it, else a bit-exact
  *     scalar conversion.
  * Products of a few rows (decoding: m <= SKINNY_M) stream the weight once, widening in registers.
- * Larger products widen one panel of B at a time into a per-thread buffer and run OpenBLAS sgemm on it:
- * the widening costs one pass over B per call, against m passes of arithmetic.
+ * Larger products (prefill, embedding documents, training) run our own AVX-512 gemm on packed blocks,
+ * widening B as it is packed; without AVX-512 they widen one panel of B at a time and run OpenBLAS sgemm.
  */
 #include <cblas.h>
 #include <immintrin.h>
@@ -138,7 +138,6 @@ typedef struct {
 /* Weights streamed by a decode product are prefetched this many elements (2 KB) ahead: the hardware
    prefetcher alone left 10-25% of the memory bandwidth unused (measured on the 1.5B shapes). */
 #define PREFETCH 1024
-#define NC 64
 
 /* One row of A against a row of B: four independent sums keep the FMA units busy while B streams in. */
 static float dot1(const float *a, int64_t k, const uint16_t *b, int bf16) {
@@ -255,7 +254,137 @@ static int gemm_half_skinny(GemmHalf *g) {
   return 1;
 }
 
-/* The calling thread's buffer for widened panels; it grows as needed and lives as long as the thread. */
+#if defined(__AVX512F__)
+/*
+ * Larger products: our own AVX-512 gemm on packed blocks, B widened straight into its packed layout. It
+ * replaces "widen a panel, then sgemm on it": that pass wrote and re-read a float32 copy of B, and the
+ * sgemm OpenBLAS runs depends on the kernels it picked for the CPU (its AVX2 ones where OPENBLAS_CORETYPE
+ * asks for them, as on machines where its AVX-512 detection is distrusted). The arithmetic is the same:
+ * float32 multiply-adds of exactly widened weights, summed in k order within each KC block.
+ *
+ * Blocking (GotoBLAS/BLIS order): a thread owns a panel of C's columns; for each KC slice of k it packs
+ * that slice of its B columns (KC × panel, L2) into NR-wide micro-panels, then for each MC rows of A packs
+ * them (MC × KC) into MR-tall micro-panels, and the micro-kernel adds MR × NR tiles of C from one of each:
+ * MR × NR / 16 = 24 accumulators in registers, the B micro-panel (KC × NR, 24 KB) staying in L1.
+ */
+#define MR 12
+#define NR 32
+#define KC 192
+#define MC 96
+#define PANEL_MAX 1024 /* columns of B a thread packs at once: KC × PANEL_MAX floats = 768 KB, within L2 */
+
+/* C[rows×cols] (+)= Ap (kc × MR, packed) · Bp (kc × NR, packed); rows ≤ MR, cols ≤ NR; add: keep C's values. */
+static void micro_kernel(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int rows, int cols,
+                         int add) {
+  __m512 acc[MR][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; p++, ap += MR, bp += NR) {
+    const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+      const __m512 a = _mm512_set1_ps(ap[r]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+    }
+  }
+  const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+  for (int r = 0; r < rows; r++) {
+    float *cr = c + r * ldc;
+    __m512 v0 = acc[r][0], v1 = acc[r][1];
+    if (add) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+    }
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+  }
+}
+
+/* Rows p0..p0+kc of B's columns j0..j0+w, widened, as NR-wide micro-panels (zero past w): dst[(jr·kc + p)·NR + c]. */
+static void pack_b(const GemmHalf *g, const uint16_t *B, int64_t j0, int64_t w, int64_t p0, int64_t kc, float *dst,
+                   float *row) {
+  for (int64_t jr = 0; jr < w; jr += NR) {
+    float *d = dst + jr * kc;
+    const int64_t jw = w - jr < NR ? w - jr : NR;
+    if (g->transB) { /* B is n×k: column j of the product is row j of B, contiguous in p */
+      for (int64_t c = 0; c < jw; c++) {
+        widen_run(B + (j0 + jr + c) * g->k + p0, g->bf16, row, kc);
+        for (int64_t p = 0; p < kc; p++) d[p * NR + c] = row[p];
+      }
+      for (int64_t c = jw; c < NR; c++)
+        for (int64_t p = 0; p < kc; p++) d[p * NR + c] = 0;
+    } else { /* B is k×n: a row of B holds NR consecutive columns */
+      for (int64_t p = 0; p < kc; p++) {
+        widen_run(B + (p0 + p) * g->n + j0 + jr, g->bf16, d + p * NR, jw);
+        for (int64_t c = jw; c < NR; c++) d[p * NR + c] = 0;
+      }
+    }
+  }
+}
+
+/* Rows i0..i0+mc, columns p0..p0+kc of A as MR-tall micro-panels (zero past mc): dst[(ir·kc + p)·MR + r]. */
+static void pack_a(const GemmHalf *g, const float *A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float *dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    float *d = dst + ir * kc;
+    const int64_t rows = mc - ir < MR ? mc - ir : MR;
+    for (int64_t r = 0; r < MR; r++) {
+      const int64_t i = i0 + ir + r;
+      if (r >= rows)
+        for (int64_t p = 0; p < kc; p++) d[p * MR + r] = 0;
+      else if (g->transA) /* A is k×m */
+        for (int64_t p = 0; p < kc; p++) d[p * MR + r] = A[(p0 + p) * g->m + i];
+      else
+        for (int64_t p = 0; p < kc; p++) d[p * MR + r] = A[i * g->k + p0 + p];
+    }
+  }
+}
+
+/* The calling thread's packing buffers; they live as long as the thread. */
+static __thread float *t_pack = NULL;
+
+static float *pack_buffers(void) {
+  if (!t_pack) t_pack = aligned_alloc(64, sizeof(float) * (size_t)(KC * PANEL_MAX + MC * KC + KC));
+  return t_pack;
+}
+
+/* Columns j0..j1 of C for every batch (batches in order, so a shared C adds up in order). */
+static void panel_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
+  (void)tid;
+  const GemmHalf *g = vc;
+  const int64_t m = g->m, k = g->k, w = j1 - j0;
+  float *bp = pack_buffers();
+  if (!bp) abort(); /* out of memory for 1 MB of packing: nothing sensible is left to do */
+  float *ap = bp + KC * PANEL_MAX, *row = ap + MC * KC;
+  for (int64_t bi = 0; bi < g->batch; bi++) {
+    const float *A = g->a + bi * g->strideA;
+    float *C = g->c + bi * g->strideC + j0;
+    for (int64_t p0 = 0; p0 < k; p0 += KC) {
+      const int64_t kc = k - p0 < KC ? k - p0 : KC;
+      const int add = p0 > 0 || g->beta != 0;
+      pack_b(g, g->b + bi * g->strideB, j0, w, p0, kc, bp, row);
+      for (int64_t i0 = 0; i0 < m; i0 += MC) {
+        const int64_t mc = m - i0 < MC ? m - i0 : MC;
+        pack_a(g, A, i0, mc, p0, kc, ap);
+        for (int64_t jr = 0; jr < w; jr += NR)
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            micro_kernel(kc, ap + ir * kc, bp + jr * kc, C + (i0 + ir) * g->n + jr, g->n,
+                         (int)(mc - ir < MR ? mc - ir : MR), (int)(w - jr < NR ? w - jr : NR), add);
+      }
+    }
+  }
+}
+
+/* Panels of at most PANEL_MAX columns, at least one per thread, whole micro-panels. */
+static int64_t panel_width(int64_t n) {
+  const int T = sr3_threads();
+  int64_t width = ((n + T - 1) / T + NR - 1) / NR * NR;
+  return width > PANEL_MAX ? PANEL_MAX : width;
+}
+#else
+/* Without AVX-512: widen one panel of B at a time into a per-thread buffer and run OpenBLAS sgemm on it. */
+#define NC 64
 static __thread float *t_panel = NULL;
 static __thread size_t t_panelCap = 0;
 
@@ -268,7 +397,6 @@ static float *panel_buffer(size_t floats) {
   return t_panel;
 }
 
-/* Columns j0..j1 of C: widen that panel of B, then sgemm on it (batches in order, so a shared C adds up in order). */
 static void panel_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
   (void)tid;
   const GemmHalf *g = vc;
@@ -288,6 +416,16 @@ static void panel_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
   }
 }
 
+/* Panels of ~1M widened floats (4 MB), at least NC columns, and at least one panel per thread. */
+static int64_t panel_width(int64_t n, int64_t k) {
+  const int T = sr3_threads();
+  int64_t width = (int64_t)(1048576 / k) / 16 * 16;
+  const int64_t perThread = ((n + T - 1) / T + 15) / 16 * 16;
+  if (width > perThread) width = perThread;
+  return width < NC ? NC : width;
+}
+#endif
+
 void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_t batch, int64_t m, int64_t n,
                    int64_t k, int transA, int transB, int64_t strideA, int64_t strideB, int64_t strideC,
                    int accumulate) {
@@ -300,11 +438,9 @@ void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_
   GemmHalf g = {a, b, c, bf16, transA, transB, batch, m, n, k, strideA, strideB, strideC,
                 accumulate ? 1.0f : 0.0f, NULL};
   if (m <= SKINNY_M && transB && gemm_half_skinny(&g)) return;
-  /* Panels of ~1M widened floats (4 MB), at least NC columns, and at least one panel per thread. */
-  const int T = sr3_threads();
-  int64_t width = (int64_t)(1048576 / k) / 16 * 16;
-  const int64_t perThread = ((n + T - 1) / T + 15) / 16 * 16;
-  if (width > perThread) width = perThread;
-  if (width < NC) width = NC;
-  sr3_parallel_for(n, width, panel_chunk, &g);
+#if defined(__AVX512F__)
+  sr3_parallel_for(n, panel_width(n), panel_chunk, &g);
+#else
+  sr3_parallel_for(n, panel_width(n, k), panel_chunk, &g);
+#endif
 }

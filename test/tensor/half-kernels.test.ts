@@ -1,7 +1,7 @@
 /**
  * Kernels that read weights held in f16 or bf16. Widening is exact, so each must equal the float32
  * kernel run on the widened weight up to summation order: the JS reference (double sums) within 1e-6
- * relative, the native one (float sums, OpenBLAS panels) within 1e-5, on the decode path (m ≤ 4, weight
+ * relative, the native one (float sums, packed blocks) within 1e-5, on the decode path (m ≤ 4, weight
  * streamed once) and the panel path, with transposes, batches, accumulation and ragged k. Widening
  * itself is bit-exact on both backends for every one of the 65,536 patterns of each format, and both
  * find an Inf or NaN wherever it is.
@@ -63,6 +63,11 @@ const CASES: Case[] = [
   { m: 9, n: 12, k: 8, batch: 3, transB: true, sharedB: false },
   { m: 2, n: 70, k: 64, batch: 3, transB: true, sharedB: false },
   { m: 6, n: 10, k: 5, batch: 4, transB: false, accumulate: true },
+  // packed blocks: several k slices (ragged last), row blocks and column panels, each with a ragged edge
+  { m: 130, n: 1100, k: 450, transB: true },
+  { m: 100, n: 70, k: 400, transB: false, accumulate: true },
+  { m: 50, n: 40, k: 300, transA: true, transB: false },
+  { m: 13, n: 48, k: 200, batch: 3, transB: true },
 ];
 
 function runCase(k: Kernels, cs: Case, dtype: HalfDtype): { half: Float32Array; wide: Float32Array } {
