@@ -7,7 +7,7 @@
  *   - bf16 is the top half of a float32: a 16-bit shift.
  *   - f16 goes through F16C (_mm512_cvtph_ps / _mm256_cvtph_ps) where the CPU has it, else a bit-exact
  *     scalar conversion.
- * Products of a few rows (decoding: m <= SKINNY_M) stream the weight once, widening in registers.
+ * Products of a few rows (decoding, short prompts: m <= SKINNY_M) stream the weight once, widening in registers.
  * Larger products (prefill, embedding documents, training) run our own AVX-512 gemm on packed blocks,
  * widening B as it is packed; without AVX-512 they widen one panel of B at a time and run OpenBLAS sgemm.
  */
@@ -39,6 +39,8 @@ static inline float bf16_to_f32(uint16_t h) {
   union { uint32_t u; float f; } v = {(uint32_t)h << 16};
   return v.f;
 }
+
+static inline float widen1(uint16_t h, int bf16) { return bf16 ? bf16_to_f32(h) : f16_to_f32(h); }
 
 #if defined(__AVX512F__)
 /* 16 values from 16-bit patterns at p. */
@@ -134,7 +136,10 @@ typedef struct {
   const float *rowsA; /* skinny path: A of every batch as contiguous m×k rows */
 } GemmHalf;
 
-#define SKINNY_M 4
+/* Products of up to this many rows stream the weight once, without packing: packing B costs as much as
+   the arithmetic of about a dozen rows (measured at the 1.5B shapes: streaming wins at 16 rows by ~10%,
+   packing at 12 by ~5%). */
+#define SKINNY_M 16
 /* Weights streamed by a decode product are prefetched this many elements (2 KB) ahead: the hardware
    prefetcher alone left 10-25% of the memory bandwidth unused (measured on the 1.5B shapes). */
 #define PREFETCH 1024
@@ -156,7 +161,7 @@ static float dot1(const float *a, int64_t k, const uint16_t *b, int bf16) {
   for (; p + 16 <= k; p += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), load16(b + p, bf16), s0);
   s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 #endif
-  for (; p < k; p++) s += a[p] * (bf16 ? bf16_to_f32(b[p]) : f16_to_f32(b[p]));
+  for (; p < k; p++) s += a[p] * widen1(b[p], bf16);
   return s;
 }
 
@@ -189,29 +194,65 @@ static void dot4(const float *a, int64_t k, const uint16_t *b, int64_t ldb, int 
   for (; p < k; p++)
     for (int r = 0; r < 4; r++) {
       const uint16_t h = b[r * ldb + p];
-      s[r] += a[p] * (bf16 ? bf16_to_f32(h) : f16_to_f32(h));
+      s[r] += a[p] * widen1(h, bf16);
     }
   for (int r = 0; r < 4; r++) out[r] = s[r];
 }
 
-/* A row of B (k halves at b) against m rows of A: out[i] = Σ_p a_i[p]·b[p]. */
-static void dot_rows(const float *A, int64_t m, int64_t k, const uint16_t *b, int bf16, float *out) {
-  if (m == 1) { out[0] = dot1(A, k, b, bf16); return; }
+#define ROWS_A 6 /* rows of A per pass of block4: 6 × 4 = 24 accumulators */
+
+/* Four rows of B (k apart) against `rows` rows of A (a constant where inlined): out[i·4 + r] = a_i · b_r. */
+static inline __attribute__((always_inline)) void block4_rows(const float *A, int rows, int64_t k, const uint16_t *b,
+                                                                int bf16, int prefetch, float *out) {
   int64_t p = 0;
 #if defined(__AVX512F__)
-  __m512 acc[SKINNY_M];
-  for (int64_t i = 0; i < m; i++) acc[i] = _mm512_setzero_ps();
+  __m512 acc[ROWS_A][4];
+  for (int i = 0; i < rows; i++)
+    for (int r = 0; r < 4; r++) acc[i][r] = _mm512_setzero_ps();
   for (; p + 16 <= k; p += 16) {
-    const __m512 w = load16(b + p, bf16);
-    for (int64_t i = 0; i < m; i++) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(A + i * k + p), w, acc[i]);
+    if (prefetch && (p & 31) == 0)
+      for (int r = 0; r < 4; r++) _mm_prefetch((const char *)(b + r * k + p + PREFETCH), _MM_HINT_T0);
+    const __m512 w0 = load16(b + p, bf16), w1 = load16(b + k + p, bf16), w2 = load16(b + 2 * k + p, bf16),
+                 w3 = load16(b + 3 * k + p, bf16);
+    for (int i = 0; i < rows; i++) {
+      const __m512 a = _mm512_loadu_ps(A + i * k + p);
+      acc[i][0] = _mm512_fmadd_ps(a, w0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(a, w1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(a, w2, acc[i][2]);
+      acc[i][3] = _mm512_fmadd_ps(a, w3, acc[i][3]);
+    }
   }
-  for (int64_t i = 0; i < m; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
+  for (int i = 0; i < rows; i++)
+    for (int r = 0; r < 4; r++) out[i * 4 + r] = _mm512_reduce_add_ps(acc[i][r]);
 #else
-  for (int64_t i = 0; i < m; i++) out[i] = 0;
+  (void)prefetch;
+  for (int i = 0; i < rows * 4; i++) out[i] = 0;
 #endif
-  for (; p < k; p++) {
-    const float w = bf16 ? bf16_to_f32(b[p]) : f16_to_f32(b[p]);
-    for (int64_t i = 0; i < m; i++) out[i] += A[i * k + p] * w;
+  for (; p < k; p++)
+    for (int r = 0; r < 4; r++) {
+      const float w = widen1(b[r * k + p], bf16);
+      for (int i = 0; i < rows; i++) out[i * 4 + r] += A[i * k + p] * w;
+    }
+}
+
+/*
+ * Four rows of B against m rows of A (k floats each), ROWS_A rows at a time: out[i·4 + r] = a_i · b_r. Each
+ * widened weight vector feeds ROWS_A × 4 independent multiply-adds; the first pass streams the weight rows
+ * in (prefetched), later passes find them in L1/L2.
+ */
+static void block4(const float *A, int64_t m, int64_t k, const uint16_t *b, int bf16, float *out) {
+  for (int64_t i0 = 0; i0 < m; i0 += ROWS_A) {
+    const float *a = A + i0 * k;
+    float *o = out + i0 * 4;
+    const int pf = i0 == 0;
+    switch (m - i0 < ROWS_A ? (int)(m - i0) : ROWS_A) {
+      case 1: block4_rows(a, 1, k, b, bf16, pf, o); break;
+      case 2: block4_rows(a, 2, k, b, bf16, pf, o); break;
+      case 3: block4_rows(a, 3, k, b, bf16, pf, o); break;
+      case 4: block4_rows(a, 4, k, b, bf16, pf, o); break;
+      case 5: block4_rows(a, 5, k, b, bf16, pf, o); break;
+      default: block4_rows(a, ROWS_A, k, b, bf16, pf, o); break;
+    }
   }
 }
 
@@ -220,21 +261,27 @@ static void skinny_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
   (void)tid;
   const GemmHalf *g = vc;
   const int64_t m = g->m, n = g->n, k = g->k;
-  float d[SKINNY_M];
+  float d[SKINNY_M * 4];
   for (int64_t bi = 0; bi < g->batch; bi++) {
     const float *A = g->rowsA + bi * m * k;
     const uint16_t *B = g->b + bi * g->strideB;
     float *C = g->c + bi * g->strideC;
     int64_t j = j0;
-    if (m == 1 && k > DOT4_MIN_K)
+    if (m > 1 || k > DOT4_MIN_K)
       for (; j + 4 <= j1; j += 4) {
-        dot4(A, k, B + j * k, k, g->bf16, d);
-        for (int r = 0; r < 4; r++) C[j + r] = g->beta != 0 ? C[j + r] + d[r] : d[r];
+        if (m == 1) dot4(A, k, B + j * k, k, g->bf16, d);
+        else block4(A, m, k, B + j * k, g->bf16, d);
+        for (int64_t i = 0; i < m; i++)
+          for (int r = 0; r < 4; r++) {
+            float *cij = C + i * n + j + r;
+            *cij = g->beta != 0 ? *cij + d[i * 4 + r] : d[i * 4 + r];
+          }
       }
-    for (; j < j1; j++) {
-      dot_rows(A, m, k, B + j * k, g->bf16, d);
-      for (int64_t i = 0; i < m; i++) C[i * n + j] = g->beta != 0 ? C[i * n + j] + d[i] : d[i];
-    }
+    for (; j < j1; j++)
+      for (int64_t i = 0; i < m; i++) {
+        const float v = dot1(A + i * k, k, B + j * k, g->bf16);
+        C[i * n + j] = g->beta != 0 ? C[i * n + j] + v : v;
+      }
   }
 }
 
@@ -271,6 +318,9 @@ static int gemm_half_skinny(GemmHalf *g) {
 #define NR 32
 #define KC 192
 #define MC 96
+/* Packing reads NR rows of B at once, too many streams for the hardware prefetcher: each row is prefetched
+   this many elements ahead (64-384 measured; 128 was best, and 3x faster than none at 8 rows of A). */
+#define PACK_PREFETCH 128
 #define PANEL_MAX 1024 /* columns of B a thread packs at once: KC × PANEL_MAX floats = 768 KB, within L2 */
 
 /* C[rows×cols] (+)= Ap (kc × MR, packed) · Bp (kc × NR, packed); rows ≤ MR, cols ≤ NR; add: keep C's values. */
@@ -302,25 +352,55 @@ static void micro_kernel(int64_t kc, const float *ap, const float *bp, float *c,
   }
 }
 
+/* Lanes [0, count) of a 16-lane mask. */
+static inline __mmask16 first_lanes(int64_t count) {
+  return count >= 16 ? (__mmask16)0xffff : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
+}
+
+/* Widens the low (hi = 0) or high 16 bits of each 32-bit lane. */
+static inline __m512 widen_lanes(__m512i v, int hi, int bf16) {
+  if (bf16) return _mm512_castsi512_ps(hi ? _mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u))
+                                          : _mm512_slli_epi32(v, 16));
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hi ? _mm512_srli_epi32(v, 16) : v));
+}
+
+/*
+ * One NR-wide micro-panel from B stored n×k (transB: a column of the product is a row of B): rows p of the
+ * panel are strided across jw rows of B. A 32-bit gather from 16 rows at offset p brings W[j][p] and
+ * W[j][p+1] of each, so two gathers fill two packed rows; an odd last p is copied one value at a time.
+ */
+static void pack_b_strided(const uint16_t *B, int64_t k, int bf16, int64_t jw, int64_t kc, float *d) {
+  const __m512i idx0 = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)k));
+  const __m512i idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(16 * (int)k));
+  const __mmask16 m0 = first_lanes(jw), m1 = first_lanes(jw - 16);
+  const __m512i zero = _mm512_setzero_si512();
+  int64_t p = 0;
+  for (; p + 2 <= kc; p += 2) {
+    if ((p & 31) == 0)
+      for (int64_t c = 0; c < jw; c++) _mm_prefetch((const char *)(B + c * k + p + PACK_PREFETCH), _MM_HINT_T0);
+    const __m512i g0 = _mm512_mask_i32gather_epi32(zero, m0, idx0, B + p, 2);
+    const __m512i g1 = _mm512_mask_i32gather_epi32(zero, m1, idx1, B + p, 2);
+    _mm512_store_ps(d + p * NR, widen_lanes(g0, 0, bf16));
+    _mm512_store_ps(d + p * NR + 16, widen_lanes(g1, 0, bf16));
+    _mm512_store_ps(d + (p + 1) * NR, widen_lanes(g0, 1, bf16));
+    _mm512_store_ps(d + (p + 1) * NR + 16, widen_lanes(g1, 1, bf16));
+  }
+  for (; p < kc; p++)
+    for (int64_t c = 0; c < NR; c++) d[p * NR + c] = c < jw ? widen1(B[c * k + p], bf16) : 0;
+}
+
 /* Rows p0..p0+kc of B's columns j0..j0+w, widened, as NR-wide micro-panels (zero past w): dst[(jr·kc + p)·NR + c]. */
-static void pack_b(const GemmHalf *g, const uint16_t *B, int64_t j0, int64_t w, int64_t p0, int64_t kc, float *dst,
-                   float *row) {
+static void pack_b(const GemmHalf *g, const uint16_t *B, int64_t j0, int64_t w, int64_t p0, int64_t kc, float *dst) {
   for (int64_t jr = 0; jr < w; jr += NR) {
     float *d = dst + jr * kc;
     const int64_t jw = w - jr < NR ? w - jr : NR;
-    if (g->transB) { /* B is n×k: column j of the product is row j of B, contiguous in p */
-      for (int64_t c = 0; c < jw; c++) {
-        widen_run(B + (j0 + jr + c) * g->k + p0, g->bf16, row, kc);
-        for (int64_t p = 0; p < kc; p++) d[p * NR + c] = row[p];
-      }
-      for (int64_t c = jw; c < NR; c++)
-        for (int64_t p = 0; p < kc; p++) d[p * NR + c] = 0;
-    } else { /* B is k×n: a row of B holds NR consecutive columns */
+    if (g->transB) pack_b_strided(B + (j0 + jr) * g->k + p0, g->k, g->bf16, jw, kc, d);
+    else /* B is k×n: a row of B holds NR consecutive columns */
       for (int64_t p = 0; p < kc; p++) {
         widen_run(B + (p0 + p) * g->n + j0 + jr, g->bf16, d + p * NR, jw);
         for (int64_t c = jw; c < NR; c++) d[p * NR + c] = 0;
       }
-    }
   }
 }
 
@@ -345,7 +425,7 @@ static void pack_a(const GemmHalf *g, const float *A, int64_t i0, int64_t mc, in
 static __thread float *t_pack = NULL;
 
 static float *pack_buffers(void) {
-  if (!t_pack) t_pack = aligned_alloc(64, sizeof(float) * (size_t)(KC * PANEL_MAX + MC * KC + KC));
+  if (!t_pack) t_pack = aligned_alloc(64, sizeof(float) * (size_t)(KC * PANEL_MAX + MC * KC));
   return t_pack;
 }
 
@@ -356,14 +436,14 @@ static void panel_chunk(void *vc, int64_t j0, int64_t j1, int tid) {
   const int64_t m = g->m, k = g->k, w = j1 - j0;
   float *bp = pack_buffers();
   if (!bp) abort(); /* out of memory for 1 MB of packing: nothing sensible is left to do */
-  float *ap = bp + KC * PANEL_MAX, *row = ap + MC * KC;
+  float *ap = bp + KC * PANEL_MAX;
   for (int64_t bi = 0; bi < g->batch; bi++) {
     const float *A = g->a + bi * g->strideA;
     float *C = g->c + bi * g->strideC + j0;
     for (int64_t p0 = 0; p0 < k; p0 += KC) {
       const int64_t kc = k - p0 < KC ? k - p0 : KC;
       const int add = p0 > 0 || g->beta != 0;
-      pack_b(g, g->b + bi * g->strideB, j0, w, p0, kc, bp, row);
+      pack_b(g, g->b + bi * g->strideB, j0, w, p0, kc, bp);
       for (int64_t i0 = 0; i0 < m; i0 += MC) {
         const int64_t mc = m - i0 < MC ? m - i0 : MC;
         pack_a(g, A, i0, mc, p0, kc, ap);
