@@ -11,6 +11,7 @@ export {
   widenHalf,
 } from './half-float.js';
 export {
+  adviseHugePages,
   backendName,
   isGradEnabled,
   nativeBackendError,

@@ -95,6 +95,7 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   numThreads(): number;
   blasConfig(): string;
+  adviseHugePages(bytes: Uint8Array): boolean;
   [kernel: string]: unknown;
 }
 
