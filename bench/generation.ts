@@ -20,7 +20,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +48,10 @@ interface Figures {
   docsPerSecond: number;
   peakRss: number;
   loadSeconds: number;
+  /** Bytes of the process on transparent huge pages after loading (Linux; our engine advises its weights). */
+  hugePages: number;
+  /** Each round's decode tokens/s, to show how much the machine moved during the comparison. */
+  decodeRounds: number[];
 }
 type Engine = 'ours-f32' | 'ours-half' | 'llama-F16' | 'llama-Q8_0';
 
@@ -65,6 +69,14 @@ interface Session {
 
 const seconds = (t0: number): number => (performance.now() - t0) / 1000;
 const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
+const hugePages = (): number => {
+  try {
+    const kib = /AnonHugePages:\s+(\d+) kB/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1];
+    return Number(kib ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+};
 
 function promptIds(): number[] {
   const rng = new T.Rng(2);
@@ -168,6 +180,7 @@ class EngineProcess {
     private readonly child: ChildProcessByStdio<Writable, Readable, null>,
     private readonly replies: AsyncIterator<string>,
     readonly loadSeconds: number,
+    readonly hugePages: number,
   ) {}
 
   static async start(engine: Engine, dir: string, gguf: string): Promise<EngineProcess> {
@@ -176,9 +189,9 @@ class EngineProcess {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     const replies = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const p = new EngineProcess(engine, child, replies, 0);
-    const { loadSeconds } = await p.reply<{ loadSeconds: number }>();
-    return new EngineProcess(engine, child, replies, loadSeconds);
+    const p = new EngineProcess(engine, child, replies, 0, 0);
+    const { loadSeconds, hugePages } = await p.reply<{ loadSeconds: number; hugePages: number }>();
+    return new EngineProcess(engine, child, replies, loadSeconds, hugePages);
   }
 
   /** The next JSON line the engine prints (other lines are its libraries' chatter). */
@@ -212,11 +225,14 @@ async function comparePair(pair: [Engine, Engine], dir: string, ggufs: Record<En
     docsPerSecond: 0,
     peakRss: 0,
     loadSeconds: p.loadSeconds,
+    hugePages: p.hugePages,
+    decodeRounds: [],
   }));
   for (let round = 0; round < repeat; round++) {
     for (const [i, p] of procs.entries()) figures[i].prefill = Math.max(figures[i].prefill, await p.ask('prefill'));
-    for (const [i, p] of procs.entries()) figures[i].decode = Math.max(figures[i].decode, await p.ask('decode'));
+    for (const [i, p] of procs.entries()) figures[i].decodeRounds.push(await p.ask('decode'));
   }
+  for (const f of figures) f.decode = Math.max(...f.decodeRounds);
   for (const [i, p] of procs.entries()) {
     figures[i].docsPerSecond = await p.ask('docs');
     figures[i].peakRss = await p.finish();
@@ -231,7 +247,7 @@ async function child(engine: Engine, dir: string, gguf: string): Promise<void> {
       : engine === 'ours-half'
         ? await ours(dir, 'file')
         : await llamaCpp(dir, gguf);
-  console.log(JSON.stringify({ loadSeconds: session.loadSeconds }));
+  console.log(JSON.stringify({ loadSeconds: session.loadSeconds, hugePages: hugePages() }));
   for await (const line of createInterface({ input: process.stdin })) {
     if (line === 'exit') break;
     if (line !== 'prefill' && line !== 'decode' && line !== 'docs') throw new Error(`unknown command ${line}`);
@@ -299,6 +315,11 @@ async function main(): Promise<void> {
         `${ratio(half.docsPerSecond, f16.docsPerSecond)}, ` +
         `peak RSS ${ratio(half.peakRss, f16.peakRss)} (≤ 1.1); f32 → bf16 peak RSS ` +
         `${ratio(half.peakRss, rows[0][1].peakRss)}`,
+    );
+    const rounds = (f: Figures): string => f.decodeRounds.map((r) => r.toFixed(1)).join(' ');
+    console.log(
+      `decode rounds (tokens/s), bf16: ${rounds(half)}; llama.cpp F16: ${rounds(f16)}. On huge pages after ` +
+        `loading: ${rows.map(([name, f]) => `${name} ${gb(f.hugePages)} GB`).join(', ')}`,
     );
   } finally {
     if (own) rmSync(dir, { recursive: true, force: true });
