@@ -17,7 +17,9 @@ export { readDocuments, documentText, type SourceDocument } from './search-index
 export { IndexError } from './search-index/index-error.js';
 export type { IndexManifest, VectorDtype, StoreKind, HnswParams } from './search-index/manifest.js';
 export type { VectorStore, VectorRow, VectorHit } from './search-index/vector-store.js';
-export { reciprocalRankFusion } from './search-index/rrf.js';
+export { reciprocalRankFusion, fuseHybrid, type HybridFusion } from './search-index/rrf.js';
+export { chooseFusion, FUSION_GRID, type FusionDevCase, type FusionChoice } from './search-index/fusion-choice.js';
+export { readModelFusion, writeModelFusion, type ModelFusion } from './search-index/model-fusion.js';
 // serving, LangChain and scale-out
 export { SearchR3Embeddings, type SearchR3EmbeddingsParams } from './client/langchain-embeddings.js';
 export { SearchR3VectorStore } from './client/langchain-vectorstore.js';

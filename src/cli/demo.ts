@@ -19,7 +19,7 @@ import type { ProgressFn } from '../eval/retriever.js';
 import type { Run } from '../eval/run.js';
 import { DEFAULT_MAX_REASONING_TOKENS, type DeviceChoice } from '../embed/index.js';
 import { LocalBackend } from '../search-index/embedding-backend.js';
-import { fuseRuns } from '../search-index/rrf.js';
+import { fuseHybridRuns } from '../search-index/rrf.js';
 import { SearchIndex } from '../search-index/search-index.js';
 import { Judgments } from '../serve/judgments.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
@@ -45,8 +45,9 @@ claims and their relevance judgments; CC BY-NC 2.0, non-commercial use only):
     did not emit it within the budget), the top hits (doc id, title, snippet, cosine score; ✓ marks a
     document the SciFact judges call relevant) and the time for reasoning+embedding and for search.
  3. Table: ranks the corpus for the 300 test claims with BM25, the model with reasoning off, with
-    reasoning on, and hybrid (reciprocal-rank fusion of BM25 and reasoning off), and prints nDCG@10 and
-    Recall@100 (trec_eval-exact) with the wall time of each row. Reasoning on generates up to
+    reasoning on, and hybrid (reciprocal-rank fusion of BM25 and reasoning off, weighted as the model's
+    search-r3.json says when it has one), and prints nDCG@10 and Recall@100 (trec_eval-exact) with the
+    wall time of each row. Reasoning on generates up to
     --max-reasoning-tokens per claim and is the slow row; --no-table skips the table. When the model
     folder holds evaluation.md (the recipe's full multi-dataset table) the demo points to it.
 
@@ -245,7 +246,7 @@ async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
   const bm25 = await timed(() => new Bm25Retriever().retrieve(t.corpus, t.queries, TABLE_DEPTH, t.progress));
   const off = await dense('off');
   const on = await dense('on');
-  const hybrid = await timed(async () => fuseRuns([bm25.run, off.run], TABLE_DEPTH));
+  const hybrid = await timed(async () => fuseHybridRuns(off.run, bm25.run, TABLE_DEPTH, t.backend.fusion));
   return [
     { retriever: 'BM25', ...score(bm25.run), seconds: bm25.seconds },
     { retriever: 'dense, reasoning off', ...score(off.run), seconds: off.seconds },

@@ -14,11 +14,13 @@ usage: search-r3 recipe evaluate --stage1 <dir> --stage2 <dir> --out <dir> [--da
          [--max-reasoning-tokens N] [--work <dir>] [--quiet] [--device auto|cpu|webgpu]
 
 Rows per dataset: BM25; stage 1 and stage 2, each with reasoning off and on; and reciprocal-rank
-fusion of BM25 with stage 2 reasoning off and on. Measures: nDCG@10 and Recall@100
-(trec_eval semantics, every judged query counted), wall time per row, and for reasoning-on rows the
-mean reasoning tokens and the fraction of queries whose <|embed_token|> was forced. Paired t-test and
-randomisation test over per-query nDCG@10: stage 2 vs stage 1 (reasoning off, and on), reasoning on
-vs off (stage 1, and stage 2), hybrids vs BM25.
+fusion of BM25 with stage 2 reasoning off and on, its dense weight and k chosen first by mean nDCG@10
+on dev sets only (a seeded sample of 300 SciFact train queries, and NFCorpus dev), never on a test
+split; the report says what was chosen, and the recipe stores it with the model. Measures: nDCG@10
+and Recall@100 (trec_eval semantics, every judged query counted), wall time per row, and for
+reasoning-on rows the mean reasoning tokens and the fraction of queries whose <|embed_token|> was
+forced. Paired t-test and randomisation test over per-query nDCG@10: stage 2 vs stage 1 (reasoning
+off, and on), reasoning on vs off (stage 1, and stage 2), hybrids vs BM25.
 
 datasets (test splits, under --data):
   scifact     scifact/ (300 queries, 5,183 abstracts)

@@ -26,7 +26,8 @@ options:
   --temperature <t>      sampling temperature of the reasoning (default 0: greedy)
   --seed <n>             sampling seed
   -k <n>                 documents to return (default 10)
-  --hybrid               fuse with BM25 by reciprocal rank
+  --hybrid               fuse with BM25 by reciprocal rank, weighted as the model's search-r3.json says
+                         (chosen on dev splits by the recipe); without one, equal weights and k = 60
 ${engineHelp(25)}
 ${deviceHelp(25)}
   --json                 print one JSON object: query, reasoning, forced, data (rank, id, score, title,

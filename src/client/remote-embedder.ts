@@ -16,6 +16,7 @@ import {
   type QueryOptions,
 } from '../embed/index.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
+import type { ModelFusion } from '../search-index/model-fusion.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 
 export interface RemoteOptions {
@@ -58,6 +59,8 @@ interface Health {
   dimension: number;
   max_length: number;
   templates: PromptTemplates;
+  /** The served model's stored hybrid fusion (absent: plain RRF). */
+  fusion?: { dense_weight: number; k: number; chosen_on: string };
 }
 
 export class RemoteError extends Error {
@@ -106,12 +109,13 @@ export class RemoteEmbedder implements EmbeddingBackend {
         h.model_id === first.model_id &&
         h.dimension === first.dimension &&
         h.max_length === first.max_length &&
-        JSON.stringify(h.templates) === JSON.stringify(first.templates);
+        JSON.stringify(h.templates) === JSON.stringify(first.templates) &&
+        JSON.stringify(h.fusion) === JSON.stringify(first.fusion);
       if (!same)
         throw new RemoteError(
           `${clean[i]} serves model ${h.model_id} (${h.dimension}-d, cut ${h.max_length}) but ${clean[0]} ` +
-            `serves ${first.model_id} (${first.dimension}-d, cut ${first.max_length}) or other prompts; all ` +
-            `servers must serve the same model.`,
+            `serves ${first.model_id} (${first.dimension}-d, cut ${first.max_length}) or other prompts or fusion; ` +
+            `all servers must serve the same model.`,
         );
     });
     return new RemoteEmbedder(clean, first, opts);
@@ -187,6 +191,10 @@ export class RemoteEmbedder implements EmbeddingBackend {
   }
   get templates(): PromptTemplates {
     return this.health.templates;
+  }
+  get fusion(): ModelFusion | undefined {
+    const f = this.health.fusion;
+    return f ? { denseWeight: f.dense_weight, k: f.k, chosenOn: f.chosen_on } : undefined;
   }
 
   async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {

@@ -9,6 +9,7 @@ import { type BeirDocument, readBeirDataset } from './beir.js';
 import { evaluateRun } from './measures.js';
 import type { Qrels } from './qrels.js';
 import type { Retriever } from './retriever.js';
+import { mulberry32 } from './significance.js';
 
 export interface DevSet {
   corpus: BeirDocument[];
@@ -35,6 +36,26 @@ export function subsetDevSet(ds: DevSet, maxQueries = 0, maxDocuments = 0): DevS
     corpus = corpus.filter((d) => judged.has(d.id) || others++ < maxDocuments);
   }
   return { corpus, queries, qrels };
+}
+
+/**
+ * `n` queries drawn at random with `seed` (a Fisher–Yates shuffle of the ids; kept in file order) with their
+ * qrels, and the whole corpus: a fixed held-out part of a split that has no dev split of its own. n ≥ the
+ * number of queries keeps them all.
+ */
+export function sampleDevQueries(ds: DevSet, n: number, seed: number): DevSet {
+  const ids = [...ds.queries.keys()];
+  const rand = mulberry32(seed);
+  for (let i = ids.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+  }
+  const kept = new Set(ids.slice(0, Math.max(0, n)));
+  return {
+    corpus: ds.corpus,
+    queries: new Map([...ds.queries].filter(([q]) => kept.has(q))),
+    qrels: new Map([...ds.qrels].filter(([q]) => kept.has(q))),
+  };
 }
 
 export interface DevSetScore {

@@ -14,8 +14,10 @@ import path from 'node:path';
 import { writeDirAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
+import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
+import type { RecipeEvaluation } from './evaluate.js';
 import { recipeCharts } from './recipe-charts.js';
 import { checkProfileRules } from './recipe-check.js';
 import { type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
@@ -450,6 +452,18 @@ function shardsRead(m: CorpusManifest, lm: Record<string, unknown>): string {
   );
 }
 
+/**
+ * The fusion the evaluation chose on dev sets, stored with the model for hybrid search. An evaluation without one
+ * (none, or one written before fusions were chosen) leaves no search-r3.json, so a stale one cannot outlive it.
+ */
+async function storeFusion(out: string, evaluationJson: string): Promise<void> {
+  const fusion = existsSync(evaluationJson)
+    ? (JSON.parse(readFileSync(evaluationJson, 'utf8')) as Partial<RecipeEvaluation>).fusion
+    : undefined;
+  if (fusion) await writeModelFusion(out, fusion);
+  else await fsp.rm(path.join(out, MODEL_SEARCH_FILE), { force: true });
+}
+
 /** README.md (the model card), with the evaluation and the recipe record copied beside it. */
 export async function writeModelCard(
   out: string,
@@ -466,6 +480,7 @@ export async function writeModelCard(
     : '(not evaluated)\n';
   for (const f of ['evaluation.md', 'evaluation.json'])
     if (existsSync(path.join(p.evaluation, f))) await fsp.copyFile(path.join(p.evaluation, f), path.join(out, f));
+  await storeFusion(out, path.join(p.evaluation, 'evaluation.json'));
   const params = model.parameters().reduce((a, t) => a + t.size, 0);
   const sourceRow = (s: (typeof manifest.sources)[number]): string =>
     `| ${s.name} | ${s.documents.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`;

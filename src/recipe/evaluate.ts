@@ -3,6 +3,7 @@
  * rank hybrids of BM25 with stage 2, on SciFact test, NFCorpus test, XQuAD-en and XQuAD de/zh/ar questions against
  * the English paragraphs. nDCG@10 and Recall@100 as trec_eval computes them, paired significance tests over
  * per-query nDCG@10, wall times and reasoning statistics; written as evaluation.json and evaluation.md.
+ * The hybrids' fusion (dense weight and k) is chosen first, on dev sets only, and then reported on every test set.
  *
  * Resumable: each run is a TREC run file plus a sidecar (its wall time and reasoning statistics) in the work folder,
  * keyed by everything that determines it (model fingerprint, the exact queries and documents, the options), and
@@ -25,10 +26,11 @@ import { compareEvaluations } from '../eval/report.js';
 import type { ProgressFn } from '../eval/retriever.js';
 import { writeTextFileAtomic, writeTrecRun, type Run } from '../eval/run.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
-import { fuseRuns, RRF_K } from '../search-index/rrf.js';
+import { fuseHybridRuns, RRF_K, type HybridFusion } from '../search-index/rrf.js';
+import { chooseFusion, FUSION_GRID, refuseTestSplit, type FusionDevCase } from '../search-index/fusion-choice.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadModelFolder } from '../model/model-folder.js';
-import { subsetDevSet, type DevSet } from '../eval/dev-eval.js';
+import { sampleDevQueries, subsetDevSet, type DevSet } from '../eval/dev-eval.js';
 
 export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
 export type RecipeDatasetId = (typeof RECIPE_DATASETS)[number];
@@ -67,6 +69,32 @@ const DATASET_SPECS: Record<RecipeDatasetId, { label: string; queries: string; c
   'xquad-zh': { label: 'XQuAD zh → en paragraphs', queries: 'xquad/beir/zh', corpus: 'xquad/beir/en' },
   'xquad-ar': { label: 'XQuAD ar → en paragraphs', queries: 'xquad/beir/ar', corpus: 'xquad/beir/en' },
 };
+
+/** The dev sets the hybrids' fusion is chosen on, before any test set is looked at. */
+export const FUSION_DEV_SETS = ['scifact-dev', 'nfcorpus-dev'] as const;
+export type FusionDevSetId = (typeof FUSION_DEV_SETS)[number];
+
+/**
+ * Where each dev set is. SciFact has judged train and test queries only, so its dev set is a fixed sample of train
+ * queries: never a test query. 300 is its test set's size; the seed is its own (not --seed), so the sample never
+ * moves. Stages 1 and 2 train on SciFact train, so the dense ranking looks better on these queries than on unseen
+ * ones and pulls the dense weight up; NFCorpus dev, which no stage trains on, is the counterweight.
+ */
+const DEV_SPECS: Record<
+  FusionDevSetId,
+  { label: string; folder: string; split: string; sample?: { n: number; seed: number } }
+> = {
+  'scifact-dev': {
+    label: 'SciFact train, a 300-query sample',
+    folder: 'scifact',
+    split: 'train',
+    sample: { n: 300, seed: 1 },
+  },
+  'nfcorpus-dev': { label: 'NFCorpus dev (preprocessed text)', folder: 'nfcorpus/beir-preprocessed/dev', split: 'dev' },
+};
+
+/** Every set a run is computed on: the test sets reported, and the dev sets the fusion is chosen on. */
+type SetId = RecipeDatasetId | FusionDevSetId;
 
 /**
  * Paired comparisons (a vs b) over per-query nDCG@10: what RL changed with reasoning off and on, what
@@ -193,8 +221,35 @@ export interface RecipeDatasetResult {
   significance: RecipeComparison[];
 }
 
+export interface RecipeDevSet {
+  id: FusionDevSetId;
+  label: string;
+  queriesFolder: string;
+  /** The qrels split read (never 'test'). */
+  split: string;
+  /** The sample of a split without a dev split of its own: how many queries, drawn with which seed. */
+  sample: { n: number; seed: number } | null;
+  queries: number;
+  documents: number;
+  /** The runs the fusion was chosen on (TREC format, absolute paths). */
+  runFiles: { bm25: string; 'stage2-off': string; 'stage2-on': string };
+}
+
+/** The hybrids' fusion, chosen on the dev sets with stage 2's runs, reasoning off and on. */
+export interface RecipeFusion extends HybridFusion {
+  /** The dev sets in words; what the model stores with the fusion. */
+  chosenOn: string;
+  /** The choice's mean dev nDCG@10 (mean over dev set × reasoning of each mean), and plain RRF's (k = 60). */
+  devNdcg10: number;
+  plainRrfDevNdcg10: number | null;
+  grid: { denseWeights: number[]; ks: number[] };
+  devSets: RecipeDevSet[];
+  /** Wall seconds of the dev runs (cached ones as recorded) and the grid search. */
+  seconds: number;
+}
+
 export interface RecipeEvaluation {
-  schema: 'search-r3/recipe-evaluation@1';
+  schema: 'search-r3/recipe-evaluation@2';
   createdAt: string;
   producedBy: string;
   models: { stage1: { folder: string; fingerprint: string }; stage2: { folder: string; fingerprint: string } };
@@ -211,12 +266,12 @@ export interface RecipeEvaluation {
     seed: number;
     randomizationTrials: number;
     runDepth: number;
-    rrfK: number;
     bm25: { k1: number; b: number; analyzer: 'en' };
     measures: string[];
     evaluation: string;
     threads: string | null;
   };
+  fusion: RecipeFusion;
   datasets: RecipeDatasetResult[];
   seconds: number;
 }
@@ -242,6 +297,8 @@ interface ModelHandle {
 }
 
 interface LoadedDataset extends DevSet {
+  /** The qrels split the queries were judged in. */
+  split: string;
   corpusKey: string;
   queriesKey: string;
   fullQueries: number;
@@ -262,14 +319,29 @@ async function loadDataset(data: string, id: RecipeDatasetId, s: Settings): Prom
   // Cross-lingual sets keep their own questions and qrels but search the English paragraphs (ids are parallel).
   const corpus =
     spec.corpus === spec.queries ? ds.corpus : (await readBeirDataset(path.join(data, spec.corpus), 'test')).corpus;
-  const set = subsetDevSet({ corpus, queries: ds.queries, qrels: ds.qrels }, s.maxQueries, s.maxDocuments);
+  return loaded({ corpus, queries: ds.queries, qrels: ds.qrels }, ds.split, s);
+}
+
+/** A set cut to the evaluation's maxQueries / maxDocuments, with the keys its cached runs are filed under. */
+function loaded(full: DevSet, split: string, s: Settings): LoadedDataset {
+  const set = subsetDevSet(full, s.maxQueries, s.maxDocuments);
   return {
     ...set,
+    split,
     corpusKey: cacheKey(set.corpus.flatMap((d) => [d.id, d.title, d.text])),
     queriesKey: cacheKey([...set.queries].flat()),
-    fullQueries: ds.queries.size,
-    fullDocuments: corpus.length,
+    fullQueries: full.queries.size,
+    fullDocuments: full.corpus.length,
   };
+}
+
+/** A dev set: its split (refused if 'test'), sampled when it is part of a train split, then cut as test sets are. */
+async function loadDevDataset(data: string, id: FusionDevSetId, s: Settings): Promise<LoadedDataset> {
+  const spec = DEV_SPECS[id];
+  const ds = await readBeirDataset(path.join(data, spec.folder), spec.split);
+  refuseTestSplit(ds.split);
+  const full = spec.sample ? sampleDevQueries(ds, spec.sample.n, spec.sample.seed) : ds;
+  return loaded(full, ds.split, s);
 }
 
 const seconds = (t0: number): number => (performance.now() - t0) / 1000;
@@ -299,7 +371,7 @@ class RecipeEvaluator {
 
   /** The run of `row`, from the work folder when a finished one with the same key is there, else computed and saved. */
   private async cachedRun(
-    dsId: RecipeDatasetId,
+    dsId: SetId,
     row: RecipeRowId,
     keyParts: string[],
     compute: () => Promise<{ run: Run; seconds: number; reasoning: ReasoningStats | null }>,
@@ -323,7 +395,7 @@ class RecipeEvaluator {
     return { run: r.run, seconds: r.facts.seconds, reasoning: r.facts.reasoning, reused: r.reused, runFile: r.runFile };
   }
 
-  bm25(dsId: RecipeDatasetId, ds: LoadedDataset): Promise<RowRun> {
+  bm25(dsId: SetId, ds: LoadedDataset): Promise<RowRun> {
     return this.cachedRun(
       dsId,
       'bm25',
@@ -344,7 +416,7 @@ class RecipeEvaluator {
   /** Document embeddings of `m` for this corpus: from memory, from cached shards, or computed shard by shard. */
   async documents(
     m: ModelHandle,
-    dsId: RecipeDatasetId,
+    dsId: SetId,
     corpus: readonly BeirDocument[],
     corpusKey: string,
   ): Promise<{ matrix: EmbeddingMatrix; info: DocumentEmbeddingInfo }> {
@@ -383,7 +455,7 @@ class RecipeEvaluator {
     return result;
   }
 
-  modelRow(dsId: RecipeDatasetId, ds: LoadedDataset, row: ModelRowId): Promise<RowRun> {
+  modelRow(dsId: SetId, ds: LoadedDataset, row: ModelRowId): Promise<RowRun> {
     const m = row.startsWith('stage1') ? this.models.stage1 : this.models.stage2;
     const reasoning = row.endsWith('-on') ? 'on' : 'off';
     const s = this.s;
@@ -494,9 +566,64 @@ function compare(a: RecipeRowId, b: RecipeRowId, evs: Map<RecipeRowId, Evaluatio
   };
 }
 
+/**
+ * The hybrids' fusion: BM25 and stage 2 (reasoning off and on) on each dev set, then the grid point with the best
+ * mean nDCG@10 over those dev runs. One fusion for both reasoning modes, because the model stores one and search
+ * uses it whichever mode a query asks for. No test query is read here.
+ */
+async function chooseRecipeFusion(ev: RecipeEvaluator, log: (line: string) => void): Promise<RecipeFusion> {
+  const s = ev.s;
+  const cases: FusionDevCase[] = [];
+  const devSets: RecipeDevSet[] = [];
+  let runSeconds = 0;
+  for (const id of FUSION_DEV_SETS) {
+    const spec = DEV_SPECS[id];
+    const ds = await loadDevDataset(s.data, id, s);
+    log(`${id}: ${ds.queries.size} dev queries (${spec.split} qrels), ${ds.corpus.length} documents`);
+    const bm25 = await ev.bm25(id, ds);
+    const runFiles = { bm25: bm25.runFile, 'stage2-off': '', 'stage2-on': '' };
+    runSeconds += bm25.seconds;
+    for (const row of ['stage2-off', 'stage2-on'] as const) {
+      const dense = await ev.modelRow(id, ds, row);
+      runSeconds += dense.seconds;
+      runFiles[row] = dense.runFile;
+      cases.push({ split: ds.split, dense: dense.run, bm25: bm25.run, qrels: ds.qrels });
+    }
+    devSets.push({
+      id,
+      label: spec.label,
+      queriesFolder: path.join(s.data, spec.folder),
+      split: ds.split,
+      sample: spec.sample ?? null,
+      queries: ds.queries.size,
+      documents: ds.corpus.length,
+      runFiles,
+    });
+  }
+  const t0 = performance.now();
+  const choice = chooseFusion(cases);
+  // weights 0.5 and 0.5 halve every score of plain RRF (weights 1 and 1): the same ranking, so the same nDCG@10
+  const plain = choice.candidates.find((c) => c.denseWeight === 0.5 && c.k === RRF_K);
+  const chosenOn =
+    devSets.map((d) => `${d.label} (${d.queries} queries)`).join(' + ') + '; stage 2, reasoning off and on';
+  const { denseWeight, k } = choice.fusion;
+  log(`fusion: dense weight ${denseWeight}, k ${k}, chosen on ${chosenOn} (dev nDCG@10 ${choice.ndcg10.toFixed(4)})`);
+  return {
+    denseWeight,
+    k,
+    chosenOn,
+    devNdcg10: choice.ndcg10,
+    plainRrfDevNdcg10: plain?.ndcg10 ?? null,
+    grid: { denseWeights: [...FUSION_GRID.denseWeights], ks: [...FUSION_GRID.ks] },
+    devSets,
+    seconds: runSeconds + seconds(t0),
+  };
+}
+
 async function evaluateDataset(
   ev: RecipeEvaluator,
   dsId: RecipeDatasetId,
+  fusion: HybridFusion,
   log: (line: string) => void,
 ): Promise<RecipeDatasetResult> {
   const s = ev.s;
@@ -513,13 +640,14 @@ async function evaluateDataset(
     const a = runs.get('bm25')!;
     const b = runs.get(dense)!;
     const t0 = performance.now();
-    const run = fuseRuns([a.run, b.run], RUN_DEPTH);
-    const fusion = seconds(t0);
-    const runFile = path.join(s.work, 'runs', dsId, `${row}.${cacheKey([a.runFile, b.runFile])}.trec`);
+    const run = fuseHybridRuns(b.run, a.run, RUN_DEPTH, fusion);
+    const fusionSeconds = seconds(t0);
+    const key = cacheKey([a.runFile, b.runFile, `denseWeight=${fusion.denseWeight}`, `k=${fusion.k}`]);
+    const runFile = path.join(s.work, 'runs', dsId, `${row}.${key}.trec`);
     writeTrecRun(runFile, run, row);
     runs.set(row, {
       run,
-      seconds: a.seconds + b.seconds + fusion,
+      seconds: a.seconds + b.seconds + fusionSeconds,
       reasoning: b.reasoning,
       reused: a.reused && b.reused,
       runFile,
@@ -601,10 +729,11 @@ export async function evaluateRecipeModels(o: RecipeEvaluateOptions): Promise<Re
   const log = o.onLog ?? (() => {});
   const models = { stage1: await modelHandle('stage1', o.stage1), stage2: await modelHandle('stage2', o.stage2) };
   const ev = new RecipeEvaluator(s, models, o.onProgress, log);
+  const fusion = await chooseRecipeFusion(ev, log);
   const results: RecipeDatasetResult[] = [];
-  for (const d of datasets) results.push(await evaluateDataset(ev, d, log));
+  for (const d of datasets) results.push(await evaluateDataset(ev, d, fusion, log));
   const report: RecipeEvaluation = {
-    schema: 'search-r3/recipe-evaluation@1',
+    schema: 'search-r3/recipe-evaluation@2',
     createdAt: new Date().toISOString(),
     producedBy: o.command ?? `evaluateRecipeModels (src/recipe/evaluate.ts)`,
     models: {
@@ -624,12 +753,12 @@ export async function evaluateRecipeModels(o: RecipeEvaluateOptions): Promise<Re
       seed: s.seed,
       randomizationTrials: s.trials,
       runDepth: RUN_DEPTH,
-      rrfK: RRF_K,
       bm25: { k1: BM25.k1, b: BM25.b, analyzer: BM25.language },
       measures: ['ndcg_cut_10', 'recall_100'],
       evaluation: 'trec_eval semantics (src/eval/measures.ts), every judged query counted (-c)',
       threads: process.env['SEARCH_R3_THREADS'] ?? null,
     },
+    fusion,
     datasets: results,
     seconds: seconds(t0),
   };
@@ -642,6 +771,34 @@ export async function evaluateRecipeModels(o: RecipeEvaluateOptions): Promise<Re
 const f4 = (x: number): string => x.toFixed(4);
 const pValue = (p: number | null): string => (p === null ? '—' : p < 1e-4 ? p.toExponential(1) : p.toFixed(4));
 const secs = (x: number): string => (x < 10 ? x.toFixed(2) : x.toFixed(1));
+
+/** The fusion's section: what was chosen, on which dev sets, by what, and what plain RRF scored there. */
+function formatFusion(f: RecipeFusion): string[] {
+  const plain = f.plainRrfDevNdcg10 === null ? '' : `; plain RRF, k = ${RRF_K}: ${f4(f.plainRrfDevNdcg10)}`;
+  // rounded, or 1 − 0.7 prints as 0.30000000000000004
+  const bm25Weight = Math.round((1 - f.denseWeight) * 1e9) / 1e9;
+  return [
+    '',
+    '## Hybrid fusion (chosen on dev sets, never on test)',
+    '',
+    `Dense weight ${f.denseWeight}, BM25 weight ${bm25Weight}, k = ${f.k}: the best mean` +
+      ` nDCG@10 (${f4(f.devNdcg10)}${plain}) of stage 2's hybrids with reasoning off and on, over dense weights` +
+      ` ${f.grid.denseWeights.join(', ')} and k ${f.grid.ks.join(', ')} (ties go to the point nearest equal weights` +
+      ` and k = ${RRF_K}). Every hybrid row below uses it; the recipe stores it with the model (search-r3.json),` +
+      ' and hybrid search uses it.',
+    '',
+    '| dev set | split | queries | documents | folder |',
+    '| --- | --- | ---: | ---: | --- |',
+    ...f.devSets.map(
+      (d) =>
+        `| ${d.label} | ${d.split}${d.sample ? ` (seeded sample, seed ${d.sample.seed})` : ''} | ` +
+        `${d.queries.toLocaleString('en')} | ${d.documents.toLocaleString('en')} | \`${d.queriesFolder}\` |`,
+    ),
+    '',
+    'SciFact has no dev split: its dev set is a fixed sample of train queries, which stages 1 and 2 train on, so' +
+      ' it flatters the dense ranking; NFCorpus dev is trained on by no stage.',
+  ];
+}
 
 /** The markdown report: a summary of nDCG@10, then per dataset its rows, document-embedding time and p-values. */
 export function formatRecipeEvaluation(r: RecipeEvaluation): string {
@@ -658,7 +815,7 @@ export function formatRecipeEvaluation(r: RecipeEvaluation): string {
       ` reasoning budget ${st.maxReasoningTokens} tokens, temperature ` +
       `${st.temperature}${st.temperature === 0 ? ' (greedy)' : ''};` +
       ` BM25 k1 ${st.bm25.k1}, b ${st.bm25.b}, English analyzer on every set; hybrid = reciprocal-rank fusion ` +
-      `(k = ${st.rrfK});` +
+      `weighted as chosen on dev sets (below);` +
       ` paired tests over per-query nDCG@10 (t-test, and ${st.randomizationTrials} sign flips with seed ${st.seed}).`,
   );
   if (st.maxQueries > 0 || st.maxDocuments > 0) {
@@ -675,6 +832,7 @@ export function formatRecipeEvaluation(r: RecipeEvaluation): string {
       `| ${ROW_LABELS[id]} | ${r.datasets.map((d) => f4(d.rows.find((x) => x.id === id)!.ndcg10)).join(' | ')} |`,
     );
   }
+  lines.push(...formatFusion(r.fusion));
   for (const d of r.datasets) {
     lines.push('', `## ${d.label}`, '');
     lines.push(

@@ -14,6 +14,7 @@ import {
 import { loadModelFolder } from '../model/model-folder.js';
 import path from 'node:path';
 import { modelFingerprint } from './model-fingerprint.js';
+import { type ModelFusion, readModelFusion } from './model-fusion.js';
 
 export interface DocumentEmbeddings {
   vectors: Float32Array[];
@@ -33,6 +34,8 @@ export interface EmbeddingBackend {
   /** embedDocuments that also says how many texts were cut to fit maxLength (where the backend can tell). */
   encodeDocuments?(texts: readonly string[]): Promise<DocumentEmbeddings>;
   embedQueries(texts: readonly string[], opts?: QueryOptions): Promise<QueryEmbedding[]>;
+  /** The fusion hybrid search uses with this model (its folder's search-r3.json); absent: plain RRF, k = 60. */
+  readonly fusion?: ModelFusion;
   close?(): Promise<void>;
 }
 
@@ -43,6 +46,7 @@ export class LocalBackend implements EmbeddingBackend {
     readonly embedder: Embedder,
     readonly modelId: string,
     readonly source: string = modelId,
+    readonly fusion?: ModelFusion,
   ) {}
 
   static async fromModelDir(dir: string, opts: EmbedderOptions = {}): Promise<LocalBackend> {
@@ -51,6 +55,7 @@ export class LocalBackend implements EmbeddingBackend {
       new Embedder(loaded.model, loaded.tokenizer, opts),
       await modelFingerprint(dir),
       path.resolve(dir),
+      readModelFusion(dir),
     );
   }
 

@@ -16,6 +16,7 @@ import { LlamaCppEngine, type LlamaCppEngineOptions } from '../embed/index.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import type { DocumentEmbeddings, EmbeddingBackend } from './embedding-backend.js';
 import { fileFingerprint, modelFingerprint } from './model-fingerprint.js';
+import { type ModelFusion, readModelFusion } from './model-fusion.js';
 
 /** Whose id the vectors carry: the GGUF's own, or the folder's it was exported from. */
 export type EngineIdentity = 'gguf' | 'source';
@@ -41,18 +42,19 @@ export async function engineModelId(engine: LlamaCppEngine, identity: EngineIden
 }
 
 export class LlamaCppBackend implements EmbeddingBackend {
-  /** `source` is the model folder, as LocalBackend records it. */
+  /** `source` is the model folder, as LocalBackend records it; `fusion` its stored hybrid fusion. */
   constructor(
     readonly engine: LlamaCppEngine,
     readonly modelId: string,
     readonly source: string,
+    readonly fusion?: ModelFusion,
   ) {}
 
   static async open(opts: LlamaCppBackendOptions): Promise<LlamaCppBackend> {
     const engine = await LlamaCppEngine.open(opts);
     try {
       const id = await engineModelId(engine, opts.identity ?? 'gguf');
-      return new LlamaCppBackend(engine, id, path.resolve(opts.modelDir));
+      return new LlamaCppBackend(engine, id, path.resolve(opts.modelDir), readModelFusion(opts.modelDir));
     } catch (e) {
       await engine.close();
       throw e;

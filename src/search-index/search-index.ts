@@ -33,7 +33,7 @@ import {
   unsealManifest,
   writeManifest,
 } from './manifest.js';
-import { reciprocalRankFusion } from './rrf.js';
+import { fuseHybrid } from './rrf.js';
 import { UsearchStore, exactCosineSearch } from './usearch-store.js';
 import type { VectorHit, VectorStore } from './vector-store.js';
 import { WriteLock } from './write-lock.js';
@@ -93,7 +93,10 @@ export interface AddResult {
 
 export interface SearchOptions extends QueryOptions {
   k?: number;
-  /** Fuse the dense ranking with BM25 by reciprocal rank. */
+  /**
+   * Fuse the dense ranking with BM25 by reciprocal rank: with the model's stored fusion (EmbeddingBackend.fusion,
+   * chosen on dev splits), else equal weights and k = 60.
+   */
   hybrid?: boolean;
   /** Candidates taken from each ranking before fusion (default max(100, 4k)). */
   candidates?: number;
@@ -432,7 +435,11 @@ export class SearchIndex {
       .filter((h) => denseDocs.has(h.key))
       .map((h) => ({ id: denseDocs.get(h.key)!.id, score: h.score }));
     const lexical = this.bm25Index().search(opts.queryText, depth);
-    const fused = reciprocalRankFusion([denseIds.map((h) => h.id), lexical.docIds]).slice(0, k);
+    const fused = fuseHybrid(
+      denseIds.map((h) => h.id),
+      lexical.docIds,
+      this.backend?.fusion,
+    ).slice(0, k);
     const denseScore = new Map(denseIds.map((h) => [h.id, h.score]));
     const bm25Score = new Map(lexical.docIds.map((id, i) => [id, lexical.scores[i]]));
     return fused.map((f) => {

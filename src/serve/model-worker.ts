@@ -13,6 +13,7 @@ import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { DeviceChoice, EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
 import type { DocumentEmbeddings, EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
+import { type ModelFusion, readModelFusion } from '../search-index/model-fusion.js';
 import {
   type BatchKind,
   type BatchingOptions,
@@ -123,6 +124,8 @@ export class WorkerBackend implements EmbeddingBackend {
     private readonly config: WorkerConfig,
     worker: Worker,
     readonly info: ModelInfo,
+    /** The folder's stored hybrid fusion: a search setting, read here, since the worker only embeds. */
+    readonly fusion: ModelFusion | undefined,
   ) {
     this.attach(worker);
   }
@@ -138,8 +141,9 @@ export class WorkerBackend implements EmbeddingBackend {
       ...(engine ? { engine } : {}),
       ...(device ? { device } : {}),
     };
+    const fusion = readModelFusion(config.modelDir);
     const { worker, info } = await spawnWorker(config);
-    return new WorkerBackend(config, worker, info);
+    return new WorkerBackend(config, worker, info, fusion);
   }
 
   /**

@@ -6,6 +6,8 @@ import { loadModelFolder } from '../../src/model/model-folder.js';
 import { readSafetensorsHeader } from '../../src/model/safetensors.js';
 import { Embedder } from '../../src/embed/embedder.js';
 import { STEP_NAMES, type RecipeState } from '../../src/recipe/default-recipe.js';
+import type { RecipeEvaluation } from '../../src/recipe/evaluate.js';
+import { readModelFusion } from '../../src/search-index/model-fusion.js';
 import { runCli } from '../helpers/cli.js';
 import { sharedData } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
@@ -62,6 +64,9 @@ test(
     assert.match(card, /\| climate-fever: climate-fever\/climate-fever\.jsonl \| 1,061 \| repository states none/);
     assert.doesNotMatch(card, /see the dataset/);
     assert.ok(existsSync(path.join(out, 'evaluation.json')) && existsSync(path.join(out, 'configs/stage1.json')));
+    // the hybrid fusion the evaluation chose on dev sets, stored with the model for search
+    const { fusion } = JSON.parse(readFileSync(path.join(out, 'evaluation.json'), 'utf8')) as RecipeEvaluation;
+    assert.deepEqual(readModelFusion(out), { denseWeight: fusion.denseWeight, k: fusion.k, chosenOn: fusion.chosenOn });
     for (const chart of ['pretraining', 'stage1-loss', 'stage1-dev', 'stage2-reward']) {
       assert.match(
         readFileSync(path.join(out, 'charts', `${chart}.svg`), 'utf8'),

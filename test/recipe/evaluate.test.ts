@@ -17,6 +17,7 @@ import {
   type RecipeEvaluation,
 } from '../../src/recipe/evaluate.js';
 import { subsetDevSet, type DevSet } from '../../src/eval/dev-eval.js';
+import { chooseFusion, type FusionDevCase } from '../../src/search-index/fusion-choice.js';
 import { runCli } from '../helpers/cli.js';
 import { DAMAGE_KINDS, damageFile } from '../helpers/damage.js';
 import {
@@ -168,6 +169,10 @@ test('evaluation.json holds the whole report and evaluation.md a table per datas
     'p (t-test)',
     'Produced by',
     'Not the full benchmark',
+    '## Hybrid fusion (chosen on dev sets, never on test)',
+    `Dense weight ${json.fusion.denseWeight}, BM25 weight `,
+    '| SciFact train, a 300-query sample | train (seeded sample, seed 1) | 10 |',
+    '| NFCorpus dev (preprocessed text) | dev | 10 |',
   ]) {
     assert.ok(md.includes(s), `evaluation.md lacks '${s}'`);
   }
@@ -219,24 +224,60 @@ test(
   },
 );
 
-test('a hybrid row is reciprocal-rank fusion (k = 60) of the cached BM25 and stage-2 run files', async () => {
+test('the fusion is chosen on dev runs only (SciFact train sample, NFCorpus dev), by the chooser', async () => {
+  const { fusion } = first;
+  assert.deepEqual(
+    fusion.devSets.map((d) => [d.id, d.split, d.queries]),
+    [
+      ['scifact-dev', 'train', MAX_QUERIES],
+      ['nfcorpus-dev', 'dev', MAX_QUERIES],
+    ],
+  );
+  const scifactTest = (await readBeirDataset(join(sharedData, 'scifact'), 'test')).queries;
+  const cases: FusionDevCase[] = [];
+  for (const d of fusion.devSets) {
+    const judged = (await readBeirDataset(d.queriesFolder, d.split)).qrels;
+    const [bm25, off, on] = await Promise.all(
+      [d.runFiles.bm25, d.runFiles['stage2-off'], d.runFiles['stage2-on']].map(async (f) => (await readTrecRun(f)).run),
+    );
+    const queries = [...off!.keys()];
+    assert.equal(queries.length, MAX_QUERIES);
+    for (const q of queries) {
+      assert.ok(judged.has(q), `${d.id}: ${q} is judged in ${d.split}`);
+      assert.ok(d.id !== 'scifact-dev' || !scifactTest.has(q), `${d.id}: ${q} is a SciFact test query`);
+    }
+    const qrels = new Map(queries.map((q) => [q, judged.get(q)!]));
+    for (const dense of [off!, on!]) cases.push({ split: d.split, dense, bm25: bm25!, qrels });
+  }
+  const choice = chooseFusion(cases);
+  assert.deepEqual(
+    [fusion.denseWeight, fusion.k, fusion.devNdcg10],
+    [choice.fusion.denseWeight, choice.fusion.k, choice.ndcg10],
+  );
+  assert.equal(fusion.plainRrfDevNdcg10, choice.candidates.find((c) => c.denseWeight === 0.5 && c.k === 60)!.ndcg10);
+  assert.match(fusion.chosenOn, /^SciFact train, a 300-query sample \(10 queries\) \+ NFCorpus dev/);
+});
+
+test('a hybrid row fuses the cached BM25 and stage-2 runs with the fusion chosen on dev', async () => {
   const qrels = (await readBeirDataset(join(sharedData, 'scifact'), 'test')).qrels;
+  const { denseWeight: w, k } = first.fusion;
   for (const [hybrid, dense] of [
     ['hybrid-off', 'stage2-off'],
     ['hybrid-on', 'stage2-on'],
   ]) {
     const parts = await Promise.all(
-      [row(first, 'scifact', 'bm25'), row(first, 'scifact', dense!)].map((r) => readTrecRun(r.runFile)),
+      [row(first, 'scifact', dense!), row(first, 'scifact', 'bm25')].map((r) => readTrecRun(r.runFile)),
     );
     // Run files list documents in rank order, so a document's rank is its position + 1.
     const expected = new Map<string, Map<string, number>>();
-    for (const { run } of parts) {
+    parts.forEach(({ run }, l) => {
+      const weight = l === 0 ? w : 1 - w;
       for (const [q, list] of run) {
         const m = expected.get(q) ?? new Map<string, number>();
-        list.docIds.forEach((d, i) => m.set(d, (m.get(d) ?? 0) + 1 / (60 + i + 1)));
+        list.docIds.forEach((d, i) => m.set(d, (m.get(d) ?? 0) + weight / (k + i + 1)));
         expected.set(q, m);
       }
-    }
+    });
     const fused = (await readTrecRun(row(first, 'scifact', hybrid!).runFile)).run;
     assert.equal(fused.size, MAX_QUERIES);
     for (const [q, list] of fused) {

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { RemoteEmbedder } from '../../src/client/remote-embedder.js';
+import { writeModelFusion } from '../../src/search-index/model-fusion.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
@@ -70,6 +72,23 @@ test('/health never shows absolute paths of the machine', async () => {
   } finally {
     await server.close();
     await index.close();
+    cleanup();
+  }
+});
+
+test("/health tells the model's stored fusion, and a remote client fuses with it", async () => {
+  const { dir, cleanup } = tempDir('fusion');
+  const modelDir = await tinyModelDir(dir);
+  const fusion = { denseWeight: 0.3, k: 30, chosenOn: 'a dev split' };
+  await writeModelFusion(modelDir, fusion);
+  const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0 });
+  try {
+    const h = await request(server.url, 'GET', '/health');
+    assert.deepEqual(h.body.fusion, { dense_weight: 0.3, k: 30, chosen_on: 'a dev split' });
+    const remote = await RemoteEmbedder.connect([server.url]);
+    assert.deepEqual(remote.fusion, fusion);
+  } finally {
+    await server.close();
     cleanup();
   }
 });

@@ -32,6 +32,10 @@ export function health(ctx: ServerContext, details: boolean): { status: number; 
       dimension: model.dimension,
       max_length: model.maxLength,
       templates: model.templates,
+      // what hybrid search fuses with, so that a remote client (RemoteEmbedder) ranks as this server does
+      ...(model.fusion
+        ? { fusion: { dense_weight: model.fusion.denseWeight, k: model.fusion.k, chosen_on: model.fusion.chosenOn } }
+        : {}),
       queue: ctx.queued(),
       model_worker: { state: m.state, restarts: m.restarts },
       ...(indexInfo ? { index: indexInfo } : {}),

@@ -1,0 +1,30 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sampleDevQueries, type DevSet } from '../../src/eval/dev-eval.js';
+
+function set(n: number): DevSet {
+  const ids = Array.from({ length: n }, (_, i) => `q${i}`);
+  return {
+    corpus: [{ id: 'd', title: '', text: 'x' }],
+    queries: new Map(ids.map((q) => [q, `text of ${q}`])),
+    qrels: new Map(ids.map((q) => [q, new Map([['d', 1]])])),
+  };
+}
+
+test('a seeded query sample: n queries in file order with their qrels, fixed by the seed', () => {
+  const full = set(50);
+  const a = sampleDevQueries(full, 10, 1);
+  assert.equal(a.queries.size, 10);
+  assert.deepEqual([...a.qrels.keys()], [...a.queries.keys()]);
+  const order = [...full.queries.keys()];
+  const positions = [...a.queries.keys()].map((q) => order.indexOf(q));
+  assert.deepEqual(
+    positions,
+    [...positions].sort((x, y) => x - y),
+  );
+  assert.equal(a.corpus, full.corpus);
+  assert.deepEqual(sampleDevQueries(full, 10, 1), a);
+  assert.notDeepEqual([...sampleDevQueries(full, 10, 2).queries.keys()], [...a.queries.keys()]);
+  assert.equal(sampleDevQueries(full, 80, 1).queries.size, 50);
+  assert.equal(sampleDevQueries(full, 0, 1).queries.size, 0);
+});
