@@ -80,15 +80,15 @@ test(
     const claim = pg.queries.get(claimId)!;
     const judged = pg.qrels.get(claimId)!;
     await page.fill('#query', claim);
-    // every text the analysis shows while the search runs
+    // every text the analysis shows while the search runs: each update adds a text node, so the records keep every
+    // state even when a busy browser delivers several updates to one observer callback
     await page.evaluate(() => {
       const seen: string[] = [];
       (window as unknown as { seen: string[] }).seen = seen;
       const box = document.getElementById('analysis')!;
-      new MutationObserver(() => seen.push(box.textContent ?? '')).observe(box, {
-        childList: true,
-        characterData: true,
-      });
+      new MutationObserver((records) => {
+        for (const r of records) for (const n of r.addedNodes) seen.push(n.textContent ?? '');
+      }).observe(box, { childList: true, characterData: true });
     });
     await search(page);
 
