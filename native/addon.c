@@ -12,7 +12,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include "common.h"
 
 typedef struct {
@@ -675,28 +674,6 @@ static napi_value SetNumThreads(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/*
- * Asks Linux to back a large, long-lived buffer (a model's weights) with transparent huge pages. Given
- * before the pages are first written, the kernel then faults them in 2 MB at a time. Decoding streams
- * every weight once per token, and with 4 KB pages the hardware prefetcher stops at each page boundary:
- * the decode products of the 1.5B stand-in ran 3-4% faster on huge pages (measured here, interleaved
- * runs). Only the 2 MB-aligned inside of the buffer can be advised. Returns whether the advice was taken.
- */
-static napi_value AdviseHugePages(napi_env env, napi_callback_info info) {
-  ARGS(1, "adviseHugePages");
-  const Buf b = typed(&c, argv[0], "bytes", napi_uint8_array, "Uint8Array", 0);
-  if (c.failed) return NULL;
-  int taken = 0;
-#ifdef MADV_HUGEPAGE
-  const uintptr_t huge = (uintptr_t)2 << 20, lo = ((uintptr_t)b.p + huge - 1) & ~(huge - 1),
-                  hi = ((uintptr_t)b.p + b.n) & ~(huge - 1);
-  if (hi > lo) taken = madvise((void *)lo, hi - lo, MADV_HUGEPAGE) == 0;
-#endif
-  napi_value r;
-  napi_get_boolean(env, taken, &r);
-  return r;
-}
-
 static napi_value NumThreads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value r;
@@ -734,7 +711,6 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"attentionForward", AttentionForward}, {"attentionBackward", AttentionBackward},
       {"embeddingForward", EmbeddingForward}, {"embeddingBackward", EmbeddingBackward},
       {"setNumThreads", SetNumThreads}, {"numThreads", NumThreads}, {"blasConfig", BlasConfig},
-      {"adviseHugePages", AdviseHugePages},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

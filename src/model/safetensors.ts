@@ -18,15 +18,7 @@ import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
-import {
-  HalfArray,
-  adviseHugePages,
-  decodeBf16,
-  decodeF16,
-  encodeBf16,
-  encodeF16,
-  widenHalf,
-} from '../tensor/index.js';
+import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, widenHalf } from '../tensor/index.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 
@@ -235,12 +227,10 @@ async function readEntry(
   const what = `tensor "${e.name}"`;
   if (e.dtype !== 'F32' && keep(e.name, e.shape)) {
     const bits = new Uint16Array(n);
-    adviseHugePages(bits);
     await readExactly(fh, file, new Uint8Array(bits.buffer), e.begin, what);
     return new HalfArray(e.dtype === 'BF16' ? 'bf16' : 'f16', bits);
   }
   const out = new Float32Array(n);
-  adviseHugePages(out);
   if (e.dtype === 'F32') {
     await readExactly(fh, file, new Uint8Array(out.buffer), e.begin, what);
     return out;

@@ -9,7 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import type { HalfArray } from './half-float.js';
 import { jsKernels } from './js-kernels.js';
 import type { F32, Kernels } from './kernels.js';
-import { loadAddon, loadNativeKernels } from './native-kernels.js';
+import { loadNativeKernels } from './native-kernels.js';
 import type { GpuArray } from './webgpu/gpu-array.js';
 import { GpuDevice, GpuError } from './webgpu/gpu-device.js';
 import { createWebgpuKernels, type WebgpuKernels } from './webgpu/webgpu-kernels.js';
@@ -60,19 +60,6 @@ export function nativeKernels(): Kernels | null {
 /** The fastest kernels for host arrays (native, else TS), whatever device the tensors are on. */
 export function hostKernels(): Kernels {
   return nativeKernels() ?? jsKernels;
-}
-
-/** Buffers smaller than this hold one 2 MB-aligned huge page at most. */
-const HUGE_PAGE_MIN_BYTES = 4 << 20;
-
-/**
- * Hints that a large buffer which lives as long as a model (its weights) be backed by huge pages, which
- * the decode products stream faster; call it before the buffer is first written. Returns whether the
- * hint was taken: false for small buffers, without the native addon, or where the OS has no such advice.
- */
-export function adviseHugePages(view: ArrayBufferView): boolean {
-  if (view.byteLength < HUGE_PAGE_MIN_BYTES || !nativeKernels()) return false;
-  return loadAddon().adviseHugePages(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
 }
 
 export function nativeBackendError(): string | null {

@@ -11,7 +11,6 @@ export {
   widenHalf,
 } from './half-float.js';
 export {
-  adviseHugePages,
   backendName,
   isGradEnabled,
   nativeBackendError,

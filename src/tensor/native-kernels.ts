@@ -95,7 +95,6 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   numThreads(): number;
   blasConfig(): string;
-  adviseHugePages(bytes: Uint8Array): boolean;
   [kernel: string]: unknown;
 }
 
