@@ -20,7 +20,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,8 +48,6 @@ interface Figures {
   docsPerSecond: number;
   peakRss: number;
   loadSeconds: number;
-  /** Bytes of the process on transparent huge pages after loading (Linux; our engine advises its weights). */
-  hugePages: number;
   /** Each round's decode tokens/s, to show how much the machine moved during the comparison. */
   decodeRounds: number[];
 }
@@ -69,14 +67,6 @@ interface Session {
 
 const seconds = (t0: number): number => (performance.now() - t0) / 1000;
 const peakRss = (): number => process.resourceUsage().maxRSS * 1024;
-const hugePages = (): number => {
-  try {
-    const kib = /AnonHugePages:\s+(\d+) kB/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1];
-    return Number(kib ?? 0) * 1024;
-  } catch {
-    return 0;
-  }
-};
 
 function promptIds(): number[] {
   const rng = new T.Rng(2);
@@ -180,7 +170,6 @@ class EngineProcess {
     private readonly child: ChildProcessByStdio<Writable, Readable, null>,
     private readonly replies: AsyncIterator<string>,
     readonly loadSeconds: number,
-    readonly hugePages: number,
   ) {}
 
   static async start(engine: Engine, dir: string, gguf: string): Promise<EngineProcess> {
@@ -189,9 +178,9 @@ class EngineProcess {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     const replies = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const p = new EngineProcess(engine, child, replies, 0, 0);
-    const { loadSeconds, hugePages } = await p.reply<{ loadSeconds: number; hugePages: number }>();
-    return new EngineProcess(engine, child, replies, loadSeconds, hugePages);
+    const p = new EngineProcess(engine, child, replies, 0);
+    const { loadSeconds } = await p.reply<{ loadSeconds: number }>();
+    return new EngineProcess(engine, child, replies, loadSeconds);
   }
 
   /** The next JSON line the engine prints (other lines are its libraries' chatter). */
@@ -225,7 +214,6 @@ async function comparePair(pair: [Engine, Engine], dir: string, ggufs: Record<En
     docsPerSecond: 0,
     peakRss: 0,
     loadSeconds: p.loadSeconds,
-    hugePages: p.hugePages,
     decodeRounds: [],
   }));
   for (let round = 0; round < repeat; round++) {
@@ -247,7 +235,7 @@ async function child(engine: Engine, dir: string, gguf: string): Promise<void> {
       : engine === 'ours-half'
         ? await ours(dir, 'file')
         : await llamaCpp(dir, gguf);
-  console.log(JSON.stringify({ loadSeconds: session.loadSeconds, hugePages: hugePages() }));
+  console.log(JSON.stringify({ loadSeconds: session.loadSeconds }));
   for await (const line of createInterface({ input: process.stdin })) {
     if (line === 'exit') break;
     if (line !== 'prefill' && line !== 'decode' && line !== 'docs') throw new Error(`unknown command ${line}`);
@@ -317,10 +305,7 @@ async function main(): Promise<void> {
         `${ratio(half.peakRss, rows[0][1].peakRss)}`,
     );
     const rounds = (f: Figures): string => f.decodeRounds.map((r) => r.toFixed(1)).join(' ');
-    console.log(
-      `decode rounds (tokens/s), bf16: ${rounds(half)}; llama.cpp F16: ${rounds(f16)}. On huge pages after ` +
-        `loading: ${rows.map(([name, f]) => `${name} ${gb(f.hugePages)} GB`).join(', ')}`,
-    );
+    console.log(`decode rounds (tokens/s), bf16: ${rounds(half)}; llama.cpp F16: ${rounds(f16)}`);
   } finally {
     if (own) rmSync(dir, { recursive: true, force: true });
   }

@@ -323,6 +323,11 @@ static int gemm_half_skinny(GemmHalf *g) {
 #define PACK_PREFETCH 128
 #define PANEL_MAX 1024 /* columns of B a thread packs at once: KC × PANEL_MAX floats = 768 KB, within L2 */
 
+/* Lanes [0, count) of a 16-lane mask. */
+static inline __mmask16 first_lanes(int64_t count) {
+  return count >= 16 ? (__mmask16)0xffff : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
+}
+
 /* C[rows×cols] (+)= Ap (kc × MR, packed) · Bp (kc × NR, packed); rows ≤ MR, cols ≤ NR; add: keep C's values. */
 static void micro_kernel(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int rows, int cols,
                          int add) {
@@ -338,8 +343,7 @@ static void micro_kernel(int64_t kc, const float *ap, const float *bp, float *c,
       acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
     }
   }
-  const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-  const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
+  const __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
   for (int r = 0; r < rows; r++) {
     float *cr = c + r * ldc;
     __m512 v0 = acc[r][0], v1 = acc[r][1];
@@ -350,11 +354,6 @@ static void micro_kernel(int64_t kc, const float *ap, const float *bp, float *c,
     _mm512_mask_storeu_ps(cr, m0, v0);
     _mm512_mask_storeu_ps(cr + 16, m1, v1);
   }
-}
-
-/* Lanes [0, count) of a 16-lane mask. */
-static inline __mmask16 first_lanes(int64_t count) {
-  return count >= 16 ? (__mmask16)0xffff : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
 }
 
 /* Widens the low (hi = 0) or high 16 bits of each 32-bit lane. */
