@@ -144,7 +144,7 @@ function stripPossessive(word: string): string {
  * alef, alef maqsura to yeh, teh marbuta to heh, and tatweel and harakat removed. Without it, the same word written
  * with and without diacritics would be two terms.
  */
-function normalizeArabic(word: string): string {
+export function normalizeArabic(word: string): string {
   return word
     .replace(/[\u0622\u0623\u0625]/g, '\u0627')
     .replace(/\u0649/g, '\u064a')

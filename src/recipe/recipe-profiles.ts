@@ -61,6 +61,13 @@ export interface RecipeProfile {
 
 const scifact = (p: RecipePaths): string => path.join(p.data, 'scifact');
 
+/** Every profile mines stage 1's hard negatives for SciFact's train queries with the pretrained model. */
+const mineScifactTrain = (p: RecipePaths): Record<string, unknown> => ({
+  model: path.join(p.lm, 'final'),
+  output: p.stage1,
+  data: [{ type: 'beir', path: scifact(p), split: 'train' }],
+});
+
 /** The corpus's train shards in order, the first `max` of them (all by default). */
 export function trainShards(corpus: string, max?: number): string[] {
   const all = existsSync(corpus)
@@ -235,11 +242,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       saveDtype: 'F16',
     }),
     mineArgs: ['--window', '10:100', '--negatives', '4', '--fn-ratio', '0.95', '--seed', '0'],
-    mine: (p) => ({
-      model: path.join(p.lm, 'final'),
-      output: p.stage1,
-      data: [{ type: 'beir', path: scifact(p), split: 'train' }],
-    }),
+    mine: mineScifactTrain,
     // KL is off: the pretrained base never saw the chat template, so a KL term on the response tokens
     // would only pull against L_SFT (Search-R3 starts from an instruction-tuned model, where it helps)
     stage1: (p) => ({
@@ -311,11 +314,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       saveDtype: 'F16',
     }),
     mineArgs: ['--window', '10:100', '--negatives', '4', '--fn-ratio', '0.95', '--seed', '0'],
-    mine: (p) => ({
-      model: path.join(p.lm, 'final'),
-      output: p.stage1,
-      data: [{ type: 'beir', path: scifact(p), split: 'train' }],
-    }),
+    mine: mineScifactTrain,
     stage1: (p) => ({
       model: path.join(p.lm, 'final'),
       output: p.stage1,
@@ -393,11 +392,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       saveDtype: 'F32',
     }),
     mineArgs: ['--window', '2:20', '--negatives', '2', '--seed', '0'],
-    mine: (p) => ({
-      model: path.join(p.lm, 'final'),
-      output: p.stage1,
-      data: [{ type: 'beir', path: scifact(p), split: 'train' }],
-    }),
+    mine: mineScifactTrain,
     stage1: (p) => ({
       model: path.join(p.lm, 'final'),
       output: p.stage1,

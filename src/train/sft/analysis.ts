@@ -14,7 +14,7 @@
  */
 import stopwordLists from 'stopword';
 import { stemmer } from 'stemmer';
-import { tokenizeWords } from '../../eval/analyzer.js';
+import { normalizeArabic, tokenizeWords } from '../../eval/analyzer.js';
 
 export interface ConceptAnalysis {
   concepts: string[];
@@ -42,15 +42,6 @@ const list = (name: string): Set<string> => {
   return new Set(Array.isArray(l) ? l.map((w) => w.normalize('NFKC').toLowerCase()) : []);
 };
 
-/** Arabic spelling variants (hamza forms, alef maqsura, teh marbuta, diacritics) folded as Lucene does. */
-function foldArabic(w: string): string {
-  return w
-    .replace(/[\u0622\u0623\u0625]/g, '\u0627')
-    .replace(/\u0649/g, '\u064a')
-    .replace(/\u0629/g, '\u0647')
-    .replace(/[\u0640\u064b-\u0652]/g, '');
-}
-
 interface Word {
   /** What matches across forms: an English stem, folded Arabic, a Chinese word as is. */
   key: string;
@@ -75,7 +66,7 @@ class WordSplitter {
       if (/^[\p{N}.,]+$/u.test(lower) || [...lower].length < 2) continue;
       if (this.stop.en.has(lower) || this.stop.zh.has(lower) || this.stop.ar.has(lower)) continue;
       let key: string;
-      if (ARABIC.test(lower)) key = foldArabic(lower);
+      if (ARABIC.test(lower)) key = normalizeArabic(lower);
       else if (HAN.test(lower)) key = lower;
       else {
         key = this.stems.get(lower) ?? '';
