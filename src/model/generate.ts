@@ -125,7 +125,9 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
       if (state[b] === 'feed') state[b] = 'done';
     }
 
-    const logits = model.logits(T.slice(hidden, 1, stepLen - 1, stepLen)).read();
+    const last = T.slice(hidden, 1, stepLen - 1, stepLen),
+      logitsTensor = model.logits(last);
+    const logits = logitsTensor.read();
     const next = new Int32Array(B);
     for (let b = 0; b < B; b++) {
       if (state[b] !== 'running') continue;
@@ -140,6 +142,8 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
         state[b] = wantsHidden(b, s.token, prompts[b].length + out[b].tokens.length - 1) ? 'feed' : 'done';
       }
     }
+    // Captures were copied out and the tokens sampled: the next step reuses this one's memory.
+    T.recycle(hidden, last, logitsTensor);
     live = state.map((s) => s !== 'done');
     if (!live.some(Boolean)) break;
 

@@ -45,6 +45,18 @@ export interface ForwardOptions {
   rng?: Rng;
 }
 
+/** What every layer of one forward pass shares. */
+interface Step {
+  batch: number;
+  seqLen: number;
+  /** Positions already in the cache. */
+  past: number;
+  positions: Int32Array;
+  keyMask: Uint8Array | null;
+  cache: KVCache | undefined;
+  rng: Rng | undefined;
+}
+
 export class Qwen2Model {
   readonly adapters = new Map<string, LoraAdapter>();
   private readonly rope: RopeTables;
@@ -96,11 +108,18 @@ export class Qwen2Model {
     const ad = this.adapters.get(prefix);
     if (!ad || ad.merged) return y;
     const xin = rng && ad.dropout > 0 && T.isGradEnabled() ? T.dropout(x, ad.dropout, rng) : x;
-    return T.add(y, T.scale(T.linear(T.linear(xin, ad.a), ad.b), ad.scale));
+    const down = T.linear(xin, ad.a),
+      up = T.linear(down, ad.b),
+      scaled = T.scale(up, ad.scale);
+    const out = T.add(y, scaled);
+    T.recycle(y, down, up, scaled);
+    return out;
   }
 
   /**
    * Final hidden states (after the last RMSNorm), [batch, seqLen, hidden], for ids [batch·seqLen].
+   * Without gradients, every activation is released as soon as it is used, so a decode step reuses the
+   * previous step's memory (see Tensor.release).
    */
   forward(ids: Int32Array, batch: number, seqLen: number, opts: ForwardOptions = {}): Tensor {
     const c = this.config;
@@ -115,55 +134,57 @@ export class Qwen2Model {
       );
     }
     if (opts.cache && T.isGradEnabled()) throw new Error('forward: the KV cache is for inference; run it under noGrad');
-    const positions = opts.positions ?? defaultPositions(batch, seqLen, past);
-    const keyMask = opts.keyMask ?? null;
+    const step: Step = {
+      batch,
+      seqLen,
+      past,
+      positions: opts.positions ?? defaultPositions(batch, seqLen, past),
+      keyMask: opts.keyMask ?? null,
+      cache: opts.cache,
+      rng: opts.rng,
+    };
     let h = T.embedding(this.p('model.embed_tokens.weight'), ids, [batch, seqLen]);
     for (let l = 0; l < c.numHiddenLayers; l++) {
-      const pre = `model.layers.${l}`;
-      const x = T.rmsnorm(h, this.p(`${pre}.input_layernorm.weight`), c.rmsNormEps);
-      const q = T.rope(
-        T.reshape(this.project(x, `${pre}.self_attn.q_proj`, opts.rng), [
-          batch,
-          seqLen,
-          c.numAttentionHeads,
-          c.headDim,
-        ]),
-        this.rope,
-        positions,
-      );
-      let k = T.rope(
-        T.reshape(this.project(x, `${pre}.self_attn.k_proj`, opts.rng), [batch, seqLen, c.numKeyValueHeads, c.headDim]),
-        this.rope,
-        positions,
-      );
-      let v = T.reshape(this.project(x, `${pre}.self_attn.v_proj`, opts.rng), [
-        batch,
-        seqLen,
-        c.numKeyValueHeads,
-        c.headDim,
-      ]);
-      if (opts.cache) {
-        k = writeCache(opts.cache, opts.cache.keys, l, k, past);
-        v = writeCache(opts.cache, opts.cache.values, l, v, past);
-      }
-      const att = T.attention(q, k, v, { causal: true, keyMask, keyLen: total });
-      h = T.add(
-        h,
-        this.project(
-          T.reshape(att, [batch, seqLen, c.numAttentionHeads * c.headDim]),
-          `${pre}.self_attn.o_proj`,
-          opts.rng,
-        ),
-      );
-      const y = T.rmsnorm(h, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps);
-      const gated = T.swiglu(
-        this.project(y, `${pre}.mlp.gate_proj`, opts.rng),
-        this.project(y, `${pre}.mlp.up_proj`, opts.rng),
-      );
-      h = T.add(h, this.project(gated, `${pre}.mlp.down_proj`, opts.rng));
+      const next = this.layer(l, h, step);
+      T.recycle(h);
+      h = next;
     }
     if (opts.cache) opts.cache.length = total;
-    return T.rmsnorm(h, this.p('model.norm.weight'), c.rmsNormEps);
+    const out = T.rmsnorm(h, this.p('model.norm.weight'), c.rmsNormEps);
+    T.recycle(h);
+    return out;
+  }
+
+  /** Decoder layer l on hidden states h: attention and MLP blocks, each with its residual connection. */
+  private layer(l: number, h: Tensor, s: Step): Tensor {
+    const c = this.config,
+      pre = `model.layers.${l}`;
+    const heads = (t: Tensor, n: number): Tensor => T.reshape(t, [s.batch, s.seqLen, n, c.headDim]);
+    const x = T.rmsnorm(h, this.p(`${pre}.input_layernorm.weight`), c.rmsNormEps);
+    const qFlat = this.project(x, `${pre}.self_attn.q_proj`, s.rng),
+      kFlat = this.project(x, `${pre}.self_attn.k_proj`, s.rng),
+      vFlat = this.project(x, `${pre}.self_attn.v_proj`, s.rng);
+    const qHeads = heads(qFlat, c.numAttentionHeads),
+      kHeads = heads(kFlat, c.numKeyValueHeads),
+      v = heads(vFlat, c.numKeyValueHeads);
+    const q = T.rope(qHeads, this.rope, s.positions),
+      k = T.rope(kHeads, this.rope, s.positions);
+    const keys = s.cache ? writeCache(s.cache, s.cache.keys, l, k, s.past) : k;
+    const values = s.cache ? writeCache(s.cache, s.cache.values, l, v, s.past) : v;
+    const att = T.attention(q, keys, values, { causal: true, keyMask: s.keyMask, keyLen: s.past + s.seqLen });
+    T.recycle(x, qFlat, kFlat, vFlat, qHeads, kHeads, v, q, k);
+    const attFlat = T.reshape(att, [s.batch, s.seqLen, c.numAttentionHeads * c.headDim]);
+    const o = this.project(attFlat, `${pre}.self_attn.o_proj`, s.rng);
+    const h1 = T.add(h, o);
+    T.recycle(att, attFlat, o);
+    const y = T.rmsnorm(h1, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps);
+    const gate = this.project(y, `${pre}.mlp.gate_proj`, s.rng),
+      up = this.project(y, `${pre}.mlp.up_proj`, s.rng);
+    const gated = T.swiglu(gate, up);
+    const down = this.project(gated, `${pre}.mlp.down_proj`, s.rng);
+    const out = T.add(h1, down);
+    T.recycle(y, gate, up, gated, down, h1);
+    return out;
   }
 
   /** Vocabulary logits for hidden states [..., hidden]. */

@@ -1,5 +1,5 @@
 /** The tensor layer: tensors, autodiff, ops, optimisers. Everything above imports from here. */
-export { Tensor, TensorError, shapeSize, shapeStr, stridesOf, type Shape, type DType } from './tensor.js';
+export { Tensor, TensorError, recycle, shapeSize, shapeStr, stridesOf, type Shape, type DType } from './tensor.js';
 export {
   HalfArray,
   type HalfDtype,

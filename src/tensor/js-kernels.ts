@@ -3,6 +3,7 @@
  * The native backend is tested against it; it is also what runs when the addon could not be built.
  */
 import { HalfArray, halfAllFinite, widenHalf } from './half-float.js';
+import { HostArrayPool } from './host-pool.js';
 import {
   type AttentionShape,
   BinaryOp,
@@ -566,17 +567,20 @@ function adamw(
   }
 }
 
+/** Arrays released by inference code, shared by both host backends (the native one keeps this storage). */
+export const hostPool = new HostArrayPool(128 * 2 ** 20);
+
 /** Host storage: arrays are used as they are (no copies), as they always were on the CPU. */
 export const hostStorage = {
   device: 'cpu',
-  alloc: (n: number): F32 => new Float32Array(n),
+  alloc: (n: number): F32 => hostPool.take(n),
   fromHost: (x: F32): F32 => x,
   halfFromHost: (x: HalfArray): HalfArray => x,
   toHost: (x: F32): F32 => x,
   holds: (x: unknown): boolean => x instanceof Float32Array || x instanceof HalfArray,
   fill: (x: F32, value: number): void => void x.fill(value),
   clone: (x: F32): F32 => Float32Array.from(x),
-  release: (): void => undefined,
+  release: (x: F32): void => hostPool.give(x),
 } as const;
 
 export const jsKernels: Kernels = {

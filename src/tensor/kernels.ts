@@ -142,7 +142,7 @@ export interface Kernels<B = F32, H = HalfArray> {
   sumSquares(x: B): number;
   /** Σ over the arrays of Σ x² (a GPU reads all of them back at once: one wait, not one per array). */
   sumSquaresMany(xs: readonly B[]): number;
-  /** Gives an array's memory back now (a GPU buffer to the pool); a no-op on the host. Use it no more. */
+  /** Gives an array's memory back now, to the pool that alloc draws from. Use it no more, nor any view of it. */
   release(x: B): void;
   /** True when no element is NaN or ±Inf. */
   allFinite(x: B): boolean;

@@ -81,6 +81,11 @@ export class Tensor {
   private freedBy: string | null = null;
   /** The op that made this tensor, once backward() has dropped its node: going through it again must fail. */
   private spentOp: string | null = null;
+  /** The tensor whose storage this one shares (see view()), or null when the storage is its own. */
+  private base: Tensor | null = null;
+  /** Views of this tensor's storage not yet released, and whether this tensor itself was (see release()). */
+  private liveViews = 0;
+  private releasedOwn = false;
 
   constructor(data: Storage, shape: Shape, requiresGrad = false, name?: string) {
     if (data.length !== shapeSize(shape)) {
@@ -258,9 +263,35 @@ export class Tensor {
     this.freedBy = reason;
   }
 
+  /**
+   * Frees this tensor and, once every tensor sharing its storage (views made by view()) is released too,
+   * gives the storage to the backend's pool, which the next alloc of that size reuses. Inference code calls
+   * it on activations it is done with: a decode step then allocates almost nothing. Only for a tensor that
+   * no gradient graph holds, and whose values nobody keeps (read() hands out the array itself on the CPU).
+   */
+  release(): void {
+    if (this._data === null) return;
+    if (this.tracksGrad) throw new TensorError('release', `${this.describe()} is part of a gradient graph`);
+    const data = this._data;
+    this.free('release()');
+    const owner = this.base ?? this;
+    if (this.base) owner.liveViews--;
+    else owner.releasedOwn = true;
+    const k = kernels();
+    if (owner.releasedOwn && owner.liveViews === 0 && !isHalf(data) && k.holds(data)) k.release(data as Buf);
+  }
+
+  /** A tensor of another shape (same size) sharing x's storage; release() counts such views. */
+  static view(x: Tensor, shape: Shape): Tensor {
+    const v = new Tensor(x.storage(), shape);
+    v.base = x.base ?? x;
+    v.base.liveViews++;
+    return v;
+  }
+
   /** A tensor sharing this one's data that records no history. */
   detach(): Tensor {
-    return new Tensor(this.storage(), this.shape);
+    return Tensor.view(this, this.shape);
   }
 
   item(): number {
@@ -272,8 +303,12 @@ export class Tensor {
     return Array.from(this.read());
   }
 
-  /** Records how this (freshly computed) tensor came from its inputs, when any of them tracks gradients. */
-  static record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn): Tensor {
+  /**
+   * Records how this (freshly computed) tensor came from its inputs, when any of them tracks gradients.
+   * `saved` are arrays only the backward function reads (a norm's inverse RMS, attention's log-sum-exp):
+   * with nothing recorded, they go back to the pool at once.
+   */
+  static record(out: Tensor, op: string, inputs: Tensor[], backward: BackwardFn, saved: Buf[] = []): Tensor {
     if (isFiniteCheckEnabled() && !kernels().allFinite(out.buf)) {
       throw new TensorError(
         op,
@@ -281,6 +316,7 @@ export class Tensor {
       );
     }
     if (isGradEnabled() && inputs.some((t) => t.tracksGrad)) out.node = { op, inputs, backward };
+    else for (const b of saved) kernels().release(b);
     return out;
   }
 
@@ -390,6 +426,15 @@ function kernelsOf(d: GpuArray): ReturnType<typeof kernels> {
   const k = kernels();
   if (!k.holds(d)) throw new TensorError('tensor', 'a GPU tensor was read after the backend switched away');
   return k;
+}
+
+/**
+ * Releases tensors an inference pass is done with (Tensor.release), so that the next step reuses their
+ * memory. While gradients are recorded it does nothing: a graph may still read any of them in backward().
+ */
+export function recycle(...ts: Tensor[]): void {
+  if (isGradEnabled()) return;
+  for (const t of ts) t.release();
 }
 
 /** Tensors reachable from root through recorded nodes, inputs before outputs. */

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
-import { generate } from '../../src/model/generate.js';
+import { advance, generate, generateSteps } from '../../src/model/generate.js';
+import { hostPool } from '../../src/tensor/js-kernels.js';
 import { sampleToken } from '../../src/model/sampling.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
@@ -140,4 +141,23 @@ test('top-k and top-p only ever pick from the allowed set', () => {
 
 test('a prompt longer than the context is refused with the limit named', () => {
   assert.throws(() => generate(model, [new Array(60).fill(1)], { maxNewTokens: 10 }), /context of 64 positions/);
+});
+
+test('a forward pass without gradients, which releases its activations as it goes, equals one with them', () => {
+  const ids = Int32Array.from([3, 9, 4, 17, 22, 5, 8, 11, 2, 40]);
+  const recorded = model.forward(ids, 2, 5).read();
+  const released = T.noGrad(() => {
+    // twice, so that the second pass computes in the arrays the first one released
+    model.forward(ids, 2, 5);
+    return model.forward(ids, 2, 5).read();
+  });
+  assert.deepEqual(released, recorded);
+});
+
+test('decode steps reuse the previous steps’ memory instead of allocating', () => {
+  const steps = generateSteps(model, [prompts[0], prompts[1]], { maxNewTokens: 12 });
+  for (let i = 0; i < 3; i++) advance(steps);
+  const created = hostPool.created;
+  for (let i = 0; i < 6; i++) advance(steps);
+  assert.equal(hostPool.created - created, 0, 'arrays allocated by six decode steps after warm-up');
 });

@@ -52,11 +52,17 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const out = kernels().alloc(q.size),
     lse = kernels().alloc(B * H * T);
   kernels().attentionForward(q.buf, k.buf, v.buf, out, lse, s);
-  return Tensor.record(new Tensor(out, q.shape), 'attention', [q, k, v], (g) => {
-    const dq = kernels().alloc(q.size),
-      dk = kernels().alloc(k.size),
-      dv = kernels().alloc(v.size);
-    kernels().attentionBackward(q.buf, k.buf, v.buf, out, lse, g, dq, dk, dv, s);
-    return [dq, dk, dv];
-  });
+  return Tensor.record(
+    new Tensor(out, q.shape),
+    'attention',
+    [q, k, v],
+    (g) => {
+      const dq = kernels().alloc(q.size),
+        dk = kernels().alloc(k.size),
+        dv = kernels().alloc(v.size);
+      kernels().attentionBackward(q.buf, k.buf, v.buf, out, lse, g, dq, dk, dv, s);
+      return [dq, dk, dv];
+    },
+    [lse],
+  );
 }

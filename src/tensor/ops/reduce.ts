@@ -79,6 +79,5 @@ export function max(x: Tensor, axis: number, keepdim = false): Tensor {
 }
 
 function reshapeFlat(x: Tensor): Tensor {
-  const out = new Tensor(x.buf, [x.size]);
-  return Tensor.record(out, 'reshape', [x], (g) => [g]);
+  return Tensor.record(Tensor.view(x, [x.size]), 'reshape', [x], (g) => [g]);
 }

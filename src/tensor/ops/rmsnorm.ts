@@ -14,10 +14,16 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const y = kernels().alloc(x.size),
     rstd = kernels().alloc(rows);
   kernels().rmsnormForward(x.buf, weight.buf, y, rstd, rows, dim, eps);
-  return Tensor.record(new Tensor(y, x.shape), 'rmsnorm', [x, weight], (g) => {
-    const dx = kernels().alloc(x.size);
-    const dw = weight.tracksGrad ? kernels().alloc(dim) : null;
-    kernels().rmsnormBackward(g, x.buf, weight.buf, rstd, dx, dw, rows, dim);
-    return [x.tracksGrad ? dx : null, dw];
-  });
+  return Tensor.record(
+    new Tensor(y, x.shape),
+    'rmsnorm',
+    [x, weight],
+    (g) => {
+      const dx = kernels().alloc(x.size);
+      const dw = weight.tracksGrad ? kernels().alloc(dim) : null;
+      kernels().rmsnormBackward(g, x.buf, weight.buf, rstd, dx, dw, rows, dim);
+      return [x.tracksGrad ? dx : null, dw];
+    },
+    [rstd],
+  );
 }

@@ -14,7 +14,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   if (shapeSize(s) !== x.size || s.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new TensorError('reshape', `cannot reshape ${shapeStr(x.shape)} to ${shapeStr(shape)}`);
   }
-  return Tensor.record(new Tensor(x.buf, s), 'reshape', [x], (g) => [g]);
+  return Tensor.record(Tensor.view(x, s), 'reshape', [x], (g) => [g]);
 }
 
 function permuteRaw(data: Buf, shape: Shape, perm: readonly number[]): Buf {

@@ -2,6 +2,7 @@ import { kernels } from '../backend.js';
 import { Tensor } from '../tensor.js';
 import { exp, log, sub, add } from './elementwise.js';
 import { max, sum, normAxis } from './reduce.js';
+import { reshape } from './shape.js';
 
 function lastAxis(x: Tensor): [number, number] {
   const n = x.shape[x.ndim - 1];
@@ -38,10 +39,10 @@ export function logsumexp(x: Tensor, axis = -1, keepdim = false): Tensor {
   const m = max(x, ax, true).detach();
   const s = log(sum(exp(sub(x, m)), ax, true));
   const out = add(s, m);
-  return keepdim ? out : squeezeAxis(out, ax);
-}
-
-function squeezeAxis(x: Tensor, axis: number): Tensor {
-  const shape = x.shape.filter((_, i) => i !== axis);
-  return Tensor.record(new Tensor(x.buf, shape), 'reshape', [x], (g) => [g]);
+  return keepdim
+    ? out
+    : reshape(
+        out,
+        out.shape.filter((_, i) => i !== ax),
+      );
 }
