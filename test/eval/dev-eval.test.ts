@@ -27,6 +27,9 @@ test('a seeded query sample: n queries in file order with their qrels, fixed by 
   assert.notDeepEqual([...sampleDevQueries(full, 10, 2).queries.keys()], [...a.queries.keys()]);
   assert.equal(sampleDevQueries(full, 80, 1).queries.size, 50);
   assert.equal(sampleDevQueries(full, 0, 1).queries.size, 0);
+  // a larger sample with the same seed contains the smaller one: both are prefixes of one seeded shuffle
+  const larger = sampleDevQueries(full, 20, 1).queries;
+  assert.ok([...a.queries.keys()].every((q) => larger.has(q)));
 });
 
 test('without the dev sample: every other query, and no query with the text of a drawn one', () => {

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readBeirDataset } from '../../src/eval/beir.js';
 import { sampleDevQueries } from '../../src/eval/dev-eval.js';
+import { SCIFACT_DEV } from '../../src/recipe/recipe-profiles.js';
 import { ConfigError } from '../../src/train/config-merge.js';
 import { parseRlConfig } from '../../src/train/rl/config.js';
 import { loadRlData } from '../../src/train/rl/data.js';
@@ -19,8 +20,7 @@ import { sharedData } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
 
 const scifact = path.join(sharedData, 'scifact');
-/** The sample recipe evaluate chooses the hybrid's fusion on. */
-const sample = { n: 300, seed: 1 };
+const sample = { ...SCIFACT_DEV.sample };
 
 const sft = (data: unknown[]): ReturnType<typeof parseSftConfig> =>
   parseSftConfig({ model: 'm', output: 'o', data }, '/');
