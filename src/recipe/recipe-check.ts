@@ -5,11 +5,12 @@
  * reads SciFact's train queries without holding out the dev sample the fusion is chosen on, and the
  * reasoning budget is the same in stage 1's analyses, stage 2's rollouts and the evaluation.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { QuerySample } from '../eval/dev-eval.js';
 import { parseLmConfig } from '../train/lm/config.js';
-import { parseRlConfig, type RlConfig } from '../train/rl/config.js';
-import { parseSftConfig, type SftConfig } from '../train/sft/config.js';
+import { loadRlConfig, parseRlConfig, type RlConfig } from '../train/rl/config.js';
+import { loadSftConfig, parseSftConfig, type SftConfig } from '../train/sft/config.js';
 import type { LmConfig } from '../train/lm/config.js';
 import { SCIFACT_DEV, type RecipePaths, type RecipeProfile } from './recipe-profiles.js';
 
@@ -55,6 +56,22 @@ export function devSampleLeak(c: FineTuningConfigs, dev: SampledDevSet = SCIFACT
   const d = c.stage2.data;
   if (isDev(d.beir, d.split) && !keepsOut(d.holdOut)) return leak('stage2 config, data', d.beir);
   return null;
+}
+
+/** The recipe's configs of a model folder's training, from `<dir>/configs/`, read by the parsers the steps use. */
+export function readFineTuningConfigs(dir: string): FineTuningConfigs {
+  const file = (name: string): string => path.join(dir, 'configs', `${name}.json`);
+  const missing = ['mine', 'stage1', 'stage2'].filter((n) => !existsSync(file(n)));
+  if (missing.length > 0)
+    throw new RecipeConfigError(
+      `${path.join(dir, 'configs')} has no ${missing.map((n) => `${n}.json`).join(', ')}: the model's training ` +
+        'data is not recorded',
+    );
+  return {
+    mine: loadSftConfig(file('mine')),
+    stage1: loadSftConfig(file('stage1')),
+    stage2: loadRlConfig(file('stage2')),
+  };
 }
 
 /** A profile whose configs a trainer would refuse, or that break the recipe's rules; names the config and why. */
