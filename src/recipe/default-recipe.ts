@@ -19,7 +19,7 @@ import { listCheckpoints } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
 import { RECIPE_EVALUATION_SCHEMA, type RecipeEvaluation } from './evaluate.js';
 import { recipeCharts } from './recipe-charts.js';
-import { checkProfileRules } from './recipe-check.js';
+import { checkProfileRules, devSampleNotHeldOut } from './recipe-check.js';
 import { SCIFACT_DEV, type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
 
 export interface StepRecord {
@@ -495,6 +495,14 @@ export async function writeModelCard(
   for (const f of ['evaluation.md', 'evaluation.json'])
     if (existsSync(path.join(p.evaluation, f))) await fsp.copyFile(path.join(p.evaluation, f), path.join(out, f));
   await storeFusion(out, path.join(p.evaluation, 'evaluation.json'));
+  // the configs first: what the card says about the dev sample is what they record
+  await copyConfigs(p.configs, out);
+  const devSample =
+    devSampleNotHeldOut(out) === null
+      ? `, nor the SciFact train queries the evaluation chooses the hybrid's fusion on (a seeded sample of ` +
+        `${SCIFACT_DEV.sample.n}, held out of mining, stage 1 and stage 2)`
+      : "; SciFact train's queries are trained on without holding out the evaluation's dev sample of them, " +
+        "so the hybrid's fusion is chosen on NFCorpus dev alone";
   const params = model.parameters().reduce((a, t) => a + t.size, 0);
   const sourceRow = (s: (typeof manifest.sources)[number]): string =>
     `| ${s.name} | ${s.documents.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`;
@@ -548,9 +556,8 @@ ${STEP_NAMES.map(row).join('\n')}
 Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains on the sources listed
 under *Data and licences* (pseudo-queries: a title asks for its body, or one sentence for the rest of its
 document)${stage1Reasoning}. Stage 2 runs GRPO on SciFact train queries with a retrieval reward in the RL
-environment. No test query of any dataset is trained on, nor the SciFact train queries the evaluation chooses
-the hybrid's fusion on (a seeded sample of ${SCIFACT_DEV.sample.n}, held out of mining, stage 1 and stage 2); the
-SciFact and XQuAD *documents* are in the pretraining text (documents only).
+environment. No test query of any dataset is trained on${devSample}. The SciFact and XQuAD *documents* are
+in the pretraining text (documents only).
 
 ${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 
@@ -575,6 +582,5 @@ without that restriction.
 ## Evaluation
 ${evalMd}`;
   await writeTextFileAtomically(path.join(out, 'README.md'), card);
-  await copyConfigs(p.configs, out);
   await writeTextFileAtomically(path.join(out, 'recipe.json'), JSON.stringify(state, null, 2) + '\n');
 }

@@ -31,7 +31,7 @@ import { chooseFusion, FUSION_GRID, refuseTestSplit, type FusionDevCase } from '
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { sampleDevQueries, subsetDevSet, type DevSet, type QuerySample } from '../eval/dev-eval.js';
-import { devSampleLeak, readFineTuningConfigs } from './recipe-check.js';
+import { devSampleNotHeldOut } from './recipe-check.js';
 import { SCIFACT_DEV } from './recipe-profiles.js';
 
 export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
@@ -575,18 +575,11 @@ function compare(a: RecipeRowId, b: RecipeRowId, evs: Map<RecipeRowId, Evaluatio
 
 /**
  * Why the fusion must not be chosen on dev set `id` for this stage-2 model, or null when it may be: a sample of a
- * train split is used only when the model's recorded configs (configs/ in its folder, written by the recipe's
- * package step) show that every step held the sample out of training.
+ * train split is used only when the model's recorded configs show that every step held the sample out of training.
  */
 function trainedOnReason(id: FusionDevSetId, stage2: ModelHandle): string | null {
-  const spec = DEV_SPECS[id];
-  if (!spec.sample) return null;
-  try {
-    const leak = devSampleLeak(readFineTuningConfigs(stage2.dir), { ...spec, sample: spec.sample });
-    return leak ? `the stage-2 model may have trained on these queries: ${leak}` : null;
-  } catch (e) {
-    return `it cannot be confirmed that the stage-2 model held these queries out of training: ${(e as Error).message}`;
-  }
+  const { folder, split, sample } = DEV_SPECS[id];
+  return sample ? devSampleNotHeldOut(stage2.dir, { folder, split, sample }) : null;
 }
 
 /**

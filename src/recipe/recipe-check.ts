@@ -59,7 +59,7 @@ export function devSampleLeak(c: FineTuningConfigs, dev: SampledDevSet = SCIFACT
 }
 
 /** The recipe's configs of a model folder's training, from `<dir>/configs/`, read by the parsers the steps use. */
-export function readFineTuningConfigs(dir: string): FineTuningConfigs {
+function readFineTuningConfigs(dir: string): FineTuningConfigs {
   const file = (name: string): string => path.join(dir, 'configs', `${name}.json`);
   const missing = ['mine', 'stage1', 'stage2'].filter((n) => !existsSync(file(n)));
   if (missing.length > 0)
@@ -72,6 +72,19 @@ export function readFineTuningConfigs(dir: string): FineTuningConfigs {
     stage1: loadSftConfig(file('stage1')),
     stage2: loadRlConfig(file('stage2')),
   };
+}
+
+/**
+ * Why it is not confirmed that the model in `dir` never trained on `dev`'s sample, judged from its configs/ (the
+ * package step writes them); null when they show that every step held the sample out.
+ */
+export function devSampleNotHeldOut(dir: string, dev: SampledDevSet = SCIFACT_DEV): string | null {
+  try {
+    const leak = devSampleLeak(readFineTuningConfigs(dir), dev);
+    return leak ? `the model may have trained on these queries: ${leak}` : null;
+  } catch (e) {
+    return `it cannot be confirmed that the model held these queries out of training: ${(e as Error).message}`;
+  }
 }
 
 /** A profile whose configs a trainer would refuse, or that break the recipe's rules; names the config and why. */

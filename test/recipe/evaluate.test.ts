@@ -312,7 +312,7 @@ test('scifact-dev is left out of the choice for a stage-2 model without the hold
     [
       bare,
       new RegExp(
-        '^it cannot be confirmed that the stage-2 model held these queries out of training: ' +
+        '^it cannot be confirmed that the model held these queries out of training: ' +
           `${join(bare, 'configs')} has no mine.json, stage1.json, stage2.json: the model's training data is not` +
           ' recorded$',
       ),
@@ -320,7 +320,7 @@ test('scifact-dev is left out of the choice for a stage-2 model without the hold
     [
       leaky,
       new RegExp(
-        '^the stage-2 model may have trained on these queries: stage2 config, data reads \\S+/scifact ' +
+        '^the model may have trained on these queries: stage2 config, data reads \\S+/scifact ' +
           '\\(split train\\) without holding out the dev sample \\{n: 300, seed: 1\\}$',
       ),
     ],
