@@ -16,7 +16,9 @@ usage: search-r3 recipe evaluate --stage1 <dir> --stage2 <dir> --out <dir> [--da
 Rows per dataset: BM25; stage 1 and stage 2, each with reasoning off and on; and reciprocal-rank
 fusion of BM25 with stage 2 reasoning off and on, its dense weight and k chosen first by mean nDCG@10
 on dev sets only (a seeded sample of 300 SciFact train queries, and NFCorpus dev), never on a test
-split; the report says what was chosen, and the recipe stores it with the model. Measures: nDCG@10
+split. The SciFact sample is used only when the stage-2 folder's configs/ show every training step held
+it out (the recipe's profiles do); otherwise it is left out, and the report says why. The report says
+what was chosen, and the recipe stores it with the model. Measures: nDCG@10
 and Recall@100 (trec_eval semantics, every judged query counted), wall time per row, and for
 reasoning-on rows the mean reasoning tokens and the fraction of queries whose <|embed_token|> was
 forced. Paired t-test and randomisation test over per-query nDCG@10: stage 2 vs stage 1 (reasoning

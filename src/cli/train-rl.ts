@@ -22,7 +22,8 @@ reasoning length, environment statistics), checkpoints/step-NNNNNNNN and final/.
 
 config (JSON; unknown keys are an error; model, output and data.beir are required):
   model (a model folder: stage-1 final/ or best/), output, seed (0), steps (100), maxLength (256)
-  data: {beir: <folder>, split: "train", maxQueries: 0, maxDocuments: 0 (0 = all)}
+  data: {beir: <folder>, split: "train", holdOut: null | {n, seed} (leave out the seeded sample of n
+         queries that is a dev set), maxQueries: 0, maxDocuments: 0 (0 = all)}
   rollout: {queries: 4, group: 4, temperature: 1, topP: 1, topK: 0, maxReasoningTokens: 32}
   reward: {kind: "dcg" | "ndcg" | "rr", k: 10 (rr: 0 = no cutoff), formatPenalty: 0.5, lengthPenalty: 0}
   loss: {clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0, temperature: 0.05}

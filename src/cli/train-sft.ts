@@ -22,7 +22,8 @@ checkpoints/step-NNNNNNNN (written atomically every checkpoint.every steps and a
 config (JSON; every key optional except model, output and data; unknown keys are an error):
   model, output, seed (0), maxLength (512), steps (0 = from epochs), epochs (1)
   data: [{"type": "beir", "path", "split": "train", "sameTitleNegatives": 0 (other paragraphs of the
-           positive's article as hard negatives)} | {"type": "jsonl", "path"}
+           positive's article as hard negatives), "holdOut": {"n", "seed"} (leave out the seeded sample
+           of n queries that is a dev set; none by default)} | {"type": "jsonl", "path"}
          | {"type": "pairs", "path"} | {"type": "climate-fever", "path"}
          | {"type": "pseudo-queries", "path": <BEIR folder or corpus.jsonl>, "queries": "title" | "sentence",
             "seed": 0, "maxDocuments": 0}  (a title asks for its body; a sentence for the rest of its

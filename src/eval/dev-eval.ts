@@ -38,23 +38,51 @@ export function subsetDevSet(ds: DevSet, maxQueries = 0, maxDocuments = 0): DevS
   return { corpus, queries, qrels };
 }
 
+/** A seeded sample of a split's queries (sampleDevQueries): how many, drawn with which seed. */
+export interface QuerySample {
+  n: number;
+  seed: number;
+}
+
 /**
  * `n` queries drawn at random with `seed` (a Fisher–Yates shuffle of the ids; kept in file order) with their
  * qrels, and the whole corpus: a fixed held-out part of a split that has no dev split of its own. n ≥ the
  * number of queries keeps them all.
  */
 export function sampleDevQueries(ds: DevSet, n: number, seed: number): DevSet {
+  return keepQueries(ds, sampledIds(ds, { n, seed }), true);
+}
+
+/**
+ * `ds` without the queries sampleDevQueries(ds, n, seed) draws: what a trainer reads from a split whose sample
+ * is a dev set, so that the dev set stays unseen. The draw depends only on the split's query ids and the seed,
+ * so a trainer and the evaluation that read the same split agree on it. A query with the same text as a drawn
+ * one goes too: SciFact train repeats claims under other ids, and training on the twin is training on the dev
+ * query.
+ */
+export function withoutDevSample<D extends DevSet>(ds: D, sample: QuerySample): D {
+  const drawn = sampledIds(ds, sample);
+  const texts = new Set([...drawn].map((q) => ds.queries.get(q)));
+  const out = new Set([...ds.queries].filter(([q, text]) => drawn.has(q) || texts.has(text)).map(([q]) => q));
+  return { ...ds, ...keepQueries(ds, out, false) };
+}
+
+function sampledIds(ds: DevSet, { n, seed }: QuerySample): Set<string> {
   const ids = [...ds.queries.keys()];
   const rand = mulberry32(seed);
   for (let i = ids.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [ids[i], ids[j]] = [ids[j]!, ids[i]!];
   }
-  const kept = new Set(ids.slice(0, Math.max(0, n)));
+  return new Set(ids.slice(0, Math.max(0, n)));
+}
+
+/** The queries of `ds` (with their qrels) that are in `ids` (inside) or not (outside), and the whole corpus. */
+function keepQueries(ds: DevSet, ids: Set<string>, inside: boolean): DevSet {
   return {
     corpus: ds.corpus,
-    queries: new Map([...ds.queries].filter(([q]) => kept.has(q))),
-    qrels: new Map([...ds.qrels].filter(([q]) => kept.has(q))),
+    queries: new Map([...ds.queries].filter(([q]) => ids.has(q) === inside)),
+    qrels: new Map([...ds.qrels].filter(([q]) => ids.has(q) === inside)),
   };
 }
 

@@ -17,10 +17,10 @@ import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
-import type { RecipeEvaluation } from './evaluate.js';
+import { RECIPE_EVALUATION_SCHEMA, type RecipeEvaluation } from './evaluate.js';
 import { recipeCharts } from './recipe-charts.js';
-import { checkProfileRules } from './recipe-check.js';
-import { type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
+import { checkProfileRules, devSampleNotHeldOut } from './recipe-check.js';
+import { SCIFACT_DEV, type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
 
 export interface StepRecord {
   /** Wall seconds over every attempt (an attempt's time is saved while it runs). */
@@ -218,8 +218,8 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       title: 'F16 model folders',
       isDone: (s) => s.steps.package?.done === true && hasFile(o.out, 'config.json'),
       run: async () => {
-        await packageModel(path.join(p.stage1, 'final'), stage1ModelDir(p), profile.context);
-        await packageModel(path.join(p.stage2, 'final'), o.out, profile.context);
+        await packageModel(path.join(p.stage1, 'final'), stage1ModelDir(p), profile.context, p.configs);
+        await packageModel(path.join(p.stage2, 'final'), o.out, profile.context, p.configs);
         return undefined;
       },
     },
@@ -340,11 +340,23 @@ function readState(file: string, profile: string): RecipeState {
 /**
  * A trained model folder as shipped: F16 weights, and a context (max_position_embeddings) of the
  * longest sequence the model was trained on, so that nothing embeds text at positions it never saw.
+ * The recipe's configs go with it (configs/): the record of what it was trained on, which recipe evaluate
+ * reads to confirm that the dev sample it chooses the fusion on was held out.
  */
-export async function packageModel(from: string, to: string, context: number): Promise<void> {
+export async function packageModel(from: string, to: string, context: number, configs: string): Promise<void> {
   const m = await loadModelFolder(from);
   m.model.config.maxPositionEmbeddings = Math.min(m.model.config.maxPositionEmbeddings, context);
-  await writeDirAtomically(to, (tmp) => saveModelFolder(tmp, m, { dtype: 'F16' }));
+  await writeDirAtomically(to, async (tmp) => {
+    await saveModelFolder(tmp, m, { dtype: 'F16' });
+    await copyConfigs(configs, tmp);
+  });
+}
+
+/** The recipe's step configs (*.json of `configs`) into `<dir>/configs/`. */
+async function copyConfigs(configs: string, dir: string): Promise<void> {
+  await fsp.mkdir(path.join(dir, 'configs'), { recursive: true });
+  for (const f of readdirSync(configs))
+    if (f.endsWith('.json')) await fsp.copyFile(path.join(configs, f), path.join(dir, 'configs', f));
 }
 
 interface ManifestSource {
@@ -454,12 +466,14 @@ function shardsRead(m: CorpusManifest, lm: Record<string, unknown>): string {
 
 /**
  * The fusion the evaluation chose on dev sets, stored with the model for hybrid search. An evaluation without one
- * (none, or one written before fusions were chosen) leaves no search-r3.json, so a stale one cannot outlive it.
+ * leaves no search-r3.json, so a stale one cannot outlive it; so does one of an earlier schema, whose fusion is
+ * none (@1) or may have been chosen on queries the model trained on (@2).
  */
 async function storeFusion(out: string, evaluationJson: string): Promise<void> {
-  const fusion = existsSync(evaluationJson)
-    ? (JSON.parse(readFileSync(evaluationJson, 'utf8')) as Partial<RecipeEvaluation>).fusion
+  const e = existsSync(evaluationJson)
+    ? (JSON.parse(readFileSync(evaluationJson, 'utf8')) as Partial<RecipeEvaluation>)
     : undefined;
+  const fusion = e?.schema === RECIPE_EVALUATION_SCHEMA ? e.fusion : undefined;
   if (fusion) await writeModelFusion(out, fusion);
   else await fsp.rm(path.join(out, MODEL_SEARCH_FILE), { force: true });
 }
@@ -481,6 +495,14 @@ export async function writeModelCard(
   for (const f of ['evaluation.md', 'evaluation.json'])
     if (existsSync(path.join(p.evaluation, f))) await fsp.copyFile(path.join(p.evaluation, f), path.join(out, f));
   await storeFusion(out, path.join(p.evaluation, 'evaluation.json'));
+  // the configs first: what the card says about the dev sample is what they record
+  await copyConfigs(p.configs, out);
+  const devSample =
+    devSampleNotHeldOut(out) === null
+      ? `, nor the SciFact train queries the evaluation chooses the hybrid's fusion on (a seeded sample of ` +
+        `${SCIFACT_DEV.sample.n}, held out of mining, stage 1 and stage 2)`
+      : "; SciFact train's queries are trained on without holding out the evaluation's dev sample of them, " +
+        "so the hybrid's fusion is chosen on NFCorpus dev alone";
   const params = model.parameters().reduce((a, t) => a + t.size, 0);
   const sourceRow = (s: (typeof manifest.sources)[number]): string =>
     `| ${s.name} | ${s.documents.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`;
@@ -534,8 +556,8 @@ ${STEP_NAMES.map(row).join('\n')}
 Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains on the sources listed
 under *Data and licences* (pseudo-queries: a title asks for its body, or one sentence for the rest of its
 document)${stage1Reasoning}. Stage 2 runs GRPO on SciFact train queries with a retrieval reward in the RL
-environment. No test query of any dataset is trained on; the SciFact and XQuAD *documents* are in the
-pretraining text (documents only).
+environment. No test query of any dataset is trained on${devSample}. The SciFact and XQuAD *documents* are
+in the pretraining text (documents only).
 
 ${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 
@@ -560,8 +582,5 @@ without that restriction.
 ## Evaluation
 ${evalMd}`;
   await writeTextFileAtomically(path.join(out, 'README.md'), card);
-  await fsp.mkdir(path.join(out, 'configs'), { recursive: true });
-  for (const f of readdirSync(p.configs))
-    if (f.endsWith('.json')) await fsp.copyFile(path.join(p.configs, f), path.join(out, 'configs', f));
   await writeTextFileAtomically(path.join(out, 'recipe.json'), JSON.stringify(state, null, 2) + '\n');
 }

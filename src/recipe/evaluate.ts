@@ -30,7 +30,9 @@ import { fuseHybridRuns, RRF_K, type HybridFusion } from '../search-index/rrf.js
 import { chooseFusion, FUSION_GRID, refuseTestSplit, type FusionDevCase } from '../search-index/fusion-choice.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadModelFolder } from '../model/model-folder.js';
-import { sampleDevQueries, subsetDevSet, type DevSet } from '../eval/dev-eval.js';
+import { sampleDevQueries, subsetDevSet, type DevSet, type QuerySample } from '../eval/dev-eval.js';
+import { devSampleNotHeldOut } from './recipe-check.js';
+import { SCIFACT_DEV } from './recipe-profiles.js';
 
 export const RECIPE_DATASETS = ['scifact', 'nfcorpus', 'xquad-en', 'xquad-de', 'xquad-zh', 'xquad-ar'] as const;
 export type RecipeDatasetId = (typeof RECIPE_DATASETS)[number];
@@ -76,20 +78,13 @@ export type FusionDevSetId = (typeof FUSION_DEV_SETS)[number];
 
 /**
  * Where each dev set is. SciFact has judged train and test queries only, so its dev set is a fixed sample of train
- * queries: never a test query. 300 is its test set's size; the seed is its own (not --seed), so the sample never
- * moves. Stages 1 and 2 train on SciFact train, so the dense ranking looks better on these queries than on unseen
- * ones and pulls the dense weight up; NFCorpus dev, which no stage trains on, is the counterweight.
+ * queries (SCIFACT_DEV): never a test query. The recipe's profiles hold that sample out of every source that trains
+ * on SciFact train; a stage-2 model whose configs do not show it (an older model, or none recorded) would rank its
+ * own training queries, which flatters the dense ranking and pulls the dense weight up, so such a dev set is left
+ * out of the choice. NFCorpus dev, which no stage trains on, is always used.
  */
-const DEV_SPECS: Record<
-  FusionDevSetId,
-  { label: string; folder: string; split: string; sample?: { n: number; seed: number } }
-> = {
-  'scifact-dev': {
-    label: 'SciFact train, a 300-query sample',
-    folder: 'scifact',
-    split: 'train',
-    sample: { n: 300, seed: 1 },
-  },
+const DEV_SPECS: Record<FusionDevSetId, { label: string; folder: string; split: string; sample?: QuerySample }> = {
+  'scifact-dev': { label: `SciFact train, a ${SCIFACT_DEV.sample.n}-query sample`, ...SCIFACT_DEV },
   'nfcorpus-dev': { label: 'NFCorpus dev (preprocessed text)', folder: 'nfcorpus/beir-preprocessed/dev', split: 'dev' },
 };
 
@@ -235,6 +230,13 @@ export interface RecipeDevSet {
   runFiles: { bm25: string; 'stage2-off': string; 'stage2-on': string };
 }
 
+/** A dev set the fusion was not chosen on, and why (its queries may have been trained on). */
+export interface SkippedDevSet {
+  id: FusionDevSetId;
+  label: string;
+  reason: string;
+}
+
 /** The hybrids' fusion, chosen on the dev sets with stage 2's runs, reasoning off and on. */
 export interface RecipeFusion extends HybridFusion {
   /** The dev sets in words; what the model stores with the fusion. */
@@ -243,13 +245,18 @@ export interface RecipeFusion extends HybridFusion {
   devNdcg10: number;
   plainRrfDevNdcg10: number | null;
   grid: { denseWeights: number[]; ks: number[] };
+  /** The dev sets chosen on, and those left out because the stage-2 model may have trained on them. */
   devSets: RecipeDevSet[];
+  skippedDevSets: SkippedDevSet[];
   /** Wall seconds of the dev runs (cached ones as recorded) and the grid search. */
   seconds: number;
 }
 
+/** evaluation.json's schema: @3 records the dev sets left out of the fusion choice (fusion.skippedDevSets). */
+export const RECIPE_EVALUATION_SCHEMA = 'search-r3/recipe-evaluation@3';
+
 export interface RecipeEvaluation {
-  schema: 'search-r3/recipe-evaluation@2';
+  schema: typeof RECIPE_EVALUATION_SCHEMA;
   createdAt: string;
   producedBy: string;
   models: { stage1: { folder: string; fingerprint: string }; stage2: { folder: string; fingerprint: string } };
@@ -567,17 +574,33 @@ function compare(a: RecipeRowId, b: RecipeRowId, evs: Map<RecipeRowId, Evaluatio
 }
 
 /**
- * The hybrids' fusion: BM25 and stage 2 (reasoning off and on) on each dev set, then the grid point with the best
- * mean nDCG@10 over those dev runs. One fusion for both reasoning modes, because the model stores one and search
- * uses it whichever mode a query asks for. No test query is read here.
+ * Why the fusion must not be chosen on dev set `id` for this stage-2 model, or null when it may be: a sample of a
+ * train split is used only when the model's recorded configs show that every step held the sample out of training.
+ */
+function trainedOnReason(id: FusionDevSetId, stage2: ModelHandle): string | null {
+  const { folder, split, sample } = DEV_SPECS[id];
+  return sample ? devSampleNotHeldOut(stage2.dir, { folder, split, sample }) : null;
+}
+
+/**
+ * The hybrids' fusion: BM25 and stage 2 (reasoning off and on) on each dev set the model did not train on, then the
+ * grid point with the best mean nDCG@10 over those dev runs. One fusion for both reasoning modes, because the model
+ * stores one and search uses it whichever mode a query asks for. No test query is read here.
  */
 async function chooseRecipeFusion(ev: RecipeEvaluator, log: (line: string) => void): Promise<RecipeFusion> {
   const s = ev.s;
   const cases: FusionDevCase[] = [];
   const devSets: RecipeDevSet[] = [];
+  const skippedDevSets: SkippedDevSet[] = [];
   let runSeconds = 0;
   for (const id of FUSION_DEV_SETS) {
     const spec = DEV_SPECS[id];
+    const reason = trainedOnReason(id, ev.models.stage2);
+    if (reason) {
+      log(`${id}: left out of the fusion choice: ${reason}`);
+      skippedDevSets.push({ id, label: spec.label, reason });
+      continue;
+    }
     const ds = await loadDevDataset(s.data, id, s);
     log(`${id}: ${ds.queries.size} dev queries (${spec.split} qrels), ${ds.corpus.length} documents`);
     const bm25 = await ev.bm25(id, ds);
@@ -616,6 +639,7 @@ async function chooseRecipeFusion(ev: RecipeEvaluator, log: (line: string) => vo
     plainRrfDevNdcg10: plain?.ndcg10 ?? null,
     grid: { denseWeights: [...FUSION_GRID.denseWeights], ks: [...FUSION_GRID.ks] },
     devSets,
+    skippedDevSets,
     seconds: runSeconds + seconds(t0),
   };
 }
@@ -733,7 +757,7 @@ export async function evaluateRecipeModels(o: RecipeEvaluateOptions): Promise<Re
   const results: RecipeDatasetResult[] = [];
   for (const d of datasets) results.push(await evaluateDataset(ev, d, fusion, log));
   const report: RecipeEvaluation = {
-    schema: 'search-r3/recipe-evaluation@2',
+    schema: RECIPE_EVALUATION_SCHEMA,
     createdAt: new Date().toISOString(),
     producedBy: o.command ?? `evaluateRecipeModels (src/recipe/evaluate.ts)`,
     models: {
@@ -795,8 +819,9 @@ function formatFusion(f: RecipeFusion): string[] {
         `${d.queries.toLocaleString('en')} | ${d.documents.toLocaleString('en')} | \`${d.queriesFolder}\` |`,
     ),
     '',
-    'SciFact has no dev split: its dev set is a fixed sample of train queries, which stages 1 and 2 train on, so' +
-      ' it flatters the dense ranking; NFCorpus dev is trained on by no stage.',
+    'SciFact has no dev split: its dev set is a fixed sample of train queries, used only when the stage-2' +
+      " model's configs show every training step held it out; NFCorpus dev is trained on by no stage.",
+    ...f.skippedDevSets.map((d) => `Left out: ${d.label}, because ${d.reason}.`),
   ];
 }
 

@@ -1,21 +1,90 @@
 /**
  * A profile's configs checked without training: each goes through the parser its command uses (so a
  * key or value the trainer would refuse is found before a GPU session is spent on it), and the recipe's
- * own rules hold: no data source reads an evaluated set (XQuAD, or any test split) as training data, and
- * the reasoning budget is the same in stage 1's analyses, stage 2's rollouts and the evaluation.
+ * own rules hold: no data source reads an evaluated set (XQuAD, or any test split) as training data, none
+ * reads SciFact's train queries without holding out the dev sample the fusion is chosen on, and the
+ * reasoning budget is the same in stage 1's analyses, stage 2's rollouts and the evaluation.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { QuerySample } from '../eval/dev-eval.js';
 import { parseLmConfig } from '../train/lm/config.js';
-import { parseRlConfig, type RlConfig } from '../train/rl/config.js';
-import { parseSftConfig, type SftConfig } from '../train/sft/config.js';
+import { loadRlConfig, parseRlConfig, type RlConfig } from '../train/rl/config.js';
+import { loadSftConfig, parseSftConfig, type SftConfig } from '../train/sft/config.js';
 import type { LmConfig } from '../train/lm/config.js';
-import type { RecipePaths, RecipeProfile } from './recipe-profiles.js';
+import { SCIFACT_DEV, type RecipePaths, type RecipeProfile } from './recipe-profiles.js';
 
-export interface CheckedConfigs {
-  lm: LmConfig;
+/** The configs of the steps that read training queries: mining, stage 1 and stage 2. */
+export interface FineTuningConfigs {
   mine: SftConfig;
   stage1: SftConfig;
   stage2: RlConfig;
+}
+
+export interface CheckedConfigs extends FineTuningConfigs {
+  lm: LmConfig;
+}
+
+/** A dev set drawn as a seeded sample of a train split's queries (sampleDevQueries). */
+export interface SampledDevSet {
+  /** The BEIR folder under the data folder, e.g. "scifact". */
+  folder: string;
+  split: string;
+  sample: QuerySample;
+}
+
+/**
+ * The first source of `c` that trains on `dev`'s queries: one that reads its split of its folder (under any data
+ * folder, so that configs written on another machine are judged too) without a holdOut that keeps the sample out;
+ * null when there is none. A holdOut with the sample's seed and at least its n keeps it out: the sample is the
+ * first n ids of one seeded shuffle. Stage 1's mined file (its jsonl source) holds the queries mine read, which
+ * is why mine's sources are checked for it.
+ */
+export function devSampleLeak(c: FineTuningConfigs, dev: SampledDevSet = SCIFACT_DEV): string | null {
+  const parts = dev.folder.split('/');
+  const isDev = (folder: string, split: string): boolean =>
+    split === dev.split && folder.split(path.sep).slice(-parts.length).join('/') === dev.folder;
+  const keepsOut = (h: QuerySample | null | undefined): boolean =>
+    !!h && h.seed === dev.sample.seed && h.n >= dev.sample.n;
+  const leak = (where: string, folder: string): string =>
+    `${where} reads ${folder} (split ${dev.split}) without holding out the dev sample ` +
+    `{n: ${dev.sample.n}, seed: ${dev.sample.seed}}`;
+  for (const name of ['mine', 'stage1'] as const)
+    for (const [i, src] of c[name].data.entries())
+      if (src.type === 'beir' && isDev(src.path, src.split) && !keepsOut(src.holdOut))
+        return leak(`${name} config, data[${i}]`, src.path);
+  const d = c.stage2.data;
+  if (isDev(d.beir, d.split) && !keepsOut(d.holdOut)) return leak('stage2 config, data', d.beir);
+  return null;
+}
+
+/** The recipe's configs of a model folder's training, from `<dir>/configs/`, read by the parsers the steps use. */
+function readFineTuningConfigs(dir: string): FineTuningConfigs {
+  const file = (name: string): string => path.join(dir, 'configs', `${name}.json`);
+  const missing = ['mine', 'stage1', 'stage2'].filter((n) => !existsSync(file(n)));
+  if (missing.length > 0)
+    throw new RecipeConfigError(
+      `${path.join(dir, 'configs')} has no ${missing.map((n) => `${n}.json`).join(', ')}: the model's training ` +
+        'data is not recorded',
+    );
+  return {
+    mine: loadSftConfig(file('mine')),
+    stage1: loadSftConfig(file('stage1')),
+    stage2: loadRlConfig(file('stage2')),
+  };
+}
+
+/**
+ * Why it is not confirmed that the model in `dir` never trained on `dev`'s sample, judged from its configs/ (the
+ * package step writes them); null when they show that every step held the sample out.
+ */
+export function devSampleNotHeldOut(dir: string, dev: SampledDevSet = SCIFACT_DEV): string | null {
+  try {
+    const leak = devSampleLeak(readFineTuningConfigs(dir), dev);
+    return leak ? `the model may have trained on these queries: ${leak}` : null;
+  } catch (e) {
+    return `it cannot be confirmed that the model held these queries out of training: ${(e as Error).message}`;
+  }
 }
 
 /** A profile whose configs a trainer would refuse, or that break the recipe's rules; names the config and why. */
@@ -67,6 +136,8 @@ export function checkProfileRules(profile: RecipeProfile, p: RecipePaths): Omit<
     refuse('stage2', `${stage2.data.beir} (split ${stage2.data.split})`, 'is evaluated: never trained on');
   if (stage1.eval && (EVALUATED.some((r) => r.test(rel(stage1.eval!.beir))) || stage1.eval.split === 'test'))
     refuse('stage1', stage1.eval.beir, 'is evaluated: the dev set must be another split');
+  const leak = devSampleLeak({ mine, stage1, stage2 });
+  if (leak) throw new RecipeConfigError(`profile ${profile.name}, ${leak}: the fusion's dev set would be trained on`);
 
   const budget = Number(profile.evaluateArgs[profile.evaluateArgs.indexOf('--max-reasoning-tokens') + 1]);
   if (stage2.rollout.maxReasoningTokens !== budget)

@@ -59,13 +59,25 @@ export interface RecipeProfile {
   tokenizerShards?: number;
 }
 
-const scifact = (p: RecipePaths): string => path.join(p.data, 'scifact');
+/**
+ * SciFact's dev set, on which recipe evaluate chooses the hybrid's fusion: SciFact has judged train and test
+ * queries only, so it is a seeded sample (sampleDevQueries) of the train queries, never a test query. 300 is
+ * the test set's size; the seed is its own, so the sample never moves. Every profile holds it out of each
+ * source that reads SciFact train queries (recipe-check.ts refuses one that does not), so the dev set is
+ * unseen by the models the fusion is chosen for.
+ */
+export const SCIFACT_DEV = { folder: 'scifact', split: 'train', sample: { n: 300, seed: 1 } } as const;
+
+const scifact = (p: RecipePaths): string => path.join(p.data, SCIFACT_DEV.folder);
+
+/** SciFact's train queries less the dev sample, as every source that trains on them reads them. */
+const scifactTrain = { split: SCIFACT_DEV.split, holdOut: { ...SCIFACT_DEV.sample } };
 
 /** Every profile mines stage 1's hard negatives for SciFact's train queries with the pretrained model. */
 const mineScifactTrain = (p: RecipePaths): Record<string, unknown> => ({
   model: path.join(p.lm, 'final'),
   output: p.stage1,
-  data: [{ type: 'beir', path: scifact(p), split: 'train' }],
+  data: [{ type: 'beir', path: scifact(p), ...scifactTrain }],
 });
 
 /** The corpus's train shards in order, the first `max` of them (all by default). */
@@ -264,7 +276,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       seed: 0,
       steps: 40,
       maxLength: 256,
-      data: { beir: scifact(p), split: 'train', maxQueries: 0, maxDocuments: 0 },
+      data: { beir: scifact(p), ...scifactTrain, maxQueries: 0, maxDocuments: 0 },
       // stage 1 leaves the response nearly deterministic ("The embedding is <|embed_token|>."): at T = 1
       // every response of a group was the same, every advantage 0 and GRPO idle; T = 1.5 explores
       rollout: { queries: 8, group: 4, temperature: 1.5, topP: 1, topK: 0, maxReasoningTokens: 24 },
@@ -336,7 +348,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       seed: 0,
       steps: 60,
       maxLength: 256,
-      data: { beir: scifact(p), split: 'train', maxQueries: 0, maxDocuments: 0 },
+      data: { beir: scifact(p), ...scifactTrain, maxQueries: 0, maxDocuments: 0 },
       rollout: {
         queries: 16,
         group: 4,
@@ -412,7 +424,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       seed: 0,
       steps: 2,
       maxLength: 128,
-      data: { beir: scifact(p), split: 'train', maxQueries: 6, maxDocuments: 60 },
+      data: { beir: scifact(p), ...scifactTrain, maxQueries: 6, maxDocuments: 60 },
       rollout: { queries: 2, group: 2, temperature: 1, maxReasoningTokens: 4 },
       reward: { kind: 'ndcg', k: 10 },
       loss: { infonce: 0.5 },

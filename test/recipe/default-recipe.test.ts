@@ -60,13 +60,25 @@ test(
     assert.match(card, /\| stage2 \| `search-r3 train rl --config /);
     assert.match(card, /## Evaluation\n[\s\S]*BM25/);
     // every stage-1 source with its examples and its dataset's licence
-    assert.match(card, /\| jsonl: scifact\/train \(BM25-mined hard negatives\) \| 809 \| CC BY-NC 2\.0/);
+    // SciFact train's 809 judged queries less the evaluation's 300-query dev sample (and one twin of a dev claim)
+    assert.match(card, /\| jsonl: scifact\/train \(BM25-mined hard negatives\) \| 508 \| CC BY-NC 2\.0/);
     assert.match(card, /\| climate-fever: climate-fever\/climate-fever\.jsonl \| 1,061 \| repository states none/);
     assert.doesNotMatch(card, /see the dataset/);
+    assert.match(
+      card,
+      /nor the SciFact train queries the evaluation chooses the hybrid's fusion on \(a seeded sample of 300/,
+    );
     assert.ok(existsSync(path.join(out, 'evaluation.json')) && existsSync(path.join(out, 'configs/stage1.json')));
     // the hybrid fusion the evaluation chose on dev sets, stored with the model for search
     const { fusion } = JSON.parse(readFileSync(path.join(out, 'evaluation.json'), 'utf8')) as RecipeEvaluation;
     assert.deepEqual(readModelFusion(out), { denseWeight: fusion.denseWeight, k: fusion.k, chosenOn: fusion.chosenOn });
+    // the packaged folders carry the configs, which show SciFact's dev sample was held out: it is chosen on
+    for (const model of [out, path.join(work, 'models/stage1')])
+      assert.ok(existsSync(path.join(model, 'configs/mine.json')), model);
+    assert.deepEqual(
+      fusion.devSets.map((d) => d.id),
+      ['scifact-dev', 'nfcorpus-dev'],
+    );
     for (const chart of ['pretraining', 'stage1-loss', 'stage1-dev', 'stage2-reward']) {
       assert.match(
         readFileSync(path.join(out, 'charts', `${chart}.svg`), 'utf8'),
@@ -112,6 +124,28 @@ test(
     assert.doesNotMatch(fresh.stderr, /train rl --config \S+ --resume/);
     const seconds = readState(work).steps.stage2.seconds;
     assert.ok(seconds > 0 && seconds < 1e6, `stage 2 timed afresh: ${seconds} s`);
+
+    // an evaluation of schema @2 may have chosen its fusion on queries the model trained on: the card stores none;
+    // and a card says the dev sample was trained on when the configs say so
+    assert.ok(readModelFusion(out));
+    const evaluationJson = path.join(work, 'evaluation/evaluation.json');
+    const older = JSON.parse(readFileSync(evaluationJson, 'utf8')) as Record<string, unknown>;
+    writeFileSync(evaluationJson, JSON.stringify({ ...older, schema: 'search-r3/recipe-evaluation@2' }));
+    const stage2Config = path.join(work, 'configs/stage2.json');
+    const cfg = JSON.parse(readFileSync(stage2Config, 'utf8')) as { data: Record<string, unknown> };
+    delete cfg.data.holdOut;
+    writeFileSync(stage2Config, JSON.stringify(cfg));
+    const redo = JSON.parse(readFileSync(path.join(work, 'recipe.json'), 'utf8')) as RecipeState;
+    redo.steps.card.done = false;
+    writeFileSync(path.join(work, 'recipe.json'), JSON.stringify(redo));
+    const card2 = runCli(args, env);
+    assert.equal(card2.status, 0, card2.stderr);
+    assert.match(card2.stderr, /▶ card/);
+    assert.equal(readModelFusion(out), undefined);
+    assert.match(
+      readFileSync(path.join(out, 'README.md'), 'utf8'),
+      /SciFact train's queries are trained on without holding out the evaluation's dev sample of them/,
+    );
   },
 );
 

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,10 +12,16 @@ import { readTrecRun } from '../../src/eval/run.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import {
   evaluateRecipeModels,
+  RECIPE_EVALUATION_SCHEMA,
   RECIPE_ROWS,
   type RecipeEvaluateOptions,
   type RecipeEvaluation,
 } from '../../src/recipe/evaluate.js';
+import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
+import { loadRlConfig } from '../../src/train/rl/config.js';
+import { loadRlData } from '../../src/train/rl/data.js';
+import { loadSftConfig } from '../../src/train/sft/config.js';
+import { loadTrainingData } from '../../src/train/sft/data.js';
 import { subsetDevSet, type DevSet } from '../../src/eval/dev-eval.js';
 import { chooseFusion, type FusionDevCase } from '../../src/search-index/fusion-choice.js';
 import { runCli } from '../helpers/cli.js';
@@ -49,10 +55,22 @@ async function evaluate(): Promise<{ report: RecipeEvaluation; stages: string[];
   return { report, stages, log };
 }
 
+/**
+ * The record of a recipe-trained model: the tiny profile's mine, stage-1 and stage-2 configs in its configs/ (as
+ * the package step writes them), which hold SciFact's dev sample out.
+ */
+function writeRecipeConfigs(model: string): void {
+  const p = recipePaths(join(dir, 'work'), sharedData);
+  mkdirSync(join(model, 'configs'), { recursive: true });
+  for (const name of ['mine', 'stage1', 'stage2'] as const)
+    writeFileSync(join(model, 'configs', `${name}.json`), JSON.stringify(PROFILES.tiny[name](p), null, 2));
+}
+
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sr3-recipe-eval-'));
   await saveModelFolder(join(dir, 'stage1'), tinyModel(3));
   await saveModelFolder(join(dir, 'stage2'), tinyModel(4));
+  writeRecipeConfigs(join(dir, 'stage2'));
   options = {
     stage1: join(dir, 'stage1'),
     stage2: join(dir, 'stage2'),
@@ -85,6 +103,7 @@ async function subsetQrels(id: 'scifact' | 'xquad-de'): Promise<DevSet['qrels']>
 test('evaluation.json holds the whole report and evaluation.md a table per dataset with p-values', async () => {
   const json = JSON.parse(readFileSync(join(dir, 'out', 'evaluation.json'), 'utf8')) as RecipeEvaluation;
   assert.deepEqual(json, JSON.parse(JSON.stringify(first)));
+  assert.equal(json.schema, RECIPE_EVALUATION_SCHEMA);
   assert.equal(json.models.stage1.folder, join(dir, 'stage1'));
   assert.match(json.models.stage2.fingerprint, /^sha256:/);
   assert.equal(json.settings.seed, 42);
@@ -256,6 +275,95 @@ test('the fusion is chosen on dev runs only (SciFact train sample, NFCorpus dev)
   );
   assert.equal(fusion.plainRrfDevNdcg10, choice.candidates.find((c) => c.denseWeight === 0.5 && c.k === 60)!.ndcg10);
   assert.match(fusion.chosenOn, /^SciFact train, a 300-query sample \(10 queries\) \+ NFCorpus dev/);
+  assert.deepEqual(fusion.skippedDevSets, []);
+});
+
+test("the SciFact dev queries are none of the queries the model's recorded configs train on", async () => {
+  const dev = first.fusion.devSets.find((d) => d.id === 'scifact-dev')!;
+  const devQueries = [...(await readTrecRun(dev.runFiles['stage2-off'])).run.keys()];
+  const texts = (await readBeirDataset(dev.queriesFolder, dev.split)).queries;
+  const configs = join(options.stage2, 'configs');
+  const mined = await loadTrainingData(loadSftConfig(join(configs, 'mine.json')).data);
+  const trained = new Set(mined.examples.map((e) => e.query));
+  const rl = loadRlConfig(join(configs, 'stage2.json')).data;
+  const rlQueries = new Set((await loadRlData({ ...rl, maxQueries: 0 })).queries.map((q) => q.id));
+  assert.equal(devQueries.length, MAX_QUERIES);
+  for (const q of devQueries) {
+    assert.ok(!trained.has(texts.get(q)!), `${q} is mined for stage 1`);
+    assert.ok(!rlQueries.has(q), `${q} is a stage-2 query`);
+  }
+});
+
+test('scifact-dev is left out of the choice for a stage-2 model without the hold-out record, and said so', async () => {
+  // the same weights, so the cached dev runs are reused: one folder without configs/, one whose stage 2 trained on
+  // the whole split
+  const bare = join(dir, 'stage2-bare'),
+    leaky = join(dir, 'stage2-leaky');
+  cpSync(options.stage2, bare, { recursive: true });
+  rmSync(join(bare, 'configs'), { recursive: true });
+  cpSync(options.stage2, leaky, { recursive: true });
+  const stage2Json = join(leaky, 'configs', 'stage2.json');
+  const cfg = JSON.parse(readFileSync(stage2Json, 'utf8')) as { data: Record<string, unknown> };
+  delete cfg.data.holdOut;
+  writeFileSync(stage2Json, JSON.stringify(cfg));
+
+  const nfcorpus = first.fusion.devSets.find((d) => d.id === 'nfcorpus-dev')!;
+  for (const [model, reason] of [
+    [
+      bare,
+      new RegExp(
+        '^it cannot be confirmed that the model held these queries out of training: ' +
+          `${join(bare, 'configs')} has no mine.json, stage1.json, stage2.json: the model's training data is not` +
+          ' recorded$',
+      ),
+    ],
+    [
+      leaky,
+      new RegExp(
+        '^the model may have trained on these queries: stage2 config, data reads \\S+/scifact ' +
+          '\\(split train\\) without holding out the dev sample \\{n: 300, seed: 1\\}$',
+      ),
+    ],
+  ] as const) {
+    const log: string[] = [];
+    const out = `${model}-evaluation`;
+    const r = await evaluateRecipeModels({
+      ...options,
+      stage2: model,
+      out,
+      work: join(options.out, 'work'),
+      datasets: [],
+      onLog: (l) => log.push(l),
+    });
+    const f = r.fusion;
+    assert.deepEqual(
+      f.devSets.map((d) => d.id),
+      ['nfcorpus-dev'],
+    );
+    assert.deepEqual(
+      f.skippedDevSets.map((d) => [d.id, d.label]),
+      [['scifact-dev', 'SciFact train, a 300-query sample']],
+    );
+    assert.match(f.skippedDevSets[0]!.reason, reason);
+    assert.ok(log.includes(`scifact-dev: left out of the fusion choice: ${f.skippedDevSets[0]!.reason}`));
+    assert.match(f.chosenOn, /^NFCorpus dev \(preprocessed text\) \(10 queries\); stage 2/);
+    // chosen on NFCorpus dev's runs alone, the same cached runs as the model with the record
+    assert.equal(f.devSets[0]!.runFiles.bm25, nfcorpus.runFiles.bm25);
+    const judged = (await readBeirDataset(nfcorpus.queriesFolder, nfcorpus.split)).qrels;
+    const [bm25, off, on] = await Promise.all(
+      [nfcorpus.runFiles.bm25, nfcorpus.runFiles['stage2-off'], nfcorpus.runFiles['stage2-on']].map(
+        async (file) => (await readTrecRun(file)).run,
+      ),
+    );
+    const qrels = new Map([...off!.keys()].map((q) => [q, judged.get(q)!]));
+    const choice = chooseFusion([off!, on!].map((dense) => ({ split: 'dev', dense, bm25: bm25!, qrels })));
+    assert.deepEqual([f.denseWeight, f.k, f.devNdcg10], [choice.fusion.denseWeight, choice.fusion.k, choice.ndcg10]);
+    const json = JSON.parse(readFileSync(join(out, 'evaluation.json'), 'utf8')) as RecipeEvaluation;
+    assert.deepEqual(json.fusion.skippedDevSets, f.skippedDevSets);
+    const md = readFileSync(join(out, 'evaluation.md'), 'utf8');
+    assert.ok(md.includes(`Left out: SciFact train, a 300-query sample, because ${f.skippedDevSets[0]!.reason}.`));
+    assert.ok(!md.includes('| SciFact train, a 300-query sample |'), 'no row of the left-out dev set');
+  }
 });
 
 test('a hybrid row fuses the cached BM25 and stage-2 runs with the fusion chosen on dev', async () => {

@@ -10,8 +10,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import * as T from '../../src/tensor/index.js';
-import { checkProfileConfigs, checkProfileRules, RecipeConfigError } from '../../src/recipe/recipe-check.js';
 import {
+  checkProfileConfigs,
+  checkProfileRules,
+  devSampleLeak,
+  RecipeConfigError,
+} from '../../src/recipe/recipe-check.js';
+import {
+  SCIFACT_DEV,
   GPU_BUDGET,
   GPU_SHAPES,
   PROFILES,
@@ -134,6 +140,62 @@ test('a profile that trains on an evaluated set, or reasons for different budget
   assert.throws(() => checkProfileRules(testSplit, p), /is evaluated: never trained on/);
   const budgets: RecipeProfile = { ...PROFILES.gpu, evaluateArgs: ['--max-reasoning-tokens', '24'] };
   assert.throws(() => checkProfileRules(budgets, p), /stage 2 reasons for 32 tokens, the evaluation for 24/);
+});
+
+test("every profile holds SciFact's dev sample out of mining and stage 2; a profile that does not is refused", () => {
+  const p = recipePaths(tempDir('recipe-hold-out'), sharedData);
+  const scifact = path.join(sharedData, 'scifact');
+  for (const profile of Object.values(PROFILES)) {
+    const c = checkProfileRules(profile, p);
+    const reads = c.mine.data.filter((s) => s.type === 'beir' && s.path === scifact);
+    assert.deepEqual(
+      reads.map((s) => s.type === 'beir' && s.holdOut),
+      [SCIFACT_DEV.sample],
+      profile.name,
+    );
+    assert.deepEqual([c.stage2.data.beir, c.stage2.data.holdOut], [scifact, SCIFACT_DEV.sample], profile.name);
+    // stage 1 reads SciFact's train queries only through the mined file
+    assert.ok(
+      c.stage1.data.every((s) => s.type !== 'beir' || s.path !== scifact),
+      profile.name,
+    );
+    assert.equal(devSampleLeak(c), null, profile.name);
+  }
+  const withoutMineHoldOut: RecipeProfile = {
+    ...PROFILES.tiny,
+    mine: (q) => ({ ...PROFILES.tiny.mine(q), data: [{ type: 'beir', path: scifact, split: 'train' }] }),
+  };
+  assert.throws(
+    () => checkProfileRules(withoutMineHoldOut, p),
+    (e: unknown) =>
+      e instanceof RecipeConfigError &&
+      e.message ===
+        `profile tiny, mine config, data[0] reads ${scifact} (split train) without holding out the dev sample ` +
+          "{n: 300, seed: 1}: the fusion's dev set would be trained on",
+  );
+  // a smaller sample, or another seed, is another set of queries: the dev sample is not (all) held out
+  for (const holdOut of [
+    { n: 299, seed: 1 },
+    { n: 300, seed: 2 },
+  ]) {
+    const other: RecipeProfile = {
+      ...PROFILES.full,
+      stage2: (q) => {
+        const c = PROFILES.full.stage2(q);
+        return { ...c, data: { ...(c.data as object), holdOut } };
+      },
+    };
+    assert.throws(() => checkProfileRules(other, p), /stage2 config, data reads \S+scifact \(split train\) without/);
+  }
+  // a larger sample with the same seed contains the dev sample (the first n ids of one seeded shuffle)
+  const larger: RecipeProfile = {
+    ...PROFILES.full,
+    stage2: (q) => {
+      const c = PROFILES.full.stage2(q);
+      return { ...c, data: { ...(c.data as object), holdOut: { n: 400, seed: 1 } } };
+    },
+  };
+  assert.doesNotThrow(() => checkProfileRules(larger, p));
 });
 
 test('recipe --session-seconds: no step starts after the limit, exit code 75, the record kept', () => {

@@ -13,6 +13,8 @@ import {
   parseTemplates,
   readConfigFile,
 } from '../config-merge.js';
+import type { QuerySample } from '../../eval/dev-eval.js';
+import { parseHoldOut } from '../hold-out.js';
 
 export interface RlConfig {
   /** Starting policy: a model folder (the stage-1 final/ or best/ output of a full fine-tune). */
@@ -23,8 +25,11 @@ export interface RlConfig {
   steps: number;
   /** Longest prompt / document in tokens. */
   maxLength: number;
-  /** BEIR folder: queries of `split` with their judged positives; the environment's corpus is its corpus.jsonl. */
-  data: { beir: string; split: string; maxQueries: number; maxDocuments: number };
+  /**
+   * BEIR folder: queries of `split` with their judged positives, less the dev sample `holdOut` draws from the
+   * split (hold-out.ts) when set; the environment's corpus is its corpus.jsonl.
+   */
+  data: { beir: string; split: string; holdOut: QuerySample | null; maxQueries: number; maxDocuments: number };
   rollout: {
     queries: number;
     group: number;
@@ -64,7 +69,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = {
   seed: 0,
   steps: 100,
   maxLength: 256,
-  data: { beir: '', split: 'train', maxQueries: 0, maxDocuments: 0 },
+  data: { beir: '', split: 'train', holdOut: null, maxQueries: 0, maxDocuments: 0 },
   rollout: { queries: 4, group: 4, temperature: 1, topP: 1, topK: 0, maxReasoningTokens: 32 },
   reward: { kind: 'dcg', k: 10, formatPenalty: 0.5, lengthPenalty: 0 },
   loss: { clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0, temperature: 0.05 },
@@ -97,15 +102,21 @@ export const DEFAULT_RL_CONFIG: RlConfig = {
   templates: {},
 };
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 export function parseRlConfig(raw: unknown, baseDir: string): RlConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new ConfigError('the config must be a JSON object');
-  const { lora, templates, ...rest } = raw as Record<string, unknown>;
+  const { lora, templates, data, ...rest } = raw as Record<string, unknown>;
+  // data.holdOut is an optional section (null by default), parsed on its own as lora is
+  const { holdOut, ...dataKeys } = isObject(data) ? data : { holdOut: undefined };
+  const user = data === undefined ? rest : { ...rest, data: isObject(data) ? dataKeys : data };
   const cfg: RlConfig = {
-    ...mergeStrict({ ...DEFAULT_RL_CONFIG, lora: undefined, templates: undefined }, rest, ''),
+    ...mergeStrict({ ...DEFAULT_RL_CONFIG, lora: undefined, templates: undefined }, user, ''),
     lora: null,
     templates: {},
   };
+  cfg.data = { ...cfg.data, holdOut: parseHoldOut(holdOut, 'data.holdOut') };
   cfg.lora = parseLora(lora);
   cfg.templates = parseTemplates(templates);
   if (cfg.model === '') throw new ConfigError('"model" is required: the starting model folder (stage-1 output)');

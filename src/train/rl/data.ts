@@ -2,8 +2,10 @@
  * Stage-2 data: training queries with their judged positives, and the environment's corpus. A query
  * none of whose positives is in the corpus cannot be rewarded: it is skipped and counted.
  */
-import { documentText, readBeirDataset } from '../../eval/beir.js';
+import { documentText } from '../../eval/beir.js';
 import type { Positive } from '../../rlenv/reward.js';
+import { readTrainingSplit } from '../hold-out.js';
+import type { RlConfig } from './config.js';
 
 export interface RlQuery {
   id: string;
@@ -26,8 +28,10 @@ export interface RlData {
   };
 }
 
-export async function loadRlData(folder: string, split: string, maxQueries = 0, maxDocuments = 0): Promise<RlData> {
-  const ds = await readBeirDataset(folder, split);
+/** The queries and corpus of a stage-2 config's data section (its split less the held-out dev sample, if any). */
+export async function loadRlData(data: RlConfig['data']): Promise<RlData> {
+  const { maxQueries, maxDocuments } = data;
+  const ds = await readTrainingSplit(data.beir, data.split, data.holdOut);
   const qids = [...ds.qrels.keys()].filter((q) => ds.queries.has(q)).sort();
   const byId = new Map(ds.corpus.map((d, i) => [d.id, i]));
   let skipped = 0,

@@ -164,7 +164,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const pol = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.beta > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
   const maxLength = Math.min(cfg.maxLength, pol.model.config.maxPositionEmbeddings);
-  const data = await loadRlData(cfg.data.beir, cfg.data.split, cfg.data.maxQueries, cfg.data.maxDocuments);
+  const data = await loadRlData(cfg.data);
   const st = data.stats;
   if (data.queries.length === 0) {
     const none = `no query has a positive in the corpus (${st.skippedNoPositiveInCorpus} skipped)`;

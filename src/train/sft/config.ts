@@ -13,14 +13,17 @@ import {
   parseTemplates,
   readConfigFile,
 } from '../config-merge.js';
+import type { QuerySample } from '../../eval/dev-eval.js';
+import { parseHoldOut } from '../hold-out.js';
 import type { PseudoQueryKind } from './pseudo-queries.js';
 
 export type DataSourceConfig =
   /**
    * BEIR folder: queries judged relevant (grade ≥ 1) in qrels/<split>.tsv, positives from the corpus;
-   * sameTitleNegatives > 0 adds that many hard negatives from the paragraphs of the positive's own article.
+   * sameTitleNegatives > 0 adds that many hard negatives from the paragraphs of the positive's own article;
+   * holdOut leaves out the queries of a dev sample drawn from this split (hold-out.ts).
    */
-  | { type: 'beir'; path: string; split: string; sameTitleNegatives?: number }
+  | { type: 'beir'; path: string; split: string; sameTitleNegatives?: number; holdOut?: QuerySample }
   /** JSONL {query, pos, neg} (FlagEmbedding) or {query, positive_passages, negative_passages} (Tevatron). */
   | { type: 'jsonl'; path: string }
   /** TSV text pairs: query<TAB>positive per line. */
@@ -120,7 +123,7 @@ export const DEFAULT_SFT_CONFIG: SftConfig = {
 
 const EVAL_DEFAULTS: EvalSettings = { beir: '', split: 'dev', every: 100, maxQueries: 0, maxDocuments: 0 };
 const SOURCE_KEYS: Record<string, string[]> = {
-  beir: ['type', 'path', 'split', 'sameTitleNegatives'],
+  beir: ['type', 'path', 'split', 'sameTitleNegatives', 'holdOut'],
   jsonl: ['type', 'path'],
   pairs: ['type', 'path'],
   'climate-fever': ['type', 'path'],
@@ -188,7 +191,14 @@ function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
     if (split === 'test')
       throw new ConfigError(`"${at}.split" is "test": test queries are never trained on; use the train (or dev) split`);
     const sameTitleNegatives = int(o.sameTitleNegatives, 'sameTitleNegatives', 0);
-    return { type: 'beir', path: p, split, ...(sameTitleNegatives > 0 ? { sameTitleNegatives } : {}) };
+    const holdOut = parseHoldOut(o.holdOut, `${at}.holdOut`);
+    return {
+      type: 'beir',
+      path: p,
+      split,
+      ...(sameTitleNegatives > 0 ? { sameTitleNegatives } : {}),
+      ...(holdOut ? { holdOut } : {}),
+    };
   }
   if (o.type === 'pseudo-queries') {
     if (o.queries !== 'title' && o.queries !== 'sentence')

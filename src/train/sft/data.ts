@@ -4,8 +4,10 @@
  * pairs and Climate-FEVER claims. Queries without a positive and empty texts are skipped and counted.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { documentText, readBeirCorpus, readBeirDataset, type BeirDocument } from '../../eval/beir.js';
+import { documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
+import type { QuerySample } from '../../eval/dev-eval.js';
 import { Rng } from '../../tensor/index.js';
+import { readTrainingSplit } from '../hold-out.js';
 import { type AnalysisSettings, type ConceptAnalysis, TermStatistics, analyseQuery } from './analysis.js';
 import type { DataSourceConfig } from './config.js';
 import { PSEUDO_QUERY_DEFAULTS, pseudoQueryExamples } from './pseudo-queries.js';
@@ -60,7 +62,7 @@ export async function loadTrainingData(
     if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
     const raw =
       src.type === 'beir'
-        ? await beirExamples(src.path, src.split, src.sameTitleNegatives)
+        ? await beirExamples(src.path, src.split, src.sameTitleNegatives, src.holdOut)
         : src.type === 'climate-fever'
           ? climateFeverExamples(src.path)
           : src.type === 'pairs'
@@ -115,13 +117,19 @@ function cleanExample(ex: TrainExample, stats: DataStats): TrainExample | null {
 }
 
 /**
- * Judged queries of a BEIR split with their relevant documents. With sameTitleNegatives > 0, each query
- * also gets up to that many other paragraphs of its positive's article (documents with the same title),
- * the nearest in corpus order first: in reading-comprehension sets (DRCD, ARCD) the neighbouring
- * paragraphs of an article share its topic but not the answer, the hardest negatives there are.
+ * Judged queries of a BEIR split with their relevant documents, less a held-out dev sample when the source
+ * names one. With sameTitleNegatives > 0, each query also gets up to that many other paragraphs of its
+ * positive's article (documents with the same title), the nearest in corpus order first: in
+ * reading-comprehension sets (DRCD, ARCD) the neighbouring paragraphs of an article share its topic but
+ * not the answer, the hardest negatives there are.
  */
-async function beirExamples(folder: string, split: string, sameTitleNegatives = 0): Promise<TrainExample[]> {
-  const ds = await readBeirDataset(folder, split);
+async function beirExamples(
+  folder: string,
+  split: string,
+  sameTitleNegatives = 0,
+  holdOut?: QuerySample,
+): Promise<TrainExample[]> {
+  const ds = await readTrainingSplit(folder, split, holdOut);
   // the same text the embedder and the index see at inference
   const docs = new Map(ds.corpus.map((d) => [d.id, documentText(d)]));
   const position = new Map(ds.corpus.map((d, i) => [d.id, i]));

@@ -1,0 +1,46 @@
+/**
+ * Holding a dev sample out of training: a BEIR source read for training (stage 1's `beir` source, what `mine`
+ * reads, stage 2's `data`) may name `holdOut: {n, seed}`, and then never yields the queries that
+ * sampleDevQueries(split, n, seed) draws, the queries an evaluation chooses settings on (recipe evaluate's
+ * SciFact dev set is such a sample of SciFact train).
+ */
+import { readBeirDataset, type BeirDataset } from '../eval/beir.js';
+import { withoutDevSample, type QuerySample } from '../eval/dev-eval.js';
+import { ConfigError } from './config-merge.js';
+
+/** The `holdOut` of a source at `at` (e.g. "data[0].holdOut"): null when absent, else both keys checked. */
+export function parseHoldOut(v: unknown, at: string): QuerySample | null {
+  if (v === undefined || v === null) return null;
+  const shape = `{"n": <queries>, "seed": <integer>} (the dev sample to keep out of training)`;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`"${at}" must be an object ${shape}`);
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o))
+    if (k !== 'n' && k !== 'seed') throw new ConfigError(`"${at}.${k}" is not a config key; known keys: n, seed`);
+  // both are required: a defaulted seed would hold out another sample than the dev set's, silently
+  const { n, seed } = o;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1)
+    throw new ConfigError(`"${at}.n" must be an integer ≥ 1 (queries held out), got ${JSON.stringify(n)}`);
+  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32)
+    throw new ConfigError(`"${at}.seed" must be an integer in [0, 2^32), got ${JSON.stringify(seed)}`);
+  return { n, seed };
+}
+
+/**
+ * A BEIR split as a trainer reads it: without the held-out sample's queries, when there is one. Holding out
+ * every judged query leaves nothing to train on, which is refused rather than trained on as an empty source.
+ */
+export async function readTrainingSplit(
+  folder: string,
+  split: string,
+  holdOut: QuerySample | null | undefined,
+): Promise<BeirDataset> {
+  const ds = await readBeirDataset(folder, split);
+  if (!holdOut) return ds;
+  const kept = withoutDevSample(ds, holdOut);
+  if (kept.queries.size === 0)
+    throw new ConfigError(
+      `${folder}: holdOut {n: ${holdOut.n}, seed: ${holdOut.seed}} keeps out all ${ds.queries.size} judged ` +
+        `queries of split ${split}; nothing is left to train on`,
+    );
+  return kept;
+}

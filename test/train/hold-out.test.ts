@@ -1,0 +1,129 @@
+/**
+ * A dev sample held out of training (`holdOut`): the queries sampleDevQueries draws from a split never reach
+ * stage 1's examples, the mined file stage 1 reads, or stage 2's queries, on SciFact train with the recipe's dev
+ * sample; every other judged query still does. A bad holdOut is refused with the key named.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { readBeirDataset } from '../../src/eval/beir.js';
+import { sampleDevQueries } from '../../src/eval/dev-eval.js';
+import { SCIFACT_DEV } from '../../src/recipe/recipe-profiles.js';
+import { ConfigError } from '../../src/train/config-merge.js';
+import { parseRlConfig } from '../../src/train/rl/config.js';
+import { loadRlData } from '../../src/train/rl/data.js';
+import { parseSftConfig } from '../../src/train/sft/config.js';
+import { loadTrainingData } from '../../src/train/sft/data.js';
+import { runCli } from '../helpers/cli.js';
+import { sharedData } from '../helpers/repo.js';
+import { tempDir } from '../helpers/train-fixtures.js';
+
+const scifact = path.join(sharedData, 'scifact');
+const sample = { ...SCIFACT_DEV.sample };
+
+const sft = (data: unknown[]): ReturnType<typeof parseSftConfig> =>
+  parseSftConfig({ model: 'm', output: 'o', data }, '/');
+const rl = (data: Record<string, unknown>): ReturnType<typeof parseRlConfig> =>
+  parseRlConfig({ model: 'm', output: 'o', data: { beir: scifact, ...data } }, '/');
+
+/**
+ * SciFact train's judged queries, the dev sample recipe evaluate draws from them, and the queries a trainer may
+ * read: neither drawn nor the same text as a drawn one.
+ */
+async function trainAndDev(): Promise<{ train: Map<string, string>; dev: Map<string, string>; kept: string[] }> {
+  const ds = await readBeirDataset(scifact, 'train');
+  const dev = sampleDevQueries(ds, sample.n, sample.seed).queries;
+  const devTexts = new Set(dev.values());
+  const kept = [...ds.queries].filter(([q, text]) => !dev.has(q) && !devTexts.has(text)).map(([q]) => q);
+  return { train: ds.queries, dev, kept };
+}
+
+test('stage 1 and mining: a beir source with holdOut yields every judged query but the dev sample', async () => {
+  const { train, dev, kept } = await trainAndDev();
+  assert.equal(dev.size, 300);
+  // SciFact train repeats a claim under two ids, one of them drawn: its twin is held out too
+  assert.equal(kept.length, train.size - dev.size - 1);
+  const cfg = sft([{ type: 'beir', path: scifact, split: 'train', holdOut: sample }]);
+  assert.deepEqual(cfg.data[0], { type: 'beir', path: scifact, split: 'train', holdOut: sample });
+  const { examples } = await loadTrainingData(cfg.data);
+  const devTexts = new Set(dev.values());
+  const expected = kept.map((q) => train.get(q)!);
+  assert.deepEqual(
+    examples.map((e) => e.query),
+    expected,
+  );
+  assert.ok(!examples.some((e) => devTexts.has(e.query)), 'no dev query is trained on');
+  // without the option the source is the whole split, dev sample included
+  const all = await loadTrainingData(sft([{ type: 'beir', path: scifact, split: 'train' }]).data);
+  assert.equal(all.examples.length, train.size);
+
+  // `search-r3 mine` writes the file stage 1 reads: only the kept queries, with their mined negatives
+  const dir = tempDir('hold-out-mine');
+  const config = path.join(dir, 'mine.json');
+  writeFileSync(config, JSON.stringify({ model: 'm', output: 'o', data: cfg.data }));
+  const out = path.join(dir, 'mined.jsonl');
+  const r = runCli(['mine', '--config', config, '--out', out, '--window', '2:20', '--negatives', '2']);
+  assert.equal(r.status, 0, r.stderr);
+  const mined = readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { query: string }).query);
+  assert.deepEqual(mined, expected);
+});
+
+test('stage 2: data.holdOut leaves the dev sample out of the queries, the corpus whole', async () => {
+  const { train, kept } = await trainAndDev();
+  const cfg = rl({ split: 'train', holdOut: sample });
+  assert.deepEqual(cfg.data.holdOut, sample);
+  const data = await loadRlData(cfg.data);
+  const ids = data.queries.map((q) => q.id);
+  assert.deepEqual(ids, [...kept].sort());
+  assert.equal(data.stats.corpusDocuments, data.docIds.length, 'every document stays in the environment');
+  // maxQueries counts from the kept queries
+  const few = await loadRlData(rl({ split: 'train', holdOut: sample, maxQueries: 5 }).data);
+  assert.deepEqual(
+    few.queries.map((q) => q.id),
+    ids.slice(0, 5),
+  );
+  assert.equal(rl({ split: 'train' }).data.holdOut, null, 'none by default');
+  assert.equal((await loadRlData(rl({ split: 'train' }).data)).queries.length, train.size);
+});
+
+test('a bad holdOut is refused with the key named', async () => {
+  const beir = (holdOut: unknown) => [{ type: 'beir', path: scifact, split: 'train', holdOut }];
+  for (const [holdOut, message] of [
+    [{ n: 0, seed: 1 }, /"data\[0\]\.holdOut\.n" must be an integer ≥ 1/],
+    [{ n: 2.5, seed: 1 }, /"data\[0\]\.holdOut\.n" must be an integer ≥ 1/],
+    [{ n: '300', seed: 1 }, /"data\[0\]\.holdOut\.n" must be an integer ≥ 1 \(queries held out\), got "300"/],
+    [{ n: 300 }, /"data\[0\]\.holdOut\.seed" must be an integer in \[0, 2\^32\), got undefined/],
+    [{ n: 300, seed: -1 }, /"data\[0\]\.holdOut\.seed" must be an integer/],
+    [{ n: 300, seed: 1, size: 3 }, /"data\[0\]\.holdOut\.size" is not a config key; known keys: n, seed/],
+    [300, /"data\[0\]\.holdOut" must be an object \{"n"/],
+    [[300, 1], /"data\[0\]\.holdOut" must be an object/],
+  ] as const)
+    assert.throws(
+      () => sft(beir(holdOut)),
+      (e: unknown) => e instanceof ConfigError && message.test(e.message),
+      JSON.stringify(holdOut),
+    );
+  assert.throws(
+    () => sft([{ type: 'jsonl', path: 'x.jsonl', holdOut: sample }]),
+    /"data\[0\]\.holdOut" is not a config key; known keys of a jsonl source/,
+  );
+  assert.throws(
+    () => rl({ split: 'train', holdOut: { n: 300, seed: 1.5 } }),
+    (e: unknown) => e instanceof ConfigError && /"data\.holdOut\.seed" must be an integer/.test(e.message),
+  );
+  assert.throws(() => rl({ split: 'train', holdOut: { seed: 1 } }), /"data\.holdOut\.n" must be an integer ≥ 1/);
+  assert.throws(() => rl({ split: 'train', holdout: sample }), /"data\.holdout" is not a config key/);
+  // holding out every judged query would train on an empty source: refused when the split is read
+  const { train } = await trainAndDev();
+  await assert.rejects(
+    loadTrainingData(sft(beir({ n: train.size, seed: 1 })).data),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      new RegExp(`keeps out all ${train.size} judged queries of split train`).test(e.message),
+  );
+  await assert.rejects(loadRlData(rl({ split: 'train', holdOut: { n: 5000, seed: 1 } }).data), /keeps out all/);
+});
