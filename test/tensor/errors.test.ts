@@ -42,6 +42,7 @@ test('matmul with mismatched inner dimensions names both shapes', () => {
   // the transposed operand is marked, so the message reads like the product that was asked for
   throwsTensorError(() => T.matmul(r([2, 3]), r([5, 4]), { transB: true }), 'matmul', ['[2, 3]', '[5, 4]ᵀ']);
   throwsTensorError(() => T.linear(r([2, 7, 3]), r([6, 4])), 'matmul', ['[2, 7, 3]', '[6, 4]ᵀ']);
+  throwsTensorError(() => T.linear(r([2, 3]), r([6, 3]), r([4])), 'matmul', ['bias [4]', '6 columns']);
 });
 
 test('add of shapes that do not broadcast names both shapes', () => {

@@ -5,12 +5,17 @@
  * to a only.
  */
 import { type AnyKernels, kernels, type Buf } from '../backend.js';
-import type { GemmArgs } from '../kernels.js';
+import { type GemmArgs, ReduceOp } from '../kernels.js';
 import { type Shape, Tensor, TensorError, shapeStr } from '../tensor.js';
 
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
+  /**
+   * Added to every row of the product ([n]): C starts as the bias and the product accumulates onto it, so a
+   * linear layer's bias costs no pass of its own over the output.
+   */
+  bias?: Tensor | null;
 }
 
 function batchOf(shape: Shape): number {
@@ -83,7 +88,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const fold = p.strideB === 0 && p.strideA !== 0 && !transA;
   const M = fold ? p.batch * p.m : p.m,
     B = fold ? 1 : p.batch;
+  const bias = opts.bias ?? null;
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== p.n)) {
+    throw new TensorError('matmul', `bias ${shapeStr(bias.shape)} does not match the product's ${p.n} columns`);
+  }
   const c = kernels().alloc(p.batch * p.m * p.n);
+  if (bias) K.copy(bias.buf, 0, [0, 1], c, 0, [p.n, 1], [p.batch * p.m, p.n], false);
   const { strideA, strideB } = p;
   gemmWith(K, b, {
     a: a.buf,
@@ -97,10 +107,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     strideA,
     strideB,
     strideC: M * p.n,
-    accumulate: false,
+    accumulate: bias !== null,
   });
   const out = new Tensor(c, p.outShape);
-  return Tensor.record(out, 'matmul', [a, b], (g) => {
+  return Tensor.record(out, 'matmul', bias ? [a, b, bias] : [a, b], (g) => {
     let ga: Buf | null = null,
       gb: Buf | null = null;
     if (a.tracksGrad) {
@@ -182,6 +192,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         });
       }
     }
-    return [ga, gb];
+    if (!bias) return [ga, gb];
+    let gbias: Buf | null = null;
+    if (bias.tracksGrad) {
+      gbias = kernels().alloc(p.n);
+      K.reduce(ReduceOp.Sum, g, 1, p.batch * p.m, p.n, gbias, null);
+    }
+    return [ga, gb, gbias];
   });
 }
