@@ -3,15 +3,16 @@
  * against llama.cpp (node-llama-cpp 3.21.1) on F16 and Q8_0 GGUFs, on one random model of the
  * Qwen2.5-1.5B shape (the stand-in of scripts/standin.ts, exported with search-r3 export gguf), same
  * thread count, in one run: prefill tokens/s (a 512-token prompt), decode tokens/s (32 greedy tokens
- * from a 1-token prompt), documents embedded per second (the first SciFact abstracts of demo/scifact,
+ * from a 1-token prompt), sampled decode tokens/s (the same at temperature 1 over the whole vocabulary, as
+ * stage 2's rollouts draw), documents embedded per second (the first SciFact abstracts of demo/scifact,
  * document prompt), and the peak RSS of each engine.
  *
  * Each engine runs in a process of its own, so that its peak RSS is its own; llama.cpp uses an F32 KV
  * cache, as ours is. The memory bandwidth a decode step lives on varies by ±15% from minute to minute on a
  * shared machine, so engines are compared in pairs (bf16 against llama.cpp F16, then f32 against Q8_0):
- * both processes of a pair hold their model at once and take turns, one prefill and one decode each per
- * round, and each figure is the best of BENCH_REPEAT rounds. A pair's ratio thus compares timings taken
- * seconds apart, not minutes.
+ * both processes of a pair hold their model at once and take turns, one prefill, one decode and one sampled
+ * decode each per round, and each figure is the best of BENCH_REPEAT rounds. A pair's ratio thus compares
+ * timings taken seconds apart, not minutes.
  *
  * Options (env): BENCH_THREADS (2), BENCH_PROMPT (512), BENCH_DECODE (32), BENCH_DOCS (8), BENCH_REPEAT (5),
  * BENCH_LAYERS (28), BENCH_MODEL (a stand-in folder to reuse instead of writing one to a temp folder).
@@ -45,6 +46,7 @@ const layers = Number(process.env.BENCH_LAYERS ?? 28);
 interface Figures {
   prefill: number;
   decode: number;
+  sampled: number;
   docsPerSecond: number;
   peakRss: number;
   loadSeconds: number;
@@ -54,13 +56,15 @@ interface Figures {
 type Engine = 'ours-f32' | 'ours-half' | 'llama-F16' | 'llama-Q8_0';
 
 /** What an engine's process is asked, one line on its stdin each; it answers one JSON line. */
-type Command = 'prefill' | 'decode' | 'docs';
+type Command = 'prefill' | 'decode' | 'sampled' | 'docs';
 
 /** A loaded engine: each call measures once and returns a rate (prefill and decode tokens/s, documents/s). */
 interface Session {
   loadSeconds: number;
   prefill(): Promise<number>;
   decode(): Promise<number>;
+  /** Decode tokens/s drawing at temperature 1 from the whole vocabulary (seeded). */
+  sampled(): Promise<number>;
   /** Asked last: it may free what prefill and decode needed. */
   docs(): Promise<number>;
 }
@@ -100,6 +104,11 @@ async function ours(dir: string, precision: 'f32' | 'file'): Promise<Session> {
       await generate(model, [[ids[0]]], { maxNewTokens: decodeLen });
       return decodeLen / seconds(t);
     },
+    sampled: async () => {
+      const t = performance.now();
+      await generate(model, [[ids[0]]], { maxNewTokens: decodeLen, temperature: 1, seed: 1 });
+      return decodeLen / seconds(t);
+    },
     docs: async () => {
       const texts = await documents();
       const t = performance.now();
@@ -126,6 +135,22 @@ async function llamaCpp(dir: string, gguf: string): Promise<Session> {
   const seq = ctx.getSequence();
   await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 16)); // warm-up
   await seq.clearHistory();
+  const decodeWith = async (sampling: {
+    temperature: number;
+    topK?: number;
+    topP?: number;
+    minP?: number;
+    seed?: number;
+  }): Promise<number> => {
+    let generated = 0;
+    const t = performance.now();
+    for await (const _ of seq.evaluate(prompt.slice(0, 1), { ...sampling, yieldEogToken: true })) {
+      if (++generated >= decodeLen) break;
+    }
+    const rate = generated / seconds(t); // an end-of-generation token may end it early
+    await seq.clearHistory();
+    return rate;
+  };
   return {
     loadSeconds,
     prefill: async () => {
@@ -135,16 +160,9 @@ async function llamaCpp(dir: string, gguf: string): Promise<Session> {
       await seq.clearHistory();
       return rate;
     },
-    decode: async () => {
-      let generated = 0;
-      const t = performance.now();
-      for await (const _ of seq.evaluate(prompt.slice(0, 1), { temperature: 0, yieldEogToken: true })) {
-        if (++generated >= decodeLen) break;
-      }
-      const rate = generated / seconds(t); // an end-of-generation token may end it early
-      await seq.clearHistory();
-      return rate;
-    },
+    decode: async () => decodeWith({ temperature: 0 }),
+    // node-llama-cpp's defaults cut to the top 40 and top-p 0.95: off, so that the whole vocabulary is drawn from
+    sampled: async () => decodeWith({ temperature: 1, topK: 0, topP: 1, minP: 0, seed: 1 }),
     docs: async () => {
       await ctx.dispose();
       // the documents as the llama.cpp engine embeds them: our prompts, one embedding-context pass each
@@ -211,6 +229,7 @@ async function comparePair(pair: [Engine, Engine], dir: string, ggufs: Record<En
   const figures = procs.map((p): Figures => ({
     prefill: 0,
     decode: 0,
+    sampled: 0,
     docsPerSecond: 0,
     peakRss: 0,
     loadSeconds: p.loadSeconds,
@@ -219,6 +238,7 @@ async function comparePair(pair: [Engine, Engine], dir: string, ggufs: Record<En
   for (let round = 0; round < repeat; round++) {
     for (const [i, p] of procs.entries()) figures[i].prefill = Math.max(figures[i].prefill, await p.ask('prefill'));
     for (const [i, p] of procs.entries()) figures[i].decodeRounds.push(await p.ask('decode'));
+    for (const [i, p] of procs.entries()) figures[i].sampled = Math.max(figures[i].sampled, await p.ask('sampled'));
   }
   for (const f of figures) f.decode = Math.max(...f.decodeRounds);
   for (const [i, p] of procs.entries()) {
@@ -238,7 +258,8 @@ async function child(engine: Engine, dir: string, gguf: string): Promise<void> {
   console.log(JSON.stringify({ loadSeconds: session.loadSeconds }));
   for await (const line of createInterface({ input: process.stdin })) {
     if (line === 'exit') break;
-    if (line !== 'prefill' && line !== 'decode' && line !== 'docs') throw new Error(`unknown command ${line}`);
+    if (line !== 'prefill' && line !== 'decode' && line !== 'sampled' && line !== 'docs')
+      throw new Error(`unknown command ${line}`);
     console.log(JSON.stringify({ rate: await session[line]() }));
   }
   console.log(JSON.stringify({ peakRss: peakRss() }));
@@ -290,16 +311,17 @@ async function main(): Promise<void> {
     ]);
     const gb = (b: number): string => (b / 1e9).toFixed(2);
     const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(26) : c.padStart(9))).join(' ');
-    console.log(`${line(['', 'prefill', 'decode', 'docs/s', 'peak RSS'])}   (tokens/s; GB)`);
+    console.log(`${line(['', 'prefill', 'decode', 'sampled', 'docs/s', 'peak RSS'])}   (tokens/s; GB)`);
     for (const [name, f] of rows) {
-      console.log(line([name, f.prefill.toFixed(1), f.decode.toFixed(2), f.docsPerSecond.toFixed(2), gb(f.peakRss)]));
+      const cells = [f.prefill.toFixed(1), f.decode.toFixed(2), f.sampled.toFixed(2), f.docsPerSecond.toFixed(2)];
+      console.log(line([name, ...cells, gb(f.peakRss)]));
     }
     const half = rows[1][1],
       f16 = rows[2][1];
     const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
     console.log(
       `bf16 weights / llama.cpp F16: prefill ${ratio(half.prefill, f16.prefill)} (target ≥ 1.5), ` +
-        `decode ${ratio(half.decode, f16.decode)} (≥ 1.0), documents/s ` +
+        `decode ${ratio(half.decode, f16.decode)} (≥ 1.0), sampled ${ratio(half.sampled, f16.sampled)}, documents/s ` +
         `${ratio(half.docsPerSecond, f16.docsPerSecond)}, ` +
         `peak RSS ${ratio(half.peakRss, f16.peakRss)} (≤ 1.1); f32 → bf16 peak RSS ` +
         `${ratio(half.peakRss, rows[0][1].peakRss)}`,

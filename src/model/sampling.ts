@@ -1,5 +1,6 @@
 /** Choosing the next token from a row of logits: greedy, temperature, top-k and top-p (nucleus). */
 import { hostKernels, type Rng } from '../tensor/index.js';
+import { topK } from './top-k.js';
 
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token; otherwise logits are divided by it. */
@@ -41,37 +42,102 @@ export function sampleToken(
 ): Sampled {
   const temperature = opts.temperature ?? 0;
   const t = temperature > 0 ? temperature : 1;
-  const logZ = logSumExp(logits.subarray(offset, offset + n), t);
-  const logprobOf = (tok: number): number => logits[offset + tok] / t - logZ;
+  const row = logits.subarray(offset, offset + n);
+  const logZ = logSumExp(row, t);
+  const logprobOf = (tok: number): number => row[tok] / t - logZ;
   if (temperature <= 0) {
-    const tok = argmax(logits, offset, n);
+    const tok = argmax(row);
     return { token: tok, logprob: logprobOf(tok) };
   }
   if (!rng) throw new Error('sampling with temperature > 0 needs a seeded Rng');
-  const mx = logZ; // exp(logit/t − logZ) is the probability itself, never above 1
-  // Candidates sorted by logit, cut by top-k, then by top-p on the renormalised probabilities.
-  let ids = Array.from({ length: n }, (_, i) => i);
-  const topK = opts.topK ?? 0;
-  if (topK > 0 && topK < n) ids = partialTop(logits, offset, ids, topK);
-  else ids.sort((a, b) => logits[offset + b] - logits[offset + a] || a - b);
-  const probs = ids.map((i) => Math.exp(logits[offset + i] / t - mx));
-  let total = probs.reduce((a, b) => a + b, 0);
-  const topP = opts.topP ?? 1;
-  if (topP < 1) {
-    let acc = 0,
-      keep = 0;
-    while (keep < probs.length && acc < topP * total) acc += probs[keep++];
-    ids = ids.slice(0, Math.max(1, keep));
-    probs.length = ids.length;
-    total = probs.reduce((a, b) => a + b, 0);
+  // exp(logit/t − logZ) is the probability itself, never above 1
+  const prob = (i: number): number => Math.exp(row[i] / t - logZ);
+  const k = opts.topK ?? 0,
+    p = opts.topP ?? 1;
+  const truncated = (k > 0 && k < n) || p < 1;
+  const tok = truncated ? drawTruncated(row, prob, k > 0 && k < n ? k : 0, p, rng) : drawInIdOrder(n, prob, rng);
+  return { token: tok, logprob: logprobOf(tok) };
+}
+
+/**
+ * A draw from the whole distribution. Any fixed order of the tokens gives the same distribution, and id
+ * order needs no sort: over a 150k vocabulary, sorting cost more than the forward pass of a small model.
+ */
+function drawInIdOrder(n: number, prob: (i: number) => number, rng: Rng): number {
+  let total = 0;
+  for (let i = 0; i < n; i++) total += prob(i);
+  let u = rng.next() * total,
+    last = 0;
+  for (let i = 0; i < n; i++) {
+    const p = prob(i);
+    if (p === 0) continue;
+    last = i;
+    u -= p;
+    if (u < 0) return i;
   }
-  let u = rng.next() * total;
+  return last; // rounding left u a hair above 0: the last token that had any probability
+}
+
+/**
+ * A draw from the k most likely tokens (k = 0: all), cut to the smallest most-likely-first set whose
+ * probability reaches top-p of theirs, renormalised. Most likely first, ties to the lower id; without a k,
+ * a heap yields the tokens in that order only as far as the nucleus reaches, instead of sorting them all.
+ */
+function drawTruncated(row: Float32Array, prob: (i: number) => number, k: number, topP: number, rng: Rng): number {
+  let next: () => number;
+  let total = 0; // the probability top-p is a share of
+  if (k > 0) {
+    const best = topK(row, k);
+    for (const i of best) total += prob(i);
+    let j = 0;
+    next = () => (j < best.length ? best[j++] : -1);
+  } else {
+    for (let i = 0; i < row.length; i++) total += prob(i);
+    next = mostLikelyFirst(row);
+  }
+  const ids: number[] = [],
+    probs: number[] = [];
+  let acc = 0;
+  for (let i = next(); i >= 0; i = next()) {
+    ids.push(i);
+    probs.push(prob(i));
+    acc += probs[probs.length - 1];
+    if (topP < 1 && acc >= topP * total) break;
+  }
+  let u = rng.next() * acc;
   for (let i = 0; i < ids.length; i++) {
     u -= probs[i];
-    if (u < 0) return { token: ids[i], logprob: logprobOf(ids[i]) };
+    if (u < 0) return ids[i];
   }
-  const last = ids[ids.length - 1];
-  return { token: last, logprob: logprobOf(last) };
+  return ids[ids.length - 1];
+}
+
+/** Token ids by descending logit (ties: lower id first), one per call, -1 at the end: a binary max-heap. */
+function mostLikelyFirst(row: Float32Array): () => number {
+  const heap = Int32Array.from({ length: row.length }, (_, i) => i);
+  const above = (a: number, b: number): boolean => row[a] > row[b] || (row[a] === row[b] && a < b);
+  let size = heap.length;
+  const siftDown = (at: number): void => {
+    const x = heap[at];
+    let i = at;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= size) break;
+      const c = l + 1 < size && above(heap[l + 1], heap[l]) ? l + 1 : l;
+      if (!above(heap[c], x)) break;
+      heap[i] = heap[c];
+      i = c;
+    }
+    heap[i] = x;
+  };
+  for (let i = (size >> 1) - 1; i >= 0; i--) siftDown(i);
+  return () => {
+    if (size === 0) return -1;
+    const top = heap[0];
+    heap[0] = heap[--size];
+    siftDown(0);
+    return top;
+  };
 }
 
 /**
@@ -79,26 +145,13 @@ export function sampleToken(
  * vocabulary this is the costliest part of choosing a token, and runs once per generated token.
  */
 function logSumExp(row: Float32Array, t: number): number {
-  const x = t === 1 ? row : Float32Array.from(row, (v) => v / t);
+  let x = row;
+  if (t !== 1) {
+    x = new Float32Array(row.length);
+    for (let i = 0; i < row.length; i++) x[i] = row[i] / t;
+  }
   const loss = new Float32Array(1),
     lse = new Float32Array(1);
   hostKernels().crossEntropyForward(x, Int32Array.of(0), loss, lse, 1, x.length, -100);
   return lse[0];
-}
-
-/** The k largest logits' ids, sorted descending (ties by lower id). */
-function partialTop(logits: Float32Array, offset: number, ids: number[], k: number): number[] {
-  const better = (a: number, b: number): boolean =>
-    logits[offset + a] > logits[offset + b] || (logits[offset + a] === logits[offset + b] && a < b);
-  const top: number[] = [];
-  for (const i of ids) {
-    if (top.length < k) {
-      top.push(i);
-      continue;
-    }
-    let worst = 0;
-    for (let j = 1; j < k; j++) if (better(top[worst], top[j])) worst = j;
-    if (better(i, top[worst])) top[worst] = i;
-  }
-  return top.sort((a, b) => (better(a, b) ? -1 : 1));
 }

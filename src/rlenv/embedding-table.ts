@@ -125,24 +125,3 @@ export class EmbeddingTable {
     return out;
   }
 }
-
-/** Indices of the k highest scores, best first (ties: lower index first). */
-export function topK(scores: ArrayLike<number>, k: number): number[] {
-  const n = scores.length,
-    m = Math.min(k, n);
-  const heap: number[] = [];
-  const worse = (a: number, b: number): boolean => scores[a] < scores[b] || (scores[a] === scores[b] && a > b);
-  for (let i = 0; i < n; i++) {
-    if (heap.length < m) {
-      heap.push(i);
-      if (heap.length === m) heap.sort((a, b) => (worse(a, b) ? -1 : 1));
-      continue;
-    }
-    if (m === 0 || !worse(heap[0], i)) continue;
-    // replace the worst and restore ascending order by insertion (k is small)
-    heap[0] = i;
-    for (let j = 0; j + 1 < heap.length && worse(heap[j + 1], heap[j]); j++)
-      [heap[j], heap[j + 1]] = [heap[j + 1], heap[j]];
-  }
-  return heap.sort((a, b) => (worse(a, b) ? 1 : -1));
-}

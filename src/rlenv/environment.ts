@@ -18,7 +18,8 @@
  * of the table alone; the trainer rebuilds at every checkpoint, so a restored environment and the one
  * that kept running hold the same graph.
  */
-import { EmbeddingTable, defaultTableLimit, topK } from './embedding-table.js';
+import { EmbeddingTable, defaultTableLimit } from './embedding-table.js';
+import { topK } from '../model/top-k.js';
 import { DEFAULT_GRAPH, type GraphSettings, HnswGraph } from './graph.js';
 import { type RefreshPlan, type RefreshSettings, planRefresh } from './refresh-policy.js';
 import { type Positive, type RankingRewardKind, rankingReward } from './reward.js';

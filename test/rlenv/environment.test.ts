@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RetrievalEnvironment, type EnvironmentOptions, type StepQuery } from '../../src/rlenv/environment.js';
-import { EmbeddingTable, TableTooLargeError, tableBytes, topK } from '../../src/rlenv/embedding-table.js';
+import { EmbeddingTable, TableTooLargeError, tableBytes } from '../../src/rlenv/embedding-table.js';
+import { topK } from '../../src/model/top-k.js';
 import { rankingReward } from '../../src/rlenv/reward.js';
 import { DEFAULT_REFRESH } from '../../src/rlenv/refresh-policy.js';
 
