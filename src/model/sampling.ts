@@ -114,7 +114,8 @@ function drawTruncated(row: Float32Array, prob: (i: number) => number, k: number
 
 /** Token ids by descending logit (ties: lower id first), one per call, -1 at the end: a binary max-heap. */
 function mostLikelyFirst(row: Float32Array): () => number {
-  const heap = Int32Array.from({ length: row.length }, (_, i) => i);
+  const heap = new Int32Array(row.length);
+  for (let i = 0; i < heap.length; i++) heap[i] = i;
   const above = (a: number, b: number): boolean => row[a] > row[b] || (row[a] === row[b] && a < b);
   let size = heap.length;
   const siftDown = (at: number): void => {
