@@ -15,6 +15,7 @@ import { writeDirAtomically, writeTextFileAtomically } from '../io/atomic-file.j
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
+import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { formatDuration } from '../train/progress.js';
 import { RECIPE_EVALUATION_SCHEMA, type RecipeEvaluation } from './evaluate.js';
@@ -29,6 +30,11 @@ export interface StepRecord {
   finishedAt?: string;
   /** The command, for steps that run one. */
   command?: string;
+  /**
+   * The package step's: the fingerprint of the model folder it wrote, so that another model found at --out
+   * (the shipped one, when a run's record comes back from a GPU machine) is not taken for this run's.
+   */
+  fingerprint?: string;
 }
 
 export interface RecipeState {
@@ -78,7 +84,7 @@ export class RecipeError extends Error {
 interface Step {
   name: StepName;
   title: string;
-  isDone: (s: RecipeState) => boolean;
+  isDone: (s: RecipeState) => boolean | Promise<boolean>;
   run: () => Promise<string | undefined>;
 }
 
@@ -216,10 +222,14 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     {
       name: 'package',
       title: 'F16 model folders',
-      isDone: (s) => s.steps.package?.done === true && hasFile(o.out, 'config.json'),
+      isDone: async (s) =>
+        s.steps.package?.done === true &&
+        hasFile(o.out, 'config.json') &&
+        s.steps.package.fingerprint === (await modelFingerprint(o.out)),
       run: async () => {
         await packageModel(path.join(p.stage1, 'final'), stage1ModelDir(p), profile.context, p.configs);
         await packageModel(path.join(p.stage2, 'final'), o.out, profile.context, p.configs);
+        state.steps.package.fingerprint = await modelFingerprint(o.out);
         return undefined;
       },
     },
@@ -267,7 +277,8 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       rec.seconds = 0;
       rec.done = false;
       delete rec.command;
-    } else if (step.isDone(state)) {
+      delete rec.fingerprint;
+    } else if (await step.isDone(state)) {
       if (!rec.done) {
         rec.done = true;
         rec.finishedAt ??= new Date().toISOString();

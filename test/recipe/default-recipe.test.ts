@@ -146,6 +146,19 @@ test(
       readFileSync(path.join(out, 'README.md'), 'utf8'),
       /SciFact train's queries are trained on without holding out the evaluation's dev sample of them/,
     );
+
+    // another model at --out (the shipped one, when the record comes back from a GPU machine) is not this run's
+    // package: it is packaged again, and evaluated, instead of the other model
+    const packaged = readFileSync(path.join(out, 'model.safetensors'));
+    writeFileSync(
+      path.join(out, 'model.safetensors'),
+      readFileSync(path.join(work, 'models/stage1/model.safetensors')),
+    );
+    const repackaged = runCli(args, env);
+    assert.equal(repackaged.status, 0, repackaged.stderr);
+    assert.match(repackaged.stderr, /▶ package/);
+    assert.match(repackaged.stderr, /▶ evaluate/);
+    assert.ok(readFileSync(path.join(out, 'model.safetensors')).equals(packaged));
   },
 );
 
