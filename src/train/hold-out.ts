@@ -1,10 +1,14 @@
 /**
- * Holding a dev sample out of training: a BEIR source read for training (stage 1's `beir` source, what `mine`
- * reads, stage 2's `data`) may name `holdOut: {n, seed}`, and then never yields the queries that
- * sampleDevQueries(split, n, seed) draws, the queries an evaluation chooses settings on (recipe evaluate's
- * SciFact dev set is such a sample of SciFact train).
+ * Keeping evaluated queries out of training. A BEIR split read for training (stage 1's `beir` source, what
+ * `mine` reads, stage 2's `data`) never yields a query whose text is one of the folder's test queries, and a
+ * source may name `holdOut: {n, seed}`, and then never yields the queries that sampleDevQueries(split, n,
+ * seed) draws, the queries an evaluation chooses settings on (recipe evaluate's SciFact dev set is such a
+ * sample of SciFact train).
  */
-import { readBeirDataset, type BeirDataset } from '../eval/beir.js';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { readBeirDataset, readBeirQueries, type BeirDataset } from '../eval/beir.js';
+import { readBeirQrels } from '../eval/qrels.js';
 import { withoutDevSample, type QuerySample } from '../eval/dev-eval.js';
 import { ConfigError } from './config-merge.js';
 
@@ -26,8 +30,10 @@ export function parseHoldOut(v: unknown, at: string): QuerySample | null {
 }
 
 /**
- * A BEIR split as a trainer reads it: without the held-out sample's queries, when there is one. Holding out
- * every judged query leaves nothing to train on, which is refused rather than trained on as an empty source.
+ * A BEIR split as a trainer reads it: without the queries whose text is also a query of the folder's test
+ * split (SciFact train repeats two test claims under other ids: training on them is training on test
+ * queries), and without the held-out sample's queries, when there is one. Holding out every judged query
+ * leaves nothing to train on, which is refused rather than trained on as an empty source.
  */
 export async function readTrainingSplit(
   folder: string,
@@ -35,12 +41,32 @@ export async function readTrainingSplit(
   holdOut: QuerySample | null | undefined,
 ): Promise<BeirDataset> {
   const ds = await readBeirDataset(folder, split);
-  if (!holdOut) return ds;
+  if (!holdOut) return withoutTestQueries(ds);
+  // drawn from the split as it is, as the evaluation draws it, so that both hold out the same sample
   const kept = withoutDevSample(ds, holdOut);
   if (kept.queries.size === 0)
     throw new ConfigError(
       `${folder}: holdOut {n: ${holdOut.n}, seed: ${holdOut.seed}} keeps out all ${ds.queries.size} judged ` +
         `queries of split ${split}; nothing is left to train on`,
     );
-  return kept;
+  return withoutTestQueries(kept);
+}
+
+/** `ds` less its queries whose text a query of the same folder's test split has (unless ds is that split). */
+async function withoutTestQueries(ds: BeirDataset): Promise<BeirDataset> {
+  const testQrels = path.join(ds.folder, 'qrels', 'test.tsv');
+  if (ds.split === 'test' || !existsSync(testQrels)) return ds;
+  const [test, texts] = await Promise.all([
+    readBeirQrels(testQrels),
+    readBeirQueries(path.join(ds.folder, 'queries.jsonl')),
+  ]);
+  const testTexts = new Set([...test.keys()].map((q) => texts.get(q)));
+  const out = new Set([...ds.queries].filter(([, text]) => testTexts.has(text)).map(([q]) => q));
+  if (out.size === 0) return ds;
+  const keep = (q: string): boolean => !out.has(q);
+  return {
+    ...ds,
+    queries: new Map([...ds.queries].filter(([q]) => keep(q))),
+    qrels: new Map([...ds.qrels].filter(([q]) => keep(q))),
+  };
 }

@@ -28,22 +28,46 @@ const rl = (data: Record<string, unknown>): ReturnType<typeof parseRlConfig> =>
   parseRlConfig({ model: 'm', output: 'o', data: { beir: scifact, ...data } }, '/');
 
 /**
- * SciFact train's judged queries, the dev sample recipe evaluate draws from them, and the queries a trainer may
- * read: neither drawn nor the same text as a drawn one.
+ * SciFact train's judged queries, the dev sample recipe evaluate draws from them, those with a test query's
+ * text, and the queries a trainer may read: neither drawn, nor the same text as a drawn one or a test query.
  */
-async function trainAndDev(): Promise<{ train: Map<string, string>; dev: Map<string, string>; kept: string[] }> {
+async function trainAndDev(): Promise<{
+  train: Map<string, string>;
+  dev: Map<string, string>;
+  testTwins: string[];
+  kept: string[];
+}> {
   const ds = await readBeirDataset(scifact, 'train');
+  const testTexts = new Set((await readBeirDataset(scifact, 'test')).queries.values());
   const dev = sampleDevQueries(ds, sample.n, sample.seed).queries;
   const devTexts = new Set(dev.values());
-  const kept = [...ds.queries].filter(([q, text]) => !dev.has(q) && !devTexts.has(text)).map(([q]) => q);
-  return { train: ds.queries, dev, kept };
+  const testTwins = [...ds.queries].filter(([, text]) => testTexts.has(text)).map(([q]) => q);
+  const kept = [...ds.queries]
+    .filter(([q, text]) => !dev.has(q) && !devTexts.has(text) && !testTexts.has(text))
+    .map(([q]) => q);
+  return { train: ds.queries, dev, testTwins, kept };
 }
 
+test('no training split yields a query with the text of one of its folder’s test queries', async () => {
+  const { train, testTwins } = await trainAndDev();
+  // SciFact train repeats two test claims under other ids ("Obesity decreases life quality.", 871 and 870)
+  assert.deepEqual(testTwins.sort(), ['1291', '871']);
+  const { examples } = await loadTrainingData(sft([{ type: 'beir', path: scifact, split: 'train' }]).data);
+  assert.deepEqual(
+    examples.map((e) => e.query),
+    [...train].filter(([q]) => !testTwins.includes(q)).map(([, text]) => text),
+  );
+  const rlData = await loadRlData(rl({ split: 'train' }).data);
+  assert.ok(!rlData.queries.some((q) => testTwins.includes(q.id)));
+  assert.equal(rlData.queries.length, train.size - testTwins.length);
+});
+
 test('stage 1 and mining: a beir source with holdOut yields every judged query but the dev sample', async () => {
-  const { train, dev, kept } = await trainAndDev();
+  const { train, dev, testTwins, kept } = await trainAndDev();
   assert.equal(dev.size, 300);
-  // SciFact train repeats a claim under two ids, one of them drawn: its twin is held out too
-  assert.equal(kept.length, train.size - dev.size - 1);
+  // SciFact train repeats a claim under two ids, one of them drawn: its twin is held out too (and the two train
+  // queries with a test query's text, which no training split yields)
+  assert.equal(kept.length, train.size - dev.size - 1 - testTwins.filter((q) => !dev.has(q)).length);
   const cfg = sft([{ type: 'beir', path: scifact, split: 'train', holdOut: sample }]);
   assert.deepEqual(cfg.data[0], { type: 'beir', path: scifact, split: 'train', holdOut: sample });
   const { examples } = await loadTrainingData(cfg.data);
@@ -56,7 +80,7 @@ test('stage 1 and mining: a beir source with holdOut yields every judged query b
   assert.ok(!examples.some((e) => devTexts.has(e.query)), 'no dev query is trained on');
   // without the option the source is the whole split, dev sample included
   const all = await loadTrainingData(sft([{ type: 'beir', path: scifact, split: 'train' }]).data);
-  assert.equal(all.examples.length, train.size);
+  assert.equal(all.examples.length, train.size - 2);
 
   // `search-r3 mine` writes the file stage 1 reads: only the kept queries, with their mined negatives
   const dir = tempDir('hold-out-mine');
@@ -87,7 +111,7 @@ test('stage 2: data.holdOut leaves the dev sample out of the queries, the corpus
     ids.slice(0, 5),
   );
   assert.equal(rl({ split: 'train' }).data.holdOut, null, 'none by default');
-  assert.equal((await loadRlData(rl({ split: 'train' }).data)).queries.length, train.size);
+  assert.equal((await loadRlData(rl({ split: 'train' }).data)).queries.length, train.size - 2);
 });
 
 test('a bad holdOut is refused with the key named', async () => {
