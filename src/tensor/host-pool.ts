@@ -3,8 +3,8 @@
  * length. A decode step makes hundreds of short-lived activations; allocating each afresh costs more than
  * the step's small kernels: the allocator maps and faults in new pages for every large array, and the
  * garbage collector, which counts array memory, runs again and again to reclaim them. Reused arrays come
- * back zeroed, as new ones are. The pool keeps at most `limitBytes`; arrays beyond it are left to the
- * garbage collector.
+ * back zeroed, as new ones are, unless the caller will overwrite them all (Kernels.empty). The pool keeps at
+ * most `limitBytes`; arrays beyond it are left to the garbage collector.
  */
 export class HostArrayPool {
   private readonly free = new Map<number, Float32Array[]>();
@@ -14,15 +14,15 @@ export class HostArrayPool {
 
   constructor(readonly limitBytes: number) {}
 
-  /** A zeroed array of n values: a pooled one when there is one. */
-  take(n: number): Float32Array {
+  /** An array of n values, a pooled one when there is one: zeroed, or as its last user left it. */
+  take(n: number, zeroed = true): Float32Array {
     const x = this.free.get(n)?.pop();
     if (x === undefined) {
       this.created++;
       return new Float32Array(n);
     }
     this.held -= x.byteLength;
-    return x.fill(0);
+    return zeroed ? x.fill(0) : x;
   }
 
   /** Keeps x for reuse; the caller gives up every reference to it. Views into a larger buffer are not kept. */

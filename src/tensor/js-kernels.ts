@@ -574,6 +574,7 @@ export const hostPool = new HostArrayPool(128 * 2 ** 20);
 export const hostStorage = {
   device: 'cpu',
   alloc: (n: number): F32 => hostPool.take(n),
+  empty: (n: number): F32 => hostPool.take(n, false),
   fromHost: (x: F32): F32 => x,
   halfFromHost: (x: HalfArray): HalfArray => x,
   toHost: (x: F32): F32 => x,

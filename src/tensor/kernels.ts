@@ -88,6 +88,11 @@ export interface Kernels<B = F32, H = HalfArray> {
 
   /** A zeroed array of n float32 values on this device. */
   alloc(n: number): B;
+  /**
+   * An array of n float32 values for an op that writes every one of them: its contents are unspecified (a
+   * reused array keeps old values), which spares the zeroing alloc does.
+   */
+  empty(n: number): B;
   /** The host values on this device: the array itself on the CPU (no copy), an upload on a GPU. */
   fromHost(x: F32): B;
   /** 16-bit weights on this device (the array itself on the CPU). */

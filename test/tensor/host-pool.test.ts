@@ -20,6 +20,10 @@ test('the pool hands back a given array, zeroed, for the next take of its length
   assert.deepEqual([...b], new Array(8).fill(0));
   assert.equal(pool.bytes, 0);
   assert.equal(pool.created, 2);
+  // for an op that overwrites every value, the array comes back as it was left
+  b.fill(5);
+  pool.give(b);
+  assert.deepEqual([...pool.take(8, false)], new Array(8).fill(5));
 });
 
 test('the pool keeps no more than its limit, and no views into larger buffers', () => {

@@ -16,7 +16,7 @@ export function silu(x: Tensor): Tensor {
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   if (gate.shape.join() !== up.shape.join())
     throw new TensorError('swiglu', `gate ${shapeStr(gate.shape)} and up ${shapeStr(up.shape)} differ`);
-  const y = kernels().alloc(gate.size);
+  const y = kernels().empty(gate.size);
   kernels().swigluForward(gate.buf, up.buf, y);
   return Tensor.record(new Tensor(y, gate.shape), 'swiglu', [gate, up], (g) => {
     const dg = kernels().alloc(gate.size),

@@ -49,8 +49,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     causal: opts.causal,
     keyMask,
   };
-  const out = kernels().alloc(q.size),
-    lse = kernels().alloc(B * H * T);
+  const out = kernels().empty(q.size),
+    lse = kernels().empty(B * H * T);
   kernels().attentionForward(q.buf, k.buf, v.buf, out, lse, s);
   return Tensor.record(
     new Tensor(out, q.shape),

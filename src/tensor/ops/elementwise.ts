@@ -14,7 +14,7 @@ function binaryRaw(
   bShape: readonly number[],
   outShape: number[],
 ): Buf {
-  const out = kernels().alloc(shapeSize(outShape));
+  const out = kernels().empty(shapeSize(outShape));
   kernels().binary(op, a, broadcastStrides(aShape, outShape), b, broadcastStrides(bShape, outShape), out, outShape);
   return out;
 }

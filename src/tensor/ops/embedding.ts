@@ -16,7 +16,7 @@ export function embedding(weight: Tensor, ids: Int32Array, idsShape: Shape = [id
         `id ${ids[i]} at position ${i} is outside the vocabulary (${vocab}) of weight ${shapeStr(weight.shape)}`,
       );
   }
-  const out = kernels().alloc(ids.length * dim);
+  const out = kernels().empty(ids.length * dim);
   if (weight.dtype !== 'f32') {
     if (weight.tracksGrad) {
       const why = `${weight.describe()} is held in ${weight.dtype}, so it is frozen and gets no gradient`;

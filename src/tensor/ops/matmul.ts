@@ -92,7 +92,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== p.n)) {
     throw new TensorError('matmul', `bias ${shapeStr(bias.shape)} does not match the product's ${p.n} columns`);
   }
-  const c = kernels().alloc(p.batch * p.m * p.n);
+  // gemm overwrites C, or accumulates onto the bias copied into all of it
+  const c = kernels().empty(p.batch * p.m * p.n);
   if (bias) K.copy(bias.buf, 0, [0, 1], c, 0, [p.n, 1], [p.batch * p.m, p.n], false);
   const { strideA, strideB } = p;
   gemmWith(K, b, {

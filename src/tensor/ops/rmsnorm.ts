@@ -11,8 +11,8 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps: number): Tensor {
     );
   }
   const rows = x.size / dim;
-  const y = kernels().alloc(x.size),
-    rstd = kernels().alloc(rows);
+  const y = kernels().empty(x.size),
+    rstd = kernels().empty(rows);
   kernels().rmsnormForward(x.buf, weight.buf, y, rstd, rows, dim, eps);
   return Tensor.record(
     new Tensor(y, x.shape),

@@ -49,7 +49,7 @@ export function rope(x: Tensor, tables: RopeTables, positions: Int32Array): Tens
   }
   // The backward pass is the transpose rotation of the gradient.
   const rotate = (src: Buf, inverse: boolean): Buf => {
-    const out = kernels().alloc(x.size);
+    const out = kernels().empty(x.size);
     const [cos, sin] = [deviceConstant(tables.cos), deviceConstant(tables.sin)];
     kernels().rope(src, out, cos, sin, positions, rows, heads, headDim, inverse);
     return out;

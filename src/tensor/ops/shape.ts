@@ -72,7 +72,7 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   const strides = stridesOf(x.shape);
   const outStrides = stridesOf(outShape);
   const off = start * strides[ax];
-  const out = kernels().alloc(shapeSize(outShape));
+  const out = kernels().empty(shapeSize(outShape));
   kernels().copy(x.buf, off, strides, out, 0, outStrides, outShape, false);
   return Tensor.record(new Tensor(out, outShape), 'slice', [x], (g) => {
     const gx = kernels().alloc(x.size);

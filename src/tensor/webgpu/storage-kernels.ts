@@ -14,6 +14,7 @@ export type StorageKernels = Pick<
   GpuKernels,
   | 'device'
   | 'alloc'
+  | 'empty'
   | 'fromHost'
   | 'halfFromHost'
   | 'toHost'
@@ -83,6 +84,8 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
   return {
     device: 'webgpu',
     alloc,
+    // the GPU thread clears every buffer it hands out, a fill on the device that costs the host nothing
+    empty: alloc,
     fromHost,
     halfFromHost(x: HalfArray): GpuArray {
       const g = new GpuArray(dev, x.length, x.dtype);
