@@ -62,8 +62,12 @@ export function sampleDevQueries(ds: DevSet, n: number, seed: number): DevSet {
  */
 export function withoutDevSample<D extends DevSet>(ds: D, sample: QuerySample): D {
   const drawn = sampledIds(ds, sample);
-  const texts = new Set([...drawn].map((q) => ds.queries.get(q)));
-  const out = new Set([...ds.queries].filter(([q, text]) => drawn.has(q) || texts.has(text)).map(([q]) => q));
+  return withoutQueries(ds, drawn, new Set([...drawn].map((q) => ds.queries.get(q)!)));
+}
+
+/** `ds` less the queries in `ids` and every query whose text is one of `texts`, with their qrels. */
+export function withoutQueries<D extends DevSet>(ds: D, ids: ReadonlySet<string>, texts: ReadonlySet<string>): D {
+  const out = new Set([...ds.queries].filter(([q, text]) => ids.has(q) || texts.has(text)).map(([q]) => q));
   return { ...ds, ...keepQueries(ds, out, false) };
 }
 

@@ -223,7 +223,7 @@ export interface RecipeDevSet {
   /** The qrels split read (never 'test'). */
   split: string;
   /** The sample of a split without a dev split of its own: how many queries, drawn with which seed. */
-  sample: { n: number; seed: number } | null;
+  sample: QuerySample | null;
   queries: number;
   documents: number;
   /** The runs the fusion was chosen on (TREC format, absolute paths). */

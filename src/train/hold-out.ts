@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { readBeirDataset, readBeirQueries, type BeirDataset } from '../eval/beir.js';
 import { readBeirQrels } from '../eval/qrels.js';
-import { withoutDevSample, type QuerySample } from '../eval/dev-eval.js';
+import { withoutDevSample, withoutQueries, type QuerySample } from '../eval/dev-eval.js';
 import { ConfigError } from './config-merge.js';
 
 /** The `holdOut` of a source at `at` (e.g. "data[0].holdOut"): null when absent, else both keys checked. */
@@ -60,13 +60,6 @@ async function withoutTestQueries(ds: BeirDataset): Promise<BeirDataset> {
     readBeirQrels(testQrels),
     readBeirQueries(path.join(ds.folder, 'queries.jsonl')),
   ]);
-  const testTexts = new Set([...test.keys()].map((q) => texts.get(q)));
-  const out = new Set([...ds.queries].filter(([, text]) => testTexts.has(text)).map(([q]) => q));
-  if (out.size === 0) return ds;
-  const keep = (q: string): boolean => !out.has(q);
-  return {
-    ...ds,
-    queries: new Map([...ds.queries].filter(([q]) => keep(q))),
-    qrels: new Map([...ds.qrels].filter(([q]) => keep(q))),
-  };
+  const testTexts = new Set([...test.keys()].flatMap((q) => texts.get(q) ?? []));
+  return withoutQueries(ds, new Set(), testTexts);
 }
