@@ -28,8 +28,6 @@ options:
 const STORED: Record<string, SafetensorsDtype> = { bfloat16: 'BF16', float16: 'F16' };
 
 export const addEmbedTokenCommand: Command = {
-  name: 'add-embed-token',
-  summary: 'add <|embed_token|> to a base model folder (untrained), as stage 1 does',
   help: HELP,
   async run(argv) {
     const options = { model: { type: 'string' }, out: { type: 'string' } } as const;

@@ -1,8 +1,5 @@
-/** A sub-command of the `search-r3` CLI. Each lives in its own file and is listed in commands.ts. */
+/** A sub-command of the `search-r3` CLI. Each lives in its own file; commands.ts names it and lists it. */
 export interface Command {
-  name: string;
-  /** One line for `search-r3 --help`. */
-  summary: string;
   /** Full help text for `search-r3 <name> --help`. */
   help: string;
   /** The sub-commands a first word may name (`train sft`, `rlenv audit`), for messages. */

@@ -21,8 +21,6 @@ sources (--only): ${knownCorpusSources('')
   .join(', ')}`;
 
 export const corpusCommand: Command = {
-  name: 'corpus',
-  summary: 'assemble the pretraining text corpus (corpus build)',
   help: HELP,
   subcommands: ['build'],
   async run(argv) {

@@ -24,8 +24,6 @@ options:
   -h, --help         this help`;
 
 export const dashboardCommand: Command = {
-  name: 'dashboard',
-  summary: 'serve a web page with the live curves of training runs',
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values, positionals } = parseArgs({

@@ -292,8 +292,6 @@ async function servePlayground(
 }
 
 export const demoCommand: Command = {
-  name: 'demo',
-  summary: 'quickstart: index the shipped SciFact with the default model, search with reasoning, print the test table',
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({

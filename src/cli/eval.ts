@@ -175,8 +175,6 @@ async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: Engine
 }
 
 export const evalCommand: Command = {
-  name: 'eval',
-  summary: 'evaluate retrieval (BEIR/TREC) with trec_eval-exact measures; BM25 and dense runs',
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const parsed = parseArgs({

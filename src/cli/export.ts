@@ -32,8 +32,6 @@ fingerprint of the folder it came from (search_r3.source_model), which --engine 
 const types: Record<string, GgufFileType> = { f32: 'F32', f16: 'F16', q8_0: 'Q8_0' };
 
 export const exportCommand: Command = {
-  name: 'export',
-  summary: 'export a model or LoRA adapter as GGUF (llama.cpp, Ollama, node-llama-cpp)',
   help,
   subcommands: ['gguf'],
   async run(argv) {

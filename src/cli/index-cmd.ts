@@ -83,8 +83,6 @@ ${deviceHelp(25)}
   -h, --help             this help`;
 
 export const indexCommand: Command = {
-  name: 'index',
-  summary: 'build, resume or update a search index from documents',
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import type { Command } from './command.js';
 import { commands } from './commands.js';
 import { nativeBackendError } from '../tensor/index.js';
 
@@ -32,11 +31,12 @@ async function main(argv: string[]): Promise<number> {
     console.log(usage());
     return name === undefined ? 1 : 0;
   }
-  const cmd = commands.find((c) => c.name === name);
-  if (!cmd) {
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
     console.error(`search-r3: unknown command '${name}'.\n\n${usage()}`);
     return 2;
   }
+  const cmd = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     console.log((rest[0] !== undefined ? cmd.helpOf?.(rest[0]) : undefined) ?? cmd.help);
     return 0;
@@ -45,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await cmd.run(rest);
   } catch (err) {
-    const sentence = optionErrorSentence(err, commandLabel(cmd, rest));
+    const sentence = optionErrorSentence(err, commandLabel(name, cmd.subcommands, rest));
     if (sentence === null) throw err;
     console.error(sentence);
     return 2;
@@ -53,8 +53,8 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** `train sft` for `search-r3 train sft ...`, `search` for `search-r3 search ...`. */
-function commandLabel(cmd: Command, rest: readonly string[]): string {
-  return rest[0] !== undefined && cmd.subcommands?.includes(rest[0]) ? `${cmd.name} ${rest[0]}` : cmd.name;
+function commandLabel(name: string, subcommands: readonly string[] | undefined, rest: readonly string[]): string {
+  return rest[0] !== undefined && subcommands?.includes(rest[0]) ? `${name} ${rest[0]}` : name;
 }
 
 /**

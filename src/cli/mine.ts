@@ -37,8 +37,6 @@ function num(v: string | undefined, name: string, dflt: number): number {
 }
 
 export const mineCommand: Command = {
-  name: 'mine',
-  summary: 'mine hard negatives (rank window + false-negative filter) for train sft',
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({

@@ -143,8 +143,6 @@ async function runDefault(argv: string[]): Promise<number> {
 }
 
 export const recipeCommand: Command = {
-  name: 'recipe',
-  summary: 'train the default model end to end (recipe default) and evaluate it (recipe evaluate)',
   help: `${HELP}\n\n${RECIPE_EVALUATE_HELP}`,
   subcommands: ['default', 'evaluate'],
   async run(argv: string[]): Promise<number> {

@@ -36,9 +36,9 @@ options:
   --quiet            no progress output
 ${deviceHelp(21)}`;
 
-const auditCommand: Command = {
+/** compare local-refresh and exact environments on real training steps */
+const auditCommand: Command & { name: string } = {
   name: 'audit',
-  summary: 'compare local-refresh and exact environments on real training steps',
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({
@@ -120,11 +120,9 @@ async function startFromCheckpoint(run: string, output: string): Promise<{ dir: 
   return { dir, step: state.step };
 }
 
-const subcommands: Command[] = [auditCommand];
+const subcommands = [auditCommand];
 
 export const rlenvCommand: Command = {
-  name: 'rlenv',
-  summary: 'the RL retrieval environment (rlenv audit: local refresh vs exact)',
   help: `search-r3 rlenv — the RL retrieval environment\n\nusage: search-r3 rlenv audit [options]\n\n${HELP}`,
   subcommands: subcommands.map((c) => c.name),
   async run(argv: string[]): Promise<number> {

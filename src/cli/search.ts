@@ -35,8 +35,6 @@ ${deviceHelp(25)}
   -h, --help             this help`;
 
 export const searchCommand: Command = {
-  name: 'search',
-  summary: 'search an index (optionally with query reasoning and BM25 fusion)',
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values, positionals } = parseArgs({

@@ -63,8 +63,6 @@ ${deviceHelp(28)}
   -h, --help                this help`;
 
 export const serveCommand: Command = {
-  name: 'serve',
-  summary: 'serve embeddings (OpenAI-compatible) and index search over HTTP',
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({

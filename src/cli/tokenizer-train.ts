@@ -23,8 +23,6 @@ Writes <dir>/tokenizer.json, <dir>/tokenizer_config.json (Qwen2.5 chat template,
 pad <|endoftext|>) and <dir>/tokenizer-training.json (inputs, bytes, counts, timings).`;
 
 export const tokenizerCommand: Command = {
-  name: 'tokenizer',
-  summary: 'train a byte-level BPE tokenizer (tokenizer train)',
   help: HELP,
   subcommands: ['train'],
   async run(argv) {

@@ -82,8 +82,6 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
 }
 
 export const trainCommand: Command = {
-  name: 'train',
-  summary: 'train a model (train lm: pretraining; train sft: stage 1; train rl: stage 2)',
   help: HELP,
   subcommands: stages.map((s) => s.name),
   helpOf: (subcommand) => stages.find((s) => s.name === subcommand)?.help,

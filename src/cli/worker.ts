@@ -32,8 +32,6 @@ ${deviceHelp(25)}
   -h, --help             this help`;
 
 export const workerCommand: Command = {
-  name: 'worker',
-  summary: "encode documents from a Redis job queue for 'index --queue' (distributed indexing)",
   help: HELP,
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({
