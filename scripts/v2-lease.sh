@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# The default model v2 on a GPU machine lent for minutes (docs/default-model-v2.md): what travels there,
+# the command that runs there, and what comes back.
+#
+#   bash scripts/v2-lease.sh prepare           here: corpus and tokenizer (CPU), then .lease/ (what travels)
+#                                               and the travel size against the 64 MiB that one call may send
+#   bash scripts/v2-lease.sh run <seconds>      there, after `source .gpu-pack/prologue.sh`: the recipe on
+#                                               WebGPU within <seconds>, then what it made into $OUT
+#   bash scripts/v2-lease.sh land <folder>      here: what came back (<folder> holds v2.tar.part-*) into the
+#                                               work folder; then `recipe default --profile gpu` finishes here
+#   bash scripts/v2-lease.sh rehearse [<s>]     here: a prepared lease run in a copy of what a call sends,
+#                                               with node only from the pack, then landed (test it before a lease)
+#
+# Environment: V2_WORK (default work/v2), V2_DATA (default ../shared/data; here only), V2_PROFILE (default gpu;
+# tiny rehearses the whole round trip on lavapipe in minutes), V2_LEASE (default .lease: what travels, ignored
+# by git), V2_PACK_SECONDS (default 40: the time the run keeps back to pack what it made).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${V2_WORK:-work/v2}
+PROFILE=${V2_PROFILE:-gpu}
+LEASE=${V2_LEASE:-.lease}
+CLI=dist/src/cli/main.js
+# the CLI modules of the commands the recipe runs there (lm, mine, stage 1 and 2, package)
+DEVICE_COMMANDS="recipe train mine"
+MIB=$((1024 * 1024))
+# the device tool's limits: 64 MiB sent with a call; back, 8 files of at most 16 MiB and 64 MiB in all
+SEND_LIMIT=$((64 * MIB))
+PART_BYTES=$((15 * MIB))
+BACK_LIMIT=$((60 * MIB))
+
+die() {
+  echo "v2-lease: $*" >&2
+  exit 1
+}
+bytes() { du -cb "$@" 2>/dev/null | tail -1 | cut -f1; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+
+# The paths the call must carry, besides the tree: node and Dawn (the pack), the built CLI, and .lease/.
+# OpenBLAS (the native CPU backend) stays behind: on the GPU machine the CPU only tokenizes and mines.
+carry_paths() {
+  printf '%s\n' .gpu-pack/prologue.sh .gpu-pack/node.xz .gpu-pack/node_modules.tar.xz dist/src "$LEASE"
+  ls .gpu-pack/debs/libvulkan1_*.deb
+}
+
+prepare() {
+  [ -f "$CLI" ] || die "dist/ is missing: run npm run build"
+  local data=${V2_DATA:-../shared/data}
+  node "$CLI" recipe default --profile "$PROFILE" --work "$WORK" --data "$data" --until tokenizer
+  rm -rf "$LEASE" && mkdir -p "$LEASE"
+  # the corpus's manifest (the card lists every source), valid split, the shards pretraining reads and
+  # whatever else the corpus step wrote; the tokenizer; the run's record, so its times carry on
+  local shards
+  shards=$(node --input-type=module -e "
+    import path from 'node:path';
+    const { PROFILES, recipePaths } = await import('./dist/src/recipe/recipe-profiles.js');
+    const p = recipePaths(process.argv[1], process.argv[2]);
+    console.log(PROFILES[process.argv[3]].lm(p).data.train.map((f) => path.relative(p.work, f)).join('\n'));
+  " "$WORK" "$data" "$PROFILE")
+  local others steps
+  others=$(cd "$WORK" && find corpus -maxdepth 1 -type f ! -name 'train-*.jsonl' | sort)
+  # a run that an earlier lease took past pretraining continues from the f16 folders it brought back
+  # (the recipe there counts a step done by its output): no shards then
+  if [ -f "$WORK/lm/final/config.json" ]; then
+    steps=lm/final
+    [ -d "$WORK/mined" ] && steps="$steps mined"
+    [ -f "$WORK/stage1/final/config.json" ] && steps="$steps stage1/final"
+    shards=
+  fi
+  # shellcheck disable=SC2086
+  tar cf - -C "$WORK" recipe.json tokenizer $others $shards ${steps:-} | xz -9 -T2 > "$LEASE/work.tar.xz"
+  # the datasets' files the training steps read, as the profile's configs name them (training-data-files.ts)
+  node --input-type=module -e "
+    const { PROFILES, recipePaths } = await import('./dist/src/recipe/recipe-profiles.js');
+    const { trainingDataFiles } = await import('./dist/src/recipe/training-data-files.js');
+    const p = recipePaths(process.argv[1], process.argv[2]);
+    console.log(trainingDataFiles(PROFILES[process.argv[3]], p).join('\n'));
+  " "$WORK" "$data" "$PROFILE" > "$LEASE/data-files.txt"
+  tar cf - -C "$data" -T "$LEASE/data-files.txt" | xz -9 -T2 > "$LEASE/data.tar.xz"
+  # the npm packages the commands that run there import (webgpu comes with .gpu-pack); this platform's
+  # prebuilt addons only, without the C/C++ sources they were built from
+  local packages
+  packages=$(node dist/scripts/runtime-packages.js "$CLI" $(printf 'dist/src/cli/%s.js ' $DEVICE_COMMANDS))
+  # shellcheck disable=SC2046
+  tar cf - --exclude='*/prebuilds/darwin*' --exclude='*/prebuilds/win32*' --exclude='*/prebuilds/linux-arm*' \
+    --exclude='*.[ch]' --exclude='*.[ch]pp' $(printf 'node_modules/%s ' $packages) |
+    xz -9 -T2 > "$LEASE/node_modules.tar.xz"
+  echo "$PROFILE" > "$LEASE/profile"
+
+  if [ ! -f .gpu-pack/prologue.sh ]; then
+    echo "the travel size needs .gpu-pack/: bash ../shared/tools/offline-gpu/pack.sh webgpu, then prepare again"
+    return
+  fi
+  local tree carried total
+  tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -1 | cut -f1)
+  # shellcheck disable=SC2046
+  carried=$(bytes $(carry_paths))
+  total=$((tree + carried))
+  echo "work: $(mib "$(bytes "$LEASE/work.tar.xz")") ($(echo $shards | wc -w) shards${steps:+; $steps}); data:" \
+    "$(mib "$(bytes "$LEASE/data.tar.xz")") ($(wc -l < "$LEASE/data-files.txt") files); npm packages:" \
+    "$(mib "$(bytes "$LEASE/node_modules.tar.xz")") ($(echo $packages | wc -w))"
+  echo "travels: tree $(mib "$tree") + carried $(mib "$carried") = $(mib "$total") of $(mib $SEND_LIMIT)"
+  if [ "$total" -gt "$SEND_LIMIT" ]; then
+    local shipped
+    shipped=$(git ls-files -z models demo | du -cb --files0-from=- | tail -1 | cut -f1)
+    die "$(mib $((total - SEND_LIMIT))) too much to send. The shipped model and demo index ($(mib "$shipped"))" \
+      "need not travel: git switch -c v2-lease && git rm -rq models/search-r3-default demo && git commit -m" \
+      "'v2 lease: the tree without the shipped model', then prepare again (git switch main after landing)"
+  fi
+  echo "carry (the run call's carry argument):"
+  carry_paths | node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(0, "utf8").trim().split("\n")))'
+  echo
+  echo "command: source .gpu-pack/prologue.sh && bash scripts/v2-lease.sh run <seconds: the call's timeout - 30>"
+}
+
+# A fingerprint of a file or folder's contents, to send nothing twice from one machine.
+fingerprint() { (cd "$WORK" && find "$1" -type f -print0 | sort -z | xargs -0 md5sum | md5sum | cut -c1-32); }
+
+run() {
+  local seconds=${1:-}
+  [[ "$seconds" =~ ^[0-9]+$ ]] || die "usage: bash scripts/v2-lease.sh run <seconds>"
+  [ -n "${OUT:-}" ] || die "\$OUT is not set: this runs on the device machine, whose \$OUT comes back"
+  command -v node > /dev/null || die "no node: source .gpu-pack/prologue.sh first"
+  [ -f "$LEASE/work.tar.xz" ] || die "$LEASE/ did not travel: prepare here, and carry it"
+  local started=$SECONDS profile
+  profile=$(cat "$LEASE/profile")
+  # unpacked once per machine: a second call on the warm machine continues the first one's work
+  local stamp
+  stamp=$(md5sum "$LEASE"/*.tar.xz | md5sum | cut -c1-32)
+  if [ "$(cat "$WORK/.lease-stamp" 2> /dev/null)" != "$stamp" ]; then
+    rm -rf "$WORK" "$LEASE/data" && mkdir -p "$WORK" "$LEASE/data"
+    xz -dc "$LEASE/work.tar.xz" | tar xf - -C "$WORK"
+    xz -dc "$LEASE/data.tar.xz" | tar xf - -C "$LEASE/data"
+    # beside what the pack's prologue unpacked; packages already installed are left as they are
+    xz -dc "$LEASE/node_modules.tar.xz" | tar xf - --skip-old-files
+    echo "$stamp" > "$WORK/.lease-stamp"
+    echo "unpacked: $(du -sh "$WORK" | cut -f1) of work, $(du -sh "$LEASE/data" | cut -f1) of data"
+  fi
+  local budget=$((seconds - ${V2_PACK_SECONDS:-40} - (SECONDS - started)))
+  [ "$budget" -gt 30 ] || die "$seconds s leave no time to train after unpacking and before packing"
+  set +e
+  node "$CLI" recipe default --profile "$profile" --device webgpu --work "$WORK" --data "$LEASE/data" \
+    --out "$WORK/out" --until package --session-seconds "$budget" 2>&1 | tee "$OUT/recipe.log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  echo "recipe exit $rc (75: stopped at the session's time, continue with another run)"
+  send_back
+}
+
+# What the run made, as it lands here: the packaged (f16) models take their run's final/ place.
+send_back() {
+  local -a items=() names=()
+  local item name
+  # lm/final first: the recipe here needs it to count pretraining as done, before it takes anything after
+  for pair in recipe.json:recipe.json configs:configs lm/metrics.jsonl:lm/metrics.jsonl lm/final:lm/final \
+    mined:mined stage1/metrics.jsonl:stage1/metrics.jsonl stage1/report.html:stage1/report.html \
+    models/stage1:stage1/final stage2/metrics.jsonl:stage2/metrics.jsonl stage2/report.html:stage2/report.html \
+    out:stage2/final; do
+    item=${pair%%:*} name=${pair#*:}
+    [ -e "$WORK/$item" ] || continue
+    # the packaged stage 2 is complete only when the package step is: a folder left by a cut run is not sent
+    [ "$item" = out ] && [ ! -f "$WORK/out/config.json" ] && continue
+    items+=("$item") names+=("$name")
+  done
+  local sent="$WORK/.lease-sent" total=0 size fp
+  touch "$sent"
+  local -a send=() transform=()
+  for i in "${!items[@]}"; do
+    item=${items[$i]}
+    fp="$item $(fingerprint "$item")"
+    if grep -qxF "$fp" "$sent"; then continue; fi
+    size=$(bytes "$WORK/$item")
+    if [ $((total + size)) -gt "$BACK_LIMIT" ]; then
+      echo "not sent this time: $item ($(mib "$size")); run again at once to send it"
+      continue
+    fi
+    total=$((total + size))
+    send+=("$item")
+    echo "$fp" >> "$sent.new"
+    [ "$item" != "${names[$i]}" ] && transform+=(--transform "s,^$item\(/\|$\),${names[$i]}\1,")
+  done
+  [ ${#send[@]} -gt 0 ] || {
+    echo "nothing new to send"
+    return
+  }
+  tar cf - -C "$WORK" "${transform[@]}" "${send[@]}" | split -b "$PART_BYTES" - "$OUT/v2.tar.part-"
+  cat "$sent.new" >> "$sent" && rm -f "$sent.new"
+  echo "sent $(mib "$total"): ${send[*]}"
+  ls -l "$OUT"
+}
+
+land() {
+  local from=${1:-}
+  [ -n "$from" ] && compgen -G "$from/v2.tar.part-*" > /dev/null || die "usage: land <folder with v2.tar.part-*>"
+  mkdir -p "$WORK"
+  # shellcheck disable=SC2046
+  cat $(ls "$from"/v2.tar.part-* | sort) | tar xvf - -C "$WORK" | cut -d/ -f1-2 | sed 's,/$,,' | sort -u |
+    sed 's/^/landed: /'
+  [ -f "$WORK/lm/final/config.json" ] ||
+    echo "v2-lease: $WORK has no lm/final: the recipe here would pretrain again; land that call's parts first"
+  echo "next, here: node $CLI recipe default --profile $(cat "$LEASE/profile" 2> /dev/null || echo "$PROFILE")" \
+    "--work $WORK --out <model folder>"
+}
+
+# The round trip on this machine, before a lease spends minutes finding what is missing: a copy of exactly
+# what a call sends (the tree, the carried paths; no node_modules, no build/Release), run with node only
+# from the pack, as on the GPU machine, and with its own $OUT; then landed here.
+rehearse() {
+  local seconds=${1:-600} sim
+  [ -f "$LEASE/work.tar.xz" ] || die "nothing to rehearse: prepare first"
+  sim=$(mktemp -d /tmp/v2-lease-rehearsal.XXXXXX)
+  mkdir -p "$sim/repo" "$sim/out" "$sim/bin"
+  git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$sim/repo"
+  # shellcheck disable=SC2046
+  cp -r --parents -t "$sim/repo" $(carry_paths)
+  for f in /usr/bin/*; do [ "${f##*/}" = node ] || ln -s "$f" "$sim/bin/"; done
+  echo "rehearsal in $sim: $(du -sh "$sim/repo" | cut -f1) sent"
+  (cd "$sim/repo" && env -i HOME="$HOME" PATH="$sim/bin" OUT="$sim/out" \
+    bash -c "source .gpu-pack/prologue.sh && bash scripts/v2-lease.sh run $seconds")
+  land "$sim/out"
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  run) run "${2:-}" ;;
+  land) land "${2:-}" ;;
+  rehearse) rehearse "${2:-}" ;;
+  *) die "usage: bash scripts/v2-lease.sh prepare | run <seconds> | land <folder> | rehearse [<seconds>]" ;;
+esac

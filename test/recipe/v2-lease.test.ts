@@ -1,0 +1,133 @@
+/**
+ * The GPU lease's round trip (scripts/v2-lease.sh), as a lease runs it but on this machine: prepare here,
+ * run "there" (another work folder, an $OUT of its own), land here, and the recipe here finishes without
+ * training any step again. A lease is minutes, drawn rarely: what it needs must be proven before one. Also
+ * the files the lease carries: the datasets' files the profile's training steps read (SciFact's test qrels
+ * among them, without which the test-query filter would be skipped), and the npm packages they import.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
+import { trainingDataFiles } from '../../src/recipe/training-data-files.js';
+import { importedPackages, withDependencies } from '../../scripts/runtime-packages.js';
+import { repoRoot, sharedData } from '../helpers/repo.js';
+import { tempDir } from '../helpers/train-fixtures.js';
+import { webgpuSkip } from '../helpers/webgpu.js';
+
+test('the gpu profile carries what its training steps read: SciFact test qrels yes, evaluated sets no', () => {
+  const files = trainingDataFiles(PROFILES.gpu, recipePaths('/tmp/none', sharedData));
+  for (const f of ['scifact/queries.jsonl', 'scifact/qrels/train.tsv', 'scifact/qrels/test.tsv'])
+    assert.ok(files.includes(f), `${f} is carried`);
+  for (const f of ['drcd/beir/dev/qrels/dev.tsv', 'arcd/beir/train/queries.jsonl', 'drcd/beir/test/corpus.jsonl'])
+    assert.ok(files.includes(f), `${f} is carried`);
+  assert.ok(files.includes('nfcorpus/beir-preprocessed/dev/qrels/dev.tsv'), "stage 1's dev evaluation reads it");
+  // XQuAD and NFCorpus test are evaluated; DRCD's and ARCD's test questions are never read as queries
+  for (const f of files) assert.doesNotMatch(f, /^xquad\/|nfcorpus\/.*\/test\/|(drcd|arcd)\/beir\/test\/(q|qrels)/);
+  for (const f of files) assert.ok(existsSync(path.join(sharedData, f)), f);
+});
+
+test('a data path a profile names that does not exist is an error naming it, not a shorter list', () => {
+  const data = tempDir('lease-data');
+  assert.throws(
+    () => trainingDataFiles(PROFILES.tiny, recipePaths('/tmp/none', data)),
+    (e: Error) => e.message === `${path.join(data, 'scifact')} is named by the tiny profile but does not exist`,
+  );
+});
+
+test('runtime packages: static imports are followed, dynamic ones not; dependencies are added', () => {
+  const dir = tempDir('runtime-packages');
+  const write = (f: string, s: string): void => {
+    mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+    writeFileSync(path.join(dir, f), s);
+  };
+  write('a.js', "import x from 'pkg-a';\nimport { y } from './b.js';\nconst c = await import('./c.js');\n");
+  write('b.js', "export { z } from '@scope/pkg/sub/file.js';\nimport 'side-effect';\nimport fs from 'node:fs';\n");
+  write('c.js', "import never from 'never-loaded';\nconst w = await import('webgpu');\n");
+  assert.deepEqual([...importedPackages([path.join(dir, 'a.js')])].sort(), ['@scope/pkg', 'pkg-a', 'side-effect']);
+  const nm = path.join(dir, 'node_modules');
+  write('node_modules/pkg-a/package.json', JSON.stringify({ dependencies: { 'dep-1': '1' } }));
+  write('node_modules/dep-1/package.json', JSON.stringify({ dependencies: { 'pkg-a': '1' } }));
+  assert.deepEqual(withDependencies(['pkg-a'], nm), ['dep-1', 'pkg-a']);
+  assert.throws(() => withDependencies(['side-effect'], nm), /side-effect is imported but not installed/);
+});
+
+test("the CLI loads a command's packages only when that command runs", () => {
+  const cli = (f: string): string => path.join(repoRoot, 'dist', 'src', 'cli', f);
+  assert.deepEqual([...importedPackages([cli('main.js')])], [], 'search-r3 itself imports no package');
+  const training = importedPackages([cli('train.js'), cli('recipe.js'), cli('mine.js')]);
+  assert.ok(training.has('usearch'), "stage 2's environment");
+  for (const p of ['better-sqlite3', 'ioredis', 'bullmq', '@lancedb/lancedb', 'node-llama-cpp'])
+    assert.ok(!training.has(p), `training does not load ${p}`);
+});
+
+test(
+  'v2-lease (tiny profile): prepare here, run there, land here, and the recipe here trains nothing again',
+  { timeout: 600_000, skip: webgpuSkip() },
+  () => {
+    const dir = tempDir('v2-lease');
+    const here = path.join(dir, 'here');
+    const out = path.join(dir, 'out');
+    mkdirSync(out);
+    const script = (args: string[], env: Record<string, string>): string => {
+      const r = spawnSync('bash', [path.join(repoRoot, 'scripts', 'v2-lease.sh'), ...args], {
+        env: { ...process.env, V2_PROFILE: 'tiny', V2_LEASE: path.join(dir, 'lease'), ...env },
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, `v2-lease.sh ${args.join(' ')}:\n${r.stdout}\n${r.stderr}`);
+      return r.stdout;
+    };
+    script(['prepare'], { V2_WORK: here, V2_DATA: sharedData });
+    assert.ok(readFileSync(path.join(dir, 'lease', 'data-files.txt'), 'utf8').includes('scifact/qrels/test.tsv'));
+
+    const there = { V2_WORK: path.join(dir, 'there'), OUT: out };
+    const first = script(['run', '300'], there);
+    assert.match(first, /recipe exit 0/);
+    assert.ok(readdirSync(out).includes('v2.tar.part-aa'), readdirSync(out).join(' '));
+    // a second call on the same machine continues the first one's work and sends nothing twice
+    const parts = readdirSync(out).filter((f) => f.startsWith('v2.tar.part-'));
+    const sent = parts.map((f) => readFileSync(path.join(out, f)));
+    for (const f of parts) writeFileSync(path.join(out, f), '');
+    assert.match(script(['run', '300'], there), /nothing new to send/);
+    parts.forEach((f, i) => writeFileSync(path.join(out, f), sent[i]));
+
+    const landed = script(['land', out], { V2_WORK: here });
+    for (const f of ['lm/final', 'mined', 'stage1/final', 'stage2/final', 'recipe.json'])
+      assert.match(landed, new RegExp(`landed: ${f}\\b`));
+
+    // a next lease continues from the landed folders: they travel, the pretraining shards do not
+    script(['prepare'], { V2_WORK: here, V2_DATA: sharedData });
+    const carried = spawnSync('tar', ['-tJf', path.join(dir, 'lease', 'work.tar.xz')], { encoding: 'utf8' }).stdout;
+    for (const f of ['lm/final/config.json', 'mined/scifact-train.jsonl', 'stage1/final/config.json', 'tokenizer/'])
+      assert.ok(carried.split('\n').includes(f), `${f} travels:\n${carried}`);
+    assert.doesNotMatch(carried, /corpus\/train-/);
+
+    const r = spawnSync(
+      process.execPath,
+      [
+        path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'),
+        'recipe',
+        'default',
+        '--profile',
+        'tiny',
+        '--work',
+        here,
+        '--data',
+        sharedData,
+        '--out',
+        path.join(here, 'model'),
+        '--until',
+        'package',
+      ],
+      { encoding: 'utf8' },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    for (const step of ['corpus', 'tokenizer', 'lm', 'mine', 'stage1', 'stage2'])
+      assert.match(r.stderr + r.stdout, new RegExp(`✓ ${step} \\(.*\\): done`), `${step} counts as done`);
+    // the packaged folders came from the other machine: the model at --out is packaged here again
+    assert.match(r.stderr + r.stdout, /▶ package/);
+    assert.ok(existsSync(path.join(here, 'model', 'model.safetensors')));
+  },
+);
