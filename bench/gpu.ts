@@ -27,8 +27,6 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import * as T from '../src/tensor/index.js';
 import { webgpuKernels, webgpuBackendError } from '../src/tensor/backend.js';
 import type { GpuDevice } from '../src/tensor/webgpu/gpu-device.js';
@@ -37,6 +35,7 @@ import { Qwen2Model } from '../src/model/qwen2-model.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
 import { generate } from '../src/model/generate.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
+import { type HostWeights, settle, timeRuns, trainRun } from './gpu-timing.js';
 import { repoRoot } from '../test/helpers/repo.js';
 
 type ShapeName = 'tiny' | 'small' | '0.5b';
@@ -141,29 +140,6 @@ const elapsed = (): number => (performance.now() - t0) / 1000;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const firstLine = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 160);
 
-/** A full collection, then a moment for the finalizers that return GPU buffers to the pool. */
-async function settle(): Promise<void> {
-  v8.setFlagsFromString('--expose-gc');
-  (vm.runInNewContext('gc') as () => void)();
-  await new Promise((resolve) => setTimeout(resolve, 10));
-}
-
-/**
- * Seconds of each of `reps` runs after `warmup`, each run synchronous (it reads its result back);
- * `beforeTimed` runs once, off the clock, before the first timed run.
- */
-async function timeRuns(run: () => void, warmup: number, reps: number, beforeTimed?: () => void): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = 0; i < warmup + reps; i++) {
-    await settle();
-    if (i === warmup) beforeTimed?.();
-    const s = performance.now();
-    run();
-    if (i >= warmup) times.push((performance.now() - s) / 1000);
-  }
-  return times;
-}
-
 function normals(n: number, rng: T.Rng, std = 1): Float32Array {
   const d = new Float32Array(n);
   for (let i = 0; i < n; i++) d[i] = rng.normal() * std;
@@ -206,34 +182,6 @@ function gemmTflops(n: number, dtype: Dtype, reps: number, aHost: Float32Array, 
     per.push((performance.now() - s) / 1000 / inner);
   }
   return (2 * n ** 3) / median(per) / 1e12;
-}
-
-type HostWeights = Map<string, { shape: readonly number[]; data: Float32Array }>;
-
-function trainRun(
-  config: Qwen2Config,
-  weights: HostWeights,
-  shape: Shape,
-  ids: Int32Array,
-  targets: Int32Array,
-): { step: () => void; losses: number[] } {
-  const copy = T.kernels().device === 'cpu'; // the step changes the weights; a GPU upload copies anyway
-  const params = new Map(
-    [...weights].map(([n, w]) => [n, new T.Tensor(copy ? Float32Array.from(w.data) : w.data, w.shape, true, n)]),
-  );
-  const model = new Qwen2Model(config, params);
-  const list = model.parameters();
-  const opt = new T.AdamW(list, { weightDecay: 0.01 });
-  const losses: number[] = [];
-  const step = (): void => {
-    const loss = T.crossEntropy(model.logits(model.forward(ids, shape.batch, shape.seq)), targets);
-    loss.backward();
-    T.clipGradNorm(list, 1.0);
-    opt.step(1e-4);
-    opt.zeroGrad(); // as src/train does, so the gradients' buffers are garbage before the next step
-    losses.push(loss.item()); // the training loops read the loss every step: the step ends there
-  };
-  return { step, losses };
 }
 
 function inferenceModel(config: Qwen2Config, weights: HostWeights): Qwen2Model {
@@ -338,7 +286,7 @@ async function ours(
   }
   if (parts.has('train')) {
     await phase('train', async () => {
-      const { step, losses } = trainRun(shape.config, weights, shape, data.ids, data.targets);
+      const { step, losses } = trainRun(shape.config, weights, shape.batch, shape.seq, data.ids, data.targets);
       let before: GpuStats | null = null;
       const seconds = await timeRuns(step, warmup, reps, () => (before = gpu?.stats() ?? null));
       f.train = { seconds, loss0: losses[0] };

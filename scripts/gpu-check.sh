@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The WebGPU checks for a GPU machine without Node.js (the H200 a session may be lent): the WebGPU
-# correctness tests, then `bench:gpu` at the Qwen2.5-0.5B shape beside PyTorch CUDA and transformers.
+# correctness tests, `bench:sizing` (the training rates that size the v2 model's gpu profile), then
+# `bench:gpu` at the Qwen2.5-0.5B shape beside PyTorch CUDA and transformers.
 # Whatever it writes goes to $OUT (the folder the device tool copies back), default .bench/gpu-check:
-#   tests.tap       the TAP of the WebGPU tests
-#   bench-gpu.json  the bench's table as JSON (written after each phase, so a cut run leaves what it measured)
-#   bench-gpu.txt   the bench's printed output
+#   tests.tap          the TAP of the WebGPU tests
+#   sizing.json, .txt  bench:sizing's table, and the GPU_BUDGET.measured entry it prints
+#   bench-gpu.json     the bench's table as JSON (written after each phase, so a cut run leaves what it measured)
+#   bench-gpu.txt      the bench's printed output
 # Prepare here: `npm run build`, then fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), and
 # send dist/, build/Release/ and .gpu-pack/ with the checkout. The whole stays under 9 minutes: the tests get
-# GPU_CHECK_TEST_S (100 s), the bench GPU_CHECK_BENCH_S (400 s) and its phases BENCH_GPU_BUDGET_S (330 s).
+# GPU_CHECK_TEST_S (90 s), the sizing GPU_CHECK_SIZING_S (90 s; no shape starts after BENCH_SIZING_BUDGET_S,
+# 60 s), the bench GPU_CHECK_BENCH_S (360 s) and its phases BENCH_GPU_BUDGET_S (300 s).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-.bench/gpu-check}
@@ -32,7 +35,14 @@ nvidia-smi || echo "gpu-check: nvidia-smi failed"
 echo "Vulkan ICD: ${VK_DRIVER_FILES:-none found (Dawn takes whatever Vulkan driver it finds)}"
 
 # The PyTorch oracle of the training-step test and the bench's peer need a python3 that imports torch.
-python=$(command -v python3 || echo /usr/bin/python3)
+# the first python3 on PATH that does, else /usr/bin/python3 (Debian's python3-torch)
+python=/usr/bin/python3
+for p in $(type -ap python3); do
+  if "$p" -c 'import torch' 2>/dev/null; then
+    python=$p
+    break
+  fi
+done
 if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then export SEARCH_R3_PYTHON=$python; fi
 export BENCH_PYTHON=${BENCH_PYTHON:-$python}
 "$BENCH_PYTHON" -c 'import torch, sys; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' ||
@@ -40,16 +50,22 @@ export BENCH_PYTHON=${BENCH_PYTHON:-$python}
 "$BENCH_PYTHON" -c 'import transformers; print("transformers", transformers.__version__)' 2>/dev/null ||
   echo "gpu-check: transformers does not import: the bench's generation peer is a plain PyTorch loop"
 
-echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-100} s) =="
-timeout -k 10 "${GPU_CHECK_TEST_S:-100}" node --test --test-reporter=tap --test-concurrency=4 \
+echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-90} s) =="
+timeout -k 10 "${GPU_CHECK_TEST_S:-90}" node --test --test-reporter=tap --test-concurrency=4 \
   dist/test/tensor/webgpu dist/test/model/webgpu-model.test.js dist/test/model/qwen2-train-step.test.js \
   > "$OUT/tests.tap" 2>&1
 echo "tests exit $? (124: cut by the timeout)"
 grep -E '^# (tests|pass|fail|skipped|cancelled)' "$OUT/tests.tap"
 grep -E '^not ok' "$OUT/tests.tap" | head -20
 
-echo "== bench:gpu, shape ${BENCH_GPU_SHAPE:-0.5b} (at most ${GPU_CHECK_BENCH_S:-400} s) =="
-BENCH_GPU_SHAPE=${BENCH_GPU_SHAPE:-0.5b} BENCH_GPU_BUDGET_S=${BENCH_GPU_BUDGET_S:-330} BENCH_OUT="$OUT/bench-gpu.json" \
-  timeout -k 10 "${GPU_CHECK_BENCH_S:-400}" node dist/bench/gpu.js 2>&1 | grep -v '^Warning: max' |
+echo "== bench:sizing, the gpu profile's shapes (at most ${GPU_CHECK_SIZING_S:-90} s) =="
+BENCH_SIZING_BUDGET_S=${BENCH_SIZING_BUDGET_S:-60} BENCH_OUT="$OUT/sizing.json" \
+  timeout -k 10 "${GPU_CHECK_SIZING_S:-90}" node dist/bench/gpu-sizing.js 2>&1 | grep -v '^Warning: max' |
+  tee "$OUT/sizing.txt"
+echo "sizing exit ${PIPESTATUS[0]} (124: cut by the timeout)"
+
+echo "== bench:gpu, shape ${BENCH_GPU_SHAPE:-0.5b} (at most ${GPU_CHECK_BENCH_S:-360} s) =="
+BENCH_GPU_SHAPE=${BENCH_GPU_SHAPE:-0.5b} BENCH_GPU_BUDGET_S=${BENCH_GPU_BUDGET_S:-300} BENCH_OUT="$OUT/bench-gpu.json" \
+  timeout -k 10 "${GPU_CHECK_BENCH_S:-360}" node dist/bench/gpu.js 2>&1 | grep -v '^Warning: max' |
   tee "$OUT/bench-gpu.txt"
 echo "bench exit ${PIPESTATUS[0]} (124: cut by the timeout); gpu-check took $((SECONDS - started)) s"

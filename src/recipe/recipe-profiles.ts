@@ -127,15 +127,18 @@ export const GPU_SHAPES: readonly GpuShape[] = [
 ];
 
 /**
- * What sizes the gpu profile. `tflops` is an ASSUMPTION until `npm run bench:gpu` has run on the H200:
- * the effective f32 rate of our WebGPU training step there (H200 f32 peak ≈ 67 TFLOP/s without tensor
- * cores; WGSL tiled gemms at these widths, plus the per-dispatch overhead of a small model, are taken at
- * ≈ 7 % of it). Replace it with the measured `training step f32` tokens/s × 6 × parameters of bench:gpu,
- * before the first v2 run: the shape and the step counts follow from it, and must not change between
- * the sessions of one run.
+ * What sizes the gpu profile. A shape's pretraining rate is `measured`: tokens/s of the training step
+ * `npm run bench:sizing` times on the GPU machine, per shape (gpuShapeKey), at the profile's batch. Until
+ * that has run there, `tflops` stands in, an ASSUMPTION: the effective f32 rate of our WebGPU training
+ * step on the H200 (f32 peak ≈ 67 TFLOP/s without tensor cores; WGSL tiled gemms at these widths, plus the
+ * per-dispatch overhead of a small model, taken at ≈ 7 % of it). Once any shape is measured, only measured
+ * shapes are candidates. Set it before the first v2 run: the shape and the step counts follow from it,
+ * and must not change between the sessions of one run.
  */
 export interface GpuBudget {
   tflops: number;
+  /** Pretraining tokens/s by gpuShapeKey, from bench:sizing on the machine the profile trains on. */
+  measured: Readonly<Record<string, number>>;
   pretrainSeconds: number;
   minTokensPerParameter: number;
   vocabSize: number;
@@ -145,6 +148,7 @@ export interface GpuBudget {
 
 export const GPU_BUDGET: GpuBudget = {
   tflops: 5,
+  measured: {},
   /** Pretraining seconds in one lease: a 15-minute lease minus start-up, transfers and the other steps. */
   pretrainSeconds: 360,
   /** Fewest pretraining tokens per parameter the chosen shape must see (v1 saw ≈ 1). */
@@ -167,10 +171,17 @@ export function qwen2Parameters(m: GpuShape, vocabSize: number): number {
   return vocabSize * d + m.numHiddenLayers * layer + d;
 }
 
+/** A shape's name in `GpuBudget.measured` and in bench:sizing's table: width × layers. */
+export const gpuShapeKey = (m: GpuShape): string => `d${m.hiddenSize}x${m.numHiddenLayers}`;
+
 export interface GpuSizing {
   shape: GpuShape;
   parameters: number;
-  /** Pretraining tokens the budget buys at this size (tflops × seconds / 6N). */
+  /** Pretraining tokens/s: measured, or tflops / 6N. */
+  tokensPerSecond: number;
+  /** Whether tokensPerSecond was measured (bench:sizing) or follows from the assumed tflops. */
+  measured: boolean;
+  /** Pretraining tokens the budget buys at this size (tokens/s × seconds). */
   tokens: number;
   steps: number;
 }
@@ -180,12 +191,23 @@ export interface GpuSizing {
  * parameter, and whose two f16 model folders (stage 1, stage 2) fit what one command may bring back.
  */
 export function gpuSizing(b: GpuBudget = GPU_BUDGET): GpuSizing {
-  const flops = b.tflops * 1e12 * b.pretrainSeconds;
-  const sized = GPU_SHAPES.map((shape) => {
-    const parameters = qwen2Parameters(shape, b.vocabSize);
-    const tokens = flops / (6 * parameters);
-    return { shape, parameters, tokens, steps: Math.floor(tokens / b.tokensPerStep) };
-  });
+  const anyMeasured = GPU_SHAPES.some((shape) => b.measured[gpuShapeKey(shape)] !== undefined);
+  const sized = GPU_SHAPES.filter((shape) => !anyMeasured || b.measured[gpuShapeKey(shape)] !== undefined).map(
+    (shape) => {
+      const parameters = qwen2Parameters(shape, b.vocabSize);
+      const rate = b.measured[gpuShapeKey(shape)];
+      const tokensPerSecond = rate ?? (b.tflops * 1e12) / (6 * parameters);
+      const tokens = tokensPerSecond * b.pretrainSeconds;
+      return {
+        shape,
+        parameters,
+        tokensPerSecond,
+        measured: rate !== undefined,
+        tokens,
+        steps: Math.floor(tokens / b.tokensPerStep),
+      };
+    },
+  );
   const fits = sized.filter(
     (x) => x.tokens >= b.minTokensPerParameter * x.parameters && 2 * 2 * x.parameters <= b.outBytes,
   );

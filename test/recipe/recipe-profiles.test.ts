@@ -21,10 +21,12 @@ import {
   GPU_BUDGET,
   GPU_SHAPES,
   PROFILES,
+  gpuShapeKey,
   gpuSizing,
   qwen2Parameters,
   recipePaths,
   trainShards,
+  type GpuShape,
   type RecipeProfile,
 } from '../../src/recipe/recipe-profiles.js';
 import type { RecipeState } from '../../src/recipe/default-recipe.js';
@@ -57,13 +59,36 @@ test('every profile: each config passes the parser of its command, and the recip
   assert.equal(trainShards(p.corpus).length, 6);
 });
 
+test('gpu sizing from measured rates: only measured shapes are candidates, the largest that sees enough text', () => {
+  const keys = GPU_SHAPES.map(gpuShapeKey);
+  assert.equal(new Set(keys).size, GPU_SHAPES.length, 'every shape has its own key');
+  const n = (i: number): number => qwen2Parameters(GPU_SHAPES[i], GPU_BUDGET.vocabSize);
+  const enough = (i: number): number => (GPU_BUDGET.minTokensPerParameter * n(i)) / GPU_BUDGET.pretrainSeconds;
+  // shapes 0 and 1 measured fast enough, shape 2 measured too slow; the rest not measured (never chosen,
+  // however fast the assumed TFLOP/s would make them)
+  const measured = { [keys[0]]: 2 * enough(0), [keys[1]]: 1.01 * enough(1), [keys[2]]: 0.99 * enough(2) };
+  const s = gpuSizing({ ...GPU_BUDGET, tflops: 1e6, measured });
+  assert.equal(s.shape, GPU_SHAPES[1]);
+  assert.ok(s.measured);
+  assert.equal(s.tokensPerSecond, measured[keys[1]]);
+  assert.equal(s.steps, Math.floor((s.tokensPerSecond * GPU_BUDGET.pretrainSeconds) / GPU_BUDGET.tokensPerStep));
+  // nothing measured fast enough: the smallest measured shape, as with the assumption
+  const slow = gpuSizing({ ...GPU_BUDGET, measured: { [keys[1]]: 1, [keys[3]]: 1 } });
+  assert.equal(slow.shape, GPU_SHAPES[1]);
+});
+
 test('the gpu profile: sized from its stated throughput, v2 data, analyses, one reasoning budget', () => {
   const p = workWithCorpus();
   const c = checkProfileConfigs(PROFILES.gpu, p);
   const sizing = gpuSizing();
-  // the arithmetic the profile documents: tokens = TFLOP/s × seconds / (6 × parameters)
-  const flops = GPU_BUDGET.tflops * 1e12 * GPU_BUDGET.pretrainSeconds;
-  assert.ok(Math.abs(sizing.tokens - flops / (6 * sizing.parameters)) < 1);
+  // the arithmetic the profile documents: tokens = tokens/s × seconds, the rate measured by bench:sizing
+  // or, for a profile not yet measured, TFLOP/s / (6 × parameters)
+  const anyMeasured = Object.keys(GPU_BUDGET.measured).length > 0;
+  const rateOf = (shape: GpuShape): number | undefined =>
+    GPU_BUDGET.measured[gpuShapeKey(shape)] ??
+    (anyMeasured ? undefined : (GPU_BUDGET.tflops * 1e12) / (6 * qwen2Parameters(shape, GPU_BUDGET.vocabSize)));
+  assert.equal(sizing.measured, anyMeasured);
+  assert.ok(Math.abs(sizing.tokens - rateOf(sizing.shape)! * GPU_BUDGET.pretrainSeconds) < 1);
   assert.equal(sizing.steps, Math.floor(sizing.tokens / GPU_BUDGET.tokensPerStep));
   assert.equal(c.lm.steps, sizing.steps);
   assert.equal(c.lm.seqLength * c.lm.batchSize * c.lm.accumulation, GPU_BUDGET.tokensPerStep);
@@ -80,12 +105,15 @@ test('the gpu profile: sized from its stated throughput, v2 data, analyses, one 
   assert.ok(sizing.tokens >= GPU_BUDGET.minTokensPerParameter * sizing.parameters);
   // the next larger shape would see too few tokens, or not come back in one command
   const i = GPU_SHAPES.indexOf(sizing.shape);
-  if (i + 1 < GPU_SHAPES.length) {
-    const n = qwen2Parameters(GPU_SHAPES[i + 1], GPU_BUDGET.vocabSize);
-    assert.ok(flops / (6 * n) < GPU_BUDGET.minTokensPerParameter * n || 4 * n > GPU_BUDGET.outBytes);
+  for (const next of GPU_SHAPES.slice(i + 1)) {
+    const n = qwen2Parameters(next, GPU_BUDGET.vocabSize);
+    const rate = rateOf(next);
+    if (rate === undefined) continue; // not measured: not a candidate
+    const tokens = rate * GPU_BUDGET.pretrainSeconds;
+    assert.ok(tokens < GPU_BUDGET.minTokensPerParameter * n || 4 * n > GPU_BUDGET.outBytes);
   }
   // a faster GPU buys a larger model, never past what one command may bring back
-  const fast = gpuSizing({ ...GPU_BUDGET, tflops: 1000 });
+  const fast = gpuSizing({ ...GPU_BUDGET, tflops: 1000, measured: {} });
   assert.ok(fast.parameters > sizing.parameters && 4 * fast.parameters <= GPU_BUDGET.outBytes);
 
   const sources = c.stage1.data.map((s) => `${s.type}:${path.relative(sharedData, s.path)}`);
