@@ -90,12 +90,20 @@ export function textParagraphs(text: string): string[] {
 /**
  * Paragraphs seen once: manuals repeat their navigation and boilerplate on every page, and a translation
  * keeps the paragraphs nobody translated in the original language. Both are dropped after the first time.
+ * `text` says what of an item is compared; an item for which it gives null (a heading) is always kept.
  */
-function* once(paragraphs: Iterable<string>, seen: Set<string>): Generator<string> {
-  for (const p of paragraphs) {
-    if (seen.has(p)) continue;
-    seen.add(p);
-    yield p;
+export function* once<T = string>(
+  items: Iterable<T>,
+  seen: Set<string>,
+  text: (item: T) => string | null = String,
+): Generator<T> {
+  for (const item of items) {
+    const p = text(item);
+    if (p !== null) {
+      if (seen.has(p)) continue;
+      seen.add(p);
+    }
+    yield item;
   }
 }
 
@@ -184,7 +192,7 @@ function dictdSource(
 
 // ---- WordNet (wordnet-base) ----
 
-const WORDNET_POS: Record<string, string> = { noun: 'noun', verb: 'verb', adj: 'adjective', adv: 'adverb' };
+export const WORDNET_POS: Record<string, string> = { noun: 'noun', verb: 'verb', adj: 'adjective', adv: 'adverb' };
 
 export interface WordnetSynset {
   /** Its words (lemmas) in the file's order, underscores as spaces, adjective markers such as (a) removed. */
