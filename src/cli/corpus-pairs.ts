@@ -1,10 +1,13 @@
 /** `search-r3 corpus pairs`: stage-1 pairs from the Debian text packages (train/sft/debian-pairs.ts). */
 import { parseArgs } from 'node:util';
 import { UserError } from './command.js';
-import { buildDebianPairs, MissingPackagesError, pairSources, pairsManifestPath } from '../train/sft/debian-pairs.js';
-
-/** What the recipe's gpu profile keeps: ≈ 0.86 MB with xz -9, about a third of its stage-1 examples. */
-export const PAIRS_DEFAULTS = { maxTerms: 6000, maxHeadings: 3000, seed: 0 } as const;
+import {
+  buildDebianPairs,
+  DEFAULT_PAIRS_SAMPLE,
+  MissingPackagesError,
+  pairSources,
+  pairsManifestPath,
+} from '../train/sft/debian-pairs.js';
 
 const names = (kind: 'term' | 'heading'): string =>
   pairSources(kind)
@@ -13,8 +16,8 @@ const names = (kind: 'term' | 'heading'): string =>
 
 export const PAIRS_HELP = `search-r3 corpus pairs — stage-1 pairs from the Debian text packages
 
-usage: search-r3 corpus pairs --out <file.jsonl> [--max-terms ${PAIRS_DEFAULTS.maxTerms}] \
-[--max-headings ${PAIRS_DEFAULTS.maxHeadings}] [--seed 0]
+usage: search-r3 corpus pairs --out <file.jsonl> [--max-terms ${DEFAULT_PAIRS_SAMPLE.maxTerms}] \
+[--max-headings ${DEFAULT_PAIRS_SAMPLE.maxHeadings}] [--seed 0]
                               [--only name,name] [--quiet]
 
 Two kinds of query → positive pairs, from the packages the pretraining corpus reads:
@@ -34,9 +37,9 @@ package must be installed (bash scripts/setup.sh installs them).
 
 options:
   --out <file>        the pairs file to write (.jsonl)
-  --max-terms <n>     term → definition examples kept (default ${PAIRS_DEFAULTS.maxTerms})
-  --max-headings <n>  heading → section examples kept (default ${PAIRS_DEFAULTS.maxHeadings})
-  --seed <n>          the sample's seed (default ${PAIRS_DEFAULTS.seed})
+  --max-terms <n>     term → definition examples kept (default ${DEFAULT_PAIRS_SAMPLE.maxTerms})
+  --max-headings <n>  heading → section examples kept (default ${DEFAULT_PAIRS_SAMPLE.maxHeadings})
+  --seed <n>          the sample's seed (default ${DEFAULT_PAIRS_SAMPLE.seed})
   --only <names>      only these sources (comma-separated names from the lists above)
   --quiet             no progress lines
   -h, --help          this help`;
@@ -79,9 +82,9 @@ export async function corpusPairs(argv: string[]): Promise<number> {
     const m = await buildDebianPairs(
       values.out,
       {
-        maxTerms: count(values['max-terms'], PAIRS_DEFAULTS.maxTerms, 'max-terms'),
-        maxHeadings: count(values['max-headings'], PAIRS_DEFAULTS.maxHeadings, 'max-headings'),
-        seed: count(values.seed, PAIRS_DEFAULTS.seed, 'seed'),
+        maxTerms: count(values['max-terms'], DEFAULT_PAIRS_SAMPLE.maxTerms, 'max-terms'),
+        maxHeadings: count(values['max-headings'], DEFAULT_PAIRS_SAMPLE.maxHeadings, 'max-headings'),
+        seed: count(values.seed, DEFAULT_PAIRS_SAMPLE.seed, 'seed'),
         ...(only ? { only } : {}),
       },
       say,

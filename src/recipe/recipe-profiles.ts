@@ -7,6 +7,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_PAIRS_SAMPLE } from '../train/sft/debian-pairs.js';
 
 export type RecipeProfileName = 'full' | 'gpu' | 'tiny';
 
@@ -228,11 +229,15 @@ const gpuStage1Data = (p: RecipePaths): Record<string, unknown>[] => [
  */
 export const GPU_LM_SHARDS = 7;
 
-/**
- * The Debian pairs' sample: 6,000 term → definition and 3,000 heading → section examples, about a third of
- * stage 1's 27.7 k examples, in ≈ 0.86 MB with xz (docs/default-model-v2.md): what travels is tightly limited.
- */
-export const GPU_PAIRS_ARGS = ['--max-terms', '6000', '--max-headings', '3000', '--seed', '0'];
+/** The Debian pairs' sample (term → definition, heading → section): what travels is tightly limited. */
+export const GPU_PAIRS_ARGS = [
+  '--max-terms',
+  String(DEFAULT_PAIRS_SAMPLE.maxTerms),
+  '--max-headings',
+  String(DEFAULT_PAIRS_SAMPLE.maxHeadings),
+  '--seed',
+  String(DEFAULT_PAIRS_SAMPLE.seed),
+];
 
 /** Reasoning budget of the v2 model: the analysis of stage 1, stage 2's rollouts and the evaluation. */
 const GPU_REASONING_TOKENS = 32;

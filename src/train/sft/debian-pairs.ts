@@ -382,6 +382,13 @@ export function seededSample<T>(items: readonly T[], n: number, seed: number): T
   return new Rng(seed).shuffle([...items]).slice(0, n);
 }
 
+/**
+ * The sample the recipe's gpu profile keeps (and the CLI's defaults): about a third of its stage-1 examples
+ * (27.7 k in all), ≈ 0.89 MB with xz -9, inside the ≈ 1 MB the transfer to the GPU machine leaves for them
+ * (docs/default-model-v2.md).
+ */
+export const DEFAULT_PAIRS_SAMPLE = { maxTerms: 6000, maxHeadings: 3000, seed: 0 } as const;
+
 export interface PairsOptions {
   /** Term → definition examples kept at most. */
   maxTerms: number;

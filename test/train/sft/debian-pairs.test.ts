@@ -51,7 +51,8 @@ test('GCIDE: the headword before its pronunciation; the definition after the hea
 test("FOLDOC: the first paragraph is the headword; subject tags and the edit's date go", () => {
   assert.deepEqual(
     foldocSense(
-      'compiler\n\n   <programming, tool> A program that converts {source code}\n   into machine code.\n\n   (2018-05-22)\n\n',
+      'compiler\n\n   <programming, tool> A program that converts {source code}\n   into machine code.\n\n' +
+        '   (2018-05-22)\n\n',
     ),
     { term: 'compiler', definition: 'A program that converts source code into machine code.' },
   );
