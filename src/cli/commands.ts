@@ -76,7 +76,7 @@ export const commands: CommandEntry[] = [
   },
   {
     name: 'corpus',
-    summary: 'assemble the pretraining text corpus (corpus build)',
+    summary: 'assemble the pretraining text (corpus build) and stage-1 pairs from Debian packages (corpus pairs)',
     load: async () => (await import('./corpus-build.js')).corpusCommand,
   },
   {

@@ -2,11 +2,14 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
 import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES, knownCorpusSources } from '../train/lm/text-corpus.js';
+import { corpusPairs, PAIRS_HELP } from './corpus-pairs.js';
 
 const HELP = `search-r3 corpus build — assemble the plain-text pretraining corpus
 
 usage: search-r3 corpus build --data <shared/data> --out <dir> [--seed 0] [--valid-fraction 0.01]
                               [--shard-mb 8] [--only name,name] [--quiet]
+       search-r3 corpus pairs --out <file.jsonl> [...]   stage-1 pairs from the same Debian packages
+                                                         (search-r3 corpus pairs --help)
 
 Documents only, never queries: SciFact abstracts, XQuAD/DRCD/ARCD paragraphs, Climate-FEVER evidence
 (grouped by Wikipedia article), STS-B train sentences, and the dictionaries and manuals of Debian text
@@ -22,8 +25,10 @@ sources (--only): ${knownCorpusSources('')
 
 export const corpusCommand: Command = {
   help: HELP,
-  subcommands: ['build'],
+  subcommands: ['build', 'pairs'],
+  helpOf: (subcommand) => (subcommand === 'pairs' ? PAIRS_HELP : undefined),
   async run(argv) {
+    if (argv[0] === 'pairs') return corpusPairs(argv.slice(1));
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
@@ -40,7 +45,7 @@ export const corpusCommand: Command = {
     });
     if (positionals[0] !== 'build' || positionals.length > 1)
       throw new UserError(
-        "corpus needs the sub-command 'build': search-r3 corpus build --data <shared/data> --out <dir>.",
+        "corpus needs the sub-command 'build' (search-r3 corpus build --data <shared/data> --out <dir>) or 'pairs'.",
       );
     if (!values.data || !existsSync(values.data))
       throw new UserError(`--data must name the shared data folder (../shared/data), got ${values.data ?? 'nothing'}.`);

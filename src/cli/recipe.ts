@@ -20,7 +20,9 @@ usage: search-r3 recipe default [--work <dir>] [--data <dir>] [--out <dir>] [--p
 
 recipe default (also: npm run train:default) trains search-r3's default model from random weights,
 on this machine, in these steps:
-  corpus     search-r3 corpus build: the pretraining text (documents of ../shared/data + Debian text)
+  corpus     search-r3 corpus build: the pretraining text (documents of ../shared/data + Debian text);
+             gpu profile: also search-r3 corpus pairs, stage 1's term → definition and heading → section
+             pairs from the same Debian packages
   tokenizer  search-r3 tokenizer train: a byte-level BPE vocabulary (8,192 tokens)
   lm         search-r3 train lm: causal-LM pretraining (d 256, 6 layers, 1,600 × 4,096 tokens)
   mine       search-r3 mine: BM25 hard negatives for the SciFact train queries

@@ -17,6 +17,7 @@ import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { listCheckpoints } from '../train/checkpoint.js';
+import { readPairsManifest } from '../train/sft/debian-pairs.js';
 import { formatDuration } from '../train/progress.js';
 import { RECIPE_EVALUATION_SCHEMA, type RecipeEvaluation } from './evaluate.js';
 import { recipeCharts } from './recipe-charts.js';
@@ -161,11 +162,19 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   const steps: Step[] = [
     {
       name: 'corpus',
-      title: 'pretraining text corpus',
-      isDone: () => hasFile(p.corpus, 'manifest.json'),
+      title: profile.pairsArgs
+        ? 'pretraining text corpus, and stage-1 pairs from its Debian packages'
+        : 'pretraining text corpus',
+      isDone: () => hasFile(p.corpus, 'manifest.json') && (!profile.pairsArgs || existsSync(p.pairs)),
       run: async () => {
-        await fsp.rm(p.corpus, { recursive: true, force: true });
-        return command(['corpus', 'build', '--data', p.data, '--out', p.corpus, ...profile.corpusArgs]);
+        const shown: string[] = [];
+        if (!hasFile(p.corpus, 'manifest.json')) {
+          await fsp.rm(p.corpus, { recursive: true, force: true });
+          shown.push(await command(['corpus', 'build', '--data', p.data, '--out', p.corpus, ...profile.corpusArgs]));
+        }
+        if (profile.pairsArgs && !existsSync(p.pairs))
+          shown.push(await command(['corpus', 'pairs', '--out', p.pairs, ...profile.pairsArgs]));
+        return shown.join(' && ');
       },
     },
     {
@@ -426,9 +435,10 @@ const FINE_TUNING_DATA: Array<{ folder: RegExp; licence: string; attribution: st
 
 /**
  * One row per stage-1 data source: its examples (from the run's data record) and the licence of the dataset
- * it reads. The mined file is SciFact train with hard negatives from SciFact's corpus.
+ * it reads. The mined file is SciFact train with hard negatives from SciFact's corpus. A pairs file with a
+ * manifest beside it (corpus pairs) gets a row per package it was made from, with that package's licence.
  */
-function fineTuningRows(p: RecipePaths, profile: RecipeProfile): string[] {
+export function fineTuningRows(p: RecipePaths, profile: RecipeProfile): string[] {
   const sources = (profile.stage1(p).data ?? []) as Array<{ type: string; path: string; queries?: string }>;
   let counts: number[] = [];
   const metrics = path.join(p.stage1, 'metrics.jsonl');
@@ -445,15 +455,27 @@ function fineTuningRows(p: RecipePaths, profile: RecipeProfile): string[] {
       }
     }
   }
-  return sources.map((src, i) => {
+  return sources.flatMap((src, i) => {
+    const n = counts[i] !== undefined ? counts[i].toLocaleString('en') : '—';
+    const pairs = src.type === 'jsonl' ? readPairsManifest(src.path) : null;
+    if (pairs) {
+      const rel = path.relative(p.work, src.path).split(path.sep).join('/');
+      const kinds = { term: 'term → definition', heading: 'heading → section' } as const;
+      return [
+        `| jsonl: ${rel} (\`search-r3 corpus pairs\`, seed ${pairs.seed}) | ${n} | per package, below | ` +
+          "Debian text packages (the corpus's own) |",
+        ...pairs.sources.map(
+          (s) => `| ↳ ${s.name}: ${kinds[s.kind]} | ${s.kept.toLocaleString('en')} | ${s.licence} | ${s.attribution} |`,
+        ),
+      ];
+    }
     const rel =
       src.path === p.mined
         ? 'scifact/train (BM25-mined hard negatives)'
         : path.relative(p.data, src.path).split(path.sep).join('/');
     const known = FINE_TUNING_DATA.find((d) => d.folder.test(rel));
     const what = `${src.type}${src.queries ? ` (${src.queries})` : ''}: ${rel}`;
-    const n = counts[i] !== undefined ? counts[i].toLocaleString('en') : '—';
-    return `| ${what} | ${n} | ${known?.licence ?? 'see the dataset'} | ${known?.attribution ?? rel} |`;
+    return [`| ${what} | ${n} | ${known?.licence ?? 'see the dataset'} | ${known?.attribution ?? rel} |`];
   });
 }
 

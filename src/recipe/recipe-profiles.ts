@@ -7,6 +7,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_PAIRS_SAMPLE } from '../train/sft/debian-pairs.js';
 
 export type RecipeProfileName = 'full' | 'gpu' | 'tiny';
 
@@ -15,6 +16,8 @@ export interface RecipePaths {
   work: string;
   data: string;
   corpus: string;
+  /** Stage-1 pairs from the Debian text packages (corpus pairs), for a profile with pairsArgs. */
+  pairs: string;
   tokenizer: string;
   lm: string;
   mined: string;
@@ -30,6 +33,8 @@ export function recipePaths(work: string, data: string): RecipePaths {
     work,
     data,
     corpus: w('corpus'),
+    // in the corpus folder: made from the same packages, and it travels with the corpus to a GPU machine
+    pairs: w('corpus/pairs.jsonl'),
     tokenizer: w('tokenizer'),
     lm: w('lm'),
     mined: w('mined/scifact-train.jsonl'),
@@ -44,6 +49,11 @@ export interface RecipeProfile {
   name: RecipeProfileName;
   /** `search-r3 corpus build` options after --data/--out. */
   corpusArgs: string[];
+  /**
+   * `search-r3 corpus pairs` options after --out: when set, the corpus step also writes the stage-1 pairs
+   * of the Debian text packages (RecipePaths.pairs), which stage 1 should then read as a jsonl source.
+   */
+  pairsArgs?: string[];
   vocabSize: number;
   lm: (p: RecipePaths) => Record<string, unknown>;
   /** `search-r3 mine` options after --config/--out. */
@@ -222,6 +232,8 @@ export function gpuSizing(b: GpuBudget = GPU_BUDGET): GpuSizing {
  */
 const gpuStage1Data = (p: RecipePaths): Record<string, unknown>[] => [
   ...stage1Data(p, 0),
+  // term → definition and heading → section pairs, made here by the corpus step (GPU_PAIRS_ARGS)
+  { type: 'jsonl', path: p.pairs },
   { type: 'beir', path: path.join(p.data, 'drcd/beir/dev'), split: 'dev', sameTitleNegatives: 2 },
   { type: 'beir', path: path.join(p.data, 'arcd/beir/train'), split: 'train', sameTitleNegatives: 2 },
   ...['drcd/beir/dev', 'drcd/beir/test', 'arcd/beir/train', 'arcd/beir/test'].map((c) => ({
@@ -238,6 +250,16 @@ const gpuStage1Data = (p: RecipePaths): Record<string, unknown>[] => [
  * machine beside the pack, dist and repo (≈ 2.2 MB each with xz; docs/default-model-v2.md).
  */
 export const GPU_LM_SHARDS = 7;
+
+/** The Debian pairs' sample (term → definition, heading → section): what travels is tightly limited. */
+export const GPU_PAIRS_ARGS = [
+  '--max-terms',
+  String(DEFAULT_PAIRS_SAMPLE.maxTerms),
+  '--max-headings',
+  String(DEFAULT_PAIRS_SAMPLE.maxHeadings),
+  '--seed',
+  String(DEFAULT_PAIRS_SAMPLE.seed),
+];
 
 /** Reasoning budget of the v2 model: the analysis of stage 1, stage 2's rollouts and the evaluation. */
 const GPU_REASONING_TOKENS = 32;
@@ -326,6 +348,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
   gpu: {
     name: 'gpu',
     corpusArgs: ['--seed', '0', '--valid-fraction', '0.005'],
+    pairsArgs: GPU_PAIRS_ARGS,
     vocabSize: GPU_BUDGET.vocabSize,
     context: 256,
     // the BPE trainer holds every distinct word in memory; four 8 MB shards of the shuffled corpus hold

@@ -74,6 +74,15 @@ test('bad input: one line naming the option', () => {
       ['corpus', 'build', '--data', sharedData, '--out', dir, '--only', 'nfcorpus'],
       /--only nfcorpus: not an available source/,
     ],
+    [['corpus', 'pairs', '--out', path.join(dir, 'pairs.txt')], /--out must name the pairs file to write/],
+    [
+      ['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--only', 'debian-devil'],
+      /--only debian-devil: not a source of pairs; known: debian-wordnet, debian-gcide/,
+    ],
+    [
+      ['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--max-terms', '2.5'],
+      /--max-terms 2.5: must be an integer ≥ 0/,
+    ],
   ];
   for (const [args, re] of cases) {
     const r = runCli(args);
@@ -111,3 +120,12 @@ test(
     assert.equal(lm.stderr, said);
   },
 );
+
+test('corpus pairs --help: what the pairs are, where from, and the caps', () => {
+  const r = runCli(['corpus', 'pairs', '--help']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^search-r3 corpus pairs — stage-1 pairs from the Debian text packages/);
+  assert.match(r.stdout, /debian-gcide \(dict-gcide\)/);
+  assert.match(r.stdout, /--max-terms <n> +term → definition examples kept \(default 6000\)/);
+  assert.match(runCli(['corpus', '--help']).stdout, /search-r3 corpus pairs --out <file\.jsonl>/);
+});

@@ -1,14 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { loadModelFolder } from '../../src/model/model-folder.js';
 import { readSafetensorsHeader } from '../../src/model/safetensors.js';
 import { Embedder } from '../../src/embed/embedder.js';
-import { STEP_NAMES, type RecipeState } from '../../src/recipe/default-recipe.js';
+import { fineTuningRows, STEP_NAMES, type RecipeState } from '../../src/recipe/default-recipe.js';
+import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
+import { buildDebianPairs } from '../../src/train/sft/debian-pairs.js';
 import type { RecipeEvaluation } from '../../src/recipe/evaluate.js';
 import { readModelFusion } from '../../src/search-index/model-fusion.js';
 import { runCli } from '../helpers/cli.js';
+import { dictd } from '../helpers/dictd-fixture.js';
 import { sharedData } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
@@ -234,3 +238,31 @@ test(
     assert.match(resumed.stderr, /train rl --config \S+ --resume/);
   },
 );
+
+test("the card's stage-1 rows: the Debian pairs, then each package they come from, with its licence", async () => {
+  const p = recipePaths(tempDir('recipe-card-pairs'), sharedData);
+  // the pairs of one FOLDOC entry, from a package laid out under a fixture root
+  const root = tempDir('recipe-card-root');
+  mkdirSync(path.join(root, 'usr/share/dictd'), { recursive: true });
+  const foldoc = dictd([['compiler', 'compiler\n\n   A program that converts source code into machine code.\n']]);
+  writeFileSync(path.join(root, 'usr/share/dictd/foldoc.index'), foldoc.index);
+  writeFileSync(path.join(root, 'usr/share/dictd/foldoc.dict.dz'), gzipSync(foldoc.dict));
+  await buildDebianPairs(p.pairs, {
+    maxTerms: 10,
+    maxHeadings: 10,
+    seed: 0,
+    debianRoot: root,
+    only: ['debian-foldoc'],
+  });
+  const rows = fineTuningRows(p, PROFILES.gpu);
+  const at = rows.findIndex((r) => r.startsWith('| jsonl: corpus/pairs.jsonl'));
+  assert.ok(at >= 0, rows.join('\n'));
+  assert.match(rows[at], /`search-r3 corpus pairs`, seed 0\) \| — \| per package, below \|/);
+  assert.match(
+    rows[at + 1],
+    /^\| ↳ debian-foldoc: term → definition \| 1 \| GFDL 1\.1\+, no invariant sections .*\| The Free On-line /,
+  );
+  assert.ok(!rows.some((r) => r.includes('see the dataset')));
+  // the other profiles have no pairs row
+  assert.ok(!fineTuningRows(p, PROFILES.full).some((r) => r.includes('pairs')));
+});

@@ -275,3 +275,16 @@ test('a stage-1 session that ends before its last step leaves a checkpoint and n
   assert.equal(rest.steps, 4);
   assert.ok(existsSync(path.join(root, 'run/final/config.json')));
 });
+
+test('only the gpu profile makes the Debian pairs, in the corpus folder that travels, and stage 1 reads them', () => {
+  const p = workWithCorpus();
+  assert.equal(path.dirname(p.pairs), p.corpus);
+  const readsPairs = (profile: RecipeProfile): boolean =>
+    checkProfileConfigs(profile, p).stage1.data.some((s) => s.type === 'jsonl' && s.path === p.pairs);
+  assert.ok(readsPairs(PROFILES.gpu));
+  assert.deepEqual(PROFILES.gpu.pairsArgs, ['--max-terms', '6000', '--max-headings', '3000', '--seed', '0']);
+  for (const profile of [PROFILES.full, PROFILES.tiny]) {
+    assert.equal(profile.pairsArgs, undefined, profile.name);
+    assert.ok(!readsPairs(profile), profile.name);
+  }
+});

@@ -90,12 +90,20 @@ export function textParagraphs(text: string): string[] {
 /**
  * Paragraphs seen once: manuals repeat their navigation and boilerplate on every page, and a translation
  * keeps the paragraphs nobody translated in the original language. Both are dropped after the first time.
+ * `text` says what of an item is compared; an item for which it gives null (a heading) is always kept.
  */
-function* once(paragraphs: Iterable<string>, seen: Set<string>): Generator<string> {
-  for (const p of paragraphs) {
-    if (seen.has(p)) continue;
-    seen.add(p);
-    yield p;
+export function* once<T = string>(
+  items: Iterable<T>,
+  seen: Set<string>,
+  text: (item: T) => string | null = String,
+): Generator<T> {
+  for (const item of items) {
+    const p = text(item);
+    if (p !== null) {
+      if (seen.has(p)) continue;
+      seen.add(p);
+    }
+    yield item;
   }
 }
 
@@ -115,39 +123,47 @@ export function dictdNumber(s: string): number {
 }
 
 /**
- * Entries of a dictd dictionary in file order, each once (several headwords can point at one entry), the
- * 00-database-* entries (the dictionary's own header) left out, cleaned: pronunciations and cross-reference
- * braces removed,
- * source tags such as "[1913 Webster]" on their own lines dropped, lines of a paragraph joined.
+ * The raw text of each entry of a dictd dictionary, in file order, each once (several headwords can point
+ * at one entry), the 00-database-* entries (the dictionary's own header) left out.
  */
-export function dictdEntries(index: string, dict: Buffer): string[] {
+export function dictdRawEntries(index: string, dict: Buffer): string[] {
   const spans = new Map<number, number>();
   for (const line of index.split('\n')) {
     const f = line.split('\t');
     if (f.length < 3 || f[0].startsWith('00-database-') || f[0].startsWith('00database')) continue;
     spans.set(dictdNumber(f[1]), dictdNumber(f[2]));
   }
-  const out: string[] = [];
-  for (const [offset, length] of [...spans].sort((a, b) => a[0] - b[0])) {
-    // GCIDE's pronunciations (\En"e*my\) are markup, not words
-    const raw = dict
-      .subarray(offset, offset + length)
-      .toString('utf8')
-      .replace(/[ \t]*\\[^\\\n]{1,80}\\/g, '');
-    const paragraphs = textParagraphs(raw.replace(/[{}]/g, ''))
-      .map((p) =>
-        p
-          .split('\n')
-          .filter((l) => !/^\s*\[[^\]]*\]\s*$/.test(l))
-          .map((l) => l.trim())
-          .join(' ')
-          .replace(/\s+/g, ' ')
-          .trim(),
-      )
-      .filter((p) => p !== '');
-    if (paragraphs.length > 0) out.push(paragraphs.join('\n'));
-  }
-  return out;
+  return [...spans]
+    .sort((a, b) => a[0] - b[0])
+    .map(([offset, length]) => dict.subarray(offset, offset + length).toString('utf8'));
+}
+
+/**
+ * Dictionary text as prose: pronunciations and cross-reference braces removed, source tags such as
+ * "[1913 Webster]" on their own lines dropped, lines of a paragraph joined; paragraphs one a line.
+ */
+export function cleanDictdText(raw: string): string {
+  // GCIDE's pronunciations (\En"e*my\) are markup, not words
+  const text = raw.replace(/[ \t]*\\[^\\\n]{1,80}\\/g, '');
+  return textParagraphs(text.replace(/[{}]/g, ''))
+    .map((p) =>
+      p
+        .split('\n')
+        .filter((l) => !/^\s*\[[^\]]*\]\s*$/.test(l))
+        .map((l) => l.trim())
+        .join(' ')
+        .replace(/\s+/g, ' ')
+        .trim(),
+    )
+    .filter((p) => p !== '')
+    .join('\n');
+}
+
+/** Entries of a dictd dictionary (dictdRawEntries), cleaned (cleanDictdText); empty ones left out. */
+export function dictdEntries(index: string, dict: Buffer): string[] {
+  return dictdRawEntries(index, dict)
+    .map(cleanDictdText)
+    .filter((e) => e !== '');
 }
 
 function dictdSource(
@@ -176,15 +192,20 @@ function dictdSource(
 
 // ---- WordNet (wordnet-base) ----
 
-const WORDNET_POS: Record<string, string> = { noun: 'noun', verb: 'verb', adj: 'adjective', adv: 'adverb' };
+export const WORDNET_POS: Record<string, string> = { noun: 'noun', verb: 'verb', adj: 'adjective', adv: 'adverb' };
+
+export interface WordnetSynset {
+  /** Its words (lemmas) in the file's order, underscores as spaces, adjective markers such as (a) removed. */
+  words: string[];
+  gloss: string;
+}
 
 /**
- * One line per synset of a WordNet data.<pos> file: its words, the part of speech, the gloss
- * ("dog, domestic dog, Canis familiaris (noun): a member of the genus Canis ..."). The licence header
- * (lines that begin with spaces) is not text of the database.
+ * The synsets of a WordNet data.<pos> file, in file order. The licence header (lines that begin with
+ * spaces) is not text of the database.
  */
-export function wordnetGlosses(data: string, pos: string): string[] {
-  const out: string[] = [];
+export function wordnetSynsets(data: string): WordnetSynset[] {
+  const out: WordnetSynset[] = [];
   for (const line of data.split('\n')) {
     if (line === '' || line.startsWith(' ')) continue;
     const bar = line.indexOf(' | ');
@@ -197,9 +218,17 @@ export function wordnetGlosses(data: string, pos: string): string[] {
       if (w) words.push(w.replace(/\([a-z]+\)$/, '').replace(/_/g, ' '));
     }
     const gloss = line.slice(bar + 3).trim();
-    if (words.length > 0 && gloss !== '') out.push(`${words.join(', ')} (${pos}): ${gloss}`);
+    if (words.length > 0 && gloss !== '') out.push({ words, gloss });
   }
   return out;
+}
+
+/**
+ * One line per synset of a WordNet data.<pos> file: its words, the part of speech, the gloss
+ * ("dog, domestic dog, Canis familiaris (noun): a member of the genus Canis ...").
+ */
+export function wordnetGlosses(data: string, pos: string): string[] {
+  return wordnetSynsets(data).map((s) => `${s.words.join(', ')} (${pos}): ${s.gloss}`);
 }
 
 // ---- POD (perl-doc) ----
@@ -242,12 +271,19 @@ export function podInline(s: string): string {
   return s;
 }
 
+/** A block of a manual's text: a heading (its level, =head2 or <h2> being 2) or body text (level 0). */
+export interface TextBlock {
+  text: string;
+  heading: number;
+}
+
 /**
- * The prose of a POD document: headings, items and ordinary paragraphs (lines joined, formatting codes
- * resolved); verbatim (code) paragraphs, =begin/=end and =for blocks, and other commands left out.
+ * The prose blocks of a POD document: headings (=headN), items and ordinary paragraphs (lines joined,
+ * formatting codes resolved); verbatim (code) paragraphs, =begin/=end and =for blocks, and other commands
+ * left out.
  */
-export function podParagraphs(src: string): string[] {
-  const out: string[] = [];
+export function podBlocks(src: string): TextBlock[] {
+  const out: TextBlock[] = [];
   let inBlock = false,
     inPod = true;
   for (const para of src.replace(/\r\n/g, '\n').split(/\n[ \t]*\n+/)) {
@@ -261,15 +297,20 @@ export function podParagraphs(src: string): string[] {
       else if (name === 'end') inBlock = false;
       else if (!inBlock && (/^head\d$/.test(name) || name === 'item')) {
         const text = podInline(rest.replace(/^[*]\s*|^\d+\.?\s*/, '').replace(/\s+/g, ' ')).trim();
-        if (text !== '') out.push(text);
+        if (text !== '') out.push({ text, heading: name === 'item' ? 0 : Number(name.slice(4)) });
       }
       continue;
     }
     if (!inPod || inBlock || /^[ \t]/.test(para)) continue;
     const text = podInline(para.replace(/\s+/g, ' ')).trim();
-    if (text !== '') out.push(text);
+    if (text !== '') out.push({ text, heading: 0 });
   }
   return out;
+}
+
+/** The prose of a POD document (podBlocks' texts), headings and items included. */
+export function podParagraphs(src: string): string[] {
+  return podBlocks(src).map((b) => b.text);
 }
 
 // ---- HTML manuals (postgresql-doc, debian-handbook, python3-doc) ----
@@ -329,20 +370,26 @@ function isProse(text: string): boolean {
   return /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}]/u.test(text) && text.length >= 8;
 }
 
+/** A block of an HTML page: a heading (<hN>: N) or another block (0), and whether it is prose. */
+export interface HtmlBlock extends TextBlock {
+  /** Long enough to be prose, and not almost all inside links (contents entries, "Prev"/"Next"). */
+  prose: boolean;
+  /** All of its text lies inside links (a sidebar's "Table of Contents", a contents entry). */
+  linkOnly: boolean;
+}
+
 /**
- * The prose blocks of an HTML page, in order: the text of each paragraph, heading, list item and
- * definition (and DocBook's <div class="para">), tags removed and entities decoded. Scripts, styles, code
- * listings (<pre>), the manuals' navigation bars and the permalink marks of Sphinx headings go, and so
- * does a block whose text is too short to be prose or lies almost all inside links (contents entries,
- * "Prev"/"Next").
+ * The blocks of an HTML page, in order: the text of each paragraph, heading, list item and definition
+ * (and DocBook's <div class="para">), tags removed and entities decoded. Scripts, styles, code listings
+ * (<pre>), the manuals' navigation bars and the permalink marks of Sphinx headings go.
  */
-export function htmlParagraphs(html: string): string[] {
+export function htmlBlocks(html: string): HtmlBlock[] {
   const body = html
     .replace(/<!--[\s\S]*?-->/g, ' ')
     .replace(/<(script|style|pre|head)\b[\s\S]*?<\/\1>/gi, ' ')
     .replace(/<ul\b[^>]*class="docnav[^"]*"[^>]*>[\s\S]*?<\/ul>/gi, ' ')
     .replace(/<a\b[^>]*class="headerlink"[^>]*>[\s\S]*?<\/a>/gi, ' ');
-  const out: string[] = [];
+  const out: HtmlBlock[] = [];
   // DocBook's publican (the handbook) writes its paragraphs as <div class="para">
   const block = new RegExp(
     String.raw`<(p|h[1-6]|li|dt|dd|blockquote|caption)\b[^>]*>([\s\S]*?)<\/\1>` +
@@ -352,10 +399,22 @@ export function htmlParagraphs(html: string): string[] {
   for (let m = block.exec(body); m; m = block.exec(body)) {
     const inner = m[2] ?? m[3];
     const text = blockText(inner);
-    if (!isProse(text) || !isProse(blockText(inner.replace(/<a\b[^>]*>[\s\S]*?<\/a>/gi, ' ')))) continue;
-    out.push(text);
+    if (text === '') continue;
+    const unlinked = blockText(inner.replace(/<a\b[^>]*>[\s\S]*?<\/a>/gi, ' '));
+    const heading = m[1] && /^h\d$/i.test(m[1]) ? Number(m[1][1]) : 0;
+    out.push({ text, heading, prose: isProse(text) && isProse(unlinked), linkOnly: unlinked === '' });
   }
   return out;
+}
+
+/**
+ * The prose blocks of an HTML page (htmlBlocks), in order; a block whose text is too short to be prose or
+ * lies almost all inside links (contents entries, "Prev"/"Next") is left out.
+ */
+export function htmlParagraphs(html: string): string[] {
+  return htmlBlocks(html)
+    .filter((b) => b.prose)
+    .map((b) => b.text);
 }
 
 function htmlSource(

@@ -1,0 +1,103 @@
+/** `search-r3 corpus pairs`: stage-1 pairs from the Debian text packages (train/sft/debian-pairs.ts). */
+import { parseArgs } from 'node:util';
+import { UserError } from './command.js';
+import {
+  buildDebianPairs,
+  DEFAULT_PAIRS_SAMPLE,
+  MissingPackagesError,
+  pairSources,
+  pairsManifestPath,
+} from '../train/sft/debian-pairs.js';
+
+const names = (kind: 'term' | 'heading'): string =>
+  pairSources(kind)
+    .map((s) => `${s.name} (${s.pkg})`)
+    .join(', ');
+
+export const PAIRS_HELP = `search-r3 corpus pairs — stage-1 pairs from the Debian text packages
+
+usage: search-r3 corpus pairs --out <file.jsonl> [--max-terms ${DEFAULT_PAIRS_SAMPLE.maxTerms}] \
+[--max-headings ${DEFAULT_PAIRS_SAMPLE.maxHeadings}] [--seed 0]
+                              [--only name,name] [--quiet]
+
+Two kinds of query → positive pairs, from the packages the pretraining corpus reads:
+  term → definition: a dictionary's headword asks for its definition, without the headword, pronunciation
+    and etymology that begin the entry; a headword's senses (up to 3, from every dictionary that has it)
+    are the positives of one example, so that no sense is a negative of its own word.
+    From: ${names('term')}.
+  heading → section: a manual's section heading (its number removed) asks for the text under it. Generic
+    headings ("Description", "See also", "NAME", ...) and headings that head more than one text are left out.
+    From: ${names('heading')}.
+Positives are cut to 600 characters at a sentence end. A seeded sample of each kind is kept.
+
+Writes <file.jsonl> in the FlagEmbedding form {"query", "pos", "neg"} that a stage-1 "jsonl" source reads,
+and <file>.manifest.json beside it: each package's licence, attribution and version, and how many pairs
+it gave; the model card lists them. Both are written under a temporary name and renamed into place. Every
+package must be installed (bash scripts/setup.sh installs them).
+
+options:
+  --out <file>        the pairs file to write (.jsonl)
+  --max-terms <n>     term → definition examples kept (default ${DEFAULT_PAIRS_SAMPLE.maxTerms})
+  --max-headings <n>  heading → section examples kept (default ${DEFAULT_PAIRS_SAMPLE.maxHeadings})
+  --seed <n>          the sample's seed (default ${DEFAULT_PAIRS_SAMPLE.seed})
+  --only <names>      only these sources (comma-separated names from the lists above)
+  --quiet             no progress lines
+  -h, --help          this help`;
+
+export async function corpusPairs(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    allowPositionals: false,
+    strict: true,
+    options: {
+      out: { type: 'string' },
+      'max-terms': { type: 'string' },
+      'max-headings': { type: 'string' },
+      seed: { type: 'string' },
+      only: { type: 'string' },
+      quiet: { type: 'boolean' },
+    },
+  });
+  if (!values.out || !values.out.endsWith('.jsonl'))
+    throw new UserError(`--out must name the pairs file to write (<file>.jsonl), got ${values.out ?? 'nothing'}.`);
+  const count = (v: string | undefined, d: number, name: string): number => {
+    const x = v === undefined ? d : Number(v);
+    if (!Number.isInteger(x) || x < 0) throw new UserError(`--${name} ${v}: must be an integer ≥ 0.`);
+    return x;
+  };
+  const known = [...pairSources('term'), ...pairSources('heading')].map((s) => s.name);
+  const only = values.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const n of only ?? [])
+    if (!known.includes(n)) throw new UserError(`--only ${n}: not a source of pairs; known: ${known.join(', ')}.`);
+  const say = values.quiet
+    ? undefined
+    : (line: string): void => {
+        process.stderr.write(`${line}\n`);
+      };
+  const started = Date.now();
+  try {
+    const m = await buildDebianPairs(
+      values.out,
+      {
+        maxTerms: count(values['max-terms'], DEFAULT_PAIRS_SAMPLE.maxTerms, 'max-terms'),
+        maxHeadings: count(values['max-headings'], DEFAULT_PAIRS_SAMPLE.maxHeadings, 'max-headings'),
+        seed: count(values.seed, DEFAULT_PAIRS_SAMPLE.seed, 'seed'),
+        ...(only ? { only } : {}),
+      },
+      say,
+    );
+    console.log(
+      `pairs: ${m.kept.term.toLocaleString('en')} term → definition of ${m.available.term.toLocaleString('en')}, ` +
+        `${m.kept.heading.toLocaleString('en')} heading → section of ${m.available.heading.toLocaleString('en')} ` +
+        `(${(m.file.bytes / 1e6).toFixed(2)} MB) in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+        `${values.out}, licences in ${pairsManifestPath(values.out)}`,
+    );
+  } catch (e) {
+    if (e instanceof MissingPackagesError) throw new UserError(`corpus pairs: ${e.message}.`);
+    throw e;
+  }
+  return 0;
+}
