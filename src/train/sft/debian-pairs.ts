@@ -103,8 +103,20 @@ export function gcideSense(raw: string): { term: string; definition: string } | 
     if (end < 0) return null;
     body = body.slice(end + 1);
   }
-  return { term, definition: cleanDictdText(body).replace(/\n/g, ' ') };
+  return { term, definition: cleanDictdText(body).replace(/\n/g, ' ').replace(GCIDE_PREAMBLE, '') };
 }
+
+/**
+ * What some GCIDE entries still have before the definition, on the line after the headword: the
+ * pronunciation in parentheses, then the part of speech, then the etymology in brackets ("([e^]d`[-u]*k…),
+ * n. [Cf. F. …] Capability of being educated."; accents inside are bracketed too, ['e]), or of a plural
+ * that ends its sentence ("(p[a^]r"[.a]*d[o^]ks*[e^]z). [F. paradoxe …] 1. …"). Only with a part of
+ * speech or a full stop after it is a parenthesis a pronunciation: "(Zo["o]l.) A group …" is the subject.
+ */
+const GCIDE_PART_OF_SPEECH = String.raw`(?:(?:n|a|v|adv|prep|conj|interj|pron|p\. ?p|v\. ?[ti]|imp|pl)\.[,;]?\s*)+`;
+const GCIDE_PREAMBLE = new RegExp(
+  String.raw`^\([^()]*\)(?:,\s*${GCIDE_PART_OF_SPEECH}|\.\s*)(?:\[(?:[^[\]]|\[[^[\]]{1,4}\])*\]\s*)?`,
+);
 
 /**
  * A FOLDOC entry's headword (its first paragraph) and definition (the rest), without the subject tags

@@ -46,6 +46,23 @@ test('GCIDE: the headword before its pronunciation; the definition after the hea
     { term: 'Ephemeral', definition: '1. Beginning and ending in a day. 2. Short-lived.' },
   ]);
   assert.equal(gcideSense('Odd \\Odd\\, a. [Icel. oddi\n   a point of land'), null, 'an etymology never closed');
+  // a pronunciation left on the line after the headword goes with its part of speech and etymology
+  assert.deepEqual(
+    gcideSense("Educability\n   ([e^]d`[-u]*k[.a]*b[i^]l\"[i^]*t[y^]), n. [Cf. F. ['e]ducabilit['e].]\n   Capability."),
+    {
+      term: 'Educability',
+      definition: 'Capability.',
+    },
+  );
+  assert.equal(
+    gcideSense('Paradox \\Par"a*dox\\, n.; pl. {Paradoxes}\n   (p[a^]r"[.a]*d[o^]ks*[e^]z). [F. paradoxe.] 1. A tenet.')
+      ?.definition,
+    '1. A tenet.',
+  );
+  assert.deepEqual(gcideSense('Euganoidei\n   (Zo["o]l.) A group which includes the bony ganoids.'), {
+    term: 'Euganoidei',
+    definition: '(Zo["o]l.) A group which includes the bony ganoids.',
+  });
 });
 
 test("FOLDOC: the first paragraph is the headword; subject tags and the edit's date go", () => {
