@@ -41,8 +41,9 @@ export type HostWeights = Map<string, { shape: readonly number[]; data: Float32A
 
 /**
  * One optimiser step as train lm runs it: `accumulation` micro-batches of rows × seq tokens (the same ids
- * each time), each loss read before its backward pass (the trainer checks it is finite there), the
- * gradients scaled by 1/accumulation, then clipping, AdamW and zeroing.
+ * each time), the loss through the LM head in chunks (Qwen2Model.lmLoss), each loss read before its
+ * backward pass (the trainer checks it is finite there), the gradients scaled by 1/accumulation, then
+ * clipping, AdamW and zeroing.
  */
 export function trainRun(
   config: Qwen2Config,
@@ -65,7 +66,7 @@ export function trainRun(
   const step = (): void => {
     let loss = 0;
     for (let a = 0; a < accumulation; a++) {
-      const l = T.crossEntropy(model.logits(model.forward(ids, rows, seq)), targets);
+      const l = model.lmLoss(model.forward(ids, rows, seq), targets);
       loss += l.item() / accumulation;
       l.backward(scale);
     }

@@ -7,7 +7,7 @@
  * adapters are attached, the LoRA module decides which.
  */
 import * as T from '../tensor/index.js';
-import type { Rng, RopeTables, Tensor } from '../tensor/index.js';
+import type { LinearCrossEntropyOptions, Rng, RopeTables, Tensor } from '../tensor/index.js';
 import { type Qwen2Config, qwen2TensorSpecs } from './qwen2-config.js';
 
 /** A low-rank adapter on one linear layer: a [rank, in], b [out, rank]. */
@@ -189,7 +189,21 @@ export class Qwen2Model {
 
   /** Vocabulary logits for hidden states [..., hidden]. */
   logits(hidden: Tensor): Tensor {
-    return T.linear(hidden, this.p(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'));
+    return T.linear(hidden, this.head());
+  }
+
+  /**
+   * crossEntropy(logits(hidden), targets), mean or sum, without the logits of every row at once
+   * (linearCrossEntropy): what pretraining's loss costs in memory is a chunk's logits, not the batch's.
+   */
+  lmLoss(hidden: Tensor, targets: Int32Array, opts?: LinearCrossEntropyOptions): Tensor {
+    const d = hidden.shape[hidden.ndim - 1];
+    return T.linearCrossEntropy(T.reshape(hidden, [hidden.size / d, d]), this.head(), targets, opts);
+  }
+
+  /** The output projection [vocab, hidden]: the embedding when they are tied. */
+  private head(): Tensor {
+    return this.p(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
   }
 
   /** An empty cache; `capacity` positions (prompt + new tokens) are allocated at the first step. */

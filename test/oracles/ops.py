@@ -94,6 +94,8 @@ OPS = {
     'logsumexp': lambda x, i, p: torch.logsumexp(x[0], p['axis']),
     'crossEntropy': lambda x, i, p: F.cross_entropy(x[0].reshape(-1, x[0].shape[-1]), torch.tensor(i['targets']),
                                                     ignore_index=-100, reduction='sum' if p['sum'] else 'mean'),
+    'linearCrossEntropy': lambda x, i, p: F.cross_entropy(x[0] @ x[1].T, torch.tensor(i['targets']),
+                                                          ignore_index=-100, reduction='sum' if p['sum'] else 'mean'),
     'attention': lambda x, i, p: attention(x[0], x[1], x[2], p['causal'], i.get('mask') if i else None),
     'l2normalize': lambda x, i, p: F.normalize(x[0], dim=-1),
     'cosine': lambda x, i, p: (F.normalize(x[0], dim=-1) * F.normalize(x[1], dim=-1)).sum(-1),

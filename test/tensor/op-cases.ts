@@ -217,6 +217,22 @@ export const opCases: OpCase[] = [
     run: (x, c) => T.crossEntropy(x[0], ints(c, 'targets'), { reduction: 'sum' }),
   },
   {
+    name: 'linearCrossEntropy mean ignore, 3 chunks',
+    op: 'linearCrossEntropy',
+    inputs: [{ shape: [11, 6] }, { shape: [13, 6] }],
+    ints: { targets: [3, -100, 12, 0, 5, 7, 9, -100, 1, 2, 11] },
+    params: { sum: false },
+    run: (x, c) => T.linearCrossEntropy(x[0], x[1], ints(c, 'targets'), { chunkRows: 4 }),
+  },
+  {
+    name: 'linearCrossEntropy sum, one chunk',
+    op: 'linearCrossEntropy',
+    inputs: [{ shape: [7, 5] }, { shape: [9, 5] }],
+    ints: { targets: [1, 8, 0, 2, 2, 3, 4] },
+    params: { sum: true },
+    run: (x, c) => T.linearCrossEntropy(x[0], x[1], ints(c, 'targets'), { reduction: 'sum' }),
+  },
+  {
     name: 'attention causal GQA',
     op: 'attention',
     inputs: [{ shape: [2, 5, 6, 4] }, { shape: [2, 5, 2, 4] }, { shape: [2, 5, 2, 4] }],

@@ -8,25 +8,34 @@ export interface CrossEntropyOptions {
   reduction?: 'mean' | 'sum' | 'none';
 }
 
+/** The targets not ignored, each checked to be a row's word of the vocabulary (`what`: the logits, for messages). */
+export function countTargets(
+  op: string,
+  targets: Int32Array,
+  rows: number,
+  vocab: number,
+  ignoreIndex: number,
+  what: string,
+): number {
+  if (targets.length !== rows) throw new TensorError(op, `${targets.length} targets for ${what}`);
+  let count = 0;
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r];
+    if (t === ignoreIndex) continue;
+    if (t < 0 || t >= vocab)
+      throw new TensorError(op, `target ${t} at row ${r} is outside the vocabulary (${vocab}) of ${what}`);
+    count++;
+  }
+  return count;
+}
+
 /** Cross-entropy of logits [..., vocab] against integer targets (one per row), fused with log-softmax. */
 export function crossEntropy(logits: Tensor, targets: Int32Array, opts: CrossEntropyOptions = {}): Tensor {
   const ignoreIndex = opts.ignoreIndex ?? -100,
     reduction = opts.reduction ?? 'mean';
   const vocab = logits.shape[logits.ndim - 1],
     rows = logits.size / vocab;
-  if (targets.length !== rows)
-    throw new TensorError('crossEntropy', `${targets.length} targets for logits ${shapeStr(logits.shape)}`);
-  let count = 0;
-  for (let r = 0; r < rows; r++) {
-    const t = targets[r];
-    if (t === ignoreIndex) continue;
-    if (t < 0 || t >= vocab)
-      throw new TensorError(
-        'crossEntropy',
-        `target ${t} at row ${r} is outside the vocabulary (${vocab}) of logits ${shapeStr(logits.shape)}`,
-      );
-    count++;
-  }
+  const count = countTargets('crossEntropy', targets, rows, vocab, ignoreIndex, `logits ${shapeStr(logits.shape)}`);
   const loss = kernels().alloc(rows),
     lse = kernels().alloc(rows);
   kernels().crossEntropyForward(logits.buf, targets, loss, lse, rows, vocab, ignoreIndex);

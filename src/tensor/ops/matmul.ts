@@ -71,7 +71,7 @@ function plan(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
 }
 
 /** gemm with b as its B operand, whether b is float32 or a 16-bit weight. */
-function gemmWith(K: AnyKernels, b: Tensor, args: Omit<GemmArgs<Buf>, 'b'>): void {
+export function gemmWith(K: AnyKernels, b: Tensor, args: Omit<GemmArgs<Buf>, 'b'>): void {
   if (b.dtype === 'f32') K.gemm({ ...args, b: b.buf });
   else K.gemmHalf({ ...args, b: b.half });
 }

@@ -105,7 +105,7 @@ export function validationLoss(
       const idx = Array.from({ length: Math.min(batchSize, n - s) }, (_, i) => s + i);
       const { ids, targets } = seqs.batch(idx);
       const h = model.forward(ids, idx.length, seqs.seqLength);
-      const l = T.crossEntropy(model.logits(h), targets, { reduction: 'sum' });
+      const l = model.lmLoss(h, targets, { reduction: 'sum' });
       sum += l.item();
       tokens += targets.length;
     }
@@ -176,7 +176,7 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
     for (let a = 0; a < cfg.accumulation; a++) {
       const { ids, targets } = train.batch(nextBatch());
       const h = model.forward(ids, cfg.batchSize, cfg.seqLength, { rng: run.rng });
-      const l = T.crossEntropy(model.logits(h), targets);
+      const l = model.lmLoss(h, targets);
       const v = run.checkLoss(l.item());
       l.backward(new Float32Array([1 / cfg.accumulation]));
       loss += v / cfg.accumulation;
