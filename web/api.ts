@@ -116,12 +116,23 @@ export function setUpKeyForm(onChange: () => void): void {
   });
 }
 
-/** Opens the key form when a call failed for the key, so the fix is one step away. */
+/**
+ * Opens the key form when a call failed for the key, so the fix is one step away, and puts the cursor
+ * there unless the user is typing elsewhere: a check that fails in the background must not send the
+ * rest of a query being typed into the key field.
+ */
 export function offerKey(e: unknown): void {
   if (e instanceof ApiError && e.status === 401) {
     byId<HTMLDetailsElement>('key-box').open = true;
-    byId<HTMLInputElement>('api-key').focus();
+    if (!typingElsewhere()) byId<HTMLInputElement>('api-key').focus();
   }
+}
+
+/** Whether the focus is in a text field other than the key's. */
+function typingElsewhere(): boolean {
+  const a = document.activeElement;
+  if (a === null || a.id === 'api-key') return false;
+  return a instanceof HTMLTextAreaElement || (a instanceof HTMLInputElement && /^(text|search|)$/.test(a.type));
 }
 
 export function errorText(e: unknown): string {

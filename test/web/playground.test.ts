@@ -210,8 +210,19 @@ test(
     };
     // no key yet: the page says so as soon as it loads
     assert.match(await message(), /needs an API key/);
+    // the key's check fails while the user types a query: the typing stays in the query
+    await page.route('**/v1/models', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await route.continue();
+    });
     await withKey(page, 'not-the-key');
-    await page.fill('#query', 'vitamin D');
+    await page.focus('#query');
+    await page.keyboard.type('vitamin D');
+    await page.waitForFunction(() => document.getElementById('message')!.textContent!.includes('refused'));
+    await page.unroute('**/v1/models');
+    assert.equal(await page.inputValue('#query'), 'vitamin D');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'query');
+    assert.equal(await page.inputValue('#api-key'), 'not-the-key');
     await search(page);
     assert.match(await message(), /refused this API key/);
     assert.equal(await page.isVisible('#col-a'), false);
