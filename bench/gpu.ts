@@ -417,18 +417,6 @@ async function main(): Promise<void> {
   const threads = Number(env.SEARCH_R3_THREADS || availableParallelism());
   const c = shape.config;
   c.maxPositionEmbeddings = Math.max(c.maxPositionEmbeddings, shape.seq, shape.prompt + 2, shape.decode + 2);
-  // The training step's logits are one buffer of batch·seq·vocab floats: halve the batch (on both sides)
-  // until that fits what the adapter binds, rather than lose the step to an oversized tensor.
-  const bindable = gpu ? Math.min(gpu.facts.maxBufferSize, gpu.facts.maxStorageBufferBindingSize) : Infinity;
-  const wanted = shape.batch;
-  while (shape.batch > 1 && shape.batch * shape.seq * c.vocabSize * 4 > bindable)
-    shape.batch = Math.ceil(shape.batch / 2);
-  if (shape.batch !== wanted) {
-    bench.notes.push(
-      `training batch ${shape.batch}×${shape.seq}, not ${wanted}×${shape.seq}: the adapter binds at most ` +
-        `${bindable} bytes and the logits would take ${wanted * shape.seq * c.vocabSize * 4}`,
-    );
-  }
   const tokens = shape.batch * shape.seq;
 
   console.log(

@@ -13,7 +13,8 @@
 #
 # Environment: V2_WORK (default work/v2), V2_DATA (default ../shared/data; here only), V2_PROFILE (default gpu;
 # tiny rehearses the whole round trip on lavapipe in minutes), V2_LEASE (default .lease: what travels, ignored
-# by git), V2_PACK_SECONDS (default 40: the time the run keeps back to pack what it made).
+# by git), V2_PACK_SECONDS (default 40: the time the run keeps back to pack what it made), V2_ASSUMED_RATE=1
+# (prepare the gpu profile before bench:sizing has measured the GPU: see prepare).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${V2_WORK:-work/v2}
@@ -45,6 +46,15 @@ carry_paths() {
 prepare() {
   [ -f "$CLI" ] || die "dist/ is missing: run npm run build"
   local data=${V2_DATA:-../shared/data}
+  # the gpu profile's shape and step counts follow from the GPU's measured training rates; on the assumed
+  # one a lease may end before pretraining does, and a run's size must not change between its leases
+  if [ "$PROFILE" = gpu ] && [ "${V2_ASSUMED_RATE:-0}" != 1 ] && ! node --input-type=module -e "
+    const { gpuSizing } = await import('./dist/src/recipe/recipe-profiles.js');
+    process.exit(gpuSizing().measured ? 0 : 1);"; then
+    die "the gpu profile is sized from an assumed rate: run bash scripts/gpu-check.sh on the GPU machine first" \
+      "and put its GPU_BUDGET.measured line in src/recipe/recipe-profiles.ts (docs/default-model-v2.md);" \
+      "V2_ASSUMED_RATE=1 prepares anyway"
+  fi
   node "$CLI" recipe default --profile "$PROFILE" --work "$WORK" --data "$data" --until tokenizer
   rm -rf "$LEASE" && mkdir -p "$LEASE"
   # the corpus's manifest (the card lists every source), valid split, the shards pretraining reads and

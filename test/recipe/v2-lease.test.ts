@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
+import { PROFILES, gpuSizing, recipePaths } from '../../src/recipe/recipe-profiles.js';
 import { trainingDataFiles } from '../../src/recipe/training-data-files.js';
 import { importedPackages, withDependencies } from '../../scripts/runtime-packages.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
@@ -62,6 +62,19 @@ test("the CLI loads a command's packages only when that command runs", () => {
   for (const p of ['better-sqlite3', 'ioredis', 'bullmq', '@lancedb/lancedb', 'node-llama-cpp'])
     assert.ok(!training.has(p), `training does not load ${p}`);
 });
+
+test(
+  'v2-lease refuses to prepare the gpu profile while its size rests on an assumed rate',
+  { skip: gpuSizing().measured ? 'GPU_BUDGET.measured is set: the profile is sized from measured rates' : false },
+  () => {
+    const r = spawnSync('bash', [path.join(repoRoot, 'scripts', 'v2-lease.sh'), 'prepare'], {
+      env: { ...process.env, V2_PROFILE: 'gpu', V2_WORK: tempDir('v2-lease-assumed'), V2_LEASE: tempDir('lease') },
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /sized from an assumed rate: run bash scripts\/gpu-check.sh/);
+  },
+);
 
 test(
   'v2-lease (tiny profile): prepare here, run there, land here, and the recipe here trains nothing again',
