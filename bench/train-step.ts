@@ -1,7 +1,9 @@
 /**
  * `npm run bench:train`: tokens/s of one full training step (forward, cross-entropy, backward, clip,
  * AdamW) of the same decoder in our native backend and in PyTorch on the CPU, same config and threads,
- * in one run; prints both and the ratio. Also the native sgemm GFLOP/s at 1024³.
+ * in one run; prints both and the ratio. Each side computes the loss as its users do: ours as train lm
+ * does (through the LM head in chunks, Qwen2Model.lmLoss), PyTorch's from the full logits. Also the
+ * native sgemm GFLOP/s at 1024³.
  *
  * Options (env): BENCH_THREADS (2), BENCH_STEPS (10), BENCH_WARMUP (3).
  */
@@ -66,7 +68,7 @@ function ourSeconds(): number[] {
   for (let i = 0; i < warmup + steps; i++) {
     const t0 = performance.now();
     opt.zeroGrad();
-    const loss = T.crossEntropy(model.logits(model.forward(ids, batch, seq)), targets);
+    const loss = model.lmLoss(model.forward(ids, batch, seq), targets);
     loss.backward();
     T.clipGradNorm(params, 1.0);
     opt.step(1e-4);
