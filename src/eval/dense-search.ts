@@ -5,6 +5,7 @@ import { EvalInputError } from './input-error.js';
 import type { ProgressFn } from './retriever.js';
 import type { Run } from './run.js';
 import { idRanks, MAX_PACKED_DOCS } from './top-k.js';
+import { workerExecArgv } from '../io/worker-exec-argv.js';
 
 /** Row-major embeddings with their ids: row i of `data` (dim floats) embeds ids[i]. */
 export interface EmbeddingMatrix {
@@ -60,7 +61,9 @@ function normalisedShared(m: EmbeddingMatrix, dimPad: number): Float32Array {
 
 function runSliceInWorker(task: SliceTask, onChunk: (docsDone: number) => void): Promise<SliceResult> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./dense-search-worker.js', import.meta.url));
+    const worker = new Worker(new URL('./dense-search-worker.js', import.meta.url), {
+      execArgv: workerExecArgv(process.execArgv),
+    });
     worker.on('message', (m: SliceResult | { progress: number }) => {
       if ('progress' in m) {
         onChunk(m.progress);

@@ -29,6 +29,7 @@ import {
   type WorkerRequest,
   errorFromWire,
 } from './worker-protocol.js';
+import { workerExecArgv } from '../io/worker-exec-argv.js';
 
 const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
 const FIRST_RETRY_MS = 1000;
@@ -74,7 +75,12 @@ function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: Mode
   // holds the garbage of many batches longer (bench:load: RSS under load 1.49× idle with V8's default,
   // 1.39× with 8 MB, same throughput).
   const resourceLimits = { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB };
-  const worker = new Worker(ENTRY, { workerData: config, env: SHARE_ENV, resourceLimits });
+  const worker = new Worker(ENTRY, {
+    workerData: config,
+    env: SHARE_ENV,
+    resourceLimits,
+    execArgv: workerExecArgv(process.execArgv),
+  });
   return new Promise((resolve, reject) => {
     const done = (): void => {
       worker.off('message', onMessage);

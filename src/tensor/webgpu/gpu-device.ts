@@ -17,6 +17,7 @@ import {
   ReplyState,
   replyText,
 } from './gpu-protocol.js';
+import { workerExecArgv } from '../../io/worker-exec-argv.js';
 
 /** The element types a GPU buffer holds; 16-bit types pack two elements per 32-bit word. */
 export type GpuDtype = 'f32' | 'f16' | 'bf16';
@@ -31,6 +32,8 @@ export class GpuError extends Error {
 
 /** How long a read may wait for the GPU thread before it is declared stuck. */
 const READ_TIMEOUT_MS = Number(process.env.SEARCH_R3_GPU_TIMEOUT_MS ?? 600_000);
+/** After this long, closing says that it waits for queued GPU work. */
+const CLOSE_NOTICE_MS = 3_000;
 /** Growth of GPU memory, beyond a multiple of what was held, that makes collectIfGrown collect. */
 const COLLECT_SLACK = 64 * 2 ** 20;
 
@@ -90,7 +93,10 @@ export class GpuDevice {
   static open(powerPreference: GpuInit['powerPreference'] = 'high-performance'): GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
     const init: GpuInit = { reply, powerPreference };
-    const worker = new Worker(new URL('./gpu-worker.js', import.meta.url), { workerData: init });
+    const worker = new Worker(new URL('./gpu-worker.js', import.meta.url), {
+      workerData: init,
+      execArgv: workerExecArgv(process.execArgv),
+    });
     const state = wait(reply, 120_000);
     if (state !== ReplyState.Done) {
       void worker.terminate();
@@ -219,7 +225,7 @@ export class GpuDevice {
     );
   }
 
-  /** Lets the GPU finish what is queued, destroys the device and stops the thread (waits up to 10 s). */
+  /** Lets the GPU finish what is queued, destroys the device and stops the thread. */
   close(): void {
     void this.shutdown();
   }
@@ -231,7 +237,13 @@ export class GpuDevice {
     this.pending.push({ op: 'close', reply });
     this.flush();
     this.closed = true;
-    wait(reply, 10_000);
+    // Dawn aborts the process when its thread is torn down with work in flight, so the queue drains first,
+    // for as long as a read may take: a software adapter can hold a minute of queued work when an error
+    // ends the process in the middle of a step
+    if (wait(reply, CLOSE_NOTICE_MS) === ReplyState.Waiting) {
+      process.stderr.write('search-r3: waiting for the GPU to finish the work already queued, then exiting\n');
+      wait(reply, READ_TIMEOUT_MS);
+    }
     await this.worker.terminate();
   }
 

@@ -1,9 +1,14 @@
 /**
  * What a user sees when the GPU fails: a tensor larger than the adapter binds, and a device lost in the
- * middle of work (a driver reset), each as one GpuError sentence that says what to do; nothing hangs.
+ * middle of work (a driver reset), each as one GpuError sentence that says what to do; nothing hangs. And
+ * an error that ends the process while the GPU still has long work queued ends it with the error's exit
+ * code, not Dawn's abort.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { repoRoot } from '../../helpers/repo.js';
 import { GpuDevice, GpuError } from '../../../src/tensor/webgpu/gpu-device.js';
 import { createWebgpuKernels } from '../../../src/tensor/webgpu/webgpu-kernels.js';
 import { skipWithoutGpu } from './harness.js';
@@ -38,4 +43,25 @@ test('a device lost mid-work fails the next read in one sentence, and every read
     );
   }
   k.gpu.close();
+});
+
+test('a process that fails with many seconds of GPU work queued waits for it and exits with its own code', opt, () => {
+  // 16 products of 1024³ (34 GFLOP): on lavapipe over ten seconds of work still queued when the error ends it
+  const tensor = path.join(repoRoot, 'dist', 'src', 'tensor', 'index.js');
+  const script = `
+    const T = await import(${JSON.stringify(tensor)});
+    T.setBackend('webgpu');
+    try {
+      let a = new T.Tensor(new Float32Array(1024 * 1024).fill(0.001), [1024, 1024]);
+      for (let i = 0; i < 16; i++) a = T.matmul(a, a);
+      T.webgpuKernels().gpu.flush();
+      throw new Error('failed with work queued');
+    } catch (e) {
+      console.error(e.message);
+      process.exitCode = 2;
+    }`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /failed with work queued/);
+  assert.doesNotMatch(r.stderr, /Promise not resolved|onSubmittedWorkDone/);
 });
