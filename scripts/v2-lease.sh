@@ -14,7 +14,8 @@
 # Environment: V2_WORK (default work/v2), V2_DATA (default ../shared/data; here only), V2_PROFILE (default gpu;
 # tiny rehearses the whole round trip on lavapipe in minutes), V2_LEASE (default .lease: what travels, ignored
 # by git), V2_PACK_SECONDS (default 40: the time the run keeps back to pack what it made), V2_ASSUMED_RATE=1
-# (prepare the gpu profile before bench:sizing has measured the GPU: see prepare).
+# (prepare the gpu profile before bench:sizing has measured the GPU: see prepare), V2_UNTIL (the last step a
+# run takes, default package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${V2_WORK:-work/v2}
@@ -149,7 +150,7 @@ run() {
   [ "$budget" -gt 30 ] || die "$seconds s leave no time to train after unpacking and before packing"
   set +e
   node "$CLI" recipe default --profile "$profile" --device webgpu --work "$WORK" --data "$LEASE/data" \
-    --out "$WORK/out" --until package --session-seconds "$budget" 2>&1 | tee "$OUT/recipe.log"
+    --out "$WORK/out" --until "${V2_UNTIL:-package}" --session-seconds "$budget" 2>&1 | tee "$OUT/recipe.log"
   local rc=${PIPESTATUS[0]}
   set -e
   echo "recipe exit $rc (75: stopped at the session's time, continue with another run)"
@@ -160,15 +161,18 @@ run() {
 send_back() {
   local -a items=() names=()
   local item name
-  # lm/final first: the recipe here needs it to count pretraining as done, before it takes anything after
+  # A stage's packaged (f16) folder takes its final/ place here. A stage that finished before the package
+  # step sends its own final/ (f32) instead, so that a session ending in stage 2, or before packaging,
+  # loses no finished stage. lm/final first: the recipe here counts pretraining done by it.
+  local stage1=stage1/final stage2=stage2/final
+  [ -f "$WORK/models/stage1/config.json" ] && stage1=models/stage1
+  [ -f "$WORK/out/config.json" ] && stage2=out
   for pair in recipe.json:recipe.json configs:configs lm/metrics.jsonl:lm/metrics.jsonl lm/final:lm/final \
     mined:mined stage1/metrics.jsonl:stage1/metrics.jsonl stage1/report.html:stage1/report.html \
-    models/stage1:stage1/final stage2/metrics.jsonl:stage2/metrics.jsonl stage2/report.html:stage2/report.html \
-    out:stage2/final; do
+    "$stage1:stage1/final" stage2/metrics.jsonl:stage2/metrics.jsonl stage2/report.html:stage2/report.html \
+    "$stage2:stage2/final"; do
     item=${pair%%:*} name=${pair#*:}
     [ -e "$WORK/$item" ] || continue
-    # the packaged stage 2 is complete only when the package step is: a folder left by a cut run is not sent
-    [ "$item" = out ] && [ ! -f "$WORK/out/config.json" ] && continue
     items+=("$item") names+=("$name")
   done
   local sent="$WORK/.lease-sent" total=0 size fp

@@ -95,20 +95,26 @@ test(
     script(['prepare'], { V2_WORK: here, V2_DATA: sharedData });
     assert.ok(readFileSync(path.join(dir, 'lease', 'data-files.txt'), 'utf8').includes('scifact/qrels/test.tsv'));
 
-    const there = { V2_WORK: path.join(dir, 'there'), OUT: out };
-    const first = script(['run', '300'], there);
+    // three calls on one machine, each with its own $OUT as the device tool gives it: the first stops after
+    // stage 1 (a session that ends there), the second continues to the package step, the third has nothing
+    const there = (n: number, env: Record<string, string> = {}): Record<string, string> => {
+      mkdirSync(path.join(out, String(n)), { recursive: true });
+      return { V2_WORK: path.join(dir, 'there'), OUT: path.join(out, String(n)), ...env };
+    };
+    const first = script(['run', '300'], there(1, { V2_UNTIL: 'stage1' }));
     assert.match(first, /recipe exit 0/);
-    assert.ok(readdirSync(out).includes('v2.tar.part-aa'), readdirSync(out).join(' '));
-    // a second call on the same machine continues the first one's work and sends nothing twice
-    const parts = readdirSync(out).filter((f) => f.startsWith('v2.tar.part-'));
-    const sent = parts.map((f) => readFileSync(path.join(out, f)));
-    for (const f of parts) writeFileSync(path.join(out, f), '');
-    assert.match(script(['run', '300'], there), /nothing new to send/);
-    parts.forEach((f, i) => writeFileSync(path.join(out, f), sent[i]));
+    assert.match(first, /sent .*: .*lm\/final mined .*stage1\/final/, 'a finished stage 1 is sent before packaging');
+    const second = script(['run', '300'], there(2));
+    assert.match(second, /sent .*models\/stage1 .*out/);
+    assert.doesNotMatch(second, /sent .* lm\/final/, 'nothing is sent twice');
+    assert.match(script(['run', '300'], there(3)), /nothing new to send/);
+    assert.deepEqual(readdirSync(path.join(out, '3')), ['recipe.log']);
 
-    const landed = script(['land', out], { V2_WORK: here });
-    for (const f of ['lm/final', 'mined', 'stage1/final', 'stage2/final', 'recipe.json'])
+    const landed = script(['land', path.join(out, '1')], { V2_WORK: here });
+    for (const f of ['lm/final', 'mined', 'stage1/final', 'recipe.json'])
       assert.match(landed, new RegExp(`landed: ${f}\\b`));
+    const landed2 = script(['land', path.join(out, '2')], { V2_WORK: here });
+    for (const f of ['stage1/final', 'stage2/final']) assert.match(landed2, new RegExp(`landed: ${f}\\b`));
 
     // a next lease continues from the landed folders: they travel, the pretraining shards do not
     script(['prepare'], { V2_WORK: here, V2_DATA: sharedData });
