@@ -71,14 +71,30 @@ prepare() {
   others=$(cd "$WORK" && find corpus -maxdepth 1 -type f ! -name 'train-*.jsonl' | sort)
   # a run that an earlier lease took past pretraining continues from the f16 folders it brought back
   # (the recipe there counts a step done by its output): no shards then
+  local half
+  half="$(cd "$LEASE" && pwd)/half"
+  rm -rf "$half"
   if [ -f "$WORK/lm/final/config.json" ]; then
     steps=lm/final
     [ -d "$WORK/mined" ] && steps="$steps mined"
-    [ -f "$WORK/stage1/final/config.json" ] && steps="$steps stage1/final"
     shards=
+    # a stage-1 final/ that came back in f32 (its lease ended before packaging) travels in f16, as a
+    # packaged one does: the f32 folder is too large to travel beside the rest
+    if [ -f "$WORK/stage1/final/config.json" ]; then
+      mkdir -p "$half/stage1"
+      node --input-type=module -e "
+        const { loadModelFolder, saveModelFolder } = await import('./dist/src/model/model-folder.js');
+        await saveModelFolder(process.argv[2], await loadModelFolder(process.argv[1]), { dtype: 'F16' });
+      " "$WORK/stage1/final" "$half/stage1/final"
+    fi
   fi
+  local -a converted=()
+  [ -d "$half" ] && converted=(-C "$half" stage1/final)
   # shellcheck disable=SC2086
-  tar cf - -C "$WORK" recipe.json tokenizer $others $shards ${steps:-} | xz -9 -T2 > "$LEASE/work.tar.xz"
+  tar cf - -C "$WORK" recipe.json tokenizer $others $shards ${steps:-} "${converted[@]}" |
+    xz -9 -T2 > "$LEASE/work.tar.xz"
+  rm -rf "$half"
+  [ -d "$WORK/stage1/final" ] && [ -n "${steps:-}" ] && steps="$steps stage1/final (f16)"
   # the datasets' files the training steps read, as the profile's configs name them (training-data-files.ts)
   node --input-type=module -e "
     const { PROFILES, recipePaths } = await import('./dist/src/recipe/recipe-profiles.js');

@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import path from 'node:path';
 import { PROFILES, gpuSizing, recipePaths } from '../../src/recipe/recipe-profiles.js';
 import { trainingDataFiles } from '../../src/recipe/training-data-files.js';
+import { readSafetensorsHeader } from '../../src/model/safetensors.js';
 import { importedPackages, withDependencies } from '../../scripts/runtime-packages.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
@@ -79,7 +80,7 @@ test(
 test(
   'v2-lease (tiny profile): prepare here, run there, land here, and the recipe here trains nothing again',
   { timeout: 600_000, skip: webgpuSkip() },
-  () => {
+  async () => {
     const dir = tempDir('v2-lease');
     const here = path.join(dir, 'here');
     const out = path.join(dir, 'out');
@@ -113,15 +114,23 @@ test(
     const landed = script(['land', path.join(out, '1')], { V2_WORK: here });
     for (const f of ['lm/final', 'mined', 'stage1/final', 'recipe.json'])
       assert.match(landed, new RegExp(`landed: ${f}\\b`));
-    const landed2 = script(['land', path.join(out, '2')], { V2_WORK: here });
-    for (const f of ['stage1/final', 'stage2/final']) assert.match(landed2, new RegExp(`landed: ${f}\\b`));
 
-    // a next lease continues from the landed folders: they travel, the pretraining shards do not
+    // a next lease continues from the landed folders: they travel, the pretraining shards do not, and the
+    // stage-1 final/ that came back in f32 travels in f16
     script(['prepare'], { V2_WORK: here, V2_DATA: sharedData });
     const carried = spawnSync('tar', ['-tJf', path.join(dir, 'lease', 'work.tar.xz')], { encoding: 'utf8' }).stdout;
     for (const f of ['lm/final/config.json', 'mined/scifact-train.jsonl', 'stage1/final/config.json', 'tokenizer/'])
       assert.ok(carried.split('\n').includes(f), `${f} travels:\n${carried}`);
     assert.doesNotMatch(carried, /corpus\/train-/);
+    const unpacked = tempDir('v2-lease-carried');
+    spawnSync('tar', ['-xJf', path.join(dir, 'lease', 'work.tar.xz'), '-C', unpacked]);
+    const dtype = async (d: string): Promise<string> =>
+      (await readSafetensorsHeader(path.join(d, 'stage1', 'final', 'model.safetensors'))).entries[0].dtype;
+    assert.equal(await dtype(here), 'F32');
+    assert.equal(await dtype(unpacked), 'F16');
+
+    const landed2 = script(['land', path.join(out, '2')], { V2_WORK: here });
+    for (const f of ['stage1/final', 'stage2/final']) assert.match(landed2, new RegExp(`landed: ${f}\\b`));
 
     const r = spawnSync(
       process.execPath,
