@@ -3,8 +3,8 @@
  * shape (GPU_SHAPES), smallest first, runs train lm's optimiser step on the WebGPU adapter present, at the
  * profile's batch (rows × sequence length × accumulation, vocabulary GPU_BUDGET.vocabSize): tokens/s, the
  * effective TFLOP/s (6 × parameters × tokens/s), the pretraining tokens each would see in
- * GPU_BUDGET.pretrainSeconds, and the shape gpuSizing takes from these rates. Prints the `measured` entry
- * for GPU_BUDGET (src/recipe/recipe-profiles.ts) and writes the table as JSON to $BENCH_OUT.
+ * GPU_BUDGET.pretrainSeconds, and the shape gpuSizing takes from these rates. Prints the `measured` and
+ * `measuredOn` entries for GPU_BUDGET (src/recipe/recipe-profiles.ts) and writes the table as JSON to $BENCH_OUT.
  *
  * A shape that sees too little text ends the run (a larger one sees less), as does BENCH_SIZING_BUDGET_S
  * (default 120) having passed before a shape starts. Options (env): BENCH_SIZING_REPS (3, after one
@@ -140,7 +140,8 @@ async function main(): Promise<void> {
     `\ngpuSizing with these rates: ${gpuShapeKey(chosen.shape)} (${millions(chosen.parameters)} parameters), ` +
       `${chosen.steps} pretraining steps of ${GPU_BUDGET.tokensPerStep} tokens`,
   );
-  console.log(`GPU_BUDGET.measured (src/recipe/recipe-profiles.ts): ${JSON.stringify(measured)}`);
+  console.log('GPU_BUDGET (src/recipe/recipe-profiles.ts):');
+  console.log(`  measured: ${JSON.stringify(measured)},\n  measuredOn: ${JSON.stringify(facts.description)},`);
   save();
 }
 

@@ -590,7 +590,7 @@ Configs: \`configs/\` beside this card (copies of the recipe's). Stage 1 trains 
 under *Data and licences* (pseudo-queries: a title asks for its body, or one sentence for the rest of its
 document)${stage1Reasoning}. Stage 2 runs GRPO on SciFact train queries with a retrieval reward in the RL
 environment. No test query of any dataset is trained on${devSample}. The SciFact and XQuAD *documents* are
-in the pretraining text (documents only).
+in the pretraining text (documents only).${profile.sizeNote ? `\n\n${profile.sizeNote}` : ''}
 
 ${charts.map((c) => `![${c.title}](charts/${c.file})`).join('\n')}
 

@@ -67,6 +67,8 @@ export interface RecipeProfile {
   context: number;
   /** Train shards the tokenizer learns from (the first n; shards are a seeded shuffle); default all. */
   tokenizerShards?: number;
+  /** How the model's size was chosen, for the model card (the gpu profile's: gpuSizeNote). */
+  sizeNote?: string;
 }
 
 /**
@@ -149,6 +151,8 @@ export interface GpuBudget {
   tflops: number;
   /** Pretraining tokens/s by gpuShapeKey, from bench:sizing on the machine the profile trains on. */
   measured: Readonly<Record<string, number>>;
+  /** The adapter bench:sizing measured them on, as it names it. */
+  measuredOn: string;
   pretrainSeconds: number;
   minTokensPerParameter: number;
   vocabSize: number;
@@ -159,6 +163,7 @@ export interface GpuBudget {
 export const GPU_BUDGET: GpuBudget = {
   tflops: 5,
   measured: {},
+  measuredOn: '',
   /** Pretraining seconds in one lease: a 15-minute lease minus start-up, transfers and the other steps. */
   pretrainSeconds: 360,
   /** Fewest pretraining tokens per parameter the chosen shape must see (v1 saw ≈ 1). */
@@ -222,6 +227,27 @@ export function gpuSizing(b: GpuBudget = GPU_BUDGET): GpuSizing {
     (x) => x.tokens >= b.minTokensPerParameter * x.parameters && 2 * 2 * x.parameters <= b.outBytes,
   );
   return fits.length > 0 ? fits[fits.length - 1] : sized[0];
+}
+
+/** How the gpu profile's size follows from its budget, in a sentence for the model card. */
+export function gpuSizeNote(b: GpuBudget = GPU_BUDGET): string {
+  const s = gpuSizing(b);
+  const rate = s.measured
+    ? `${Math.round(s.tokensPerSecond).toLocaleString('en')} tokens/s, the rate \`npm run bench:sizing\` measured ` +
+      `on ${b.measuredOn || 'the GPU machine'}`
+    : `an assumed ${b.tflops} TFLOP/s (${Math.round(s.tokensPerSecond).toLocaleString('en')} tokens/s; no rate was ` +
+      'measured)';
+  const perParameter = s.tokens / s.parameters;
+  const which =
+    perParameter >= b.minTokensPerParameter
+      ? `the largest candidate that sees at least ${b.minTokensPerParameter} pretraining tokens per parameter`
+      : `the smallest candidate, since none sees ${b.minTokensPerParameter} pretraining tokens per parameter`;
+  return (
+    `Its size (${s.shape.numHiddenLayers} layers × ${s.shape.hiddenSize}, ${(s.parameters / 1e6).toFixed(2)} M ` +
+    `parameters) is ${which} in ${b.pretrainSeconds} s at ${rate}: ${(s.tokens / 1e6).toFixed(1)} M tokens ` +
+    `(${perParameter.toFixed(1)} per parameter) in ${s.steps.toLocaleString('en')} steps. Its stage-1 and ` +
+    'stage-2 folders come back from the GPU machine in one command.'
+  );
 }
 
 /**
@@ -354,6 +380,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
     // the BPE trainer holds every distinct word in memory; four 8 MB shards of the shuffled corpus hold
     // every source in proportion
     tokenizerShards: 4,
+    sizeNote: gpuSizeNote(),
     lm: (p) => ({
       tokenizer: p.tokenizer,
       output: p.lm,

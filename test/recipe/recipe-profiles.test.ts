@@ -22,6 +22,7 @@ import {
   GPU_SHAPES,
   PROFILES,
   gpuShapeKey,
+  gpuSizeNote,
   gpuSizing,
   qwen2Parameters,
   recipePaths,
@@ -75,6 +76,21 @@ test('gpu sizing from measured rates: only measured shapes are candidates, the l
   // nothing measured fast enough: the smallest measured shape, as with the assumption
   const slow = gpuSizing({ ...GPU_BUDGET, measured: { [keys[1]]: 1, [keys[3]]: 1 } });
   assert.equal(slow.shape, GPU_SHAPES[1]);
+});
+
+test("the card says how the gpu profile's size was chosen: a measured rate and its adapter, or an assumed one", () => {
+  assert.equal(PROFILES.gpu.sizeNote, gpuSizeNote());
+  assert.equal(PROFILES.full.sizeNote, undefined);
+  assert.equal(PROFILES.tiny.sizeNote, undefined);
+  const assumed = gpuSizeNote({ ...GPU_BUDGET, measured: {}, measuredOn: '' });
+  assert.match(assumed, new RegExp(`an assumed ${GPU_BUDGET.tflops} TFLOP/s .*no rate was measured`));
+  const keys = GPU_SHAPES.map(gpuShapeKey);
+  const rate = (10 * qwen2Parameters(GPU_SHAPES[0], GPU_BUDGET.vocabSize)) / GPU_BUDGET.pretrainSeconds;
+  const measured = gpuSizeNote({ ...GPU_BUDGET, measured: { [keys[0]]: rate }, measuredOn: 'NVIDIA H200' });
+  assert.match(measured, /the largest candidate that sees at least 2 pretraining tokens per parameter/);
+  assert.match(measured, /measured on NVIDIA H200: .* \(10\.0 per parameter\)/);
+  const slow = gpuSizeNote({ ...GPU_BUDGET, measured: { [keys[0]]: rate / 10 }, measuredOn: 'NVIDIA H200' });
+  assert.match(slow, /the smallest candidate, since none sees 2 pretraining tokens per parameter/);
 });
 
 test('the gpu profile: sized from its stated throughput, v2 data, analyses, one reasoning budget', () => {
