@@ -225,10 +225,18 @@ land() {
   # shellcheck disable=SC2046
   cat $(ls "$from"/v2.tar.part-* | sort) | tar xvf - -C "$WORK" | cut -d/ -f1-2 | sed 's,/$,,' | sort -u |
     sed 's/^/landed: /'
-  [ -f "$WORK/lm/final/config.json" ] ||
+  local recipe
+  recipe="node $CLI recipe default --profile $(cat "$LEASE/profile" 2> /dev/null || echo "$PROFILE") --work $WORK"
+  if [ ! -f "$WORK/lm/final/config.json" ]; then
     echo "v2-lease: $WORK has no lm/final: the recipe here would pretrain again; land that call's parts first"
-  echo "next, here: node $CLI recipe default --profile $(cat "$LEASE/profile" 2> /dev/null || echo "$PROFILE")" \
-    "--work $WORK --out <model folder>"
+  elif [ ! -f "$WORK/stage2/final/config.json" ]; then
+    local missing=stage2
+    [ -f "$WORK/stage1/final/config.json" ] || missing="stage1 and stage2"
+    echo "$missing did not finish there. Either the next lease continues ($0 prepare, which carries what came" \
+      "back), or the recipe here trains it on the CPU (slowly): $recipe --out <model folder>"
+  else
+    echo "next, here (package, evaluate, card): $recipe --out <model folder>"
+  fi
 }
 
 # The round trip on this machine, before a lease spends minutes finding what is missing: a copy of exactly

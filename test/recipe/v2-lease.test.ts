@@ -114,6 +114,7 @@ test(
     const landed = script(['land', path.join(out, '1')], { V2_WORK: here });
     for (const f of ['lm/final', 'mined', 'stage1/final', 'recipe.json'])
       assert.match(landed, new RegExp(`landed: ${f}\\b`));
+    assert.match(landed, /stage2 did not finish there\. Either the next lease continues/);
 
     // a next lease continues from the landed folders: they travel, the pretraining shards do not, and the
     // stage-1 final/ that came back in f32 travels in f16
@@ -131,6 +132,7 @@ test(
 
     const landed2 = script(['land', path.join(out, '2')], { V2_WORK: here });
     for (const f of ['stage1/final', 'stage2/final']) assert.match(landed2, new RegExp(`landed: ${f}\\b`));
+    assert.match(landed2, /next, here \(package, evaluate, card\): node /);
 
     const r = spawnSync(
       process.execPath,
