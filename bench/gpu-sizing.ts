@@ -47,8 +47,12 @@ async function main(): Promise<void> {
   const gk = webgpuKernels();
   if (!gk) throw new Error(`WebGPU did not open (${webgpuBackendError()}): bench:sizing times the GPU step`);
   const facts = gk.gpu.facts;
-  const lm = PROFILES.gpu.lm(recipePaths('work', 'data')) as { batchSize: number; seqLength: number };
-  const { accumulation } = PROFILES.gpu.lm(recipePaths('work', 'data')) as { accumulation: number };
+  const lm = PROFILES.gpu.lm(recipePaths('work', 'data')) as {
+    batchSize: number;
+    seqLength: number;
+    accumulation: number;
+  };
+  const accumulation = lm.accumulation;
   const rows = Number(env.BENCH_SIZING_ROWS || lm.batchSize);
   const seq = lm.seqLength;
   const reps = Number(env.BENCH_SIZING_REPS || 3);

@@ -173,13 +173,12 @@ run() {
   send_back
 }
 
-# What the run made, as it lands here: the packaged (f16) models take their run's final/ place.
+# What the run made, as it lands here. A stage's packaged (f16) folder takes its final/ place; a stage that
+# finished before the package step sends its own final/ (f32) instead, so that a session ending in stage 2,
+# or before packaging, loses no finished stage. lm/final first: the recipe here counts pretraining done by it.
 send_back() {
   local -a items=() names=()
   local item name
-  # A stage's packaged (f16) folder takes its final/ place here. A stage that finished before the package
-  # step sends its own final/ (f32) instead, so that a session ending in stage 2, or before packaging,
-  # loses no finished stage. lm/final first: the recipe here counts pretraining done by it.
   local stage1=stage1/final stage2=stage2/final
   [ -f "$WORK/models/stage1/config.json" ] && stage1=models/stage1
   [ -f "$WORK/out/config.json" ] && stage2=out
@@ -192,7 +191,8 @@ send_back() {
     items+=("$item") names+=("$name")
   done
   local sent="$WORK/.lease-sent" total=0 size fp
-  touch "$sent"
+  # fingerprints become "sent" only once their tar is written: a run cut before that sends them again
+  touch "$sent" && rm -f "$sent.new"
   local -a send=() transform=()
   for i in "${!items[@]}"; do
     item=${items[$i]}

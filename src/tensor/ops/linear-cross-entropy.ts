@@ -79,7 +79,7 @@ export function linearCrossEntropy(
     if (dw) K.gemm({ a: dlogits, b: hc, c: dw, ...product(vocab, d, n, true, false), accumulate: true });
   }
   for (const b of [logits, lse, rowLoss, dlogits, scale, whole ? null : hc, whole ? null : dhc])
-    if (b !== null && b !== dh) K.release(b);
+    if (b !== null) K.release(b);
   // summed on the host in double precision: the loss is read for the log every step anyway
   const l = K.toHost(loss);
   K.release(loss);
