@@ -235,7 +235,7 @@ land() {
     echo "$missing did not finish there. Either the next lease continues ($0 prepare, which carries what came" \
       "back), or the recipe here trains it on the CPU (slowly): $recipe --out <model folder>"
   else
-    echo "next, here (package, evaluate, card): $recipe --out <model folder>"
+    echo "next, here (package, demo-vectors, evaluate, card): $recipe --out <model folder>"
   fi
 }
 

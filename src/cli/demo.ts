@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { existsSync, promises as fsp } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
@@ -19,8 +19,10 @@ import type { ProgressFn } from '../eval/retriever.js';
 import type { Run } from '../eval/run.js';
 import { DEFAULT_MAX_REASONING_TOKENS, type DeviceChoice } from '../embed/index.js';
 import { LocalBackend } from '../search-index/embedding-backend.js';
+import { IndexError } from '../search-index/index-error.js';
 import { fuseHybridRuns } from '../search-index/rrf.js';
 import { SearchIndex } from '../search-index/search-index.js';
+import { DEMO_VECTORS_FILE, saveSeedVectors, seedIndex } from '../search-index/seed-vectors.js';
 import { Judgments } from '../serve/judgments.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 import { listenError } from './serve.js';
@@ -39,7 +41,9 @@ claims and their relevance judgments; CC BY-NC 2.0, non-commercial use only):
 
  1. Index: embeds every abstract with the model (document prompt, no reasoning) into a search index,
     with a progress bar (documents/s, ETA). The index is cached (see --index): later runs load it in
-    about a second, and a run stopped half-way resumes where it was.
+    about a second, and a run stopped half-way resumes where it was. A model folder that ships its
+    vectors of these abstracts (${DEMO_VECTORS_FILE}, written by --write-vectors; the recipe does it)
+    fills the index from them instead, where its fingerprint, prompts and each abstract's text match.
  2. Examples: for 3 SciFact test claims (or each --query), the model first reasons about the claim,
     then emits <|embed_token|>; it prints the reasoning, whether the token had to be forced (the model
     did not emit it within the budget), the top hits (doc id, title, snippet, cosine score; ✓ marks a
@@ -72,6 +76,9 @@ options:
   --port <n>                  the playground's port with --web (default 8080; 0 picks a free one)
   --host <addr>               the playground's address with --web (default 127.0.0.1)
 ${deviceHelp(30)}
+  --write-vectors             encode the abstracts (all 5,183, or the --max-documents slice) with the model
+                              into a fresh index (or --index) and write their vectors to
+                              <model>/${DEMO_VECTORS_FILE}, for later first runs to load; nothing else runs
   --json                      print one JSON object (index, examples, table) instead of text
   --quiet                     no progress output on stderr
   -h, --help                  this help
@@ -107,6 +114,8 @@ interface DemoIndexReport {
   action: 'built' | 'resumed' | 'updated' | 'loaded';
   documents: number;
   encoded: number;
+  /** Documents whose vectors came from the model folder (DEMO_VECTORS_FILE) instead of being encoded. */
+  seeded: number;
   seconds: number;
 }
 
@@ -133,34 +142,91 @@ function oneLine(s: string, max: number): string {
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 }
 
-/** Builds, resumes or loads the index of `docs`, leaving in it exactly those documents. */
+/**
+ * Builds, resumes or loads the index of `docs`, leaving in it exactly those documents. Vectors the model
+ * folder ships for them (`seedFile`, made by the same model with the same prompts) are taken as they are;
+ * only the rest is encoded.
+ */
 async function openDemoIndex(
   dir: string,
   backend: LocalBackend,
   docs: readonly BeirDocument[],
-  log: (s: string) => void,
-  quiet: boolean,
+  o: { seedFile?: string; log: (s: string) => void; quiet: boolean; temporary?: boolean },
 ): Promise<{ index: SearchIndex; report: DemoIndexReport }> {
+  const { seedFile, log, quiet } = o;
   const t0 = performance.now();
   const index = await SearchIndex.open(dir, { backend, create: {} });
   try {
     const before = index.stats();
+    await index.stageDocuments(docs);
+    let seeded = 0;
+    if (seedFile && existsSync(seedFile) && index.stats().pending > 0) {
+      const seed = await seedIndex(index, seedFile).catch((e: unknown) => ({
+        seeded: 0,
+        unusable: e instanceof IndexError ? e.message : `${seedFile} could not be read (${String(e)})`,
+      }));
+      if (seed.unusable) log(`not using the model's shipped vectors: ${seed.unusable}; encoding instead`);
+      seeded = seed.seeded;
+      if (seeded > 0) log(`index: ${seeded.toLocaleString('en')} document vectors taken from ${seedFile}`);
+    }
+    const pending = index.stats().pending;
     if (before.pending > 0)
       log(`resuming the index in ${dir}: ${before.pending} documents were left pending by an earlier run`);
-    else if (before.documents === 0)
-      log(`building the index in ${dir} (${docs.length.toLocaleString('en')} documents; cached for later runs)`);
-    const progress = quiet ? undefined : new ProgressReporter('encoding documents');
-    const { encoded } = await index.addDocuments(docs, { onProgress: (p) => progress?.update(p.done, p.total) });
+    else if (before.documents === 0 && pending > 0)
+      log(
+        `building the index in ${dir} (${pending.toLocaleString('en')} documents to encode` +
+          `${o.temporary ? '' : '; cached for later runs'})`,
+      );
+    const progress = quiet || pending === 0 ? undefined : new ProgressReporter('encoding documents');
+    const encoded = await index.encodePending({ onProgress: (p) => progress?.update(p.done, p.total) });
     const keep = new Set(docs.map((d) => d.id));
     await index.deleteDocuments(index.documentIds().filter((id) => !keep.has(id)));
     index.indexedVectors(); // read the vectors now, so loading time includes them and search time does not
     const seconds = (performance.now() - t0) / 1000;
+    const changed = encoded + seeded;
     const action =
-      encoded === 0 ? 'loaded' : before.pending > 0 ? 'resumed' : before.documents > 0 ? 'updated' : 'built';
-    return { index, report: { dir, action, documents: index.stats().documents, encoded, seconds } };
+      changed === 0 ? 'loaded' : before.pending > 0 ? 'resumed' : before.documents > 0 ? 'updated' : 'built';
+    return { index, report: { dir, action, documents: index.stats().documents, encoded, seeded, seconds } };
   } catch (e) {
     await index.close();
     throw e;
+  }
+}
+
+interface WrittenVectors {
+  file: string;
+  documents: number;
+  dimension: number;
+  bytes: number;
+  index: DemoIndexReport;
+}
+
+/**
+ * --write-vectors: the whole corpus encoded by the model, never seeded from the file it replaces, in a
+ * fresh index unless one is named (and removed after), then saved to the model folder.
+ */
+async function writeDemoVectors(
+  modelDir: string,
+  backend: LocalBackend,
+  docs: readonly BeirDocument[],
+  indexDir: string | undefined,
+  log: (s: string) => void,
+  quiet: boolean,
+): Promise<WrittenVectors> {
+  const file = path.join(modelDir, DEMO_VECTORS_FILE);
+  const dir = indexDir ?? (await fsp.mkdtemp(path.join(tmpdir(), 'search-r3-demo-vectors-')));
+  try {
+    const { index, report } = await openDemoIndex(dir, backend, docs, { log, quiet, temporary: !indexDir });
+    try {
+      await fsp.mkdir(path.dirname(file), { recursive: true });
+      const documents = await saveSeedVectors(file, index);
+      const { size } = await fsp.stat(file);
+      return { file: path.resolve(file), documents, dimension: index.dimension, bytes: size, index: report };
+    } finally {
+      await index.close();
+    }
+  } finally {
+    if (indexDir === undefined) await fsp.rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -168,9 +234,10 @@ function describeIndex(r: DemoIndexReport): string {
   if (r.action === 'loaded')
     return `index: loaded ${r.documents.toLocaleString('en')} documents from ${r.dir} in ${duration(r.seconds)}`;
   const rate = r.encoded / Math.max(r.seconds, 1e-9);
+  const seeded = r.seeded > 0 ? `${r.seeded.toLocaleString('en')} documents' vectors shipped with the model, ` : '';
   return (
-    `index: ${r.action} ${r.dir} — ${r.encoded.toLocaleString('en')} documents encoded in ` +
-    `${duration(r.seconds)} (${rate.toFixed(1)} documents/s)`
+    `index: ${r.action} ${r.dir} — ${seeded}${r.encoded.toLocaleString('en')} documents encoded, in ` +
+    `${duration(r.seconds)}${r.encoded > 0 ? ` (${rate.toFixed(1)} documents/s)` : ''}`
   );
 }
 
@@ -312,12 +379,16 @@ export const demoCommand: Command = {
         web: { type: 'boolean' },
         port: { type: 'string' },
         host: { type: 'string' },
+        'write-vectors': { type: 'boolean' },
         ...DEVICE_OPTION,
       },
     });
     const web = values.web ?? false;
     if (!web && (values.port !== undefined || values.host !== undefined))
       throw new UserError('--port and --host are for the playground: add --web.');
+    const writeVectors = values['write-vectors'] ?? false;
+    if (writeVectors && (web || values.query !== undefined))
+      throw new UserError('--write-vectors encodes the corpus and runs nothing else: drop --web and --query.');
     const port = portOption(values.port);
     const k = positiveInt(values.k, 'k') ?? 5;
     const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;
@@ -366,13 +437,27 @@ export const demoCommand: Command = {
           `SciFact test: ${docs.length.toLocaleString('en')} documents${maxDocuments ? ' (a slice)' : ''}`,
       );
 
+      if (writeVectors) {
+        const written = await writeDemoVectors(modelDir, backend, docs, values.index, log, quiet);
+        say(describeIndex(written.index));
+        say(
+          `wrote ${written.file}: ${written.documents.toLocaleString('en')} vectors of dimension ` +
+            `${written.dimension} (${(written.bytes / 2 ** 20).toFixed(1)} MiB) for model ${backend.modelId}`,
+        );
+        if (json) console.log(JSON.stringify(written));
+        return 0;
+      }
       const indexDir =
         values.index ??
         defaultIndexDir(
           backend.modelId,
           maxDocuments ? `-first${maxDocuments}${maxQueries ? `-q${maxQueries}` : ''}` : '',
         );
-      const { index, report: indexReport } = await openDemoIndex(indexDir, backend, docs, log, quiet);
+      const { index, report: indexReport } = await openDemoIndex(indexDir, backend, docs, {
+        seedFile: path.join(modelDir, DEMO_VECTORS_FILE),
+        log,
+        quiet,
+      });
       const out: {
         model: object;
         index: DemoIndexReport;

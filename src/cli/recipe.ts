@@ -30,6 +30,8 @@ on this machine, in these steps:
              pseudo-queries from SciFact documents)
   stage2     search-r3 train rl: GRPO with a retrieval reward in the RL environment (SciFact train)
   package    F16 model folders: <out> (stage 2) and <work>/models/stage1
+  demo-vectors  search-r3 demo --write-vectors: <out>/demo-index/vectors.safetensors, the model's vectors
+             of the SciFact abstracts the demo indexes, so that the demo's first run encodes none
   evaluate   search-r3 recipe evaluate: BM25, stage 1, stage 2 reasoning off/on, hybrid on SciFact
              test, NFCorpus test, XQuAD-en and XQuAD de/zh/ar → en, with paired p-values
   card       <out>/README.md: architecture, data and licences, commands, wall times, evaluation
@@ -52,18 +54,18 @@ options:
                     machine)
   --quiet           no progress output from the steps
 ${deviceHelp(20)}
-                    (passed to the steps that compute: lm, mine, stage1, stage2, evaluate)
+                    (passed to the steps that compute: lm, mine, stage1, stage2, demo-vectors, evaluate)
   -h, --help        this help`;
 
 /** The recipe's commands that run search-r3's engine, and so take --device. */
-const COMPUTING = ['train', 'mine', 'recipe'];
+const COMPUTING = ['train', 'mine', 'demo', 'recipe'];
 
 /** Runs `search-r3 <argv>` in a child process with this Node and this CLI. */
 function runChild(argv: string[], quiet: boolean, device: string | undefined): Promise<number> {
   const main = path.join(here, 'main.js');
   const args = [
     ...argv,
-    ...(quiet && ['corpus', 'tokenizer', 'train'].includes(argv[0]) ? ['--quiet'] : []),
+    ...(quiet && ['corpus', 'tokenizer', 'train', 'demo'].includes(argv[0]) ? ['--quiet'] : []),
     ...(device !== undefined && COMPUTING.includes(argv[0]) ? ['--device', device] : []),
   ];
   return new Promise((resolve, reject) => {

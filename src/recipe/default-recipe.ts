@@ -16,6 +16,7 @@ import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
+import { DEMO_VECTORS_FILE, seedVectorsInfo } from '../search-index/seed-vectors.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { readPairsManifest } from '../train/sft/debian-pairs.js';
 import { formatDuration } from '../train/progress.js';
@@ -97,6 +98,7 @@ export const STEP_NAMES = [
   'stage1',
   'stage2',
   'package',
+  'demo-vectors',
   'evaluate',
   'card',
 ] as const;
@@ -113,6 +115,27 @@ const OUTPUTS: Partial<Record<StepName, (p: RecipePaths) => string>> = {
 };
 
 const hasFile = (...p: string[]): boolean => existsSync(path.join(...p));
+
+/** Whether the model folder's demo vectors were made by the model now in it (a damaged file was not). */
+async function demoVectorsCurrent(modelDir: string): Promise<boolean> {
+  const file = path.join(modelDir, DEMO_VECTORS_FILE);
+  if (!existsSync(file)) return false;
+  const made = await seedVectorsInfo(file).catch(() => undefined);
+  return made !== undefined && made.model === (await modelFingerprint(modelDir));
+}
+
+/** The card's row for the demo vectors the model folder ships, if it does. */
+async function demoVectorsRow(modelDir: string): Promise<string> {
+  const file = path.join(modelDir, DEMO_VECTORS_FILE);
+  const info = existsSync(file) ? await seedVectorsInfo(file).catch(() => undefined) : undefined;
+  if (!info) return '';
+  const mib = (await fsp.stat(file)).size / 2 ** 20;
+  return (
+    `\n| demo vectors | ${DEMO_VECTORS_FILE}: this model's vectors of ${info.documents.toLocaleString('en')} of the ` +
+    `SciFact abstracts \`search-r3 demo\` indexes (F32, ${mib.toFixed(1)} MiB), so that its first run encodes ` +
+    'none of them |'
+  );
+}
 
 /** The packaged stage-1 model (evaluated beside the shipped stage-2 one, at the same context). */
 export const stage1ModelDir = (p: RecipePaths): string => path.join(p.work, 'models/stage1');
@@ -241,6 +264,12 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
         state.steps.package.fingerprint = await modelFingerprint(o.out);
         return undefined;
       },
+    },
+    {
+      name: 'demo-vectors',
+      title: "the demo's SciFact abstracts encoded, shipped with the model",
+      isDone: async (s) => s.steps['demo-vectors']?.done === true && (await demoVectorsCurrent(o.out)),
+      run: () => command(['demo', '--model', o.out, '--write-vectors', ...profile.demoVectorsArgs]),
     },
     {
       name: 'evaluate',
@@ -578,7 +607,7 @@ RoPE θ ${config.rope_theta} |
 | vocabulary | ${config.vocab_size} (byte-level BPE trained on the corpus below, Qwen2.5 chat template) |
 | context | ${config.max_position_embeddings} tokens (the longest sequence it was trained on; longer texts are cut) |
 | embeddings | tied input/output |
-| weights | model.safetensors, F16 |
+| weights | model.safetensors, F16 |${await demoVectorsRow(out)}
 
 ## How it was made
 | step | command | wall time |

@@ -63,6 +63,8 @@ export interface RecipeProfile {
   stage2: (p: RecipePaths) => Record<string, unknown>;
   /** `search-r3 recipe evaluate` options after --stage1/--stage2/--out/--data. */
   evaluateArgs: string[];
+  /** `search-r3 demo --write-vectors` options after --model: which of the demo's abstracts ship encoded. */
+  demoVectorsArgs: string[];
   /** Longest sequence the model was trained on: the shipped config's context. */
   context: number;
   /** Train shards the tokenizer learns from (the first n; shards are a seeded shuffle); default all. */
@@ -370,6 +372,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       checkpoint: { every: 10, keep: 2 },
     }),
     evaluateArgs: ['--max-reasoning-tokens', '24'],
+    demoVectorsArgs: [],
   },
   gpu: {
     name: 'gpu',
@@ -444,6 +447,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       checkpoint: { every: 10, keep: 2 },
     }),
     evaluateArgs: ['--max-reasoning-tokens', String(GPU_REASONING_TOKENS)],
+    demoVectorsArgs: [],
   },
   tiny: {
     name: 'tiny',
@@ -514,5 +518,7 @@ export const PROFILES: Record<RecipeProfileName, RecipeProfile> = {
       '--datasets',
       'scifact,xquad-de',
     ],
+    // the judged abstracts of 5 test claims and 20 others: seconds, where all 5,183 would take a minute
+    demoVectorsArgs: ['--max-queries', '5', '--max-documents', '20'],
   },
 };

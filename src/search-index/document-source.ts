@@ -6,6 +6,7 @@
  * heading or the file name. In a folder, links that lead outside it and files that are not UTF-8 text
  * (binary, or another encoding) are skipped and reported, never read as garbage documents.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beirCorpusFile, streamBeirCorpus } from '../eval/beir.js';
@@ -20,6 +21,14 @@ export interface SourceDocument {
 }
 
 export { documentText } from '../eval/beir.js';
+
+/** A document's content identity (title, text, metadata): what decides whether its stored vector is current. */
+export function contentHash(d: SourceDocument): string {
+  return createHash('sha256')
+    .update(JSON.stringify([d.title, d.text, d.metadata ?? null]))
+    .digest('hex')
+    .slice(0, 32);
+}
 
 /** Why a file of a folder input was not read. */
 export type SkipReason = 'outside the folder' | 'binary' | 'not UTF-8';

@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { documentText, type SourceDocument } from './document-source.js';
+import { contentHash, documentText, type SourceDocument } from './document-source.js';
 import { IndexError } from './index-error.js';
 
 export const DOCS_FILE = 'docs.sqlite';
@@ -76,13 +76,6 @@ const SCHEMA = `
   INSERT OR IGNORE INTO meta VALUES ('generation', 0), ('next_key', 1);
   CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 `;
-
-export function contentHash(d: SourceDocument): string {
-  return createHash('sha256')
-    .update(JSON.stringify([d.title, d.text, d.metadata ?? null]))
-    .digest('hex')
-    .slice(0, 32);
-}
 
 function vectorHash(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex').slice(0, 16);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
@@ -11,6 +11,7 @@ import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
 import { subsetDevSet } from '../../src/eval/dev-eval.js';
 import type { Run } from '../../src/eval/run.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
+import { modelFingerprint } from '../../src/search-index/model-fingerprint.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 const slice = ['--max-documents', '30', '--max-queries', '10', '--max-reasoning-tokens', '8'];
@@ -82,7 +83,7 @@ async function referenceRows(model: string): Promise<Map<string, Figures>> {
 }
 
 interface DemoJson {
-  index: { action: string; documents: number; encoded: number };
+  index: { action: string; documents: number; encoded: number; seeded: number };
   examples: {
     query: string;
     query_id?: string;
@@ -108,7 +109,7 @@ test(
       const first = runCli(['demo', '--model', model, '--index', index, ...slice], env);
       assert.equal(first.status, 0, first.stderr);
       const out = first.stdout;
-      assert.match(out, /^index: built .*idx — \d+ documents encoded in .* documents\/s\)$/m);
+      assert.match(out, /^index: built .*idx — \d+ documents encoded, in .* documents\/s\)$/m);
       assert.match(first.stderr, /encoding documents/); // progress on stderr
       for (const [i, claim] of [
         'A deficiency of vitamin B12 increases blood levels of homocysteine.',
@@ -209,6 +210,53 @@ test(
     }
   },
 );
+
+test('demo: --write-vectors ships the vectors in the model folder; a first run then encodes nothing', async () => {
+  const { dir, cleanup } = tempDir('demo-vectors');
+  try {
+    const model = await tinyModelDir(dir);
+    const fingerprint = await modelFingerprint(model);
+    const quick = [...slice, '--no-table', '--json', '--quiet'];
+    const encoded = runCli(['demo', '--model', model, '--index', path.join(dir, 'encoded'), ...quick], env);
+    assert.equal(encoded.status, 0, encoded.stderr);
+    const plain = JSON.parse(encoded.stdout) as DemoJson;
+    assert.equal(plain.index.seeded, 0);
+
+    const write = runCli(['demo', '--model', model, '--write-vectors', ...slice], env);
+    assert.equal(write.status, 0, write.stderr);
+    const file = path.join(model, 'demo-index/vectors.safetensors');
+    assert.ok(write.stdout.includes(`wrote ${file}: ${plain.index.documents} vectors of dimension 32`), write.stdout);
+    assert.doesNotMatch(write.stdout, /^\[1\/3\]/m); // nothing but the vectors
+    assert.equal(await modelFingerprint(model), fingerprint, "the vectors change the model folder's identity");
+
+    const seeded = runCli(['demo', '--model', model, '--index', path.join(dir, 'seeded'), ...quick], env);
+    assert.equal(seeded.status, 0, seeded.stderr);
+    const r = JSON.parse(seeded.stdout) as DemoJson;
+    assert.deepEqual(r.index, { ...r.index, action: 'built', encoded: 0, seeded: plain.index.documents });
+    assert.deepEqual(
+      r.examples,
+      plain.examples.map((e, i) => ({ ...e, timings: r.examples[i]!.timings })),
+    );
+
+    // the same file in another model's folder is not used: its vectors are another model's
+    const other = await tinyModelDir(dir, 8);
+    mkdirSync(path.join(other, 'demo-index'));
+    copyFileSync(file, path.join(other, 'demo-index/vectors.safetensors'));
+    const refused = runCli(['demo', '--model', other, '--index', path.join(dir, 'other'), ...slice, '--no-table'], env);
+    assert.equal(refused.status, 0, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /not using the model's shipped vectors: .* was made with another model; encoding instead/,
+    );
+    assert.match(refused.stdout, new RegExp(`— ${plain.index.documents} documents encoded, in `));
+
+    const web = runCli(['demo', '--model', model, '--write-vectors', '--web'], env);
+    assert.equal(web.status, 2);
+    assert.match(web.stderr, /--write-vectors encodes the corpus and runs nothing else: drop --web and --query\./);
+  } finally {
+    cleanup();
+  }
+});
 
 test('demo: a missing model is one line naming what to do, exit code 2', () => {
   const { dir, cleanup } = tempDir('demo-missing');

@@ -11,6 +11,8 @@ import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
 import { buildDebianPairs } from '../../src/train/sft/debian-pairs.js';
 import type { RecipeEvaluation } from '../../src/recipe/evaluate.js';
 import { readModelFusion } from '../../src/search-index/model-fusion.js';
+import { modelFingerprint } from '../../src/search-index/model-fingerprint.js';
+import { seedVectorsInfo } from '../../src/search-index/seed-vectors.js';
 import { runCli } from '../helpers/cli.js';
 import { dictd } from '../helpers/dictd-fixture.js';
 import { sharedData } from '../helpers/repo.js';
@@ -92,6 +94,17 @@ test(
       );
       assert.ok(card.includes(`(charts/${chart}.svg)`));
     }
+    // the demo's abstracts encoded by the shipped model, which the demo's first run takes instead of encoding
+    const vectors = await seedVectorsInfo(path.join(out, 'demo-index/vectors.safetensors'));
+    assert.equal(vectors?.model, await modelFingerprint(out));
+    assert.ok(vectors.documents > 20, `${vectors.documents} documents`);
+    assert.match(
+      state.steps['demo-vectors'].command ?? '',
+      /^search-r3 demo --model \S+ --write-vectors --max-queries 5 --max-documents 20$/,
+    );
+    assert.ok(
+      card.includes(`| demo vectors | demo-index/vectors.safetensors: this model's vectors of ${vectors.documents} `),
+    );
     const m = await loadModelFolder(out);
     const e = new Embedder(m.model, m.tokenizer).embedDocuments(['Vitamin D deficiency is common.']).vectors[0];
     assert.ok(Math.abs(Math.hypot(...e) - 1) < 1e-5, 'a unit embedding');

@@ -132,7 +132,7 @@ test(
 
     const landed2 = script(['land', path.join(out, '2')], { V2_WORK: here });
     for (const f of ['stage1/final', 'stage2/final']) assert.match(landed2, new RegExp(`landed: ${f}\\b`));
-    assert.match(landed2, /next, here \(package, evaluate, card\): node /);
+    assert.match(landed2, /next, here \(package, demo-vectors, evaluate, card\): node /);
 
     const r = spawnSync(
       process.execPath,
