@@ -7,12 +7,32 @@
 #   sizing.json, .txt  bench:sizing's table, and the GPU_BUDGET.measured entry it prints
 #   bench-gpu.json     the bench's table as JSON (written after each phase, so a cut run leaves what it measured)
 #   bench-gpu.txt      the bench's printed output
-# Prepare here: `npm run build`, then fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), and
-# send dist/, build/Release/ and .gpu-pack/ with the checkout. The whole stays under 9 minutes: the tests get
+# Prepare here: `npm run build`, fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), then
+# `bash scripts/gpu-check.sh prepare` checks what the call needs and prints its size, carry and command.
+# The whole stays under 9 minutes: the tests get
 # GPU_CHECK_TEST_S (90 s), the sizing GPU_CHECK_SIZING_S (90 s; no shape starts after BENCH_SIZING_BUDGET_S,
 # 60 s), the bench GPU_CHECK_BENCH_S (360 s) and its phases BENCH_GPU_BUDGET_S (300 s).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = prepare ]; then
+  # shellcheck source=scripts/lease-travel.sh
+  source scripts/lease-travel.sh
+  fail() {
+    echo "gpu-check prepare: $*" >&2
+    exit 1
+  }
+  [ -f dist/bench/gpu.js ] && [ -d dist/test/tensor/webgpu ] || fail "dist/ is missing: run npm run build"
+  [ -f build/Release/search_r3_native.node ] || fail "build/Release/ is missing: run npm run build"
+  # a symlink (a worktree's) would arrive dangling: the call carries what a path names, not where it points
+  [ -L build/Release ] && fail "build/Release is a symlink: copy the real folder in its place (cp -rL)"
+  [ -f .gpu-pack/prologue.sh ] || fail ".gpu-pack/ is missing: bash ../shared/tools/offline-gpu/pack.sh webgpu"
+  travel_check gpu-check .gpu-pack dist build/Release || exit 1
+  echo -n "carry: "
+  carry_json .gpu-pack dist build/Release
+  echo "command (timeout_s 570): bash scripts/gpu-check.sh"
+  exit 0
+fi
 OUT=${OUT:-.bench/gpu-check}
 mkdir -p "$OUT"
 started=$SECONDS

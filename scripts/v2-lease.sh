@@ -24,9 +24,9 @@ LEASE=${V2_LEASE:-.lease}
 CLI=dist/src/cli/main.js
 # the CLI modules of the commands the recipe runs there (lm, mine, stage 1 and 2, package)
 DEVICE_COMMANDS="recipe train mine"
-MIB=$((1024 * 1024))
-# the device tool's limits: 64 MiB sent with a call; back, 8 files of at most 16 MiB and 64 MiB in all
-SEND_LIMIT=$((64 * MIB))
+# shellcheck source=scripts/lease-travel.sh
+source "$(dirname "$0")/lease-travel.sh"
+# what may come back from a call: 8 files of at most 16 MiB, 64 MiB in all
 PART_BYTES=$((15 * MIB))
 BACK_LIMIT=$((60 * MIB))
 
@@ -34,8 +34,6 @@ die() {
   echo "v2-lease: $*" >&2
   exit 1
 }
-bytes() { du -cb "$@" 2>/dev/null | tail -1 | cut -f1; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
 # The paths the call must carry, besides the tree: node and Dawn (the pack), the built CLI, and .lease/.
 # OpenBLAS (the native CPU backend) stays behind: on the GPU machine the CPU only tokenizes and mines.
@@ -117,25 +115,14 @@ prepare() {
     echo "the travel size needs .gpu-pack/: bash ../shared/tools/offline-gpu/pack.sh webgpu, then prepare again"
     return
   fi
-  local tree carried total
-  tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -1 | cut -f1)
-  # shellcheck disable=SC2046
-  carried=$(bytes $(carry_paths))
-  total=$((tree + carried))
   echo "work: $(mib "$(bytes "$LEASE/work.tar.xz")") ($(echo $shards | wc -w) shards${steps:+; $steps}); data:" \
     "$(mib "$(bytes "$LEASE/data.tar.xz")") ($(wc -l < "$LEASE/data-files.txt") files); npm packages:" \
     "$(mib "$(bytes "$LEASE/node_modules.tar.xz")") ($(echo $packages | wc -w))"
-  echo "travels: tree $(mib "$tree") + carried $(mib "$carried") = $(mib "$total") of $(mib $SEND_LIMIT)"
-  if [ "$total" -gt "$SEND_LIMIT" ]; then
-    local shipped
-    shipped=$(git ls-files -z models demo | du -cb --files0-from=- | tail -1 | cut -f1)
-    die "$(mib $((total - SEND_LIMIT))) too much to send. The shipped model and demo index ($(mib "$shipped"))" \
-      "need not travel: git switch -c v2-lease && git rm -rq models/search-r3-default demo && git commit -m" \
-      "'v2 lease: the tree without the shipped model', then prepare again (git switch main after landing)"
-  fi
+  # shellcheck disable=SC2046
+  travel_check v2-lease $(carry_paths) || exit 1
   echo "carry (the run call's carry argument):"
-  carry_paths | node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(0, "utf8").trim().split("\n")))'
-  echo
+  # shellcheck disable=SC2046
+  carry_json $(carry_paths)
   echo "command: source .gpu-pack/prologue.sh && bash scripts/v2-lease.sh run <seconds: the call's timeout - 30>"
 }
 

@@ -1,0 +1,27 @@
+# Sourced by the scripts that prepare a call to the GPU machine (gpu-check.sh, v2-lease.sh): what a call
+# sends is the tree (tracked and untracked-not-ignored files) plus the paths it carries, at most 64 MiB.
+MIB=$((1024 * 1024))
+SEND_LIMIT=$((64 * MIB))
+
+bytes() { du -cb "$@" 2>/dev/null | tail -1 | cut -f1; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+
+# travel_check <branch> <carried path>...: prints the size a call sends; over the limit, it prints how a
+# branch without the shipped model and the demo data (which no GPU call reads) brings it under, and fails.
+travel_check() {
+  local branch=$1 tree carried total shipped
+  shift
+  tree=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -1 | cut -f1)
+  carried=$(bytes "$@")
+  total=$((tree + carried))
+  echo "travels: tree $(mib "$tree") + carried $(mib "$carried") = $(mib "$total") of $(mib $SEND_LIMIT)"
+  [ "$total" -le "$SEND_LIMIT" ] && return 0
+  shipped=$(git ls-files -z models demo | du -cb --files0-from=- | tail -1 | cut -f1)
+  echo "$(mib $((total - SEND_LIMIT))) too much to send. The shipped model and demo data ($(mib "$shipped"))" \
+    "need not travel: git switch -c $branch && git rm -rq models/search-r3-default demo && git commit -m" \
+    "'$branch: the tree without the shipped model', then prepare again (git switch main after the call)" >&2
+  return 1
+}
+
+# carry_json <path>...: the paths as the run call's carry argument
+carry_json() { printf '%s\n' "$@" | node -e 'console.log(JSON.stringify(require("fs").readFileSync(0, "utf8").trim().split("\n")))'; }
