@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import * as T from '../src/tensor/index.js';
 import { webgpuKernels, webgpuBackendError } from '../src/tensor/backend.js';
 import type { GpuDevice } from '../src/tensor/webgpu/gpu-device.js';
+import { matmulKernels } from '../src/tensor/webgpu/matmul-kernels.js';
 import type { AdapterFacts, GpuStats } from '../src/tensor/webgpu/gpu-protocol.js';
 import { Qwen2Model } from '../src/model/qwen2-model.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
@@ -111,6 +112,9 @@ const list = (v: string | undefined, d: number[]): number[] =>
 type Part = 'matmul' | 'train' | 'gen';
 type Dtype = 'f32' | 'f16' | 'bf16';
 const DTYPES: Dtype[] = ['f32', 'f16', 'bf16'];
+const GEMM_TILE_SIZES = [64, 128] as const;
+/** The matmul row of f32 gemm with one tiled block forced. */
+const tileRow = (tile: number): string => `f32-tile${tile}`;
 
 interface Row {
   key: string;
@@ -152,19 +156,33 @@ function readBack(x: T.Buf): void {
   if (k.device !== 'cpu') k.gpu!.read((x as { id: number }).id, 0, 4);
 }
 
-/** TFLOP/s of C = A·B, n×n×n, on the active backend: B in f32 (gemm) or 16 bits (gemmHalf). */
-function gemmTflops(n: number, dtype: Dtype, reps: number, aHost: Float32Array, bHost: Float32Array): number {
+/** Products on the active backend's buffers. */
+type Products = Pick<ReturnType<typeof T.kernels>, 'gemm' | 'gemmHalf'>;
+
+/**
+ * TFLOP/s of C = A·B, n×n×n, on the active backend: B in f32 (gemm) or 16 bits (gemmHalf); `products`
+ * runs the product instead of the backend's own (a forced tile).
+ */
+function gemmTflops(
+  n: number,
+  dtype: Dtype,
+  reps: number,
+  aHost: Float32Array,
+  bHost: Float32Array,
+  products?: Products,
+): number {
   const k = T.kernels();
+  const p = products ?? k;
   const a = k.fromHost(aHost),
     c = k.alloc(n * n);
   const args = { a, c, batch: 1, m: n, n, k: n, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0 };
   let run: () => void;
   if (dtype === 'f32') {
     const b = k.fromHost(bHost);
-    run = () => k.gemm({ ...args, b, accumulate: false });
+    run = () => p.gemm({ ...args, b, accumulate: false });
   } else {
     const b = k.halfFromHost(T.HalfArray.from(bHost, dtype));
-    run = () => k.gemmHalf({ ...args, b, accumulate: false });
+    run = () => p.gemmHalf({ ...args, b, accumulate: false });
   }
   // two calls compile and warm up, the second one also says how many calls make a ~0.2 s timing
   run();
@@ -278,6 +296,17 @@ async function ours(
             f.matmul[`${dtype}:${n}`] = gemmTflops(n, dtype, reps, aHost, bHost);
           } catch (e) {
             f.errors[`matmul ${dtype} ${n}`] = firstLine(e);
+          }
+          await settle();
+        }
+        // each tiled block forced, so that one run says which suits this adapter (the row above is 'auto')
+        for (const tile of gpu ? GEMM_TILE_SIZES : []) {
+          try {
+            // the active backend is this GPU's, so its buffers are what these kernels take
+            const products = matmulKernels(gpu!, { tile, skinny: 'off' }) as unknown as Products;
+            f.matmul[`${tileRow(tile)}:${n}`] = gemmTflops(n, 'f32', reps, aHost, bHost, products);
+          } catch (e) {
+            f.errors[`matmul ${tileRow(tile)} ${n}`] = firstLine(e);
           }
           await settle();
         }
@@ -506,6 +535,9 @@ async function main(): Promise<void> {
       if (parts.has('matmul')) bench.row(`matmul:${dtype}:${n}`, `matmul ${n}³ ${what}, TFLOP/s`);
     }
   }
+  for (const tile of gpu && parts.has('matmul') ? GEMM_TILE_SIZES : [])
+    for (const n of shape.sizes)
+      bench.row(`matmul:${tileRow(tile)}:${n}`, `matmul ${n}³ f32 gemm, ${tile}×${tile} blocks forced, TFLOP/s`);
   if (parts.has('train')) bench.row('train', `training step f32, ${shape.batch}×${shape.seq}, tokens/s`);
   for (const kind of ['prefill', 'decode'] as const) {
     for (const b of batches) {

@@ -4,11 +4,17 @@
  * gemm tiles: a 256-invocation workgroup computes a 64×64 block of C, staging 16-deep k-slices of A
  * and B in workgroup memory (2 × 16 × 65 floats, 8.3 KB), and each invocation keeps 4×4 outputs in
  * registers. Per k step an invocation then does 16 multiply-adds for 8 workgroup-memory reads, and
- * each element fetched from global memory feeds 64 of them. 64×64 rather than 128×128 keeps a model's
- * smaller products (n = 896, a few hundred rows) spread over enough workgroups to fill a large GPU's
- * ~130 multiprocessors, and 8.3 KB with 256 invocations lets several workgroups share one of them to
- * hide memory latency. 4×4 per invocation needs 16 accumulators, which every WebGPU target holds in
- * registers.
+ * each element fetched from global memory feeds 64 of them. 64×64 keeps a model's smaller products
+ * (n = 896, a few hundred rows) spread over enough workgroups to fill a large GPU's ~130
+ * multiprocessors, and 8.3 KB with 256 invocations lets several workgroups share one of them to hide
+ * memory latency. 4×4 per invocation needs 16 accumulators, which every WebGPU target holds in registers.
+ * Large products take a 128×128 block instead (8×8 per invocation, 8-deep k-slices, the same 8.3 KB):
+ * 64 multiply-adds for 16 workgroup-memory reads, twice the ratio, and each element fetched feeds 128 of
+ * them — what a discrete GPU's float32 rate needs, since with 4×4 the workgroup-memory reads, not the
+ * arithmetic, bound the kernel (on lavapipe too: 1.6–1.8× at 256³–1024³, `npm run bench:gpu`). 64
+ * accumulators cost registers and a block covers four times the outputs, so a product takes it only when
+ * it still has LARGE_TILE_MIN_GROUPS such blocks, about one wave of two workgroups per multiprocessor on
+ * a ~130-multiprocessor GPU. MatmulOptions.tile forces either block.
  *
  * Products with at most 8 rows of A (decoding: a few tokens times every weight matrix) go instead to the
  * skinny kernels of wgsl/skinny.ts: a tile would leave ≥ 7/8 of its rows empty, and n/64 workgroups (14 for
@@ -32,7 +38,7 @@ import type { GemmArgs, GemmHalfArgs, Kernels } from '../kernels.js';
 import { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
 import { Params, grid, runFlat } from './gpu-dispatch.js';
-import { TILE_M, TILE_N } from './wgsl/matmul.js';
+import { GEMM_TILES, type GemmTileSize, gemmKernelName } from './wgsl/matmul.js';
 import {
   SKINNY_MAX_M,
   SKINNY_N_COLS,
@@ -86,7 +92,12 @@ export interface MatmulOptions {
   skinny?: 'auto' | 'shared' | 'subgroups' | 'off';
   /** Workgroups along k for a skinny product of one batch entry: 'auto', or a count (tests force one). */
   splitK?: 'auto' | number;
+  /** The tiled kernel's block of C: 'auto' (see the top comment), or 64 or 128 for every tiled product. */
+  tile?: 'auto' | GemmTileSize;
 }
+
+/** A product takes the 128×128 tile (where 'auto' may) only with at least this many such blocks. */
+const LARGE_TILE_MIN_GROUPS = 256;
 
 /** Skinny products aim for this many workgroups (≈ 2 per multiprocessor of a large GPU) by splitting k… */
 const SPLIT_TARGET_GROUPS = 256;
@@ -122,15 +133,28 @@ interface Plan {
   splits: number;
 }
 
-function tiledPlan(kernel: string, args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>, name: string): Plan {
+/** The tiled kernel's block for a product: the large one where it still spreads over enough workgroups. */
+function tileFor(args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>): GemmTileSize {
+  const side = 16 * GEMM_TILES[128].rm;
+  const entries = args.strideC === 0 ? 1 : args.batch;
+  return Math.ceil(args.m / side) * Math.ceil(args.n / side) * entries >= LARGE_TILE_MIN_GROUPS ? 128 : 64;
+}
+
+function tiledPlan(
+  b: SkinnyB,
+  args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>,
+  size: GemmTileSize,
+  name: string,
+): Plan {
   const { m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = args;
-  const gx = Math.ceil(n / TILE_N),
-    gy = Math.ceil(m / TILE_M);
+  const { rm, rn } = GEMM_TILES[size];
+  const gx = Math.ceil(n / (16 * rn)),
+    gy = Math.ceil(m / (16 * rm));
   if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
     throw new RangeError(`${name}: ${m}×${n} outputs need more than ${MAX_GROUPS} workgroups along one side`);
   }
   return {
-    kernel,
+    kernel: gemmKernelName(b, size),
     groups: [gx, gy],
     splits: 1,
     params: (z0, perGroup) =>
@@ -247,17 +271,14 @@ export function matmulKernels(dev: GpuDevice, options: MatmulOptions = {}): Matm
   }
   const subgroups = mode === 'subgroups' || (mode === 'auto' && subgroupsUsable(dev));
   const splitK = options.splitK ?? 'auto';
+  const tile = options.tile ?? 'auto';
   const planFor =
-    (tiled: string, b: SkinnyB) =>
+    (b: SkinnyB) =>
     (args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>): Plan =>
       mode !== 'off' && args.m <= SKINNY_MAX_M
         ? skinnyPlan(b, args, subgroups, splitK)
-        : tiledPlan(tiled, args, tiled === 'gemm' ? 'gemm' : 'gemmHalf');
-  const plans = {
-    f32: planFor('gemm', 'f32'),
-    f16: planFor('gemmF16', 'f16'),
-    bf16: planFor('gemmBf16', 'bf16'),
-  };
+        : tiledPlan(b, args, tile === 'auto' ? tileFor(args) : tile, b === 'f32' ? 'gemm' : 'gemmHalf');
+  const plans = { f32: planFor('f32'), f16: planFor('f16'), bf16: planFor('bf16') };
   const halfKernel = (x: GpuArray, name: string): void => {
     if (!isHalf(x)) throw new TypeError(`${name}: expected a 16-bit (f16 or bf16) array, got ${x.dtype}`);
   };

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HalfArray, type HalfDtype } from '../../../src/tensor/half-float.js';
 import type { GemmArgs } from '../../../src/tensor/kernels.js';
+import { type MatmulKernels, matmulKernels } from '../../../src/tensor/webgpu/matmul-kernels.js';
 import { F32_TOL, down, ref, relErr, seeded, skipWithoutGpu, up, wg } from './harness.js';
 
 const opt = { skip: skipWithoutGpu };
@@ -44,7 +45,10 @@ function shapeOf(c: Case): Omit<GemmArgs, 'a' | 'b' | 'c'> {
 /** Length an operand needs: the last batch entry's offset plus one matrix. */
 const extent = (batch: number, stride: number, size: number): number => (batch - 1) * stride + size;
 
-function gemmCase(c: Case): number {
+/** The kernels a case runs on: the backend's own, or matmulKernels with forced options. */
+type Products = Pick<MatmulKernels, 'gemm' | 'gemmHalf'>;
+
+function gemmCase(c: Case, kernels: Products = wg()): number {
   const s = shapeOf(c);
   const a = r.randn(extent(s.batch, s.strideA, s.m * s.k));
   const b = r.randn(extent(s.batch, s.strideB, s.k * s.n));
@@ -52,11 +56,11 @@ function gemmCase(c: Case): number {
   const want = Float32Array.from(c0);
   ref.gemm({ ...s, a, b, c: want });
   const gc = up(c0);
-  wg().gemm({ ...s, a: up(a), b: up(b), c: gc });
+  kernels.gemm({ ...s, a: up(a), b: up(b), c: gc });
   return relErr(down(gc), want);
 }
 
-function gemmHalfCase(c: Case, dtype: HalfDtype): number {
+function gemmHalfCase(c: Case, dtype: HalfDtype, kernels: Products = wg()): number {
   const s = shapeOf(c);
   const a = r.randn(extent(s.batch, s.strideA, s.m * s.k));
   const b = HalfArray.from(r.randn(extent(s.batch, s.strideB, s.k * s.n)), dtype);
@@ -64,7 +68,7 @@ function gemmHalfCase(c: Case, dtype: HalfDtype): number {
   const want = Float32Array.from(c0);
   ref.gemmHalf({ ...s, a, b, c: want });
   const gc = up(c0);
-  wg().gemmHalf({ ...s, a: up(a), b: wg().halfFromHost(b), c: gc });
+  kernels.gemmHalf({ ...s, a: up(a), b: wg().halfFromHost(b), c: gc });
   return relErr(down(gc), want);
 }
 
@@ -147,6 +151,37 @@ test('gemmHalf (f16 and bf16 B) matches native gemmHalf', opt, () => {
     assert.ok(odd <= F32_TOL, `${dtype} odd strideB: relErr ${odd}`);
     const shared = gemmHalfCase({ batch: 3, m: 5, n: 7, k: 1031, strideB: 0, transB: true }, dtype);
     assert.ok(shared <= F32_TOL, `${dtype} strideB 0, k 1031: relErr ${shared}`);
+  }
+});
+
+test('both tiled blocks (64×64 and 128×128) match native: partial tiles, transposes, batches, 16-bit B', opt, () => {
+  // every product on the tiled kernel, small m included, so that each block size meets every edge case
+  for (const tile of [64, 128] as const) {
+    const k = matmulKernels(wg().gpu, { tile, skinny: 'off' });
+    for (const [m, n, kk] of [
+      [1, 1, 1],
+      [3, 5, 7],
+      [129, 130, 17],
+      [128, 128, 8],
+      [200, 257, 33],
+    ]) {
+      for (const [transA, transB] of transCombos) {
+        const e = gemmCase({ m, n, k: kk, transA, transB, accumulate: m === 3 }, k);
+        assert.ok(e <= F32_TOL, `tile ${tile} ${m}×${n}×${kk} transA ${transA} transB ${transB}: relErr ${e}`);
+      }
+    }
+    for (const [name, c] of [
+      ['batched, padded strides', { batch: 3, m: 131, n: 70, k: 19, strideA: 131 * 19 + 5, strideC: 131 * 70 + 7 }],
+      ['one C for every entry', { batch: 3, m: 140, n: 129, k: 9, strideC: 0, accumulate: true, transB: true }],
+      ['k = 0, accumulating', { m: 130, n: 131, k: 0, accumulate: true }],
+    ] as Array<[string, Case]>) {
+      const e = gemmCase(c, k);
+      assert.ok(e <= F32_TOL, `tile ${tile} ${name}: relErr ${e}`);
+    }
+    for (const dtype of ['f16', 'bf16'] as const) {
+      const e = gemmHalfCase({ m: 150, n: 133, k: 41, transB: true, strideB: 133 * 41 + 1, batch: 2 }, dtype, k);
+      assert.ok(e <= F32_TOL, `tile ${tile} ${dtype}: relErr ${e}`);
+    }
   }
 });
 

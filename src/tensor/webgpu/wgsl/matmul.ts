@@ -6,12 +6,25 @@
 import { PRELUDE, flatKernel } from './prelude.js';
 
 /**
- * Rows and columns of C one workgroup computes, and the k-slice staged in workgroup memory per step.
- * gemmSource's mapping of invocations to tile elements (16×16 invocations, 4×4 outputs each) assumes them.
+ * The tiled gemm's shapes. A workgroup of 16×16 invocations computes a (16·rm)×(16·rn) block of C, each
+ * invocation rm×rn outputs, staging tk-deep k-slices of A and B in workgroup memory. matmul-kernels.ts
+ * explains the two and when each is used.
  */
-export const TILE_M = 64;
-export const TILE_N = 64;
-export const TILE_K = 16;
+export interface GemmTile {
+  rm: number;
+  rn: number;
+  tk: number;
+}
+export const GEMM_TILES = {
+  64: { rm: 4, rn: 4, tk: 16 },
+  128: { rm: 8, rn: 8, tk: 8 },
+} as const satisfies Record<number, GemmTile>;
+export type GemmTileSize = keyof typeof GEMM_TILES;
+
+/** The pipeline name of the tiled gemm for B's storage and a tile size. */
+export function gemmKernelName(b: 'f32' | 'f16' | 'bf16', size: GemmTileSize): string {
+  return `gemm${b === 'f32' ? '' : b === 'f16' ? 'F16' : 'Bf16'}${size === 64 ? '' : 'Large'}`;
+}
 
 /**
  * Exact 16-bit → float32 widening from the bits alone. f16 is decoded with integer operations rather than
@@ -45,30 +58,40 @@ fn ${name}(e: u32) -> u32 { return (${words}[e >> 1u] >> ((e & 1u) << 4u)) & 0xf
 
 /**
  * C[z] (+)= op(A[z])·op(B[z]) for the batch entry z = workgroup z + P[9]; with P[10] > 1 the workgroup sums
- * the products of entries z … z + P[10] − 1 into one C (strideC = 0, accumulating). A 16×16 workgroup computes a
- * 64×64 block of C, each invocation 4×4 outputs at rows ty + 16r and columns tx + 16c: spread that way,
- * the 16 invocations of a row read 16 consecutive words of the B tile and one broadcast word of the A
- * tile, so workgroup memory serves each read without bank conflicts, and stores to C are contiguous.
- * Both tiles are held k-major (As[p][i], Bs[p][j]) with rows padded to 65 words: loads that walk k along
- * consecutive invocations (A untransposed, B transposed) then also write to distinct banks.
- * Out-of-range elements load as 0, so any m, n and k work; only in-range outputs are stored.
+ * the products of entries z … z + P[10] − 1 into one C (strideC = 0, accumulating). Invocation (tx, ty) of
+ * the 16×16 workgroup computes rows ty + 16r and columns tx + 16c of the block: spread that way, the 16
+ * invocations of a row read 16 consecutive words of the B tile and one broadcast word of the A tile, so
+ * workgroup memory serves each read without bank conflicts, and stores to C are contiguous. Both tiles are
+ * held k-major (As[p][i], Bs[p][j]) with rows padded by one word: loads that walk k along consecutive
+ * invocations (A untransposed, B transposed) then also write to distinct banks. The accumulators are
+ * named variables (vec4s along columns) and the loop over them is written out, so that they stay in
+ * registers whatever the shader compiler unrolls. Out-of-range elements load as 0, so any m, n and k work;
+ * only in-range outputs are stored.
  * P: m, n, k, transA, transB, strideA, strideB, strideC, accumulate, batch offset, entries per workgroup.
  */
-function gemmSource(b: 'f32' | 'f16' | 'bf16'): string {
+function gemmSource(b: 'f32' | 'f16' | 'bf16', t: GemmTile): string {
   const half = b !== 'f32';
   const loadB = half ? `widen(halfB(bOff + idx), ${b === 'bf16'})` : 'B[bOff + idx]';
+  const tm = 16 * t.rm,
+    tn = 16 * t.rn;
+  const rows = [...Array(t.rm).keys()],
+    quads = [...Array(t.rn / 4).keys()],
+    lanes = [0, 1, 2, 3];
+  const acc = (r: number, c: number): string => `acc${r}_${c}`;
+  const each = (f: (r: number, c: number) => string): string =>
+    rows.flatMap((r) => quads.map((c) => f(r, c))).join('\n');
   return `${PRELUDE}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<${half ? 'u32' : 'f32'}>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 ${half ? WIDEN + halfAt('halfB', 'B') : ''}
-const TM = ${TILE_M}u;
-const TN = ${TILE_N}u;
-const TK = ${TILE_K}u;
-const LDA = ${TILE_M + 1}u;
-const LDB = ${TILE_N + 1}u;
-var<workgroup> As: array<f32, ${TILE_K * (TILE_M + 1)}>;
-var<workgroup> Bs: array<f32, ${TILE_K * (TILE_N + 1)}>;
+const TM = ${tm}u;
+const TN = ${tn}u;
+const TK = ${t.tk}u;
+const LDA = ${tm + 1}u;
+const LDB = ${tn + 1}u;
+var<workgroup> As: array<f32, ${t.tk * (tm + 1)}>;
+var<workgroup> Bs: array<f32, ${t.tk * (tn + 1)}>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -83,19 +106,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let col0 = wg.x * TN;
   let tx = lid % 16u;
   let ty = lid / 16u;
-  var acc0 = vec4f(0.0);
-  var acc1 = vec4f(0.0);
-  var acc2 = vec4f(0.0);
-  var acc3 = vec4f(0.0);
+${each((r, c) => `  var ${acc(r, c)} = vec4f(0.0);`)}
   for (var z = z0; z < z0 + pu(10); z++) {
     let aOff = z * pu(5);
     let bOff = z * pu(6);
     for (var k0 = 0u; k0 < k; k0 += TK) {
-      // Each invocation stages 4 elements of each tile; consecutive invocations read consecutive addresses.
-      for (var q = 0u; q < 4u; q++) {
+      // Each invocation stages TM·TK/256 elements of A and TN·TK/256 of B; consecutive invocations read
+      // consecutive addresses.
+      for (var q = 0u; q < ${(tm * t.tk) / 256}u; q++) {
         var i: u32;
         var p: u32;
-        if (transA) { i = lid % TM; p = lid / TM + 4u * q; } else { p = lid % TK; i = lid / TK + 16u * q; }
+        if (transA) { i = lid % TM; p = lid / TM + ${256 / tm}u * q; }
+        else { p = lid % TK; i = lid / TK + ${256 / t.tk}u * q; }
         let gi = row0 + i;
         let gp = k0 + p;
         var v = 0.0;
@@ -104,10 +126,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
         }
         As[p * LDA + i] = v;
       }
-      for (var q = 0u; q < 4u; q++) {
+      for (var q = 0u; q < ${(tn * t.tk) / 256}u; q++) {
         var j: u32;
         var p: u32;
-        if (transB) { p = lid % TK; j = lid / TK + 16u * q; } else { j = lid % TN; p = lid / TN + 4u * q; }
+        if (transB) { p = lid % TK; j = lid / TK + ${256 / t.tk}u * q; }
+        else { j = lid % TN; p = lid / TN + ${256 / tn}u * q; }
         let gj = col0 + j;
         let gp = k0 + p;
         var v = 0.0;
@@ -120,34 +143,35 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       }
       workgroupBarrier();
       for (var p = 0u; p < TK; p++) {
-        let a = vec4f(As[p * LDA + ty], As[p * LDA + ty + 16u], As[p * LDA + ty + 32u], As[p * LDA + ty + 48u]);
-        let b = vec4f(Bs[p * LDB + tx], Bs[p * LDB + tx + 16u], Bs[p * LDB + tx + 32u], Bs[p * LDB + tx + 48u]);
-        acc0 = fma(vec4f(a.x), b, acc0);
-        acc1 = fma(vec4f(a.y), b, acc1);
-        acc2 = fma(vec4f(a.z), b, acc2);
-        acc3 = fma(vec4f(a.w), b, acc3);
+${rows.map((r) => `        let a${r} = vec4f(As[p * LDA + ty + ${16 * r}u]);`).join('\n')}
+${quads
+  .map((c) => `        let b${c} = vec4f(${lanes.map((l) => `Bs[p * LDB + tx + ${16 * (4 * c + l)}u]`).join(', ')});`)
+  .join('\n')}
+${each((r, c) => `        ${acc(r, c)} = fma(a${r}, b${c}, ${acc(r, c)});`)}
       }
       workgroupBarrier();
     }
   }
   let accumulate = pu(8) == 1u;
-  for (var r = 0u; r < 4u; r++) {
-    let gi = row0 + ty + 16u * r;
-    if (gi >= m) { break; }
-    var row: vec4f;
-    switch r {
-      case 0u: { row = acc0; }
-      case 1u: { row = acc1; }
-      case 2u: { row = acc2; }
-      default: { row = acc3; }
-    }
-    for (var c = 0u; c < 4u; c++) {
-      let gj = col0 + tx + 16u * c;
-      if (gj >= n) { break; }
-      let at = cOff + gi * n + gj;
-      if (accumulate) { C[at] = C[at] + row[c]; } else { C[at] = row[c]; }
-    }
-  }
+${rows
+  .map(
+    (r) => `  if (row0 + ty + ${16 * r}u < m) {
+    let at = cOff + (row0 + ty + ${16 * r}u) * n + col0 + tx;
+${quads
+  .flatMap((c) =>
+    lanes.map((l) => {
+      const col = 16 * (4 * c + l);
+      const v = `${acc(r, c)}[${l}]`;
+      return (
+        `    if (col0 + tx + ${col}u < n) ` +
+        `{ if (accumulate) { C[at + ${col}u] += ${v}; } else { C[at + ${col}u] = ${v}; } }`
+      );
+    }),
+  )
+  .join('\n')}
+  }`,
+  )
+  .join('\n')}
 }`;
 }
 
@@ -160,9 +184,11 @@ function halfFlat(extraDecls: string, body: string): string {
 }
 
 export const matmulKernels: Record<string, string> = {
-  gemm: gemmSource('f32'),
-  gemmF16: gemmSource('f16'),
-  gemmBf16: gemmSource('bf16'),
+  ...Object.fromEntries(
+    (['f32', 'f16', 'bf16'] as const).flatMap((b) =>
+      ([64, 128] as const).map((size) => [gemmKernelName(b, size), gemmSource(b, GEMM_TILES[size])]),
+    ),
+  ),
   // dst[i] = widen(src[i]). P: n, bf16
   widenHalf: halfFlat(
     '@group(0) @binding(2) var<storage, read_write> dst: array<f32>;',
