@@ -28,8 +28,9 @@
  * ≥ 1024 of it, at most 64 splits): every split writes its sums to scratch and a second pass adds them in
  * split order, with no float atomics (WGSL has none) and no order left to the scheduler. MatmulOptions
  * forces either reduction, the tiled kernel, or a split count; the tests run every path on lavapipe.
- * Remaining gap: many rows, few columns and a long k (m > 8, m·n ≤ 64², k = 10⁵) still runs on a handful
- * of tiled workgroups.
+ * A tiled product of one batch entry with too few blocks for a large GPU and a long k (the LM head's dh:
+ * a chunk of rows × 896 columns over k = 151,936 words, 14 blocks) splits k the same way, the split being
+ * the workgroup's z.
  *
  * 16-bit B (gemmHalf) is widened to float32 as it is read (as a tile is staged, or as it is streamed), so
  * products and sums are float32 and `shader-f16` is not needed.
@@ -90,7 +91,7 @@ export interface MatmulOptions {
    * device lacks them); 'off' sends every product to the tiled kernel.
    */
   skinny?: 'auto' | 'shared' | 'subgroups' | 'off';
-  /** Workgroups along k for a skinny product of one batch entry: 'auto', or a count (tests force one). */
+  /** Workgroups along k for a product of one batch entry: 'auto', or a count (tests force one). */
   splitK?: 'auto' | number;
   /** The tiled kernel's block of C: 'auto' (see the top comment), or 64 or 128 for every tiled product. */
   tile?: 'auto' | GemmTileSize;
@@ -129,38 +130,53 @@ interface Plan {
    * per workgroup; partial writes each k split's sums to a scratch C.
    */
   params(z0: number, perGroup: number, partial: boolean): Params;
-  /** k splits of a skinny product (1 otherwise); partial sums then go through gemmSplitSum. */
+  /** k splits (1: none); partial sums then go through gemmSplitSum. */
   splits: number;
+  /** Whether a split is the workgroup's z (tiled) rather than part of its x/y (skinny). */
+  splitAlongZ: boolean;
 }
 
-/** The tiled kernel's block for a product: the large one where it still spreads over enough workgroups. */
+/** Outputs a product's blocks of one size cover, padding included. */
+const padded = (m: number, n: number, side: number): number => Math.ceil(m / side) * side * Math.ceil(n / side) * side;
+
+/**
+ * The tiled kernel's block for a product: the large one where it still spreads over enough workgroups and
+ * pads about as little as the small one (a chunk of 55 rows would leave most of a 128-row block empty).
+ */
 function tileFor(args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>): GemmTileSize {
-  const side = 16 * GEMM_TILES[128].rm;
+  const { m, n } = args;
   const entries = args.strideC === 0 ? 1 : args.batch;
-  return Math.ceil(args.m / side) * Math.ceil(args.n / side) * entries >= LARGE_TILE_MIN_GROUPS ? 128 : 64;
+  const blocks = (padded(m, n, 128) / 128 ** 2) * entries;
+  return blocks >= LARGE_TILE_MIN_GROUPS && padded(m, n, 128) <= 1.125 * padded(m, n, 64) ? 128 : 64;
 }
 
 function tiledPlan(
   b: SkinnyB,
   args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>,
   size: GemmTileSize,
+  splitK: 'auto' | number,
   name: string,
 ): Plan {
-  const { m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = args;
-  const { rm, rn } = GEMM_TILES[size];
+  const { batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = args;
+  const { rm, rn, tk } = GEMM_TILES[size];
   const gx = Math.ceil(n / (16 * rn)),
     gy = Math.ceil(m / (16 * rm));
   if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
     throw new RangeError(`${name}: ${m}×${n} outputs need more than ${MAX_GROUPS} workgroups along one side`);
   }
+  let splits = batch === 1 ? splitsFor(gx * gy, k, splitK) : 1;
+  // whole k-slices per split, so that no slice straddles two
+  const kChunk = splits > 1 ? tk * Math.ceil(k / (tk * splits)) : k;
+  if (splits > 1) splits = Math.ceil(k / kChunk);
   return {
     kernel: gemmKernelName(b, size),
     groups: [gx, gy],
-    splits: 1,
-    params: (z0, perGroup) =>
+    splits,
+    splitAlongZ: true,
+    params: (z0, perGroup, partial) =>
       new Params()
         .u32(m, n, k, transA ? 1 : 0, transB ? 1 : 0, strideA, strideB, strideC)
-        .u32(accumulate ? 1 : 0, z0, perGroup),
+        .u32(accumulate ? 1 : 0, z0, perGroup, kChunk, partial ? 1 : 0),
   };
 }
 
@@ -185,6 +201,7 @@ function skinnyPlan(
     kernel: skinnyKernelName(transB ? 'T' : 'N', rows, b, transB && subgroups),
     groups: [gx, gy],
     splits,
+    splitAlongZ: false,
     params: (z0, perGroup, partial) =>
       new Params()
         .u32(m, n, k, transA ? 1 : 0, strideA, strideB, strideC, accumulate ? 1 : 0, z0, perGroup)
@@ -213,7 +230,7 @@ function gemmOn(
   if (p.splits > 1) {
     // Each split's sums into scratch, then one pass adds them in split order: no float atomics.
     const part = new GpuArray(dev, p.splits * m * n);
-    dev.run(p.kernel, [a.id, b.id, part.id], p.params(0, 1, true).buffer, [...p.groups, 1]);
+    dev.run(p.kernel, [a.id, b.id, part.id], p.params(0, 1, true).buffer, [...p.groups, p.splitAlongZ ? p.splits : 1]);
     runFlat(dev, 'gemmSplitSum', [part, c], new Params().u32(m * n, p.splits, accumulate ? 1 : 0), m * n);
     part.free();
     return;
@@ -277,7 +294,7 @@ export function matmulKernels(dev: GpuDevice, options: MatmulOptions = {}): Matm
     (args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>): Plan =>
       mode !== 'off' && args.m <= SKINNY_MAX_M
         ? skinnyPlan(b, args, subgroups, splitK)
-        : tiledPlan(b, args, tile === 'auto' ? tileFor(args) : tile, b === 'f32' ? 'gemm' : 'gemmHalf');
+        : tiledPlan(b, args, tile === 'auto' ? tileFor(args) : tile, splitK, b === 'f32' ? 'gemm' : 'gemmHalf');
   const plans = { f32: planFor('f32'), f16: planFor('f16'), bf16: planFor('bf16') };
   const halfKernel = (x: GpuArray, name: string): void => {
     if (!isHalf(x)) throw new TypeError(`${name}: expected a 16-bit (f16 or bf16) array, got ${x.dtype}`);

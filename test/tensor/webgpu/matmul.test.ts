@@ -185,6 +185,23 @@ test('both tiled blocks (64×64 and 128×128) match native: partial tiles, trans
   }
 });
 
+test('a tiled product with few blocks and a long k splits k, and still matches native', opt, () => {
+  // forced counts (one split longer than the rest, splits ending mid-slice) and the automatic one
+  for (const [tile, splitK] of [
+    [64, 7],
+    [128, 3],
+    [64, 'auto'],
+  ] as Array<[64 | 128, number | 'auto']>) {
+    const k = matmulKernels(wg().gpu, { tile, skinny: 'off', splitK });
+    for (const [transA, transB] of transCombos) {
+      const e = gemmCase({ m: 55, n: 130, k: 3001, transA, transB, accumulate: transA }, k);
+      assert.ok(e <= F32_TOL, `tile ${tile} splitK ${splitK} transA ${transA} transB ${transB}: relErr ${e}`);
+    }
+    const half = gemmHalfCase({ m: 20, n: 70, k: 2500, transB: true }, 'bf16', k);
+    assert.ok(half <= F32_TOL, `tile ${tile} splitK ${splitK} bf16: relErr ${half}`);
+  }
+});
+
 test('widenHalf is bit-exact over every 16-bit pattern; halfAllFinite finds Inf and NaN', opt, () => {
   // Every pattern plus one, so the last element sits alone in the low half of a word.
   const bits = Uint16Array.from({ length: 65537 }, (_, i) => i & 0xffff);

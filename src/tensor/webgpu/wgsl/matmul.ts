@@ -66,8 +66,11 @@ fn ${name}(e: u32) -> u32 { return (${words}[e >> 1u] >> ((e & 1u) << 4u)) & 0xf
  * invocations (A untransposed, B transposed) then also write to distinct banks. The accumulators are
  * named variables (vec4s along columns) and the loop over them is written out, so that they stay in
  * registers whatever the shader compiler unrolls. Out-of-range elements load as 0, so any m, n and k work;
- * only in-range outputs are stored.
- * P: m, n, k, transA, transB, strideA, strideB, strideC, accumulate, batch offset, entries per workgroup.
+ * only in-range outputs are stored. With P[12] = 1 (one batch entry whose blocks are too few to fill the
+ * GPU) workgroup z sums the z-th P[11] positions of k and writes them to a scratch C at z·m·n, which
+ * gemmSplitSum then adds in split order.
+ * P: m, n, k, transA, transB, strideA, strideB, strideC, accumulate, batch offset, entries per workgroup,
+ * k per split, partial.
  */
 function gemmSource(b: 'f32' | 'f16' | 'bf16', t: GemmTile): string {
   const half = b !== 'f32';
@@ -100,8 +103,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   let k = pu(2);
   let transA = pu(3) == 1u;
   let transB = pu(4) == 1u;
-  let z0 = wg.z + pu(9);
-  let cOff = z0 * pu(7);
+  // a k split (P[12] = 1): workgroup z is the split, which sums its P[11] positions of k into scratch
+  let partial = pu(12) == 1u;
+  let split = select(0u, wg.z, partial);
+  let z0 = select(wg.z, 0u, partial) + pu(9);
+  let cOff = select(z0 * pu(7), split * m * n, partial);
+  let kBegin = split * pu(11);
+  let kEnd = min(k, kBegin + pu(11));
   let row0 = wg.y * TM;
   let col0 = wg.x * TN;
   let tx = lid % 16u;
@@ -110,7 +118,7 @@ ${each((r, c) => `  var ${acc(r, c)} = vec4f(0.0);`)}
   for (var z = z0; z < z0 + pu(10); z++) {
     let aOff = z * pu(5);
     let bOff = z * pu(6);
-    for (var k0 = 0u; k0 < k; k0 += TK) {
+    for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
       // Each invocation stages TM·TK/256 elements of A and TN·TK/256 of B; consecutive invocations read
       // consecutive addresses.
       for (var q = 0u; q < ${(tm * t.tk) / 256}u; q++) {
@@ -121,7 +129,7 @@ ${each((r, c) => `  var ${acc(r, c)} = vec4f(0.0);`)}
         let gi = row0 + i;
         let gp = k0 + p;
         var v = 0.0;
-        if (gi < m && gp < k) {
+        if (gi < m && gp < kEnd) {
           if (transA) { v = A[aOff + gp * m + gi]; } else { v = A[aOff + gi * k + gp]; }
         }
         As[p * LDA + i] = v;
@@ -134,7 +142,7 @@ ${each((r, c) => `  var ${acc(r, c)} = vec4f(0.0);`)}
         let gj = col0 + j;
         let gp = k0 + p;
         var v = 0.0;
-        if (gj < n && gp < k) {
+        if (gj < n && gp < kEnd) {
           var idx: u32;
           if (transB) { idx = gj * k + gp; } else { idx = gp * n + gj; }
           v = ${loadB};
@@ -152,7 +160,7 @@ ${each((r, c) => `        ${acc(r, c)} = fma(a${r}, b${c}, ${acc(r, c)});`)}
       workgroupBarrier();
     }
   }
-  let accumulate = pu(8) == 1u;
+  let accumulate = pu(8) == 1u && !partial;
 ${rows
   .map(
     (r) => `  if (row0 + ty + ${16 * r}u < m) {
