@@ -85,6 +85,12 @@ export interface AttentionShape {
 export interface Kernels<B = F32, H = HalfArray> {
   readonly name: 'js' | 'native' | 'webgpu';
   readonly device: DeviceKind;
+  /**
+   * Bytes an op may give one vocabulary-wide working buffer (linearCrossEntropy's chunk of logits, and
+   * again its gradient): 32 MiB on the CPU and software adapters, more on a GPU that binds it, where
+   * fewer, taller chunks keep the products on full tiles and read the head's gradient fewer times.
+   */
+  readonly chunkBytes: number;
 
   /** A zeroed array of n float32 values on this device. */
   alloc(n: number): B;

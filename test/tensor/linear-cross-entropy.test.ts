@@ -131,3 +131,34 @@ test(
     }
   },
 );
+
+test('default chunks: within the backend chunkBytes, whole 128-row blocks where a chunk holds that many', () => {
+  const MiB = 2 ** 20;
+  // Qwen2.5's vocabulary: 55 rows in 32 MiB; 441 fit in 256 MiB, of which 3 blocks of 128 are taken
+  assert.equal(T.chunkRowsFor(151936, 32 * MiB), 55);
+  assert.equal(T.chunkRowsFor(151936, 256 * MiB), 384);
+  assert.equal(T.chunkRowsFor(16384, 32 * MiB), 512);
+  assert.equal(T.chunkRowsFor(300, 32 * MiB), 27904);
+  assert.equal(T.chunkRowsFor(2 ** 24, 32 * MiB), 1, 'at least one row');
+  for (const name of ['js', 'native'] as const) {
+    T.setBackend(name);
+    assert.equal(T.kernels().chunkBytes, 32 * MiB, name);
+  }
+  T.setBackend('native');
+});
+
+test(
+  'WebGPU chunks: 32 MiB on a software adapter (lavapipe), up to 256 MiB on a hardware one',
+  { skip: webgpuSkip() },
+  () => {
+    T.setBackend('webgpu');
+    try {
+      const k = T.webgpuKernels()!;
+      const { software, maxStorageBufferBindingSize: binding } = k.gpu.facts;
+      const MiB = 2 ** 20;
+      assert.equal(k.chunkBytes, software ? 32 * MiB : Math.max(32 * MiB, Math.min(256 * MiB, binding)));
+    } finally {
+      T.setBackend('native');
+    }
+  },
+);

@@ -5,7 +5,7 @@
  * unit upstream gradient are summed during the forward pass, and backward only scales them by the
  * gradient it is given. That needs the loss to be one number ('mean' or 'sum'), so that the upstream
  * gradient is one scalar. A pretraining batch of 32 × 256 rows over 16,384 words has 512 MiB of logits
- * and as much again of their gradient; this holds two chunks (32 MiB each) and dh, dw. No product is
+ * and as much again of their gradient; this holds two chunks (32 MiB each on the CPU) and dh, dw. No product is
  * computed twice: the flops are those of linear + crossEntropy.
  */
 import { isGradEnabled, kernels, type Buf } from '../backend.js';
@@ -16,12 +16,18 @@ import { gemmWith } from './matmul.js';
 
 export interface LinearCrossEntropyOptions extends CrossEntropyOptions {
   reduction?: 'mean' | 'sum';
-  /** Rows per chunk; default as many as keep a chunk's logits within CHUNK_BYTES. */
+  /**
+   * Rows per chunk; default as many as keep a chunk's logits within the backend's chunkBytes, a multiple of
+   * 128 when there are that many (whole blocks of the GPU's tiled products).
+   */
   chunkRows?: number;
 }
 
-/** Bytes of one chunk's logits (and again of their gradient). */
-export const CHUNK_BYTES = 32 * 2 ** 20;
+/** The default rows per chunk for a vocabulary and a backend's chunkBytes. */
+export function chunkRowsFor(vocab: number, chunkBytes: number): number {
+  const fit = Math.max(1, Math.floor(chunkBytes / (4 * vocab)));
+  return fit >= 128 ? fit - (fit % 128) : fit;
+}
 
 /** h [rows, d], w [vocab, d] (float32, or a frozen 16-bit weight): the loss of crossEntropy(linear(h, w), targets). */
 export function linearCrossEntropy(
@@ -46,8 +52,8 @@ export function linearCrossEntropy(
     vocab = w.shape[0];
   const count = countTargets('linearCrossEntropy', targets, rows, vocab, ignoreIndex, `logits [${rows}, ${vocab}]`);
   const factor = reduction === 'mean' ? (count === 0 ? 0 : 1 / count) : 1;
-  const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? Math.floor(CHUNK_BYTES / (4 * vocab))));
   const K = kernels();
+  const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? chunkRowsFor(vocab, K.chunkBytes)));
   const grad = (h.tracksGrad || w.tracksGrad) && isGradEnabled();
   const loss = K.empty(rows),
     logits = K.empty(chunk * vocab),

@@ -12,10 +12,21 @@ import { storageKernels } from './storage-kernels.js';
 
 export type WebgpuKernels = Kernels<GpuArray, GpuArray> & { readonly gpu: GpuDevice };
 
+/**
+ * A hardware adapter gets 256 MiB working buffers where its bindings allow (2 × 256 MiB is little beside a
+ * discrete GPU's memory); a software one, whose memory is the host's, what the CPU backends use.
+ */
+function chunkBytes(gpu: GpuDevice): number {
+  const small = 32 * 2 ** 20;
+  if (gpu.facts.software) return small;
+  return Math.max(small, Math.min(256 * 2 ** 20, gpu.facts.maxStorageBufferBindingSize));
+}
+
 export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
   return {
     name: 'webgpu',
     gpu,
+    chunkBytes: chunkBytes(gpu),
     ...storageKernels(gpu),
     ...rowKernels(gpu),
     ...matmulKernels(gpu),
