@@ -32,6 +32,14 @@ function encoding(m: Readonly<IndexManifest>): Record<string, string> {
   };
 }
 
+/** Each encoding key as a message names it. */
+const WHAT: Record<string, string> = {
+  model: 'model',
+  templates: 'prompt template',
+  maxLength: 'cut length (maxLength)',
+  documentText: 'rule joining title and text',
+};
+
 /** Writes the indexed documents' vectors of `index` to `file` (temp file, then rename). Returns their count. */
 export async function saveSeedVectors(file: string, index: SearchIndex): Promise<number> {
   const { ids, dim, data } = index.indexedVectors();
@@ -81,8 +89,7 @@ export async function seedIndex(index: SearchIndex, file: string, documentsPerCo
     throw new IndexError(`${file} is not a file of seed vectors (format ${metadata.format ?? 'missing'})`);
   const want = encoding(index.info);
   const differs = Object.keys(want).find((k) => metadata[k] !== want[k]);
-  if (differs)
-    return { seeded: 0, unusable: `${file} was made with another ${differs === 'model' ? 'model' : differs}` };
+  if (differs) return { seeded: 0, unusable: `${file} was made with another ${WHAT[differs]}` };
   const [n, dim] = entry.shape as [number, number];
   const ids = JSON.parse(metadata.ids ?? '[]') as string[];
   const hashes = JSON.parse(metadata.hashes ?? '[]') as string[];

@@ -94,7 +94,11 @@ test('seed vectors: another model, another cut length or a foreign file is not u
 
     const cases: [string, LocalBackend, RegExp][] = [
       ['other-model', await tinyBackend(await tinyModelDir(dir, 8)), /made with another model/],
-      ['other-length', await LocalBackend.fromModelDir(model, { maxLength: 64 }), /made with another maxLength/],
+      [
+        'other-length',
+        await LocalBackend.fromModelDir(model, { maxLength: 64 }),
+        /made with another cut length \(maxLength\)/,
+      ],
     ];
     for (const [name, backend, why] of cases) {
       const index = await SearchIndex.open(path.join(dir, name), { backend, create: {} });

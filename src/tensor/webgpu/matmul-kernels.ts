@@ -11,7 +11,7 @@
  * Large products take a 128×128 block instead (8×8 per invocation, 8-deep k-slices, the same 8.3 KB):
  * 64 multiply-adds for 16 workgroup-memory reads, twice the ratio, and each element fetched feeds 128 of
  * them — what a discrete GPU's float32 rate needs, since with 4×4 the workgroup-memory reads, not the
- * arithmetic, bound the kernel (on lavapipe too: 1.6–1.8× at 256³–1024³, `npm run bench:gpu`). 64
+ * arithmetic, bound the kernel (on lavapipe too: 1.7–2.0× at 256³–1024³, `npm run bench:gpu`). 64
  * accumulators cost registers and a block covers four times the outputs, so a product takes it only when
  * it still has LARGE_TILE_MIN_GROUPS such blocks, about one wave of two workgroups per multiprocessor on
  * a ~130-multiprocessor GPU. MatmulOptions.tile forces either block.
