@@ -450,7 +450,8 @@ async function main(): Promise<void> {
 
   console.log(
     `adapter: ${gpu ? `${gpu.facts.description} (${gpu.facts.software ? 'software' : 'hardware'}; ` : 'none ('}` +
-      `${gpu ? `features ${gpu.facts.features.join(', ')})` : `${adapterError})`}`,
+      `${gpu ? `features ${gpu.facts.features.join(', ')})` : `${adapterError})`}` +
+      (gpu && gpu.facts.dawnFlags.length > 0 ? `; Dawn flags ${gpu.facts.dawnFlags.join(' ')}` : ''),
   );
   console.log(
     `shape ${shape.name}: ${c.numHiddenLayers} layers, d ${c.hiddenSize}, ` +

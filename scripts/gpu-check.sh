@@ -7,11 +7,14 @@
 #   sizing.json, .txt  bench:sizing's table, and the GPU_BUDGET.measured entry it prints
 #   bench-gpu.json     the bench's table as JSON (written after each phase, so a cut run leaves what it measured)
 #   bench-gpu.txt      the bench's printed output
+#   matmul-unsafe.json, .txt  the bench's matmul rows again with Dawn's robustness checks off (index clamps
+#                      in every shader): whether turning them off would pay on this GPU
 # Prepare here: `npm run build`, fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), then
 # `bash scripts/gpu-check.sh prepare` checks what the call needs and prints its size, carry and command.
-# The whole stays under 9 minutes: the tests get
-# GPU_CHECK_TEST_S (90 s), the sizing GPU_CHECK_SIZING_S (90 s; no shape starts after BENCH_SIZING_BUDGET_S,
-# 60 s), the bench GPU_CHECK_BENCH_S (360 s) and its phases BENCH_GPU_BUDGET_S (300 s).
+# The whole stays under 9 minutes 15 s: the
+# tests get GPU_CHECK_TEST_S (75 s), the sizing GPU_CHECK_SIZING_S (75 s; no shape starts after
+# BENCH_SIZING_BUDGET_S, 45 s), the bench GPU_CHECK_BENCH_S (360 s) and its phases BENCH_GPU_BUDGET_S (300 s),
+# the matmul rows without robustness checks GPU_CHECK_UNSAFE_S (45 s).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,17 +73,17 @@ export BENCH_PYTHON=${BENCH_PYTHON:-$python}
 "$BENCH_PYTHON" -c 'import transformers; print("transformers", transformers.__version__)' 2>/dev/null ||
   echo "gpu-check: transformers does not import: the bench's generation peer is a plain PyTorch loop"
 
-echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-90} s) =="
-timeout -k 10 "${GPU_CHECK_TEST_S:-90}" node --test --test-reporter=tap --test-concurrency=4 \
+echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-75} s) =="
+timeout -k 10 "${GPU_CHECK_TEST_S:-75}" node --test --test-reporter=tap --test-concurrency=4 \
   dist/test/tensor/webgpu dist/test/model/webgpu-model.test.js dist/test/model/qwen2-train-step.test.js \
   > "$OUT/tests.tap" 2>&1
 echo "tests exit $? (124: cut by the timeout)"
 grep -E '^# (tests|pass|fail|skipped|cancelled)' "$OUT/tests.tap"
 grep -E '^not ok' "$OUT/tests.tap" | head -20
 
-echo "== bench:sizing, the gpu profile's shapes (at most ${GPU_CHECK_SIZING_S:-90} s) =="
-BENCH_SIZING_BUDGET_S=${BENCH_SIZING_BUDGET_S:-60} BENCH_OUT="$OUT/sizing.json" \
-  timeout -k 10 "${GPU_CHECK_SIZING_S:-90}" node dist/bench/gpu-sizing.js 2>&1 | grep -v '^Warning: max' |
+echo "== bench:sizing, the gpu profile's shapes (at most ${GPU_CHECK_SIZING_S:-75} s) =="
+BENCH_SIZING_BUDGET_S=${BENCH_SIZING_BUDGET_S:-45} BENCH_OUT="$OUT/sizing.json" \
+  timeout -k 10 "${GPU_CHECK_SIZING_S:-75}" node dist/bench/gpu-sizing.js 2>&1 | grep -v '^Warning: max' |
   tee "$OUT/sizing.txt"
 echo "sizing exit ${PIPESTATUS[0]} (124: cut by the timeout)"
 
@@ -88,4 +91,11 @@ echo "== bench:gpu, shape ${BENCH_GPU_SHAPE:-0.5b} (at most ${GPU_CHECK_BENCH_S:
 BENCH_GPU_SHAPE=${BENCH_GPU_SHAPE:-0.5b} BENCH_GPU_BUDGET_S=${BENCH_GPU_BUDGET_S:-300} BENCH_OUT="$OUT/bench-gpu.json" \
   timeout -k 10 "${GPU_CHECK_BENCH_S:-360}" node dist/bench/gpu.js 2>&1 | grep -v '^Warning: max' |
   tee "$OUT/bench-gpu.txt"
-echo "bench exit ${PIPESTATUS[0]} (124: cut by the timeout); gpu-check took $((SECONDS - started)) s"
+echo "bench exit ${PIPESTATUS[0]} (124: cut by the timeout)"
+
+echo "== the f32 matmul rows with Dawn's robustness checks off (at most ${GPU_CHECK_UNSAFE_S:-45} s) =="
+SEARCH_R3_DAWN_FLAGS=enable-dawn-features=disable_robustness BENCH_GPU_SHAPE=${BENCH_GPU_SHAPE:-0.5b} \
+  BENCH_GPU_PARTS=matmul BENCH_GPU_SIZES=${BENCH_GPU_UNSAFE_SIZES:-4096,8192} BENCH_GPU_CPU=0 \
+  BENCH_OUT="$OUT/matmul-unsafe.json" timeout -k 5 "${GPU_CHECK_UNSAFE_S:-45}" node dist/bench/gpu.js 2>&1 |
+  grep -v '^Warning: max' | tee "$OUT/matmul-unsafe.txt"
+echo "unsafe matmul exit ${PIPESTATUS[0]} (124: cut by the timeout); gpu-check took $((SECONDS - started)) s"

@@ -89,10 +89,15 @@ export class GpuDevice {
     this.facts = facts;
   }
 
-  /** Starts the GPU thread and waits (synchronously) for its adapter; throws GpuError when there is none. */
+  /**
+   * Starts the GPU thread and waits (synchronously) for its adapter; throws GpuError when there is none.
+   * SEARCH_R3_DAWN_FLAGS passes flags to Dawn, separated by spaces: `adapter=<name>` picks one of several
+   * GPUs, `enable-dawn-features=<toggles>` sets Dawn toggles (docs/gpu.md).
+   */
   static open(powerPreference: GpuInit['powerPreference'] = 'high-performance'): GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
-    const init: GpuInit = { reply, powerPreference };
+    const dawnFlags = (process.env.SEARCH_R3_DAWN_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+    const init: GpuInit = { reply, powerPreference, dawnFlags };
     const worker = new Worker(new URL('./gpu-worker.js', import.meta.url), {
       workerData: init,
       execArgv: workerExecArgv(process.execArgv),

@@ -31,6 +31,8 @@ export interface GpuInit {
   reply: SharedArrayBuffer;
   /** Ask for an adapter that is not a software rasteriser only (auto) or take any (webgpu). */
   powerPreference: 'high-performance' | 'low-power';
+  /** Flags for Dawn's instance (the webgpu package's create()): SEARCH_R3_DAWN_FLAGS, split at spaces. */
+  dawnFlags: string[];
 }
 
 /** Reply layout: Int32 state, Int32 length of the text or data that follows the 8-byte header. */
@@ -57,6 +59,8 @@ export interface AdapterFacts {
   maxStorageBufferBindingSize: number;
   maxComputeWorkgroupsPerDimension: number;
   minUniformBufferOffsetAlignment: number;
+  /** The Dawn flags the device was opened with (GpuInit.dawnFlags), so that a figure says how it was made. */
+  dawnFlags: string[];
 }
 
 /** Room for an error sentence or the adapter facts in a reply. */

@@ -265,7 +265,7 @@ const keepAlive: unknown[] = [];
 async function openDevice(init: GpuInit): Promise<{ device: GPUDevice; facts: AdapterFacts }> {
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
-  const gpu = create([]);
+  const gpu = create(init.dawnFlags);
   keepAlive.push(gpu);
   const adapter = await gpu.requestAdapter({ powerPreference: init.powerPreference });
   if (!adapter) throw new Error('no WebGPU adapter was found (is a Vulkan driver installed?)');
@@ -299,6 +299,7 @@ async function openDevice(init: GpuInit): Promise<{ device: GPUDevice; facts: Ad
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
     maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
     minUniformBufferOffsetAlignment: device.limits.minUniformBufferOffsetAlignment,
+    dawnFlags: init.dawnFlags,
   };
   return { device, facts };
 }
