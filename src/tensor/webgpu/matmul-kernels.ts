@@ -2,19 +2,19 @@
  * WebGPU matrix products, 16-bit weight widening and the embedding kernels (WGSL in wgsl/matmul.ts).
  *
  * gemm tiles: a 256-invocation workgroup computes a 64×64 block of C, staging 16-deep k-slices of A
- * and B in workgroup memory (2 × 16 × 65 floats, 8.3 KB), and each invocation keeps 4×4 outputs in
- * registers. Per k step an invocation then does 16 multiply-adds for 8 workgroup-memory reads, and
- * each element fetched from global memory feeds 64 of them. 64×64 keeps a model's smaller products
+ * and B in workgroup memory (2 × 16 × 68 floats, 8.7 KB), and each invocation keeps 4×4 outputs in
+ * registers. Per k step an invocation then does 16 multiply-adds for 2 vec4 reads of workgroup memory,
+ * and each element fetched from global memory feeds 64 of them. 64×64 keeps a model's smaller products
  * (n = 896, a few hundred rows) spread over enough workgroups to fill a large GPU's ~130
- * multiprocessors, and 8.3 KB with 256 invocations lets several workgroups share one of them to hide
+ * multiprocessors, and 8.7 KB with 256 invocations lets several workgroups share one of them to hide
  * memory latency. 4×4 per invocation needs 16 accumulators, which every WebGPU target holds in registers.
- * Large products take a 128×128 block instead (8×8 per invocation, 8-deep k-slices, the same 8.3 KB):
- * 64 multiply-adds for 16 workgroup-memory reads, twice the ratio, and each element fetched feeds 128 of
- * them — what a discrete GPU's float32 rate needs, since with 4×4 the workgroup-memory reads, not the
- * arithmetic, bound the kernel (on lavapipe too: 1.7–2.0× at 256³–1024³, `npm run bench:gpu`). 64
- * accumulators cost registers and a block covers four times the outputs, so a product takes it only when
- * it still has LARGE_TILE_MIN_GROUPS such blocks, about one wave of two workgroups per multiprocessor on
- * a ~130-multiprocessor GPU. MatmulOptions.tile forces either block.
+ * Large products take a 128×128 block instead (8×8 per invocation, 8-deep k-slices, 8.4 KB): 64
+ * multiply-adds for 4 vec4 reads, half the workgroup-memory words per multiply-add, and each element
+ * fetched feeds 128 of them — what a discrete GPU's float32 rate needs, since with the small block the
+ * workgroup-memory reads, not the arithmetic, bound the kernel (on lavapipe too: 1.8–2.1× at 256³–1024³,
+ * `npm run bench:gpu`). 64 accumulators cost registers and a block covers four times the outputs, so a
+ * product takes it only when it still has LARGE_TILE_MIN_GROUPS such blocks, about one wave of two
+ * workgroups per multiprocessor on a ~130-multiprocessor GPU. MatmulOptions.tile forces either block.
  *
  * Products with at most 8 rows of A (decoding: a few tokens times every weight matrix) go instead to the
  * skinny kernels of wgsl/skinny.ts: a tile would leave ≥ 7/8 of its rows empty, and n/64 workgroups (14 for

@@ -59,11 +59,14 @@ fn ${name}(e: u32) -> u32 { return (${words}[e >> 1u] >> ((e & 1u) << 4u)) & 0xf
 /**
  * C[z] (+)= op(A[z])·op(B[z]) for the batch entry z = workgroup z + P[9]; with P[10] > 1 the workgroup sums
  * the products of entries z … z + P[10] − 1 into one C (strideC = 0, accumulating). Invocation (tx, ty) of
- * the 16×16 workgroup computes rows ty + 16r and columns tx + 16c of the block: spread that way, the 16
- * invocations of a row read 16 consecutive words of the B tile and one broadcast word of the A tile, so
- * workgroup memory serves each read without bank conflicts, and stores to C are contiguous. Both tiles are
- * held k-major (As[p][i], Bs[p][j]) with rows padded by one word: loads that walk k along consecutive
- * invocations (A untransposed, B transposed) then also write to distinct banks. The accumulators are
+ * the 16×16 workgroup computes rows rm·ty + r and columns 64q + 4tx + l of the block (quads q of 4
+ * contiguous columns), so that per k step it reads its operands as rm/4 + rn/4 vec4s: the 16 invocations
+ * of a row read 16 consecutive vec4s of the B tile and one broadcast vec4 of the A tile, which workgroup
+ * memory serves without bank conflicts, and they store 64 contiguous floats of C. Against one word per
+ * operand (rows ty + 16r, columns tx + 16c), this ran 1.6–1.7× as fast at 64×64 and 1.8–1.9× at 128×128 on
+ * lavapipe. Both tiles are held k-major (As[p][i], Bs[p][j]) as vec4s, each k-row padded by one vec4:
+ * loads that walk k along consecutive invocations (A untransposed, B transposed) then write to banks 4
+ * apart instead of to one. The accumulators are
  * named variables (vec4s along columns) and the loop over them is written out, so that they stay in
  * registers whatever the shader compiler unrolls. Out-of-range elements load as 0, so any m, n and k work;
  * only in-range outputs are stored. With P[12] = 1 (one batch entry whose blocks are too few to fill the
@@ -83,6 +86,15 @@ function gemmSource(b: 'f32' | 'f16' | 'bf16', t: GemmTile): string {
   const acc = (r: number, c: number): string => `acc${r}_${c}`;
   const each = (f: (r: number, c: number) => string): string =>
     rows.flatMap((r) => quads.map((c) => f(r, c))).join('\n');
+  // the invocation's output row r and column (quad c, lane l), relative to the block, as WGSL
+  const rowOf = (r: number): string => `${t.rm}u * ty + ${r}u`;
+  const colOf = (c: number, l: number): string => `${64 * c + l}u + 4u * tx`;
+  // this k step's operands: a0…a(rm−1), splatted from rm/4 vec4s of A, and b0…b(rn/4−1)
+  const operands = [
+    ...[...Array(t.rm / 4).keys()].map((j) => `        let aq${j} = As[p * LDA4 + ${t.rm / 4}u * ty + ${j}u];`),
+    ...rows.map((r) => `        let a${r} = vec4f(aq${r >> 2}[${r & 3}]);`),
+    ...quads.map((c) => `        let b${c} = Bs[p * LDB4 + ${16 * c}u + tx];`),
+  ];
   return `${PRELUDE}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<${half ? 'u32' : 'f32'}>;
@@ -91,10 +103,11 @@ ${half ? WIDEN + halfAt('halfB', 'B') : ''}
 const TM = ${tm}u;
 const TN = ${tn}u;
 const TK = ${t.tk}u;
-const LDA = ${tm + 1}u;
-const LDB = ${tn + 1}u;
-var<workgroup> As: array<f32, ${t.tk * (tm + 1)}>;
-var<workgroup> Bs: array<f32, ${t.tk * (tn + 1)}>;
+// vec4s per k-row of each tile, one of them padding
+const LDA4 = ${tm / 4 + 1}u;
+const LDB4 = ${tn / 4 + 1}u;
+var<workgroup> As: array<vec4f, ${t.tk * (tm / 4 + 1)}>;
+var<workgroup> Bs: array<vec4f, ${t.tk * (tn / 4 + 1)}>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -132,7 +145,7 @@ ${each((r, c) => `  var ${acc(r, c)} = vec4f(0.0);`)}
         if (gi < m && gp < kEnd) {
           if (transA) { v = A[aOff + gp * m + gi]; } else { v = A[aOff + gi * k + gp]; }
         }
-        As[p * LDA + i] = v;
+        As[p * LDA4 + i / 4u][i % 4u] = v;
       }
       for (var q = 0u; q < ${(tn * t.tk) / 256}u; q++) {
         var j: u32;
@@ -147,14 +160,11 @@ ${each((r, c) => `  var ${acc(r, c)} = vec4f(0.0);`)}
           if (transB) { idx = gj * k + gp; } else { idx = gp * n + gj; }
           v = ${loadB};
         }
-        Bs[p * LDB + j] = v;
+        Bs[p * LDB4 + j / 4u][j % 4u] = v;
       }
       workgroupBarrier();
       for (var p = 0u; p < TK; p++) {
-${rows.map((r) => `        let a${r} = vec4f(As[p * LDA + ty + ${16 * r}u]);`).join('\n')}
-${quads
-  .map((c) => `        let b${c} = vec4f(${lanes.map((l) => `Bs[p * LDB + tx + ${16 * (4 * c + l)}u]`).join(', ')});`)
-  .join('\n')}
+${operands.join('\n')}
 ${each((r, c) => `        ${acc(r, c)} = fma(a${r}, b${c}, ${acc(r, c)});`)}
       }
       workgroupBarrier();
@@ -163,16 +173,16 @@ ${each((r, c) => `        ${acc(r, c)} = fma(a${r}, b${c}, ${acc(r, c)});`)}
   let accumulate = pu(8) == 1u && !partial;
 ${rows
   .map(
-    (r) => `  if (row0 + ty + ${16 * r}u < m) {
-    let at = cOff + (row0 + ty + ${16 * r}u) * n + col0 + tx;
+    (r) => `  if (row0 + ${rowOf(r)} < m) {
+    let at = cOff + (row0 + ${rowOf(r)}) * n + col0;
 ${quads
   .flatMap((c) =>
     lanes.map((l) => {
-      const col = 16 * (4 * c + l);
+      const col = colOf(c, l);
       const v = `${acc(r, c)}[${l}]`;
       return (
-        `    if (col0 + tx + ${col}u < n) ` +
-        `{ if (accumulate) { C[at + ${col}u] += ${v}; } else { C[at + ${col}u] = ${v}; } }`
+        `    if (col0 + ${col} < n) ` +
+        `{ if (accumulate) { C[at + ${col}] += ${v}; } else { C[at + ${col}] = ${v}; } }`
       );
     }),
   )
