@@ -66,12 +66,11 @@ fn ${name}(e: u32) -> u32 { return (${words}[e >> 1u] >> ((e & 1u) << 4u)) & 0xf
  * operand (rows ty + 16r, columns tx + 16c), this ran 1.6–1.7× as fast at 64×64 and 1.8–1.9× at 128×128 on
  * lavapipe. Both tiles are held k-major (As[p][i], Bs[p][j]) as vec4s, each k-row padded by one vec4:
  * loads that walk k along consecutive invocations (A untransposed, B transposed) then write to banks 4
- * apart instead of to one. The accumulators are
- * named variables (vec4s along columns) and the loop over them is written out, so that they stay in
- * registers whatever the shader compiler unrolls. Out-of-range elements load as 0, so any m, n and k work;
- * only in-range outputs are stored. With P[12] = 1 (one batch entry whose blocks are too few to fill the
- * GPU) workgroup z sums the z-th P[11] positions of k and writes them to a scratch C at z·m·n, which
- * gemmSplitSum then adds in split order.
+ * apart instead of to one. The accumulators are named variables (vec4s along columns) and the loop over
+ * them is written out, so that they stay in registers whatever the shader compiler unrolls. Out-of-range
+ * elements load as 0, so any m, n and k work; only in-range outputs are stored. With P[12] = 1 (one batch
+ * entry whose blocks are too few to fill the GPU) workgroup z sums the z-th P[11] positions of k and
+ * writes them to a scratch C at z·m·n, which gemmSplitSum then adds in split order.
  * P: m, n, k, transA, transB, strideA, strideB, strideC, accumulate, batch offset, entries per workgroup,
  * k per split, partial.
  */
