@@ -29,41 +29,32 @@ test('a tensor larger than the adapter binds is refused with its bytes and what 
   k.gpu.close();
 });
 
-test('SEARCH_R3_DAWN_FLAGS reaches Dawn: a toggle is applied, an adapter that is not there is named', opt, () => {
-  const open = (flags: string): GpuDevice => {
-    const before = process.env.SEARCH_R3_DAWN_FLAGS;
-    process.env.SEARCH_R3_DAWN_FLAGS = flags;
-    try {
-      return GpuDevice.open();
-    } finally {
-      if (before === undefined) delete process.env.SEARCH_R3_DAWN_FLAGS;
-      else process.env.SEARCH_R3_DAWN_FLAGS = before;
-    }
-  };
-  const k = createWebgpuKernels(open('  enable-dawn-features=disable_robustness  '));
-  assert.deepEqual(k.gpu.facts.dawnFlags, ['enable-dawn-features=disable_robustness']);
-  const x = k.fromHost(Float32Array.from({ length: 64 }, (_, i) => i));
-  const c = k.alloc(64);
-  const s = {
-    batch: 1,
-    m: 8,
-    n: 8,
-    k: 8,
-    transA: false,
-    transB: false,
-    strideA: 0,
-    strideB: 0,
-    strideC: 0,
-    accumulate: false,
-  };
-  k.gemm({ ...s, a: x, b: k.fromHost(Float32Array.from({ length: 64 }, (_, i) => (i % 9 === 0 ? 1 : 0))), c });
-  assert.deepEqual([...k.toHost(c)], [...k.toHost(x)], 'x times the identity, without robustness checks');
-  k.gpu.close();
-  assert.throws(
-    () => open('adapter=no-such-gpu'),
-    (e: Error) => e instanceof GpuError && /^WebGPU is unavailable: .*Available adapters/s.test(e.message),
-  );
-});
+test(
+  'SEARCH_R3_DAWN_FLAGS reaches Dawn: a device opens with a toggle and computes; a missing adapter is named',
+  opt,
+  () => {
+    const open = (flags: string): GpuDevice => {
+      const before = process.env.SEARCH_R3_DAWN_FLAGS;
+      process.env.SEARCH_R3_DAWN_FLAGS = flags;
+      try {
+        return GpuDevice.open();
+      } finally {
+        if (before === undefined) delete process.env.SEARCH_R3_DAWN_FLAGS;
+        else process.env.SEARCH_R3_DAWN_FLAGS = before;
+      }
+    };
+    const k = createWebgpuKernels(open('  enable-dawn-features=disable_robustness  '));
+    assert.deepEqual(k.gpu.facts.dawnFlags, ['enable-dawn-features=disable_robustness']);
+    // Σ i² for i < 64, through a reduction kernel compiled without the checks
+    const x = k.fromHost(Float32Array.from({ length: 64 }, (_, i) => i));
+    assert.equal(k.sumSquares(x), 85344);
+    k.gpu.close();
+    assert.throws(
+      () => open('adapter=no-such-gpu'),
+      (e: Error) => e instanceof GpuError && /^WebGPU is unavailable: .*Available adapters/s.test(e.message),
+    );
+  },
+);
 
 test('a device lost mid-work fails the next read in one sentence, and every read after it', opt, () => {
   const k = createWebgpuKernels(GpuDevice.open());
