@@ -25,7 +25,7 @@ import {
   recipePaths,
 } from '../src/recipe/recipe-profiles.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
-import { type HostWeights, settle, timeRuns, trainRun } from './gpu-timing.js';
+import { type HostWeights, firstLine, median, settle, timeRuns, trainRun } from './gpu-timing.js';
 
 interface SizingRow {
   shape: string;
@@ -40,7 +40,6 @@ interface SizingRow {
 const env = process.env;
 const t0 = performance.now();
 const elapsed = (): number => (performance.now() - t0) / 1000;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const millions = (n: number): string => `${(n / 1e6).toFixed(2)} M`;
 
 async function main(): Promise<void> {
@@ -116,7 +115,7 @@ async function main(): Promise<void> {
       row.tokensPerParameter = row.pretrainTokens / parameters;
       measured[key] = Math.round(row.tokensPerSecond);
     } catch (e) {
-      row.error = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+      row.error = firstLine(e);
     }
     await settle();
     console.error(`(${key}: ${elapsed().toFixed(0)} s)`);
@@ -134,6 +133,7 @@ async function main(): Promise<void> {
         `${r.pretrainTokens === null ? '—' : millions(r.pretrainTokens)} | ${fmt(r.tokensPerParameter, 2)} |` +
         (r.error ? ` ${r.error}` : ''),
     );
+  save();
   if (Object.keys(measured).length === 0) {
     console.log('\nno shape was measured');
     process.exitCode = 1;
@@ -144,9 +144,12 @@ async function main(): Promise<void> {
     `\ngpuSizing with these rates: ${gpuShapeKey(chosen.shape)} (${millions(chosen.parameters)} parameters), ` +
       `${chosen.steps} pretraining steps of ${GPU_BUDGET.tokensPerStep} tokens`,
   );
+  if (notProfile) {
+    console.log(`not GPU_BUDGET figures: the step had ${rows} rows (BENCH_SIZING_ROWS)${notProfile}`);
+    return;
+  }
   console.log('GPU_BUDGET (src/recipe/recipe-profiles.ts):');
   console.log(`  measured: ${JSON.stringify(measured)},\n  measuredOn: ${JSON.stringify(facts.description)},`);
-  save();
 }
 
 main().catch((e) => {

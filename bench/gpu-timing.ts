@@ -9,6 +9,12 @@ import * as T from '../src/tensor/index.js';
 import { Qwen2Model } from '../src/model/qwen2-model.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
 
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** An error's first line, for a table cell or a note. */
+export const firstLine = (e: unknown): string =>
+  (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 160);
+
 /** A full collection, then a moment for the finalizers that return GPU buffers to the pool. */
 export async function settle(): Promise<void> {
   v8.setFlagsFromString('--expose-gc');

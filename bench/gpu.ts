@@ -19,9 +19,10 @@
  *
  * Options (env): BENCH_GPU_SHAPE tiny|small|0.5b (tiny on a software adapter, 0.5b on hardware),
  * BENCH_GPU_PARTS (matmul,train,gen), BENCH_GPU_SIZES (matmul sizes, e.g. 1024,4096), BENCH_GPU_REPS,
- * BENCH_GPU_WARMUP, BENCH_GPU_CPU (1; 0 skips our CPU column), BENCH_GPU_CPU_REPS, BENCH_GPU_PROMPT,
- * BENCH_GPU_DECODE, BENCH_GPU_BATCHES (generation batches, 1,8), BENCH_GPU_BUDGET_S (phases that would
- * start after this many seconds are skipped and said so), BENCH_PYTHON (the peer's interpreter), BENCH_OUT.
+ * BENCH_GPU_WARMUP, BENCH_GPU_CPU (1; 0 skips our CPU column), BENCH_GPU_PEER (1; 0 skips PyTorch),
+ * BENCH_GPU_CPU_REPS, BENCH_GPU_PROMPT, BENCH_GPU_DECODE, BENCH_GPU_BATCHES (generation batches, 1,8),
+ * BENCH_GPU_BUDGET_S (phases that would start after this many seconds are skipped and said so),
+ * BENCH_PYTHON (the peer's interpreter), BENCH_OUT.
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -36,7 +37,7 @@ import { Qwen2Model } from '../src/model/qwen2-model.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
 import { generate } from '../src/model/generate.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
-import { type HostWeights, settle, timeRuns, trainRun } from './gpu-timing.js';
+import { type HostWeights, firstLine, median, settle, timeRuns, trainRun } from './gpu-timing.js';
 import { repoRoot } from '../test/helpers/repo.js';
 
 type ShapeName = 'tiny' | 'small' | '0.5b';
@@ -141,8 +142,6 @@ interface Report {
 
 const t0 = performance.now();
 const elapsed = (): number => (performance.now() - t0) / 1000;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const firstLine = (e: unknown): string => (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 160);
 
 function normals(n: number, rng: T.Rng, std = 1): Float32Array {
   const d = new Float32Array(n);
@@ -442,7 +441,8 @@ async function main(): Promise<void> {
   };
   const parts = new Set((env.BENCH_GPU_PARTS || 'matmul,train,gen').split(',').map((p) => p.trim() as Part));
   const batches = list(env.BENCH_GPU_BATCHES, [1, 8]);
-  const withCpu = env.BENCH_GPU_CPU !== '0';
+  const withCpu = env.BENCH_GPU_CPU !== '0',
+    withPeer = env.BENCH_GPU_PEER !== '0';
   const threads = Number(env.SEARCH_R3_THREADS || availableParallelism());
   const c = shape.config;
   c.maxPositionEmbeddings = Math.max(c.maxPositionEmbeddings, shape.seq, shape.prompt + 2, shape.decode + 2);
@@ -585,7 +585,8 @@ async function main(): Promise<void> {
   // 2. the peer, on the same weights and inputs
   let peer: PeerResult | string | null = null;
   let peerName = 'PyTorch';
-  if (bench.mayStart('peer', shape.budgetS)) {
+  if (!withPeer) bench.notes.push('peer: not run (BENCH_GPU_PEER=0)');
+  else if (bench.mayStart('peer', shape.budgetS)) {
     s = performance.now();
     peer = runPeer(
       {

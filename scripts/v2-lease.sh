@@ -24,16 +24,12 @@ LEASE=${V2_LEASE:-.lease}
 CLI=dist/src/cli/main.js
 # the CLI modules of the commands the recipe runs there (lm, mine, stage 1 and 2, package)
 DEVICE_COMMANDS="recipe train mine"
+DIE_PREFIX=v2-lease
 # shellcheck source=scripts/lease-travel.sh
 source "$(dirname "$0")/lease-travel.sh"
 # what may come back from a call: 8 files of at most 16 MiB, 64 MiB in all
 PART_BYTES=$((15 * MIB))
 BACK_LIMIT=$((60 * MIB))
-
-die() {
-  echo "v2-lease: $*" >&2
-  exit 1
-}
 
 # The paths the call must carry, besides the tree: node and Dawn (the pack), the built CLI, and .lease/.
 # OpenBLAS (the native CPU backend) stays behind: on the GPU machine the CPU only tokenizes and mines.
@@ -47,12 +43,15 @@ prepare() {
   local data=${V2_DATA:-../shared/data}
   # the gpu profile's shape and step counts follow from the GPU's measured training rates; on the assumed
   # one a lease may end before pretraining does, and a run's size must not change between its leases
-  if [ "$PROFILE" = gpu ] && [ "${V2_ASSUMED_RATE:-0}" != 1 ] && ! node --input-type=module -e "
-    const { gpuSizing } = await import('./dist/src/recipe/recipe-profiles.js');
-    process.exit(gpuSizing().measured ? 0 : 1);"; then
-    die "the gpu profile is sized from an assumed rate: run bash scripts/gpu-check.sh on the GPU machine first" \
-      "and put its GPU_BUDGET.measured line in src/recipe/recipe-profiles.ts (docs/default-model-v2.md);" \
-      "V2_ASSUMED_RATE=1 prepares anyway"
+  if [ "$PROFILE" = gpu ] && [ "${V2_ASSUMED_RATE:-0}" != 1 ]; then
+    local measured
+    measured=$(node --input-type=module -e "
+      const { gpuSizing } = await import('./dist/src/recipe/recipe-profiles.js');
+      console.log(gpuSizing().measured);") || die "dist/src/recipe/recipe-profiles.js did not load: npm run build"
+    [ "$measured" = true ] ||
+      die "the gpu profile is sized from an assumed rate: run bash scripts/gpu-check.sh on the GPU machine" \
+        "first and put its GPU_BUDGET.measured line in src/recipe/recipe-profiles.ts (docs/default-model-v2.md);" \
+        "V2_ASSUMED_RATE=1 prepares anyway"
   fi
   node "$CLI" recipe default --profile "$PROFILE" --work "$WORK" --data "$data" --until tokenizer
   rm -rf "$LEASE" && mkdir -p "$LEASE"
@@ -158,6 +157,7 @@ run() {
   set -e
   echo "recipe exit $rc (75: stopped at the session's time, continue with another run)"
   send_back
+  return "$rc"
 }
 
 # What the run made, as it lands here. A stage's packaged (f16) folder takes its final/ place; a stage that
@@ -209,8 +209,7 @@ land() {
   local from=${1:-}
   [ -n "$from" ] && compgen -G "$from/v2.tar.part-*" > /dev/null || die "usage: land <folder with v2.tar.part-*>"
   mkdir -p "$WORK"
-  # shellcheck disable=SC2046
-  cat $(ls "$from"/v2.tar.part-* | sort) | tar xvf - -C "$WORK" | cut -d/ -f1-2 | sed 's,/$,,' | sort -u |
+  cat "$from"/v2.tar.part-* | tar xvf - -C "$WORK" | cut -d/ -f1-2 | sed 's,/$,,' | sort -u |
     sed 's/^/landed: /'
   local recipe
   recipe="node $CLI recipe default --profile $(cat "$LEASE/profile" 2> /dev/null || echo "$PROFILE") --work $WORK"
@@ -219,8 +218,8 @@ land() {
   elif [ ! -f "$WORK/stage2/final/config.json" ]; then
     local missing=stage2
     [ -f "$WORK/stage1/final/config.json" ] || missing="stage1 and stage2"
-    echo "$missing did not finish there. Either the next lease continues ($0 prepare, which carries what came" \
-      "back), or the recipe here trains it on the CPU (slowly): $recipe --out <model folder>"
+    echo "$missing did not finish there. Either the next lease continues (bash scripts/v2-lease.sh prepare," \
+      "which carries what came back), or the recipe here trains it on the CPU (slowly): $recipe --out <model folder>"
   else
     echo "next, here (package, demo-vectors, evaluate, card): $recipe --out <model folder>"
   fi
@@ -239,7 +238,9 @@ rehearse() {
   cp -r --parents -t "$sim/repo" $(carry_paths)
   for f in /usr/bin/*; do [ "${f##*/}" = node ] || ln -s "$f" "$sim/bin/"; done
   echo "rehearsal in $sim: $(du -sh "$sim/repo" | cut -f1) sent"
-  (cd "$sim/repo" && env -i HOME="$HOME" PATH="$sim/bin" OUT="$sim/out" \
+  # the lease as carried: an absolute V2_LEASE arrives under the copy's root, as cp --parents put it
+  (cd "$sim/repo" && env -i HOME="$HOME" PATH="$sim/bin" OUT="$sim/out" V2_LEASE="${LEASE#/}" \
+    ${V2_UNTIL:+V2_UNTIL="$V2_UNTIL"} ${V2_PACK_SECONDS:+V2_PACK_SECONDS="$V2_PACK_SECONDS"} \
     bash -c "source .gpu-pack/prologue.sh && bash scripts/v2-lease.sh run $seconds")
   land "$sim/out"
 }

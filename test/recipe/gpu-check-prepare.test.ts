@@ -14,9 +14,11 @@ const MIB = 1024 * 1024;
 
 test('gpu-check prepare: names what is missing, says how to get under 64 MiB, prints the carry', () => {
   const dir = tempDir('gpu-check-prepare');
+  // a file of `bytes` (sparse: no disk), its folders made
   const put = (f: string, bytes = 16): void => {
     mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
-    writeFileSync(path.join(dir, f), 'x'.repeat(bytes));
+    writeFileSync(path.join(dir, f), '');
+    truncateSync(path.join(dir, f), bytes);
   };
   const git = (...args: string[]): void => {
     const r = spawnSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd: dir });
@@ -27,23 +29,22 @@ test('gpu-check prepare: names what is missing, says how to get under 64 MiB, pr
     return { status: r.status, out: r.stdout + r.stderr };
   };
   try {
-    for (const f of ['gpu-check.sh', 'lease-travel.sh']) {
-      mkdirSync(path.join(dir, 'scripts'), { recursive: true });
+    mkdirSync(path.join(dir, 'scripts'));
+    for (const f of ['gpu-check.sh', 'lease-travel.sh'])
       copyFileSync(path.join(repoRoot, 'scripts', f), path.join(dir, 'scripts', f));
-    }
     writeFileSync(path.join(dir, '.gitignore'), '/dist/\n/build/\n/.gpu-pack/\n');
-    put('models/search-r3-default/model.safetensors');
-    truncateSync(path.join(dir, 'models/search-r3-default/model.safetensors'), 30 * MIB); // sparse: no disk
+    put('models/search-r3-default/model.safetensors', 30 * MIB);
     put('demo/scifact/corpus.jsonl.gz');
     git('init', '-q');
     git('add', '-A');
     git('commit', '-qm', 'tree');
 
-    assert.match(prepare().out, /dist\/ is missing: run npm run build/);
+    assert.match(prepare().out, /dist\/bench\/gpu\.js is missing: run npm run build/);
     put('dist/bench/gpu.js');
+    assert.match(prepare().out, /dist\/bench\/gpu-sizing\.js is missing: run npm run build/);
+    put('dist/bench/gpu-sizing.js');
     mkdirSync(path.join(dir, 'dist/test/tensor/webgpu'), { recursive: true });
-    mkdirSync(path.join(dir, 'elsewhere/Release'), { recursive: true });
-    writeFileSync(path.join(dir, 'elsewhere/Release/search_r3_native.node'), '');
+    put('elsewhere/Release/search_r3_native.node');
     mkdirSync(path.join(dir, 'build'));
     symlinkSync(path.join(dir, 'elsewhere/Release'), path.join(dir, 'build/Release'));
     assert.match(prepare().out, /build\/Release is a symlink: copy the real folder in its place/);
@@ -53,8 +54,7 @@ test('gpu-check prepare: names what is missing, says how to get under 64 MiB, pr
     assert.equal(noPack.status, 1);
     assert.match(noPack.out, /\.gpu-pack\/ is missing: bash \.\.\/shared\/tools\/offline-gpu\/pack\.sh webgpu/);
 
-    put('.gpu-pack/prologue.sh');
-    truncateSync(path.join(dir, '.gpu-pack/prologue.sh'), 36 * MIB);
+    put('.gpu-pack/prologue.sh', 36 * MIB);
     const over = prepare();
     assert.equal(over.status, 1);
     assert.match(over.out, /travels: tree 30\.0 MiB \+ carried 36\.0 MiB = 66\.0 MiB of 64\.0 MiB/);
