@@ -167,7 +167,6 @@ async function openDemoIndex(
       }));
       if (seed.unusable) log(`not using the model's shipped vectors: ${seed.unusable}; encoding instead`);
       seeded = seed.seeded;
-      if (seeded > 0) log(`index: ${seeded.toLocaleString('en')} document vectors taken from ${seedFile}`);
     }
     const pending = index.stats().pending;
     if (before.pending > 0)

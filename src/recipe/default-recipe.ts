@@ -16,7 +16,7 @@ import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
-import { DEMO_VECTORS_FILE, seedVectorsInfo } from '../search-index/seed-vectors.js';
+import { DEMO_VECTORS_FILE, type SeedVectorsInfo, seedVectorsInfo } from '../search-index/seed-vectors.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { readPairsManifest } from '../train/sft/debian-pairs.js';
 import { formatDuration } from '../train/progress.js';
@@ -116,20 +116,22 @@ const OUTPUTS: Partial<Record<StepName, (p: RecipePaths) => string>> = {
 
 const hasFile = (...p: string[]): boolean => existsSync(path.join(...p));
 
+/** What the model folder's demo vectors hold; undefined without a readable file. */
+async function demoVectors(modelDir: string): Promise<SeedVectorsInfo | undefined> {
+  const file = path.join(modelDir, DEMO_VECTORS_FILE);
+  return existsSync(file) ? seedVectorsInfo(file).catch(() => undefined) : undefined;
+}
+
 /** Whether the model folder's demo vectors were made by the model now in it (a damaged file was not). */
 async function demoVectorsCurrent(modelDir: string): Promise<boolean> {
-  const file = path.join(modelDir, DEMO_VECTORS_FILE);
-  if (!existsSync(file)) return false;
-  const made = await seedVectorsInfo(file).catch(() => undefined);
-  return made !== undefined && made.model === (await modelFingerprint(modelDir));
+  return (await demoVectors(modelDir))?.model === (await modelFingerprint(modelDir));
 }
 
 /** The card's row for the demo vectors the model folder ships, if it does. */
 async function demoVectorsRow(modelDir: string): Promise<string> {
-  const file = path.join(modelDir, DEMO_VECTORS_FILE);
-  const info = existsSync(file) ? await seedVectorsInfo(file).catch(() => undefined) : undefined;
+  const info = await demoVectors(modelDir);
   if (!info) return '';
-  const mib = (await fsp.stat(file)).size / 2 ** 20;
+  const mib = (await fsp.stat(path.join(modelDir, DEMO_VECTORS_FILE))).size / 2 ** 20;
   return (
     `\n| demo vectors | ${DEMO_VECTORS_FILE}: this model's vectors of ${info.documents.toLocaleString('en')} of the ` +
     `SciFact abstracts \`search-r3 demo\` indexes (F32, ${mib.toFixed(1)} MiB), so that its first run encodes ` +

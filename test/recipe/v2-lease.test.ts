@@ -14,15 +14,21 @@ import { PROFILES, gpuSizing, recipePaths } from '../../src/recipe/recipe-profil
 import { trainingDataFiles } from '../../src/recipe/training-data-files.js';
 import { readSafetensorsHeader } from '../../src/model/safetensors.js';
 import { importedPackages, withDependencies } from '../../scripts/runtime-packages.js';
+import { runCli } from '../helpers/cli.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
 
 test('the gpu profile carries what its training steps read: SciFact test qrels yes, evaluated sets no', () => {
   const files = trainingDataFiles(PROFILES.gpu, recipePaths('/tmp/none', sharedData));
-  for (const f of ['scifact/queries.jsonl', 'scifact/qrels/train.tsv', 'scifact/qrels/test.tsv'])
-    assert.ok(files.includes(f), `${f} is carried`);
-  for (const f of ['drcd/beir/dev/qrels/dev.tsv', 'arcd/beir/train/queries.jsonl', 'drcd/beir/test/corpus.jsonl'])
+  for (const f of [
+    'scifact/queries.jsonl',
+    'scifact/qrels/train.tsv',
+    'scifact/qrels/test.tsv',
+    'drcd/beir/dev/qrels/dev.tsv',
+    'arcd/beir/train/queries.jsonl',
+    'drcd/beir/test/corpus.jsonl',
+  ])
     assert.ok(files.includes(f), `${f} is carried`);
   assert.ok(files.includes('nfcorpus/beir-preprocessed/dev/qrels/dev.tsv'), "stage 1's dev evaluation reads it");
   // XQuAD and NFCorpus test are evaluated; DRCD's and ARCD's test questions are never read as queries
@@ -134,25 +140,20 @@ test(
     for (const f of ['stage1/final', 'stage2/final']) assert.match(landed2, new RegExp(`landed: ${f}\\b`));
     assert.match(landed2, /next, here \(package, demo-vectors, evaluate, card\): node /);
 
-    const r = spawnSync(
-      process.execPath,
-      [
-        path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'),
-        'recipe',
-        'default',
-        '--profile',
-        'tiny',
-        '--work',
-        here,
-        '--data',
-        sharedData,
-        '--out',
-        path.join(here, 'model'),
-        '--until',
-        'package',
-      ],
-      { encoding: 'utf8' },
-    );
+    const r = runCli([
+      'recipe',
+      'default',
+      '--profile',
+      'tiny',
+      '--work',
+      here,
+      '--data',
+      sharedData,
+      '--out',
+      path.join(here, 'model'),
+      '--until',
+      'package',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     for (const step of ['corpus', 'tokenizer', 'lm', 'mine', 'stage1', 'stage2'])
       assert.match(r.stderr + r.stdout, new RegExp(`✓ ${step} \\(.*\\): done`), `${step} counts as done`);

@@ -43,11 +43,6 @@ export function linearCrossEntropy(
       'linearCrossEntropy',
       `h ${shapeStr(h.shape)} and w ${shapeStr(w.shape)} need [rows, d], [vocab, d]`,
     );
-  if (w.dtype !== 'f32' && w.tracksGrad)
-    throw new TensorError(
-      'linearCrossEntropy',
-      `${w.describe()} is held in ${w.dtype}, so it is frozen and gets no gradient`,
-    );
   const [rows, d] = h.shape,
     vocab = w.shape[0];
   const count = countTargets('linearCrossEntropy', targets, rows, vocab, ignoreIndex, `logits [${rows}, ${vocab}]`);

@@ -10,11 +10,10 @@
  * packages, and what travels there is tightly limited, so a seeded sample of each kind is kept.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { writeFileAtomically, writeTextFileAtomically } from '../../io/atomic-file.js';
+import { writeTextFileAtomically } from '../../io/atomic-file.js';
 import { Rng } from '../../tensor/index.js';
 import {
   DEBIAN_TEXT_SOURCES,
@@ -139,65 +138,63 @@ export function foldocSense(raw: string): { term: string; definition: string } |
  * man page's "NAME"), so as queries they would have many right answers and teach nothing. Headings that
  * still occur with more than one text are dropped as well (distinctSections).
  */
-const GENERIC_HEADINGS = new Set(
-  [
-    'abstract',
-    'acknowledgements',
-    'acknowledgments',
-    'appendix',
-    'arguments',
-    'author',
-    'authors',
-    'availability',
-    'bugs',
-    'caution',
-    'caveats',
-    'compatibility',
-    'contents',
-    'copyright',
-    'description',
-    'details',
-    'diagnostics',
-    'environment',
-    'example',
-    'examples',
-    'files',
-    'footnotes',
-    'further reading',
-    'glossary',
-    'history',
-    'important',
-    'index',
-    'introduction',
-    'license',
-    'licence',
-    'limitations',
-    'name',
-    'navigation',
-    'next topic',
-    'note',
-    'notes',
-    'options',
-    'overview',
-    'parameters',
-    'preface',
-    'previous topic',
-    'references',
-    'return value',
-    'return values',
-    'see also',
-    'summary',
-    'synopsis',
-    'table of contents',
-    'this page',
-    'tip',
-    'tips',
-    'todo',
-    'usage',
-    'warning',
-    'warnings',
-  ].map((h) => h.toLowerCase()),
-);
+const GENERIC_HEADINGS = new Set([
+  'abstract',
+  'acknowledgements',
+  'acknowledgments',
+  'appendix',
+  'arguments',
+  'author',
+  'authors',
+  'availability',
+  'bugs',
+  'caution',
+  'caveats',
+  'compatibility',
+  'contents',
+  'copyright',
+  'description',
+  'details',
+  'diagnostics',
+  'environment',
+  'example',
+  'examples',
+  'files',
+  'footnotes',
+  'further reading',
+  'glossary',
+  'history',
+  'important',
+  'index',
+  'introduction',
+  'license',
+  'licence',
+  'limitations',
+  'name',
+  'navigation',
+  'next topic',
+  'note',
+  'notes',
+  'options',
+  'overview',
+  'parameters',
+  'preface',
+  'previous topic',
+  'references',
+  'return value',
+  'return values',
+  'see also',
+  'summary',
+  'synopsis',
+  'table of contents',
+  'this page',
+  'tip',
+  'tips',
+  'todo',
+  'usage',
+  'warning',
+  'warnings',
+]);
 
 /**
  * A heading as a query: its section number ("6.2.", "Chapter 6.", "Kapitel 6.", "第 6 章", "A.1") and trailing marks
@@ -520,7 +517,7 @@ export async function buildDebianPairs(
   manifest.file.sha256 = createHash('sha256').update(text).digest('hex');
   await fsp.mkdir(path.dirname(out), { recursive: true });
   await writeTextFileAtomically(pairsManifestPath(out), JSON.stringify(manifest, null, 2) + '\n');
-  await writeFileAtomically(out, (tmp) => fsp.writeFile(tmp, text, 'utf8'));
+  await writeTextFileAtomically(out, text);
   return manifest;
 }
 

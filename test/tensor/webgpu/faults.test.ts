@@ -30,7 +30,7 @@ test('a tensor larger than the adapter binds is refused with its bytes and what 
 });
 
 test(
-  'SEARCH_R3_DAWN_FLAGS reaches Dawn: a device opens with a toggle and computes; a missing adapter is named',
+  'SEARCH_R3_DAWN_FLAGS reaches Dawn: a device opens with a toggle and computes; an unknown adapter lists them',
   opt,
   () => {
     const open = (flags: string): GpuDevice => {
