@@ -8,6 +8,8 @@ import vm from 'node:vm';
 import * as T from '../src/tensor/index.js';
 import { Qwen2Model } from '../src/model/qwen2-model.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
+import type { GpuDevice } from '../src/tensor/webgpu/gpu-device.js';
+import type { KernelTime } from '../src/tensor/webgpu/kernel-profile.js';
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -41,6 +43,27 @@ export async function timeRuns(
     if (i >= warmup) times.push((performance.now() - s) / 1000);
   }
   return times;
+}
+
+/** One run with every dispatch timed on the GPU, and its wall-clock time until the GPU was done. */
+export interface ProfiledRun {
+  wallSeconds: number;
+  times: KernelTime[];
+}
+
+/**
+ * `run` once more, after a collection, with a kernel profile on (GpuDevice.startProfile); null on an
+ * adapter without timestamp queries. The profile runs each dispatch in a pass of its own, so this run is
+ * not one of the timed ones.
+ */
+export async function profiledRun(gpu: GpuDevice, run: () => void): Promise<ProfiledRun | null> {
+  if (!gpu.facts.features.includes('timestamp-query')) return null;
+  await settle();
+  gpu.startProfile();
+  const s = performance.now();
+  run();
+  const times = gpu.stopProfile(); // waits until the GPU has done all of it
+  return { wallSeconds: (performance.now() - s) / 1000, times };
 }
 
 export type HostWeights = Map<string, { shape: readonly number[]; data: Float32Array }>;

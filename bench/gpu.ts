@@ -37,7 +37,17 @@ import { Qwen2Model } from '../src/model/qwen2-model.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
 import { generate } from '../src/model/generate.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
-import { type HostWeights, firstLine, median, settle, timeRuns, trainRun } from './gpu-timing.js';
+import {
+  type HostWeights,
+  type ProfiledRun,
+  firstLine,
+  median,
+  profiledRun,
+  settle,
+  timeRuns,
+  trainRun,
+} from './gpu-timing.js';
+import { kernelProfileTable } from '../src/tensor/webgpu/kernel-profile.js';
 import { repoRoot } from '../test/helpers/repo.js';
 
 type ShapeName = 'tiny' | 'small' | '0.5b';
@@ -136,6 +146,8 @@ interface Report {
   peaks: { ours: Record<string, number>; peer: Record<string, number>; peerKind: string };
   checks: Record<string, unknown>;
   notes: string[];
+  /** Our WebGPU side's kernel profiles (train: one step; decode1: one batch-1 generation). */
+  profiles: Record<string, ProfiledRun>;
   seconds: Record<string, number>;
   settings: Record<string, unknown>;
 }
@@ -218,8 +230,12 @@ interface OursFigures {
   tokens: number[] | null;
   errors: Record<string, string>;
   peaks: Record<string, number>;
-  /** GPU buffers created and command buffers submitted per timed training step. */
-  stepStats?: { created: number; submits: number };
+  /** GPU buffers created, command buffers submitted and kernels run per timed training step. */
+  stepStats?: { created: number; submits: number; dispatches: number };
+  /** Kernels run per decoded token at batch 1 (the generation of `decode` tokens from one, over decode). */
+  decodeDispatches?: number;
+  /** One more training step, and one more batch-1 decode, with every dispatch timed (kernel-profile.ts). */
+  profiles: Record<string, ProfiledRun>;
 }
 
 class Bench {
@@ -260,7 +276,16 @@ async function ours(
   bench: Bench,
 ): Promise<OursFigures> {
   const { label, reps, warmup, gpu } = run;
-  const f: OursFigures = { matmul: {}, train: null, prefill: {}, decode: {}, tokens: null, errors: {}, peaks: {} };
+  const f: OursFigures = {
+    matmul: {},
+    train: null,
+    prefill: {},
+    decode: {},
+    tokens: null,
+    errors: {},
+    peaks: {},
+    profiles: {},
+  };
   const phase = async (name: string, work: () => Promise<void>): Promise<void> => {
     if (!bench.mayStart(`${label} ${name}`, shape.budgetS)) {
       f.errors[name] = 'skipped: over the time budget';
@@ -323,7 +348,13 @@ async function ours(
         const after = gpu.stats();
         // `after` counts the submit that answered it
         const submits = (after.submits - b.submits - 1) / reps;
-        f.stepStats = { created: (after.created - b.created) / reps, submits };
+        f.stepStats = {
+          created: (after.created - b.created) / reps,
+          submits,
+          dispatches: (after.dispatches - b.dispatches) / reps,
+        };
+        const profile = await profiledRun(gpu, step);
+        if (profile) f.profiles.train = profile;
       }
     });
   }
@@ -341,6 +372,14 @@ async function ours(
           reps,
         );
         if (b === 1) f.tokens = tokens;
+        if (b === 1 && gpu) {
+          const decodeOne = (): void => void generate(model, starts, { maxNewTokens: shape.decode });
+          const before = gpu.stats().dispatches;
+          decodeOne();
+          f.decodeDispatches = (gpu.stats().dispatches - before) / shape.decode;
+          const profile = await profiledRun(gpu, decodeOne);
+          if (profile) f.profiles.decode1 = profile;
+        }
       }
     });
   }
@@ -520,6 +559,7 @@ async function main(): Promise<void> {
       },
       checks,
       notes: bench.notes,
+      profiles: oursGpu?.profiles ?? {},
       seconds: { ...bench.seconds, total: elapsed() },
       settings: { parts: [...parts], batches, withCpu, threads, budgetS: shape.budgetS, sizes: shape.sizes },
     };
@@ -528,6 +568,7 @@ async function main(): Promise<void> {
   };
   const ourPeaks: Record<string, number> = {};
   const checks: Record<string, unknown> = {};
+  let oursGpu: OursFigures | null = null;
 
   // rows in table order, so that a row exists (with a reason) even when its measure could not be taken
   for (const dtype of DTYPES) {
@@ -569,7 +610,6 @@ async function main(): Promise<void> {
   // 1. ours on WebGPU. The device stays open (its pool keeps what the phases held) until the process
   // ends: closing it mid-run risks the abort Dawn gives when its thread ends with work in flight, and a
   // GPU large enough for the 0.5b shape holds our pool and the peer side by side.
-  let oursGpu: OursFigures | null = null;
   if (gpu) {
     T.setBackend('webgpu');
     const run = { label: 'ours webgpu', reps: shape.reps, warmup: shape.warmup, maxN: Infinity, gpu };
@@ -699,7 +739,15 @@ async function main(): Promise<void> {
       .join(', ') || '—';
   facts.push(`our peak GPU bytes (GpuDevice.peakBytes, per phase): ${peaks(ourPeaks)}`);
   const st = oursGpu?.stepStats;
-  if (st) facts.push(`per warm training step on WebGPU: ${st.created} buffers created, ${st.submits} submits`);
+  if (st) {
+    facts.push(
+      `per warm training step on WebGPU: ${st.created} buffers created, ${st.submits} submits, ` +
+        `${st.dispatches} kernels run`,
+    );
+  }
+  if (oursGpu?.decodeDispatches !== undefined) {
+    facts.push(`kernels run per decoded token at batch 1 on WebGPU: ${oursGpu.decodeDispatches.toFixed(1)}`);
+  }
   if (theirs) facts.push(`the peer's peak memory (${theirs.peak_kind}): ${peaks(theirs.peaks)}`);
   bench.notes.unshift(...goals, ...facts);
   bench.notes.push(`total ${elapsed().toFixed(0)} s`);
@@ -710,6 +758,18 @@ async function main(): Promise<void> {
   console.log();
   console.log('targets (reported, not asserted), then notes:');
   for (const n of bench.notes) console.log(`- ${n}`);
+  const profiles: [string, string][] = [
+    ['train', `one training step (${shape.batch}×${shape.seq})`],
+    ['decode1', `one generation at batch 1 (${shape.decode} tokens from a 1-token prompt)`],
+  ];
+  for (const [key, what] of profiles) {
+    const p = oursGpu?.profiles[key];
+    if (!p) continue;
+    console.log();
+    console.log(`GPU kernel profile on WebGPU, ${what}, each dispatch in a pass of its own:`);
+    console.log(kernelProfileTable(p.times, p.wallSeconds));
+  }
+  if (gpu && !gpu.facts.features.includes('timestamp-query')) console.log('(no kernel profile: no timestamp queries)');
   if (env.BENCH_OUT) console.log(`(JSON in ${env.BENCH_OUT})`);
 }
 

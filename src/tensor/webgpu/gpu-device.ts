@@ -18,6 +18,7 @@ import {
   replyText,
 } from './gpu-protocol.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
+import { type KernelTime, kernelProfileTable } from './kernel-profile.js';
 
 /** The element types a GPU buffer holds; 16-bit types pack two elements per 32-bit word. */
 export type GpuDtype = 'f32' | 'f16' | 'bf16';
@@ -69,6 +70,9 @@ function trackFreed(release: (b: Freed) => void): Registry {
   }
 }
 
+/** Room for a kernel profile's JSON: a few hundred kernels of a long name. */
+const PROFILE_REPLY_BYTES = 1 << 20;
+
 /** Commands queued before they are posted even without a read (keeps the GPU busy on long graphs). */
 const BATCH = 256;
 
@@ -83,6 +87,8 @@ export class GpuDevice {
   private peak = 0;
   private readonly registry = trackFreed((b) => this.release(b));
   private closed = false;
+  /** Runs once, first thing when the device closes (the process profile's table). */
+  private onClose: (() => void) | null = null;
 
   private constructor(worker: Worker, facts: AdapterFacts) {
     this.worker = worker;
@@ -114,6 +120,7 @@ export class GpuDevice {
     // drained, close the device and wait for the thread to end; on process.exit(), close at least.
     process.once('beforeExit', () => void device.shutdown());
     process.once('exit', () => device.close());
+    if (process.env.SEARCH_R3_GPU_PROFILE === '1') device.profileProcess();
     return device;
   }
 
@@ -212,12 +219,57 @@ export class GpuDevice {
 
   /** The GPU thread's counters (see GpuStats), after everything queued so far. */
   stats(): GpuStats {
+    return JSON.parse(this.ask((reply) => ({ op: 'stats', reply }))) as GpuStats;
+  }
+
+  /**
+   * Times every dispatch from now until stopProfile() (timestamp queries; kernel-profile.ts). Throws
+   * GpuError on an adapter without them.
+   */
+  startProfile(): void {
+    this.ask((reply) => ({ op: 'profile', on: true, reply }));
+  }
+
+  /** Waits for everything queued, then returns the GPU time of each kernel since startProfile(). */
+  stopProfile(): KernelTime[] {
+    return JSON.parse(this.ask((reply) => ({ op: 'profile', on: false, reply }), PROFILE_REPLY_BYTES)) as KernelTime[];
+  }
+
+  /**
+   * SEARCH_R3_GPU_PROFILE=1: the whole process is profiled, and the table is printed on stderr when the
+   * device closes, against the wall-clock time since it opened (host-only work such as tokenizing counts
+   * there too).
+   */
+  private profileProcess(): void {
+    try {
+      this.startProfile();
+    } catch (e) {
+      process.stderr.write(`search-r3: no GPU kernel profile: ${e instanceof Error ? e.message : String(e)}\n`);
+      return;
+    }
+    const opened = performance.now();
+    this.onClose = () => {
+      const times = this.stopProfile();
+      const wall = (performance.now() - opened) / 1000;
+      process.stderr.write(
+        `search-r3: GPU kernel profile (SEARCH_R3_GPU_PROFILE)\n${kernelProfileTable(times, wall)}\n`,
+      );
+    };
+  }
+
+  /** Posts a command that answers in text once everything queued before it has been done, and waits. */
+  private ask(command: (reply: SharedArrayBuffer) => GpuCommand, bytes = REPLY_TEXT_BYTES): string {
     this.checkOpen();
-    const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
-    this.pending.push({ op: 'stats', reply });
+    const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + bytes);
+    this.pending.push(command(reply));
     this.flush();
-    if (wait(reply, READ_TIMEOUT_MS) !== ReplyState.Done) throw new GpuError(replyText(reply));
-    return JSON.parse(replyText(reply)) as GpuStats;
+    const state = wait(reply, READ_TIMEOUT_MS);
+    if (state === ReplyState.Done) return replyText(reply);
+    throw new GpuError(
+      state === ReplyState.Failed
+        ? replyText(reply)
+        : `the GPU did not answer within ${READ_TIMEOUT_MS / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`,
+    );
   }
 
   flush(): void {
@@ -238,6 +290,13 @@ export class GpuDevice {
   /** close(), resolving once the GPU thread has ended. */
   async shutdown(): Promise<void> {
     if (this.closed) return;
+    const onClose = this.onClose;
+    this.onClose = null;
+    try {
+      onClose?.();
+    } catch (e) {
+      process.stderr.write(`search-r3: no GPU kernel profile: ${e instanceof Error ? e.message : String(e)}\n`);
+    }
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
     this.pending.push({ op: 'close', reply });
     this.flush();

@@ -23,6 +23,11 @@ export type GpuCommand =
   | { op: 'lose' }
   /** Counters of the GPU thread (GpuStats as JSON), once everything before has been encoded. */
   | { op: 'stats'; reply: SharedArrayBuffer }
+  /**
+   * Starts timing every later dispatch (on: true), or stops and answers with the times, KernelTime[] as
+   * JSON (on: false), once everything before has run.
+   */
+  | { op: 'profile'; on: boolean; reply: SharedArrayBuffer }
   /** Finish everything, destroy the device, then answer: Dawn must be idle when the thread is torn down. */
   | { op: 'close'; reply: SharedArrayBuffer };
 
@@ -91,6 +96,8 @@ export function settle(reply: SharedArrayBuffer, state: ReplyState, length: numb
 export interface GpuStats {
   created: number;
   submits: number;
+  /** Kernels run (compute dispatches). */
+  dispatches: number;
   /** Bytes uploaded from the host. */
   staged: number;
   heldBytes: number;

@@ -7,6 +7,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { kernelSource } from './wgsl/index.js';
+import { DispatchTimer, withExactTimestamps } from './dispatch-timer.js';
 import {
   type AdapterFacts,
   type BufferId,
@@ -41,12 +42,14 @@ class GpuThread {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private heldBytes = 0;
   /** Buffers created (not taken from the pool), command buffers submitted, bytes uploaded: see GpuStats. */
-  readonly stats = { created: 0, submits: 0, staged: 0 };
+  readonly stats = { created: 0, submits: 0, dispatches: 0, staged: 0 };
   private failure: string | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   /** Parameter and upload buffers of the command buffer being encoded, destroyed once it is submitted. */
   private transient: GPUBuffer[] = [];
+  /** Times each dispatch while a kernel profile is on. */
+  private timer: DispatchTimer | null = null;
 
   constructor(private readonly device: GPUDevice) {
     device.lost.then((info) => {
@@ -76,7 +79,7 @@ class GpuThread {
     let i = 0;
     while (i < commands.length) {
       let j = i;
-      while (j < commands.length && !['read', 'stats', 'lose', 'close'].includes(commands[j].op)) j++;
+      while (j < commands.length && !['read', 'stats', 'profile', 'lose', 'close'].includes(commands[j].op)) j++;
       this.encodeSegment(commands.slice(i, j));
       if (j === commands.length) break;
       const c = commands[j];
@@ -89,6 +92,8 @@ class GpuThread {
       } else if (c.op === 'stats') {
         this.submit();
         writeReplyText(c.reply, ReplyState.Done, JSON.stringify({ ...this.stats, heldBytes: this.heldBytes }));
+      } else if (c.op === 'profile') {
+        await this.profile(c);
       } else if (c.op === 'close') {
         this.submit();
         await this.device.queue.onSubmittedWorkDone();
@@ -169,10 +174,13 @@ class GpuThread {
           ];
           c.ids.forEach((id, k) => entries.push({ binding: k + 1, resource: { buffer: this.get(id).buffer } }));
           const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-          const pass = (this.pass ??= enc.beginComputePass());
+          if (this.timer) this.endPass();
+          const pass = (this.pass ??= enc.beginComputePass(this.timer?.passFor(c.kernel, c.groups)));
           pass.setPipeline(pipeline);
           pass.setBindGroup(0, group);
           pass.dispatchWorkgroups(c.groups[0], c.groups[1], c.groups[2]);
+          if (this.timer) this.endPass();
+          this.stats.dispatches++;
           slot++;
           break;
         }
@@ -189,12 +197,31 @@ class GpuThread {
 
   private submit(): void {
     this.endPass();
-    if (this.encoder !== null && this.failure === null) this.device.queue.submit([this.encoder.finish()]);
+    if (this.encoder !== null && this.failure === null) {
+      this.timer?.resolve(this.encoder);
+      this.device.queue.submit([this.encoder.finish()]);
+      this.timer?.submitted();
+    }
     this.encoder = null;
     // They were mapped at creation and cannot be refilled without a mapAsync round trip: let them go.
     for (const p of this.transient) p.destroy();
     this.stats.submits++;
     this.transient = [];
+  }
+
+  private async profile(c: Extract<GpuCommand, { op: 'profile' }>): Promise<void> {
+    this.submit();
+    if (c.on) {
+      if (!this.device.features.has('timestamp-query')) {
+        return writeReplyText(c.reply, ReplyState.Failed, "this GPU offers no timestamp queries ('timestamp-query')");
+      }
+      this.timer ??= new DispatchTimer(this.device);
+      return writeReplyText(c.reply, ReplyState.Done, '');
+    }
+    const times = this.timer ? await this.timer.finish() : [];
+    this.timer = null;
+    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.Failed, this.failure);
+    writeReplyText(c.reply, ReplyState.Done, JSON.stringify(times));
   }
 
   private paramBuffer(bytes: number): GPUBuffer {
@@ -265,7 +292,7 @@ const keepAlive: unknown[] = [];
 async function openDevice(init: GpuInit): Promise<{ device: GPUDevice; facts: AdapterFacts }> {
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
-  const gpu = create(init.dawnFlags);
+  const gpu = create(withExactTimestamps(init.dawnFlags));
   keepAlive.push(gpu);
   const adapter = await gpu.requestAdapter({ powerPreference: init.powerPreference });
   if (!adapter) throw new Error('no WebGPU adapter was found (is a Vulkan driver installed?)');
