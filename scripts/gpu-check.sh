@@ -6,7 +6,7 @@
 #   tests.tap          the TAP of the WebGPU tests
 #   sizing.json, .txt  bench:sizing's table, and the GPU_BUDGET.measured entry it prints
 #   bench-gpu.json     the bench's table as JSON (written after each phase, so a cut run leaves what it measured)
-#   bench-gpu.txt      the bench's printed output
+#   bench-gpu.txt      the bench's printed output, with the GPU kernel profiles of one training step and of decoding
 #   matmul-unsafe.json, .txt  our matmul rows at 4096³ and 8192³ again with Dawn's robustness checks off
 #                      (index clamps in every shader; no peer): whether turning them off would pay on this GPU
 # Prepare here: `npm run build`, fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), then

@@ -1,17 +1,14 @@
 /**
  * The GPU kernel profile (SEARCH_R3_GPU_PROFILE, GpuDevice.startProfile): every dispatch between start
- * and stop is timed once, under its kernel's name and grid, with Dawn's timestamp rounding off; the
- * tables sum and order it; and a command run with the variable prints the table when it ends.
+ * and stop is timed once, under its kernel's name and grid, with Dawn's timestamp rounding off; and the
+ * tables sum and order it. (A command run with SEARCH_R3_GPU_PROFILE: test/cli/gpu-profile.test.ts.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../../src/tensor/index.js';
 import { withExactTimestamps } from '../../../src/tensor/webgpu/dispatch-timer.js';
 import { type KernelTime, byKernel, kernelProfileTable } from '../../../src/tensor/webgpu/kernel-profile.js';
-import { runCliAsync } from '../../helpers/cli.js';
-import { corpus, tempDir, tinyModelDir, writeJsonl } from '../../search-index/fixtures.js';
 import { skipWithoutGpu, wg } from './harness.js';
-import path from 'node:path';
 
 const opt = { skip: skipWithoutGpu };
 
@@ -85,26 +82,5 @@ test('a kernel profile times each dispatch between start and stop once, and noth
     );
   } finally {
     T.setBackend('native');
-  }
-});
-
-test('SEARCH_R3_GPU_PROFILE=1: a command on WebGPU prints the kernel profile when it ends', opt, async () => {
-  const work = tempDir('gpu-profile');
-  try {
-    const model = await tinyModelDir(work.dir);
-    const input = path.join(work.dir, 'docs.jsonl');
-    writeJsonl(input, corpus(4));
-    const out = path.join(work.dir, 'index');
-    const args = ['index', '--model', model, '--input', input, '--out', out, '--device', 'webgpu'];
-    const r = await runCliAsync(args, { SEARCH_R3_GPU_PROFILE: '1' });
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /^search-r3: GPU kernel profile \(SEARCH_R3_GPU_PROFILE\)$/m);
-    assert.match(r.stderr, /^\| gemm\w* \| \d+ \| \d+\.\d{3} \|/m);
-    assert.match(r.stderr, /^GPU time [\d.]+ ms in \d+ dispatches of [\d.]+ ms wall-clock/m);
-    const plain = await runCliAsync(['search', '--index', out, '--device', 'webgpu', 'cell']);
-    assert.equal(plain.status, 0, plain.stderr);
-    assert.doesNotMatch(plain.stderr, /kernel profile/);
-  } finally {
-    work.cleanup();
   }
 });
