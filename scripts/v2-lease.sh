@@ -45,9 +45,8 @@ prepare() {
   # one a lease may end before pretraining does, and a run's size must not change between its leases
   if [ "$PROFILE" = gpu ] && [ "${V2_ASSUMED_RATE:-0}" != 1 ]; then
     local measured
-    measured=$(node --input-type=module -e "
-      const { gpuSizing } = await import('./dist/src/recipe/recipe-profiles.js');
-      console.log(gpuSizing().measured);") || die "dist/src/recipe/recipe-profiles.js did not load: npm run build"
+    measured=$(node dist/scripts/lease-queries.js measured) ||
+      die "dist/scripts/lease-queries.js did not load: npm run build"
     [ "$measured" = true ] ||
       die "the gpu profile is sized from an assumed rate: run bash scripts/gpu-check.sh on the GPU machine" \
         "first and put its GPU_BUDGET.measured line in src/recipe/recipe-profiles.ts (docs/default-model-v2.md);" \
@@ -58,12 +57,8 @@ prepare() {
   # the corpus's manifest (the card lists every source), valid split, the shards pretraining reads and
   # whatever else the corpus step wrote; the tokenizer; the run's record, so its times carry on
   local shards
-  shards=$(node --input-type=module -e "
-    import path from 'node:path';
-    const { PROFILES, recipePaths } = await import('./dist/src/recipe/recipe-profiles.js');
-    const p = recipePaths(process.argv[1], process.argv[2]);
-    console.log(PROFILES[process.argv[3]].lm(p).data.train.map((f) => path.relative(p.work, f)).join('\n'));
-  " "$WORK" "$data" "$PROFILE")
+  shards=$(node dist/scripts/lease-queries.js shards "$WORK" "$data" "$PROFILE") ||
+    die "the $PROFILE profile's pretraining shards are unknown (above)"
   local others steps
   others=$(cd "$WORK" && find corpus -maxdepth 1 -type f ! -name 'train-*.jsonl' | sort)
   # a run that an earlier lease took past pretraining continues from the f16 folders it brought back
@@ -79,10 +74,8 @@ prepare() {
     # packaged one does: the f32 folder is too large to travel beside the rest
     if [ -f "$WORK/stage1/final/config.json" ]; then
       mkdir -p "$half/stage1"
-      node --input-type=module -e "
-        const { loadModelFolder, saveModelFolder } = await import('./dist/src/model/model-folder.js');
-        await saveModelFolder(process.argv[2], await loadModelFolder(process.argv[1]), { dtype: 'F16' });
-      " "$WORK/stage1/final" "$half/stage1/final"
+      node dist/scripts/lease-queries.js f16 "$WORK/stage1/final" "$half/stage1/final" ||
+        die "$WORK/stage1/final could not be written in f16 (above)"
     fi
   fi
   local -a converted=()
@@ -93,12 +86,8 @@ prepare() {
   rm -rf "$half"
   [ -d "$WORK/stage1/final" ] && [ -n "${steps:-}" ] && steps="$steps stage1/final (f16)"
   # the datasets' files the training steps read, as the profile's configs name them (training-data-files.ts)
-  node --input-type=module -e "
-    const { PROFILES, recipePaths } = await import('./dist/src/recipe/recipe-profiles.js');
-    const { trainingDataFiles } = await import('./dist/src/recipe/training-data-files.js');
-    const p = recipePaths(process.argv[1], process.argv[2]);
-    console.log(trainingDataFiles(PROFILES[process.argv[3]], p).join('\n'));
-  " "$WORK" "$data" "$PROFILE" > "$LEASE/data-files.txt"
+  node dist/scripts/lease-queries.js data-files "$WORK" "$data" "$PROFILE" > "$LEASE/data-files.txt" ||
+    die "the $PROFILE profile's dataset files are unknown (above)"
   tar cf - -C "$data" -T "$LEASE/data-files.txt" | xz -9 -T2 > "$LEASE/data.tar.xz"
   # the npm packages the commands that run there import (webgpu comes with .gpu-pack); this platform's
   # prebuilt addons only, without the C/C++ sources they were built from
