@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bpeTokenizerFiles, learnMerges, WordCounter } from '../../../src/model/bpe-trainer.js';
+import { bpeTokenizerFiles, InputFileError, learnMerges, WordCounter } from '../../../src/model/bpe-trainer.js';
 import { loadModelFolder } from '../../../src/model/model-folder.js';
 import { Tokenizer } from '../../../src/model/tokenizer.js';
 import { ConfigError } from '../../../src/train/config-merge.js';
@@ -121,6 +121,31 @@ test(
     assert.notDeepEqual(o, sequenceOrder(100, 3, 2));
   },
 );
+
+test('tokenizing files on threads gives the one-thread stream; a bad line names its file and line', async () => {
+  const sep = tokenizer.tokenToId('<|endoftext|>')!;
+  // four files of different sizes, one plain-text file among them, so that threads finish out of order
+  const lines = docs.map((d) => JSON.stringify(d));
+  const files = [lines.slice(0, 120), lines.slice(120, 125), lines.slice(125, 200)].map((part, i) => {
+    const f = path.join(dir, `threads-${i}.jsonl`);
+    return { f, text: part.join('\n') + '\n' };
+  });
+  const plain = { f: path.join(dir, 'threads-plain.txt'), text: `${docs[3].title}\n${docs[3].text}` };
+  for (const { f, text } of [...files, plain]) await fsp.writeFile(f, text);
+  const names = [files[0].f, plain.f, files[1].f, files[2].f];
+  const one = await tokenizeFiles(names, tokenizer, sep, 1);
+  for (const threads of [2, 4]) {
+    const many = await tokenizeFiles(names, tokenizer, sep, threads);
+    assert.equal(many.documents, 201);
+    assert.deepEqual(many.tokens, one.tokens, `${threads} threads`);
+  }
+  const bad = path.join(dir, 'threads-bad.jsonl');
+  await fsp.writeFile(bad, `${lines[0]}\n{"title": \n`);
+  await assert.rejects(
+    tokenizeFiles([files[1].f, bad], tokenizer, sep, 2),
+    (e: Error) => e instanceof InputFileError && e.message.startsWith(`${bad}:2: not a JSON object`),
+  );
+});
 
 test('training loss and validation loss fall on real text; final/ is a loadable model folder', async () => {
   const losses: number[] = [];
