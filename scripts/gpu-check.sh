@@ -3,6 +3,8 @@
 # correctness tests, `bench:sizing` (the training rates that size the v2 model's gpu profile), then
 # `bench:gpu` at the Qwen2.5-0.5B shape beside PyTorch CUDA and transformers.
 # Whatever it writes goes to $OUT (the folder the device tool copies back), default .bench/gpu-check:
+#   probe.txt          `search-r3 device --device webgpu`: the adapter, and one product checked; when WebGPU
+#                      is not usable, the run stops there (exit 3), so a failed lease costs seconds
 #   tests.tap          the TAP of the WebGPU tests
 #   sizing.json, .txt  bench:sizing's table, and the GPU_BUDGET.measured entry it prints
 #   bench-gpu.json     the bench's table as JSON (written after each phase, so a cut run leaves what it measured)
@@ -11,8 +13,9 @@
 #                      (index clamps in every shader; no peer): whether turning them off would pay on this GPU
 # Prepare here: `npm run build`, fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), then
 # `bash scripts/gpu-check.sh prepare` checks what the call needs and prints its size, carry and command.
-# The steps' limits add up to 545 s, so with start-up the whole stays within the call's 570 s: the tests
-# get GPU_CHECK_TEST_S (70 s), the sizing GPU_CHECK_SIZING_S (70 s; no shape starts after
+# The steps' limits add up to 545 s, so with start-up the whole stays within the call's 570 s: the device
+# probe takes seconds where WebGPU works (its 30 s limit is reached only where it does not, and the run
+# stops there), the tests get GPU_CHECK_TEST_S (70 s), the sizing GPU_CHECK_SIZING_S (70 s; no shape starts after
 # BENCH_SIZING_BUDGET_S, 45 s), the bench GPU_CHECK_BENCH_S (360 s; its phases start within
 # BENCH_GPU_BUDGET_S, 290 s, and its peer ends within that plus 60 s), the matmul rows without robustness
 # checks GPU_CHECK_UNSAFE_S (45 s). A run cut short keeps every file written before.
@@ -23,7 +26,7 @@ if [ "${1:-}" = prepare ]; then
   DIE_PREFIX="gpu-check prepare"
   # shellcheck source=scripts/lease-travel.sh
   source scripts/lease-travel.sh
-  for f in dist/bench/gpu.js dist/bench/gpu-sizing.js dist/test/tensor/webgpu; do
+  for f in dist/bench/gpu.js dist/bench/gpu-sizing.js dist/test/tensor/webgpu dist/src/cli/device.js; do
     [ -e "$f" ] || die "$f is missing: run npm run build"
   done
   [ -f build/Release/search_r3_native.node ] || die "build/Release/ is missing: run npm run build"
@@ -55,7 +58,20 @@ source .gpu-pack/prologue.sh
   echo "gpu-check: build/Release/ did not travel: our CPU column falls back to the TS kernels (0.5b: skipped)"
 
 nvidia-smi || echo "gpu-check: nvidia-smi failed"
-echo "Vulkan ICD: ${VK_DRIVER_FILES:-none found (Dawn takes whatever Vulkan driver it finds)}"
+# shellcheck source=scripts/nvidia-vulkan.sh
+source scripts/nvidia-vulkan.sh
+echo "== the device (at most 30 s) =="
+# where WebGPU finds no adapter or computes wrong, the rest would only fail slowly: stop, keeping the time
+{
+  echo "Vulkan ICD: ${VK_DRIVER_FILES:-none found}; NVIDIA_DRIVER_CAPABILITIES=${NVIDIA_DRIVER_CAPABILITIES:-unset}"
+  timeout -k 5 30 node dist/src/cli/main.js device --device webgpu
+} > "$OUT/probe.txt" 2>&1
+probe=$?
+grep -v '^Warning: max' "$OUT/probe.txt"
+if [ "$probe" -ne 0 ]; then
+  echo "gpu-check: WebGPU is not usable here (exit $probe, $OUT/probe.txt); nothing else was run"
+  exit 3
+fi
 
 # The PyTorch oracle of the training-step test and the bench's peer need a python3 that has torch: the
 # first python3 on PATH that does, else /usr/bin/python3 (Debian's python3-torch). Both use that one.

@@ -86,6 +86,11 @@ export const commands: CommandEntry[] = [
     load: async () => (await import('./demo.js')).demoCommand,
   },
   {
+    name: 'device',
+    summary: 'say which device search-r3 computes on (--device auto|cpu|webgpu) and check it with one product',
+    load: async () => (await import('./device.js')).deviceCommand,
+  },
+  {
     name: 'recipe',
     summary: 'train the default model end to end (recipe default) and evaluate it (recipe evaluate)',
     load: async () => (await import('./recipe.js')).recipeCommand,

@@ -59,6 +59,7 @@ test('the help of every command that computes lists --device', async () => {
     'recipe evaluate',
     'rlenv audit',
     'worker',
+    'device',
   ];
   const runs = await Promise.all(commands.map((c) => runCliAsync([...c.split(' '), '--help'])));
   runs.forEach((r, i) => {

@@ -1,11 +1,21 @@
 /**
  * `scripts/gpu-check.sh prepare`: what a call to the GPU machine needs is checked here, before device time
- * is spent, in a throwaway repository holding the two scripts and stand-ins of the built files.
+ * is spent, in a throwaway repository holding the scripts and stand-ins of the built files. And the run
+ * itself on a machine where WebGPU finds no adapter: it stops at the device probe, in seconds.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
@@ -30,7 +40,7 @@ test('gpu-check prepare: names what is missing, says how to get under 64 MiB, pr
   };
   try {
     mkdirSync(path.join(dir, 'scripts'));
-    for (const f of ['gpu-check.sh', 'lease-travel.sh'])
+    for (const f of ['gpu-check.sh', 'lease-travel.sh', 'nvidia-vulkan.sh'])
       copyFileSync(path.join(repoRoot, 'scripts', f), path.join(dir, 'scripts', f));
     writeFileSync(path.join(dir, '.gitignore'), '/dist/\n/build/\n/.gpu-pack/\n');
     put('models/search-r3-default/model.safetensors', 30 * MIB);
@@ -44,6 +54,8 @@ test('gpu-check prepare: names what is missing, says how to get under 64 MiB, pr
     assert.match(prepare().out, /dist\/bench\/gpu-sizing\.js is missing: run npm run build/);
     put('dist/bench/gpu-sizing.js');
     mkdirSync(path.join(dir, 'dist/test/tensor/webgpu'), { recursive: true });
+    assert.match(prepare().out, /dist\/src\/cli\/device\.js is missing: run npm run build/);
+    put('dist/src/cli/device.js');
     put('elsewhere/Release/search_r3_native.node');
     mkdirSync(path.join(dir, 'build'));
     symlinkSync(path.join(dir, 'elsewhere/Release'), path.join(dir, 'build/Release'));
@@ -71,6 +83,33 @@ test('gpu-check prepare: names what is missing, says how to get under 64 MiB, pr
     assert.match(ok.out, /travels: tree 0\.0 MiB \+ carried 36\.0 MiB = 36\.0 MiB of 64\.0 MiB/);
     assert.match(ok.out, /^carry: \[".gpu-pack","dist","build\/Release"\]$/m);
     assert.match(ok.out, /^command \(timeout_s 570\): bash scripts\/gpu-check\.sh$/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('gpu-check on a machine where WebGPU finds no adapter stops at the probe, saying why', () => {
+  const dir = tempDir('gpu-check-probe');
+  try {
+    mkdirSync(path.join(dir, 'scripts'));
+    for (const f of ['gpu-check.sh', 'lease-travel.sh', 'nvidia-vulkan.sh'])
+      copyFileSync(path.join(repoRoot, 'scripts', f), path.join(dir, 'scripts', f));
+    // the built CLI, and a pack whose prologue has nothing to unpack (node is on PATH here)
+    symlinkSync(path.join(repoRoot, 'dist'), path.join(dir, 'dist'));
+    mkdirSync(path.join(dir, '.gpu-pack'));
+    writeFileSync(path.join(dir, '.gpu-pack/prologue.sh'), '');
+    const out = path.join(dir, 'out');
+    const r = spawnSync('bash', ['scripts/gpu-check.sh'], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, OUT: out, VK_ICD_FILENAMES: '/nonexistent.json', VK_DRIVER_FILES: '' },
+    });
+    assert.equal(r.status, 3, r.stdout + r.stderr);
+    assert.match(r.stdout, /gpu-check: WebGPU is not usable here \(exit 2, .*probe\.txt\); nothing else was run/);
+    const probe = readFileSync(path.join(out, 'probe.txt'), 'utf8');
+    assert.match(probe, /^Vulkan ICD: none found; NVIDIA_DRIVER_CAPABILITIES=/m);
+    assert.match(probe, /search-r3: --device webgpu: WebGPU is unavailable: no WebGPU adapter was found/);
+    assert.deepEqual(readdirSync(out), ['probe.txt']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
