@@ -127,11 +127,15 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
 
     const last = T.slice(hidden, 1, stepLen - 1, stepLen),
       logitsTensor = model.logits(last);
-    const logits = logitsTensor.read();
+    // greedy decoding on a GPU chooses there: 2 floats a row come back instead of the vocabulary's logits
+    const picks = rng === null ? T.greedyPick(logitsTensor) : null;
+    const logits = picks ? null : logitsTensor.read();
     const next = new Int32Array(B);
     for (let b = 0; b < B; b++) {
       if (state[b] !== 'running') continue;
-      const s = sampleToken(logits, b * V, V, opts, rng);
+      const s = picks
+        ? { token: picks.tokens[b], logprob: picks.logprobs[b] }
+        : sampleToken(logits!, b * V, V, opts, rng);
       next[b] = s.token;
       out[b].tokens.push(s.token);
       out[b].logprobs.push(s.logprob);

@@ -160,6 +160,14 @@ export interface Kernels<B = F32, H = HalfArray> {
   /** allFinite of 16-bit values. */
   halfAllFinite(x: H): boolean;
 
+  /**
+   * Greedy decoding's choice on the device, for a GPU backend: picks[2r] = the index of row r's first
+   * largest value (NaN never largest; 0 when none is above −Inf), picks[2r + 1] = that value minus the
+   * row's log Σ exp. Only 2 floats a row then cross to the host instead of the vocabulary's logits. The
+   * CPU backends leave it out: their logits are on the host already.
+   */
+  greedyPick?(logits: B, picks: B, rows: number, vocab: number): void;
+
   /** y = x / sqrt(mean(x²) + eps) · w over rows of length dim; rstd[row] = 1/sqrt(mean(x²)+eps). */
   rmsnormForward(x: B, w: B, y: B, rstd: B, rows: number, dim: number, eps: number): void;
   /** dx = ∂L/∂x (overwritten); dw += ∂L/∂w. */

@@ -76,6 +76,13 @@ for (const dtype of ['f32', 'bf16'] as const) {
       for (let b = 0; b < prompts.length; b++) {
         assert.equal(gpu[b].tokens.length, 32);
         assert.deepEqual(gpu[b].tokens, cpu[b].tokens, `prompt ${b}`);
+        // chosen on the GPU (greedyPick), the log-probabilities are the CPU's to float32 rounding
+        gpu[b].logprobs.forEach((l, i) =>
+          assert.ok(
+            Math.abs(l - cpu[b].logprobs[i]) <= 1e-4 * Math.max(1, Math.abs(cpu[b].logprobs[i])),
+            `prompt ${b}`,
+          ),
+        );
         const pos = prompts[b].length;
         const c = cosine(gpu[b].hidden.get(pos)!, cpu[b].hidden.get(pos)!);
         assert.ok(c >= 0.9999, `prompt ${b}: embed-token state cosine ${c}`);

@@ -24,6 +24,7 @@ export type RowKernels = Pick<
   | 'logSoftmaxBackward'
   | 'crossEntropyForward'
   | 'crossEntropyBackward'
+  | 'greedyPick'
   | 'siluForward'
   | 'siluBackward'
   | 'swigluForward'
@@ -213,6 +214,16 @@ export function rowKernels(dev: GpuDevice): RowKernels {
         runFlat(dev, k, [logits, t, lse, scale, o], new Params().u32(n, vocab).i32(ignoreIndex), n),
       );
       t.free();
+    },
+
+    greedyPick(logits, picks, rows, vocab) {
+      const k = 'greedyPick';
+      need(k, 'logits', logits, rows * vocab);
+      need(k, 'picks', picks, 2 * rows);
+      // the index travels as a float32, exact below 2^24
+      if (vocab > 2 ** 24) throw new Error(`${k}: a vocabulary of ${vocab} is more than 2^24 tokens`);
+      if (rows === 0 || vocab === 0) return;
+      intoFresh(picks, [logits], (o) => runRows(dev, k, [logits, o], new Params().u32(vocab).f32(-Infinity), rows));
     },
 
     siluForward(x, y) {

@@ -1,7 +1,7 @@
 /**
  * WebGPU row-wise and element-wise model kernels (RMSNorm, L2 normalisation, RoPE, softmax, log-softmax,
- * cross-entropy, SiLU, SwiGLU, AdamW) against the native ones (relErr ≤ 1e-4, see harness.ts), on awkward
- * shapes and with outputs aliasing inputs where the interface allows it.
+ * cross-entropy, greedy picks, SiLU, SwiGLU, AdamW) against the native ones (relErr ≤ 1e-4, see
+ * harness.ts), on awkward shapes and with outputs aliasing inputs where the interface allows it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -311,3 +311,38 @@ test('adamw: several steps in place match native', opt, () => {
     close(down(gv), v, `v ${n}`);
   }
 });
+
+test(
+  'greedyPick: the first largest logit (NaN never, 0 for a row with nothing above −Inf) and its log-probability',
+  opt,
+  () => {
+    for (const [rows, vocab] of ROW_SHAPES) {
+      const x = r.randn(rows * vocab, 3);
+      // ties on the largest value, the later copy in an earlier workgroup stride; a NaN; a row of −Inf
+      if (vocab >= 1000) {
+        x[vocab - 1] = 50;
+        x[700] = 50;
+        x[5] = NaN;
+        if (rows > 2) x.fill(-Infinity, 2 * vocab, 3 * vocab);
+      }
+      const lse = new Float32Array(rows),
+        loss = new Float32Array(rows);
+      ref.crossEntropyForward(x, new Int32Array(rows), loss, lse, rows, vocab, -100);
+      const picks = wg().alloc(2 * rows);
+      wg().greedyPick!(up(x), picks, rows, vocab);
+      const got = down(picks);
+      for (let row = 0; row < rows; row++) {
+        const o = row * vocab;
+        let best = 0,
+          bv = -Infinity;
+        for (let j = 0; j < vocab; j++) if (x[o + j] > bv) [bv, best] = [x[o + j], j];
+        assert.equal(got[2 * row], best, `${rows}×${vocab} row ${row}: index`);
+        const want = x[o + best] - lse[row];
+        const tol = F32_TOL * Math.max(1, Math.abs(want));
+        if (Number.isNaN(want)) assert.ok(Number.isNaN(got[2 * row + 1]), `row ${row}: NaN log-probability`);
+        else assert.ok(Math.abs(got[2 * row + 1] - want) <= tol, `row ${row}: ${got[2 * row + 1]} vs ${want}`);
+      }
+      if (vocab >= 1000) assert.equal(got[0], 700, 'the tie goes to the lower index');
+    }
+  },
+);

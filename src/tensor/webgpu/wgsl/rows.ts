@@ -239,6 +239,34 @@ ${maxAndExpSum('logits')}
 ${LSE}
   if (lid == 0u) { lseOut[row] = lse; loss[row] = lse - logits[o + u32(t)]; }`,
   ),
+  // picks[2r] = the row's first largest logit's index (NaN never largest; 0 when none is above −Inf, as
+  // sampling.ts's argmax), picks[2r + 1] = that logit − log Σ exp(row): its log-probability.
+  // P: vocab, −Inf (WGSL has no literal for it)
+  greedyPick: rowKernel(
+    [ro(1, 'logits'), rw(2, 'picks'), 'var<workgroup> redIndex: array<u32, 256>;'].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+  var best = pf(1);
+  var at = 0u;
+  for (var j = lid; j < n; j += 256u) { let v = logits[o + j]; if (v > best) { best = v; at = j; } }
+  red[lid] = best;
+  redIndex[lid] = at;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (lid < w) {
+      let v = red[lid + w];
+      let i = redIndex[lid + w];
+      if (v > red[lid] || (v == red[lid] && i < redIndex[lid])) { red[lid] = v; redIndex[lid] = i; }
+    }
+    workgroupBarrier();
+  }
+  let top = red[0];
+  let index = redIndex[0];
+  workgroupBarrier();
+${maxAndExpSum('logits')}
+${LSE}
+  if (lid == 0u) { picks[2u * row] = f32(index); picks[2u * row + 1u] = top - lse; }`,
+  ),
   // dlogits[r] = scale[r]·(exp(logits[r] − lse[r]) − onehot(t)); 0 for ignored rows.
   // P: rows·vocab, vocab, ignoreIndex
   crossEntropyBackward: flatKernel(
