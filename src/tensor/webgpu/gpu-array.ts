@@ -16,9 +16,11 @@ export class GpuArray {
     /** Number of elements. */
     readonly length: number,
     readonly dtype: GpuDtype = 'f32',
+    /** False for an array whose every element is written before it is read: its old values are left. */
+    zeroed = true,
   ) {
     this.bytes = dtype === 'f32' ? length * 4 : Math.ceil(length / 2) * 4;
-    this.id = device.alloc(this.bytes, this);
+    this.id = device.alloc(this.bytes, this, zeroed);
   }
 
   /** Returns the buffer to the pool now; any later use is a bug the GPU thread reports. */

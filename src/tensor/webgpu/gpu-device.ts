@@ -136,8 +136,12 @@ export class GpuDevice {
     this.peak = this.held;
   }
 
-  /** A zeroed buffer of `bytes`, owned by `owner`: freed when owner is garbage-collected (or by free()). */
-  alloc(bytes: number, owner: object): BufferId {
+  /**
+   * A buffer of `bytes`, owned by `owner`: freed when owner is garbage-collected (or by free()). Zeroed, or
+   * (zeroed false) holding whatever a pooled buffer held: a clear costs the GPU a transfer between compute
+   * passes, which an output that a kernel writes whole does not need.
+   */
+  alloc(bytes: number, owner: object, zeroed = true): BufferId {
     this.checkOpen();
     const limit = Math.min(this.facts.maxBufferSize, this.facts.maxStorageBufferBindingSize);
     if (bytes > limit) {
@@ -152,7 +156,7 @@ export class GpuDevice {
     // mid-step only when memory has doubled: what a step builds is mostly still in use
     this.collectIfGrown(2, COLLECT_SLACK);
     this.registry.register(owner, { id, bytes }, owner);
-    this.enqueue({ op: 'alloc', id, bytes });
+    this.enqueue({ op: 'alloc', id, bytes, zeroed });
     return id;
   }
 

@@ -12,7 +12,8 @@
 export type BufferId = number;
 
 export type GpuCommand =
-  | { op: 'alloc'; id: BufferId; bytes: number }
+  /** zeroed: cleared before use; else a pooled buffer keeps its old contents (see GpuDevice.alloc). */
+  | { op: 'alloc'; id: BufferId; bytes: number; zeroed: boolean }
   | { op: 'free'; id: BufferId }
   | { op: 'write'; id: BufferId; byteOffset: number; data: ArrayBuffer }
   /** One compute dispatch: kernel by name, storage buffers in binding order 1…n, params at binding 0. */

@@ -21,6 +21,10 @@ import {
 
 /** Each dispatch's params occupy one slot of this many bytes (≥ minStorageBufferOffsetAlignment). */
 const PARAM_SLOT = 256;
+/** Slots of the parameter ring: far more than the dispatches of one batch from the main thread (≤ 256). */
+const RING_SLOTS = 4096;
+/** Bind groups kept for reuse before the cache starts again (each holds a few buffer references). */
+const BIND_GROUP_CACHE = 16384;
 
 /** Size classes: small buffers round to a power of two, large ones to an eighth of theirs. */
 function sizeClass(bytes: number): number {
@@ -39,7 +43,18 @@ class GpuThread {
   private readonly buffers = new Map<BufferId, Held>();
   private readonly pool = new Map<number, GPUBuffer[]>();
   private readonly stagingPool = new Map<number, GPUBuffer[]>();
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  /**
+   * Every dispatch's parameters live in one ring, bound at a dynamic offset: a bind group then depends only
+   * on the kernel and its buffers, so the same dispatch on the same buffers (a decode step's, again and
+   * again) reuses its bind group, whose creation was most of the host's cost of a dispatch.
+   */
+  private ring: GPUBuffer | null = null;
+  private ringAt = 0;
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  /** A number per pooled buffer, for bind-group keys. */
+  private readonly bufferKeys = new WeakMap<GPUBuffer, number>();
+  private nextBufferKey = 1;
   private heldBytes = 0;
   /** Buffers created (not taken from the pool), command buffers submitted, bytes uploaded: see GpuStats. */
   readonly stats = { created: 0, submits: 0, dispatches: 0, staged: 0 };
@@ -112,28 +127,32 @@ class GpuThread {
   private encodeSegment(cmds: GpuCommand[]): void {
     if (cmds.length === 0 || this.failure !== null) return;
     const runs = cmds.filter((c) => c.op === 'run').length;
-    let params: GPUBuffer | null = null;
+    const ring = this.paramRing(runs);
+    const first = this.ringAt;
     if (runs > 0) {
-      params = this.paramBuffer(runs * PARAM_SLOT);
-      const bytes = new Uint8Array(params.getMappedRange());
+      const bytes = new Uint8Array(runs * PARAM_SLOT);
       let slot = 0;
       for (const c of cmds) {
         if (c.op !== 'run') continue;
         bytes.set(new Uint8Array(c.params), slot * PARAM_SLOT);
         slot++;
       }
-      params.unmap();
+      // queue order: the write lands before this command buffer runs, after every one submitted before
+      this.device.queue.writeBuffer(ring, first * PARAM_SLOT, bytes);
+      this.ringAt += runs;
     }
     const enc = (this.encoder ??= this.device.createCommandEncoder());
     let slot = 0;
     for (const c of cmds) {
       switch (c.op) {
         case 'alloc': {
-          this.endPass();
           const buffer = this.take(c.bytes);
           this.buffers.set(c.id, { buffer, bytes: c.bytes });
           this.heldBytes += c.bytes;
-          enc.clearBuffer(buffer, 0, Math.ceil(c.bytes / 4) * 4);
+          if (c.zeroed) {
+            this.endPass();
+            enc.clearBuffer(buffer, 0, Math.ceil(c.bytes / 4) * 4);
+          }
           break;
         }
         case 'free': {
@@ -168,16 +187,12 @@ class GpuThread {
             enc.copyBufferToBuffer(this.get(c.src).buffer, c.srcByte, this.get(c.dst).buffer, c.dstByte, c.bytes);
           break;
         case 'run': {
-          const pipeline = this.pipeline(c.kernel);
-          const entries: GPUBindGroupEntry[] = [
-            { binding: 0, resource: { buffer: params!, offset: slot * PARAM_SLOT, size: PARAM_SLOT } },
-          ];
-          c.ids.forEach((id, k) => entries.push({ binding: k + 1, resource: { buffer: this.get(id).buffer } }));
-          const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+          const { pipeline, layout } = this.pipeline(c.kernel);
+          const group = this.bindGroup(c.kernel, layout, ring, c.ids);
           if (this.timer) this.endPass();
           const pass = (this.pass ??= enc.beginComputePass(this.timer?.passFor(c.kernel, c.groups)));
           pass.setPipeline(pipeline);
-          pass.setBindGroup(0, group);
+          pass.setBindGroup(0, group, [(first + slot) * PARAM_SLOT]);
           pass.dispatchWorkgroups(c.groups[0], c.groups[1], c.groups[2]);
           if (this.timer) this.endPass();
           this.stats.dispatches++;
@@ -224,10 +239,36 @@ class GpuThread {
     writeReplyText(c.reply, ReplyState.Done, JSON.stringify(times));
   }
 
-  private paramBuffer(bytes: number): GPUBuffer {
-    const buffer = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
-    this.transient.push(buffer);
-    return buffer;
+  /**
+   * The ring, with room for `runs` more slots. Where it has none, the command buffer being encoded is
+   * submitted first: WebGPU runs queue operations in order, so a slot written again after that submit is
+   * read by no command buffer before it.
+   */
+  private paramRing(runs: number): GPUBuffer {
+    if (runs > RING_SLOTS) throw new Error(`${runs} dispatches in one batch, more than the ${RING_SLOTS} ring slots`);
+    if (this.ringAt + runs > RING_SLOTS) {
+      this.submit();
+      this.ringAt = 0;
+    }
+    return (this.ring ??= this.device.createBuffer({
+      size: RING_SLOTS * PARAM_SLOT,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    }));
+  }
+
+  /** The bind group of `kernel` over these buffers (params at a dynamic offset into the ring), made once. */
+  private bindGroup(kernel: string, layout: GPUBindGroupLayout, ring: GPUBuffer, ids: BufferId[]): GPUBindGroup {
+    const buffers = ids.map((id) => this.get(id).buffer);
+    const key = `${kernel}:${buffers.map((b) => this.bufferKeys.get(b)).join(',')}`;
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ring, offset: 0, size: PARAM_SLOT } }];
+      buffers.forEach((buffer, k) => entries.push({ binding: k + 1, resource: { buffer } }));
+      group = this.device.createBindGroup({ layout, entries });
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+      this.bindGroups.set(key, group);
+    }
+    return group;
   }
 
   private async read(c: Extract<GpuCommand, { op: 'read' }>): Promise<void> {
@@ -260,10 +301,12 @@ class GpuThread {
     const pooled = this.pool.get(size)?.pop();
     if (pooled) return pooled;
     this.stats.created++;
-    return this.device.createBuffer({
+    const buffer = this.device.createBuffer({
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
+    this.bufferKeys.set(buffer, this.nextBufferKey++);
+    return buffer;
   }
 
   private get(id: BufferId): Held {
@@ -272,11 +315,32 @@ class GpuThread {
     return held;
   }
 
-  private pipeline(kernel: string): GPUComputePipeline {
+  /**
+   * The kernel's pipeline, compiled on first use, with its bind group layout spelled out from the WGSL's
+   * declarations (binding 0, the parameters, at a dynamic offset; the rest read-only or read-write
+   * storage as declared): an 'auto' layout cannot take dynamic offsets.
+   */
+  private pipeline(kernel: string): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
     let p = this.pipelines.get(kernel);
     if (!p) {
-      const module = this.device.createShaderModule({ code: kernelSource(kernel), label: kernel });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel });
+      const code = kernelSource(kernel);
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      for (const m of code.matchAll(/@binding\((\d+)\)\s*var<storage,\s*(read_write|read)>/g)) {
+        const binding = Number(m[1]);
+        entries.push({
+          binding,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: m[2] === 'read' ? 'read-only-storage' : 'storage', hasDynamicOffset: binding === 0 },
+        });
+      }
+      const layout = this.device.createBindGroupLayout({ entries, label: kernel });
+      const module = this.device.createShaderModule({ code, label: kernel });
+      const pipeline = this.device.createComputePipeline({
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: 'main' },
+        label: kernel,
+      });
+      p = { pipeline, layout };
       this.pipelines.set(kernel, p);
     }
     return p;

@@ -43,7 +43,7 @@ export function download(x: GpuArray): Float32Array {
 /** An int32 array on the GPU (token ids, targets, positions, masks), as the same bits. */
 export function uploadInts(dev: GpuDevice, x: Int32Array | Uint8Array): GpuArray {
   const ints = x instanceof Int32Array ? x : Int32Array.from(x);
-  const g = new GpuArray(dev, Math.max(ints.length, 1));
+  const g = new GpuArray(dev, Math.max(ints.length, 1), 'f32', ints.length === 0);
   if (ints.length > 0) dev.write(g.id, 0, ints);
   return g;
 }
@@ -59,8 +59,10 @@ export function intoFresh(out: GpuArray, inputs: GpuArray[], f: (o: GpuArray) =>
 
 export function storageKernels(dev: GpuDevice): StorageKernels {
   const alloc = (n: number): GpuArray => new GpuArray(dev, n);
+  // written whole before any kernel reads it: no clear (see GpuDevice.alloc)
+  const empty = (n: number): GpuArray => new GpuArray(dev, n, 'f32', false);
   const fromHost = (x: F32): GpuArray => {
-    const g = alloc(x.length);
+    const g = x.length > 0 ? empty(x.length) : alloc(0);
     if (x.length > 0) dev.write(g.id, 0, x);
     return g;
   };
@@ -85,7 +87,7 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
     device: 'webgpu',
     alloc,
     // the GPU thread clears every buffer it hands out, a fill on the device that costs the host nothing
-    empty: alloc,
+    empty,
     fromHost,
     halfFromHost(x: HalfArray): GpuArray {
       const g = new GpuArray(dev, x.length, x.dtype);
