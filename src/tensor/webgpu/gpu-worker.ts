@@ -2,8 +2,9 @@
  * The GPU thread: owns the WebGPU device (Dawn, through the `webgpu` package) and runs the command
  * batches the main thread posts (see gpu-protocol.ts). Buffers come from a pool keyed by size class, so
  * after the first training step nothing is created. A batch is encoded into as few command buffers as
- * possible: only a read ends one. Writes are staged in a buffer mapped at creation and copied inside the
- * command buffer, so they keep their place among the dispatches (queue.writeBuffer would overtake them).
+ * possible: only a read ends one. Uploads are staged in a buffer mapped at creation and copied inside the
+ * command buffer, so they keep their place among the dispatches (queue.writeBuffer would overtake them);
+ * the dispatches' parameters, in slots no earlier command of the buffer reads, go by queue.writeBuffer.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { kernelSource } from './wgsl/index.js';
@@ -61,7 +62,7 @@ class GpuThread {
   private failure: string | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
-  /** Parameter and upload buffers of the command buffer being encoded, destroyed once it is submitted. */
+  /** Upload buffers of the command buffer being encoded, destroyed once it is submitted. */
   private transient: GPUBuffer[] = [];
   /** Times each dispatch while a kernel profile is on. */
   private timer: DispatchTimer | null = null;

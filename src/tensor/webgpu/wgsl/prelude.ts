@@ -1,7 +1,8 @@
 /**
  * WGSL every kernel starts with. Binding 0 holds the dispatch's parameters (64 words; gpu-dispatch.ts's
  * Params writes them); flatId and rowId turn the (possibly two-dimensional) grid into one index.
- * Every binding a kernel declares must be used: pipelines take their layout from the shader.
+ * The GPU thread builds each pipeline's layout from the declarations `@group(0) @binding(k) var<storage,
+ * read>` / `var<storage, read_write>` (binding 0 at a dynamic offset): declare every binding so.
  */
 export const PRELUDE = /* wgsl */ `
 @group(0) @binding(0) var<storage, read> P: array<u32, 64>;
