@@ -123,9 +123,13 @@ const list = (v: string | undefined, d: number[]): number[] =>
 type Part = 'matmul' | 'train' | 'gen';
 type Dtype = 'f32' | 'f16' | 'bf16';
 const DTYPES: Dtype[] = ['f32', 'f16', 'bf16'];
-const GEMM_TILE_SIZES = [64, 128] as const;
-/** The matmul row of f32 gemm with one tiled block forced. */
-const tileRow = (tile: number): string => `f32-tile${tile}`;
+/** The tiled gemm's variants the bench forces in turn: each block, reading the next k-slice late or early. */
+const GEMM_VARIANTS = [64, 128].flatMap((tile) => [false, true].map((prefetch) => ({ tile, prefetch }))) as {
+  tile: 64 | 128;
+  prefetch: boolean;
+}[];
+/** The matmul row of f32 gemm with one tiled variant forced. */
+const tileRow = (v: { tile: number; prefetch: boolean }): string => `f32-tile${v.tile}${v.prefetch ? 'p' : ''}`;
 
 interface Row {
   key: string;
@@ -324,13 +328,13 @@ async function ours(
           await settle();
         }
         // each tiled block forced, so that one run says which suits this adapter (the row above is 'auto')
-        for (const tile of gpu ? GEMM_TILE_SIZES : []) {
+        for (const v of gpu ? GEMM_VARIANTS : []) {
           try {
             // the active backend is this GPU's, so its buffers are what these kernels take
-            const products = matmulKernels(gpu!, { tile, skinny: 'off' }) as unknown as Products;
-            f.matmul[`${tileRow(tile)}:${n}`] = gemmTflops(n, 'f32', reps, aHost, bHost, products);
+            const products = matmulKernels(gpu!, { ...v, skinny: 'off' }) as unknown as Products;
+            f.matmul[`${tileRow(v)}:${n}`] = gemmTflops(n, 'f32', reps, aHost, bHost, products);
           } catch (e) {
-            f.errors[`matmul ${tileRow(tile)} ${n}`] = firstLine(e);
+            f.errors[`matmul ${tileRow(v)} ${n}`] = firstLine(e);
           }
           await settle();
         }
@@ -577,9 +581,11 @@ async function main(): Promise<void> {
       if (parts.has('matmul')) bench.row(`matmul:${dtype}:${n}`, `matmul ${n}³ ${what}, TFLOP/s`);
     }
   }
-  for (const tile of gpu && parts.has('matmul') ? GEMM_TILE_SIZES : [])
-    for (const n of shape.sizes)
-      bench.row(`matmul:${tileRow(tile)}:${n}`, `matmul ${n}³ f32 gemm, ${tile}×${tile} blocks forced, TFLOP/s`);
+  for (const v of gpu && parts.has('matmul') ? GEMM_VARIANTS : [])
+    for (const n of shape.sizes) {
+      const how = `${v.tile}×${v.tile} blocks${v.prefetch ? ' with prefetch' : ''}`;
+      bench.row(`matmul:${tileRow(v)}:${n}`, `matmul ${n}³ f32 gemm, ${how} forced, TFLOP/s`);
+    }
   if (parts.has('train')) bench.row('train', `training step f32, ${shape.batch}×${shape.seq}, tokens/s`);
   for (const kind of ['prefill', 'decode'] as const) {
     for (const b of batches) {

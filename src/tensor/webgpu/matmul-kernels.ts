@@ -95,7 +95,18 @@ export interface MatmulOptions {
   splitK?: 'auto' | number;
   /** The tiled kernel's block of C: 'auto' (see the top comment), or 64 or 128 for every tiled product. */
   tile?: 'auto' | GemmTileSize;
+  /**
+   * Whether the tiled kernel reads the next k-slice into registers before this slice's products (the
+   * classic latency hiding of GPU gemms), else after them; default PREFETCH. bench:gpu times both.
+   */
+  prefetch?: boolean;
 }
+
+/**
+ * Off until a GPU run says it pays: on lavapipe (no memory latency to hide) it changes nothing measurable,
+ * and on a discrete GPU its extra registers may cost the occupancy that hides latency as well.
+ */
+const PREFETCH = false;
 
 /** A product takes the 128×128 tile (where 'auto' may) only with at least this many such blocks. */
 const LARGE_TILE_MIN_GROUPS = 256;
@@ -154,6 +165,7 @@ function tiledPlan(
   b: SkinnyB,
   args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>,
   size: GemmTileSize,
+  prefetch: boolean,
   splitK: 'auto' | number,
   name: string,
 ): Plan {
@@ -169,7 +181,7 @@ function tiledPlan(
   const kChunk = splits > 1 ? tk * Math.ceil(k / (tk * splits)) : k;
   if (splits > 1) splits = Math.ceil(k / kChunk);
   return {
-    kernel: gemmKernelName(b, size),
+    kernel: gemmKernelName(b, size, prefetch),
     groups: [gx, gy],
     splits,
     splitAlongZ: true,
@@ -289,12 +301,20 @@ export function matmulKernels(dev: GpuDevice, options: MatmulOptions = {}): Matm
   const subgroups = mode === 'subgroups' || (mode === 'auto' && subgroupsUsable(dev));
   const splitK = options.splitK ?? 'auto';
   const tile = options.tile ?? 'auto';
+  const prefetch = options.prefetch ?? PREFETCH;
   const planFor =
     (b: SkinnyB) =>
     (args: GemmArgs<GpuArray> | GemmHalfArgs<GpuArray, GpuArray>): Plan =>
       mode !== 'off' && args.m <= SKINNY_MAX_M
         ? skinnyPlan(b, args, subgroups, splitK)
-        : tiledPlan(b, args, tile === 'auto' ? tileFor(args) : tile, splitK, b === 'f32' ? 'gemm' : 'gemmHalf');
+        : tiledPlan(
+            b,
+            args,
+            tile === 'auto' ? tileFor(args) : tile,
+            prefetch,
+            splitK,
+            b === 'f32' ? 'gemm' : 'gemmHalf',
+          );
   const plans = { f32: planFor('f32'), f16: planFor('f16'), bf16: planFor('bf16') };
   const halfKernel = (x: GpuArray, name: string): void => {
     if (!isHalf(x)) throw new TypeError(`${name}: expected a 16-bit (f16 or bf16) array, got ${x.dtype}`);

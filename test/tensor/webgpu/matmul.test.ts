@@ -154,45 +154,51 @@ test('gemmHalf (f16 and bf16 B) matches native gemmHalf', opt, () => {
   }
 });
 
-test('both tiled blocks (64×64 and 128×128) match native: partial tiles, transposes, batches, 16-bit B', opt, () => {
-  // every product on the tiled kernel, small m included, so that each block size meets every edge case
-  for (const tile of [64, 128] as const) {
-    const k = matmulKernels(wg().gpu, { tile, skinny: 'off' });
-    for (const [m, n, kk] of [
-      [1, 1, 1],
-      [3, 5, 7],
-      [129, 130, 17],
-      [128, 128, 8],
-      [200, 257, 33],
-    ]) {
-      for (const [transA, transB] of transCombos) {
-        const e = gemmCase({ m, n, k: kk, transA, transB, accumulate: m === 3 }, k);
-        assert.ok(e <= F32_TOL, `tile ${tile} ${m}×${n}×${kk} transA ${transA} transB ${transB}: relErr ${e}`);
+test(
+  'both tiled blocks, with and without prefetch, match native: partial tiles, transposes, batches, 16-bit B',
+  opt,
+  () => {
+    // every product on the tiled kernel, small m included, so that each variant meets every edge case
+    for (const [tile, prefetch] of [64, 128].flatMap((t) => [false, true].map((p) => [t, p] as const))) {
+      const k = matmulKernels(wg().gpu, { tile: tile as 64 | 128, prefetch, skinny: 'off' });
+      const variant = `tile ${tile}${prefetch ? ' prefetch' : ''}`;
+      for (const [m, n, kk] of [
+        [1, 1, 1],
+        [3, 5, 7],
+        [129, 130, 17],
+        [128, 128, 8],
+        [200, 257, 33],
+      ]) {
+        for (const [transA, transB] of transCombos) {
+          const e = gemmCase({ m, n, k: kk, transA, transB, accumulate: m === 3 }, k);
+          assert.ok(e <= F32_TOL, `${variant} ${m}×${n}×${kk} transA ${transA} transB ${transB}: relErr ${e}`);
+        }
+      }
+      for (const [name, c] of [
+        ['batched, padded strides', { batch: 3, m: 131, n: 70, k: 19, strideA: 131 * 19 + 5, strideC: 131 * 70 + 7 }],
+        ['one C for every entry', { batch: 3, m: 140, n: 129, k: 9, strideC: 0, accumulate: true, transB: true }],
+        ['k = 0, accumulating', { m: 130, n: 131, k: 0, accumulate: true }],
+      ] as Array<[string, Case]>) {
+        const e = gemmCase(c, k);
+        assert.ok(e <= F32_TOL, `${variant} ${name}: relErr ${e}`);
+      }
+      for (const dtype of ['f16', 'bf16'] as const) {
+        const e = gemmHalfCase({ m: 150, n: 133, k: 41, transB: true, strideB: 133 * 41 + 1, batch: 2 }, dtype, k);
+        assert.ok(e <= F32_TOL, `${variant} ${dtype}: relErr ${e}`);
       }
     }
-    for (const [name, c] of [
-      ['batched, padded strides', { batch: 3, m: 131, n: 70, k: 19, strideA: 131 * 19 + 5, strideC: 131 * 70 + 7 }],
-      ['one C for every entry', { batch: 3, m: 140, n: 129, k: 9, strideC: 0, accumulate: true, transB: true }],
-      ['k = 0, accumulating', { m: 130, n: 131, k: 0, accumulate: true }],
-    ] as Array<[string, Case]>) {
-      const e = gemmCase(c, k);
-      assert.ok(e <= F32_TOL, `tile ${tile} ${name}: relErr ${e}`);
-    }
-    for (const dtype of ['f16', 'bf16'] as const) {
-      const e = gemmHalfCase({ m: 150, n: 133, k: 41, transB: true, strideB: 133 * 41 + 1, batch: 2 }, dtype, k);
-      assert.ok(e <= F32_TOL, `tile ${tile} ${dtype}: relErr ${e}`);
-    }
-  }
-});
+  },
+);
 
 test('a tiled product with few blocks and a long k splits k, and still matches native', opt, () => {
   // forced counts (one split longer than the rest, splits ending mid-slice) and the automatic one
-  for (const [tile, splitK] of [
-    [64, 7],
-    [128, 3],
-    [64, 'auto'],
-  ] as Array<[64 | 128, number | 'auto']>) {
-    const k = matmulKernels(wg().gpu, { tile, skinny: 'off', splitK });
+  for (const [tile, splitK, prefetch] of [
+    [64, 7, false],
+    [128, 3, false],
+    [128, 3, true],
+    [64, 'auto', false],
+  ] as Array<[64 | 128, number | 'auto', boolean]>) {
+    const k = matmulKernels(wg().gpu, { tile, skinny: 'off', splitK, prefetch });
     for (const [transA, transB] of transCombos) {
       const e = gemmCase({ m: 55, n: 130, k: 3001, transA, transB, accumulate: transA }, k);
       assert.ok(e <= F32_TOL, `tile ${tile} splitK ${splitK} transA ${transA} transB ${transB}: relErr ${e}`);

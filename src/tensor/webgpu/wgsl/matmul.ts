@@ -21,9 +21,9 @@ export const GEMM_TILES = {
 } as const satisfies Record<number, GemmTile>;
 export type GemmTileSize = keyof typeof GEMM_TILES;
 
-/** The pipeline name of the tiled gemm for B's storage and a tile size. */
-export function gemmKernelName(b: 'f32' | 'f16' | 'bf16', size: GemmTileSize): string {
-  return `gemm${b === 'f32' ? '' : b === 'f16' ? 'F16' : 'Bf16'}${size === 64 ? '' : 'Large'}`;
+/** The pipeline name of the tiled gemm for B's storage, a tile size and whether it prefetches. */
+export function gemmKernelName(b: 'f32' | 'f16' | 'bf16', size: GemmTileSize, prefetch = false): string {
+  return `gemm${b === 'f32' ? '' : b === 'f16' ? 'F16' : 'Bf16'}${size === 64 ? '' : 'Large'}${prefetch ? 'Prefetch' : ''}`;
 }
 
 /**
@@ -74,7 +74,7 @@ fn ${name}(e: u32) -> u32 { return (${words}[e >> 1u] >> ((e & 1u) << 4u)) & 0xf
  * P: m, n, k, transA, transB, strideA, strideB, strideC, accumulate, batch offset, entries per workgroup,
  * k per split, partial.
  */
-function gemmSource(b: 'f32' | 'f16' | 'bf16', t: GemmTile): string {
+function gemmSource(b: 'f32' | 'f16' | 'bf16', t: GemmTile, prefetch: boolean): string {
   const half = b !== 'f32';
   const loadB = half ? `widen(halfB(bOff + idx), ${b === 'bf16'})` : 'B[bOff + idx]';
   const tm = 16 * t.rm,
@@ -94,6 +94,75 @@ function gemmSource(b: 'f32' | 'f16' | 'bf16', t: GemmTile): string {
     ...rows.map((r) => `        let a${r} = vec4f(aq${r >> 2}[${r & 3}]);`),
     ...quads.map((c) => `        let b${c} = Bs[p * LDB4 + ${16 * c}u + tx];`),
   ];
+  // Staging: each invocation moves TM·TK/256 elements of A and TN·TK/256 of B into workgroup memory,
+  // consecutive invocations reading consecutive addresses. Element q's place in the tile (i or j, p), its
+  // value at the k-slice starting at k0, and its store:
+  const aLoads = (tm * t.tk) / 256,
+    bLoads = (tn * t.tk) / 256;
+  const aPlace = (q: string): string => `var i: u32;
+        var p: u32;
+        if (transA) { i = lid % TM; p = lid / TM + ${256 / tm}u * ${q}; }
+        else { p = lid % TK; i = lid / TK + ${256 / t.tk}u * ${q}; }`;
+  const aValue = (k0: string): string => `let gi = row0 + i;
+        let gp = ${k0} + p;
+        var v = 0.0;
+        if (gi < m && gp < kEnd) {
+          if (transA) { v = A[aOff + gp * m + gi]; } else { v = A[aOff + gi * k + gp]; }
+        }`;
+  const aStore = (v: string): string => `As[p * LDA4 + i / 4u][i % 4u] = ${v};`;
+  const bPlace = (q: string): string => `var j: u32;
+        var p: u32;
+        if (transB) { p = lid % TK; j = lid / TK + ${256 / t.tk}u * ${q}; }
+        else { j = lid % TN; p = lid / TN + ${256 / tn}u * ${q}; }`;
+  const bValue = (k0: string): string => `let gj = col0 + j;
+        let gp = ${k0} + p;
+        var v = 0.0;
+        if (gj < n && gp < kEnd) {
+          var idx: u32;
+          if (transB) { idx = gj * k + gp; } else { idx = gp * n + gj; }
+          v = ${loadB};
+        }`;
+  const bStore = (v: string): string => `Bs[p * LDB4 + j / 4u][j % 4u] = ${v};`;
+  const count = (n: number): number[] => [...Array(n).keys()];
+  // With prefetch, the next k-slice's elements are read into registers (pa*, pb*) before this slice's
+  // products, so that their latency overlaps the arithmetic; they go to workgroup memory after it.
+  const toRegisters = (k0: string): string =>
+    [
+      ...count(aLoads).map((q) => `      { ${aPlace(`${q}u`)}\n        ${aValue(k0)}\n        pa${q} = v; }`),
+      ...count(bLoads).map((q) => `      { ${bPlace(`${q}u`)}\n        ${bValue(k0)}\n        pb${q} = v; }`),
+    ].join('\n');
+  const stage = prefetch
+    ? {
+        head: `${count(aLoads)
+          .map((q) => `    var pa${q} = 0.0;`)
+          .join('\n')}
+${count(bLoads)
+  .map((q) => `    var pb${q} = 0.0;`)
+  .join('\n')}
+${toRegisters('kBegin')}
+    for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
+${count(aLoads)
+  .map((q) => `      { ${aPlace(`${q}u`)}\n        ${aStore(`pa${q}`)} }`)
+  .join('\n')}
+${count(bLoads)
+  .map((q) => `      { ${bPlace(`${q}u`)}\n        ${bStore(`pb${q}`)} }`)
+  .join('\n')}`,
+        next: `      if (k0 + TK < kEnd) {\n${toRegisters('k0 + TK')}\n      }`,
+      }
+    : {
+        head: `    for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
+      for (var q = 0u; q < ${aLoads}u; q++) {
+        ${aPlace('q')}
+        ${aValue('k0')}
+        ${aStore('v')}
+      }
+      for (var q = 0u; q < ${bLoads}u; q++) {
+        ${bPlace('q')}
+        ${bValue('k0')}
+        ${bStore('v')}
+      }`,
+        next: '',
+      };
   return `${PRELUDE}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<${half ? 'u32' : 'f32'}>;
@@ -130,38 +199,9 @@ ${each((r, c) => `  var ${acc(r, c)} = vec4f(0.0);`)}
   for (var z = z0; z < z0 + pu(10); z++) {
     let aOff = z * pu(5);
     let bOff = z * pu(6);
-    for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
-      // Each invocation stages TM·TK/256 elements of A and TN·TK/256 of B; consecutive invocations read
-      // consecutive addresses.
-      for (var q = 0u; q < ${(tm * t.tk) / 256}u; q++) {
-        var i: u32;
-        var p: u32;
-        if (transA) { i = lid % TM; p = lid / TM + ${256 / tm}u * q; }
-        else { p = lid % TK; i = lid / TK + ${256 / t.tk}u * q; }
-        let gi = row0 + i;
-        let gp = k0 + p;
-        var v = 0.0;
-        if (gi < m && gp < kEnd) {
-          if (transA) { v = A[aOff + gp * m + gi]; } else { v = A[aOff + gi * k + gp]; }
-        }
-        As[p * LDA4 + i / 4u][i % 4u] = v;
-      }
-      for (var q = 0u; q < ${(tn * t.tk) / 256}u; q++) {
-        var j: u32;
-        var p: u32;
-        if (transB) { p = lid % TK; j = lid / TK + ${256 / t.tk}u * q; }
-        else { j = lid % TN; p = lid / TN + ${256 / tn}u * q; }
-        let gj = col0 + j;
-        let gp = k0 + p;
-        var v = 0.0;
-        if (gj < n && gp < kEnd) {
-          var idx: u32;
-          if (transB) { idx = gj * k + gp; } else { idx = gp * n + gj; }
-          v = ${loadB};
-        }
-        Bs[p * LDB4 + j / 4u][j % 4u] = v;
-      }
+${stage.head}
       workgroupBarrier();
+${stage.next}
       for (var p = 0u; p < TK; p++) {
 ${operands.join('\n')}
 ${each((r, c) => `        ${acc(r, c)} = fma(a${r}, b${c}, ${acc(r, c)});`)}
@@ -203,7 +243,9 @@ function halfFlat(extraDecls: string, body: string): string {
 export const matmulKernels: Record<string, string> = {
   ...Object.fromEntries(
     (['f32', 'f16', 'bf16'] as const).flatMap((b) =>
-      ([64, 128] as const).map((size) => [gemmKernelName(b, size), gemmSource(b, GEMM_TILES[size])]),
+      ([64, 128] as const).flatMap((size) =>
+        [false, true].map((prefetch) => [gemmKernelName(b, size, prefetch), gemmSource(b, GEMM_TILES[size], prefetch)]),
+      ),
     ),
   ),
   // dst[i] = widen(src[i]). P: n, bf16
