@@ -23,7 +23,8 @@ export type GemmTileSize = keyof typeof GEMM_TILES;
 
 /** The pipeline name of the tiled gemm for B's storage, a tile size and whether it prefetches. */
 export function gemmKernelName(b: 'f32' | 'f16' | 'bf16', size: GemmTileSize, prefetch = false): string {
-  return `gemm${b === 'f32' ? '' : b === 'f16' ? 'F16' : 'Bf16'}${size === 64 ? '' : 'Large'}${prefetch ? 'Prefetch' : ''}`;
+  const storage = b === 'f32' ? '' : b === 'f16' ? 'F16' : 'Bf16';
+  return `gemm${storage}${size === 64 ? '' : 'Large'}${prefetch ? 'Prefetch' : ''}`;
 }
 
 /**
