@@ -3,7 +3,8 @@
  * shape (GPU_SHAPES), smallest first, runs train lm's optimiser step on the WebGPU adapter present, at the
  * profile's batch (rows × sequence length × accumulation, vocabulary GPU_BUDGET.vocabSize): tokens/s, the
  * effective TFLOP/s (6 × parameters × tokens/s), the pretraining tokens each would see in
- * GPU_BUDGET.pretrainSeconds, and the shape gpuSizing takes from these rates. Prints the `measured` and
+ * GPU_BUDGET.pretrainSeconds, the share of one more (profiled) step the GPU spent in kernels, and the
+ * shape gpuSizing takes from these rates. Prints the `measured` and
  * `measuredOn` entries for GPU_BUDGET (src/recipe/recipe-profiles.ts) and writes the table as JSON to $BENCH_OUT.
  *
  * A shape that sees too little text ends the run (a larger one sees less), as does BENCH_SIZING_BUDGET_S
@@ -25,7 +26,16 @@ import {
   recipePaths,
 } from '../src/recipe/recipe-profiles.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
-import { type HostWeights, firstLine, median, settle, timeRuns, trainRun } from './gpu-timing.js';
+import {
+  type HostWeights,
+  type ProfiledRun,
+  firstLine,
+  median,
+  profiledRun,
+  settle,
+  timeRuns,
+  trainRun,
+} from './gpu-timing.js';
 
 interface SizingRow {
   shape: string;
@@ -34,6 +44,10 @@ interface SizingRow {
   tflops: number | null;
   pretrainTokens: number | null;
   tokensPerParameter: number | null;
+  /** The share of one more step's wall-clock time the GPU spent in kernels (kernel-profile.ts). */
+  gpuBusy: number | null;
+  /** That step's kernel times, for the JSON. */
+  profile?: ProfiledRun;
   error?: string;
 }
 
@@ -83,6 +97,7 @@ async function main(): Promise<void> {
       tflops: null,
       pretrainTokens: null,
       tokensPerParameter: null,
+      gpuBusy: null,
     };
     table.push(row);
     if (elapsed() > budgetS) {
@@ -114,6 +129,12 @@ async function main(): Promise<void> {
       row.pretrainTokens = row.tokensPerSecond * GPU_BUDGET.pretrainSeconds;
       row.tokensPerParameter = row.pretrainTokens / parameters;
       measured[key] = Math.round(row.tokensPerSecond);
+      // whether a step of this size keeps the GPU busy, or waits for the host (dispatches, reads)
+      const profile = await profiledRun(gk.gpu, step);
+      if (profile) {
+        row.profile = profile;
+        row.gpuBusy = profile.times.reduce((sum, t) => sum + t.seconds, 0) / profile.wallSeconds;
+      }
     } catch (e) {
       row.error = firstLine(e);
     }
@@ -124,13 +145,16 @@ async function main(): Promise<void> {
   }
 
   console.log();
-  console.log('| shape | parameters | tokens/s | TFLOP/s (6N) | tokens in pretraining | tokens/param |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+  console.log(
+    '| shape | parameters | tokens/s | TFLOP/s (6N) | tokens in pretraining | tokens/param | GPU busy (profiled) |',
+  );
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   const fmt = (x: number | null, digits: number): string => (x === null ? '—' : x.toFixed(digits));
   for (const r of table)
     console.log(
       `| ${r.shape} | ${millions(r.parameters)} | ${fmt(r.tokensPerSecond, 0)} | ${fmt(r.tflops, 2)} | ` +
-        `${r.pretrainTokens === null ? '—' : millions(r.pretrainTokens)} | ${fmt(r.tokensPerParameter, 2)} |` +
+        `${r.pretrainTokens === null ? '—' : millions(r.pretrainTokens)} | ${fmt(r.tokensPerParameter, 2)} | ` +
+        `${r.gpuBusy === null ? '—' : `${(100 * Math.min(1, r.gpuBusy)).toFixed(0)} %`} |` +
         (r.error ? ` ${r.error}` : ''),
     );
   save();
