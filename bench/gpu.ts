@@ -234,10 +234,13 @@ interface OursFigures {
   tokens: number[] | null;
   errors: Record<string, string>;
   peaks: Record<string, number>;
-  /** GPU buffers created, command buffers submitted and kernels run per timed training step. */
-  stepStats?: { created: number; submits: number; dispatches: number };
-  /** Kernels run per decoded token at batch 1 (the generation of `decode` tokens from one, over decode). */
-  decodeDispatches?: number;
+  /**
+   * GPU buffers created, command buffers submitted and kernels run per timed training step, and the GPU
+   * thread's encoding time per dispatch (µs).
+   */
+  stepStats?: { created: number; submits: number; dispatches: number; encodeMicros: number };
+  /** Kernels run per decoded token at batch 1, and the GPU thread's encoding time per dispatch there (µs). */
+  decodeStats?: { dispatches: number; encodeMicros: number };
   /** One more training step, and one more batch-1 decode, with every dispatch timed (kernel-profile.ts). */
   profiles: Record<string, ProfiledRun>;
 }
@@ -352,10 +355,12 @@ async function ours(
         const after = gpu.stats();
         // `after` counts the submit that answered it
         const submits = (after.submits - b.submits - 1) / reps;
+        const dispatches = after.dispatches - b.dispatches;
         f.stepStats = {
           created: (after.created - b.created) / reps,
           submits,
-          dispatches: (after.dispatches - b.dispatches) / reps,
+          dispatches: dispatches / reps,
+          encodeMicros: (1e6 * (after.encodeSeconds - b.encodeSeconds)) / Math.max(dispatches, 1),
         };
         const profile = await profiledRun(gpu, step);
         if (profile) f.profiles.train = profile;
@@ -378,9 +383,14 @@ async function ours(
         if (b === 1) f.tokens = tokens;
         if (b === 1 && gpu) {
           const decodeOne = (): void => void generate(model, starts, { maxNewTokens: shape.decode });
-          const before = gpu.stats().dispatches;
+          const before = gpu.stats();
           decodeOne();
-          f.decodeDispatches = (gpu.stats().dispatches - before) / shape.decode;
+          const after = gpu.stats();
+          const dispatches = after.dispatches - before.dispatches;
+          f.decodeStats = {
+            dispatches: dispatches / shape.decode,
+            encodeMicros: (1e6 * (after.encodeSeconds - before.encodeSeconds)) / Math.max(dispatches, 1),
+          };
           const profile = await profiledRun(gpu, decodeOne);
           if (profile) f.profiles.decode1 = profile;
         }
@@ -748,11 +758,15 @@ async function main(): Promise<void> {
   if (st) {
     facts.push(
       `per warm training step on WebGPU: ${st.created} buffers created, ${st.submits} submits, ` +
-        `${st.dispatches} kernels run`,
+        `${st.dispatches} kernels run, ${st.encodeMicros.toFixed(1)} µs of the GPU thread's encoding per kernel`,
     );
   }
-  if (oursGpu?.decodeDispatches !== undefined) {
-    facts.push(`kernels run per decoded token at batch 1 on WebGPU: ${oursGpu.decodeDispatches.toFixed(1)}`);
+  const ds = oursGpu?.decodeStats;
+  if (ds) {
+    facts.push(
+      `per decoded token at batch 1 on WebGPU: ${ds.dispatches.toFixed(1)} kernels run, ` +
+        `${ds.encodeMicros.toFixed(1)} µs of the GPU thread's encoding per kernel`,
+    );
   }
   if (theirs) facts.push(`the peer's peak memory (${theirs.peak_kind}): ${peaks(theirs.peaks)}`);
   bench.notes.unshift(...goals, ...facts);

@@ -14,11 +14,11 @@
 # Prepare here: `npm run build`, fill .gpu-pack/ (docs/gpu.md, "A GPU machine without Node.js"), then
 # `bash scripts/gpu-check.sh prepare` checks what the call needs and prints its size, carry and command.
 # The steps' limits add up to 545 s, so with start-up the whole stays within the call's 570 s: the device
-# probe takes seconds where WebGPU works (its 30 s limit is reached only where it does not, and the run
-# stops there), the tests get GPU_CHECK_TEST_S (70 s), the sizing GPU_CHECK_SIZING_S (70 s; no shape starts after
-# BENCH_SIZING_BUDGET_S, 45 s), the bench GPU_CHECK_BENCH_S (360 s; its phases start within
-# BENCH_GPU_BUDGET_S, 290 s, and its peer ends within that plus 60 s), the matmul rows without robustness
-# checks GPU_CHECK_UNSAFE_S (45 s). A run cut short keeps every file written before.
+# probe 20 s (it takes seconds where WebGPU works), the tests GPU_CHECK_TEST_S (50 s), the sizing
+# GPU_CHECK_SIZING_S (70 s; no shape starts after BENCH_SIZING_BUDGET_S, 45 s), the bench GPU_CHECK_BENCH_S
+# (360 s; its phases start within BENCH_GPU_BUDGET_S, 290 s, and its peer ends within that plus 60 s), the
+# matmul rows without robustness checks GPU_CHECK_UNSAFE_S (45 s). A run cut short keeps every file
+# written before.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,13 +58,12 @@ source .gpu-pack/prologue.sh
   echo "gpu-check: build/Release/ did not travel: our CPU column falls back to the TS kernels (0.5b: skipped)"
 
 nvidia-smi || echo "gpu-check: nvidia-smi failed"
-# shellcheck source=scripts/nvidia-vulkan.sh
-source scripts/nvidia-vulkan.sh
-echo "== the device (at most 30 s) =="
+echo "== the device (at most 20 s) =="
 # where WebGPU finds no adapter or computes wrong, the rest would only fail slowly: stop, keeping the time
 {
-  echo "Vulkan ICD: ${VK_DRIVER_FILES:-none found}; NVIDIA_DRIVER_CAPABILITIES=${NVIDIA_DRIVER_CAPABILITIES:-unset}"
-  timeout -k 5 30 node dist/src/cli/main.js device --device webgpu
+  # shellcheck source=scripts/nvidia-vulkan.sh
+  source scripts/nvidia-vulkan.sh
+  timeout -k 5 15 node dist/src/cli/main.js device --device webgpu
 } > "$OUT/probe.txt" 2>&1
 probe=$?
 grep -v '^Warning: max' "$OUT/probe.txt"
@@ -89,8 +88,8 @@ export BENCH_PYTHON=${BENCH_PYTHON:-$python}
 "$BENCH_PYTHON" -c 'import transformers; print("transformers", transformers.__version__)' 2>/dev/null ||
   echo "gpu-check: transformers does not import: the bench's generation peer is a plain PyTorch loop"
 
-echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-70} s) =="
-timeout -k 10 "${GPU_CHECK_TEST_S:-70}" node --test --test-reporter=tap --test-concurrency=4 \
+echo "== WebGPU tests (at most ${GPU_CHECK_TEST_S:-50} s) =="
+timeout -k 10 "${GPU_CHECK_TEST_S:-50}" node --test --test-reporter=tap --test-concurrency=4 \
   dist/test/tensor/webgpu dist/test/model/webgpu-model.test.js dist/test/model/qwen2-train-step.test.js \
   > "$OUT/tests.tap" 2>&1
 echo "tests exit $? (124: cut by the timeout)"

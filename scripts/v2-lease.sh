@@ -127,7 +127,8 @@ run() {
   # shellcheck source=scripts/nvidia-vulkan.sh
   source scripts/nvidia-vulkan.sh
   # the GPU first: where WebGPU finds no adapter or computes wrong, the lease's time is not spent unpacking
-  node "$CLI" device --device webgpu || die "WebGPU is not usable on this machine (above); nothing was run"
+  timeout -k 5 30 node "$CLI" device --device webgpu ||
+    die "WebGPU is not usable on this machine (above); nothing was run"
   profile=$(cat "$LEASE/profile")
   # unpacked once per machine: a second call on the warm machine continues the first one's work
   local stamp

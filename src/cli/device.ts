@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import * as T from '../tensor/index.js';
-import { type Command, UserError } from './command.js';
+import type { Command } from './command.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 
 const HELP = `search-r3 device — which device search-r3 computes on, and whether it computes right there
@@ -47,6 +47,15 @@ function checkProduct(): { relErr: number; seconds: number } {
   return { relErr: diff / Math.max(ref, 1e-30), seconds };
 }
 
+/** What SEARCH_R3_BACKEND chose, said as a --device choice is. */
+function environmentChoice(lines: string[]): T.DeviceReport {
+  const backend = T.backendName();
+  const gpu = backend === 'webgpu' ? ` (${T.webgpuKernels()!.gpu.facts.description})` : ` (${backend} kernels)`;
+  const report = { backend, description: `${backend === 'webgpu' ? 'webgpu' : 'cpu'}${gpu}, by SEARCH_R3_BACKEND` };
+  lines.push(`device: ${report.description}`);
+  return report;
+}
+
 const mib = (bytes: number): string => `${Math.round(bytes / 2 ** 20)} MiB`;
 
 export const deviceCommand: Command = {
@@ -58,8 +67,11 @@ export const deviceCommand: Command = {
       options: { ...DEVICE_OPTION, json: { type: 'boolean' } },
     });
     const lines: string[] = [];
-    const report = selectDevice(values.device ?? 'auto', (line) => lines.push(line));
-    if (report === null) throw new UserError('SEARCH_R3_BACKEND chose the backend: leave it unset, or give --device.');
+    // the device every command would take: --device, else SEARCH_R3_BACKEND's choice, else auto
+    const chosen = selectDevice(values.device ?? (process.env.SEARCH_R3_BACKEND ? undefined : 'auto'), (line) =>
+      lines.push(line),
+    );
+    const report = chosen ?? environmentChoice(lines);
     const facts = report.backend === 'webgpu' ? T.webgpuKernels()!.gpu.facts : null;
     const check = checkProduct();
     const ok = check.relErr <= CHECK_TOLERANCE;

@@ -153,11 +153,9 @@ export const serveCommand: Command = {
         await index?.close();
         throw listenError(e, values.host ?? '127.0.0.1', port) ?? e;
       }
-      const what = index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings';
-      console.log(`search-r3 serving ${what} at ${server.url} (model ${backend.modelId})`);
-      if (index) console.log(`search playground: ${server.url}/`);
-      if (runs) console.log(`run dashboard: ${server.url}/runs`);
-      await new Promise<void>((resolve) => {
+      // the signals are ours before the line that says the server is up: a supervisor (or a test) may stop
+      // it the moment it reads that line, and Node's default would kill the process mid-request
+      const stopped = new Promise<void>((resolve) => {
         const stop = (sig: string): void => {
           console.error(`${sig}: finishing in-flight requests...`);
           server.close().then(resolve, resolve);
@@ -165,6 +163,11 @@ export const serveCommand: Command = {
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
       });
+      const what = index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings';
+      console.log(`search-r3 serving ${what} at ${server.url} (model ${backend.modelId})`);
+      if (index) console.log(`search playground: ${server.url}/`);
+      if (runs) console.log(`run dashboard: ${server.url}/runs`);
+      await stopped;
       await index?.close();
       return 0;
     })();

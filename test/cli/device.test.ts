@@ -39,7 +39,8 @@ test('device --device cpu checks the CPU kernels; no adapter is one sentence and
   assert.match(cpu.stdout, /^device: cpu \((native|js) kernels\)$/m);
   assert.doesNotMatch(cpu.stdout, /^adapter:/m);
   assert.match(cpu.stdout, AGREES);
-  const none = await runCliAsync(['device', '--device', 'webgpu'], { VK_ICD_FILENAMES: '/nonexistent.json' });
+  const noDriver = { VK_ICD_FILENAMES: '/nonexistent.json', VK_DRIVER_FILES: '/nonexistent.json' };
+  const none = await runCliAsync(['device', '--device', 'webgpu'], noDriver);
   assert.equal(none.status, 2);
   assert.match(none.stderr, /^search-r3: --device webgpu: WebGPU is unavailable: [^\n]+\.$/m);
   assert.equal(none.stdout, '');

@@ -26,8 +26,10 @@ test(
       assert.match(r.stderr, /^search-r3: GPU kernel profile \(SEARCH_R3_GPU_PROFILE\)$/m);
       assert.match(r.stderr, /^\| gemm\w* \| \d+ \| \d+\.\d{3} \|/m);
       assert.match(r.stderr, /^GPU time [\d.]+ ms in \d+ dispatches of [\d.]+ ms wall-clock/m);
-      const plain = await runCliAsync(['search', '--index', out, '--device', 'webgpu', 'cell']);
+      const again = args.map((a) => (a === out ? `${out}-plain` : a));
+      const plain = await runCliAsync(again, { SEARCH_R3_GPU_PROFILE: '' });
       assert.equal(plain.status, 0, plain.stderr);
+      assert.match(plain.stdout + plain.stderr, /4 documents indexed/);
       assert.doesNotMatch(plain.stderr, /kernel profile/);
     } finally {
       work.cleanup();

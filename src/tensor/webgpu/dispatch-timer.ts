@@ -39,7 +39,9 @@ export class DispatchTimer {
   private encoded: Dispatch[] = [];
   /** Resolved but not yet submitted: mapped only once their command buffer is on the queue. */
   private toRead: { buffer: GPUBuffer; dispatches: Dispatch[] }[] = [];
-  private readonly reading: Promise<void>[] = [];
+  /** The reads in flight, one after another; the first failure is kept for finish() to throw. */
+  private reading: Promise<void> = Promise.resolve();
+  private failure: unknown = null;
   /** By kernel and grid. */
   private readonly totals = new Map<string, KernelTime>();
 
@@ -86,33 +88,43 @@ export class DispatchTimer {
   /** After the submit: read what it resolved, in the background. */
   submitted(): void {
     for (const { buffer, dispatches } of this.toRead) {
-      this.reading.push(
-        buffer.mapAsync(GPUMapMode.READ).then(() => {
-          const stamps = new BigUint64Array(buffer.getMappedRange());
-          dispatches.forEach(({ kernel, groups }, i) => {
-            const key = `${kernel} ${groups.join('×')}`;
-            const t = this.totals.get(key) ?? { kernel, groups, dispatches: 0, seconds: 0 };
-            // a driver may write an end before its beginning (clock domains): no negative durations
-            const ns = stamps[2 * i + 1] > stamps[2 * i] ? Number(stamps[2 * i + 1] - stamps[2 * i]) : 0;
-            t.dispatches++;
-            t.seconds += ns / 1e9;
-            this.totals.set(key, t);
-          });
+      const read = buffer.mapAsync(GPUMapMode.READ).then(
+        () => {
+          this.add(new BigUint64Array(buffer.getMappedRange()), dispatches);
           buffer.unmap();
           buffer.destroy();
-        }),
+        },
+        (e: unknown) => {
+          // a lost device fails its mappings: the profile says so, and the GPU thread carries on
+          this.failure ??= e;
+          buffer.destroy();
+        },
       );
+      this.reading = this.reading.then(() => read);
     }
     this.toRead = [];
   }
 
+  private add(stamps: BigUint64Array, dispatches: Dispatch[]): void {
+    dispatches.forEach(({ kernel, groups }, i) => {
+      const key = `${kernel} ${groups.join('×')}`;
+      const t = this.totals.get(key) ?? { kernel, groups, dispatches: 0, seconds: 0 };
+      // a driver may write an end before its beginning (clock domains): no negative durations
+      const ns = stamps[2 * i + 1] > stamps[2 * i] ? Number(stamps[2 * i + 1] - stamps[2 * i]) : 0;
+      t.dispatches++;
+      t.seconds += ns / 1e9;
+      this.totals.set(key, t);
+    });
+  }
+
   /** Every submitted dispatch's time, summed by kernel and grid; the timer is done after this. */
   async finish(): Promise<KernelTime[]> {
-    await Promise.all(this.reading);
+    await this.reading;
     for (const b of this.blocks) {
       b.queries.destroy();
       b.resolved.destroy();
     }
+    if (this.failure !== null) throw this.failure instanceof Error ? this.failure : new Error(String(this.failure));
     return [...this.totals.values()];
   }
 }

@@ -103,7 +103,7 @@ export class GpuDevice {
   static open(powerPreference: GpuInit['powerPreference'] = 'high-performance'): GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
     const dawnFlags = (process.env.SEARCH_R3_DAWN_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
-    const init: GpuInit = { reply, powerPreference, dawnFlags };
+    const init: GpuInit = { reply, powerPreference, dawnFlags, poison: process.env.SEARCH_R3_GPU_POISON === '1' };
     const worker = new Worker(new URL('./gpu-worker.js', import.meta.url), {
       workerData: init,
       execArgv: workerExecArgv(process.execArgv),

@@ -25,8 +25,8 @@ export type GpuCommand =
   /** Counters of the GPU thread (GpuStats as JSON), once everything before has been encoded. */
   | { op: 'stats'; reply: SharedArrayBuffer }
   /**
-   * Starts timing every later dispatch (on: true), or stops and answers with the times, KernelTime[] as
-   * JSON (on: false), once everything before has run.
+   * on: true starts timing every later dispatch (answering once what came before is submitted); on: false
+   * stops, and answers with the times (KernelTime[] as JSON) once everything before has run.
    */
   | { op: 'profile'; on: boolean; reply: SharedArrayBuffer }
   /** Finish everything, destroy the device, then answer: Dawn must be idle when the thread is torn down. */
@@ -39,6 +39,11 @@ export interface GpuInit {
   powerPreference: 'high-performance' | 'low-power';
   /** Flags for Dawn's instance (the webgpu package's create()): SEARCH_R3_DAWN_FLAGS, split at spaces. */
   dawnFlags: string[];
+  /**
+   * SEARCH_R3_GPU_POISON=1: every buffer handed out without a clear is filled with NaN first, so that a
+   * kernel that leaves part of an output it should write whole shows up as NaN instead of as old values.
+   */
+  poison: boolean;
 }
 
 /** Reply layout: Int32 state, Int32 length of the text or data that follows the 8-byte header. */
@@ -99,6 +104,8 @@ export interface GpuStats {
   submits: number;
   /** Kernels run (compute dispatches). */
   dispatches: number;
+  /** Seconds the GPU thread spent encoding commands (the host's share of a dispatch's cost). */
+  encodeSeconds: number;
   /** Bytes uploaded from the host. */
   staged: number;
   heldBytes: number;

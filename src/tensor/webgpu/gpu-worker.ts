@@ -9,6 +9,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { kernelSource } from './wgsl/index.js';
 import { DispatchTimer, withExactTimestamps } from './dispatch-timer.js';
+import type { KernelTime } from './kernel-profile.js';
 import {
   type AdapterFacts,
   type BufferId,
@@ -48,7 +49,7 @@ class GpuThread {
   /**
    * Every dispatch's parameters live in one ring, bound at a dynamic offset: a bind group then depends only
    * on the kernel and its buffers, so the same dispatch on the same buffers (a decode step's, again and
-   * again) reuses its bind group, whose creation was most of the host's cost of a dispatch.
+   * again) reuses its bind group, whose creation costs more of the host's time than the rest of a dispatch.
    */
   private ring: GPUBuffer | null = null;
   private ringAt = 0;
@@ -57,8 +58,8 @@ class GpuThread {
   private readonly bufferKeys = new WeakMap<GPUBuffer, number>();
   private nextBufferKey = 1;
   private heldBytes = 0;
-  /** Buffers created (not taken from the pool), command buffers submitted, bytes uploaded: see GpuStats. */
-  readonly stats = { created: 0, submits: 0, dispatches: 0, staged: 0 };
+  /** Buffers created, command buffers submitted, dispatches, bytes uploaded, encoding time: see GpuStats. */
+  readonly stats = { created: 0, submits: 0, dispatches: 0, staged: 0, encodeSeconds: 0 };
   private failure: string | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -67,7 +68,10 @@ class GpuThread {
   /** Times each dispatch while a kernel profile is on. */
   private timer: DispatchTimer | null = null;
 
-  constructor(private readonly device: GPUDevice) {
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly poison: boolean,
+  ) {
     device.lost.then((info) => {
       const what = info.message ? `${info.reason}: ${info.message}` : info.reason;
       this.fail(
@@ -127,6 +131,15 @@ class GpuThread {
 
   private encodeSegment(cmds: GpuCommand[]): void {
     if (cmds.length === 0 || this.failure !== null) return;
+    const started = performance.now();
+    try {
+      this.encodeCommands(cmds);
+    } finally {
+      this.stats.encodeSeconds += (performance.now() - started) / 1000;
+    }
+  }
+
+  private encodeCommands(cmds: GpuCommand[]): void {
     const runs = cmds.filter((c) => c.op === 'run').length;
     const ring = this.paramRing(runs);
     const first = this.ringAt;
@@ -153,6 +166,9 @@ class GpuThread {
           if (c.zeroed) {
             this.endPass();
             enc.clearBuffer(buffer, 0, Math.ceil(c.bytes / 4) * 4);
+          } else if (this.poison) {
+            this.endPass();
+            this.poisonBuffer(enc, buffer, c.bytes);
           }
           break;
         }
@@ -206,6 +222,17 @@ class GpuThread {
     }
   }
 
+  /** NaN (all bits set) into the first `bytes` of a buffer, for SEARCH_R3_GPU_POISON (see GpuInit). */
+  private poisonBuffer(enc: GPUCommandEncoder, buffer: GPUBuffer, bytes: number): void {
+    const size = Math.ceil(bytes / 4) * 4;
+    if (size === 0) return;
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+    new Uint8Array(staging.getMappedRange()).fill(0xff);
+    staging.unmap();
+    this.transient.push(staging);
+    enc.copyBufferToBuffer(staging, 0, buffer, 0, size);
+  }
+
   private endPass(): void {
     this.pass?.end();
     this.pass = null;
@@ -234,10 +261,20 @@ class GpuThread {
       this.timer ??= new DispatchTimer(this.device);
       return writeReplyText(c.reply, ReplyState.Done, '');
     }
-    const times = this.timer ? await this.timer.finish() : [];
+    const timer = this.timer;
     this.timer = null;
+    let times: KernelTime[] = [];
+    try {
+      times = timer ? await timer.finish() : [];
+    } catch (e) {
+      this.fail(`the kernel profile's timestamps could not be read: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (this.failure !== null) return writeReplyText(c.reply, ReplyState.Failed, this.failure);
-    writeReplyText(c.reply, ReplyState.Done, JSON.stringify(times));
+    const json = JSON.stringify(times);
+    if (new TextEncoder().encode(json).length > c.reply.byteLength - REPLY_HEADER_BYTES) {
+      return writeReplyText(c.reply, ReplyState.Failed, `the kernel profile (${times.length} entries) is too large`);
+    }
+    writeReplyText(c.reply, ReplyState.Done, json);
   }
 
   /**
@@ -248,7 +285,7 @@ class GpuThread {
   private paramRing(runs: number): GPUBuffer {
     if (runs > RING_SLOTS) throw new Error(`${runs} dispatches in one batch, more than the ${RING_SLOTS} ring slots`);
     if (this.ringAt + runs > RING_SLOTS) {
-      this.submit();
+      if (this.encoder !== null) this.submit();
       this.ringAt = 0;
     }
     return (this.ring ??= this.device.createBuffer({
@@ -401,7 +438,7 @@ async function main(): Promise<void> {
   let thread: GpuThread;
   try {
     const { device, facts } = await openDevice(init);
-    thread = new GpuThread(device);
+    thread = new GpuThread(device, init.poison);
     writeReplyText(init.reply, ReplyState.Done, JSON.stringify(facts));
   } catch (e) {
     writeReplyText(init.reply, ReplyState.Failed, e instanceof Error ? e.message : String(e));
@@ -413,8 +450,9 @@ async function main(): Promise<void> {
       thread.runBatch(batch).catch((e) => {
         // A command the main thread built wrongly: every later read reports it instead of hanging.
         thread.fail(e instanceof Error ? e.message : String(e));
+        // every command of the batch that someone waits on (a read, stats, a profile, close) answers
         for (const c of batch) {
-          if (c.op === 'read' && Atomics.load(new Int32Array(c.reply, 0, 1), 0) === ReplyState.Waiting) {
+          if ('reply' in c && Atomics.load(new Int32Array(c.reply, 0, 1), 0) === ReplyState.Waiting) {
             writeReplyText(c.reply, ReplyState.Failed, e instanceof Error ? e.message : String(e));
           }
         }

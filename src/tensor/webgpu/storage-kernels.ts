@@ -85,8 +85,8 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
   };
   return {
     device: 'webgpu',
+    // cleared by the GPU thread, a fill on the device that costs the host nothing
     alloc,
-    // the GPU thread clears every buffer it hands out, a fill on the device that costs the host nothing
     empty,
     fromHost,
     halfFromHost(x: HalfArray): GpuArray {

@@ -4,8 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Tokenizer } from '../../model/tokenizer.js';
-import { InputFileError } from '../../model/bpe-trainer.js';
-import { tokenizeDocuments, type TokenizeTask, type TokenizeReply } from './data.js';
+import { type TokenizeReply, type TokenizeTask, tokenizeDocuments } from './tokenize-files.js';
 
 const { tokenizerJson, tokenizerConfig, separator } = workerData as {
   tokenizerJson: unknown;
@@ -21,10 +20,11 @@ parentPort!.on('message', (task: TokenizeTask) => {
       parentPort!.postMessage(reply, [s.tokens.buffer as ArrayBuffer]);
     },
     (e: unknown) => {
+      const err = e instanceof Error ? e : new Error(String(e));
+      const code = (err as { code?: unknown }).code;
       const reply: TokenizeReply = {
         index: task.index,
-        error: e instanceof Error ? e.message : String(e),
-        inputFile: e instanceof InputFileError,
+        error: { name: err.name, message: err.message, ...(typeof code === 'string' ? { code } : {}) },
       };
       parentPort!.postMessage(reply);
     },

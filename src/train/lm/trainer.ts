@@ -235,7 +235,8 @@ async function loadLmData(
   const tokenStream = async (split: 'train' | 'valid', inputs: string[]): Promise<CachedTokenStream> => {
     const stream = await cachedTokenStream(split, inputs, tokenizer, separator, tokDir);
     if (stream.damage) folder.warn(`warning: ${stream.damage}; the ${split} text was tokenized again`);
-    const cached = stream.cached ? ' (cached)' : '';
+    const on = `${stream.threads} thread${stream.threads === 1 ? '' : 's'}`;
+    const cached = stream.cached ? ' (cached)' : ` (tokenized in ${stream.seconds.toFixed(1)} s on ${on})`;
     folder.note(`${split}: ${stream.documents} documents, ${stream.tokens.length} tokens${cached}`);
     return stream;
   };

@@ -248,7 +248,11 @@ ${LSE}
   let o = row * n;
   var best = pf(1);
   var at = 0u;
-  for (var j = lid; j < n; j += 256u) { let v = logits[o + j]; if (v > best) { best = v; at = j; } }
+  for (var j = lid; j < n; j += 256u) {
+    let v = logits[o + j];
+    // NaN skipped by its bits: WGSL lets an implementation assume there is none, so no comparison may
+    if ((bitcast<u32>(v) & 0x7fffffffu) <= 0x7f800000u && v > best) { best = v; at = j; }
+  }
   red[lid] = best;
   redIndex[lid] = at;
   workgroupBarrier();
@@ -260,12 +264,15 @@ ${LSE}
     }
     workgroupBarrier();
   }
-  let top = red[0];
+  let mx = red[0];
   let index = redIndex[0];
   workgroupBarrier();
-${maxAndExpSum('logits')}
+  // the row's largest value is the log-sum-exp's shift too: one more pass over the row, not two
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) { s += exp(logits[o + j] - mx); }
+  let total = wgSum(s, lid);
 ${LSE}
-  if (lid == 0u) { picks[2u * row] = f32(index); picks[2u * row + 1u] = top - lse; }`,
+  if (lid == 0u) { picks[2u * row] = f32(index); picks[2u * row + 1u] = mx - lse; }`,
   ),
   // dlogits[r] = scale[r]·(exp(logits[r] − lse[r]) − onehot(t)); 0 for ignored rows.
   // P: rows·vocab, vocab, ignoreIndex

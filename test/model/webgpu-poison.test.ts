@@ -1,0 +1,41 @@
+/**
+ * WebGPU outputs taken without a clear (Kernels.empty, uploads) hold whatever a pooled buffer held, so
+ * every kernel must write such an output whole. With SEARCH_R3_GPU_POISON=1 each of them starts as NaN:
+ * the kernel tests, greedy generation against the native backend and a Qwen2 training step against
+ * PyTorch then still pass, in a process of their own.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { repoRoot } from '../helpers/repo.js';
+import { webgpuSkip } from '../helpers/webgpu.js';
+
+test(
+  'every WebGPU kernel writes its whole output: the tests pass with unwritten values poisoned',
+  { skip: webgpuSkip() },
+  () => {
+    const files = [
+      'model/webgpu-model.test.js',
+      'model/qwen2-train-step.test.js',
+      'tensor/webgpu/ops.test.js',
+      'tensor/webgpu/rows.test.js',
+      'tensor/webgpu/matmul.test.js',
+      'tensor/webgpu/attention.test.js',
+      'tensor/webgpu/skinny.test.js',
+      'tensor/webgpu/storage.test.js',
+    ].map((f) => path.join(repoRoot, 'dist', 'test', f));
+    // a test runner of its own, reporting TAP here (NODE_TEST_CONTEXT would make it report to this one)
+    const env: NodeJS.ProcessEnv = { ...process.env, SEARCH_R3_GPU_POISON: '1' };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ['--test', '--test-reporter=tap', ...files], {
+      encoding: 'utf8',
+      env,
+      maxBuffer: 1 << 26,
+    });
+    const failed = r.stdout.split('\n').filter((l) => /^\s*not ok/.test(l));
+    assert.equal(r.status, 0, `${failed.join('\n')}\n${r.stderr.slice(-2000)}`);
+    assert.match(r.stdout, /^# fail 0$/m);
+    assert.match(r.stdout, /^# pass [1-9]\d*$/m);
+  },
+);
