@@ -7,7 +7,7 @@
  * buffers (where tensor data lives) within HEAP_BOUND_MB.
  * A leak of one step's graph (the activations of a [4, 16] batch, ≈ 0.5 MB) would add ≈ 450 MB; a
  * native kernel leaking its scratch buffers shows up in RSS, which the heap figure would miss.
- * Measured (2-core dev machine, Node 20): RSS drift −0.5 to +3.0 MB native (≈ 2 ms/step), +1.6 MB TS
+ * Measured (2-core dev machine, Node 20, one malloc arena): RSS drift 0.0 to +2.4 MB native (≈ 1 ms/step), +1.6 MB TS
  * (≈ 15 ms/step); JS heap and buffers ±0.1 MB. Keeping each step's logits alive (16 KB/step) grows the
  * buffers by 14 MB and fails the test. The measured figures are printed (test diagnostics).
  */
@@ -116,7 +116,11 @@ if (process.env[CHILD_ENV]) {
     `${STEPS} training steps of a tiny Qwen2 do not grow memory (${backend} backend; ` +
       `RSS drift ≤ ${RSS_BOUND_MB} MB, JS heap + tensor buffers ≤ ${HEAP_BOUND_MB} MB)`,
     (t) => {
-      const env: NodeJS.ProcessEnv = { ...process.env, [CHILD_ENV]: backend };
+      // One malloc arena: glibc otherwise opens arenas for the native pool's threads whenever scheduling
+      // makes them contend, each a step of up to ≈ 14 MB in RSS that is not a leak (drifts of −0.4 to
+      // 13.4 MB over runs of this test on an idle 2-core machine; 0.2 to 2.4 MB with one arena). A leak still
+      // grows the one arena.
+      const env: NodeJS.ProcessEnv = { ...process.env, [CHILD_ENV]: backend, MALLOC_ARENA_MAX: '1' };
       delete env.NODE_TEST_CONTEXT; // the child is a plain script, not a test-runner child
       // A fixed young generation: V8 otherwise grows it (by up to 2×16 MB) whenever it decides to, a step in
       // RSS that is not a leak.
