@@ -20,6 +20,7 @@
  * Options (env): BENCH_GPU_SHAPE tiny|small|0.5b (tiny on a software adapter, 0.5b on hardware),
  * BENCH_GPU_PARTS (matmul,train,gen), BENCH_GPU_SIZES (matmul sizes, e.g. 1024,4096), BENCH_GPU_REPS,
  * BENCH_GPU_WARMUP, BENCH_GPU_CPU (1; 0 skips our CPU column), BENCH_GPU_PEER (1; 0 skips PyTorch),
+ * BENCH_GPU_WEBGPU (1; 0 skips our WebGPU column: our CPU's figures alone, at a shape lavapipe cannot run),
  * BENCH_GPU_CPU_REPS, BENCH_GPU_PROMPT, BENCH_GPU_DECODE, BENCH_GPU_BATCHES (generation batches, 1,8),
  * BENCH_GPU_BUDGET_S (phases that would start after this many seconds are skipped and said so),
  * BENCH_PYTHON (the peer's interpreter), BENCH_OUT.
@@ -495,7 +496,8 @@ async function main(): Promise<void> {
   const parts = new Set((env.BENCH_GPU_PARTS || 'matmul,train,gen').split(',').map((p) => p.trim() as Part));
   const batches = list(env.BENCH_GPU_BATCHES, [1, 8]);
   const withCpu = env.BENCH_GPU_CPU !== '0',
-    withPeer = env.BENCH_GPU_PEER !== '0';
+    withPeer = env.BENCH_GPU_PEER !== '0',
+    withGpu = env.BENCH_GPU_WEBGPU !== '0';
   const threads = Number(env.SEARCH_R3_THREADS || availableParallelism());
   const c = shape.config;
   c.maxPositionEmbeddings = Math.max(c.maxPositionEmbeddings, shape.seq, shape.prompt + 2, shape.decode + 2);
@@ -541,7 +543,7 @@ async function main(): Promise<void> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'sr3-bench-gpu-'));
   const weightFile = join(dir, 'weights.f32');
-  if (needModel) writeWeights(weightFile, weights);
+  if (needModel && withPeer) writeWeights(weightFile, weights);
   bench.seconds['weights'] = (performance.now() - s) / 1000;
 
   const inputs = { ids, targets: labels, gen, batches };
@@ -626,7 +628,9 @@ async function main(): Promise<void> {
   // 1. ours on WebGPU. The device stays open (its pool keeps what the phases held) until the process
   // ends: closing it mid-run risks the abort Dawn gives when its thread ends with work in flight, and a
   // GPU large enough for the 0.5b shape holds our pool and the peer side by side.
-  if (gpu) {
+  if (gpu && !withGpu) {
+    bench.notes.push('ours webgpu: not run (BENCH_GPU_WEBGPU=0)');
+  } else if (gpu) {
     T.setBackend('webgpu');
     const run = { label: 'ours webgpu', reps: shape.reps, warmup: shape.warmup, maxN: Infinity, gpu };
     oursGpu = await ours(shape, parts, weights, inputs, run, bench);
