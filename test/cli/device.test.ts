@@ -33,12 +33,17 @@ test(
   },
 );
 
-test('device --device cpu checks the CPU kernels; no adapter is one sentence and exit code 2', async () => {
+test('device --device cpu, or SEARCH_R3_BACKEND, checks the CPU kernels; no adapter is one sentence and exit 2', async () => {
   const cpu = await runCliAsync(['device', '--device', 'cpu']);
   assert.equal(cpu.status, 0, cpu.stderr);
   assert.match(cpu.stdout, /^device: cpu \((native|js) kernels\)$/m);
   assert.doesNotMatch(cpu.stdout, /^adapter:/m);
   assert.match(cpu.stdout, AGREES);
+  // without --device, the backend SEARCH_R3_BACKEND chose, as every command would take it
+  const env = await runCliAsync(['device'], { SEARCH_R3_BACKEND: 'js' });
+  assert.equal(env.status, 0, env.stderr);
+  assert.match(env.stdout, /^device: cpu \(js kernels\), by SEARCH_R3_BACKEND$/m);
+  assert.match(env.stdout, AGREES);
   const noDriver = { VK_ICD_FILENAMES: '/nonexistent.json', VK_DRIVER_FILES: '/nonexistent.json' };
   const none = await runCliAsync(['device', '--device', 'webgpu'], noDriver);
   assert.equal(none.status, 2);
