@@ -33,7 +33,7 @@ test(
   },
 );
 
-test('device --device cpu, or SEARCH_R3_BACKEND, checks the CPU kernels; no adapter is one sentence and exit 2', async () => {
+test('device on the CPU (--device cpu, or SEARCH_R3_BACKEND) checks it; no adapter: one sentence, exit 2', async () => {
   const cpu = await runCliAsync(['device', '--device', 'cpu']);
   assert.equal(cpu.status, 0, cpu.stderr);
   assert.match(cpu.stdout, /^device: cpu \((native|js) kernels\)$/m);
