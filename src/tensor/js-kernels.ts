@@ -12,10 +12,33 @@ import {
   type GemmHalfArgs,
   type Kernels,
   ReduceOp,
+  checkBias,
   UnaryOp,
 } from './kernels.js';
 
-function gemm({ a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate }: GemmArgs): void {
+/**
+ * For a host gemm that has no bias of its own: the bias into every row of each C (added where the gemm
+ * accumulates, copied where it would overwrite), after which the gemm must accumulate onto it.
+ */
+export function biasRows(args: GemmArgs): void {
+  const { c, bias, batch, m, n, strideC, accumulate } = args;
+  if (!bias) return;
+  checkBias(args);
+  for (let z = 0; z < batch; z++) {
+    for (let i = 0; i < m; i++) {
+      const at = z * strideC + i * n;
+      if (accumulate) for (let j = 0; j < n; j++) c[at + j] += bias[j];
+      else c.set(bias.subarray(0, n), at);
+    }
+  }
+}
+
+function gemm(args: GemmArgs): void {
+  if (args.bias) {
+    biasRows(args);
+    return gemm({ ...args, bias: null, accumulate: true });
+  }
+  const { a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = args;
   const row = new Float64Array(n);
   for (let bi = 0; bi < batch; bi++) {
     const ao = bi * strideA,
@@ -42,6 +65,10 @@ function gemm({ a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strid
 
 /** Widens each batch's B (one matrix when strideB is 0) to float32 and runs gemm on it. */
 function gemmHalf(args: GemmHalfArgs): void {
+  if (args.bias) {
+    biasRows({ ...args, b: new Float32Array(0) });
+    return gemmHalf({ ...args, bias: null, accumulate: true });
+  }
   const { b, batch, k, n, strideA, strideB, strideC } = args;
   const wide = new Float32Array(k * n);
   if (strideB === 0) {

@@ -54,6 +54,21 @@ export interface GemmArgs<B = F32> {
   strideC: number;
   /** C += A·B instead of C = A·B. */
   accumulate: boolean;
+  /**
+   * bias[j] added to column j of every row of every C (a linear layer's bias): C (+)= A·B + bias. Only
+   * with C blocks that do not overlap (strideC ≥ m·n, or one batch entry).
+   */
+  bias?: B | null;
+}
+
+/** A bias must have a value per column, and the C blocks it goes into must not overlap. */
+export function checkBias(args: { bias?: unknown; batch: number; m: number; n: number; strideC: number }): void {
+  const bias = args.bias as { length: number } | null | undefined;
+  if (!bias) return;
+  if (bias.length < args.n) throw new RangeError(`gemm: bias has ${bias.length} values for ${args.n} columns`);
+  if (args.batch > 1 && args.strideC < args.m * args.n) {
+    throw new RangeError('gemm: a bias needs C blocks that do not overlap (strideC ≥ m·n)');
+  }
 }
 
 /** gemm whose B is a frozen weight held in 16 bits, widened to float32 as it is read. */

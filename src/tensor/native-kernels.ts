@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { jsKernels } from './js-kernels.js';
+import { biasRows, jsKernels } from './js-kernels.js';
 import type { HalfArray } from './half-float.js';
 import type { AttentionShape, F32, GemmArgs, GemmHalfArgs, Kernels } from './kernels.js';
 
@@ -184,7 +184,10 @@ export function loadNativeKernels(): Kernels {
       const one = direct.sumSquares ?? jsKernels.sumSquares;
       return xs.reduce((s, x) => s + one(x), 0);
     },
-    gemm: (g: GemmArgs) =>
+    gemm: (args: GemmArgs) => {
+      // the addon has no bias: it goes into C first, and the product accumulates onto it
+      biasRows(args);
+      const g = args.bias ? { ...args, accumulate: true } : args;
       addon.gemm(
         g.a,
         g.b,
@@ -199,8 +202,11 @@ export function loadNativeKernels(): Kernels {
         g.strideB,
         g.strideC,
         g.accumulate,
-      ),
-    gemmHalf: (g: GemmHalfArgs) =>
+      );
+    },
+    gemmHalf: (args: GemmHalfArgs) => {
+      biasRows({ ...args, b: new Float32Array(0) });
+      const g = args.bias ? { ...args, accumulate: true } : args;
       addon.gemmHalf(
         g.a,
         g.b.bits,
@@ -216,7 +222,8 @@ export function loadNativeKernels(): Kernels {
         g.strideB,
         g.strideC,
         g.accumulate,
-      ),
+      );
+    },
     widenHalf: (src: HalfArray, dst: F32) => addon.widenHalf(src.bits, src.dtype === 'bf16', dst),
     halfAllFinite: (x: HalfArray) => addon.halfAllFinite(x.bits, x.dtype === 'bf16'),
     embeddingForwardHalf: (w: HalfArray, ids: Int32Array, out: F32, dim: number) =>

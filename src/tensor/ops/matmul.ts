@@ -92,9 +92,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== p.n)) {
     throw new TensorError('matmul', `bias ${shapeStr(bias.shape)} does not match the product's ${p.n} columns`);
   }
-  // gemm overwrites C, or accumulates onto the bias copied into all of it
+  // gemm writes all of C, the bias added to every row (by the kernel on a GPU: no pass of its own)
   const c = kernels().empty(p.batch * p.m * p.n);
-  if (bias) K.copy(bias.buf, 0, [0, 1], c, 0, [p.n, 1], [p.batch * p.m, p.n], false);
   const { strideA, strideB } = p;
   gemmWith(K, b, {
     a: a.buf,
@@ -108,7 +107,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     strideA,
     strideB,
     strideC: M * p.n,
-    accumulate: bias !== null,
+    accumulate: false,
+    bias: bias?.buf ?? null,
   });
   const out = new Tensor(c, p.outShape);
   return Tensor.record(out, 'matmul', bias ? [a, b, bias] : [a, b], (g) => {

@@ -35,7 +35,7 @@
  * 16-bit B (gemmHalf) is widened to float32 as it is read (as a tile is staged, or as it is streamed), so
  * products and sums are float32 and `shader-f16` is not needed.
  */
-import type { GemmArgs, GemmHalfArgs, Kernels } from '../kernels.js';
+import { type GemmArgs, type GemmHalfArgs, type Kernels, checkBias } from '../kernels.js';
 import { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
 import { Params, grid, runFlat } from './gpu-dispatch.js';
@@ -138,9 +138,9 @@ interface Plan {
   groups: [number, number];
   /**
    * Parameters of a dispatch whose first batch entry is z0; perGroup > 1 sums that many entries into one C
-   * per workgroup; partial writes each k split's sums to a scratch C.
+   * per workgroup; partial writes each k split's sums to a scratch C; bias adds the bias (binding 4).
    */
-  params(z0: number, perGroup: number, partial: boolean): Params;
+  params(z0: number, perGroup: number, partial: boolean, bias: boolean): Params;
   /** k splits (1: none); partial sums then go through gemmSplitSum. */
   splits: number;
   /** Whether a split is the workgroup's z (tiled) rather than part of its x/y (skinny). */
@@ -185,10 +185,10 @@ function tiledPlan(
     groups: [gx, gy],
     splits,
     splitAlongZ: true,
-    params: (z0, perGroup, partial) =>
+    params: (z0, perGroup, partial, bias) =>
       new Params()
         .u32(m, n, k, transA ? 1 : 0, transB ? 1 : 0, strideA, strideB, strideC)
-        .u32(accumulate ? 1 : 0, z0, perGroup, kChunk, partial ? 1 : 0),
+        .u32(accumulate ? 1 : 0, z0, perGroup, kChunk, partial ? 1 : 0, bias ? 1 : 0),
   };
 }
 
@@ -214,10 +214,10 @@ function skinnyPlan(
     groups: [gx, gy],
     splits,
     splitAlongZ: false,
-    params: (z0, perGroup, partial) =>
+    params: (z0, perGroup, partial, bias) =>
       new Params()
         .u32(m, n, k, transA ? 1 : 0, strideA, strideB, strideC, accumulate ? 1 : 0, z0, perGroup)
-        .u32(splits > 1 ? kChunk : k, partial ? 1 : 0, colGroups, used, logJ),
+        .u32(splits > 1 ? kChunk : k, partial ? 1 : 0, colGroups, used, logJ, bias ? 1 : 0),
   };
 }
 
@@ -228,10 +228,16 @@ function gemmOn(
   name: string,
 ): void {
   const { a, b, c, batch, m, n, k, strideA, strideB, strideC, accumulate } = args;
+  const bias = args.bias ?? null;
   // WebGPU refuses one buffer bound for reading and writing in a dispatch, and a product written over its
   // own input is never what a caller means: say so here rather than as a GPU validation error.
-  if (c === a || c === b) throw new Error(`${name}: the output c is also an input`);
-  if (batch <= 0 || m <= 0 || n <= 0 || (k <= 0 && accumulate)) return;
+  if (c === a || c === b || c === bias) throw new Error(`${name}: the output c is also an input`);
+  checkBias(args);
+  if (batch <= 0 || m <= 0 || n <= 0 || (k <= 0 && accumulate && !bias)) return;
+  if (bias) need(name, bias, 'bias', n);
+  // a product without a bias binds A in its place (read-only, so the alias is allowed), which the kernel
+  // then never reads
+  const biasId = (bias ?? a).id;
   const last = batch - 1;
   if (k > 0) {
     need(name, a, 'a', last * strideA + m * k);
@@ -242,13 +248,16 @@ function gemmOn(
   if (p.splits > 1) {
     // Each split's sums into scratch, then one pass adds them in split order: no float atomics.
     const part = new GpuArray(dev, p.splits * m * n);
-    dev.run(p.kernel, [a.id, b.id, part.id], p.params(0, 1, true).buffer, [...p.groups, p.splitAlongZ ? p.splits : 1]);
-    runFlat(dev, 'gemmSplitSum', [part, c], new Params().u32(m * n, p.splits, accumulate ? 1 : 0), m * n);
+    const groups: [number, number, number] = [...p.groups, p.splitAlongZ ? p.splits : 1];
+    dev.run(p.kernel, [a.id, b.id, part.id, a.id], p.params(0, 1, true, false).buffer, groups);
+    const sum = new Params().u32(m * n, p.splits, accumulate ? 1 : 0, n, bias ? 1 : 0);
+    runFlat(dev, 'gemmSplitSum', [part, c, bias ?? part], sum, m * n);
     part.free();
     return;
   }
   const dispatch = (z0: number, entries: number, perGroup: number): void => {
-    dev.run(p.kernel, [a.id, b.id, c.id], p.params(z0, perGroup, false).buffer, [...p.groups, entries]);
+    const params = p.params(z0, perGroup, false, bias !== null);
+    dev.run(p.kernel, [a.id, b.id, c.id, biasId], params.buffer, [...p.groups, entries]);
   };
   if (batch === 1 || strideC >= m * n) {
     for (let z0 = 0; z0 < batch; z0 += MAX_GROUPS) dispatch(z0, Math.min(MAX_GROUPS, batch - z0), 1);

@@ -24,10 +24,12 @@ interface Case {
   strideB?: number;
   strideC?: number;
   accumulate?: boolean;
+  /** A bias added to every row of C (drawn at random). */
+  bias?: boolean;
 }
 
 /** Full arguments with contiguous batch strides unless the case sets them. */
-function shapeOf(c: Case): Omit<GemmArgs, 'a' | 'b' | 'c'> {
+function shapeOf(c: Case): Omit<GemmArgs, 'a' | 'b' | 'c' | 'bias'> {
   return {
     batch: c.batch ?? 1,
     m: c.m,
@@ -53,10 +55,11 @@ function gemmCase(c: Case, kernels: Products = wg()): number {
   const a = r.randn(extent(s.batch, s.strideA, s.m * s.k));
   const b = r.randn(extent(s.batch, s.strideB, s.k * s.n));
   const c0 = r.randn(extent(s.batch, s.strideC, s.m * s.n));
+  const bias = c.bias ? r.randn(s.n) : null;
   const want = Float32Array.from(c0);
-  ref.gemm({ ...s, a, b, c: want });
+  ref.gemm({ ...s, a, b, c: want, bias });
   const gc = up(c0);
-  kernels.gemm({ ...s, a: up(a), b: up(b), c: gc });
+  kernels.gemm({ ...s, a: up(a), b: up(b), c: gc, bias: bias && up(bias) });
   return relErr(down(gc), want);
 }
 
@@ -65,10 +68,11 @@ function gemmHalfCase(c: Case, dtype: HalfDtype, kernels: Products = wg()): numb
   const a = r.randn(extent(s.batch, s.strideA, s.m * s.k));
   const b = HalfArray.from(r.randn(extent(s.batch, s.strideB, s.k * s.n)), dtype);
   const c0 = r.randn(extent(s.batch, s.strideC, s.m * s.n));
+  const bias = c.bias ? r.randn(s.n) : null;
   const want = Float32Array.from(c0);
-  ref.gemmHalf({ ...s, a, b, c: want });
+  ref.gemmHalf({ ...s, a, b, c: want, bias });
   const gc = up(c0);
-  kernels.gemmHalf({ ...s, a: up(a), b: wg().halfFromHost(b), c: gc });
+  kernels.gemmHalf({ ...s, a: up(a), b: wg().halfFromHost(b), c: gc, bias: bias && up(bias) });
   return relErr(down(gc), want);
 }
 
@@ -178,12 +182,17 @@ test(
         ['batched, padded strides', { batch: 3, m: 131, n: 70, k: 19, strideA: 131 * 19 + 5, strideC: 131 * 70 + 7 }],
         ['one C for every entry', { batch: 3, m: 140, n: 129, k: 9, strideC: 0, accumulate: true, transB: true }],
         ['k = 0, accumulating', { m: 130, n: 131, k: 0, accumulate: true }],
+        ['a bias', { m: 131, n: 70, k: 19, transB: true, bias: true }],
+        ['a bias, batched, padded C', { batch: 3, m: 131, n: 70, k: 19, strideC: 131 * 70 + 7, bias: true }],
+        ['a bias, accumulating', { m: 140, n: 129, k: 9, accumulate: true, bias: true }],
+        ['a bias, k = 0', { m: 130, n: 131, k: 0, bias: true }],
       ] as Array<[string, Case]>) {
         const e = gemmCase(c, k);
         assert.ok(e <= F32_TOL, `${variant} ${name}: relErr ${e}`);
       }
       for (const dtype of ['f16', 'bf16'] as const) {
-        const e = gemmHalfCase({ m: 150, n: 133, k: 41, transB: true, strideB: 133 * 41 + 1, batch: 2 }, dtype, k);
+        const half = { m: 150, n: 133, k: 41, transB: true, strideB: 133 * 41 + 1, batch: 2, bias: dtype === 'bf16' };
+        const e = gemmHalfCase(half, dtype, k);
         assert.ok(e <= F32_TOL, `${variant} ${dtype}: relErr ${e}`);
       }
     }
@@ -203,7 +212,7 @@ test('a tiled product with few blocks and a long k splits k, and still matches n
       const e = gemmCase({ m: 55, n: 130, k: 3001, transA, transB, accumulate: transA }, k);
       assert.ok(e <= F32_TOL, `tile ${tile} splitK ${splitK} transA ${transA} transB ${transB}: relErr ${e}`);
     }
-    const half = gemmHalfCase({ m: 20, n: 70, k: 2500, transB: true }, 'bf16', k);
+    const half = gemmHalfCase({ m: 20, n: 70, k: 2500, transB: true, bias: true }, 'bf16', k);
     assert.ok(half <= F32_TOL, `tile ${tile} splitK ${splitK} bf16: relErr ${half}`);
   }
 });

@@ -15,7 +15,7 @@ const opt = { skip: skipWithoutGpu };
 const r = seeded(23);
 
 type BType = 'f32' | HalfDtype;
-type Shape = Omit<GemmArgs, 'a' | 'b' | 'c'>;
+type Shape = Omit<GemmArgs, 'a' | 'b' | 'c' | 'bias'> & { withBias?: boolean };
 
 function shape(m: number, n: number, k: number, o: Partial<Shape> = {}): Shape {
   return {
@@ -46,15 +46,18 @@ function operandB(values: Float32Array, dtype: BType): Operand {
 }
 
 /** relErr of `kernels`' product against native for one shape, on fresh A and C. */
-function check(kernels: MatmulKernels, s: Shape, b: Operand): number {
+function check(kernels: MatmulKernels, shape: Shape, b: Operand): number {
+  const { withBias, ...s } = shape;
   const a = r.randn((s.batch - 1) * s.strideA + s.m * s.k);
   const c0 = r.randn((s.batch - 1) * s.strideC + s.m * s.n);
+  const bias = withBias ? r.randn(s.n) : null;
   const want = Float32Array.from(c0);
-  if (b.host instanceof HalfArray) ref.gemmHalf({ ...s, a, b: b.host, c: want });
-  else ref.gemm({ ...s, a, b: b.host, c: want });
+  if (b.host instanceof HalfArray) ref.gemmHalf({ ...s, a, b: b.host, c: want, bias });
+  else ref.gemm({ ...s, a, b: b.host, c: want, bias });
   const gc = up(c0);
-  if (b.host instanceof HalfArray) kernels.gemmHalf({ ...s, a: up(a), b: b.gpu, c: gc });
-  else kernels.gemm({ ...s, a: up(a), b: b.gpu, c: gc });
+  const gb = bias && up(bias);
+  if (b.host instanceof HalfArray) kernels.gemmHalf({ ...s, a: up(a), b: b.gpu, c: gc, bias: gb });
+  else kernels.gemm({ ...s, a: up(a), b: b.gpu, c: gc, bias: gb });
   return relErr(down(gc), want);
 }
 
@@ -181,5 +184,26 @@ test("skinny: 'off' keeps small products on the tiled kernel, which still matche
   for (const transB of [true, false]) {
     const e = check(tiled, shape(3, 70, 129, { transB, accumulate: true }), operandB(r.randn(70 * 129), 'bf16'));
     assert.ok(e <= F32_TOL, `tiled transB ${transB}: relErr ${e}`);
+  }
+});
+
+test('a bias is added to every row: skinny, split, batched, 16-bit B, and k = 0', opt, () => {
+  const cases: Array<[string, Shape, MatmulOptions]> = [
+    ['decode', shape(1, 70, 129, { transB: true, withBias: true }), {}],
+    ['skinnyN', shape(3, 37, 45, { withBias: true }), {}],
+    ['split', shape(2, 9, 1001, { transB: true, withBias: true }), { splitK: 3 }],
+    ['batched, padded C', shape(3, 37, 45, { batch: 3, strideC: 3 * 37 + 7, withBias: true }), {}],
+    ['accumulating', shape(4, 33, 65, { transB: true, accumulate: true, withBias: true }), {}],
+    ['k = 0', shape(2, 9, 0, { transB: true, withBias: true }), {}],
+  ];
+  for (const [name, s, o] of cases) {
+    for (const [kname, kernels] of variants(o)) {
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const b = operandB(r.randn(Math.max(1, (s.batch - 1) * s.strideB + s.k * s.n)), dtype);
+        const e = check(kernels, s, b);
+        assert.ok(e <= F32_TOL, `${kname} ${dtype} ${name}: relErr ${e}`);
+        b.gpu.free();
+      }
+    }
   }
 });

@@ -73,7 +73,7 @@ fn ${name}(e: u32) -> u32 { return (${words}[e >> 1u] >> ((e & 1u) << 4u)) & 0xf
  * entry whose blocks are too few to fill the GPU) workgroup z sums the z-th P[11] positions of k and
  * writes them to a scratch C at z·m·n, which gemmSplitSum then adds in split order.
  * P: m, n, k, transA, transB, strideA, strideB, strideC, accumulate, batch offset, entries per workgroup,
- * k per split, partial.
+ * k per split, partial, bias (1: add bias[j] to column j; binding 4 is then the bias, else any buffer).
  */
 function gemmSource(b: 'f32' | 'f16' | 'bf16', t: GemmTile, prefetch: boolean): string {
   const half = b !== 'f32';
@@ -168,7 +168,13 @@ ${count(bLoads)
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<${half ? 'u32' : 'f32'}>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 ${half ? WIDEN + halfAt('halfB', 'B') : ''}
+// column j's bias where the product has one (P[13]; never into a split's partial sums)
+fn biasAt(j: u32) -> f32 {
+  if (pu(13) == 1u) { return bias[j]; }
+  return 0.0;
+}
 const TM = ${tm}u;
 const TN = ${tn}u;
 const TK = ${t.tk}u;
@@ -219,7 +225,7 @@ ${quads
   .flatMap((c) =>
     lanes.map((l) => {
       const col = colOf(c, l);
-      const v = `${acc(r, c)}[${l}]`;
+      const v = `${acc(r, c)}[${l}] + biasAt(col0 + ${col})`;
       return (
         `    if (col0 + ${col} < n) ` +
         `{ if (accumulate) { C[at + ${col}] += ${v}; } else { C[at + ${col}] = ${v}; } }`

@@ -5,7 +5,8 @@
  * Every kernel here takes the same parameters:
  *   P: m, n, k, transA, strideA, strideB, strideC, accumulate, batch offset, entries per workgroup,
  *      k per split, partial (1: write split s's sums to C[s·m·n + i·n + j], no accumulate, batch 1),
- *      column groups, workgroups in use, log2 of the columns per group (skinnyN only)
+ *      column groups, workgroups in use, log2 of the columns per group (skinnyN only), bias (1: add
+ *      bias[j] to column j; binding 4 is then the bias, else any buffer)
  * A workgroup's flat index is split · column groups + column group; grid folding may add workgroups
  * past the last, which return at once. Rows of A are a compile-time bound MR ∈ {1, 2, 4, 8} (the
  * accumulators stay in registers) and the m ≤ MR actual rows a runtime guard.
@@ -42,6 +43,7 @@ ${PRELUDE}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<${half ? 'u32' : 'f32'}>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 ${half ? WIDEN + halfAt('halfB', 'B') : ''}
 const MR = ${rows}u;
 fn bAt(e: u32) -> f32 { return ${half ? `widen(halfB(e), ${b === 'bf16'})` : 'B[e]'}; }
@@ -49,8 +51,11 @@ fn aAt(aOff: u32, i: u32, p: u32, m: u32, k: u32, transA: bool) -> f32 {
   if (transA) { return A[aOff + p * m + i]; }
   return A[aOff + i * k + p];
 }
-fn store(at: u32, v: f32) {
-  if (pu(7) == 1u && pu(11) == 0u) { C[at] = C[at] + v; } else { C[at] = v; }
+// v, the sum for column j, plus its bias where there is one (never into a split's partial sums)
+fn store(at: u32, j: u32, v: f32) {
+  var x = v;
+  if (pu(15) == 1u) { x += bias[j]; }
+  if (pu(7) == 1u && pu(11) == 0u) { C[at] = C[at] + x; } else { C[at] = x; }
 }`;
 }
 
@@ -80,7 +85,7 @@ function skinnyT(b: SkinnyB, rows: number, subgroups: boolean): string {
     let c = lid % 4u;
     var s = 0.0;
     for (var g = 0u; g < nsg; g++) { s += part[g * MR + i][c]; }
-    store(cOff + i * n + j0 + c, s);
+    store(cOff + i * n + j0 + c, j0 + c, s);
   }`
     : /* wgsl */ `
   // Two rows per round. Per row, 16 invocations each add 16 of the 256 partials, then one adds their 16
@@ -100,7 +105,7 @@ function skinnyT(b: SkinnyB, rows: number, subgroups: boolean): string {
     if (lid < 8u && i < m && j0 + lid % 4u < n) {
       var s = 0.0;
       for (var t = 0u; t < 16u; t++) { s += mid[(lid / 4u) * 16u + t][lid % 4u]; }
-      store(cOff + i * n + j0 + lid % 4u, s);
+      store(cOff + i * n + j0 + lid % 4u, j0 + lid % 4u, s);
     }
   }`;
   const builtins = subgroups ? ',\n        @builtin(subgroup_id) sid: u32, @builtin(num_subgroups) nsg: u32' : '';
@@ -197,20 +202,23 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) groups: vec3u
   }
   let cOff = select(z0 * pu(6), split * m * n, pu(11) == 1u);
   if (s == 0u && j < n) {
-    for (var i = 0u; i < m; i++) { store(cOff + i * n + j, red[i * 256u + lid]); }
+    for (var i = 0u; i < m; i++) { store(cOff + i * n + j, j, red[i * 256u + lid]); }
   }
 }`;
 }
 
 const sources: Record<string, string> = {
-  // C[i] (+)= Σ_s part[s·count + i], splits in order. P: count, splits, accumulate
+  // C[i] (+)= Σ_s part[s·count + i], splits in order, + bias[i mod n] with a bias.
+  // P: count, splits, accumulate, n, bias (1: binding 3 is the bias)
   gemmSplitSum: flatKernel(
     `@group(0) @binding(1) var<storage, read> part: array<f32>;
-@group(0) @binding(2) var<storage, read_write> C: array<f32>;`,
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;`,
     `  let count = pu(0);
   if (i >= count) { return; }
   var s = 0.0;
   for (var t = 0u; t < pu(1); t++) { s += part[t * count + i]; }
+  if (pu(4) == 1u) { s += bias[i % pu(3)]; }
   if (pu(2) == 1u) { C[i] = C[i] + s; } else { C[i] = s; }`,
   ),
 };
