@@ -20,7 +20,7 @@ import {
  * For a host gemm that has no bias of its own: the bias into every row of each C (added where the gemm
  * accumulates, copied where it would overwrite), after which the gemm must accumulate onto it.
  */
-export function biasRows(args: GemmArgs): void {
+export function biasRows(args: Pick<GemmArgs, 'c' | 'bias' | 'batch' | 'm' | 'n' | 'strideC' | 'accumulate'>): void {
   const { c, bias, batch, m, n, strideC, accumulate } = args;
   if (!bias) return;
   checkBias(args);
@@ -66,7 +66,7 @@ function gemm(args: GemmArgs): void {
 /** Widens each batch's B (one matrix when strideB is 0) to float32 and runs gemm on it. */
 function gemmHalf(args: GemmHalfArgs): void {
   if (args.bias) {
-    biasRows({ ...args, b: new Float32Array(0) });
+    biasRows(args);
     return gemmHalf({ ...args, bias: null, accumulate: true });
   }
   const { b, batch, k, n, strideA, strideB, strideC } = args;

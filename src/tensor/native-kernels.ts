@@ -205,7 +205,7 @@ export function loadNativeKernels(): Kernels {
       );
     },
     gemmHalf: (args: GemmHalfArgs) => {
-      biasRows({ ...args, b: new Float32Array(0) });
+      biasRows(args);
       const g = args.bias ? { ...args, accumulate: true } : args;
       addon.gemmHalf(
         g.a,
