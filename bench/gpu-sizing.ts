@@ -26,6 +26,7 @@ import {
   recipePaths,
 } from '../src/recipe/recipe-profiles.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
+import { gpuBusyShare } from '../src/tensor/webgpu/kernel-profile.js';
 import {
   type HostWeights,
   type ProfiledRun,
@@ -133,7 +134,7 @@ async function main(): Promise<void> {
       const profile = await profiledRun(gk.gpu, step);
       if (profile) {
         row.profile = profile;
-        row.gpuBusy = profile.times.reduce((sum, t) => sum + t.seconds, 0) / profile.wallSeconds;
+        row.gpuBusy = gpuBusyShare(profile.times, profile.wallSeconds);
       }
     } catch (e) {
       row.error = firstLine(e);
@@ -154,7 +155,7 @@ async function main(): Promise<void> {
     console.log(
       `| ${r.shape} | ${millions(r.parameters)} | ${fmt(r.tokensPerSecond, 0)} | ${fmt(r.tflops, 2)} | ` +
         `${r.pretrainTokens === null ? '—' : millions(r.pretrainTokens)} | ${fmt(r.tokensPerParameter, 2)} | ` +
-        `${r.gpuBusy === null ? '—' : `${(100 * Math.min(1, r.gpuBusy)).toFixed(0)} %`} |` +
+        `${r.gpuBusy === null ? '—' : `${(100 * r.gpuBusy).toFixed(0)} %`} |` +
         (r.error ? ` ${r.error}` : ''),
     );
   save();

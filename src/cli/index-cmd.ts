@@ -17,6 +17,7 @@ import {
 } from './engine-options.js';
 import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../search-index/manifest.js';
 import { DOCS_FILE } from '../search-index/document-table.js';
+import { DOCUMENTS_PER_COMMIT } from '../search-index/commit-chunk.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { RemoteEmbedder } from '../client/remote-embedder.js';
 import type { SourceDocument } from '../search-index/document-source.js';
@@ -173,7 +174,7 @@ export const indexCommand: Command = {
           ? await indexThroughQueue(index, docs, {
               target,
               queueName: values['queue-name'] ?? DEFAULT_QUEUE_NAME,
-              documentsPerCommit: perCommit ?? 256,
+              documentsPerCommit: perCommit ?? DOCUMENTS_PER_COMMIT,
               batchTokens: positiveInt(values['batch-tokens'], 'batch-tokens') ?? null,
               waitMs: queueWait * 1000,
               onProgress,

@@ -3,6 +3,7 @@
  * (dense HNSW search, optionally fused with BM25). The CLI `index`/`search` commands and the server
  * are thin layers over this class.
  */
+import { DOCUMENTS_PER_COMMIT } from './commit-chunk.js';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { QueryOptions } from '../embed/index.js';
@@ -287,7 +288,7 @@ export class SearchIndex {
     const pending = this.docs.pendingCount();
     if (pending === 0) return { encoded: 0, truncated: 0 };
     const backend = this.requireBackend('encoding documents');
-    const chunkSize = Math.max(1, opts.documentsPerCommit ?? opts.chunkSize ?? 256);
+    const chunkSize = Math.max(1, opts.documentsPerCommit ?? opts.chunkSize ?? DOCUMENTS_PER_COMMIT);
     let done = 0,
       chunks = 0;
     let truncated: number | undefined = 0;

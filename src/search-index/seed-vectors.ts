@@ -11,6 +11,7 @@
 import { contentHash } from './document-source.js';
 import { IndexError } from './index-error.js';
 import type { IndexManifest } from './manifest.js';
+import { DOCUMENTS_PER_COMMIT } from './commit-chunk.js';
 import type { SearchIndex } from './search-index.js';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../model/safetensors.js';
 
@@ -82,7 +83,11 @@ export interface SeedResult {
  * content. Chunks are those encodePending would encode, so a fully seeded index stores exactly what a
  * run that encoded everything would have (same keys, same graph). What is left stays pending.
  */
-export async function seedIndex(index: SearchIndex, file: string, documentsPerCommit = 256): Promise<SeedResult> {
+export async function seedIndex(
+  index: SearchIndex,
+  file: string,
+  documentsPerCommit = DOCUMENTS_PER_COMMIT,
+): Promise<SeedResult> {
   const { metadata, entries } = await readSafetensorsHeader(file);
   const entry = entries.find((e) => e.name === 'vectors');
   if (metadata.format !== SEED_FORMAT || !entry || entry.shape.length !== 2)

@@ -10,6 +10,7 @@ import {
   type F32,
   type GemmArgs,
   type GemmHalfArgs,
+  HOST_CHUNK_BYTES,
   type Kernels,
   ReduceOp,
   checkBias,
@@ -600,7 +601,7 @@ export const hostPool = new HostArrayPool(128 * 2 ** 20);
 /** Host storage: arrays are used as they are (no copies), as they always were on the CPU. */
 export const hostStorage = {
   device: 'cpu',
-  chunkBytes: 32 * 2 ** 20,
+  chunkBytes: HOST_CHUNK_BYTES,
   alloc: (n: number): F32 => hostPool.take(n),
   empty: (n: number): F32 => hostPool.take(n, false),
   fromHost: (x: F32): F32 => x,

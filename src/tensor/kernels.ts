@@ -97,6 +97,9 @@ export interface AttentionShape {
   keyStride?: number;
 }
 
+/** Kernels.chunkBytes where memory is the host's: the CPU backends and software adapters. */
+export const HOST_CHUNK_BYTES = 32 * 2 ** 20;
+
 export interface Kernels<B = F32, H = HalfArray> {
   readonly name: 'js' | 'native' | 'webgpu';
   readonly device: DeviceKind;

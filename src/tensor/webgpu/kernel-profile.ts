@@ -25,6 +25,11 @@ export function byKernel(times: readonly KernelTime[]): { kernel: string; dispat
   return [...sums.values()].sort((a, b) => b.seconds - a.seconds || a.kernel.localeCompare(b.kernel));
 }
 
+/** The share of `wallSeconds` the GPU spent in these kernels (at most 1: timer and clock may disagree). */
+export function gpuBusyShare(times: readonly KernelTime[], wallSeconds: number): number {
+  return Math.min(1, times.reduce((s, t) => s + t.seconds, 0) / wallSeconds);
+}
+
 const ms = (s: number): string => (s * 1e3).toFixed(3);
 const perDispatch = (t: { dispatches: number; seconds: number }): string =>
   ((t.seconds * 1e6) / Math.max(t.dispatches, 1)).toFixed(1);
@@ -50,7 +55,7 @@ export function kernelProfileTable(times: readonly KernelTime[], wallSeconds?: n
   const share = (s: number): string => (gpuSeconds > 0 ? `${((100 * s) / gpuSeconds).toFixed(1)} %` : '—');
   let total = `GPU time ${ms(gpuSeconds)} ms in ${dispatches} dispatches`;
   if (wallSeconds !== undefined && wallSeconds > 0) {
-    const busy = Math.min(100, (100 * gpuSeconds) / wallSeconds).toFixed(1);
+    const busy = (100 * gpuBusyShare(times, wallSeconds)).toFixed(1);
     total += ` of ${ms(wallSeconds)} ms wall-clock: the GPU was busy ${busy} % of the time`;
   }
   const grids = [...times].sort((a, b) => b.seconds - a.seconds || a.kernel.localeCompare(b.kernel)).slice(0, top);

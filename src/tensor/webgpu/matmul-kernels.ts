@@ -132,6 +132,23 @@ function splitsFor(groups: number, k: number, splitK: 'auto' | number): number {
   return Math.max(1, Math.min(Math.ceil(SPLIT_TARGET_GROUPS / groups), Math.floor(k / SPLIT_MIN_K), MAX_SPLITS));
 }
 
+/**
+ * The k splits of a product over `groups` workgroups (only a product of one batch entry splits) and the k
+ * each split covers, a whole number of `granule` positions; the last split may be shorter.
+ */
+function kSplits(
+  groups: number,
+  k: number,
+  batch: number,
+  splitK: 'auto' | number,
+  granule: number,
+): { splits: number; kChunk: number } {
+  const wanted = batch === 1 ? splitsFor(groups, k, splitK) : 1;
+  if (wanted <= 1) return { splits: 1, kChunk: k };
+  const kChunk = granule * Math.ceil(k / (granule * wanted));
+  return { splits: Math.ceil(k / kChunk), kChunk };
+}
+
 /** One product's kernel, grid and the parameters its WGSL reads after the shared ones. */
 interface Plan {
   kernel: string;
@@ -176,10 +193,8 @@ function tiledPlan(
   if (gx > MAX_GROUPS || gy > MAX_GROUPS) {
     throw new RangeError(`${name}: ${m}×${n} outputs need more than ${MAX_GROUPS} workgroups along one side`);
   }
-  let splits = batch === 1 ? splitsFor(gx * gy, k, splitK) : 1;
   // whole k-slices per split, so that no slice straddles two
-  const kChunk = splits > 1 ? tk * Math.ceil(k / (tk * splits)) : k;
-  if (splits > 1) splits = Math.ceil(k / kChunk);
+  const { splits, kChunk } = kSplits(gx * gy, k, batch, splitK, tk);
   return {
     kernel: gemmKernelName(b, size, prefetch),
     groups: [gx, gy],
@@ -203,10 +218,8 @@ function skinnyPlan(
   // skinnyN's columns per group: a power of two, no more than n needs.
   const logJ = Math.min(Math.log2(SKINNY_N_COLS), Math.ceil(Math.log2(n)));
   const colGroups = Math.ceil(n / (transB ? SKINNY_T_COLS : 2 ** logJ));
-  let splits = batch === 1 ? splitsFor(colGroups, k, splitK) : 1;
   // Even chunks keep the pairs skinnyT walks k by within one chunk.
-  const kChunk = splits > 1 ? 2 * Math.ceil(k / (2 * splits)) : k;
-  if (splits > 1) splits = Math.ceil(k / kChunk);
+  const { splits, kChunk } = kSplits(colGroups, k, batch, splitK, 2);
   const used = colGroups * splits;
   const [gx, gy] = grid(used);
   return {

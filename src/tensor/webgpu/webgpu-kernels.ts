@@ -2,7 +2,7 @@
  * The WebGPU backend's Kernels: every kernel is a WGSL compute shader (wgsl/) dispatched on the GPU
  * thread; values stay in GPU buffers and come back only through toHost, sumSquares and allFinite.
  */
-import type { Kernels } from '../kernels.js';
+import { HOST_CHUNK_BYTES, type Kernels } from '../kernels.js';
 import { attentionKernels } from './attention-kernels.js';
 import type { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
@@ -17,9 +17,8 @@ export type WebgpuKernels = Kernels<GpuArray, GpuArray> & { readonly gpu: GpuDev
  * discrete GPU's memory); a software one, whose memory is the host's, what the CPU backends use.
  */
 function chunkBytes(gpu: GpuDevice): number {
-  const small = 32 * 2 ** 20;
-  if (gpu.facts.software) return small;
-  return Math.max(small, Math.min(256 * 2 ** 20, gpu.facts.maxStorageBufferBindingSize));
+  if (gpu.facts.software) return HOST_CHUNK_BYTES;
+  return Math.max(HOST_CHUNK_BYTES, Math.min(256 * 2 ** 20, gpu.facts.maxStorageBufferBindingSize));
 }
 
 export function createWebgpuKernels(gpu: GpuDevice): WebgpuKernels {
