@@ -9,7 +9,8 @@
  * - prefill and decode tokens/s of greedy generation at batch 1 and 8, against transformers'
  *   Qwen2ForCausalLM.generate (f32, same weights), or a plain PyTorch loop with a KV cache when
  *   transformers is missing. Prefill = a generation of 1 token from a `prompt`-token prompt; decode = a
- *   generation of `decode` tokens from a 1-token prompt (as bench:gen measures it).
+ *   generation of `decode` tokens from a 1-token prompt (as bench:gen measures it); and decode at the
+ *   largest batch sampled at temperature 1 (ours draws on the GPU), against the peer's generate sampling.
  *
  * Both sides get the same random weights (a raw float32 file the peer reads), ids and targets, so the
  * first training loss and the greedy tokens are compared as a check. Every measure is the median of
@@ -37,6 +38,7 @@ import type { AdapterFacts, GpuStats } from '../src/tensor/webgpu/gpu-protocol.j
 import { Qwen2Model } from '../src/model/qwen2-model.js';
 import type { Qwen2Config } from '../src/model/qwen2-config.js';
 import { generate } from '../src/model/generate.js';
+import { sampleToken } from '../src/model/sampling.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
 import {
   type HostWeights,
@@ -52,6 +54,8 @@ import { kernelProfileTable } from '../src/tensor/webgpu/kernel-profile.js';
 import { repoRoot } from '../test/helpers/repo.js';
 
 type ShapeName = 'tiny' | 'small' | '0.5b';
+/** The temperature of the sampled decode row (no top-k or top-p: what RL rollouts draw from). */
+const SAMPLED_T = 1;
 interface Shape {
   name: ShapeName;
   config: Qwen2Config;
@@ -232,6 +236,8 @@ interface OursFigures {
   train: { seconds: number[]; loss0: number } | null;
   prefill: Record<number, number[]>;
   decode: Record<number, number[]>;
+  /** Decode sampled at temperature 1 (the largest batch only). */
+  sampled: Record<number, number[]>;
   tokens: number[] | null;
   errors: Record<string, string>;
   peaks: Record<string, number>;
@@ -289,6 +295,7 @@ async function ours(
     train: null,
     prefill: {},
     decode: {},
+    sampled: {},
     tokens: null,
     errors: {},
     peaks: {},
@@ -382,6 +389,10 @@ async function ours(
           reps,
         );
         if (b === 1) f.tokens = tokens;
+        if (b === Math.max(...data.batches)) {
+          const sampling = { maxNewTokens: shape.decode, temperature: SAMPLED_T, seed: 1 };
+          f.sampled[b] = await timeRuns(() => generate(model, starts, sampling), warmup, reps);
+        }
         if (b === 1 && gpu) {
           const decodeOne = (): void => void generate(model, starts, { maxNewTokens: shape.decode });
           const before = gpu.stats();
@@ -412,7 +423,12 @@ interface PeerResult {
   matmul_tf32: string | null;
   matmul: Record<Dtype, Record<string, number | null>>;
   train: { seconds: number[]; loss0: number } | null;
-  gen: { prefill: Record<string, number[]>; decode: Record<string, number[]>; tokens: number[] } | null;
+  gen: {
+    prefill: Record<string, number[]>;
+    decode: Record<string, number[]>;
+    sampled?: Record<string, number[]>;
+    tokens: number[];
+  } | null;
   peaks: Record<string, number>;
   peak_kind: string;
   errors: Record<string, string>;
@@ -605,6 +621,11 @@ async function main(): Promise<void> {
       if (parts.has('gen')) bench.row(`${kind}:${b}`, `${kind} batch ${b} (${n} tokens) f32, tokens/s`);
     }
   }
+  const sampledAt = Math.max(...batches);
+  if (parts.has('gen')) {
+    const what = `decode batch ${sampledAt} (${shape.decode} tokens) f32, sampled at T = ${SAMPLED_T}, tokens/s`;
+    bench.row(`sampled:${sampledAt}`, what);
+  }
   const fill = (f: OursFigures, column: 'ours' | 'cpu'): void => {
     const tag = column === 'ours' ? 'webgpu' : 'cpu';
     for (const [k, v] of Object.entries(f.matmul)) bench.row(`matmul:${k}`, '')[column] = v;
@@ -612,6 +633,7 @@ async function main(): Promise<void> {
     for (const b of batches) {
       if (f.prefill[b]) bench.row(`prefill:${b}`, '')[column] = (b * shape.prompt) / median(f.prefill[b]);
       if (f.decode[b]) bench.row(`decode:${b}`, '')[column] = (b * shape.decode) / median(f.decode[b]);
+      if (f.sampled[b]) bench.row(`sampled:${b}`, '')[column] = (b * shape.decode) / median(f.sampled[b]);
     }
     for (const [k, why] of Object.entries(f.errors)) {
       const [part, dtype, n] = k.split(' ');
@@ -619,7 +641,7 @@ async function main(): Promise<void> {
         part === 'matmul' && dtype !== undefined
           ? [`matmul:${dtype}:${n}`]
           : [...bench.rows.keys()].filter((key) =>
-              part === 'gen' ? /^(prefill|decode):/.test(key) : key.split(':')[0] === part,
+              part === 'gen' ? /^(prefill|decode|sampled):/.test(key) : key.split(':')[0] === part,
             );
       for (const key of keys) bench.row(key, '').notes.push(`${tag}: ${why}`);
     }
@@ -673,6 +695,7 @@ async function main(): Promise<void> {
         gen: {
           decode: shape.decode,
           batches,
+          sampled: { batch: sampledAt, temperature: SAMPLED_T },
           prompts: Object.fromEntries(batches.map((b) => [b, gen.prompts.get(b)])),
           starts: Object.fromEntries(batches.map((b) => [b, gen.starts.get(b)])),
         },
@@ -696,6 +719,8 @@ async function main(): Promise<void> {
         d = peer.gen?.decode[b];
       if (p) bench.row(`prefill:${b}`, '').peer = (b * shape.prompt) / median(p);
       if (d) bench.row(`decode:${b}`, '').peer = (b * shape.decode) / median(d);
+      const sd = peer.gen?.sampled?.[b];
+      if (sd) bench.row(`sampled:${b}`, '').peer = (b * shape.decode) / median(sd);
     }
     for (const [k, why] of Object.entries(peer.errors)) bench.notes.push(`peer ${k}: ${why}`);
     if (parts.has('gen')) {
@@ -765,6 +790,16 @@ async function main(): Promise<void> {
         `${st.dispatches} kernels run, ${st.encodeMicros.toFixed(1)} µs of the GPU thread's encoding per kernel`,
     );
   }
+  if (parts.has('gen')) {
+    // the bench's shape, and the v2 model's RL rollouts (16 queries × 4 responses over 16,384 words)
+    const at = (rows: number, vocab: number): string =>
+      `${hostSamplerMs(rows, vocab).toFixed(1)} ms at ${rows} × ${vocab} words`;
+    facts.push(
+      `the host's sampler (sampling.ts, what a CPU backend and a top-k/top-p draw use), per token, after the ` +
+        `logits are read back: ${at(sampledAt, shape.config.vocabSize)}, ${at(64, 16384)}; on WebGPU the ` +
+        'sampled row draws on the GPU instead',
+    );
+  }
   const ds = oursGpu?.decodeStats;
   if (ds) {
     facts.push(
@@ -795,6 +830,20 @@ async function main(): Promise<void> {
   }
   if (gpu && !gpu.facts.features.includes('timestamp-query')) console.log('(no kernel profile: no timestamp queries)');
   if (env.BENCH_OUT) console.log(`(JSON in ${env.BENCH_OUT})`);
+}
+
+/** Milliseconds sampling.ts takes to draw one token for each of `rows` rows of `vocab` logits (median of 5). */
+function hostSamplerMs(rows: number, vocab: number): number {
+  const r = new T.Rng(5),
+    logits = new Float32Array(rows * vocab).map(() => r.normal() * 3),
+    rng = new T.Rng(6);
+  const times: number[] = [];
+  for (let rep = 0; rep < 5; rep++) {
+    const t0 = performance.now();
+    for (let b = 0; b < rows; b++) sampleToken(logits, b * vocab, vocab, { temperature: SAMPLED_T }, rng);
+    times.push(performance.now() - t0);
+  }
+  return median(times);
 }
 
 main().catch((e) => {

@@ -1,14 +1,15 @@
 """Speed peer for bench/gpu.ts: PyTorch on the same machine, on CUDA when torch sees a GPU, else the CPU.
 
 Reads on stdin {parts, threads, reps, warmup, sizes, config, weights: {file, order}, train: {batch, seq, ids,
-targets}, gen: {decode, batches, prompts, starts}}; the weights are the bench's own, raw little-endian float32
+targets}, gen: {decode, batches, sampled: {batch, temperature}, prompts, starts}}; the weights are the bench's own, raw little-endian float32
 in `order`. Measures (median of `reps` after `warmup`, each run ended by a device synchronisation):
 - torch.matmul n×n×n in f32, f16 and bf16 (TFLOP/s);
 - a full f32 training step (forward, cross-entropy, backward, clip_grad_norm_, AdamW) of a Qwen2 written
   on torch ops (eager; scaled_dot_product_attention where this torch has it);
 - greedy generation: transformers' Qwen2ForCausalLM.generate (f32) when transformers imports, else the same
   torch Qwen2 in a loop with a KV cache; prefill = 1 new token from the prompts, decode = `decode` new tokens
-  from 1-token prompts.
+  from 1-token prompts; and decode at batch `sampled.batch` sampled at `sampled.temperature` from the whole
+  vocabulary (no top-k, no top-p).
 Prints one JSON object; a part that fails is reported under `errors` and the others still run."""
 import json, math, os, resource, sys, time
 import numpy as np
@@ -229,27 +230,32 @@ def generate_fn(weights):
         import transformers
         out['transformers'] = transformers.__version__
 
-        def run(ids, new):
+        def run(ids, new, temperature=0.0):
+            # top_k=0 and top_p=1 keep the whole vocabulary, as our sampled row draws
+            how = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 \
+                else dict(do_sample=False)
             with torch.no_grad():
                 res = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
-                                     do_sample=False, pad_token_id=0, eos_token_id=None)
+                                     pad_token_id=0, eos_token_id=None, **how)
             return res[:, ids.shape[1]:]
         return run, engine
     except Exception as e:
         out['transformers_error'] = f'{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ""}'
     model = Qwen2(weights)
 
-    def loop(ids, new):
+    def loop(ids, new, temperature=0.0):
         cache = [None] * c['num_hidden_layers']
         toks = []
         with torch.no_grad():
             x = ids
             for _ in range(new):
-                nxt = model.logits(model.hidden(x, cache)[:, -1]).argmax(-1, keepdim=True)
+                logits = model.logits(model.hidden(x, cache)[:, -1])
+                nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1) if temperature > 0 \
+                    else logits.argmax(-1, keepdim=True)
                 toks.append(nxt)
                 x = nxt
         return torch.cat(toks, 1)
-    return loop, 'plain PyTorch greedy loop with a KV cache (f32, ' + \
+    return loop, 'plain PyTorch loop with a KV cache (f32, ' + \
         ('SDPA attention)' if sdpa is not None else 'softmax attention)')
 
 
@@ -257,7 +263,7 @@ def gen(weights):
     g = req['gen']
     run, engine = generate_fn(weights)
     out['gen_engine'] = engine
-    res = {'prefill': {}, 'decode': {}, 'tokens': []}
+    res = {'prefill': {}, 'decode': {}, 'sampled': {}, 'tokens': []}
     for b in g['batches']:
         prompts = torch.tensor(g['prompts'][str(b)], device=dev)
         starts = torch.tensor(g['starts'][str(b)], device=dev)
@@ -268,6 +274,8 @@ def gen(weights):
             raise RuntimeError(f'{engine} made {got[-1].shape[1]} tokens, not {g["decode"]}')
         if b == 1:
             res['tokens'] = got[-1][0].tolist()
+        if b == g['sampled']['batch']:
+            res['sampled'][str(b)] = timed(lambda: run(starts, g['decode'], g['sampled']['temperature']))
     return res
 
 

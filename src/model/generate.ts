@@ -15,7 +15,10 @@ export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
   /** Generation of a row ends after it produces one of these. */
   stopTokens?: number[];
-  /** Seed for sampling (temperature > 0); each call with the same seed gives the same tokens. */
+  /**
+   * Seed for sampling (temperature > 0); each call with the same seed on the same device gives the same
+   * tokens (a GPU draws in float32: see samplePick).
+   */
   seed?: number;
   /** Capture the hidden state wherever one of these tokens is an input (prompt or generated). */
   captureTokens?: number[];
@@ -79,6 +82,7 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
   const captureTok = new Set(opts.captureTokens ?? []);
   const capturePos = (opts.capturePositions ?? []).map((ps) => new Set(ps));
   const rng = opts.temperature && opts.temperature > 0 ? new T.Rng(opts.seed ?? 0) : null;
+  const untruncated = ((opts.topK ?? 0) <= 0 || opts.topK! >= V) && (opts.topP ?? 1) >= 1;
   const pad = prompts.map((p) => P - p.length);
   const out: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finish: 'length', hidden: new Map() }));
   // running: samples another token; feed: its last token must be fed once more for a capture; done.
@@ -127,8 +131,17 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
 
     const last = T.slice(hidden, 1, stepLen - 1, stepLen),
       logitsTensor = model.logits(last);
-    // greedy decoding on a GPU chooses there: 2 floats a row come back instead of the vocabulary's logits
-    const picks = rng === null ? T.greedyPick(logitsTensor) : null;
+    // On a GPU the token is chosen there (2 floats a row come back instead of the vocabulary's logits),
+    // except a top-k/top-p draw, which the host makes. The device's draw takes one rng.next() for each
+    // running row, in row order, as sampleToken does.
+    const picks =
+      rng === null
+        ? T.greedyPick(logitsTensor)
+        : untruncated
+          ? T.samplePick(logitsTensor, opts.temperature!, () =>
+              Float32Array.from(state, (s) => (s === 'running' ? rng.next() : 0)),
+            )
+          : null;
     const logits = picks ? null : logitsTensor.read();
     const next = new Int32Array(B);
     for (let b = 0; b < B; b++) {

@@ -44,7 +44,7 @@ export { silu, swiglu } from './ops/activation.js';
 export { softmax, logSoftmax, logsumexp } from './ops/softmax.js';
 export { attention, type AttentionOptions } from './ops/attention.js';
 export { crossEntropy, type CrossEntropyOptions } from './ops/cross-entropy.js';
-export { greedyPick, type GreedyPicks } from './ops/greedy-pick.js';
+export { greedyPick, samplePick, type DevicePicks } from './ops/device-picks.js';
 export { chunkRowsFor, linearCrossEntropy, type LinearCrossEntropyOptions } from './ops/linear-cross-entropy.js';
 export { embedding } from './ops/embedding.js';
 export { dropout } from './ops/dropout.js';

@@ -185,6 +185,14 @@ export interface Kernels<B = F32, H = HalfArray> {
    * CPU backends leave it out: their logits are on the host already.
    */
   greedyPick?(logits: B, picks: B, rows: number, vocab: number): void;
+  /**
+   * A draw from each row's softmax(row / temperature) on the device, for a GPU backend: picks[2r] = the
+   * first token, in id order, at which the running sum of probabilities passes draws[r] (uniform in [0, 1))
+   * times their total (the last token with any probability where rounding leaves it short), picks[2r + 1]
+   * = its log-probability under that softmax. Values that are not finite have probability 0; a row with
+   * no finite value gives token 0 and a NaN log-probability. The CPU backends leave it out.
+   */
+  samplePick?(logits: B, draws: Float32Array, picks: B, rows: number, vocab: number, temperature: number): void;
 
   /** y = x / sqrt(mean(x²) + eps) · w over rows of length dim; rstd[row] = 1/sqrt(mean(x²)+eps). */
   rmsnormForward(x: B, w: B, y: B, rstd: B, rows: number, dim: number, eps: number): void;

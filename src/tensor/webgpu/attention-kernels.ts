@@ -7,7 +7,7 @@ import type { AttentionShape, Kernels } from '../kernels.js';
 import { GpuArray } from './gpu-array.js';
 import { type GpuDevice, GpuError } from './gpu-device.js';
 import { Params, grid, runFlat } from './gpu-dispatch.js';
-import { intoFresh, uploadInts } from './storage-kernels.js';
+import { intoFresh, uploadHost } from './storage-kernels.js';
 import { ATTENTION_DIMS, ATTENTION_WORKGROUP, attentionKernelName, attentionTileRows } from './wgsl/attention.js';
 
 export type AttentionKernels = Pick<Kernels<GpuArray, GpuArray>, 'attentionForward' | 'attentionBackward'>;
@@ -55,7 +55,7 @@ export function attentionKernels(dev: GpuDevice, unrolled = !dev.facts.software)
     const view = Buffer.from(m.buffer, m.byteOffset, m.byteLength);
     const hit = masks.get(m);
     if (hit && hit.bytes.equals(view)) return hit.gpu;
-    const gpu = uploadInts(dev, m);
+    const gpu = uploadHost(dev, m);
     masks.set(m, { bytes: Buffer.from(view), gpu });
     return gpu;
   };

@@ -48,7 +48,7 @@ import {
   skinnyKernelName,
   skinnyRows,
 } from './wgsl/skinny.js';
-import { download, intoFresh, uploadInts } from './storage-kernels.js';
+import { download, intoFresh, uploadHost } from './storage-kernels.js';
 
 type GpuKernels = Kernels<GpuArray, GpuArray>;
 export type MatmulKernels = Pick<
@@ -370,7 +370,7 @@ export function matmulKernels(dev: GpuDevice, options: MatmulOptions = {}): Matm
       if (dim === 0 || ids.length === 0) return;
       need('embeddingForward', out, 'out', ids.length * dim);
       checkIds('embeddingForward', ids, Math.floor(weight.length / dim), 'weight');
-      const g = uploadInts(dev, ids);
+      const g = uploadHost(dev, ids);
       intoFresh(out, [weight], (o) => {
         if (o !== out) dev.copy(out.id, 0, o.id, 0, out.length * 4);
         runFlat(dev, 'embeddingForward', [weight, g, o], new Params().u32(ids.length * dim, dim), ids.length * dim);
@@ -382,7 +382,7 @@ export function matmulKernels(dev: GpuDevice, options: MatmulOptions = {}): Matm
       if (dim === 0 || ids.length === 0) return;
       need('embeddingForwardHalf', out, 'out', ids.length * dim);
       checkIds('embeddingForwardHalf', ids, Math.floor(weight.length / dim), 'weight');
-      const g = uploadInts(dev, ids);
+      const g = uploadHost(dev, ids);
       const p = new Params().u32(ids.length * dim, dim, weight.dtype === 'bf16' ? 1 : 0);
       runFlat(dev, 'embeddingForwardHalf', [weight, g, out], p, ids.length * dim);
       g.free();
@@ -392,7 +392,7 @@ export function matmulKernels(dev: GpuDevice, options: MatmulOptions = {}): Matm
       need('embeddingBackward', dout, 'dout', ids.length * dim);
       checkIds('embeddingBackward', ids, Math.floor(dweight.length / dim), 'dweight');
       const { groups, distinct } = groupIds(ids);
-      const g = uploadInts(dev, groups);
+      const g = uploadHost(dev, groups);
       intoFresh(dweight, [dout], (o) => {
         if (o !== dweight) dev.copy(dweight.id, 0, o.id, 0, dweight.length * 4);
         runFlat(

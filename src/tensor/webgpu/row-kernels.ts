@@ -8,7 +8,7 @@ import type { Kernels } from '../kernels.js';
 import { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
 import { Params, runFlat, runRows } from './gpu-dispatch.js';
-import { intoFresh, uploadInts } from './storage-kernels.js';
+import { intoFresh, uploadHost } from './storage-kernels.js';
 
 type GpuKernels = Kernels<GpuArray, GpuArray>;
 export type RowKernels = Pick<
@@ -25,6 +25,7 @@ export type RowKernels = Pick<
   | 'crossEntropyForward'
   | 'crossEntropyBackward'
   | 'greedyPick'
+  | 'samplePick'
   | 'siluForward'
   | 'siluBackward'
   | 'swigluForward'
@@ -166,7 +167,7 @@ export function rowKernels(dev: GpuDevice): RowKernels {
           );
         }
       }
-      const pos = uploadInts(dev, positions.subarray(0, rows));
+      const pos = uploadHost(dev, positions.subarray(0, rows));
       const params = (): Params => new Params().u32(rows * heads * half, heads, half).f32(inverse ? -1 : 1);
       if (out === x) {
         runFlat(dev, 'ropeInPlace', [x, cos, sin, pos], params(), rows * heads * half);
@@ -193,7 +194,7 @@ export function rowKernels(dev: GpuDevice): RowKernels {
         for (const o of [loss, lse]) runFlat(dev, 'fill', [o], new Params().u32(rows).f32(0), rows);
         return;
       }
-      const t = uploadInts(dev, targets.subarray(0, rows));
+      const t = uploadHost(dev, targets.subarray(0, rows));
       intoFresh2(loss, lse, [logits], (fl, fs) =>
         runRows(dev, k, [logits, t, fl, fs], new Params().u32(vocab).i32(ignoreIndex), rows),
       );
@@ -209,7 +210,7 @@ export function rowKernels(dev: GpuDevice): RowKernels {
       checkTargets(k, targets, rows, vocab, ignoreIndex);
       const n = rows * vocab;
       if (n === 0) return;
-      const t = uploadInts(dev, targets.subarray(0, rows));
+      const t = uploadHost(dev, targets.subarray(0, rows));
       intoFresh(dlogits, [logits, lse, scale], (o) =>
         runFlat(dev, k, [logits, t, lse, scale, o], new Params().u32(n, vocab).i32(ignoreIndex), n),
       );
@@ -224,6 +225,23 @@ export function rowKernels(dev: GpuDevice): RowKernels {
       if (vocab > 2 ** 24) throw new Error(`${k}: a vocabulary of ${vocab} is more than 2^24 tokens`);
       if (rows === 0 || vocab === 0) return;
       intoFresh(picks, [logits], (o) => runRows(dev, k, [logits, o], new Params().u32(vocab).f32(-Infinity), rows));
+    },
+
+    samplePick(logits, draws, picks, rows, vocab, temperature) {
+      const k = 'samplePick';
+      need(k, 'logits', logits, rows * vocab);
+      need(k, 'picks', picks, 2 * rows);
+      if (draws.length < rows) throw new Error(`${k}: draws holds ${draws.length} values, ${rows} are needed`);
+      if (!(temperature > 0 && Number.isFinite(temperature))) {
+        throw new Error(`${k}: the temperature must be a positive number, not ${temperature}`);
+      }
+      if (vocab > 2 ** 24) throw new Error(`${k}: a vocabulary of ${vocab} is more than 2^24 tokens`);
+      if (rows === 0 || vocab === 0) return;
+      const u = uploadHost(dev, draws.subarray(0, rows));
+      intoFresh(picks, [logits], (o) =>
+        runRows(dev, k, [logits, u, o], new Params().u32(vocab).f32(temperature, -Infinity, NaN), rows),
+      );
+      u.free();
     },
 
     siluForward(x, y) {

@@ -40,11 +40,14 @@ export function download(x: GpuArray): Float32Array {
   return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
 
-/** An int32 array on the GPU (token ids, targets, positions, masks), as the same bits. */
-export function uploadInts(dev: GpuDevice, x: Int32Array | Uint8Array): GpuArray {
-  const ints = x instanceof Int32Array ? x : Int32Array.from(x);
-  const g = new GpuArray(dev, Math.max(ints.length, 1), 'f32', ints.length === 0);
-  if (ints.length > 0) dev.write(g.id, 0, ints);
+/**
+ * A host array on the GPU for one dispatch, as the same 32-bit words: int32 (token ids, targets, positions;
+ * a byte mask widened to int32) or float32 (the uniforms a sampler draws).
+ */
+export function uploadHost(dev: GpuDevice, x: Int32Array | Uint8Array | Float32Array): GpuArray {
+  const words = x instanceof Uint8Array ? Int32Array.from(x) : x;
+  const g = new GpuArray(dev, Math.max(words.length, 1), 'f32', words.length === 0);
+  if (words.length > 0) dev.write(g.id, 0, words);
   return g;
 }
 

@@ -1,10 +1,13 @@
 /**
  * WebGPU row-wise and element-wise model kernels (RMSNorm, L2 normalisation, RoPE, softmax, log-softmax,
  * cross-entropy, greedy picks, SiLU, SwiGLU, AdamW) against the native ones (relErr ≤ 1e-4, see
- * harness.ts), on awkward shapes and with outputs aliasing inputs where the interface allows it.
+ * harness.ts), on awkward shapes and with outputs aliasing inputs where the interface allows it; sampled
+ * picks against sampling.ts's host draw.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Rng } from '../../../src/tensor/index.js';
+import { sampleToken } from '../../../src/model/sampling.js';
 import { F32_TOL, down, ref, relErr, seeded, skipWithoutGpu, up, wg } from './harness.js';
 
 const opt = { skip: skipWithoutGpu };
@@ -350,5 +353,82 @@ test(
       }
       if (vocab >= 1000) assert.equal(got[0], 700, 'the tie goes to the lowest index');
     }
+  },
+);
+
+/** The host's running probability up to and including token `tok` of a row, in double, as sampling.ts. */
+function hostMassThrough(row: Float32Array, t: number, tok: number): { through: number; total: number } {
+  const lse = new Float32Array(1);
+  ref.crossEntropyForward(
+    row.map((v) => v / t),
+    Int32Array.of(0),
+    new Float32Array(1),
+    lse,
+    1,
+    row.length,
+    -100,
+  );
+  let through = 0,
+    total = 0;
+  for (let i = 0; i < row.length; i++) {
+    const p = Math.exp(row[i] / t - lse[0]);
+    total += p;
+    if (i <= tok) through += p;
+  }
+  return { through, total };
+}
+
+test(
+  'samplePick draws the token sampling.ts draws from the same uniform, with its log-probability; ' +
+    'masked (−Inf) and NaN logits are never drawn, a row with nothing finite gives 0',
+  opt,
+  () => {
+    let compared = 0,
+      boundary = 0;
+    const shapes: [number, number][] = [...ROW_SHAPES, [64, 16384]];
+    for (const [rows, vocab] of shapes) {
+      for (const t of [0.7, 1, 1.5]) {
+        const x = r.randn(rows * vocab, 3);
+        const special = vocab >= 1000 && rows >= 3;
+        if (special) {
+          x.fill(-Infinity, 0, 600); // row 0: its first 600 tokens masked; a draw of 0 takes token 600
+          x[vocab + 3] = NaN; // row 1: one NaN, probability 0 on the device
+          x.fill(-Infinity, 2 * vocab, 3 * vocab); // row 2: nothing finite
+        }
+        const hostRng = new Rng(rows * 7 + vocab),
+          draws = Float32Array.from({ length: rows }, () => hostRng.next());
+        if (special) draws[0] = 0;
+        const picks = wg().alloc(2 * rows);
+        wg().samplePick!(up(x), draws, picks, rows, vocab, t);
+        const got = down(picks);
+        const what = (row: number): string => `${rows}×${vocab} t=${t} row ${row}`;
+        for (let row = 0; row < rows; row++) {
+          const tok = got[2 * row],
+            lp = got[2 * row + 1];
+          const o = row * vocab,
+            logits = x.subarray(o, o + vocab);
+          if (special && row === 2) {
+            assert.equal(tok, 0, what(row));
+            assert.ok(Number.isNaN(lp), what(row));
+            continue;
+          }
+          assert.ok(Number.isInteger(tok) && tok >= 0 && tok < vocab && Number.isFinite(logits[tok]), what(row));
+          if (special && row === 0) assert.equal(tok, 600, `${what(row)}: a draw of 0 takes the first possible token`);
+          if (special && row === 1) continue; // the host's sums are NaN there
+          // the host's draw takes the same uniform from a stream that yields it
+          const want = sampleToken(logits, 0, vocab, { temperature: t }, { next: () => draws[row] } as unknown as Rng);
+          compared++;
+          if (want.token !== tok) {
+            // allowed only where the draw is within float32 rounding of the boundary between the two tokens
+            const { through, total } = hostMassThrough(logits, t, Math.min(tok, want.token));
+            assert.ok(Math.abs(through - draws[row] * total) <= 1e-5, `${what(row)}: ${tok} instead of ${want.token}`);
+            boundary++;
+            continue;
+          }
+          assert.ok(Math.abs(lp - want.logprob) <= F32_TOL * Math.max(1, Math.abs(want.logprob)), what(row));
+        }
+      }
+    }
+    assert.ok(boundary <= 1, `${boundary} of ${compared} draws differ from the host's`);
   },
 );

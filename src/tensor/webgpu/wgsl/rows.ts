@@ -274,6 +274,90 @@ ${LSE}
 ${LSE}
   if (lid == 0u) { picks[2u * row] = f32(index); picks[2u * row + 1u] = mx - lse; }`,
   ),
+  // A draw from softmax(row / t), as sampling.ts's drawInIdOrder: the first token, in id order, at which
+  // the running sum of probabilities passes draws[r]·(their total); where rounding leaves it short of that,
+  // the last token with any probability. picks[2r] = the token, picks[2r + 1] = its log-probability. Each
+  // invocation owns a contiguous segment of the row; one invocation adds the segments' sums in order, so
+  // the running sum is a fixed order of float32 additions (the same token every run). A value that is not
+  // finite has probability 0 (tested by its bits: WGSL may assume there are no NaN or Inf); a row with no
+  // finite value gives token 0 and a NaN log-probability. P: vocab, t, −Inf, NaN (no literals for them)
+  samplePick: rowKernel(
+    [
+      ro(1, 'logits'),
+      ro(2, 'draws'),
+      rw(3, 'picks'),
+      'var<workgroup> parts: array<f32, 256>;',
+      'var<workgroup> redIndex: array<u32, 256>;',
+      'fn finite(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) < 0x7f800000u; }',
+    ].join('\n'),
+    `  let n = pu(0);
+  let o = row * n;
+  let t = pf(1);
+  var m = pf(2);
+  for (var j = lid; j < n; j += 256u) {
+    let v = logits[o + j];
+    if (finite(v) && v / t > m) { m = v / t; }
+  }
+  let mx = wgMax(m, lid);
+  if (isNegInf(mx)) {
+    if (lid == 0u) { picks[2u * row] = 0.0; picks[2u * row + 1u] = pf(3); }
+    return;
+  }
+  var s = 0.0;
+  for (var j = lid; j < n; j += 256u) {
+    let v = logits[o + j];
+    if (finite(v)) { s += exp(v / t - mx); }
+  }
+  let lse = mx + log(wgSum(s, lid));
+  let span = (n + 255u) / 256u;
+  let lo = min(lid * span, n);
+  let hi = min(lo + span, n);
+  var part = 0.0;
+  for (var j = lo; j < hi; j++) {
+    let v = logits[o + j];
+    if (finite(v)) { part += exp(v / t - lse); }
+  }
+  parts[lid] = part;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var acc = 0.0;
+    for (var i = 0u; i < 256u; i++) { let p = parts[i]; parts[i] = acc; acc += p; }
+    result = acc;
+  }
+  // a draw just below 1 rounds to 1 in float32: kept below it, as the host's draw is
+  let goal = min(draws[row], 0.99999994) * workgroupUniformLoad(&result);
+  // the first crossing in this segment, and the segment's last token with any probability (1-based)
+  var cum = parts[lid];
+  var at = 0xffffffffu;
+  var last = 0u;
+  for (var j = lo; j < hi; j++) {
+    let v = logits[o + j];
+    if (!finite(v)) { continue; }
+    let p = exp(v / t - lse);
+    if (p > 0.0) {
+      last = j + 1u;
+      cum += p;
+      if (cum > goal) { at = j; break; }
+    }
+  }
+  redIndex[lid] = at;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (lid < w) { redIndex[lid] = min(redIndex[lid], redIndex[lid + w]); }
+    workgroupBarrier();
+  }
+  var index = workgroupUniformLoad(&redIndex[0]);
+  if (index == 0xffffffffu) {
+    redIndex[lid] = last;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w >>= 1u) {
+      if (lid < w) { redIndex[lid] = max(redIndex[lid], redIndex[lid + w]); }
+      workgroupBarrier();
+    }
+    index = max(workgroupUniformLoad(&redIndex[0]), 1u) - 1u;
+  }
+  if (lid == 0u) { picks[2u * row] = f32(index); picks[2u * row + 1u] = logits[o + index] / t - lse; }`,
+  ),
   // dlogits[r] = scale[r]·(exp(logits[r] − lse[r]) − onehot(t)); 0 for ignored rows.
   // P: rows·vocab, vocab, ignoreIndex
   crossEntropyBackward: flatKernel(
