@@ -146,7 +146,7 @@ export class Qwen2Model {
     let h = T.embedding(this.p('model.embed_tokens.weight'), ids, [batch, seqLen]);
     for (let l = 0; l < c.numHiddenLayers; l++) {
       const next = this.layer(l, h, step);
-      T.recycle(h);
+      if (next !== h) T.recycle(h);
       h = next;
     }
     if (opts.cache) opts.cache.length = total;
@@ -155,7 +155,26 @@ export class Qwen2Model {
     return out;
   }
 
-  /** Decoder layer l on hidden states h: attention and MLP blocks, each with its residual connection. */
+  /**
+   * h + the named projection of x: a residual connection. Without gradients, and with no LoRA adapter to
+   * add, the product accumulates onto h's own buffer (linearAccumulate), one dispatch instead of a product
+   * and an add, and returns h itself, whose old values are then gone.
+   */
+  private residual(h: Tensor, x: Tensor, prefix: string, rng?: Rng): Tensor {
+    const ad = this.adapters.get(prefix);
+    if (!T.isGradEnabled() && (!ad || ad.merged)) {
+      return T.linearAccumulate(h, x, this.p(`${prefix}.weight`), this.params.get(`${prefix}.bias`));
+    }
+    const y = this.project(x, prefix, rng);
+    const out = T.add(h, y);
+    T.recycle(y);
+    return out;
+  }
+
+  /**
+   * Decoder layer l on hidden states h: attention and MLP blocks, each with its residual connection.
+   * Without gradients the result may be h itself, updated in place (see residual).
+   */
   private layer(l: number, h: Tensor, s: Step): Tensor {
     const c = this.config,
       pre = `model.layers.${l}`;
@@ -174,16 +193,15 @@ export class Qwen2Model {
     const att = T.attention(q, keys, values, { causal: true, keyMask: s.keyMask, keyLen: s.past + s.seqLen });
     T.recycle(x, qFlat, kFlat, vFlat, qHeads, kHeads, v, q, k);
     const attFlat = T.reshape(att, [s.batch, s.seqLen, c.numAttentionHeads * c.headDim]);
-    const o = this.project(attFlat, `${pre}.self_attn.o_proj`, s.rng);
-    const h1 = T.add(h, o);
-    T.recycle(att, attFlat, o);
+    const h1 = this.residual(h, attFlat, `${pre}.self_attn.o_proj`, s.rng);
+    T.recycle(att, attFlat);
     const y = T.rmsnorm(h1, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps);
     const gate = this.project(y, `${pre}.mlp.gate_proj`, s.rng),
       up = this.project(y, `${pre}.mlp.up_proj`, s.rng);
     const gated = T.swiglu(gate, up);
-    const down = this.project(gated, `${pre}.mlp.down_proj`, s.rng);
-    const out = T.add(h1, down);
-    T.recycle(y, gate, up, gated, down, h1);
+    const out = this.residual(h1, gated, `${pre}.mlp.down_proj`, s.rng);
+    T.recycle(y, gate, up, gated);
+    if (h1 !== h && h1 !== out) T.recycle(h1);
     return out;
   }
 

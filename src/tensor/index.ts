@@ -37,7 +37,7 @@ export { add, sub, mul, div, affine, scale, neg, exp, log, sqrt, square } from '
 export { sum, mean, max } from './ops/reduce.js';
 export { reshape, permute, transpose, slice, concat } from './ops/shape.js';
 export { matmul, type MatmulOptions } from './ops/matmul.js';
-export { linear } from './ops/linear.js';
+export { linear, linearAccumulate } from './ops/linear.js';
 export { rmsnorm } from './ops/rmsnorm.js';
 export { rope, ropeTables, type RopeTables } from './ops/rope.js';
 export { silu, swiglu } from './ops/activation.js';

@@ -5,6 +5,7 @@ import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { advance, generate, generateSteps } from '../../src/model/generate.js';
 import { hostPool } from '../../src/tensor/js-kernels.js';
 import { sampleToken } from '../../src/model/sampling.js';
+import { type LoraTarget, attachLora, mergeLora } from '../../src/model/lora.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
@@ -143,15 +144,41 @@ test('a prompt longer than the context is refused with the limit named', () => {
   assert.throws(() => generate(model, [new Array(60).fill(1)], { maxNewTokens: 10 }), /context of 64 positions/);
 });
 
-test('a forward pass without gradients, which releases its activations as it goes, equals one with them', () => {
+test(
+  'a forward pass without gradients, which releases its activations as it goes and adds the residuals in place, ' +
+    'equals one with them',
+  () => {
+    const ids = Int32Array.from([3, 9, 4, 17, 22, 5, 8, 11, 2, 40]);
+    const recorded = model.forward(ids, 2, 5).read();
+    const released = T.noGrad(() => {
+      // twice, so that the second pass computes in the arrays the first one released
+      model.forward(ids, 2, 5);
+      return model.forward(ids, 2, 5).read();
+    });
+    assert.deepEqual(released, recorded);
+  },
+);
+
+test('with a LoRA adapter on either residual projection, or both, or merged, inference equals the recorded one', () => {
   const ids = Int32Array.from([3, 9, 4, 17, 22, 5, 8, 11, 2, 40]);
-  const recorded = model.forward(ids, 2, 5).read();
-  const released = T.noGrad(() => {
-    // twice, so that the second pass computes in the arrays the first one released
-    model.forward(ids, 2, 5);
-    return model.forward(ids, 2, 5).read();
-  });
-  assert.deepEqual(released, recorded);
+  const cases: { targets: LoraTarget[]; merge: boolean }[] = [
+    { targets: ['o_proj'], merge: false },
+    { targets: ['down_proj'], merge: false },
+    { targets: ['o_proj', 'down_proj'], merge: false },
+    { targets: ['o_proj', 'down_proj'], merge: true },
+  ];
+  for (const { targets, merge } of cases) {
+    const m = Qwen2Model.random(config, new T.Rng(9), 0.3);
+    const rng = new T.Rng(4);
+    attachLora(m, { rank: 4, alpha: 8, dropout: 0, targets }, rng);
+    // B starts at 0; values that change the output, so that a dropped or doubled adapter shows
+    for (const ad of m.adapters.values()) ad.b.data.set(ad.b.data.map(() => 0.3 * rng.normal()));
+    if (merge) mergeLora(m);
+    const recorded = m.forward(ids, 2, 5).read();
+    const inference = T.noGrad(() => m.forward(ids, 2, 5).read());
+    const e = relErr(inference, recorded);
+    assert.ok(e <= 1e-6, `${targets.join('+')}${merge ? ' merged' : ''}: relErr ${e}`);
+  }
 });
 
 test('decode steps reuse the previous steps’ memory instead of allocating', () => {
