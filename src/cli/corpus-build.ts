@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
 import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES, knownCorpusSources } from '../train/lm/text-corpus.js';
@@ -22,6 +23,32 @@ The folder is written under a temporary name and renamed into place.
 sources (--only): ${knownCorpusSources('')
   .map((s) => s.name)
   .join(', ')}`;
+
+/**
+ * The corpus folder is written under a temporary name and renamed over --out, replacing what was there:
+ * only an earlier corpus (its manifest.json) or an empty folder may be replaced, never a user's files.
+ */
+function checkReplaceable(out: string): void {
+  if (!existsSync(out)) return;
+  if (!statSync(out).isDirectory()) {
+    throw new UserError(`--out ${out} is a file; corpus build writes a folder there: name a new folder.`);
+  }
+  const entries = readdirSync(out);
+  if (entries.length === 0 || isCorpusManifest(path.join(out, 'manifest.json'))) return;
+  throw new UserError(
+    `--out ${out} holds other files (${entries.length} entries, no corpus manifest.json); corpus build replaces ` +
+      'the whole folder, so name a new or empty folder, or an earlier corpus.',
+  );
+}
+
+function isCorpusManifest(file: string): boolean {
+  try {
+    const m = JSON.parse(readFileSync(file, 'utf8')) as { sources?: unknown; train?: unknown; totals?: unknown };
+    return Array.isArray(m.sources) && Array.isArray(m.train) && typeof m.totals === 'object';
+  } catch {
+    return false;
+  }
+}
 
 export const corpusCommand: Command = {
   help: HELP,
@@ -64,6 +91,7 @@ export const corpusCommand: Command = {
       ?.split(',')
       .map((s) => s.trim())
       .filter((s) => s !== '');
+    if (only?.length === 0) throw new UserError('--only names no source; list them separated by commas.');
     for (const n of only ?? []) {
       if (available.includes(n)) continue;
       const k = known.find((s) => s.name === n);
@@ -71,6 +99,17 @@ export const corpusCommand: Command = {
         throw new UserError(`--only ${n}: its Debian package is not installed; apt-get install ${k.pkg} first.`);
       throw new UserError(`--only ${n}: not an available source; known: ${known.map((s) => s.name).join(', ')}.`);
     }
+    const chosen = corpusSources(values.data).filter((s) => !only || only.includes(s.name));
+    for (const s of chosen) {
+      const missing = s.paths.map((p) => path.resolve(values.data!, p)).find((p) => !existsSync(p));
+      if (missing) {
+        throw new UserError(
+          `--data ${values.data}: ${s.name} needs ${missing}, which is missing; --data must name the shared data ` +
+            `folder (../shared/data), or --only must leave ${s.name} out.`,
+        );
+      }
+    }
+    checkReplaceable(values.out);
     const say = values.quiet
       ? undefined
       : (m: string): void => {

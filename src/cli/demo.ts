@@ -145,18 +145,36 @@ function oneLine(s: string, max: number): string {
 /**
  * Builds, resumes or loads the index of `docs`, leaving in it exactly those documents. Vectors the model
  * folder ships for them (`seedFile`, made by the same model with the same prompts) are taken as they are;
- * only the rest is encoded.
+ * only the rest is encoded. An index that holds documents of another corpus (a user's own, given by
+ * --index) is refused before anything in it changes: only SciFact abstracts of another slice are removed.
  */
 async function openDemoIndex(
   dir: string,
   backend: LocalBackend,
   docs: readonly BeirDocument[],
-  o: { seedFile?: string; log: (s: string) => void; quiet: boolean; temporary?: boolean },
+  o: {
+    corpusIds: ReadonlySet<string>;
+    seedFile?: string;
+    log: (s: string) => void;
+    quiet: boolean;
+    temporary?: boolean;
+  },
 ): Promise<{ index: SearchIndex; report: DemoIndexReport }> {
   const { seedFile, log, quiet } = o;
   const t0 = performance.now();
   const index = await SearchIndex.open(dir, { backend, create: {} });
   try {
+    const foreign = index.documentIds().filter((id) => !o.corpusIds.has(id));
+    if (foreign.length > 0) {
+      throw new UserError(
+        `--index ${dir} holds ${foreign.length.toLocaleString('en')} documents that are not SciFact abstracts ` +
+          `(${foreign
+            .slice(0, 3)
+            .map((id) => `'${id}'`)
+            .join(', ')}${foreign.length > 3 ? ', …' : ''}); the demo keeps only its own documents in its ` +
+          'index, so it leaves this one as it is: give --index a new folder, or leave it out.',
+      );
+    }
     const before = index.stats();
     await index.stageDocuments(docs);
     let seeded = 0;
@@ -208,6 +226,7 @@ async function writeDemoVectors(
   modelDir: string,
   backend: LocalBackend,
   docs: readonly BeirDocument[],
+  corpusIds: ReadonlySet<string>,
   indexDir: string | undefined,
   log: (s: string) => void,
   quiet: boolean,
@@ -215,7 +234,12 @@ async function writeDemoVectors(
   const file = path.join(modelDir, DEMO_VECTORS_FILE);
   const dir = indexDir ?? (await fsp.mkdtemp(path.join(tmpdir(), 'search-r3-demo-vectors-')));
   try {
-    const { index, report } = await openDemoIndex(dir, backend, docs, { log, quiet, temporary: !indexDir });
+    const { index, report } = await openDemoIndex(dir, backend, docs, {
+      corpusIds,
+      log,
+      quiet,
+      temporary: !indexDir,
+    });
     try {
       await fsp.mkdir(path.dirname(file), { recursive: true });
       const documents = await saveSeedVectors(file, index);
@@ -430,6 +454,7 @@ export const demoCommand: Command = {
         ...table.queries,
       ]);
       const docs = subsetDevSet({ ...ds, queries: sliced }, 0, maxDocuments ?? 0).corpus;
+      const corpusIds = new Set(ds.corpus.map((d) => d.id));
       say(
         `search-r3 demo — model ${path.resolve(modelDir)} (d ${cfg.hiddenSize}, ${cfg.numHiddenLayers} ` +
           `layers, vocabulary ${cfg.vocabSize}), ` +
@@ -437,7 +462,7 @@ export const demoCommand: Command = {
       );
 
       if (writeVectors) {
-        const written = await writeDemoVectors(modelDir, backend, docs, values.index, log, quiet);
+        const written = await writeDemoVectors(modelDir, backend, docs, corpusIds, values.index, log, quiet);
         say(describeIndex(written.index));
         say(
           `wrote ${written.file}: ${written.documents.toLocaleString('en')} vectors of dimension ` +
@@ -453,6 +478,7 @@ export const demoCommand: Command = {
           maxDocuments ? `-first${maxDocuments}${maxQueries ? `-q${maxQueries}` : ''}` : '',
         );
       const { index, report: indexReport } = await openDemoIndex(indexDir, backend, docs, {
+        corpusIds,
         seedFile: path.join(modelDir, DEMO_VECTORS_FILE),
         log,
         quiet,

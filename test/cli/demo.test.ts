@@ -4,7 +4,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
-import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
+import { tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
 import { ranked, referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
 import { documentText, readBeirDataset } from '../../src/eval/beir.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
@@ -298,3 +298,26 @@ test(
     );
   },
 );
+
+test("demo: an --index that holds a user's own documents is refused and left as it was", async () => {
+  const { dir, cleanup } = tempDir('demo-foreign');
+  try {
+    const model = await tinyModelDir(dir);
+    const idx = path.join(dir, 'mine');
+    writeJsonl(path.join(dir, 'own.jsonl'), [
+      { id: 'a', title: 'notes', text: 'my own notes on vitamin D' },
+      { id: 'b', title: 'more', text: 'a second note' },
+    ]);
+    const built = runCli(['index', '--model', model, '--input', path.join(dir, 'own.jsonl'), '--out', idx], env);
+    assert.equal(built.status, 0, built.stderr);
+    const r = runCli(['demo', '--model', model, '--index', idx, '--no-table', ...slice], env);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /--index .*mine holds 2 documents that are not SciFact abstracts \('a', 'b'\)/);
+    const listed = runCli(['search', '--index', idx, '--json', '-k', '5', 'vitamin'], env);
+    assert.equal(listed.status, 0, listed.stderr);
+    const ids = (JSON.parse(listed.stdout) as { data: { id: string }[] }).data.map((h) => h.id).sort();
+    assert.deepEqual(ids, ['a', 'b']);
+  } finally {
+    cleanup();
+  }
+});

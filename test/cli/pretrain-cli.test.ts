@@ -92,6 +92,33 @@ test('bad input: one line naming the option', () => {
   }
 });
 
+test("corpus build replaces an earlier corpus, never a user's folder or file, and checks --data first", async () => {
+  const build = (out: string, data = sharedData, only = 'arcd-paragraphs'): ReturnType<typeof runCli> =>
+    runCli(['corpus', 'build', '--data', data, '--out', out, '--only', only, '--quiet']);
+  const theirs = path.join(dir, 'theirs');
+  await fsp.mkdir(theirs);
+  await fsp.writeFile(path.join(theirs, 'thesis.txt'), 'years of work');
+  const file = path.join(dir, 'mined.jsonl');
+  await fsp.writeFile(file, '{}\n');
+  const empty = path.join(dir, 'empty-data');
+  await fsp.mkdir(empty);
+  const refused: Array<[ReturnType<typeof runCli>, RegExp]> = [
+    [build(theirs), /--out .*theirs holds other files \(1 entries, no corpus manifest.json\)/],
+    [build(file), /--out .*mined.jsonl is a file; corpus build writes a folder there/],
+    [build(path.join(dir, 'c2'), empty), /arcd-paragraphs needs .*empty-data\/arcd\/.*, which is missing/],
+    [build(path.join(dir, 'c3'), sharedData, ','), /--only names no source/],
+  ];
+  for (const [r, re] of refused) {
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  assert.equal(readFileSync(path.join(theirs, 'thesis.txt'), 'utf8'), 'years of work');
+  assert.equal(readFileSync(file, 'utf8'), '{}\n');
+  const corpus = path.join(dir, 'rebuilt');
+  for (let i = 0; i < 2; i++) assert.equal(build(corpus).status, 0, 'a new folder, then the corpus it holds');
+});
+
 test(
   'a .jsonl line that is no JSON object (a cut or damaged ' + 'corpus file) is one line naming the file and line',
   async () => {
