@@ -38,6 +38,7 @@ import { fuseHybrid } from './rrf.js';
 import { UsearchStore, exactCosineSearch } from './usearch-store.js';
 import type { VectorHit, VectorStore } from './vector-store.js';
 import { WriteLock } from './write-lock.js';
+import { readVectorSnapshot, type VectorSnapshot } from './vector-snapshot.js';
 
 export interface CreateIndexOptions {
   dtype?: VectorDtype;
@@ -132,7 +133,7 @@ const REBUILD = (dir: string): string => `rebuild it with 'search-r3 index --inp
 
 export class SearchIndex {
   private bm25?: { generation: number; index: Bm25Index };
-  private exactCache?: { generation: number; keys: number[]; ids: string[]; data: Float32Array };
+  private exactCache?: VectorSnapshot;
   private countCache?: { generation: number; documents: number };
   private lock?: WriteLock;
   /** The docs.sqlite generation the in-memory vector store reflects. */
@@ -479,16 +480,8 @@ export class SearchIndex {
   indexedVectors(): { ids: string[]; keys: number[]; dim: number; data: Float32Array } {
     const g = this.docs.generation();
     if (!this.exactCache || this.exactCache.generation !== g) {
-      const keys: number[] = [],
-        ids: string[] = [];
-      const data = new Float32Array(this.documentCount() * this.dimension);
-      for (const rows of this.docs.indexedVectors())
-        for (const r of rows) {
-          data.set(r.vector, keys.length * this.dimension);
-          keys.push(r.key);
-          ids.push(r.id);
-        }
-      this.exactCache = { generation: g, keys, ids, data };
+      const source = { generation: () => this.docs.generation(), rows: () => this.docs.indexedVectors() };
+      this.exactCache = readVectorSnapshot(source, this.dimension, this.documentCount());
     }
     const { keys, ids, data } = this.exactCache;
     return { ids, keys, dim: this.dimension, data };
