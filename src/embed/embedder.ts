@@ -68,6 +68,10 @@ export class Embedder {
     this.maxLength = Math.min(opts.maxLength ?? 8192, model.config.maxPositionEmbeddings);
     this.batchTokens = opts.batchTokens ?? 4096;
     this.embedId = embedTokenId(tokenizer);
+    // A context too small for the templates themselves fails every text: said now (PromptTooLongError),
+    // before anything records the setting, such as a new index's manifest.
+    for (const kind of ['document', 'query'] as const)
+      encodePrompt(tokenizer, 'x', kind, this.templates, this.maxLength);
   }
 
   get dimension(): number {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCliAsync } from '../helpers/cli.js';
 import { startSearchServer } from '../../src/serve/server.js';
@@ -52,6 +52,24 @@ test('search-r3 index / search / index --delete from the command line', async ()
       r.stderr,
       /index\.json: the index was built with model sha256:\w+ .* vectors from different models cannot be mixed/,
     );
+  } finally {
+    cleanup();
+  }
+});
+
+test('a --max-length too small for the prompt templates is refused before the index exists', async () => {
+  const { dir, cleanup } = tempDir('cli-max-length');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    writeJsonl(input, corpus(3));
+    const out = path.join(dir, 'idx');
+    const r = await cli('index', '--model', model, '--input', input, '--out', out, '--max-length', '3');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /prompt template alone needs \d+ tokens, more than the 3 left for it; raise maxLength/);
+    assert.equal(existsSync(out), false, 'no index recording the setting');
+    const ok = await cli('index', '--model', model, '--input', input, '--out', out, '--max-length', '64');
+    assert.equal(ok.code, 0, ok.stderr);
   } finally {
     cleanup();
   }
