@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
 import { evalProgress } from './eval-progress.js';
-import { SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
+import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
+import { checkOutputFile } from './output-path.js';
 import { readBeirDataset, type BeirDataset } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { readEmbeddings } from '../eval/embeddings-file.js';
@@ -256,8 +257,21 @@ export const evalCommand: Command = {
       );
     }
 
+    // what the run ends with is checked before it starts: retrieval with a model may take many minutes
+    const selection = selectMeasures(
+      v.measure ?? [],
+      parseCutoffs(v.cutoffs) ?? (v.dataset ? BEIR_CUTOFFS : undefined),
+    );
+    if (v.dataset !== undefined && v.run !== undefined) checkOutputFile(v.run, '--run');
+    if (v.language !== undefined) {
+      try {
+        createAnalyzer({ language: v.language });
+      } catch {
+        throw new UserError(`--language ${v.language} is not supported; use one of ${SUPPORTED_LANGUAGES.join(', ')}.`);
+      }
+    }
     const progress = v.json ? undefined : evalProgress();
-    const { report, ev, selection } = await (async () => {
+    const { report, ev } = await (async () => {
       let run: Run;
       let qrels: Qrels;
       let tag: string;
@@ -308,7 +322,6 @@ export const evalCommand: Command = {
         run = file.run;
         tag = v.tag ?? file.tag;
       }
-      const selection = selectMeasures(v.measure ?? [], parseCutoffs(v.cutoffs) ?? (ds ? BEIR_CUTOFFS : undefined));
       // Retrieval answers every judged query, so one it finds nothing for scores 0 rather than vanishing from the
       // average: trec_eval -c, as Anserini's BEIR regressions evaluate.
       const options: EvalOptions = {
@@ -350,7 +363,7 @@ export const evalCommand: Command = {
         perQuery: v['per-query'] ? Object.fromEntries(ev.perQuery) : undefined,
         comparison,
       };
-      return { report, ev, selection };
+      return { report, ev };
     })();
 
     if (v.json) {

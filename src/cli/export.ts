@@ -11,6 +11,7 @@ import {
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import { type Command, UserError } from './command.js';
+import { checkOutputFile } from './output-path.js';
 
 const help = `search-r3 export gguf — write a model (or a LoRA adapter) as GGUF for llama.cpp, Ollama, node-llama-cpp
 
@@ -49,6 +50,7 @@ export const exportCommand: Command = {
       throw new UserError(`export needs a format: 'search-r3 export gguf ...' (see search-r3 export --help)`);
     if (!values.model) throw new UserError('--model is required: the Hugging Face model folder to export');
     if (!values.out) throw new UserError('--out is required: the GGUF file to write');
+    checkOutputFile(values.out, '--out');
     if (!existsSync(values.model)) throw new UserError(`--model ${values.model}: no such folder`);
     const kind = (values.type ?? (values.lora ? 'f32' : 'f16')).toLowerCase();
     const fileType = types[kind];

@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
+import { checkOutputFolder } from './output-path.js';
 import { trainBpeTokenizer } from '../model/bpe-trainer.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { Tokenizer } from '../model/tokenizer.js';
@@ -58,6 +59,7 @@ export const tokenizerCommand: Command = {
       throw new UserError(`--min-frequency must be a positive integer, got ${values['min-frequency']}.`);
     if (!values.out)
       throw new UserError('--out is required: the folder to write tokenizer.json and tokenizer_config.json to.');
+    checkOutputFolder(values.out, '--out');
     const say = values.quiet
       ? (): void => {}
       : (m: string): void => {

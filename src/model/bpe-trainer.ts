@@ -403,6 +403,9 @@ export async function trainBpeTokenizer(
       `counted ${f}: ${(counter.bytes / 1e6).toFixed(1)} MB, ${counter.counts.size} distinct words so far`,
     );
   }
+  if (counter.bytes === 0) {
+    throw new InputFileError(`${inputs.join(', ')}: no text to learn from (${files.length} files read)`);
+  }
   const t1 = performance.now();
   const result = learnMerges(counter.counts, {
     ...options,

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { PromptTemplates } from '../embed/index.js';
+import { LORA_TARGETS } from '../model/lora.js';
 
 /** A problem with the config file, naming the key. */
 export class ConfigError extends Error {
@@ -87,12 +88,20 @@ const LORA_DEFAULTS: LoraSettings = {
   rank: 8,
   alpha: 16,
   dropout: 0,
-  targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  targets: [...LORA_TARGETS],
 };
 
 /** The `lora` section: null (full fine-tuning) when absent or null, else its keys over the defaults. */
 export function parseLora(lora: unknown): LoraSettings | null {
-  return lora === undefined || lora === null ? null : mergeStrict(LORA_DEFAULTS, lora, 'lora');
+  if (lora === undefined || lora === null) return null;
+  const cfg = mergeStrict(LORA_DEFAULTS, lora, 'lora');
+  const wrong = cfg.targets.find((t) => !(LORA_TARGETS as readonly string[]).includes(t));
+  if (wrong !== undefined) {
+    throw new ConfigError(
+      `"lora.targets": '${wrong}' is not a Qwen2 linear layer; choose from ${LORA_TARGETS.join(', ')}`,
+    );
+  }
+  return cfg;
 }
 
 /**

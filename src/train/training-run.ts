@@ -4,10 +4,10 @@
  *
  * A run opens in two steps, so that nothing in its folder is written before --resume has read and checked
  * a checkpoint, and so that the trainer can load its model and data in between:
- *   RunFolder.open  refuses a fresh run into a folder that has checkpoints, reads the newest intact one on
- *                   --resume (RunFolderError when none is), then creates the folder;
- *   folder.begin    puts that checkpoint into the trainer's weights and optimiser (or starts at step 0),
- *                   clears half-written checkpoints and opens metrics.jsonl.
+ *   RunFolder.open  refuses a fresh run into a folder that has checkpoints (or an output that is a file),
+ *                   reads the newest intact one on --resume (RunFolderError when none is);
+ *   folder.begin    creates the folder, puts that checkpoint into the trainer's weights and optimiser (or
+ *                   starts at step 0), clears half-written checkpoints and opens metrics.jsonl.
  * TrainingRun.loop then runs the trainer's steps; after each, its record is logged, and evaluation and
  * checkpoints follow at their intervals and after the last step.
  *
@@ -16,7 +16,7 @@
  * checked before every update (update). Each stops training with TrainingDiverged: one sentence naming the
  * step, its update not applied, the last checkpoint kept.
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import * as T from '../tensor/index.js';
@@ -33,6 +33,7 @@ import {
   startingCheckpoint,
 } from './checkpoint.js';
 import type { OptimizerSettings } from './config-merge.js';
+import { RunFolderError } from './run-folder-error.js';
 import { MetricsLog } from './metrics-log.js';
 import { RUN_CONFIG_FILE } from './run-watch.js';
 import { ProgressBar, type ProgressFields } from './progress.js';
@@ -93,8 +94,10 @@ export class RunFolder<X = never> {
 
   /** `readExtra` reads a trainer's own files of a checkpoint (stage 2's environment). */
   static async open<X = never>(output: string, opts: RunOptions, readExtra?: ExtraReader<X>): Promise<RunFolder<X>> {
+    if (existsSync(output) && !statSync(output).isDirectory()) {
+      throw new RunFolderError(`the output ${output} is a file; name a folder for the run`);
+    }
     const start = await startingCheckpoint(output, opts.resume ?? false, readExtra);
-    await fsp.mkdir(output, { recursive: true });
     return new RunFolder(output, start, opts);
   }
 
@@ -113,6 +116,8 @@ export class RunFolder<X = never> {
    * logged up to that checkpoint.
    */
   async begin(plan: RunPlan): Promise<TrainingRun> {
+    // made here, not at open: a model or data that fails to load leaves no empty run folder behind
+    await fsp.mkdir(this.output, { recursive: true });
     let state = freshState(plan.seed);
     if (this.start) {
       const ck = applyCheckpoint(this.start.contents, plan.params);

@@ -60,6 +60,9 @@ export async function loadTrainingData(
   const draw = reasoning ? new Rng(reasoning.seed) : null;
   for (const src of sources) {
     if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
+    if (src.type === 'beir' && !statSync(src.path).isDirectory()) {
+      throw new DataError(src.path, 'is a file; a "beir" source names a BEIR folder (corpus, queries, qrels/)');
+    }
     const raw =
       src.type === 'beir'
         ? await beirExamples(src.path, src.split, src.sameTitleNegatives, src.holdOut)
@@ -178,6 +181,8 @@ async function sourceCorpus(p: string, maxDocuments: number): Promise<BeirDocume
 }
 
 function* jsonLines(file: string): Generator<[Record<string, unknown>, number]> {
+  if (!existsSync(file)) throw new DataError(file, 'no such file');
+  if (statSync(file).isDirectory()) throw new DataError(file, 'is a folder; a "jsonl" source names a .jsonl file');
   const lines = readFileSync(file, 'utf8').split('\n');
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].trim() === '') continue;

@@ -1,0 +1,86 @@
+/**
+ * Paths a command writes to or reads its data from, checked before its work: a missing folder, a folder where a
+ * file goes (or the reverse), an option value that cannot work, an input without text, and LoRA targets that
+ * are no layer are one line naming the option or file (exit code 2), not a file-system error with a stack
+ * trace after minutes of computing, and leave nothing behind.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { sharedData } from '../helpers/repo.js';
+import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
+
+const env = { SEARCH_R3_THREADS: '1' };
+
+function refused(args: string[], re: RegExp): void {
+  const r = runCli(args, env);
+  assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+  const lines = r.stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !l.includes('native backend'));
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], re);
+}
+
+test('output files and folders: a missing folder, a folder for a file, a file for a folder', async () => {
+  const { dir, cleanup } = tempDir('bad-paths');
+  try {
+    const model = await tinyModelDir(dir);
+    const missing = path.join(dir, 'nope', 'out.jsonl');
+    const file = path.join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    refused(['mine', '--config', 'c.json', '--out', missing], /--out .*: the folder .*nope does not exist/);
+    refused(['mine', '--config', 'c.json', '--out', dir], /--out .* is a folder; name the file to write/);
+    refused(['export', 'gguf', '--model', model, '--out', dir], /--out .* is a folder; name the file to write/);
+    const scifact = path.join(sharedData, 'scifact');
+    refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', dir], /--run .* is a folder/);
+    refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--language', 'xx'], /--language xx is not/);
+    refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--cutoffs', '5,abc'], /--cutoffs/);
+    const docs = path.join(dir, 'docs.jsonl');
+    writeFileSync(docs, '{"title": "alpha", "text": "beta gamma delta"}\n');
+    refused(['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', file], /--out .* is a file/);
+    const empty = path.join(dir, 'empty.jsonl');
+    writeFileSync(empty, '');
+    const tok = path.join(dir, 'tok');
+    refused(
+      ['tokenizer', 'train', '--input', empty, '--vocab-size', '300', '--out', tok, '--quiet'],
+      /no text to learn/,
+    );
+    assert.equal(existsSync(tok), false);
+  } finally {
+    cleanup();
+  }
+});
+
+test('train sft: an output that is a file, a data path of the wrong kind, LoRA targets that are no layer', async () => {
+  const { dir, cleanup } = tempDir('bad-sft');
+  try {
+    const model = await tinyModelDir(dir);
+    const pairs = path.join(dir, 'pairs.jsonl');
+    writeFileSync(pairs, '{"query": "q", "pos": ["a document"]}\n'.repeat(4));
+    const folder = path.join(dir, 'a-folder');
+    mkdirSync(folder);
+    const file = path.join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const run = (name: string, cfg: object): string[] => {
+      const p = path.join(dir, `${name}.json`);
+      writeFileSync(p, JSON.stringify({ model, output: path.join(dir, name), steps: 1, ...cfg }));
+      return ['train', 'sft', '--config', p, '--quiet'];
+    };
+    const jsonl = [{ type: 'jsonl', path: pairs }];
+    refused(run('out-file', { data: jsonl, output: file }), /the output .*a-file is a file; name a folder/);
+    refused(run('jsonl-folder', { data: [{ type: 'jsonl', path: folder }] }), /a-folder: is a folder; a "jsonl"/);
+    refused(run('beir-file', { data: [{ type: 'beir', path: pairs }] }), /pairs.jsonl: is a file; a "beir" source/);
+    refused(
+      run('lora', { data: jsonl, lora: { rank: 4, targets: ['nope'] } }),
+      /"lora.targets": 'nope' is not a Qwen2 linear layer; choose from q_proj/,
+    );
+    for (const name of ['jsonl-folder', 'beir-file', 'lora'])
+      assert.equal(existsSync(path.join(dir, name)), false, name);
+  } finally {
+    cleanup();
+  }
+});
