@@ -168,6 +168,11 @@ export const indexCommand: Command = {
             `${out} keeps its vectors in a local HNSW file, which replicas cannot share; --queue needs an index ` +
               `on the LanceDB store: build a new one in another folder.`,
           );
+        // pruned first, so that documents left pending by an earlier run and no longer in --input are not encoded
+        const keep = new Set(docs.map((d) => d.id));
+        const pruned = values.prune
+          ? (await index.deleteDocuments(index.documentIds().filter((id) => !keep.has(id)))).length
+          : 0;
         const progress = new ProgressReporter(target ? 'encoding on the queue' : 'encoding');
         const onProgress = (done: number, total: number): void => progress.update(done, total);
         const r: AddResult & { dead?: DeadJob[] } = target
@@ -184,9 +189,7 @@ export const indexCommand: Command = {
               documentsPerCommit: perCommit,
               onProgress: (p) => onProgress(p.done, p.total),
             });
-        const keep = new Set(docs.map((d) => d.id));
         const gone = index.documentIds().filter((id) => !keep.has(id));
-        const pruned = values.prune ? (await index.deleteDocuments(gone)).length : 0;
         const s = index.stats();
         console.log(
           `${path.resolve(out)}: ${s.documents} documents indexed (${r.encoded} encoded now, ` +

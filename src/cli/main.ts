@@ -45,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await cmd.run(rest);
   } catch (err) {
-    const sentence = optionErrorSentence(err, commandLabel(name, cmd.subcommands, rest));
+    const sentence = optionErrorSentence(err, commandLabel(name, cmd.subcommands, rest), rest);
     if (sentence === null) throw err;
     console.error(sentence);
     return 2;
@@ -59,14 +59,22 @@ function commandLabel(name: string, subcommands: readonly string[] | undefined, 
 
 /**
  * node's util.parseArgs refusing the command line (an unknown option, an option without its value or
- * with one it does not take, a stray word), as one sentence naming it; null for any other error.
+ * with one it does not take, a stray word), as one sentence naming it; null for any other error. A
+ * negative number after an option (-k -3) reads to parseArgs as an option of its own, so the value seems
+ * missing: that case is named as the value it is.
  */
-function optionErrorSentence(err: unknown, command: string): string | null {
+function optionErrorSentence(err: unknown, command: string, argv: readonly string[]): string | null {
   const code = (err as { code?: unknown } | null)?.code;
   if (!(err instanceof TypeError) || typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS_')) return null;
   // node quotes what it refuses: '--out <value>', '-k, --k <value>', '--quiet', or the stray word
   const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? '';
   const option = /--?[^\s,<]+(?=[^,]*$)/.exec(quoted)?.[0] ?? quoted;
+  const given = argv.findIndex((a) => a === option || quoted.startsWith(`${a},`) || quoted.startsWith(`${a} `));
+  const negative = given >= 0 && /^-\d/.test(argv[given + 1] ?? '') ? argv[given + 1] : undefined;
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && negative !== undefined) {
+    const what = `${argv[given]} ${negative}: a negative number is not a value it takes`;
+    return `search-r3 ${command}: ${what} (see search-r3 ${command} --help)`;
+  }
   const what =
     code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION'
       ? `unknown option '${option}'`

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
@@ -80,6 +81,13 @@ export const searchCommand: Command = {
     return (async () => {
       const manifest = readIndexManifest(indexDir);
       if (!values.remote && engine.kind === 'search-r3') selectDevice(values.device);
+      const source = manifest.model.source;
+      if (!values.remote && values.model === undefined && !existsSync(source)) {
+        throw new UserError(
+          `the model this index was built with is no longer at ${source} (recorded in ${indexDir}/index.json); ` +
+            'pass --model <dir> where it is now, or --remote <urls> of servers that run it.',
+        );
+      }
       const backend: EmbeddingBackend = values.remote
         ? await RemoteEmbedder.connect(
             values.remote
@@ -100,6 +108,13 @@ export const searchCommand: Command = {
       const index = await SearchIndex.open(indexDir, { backend });
       try {
         for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
+        const { documents, pending } = index.stats();
+        if (pending > 0) {
+          process.stderr.write(
+            `search-r3: ${pending.toLocaleString('en')} documents of this index are not encoded yet (an index run ` +
+              `that stopped or is still running); the results rank the ${documents.toLocaleString('en')} that are\n`,
+          );
+        }
         const res = await index.search(positionals[0], {
           k,
           hybrid: values.hybrid ?? false,

@@ -55,6 +55,15 @@ function findRoute<C>(routes: readonly Route<C>[], pathname: string): { route: R
   return undefined;
 }
 
+/** The request's path and query; a target that is no URL path (`//[`) is a 400, not an exception in the server. */
+function requestUrl(target: string | undefined): URL {
+  try {
+    return new URL(target ?? '/', 'http://localhost');
+  } catch {
+    throw new HttpError(400, 'the request target is not a valid URL path.', 'invalid_path');
+  }
+}
+
 /** The error a failed request is answered with: what the route threw when it is meant for the client, else a 500. */
 export function httpErrorOf(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
@@ -82,25 +91,35 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
 
   const handler: http.RequestListener = (req, res) => {
     const started = performance.now();
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url = new URL('http://localhost/');
     let found: { route: Route<C>; param: string } | undefined;
     let badPath: unknown = null;
     try {
+      url = requestUrl(req.url);
       found = findRoute(o.routes, url.pathname);
     } catch (e) {
       badPath = e;
     }
     const label = found ? (isPrefix(found.route.path) ? `${found.route.path}{id}` : found.route.path) : 'other';
+    // A request is done when its response closes, or when its socket does: a pipelined request behind one
+    // whose client went away never gets a response of its own, and shutdown waits for the count to reach 0.
     inFlight++;
-    res.on('close', () => {
+    const socket = req.socket;
+    let open = true;
+    const done = (): void => {
+      if (!open) return;
+      open = false;
       inFlight--;
+      socket.off('close', done);
       metrics.inc('search_r3_http_requests_total', 'HTTP requests by route and status.', {
         route: label,
         status: String(res.statusCode),
       });
       const seconds = (performance.now() - started) / 1000;
       metrics.observe('search_r3_http_request_duration_seconds', 'HTTP request latency.', { route: label }, seconds);
-    });
+    };
+    res.on('close', done);
+    socket.on('close', done);
     const fail = (e: unknown): void => {
       const err = httpErrorOf(e);
       if (err.status === 500) console.error(e);

@@ -38,7 +38,9 @@ export async function listen(
         server.closeIdleConnections();
         // keep-alive connections become idle once their in-flight request is answered
         while (h.inFlight() > 0) await new Promise((r) => setTimeout(r, 10));
-        server.closeIdleConnections();
+        // every request has been answered; what is left are connections without a whole request (a client
+        // that connected and sent nothing, or half its headers), which would hold the process until they give up
+        server.closeAllConnections();
         await closed;
       })()),
   };

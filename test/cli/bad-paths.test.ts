@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { sharedData } from '../helpers/repo.js';
@@ -80,6 +80,28 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
     );
     for (const name of ['jsonl-folder', 'beir-file', 'lora'])
       assert.equal(existsSync(path.join(dir, name)), false, name);
+  } finally {
+    cleanup();
+  }
+});
+
+test('search on an index whose model folder moved names index.json and --model; --model then works', async () => {
+  const { dir, cleanup } = tempDir('moved-model');
+  try {
+    const model = await tinyModelDir(dir);
+    const docs = path.join(dir, 'docs.jsonl');
+    writeFileSync(docs, '{"_id": "a", "title": "alpha", "text": "beta gamma"}\n');
+    const idx = path.join(dir, 'idx');
+    assert.equal(runCli(['index', '--model', model, '--input', docs, '--out', idx], env).status, 0);
+    const moved = path.join(dir, 'moved');
+    renameSync(model, moved);
+    refused(
+      ['search', '--index', idx, 'beta'],
+      /no longer at .* \(recorded in .*idx\/index\.json\); pass --model <dir> where it is now/,
+    );
+    const r = runCli(['search', '--index', idx, '--model', moved, '--json', 'beta'], env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0]?.id, 'a');
   } finally {
     cleanup();
   }

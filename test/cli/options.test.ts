@@ -1,7 +1,7 @@
 /**
  * The command line itself: an unknown option, an option without its value (or with one it does not
- * take) and a stray word are one sentence naming it and the command's help, exit code 2, for every
- * command (main.ts turns node's parseArgs errors into that sentence in one place).
+ * take, such as a negative number) and a stray word are one sentence naming it and the command's help,
+ * exit code 2, for every command (main.ts turns node's parseArgs errors into that sentence in one place).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +25,8 @@ test(
       ['export gguf --model', 'export gguf', "option '--model' needs a value"],
       ['recipe evaluate --foo', 'recipe evaluate', "unknown option '--foo'"],
       ['mine --x', 'mine', "unknown option '--x'"],
+      ['search -k -3 q', 'search', '-k -3: a negative number is not a value it takes'],
+      ['search --max-reasoning -1 q', 'search', '--max-reasoning -1: a negative number is not a value it takes'],
     ];
     for (const [line, command, what] of cases) {
       // the JS backend: no note about the native one can come before the sentence

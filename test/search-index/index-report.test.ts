@@ -9,33 +9,56 @@ import { SearchIndex } from '../../src/search-index/search-index.js';
 import { runCli } from '../helpers/cli.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
-test('after a killed run, index counts what it encoded now and what was already indexed, which add up', async () => {
-  const { dir, cleanup } = tempDir('count');
-  try {
-    const model = await tinyModelDir(dir);
-    const idx = path.join(dir, 'idx');
-    const docs = corpus(20).map(({ id, title, text }) => ({ id, title, text }));
-    const input = path.join(dir, 'docs.jsonl');
-    writeJsonl(input, docs);
-    // a run that dies after its second commit of 4 documents: 8 indexed, 12 pending
-    const killed = await SearchIndex.open(idx, { backend: await tinyBackend(model), create: {} });
-    await assert.rejects(
-      killed.addDocuments(docs, {
-        documentsPerCommit: 4,
-        onChunkCommitted: (p) => {
-          if (p.chunks === 2) throw new Error('killed');
-        },
-      }),
-    );
-    await killed.close();
-    const r = runCli(['index', '--input', input, '--out', idx]);
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /resuming: 12 documents left pending by an earlier run/);
-    assert.match(r.stdout, /20 documents indexed \(12 encoded now, 8 unchanged\)/);
-  } finally {
-    cleanup();
-  }
-});
+test(
+  'after a killed run, index counts what it encoded now and what was already indexed, which add up; search says ' +
+    'what is not encoded yet; --prune deletes before it encodes',
+  async () => {
+    const { dir, cleanup } = tempDir('count');
+    try {
+      const model = await tinyModelDir(dir);
+      const idx = path.join(dir, 'idx');
+      const docs = corpus(20).map(({ id, title, text }) => ({ id, title, text }));
+      const input = path.join(dir, 'docs.jsonl');
+      writeJsonl(input, docs);
+      // a run that dies after its second commit of 4 documents: 8 indexed, 12 pending
+      const killed = await SearchIndex.open(idx, { backend: await tinyBackend(model), create: {} });
+      await assert.rejects(
+        killed.addDocuments(docs, {
+          documentsPerCommit: 4,
+          onChunkCommitted: (p) => {
+            if (p.chunks === 2) throw new Error('killed');
+          },
+        }),
+      );
+      await killed.close();
+      const search = runCli(['search', '--index', idx, '--json', 'protein']);
+      assert.equal(search.status, 0, search.stderr);
+      assert.match(search.stderr, /12 documents of this index are not encoded yet .*; the results rank the 8 that are/);
+      // with --prune and an input without the last 10 documents, those are deleted before encoding, not after
+      const fewer = path.join(dir, 'fewer.jsonl');
+      writeJsonl(fewer, docs.slice(0, 10));
+      const pruned = runCli(['index', '--input', fewer, '--out', idx, '--prune']);
+      assert.equal(pruned.status, 0, pruned.stderr);
+      assert.match(pruned.stderr, /resuming: 12 documents left pending by an earlier run/);
+      // the killed run encoded the 8 longest documents (the index's encoding order: length, then id)
+      const encodedFirst = new Set(
+        [...docs]
+          .sort((a, b) => b.title.length + b.text.length - (a.title.length + a.text.length) || (a.id < b.id ? -1 : 1))
+          .slice(0, 8)
+          .map((d) => d.id),
+      );
+      const kept = docs.slice(0, 10).filter((d) => encodedFirst.has(d.id)).length;
+      assert.ok(kept < 8, 'some of the pruned documents were indexed, some pending');
+      const counts = `${10 - kept} encoded now, ${kept} unchanged, 10 pruned`;
+      assert.match(pruned.stdout, new RegExp(`10 documents indexed \\(${counts}\\)`));
+      const r = runCli(['index', '--input', input, '--out', idx]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /20 documents indexed \(10 encoded now, 10 unchanged\)/);
+    } finally {
+      cleanup();
+    }
+  },
+);
 
 test(
   'index reports documents cut to the context, a clamped ' + '--max-length, and takes the model from an existing index',

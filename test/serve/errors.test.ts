@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import OpenAI from 'openai';
 import { startSearchServer } from '../../src/serve/server.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
@@ -195,3 +196,76 @@ test('graceful shutdown answers in-flight requests, then refuses connections', a
     cleanup();
   }
 });
+
+/** Sends raw bytes on one connection and gathers what comes back until the server closes it or `ms` pass. */
+function rawExchange(url: string, bytes: string, ms = 2000): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => socket.write(bytes));
+    let got = '';
+    socket.on('data', (d) => (got += d.toString()));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(got));
+    setTimeout(() => socket.destroy(), ms);
+  });
+}
+
+test('a request target that is no URL path is a 400, and the server goes on (with an API key too)', async () => {
+  const { dir, cleanup } = tempDir('bad-url');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0, apiKey: 'secret' });
+  try {
+    const got = await rawExchange(server.url, 'GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.match(got, /^HTTP\/1\.1 400 /);
+    assert.match(got, /"code":"invalid_path"/);
+    const health = await request(server.url, 'GET', '/health');
+    assert.equal(health.status, 200, 'still serving');
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test(
+  'shutdown does not wait for a client that sent nothing or half its headers, nor for a pipelined request ' +
+    'whose client left',
+  { timeout: 30_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('shut-stalled');
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const server = await startSearchServer({ backend, port: 0 });
+    const { hostname, port } = new URL(server.url);
+    const sockets: net.Socket[] = [];
+    const connect = (bytes: string): Promise<void> =>
+      new Promise((resolve) => {
+        const s = net.connect(Number(port), hostname, () => {
+          s.write(bytes);
+          resolve();
+        });
+        s.on('error', () => {});
+        sockets.push(s);
+      });
+    try {
+      // a slow request with a pipelined one behind it, on a connection the client then drops
+      const body = JSON.stringify({ model: 'search-r3', input: Array.from({ length: 64 }, (_, i) => `text ${i}`) });
+      const pipelined =
+        `POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n`;
+      await connect(pipelined);
+      await new Promise((r) => setTimeout(r, 20));
+      sockets[0]!.destroy();
+      await connect(''); // connected, sent nothing
+      await connect('GET /health HTTP/1.1\r\nHost:'); // half its headers
+      await new Promise((r) => setTimeout(r, 500));
+      const metrics = await request(server.url, 'GET', '/metrics');
+      assert.match(metrics.raw.toString(), /search_r3_requests_in_flight 1\b/, 'only the /metrics request itself');
+      const t0 = performance.now();
+      await server.close();
+      assert.ok(performance.now() - t0 < 3000, `close took ${(performance.now() - t0).toFixed(0)} ms`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await server.close();
+      cleanup();
+    }
+  },
+);
