@@ -15,23 +15,26 @@ const isInt = (v: unknown, lo: number, hi: number): boolean =>
 
 /** The sampling fields of a query (`prefix` names where they sit, e.g. 'search_r3.'). */
 export function queryOptions(fields: Record<string, unknown>, prefix: string): QueryOptions {
+  // null is "not given", as OpenAI's own clients send it for an unset field
   const num = (k: string, lo: number, hi: number): number | undefined => {
     const v = fields[k];
-    if (v === undefined) return undefined;
+    if (v === undefined || v === null) return undefined;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) {
       throw badRequest(`'${prefix}${k}' must be a number in [${lo}, ${hi}].`, `${prefix}${k}`);
     }
     return v;
   };
-  const maxR = num('max_reasoning_tokens', 0, 4096);
-  if (maxR !== undefined && !Number.isInteger(maxR)) {
-    throw badRequest(`'${prefix}max_reasoning_tokens' must be an integer.`, `${prefix}max_reasoning_tokens`);
-  }
+  const int = (k: string, lo: number, hi: number): number | undefined => {
+    const v = num(k, lo, hi);
+    if (v !== undefined && !Number.isInteger(v))
+      throw badRequest(`'${prefix}${k}' must be an integer.`, `${prefix}${k}`);
+    return v;
+  };
   return {
-    maxReasoningTokens: maxR,
+    maxReasoningTokens: int('max_reasoning_tokens', 0, 4096),
     temperature: num('temperature', 0, 5),
     topP: num('top_p', 0, 1),
-    seed: num('seed', 0, 2 ** 32 - 1),
+    seed: int('seed', 0, 2 ** 32 - 1),
   };
 }
 
@@ -101,7 +104,9 @@ function parseStops(stop: unknown): string[] {
 export function parseChatFields(body: Record<string, unknown>): ChatJob {
   const messages = parseMessages(body.messages);
   if (body.n !== undefined && body.n !== 1) throw badRequest("only 'n': 1 is supported.", 'n');
-  if (body.stream === true) throw badRequest("'stream' is not supported.", 'stream');
+  if (body.stream !== undefined && body.stream !== null && body.stream !== false) {
+    throw badRequest("'stream' is not supported: leave it out or set it to false.", 'stream');
+  }
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
   if (maxTokens !== undefined && !isInt(maxTokens, 1, MAX_COMPLETION_TOKENS)) {
     throw badRequest(`'max_tokens' must be an integer in [1, ${MAX_COMPLETION_TOKENS}].`, 'max_tokens');

@@ -89,7 +89,11 @@ export function createContext(o: ContextOptions): ServerContext {
     index,
     modelName,
     metrics,
-    limits: { perInput: o.maxTokensPerInput ?? model.maxLength, perRequest: o.maxRequestTokens ?? 65_536 },
+    // no input longer than the context can be embedded whole, whatever --max-tokens says
+    limits: {
+      perInput: Math.min(o.maxTokensPerInput ?? model.maxLength, model.maxLength),
+      perRequest: o.maxRequestTokens ?? 65_536,
+    },
     maxInputs: o.maxInputs ?? 256,
     maxK: o.maxK ?? 1000,
     maxReasoning: o.maxRequestReasoningTokens ?? 8192,

@@ -100,6 +100,16 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
       'encoding_format',
     );
     expect(await emb({ model: 'search-r3', input: 'x', dimensions: 8 }), 400, 'invalid_value', 'dimensions');
+    expect(await emb({ model: 'search-r3', input: [1, 2], dimensions: 8 }), 400, 'invalid_value', 'dimensions');
+    const seeded = { mode: 'query', reasoning: 'on', temperature: 1, seed: 1.5 };
+    expect(await emb({ model: 'search-r3', input: 'x', search_r3: seeded }), 400, 'invalid_value', 'search_r3.seed');
+    const say = [{ role: 'user', content: 'x' }];
+    for (const stream of ['true', 1, 'float']) {
+      expect(await chat({ model: 'search-r3', messages: say, stream }), 400, 'invalid_value', 'stream');
+    }
+    // null is an unset field, as OpenAI's clients send it
+    const nulls = await chat({ model: 'search-r3', messages: say, max_tokens: 2, top_p: null, seed: null });
+    assert.equal(nulls.status, 200, JSON.stringify(nulls.body));
     expect(
       await emb({ model: 'search-r3', input: 'x', search_r3: { mode: 'passage' } }),
       400,
@@ -269,3 +279,21 @@ test(
     }
   },
 );
+
+test('--max-tokens above the model context is taken as the context', async () => {
+  const { dir, cleanup } = tempDir('room');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0, maxTokensPerInput: 100_000 });
+  try {
+    const context = backend.maxLength;
+    let text = 'protein';
+    while (backend.embedder.tokenizer.encode(text).length <= context) text += ' protein';
+    const r = await request(server.url, 'POST', '/v1/embeddings', JSON.stringify({ model: 'search-r3', input: text }));
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error?.code, 'context_length_exceeded');
+    assert.match(r.body.error!.message, new RegExp(`at most ${context} tokens per input`));
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});

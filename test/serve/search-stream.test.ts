@@ -68,7 +68,9 @@ test('the analysis streams token by token, then the hits of /v1/search', async (
 });
 
 test('a bad request is refused before any event, in the shape /v1/search refuses it', async () => {
-  for (const body of [{ query: '' }, { query: 'x', k: 0 }, { query: 'x', highlight: 'yes' }]) {
+  // the last is refused by the model worker (its tokens counted there), after the request was parsed
+  const tooLong = { query: 'protein '.repeat(30), reasoning: 'on' };
+  for (const body of [{ query: '' }, { query: 'x', k: 0 }, { query: 'x', highlight: 'yes' }, tooLong]) {
     const s = await post(server.url, '/v1/search/stream', body, auth);
     const p = await post(server.url, '/v1/search', body, auth);
     assert.equal(s.status, 400);

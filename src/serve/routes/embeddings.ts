@@ -34,13 +34,13 @@ export async function embeddings(ctx: ServerContext, body: Record<string, unknow
   const { model, limits, tokenChars } = ctx;
   ctx.checkModel(body.model);
   if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
+  if (body.dimensions !== undefined && body.dimensions !== null && body.dimensions !== model.dimension) {
+    throw badRequest(`'dimensions' must be ${model.dimension} (this model's size) or left out.`, 'dimensions');
+  }
   const tokenInput = parseTokenInput(body.input);
   if (tokenInput) return embedTokens(ctx, tokenInput, body);
   const texts = parseTextInput(body.input, ctx.maxInputs);
   const format = encodingFormat(body.encoding_format);
-  if (body.dimensions !== undefined && body.dimensions !== model.dimension) {
-    throw badRequest(`'dimensions' must be ${model.dimension} (this model's size) or left out.`, 'dimensions');
-  }
   const ext = (body.search_r3 ?? {}) as Partial<EmbeddingExtension> & Record<string, unknown>;
   if (typeof ext !== 'object' || ext === null || Array.isArray(ext)) {
     throw badRequest("'search_r3' must be an object.", 'search_r3', 'invalid_type');

@@ -120,18 +120,23 @@ export async function searchStream(
   res: http.ServerResponse,
 ): Promise<void> {
   const r = parseSearch(ctx, body);
-  res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-store',
-    ...(ctx.draining ? { connection: 'close' } : {}),
-  });
+  // The 200 and its headers go with the first event: what the worker refuses before any token (a query too
+  // long for the context) is then a JSON 4xx, as /v1/search answers it.
   const write = (s: string): void => {
+    if (!res.headersSent) {
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        ...(ctx.draining ? { connection: 'close' } : {}),
+      });
+    }
     if (!res.destroyed && !res.writableEnded) res.write(s);
   };
   try {
     const answer = await runSearch(ctx, r, (_input, reasoning) => write(event('reasoning', { reasoning })));
     write(event('result', answer));
   } catch (e) {
+    if (!res.headersSent) throw e;
     const err = httpErrorOf(e);
     if (err.status === 500) console.error(e);
     write(event('error', { status: err.status, ...err.body() }));
