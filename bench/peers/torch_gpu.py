@@ -1,8 +1,9 @@
 """Speed peer for bench/gpu.ts: PyTorch on the same machine, on CUDA when torch sees a GPU, else the CPU.
 
 Reads on stdin {parts, threads, reps, warmup, sizes, config, weights: {file, order}, train: {batch, seq, ids,
-targets}, gen: {decode, batches, sampled: {batch, temperature}, prompts, starts}}; the weights are the bench's own, raw little-endian float32
-in `order`. Measures (median of `reps` after `warmup`, each run ended by a device synchronisation):
+targets}, gen: {decode, batches, sampled: {batch, temperature}, prompts, starts}}; the weights are the bench's
+own, raw little-endian float32 in `order`. Measures (median of `reps` after `warmup`, each run ended by a device
+synchronisation):
 - torch.matmul n×n×n in f32, f16 and bf16 (TFLOP/s);
 - a full f32 training step (forward, cross-entropy, backward, clip_grad_norm_, AdamW) of a Qwen2 written
   on torch ops (eager; scaled_dot_product_attention where this torch has it);

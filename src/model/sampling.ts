@@ -42,21 +42,36 @@ export function sampleToken(
 ): Sampled {
   const temperature = opts.temperature ?? 0;
   const t = temperature > 0 ? temperature : 1;
-  const row = logits.subarray(offset, offset + n);
+  const given = logits.subarray(offset, offset + n);
+  if (temperature > 0 && !rng) throw new Error('sampling with temperature > 0 needs a seeded Rng');
+  // A draw gives a value that is not finite (NaN, ±Inf) probability 0, as the GPU's samplePick does; a row
+  // with nothing finite draws (so the stream advances as for any row) and gives token 0.
+  const row = temperature > 0 ? finiteOnly(given) : given;
+  if (row === null) {
+    rng!.next();
+    return { token: 0, logprob: NaN };
+  }
   const logZ = logSumExp(row, t);
   const logprobOf = (tok: number): number => row[tok] / t - logZ;
   if (temperature <= 0) {
     const tok = argmax(row);
     return { token: tok, logprob: logprobOf(tok) };
   }
-  if (!rng) throw new Error('sampling with temperature > 0 needs a seeded Rng');
+  const draws = rng!;
   // exp(logit/t − logZ) is the probability itself, never above 1
   const prob = (i: number): number => Math.exp(row[i] / t - logZ);
   const k = opts.topK ?? 0,
     p = opts.topP ?? 1;
   const truncated = (k > 0 && k < n) || p < 1;
-  const tok = truncated ? drawTruncated(row, prob, k > 0 && k < n ? k : 0, p, rng) : drawInIdOrder(n, prob, rng);
+  const tok = truncated ? drawTruncated(row, prob, k > 0 && k < n ? k : 0, p, draws) : drawInIdOrder(n, prob, draws);
   return { token: tok, logprob: logprobOf(tok) };
+}
+
+/** The row with every value that is not finite as −Inf (the row itself when all are finite); null when none is. */
+function finiteOnly(row: Float32Array): Float32Array | null {
+  if (row.every(Number.isFinite)) return row;
+  const out = row.map((v) => (Number.isFinite(v) ? v : -Infinity));
+  return out.some((v) => v !== -Infinity) ? out : null;
 }
 
 /**

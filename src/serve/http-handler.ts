@@ -5,6 +5,7 @@
  * body and writes its own streamed answer (`stream`).
  */
 import type http from 'node:http';
+import type { Socket } from 'node:net';
 import { ApiKey } from './api-key.js';
 import { HttpError } from './http-error.js';
 import type { Metrics } from './metrics.js';
@@ -89,6 +90,21 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
     res.end(text);
   };
 
+  // One 'close' listener a socket, whatever number of requests a client pipelines on it, calls their `done`s.
+  const pending = new WeakMap<Socket, Set<() => void>>();
+  const whenSocketCloses = (socket: Socket, done: () => void): void => {
+    let set = pending.get(socket);
+    if (!set) {
+      const created = new Set<() => void>();
+      pending.set(socket, created);
+      socket.once('close', () => {
+        for (const f of [...created]) f();
+      });
+      set = created;
+    }
+    set.add(done);
+  };
+
   const handler: http.RequestListener = (req, res) => {
     const started = performance.now();
     let url = new URL('http://localhost/');
@@ -104,22 +120,21 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
     // A request is done when its response closes, or when its socket does: a pipelined request behind one
     // whose client went away never gets a response of its own, and shutdown waits for the count to reach 0.
     inFlight++;
-    const socket = req.socket;
     let open = true;
     const done = (): void => {
       if (!open) return;
       open = false;
       inFlight--;
-      socket.off('close', done);
+      pending.get(req.socket)?.delete(done);
       metrics.inc('search_r3_http_requests_total', 'HTTP requests by route and status.', {
         route: label,
-        status: String(res.statusCode),
+        status: res.writableFinished ? String(res.statusCode) : 'aborted',
       });
       const seconds = (performance.now() - started) / 1000;
       metrics.observe('search_r3_http_request_duration_seconds', 'HTTP request latency.', { route: label }, seconds);
     };
     res.on('close', done);
-    socket.on('close', done);
+    whenSocketCloses(req.socket, done);
     const fail = (e: unknown): void => {
       const err = httpErrorOf(e);
       if (err.status === 500) console.error(e);

@@ -116,7 +116,8 @@ export class RunFolder<X = never> {
    * logged up to that checkpoint.
    */
   async begin(plan: RunPlan): Promise<TrainingRun> {
-    // made here, not at open: a model or data that fails to load leaves no empty run folder behind
+    // made here, not at open: a model, config or data that fails to load leaves no empty run folder behind
+    // (train lm's token cache, written while its data loads, makes the folder itself)
     await fsp.mkdir(this.output, { recursive: true });
     let state = freshState(plan.seed);
     if (this.start) {

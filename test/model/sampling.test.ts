@@ -69,3 +69,25 @@ test('top-k keeps the k most likely (ties to the lower id), and top-p then cuts 
   assertFollows(logits, { temperature: 1, topK: 3 });
   assertFollows(logits, { temperature: 1, topK: 5, topP: 0.7 });
 });
+
+test('a drawn value that is not finite has probability 0; a row with none finite gives token 0 and draws', () => {
+  const noisy = [1.5, NaN, 1.5, Infinity, 0.9, -Infinity, 2.1, -2];
+  const clean = noisy.map((v) => (Number.isFinite(v) ? v : -Infinity));
+  for (const topP of [1, 0.9]) {
+    const a = new T.Rng(11),
+      b = new T.Rng(11);
+    for (let i = 0; i < 200; i++) {
+      const got = sampleToken(Float32Array.from(noisy), 0, 8, { temperature: 1, topP }, a);
+      const want = sampleToken(Float32Array.from(clean), 0, 8, { temperature: 1, topP }, b);
+      assert.deepEqual(got, want, `draw ${i}, top-p ${topP}`);
+      assert.ok(Number.isFinite(noisy[got.token]));
+    }
+  }
+  const r = new T.Rng(5),
+    ref = new T.Rng(5);
+  const none = sampleToken(Float32Array.of(NaN, -Infinity, Infinity), 0, 3, { temperature: 1 }, r);
+  assert.equal(none.token, 0);
+  assert.ok(Number.isNaN(none.logprob));
+  ref.next();
+  assert.equal(r.next(), ref.next(), 'the row took its draw');
+});

@@ -109,6 +109,10 @@ test(
     ]) {
       const cpu = run('native', 'f32', sampling),
         gpu = run('webgpu', 'f32', sampling);
+      if (sampling.stopTokens) {
+        const early = cpu.filter((g) => g.finish === 'stop' && g.tokens.length < sampling.maxNewTokens);
+        assert.ok(early.length > 0 && early.length < cpu.length, 'some rows end early, so others draw after them');
+      }
       for (let b = 0; b < prompts.length; b++) {
         assert.deepEqual(gpu[b].tokens, cpu[b].tokens, `prompt ${b}, ${JSON.stringify(sampling)}`);
         assert.equal(gpu[b].finish, cpu[b].finish);

@@ -1,7 +1,6 @@
 /**
- * Reading every indexed vector while another process commits: the rows may outnumber the count taken
- * before them, and a read that a commit overlapped is read again (a search during `index` used to fail with
- * "offset is out of bounds").
+ * Reading every indexed vector while another process commits (a search during `index`): the rows may
+ * outnumber the count taken before them, and a read that a commit overlapped is read again.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -297,3 +297,26 @@ test('--max-tokens above the model context is taken as the context', async () =>
     cleanup();
   }
 });
+
+test('requests pipelined on one connection are all answered, with one close listener on its socket', async () => {
+  const { dir, cleanup } = tempDir('pipelined');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0 });
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    const one = 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n';
+    const got = await rawExchange(
+      server.url,
+      one.repeat(19) + one.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n'),
+    );
+    assert.equal(got.match(/HTTP\/1\.1 200 /g)?.length, 20);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+    await server.close();
+    cleanup();
+  }
+});

@@ -3,8 +3,9 @@
  * norm, AdamW, zeroGrad) do not grow the process's memory. The loop runs in a child process started
  * with --expose-gc (this same file, in child mode), so that the measurements are taken after a full
  * collection and nothing else in the test runner shares the heap. RSS is sampled after 100 warm-up steps
- * and after step 1,000; the drift must stay within RSS_BOUND_MB, that of the JS heap plus typed-array
- * buffers (where tensor data lives) within HEAP_BOUND_MB.
+ * and every 100 steps to 1,000: RSS may grow by at most RSS_STEP_BOUND_MB per 100 steps (the median of the
+ * nine intervals) and RSS_BOUND_MB in all; the JS heap plus typed-array buffers (where tensor data lives)
+ * by HEAP_BOUND_MB.
  * A leak of one step's graph (the activations of a [4, 16] batch, ≈ 0.5 MB) would add ≈ 450 MB; a
  * native kernel leaking its scratch buffers shows up in RSS, which the heap figure would miss.
  * Measured (2-core dev machine, Node 20, one malloc arena): RSS drift 0.0 to +2.4 MB native (≈ 1 ms/step), +1.6 MB TS
@@ -19,7 +20,8 @@ import * as T from '../../src/tensor/index.js';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
-const RSS_BOUND_MB = 10;
+const RSS_BOUND_MB = 20;
+const RSS_STEP_BOUND_MB = 1;
 const HEAP_BOUND_MB = 5;
 const STEPS = 1000,
   WARMUP = 100;
@@ -114,7 +116,8 @@ if (process.env[CHILD_ENV]) {
     (process.env.SEARCH_R3_MEMORY_BACKEND as T.BackendName | undefined) ?? (T.nativeKernels() ? 'native' : 'js');
   test(
     `${STEPS} training steps of a tiny Qwen2 do not grow memory (${backend} backend; ` +
-      `RSS drift ≤ ${RSS_BOUND_MB} MB, JS heap + tensor buffers ≤ ${HEAP_BOUND_MB} MB)`,
+      `RSS ≤ ${RSS_STEP_BOUND_MB} MB per 100 steps, ${RSS_BOUND_MB} MB in all; ` +
+      `JS heap + tensor buffers ≤ ${HEAP_BOUND_MB} MB)`,
     (t) => {
       // One malloc arena: glibc otherwise opens arenas for the native pool's threads whenever scheduling
       // makes them contend, each a step of up to ≈ 14 MB in RSS that is not a leak (drifts of −0.4 to
@@ -153,9 +156,15 @@ if (process.env[CHILD_ENV]) {
       assert.equal(rep.rssMB.length, (STEPS - WARMUP) / 100 + 1);
       // the loop really trains (so the measured steps are real steps)
       assert.ok(rep.lastLoss < 0.5 * rep.firstLoss, `loss ${rep.firstLoss} → ${rep.lastLoss}`);
+      // A leak grows RSS in every interval; the allocator or a thread pool taking one more block of memory is
+      // one step, once (a 10.3 MB step between steps 700 and 800, flat before and after, was seen here). So the
+      // bound is on the median growth per 100 steps, and the whole drift may hold one such step.
+      const steps = rep.rssMB.slice(1).map((v, i) => v - rep.rssMB[i]);
+      const medianStep = [...steps].sort((a, b) => a - b)[Math.floor(steps.length / 2)];
       assert.ok(
-        rssDrift <= RSS_BOUND_MB,
-        `RSS grew by ${rssDrift.toFixed(1)} MB over ${STEPS - WARMUP} steps: ${fmt(rep.rssMB)}`,
+        medianStep <= RSS_STEP_BOUND_MB && rssDrift <= RSS_BOUND_MB,
+        `RSS grew by ${rssDrift.toFixed(1)} MB over ${STEPS - WARMUP} steps, a median of ${medianStep.toFixed(2)} MB ` +
+          `per 100: ${fmt(rep.rssMB)}`,
       );
       assert.ok(
         heapDrift + bufDrift <= HEAP_BOUND_MB,

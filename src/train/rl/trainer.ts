@@ -179,6 +179,8 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const optimizer = new T.AdamW(pol.trainable, adamWOptions(o));
   const resumed = folder.start?.contents ?? null;
   const saved = resumed?.extra ? { snapshot: resumed.extra, dir: resumed.dir } : null;
+  // made before the run folder: a context too small for the prompt templates is refused with nothing written
+  const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
   const run = await folder.begin({
     params: pol.trainable,
     optimizer,
@@ -192,7 +194,6 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const state = run.state;
 
   // the environment: the corpus encoded by the current policy (documents embedded directly)
-  const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
   const encode = (rows: readonly number[]): Float32Array[] => {
     return embedder.embedDocuments(rows.map((row) => data.docTexts[row])).vectors;
   };
