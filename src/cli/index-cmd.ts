@@ -160,6 +160,7 @@ export const indexCommand: Command = {
       });
       try {
         for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
+        index.lockForWriting();
         const before = index.stats();
         if (before.pending > 0)
           process.stderr.write(`resuming: ${before.pending} documents left pending by an earlier run\n`);

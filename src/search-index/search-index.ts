@@ -508,8 +508,11 @@ export class SearchIndex {
     };
   }
 
-  /** Taken by the first write and held until close(); readers (search, a server) never take it. */
-  private lockForWriting(): void {
+  /**
+   * Taken by the first write and held until close(); readers (search, a server) never take it. A writer may
+   * take it before its first write, so that a second writer is refused before it reports anything.
+   */
+  lockForWriting(): void {
     if (this.readOnly)
       throw new IndexError(
         `${this.dir} was opened read-only; open it with { writable: true } to add or delete documents.`,

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { IndexError } from '../../src/search-index/index-error.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+import { runCli } from '../helpers/cli.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'resume-child.js');
 
@@ -140,6 +141,13 @@ test(
       );
       await assert.rejects(second.deleteDocuments(['d000']), IndexError);
       assert.equal(second.stats().documents, 4, 'reading is fine meanwhile');
+      // the command line is refused before it reports anything about the index (such as what is pending)
+      const input = path.join(dir, 'docs.jsonl');
+      writeJsonl(input, corpus(12));
+      const cli = runCli(['index', '--input', input, '--out', indexDir]);
+      assert.equal(cli.status, 2, cli.stderr);
+      assert.match(cli.stderr, /another process \(pid \d+\) is writing to this index/);
+      assert.doesNotMatch(cli.stderr, /resuming/);
       p.kill('SIGKILL');
       await new Promise((r) => p.once('exit', r));
       const r = await second.addDocuments(corpus(12));

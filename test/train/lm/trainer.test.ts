@@ -294,6 +294,11 @@ test(
     const r = runCli(['train', 'lm', '--config', cfgFile, '--resume', '--quiet']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /trained steps (2\d|3\d|4\d)→150 of 150/);
+    // resumed again, the finished run trains nothing and says so (no loss or speed of its own)
+    const again = runCli(['train', 'lm', '--config', cfgFile, '--resume', '--quiet']);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stdout, /already trained to step 150 of 150/);
+    assert.doesNotMatch(again.stdout, /NaN/);
     const train = readFileSync(path.join(dir, 'run-kill/metrics.jsonl'), 'utf8')
       .trim()
       .split('\n')
