@@ -188,6 +188,18 @@ export class EmbeddingBatcher {
     });
   }
 
+  /**
+   * Drops the jobs of request `owner` that have not started (its client went away): they fail at once, so
+   * the server's queue frees their place. Work already in a batch or a generation finishes.
+   */
+  cancel(owner: number): void {
+    const jobs = this.line.get(owner);
+    if (!jobs) return;
+    this.line.delete(owner);
+    this.waiting -= jobs.length;
+    for (const j of jobs) j.reject(new Error('cancelled: the client went away'));
+  }
+
   private enqueue(owner: number, job: BatchJob): void {
     let jobs = this.line.get(owner);
     if (!jobs) this.line.set(owner, (jobs = []));

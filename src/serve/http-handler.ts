@@ -20,7 +20,8 @@ export interface Route<C> {
   path: string;
   /** Served without the API key (it decides itself how much to tell). */
   open?: boolean;
-  json?: (ctx: C, body: Record<string, unknown>) => Promise<unknown>;
+  /** `signal` aborts when the client goes away before its answer: the model drops what it has not started. */
+  json?: (ctx: C, body: Record<string, unknown>, signal: AbortSignal) => Promise<unknown>;
   get?: (ctx: C, param: string, authorized: boolean, url: URL) => Answer;
   /** Writes the answer itself; an HttpError thrown before it writes the head is sent as usual. */
   stream?: (ctx: C, body: Record<string, unknown>, res: http.ServerResponse) => Promise<void>;
@@ -121,10 +122,12 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
     // whose client went away never gets a response of its own, and shutdown waits for the count to reach 0.
     inFlight++;
     let open = true;
+    const gone = new AbortController();
     const done = (): void => {
       if (!open) return;
       open = false;
       inFlight--;
+      if (!res.writableFinished) gone.abort();
       pending.get(req.socket)?.delete(done);
       metrics.inc('search_r3_http_requests_total', 'HTTP requests by route and status.', {
         route: label,
@@ -136,6 +139,8 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
     res.on('close', done);
     whenSocketCloses(req.socket, done);
     const fail = (e: unknown): void => {
+      // work dropped because its client went away is no server error, and there is no one to answer
+      if (gone.signal.aborted) return;
       const err = httpErrorOf(e);
       if (err.status === 500) console.error(e);
       if (!res.headersSent) send(res, { status: err.status, body: err.body() });
@@ -169,7 +174,8 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
       }
       const body = readBody(req, o.maxBodyBytes).then(parseJsonObject);
       if (route.stream) body.then((b) => route.stream!(o.ctx, b, res)).catch(fail);
-      else body.then((b) => route.json!(o.ctx, b)).then((out) => send(res, { status: 200, body: out }), fail);
+      else
+        body.then((b) => route.json!(o.ctx, b, gone.signal)).then((out) => send(res, { status: 200, body: out }), fail);
     } catch (e) {
       fail(e);
     }

@@ -71,6 +71,7 @@ interface ModelWork {
   encodeDocuments(texts: readonly string[]): Promise<DocumentsResult>;
   chat(owner: number, job: ChatJob): Promise<ChatResult>;
   configure(b: BatchingOptions): void;
+  cancel(owner: number): void;
 }
 
 class ModelWorker implements ModelWork {
@@ -140,6 +141,10 @@ class ModelWorker implements ModelWork {
   configure(b: BatchingOptions): void {
     this.batcher.configure(b);
   }
+
+  cancel(owner: number): void {
+    this.batcher.cancel(owner);
+  }
 }
 
 /** The same requests on llama.cpp, which takes them one at a time (its contexts evaluate one sequence). */
@@ -183,11 +188,19 @@ class LlamaCppWork implements ModelWork {
   configure(): void {
     /* one request at a time: nothing to batch */
   }
+
+  cancel(): void {
+    /* llama.cpp takes one request at a time, already started when it is known */
+  }
 }
 
 function handle(work: ModelWork, m: WorkerRequest): void {
   if (m.type === 'configure') {
     work.configure(m.batching);
+    return;
+  }
+  if (m.type === 'cancel') {
+    work.cancel(m.id);
     return;
   }
   const run = async (): Promise<EmbedResult | DocumentsResult | ChatResult> => {

@@ -247,19 +247,20 @@ export class WorkerBackend implements EmbeddingBackend {
   async embed(
     job: EmbedJob,
     onProgress?: ProgressListener,
+    signal?: AbortSignal,
   ): Promise<{ results: QueryEmbedding[]; promptTokens: number }> {
     const streamed = onProgress ? { ...job, stream: true } : job;
-    const r = await this.call<EmbedResult>((id) => ({ id, type: 'embed', job: streamed }), onProgress);
+    const r = await this.call<EmbedResult>((id) => ({ id, type: 'embed', job: streamed }), onProgress, signal);
     return { results: this.unpack(r), promptTokens: r.promptTokens };
   }
 
   /** Embeds token-id sequences as given: the hidden state at each one's last token. */
-  async embedTokens(seqs: number[][]): Promise<QueryEmbedding[]> {
-    return this.unpack(await this.call<EmbedResult>((id) => ({ id, type: 'embedTokens', seqs })));
+  async embedTokens(seqs: number[][], signal?: AbortSignal): Promise<QueryEmbedding[]> {
+    return this.unpack(await this.call<EmbedResult>((id) => ({ id, type: 'embedTokens', seqs }), undefined, signal));
   }
 
-  chat(job: ChatJob): Promise<ChatResult> {
-    return this.call<ChatResult>((id) => ({ id, type: 'chat', job }));
+  chat(job: ChatJob, signal?: AbortSignal): Promise<ChatResult> {
+    return this.call<ChatResult>((id) => ({ id, type: 'chat', job }), undefined, signal);
   }
 
   /** Stops the worker; requests still waiting fail. */
@@ -277,14 +278,23 @@ export class WorkerBackend implements EmbeddingBackend {
     return r.analyses.map((a, i) => ({ ...a, vector: r.vectors.slice(i * d, (i + 1) * d) }));
   }
 
-  private call<T>(make: (id: number) => WorkerRequest, progress?: ProgressListener): Promise<T> {
+  /** `signal`: the caller no longer wants the answer (its client went away), so the worker drops what it can. */
+  private call<T>(make: (id: number) => WorkerRequest, progress?: ProgressListener, signal?: AbortSignal): Promise<T> {
     if (this.state !== 'ready') {
       return Promise.reject(new ModelUnavailableError(this.reason ?? 'the model is not ready.'));
     }
     const id = this.nextId++;
+    const worker = this.worker;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, progress });
-      this.worker.postMessage(make(id));
+      worker.postMessage(make(id));
+      signal?.addEventListener(
+        'abort',
+        () => {
+          if (this.pending.has(id) && this.worker === worker) worker.postMessage({ id, type: 'cancel' });
+        },
+        { once: true },
+      );
     });
   }
 

@@ -90,7 +90,9 @@ export type WorkerRequest =
   | { id: number; type: 'embedTokens'; seqs: number[][] }
   | { id: number; type: 'encodeDocuments'; texts: string[] }
   | { id: number; type: 'chat'; job: ChatJob }
-  | { type: 'configure'; batching: BatchingOptions };
+  | { type: 'configure'; batching: BatchingOptions }
+  /** The client of request `id` went away: its work that has not started is dropped. */
+  | { type: 'cancel'; id: number };
 
 /** One input's analysis (reasoning on); the vector travels packed beside it. */
 export interface Analysis {

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import OpenAI from 'openai';
 import { startSearchServer } from '../../src/serve/server.js';
@@ -316,6 +317,39 @@ test('requests pipelined on one connection are all answered, with one close list
     assert.deepEqual(warnings, []);
   } finally {
     process.off('warning', onWarning);
+    await server.close();
+    cleanup();
+  }
+});
+
+test('a request whose client went away frees its place in the queue: the work not started is dropped', async () => {
+  const { dir, cleanup } = tempDir('abandoned');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  // a long batching wait and large batches keep the inputs waiting, not yet started, while their clients leave
+  const server = await startSearchServer({ backend, port: 0, maxQueue: 256, maxWaitMs: 4000, maxBatchInputs: 1024 });
+  const { hostname, port } = new URL(server.url);
+  const body = JSON.stringify({ model: 'search-r3', input: Array.from({ length: 64 }, (_, i) => `text ${i}`) });
+  const queued = async (): Promise<number> => {
+    const m = (await request(server.url, 'GET', '/metrics')).raw.toString();
+    return Number(/^search_r3_queue_inputs (\d+)/m.exec(m)?.[1]);
+  };
+  try {
+    const clients = Array.from({ length: 4 }, () => {
+      const r = http.request({ host: hostname, port: Number(port), method: 'POST', path: '/v1/embeddings' });
+      r.on('error', () => {});
+      r.setHeader('content-type', 'application/json');
+      r.end(body);
+      return r;
+    });
+    const t0 = performance.now();
+    while ((await queued()) < 256 && performance.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await queued(), 256, 'the four requests fill the queue');
+    for (const c of clients) c.destroy();
+    while ((await queued()) > 0 && performance.now() - t0 < 3500) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await queued(), 0, 'freed before the batching wait ends');
+    const next = await request(server.url, 'POST', '/v1/embeddings', body);
+    assert.equal(next.status, 200, JSON.stringify(next.body));
+  } finally {
     await server.close();
     cleanup();
   }

@@ -8,7 +8,11 @@ import { charsBeyond } from '../input-limits.js';
 import { parseChatFields } from '../request-fields.js';
 import type { ServerContext } from '../server-context.js';
 
-export async function chatCompletions(ctx: ServerContext, body: Record<string, unknown>): Promise<unknown> {
+export async function chatCompletions(
+  ctx: ServerContext,
+  body: Record<string, unknown>,
+  signal?: AbortSignal,
+): Promise<unknown> {
   if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
   ctx.checkModel(body.model);
   const job = parseChatFields(body);
@@ -19,7 +23,7 @@ export async function chatCompletions(ctx: ServerContext, body: Record<string, u
       'can hold; shorten them.';
     throw badRequest(message, 'messages', 'context_length_exceeded');
   }
-  const r = await ctx.queue(1, () => ctx.model.chat(job));
+  const r = await ctx.queue(1, () => ctx.model.chat(job, signal));
   return {
     id: `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
     object: 'chat.completion',

@@ -30,7 +30,11 @@ function encodeVectors(vectors: readonly Float32Array[], format: 'float' | 'base
   }));
 }
 
-export async function embeddings(ctx: ServerContext, body: Record<string, unknown>): Promise<unknown> {
+export async function embeddings(
+  ctx: ServerContext,
+  body: Record<string, unknown>,
+  signal?: AbortSignal,
+): Promise<unknown> {
   const { model, limits, tokenChars } = ctx;
   ctx.checkModel(body.model);
   if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
@@ -38,7 +42,7 @@ export async function embeddings(ctx: ServerContext, body: Record<string, unknow
     throw badRequest(`'dimensions' must be ${model.dimension} (this model's size) or left out.`, 'dimensions');
   }
   const tokenInput = parseTokenInput(body.input);
-  if (tokenInput) return embedTokens(ctx, tokenInput, body);
+  if (tokenInput) return embedTokens(ctx, tokenInput, body, signal);
   const texts = parseTextInput(body.input, ctx.maxInputs);
   const format = encodingFormat(body.encoding_format);
   const ext = (body.search_r3 ?? {}) as Partial<EmbeddingExtension> & Record<string, unknown>;
@@ -64,7 +68,7 @@ export async function embeddings(ctx: ServerContext, body: Record<string, unknow
   const budget = qopts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
   if (reasoning === 'on') checkReasoningWork(texts.length, budget, ctx.maxReasoning, 'search_r3.max_reasoning_tokens');
   const job: EmbedJob = { texts, mode, reasoning: reasoning === 'on', query: qopts, limits, param: 'input' };
-  const { results, promptTokens } = await ctx.queue(texts.length, () => model.embed(job));
+  const { results, promptTokens } = await ctx.queue(texts.length, () => model.embed(job, undefined, signal));
   ctx.metrics.inc(
     'search_r3_embedded_inputs_total',
     'Inputs embedded via /v1/embeddings.',
@@ -88,7 +92,12 @@ export async function embeddings(ctx: ServerContext, body: Record<string, unknow
   };
 }
 
-async function embedTokens(ctx: ServerContext, seqs: number[][], body: Record<string, unknown>): Promise<unknown> {
+async function embedTokens(
+  ctx: ServerContext,
+  seqs: number[][],
+  body: Record<string, unknown>,
+  signal?: AbortSignal,
+): Promise<unknown> {
   const { model } = ctx;
   checkInputCount(seqs.length, ctx.maxInputs);
   if (body.search_r3 !== undefined) {
@@ -109,7 +118,7 @@ async function embedTokens(ctx: ServerContext, seqs: number[][], body: Record<st
   });
   const tokens = seqs.reduce((a, s) => a + s.length, 0);
   checkRequestTokens(tokens, ctx.limits.perRequest);
-  const res = await ctx.queue(seqs.length, () => model.embedTokens(seqs));
+  const res = await ctx.queue(seqs.length, () => model.embedTokens(seqs, signal));
   ctx.metrics.inc(
     'search_r3_embedded_inputs_total',
     'Inputs embedded via /v1/embeddings.',

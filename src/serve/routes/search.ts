@@ -59,7 +59,12 @@ function parseSearch(ctx: ServerContext, body: Record<string, unknown>): SearchR
   return { index, query, k, reasoning, hybrid: body.hybrid === true, highlight: body.highlight === true, qopts };
 }
 
-async function runSearch(ctx: ServerContext, r: SearchRequest, onProgress?: ProgressListener): Promise<unknown> {
+async function runSearch(
+  ctx: ServerContext,
+  r: SearchRequest,
+  onProgress?: ProgressListener,
+  signal?: AbortSignal,
+): Promise<unknown> {
   await ctx.refreshIndex();
   const t0 = performance.now();
   const job: EmbedJob = {
@@ -73,7 +78,7 @@ async function runSearch(ctx: ServerContext, r: SearchRequest, onProgress?: Prog
   const {
     results: [q],
     promptTokens,
-  } = await ctx.queue(1, () => ctx.model.embed(job, onProgress));
+  } = await ctx.queue(1, () => ctx.model.embed(job, onProgress, signal));
   const t1 = performance.now();
   const searchOpts = { k: r.k, hybrid: r.hybrid, queryText: r.query };
   const hits = await ctx.fromIndex(() => r.index.searchVector(q.vector, searchOpts));
@@ -108,8 +113,8 @@ async function runSearch(ctx: ServerContext, r: SearchRequest, onProgress?: Prog
   };
 }
 
-export function search(ctx: ServerContext, body: Record<string, unknown>): Promise<unknown> {
-  return runSearch(ctx, parseSearch(ctx, body));
+export function search(ctx: ServerContext, body: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
+  return runSearch(ctx, parseSearch(ctx, body), undefined, signal);
 }
 
 const event = (name: string, data: unknown): string => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -133,7 +138,12 @@ export async function searchStream(
     if (!res.destroyed && !res.writableEnded) res.write(s);
   };
   try {
-    const answer = await runSearch(ctx, r, (_input, reasoning) => write(event('reasoning', { reasoning })));
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const onProgress: ProgressListener = (_input, reasoning) => write(event('reasoning', { reasoning }));
+    const answer = await runSearch(ctx, r, onProgress, gone.signal);
     write(event('result', answer));
   } catch (e) {
     if (!res.headersSent) throw e;
