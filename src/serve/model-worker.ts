@@ -288,13 +288,11 @@ export class WorkerBackend implements EmbeddingBackend {
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, progress });
       worker.postMessage(make(id));
-      signal?.addEventListener(
-        'abort',
-        () => {
-          if (this.pending.has(id) && this.worker === worker) worker.postMessage({ id, type: 'cancel' });
-        },
-        { once: true },
-      );
+      const cancel = (): void => {
+        if (this.pending.has(id) && this.worker === worker) worker.postMessage({ id, type: 'cancel' });
+      };
+      if (signal?.aborted) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 
