@@ -85,7 +85,8 @@ export const corpusCommand: Command = {
     const seed = num(values.seed, 0, 'seed', (x) => Number.isInteger(x) && x >= 0);
     const validFraction = num(values['valid-fraction'], 0.01, 'valid-fraction', (x) => x >= 0 && x < 1);
     const shardMb = num(values['shard-mb'], 8, 'shard-mb', (x) => x > 0);
-    const available = corpusSources(values.data).map((s) => s.name);
+    const sources = corpusSources(values.data);
+    const available = sources.map((s) => s.name);
     const known = knownCorpusSources(values.data);
     const only = values.only
       ?.split(',')
@@ -99,7 +100,7 @@ export const corpusCommand: Command = {
         throw new UserError(`--only ${n}: its Debian package is not installed; apt-get install ${k.pkg} first.`);
       throw new UserError(`--only ${n}: not an available source; known: ${known.map((s) => s.name).join(', ')}.`);
     }
-    const chosen = corpusSources(values.data).filter((s) => !only || only.includes(s.name));
+    const chosen = sources.filter((s) => !only || only.includes(s.name));
     for (const s of chosen) {
       const missing = s.paths.map((p) => path.resolve(values.data!, p)).find((p) => !existsSync(p));
       if (missing) {

@@ -45,13 +45,15 @@ export function sampleToken(
   const given = logits.subarray(offset, offset + n);
   if (temperature > 0 && !rng) throw new Error('sampling with temperature > 0 needs a seeded Rng');
   // A draw gives a value that is not finite (NaN, ±Inf) probability 0, as the GPU's samplePick does; a row
-  // with nothing finite draws (so the stream advances as for any row) and gives token 0.
-  const row = temperature > 0 ? finiteOnly(given) : given;
+  // with nothing finite draws (so the stream advances as for any row) and gives token 0. Only such a row
+  // has a log-sum-exp that is not finite, so a finite one needs no pass over the row to look for them.
+  const givenZ = logSumExp(given, t);
+  const row = temperature > 0 && !Number.isFinite(givenZ) ? finiteOnly(given) : given;
   if (row === null) {
     rng!.next();
     return { token: 0, logprob: NaN };
   }
-  const logZ = logSumExp(row, t);
+  const logZ = row === given ? givenZ : logSumExp(row, t);
   const logprobOf = (tok: number): number => row[tok] / t - logZ;
   if (temperature <= 0) {
     const tok = argmax(row);
@@ -67,9 +69,8 @@ export function sampleToken(
   return { token: tok, logprob: logprobOf(tok) };
 }
 
-/** The row with every value that is not finite as −Inf (the row itself when all are finite); null when none is. */
+/** The row with every value that is not finite as −Inf; null when none is finite. */
 function finiteOnly(row: Float32Array): Float32Array | null {
-  if (row.every(Number.isFinite)) return row;
   const out = row.map((v) => (Number.isFinite(v) ? v : -Infinity));
   return out.some((v) => v !== -Infinity) ? out : null;
 }

@@ -17,13 +17,16 @@ import {
   UnaryOp,
 } from './kernels.js';
 
+type BiasArgs = Pick<GemmArgs, 'c' | 'bias' | 'batch' | 'm' | 'n' | 'strideC' | 'accumulate'>;
+
 /**
- * For a host gemm that has no bias of its own: the bias into every row of each C (added where the gemm
- * accumulates, copied where it would overwrite), after which the gemm must accumulate onto it.
+ * For a host gemm that has no bias of its own: puts the bias into every row of each C (added where the gemm
+ * accumulates, copied where it would overwrite) and returns the arguments of the product that accumulates
+ * onto it (the same arguments when there is no bias).
  */
-export function biasRows(args: Pick<GemmArgs, 'c' | 'bias' | 'batch' | 'm' | 'n' | 'strideC' | 'accumulate'>): void {
+export function biasIntoC<A extends BiasArgs>(args: A): A {
   const { c, bias, batch, m, n, strideC, accumulate } = args;
-  if (!bias) return;
+  if (!bias) return args;
   checkBias(args);
   for (let z = 0; z < batch; z++) {
     for (let i = 0; i < m; i++) {
@@ -32,14 +35,11 @@ export function biasRows(args: Pick<GemmArgs, 'c' | 'bias' | 'batch' | 'm' | 'n'
       else c.set(bias.subarray(0, n), at);
     }
   }
+  return { ...args, bias: null, accumulate: true };
 }
 
 function gemm(args: GemmArgs): void {
-  if (args.bias) {
-    biasRows(args);
-    return gemm({ ...args, bias: null, accumulate: true });
-  }
-  const { a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = args;
+  const { a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate } = biasIntoC(args);
   const row = new Float64Array(n);
   for (let bi = 0; bi < batch; bi++) {
     const ao = bi * strideA,
@@ -65,11 +65,8 @@ function gemm(args: GemmArgs): void {
 }
 
 /** Widens each batch's B (one matrix when strideB is 0) to float32 and runs gemm on it. */
-function gemmHalf(args: GemmHalfArgs): void {
-  if (args.bias) {
-    biasRows(args);
-    return gemmHalf({ ...args, bias: null, accumulate: true });
-  }
+function gemmHalf(given: GemmHalfArgs): void {
+  const args = biasIntoC(given);
   const { b, batch, k, n, strideA, strideB, strideC } = args;
   const wide = new Float32Array(k * n);
   if (strideB === 0) {

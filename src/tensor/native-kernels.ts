@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { biasRows, jsKernels } from './js-kernels.js';
+import { biasIntoC, jsKernels } from './js-kernels.js';
 import type { HalfArray } from './half-float.js';
 import type { AttentionShape, F32, GemmArgs, GemmHalfArgs, Kernels } from './kernels.js';
 
@@ -184,10 +184,9 @@ export function loadNativeKernels(): Kernels {
       const one = direct.sumSquares ?? jsKernels.sumSquares;
       return xs.reduce((s, x) => s + one(x), 0);
     },
+    // the addon has no bias: it goes into C first, and the product accumulates onto it
     gemm: (args: GemmArgs) => {
-      // the addon has no bias: it goes into C first, and the product accumulates onto it
-      biasRows(args);
-      const g = args.bias ? { ...args, accumulate: true } : args;
+      const g = biasIntoC(args);
       addon.gemm(
         g.a,
         g.b,
@@ -205,8 +204,7 @@ export function loadNativeKernels(): Kernels {
       );
     },
     gemmHalf: (args: GemmHalfArgs) => {
-      biasRows(args);
-      const g = args.bias ? { ...args, accumulate: true } : args;
+      const g = biasIntoC(args);
       addon.gemmHalf(
         g.a,
         g.b.bits,
