@@ -35,6 +35,8 @@ export interface PreparedInput {
 }
 
 interface Settles<T> {
+  /** The request that asked for it. */
+  owner: number;
   resolve: (v: T) => void;
   reject: (e: unknown) => void;
 }
@@ -61,8 +63,9 @@ export type BatchJob = DirectJob | ReasoningJob | ChatTask;
 /** A generation in progress: advanced slice by slice until it returns. */
 interface Generation {
   steps: Steps<unknown>;
+  /** The jobs that still want its result: when the last one's client leaves, the generation stops. */
+  jobs: BatchJob[];
   done: (value: unknown) => void;
-  fail: (e: unknown) => void;
   kind: BatchKind;
   inputs: number;
   /** Model work so far (slices only, not what ran between them). */
@@ -145,7 +148,7 @@ export class EmbeddingBatcher {
       inputs.map(
         (input) =>
           new Promise<QueryEmbedding>((resolve, reject) => {
-            this.enqueue(owner, { kind: 'direct', input, resolve, reject });
+            this.enqueue({ kind: 'direct', owner, input, resolve, reject });
           }),
       ),
     );
@@ -167,8 +170,9 @@ export class EmbeddingBatcher {
       texts.map(
         (text, i) =>
           new Promise<QueryEmbedding>((resolve, reject) => {
-            this.enqueue(owner, {
+            this.enqueue({
               kind: 'reasoning',
+              owner,
               text,
               opts: { ...opts, reasoning: 'on' },
               group,
@@ -184,25 +188,35 @@ export class EmbeddingBatcher {
   /** Runs a generation of request `owner` (a chat completion) alone, in its turn, slice by slice. */
   generate<T>(owner: number, steps: () => Steps<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.enqueue(owner, { kind: 'chat', steps, resolve: resolve as (v: unknown) => void, reject });
+      this.enqueue({ kind: 'chat', owner, steps, resolve: resolve as (v: unknown) => void, reject });
     });
   }
 
   /**
-   * Drops the jobs of request `owner` that have not started (its client went away): they fail at once, so
-   * the server's queue frees their place. Work already in a batch or a generation finishes.
+   * Request `owner`'s client went away. Its jobs that have not started fail at once, so the server's queue
+   * frees their place, and a generation that was for it alone stops before its next step (a long chat
+   * completion would otherwise hold the model for nobody). A generation shared with other requests' queries
+   * goes on for them; a direct batch already running finishes.
    */
   cancel(owner: number): void {
-    const jobs = this.line.get(owner);
-    if (!jobs) return;
+    const gone = new Error('cancelled: the client went away');
+    const jobs = this.line.get(owner) ?? [];
     this.line.delete(owner);
     this.waiting -= jobs.length;
-    for (const j of jobs) j.reject(new Error('cancelled: the client went away'));
+    for (const j of jobs) j.reject(gone);
+    const g = this.generation;
+    if (!g?.jobs.some((j) => j.owner === owner)) return;
+    for (const j of g.jobs) if (j.owner === owner) j.reject(gone);
+    g.jobs = g.jobs.filter((j) => j.owner !== owner);
+    if (g.jobs.length > 0) return;
+    this.generation = null;
+    g.steps.return(undefined);
+    this.opts.onBatch?.(g.inputs, g.kind, g.seconds);
   }
 
-  private enqueue(owner: number, job: BatchJob): void {
-    let jobs = this.line.get(owner);
-    if (!jobs) this.line.set(owner, (jobs = []));
+  private enqueue(job: BatchJob): void {
+    let jobs = this.line.get(job.owner);
+    if (!jobs) this.line.set(job.owner, (jobs = []));
     jobs.push(job);
     this.waiting++;
     this.schedule();
@@ -284,8 +298,8 @@ export class EmbeddingBatcher {
     if (first.kind === 'chat') {
       this.generation = {
         steps: first.steps(),
+        jobs: [first],
         done: first.resolve,
-        fail: first.reject,
         kind: 'chat',
         inputs: 1,
         seconds: 0,
@@ -299,10 +313,8 @@ export class EmbeddingBatcher {
         jobs[0].opts,
         (row, token) => jobs[row].onToken?.(token),
       ),
+      jobs,
       done: (res) => jobs.forEach((j, i) => j.resolve((res as QueryEmbedding[])[i])),
-      fail: (e) => {
-        for (const j of jobs) j.reject(e);
-      },
       kind: 'reasoning',
       inputs: jobs.length,
       seconds: 0,
@@ -324,7 +336,7 @@ export class EmbeddingBatcher {
       } while (!finished && performance.now() - t0 < this.sliceMs);
     } catch (e) {
       finished = true;
-      g.fail(e);
+      for (const j of g.jobs) j.reject(e);
     }
     g.seconds += (performance.now() - t0) / 1000;
     this.sliced = true;

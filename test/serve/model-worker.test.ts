@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
-import { type BatchJob, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
+import { type BatchJob, EmbeddingBatcher, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
@@ -176,6 +176,7 @@ test('a batch takes one input from each waiting request in turn, the leading req
   // direct jobs of three requests, tagged so the order shows
   const job = (owner: string, n: number): BatchJob & { tag: string } => ({
     kind: 'direct',
+    owner: owner.charCodeAt(0),
     input: { ids: [n], truncated: 0 },
     tag: `${owner}${n}`,
     resolve: () => undefined,
@@ -199,3 +200,55 @@ test('a batch takes one input from each waiting request in turn, the leading req
   );
   assert.equal(takeRoundRobin([[job('a', 1)]], 64, 0).length, 1);
 });
+
+test(
+  'a generation stops before its next step when its client goes away; a shared one goes on for the others',
+  { timeout: 30_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('cancel-generation');
+    const { embedder } = await tinyBackend(await tinyModelDir(dir));
+    const batches: string[] = [];
+    const batcher = new EmbeddingBatcher(embedder, { sliceMs: 0, onBatch: (n, kind) => batches.push(`${kind}:${n}`) });
+    const until = async (ok: () => boolean): Promise<void> => {
+      for (let i = 0; !ok() && i < 2000; i++) await new Promise((r) => setTimeout(r, 1));
+      assert.ok(ok());
+    };
+    try {
+      // a chat completion that would run until its context ends: here, one that never ends by itself
+      let steps = 0;
+      const endless = batcher.generate(1, function* () {
+        for (;;) {
+          steps++;
+          yield;
+        }
+      });
+      const rejected = assert.rejects(endless, /client went away/);
+      await until(() => steps >= 5);
+      const next = batcher.generate(2, function* () {
+        yield;
+        return 'answered';
+      });
+      batcher.cancel(1);
+      await rejected;
+      const atCancel = steps;
+      assert.equal(await next, 'answered', 'the next generation runs');
+      assert.equal(steps, atCancel, 'no step after the cancel');
+      assert.deepEqual(batches, ['chat:1', 'chat:1']);
+
+      // two requests' greedy queries share a generation: one leaving fails its own queries, the other gets its own
+      const opts = { reasoning: 'on' as const, maxReasoningTokens: 40 };
+      let tokens = 0;
+      const leaving = batcher.embedReasoning(3, ['heart'], opts, () => tokens++);
+      const staying = batcher.embedReasoning(4, ['gene therapy'], opts);
+      const gone = assert.rejects(leaving, /client went away/);
+      await until(() => tokens >= 1);
+      batcher.cancel(3);
+      await gone;
+      const [alone] = await batcher.embedReasoning(5, ['gene therapy'], opts);
+      assert.deepEqual((await staying)[0], alone, 'the query that stayed is answered as if asked alone');
+      assert.deepEqual(batches.slice(2), ['reasoning:2', 'reasoning:1']);
+    } finally {
+      cleanup();
+    }
+  },
+);
