@@ -32,6 +32,8 @@ interface SearchAnswer {
   query: string;
   reasoning?: string;
   forced?: boolean;
+  /** Tokens cut from the query to fit the model's context (the playground asks for cutting). */
+  truncated_tokens?: number;
   data: Hit[];
   judgments?: { source: string; query_id: string; relevant: number; ndcg_at_10: number };
   timings: { embed_ms: number; search_ms: number };
@@ -182,6 +184,8 @@ async function runSearch(): Promise<void> {
     reasoning: t.reasoning ? 'on' : 'off',
     hybrid: t.hybrid,
     highlight: true,
+    // a query too long for the context is cut, and the status line says so, rather than refused
+    truncate: true,
   });
   try {
     let first: SearchAnswer | null = null;
@@ -209,7 +213,10 @@ async function runSearch(): Promise<void> {
       renderColumn(colA, a, s, b, false);
       renderColumn(colB, b, t, a, t.reasoning);
     }
-    status.textContent = `${a.data.length} hits.`;
+    const cut = a.truncated_tokens
+      ? ` The query was cut by ${a.truncated_tokens} tokens to fit the model's context.`
+      : '';
+    status.textContent = `${a.data.length} hits.${cut}`;
   } catch (e) {
     status.textContent = '';
     showMessage(errorText(e));

@@ -123,6 +123,14 @@ export const searchCommand: Command = {
           temperature: num(values.temperature, 'temperature'),
           seed: num(values.seed, 'seed'),
         });
+        if (res.truncated > 0) {
+          const room = reasoning === 'on' ? 'its prompt and analysis budget' : 'its prompt';
+          const lower = reasoning === 'on' ? ', or lower --max-reasoning' : '';
+          process.stderr.write(
+            `search-r3: the query was cut by ${res.truncated} tokens to fit ${room} in the model's cut length ` +
+              `of ${backend.maxLength} tokens; shorten it${lower} to search with all of it.\n`,
+          );
+        }
         if (values.json) {
           console.log(
             JSON.stringify({

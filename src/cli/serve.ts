@@ -50,7 +50,9 @@ options:
   --api-key <key>           require Authorization: Bearer <key> (default: $SEARCH_R3_API_KEY if set)
   --max-body <bytes>        largest request body (default 1048576)
   --max-inputs <n>          inputs per /v1/embeddings request (default 256)
-  --max-tokens <n>          tokens per input (default, and at most: the model's context)
+  --max-tokens <n>          tokens per input (default, and at most: the model's context); an input that
+                            its prompt would cut is refused unless the request asks to cut it
+                            ('truncate'), which --max-request-tokens alone then bounds
   --max-request-tokens <n>  input tokens per request, all inputs together (default 65536)
   --max-request-reasoning-tokens <n>
                             queries × max_reasoning_tokens per reasoning request (default 8192)

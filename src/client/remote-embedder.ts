@@ -15,7 +15,7 @@ import {
   type QueryEmbedding,
   type QueryOptions,
 } from '../embed/index.js';
-import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
+import type { DocumentEmbeddings, EmbeddingBackend } from '../search-index/embedding-backend.js';
 import type { ModelFusion } from '../search-index/model-fusion.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 
@@ -198,8 +198,20 @@ export class RemoteEmbedder implements EmbeddingBackend {
   }
 
   async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
-    if (this.opts.protocol === 'openai') return this.embedTokenSeqs(texts.map((t) => this.prompt(t, 'document')));
-    return (await this.run(texts, { mode: 'document', reasoning: 'off' })).map((r) => r.vector);
+    return (await this.encodeDocuments(texts)).vectors;
+  }
+
+  /** The documents' vectors, and how many were cut to fit the servers' cut length, as an index reports it. */
+  async encodeDocuments(texts: readonly string[]): Promise<DocumentEmbeddings> {
+    if (this.opts.protocol === 'openai') {
+      const prompts = texts.map((t) =>
+        encodePrompt(this.opts.tokenizer!, t, 'document', this.templates, this.maxLength),
+      );
+      const vectors = await this.embedTokenSeqs(prompts.map((p) => p.ids));
+      return { vectors, truncated: prompts.filter((p) => p.truncated > 0).length };
+    }
+    const results = await this.run(texts, { mode: 'document', reasoning: 'off' });
+    return { vectors: results.map((r) => r.vector), truncated: results.filter((r) => r.truncated > 0).length };
   }
 
   private prompt(text: string, kind: 'document' | 'query', reasoning = false): number[] {
@@ -351,13 +363,20 @@ export class RemoteEmbedder implements EmbeddingBackend {
     return out;
   }
 
+  /**
+   * One request. Texts too long for the prompt are cut, as in-process encoding cuts them (a server refuses
+   * them unless asked to cut), and each result says by how many tokens.
+   */
   private async request(texts: string[], ext: Record<string, unknown>): Promise<QueryEmbedding[]> {
     const body = (await this.post('/v1/embeddings', {
       model: this.opts.model ?? this.health.model,
       input: texts,
       encoding_format: 'base64',
-      search_r3: ext,
-    })) as { data?: { index: number; embedding: string }[]; search_r3?: { reasoning: string; forced: boolean }[] };
+      search_r3: { ...ext, truncate: true },
+    })) as {
+      data?: { index: number; embedding: string }[];
+      search_r3?: { reasoning?: string; forced?: boolean; truncated_tokens?: number }[];
+    };
     if (!body.data || body.data.length !== texts.length)
       throw new RemoteError(
         `/v1/embeddings returned ${body.data?.length ?? 'no'} embeddings for ${texts.length} inputs.`,
@@ -369,7 +388,13 @@ export class RemoteEmbedder implements EmbeddingBackend {
         if (vector.length !== this.dimension)
           throw new RemoteError(`a server returned a ${vector.length}-d vector; expected ${this.dimension}.`);
         const x = body.search_r3?.[i];
-        return { vector, reasoning: x?.reasoning ?? '', forced: x?.forced ?? false, tokens: [], truncated: 0 };
+        return {
+          vector,
+          reasoning: x?.reasoning ?? '',
+          forced: x?.forced ?? false,
+          tokens: [],
+          truncated: x?.truncated_tokens ?? 0,
+        };
       });
   }
 }

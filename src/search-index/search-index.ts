@@ -115,6 +115,8 @@ export interface SearchResult {
   hits: SearchHit[];
   reasoning: string;
   forced: boolean;
+  /** Tokens cut from the query to fit its prompt in the model's cut length (0: it fitted whole). */
+  truncated: number;
   /** Milliseconds spent embedding the query and searching. */
   embedMs: number;
   searchMs: number;
@@ -406,7 +408,8 @@ export class SearchIndex {
     const [q] = await backend.embedQueries([query], opts);
     const t1 = performance.now();
     const hits = await this.searchVector(q.vector, { ...opts, queryText: query });
-    return { hits, reasoning: q.reasoning, forced: q.forced, embedMs: t1 - t0, searchMs: performance.now() - t1 };
+    const searchMs = performance.now() - t1;
+    return { hits, reasoning: q.reasoning, forced: q.forced, truncated: q.truncated, embedMs: t1 - t0, searchMs };
   }
 
   /** Ranks documents for an already embedded query; `queryText` is needed for hybrid search. */

@@ -32,23 +32,44 @@ export function checkInputTokens(tokens: number, param: string, maxTokens: numbe
   throw badRequest(message, param, 'context_length_exceeded');
 }
 
-/** All inputs of one request together, by their exact token count. */
-export function checkRequestTokens(tokens: number, limit: number): void {
-  if (tokens > limit) throw requestTooLarge(`${tokens} tokens`, limit);
+/**
+ * Refuses a text that its prompt would cut (`cut` tokens of its `tokens`): a request gets what it sent
+ * embedded, or an error, unless it asked for cutting (`truncateParam`). `prompt` names what takes the rest
+ * of the model's `maxLength` tokens; `lower` is what else the client may lower to make room, if anything.
+ */
+export function checkPromptRoom(
+  param: string,
+  tokens: number,
+  cut: number,
+  room: { maxLength: number; prompt: string; lower?: string; truncateParam: string },
+): void {
+  if (cut === 0) return;
+  const message =
+    `${param} has ${tokens} tokens, and ${room.prompt} leaves room for ${tokens - cut} of the model's ` +
+    `${room.maxLength}; shorten it${room.lower ? `, lower ${room.lower}` : ''}, or set '${room.truncateParam}' ` +
+    'to true to cut it to fit.';
+  throw badRequest(message, param, 'context_length_exceeded');
+}
+
+/** All inputs of one request together (the field `param`: 'input', or a search's 'query'), by exact token count. */
+export function checkRequestTokens(tokens: number, limit: number, param = 'input'): void {
+  if (tokens > limit) throw requestTooLarge(`${tokens} tokens`, limit, param);
 }
 
 /** All inputs of one request together, by characters: refused before tokenizing when no cut could fit. */
-export function checkRequestChars(chars: number, limit: number, longestTokenChars: number): void {
+export function checkRequestChars(chars: number, limit: number, longestTokenChars: number, param = 'input'): void {
   if (chars > charsBeyond(limit, longestTokenChars)) {
-    throw requestTooLarge(`${chars} characters, more than ${limit} tokens can have,`, limit);
+    throw requestTooLarge(`${chars} characters, more than ${limit} tokens can have,`, limit, param);
   }
 }
 
-function requestTooLarge(what: string, limit: number): HttpError {
+function requestTooLarge(what: string, limit: number, param: string): HttpError {
+  const all = param === 'input' ? ' in all' : '';
+  const fewer = param === 'input' ? 'send fewer or shorter inputs per request' : `shorten the ${param}`;
   return badRequest(
-    `'input' has ${what} in all; this server accepts at most ${limit} tokens per request ` +
-      '(--max-request-tokens); send fewer or shorter inputs per request.',
-    'input',
+    `'${param}' has ${what}${all}; this server accepts at most ${limit} tokens per request ` +
+      `(--max-request-tokens); ${fewer}.`,
+    param,
     'max_tokens_per_request',
   );
 }

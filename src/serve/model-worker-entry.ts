@@ -7,7 +7,16 @@
  */
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Embedder, type QueryEmbedding, requireEmbedToken, useDevice } from '../embed/index.js';
+import {
+  DEFAULT_MAX_REASONING_TOKENS,
+  Embedder,
+  type PromptTemplates,
+  type QueryEmbedding,
+  encodePrompt,
+  reasoningPrompts,
+  requireEmbedToken,
+  useDevice,
+} from '../embed/index.js';
 import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
@@ -15,7 +24,7 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import { chatSteps, prepareChat } from './chat.js';
 import { EmbeddingBatcher } from './embedding-batcher.js';
 import { HttpError } from './http-error.js';
-import { checkInputTokens, checkRequestTokens } from './input-limits.js';
+import { checkInputTokens, checkPromptRoom, checkRequestTokens } from './input-limits.js';
 import {
   type BatchingOptions,
   type ChatJob,
@@ -33,17 +42,57 @@ import {
 const port = parentPort!;
 const post = (m: WorkerReply, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
-/** Counts each text's tokens against the limits; returns the request's total (what usage reports). */
-function countTokens(tokenizer: Tokenizer, job: EmbedJob): number {
-  if (!job.limits) return 0;
-  let total = 0;
-  job.texts.forEach((t, i) => {
+/**
+ * Counts each text's tokens against the limits (a text to be cut need not fit the context, only the request's
+ * bound); returns each text's count (their sum is what usage reports).
+ */
+function countTokens(tokenizer: Tokenizer, job: EmbedJob): number[] {
+  if (!job.limits) return [];
+  const counts = job.texts.map((t, i) => {
     const n = tokenizer.encode(t).length;
-    checkInputTokens(n, job.param === 'query' ? 'query' : `input[${i}]`, job.limits!.perInput);
-    total += n;
+    if (!job.truncate) checkInputTokens(n, inputParam(job, i), job.limits!.perInput);
+    return n;
   });
-  checkRequestTokens(total, job.limits.perRequest);
-  return total;
+  checkRequestTokens(
+    counts.reduce((a, n) => a + n, 0),
+    job.limits.perRequest,
+    job.param,
+  );
+  return counts;
+}
+
+const inputParam = (job: EmbedJob, i: number): string => (job.param === 'query' ? 'query' : `input[${i}]`);
+
+/** The model's prompts and cut length, which decide how much of each text fits. */
+interface PromptShape {
+  tokenizer: Tokenizer;
+  templates: PromptTemplates;
+  maxLength: number;
+}
+
+/**
+ * Refuses a server request's text that its prompt would cut, unless the request asked for cutting.
+ * `cuts`: the tokens each text's prompt cuts (the direct path passes the prompts it has already made).
+ */
+function checkRoom(job: EmbedJob, counts: readonly number[], m: PromptShape, cuts?: readonly number[]): void {
+  if (!job.limits || job.truncate) return;
+  const budget = job.query.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
+  const cut =
+    cuts ??
+    (job.reasoning
+      ? reasoningPrompts(m.tokenizer, job.texts, m.templates, m.maxLength, budget).prompts
+      : job.texts.map((t) => encodePrompt(m.tokenizer, t, job.mode, m.templates, m.maxLength))
+    ).map((p) => p.truncated);
+  const truncateParam = job.param === 'query' ? 'truncate' : 'search_r3.truncate';
+  const room = job.reasoning
+    ? {
+        prompt: `the reasoning prompt with max_reasoning_tokens ${budget}`,
+        lower: `${job.param === 'query' ? '' : 'search_r3.'}max_reasoning_tokens`,
+      }
+    : { prompt: `the ${job.mode} prompt` };
+  cut.forEach((c, i) =>
+    checkPromptRoom(inputParam(job, i), counts[i], c, { ...room, maxLength: m.maxLength, truncateParam }),
+  );
 }
 
 function packRows(rows: readonly Float32Array[], dimension: number): Float32Array {
@@ -88,14 +137,25 @@ class ModelWorker implements ModelWork {
   }
 
   async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
-    const promptTokens = countTokens(this.embedder.tokenizer, job);
-    const results = job.reasoning
-      ? await this.batcher.embedReasoning(owner, job.texts, job.query, job.stream ? this.streamer(owner) : undefined)
-      : await this.batcher.embedDirect(
-          owner,
-          job.texts.map((t) => this.batcher.prepare(t, job.mode)),
-        );
-    return pack(results, this.embedder.dimension, promptTokens);
+    const counts = countTokens(this.embedder.tokenizer, job);
+    const promptTokens = counts.reduce((a, n) => a + n, 0);
+    if (job.reasoning) {
+      checkRoom(job, counts, this.embedder);
+      const onToken = job.stream ? this.streamer(owner) : undefined;
+      return pack(
+        await this.batcher.embedReasoning(owner, job.texts, job.query, onToken),
+        this.embedder.dimension,
+        promptTokens,
+      );
+    }
+    const prepared = job.texts.map((t) => this.batcher.prepare(t, job.mode));
+    checkRoom(
+      job,
+      counts,
+      this.embedder,
+      prepared.map((p) => p.truncated),
+    );
+    return pack(await this.batcher.embedDirect(owner, prepared), this.embedder.dimension, promptTokens);
   }
 
   /**
@@ -153,7 +213,9 @@ class LlamaCppWork implements ModelWork {
 
   async embed(_owner: number, job: EmbedJob): Promise<EmbedResult> {
     const e = this.backend.engine;
-    const promptTokens = countTokens(e.tokenizer, job);
+    const counts = countTokens(e.tokenizer, job);
+    const promptTokens = counts.reduce((a, n) => a + n, 0);
+    checkRoom(job, counts, e);
     const t0 = performance.now();
     const results = job.reasoning
       ? await e.embedQueries(job.texts, { ...job.query, reasoning: 'on' })

@@ -38,6 +38,14 @@ export function queryOptions(fields: Record<string, unknown>, prefix: string): Q
   };
 }
 
+/** An optional boolean field: false when left out or null (OpenAI's clients send null for an unset field). */
+export function flagField(fields: Record<string, unknown>, k: string, prefix = ''): boolean {
+  const v = fields[k];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw badRequest(`'${prefix}${k}' must be a boolean.`, `${prefix}${k}`, 'invalid_type');
+  return v;
+}
+
 /** OpenAI's token-id input: one sequence (integers) or several (arrays of integers); null when it is not token ids. */
 export function parseTokenInput(input: unknown): number[][] | null {
   if (!Array.isArray(input) || input.length === 0) return null;

@@ -71,6 +71,11 @@ export interface EmbedJob {
   limits?: TokenLimits;
   /** How errors name an input: 'input' → input[3], 'query' → query. */
   param: 'input' | 'query';
+  /**
+   * Cut a server request's texts that do not fit their prompt instead of refusing them (each result says
+   * how many tokens were cut). Library calls, without limits, always cut.
+   */
+  truncate?: boolean;
   /** Report each query's analysis as it grows ('progress' messages), for a reader who watches it. */
   stream?: boolean;
 }

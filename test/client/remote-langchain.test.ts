@@ -102,7 +102,7 @@ test('the remote backend refuses servers that serve different models, and report
   const b = await startSearchServer({
     backend: await tinyBackend(await tinyModelDir(dir, 8)),
     port: 0,
-    maxTokensPerInput: 5,
+    maxRequestTokens: 5,
   });
   try {
     await assert.rejects(
@@ -113,7 +113,7 @@ test('the remote backend refuses servers that serve different models, and report
     const rb = await RemoteEmbedder.connect([b.url], { backoffMs: 1 });
     await assert.rejects(
       rb.embedDocuments(['one two three four five six seven eight']),
-      (e: unknown) => e instanceof RemoteError && e.status === 400 && /at most 5 tokens/.test(e.message),
+      (e: unknown) => e instanceof RemoteError && e.status === 400 && /at most 5 tokens per request/.test(e.message),
     );
     assert.equal(rb.requestsPerServer.get(b.url), 1);
   } finally {

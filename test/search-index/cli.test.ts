@@ -36,6 +36,11 @@ test('search-r3 index / search / index --delete from the command line', async ()
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^reasoning/);
     assert.match(r.stdout, /^\s+1\. /m);
+    assert.doesNotMatch(r.stderr, /was cut/);
+    // a query longer than its prompt leaves room for is searched cut, and stderr says so
+    r = await cli('search', '--index', out, '--reasoning', 'on', '--max-reasoning', '4', 'gene therapy '.repeat(40));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /the query was cut by \d+ tokens to fit its prompt and analysis budget in the model's cut/);
 
     // a second run with one more document encodes just that one
     writeJsonl(input, [...docs, { id: 'new', title: 'new', text: 'brand new' }], { source: 'test' });
@@ -118,13 +123,36 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
   const s1 = await startSearchServer({ backend: await tinyBackend(model), port: 0, apiKey: 'k' });
   const s2 = await startSearchServer({ backend: await tinyBackend(model), port: 0, apiKey: 'k' });
   try {
-    const docs = corpus(12);
+    // one document longer than the model's cut: the servers cut it as in-process encoding does, and say so
+    const long = {
+      id: 'long',
+      title: 'long',
+      text: corpus(40, 7)
+        .map((d) => d.text)
+        .join(' '),
+    };
+    const docs = [...corpus(12), long];
     const input = path.join(dir, 'docs.jsonl');
     writeJsonl(input, docs);
     const out = path.join(dir, 'idx');
     let r = await cli('index', '--remote', `${s1.url},${s2.url}`, '--api-key', 'k', '--input', input, '--out', out);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /12 documents indexed/);
+    assert.match(r.stdout, /13 documents indexed/);
+    const cutLine = (stdout: string): string | undefined => /.* were cut to fit\./.exec(stdout)?.[0];
+    const local = await cli(
+      'index',
+      '--model',
+      model,
+      '--max-length',
+      '128',
+      '--input',
+      input,
+      '--out',
+      path.join(dir, 'local'),
+    );
+    assert.equal(local.code, 0, local.stderr);
+    assert.ok(cutLine(local.stdout), local.stdout);
+    assert.equal(cutLine(r.stdout), cutLine(local.stdout));
     r = await cli(
       'search',
       '--index',

@@ -55,13 +55,14 @@ test('/health answers within 500 ms while the largest requests the limits allow 
     // the most inputs, each of the most tokens (the model's cut, 128)
     const texts = Array.from({ length: 256 }, (_, i) => textOfTokens(tok, 128, i));
     const huge = 'protein cell cancer '.repeat(50_000); // 1 MB
+    // cut to fit their prompts (truncate): each input then costs a whole context
     const work = Promise.all([
-      embeddings(server.url, texts),
+      embeddings(server.url, texts, { truncate: true }),
       // the most reasoning one request may ask for by default: 64 queries × 128 tokens, sampled
       embeddings(
         server.url,
         texts.slice(0, 64).map((t) => t.slice(0, 60)),
-        { mode: 'query', reasoning: 'on', max_reasoning_tokens: 128, temperature: 1.5, seed: 3 },
+        { mode: 'query', reasoning: 'on', max_reasoning_tokens: 128, temperature: 1.5, seed: 3, truncate: true },
       ),
       embeddings(server.url, huge),
     ]);
@@ -84,64 +85,82 @@ test('/health answers within 500 ms while the largest requests the limits allow 
   }
 });
 
-test('a small request is not stuck behind a 256-input one: batches take inputs from requests in turn', async () => {
-  const { dir, cleanup } = tempDir('fair');
-  const modelDir = await tinyModelDir(dir);
-  const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0, maxBatchInputs: 8 });
-  try {
-    const tok = await Tokenizer.fromFolder(modelDir);
-    const texts = Array.from({ length: 256 }, (_, i) => textOfTokens(tok, 100, i));
-    let bigDone = 0;
-    const big = embeddings(server.url, texts).then((r) => {
-      bigDone = performance.now();
-      return r;
-    });
-    // wait until the big request's first batch has run, so the small one arrives while it is worked through
-    for (;;) {
-      const m = await request(server.url, 'GET', '/metrics');
-      if (/search_r3_batches_total\{kind="direct"\} [1-9]/.test(m.raw.toString())) break;
-      await new Promise((r) => setTimeout(r, 2));
+test(
+  'a small request is not stuck behind a 256-input one: batches take inputs from requests in turn',
+  { timeout: 120_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('fair');
+    const modelDir = await tinyModelDir(dir);
+    const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0, maxBatchInputs: 8 });
+    try {
+      const tok = await Tokenizer.fromFolder(modelDir);
+      const texts = Array.from({ length: 256 }, (_, i) => textOfTokens(tok, 100, i));
+      let bigDone = 0;
+      const big = embeddings(server.url, texts, { truncate: true }).then((r) => {
+        bigDone = performance.now();
+        return r;
+      });
+      // wait until the big request's first batch has run, so the small one arrives while it is worked through
+      for (;;) {
+        const m = await request(server.url, 'GET', '/metrics');
+        if (/search_r3_batches_total\{kind="direct"\} [1-9]/.test(m.raw.toString())) break;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      const small = await embeddings(server.url, 'a small request');
+      const smallDone = performance.now();
+      assert.equal(small.status, 200);
+      assert.equal((await big).status, 200);
+      assert.ok(
+        smallDone < bigDone,
+        `the small request ended ${(smallDone - bigDone).toFixed(0)} ms after the big one`,
+      );
+    } finally {
+      await server.close();
+      cleanup();
     }
-    const small = await embeddings(server.url, 'a small request');
-    const smallDone = performance.now();
-    assert.equal(small.status, 200);
-    assert.equal((await big).status, 200);
-    assert.ok(smallDone < bigDone, `the small request ended ${(smallDone - bigDone).toFixed(0)} ms after the big one`);
-  } finally {
-    await server.close();
-    cleanup();
-  }
-});
+  },
+);
 
-test("a small request is not stuck behind a 64-query analysis: it runs between the generation's steps", async () => {
-  const { dir, cleanup } = tempDir('slices');
-  const server = await startSearchServer({ backend: await tinyBackend(await tinyModelDir(dir)), port: 0 });
-  try {
-    const queries = Array.from({ length: 64 }, (_, i) => `query about ${WORDS[i % WORDS.length]} number ${i}`);
-    let longDone = 0;
-    const ext = { mode: 'query', reasoning: 'on', max_reasoning_tokens: 120, temperature: 1.5, seed: 1 };
-    const long = embeddings(server.url, queries, ext).then((r) => {
-      longDone = performance.now();
-      return r;
-    });
-    // wait until the generation has started
-    while (!/search_r3_queue_inputs 64/.test((await request(server.url, 'GET', '/metrics')).raw.toString())) {
-      await new Promise((r) => setTimeout(r, 2));
+test(
+  "a small request is not stuck behind a 64-query analysis: it runs between the generation's steps",
+  { timeout: 120_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('slices');
+    const server = await startSearchServer({ backend: await tinyBackend(await tinyModelDir(dir)), port: 0 });
+    try {
+      const queries = Array.from({ length: 64 }, (_, i) => `query about ${WORDS[i % WORDS.length]} number ${i}`);
+      let longDone = 0;
+      const ext = {
+        mode: 'query',
+        reasoning: 'on',
+        max_reasoning_tokens: 120,
+        temperature: 1.5,
+        seed: 1,
+        truncate: true,
+      };
+      const long = embeddings(server.url, queries, ext).then((r) => {
+        longDone = performance.now();
+        return r;
+      });
+      // wait until the generation has started
+      while (!/search_r3_queue_inputs 64/.test((await request(server.url, 'GET', '/metrics')).raw.toString())) {
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      const small = await embeddings(server.url, 'a small request');
+      const smallDone = performance.now();
+      assert.equal(small.status, 200);
+      assert.equal((await long).status, 200);
+      assert.ok(
+        smallDone < longDone,
+        `the small request ended ${(smallDone - longDone).toFixed(0)} ms after the generation`,
+      );
+    } finally {
+      await server.close();
+      cleanup();
     }
-    await new Promise((r) => setTimeout(r, 50));
-    const small = await embeddings(server.url, 'a small request');
-    const smallDone = performance.now();
-    assert.equal(small.status, 200);
-    assert.equal((await long).status, 200);
-    assert.ok(
-      smallDone < longDone,
-      `the small request ended ${(smallDone - longDone).toFixed(0)} ms after the generation`,
-    );
-  } finally {
-    await server.close();
-    cleanup();
-  }
-});
+  },
+);
 
 test('sizes are checked before tokenizing, and the work one request may queue is bounded', async () => {
   const { dir, cleanup } = tempDir('bounds');
@@ -170,7 +189,7 @@ test('sizes are checked before tokenizing, and the work one request may queue is
     const texts = Array.from({ length: 4 }, (_, i) => textOfTokens(tok, 100, i));
     const total = /'input' has \d+ tokens in all; this server accepts at most 300 tokens per request \(--max-req/;
     expect400(await embeddings(server.url, texts), 'max_tokens_per_request', 'input', total);
-    assert.equal((await embeddings(server.url, texts.slice(0, 3))).status, 200);
+    assert.equal((await embeddings(server.url, texts.slice(0, 3), { truncate: true })).status, 200);
     const ids = Array.from({ length: 4 }, () => Array.from({ length: 100 }, () => 5));
     expect400(await embeddings(server.url, ids), 'max_tokens_per_request', 'input', /--max-request-tokens/);
 
@@ -183,6 +202,70 @@ test('sizes are checked before tokenizing, and the work one request may queue is
     // without max_reasoning_tokens the default budget (128) counts
     const rDefault = await embeddings(server.url, [...queries, 'one more'], { mode: 'query', reasoning: 'on' });
     expect400(rDefault, 'max_reasoning_tokens_per_request', param, /65 queries × max_reasoning_tokens 128 /);
+  } finally {
+    await server.close();
+    await index.close();
+    cleanup();
+  }
+});
+
+test('a text its prompt would cut is refused by name, or cut and reported when asked (truncate)', async () => {
+  const { dir, cleanup } = tempDir('room');
+  const modelDir = await tinyModelDir(dir);
+  const backend = await tinyBackend(modelDir);
+  const index = await SearchIndex.open(path.join(dir, 'idx'), { backend, create: {} });
+  await index.addDocuments(corpus(5));
+  const server = await startSearchServer({ backend, index, port: 0 });
+  try {
+    const tok = await Tokenizer.fromFolder(modelDir);
+    // 100 tokens: under the model's 128, but not with the document prompt around it
+    const [short, long] = [textOfTokens(tok, 5, 1), textOfTokens(tok, 100, 2)];
+    const n = tok.encode(long).length;
+    const refused = await embeddings(server.url, [short, long]);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.error?.code, 'context_length_exceeded');
+    assert.equal(refused.body.error?.param, 'input[1]');
+    assert.match(
+      refused.body.error!.message,
+      new RegExp(
+        `input\\[1\\] has ${n} tokens, and the document prompt leaves room for \\d+ of the model's 128;` +
+          ".*'search_r3\\.truncate'",
+      ),
+    );
+    const cut = await embeddings(server.url, [short, long], { truncate: true });
+    assert.equal(cut.status, 200, JSON.stringify(cut.body.error));
+    const reports = cut.body.search_r3 as { truncated_tokens: number }[];
+    assert.equal(reports[0].truncated_tokens, 0);
+    assert.ok(reports[1].truncated_tokens > 0 && reports[1].truncated_tokens < n, JSON.stringify(reports));
+    // the vector of the cut text is what in-process encoding (which cuts) gives
+    const [inProcess] = await backend.embedDocuments([long]);
+    const served = (cut.body.data as { embedding: number[] }[])[1].embedding;
+    served.forEach((x, i) => assert.ok(Math.abs(x - inProcess[i]) <= 1e-6, `component ${i}: ${x} vs ${inProcess[i]}`));
+    // cutting lifts the per-input limit: a text 20 times the context is cut too (the request's total still counts)
+    const huge = await embeddings(server.url, long.repeat(20), { truncate: true });
+    assert.equal(huge.status, 200, JSON.stringify(huge.body.error));
+
+    // a reasoning query: its analysis budget takes room too, and the message says it may be lowered
+    const query = { mode: 'query', reasoning: 'on', max_reasoning_tokens: 16 };
+    const q = await embeddings(server.url, long, query);
+    assert.equal(q.status, 400);
+    assert.match(
+      q.body.error!.message,
+      /reasoning prompt with max_reasoning_tokens 16 .*lower search_r3\.max_reasoning_tokens/,
+    );
+    assert.equal((await embeddings(server.url, long, { ...query, truncate: true })).status, 200);
+
+    // /v1/search names the query and its own top-level field
+    const s = await post(server.url, '/v1/search', { query: long });
+    assert.equal(s.status, 400);
+    assert.equal(s.body.error?.param, 'query');
+    assert.match(s.body.error!.message, new RegExp(`query has ${n} tokens.*set 'truncate'`));
+    const sCut = await post(server.url, '/v1/search', { query: long, truncate: true });
+    assert.equal(sCut.status, 200, JSON.stringify(sCut.body.error));
+    assert.ok((sCut.body.truncated_tokens as number) > 0, JSON.stringify(sCut.body.truncated_tokens));
+    const bad = await post(server.url, '/v1/search', { query: short, truncate: 'yes' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error?.param, 'truncate');
   } finally {
     await server.close();
     await index.close();

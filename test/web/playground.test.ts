@@ -240,6 +240,13 @@ test(
     assert.ok(big.length < 400, big);
     assert.equal(await page.isVisible('#search-form'), true, 'the page is still there');
 
+    // a query longer than the model's context is cut to fit, and the page says so
+    await page.fill('#query', 'protein cell '.repeat(300));
+    await search(page);
+    await page.waitForFunction(() => /cut by \d+ tokens/.test(document.getElementById('status')!.textContent!));
+    assert.match((await page.textContent('#status'))!, /^10 hits\. The query was cut by \d+ tokens to fit/);
+    assert.equal(await page.isVisible('#message'), false);
+
     // and it recovers: a normal query after the bad ones
     // by keyboard alone: Tab reaches the options, Space toggles one, Enter in the query searches
     await page.fill('#query', pg.queries.get(CLAIMS[0]!)!);

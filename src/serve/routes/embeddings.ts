@@ -6,7 +6,14 @@
 import { DEFAULT_MAX_REASONING_TOKENS } from '../../embed/index.js';
 import { badRequest } from '../http-error.js';
 import { checkInputChars, checkReasoningWork, checkRequestChars, checkRequestTokens } from '../input-limits.js';
-import { checkInputCount, encodingFormat, parseTextInput, parseTokenInput, queryOptions } from '../request-fields.js';
+import {
+  checkInputCount,
+  encodingFormat,
+  flagField,
+  parseTextInput,
+  parseTokenInput,
+  queryOptions,
+} from '../request-fields.js';
 import type { ServerContext } from '../server-context.js';
 import type { EmbedJob } from '../worker-protocol.js';
 
@@ -52,6 +59,7 @@ export async function embeddings(
   const mode = ext.mode ?? 'document';
   if (mode !== 'document' && mode !== 'query')
     throw badRequest("'search_r3.mode' must be 'document' or 'query'.", 'search_r3.mode');
+  const truncate = flagField(ext, 'truncate', 'search_r3.');
   const reasoning = ext.reasoning ?? 'off';
   if (reasoning !== 'on' && reasoning !== 'off')
     throw badRequest("'search_r3.reasoning' must be 'on' or 'off'.", 'search_r3.reasoning');
@@ -59,7 +67,8 @@ export async function embeddings(
     throw badRequest("reasoning applies to queries: set 'search_r3.mode' to 'query'.", 'search_r3.reasoning');
   }
   const qopts = queryOptions(ext, 'search_r3.');
-  texts.forEach((t, i) => checkInputChars(t, `input[${i}]`, limits.perInput, tokenChars));
+  // a text to be cut need not fit the context, only the request's bound (below)
+  if (!truncate) texts.forEach((t, i) => checkInputChars(t, `input[${i}]`, limits.perInput, tokenChars));
   checkRequestChars(
     texts.reduce((a, t) => a + t.length, 0),
     limits.perRequest,
@@ -67,7 +76,7 @@ export async function embeddings(
   );
   const budget = qopts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
   if (reasoning === 'on') checkReasoningWork(texts.length, budget, ctx.maxReasoning, 'search_r3.max_reasoning_tokens');
-  const job: EmbedJob = { texts, mode, reasoning: reasoning === 'on', query: qopts, limits, param: 'input' };
+  const job: EmbedJob = { texts, mode, reasoning: reasoning === 'on', query: qopts, limits, param: 'input', truncate };
   const { results, promptTokens } = await ctx.queue(texts.length, () => model.embed(job, undefined, signal));
   ctx.metrics.inc(
     'search_r3_embedded_inputs_total',
@@ -75,10 +84,10 @@ export async function embeddings(
     { mode, reasoning },
     texts.length,
   );
-  const analyses = results.map((r) => ({
-    reasoning: r.reasoning,
-    forced: r.forced,
-    reasoning_tokens: r.tokens.length,
+  // what the extension reports of each input: its analysis, and how much of it was cut when cutting was asked
+  const reports = results.map((r) => ({
+    ...(reasoning === 'on' ? { reasoning: r.reasoning, forced: r.forced, reasoning_tokens: r.tokens.length } : {}),
+    ...(truncate ? { truncated_tokens: r.truncated } : {}),
   }));
   return {
     object: 'list',
@@ -88,7 +97,7 @@ export async function embeddings(
     ),
     model: ctx.modelName,
     usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
-    ...(reasoning === 'on' ? { search_r3: analyses } : {}),
+    ...(reasoning === 'on' || truncate ? { search_r3: reports } : {}),
   };
 }
 

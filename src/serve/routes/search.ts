@@ -14,9 +14,9 @@ import { searchHitJson } from '../../search-index/search-json.js';
 import type { SearchIndex } from '../../search-index/search-index.js';
 import { HttpError, badRequest } from '../http-error.js';
 import { httpErrorOf } from '../http-handler.js';
-import { checkInputChars, checkReasoningWork } from '../input-limits.js';
+import { checkInputChars, checkReasoningWork, checkRequestChars } from '../input-limits.js';
 import type { ProgressListener } from '../model-worker.js';
-import { queryOptions } from '../request-fields.js';
+import { flagField, queryOptions } from '../request-fields.js';
 import type { ServerContext } from '../server-context.js';
 import { queryTerms, snippet } from '../snippet.js';
 import type { EmbedJob } from '../worker-protocol.js';
@@ -28,6 +28,7 @@ interface SearchRequest {
   reasoning: 'on' | 'off';
   hybrid: boolean;
   highlight: boolean;
+  truncate: boolean;
   qopts: QueryOptions;
 }
 
@@ -46,17 +47,17 @@ function parseSearch(ctx: ServerContext, body: Record<string, unknown>): SearchR
     throw badRequest(`'k' must be an integer in [1, ${ctx.maxK}].`, 'k');
   const reasoning = body.reasoning ?? 'off';
   if (reasoning !== 'on' && reasoning !== 'off') throw badRequest("'reasoning' must be 'on' or 'off'.", 'reasoning');
-  for (const flag of ['hybrid', 'highlight'])
-    if (body[flag] !== undefined && typeof body[flag] !== 'boolean')
-      throw badRequest(`'${flag}' must be a boolean.`, flag, 'invalid_type');
+  const [hybrid, highlight, truncate] = ['hybrid', 'highlight', 'truncate'].map((k) => flagField(body, k));
   const qopts: QueryOptions = queryOptions(body, '');
   const query = body.query;
-  checkInputChars(query, 'query', limits.perInput, ctx.tokenChars);
+  // a query to be cut need not fit the context, only the request's bound
+  if (truncate) checkRequestChars(query.length, limits.perRequest, ctx.tokenChars, 'query');
+  else checkInputChars(query, 'query', limits.perInput, ctx.tokenChars);
   if (reasoning === 'on') {
     const budget = qopts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
     checkReasoningWork(1, budget, ctx.maxReasoning, 'max_reasoning_tokens');
   }
-  return { index, query, k, reasoning, hybrid: body.hybrid === true, highlight: body.highlight === true, qopts };
+  return { index, query, k, reasoning, hybrid, highlight, truncate, qopts };
 }
 
 async function runSearch(
@@ -74,6 +75,7 @@ async function runSearch(
     query: r.qopts,
     limits: ctx.limits,
     param: 'query',
+    truncate: r.truncate,
   };
   const {
     results: [q],
@@ -93,6 +95,7 @@ async function runSearch(
     model: ctx.modelName,
     query: r.query,
     ...(r.reasoning === 'on' ? { reasoning: q.reasoning, forced: q.forced } : {}),
+    ...(r.truncate ? { truncated_tokens: q.truncated } : {}),
     data: hits.map((h, i) => ({
       ...searchHitJson(h, i + 1),
       ...(terms ? { snippet: snippet(h.text, terms) } : {}),
