@@ -67,6 +67,14 @@ export const mineCommand: Command = {
     parseDevice(values.device); // BM25 runs no model, but a wrong value is wrong all the same
     const cfg = loadSftConfig(values.config);
     const { examples, stats: ds } = await loadTrainingData(cfg.data);
+    if (examples.length === 0) {
+      // an empty file written over --out would replace an earlier good one with nothing to train on
+      const sources = cfg.data.map((d) => d.path).join(', ');
+      throw new UserError(
+        `no query to mine in ${values.config}'s data (${sources}): every query lacked a positive or was empty ` +
+          `(${ds.withoutPositive} without a positive); ${values.out} is left as it was.`,
+      );
+    }
     const pool = await candidatePool(cfg.data, examples);
     process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
     let rank: Ranker;

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { sharedData } from '../helpers/repo.js';
@@ -80,6 +80,18 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
     );
     for (const name of ['jsonl-folder', 'beir-file', 'lora'])
       assert.equal(existsSync(path.join(dir, name)), false, name);
+
+    // mine over data with no usable query keeps an earlier result instead of writing an empty file over it
+    const blank = path.join(dir, 'blank.jsonl');
+    writeFileSync(blank, '{"query": "q", "pos": ["   "]}\n');
+    const mined = path.join(dir, 'mined.jsonl');
+    writeFileSync(mined, '{"query": "q", "pos": ["earlier"], "neg": ["kept"]}\n');
+    const cfg = run('mine', { data: [{ type: 'jsonl', path: blank }] })[3];
+    refused(
+      ['mine', '--config', cfg, '--out', mined],
+      /no query to mine in .*blank\.jsonl.*mined\.jsonl is left as it was/,
+    );
+    assert.match(readFileSync(mined, 'utf8'), /"kept"/);
   } finally {
     cleanup();
   }
