@@ -16,6 +16,7 @@ import { LlamaCppEngine } from '../embed/index.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice } from './device-option.js';
 import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
 import { loadModelFolder } from '../model/model-folder.js';
+import { checkGgufSource } from '../search-index/llama-cpp-backend.js';
 import { subsetDevSet } from '../eval/dev-eval.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
@@ -161,6 +162,10 @@ async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: Engine
   if (engine.kind === 'llama.cpp') {
     const gguf = findGguf(dir, engine.gguf);
     const e = await LlamaCppEngine.open({ gguf, modelDir: dir, gpu: engine.gpu, maxLength: o.maxLength });
+    await checkGgufSource(e).catch(async (err: unknown) => {
+      await e.close();
+      throw err;
+    });
     encoder = e;
     close = () => e.close();
   } else {

@@ -33,12 +33,22 @@ export async function engineModelId(engine: LlamaCppEngine, identity: EngineIden
     const why = 'records no source model (search-r3 export gguf did not write it), so it cannot stand for one';
     throw new ModelFileError(engine.gguf, `${why}; drop --as-source-model.`);
   }
-  const folder = await modelFingerprint(engine.modelDir);
-  if (folder !== recorded) {
-    const why = `was exported from model ${recorded}, but ${engine.modelDir} now holds ${folder}`;
-    throw new ModelFileError(engine.gguf, `${why}; export it again, or drop --as-source-model.`);
-  }
+  await checkGgufSource(engine, 'or drop --as-source-model');
   return recorded;
+}
+
+/**
+ * Refuses a GGUF exported from other weights than its model folder now holds (retrained since): its figures
+ * would be reported as the folder's model. A GGUF that records no source (not made by search-r3 export gguf)
+ * cannot be checked and passes. `or` is the other way out, for the message.
+ */
+export async function checkGgufSource(engine: LlamaCppEngine, or = 'or name another GGUF with --gguf'): Promise<void> {
+  const recorded = engine.facts.sourceModel;
+  if (recorded === null) return;
+  const folder = await modelFingerprint(engine.modelDir);
+  if (folder === recorded) return;
+  const why = `was exported from model ${recorded}, but ${engine.modelDir} now holds ${folder}`;
+  throw new ModelFileError(engine.gguf, `${why}; export it again (search-r3 export gguf), ${or}.`);
 }
 
 export class LlamaCppBackend implements EmbeddingBackend {

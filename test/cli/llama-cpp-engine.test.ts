@@ -170,6 +170,15 @@ test('index, search and eval on llama.cpp; an index shared by both engines only 
     Math.abs(mine.ndcg_cut_10 - theirs.ndcg_cut_10) <= 1e-3,
     `nDCG@10 ${mine.ndcg_cut_10} vs ${theirs.ndcg_cut_10}`,
   );
+
+  // a GGUF left from earlier weights (the folder was trained again) would be scored as the folder's model
+  const stale = path.join(dir, 'stale');
+  await fsp.cp(model, stale, { recursive: true });
+  const other = await ggufModelFolder(path.join(dir, 'other'), 3, DEFAULT_SCALES);
+  await fsp.copyFile(path.join(other, 'model.safetensors'), path.join(stale, 'model.safetensors'));
+  const e = await cli('eval', '--dataset', beir, '--split', 'train', '--retriever', stale, '--engine', 'llama.cpp');
+  assert.equal(e.code, 2, e.stderr);
+  assert.match(e.stderr, /model-f16\.gguf: was exported from model \S+, but .*stale now holds \S+; export it again/);
 });
 
 test(
