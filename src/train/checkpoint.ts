@@ -263,6 +263,14 @@ export async function startingCheckpoint<X>(
         'pass --resume to continue it, or choose another output folder',
     );
   }
+  // a finished run whose checkpoints were deleted to save space: a fresh run would replace its models and log
+  const models = ['final', 'best'].filter((d) => existsSync(path.join(output, d)));
+  if (models.length > 0) {
+    throw new RunFolderError(
+      `${output} holds the models of an earlier run (${models.map((d) => `${d}/`).join(', ')}) and no checkpoint ` +
+        'to resume from; choose another output folder, or delete that one to train again',
+    );
+  }
   return null;
 }
 

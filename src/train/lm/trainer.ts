@@ -195,7 +195,8 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
     onStep: (s) => opts.onStep?.(s, lastLoss),
     evaluate: valid ? { every: cfg.eval.every, run: validate } : undefined,
   });
-  if (state.step === totalSteps) {
+  // also a checkpoint past a `steps` lowered since: its model is the run's last
+  if (run.finished) {
     const dtype = cfg.saveDtype as SafetensorsDtype;
     const final = path.join(cfg.output, 'final');
     await writeDirAtomically(final, (tmp) => saveModelFolder(tmp, { model, tokenizer }, { dtype }));

@@ -23,7 +23,7 @@ import * as T from '../../../src/tensor/index.js';
 import { runCli } from '../../helpers/cli.js';
 import { repoRoot, sharedData } from '../../helpers/repo.js';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 
 let dir = '';
 let tokenizer: Tokenizer;
@@ -184,6 +184,22 @@ test('a run stopped at step 13 and resumed gives exactly the losses of an uninte
   const a = readFileSync(path.join(dir, 'run-full/final/model.safetensors'));
   const b = readFileSync(path.join(dir, 'run-stop/final/model.safetensors'));
   assert.ok(a.equals(b), 'final weights are identical');
+});
+
+test('resumed with fewer steps than its checkpoint has done, a run writes final/ from that checkpoint', async () => {
+  await trainLm(config('run-past', { steps: 20 }), { progress: false, stopAtStep: 10 });
+  assert.equal(existsSync(path.join(dir, 'run-past/final')), false);
+  const r = await trainLm(config('run-past', { steps: 8 }), { progress: false, resume: true });
+  assert.equal(r.steps, 10);
+  assert.ok(existsSync(path.join(dir, 'run-past/final/model.safetensors')), 'the model of step 10 is the final one');
+  // its checkpoints deleted to save space, the finished run is still not trained over afresh
+  rmSync(path.join(dir, 'run-past/checkpoints'), { recursive: true });
+  const log = readFileSync(path.join(dir, 'run-past/metrics.jsonl'));
+  await assert.rejects(
+    trainLm(config('run-past', { steps: 8 }), { progress: false }),
+    /run-past holds the models of an earlier run \(final\/\) and no checkpoint to resume from; choose another/,
+  );
+  assert.ok(readFileSync(path.join(dir, 'run-past/metrics.jsonl')).equals(log), 'its log is kept');
 });
 
 test('a session deadline: a step at least, a checkpoint, no final/; the CLI exits 75, --resume finishes', async () => {
