@@ -4,6 +4,8 @@
  * the starting model is the KL reference when the loss has a KL term; the result is saved as an adapter
  * folder or as a whole model folder.
  */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
 import { EMBED_TOKEN } from '../embed/index.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
@@ -58,9 +60,13 @@ function frozenCopy(model: Qwen2Model): Qwen2Model {
   return new Qwen2Model(model.config, new Map([...model.params].map(([k, v]) => [k, copy(v, k)])));
 }
 
-/** Writes the fine-tuned model to `dir` atomically: the adapter and tokenizer, or the whole model folder. */
-export async function saveFineTuned(dir: string, m: FineTuned): Promise<void> {
+/**
+ * Writes the fine-tuned model to `dir` atomically: the adapter and tokenizer, or the whole model folder, and
+ * `notes` (file name → text) beside them.
+ */
+export async function saveFineTuned(dir: string, m: FineTuned, notes: Record<string, string> = {}): Promise<void> {
   await writeDirAtomically(dir, async (tmp) => {
+    for (const [name, text] of Object.entries(notes)) await fsp.writeFile(path.join(tmp, name), text);
     if (m.lora) {
       await saveLoraAdapter(tmp, m.model, m.lora);
       await m.tokenizer.save(tmp);

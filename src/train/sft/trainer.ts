@@ -10,6 +10,7 @@
  * divergence names the step and the batch.
  */
 import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/index.js';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { writeTextFileAtomically } from '../../io/atomic-file.js';
@@ -82,7 +83,7 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     const trainableParameters = T.countParameters(s.trainable);
     run.log({ type: 'data', step: 0, ...stats, batchesPerEpoch, totalSteps, trainableParameters });
   }
-  const evaluate = cfg.eval ? await devEvaluation(cfg, s, encoder.maxLength, run) : undefined;
+  const evaluate = cfg.eval ? await devEvaluation(cfg, s, encoder.maxLength, run, (l) => folder.warn(l)) : undefined;
 
   const models: TrainModels = { model: s.model, ref: s.ref };
   let plan: PlannedBatch[] = planEpoch(examples, cfg.seed, state.epoch, queries, hardNegatives);
@@ -168,10 +169,23 @@ async function devEvaluation(
   s: FineTuned,
   maxLength: number,
   run: TrainingRun,
+  warn: (line: string) => void,
 ): Promise<{ every: number; run(): Promise<void> }> {
   const ev = cfg.eval!;
   const dev = await loadDevSet(ev.beir, ev.split, ev.maxQueries, ev.maxDocuments);
   const state = run.state;
+  const bestDir = path.join(cfg.output, 'best');
+  // A run stopped after an evaluation wrote best/ but before the next checkpoint resumes from a state that
+  // does not know that model; it is kept as the best (its score is real), so best/ and the run agree.
+  const stamp = readBestStamp(bestDir);
+  if (stamp && stamp.step > state.step) {
+    warn(
+      `${bestDir} holds the model of step ${stamp.step} (dev nDCG@10 ${stamp.ndcg10.toFixed(4)}), evaluated ` +
+        `after the checkpoint of step ${state.step} this run resumes from; it stays the best until the run beats it`,
+    );
+    state.bestScore = stamp.ndcg10;
+    state.bestStep = stamp.step;
+  }
   const evaluate = async (): Promise<void> => {
     const embedder = new Embedder(s.model, s.tokenizer, { templates: cfg.templates, maxLength });
     const r = await scoreDevSet(new ModelRetriever(embedder, 'dev'), dev);
@@ -182,10 +196,25 @@ async function devEvaluation(
     if (state.bestScore === null || r.ndcg10 > state.bestScore) {
       state.bestScore = r.ndcg10;
       state.bestStep = state.step;
-      await saveFineTuned(path.join(cfg.output, 'best'), s);
+      const note = JSON.stringify({ step: state.step, ndcg10: r.ndcg10 }) + '\n';
+      await saveFineTuned(bestDir, s, { [BEST_STAMP]: note });
     }
   };
   return { every: ev.every, run: evaluate };
+}
+
+/** The file in best/ that says which step's model it is and its dev score. */
+const BEST_STAMP = 'best-step.json';
+
+function readBestStamp(bestDir: string): { step: number; ndcg10: number } | null {
+  try {
+    const j = JSON.parse(readFileSync(path.join(bestDir, BEST_STAMP), 'utf8')) as { step?: unknown; ndcg10?: unknown };
+    return Number.isInteger(j.step) && Number.isFinite(j.ndcg10)
+      ? { step: j.step as number, ndcg10: j.ndcg10 as number }
+      : null;
+  } catch {
+    return null; // no best/ yet, or one written before the stamp existed
+  }
 }
 
 /** The lines report.html says about the run under its charts. */
