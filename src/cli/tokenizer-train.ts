@@ -23,6 +23,23 @@ then <|endoftext|>, <|im_start|>, <|im_end|>, <|embed_token|> as special tokens 
 Writes <dir>/tokenizer.json, <dir>/tokenizer_config.json (Qwen2.5 chat template, eos <|im_end|>,
 pad <|endoftext|>) and <dir>/tokenizer-training.json (inputs, bytes, counts, timings).`;
 
+/**
+ * Refuses a folder that holds a model or a finished tokenizer: a new BPE written over a model's tokenizer
+ * leaves a model that loads but reads other tokens than it learnt (and so does a tokenizer a run trains with).
+ * A folder where an earlier run stopped before its tokenizer_config.json may be written again.
+ */
+function checkNoTokenizerThere(out: string): void {
+  if (!existsSync(out)) return;
+  const holds = ['config.json', 'model.safetensors', 'tokenizer_config.json'].filter((f) =>
+    existsSync(path.join(out, f)),
+  );
+  if (holds.length === 0) return;
+  throw new UserError(
+    `--out ${out} already holds ${holds.join(', ')}: a new tokenizer there would no longer match what uses it; ` +
+      'name a new folder (or delete that one first).',
+  );
+}
+
 export const tokenizerCommand: Command = {
   help: HELP,
   subcommands: ['train'],
@@ -60,6 +77,7 @@ export const tokenizerCommand: Command = {
     if (!values.out)
       throw new UserError('--out is required: the folder to write tokenizer.json and tokenizer_config.json to.');
     checkOutputFolder(values.out, '--out');
+    checkNoTokenizerThere(values.out);
     const say = values.quiet
       ? (): void => {}
       : (m: string): void => {

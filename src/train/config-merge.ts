@@ -101,6 +101,11 @@ export function parseLora(lora: unknown): LoraSettings | null {
       `"lora.targets": '${wrong}' is not a Qwen2 linear layer; choose from ${LORA_TARGETS.join(', ')}`,
     );
   }
+  if (cfg.targets.length === 0)
+    throw new ConfigError(`"lora.targets" names no layer: give some of ${LORA_TARGETS.join(', ')}`);
+  if (!Number.isInteger(cfg.rank) || cfg.rank < 1) throw new ConfigError('"lora.rank" must be an integer ≥ 1');
+  if (!(cfg.alpha > 0)) throw new ConfigError('"lora.alpha" must be a positive number');
+  if (!(cfg.dropout >= 0 && cfg.dropout < 1)) throw new ConfigError('"lora.dropout" must be in [0, 1)');
   return cfg;
 }
 

@@ -42,6 +42,10 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
     const docs = path.join(dir, 'docs.jsonl');
     writeFileSync(docs, '{"title": "alpha", "text": "beta gamma delta"}\n');
     refused(['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', file], /--out .* is a file/);
+    refused(
+      ['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', model],
+      /--out .* already holds config\.json, model\.safetensors, tokenizer_config\.json: .*name a new folder/,
+    );
     const empty = path.join(dir, 'empty.jsonl');
     writeFileSync(empty, '');
     const tok = path.join(dir, 'tok');
@@ -78,7 +82,9 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
       run('lora', { data: jsonl, lora: { rank: 4, targets: ['nope'] } }),
       /"lora.targets": 'nope' is not a Qwen2 linear layer; choose from q_proj/,
     );
-    for (const name of ['jsonl-folder', 'beir-file', 'lora'])
+    refused(run('dropout', { data: jsonl, lora: { rank: 4, dropout: 1 } }), /"lora\.dropout" must be in \[0, 1\)/);
+    refused(run('no-targets', { data: jsonl, lora: { targets: [] } }), /"lora\.targets" names no layer/);
+    for (const name of ['jsonl-folder', 'beir-file', 'lora', 'dropout', 'no-targets'])
       assert.equal(existsSync(path.join(dir, name)), false, name);
 
     // mine over data with no usable query keeps an earlier result instead of writing an empty file over it

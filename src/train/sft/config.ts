@@ -238,7 +238,6 @@ function check(c: SftConfig): void {
   for (const k of ['sft', 'kl', 'infonce', 'triplet'] as const) need(c.loss[k] >= 0, `"loss.${k}" must be ≥ 0`);
   need(c.optimizer.lr > 0, '"optimizer.lr" must be > 0');
   nonNegInt(c.optimizer.warmupSteps, 'optimizer.warmupSteps');
-  if (c.lora) posInt(c.lora.rank, 'lora.rank');
   if (c.eval) {
     need(c.eval.beir !== '', '"eval.beir" must name a BEIR folder');
     posInt(c.eval.every, 'eval.every');
