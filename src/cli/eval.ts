@@ -268,6 +268,14 @@ export const evalCommand: Command = {
       parseCutoffs(v.cutoffs) ?? (v.dataset ? BEIR_CUTOFFS : undefined),
     );
     if (v.dataset !== undefined && v.run !== undefined) checkOutputFile(v.run, '--run');
+    if (v.tag !== undefined && (/\s/.test(v.tag) || v.tag === ''))
+      throw new UserError(`--tag '${v.tag}' must be one non-empty word (the run file's last column).`);
+    const k1 = number(v.k1, 'k1'),
+      b = number(v.b, 'b');
+    if (k1 !== undefined && k1 < 0) throw new UserError(`--k1 must be ≥ 0 (got ${k1}).`);
+    if (b !== undefined && (b < 0 || b > 1)) throw new UserError(`--b must be in [0, 1] (got ${b}).`);
+    if (v.compare !== undefined && maxQueries === 1)
+      throw new UserError('--compare makes paired tests over queries: it needs --max-queries 2 or more.');
     if (v.language !== undefined) {
       try {
         createAnalyzer({ language: v.language });
@@ -293,7 +301,7 @@ export const evalCommand: Command = {
           ]);
           retriever = new EmbeddingRetriever(qe, de, 'dense', { threads: positiveInt(v.threads, 'threads') });
         } else if (v.retriever === 'bm25') {
-          retriever = new Bm25Retriever({ k1: number(v.k1, 'k1'), b: number(v.b, 'b'), language: v.language });
+          retriever = new Bm25Retriever({ k1, b, language: v.language });
         } else {
           const m = await modelRetriever(
             v.retriever!,
@@ -344,12 +352,17 @@ export const evalCommand: Command = {
       if (v.compare !== undefined) {
         const other = await readTrecRun(v.compare);
         const evB = evaluateRun(other.run, qrels, options);
+        const paired = new Set([...ev.perQuery.keys(), ...evB.perQuery.keys()]).size;
         const measures = ['ndcg_cut_10', 'map', 'recip_rank', 'recall_100', 'P_10'].filter((m) => m in ev.all);
-        comparison = {
-          run: v.compare,
-          tag: other.tag,
-          measures: compareEvaluations(ev, evB, measures.length ? measures : ['map']),
-        };
+        if (paired >= 2) {
+          const compared = compareEvaluations(ev, evB, measures.length ? measures : ['map']);
+          comparison = { run: v.compare, tag: other.tag, measures: compared };
+        } else {
+          // the evaluation still stands (it may have taken a long retrieval), so it is printed without them
+          process.stderr.write(
+            `search-r3: --compare left out: its paired tests need 2 or more evaluated queries; there is ${paired}.\n`,
+          );
+        }
       }
       const report: Report = {
         mode: ds ? 'dataset' : 'trec',

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
@@ -21,8 +21,11 @@ function parseNpyHeader(buf: Buffer, file: string): { shape: number[]; dataOffse
     throw new EvalInputError('not a .npy file (missing the \\x93NUMPY magic)', file);
   }
   const major = buf[6]!;
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
   const start = major === 1 ? 10 : 12;
+  const headerLen = buf.length < start ? -1 : major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  if (headerLen < 0 || start + headerLen > buf.length) {
+    throw new EvalInputError(`ends inside its header (${buf.length} bytes): the file is cut short`, file);
+  }
   const header = buf.toString('latin1', start, start + headerLen);
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
@@ -55,8 +58,25 @@ async function readIds(file: string): Promise<string[]> {
   return ids;
 }
 
+/**
+ * Refuses a non-finite component (NaN, ±Infinity, or a JSON number beyond float32): its row would score NaN
+ * against everything and silently drop out of every ranking.
+ */
+function checkFinite(m: EmbeddingMatrix, file: string): EmbeddingMatrix {
+  const bad = m.data.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) {
+    const id = m.ids[Math.floor(bad / m.dim)];
+    throw new EvalInputError(
+      `the vector of id '${id}' has a non-finite value (${m.data[bad]}) at ${bad % m.dim}`,
+      file,
+    );
+  }
+  return m;
+}
+
 export async function readNpyEmbeddings(file: string): Promise<EmbeddingMatrix> {
   if (!existsSync(file)) throw new EvalInputError('file not found; check the path', file);
+  if (!statSync(file).isFile()) throw new EvalInputError('is not a file; name the .npy file', file);
   const buf = readFileSync(file);
   const { shape, dataOffset } = parseNpyHeader(buf, file);
   const [rows, dim] = shape as [number, number];
@@ -69,7 +89,7 @@ export async function readNpyEmbeddings(file: string): Promise<EmbeddingMatrix> 
   if (ids.length !== rows) throw new EvalInputError(`has ${ids.length} ids for ${rows} rows`, idsFile);
   const data = new Float32Array(rows * dim);
   new Uint8Array(data.buffer).set(buf.subarray(dataOffset, dataOffset + rows * dim * 4));
-  return { ids, dim, data };
+  return checkFinite({ ids, dim, data }, file);
 }
 
 export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix> {
@@ -90,8 +110,9 @@ export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix
     if (!Array.isArray(obj.vector) || !obj.vector.every((x) => typeof x === 'number')) {
       throw new EvalInputError("'vector' must be an array of numbers", file, line);
     }
+    if (obj.vector.length === 0) throw new EvalInputError("'vector' is empty", file, line);
     if (dim < 0) dim = obj.vector.length;
-    if (obj.vector.length !== dim || dim === 0) {
+    if (obj.vector.length !== dim) {
       throw new EvalInputError(`vector has ${obj.vector.length} numbers, earlier ones ${dim}`, file, line);
     }
     if (seen.has(id)) throw new EvalInputError(`id '${id}' appears twice`, file, line);
@@ -102,7 +123,7 @@ export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix
   if (ids.length === 0) throw new EvalInputError('no embeddings found', file);
   const data = new Float32Array(ids.length * dim);
   rows.forEach((r, i) => data.set(r, i * dim));
-  return { ids, dim, data };
+  return checkFinite({ ids, dim, data }, file);
 }
 
 /** Reads embeddings by extension: .npy (+ .ids.txt) or .jsonl. */

@@ -196,6 +196,35 @@ test('bad input gives one clear sentence and exit code 2', async () => {
     assert.match(none.stderr, /give --dataset/);
     const m = await cli('--qrels', join(fixtures, 'hand.qrels'), '--run', join(fixtures, 'hand.run'), '-m', 'bpref');
     assert.match(m.stderr, /unknown measure 'bpref'/);
+
+    // refused before the corpus is read, not after retrieval
+    const early = async (args: string[], re: RegExp): Promise<void> => {
+      const r = await cli('--dataset', tiny, '--retriever', 'bm25', ...args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr.trim(), re);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    };
+    await early(['--b', '5'], /^search-r3: --b must be in \[0, 1\] \(got 5\)/);
+    await early(['--tag', 'two words'], /--tag 'two words' must be one non-empty word/);
+    await early(['--max-queries', '1', '--compare', join(fixtures, 'hand.run')], /--compare .* needs --max-queries 2/);
+
+    // a non-finite component would drop its row from every ranking without a word
+    const docs = join(dir, 'd.npy');
+    writeNpyEmbeddings(docs, { ids: ['d1', 'd2'], dim: 2, data: new Float32Array([1, 0, Infinity, 1]) });
+    writeFileSync(join(dir, 'q.jsonl'), '{"id":"q1","vector":[1,0]}\n{"id":"q2","vector":[1e39,1]}\n');
+    const dense = async (q: string, d: string): Promise<string> => {
+      const r = await cli('--dataset', tiny, '--query-embeddings', q, '--doc-embeddings', d);
+      assert.equal(r.code, 2, r.stderr);
+      return r.stderr.trim();
+    };
+    assert.match(await dense(join(dir, 'q.jsonl'), docs), /q\.jsonl: the vector of id 'q2' has a non-finite value/);
+    writeFileSync(join(dir, 'q.jsonl'), '{"id":"q1","vector":[1,0]}\n');
+    assert.match(
+      await dense(join(dir, 'q.jsonl'), docs),
+      /d\.npy: the vector of id 'd2' has a non-finite value \(Infinity\)/,
+    );
+    writeFileSync(join(dir, 'cut.npy'), Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 2, 0, 0xff, 0xff]));
+    assert.match(await dense(join(dir, 'q.jsonl'), join(dir, 'cut.npy')), /cut\.npy: .*the file is cut short/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
