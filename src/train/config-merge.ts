@@ -24,7 +24,7 @@ export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [key, value] of Object.entries(user as Record<string, unknown>)) {
     const where = at ? `${at}.${key}` : key;
-    if (!(key in out))
+    if (!Object.hasOwn(out, key))
       throw new ConfigError(
         `"${where}" is not a config key; known keys${at ? ` of ${at}` : ''}: ${Object.keys(out).join(', ')}`,
       );

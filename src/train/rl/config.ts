@@ -138,6 +138,10 @@ function check(c: RlConfig): void {
   const nonneg = (v: number, name: string): void => {
     if (!(v >= 0)) throw new ConfigError(`"${name}" must be ≥ 0, got ${v}`);
   };
+  // counts: sizes of tensors, tables and loops, where a fraction fails deep inside (a shape of 95.5 rows)
+  const count = (v: number, name: string): void => {
+    if (!(Number.isInteger(v) && v >= 0)) throw new ConfigError(`"${name}" must be an integer ≥ 0, got ${v}`);
+  };
   pos(c.steps, 'steps');
   pos(c.maxLength, 'maxLength');
   pos(c.rollout.queries, 'rollout.queries');
@@ -148,12 +152,18 @@ function check(c: RlConfig): void {
   pos(c.checkpoint.every, 'checkpoint.every');
   pos(c.checkpoint.keep, 'checkpoint.keep');
   nonneg(c.rollout.temperature, 'rollout.temperature');
-  nonneg(c.rollout.maxReasoningTokens, 'rollout.maxReasoningTokens');
   nonneg(c.loss.beta, 'loss.beta');
   nonneg(c.loss.infonce, 'loss.infonce');
-  nonneg(c.environment.budget, 'environment.budget');
-  nonneg(c.environment.rolling, 'environment.rolling');
-  nonneg(c.environment.fullEvery, 'environment.fullEvery');
+  count(c.rollout.maxReasoningTokens, 'rollout.maxReasoningTokens');
+  count(c.rollout.topK, 'rollout.topK');
+  if (!(c.rollout.topP > 0 && c.rollout.topP <= 1))
+    throw new ConfigError(`"rollout.topP" must be in (0, 1], got ${c.rollout.topP}`);
+  count(c.data.maxQueries, 'data.maxQueries');
+  count(c.data.maxDocuments, 'data.maxDocuments');
+  for (const k of ['budget', 'candidates', 'neighbours', 'rolling', 'fullEvery', 'returnCandidates', 'maxTableBytes'])
+    count(c.environment[k as keyof typeof c.environment] as number, `environment.${k}`);
+  for (const k of ['connectivity', 'expansionAdd', 'expansionSearch'] as const)
+    pos(c.environment[k], `environment.${k}`);
   if (!(c.loss.clipEps > 0 && c.loss.clipEps < 1))
     throw new ConfigError(`"loss.clipEps" must be in (0, 1), got ${c.loss.clipEps}`);
   if (!(c.loss.temperature > 0)) throw new ConfigError(`"loss.temperature" must be > 0, got ${c.loss.temperature}`);

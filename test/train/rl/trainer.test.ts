@@ -180,6 +180,17 @@ test('config: unknown keys and bad values are refused with the key named', () =>
   assert.throws(() => parseRlConfig({ ...base, reward: { kind: 'map' } }, '/'), /reward.kind/);
   assert.throws(() => parseRlConfig({ ...base, environment: { mode: 'fast' } }, '/'), /environment.mode/);
   assert.throws(() => parseRlConfig({ output: 'o', data: { beir: 'b' } }, '/'), /"model" is required/);
+  // sizes that end up as tensor shapes or loop counts: a fraction or a negative is named here, not deep inside
+  const bad: [object, RegExp][] = [
+    [{ rollout: { maxReasoningTokens: 2.5 } }, /"rollout.maxReasoningTokens" must be an integer ≥ 0, got 2.5/],
+    [{ rollout: { topK: -1 } }, /"rollout.topK"/],
+    [{ rollout: { topP: 0 } }, /"rollout.topP" must be in \(0, 1\]/],
+    [{ environment: { connectivity: 0 } }, /"environment.connectivity" must be a positive integer/],
+    [{ environment: { rolling: 0.5 } }, /"environment.rolling"/],
+    [{ data: { beir: 'b', maxQueries: -1 } }, /"data.maxQueries"/],
+    [{ constructor: {} }, /"constructor" is not a config key/],
+  ];
+  for (const [over, re] of bad) assert.throws(() => parseRlConfig({ ...base, ...over }, '/'), re);
   assert.equal(parseRlConfig(base, '/x').model, '/x/m');
 });
 
