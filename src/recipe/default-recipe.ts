@@ -372,15 +372,16 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
 
 function readState(file: string, profile: string): RecipeState {
   if (!existsSync(file)) return { profile, startedAt: new Date().toISOString(), steps: {} };
+  const again = 'delete it to start the record again (finished outputs are still found)';
   let s: RecipeState;
   try {
     s = JSON.parse(readFileSync(file, 'utf8')) as RecipeState;
   } catch (e) {
-    throw new RecipeError(
-      `${file} is not valid JSON (${(e as Error).message}); delete it to start the record again (finished ` +
-        `outputs are still found)`,
-    );
+    throw new RecipeError(`${file} is not valid JSON (${(e as Error).message}); ${again}`);
   }
+  const isObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(s) || typeof s.profile !== 'string' || !isObject(s.steps))
+    throw new RecipeError(`${file} is not a recipe record (it needs "profile" and "steps"); ${again}`);
   if (s.profile !== profile)
     throw new RecipeError(
       `${path.dirname(file)} holds a "${s.profile}" recipe run; use another --work folder for the "${profile}" profile`,

@@ -143,6 +143,14 @@ test(
     const seconds = readState(work).steps.stage2.seconds;
     assert.ok(seconds > 0 && seconds < 1e6, `stage 2 timed afresh: ${seconds} s`);
 
+    // a record that is JSON but not a record is one sentence, not a TypeError
+    const kept = readFileSync(path.join(work, 'recipe.json'));
+    writeFileSync(path.join(work, 'recipe.json'), '{"profile": "tiny"}');
+    const broken = runCli(args, env);
+    assert.equal(broken.status, 2, broken.stderr);
+    assert.match(broken.stderr, /recipe\.json is not a recipe record \(it needs "profile" and "steps"\); delete it/);
+    writeFileSync(path.join(work, 'recipe.json'), kept);
+
     // an evaluation of schema @2 may have chosen its fusion on queries the model trained on: the card stores none;
     // and a card says the dev sample was trained on when the configs say so
     assert.ok(readModelFusion(out));
