@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import {
   GGUF_SOURCE_MODEL_KEY,
   exportQwen2GgufFromFolder,
@@ -52,6 +52,8 @@ export const exportCommand: Command = {
     if (!values.out) throw new UserError('--out is required: the GGUF file to write');
     checkOutputFile(values.out, '--out');
     if (!existsSync(values.model)) throw new UserError(`--model ${values.model}: no such folder`);
+    if (!statSync(values.model).isDirectory())
+      throw new UserError(`--model ${values.model} is a file; name the model folder (config.json, weights, tokenizer)`);
     const kind = (values.type ?? (values.lora ? 'f32' : 'f16')).toLowerCase();
     const fileType = types[kind];
     if (!fileType) throw new UserError(`--type ${values.type}: choose f32, f16 or q8_0`);

@@ -107,14 +107,21 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
 }
 
 async function openForReading(file: string): Promise<FileHandle> {
+  let fh: FileHandle;
   try {
-    return await fsp.open(file, 'r');
+    fh = await fsp.open(file, 'r');
   } catch (err) {
     throw new ModelFileError(
       file,
       `cannot open the weights file (${(err as NodeJS.ErrnoException).code ?? String(err)}).`,
     );
   }
+  // a folder opens on Linux and fails only when read
+  if (!(await fh.stat()).isFile()) {
+    await fh.close();
+    throw new ModelFileError(file, 'is not a file: the weights must be a .safetensors file.');
+  }
+  return fh;
 }
 
 async function readHeaderFrom(fh: FileHandle, file: string): Promise<SafetensorsHeader> {

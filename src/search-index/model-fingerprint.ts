@@ -7,6 +7,7 @@
 import { type Hash, createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { ModelFileError } from '../model/model-file-error.js';
 
 const WHOLE_LIMIT = 64 * 1024 * 1024;
 const EDGE = 16 * 1024 * 1024;
@@ -30,7 +31,10 @@ export async function fileFingerprint(file: string): Promise<string> {
 }
 
 async function hashFile(h: Hash, file: string, label: string): Promise<void> {
-  const { size } = await fsp.stat(file);
+  const st = await fsp.stat(file);
+  if (!st.isFile())
+    throw new ModelFileError(file, 'is not a file; a model folder holds its weights and configs as files.');
+  const { size } = st;
   h.update(`${label}\0${size}\0`);
   const fd = await fsp.open(file, 'r');
   try {

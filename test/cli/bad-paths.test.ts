@@ -35,6 +35,20 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
     refused(['mine', '--config', 'c.json', '--out', missing], /--out .*: the folder .*nope does not exist/);
     refused(['mine', '--config', 'c.json', '--out', dir], /--out .* is a folder; name the file to write/);
     refused(['export', 'gguf', '--model', model, '--out', dir], /--out .* is a folder; name the file to write/);
+    const gguf = path.join(dir, 'x.gguf');
+    refused(['export', 'gguf', '--model', file, '--out', gguf], /--model .*a-file is a file; name the model folder/);
+    // a folder where the weights file should be: one sentence naming it, from export and from every loader
+    const odd = path.join(dir, 'odd-model');
+    mkdirSync(odd);
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
+      writeFileSync(path.join(odd, f), readFileSync(path.join(model, f)));
+    mkdirSync(path.join(odd, 'model.safetensors'));
+    refused(['export', 'gguf', '--model', odd, '--out', gguf], /odd-model\/model\.safetensors.* is not a file/);
+    const scifactDir = path.join(sharedData, 'scifact');
+    refused(
+      ['eval', '--dataset', scifactDir, '--retriever', odd, '--max-queries', '2'],
+      /odd-model\/model\.safetensors.* is not a file/,
+    );
     const scifact = path.join(sharedData, 'scifact');
     refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', dir], /--run .* is a folder/);
     refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--language', 'xx'], /--language xx is not/);
