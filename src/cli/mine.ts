@@ -23,7 +23,8 @@ options:
   --retriever bm25|model  rank with BM25 (default) or the model's own embeddings
   --model <dir>         model for --retriever model (default: the config's model)
   --window <a:b>        rank window, 1-based inclusive (default 10:100); positives take no rank
-  --negatives <n>       negatives kept per query, sampled from the window (default 8)
+  --negatives <n>       new negatives per query, sampled from the window (default 8); those the
+                        data already gives a query stay, and are not drawn again
   --fn-ratio <r>        drop candidates scoring ≥ r × the best positive's score (default 0.95)
   --seed <n>            sampling seed (default 0)
 ${deviceHelp(24)}

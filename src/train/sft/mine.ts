@@ -60,6 +60,8 @@ export function mineHardNegatives(
         ? o.falseNegativeRatio * best
         : best / o.falseNegativeRatio
       : Infinity;
+    // negatives the example already has keep their ranks but are not drawn again: the budget is for new ones
+    const had = new Set(ex.negatives);
     const window: string[] = [];
     let rankNo = 0;
     for (let i = 0; i < r.docs.length && rankNo < o.toRank; i++) {
@@ -71,13 +73,13 @@ export function mineHardNegatives(
         stats.filteredAsFalseNegative++;
         continue;
       }
-      window.push(text);
+      if (!had.has(text)) window.push(text);
     }
     const chosen = rng.shuffle(window).slice(0, o.negatives);
     if (chosen.length > 0) stats.withNegatives++;
     stats.negatives += chosen.length;
     onProgress?.(qi + 1, examples.length);
-    return { query: ex.query, positives: ex.positives, negatives: [...new Set([...ex.negatives, ...chosen])] };
+    return { query: ex.query, positives: ex.positives, negatives: [...had, ...chosen] };
   });
   return { mined, stats };
 }

@@ -34,6 +34,18 @@ test('mining keeps the rank window, skips positives, and drops candidates scorin
       ['doc 2', 'doc 3', 'doc 4', 'doc 5', 'doc 6', 'doc 7', 'doc 8', 'doc 9', 'doc 10'].includes(n),
     ),
   );
+  // negatives the data already gives stay first and are not drawn again: the 3 drawn are new ones
+  const given = [{ query: 'q', positives: ['doc 0'], negatives: ['doc 6', 'doc 7', 'other'] }];
+  const more = mineHardNegatives(given, pool, rank, {
+    fromRank: 2,
+    toRank: 10,
+    negatives: 3,
+    falseNegativeRatio: 0.95,
+    seed: 1,
+  });
+  assert.deepEqual(more.mined[0].negatives.slice(0, 3), ['doc 6', 'doc 7', 'other']);
+  assert.deepEqual(more.mined[0].negatives.slice(3).sort(), ['doc 10', 'doc 8', 'doc 9']);
+  assert.equal(more.stats.negatives, 3);
 });
 
 test('BM25 mining over a pool returns lexically close non-positives', () => {
