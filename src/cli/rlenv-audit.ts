@@ -66,6 +66,13 @@ const auditCommand: Command & { name: string } = {
     selectDevice(values.device);
     const cfg = loadRlConfig(values.config);
     cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
+    if (!values.from && listCheckpoints(path.join(cfg.output, 'checkpoints')).length > 0) {
+      // train rl would say "pass --resume", which an audit does not take
+      throw new UserError(
+        `${cfg.output} already holds checkpoints (an earlier audit, or a run); name another --output, or delete ` +
+          'it to audit again.',
+      );
+    }
     const start = values.from ? await startFromCheckpoint(path.resolve(values.from), cfg.output) : null;
     const total = (start?.step ?? 0) + steps;
     cfg.checkpoint.every = total + 1; // the audit needs no checkpoints beyond the final one

@@ -211,6 +211,9 @@ test(
       assert.match(a.stdout, re);
     const summary = JSON.parse(readFileSync(path.join(dir, 'run-audit', 'audit.json'), 'utf8'));
     assert.equal(summary.summary.steps, 2, 'step 1 (both tables exact) is left out');
+    const twice = runCli(['rlenv', 'audit', '--config', file, '--steps', '3', '--quiet']);
+    assert.equal(twice.status, 2);
+    assert.match(twice.stderr, /run-audit already holds checkpoints .*; name another --output, or delete it/);
     const t = runCli(['train', 'rl', '--config', file, '--quiet']);
     assert.equal(t.status, 0, t.stderr);
     assert.match(t.stdout, /trained steps 0→3 .* 7 queries \(1 skipped: no positive in the corpus\)/);
