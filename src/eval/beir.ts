@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { EvalInputError } from './input-error.js';
 import { readLines } from './line-reader.js';
@@ -97,7 +97,11 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
   if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
   const qrelsFile = join(folder, 'qrels', `${split}.tsv`);
   if (!existsSync(qrelsFile)) {
-    throw new EvalInputError(`no qrels for split '${split}' (expected ${qrelsFile}); pick another --split`, folder);
+    // said without an option's name: a config's split key reaches here as well as eval's --split
+    const dir = join(folder, 'qrels');
+    const splits = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.tsv')) : [];
+    const have = splits.length ? `splits here: ${splits.map((f) => f.slice(0, -4)).join(', ')}` : 'no split here';
+    throw new EvalInputError(`no qrels for split '${split}' (expected ${qrelsFile}; ${have})`, folder);
   }
   const qrels = await readBeirQrels(qrelsFile);
   const allQueries = await readBeirQueries(join(folder, 'queries.jsonl'));

@@ -21,7 +21,10 @@ test('BEIR folder: header skipped, graded qrels, only judged queries kept', asyn
   assert.deepEqual([...ds.queries.keys()], ['q1', 'q2', 'q3', 'q5']);
   assert.equal(ds.qrels.get('q1')!.get('d1'), 2);
   assert.equal(ds.corpus[4]!.title, '');
-  await assert.rejects(readBeirDataset(tiny, 'dev'), /no qrels for split 'dev'/);
+  await assert.rejects(
+    readBeirDataset(tiny, 'dev'),
+    /no qrels for split 'dev' \(expected .*dev\.tsv; splits here: test\)/,
+  );
 });
 
 test('malformed lines are reported with file and line number', async () => {
