@@ -82,6 +82,15 @@ export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): Token
   }
   if (!isObject(model.vocab)) throw new ModelFileError(file, 'model.vocab is missing or not an object.');
   if (!Array.isArray(model.merges)) throw new ModelFileError(file, 'model.merges is missing or not an array.');
+  for (const [token, id] of Object.entries(model.vocab)) {
+    if (!Number.isInteger(id) || (id as number) < 0)
+      throw new ModelFileError(file, `model.vocab[${JSON.stringify(token)}] is ${JSON.stringify(id)}, not a token id.`);
+  }
+  model.merges.forEach((m: unknown, i) => {
+    const pair = Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string');
+    if (!pair && !(typeof m === 'string' && m.indexOf(' ') > 0))
+      throw new ModelFileError(file, `model.merges[${i}] ${JSON.stringify(m)} is not "left right" or [left, right].`);
+  });
   const added = value.added_tokens ?? [];
   if (!Array.isArray(added)) throw new ModelFileError(file, 'added_tokens is not an array.');
   for (const [i, token] of added.entries()) {

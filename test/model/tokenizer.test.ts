@@ -228,6 +228,12 @@ test('a folder with a missing or malformed tokenizer file fails with one message
 
     await writeFile(path.join(dir, 'tokenizer.json'), '[]');
     await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: is not a JSON object/);
+
+    const bpe = (vocab: unknown, merges: unknown): string => JSON.stringify({ model: { type: 'BPE', vocab, merges } });
+    await writeFile(path.join(dir, 'tokenizer.json'), bpe({ a: 0, b: 1, ab: 2 }, ['a b', 7]));
+    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: model\.merges\[1\] 7 is not "left right"/);
+    await writeFile(path.join(dir, 'tokenizer.json'), bpe({ a: 0, b: -3 }, []));
+    await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: model\.vocab\["b"\] is -3, not a token id/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
