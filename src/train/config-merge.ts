@@ -76,6 +76,23 @@ export interface OptimizerSettings {
   maxGradNorm: number;
 }
 
+/**
+ * Refuses optimizer settings that cannot train: a bad one would otherwise show up steps later as a
+ * "divergence" (beta2 of 1 divides by zero) or as a setting silently off (a negative maxGradNorm).
+ */
+export function checkOptimizer(o: OptimizerSettings): void {
+  const need = (ok: boolean, what: string): void => {
+    if (!ok) throw new ConfigError(`"optimizer.${what}`);
+  };
+  need(o.lr > 0, `lr" must be > 0, got ${o.lr}`);
+  need(o.minLr >= 0, `minLr" must be ≥ 0, got ${o.minLr}`);
+  need(o.weightDecay >= 0, `weightDecay" must be ≥ 0, got ${o.weightDecay}`);
+  for (const k of ['beta1', 'beta2'] as const) need(o[k] >= 0 && o[k] < 1, `${k}" must be in [0, 1), got ${o[k]}`);
+  need(o.eps > 0, `eps" must be > 0, got ${o.eps}`);
+  need(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0, `warmupSteps" must be an integer ≥ 0`);
+  need(o.maxGradNorm >= 0, `maxGradNorm" must be ≥ 0 (0: no clipping), got ${o.maxGradNorm}`);
+}
+
 /** LoRA adapters (rank, scaling alpha, dropout, the projections they attach to), the base weights frozen. */
 export interface LoraSettings {
   rank: number;

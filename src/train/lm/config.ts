@@ -4,7 +4,7 @@
  * every trainer). Relative paths are resolved against the config file's folder.
  */
 import path from 'node:path';
-import { ConfigError, type OptimizerSettings, mergeStrict, readConfigFile } from '../config-merge.js';
+import { ConfigError, type OptimizerSettings, checkOptimizer, mergeStrict, readConfigFile } from '../config-merge.js';
 
 export interface LmModelSettings {
   hiddenSize: number;
@@ -126,6 +126,8 @@ export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
     `"model.numAttentionHeads" ${m.numAttentionHeads} must be a multiple of model.numKeyValueHeads ` +
       `${m.numKeyValueHeads}`,
   );
+  for (const k of ['ropeTheta', 'rmsNormEps', 'initStd'] as const)
+    need(m[k] > 0, `"model.${k}" must be a positive number, got ${m[k]}`);
   need(
     (m.hiddenSize / m.numAttentionHeads) % 2 === 0,
     '"model.hiddenSize / numAttentionHeads" (the head size) must be even for rotary embeddings',
@@ -138,8 +140,7 @@ export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
     c.seqLength <= m.maxPositionEmbeddings,
     `"seqLength" ${c.seqLength} exceeds model.maxPositionEmbeddings ${m.maxPositionEmbeddings}`,
   );
-  nonNegInt(c.optimizer.warmupSteps, 'optimizer.warmupSteps');
-  need(c.optimizer.lr > 0, '"optimizer.lr" must be > 0');
+  checkOptimizer(c.optimizer);
   posInt(c.eval.every, 'eval.every');
   nonNegInt(c.eval.maxSequences, 'eval.maxSequences');
   posInt(c.checkpoint.every, 'checkpoint.every');

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import {
+  checkOptimizer,
   ConfigError,
   type LoraSettings,
   type OptimizerSettings,
@@ -144,6 +145,7 @@ function check(c: RlConfig): void {
   };
   pos(c.steps, 'steps');
   pos(c.maxLength, 'maxLength');
+  checkOptimizer(c.optimizer);
   pos(c.rollout.queries, 'rollout.queries');
   pos(c.rollout.group, 'rollout.group');
   pos(c.loss.innerEpochs, 'loss.innerEpochs');

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import {
+  checkOptimizer,
   ConfigError,
   type LoraSettings,
   type OptimizerSettings,
@@ -236,11 +237,16 @@ function check(c: SftConfig): void {
   posInt(c.checkpoint.keep, 'checkpoint.keep');
   need(c.loss.temperature > 0, `"loss.temperature" must be > 0, got ${c.loss.temperature}`);
   for (const k of ['sft', 'kl', 'infonce', 'triplet'] as const) need(c.loss[k] >= 0, `"loss.${k}" must be ≥ 0`);
-  need(c.optimizer.lr > 0, '"optimizer.lr" must be > 0');
-  nonNegInt(c.optimizer.warmupSteps, 'optimizer.warmupSteps');
+  checkOptimizer(c.optimizer);
+  need(Number.isInteger(c.seed), `"seed" must be an integer, got ${c.seed}`);
   if (c.eval) {
     need(c.eval.beir !== '', '"eval.beir" must name a BEIR folder');
     posInt(c.eval.every, 'eval.every');
+    nonNegInt(c.eval.maxQueries, 'eval.maxQueries');
+    nonNegInt(c.eval.maxDocuments, 'eval.maxDocuments');
+    // best/ is the model chosen on this split: choosing it on the test queries would report a test figure
+    // that the test set itself picked
+    need(c.eval.split !== 'test', '"eval.split" must not be "test": best/ would be chosen on the test queries');
   }
   if (c.reasoning) {
     const r = c.reasoning;

@@ -243,6 +243,8 @@ test('config: unknown keys and bad values are errors naming the key; the CLI pri
   assert.throws(() => config('x', { optimizer: { learningRate: 1 } }), /"optimizer.learningRate" is not a config key/);
   assert.throws(() => config('x', { seqLength: 128 }), /seqLength" 128 exceeds model.maxPositionEmbeddings 64/);
   assert.throws(() => config('x', { batchSize: '4' }), /"batchSize" must be a number/);
+  assert.throws(() => config('x', { model: { ropeTheta: 0 } }), /"model\.ropeTheta" must be a positive number, got 0/);
+  assert.throws(() => config('x', { optimizer: { beta2: 1 } }), /"optimizer\.beta2" must be in \[0, 1\)/);
   const file = path.join(dir, 'bad.json');
   await fsp.writeFile(
     file,

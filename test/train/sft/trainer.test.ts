@@ -76,6 +76,18 @@ test('a config key that does not exist is an error naming it', () => {
   assert.throws(() => loadSftConfig(file), /"data\[0\]\.split" is "test": test queries are never trained on/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], batch: { queries: '8' } });
   assert.throws(() => loadSftConfig(file), /"batch\.queries" must be a number/);
+  const refused = (over: object, re: RegExp): void => {
+    writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], ...over });
+    assert.throws(() => loadSftConfig(file), re);
+  };
+  refused(
+    { eval: { beir: 'b', split: 'test' } },
+    /"eval\.split" must not be "test": best\/ would be chosen on the test/,
+  );
+  refused({ eval: { beir: 'b', maxQueries: 2.5 } }, /"eval\.maxQueries" must be an integer ≥ 0, got 2\.5/);
+  refused({ seed: 1.5 }, /"seed" must be an integer/);
+  refused({ optimizer: { beta2: 1 } }, /"optimizer\.beta2" must be in \[0, 1\), got 1/);
+  refused({ optimizer: { maxGradNorm: -1 } }, /"optimizer\.maxGradNorm" must be ≥ 0 \(0: no clipping\)/);
   writeConfig(file, { model: 'm', output: 'o', data: [{ type: 'jsonl', path: 'x' }], lora: { rank: 4 } });
   const cfg = loadSftConfig(file);
   assert.equal(cfg.loss.temperature, 0.05);
