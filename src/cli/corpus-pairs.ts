@@ -77,13 +77,17 @@ export async function corpusPairs(argv: string[]): Promise<number> {
     : (line: string): void => {
         process.stderr.write(`${line}\n`);
       };
+  const maxTerms = count(values['max-terms'], DEFAULT_PAIRS_SAMPLE.maxTerms, 'max-terms'),
+    maxHeadings = count(values['max-headings'], DEFAULT_PAIRS_SAMPLE.maxHeadings, 'max-headings');
+  if (maxTerms + maxHeadings === 0)
+    throw new UserError('--max-terms and --max-headings are both 0: the file would hold no pairs.');
   const started = Date.now();
   try {
     const m = await buildDebianPairs(
       values.out,
       {
-        maxTerms: count(values['max-terms'], DEFAULT_PAIRS_SAMPLE.maxTerms, 'max-terms'),
-        maxHeadings: count(values['max-headings'], DEFAULT_PAIRS_SAMPLE.maxHeadings, 'max-headings'),
+        maxTerms,
+        maxHeadings,
         seed: count(values.seed, DEFAULT_PAIRS_SAMPLE.seed, 'seed'),
         ...(only ? { only } : {}),
       },

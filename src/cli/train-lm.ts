@@ -19,6 +19,7 @@ generator state, written atomically) and final/ (a Hugging Face model folder wit
 
 config (JSON; unknown keys are an error; tokenizer, output and data.train are required):
   tokenizer (folder from search-r3 tokenizer train), output, seed (0)
+  init ("": random weights; or a model folder of the same shape, e.g. an earlier run's final/, to go on from)
   model: {hiddenSize: 256, intermediateSize: 768, numHiddenLayers: 4, numAttentionHeads: 4,
           numKeyValueHeads: 2, ropeTheta: 10000, maxPositionEmbeddings: 1024,
           tieWordEmbeddings: true, rmsNormEps: 1e-6, initStd: 0.02}

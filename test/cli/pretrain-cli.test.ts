@@ -83,6 +83,10 @@ test('bad input: one line naming the option', () => {
       ['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--max-terms', '2.5'],
       /--max-terms 2.5: must be an integer ≥ 0/,
     ],
+    [
+      ['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--max-terms', '0', '--max-headings', '0'],
+      /--max-terms and --max-headings are both 0/,
+    ],
   ];
   for (const [args, re] of cases) {
     const r = runCli(args);
