@@ -98,7 +98,8 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
     );
     refused(run('dropout', { data: jsonl, lora: { rank: 4, dropout: 1 } }), /"lora\.dropout" must be in \[0, 1\)/);
     refused(run('no-targets', { data: jsonl, lora: { targets: [] } }), /"lora\.targets" names no layer/);
-    for (const name of ['jsonl-folder', 'beir-file', 'lora', 'dropout', 'no-targets'])
+    refused(run('tiny-len', { data: jsonl, maxLength: 8 }), /prompt template alone needs \d+ tokens/);
+    for (const name of ['jsonl-folder', 'beir-file', 'lora', 'dropout', 'no-targets', 'tiny-len'])
       assert.equal(existsSync(path.join(dir, name)), false, name);
 
     // mine over data with no usable query keeps an earlier result instead of writing an empty file over it

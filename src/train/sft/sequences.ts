@@ -66,6 +66,8 @@ export class SequenceEncoder {
     if (end < 0) throw new Error('the rendered assistant turn does not end with <|im_end|>');
     this.headLen = at - prefix.length;
     this.tail = full.slice(at + 1, end + 1);
+    // prompt templates too long for maxLength fail here, before a run folder is made, not at the first batch
+    for (const kind of ['query', 'document'] as const) this.encode('', kind);
   }
 
   /** Tokens every sequence spends on the response after the embed token. */
