@@ -99,7 +99,11 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
     refused(run('dropout', { data: jsonl, lora: { rank: 4, dropout: 1 } }), /"lora\.dropout" must be in \[0, 1\)/);
     refused(run('no-targets', { data: jsonl, lora: { targets: [] } }), /"lora\.targets" names no layer/);
     refused(run('tiny-len', { data: jsonl, maxLength: 8 }), /prompt template alone needs \d+ tokens/);
-    for (const name of ['jsonl-folder', 'beir-file', 'lora', 'dropout', 'no-targets', 'tiny-len'])
+    refused(
+      run('accumulate', { data: jsonl, steps: 0, epochs: 1, batch: { queries: 2, accumulation: 50 } }),
+      /"batch\.accumulation" 50 is more than the \d+ batches of "epochs" 1 \(\d+ a pass over the data\)/,
+    );
+    for (const name of ['jsonl-folder', 'beir-file', 'lora', 'dropout', 'no-targets', 'tiny-len', 'accumulate'])
       assert.equal(existsSync(path.join(dir, name)), false, name);
 
     // mine over data with no usable query keeps an earlier result instead of writing an empty file over it

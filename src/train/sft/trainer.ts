@@ -65,7 +65,14 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   folder.note(`data: ${stats.examples} examples (${skipped})${analysed}`);
   const { queries, hardNegatives, accumulation } = cfg.batch;
   const batchesPerEpoch = planEpoch(examples, cfg.seed, 0, queries, hardNegatives).length;
-  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.ceil((batchesPerEpoch * cfg.epochs) / accumulation));
+  if (cfg.steps === 0 && accumulation > batchesPerEpoch * cfg.epochs) {
+    // one optimiser step would take more batches than the epochs asked for hold
+    throw new RunFolderError(
+      `"batch.accumulation" ${accumulation} is more than the ${batchesPerEpoch * cfg.epochs} batches of ` +
+        `"epochs" ${cfg.epochs} (${batchesPerEpoch} a pass over the data); lower it, or set "steps"`,
+    );
+  }
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((batchesPerEpoch * cfg.epochs) / accumulation);
 
   const o = cfg.optimizer;
   const optimizer = new T.AdamW(s.trainable, adamWOptions(o));
