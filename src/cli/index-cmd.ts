@@ -116,8 +116,9 @@ export const indexCommand: Command = {
     const out = values.out;
     return (async () => {
       if (values.delete !== undefined) return deleteIds(out, values.delete);
-      const dtype = values.dtype ?? 'f32';
-      if (!['f32', 'f16', 'i8'].includes(dtype))
+      // left out, an existing index keeps its own (a new one gets f32)
+      const dtype = values.dtype;
+      if (dtype !== undefined && !['f32', 'f16', 'i8'].includes(dtype))
         throw new UserError(`--dtype must be f32, f16 or i8 (got '${dtype}').`);
       const store = values.store ?? (values.queue ? 'lancedb' : 'local');
       if (store !== 'local' && store !== 'lancedb')
@@ -153,7 +154,7 @@ export const indexCommand: Command = {
       const index = await SearchIndex.open(out, {
         backend,
         create: {
-          dtype: dtype as VectorDtype,
+          ...(dtype ? { dtype: dtype as VectorDtype } : {}),
           store,
           ...(values['store-uri'] ? { storeUri: values['store-uri'] } : {}),
         },
@@ -321,6 +322,9 @@ async function deleteIds(out: string, list: string): Promise<number> {
     .map((s) => s.trim())
     .filter(Boolean);
   if (ids.length === 0) throw new UserError('--delete needs at least one document id.');
+  // opening for writing would make docs.sqlite in a folder that holds no index
+  if (!existsSync(path.join(out, 'index.json')) && !existsSync(path.join(out, 'docs.sqlite')))
+    throw new UserError(`--out ${out}: no search-r3 index there to delete from.`);
   const index = await SearchIndex.open(out, { writable: true });
   try {
     for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);

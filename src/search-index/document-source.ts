@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { beirCorpusFile, streamBeirCorpus } from '../eval/beir.js';
+import { beirCorpusFile } from '../eval/beir.js';
 import { readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
 
@@ -44,7 +44,8 @@ export async function readDocuments(input: string, opts: ReadDocumentsOptions = 
   if (statSync(input).isDirectory()) {
     const corpus = beirCorpusFile(input);
     if (corpus !== undefined) {
-      for await (const d of streamBeirCorpus(corpus)) docs.push(d);
+      // read as any JSON-lines input, so that a folder and its corpus.jsonl give the same documents
+      for await (const d of streamJsonl(corpus)) docs.push(d);
     } else {
       for (const file of await listTextFiles(input, opts)) {
         const doc = await readTextFile(input, file);
@@ -60,6 +61,14 @@ export async function readDocuments(input: string, opts: ReadDocumentsOptions = 
       `--input ${input}: no documents found (expected corpus.jsonl[.gz], JSON lines, or .txt/.md files).`,
     );
   return docs;
+}
+
+/**
+ * A lone UTF-16 surrogate (valid in JSON's \uXXXX escapes) replaced by U+FFFD, as storing the text in UTF-8
+ * replaces it: the text hashed is then the text stored, and a stored document checks against its hash.
+ */
+function wellFormed(s: string): string {
+  return s.replace(/[\uD800-\uDFFF]/gu, '\uFFFD');
 }
 
 async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
@@ -78,20 +87,25 @@ async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
     const docId = _id ?? id;
     if (!(typeof docId === 'string' && docId !== '') && typeof docId !== 'number')
       throw new IndexError(`${file}:${line}: field '_id' (or 'id') is missing or empty.`);
+    if (typeof docId === 'number' && !Number.isSafeInteger(docId))
+      throw new IndexError(
+        `${file}:${line}: id ${String(docId)} is a number JSON cannot carry exactly (beyond 2^53, or not an ` +
+          'integer); write it as a string.',
+      );
     if (body !== undefined && typeof body !== 'string')
       throw new IndexError(`${file}:${line}: field 'text' must be a string.`);
     if (title !== undefined && title !== null && typeof title !== 'string')
       throw new IndexError(`${file}:${line}: field 'title' must be a string.`);
     if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
       throw new IndexError(`${file}:${line}: field 'metadata' must be an object.`);
-    const sid = String(docId);
+    const sid = wellFormed(String(docId));
     if (seen.has(sid)) throw new IndexError(`${file}:${line}: document id '${sid}' appears twice.`);
     seen.add(sid);
     const meta = { ...rest, ...(metadata as Record<string, unknown> | undefined) };
     yield {
       id: sid,
-      title: (title as string | undefined) ?? '',
-      text: (body as string | undefined) ?? '',
+      title: wellFormed((title as string | undefined) ?? ''),
+      text: wellFormed((body as string | undefined) ?? ''),
       ...(Object.keys(meta).length > 0 ? { metadata: meta } : {}),
     };
   }

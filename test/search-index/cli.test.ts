@@ -182,3 +182,61 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
     cleanup();
   }
 });
+
+test('odd but valid input: lone surrogates, ids past 2^53, a BEIR folder with metadata, f16 updated', async () => {
+  const { dir, cleanup } = tempDir('cli-odd');
+  try {
+    const model = await tinyModelDir(dir);
+    // a lone surrogate is valid JSON; stored as UTF-8 it becomes U+FFFD, and the index must agree with itself
+    const input = path.join(dir, 'docs.jsonl');
+    const lines = [
+      '{"_id":"ok","text":"protein cell"}',
+      '{"_id":"u","text":"a \\ud800 lone"}',
+      '{"_id":"\\udc01","text":"x"}',
+    ];
+    writeFileSync(input, lines.join('\n') + '\n');
+    const out = path.join(dir, 'idx');
+    let r = await cli('index', '--model', model, '--input', input, '--out', out, '--dtype', 'f16');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /3 documents indexed/);
+    assert.doesNotMatch(r.stderr, /damaged/);
+    // updated without --dtype: the index keeps its f16
+    writeFileSync(input, [...lines, '{"_id":"new","text":"gene"}'].join('\n') + '\n');
+    r = await cli('index', '--input', input, '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /4 documents indexed \(1 encoded now, 3 unchanged\)/);
+    r = await cli('search', '--index', out, '--json', 'lone');
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /damaged|not encoded yet/);
+    assert.ok((JSON.parse(r.stdout) as { data: { text: string }[] }).data.some((h) => h.text === 'a \uFFFD lone'));
+
+    const big = path.join(dir, 'big.jsonl');
+    writeFileSync(big, '{"_id":12345678901234567890,"text":"x"}\n');
+    r = await cli('index', '--model', model, '--input', big, '--out', path.join(dir, 'big'));
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      /big\.jsonl:1: id 12345678901234567000 is a number JSON cannot carry exactly .* as a string/,
+    );
+
+    // a BEIR folder reads as its corpus.jsonl does: metadata kept, and no re-encoding when switching between them
+    const beir = path.join(dir, 'beir');
+    mkdirSync(beir);
+    const corpusFile = path.join(beir, 'corpus.jsonl');
+    writeFileSync(corpusFile, '{"_id":"a","title":"T","text":"alpha beta","metadata":{"url":"http://x"}}\n');
+    const bi = path.join(dir, 'bi');
+    r = await cli('index', '--model', model, '--input', beir, '--out', bi);
+    assert.equal(r.code, 0, r.stderr);
+    r = await cli('index', '--input', corpusFile, '--out', bi);
+    assert.match(r.stdout, /1 documents indexed \(0 encoded now, 1 unchanged\)/);
+    r = await cli('search', '--index', bi, '--json', 'alpha');
+    assert.deepEqual((JSON.parse(r.stdout) as { data: { metadata: unknown }[] }).data[0].metadata, { url: 'http://x' });
+
+    r = await cli('index', '--out', path.join(dir, 'nowhere'), '--delete', 'a');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--out .*nowhere: no search-r3 index there to delete from/);
+    assert.equal(existsSync(path.join(dir, 'nowhere')), false);
+  } finally {
+    cleanup();
+  }
+});
