@@ -13,6 +13,9 @@ import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import type { HnswParams, VectorDtype } from './manifest.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 
+/** How long a reader waits for a commit record to follow its file before calling the file damaged. */
+const RECORD_WAIT_MS = 500;
+
 const { Index, MetricKind, ScalarKind, exactSearch } = usearch;
 type UIndex = InstanceType<typeof Index>;
 
@@ -135,8 +138,7 @@ export class UsearchStore implements VectorStore {
         const before = fstatSync(fd);
         const { sha256, bytes } = hashFile(fd);
         if (bytes !== record.bytes || sha256 !== record.sha256) {
-          const now = this.readRecord();
-          if (!('problem' in now) && now.sha256 !== record.sha256) return this.readCommitted(); // committed meanwhile
+          if (this.recordMoves(record.sha256)) return this.readCommitted(); // committed meanwhile
           return {
             problem: `${file} is damaged (its ${bytes} bytes do not match the checksum recorded in ${GENERATION_FILE})`,
           };
@@ -153,6 +155,19 @@ export class UsearchStore implements VectorStore {
       }
     }
     return { problem: `${file} kept changing while it was read; another process is writing it` };
+  }
+
+  /**
+   * Whether the commit record changes from `sha256` within a moment: a writer renames the new file into place
+   * just before it writes the record, so a reader between the two sees a new file and the old record.
+   */
+  private recordMoves(sha256: string): boolean {
+    for (let waited = 0; waited <= RECORD_WAIT_MS; waited += 25) {
+      const now = this.readRecord();
+      if (!('problem' in now) && now.sha256 !== sha256) return true;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+    }
+    return false;
   }
 
   async add(rows: readonly VectorRow[]): Promise<void> {

@@ -4,6 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -209,3 +210,38 @@ test(
     }
   },
 );
+
+test("a reader between a commit's new vectors.usearch and its record waits for the record; alone, it is damage", async () => {
+  const { dir, cleanup } = tempDir('ro-commit');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const idx = path.join(dir, 'idx');
+    const docs = corpus(20);
+    const index = await SearchIndex.open(idx, { backend, create: {} });
+    await index.addDocuments(docs.slice(0, 10));
+    const recordFile = path.join(idx, 'vectors.generation.json');
+    const older = readFileSync(recordFile);
+    await index.addDocuments(docs.slice(10));
+    await index.close();
+    const newer = readFileSync(recordFile);
+    // the new file with the old record: as a writer leaves it for a moment between its rename and the record
+    writeFileSync(recordFile, older);
+    const writer = spawn(process.execPath, [
+      '-e',
+      `setTimeout(() => require('node:fs').writeFileSync(${JSON.stringify(recordFile)}, ${JSON.stringify(
+        newer.toString(),
+      )}), 150)`,
+    ]);
+    await new Promise((r) => writer.on('spawn', r));
+    const reader = await SearchIndex.open(idx, { backend });
+    assert.deepEqual(reader.notes, [], 'the record followed: nothing is damaged');
+    await reader.close();
+    await new Promise((r) => writer.on('exit', r));
+    writeFileSync(recordFile, older); // and when no record follows, the file is damaged
+    const alone = await SearchIndex.open(idx, { backend });
+    assert.match(alone.notes.join(' '), /vectors\.usearch is damaged/);
+    await alone.close();
+  } finally {
+    cleanup();
+  }
+});
