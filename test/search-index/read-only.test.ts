@@ -211,7 +211,7 @@ test(
   },
 );
 
-test("a reader between a commit's new vectors.usearch and its record waits for the record; alone, it is damage", async () => {
+test("a reader between a commit's vectors.usearch and its record waits for the record; alone: damage", async () => {
   const { dir, cleanup } = tempDir('ro-commit');
   try {
     const backend = await tinyBackend(await tinyModelDir(dir));
