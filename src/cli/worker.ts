@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
@@ -51,6 +53,9 @@ export const workerCommand: Command = {
     if (!values.model) throw new UserError('--model <dir> is required: the model the index was built with.');
     const target = parseRedisUrl(values.queue);
     const modelDir = values.model;
+    // said now, not at the first job, which may come hours later
+    if (!existsSync(path.join(modelDir, 'config.json')))
+      throw new UserError(`--model ${modelDir}: no model folder there (no config.json).`);
     const lockSeconds = positiveInt(values['lock-seconds'], 'lock-seconds') ?? 30;
     const waitSeconds = positiveInt(values['queue-wait'], 'queue-wait') ?? 60;
     // taken in the model worker, which loads the model: this thread computes nothing

@@ -251,6 +251,10 @@ test('Redis unreachable: index and worker retry, then say so in one sentence; st
   const w = await runCliAsync(['worker', '--queue', nowhere, '--queue-wait', '1', '--model', model]);
   assert.equal(w.status, 2);
   assert.match(w.stderr, /search-r3: cannot reach Redis at .* after 1 s of retries; the worker stopped/);
+  // a model folder that is not there is said at the start, not at the first job
+  const m = await runCliAsync(['worker', '--queue', nowhere, '--model', path.join(work.dir, 'no-model')]);
+  assert.equal(m.status, 2);
+  assert.match(m.stderr, /--model .*no-model: no model folder there \(no config\.json\)/);
 });
 
 test('an unwritable store, or an index on the local store, is refused before any job is queued', async () => {
