@@ -33,7 +33,9 @@ test(
       env,
       maxBuffer: 1 << 26,
     });
-    const failed = r.stdout.split('\n').filter((l) => /^\s*not ok/.test(l));
+    // each failure with the lines of TAP after it (its error, or the exit code or signal of a file that died)
+    const lines = r.stdout.split('\n');
+    const failed = lines.flatMap((l, i) => (/^\s*not ok/.test(l) ? lines.slice(i, i + 16) : []));
     assert.equal(r.status, 0, `${failed.join('\n')}\n${r.stderr.slice(-2000)}`);
     assert.match(r.stdout, /^# fail 0$/m);
     assert.match(r.stdout, /^# pass [1-9]\d*$/m);
