@@ -22,7 +22,7 @@ import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
 import { compareEvaluations, formatComparison, formatSummaryTable, type MeasureComparison } from '../eval/report.js';
 import type { Retriever } from '../eval/retriever.js';
-import { readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
+import { isRunTag, readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
 import { formatTrecEval, selectMeasures } from '../eval/trec-eval-format.js';
 
 const BEIR_CUTOFFS = [1, 3, 5, 10, 100, 1000];
@@ -268,7 +268,7 @@ export const evalCommand: Command = {
       parseCutoffs(v.cutoffs) ?? (v.dataset ? BEIR_CUTOFFS : undefined),
     );
     if (v.dataset !== undefined && v.run !== undefined) checkOutputFile(v.run, '--run');
-    if (v.tag !== undefined && (/\s/.test(v.tag) || v.tag === ''))
+    if (v.tag !== undefined && !isRunTag(v.tag))
       throw new UserError(`--tag '${v.tag}' must be one non-empty word (the run file's last column).`);
     const k1 = number(v.k1, 'k1'),
       b = number(v.b, 'b');

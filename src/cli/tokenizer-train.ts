@@ -29,7 +29,6 @@ pad <|endoftext|>) and <dir>/tokenizer-training.json (inputs, bytes, counts, tim
  * A folder where an earlier run stopped before its tokenizer_config.json may be written again.
  */
 function checkNoTokenizerThere(out: string): void {
-  if (!existsSync(out)) return;
   const holds = ['config.json', 'model.safetensors', 'tokenizer_config.json'].filter((f) =>
     existsSync(path.join(out, f)),
   );

@@ -55,9 +55,12 @@ export async function readTrecRun(file: string): Promise<TrecRunFile> {
   return { run, tag: tag ?? '' };
 }
 
+/** Whether `tag` can be a TREC run's last column: one non-empty word. */
+export const isRunTag = (tag: string): boolean => tag !== '' && !/\s/.test(tag);
+
 /** The lines of a TREC run: queries in id order, documents in trec_eval rank order, rank from 1. */
 export function* formatTrecRun(run: Run, tag: string): Generator<string> {
-  if (/\s/.test(tag) || tag === '') throw new EvalInputError(`run tag '${tag}' must be one non-empty word`);
+  if (!isRunTag(tag)) throw new EvalInputError(`run tag '${tag}' must be one non-empty word`);
   for (const qid of sortedIds(run.keys())) {
     const list = run.get(qid)!;
     const order = trecRankOrder(list.docIds, list.scores);

@@ -162,10 +162,11 @@ export class UsearchStore implements VectorStore {
    * just before it writes the record, so a reader between the two sees a new file and the old record.
    */
   private recordMoves(sha256: string): boolean {
+    const pause = new Int32Array(new SharedArrayBuffer(4)); // a cell nobody notifies: Atomics.wait sleeps
     for (let waited = 0; waited <= RECORD_WAIT_MS; waited += 25) {
       const now = this.readRecord();
       if (!('problem' in now) && now.sha256 !== sha256) return true;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+      Atomics.wait(pause, 0, 0, 25);
     }
     return false;
   }

@@ -44,21 +44,18 @@ const post = (m: WorkerReply, transfer: ArrayBuffer[] = []): void => port.postMe
 
 /**
  * Counts each text's tokens against the limits (a text to be cut need not fit the context, only the request's
- * bound); returns each text's count (their sum is what usage reports).
+ * bound); returns each text's count and their sum (what usage reports).
  */
-function countTokens(tokenizer: Tokenizer, job: EmbedJob): number[] {
-  if (!job.limits) return [];
+function countTokens(tokenizer: Tokenizer, job: EmbedJob): { counts: number[]; total: number } {
+  if (!job.limits) return { counts: [], total: 0 };
   const counts = job.texts.map((t, i) => {
     const n = tokenizer.encode(t).length;
     if (!job.truncate) checkInputTokens(n, inputParam(job, i), job.limits!.perInput);
     return n;
   });
-  checkRequestTokens(
-    counts.reduce((a, n) => a + n, 0),
-    job.limits.perRequest,
-    job.param,
-  );
-  return counts;
+  const total = counts.reduce((a, n) => a + n, 0);
+  checkRequestTokens(total, job.limits.perRequest, job.param);
+  return { counts, total };
 }
 
 const inputParam = (job: EmbedJob, i: number): string => (job.param === 'query' ? 'query' : `input[${i}]`);
@@ -137,8 +134,7 @@ class ModelWorker implements ModelWork {
   }
 
   async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
-    const counts = countTokens(this.embedder.tokenizer, job);
-    const promptTokens = counts.reduce((a, n) => a + n, 0);
+    const { counts, total: promptTokens } = countTokens(this.embedder.tokenizer, job);
     if (job.reasoning) {
       checkRoom(job, counts, this.embedder);
       const onToken = job.stream ? this.streamer(owner) : undefined;
@@ -213,8 +209,7 @@ class LlamaCppWork implements ModelWork {
 
   async embed(_owner: number, job: EmbedJob): Promise<EmbedResult> {
     const e = this.backend.engine;
-    const counts = countTokens(e.tokenizer, job);
-    const promptTokens = counts.reduce((a, n) => a + n, 0);
+    const { counts, total: promptTokens } = countTokens(e.tokenizer, job);
     checkRoom(job, counts, e);
     const t0 = performance.now();
     const results = job.reasoning
