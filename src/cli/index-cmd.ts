@@ -76,7 +76,7 @@ ${deviceHelp(25)}
   --queue <url>          encode on 'search-r3 worker' processes through Redis (redis://host:port[/db]);
                          the store is LanceDB (--store lancedb is implied for a new index)
   --queue-name <name>    the BullMQ queue, shared with the workers (default ${DEFAULT_QUEUE_NAME}); one
-                         index run per queue at a time
+                         index run per queue at a time: a second run on a queue in use is refused
   --queue-wait <s>       how long Redis may be unreachable, at start or mid-run, before the run stops
                          (default 60); a Redis restart within it is ridden out
   --prune                delete indexed documents that are not in --input

@@ -4,14 +4,16 @@
  * per chunk, and stores each finished job's vectors itself. It is the only writer of the index and its
  * vector store, so every document is stored exactly once whatever the workers do: a chunk is committed
  * the first time its vectors arrive, and a job done twice (its worker was thought dead, or Redis lost the
- * job and it was queued again) is dropped.
+ * job and it was queued again) is dropped. One run holds a queue name at a time (queue-hold.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import type { PendingDocument } from '../search-index/document-table.js';
 import { documentText } from '../search-index/document-source.js';
 import type { SearchIndex } from '../search-index/search-index.js';
 import { type IndexJobData, type JobModel, jobId, makeJob, readJob, readResult } from './index-job.js';
+import { QueueHold } from './queue-hold.js';
 import { RedisWatchdog, type RedisTarget } from './redis-link.js';
 
 export interface QueuedIndexOptions {
@@ -48,6 +50,8 @@ export interface QueuedIndexResult {
 const ATTEMPTS = 3;
 const POLL_MS = 100;
 const RESEED_MS = 2000;
+/** How long a run waits with no job in progress and none finished before it says that no worker serves it. */
+export const IDLE_HINT_MS = 10_000;
 
 export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): Promise<QueuedIndexResult> {
   const chunks = index.pendingChunks(o.documentsPerCommit);
@@ -60,7 +64,12 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
   watchdog.watch();
   const queue = new Queue(o.queueName, { connection: o.target.options });
   queue.on('error', () => undefined); // connection trouble: the watchdog decides when it is fatal
-  const guard = <T>(p: Promise<T>): Promise<T> => Promise.race([p, watchdog.lost]);
+  const holdClient = new Redis(o.target.options);
+  holdClient.on('error', () => undefined);
+  const run = randomUUID().slice(0, 8);
+  let hold: QueueHold | undefined;
+  const guard = <T>(p: Promise<T>): Promise<T> =>
+    Promise.race(hold ? [p, watchdog.lost, hold.lost] : [p, watchdog.lost]);
   const m = index.info;
   const model: JobModel = {
     id: m.model.id,
@@ -69,7 +78,6 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
     templates: m.templates,
     batchTokens: o.batchTokens,
   };
-  const run = randomUUID().slice(0, 8);
   const jobs = chunks.map((c, i) =>
     makeJob(
       run,
@@ -92,12 +100,15 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
     },
   });
   try {
+    const held = { queueName: o.queueName, shown: o.target.shown, run, log: o.log };
+    hold = await guard(QueueHold.take(holdClient, held));
     // jobs of an earlier run of this queue (its coordinator was stopped) would only be dropped: clear them
     await guard(queue.obliterate({ force: true }));
     for (let i = 0; i < chunks.length; i += 500)
       await guard(queue.addBulk(chunks.slice(i, i + 500).map((_, j) => enqueue(i + j))));
     o.onProgress?.(0, total);
     let lastSeed = Date.now();
+    const idle = new IdleWatch(Date.now());
     while (open.size > 0) {
       try {
         await guard(collect(index, queue, run, chunks, jobs, open, result, o));
@@ -105,6 +116,13 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
         if (open.size > 0 && Date.now() - lastSeed >= RESEED_MS) {
           lastSeed = Date.now();
           result.requeued += await guard(reseed(queue, run, open, enqueue));
+          const busy = (await guard(queue.getActiveCount())) > 0;
+          if (idle.quiet(Date.now(), busy, open.size))
+            o.log?.(
+              `no worker has taken a job from queue '${o.queueName}' for ${Math.round(IDLE_HINT_MS / 1000)} s; ` +
+                `this run waits for one: start 'search-r3 worker --queue ${o.target.shown} --queue-name ` +
+                `${o.queueName} --model <the index's model folder>' on a machine that has the model.`,
+            );
         }
       } catch (e) {
         if (!watchdog.down && !isConnectionError(e)) throw e;
@@ -115,7 +133,31 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
     return result;
   } finally {
     watchdog.close();
+    await hold?.free().catch(() => undefined);
+    holdClient.disconnect();
     await queue.close().catch(() => undefined);
+  }
+}
+
+/** Tells when a run has waited IDLE_HINT_MS with no job in progress and none finished; once per quiet stretch. */
+class IdleWatch {
+  private open = Infinity;
+  private said = false;
+
+  constructor(private since: number) {}
+
+  /** `busy`: a job is in progress; `open`: chunks not stored yet (fewer than last time: one finished). */
+  quiet(now: number, busy: boolean, open: number): boolean {
+    const moved = busy || open < this.open;
+    this.open = open;
+    if (moved) {
+      this.since = now;
+      this.said = false;
+      return false;
+    }
+    if (this.said || now - this.since < IDLE_HINT_MS) return false;
+    this.said = true;
+    return true;
   }
 }
 

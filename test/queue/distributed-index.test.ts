@@ -276,3 +276,30 @@ test('an unwritable store, or an index on the local store, is refused before any
   assert.equal(q.status, 2);
   assert.match(q.stderr, /keeps its vectors in a local HNSW file, which replicas cannot share/);
 });
+
+test('one index run per queue: a second is refused by name, a killed one frees it, an idle one says why', async () => {
+  const docs = scifact.slice(3800, 3900);
+  const input = corpusFile('held', docs);
+  const out = path.join(work.dir, 'held');
+  const first = queuedIndex('held', input, out);
+  // no worker serves the queue: the run says so rather than waiting silently
+  await first.waitFor(
+    /no worker has taken a job from queue 'held' for 10 s; .*'search-r3 worker --queue redis:/,
+    30_000,
+  );
+  const second = queuedIndex('held', corpusFile('held-other', scifact.slice(3900, 3910)), `${out}-other`);
+  assert.equal((await second.exited).code, 2, second.output);
+  const refusal = second.output.trim().split('\n').at(-1)!;
+  assert.match(refusal, /^search-r3: queue 'held' on redis:\/\/127\.0\.0\.1:\d+ is in use by another index run /);
+  assert.match(refusal, /\(pid \d+ on .*, since .*\); .*its own --queue-name/);
+  first.kill('SIGKILL');
+  await first.exited;
+  // the same machine sees that the holder is gone: the rerun takes the queue at once and clears the old jobs
+  const rerun = queuedIndex('held', input, out);
+  const worker = workerProc('held');
+  assert.equal((await rerun.exited).code, 0, rerun.output);
+  assert.doesNotMatch(rerun.output, /waiting up to/);
+  assert.match(rerun.output, /100 documents indexed \(100 encoded now/);
+  assert.equal(await worker.stop(), 0, worker.output);
+  await assertStoredOnce(out, docs);
+});

@@ -1,0 +1,115 @@
+/**
+ * The hold that keeps two index runs off one queue, on a real redis-server: a live holder is refused
+ * (seen alive on this machine, or by its renewals from another), a stopped one is waited out or taken
+ * over, and a run whose hold another took while it could not renew is told so.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Redis } from 'ioredis';
+import { QueueHold, type QueueHolder, holdKey } from '../../src/queue/queue-hold.js';
+import { RedisServer } from '../helpers/redis.js';
+
+let redis: RedisServer;
+let client: Redis;
+
+before(async () => {
+  redis = await RedisServer.start();
+  client = new Redis({ host: '127.0.0.1', port: redis.port });
+});
+
+after(async () => {
+  client.disconnect();
+  await redis.stop();
+});
+
+const options = (queueName: string, run: string, log?: (line: string) => void) => ({
+  queueName,
+  shown: redis.url,
+  run,
+  holdMs: 1000,
+  log,
+});
+
+function holder(over: Partial<QueueHolder>): string {
+  return JSON.stringify({
+    run: 'other',
+    host: 'elsewhere',
+    pid: 1,
+    since: '2026-01-01T00:00:00.000Z',
+    beat: 0,
+    ...over,
+  });
+}
+
+test('a run in this process holds the queue; another is refused naming it; freeing lets the next in', async () => {
+  const a = await QueueHold.take(client, options('q1', 'run-a'));
+  await assert.rejects(QueueHold.take(client, options('q1', 'run-b')), (e: Error) => {
+    assert.match(e.message, /^queue 'q1' on redis:\/\/127\.0\.0\.1:\d+ is in use by another index run \(pid \d+ on /);
+    return true;
+  });
+  // a hold of another run is not freed by one that does not have it
+  const other = await QueueHold.take(client, options('q1-other', 'run-c'));
+  await other.free();
+  assert.match((await client.get(holdKey('q1')))!, /"run":"run-a"/);
+  await a.free();
+  assert.equal(await client.get(holdKey('q1')), null);
+  const b = await QueueHold.take(client, options('q1', 'run-b'));
+  await b.free();
+});
+
+test('a holder on another machine: refused while its renewals move, waited out when they stop', async () => {
+  await client.set(holdKey('q2'), holder({ beat: 0 }), 'PX', 1000);
+  const beats = setInterval(() => {
+    void client.get(holdKey('q2')).then((v) => {
+      const h = JSON.parse(v!) as QueueHolder;
+      return client.set(holdKey('q2'), holder({ beat: h.beat + 1 }), 'PX', 1000);
+    });
+  }, 150);
+  try {
+    await assert.rejects(
+      QueueHold.take(client, options('q2', 'mine')),
+      /is in use by another index run \(pid 1 on elsewhere/,
+    );
+  } finally {
+    clearInterval(beats);
+  }
+  const lines: string[] = [];
+  const t0 = Date.now();
+  const mine = await QueueHold.take(
+    client,
+    options('q2', 'mine', (l) => lines.push(l)),
+  );
+  assert.ok(Date.now() - t0 >= 500, 'it waited for the hold to lapse');
+  assert.match(
+    lines.join('\n'),
+    /^queue 'q2' is held by an index run that has not renewed its hold .* waiting up to 1 s/,
+  );
+  assert.match((await client.get(holdKey('q2')))!, /"run":"mine"/);
+  await mine.free();
+});
+
+test('a holder on this machine whose process is gone is taken over at once', async () => {
+  const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  const pid = Number(gone.stdout.toString());
+  const { hostname } = await import('node:os');
+  await client.set(holdKey('q3'), holder({ host: hostname(), pid }), 'PX', 60_000);
+  const t0 = Date.now();
+  const mine = await QueueHold.take(client, options('q3', 'mine'));
+  assert.ok(Date.now() - t0 < 500, 'no wait for a holder that is gone');
+  await mine.free();
+});
+
+test('the hold is set again after Redis lost it; a run whose hold another took stops with a sentence', async () => {
+  const mine = await QueueHold.take(client, options('q4', 'mine'));
+  await client.del(holdKey('q4'));
+  await new Promise((r) => setTimeout(r, 400));
+  assert.match((await client.get(holdKey('q4')))!, /"run":"mine"/, 'renewed after the key was lost');
+  await client.set(holdKey('q4'), holder({}), 'PX', 60_000);
+  await assert.rejects(
+    mine.lost,
+    /^QueueError: another index run took queue 'q4' .*\(pid 1 on elsewhere.*run the same command again/,
+  );
+  await mine.free();
+  assert.match((await client.get(holdKey('q4')))!, /"run":"other"/, 'the other run keeps its hold');
+});
