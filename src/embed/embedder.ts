@@ -148,12 +148,14 @@ export class Embedder {
 
   /**
    * Queries that reason first, one forward pass per step (see generateSteps): a server runs other
-   * batches between the steps of a long generation. `onToken` sees each generated token of query `row`.
+   * batches between the steps of a long generation. `onToken` sees each generated token of query `row`;
+   * an `abandoned` row (greedy only, see GenerateOptions) stops generating and gets no vector.
    */
   *reasoningSteps(
     texts: readonly string[],
     opts: QueryOptions,
     onToken?: (row: number, token: number) => void,
+    abandoned?: (row: number) => boolean,
   ): Steps<QueryEmbedding[]> {
     const { prompts, budget, stopTokens } = reasoningPrompts(
       this.tokenizer,
@@ -173,6 +175,7 @@ export class Embedder {
         stopTokens,
         captureTokens: [this.embedId],
         onToken,
+        abandoned,
       },
     );
     const forcedSeqs: number[][] = [];
@@ -197,7 +200,7 @@ export class Embedder {
         truncated: prompts[i].truncated,
       };
     });
-    const forcedIdx = results.map((r, i) => (r.forced ? i : -1)).filter((i) => i >= 0);
+    const forcedIdx = results.map((r, i) => (r.forced && !abandoned?.(i) ? i : -1)).filter((i) => i >= 0);
     if (forcedIdx.length > 0) {
       const vectors = this.forwardBatches(forcedIdx.map((i) => forcedSeqs[i]));
       forcedIdx.forEach((i, j) => {

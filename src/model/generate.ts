@@ -26,6 +26,12 @@ export interface GenerateOptions extends SamplingOptions {
   capturePositions?: number[][];
   /** Called with each token as it is generated (row = index of its prompt), e.g. to stream it to a reader. */
   onToken?: (row: number, token: number) => void;
+  /**
+   * Rows nobody waits for any more (a server's client left): asked before each token, such a row stops
+   * where it is, so that the generation ends when the rows still wanted do. Greedy decoding only: sampled
+   * rows draw from one stream in row order, so a row dropped would change the draws of the others.
+   */
+  abandoned?: (row: number) => boolean;
 }
 
 export interface Generation {
@@ -145,6 +151,7 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
     const logits = picks ? null : logitsTensor.read();
     const next = new Int32Array(B);
     for (let b = 0; b < B; b++) {
+      if (state[b] === 'running' && rng === null && opts.abandoned?.(b)) state[b] = 'done';
       if (state[b] !== 'running') continue;
       const s = picks
         ? { token: picks.tokens[b], logprob: picks.logprobs[b] }

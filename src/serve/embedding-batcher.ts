@@ -196,7 +196,8 @@ export class EmbeddingBatcher {
    * Request `owner`'s client went away. Its jobs that have not started fail at once, so the server's queue
    * frees their place, and a generation that was for it alone stops before its next step (a long chat
    * completion would otherwise hold the model for nobody). A generation shared with other requests' queries
-   * goes on for them; a direct batch already running finishes.
+   * goes on for them, without the leaving rows: they stop generating, so that it ends when the rows still
+   * wanted do. A direct batch already running finishes.
    */
   cancel(owner: number): void {
     const gone = new Error('cancelled: the client went away');
@@ -307,11 +308,13 @@ export class EmbeddingBatcher {
       return;
     }
     const jobs = batch as ReasoningJob[];
-    this.generation = {
+    const generation: Generation = {
       steps: this.embedder.reasoningSteps(
         jobs.map((j) => j.text),
         jobs[0].opts,
         (row, token) => jobs[row].onToken?.(token),
+        // a query whose client left stops generating (cancel takes its job out of the generation's)
+        (row) => !generation.jobs.includes(jobs[row]),
       ),
       jobs,
       done: (res) => jobs.forEach((j, i) => j.resolve((res as QueryEmbedding[])[i])),
@@ -319,6 +322,7 @@ export class EmbeddingBatcher {
       inputs: jobs.length,
       seconds: 0,
     };
+    this.generation = generation;
   }
 
   /** Advances the generation by forward passes for up to sliceMs; settles it when it returns. */

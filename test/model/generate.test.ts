@@ -188,3 +188,31 @@ test('decode steps reuse the previous steps’ memory instead of allocating', ()
   for (let i = 0; i < 6; i++) advance(steps);
   assert.equal(hostPool.created - created, 0, 'arrays allocated by six decode steps after warm-up');
 });
+
+test('an abandoned row stops where it is; the others generate what they would; the run ends with them', () => {
+  const rows = [prompts[0], prompts[1]];
+  const stopTokens = [generate(model, [rows[0]], { maxNewTokens: 6 })[0].tokens[5]];
+  const alone = rows.map((p) => generate(model, [p], { maxNewTokens: 20, stopTokens })[0]);
+  assert.ok(alone[1].tokens.length > alone[0].tokens.length + 3, 'row 1 alone outlasts row 0 (the case tested)');
+  const run = (abandoned?: (row: number) => boolean): { tokens: number[][]; passes: number } => {
+    const steps = generateSteps(model, rows, { maxNewTokens: 20, stopTokens, abandoned });
+    for (let passes = 1; ; passes++) {
+      const r = advance(steps);
+      if (r.done) return { tokens: r.value.map((g) => g.tokens), passes };
+    }
+  };
+  assert.equal(run().passes, alone[1].tokens.length + 1, 'kept, row 1 sets the length');
+  let tokensOf1 = 0;
+  const dropped = run((row) => row === 1 && ++tokensOf1 > 3);
+  assert.deepEqual(dropped.tokens[0], alone[0].tokens, 'the row still wanted is unchanged');
+  assert.deepEqual(dropped.tokens[1], alone[1].tokens.slice(0, 3), 'the abandoned row stops after its third token');
+  assert.equal(dropped.passes, alone[0].tokens.length + 1, 'the generation ends with the row still wanted');
+  // sampled rows share one stream of draws: there a row is never dropped, so the others' draws stay
+  const sampled = { maxNewTokens: 8, temperature: 1, seed: 3 };
+  const kept = generate(model, rows, sampled);
+  const asked = generate(model, rows, { ...sampled, abandoned: (row) => row === 1 });
+  assert.deepEqual(
+    asked.map((g) => g.tokens),
+    kept.map((g) => g.tokens),
+  );
+});

@@ -244,8 +244,10 @@ test(
       await until(() => tokens >= 1);
       batcher.cancel(3);
       await gone;
+      const atLeave = tokens;
       const [alone] = await batcher.embedReasoning(5, ['gene therapy'], opts);
       assert.deepEqual((await staying)[0], alone, 'the query that stayed is answered as if asked alone');
+      assert.equal(tokens, atLeave, 'the row that left generated no token after the cancel');
       assert.deepEqual(batches.slice(2), ['reasoning:2', 'reasoning:1']);
     } finally {
       cleanup();
