@@ -17,6 +17,25 @@ export class TableTooLargeError extends Error {
 /** Never-encoded rows carry this version. */
 export const NEVER = -1;
 
+/**
+ * Refuses a table that would not fit `maxBytes` (TableTooLargeError, naming the size and what to change),
+ * so that a trainer can tell before it starts, as the table itself does when made.
+ */
+export function checkTableSize(rows: number, dim: number, maxBytes: number): void {
+  if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1)
+    throw new Error(`an embedding table needs at least one row and one dimension, got ${rows} × ${dim}`);
+  const need = tableBytes(rows, dim);
+  // a typed array holds at most 2^32 − 1 elements on Node 20
+  if (need > maxBytes || rows * dim > 2 ** 32 - 1) {
+    throw new TableTooLargeError(
+      `the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes ` +
+        `(${fmtGiB(need)}), ` +
+        `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents ` +
+        `(environment.maxDocuments) or raise environment.maxTableBytes`,
+    );
+  }
+}
+
 /** Bytes an N × d table takes: the vectors (4 bytes each) and one Int32 version per row. */
 export function tableBytes(rows: number, dim: number): number {
   return rows * dim * 4 + rows * 4;
@@ -44,18 +63,7 @@ export class EmbeddingTable {
     maxBytes = defaultTableLimit(),
     adopt?: { vectors: Float32Array; versions: Int32Array },
   ) {
-    if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(dim) || dim < 1)
-      throw new Error(`an embedding table needs at least one row and one dimension, got ${rows} × ${dim}`);
-    const need = tableBytes(rows, dim);
-    // a typed array holds at most 2^32 − 1 elements on Node 20
-    if (need > maxBytes || rows * dim > 2 ** 32 - 1) {
-      throw new TableTooLargeError(
-        `the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes ` +
-          `(${fmtGiB(need)}), ` +
-          `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents ` +
-          `(environment.maxDocuments) or raise environment.maxTableBytes`,
-      );
-    }
+    checkTableSize(rows, dim, maxBytes);
     if (adopt && (adopt.vectors.length !== rows * dim || adopt.versions.length !== rows)) {
       throw new Error(
         `an embedding table of ${rows} × ${dim} cannot hold ${adopt.vectors.length} values with ` +

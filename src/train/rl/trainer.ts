@@ -36,7 +36,7 @@ import {
 } from '../../rlenv/environment.js';
 import { responseReward, type RankingRewardKind, type RewardSettings } from '../../rlenv/reward.js';
 import type { RefreshMode } from '../../rlenv/refresh-policy.js';
-import { TableTooLargeError, defaultTableLimit } from '../../rlenv/embedding-table.js';
+import { TableTooLargeError, checkTableSize, defaultTableLimit } from '../../rlenv/embedding-table.js';
 import type { AuditStep } from '../../rlenv/audit.js';
 import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import type { MetricRecord } from '../report.js';
@@ -179,8 +179,12 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const optimizer = new T.AdamW(pol.trainable, adamWOptions(o));
   const resumed = folder.start?.contents ?? null;
   const saved = resumed?.extra ? { snapshot: resumed.extra, dir: resumed.dir } : null;
-  // made before the run folder: a context too small for the prompt templates is refused with nothing written
+  // made before the run folder: a context too small for the prompt templates, or a corpus too large for the
+  // environment's table, is refused with nothing written
   const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
+  const dim = pol.model.config.hiddenSize;
+  const options = environmentOptions(cfg, cfg.environment.mode as RefreshMode);
+  checkTableSize(data.docTexts.length, dim, options.maxTableBytes ?? defaultTableLimit());
   const run = await folder.begin({
     params: pol.trainable,
     optimizer,
@@ -198,8 +202,6 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     return embedder.embedDocuments(rows.map((row) => data.docTexts[row])).vectors;
   };
   const ts = Date.now();
-  const dim = pol.model.config.hiddenSize;
-  const options = environmentOptions(cfg, cfg.environment.mode as RefreshMode);
   const encoded = (done: number, total: number): void => {
     if (done === total || done % 2048 === 0) folder.note(`environment: ${done}/${total} documents encoded`);
   };

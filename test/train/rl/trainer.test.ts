@@ -68,6 +68,7 @@ test('a corpus too large for the allowed table memory is refused with the size i
   const cfg = parseRlConfig({ ...raw, environment: { ...(raw.environment as object), maxTableBytes: 1000 } }, dir);
   // 40 documents × 32 dimensions × 4 bytes + 40 versions × 4 bytes = 5280 bytes
   await assert.rejects(trainRl(cfg, { progress: false }), /40 documents × 32 dimensions needs 5280 bytes/);
+  assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
 });
 
 test('resume continues from the newest checkpoint to the requested steps', async () => {
