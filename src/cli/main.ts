@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { commands } from './commands.js';
+import { fileSystemSentence } from './file-system-error.js';
 import { nativeBackendError } from '../tensor/index.js';
 
 function usage(): string {
@@ -118,9 +119,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const forUser = err instanceof Error && userFacing.has(err.name);
-    if (forUser) console.error(`search-r3: ${err.message}`);
+    const sentence = err instanceof Error && userFacing.has(err.name) ? err.message : fileSystemSentence(err);
+    if (sentence !== null) console.error(`search-r3: ${sentence}`);
     else console.error(err);
-    process.exitCode = forUser ? 2 : 1;
+    process.exitCode = sentence !== null ? 2 : 1;
   },
 );

@@ -26,8 +26,15 @@ export async function writeFileAtomically(file: string, write: (tempPath: string
     await fsp.rename(tmp, file);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
-    throw err;
+    throw namingFile(err, file);
   }
+}
+
+/** A write through a file handle fails without a path (a full disk: ENOSPC): name the file it was for. */
+function namingFile(err: unknown, file: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code === 'string' && e.path === undefined) e.path = file;
+  return err;
 }
 
 /** Writes a whole text file atomically. */
@@ -50,7 +57,7 @@ export function writeFileAtomicallySync(
     renameSync(tmp, file);
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw err;
+    throw namingFile(err, file);
   }
 }
 

@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, promises as fsp, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { Embedder } from '../../src/embed/index.js';
@@ -13,6 +14,7 @@ import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 import { loadModelFolder, saveModelFolder } from '../../src/model/model-folder.js';
 import { runCliAsync } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
 import { tempDir, tinyModelFolder, writeJsonl } from '../helpers/train-fixtures.js';
 
 test('a folder without <|embed_token|> is refused with the way out, which add-embed-token then takes', async () => {
@@ -59,6 +61,69 @@ test('a folder without <|embed_token|> is refused with the way out, which add-em
     assert.ok((await fsp.readFile(path.join(roomy, 'model.safetensors'))).equals(weightsBefore));
     const m = await loadModelFolder(roomy);
     assert.equal(new Embedder(m.model, m.tokenizer).embedId, half.tokenizer.vocabSize);
+  } finally {
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+});
+
+/** A folder's files and their bytes, to tell that nothing in it changed. */
+async function snapshot(dir: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (const name of readdirSync(dir)) files.set(name, await fsp.readFile(path.join(dir, name)));
+  return files;
+}
+
+test('add-embed-token writes its folder whole or not at all, never over other work', async () => {
+  const root = tempDir('add-token-safe');
+  try {
+    const base = await tinyModelFolder(path.join(root, 'base'), 3, false);
+    writeFileSync(path.join(base, 'generation_config.json'), '{"do_sample": false}\n');
+    const before = await snapshot(base);
+
+    // the file size limit stops the weights half written: the folder stays the model it was, and the
+    // user reads one sentence
+    const cli = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+    const limited = await new Promise<{ code: number | null; stderr: string }>((resolve) =>
+      execFile(
+        'bash',
+        ['-c', `ulimit -f 40; exec "${process.execPath}" "${cli}" add-embed-token --model "${base}"`],
+        (e, _out, stderr) => resolve({ code: e ? ((e as { code?: number }).code ?? null) : 0, stderr }),
+      ),
+    );
+    assert.equal(limited.code, 2, limited.stderr);
+    assert.match(limited.stderr.trim(), /^search-r3: write .*: the file is larger than .*\(EFBIG\); .*run the same/);
+    assert.deepEqual(await snapshot(base), before, 'the model folder is unchanged');
+    assert.deepEqual(readdirSync(root), ['base'], 'no temporary folder is left beside it');
+
+    // another model, or any other non-empty folder, as --out is refused and left alone
+    const victim = await tinyModelFolder(path.join(root, 'victim'), 5, true);
+    const victimBefore = await snapshot(victim);
+    let r = await runCliAsync(['add-embed-token', '--model', base, '--out', victim]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--out .*victim already holds a model; give a new or empty folder/);
+    assert.deepEqual(await snapshot(victim), victimBefore);
+    const notes = path.join(root, 'notes');
+    await fsp.mkdir(notes);
+    writeFileSync(path.join(notes, 'todo.txt'), 'mine');
+    r = await runCliAsync(['add-embed-token', '--model', base, '--out', notes]);
+    assert.match(r.stderr, /--out .*notes is not empty/);
+    assert.equal(existsSync(path.join(notes, 'todo.txt')), true);
+    r = await runCliAsync(['add-embed-token', '--model', base, '--out', path.join(notes, 'todo.txt')]);
+    assert.match(r.stderr, /^search-r3: --out .*todo\.txt is a file; name a folder/);
+
+    // a bf16 model whose config says "dtype" (transformers ≥ 4.56) rather than "torch_dtype" stays bf16,
+    // and the model's other files come along
+    const half = await loadModelFolder(base);
+    await saveModelFolder(base, half, { dtype: 'BF16' });
+    const config = JSON.parse(await fsp.readFile(path.join(base, 'config.json'), 'utf8'));
+    config.dtype = config.torch_dtype;
+    delete config.torch_dtype;
+    writeFileSync(path.join(base, 'config.json'), JSON.stringify(config));
+    const grown = path.join(root, 'grown');
+    r = await runCliAsync(['add-embed-token', '--model', base, '--out', grown]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((await loadModelFolder(grown)).model.params.get('model.embed_tokens.weight')!.dtype, 'bf16');
+    assert.equal(await fsp.readFile(path.join(grown, 'generation_config.json'), 'utf8'), '{"do_sample": false}\n');
   } finally {
     await fsp.rm(root, { recursive: true, force: true });
   }
