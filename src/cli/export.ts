@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import {
   GGUF_SOURCE_MODEL_KEY,
   exportQwen2GgufFromFolder,
@@ -51,6 +51,7 @@ export const exportCommand: Command = {
     if (!values.model) throw new UserError('--model is required: the Hugging Face model folder to export');
     if (!values.out) throw new UserError('--out is required: the GGUF file to write');
     checkOutputFile(values.out, '--out');
+    checkNotOtherFile(values.out);
     if (!existsSync(values.model)) throw new UserError(`--model ${values.model}: no such folder`);
     if (!statSync(values.model).isDirectory())
       throw new UserError(`--model ${values.model} is a file; name the model folder (config.json, weights, tokenizer)`);
@@ -70,3 +71,22 @@ export const exportCommand: Command = {
     return 0;
   },
 };
+
+/**
+ * An existing --out may only be a GGUF file (exported again): anything else (the model's own weights or
+ * config.json, a file given by mistake) would be replaced by the export.
+ */
+function checkNotOtherFile(out: string): void {
+  if (!existsSync(out)) return;
+  const magic = Buffer.alloc(4);
+  const fd = openSync(out, 'r');
+  try {
+    readSync(fd, magic, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (magic.toString('latin1') !== 'GGUF')
+    throw new UserError(
+      `--out ${out} exists and is not a GGUF file; export replaces only a GGUF it wrote before: name a new file`,
+    );
+}

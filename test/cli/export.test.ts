@@ -153,3 +153,22 @@ test(
     }
   },
 );
+
+test("export replaces a GGUF it wrote before, never another file (the model's own weights)", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-export-out-'));
+  try {
+    const { model, tokenizer } = tinyModel(4);
+    const modelDir = path.join(dir, 'model');
+    await saveModelFolder(modelDir, { model, tokenizer });
+    const weights = path.join(modelDir, 'model.safetensors');
+    const before = readFileSync(weights);
+    const r = runCli(['export', 'gguf', '--model', modelDir, '--out', weights]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr.trim(), /^search-r3: --out \S+model\.safetensors exists and is not a GGUF file; .*new file$/);
+    assert.ok(readFileSync(weights).equals(before), 'the weights are untouched');
+    const gguf = path.join(dir, 'm.gguf');
+    for (let i = 0; i < 2; i++) assert.equal(runCli(['export', 'gguf', '--model', modelDir, '--out', gguf]).status, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
