@@ -57,6 +57,7 @@ const MODELLED_KEYS = new Set([
   'bos_token_id',
   'eos_token_id',
   'torch_dtype',
+  'dtype',
 ]);
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -167,10 +168,13 @@ export function parseQwen2Config(json: unknown, file: string): Qwen2Config {
   } else {
     eosTokenId = tokenId('eos_token_id');
   }
-  const dtype = json['torch_dtype'];
+  // transformers ≥ 4.56 writes "dtype"; older releases "torch_dtype" (written back as that, which both read)
+  const dtypeKey = json['torch_dtype'] !== undefined ? 'torch_dtype' : 'dtype';
+  const dtype = json[dtypeKey];
   if (dtype !== undefined && dtype !== null && typeof dtype !== 'string') {
-    throw new ModelFileError(file, `"torch_dtype" must be a string, got ${JSON.stringify(dtype)}.`);
+    throw new ModelFileError(file, `"${dtypeKey}" must be a string, got ${JSON.stringify(dtype)}.`);
   }
+  const ropeTheta = readRopeTheta(json, file);
 
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(json)) if (!MODELLED_KEYS.has(k)) extra[k] = v;
@@ -187,7 +191,7 @@ export function parseQwen2Config(json: unknown, file: string): Qwen2Config {
     headDim,
     hiddenAct: 'silu',
     maxPositionEmbeddings: posInt('max_position_embeddings', 32768),
-    ropeTheta: posNum('rope_theta', 10000),
+    ropeTheta,
     rmsNormEps: posNum('rms_norm_eps', 1e-6),
     tieWordEmbeddings: tie,
     bosTokenId: tokenId('bos_token_id'),
@@ -195,6 +199,36 @@ export function parseQwen2Config(json: unknown, file: string): Qwen2Config {
     torchDtype: typeof dtype === 'string' ? dtype : null,
     extra,
   };
+}
+
+/**
+ * RoPE's base: "rope_theta", or transformers 5's "rope_parameters" ({ rope_theta, rope_type }), which also
+ * carries what "rope_scaling" used to: any type but plain RoPE is refused, as rope_scaling is.
+ */
+function readRopeTheta(json: Record<string, unknown>, file: string): number {
+  const top = json['rope_theta'];
+  if (top !== undefined && (typeof top !== 'number' || !Number.isFinite(top) || top <= 0))
+    throw new ModelFileError(file, `"rope_theta" must be a positive number, got ${JSON.stringify(top)}.`);
+  const p = json['rope_parameters'];
+  if (p === undefined || p === null) return top ?? 10000;
+  if (!isRecord(p)) throw new ModelFileError(file, `"rope_parameters" must be an object, got ${JSON.stringify(p)}.`);
+  const type = p['rope_type'] ?? p['type'] ?? 'default';
+  const unknown = Object.keys(p).filter((k) => !['rope_theta', 'rope_type', 'type'].includes(k));
+  if (type !== 'default' || unknown.length > 0)
+    throw new ModelFileError(
+      file,
+      `"rope_parameters" ${JSON.stringify(p)} is not supported; only plain RoPE ("rope_type": "default" with ` +
+        `"rope_theta") is.`,
+    );
+  const theta = p['rope_theta'] ?? top ?? 10000;
+  if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0)
+    throw new ModelFileError(
+      file,
+      `"rope_parameters.rope_theta" must be a positive number, got ${JSON.stringify(theta)}.`,
+    );
+  if (top !== undefined && top !== theta)
+    throw new ModelFileError(file, `"rope_theta" ${top} and "rope_parameters.rope_theta" ${theta} disagree; keep one.`);
+  return theta;
 }
 
 /**

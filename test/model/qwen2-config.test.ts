@@ -95,11 +95,29 @@ test('refuses inconsistent or unsupported settings, naming the field', () => {
     [{ use_sliding_window: true }, /use_sliding_window/],
     [{ tie_word_embeddings: 'yes' }, /"tie_word_embeddings" must be true or false/],
     [{ eos_token_id: 'x' }, /"eos_token_id" must be/],
+    [{ rope_parameters: { rope_type: 'yarn', rope_theta: 1e6, factor: 4 } }, /"rope_parameters" .* not supported/],
+    [{ rope_parameters: { rope_theta: 1e6, factor: 4 } }, /"rope_parameters" .* not supported/],
+    [{ rope_parameters: { rope_theta: -1 } }, /"rope_parameters\.rope_theta" must be a positive number/],
+    [
+      { rope_parameters: { rope_theta: 5e5 } },
+      /"rope_theta" 1000000 and "rope_parameters\.rope_theta" 500000 disagree/,
+    ],
+    [{ torch_dtype: undefined, dtype: 16 }, /"dtype" must be a string/],
   ];
   for (const [patch, re] of bad) {
     assert.throws(() => parseQwen2Config({ ...QWEN25_15B, ...patch }, 'config.json'), re, JSON.stringify(patch));
   }
   assert.throws(() => parseQwen2Config([1], 'config.json'), /must be a JSON object/);
+});
+
+test('a transformers 5 config: RoPE base from "rope_parameters", precision from "dtype"', () => {
+  const { rope_theta: _, torch_dtype: __, ...rest } = QWEN25_15B as Record<string, unknown>;
+  const v5 = { ...rest, rope_parameters: { rope_theta: 1e6, rope_type: 'default' }, dtype: 'bfloat16' };
+  const c = parseQwen2Config(v5, 'config.json');
+  assert.equal(c.ropeTheta, 1e6);
+  assert.equal(c.torchDtype, 'bfloat16');
+  assert.equal(parseQwen2Config(qwen2ConfigToJSON(c), 'config.json').ropeTheta, 1e6, 'written back, it reads alike');
+  assert.equal(parseQwen2Config({ ...rest, rope_parameters: null }, 'config.json').ropeTheta, 10000);
 });
 
 test('eos_token_id lists are kept as lists', () => {
