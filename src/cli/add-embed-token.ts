@@ -46,7 +46,13 @@ export const addEmbedTokenCommand: Command = {
     }
     const tokenizer = await Tokenizer.fromFolder(dir);
     if (tokenizer.tokenToId(EMBED_TOKEN) !== undefined) {
-      console.log(`${dir} already has ${EMBED_TOKEN} (id ${tokenizer.tokenToId(EMBED_TOKEN)}); nothing to do.`);
+      const has = `${dir} already has ${EMBED_TOKEN} (id ${tokenizer.tokenToId(EMBED_TOKEN)})`;
+      if (inPlace) {
+        console.log(`${has}; nothing to do.`);
+        return 0;
+      }
+      await writeDirAtomically(out, (tmp) => shareFiles(dir, tmp, () => false, false));
+      console.log(`${has}; copied to ${out} as it is.`);
       return 0;
     }
     const config = await readQwen2Config(path.join(dir, 'config.json'));
@@ -58,7 +64,7 @@ export const addEmbedTokenCommand: Command = {
         ids: [id],
       } = tokenizer.addSpecialTokens([EMBED_TOKEN]);
       await writeDirAtomically(out, async (tmp) => {
-        await shareFiles(dir, tmp, (name) => name === TOKENIZER_JSON || name === TOKENIZER_CONFIG_JSON);
+        await shareFiles(dir, tmp, (name) => name === TOKENIZER_JSON || name === TOKENIZER_CONFIG_JSON, inPlace);
         await tokenizer.save(tmp);
       });
       console.log(`${out}: ${EMBED_TOKEN} is token ${id}; tokenizer files written, weights unchanged.`);
@@ -73,7 +79,7 @@ export const addEmbedTokenCommand: Command = {
       ids: [id],
     } = addSpecialTokens(loaded, [EMBED_TOKEN]);
     await writeDirAtomically(out, async (tmp) => {
-      await shareFiles(dir, tmp, (name) => REWRITTEN.has(name) || name.endsWith('.safetensors'));
+      await shareFiles(dir, tmp, (name) => REWRITTEN.has(name) || name.endsWith('.safetensors'), inPlace);
       await saveModelFolder(tmp, { model, tokenizer: loaded.tokenizer }, { dtype });
     });
     const grew = `the embedding grew to ${model.config.vocabSize} rows and the weights were written again`;
@@ -86,16 +92,18 @@ export const addEmbedTokenCommand: Command = {
 const REWRITTEN = new Set(['config.json', TOKENIZER_JSON, TOKENIZER_CONFIG_JSON, 'model.safetensors.index.json']);
 
 /**
- * Puts the model folder's other files (generation_config.json, a licence, a README) into `to`: hard links
- * where the file system allows (no second copy of large weights), else copies. `skip` names the files
- * written anew.
+ * Puts the model folder's other files (generation_config.json, a licence, a README) into `to`, except those
+ * `skip` names (written anew). In place, hard links where the file system allows (no second copy of large
+ * weights while the old folder waits to be removed); into another folder, copies, so that the two stay
+ * independent.
  */
-async function shareFiles(from: string, to: string, skip: (name: string) => boolean): Promise<void> {
+async function shareFiles(from: string, to: string, skip: (name: string) => boolean, link: boolean): Promise<void> {
   for (const e of await fsp.readdir(from, { withFileTypes: true })) {
     if (skip(e.name)) continue;
     const src = path.join(from, e.name),
       dst = path.join(to, e.name);
     if (e.isDirectory()) await fsp.cp(src, dst, { recursive: true });
-    else await fsp.link(src, dst).catch(() => fsp.copyFile(src, dst));
+    else if (link) await fsp.link(src, dst).catch(() => fsp.copyFile(src, dst));
+    else await fsp.copyFile(src, dst);
   }
 }

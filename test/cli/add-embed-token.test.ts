@@ -124,6 +124,13 @@ test('add-embed-token writes its folder whole or not at all, never over other wo
     assert.equal(r.status, 0, r.stderr);
     assert.equal((await loadModelFolder(grown)).model.params.get('model.embed_tokens.weight')!.dtype, 'bf16');
     assert.equal(await fsp.readFile(path.join(grown, 'generation_config.json'), 'utf8'), '{"do_sample": false}\n');
+
+    // a model that already has the token is copied to --out as it is (it was left out, the run said done)
+    const copy = path.join(root, 'copy');
+    r = await runCliAsync(['add-embed-token', '--model', grown, '--out', copy]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /already has <\|embed_token\|> \(id \d+\); copied to \S+copy as it is/);
+    assert.deepEqual(await snapshot(copy), await snapshot(grown));
   } finally {
     await fsp.rm(root, { recursive: true, force: true });
   }
