@@ -14,7 +14,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from '../io/atomic-file.js';
 import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tensor/index.js';
+import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
+import { readPeftLoraConfig } from './peft-config.js';
 import {
   configMismatchError,
   extraLayerMismatch,
@@ -24,7 +26,13 @@ import {
   shapeMismatch,
   type Qwen2Config,
 } from './qwen2-config.js';
-import { INDEX_FILE_NAME, SINGLE_FILE_NAME, loadSafetensors, readSafetensorsFolderWeights } from './safetensors.js';
+import {
+  INDEX_FILE_NAME,
+  SINGLE_FILE_NAME,
+  checkFiniteWeight,
+  loadSafetensors,
+  readSafetensorsFolderWeights,
+} from './safetensors.js';
 import { numel, type TensorData, type TensorView } from './tensor-data.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -310,6 +318,25 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
     for (let i = 0; i < Q8_0_BLOCK; i++) view.setInt8(o + 2 + i, roundHalfAway(Math.fround(src[base + i]! * id)));
   }
   return out;
+}
+
+/** The largest finite f16 (a Q8_0 block's scale is an f16 too, of its largest value / 127). */
+const F16_MAX = 65504;
+
+/** The largest magnitude among `d`'s values. */
+function maxAbs(d: Float32Array | HalfArray): number {
+  let top = 0;
+  if (d instanceof Float32Array) {
+    for (let i = 0; i < d.length; i++) top = Math.max(top, Math.abs(d[i]!));
+    return top;
+  }
+  const piece = new Float32Array(Math.min(d.length, ENCODE_PIECE));
+  for (let i = 0; i < d.length; i += piece.length) {
+    const values = piece.subarray(0, Math.min(piece.length, d.length - i));
+    widenHalf(d.subarray(i, i + values.length), values);
+    for (let j = 0; j < values.length; j++) top = Math.max(top, Math.abs(values[j]!));
+  }
+  return top;
 }
 
 /** Elements converted per piece when a tensor is written (a multiple of the Q8_0 block). */
@@ -641,12 +668,16 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
     const t = tensors.get(spec.name)!;
     const mismatch = shapeMismatch(spec, t.shape);
     if (mismatch) throw unfit(mismatch);
-    out.push({
-      name: qwen2GgufTensorName(spec.name)!,
-      shape: spec.shape,
-      type: tensorType(fileType, spec.shape),
-      data: t.data,
-    });
+    const type = tensorType(fileType, spec.shape);
+    const range = type === 'F16' ? F16_MAX : type === 'Q8_0' ? F16_MAX * 127 : Infinity;
+    const top = range === Infinity || (t.data instanceof HalfArray && t.data.dtype === 'f16') ? 0 : maxAbs(t.data);
+    if (top > range)
+      throw new ModelFileError(
+        files.weights,
+        `weight "${spec.name}" holds values up to ${top} in magnitude, beyond what ${type} stores (the GGUF ` +
+          `would hold Inf there); export with --type f32.`,
+      );
+    out.push({ name: qwen2GgufTensorName(spec.name)!, shape: spec.shape, type, data: t.data });
   }
 
   const n = config.vocabSize;
@@ -811,19 +842,8 @@ export async function writeQwen2LoraGguf(file: string, opts: Qwen2LoraGgufOption
 // ---------------------------------------------------------------------------------------------
 // From Hugging Face folders
 
-async function readJsonFile(file: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (err) {
-    throw new ModelFileError(file, `cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? String(err)}).`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
-  }
-}
+const TOKENIZER_FILES_NEEDED =
+  'a model folder needs tokenizer.json and tokenizer_config.json (Hugging Face format) for a GGUF export';
 
 /**
  * Converts a Hugging Face Qwen2 folder (config.json, model.safetensors or shards, tokenizer.json,
@@ -838,15 +858,18 @@ export async function exportQwen2GgufFromFolder(
   const tokJsonFile = path.join(modelDir, 'tokenizer.json');
   const tokConfigFile = path.join(modelDir, 'tokenizer_config.json');
   const tokenizer = ggufTokenizerFromFiles(
-    await readJsonFile(tokJsonFile, 'tokenizer'),
-    await readJsonFile(tokConfigFile, 'tokenizer config'),
+    await readModelJson(tokJsonFile, TOKENIZER_FILES_NEEDED),
+    await readModelJson(tokConfigFile, TOKENIZER_FILES_NEEDED),
     config,
     { tokenizerJson: tokJsonFile, tokenizerConfig: tokConfigFile },
   );
   // matrices stay in their stored 16 bits until written: a bf16 checkpoint is held once, at its own size
   const tensors = new Map<string, TensorView>();
   const matrices = (_name: string, shape: readonly number[]): boolean => shape.length === 2;
-  for await (const t of readSafetensorsFolderWeights(modelDir, matrices)) tensors.set(t.name, t);
+  for await (const t of readSafetensorsFolderWeights(modelDir, matrices)) {
+    checkFiniteWeight(t);
+    tensors.set(t.name, t);
+  }
   const single = path.join(modelDir, SINGLE_FILE_NAME);
   const weights = existsSync(single) ? single : path.join(modelDir, INDEX_FILE_NAME);
   const files = { config: path.join(modelDir, 'config.json'), weights, tokenizer: tokJsonFile };
@@ -866,32 +889,17 @@ export async function exportQwen2LoraGgufFromFolder(
   outFile: string,
   opts: { fileType?: 'F32' | 'F16'; name?: string } = {},
 ): Promise<void> {
-  const cfgFile = path.join(adapterDir, 'adapter_config.json');
-  const raw = await readJsonFile(cfgFile, 'adapter config');
-  if (!isRecord(raw)) throw new ModelFileError(cfgFile, 'must be a JSON object.');
-  if (raw['peft_type'] !== undefined && raw['peft_type'] !== 'LORA') {
-    throw new ModelFileError(
-      cfgFile,
-      `peft_type is ${JSON.stringify(raw['peft_type'])}; only LORA adapters can be exported.`,
-    );
-  }
-  if (raw['use_dora'] === true)
-    throw new ModelFileError(cfgFile, 'DoRA adapters cannot be exported to GGUF (llama.cpp has no DoRA).');
-  const r = raw['r'];
-  const alpha = raw['lora_alpha'];
-  if (typeof r !== 'number' || !(r > 0) || typeof alpha !== 'number' || !(alpha > 0)) {
-    throw new ModelFileError(
-      cfgFile,
-      `"r" and "lora_alpha" must be positive numbers, got ${JSON.stringify(r)} and ${JSON.stringify(alpha)}.`,
-    );
-  }
+  const peft = await readPeftLoraConfig(adapterDir);
+  const { rank: r, alpha } = peft;
   const weightsFile = path.join(adapterDir, ADAPTER_WEIGHTS);
-  const adapters = loraPairsFromPeft(await loadSafetensors(weightsFile), weightsFile);
+  const weights = await loadSafetensors(weightsFile);
+  for (const [name, t] of weights) checkFiniteWeight({ name, shape: t.shape, data: t.data, file: weightsFile });
+  const adapters = loraPairsFromPeft(weights, weightsFile);
   for (const [base, { a }] of adapters) {
     if (a.shape[0] !== r)
       throw new ModelFileError(weightsFile, `"${base}" has rank ${a.shape[0]}, but adapter_config.json says r = ${r}.`);
   }
-  const ggufAlpha = raw['use_rslora'] === true ? alpha * Math.sqrt(r) : alpha;
+  const ggufAlpha = peft.rslora ? alpha * Math.sqrt(r) : alpha;
   const { fileType, name } = opts;
   const config = baseConfig;
   await writeQwen2LoraGguf(outFile, { config, adapters, alpha: ggufAlpha, fileType, name, file: weightsFile });

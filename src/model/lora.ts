@@ -10,7 +10,8 @@ import type { Rng, Tensor } from '../tensor/index.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { ModelFileError } from './model-file-error.js';
 import type { LoraAdapter, Qwen2Model } from './qwen2-model.js';
-import { loadSafetensors, saveSafetensors } from './safetensors.js';
+import { PEFT_CONFIG_FILE, readPeftLoraConfig } from './peft-config.js';
+import { checkFiniteWeight, loadSafetensors, saveSafetensors } from './safetensors.js';
 import type { TensorData } from './tensor-data.js';
 
 export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -142,34 +143,38 @@ export async function loadLoraAdapter(
   model: Qwen2Model,
   opts: { trainable?: boolean } = {},
 ): Promise<LoraConfig> {
-  const cfgFile = path.join(dir, 'adapter_config.json');
-  if (!existsSync(cfgFile))
-    throw new ModelFileError(cfgFile, 'is missing; a LoRA adapter folder needs adapter_config.json (PEFT layout).');
-  const raw = JSON.parse(await fsp.readFile(cfgFile, 'utf8')) as Record<string, unknown>;
-  if (raw.peft_type !== 'LORA')
+  const peft = await readPeftLoraConfig(dir);
+  if (peft.rslora) throw new ModelFileError(peft.file, 'rsLoRA adapters are not supported.');
+  if (peft.targets === null)
     throw new ModelFileError(
-      cfgFile,
-      `peft_type is ${JSON.stringify(raw.peft_type)}; only LORA adapters are supported.`,
+      peft.file,
+      `"target_modules" is a pattern; list the module names (${LORA_TARGETS.join(', ')}) instead.`,
     );
-  if (raw.use_rslora === true || raw.use_dora === true)
-    throw new ModelFileError(cfgFile, 'rsLoRA and DoRA adapters are not supported.');
-  const targets = (Array.isArray(raw.target_modules) ? raw.target_modules : []) as string[];
+  const unknown = peft.targets.find((t) => !(LORA_TARGETS as readonly string[]).includes(t));
+  if (unknown !== undefined)
+    throw new ModelFileError(
+      peft.file,
+      `target module "${unknown}" is not a Qwen2 linear layer; the layers are ${LORA_TARGETS.join(', ')}.`,
+    );
   const cfg: LoraConfig = {
-    rank: Number(raw.r),
-    alpha: Number(raw.lora_alpha),
-    dropout: Number(raw.lora_dropout ?? 0),
-    targets: targets as LoraTarget[],
+    rank: peft.rank,
+    alpha: peft.alpha,
+    dropout: peft.dropout,
+    targets: peft.targets as LoraTarget[],
   };
   const weightsFile = path.join(dir, 'adapter_model.safetensors');
   if (!existsSync(weightsFile))
     throw new ModelFileError(weightsFile, 'is missing; a LoRA adapter folder needs adapter_model.safetensors.');
   const weights = await loadSafetensors(weightsFile);
+  const unused = new Set(weights.keys());
   for (const p of model.parameters()) p.requiresGrad = false;
   for (const mod of loraModulePaths(model, cfg.targets)) {
     const get = (part: 'A' | 'B', shape: number[]): Tensor => {
       const name = `${PEFT_PREFIX}${mod}.lora_${part}.weight`;
       const t = weights.get(name);
       if (!t) throw new ModelFileError(weightsFile, `tensor "${name}" is missing.`);
+      unused.delete(name);
+      checkFiniteWeight({ name, shape: t.shape, data: t.data, file: weightsFile });
       if (t.shape.join() !== shape.join())
         throw new ModelFileError(
           weightsFile,
@@ -186,5 +191,12 @@ export async function loadLoraAdapter(
       merged: false,
     });
   }
+  const [extra] = unused;
+  if (extra !== undefined)
+    throw new ModelFileError(
+      weightsFile,
+      `tensor "${extra}" is not on a module that ${PEFT_CONFIG_FILE}'s target_modules names; ` +
+        `the adapter would be loaded without it.`,
+    );
   return cfg;
 }

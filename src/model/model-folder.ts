@@ -25,6 +25,7 @@ import { checkFitsInMemory } from './memory.js';
 import {
   type KeepHalf,
   type SafetensorsDtype,
+  checkFiniteWeight,
   readSafetensorsFolderEntries,
   readSafetensorsFolderWeights,
   saveSafetensorsFolder,
@@ -97,11 +98,7 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
     }
     const mismatch = shapeMismatch(spec, t.shape);
     if (mismatch) throw unfit(mismatch, t.file);
-    // a flipped exponent bit makes NaN or Inf, which would only surface as a failing op much later
-    if (!(t.data instanceof T.HalfArray ? T.hostKernels().halfAllFinite(t.data) : T.hostKernels().allFinite(t.data))) {
-      const why = 'the file is damaged, or was saved from a diverged run';
-      throw new ModelFileError(t.file, `weight "${t.name}" holds NaN or Inf values: ${why}.`);
-    }
+    checkFiniteWeight(t);
     params.set(t.name, new T.Tensor(t.data, t.shape, trainable, t.name));
   }
   const missing = missingTensorsMismatch(config, new Set(params.keys()));

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
-import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, widenHalf } from '../tensor/index.js';
+import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, hostKernels, widenHalf } from '../tensor/index.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 
@@ -35,6 +35,17 @@ export interface StoredWeight {
   shape: number[];
   data: Float32Array | HalfArray;
   file: string;
+}
+
+/**
+ * Refuses a weight holding NaN or Inf: a flipped exponent bit makes one, and it would only surface as a
+ * failing op much later (or, exported, in another program).
+ */
+export function checkFiniteWeight(t: StoredWeight): void {
+  const k = hostKernels();
+  if (t.data instanceof HalfArray ? k.halfAllFinite(t.data) : k.allFinite(t.data)) return;
+  const why = 'the file is damaged, or was saved from a diverged run';
+  throw new ModelFileError(t.file, `weight "${t.name}" holds NaN or Inf values: ${why}.`);
 }
 
 /** Which 16-bit tensors a reader keeps as stored (true) instead of widening them to float32. */

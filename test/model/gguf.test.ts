@@ -523,6 +523,38 @@ test(
         exportQwen2GgufFromFolder(adapterDir, viaFolder),
         /adapter\/config\.json: cannot read the model config \(ENOENT\)/,
       );
+      await fsp.writeFile(
+        path.join(adapterDir, 'adapter_config.json'),
+        JSON.stringify({ ...adapterConfig, alpha_pattern: { down_proj: 64 } }),
+      );
+      await assert.rejects(
+        exportQwen2LoraGgufFromFolder(adapterDir, fx.config, viaFolder),
+        /"alpha_pattern" .* gives some modules their own rank or alpha/,
+      );
+
+      // NaN in the weights is refused, as loading refuses it; so is a value that the chosen type turns to Inf
+      const edit = async (dst: string, name: string, value: number): Promise<void> => {
+        const tensors = new Map(
+          [...fx.tensors].map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]),
+        );
+        tensors.get(name)!.data[3] = value;
+        await saveSafetensorsFolder(dst, tensors, { dtype: 'BF16' });
+        for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
+          await fsp.copyFile(path.join(modelDir, f), path.join(dst, f));
+      };
+      const up = 'model.layers.0.mlp.up_proj.weight';
+      await edit(path.join(dir, 'nan'), up, NaN);
+      await assert.rejects(
+        exportQwen2GgufFromFolder(path.join(dir, 'nan'), viaFolder, { fileType: 'F32' }),
+        /model\.safetensors: weight "model\.layers\.0\.mlp\.up_proj\.weight" holds NaN or Inf values/,
+      );
+      await edit(path.join(dir, 'big'), up, 1e6);
+      await assert.rejects(
+        exportQwen2GgufFromFolder(path.join(dir, 'big'), viaFolder, { fileType: 'F16' }),
+        /weight "model\.layers\.0\.mlp\.up_proj\.weight" holds values up to 999424 in magnitude, beyond what F16 /,
+      );
+      await exportQwen2GgufFromFolder(path.join(dir, 'big'), viaFolder, { fileType: 'F32' });
+      await exportQwen2GgufFromFolder(path.join(dir, 'big'), viaFolder, { fileType: 'Q8_0' });
     });
   },
 );

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
@@ -249,6 +249,30 @@ test(
       assert.deepEqual(loaded, cfg);
       assert.ok(relErr(hidden(fresh.model, ids), adapted) < 1e-6, 'loaded adapter gives the same model');
       await assert.rejects(loadLoraAdapter(path.join(dir, 'missing'), fresh.model), /adapter_config\.json: is missing/);
+      // what would change the weights' meaning, and is not modelled, is refused rather than ignored
+      const configFile = path.join(dir, 'adapter_config.json');
+      const saved = JSON.parse(readFileSync(configFile, 'utf8'));
+      const refused: [Record<string, unknown>, RegExp][] = [
+        [{ alpha_pattern: { v_proj: 64 } }, /"alpha_pattern" \{"v_proj":64\} gives some modules their own rank/],
+        [{ rank_pattern: { q_proj: 8 } }, /"rank_pattern" .* not supported/],
+        [{ target_modules: 'all-linear' }, /"target_modules" is a pattern; list the module names/],
+        [{ target_modules: ['q_proj', 'qkv'] }, /target module "qkv" is not a Qwen2 linear layer/],
+        [
+          { target_modules: ['q_proj'] },
+          /lora_A\.weight" is not on a module that adapter_config\.json's target_modules/,
+        ],
+        [{ r: 0 }, /"r" must be a positive integer, got 0/],
+        [{ use_dora: true }, /DoRA adapters are not supported/],
+      ];
+      for (const [change, expected] of refused) {
+        writeFileSync(configFile, JSON.stringify({ ...saved, ...change }));
+        await assert.rejects(loadLoraAdapter(dir, tiny(4).model), expected, JSON.stringify(change));
+      }
+      writeFileSync(configFile, '{"r": 4,');
+      await assert.rejects(loadLoraAdapter(dir, tiny(4).model), /adapter_config\.json: is not valid JSON/);
+      // PEFT writes empty patterns by default
+      writeFileSync(configFile, JSON.stringify({ ...saved, alpha_pattern: {}, rank_pattern: {} }));
+      assert.deepEqual(await loadLoraAdapter(dir, tiny(4).model), cfg);
     } finally {
       rmSync(dir, { recursive: true });
     }

@@ -1,0 +1,20 @@
+/** A JSON file of a model folder, read with every failure said as a ModelFileError naming the file. */
+import { promises as fsp } from 'node:fs';
+import { ModelFileError } from './model-file-error.js';
+
+/** `missing` says what the folder needs, for a file that is not there. */
+export async function readModelJson(file: string, missing: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ModelFileError(file, `is missing; ${missing}.`);
+    throw new ModelFileError(file, `cannot be read (${code ?? (err as Error).message}).`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
+  }
+}

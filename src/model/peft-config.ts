@@ -1,0 +1,56 @@
+/**
+ * adapter_config.json of a PEFT LoRA adapter, read and checked once for both loading an adapter onto a
+ * model and exporting it to GGUF. Settings that change what the weights mean and that neither models
+ * (per-module ranks or alphas, DoRA, another PEFT method) are refused rather than ignored.
+ */
+import path from 'node:path';
+import { readModelJson } from './json-file.js';
+import { ModelFileError } from './model-file-error.js';
+
+export interface PeftLoraConfig {
+  file: string;
+  rank: number;
+  alpha: number;
+  dropout: number;
+  /** The adapted module names; null when the file gives a pattern (a string such as "all-linear"). */
+  targets: string[] | null;
+  /** rsLoRA: scale alpha / sqrt(r) instead of alpha / r. */
+  rslora: boolean;
+}
+
+export const PEFT_CONFIG_FILE = 'adapter_config.json';
+
+export async function readPeftLoraConfig(dir: string): Promise<PeftLoraConfig> {
+  const file = path.join(dir, PEFT_CONFIG_FILE);
+  const raw = await readModelJson(file, 'a LoRA adapter folder needs adapter_config.json (PEFT layout)');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ModelFileError(file, 'must be a JSON object.');
+  const c = raw as Record<string, unknown>;
+  if (c['peft_type'] !== undefined && c['peft_type'] !== 'LORA')
+    throw new ModelFileError(file, `peft_type is ${JSON.stringify(c['peft_type'])}; only LORA adapters are supported.`);
+  if (c['use_dora'] === true) throw new ModelFileError(file, 'DoRA adapters are not supported.');
+  for (const key of ['rank_pattern', 'alpha_pattern']) {
+    const p = c[key];
+    if (p !== undefined && p !== null && (typeof p !== 'object' || Object.keys(p).length > 0))
+      throw new ModelFileError(
+        file,
+        `"${key}" ${JSON.stringify(p)} gives some modules their own rank or alpha, which is not supported; ` +
+          `one "r" and "lora_alpha" for every module is.`,
+      );
+  }
+  const rank = c['r'],
+    alpha = c['lora_alpha'];
+  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank < 1)
+    throw new ModelFileError(file, `"r" must be a positive integer, got ${JSON.stringify(rank)}.`);
+  if (typeof alpha !== 'number' || !(alpha > 0) || !Number.isFinite(alpha))
+    throw new ModelFileError(file, `"lora_alpha" must be a positive number, got ${JSON.stringify(alpha)}.`);
+  const dropout = c['lora_dropout'] ?? 0;
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1))
+    throw new ModelFileError(file, `"lora_dropout" must be a number in [0, 1), got ${JSON.stringify(dropout)}.`);
+  const t = c['target_modules'];
+  let targets: string[] | null = null;
+  if (Array.isArray(t) && t.every((x) => typeof x === 'string')) targets = t as string[];
+  else if (typeof t !== 'string')
+    throw new ModelFileError(file, `"target_modules" must be a list of module names, got ${JSON.stringify(t)}.`);
+  return { file, rank, alpha, dropout, targets, rslora: c['use_rslora'] === true };
+}
