@@ -20,6 +20,7 @@ import { readPeftLoraConfig } from './peft-config.js';
 import {
   configMismatchError,
   extraLayerMismatch,
+  isSkippedTensor,
   missingTensorsMismatch,
   qwen2TensorSpecs,
   readQwen2Config,
@@ -655,8 +656,7 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
   const expected = new Set(specs.map((s) => s.name));
   for (const name of tensors.keys()) {
     if (expected.has(name)) continue;
-    // Tied checkpoints may still carry lm_head; rotary caches are recomputed by llama.cpp.
-    if ((name === 'lm_head.weight' && config.tieWordEmbeddings) || name.endsWith('.rotary_emb.inv_freq')) continue;
+    if (isSkippedTensor(config, name)) continue;
     const extra = extraLayerMismatch(config, name);
     if (extra) throw unfit(extra);
     throw new ModelFileError(files.weights, `tensor "${name}" is not part of a Qwen2 model with this config.json.`);

@@ -14,6 +14,7 @@ import {
   type Qwen2Config,
   configMismatchError,
   extraLayerMismatch,
+  isSkippedTensor,
   missingTensorsMismatch,
   qwen2TensorSpecs,
   readQwen2Config,
@@ -90,8 +91,7 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
   for await (const t of readSafetensorsFolderWeights(dir, keep)) {
     const spec = specs.get(t.name);
     if (!spec) {
-      // Tied checkpoints sometimes also store lm_head.weight; anything else unknown is an error.
-      if (t.name === 'lm_head.weight' && config.tieWordEmbeddings) continue;
+      if (isSkippedTensor(config, t.name)) continue;
       const extra = extraLayerMismatch(config, t.name);
       if (extra) throw unfit(extra, t.file);
       throw new ModelFileError(t.file, `weight "${t.name}" is not part of a Qwen2 model with this config.json.`);

@@ -359,6 +359,14 @@ export function shapeMismatch(spec: Qwen2TensorSpec, shape: readonly number[]): 
   );
 }
 
+/**
+ * Tensors a checkpoint may hold beyond the model's, which readers skip as transformers does: an lm_head
+ * saved beside tied embeddings, and RoPE's inverse frequencies (recomputed from rope_theta).
+ */
+export function isSkippedTensor(config: Qwen2Config, name: string): boolean {
+  return (name === 'lm_head.weight' && config.tieWordEmbeddings) || name.endsWith('.rotary_emb.inv_freq');
+}
+
 /** Why weights that lack some of the config's tensors do not fit it, in words; null when none is missing. */
 export function missingTensorsMismatch(config: Qwen2Config, present: ReadonlySet<string>): string | null {
   const missing = qwen2TensorSpecs(config)

@@ -48,6 +48,8 @@ export function checkFiniteWeight(t: StoredWeight): void {
   throw new ModelFileError(t.file, `weight "${t.name}" holds NaN or Inf values: ${why}.`);
 }
 
+const DAMAGED = 'the file is damaged: download or save it again.';
+
 /** Which 16-bit tensors a reader keeps as stored (true) instead of widening them to float32. */
 export type KeepHalf = (name: string, shape: readonly number[]) => boolean;
 
@@ -185,13 +187,24 @@ async function readHeaderFrom(fh: FileHandle, file: string): Promise<Safetensors
     entries.push(parseEntry(file, name, raw, dataStart, dataSize));
   }
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < entries.length; i++) {
-    const prev = entries[i - 1]!;
+  // as the reference reader requires, the tensors fill the data section end to end: bytes between them or
+  // after the last are a damaged file (or two joined), not something to skip
+  let at = dataStart;
+  for (let i = 0; i < entries.length; i++) {
     const cur = entries[i]!;
-    if (cur.begin < prev.end) {
-      throw new ModelFileError(file, `has a corrupt header: tensors "${prev.name}" and "${cur.name}" overlap.`);
-    }
+    if (cur.begin < at)
+      throw new ModelFileError(
+        file,
+        `has a corrupt header: tensors "${entries[i - 1]!.name}" and "${cur.name}" overlap.`,
+      );
+    if (cur.begin > at)
+      throw new ModelFileError(
+        file,
+        `has ${cur.begin - at} bytes before tensor "${cur.name}" that no tensor holds; ${DAMAGED}`,
+      );
+    at = cur.end;
   }
+  if (size > at) throw new ModelFileError(file, `has ${size - at} bytes after its last tensor; ${DAMAGED}`);
   return { file, entries, metadata };
 }
 
@@ -350,9 +363,16 @@ export function readSafetensorsFolder(dir: string): AsyncGenerator<StoredTensor>
 }
 
 /** The weight files of a checkpoint folder, and for shards the tensors each must hold. */
-async function folderFiles(dir: string): Promise<{ file: string; expected: Set<string> | null }[]> {
+/**
+ * The weight files of a folder, each with the tensors to take from it (null: all) and `take(name)`, which
+ * says whether a tensor of that file is one to take and refuses one the index does not list anywhere (a
+ * damaged index would otherwise read as weights missing from the model).
+ */
+async function folderFiles(
+  dir: string,
+): Promise<{ file: string; expected: Set<string> | null; take: (name: string) => boolean }[]> {
   const single = path.join(dir, SINGLE_FILE_NAME);
-  if (await exists(single)) return [{ file: single, expected: null }];
+  if (await exists(single)) return [{ file: single, expected: null, take: () => true }];
   const indexFile = path.join(dir, INDEX_FILE_NAME);
   if (!(await exists(indexFile))) {
     throw new ModelFileError(
@@ -368,7 +388,16 @@ async function folderFiles(dir: string): Promise<{ file: string; expected: Set<s
     if (!(await exists(file))) {
       throw new ModelFileError(indexFile, `lists shard "${shard}", which is missing from ${dir}.`);
     }
-    files.push({ file, expected: new Set([...index.weightMap].filter(([, s]) => s === shard).map(([n]) => n)) });
+    const expected = new Set([...index.weightMap].filter(([, s]) => s === shard).map(([n]) => n));
+    const take = (name: string): boolean => {
+      if (expected.has(name)) return true;
+      if (index.weightMap.has(name)) return false;
+      throw new ModelFileError(
+        indexFile,
+        `does not list tensor "${name}", which ${shard} holds; the index is damaged: save or download it again.`,
+      );
+    };
+    files.push({ file, expected, take });
   }
   return files;
 }
@@ -376,21 +405,21 @@ async function folderFiles(dir: string): Promise<{ file: string; expected: Set<s
 /** The header entries of every tensor of a checkpoint folder (reads no tensor data), e.g. to size a load. */
 export async function readSafetensorsFolderEntries(dir: string): Promise<SafetensorsEntry[]> {
   const entries: SafetensorsEntry[] = [];
-  for (const { file, expected } of await folderFiles(dir)) {
+  for (const { file, take } of await folderFiles(dir)) {
     const header = await readSafetensorsHeader(file);
-    entries.push(...header.entries.filter((e) => expected === null || expected.has(e.name)));
+    entries.push(...header.entries.filter((e) => take(e.name)));
   }
   return entries;
 }
 
 /** readSafetensorsFolder, keeping the 16-bit tensors `keep` chooses in their stored precision. */
 export async function* readSafetensorsFolderWeights(dir: string, keep: KeepHalf): AsyncGenerator<StoredWeight> {
-  for (const { file: shardPath, expected } of await folderFiles(dir)) {
+  for (const { file: shardPath, expected, take } of await folderFiles(dir)) {
     if (expected === null) {
       yield* streamFile(shardPath, undefined, keep);
       continue;
     }
-    for await (const t of streamFile(shardPath, (name) => expected.has(name), keep)) {
+    for await (const t of streamFile(shardPath, take, keep)) {
       expected.delete(t.name);
       yield t;
     }

@@ -16,6 +16,7 @@ import {
   saveLoraAdapter,
   unmergeLora,
 } from '../../src/model/lora.js';
+import { loadSafetensors, saveSafetensors } from '../../src/model/safetensors.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
@@ -282,3 +283,18 @@ test(
     );
   },
 );
+
+test('RoPE inverse frequencies saved in a checkpoint are skipped, as transformers skips them', async () => {
+  const dir = tmp();
+  try {
+    const m = tiny(6);
+    await saveModelFolder(dir, m);
+    const tensors = await loadSafetensors(path.join(dir, 'model.safetensors'));
+    tensors.set('model.layers.0.self_attn.rotary_emb.inv_freq', { shape: [4], data: new Float32Array(4).fill(1) });
+    await saveSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    const loaded = await loadModelFolder(dir);
+    assert.equal(relErr(hidden(loaded.model, ids), hidden(m.model, ids)), 0);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});

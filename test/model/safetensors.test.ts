@@ -9,6 +9,7 @@ import {
   loadSafetensors,
   loadSafetensorsFolder,
   readSafetensors,
+  readSafetensorsFolderEntries,
   readSafetensorsHeader,
   saveSafetensors,
   saveSafetensorsFolder,
@@ -234,6 +235,14 @@ test('corrupt and truncated files fail with a message naming the file and the te
       /tensor "w": data_offsets \[0, 256\] run past the end of the data .* truncated/,
     );
 
+    await fsp.writeFile(f('trailing.safetensors'), Buffer.concat([bytes, Buffer.alloc(1000)]));
+    await expectError(f('trailing.safetensors'), /has 1000 bytes after its last tensor; the file is damaged/);
+    await fsp.writeFile(
+      f('gap.safetensors'),
+      fileWithHeader({ w: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }, 16),
+    );
+    await expectError(f('gap.safetensors'), /has 8 bytes before tensor "w" that no tensor holds; the file is damaged/);
+
     await fsp.writeFile(f('short.safetensors'), bytes.subarray(0, 5));
     await expectError(f('short.safetensors'), /not a safetensors file/);
 
@@ -331,6 +340,24 @@ test('sharded folders with a missing shard or tensor, or no weights, fail clearl
     index.weight_map.c = '../evil.safetensors';
     await fsp.writeFile(indexFile, JSON.stringify(index));
     await assert.rejects(loadSafetensorsFolder(dir), /"weight_map"\."c" must name a shard file in the same folder/);
+    // an index that lost a tensor of a shard it lists: said of the index, not as weights missing from the model
+    const lost = path.join(dir, 'lost');
+    await saveSafetensorsFolder(
+      lost,
+      [
+        ['x', t(50)],
+        ['y', t(50)],
+        ['z', t(100)],
+      ],
+      { maxShardBytes: 500 },
+    );
+    const lostIndex = JSON.parse(await fsp.readFile(path.join(lost, INDEX_FILE_NAME), 'utf8'));
+    assert.equal(lostIndex.weight_map.x, lostIndex.weight_map.y, 'x and y share a shard');
+    delete lostIndex.weight_map.y;
+    await fsp.writeFile(path.join(lost, INDEX_FILE_NAME), JSON.stringify(lostIndex));
+    const unlisted = /index\.json: does not list tensor "y", which model-00001-of-00002\.safetensors holds/;
+    await assert.rejects(loadSafetensorsFolder(lost), unlisted);
+    await assert.rejects(readSafetensorsFolderEntries(lost), unlisted);
     const empty = path.join(dir, 'empty');
     await fsp.mkdir(empty);
     await assert.rejects(
