@@ -2,17 +2,38 @@
  * Writing a file so that a reader never sees it half written and a crash leaves the old one intact:
  * write a temporary file beside it, then rename it into place. The one implementation every layer uses.
  */
-import { existsSync, promises as fsp, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { processRuns } from './process-runs.js';
 
-/** A temporary name beside `file`, so that the final rename stays on one file system (atomic). */
+/**
+ * A temporary name beside `file`, so that the final rename stays on one file system (atomic). Temporaries
+ * that a killed process left for the same file (Ctrl-C in the middle of writing gigabytes) go first.
+ */
 export function tempPathFor(file: string): string {
   const dir = path.dirname(file);
   const base = path.basename(file);
+  removeOrphans(dir, base);
   return path.join(
     dir,
     `.${base}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`,
   );
+}
+
+/** Removes `.<base>.<pid>.<stamp>.tmp` (and its `.old`) in `dir` whose process no longer runs on this machine. */
+function removeOrphans(dir: string, base: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return; // no folder yet: nothing was left in it
+  }
+  const prefix = `.${base}.`;
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const m = /^(\d+)\.[0-9a-z]+\.tmp(\.old)?$/.exec(name.slice(prefix.length));
+    if (m && !processRuns(Number(m[1]))) rmSync(path.join(dir, name), { recursive: true, force: true });
+  }
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
+import { processRuns } from '../io/process-runs.js';
 import { QueueError } from './queue-error.js';
 
 /** How long the hold outlives its last renewal. */
@@ -147,12 +148,5 @@ function describe(h: QueueHolder): string {
 
 /** Whether the holder's process lives: known only on its own machine (undefined elsewhere). */
 function processAlive(h: QueueHolder): boolean | undefined {
-  if (h.host !== hostname()) return undefined;
-  if (h.pid === process.pid) return true;
-  try {
-    process.kill(h.pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return h.host === hostname() ? processRuns(h.pid) : undefined;
 }

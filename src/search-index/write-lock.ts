@@ -5,18 +5,10 @@
  */
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { processRuns } from '../io/process-runs.js';
 import { IndexError } from './index-error.js';
 
 export const LOCK_FILE = 'write.lock';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export class WriteLock {
   private constructor(private readonly file: string) {}
@@ -38,7 +30,7 @@ export class WriteLock {
       } catch {
         /* removed meanwhile: retry */
       }
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processRuns(pid)) {
         throw new IndexError(
           `${file}: another process (pid ${pid}) is writing to this index; wait for it to finish (or remove ` +
             `the file if that process is not search-r3).`,
