@@ -51,7 +51,7 @@ const ATTEMPTS = 3;
 const POLL_MS = 100;
 const RESEED_MS = 2000;
 /** How long a run waits with no job in progress and none finished before it says that no worker serves it. */
-export const IDLE_HINT_MS = 10_000;
+const IDLE_HINT_MS = 10_000;
 
 export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): Promise<QueuedIndexResult> {
   const chunks = index.pendingChunks(o.documentsPerCommit);
