@@ -17,6 +17,7 @@ import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tens
 import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 import { readPeftLoraConfig } from './peft-config.js';
+import { checkTokenizerJson, mergePairs, TOKENIZER_JSON } from './tokenizer-json.js';
 import {
   configMismatchError,
   extraLayerMismatch,
@@ -451,54 +452,28 @@ function looksSpecial(token: string): boolean {
 export function ggufTokenizerFromTokenizerJson(
   json: unknown,
   vocabSize: number,
-  file = 'tokenizer.json',
+  file = TOKENIZER_JSON,
 ): Pick<GgufTokenizer, 'tokens' | 'tokenTypes' | 'merges'> {
-  if (!isRecord(json) || !isRecord(json['model']))
-    throw new ModelFileError(file, 'has no "model" object; is it a Hugging Face tokenizer.json?');
-  const model = json['model'];
-  if (model['type'] !== 'BPE')
-    throw new ModelFileError(
-      file,
-      `has a ${JSON.stringify(model['type'])} model; GGUF export supports byte-level BPE (Qwen2) tokenizers.`,
-    );
-  const vocab = model['vocab'];
-  if (!isRecord(vocab)) throw new ModelFileError(file, '"model.vocab" must map tokens to ids.');
+  const checked = checkTokenizerJson(json, file);
   const tokens: (string | undefined)[] = new Array(vocabSize).fill(undefined);
   const types: number[] = new Array(vocabSize).fill(TOKEN_TYPE.UNUSED);
-  const place = (token: string, id: unknown, type: number, where: string): void => {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0)
-      throw new ModelFileError(file, `${where} "${token}" has id ${JSON.stringify(id)}, not a token id.`);
+  // checkTokenizerJson has made sure that no id is given to two different strings
+  const place = (token: string, id: number, type: number, where: string): void => {
     if (id >= vocabSize) {
       throw new ModelFileError(
         file,
         `${where} "${token}" has id ${id}, beyond the model's ${vocabSize} embedding rows (config.json vocab_size).`,
       );
     }
-    const prev = tokens[id];
-    if (prev !== undefined && prev !== token)
-      throw new ModelFileError(file, `id ${id} is given to both "${prev}" and "${token}".`);
     tokens[id] = token;
     types[id] = type;
   };
-  for (const [token, id] of Object.entries(vocab)) place(token, id, TOKEN_TYPE.NORMAL, 'token');
-  const added = json['added_tokens'] ?? [];
-  if (!Array.isArray(added)) throw new ModelFileError(file, '"added_tokens" must be a list.');
-  for (const a of added) {
-    if (!isRecord(a) || typeof a['content'] !== 'string')
-      throw new ModelFileError(file, '"added_tokens" entries need "id" and "content".');
-    const content = a['content'];
-    const type = a['special'] === true || looksSpecial(content) ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
-    place(content, a['id'], type, 'added token');
+  for (const [token, id] of Object.entries(checked.model.vocab)) place(token, id, TOKEN_TYPE.NORMAL, 'token');
+  for (const a of checked.added_tokens) {
+    const type = a.special === true || looksSpecial(a.content) ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
+    place(a.content, a.id, type, 'added token');
   }
-  const rawMerges = model['merges'] ?? [];
-  if (!Array.isArray(rawMerges)) throw new ModelFileError(file, '"model.merges" must be a list.');
-  const merges = rawMerges.map((m, i) => {
-    // Older files store "a b", newer ones ["a", "b"].
-    if (typeof m === 'string') return m;
-    if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')
-      return `${m[0]} ${m[1]}`;
-    throw new ModelFileError(file, `merge #${i} is neither "a b" nor ["a", "b"].`);
-  });
+  const merges = mergePairs(checked.model).map(([a, b]) => `${a} ${b}`);
   return { tokens: tokens.map((t, i) => t ?? `[PAD${i}]`), tokenTypes: types, merges };
 }
 

@@ -82,9 +82,22 @@ export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): Token
   }
   if (!isObject(model.vocab)) throw new ModelFileError(file, 'model.vocab is missing or not an object.');
   if (!Array.isArray(model.merges)) throw new ModelFileError(file, 'model.merges is missing or not an array.');
+  // Each id names one string. A clash is a damaged or hand-edited file: our engine and llama.cpp would each
+  // pick one of the two strings for the id (and HF's Rust tokenizers renumber the added token), so the
+  // same text would give different ids, or decode to the other string, depending on who reads the file.
+  const tokenOfId = new Map<number, string>();
+  const clash = (id: number, first: string, second: string, where: string): ModelFileError =>
+    new ModelFileError(
+      file,
+      `id ${id} is given to both ${JSON.stringify(first)} and ${JSON.stringify(second)} (${where}); ` +
+        'give each token an id of its own.',
+    );
   for (const [token, id] of Object.entries(model.vocab)) {
     if (!Number.isInteger(id) || (id as number) < 0)
       throw new ModelFileError(file, `model.vocab[${JSON.stringify(token)}] is ${JSON.stringify(id)}, not a token id.`);
+    const other = tokenOfId.get(id as number);
+    if (other !== undefined) throw clash(id as number, other, token, 'model.vocab');
+    tokenOfId.set(id as number, token);
   }
   model.merges.forEach((m: unknown, i) => {
     const pair = Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === 'string');
@@ -94,9 +107,19 @@ export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): Token
   const added = value.added_tokens ?? [];
   if (!Array.isArray(added)) throw new ModelFileError(file, 'added_tokens is not an array.');
   for (const [i, token] of added.entries()) {
-    if (!isObject(token) || typeof token.content !== 'string' || !Number.isInteger(token.id)) {
-      throw new ModelFileError(file, `added_tokens[${i}] needs an integer "id" and a string "content".`);
+    if (
+      !isObject(token) ||
+      typeof token.content !== 'string' ||
+      !Number.isInteger(token.id) ||
+      (token.id as number) < 0
+    ) {
+      throw new ModelFileError(file, `added_tokens[${i}] needs a token id "id" and a string "content".`);
     }
+    const id = token.id as number;
+    // some files list vocabulary tokens (GPT-2's <|endoftext|>) again as added tokens, with the same id
+    const other = tokenOfId.get(id);
+    if (other !== undefined && other !== token.content) throw clash(id, other, token.content, `added_tokens[${i}]`);
+    tokenOfId.set(id, token.content);
   }
   return { ...value, added_tokens: added, model } as TokenizerJson;
 }

@@ -332,13 +332,19 @@ test('tokenizer.json conversion: both merge forms, added-token types, vocabulari
       e instanceof ModelFileError &&
       /^\/t\/tokenizer\.json: added token "<s>" has id 5, beyond the model's 5 embedding rows/.test(e.message),
   );
+  // the checks of tokenizer.json are the ones our Tokenizer makes when it loads the file
   assert.throws(
     () => ggufTokenizerFromTokenizerJson({ model: { type: 'Unigram', vocab: [] } }, 5),
-    /has a "Unigram" model/,
+    /tokenizer\.json: model\.type is "Unigram", but only byte-level "BPE"/,
   );
   assert.throws(
-    () => ggufTokenizerFromTokenizerJson({ model: { type: 'BPE', vocab: { a: 0, b: 0 } } }, 5),
-    /id 0 is given to both "a" and "b"/,
+    () => ggufTokenizerFromTokenizerJson({ model: { type: 'BPE', vocab: { a: 0, b: 0 }, merges: [] } }, 5),
+    /id 0 is given to both "a" and "b" \(model\.vocab\)/,
+  );
+  const clash = { ...json, added_tokens: [{ id: 1, content: '<|embed_token|>', special: true }] };
+  assert.throws(
+    () => ggufTokenizerFromTokenizerJson(clash, 8, '/t/tokenizer.json'),
+    /^ModelFileError: \/t\/tokenizer\.json: id 1 is given to both "b" and "<\|embed_token\|>" \(added_tokens\[0\]\)/,
   );
 });
 

@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile, copyFile } from 'node:fs/pro
 import os from 'node:os';
 import path from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
+import { ModelFileError } from '../../src/model/model-file-error.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import {
   qwen2_5TokenizerFiles,
@@ -11,6 +12,7 @@ import {
   readQwenReferenceFiles,
 } from '../helpers/qwen-reference-tokenizer.js';
 import { repoRoot } from '../helpers/repo.js';
+import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 import { variedStrings } from '../helpers/varied-strings.js';
 
 // One load of the real Qwen tokenizer (151,643 BPE tokens + Qwen3's 26 added tokens) for the read-only tests.
@@ -237,6 +239,45 @@ test('a folder with a missing or malformed tokenizer file fails with one message
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('an id given to two different strings is refused; a vocabulary token listed again as added is kept', () => {
+  const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 300 });
+  const amp = tokenizerJson.model.vocab['&']!;
+  const embedAt = (id: number): unknown => ({
+    ...tokenizerJson,
+    added_tokens: tokenizerJson.added_tokens.map((t) => (t.content === '<|embed_token|>' ? { ...t, id } : t)),
+  });
+  // the engine would take "&" in a text for <|embed_token|>: "a&b" decoded as "a<|embed_token|>b"
+  assert.throws(
+    () => Tokenizer.fromJSON(embedAt(amp), tokenizerConfig),
+    (e: unknown) =>
+      e instanceof ModelFileError &&
+      e.message ===
+        `tokenizer.json: id ${amp} is given to both "&" and "<|embed_token|>" (added_tokens[3]); ` +
+          'give each token an id of its own.',
+  );
+  const endoftext = tokenizerJson.added_tokens[0]!.id;
+  assert.throws(() => Tokenizer.fromJSON(embedAt(endoftext), tokenizerConfig), /both "<\|endoftext\|>" and "<\|embed/);
+  const twice = {
+    ...tokenizerJson,
+    model: { ...tokenizerJson.model, vocab: { ...tokenizerJson.model.vocab, '&&': amp } },
+  };
+  assert.throws(
+    () => Tokenizer.fromJSON(twice, tokenizerConfig),
+    /id \d+ is given to both "&" and "&&" \(model\.vocab\)/,
+  );
+  const negative = embedAt(-1);
+  assert.throws(() => Tokenizer.fromJSON(negative, tokenizerConfig), /added_tokens\[3\] needs a token id "id"/);
+
+  // GPT-2's tokenizer.json lists <|endoftext|> in model.vocab and again as an added token with the same id
+  const relisted = {
+    ...tokenizerJson,
+    added_tokens: [...tokenizerJson.added_tokens, { ...tokenizerJson.added_tokens[0]!, id: amp, content: '&' }],
+  };
+  const tok = Tokenizer.fromJSON(relisted, tokenizerConfig);
+  assert.equal(tok.decode(tok.encode('a&b')), 'a&b');
+  assert.equal(tok.tokenToId('&'), amp);
 });
 
 test('longestTokenChars bounds the text one token stands for, so a length alone can exceed n tokens', async () => {
