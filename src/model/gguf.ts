@@ -16,8 +16,9 @@ import { writeFileAtomically } from '../io/atomic-file.js';
 import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tensor/index.js';
 import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
+import { QWEN2_PRETOKENIZER_PATTERN } from './byte-level-bpe.js';
 import { readPeftLoraConfig } from './peft-config.js';
-import { checkTokenizerJson, mergePairs, TOKENIZER_JSON } from './tokenizer-json.js';
+import { checkTokenizerJson, mergePairs, TOKENIZER_JSON, type TokenizerJson } from './tokenizer-json.js';
 import {
   configMismatchError,
   extraLayerMismatch,
@@ -444,10 +445,46 @@ function looksSpecial(token: string): boolean {
   return (token.startsWith('<|') && token.endsWith('|>')) || token === '<pad>' || token === '<mask>';
 }
 
+const isByteLevel = (p: unknown): boolean =>
+  isRecord(p) && p['type'] === 'ByteLevel' && p['add_prefix_space'] === false && p['use_regex'] === false;
+
+const isQwen2Split = (p: unknown): boolean =>
+  isRecord(p) &&
+  p['type'] === 'Split' &&
+  isRecord(p['pattern']) &&
+  p['pattern']['Regex'] === QWEN2_PRETOKENIZER_PATTERN &&
+  p['behavior'] === 'Isolated' &&
+  p['invert'] === false;
+
+/** A field's value for a message, cut short: a pre-tokenizer holds a long regex. */
+function shortJson(value: unknown): string {
+  const text = JSON.stringify(value) ?? 'nothing';
+  return text.length > 160 ? `${text.slice(0, 160)}…` : text;
+}
+
+/**
+ * What in tokenizer.json makes llama.cpp's "qwen2" pre-tokenization differ from the file's own, or null. llama.cpp
+ * splits with Qwen2's pattern and maps bytes, and applies no normalizer: the file must do exactly that. NFC passes
+ * (Qwen2's own normalizer, which llama.cpp's converter exports as "qwen2" too): text already in NFC, as nearly
+ * all text is, tokenizes the same.
+ */
+function qwen2PreTokenizationMismatch(json: TokenizerJson): string | null {
+  const { normalizer, pre_tokenizer: pre } = json;
+  if (normalizer !== null && normalizer !== undefined && !(isRecord(normalizer) && normalizer['type'] === 'NFC'))
+    return `normalizer is ${shortJson(normalizer)}, which llama.cpp does not apply`;
+  const steps = isRecord(pre) && pre['type'] === 'Sequence' ? pre['pretokenizers'] : null;
+  const qwen2 = "not Qwen2's (a Split on Qwen2's pattern, then ByteLevel with add_prefix_space and use_regex false)";
+  if (!Array.isArray(steps) || steps.length !== 2) return `pre_tokenizer is ${shortJson(pre)}, ${qwen2}`;
+  // name the step that differs: the Split's pattern alone would fill a message
+  const wrong = [isQwen2Split(steps[0]), isByteLevel(steps[1])].indexOf(false);
+  return wrong < 0 ? null : `pre_tokenizer.pretokenizers[${wrong}] is ${shortJson(steps[wrong])}, ${qwen2}`;
+}
+
 /**
  * Tokens, token types and merges from a parsed Hugging Face tokenizer.json (byte-level BPE), padded to
  * `vocabSize` (the model's embedding rows) with `[PADn]` UNUSED entries as llama.cpp's converter does.
  * Vocabulary entries are NORMAL; added tokens CONTROL when special (or `<|...|>`), else USER_DEFINED.
+ * The file must pre-tokenize as Qwen2's, since the GGUF tells llama.cpp to ("qwen2").
  */
 export function ggufTokenizerFromTokenizerJson(
   json: unknown,
@@ -455,6 +492,12 @@ export function ggufTokenizerFromTokenizerJson(
   file = TOKENIZER_JSON,
 ): Pick<GgufTokenizer, 'tokens' | 'tokenTypes' | 'merges'> {
   const checked = checkTokenizerJson(json, file);
+  const unlikeQwen2 = qwen2PreTokenizationMismatch(checked);
+  if (unlikeQwen2 !== null) {
+    const llama = 'llama.cpp tokenizes as Qwen2 does (tokenizer.ggml.pre "qwen2") and would give other tokens';
+    throw new ModelFileError(file, `${unlikeQwen2}; ${llama}, so only Qwen2-style tokenizers can be exported to GGUF.`);
+  }
+
   const tokens: (string | undefined)[] = new Array(vocabSize).fill(undefined);
   const types: number[] = new Array(vocabSize).fill(TOKEN_TYPE.UNUSED);
   // checkTokenizerJson has made sure that no id is given to two different strings

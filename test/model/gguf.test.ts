@@ -21,13 +21,16 @@ import {
   GGML_TYPE,
   type GgufFileType,
 } from '../../src/model/gguf.js';
+import { bpeTokenizerFiles } from '../../src/model/byte-level-bpe.js';
 import { ModelFileError } from '../../src/model/model-file-error.js';
+import { Tokenizer } from '../../src/model/tokenizer.js';
 import { HalfArray, f16FromFloat32, float32FromF16, widenHalf } from '../../src/tensor/half-float.js';
 import type { TensorData } from '../../src/model/tensor-data.js';
 import { writeQwen2Config } from '../../src/model/qwen2-config.js';
 import { saveSafetensors, saveSafetensorsFolder } from '../../src/model/safetensors.js';
 import { tinyQwen2Fixture } from '../helpers/random-qwen2.js';
 import { SeededRandom } from '../helpers/seeded-random.js';
+import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
 
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gguf-'));
@@ -309,8 +312,54 @@ test('refuses checkpoints that do not match the config, naming the tensor', () =
   );
 });
 
+/** Qwen2's normalizer, pre-tokenizer and decoder, which the GGUF export needs of every tokenizer.json. */
+const { normalizer, pre_tokenizer, decoder } = bpeTokenizerFiles([]).tokenizerJson;
+const qwen2Shape = { normalizer, pre_tokenizer, decoder };
+
+test('a tokenizer.json that pre-tokenizes otherwise than llama.cpp\'s "qwen2" is not exported', () => {
+  const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 300 });
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
+  const split = (tokenizerJson.pre_tokenizer as { pretokenizers: unknown[] }).pretokenizers[0] as object;
+  const gpt2 = { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true };
+  // the GPT-2 pre-tokenizer really splits otherwise: our Tokenizer gives other ids than with Qwen2's
+  const text = 'cell 12345 heart';
+  const asGpt2 = Tokenizer.fromJSON({ ...tokenizerJson, pre_tokenizer: gpt2 }, tokenizerConfig);
+  assert.notDeepEqual(asGpt2.encode(text), Tokenizer.fromJSON(tokenizerJson, tokenizerConfig).encode(text));
+
+  const sequence = (...steps: unknown[]): Record<string, unknown> => ({
+    pre_tokenizer: { type: 'Sequence', pretokenizers: steps },
+  });
+  const refused: Array<[Record<string, unknown>, RegExp]> = [
+    [{ pre_tokenizer: gpt2 }, /pre_tokenizer is \{"type":"ByteLevel","add_prefix_space":true,/],
+    [sequence(split, { ...byteLevel, add_prefix_space: true }), /pretokenizers\[1\] is \{[^}]*"add_prefix_space":true/],
+    [
+      sequence(split, { ...byteLevel, use_regex: true }),
+      /pretokenizers\[1\] is \{[^}]*"use_regex":true\}, not Qwen2's/,
+    ],
+    [sequence({ ...split, pattern: { Regex: '\\w+' } }, byteLevel), /pretokenizers\[0\] is \{[^}]*"Regex":"\\\\w\+"/],
+    [sequence(split), /pre_tokenizer is \{"type":"Sequence"/],
+    [{ pre_tokenizer: null }, /pre_tokenizer is null, not Qwen2's/],
+    [{ normalizer: { type: 'Lowercase' } }, /normalizer is \{"type":"Lowercase"\}, which llama\.cpp does not apply/],
+  ];
+  for (const [change, why] of refused) {
+    assert.throws(
+      () => ggufTokenizerFromTokenizerJson({ ...tokenizerJson, ...change }, 300, '/m/tokenizer.json'),
+      (e: unknown) =>
+        e instanceof ModelFileError &&
+        e.message.startsWith('/m/tokenizer.json: ') &&
+        why.test(e.message) &&
+        e.message.endsWith('so only Qwen2-style tokenizers can be exported to GGUF.'),
+      JSON.stringify(change),
+    );
+  }
+  // Qwen2's own files (NFC), and the same without a normalizer, are exported
+  assert.equal(ggufTokenizerFromTokenizerJson(tokenizerJson, 300).tokens.length, 300);
+  assert.equal(ggufTokenizerFromTokenizerJson({ ...tokenizerJson, normalizer: null }, 300).tokens.length, 300);
+});
+
 test('tokenizer.json conversion: both merge forms, added-token types, vocabularies too big for the model', () => {
   const json = {
+    ...qwen2Shape,
     model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] },
     added_tokens: [
       { id: 3, content: '<|x|>', special: false },
