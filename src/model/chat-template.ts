@@ -45,7 +45,7 @@ export function chatTemplateSource(config: TokenizerConfig, name = 'default'): s
 export class ChatTemplate {
   private readonly template: Template;
 
-  /** `file` names the template's tokenizer_config.json in messages. */
+  /** `file` names the file the template was read from (tokenizer_config.json or chat_template.jinja) in messages. */
   constructor(
     readonly source: string,
     private readonly specialTokens: ChatTemplateSpecialTokens = {},

@@ -14,11 +14,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from '../io/atomic-file.js';
 import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tensor/index.js';
-import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 import { QWEN2_PRETOKENIZER_PATTERN } from './byte-level-bpe.js';
 import { readPeftLoraConfig } from './peft-config.js';
-import { checkTokenizerJson, mergePairs, TOKENIZER_JSON, type TokenizerJson } from './tokenizer-json.js';
+import { chatTemplateSource } from './chat-template.js';
+import {
+  checkTokenizerConfig,
+  checkTokenizerJson,
+  mergePairs,
+  readTokenizerFolder,
+  specialTokenContent,
+  TOKENIZER_CONFIG_JSON,
+  TOKENIZER_JSON,
+  type TokenizerJson,
+} from './tokenizer-json.js';
 import {
   configMismatchError,
   extraLayerMismatch,
@@ -432,7 +441,7 @@ export interface GgufTokenizer {
   bosTokenId?: number | null;
   eosTokenId?: number | null;
   padTokenId?: number | null;
-  /** Jinja chat template (from tokenizer_config.json). */
+  /** Jinja chat template (from chat_template.jinja or tokenizer_config.json). */
   chatTemplate?: string | null;
 }
 
@@ -533,22 +542,16 @@ export function ggufTokenizerFromFiles(
   config: Qwen2Config,
   files: { tokenizerJson?: string; tokenizerConfig?: string } = {},
 ): GgufTokenizer {
-  const jsonFile = files.tokenizerJson ?? 'tokenizer.json';
-  const configFile = files.tokenizerConfig ?? 'tokenizer_config.json';
+  const jsonFile = files.tokenizerJson ?? TOKENIZER_JSON;
+  const configFile = files.tokenizerConfig ?? TOKENIZER_CONFIG_JSON;
   const base = ggufTokenizerFromTokenizerJson(tokenizerJson, config.vocabSize, jsonFile);
-  const tc = isRecord(tokenizerConfig) ? tokenizerConfig : {};
+  const tc = checkTokenizerConfig(tokenizerConfig, configFile);
   const idOf = new Map<string, number>();
   base.tokens.forEach((t, i) => {
     if (base.tokenTypes[i] !== TOKEN_TYPE.UNUSED && !idOf.has(t)) idOf.set(t, i);
   });
   const special = (kind: 'bos' | 'eos' | 'pad', fallback: number | null): number | null => {
-    const field = tc[`${kind}_token`];
-    const content =
-      typeof field === 'string'
-        ? field
-        : isRecord(field) && typeof field['content'] === 'string'
-          ? field['content']
-          : null;
+    const content = specialTokenContent(tc[`${kind}_token`]);
     if (content === null) return fallback;
     const id = idOf.get(content);
     if (id === undefined)
@@ -556,13 +559,7 @@ export function ggufTokenizerFromFiles(
     return id;
   };
   const eosFromConfig = Array.isArray(config.eosTokenId) ? (config.eosTokenId[0] ?? null) : config.eosTokenId;
-  const raw = tc['chat_template'];
-  let chatTemplate: string | null = null;
-  if (typeof raw === 'string') chatTemplate = raw;
-  else if (Array.isArray(raw)) {
-    const def = raw.find((t) => isRecord(t) && t['name'] === 'default');
-    chatTemplate = isRecord(def) && typeof def['template'] === 'string' ? def['template'] : null;
-  }
+  const chatTemplate = chatTemplateSource(tc);
   return {
     ...base,
     bosTokenId: special('bos', config.bosTokenId),
@@ -860,9 +857,6 @@ export async function writeQwen2LoraGguf(file: string, opts: Qwen2LoraGgufOption
 // ---------------------------------------------------------------------------------------------
 // From Hugging Face folders
 
-const TOKENIZER_FILES_NEEDED =
-  'a model folder needs tokenizer.json and tokenizer_config.json (Hugging Face format) for a GGUF export';
-
 /**
  * Converts a Hugging Face Qwen2 folder (config.json, model.safetensors or shards, tokenizer.json,
  * tokenizer_config.json) into one GGUF file, like llama.cpp's convert_hf_to_gguf.py.
@@ -873,14 +867,12 @@ export async function exportQwen2GgufFromFolder(
   opts: { fileType?: GgufFileType; name?: string; extraMetadata?: GgufMetadata } = {},
 ): Promise<void> {
   const config = await readQwen2Config(path.join(modelDir, 'config.json'));
-  const tokJsonFile = path.join(modelDir, 'tokenizer.json');
-  const tokConfigFile = path.join(modelDir, 'tokenizer_config.json');
-  const tokenizer = ggufTokenizerFromFiles(
-    await readModelJson(tokJsonFile, TOKENIZER_FILES_NEEDED),
-    await readModelJson(tokConfigFile, TOKENIZER_FILES_NEEDED),
-    config,
-    { tokenizerJson: tokJsonFile, tokenizerConfig: tokConfigFile },
-  );
+  // the folder as our Tokenizer reads it: chat_template.jinja, where there is one, holds the chat template
+  const tok = await readTokenizerFolder(modelDir);
+  const tokenizer = ggufTokenizerFromFiles(tok.tokenizerJson, tok.tokenizerConfig, config, {
+    tokenizerJson: tok.files.json,
+    tokenizerConfig: tok.files.config,
+  });
   // matrices stay in their stored 16 bits until written: a bf16 checkpoint is held once, at its own size
   const tensors = new Map<string, TensorView>();
   const matrices = (_name: string, shape: readonly number[]): boolean => shape.length === 2;
@@ -890,7 +882,7 @@ export async function exportQwen2GgufFromFolder(
   }
   const single = path.join(modelDir, SINGLE_FILE_NAME);
   const weights = existsSync(single) ? single : path.join(modelDir, INDEX_FILE_NAME);
-  const files = { config: path.join(modelDir, 'config.json'), weights, tokenizer: tokJsonFile };
+  const files = { config: path.join(modelDir, 'config.json'), weights, tokenizer: tok.files.json };
   const name = opts.name ?? path.basename(path.resolve(modelDir));
   const { fileType, extraMetadata } = opts;
   await writeQwen2Gguf(outFile, { config, tensors, tokenizer, fileType, name, files, extraMetadata });

@@ -1,3 +1,5 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
 import { ModelFileError } from './model-file-error.js';
 
 /**
@@ -55,6 +57,8 @@ export interface TokenizerConfig {
 
 export const TOKENIZER_JSON = 'tokenizer.json';
 export const TOKENIZER_CONFIG_JSON = 'tokenizer_config.json';
+/** Where transformers (4.43 on) saves a tokenizer's chat template, instead of tokenizer_config.json. */
+export const CHAT_TEMPLATE_JINJA = 'chat_template.jinja';
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -153,4 +157,61 @@ export function mergePairs(model: BpeModelJson): Array<[string, string]> {
       throw new ModelFileError(TOKENIZER_JSON, `model.merges[${i}] ${JSON.stringify(merge)} is not "left right".`);
     return [merge.slice(0, space), merge.slice(space + 1)];
   });
+}
+
+/** The files of a tokenizer folder, as messages name them; `chatTemplate` is null when the folder has no such file. */
+export interface TokenizerFolderFiles {
+  json: string;
+  config: string;
+  chatTemplate: string | null;
+}
+
+/**
+ * Reads and checks a tokenizer folder: tokenizer.json, tokenizer_config.json and, when there is one,
+ * chat_template.jinja. The returned config holds the chat template that applies: as in transformers'
+ * from_pretrained, a chat_template.jinja replaces any chat_template of tokenizer_config.json.
+ */
+export async function readTokenizerFolder(
+  dir: string,
+): Promise<{ tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig; files: TokenizerFolderFiles }> {
+  const json = path.join(dir, TOKENIZER_JSON);
+  const config = path.join(dir, TOKENIZER_CONFIG_JSON);
+  const jinja = path.join(dir, CHAT_TEMPLATE_JINJA);
+  const tokenizerJson = checkTokenizerJson(await readJsonFile(json), json);
+  const tokenizerConfig = checkTokenizerConfig(await readJsonFile(config), config);
+  const template = await readOptionalText(jinja);
+  if (template === null) return { tokenizerJson, tokenizerConfig, files: { json, config, chatTemplate: null } };
+  const withTemplate = { ...tokenizerConfig, chat_template: template };
+  return { tokenizerJson, tokenizerConfig: withTemplate, files: { json, config, chatTemplate: jinja } };
+}
+
+async function readJsonFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new ModelFileError(
+        file,
+        'is missing; a tokenizer folder needs tokenizer.json and tokenizer_config.json (Hugging Face format).',
+      );
+    }
+    throw new ModelFileError(file, `cannot be read (${(err as Error).message}).`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
+  }
+}
+
+/** The text of a file, or null when there is no such file. */
+async function readOptionalText(file: string): Promise<string | null> {
+  try {
+    return await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new ModelFileError(file, `cannot be read (${(err as Error).message}).`);
+  }
 }

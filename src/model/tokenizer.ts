@@ -5,14 +5,17 @@ import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { ChatTemplate, chatTemplateSource, type ChatMessage, type RenderChatOptions } from './chat-template.js';
 import { ModelFileError } from './model-file-error.js';
 import {
+  CHAT_TEMPLATE_JINJA,
   checkTokenizerConfig,
   checkTokenizerJson,
   mergePairs,
+  readTokenizerFolder,
   specialTokenContent,
   TOKENIZER_CONFIG_JSON,
   TOKENIZER_JSON,
   type AddedTokenJson,
   type TokenizerConfig,
+  type TokenizerFolderFiles,
   type TokenizerJson,
 } from './tokenizer-json.js';
 
@@ -36,25 +39,20 @@ export interface AddedSpecialTokens {
   added: number;
 }
 
+/** A tokenizer built from objects, not read from a folder: messages name its files by their usual names. */
+const BARE_NAMES: TokenizerFolderFiles = { json: TOKENIZER_JSON, config: TOKENIZER_CONFIG_JSON, chatTemplate: null };
+
 /**
- * A Hugging Face byte-level BPE tokenizer (the Qwen2 family) read from `tokenizer.json` and
- * `tokenizer_config.json`. The engine is @huggingface/tokenizers, which we checked against the Rust
- * `tokenizers` crate on Qwen2's pre-tokenizer (its JS translation of the Oniguruma regex matches where
- * a plain JS RegExp does not, e.g. on U+FEFF). This class adds what the rest of the project needs on
- * top: loading with clear errors, special-token ids from the config, adding special tokens, saving,
- * and the chat template.
+ * A Hugging Face byte-level BPE tokenizer (the Qwen2 family) read from `tokenizer.json`,
+ * `tokenizer_config.json` and, where there is one, `chat_template.jinja`. The engine is
+ * @huggingface/tokenizers, which we checked against the Rust `tokenizers` crate on Qwen2's pre-tokenizer
+ * (its JS translation of the Oniguruma regex matches where a plain JS RegExp does not, e.g. on U+FEFF).
+ * This class adds what the rest of the project needs on top: loading with clear errors, special-token ids
+ * from the config, adding special tokens, saving, and the chat template.
  *
  * `fromJSON` takes the two objects as they are and never mutates them: changes (added tokens) make
  * new top-level objects, so the caller's copies stay valid.
  */
-/** The two files of a tokenizer, as messages name them. */
-interface TokenizerFiles {
-  json: string;
-  config: string;
-}
-
-const BARE_NAMES: TokenizerFiles = { json: TOKENIZER_JSON, config: TOKENIZER_CONFIG_JSON };
-
 export class Tokenizer {
   private engine: HfTokenizer;
   private json: TokenizerJson;
@@ -67,7 +65,7 @@ export class Tokenizer {
   private constructor(
     json: TokenizerJson,
     config: TokenizerConfig,
-    private readonly files: TokenizerFiles = BARE_NAMES,
+    private readonly files: TokenizerFolderFiles = BARE_NAMES,
   ) {
     this.json = json;
     this.config = config;
@@ -78,13 +76,10 @@ export class Tokenizer {
     for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const) this.configTokenId(key);
   }
 
-  /** Loads `tokenizer.json` and `tokenizer_config.json` from a model folder. */
+  /** Loads `tokenizer.json`, `tokenizer_config.json` and `chat_template.jinja` (if any) from a model folder. */
   static async fromFolder(dir: string): Promise<Tokenizer> {
-    const jsonPath = path.join(dir, TOKENIZER_JSON);
-    const configPath = path.join(dir, TOKENIZER_CONFIG_JSON);
-    const json = checkTokenizerJson(await readJsonFile(jsonPath), jsonPath);
-    const config = checkTokenizerConfig(await readJsonFile(configPath), configPath);
-    return new Tokenizer(json, config, { json: jsonPath, config: configPath });
+    const { tokenizerJson, tokenizerConfig, files } = await readTokenizerFolder(dir);
+    return new Tokenizer(tokenizerJson, tokenizerConfig, files);
   }
 
   /** Builds a tokenizer from the parsed contents of the two files. */
@@ -277,16 +272,26 @@ export class Tokenizer {
 
   /**
    * Writes tokenizer.json and tokenizer_config.json into `dir` (created if needed), each through a temp file and
-   * rename.
+   * rename. A chat template read from chat_template.jinja is written back there, as transformers saves it.
    */
   async save(dir: string): Promise<void> {
     await fsp.mkdir(dir, { recursive: true });
     // tokenizer.json is large (11 MB for Qwen); written compact. The config is small and meant to be read.
     await writeTextFileAtomically(path.join(dir, TOKENIZER_JSON), JSON.stringify(this.json));
-    await writeTextFileAtomically(path.join(dir, TOKENIZER_CONFIG_JSON), JSON.stringify(this.config, null, 2) + '\n');
+    const jinja = path.join(dir, CHAT_TEMPLATE_JINJA);
+    const { chat_template: template, ...rest } = this.config;
+    const fromJinja = this.files.chatTemplate !== null && typeof template === 'string';
+    const config = fromJinja ? rest : this.config;
+    await writeTextFileAtomically(path.join(dir, TOKENIZER_CONFIG_JSON), JSON.stringify(config, null, 2) + '\n');
+    if (fromJinja) await writeTextFileAtomically(jinja, template);
+    // a chat_template.jinja left there would replace the config's template when the folder is loaded again
+    else await fsp.rm(jinja, { force: true });
   }
 
-  /** The config's chat template (the default one when it has several); null when it has none. */
+  /**
+   * The chat template: chat_template.jinja's when the folder has one, else the config's (its default one when it has
+   * several); null when there is none.
+   */
   get chatTemplateSource(): string | null {
     return chatTemplateSource(this.config);
   }
@@ -299,7 +304,8 @@ export class Tokenizer {
     if (this.template === null) {
       const source = chatTemplateSource(this.config);
       if (source === null) {
-        const why = "has no chat_template; add the model's chat template to render conversations.";
+        const jinja = `there is no ${CHAT_TEMPLATE_JINJA} beside it`;
+        const why = `has no chat_template, and ${jinja}; add the model's chat template to render conversations.`;
         throw new ModelFileError(this.files.config, why);
       }
       this.template = new ChatTemplate(
@@ -310,7 +316,7 @@ export class Tokenizer {
           pad_token: specialTokenContent(this.config.pad_token),
           unk_token: specialTokenContent(this.config.unk_token),
         },
-        this.files.config,
+        this.files.chatTemplate ?? this.files.config,
       );
     }
     return this.template.render(messages, options);
@@ -344,25 +350,4 @@ function sortById<T>(byId: Record<string, T>): Record<string, T> {
   const sorted: Record<string, T> = {};
   for (const key of Object.keys(byId).sort((a, b) => Number(a) - Number(b))) sorted[key] = byId[key] as T;
   return sorted;
-}
-
-async function readJsonFile(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      throw new ModelFileError(
-        file,
-        'is missing; a tokenizer folder needs tokenizer.json and tokenizer_config.json (Hugging Face format).',
-      );
-    }
-    throw new ModelFileError(file, `cannot be read (${(err as Error).message}).`);
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
-  }
 }

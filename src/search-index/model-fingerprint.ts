@@ -12,7 +12,8 @@ import { ModelFileError } from '../model/model-file-error.js';
 const WHOLE_LIMIT = 64 * 1024 * 1024;
 const EDGE = 16 * 1024 * 1024;
 const IDENTITY_FILES = new RegExp(
-  '^(config\\.json|tokenizer\\.json|tokenizer_config\\.json|special_tokens_map\\.json|added_tokens\\.json|' +
+  '^(config\\.json|tokenizer\\.json|tokenizer_config\\.json|chat_template\\.jinja|special_tokens_map\\.json|' +
+    'added_tokens\\.json|' +
     '.*\\.safetensors(\\.index\\.json)?)$',
 );
 

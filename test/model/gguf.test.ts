@@ -485,6 +485,26 @@ test(
   },
 );
 
+test('a chat_template.jinja beside tokenizer_config.json is the chat template the GGUF carries', async () => {
+  await withTempDir(async (dir) => {
+    const fx = tinyQwen2Fixture(4);
+    await saveSafetensorsFolder(dir, fx.tensors);
+    await writeQwen2Config(path.join(dir, 'config.json'), fx.config);
+    const { chat_template: _, ...configWithout } = fx.tokenizerConfig;
+    await fsp.writeFile(path.join(dir, 'tokenizer.json'), JSON.stringify(fx.tokenizerJson));
+    await fsp.writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify(configWithout));
+    await fsp.writeFile(path.join(dir, 'chat_template.jinja'), fx.chatTemplate);
+    const out = path.join(dir, 'model.gguf');
+    await exportQwen2GgufFromFolder(dir, out);
+    assert.equal((await parse(out)).meta['tokenizer.chat_template']?.value, fx.chatTemplate);
+    // as in transformers, the file's template wins over one in the config
+    await fsp.writeFile(path.join(dir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizerConfig));
+    await fsp.writeFile(path.join(dir, 'chat_template.jinja'), '{{ messages[0].content }}');
+    await exportQwen2GgufFromFolder(dir, out);
+    assert.equal((await parse(out)).meta['tokenizer.chat_template']?.value, '{{ messages[0].content }}');
+  });
+});
+
 test(
   'exporting from Hugging Face folders (sharded model, ' + 'PEFT adapter) gives the same bytes as the direct writers',
   async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { TokenizerLoader } from '@lenml/tokenizers';
@@ -236,6 +236,61 @@ test('a folder with a missing or malformed tokenizer file fails with one message
     await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: model\.merges\[1\] 7 is not "left right"/);
     await writeFile(path.join(dir, 'tokenizer.json'), bpe({ a: 0, b: -3 }, []));
     await assert.rejects(Tokenizer.fromFolder(dir), /tokenizer\.json: model\.vocab\["b"\] is -3, not a token id/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('chat_template.jinja holds the chat template when there is one, and is written back by save', async () => {
+  const dir = await tempDir();
+  try {
+    const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 300 });
+    const { chat_template: template, ...withoutTemplate } = tokenizerConfig;
+    assert.equal(typeof template, 'string');
+    const write = async (folder: string, config: object, jinja: string | null): Promise<void> => {
+      await mkdir(folder, { recursive: true });
+      await writeFile(path.join(folder, 'tokenizer.json'), JSON.stringify(tokenizerJson));
+      await writeFile(path.join(folder, 'tokenizer_config.json'), JSON.stringify(config));
+      if (jinja !== null) await writeFile(path.join(folder, 'chat_template.jinja'), jinja);
+    };
+    const chat = [{ role: 'user', content: 'protein cell' }];
+    const rendered = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig).renderChat(chat);
+
+    // transformers 4.43 on saves the template so: the config has none
+    const saved = path.join(dir, 'saved');
+    await write(saved, withoutTemplate, template as string);
+    const tok = await Tokenizer.fromFolder(saved);
+    assert.equal(tok.chatTemplateSource, template);
+    assert.equal(tok.renderChat(chat), rendered);
+
+    // save keeps it there, so the folder loads again with the same template
+    const copy = path.join(dir, 'copy');
+    await tok.save(copy);
+    assert.equal(await readFile(path.join(copy, 'chat_template.jinja'), 'utf8'), template);
+    const copiedConfig = JSON.parse(await readFile(path.join(copy, 'tokenizer_config.json'), 'utf8'));
+    assert.equal(copiedConfig.chat_template, undefined);
+    assert.equal((await Tokenizer.fromFolder(copy)).renderChat(chat), rendered);
+
+    // with a template in both, the file's wins, as in transformers' from_pretrained
+    const both = path.join(dir, 'both');
+    await write(both, tokenizerConfig, 'file: {{ messages[0].content }}');
+    assert.equal((await Tokenizer.fromFolder(both)).renderChat(chat), 'file: protein cell');
+
+    // a tokenizer whose template is in its config, saved over that folder, leaves no file to override it
+    await Tokenizer.fromJSON(tokenizerJson, tokenizerConfig).save(both);
+    assert.deepEqual((await readdir(both)).sort(), ['tokenizer.json', 'tokenizer_config.json']);
+    assert.equal((await Tokenizer.fromFolder(both)).renderChat(chat), rendered);
+
+    const none = path.join(dir, 'none');
+    await write(none, withoutTemplate, null);
+    await assert.rejects(
+      Tokenizer.fromFolder(none).then((t) => t.renderChat(chat)),
+      (e: unknown) =>
+        e instanceof ModelFileError &&
+        e.message ===
+          `${path.join(none, 'tokenizer_config.json')}: has no chat_template, and there is no chat_template.jinja ` +
+            "beside it; add the model's chat template to render conversations.",
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
