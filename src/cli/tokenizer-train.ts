@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
 import { checkOutputFolder } from './output-path.js';
-import { trainBpeTokenizer } from '../model/bpe-trainer.js';
+import { skippedLinesText, trainBpeTokenizer } from '../model/bpe-trainer.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { Tokenizer } from '../model/tokenizer.js';
 
@@ -15,7 +15,8 @@ usage: search-r3 tokenizer train --input <file|dir> [--input ...] [more files ..
 
 Reads the inputs (files named are always read; in folders, recursively and in sorted order, only
 .jsonl and .txt files): .jsonl files as one document per line
-("title" and "text"), any other file as plain UTF-8 text. Text is NFC-normalised and split with
+("title" and "text"; lines with neither are skipped and counted), any other file as plain
+UTF-8 text (a file that is not UTF-8, such as a .gz, is refused). Text is NFC-normalised and split with
 Qwen2's pre-tokenizer; merges are learned by pair frequency (ties: the smaller pair of token strings),
 so the same text always gives the same tokenizer. The vocabulary is the 256 byte tokens, the merges,
 then <|endoftext|>, <|im_start|>, <|im_end|>, <|embed_token|> as special tokens (N counts them all).
@@ -97,6 +98,7 @@ export const tokenizerCommand: Command = {
         `${(r.summary.bytes / 1e6).toFixed(1)} MB, ${r.summary.distinctWords} distinct words; ` +
         `counting ${r.summary.countSeconds.toFixed(1)} s, merges ${r.summary.mergeSeconds.toFixed(1)} s; ` +
         `wrote ${values.out} (tokenizer.json ${(size / 1e6).toFixed(2)} MB)` +
+        (r.summary.skippedLines > 0 ? `; ${skippedLinesText(r.summary.skippedLines)}` : '') +
         (r.summary.stoppedEarly ? `; stopped early: ${r.summary.stoppedEarly}` : ''),
     );
     return 0;

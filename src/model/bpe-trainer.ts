@@ -14,6 +14,7 @@
 import { createReadStream, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
 import { bpeTokenizerFiles, byteLevelAlphabet, TINY_SPECIAL_TOKENS } from './byte-level-bpe.js';
 
 export { bpeTokenizerFiles };
@@ -345,23 +346,118 @@ export function jsonlDocumentText(line: string, file: string, lineNumber: number
   return [title, text].filter((x): x is string => typeof x === 'string' && x !== '').join('\n');
 }
 
+/** Bytes of a multi-byte UTF-8 character after its first (10xxxxxx). */
+const isContinuation = (byte: number): boolean => (byte & 0xc0) === 0x80;
+
+/**
+ * Where the character being decoded at `end` began: the offset of its first byte when `bytes[0, end)` stops inside
+ * one, else `end`. For bytes that decode as far as `end`.
+ */
+function characterStart(bytes: Uint8Array, end: number): number {
+  for (let i = end - 1; i >= 0 && i >= end - 3; i--) {
+    const b = bytes[i]!;
+    if (isContinuation(b)) continue;
+    const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return i + length > end ? i : end;
+  }
+  return end;
+}
+
+function countNewlines(bytes: Uint8Array, end = bytes.length): number {
+  let n = 0;
+  for (let i = bytes.indexOf(0x0a); i >= 0 && i < end; i = bytes.indexOf(0x0a, i + 1)) n++;
+  return n;
+}
+
+/**
+ * The text of a file decoded as strict UTF-8, a piece at a time (any size). A file that is not UTF-8 text (a
+ * gzip file, Latin-1, UTF-16) is an InputFileError naming the byte offset and line of the first bad character:
+ * decoded leniently, its bytes would become U+FFFD and odd characters, and the tokenizer would learn them.
+ */
+export async function* readUtf8Text(file: string): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let offset = 0; // bytes before this chunk
+  let newlines = 0; // line breaks before this chunk
+  let tail = new Uint8Array(0); // the previous chunk's last bytes: a character may continue in this chunk
+  const notUtf8 = (at: number, line: number): InputFileError =>
+    new InputFileError(
+      `${file}: is not UTF-8 text (invalid UTF-8 at byte offset ${at}, line ${line}); ` +
+        'give plain text or .jsonl files in UTF-8 (decompress or convert this one first)',
+    );
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    let text: string;
+    try {
+      text = decoder.decode(chunk, { stream: true });
+    } catch {
+      // Find the byte again with a fresh decoder, from the first character that may be unfinished. Leading
+      // continuation bytes of the tail end characters that began before it, which decoded already.
+      let start = 0;
+      while (start < tail.length && isContinuation(tail[start]!)) start++;
+      const carried = tail.length - start;
+      const bytes = Buffer.concat([tail.subarray(start), chunk]);
+      const decodes = (n: number): boolean => {
+        try {
+          new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, n), { stream: true });
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      // bytes[0, good) decodes and bytes[0, bad) does not: halve the gap down to the byte that fails
+      let good = carried,
+        bad = bytes.length;
+      while (bad - good > 1) {
+        const mid = (good + bad) >>> 1;
+        if (decodes(mid)) good = mid;
+        else bad = mid;
+      }
+      // the bad character may have begun in the previous chunk (no line break among its bytes)
+      const inChunk = characterStart(bytes, good) - carried;
+      throw notUtf8(offset + inChunk, newlines + countNewlines(chunk, Math.max(0, inChunk)) + 1);
+    }
+    offset += chunk.length;
+    newlines += countNewlines(chunk);
+    tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - 3)));
+    if (text !== '') yield text;
+  }
+  try {
+    decoder.decode();
+  } catch {
+    // the file ends inside a character
+    throw notUtf8(offset - tail.length + characterStart(tail, tail.length), newlines + 1);
+  }
+}
+
+/** What reading one file gave the counter. */
+export interface CountedFile {
+  /** .jsonl lines with no text to learn from (no non-empty string "title" or "text"), skipped. */
+  skippedLines: number;
+}
+
 /**
  * Streams a file into the counter. `.jsonl` files hold one document per line: its "title" and "text"
- * (joined by a newline) are the text. Other files are plain text, read line by line and pre-tokenized
- * in chunks of whole lines (a run of blank lines across a chunk boundary is split there: a negligible
- * difference in the counts).
+ * (joined by a newline) are the text; a .jsonl file none of whose lines has either is an InputFileError.
+ * Other files are plain text, read line by line and pre-tokenized in chunks of whole lines (a run of blank
+ * lines across a chunk boundary is split there: a negligible difference in the counts). Text must be UTF-8.
  */
-export async function countFile(file: string, counter: WordCounter): Promise<void> {
+export async function countFile(file: string, counter: WordCounter): Promise<CountedFile> {
   const jsonl = file.endsWith('.jsonl');
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  const lines = createInterface({ input: Readable.from(readUtf8Text(file)), crlfDelay: Infinity });
   let chunk = '';
   let n = 0;
+  let documents = 0;
+  let skippedLines = 0;
   for await (const line of lines) {
     n++;
     if (jsonl) {
       if (line.trim() === '') continue;
       const text = jsonlDocumentText(line, file, n);
-      if (text !== '') counter.add(text);
+      if (text === '') {
+        skippedLines++;
+        continue;
+      }
+      counter.add(text);
+      documents++;
     } else {
       chunk += line + '\n';
       if (chunk.length >= 1 << 16) {
@@ -371,10 +467,19 @@ export async function countFile(file: string, counter: WordCounter): Promise<voi
     }
   }
   if (chunk !== '') counter.add(chunk);
+  if (documents === 0 && skippedLines > 0) {
+    throw new InputFileError(
+      `${file}: none of its ${skippedLines} lines has a non-empty string "title" or "text"; ` +
+        'each line of a .jsonl document file is {"title", "text"}',
+    );
+  }
+  return { skippedLines };
 }
 
 export interface TrainTokenizerSummary {
   files: string[];
+  /** .jsonl lines skipped for having no text (no non-empty string "title" or "text"). */
+  skippedLines: number;
   /** UTF-8 bytes of text counted (after NFC). */
   bytes: number;
   distinctWords: number;
@@ -397,10 +502,13 @@ export async function trainBpeTokenizer(
   const specials = options.specialTokens ?? TINY_SPECIAL_TOKENS;
   const counter = new WordCounter(specials);
   const t0 = performance.now();
+  let skippedLines = 0;
   for (const f of files) {
-    await countFile(f, counter);
+    const counted = await countFile(f, counter);
+    skippedLines += counted.skippedLines;
+    const skipped = counted.skippedLines > 0 ? `; ${skippedLinesText(counted.skippedLines)}` : '';
     options.onStage?.(
-      `counted ${f}: ${(counter.bytes / 1e6).toFixed(1)} MB, ${counter.counts.size} distinct words so far`,
+      `counted ${f}: ${(counter.bytes / 1e6).toFixed(1)} MB, ${counter.counts.size} distinct words so far${skipped}`,
     );
   }
   if (counter.bytes === 0) {
@@ -420,6 +528,7 @@ export async function trainBpeTokenizer(
     ...files2,
     summary: {
       files,
+      skippedLines,
       bytes: counter.bytes,
       distinctWords: counter.counts.size,
       merges: result.merges.length,
@@ -429,4 +538,9 @@ export async function trainBpeTokenizer(
       mergeSeconds: (t2 - t1) / 1000,
     },
   };
+}
+
+/** How many .jsonl lines were skipped, and why, for messages. */
+export function skippedLinesText(n: number): string {
+  return `skipped ${n} .jsonl line${n === 1 ? '' : 's'} with no non-empty string "title" or "text"`;
 }

@@ -10,10 +10,14 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { gzipSync } from 'node:zlib';
 import {
   bpeTokenizerFiles,
+  InputFileError,
   learnMerges,
   preTokenize,
+  readUtf8Text,
+  skippedLinesText,
   trainBpeTokenizer,
   WordCounter,
 } from '../../src/model/bpe-trainer.js';
@@ -221,3 +225,76 @@ test(
     }
   },
 );
+
+test('input that is not UTF-8 text is refused, naming the offset and line of the first bad character', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bpe-utf8-'));
+  try {
+    const write = async (name: string, bytes: Uint8Array): Promise<string> => {
+      const file = path.join(dir, name);
+      await fsp.writeFile(file, bytes);
+      return file;
+    };
+    const refusal = (file: string, offset: number, line: number) => (e: unknown) =>
+      e instanceof InputFileError &&
+      e.message ===
+        `${file}: is not UTF-8 text (invalid UTF-8 at byte offset ${offset}, line ${line}); ` +
+          'give plain text or .jsonl files in UTF-8 (decompress or convert this one first)';
+
+    // a gzip file's second byte (0x8b) cannot start a character: before, its bytes were learned as text
+    const gz = await write('corpus.txt.gz', gzipSync('protein cell heart\n'.repeat(50)));
+    await assert.rejects(trainBpeTokenizer([gz], { vocabSize: 300 }), refusal(gz, 1, 1));
+
+    // valid characters across the 64 KiB reads decode as one text; a bad byte far in is found exactly
+    const lineText = 'é€𝄞 protein cell\n'; // 2-, 3- and 4-byte characters
+    const lineBytes = Buffer.byteLength(lineText);
+    const lines = Math.ceil(200_000 / lineBytes);
+    const good = Buffer.from(lineText.repeat(lines));
+    const valid = await write('valid.txt', good);
+    let decoded = '';
+    for await (const piece of readUtf8Text(valid)) decoded += piece;
+    assert.equal(decoded, lineText.repeat(lines));
+    const latin1 = Buffer.concat([good, Buffer.from('caf\xe9\n', 'latin1')]);
+    const late = await write('late.txt', latin1);
+    await assert.rejects(trainBpeTokenizer([late], { vocabSize: 300 }), refusal(late, good.length + 3, lines + 1));
+
+    // a character begun at the end of one 64 KiB read and broken in the next
+    const cut = Buffer.concat([Buffer.alloc(65535, 0x61), Buffer.from([0xc3, 0x41])]);
+    const split = await write('split.txt', cut);
+    await assert.rejects(trainBpeTokenizer([split], { vocabSize: 300 }), refusal(split, 65535, 1));
+    // and a file that ends inside a character: the offset of its first byte
+    const truncated = await write('truncated.txt', Buffer.concat([Buffer.from('ab\ncd'), Buffer.from([0xe2, 0x82])]));
+    await assert.rejects(trainBpeTokenizer([truncated], { vocabSize: 300 }), refusal(truncated, 5, 2));
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('.jsonl lines with no "title" or "text" are counted as skipped; a file of only those is refused', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bpe-jsonl-'));
+  try {
+    const some = path.join(dir, 'some.jsonl');
+    const docs = ['{"title":"a","text":"protein cell"}', '{"text":5}', '{"body":"x"}', '', '{"text":"cancer cell"}'];
+    await fsp.writeFile(some, docs.join('\n') + '\n{"title":"","text":""}\n');
+    const stages: string[] = [];
+    const r = await trainBpeTokenizer([some], { vocabSize: 300, onStage: (m) => stages.push(m) });
+    assert.equal(r.summary.skippedLines, 3);
+    assert.ok(
+      stages.some((m) => m.startsWith(`counted ${some}`) && m.endsWith(skippedLinesText(3))),
+      stages.join('\n'),
+    );
+    assert.equal(skippedLinesText(3), 'skipped 3 .jsonl lines with no non-empty string "title" or "text"');
+
+    const none = path.join(dir, 'none.jsonl');
+    await fsp.writeFile(none, '{"body":"x"}\n{"text":5}\n');
+    await assert.rejects(
+      trainBpeTokenizer([some, none], { vocabSize: 300 }),
+      (e: unknown) =>
+        e instanceof InputFileError &&
+        e.message ===
+          `${none}: none of its 2 lines has a non-empty string "title" or "text"; ` +
+            'each line of a .jsonl document file is {"title", "text"}',
+    );
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
