@@ -6,7 +6,7 @@
  * residual -> RMSNorm -> SwiGLU MLP (gate, up, down; no biases) -> residual; final RMSNorm; LM head,
  * which is the embedding matrix itself when `tie_word_embeddings` is true.
  */
-import { promises as fsp } from 'node:fs';
+import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 
@@ -264,22 +264,7 @@ export function qwen2ConfigToJSON(config: Qwen2Config): Record<string, unknown> 
 
 /** Reads and validates `file` (a config.json). */
 export async function readQwen2Config(file: string): Promise<Qwen2Config> {
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (err) {
-    throw new ModelFileError(
-      file,
-      `cannot read the model config (${(err as NodeJS.ErrnoException).code ?? String(err)}).`,
-    );
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
-  }
-  return parseQwen2Config(json, file);
+  return parseQwen2Config(await readModelJson(file, 'a model folder needs config.json'), file);
 }
 
 /** Writes `config` to `file` (temp file + rename), formatted as transformers writes it. */

@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 
 /**
@@ -59,6 +60,8 @@ export const TOKENIZER_JSON = 'tokenizer.json';
 export const TOKENIZER_CONFIG_JSON = 'tokenizer_config.json';
 /** Where transformers (4.43 on) saves a tokenizer's chat template, instead of tokenizer_config.json. */
 export const CHAT_TEMPLATE_JINJA = 'chat_template.jinja';
+
+const TOKENIZER_FILES = 'a tokenizer folder needs tokenizer.json and tokenizer_config.json (Hugging Face format)';
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -177,33 +180,12 @@ export async function readTokenizerFolder(
   const json = path.join(dir, TOKENIZER_JSON);
   const config = path.join(dir, TOKENIZER_CONFIG_JSON);
   const jinja = path.join(dir, CHAT_TEMPLATE_JINJA);
-  const tokenizerJson = checkTokenizerJson(await readJsonFile(json), json);
-  const tokenizerConfig = checkTokenizerConfig(await readJsonFile(config), config);
+  const tokenizerJson = checkTokenizerJson(await readModelJson(json, TOKENIZER_FILES), json);
+  const tokenizerConfig = checkTokenizerConfig(await readModelJson(config, TOKENIZER_FILES), config);
   const template = await readOptionalText(jinja);
   if (template === null) return { tokenizerJson, tokenizerConfig, files: { json, config, chatTemplate: null } };
   const withTemplate = { ...tokenizerConfig, chat_template: template };
   return { tokenizerJson, tokenizerConfig: withTemplate, files: { json, config, chatTemplate: jinja } };
-}
-
-async function readJsonFile(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      throw new ModelFileError(
-        file,
-        'is missing; a tokenizer folder needs tokenizer.json and tokenizer_config.json (Hugging Face format).',
-      );
-    }
-    throw new ModelFileError(file, `cannot be read (${(err as Error).message}).`);
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
-  }
 }
 
 /** The text of a file, or null when there is no such file. */

@@ -596,7 +596,7 @@ test(
       );
       await assert.rejects(
         exportQwen2GgufFromFolder(adapterDir, viaFolder),
-        /adapter\/config\.json: cannot read the model config \(ENOENT\)/,
+        /adapter\/config\.json: is missing; a model folder needs config\.json/,
       );
       await fsp.writeFile(
         path.join(adapterDir, 'adapter_config.json'),

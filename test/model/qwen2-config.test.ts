@@ -131,7 +131,7 @@ test('readQwen2Config reports unreadable and non-JSON files by name', async () =
   try {
     await assert.rejects(
       readQwen2Config(path.join(dir, 'nope.json')),
-      /nope\.json: cannot read the model config \(ENOENT\)/,
+      /nope\.json: is missing; a model folder needs config\.json/,
     );
     await fsp.writeFile(path.join(dir, 'bad.json'), '{"a":');
     await assert.rejects(readQwen2Config(path.join(dir, 'bad.json')), /bad\.json: is not valid JSON/);
