@@ -3,25 +3,27 @@
  * threads, one file at a time per thread, and joined in file order. This module imports no tensor code,
  * so that its threads load only the tokenizer (tokenize-worker.ts).
  */
-import { createReadStream, promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
-import { InputFileError, jsonlDocumentText } from '../../model/bpe-trainer.js';
+import { InputFileError, jsonlDocumentText, readUtf8Text } from '../../model/bpe-trainer.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 
 /**
  * The documents of a file: `.jsonl` gives one per line ("title" and "text" joined by a newline);
- * any other file is one document.
+ * any other file is one document. Read as strict UTF-8, as the tokenizer trainer reads: a file that is not
+ * text (a .gz) is refused rather than learned as replacement characters.
  */
 export async function* readDocuments(file: string): AsyncGenerator<string> {
   if (!file.endsWith('.jsonl')) {
-    const text = await fsp.readFile(file, 'utf8');
+    let text = '';
+    for await (const piece of readUtf8Text(file)) text += piece;
     if (text.trim() !== '') yield text;
     return;
   }
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  const lines = createInterface({ input: Readable.from(readUtf8Text(file)), crlfDelay: Infinity });
   let n = 0;
   for await (const line of lines) {
     n++;

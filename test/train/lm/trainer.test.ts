@@ -146,6 +146,12 @@ test('tokenizing files on threads gives the one-thread stream; a bad line names 
     tokenizeFiles([files[1].f, bad], tokenizer, sep, 2),
     (e: Error) => e instanceof InputFileError && e.message.startsWith(`${bad}:2: not a JSON object`),
   );
+  // a file that is not UTF-8 text (here gzip's magic bytes) is refused, not tokenized as replacement characters
+  for (const name of ['threads-gz.txt', 'threads-gz.jsonl']) {
+    const gz = path.join(dir, name);
+    await fsp.writeFile(gz, Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x41, 0x0a]));
+    await assert.rejects(tokenizeFiles([gz], tokenizer, sep, 1), /is not UTF-8 text \(invalid UTF-8 at byte offset 1/);
+  }
 });
 
 test('training loss and validation loss fall on real text; final/ is a loadable model folder', async () => {
