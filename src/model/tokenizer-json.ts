@@ -87,6 +87,25 @@ export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): Token
       `model.type is ${JSON.stringify(model.type)}, but only byte-level "BPE" tokenizers (Qwen2 family) are supported.`,
     );
   }
+  // options of HF's BPE model that change how a word is split; ours (and llama.cpp's) is plain byte-level BPE
+  const plain: Record<string, unknown> = {
+    dropout: null,
+    ignore_merges: false,
+    byte_fallback: false,
+    fuse_unk: false,
+    continuing_subword_prefix: '',
+    end_of_word_suffix: '',
+  };
+  for (const [key, want] of Object.entries(plain)) {
+    const got = model[key];
+    const same = got === undefined || got === want || (got === null && want === '') || (key === 'dropout' && got === 0);
+    if (!same)
+      throw new ModelFileError(
+        file,
+        `model.${key} is ${JSON.stringify(got)}; only plain byte-level BPE (${key} ${JSON.stringify(want)}) is ` +
+          `supported, as in Qwen2's tokenizer.json.`,
+      );
+  }
   if (!isObject(model.vocab)) throw new ModelFileError(file, 'model.vocab is missing or not an object.');
   if (!Array.isArray(model.merges)) throw new ModelFileError(file, 'model.merges is missing or not an array.');
   // Each id names one string. A clash is a damaged or hand-edited file: our engine and llama.cpp would each

@@ -335,6 +335,25 @@ test('an id given to two different strings is refused; a vocabulary token listed
   assert.equal(tok.tokenToId('&'), amp);
 });
 
+test('BPE model options that change how words split, which the engine does not model, are refused', () => {
+  const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 300 });
+  const withModel = (extra: Record<string, unknown>): unknown => ({
+    ...tokenizerJson,
+    model: { ...tokenizerJson.model, ...extra },
+  });
+  const refused: [Record<string, unknown>, RegExp][] = [
+    [{ ignore_merges: true }, /model\.ignore_merges is true; only plain byte-level BPE \(ignore_merges false\)/],
+    [{ byte_fallback: true }, /model\.byte_fallback is true/],
+    [{ dropout: 0.1 }, /model\.dropout is 0\.1/],
+    [{ continuing_subword_prefix: '##' }, /model\.continuing_subword_prefix is "##"/],
+  ];
+  for (const [extra, expected] of refused)
+    assert.throws(() => Tokenizer.fromJSON(withModel(extra), tokenizerConfig), expected, JSON.stringify(extra));
+  // the plain settings, as Qwen2's file writes them, or left out
+  const plain = { dropout: null, ignore_merges: false, byte_fallback: false, continuing_subword_prefix: null };
+  assert.ok(Tokenizer.fromJSON(withModel(plain), tokenizerConfig));
+});
+
 test('longestTokenChars bounds the text one token stands for, so a length alone can exceed n tokens', async () => {
   const ours = await Tokenizer.fromFolder(path.join(repoRoot, 'models', 'search-r3-default'));
   // normalization may shrink a text (NFC composes 'A' + two marks into one character): the server allows 2×
