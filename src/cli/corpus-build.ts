@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
@@ -26,19 +26,34 @@ sources (--only): ${knownCorpusSources('')
 
 /**
  * The corpus folder is written under a temporary name and renamed over --out, replacing what was there:
- * only an earlier corpus (its manifest.json) or an empty folder may be replaced, never a user's files.
+ * only an empty folder or an earlier corpus may be replaced, never a user's files, so a corpus folder
+ * that holds anything corpus build does not write (notes, a tokenizer beside it) is refused as well.
  */
 function checkReplaceable(out: string): void {
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) {
     throw new UserError(`--out ${out} is a file; corpus build writes a folder there: name a new folder.`);
   }
-  const entries = readdirSync(out);
-  if (entries.length === 0 || isCorpusManifest(path.join(out, 'manifest.json'))) return;
-  throw new UserError(
-    `--out ${out} holds other files (${entries.length} entries, no corpus manifest.json); corpus build replaces ` +
-      'the whole folder, so name a new or empty folder, or an earlier corpus.',
-  );
+  const entries = readdirSync(out).sort();
+  if (entries.length === 0) return;
+  if (!isCorpusManifest(path.join(out, 'manifest.json')))
+    throw new UserError(
+      `--out ${out} holds other files (${entries.length} entries, no corpus manifest.json); corpus build ` +
+        'replaces the whole folder, so name a new or empty folder, or an earlier corpus.',
+    );
+  const foreign = entries.find((e) => !isCorpusFile(path.join(out, e)));
+  if (foreign !== undefined)
+    throw new UserError(
+      `--out ${out} holds ${foreign}, which corpus build does not write; it replaces the whole folder, so ` +
+        'move that out first or name a new folder.',
+    );
+}
+
+/** What corpus build writes into its folder: the manifest, the train shards and valid.jsonl, all files. */
+function isCorpusFile(file: string): boolean {
+  const name = path.basename(file);
+  const ours = name === 'manifest.json' || name === 'valid.jsonl' || /^train-\d+\.jsonl$/.test(name);
+  return ours && lstatSync(file).isFile();
 }
 
 function isCorpusManifest(file: string): boolean {

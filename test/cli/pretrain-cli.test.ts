@@ -123,6 +123,32 @@ test("corpus build replaces an earlier corpus, never a user's folder or file, an
   for (let i = 0; i < 2; i++) assert.equal(build(corpus).status, 0, 'a new folder, then the corpus it holds');
 });
 
+test("corpus build over an earlier corpus that holds the user's files too refuses, naming the first", async () => {
+  const corpus = path.join(dir, 'with-notes');
+  const build = (): ReturnType<typeof runCli> =>
+    runCli(['corpus', 'build', '--data', sharedData, '--out', corpus, '--only', 'arcd-paragraphs', '--quiet']);
+  assert.equal(build().status, 0);
+  await fsp.writeFile(path.join(corpus, 'NOTES.md'), 'my notes');
+  await fsp.mkdir(path.join(corpus, 'tokenizer'));
+  await fsp.writeFile(path.join(corpus, 'tokenizer', 'tokenizer.json'), '{}');
+  for (const [foreign, remove] of [
+    ['NOTES.md', 'NOTES.md'],
+    ['tokenizer', 'tokenizer'],
+  ]) {
+    const r = build();
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `search-r3: --out ${corpus} holds ${foreign}, which corpus build does not write; it replaces the whole ` +
+        'folder, so move that out first or name a new folder.\n',
+    );
+    await fsp.rename(path.join(corpus, remove), path.join(dir, `moved-${remove}`));
+  }
+  assert.equal(readFileSync(path.join(dir, 'moved-NOTES.md'), 'utf8'), 'my notes');
+  assert.equal(readFileSync(path.join(dir, 'moved-tokenizer', 'tokenizer.json'), 'utf8'), '{}');
+  assert.equal(build().status, 0, 'a corpus alone is replaced');
+});
+
 test(
   'a .jsonl line that is no JSON object (a cut or damaged ' + 'corpus file) is one line naming the file and line',
   async () => {
