@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { writeTextFileAtomically } from '../../io/atomic-file.js';
+import { writeFileAtomically, writeTextFileAtomically } from '../../io/atomic-file.js';
 import { Rng } from '../../tensor/index.js';
 import {
   DEBIAN_TEXT_SOURCES,
@@ -453,8 +453,9 @@ export class MissingPackagesError extends Error {
 }
 
 /**
- * Builds the pairs file `out` (then its manifest, pairsManifestPath(out)), each written under a temporary
- * name and renamed into place; the pairs file comes last, so that where it exists its manifest does too.
+ * Builds the pairs file `out` and its manifest (pairsManifestPath(out)), both written under a temporary
+ * name before either is renamed into place, the pairs file first: a failed write changes neither, and a
+ * manifest is never there without the file it describes.
  * Every source it reads must be installed: a sample of a smaller pool would be another sample.
  */
 export async function buildDebianPairs(
@@ -516,8 +517,12 @@ export async function buildDebianPairs(
   manifest.file.bytes = Buffer.byteLength(text);
   manifest.file.sha256 = createHash('sha256').update(text).digest('hex');
   await fsp.mkdir(path.dirname(out), { recursive: true });
-  await writeTextFileAtomically(pairsManifestPath(out), JSON.stringify(manifest, null, 2) + '\n');
-  await writeTextFileAtomically(out, text);
+  // the manifest's temporary file is written first and renamed only once the pairs file is in place, so a
+  // failure (a full disk, --out a folder) leaves no manifest describing a file that was never written
+  await writeFileAtomically(pairsManifestPath(out), async (tmp) => {
+    await fsp.writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n');
+    await writeTextFileAtomically(out, text);
+  });
   return manifest;
 }
 

@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { dictdRawEntries, htmlBlocks, podBlocks, textParagraphs } from '../../../src/train/lm/debian-text.js';
@@ -300,6 +300,19 @@ test('a package that is not installed: one sentence naming it and scripts/setup.
         'the Debian package dict-gcide is not installed; run bash scripts/setup.sh (it installs them) first',
   );
   assert.throws(() => readFileSync(out));
+});
+
+test('a pairs file that cannot be written leaves no manifest beside it', async () => {
+  const root = fixtureRoot();
+  const dir = tempDir('debian-pairs-unwritable');
+  const out = path.join(dir, 'dd.jsonl');
+  mkdirSync(out); // a folder where the pairs file goes: its rename fails
+  await assert.rejects(
+    buildDebianPairs(out, { maxTerms: 5, maxHeadings: 5, seed: 0, debianRoot: root, only: FIXTURE_SOURCES }),
+    (e: unknown) => (e as NodeJS.ErrnoException).code === 'EISDIR',
+  );
+  assert.deepEqual(readdirSync(dir), ['dd.jsonl'], 'no manifest, no temporary file');
+  assert.deepEqual(readdirSync(out), []);
 });
 
 test('installed packages: the small real sources give pairs', { timeout: 60_000 }, async (t) => {
