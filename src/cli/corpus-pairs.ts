@@ -5,6 +5,7 @@ import {
   buildDebianPairs,
   DEFAULT_PAIRS_SAMPLE,
   MissingPackagesError,
+  NoPairsError,
   pairSources,
   pairsManifestPath,
 } from '../train/sft/debian-pairs.js';
@@ -70,6 +71,7 @@ export async function corpusPairs(argv: string[]): Promise<number> {
     ?.split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
+  if (only?.length === 0) throw new UserError('--only names no source; list them separated by commas.');
   for (const n of only ?? [])
     if (!known.includes(n)) throw new UserError(`--only ${n}: not a source of pairs; known: ${known.join(', ')}.`);
   const say = values.quiet
@@ -81,6 +83,15 @@ export async function corpusPairs(argv: string[]): Promise<number> {
     maxHeadings = count(values['max-headings'], DEFAULT_PAIRS_SAMPLE.maxHeadings, 'max-headings');
   if (maxTerms + maxHeadings === 0)
     throw new UserError('--max-terms and --max-headings are both 0: the file would hold no pairs.');
+  // --only may choose sources of one kind, whose cap alone then decides whether any pair is kept
+  const kinds = (['term', 'heading'] as const).filter((k) =>
+    pairSources(k).some((s) => !only || only.includes(s.name)),
+  );
+  const kind = kinds.length === 1 ? kinds[0]! : undefined;
+  if (kind !== undefined && (kind === 'term' ? maxTerms : maxHeadings) === 0)
+    throw new UserError(
+      `--only ${only!.join(',')} names ${kind} sources only, and --max-${kind}s is 0: the file would hold no pairs.`,
+    );
   const started = Date.now();
   try {
     const m = await buildDebianPairs(
@@ -100,7 +111,8 @@ export async function corpusPairs(argv: string[]): Promise<number> {
         `${values.out}, licences in ${pairsManifestPath(values.out)}`,
     );
   } catch (e) {
-    if (e instanceof MissingPackagesError) throw new UserError(`corpus pairs: ${e.message}.`);
+    if (e instanceof MissingPackagesError || e instanceof NoPairsError)
+      throw new UserError(`corpus pairs: ${e.message}.`);
     throw e;
   }
   return 0;

@@ -87,6 +87,15 @@ test('bad input: one line naming the option', () => {
       ['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--max-terms', '0', '--max-headings', '0'],
       /--max-terms and --max-headings are both 0/,
     ],
+    [['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--only', ''], /--only names no source/],
+    [
+      ['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--only', 'debian-foldoc', '--max-terms', '0'],
+      /--only debian-foldoc names term sources only, and --max-terms is 0: the file would hold no pairs\./,
+    ],
+    [
+      ['corpus', 'pairs', '--out', path.join(dir, 'p.jsonl'), '--only', 'debian-python-doc', '--max-headings', '0'],
+      /--only debian-python-doc names heading sources only, and --max-headings is 0/,
+    ],
   ];
   for (const [args, re] of cases) {
     const r = runCli(args);

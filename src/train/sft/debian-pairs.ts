@@ -452,6 +452,17 @@ export class MissingPackagesError extends Error {
   }
 }
 
+/** The chosen sources gave no pair to keep: an empty pairs file would train nothing, so none is written. */
+export class NoPairsError extends Error {
+  constructor(sources: readonly string[], available: Record<PairKind, number>) {
+    super(
+      `${sources.join(', ')} gave no pairs (${available.term} term → definition, ${available.heading} heading → ` +
+        'section examples found, before the caps); choose other sources with --only, or raise the caps',
+    );
+    this.name = 'NoPairsError';
+  }
+}
+
 /**
  * Builds the pairs file `out` and its manifest (pairsManifestPath(out)), both written under a temporary
  * name before either is renamed into place, the pairs file first: a failed write changes neither, and a
@@ -513,6 +524,7 @@ export async function buildDebianPairs(
     say?.(`${kind} pairs: ${kept.length.toLocaleString('en')} kept of ${examples.length.toLocaleString('en')}`);
     for (const e of kept) lines.push(JSON.stringify({ query: e.query, pos: e.pos, neg: [] }) + '\n');
   }
+  if (lines.length === 0) throw new NoPairsError([...new Set(wanted.map((w) => w.source.name))], manifest.available);
   const text = lines.join('');
   manifest.file.bytes = Buffer.byteLength(text);
   manifest.file.sha256 = createHash('sha256').update(text).digest('hex');

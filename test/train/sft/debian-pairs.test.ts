@@ -20,6 +20,7 @@ import {
   headingQuery,
   htmlSectionBlocks,
   MissingPackagesError,
+  NoPairsError,
   pairSources,
   pairsManifestPath,
   readPairsManifest,
@@ -313,6 +314,25 @@ test('a pairs file that cannot be written leaves no manifest beside it', async (
   );
   assert.deepEqual(readdirSync(dir), ['dd.jsonl'], 'no manifest, no temporary file');
   assert.deepEqual(readdirSync(out), []);
+});
+
+test('sources that give no pair: one sentence naming them, and no file', async () => {
+  const root = tempDir('debian-pairs-none');
+  mkdirSync(path.join(root, 'usr/share/dictd'), { recursive: true });
+  // the one definition is too short to be a positive
+  const foldoc = dictd([['compiler', 'compiler\n\n   <programming> A program.\n']]);
+  writeFileSync(path.join(root, 'usr/share/dictd/foldoc.index'), foldoc.index);
+  writeFileSync(path.join(root, 'usr/share/dictd/foldoc.dict.dz'), gzipSync(foldoc.dict));
+  const out = path.join(tempDir('debian-pairs-none-out'), 'pairs.jsonl');
+  await assert.rejects(
+    buildDebianPairs(out, { maxTerms: 5, maxHeadings: 5, seed: 0, debianRoot: root, only: ['debian-foldoc'] }),
+    (e: unknown) =>
+      e instanceof NoPairsError &&
+      e.message ===
+        'debian-foldoc gave no pairs (0 term → definition, 0 heading → section examples found, before the caps); ' +
+          'choose other sources with --only, or raise the caps',
+  );
+  assert.deepEqual(readdirSync(path.dirname(out)), []);
 });
 
 test('installed packages: the small real sources give pairs', { timeout: 60_000 }, async (t) => {
