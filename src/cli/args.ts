@@ -1,11 +1,50 @@
 import { UserError } from './command.js';
 
+/**
+ * An optional number option that `ok` accepts; undefined when not given. Refused in one sentence naming the
+ * option and `want` ("an integer ≥ 0") otherwise, an empty or blank value included: Number('') is 0, which
+ * no one means by it. `name` is the option without its dashes ('seed' for --seed), or as written ('-k').
+ */
+export function numberOption(
+  v: string | undefined,
+  name: string,
+  want: string,
+  ok: (n: number) => boolean,
+): number | undefined {
+  if (v === undefined) return undefined;
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!ok(n)) throw new UserError(`${name.startsWith('-') ? name : `--${name}`} must be ${want} (got '${v}').`);
+  return n;
+}
+
 /** An optional --name value that must be a positive integer; undefined when not given. */
 export function positiveInt(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new UserError(`--${name} must be a positive integer (got '${v}').`);
-  return n;
+  return numberOption(v, name, 'a positive integer', (n) => Number.isInteger(n) && n > 0);
+}
+
+/** An optional --name value that must be an integer ≥ `min`; undefined when not given. */
+export function intAtLeast(v: string | undefined, name: string, min: number): number | undefined {
+  return numberOption(v, name, `an integer ≥ ${min}`, (n) => Number.isInteger(n) && n >= min);
+}
+
+/** An optional --name value that must be an integer ≥ 0 (a count, a seed); undefined when not given. */
+export function nonNegativeInt(v: string | undefined, name: string): number | undefined {
+  return intAtLeast(v, name, 0);
+}
+
+/** An optional --name value that must be a finite number ≥ 0; undefined when not given. */
+export function nonNegativeNumber(v: string | undefined, name: string): number | undefined {
+  return numberOption(v, name, 'a number ≥ 0', (n) => Number.isFinite(n) && n >= 0);
+}
+
+/** An optional --name value that must be a finite number > 0 (`what` names it: "a number of seconds"). */
+export function positiveNumber(v: string | undefined, name: string, what = 'a number'): number | undefined {
+  return numberOption(v, name, `${what} > 0`, (n) => Number.isFinite(n) && n > 0);
+}
+
+/** An optional --name value that must be a fraction in [0, 1); undefined when not given. */
+export function fractionOption(v: string | undefined, name: string): number | undefined {
+  return numberOption(v, name, 'a fraction in [0, 1)', (n) => n >= 0 && n < 1);
 }
 
 /** A --port value: an integer in [0, 65535] (0 picks a free port); 8080 when not given. */

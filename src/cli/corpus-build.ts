@@ -2,6 +2,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
+import { fractionOption, nonNegativeInt, positiveNumber } from './args.js';
 import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES, knownCorpusSources } from '../train/lm/text-corpus.js';
 import { corpusPairs, PAIRS_HELP } from './corpus-pairs.js';
 
@@ -92,14 +93,9 @@ export const corpusCommand: Command = {
     if (!values.data || !existsSync(values.data))
       throw new UserError(`--data must name the shared data folder (../shared/data), got ${values.data ?? 'nothing'}.`);
     if (!values.out) throw new UserError('--out is required: the corpus folder to write.');
-    const num = (v: string | undefined, d: number, name: string, ok: (x: number) => boolean): number => {
-      const x = v === undefined ? d : Number(v);
-      if (!ok(x)) throw new UserError(`--${name} ${v}: out of range.`);
-      return x;
-    };
-    const seed = num(values.seed, 0, 'seed', (x) => Number.isInteger(x) && x >= 0);
-    const validFraction = num(values['valid-fraction'], 0.01, 'valid-fraction', (x) => x >= 0 && x < 1);
-    const shardMb = num(values['shard-mb'], 8, 'shard-mb', (x) => x > 0);
+    const seed = nonNegativeInt(values.seed, 'seed') ?? 0;
+    const validFraction = fractionOption(values['valid-fraction'], 'valid-fraction') ?? 0.01;
+    const shardMb = positiveNumber(values['shard-mb'], 'shard-mb') ?? 8;
     const sources = corpusSources(values.data);
     const available = sources.map((s) => s.name);
     const known = knownCorpusSources(values.data);

@@ -1,6 +1,7 @@
 /** `search-r3 corpus pairs`: stage-1 pairs from the Debian text packages (train/sft/debian-pairs.ts). */
 import { parseArgs } from 'node:util';
 import { UserError } from './command.js';
+import { nonNegativeInt } from './args.js';
 import {
   buildDebianPairs,
   DEFAULT_PAIRS_SAMPLE,
@@ -61,11 +62,6 @@ export async function corpusPairs(argv: string[]): Promise<number> {
   });
   if (!values.out || !values.out.endsWith('.jsonl'))
     throw new UserError(`--out must name the pairs file to write (<file>.jsonl), got ${values.out ?? 'nothing'}.`);
-  const count = (v: string | undefined, d: number, name: string): number => {
-    const x = v === undefined ? d : Number(v);
-    if (!Number.isInteger(x) || x < 0) throw new UserError(`--${name} ${v}: must be an integer ≥ 0.`);
-    return x;
-  };
   const known = [...pairSources('term'), ...pairSources('heading')].map((s) => s.name);
   const only = values.only
     ?.split(',')
@@ -79,8 +75,9 @@ export async function corpusPairs(argv: string[]): Promise<number> {
     : (line: string): void => {
         process.stderr.write(`${line}\n`);
       };
-  const maxTerms = count(values['max-terms'], DEFAULT_PAIRS_SAMPLE.maxTerms, 'max-terms'),
-    maxHeadings = count(values['max-headings'], DEFAULT_PAIRS_SAMPLE.maxHeadings, 'max-headings');
+  const maxTerms = nonNegativeInt(values['max-terms'], 'max-terms') ?? DEFAULT_PAIRS_SAMPLE.maxTerms,
+    maxHeadings = nonNegativeInt(values['max-headings'], 'max-headings') ?? DEFAULT_PAIRS_SAMPLE.maxHeadings;
+  const seed = nonNegativeInt(values.seed, 'seed') ?? DEFAULT_PAIRS_SAMPLE.seed;
   if (maxTerms + maxHeadings === 0)
     throw new UserError('--max-terms and --max-headings are both 0: the file would hold no pairs.');
   // --only may choose sources of one kind, whose cap alone then decides whether any pair is kept
@@ -99,7 +96,7 @@ export async function corpusPairs(argv: string[]): Promise<number> {
       {
         maxTerms,
         maxHeadings,
-        seed: count(values.seed, DEFAULT_PAIRS_SAMPLE.seed, 'seed'),
+        seed,
         ...(only ? { only } : {}),
       },
       say,

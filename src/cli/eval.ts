@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { positiveInt } from './args.js';
+import { numberOption, positiveInt } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { checkOutputFile } from './output-path.js';
@@ -85,10 +85,7 @@ evaluation:
   -h, --help                  this help`;
 
 function number(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new UserError(`--${name} must be a number (got '${v}').`);
-  return n;
+  return numberOption(v, name, 'a number', Number.isFinite);
 }
 
 function parseCutoffs(v: string | undefined): number[] | undefined {
@@ -230,9 +227,7 @@ export const evalCommand: Command = {
     if (maxQueries !== undefined && v.dataset === undefined) {
       throw new UserError('--max-queries goes with --dataset (it takes the first n queries of the split).');
     }
-    const level = v.level === undefined ? undefined : Number(v.level);
-    if (level !== undefined && !Number.isInteger(level))
-      throw new UserError(`--level must be an integer (got '${v.level}').`);
+    const level = numberOption(v.level, 'level', 'an integer', Number.isInteger);
     const baseOptions: EvalOptions = {
       relevanceLevel: level,
       complete: v.complete ?? false,

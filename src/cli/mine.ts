@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { nonNegativeInt, nonNegativeNumber } from './args.js';
 import { checkOutputFile } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice } from './device-option.js';
 import { loadSftConfig } from '../train/sft/config.js';
@@ -30,13 +31,6 @@ options:
 ${deviceHelp(24)}
                         (with --retriever model)
   -h, --help            this help`;
-
-function num(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new UserError(`--${name} must be a non-negative number (got '${v}').`);
-  return n;
-}
 
 export const mineCommand: Command = {
   help: HELP,
@@ -93,9 +87,9 @@ export const mineCommand: Command = {
       {
         fromRank: Number(w[1]),
         toRank: Number(w[2]),
-        negatives: Math.floor(num(values.negatives, 'negatives', 8)),
-        falseNegativeRatio: num(values['fn-ratio'], 'fn-ratio', 0.95),
-        seed: Math.floor(num(values.seed, 'seed', 0)),
+        negatives: nonNegativeInt(values.negatives, 'negatives') ?? 8,
+        falseNegativeRatio: nonNegativeNumber(values['fn-ratio'], 'fn-ratio') ?? 0.95,
+        seed: nonNegativeInt(values.seed, 'seed') ?? 0,
       },
       (done, total) => {
         if (Date.now() - last > 5000 || done === total) {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { positiveNumber } from './args.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice } from './device-option.js';
 import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
@@ -101,9 +102,7 @@ async function runDefault(argv: string[]): Promise<number> {
   if (!(profileName in PROFILES))
     throw new UserError(`--profile must be ${Object.keys(PROFILES).join(', ')} (got '${values.profile}').`);
   const session = values['session-seconds'];
-  const sessionSeconds = session === undefined ? undefined : Number(session);
-  if (sessionSeconds !== undefined && !(Number.isFinite(sessionSeconds) && sessionSeconds > 0))
-    throw new UserError(`--session-seconds must be a number of seconds > 0 (got '${session}').`);
+  const sessionSeconds = positiveNumber(session, 'session-seconds', 'a number of seconds');
   const sessionDeadline = sessionSeconds !== undefined ? Date.now() + sessionSeconds * 1000 : undefined;
   const until = values.until as StepName | undefined;
   if (until !== undefined && !STEP_NAMES.includes(until))

@@ -3,6 +3,7 @@ import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { intAtLeast } from './args.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { loadRlConfig } from '../train/rl/config.js';
 import { trainRl } from '../train/rl/trainer.js';
@@ -58,11 +59,8 @@ const auditCommand: Command & { name: string } = {
       throw new UserError(
         'rlenv audit needs --config <file.json> (a train rl config; see search-r3 rlenv audit --help).',
       );
-    const steps = values.steps === undefined ? 20 : Number(values.steps);
     // from scratch, step 1 compares two freshly encoded tables, so an audit needs a second step
-    const minSteps = values.from ? 1 : 2;
-    if (!Number.isInteger(steps) || steps < minSteps)
-      throw new UserError(`--steps must be an integer ≥ ${minSteps}, got '${values.steps}'`);
+    const steps = intAtLeast(values.steps, 'steps', values.from ? 1 : 2) ?? 20;
     selectDevice(values.device);
     const cfg = loadRlConfig(values.config);
     cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);

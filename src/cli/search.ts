@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { nonNegativeInt, nonNegativeNumber, positiveInt } from './args.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
@@ -64,14 +65,7 @@ export const searchCommand: Command = {
     const reasoning = values.reasoning ?? 'off';
     if (reasoning !== 'on' && reasoning !== 'off')
       throw new UserError(`--reasoning must be on or off (got '${reasoning}').`);
-    const k = Number(values.k ?? 10);
-    if (!Number.isInteger(k) || k <= 0) throw new UserError(`-k must be a positive integer (got '${values.k}').`);
-    const num = (v: string | undefined, name: string): number | undefined => {
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < 0) throw new UserError(`--${name} must be a non-negative number (got '${v}').`);
-      return n;
-    };
+    const k = positiveInt(values.k, '-k') ?? 10;
     const indexDir = values.index;
     const engine = parseEngine(values);
     if (values.remote && engine.kind !== 'search-r3') {
@@ -119,9 +113,9 @@ export const searchCommand: Command = {
           k,
           hybrid: values.hybrid ?? false,
           reasoning,
-          maxReasoningTokens: num(values['max-reasoning'], 'max-reasoning'),
-          temperature: num(values.temperature, 'temperature'),
-          seed: num(values.seed, 'seed'),
+          maxReasoningTokens: nonNegativeInt(values['max-reasoning'], 'max-reasoning'),
+          temperature: nonNegativeNumber(values.temperature, 'temperature'),
+          seed: nonNegativeInt(values.seed, 'seed'),
         });
         if (res.truncated > 0) {
           const room = reasoning === 'on' ? 'its prompt and analysis budget' : 'its prompt';

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { portOption } from './args.js';
+import { intAtLeast, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { Judgments } from '../serve/judgments.js';
@@ -93,13 +93,8 @@ export const serveCommand: Command = {
         runs: { type: 'string', multiple: true },
       },
     });
-    const int = (name: string, min = 1): number | undefined => {
-      const v = values[name as keyof typeof values] as string | undefined;
-      if (v === undefined) return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min) throw new UserError(`--${name} must be an integer >= ${min} (got '${v}').`);
-      return n;
-    };
+    const int = (name: string, min = 1): number | undefined =>
+      intAtLeast(values[name as keyof typeof values] as string | undefined, name, min);
     if (!values.index && !values.model)
       throw new UserError('give --index <dir> (search and embeddings) or --model <dir> (embeddings only).');
     const port = portOption(values.port);

@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
+import { numberOption, positiveInt } from './args.js';
 import { checkOutputFolder } from './output-path.js';
 import { skippedLinesText, trainBpeTokenizer } from '../model/bpe-trainer.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
@@ -65,15 +66,15 @@ export const tokenizerCommand: Command = {
     if (inputs.length === 0)
       throw new UserError('--input is required: a text/JSONL file or a folder of them (repeatable).');
     for (const p of inputs) if (!existsSync(p)) throw new UserError(`--input ${p}: no such file or folder.`);
-    const vocabSize = Number(values['vocab-size']);
-    if (!Number.isInteger(vocabSize) || vocabSize < 260)
-      throw new UserError(
-        `--vocab-size must be an integer ≥ 260 (256 bytes + 4 special tokens), got ` +
-          `${values['vocab-size'] ?? 'nothing'}.`,
-      );
-    const minFrequency = values['min-frequency'] === undefined ? 2 : Number(values['min-frequency']);
-    if (!Number.isInteger(minFrequency) || minFrequency < 1)
-      throw new UserError(`--min-frequency must be a positive integer, got ${values['min-frequency']}.`);
+    if (values['vocab-size'] === undefined)
+      throw new UserError('--vocab-size is required: an integer ≥ 260 (256 bytes + 4 special tokens).');
+    const vocabSize = numberOption(
+      values['vocab-size'],
+      'vocab-size',
+      'an integer ≥ 260 (256 bytes + 4 special tokens)',
+      (n) => Number.isInteger(n) && n >= 260,
+    )!;
+    const minFrequency = positiveInt(values['min-frequency'], 'min-frequency') ?? 2;
     if (!values.out)
       throw new UserError('--out is required: the folder to write tokenizer.json and tokenizer_config.json to.');
     checkOutputFolder(values.out, '--out');

@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { positiveNumber } from './args.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { trainLmStage } from './train-lm.js';
 import { trainRlStage } from './train-rl.js';
@@ -66,9 +67,7 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
   const name = `train ${stage.name}`;
   if (!values.config) throw new UserError(`${name} needs --config <file.json> (see search-r3 ${name} --help).`);
   const limit = values['max-seconds'];
-  const seconds = limit === undefined ? undefined : Number(limit);
-  if (seconds !== undefined && !(Number.isFinite(seconds) && seconds > 0))
-    throw new UserError(`--max-seconds must be a number of seconds > 0 (got '${limit}').`);
+  const seconds = positiveNumber(limit, 'max-seconds', 'a number of seconds');
   selectDevice(values.device);
   const r = await stage.train(values.config, {
     resume: values.resume ?? false,

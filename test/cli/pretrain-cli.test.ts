@@ -81,7 +81,7 @@ test('bad input: one line naming the option', () => {
     ],
     [
       ['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--max-terms', '2.5'],
-      /--max-terms 2.5: must be an integer ≥ 0/,
+      /--max-terms must be an integer ≥ 0 \(got '2.5'\)/,
     ],
     [
       ['corpus', 'pairs', '--out', path.join(dir, 'pairs.jsonl'), '--max-terms', '0', '--max-headings', '0'],
