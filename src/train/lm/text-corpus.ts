@@ -328,7 +328,7 @@ export async function buildTextCorpus(
         continue;
       }
       shard.push(line);
-      shardSize += line.length;
+      shardSize += Buffer.byteLength(line);
       manifest.totals.trainDocuments++;
       manifest.totals.trainBytes += Buffer.byteLength(d.text);
       if (shardSize >= options.shardBytes) {

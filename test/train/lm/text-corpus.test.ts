@@ -131,3 +131,24 @@ test('CSV fields: quoted with doubled quotes, commas inside quotes, empty fields
     '5.0',
   ]);
 });
+
+test('--shard-mb counts bytes: a shard ends at the first line that takes it to the size, in UTF-8 bytes', async () => {
+  const shardBytes = 100_000;
+  // Arabic paragraphs: two bytes a letter in UTF-8, one UTF-16 unit
+  const m = await buildTextCorpus(sharedData, path.join(dir, 'arabic'), {
+    seed: 0,
+    validFraction: 0,
+    shardBytes,
+    only: ['arcd-paragraphs'],
+  });
+  assert.ok(m.train.length >= 3, `${m.train.length} shards`);
+  for (const f of m.train.slice(0, -1)) {
+    const text = readFileSync(path.join(dir, 'arabic', f.file), 'utf8');
+    const last = text.slice(text.lastIndexOf('\n', text.length - 2) + 1);
+    assert.ok(f.bytes >= shardBytes, `${f.file}: ${f.bytes} bytes`);
+    assert.ok(
+      f.bytes - Buffer.byteLength(last) < shardBytes,
+      `${f.file}: ${f.bytes} bytes, past the size before its last line`,
+    );
+  }
+});
