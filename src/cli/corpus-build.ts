@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
 import { fractionOption, nonNegativeInt, positiveNumber } from './args.js';
+import { checkOutputFolder } from './output-path.js';
 import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES, knownCorpusSources } from '../train/lm/text-corpus.js';
 import { corpusPairs, PAIRS_HELP } from './corpus-pairs.js';
 
@@ -31,10 +32,7 @@ sources (--only): ${knownCorpusSources('')
  * that holds anything corpus build does not write (notes, a tokenizer beside it) is refused as well.
  */
 function checkReplaceable(out: string): void {
-  if (!existsSync(out)) return;
-  if (!statSync(out).isDirectory()) {
-    throw new UserError(`--out ${out} is a file; corpus build writes a folder there: name a new folder.`);
-  }
+  if (!existsSync(out)) return; // checkOutputFolder refused a file there
   const entries = readdirSync(out).sort();
   if (entries.length === 0) return;
   if (!isCorpusManifest(path.join(out, 'manifest.json')))
@@ -93,6 +91,7 @@ export const corpusCommand: Command = {
     if (!values.data || !existsSync(values.data))
       throw new UserError(`--data must name the shared data folder (../shared/data), got ${values.data ?? 'nothing'}.`);
     if (!values.out) throw new UserError('--out is required: the corpus folder to write.');
+    checkOutputFolder(values.out, '--out');
     const seed = nonNegativeInt(values.seed, 'seed') ?? 0;
     const validFraction = fractionOption(values['valid-fraction'], 'valid-fraction') ?? 0.01;
     const shardMb = positiveNumber(values['shard-mb'], 'shard-mb') ?? 8;

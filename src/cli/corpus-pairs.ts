@@ -1,7 +1,9 @@
 /** `search-r3 corpus pairs`: stage-1 pairs from the Debian text packages (train/sft/debian-pairs.ts). */
+import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError } from './command.js';
 import { nonNegativeInt } from './args.js';
+import { checkOutputFile } from './output-path.js';
 import {
   buildDebianPairs,
   DEFAULT_PAIRS_SAMPLE,
@@ -62,6 +64,10 @@ export async function corpusPairs(argv: string[]): Promise<number> {
   });
   if (!values.out || !values.out.endsWith('.jsonl'))
     throw new UserError(`--out must name the pairs file to write (<file>.jsonl), got ${values.out ?? 'nothing'}.`);
+  checkOutputFile(values.out, '--out', { makesFolder: true });
+  const manifest = pairsManifestPath(values.out);
+  if (existsSync(manifest) && statSync(manifest).isDirectory())
+    throw new UserError(`--out ${values.out}: ${manifest}, where its manifest goes, is a folder; move it first.`);
   const known = [...pairSources('term'), ...pairSources('heading')].map((s) => s.name);
   const only = values.only
     ?.split(',')

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { sharedData } from '../helpers/repo.js';
@@ -68,6 +68,38 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
       /no text to learn/,
     );
     assert.equal(existsSync(tok), false);
+  } finally {
+    cleanup();
+  }
+});
+
+test('corpus pairs and corpus build: an --out that cannot be written is refused before the work', () => {
+  const { dir, cleanup } = tempDir('bad-paths-corpus');
+  try {
+    const file = path.join(dir, 'afile');
+    writeFileSync(file, 'x');
+    const folder = path.join(dir, 'dd.jsonl');
+    mkdirSync(folder);
+    refused(
+      ['corpus', 'pairs', '--out', folder],
+      /^search-r3: --out .*dd\.jsonl is a folder; name the file to write\.$/,
+    );
+    for (const out of [path.join(file, 'x.jsonl'), path.join(file, 'sub', 'x.jsonl')])
+      refused(
+        ['corpus', 'pairs', '--out', out],
+        /^search-r3: --out .*afile\/.*x\.jsonl: .*afile is a file, not a folder\.$/,
+      );
+    mkdirSync(path.join(dir, 'p.manifest.json'));
+    refused(
+      ['corpus', 'pairs', '--out', path.join(dir, 'p.jsonl')],
+      /^search-r3: --out .*p\.jsonl: .*p\.manifest\.json, where its manifest goes, is a folder; move it first\.$/,
+    );
+    refused(
+      ['corpus', 'build', '--data', sharedData, '--out', path.join(file, 'corp')],
+      /^search-r3: --out .*afile\/corp: .*afile is a file, not a folder\.$/,
+    );
+    assert.deepEqual(readdirSync(dir).sort(), ['afile', 'dd.jsonl', 'p.manifest.json'], 'nothing written');
+    assert.deepEqual(readdirSync(folder), []);
   } finally {
     cleanup();
   }

@@ -117,7 +117,7 @@ test("corpus build replaces an earlier corpus, never a user's folder or file, an
   await fsp.mkdir(empty);
   const refused: Array<[ReturnType<typeof runCli>, RegExp]> = [
     [build(theirs), /--out .*theirs holds other files \(1 entries, no corpus manifest.json\)/],
-    [build(file), /--out .*mined.jsonl is a file; corpus build writes a folder there/],
+    [build(file), /--out .*mined.jsonl is a file; name a folder to write into/],
     [build(path.join(dir, 'c2'), empty), /arcd-paragraphs needs .*empty-data\/arcd\/.*, which is missing/],
     [build(path.join(dir, 'c3'), sharedData, ','), /--only names no source/],
   ];
