@@ -187,6 +187,29 @@ test(
   },
 );
 
+test('corpus build over a damaged source file: one line naming the file and line, exit code 2', async () => {
+  const data = path.join(dir, 'damaged-data');
+  await fsp.mkdir(path.join(data, 'scifact'), { recursive: true });
+  const file = path.join(data, 'scifact', 'corpus.jsonl');
+  await fsp.writeFile(file, '{"_id": "1", "title": "a", "text": "b c"}\n{"_id": "2", "text": "cut sho\n');
+  const r = runCli([
+    'corpus',
+    'build',
+    '--data',
+    data,
+    '--out',
+    path.join(dir, 'c-damaged'),
+    '--only',
+    'scifact-corpus',
+  ]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(r.stdout, '');
+  assert.equal(
+    r.stderr,
+    `search-r3: ${file}:2: not a JSON object (a cut or damaged file?); each line is {"_id", "title", "text"}\n`,
+  );
+});
+
 test('corpus pairs --help: what the pairs are, where from, and the caps', () => {
   const r = runCli(['corpus', 'pairs', '--help']);
   assert.equal(r.status, 0, r.stderr);

@@ -15,6 +15,7 @@ import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { writeDirAtomically } from '../../io/atomic-file.js';
+import { DataError } from '../sft/data.js';
 import { DEBIAN_TEXT_PACKAGES, DEBIAN_TEXT_SOURCES, packageVersion } from './debian-text.js';
 
 export interface CorpusSource {
@@ -31,12 +32,27 @@ export interface CorpusSource {
 const XQUAD_LANGS = ['ar', 'de', 'el', 'en', 'es', 'hi', 'ro', 'ru', 'th', 'tr', 'vi', 'zh'];
 const STSB_LANGS = ['de', 'en', 'es', 'fr', 'it', 'ja', 'nl', 'pl', 'pt', 'ru', 'zh'];
 
+/** Line `n` of `file`, which must be a JSON object (`want` says what one holds); a DataError naming both if not. */
+function jsonObjectLine(line: string, file: string, n: number, want: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    v = undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new DataError(file, `not a JSON object (a cut or damaged file?); each line is ${want}`, n);
+  return v as Record<string, unknown>;
+}
+
 async function* beirCorpus(files: string[]): AsyncGenerator<string> {
   for (const f of files) {
     const lines = createInterface({ input: createReadStream(f, { encoding: 'utf8' }), crlfDelay: Infinity });
+    let n = 0;
     for await (const line of lines) {
+      n++;
       if (line.trim() === '') continue;
-      const d = JSON.parse(line) as { title?: string; text?: string };
+      const d = jsonObjectLine(line, f, n, '{"_id", "title", "text"}') as { title?: unknown; text?: unknown };
       const text = [d.title, d.text]
         .filter((x): x is string => typeof x === 'string' && x.trim() !== '')
         .join('\n')
@@ -168,10 +184,20 @@ function sharedDataSources(dataDir: string): CorpusSource[] {
       paths: ['climate-fever/climate-fever.jsonl'],
       async *documents() {
         const byArticle = new Map<string, Set<string>>();
-        for (const line of readFileSync(at('climate-fever/climate-fever.jsonl'), 'utf8').split('\n')) {
+        const file = at('climate-fever/climate-fever.jsonl');
+        const want = '{"claim", "evidences": [{"article", "evidence"}, ...]}';
+        const isEvidence = (e: { article?: unknown; evidence?: unknown } | null): boolean =>
+          typeof e?.article === 'string' && typeof e.evidence === 'string';
+        for (const [i, line] of readFileSync(file, 'utf8').split('\n').entries()) {
           if (line.trim() === '') continue;
-          const r = JSON.parse(line) as { evidences: { article: string; evidence: string }[] };
-          for (const e of r.evidences) {
+          const ev = jsonObjectLine(line, file, i + 1, want).evidences;
+          if (!Array.isArray(ev) || !ev.every(isEvidence))
+            throw new DataError(
+              file,
+              `"evidences" is not a list of {"article", "evidence"} strings; each line is ${want}`,
+              i + 1,
+            );
+          for (const e of ev as { article: string; evidence: string }[]) {
             let s = byArticle.get(e.article);
             if (!s) byArticle.set(e.article, (s = new Set()));
             s.add(e.evidence.trim());

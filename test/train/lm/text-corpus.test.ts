@@ -5,10 +5,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { promises as fsp, readFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildTextCorpus, parseCsvLine, type CorpusManifest } from '../../../src/train/lm/text-corpus.js';
+import { DataError } from '../../../src/train/sft/data.js';
 import { sharedData } from '../../helpers/repo.js';
 
 let dir = '';
@@ -151,4 +152,45 @@ test('--shard-mb counts bytes: a shard ends at the first line that takes it to t
       `${f.file}: ${f.bytes} bytes, past the size before its last line`,
     );
   }
+});
+
+test('a damaged line of a source file is a DataError naming the file and line, and no corpus is written', async () => {
+  const data = path.join(dir, 'damaged-data');
+  await fsp.mkdir(path.join(data, 'scifact'), { recursive: true });
+  await fsp.mkdir(path.join(data, 'climate-fever'), { recursive: true });
+  const scifact = path.join(data, 'scifact/corpus.jsonl');
+  await fsp.writeFile(scifact, '{"_id": "1", "title": "a", "text": "b c"}\n\n{"_id": "2", "text": "cut sho\n');
+  const climate = path.join(data, 'climate-fever/climate-fever.jsonl');
+  const ok = { claim: 'c', evidences: [{ article: 'A', evidence: 'e' }] };
+  await fsp.writeFile(climate, `${JSON.stringify(ok)}\n${JSON.stringify({ claim: 'c', evidences: 'none' })}\n`);
+  const cases: Array<[string, string]> = [
+    [
+      'scifact-corpus',
+      `${scifact}:3: not a JSON object (a cut or damaged file?); each line is {"_id", "title", "text"}`,
+    ],
+    [
+      'climate-fever-evidence',
+      `${climate}:2: "evidences" is not a list of {"article", "evidence"} strings; each line is ` +
+        '{"claim", "evidences": [{"article", "evidence"}, ...]}',
+    ],
+  ];
+  for (const [source, message] of cases) {
+    const out = path.join(dir, `damaged-${source}`);
+    await assert.rejects(
+      buildTextCorpus(data, out, { seed: 0, validFraction: 0, shardBytes: 1e6, only: [source] }),
+      (e: unknown) => e instanceof DataError && e.message === message,
+      source,
+    );
+    assert.equal(existsSync(out), false);
+  }
+  await fsp.writeFile(climate, `${JSON.stringify(ok)}\n[1]\n`);
+  await assert.rejects(
+    buildTextCorpus(data, path.join(dir, 'damaged'), {
+      seed: 0,
+      validFraction: 0,
+      shardBytes: 1e6,
+      only: ['climate-fever-evidence'],
+    }),
+    (e: unknown) => e instanceof DataError && e.message.startsWith(`${climate}:2: not a JSON object`),
+  );
 });
