@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { commands } from './commands.js';
 import { fileSystemSentence } from './file-system-error.js';
-import { nativeBackendError } from '../tensor/index.js';
+import { checkBackendChoice, nativeBackendError } from '../tensor/index.js';
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length), 4);
@@ -42,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
     console.log((rest[0] !== undefined ? cmd.helpOf?.(rest[0]) : undefined) ?? cmd.help);
     return 0;
   }
+  checkBackendChoice();
   warnIfNoNativeBackend();
   try {
     return await cmd.run(rest);
@@ -112,6 +113,7 @@ const userFacing = new Set([
   'EngineError',
   'QueueError',
   'GpuError',
+  'BackendChoiceError',
 ]);
 
 main(process.argv.slice(2)).then(

@@ -126,6 +126,7 @@ export interface DeviceReport {
  * adapter when there is one and the CPU otherwise.
  */
 export function useDevice(choice: DeviceChoice): DeviceReport {
+  checkBackendChoice();
   const cpu = (why: string): DeviceReport => {
     setBackend(nativeKernels() ? 'native' : 'js');
     return { backend: backendName(), description: `cpu (${backendName()} kernels)${why}` };
@@ -161,18 +162,37 @@ function noGpuDeviceNode(): string | null {
   return 'this machine has no GPU device (/dev/dri/renderD*, /dev/nvidia*)';
 }
 
-function initialBackend(): void {
-  const want = process.env.SEARCH_R3_BACKEND;
-  if (want === 'js' || want === 'native' || want === 'webgpu') return setBackend(want);
-  if (want !== undefined && want !== '') {
-    throw new Error(`SEARCH_R3_BACKEND must be 'js', 'native' or 'webgpu', not '${want}'`);
+/**
+ * SEARCH_R3_BACKEND names no backend. Thrown when the kernels are asked for, or a command starts
+ * (checkBackendChoice), never when this module loads: an import that throws is a stack trace, even for --help.
+ */
+export class BackendChoiceError extends Error {
+  constructor(want: string) {
+    super(`SEARCH_R3_BACKEND must be 'js', 'native' or 'webgpu', not '${want}'; set it to one of them, or unset it.`);
+    this.name = 'BackendChoiceError';
   }
+}
+
+function initialBackend(): BackendChoiceError | null {
+  const want = process.env.SEARCH_R3_BACKEND;
+  if (want === 'js' || want === 'native' || want === 'webgpu') {
+    setBackend(want);
+    return null;
+  }
+  if (want !== undefined && want !== '') return new BackendChoiceError(want);
   const k = nativeKernels();
   if (k) registry.kernels = k as AnyKernels;
+  return null;
 }
-initialBackend();
+const choiceError = initialBackend();
+
+/** Throws a BackendChoiceError when SEARCH_R3_BACKEND names no backend; a command calls it when it starts. */
+export function checkBackendChoice(): void {
+  if (choiceError) throw choiceError;
+}
 
 export function kernels(): AnyKernels {
+  if (choiceError) throw choiceError;
   return registry.kernels;
 }
 

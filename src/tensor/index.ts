@@ -11,7 +11,9 @@ export {
   widenHalf,
 } from './half-float.js';
 export {
+  BackendChoiceError,
   backendName,
+  checkBackendChoice,
   isGradEnabled,
   nativeBackendError,
   hostKernels,

@@ -37,3 +37,22 @@ test(
     }
   },
 );
+
+test('SEARCH_R3_BACKEND naming no backend: --help still prints, a command is one sentence, exit code 2', () => {
+  const env = { SEARCH_R3_BACKEND: 'bogus' };
+  const said =
+    "search-r3: SEARCH_R3_BACKEND must be 'js', 'native' or 'webgpu', not 'bogus'; set it to one of them, " +
+    'or unset it.\n';
+  for (const help of [['--help'], ['search', '--help']]) {
+    const r = runCli(help, env);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, /^search-r3/);
+  }
+  for (const line of [['corpus', 'build', '--data', 'x'], ['device'], ['search', '--index', 'x', 'q']]) {
+    const r = runCli(line, env);
+    assert.equal(r.status, 2, `${line.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr, said, line.join(' '));
+    assert.equal(r.stdout, '');
+  }
+});

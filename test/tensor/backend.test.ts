@@ -1,0 +1,33 @@
+/**
+ * SEARCH_R3_BACKEND naming no backend: the tensor layer still loads (a throwing import is a stack trace, even
+ * for --help); asking for the kernels, or checkBackendChoice, throws a BackendChoiceError that says it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { repoRoot } from '../helpers/repo.js';
+
+test('a SEARCH_R3_BACKEND that names no backend: the layer loads; kernels() and checkBackendChoice() throw', () => {
+  const index = pathToFileURL(path.join(repoRoot, 'dist/src/tensor/index.js')).href;
+  const script = `
+    const T = await import(${JSON.stringify(index)});
+    const said = [];
+    for (const f of [() => T.kernels(), () => T.checkBackendChoice(), () => T.tensor([1, 2], [2])])
+      try {
+        f();
+        said.push('no error');
+      } catch (e) {
+        said.push(e instanceof T.BackendChoiceError ? e.message : String(e));
+      }
+    console.log(JSON.stringify(said));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    env: { ...process.env, SEARCH_R3_BACKEND: 'gpu' },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const message =
+    "SEARCH_R3_BACKEND must be 'js', 'native' or 'webgpu', not 'gpu'; set it to one of them, or unset it.";
+  assert.deepEqual(JSON.parse(r.stdout), [message, message, message]);
+});
