@@ -51,8 +51,24 @@ export class RunWatch {
 
   /** The runs (a recipe's stages appear as they start), its evaluation tables, and what cannot be read. */
   list() {
-    const runs: WatchedRun[] = [];
+    const { runs, evaluationFiles, problems } = this.scan();
     const evaluations: { title: string; markdown: string }[] = [];
+    for (const { title, file, label } of evaluationFiles) {
+      try {
+        evaluations.push({ title, markdown: readFileSync(file, 'utf8') });
+      } catch (e) {
+        const why =
+          (e as NodeJS.ErrnoException).code === 'EISDIR' ? 'is not a file' : `cannot be read (${(e as Error).message})`;
+        problems.push(`${label}: ${path.basename(file)} ${why}, so its evaluation is not shown.`);
+      }
+    }
+    return { runs: runs.map((r) => ({ id: r.id, name: r.name, stage: this.stageOf(r) })), evaluations, problems };
+  }
+
+  /** The runs in the folders as they are now (each gets its id when first seen) and the evaluation tables. */
+  private scan() {
+    const runs: WatchedRun[] = [];
+    const evaluationFiles: { title: string; file: string; label: string }[] = [];
     const problems: string[] = [];
     for (const given of this.folders) {
       const folder = path.resolve(given);
@@ -68,15 +84,14 @@ export class RunWatch {
           runs.push(this.watch(path.join(folder, sub), `${label}/${sub}`, stage, recipeConfig));
         }
         const md = path.join(folder, 'evaluation', 'evaluation.md');
-        if (existsSync(md))
-          evaluations.push({ title: `${label}: recipe evaluation`, markdown: readFileSync(md, 'utf8') });
+        if (existsSync(md)) evaluationFiles.push({ title: `${label}: recipe evaluation`, file: md, label });
       } else {
         runs.push(this.watch(folder, label, null, null));
         const md = path.join(folder, 'evaluation.md');
-        if (existsSync(md)) evaluations.push({ title: `${label}: evaluation`, markdown: readFileSync(md, 'utf8') });
+        if (existsSync(md)) evaluationFiles.push({ title: `${label}: evaluation`, file: md, label });
       }
     }
-    return { runs: runs.map((r) => ({ id: r.id, name: r.name, stage: this.stageOf(r) })), evaluations, problems };
+    return { runs, evaluationFiles, problems };
   }
 
   /**
@@ -84,7 +99,10 @@ export class RunWatch {
    * returned (null at first): when the file was replaced since, reading starts again at its beginning.
    */
   read(id: string, from: number, file: string | null) {
-    const run = [...this.byFolder.values()].find((r) => r.id === id);
+    const find = (): WatchedRun | undefined => [...this.byFolder.values()].find((r) => r.id === id);
+    // ids are given as folders are first seen: a page opened at a run's address may come before any list
+    if (!find()) this.scan();
+    const run = find();
     if (!run) return undefined;
     const { config, problem: configProblem } = this.config(run);
     const empty = {
@@ -110,6 +128,7 @@ export class RunWatch {
     }
     try {
       const st = fstatSync(fd);
+      if (!st.isFile()) return { ...empty, config, problem: `${run.name}/metrics.jsonl is not a file.` };
       const identity = `${st.dev}:${st.ino}`;
       const reset = (file !== null && file !== identity) || from > st.size || from < 0;
       const start = reset ? 0 : from;
@@ -139,6 +158,9 @@ export class RunWatch {
         config,
         problem: configProblem,
       };
+    } catch (e) {
+      // one run's unreadable log is that run's problem; the other runs are still shown
+      return { ...empty, config, problem: `${run.name}/metrics.jsonl cannot be read (${(e as Error).message}).` };
     } finally {
       closeSync(fd);
     }
