@@ -33,6 +33,12 @@ interface WatchedRun {
   recipeConfig: string | null;
 }
 
+/** The byte at `position` of the open file. */
+function byteAt(fd: number, position: number): number {
+  const b = Buffer.alloc(1);
+  return readSync(fd, b, 0, 1, position) === 1 ? b[0]! : -1;
+}
+
 function readJson(file: string): { value: unknown; problem: string | null } {
   try {
     return { value: JSON.parse(readFileSync(file, 'utf8')), problem: null };
@@ -136,14 +142,23 @@ export class RunWatch {
       const buf = Buffer.alloc(length);
       const got = length > 0 ? readSync(fd, buf, 0, length, start) : 0;
       const bytes = buf.subarray(0, got);
-      let end = bytes.lastIndexOf(0x0a) + 1;
+      // only a line too long for one read (skipped below as one damaged line) leaves `next` inside a line: a
+      // read from there goes on after the line's end, not counting the rest of it as damaged again
+      let begin = 0;
+      if (start > 0 && byteAt(fd, start - 1) !== 0x0a) {
+        const newline = bytes.indexOf(0x0a);
+        begin = newline >= 0 ? newline + 1 : got === METRICS_READ_LIMIT ? got : 0;
+      }
+      let end = Math.max(begin, bytes.lastIndexOf(0x0a) + 1);
       let damaged = 0;
       // a single line longer than a whole read is no record: skip it as damaged rather than wait forever
       if (end === 0 && got === METRICS_READ_LIMIT) {
         end = got;
         damaged = 1;
       }
-      const parsed = damaged ? { records: [], damagedLines: 0 } : parseMetrics(bytes.subarray(0, end).toString('utf8'));
+      const parsed = damaged
+        ? { records: [], damagedLines: 0 }
+        : parseMetrics(bytes.subarray(begin, end).toString('utf8'));
       const next = start + end;
       const more = got === METRICS_READ_LIMIT && next < st.size;
       return {

@@ -1,13 +1,14 @@
 /**
  * The dashboard's reader of run folders: one run folder whose files are odd (a folder where metrics.jsonl or
  * evaluation.md goes) is that run's problem, and every other run is still listed and read; a run can be read
- * by its id before the runs were listed (a page opened at a run's address on a fresh dashboard).
+ * by its id before the runs were listed (a page opened at a run's address on a fresh dashboard); a line too long
+ * for one read is counted as one damaged line.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { RunWatch } from '../../src/train/run-watch.js';
+import { METRICS_READ_LIMIT, RunWatch } from '../../src/train/run-watch.js';
 import { tempDir } from '../helpers/train-fixtures.js';
 
 const RECORD = { type: 'train', step: 1, loss: 2.5 };
@@ -55,4 +56,30 @@ test('a run is read by its id on a fresh watch, before any list', () => {
     ids,
     'the ids a list gives are the ones read by',
   );
+});
+
+test('a line longer than a whole read is one damaged line, however many reads it spans', () => {
+  const run = path.join(tempDir('run-watch-long'), 'run');
+  mkdirSync(run);
+  for (const size of [METRICS_READ_LIMIT + 1000, 2 * METRICS_READ_LIMIT + 10]) {
+    const second = { ...RECORD, step: 2 };
+    const log = `${JSON.stringify(RECORD)}\n${'x'.repeat(size)}\n${JSON.stringify(second)}\n`;
+    writeFileSync(path.join(run, 'metrics.jsonl'), log);
+    const watch = new RunWatch([run]);
+    const id = watch.list().runs[0]!.id;
+    const records: unknown[] = [];
+    let damaged = 0;
+    let from = 0;
+    let file: string | null = null;
+    for (let reads = 0; reads < 10; reads++) {
+      const u: NonNullable<ReturnType<RunWatch['read']>> = watch.read(id, from, file)!;
+      records.push(...u.records);
+      damaged += u.damagedLines;
+      [from, file] = [u.next, u.file];
+      if (!u.more) break;
+    }
+    assert.deepEqual(records, [RECORD, second], `a line of ${size} bytes`);
+    assert.equal(damaged, 1, `a line of ${size} bytes`);
+    assert.equal(from, Buffer.byteLength(log));
+  }
 });
