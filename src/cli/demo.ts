@@ -412,6 +412,22 @@ export const demoCommand: Command = {
     const writeVectors = values['write-vectors'] ?? false;
     if (writeVectors && (web || values.query !== undefined))
       throw new UserError('--write-vectors encodes the corpus and runs nothing else: drop --web and --query.');
+    if (web) {
+      // the playground's page sends its own queries, with the server's k and reasoning budget: these would be
+      // ignored without a word
+      const forExamples = [
+        values.query !== undefined && '--query',
+        values.k !== undefined && '-k',
+        values['max-reasoning-tokens'] !== undefined && '--max-reasoning-tokens',
+        values['no-table'] === true && '--no-table',
+        values.json === true && '--json',
+      ].filter((o): o is string => o !== false);
+      if (forExamples.length > 0)
+        throw new UserError(
+          `${forExamples.join(', ')} ${forExamples.length > 1 ? 'are' : 'is'} for the examples and the table, ` +
+            `which --web does not run: drop ${forExamples.length > 1 ? 'them' : 'it'}, or --web.`,
+        );
+    }
     const port = portOption(values.port);
     const k = positiveInt(values.k, 'k') ?? 5;
     const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;

@@ -258,6 +258,35 @@ test('demo: --write-vectors ships the vectors in the model folder; a first run t
   }
 });
 
+test('demo --web: the options of the examples and the table are refused, as --web would ignore them', () => {
+  const { dir, cleanup } = tempDir('demo-web-options');
+  try {
+    const base = ['demo', '--web', '--model', path.join(dir, 'nope'), '--index', path.join(dir, 'idx')];
+    const cases: Array<[string[], string]> = [
+      [['--query', 'does vitamin D prevent fractures?'], '--query is'],
+      [['-k', '3'], '-k is'],
+      [['--max-reasoning-tokens', '64'], '--max-reasoning-tokens is'],
+      [['--no-table'], '--no-table is'],
+      [['--json'], '--json is'],
+      [['--json', '--no-table', '-k', '3'], '-k, --no-table, --json are'],
+    ];
+    for (const [extra, options] of cases) {
+      // the JS backend: no note about the native one comes before the sentence
+      const r = runCli([...base, ...extra], { ...env, SEARCH_R3_BACKEND: 'js' });
+      assert.equal(r.status, 2, r.stderr);
+      const it = options.endsWith(' are') ? 'them' : 'it';
+      assert.equal(
+        r.stderr,
+        `search-r3: ${options} for the examples and the table, which --web does not run: drop ${it}, or --web.\n`,
+      );
+      assert.equal(r.stdout, '');
+    }
+    assert.equal(existsSync(path.join(dir, 'idx')), false);
+  } finally {
+    cleanup();
+  }
+});
+
 test('demo: a missing model is one line naming what to do, exit code 2', () => {
   const { dir, cleanup } = tempDir('demo-missing');
   try {
