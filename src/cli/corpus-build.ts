@@ -4,7 +4,14 @@ import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
 import { fractionOption, nonNegativeInt, positiveNumber } from './args.js';
 import { checkOutputFolder } from './output-path.js';
-import { buildTextCorpus, corpusSources, DEBIAN_TEXT_PACKAGES, knownCorpusSources } from '../train/lm/text-corpus.js';
+import {
+  buildTextCorpus,
+  type CorpusManifest,
+  corpusSources,
+  DEBIAN_TEXT_PACKAGES,
+  EmptyCorpusError,
+  knownCorpusSources,
+} from '../train/lm/text-corpus.js';
 import { corpusPairs, PAIRS_HELP } from './corpus-pairs.js';
 
 const HELP = `search-r3 corpus build — assemble the plain-text pretraining corpus
@@ -126,12 +133,18 @@ export const corpusCommand: Command = {
       : (m: string): void => {
           process.stderr.write(`${m}\n`);
         };
-    const m = await buildTextCorpus(
-      values.data,
-      values.out,
-      { seed, validFraction, shardBytes: shardMb * 1e6, ...(only ? { only } : {}) },
-      say,
-    );
+    let m: CorpusManifest;
+    try {
+      m = await buildTextCorpus(
+        values.data,
+        values.out,
+        { seed, validFraction, shardBytes: shardMb * 1e6, ...(only ? { only } : {}) },
+        say,
+      );
+    } catch (e) {
+      if (e instanceof EmptyCorpusError) throw new UserError(`corpus build: ${e.message}.`);
+      throw e;
+    }
     console.log(
       `corpus: ${m.totals.trainDocuments} train documents (${(m.totals.trainBytes / 1e6).toFixed(1)} MB in ` +
         `${m.train.length} shards), ` +

@@ -210,6 +210,24 @@ test('corpus build over a damaged source file: one line naming the file and line
   );
 });
 
+test('corpus build over sources that give no document is refused, and an earlier corpus at --out is kept', async () => {
+  const data = path.join(dir, 'empty-source');
+  await fsp.mkdir(path.join(data, 'scifact'), { recursive: true });
+  await fsp.writeFile(path.join(data, 'scifact', 'corpus.jsonl'), '\n');
+  const out = path.join(dir, 'kept-corpus');
+  const first = runCli(['corpus', 'build', '--data', sharedData, '--out', out, '--only', 'arcd-paragraphs', '--quiet']);
+  assert.equal(first.status, 0, first.stderr);
+  const manifest = readFileSync(path.join(out, 'manifest.json'), 'utf8');
+  const r = runCli(['corpus', 'build', '--data', data, '--out', out, '--only', 'scifact-corpus', '--quiet']);
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(
+    r.stderr,
+    'search-r3: corpus build: scifact-corpus (scifact/corpus.jsonl) gave no documents, so there is no corpus to ' +
+      'write; check that the files hold text, or choose other sources with --only.\n',
+  );
+  assert.equal(readFileSync(path.join(out, 'manifest.json'), 'utf8'), manifest);
+});
+
 test('corpus pairs --help: what the pairs are, where from, and the caps', () => {
   const r = runCli(['corpus', 'pairs', '--help']);
   assert.equal(r.status, 0, r.stderr);

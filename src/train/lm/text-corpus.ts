@@ -275,6 +275,17 @@ const EXCLUDED = [
   'NFCorpus documents: only a preprocessed form is available (lowercased, stop words and punctuation removed)',
 ];
 
+/** The sources chosen gave no document: an empty corpus trains nothing, so none is written. */
+export class EmptyCorpusError extends Error {
+  constructor(sources: ReadonlyArray<{ name: string; paths: string[] }>) {
+    super(
+      `${sources.map((s) => `${s.name} (${s.paths.join(', ')})`).join(', ')} gave no documents, so there is no ` +
+        'corpus to write; check that the files hold text, or choose other sources with --only',
+    );
+    this.name = 'EmptyCorpusError';
+  }
+}
+
 /**
  * Builds the corpus into `outDir` (written as a whole under a temporary name, then renamed): shards
  * train-NNNNN.jsonl, valid.jsonl and manifest.json. Documents are ordered by sha256(seed, text) (a
@@ -327,6 +338,7 @@ export async function buildTextCorpus(
     });
     onSource?.(`${s.name}: ${documents} documents, ${(bytes / 1e6).toFixed(2)} MB (${duplicates} duplicates dropped)`);
   }
+  if (docs.length === 0) throw new EmptyCorpusError(manifest.sources);
   docs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const threshold = Math.floor(options.validFraction * 2 ** 32);
   const isValid = (key: string): boolean => parseInt(key.slice(0, 8), 16) < threshold;
