@@ -1,9 +1,13 @@
 /** `search-r3 serve` as a user runs it. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { runCli } from '../helpers/cli.js';
+import { post } from '../helpers/http.js';
+import { repoRoot } from '../helpers/repo.js';
 
 test('serve on a port in use says so in one sentence and exits with 2', async () => {
   const { dir, cleanup } = tempDir('busy');
@@ -21,3 +25,59 @@ test('serve on a port in use says so in one sentence and exits with 2', async ()
     cleanup();
   }
 });
+
+test(
+  'SIGTERM does not wait for a client that stalled mid-body, and still answers a complete request in flight',
+  { timeout: 60_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('stalled-body');
+    const modelDir = await tinyModelDir(dir);
+    // a long batching wait keeps the complete request in flight past the grace a stalled body gets
+    const args = ['serve', '--model', modelDir, '--port', '0', '--batch-wait-ms', '2500'];
+    const cli = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), ...args], {
+      env: { ...process.env, SEARCH_R3_THREADS: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => cli.on('exit', (code) => resolve(code)));
+    const stalled: net.Socket[] = [];
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        cli.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+          const m = /serving embeddings at (http:\/\/\S+) /.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        void exited.then((code) => reject(new Error(`serve exited with ${code}: ${out}`)));
+      });
+      const { hostname, port } = new URL(url);
+      const stalledClosed = new Promise<void>((resolve) => {
+        const s = net.connect(Number(port), hostname, () =>
+          s.write(
+            'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+              'Content-Length: 100\r\n\r\n{"input":',
+          ),
+        );
+        s.on('error', () => {});
+        s.on('close', () => resolve());
+        stalled.push(s);
+      });
+      const complete = post(url, '/v1/embeddings', { model: 'search-r3', input: 'in flight' });
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = performance.now();
+      cli.kill('SIGTERM');
+      const answer = await complete;
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.equal((answer.body.data as unknown[]).length, 1);
+      const late = new Promise<string>((r) => setTimeout(() => r('still running 10 s after SIGTERM'), 10_000).unref());
+      assert.equal(await Promise.race([exited, late]), 0);
+      const seconds = (performance.now() - t0) / 1000;
+      assert.ok(seconds < 8, `exited ${seconds.toFixed(1)} s after SIGTERM`);
+      await stalledClosed;
+    } finally {
+      for (const s of stalled) s.destroy();
+      cli.kill('SIGKILL');
+      cleanup();
+    }
+  },
+);
