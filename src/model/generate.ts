@@ -3,9 +3,9 @@
  *
  * Prompts are left-padded to a common length; padding is masked out of attention and positions start
  * at 0 at each row's first real token, so every row computes exactly what it would alone. A row stops
- * at a stop token or after maxNewTokens. Hidden states (after the final norm) can be captured at given
- * positions or wherever a given token is fed to the model, e.g. a generated <|embed_token|>: the token
- * is fed once more so that its own hidden state exists.
+ * at a stop token (or where `stopWhen` says) or after maxNewTokens. Hidden states (after the final norm)
+ * can be captured at given positions or wherever a given token is fed to the model, e.g. a generated
+ * <|embed_token|>: the token is fed once more so that its own hidden state exists.
  */
 import * as T from '../tensor/index.js';
 import type { Qwen2Model } from './qwen2-model.js';
@@ -15,6 +15,11 @@ export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
   /** Generation of a row ends after it produces one of these. */
   stopTokens?: number[];
+  /**
+   * Asked after each token with the row's tokens so far: true ends the row there (finish 'stop'), as a stop
+   * token would, e.g. once their text contains a stop string.
+   */
+  stopWhen?: (row: number, tokens: readonly number[]) => boolean;
   /**
    * Seed for sampling (temperature > 0); each call with the same seed on the same device gives the same
    * tokens (a GPU draws in float32: see samplePick).
@@ -160,7 +165,7 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
       out[b].tokens.push(s.token);
       out[b].logprobs.push(s.logprob);
       opts.onToken?.(b, s.token);
-      const stopped = stop.has(s.token);
+      const stopped = stop.has(s.token) || opts.stopWhen?.(b, out[b].tokens) === true;
       if (stopped) out[b].finish = 'stop';
       if (stopped || out[b].tokens.length >= opts.maxNewTokens) {
         state[b] = wantsHidden(b, s.token, prompts[b].length + out[b].tokens.length - 1) ? 'feed' : 'done';

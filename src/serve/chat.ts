@@ -1,8 +1,9 @@
 /**
  * OpenAI's chat completions with the served model (one choice), run in the model worker, so a generic
  * OpenAI-compatible client (RemoteEmbedder's 'openai' protocol, or anything else) can get the model's
- * query analysis. A stop that names a special token (e.g. <|embed_token|>) stops at that token;
- * `stopReason` says which stop ended the text, as vLLM reports it.
+ * query analysis. A stop that names a special token (e.g. <|embed_token|>) stops at that token; a stop
+ * that is text ends the generation at the token whose text completes it, and the content is cut before
+ * it, as OpenAI does. `stopReason` says which stop ended the text, as vLLM reports it.
  */
 import { assistantEndTokens, type Embedder } from '../embed/index.js';
 import { type Steps, generateSteps } from '../model/generate.js';
@@ -60,30 +61,57 @@ function sortStops(tok: Tokenizer, stops: readonly string[]): { stopIds: Map<num
   return { stopIds, textStops };
 }
 
+/**
+ * Whether generated tokens have come to contain one of `stops` in their text. Only the tail the last token
+ * can complete a stop in is decoded: a stop of L characters is at most 4L bytes, hence 4L byte-level tokens,
+ * and 4 more tokens cover a character cut at the tail's start. Special tokens (skipped in the text) do not count.
+ */
+function textStopper(tok: Tokenizer, stops: readonly string[]): (row: number, tokens: readonly number[]) => boolean {
+  const window = 4 * Math.max(...stops.map((s) => s.length)) + 4;
+  return (_row, tokens) => {
+    let start = tokens.length;
+    for (let kept = 0; start > 0 && kept < window;) if (!tok.isSpecial(tokens[--start])) kept++;
+    const tail = tok.decode(tokens.slice(start), { skipSpecialTokens: true });
+    return stops.some((s) => tail.includes(s));
+  };
+}
+
+/** The first stop string in `content` and where it starts (the earliest, as OpenAI cuts). */
+function firstStop(content: string, stops: readonly string[]): { at: number; stop: string } | null {
+  let first: { at: number; stop: string } | null = null;
+  for (const stop of stops) {
+    const at = content.indexOf(stop);
+    if (at >= 0 && (first === null || at < first.at)) first = { at, stop };
+  }
+  return first;
+}
+
 /** Generates the completion, one forward pass per step (the model work, run in turn with the embedding batches). */
 export function* chatSteps(embedder: Embedder, job: ChatJob, p: PreparedChat): Steps<ChatResult> {
+  const tok = embedder.tokenizer;
   const [g] = yield* generateSteps(embedder.model, [p.prompt], {
     maxNewTokens: p.maxNewTokens,
     temperature: job.temperature,
     topP: job.topP,
     seed: job.seed,
     stopTokens: [...p.stopIds.keys()],
+    ...(p.textStops.length > 0 ? { stopWhen: textStopper(tok, p.textStops) } : {}),
   });
   let finish: 'stop' | 'length' = g.finish;
   let stopReason: string | null = null;
   let tokens = g.tokens;
-  if (g.finish === 'stop') {
-    stopReason = p.stopIds.get(tokens[tokens.length - 1]) || null;
+  const last = tokens[tokens.length - 1];
+  if (g.finish === 'stop' && p.stopIds.has(last)) {
+    stopReason = p.stopIds.get(last) || null;
     tokens = tokens.slice(0, -1);
   }
-  let content = embedder.tokenizer.decode(tokens, { skipSpecialTokens: true });
-  for (const s of p.textStops) {
-    const at = content.indexOf(s);
-    if (at >= 0) {
-      content = content.slice(0, at);
-      finish = 'stop';
-      stopReason = s;
-    }
+  let content = tok.decode(tokens, { skipSpecialTokens: true });
+  const cut = firstStop(content, p.textStops);
+  if (cut) {
+    content = content.slice(0, cut.at);
+    finish = 'stop';
+    stopReason = cut.stop;
   }
+  // the tokens generated, up to and including the one that completed a stop
   return { content, finish, stopReason, promptTokens: p.prompt.length, completionTokens: g.tokens.length };
 }

@@ -216,3 +216,26 @@ test('an abandoned row stops where it is; the others generate what they would; t
     kept.map((g) => g.tokens),
   );
 });
+
+test('stopWhen ends its row after the token it names, finish=stop; the other rows generate what they would', () => {
+  const plain = generate(model, prompts, { maxNewTokens: 10 });
+  const seen: number[][] = [];
+  const g = generate(model, prompts, {
+    maxNewTokens: 10,
+    stopWhen: (row, tokens) => {
+      seen.push([row, tokens.length]);
+      return row === 1 && tokens.length === 4;
+    },
+  });
+  assert.deepEqual(g[1].tokens, plain[1].tokens.slice(0, 4));
+  assert.equal(g[1].finish, 'stop');
+  for (const r of [0, 2]) {
+    assert.deepEqual(g[r].tokens, plain[r].tokens);
+    assert.equal(g[r].finish, 'length');
+  }
+  assert.deepEqual(
+    seen.filter(([row]) => row === 1).map(([, n]) => n),
+    [1, 2, 3, 4],
+    'asked after each of its tokens, with them all',
+  );
+});

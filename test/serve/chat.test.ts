@@ -1,0 +1,59 @@
+/** Chat completions in the model worker (src/serve/chat.ts): stops, and what usage counts. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generate, runSteps } from '../../src/model/generate.js';
+import { chatSteps, prepareChat } from '../../src/serve/chat.js';
+import type { ChatJob, ChatResult } from '../../src/serve/worker-protocol.js';
+import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
+
+test(
+  'a text stop ends the generation at the token that completes it, even across tokens; the content is cut ' +
+    'before it and usage counts the tokens up to that one',
+  { timeout: 60_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('chat-stop');
+    try {
+      const { embedder } = await tinyBackend(await tinyModelDir(dir));
+      const tok = embedder.tokenizer;
+      // sampled, so that the tiny random model writes some ASCII among its bytes
+      const job: ChatJob = {
+        messages: [{ role: 'user', content: 'which protein binds?' }],
+        maxTokens: 25,
+        temperature: 1,
+        seed: 1,
+        stops: [],
+      };
+      const run = (stops: string[]): ChatResult => {
+        const j = { ...job, stops };
+        return runSteps(chatSteps(embedder, j, prepareChat(embedder, j)));
+      };
+      const free = run([]);
+      assert.equal(free.completionTokens, 25);
+      const prepared = prepareChat(embedder, job);
+      const [g] = generate(embedder.model, [prepared.prompt], {
+        maxNewTokens: 25,
+        temperature: 1,
+        seed: 1,
+        stopTokens: [...prepared.stopIds.keys()],
+      });
+      // a stop made of the end of one printable token and the whole of the next: it spans two tokens
+      const text = (ids: number[]): string => tok.decode(ids, { skipSpecialTokens: true });
+      const printable = (i: number): boolean => /^[!-~][ -~]*$/.test(text([g.tokens[i]!]).trim() || '\u0000');
+      const i = g.tokens.findIndex((_, k) => k >= 3 && k < 20 && printable(k) && printable(k + 1));
+      assert.ok(i >= 0, `no two printable tokens in a row: ${JSON.stringify(free.content)}`);
+      const stop = text([g.tokens[i]!]).slice(-1) + text([g.tokens[i + 1]!]);
+      let completing = 1;
+      while (!text(g.tokens.slice(0, completing)).includes(stop)) completing++;
+      assert.ok(!text([g.tokens[completing - 1]!]).includes(stop), 'the stop spans tokens');
+
+      const r = run(['no such text', stop]);
+      assert.equal(r.content, free.content.slice(0, free.content.indexOf(stop)));
+      assert.equal(r.finish, 'stop');
+      assert.equal(r.stopReason, stop);
+      assert.equal(r.completionTokens, completing, 'generation ended at the token that completed the stop');
+      assert.ok(r.completionTokens < 25);
+    } finally {
+      cleanup();
+    }
+  },
+);
