@@ -8,6 +8,7 @@ import { WorkerBackend } from '../serve/model-worker.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } from './device-option.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } from './engine-options.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
+import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from '../serve/server-context.js';
 import { RunWatch } from '../train/run-watch.js';
 
 const HELP = `search-r3 serve — HTTP server: OpenAI-compatible embeddings and search
@@ -56,7 +57,7 @@ options:
   --max-request-tokens <n>  input tokens per request, all inputs together (default 65536)
   --max-request-reasoning-tokens <n>
                             queries × max_reasoning_tokens per reasoning request (default 8192)
-  --max-queue <n>           inputs waiting for the model before 429 (default 1024)
+  --max-queue <n>           inputs waiting for the model before 429 (default 1024; at least --max-inputs)
   --batch-wait-ms <n>       how long an input waits for company (default 3)
   --batch-inputs <n>        most inputs per forward batch (default 64)
 ${engineHelp(28)}
@@ -106,6 +107,17 @@ export const serveCommand: Command = {
       maxRequestReasoningTokens: int('max-request-reasoning-tokens'),
       maxQueue: int('max-queue'),
     };
+    const maxInputs = limits.maxInputs ?? DEFAULT_MAX_INPUTS;
+    const maxQueue = limits.maxQueue ?? DEFAULT_MAX_QUEUE;
+    if (maxQueue < maxInputs) {
+      const said = (n: number | undefined): string => (n === undefined ? ' (the default)' : '');
+      const queue = `--max-queue ${maxQueue}${said(limits.maxQueue)}`;
+      throw new UserError(
+        `${queue} is below --max-inputs ${maxInputs}${said(limits.maxInputs)}, ` +
+          'so a request with more inputs than the queue holds could never be taken; raise --max-queue or lower ' +
+          '--max-inputs.',
+      );
+    }
     const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
     const choice = parseEngine(values);
     // taken in the model worker, which loads the model: this thread computes nothing

@@ -33,7 +33,7 @@ export interface ServerContext extends WebContext {
   metrics: Metrics;
   /** Inputs waiting for or in the model. */
   queued(): number;
-  /** Runs model work for `n` inputs within the queue bound (429 beyond it). */
+  /** Runs model work for `n` inputs within the queue bound (429 beyond it; 400 when `n` alone exceeds it). */
   queue<T>(n: number, work: () => Promise<T>): Promise<T>;
   /** A `model` field names this server's model, or is absent (404 model_not_found otherwise). */
   checkModel(name: unknown): void;
@@ -62,6 +62,11 @@ export interface ContextOptions {
   metrics: Metrics;
 }
 
+/** Most inputs in one /v1/embeddings request, unless the server is told otherwise. */
+export const DEFAULT_MAX_INPUTS = 256;
+/** Most inputs waiting for the model before requests get 429, unless the server is told otherwise. */
+export const DEFAULT_MAX_QUEUE = 1024;
+
 export function notFoundModel(name: string, served: string): HttpError {
   const message = `The model '${name}' does not exist; this server serves '${served}'.`;
   return new HttpError(404, message, 'model_not_found', 'model');
@@ -80,7 +85,7 @@ export function indexProblem(e: unknown, dir: string): string {
 export function createContext(o: ContextOptions): ServerContext {
   const { model, index, metrics } = o;
   const modelName = o.modelName ?? 'search-r3';
-  const maxQueue = o.maxQueue ?? 1024;
+  const maxQueue = o.maxQueue ?? DEFAULT_MAX_QUEUE;
   const refreshMs = o.refreshMs ?? 1000;
   let queued = 0;
   let lastRefresh = performance.now();
@@ -94,7 +99,7 @@ export function createContext(o: ContextOptions): ServerContext {
       perInput: Math.min(o.maxTokensPerInput ?? model.maxLength, model.maxLength),
       perRequest: o.maxRequestTokens ?? 65_536,
     },
-    maxInputs: o.maxInputs ?? 256,
+    maxInputs: o.maxInputs ?? DEFAULT_MAX_INPUTS,
     maxK: o.maxK ?? 1000,
     maxReasoning: o.maxRequestReasoningTokens ?? 8192,
     tokenChars: model.info.longestTokenChars,
@@ -103,6 +108,13 @@ export function createContext(o: ContextOptions): ServerContext {
     draining: false,
     queued: () => queued,
     async queue<T>(n: number, work: () => Promise<T>): Promise<T> {
+      // more than the whole queue holds is no matter of waiting: a retry would get the same answer
+      if (n > maxQueue) {
+        const message =
+          `'input' has ${n} items, more than the embedding queue ever holds (${maxQueue}, --max-queue); ` +
+          `send at most ${maxQueue} per request.`;
+        throw badRequest(message, 'input', 'too_many_inputs');
+      }
       if (queued + n > maxQueue) {
         const message = `the embedding queue is full (${queued} inputs waiting, limit ${maxQueue}); retry later`;
         throw new HttpError(429, message, 'rate_limit_exceeded');

@@ -60,7 +60,10 @@ export interface ServeOptions {
   maxRequestReasoningTokens?: number;
   /** Largest k of /v1/search (default 1000). */
   maxK?: number;
-  /** Most inputs waiting for the model; beyond it requests get 429 (default 1024). */
+  /**
+   * Most inputs waiting for the model; beyond it requests get 429, and a request with more inputs than it
+   * holds gets 400 (default 1024).
+   */
   maxQueue?: number;
   maxWaitMs?: number;
   maxBatchInputs?: number;

@@ -26,6 +26,23 @@ test('serve on a port in use says so in one sentence and exits with 2', async ()
   }
 });
 
+test('serve refuses --max-queue below --max-inputs (a request of more inputs could never be queued)', () => {
+  const { dir, cleanup } = tempDir('queue');
+  try {
+    const r = runCli(['serve', '--model', dir, '--max-inputs', '8', '--max-queue', '4']);
+    assert.equal(r.status, 2, r.stderr);
+    const want =
+      'search-r3: --max-queue 4 is below --max-inputs 8, so a request with more inputs than the queue holds ' +
+      'could never be taken; raise --max-queue or lower --max-inputs.';
+    assert.equal(r.stderr.trim(), want);
+    const byDefault = runCli(['serve', '--model', dir, '--max-queue', '100']);
+    assert.equal(byDefault.status, 2, byDefault.stderr);
+    assert.match(byDefault.stderr, /^search-r3: --max-queue 100 is below --max-inputs 256 \(the default\), /);
+  } finally {
+    cleanup();
+  }
+});
+
 test(
   'SIGTERM does not wait for a client that stalled mid-body, and still answers a complete request in flight',
   { timeout: 60_000 },

@@ -134,12 +134,12 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     const big = JSON.stringify({ model: 'search-r3', input: 'a'.repeat(3000) });
     expect(await emb(big), 413, 'request_too_large');
     expect(await request(server.url, 'POST', '/v1/embeddings', big, { chunked: true }), 413, 'request_too_large');
-    // queue bound: 4 inputs never fit a queue of 3
-    expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }), 429, 'rate_limit_exceeded');
+    // queue bound: 4 inputs never fit a queue of 3, so no retry would help: a 400, not a 429
+    expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }), 400, 'too_many_inputs', 'input');
     const client = new OpenAI({ apiKey: 'x', baseURL: `${server.url}/v1`, maxRetries: 0 });
     await assert.rejects(
-      client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd'] }),
-      (e: unknown) => e instanceof OpenAI.RateLimitError,
+      client.embeddings.create({ model: 'search-r3', input: [[1, 2], [3], [4], [5]] }),
+      (e: unknown) => e instanceof OpenAI.BadRequestError && /--max-queue/.test(e.message),
     );
     await assert.rejects(
       client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }),
@@ -151,6 +151,35 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     expect(await request(server.url, 'POST', '/v1/search', JSON.stringify({ query: 'x' })), 404, 'no_index');
     // the server still works after all that
     assert.equal((await emb({ model: 'search-r3', input: ['fine', 'also fine'] })).status, 200);
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test('a full queue is a 429 (RateLimitError) for a request that fits it once the queue drains', async () => {
+  const { dir, cleanup } = tempDir('queue-full');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  // a long batching wait and large batches keep the first request's inputs in the queue
+  const server = await startSearchServer({ backend, port: 0, maxQueue: 4, maxWaitMs: 1500, maxBatchInputs: 1024 });
+  try {
+    const client = new OpenAI({ apiKey: 'x', baseURL: `${server.url}/v1`, maxRetries: 0 });
+    const first = client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c'] });
+    await new Promise((r) => setTimeout(r, 300));
+    const second = await request(
+      server.url,
+      'POST',
+      '/v1/embeddings',
+      JSON.stringify({ model: 'search-r3', input: ['d', 'e'] }),
+    );
+    assert.equal(second.status, 429, JSON.stringify(second.body));
+    assert.equal(second.body.error?.code, 'rate_limit_exceeded');
+    await assert.rejects(
+      client.embeddings.create({ model: 'search-r3', input: ['d', 'e'] }),
+      (e: unknown) => e instanceof OpenAI.RateLimitError,
+    );
+    assert.equal((await first).data.length, 3);
+    assert.equal((await client.embeddings.create({ model: 'search-r3', input: ['d', 'e'] })).data.length, 2);
   } finally {
     await server.close();
     cleanup();
