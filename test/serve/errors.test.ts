@@ -58,6 +58,12 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
       'context_length_exceeded',
       'input[0]',
     );
+    // token ids are bound by --max-tokens (20 here) as texts are, not only by the context
+    const ids = (n: number): number[] => Array.from({ length: n }, () => 5);
+    const over = await emb({ model: 'search-r3', input: [ids(3), ids(21)] });
+    expect(over, 400, 'context_length_exceeded', 'input[1]');
+    assert.match(over.body.error!.message, /input\[1\] has 21 tokens; this server accepts at most 20 tokens per input/);
+    assert.equal((await emb({ model: 'search-r3', input: [ids(3), ids(20)] })).status, 200);
     const chat = (body: unknown): Promise<Reply> =>
       request(server.url, 'POST', '/v1/chat/completions', JSON.stringify(body));
     expect(await chat({ model: 'search-r3' }), 400, 'missing_required_parameter', 'messages');

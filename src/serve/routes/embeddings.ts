@@ -5,7 +5,13 @@
  */
 import { DEFAULT_MAX_REASONING_TOKENS } from '../../embed/index.js';
 import { badRequest } from '../http-error.js';
-import { checkInputChars, checkReasoningWork, checkRequestChars, checkRequestTokens } from '../input-limits.js';
+import {
+  checkInputChars,
+  checkInputTokens,
+  checkReasoningWork,
+  checkRequestChars,
+  checkRequestTokens,
+} from '../input-limits.js';
 import {
   checkInputCount,
   encodingFormat,
@@ -117,10 +123,8 @@ async function embedTokens(
   seqs.forEach((ids, i) => {
     const param = `input[${i}]`;
     if (ids.length === 0) throw badRequest(`${param} has no tokens.`, param);
-    if (ids.length > model.maxLength) {
-      const message = `${param} has ${ids.length} tokens; the context is ${model.maxLength}.`;
-      throw badRequest(message, param, 'context_length_exceeded');
-    }
+    // the per-input limit (--max-tokens, never above the context) binds token ids as it binds texts
+    checkInputTokens(ids.length, param, ctx.limits.perInput);
     if (!ids.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)) {
       throw badRequest(`${param} has a token id outside [0, ${vocab}).`, param);
     }
