@@ -164,20 +164,24 @@ export class Embedder {
       this.maxLength,
       opts.maxReasoningTokens,
     );
-    const gens = yield* generateSteps(
-      this.model,
-      prompts.map((p) => p.ids),
-      {
-        maxNewTokens: budget,
-        temperature: opts.temperature ?? 0,
-        topP: opts.topP,
-        seed: opts.seed,
-        stopTokens,
-        captureTokens: [this.embedId],
-        onToken,
-        abandoned,
-      },
-    );
+    // a budget of 0 reasons not at all: <|embed_token|> is forced right after the prompt, with no pass before it
+    const gens =
+      budget === 0
+        ? prompts.map(() => ({ tokens: [], finish: 'length' as const, hidden: new Map<number, Float32Array>() }))
+        : yield* generateSteps(
+            this.model,
+            prompts.map((p) => p.ids),
+            {
+              maxNewTokens: budget,
+              temperature: opts.temperature ?? 0,
+              topP: opts.topP,
+              seed: opts.seed,
+              stopTokens,
+              captureTokens: [this.embedId],
+              onToken,
+              abandoned,
+            },
+          );
     const forcedSeqs: number[][] = [];
     const results = gens.map((g, i): QueryEmbedding => {
       const { analysis, reasoning, emitted } = readAnalysis(this.tokenizer, g.tokens, g.finish);

@@ -97,7 +97,8 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
   const pad = prompts.map((p) => P - p.length);
   const out: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finish: 'length', hidden: new Map() }));
   // running: samples another token; feed: its last token must be fed once more for a capture; done.
-  const state = new Array<'running' | 'feed' | 'done'>(B).fill('running');
+  // A budget of 0 tokens runs the prompts (for their captures) and samples nothing.
+  const state = new Array<'running' | 'feed' | 'done'>(B).fill(opts.maxNewTokens > 0 ? 'running' : 'done');
   const wantsHidden = (b: number, tok: number, rowPos: number): boolean =>
     captureTok.has(tok) || capturePos[b]?.has(rowPos) === true;
 
@@ -138,6 +139,10 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
         }
       }
       if (state[b] === 'feed') state[b] = 'done';
+    }
+    if (!state.includes('running')) {
+      T.recycle(hidden);
+      break;
     }
 
     const last = T.slice(hidden, 1, stepLen - 1, stepLen),

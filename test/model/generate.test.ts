@@ -239,3 +239,18 @@ test('stopWhen ends its row after the token it names, finish=stop; the other row
     'asked after each of its tokens, with them all',
   );
 });
+
+test('maxNewTokens 0 generates nothing (finish=length); the prompt is still run for its captures', () => {
+  const p = prompts[0];
+  for (const temperature of [0, 1]) {
+    const [g] = generate(model, [p], { maxNewTokens: 0, temperature, seed: 1, capturePositions: [[p.length - 1]] });
+    assert.deepEqual(g.tokens, []);
+    assert.deepEqual(g.logprobs, []);
+    assert.equal(g.finish, 'length');
+    const at = (p.length - 1) * config.hiddenSize;
+    assert.ok(relErr(g.hidden.get(p.length - 1)!, full(p).hidden.subarray(at, at + config.hiddenSize)) < 1e-5);
+  }
+  let passes = 0;
+  for (const steps = generateSteps(model, prompts, { maxNewTokens: 0 }); !advance(steps).done;) passes++;
+  assert.equal(passes, 1, 'the prompts’ forward pass only');
+});

@@ -2,9 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import OpenAI from 'openai';
+import { reasoningPrompts } from '../../src/embed/index.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
+import { post } from '../helpers/http.js';
 
 test(
   'the official openai client gets the in-process vectors from ' +
@@ -151,3 +153,36 @@ test('/v1/search returns what SearchIndex.search returns, with reasoning and hyb
     cleanup();
   }
 });
+
+test(
+  'max_reasoning_tokens 0 reasons not at all: the vector is at <|embed_token|> forced right after the prompt',
+  { timeout: 60_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('budget0');
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const server = await startSearchServer({ backend, port: 0 });
+    try {
+      const e = backend.embedder;
+      const text = 'heart disease';
+      const [prompt] = reasoningPrompts(e.tokenizer, [text], e.templates, e.maxLength, 0).prompts;
+      const [want] = e.forwardBatches([[...prompt!.ids, e.embedId]]);
+      const local = e.embedQuery(text, { reasoning: 'on', maxReasoningTokens: 0 });
+      assert.deepEqual(local.tokens, [], 'in process: nothing generated');
+      assert.equal(local.forced, true);
+      assertSameVectors([local.vector], [want!]);
+
+      const r = await post(server.url, '/v1/embeddings', {
+        model: 'search-r3',
+        input: [text],
+        search_r3: { mode: 'query', reasoning: 'on', max_reasoning_tokens: 0 },
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual(r.body.search_r3, [{ reasoning: '', forced: true, reasoning_tokens: 0 }]);
+      const [got] = (r.body.data as { embedding: number[] }[]).map((d) => Float32Array.from(d.embedding));
+      assertSameVectors([got!], [want!]);
+    } finally {
+      await server.close();
+      cleanup();
+    }
+  },
+);
