@@ -79,14 +79,19 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
   const apiKey = o.apiKey !== undefined ? new ApiKey(o.apiKey) : null;
   let inFlight = 0;
 
-  const send = (res: http.ServerResponse, a: Answer): void => {
+  /**
+   * `close`: the connection ends once the answer is sent (Node destroys it after the flush), as when the
+   * server drains, or when the body was refused unread: reading on to keep the connection would take in
+   * whatever a client sends, however much.
+   */
+  const send = (res: http.ServerResponse, a: Answer, close = false): void => {
     const text = typeof a.body === 'string' || Buffer.isBuffer(a.body) ? a.body : JSON.stringify(a.body);
-    const close = o.draining() ? { connection: 'close' } : {};
+    const closing = close || o.draining() ? { connection: 'close' } : {};
     res.writeHead(a.status, {
       'content-type': a.contentType ?? 'application/json',
       'content-length': Buffer.byteLength(text),
       ...a.headers,
-      ...close,
+      ...closing,
     });
     res.end(text);
   };
@@ -138,12 +143,14 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
     };
     res.on('close', done);
     whenSocketCloses(req.socket, done);
+    // the body was refused before it was all read (too large, an encoding not taken, not gzip)
+    let bodyRefused = false;
     const fail = (e: unknown): void => {
       // work dropped because its client went away is no server error, and there is no one to answer
       if (gone.signal.aborted) return;
       const err = httpErrorOf(e);
       if (err.status === 500) console.error(e);
-      if (!res.headersSent) send(res, { status: err.status, body: err.body() });
+      if (!res.headersSent) send(res, { status: err.status, body: err.body() }, bodyRefused);
       else res.destroy();
     };
     try {
@@ -172,7 +179,10 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
         req.resume();
         return send(res, route.get(o.ctx, found!.param, authorized, url));
       }
-      const body = readBody(req, o.maxBodyBytes).then(parseJsonObject);
+      const body = readBody(req, o.maxBodyBytes).then(parseJsonObject, (e: unknown) => {
+        bodyRefused = true;
+        throw e;
+      });
       if (route.stream) body.then((b) => route.stream!(o.ctx, b, res)).catch(fail);
       else
         body.then((b) => route.json!(o.ctx, b, gone.signal)).then((out) => send(res, { status: 200, body: out }), fail);

@@ -46,7 +46,9 @@ export function readBody(req: http.IncomingMessage, limit: number): Promise<Buff
         req.unpipe();
         source.destroy();
       }
-      req.resume(); // discard the rest, so a kept-alive connection can carry the answer and the next request
+      // read and discard what still comes until the connection closes after the answer (the handler sends it
+      // with Connection: close), so a client still writing does not stall before it reads the answer
+      req.resume();
       reject(e);
     };
     source.on('data', (c: Buffer) => {

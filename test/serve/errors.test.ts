@@ -389,3 +389,62 @@ test('a request whose client went away frees its place in the queue: the work no
     cleanup();
   }
 });
+
+test(
+  'a 413 closes the connection once it is sent, instead of reading on whatever the client keeps sending',
+  { timeout: 30_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('413-close');
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const server = await startSearchServer({ backend, port: 0, maxBodyBytes: 2000 });
+    const { hostname, port } = new URL(server.url);
+    /** Headers, then body bytes without end until the server closes: what came back, and when it closed. */
+    /** Headers, then body bytes without end until the server closes: what came back, and when it closed. */
+    const flood = (framing: string): Promise<{ got: string; closedAfterMs: number }> =>
+      new Promise((resolve) => {
+        const chunked = framing.startsWith('Transfer-Encoding');
+        const part = (b: Buffer): Buffer =>
+          chunked ? Buffer.concat([Buffer.from(`${b.length.toString(16)}\r\n`), b, Buffer.from('\r\n')]) : b;
+        const filler = Buffer.alloc(16 * 1024, 'a');
+        let got = '';
+        let answeredAt = 0;
+        let closed = false;
+        const socket = net.connect(Number(port), hostname, () => {
+          socket.write(
+            `POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${framing}\r\n\r\n`,
+          );
+          socket.write(part(Buffer.from('{"input": "')));
+          const pump = (): void => {
+            if (closed) return;
+            socket.write(part(filler));
+            setTimeout(pump, 2);
+          };
+          pump();
+        });
+        socket.on('data', (d) => {
+          answeredAt ||= performance.now();
+          got += d.toString();
+        });
+        socket.on('error', () => {});
+        socket.on('close', () => {
+          closed = true;
+          resolve({ got, closedAfterMs: performance.now() - answeredAt });
+        });
+        // a server that reads on never closes: give up after 5 s
+        setTimeout(() => socket.destroy(), 5000);
+      });
+    try {
+      for (const framing of ['Content-Length: 50000000', 'Transfer-Encoding: chunked']) {
+        const { got, closedAfterMs } = await flood(framing);
+        assert.match(got, /^HTTP\/1\.1 413 /, framing);
+        assert.match(got, /\r\nconnection: close\r\n/i, framing);
+        assert.match(got, /"code":"request_too_large"/, framing);
+        assert.ok(closedAfterMs < 2000, `${framing}: closed ${closedAfterMs.toFixed(0)} ms after the answer`);
+      }
+      assert.equal((await request(server.url, 'GET', '/health')).status, 200, 'still serving');
+    } finally {
+      await server.close();
+      cleanup();
+    }
+  },
+);
