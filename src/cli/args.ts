@@ -54,3 +54,38 @@ export function portOption(v: string | undefined): number {
   if (!/^\d+$/.test(v) || n > 65535) throw new UserError(`--port must be an integer in [0, 65535] (got '${v}').`);
   return n;
 }
+
+/**
+ * A --host value: the address a server listens on; 127.0.0.1 when not given. An empty one is refused:
+ * Node would take it as every interface, the opposite of what leaving the option out means.
+ */
+export function hostOption(v: string | undefined): string {
+  if (v === undefined) return '127.0.0.1';
+  if (v.trim() === '') {
+    throw new UserError('--host is empty; give the address to listen on (e.g. 127.0.0.1, or 0.0.0.0 for all).');
+  }
+  return v;
+}
+
+/**
+ * The key a server requires: --api-key, else $SEARCH_R3_API_KEY unless it is unset or empty; undefined for
+ * none. A key that is empty or padded with whitespace is refused: no Authorization header can carry it (its
+ * token is read trimmed), so the server could authorize no one.
+ */
+export function apiKeyOption(v: string | undefined): string | undefined {
+  const [key, from] =
+    v !== undefined ? [v, '--api-key'] : [process.env.SEARCH_R3_API_KEY || undefined, '$SEARCH_R3_API_KEY'];
+  if (key === undefined) return undefined;
+  if (key.trim() === '') {
+    const what = key === '' ? 'empty' : 'only whitespace';
+    throw new UserError(
+      `${from} is ${what}, so no request could be authorized; give a key, or leave it out to serve without one.`,
+    );
+  }
+  if (key.trim() !== key) {
+    throw new UserError(
+      `${from} begins or ends with whitespace, which no Authorization header can carry; give the key without it.`,
+    );
+  }
+  return key;
+}

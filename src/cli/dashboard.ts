@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { portOption } from './args.js';
+import { apiKeyOption, hostOption, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { listenError, runWatch } from './serve.js';
 import { startDashboardServer } from '../serve/dashboard-server.js';
@@ -35,14 +35,10 @@ export const dashboardCommand: Command = {
     if (positionals.length === 0)
       throw new UserError('give at least one run folder: search-r3 dashboard <run folder>.');
     const port = portOption(values.port);
+    const host = hostOption(values.host);
+    const apiKey = apiKeyOption(values['api-key']);
     const runs = runWatch(positionals);
-    const host = values.host ?? '127.0.0.1';
-    const server = await startDashboardServer({
-      runs,
-      host,
-      port,
-      apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),
-    }).catch((e: unknown) => {
+    const server = await startDashboardServer({ runs, host, port, apiKey }).catch((e: unknown) => {
       throw listenError(e, host, port) ?? e;
     });
     console.log(`search-r3 dashboard of ${positionals.length} folder(s) at ${server.url}/`);

@@ -3,7 +3,7 @@ import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { portOption, positiveInt } from './args.js';
+import { hostOption, portOption, positiveInt } from './args.js';
 import { DEVICE_OPTION, deviceHelp, resolvedDevice, selectDevice } from './device-option.js';
 import { evalProgress } from './eval-progress.js';
 import { ProgressReporter } from './index-progress.js';
@@ -429,6 +429,7 @@ export const demoCommand: Command = {
         );
     }
     const port = portOption(values.port);
+    const host = hostOption(values.host);
     const k = positiveInt(values.k, 'k') ?? 5;
     const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;
     const maxQueries = positiveInt(values['max-queries'], 'max-queries');
@@ -519,7 +520,7 @@ export const demoCommand: Command = {
       if (web) {
         say(describeIndex(indexReport));
         // the playground's model worker computes where this thread indexed
-        return servePlayground(backend, index, values.host ?? '127.0.0.1', port, resolvedDevice(device));
+        return servePlayground(backend, index, host, port, resolvedDevice(device));
       }
       try {
         say(describeIndex(indexReport));

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { intAtLeast, portOption } from './args.js';
+import { apiKeyOption, hostOption, intAtLeast, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { Judgments } from '../serve/judgments.js';
@@ -99,6 +99,8 @@ export const serveCommand: Command = {
     if (!values.index && !values.model)
       throw new UserError('give --index <dir> (search and embeddings) or --model <dir> (embeddings only).');
     const port = portOption(values.port);
+    const host = hostOption(values.host);
+    const apiKey = apiKeyOption(values['api-key']);
     const limits = {
       maxBodyBytes: int('max-body'),
       maxInputs: int('max-inputs'),
@@ -149,10 +151,10 @@ export const serveCommand: Command = {
         server = await startSearchServer({
           backend,
           index,
-          host: values.host,
+          host,
           port,
           modelName: values['model-name'],
-          apiKey: values['api-key'] ?? (process.env.SEARCH_R3_API_KEY || undefined),
+          apiKey,
           judgments,
           runs,
           ...limits,
@@ -160,7 +162,7 @@ export const serveCommand: Command = {
       } catch (e) {
         await backend.close();
         await index?.close();
-        throw listenError(e, values.host ?? '127.0.0.1', port) ?? e;
+        throw listenError(e, host, port) ?? e;
       }
       // the signals are ours before the line that says the server is up: a supervisor (or a test) may stop
       // it the moment it reads that line, and Node's default would kill the process mid-request

@@ -8,12 +8,16 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the built `search-r3` CLI with the given arguments. */
-export function runCli(args: string[], env: Record<string, string> = {}): CliResult {
+/**
+ * Runs the built `search-r3` CLI with the given arguments; `timeoutMs` stops it (SIGTERM) if it runs that
+ * long, for a command that would otherwise start a server and never return.
+ */
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs?: number): CliResult {
   const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     maxBuffer: 1 << 26,
+    timeout: timeoutMs,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -98,3 +98,37 @@ test(
     }
   },
 );
+
+test('serve, dashboard and demo --web refuse an empty --host; serve and dashboard an empty or padded key', () => {
+  const { dir, cleanup } = tempDir('empty-opts');
+  const host = '--host is empty; give the address to listen on (e.g. 127.0.0.1, or 0.0.0.0 for all).';
+  const empty =
+    '--api-key is empty, so no request could be authorized; give a key, or leave it out to serve without one.';
+  const padded =
+    '--api-key begins or ends with whitespace, which no Authorization header can carry; give the key without it.';
+  const cases: [string[], string, Record<string, string>?][] = [
+    [['serve', '--model', dir, '--host', ''], host],
+    [['dashboard', dir, '--host', ''], host],
+    [['demo', '--web', '--host', ''], host],
+    [['serve', '--model', dir, '--api-key', ''], empty],
+    [['dashboard', dir, '--api-key', ''], empty],
+    [['serve', '--model', dir, '--api-key', ' key'], padded],
+    [['dashboard', dir, '--api-key', 'key\n'], padded],
+    [
+      ['serve', '--model', dir],
+      '$SEARCH_R3_API_KEY is only whitespace, so no request could be authorized; give a key, or leave it out to ' +
+        'serve without one.',
+      { SEARCH_R3_API_KEY: '  ' },
+    ],
+  ];
+  try {
+    for (const [args, want, env] of cases) {
+      // a server that took the option would run until stopped
+      const r = runCli(args, env, 20_000);
+      assert.equal(r.status, 2, `${JSON.stringify(args)}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').at(-1), `search-r3: ${want}`, JSON.stringify(args));
+    }
+  } finally {
+    cleanup();
+  }
+});
