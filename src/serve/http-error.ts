@@ -8,6 +8,8 @@ export class HttpError extends Error {
     message: string,
     readonly code: string | null = null,
     readonly param: string | null = null,
+    /** Headers the answer carries (a 405's Allow). */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
     this.name = 'HttpError';

@@ -46,6 +46,11 @@ export interface Handler {
 
 const isPrefix = (path: string): boolean => path.length > 1 && path.endsWith('/');
 
+/** The methods a route answers: its own, and HEAD wherever it answers GET (Node sends HEAD's head alone). */
+function allowedMethods<C>(route: Route<C>): readonly string[] {
+  return route.methods.includes('GET') && !route.methods.includes('HEAD') ? [...route.methods, 'HEAD'] : route.methods;
+}
+
 /** The route of a path, and the parameter of a prefix route; undefined for an unknown path. */
 function findRoute<C>(routes: readonly Route<C>[], pathname: string): { route: Route<C>; param: string } | undefined {
   for (const route of routes) {
@@ -150,7 +155,8 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
       if (gone.signal.aborted) return;
       const err = httpErrorOf(e);
       if (err.status === 500) console.error(e);
-      if (!res.headersSent) send(res, { status: err.status, body: err.body() }, bodyRefused);
+      if (!res.headersSent)
+        send(res, { status: err.status, body: err.body(), headers: { ...err.headers } }, bodyRefused);
       else res.destroy();
     };
     try {
@@ -158,7 +164,8 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
       const authorized = apiKey === null || apiKey.accepts(req.headers.authorization);
       const method = req.method ?? 'GET';
       const route = found?.route;
-      if (route?.open && route.methods.includes(method)) {
+      const allowed = route ? allowedMethods(route) : [];
+      if (route?.open && allowed.includes(method)) {
         req.resume();
         return send(res, route.get!(o.ctx, found!.param, authorized, url));
       }
@@ -170,10 +177,14 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
         req.resume();
         throw new HttpError(503, 'the server is shutting down.', 'shutting_down');
       }
-      if (!route || !route.methods.includes(method)) {
+      if (!route) {
         req.resume();
-        if (route?.json || route?.stream) throw new HttpError(405, `${route.path} takes POST.`, 'method_not_allowed');
         throw new HttpError(404, `no route ${method} ${url.pathname}.`, 'not_found');
+      }
+      if (!allowed.includes(method)) {
+        req.resume();
+        const message = `${url.pathname} takes ${allowed.join(' or ')}, not ${method}.`;
+        throw new HttpError(405, message, 'method_not_allowed', null, { allow: allowed.join(', ') });
       }
       if (route.get) {
         req.resume();

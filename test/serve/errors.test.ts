@@ -151,8 +151,23 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
       client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }),
       (e: unknown) => e instanceof OpenAI.BadRequestError && /at most 4/.test(e.message),
     );
-    // routes and methods
-    expect(await request(server.url, 'GET', '/v1/embeddings'), 405, 'method_not_allowed');
+    // routes and methods: a known path with another method is a 405 that says which it takes
+    for (const [method, path, allow] of [
+      ['GET', '/v1/embeddings', 'POST'],
+      ['PUT', '/v1/chat/completions', 'POST'],
+      ['POST', '/v1/models', 'GET, HEAD'],
+      ['DELETE', '/v1/models/search-r3', 'GET, HEAD'],
+      ['POST', '/health', 'GET, HEAD'],
+      ['POST', '/metrics', 'GET, HEAD'],
+    ]) {
+      const r = await request(server.url, method!, path!);
+      expect(r, 405, 'method_not_allowed', null);
+      assert.equal(r.headers.allow, allow, `${method} ${path}`);
+      assert.equal(r.body.error!.message, `${path} takes ${allow!.replace(', ', ' or ')}, not ${method}.`);
+    }
+    const head = await request(server.url, 'HEAD', '/v1/models');
+    assert.equal(head.status, 200, 'HEAD where GET is');
+    assert.equal(head.raw.length, 0);
     expect(await request(server.url, 'GET', '/v2/nothing'), 404, 'not_found');
     expect(await request(server.url, 'POST', '/v1/search', JSON.stringify({ query: 'x' })), 404, 'no_index');
     // the server still works after all that
