@@ -110,14 +110,26 @@ function parseStops(stop: unknown): string[] {
 
 /** The fields of /v1/chat/completions that the server supports (one choice, no streaming). */
 export function parseChatFields(body: Record<string, unknown>): ChatJob {
+  // null is "not given", as OpenAI's own clients send it for an unset field
+  const sent = (v: unknown): boolean => v !== undefined && v !== null;
   const messages = parseMessages(body.messages);
-  if (body.n !== undefined && body.n !== 1) throw badRequest("only 'n': 1 is supported.", 'n');
-  if (body.stream !== undefined && body.stream !== null && body.stream !== false) {
+  if (sent(body.n) && body.n !== 1) throw badRequest("only 'n': 1 is supported.", 'n');
+  if (sent(body.stream) && body.stream !== false) {
     throw badRequest("'stream' is not supported: leave it out or set it to false.", 'stream');
   }
-  const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
+  // the answer has no log-probabilities to give: asking for them is refused rather than answered without
+  if (flagField(body, 'logprobs')) {
+    const message = "'logprobs' is not supported: leave it out or set it to false.";
+    throw badRequest(message, 'logprobs', 'unsupported_parameter');
+  }
+  if (sent(body.top_logprobs)) {
+    throw badRequest("'top_logprobs' is not supported: leave it out.", 'top_logprobs', 'unsupported_parameter');
+  }
+  // max_completion_tokens is OpenAI's name for what max_tokens was; an error names the field that was sent
+  const field = sent(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens';
+  const maxTokens = body[field] ?? undefined;
   if (maxTokens !== undefined && !isInt(maxTokens, 1, MAX_COMPLETION_TOKENS)) {
-    throw badRequest(`'max_tokens' must be an integer in [1, ${MAX_COMPLETION_TOKENS}].`, 'max_tokens');
+    throw badRequest(`'${field}' must be an integer in [1, ${MAX_COMPLETION_TOKENS}].`, field);
   }
   const q = queryOptions({ temperature: body.temperature ?? 1, top_p: body.top_p, seed: body.seed }, '');
   const stops = parseStops(body.stop);

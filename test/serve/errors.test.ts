@@ -115,8 +115,41 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
       expect(await chat({ model: 'search-r3', messages: say, stream }), 400, 'invalid_value', 'stream');
     }
     // null is an unset field, as OpenAI's clients send it
-    const nulls = await chat({ model: 'search-r3', messages: say, max_tokens: 2, top_p: null, seed: null });
+    const nulls = await chat({
+      model: 'search-r3',
+      messages: say,
+      max_tokens: 2,
+      max_completion_tokens: null,
+      top_p: null,
+      seed: null,
+      n: null,
+      logprobs: null,
+      top_logprobs: null,
+    });
     assert.equal(nulls.status, 200, JSON.stringify(nulls.body));
+    // an error names the field that was sent
+    expect(
+      await chat({ model: 'search-r3', messages: say, max_completion_tokens: 0 }),
+      400,
+      'invalid_value',
+      'max_completion_tokens',
+    );
+    expect(
+      await chat({ model: 'search-r3', messages: say, max_completion_tokens: 1.5, max_tokens: 2 }),
+      400,
+      'invalid_value',
+      'max_completion_tokens',
+    );
+    // log-probabilities are not computed: asking for them is refused, not answered with logprobs: null
+    expect(await chat({ model: 'search-r3', messages: say, logprobs: true }), 400, 'unsupported_parameter', 'logprobs');
+    expect(await chat({ model: 'search-r3', messages: say, logprobs: 'yes' }), 400, 'invalid_type', 'logprobs');
+    expect(
+      await chat({ model: 'search-r3', messages: say, top_logprobs: 2 }),
+      400,
+      'unsupported_parameter',
+      'top_logprobs',
+    );
+    assert.equal((await chat({ model: 'search-r3', messages: say, max_tokens: 1, logprobs: false })).status, 200);
     expect(
       await emb({ model: 'search-r3', input: 'x', search_r3: { mode: 'passage' } }),
       400,
