@@ -17,18 +17,35 @@ export function charsBeyond(tokens: number, longestTokenChars: number): number {
   return tokens * longestTokenChars * NORMALIZATION_SLACK;
 }
 
+/**
+ * What a client can do about an input over the per-input limit: shorten it, or, where the request has a
+ * `truncateParam` (texts do, token ids do not), ask for it to be cut.
+ */
+function shortenOrCut(truncateParam: string | undefined): string {
+  return truncateParam ? `shorten it, or set '${truncateParam}' to true to cut it to fit` : 'shorten it';
+}
+
 /** Refuses a text that has more characters than `maxTokens` tokens can hold; costs no tokenization. */
-export function checkInputChars(text: string, param: string, maxTokens: number, longestTokenChars: number): void {
+export function checkInputChars(
+  text: string,
+  param: string,
+  maxTokens: number,
+  longestTokenChars: number,
+  truncateParam?: string,
+): void {
   if (text.length <= charsBeyond(maxTokens, longestTokenChars)) return;
   const message =
     `${param} has ${text.length} characters, more than any text of at most ${maxTokens} tokens can ` +
-    `have; this server accepts at most ${maxTokens} tokens per input.`;
+    `have; this server accepts at most ${maxTokens} tokens per input (--max-tokens); ${shortenOrCut(truncateParam)}.`;
   throw badRequest(message, param, 'context_length_exceeded');
 }
 
-export function checkInputTokens(tokens: number, param: string, maxTokens: number): void {
+/** Refuses an input of more than `maxTokens` tokens; `truncateParam` names the field that would cut it instead. */
+export function checkInputTokens(tokens: number, param: string, maxTokens: number, truncateParam?: string): void {
   if (tokens <= maxTokens) return;
-  const message = `${param} has ${tokens} tokens; this server accepts at most ${maxTokens} tokens per input.`;
+  const message =
+    `${param} has ${tokens} tokens; this server accepts at most ${maxTokens} tokens per input (--max-tokens); ` +
+    `${shortenOrCut(truncateParam)}.`;
   throw badRequest(message, param, 'context_length_exceeded');
 }
 

@@ -50,7 +50,7 @@ function countTokens(tokenizer: Tokenizer, job: EmbedJob): { counts: number[]; t
   if (!job.limits) return { counts: [], total: 0 };
   const counts = job.texts.map((t, i) => {
     const n = tokenizer.encode(t).length;
-    if (!job.truncate) checkInputTokens(n, inputParam(job, i), job.limits!.perInput);
+    if (!job.truncate) checkInputTokens(n, inputParam(job, i), job.limits!.perInput, truncateParam(job));
     return n;
   });
   const total = counts.reduce((a, n) => a + n, 0);
@@ -59,6 +59,9 @@ function countTokens(tokenizer: Tokenizer, job: EmbedJob): { counts: number[]; t
 }
 
 const inputParam = (job: EmbedJob, i: number): string => (job.param === 'query' ? 'query' : `input[${i}]`);
+
+/** The request field that asks for cutting: /v1/search's own, or the embeddings extension's. */
+const truncateParam = (job: EmbedJob): string => (job.param === 'query' ? 'truncate' : 'search_r3.truncate');
 
 /** The model's prompts and cut length, which decide how much of each text fits. */
 interface PromptShape {
@@ -80,7 +83,6 @@ function checkRoom(job: EmbedJob, counts: readonly number[], m: PromptShape, cut
       ? reasoningPrompts(m.tokenizer, job.texts, m.templates, m.maxLength, budget).prompts
       : job.texts.map((t) => encodePrompt(m.tokenizer, t, job.mode, m.templates, m.maxLength))
     ).map((p) => p.truncated);
-  const truncateParam = job.param === 'query' ? 'truncate' : 'search_r3.truncate';
   const room = job.reasoning
     ? {
         prompt: `the reasoning prompt with max_reasoning_tokens ${budget}`,
@@ -88,7 +90,11 @@ function checkRoom(job: EmbedJob, counts: readonly number[], m: PromptShape, cut
       }
     : { prompt: `the ${job.mode} prompt` };
   cut.forEach((c, i) =>
-    checkPromptRoom(inputParam(job, i), counts[i], c, { ...room, maxLength: m.maxLength, truncateParam }),
+    checkPromptRoom(inputParam(job, i), counts[i], c, {
+      ...room,
+      maxLength: m.maxLength,
+      truncateParam: truncateParam(job),
+    }),
   );
 }
 

@@ -62,7 +62,11 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     const ids = (n: number): number[] => Array.from({ length: n }, () => 5);
     const over = await emb({ model: 'search-r3', input: [ids(3), ids(21)] });
     expect(over, 400, 'context_length_exceeded', 'input[1]');
-    assert.match(over.body.error!.message, /input\[1\] has 21 tokens; this server accepts at most 20 tokens per input/);
+    assert.equal(
+      over.body.error!.message,
+      'input[1] has 21 tokens; this server accepts at most 20 tokens per input (--max-tokens); shorten it.',
+      'no truncate for token ids, which are embedded as given',
+    );
     assert.equal((await emb({ model: 'search-r3', input: [ids(3), ids(20)] })).status, 200);
     const chat = (body: unknown): Promise<Reply> =>
       request(server.url, 'POST', '/v1/chat/completions', JSON.stringify(body));
@@ -94,12 +98,13 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     expect(await emb({ model: 'search-r3', input: [] }), 400, 'invalid_value', 'input');
     expect(await emb({ model: 'search-r3', input: ['a', ''] }), 400, 'invalid_value', 'input[1]');
     expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }), 400, 'too_many_inputs', 'input');
-    expect(
-      await emb({ model: 'search-r3', input: ['short', 'word '.repeat(40)] }),
-      400,
-      'context_length_exceeded',
-      'input[1]',
+    const long = await emb({ model: 'search-r3', input: ['short', 'word '.repeat(40)] });
+    expect(long, 400, 'context_length_exceeded', 'input[1]');
+    assert.match(
+      long.body.error!.message,
+      /^input\[1\] has \d+ tokens; this server accepts at most 20 tokens per input/,
     );
+    assert.match(long.body.error!.message, /shorten it, or set 'search_r3\.truncate' to true to cut it to fit\.$/);
     expect(
       await emb({ model: 'search-r3', input: 'x', encoding_format: 'int8' }),
       400,

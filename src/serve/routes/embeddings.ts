@@ -74,7 +74,9 @@ export async function embeddings(
   }
   const qopts = queryOptions(ext, 'search_r3.');
   // a text to be cut need not fit the context, only the request's bound (below)
-  if (!truncate) texts.forEach((t, i) => checkInputChars(t, `input[${i}]`, limits.perInput, tokenChars));
+  if (!truncate) {
+    texts.forEach((t, i) => checkInputChars(t, `input[${i}]`, limits.perInput, tokenChars, 'search_r3.truncate'));
+  }
   checkRequestChars(
     texts.reduce((a, t) => a + t.length, 0),
     limits.perRequest,

@@ -52,7 +52,7 @@ function parseSearch(ctx: ServerContext, body: Record<string, unknown>): SearchR
   const query = body.query;
   // a query to be cut need not fit the context, only the request's bound
   if (truncate) checkRequestChars(query.length, limits.perRequest, ctx.tokenChars, 'query');
-  else checkInputChars(query, 'query', limits.perInput, ctx.tokenChars);
+  else checkInputChars(query, 'query', limits.perInput, ctx.tokenChars, 'truncate');
   if (reasoning === 'on') {
     const budget = qopts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
     checkReasoningWork(1, budget, ctx.maxReasoning, 'max_reasoning_tokens');
