@@ -114,6 +114,7 @@ const userFacing = new Set([
   'QueueError',
   'GpuError',
   'BackendChoiceError',
+  'BackendUnavailableError',
 ]);
 
 main(process.argv.slice(2)).then(

@@ -32,6 +32,12 @@ interface Registry {
   webgpuError: string | null;
   gradEnabled: boolean;
   checkFinite: boolean;
+  /**
+   * Why SEARCH_R3_BACKEND's choice could not be taken when this module loaded (a name of no backend, or a
+   * backend this machine lacks): thrown when kernels are asked for, until a backend is set explicitly
+   * (--device), and never at load, where it would be a stack trace even for --help.
+   */
+  startError: Error | null;
 }
 
 const registry: Registry = {
@@ -42,6 +48,7 @@ const registry: Registry = {
   webgpuError: null,
   gradEnabled: true,
   checkFinite: process.env.SEARCH_R3_CHECK_FINITE !== '0',
+  startError: null,
 };
 
 /** The native kernels, or null (with the reason in nativeBackendError()) when the addon is unavailable. */
@@ -93,6 +100,11 @@ export function webgpuBackendError(): string | null {
  * before a switch stay on their device; using them after it is an error that names both devices.
  */
 export function setBackend(name: BackendName): void {
+  takeBackend(name);
+  registry.startError = null;
+}
+
+function takeBackend(name: BackendName): void {
   if (name === 'js') {
     registry.kernels = jsKernels as AnyKernels;
     registry.checkFinite = process.env.SEARCH_R3_CHECK_FINITE !== '0';
@@ -108,7 +120,7 @@ export function setBackend(name: BackendName): void {
     return;
   }
   const k = nativeKernels();
-  if (!k) throw new Error(`the native backend is unavailable: ${registry.nativeError}`);
+  if (!k) throw new BackendUnavailableError(`the native backend is unavailable: ${registry.nativeError}`);
   registry.kernels = k as AnyKernels;
   registry.checkFinite = process.env.SEARCH_R3_CHECK_FINITE !== '0';
 }
@@ -126,7 +138,8 @@ export interface DeviceReport {
  * adapter when there is one and the CPU otherwise.
  */
 export function useDevice(choice: DeviceChoice): DeviceReport {
-  checkBackendChoice();
+  if (!DEVICE_CHOICES.includes(choice))
+    throw new BackendChoiceError(`device must be 'auto', 'cpu' or 'webgpu', not '${choice}'.`);
   const cpu = (why: string): DeviceReport => {
     setBackend(nativeKernels() ? 'native' : 'js');
     return { backend: backendName(), description: `cpu (${backendName()} kernels)${why}` };
@@ -167,32 +180,54 @@ function noGpuDeviceNode(): string | null {
  * (checkBackendChoice), never when this module loads: an import that throws is a stack trace, even for --help.
  */
 export class BackendChoiceError extends Error {
-  constructor(want: string) {
-    super(`SEARCH_R3_BACKEND must be 'js', 'native' or 'webgpu', not '${want}'; set it to one of them, or unset it.`);
+  constructor(message: string) {
+    super(message);
     this.name = 'BackendChoiceError';
   }
 }
 
-function initialBackend(): BackendChoiceError | null {
+/** The backend asked for cannot run here (the native addon did not load). */
+export class BackendUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+const DEVICE_CHOICES: readonly string[] = ['auto', 'cpu', 'webgpu'] satisfies DeviceChoice[];
+
+function initialBackend(): void {
   const want = process.env.SEARCH_R3_BACKEND;
   if (want === 'js' || want === 'native' || want === 'webgpu') {
-    setBackend(want);
-    return null;
+    try {
+      takeBackend(want);
+    } catch (e) {
+      registry.startError = e instanceof Error ? e : new Error(String(e));
+    }
+    return;
   }
-  if (want !== undefined && want !== '') return new BackendChoiceError(want);
+  if (want !== undefined && want !== '') {
+    const names = `'js', 'native' or 'webgpu'`;
+    registry.startError = new BackendChoiceError(
+      `SEARCH_R3_BACKEND must be ${names}, not '${want}'; set it to one of them, or unset it.`,
+    );
+    return;
+  }
   const k = nativeKernels();
   if (k) registry.kernels = k as AnyKernels;
-  return null;
 }
-const choiceError = initialBackend();
+initialBackend();
 
-/** Throws a BackendChoiceError when SEARCH_R3_BACKEND names no backend; a command calls it when it starts. */
+/**
+ * Throws when SEARCH_R3_BACKEND names no backend; a command calls it when it starts. A backend named but
+ * missing here is said when kernels are first asked for, so that --device cpu can still take the CPU.
+ */
 export function checkBackendChoice(): void {
-  if (choiceError) throw choiceError;
+  if (registry.startError instanceof BackendChoiceError) throw registry.startError;
 }
 
 export function kernels(): AnyKernels {
-  if (choiceError) throw choiceError;
+  if (registry.startError) throw registry.startError;
   return registry.kernels;
 }
 

@@ -31,3 +31,34 @@ test('a SEARCH_R3_BACKEND that names no backend: the layer loads; kernels() and 
     "SEARCH_R3_BACKEND must be 'js', 'native' or 'webgpu', not 'gpu'; set it to one of them, or unset it.";
   assert.deepEqual(JSON.parse(r.stdout), [message, message, message]);
 });
+
+test('SEARCH_R3_BACKEND=webgpu with no adapter: said when kernels are asked for; --device cpu still runs', () => {
+  const index = pathToFileURL(path.join(repoRoot, 'dist/src/tensor/index.js')).href;
+  const script = `
+    const T = await import(${JSON.stringify(index)});
+    const said = [];
+    const attempt = (f) => {
+      try {
+        said.push(JSON.stringify(f() ?? 'ok'));
+      } catch (e) {
+        said.push(e.name + ': ' + e.message);
+      }
+    };
+    attempt(() => T.checkBackendChoice());
+    attempt(() => T.tensor([1, 2], [2]).read()[1]);
+    attempt(() => T.useDevice('WEBGPU'));
+    attempt(() => T.useDevice('cpu').backend);
+    attempt(() => T.tensor([1, 2], [2]).read()[1]);
+    console.log(JSON.stringify(said));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    env: { ...process.env, SEARCH_R3_BACKEND: 'webgpu', VK_ICD_FILENAMES: '/nonexistent.json' },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const [check, before, wrong, cpu, after] = JSON.parse(r.stdout) as string[];
+  assert.equal(check, '"ok"', 'a backend that is named but missing does not stop a command at its start');
+  assert.match(before, /^GpuError: WebGPU is unavailable: no WebGPU adapter/);
+  assert.equal(wrong, "BackendChoiceError: device must be 'auto', 'cpu' or 'webgpu', not 'WEBGPU'.");
+  assert.match(cpu, /^"(native|js)"$/);
+  assert.equal(after, '2', 'the device chosen explicitly computes');
+});
