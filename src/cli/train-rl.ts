@@ -52,11 +52,15 @@ export const trainRlStage: TrainStage = {
     const environment =
       `environment ${s.environmentRestored ? 'restored from the checkpoint' : 'built'} in ` +
       `${s.setupSeconds.toFixed(1)} s`;
+    const trained =
+      s.steps > s.startStep
+        ? `trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (${environment}): ` +
+          `last mean reward ${s.lastRewardMean.toFixed(4)}`
+        : `already trained to step ${s.steps}`;
     return {
       finished: s.finished,
       line:
-        `trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (${environment}): ` +
-        `last mean reward ${s.lastRewardMean.toFixed(4)}; ${s.data.queries} queries ` +
+        `${trained}; ${s.data.queries} queries ` +
         `(${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; ` +
         `output in ${s.output}`,
     };

@@ -54,11 +54,16 @@ export const trainSftStage: TrainStage = {
   async train(config, options) {
     const r = await trainSft(loadSftConfig(config), options);
     const best = r.bestScore !== null ? `, best dev nDCG@10 ${r.bestScore.toFixed(4)} at step ${r.bestStep}` : '';
+    // a resumed run that was already finished trains no step: it has no loss of its own to say
+    const trained =
+      r.steps > r.startStep
+        ? `trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: ` +
+          `final loss ${r.finalLoss.toFixed(4)}`
+        : `already trained to step ${r.steps}`;
     return {
       finished: r.finished,
       line:
-        `trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: ` +
-        `final loss ${r.finalLoss.toFixed(4)}${best}; ${r.data.withoutPositive} queries without a positive and ` +
+        `${trained}${best}; ${r.data.withoutPositive} queries without a positive and ` +
         `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`,
     };
   },

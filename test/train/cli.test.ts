@@ -83,4 +83,9 @@ test('search-r3 mine, then train sft on its output, end to end', async () => {
   const again = cli(['train', 'sft', '--config', cfg2]);
   assert.equal(again.code, 2, 'a second run into the same folder without --resume is refused');
   assert.match(again.err, /already has checkpoints .*--resume/);
+  // resuming a finished run trains nothing and says so (it printed "final loss NaN")
+  const done = cli(['train', 'sft', '--config', cfg2, '--resume', '--quiet']);
+  assert.equal(done.code, 0, done.err);
+  assert.match(done.out, /already trained to step 3; /);
+  assert.doesNotMatch(done.out, /NaN/);
 });

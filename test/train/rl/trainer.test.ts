@@ -218,6 +218,9 @@ test(
     const t = runCli(['train', 'rl', '--config', file, '--quiet']);
     assert.equal(t.status, 0, t.stderr);
     assert.match(t.stdout, /trained steps 0→3 .* 7 queries \(1 skipped: no positive in the corpus\)/);
+    const done = runCli(['train', 'rl', '--config', file, '--resume', '--quiet']);
+    assert.equal(done.status, 0, done.stderr);
+    assert.match(done.stdout, /^already trained to step 3; 7 queries/, 'a finished run resumed says so (not NaN)');
     // an audit that continues the run from its newest checkpoint, stale table and all, audits every step it runs
     const f = runCli([
       'rlenv',
