@@ -87,3 +87,13 @@ export function workerStartError(choice: T.DeviceChoice | undefined, e: unknown)
 export function refuseDevice(v: string | undefined, instead: string): void {
   if (v !== undefined) throw new UserError(`--device chooses where a local model runs; drop it with ${instead}.`);
 }
+
+/**
+ * --device where this run computes no model (BM25): a wrong value is refused all the same, a right one is
+ * said to have no effect, so that nobody reads the run as computed on the GPU. Not refused: a pipeline (the
+ * recipe) passes one --device to each of its steps.
+ */
+export function unusedDevice(v: string | undefined, why: string): void {
+  parseDevice(v);
+  if (v !== undefined) process.stderr.write(`search-r3: --device ${v} has no effect: ${why}.\n`);
+}

@@ -13,7 +13,7 @@ import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
 import { ModelRetriever, type SearchR3Encoder } from '../eval/model-retriever.js';
 import { Embedder, requireEmbedToken } from '../embed/index.js';
 import { LlamaCppEngine } from '../embed/index.js';
-import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice } from './device-option.js';
+import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { checkGgufSource } from '../search-index/llama-cpp-backend.js';
@@ -219,7 +219,9 @@ export const evalCommand: Command = {
     });
     const v = parsed.values;
     const engine = parseEngine(v);
-    parseDevice(v.device); // without a model nothing runs on it, but a wrong value is wrong all the same
+    if (v.retriever === undefined || v.retriever === 'bm25')
+      unusedDevice(v.device, 'this evaluation runs no model (BM25, or vectors read from files)');
+    else parseDevice(v.device);
     if (engine.kind !== 'search-r3' && (v.retriever === undefined || v.retriever === 'bm25')) {
       throw new UserError('--engine runs a model: give --retriever <model-dir>.');
     }

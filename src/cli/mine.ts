@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { nonNegativeInt, nonNegativeNumber } from './args.js';
 import { checkOutputFile } from './output-path.js';
-import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice } from './device-option.js';
+import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { loadSftConfig } from '../train/sft/config.js';
 import { candidatePool, loadTrainingData } from '../train/sft/data.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
@@ -59,7 +59,8 @@ export const mineCommand: Command = {
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model')
       throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
-    parseDevice(values.device); // BM25 runs no model, but a wrong value is wrong all the same
+    if (retriever === 'bm25') unusedDevice(values.device, 'BM25 mines without a model');
+    else parseDevice(values.device);
     const cfg = loadSftConfig(values.config);
     const { examples, stats: ds } = await loadTrainingData(cfg.data);
     if (examples.length === 0) {

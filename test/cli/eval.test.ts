@@ -40,3 +40,15 @@ test('eval --max-queries n evaluates the first n judged queries of the split, as
   assert.equal(trec.status, 2);
   assert.match(trec.stderr, /^search-r3: --max-queries goes with --dataset/);
 });
+
+test('--device where no model runs (BM25) is said to have no effect; a wrong value is still refused', () => {
+  const r = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json', '-q', '--device', 'webgpu']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(
+    r.stderr,
+    'search-r3: --device webgpu has no effect: this evaluation runs no model (BM25, or vectors read from files).\n',
+  );
+  const wrong = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--device', 'gpu']);
+  assert.equal(wrong.status, 2);
+  assert.match(wrong.stderr, /--device must be auto, cpu or webgpu/);
+});
