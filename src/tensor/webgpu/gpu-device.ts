@@ -147,7 +147,8 @@ export class GpuDevice {
     if (bytes > limit) {
       throw new GpuError(
         `a tensor of ${bytes} bytes is larger than the largest buffer this GPU (${this.facts.description}) binds ` +
-          `(${limit} bytes): use a smaller batch or sequence length`,
+          `(${limit} bytes): for activations, use a smaller batch or sequence length; a weight this large (a big ` +
+          `vocabulary's embedding) does not fit this GPU at all: use --device cpu or a GPU that binds more`,
       );
     }
     const id = this.nextId++;

@@ -24,7 +24,9 @@ test('a tensor larger than the adapter binds is refused with its bytes and what 
     (e: Error) =>
       e instanceof GpuError &&
       e.message.includes(`${n * 4} bytes`) &&
-      /smaller batch or sequence length/.test(e.message),
+      /for activations, use a smaller batch or sequence length; a weight this large .* use --device cpu/.test(
+        e.message,
+      ),
   );
   k.gpu.close();
 });
