@@ -37,11 +37,12 @@ export function parseDevice(v: string | undefined): T.DeviceChoice | null {
 const toStderr = (line: string): void => void process.stderr.write(`${line}\n`);
 
 /**
- * Says the device taken ("device: webgpu (NVIDIA H200)") when --device was given (`v`) or it is a GPU;
- * the CPU by default goes unsaid, so a default run's output is as it always was.
+ * Says the device taken ("device: webgpu (NVIDIA H200)") when --device was given (`v`), it is a GPU, or a
+ * GPU was looked for and declined (Dawn's own warnings may be above); the CPU by default on a machine with
+ * no GPU goes unsaid, so a default run's output is as it always was.
  */
 export function sayDevice(v: string | undefined, report: T.DeviceReport, say: (line: string) => void = toStderr): void {
-  if (v !== undefined || report.backend === 'webgpu') say(`device: ${report.description}`);
+  if (v !== undefined || report.backend === 'webgpu' || report.declined) say(`device: ${report.description}`);
 }
 
 /** The one sentence for a device that cannot be used, wherever the model was to be loaded. */

@@ -130,6 +130,8 @@ export interface DeviceReport {
   backend: BackendName;
   /** One line: the device and why it was taken. */
   description: string;
+  /** --device auto asked Dawn and declined what it found (Dawn may have printed warnings about it). */
+  declined?: boolean;
 }
 
 /**
@@ -156,10 +158,12 @@ export function useDevice(choice: DeviceChoice): DeviceReport {
     setBackend('webgpu');
     return { backend: 'webgpu', description: `webgpu (${g.gpu.facts.description}), found by --device auto` };
   }
-  const why = g
-    ? `: the only WebGPU adapter, ${g.gpu.facts.description}, runs on the CPU itself`
-    : `: no WebGPU adapter (${registry.webgpuError})`;
-  return cpu(why);
+  if (!g) return { ...cpu(`: no WebGPU adapter (${registry.webgpuError})`), declined: true };
+  // the software adapter is let go: its GPU thread would idle for the rest of the run
+  const description = g.gpu.facts.description;
+  g.gpu.close();
+  registry.webgpu = undefined;
+  return { ...cpu(`: the only WebGPU adapter, ${description}, runs on the CPU itself`), declined: true };
 }
 
 /**

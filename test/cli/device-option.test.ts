@@ -7,12 +7,14 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { SearchR3Embeddings } from '../../src/client/langchain-embeddings.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { CliProcess } from '../queue/cli-process.js';
 import { runCliAsync } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
 import { RedisServer } from '../helpers/redis.js';
 import { corpus, tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
 
@@ -106,6 +108,23 @@ test('--device auto without a GPU says it takes the CPU and why (unasked: nothin
   const quiet = await runCliAsync(['search', '--index', out, '--json', 'cell']);
   assert.equal(quiet.status, 0, quiet.stderr);
   assert.doesNotMatch(quiet.stderr, /^device:/m);
+});
+
+test('a GPU node whose only adapter is software (lavapipe): a default run says it took the CPU and why', async (t) => {
+  if (gpuNode()) return t.skip('this machine has a GPU device node already');
+  // a render node is faked on a private mount of /dev, so that auto asks Dawn, which finds only lavapipe
+  const upper = path.join(work.dir, 'dev-upper');
+  const script = [
+    `mkdir -p ${upper}/u/dri ${upper}/w && touch ${upper}/u/dri/renderD128`,
+    `mount -t overlay overlay -o lowerdir=/dev,upperdir=${upper}/u,workdir=${upper}/w /dev || exit 99`,
+    `exec "${process.execPath}" "${path.join(repoRoot, 'dist/src/cli/main.js')}" search --index "${index}" --json cell`,
+  ].join('\n');
+  const r = spawnSync('unshare', ['-m', 'bash', '-c', script], { encoding: 'utf8' });
+  if (r.error || r.status === 99 || /unshare: /.test(r.stderr))
+    return t.skip(`no private mount here (needs root and unshare): ${r.error?.message ?? r.stderr.trim()}`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^device: cpu \((native|js) kernels\): the only WebGPU adapter, .*runs on the CPU itself$/m);
+  assert.equal((JSON.parse(r.stdout) as { data: unknown[] }).data.length > 0, true);
 });
 
 test('--device webgpu without an adapter: one sentence, exit code 2, in this thread or a model worker', async () => {
