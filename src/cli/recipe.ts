@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { positiveNumber } from './args.js';
-import { DEVICE_OPTION, deviceHelp, parseDevice } from './device-option.js';
+import * as T from '../tensor/index.js';
+import { DEVICE_OPTION, deviceError, deviceHelp, parseDevice } from './device-option.js';
 import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
 import { RecipeSessionEnded, runRecipe, STEP_NAMES, type StepName } from '../recipe/default-recipe.js';
@@ -97,7 +98,15 @@ async function runDefault(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  parseDevice(values.device); // each step that computes takes it, and says the device it got
+  // each step that computes takes the device and says which it got; a WebGPU that is not there is said now,
+  // not after the corpus and tokenizer steps
+  if (parseDevice(values.device) === 'webgpu') {
+    try {
+      T.checkWebgpuAvailable();
+    } catch (e) {
+      throw deviceError('webgpu', e);
+    }
+  }
   const profileName = (values.profile ?? 'full') as RecipeProfileName;
   if (!(profileName in PROFILES))
     throw new UserError(`--profile must be ${Object.keys(PROFILES).join(', ')} (got '${values.profile}').`);

@@ -90,6 +90,19 @@ export function webgpuKernels(): WebgpuKernels | null {
   return registry.webgpu;
 }
 
+/**
+ * Throws the GpuError that --device webgpu would meet here (no adapter), without keeping the device: for a
+ * process that only starts others that compute (the recipe), so that it fails before hours of CPU steps.
+ */
+export function checkWebgpuAvailable(): void {
+  const had = registry.webgpu !== undefined;
+  const g = webgpuKernels();
+  if (!g) throw new GpuError(registry.webgpuError ?? 'WebGPU is unavailable');
+  if (had) return;
+  g.gpu.close();
+  registry.webgpu = undefined;
+}
+
 export function webgpuBackendError(): string | null {
   webgpuKernels();
   return registry.webgpuError;

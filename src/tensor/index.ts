@@ -14,6 +14,7 @@ export {
   BackendChoiceError,
   backendName,
   checkBackendChoice,
+  checkWebgpuAvailable,
   isGradEnabled,
   nativeBackendError,
   hostKernels,

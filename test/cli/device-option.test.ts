@@ -128,11 +128,15 @@ test('a GPU node whose only adapter is software (lavapipe): a default run says i
 });
 
 test('--device webgpu without an adapter: one sentence, exit code 2, in this thread or a model worker', async () => {
+  const recipeWork = path.join(work.dir, 'recipe-work');
   const lines = [
     ['search', '--index', index, 'q'],
     ['serve', '--model', model, '--port', '0'],
+    // the recipe computes only in its steps, and would fail at the first after minutes of corpus and tokenizer
+    ['recipe', 'default', '--profile', 'tiny', '--work', recipeWork],
   ];
   const runs = await Promise.all(lines.map((l) => runCliAsync([...l, '--device', 'webgpu'], NO_ADAPTER)));
+  assert.equal(existsSync(recipeWork), false, 'no recipe step ran');
   runs.forEach((r, i) => {
     assert.equal(r.status, 2, `${lines[i].join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, UNAVAILABLE, lines[i].join(' '));
