@@ -18,6 +18,7 @@ import {
   useDevice,
 } from '../embed/index.js';
 import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
+import { isGpuDeviceFailure, webgpuKernels } from '../tensor/index.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import type { Tokenizer } from '../model/tokenizer.js';
@@ -257,7 +258,25 @@ class LlamaCppWork implements ModelWork {
   }
 }
 
+/** Set once the GPU device has failed: the worker takes no more requests and is ending. */
+let ending = false;
+
+/**
+ * A failed GPU device computes nothing more, so every request would fail on it: the worker says so (the
+ * server answers the requests it holds and starts a new worker on a fresh device), takes no more requests
+ * and ends once its GPU thread has closed, since Node tearing that thread down while Dawn still works
+ * would abort the whole process.
+ */
+async function endOnDeviceFailure(e: Error): Promise<void> {
+  if (ending) return;
+  ending = true;
+  post({ type: 'deviceFailed', message: e.message });
+  await webgpuKernels()?.gpu.shutdown();
+  process.exit(1);
+}
+
 function handle(work: ModelWork, m: WorkerRequest): void {
+  if (ending) return;
   if (m.type === 'configure') {
     work.configure(m.batching);
     return;
@@ -277,7 +296,10 @@ function handle(work: ModelWork, m: WorkerRequest): void {
       const transfer = 'vectors' in value ? [value.vectors.buffer as ArrayBuffer] : [];
       post({ type: 'result', id: m.id, value }, transfer);
     },
-    (e: unknown) => post({ type: 'error', id: m.id, error: errorToWire(e) }),
+    (e: unknown) => {
+      if (isGpuDeviceFailure(e)) void endOnDeviceFailure(e as Error);
+      else if (!ending) post({ type: 'error', id: m.id, error: errorToWire(e) });
+    },
   );
 }
 

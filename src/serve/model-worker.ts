@@ -4,9 +4,10 @@
  * there, so the thread that owns it (the server's event loop) stays free for HTTP, /health and search.
  * The native kernels then only ever run on that one JS thread.
  *
- * If the worker dies (an uncaught exception, running out of memory), the requests it held fail with a
- * ModelUnavailableError and a new worker loads the model again; until it is ready, requests fail the
- * same way at once and health() says why.
+ * If the worker dies (an uncaught exception, running out of memory) or its GPU device fails (lost, out of
+ * GPU memory: the worker then ends itself), the requests it held fail with a ModelUnavailableError and a
+ * new worker loads the model again, on a fresh device; until it is ready, requests fail the same way at
+ * once and health() says why.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -30,6 +31,7 @@ import {
   errorFromWire,
 } from './worker-protocol.js';
 import { workerExecArgv } from '../io/worker-exec-argv.js';
+import { GpuError } from '../tensor/index.js';
 
 const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
 const FIRST_RETRY_MS = 1000;
@@ -46,10 +48,14 @@ export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {
   device?: DeviceChoice;
 }
 
-/** The model cannot take requests now (its worker died and is restarting); the message says why. */
+/**
+ * The model cannot take requests now (its worker died and is restarting); the message says why. `cause`:
+ * the worker's GpuError (deviceFailed) when its GPU device failed, for a caller that must not go on with
+ * this device (a queue worker puts its job back for another machine).
+ */
 export class ModelUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: { cause?: Error }) {
+    super(message, options);
     this.name = 'ModelUnavailableError';
   }
 }
@@ -121,6 +127,8 @@ export class WorkerBackend implements EmbeddingBackend {
   private nextId = 1;
   private state: ModelHealth['state'] = 'ready';
   private reason: string | null = null;
+  /** What made the worker stop, when callers should know it (its GPU device failed), until it is ready again. */
+  private cause: Error | undefined;
   private restarts = 0;
   private retryMs = FIRST_RETRY_MS;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -281,7 +289,8 @@ export class WorkerBackend implements EmbeddingBackend {
   /** `signal`: the caller no longer wants the answer (its client went away), so the worker drops what it can. */
   private call<T>(make: (id: number) => WorkerRequest, progress?: ProgressListener, signal?: AbortSignal): Promise<T> {
     if (this.state !== 'ready') {
-      return Promise.reject(new ModelUnavailableError(this.reason ?? 'the model is not ready.'));
+      const cause = this.cause ? { cause: this.cause } : undefined;
+      return Promise.reject(new ModelUnavailableError(this.reason ?? 'the model is not ready.', cause));
     }
     const id = this.nextId++;
     const worker = this.worker;
@@ -299,12 +308,23 @@ export class WorkerBackend implements EmbeddingBackend {
   private attach(worker: Worker): void {
     this.worker = worker;
     let lastError: string | null = null;
-    worker.on('message', (m: WorkerReply) => this.receive(m));
+    worker.on('message', (m: WorkerReply) => {
+      if (m.type !== 'deviceFailed') return this.receive(m);
+      // its requests are answered now; the new worker starts once this one has closed its GPU and ended
+      if (this.worker !== worker || this.state !== 'ready') return;
+      const why = `the model worker stopped (${m.message}) and is being restarted on a fresh GPU device`;
+      this.stopped(`${why}; retry shortly.`, new GpuError(m.message, true));
+    });
     worker.on('error', (e) => {
       lastError = e.message;
     });
     worker.on('exit', (code) => {
-      if (this.worker === worker && this.state !== 'closed') this.died(lastError ?? `it exited with code ${code}`);
+      if (this.worker !== worker || this.state === 'closed') return;
+      if (this.state === 'ready') {
+        const why = lastError ?? `it exited with code ${code}`;
+        this.stopped(`the model worker stopped (${why}) and is being restarted; retry shortly.`);
+      }
+      void this.restart();
     });
   }
 
@@ -325,18 +345,19 @@ export class WorkerBackend implements EmbeddingBackend {
     else p.reject(errorFromWire(m.error));
   }
 
-  private failPending(message: string): void {
+  private failPending(message: string, cause?: Error): void {
     const pending = [...this.pending.values()];
     this.pending.clear();
-    for (const p of pending) p.reject(new ModelUnavailableError(message));
+    for (const p of pending) p.reject(new ModelUnavailableError(message, cause ? { cause } : undefined));
   }
 
-  private died(why: string): void {
+  /** The worker stopped or is stopping, for `reason`: its requests fail, and so do new ones until the restart. */
+  private stopped(reason: string, cause?: Error): void {
     this.restarts++;
     this.state = 'restarting';
-    this.reason = `the model worker stopped (${why}) and is being restarted; retry shortly.`;
-    this.failPending(this.reason);
-    void this.restart();
+    this.reason = reason;
+    this.cause = cause;
+    this.failPending(reason, cause);
   }
 
   private async restart(): Promise<void> {
@@ -354,6 +375,7 @@ export class WorkerBackend implements EmbeddingBackend {
       this.attach(worker);
       this.state = 'ready';
       this.reason = null;
+      this.cause = undefined;
       this.retryMs = FIRST_RETRY_MS;
     } catch (e) {
       if (this.state === 'closed') return;

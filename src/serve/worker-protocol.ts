@@ -151,7 +151,12 @@ export type WorkerReply =
   | { type: 'error'; id: number; error: WireError }
   /** The analysis of input `input` of request `id` so far (streamed jobs only). */
   | { type: 'progress'; id: number; input: number; reasoning: string }
-  | { type: 'batch'; inputs: number; kind: BatchKind; seconds: number };
+  | { type: 'batch'; inputs: number; kind: BatchKind; seconds: number }
+  /**
+   * The worker's GPU device failed (GpuError.deviceFailed; `message`, its sentence): the worker takes no more
+   * requests, answers none of those it holds, and ends once its GPU thread has closed.
+   */
+  | { type: 'deviceFailed'; message: string };
 
 export type BatchKind = 'direct' | 'reasoning' | 'chat';
 

@@ -25,10 +25,26 @@ export type GpuDtype = 'f32' | 'f16' | 'bf16';
 
 /** A failure of the GPU itself (no adapter, out of memory, device lost): one sentence, no stack. */
 export class GpuError extends Error {
-  constructor(message: string) {
+  /**
+   * `deviceFailed`: the device itself failed (lost, out of memory, a refused command, no answer), so it
+   * computes nothing more and only a device opened anew (a new process or worker thread) will; false for
+   * a request this device cannot do (a tensor larger than it binds), after which it still works.
+   */
+  constructor(
+    message: string,
+    readonly deviceFailed = false,
+  ) {
     super(message);
     this.name = 'GpuError';
   }
+}
+
+/**
+ * Whether `e` is a GpuError whose device failed (see GpuError.deviceFailed). By name, so that an error
+ * rebuilt on another thread with the flag counts as well.
+ */
+export function isGpuDeviceFailure(e: unknown): boolean {
+  return e instanceof Error && e.name === 'GpuError' && (e as { deviceFailed?: unknown }).deviceFailed === true;
 }
 
 /** How long a read may wait for the GPU thread before it is declared stuck. */
@@ -209,10 +225,7 @@ export class GpuDevice {
     this.pending.push({ op: 'read', id, byteOffset, bytes, reply });
     this.flush();
     const state = wait(reply, READ_TIMEOUT_MS);
-    if (state === ReplyState.Failed) throw new GpuError(replyText(reply));
-    if (state !== ReplyState.Done) {
-      throw new GpuError(`the GPU did not answer within ${READ_TIMEOUT_MS / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`);
-    }
+    if (state !== ReplyState.Done) throw replyError(reply, state);
     return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
   }
 
@@ -270,11 +283,7 @@ export class GpuDevice {
     this.flush();
     const state = wait(reply, READ_TIMEOUT_MS);
     if (state === ReplyState.Done) return replyText(reply);
-    throw new GpuError(
-      state === ReplyState.Failed
-        ? replyText(reply)
-        : `the GPU did not answer within ${READ_TIMEOUT_MS / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`,
-    );
+    throw replyError(reply, state);
   }
 
   flush(): void {
@@ -325,6 +334,13 @@ export class GpuDevice {
   private checkOpen(): void {
     if (this.closed) throw new GpuError('the GPU device was closed');
   }
+}
+
+/** The GpuError of a reply that did not come back Done; a GPU that does not answer counts as failed. */
+function replyError(reply: SharedArrayBuffer, state: ReplyState): GpuError {
+  if (state === ReplyState.Failed) return new GpuError(replyText(reply));
+  if (state === ReplyState.DeviceFailed) return new GpuError(replyText(reply), true);
+  return new GpuError(`the GPU did not answer within ${READ_TIMEOUT_MS / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`, true);
 }
 
 function wait(reply: SharedArrayBuffer, timeoutMs: number): ReplyState {

@@ -51,7 +51,10 @@ export const REPLY_HEADER_BYTES = 8;
 export const enum ReplyState {
   Waiting = 0,
   Done = 1,
+  /** This command failed (a request the device cannot do); the device still works. */
   Failed = 2,
+  /** The device itself failed (lost, out of memory, a refused command): every later read fails the same way. */
+  DeviceFailed = 3,
 }
 
 /** The adapter the worker found, as JSON in the ready reply. */

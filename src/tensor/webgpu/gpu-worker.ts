@@ -269,7 +269,7 @@ class GpuThread {
     } catch (e) {
       this.fail(`the kernel profile's timestamps could not be read: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.Failed, this.failure);
+    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.DeviceFailed, this.failure);
     const json = JSON.stringify(times);
     if (new TextEncoder().encode(json).length > c.reply.byteLength - REPLY_HEADER_BYTES) {
       return writeReplyText(c.reply, ReplyState.Failed, `the kernel profile (${times.length} entries) is too large`);
@@ -310,7 +310,7 @@ class GpuThread {
   }
 
   private async read(c: Extract<GpuCommand, { op: 'read' }>): Promise<void> {
-    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.Failed, this.failure);
+    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.DeviceFailed, this.failure);
     const size = sizeClass(c.bytes);
     const staging =
       this.stagingPool.get(size)?.pop() ??
@@ -325,7 +325,7 @@ class GpuThread {
     } catch (e) {
       this.fail(`reading a tensor back from the GPU failed: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.Failed, this.failure);
+    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.DeviceFailed, this.failure);
     new Uint8Array(c.reply, REPLY_HEADER_BYTES, c.bytes).set(
       new Uint8Array(staging.getMappedRange(0, size), 0, c.bytes),
     );
@@ -453,7 +453,7 @@ async function main(): Promise<void> {
         // every command of the batch that someone waits on (a read, stats, a profile, close) answers
         for (const c of batch) {
           if ('reply' in c && Atomics.load(new Int32Array(c.reply, 0, 1), 0) === ReplyState.Waiting) {
-            writeReplyText(c.reply, ReplyState.Failed, e instanceof Error ? e.message : String(e));
+            writeReplyText(c.reply, ReplyState.DeviceFailed, e instanceof Error ? e.message : String(e));
           }
         }
       }),

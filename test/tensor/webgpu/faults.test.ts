@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { repoRoot } from '../../helpers/repo.js';
-import { GpuDevice, GpuError } from '../../../src/tensor/webgpu/gpu-device.js';
+import { GpuDevice, GpuError, isGpuDeviceFailure } from '../../../src/tensor/webgpu/gpu-device.js';
 import { createWebgpuKernels } from '../../../src/tensor/webgpu/webgpu-kernels.js';
 import { skipWithoutGpu } from './harness.js';
 
@@ -23,11 +23,14 @@ test('a tensor larger than the adapter binds is refused with its bytes and what 
     () => k.alloc(n),
     (e: Error) =>
       e instanceof GpuError &&
+      !e.deviceFailed &&
       e.message.includes(`${n * 4} bytes`) &&
       /for activations, use a smaller batch or sequence length; a weight this large .* use --device cpu/.test(
         e.message,
       ),
   );
+  // a request the device cannot do leaves it working
+  assert.equal(k.sumSquares(k.fromHost(new Float32Array(8).fill(2))), 32);
   k.gpu.close();
 });
 
@@ -58,7 +61,7 @@ test(
   },
 );
 
-test('a device lost mid-work fails the next read in one sentence, and every read after it', opt, () => {
+test('a device lost mid-work fails the next read in one sentence, and every read after it, as failed', opt, () => {
   const k = createWebgpuKernels(GpuDevice.open());
   const x = k.fromHost(new Float32Array(1024).fill(1));
   assert.equal(k.sumSquares(x), 1024);
@@ -68,9 +71,15 @@ test('a device lost mid-work fails the next read in one sentence, and every read
   for (let i = 0; i < 2; i++) {
     assert.throws(
       () => k.toHost(y),
-      (e: Error) => e instanceof GpuError && /the GPU device was lost/.test(e.message) && /--resume/.test(e.message),
+      (e: Error) =>
+        e instanceof GpuError &&
+        e.deviceFailed &&
+        isGpuDeviceFailure(e) &&
+        /the GPU device was lost/.test(e.message) &&
+        /--resume/.test(e.message),
     );
   }
+
   k.gpu.close();
 });
 
