@@ -30,7 +30,8 @@ options:
   --queue-wait <s>       how long Redis may be unreachable before the worker gives up (default 60); a
                          Redis restart within it is ridden out
 ${deviceHelp(25)}
-                         (a worker that cannot use it puts its first job back and stops)
+                         (a worker that cannot use it, or whose GPU fails mid-job, puts its job back
+                         and stops)
   -h, --help             this help`;
 
 export const workerCommand: Command = {

@@ -16,6 +16,7 @@ import {
   readJob,
 } from './index-job.js';
 import { QueueError } from './queue-error.js';
+import { isGpuDeviceFailure } from '../tensor/index.js';
 import { RedisWatchdog, type RedisTarget } from './redis-link.js';
 
 export interface WorkerOptions {
@@ -32,6 +33,16 @@ export interface WorkerOptions {
   log(line: string): void;
   /** Resolves when the worker should finish its job and stop (SIGTERM). */
   stop: Promise<void>;
+}
+
+/**
+ * The GpuError of a model whose GPU device failed (see GpuError.deviceFailed): `e` itself, or, from a model
+ * in a worker thread, the cause of its ModelUnavailableError; undefined for any other error.
+ */
+function deviceFailure(e: unknown): Error | undefined {
+  if (isGpuDeviceFailure(e)) return e as Error;
+  const cause = e instanceof Error ? e.cause : undefined;
+  return isGpuDeviceFailure(cause) ? (cause as Error) : undefined;
 }
 
 export interface WorkerSummary {
@@ -100,9 +111,24 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     }
     o.log(`job ${job.id}: encoding ${data.texts.length} documents`);
     const t0 = performance.now();
-    const encoded = backend.encodeDocuments
-      ? await backend.encodeDocuments(data.texts)
-      : { vectors: await backend.embedDocuments(data.texts), truncated: 0 };
+    let encoded: { vectors: Float32Array[]; truncated: number };
+    try {
+      encoded = backend.encodeDocuments
+        ? await backend.encodeDocuments(data.texts)
+        : { vectors: await backend.embedDocuments(data.texts), truncated: 0 };
+    } catch (e) {
+      const failed = deviceFailure(e);
+      if (!failed) throw e;
+      // a failed GPU would fail every job, each retried here until dead-lettered: the job goes back to the
+      // queue untouched for another worker, and this one stops, saying why
+      await job.moveToDelayed(Date.now() + 1000, token);
+      refusal = new QueueError(
+        `${failed.message}; job ${job.id} of queue '${o.queueName}' went back to the queue untouched, for another ` +
+          'worker, and this worker stopped: start it again once its GPU works, or with --device cpu.',
+      );
+      refused();
+      throw new DelayedError();
+    }
     const encodeMs = performance.now() - t0;
     summary.jobs++;
     summary.documents += data.texts.length;

@@ -14,6 +14,7 @@ import { runCliAsync } from '../helpers/cli.js';
 import { post, request } from '../helpers/http.js';
 import { RedisServer, freePort } from '../helpers/redis.js';
 import { repoRoot } from '../helpers/repo.js';
+import { webgpuSkip } from '../helpers/webgpu.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { CliProcess } from './cli-process.js';
 import { lanceRows, sqliteVectors } from './store-contents.js';
@@ -23,6 +24,7 @@ let work: { dir: string; cleanup: () => void };
 let model: string;
 let otherModel: string;
 let scifact: SourceDocument[];
+const losePreload = path.join(repoRoot, 'dist', 'test', 'helpers', 'lose-gpu-device.js');
 
 before(async () => {
   redis = await RedisServer.start();
@@ -223,6 +225,45 @@ test('a worker with another model refuses the job by name and leaves it to one w
   assert.equal(await right.stop(), 0);
   await assertStoredOnce(out, docs);
 });
+
+test(
+  'a worker whose GPU device is lost puts its job back untouched and stops; another worker finishes it',
+  { skip: webgpuSkip(), timeout: 180_000 },
+  async () => {
+    const docs = scifact.slice(4000, 4100);
+    const out = path.join(work.dir, 'gpu-lost');
+    // the device is lost at its first read, in the first job's encoding (loading the model reads nothing)
+    const trigger = path.join(work.dir, 'lose-gpu');
+    writeFileSync(trigger, '');
+    const lost = new CliProcess(
+      [
+        ...['worker', '--queue', redis.url, '--queue-name', 'gpu-lost', '--model', model],
+        ...['--lock-seconds', '2', '--device', 'webgpu'],
+      ],
+      { NODE_OPTIONS: `--import ${losePreload}`, SEARCH_R3_TEST_LOSE_GPU: trigger },
+    );
+    const coordinator = queuedIndex('gpu-lost', corpusFile('gpu-lost', docs), out);
+    assert.equal((await lost.exited).code, 2, lost.output);
+    const [, job] = /job (\S+): encoding/.exec(lost.output)!;
+    assert.equal(lost.output.match(/: encoding/g)?.length, 1, `it took no other job: ${lost.output}`);
+    assert.doesNotMatch(lost.output, /^\s+at /m, 'a stack trace');
+    const line = lost.output.trim().split('\n').at(-1)!;
+    assert.match(line, /^search-r3: the GPU device was lost \(/);
+    assert.ok(
+      line.endsWith(
+        `; job ${job} of queue 'gpu-lost' went back to the queue untouched, for another worker, and this worker ` +
+          'stopped: start it again once its GPU works, or with --device cpu.',
+      ),
+      line,
+    );
+    const right = workerProc('gpu-lost');
+    assert.equal((await coordinator.exited).code, 0, coordinator.output);
+    assert.match(coordinator.output, /100 documents indexed \(100 encoded now/);
+    assert.equal(await right.stop(), 0, right.output);
+    assert.match(right.output, new RegExp(`job ${job}: done`), 'the other worker did the job');
+    await assertStoredOnce(out, docs);
+  },
+);
 
 test('Redis unreachable: index and worker retry, then say so in one sentence; stored documents stay', async () => {
   assert.ok(sharedIndex, 'needs the index of the first test');
