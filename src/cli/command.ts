@@ -8,6 +8,11 @@ export interface Command {
   helpOf?(subcommand: string): string | undefined;
   /** Runs the command; resolves to the process exit code. */
   run(argv: string[]): Promise<number>;
+  /**
+   * What to do next when the GPU device fails while the command runs (lost, out of memory: a GpuError
+   * with deviceFailed), added to the device's sentence; without it, the user is told to run it again.
+   */
+  afterGpuFailure?: string;
 }
 
 /** An error whose message is meant for the user as it is: printed without a stack trace. */

@@ -85,6 +85,9 @@ ${deviceHelp(25)}
 
 export const indexCommand: Command = {
   help: HELP,
+  // the chunks committed before the failure stay; a run resumes with the documents still pending
+  afterGpuFailure:
+    'run the same command again to encode the documents still pending, on this device or with --device cpu',
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({
       args: argv,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { commands } from './commands.js';
 import { fileSystemSentence } from './file-system-error.js';
-import { checkBackendChoice, nativeBackendError } from '../tensor/index.js';
+import { GpuError, checkBackendChoice, isGpuDeviceFailure, nativeBackendError } from '../tensor/index.js';
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length), 4);
@@ -47,12 +47,18 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await cmd.run(rest);
   } catch (err) {
+    // the device's sentence ends at the device; each command knows what its user does next
+    if (isGpuDeviceFailure(err))
+      throw new GpuError(`${(err as Error).message}; ${cmd.afterGpuFailure ?? RUN_AGAIN}`, true);
     const sentence = optionErrorSentence(err, commandLabel(name, cmd.subcommands, rest), rest);
     if (sentence === null) throw err;
     console.error(sentence);
     return 2;
   }
 }
+
+/** The next step after a failed GPU device, for a command that names none of its own (Command.afterGpuFailure). */
+const RUN_AGAIN = 'run the command again, on this device or with --device cpu';
 
 /** `train sft` for `search-r3 train sft ...`, `search` for `search-r3 search ...`. */
 function commandLabel(name: string, subcommands: readonly string[] | undefined, rest: readonly string[]): string {

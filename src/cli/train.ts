@@ -82,6 +82,9 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
 
 export const trainCommand: Command = {
   help: HELP,
+  afterGpuFailure:
+    'run it again with --resume to continue from its last checkpoint (without --resume if it wrote none yet), ' +
+    'on this device or with --device cpu',
   subcommands: stages.map((s) => s.name),
   helpOf: (subcommand) => stages.find((s) => s.name === subcommand)?.help,
   async run(argv: string[]): Promise<number> {

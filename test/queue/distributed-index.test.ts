@@ -248,7 +248,7 @@ test(
     assert.equal(lost.output.match(/: encoding/g)?.length, 1, `it took no other job: ${lost.output}`);
     assert.doesNotMatch(lost.output, /^\s+at /m, 'a stack trace');
     const line = lost.output.trim().split('\n').at(-1)!;
-    assert.match(line, /^search-r3: the GPU device was lost \(/);
+    assert.match(line, /^search-r3: the GPU device was lost \(destroyed: [^)]*\); job /);
     assert.ok(
       line.endsWith(
         `; job ${job} of queue 'gpu-lost' went back to the queue untouched, for another worker, and this worker ` +

@@ -74,10 +74,8 @@ class GpuThread {
   ) {
     device.lost.then((info) => {
       const what = info.message ? `${info.reason}: ${info.message}` : info.reason;
-      this.fail(
-        `the GPU device was lost (${what}); run the command again (a training run continues from its last ` +
-          'checkpoint with --resume, on this device or with --device cpu)',
-      );
+      // what to do next depends on the work (train resumes, serve restarts its worker): its caller says it
+      this.fail(`the GPU device was lost (${what})`);
     });
     device.addEventListener('uncapturederror', (e) => {
       const err = (e as GPUUncapturedErrorEvent).error;

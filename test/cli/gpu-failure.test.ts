@@ -1,0 +1,79 @@
+/**
+ * A GPU device lost while a command computes (a driver reset, simulated by the preload
+ * test/helpers/lose-gpu-device.ts through GpuDevice.simulateLoss): the command prints the device's
+ * sentence and its own next step, one line, exit code 2. Training is told to --resume, an index run that
+ * a second run resumes is told so, and a command without a step of its own is told to run again.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
+import { toySftRun } from '../helpers/train-fixtures.js';
+import { webgpuSkip } from '../helpers/webgpu.js';
+import { corpus, tempDir, tinyModelDir } from '../search-index/fixtures.js';
+
+const opt = { skip: webgpuSkip(), timeout: 180_000 };
+const losePreload = path.join(repoRoot, 'dist', 'test', 'helpers', 'lose-gpu-device.js');
+
+/** Runs `search-r3 <args> --device webgpu`, its GPU device lost at its first read. */
+function runLosingGpu(args: string[], trigger: string): ReturnType<typeof runCli> {
+  writeFileSync(trigger, '');
+  const env = { NODE_OPTIONS: `--import ${losePreload}`, SEARCH_R3_TEST_LOSE_GPU: trigger };
+  return runCli([...args, '--device', 'webgpu'], env, 120_000);
+}
+
+/** The line that ends a run the lost device stopped, after the device's own sentence. */
+function nextStep(r: ReturnType<typeof runCli>): string {
+  assert.equal(r.status, 2, r.stderr);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, 'a stack trace');
+  const line = r.stderr.trim().split('\n').at(-1)!;
+  const m = /^search-r3: the GPU device was lost \(destroyed: [^)]*\); (.*)$/.exec(line);
+  assert.ok(m, line);
+  return m[1]!;
+}
+
+test('train: a lost GPU device says to run it again, with --resume from its last checkpoint', opt, async () => {
+  const { dir, cleanup } = tempDir('gpu-lost-train');
+  try {
+    const config = await toySftRun(dir);
+    const r = runLosingGpu(['train', 'sft', '--config', config, '--quiet'], path.join(dir, 'lose'));
+    assert.equal(
+      nextStep(r),
+      'run it again with --resume to continue from its last checkpoint (without --resume if it wrote none yet), ' +
+        'on this device or with --device cpu',
+    );
+  } finally {
+    cleanup();
+  }
+});
+
+test('index: a lost GPU device says a second run encodes what is pending, and it does', opt, async () => {
+  const { dir, cleanup } = tempDir('gpu-lost-index');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    writeFileSync(
+      input,
+      corpus(30)
+        .map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text }))
+        .join('\n'),
+    );
+    const args = ['index', '--model', model, '--input', input, '--out', path.join(dir, 'idx'), '--commit-every', '10'];
+    const lost = runLosingGpu(args, path.join(dir, 'lose'));
+    assert.equal(
+      nextStep(lost),
+      'run the same command again to encode the documents still pending, on this device or with --device cpu',
+    );
+    const again = runCli(args);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stderr, /resuming: 30 documents left pending/);
+
+    // a command with no step of its own: run it again
+    const search = runLosingGpu(['search', '--index', path.join(dir, 'idx'), 'cells'], path.join(dir, 'lose'));
+    assert.equal(nextStep(search), 'run the command again, on this device or with --device cpu');
+  } finally {
+    cleanup();
+  }
+});
