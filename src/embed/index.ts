@@ -34,5 +34,13 @@ export {
   type LlamaCppFacts,
   type LlamaGpu,
 } from './llama-cpp-engine.js';
-// The device the engine computes on, for layers that load a model without the tensor layer (a model worker).
-export { useDevice, type DeviceChoice, type DeviceReport } from '../tensor/index.js';
+// The device the engine computes on, for layers that load a model without the tensor layer (a model worker),
+// and what they do when it fails (a lost GPU ends a model worker or a queue worker).
+export {
+  GpuError,
+  isGpuDeviceFailure,
+  shutdownGpu,
+  useDevice,
+  type DeviceChoice,
+  type DeviceReport,
+} from '../tensor/index.js';

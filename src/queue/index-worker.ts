@@ -16,7 +16,7 @@ import {
   readJob,
 } from './index-job.js';
 import { QueueError } from './queue-error.js';
-import { isGpuDeviceFailure } from '../tensor/index.js';
+import { isGpuDeviceFailure } from '../embed/index.js';
 import { RedisWatchdog, type RedisTarget } from './redis-link.js';
 
 export interface WorkerOptions {

@@ -15,10 +15,11 @@ import {
   encodePrompt,
   reasoningPrompts,
   requireEmbedToken,
+  isGpuDeviceFailure,
+  shutdownGpu,
   useDevice,
 } from '../embed/index.js';
 import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
-import { isGpuDeviceFailure, webgpuKernels } from '../tensor/index.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import type { Tokenizer } from '../model/tokenizer.js';
@@ -271,7 +272,7 @@ async function endOnDeviceFailure(e: Error): Promise<void> {
   if (ending) return;
   ending = true;
   post({ type: 'deviceFailed', message: e.message });
-  await webgpuKernels()?.gpu.shutdown();
+  await shutdownGpu();
   process.exit(1);
 }
 

@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { DeviceChoice, EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
+import { GpuError } from '../embed/index.js';
 import type { DocumentEmbeddings, EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import { type ModelFusion, readModelFusion } from '../search-index/model-fusion.js';
 import {
@@ -31,7 +32,6 @@ import {
   errorFromWire,
 } from './worker-protocol.js';
 import { workerExecArgv } from '../io/worker-exec-argv.js';
-import { GpuError } from '../tensor/index.js';
 
 const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
 const FIRST_RETRY_MS = 1000;

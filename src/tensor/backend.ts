@@ -103,6 +103,11 @@ export function checkWebgpuAvailable(): void {
   registry.webgpu = undefined;
 }
 
+/** Ends the GPU thread, if this process started one: a process that stops because its device failed. */
+export async function shutdownGpu(): Promise<void> {
+  await registry.webgpu?.gpu.shutdown();
+}
+
 export function webgpuBackendError(): string | null {
   webgpuKernels();
   return registry.webgpuError;

@@ -15,6 +15,7 @@ export {
   backendName,
   checkBackendChoice,
   checkWebgpuAvailable,
+  shutdownGpu,
   isGradEnabled,
   nativeBackendError,
   hostKernels,
