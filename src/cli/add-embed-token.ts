@@ -51,7 +51,7 @@ export const addEmbedTokenCommand: Command = {
         console.log(`${has}; nothing to do.`);
         return 0;
       }
-      await writeDirAtomically(out, (tmp) => shareFiles(dir, tmp, () => false, false));
+      await writeDirAtomically(out, (tmp) => fsp.cp(dir, tmp, { recursive: true }));
       console.log(`${has}; copied to ${out} as it is.`);
       return 0;
     }

@@ -89,3 +89,13 @@ export function apiKeyOption(v: string | undefined): string | undefined {
   }
   return key;
 }
+
+/** A comma-separated list of names (--only a,b); undefined when not given, refused when it names none. */
+export function namesOption(v: string | undefined, name: string): string[] | undefined {
+  const names = v
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (names?.length === 0) throw new UserError(`--${name} names no source; list them separated by commas.`);
+  return names;
+}

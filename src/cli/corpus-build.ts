@@ -1,8 +1,8 @@
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
-import { fractionOption, nonNegativeInt, positiveNumber } from './args.js';
+import { fractionOption, namesOption, nonNegativeInt, positiveNumber } from './args.js';
 import { checkOutputFolder } from './output-path.js';
 import {
   buildTextCorpus,
@@ -47,7 +47,7 @@ function checkReplaceable(out: string): void {
       `--out ${out} holds other files (${entries.length} entries, no corpus manifest.json); corpus build ` +
         'replaces the whole folder, so name a new or empty folder, or an earlier corpus.',
     );
-  const foreign = entries.find((e) => !isCorpusFile(path.join(out, e)));
+  const foreign = entries.find((e) => !isCorpusFile(out, e));
   if (foreign !== undefined)
     throw new UserError(
       `--out ${out} holds ${foreign}, which corpus build does not write; it replaces the whole folder, so ` +
@@ -56,10 +56,9 @@ function checkReplaceable(out: string): void {
 }
 
 /** What corpus build writes into its folder: the manifest, the train shards and valid.jsonl, all files. */
-function isCorpusFile(file: string): boolean {
-  const name = path.basename(file);
+function isCorpusFile(dir: string, name: string): boolean {
   const ours = name === 'manifest.json' || name === 'valid.jsonl' || /^train-\d+\.jsonl$/.test(name);
-  return ours && lstatSync(file).isFile();
+  return ours && lstatSync(path.join(dir, name)).isFile();
 }
 
 function isCorpusManifest(file: string): boolean {
@@ -105,11 +104,7 @@ export const corpusCommand: Command = {
     const sources = corpusSources(values.data);
     const available = sources.map((s) => s.name);
     const known = knownCorpusSources(values.data);
-    const only = values.only
-      ?.split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-    if (only?.length === 0) throw new UserError('--only names no source; list them separated by commas.');
+    const only = namesOption(values.only, 'only');
     for (const n of only ?? []) {
       if (available.includes(n)) continue;
       const k = known.find((s) => s.name === n);

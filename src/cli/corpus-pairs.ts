@@ -2,7 +2,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError } from './command.js';
-import { nonNegativeInt } from './args.js';
+import { namesOption, nonNegativeInt } from './args.js';
 import { checkOutputFile } from './output-path.js';
 import {
   buildDebianPairs,
@@ -69,11 +69,7 @@ export async function corpusPairs(argv: string[]): Promise<number> {
   if (existsSync(manifest) && statSync(manifest).isDirectory())
     throw new UserError(`--out ${values.out}: ${manifest}, where its manifest goes, is a folder; move it first.`);
   const known = [...pairSources('term'), ...pairSources('heading')].map((s) => s.name);
-  const only = values.only
-    ?.split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  if (only?.length === 0) throw new UserError('--only names no source; list them separated by commas.');
+  const only = namesOption(values.only, 'only');
   for (const n of only ?? [])
     if (!known.includes(n)) throw new UserError(`--only ${n}: not a source of pairs; known: ${known.join(', ')}.`);
   const say = values.quiet

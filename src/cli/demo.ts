@@ -430,7 +430,7 @@ export const demoCommand: Command = {
     }
     const port = portOption(values.port);
     const host = hostOption(values.host);
-    const k = positiveInt(values.k, 'k') ?? 5;
+    const k = positiveInt(values.k, '-k') ?? 5;
     const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;
     const maxQueries = positiveInt(values['max-queries'], 'max-queries');
     const maxDocuments = positiveInt(values['max-documents'], 'max-documents');

@@ -1,15 +1,14 @@
 /**
  * --device auto|cpu|webgpu, shared by every command that computes with search-r3's own engine: which
  * device the tensors live on. The choice is made once, before any model is loaded, and said on stderr
- * when --device was given or a GPU was taken (a run left to its default on the CPU prints nothing new).
+ * when --device was given, a GPU was taken, or auto looked for one and declined it (a run left to its
+ * default on a machine without a GPU prints nothing new).
  */
 import * as T from '../tensor/index.js';
 import { UserError } from './command.js';
 import { optionHelp } from './option-help.js';
 
 export const DEVICE_OPTION = { device: { type: 'string' } } as const;
-
-const DEVICES: readonly T.DeviceChoice[] = ['auto', 'cpu', 'webgpu'];
 
 /** The --device help line, its description starting at `column` like the command's other options. */
 export function deviceHelp(column: number): string {
@@ -28,7 +27,7 @@ export function deviceHelp(column: number): string {
 /** Parses --device (undefined: auto, unless SEARCH_R3_BACKEND chose already). */
 export function parseDevice(v: string | undefined): T.DeviceChoice | null {
   if (v === undefined) return process.env.SEARCH_R3_BACKEND ? null : 'auto';
-  if (!(DEVICES as readonly string[]).includes(v)) {
+  if (!(T.DEVICE_CHOICES as readonly string[]).includes(v)) {
     throw new UserError(`--device must be auto, cpu or webgpu (got '${v}').`);
   }
   return v as T.DeviceChoice;

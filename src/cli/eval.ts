@@ -219,10 +219,10 @@ export const evalCommand: Command = {
     });
     const v = parsed.values;
     const engine = parseEngine(v);
-    if (v.retriever === undefined || v.retriever === 'bm25')
-      unusedDevice(v.device, 'this evaluation runs no model (BM25, or vectors read from files)');
+    const noModel = v.retriever === undefined || v.retriever === 'bm25';
+    if (noModel) unusedDevice(v.device, 'this evaluation runs no model (BM25, or vectors read from files)');
     else parseDevice(v.device);
-    if (engine.kind !== 'search-r3' && (v.retriever === undefined || v.retriever === 'bm25')) {
+    if (engine.kind !== 'search-r3' && noModel) {
       throw new UserError('--engine runs a model: give --retriever <model-dir>.');
     }
     const maxQueries = positiveInt(v['max-queries'], 'max-queries');

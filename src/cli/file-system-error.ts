@@ -3,23 +3,27 @@
  * read-only mount, missing permission. They reach the user as one sentence naming the path, with what to
  * do, instead of a stack trace; outputs are written through temporary files, so nothing earlier is lost.
  */
-const CAUSES: Record<string, string> = {
-  ENOSPC: 'no space left on the device',
-  EDQUOT: 'the disk quota is exceeded',
-  EFBIG: 'the file is larger than this file system or the process file size limit (ulimit -f) allows',
-  EROFS: 'the file system is read-only',
-  EACCES: 'permission denied',
-  EPERM: 'the operation is not permitted',
+const CAUSES: Record<string, [cause: string, remedy: string]> = {
+  ENOSPC: ['no space left on the device', 'free space'],
+  EDQUOT: ['the disk quota is exceeded', 'free space or raise the quota'],
+  EFBIG: [
+    'the file is larger than this file system or the process file size limit (ulimit -f) allows',
+    'raise ulimit -f or write to another file system',
+  ],
+  EROFS: ['the file system is read-only', 'write to another file system'],
+  EACCES: ['permission denied', 'fix the permission'],
+  EPERM: ['the operation is not permitted', 'fix the permission'],
 };
 
 /** The sentence for such an error, or null for any other. */
 export function fileSystemSentence(err: unknown): string | null {
   const e = err as NodeJS.ErrnoException;
-  const cause = typeof e?.code === 'string' ? CAUSES[e.code] : undefined;
-  if (cause === undefined) return null;
+  const known = typeof e?.code === 'string' ? CAUSES[e.code] : undefined;
+  if (known === undefined) return null;
+  const [cause, remedy] = known;
   const what = [e.syscall, e.path].filter((x) => typeof x === 'string').join(' ') || 'a file operation';
   return (
-    `${what}: ${cause} (${e.code}); free space or fix the permission, then run the same command again ` +
+    `${what}: ${cause} (${e.code}); ${remedy}, then run the same command again ` +
     `(files written before are kept as they were).`
   );
 }

@@ -309,9 +309,14 @@ async function openBackend(
   return backend;
 }
 
+/** Whether `out` holds an index (its manifest or its document table), whole or not. */
+function holdsIndex(out: string): boolean {
+  return existsSync(path.join(out, MANIFEST_FILE)) || existsSync(path.join(out, DOCS_FILE));
+}
+
 /** The manifest of an index already in `out`, or undefined (none, or unreadable: opening it says why). */
 function existingManifest(out: string): IndexManifest | undefined {
-  if (!existsSync(path.join(out, MANIFEST_FILE)) && !existsSync(path.join(out, DOCS_FILE))) return undefined;
+  if (!holdsIndex(out)) return undefined;
   try {
     return readIndexManifest(out);
   } catch {
@@ -326,8 +331,7 @@ async function deleteIds(out: string, list: string): Promise<number> {
     .filter(Boolean);
   if (ids.length === 0) throw new UserError('--delete needs at least one document id.');
   // opening for writing would make docs.sqlite in a folder that holds no index
-  if (!existsSync(path.join(out, 'index.json')) && !existsSync(path.join(out, 'docs.sqlite')))
-    throw new UserError(`--out ${out}: no search-r3 index there to delete from.`);
+  if (!holdsIndex(out)) throw new UserError(`--out ${out}: no search-r3 index there to delete from.`);
   const index = await SearchIndex.open(out, { writable: true });
   try {
     for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);

@@ -10,6 +10,7 @@ import {
   DEFAULT_TEMPLATES,
   EMBED_TOKEN,
   encodePrompt,
+  type EncodedPrompt,
   normalize,
   type PromptTemplates,
   type QueryEmbedding,
@@ -204,9 +205,7 @@ export class RemoteEmbedder implements EmbeddingBackend {
   /** The documents' vectors, and how many were cut to fit the servers' cut length, as an index reports it. */
   async encodeDocuments(texts: readonly string[]): Promise<DocumentEmbeddings> {
     if (this.opts.protocol === 'openai') {
-      const prompts = texts.map((t) =>
-        encodePrompt(this.opts.tokenizer!, t, 'document', this.templates, this.maxLength),
-      );
+      const prompts = texts.map((t) => this.prompt(t, 'document'));
       const vectors = await this.embedTokenSeqs(prompts.map((p) => p.ids));
       return { vectors, truncated: prompts.filter((p) => p.truncated > 0).length };
     }
@@ -214,8 +213,8 @@ export class RemoteEmbedder implements EmbeddingBackend {
     return { vectors: results.map((r) => r.vector), truncated: results.filter((r) => r.truncated > 0).length };
   }
 
-  private prompt(text: string, kind: 'document' | 'query', reasoning = false): number[] {
-    return encodePrompt(this.opts.tokenizer!, text, kind, this.templates, this.maxLength, reasoning).ids;
+  private prompt(text: string, kind: 'document' | 'query', reasoning = false): EncodedPrompt {
+    return encodePrompt(this.opts.tokenizer!, text, kind, this.templates, this.maxLength, reasoning);
   }
 
   /** Token-id sequences → normalised vectors over /v1/embeddings (split, spread and retried like text). */
@@ -252,8 +251,15 @@ export class RemoteEmbedder implements EmbeddingBackend {
   private async embedQueriesOpenAI(texts: readonly string[], opts: QueryOptions): Promise<QueryEmbedding[]> {
     const tok = this.opts.tokenizer!;
     if ((opts.reasoning ?? 'off') === 'off') {
-      const vectors = await this.embedTokenSeqs(texts.map((t) => this.prompt(t, 'query')));
-      return vectors.map((vector) => ({ vector, reasoning: '', forced: false, tokens: [], truncated: 0 }));
+      const prompts = texts.map((t) => this.prompt(t, 'query'));
+      const vectors = await this.embedTokenSeqs(prompts.map((p) => p.ids));
+      return vectors.map((vector, i) => ({
+        vector,
+        reasoning: '',
+        forced: false,
+        tokens: [],
+        truncated: prompts[i].truncated,
+      }));
     }
     const embedId = tok.tokenToId(EMBED_TOKEN);
     if (embedId === undefined) throw new RemoteError(`the tokenizer has no ${EMBED_TOKEN}.`);
@@ -284,14 +290,15 @@ export class RemoteEmbedder implements EmbeddingBackend {
         return { reasoning: c.message.content, forced: !emitted };
       }),
     );
-    const seqs = texts.map((t, i) => [...this.prompt(t, 'query', true), ...tok.encode(analyses[i].reasoning), embedId]);
+    const prompts = texts.map((t) => this.prompt(t, 'query', true));
+    const seqs = prompts.map((p, i) => [...p.ids, ...tok.encode(analyses[i].reasoning), embedId]);
     const vectors = await this.embedTokenSeqs(seqs);
     return vectors.map((vector, i) => ({
       vector,
       reasoning: analyses[i].reasoning.trim(),
       forced: analyses[i].forced,
       tokens: [],
-      truncated: 0,
+      truncated: prompts[i].truncated,
     }));
   }
 

@@ -429,7 +429,7 @@ export async function* readUtf8Text(file: string): AsyncGenerator<string> {
 }
 
 /** What reading one file gave the counter. */
-export interface CountedFile {
+interface CountedFile {
   /** .jsonl lines with no text to learn from (no non-empty string "title" or "text"), skipped. */
   skippedLines: number;
 }

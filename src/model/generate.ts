@@ -139,6 +139,7 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
         }
       }
       if (state[b] === 'feed') state[b] = 'done';
+      if (state[b] === 'running' && rng === null && opts.abandoned?.(b)) state[b] = 'done';
     }
     if (!state.includes('running')) {
       T.recycle(hidden);
@@ -161,7 +162,6 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
     const logits = picks ? null : logitsTensor.read();
     const next = new Int32Array(B);
     for (let b = 0; b < B; b++) {
-      if (state[b] === 'running' && rng === null && opts.abandoned?.(b)) state[b] = 'done';
       if (state[b] !== 'running') continue;
       const s = picks
         ? { token: picks.tokens[b], logprob: picks.logprobs[b] }

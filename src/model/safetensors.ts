@@ -362,7 +362,6 @@ export function readSafetensorsFolder(dir: string): AsyncGenerator<StoredTensor>
   return readSafetensorsFolderWeights(dir, WIDEN_ALL) as AsyncGenerator<StoredTensor>;
 }
 
-/** The weight files of a checkpoint folder, and for shards the tensors each must hold. */
 /**
  * The weight files of a folder, each with the tensors to take from it (null: all) and `take(name)`, which
  * says whether a tensor of that file is one to take and refuses one the index does not list anywhere (a

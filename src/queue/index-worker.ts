@@ -73,6 +73,17 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     return model.backend;
   };
 
+  /**
+   * What fails every job alike here (a model that cannot open, another model, a failed GPU): the job goes
+   * back to the queue untouched for another worker, and this one stops, saying `why`.
+   */
+  const giveBack = async (job: Job, token: string | undefined, why: Error): Promise<never> => {
+    await job.moveToDelayed(Date.now() + 1000, token);
+    refusal = why;
+    refused();
+    throw new DelayedError();
+  };
+
   const handle = async (job: Job, token?: string): Promise<IndexJobResult> => {
     let data: IndexJobData;
     try {
@@ -86,12 +97,8 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     try {
       backend = await backendFor(data.model);
     } catch (e) {
-      // a model that cannot be opened here (its device, its folder) fails every job alike: the job goes
-      // back to the queue untouched for another worker, and this one stops, saying why
-      await job.moveToDelayed(Date.now() + 1000, token);
-      refusal = e instanceof Error ? e : new Error(String(e));
-      refused();
-      throw new DelayedError();
+      // a model that cannot be opened here (its device, its folder)
+      return giveBack(job, token, e instanceof Error ? e : new Error(String(e)));
     }
     const why = modelMismatch(data.model, {
       id: backend.modelId,
@@ -100,14 +107,12 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
       templates: backend.templates,
     });
     if (why) {
-      // back to the queue untouched, for a worker with the right model; this one stops
-      await job.moveToDelayed(Date.now() + 1000, token);
-      refusal = new QueueError(
-        `refused job ${job.id} of queue '${o.queueName}': ${why} (--model ${o.modelLabel}); start the worker ` +
-          `with the model the index was built with.`,
+      const refusedJob = `refused job ${job.id} of queue '${o.queueName}': ${why} (--model ${o.modelLabel})`;
+      return giveBack(
+        job,
+        token,
+        new QueueError(`${refusedJob}; start the worker with the model the index was built with.`),
       );
-      refused();
-      throw new DelayedError();
     }
     o.log(`job ${job.id}: encoding ${data.texts.length} documents`);
     const t0 = performance.now();
@@ -119,15 +124,15 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     } catch (e) {
       const failed = deviceFailure(e);
       if (!failed) throw e;
-      // a failed GPU would fail every job, each retried here until dead-lettered: the job goes back to the
-      // queue untouched for another worker, and this one stops, saying why
-      await job.moveToDelayed(Date.now() + 1000, token);
-      refusal = new QueueError(
-        `${failed.message}; job ${job.id} of queue '${o.queueName}' went back to the queue untouched, for another ` +
-          'worker, and this worker stopped: start it again once its GPU works, or with --device cpu.',
+      // a failed GPU would fail every job, each retried here until dead-lettered
+      return giveBack(
+        job,
+        token,
+        new QueueError(
+          `${failed.message}; job ${job.id} of queue '${o.queueName}' went back to the queue untouched, for ` +
+            'another worker, and this worker stopped: start it again once its GPU works, or with --device cpu.',
+        ),
       );
-      refused();
-      throw new DelayedError();
     }
     const encodeMs = performance.now() - t0;
     summary.jobs++;

@@ -11,7 +11,7 @@ import { processRuns } from '../io/process-runs.js';
 import { QueueError } from './queue-error.js';
 
 /** How long the hold outlives its last renewal. */
-export const HOLD_MS = 15_000;
+const HOLD_MS = 15_000;
 
 export interface QueueHolder {
   run: string;
@@ -77,13 +77,14 @@ export class QueueHold {
       const other = await hold.tryTake();
       if (other === null) break;
       if (first === null) first = other;
-      if (other.run !== first.run || other.beat !== first.beat || processAlive(other) === true)
+      const alive = processAlive(other);
+      if (other.run !== first.run || other.beat !== first.beat || alive === true)
         throw new QueueError(
           `queue '${o.queueName}' on ${o.shown} is in use by another index run (${describe(other)}); two runs ` +
             `on one queue would remove each other's jobs. Wait for it to finish, or give this run its own ` +
             `--queue-name and start its workers with the same one.`,
         );
-      if (processAlive(other) === false) {
+      if (alive === false) {
         await client.eval(FREE, 1, holdKey(o.queueName), other.run);
         continue;
       }

@@ -82,7 +82,7 @@ export class UsearchStore implements VectorStore {
     }
     const vectors = path.join(dir, VECTORS_FILE);
     if (!existsSync(vectors) && !existsSync(path.join(dir, GENERATION_FILE))) return; // a new index
-    const r = this.readCommitted();
+    const r = this.readCommitted(true);
     if ('problem' in r) {
       this.problem = r.problem;
       return;
@@ -120,8 +120,12 @@ export class UsearchStore implements VectorStore {
     return r as CommitRecord;
   }
 
-  /** Loads the committed graph if vectors.usearch is exactly the file its record describes. */
-  private readCommitted(): Loaded {
+  /**
+   * Loads the committed graph if vectors.usearch is exactly the file its record describes. `waitForRecord`:
+   * a file that does not match waits a moment for its record (see recordMoves). Only opening needs that;
+   * a reload that misses a commit is tried again at the next refresh, and must not stall a server's thread.
+   */
+  private readCommitted(waitForRecord = false): Loaded {
     const file = path.join(this.dir, VECTORS_FILE);
     const record = this.readRecord();
     if ('problem' in record) return record;
@@ -138,7 +142,7 @@ export class UsearchStore implements VectorStore {
         const before = fstatSync(fd);
         const { sha256, bytes } = hashFile(fd);
         if (bytes !== record.bytes || sha256 !== record.sha256) {
-          if (this.recordMoves(record.sha256)) return this.readCommitted(); // committed meanwhile
+          if (waitForRecord && this.recordMoves(record.sha256)) return this.readCommitted(true); // committed meanwhile
           return {
             problem: `${file} is damaged (its ${bytes} bytes do not match the checksum recorded in ${GENERATION_FILE})`,
           };

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
  * How long shutdown waits for a request whose body is still arriving: a client that sent its headers and
  * part of a body, then stalled, would otherwise hold the exit until the request timeout.
  */
-export const BODY_GRACE_MS = 1500;
+const BODY_GRACE_MS = 1500;
 
 /**
  * Bounds on receiving a request (not on answering it): headers within 10 s, the whole request within 30 s

@@ -16,6 +16,7 @@ import { createWebgpuKernels, type WebgpuKernels } from './webgpu/webgpu-kernels
 
 export type BackendName = 'js' | 'native' | 'webgpu';
 export type DeviceChoice = 'auto' | 'cpu' | 'webgpu';
+export const DEVICE_CHOICES: readonly DeviceChoice[] = ['auto', 'cpu', 'webgpu'];
 
 /** A tensor's float32 storage on whichever device: host memory or a GPU buffer. */
 export type Buf = F32 | GpuArray;
@@ -98,8 +99,12 @@ export function checkWebgpuAvailable(): void {
   const had = registry.webgpu !== undefined;
   const g = webgpuKernels();
   if (!g) throw new GpuError(registry.webgpuError ?? 'WebGPU is unavailable');
-  if (had) return;
-  g.gpu.close();
+  if (!had) releaseWebgpu();
+}
+
+/** Closes the WebGPU device this process opened and forgets it (a later webgpuKernels() opens a new one). */
+function releaseWebgpu(): void {
+  registry.webgpu?.gpu.close();
   registry.webgpu = undefined;
 }
 
@@ -179,8 +184,7 @@ export function useDevice(choice: DeviceChoice): DeviceReport {
   if (!g) return { ...cpu(`: no WebGPU adapter (${registry.webgpuError})`), declined: true };
   // the software adapter is let go: its GPU thread would idle for the rest of the run
   const description = g.gpu.facts.description;
-  g.gpu.close();
-  registry.webgpu = undefined;
+  releaseWebgpu();
   return { ...cpu(`: the only WebGPU adapter, ${description}, runs on the CPU itself`), declined: true };
 }
 
@@ -215,8 +219,6 @@ export class BackendUnavailableError extends Error {
     this.name = 'BackendUnavailableError';
   }
 }
-
-const DEVICE_CHOICES: readonly string[] = ['auto', 'cpu', 'webgpu'] satisfies DeviceChoice[];
 
 function initialBackend(): void {
   const want = process.env.SEARCH_R3_BACKEND;

@@ -23,6 +23,7 @@ export {
   webgpuBackendError,
   webgpuKernels,
   releaseUnusedMemory,
+  DEVICE_CHOICES,
   type DeviceChoice,
   type DeviceReport,
   type Buf,

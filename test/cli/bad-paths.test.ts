@@ -44,12 +44,11 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
       writeFileSync(path.join(odd, f), readFileSync(path.join(model, f)));
     mkdirSync(path.join(odd, 'model.safetensors'));
     refused(['export', 'gguf', '--model', odd, '--out', gguf], /odd-model\/model\.safetensors.* is not a file/);
-    const scifactDir = path.join(sharedData, 'scifact');
+    const scifact = path.join(sharedData, 'scifact');
     refused(
-      ['eval', '--dataset', scifactDir, '--retriever', odd, '--max-queries', '2'],
+      ['eval', '--dataset', scifact, '--retriever', odd, '--max-queries', '2'],
       /odd-model\/model\.safetensors.* is not a file/,
     );
-    const scifact = path.join(sharedData, 'scifact');
     refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', dir], /--run .* is a folder/);
     refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--language', 'xx'], /--language xx is not/);
     refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--cutoffs', '5,abc'], /--cutoffs/);

@@ -452,7 +452,6 @@ test(
     const server = await startSearchServer({ backend, port: 0, maxBodyBytes: 2000 });
     const { hostname, port } = new URL(server.url);
     /** Headers, then body bytes without end until the server closes: what came back, and when it closed. */
-    /** Headers, then body bytes without end until the server closes: what came back, and when it closed. */
     const flood = (framing: string): Promise<{ got: string; closedAfterMs: number }> =>
       new Promise((resolve) => {
         const chunked = framing.startsWith('Transfer-Encoding');

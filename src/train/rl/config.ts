@@ -162,8 +162,16 @@ function check(c: RlConfig): void {
     throw new ConfigError(`"rollout.topP" must be in (0, 1], got ${c.rollout.topP}`);
   count(c.data.maxQueries, 'data.maxQueries');
   count(c.data.maxDocuments, 'data.maxDocuments');
-  for (const k of ['budget', 'candidates', 'neighbours', 'rolling', 'fullEvery', 'returnCandidates', 'maxTableBytes'])
-    count(c.environment[k as keyof typeof c.environment] as number, `environment.${k}`);
+  const counts = [
+    'budget',
+    'candidates',
+    'neighbours',
+    'rolling',
+    'fullEvery',
+    'returnCandidates',
+    'maxTableBytes',
+  ] as const;
+  for (const k of counts) count(c.environment[k], `environment.${k}`);
   for (const k of ['connectivity', 'expansionAdd', 'expansionSearch'] as const)
     pos(c.environment[k], `environment.${k}`);
   if (!(c.loss.clipEps > 0 && c.loss.clipEps < 1))

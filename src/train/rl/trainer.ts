@@ -134,7 +134,7 @@ function candidatesInfoNce(
 }
 
 /** The environment's settings of the config, in refresh `mode` (the audit's twin runs in exact mode). */
-function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOptions {
+function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOptions & { maxTableBytes: number } {
   const e = cfg.environment;
   return {
     refresh: {
@@ -184,7 +184,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
   const dim = pol.model.config.hiddenSize;
   const options = environmentOptions(cfg, cfg.environment.mode as RefreshMode);
-  checkTableSize(data.docTexts.length, dim, options.maxTableBytes ?? defaultTableLimit());
+  checkTableSize(data.docTexts.length, dim, options.maxTableBytes);
   const run = await folder.begin({
     params: pol.trainable,
     optimizer,
