@@ -9,6 +9,7 @@
 import {
   DEFAULT_TEMPLATES,
   EMBED_TOKEN,
+  directQueryEmbedding,
   encodePrompt,
   type EncodedPrompt,
   normalize,
@@ -253,13 +254,7 @@ export class RemoteEmbedder implements EmbeddingBackend {
     if ((opts.reasoning ?? 'off') === 'off') {
       const prompts = texts.map((t) => this.prompt(t, 'query'));
       const vectors = await this.embedTokenSeqs(prompts.map((p) => p.ids));
-      return vectors.map((vector, i) => ({
-        vector,
-        reasoning: '',
-        forced: false,
-        tokens: [],
-        truncated: prompts[i].truncated,
-      }));
+      return vectors.map((v, i) => directQueryEmbedding(v, prompts[i]));
     }
     const embedId = tok.tokenToId(EMBED_TOKEN);
     if (embedId === undefined) throw new RemoteError(`the tokenizer has no ${EMBED_TOKEN}.`);

@@ -47,6 +47,11 @@ export interface QueryEmbedding {
   truncated: number;
 }
 
+/** A query embedded without reasoning: its vector at the embed token after `prompt`. */
+export function directQueryEmbedding(vector: Float32Array, prompt: { truncated: number }): QueryEmbedding {
+  return { vector, reasoning: '', forced: false, tokens: [], truncated: prompt.truncated };
+}
+
 export interface EmbedStats {
   texts: number;
   tokens: number;
@@ -90,14 +95,7 @@ export class Embedder {
   embedQueries(texts: readonly string[], opts: QueryOptions = {}): QueryEmbedding[] {
     if ((opts.reasoning ?? 'off') === 'off') {
       const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength));
-      const vectors = this.forwardBatches(prompts.map((p) => p.ids));
-      return vectors.map((vector, i) => ({
-        vector,
-        reasoning: '',
-        forced: false,
-        tokens: [],
-        truncated: prompts[i].truncated,
-      }));
+      return this.forwardBatches(prompts.map((p) => p.ids)).map((v, i) => directQueryEmbedding(v, prompts[i]));
     }
     return runSteps(this.reasoningSteps(texts, opts));
   }

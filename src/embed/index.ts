@@ -1,6 +1,7 @@
 /** The embed layer: the Search-R3 protocol on top of a Qwen2 model, on our engine or on llama.cpp. */
 export {
   Embedder,
+  directQueryEmbedding,
   normalize,
   type EmbedderOptions,
   type QueryOptions,

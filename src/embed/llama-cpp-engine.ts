@@ -26,7 +26,14 @@ import { checkFitsInMemory } from '../model/memory.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { type Qwen2Config, readQwen2Config } from '../model/qwen2-config.js';
 import { Tokenizer } from '../model/tokenizer.js';
-import { type EmbedStats, type QueryEmbedding, type QueryOptions, embedStats, normalize } from './embedder.js';
+import {
+  type EmbedStats,
+  type QueryEmbedding,
+  type QueryOptions,
+  directQueryEmbedding,
+  embedStats,
+  normalize,
+} from './embedder.js';
 import {
   DEFAULT_TEMPLATES,
   EMBED_TOKEN,
@@ -223,13 +230,7 @@ export class LlamaCppEngine {
   async embedDirect(texts: readonly string[], kind: PromptKind): Promise<QueryEmbedding[]> {
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
     const vectors = await this.embedTokens(prompts.map((p) => p.ids));
-    return vectors.map((vector, i) => ({
-      vector,
-      reasoning: '',
-      forced: false,
-      tokens: [],
-      truncated: prompts[i].truncated,
-    }));
+    return vectors.map((v, i) => directQueryEmbedding(v, prompts[i]));
   }
 
   /** Queries; with reasoning on, each is analysed before <|embed_token|>. */

@@ -18,7 +18,7 @@
  * join the line before the next one is formed.
  */
 import type { Embedder, QueryEmbedding, QueryOptions } from '../embed/index.js';
-import { DEFAULT_MAX_REASONING_TOKENS, encodePrompt, type PromptKind } from '../embed/index.js';
+import { DEFAULT_MAX_REASONING_TOKENS, directQueryEmbedding, encodePrompt, type PromptKind } from '../embed/index.js';
 import { type Steps, advance } from '../model/generate.js';
 import type { BatchKind, BatchingOptions } from './worker-protocol.js';
 
@@ -279,15 +279,7 @@ export class EmbeddingBatcher {
     const t0 = performance.now();
     try {
       const vectors = this.embedder.forwardBatches(jobs.map((j) => j.input.ids));
-      jobs.forEach((j, i) =>
-        j.resolve({
-          vector: vectors[i],
-          reasoning: '',
-          forced: false,
-          tokens: [],
-          truncated: j.input.truncated,
-        }),
-      );
+      jobs.forEach((j, i) => j.resolve(directQueryEmbedding(vectors[i], j.input)));
     } catch (e) {
       for (const j of jobs) j.reject(e);
     }
