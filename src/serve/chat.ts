@@ -3,7 +3,8 @@
  * OpenAI-compatible client (RemoteEmbedder's 'openai' protocol, or anything else) can get the model's
  * query analysis. A stop that names a special token (e.g. <|embed_token|>) stops at that token; a stop
  * that is text ends the generation at the token whose text completes it, and the content is cut before
- * it, as OpenAI does. `stopReason` says which stop ended the text, as vLLM reports it.
+ * it, as OpenAI does. `stopReason` says which stop ended the text, as vLLM reports it. A streamed completion
+ * sends its content as it grows, holding back what a stop could still claim.
  */
 import { assistantEndTokens, type Embedder } from '../embed/index.js';
 import { type Steps, generateSteps } from '../model/generate.js';
@@ -86,9 +87,67 @@ function firstStop(content: string, stops: readonly string[]): { at: number; sto
   return first;
 }
 
-/** Generates the completion, one forward pass per step (the model work, run in turn with the embedding batches). */
-export function* chatSteps(embedder: Embedder, job: ChatJob, p: PreparedChat): Steps<ChatResult> {
+/**
+ * What of the text generated so far may be sent to a client that streams: the text before the first stop,
+ * less a tail that could still grow into a stop (the next tokens tell), and less a character whose bytes
+ * have not all come yet (decoded as U+FFFD). Each call's answer extends the one before, as the text grows.
+ */
+export function sendableContent(text: string, stops: readonly string[]): string {
+  const cut = firstStop(text, stops);
+  if (cut) return text.slice(0, cut.at);
+  const end = text.replace(/\uFFFD+$/u, '').length;
+  let held = 0;
+  for (const stop of stops) {
+    for (let k = Math.min(stop.length - 1, end); k > held; k--) {
+      if (text.startsWith(stop.slice(0, k), end - k)) {
+        held = k;
+        break;
+      }
+    }
+  }
+  return text.slice(0, end - held);
+}
+
+/**
+ * Sends the content in pieces as tokens come (`token`), and what is left once the completion is known
+ * (`end`). The whole text is decoded again each time: a token can end inside a character that the next
+ * completes. A piece is sent only when the text extends what was sent, which a decoder that cleans up
+ * spaces (clean_up_tokenization_spaces) may not do at every token.
+ */
+function contentSender(
+  tok: Tokenizer,
+  stops: readonly string[],
+  send: (piece: string) => void,
+): { token: (row: number, token: number) => void; end: (content: string) => void } {
+  const tokens: number[] = [];
+  let sent = '';
+  const offer = (text: string): void => {
+    if (text.length <= sent.length || !text.startsWith(sent)) return;
+    send(text.slice(sent.length));
+    sent = text;
+  };
+  return {
+    token: (_row, token) => {
+      tokens.push(token);
+      if (!tok.isSpecial(token)) offer(sendableContent(tok.decode(tokens, { skipSpecialTokens: true }), stops));
+    },
+    end: offer,
+  };
+}
+
+/**
+ * Generates the completion, one forward pass per step (the model work, run in turn with the embedding batches).
+ * `onContent`: sees the content in pieces as it is generated (a streamed completion), all of it before
+ * the steps return.
+ */
+export function* chatSteps(
+  embedder: Embedder,
+  job: ChatJob,
+  p: PreparedChat,
+  onContent?: (piece: string) => void,
+): Steps<ChatResult> {
   const tok = embedder.tokenizer;
+  const sender = onContent ? contentSender(tok, p.textStops, onContent) : undefined;
   const [g] = yield* generateSteps(embedder.model, [p.prompt], {
     maxNewTokens: p.maxNewTokens,
     temperature: job.temperature,
@@ -96,6 +155,7 @@ export function* chatSteps(embedder: Embedder, job: ChatJob, p: PreparedChat): S
     seed: job.seed,
     stopTokens: [...p.stopIds.keys()],
     ...(p.textStops.length > 0 ? { stopWhen: textStopper(tok, p.textStops) } : {}),
+    ...(sender ? { onToken: sender.token } : {}),
   });
   let finish: 'stop' | 'length' = g.finish;
   let stopReason: string | null = null;
@@ -112,6 +172,7 @@ export function* chatSteps(embedder: Embedder, job: ChatJob, p: PreparedChat): S
     finish = 'stop';
     stopReason = cut.stop;
   }
+  sender?.end(content);
   // the tokens generated, up to and including the one that completed a stop
   return { content, finish, stopReason, promptTokens: p.prompt.length, completionTokens: g.tokens.length };
 }

@@ -23,8 +23,11 @@ export interface Route<C> {
   /** `signal` aborts when the client goes away before its answer: the model drops what it has not started. */
   json?: (ctx: C, body: Record<string, unknown>, signal: AbortSignal) => Promise<unknown>;
   get?: (ctx: C, param: string, authorized: boolean, url: URL) => Answer;
-  /** Writes the answer itself; an HttpError thrown before it writes the head is sent as usual. */
-  stream?: (ctx: C, body: Record<string, unknown>, res: http.ServerResponse) => Promise<void>;
+  /**
+   * Writes the answer itself; an HttpError thrown before it writes the head is sent as usual. A route that
+   * has `json` too streams only when the body asks for it (`"stream": true`, as in OpenAI's API).
+   */
+  stream?: (ctx: C, body: Record<string, unknown>, res: http.ServerResponse, signal: AbortSignal) => Promise<void>;
 }
 
 export const ok = (body: unknown, contentType?: string): Answer => ({ status: 200, body, contentType });
@@ -194,9 +197,13 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
         bodyRefused = true;
         throw e;
       });
-      if (route.stream) body.then((b) => route.stream!(o.ctx, b, res)).catch(fail);
-      else
-        body.then((b) => route.json!(o.ctx, b, gone.signal)).then((out) => send(res, { status: 200, body: out }), fail);
+      const streams = (b: Record<string, unknown>): boolean => !route.json || (!!route.stream && b.stream === true);
+      body
+        .then(async (b) => {
+          if (streams(b)) return route.stream!(o.ctx, b, res, gone.signal);
+          send(res, { status: 200, body: await route.json!(o.ctx, b, gone.signal) });
+        })
+        .catch(fail);
     } catch (e) {
       fail(e);
     }

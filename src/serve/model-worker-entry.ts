@@ -199,7 +199,8 @@ class ModelWorker implements ModelWork {
 
   chat(owner: number, job: ChatJob): Promise<ChatResult> {
     const prepared = prepareChat(this.embedder, job); // a prompt too long is refused before it waits for its turn
-    return this.batcher.generate(owner, () => chatSteps(this.embedder, job, prepared));
+    const onContent = job.stream ? (piece: string) => post({ type: 'content', id: owner, piece }) : undefined;
+    return this.batcher.generate(owner, () => chatSteps(this.embedder, job, prepared, onContent));
   }
 
   configure(b: BatchingOptions): void {

@@ -73,6 +73,15 @@ export type BatchListener = (inputs: number, kind: BatchKind, seconds: number) =
 /** Sees a streamed job's analysis of input `input` so far, after each generated token. */
 export type ProgressListener = (input: number, reasoning: string) => void;
 
+/** Sees a streamed chat completion's content, piece by piece, in order. */
+export type ContentListener = (piece: string) => void;
+
+/** What a request's caller watches while its answer is generated. */
+interface Watchers {
+  progress?: ProgressListener;
+  content?: ContentListener;
+}
+
 /** Starts a worker and waits until it has loaded the model (or rejects with why it could not). */
 function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo }> {
   // SHARE_ENV: what the addon sets in the environment while it loads (native-kernels.ts) must reach the
@@ -122,7 +131,7 @@ export class WorkerBackend implements EmbeddingBackend {
   private worker!: Worker;
   private readonly pending = new Map<
     number,
-    { resolve: (v: unknown) => void; reject: (e: Error) => void; progress?: ProgressListener }
+    { resolve: (v: unknown) => void; reject: (e: Error) => void; watchers: Watchers }
   >();
   private nextId = 1;
   private state: ModelHealth['state'] = 'ready';
@@ -258,17 +267,20 @@ export class WorkerBackend implements EmbeddingBackend {
     signal?: AbortSignal,
   ): Promise<{ results: QueryEmbedding[]; promptTokens: number }> {
     const streamed = onProgress ? { ...job, stream: true } : job;
-    const r = await this.call<EmbedResult>((id) => ({ id, type: 'embed', job: streamed }), onProgress, signal);
+    const make = (id: number): WorkerRequest => ({ id, type: 'embed', job: streamed });
+    const r = await this.call<EmbedResult>(make, { progress: onProgress }, signal);
     return { results: this.unpack(r), promptTokens: r.promptTokens };
   }
 
   /** Embeds token-id sequences as given: the hidden state at each one's last token. */
   async embedTokens(seqs: number[][], signal?: AbortSignal): Promise<QueryEmbedding[]> {
-    return this.unpack(await this.call<EmbedResult>((id) => ({ id, type: 'embedTokens', seqs }), undefined, signal));
+    return this.unpack(await this.call<EmbedResult>((id) => ({ id, type: 'embedTokens', seqs }), {}, signal));
   }
 
-  chat(job: ChatJob, signal?: AbortSignal): Promise<ChatResult> {
-    return this.call<ChatResult>((id) => ({ id, type: 'chat', job }), undefined, signal);
+  /** A chat completion; with `onContent`, its content also comes piece by piece as it is generated. */
+  chat(job: ChatJob, signal?: AbortSignal, onContent?: ContentListener): Promise<ChatResult> {
+    const streamed = onContent ? { ...job, stream: true } : job;
+    return this.call<ChatResult>((id) => ({ id, type: 'chat', job: streamed }), { content: onContent }, signal);
   }
 
   /** Stops the worker; requests still waiting fail. */
@@ -287,7 +299,7 @@ export class WorkerBackend implements EmbeddingBackend {
   }
 
   /** `signal`: the caller no longer wants the answer (its client went away), so the worker drops what it can. */
-  private call<T>(make: (id: number) => WorkerRequest, progress?: ProgressListener, signal?: AbortSignal): Promise<T> {
+  private call<T>(make: (id: number) => WorkerRequest, watchers: Watchers = {}, signal?: AbortSignal): Promise<T> {
     if (this.state !== 'ready') {
       const cause = this.cause ? { cause: this.cause } : undefined;
       return Promise.reject(new ModelUnavailableError(this.reason ?? 'the model is not ready.', cause));
@@ -295,7 +307,7 @@ export class WorkerBackend implements EmbeddingBackend {
     const id = this.nextId++;
     const worker = this.worker;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, progress });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, watchers });
       worker.postMessage(make(id));
       const cancel = (): void => {
         if (this.pending.has(id) && this.worker === worker) worker.postMessage({ id, type: 'cancel' });
@@ -334,7 +346,11 @@ export class WorkerBackend implements EmbeddingBackend {
       return;
     }
     if (m.type === 'progress') {
-      this.pending.get(m.id)?.progress?.(m.input, m.reasoning);
+      this.pending.get(m.id)?.watchers.progress?.(m.input, m.reasoning);
+      return;
+    }
+    if (m.type === 'content') {
+      this.pending.get(m.id)?.watchers.content?.(m.piece);
       return;
     }
     if (m.type !== 'result' && m.type !== 'error') return;

@@ -108,15 +108,30 @@ function parseStops(stop: unknown): string[] {
   return stops as string[];
 }
 
-/** The fields of /v1/chat/completions that the server supports (one choice, no streaming). */
+/** How a chat completion is answered: whole, or streamed as server-sent events with usage at the end or not. */
+export interface ChatDelivery {
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+/** OpenAI's `stream` and `stream_options` (whose `include_usage` adds a last chunk with the usage). */
+export function parseChatDelivery(body: Record<string, unknown>): ChatDelivery {
+  const stream = flagField(body, 'stream');
+  const options = body.stream_options;
+  if (options === undefined || options === null) return { stream, includeUsage: false };
+  if (!stream) throw badRequest("'stream_options' is only allowed when 'stream' is true.", 'stream_options');
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw badRequest("'stream_options' must be an object.", 'stream_options', 'invalid_type');
+  }
+  return { stream, includeUsage: flagField(options as Record<string, unknown>, 'include_usage', 'stream_options.') };
+}
+
+/** The fields of /v1/chat/completions that the server supports (one choice), but for how it is delivered. */
 export function parseChatFields(body: Record<string, unknown>): ChatJob {
   // null is "not given", as OpenAI's own clients send it for an unset field
   const sent = (v: unknown): boolean => v !== undefined && v !== null;
   const messages = parseMessages(body.messages);
   if (sent(body.n) && body.n !== 1) throw badRequest("only 'n': 1 is supported.", 'n');
-  if (sent(body.stream) && body.stream !== false) {
-    throw badRequest("'stream' is not supported: leave it out or set it to false.", 'stream');
-  }
   // the answer has no log-probabilities to give: asking for them is refused rather than answered without
   if (flagField(body, 'logprobs')) {
     const message = "'logprobs' is not supported: leave it out or set it to false.";

@@ -1,7 +1,7 @@
 /**
  * The HTTP server. Routes (one module each under ./routes/, behind the table below):
  *   POST     /v1/embeddings         OpenAI's embeddings (texts with Search-R3 prompts, or token ids)
- *   POST     /v1/chat/completions   OpenAI's chat completions with the served model
+ *   POST     /v1/chat/completions   OpenAI's chat completions with the served model, whole or streamed
  *   POST     /v1/search             ranked documents of the served index (dense or hybrid)
  *   GET      /v1/models             the served model; GET /v1/models/{id}: one model
  *   GET|HEAD /health                status (503 with the reason when the model or the index is down)
@@ -24,7 +24,7 @@ import { Metrics } from './metrics.js';
 import { WorkerBackend } from './model-worker.js';
 import type { Judgments } from './judgments.js';
 import type { RunSource } from './run-source.js';
-import { chatCompletions } from './routes/chat-completions.js';
+import { chatCompletions, chatCompletionsStream } from './routes/chat-completions.js';
 import { embeddings } from './routes/embeddings.js';
 import { health } from './routes/health.js';
 import { getModel, listModels } from './routes/models.js';
@@ -94,7 +94,7 @@ export interface SearchServer {
 
 const SEARCH_ROUTES: readonly Route<ServerContext>[] = [
   { methods: ['POST'], path: '/v1/embeddings', json: embeddings },
-  { methods: ['POST'], path: '/v1/chat/completions', json: chatCompletions },
+  { methods: ['POST'], path: '/v1/chat/completions', json: chatCompletions, stream: chatCompletionsStream },
   { methods: ['POST'], path: '/v1/search', json: search },
   { methods: ['POST'], path: '/v1/search/stream', stream: searchStream },
   { methods: ['GET'], path: '/v1/models', get: (ctx) => ok(listModels(ctx)) },

@@ -88,6 +88,8 @@ export interface ChatJob {
   topP?: number;
   seed?: number;
   stops: string[];
+  /** Send the content in pieces as it is generated ('content' messages), for a client that streams. */
+  stream?: boolean;
 }
 
 export type WorkerRequest =
@@ -151,6 +153,8 @@ export type WorkerReply =
   | { type: 'error'; id: number; error: WireError }
   /** The analysis of input `input` of request `id` so far (streamed jobs only). */
   | { type: 'progress'; id: number; input: number; reasoning: string }
+  /** The next piece of the content of streamed chat completion `id`. */
+  | { type: 'content'; id: number; piece: string }
   | { type: 'batch'; inputs: number; kind: BatchKind; seconds: number }
   /**
    * The worker's GPU device failed (GpuError.deviceFailed; `message`, its sentence): the worker takes no more

@@ -117,8 +117,17 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     expect(await emb({ model: 'search-r3', input: 'x', search_r3: seeded }), 400, 'invalid_value', 'search_r3.seed');
     const say = [{ role: 'user', content: 'x' }];
     for (const stream of ['true', 1, 'float']) {
-      expect(await chat({ model: 'search-r3', messages: say, stream }), 400, 'invalid_value', 'stream');
+      expect(await chat({ model: 'search-r3', messages: say, stream }), 400, 'invalid_type', 'stream');
     }
+    const options = (stream: boolean, stream_options: unknown): Promise<Reply> =>
+      chat({ model: 'search-r3', messages: say, stream, stream_options });
+    expect(await options(false, { include_usage: true }), 400, 'invalid_value', 'stream_options');
+    expect(await options(true, 'usage'), 400, 'invalid_type', 'stream_options');
+    expect(await options(true, { include_usage: 'yes' }), 400, 'invalid_type', 'stream_options.include_usage');
+    // a prompt the model worker finds too long for the context is a JSON 400 when streamed too
+    const streamedTooLong = await chat({ model: 'search-r3', messages: say, max_tokens: 4000, stream: true });
+    expect(streamedTooLong, 400, 'context_length_exceeded', 'messages');
+    assert.match(String(streamedTooLong.headers['content-type']), /^application\/json/);
     // null is an unset field, as OpenAI's clients send it
     const nulls = await chat({
       model: 'search-r3',

@@ -13,7 +13,7 @@ import { DEFAULT_MAX_REASONING_TOKENS, type QueryOptions } from '../../embed/ind
 import { searchHitJson } from '../../search-index/search-json.js';
 import type { SearchIndex } from '../../search-index/search-index.js';
 import { HttpError, badRequest } from '../http-error.js';
-import { httpErrorOf } from '../http-handler.js';
+import { eventWriter, lateError } from '../event-stream.js';
 import { checkInputChars, checkReasoningWork, checkRequestChars } from '../input-limits.js';
 import type { ProgressListener } from '../model-worker.js';
 import { flagField, queryOptions } from '../request-fields.js';
@@ -126,32 +126,16 @@ export async function searchStream(
   ctx: ServerContext,
   body: Record<string, unknown>,
   res: http.ServerResponse,
+  signal: AbortSignal,
 ): Promise<void> {
   const r = parseSearch(ctx, body);
-  // The 200 and its headers go with the first event: what the worker refuses before any token (a query too
-  // long for the context) is then a JSON 4xx, as /v1/search answers it.
-  const write = (s: string): void => {
-    if (!res.headersSent) {
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-store',
-        ...(ctx.draining ? { connection: 'close' } : {}),
-      });
-    }
-    if (!res.destroyed && !res.writableEnded) res.write(s);
-  };
+  const write = eventWriter(res, () => ctx.draining);
   try {
-    const gone = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
     const onProgress: ProgressListener = (_input, reasoning) => write(event('reasoning', { reasoning }));
-    const answer = await runSearch(ctx, r, onProgress, gone.signal);
+    const answer = await runSearch(ctx, r, onProgress, signal);
     write(event('result', answer));
   } catch (e) {
-    if (!res.headersSent) throw e;
-    const err = httpErrorOf(e);
-    if (err.status === 500) console.error(e);
+    const err = lateError(e, res);
     write(event('error', { status: err.status, ...err.body() }));
   }
   res.end();

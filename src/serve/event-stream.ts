@@ -1,0 +1,32 @@
+/**
+ * Answers as server-sent events. The 200 and its headers go out with the first event, so that what a route
+ * refuses before it (a prompt too long for the context, found by the model worker) is still a JSON 4xx.
+ */
+import type http from 'node:http';
+import type { HttpError } from './http-error.js';
+import { httpErrorOf } from './http-handler.js';
+
+/** Writes one event's text; `draining`: whether the server is shutting down (the connection then closes). */
+export function eventWriter(res: http.ServerResponse, draining: () => boolean): (text: string) => void {
+  return (text) => {
+    if (!res.headersSent) {
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        ...(draining() ? { connection: 'close' } : {}),
+      });
+    }
+    if (!res.destroyed && !res.writableEnded) res.write(text);
+  };
+}
+
+/**
+ * The error that ends a stream whose head has gone (one before it is thrown on, for the usual answer); an
+ * internal one is logged, as the handler logs a 500.
+ */
+export function lateError(e: unknown, res: http.ServerResponse): HttpError {
+  if (!res.headersSent) throw e;
+  const err = httpErrorOf(e);
+  if (err.status === 500) console.error(e);
+  return err;
+}
