@@ -47,6 +47,11 @@ export function fractionOption(v: string | undefined, name: string): number | un
   return numberOption(v, name, 'a fraction in [0, 1)', (n) => n >= 0 && n < 1);
 }
 
+/** An optional --name value that must be a number in [0, 1], both ends included; undefined when not given. */
+export function unitIntervalOption(v: string | undefined, name: string): number | undefined {
+  return numberOption(v, name, 'a number in [0, 1]', (n) => n >= 0 && n <= 1);
+}
+
 /** A --port value: an integer in [0, 65535] (0 picks a free port); 8080 when not given. */
 export function portOption(v: string | undefined): number {
   if (v === undefined) return 8080;

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { numberOption, positiveInt } from './args.js';
+import { nonNegativeNumber, numberOption, positiveInt, unitIntervalOption } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { checkOutputFile } from './output-path.js';
@@ -267,10 +267,8 @@ export const evalCommand: Command = {
     if (v.dataset !== undefined && v.run !== undefined) checkOutputFile(v.run, '--run');
     if (v.tag !== undefined && !isRunTag(v.tag))
       throw new UserError(`--tag '${v.tag}' must be one non-empty word (the run file's last column).`);
-    const k1 = number(v.k1, 'k1'),
-      b = number(v.b, 'b');
-    if (k1 !== undefined && k1 < 0) throw new UserError(`--k1 must be ≥ 0 (got ${k1}).`);
-    if (b !== undefined && (b < 0 || b > 1)) throw new UserError(`--b must be in [0, 1] (got ${b}).`);
+    const k1 = nonNegativeNumber(v.k1, 'k1'),
+      b = unitIntervalOption(v.b, 'b');
     if (v.compare !== undefined && maxQueries === 1)
       throw new UserError('--compare makes paired tests over queries: it needs --max-queries 2 or more.');
     if (v.language !== undefined) {

@@ -14,6 +14,7 @@ import {
   numberOption,
   positiveInt,
   positiveNumber,
+  unitIntervalOption,
 } from '../../src/cli/args.js';
 import { UserError } from '../../src/cli/command.js';
 import { runCli } from '../helpers/cli.js';
@@ -31,6 +32,7 @@ test("'', ' ', '1x' and '-1' are refused by name; numbers in range are read; no 
       () => fractionOption(bad, 'valid-fraction'),
       `--valid-fraction must be a fraction in [0, 1) (got '${bad}').`,
     );
+    refused(() => unitIntervalOption(bad, 'b'), `--b must be a number in [0, 1] (got '${bad}').`);
     refused(
       () => positiveNumber(bad, 'max-seconds', 'a number of seconds'),
       `--max-seconds must be a number of seconds > 0 (got '${bad}').`,
@@ -50,6 +52,9 @@ test("'', ' ', '1x' and '-1' are refused by name; numbers in range are read; no 
   assert.equal(nonNegativeInt(' 7 ', 'seed'), 7);
   assert.equal(intAtLeast('2', 'steps', 2), 2);
   assert.equal(fractionOption('0.05', 'valid-fraction'), 0.05);
+  refused(() => unitIntervalOption('1.5', 'b'), "--b must be a number in [0, 1] (got '1.5').");
+  assert.equal(unitIntervalOption('0', 'b'), 0);
+  assert.equal(unitIntervalOption('1', 'b'), 1);
   assert.equal(positiveNumber('0.5', 'shard-mb'), 0.5);
   assert.equal(numberOption('-2', 'level', 'an integer', Number.isInteger), -2);
   assert.equal(nonNegativeInt(undefined, 'seed'), undefined);

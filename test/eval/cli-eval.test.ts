@@ -204,7 +204,8 @@ test('bad input gives one clear sentence and exit code 2', async () => {
       assert.match(r.stderr.trim(), re);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     };
-    await early(['--b', '5'], /^search-r3: --b must be in \[0, 1\] \(got 5\)/);
+    await early(['--b', '1.5'], /^search-r3: --b must be a number in \[0, 1\] \(got '1\.5'\)\.$/);
+    await early(['--k1=-1'], /^search-r3: --k1 must be a number ≥ 0 \(got '-1'\)\.$/);
     await early(['--tag', 'two words'], /--tag 'two words' must be one non-empty word/);
     await early(['--max-queries', '1', '--compare', join(fixtures, 'hand.run')], /--compare .* needs --max-queries 2/);
 
