@@ -59,15 +59,31 @@ export function beirCorpusFile(folder: string): string | undefined {
   return ['corpus.jsonl', 'corpus.jsonl.gz'].map((n) => join(folder, n)).find((f) => existsSync(f));
 }
 
-/** Streams a BEIR `corpus.jsonl` or `corpus.jsonl.gz` (`_id`, `title`, `text`), one document at a time. */
-export async function* streamBeirCorpus(file: string): AsyncGenerator<BeirDocument> {
+interface BeirRecord {
+  id: string;
+  obj: Record<string, unknown>;
+  line: number;
+}
+
+/**
+ * The records of a BEIR .jsonl file (corpus or queries): each non-blank line a JSON object with an `_id`
+ * that no earlier line has (`what` names the records in that refusal: 'document', 'query').
+ */
+async function* beirRecords(file: string, what: string): AsyncGenerator<BeirRecord> {
   const seen = new Set<string>();
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
     const obj = parseJsonLine(text, file, line);
     const id = idField(obj, file, line);
-    if (seen.has(id)) throw new EvalInputError(`document id '${id}' appears twice`, file, line);
+    if (seen.has(id)) throw new EvalInputError(`${what} id '${id}' appears twice`, file, line);
     seen.add(id);
+    yield { id, obj, line };
+  }
+}
+
+/** Streams a BEIR `corpus.jsonl` or `corpus.jsonl.gz` (`_id`, `title`, `text`), one document at a time. */
+export async function* streamBeirCorpus(file: string): AsyncGenerator<BeirDocument> {
+  for await (const { id, obj, line } of beirRecords(file, 'document')) {
     yield { id, title: textField(obj, 'title', file, line), text: textField(obj, 'text', file, line) };
   }
 }
@@ -82,13 +98,7 @@ export async function readBeirCorpus(file: string): Promise<BeirDocument[]> {
 /** Reads a BEIR `queries.jsonl` (`_id`, `text`). */
 export async function readBeirQueries(file: string): Promise<Map<string, string>> {
   const queries = new Map<string, string>();
-  for await (const { text, line } of readLines(file)) {
-    if (text.trim() === '') continue;
-    const obj = parseJsonLine(text, file, line);
-    const id = idField(obj, file, line);
-    if (queries.has(id)) throw new EvalInputError(`query id '${id}' appears twice`, file, line);
-    queries.set(id, textField(obj, 'text', file, line));
-  }
+  for await (const { id, obj, line } of beirRecords(file, 'query')) queries.set(id, textField(obj, 'text', file, line));
   return queries;
 }
 
