@@ -363,10 +363,17 @@ function characterStart(bytes: Uint8Array, end: number): number {
   return end;
 }
 
-function countNewlines(bytes: Uint8Array, end = bytes.length): number {
-  let n = 0;
-  for (let i = bytes.indexOf(0x0a); i >= 0 && i < end; i = bytes.indexOf(0x0a, i + 1)) n++;
-  return n;
+/**
+ * The 1-based line of `file` that byte `offset` is on, counted by reading the file again up to it: only a
+ * refusal names a line, so reading valid text does not count line breaks as it goes.
+ */
+async function lineAtOffset(file: string, offset: number): Promise<number> {
+  let line = 1;
+  if (offset === 0) return line; // no byte before it, and a stream cannot end (inclusively) at byte -1
+  for await (const chunk of createReadStream(file, { end: offset - 1 }) as AsyncIterable<Buffer>) {
+    for (let i = chunk.indexOf(0x0a); i >= 0; i = chunk.indexOf(0x0a, i + 1)) line++;
+  }
+  return line;
 }
 
 /**
@@ -377,11 +384,10 @@ function countNewlines(bytes: Uint8Array, end = bytes.length): number {
 export async function* readUtf8Text(file: string): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let offset = 0; // bytes before this chunk
-  let newlines = 0; // line breaks before this chunk
   let tail = new Uint8Array(0); // the previous chunk's last bytes: a character may continue in this chunk
-  const notUtf8 = (at: number, line: number): InputFileError =>
+  const notUtf8 = async (at: number): Promise<InputFileError> =>
     new InputFileError(
-      `${file}: is not UTF-8 text (invalid UTF-8 at byte offset ${at}, line ${line}); ` +
+      `${file}: is not UTF-8 text (invalid UTF-8 at byte offset ${at}, line ${await lineAtOffset(file, at)}); ` +
         'give plain text or .jsonl files in UTF-8 (decompress or convert this one first)',
     );
   for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
@@ -411,12 +417,10 @@ export async function* readUtf8Text(file: string): AsyncGenerator<string> {
         if (decodes(mid)) good = mid;
         else bad = mid;
       }
-      // the bad character may have begun in the previous chunk (no line break among its bytes)
-      const inChunk = characterStart(bytes, good) - carried;
-      throw notUtf8(offset + inChunk, newlines + countNewlines(chunk, Math.max(0, inChunk)) + 1);
+      // the bad character may have begun in the previous chunk
+      throw await notUtf8(offset + characterStart(bytes, good) - carried);
     }
     offset += chunk.length;
-    newlines += countNewlines(chunk);
     tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - 3)));
     if (text !== '') yield text;
   }
@@ -424,7 +428,7 @@ export async function* readUtf8Text(file: string): AsyncGenerator<string> {
     decoder.decode();
   } catch {
     // the file ends inside a character
-    throw notUtf8(offset - tail.length + characterStart(tail, tail.length), newlines + 1);
+    throw await notUtf8(offset - tail.length + characterStart(tail, tail.length));
   }
 }
 
