@@ -11,9 +11,9 @@
  * which would teach a language model broken English.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
+import { documentText, streamBeirCorpus } from '../../eval/beir.js';
 import { writeDirAtomically } from '../../io/atomic-file.js';
 import { DataError } from '../sft/data.js';
 import { DEBIAN_TEXT_PACKAGES, DEBIAN_TEXT_SOURCES, packageVersion } from './debian-text.js';
@@ -45,18 +45,11 @@ function jsonObjectLine(line: string, file: string, n: number, want: string): Re
   return v as Record<string, unknown>;
 }
 
+/** The documents of BEIR corpus files as text (title, a newline, body), read as eval reads a corpus. */
 async function* beirCorpus(files: string[]): AsyncGenerator<string> {
   for (const f of files) {
-    const lines = createInterface({ input: createReadStream(f, { encoding: 'utf8' }), crlfDelay: Infinity });
-    let n = 0;
-    for await (const line of lines) {
-      n++;
-      if (line.trim() === '') continue;
-      const d = jsonObjectLine(line, f, n, '{"_id", "title", "text"}') as { title?: unknown; text?: unknown };
-      const text = [d.title, d.text]
-        .filter((x): x is string => typeof x === 'string' && x.trim() !== '')
-        .join('\n')
-        .trim();
+    for await (const d of streamBeirCorpus(f)) {
+      const text = documentText(d).trim();
       if (text !== '') yield text;
     }
   }
