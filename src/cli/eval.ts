@@ -84,10 +84,6 @@ evaluation:
   --json                      print JSON instead of tables
   -h, --help                  this help`;
 
-function number(v: string | undefined, name: string): number | undefined {
-  return numberOption(v, name, 'a number', Number.isFinite);
-}
-
 function parseCutoffs(v: string | undefined): number[] | undefined {
   if (v === undefined) return undefined;
   const ks = [...new Set(v.split(',').map((s) => Number(s.trim())))].sort((a, b) => a - b);
@@ -268,7 +264,8 @@ export const evalCommand: Command = {
     if (v.tag !== undefined && !isRunTag(v.tag))
       throw new UserError(`--tag '${v.tag}' must be one non-empty word (the run file's last column).`);
     const k1 = nonNegativeNumber(v.k1, 'k1'),
-      b = unitIntervalOption(v.b, 'b');
+      b = unitIntervalOption(v.b, 'b'),
+      temperature = nonNegativeNumber(v.temperature, 'temperature');
     if (v.compare !== undefined && maxQueries === 1)
       throw new UserError('--compare makes paired tests over queries: it needs --max-queries 2 or more.');
     if (v.language !== undefined) {
@@ -303,7 +300,7 @@ export const evalCommand: Command = {
             {
               reasoning: v.reasoning,
               maxReasoningTokens: positiveInt(v['max-reasoning-tokens'], 'max-reasoning-tokens'),
-              temperature: number(v.temperature, 'temperature'),
+              temperature,
               maxLength: positiveInt(v['max-length'], 'max-length'),
               device: v.device,
             },
