@@ -2,8 +2,9 @@
  * The backend registry: the one piece of global state in the tensor layer. It picks the kernels
  * (pure TS, native or WebGPU) and holds the autodiff switches (grad recording, finite checks).
  *
- * SEARCH_R3_BACKEND=js|native|webgpu chooses; by default the native backend is used when its addon
- * loaded. useDevice() is what commands call for --device auto|cpu|webgpu.
+ * SEARCH_R3_BACKEND=js|native|webgpu chooses, taken when kernels are first needed; by default the native
+ * backend is used when its addon loaded. useDevice() is what commands call for --device auto|cpu|webgpu,
+ * which wins over the variable.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import type { HalfArray } from './half-float.js';
@@ -39,6 +40,11 @@ interface Registry {
    * (--device), and never at load, where it would be a stack trace even for --help.
    */
   startError: Error | null;
+  /**
+   * The backend SEARCH_R3_BACKEND names, taken when kernels are first asked for rather than at load: a
+   * command whose --device chooses first (useDevice) never starts it, so `--device cpu` starts no GPU thread.
+   */
+  pending: BackendName | null;
 }
 
 const registry: Registry = {
@@ -50,6 +56,7 @@ const registry: Registry = {
   gradEnabled: true,
   checkFinite: process.env.SEARCH_R3_CHECK_FINITE !== '0',
   startError: null,
+  pending: null,
 };
 
 /** The native kernels, or null (with the reason in nativeBackendError()) when the addon is unavailable. */
@@ -123,8 +130,23 @@ export function webgpuBackendError(): string | null {
  * before a switch stay on their device; using them after it is an error that names both devices.
  */
 export function setBackend(name: BackendName): void {
+  registry.pending = null;
   takeBackend(name);
   registry.startError = null;
+}
+
+/** The active kernels, SEARCH_R3_BACKEND's choice taken first if nothing has chosen since the process began. */
+function activeKernels(): AnyKernels {
+  const want = registry.pending;
+  if (want !== null) {
+    registry.pending = null;
+    try {
+      takeBackend(want);
+    } catch (e) {
+      registry.startError = e instanceof Error ? e : new Error(String(e));
+    }
+  }
+  return registry.kernels;
 }
 
 function takeBackend(name: BackendName): void {
@@ -223,11 +245,7 @@ export class BackendUnavailableError extends Error {
 function initialBackend(): void {
   const want = process.env.SEARCH_R3_BACKEND;
   if (want === 'js' || want === 'native' || want === 'webgpu') {
-    try {
-      takeBackend(want);
-    } catch (e) {
-      registry.startError = e instanceof Error ? e : new Error(String(e));
-    }
+    registry.pending = want;
     return;
   }
   if (want !== undefined && want !== '') {
@@ -251,8 +269,9 @@ export function checkBackendChoice(): void {
 }
 
 export function kernels(): AnyKernels {
+  const k = activeKernels();
   if (registry.startError) throw registry.startError;
-  return registry.kernels;
+  return k;
 }
 
 /**
@@ -261,7 +280,7 @@ export function kernels(): AnyKernels {
  * (a training run's steps) await it between iterations; on the CPU it returns at once.
  */
 export async function releaseUnusedMemory(): Promise<void> {
-  const k = registry.kernels;
+  const k = activeKernels();
   if (k.device === 'cpu') return;
   (k as unknown as WebgpuKernels).gpu.collectIfGrown(1.1, 2 ** 20);
   await new Promise((resolve) => setImmediate(resolve));
@@ -274,7 +293,7 @@ const constants = new WeakMap<AnyKernels, WeakMap<Float32Array, Buf>>();
  * device and kept for as long as the host array lives.
  */
 export function deviceConstant(x: Float32Array): Buf {
-  const k = registry.kernels;
+  const k = activeKernels();
   if (k.device === 'cpu') return x;
   let perDevice = constants.get(k);
   if (!perDevice) constants.set(k, (perDevice = new WeakMap()));
@@ -283,7 +302,7 @@ export function deviceConstant(x: Float32Array): Buf {
   return d;
 }
 export function backendName(): BackendName {
-  return registry.kernels.name;
+  return activeKernels().name;
 }
 
 export function isGradEnabled(): boolean {

@@ -211,3 +211,11 @@ test('worker: a device it cannot use puts the job back and stops in one sentence
     await redis.stop();
   }
 });
+
+test('SEARCH_R3_BACKEND=webgpu with --device cpu starts no GPU device: the flag chooses first', async () => {
+  const r = await runCliAsync(['device', '--device', 'cpu'], { SEARCH_R3_BACKEND: 'webgpu' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^device: cpu \(native kernels\)$/m);
+  // Dawn writes its limit warnings to stderr whenever it opens a device, lavapipe's included
+  assert.equal(r.stderr, '');
+});
