@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { commands } from './commands.js';
 import { fileSystemSentence } from './file-system-error.js';
+import { checkSettings } from '../io/env-settings.js';
 import { GpuError, checkBackendChoice, isGpuDeviceFailure, nativeBackendError } from '../tensor/index.js';
 
 function usage(): string {
@@ -43,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   checkBackendChoice();
+  checkSettings();
   warnIfNoNativeBackend();
   try {
     return await cmd.run(rest);
@@ -121,6 +123,7 @@ const userFacing = new Set([
   'GpuError',
   'BackendChoiceError',
   'BackendUnavailableError',
+  'SettingError',
 ]);
 
 main(process.argv.slice(2)).then(

@@ -17,6 +17,7 @@ import {
   ReplyState,
   replyText,
 } from './gpu-protocol.js';
+import { gpuTimeoutSetting } from '../../io/env-settings.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
 import { type KernelTime, kernelProfileTable } from './kernel-profile.js';
 
@@ -47,8 +48,6 @@ export function isGpuDeviceFailure(e: unknown): boolean {
   return e instanceof Error && e.name === 'GpuError' && (e as { deviceFailed?: unknown }).deviceFailed === true;
 }
 
-/** How long a read may wait for the GPU thread before it is declared stuck. */
-const READ_TIMEOUT_MS = Number(process.env.SEARCH_R3_GPU_TIMEOUT_MS ?? 600_000);
 /** After this long, closing says that it waits for queued GPU work. */
 const CLOSE_NOTICE_MS = 3_000;
 /** Growth of GPU memory, beyond a multiple of what was held, that makes collectIfGrown collect. */
@@ -117,6 +116,7 @@ export class GpuDevice {
    * GPUs, `enable-dawn-features=<toggles>` sets Dawn toggles (docs/gpu.md).
    */
   static open(powerPreference: GpuInit['powerPreference'] = 'high-performance'): GpuDevice {
+    gpuTimeoutSetting(); // a bad value is refused before a GPU thread starts, not at the first read
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
     const dawnFlags = (process.env.SEARCH_R3_DAWN_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
     const init: GpuInit = { reply, powerPreference, dawnFlags, poison: process.env.SEARCH_R3_GPU_POISON === '1' };
@@ -224,7 +224,7 @@ export class GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + Math.max(bytes, REPLY_TEXT_BYTES));
     this.pending.push({ op: 'read', id, byteOffset, bytes, reply });
     this.flush();
-    const state = wait(reply, READ_TIMEOUT_MS);
+    const state = wait(reply, gpuTimeoutSetting());
     if (state !== ReplyState.Done) throw replyError(reply, state);
     return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
   }
@@ -281,7 +281,7 @@ export class GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + bytes);
     this.pending.push(command(reply));
     this.flush();
-    const state = wait(reply, READ_TIMEOUT_MS);
+    const state = wait(reply, gpuTimeoutSetting());
     if (state === ReplyState.Done) return replyText(reply);
     throw replyError(reply, state);
   }
@@ -320,7 +320,7 @@ export class GpuDevice {
     // ends the process in the middle of a step
     if (wait(reply, CLOSE_NOTICE_MS) === ReplyState.Waiting) {
       process.stderr.write('search-r3: waiting for the GPU to finish the work already queued, then exiting\n');
-      wait(reply, READ_TIMEOUT_MS);
+      wait(reply, gpuTimeoutSetting());
     }
     await this.worker.terminate();
   }
@@ -340,7 +340,7 @@ export class GpuDevice {
 function replyError(reply: SharedArrayBuffer, state: ReplyState): GpuError {
   if (state === ReplyState.Failed) return new GpuError(replyText(reply));
   if (state === ReplyState.DeviceFailed) return new GpuError(replyText(reply), true);
-  return new GpuError(`the GPU did not answer within ${READ_TIMEOUT_MS / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`, true);
+  return new GpuError(`the GPU did not answer within ${gpuTimeoutSetting() / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`, true);
 }
 
 function wait(reply: SharedArrayBuffer, timeoutMs: number): ReplyState {

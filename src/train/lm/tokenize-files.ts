@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
+import { threadsSetting } from '../../io/env-settings.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
 import { InputFileError, jsonlDocumentText, readUtf8Text } from '../../model/bpe-trainer.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
@@ -77,8 +78,7 @@ export type TokenizeReply =
 
 /** The threads tokenizeFiles uses by default: SEARCH_R3_THREADS, else one per core. */
 export function tokenizeThreads(): number {
-  const n = Number(process.env.SEARCH_R3_THREADS);
-  return Number.isInteger(n) && n >= 1 ? n : availableParallelism();
+  return threadsSetting() ?? availableParallelism();
 }
 
 /**

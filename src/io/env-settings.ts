@@ -1,0 +1,36 @@
+/**
+ * Numbers read from the environment (SEARCH_R3_THREADS, SEARCH_R3_GPU_TIMEOUT_MS). A bad value is refused
+ * in one sentence naming the variable: ignored, the setting would silently not apply, and read as NaN or 0
+ * a GPU watchdog would never fire or fire at once. Unset or empty means the default.
+ */
+
+/** A variable of the environment holds a value its setting cannot take. */
+export class SettingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SettingError';
+  }
+}
+
+/** The variable `name` as a positive integer; undefined when it is unset or empty. */
+export function positiveIntSetting(name: string, env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env[name];
+  if (v === undefined || v.trim() === '') return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new SettingError(`${name} must be a positive integer, not '${v}'; set it to one, or unset it.`);
+  }
+  return n;
+}
+
+/** The threads of a CPU pool: SEARCH_R3_THREADS when set, else undefined (the caller's default). */
+export const threadsSetting = (): number | undefined => positiveIntSetting('SEARCH_R3_THREADS');
+
+/** How long a read may wait for the GPU thread before it is declared stuck: SEARCH_R3_GPU_TIMEOUT_MS, 10 min. */
+export const gpuTimeoutSetting = (): number => positiveIntSetting('SEARCH_R3_GPU_TIMEOUT_MS') ?? 600_000;
+
+/** Refuses, before a command starts, any of the settings above that holds a bad value. */
+export function checkSettings(): void {
+  threadsSetting();
+  gpuTimeoutSetting();
+}

@@ -1,0 +1,34 @@
+/** Numbers from the environment: a bad value is refused by name, unset or empty is the default. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SettingError, positiveIntSetting } from '../../src/io/env-settings.js';
+import { runCliAsync } from '../helpers/cli.js';
+
+test('a positive integer, or undefined when unset or empty; anything else is refused by name', () => {
+  assert.equal(positiveIntSetting('N', { N: '3' }), 3);
+  assert.equal(positiveIntSetting('N', {}), undefined);
+  assert.equal(positiveIntSetting('N', { N: ' ' }), undefined);
+  for (const bad of ['abc', '0', '-5', '1.5', '1e30', 'NaN']) {
+    assert.throws(
+      () => positiveIntSetting('N', { N: bad }),
+      (e: unknown) =>
+        e instanceof SettingError &&
+        e.message === `N must be a positive integer, not '${bad}'; set it to one, or unset it.`,
+    );
+  }
+});
+
+test('a command refuses a bad SEARCH_R3_THREADS or SEARCH_R3_GPU_TIMEOUT_MS before it starts', async () => {
+  for (const [name, value] of [
+    ['SEARCH_R3_THREADS', 'abc'],
+    ['SEARCH_R3_GPU_TIMEOUT_MS', '0'],
+  ] as const) {
+    const r = await runCliAsync(['device', '--device', 'cpu'], { [name]: value });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `search-r3: ${name} must be a positive integer, not '${value}'; set it to one, or unset it.\n`,
+    );
+    assert.equal(r.stdout, '');
+  }
+});
