@@ -73,18 +73,19 @@ export function hostOption(v: string | undefined): string {
 }
 
 /**
- * The key a server requires: --api-key, else $SEARCH_R3_API_KEY unless it is unset or empty; undefined for
- * none. A key that is empty or padded with whitespace is refused: no Authorization header can carry it (its
- * token is read trimmed), so the server could authorize no one.
+ * The key a server requires: --api-key, else $SEARCH_R3_API_KEY when set; undefined for none. A key that is
+ * empty or padded with whitespace is refused: no Authorization header can carry it (its token is read
+ * trimmed), so the server could authorize no one. The variable set but empty is refused too, rather than
+ * read as unset: a secret that came out empty would otherwise open the server to anyone who reaches it.
  */
 export function apiKeyOption(v: string | undefined): string | undefined {
-  const [key, from] =
-    v !== undefined ? [v, '--api-key'] : [process.env.SEARCH_R3_API_KEY || undefined, '$SEARCH_R3_API_KEY'];
+  const [key, from] = v !== undefined ? [v, '--api-key'] : [process.env.SEARCH_R3_API_KEY, '$SEARCH_R3_API_KEY'];
   if (key === undefined) return undefined;
   if (key.trim() === '') {
     const what = key === '' ? 'empty' : 'only whitespace';
+    const without = v !== undefined ? 'leave it out' : 'unset it';
     throw new UserError(
-      `${from} is ${what}, so no request could be authorized; give a key, or leave it out to serve without one.`,
+      `${from} is ${what}, so no request could be authorized; give a key, or ${without} to serve without one.`,
     );
   }
   if (key.trim() !== key) {

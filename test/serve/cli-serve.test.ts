@@ -116,9 +116,15 @@ test('serve, dashboard and demo --web refuse an empty --host; serve and dashboar
     [['dashboard', dir, '--api-key', 'key\n'], padded],
     [
       ['serve', '--model', dir],
-      '$SEARCH_R3_API_KEY is only whitespace, so no request could be authorized; give a key, or leave it out to ' +
+      '$SEARCH_R3_API_KEY is only whitespace, so no request could be authorized; give a key, or unset it to ' +
         'serve without one.',
       { SEARCH_R3_API_KEY: '  ' },
+    ],
+    // set but empty (a secret that came out empty) is no key, not "serve without one"
+    [
+      ['serve', '--model', dir, '--host', '0.0.0.0'],
+      '$SEARCH_R3_API_KEY is empty, so no request could be authorized; give a key, or unset it to serve without one.',
+      { SEARCH_R3_API_KEY: '' },
     ],
   ];
   try {
