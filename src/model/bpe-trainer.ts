@@ -11,10 +11,10 @@
  * order), which depends on nothing but the word counts: the same text gives the same tokenizer,
  * whatever order the files or words come in.
  */
-import { createReadStream, promises as fsp, statSync } from 'node:fs';
-import path from 'node:path';
+import { createReadStream, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
+import { listFilesUnder } from '../io/list-files.js';
 import { bpeTokenizerFiles, byteLevelAlphabet, TINY_SPECIAL_TOKENS } from './byte-level-bpe.js';
 
 export { bpeTokenizerFiles };
@@ -303,19 +303,17 @@ class PairHeap {
 
 /**
  * Files under the given files/folders, the order text is read in: a file named is always read; in
- * folders (recursively, sorted) only .jsonl and .txt files, so a corpus folder's manifest.json is not
- * taken for text. A path that does not exist is an error naming it.
+ * folders (recursively, sorted; links as listFilesUnder follows them) only .jsonl and .txt files, so a
+ * corpus folder's manifest.json is not taken for text. A path that does not exist is an error naming it.
  */
 export async function listInputFiles(inputs: readonly string[]): Promise<string[]> {
   const out: string[] = [];
-  const walk = async (p: string, named: boolean): Promise<void> => {
+  for (const p of inputs) {
     const st = statSync(p, { throwIfNoEntry: false });
     if (st === undefined) throw new InputFileError(`${p}: no such file or folder`);
-    if (st.isDirectory()) {
-      for (const name of (await fsp.readdir(p)).sort()) await walk(path.join(p, name), false);
-    } else if (st.isFile() && (named || /\.(jsonl|txt)$/.test(p))) out.push(p);
-  };
-  for (const p of inputs) await walk(p, true);
+    if (st.isDirectory()) out.push(...(await listFilesUnder(p, (name) => /\.(jsonl|txt)$/.test(name))));
+    else if (st.isFile()) out.push(p);
+  }
   return out;
 }
 

@@ -7,9 +7,10 @@
  * (binary, or another encoding) are skipped and reported, never read as garbage documents.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fsp, realpathSync, statSync } from 'node:fs';
+import { existsSync, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import { beirCorpusFile } from '../eval/beir.js';
+import { listFilesUnder } from '../io/list-files.js';
 import { readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
 
@@ -113,41 +114,9 @@ async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
 
 const TEXT_FILE = /\.(txt|md|markdown)$/i;
 
-/**
- * The .txt/.md files under root, in name order. Symbolic links are followed only to files inside root
- * (a link to a folder is not walked: what it holds is indexed under its own path, if inside root).
- */
-async function listTextFiles(root: string, opts: ReadDocumentsOptions): Promise<string[]> {
-  const out: string[] = [];
-  const realRoot = realpathSync(root);
-  const inside = (p: string): boolean => p === realRoot || p.startsWith(realRoot + path.sep);
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of (await fsp.readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      if (e.name.startsWith('.')) continue;
-      const full = path.join(dir, e.name);
-      if (e.isDirectory()) {
-        await walk(full);
-        continue;
-      }
-      if (!TEXT_FILE.test(e.name)) continue;
-      if (e.isSymbolicLink()) {
-        let target: string;
-        try {
-          target = realpathSync(full);
-        } catch {
-          continue;
-        } // a dangling link
-        if (!inside(target)) {
-          opts.onSkip?.(full, 'outside the folder');
-          continue;
-        }
-        if (!statSync(target).isFile()) continue;
-      } else if (!e.isFile()) continue;
-      out.push(full);
-    }
-  };
-  await walk(root);
-  return out;
+/** The .txt/.md files under root, in name order (see listFilesUnder: which links are followed). */
+function listTextFiles(root: string, opts: ReadDocumentsOptions): Promise<string[]> {
+  return listFilesUnder(root, (name) => TEXT_FILE.test(name), opts.onSkip);
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

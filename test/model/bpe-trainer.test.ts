@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp, readFileSync } from 'node:fs';
+import { mkdirSync, promises as fsp, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
@@ -15,6 +15,7 @@ import {
   bpeTokenizerFiles,
   InputFileError,
   learnMerges,
+  listInputFiles,
   preTokenize,
   readUtf8Text,
   skippedLinesText,
@@ -294,6 +295,31 @@ test('.jsonl lines with no "title" or "text" are counted as skipped; a file of o
           `${none}: none of its 2 lines has a non-empty string "title" or "text"; ` +
             'each line of a .jsonl document file is {"title", "text"}',
     );
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a folder of text is listed in name order, without link loops, links out of it, or hidden files', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bpe-walk-'));
+  try {
+    const root = path.join(dir, 'text');
+    mkdirSync(path.join(root, 'sub'), { recursive: true });
+    writeFileSync(path.join(root, 'b.txt'), 'b');
+    writeFileSync(path.join(root, 'sub', 'a.jsonl'), '{"text": "a"}\n');
+    writeFileSync(path.join(root, 'manifest.json'), '{}');
+    writeFileSync(path.join(root, '.draft.txt'), 'hidden');
+    writeFileSync(path.join(dir, 'outside.txt'), 'not in the folder');
+    symlinkSync('..', path.join(root, 'sub', 'loop'));
+    symlinkSync(path.join(dir, 'outside.txt'), path.join(root, 'out.txt'));
+    symlinkSync(path.join(root, 'b.txt'), path.join(root, 'c.txt'));
+    assert.deepEqual(await listInputFiles([root]), [
+      path.join(root, 'b.txt'),
+      path.join(root, 'c.txt'),
+      path.join(root, 'sub', 'a.jsonl'),
+    ]);
+    // a file named is read whatever its name
+    assert.deepEqual(await listInputFiles([path.join(root, 'manifest.json')]), [path.join(root, 'manifest.json')]);
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
