@@ -37,6 +37,7 @@ import {
 import {
   DEFAULT_TEMPLATES,
   EMBED_TOKEN,
+  type EncodedPrompt,
   type PromptKind,
   type PromptTemplates,
   encodePrompt,
@@ -218,7 +219,7 @@ export class LlamaCppEngine {
     texts: readonly string[],
     onProgress?: (done: number, total: number) => void,
   ): Promise<{ vectors: Float32Array[]; stats: EmbedStats }> {
-    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength));
+    const prompts = this.directPrompts(texts, 'document');
     const vectors = await this.embedTokens(
       prompts.map((p) => p.ids),
       onProgress,
@@ -226,16 +227,23 @@ export class LlamaCppEngine {
     return { vectors, stats: embedStats(texts, prompts) };
   }
 
-  /** Documents or queries embedded directly (no reasoning), as QueryEmbeddings. */
-  async embedDirect(texts: readonly string[], kind: PromptKind): Promise<QueryEmbedding[]> {
-    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
+  /** Each text's direct prompt (no reasoning), cut to maxLength: what embedDirect takes. */
+  directPrompts(texts: readonly string[], kind: PromptKind): EncodedPrompt[] {
+    return texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
+  }
+
+  /**
+   * Direct prompts (documents, queries without reasoning) embedded, as QueryEmbeddings. It takes prompts
+   * already made, so that a caller that checks their cuts first (a server) tokenizes each text once.
+   */
+  async embedDirect(prompts: readonly EncodedPrompt[]): Promise<QueryEmbedding[]> {
     const vectors = await this.embedTokens(prompts.map((p) => p.ids));
     return vectors.map((v, i) => directQueryEmbedding(v, prompts[i]));
   }
 
   /** Queries; with reasoning on, each is analysed before <|embed_token|>. */
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
-    if ((opts.reasoning ?? 'off') === 'off') return this.embedDirect(texts, 'query');
+    if ((opts.reasoning ?? 'off') === 'off') return this.embedDirect(this.directPrompts(texts, 'query'));
     const { prompts, budget, stopTokens } = reasoningPrompts(
       this.tokenizer,
       texts,

@@ -219,11 +219,18 @@ class LlamaCppWork implements ModelWork {
   async embed(_owner: number, job: EmbedJob): Promise<EmbedResult> {
     const e = this.backend.engine;
     const { counts, total: promptTokens } = countTokens(e.tokenizer, job);
-    checkRoom(job, counts, e);
+    let run: () => Promise<QueryEmbedding[]>;
+    if (job.reasoning) {
+      checkRoom(job, counts, e);
+      run = () => e.embedQueries(job.texts, { ...job.query, reasoning: 'on' });
+    } else {
+      const prompts = e.directPrompts(job.texts, job.mode);
+      const cuts = prompts.map((p) => p.truncated);
+      checkRoom(job, counts, e, cuts);
+      run = () => e.embedDirect(prompts);
+    }
     const t0 = performance.now();
-    const results = job.reasoning
-      ? await e.embedQueries(job.texts, { ...job.query, reasoning: 'on' })
-      : await e.embedDirect(job.texts, job.mode);
+    const results = await run();
     const seconds = (performance.now() - t0) / 1000;
     post({ type: 'batch', inputs: job.texts.length, kind: job.reasoning ? 'reasoning' : 'direct', seconds });
     return pack(results, e.dimension, promptTokens);

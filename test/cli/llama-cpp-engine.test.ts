@@ -2,14 +2,17 @@
  * --engine llama.cpp as a user runs it: export gguf writes the GGUF into the model folder, where index,
  * search and eval find it; an index remembers which engine's vectors it holds and refuses the other
  * one's in a sentence that says what to do (--as-source-model), after which both engines share it; the
- * server runs it in its model worker (embeddings, reasoning queries; chat is refused); bad options are
- * one sentence each.
+ * server runs it in its model worker (embeddings, a text its prompt would cut refused unless the request
+ * asks for cutting, reasoning queries; chat is refused); bad options are one sentence each.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { encodePrompt } from '../../src/embed/index.js';
+import { Tokenizer } from '../../src/model/tokenizer.js';
+import { LocalBackend } from '../../src/search-index/embedding-backend.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { startSearchServer } from '../../src/serve/server.js';
@@ -29,6 +32,17 @@ const docs = corpus(12);
 async function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const r = await runCliAsync(args);
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A text of at most `n` tokens, and about that many, from the corpus's words. */
+function textOfAbout(tok: Tokenizer, n: number): string {
+  const words = docs.flatMap((d) => d.text.split(' '));
+  let text = words[0];
+  for (let i = 1; ; i++) {
+    const longer = `${text} ${words[i % words.length]}`;
+    if (tok.encode(longer).length > n) return text;
+    text = longer;
+  }
 }
 
 const topIds = (stdout: string): string[] => (JSON.parse(stdout) as { data: { id: string }[] }).data.map((h) => h.id);
@@ -182,7 +196,8 @@ test('index, search and eval on llama.cpp; an index shared by both engines only 
 });
 
 test(
-  'serve --engine llama.cpp: embeddings and reasoning ' + 'queries as search-r3 computes them; chat is refused',
+  'serve --engine llama.cpp: embeddings (a text too long for its prompt cut only when asked) and reasoning ' +
+    'queries as search-r3 computes them; chat is refused',
   async () => {
     const gguf = path.join(model, 'model-f16.gguf');
     const worker = await WorkerBackend.start(model, { engine: { gguf, gpu: 'off', identity: 'gguf' } });
@@ -200,6 +215,30 @@ test(
       (r.body as unknown as { data: { embedding: number[] }[] }).data.forEach((d, i) =>
         assert.ok(cosine(d.embedding, want[i]) >= 0.9999, `input ${i}`),
       );
+      // a text its document prompt would cut: refused by name, or, when asked, cut as search-r3's engine cuts it
+      const tok = await Tokenizer.fromFolder(model);
+      const { maxLength, templates } = worker.info;
+      const long = textOfAbout(tok, maxLength - 4);
+      const n = tok.encode(long).length;
+      const refused = await postEmbeddings(server.url, [texts[0], long]);
+      assert.equal(refused.status, 400, String(refused.raw));
+      assert.equal(refused.body.error?.param, 'input[1]');
+      const room = `input\\[1\\] has ${n} tokens, and the document prompt leaves room for \\d+ of the model's`;
+      assert.match(refused.body.error!.message, new RegExp(`${room} ${maxLength};`));
+      const cut = await postEmbeddings(server.url, [texts[0], long], { truncate: true });
+      assert.equal(cut.status, 200, String(cut.raw));
+      const wantCut = encodePrompt(tok, long, 'document', templates, maxLength).truncated;
+      assert.ok(wantCut > 0);
+      const reports = cut.body.search_r3 as { truncated_tokens: number }[];
+      assert.deepEqual(
+        reports.map((r) => r.truncated_tokens),
+        [0, wantCut],
+      );
+      // tinyBackend cuts at 128 tokens: this one cuts where the server does
+      const oursAtLength = await LocalBackend.fromModelDir(model, { maxLength });
+      const [wantLong] = await oursAtLength.embedDocuments([long]);
+      const servedLong = (cut.body as unknown as { data: { embedding: number[] }[] }).data[1].embedding;
+      assert.ok(cosine(servedLong, wantLong) >= 0.9999, `cut text: cosine ${cosine(servedLong, wantLong)}`);
       const q = await postEmbeddings(server.url, ['heart attack'], {
         mode: 'query',
         reasoning: 'on',
