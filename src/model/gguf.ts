@@ -26,6 +26,8 @@ import {
   specialTokenContent,
   TOKENIZER_CONFIG_JSON,
   TOKENIZER_JSON,
+  type TokenizerConfig,
+  type TokenizerFolder,
   type TokenizerJson,
 } from './tokenizer-json.js';
 import {
@@ -97,6 +99,11 @@ export interface GgufTensor {
   type: GgmlType;
   /** float32 values, or the 16-bit patterns of a weight held in f16/bf16 (converted to `type` as written). */
   data: Float32Array | HalfArray;
+  /**
+   * The error for values beyond what `type` stores, given the tensor's largest magnitude (by default one
+   * that names the GGUF tensor): the writer refuses them rather than write Inf.
+   */
+  outOfRange?: (top: number) => Error;
 }
 
 export const u32 = (value: number): GgufValue => ({ type: 'uint32', value });
@@ -313,15 +320,22 @@ const roundHalfAway = (x: number): number => (x < 0 ? -Math.round(-x) : Math.rou
  * with ties away from zero, as ggml's quantize_row_q8_0_ref (in float32 arithmetic).
  */
 export function quantizeQ8_0(src: Float32Array): Uint8Array {
+  return quantizeQ8_0Measuring(src).bytes;
+}
+
+/** quantizeQ8_0, with the largest magnitude among `src`'s values: the largest block maximum, found anyway. */
+function quantizeQ8_0Measuring(src: Float32Array): { bytes: Uint8Array; top: number } {
   const blocks = src.length / Q8_0_BLOCK;
   const out = new Uint8Array(blocks * Q8_0_BLOCK_BYTES);
   const view = new DataView(out.buffer);
   const bits = new Uint32Array(1);
   const asFloat = new Float32Array(bits.buffer);
+  let top = 0;
   for (let b = 0; b < blocks; b++) {
     const base = b * Q8_0_BLOCK;
     let amax = 0;
     for (let i = 0; i < Q8_0_BLOCK; i++) amax = Math.max(amax, Math.abs(src[base + i]!));
+    top = Math.max(top, amax);
     const d = Math.fround(amax / 127);
     const id = d === 0 ? 0 : Math.fround(1 / d);
     asFloat[0] = d;
@@ -329,13 +343,16 @@ export function quantizeQ8_0(src: Float32Array): Uint8Array {
     view.setUint16(o, f16BitsFromFloat32Bits(bits[0]!), true);
     for (let i = 0; i < Q8_0_BLOCK; i++) view.setInt8(o + 2 + i, roundHalfAway(Math.fround(src[base + i]! * id)));
   }
-  return out;
+  return { bytes: out, top };
 }
 
-/** The largest finite f16 (a Q8_0 block's scale is an f16 too, of its largest value / 127). */
+/** The largest finite f16. */
 const F16_MAX = 65504;
 
-/** The largest magnitude among `d`'s values. */
+/** The largest magnitude each type stores: a Q8_0 block's scale, its largest value / 127, is an f16 too. */
+const TYPE_RANGE: Record<GgmlType, number> = { F32: Infinity, F16: F16_MAX, Q8_0: F16_MAX * 127 };
+
+/** The largest magnitude among `d`'s values (for a message: the writer measures as it converts). */
 function maxAbs(d: Float32Array | HalfArray): number {
   let top = 0;
   if (d instanceof Float32Array) {
@@ -356,7 +373,20 @@ const ENCODE_PIECE = 1 << 22;
 
 const bytesOf = (a: Float32Array | Uint16Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-/** A tensor's bytes in the data section, a piece at a time, so a large one is never held twice converted. */
+/** Float32 values as `type` stores them, with their largest magnitude (0 for F32, which holds any). */
+function encodePiece(values: Float32Array, type: GgmlType): { bytes: Uint8Array; top: number } {
+  if (type === 'F32') return { bytes: bytesOf(values), top: 0 };
+  if (type === 'Q8_0') return quantizeQ8_0Measuring(values);
+  const h = new Uint16Array(values.length);
+  const top = encodeF16(values, h);
+  return { bytes: bytesOf(h), top };
+}
+
+/**
+ * A tensor's bytes in the data section, a piece at a time, so a large one is never held twice converted.
+ * A value beyond what its type stores is refused as it is converted, which measures it anyway, rather than
+ * in a pass of its own; f16 weights written as F16 fit by definition and are not converted.
+ */
 function* encodeTensor(t: GgufTensor): Generator<Uint8Array> {
   const d = t.data;
   const asStored = d instanceof HalfArray ? t.type === 'F16' && d.dtype === 'f16' : t.type === 'F32';
@@ -373,16 +403,18 @@ function* encodeTensor(t: GgufTensor): Generator<Uint8Array> {
     } else {
       values = d.subarray(i, end);
     }
-    if (t.type === 'F32') {
-      yield bytesOf(values);
-    } else if (t.type === 'F16') {
-      const h = new Uint16Array(values.length);
-      encodeF16(values, h);
-      yield bytesOf(h);
-    } else {
-      yield quantizeQ8_0(values);
-    }
+    const { bytes, top } = encodePiece(values, t.type);
+    if (top > TYPE_RANGE[t.type]) throw outOfRangeError(t);
+    yield bytes;
   }
+}
+
+/** The refusal of a tensor holding values beyond what its type stores, naming the largest. */
+function outOfRangeError(t: GgufTensor): Error {
+  const top = maxAbs(t.data);
+  if (t.outOfRange) return t.outOfRange(top);
+  const why = `holds values up to ${top} in magnitude, beyond what ${t.type} stores`;
+  return new Error(`GGUF export: tensor "${t.name}" ${why}.`);
 }
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
@@ -392,7 +424,10 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** Writes a GGUF file (temp file + rename); tensors are encoded one at a time. */
+/**
+ * Writes a GGUF file (temp file + rename); tensors are encoded one at a time. A tensor refused as it is
+ * encoded (values beyond its type) fails the write, and the temp file goes with it: nothing lands at `file`.
+ */
 export async function writeGguf(
   file: string,
   metadata: GgufMetadata,
@@ -489,6 +524,9 @@ function qwen2PreTokenizationMismatch(json: TokenizerJson): string | null {
   return wrong < 0 ? null : `pre_tokenizer.pretokenizers[${wrong}] is ${shortJson(steps[wrong])}, ${qwen2}`;
 }
 
+/** What a GGUF holds of a tokenizer.json alone. */
+type GgufVocabulary = Pick<GgufTokenizer, 'tokens' | 'tokenTypes' | 'merges'>;
+
 /**
  * Tokens, token types and merges from a parsed Hugging Face tokenizer.json (byte-level BPE), padded to
  * `vocabSize` (the model's embedding rows) with `[PADn]` UNUSED entries as llama.cpp's converter does.
@@ -499,8 +537,12 @@ export function ggufTokenizerFromTokenizerJson(
   json: unknown,
   vocabSize: number,
   file = TOKENIZER_JSON,
-): Pick<GgufTokenizer, 'tokens' | 'tokenTypes' | 'merges'> {
-  const checked = checkTokenizerJson(json, file);
+): GgufVocabulary {
+  return ggufVocabulary(checkTokenizerJson(json, file), vocabSize, file);
+}
+
+/** ggufTokenizerFromTokenizerJson of a tokenizer.json that checkTokenizerJson has already checked. */
+function ggufVocabulary(checked: TokenizerJson, vocabSize: number, file: string): GgufVocabulary {
   const unlikeQwen2 = qwen2PreTokenizationMismatch(checked);
   if (unlikeQwen2 !== null) {
     const llama = 'llama.cpp tokenizes as Qwen2 does (tokenizer.ggml.pre "qwen2") and would give other tokens';
@@ -545,7 +587,26 @@ export function ggufTokenizerFromFiles(
   const jsonFile = files.tokenizerJson ?? TOKENIZER_JSON;
   const configFile = files.tokenizerConfig ?? TOKENIZER_CONFIG_JSON;
   const base = ggufTokenizerFromTokenizerJson(tokenizerJson, config.vocabSize, jsonFile);
-  const tc = checkTokenizerConfig(tokenizerConfig, configFile);
+  return withSpecialTokens(base, checkTokenizerConfig(tokenizerConfig, configFile), config, jsonFile, configFile);
+}
+
+/**
+ * The GGUF tokenizer of a tokenizer folder as readTokenizerFolder returns it: that has checked both files
+ * already, and a Qwen-sized tokenizer.json takes a tenth of a second to check again.
+ */
+function ggufTokenizerFromFolder(tok: TokenizerFolder, config: Qwen2Config): GgufTokenizer {
+  const base = ggufVocabulary(tok.tokenizerJson, config.vocabSize, tok.files.json);
+  return withSpecialTokens(base, tok.tokenizerConfig, config, tok.files.json, tok.files.config);
+}
+
+/** `base` with the special ids and chat template of a checked tokenizer_config.json (see ggufTokenizerFromFiles). */
+function withSpecialTokens(
+  base: GgufVocabulary,
+  tc: TokenizerConfig,
+  config: Qwen2Config,
+  jsonFile: string,
+  configFile: string,
+): GgufTokenizer {
   const idOf = new Map<string, number>();
   base.tokens.forEach((t, i) => {
     if (base.tokenTypes[i] !== TOKEN_TYPE.UNUSED && !idOf.has(t)) idOf.set(t, i);
@@ -684,15 +745,13 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
     const mismatch = shapeMismatch(spec, t.shape);
     if (mismatch) throw unfit(mismatch);
     const type = tensorType(fileType, spec.shape);
-    const range = type === 'F16' ? F16_MAX : type === 'Q8_0' ? F16_MAX * 127 : Infinity;
-    const top = range === Infinity || (t.data instanceof HalfArray && t.data.dtype === 'f16') ? 0 : maxAbs(t.data);
-    if (top > range)
-      throw new ModelFileError(
+    const outOfRange = (top: number): Error =>
+      new ModelFileError(
         files.weights,
         `weight "${spec.name}" holds values up to ${top} in magnitude, beyond what ${type} stores (the GGUF ` +
           `would hold Inf there); export with --type f32.`,
       );
-    out.push({ name: qwen2GgufTensorName(spec.name)!, shape: spec.shape, type, data: t.data });
+    out.push({ name: qwen2GgufTensorName(spec.name)!, shape: spec.shape, type, data: t.data, outOfRange });
   }
 
   const n = config.vocabSize;
@@ -869,10 +928,7 @@ export async function exportQwen2GgufFromFolder(
   const config = await readQwen2Config(path.join(modelDir, 'config.json'));
   // the folder as our Tokenizer reads it: chat_template.jinja, where there is one, holds the chat template
   const tok = await readTokenizerFolder(modelDir);
-  const tokenizer = ggufTokenizerFromFiles(tok.tokenizerJson, tok.tokenizerConfig, config, {
-    tokenizerJson: tok.files.json,
-    tokenizerConfig: tok.files.config,
-  });
+  const tokenizer = ggufTokenizerFromFolder(tok, config);
   // matrices stay in their stored 16 bits until written: a bf16 checkpoint is held once, at its own size
   const tensors = new Map<string, TensorView>();
   const matrices = (_name: string, shape: readonly number[]): boolean => shape.length === 2;

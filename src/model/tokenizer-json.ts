@@ -188,14 +188,19 @@ export interface TokenizerFolderFiles {
   chatTemplate: string | null;
 }
 
+/** A tokenizer folder's files, read and checked. */
+export interface TokenizerFolder {
+  tokenizerJson: TokenizerJson;
+  tokenizerConfig: TokenizerConfig;
+  files: TokenizerFolderFiles;
+}
+
 /**
  * Reads and checks a tokenizer folder: tokenizer.json, tokenizer_config.json and, when there is one,
  * chat_template.jinja. The returned config holds the chat template that applies: as in transformers'
  * from_pretrained, a chat_template.jinja replaces any chat_template of tokenizer_config.json.
  */
-export async function readTokenizerFolder(
-  dir: string,
-): Promise<{ tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig; files: TokenizerFolderFiles }> {
+export async function readTokenizerFolder(dir: string): Promise<TokenizerFolder> {
   const json = path.join(dir, TOKENIZER_JSON);
   const config = path.join(dir, TOKENIZER_CONFIG_JSON);
   const jinja = path.join(dir, CHAT_TEMPLATE_JINJA);

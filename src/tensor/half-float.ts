@@ -137,10 +137,22 @@ export function decodeBf16(src: Uint16Array, dst: Float32Array): void {
   for (; i < src.length; i++) out[i] = src[i]! << 16;
 }
 
-/** Encodes float32 `src` into f16 bits `dst` (same length). */
-export function encodeF16(src: Float32Array, dst: Uint16Array): void {
+/**
+ * Encodes float32 `src` into f16 bits `dst` (same length). Returns the largest magnitude among `src`'s
+ * values (NaN when one is NaN), found in the same loop at no measurable cost, so that a caller can tell
+ * whether any went beyond f16's range without a pass of its own. Magnitudes order as their bit patterns
+ * with the sign cleared, and NaN's patterns are the largest.
+ */
+export function encodeF16(src: Float32Array, dst: Uint16Array): number {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < src.length; i++) dst[i] = f16BitsFromFloat32Bits(bits[i]!);
+  let top = 0;
+  for (let i = 0; i < src.length; i++) {
+    const b = bits[i]!;
+    const magnitude = b & 0x7fffffff;
+    if (magnitude > top) top = magnitude;
+    dst[i] = f16BitsFromFloat32Bits(b);
+  }
+  return float32FromBits(top);
 }
 
 /** Encodes float32 `src` into bf16 bits `dst` (same length). */

@@ -633,3 +633,33 @@ test(
     });
   },
 );
+
+test('a value beyond the chosen type is refused while writing: the GGUF at the path stays, no temp file', async () => {
+  await withTempDir(async (dir) => {
+    const fx = tinyQwen2Fixture(8);
+    const modelDir = path.join(dir, 'model');
+    // in the last layer, so that the tensors before it are written when the refusal comes
+    const up = 'model.layers.1.mlp.up_proj.weight';
+    const tensors = new Map([...fx.tensors].map(([n, t]) => [n, { shape: t.shape, data: Float32Array.from(t.data) }]));
+    tensors.get(up)!.data[5] = -1e7; // beyond F16 (65504) and Q8_0's f16 block scales (65504 × 127)
+    await saveSafetensorsFolder(modelDir, tensors);
+    await writeQwen2Config(path.join(modelDir, 'config.json'), fx.config);
+    await fsp.writeFile(path.join(modelDir, 'tokenizer.json'), JSON.stringify(fx.tokenizerJson));
+    await fsp.writeFile(path.join(modelDir, 'tokenizer_config.json'), JSON.stringify(fx.tokenizerConfig));
+    const out = path.join(dir, 'model.gguf');
+    await exportQwen2GgufFromFolder(modelDir, out, { fileType: 'F32' });
+    const before = await fsp.readFile(out);
+    for (const fileType of ['F16', 'Q8_0'] as const) {
+      await assert.rejects(
+        exportQwen2GgufFromFolder(modelDir, out, { fileType }),
+        new RegExp(
+          `model\\.safetensors: weight "model\\.layers\\.1\\.mlp\\.up_proj\\.weight" holds values up to ` +
+            `10000000 in magnitude, beyond what ${fileType} stores \\(the GGUF would hold Inf there\\); ` +
+            'export with --type f32\\.',
+        ),
+      );
+      assert.ok((await fsp.readFile(out)).equals(before), `${fileType}: the F32 export is as it was`);
+      assert.deepEqual((await fsp.readdir(dir)).sort(), ['model', 'model.gguf'], `${fileType}: no temp file left`);
+    }
+  });
+});
