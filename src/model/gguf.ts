@@ -409,6 +409,16 @@ function* encodeTensor(t: GgufTensor): Generator<Uint8Array> {
   }
 }
 
+/** A weight of `file` (`what`: 'weight "..."') too large for `type`, refused in the user's terms. */
+function rangeRefusal(file: string, what: string, type: GgmlType): (top: number) => Error {
+  return (top) =>
+    new ModelFileError(
+      file,
+      `${what} holds values up to ${top} in magnitude, beyond what ${type} stores (the GGUF would hold Inf ` +
+        'there); export with --type f32.',
+    );
+}
+
 /** The refusal of a tensor holding values beyond what its type stores, naming the largest. */
 function outOfRangeError(t: GgufTensor): Error {
   const top = maxAbs(t.data);
@@ -745,12 +755,7 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
     const mismatch = shapeMismatch(spec, t.shape);
     if (mismatch) throw unfit(mismatch);
     const type = tensorType(fileType, spec.shape);
-    const outOfRange = (top: number): Error =>
-      new ModelFileError(
-        files.weights,
-        `weight "${spec.name}" holds values up to ${top} in magnitude, beyond what ${type} stores (the GGUF ` +
-          `would hold Inf there); export with --type f32.`,
-      );
+    const outOfRange = rangeRefusal(files.weights, `weight "${spec.name}"`, type);
     out.push({ name: qwen2GgufTensorName(spec.name)!, shape: spec.shape, type, data: t.data, outOfRange });
   }
 
@@ -883,8 +888,13 @@ export function qwen2LoraGgufContents(opts: Qwen2LoraGgufOptions): { metadata: G
       throw new ModelFileError(file, `"${base}" ${shapeText(shape)} needs A [r, ${inp}] and B [${out}, r]; ${got}.`);
     }
     // GGUF dims reversed: lora_a ne = [in, r], lora_b ne = [r, out] — what llama_adapter_lora_init checks.
-    tensors.push({ name: `${gname}.lora_a`, shape: a.shape, type: fileType, data: a.data });
-    tensors.push({ name: `${gname}.lora_b`, shape: b.shape, type: fileType, data: b.data });
+    for (const [part, m] of [
+      ['lora_a', a],
+      ['lora_b', b],
+    ] as const) {
+      const outOfRange = rangeRefusal(file, `the adapter's ${part === 'lora_a' ? 'A' : 'B'} of "${base}"`, fileType);
+      tensors.push({ name: `${gname}.${part}`, shape: m.shape, type: fileType, data: m.data, outOfRange });
+    }
   }
   const metadata: GgufMetadata = new Map<string, GgufValue>([
     ['general.architecture', str('qwen2')],

@@ -481,6 +481,21 @@ test(
         /"model\.layers\.0\.self_attn\.k_proj\.weight" \[32, 64\] needs A \[r, 64\] and B \[32, r\]/,
       );
       assert.throws(() => loraPairsFromPeft(new Map([...peft].slice(0, 1))), /has lora_B missing/);
+      // a value an F16 adapter cannot hold is refused, not written as Inf
+      const huge = new Map(adapters);
+      const v = adapters.get('model.layers.1.self_attn.v_proj.weight')!;
+      huge.set('model.layers.1.self_attn.v_proj.weight', {
+        ...v,
+        b: { ...v.b, data: v.b.data.map((x, i) => (i ? x : 1e6)) },
+      });
+      await assert.rejects(
+        writeQwen2LoraGguf(file, { config: fx.config, adapters: huge, alpha: 8, fileType: 'F16' }),
+        new RegExp(
+          'adapter_model\\.safetensors: the adapter.s B of "model\\.layers\\.1\\.self_attn\\.v_proj\\.weight" holds ' +
+            'values up to 1000000 in magnitude, beyond what F16 stores \\(the GGUF would hold Inf there\\); export ' +
+            'with --type f32\\.$',
+        ),
+      );
     });
   },
 );
