@@ -32,6 +32,26 @@ export function nonNegativeInt(v: string | undefined, name: string): number | un
   return intAtLeast(v, name, 0);
 }
 
+/**
+ * An optional --seed: an integer in [0, 2³² − 1], the seeds the generators take (a larger one would be
+ * taken modulo 2³², so two seeds given as different would draw the same).
+ */
+export function seedOption(v: string | undefined): number | undefined {
+  return numberOption(
+    v,
+    'seed',
+    `an integer in [0, ${MAX_SEED}]`,
+    (n) => Number.isInteger(n) && n >= 0 && n <= MAX_SEED,
+  );
+}
+
+const MAX_SEED = 2 ** 32 - 1;
+
+/** An optional --name value that must be an integer in [min, max]; undefined when not given. */
+export function intInRange(v: string | undefined, name: string, min: number, max: number): number | undefined {
+  return numberOption(v, name, `an integer in [${min}, ${max}]`, (n) => Number.isInteger(n) && n >= min && n <= max);
+}
+
 /** An optional --name value that must be a finite number ≥ 0; undefined when not given. */
 export function nonNegativeNumber(v: string | undefined, name: string): number | undefined {
   return numberOption(v, name, 'a number ≥ 0', (n) => Number.isFinite(n) && n >= 0);

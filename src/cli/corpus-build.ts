@@ -2,7 +2,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
-import { fractionOption, namesOption, nonNegativeInt, positiveNumber } from './args.js';
+import { fractionOption, namesOption, positiveNumber, seedOption } from './args.js';
 import { checkOutputFolder } from './output-path.js';
 import {
   buildTextCorpus,
@@ -98,7 +98,7 @@ export const corpusCommand: Command = {
       throw new UserError(`--data must name the shared data folder (../shared/data), got ${values.data ?? 'nothing'}.`);
     if (!values.out) throw new UserError('--out is required: the corpus folder to write.');
     checkOutputFolder(values.out, '--out');
-    const seed = nonNegativeInt(values.seed, 'seed') ?? 0;
+    const seed = seedOption(values.seed) ?? 0;
     const validFraction = fractionOption(values['valid-fraction'], 'valid-fraction') ?? 0.01;
     const shardMb = positiveNumber(values['shard-mb'], 'shard-mb') ?? 8;
     const sources = corpusSources(values.data);

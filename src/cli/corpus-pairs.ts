@@ -2,7 +2,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError } from './command.js';
-import { namesOption, nonNegativeInt } from './args.js';
+import { namesOption, nonNegativeInt, seedOption } from './args.js';
 import { checkOutputFile } from './output-path.js';
 import {
   buildDebianPairs,
@@ -79,7 +79,7 @@ export async function corpusPairs(argv: string[]): Promise<number> {
       };
   const maxTerms = nonNegativeInt(values['max-terms'], 'max-terms') ?? DEFAULT_PAIRS_SAMPLE.maxTerms,
     maxHeadings = nonNegativeInt(values['max-headings'], 'max-headings') ?? DEFAULT_PAIRS_SAMPLE.maxHeadings;
-  const seed = nonNegativeInt(values.seed, 'seed') ?? DEFAULT_PAIRS_SAMPLE.seed;
+  const seed = seedOption(values.seed) ?? DEFAULT_PAIRS_SAMPLE.seed;
   if (maxTerms + maxHeadings === 0)
     throw new UserError('--max-terms and --max-headings are both 0: the file would hold no pairs.');
   // --only may choose sources of one kind, whose cap alone then decides whether any pair is kept

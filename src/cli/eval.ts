@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { nonNegativeNumber, numberOption, positiveInt, unitIntervalOption } from './args.js';
+import { nonNegativeInt, nonNegativeNumber, numberOption, positiveInt, unitIntervalOption } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { checkOutputFile } from './output-path.js';
@@ -48,7 +48,7 @@ inputs:
   --retriever <model-dir>     a Search-R3 model folder: documents embedded directly, queries with
                               --reasoning off (default) or on, exact cosine top-k
   --reasoning on|off          let the model analyse each query before <|embed_token|> (default off)
-  --max-reasoning-tokens <n>  budget for that analysis (default 128; the token is forced after it)
+  --max-reasoning-tokens <n>  budget for that analysis (default 128; the token is forced after it; 0: at once)
   --temperature <x>           sampling temperature of the analysis (default 0: greedy)
   --max-length <n>            longest prompt in tokens; longer texts are cut (default: the model's context)
 ${engineHelp(30, false)}
@@ -265,7 +265,9 @@ export const evalCommand: Command = {
       throw new UserError(`--tag '${v.tag}' must be one non-empty word (the run file's last column).`);
     const k1 = nonNegativeNumber(v.k1, 'k1'),
       b = unitIntervalOption(v.b, 'b'),
-      temperature = nonNegativeNumber(v.temperature, 'temperature');
+      temperature = nonNegativeNumber(v.temperature, 'temperature'),
+      threads = positiveInt(v.threads, 'threads'),
+      maxReasoningTokens = nonNegativeInt(v['max-reasoning-tokens'], 'max-reasoning-tokens');
     if (v.compare !== undefined && maxQueries === 1)
       throw new UserError('--compare makes paired tests over queries: it needs --max-queries 2 or more.');
     if (v.language !== undefined) {
@@ -291,7 +293,7 @@ export const evalCommand: Command = {
             readEmbeddings(v['query-embeddings']!),
             readEmbeddings(v['doc-embeddings']!),
           ]);
-          retriever = new EmbeddingRetriever(qe, de, 'dense', { threads: positiveInt(v.threads, 'threads') });
+          retriever = new EmbeddingRetriever(qe, de, 'dense', { threads });
         } else if (v.retriever === 'bm25') {
           retriever = new Bm25Retriever({ k1, b, language: v.language });
         } else {
@@ -299,7 +301,7 @@ export const evalCommand: Command = {
             v.retriever!,
             {
               reasoning: v.reasoning,
-              maxReasoningTokens: positiveInt(v['max-reasoning-tokens'], 'max-reasoning-tokens'),
+              maxReasoningTokens,
               temperature,
               maxLength: positiveInt(v['max-length'], 'max-length'),
               device: v.device,

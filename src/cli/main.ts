@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { commands } from './commands.js';
 import { fileSystemSentence } from './file-system-error.js';
+import { searchR3Version } from './package-paths.js';
 import { checkSettings } from '../io/env-settings.js';
 import { GpuError, checkBackendChoice, isGpuDeviceFailure, nativeBackendError } from '../tensor/index.js';
 
@@ -10,7 +11,7 @@ function usage(): string {
   return [
     'search-r3 — reasoning-reinforced search embeddings (train, evaluate, index, serve)',
     '',
-    'usage: search-r3 <command> [options]   (search-r3 <command> --help for details)',
+    'usage: search-r3 <command> [options]   (search-r3 <command> --help for details; --version)',
     '',
     'commands:',
     ...lines,
@@ -32,6 +33,10 @@ async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
     return name === undefined ? 1 : 0;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    console.log(`search-r3 ${searchR3Version()}`);
+    return 0;
   }
   const entry = commands.find((c) => c.name === name);
   if (!entry) {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { nonNegativeInt, nonNegativeNumber } from './args.js';
+import { nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
 import { checkOutputFile } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { loadSftConfig } from '../train/sft/config.js';
@@ -56,6 +56,10 @@ export const mineCommand: Command = {
     const w = /^(\d+):(\d+)$/.exec(values.window ?? '10:100');
     if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1]))
       throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
+    // refused before the data is read and mining starts, as the window is
+    const negatives = nonNegativeInt(values.negatives, 'negatives') ?? 8;
+    const falseNegativeRatio = nonNegativeNumber(values['fn-ratio'], 'fn-ratio') ?? 0.95;
+    const seed = seedOption(values.seed) ?? 0;
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model')
       throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
@@ -88,9 +92,9 @@ export const mineCommand: Command = {
       {
         fromRank: Number(w[1]),
         toRank: Number(w[2]),
-        negatives: nonNegativeInt(values.negatives, 'negatives') ?? 8,
-        falseNegativeRatio: nonNegativeNumber(values['fn-ratio'], 'fn-ratio') ?? 0.95,
-        seed: nonNegativeInt(values.seed, 'seed') ?? 0,
+        negatives,
+        falseNegativeRatio,
+        seed,
       },
       (done, total) => {
         if (Date.now() - last > 5000 || done === total) {

@@ -17,6 +17,11 @@ function findPackageRoot(from: string): string {
 
 export const packageRoot: string = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
 
+/** This package's version, as its package.json gives it. */
+export function searchR3Version(): string {
+  return (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** The default model folder the recipe (`npm run train:default`) writes and `search-r3 demo` uses. */
 export const DEFAULT_MODEL_DIR: string = path.join(packageRoot, 'models', 'search-r3-default');
 

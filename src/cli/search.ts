@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { nonNegativeInt, nonNegativeNumber, positiveInt } from './args.js';
+import { nonNegativeInt, nonNegativeNumber, positiveInt, seedOption } from './args.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
@@ -60,8 +60,9 @@ export const searchCommand: Command = {
       },
     });
     if (!values.index) throw new UserError('--index <dir> is required (see search-r3 search --help).');
-    if (positionals.length !== 1 || positionals[0].trim() === '')
+    if (positionals.length !== 1)
       throw new UserError('give exactly one query (quote it: search-r3 search --index idx "my query").');
+    if (positionals[0].trim() === '') throw new UserError('the query is empty; give the words to search for.');
     const reasoning = values.reasoning ?? 'off';
     if (reasoning !== 'on' && reasoning !== 'off')
       throw new UserError(`--reasoning must be on or off (got '${reasoning}').`);
@@ -115,7 +116,7 @@ export const searchCommand: Command = {
           reasoning,
           maxReasoningTokens: nonNegativeInt(values['max-reasoning'], 'max-reasoning'),
           temperature: nonNegativeNumber(values.temperature, 'temperature'),
-          seed: nonNegativeInt(values.seed, 'seed'),
+          seed: seedOption(values.seed),
         });
         if (res.truncated > 0) {
           const room = reasoning === 'on' ? 'its prompt and analysis budget' : 'its prompt';

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { apiKeyOption, hostOption, intAtLeast, portOption } from './args.js';
+import { apiKeyOption, hostOption, intAtLeast, intInRange, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { Judgments } from '../serve/judgments.js';
@@ -120,7 +120,11 @@ export const serveCommand: Command = {
           '--max-inputs.',
       );
     }
-    const batching = { maxWaitMs: int('batch-wait-ms', 0), maxBatchInputs: int('batch-inputs') };
+    // waiting longer than a minute for company would only hold inputs back (and overflow Node's timers)
+    const batching = {
+      maxWaitMs: intInRange(values['batch-wait-ms'], 'batch-wait-ms', 0, 60_000),
+      maxBatchInputs: int('batch-inputs'),
+    };
     const choice = parseEngine(values);
     // taken in the model worker, which loads the model: this thread computes nothing
     const device = choice.kind === 'search-r3' ? (parseDevice(values.device) ?? undefined) : undefined;

@@ -3,7 +3,7 @@
  * qrels/<split>.tsv. A search whose text is one of those queries (exactly, outside leading and trailing
  * space) gets each hit's grade and the nDCG@10 of the ranking it returned, as trec_eval computes it.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { readBeirQueries } from '../eval/beir.js';
 import { EvalInputError } from '../eval/input-error.js';
@@ -31,6 +31,8 @@ export class Judgments {
   /** Reads the judged queries of `split` from a BEIR folder; EvalInputError names the file that is wrong. */
   static async load(folder: string, split: string): Promise<Judgments> {
     const qrelsFile = path.join(folder, 'qrels', `${split}.tsv`);
+    if (existsSync(folder) && !statSync(folder).isDirectory())
+      throw new EvalInputError('not a folder; give a BEIR folder (queries.jsonl and qrels/<split>.tsv)', folder);
     if (!existsSync(qrelsFile))
       throw new EvalInputError(`no qrels for split '${split}' (expected ${qrelsFile})`, folder);
     const qrels = await readBeirQrels(qrelsFile);

@@ -4,21 +4,26 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
   fractionOption,
   intAtLeast,
+  intInRange,
   nonNegativeInt,
   nonNegativeNumber,
   numberOption,
   positiveInt,
   positiveNumber,
+  seedOption,
   unitIntervalOption,
 } from '../../src/cli/args.js';
 import { UserError } from '../../src/cli/command.js';
 import { runCli } from '../helpers/cli.js';
-import { sharedData } from '../helpers/repo.js';
+import { repoRoot, sharedData } from '../helpers/repo.js';
+
+const SEEDS = 'an integer in [0, 4294967295]';
 
 const refused = (f: () => unknown, message: string): void =>
   assert.throws(f, (e: unknown) => e instanceof UserError && e.message === message, message);
@@ -58,6 +63,13 @@ test("'', ' ', '1x' and '-1' are refused by name; numbers in range are read; no 
   assert.equal(positiveNumber('0.5', 'shard-mb'), 0.5);
   assert.equal(numberOption('-2', 'level', 'an integer', Number.isInteger), -2);
   assert.equal(nonNegativeInt(undefined, 'seed'), undefined);
+  assert.equal(seedOption('4294967295'), 4294967295);
+  refused(() => seedOption('-1'), `--seed must be ${SEEDS} (got '-1').`);
+  assert.equal(intInRange('60000', 'batch-wait-ms', 0, 60_000), 60_000);
+  refused(
+    () => intInRange('1e12', 'batch-wait-ms', 0, 60_000),
+    "--batch-wait-ms must be an integer in [0, 60000] (got '1e12').",
+  );
   assert.equal(positiveNumber(undefined, 'shard-mb'), undefined);
 });
 
@@ -65,16 +77,27 @@ test('commands refuse an empty number option in one sentence before any work, no
   const out = path.join(os.tmpdir(), `args-test-${process.pid}`);
   const cases: Array<[string[], string]> = [
     [['corpus', 'pairs', '--out', `${out}.jsonl`, '--max-terms', ''], "--max-terms must be an integer ≥ 0 (got '')."],
-    [['corpus', 'pairs', '--out', `${out}.jsonl`, '--seed', '1x'], "--seed must be an integer ≥ 0 (got '1x')."],
+    [['corpus', 'pairs', '--out', `${out}.jsonl`, '--seed', '1x'], `--seed must be ${SEEDS} (got '1x').`],
     [
       ['corpus', 'build', '--data', sharedData, '--out', out, '--valid-fraction', ''],
       "--valid-fraction must be a fraction in [0, 1) (got '').",
     ],
-    [['corpus', 'build', '--data', sharedData, '--out', out, '--seed', ''], "--seed must be an integer ≥ 0 (got '')."],
+    [['corpus', 'build', '--data', sharedData, '--out', out, '--seed', ''], `--seed must be ${SEEDS} (got '').`],
+    // taken modulo 2³², a larger seed would draw what a smaller one does
+    [
+      ['corpus', 'build', '--data', sharedData, '--out', out, '--seed', '4294967296'],
+      `--seed must be ${SEEDS} (got '4294967296').`,
+    ],
     [
       ['corpus', 'build', '--data', sharedData, '--out', out, '--shard-mb', ''],
       "--shard-mb must be a number > 0 (got '').",
     ],
+    // before the config and its data are read
+    [
+      ['mine', '--config', `${out}.json`, '--out', `${out}.jsonl`, '--negatives', '2.5'],
+      "--negatives must be an integer ≥ 0 (got '2.5').",
+    ],
+    [['search', '--index', out, ' '], 'the query is empty; give the words to search for.'],
     [
       ['tokenizer', 'train', '--input', sharedData, '--vocab-size', '1000', '--min-frequency', '', '--out', out],
       "--min-frequency must be a positive integer (got '').",
@@ -85,4 +108,11 @@ test('commands refuse an empty number option in one sentence before any work, no
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stderr, `search-r3: ${sentence}\n`, args.join(' '));
   }
+});
+
+test('--version prints the version of package.json', () => {
+  const r = runCli(['--version']);
+  assert.equal(r.status, 0, r.stderr);
+  const { version } = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(r.stdout, `search-r3 ${version}\n`);
 });

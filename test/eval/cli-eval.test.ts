@@ -207,6 +207,7 @@ test('bad input gives one clear sentence and exit code 2', async () => {
     await early(['--b', '1.5'], /^search-r3: --b must be a number in \[0, 1\] \(got '1\.5'\)\.$/);
     await early(['--k1=-1'], /^search-r3: --k1 must be a number ≥ 0 \(got '-1'\)\.$/);
     await early(['--temperature=-0.5'], /^search-r3: --temperature must be a number ≥ 0 \(got '-0\.5'\)\.$/);
+    await early(['--threads', '0'], /^search-r3: --threads must be a positive integer \(got '0'\)\.$/);
     await early(['--tag', 'two words'], /--tag 'two words' must be one non-empty word/);
     await early(['--max-queries', '1', '--compare', join(fixtures, 'hand.run')], /--compare .* needs --max-queries 2/);
 

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
@@ -101,6 +102,7 @@ test(
 
 test('serve, dashboard and demo --web refuse an empty --host; serve and dashboard an empty or padded key', () => {
   const { dir, cleanup } = tempDir('empty-opts');
+  writeFileSync(`${dir}/qrels.tsv`, 'q1\td1\t1\n');
   const host = '--host is empty; give the address to listen on (e.g. 127.0.0.1, or 0.0.0.0 for all).';
   const empty =
     '--api-key is empty, so no request could be authorized; give a key, or leave it out to serve without one.';
@@ -119,6 +121,15 @@ test('serve, dashboard and demo --web refuse an empty --host; serve and dashboar
       '$SEARCH_R3_API_KEY is only whitespace, so no request could be authorized; give a key, or unset it to ' +
         'serve without one.',
       { SEARCH_R3_API_KEY: '  ' },
+    ],
+    // a file where the BEIR folder of judgments belongs
+    [
+      ['serve', '--model', dir, '--qrels', `${dir}/qrels.tsv`, '--batch-wait-ms', '5'],
+      `${dir}/qrels.tsv: not a folder; give a BEIR folder (queries.jsonl and qrels/<split>.tsv)`,
+    ],
+    [
+      ['serve', '--model', dir, '--batch-wait-ms', '1e12'],
+      "--batch-wait-ms must be an integer in [0, 60000] (got '1e12').",
     ],
     // set but empty (a secret that came out empty) is no key, not "serve without one"
     [
