@@ -4,7 +4,7 @@
  * separate streams, so no sequence crosses a split. The token streams are cached in the run folder
  * (keyed by the tokenizer and the input files' sizes and times), so a resumed run does not re-tokenize.
  */
-import { existsSync, promises as fsp, statSync } from 'node:fs';
+import { existsSync, promises as fsp, realpathSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { writeFileAtomically, writeTextFileAtomically } from '../../io/atomic-file.js';
@@ -12,6 +12,7 @@ import type { Tokenizer } from '../../model/tokenizer.js';
 import { listInputFiles } from '../../model/bpe-trainer.js';
 import { type TokenStream, tokenizeFiles, tokenizeThreads } from './tokenize-files.js';
 import { epochOrder } from '../training-run.js';
+import { RunFolderError } from '../run-folder-error.js';
 
 /** A split's token stream from cachedTokenStream: whether it came from the cache, and why not. */
 export interface CachedTokenStream extends TokenStream {
@@ -29,6 +30,22 @@ interface CacheMeta {
   documents: number;
   tokens: number;
   sha256: string;
+}
+
+/**
+ * Refuses a validation file that is a training file too (one inside a training folder, or named in both):
+ * its loss would be measured on text the model trains on, and look better than it is.
+ */
+export async function checkSplitsApart(train: readonly string[], valid: readonly string[]): Promise<void> {
+  if (valid.length === 0) return;
+  const trained = new Set((await listInputFiles(train)).map((f) => realpathSync(f)));
+  const both = (await listInputFiles(valid)).find((f) => trained.has(realpathSync(f)));
+  if (both !== undefined) {
+    throw new RunFolderError(
+      `${both} is among the files of both data.train and data.valid, so the validation loss would be measured ` +
+        'on text the model trains on; move it out of the training folder, or name the training files one by one.',
+    );
+  }
 }
 
 /**

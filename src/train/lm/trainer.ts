@@ -20,7 +20,7 @@ import { formatDuration } from '../progress.js';
 import { RunFolderError } from '../run-folder-error.js';
 import { type RunOptions, RunFolder, type StepResult, adamWOptions } from '../training-run.js';
 import type { LmConfig } from './config.js';
-import { type CachedTokenStream, PackedSequences, cachedTokenStream, sequenceOrder } from './data.js';
+import { type CachedTokenStream, PackedSequences, cachedTokenStream, checkSplitsApart, sequenceOrder } from './data.js';
 
 export interface LmTrainOptions extends RunOptions {
   /** Stop (after writing a checkpoint) once this many steps are done; the run can be resumed. */
@@ -115,6 +115,7 @@ export function validationLoss(
 
 export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise<LmTrainSummary> {
   const t0 = Date.now();
+  await checkSplitsApart(cfg.data.train, cfg.data.valid);
   const folder = await RunFolder.open(cfg.output, opts);
   const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
   const { train, valid, stats } = await loadLmData(cfg, tokenizer, folder);

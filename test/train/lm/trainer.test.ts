@@ -241,6 +241,21 @@ test('a session deadline: a step at least, a checkpoint, no final/; the CLI exit
   assert.ok(existsSync(path.join(dir, 'run-cli/final/config.json')));
 });
 
+test('a validation file that is also a training file is refused before the run folder is made', async () => {
+  // the folder holds valid.jsonl beside train.jsonl: listed whole, it would train on the validation text
+  const cfg = config('run-overlap', { data: { train: ['.'], valid: ['valid.jsonl'] } });
+  await assert.rejects(
+    trainLm(cfg, { progress: false }),
+    (e: unknown) =>
+      e instanceof Error &&
+      e.message ===
+        `${path.join(dir, 'valid.jsonl')} is among the files of both data.train and data.valid, so the validation ` +
+          'loss would be measured on text the model trains on; move it out of the training folder, or name the ' +
+          'training files one by one.',
+  );
+  assert.equal(existsSync(path.join(dir, 'run-overlap')), false);
+});
+
 test('config: unknown keys and bad values are errors naming the key; the CLI prints one line', async () => {
   assert.throws(
     () => config('x', { seqLen: 32 }),
