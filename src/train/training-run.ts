@@ -16,7 +16,7 @@
  * checked before every update (update). Each stops training with TrainingDiverged: one sentence naming the
  * step, its update not applied, the last checkpoint kept.
  */
-import { existsSync, promises as fsp, statSync } from 'node:fs';
+import { existsSync, promises as fsp, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import * as T from '../tensor/index.js';
@@ -83,6 +83,27 @@ export interface RunPlan {
 const stderrLine = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
+
+/**
+ * Refuses a run folder that is, holds or lies in a folder the run reads (`reads`: the config key of each,
+ * e.g. model): its checkpoints and final/ would be written among that folder's files, or over them (an
+ * output that holds the model at its final/ would replace the model it starts from).
+ */
+export function checkRunFolderApart(output: string, reads: Readonly<Record<string, string>>): void {
+  const real = (p: string): string => (existsSync(p) ? realpathSync(p) : path.resolve(p));
+  const within = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(outer + path.sep);
+  const out = real(output);
+  for (const [key, folder] of Object.entries(reads)) {
+    if (folder === '') continue;
+    const f = real(folder);
+    if (!within(out, f) && !within(f, out)) continue;
+    const how = out === f ? 'is' : within(f, out) ? 'holds' : 'lies in';
+    throw new RunFolderError(
+      `the output ${output} ${how} the ${key} folder ${folder}, so the run's files would be written among the ` +
+        `${key}'s or over them; give the run a folder of its own.`,
+    );
+  }
+}
 
 /** A run folder whose starting point is known (a checkpoint on --resume, else none), not yet trained in. */
 export class RunFolder<X = never> {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../helpers/train-fixtures.js';
@@ -88,4 +88,34 @@ test('search-r3 mine, then train sft on its output, end to end', async () => {
   assert.equal(done.code, 0, done.err);
   assert.match(done.out, /already trained to step 3; /);
   assert.doesNotMatch(done.out, /NaN/);
+});
+
+test('train sft refuses an output that is, holds or lies in its model folder, before writing anything', async () => {
+  const root = tempDir('cli-apart');
+  await tinyModelFolder(path.join(root, 'run', 'final'));
+  writeJsonl(path.join(root, 'train.jsonl'), toyExamples(4, 0));
+  const listing = (): string[] => readdirSync(root, { recursive: true }).map(String).sort();
+  const before = listing();
+  for (const [model, output, how] of [
+    ['run/final', 'run/final', 'is'],
+    // a second stage written where the first left its model would replace it with its own final/
+    ['run/final', 'run', 'holds'],
+    ['run/final', 'run/final/stage', 'lies in'],
+  ]) {
+    const cfg = writeConfig(path.join(root, 'c.json'), {
+      model,
+      output,
+      data: [{ type: 'jsonl', path: 'train.jsonl' }],
+      steps: 1,
+    });
+    const r = cli(['train', 'sft', '--config', cfg]);
+    assert.equal(r.code, 2, r.err);
+    const [out, m] = [path.join(root, output), path.join(root, model)];
+    assert.equal(
+      r.err,
+      `search-r3: the output ${out} ${how} the model folder ${m}, so the run's files would be written among the ` +
+        "model's or over them; give the run a folder of its own.\n",
+    );
+  }
+  assert.deepEqual(listing(), [...before, 'c.json'].sort());
 });

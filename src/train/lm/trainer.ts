@@ -18,7 +18,7 @@ import type { SafetensorsDtype } from '../../model/safetensors.js';
 import { writeDirAtomically } from '../../io/atomic-file.js';
 import { formatDuration } from '../progress.js';
 import { RunFolderError } from '../run-folder-error.js';
-import { type RunOptions, RunFolder, type StepResult, adamWOptions } from '../training-run.js';
+import { type RunOptions, RunFolder, checkRunFolderApart, type StepResult, adamWOptions } from '../training-run.js';
 import type { LmConfig } from './config.js';
 import { type CachedTokenStream, PackedSequences, cachedTokenStream, checkSplitsApart, sequenceOrder } from './data.js';
 
@@ -116,6 +116,7 @@ export function validationLoss(
 export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise<LmTrainSummary> {
   const t0 = Date.now();
   await checkSplitsApart(cfg.data.train, cfg.data.valid);
+  checkRunFolderApart(cfg.output, { tokenizer: cfg.tokenizer, init: cfg.init });
   const folder = await RunFolder.open(cfg.output, opts);
   const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
   const { train, valid, stats } = await loadLmData(cfg, tokenizer, folder);

@@ -41,7 +41,14 @@ import type { AuditStep } from '../../rlenv/audit.js';
 import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import type { MetricRecord } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
-import { type RunOptions, RunFolder, type StepResult, adamWOptions, epochOrder } from '../training-run.js';
+import {
+  type RunOptions,
+  RunFolder,
+  checkRunFolderApart,
+  type StepResult,
+  adamWOptions,
+  epochOrder,
+} from '../training-run.js';
 import type { RlConfig } from './config.js';
 import { loadRlData, type RlData, type RlQuery } from './data.js';
 import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
@@ -160,6 +167,7 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const t0 = Date.now();
   const totalSteps = opts.steps ?? cfg.steps;
   // the environment a checkpoint holds is read and checked with it, before anything is written
+  checkRunFolderApart(cfg.output, { model: cfg.model });
   const folder = await RunFolder.open(cfg.output, opts, loadEnvironment);
   const pol = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.beta > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };

@@ -20,7 +20,14 @@ import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.j
 import { formatDuration } from '../progress.js';
 import { renderReport } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
-import { type RunOptions, RunFolder, type StepResult, type TrainingRun, adamWOptions } from '../training-run.js';
+import {
+  type RunOptions,
+  RunFolder,
+  checkRunFolderApart,
+  type StepResult,
+  type TrainingRun,
+  adamWOptions,
+} from '../training-run.js';
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
 import type { SftConfig } from './config.js';
@@ -49,6 +56,7 @@ export interface TrainSummary {
 
 export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const t0 = Date.now();
+  checkRunFolderApart(cfg.output, { model: cfg.model });
   const folder = await RunFolder.open(cfg.output, opts);
   const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
