@@ -121,7 +121,7 @@ export function engineMismatch(m: IndexManifest, backend: EmbeddingBackend): str
   const llama = llamaCppFacts(backend);
   if (llama && llama.sourceModel === m.model.id) {
     return (
-      `the index was built by search-r3's engine from the folder ${llama.gguf} was exported from; ` +
+      `the index was built by search-r3's engine from the model folder that ${llama.gguf} was exported from; ` +
       `llama.cpp's ${llama.fileType} vectors of it differ slightly from those (see docs/real-models.md), ` +
       'so add --as-source-model to use them together, or drop --engine llama.cpp.'
     );

@@ -6,7 +6,7 @@
  * trainable weights, norms and biases are float32. A folder whose weights would not fit in the
  * machine's memory is refused before any weight is read.
  */
-import { existsSync, promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
 import { ModelFileError } from './model-file-error.js';
@@ -74,9 +74,16 @@ async function checkWeightsFit(
   checkFitsInMemory(dir, 'its weights as loaded', bytes, limit);
 }
 
+/** Why a file given as a model folder is not one, and what to give instead. */
+function notAFolder(file: string): string {
+  const gguf = file.endsWith('.gguf') ? ' (a GGUF runs with --engine llama.cpp --gguf, beside its model folder)' : '';
+  return `is a file, not a model folder; give the folder that holds config.json and the weights${gguf}.`;
+}
+
 /** Loads a Qwen2/Qwen2.5 model folder; every problem is a ModelFileError naming the file. */
 export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   if (!existsSync(dir)) throw new ModelFileError(dir, 'no such folder; give the path of a Hugging Face model folder.');
+  if (!statSync(dir).isDirectory()) throw new ModelFileError(dir, notAFolder(dir));
   const configFile = path.join(dir, 'config.json');
   if (!existsSync(configFile)) throw new ModelFileError(configFile, 'is missing; a model folder needs config.json.');
   const config = await readQwen2Config(configFile);

@@ -152,7 +152,7 @@ test('index, search and eval on llama.cpp; an index shared by both engines only 
   assert.match(
     r.stderr,
     new RegExp(
-      "the index was built by search-r3's engine from the folder .*model-f16\\.gguf was exported from; " +
+      "the index was built by search-r3's engine from the model folder that .*model-f16\\.gguf was exported from; " +
         "llama\\.cpp's F16 vectors of it differ slightly .* so add --as-source-model to use them together",
     ),
   );

@@ -75,6 +75,16 @@ test('a folder with a missing file, a foreign architecture or a wrong-shaped wei
   try {
     await assert.rejects(loadModelFolder(path.join(dir, 'nope')), /no such folder/);
     await assert.rejects(loadModelFolder(dir), /config\.json: is missing/);
+    // a file where the folder belongs (a GGUF, say) is named as such, not as a missing config.json
+    writeFileSync(path.join(dir, 'model.gguf'), 'GGUF');
+    await assert.rejects(
+      loadModelFolder(path.join(dir, 'model.gguf')),
+      new RegExp(
+        'model\\.gguf: is a file, not a model folder; give the folder that holds config\\.json and the weights ' +
+          '\\(a GGUF runs with --engine llama\\.cpp --gguf, beside its model folder\\)\\.$',
+      ),
+    );
+    rmSync(path.join(dir, 'model.gguf'));
     await saveModelFolder(dir, m);
     rmSync(path.join(dir, 'tokenizer.json'));
     await assert.rejects(loadModelFolder(dir), /tokenizer\.json/);
