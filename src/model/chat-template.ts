@@ -18,6 +18,16 @@ export interface RenderChatOptions {
   variables?: Readonly<Record<string, unknown>>;
 }
 
+/** A chat template that parses failed on a conversation; `reason` is the template's (or Jinja's) own words. */
+export class ChatRenderError extends ModelFileError {
+  constructor(
+    file: string,
+    readonly reason: string,
+  ) {
+    super(file, `chat_template cannot render this conversation (${reason}).`);
+  }
+}
+
 /** The special tokens HF passes to every chat template. */
 export interface ChatTemplateSpecialTokens {
   bos_token?: string | null;
@@ -71,7 +81,7 @@ export class ChatTemplate {
       return this.template.render(variables);
     } catch (err) {
       // a template that parses can still fail on these messages (a damaged file, or one for other inputs)
-      throw new ModelFileError(this.file, `chat_template cannot render this conversation (${(err as Error).message}).`);
+      throw new ChatRenderError(this.file, (err as Error).message);
     }
   }
 }

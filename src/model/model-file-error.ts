@@ -6,9 +6,10 @@
 export class ModelFileError extends Error {
   constructor(
     readonly file: string,
-    message: string,
+    /** The problem, without the file (for a reader who must not see the machine's paths). */
+    readonly problem: string,
   ) {
-    super(`${file}: ${message}`);
+    super(`${file}: ${problem}`);
     this.name = 'ModelFileError';
   }
 }

@@ -6,10 +6,13 @@
  * it, as OpenAI does. `stopReason` says which stop ended the text, as vLLM reports it. A streamed completion
  * sends its content as it grows, holding back what a stop could still claim.
  */
+import path from 'node:path';
 import { assistantEndTokens, type Embedder } from '../embed/index.js';
+import { ChatRenderError, type ChatMessage } from '../model/chat-template.js';
 import { type Steps, generateSteps } from '../model/generate.js';
+import { ModelFileError } from '../model/model-file-error.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { badRequest } from './http-error.js';
+import { HttpError, badRequest } from './http-error.js';
 import { type ChatJob, type ChatResult, MAX_COMPLETION_TOKENS } from './worker-protocol.js';
 
 export interface PreparedChat {
@@ -29,10 +32,41 @@ export function completionRoom(promptTokens: number, maxLength: number, contextL
   return Math.min(maxLength - promptTokens, contextLength - 1 - promptTokens, MAX_COMPLETION_TOKENS);
 }
 
+const renders = (tok: Tokenizer, messages: readonly ChatMessage[]): string =>
+  tok.renderChat(messages, { addGenerationPrompt: true });
+
+/**
+ * The conversation as the model's chat template renders it. What the template says when it fails reaches the
+ * client without the machine's paths: when it still renders a plain question, the fault is these messages'
+ * (a template may refuse an order of roles), a 400 naming `messages`; else the model folder's, a 500 naming
+ * its file by name alone.
+ */
+function renderConversation(tok: Tokenizer, messages: readonly ChatMessage[]): string {
+  try {
+    return renders(tok, messages);
+  } catch (e) {
+    if (!(e instanceof ModelFileError)) throw e;
+    if (e instanceof ChatRenderError && rendersPlainQuestion(tok)) {
+      throw badRequest(`the model's chat template cannot render these messages (${e.reason}).`, 'messages');
+    }
+    const message = `internal error: the model's ${path.basename(e.file)}: ${e.problem}`;
+    throw new HttpError(500, message, 'internal_error');
+  }
+}
+
+function rendersPlainQuestion(tok: Tokenizer): boolean {
+  try {
+    renders(tok, [{ role: 'user', content: 'What is this?' }]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Renders and tokenizes the conversation and checks it against the context (400s name `messages`). */
 export function prepareChat(embedder: Embedder, job: ChatJob): PreparedChat {
   const tok = embedder.tokenizer;
-  const prompt = tok.encode(tok.renderChat(job.messages, { addGenerationPrompt: true }));
+  const prompt = tok.encode(renderConversation(tok, job.messages));
   const room = completionRoom(prompt.length, embedder.maxLength, embedder.model.config.maxPositionEmbeddings);
   if (room < 1) {
     const message =

@@ -307,8 +307,10 @@ export class WorkerBackend implements EmbeddingBackend {
     const id = this.nextId++;
     const worker = this.worker;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, watchers });
+      // posted first: a request that cannot be cloned throws here (the promise rejects) and leaves no entry
+      // that nothing would ever answer; the worker's reply comes in a later turn of the event loop
       worker.postMessage(make(id));
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, watchers });
       const cancel = (): void => {
         if (this.pending.has(id) && this.worker === worker) worker.postMessage({ id, type: 'cancel' });
       };

@@ -85,19 +85,24 @@ export function encodingFormat(v: unknown): 'float' | 'base64' {
   return format;
 }
 
+/**
+ * Each message's role and content, and nothing else: the server takes no tools, and a message's other fields
+ * (name, tool_calls, ...) would otherwise reach the chat template, which renders them (or fails on them), and
+ * cross to the model worker, whatever their depth.
+ */
 function parseMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages) || messages.length === 0) {
     throw badRequest("'messages' must be a non-empty array.", 'messages', missingOrType(messages));
   }
-  messages.forEach((m: unknown, i) => {
+  return messages.map((m: unknown, i): ChatMessage => {
     const x = m as { role?: unknown; content?: unknown };
     const role = typeof m === 'object' && m !== null && ['system', 'user', 'assistant'].includes(x.role as string);
     if (!role || typeof x.content !== 'string') {
       const shape = '{"role": "system" | "user" | "assistant", "content": string}';
       throw badRequest(`messages[${i}] must be ${shape}.`, `messages[${i}]`);
     }
+    return { role: x.role as string, content: x.content };
   });
-  return messages as ChatMessage[];
 }
 
 function parseStops(stop: unknown): string[] {

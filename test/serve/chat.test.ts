@@ -1,8 +1,11 @@
-/** Chat completions in the model worker (src/serve/chat.ts): stops, and what usage counts. */
+/** Chat completions in the model worker (src/serve/chat.ts): stops, what usage counts, a chat template's failures. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { generate, runSteps } from '../../src/model/generate.js';
 import { chatSteps, prepareChat } from '../../src/serve/chat.js';
+import { HttpError } from '../../src/serve/http-error.js';
 import type { ChatJob, ChatResult } from '../../src/serve/worker-protocol.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 
@@ -52,6 +55,47 @@ test(
       assert.equal(r.stopReason, stop);
       assert.equal(r.completionTokens, completing, 'generation ended at the token that completed the stop');
       assert.ok(r.completionTokens < 25);
+    } finally {
+      cleanup();
+    }
+  },
+);
+
+test(
+  "a chat template's failure never shows the server's paths: a 400 naming messages when these messages are at " +
+    'fault, a 500 naming the file by name when the template is (it renders no plain question)',
+  { timeout: 60_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('chat-template-fails');
+    try {
+      /** prepareChat with a model whose chat_template.jinja is `template`: the HttpError it throws. */
+      const refusal = async (seed: number, template: string, role: 'system' | 'user'): Promise<HttpError> => {
+        const modelDir = await tinyModelDir(dir, seed);
+        writeFileSync(path.join(modelDir, 'chat_template.jinja'), template);
+        const { embedder } = await tinyBackend(modelDir);
+        const job: ChatJob = { messages: [{ role, content: 'x' }], temperature: 0, stops: [] };
+        try {
+          prepareChat(embedder, job);
+        } catch (e) {
+          assert.ok(e instanceof HttpError, String(e));
+          assert.ok(!e.message.includes(dir), e.message);
+          return e;
+        }
+        assert.fail('prepareChat took the conversation');
+      };
+      const turns = '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}';
+      // both templates render the embedding prompts (system, user, assistant) the model loads with
+      const raise = (when: string, why: string): string => `{% if ${when} %}{{ raise_exception('${why}') }}{% endif %}`;
+      const endsWithSystem = raise("loop.last and m.role == 'system'", 'end with a user turn');
+      const lastNotSystem = `{% for m in messages %}${endsWithSystem}{% endfor %}`;
+      const refused = await refusal(7, lastNotSystem + turns, 'system');
+      assert.equal(refused.status, 400);
+      assert.equal(refused.param, 'messages');
+      assert.match(refused.message, /^the model's chat template cannot render these messages \(.*end with a user turn/);
+      // a template that renders no plain question is at fault, whatever the messages
+      const broken = await refusal(8, raise("messages[0].role != 'system'", 'a system turn first') + turns, 'user');
+      assert.equal(broken.status, 500);
+      assert.match(broken.message, /^internal error: the model's chat_template\.jinja: chat_template cannot render/);
     } finally {
       cleanup();
     }

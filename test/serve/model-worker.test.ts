@@ -108,6 +108,21 @@ test("the server's thread runs no kernels: embeddings, reasoning, search and cha
   }
 });
 
+test('a request that cannot cross to the worker fails, leaves nothing waiting, and the next one works', async () => {
+  const { dir, cleanup } = tempDir('uncloneable');
+  const backend = await WorkerBackend.start(await tinyModelDir(dir), { maxLength: 128 });
+  try {
+    const job = { messages: [{ role: 'user', content: 'hi' }], maxTokens: 1, temperature: 0, stops: [] };
+    const uncloneable = { ...job, messages: [{ ...job.messages[0]!, f: () => 0 }] };
+    await assert.rejects(backend.chat(uncloneable), (e: unknown) => e instanceof Error && e.name === 'DataCloneError');
+    assert.equal(backend['pending'].size, 0, 'no request that nothing would ever answer');
+    assert.equal((await backend.chat(job)).completionTokens, 1);
+  } finally {
+    await backend.close();
+    cleanup();
+  }
+});
+
 test('a worker that dies: its requests get 503 with the reason, /health says so, a new one takes over', async () => {
   const { dir, cleanup } = tempDir('crash');
   const modelDir = await tinyModelDir(dir);

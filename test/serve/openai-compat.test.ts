@@ -48,6 +48,33 @@ test('chat completions without max_tokens get what the context leaves after the 
   }
 });
 
+test("a message's fields other than role and content are ignored, whatever they hold", async () => {
+  const { dir, cleanup } = tempDir('chat-extra');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0 });
+  try {
+    const ask = (messages: string): Promise<Reply> =>
+      request(
+        server.url,
+        'POST',
+        '/v1/chat/completions',
+        `{"model":"search-r3","max_tokens":1,"messages":${messages}}`,
+      );
+    const plain = await ask('[{"role":"user","content":"hi"},{"role":"assistant","content":""}]');
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    const deep = '['.repeat(4000) + ']'.repeat(4000);
+    const toolCall = '[{"type":"function","function":{"name":"lookup","arguments":{"q":"x"}}}]';
+    for (const extra of [`"x":${deep}`, '"tool_calls":5', `"tool_calls":${toolCall}`, '"name":"bob"']) {
+      const r = await ask(`[{"role":"user","content":"hi",${extra}},{"role":"assistant","content":"",${extra}}]`);
+      assert.equal(r.status, 200, `${extra.slice(0, 40)}: ${JSON.stringify(r.body)}`);
+      assert.deepEqual(r.body.usage, plain.body.usage, 'the prompt the template rendered is the same');
+    }
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
 test('GET /v1/models/{id} and HEAD /health', async () => {
   const { dir, cleanup } = tempDir('models');
   const backend = await tinyBackend(await tinyModelDir(dir));
