@@ -21,11 +21,12 @@ export function eventWriter(res: http.ServerResponse, draining: () => boolean): 
 }
 
 /**
- * The error that ends a stream whose head has gone (one before it is thrown on, for the usual answer); an
- * internal one is logged, as the handler logs a 500.
+ * The error that ends a stream whose head has gone; an internal one is logged, as the handler logs a 500.
+ * One before the head, or one after the client went away (`signal`: the work was dropped for it, which is
+ * no error), is thrown on, for the handler to answer or drop as it does any route's.
  */
-export function lateError(e: unknown, res: http.ServerResponse): HttpError {
-  if (!res.headersSent) throw e;
+export function lateError(e: unknown, res: http.ServerResponse, signal: AbortSignal): HttpError {
+  if (!res.headersSent || signal.aborted) throw e;
   const err = httpErrorOf(e);
   if (err.status === 500) console.error(e);
   return err;

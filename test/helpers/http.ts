@@ -63,3 +63,26 @@ export function post(url: string, path: string, body: unknown, headers: Record<s
 export function postEmbeddings(url: string, input: unknown, ext?: Record<string, unknown>): Promise<Reply> {
   return post(url, '/v1/embeddings', { model: 'search-r3', input, ...(ext ? { search_r3: ext } : {}) });
 }
+
+/** POSTs a JSON body and goes away once the first bytes of the answer come: a client leaving a stream. */
+export function leaveAfterFirstBytes(
+  url: string,
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+    });
+    req.on('response', (res) =>
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      }),
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { sendableContent } from '../../src/serve/chat.js';
 import { type RunningServer, startSearchServer } from '../../src/serve/server.js';
-import { post } from '../helpers/http.js';
+import { leaveAfterFirstBytes, post } from '../helpers/http.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 
 test('sendable content stops before a stop, holds back what could grow into one and an unfinished character', () => {
@@ -120,4 +120,26 @@ test('the raw stream is server-sent events ending in [DONE]; a bad request is a 
   assert.equal(bad.status, 400);
   assert.match(String(bad.headers['content-type']), /^application\/json/);
   assert.equal(bad.body.error?.param, 'temperature');
+});
+
+test('a client that leaves a stream is no error: nothing is logged for the work dropped for it', async (t) => {
+  // the model as the worker answers a request whose client went away: its content so far, then the cancel
+  let cancelled!: Promise<void>;
+  t.mock.method(server.backend, 'chat', (_job: unknown, signal: AbortSignal, onContent: (piece: string) => void) => {
+    onContent('The');
+    const gone = new Promise<never>((_, reject) =>
+      signal.addEventListener('abort', () => reject(new Error('cancelled: the client went away'))),
+    );
+    cancelled = gone.then(undefined, () => undefined);
+    return gone;
+  });
+  const logged = t.mock.method(console, 'error', () => undefined);
+  const auth = { authorization: `Bearer ${KEY}` };
+  await leaveAfterFirstBytes(server.url, '/v1/chat/completions', { ...ask, stream: true }, auth);
+  await cancelled;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(
+    logged.mock.calls.map((c) => c.arguments),
+    [],
+  );
 });

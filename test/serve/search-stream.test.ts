@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { type RunningServer, startSearchServer } from '../../src/serve/server.js';
-import { post, request } from '../helpers/http.js';
+import { leaveAfterFirstBytes, post, request } from '../helpers/http.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 
 const KEY = 'stream-key';
@@ -100,4 +100,26 @@ test('pages without the key, their data with it; unknown files and broken paths 
   const runs = await request(server.url, 'GET', '/v1/runs', undefined, { headers: auth });
   assert.equal(runs.status, 404);
   assert.match(runs.body.error!.message, /--runs <run folder>/);
+});
+
+test('a client that leaves a stream is no error: nothing is logged for the work dropped for it', async (t) => {
+  // the model as the worker answers a request whose client went away: its analysis so far, then the cancel
+  let cancelled!: Promise<void>;
+  type Progress = (input: number, reasoning: string) => void;
+  t.mock.method(server.backend, 'embed', (_job: unknown, onProgress: Progress, signal: AbortSignal) => {
+    onProgress(0, 'The query');
+    const gone = new Promise<never>((_, reject) =>
+      signal.addEventListener('abort', () => reject(new Error('cancelled: the client went away'))),
+    );
+    cancelled = gone.then(undefined, () => undefined);
+    return gone;
+  });
+  const logged = t.mock.method(console, 'error', () => undefined);
+  await leaveAfterFirstBytes(server.url, '/v1/search/stream', { query: 'protein', reasoning: 'on' }, auth);
+  await cancelled;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(
+    logged.mock.calls.map((c) => c.arguments),
+    [],
+  );
 });

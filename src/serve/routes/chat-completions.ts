@@ -105,7 +105,7 @@ export async function chatCompletionsStream(
     chunk([choice({}, r)]);
     if (includeUsage) chunk([], usage(r));
   } catch (e) {
-    data(lateError(e, res).body());
+    data(lateError(e, res, signal).body());
   }
   write('data: [DONE]\n\n');
   res.end();

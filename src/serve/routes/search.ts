@@ -135,7 +135,7 @@ export async function searchStream(
     const answer = await runSearch(ctx, r, onProgress, signal);
     write(event('result', answer));
   } catch (e) {
-    const err = lateError(e, res);
+    const err = lateError(e, res, signal);
     write(event('error', { status: err.status, ...err.body() }));
   }
   res.end();
