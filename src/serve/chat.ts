@@ -75,9 +75,10 @@ export function prepareChat(embedder: Embedder, job: ChatJob): PreparedChat {
     throw badRequest(message, 'messages', 'context_length_exceeded');
   }
   if (job.maxTokens !== undefined && job.maxTokens > room) {
+    const field = job.maxTokensField ?? 'max_tokens';
     const message =
-      `the prompt has ${prompt.length} tokens; with max_tokens ${job.maxTokens} it exceeds the context ` +
-      `of ${embedder.maxLength} (at most ${room} tokens are left; leave max_tokens out to get them).`;
+      `the prompt has ${prompt.length} tokens; with ${field} ${job.maxTokens} it exceeds the context ` +
+      `of ${embedder.maxLength} (at most ${room} tokens are left; leave ${field} out to get them).`;
     throw badRequest(message, 'messages', 'context_length_exceeded');
   }
   const { stopIds, textStops } = sortStops(tok, job.stops);

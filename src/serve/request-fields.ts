@@ -5,7 +5,7 @@
 import type { QueryOptions } from '../embed/index.js';
 import type { ChatMessage } from '../model/chat-template.js';
 import { badRequest } from './http-error.js';
-import { type ChatJob, MAX_COMPLETION_TOKENS } from './worker-protocol.js';
+import { type ChatJob, MAX_COMPLETION_TOKENS, type MaxTokensField } from './worker-protocol.js';
 
 /** 'missing_required_parameter' when the field is absent, else 'invalid_type'. */
 const missingOrType = (v: unknown): string => (v === undefined ? 'missing_required_parameter' : 'invalid_type');
@@ -145,17 +145,25 @@ export function parseChatFields(body: Record<string, unknown>): ChatJob {
   if (sent(body.top_logprobs)) {
     throw badRequest("'top_logprobs' is not supported: leave it out.", 'top_logprobs', 'unsupported_parameter');
   }
-  // max_completion_tokens is OpenAI's name for what max_tokens was; an error names the field that was sent
-  const field = sent(body.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens';
-  const maxTokens = body[field] ?? undefined;
-  if (maxTokens !== undefined && !isInt(maxTokens, 1, MAX_COMPLETION_TOKENS)) {
-    throw badRequest(`'${field}' must be an integer in [1, ${MAX_COMPLETION_TOKENS}].`, field);
-  }
+  // each of the two that is sent must be valid; max_completion_tokens, the newer name, wins, and an error about
+  // the completion's length names the field it came from
+  const limit = (field: MaxTokensField): number | undefined => {
+    const v = body[field];
+    if (!sent(v)) return undefined;
+    if (!isInt(v, 1, MAX_COMPLETION_TOKENS)) {
+      throw badRequest(`'${field}' must be an integer in [1, ${MAX_COMPLETION_TOKENS}].`, field);
+    }
+    return v as number;
+  };
+  const newer = limit('max_completion_tokens');
+  const older = limit('max_tokens');
+  const maxTokensField: MaxTokensField = newer !== undefined ? 'max_completion_tokens' : 'max_tokens';
   const q = queryOptions({ temperature: body.temperature ?? 1, top_p: body.top_p, seed: body.seed }, '');
   const stops = parseStops(body.stop);
   return {
     messages,
-    maxTokens: maxTokens as number | undefined,
+    maxTokens: newer ?? older,
+    maxTokensField,
     stops,
     temperature: q.temperature!,
     topP: q.topP,

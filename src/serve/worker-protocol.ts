@@ -80,10 +80,15 @@ export interface EmbedJob {
   stream?: boolean;
 }
 
+/** OpenAI's two names for a completion's most tokens: max_completion_tokens is what max_tokens was. */
+export type MaxTokensField = 'max_tokens' | 'max_completion_tokens';
+
 export interface ChatJob {
   messages: ChatMessage[];
   /** Default: what the context leaves after the prompt (at most 4096). */
   maxTokens?: number;
+  /** The request field maxTokens came from, which an error about it names (default max_tokens). */
+  maxTokensField?: MaxTokensField;
   temperature: number;
   topP?: number;
   seed?: number;

@@ -154,6 +154,17 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
       'invalid_value',
       'max_completion_tokens',
     );
+    const tooMany = await chat({ model: 'search-r3', messages: say, max_completion_tokens: 4000 });
+    expect(tooMany, 400, 'context_length_exceeded', 'messages');
+    assert.match(tooMany.body.error!.message, /with max_completion_tokens 4000 it exceeds the context/);
+    assert.match(tooMany.body.error!.message, /leave max_completion_tokens out to get them/);
+    // each of the two that is sent is checked, the one that is not used too
+    expect(
+      await chat({ model: 'search-r3', messages: say, max_tokens: 'x', max_completion_tokens: 5 }),
+      400,
+      'invalid_value',
+      'max_tokens',
+    );
     // log-probabilities are not computed: asking for them is refused, not answered with logprobs: null
     expect(await chat({ model: 'search-r3', messages: say, logprobs: true }), 400, 'unsupported_parameter', 'logprobs');
     expect(await chat({ model: 'search-r3', messages: say, logprobs: 'yes' }), 400, 'invalid_type', 'logprobs');
