@@ -41,6 +41,13 @@ test('chat completions without max_tokens get what the context leaves after the 
         client.chat.completions.create({ model: 'search-r3', messages, max_tokens: context }),
         (e: unknown) => e instanceof OpenAI.BadRequestError && /context/.test(e.message),
       );
+      // as many messages as the context has tokens, however short, leave no room: refused before they are rendered
+      const many = Array.from({ length: context }, () => ({ role: 'user', content: '' }));
+      const refused = await post(server.url, '/v1/chat/completions', { model: 'search-r3', messages: many });
+      assert.equal(refused.status, 400);
+      assert.equal(refused.body.error!.code, 'context_length_exceeded');
+      assert.equal(refused.body.error!.param, 'messages');
+      assert.match(refused.body.error!.message, new RegExp(`^the conversation has ${context} messages`));
     }
   } finally {
     for (const s of servers) await s.close();

@@ -18,10 +18,19 @@ function parseChat(ctx: ServerContext, body: Record<string, unknown>): ChatJob {
   if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
   ctx.checkModel(body.model);
   const job = parseChatFields(body);
-  const chars = job.messages.reduce((a, m) => a + m.content.length, 0);
-  if (chars > charsBeyond(ctx.model.maxLength, ctx.tokenChars)) {
+  const context = ctx.model.maxLength;
+  // a chat template opens each turn with a token of its own, and the completion needs one more: many empty
+  // messages, which the count of characters below lets through, would be rendered in the worker to be refused
+  if (job.messages.length >= context) {
     const message =
-      `the messages have ${chars} characters, more than the ${ctx.model.maxLength} tokens of the context ` +
+      `the conversation has ${job.messages.length} messages, and each takes at least one of the ${context} ` +
+      'tokens of the context, which leaves no room for a completion; send fewer.';
+    throw badRequest(message, 'messages', 'context_length_exceeded');
+  }
+  const chars = job.messages.reduce((a, m) => a + m.content.length, 0);
+  if (chars > charsBeyond(context, ctx.tokenChars)) {
+    const message =
+      `the messages have ${chars} characters, more than the ${context} tokens of the context ` +
       'can hold; shorten them.';
     throw badRequest(message, 'messages', 'context_length_exceeded');
   }
