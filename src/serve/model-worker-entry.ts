@@ -39,6 +39,7 @@ import {
   type WorkerReply,
   type WorkerRequest,
   errorToWire,
+  inputParam,
 } from './worker-protocol.js';
 
 const port = parentPort!;
@@ -59,8 +60,6 @@ function countTokens(tokenizer: Tokenizer, job: EmbedJob): { counts: number[]; t
   checkRequestTokens(total, job.limits.perRequest, job.param);
   return { counts, total };
 }
-
-const inputParam = (job: EmbedJob, i: number): string => (job.param === 'query' ? 'query' : `input[${i}]`);
 
 /** The request field that asks for cutting: /v1/search's own, or the embeddings extension's. */
 const truncateParam = (job: EmbedJob): string => (job.param === 'query' ? 'truncate' : 'search_r3.truncate');

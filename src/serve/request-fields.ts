@@ -5,10 +5,10 @@
 import type { QueryOptions } from '../embed/index.js';
 import type { ChatMessage } from '../model/chat-template.js';
 import { badRequest } from './http-error.js';
-import { type ChatJob, MAX_COMPLETION_TOKENS, type MaxTokensField } from './worker-protocol.js';
+import { type ChatJob, MAX_COMPLETION_TOKENS, type MaxTokensField, inputParam } from './worker-protocol.js';
 
 /** 'missing_required_parameter' when the field is absent, else 'invalid_type'. */
-const missingOrType = (v: unknown): string => (v === undefined ? 'missing_required_parameter' : 'invalid_type');
+export const missingOrType = (v: unknown): string => (v === undefined ? 'missing_required_parameter' : 'invalid_type');
 
 const isInt = (v: unknown, lo: number, hi: number): boolean =>
   typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
@@ -64,8 +64,10 @@ export function parseTextInput(input: unknown, maxInputs: number): string[] {
     throw badRequest(message, 'input', missingOrType(input));
   }
   checkInputCount(texts.length, maxInputs);
+  const listed = Array.isArray(input);
   texts.forEach((t, i) => {
-    if (t === '') throw badRequest(`input[${i}] is an empty string.`, `input[${i}]`);
+    const param = inputParam({ param: 'input', listed }, i);
+    if (t === '') throw badRequest(`${param} is an empty string.`, param);
   });
   return texts;
 }

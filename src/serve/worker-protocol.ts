@@ -69,8 +69,10 @@ export interface EmbedJob {
   query: QueryOptions;
   /** Server requests are checked against these once tokenized; library calls cut long texts instead. */
   limits?: TokenLimits;
-  /** How errors name an input: 'input' → input[3], 'query' → query. */
+  /** The request field of the texts, which errors name (see inputParam). */
   param: 'input' | 'query';
+  /** The request sent its texts as a list (errors name each by its index, input[3]), not one string. */
+  listed?: boolean;
   /**
    * Cut a server request's texts that do not fit their prompt instead of refusing them (each result says
    * how many tokens were cut). Library calls, without limits, always cut.
@@ -95,6 +97,11 @@ export interface ChatJob {
   stops: string[];
   /** Send the content in pieces as it is generated ('content' messages), for a client that streams. */
   stream?: boolean;
+}
+
+/** How an error names text `i` of a request: by its index in a list, or by the field when it was one string. */
+export function inputParam(job: Pick<EmbedJob, 'param' | 'listed'>, i: number): string {
+  return job.listed ? `${job.param}[${i}]` : job.param;
 }
 
 export type WorkerRequest =

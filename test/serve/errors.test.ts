@@ -97,6 +97,11 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     );
     expect(await emb({ model: 'search-r3', input: [] }), 400, 'invalid_value', 'input');
     expect(await emb({ model: 'search-r3', input: ['a', ''] }), 400, 'invalid_value', 'input[1]');
+    // one text sent as a string is named by the field, as it was sent
+    expect(await emb({ model: 'search-r3', input: '' }), 400, 'invalid_value', 'input');
+    const longOne = await emb({ model: 'search-r3', input: 'word '.repeat(40) });
+    expect(longOne, 400, 'context_length_exceeded', 'input');
+    assert.match(longOne.body.error!.message, /^input has \d+ tokens/);
     expect(await emb({ model: 'search-r3', input: ['a', 'b', 'c', 'd', 'e'] }), 400, 'too_many_inputs', 'input');
     const long = await emb({ model: 'search-r3', input: ['short', 'word '.repeat(40)] });
     expect(long, 400, 'context_length_exceeded', 'input[1]');

@@ -77,6 +77,16 @@ test('a bad request is refused before any event, in the shape /v1/search refuses
     assert.match(String(s.headers['content-type']), /^application\/json/);
     assert.deepEqual(s.body, p.body);
   }
+  // a query of the wrong type, and a string with nothing in it
+  for (const [query, code] of [
+    [undefined, 'missing_required_parameter'],
+    [5, 'invalid_type'],
+    [' \t\n', 'invalid_value'],
+  ] as const) {
+    const r = await post(server.url, '/v1/search', { query }, auth);
+    assert.equal(r.status, 400);
+    assert.deepEqual([r.body.error?.param, r.body.error?.code], ['query', code], JSON.stringify(query));
+  }
   const wrong = await post(server.url, '/v1/search/stream', { query: 'x' }, { authorization: 'Bearer nope' });
   assert.equal(wrong.status, 401);
   assert.equal(wrong.body.error?.code, 'invalid_api_key');

@@ -21,7 +21,7 @@ import {
   queryOptions,
 } from '../request-fields.js';
 import type { ServerContext } from '../server-context.js';
-import type { EmbedJob } from '../worker-protocol.js';
+import { type EmbedJob, inputParam } from '../worker-protocol.js';
 
 interface EmbeddingExtension {
   mode: 'document' | 'query';
@@ -73,9 +73,19 @@ export async function embeddings(
     throw badRequest("reasoning applies to queries: set 'search_r3.mode' to 'query'.", 'search_r3.reasoning');
   }
   const qopts = queryOptions(ext, 'search_r3.');
+  const job: EmbedJob = {
+    texts,
+    mode,
+    reasoning: reasoning === 'on',
+    query: qopts,
+    limits,
+    param: 'input',
+    listed: Array.isArray(body.input),
+    truncate,
+  };
   // a text to be cut need not fit the context, only the request's bound (below)
   if (!truncate) {
-    texts.forEach((t, i) => checkInputChars(t, `input[${i}]`, limits.perInput, tokenChars, 'search_r3.truncate'));
+    texts.forEach((t, i) => checkInputChars(t, inputParam(job, i), limits.perInput, tokenChars, 'search_r3.truncate'));
   }
   checkRequestChars(
     texts.reduce((a, t) => a + t.length, 0),
@@ -84,7 +94,6 @@ export async function embeddings(
   );
   const budget = qopts.maxReasoningTokens ?? DEFAULT_MAX_REASONING_TOKENS;
   if (reasoning === 'on') checkReasoningWork(texts.length, budget, ctx.maxReasoning, 'search_r3.max_reasoning_tokens');
-  const job: EmbedJob = { texts, mode, reasoning: reasoning === 'on', query: qopts, limits, param: 'input', truncate };
   const { results, promptTokens } = await ctx.queue(texts.length, () => model.embed(job, undefined, signal));
   ctx.metrics.inc(
     'search_r3_embedded_inputs_total',

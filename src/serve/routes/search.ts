@@ -16,7 +16,7 @@ import { HttpError, badRequest } from '../http-error.js';
 import { eventWriter, lateError } from '../event-stream.js';
 import { checkInputChars, checkReasoningWork, checkRequestChars } from '../input-limits.js';
 import type { ProgressListener } from '../model-worker.js';
-import { flagField, queryOptions } from '../request-fields.js';
+import { flagField, missingOrType, queryOptions } from '../request-fields.js';
 import type { ServerContext } from '../server-context.js';
 import { queryTerms, snippet } from '../snippet.js';
 import type { EmbedJob } from '../worker-protocol.js';
@@ -39,7 +39,7 @@ function parseSearch(ctx: ServerContext, body: Record<string, unknown>): SearchR
     throw new HttpError(404, 'this server has no index; start it with --index to use /v1/search.', 'no_index');
   ctx.checkModel(body.model);
   if (typeof body.query !== 'string' || body.query.trim() === '') {
-    const code = body.query === undefined ? 'missing_required_parameter' : 'invalid_type';
+    const code = typeof body.query === 'string' ? 'invalid_value' : missingOrType(body.query);
     throw badRequest("'query' is required and must be a non-empty string.", 'query', code);
   }
   const k = body.k ?? 10;
