@@ -65,20 +65,35 @@ function findRoute<C>(routes: readonly Route<C>[], pathname: string): { route: R
   return undefined;
 }
 
-/** The request's path and query; a target that is no URL path (`//[`) is a 400, not an exception in the server. */
+/**
+ * The request's path and query. A target that is no URL path (`//[`), or a path that is not valid
+ * percent-encoding (whatever route it names: a prefix route's parameter is decoded), is a 400, not an
+ * exception in the server.
+ */
 function requestUrl(target: string | undefined): URL {
+  let url: URL;
   try {
-    return new URL(target ?? '/', 'http://localhost');
+    url = new URL(target ?? '/', 'http://localhost');
   } catch {
     throw new HttpError(400, 'the request target is not a valid URL path.', 'invalid_path');
   }
+  try {
+    decodeURIComponent(url.pathname);
+  } catch {
+    throw new HttpError(400, 'the path is not valid percent-encoding.', 'invalid_path');
+  }
+  return url;
+}
+
+function methodNotAllowed(pathname: string, method: string, allowed: readonly string[]): HttpError {
+  const message = `${pathname} takes ${allowed.join(' or ')}, not ${method}.`;
+  return new HttpError(405, message, 'method_not_allowed', null, { allow: allowed.join(', ') });
 }
 
 /** The error a failed request is answered with: what the route threw when it is meant for the client, else a 500. */
 export function httpErrorOf(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
   if (e instanceof ModelUnavailableError) return new HttpError(503, e.message, 'model_unavailable');
-  if (e instanceof URIError) return new HttpError(400, 'the path is not valid percent-encoding.', 'invalid_path');
   return new HttpError(500, `internal error: ${e instanceof Error ? e.message : String(e)}`, 'internal_error');
 }
 
@@ -168,8 +183,10 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
       const method = req.method ?? 'GET';
       const route = found?.route;
       const allowed = route ? allowedMethods(route) : [];
-      if (route?.open && allowed.includes(method)) {
+      // a route open to all answers any client alike, the key deciding only how much it tells
+      if (route?.open) {
         req.resume();
+        if (!allowed.includes(method)) throw methodNotAllowed(url.pathname, method, allowed);
         return send(res, route.get!(o.ctx, found!.param, authorized, url));
       }
       if (!authorized) {
@@ -186,8 +203,7 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
       }
       if (!allowed.includes(method)) {
         req.resume();
-        const message = `${url.pathname} takes ${allowed.join(' or ')}, not ${method}.`;
-        throw new HttpError(405, message, 'method_not_allowed', null, { allow: allowed.join(', ') });
+        throw methodNotAllowed(url.pathname, method, allowed);
       }
       if (route.get) {
         req.resume();

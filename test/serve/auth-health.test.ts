@@ -50,6 +50,13 @@ test('API keys: Bearer in any case, keys of any length; /health without the key 
     const full = await health('bearer k1-secret');
     assert.equal(full.body.model_id, backend.modelId);
     assert.equal(full.body.dimension, backend.dimension);
+    // an open route refuses a method it does not take alike, key or not
+    for (const headers of [{}, { authorization: 'Bearer k1-secret' }] as Record<string, string>[]) {
+      const r = await request(server.url, 'POST', '/health', '{}', { headers });
+      assert.equal(r.status, 405, JSON.stringify(headers));
+      assert.equal(r.body.error?.code, 'method_not_allowed');
+      assert.equal(r.headers.allow, 'GET, HEAD');
+    }
   } finally {
     await server.close();
     cleanup();

@@ -334,7 +334,7 @@ function rawExchange(url: string, bytes: string, ms = 2000): Promise<string> {
   });
 }
 
-test('a request target that is no URL path is a 400, and the server goes on (with an API key too)', async () => {
+test('a request target that is no URL path, or no valid percent-encoding, is a 400 (with an API key too)', async () => {
   const { dir, cleanup } = tempDir('bad-url');
   const backend = await tinyBackend(await tinyModelDir(dir));
   const server = await startSearchServer({ backend, port: 0, apiKey: 'secret' });
@@ -342,6 +342,12 @@ test('a request target that is no URL path is a 400, and the server goes on (wit
     const got = await rawExchange(server.url, 'GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     assert.match(got, /^HTTP\/1\.1 400 /);
     assert.match(got, /"code":"invalid_path"/);
+    // a path that is not valid percent-encoding, whatever route it would name
+    for (const target of ['/%zz', '/v1/models/%E0%A4%A', '/web/%zz', '/v1/embeddings%']) {
+      const r = await request(server.url, 'GET', target);
+      assert.equal(r.status, 400, target);
+      assert.equal(r.body.error?.code, 'invalid_path', target);
+    }
     const health = await request(server.url, 'GET', '/health');
     assert.equal(health.status, 200, 'still serving');
   } finally {
