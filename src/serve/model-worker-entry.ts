@@ -162,11 +162,13 @@ class ModelWorker implements ModelWork {
   }
 
   /**
-   * Posts each query's analysis so far after every token. The whole text is decoded again each time: a
-   * token can end inside a character that the next one completes, so decoding tokens one by one would not do.
+   * Posts each query's analysis so far after every token that changes it. The whole text is decoded again
+   * each time: a token can end inside a character that the next one completes, so decoding tokens one by one
+   * would not do; such a token, or one of whitespace at the end, adds nothing to show, and nothing is posted.
    */
   private streamer(owner: number): (i: number, token: number) => void {
     const tokens: number[][] = [];
+    const posted: string[] = [];
     const tok = this.embedder.tokenizer;
     return (i, token) => {
       (tokens[i] ??= []).push(token);
@@ -175,6 +177,8 @@ class ModelWorker implements ModelWork {
         .decode(tokens[i], { skipSpecialTokens: true })
         .replace(/\uFFFD+$/u, '')
         .trim();
+      if (reasoning === (posted[i] ?? '')) return;
+      posted[i] = reasoning;
       post({ type: 'progress', id: owner, input: i, reasoning });
     };
   }

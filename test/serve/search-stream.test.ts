@@ -42,7 +42,17 @@ function events(raw: string): { name: string; data: Record<string, unknown> }[] 
 }
 
 test('the analysis streams token by token, then the hits of /v1/search', async () => {
-  const body = { query: 'protein cancer risk', k: 5, reasoning: 'on', max_reasoning_tokens: 24, hybrid: true };
+  // sampled, so that the tiny random model writes an analysis that grows (greedy, it repeats a byte that never
+  // completes a character)
+  const sampled = { temperature: 1, seed: 1 };
+  const body = {
+    query: 'protein cancer risk',
+    k: 5,
+    reasoning: 'on',
+    max_reasoning_tokens: 24,
+    hybrid: true,
+    ...sampled,
+  };
   const r = await post(server.url, '/v1/search/stream', body, auth);
   assert.equal(r.status, 200);
   assert.match(String(r.headers['content-type']), /^text\/event-stream/);
@@ -51,9 +61,12 @@ test('the analysis streams token by token, then the hits of /v1/search', async (
   assert.equal(last.name, 'result');
   assert.ok(ev.length >= 2, `${ev.length} reasoning events`);
   const final = last.data.reasoning as string;
+  let before = '';
   for (const e of ev) {
     assert.equal(e.name, 'reasoning');
     assert.ok(final.startsWith(e.data.reasoning as string), `${e.data.reasoning} begins ${final}`);
+    assert.notEqual(e.data.reasoning, before, 'each event tells something new');
+    before = e.data.reasoning as string;
   }
   const plain = await post(server.url, '/v1/search', body, auth);
   const strip = (a: Record<string, unknown>): unknown => ({ ...a, timings: null });
