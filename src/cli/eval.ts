@@ -5,10 +5,10 @@ import { UserError, type Command } from './command.js';
 import { nonNegativeInt, nonNegativeNumber, numberOption, positiveInt, unitIntervalOption } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
-import { checkOutputFile } from './output-path.js';
-import { readBeirDataset, type BeirDataset } from '../eval/beir.js';
+import { checkNotAnInput, checkOutputFile, type InputFile } from './output-path.js';
+import { beirSplitFiles, readBeirDataset, type BeirDataset } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
-import { readEmbeddings } from '../eval/embeddings-file.js';
+import { embeddingsFiles, readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
 import { ModelRetriever, type SearchR3Encoder } from '../eval/model-retriever.js';
 import { Embedder, requireEmbedToken } from '../embed/index.js';
@@ -112,6 +112,31 @@ function readExcludedIds(file: string): Map<string, string[]> {
     out.set(qid, ids as string[]);
   }
   return out;
+}
+
+interface InputOptions {
+  dataset: string;
+  split: string;
+  'query-embeddings'?: string;
+  'doc-embeddings'?: string;
+  'excluded-ids'?: string;
+  compare?: string;
+}
+
+/** The files the --dataset forms read: the run they write must be none of them (--compare is read after it). */
+function datasetFormInputs(v: InputOptions): InputFile[] {
+  const ds = beirSplitFiles(v.dataset, v.split);
+  const named = (option: keyof InputOptions & string, files: string[]): InputFile[] =>
+    files.map((f) => ({ path: f, what: `--${option}` }));
+  return [
+    { path: ds.corpus, what: "--dataset's corpus" },
+    { path: ds.queries, what: "--dataset's queries" },
+    { path: ds.qrels, what: "--dataset's qrels" },
+    ...(['query-embeddings', 'doc-embeddings'] as const).flatMap((o) =>
+      v[o] === undefined ? [] : named(o, embeddingsFiles(v[o])),
+    ),
+    ...(['excluded-ids', 'compare'] as const).flatMap((o) => (v[o] === undefined ? [] : named(o, [v[o]]))),
+  ];
 }
 
 interface Report {
@@ -260,7 +285,10 @@ export const evalCommand: Command = {
       v.measure ?? [],
       parseCutoffs(v.cutoffs) ?? (v.dataset ? BEIR_CUTOFFS : undefined),
     );
-    if (v.dataset !== undefined && v.run !== undefined) checkOutputFile(v.run, '--run');
+    if (v.dataset !== undefined && v.run !== undefined) {
+      checkOutputFile(v.run, '--run');
+      checkNotAnInput(v.run, '--run', datasetFormInputs({ ...v, dataset: v.dataset, split: v.split! }));
+    }
     if (v.tag !== undefined && !isRunTag(v.tag))
       throw new UserError(`--tag '${v.tag}' must be one non-empty word (the run file's last column).`);
     const k1 = nonNegativeNumber(v.k1, 'k1'),

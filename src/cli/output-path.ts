@@ -2,7 +2,7 @@
  * Output paths checked when a command starts, not when it writes at the end of its work: a missing folder or
  * a folder where a file goes would otherwise surface as a file-system error after minutes of computing.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from './command.js';
 
@@ -34,4 +34,39 @@ function checkAbove(given: string, dir: string, option: string): void {
   while (!existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
   if (existsSync(d) && !statSync(d).isDirectory())
     throw new UserError(`${option} ${given}: ${d} is a file, not a folder.`);
+}
+
+/** A file a command reads, and how a message names it (`what`: '--qrels', "--dataset's corpus"). */
+export interface InputFile {
+  path: string;
+  what: string;
+}
+
+/**
+ * Refuses to write `out` over one of the command's inputs, however either is named (./a and a, a link to a):
+ * the write would replace what the command read, or has still to read. An output that does not exist yet
+ * is no input, and an input that does not exist is left to the read that reports it.
+ */
+export function checkNotAnInput(out: string, option: string, inputs: readonly InputFile[]): void {
+  const same = inputs.find((i) => samePath(out, i.path));
+  if (same !== undefined)
+    throw new UserError(
+      `${option} ${out} is the same file as ${same.what} ${same.path}; writing it would destroy that input: ` +
+        'name another file.',
+    );
+}
+
+/** Whether `a` and `b` name one existing file or folder, as the file system resolves them. */
+export function samePath(a: string, b: string): boolean {
+  const ra = realPath(a);
+  return ra !== undefined && ra === realPath(b);
+}
+
+/** The path `p` resolves to through every symbolic link, or undefined when nothing is there. */
+function realPath(p: string): string | undefined {
+  try {
+    return realpathSync(p);
+  } catch {
+    return undefined;
+  }
 }

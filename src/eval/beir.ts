@@ -102,10 +102,20 @@ export async function readBeirQueries(file: string): Promise<Map<string, string>
   return queries;
 }
 
+/** The files a split of a BEIR folder is read from: its corpus (as beirCorpusFile finds it), queries and qrels. */
+export function beirSplitFiles(folder: string, split: string): { corpus: string; queries: string; qrels: string } {
+  return {
+    corpus: beirCorpusFile(folder) ?? join(folder, 'corpus.jsonl'),
+    queries: join(folder, 'queries.jsonl'),
+    qrels: join(folder, 'qrels', `${split}.tsv`),
+  };
+}
+
 /** Reads a BEIR folder: corpus.jsonl (or corpus.jsonl.gz), queries.jsonl and qrels/<split>.tsv. */
 export async function readBeirDataset(folder: string, split: string): Promise<BeirDataset> {
   if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
-  const qrelsFile = join(folder, 'qrels', `${split}.tsv`);
+  const files = beirSplitFiles(folder, split);
+  const qrelsFile = files.qrels;
   if (!existsSync(qrelsFile)) {
     // said without an option's name: a config's split key reaches here as well as eval's --split
     const dir = join(folder, 'qrels');
@@ -114,7 +124,7 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
     throw new EvalInputError(`no qrels for split '${split}' (expected ${qrelsFile}; ${have})`, folder);
   }
   const qrels = await readBeirQrels(qrelsFile);
-  const allQueries = await readBeirQueries(join(folder, 'queries.jsonl'));
+  const allQueries = await readBeirQueries(files.queries);
   const queries = new Map<string, string>();
   for (const [id, text] of allQueries) if (qrels.has(id)) queries.set(id, text);
   const missing = [...qrels.keys()].filter((q) => !allQueries.has(q));
@@ -124,6 +134,6 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
       qrelsFile,
     );
   }
-  const corpus = await readBeirCorpus(beirCorpusFile(folder) ?? join(folder, 'corpus.jsonl'));
+  const corpus = await readBeirCorpus(files.corpus);
   return { folder, split, corpus, queries, qrels };
 }

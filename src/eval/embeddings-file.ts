@@ -126,6 +126,11 @@ export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix
   return checkFinite({ ids, dim, data }, file);
 }
 
+/** The files readEmbeddings reads for `file`: a .npy with its ids sidecar, or the file alone. */
+export function embeddingsFiles(file: string): string[] {
+  return /\.npy$/i.test(file) ? [file, idsSidecarPath(file)] : [file];
+}
+
 /** Reads embeddings by extension: .npy (+ .ids.txt) or .jsonl. */
 export async function readEmbeddings(file: string): Promise<EmbeddingMatrix> {
   if (/\.npy$/i.test(file)) return readNpyEmbeddings(file);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -176,6 +176,42 @@ test('eval with precomputed embeddings runs exact dense search; --compare adds p
     assert.ok(Math.abs(ndcg.tTestP - studentTwoSidedP(mean / (sd / Math.sqrt(diffs.length)), diffs.length - 1)) < 1e-6);
     const exact = exactRandomizationP(diffs);
     assert.ok(Math.abs(ndcg.randomizationP - exact) <= 5 * Math.sqrt((exact * (1 - exact)) / 1e4) + 2e-4, `${exact}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('eval refuses a --run that is one of its inputs, however named, and leaves that input as it was', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-cli-'));
+  try {
+    const ds = join(dir, 'sfe');
+    cpSync(tiny, ds, { recursive: true });
+    writeNpyEmbeddings(join(dir, 'd.npy'), { ids: ['d1'], dim: 2, data: new Float32Array([1, 0]) });
+    writeFileSync(join(dir, 'q.jsonl'), '{"id":"q1","vector":[1,0]}\n');
+    writeFileSync(join(dir, 'ex.json'), '{"q1": ["d2"]}');
+    writeFileSync(join(dir, 'other.trec'), 'q1 Q0 d1 1 1 other\n');
+    symlinkSync(join(ds, 'queries.jsonl'), join(dir, 'link.jsonl'));
+    const bm25 = ['--retriever', 'bm25', '--excluded-ids', join(dir, 'ex.json'), '--compare', join(dir, 'other.trec')];
+    const dense = ['--query-embeddings', join(dir, 'q.jsonl'), '--doc-embeddings', join(dir, 'd.npy')];
+    const cases: [string[], string, RegExp][] = [
+      [bm25, join(ds, 'qrels/test.tsv'), /--run .*qrels\/test\.tsv is the same file as --dataset's qrels /],
+      [bm25, `${ds}/./corpus.jsonl`, /--run .*corpus\.jsonl is the same file as --dataset's corpus /],
+      [bm25, join(dir, 'link.jsonl'), /--run .*link\.jsonl is the same file as --dataset's queries .*queries\.jsonl;/],
+      [bm25, join(dir, 'ex.json'), /--run .*ex\.json is the same file as --excluded-ids /],
+      [bm25, join(dir, 'other.trec'), /--run .*other\.trec is the same file as --compare /],
+      [dense, join(dir, 'q.jsonl'), /--run .*q\.jsonl is the same file as --query-embeddings /],
+      [dense, join(dir, 'd.npy'), /--run .*d\.npy is the same file as --doc-embeddings /],
+      [dense, join(dir, 'd.ids.txt'), /--run .*d\.ids\.txt is the same file as --doc-embeddings .*d\.ids\.txt;/],
+    ];
+    for (const [how, out, re] of cases) {
+      const before = readFileSync(out);
+      const r = await cli('--dataset', ds, ...how, '--run', out);
+      assert.equal(r.code, 2, `${out}: ${r.stderr}`);
+      assert.match(r.stderr.trim(), re);
+      assert.match(r.stderr.trim(), /writing it would destroy that input: name another file\.$/);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.deepEqual(readFileSync(out), before, `${out} is left as it was`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
