@@ -9,7 +9,7 @@ import { readSafetensorsFolderEntries } from '../model/safetensors.js';
 import { TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from '../model/tokenizer-json.js';
 import { Tokenizer } from '../model/tokenizer.js';
 import { type Command, UserError } from './command.js';
-import { checkOutputFolder } from './output-path.js';
+import { checkOutputFolder, samePath } from './output-path.js';
 
 const HELP = `search-r3 add-embed-token — make a model folder speak the Search-R3 protocol, untrained
 
@@ -38,7 +38,7 @@ export const addEmbedTokenCommand: Command = {
     const dir = values.model,
       out = values.out ?? dir;
     checkOutputFolder(out, '--out');
-    const inPlace = path.resolve(out) === path.resolve(dir);
+    const inPlace = samePath(out, dir);
     // --out is replaced as a whole: a folder holding anything (another model, other work) is refused
     if (!inPlace && existsSync(out) && readdirSync(out).length > 0) {
       const what = existsSync(path.join(out, 'config.json')) ? 'already holds a model' : 'is not empty';

@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
-import { checkOutputFile } from './output-path.js';
+import { checkNotAnInput, checkOutputFile } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { loadSftConfig } from '../train/sft/config.js';
-import { candidatePool, loadTrainingData } from '../train/sft/data.js';
+import { candidatePool, loadTrainingData, sourceFiles } from '../train/sft/data.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { loadModelFolder } from '../model/model-folder.js';
@@ -66,6 +66,10 @@ export const mineCommand: Command = {
     if (retriever === 'bm25') unusedDevice(values.device, 'BM25 mines without a model');
     else parseDevice(values.device);
     const cfg = loadSftConfig(values.config);
+    checkNotAnInput(values.out, '--out', [
+      { path: values.config, what: '--config' },
+      ...cfg.data.flatMap((d) => sourceFiles(d).map((f) => ({ path: f, what: `--config's ${d.type} source` }))),
+    ]);
     const { examples, stats: ds } = await loadTrainingData(cfg.data);
     if (examples.length === 0) {
       // an empty file written over --out would replace an earlier good one with nothing to train on

@@ -4,9 +4,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
 import { numberOption, positiveInt } from './args.js';
-import { checkOutputFolder } from './output-path.js';
+import { checkNotAnInput, checkOutputFolder } from './output-path.js';
 import { skippedLinesText, trainBpeTokenizer } from '../model/bpe-trainer.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
+import { CHAT_TEMPLATE_JINJA, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from '../model/tokenizer-json.js';
 import { Tokenizer } from '../model/tokenizer.js';
 
 const HELP = `search-r3 tokenizer train — learn a byte-level BPE tokenizer (Qwen2 style) from text
@@ -24,6 +25,11 @@ then <|endoftext|>, <|im_start|>, <|im_end|>, <|embed_token|> as special tokens 
 
 Writes <dir>/tokenizer.json, <dir>/tokenizer_config.json (Qwen2.5 chat template, eos <|im_end|>,
 pad <|endoftext|>) and <dir>/tokenizer-training.json (inputs, bytes, counts, timings).`;
+
+const SUMMARY_JSON = 'tokenizer-training.json';
+
+/** The files tokenizer train writes into --out (chat_template.jinja: removes, as Tokenizer.save does). */
+const WRITTEN = [TOKENIZER_JSON, TOKENIZER_CONFIG_JSON, CHAT_TEMPLATE_JINJA, SUMMARY_JSON];
 
 /**
  * Refuses a folder that holds a model or a finished tokenizer: a new BPE written over a model's tokenizer
@@ -79,6 +85,8 @@ export const tokenizerCommand: Command = {
       throw new UserError('--out is required: the folder to write tokenizer.json and tokenizer_config.json to.');
     checkOutputFolder(values.out, '--out');
     checkNoTokenizerThere(values.out);
+    const named = inputs.map((p) => ({ path: p, what: '--input' }));
+    for (const f of WRITTEN) checkNotAnInput(path.join(values.out, f), '--out', named);
     const say = values.quiet
       ? (): void => {}
       : (m: string): void => {
@@ -89,11 +97,11 @@ export const tokenizerCommand: Command = {
     const tok = Tokenizer.fromJSON(r.tokenizerJson, r.tokenizerConfig);
     await tok.save(values.out);
     await writeTextFileAtomically(
-      path.join(values.out, 'tokenizer-training.json'),
+      path.join(values.out, SUMMARY_JSON),
       JSON.stringify({ ...r.summary, files: r.summary.files.map((f) => path.resolve(f)), minFrequency }, null, 2) +
         '\n',
     );
-    const size = (await fsp.stat(path.join(values.out, 'tokenizer.json'))).size;
+    const size = (await fsp.stat(path.join(values.out, TOKENIZER_JSON))).size;
     console.log(
       `tokenizer: ${r.summary.vocabSize} tokens (${r.summary.merges} merges) from ` +
         `${(r.summary.bytes / 1e6).toFixed(1)} MB, ${r.summary.distinctWords} distinct words; ` +

@@ -131,6 +131,10 @@ test('add-embed-token writes its folder whole or not at all, never over other wo
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /already has <\|embed_token\|> \(id \d+\); copied to \S+copy as it is/);
     assert.deepEqual(await snapshot(copy), await snapshot(grown));
+    // --out naming --model another way is --model itself, changed in place, not another model to refuse
+    r = await runCliAsync(['add-embed-token', '--model', copy, '--out', `${copy}/.`]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /already has <\|embed_token\|> \(id \d+\); nothing to do/);
   } finally {
     await fsp.rm(root, { recursive: true, force: true });
   }

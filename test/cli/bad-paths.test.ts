@@ -6,10 +6,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
-import { sharedData } from '../helpers/repo.js';
+import { repoRoot, sharedData } from '../helpers/repo.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
@@ -148,6 +157,55 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
       /no query to mine in .*blank\.jsonl.*mined\.jsonl is left as it was/,
     );
     assert.match(readFileSync(mined, 'utf8'), /"kept"/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('mine and tokenizer train refuse to write over a file they read, however it is named', () => {
+  const { dir, cleanup } = tempDir('bad-paths-inputs');
+  try {
+    const pairs = path.join(dir, 'pairs.jsonl');
+    writeFileSync(pairs, '{"query": "q", "pos": ["a document"], "neg": []}\n');
+    const config = path.join(dir, 'sft.json');
+    writeFileSync(
+      config,
+      JSON.stringify({ model: 'm', output: 'run', data: [{ type: 'jsonl', path: 'pairs.jsonl' }] }),
+    );
+    const beir = path.join(dir, 'beir');
+    cpSync(path.join(repoRoot, 'test/eval/fixtures/tiny-beir'), beir, { recursive: true });
+    const beirConfig = path.join(dir, 'beir.json');
+    writeFileSync(beirConfig, JSON.stringify({ model: 'm', output: 'run', data: [{ type: 'beir', path: 'beir' }] }));
+    symlinkSync(pairs, path.join(dir, 'link.jsonl'));
+    const kept = (file: string): Buffer => readFileSync(file);
+    const before = [pairs, config, path.join(beir, 'qrels/test.tsv')].map(kept);
+    refused(
+      ['mine', '--config', config, '--out', config],
+      /^search-r3: --out .*sft\.json is the same file as --config .*sft\.json; writing it would destroy that input/,
+    );
+    refused(
+      ['mine', '--config', config, '--out', `${dir}/./pairs.jsonl`],
+      /^search-r3: --out .*pairs\.jsonl is the same file as --config's jsonl source .*pairs\.jsonl; writing it/,
+    );
+    refused(
+      ['mine', '--config', config, '--out', path.join(dir, 'link.jsonl')],
+      /^search-r3: --out .*link\.jsonl is the same file as --config's jsonl source .*pairs\.jsonl; writing it/,
+    );
+    refused(
+      ['mine', '--config', beirConfig, '--out', path.join(beir, 'qrels/test.tsv')],
+      /^search-r3: --out .*test\.tsv is the same file as --config's beir source .*test\.tsv; writing it/,
+    );
+    assert.deepEqual([pairs, config, path.join(beir, 'qrels/test.tsv')].map(kept), before);
+
+    const tok = path.join(dir, 'tok');
+    mkdirSync(tok);
+    const text = path.join(tok, 'tokenizer.json');
+    writeFileSync(text, 'plain text that happens to carry this name\n');
+    refused(
+      ['tokenizer', 'train', '--input', text, '--vocab-size', '300', '--out', tok, '--quiet'],
+      /^search-r3: --out .*tok\/tokenizer\.json is the same file as --input .*tok\/tokenizer\.json; writing it/,
+    );
+    assert.equal(readFileSync(text, 'utf8'), 'plain text that happens to carry this name\n');
   } finally {
     cleanup();
   }

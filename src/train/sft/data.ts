@@ -4,7 +4,7 @@
  * pairs and Climate-FEVER claims. Queries without a positive and empty texts are skipped and counted.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
+import { beirSplitFiles, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { Rng } from '../../tensor/index.js';
 import { readTrainingSplit } from '../hold-out.js';
@@ -45,6 +45,17 @@ export class DataError extends Error {
     super(`${file}${line !== undefined ? `:${line}` : ''}: ${message}`);
     this.name = 'DataError';
   }
+}
+
+/**
+ * The files a source is read from: a BEIR split's (and the test qrels that keep test queries out of it), a
+ * pseudo-queries source's corpus, or the one file the other kinds name.
+ */
+export function sourceFiles(src: DataSourceConfig): string[] {
+  if (src.type === 'beir')
+    return [...Object.values(beirSplitFiles(src.path, src.split)), beirSplitFiles(src.path, 'test').qrels];
+  if (src.type === 'pseudo-queries') return [corpusFileOf(src.path)];
+  return [src.path];
 }
 
 /**
@@ -173,11 +184,16 @@ async function beirExamples(
 
 /** A corpus.jsonl file, or the corpus.jsonl of a BEIR folder; the first maxDocuments (0 = all). */
 async function sourceCorpus(p: string, maxDocuments: number): Promise<BeirDocument[]> {
-  const file = statSync(p).isDirectory() ? `${p}/corpus.jsonl` : p;
+  const file = corpusFileOf(p);
   if (!existsSync(file))
     throw new DataError(p, 'is a folder without corpus.jsonl (a pseudo-queries source needs a BEIR corpus)');
   const docs = await readBeirCorpus(file);
   return maxDocuments > 0 ? docs.slice(0, maxDocuments) : docs;
+}
+
+/** The corpus file a pseudo-queries source names: the file itself, or a BEIR folder's corpus.jsonl. */
+function corpusFileOf(p: string): string {
+  return existsSync(p) && statSync(p).isDirectory() ? `${p}/corpus.jsonl` : p;
 }
 
 function* jsonLines(file: string): Generator<[Record<string, unknown>, number]> {
