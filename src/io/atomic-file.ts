@@ -1,10 +1,46 @@
 /**
  * Writing a file so that a reader never sees it half written and a crash leaves the old one intact:
  * write a temporary file beside it, then rename it into place. The one implementation every layer uses.
+ *
+ * A path that is a symbolic link is written through: the temporary file goes beside the link's target and
+ * is renamed over the target, so the link stays and whatever else reads the target sees the new file (as
+ * editors and sed --follow-symlinks do). Renamed over the link itself, it would become a plain file and
+ * leave its target stale.
  */
-import { existsSync, promises as fsp, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  promises as fsp,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { processRuns } from './process-runs.js';
+
+/** The most links followed in a row, as Linux's path resolution (ELOOP beyond). */
+const MAX_LINKS = 40;
+
+/**
+ * The path a write of `file` replaces: `file` itself, or, when it is a symbolic link, what the link names
+ * (through a chain of links, and also when the last one names nothing yet: that file is created).
+ */
+function writeTarget(file: string): string {
+  let target = file;
+  for (let hops = 0; hops < MAX_LINKS; hops++) {
+    let link: string;
+    try {
+      link = readlinkSync(target);
+    } catch {
+      return target; // not a link (EINVAL), or nothing there: written as named, and a failure says why
+    }
+    // relative to the link's real folder: `..` in it leaves that folder, not the path the link was named by
+    target = path.resolve(realpathSync(path.dirname(target)), link);
+  }
+  throw Object.assign(new Error(`ELOOP: too many symbolic links, ${file}`), { code: 'ELOOP', path: file });
+}
 
 /**
  * A temporary name beside `file`, so that the final rename stays on one file system (atomic). Temporaries
@@ -41,10 +77,11 @@ function removeOrphans(dir: string, base: string): void {
  * written file and a crash leaves the old one intact. The temporary file is removed on failure.
  */
 export async function writeFileAtomically(file: string, write: (tempPath: string) => Promise<void>): Promise<void> {
-  const tmp = tempPathFor(file);
+  const target = writeTarget(file);
+  const tmp = tempPathFor(target);
   try {
     await write(tmp);
-    await fsp.rename(tmp, file);
+    await fsp.rename(tmp, target);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     throw namingFile(err, file);
@@ -71,11 +108,12 @@ export function writeFileAtomicallySync(
   file: string,
   content: string | Uint8Array | ((tempPath: string) => void),
 ): void {
-  const tmp = tempPathFor(file);
+  const target = writeTarget(file);
+  const tmp = tempPathFor(target);
   try {
     if (typeof content === 'function') content(tmp);
     else writeFileSync(tmp, content);
-    renameSync(tmp, file);
+    renameSync(tmp, target);
   } catch (err) {
     rmSync(tmp, { force: true });
     throw namingFile(err, file);
@@ -88,8 +126,9 @@ export function writeFileAtomicallySync(
  * crash leaves the old folder or the new one under `dir`, never half of one.
  */
 export async function writeDirAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
-  await fsp.mkdir(path.dirname(dir), { recursive: true });
-  const tmp = tempPathFor(dir);
+  const target = writeTarget(dir);
+  await fsp.mkdir(path.dirname(target), { recursive: true });
+  const tmp = tempPathFor(target);
   await fsp.mkdir(tmp);
   try {
     await write(tmp);
@@ -97,8 +136,8 @@ export async function writeDirAtomically(dir: string, write: (tmp: string) => Pr
     await fsp.rm(tmp, { recursive: true, force: true });
     throw e;
   }
-  const old = existsSync(dir) ? `${tmp}.old` : null;
-  if (old) await fsp.rename(dir, old);
-  await fsp.rename(tmp, dir);
+  const old = existsSync(target) ? `${tmp}.old` : null;
+  if (old) await fsp.rename(target, old);
+  await fsp.rename(tmp, target);
   if (old) await fsp.rm(old, { recursive: true, force: true });
 }

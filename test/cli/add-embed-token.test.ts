@@ -61,6 +61,19 @@ test('a folder without <|embed_token|> is refused with the way out, which add-em
     assert.ok((await fsp.readFile(path.join(roomy, 'model.safetensors'))).equals(weightsBefore));
     const m = await loadModelFolder(roomy);
     assert.equal(new Embedder(m.model, m.tokenizer).embedId, half.tokenizer.vocabSize);
+
+    // --model a link to the folder: the folder it names is changed (its weights kept as the same file), the
+    // link stays a link
+    const real = path.join(root, 'real_base');
+    await saveModelFolder(real, { model: Qwen2Model.random(config, new T.Rng(4), 0.1), tokenizer: half.tokenizer });
+    const weightsInode = (await fsp.stat(path.join(real, 'model.safetensors'))).ino;
+    const link = path.join(root, 'blink');
+    await fsp.symlink(real, link);
+    r = await runCliAsync(['add-embed-token', '--model', link]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(await fsp.readlink(link), real);
+    assert.equal((await loadModelFolder(real)).tokenizer.tokenToId('<|embed_token|>'), half.tokenizer.vocabSize);
+    assert.equal((await fsp.stat(path.join(real, 'model.safetensors'))).ino, weightsInode);
   } finally {
     await fsp.rm(root, { recursive: true, force: true });
   }

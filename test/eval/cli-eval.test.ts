@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -99,6 +99,18 @@ test('eval --dataset --retriever bm25 writes a TREC run and reports JSON', async
     assert.equal(written.tag, 'bm25');
     assert.equal(written.run.get('q1')!.docIds[0], 'd1');
     assert.equal(written.run.has('q4'), false); // unjudged queries are not retrieved
+    // a --run that is a link (to a run already there, or to one not written yet) is written through
+    const store = join(dir, 'store');
+    mkdirSync(store);
+    writeFileSync(join(store, 'old.trec'), 'stale');
+    symlinkSync(join(store, 'old.trec'), join(dir, 'rlink.trec'));
+    symlinkSync(join(store, 'new.trec'), join(dir, 'dangling.trec'));
+    for (const link of ['rlink.trec', 'dangling.trec']) {
+      const through = await cli('--dataset', tiny, '--retriever', 'bm25', '--run', join(dir, link));
+      assert.equal(through.code, 0, through.stderr);
+      assert.equal(lstatSync(join(dir, link)).isSymbolicLink(), true, `${link} stays a link`);
+    }
+    for (const f of ['old.trec', 'new.trec']) assert.deepEqual(readFileSync(join(store, f)), readFileSync(out));
     const table = await cli('--dataset', tiny, '--retriever', 'bm25');
     assert.match(table.stdout, /^nDCG\s+0\.7500/m); // three perfect queries and q5 at 0
   } finally {

@@ -1,14 +1,27 @@
 /**
  * Atomic writes: the temporary files a killed writer left beside a file (Ctrl-C while writing gigabytes of
- * GGUF) are removed by the next write of that file, and only those.
+ * GGUF) are removed by the next write of that file, and only those; a path that is a symbolic link is
+ * written through, the link kept.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { writeDirAtomically, writeTextFileAtomically } from '../../src/io/atomic-file.js';
+import { writeDirAtomically, writeFileAtomicallySync, writeTextFileAtomically } from '../../src/io/atomic-file.js';
 
 test('a write removes the temporaries that killed writers left for the same file, and nothing else', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
@@ -26,6 +39,68 @@ test('a write removes the temporaries that killed writers left for the same file
     await writeTextFileAtomically(path.join(dir, 'model.gguf'), 'gguf');
     await writeDirAtomically(path.join(dir, 'corpus'), async (tmp) => writeFileSync(path.join(tmp, 'a'), 'a'));
     assert.deepEqual(readdirSync(dir).sort(), ['corpus', 'model.gguf', ...left.slice(1)].sort());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a write through a symbolic link replaces its target and keeps the link, a dangling one too', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
+  try {
+    const store = path.join(dir, 'store');
+    mkdirSync(store);
+    writeFileSync(path.join(store, 'mined.jsonl'), 'old');
+    symlinkSync('store/mined.jsonl', path.join(dir, 'link.jsonl'));
+    symlinkSync('link.jsonl', path.join(dir, 'chain.jsonl')); // a link to a link
+    symlinkSync('store/later.trec', path.join(dir, 'dangling.trec'));
+    mkdirSync(path.join(dir, 'sub'));
+    symlinkSync('../store/sync.npy', path.join(dir, 'sub', 'up.npy')); // relative to the link's own folder
+
+    await writeTextFileAtomically(path.join(dir, 'chain.jsonl'), 'new');
+    await writeTextFileAtomically(path.join(dir, 'dangling.trec'), 'run');
+    writeFileAtomicallySync(path.join(dir, 'sub', 'up.npy'), 'npy');
+
+    assert.equal(readlinkSync(path.join(dir, 'chain.jsonl')), 'link.jsonl');
+    assert.equal(readlinkSync(path.join(dir, 'link.jsonl')), 'store/mined.jsonl');
+    assert.equal(readlinkSync(path.join(dir, 'dangling.trec')), 'store/later.trec');
+    assert.equal(readlinkSync(path.join(dir, 'sub', 'up.npy')), '../store/sync.npy');
+    assert.equal(readFileSync(path.join(store, 'mined.jsonl'), 'utf8'), 'new');
+    assert.equal(readFileSync(path.join(store, 'later.trec'), 'utf8'), 'run');
+    assert.equal(readFileSync(path.join(store, 'sync.npy'), 'utf8'), 'npy');
+    assert.deepEqual(readdirSync(store).sort(), ['later.trec', 'mined.jsonl', 'sync.npy'], 'no temporary left');
+    assert.deepEqual(readdirSync(dir).sort(), ['chain.jsonl', 'dangling.trec', 'link.jsonl', 'store', 'sub']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a folder written through a symbolic link replaces its target; files hard-linked from it survive', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
+  try {
+    const real = path.join(dir, 'real_base');
+    mkdirSync(real);
+    writeFileSync(path.join(real, 'weights'), 'large weights');
+    writeFileSync(path.join(real, 'tokenizer.json'), 'old');
+    const link = path.join(dir, 'blink');
+    symlinkSync('real_base', link);
+    const inode = statSync(path.join(real, 'weights')).ino;
+
+    // rewritten in place as add-embed-token does: the unchanged files hard-linked, reached through the link
+    await writeDirAtomically(link, async (tmp) => {
+      linkSync(path.join(link, 'weights'), path.join(tmp, 'weights'));
+      writeFileSync(path.join(tmp, 'tokenizer.json'), 'new');
+    });
+    assert.equal(lstatSync(link).isSymbolicLink(), true);
+    assert.equal(readlinkSync(link), 'real_base');
+    assert.equal(readFileSync(path.join(real, 'tokenizer.json'), 'utf8'), 'new');
+    assert.equal(readFileSync(path.join(real, 'weights'), 'utf8'), 'large weights');
+    assert.equal(statSync(path.join(real, 'weights')).ino, inode, 'the weights are the same file, not a copy');
+    assert.deepEqual(readdirSync(dir).sort(), ['blink', 'real_base'], 'no temporary or old folder left');
+
+    symlinkSync('cb', path.join(dir, 'cbl')); // names a folder not made yet
+    await writeDirAtomically(path.join(dir, 'cbl'), async (tmp) => writeFileSync(path.join(tmp, 'valid.jsonl'), '{}'));
+    assert.equal(readlinkSync(path.join(dir, 'cbl')), 'cb');
+    assert.deepEqual(readdirSync(path.join(dir, 'cb')), ['valid.jsonl']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
