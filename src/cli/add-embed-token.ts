@@ -37,7 +37,7 @@ export const addEmbedTokenCommand: Command = {
     if (!values.model) throw new UserError('--model <dir> is required: the model folder to add the token to.');
     const dir = values.model,
       out = values.out ?? dir;
-    checkOutputFolder(out, '--out');
+    checkOutputFolder(out, '--out', { replaced: true });
     const inPlace = samePath(out, dir);
     // --out is replaced as a whole: a folder holding anything (another model, other work) is refused
     if (!inPlace && existsSync(out) && readdirSync(out).length > 0) {

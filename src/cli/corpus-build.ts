@@ -97,7 +97,7 @@ export const corpusCommand: Command = {
     if (!values.data || !existsSync(values.data))
       throw new UserError(`--data must name the shared data folder (../shared/data), got ${values.data ?? 'nothing'}.`);
     if (!values.out) throw new UserError('--out is required: the corpus folder to write.');
-    checkOutputFolder(values.out, '--out');
+    checkOutputFolder(values.out, '--out', { replaced: true });
     const seed = seedOption(values.seed) ?? 0;
     const validFraction = fractionOption(values['valid-fraction'], 'valid-fraction') ?? 0.01;
     const shardMb = positiveNumber(values['shard-mb'], 'shard-mb') ?? 8;

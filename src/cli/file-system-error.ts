@@ -15,12 +15,19 @@ const CAUSES: Record<string, [cause: string, remedy: string]> = {
   EPERM: ['the operation is not permitted', 'fix the permission'],
 };
 
-/** The sentence for such an error, or null for any other. */
-export function fileSystemSentence(err: unknown): string | null {
+/** What such an error means (its code, the cause in words, what to do), or null for any other error. */
+export function fileSystemCause(err: unknown): { code: string; cause: string; remedy: string } | null {
   const e = err as NodeJS.ErrnoException;
   const known = typeof e?.code === 'string' ? CAUSES[e.code] : undefined;
-  if (known === undefined) return null;
-  const [cause, remedy] = known;
+  return known === undefined ? null : { code: e.code!, cause: known[0], remedy: known[1] };
+}
+
+/** The sentence for such an error, or null for any other. */
+export function fileSystemSentence(err: unknown): string | null {
+  const known = fileSystemCause(err);
+  if (known === null) return null;
+  const e = err as NodeJS.ErrnoException;
+  const { cause, remedy } = known;
   const what = [e.syscall, e.path].filter((x) => typeof x === 'string').join(' ') || 'a file operation';
   return (
     `${what}: ${cause} (${e.code}); ${remedy}, then run the same command again ` +

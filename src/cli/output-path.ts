@@ -1,10 +1,13 @@
 /**
- * Output paths checked when a command starts, not when it writes at the end of its work: a missing folder or
- * a folder where a file goes would otherwise surface as a file-system error after minutes of computing.
+ * Output paths checked when a command starts, not when it writes at the end of its work: a missing folder, a
+ * folder where a file goes, or a folder this process may not write in would otherwise surface as a
+ * file-system error after minutes of computing.
  */
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { probeWrite } from '../io/atomic-file.js';
 import { UserError } from './command.js';
+import { fileSystemCause } from './file-system-error.js';
 
 /**
  * A file to write: it must not be a folder itself, and its folder must exist, or, with `makesFolder` (the
@@ -15,17 +18,42 @@ export function checkOutputFile(file: string, option: string, o: { makesFolder?:
     throw new UserError(`${option} ${file} is a folder; name the file to write.`);
   }
   const dir = path.dirname(path.resolve(file));
-  if (o.makesFolder) return checkAbove(file, dir, option);
-  if (!existsSync(dir)) throw new UserError(`${option} ${file}: the folder ${dir} does not exist; create it first.`);
-  if (!statSync(dir).isDirectory()) throw new UserError(`${option} ${file}: ${dir} is a file, not a folder.`);
+  if (o.makesFolder) checkAbove(file, dir, option);
+  else if (!existsSync(dir))
+    throw new UserError(`${option} ${file}: the folder ${dir} does not exist; create it first.`);
+  else if (!statSync(dir).isDirectory()) throw new UserError(`${option} ${file}: ${dir} is a file, not a folder.`);
+  checkWritable(file, file, option, 'file');
 }
 
-/** A folder to write into (made when missing, with the folders above it): it and what is above it are no file. */
-export function checkOutputFolder(dir: string, option: string): void {
+/**
+ * A folder to write into (made when missing, with the folders above it): it and what is above it are no file,
+ * and this process may write where the folder is made (or, with `replaced`, written beside it and renamed into
+ * its place) and, when it exists, in the folder itself (written into, or emptied once replaced).
+ */
+export function checkOutputFolder(dir: string, option: string, o: { replaced?: boolean } = {}): void {
   if (existsSync(dir) && !statSync(dir).isDirectory()) {
     throw new UserError(`${option} ${dir} is a file; name a folder to write into.`);
   }
   checkAbove(dir, path.dirname(path.resolve(dir)), option);
+  if (o.replaced || !existsSync(dir)) checkWritable(dir, dir, option, 'folder');
+  if (existsSync(dir)) checkWritable(path.join(dir, 'file'), dir, option, 'folder');
+}
+
+/**
+ * Refuses an output whose temporary file (`file`: the output, or a file in the output folder) cannot be
+ * created, in one sentence naming the option, the path given and the folder that refused it.
+ */
+function checkWritable(file: string, given: string, option: string, what: 'file' | 'folder'): void {
+  try {
+    probeWrite(file);
+  } catch (err) {
+    const known = fileSystemCause(err);
+    if (known === null) throw err;
+    throw new UserError(
+      `${option} ${given}: cannot write in ${(err as NodeJS.ErrnoException).path}: ${known.cause} (${known.code}); ` +
+        `${known.remedy}, or name another ${what}.`,
+    );
+  }
 }
 
 /** The nearest of `dir` and the folders above it that exists must be a folder: a file there stops mkdir. */

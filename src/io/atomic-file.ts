@@ -8,7 +8,9 @@
  * leave its target stale.
  */
 import {
+  closeSync,
   existsSync,
+  openSync,
   promises as fsp,
   readdirSync,
   readlinkSync,
@@ -84,15 +86,48 @@ export async function writeFileAtomically(file: string, write: (tempPath: string
     await fsp.rename(tmp, target);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
-    throw namingFile(err, file);
+    throw namingFile(err, file, tmp, target);
   }
 }
 
-/** A write through a file handle fails without a path (a full disk: ENOSPC): name the file it was for. */
-function namingFile(err: unknown, file: string): unknown {
+/**
+ * A failure of a write names the path the caller gave: a write through a file handle fails without a path
+ * (a full disk: ENOSPC), and one on the temporary, the old folder set aside or a link's target would name a
+ * file the user never named. A path inside a temporary folder becomes the same path inside `file`.
+ */
+function namingFile(err: unknown, file: string, tmp: string, target: string): unknown {
   const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string' && e.path === undefined) e.path = file;
+  if (typeof e?.code !== 'string') return err;
+  const named = (p: string): string =>
+    p === target || p === `${tmp}.old`
+      ? file
+      : p === tmp || p.startsWith(tmp + path.sep)
+        ? file + p.slice(tmp.length)
+        : p;
+  e.path = e.path === undefined ? file : named(e.path);
+  e.message = e.message.replace(/'([^']*)'/g, (_, p: string) => `'${named(p)}'`);
   return err;
+}
+
+/**
+ * Creates and removes the temporary file a write of `file` starts with, so that a folder this process may
+ * not write in (permission, a read-only mount) is found before the work whose result goes there rather
+ * than after it. A folder not made yet is tried at the nearest folder above it, where it would be made.
+ * Throws the file-system error, its path the folder tried.
+ */
+export function probeWrite(file: string): void {
+  const target = writeTarget(file);
+  let dir = path.dirname(path.resolve(target));
+  while (!existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  const probe = path.join(dir, path.basename(tempPathFor(target)));
+  try {
+    closeSync(openSync(probe, 'wx'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (typeof e?.code === 'string') e.path = dir;
+    throw err;
+  }
+  rmSync(probe, { force: true });
 }
 
 /** Writes a whole text file atomically. */
@@ -116,7 +151,7 @@ export function writeFileAtomicallySync(
     renameSync(tmp, target);
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw namingFile(err, file);
+    throw namingFile(err, file, tmp, target);
   }
 }
 
@@ -127,17 +162,21 @@ export function writeFileAtomicallySync(
  */
 export async function writeDirAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
   const target = writeTarget(dir);
-  await fsp.mkdir(path.dirname(target), { recursive: true });
   const tmp = tempPathFor(target);
-  await fsp.mkdir(tmp);
   try {
-    await write(tmp);
-  } catch (e) {
-    await fsp.rm(tmp, { recursive: true, force: true });
-    throw e;
+    await fsp.mkdir(path.dirname(target), { recursive: true });
+    await fsp.mkdir(tmp);
+    try {
+      await write(tmp);
+    } catch (e) {
+      await fsp.rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    const old = existsSync(target) ? `${tmp}.old` : null;
+    if (old) await fsp.rename(target, old);
+    await fsp.rename(tmp, target);
+    if (old) await fsp.rm(old, { recursive: true, force: true });
+  } catch (err) {
+    throw namingFile(err, dir, tmp, target);
   }
-  const old = existsSync(target) ? `${tmp}.old` : null;
-  if (old) await fsp.rename(target, old);
-  await fsp.rename(tmp, target);
-  if (old) await fsp.rm(old, { recursive: true, force: true });
 }

@@ -6,7 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -17,14 +19,14 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { runCli } from '../helpers/cli.js';
+import { type CliResult, runCli } from '../helpers/cli.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 
-function refused(args: string[], re: RegExp): void {
-  const r = runCli(args, env);
+function refused(args: string[], re: RegExp, run: (args: string[]) => CliResult = (a) => runCli(a, env)): void {
+  const r = run(args);
   assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
   const lines = r.stderr
     .trim()
@@ -206,6 +208,56 @@ test('mine and tokenizer train refuse to write over a file they read, however it
       /^search-r3: --out .*tok\/tokenizer\.json is the same file as --input .*tok\/tokenizer\.json; writing it/,
     );
     assert.equal(readFileSync(text, 'utf8'), 'plain text that happens to carry this name\n');
+  } finally {
+    cleanup();
+  }
+});
+
+test('an output in a folder this process may not write in is refused before the work, naming the option', (t) => {
+  const { dir, cleanup } = tempDir('bad-paths-mode');
+  try {
+    // root writes through any folder mode: then the commands run as nobody, whom the mode binds
+    const asRoot = process.getuid?.() === 0;
+    const run = (args: string[]): CliResult => {
+      const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+        ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+      });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
+    chmodSync(dir, 0o755);
+    if (asRoot && run(['--help']).status !== 0) {
+      t.skip('running as root, and user 65534 (nobody), whom a folder mode would stop, cannot run the CLI here');
+      return;
+    }
+    const ro = path.join(dir, 'ro');
+    mkdirSync(ro);
+    chmodSync(ro, 0o555);
+    const tiny = path.join(repoRoot, 'test/eval/fixtures/tiny-beir');
+    writeFileSync(path.join(dir, 'pairs.jsonl'), '{"query": "q", "pos": ["a document"], "neg": []}\n');
+    const config = path.join(dir, 'sft.json');
+    writeFileSync(
+      config,
+      JSON.stringify({ model: 'm', output: 'run', data: [{ type: 'jsonl', path: 'pairs.jsonl' }] }),
+    );
+    const cause = 'permission denied \\(EACCES\\); fix the permission, or name another';
+    refused(
+      ['eval', '--dataset', tiny, '--retriever', 'bm25', '--run', path.join(ro, 'r.trec')],
+      new RegExp(`^search-r3: --run .*ro/r\\.trec: cannot write in .*ro: ${cause} file\\.$`),
+      run,
+    );
+    refused(
+      ['mine', '--config', config, '--out', path.join(ro, 'mined.jsonl')],
+      new RegExp(`^search-r3: --out .*ro/mined\\.jsonl: cannot write in .*ro: ${cause} file\\.$`),
+      run,
+    );
+    refused(
+      ['tokenizer', 'train', '--input', path.join(dir, 'pairs.jsonl'), '--vocab-size', '300', '--out', ro],
+      new RegExp(`^search-r3: --out .*ro: cannot write in .*ro: ${cause} folder\\.$`),
+      run,
+    );
+    assert.deepEqual(readdirSync(ro), [], 'nothing written, no probe left');
   } finally {
     cleanup();
   }

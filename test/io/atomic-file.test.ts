@@ -1,7 +1,7 @@
 /**
  * Atomic writes: the temporary files a killed writer left beside a file (Ctrl-C while writing gigabytes of
  * GGUF) are removed by the next write of that file, and only those; a path that is a symbolic link is
- * written through, the link kept.
+ * written through, the link kept; a failure names the path given, not a temporary.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +11,7 @@ import {
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  promises as fsp,
   readdirSync,
   readFileSync,
   readlinkSync,
@@ -21,7 +22,12 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { writeDirAtomically, writeFileAtomicallySync, writeTextFileAtomically } from '../../src/io/atomic-file.js';
+import {
+  probeWrite,
+  writeDirAtomically,
+  writeFileAtomicallySync,
+  writeTextFileAtomically,
+} from '../../src/io/atomic-file.js';
 
 test('a write removes the temporaries that killed writers left for the same file, and nothing else', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
@@ -101,6 +107,46 @@ test('a folder written through a symbolic link replaces its target; files hard-l
     await writeDirAtomically(path.join(dir, 'cbl'), async (tmp) => writeFileSync(path.join(tmp, 'valid.jsonl'), '{}'));
     assert.equal(readlinkSync(path.join(dir, 'cbl')), 'cb');
     assert.deepEqual(readdirSync(path.join(dir, 'cb')), ['valid.jsonl']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a failed write names the path it was given, never its temporary', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
+  try {
+    const names = async (write: () => Promise<unknown>, want: string): Promise<void> => {
+      await assert.rejects(write, (e: NodeJS.ErrnoException) => {
+        assert.equal(e.path, want);
+        assert.doesNotMatch(e.message, /\.tmp/, e.message);
+        return true;
+      });
+    };
+    const missing = path.join(dir, 'missing', 'run.trec');
+    await names(() => writeTextFileAtomically(missing, 'x'), missing);
+    assert.throws(() => writeFileAtomicallySync(missing, 'x'), { path: missing });
+    // through a link whose target's folder is gone: the link, as the user named it
+    const link = path.join(dir, 'link.trec');
+    symlinkSync(path.join(dir, 'gone', 'run.trec'), link);
+    await names(() => writeTextFileAtomically(link, 'x'), link);
+    // a file inside a folder being written: the same file inside the folder named
+    const out = path.join(dir, 'out');
+    await names(
+      () => writeDirAtomically(out, (tmp) => fsp.writeFile(path.join(tmp, 'sub', 'w.bin'), 'x')),
+      path.join(out, 'sub', 'w.bin'),
+    );
+    assert.deepEqual(readdirSync(dir).sort(), ['link.trec'], 'no temporary left');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('probing where a file will be written leaves nothing behind, a folder not made yet included', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
+  try {
+    probeWrite(path.join(dir, 'run.trec'));
+    probeWrite(path.join(dir, 'a', 'b', 'run.trec'));
+    assert.deepEqual(readdirSync(dir), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
