@@ -125,3 +125,10 @@ export function namesOption(v: string | undefined, name: string): string[] | und
   if (names?.length === 0) throw new UserError(`--${name} names no source; list them separated by commas.`);
   return names;
 }
+
+/** Says, on stderr, that an option given has no effect in this run and why (`why`: a clause, no full stop). */
+export function noEffect(option: string, value: string | boolean | undefined, why: string): void {
+  if (value === undefined) return;
+  const given = typeof value === 'string' ? `${option} ${value}` : option;
+  process.stderr.write(`search-r3: ${given} has no effect: ${why}.\n`);
+}

@@ -6,6 +6,7 @@
  */
 import * as T from '../tensor/index.js';
 import { UserError } from './command.js';
+import { noEffect } from './args.js';
 import { optionHelp } from './option-help.js';
 
 export const DEVICE_OPTION = { device: { type: 'string' } } as const;
@@ -95,5 +96,5 @@ export function refuseDevice(v: string | undefined, instead: string): void {
  */
 export function unusedDevice(v: string | undefined, why: string): void {
   parseDevice(v);
-  if (v !== undefined) process.stderr.write(`search-r3: --device ${v} has no effect: ${why}.\n`);
+  noEffect('--device', v, why);
 }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { nonNegativeInt, nonNegativeNumber, positiveInt, seedOption } from './args.js';
+import { noEffect, nonNegativeInt, nonNegativeNumber, positiveInt, seedOption } from './args.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
@@ -66,6 +66,10 @@ export const searchCommand: Command = {
     const reasoning = values.reasoning ?? 'off';
     if (reasoning !== 'on' && reasoning !== 'off')
       throw new UserError(`--reasoning must be on or off (got '${reasoning}').`);
+    if (reasoning === 'off') {
+      for (const o of ['temperature', 'seed', 'max-reasoning'] as const)
+        noEffect(`--${o}`, values[o], 'it shapes the analysis, and --reasoning is off');
+    }
     const k = positiveInt(values.k, '-k') ?? 10;
     const indexDir = values.index;
     const engine = parseEngine(values);

@@ -219,3 +219,24 @@ test('SEARCH_R3_BACKEND=webgpu with --device cpu starts no GPU device: the flag 
   // Dawn writes its limit warnings to stderr whenever it opens a device, lavapipe's included
   assert.equal(r.stderr, '');
 });
+
+test('search says that sampling options have no effect without --reasoning on', async () => {
+  const r = await runCliAsync([
+    'search',
+    '--index',
+    index,
+    '--device',
+    'cpu',
+    '--temperature',
+    '0.5',
+    '--seed',
+    '3',
+    'cell',
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  const notes = r.stderr.split('\n').filter((l) => l.includes('has no effect'));
+  assert.deepEqual(notes, [
+    'search-r3: --temperature 0.5 has no effect: it shapes the analysis, and --reasoning is off.',
+    'search-r3: --seed 3 has no effect: it shapes the analysis, and --reasoning is off.',
+  ]);
+});
