@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { nonNegativeInt, nonNegativeNumber, numberOption, positiveInt, unitIntervalOption } from './args.js';
+import { noEffect, nonNegativeInt, nonNegativeNumber, numberOption, positiveInt, unitIntervalOption } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { checkNotAnInput, checkOutputFile, type InputFile } from './output-path.js';
@@ -241,7 +241,8 @@ export const evalCommand: Command = {
     const v = parsed.values;
     const engine = parseEngine(v);
     const noModel = v.retriever === undefined || v.retriever === 'bm25';
-    if (noModel) unusedDevice(v.device, 'this evaluation runs no model (BM25, or vectors read from files)');
+    const noModelRuns = 'this evaluation runs no model (BM25, or vectors read from files)';
+    if (noModel) unusedDevice(v.device, noModelRuns);
     else parseDevice(v.device);
     if (engine.kind !== 'search-r3' && noModel) {
       throw new UserError('--engine runs a model: give --retriever <model-dir>.');
@@ -296,6 +297,11 @@ export const evalCommand: Command = {
       temperature = nonNegativeNumber(v.temperature, 'temperature'),
       threads = positiveInt(v.threads, 'threads'),
       maxReasoningTokens = nonNegativeInt(v['max-reasoning-tokens'], 'max-reasoning-tokens');
+    if (noModel) {
+      for (const o of ['reasoning', 'max-reasoning-tokens', 'temperature', 'max-length'] as const)
+        noEffect(`--${o}`, v[o], noModelRuns);
+    }
+    if (v.dataset === undefined) noEffect('--k', v.k, 'it bounds a retrieval, and this evaluation reads its run');
     if (v.compare !== undefined && maxQueries === 1)
       throw new UserError('--compare makes paired tests over queries: it needs --max-queries 2 or more.');
     if (v.language !== undefined) {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
+import { noEffect, nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
 import { checkNotAnInput, checkOutputFile } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { loadSftConfig } from '../train/sft/config.js';
@@ -63,8 +63,10 @@ export const mineCommand: Command = {
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model')
       throw new UserError(`--retriever must be bm25 or model (got '${retriever}').`);
-    if (retriever === 'bm25') unusedDevice(values.device, 'BM25 mines without a model');
-    else parseDevice(values.device);
+    if (retriever === 'bm25') {
+      unusedDevice(values.device, 'BM25 mines without a model');
+      noEffect('--model', values.model, 'BM25 mines without a model');
+    } else parseDevice(values.device);
     const cfg = loadSftConfig(values.config);
     checkNotAnInput(values.out, '--out', [
       { path: values.config, what: '--config' },

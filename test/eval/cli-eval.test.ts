@@ -255,6 +255,15 @@ test('bad input gives one clear sentence and exit code 2', async () => {
     await early(['--b', '1.5'], /^search-r3: --b must be a number in \[0, 1\] \(got '1\.5'\)\.$/);
     await early(['--k1=-1'], /^search-r3: --k1 must be a number ≥ 0 \(got '-1'\)\.$/);
     await early(['--temperature=-0.5'], /^search-r3: --temperature must be a number ≥ 0 \(got '-0\.5'\)\.$/);
+    // options of a model's retrieval, given to BM25: said, not silently dropped
+    const bm25 = await cli('--dataset', tiny, '--retriever', 'bm25', '--reasoning', 'on', '--temperature', '0.3');
+    assert.equal(bm25.code, 0, bm25.stderr);
+    assert.deepEqual(
+      bm25.stderr.split('\n').filter((l) => l.includes('has no effect')),
+      ['--reasoning on', '--temperature 0.3'].map(
+        (o) => `search-r3: ${o} has no effect: this evaluation runs no model (BM25, or vectors read from files).`,
+      ),
+    );
     await early(['--threads', '0'], /^search-r3: --threads must be a positive integer \(got '0'\)\.$/);
     await early(['--tag', 'two words'], /--tag 'two words' must be one non-empty word/);
     await early(['--max-queries', '1', '--compare', join(fixtures, 'hand.run')], /--compare .* needs --max-queries 2/);

@@ -58,8 +58,11 @@ test('search-r3 mine, then train sft on its output, end to end', async () => {
     '2',
     '--fn-ratio',
     '2',
+    '--model',
+    path.join(root, 'model'),
   ]);
   assert.equal(m.code, 0, m.err);
+  assert.match(m.err, /^search-r3: --model .*model has no effect: BM25 mines without a model\.$/m);
   const mined = readFileSync(path.join(root, 'mined.jsonl'), 'utf8')
     .trim()
     .split('\n')
