@@ -8,7 +8,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import path from 'node:path';
 import { runCliAsync } from '../helpers/cli.js';
 import { DAMAGE_KINDS, type DamageKind, damageFile, folderDigest } from '../helpers/damage.js';
@@ -64,6 +65,9 @@ function assertOneSentence(r: Run, file: string, what: string): void {
   assert.match(lines[0], /^search-r3: /, what);
   assert.ok(lines[0].includes(file), `${what}: the message names ${file}: ${lines[0]}`);
 }
+
+/** The unique index on docs.key, through which search finds the rows of the vectors it ranks. */
+const KEY_INDEX = 'sqlite_autoindex_docs_2';
 
 const FILES = ['index.json', 'docs.sqlite', 'vectors.usearch', 'vectors.generation.json'];
 
@@ -160,3 +164,54 @@ test(
     }
   },
 );
+
+test('a flipped bit in an index of docs.sqlite, which SQLite’s quick check misses, is rebuilt by index', async () => {
+  const { dir, cleanup } = tempDir('corrupt-index');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    writeJsonl(input, corpus(40));
+    const idx = path.join(dir, 'idx');
+    assert.equal((await cli('index', '--model', model, '--input', input, '--out', idx)).code, 0);
+    const query = ['--json', '-k', '40', 'protein'];
+    const want = hitsOf(await cli('search', '--index', idx, ...query));
+    damageKeyIndexEntry(path.join(idx, 'docs.sqlite'));
+    const read = await cli('search', '--index', idx, ...query);
+    assert.ok(
+      read.code !== 0 || hitsOf(read).length < want.length,
+      'the damaged entry loses a document (or the read is refused)',
+    );
+
+    const write = await cli('index', '--input', input, '--out', idx);
+    assert.equal(write.code, 0, write.stderr);
+    const after = await cli('search', '--index', idx, ...query);
+    assert.equal(after.code, 0, after.stderr);
+    assertSameRanking(hitsOf(after), want, 'search after index');
+  } finally {
+    cleanup();
+  }
+});
+
+/**
+ * Points an entry of the docs.key index (one page: 40 documents) at another key, as a flipped bit would: the
+ * row's key is no longer found through the index, and SQLite's quick check does not compare the two.
+ */
+function damageKeyIndexEntry(file: string): void {
+  const db = new Database(file, { readonly: true });
+  const { rootpage } = db.prepare('SELECT rootpage FROM sqlite_master WHERE name = ?').get(KEY_INDEX) as {
+    rootpage: number;
+  };
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  db.close();
+  const bytes = readFileSync(file);
+  const page = (rootpage - 1) * pageSize;
+  assert.equal(bytes[page], 0x0a, 'a leaf page of an index');
+  // a cell: payload size, record header size (3), serial types of key and rowid (1: an 8-bit integer), values
+  const cells = Array.from(
+    { length: bytes.readUInt16BE(page + 3) },
+    (_, i) => page + bytes.readUInt16BE(page + 8 + 2 * i),
+  );
+  const cell = cells.find((c) => bytes[c + 1] === 3 && bytes[c + 2] === 1)!;
+  bytes[cell + 4] ^= 64;
+  writeFileSync(file, bytes);
+}
