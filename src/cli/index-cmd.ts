@@ -38,15 +38,16 @@ usage: search-r3 index --model <dir> --input <path> --out <index-dir> [options]
 Encodes documents with the Search-R3 model (document prompt, no reasoning) in length-sorted
 chunks and stores texts, metadata and vectors in <index-dir>:
   index.json        manifest: model identity, prompt templates, dimension, dtype, counts, checksum
-  docs.sqlite       documents, their exact f32 vectors and status (pending/indexed), row checksums
+  docs.sqlite       documents with their exact f32 vectors, documents waiting to be encoded, checksums
   vectors.usearch   HNSW graph (or a LanceDB table with --store lancedb), checksummed
 
 Running it again on the same --out adds new documents, re-encodes changed ones and skips unchanged
-ones; a killed run continues where it stopped (at most --commit-every documents are encoded again).
-Documents of the index that are no longer in --input are reported, and deleted with --prune. An index
-built with one model (or prompt set) refuses vectors from another; without --model or --remote, the
-model the index was built with is used. A damaged vectors.usearch or index.json is rebuilt from
-docs.sqlite; a missing docs.sqlite means every document is encoded again.
+ones; a changed document is searched as it was until its new vector is committed. A stopped run
+continues where it stopped (at most --commit-every documents are encoded again). Documents of the
+index that are no longer in --input are reported, and deleted with --prune. An index built with one
+model (or prompt set) refuses vectors from another; without --model or --remote, the model the index
+was built with is used. A damaged vectors.usearch or index.json is rebuilt from docs.sqlite; a
+missing docs.sqlite means every document is encoded again.
 
 With --queue, the pending documents are cut into jobs (one per --commit-every documents) on a BullMQ
 queue in Redis; 'search-r3 worker' processes on any number of machines encode them, and this command

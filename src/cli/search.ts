@@ -107,13 +107,8 @@ export const searchCommand: Command = {
       const index = await SearchIndex.open(indexDir, { backend });
       try {
         for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
-        const { documents, pending } = index.stats();
-        if (pending > 0) {
-          process.stderr.write(
-            `search-r3: ${pending.toLocaleString('en')} documents of this index are not encoded yet (an index run ` +
-              `that stopped or is still running); the results rank the ${documents.toLocaleString('en')} that are\n`,
-          );
-        }
+        const line = pendingLine(index.stats());
+        if (line) process.stderr.write(`search-r3: ${line}\n`);
         const res = await index.search(positionals[0], {
           k,
           hybrid: values.hybrid ?? false,
@@ -159,3 +154,19 @@ export const searchCommand: Command = {
     })();
   },
 };
+
+/** What a search does not see yet while documents wait for their vectors, as one sentence (none when none wait). */
+function pendingLine(s: { documents: number; pending: number; outdated: number }): string | undefined {
+  if (s.pending === 0) return undefined;
+  const n = (x: number): string => x.toLocaleString('en');
+  const fresh = s.pending - s.outdated;
+  const waiting = [
+    fresh > 0 ? `${n(fresh)} documents of this index are not encoded yet` : '',
+    s.outdated > 0 ? `${n(s.outdated)} changed documents are not encoded again yet` : '',
+  ].filter((c) => c !== '');
+  const before = s.outdated > 0 ? ', the changed ones as they were before the update' : '';
+  return (
+    `${waiting.join(' and ')} (an index run that stopped or is still running); the results rank the ` +
+    `${n(s.documents)} that are indexed${before}`
+  );
+}

@@ -1,9 +1,13 @@
 /**
- * docs.sqlite: every document's id, title, text, metadata, content hash, its exact f32 vector and its
- * status ('pending' until encoded, then 'indexed'), plus a generation counter bumped by every commit.
- * Staging documents as 'pending' first and encoding them in a fixed order (longest first, then id) is
- * what makes a killed run resumable bit-exactly: the remaining pending rows are exactly the chunks the
- * killed run had not committed, and they are chunked the same way again.
+ * docs.sqlite: table `docs` holds what search ranks: every indexed document's id, title, text, metadata,
+ * content hash and exact f32 vector, plus a generation counter bumped by every commit. Table `staged`
+ * holds the new and changed documents waiting for their vectors (pending). A commit moves a staged
+ * document into `docs` together with its vector in one transaction, so a changed document is searched
+ * with its previous text and vector until its new vector is committed, and an interrupted update leaves
+ * every document searchable as the last commit left it. Encoding staged documents in a fixed order
+ * (longest first, then id) is what makes a killed run resumable bit-exactly: the remaining staged rows
+ * are exactly the chunks the killed run had not committed, and they are chunked the same way again.
+ * (Older versions staged a document in its own row, status 'pending'; a writer moves such rows to `staged`.)
  *
  * SQLite checks the file's structure but not the bytes of a row, so each row carries checksums: `hash`
  * covers title, text and metadata, `vhash` the vector, and `crc` ties them to the id, key and status.
@@ -15,6 +19,7 @@ import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { contentHash, documentText, type SourceDocument } from './document-source.js';
 import { IndexError } from './index-error.js';
+import type { VectorRow } from './vector-store.js';
 
 export const DOCS_FILE = 'docs.sqlite';
 
@@ -25,20 +30,18 @@ export interface StoredDocument {
   metadata?: Record<string, unknown>;
 }
 
-export interface PendingDocument extends StoredDocument {
-  /** The key of the vector this document had before (an update), or null. */
-  oldKey: number | null;
-}
+/** A staged document: the content its vector is encoded from. */
+export type PendingDocument = StoredDocument;
 
 /** How the documents given to stage() relate to what the table held. */
 export interface StageCounts {
   /** Ids the table did not have. */
   added: number;
-  /** Ids whose content differs from what was indexed or pending. */
+  /** Ids whose content differs from what was indexed or staged. */
   changed: number;
-  /** Same content, already indexed: nothing to do. */
+  /** Same content as indexed: nothing to do (a change staged meanwhile and given back is dropped). */
   unchanged: number;
-  /** Same content, still pending from an earlier (killed) run. */
+  /** Same content, still staged by an earlier (killed) run. */
   resumed: number;
   /** Rows that failed their checksums and were staged again from the given content. */
   repaired: number;
@@ -57,6 +60,8 @@ interface Row {
 }
 
 const BASE_COLUMNS = 'id, title, text, metadata, hash, key, status';
+/** A staged row read as a Row: no key or vector yet, its checksum taken as for a 'pending' row. */
+const STAGED_COLUMNS = "id, title, text, metadata, hash, NULL AS key, 'pending' AS status, NULL AS vhash, crc";
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS docs (
@@ -75,6 +80,15 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
   INSERT OR IGNORE INTO meta VALUES ('generation', 0), ('next_key', 1);
   CREATE TABLE IF NOT EXISTS info (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS staged (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT,
+    hash TEXT NOT NULL,
+    crc TEXT
+  );
+  CREATE INDEX IF NOT EXISTS staged_order ON staged (length(title) + length(text) DESC, id);
 `;
 
 function vectorHash(bytes: Uint8Array): string {
@@ -86,6 +100,10 @@ function rowCrc(r: { id: string; hash: string; key: number | null; status: strin
     .update(`${r.id}\0${r.hash}\0${r.key ?? ''}\0${r.status}\0${r.vhash ?? ''}`)
     .digest('hex')
     .slice(0, 16);
+}
+
+function stagedCrc(id: string, hash: string): string {
+  return rowCrc({ id, hash, key: null, status: 'pending', vhash: null });
 }
 
 /** One sentence for a failed SQLite call on `file`, saying what the user can do about it. */
@@ -162,6 +180,7 @@ export class DocumentTable {
       db.exec(SCHEMA);
       const t = new DocumentTable(file, db, false, true);
       t.addRowChecksums();
+      t.moveLegacyPending();
       // a damaged counter must not hand out a key that is taken
       db.prepare("UPDATE meta SET v = max(v, (SELECT coalesce(max(key), 0) + 1 FROM docs)) WHERE k = 'next_key'").run();
       return t;
@@ -244,6 +263,35 @@ export class DocumentTable {
     })();
   }
 
+  /**
+   * Rows an older version staged in place (status 'pending', their indexed text and vector already
+   * dropped) move to `staged`, where this version looks for what to encode. A row failing its checksum keeps
+   * the checksum it had, so it is found damaged there too.
+   */
+  private moveLegacyPending(): void {
+    const rows = this.db
+      .prepare(`SELECT ${BASE_COLUMNS}, vhash, crc FROM docs WHERE status = 'pending'`)
+      .all() as Row[];
+    if (rows.length === 0) return;
+    const put = this.db.prepare(
+      'INSERT OR REPLACE INTO staged (id, title, text, metadata, hash, crc) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    const drop = this.db.prepare('DELETE FROM docs WHERE id = ?');
+    this.db.transaction(() => {
+      for (const r of rows) {
+        put.run(r.id, r.title, r.text, r.metadata, r.hash, rowCrc(r) === r.crc ? stagedCrc(r.id, r.hash) : r.crc);
+        drop.run(r.id);
+      }
+      // an updated row kept its old key, whose vector may still be in the store: a new generation rebuilds it
+      this.setMeta('generation', this.meta('generation') + 1);
+    })();
+  }
+
+  /** Whether the table exists (a reader may open a file written before it did). */
+  private hasTable(name: string): boolean {
+    return this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+  }
+
   private meta(k: string): number {
     const row = this.db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: unknown } | undefined;
     if (!row || !Number.isInteger(row.v)) throw this.damaged(`its '${k}' counter is missing`);
@@ -261,9 +309,7 @@ export class DocumentTable {
   /** A text value kept beside the documents (the manifest's copy), or undefined. */
   info(k: string): string | undefined {
     return this.guard(() => {
-      const hasInfo =
-        this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'info'").get() !== undefined;
-      if (!hasInfo) return undefined;
+      if (!this.hasTable('info')) return undefined;
       return (this.db.prepare('SELECT v FROM info WHERE k = ?').get(k) as { v: string } | undefined)?.v;
     });
   }
@@ -275,43 +321,60 @@ export class DocumentTable {
   }
 
   /**
-   * Marks new and changed documents pending (unchanged ones are left alone) and says how many of each.
-   * Ids in `damaged` (rows that failed their checksums) are staged again whatever their stored hash says.
-   * One transaction per call: callers pass the input in slices.
+   * Stages new and changed documents (unchanged ones are left alone) and says how many of each. The indexed
+   * row of a changed document stays as it is until commitVectors replaces it. Ids in `damaged` (rows that
+   * failed their checksums, deleted by the caller) are staged again whatever their stored hash says. One
+   * transaction per call: callers pass the input in slices.
    */
   stage(docs: readonly SourceDocument[], damaged: ReadonlySet<string> = new Set()): StageCounts {
     const counts: StageCounts = { added: 0, changed: 0, unchanged: 0, resumed: 0, repaired: 0 };
     this.guard(() => {
-      const get = this.db.prepare('SELECT hash, status, key FROM docs WHERE id = ?');
-      // an updated row keeps its old key, so the old vector can be removed from the store when the new one is committed
-      const upsert = this.db.prepare(`INSERT INTO docs (id, title, text, metadata, hash, status, vhash, crc)
-        VALUES (@id, @title, @text, @metadata, @hash, 'pending', NULL, @crc)
+      const indexed = this.db.prepare('SELECT hash FROM docs WHERE id = ?');
+      const staged = this.db.prepare('SELECT hash FROM staged WHERE id = ?');
+      const put = this.db.prepare(`INSERT INTO staged (id, title, text, metadata, hash, crc)
+        VALUES (@id, @title, @text, @metadata, @hash, @crc)
         ON CONFLICT(id) DO UPDATE SET title = excluded.title, text = excluded.text, metadata = excluded.metadata,
-          hash = excluded.hash, status = 'pending', vector = NULL, vhash = NULL, crc = excluded.crc`);
+          hash = excluded.hash, crc = excluded.crc`);
+      const unstage = this.db.prepare('DELETE FROM staged WHERE id = ?');
       this.db.transaction(() => {
         for (const d of docs) {
           const hash = contentHash(d);
-          const old = get.get(d.id) as { hash: string; status: string; key: number | null } | undefined;
+          const current = (indexed.get(d.id) as { hash: string } | undefined)?.hash;
+          const next = (staged.get(d.id) as { hash: string } | undefined)?.hash;
           if (damaged.has(d.id)) counts.repaired++;
-          else if (old && old.hash === hash) {
-            if (old.status === 'indexed') counts.unchanged++;
-            else counts.resumed++;
+          else if (next === hash) {
+            counts.resumed++;
             continue;
-          } else if (old) counts.changed++;
+          } else if (current === hash) {
+            if (next !== undefined) unstage.run(d.id);
+            counts.unchanged++;
+            continue;
+          } else if (current !== undefined) counts.changed++;
           else counts.added++;
           const metadata = d.metadata ? JSON.stringify(d.metadata) : null;
-          const crc = rowCrc({ id: d.id, hash, key: old?.key ?? null, status: 'pending', vhash: null });
-          upsert.run({ id: d.id, title: d.title, text: d.text, metadata, hash, crc });
+          put.run({ id: d.id, title: d.title, text: d.text, metadata, hash, crc: stagedCrc(d.id, hash) });
         }
       })();
     });
     return counts;
   }
 
+  /** Documents waiting for their vectors (staged, or left 'pending' in `docs` by an older version). */
   pendingCount(): number {
-    return this.guard(
-      () => (this.db.prepare("SELECT count(*) AS n FROM docs WHERE status = 'pending'").get() as { n: number }).n,
-    );
+    return this.guard(() => {
+      const count = (sql: string): number => (this.db.prepare(sql).get() as { n: number }).n;
+      const legacy = count("SELECT count(*) AS n FROM docs WHERE status = 'pending'");
+      return legacy + (this.hasTable('staged') ? count('SELECT count(*) AS n FROM staged') : 0);
+    });
+  }
+
+  /** Pending documents that are changes of indexed ones: searched with their previous text and vector meanwhile. */
+  outdatedCount(): number {
+    return this.guard(() => {
+      if (!this.hasTable('staged')) return 0;
+      const sql = "SELECT count(*) AS n FROM staged WHERE id IN (SELECT id FROM docs WHERE status = 'indexed')";
+      return (this.db.prepare(sql).get() as { n: number }).n;
+    });
   }
 
   indexedCount(): number {
@@ -320,49 +383,59 @@ export class DocumentTable {
     );
   }
 
-  /** The next `n` pending documents in the fixed encoding order. */
+  /** The next `n` staged documents in the fixed encoding order. */
   nextPending(n: number): PendingDocument[] {
     return this.guard(() => {
       const rows = this.db
-        .prepare(
-          `SELECT ${this.columns} FROM docs WHERE status = 'pending'
-        ORDER BY length(title) + length(text) DESC, id LIMIT ?`,
-        )
+        .prepare(`SELECT ${STAGED_COLUMNS} FROM staged ORDER BY length(title) + length(text) DESC, id LIMIT ?`)
         .all(n) as Row[];
-      return rows.map((r) => ({ ...this.verifiedDocument(r), oldKey: r.key }));
+      return rows.map((r) => this.verifiedDocument(r));
     });
   }
 
   /**
-   * Stores the vectors of encoded documents and marks them indexed, in one transaction. Each gets a fresh
-   * key (an update never reuses the old one, so a stale HNSW entry cannot be mistaken for the new vector).
+   * Stores the vectors of encoded staged documents, in one transaction: each document's staged text and its
+   * vector replace its indexed row together, under a fresh key (an update never reuses the old one, so a
+   * stale HNSW entry cannot be mistaken for the new vector). A document no longer staged with the content it
+   * was encoded from (deleted, or staged again meanwhile) is left out. Returns the vectors stored and the
+   * keys they replace, for the vector store.
    */
   commitVectors(
     docs: readonly PendingDocument[],
     vectors: readonly Float32Array[],
-  ): { generation: number; keys: number[] } {
-    let keys: number[] = [];
+  ): { generation: number; added: VectorRow[]; removed: number[] } {
+    const added: VectorRow[] = [];
+    const removed: number[] = [];
     let generation = 0;
     this.guard(() => {
-      const hashOf = this.db.prepare('SELECT hash FROM docs WHERE id = ?');
-      const set = this.db.prepare(
-        "UPDATE docs SET key = ?, vector = ?, status = 'indexed', vhash = ?, crc = ? WHERE id = ?",
-      );
+      const old = this.db.prepare('SELECT key FROM docs WHERE id = ?');
+      // copied from the staged row, so the indexed text is byte for byte the one that was encoded
+      const put = this.db.prepare(`INSERT INTO docs (id, title, text, metadata, hash, key, vector, status, vhash, crc)
+        SELECT id, title, text, metadata, hash, @key, @vector, 'indexed', @vhash, @crc FROM staged
+        WHERE id = @id AND hash = @hash
+        ON CONFLICT(id) DO UPDATE SET title = excluded.title, text = excluded.text, metadata = excluded.metadata,
+          hash = excluded.hash, key = excluded.key, vector = excluded.vector, status = 'indexed',
+          vhash = excluded.vhash, crc = excluded.crc`);
+      const unstage = this.db.prepare('DELETE FROM staged WHERE id = ?');
       this.db.transaction(() => {
         let next = this.meta('next_key');
-        keys = docs.map(() => next++);
         docs.forEach((d, i) => {
+          const hash = contentHash(d);
+          const was = (old.get(d.id) as { key: number | null } | undefined)?.key ?? null;
           const bytes = Buffer.from(vectors[i].buffer, vectors[i].byteOffset, vectors[i].byteLength);
-          const { hash } = hashOf.get(d.id) as { hash: string };
           const vhash = vectorHash(bytes);
-          set.run(keys[i], bytes, vhash, rowCrc({ id: d.id, hash, key: keys[i], status: 'indexed', vhash }), d.id);
+          const crc = rowCrc({ id: d.id, hash, key: next, status: 'indexed', vhash });
+          if (put.run({ id: d.id, hash, key: next, vector: bytes, vhash, crc }).changes === 0) return;
+          unstage.run(d.id);
+          if (was !== null) removed.push(was);
+          added.push({ key: next++, id: d.id, vector: vectors[i] });
         });
         this.setMeta('next_key', next);
         generation = this.meta('generation') + 1;
         this.setMeta('generation', generation);
       })();
     });
-    return { generation, keys };
+    return { generation, added, removed };
   }
 
   /** Deletes documents; returns the keys of their vectors (to remove from the vector store) and the new generation. */
@@ -373,12 +446,12 @@ export class DocumentTable {
     this.guard(() => {
       const get = this.db.prepare('SELECT key FROM docs WHERE id = ?');
       const del = this.db.prepare('DELETE FROM docs WHERE id = ?');
+      const unstage = this.db.prepare('DELETE FROM staged WHERE id = ?');
       this.db.transaction(() => {
         for (const id of ids) {
-          const row = get.get(id) as { key: number | null } | undefined;
-          if (!row) continue;
-          if (row.key !== null) keys.push(row.key);
-          del.run(id);
+          const key = (get.get(id) as { key: number | null } | undefined)?.key ?? null;
+          if (del.run(id).changes + unstage.run(id).changes === 0) continue;
+          if (key !== null) keys.push(key);
           deleted.push(id);
         }
         generation = this.meta('generation') + (deleted.length > 0 ? 1 : 0);
@@ -388,30 +461,37 @@ export class DocumentTable {
     return { generation, keys, deleted };
   }
 
-  /** Ids of the rows whose content, vector or row checksum does not match (reads every row). */
+  /** Ids of the indexed and staged rows whose content, vector or row checksum does not match (reads every row). */
   damagedIds(): string[] {
     return this.guard(() => {
-      const out: string[] = [];
-      for (const r of this.db.prepare(`SELECT ${this.columns}, vector FROM docs`).iterate() as Iterable<
-        Row & { vector: Buffer | null }
-      >) {
-        try {
-          this.verifiedDocument(r);
-          if (r.status === 'indexed') this.verifiedVector(r, r.vector);
-        } catch (e) {
-          if (!(e instanceof IndexError)) throw e;
-          out.push(r.id);
+      const out = new Set<string>();
+      const rows = [
+        this.db.prepare(`SELECT ${this.columns}, vector FROM docs`),
+        this.db.prepare(`SELECT ${STAGED_COLUMNS}, NULL AS vector FROM staged`),
+      ];
+      for (const q of rows) {
+        for (const r of q.iterate() as Iterable<Row & { vector: Buffer | null }>) {
+          try {
+            this.verifiedDocument(r);
+            if (r.status === 'indexed') this.verifiedVector(r, r.vector);
+          } catch (e) {
+            if (!(e instanceof IndexError)) throw e;
+            out.add(r.id);
+          }
         }
       }
-      return out;
+      return [...out];
     });
   }
 
-  /** Ids of every stored document. */
+  /** Ids of every document, indexed or staged. */
   allIds(): string[] {
-    return this.guard(() =>
-      (this.db.prepare('SELECT id FROM docs ORDER BY id').all() as { id: string }[]).map((r) => r.id),
-    );
+    return this.guard(() => {
+      const sql = this.hasTable('staged')
+        ? 'SELECT id FROM docs UNION SELECT id FROM staged ORDER BY id'
+        : 'SELECT id FROM docs ORDER BY id';
+      return (this.db.prepare(sql).all() as { id: string }[]).map((r) => r.id);
+    });
   }
 
   byKeys(keys: readonly number[]): Map<number, StoredDocument> {
@@ -426,9 +506,14 @@ export class DocumentTable {
     });
   }
 
+  /** The document as search returns it (its indexed row), or as staged when it has none yet (status 'pending'). */
   get(id: string): (StoredDocument & { status: string; vector: Float32Array | null }) | undefined {
     return this.guard(() => {
-      const r = this.db.prepare(`SELECT ${this.columns}, vector FROM docs WHERE id = ?`).get(id) as
+      const staged = (): unknown =>
+        this.hasTable('staged')
+          ? this.db.prepare(`SELECT ${STAGED_COLUMNS}, NULL AS vector FROM staged WHERE id = ?`).get(id)
+          : undefined;
+      const r = (this.db.prepare(`SELECT ${this.columns}, vector FROM docs WHERE id = ?`).get(id) ?? staged()) as
         (Row & { vector: Buffer | null }) | undefined;
       if (!r) return undefined;
       return {

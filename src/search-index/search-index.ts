@@ -249,7 +249,8 @@ export class SearchIndex {
 
   /**
    * Adds new documents and updates changed ones (same id, other content); unchanged ones cost nothing.
-   * Then encodes everything pending, including what a killed earlier run left.
+   * Then encodes everything pending, including what a killed earlier run left. A changed document is
+   * searched as it was until the commit of its chunk replaces its text and vector together.
    */
   async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<AddResult> {
     const staged = await this.stageDocuments(docs);
@@ -259,15 +260,15 @@ export class SearchIndex {
 
   /**
    * The first half of addDocuments: records new and changed documents as pending (encoded later, here or
-   * by queue workers) and deletes damaged rows that are not given again.
+   * by queue workers; what search returns changes only when they are committed) and deletes damaged rows.
    */
   async stageDocuments(docs: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
     this.lockForWriting();
-    // rows that fail their checksums: those given again are re-encoded, the others cannot be trusted and go
+    // rows that fail their checksums cannot be trusted and go; those given again are staged and encoded anew
     const damaged = new Set(this.docs.damagedIds());
     const given = new Set(docs.map((d) => d.id));
     const unrecoverable = [...damaged].filter((id) => !given.has(id));
-    if (unrecoverable.length > 0) await this.deleteDocuments(unrecoverable);
+    if (damaged.size > 0) await this.deleteDocuments([...damaged]);
     const counts: StageCounts = { added: 0, changed: 0, unchanged: 0, resumed: 0, repaired: 0 };
     for (let i = 0; i < docs.length; i += 10_000) {
       const c = this.docs.stage(docs.slice(i, i + 10_000), damaged);
@@ -347,7 +348,10 @@ export class SearchIndex {
     }
   }
 
-  /** sqlite first, then the vector store: a kill between the two leaves a store that reconcile() rebuilds. */
+  /**
+   * sqlite first (a chunk's texts and vectors replace the indexed ones in one transaction), then the vector
+   * store: a kill between the two leaves a store that reconcile() rebuilds.
+   */
   private async commitChunk(chunk: readonly PendingDocument[], vectors: readonly Float32Array[]): Promise<void> {
     if (vectors.length !== chunk.length || vectors.some((v) => v.length !== this.dimension)) {
       throw new IndexError(
@@ -355,9 +359,9 @@ export class SearchIndex {
           `${chunk.length} documents; expected dimension ${this.dimension}.`,
       );
     }
-    const { generation, keys } = this.docs.commitVectors(chunk, vectors);
-    await this.store.remove(chunk.flatMap((d) => (d.oldKey === null ? [] : [d.oldKey])));
-    await this.store.add(chunk.map((d, i) => ({ key: keys[i], id: d.id, vector: vectors[i] })));
+    const { generation, added, removed } = this.docs.commitVectors(chunk, vectors);
+    await this.store.remove(removed);
+    await this.store.add(added);
     await this.store.commit(generation);
     this.storeGeneration = generation;
   }
@@ -503,10 +507,15 @@ export class SearchIndex {
     this.bm25Index();
   }
 
-  stats(): { documents: number; pending: number; generation: number } {
+  /**
+   * documents: what search ranks; pending: documents waiting for their vectors; outdated: the pending ones
+   * that are changes of indexed documents, searched as they were before the change meanwhile.
+   */
+  stats(): { documents: number; pending: number; outdated: number; generation: number } {
     return {
       documents: this.docs.indexedCount(),
       pending: this.docs.pendingCount(),
+      outdated: this.docs.outdatedCount(),
       generation: this.docs.generation(),
     };
   }

@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import Database from 'better-sqlite3';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SearchIndex } from '../../src/search-index/search-index.js';
+import { contentHash } from '../../src/search-index/document-source.js';
 import { IndexError } from '../../src/search-index/index-error.js';
 import { runCli } from '../helpers/cli.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
@@ -110,6 +112,39 @@ test('a vector store that lags docs.sqlite (kill between the two commits) is reb
       (await index.search('gene', { k: 12 })).hits.map((h) => h.id),
       want.filter((id) => id !== 'd001'),
     );
+    await index.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('an update an older version left pending in place (before staged rows) is finished by the next run', async () => {
+  const { dir, cleanup } = tempDir('legacy-pending');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const indexDir = path.join(dir, 'index');
+    const docs = corpus(12);
+    let index = await SearchIndex.open(indexDir, { backend, create: {} });
+    await index.addDocuments(docs);
+    await index.close();
+    // what an older version left when killed mid-update: changed rows pending in place, their vectors gone
+    // (a table from before row checksums, so that the test need not write them)
+    const changed = docs.slice(0, 4).map((d) => ({ ...d, text: `CHANGED ${d.text}` }));
+    const db = new Database(path.join(indexDir, 'docs.sqlite'));
+    db.exec('ALTER TABLE docs DROP COLUMN crc; ALTER TABLE docs DROP COLUMN vhash; DROP TABLE staged;');
+    const set = db.prepare("UPDATE docs SET text = ?, hash = ?, status = 'pending', vector = NULL WHERE id = ?");
+    for (const d of changed) set.run(d.text, contentHash(d), d.id);
+    db.close();
+
+    index = await SearchIndex.open(indexDir, { backend, writable: true });
+    assert.deepEqual(index.stats(), { documents: 8, pending: 4, outdated: 0, generation: index.docs.generation() });
+    const r = await index.addDocuments([...changed, ...docs.slice(4)]);
+    assert.deepEqual(r.counts, { added: 0, changed: 0, unchanged: 8, resumed: 4, repaired: 0 });
+    assert.equal(r.encoded, 4);
+    assert.equal(await index.store.size(), 12, 'the old vectors of the changed documents are gone');
+    const hits = (await index.search('protein', { k: 20 })).hits;
+    assert.equal(hits.length, 12);
+    assert.equal(hits.filter((h) => h.text.startsWith('CHANGED ')).length, 4);
     await index.close();
   } finally {
     cleanup();

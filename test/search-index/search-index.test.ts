@@ -87,6 +87,58 @@ test(
   },
 );
 
+test(
+  'an update stopped between commits leaves every document searchable, changed ones as they were; a rerun ' +
+    'finishes it, and a change given back before it was encoded is dropped',
+  async () => {
+    const { dir, cleanup } = tempDir('upd-stop');
+    try {
+      const backend = await tinyBackend(await tinyModelDir(dir));
+      const docs = corpus(20);
+      const changed = docs.map((d) => ({ ...d, text: `CHANGED ${d.text}` }));
+      const indexDir = path.join(dir, 'index');
+      const writer = await SearchIndex.open(indexDir, { backend, create: {} });
+      await writer.addDocuments(docs);
+      // the update dies after its second commit of 4 documents
+      await assert.rejects(
+        writer.addDocuments(changed, {
+          documentsPerCommit: 4,
+          onChunkCommitted: (p) => {
+            if (p.chunks === 2) throw new Error('killed');
+          },
+        }),
+      );
+      const reader = await SearchIndex.open(indexDir, { backend });
+      assert.deepEqual(reader.stats(), { documents: 20, pending: 12, outdated: 12, generation: 3 });
+      const [query] = await backend.embedDocuments([documentText(docs[0])]);
+      const hits = await reader.searchVector(query, { k: 50 });
+      assert.equal(hits.length, 20, 'every document is searchable');
+      const updated = hits.filter((h) => h.text.startsWith('CHANGED ')).map((h) => h.id);
+      assert.equal(updated.length, 8, 'the two committed chunks are searched with their new text');
+      for (const d of docs.filter((x) => !updated.includes(x.id))) {
+        const [old] = await backend.embedDocuments([documentText(d)]);
+        const [top] = await reader.searchVector(old, { k: 1 });
+        assert.equal(top.id, d.id, `${d.id} is found by its old vector`);
+        assert.equal(top.text, d.text, `${d.id} keeps its old text until its new vector is committed`);
+      }
+
+      const back = await writer.addDocuments(docs);
+      assert.deepEqual(back.counts, { added: 0, changed: 8, unchanged: 12, resumed: 0, repaired: 0 });
+      assert.equal(back.encoded, 8, 'only the committed changes are encoded back');
+      const r = await writer.addDocuments(changed);
+      assert.equal(r.encoded, 20);
+      assert.ok(await reader.refresh());
+      const all = await reader.searchVector(query, { k: 50 });
+      assert.equal(all.filter((h) => h.text.startsWith('CHANGED ')).length, 20);
+      assert.equal(reader.stats().pending, 0);
+      await reader.close();
+      await writer.close();
+    } finally {
+      cleanup();
+    }
+  },
+);
+
 test('an index refuses vectors from another model', async () => {
   const { dir, cleanup } = tempDir('mix');
   try {
