@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { UserError, type Command } from './command.js';
@@ -42,8 +43,9 @@ chunks and stores texts, metadata and vectors in <index-dir>:
   vectors.usearch   HNSW graph (or a LanceDB table with --store lancedb), checksummed
 
 Running it again on the same --out adds new documents, re-encodes changed ones and skips unchanged
-ones; a changed document is searched as it was until its new vector is committed. A stopped run
-continues where it stopped (at most --commit-every documents are encoded again). Documents of the
+ones; a changed document is searched as it was until its new vector is committed. Ctrl-C (or
+SIGTERM) stops a run at its last commit (exit code 130, or 143); a stopped or killed run continues
+where it stopped (at most --commit-every documents are encoded again). Documents of the
 index that are no longer in --input are reported, and deleted with --prune. An index built with one
 model (or prompt set) refuses vectors from another; without --model or --remote, the model the index
 was built with is used. A damaged vectors.usearch or index.json is rebuilt from docs.sqlite; a
@@ -163,6 +165,7 @@ export const indexCommand: Command = {
           ...(values['store-uri'] ? { storeUri: values['store-uri'] } : {}),
         },
       });
+      const keepSignals = stopAtLastCommit();
       try {
         for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
         index.lockForWriting();
@@ -223,6 +226,7 @@ export const indexCommand: Command = {
         }
         if (r.dead && r.dead.length > 0) throw deadLetterError(r.dead);
       } finally {
+        keepSignals();
         await index.close();
         await backend.close?.();
       }
@@ -230,6 +234,28 @@ export const indexCommand: Command = {
     })();
   },
 };
+
+/**
+ * Ctrl-C, or a plain kill, while the index is written. Node's default ends the process wherever it is, inside
+ * an SQLite transaction too (leaving a journal that readers cannot roll back), and says nothing. A handler runs
+ * between JavaScript tasks, never inside a commit, so the index is as its last commit left it and the same
+ * command continues from there. Returns what gives the signals back to Node.
+ */
+function stopAtLastCommit(): () => void {
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const stop = (signal: NodeJS.Signals): void => {
+    const below = process.stderr.isTTY ? '\n' : ''; // a progress bar may hold the line
+    process.stderr.write(
+      `${below}search-r3: ${signal}: stopped at the last commit (what it committed stays indexed and ` +
+        `searchable); run the same command again to continue.\n`,
+    );
+    process.exit(128 + osConstants.signals[signal]);
+  };
+  for (const s of signals) process.on(s, stop);
+  return () => {
+    for (const s of signals) process.off(s, stop);
+  };
+}
 
 /** addDocuments' work with the encoding done by queue workers: stage here, encode there, store here. */
 async function indexThroughQueue(

@@ -7,14 +7,7 @@ import * as T from '../tensor/index.js';
 import { type Steps, generateSteps, runSteps } from '../model/generate.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import {
-  DEFAULT_TEMPLATES,
-  type EncodedPrompt,
-  type PromptKind,
-  type PromptTemplates,
-  embedTokenId,
-  encodePrompt,
-} from './prompts.js';
+import { DEFAULT_TEMPLATES, type EncodedPrompt, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
 import { readAnalysis, reasoningPrompts } from './reasoning.js';
 
 export interface EmbedderOptions {
@@ -88,7 +81,23 @@ export class Embedder {
     texts: readonly string[],
     onProgress?: (done: number, total: number) => void,
   ): { vectors: Float32Array[]; stats: EmbedStats } {
-    return this.embedDirect(texts, 'document', onProgress);
+    return runSteps(this.documentSteps(texts, onProgress));
+  }
+
+  /**
+   * embedDocuments one forward batch at a time (run each with advance()): a caller can give the event loop a
+   * turn between batches. The batches are embedDocuments', so the vectors are bit for bit the same.
+   */
+  *documentSteps(
+    texts: readonly string[],
+    onProgress?: (done: number, total: number) => void,
+  ): Steps<{ vectors: Float32Array[]; stats: EmbedStats }> {
+    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength));
+    const vectors = yield* this.forwardSteps(
+      prompts.map((p) => p.ids),
+      onProgress,
+    );
+    return { vectors, stats: embedStats(texts, prompts) };
   }
 
   /** Embeds queries; with reasoning on, the model analyses each query before emitting the token. */
@@ -104,24 +113,16 @@ export class Embedder {
     return this.embedQueries([text], opts)[0];
   }
 
-  private embedDirect(
-    texts: readonly string[],
-    kind: PromptKind,
-    onProgress?: (done: number, total: number) => void,
-  ): { vectors: Float32Array[]; stats: EmbedStats } {
-    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, kind, this.templates, this.maxLength));
-    const vectors = this.forwardBatches(
-      prompts.map((p) => p.ids),
-      onProgress,
-    );
-    return { vectors, stats: embedStats(texts, prompts) };
-  }
-
   /**
    * Final hidden state at the last token of each sequence. Sequences are sorted by length and padded on
    * the right: under causal attention padding after a token cannot change it, so no mask is needed.
    */
   forwardBatches(seqs: number[][], onProgress?: (done: number, total: number) => void): Float32Array[] {
+    return runSteps(this.forwardSteps(seqs, onProgress));
+  }
+
+  /** forwardBatches one batch (one forward pass) per step. */
+  private *forwardSteps(seqs: number[][], onProgress?: (done: number, total: number) => void): Steps<Float32Array[]> {
     const order = seqs.map((_, i) => i).sort((a, b) => seqs[b].length - seqs[a].length);
     const out = new Array<Float32Array>(seqs.length);
     const d = this.dimension;
@@ -140,6 +141,7 @@ export class Embedder {
       start += n;
       done += n;
       onProgress?.(done, seqs.length);
+      yield;
     }
     return out;
   }

@@ -11,6 +11,7 @@ import {
   type QueryOptions,
   requireEmbedToken,
 } from '../embed/index.js';
+import { advance } from '../model/generate.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import path from 'node:path';
 import { modelFingerprint } from './model-fingerprint.js';
@@ -74,8 +75,13 @@ export class LocalBackend implements EmbeddingBackend {
   }
 
   async encodeDocuments(texts: readonly string[]): Promise<DocumentEmbeddings> {
-    const { vectors, stats } = this.embedder.embedDocuments(texts);
-    return { vectors, truncated: stats.truncatedTexts };
+    const steps = this.embedder.documentSteps(texts);
+    for (;;) {
+      const r = advance(steps);
+      if (r.done) return { vectors: r.value.vectors, truncated: r.value.stats.truncatedTexts };
+      // the forward passes are synchronous: between them timers, I/O and signal handlers (index's Ctrl-C) get a turn
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {

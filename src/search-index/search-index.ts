@@ -273,6 +273,8 @@ export class SearchIndex {
     for (let i = 0; i < docs.length; i += 10_000) {
       const c = this.docs.stage(docs.slice(i, i + 10_000), damaged);
       for (const k of Object.keys(counts) as (keyof StageCounts)[]) counts[k] += c[k];
+      // between slices (each its own transaction) timers, I/O and signal handlers get a turn
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
     this.writeCounts();
     return {

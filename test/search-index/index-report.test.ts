@@ -3,10 +3,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { runCli } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 test(
@@ -59,6 +62,69 @@ test(
     }
   },
 );
+
+/** Documents of the index in docs.sqlite whose stored text starts with `prefix` (0 while the file is busy). */
+function indexedWithPrefix(idx: string, prefix: string): number {
+  try {
+    const db = new Database(path.join(idx, 'docs.sqlite'), { readonly: true, timeout: 0 });
+    try {
+      const sql = "SELECT count(*) AS n FROM docs WHERE status = 'indexed' AND substr(text, 1, length(?)) = ?";
+      return (db.prepare(sql).get(prefix, prefix) as { n: number }).n;
+    } finally {
+      db.close();
+    }
+  } catch {
+    return 0;
+  }
+}
+
+test('Ctrl-C stops an update at its last commit and says so in one line (exit 130); a rerun ends it', async () => {
+  const { dir, cleanup } = tempDir('sigint');
+  try {
+    const model = await tinyModelDir(dir);
+    const idx = path.join(dir, 'idx');
+    const docs = corpus(400).map(({ id, title, text }) => ({ id, title, text }));
+    const input = path.join(dir, 'docs.jsonl');
+    writeJsonl(input, docs);
+    assert.equal(runCli(['index', '--model', model, '--input', input, '--out', idx]).status, 0);
+    const changed = path.join(dir, 'changed.jsonl');
+    writeJsonl(
+      changed,
+      docs.map((d) => ({ ...d, text: `CHANGED ${d.text}` })),
+    );
+    const update = ['index', '--input', changed, '--out', idx, '--commit-every', '1'];
+    const p = spawn(process.execPath, [path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...update]);
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      p.on('exit', (code, signal) => resolve({ code, signal })),
+    );
+    // interrupted once the update has committed something
+    while (indexedWithPrefix(idx, 'CHANGED ') === 0) await new Promise((r) => setTimeout(r, 20));
+    p.kill('SIGINT');
+    const { code, signal } = await exited;
+    assert.deepEqual({ code, signal }, { code: 130, signal: null }, stderr);
+    const lines = stderr.trim().split('\n');
+    assert.match(
+      lines.at(-1)!,
+      /^search-r3: SIGINT: stopped at the last commit .*; run the same command again to continue\.$/,
+    );
+    assert.ok(!existsSync(path.join(idx, 'docs.sqlite-journal')), 'no write was cut off');
+    const committed = indexedWithPrefix(idx, 'CHANGED ');
+    assert.ok(committed > 0 && committed < 400, `stopped part-way: ${committed} of 400 updated`);
+
+    const search = runCli(['search', '--index', idx, '--json', '-k', '400', 'protein']);
+    assert.equal(search.status, 0, search.stderr);
+    assert.equal((JSON.parse(search.stdout) as { data: unknown[] }).data.length, 400, 'every document is searchable');
+    const rerun = runCli(update);
+    assert.equal(rerun.status, 0, rerun.stderr);
+    const counts = `${400 - committed} encoded now, ${committed} unchanged`;
+    assert.match(rerun.stdout, new RegExp(`400 documents indexed \\(${counts}\\)`));
+    assert.equal(indexedWithPrefix(idx, 'CHANGED '), 400);
+  } finally {
+    cleanup();
+  }
+});
 
 test(
   'index reports documents cut to the context, a clamped ' + '--max-length, and takes the model from an existing index',
