@@ -16,6 +16,7 @@
  * (rollback journal, so a reader creates no file beside it), read-write for indexing.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { contentHash, documentText, type SourceDocument } from './document-source.js';
 import { IndexError } from './index-error.js';
@@ -45,6 +46,10 @@ export interface StageCounts {
   resumed: number;
   /** Rows that failed their checksums and were staged again from the given content. */
   repaired: number;
+}
+
+interface Named {
+  name: string;
 }
 
 interface Row {
@@ -114,8 +119,9 @@ export function sqliteFailure(file: string, e: unknown): IndexError {
     return new IndexError(`${file} is locked by another process (${why}); try again once it has finished.`);
   if (code === 'SQLITE_READONLY_ROLLBACK') {
     return new IndexError(
-      `${file} holds an unfinished write of a process that was killed; run 'search-r3 index' on this folder ` +
-        `once to roll it back, then search again.`,
+      `${file} holds an unfinished write of a process that was killed, which this process may not roll back ` +
+        `(an index run holds the write lock, or the folder is not writable for it); run 'search-r3 index' on ` +
+        `this folder once to roll it back, then search again.`,
     );
   }
   if (code === 'SQLITE_FULL')
@@ -127,6 +133,31 @@ export function sqliteFailure(file: string, e: unknown): IndexError {
   if (typeof code === 'string' && code.startsWith('SQLITE_CANTOPEN'))
     return new IndexError(`${file} cannot be opened (${why}); check that it exists and is readable.`);
   return damagedFile(file, why);
+}
+
+/** An error of a call on `file` as the user sees it: SQLite's as one sentence, others unchanged. */
+function failure(file: string, e: unknown): unknown {
+  return isSqliteError(e) ? sqliteFailure(file, e) : e;
+}
+
+/**
+ * Rolls back the journal a killed writer left beside `file` (the unfinished transaction), as the next writer
+ * would first thing: a connection that may write restores the last commit when it first reads the file.
+ * SQLite treats a journal as unfinished only while no connection holds the file's write lock, so a running
+ * writer's transaction is never touched. Returns whether the journal is gone: false when this process may not
+ * write the file or its folder (a read-only mount, another user's index).
+ */
+function rollBackJournal(file: string): boolean {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { fileMustExist: true });
+    db.prepare('SELECT count(*) FROM sqlite_master').get();
+  } catch {
+    return false;
+  } finally {
+    db?.close();
+  }
+  return !existsSync(`${file}-journal`);
 }
 
 function damagedFile(file: string, why: string): IndexError {
@@ -159,6 +190,8 @@ export class DocumentTable {
     readonly readOnly: boolean,
     /** Whether rows carry checksums (tables written by older versions have none until a writer adds them). */
     private readonly rowChecksums: boolean,
+    /** Whether a reader may roll back a journal that a killed writer left (no writer runs). */
+    private readonly mayRollBack: () => boolean = () => false,
   ) {}
 
   /** Opens (creating when missing) for indexing: checks the file's structure, adds what older versions lacked. */
@@ -186,30 +219,32 @@ export class DocumentTable {
       return t;
     } catch (e) {
       db?.close();
-      if (e instanceof IndexError) throw e;
-      if (isSqliteError(e)) throw sqliteFailure(file, e);
-      throw e;
+      throw failure(file, e);
     }
   }
 
-  /** Opens an existing table for reading only: nothing in or beside the file is created or changed. */
-  static openReadOnly(file: string): DocumentTable {
+  /**
+   * Opens an existing table for reading only: nothing in or beside the file is created or changed, except a
+   * journal that a killed writer left, which is rolled back (see rollBackJournal) when `mayRollBack()` says
+   * no writer is running.
+   */
+  static openReadOnly(file: string, mayRollBack: () => boolean = () => false): DocumentTable {
     let db: Database.Database | undefined;
     try {
       db = new Database(file, { readonly: true, fileMustExist: true });
-      const tables = new Set(
-        (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
-          (r) => r.name,
-        ),
+      const probe = new DocumentTable(file, db, true, false, mayRollBack);
+      const tables = probe.guard(
+        () =>
+          new Set(
+            (db!.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Named[]).map((r) => r.name),
+          ),
       );
       for (const t of ['docs', 'meta']) if (!tables.has(t)) throw damagedFile(file, `it has no '${t}' table`);
-      const columns = new Set((db.prepare('PRAGMA table_info(docs)').all() as { name: string }[]).map((c) => c.name));
-      return new DocumentTable(file, db, true, columns.has('crc'));
+      const columns = new Set((db.prepare('PRAGMA table_info(docs)').all() as Named[]).map((c) => c.name));
+      return new DocumentTable(file, db, true, columns.has('crc'), mayRollBack);
     } catch (e) {
       db?.close();
-      if (e instanceof IndexError) throw e;
-      if (isSqliteError(e)) throw sqliteFailure(file, e);
-      throw e;
+      throw failure(file, e);
     }
   }
 
@@ -218,13 +253,21 @@ export class DocumentTable {
     return `${BASE_COLUMNS}, ${this.rowChecksums ? 'vhash, crc' : 'NULL AS vhash, NULL AS crc'}`;
   }
 
-  /** Runs a read or write, turning SQLite's failures into one sentence naming the file. */
+  /**
+   * Runs a read or write, turning SQLite's failures into one sentence naming the file. A reader that finds a
+   * killed writer's journal rolls it back when it may, and reads again.
+   */
   private guard<T>(f: () => T): T {
     try {
       return f();
     } catch (e) {
-      if (isSqliteError(e)) throw sqliteFailure(this.file, e);
-      throw e;
+      const hotJournal = (e as { code?: unknown }).code === 'SQLITE_READONLY_ROLLBACK';
+      if (!(hotJournal && this.mayRollBack() && rollBackJournal(this.file))) throw failure(this.file, e);
+    }
+    try {
+      return f();
+    } catch (e) {
+      throw failure(this.file, e);
     }
   }
 

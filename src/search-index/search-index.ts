@@ -598,7 +598,7 @@ function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes
   }
   if (state !== 'present')
     throw new IndexError(`${file} is ${state}: the index has lost its documents; ${REBUILD(dir)}.`);
-  const docs = DocumentTable.openReadOnly(file);
+  const docs = DocumentTable.openReadOnly(file, noWriterRuns(dir));
   if (manifest && manifest.counts.documents > 0 && docs.indexedCount() === 0 && docs.pendingCount() === 0) {
     docs.close();
     throw new IndexError(
@@ -607,6 +607,14 @@ function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes
     );
   }
   return docs;
+}
+
+/**
+ * Whether a reader may roll back the journal a killed writer left in `dir`: no live process holds the write
+ * lock. (SQLite itself never rolls back the transaction of a writer that is running.)
+ */
+function noWriterRuns(dir: string): () => boolean {
+  return () => WriteLock.holder(dir) === undefined;
 }
 
 const MANIFEST_COPY = 'manifest';
@@ -669,7 +677,7 @@ export function readIndexManifest(dir: string): IndexManifest {
   if ('manifest' in read) return read.manifest;
   const file = path.join(dir, DOCS_FILE);
   if (existsSync(file) && statSync(file).isFile() && statSync(file).size > 0) {
-    const docs = DocumentTable.openReadOnly(file);
+    const docs = DocumentTable.openReadOnly(file, noWriterRuns(dir));
     try {
       const copy = docs.info(MANIFEST_COPY);
       if (copy !== undefined) return unsealManifest(copy, `${file} (its copy of ${MANIFEST_FILE})`);

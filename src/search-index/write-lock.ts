@@ -24,13 +24,8 @@ export class WriteLock {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
-      let pid = NaN;
-      try {
-        pid = Number(readFileSync(file, 'utf8').trim());
-      } catch {
-        /* removed meanwhile: retry */
-      }
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processRuns(pid)) {
+      const pid = WriteLock.holder(dir);
+      if (pid !== undefined) {
         throw new IndexError(
           `${file}: another process (pid ${pid}) is writing to this index; wait for it to finish (or remove ` +
             `the file if that process is not search-r3).`,
@@ -39,6 +34,17 @@ export class WriteLock {
       rmSync(file, { force: true }); // stale: its writer is gone
     }
     throw new IndexError(`${file}: could not take the write lock; another process keeps taking it.`);
+  }
+
+  /** The pid of the live process, other than this one, that holds the lock of `dir`; undefined when none does. */
+  static holder(dir: string): number | undefined {
+    let pid = NaN;
+    try {
+      pid = Number(readFileSync(path.join(dir, LOCK_FILE), 'utf8').trim());
+    } catch {
+      return undefined; // no lock, or removed meanwhile
+    }
+    return Number.isInteger(pid) && pid > 0 && pid !== process.pid && processRuns(pid) ? pid : undefined;
   }
 
   release(): void {

@@ -4,15 +4,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { IndexError } from '../../src/search-index/index-error.js';
 import { documentText } from '../../src/search-index/document-source.js';
 import { runCli } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
 import { folderDigest } from '../helpers/damage.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
@@ -51,6 +52,60 @@ test('search on an index whose docs.sqlite is missing or empty says so and leave
     assert.equal(w.status, 0, w.stderr);
     assert.match(w.stderr, /docs\.sqlite was empty; the index is rebuilt/);
     assert.match(w.stdout, /12 documents indexed \(12 encoded now, 0 unchanged\)/);
+  } finally {
+    cleanup();
+  }
+});
+
+/** What a writer killed inside a transaction leaves: uncommitted pages in `file` and its journal of the old ones. */
+function killMidTransaction(file: string): void {
+  const code = `const db = new (require('better-sqlite3'))(${JSON.stringify(file)});
+    db.pragma('cache_size = 1'); // changed pages spill into the file before the commit
+    db.exec('BEGIN IMMEDIATE');
+    db.exec("UPDATE docs SET text = text || ' unfinished'");
+    process.kill(process.pid, 'SIGKILL');`;
+  spawnSync(process.execPath, ['-e', code], { cwd: repoRoot });
+  assert.ok(existsSync(`${file}-journal`), 'the killed write left its journal');
+}
+
+test('a reader rolls back the unfinished write of a killed index run, unless an index run holds the lock', async () => {
+  const { dir, cleanup } = tempDir('ro-journal');
+  try {
+    const model = await tinyModelDir(dir);
+    const idx = path.join(dir, 'idx');
+    const input = path.join(dir, 'docs.jsonl');
+    writeJsonl(input, corpus(40));
+    assert.equal(runCli(['index', '--model', model, '--input', input, '--out', idx]).status, 0);
+    const query = ['--json', '-k', '40', 'protein'];
+    const want = JSON.parse(runCli(['search', '--index', idx, ...query]).stdout) as { data: unknown[] };
+    const reader = await SearchIndex.open(idx);
+    killMidTransaction(path.join(idx, 'docs.sqlite'));
+    const held = path.join(dir, 'held');
+    cpSync(idx, held, { recursive: true });
+
+    // no index run is writing: the reader restores the last commit and answers as before
+    const r = runCli(['search', '--index', idx, ...query]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { data: unknown[] }).data, want.data);
+    assert.ok(!existsSync(path.join(idx, 'docs.sqlite-journal')));
+    // so does a reader (a server) that was open when the writer was killed
+    killMidTransaction(path.join(idx, 'docs.sqlite'));
+    assert.equal(reader.stats().documents, 40);
+    assert.ok(!existsSync(path.join(idx, 'docs.sqlite-journal')));
+    await reader.close();
+
+    // a live process holds the write lock: the journal is its business, and the reader says what to do
+    const writer = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)']);
+    try {
+      writeFileSync(path.join(held, 'write.lock'), `${writer.pid}\n`);
+      const before = folderDigest(held);
+      const refused = runCli(['search', '--index', held, ...query]);
+      assert.equal(refused.status, 2, refused.stderr);
+      assert.match(refused.stderr, /docs\.sqlite holds an unfinished write of a process that was killed/);
+      assert.deepEqual(folderDigest(held), before, 'nothing rolled back');
+    } finally {
+      writer.kill();
+    }
   } finally {
     cleanup();
   }
