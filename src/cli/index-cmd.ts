@@ -315,25 +315,30 @@ async function openBackend(
     );
   }
   const existing = existingManifest(out);
-  if (existing && maxLength !== undefined && maxLength !== existing.maxLength) {
-    throw new UserError(
-      `--max-length ${maxLength} differs from the ${existing.maxLength} tokens this index cuts texts at; ` +
-        `build a new index to change it.`,
-    );
-  }
   const model = values.model ?? existing?.model.source;
   if (!model) throw new UserError('give --model <dir> (or --remote <urls>): a new index needs a model.');
   if (engine.kind === 'search-r3') selectDevice(values.device);
+  // the model lowers a --max-length above its context to it: the index's cut length is compared with that
   const opts = existing
-    ? { maxLength: existing.maxLength, templates: existing.templates, batchTokens }
+    ? { maxLength: maxLength ?? existing.maxLength, templates: existing.templates, batchTokens }
     : { maxLength, batchTokens };
   const backend = await openEngineBackend(model, engine, opts);
-  const why = existing && engineMismatch(existing, backend);
+  const why = existing && (otherCutLength(existing, maxLength, backend.maxLength) ?? engineMismatch(existing, backend));
   if (why) {
     await backend.close?.();
     throw new UserError(why);
   }
   return backend;
+}
+
+/** Why --max-length `given`, which the model cuts at `cut` tokens, does not fit the index `m`; null when it does. */
+function otherCutLength(m: IndexManifest, given: number | undefined, cut: number): string | null {
+  if (given === undefined || cut === m.maxLength) return null;
+  const lowered = cut !== given ? ` (lowered to the model's context, ${cut})` : '';
+  return (
+    `--max-length ${given}${lowered} differs from the ${m.maxLength} tokens this index cuts texts at; build a new ` +
+    `index to change it.`
+  );
 }
 
 /** Whether `out` holds an index (its manifest or its document table), whole or not. */

@@ -127,7 +127,8 @@ test('Ctrl-C stops an update at its last commit and says so in one line (exit 13
 });
 
 test(
-  'index reports documents cut to the context, a clamped ' + '--max-length, and takes the model from an existing index',
+  'index reports documents cut to the context, a clamped --max-length (which a rerun may give again), and takes ' +
+    'the model from an existing index',
   async () => {
     const { dir, cleanup } = tempDir('cut');
     try {
@@ -152,6 +153,17 @@ test(
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, /--max-length 100000 is above the model's context; texts are cut at 256 tokens/);
       assert.match(r.stdout, /1 of the 7 documents encoded now were longer than 256 tokens and were cut to fit/);
+      // the same command again: the value it lowers to is the index's cut length; another one is refused
+      const again = ['index', '--input', input, '--out', idx, '--max-length'];
+      r = runCli([...again, '100000']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /7 documents indexed \(0 encoded now, 7 unchanged\)/);
+      r = runCli([...again, '100']);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        /--max-length 100 differs from the 256 tokens this index cuts texts at; build a new index/,
+      );
       // no --model: the index's own; a changed document is encoded again with it
       writeJsonl(input, [...docs.slice(0, 6), { id: 'long', title: 'long', text: 'short now' }]);
       r = runCli(['index', '--input', input, '--out', idx]);
