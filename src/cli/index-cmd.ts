@@ -67,8 +67,9 @@ options:
                          files are skipped and counted)
   --out <dir>            index folder (created if missing)
   --dtype f32|f16|i8     HNSW vector storage (default f32; fixed when the index is created)
-  --store local|lancedb  vector store (default local = usearch HNSW)
-  --store-uri <uri>      LanceDB location (local path or s3://...), default <out>/vectors.lance
+  --store local|lancedb  vector store (default local = usearch HNSW; fixed when the index is created)
+  --store-uri <uri>      LanceDB location (local path or s3://...; implies --store lancedb), default
+                         <out>/vectors.lance (fixed when the index is created)
   --commit-every <n>     documents per commit: encoded, then written durably together (default 256);
                          a kill loses at most this many documents' work
   --max-length <n>       longest prompt in tokens (default: the model's context, at most 8192; a value
@@ -126,9 +127,11 @@ export const indexCommand: Command = {
       const dtype = values.dtype;
       if (dtype !== undefined && !['f32', 'f16', 'i8'].includes(dtype))
         throw new UserError(`--dtype must be f32, f16 or i8 (got '${dtype}').`);
-      const store = values.store ?? (values.queue ? 'lancedb' : 'local');
+      const store = values.store ?? (values.queue || values['store-uri'] ? 'lancedb' : 'local');
       if (store !== 'local' && store !== 'lancedb')
         throw new UserError(`--store must be local or lancedb (got '${store}').`);
+      if (store === 'local' && values['store-uri'])
+        throw new UserError('--store-uri names a LanceDB table; drop it, or give --store lancedb.');
       if (values.queue && store !== 'lancedb')
         throw new UserError('--queue writes to a LanceDB store that replicas share; drop --store local.');
       if (values.queue && values.remote) throw new UserError('give one of --queue <url> or --remote <urls>, not both.');
@@ -159,9 +162,10 @@ export const indexCommand: Command = {
       });
       const index = await SearchIndex.open(out, {
         backend,
+        // left out, an existing index keeps its own; given, they must be its own (fixed when it was created)
         create: {
           ...(dtype ? { dtype: dtype as VectorDtype } : {}),
-          store,
+          ...(values.store !== undefined || !holdsIndex(out) ? { store } : {}),
           ...(values['store-uri'] ? { storeUri: values['store-uri'] } : {}),
         },
       });

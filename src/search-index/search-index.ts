@@ -44,7 +44,7 @@ export interface CreateIndexOptions {
   dtype?: VectorDtype;
   hnsw?: Partial<HnswParams>;
   store?: StoreKind;
-  /** LanceDB URI (local path, s3://…) for store 'lancedb'; default <index>/vectors.lance. */
+  /** LanceDB URI (local path, s3://…; store 'lancedb' when store is left out); default <index>/vectors.lance. */
   storeUri?: string;
 }
 
@@ -183,6 +183,9 @@ export class SearchIndex {
             `${opts.create.dtype}; build a new index to change it.`,
         );
       }
+      const otherStore = opts.create && storeChange(dir, manifest, opts.create);
+      if (otherStore)
+        throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: ${otherStore}; build a new index to change it.`);
       store = await openStore(dir, manifest, !writable, opts.threads);
       if (store.problem) {
         const done = writable
@@ -555,6 +558,37 @@ function storeError(where: string, e: unknown, what: 'read' | 'written'): IndexE
   );
 }
 
+/** Where a LanceDB store keeps its table: the URI given when the index was created, or <index>/vectors.lance. */
+function lanceUri(dir: string, uri: string | undefined): string {
+  return uri ?? path.join(dir, 'vectors.lance');
+}
+
+/** Two store locations that name the same table (a local path as given or resolved; a URL as it is). */
+function sameLocation(a: string, b: string): boolean {
+  return a === b || (!a.includes('://') && !b.includes('://') && path.resolve(a) === path.resolve(b));
+}
+
+/** The store `c` asks for: as given, else LanceDB when it gives a store URI, else `otherwise`. */
+function askedStore(c: CreateIndexOptions, otherwise: StoreKind): StoreKind {
+  return c.store ?? (c.storeUri !== undefined ? 'lancedb' : otherwise);
+}
+
+function storeName(kind: StoreKind, uri: string): string {
+  return kind === 'local' ? 'a local HNSW file (vectors.usearch)' : `the LanceDB table at ${uri}`;
+}
+
+/**
+ * The vector store that `c` asks for, said against the index's (fixed when it was created, as its dtype), or
+ * undefined when they agree. A local store has no URI: one given beside it is not looked at.
+ */
+function storeChange(dir: string, m: IndexManifest, c: CreateIndexOptions): string | undefined {
+  const kind = askedStore(c, m.store);
+  const have = lanceUri(dir, m.storeUri);
+  const want = c.storeUri ?? have;
+  if (kind === m.store && (kind === 'local' || sameLocation(want, have))) return undefined;
+  return `the index keeps its vectors in ${storeName(m.store, have)}, not in ${storeName(kind, want)}`;
+}
+
 function backendSource(b: EmbeddingBackend): string {
   const s = (b as { source?: unknown }).source;
   return typeof s === 'string' ? s : b.modelId;
@@ -702,7 +736,7 @@ function newManifest(dir: string, opts: OpenIndexOptions): IndexManifest {
   if (!backend) throw new IndexError('creating an index needs a model (backend) to fix its dimension and prompts.');
   const create = opts.create ?? {};
   const now = new Date().toISOString();
-  const store = create.store ?? 'local';
+  const store = askedStore(create, 'local');
   return {
     format: FORMAT,
     version: FORMAT_VERSION,
@@ -714,7 +748,7 @@ function newManifest(dir: string, opts: OpenIndexOptions): IndexManifest {
     metric: 'cos',
     documentText: 'title-newline-text',
     store,
-    ...(store === 'lancedb' ? { storeUri: create.storeUri ?? path.join(dir, 'vectors.lance') } : {}),
+    ...(store === 'lancedb' ? { storeUri: lanceUri(dir, create.storeUri) } : {}),
     hnsw: { ...DEFAULT_HNSW, ...create.hnsw },
     counts: { documents: 0, pending: 0 },
     createdAt: now,
@@ -725,7 +759,7 @@ function newManifest(dir: string, opts: OpenIndexOptions): IndexManifest {
 async function openStore(dir: string, m: IndexManifest, readOnly: boolean, threads?: number): Promise<VectorStore> {
   const local = { dimension: m.dimension, dtype: m.dtype, hnsw: m.hnsw, threads };
   if (m.store === 'lancedb') {
-    const uri = m.storeUri ?? path.join(dir, 'vectors.lance');
+    const uri = lanceUri(dir, m.storeUri);
     // connecting creates a local folder: a reader that finds none searches a graph of its own instead
     if (readOnly && !uri.includes('://') && !existsSync(uri))
       return new UsearchStore(dir, { ...local, load: false, problem: `${uri} is missing` });

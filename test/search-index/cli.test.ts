@@ -240,3 +240,49 @@ test('odd but valid input: lone surrogates, ids past 2^53, a BEIR folder with me
     cleanup();
   }
 });
+
+test('an existing index refuses another --store or --store-uri, as it refuses another --dtype', async () => {
+  const { dir, cleanup } = tempDir('cli-store');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    writeJsonl(input, corpus(6));
+    const local = path.join(dir, 'local');
+    const lance = path.join(dir, 'lance');
+    const table = path.join(dir, 'table.lance');
+    assert.equal((await cli('index', '--model', model, '--input', input, '--out', local)).code, 0);
+    // a store URI alone asks for LanceDB
+    assert.equal(
+      (await cli('index', '--model', model, '--input', input, '--out', lance, '--store-uri', table)).code,
+      0,
+    );
+    assert.ok(existsSync(table) && !existsSync(path.join(lance, 'vectors.usearch')));
+    const elsewhere = path.join(dir, 'elsewhere.lance');
+    const refused: [string, string[], RegExp][] = [
+      [local, ['--store', 'lancedb'], /not in the LanceDB table at .*local\/vectors\.lance; build a new index/],
+      [local, ['--store-uri', elsewhere], /not in the LanceDB table at .*elsewhere\.lance; build a new index/],
+      [lance, ['--store', 'local'], /table\.lance, not in a local HNSW file .*; build a new index/],
+      [lance, ['--store-uri', elsewhere], /table\.lance, not in the LanceDB table at .*elsewhere\.lance/],
+      [path.join(dir, 'new'), ['--store', 'local', '--store-uri', elsewhere], /--store-uri names a LanceDB table/],
+    ];
+    for (const [out, options, message] of refused) {
+      const r = await cli('index', '--model', model, '--input', input, '--out', out, ...options);
+      assert.equal(r.code, 2, `${options.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
+    assert.ok(!existsSync(elsewhere) && !existsSync(path.join(local, 'vectors.lance')), 'no store was created');
+    // left out, or given as they are, the index keeps its own
+    for (const [out, options] of [
+      [local, []],
+      [local, ['--store', 'local']],
+      [lance, []],
+      [lance, ['--store', 'lancedb', '--store-uri', table]],
+    ] as [string, string[]][]) {
+      const r = await cli('index', '--input', input, '--out', out, ...options);
+      assert.equal(r.code, 0, `${options.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /6 documents indexed \(0 encoded now, 6 unchanged\)/);
+    }
+  } finally {
+    cleanup();
+  }
+});
