@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import {
   GGUF_SOURCE_MODEL_KEY,
   exportQwen2GgufFromFolder,
@@ -11,7 +11,7 @@ import {
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import { type Command, UserError } from './command.js';
-import { checkOutputFile } from './output-path.js';
+import { checkOutputFile, fileHead } from './output-path.js';
 
 const help = `search-r3 export gguf — write a model (or a LoRA adapter) as GGUF for llama.cpp, Ollama, node-llama-cpp
 
@@ -78,14 +78,7 @@ export const exportCommand: Command = {
  */
 function checkNotOtherFile(out: string): void {
   if (!existsSync(out)) return;
-  const magic = Buffer.alloc(4);
-  const fd = openSync(out, 'r');
-  try {
-    readSync(fd, magic, 0, 4, 0);
-  } finally {
-    closeSync(fd);
-  }
-  if (magic.toString('latin1') !== 'GGUF')
+  if (fileHead(out, 4).toString('latin1') !== 'GGUF')
     throw new UserError(
       `--out ${out} exists and is not a GGUF file; export replaces only a GGUF it wrote before: name a new file`,
     );

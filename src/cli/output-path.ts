@@ -3,7 +3,7 @@
  * folder where a file goes, or a folder this process may not write in would otherwise surface as a
  * file-system error after minutes of computing.
  */
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { probeWrite } from '../io/atomic-file.js';
 import { UserError } from './command.js';
@@ -96,5 +96,16 @@ function realPath(p: string): string | undefined {
     return realpathSync(p);
   } catch {
     return undefined;
+  }
+}
+
+/** The first `n` bytes of a file (fewer when it is shorter): enough to tell what kind of file an output replaces. */
+export function fileHead(file: string, n: number): Buffer {
+  const head = Buffer.alloc(n);
+  const fd = openSync(file, 'r');
+  try {
+    return head.subarray(0, readSync(fd, head, 0, n, 0));
+  } finally {
+    closeSync(fd);
   }
 }

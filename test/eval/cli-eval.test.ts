@@ -102,7 +102,7 @@ test('eval --dataset --retriever bm25 writes a TREC run and reports JSON', async
     // a --run that is a link (to a run already there, or to one not written yet) is written through
     const store = join(dir, 'store');
     mkdirSync(store);
-    writeFileSync(join(store, 'old.trec'), 'stale');
+    writeFileSync(join(store, 'old.trec'), 'q1 Q0 d1 1 1 stale\n');
     symlinkSync(join(store, 'old.trec'), join(dir, 'rlink.trec'));
     symlinkSync(join(store, 'new.trec'), join(dir, 'dangling.trec'));
     for (const link of ['rlink.trec', 'dangling.trec']) {
@@ -224,6 +224,18 @@ test('eval refuses a --run that is one of its inputs, however named, and leaves 
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.deepEqual(readFileSync(out), before, `${out} is left as it was`);
     }
+    // no input, but no run either (a model's config.json named by mistake): not replaced; a run is
+    writeFileSync(join(dir, 'config.json'), '{"model_type": "qwen2"}\n');
+    const cfg = await cli('--dataset', ds, '--retriever', 'bm25', '--run', join(dir, 'config.json'));
+    assert.equal(cfg.code, 2, cfg.stderr);
+    assert.match(
+      cfg.stderr.trim(),
+      /^search-r3: --run .*config\.json exists and is not a TREC run \(its first line has 2 fields, a run's have 6\)/,
+    );
+    assert.equal(readFileSync(join(dir, 'config.json'), 'utf8'), '{"model_type": "qwen2"}\n');
+    const again = await cli('--dataset', ds, '--retriever', 'bm25', '--run', join(dir, 'other.trec'));
+    assert.equal(again.code, 0, again.stderr);
+    assert.notEqual(readFileSync(join(dir, 'other.trec'), 'utf8'), 'q1 Q0 d1 1 1 other\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
