@@ -5,7 +5,7 @@ import { UserError, type Command } from './command.js';
 import { noEffect, nonNegativeInt, nonNegativeNumber, numberOption, positiveInt, unitIntervalOption } from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
-import { checkNotAnInput, checkOutputFile, fileHead, type InputFile } from './output-path.js';
+import { checkNotAnInput, checkOutputFile, checkReplacesOnly, type InputFile } from './output-path.js';
 import { beirSplitFiles, readBeirDataset, type BeirDataset } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { embeddingsFiles, readEmbeddings } from '../eval/embeddings-file.js';
@@ -84,23 +84,17 @@ evaluation:
   --json                      print JSON instead of tables
   -h, --help                  this help`;
 
-/**
- * An existing --run may only be a TREC run (written again): anything else there, a model's config.json or a
- * file named by mistake, would be replaced by the run.
- */
+/** An existing --run may only be a TREC run (written again): its first line has a run's six fields. */
 function checkReplacesOnlyARun(file: string): void {
-  if (!existsSync(file)) return;
-  const first = fileHead(file, 4096)
-    .toString('utf8')
-    .split('\n')
-    .find((l) => l.trim() !== '');
-  const fields = first?.trim().split(/\s+/).length ?? 6;
-  if (fields !== 6) {
-    throw new UserError(
-      `--run ${file} exists and is not a TREC run (its first line has ${fields} fields, a run's have 6); eval ` +
-        'replaces only a run it wrote before: name a new file.',
-    );
-  }
+  const why = (head: Buffer): string | null => {
+    const first = head
+      .toString('utf8')
+      .split('\n')
+      .find((l) => l.trim() !== '');
+    const fields = first?.trim().split(/\s+/).length ?? 6;
+    return fields === 6 ? null : ` (its first line has ${fields} fields, a run's have 6)`;
+  };
+  checkReplacesOnly(file, '--run', { command: 'eval', kind: 'a TREC run', why });
 }
 
 function parseCutoffs(v: string | undefined): number[] | undefined {

@@ -11,7 +11,7 @@ import {
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import { type Command, UserError } from './command.js';
-import { checkOutputFile, fileHead } from './output-path.js';
+import { checkOutputFile, checkReplacesOnly } from './output-path.js';
 
 const help = `search-r3 export gguf — write a model (or a LoRA adapter) as GGUF for llama.cpp, Ollama, node-llama-cpp
 
@@ -72,14 +72,8 @@ export const exportCommand: Command = {
   },
 };
 
-/**
- * An existing --out may only be a GGUF file (exported again): anything else (the model's own weights or
- * config.json, a file given by mistake) would be replaced by the export.
- */
+/** An existing --out may only be a GGUF file (exported again). */
 function checkNotOtherFile(out: string): void {
-  if (!existsSync(out)) return;
-  if (fileHead(out, 4).toString('latin1') !== 'GGUF')
-    throw new UserError(
-      `--out ${out} exists and is not a GGUF file; export replaces only a GGUF it wrote before: name a new file`,
-    );
+  const why = (head: Buffer): string | null => (head.toString('latin1', 0, 4) === 'GGUF' ? null : '');
+  checkReplacesOnly(out, '--out', { command: 'export', kind: 'a GGUF file', why });
 }

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { noEffect, nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
-import { checkNotAnInput, checkOutputFile } from './output-path.js';
+import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { loadSftConfig } from '../train/sft/config.js';
 import { candidatePool, loadTrainingData, sourceFiles } from '../train/sft/data.js';
@@ -32,6 +32,24 @@ ${deviceHelp(24)}
                         (with --retriever model)
   -h, --help            this help`;
 
+/**
+ * Why an existing --out is not JSON lines, or null when it may be: its first line, when the head holds all
+ * of it, must be one JSON object (a pretty-printed config.json's is '{'), else it must at least open one.
+ */
+function notJsonl(head: Buffer): string | null {
+  const text = head.toString('utf8').trimStart();
+  if (text === '') return null;
+  const end = text.indexOf('\n');
+  if (end < 0) return text.startsWith('{') ? null : ' (its first line is no JSON object)';
+  try {
+    const v: unknown = JSON.parse(text.slice(0, end));
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return null;
+  } catch {
+    /* not JSON: said below */
+  }
+  return ' (its first line is no JSON object)';
+}
+
 export const mineCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
@@ -53,6 +71,7 @@ export const mineCommand: Command = {
     });
     if (!values.config || !values.out) throw new UserError('mine needs --config <train.json> and --out <mined.jsonl>.');
     checkOutputFile(values.out, '--out');
+    checkReplacesOnly(values.out, '--out', { command: 'mine', kind: 'a JSONL file', why: notJsonl });
     const w = /^(\d+):(\d+)$/.exec(values.window ?? '10:100');
     if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1]))
       throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);

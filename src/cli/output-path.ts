@@ -109,3 +109,22 @@ export function fileHead(file: string, n: number): Buffer {
     closeSync(fd);
   }
 }
+
+/**
+ * An existing output may only be a file of the kind the command writes, written again: anything else there
+ * (a model's weights or config.json, a file named by mistake) would be replaced. `why` reads the file's first
+ * 4 KiB and says why it is not `kind` (a clause after it, '' for none), or null when it is.
+ */
+export function checkReplacesOnly(
+  file: string,
+  option: string,
+  o: { command: string; kind: string; why: (head: Buffer) => string | null },
+): void {
+  if (!existsSync(file)) return;
+  const why = o.why(fileHead(file, 4096));
+  if (why === null) return;
+  throw new UserError(
+    `${option} ${file} exists and is not ${o.kind}${why}; ${o.command} replaces only ${o.kind} it wrote before: ` +
+      'name a new file.',
+  );
+}

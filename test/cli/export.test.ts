@@ -164,7 +164,8 @@ test("export replaces a GGUF it wrote before, never another file (the model's ow
     const before = readFileSync(weights);
     const r = runCli(['export', 'gguf', '--model', modelDir, '--out', weights]);
     assert.equal(r.status, 2);
-    assert.match(r.stderr.trim(), /^search-r3: --out \S+model\.safetensors exists and is not a GGUF file; .*new file$/);
+    const refused = /^search-r3: --out \S+model\.safetensors exists and is not a GGUF file; .*new file\.$/;
+    assert.match(r.stderr.trim(), refused);
     assert.ok(readFileSync(weights).equals(before), 'the weights are untouched');
     const gguf = path.join(dir, 'm.gguf');
     for (let i = 0; i < 2; i++) assert.equal(runCli(['export', 'gguf', '--model', modelDir, '--out', gguf]).status, 0);

@@ -46,6 +46,13 @@ test('search-r3 mine, then train sft on its output, end to end', async () => {
     steps: 3,
     batch: { queries: 4 },
   });
+  // an existing --out that is no JSON lines (the model's config.json) is not replaced
+  const config = path.join(root, 'model', 'config.json');
+  const kept = readFileSync(config, 'utf8');
+  const over = cli(['mine', '--config', cfg, '--out', config]);
+  assert.equal(over.code, 2, over.err);
+  assert.match(over.err, /^search-r3: --out .*config\.json exists and is not a JSONL file \(its first line is no JSON/);
+  assert.equal(readFileSync(config, 'utf8'), kept);
   const m = cli([
     'mine',
     '--config',
