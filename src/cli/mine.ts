@@ -71,7 +71,6 @@ export const mineCommand: Command = {
     });
     if (!values.config || !values.out) throw new UserError('mine needs --config <train.json> and --out <mined.jsonl>.');
     checkOutputFile(values.out, '--out');
-    checkReplacesOnly(values.out, '--out', { command: 'mine', kind: 'a JSONL file', why: notJsonl });
     const w = /^(\d+):(\d+)$/.exec(values.window ?? '10:100');
     if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1]))
       throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
@@ -91,6 +90,8 @@ export const mineCommand: Command = {
       { path: values.config, what: '--config' },
       ...cfg.data.flatMap((d) => sourceFiles(d).map((f) => ({ path: f, what: `--config's ${d.type} source` }))),
     ]);
+    // after: an input is named as the input it is
+    checkReplacesOnly(values.out, '--out', { command: 'mine', kind: 'a JSONL file', why: notJsonl });
     const { examples, stats: ds } = await loadTrainingData(cfg.data);
     if (examples.length === 0) {
       // an empty file written over --out would replace an earlier good one with nothing to train on
