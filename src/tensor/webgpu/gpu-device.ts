@@ -105,7 +105,12 @@ export class GpuDevice {
   /** Runs once, first thing when the device closes (the process profile's table). */
   private onClose: (() => void) | null = null;
 
-  private constructor(worker: Worker, facts: AdapterFacts) {
+  private constructor(
+    worker: Worker,
+    facts: AdapterFacts,
+    /** How long a read may wait for the GPU thread before it is declared stuck (SEARCH_R3_GPU_TIMEOUT_MS). */
+    private readonly timeoutMs: number,
+  ) {
     this.worker = worker;
     this.facts = facts;
   }
@@ -116,7 +121,7 @@ export class GpuDevice {
    * GPUs, `enable-dawn-features=<toggles>` sets Dawn toggles (docs/gpu.md).
    */
   static open(powerPreference: GpuInit['powerPreference'] = 'high-performance'): GpuDevice {
-    gpuTimeoutSetting(); // a bad value is refused before a GPU thread starts, not at the first read
+    const timeoutMs = gpuTimeoutSetting(); // read once, and a bad value refused before a GPU thread starts
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
     const dawnFlags = (process.env.SEARCH_R3_DAWN_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
     const init: GpuInit = { reply, powerPreference, dawnFlags, poison: process.env.SEARCH_R3_GPU_POISON === '1' };
@@ -131,7 +136,7 @@ export class GpuDevice {
       throw new GpuError(`WebGPU is unavailable: ${why}`);
     }
     worker.unref();
-    const device = new GpuDevice(worker, JSON.parse(replyText(reply)) as AdapterFacts);
+    const device = new GpuDevice(worker, JSON.parse(replyText(reply)) as AdapterFacts, timeoutMs);
     // Node tearing the thread down while Dawn still works crashes the process: when the event loop has
     // drained, close the device and wait for the thread to end; on process.exit(), close at least.
     process.once('beforeExit', () => void device.shutdown());
@@ -224,8 +229,8 @@ export class GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + Math.max(bytes, REPLY_TEXT_BYTES));
     this.pending.push({ op: 'read', id, byteOffset, bytes, reply });
     this.flush();
-    const state = wait(reply, gpuTimeoutSetting());
-    if (state !== ReplyState.Done) throw replyError(reply, state);
+    const state = wait(reply, this.timeoutMs);
+    if (state !== ReplyState.Done) throw replyError(reply, state, this.timeoutMs);
     return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
   }
 
@@ -281,9 +286,9 @@ export class GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + bytes);
     this.pending.push(command(reply));
     this.flush();
-    const state = wait(reply, gpuTimeoutSetting());
+    const state = wait(reply, this.timeoutMs);
     if (state === ReplyState.Done) return replyText(reply);
-    throw replyError(reply, state);
+    throw replyError(reply, state, this.timeoutMs);
   }
 
   flush(): void {
@@ -320,7 +325,7 @@ export class GpuDevice {
     // ends the process in the middle of a step
     if (wait(reply, CLOSE_NOTICE_MS) === ReplyState.Waiting) {
       process.stderr.write('search-r3: waiting for the GPU to finish the work already queued, then exiting\n');
-      wait(reply, gpuTimeoutSetting());
+      wait(reply, this.timeoutMs);
     }
     await this.worker.terminate();
   }
@@ -337,10 +342,10 @@ export class GpuDevice {
 }
 
 /** The GpuError of a reply that did not come back Done; a GPU that does not answer counts as failed. */
-function replyError(reply: SharedArrayBuffer, state: ReplyState): GpuError {
+function replyError(reply: SharedArrayBuffer, state: ReplyState, timeoutMs: number): GpuError {
   if (state === ReplyState.Failed) return new GpuError(replyText(reply));
   if (state === ReplyState.DeviceFailed) return new GpuError(replyText(reply), true);
-  return new GpuError(`the GPU did not answer within ${gpuTimeoutSetting() / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`, true);
+  return new GpuError(`the GPU did not answer within ${timeoutMs / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`, true);
 }
 
 function wait(reply: SharedArrayBuffer, timeoutMs: number): ReplyState {
