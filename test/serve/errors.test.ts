@@ -34,18 +34,19 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     expect(await emb({ model: 'search-r3' }), 400, 'missing_required_parameter', 'input');
     expect(await emb({ input: 'x' }), 400, 'missing_required_parameter', 'model');
     expect(await emb({ model: 'search-r3', input: [1, 'two', 3] }), 400, 'invalid_type', 'input');
-    expect(
-      await emb({
-        model: 'search-r3',
-        input: [
-          [1, 2],
-          [3, 1e9],
-        ],
-      }),
-      400,
-      'invalid_value',
-      'input[1]',
-    );
+    const badId = await emb({
+      model: 'search-r3',
+      input: [
+        [1, 2],
+        [3, 1e9],
+      ],
+    });
+    expect(badId, 400, 'invalid_value', 'input[1]');
+    assert.match(badId.body.error!.message, /^input\[1\]\[1\] is 1000000000, not a token id in \[0, \d+\)\.$/);
+    // one flat sequence is the input itself, as one string is: errors name `input`, not `input[0]`
+    const flatBad = await emb({ model: 'search-r3', input: [1, 2, -3] });
+    expect(flatBad, 400, 'invalid_value', 'input');
+    assert.match(flatBad.body.error!.message, /^input\[2\] is -3, not a token id/);
     expect(
       await emb({ model: 'search-r3', input: [1, 2], search_r3: { mode: 'query' } }),
       400,
@@ -56,7 +57,7 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
       await emb({ model: 'search-r3', input: Array.from({ length: 200 }, () => 5) }),
       400,
       'context_length_exceeded',
-      'input[0]',
+      'input',
     );
     // token ids are bound by --max-tokens (20 here) as texts are, not only by the context
     const ids = (n: number): number[] => Array.from({ length: n }, () => 5);

@@ -55,7 +55,7 @@ export async function embeddings(
     throw badRequest(`'dimensions' must be ${model.dimension} (this model's size) or left out.`, 'dimensions');
   }
   const tokenInput = parseTokenInput(body.input);
-  if (tokenInput) return embedTokens(ctx, tokenInput, body, signal);
+  if (tokenInput) return embedTokens(ctx, tokenInput, Array.isArray((body.input as unknown[])[0]), body, signal);
   const texts = parseTextInput(body.input, ctx.maxInputs);
   const format = encodingFormat(body.encoding_format);
   const ext = (body.search_r3 ?? {}) as Partial<EmbeddingExtension> & Record<string, unknown>;
@@ -121,6 +121,7 @@ export async function embeddings(
 async function embedTokens(
   ctx: ServerContext,
   seqs: number[][],
+  listed: boolean,
   body: Record<string, unknown>,
   signal?: AbortSignal,
 ): Promise<unknown> {
@@ -132,12 +133,14 @@ async function embedTokens(
   const format = encodingFormat(body.encoding_format);
   const vocab = model.info.vocabSize;
   seqs.forEach((ids, i) => {
-    const param = `input[${i}]`;
+    // one flat sequence is the input itself, as a single string is
+    const param = inputParam({ param: 'input', listed }, i);
     if (ids.length === 0) throw badRequest(`${param} has no tokens.`, param);
     // the per-input limit (--max-tokens, never above the context) binds token ids as it binds texts
     checkInputTokens(ids.length, param, ctx.limits.perInput);
-    if (!ids.every((t) => Number.isInteger(t) && t >= 0 && t < vocab)) {
-      throw badRequest(`${param} has a token id outside [0, ${vocab}).`, param);
+    const bad = ids.findIndex((t) => !(Number.isInteger(t) && t >= 0 && t < vocab));
+    if (bad >= 0) {
+      throw badRequest(`${param}[${bad}] is ${ids[bad]}, not a token id in [0, ${vocab}).`, param);
     }
   });
   const tokens = seqs.reduce((a, s) => a + s.length, 0);
