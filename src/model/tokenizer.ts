@@ -151,6 +151,17 @@ export class Tokenizer {
     return this.engine.id_to_token(id);
   }
 
+  /**
+   * True when the text of ids a + b is the text of a followed by the text of b, wherever a's bytes end on a
+   * whole character: a byte-level decoder joins its tokens' bytes and reads them as UTF-8 (added tokens as
+   * they are written), with nothing else applied. Cleaning up spaces (" ." -> ".") breaks it, as does any other
+   * decoder (a metaspace one drops the first token's leading space).
+   */
+  get decodesByBytes(): boolean {
+    const decoder = this.json.decoder as { type?: unknown } | null;
+    return decoder?.type === 'ByteLevel' && this.config.clean_up_tokenization_spaces !== true;
+  }
+
   /** True for added tokens marked special (those `decode` skips with skipSpecialTokens). */
   isSpecial(id: number): boolean {
     return this.specialIds.has(id);

@@ -11,6 +11,7 @@ import { assistantEndTokens, type Embedder } from '../embed/index.js';
 import { ChatRenderError, type ChatMessage } from '../model/chat-template.js';
 import { type Steps, generateSteps } from '../model/generate.js';
 import { ModelFileError } from '../model/model-file-error.js';
+import { StreamingDecoder } from '../model/streaming-decoder.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { HttpError, badRequest } from './http-error.js';
 import { type ChatJob, type ChatResult, MAX_COMPLETION_TOKENS } from './worker-protocol.js';
@@ -145,8 +146,7 @@ export function sendableContent(text: string, stops: readonly string[]): string 
 
 /**
  * Sends the content in pieces as tokens come (`token`), and what is left once the completion is known
- * (`end`). The whole text is decoded again each time: a token can end inside a character that the next
- * completes. A piece is sent only when the text extends what was sent, which a decoder that cleans up
+ * (`end`). A piece is sent only when the text extends what was sent, which a decoder that cleans up
  * spaces (clean_up_tokenization_spaces) may not do at every token.
  */
 function contentSender(
@@ -154,17 +154,16 @@ function contentSender(
   stops: readonly string[],
   send: (piece: string) => void,
 ): { token: (row: number, token: number) => void; end: (content: string) => void } {
-  const tokens: number[] = [];
+  const text = new StreamingDecoder(tok);
   let sent = '';
-  const offer = (text: string): void => {
-    if (text.length <= sent.length || !text.startsWith(sent)) return;
-    send(text.slice(sent.length));
-    sent = text;
+  const offer = (content: string): void => {
+    if (content.length <= sent.length || !content.startsWith(sent)) return;
+    send(content.slice(sent.length));
+    sent = content;
   };
   return {
     token: (_row, token) => {
-      tokens.push(token);
-      if (!tok.isSpecial(token)) offer(sendableContent(tok.decode(tokens, { skipSpecialTokens: true }), stops));
+      if (!tok.isSpecial(token)) offer(sendableContent(text.push(token), stops));
     },
     end: offer,
   };

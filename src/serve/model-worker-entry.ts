@@ -22,6 +22,7 @@ import {
 import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
 import { modelFingerprint } from '../search-index/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
+import { StreamingDecoder } from '../model/streaming-decoder.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { chatSteps, prepareChat } from './chat.js';
 import { EmbeddingBatcher } from './embedding-batcher.js';
@@ -162,19 +163,17 @@ class ModelWorker implements ModelWork {
   }
 
   /**
-   * Posts each query's analysis so far after every token that changes it. The whole text is decoded again
-   * each time: a token can end inside a character that the next one completes, so decoding tokens one by one
-   * would not do; such a token, or one of whitespace at the end, adds nothing to show, and nothing is posted.
+   * Posts each query's analysis so far after every token that changes it. A token that ends inside a character
+   * (the next completes it), or one of whitespace at the end, adds nothing to show, and nothing is posted.
    */
   private streamer(owner: number): (i: number, token: number) => void {
-    const tokens: number[][] = [];
+    const texts: StreamingDecoder[] = [];
     const posted: string[] = [];
     const tok = this.embedder.tokenizer;
     return (i, token) => {
-      (tokens[i] ??= []).push(token);
       if (tok.isSpecial(token)) return;
-      const reasoning = tok
-        .decode(tokens[i], { skipSpecialTokens: true })
+      const reasoning = (texts[i] ??= new StreamingDecoder(tok))
+        .push(token)
         .replace(/\uFFFD+$/u, '')
         .trim();
       if (reasoning === (posted[i] ?? '')) return;
