@@ -157,8 +157,9 @@ export function writeFileAtomicallySync(
 
 /**
  * Writes a folder atomically: `write` fills a temporary sibling (named as tempPathFor names files), which
- * is then renamed to `dir`. An older folder of that name is moved aside first and removed after, so a
- * crash leaves the old folder or the new one under `dir`, never half of one.
+ * is then renamed to `dir`. An older folder of that name is moved aside first and removed after, so `dir` is
+ * never half of one folder; it is given back its old folder when the new one cannot be renamed into place
+ * (only a crash between the two renames leaves the old one aside, as `<tmp>.old`).
  */
 export async function writeDirAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
   const target = writeTarget(dir);
@@ -174,7 +175,14 @@ export async function writeDirAtomically(dir: string, write: (tmp: string) => Pr
     }
     const old = existsSync(target) ? `${tmp}.old` : null;
     if (old) await fsp.rename(target, old);
-    await fsp.rename(tmp, target);
+    try {
+      await fsp.rename(tmp, target);
+    } catch (e) {
+      // the new folder cannot take the name: the old one gets it back, and the new one goes
+      if (old) await fsp.rename(old, target).catch(() => undefined);
+      await fsp.rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
     if (old) await fsp.rm(old, { recursive: true, force: true });
   } catch (err) {
     throw namingFile(err, dir, tmp, target);

@@ -141,6 +141,30 @@ test('a failed write names the path it was given, never its temporary', async ()
   }
 });
 
+test('a folder that cannot be renamed into place gives the name back to the old folder, whole', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
+  try {
+    const out = path.join(dir, 'final');
+    await writeDirAtomically(out, (tmp) => fsp.writeFile(path.join(tmp, 'model.safetensors'), 'old weights'));
+    const rename = fsp.rename;
+    // the new folder's rename fails (as on a file system that refuses it), the old one's moves go through
+    t.mock.method(fsp, 'rename', async (from: string, to: string) => {
+      if (String(from).endsWith('.tmp') && to === out)
+        throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+      return rename(from, to);
+    });
+    await assert.rejects(
+      writeDirAtomically(out, (tmp) => fsp.writeFile(path.join(tmp, 'model.safetensors'), 'new weights')),
+      /EIO/,
+    );
+    t.mock.restoreAll();
+    assert.deepEqual(readdirSync(dir), ['final'], 'the old folder under its name, no temporary left');
+    assert.equal(readFileSync(path.join(out, 'model.safetensors'), 'utf8'), 'old weights');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('probing where a file will be written leaves nothing behind, a folder not made yet included', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
   try {
