@@ -53,10 +53,18 @@ function textField(obj: Record<string, unknown>, key: string, file: string, line
 
 /**
  * The corpus file of a BEIR folder: `corpus.jsonl`, or `corpus.jsonl.gz` (as shipped compressed; read through
- * gunzip as a stream), or undefined when the folder has neither.
+ * gunzip as a stream), or undefined when the folder has neither. A folder with both is refused: one would
+ * silently stand for the other (a corpus.jsonl unpacked or written beside the .gz, and then edited or left stale).
  */
 export function beirCorpusFile(folder: string): string | undefined {
-  return ['corpus.jsonl', 'corpus.jsonl.gz'].map((n) => join(folder, n)).find((f) => existsSync(f));
+  const found = ['corpus.jsonl', 'corpus.jsonl.gz'].map((n) => join(folder, n)).filter((f) => existsSync(f));
+  if (found.length > 1) {
+    throw new EvalInputError(
+      'holds both corpus.jsonl and corpus.jsonl.gz; keep the one to read and move the other',
+      folder,
+    );
+  }
+  return found[0];
 }
 
 interface BeirRecord {

@@ -7,6 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { readBeirCorpus, readBeirDataset } from '../../src/eval/beir.js';
 import { readDocuments } from '../../src/search-index/document-source.js';
+import { loadTrainingData } from '../../src/train/sft/data.js';
 
 const demo = join(repoRoot, 'demo/scifact');
 
@@ -32,7 +33,7 @@ test('a gzipped corpus: same documents as plain; a cut archive is an input error
   const dir = mkdtempSync(join(tmpdir(), 'sr3-gz-'));
   try {
     const lines = Array.from({ length: 2000 }, (_, i) =>
-      JSON.stringify({ _id: `d${i}`, title: `t${i}`, text: `body ${i} `.repeat(20) }),
+      JSON.stringify({ _id: `d${i}`, title: `the title of document ${i}`, text: `body ${i} `.repeat(20) }),
     );
     const text = lines.join('\n') + '\n';
     writeFileSync(join(dir, 'plain.jsonl'), text);
@@ -61,6 +62,15 @@ test('a gzipped corpus: same documents as plain; a cut archive is an input error
     writeFileSync(join(folder, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq1\td7\t1\n');
     assert.equal((await readBeirDataset(folder, 'test')).corpus.length, 2000);
     assert.equal((await readDocuments(folder)).length, 2000);
+    // and for a pseudo-queries training source (which read only corpus.jsonl)
+    const pseudo = { type: 'pseudo-queries', path: folder, queries: 'title', seed: 1, maxDocuments: 0 } as const;
+    assert.equal((await loadTrainingData([pseudo])).stats.perSource[0].examples, 2000);
+    // a corpus.jsonl beside the .gz would stand for it unseen: eval, index and training refuse the folder
+    writeFileSync(join(folder, 'corpus.jsonl'), '{"_id":"d1","text":"stale"}\n');
+    const both = /beir: holds both corpus\.jsonl and corpus\.jsonl\.gz; keep the one to read and move the other/;
+    await assert.rejects(readBeirDataset(folder, 'test'), both);
+    await assert.rejects(readDocuments(folder), both);
+    await assert.rejects(loadTrainingData([pseudo]), both);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

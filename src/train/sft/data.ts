@@ -4,7 +4,7 @@
  * pairs and Climate-FEVER claims. Queries without a positive and empty texts are skipped and counted.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { beirSplitFiles, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
+import { beirCorpusFile, beirSplitFiles, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { Rng } from '../../tensor/index.js';
 import { readTrainingSplit } from '../hold-out.js';
@@ -54,7 +54,7 @@ export class DataError extends Error {
 export function sourceFiles(src: DataSourceConfig): string[] {
   if (src.type === 'beir')
     return [...Object.values(beirSplitFiles(src.path, src.split)), beirSplitFiles(src.path, 'test').qrels];
-  if (src.type === 'pseudo-queries') return [corpusFileOf(src.path)];
+  if (src.type === 'pseudo-queries') return [corpusFileOf(src.path) ?? src.path];
   return [src.path];
 }
 
@@ -182,18 +182,20 @@ async function beirExamples(
   return out;
 }
 
-/** A corpus.jsonl file, or the corpus.jsonl of a BEIR folder; the first maxDocuments (0 = all). */
+/** A corpus file, or the corpus of a BEIR folder; the first maxDocuments (0 = all). */
 async function sourceCorpus(p: string, maxDocuments: number): Promise<BeirDocument[]> {
   const file = corpusFileOf(p);
-  if (!existsSync(file))
-    throw new DataError(p, 'is a folder without corpus.jsonl (a pseudo-queries source needs a BEIR corpus)');
+  if (file === undefined || !existsSync(file)) {
+    const message = 'is a folder without corpus.jsonl or corpus.jsonl.gz (a pseudo-queries source needs a BEIR corpus)';
+    throw new DataError(p, message);
+  }
   const docs = await readBeirCorpus(file);
   return maxDocuments > 0 ? docs.slice(0, maxDocuments) : docs;
 }
 
-/** The corpus file a pseudo-queries source names: the file itself, or a BEIR folder's corpus.jsonl. */
-function corpusFileOf(p: string): string {
-  return existsSync(p) && statSync(p).isDirectory() ? `${p}/corpus.jsonl` : p;
+/** The corpus file a pseudo-queries source names: the file itself, or a BEIR folder's corpus, as eval finds it. */
+function corpusFileOf(p: string): string | undefined {
+  return existsSync(p) && statSync(p).isDirectory() ? beirCorpusFile(p) : p;
 }
 
 function* jsonLines(file: string): Generator<[Record<string, unknown>, number]> {
