@@ -5,7 +5,7 @@
  * renamed into place, so a crash at any moment leaves only complete checkpoints; resume takes the
  * newest one that reads back intact, and says which newer ones it skipped as damaged.
  */
-import { existsSync, promises as fsp, readdirSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import type { OptimizerState, RngState, Tensor } from '../tensor/index.js';
@@ -245,6 +245,21 @@ export async function readNewestCheckpoint<X>(root: string, readExtra?: ExtraRea
   );
 }
 
+/** The file in best/ that says which step's model it is and its dev score. */
+export const BEST_STAMP = 'best-step.json';
+
+/** best/'s step and dev score, or null when it has no readable stamp (no best/ yet, or one written before it). */
+export function readBestStamp(bestDir: string): { step: number; ndcg10: number } | null {
+  try {
+    const j = JSON.parse(readFileSync(path.join(bestDir, BEST_STAMP), 'utf8')) as { step?: unknown; ndcg10?: unknown };
+    return Number.isInteger(j.step) && Number.isFinite(j.ndcg10)
+      ? { step: j.step as number, ndcg10: j.ndcg10 as number }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Where a run starts: null for a fresh run (refused when its folder already has checkpoints, which
  * only --resume continues), else the newest intact checkpoint of its folder.
@@ -263,8 +278,13 @@ export async function startingCheckpoint<X>(
         'pass --resume to continue it, or choose another output folder',
     );
   }
-  // a finished run whose checkpoints were deleted to save space: a fresh run would replace its models and log
-  const models = ['final', 'best'].filter((d) => existsSync(path.join(output, d)));
+  // a finished run whose checkpoints were deleted to save space: a fresh run would replace its models and log;
+  // but a best/ of step 0 is the model the run starts from, left by a run stopped before its first checkpoint,
+  // and starting again loses nothing
+  const bestDir = path.join(output, 'best');
+  const models = ['final', 'best'].filter(
+    (d) => existsSync(path.join(output, d)) && !(d === 'best' && readBestStamp(bestDir)?.step === 0),
+  );
   if (models.length > 0) {
     throw new RunFolderError(
       `${output} holds the models of an earlier run (${models.map((d) => `${d}/`).join(', ')}) and no checkpoint ` +

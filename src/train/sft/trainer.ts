@@ -10,12 +10,12 @@
  * divergence names the step and the batch.
  */
 import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/index.js';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { writeTextFileAtomically } from '../../io/atomic-file.js';
 import { loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
 import { ModelRetriever } from '../../eval/model-retriever.js';
+import { BEST_STAMP, readBestStamp } from '../checkpoint.js';
 import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { formatDuration } from '../progress.js';
 import { renderReport } from '../report.js';
@@ -216,20 +216,6 @@ async function devEvaluation(
     }
   };
   return { every: ev.every, run: evaluate };
-}
-
-/** The file in best/ that says which step's model it is and its dev score. */
-const BEST_STAMP = 'best-step.json';
-
-function readBestStamp(bestDir: string): { step: number; ndcg10: number } | null {
-  try {
-    const j = JSON.parse(readFileSync(path.join(bestDir, BEST_STAMP), 'utf8')) as { step?: unknown; ndcg10?: unknown };
-    return Number.isInteger(j.step) && Number.isFinite(j.ndcg10)
-      ? { step: j.step as number, ndcg10: j.ndcg10 as number }
-      : null;
-  } catch {
-    return null; // no best/ yet, or one written before the stamp existed
-  }
 }
 
 /** The lines report.html says about the run under its charts. */

@@ -10,6 +10,7 @@ import {
   tinyModelFolder,
   toyBeir,
   toyExamples,
+  toySftRun,
   writeConfig,
   writeJsonl,
 } from '../../helpers/train-fixtures.js';
@@ -54,5 +55,30 @@ test('a best/ evaluated after the checkpoint a run resumes from stays the best, 
     warnings.join('\n'),
   );
   assert.ok(readFileSync(path.join(output, 'best', 'adapter_model.safetensors')).equals(adapter), 'best/ is kept');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a run stopped after its step-0 evaluation, before its first checkpoint, starts again without --resume', async () => {
+  const dir = tempDir('best-step0');
+  const config = await toySftRun(dir, {
+    steps: 4,
+    eval: { beir: toyBeir(path.join(dir, 'dev')), split: 'train', every: 1 },
+  });
+  const cfg = loadSftConfig(config);
+  await trainSft(cfg, { progress: false });
+  const output = path.join(dir, 'run');
+  // what a Ctrl-C between the step-0 evaluation and the first checkpoint leaves: best/ of step 0, the log
+  rmSync(path.join(output, 'checkpoints'), { recursive: true });
+  rmSync(path.join(output, 'final'), { recursive: true });
+  const stampFile = path.join(output, 'best', 'best-step.json');
+  writeFileSync(stampFile, JSON.stringify({ step: 0, ndcg10: 0.5 }) + '\n');
+  const r = await trainSft(cfg, { progress: false });
+  assert.equal(r.startStep, 0);
+  assert.ok(readFileSync(path.join(output, 'final', 'adapter_model.safetensors')).length > 0);
+  // a best/ of a trained step is a model the run made: not trained over
+  rmSync(path.join(output, 'checkpoints'), { recursive: true });
+  rmSync(path.join(output, 'final'), { recursive: true });
+  writeFileSync(stampFile, JSON.stringify({ step: 3, ndcg10: 0.5 }) + '\n');
+  await assert.rejects(trainSft(cfg, { progress: false }), /holds the models of an earlier run \(best\/\)/);
   rmSync(dir, { recursive: true, force: true });
 });
