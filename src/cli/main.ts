@@ -122,6 +122,7 @@ const userFacing = new Set([
   'TrainingDiverged',
   'TableTooLargeError',
   'RecipeError',
+  'RecipeFolderError',
   'RecipeConfigError',
   'EngineError',
   'QueueError',

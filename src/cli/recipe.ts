@@ -39,8 +39,12 @@ on this machine, in these steps:
   card       <out>/README.md: architecture, data and licences, commands, wall times, evaluation
 
 Every step is resumable: run the same command again after a crash or Ctrl-C; finished steps are kept
-and training continues from its newest checkpoint. Each step's config is in <work>/configs/, and
-<work>/recipe.json records the commands and wall times. The full profile takes a few hours on 2 cores.
+and training continues from its newest checkpoint. A step runs again only when a step it reads made a
+different output, or when its output is missing and a step that runs reads it (deleting the corpus or a
+run folder after use costs nothing; the corpus, tokenizer and mined file made again alike redo nothing
+after them). --out must be new, empty or a model folder, apart from --work; the recipe removes only what
+<work>/recipe.json records as its own. Each step's config is in <work>/configs/, and <work>/recipe.json
+records the commands and wall times. The full profile takes a few hours on 2 cores.
 
 options:
   --work <dir>      run folder (default: ./work/default-recipe, or ./work/default-recipe-tiny)

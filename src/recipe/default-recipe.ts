@@ -8,10 +8,12 @@
  * done when its output exists; a killed step is resumed from its newest checkpoint. <work>/recipe.json
  * records what ran, with the wall time of every step (time spent before a kill included).
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { writeDirAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
+import { sha256File } from '../io/checksums.js';
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
@@ -23,7 +25,9 @@ import { formatDuration } from '../train/progress.js';
 import { RECIPE_EVALUATION_SCHEMA, type RecipeEvaluation } from './evaluate.js';
 import { recipeCharts } from './recipe-charts.js';
 import { checkProfileRules, devSampleNotHeldOut } from './recipe-check.js';
+import { checkRecipeFolders, checkWorkFolder } from './recipe-folders.js';
 import { SCIFACT_DEV, type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
+import { stepsThatMayRun } from './step-plan.js';
 
 export interface StepRecord {
   /** Wall seconds over every attempt (an attempt's time is saved while it runs). */
@@ -32,6 +36,13 @@ export interface StepRecord {
   finishedAt?: string;
   /** The command, for steps that run one. */
   command?: string;
+  /** When this recipe first started the step: its output is the recipe's to replace. */
+  startedAt?: string;
+  /**
+   * SHA-256 of what identifies the step's output (a corpus's manifest, a tokenizer's files, the mined file), for
+   * steps whose output can be made again alike: made again the same, it leaves what read it current.
+   */
+  identity?: string;
   /**
    * The package step's: the fingerprint of the model folder it wrote, so that another model found at --out
    * (the shipped one, when a run's record comes back from a GPU machine) is not taken for this run's.
@@ -86,6 +97,8 @@ export class RecipeError extends Error {
 interface Step {
   name: StepName;
   title: string;
+  /** The steps whose outputs this one reads: it runs again when one of them made a different output. */
+  needs: StepName[];
   isDone: (s: RecipeState) => boolean | Promise<boolean>;
   run: () => Promise<string | undefined>;
 }
@@ -106,6 +119,7 @@ export type StepName = (typeof STEP_NAMES)[number];
 
 /** What each step writes in the work folder (removed when an earlier step was redone). */
 const OUTPUTS: Partial<Record<StepName, (p: RecipePaths) => string>> = {
+  corpus: (p) => p.corpus,
   tokenizer: (p) => p.tokenizer,
   lm: (p) => p.lm,
   mine: (p) => p.mined,
@@ -113,6 +127,30 @@ const OUTPUTS: Partial<Record<StepName, (p: RecipePaths) => string>> = {
   stage2: (p) => p.stage2,
   evaluate: (p) => p.evaluation,
 };
+
+/** The steps that write the model folder (--out): what the recipe delivers, made whenever it is not done. */
+const DELIVERS: readonly StepName[] = ['package', 'demo-vectors', 'card'];
+
+/** The files that identify a step's output, for the steps that can make it again alike (identity). */
+const IDENTIFIED_BY: Partial<Record<StepName, (p: RecipePaths, profile: RecipeProfile) => string[]>> = {
+  // the manifest holds every shard's SHA-256
+  corpus: (p, profile) => [path.join(p.corpus, 'manifest.json'), ...(profile.pairsArgs ? [p.pairs] : [])],
+  tokenizer: (p) =>
+    (existsSync(p.tokenizer) ? readdirSync(p.tokenizer).sort() : []).map((f) => path.join(p.tokenizer, f)),
+  mine: (p) => [p.mined],
+};
+
+async function outputIdentity(step: StepName, p: RecipePaths, profile: RecipeProfile): Promise<string | undefined> {
+  const files = IDENTIFIED_BY[step]?.(p, profile);
+  if (!files || files.length === 0 || !files.every((f) => existsSync(f) && statSync(f).isFile())) return undefined;
+  const hash = createHash('sha256');
+  for (const f of files) hash.update(`${await sha256File(f)}  ${path.basename(f)}\n`);
+  return hash.digest('hex');
+}
+
+/** The recipe's record shows it started or found the step, so its output is the recipe's to replace. */
+const recordedAsOwn = (r: StepRecord | undefined): boolean =>
+  r !== undefined && (r.startedAt !== undefined || r.finishedAt !== undefined || r.seconds > 0 || r.done);
 
 const hasFile = (...p: string[]): boolean => existsSync(path.join(...p));
 
@@ -146,6 +184,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   const { paths: p, profile } = o;
   // a config a trainer would refuse, or one that trains on an evaluated set, stops the run before any step
   checkProfileRules(profile, p);
+  checkWorkFolder(p);
   await fsp.mkdir(p.configs, { recursive: true });
   const stateFile = path.join(p.work, 'recipe.json');
   const state = readState(stateFile, profile.name);
@@ -187,6 +226,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   const steps: Step[] = [
     {
       name: 'corpus',
+      needs: [],
       title: profile.pairsArgs
         ? 'pretraining text corpus, and stage-1 pairs from its Debian packages'
         : 'pretraining text corpus',
@@ -204,6 +244,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     },
     {
       name: 'tokenizer',
+      needs: ['corpus'],
       title: 'byte-level BPE tokenizer',
       isDone: () => hasFile(p.tokenizer, 'tokenizer_config.json'),
       run: () => {
@@ -221,12 +262,14 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     },
     {
       name: 'lm',
+      needs: ['corpus', 'tokenizer'],
       title: 'causal-LM pretraining',
       isDone: () => hasFile(p.lm, 'final', 'config.json'),
       run: () => train('lm', 'lm', profile.lm(p), p.lm),
     },
     {
       name: 'mine',
+      needs: ['lm'],
       title: 'BM25 hard negatives for SciFact train',
       isDone: () => existsSync(p.mined),
       run: async () => {
@@ -243,18 +286,21 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     },
     {
       name: 'stage1',
+      needs: profile.pairsArgs ? ['lm', 'mine', 'corpus'] : ['lm', 'mine'],
       title: 'stage 1: contrastive SFT',
       isDone: () => hasFile(p.stage1, 'final', 'config.json'),
       run: () => train('sft', 'stage1', profile.stage1(p), p.stage1),
     },
     {
       name: 'stage2',
+      needs: ['stage1'],
       title: 'stage 2: GRPO in the RL environment',
       isDone: () => hasFile(p.stage2, 'final', 'config.json'),
       run: () => train('rl', 'stage2', profile.stage2(p), p.stage2),
     },
     {
       name: 'package',
+      needs: ['stage1', 'stage2'],
       title: 'F16 model folders',
       isDone: async (s) =>
         s.steps.package?.done === true &&
@@ -269,12 +315,14 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     },
     {
       name: 'demo-vectors',
+      needs: ['package'],
       title: "the demo's SciFact abstracts encoded, shipped with the model",
       isDone: async (s) => s.steps['demo-vectors']?.done === true && (await demoVectorsCurrent(o.out)),
       run: () => command(['demo', '--model', o.out, '--write-vectors', ...profile.demoVectorsArgs]),
     },
     {
       name: 'evaluate',
+      needs: ['package'],
       title: 'evaluation (SciFact, NFCorpus, XQuAD)',
       isDone: (s) => s.steps.evaluate?.done === true && hasFile(p.evaluation, 'evaluation.json'),
       run: () =>
@@ -294,6 +342,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     },
     {
       name: 'card',
+      needs: ['corpus', 'package', 'demo-vectors', 'evaluate'],
       title: 'model card',
       isDone: (s) => s.steps.card?.done === true && hasFile(o.out, 'README.md'),
       run: async () => {
@@ -304,29 +353,57 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   ];
 
   const started = Date.now();
-  // once a step runs, everything after it is stale: it runs again, from scratch
-  let upstreamRan = false;
-  for (const step of steps) {
+  const range = steps.slice(0, o.until === undefined ? steps.length : STEP_NAMES.indexOf(o.until) + 1);
+  const done = new Map<StepName, boolean>();
+  for (const step of range) done.set(step.name, await step.isDone(state));
+  checkRecipeFolders(
+    o.out,
+    p,
+    range.flatMap((s) => {
+      const output = OUTPUTS[s.name]?.(p);
+      if (!output) return [];
+      return [{ step: s.name, output, done: done.get(s.name)!, recorded: recordedAsOwn(state.steps[s.name]) }];
+    }),
+  );
+  // what the steps found done made is recorded as the recipe's, identity included, before any step runs
+  for (const step of range) {
     const rec = (state.steps[step.name] ??= { seconds: 0, done: false });
+    if (!done.get(step.name)) continue;
+    rec.done = true;
+    rec.finishedAt ??= new Date().toISOString();
+    rec.identity ??= await outputIdentity(step.name, p, profile);
+  }
+  await save();
+  // the steps that ran in this run and made an output unlike the one before: what reads it is stale
+  const changed = new Set<StepName>();
+  for (const [i, step] of range.entries()) {
+    const rec = state.steps[step.name]!;
     const output = OUTPUTS[step.name]?.(p);
-    if (upstreamRan) {
+    const ahead = range.slice(i).map((s) => ({
+      name: s.name,
+      needs: s.needs,
+      done: done.get(s.name)!,
+      target: DELIVERS.includes(s.name) || s.name === o.until,
+    }));
+    if (!stepsThatMayRun(ahead, changed).has(step.name)) {
+      if (done.get(step.name)) {
+        const took = rec.seconds > 0 ? ` in ${formatDuration(rec.seconds)}` : '';
+        o.log(`✓ ${step.name} (${step.title}): done${took}`);
+      } else {
+        o.log(`– ${step.name} (${step.title}): its output is gone and no step left reads it, so it is not made again`);
+      }
+      continue;
+    }
+    const stale = step.needs.filter((n) => changed.has(n));
+    if (stale.length > 0) {
       if (output && existsSync(output)) {
-        o.log(`  ${step.name}: an earlier step was redone, so ${output} is stale: removed`);
+        o.log(`  ${step.name}: ${stale.join(', ')} made anew, so ${output} is stale: removed`);
         await fsp.rm(output, { recursive: true, force: true });
       }
       rec.seconds = 0;
-      rec.done = false;
       delete rec.command;
       delete rec.fingerprint;
-    } else if (await step.isDone(state)) {
-      if (!rec.done) {
-        rec.done = true;
-        rec.finishedAt ??= new Date().toISOString();
-        await save();
-      }
-      o.log(`✓ ${step.name} (${step.title}): done${rec.seconds > 0 ? ` in ${formatDuration(rec.seconds)}` : ''}`);
-      if (step.name === o.until) break;
-      continue;
+      delete rec.identity;
     }
     if (o.sessionDeadline !== undefined && Date.now() >= o.sessionDeadline) {
       await save();
@@ -335,7 +412,8 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       );
     }
     rec.done = false;
-    upstreamRan = true;
+    rec.startedAt ??= new Date().toISOString();
+    await save();
     o.log(`▶ ${step.name}: ${step.title}`);
     // time already spent counts when the step continues its own output (a killed run resuming); a step
     // whose output is gone starts again from scratch, and so does its clock
@@ -356,11 +434,15 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       rec.seconds = base + (Date.now() - t0) / 1000;
       await save();
     }
+    const identity = await outputIdentity(step.name, p, profile);
+    if (identity === undefined || identity !== rec.identity) changed.add(step.name);
+    else o.log(`  ${step.name}: made again alike, so what reads it stays current`);
+    rec.identity = identity;
     rec.done = true;
     rec.finishedAt = new Date().toISOString();
+    done.set(step.name, true);
     await save();
     o.log(`✓ ${step.name} in ${formatDuration(rec.seconds)}`);
-    if (step.name === o.until) break;
   }
   const total = Object.values(state.steps).reduce((a, r) => a + r.seconds, 0);
   const run = `${formatDuration((Date.now() - started) / 1000)} in this run`;

@@ -22,6 +22,13 @@ import { webgpuSkip } from '../helpers/webgpu.js';
 const readState = (work: string): RecipeState =>
   JSON.parse(readFileSync(path.join(work, 'recipe.json'), 'utf8')) as RecipeState;
 
+/** The record as a kill during stage 2 leaves it: the steps after stage 2 not done. */
+function killedInStage2(work: string): void {
+  const r = readState(work);
+  for (const n of ['package', 'demo-vectors', 'evaluate', 'card'] as const) r.steps[n].done = false;
+  writeFileSync(path.join(work, 'recipe.json'), JSON.stringify(r));
+}
+
 test(
   'recipe default (tiny profile): every step runs, the packaged model embeds, and a rerun resumes only what is missing',
   { timeout: 600_000 },
@@ -115,8 +122,29 @@ test(
     assert.doesNotMatch(again.stderr, /▶/);
     assert.equal(readState(work).steps.stage1.seconds, state.steps.stage1.seconds);
 
-    // stage 2's final folder lost (as after a kill): it resumes from its checkpoint, and what follows is redone
+    // outputs deleted after use (a bulky corpus, run folders) are not made again while what read them is done
+    rmSync(path.join(work, 'corpus/manifest.json'));
+    rmSync(path.join(work, 'lm'), { recursive: true });
     rmSync(path.join(work, 'stage2/final'), { recursive: true });
+    const cleaned = runCli(args, env);
+    assert.equal(cleaned.status, 0, cleaned.stderr);
+    assert.doesNotMatch(cleaned.stderr, /▶/);
+    assert.match(cleaned.stderr, /– lm \(causal-LM pretraining\): its output is gone and no step left reads it/);
+    // the card reads the corpus: it is made again, alike, so nothing that read it is stale
+    const asCard = (): void => {
+      const r = readState(work);
+      r.steps.card.done = false;
+      writeFileSync(path.join(work, 'recipe.json'), JSON.stringify(r));
+    };
+    asCard();
+    const recard = runCli(args, env);
+    assert.equal(recard.status, 0, recard.stderr);
+    assert.match(recard.stderr, /▶ corpus[\s\S]*corpus: made again alike, so what reads it stays current[\s\S]*▶ card/);
+    assert.doesNotMatch(recard.stderr, /▶ (tokenizer|lm|mine|stage1|stage2|package|evaluate)/);
+
+    // stage 2 killed before its final folder (what follows it not done): it resumes from its checkpoint, and
+    // what follows is redone
+    killedInStage2(work);
     const resumed = runCli(
       ['recipe', 'default', '--profile', 'tiny', '--work', work, '--out', out, '--data', sharedData],
       env,
@@ -129,8 +157,9 @@ test(
     assert.ok(STEP_NAMES.every((n) => after.steps[n].done));
     assert.ok(after.steps.stage2.seconds > state.steps.stage2.seconds, "the resumed attempt adds to the step's time");
 
-    // stage 2's whole run folder gone: it starts from scratch, and so does its recorded time
+    // stage 2's whole run folder gone before what follows was done: it starts from scratch, and so does its time
     rmSync(path.join(work, 'stage2'), { recursive: true });
+    killedInStage2(work);
     const record = JSON.parse(readFileSync(path.join(work, 'recipe.json'), 'utf8'));
     record.steps.stage2.seconds = 1e6;
     writeFileSync(path.join(work, 'recipe.json'), JSON.stringify(record));
@@ -198,6 +227,47 @@ test('recipe default: a wrong profile or a data folder without the datasets is a
   assert.match(noData.stderr, /does not hold the datasets/);
 });
 
+test('recipe default never removes what it did not make: --out and outputs in the way are refused first', () => {
+  const dir = tempDir('recipe-folders');
+  const recipe = (work: string, out: string): ReturnType<typeof runCli> =>
+    runCli(['recipe', 'default', '--profile', 'tiny', '--work', work, '--out', out, '--data', sharedData, '--quiet']);
+  const work = path.join(dir, 'work');
+  // a folder of the user's as --out: the package step would have replaced it whole
+  const mine = path.join(dir, 'mine');
+  mkdirSync(path.join(mine, 'other-model'), { recursive: true });
+  writeFileSync(path.join(mine, 'notes.txt'), 'precious');
+  const notModel = recipe(work, mine);
+  assert.equal(notModel.status, 2, notModel.stderr);
+  assert.match(notModel.stderr, /--out \S+mine holds files but no model \(no config\.json\), and the package step/);
+  // --out that is or holds the work folder, or lies in one of its outputs
+  for (const [out, how] of [
+    [work, /--out \S+work is --work/],
+    [dir, /--out \S+ holds --work \S+work; the package step replaces --out whole/],
+    [path.join(work, 'stage2', 'model'), /--out \S+ lies in the recipe's \S+stage2;/],
+  ] as const) {
+    const r = recipe(work, out);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, how);
+  }
+  // a folder named as a step's output that the record does not know: refused, not removed as stale
+  mkdirSync(path.join(work, 'stage2'), { recursive: true });
+  writeFileSync(path.join(work, 'stage2', 'notes.md'), 'mine');
+  const inTheWay = recipe(work, path.join(dir, 'model'));
+  assert.equal(inTheWay.status, 2, inTheWay.stderr);
+  assert.match(inTheWay.stderr, /\S+stage2 is in the way of step stage2: it is not done, and \S+recipe\.json does not/);
+  assert.doesNotMatch(inTheWay.stderr, /▶/);
+  assert.equal(readFileSync(path.join(work, 'stage2', 'notes.md'), 'utf8'), 'mine');
+  assert.equal(readFileSync(path.join(mine, 'notes.txt'), 'utf8'), 'precious');
+  assert.ok(existsSync(path.join(mine, 'other-model')));
+  // --work that is a file
+  const file = path.join(dir, 'a-file');
+  writeFileSync(file, 'x');
+  const workFile = recipe(file, path.join(dir, 'model'));
+  assert.equal(workFile.status, 2, workFile.stderr);
+  assert.match(workFile.stderr, /--work \S+a-file is a file; name a folder for the recipe's work/);
+  rmSync(dir, { recursive: true, force: true });
+});
+
 /** The last training record of a run folder's metrics.jsonl. */
 function lastTrainLoss(runDir: string): number {
   const lines = readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n');
@@ -254,6 +324,7 @@ test(
     for (const [row, v] of want) assert.ok(Math.abs(got.get(row)! - v) <= 0.1, `${row}: ${got.get(row)} vs ${v}`);
     // stage 2 interrupted after a checkpoint written on the GPU: it resumes on the CPU
     rmSync(path.join(dir, 'gpu/work/stage2/final'), { recursive: true });
+    killedInStage2(path.join(dir, 'gpu/work'));
     const resumed = run('gpu', 'cpu');
     assert.equal(resumed.status, 0, resumed.stderr);
     assert.match(resumed.stderr, /train rl --config \S+ --resume/);

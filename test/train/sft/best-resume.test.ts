@@ -58,7 +58,7 @@ test('a best/ evaluated after the checkpoint a run resumes from stays the best, 
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('a run stopped after its step-0 evaluation, before its first checkpoint, starts again without --resume', async () => {
+test('a run stopped after its step-0 evaluation, before its first checkpoint, starts again as new', async () => {
   const dir = tempDir('best-step0');
   const config = await toySftRun(dir, {
     steps: 4,
