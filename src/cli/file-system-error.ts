@@ -22,15 +22,15 @@ export function fileSystemCause(err: unknown): { code: string; cause: string; re
   return known === undefined ? null : { code: e.code!, cause: known[0], remedy: known[1] };
 }
 
-/** The sentence for such an error, or null for any other. */
-export function fileSystemSentence(err: unknown): string | null {
+/**
+ * The sentence for such an error, or null for any other. `again` says how to go on (a training run continues
+ * with --resume, which its plain command refuses once it has checkpoints).
+ */
+export function fileSystemSentence(err: unknown, again = 'run the same command again'): string | null {
   const known = fileSystemCause(err);
   if (known === null) return null;
   const e = err as NodeJS.ErrnoException;
   const { cause, remedy } = known;
   const what = [e.syscall, e.path].filter((x) => typeof x === 'string').join(' ') || 'a file operation';
-  return (
-    `${what}: ${cause} (${e.code}); ${remedy}, then run the same command again ` +
-    `(files written before are kept as they were).`
-  );
+  return `${what}: ${cause} (${e.code}); ${remedy}, then ${again} ` + `(files written before are kept as they were).`;
 }

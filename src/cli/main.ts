@@ -137,7 +137,12 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const sentence = err instanceof Error && userFacing.has(err.name) ? err.message : fileSystemSentence(err);
+    const argv = process.argv.slice(2);
+    const again =
+      argv[0] === 'train' && !argv.includes('--resume')
+        ? 'run the same command again with --resume once the run has a checkpoint (else as it was)'
+        : undefined;
+    const sentence = err instanceof Error && userFacing.has(err.name) ? err.message : fileSystemSentence(err, again);
     if (sentence !== null) console.error(`search-r3: ${sentence}`);
     else console.error(err);
     process.exitCode = sentence !== null ? 2 : 1;

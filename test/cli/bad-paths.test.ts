@@ -22,6 +22,7 @@ import path from 'node:path';
 import { type CliResult, runCli } from '../helpers/cli.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
+import { toySftRun } from '../helpers/train-fixtures.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 
@@ -258,6 +259,30 @@ test('an output in a folder this process may not write in is refused before the 
       run,
     );
     assert.deepEqual(readdirSync(ro), [], 'nothing written, no probe left');
+  } finally {
+    cleanup();
+  }
+});
+
+test('a training run that cannot write its checkpoint (a file size limit) says how to go on: --resume', async () => {
+  const { dir, cleanup } = tempDir('train-efbig');
+  try {
+    const config = await toySftRun(dir, { lora: null });
+    // ulimit -f 200: the model's files fit in 200 KiB, the checkpoint's optimizer state does not
+    const train = (extra: string): CliResult => {
+      const main = path.join(repoRoot, 'dist/src/cli/main.js');
+      const cmd = `ulimit -f 200; exec "${process.execPath}" "${main}" train sft --config "${config}" --quiet${extra}`;
+      const r = spawnSync('bash', ['-c', cmd], { encoding: 'utf8', env: { ...process.env, ...env } });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
+    const r = train('');
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^search-r3: write \S+checkpoints\/step-00000002\/optimizer\.safetensors: the file /m);
+    assert.match(
+      r.stderr,
+      /\(EFBIG\); raise ulimit -f or write to another file system, then run the same command again with --resume/,
+    );
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   } finally {
     cleanup();
   }
