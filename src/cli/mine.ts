@@ -97,8 +97,9 @@ export const mineCommand: Command = {
       // an empty file written over --out would replace an earlier good one with nothing to train on
       const sources = cfg.data.map((d) => d.path).join(', ');
       throw new UserError(
-        `no query to mine in ${values.config}'s data (${sources}): every query lacked a positive or was empty ` +
-          `(${ds.withoutPositive} without a positive); ${values.out} is left as it was.`,
+        `no query to mine in ${values.config}'s data (${sources}): every query lacked a positive, had only ` +
+          `itself as one, or was empty (${ds.withoutPositive} without a positive, ${ds.positiveIsQuery} with only ` +
+          `itself); ${values.out} is left as it was.`,
       );
     }
     const pool = await candidatePool(cfg.data, examples);
@@ -131,7 +132,8 @@ export const mineCommand: Command = {
     );
     writeFileAtomicallySync(values.out, toJsonl(mined));
     console.log(
-      `${stats.queries} queries (${ds.withoutPositive} without a positive skipped): ${stats.negatives} ` +
+      `${stats.queries} queries (${ds.withoutPositive} without a positive, ` +
+        `${ds.positiveIsQuery} with only itself as one skipped): ${stats.negatives} ` +
         `negatives for ${stats.withNegatives} of them, ` +
         `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`,
     );

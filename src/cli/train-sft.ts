@@ -63,7 +63,8 @@ export const trainSftStage: TrainStage = {
     return {
       finished: r.finished,
       line:
-        `${trained}${best}; ${r.data.withoutPositive} queries without a positive and ` +
+        `${trained}${best}; ${r.data.withoutPositive} queries without a positive, ` +
+        `${r.data.positiveIsQuery} whose only positive is the query itself and ` +
         `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`,
     };
   },

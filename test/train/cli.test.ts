@@ -1,10 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
-import { tempDir, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../helpers/train-fixtures.js';
+import {
+  tempDir,
+  tinyModelFolder,
+  toyExamples,
+  toySftRun,
+  writeConfig,
+  writeJsonl,
+} from '../helpers/train-fixtures.js';
 
 const cli = (args: string[]): { code: number | null; out: string; err: string } => {
   const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8' });
@@ -128,4 +135,26 @@ test('train sft refuses an output that is, holds or lies in its model folder, be
     );
   }
   assert.deepEqual(listing(), [...before, 'c.json'].sort());
+});
+
+test('train sft drops a query whose only positive is its own text, says so, trains, never hangs', async () => {
+  const root = tempDir('cli-self-positive');
+  const cfg = await toySftRun(root, { steps: 2, checkpoint: { every: 100, keep: 1 } });
+  appendFileSync(path.join(root, 'train.jsonl'), JSON.stringify({ query: 'same text', pos: ['same text'] }) + '\n');
+  // a planner that never ends grows its heap without bound: the heap limit and the timeout end it
+  const bounded = ['--max-old-space-size=512'];
+  const r = spawnSync(
+    process.execPath,
+    [...bounded, path.join(repoRoot, 'dist/src/cli/main.js'), 'train', 'sft', '--config', cfg],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
+  assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+  assert.match(
+    r.stderr,
+    /data: 12 examples \(0 queries without a positive skipped, 1 whose only positive is the query/,
+  );
+  assert.match(r.stdout, /1 whose only positive is the query itself/);
 });

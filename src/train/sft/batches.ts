@@ -6,6 +6,9 @@
  * No text appears twice in a batch: an example whose query or positive is already there waits for the
  * next batch, and a hard negative already there is skipped. A document that is another positive of a
  * query is excluded from that query's negatives (a known false negative).
+ *
+ * Every batch places at least one example (the first waiting one always fits an empty batch, unless its
+ * only positives are its own query, which is refused), so an epoch's plan always ends.
  */
 import { Rng } from '../../tensor/index.js';
 import type { ContrastiveTargets } from './losses.js';
@@ -71,6 +74,15 @@ export function planEpoch(
         b.negatives[k].push(n);
       }
     });
+    if (b.examples.length === 0) {
+      // only an example whose every positive is its query text fits no batch, not even an empty one;
+      // loadTrainingData drops those, so this is a caller's bug, never a loop without end
+      const ex = examples[deferred[0]!];
+      throw new Error(
+        `example ${deferred[0]} (query ${JSON.stringify(ex.query.slice(0, 60))}) can never be placed in a batch: ` +
+          'it has no positive other than its own query text',
+      );
+    }
     batches.push(b);
     rest = [...deferred, ...rest.slice(i)];
   }

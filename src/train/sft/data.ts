@@ -1,7 +1,8 @@
 /**
  * Training examples (a query, its positives, optional hard negatives) from BEIR folders, JSONL pairs
  * (FlagEmbedding {query, pos, neg} or Tevatron {query, positive_passages, negative_passages}), TSV text
- * pairs and Climate-FEVER claims. Queries without a positive and empty texts are skipped and counted.
+ * pairs and Climate-FEVER claims. Queries without a positive, queries whose only positive is their own text,
+ * and empty texts are skipped and counted.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { beirCorpusFile, beirSplitFiles, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
@@ -32,6 +33,11 @@ export interface DataStats {
   examples: number;
   /** Queries dropped because no non-empty positive was left. */
   withoutPositive: number;
+  /**
+   * Queries dropped because every positive was the query's own text: such a pair teaches nothing, and a
+   * batch may never hold the same text twice, so it could never be placed in one.
+   */
+  positiveIsQuery: number;
   /** Empty (whitespace-only) queries, positives and negatives dropped. */
   emptyTexts: number;
   perSource: { source: string; examples: number }[];
@@ -66,7 +72,14 @@ export async function loadTrainingData(
   sources: readonly DataSourceConfig[],
   reasoning?: ReasoningData,
 ): Promise<{ examples: TrainExample[]; stats: DataStats }> {
-  const stats: DataStats = { examples: 0, withoutPositive: 0, emptyTexts: 0, perSource: [], analyses: 0 };
+  const stats: DataStats = {
+    examples: 0,
+    withoutPositive: 0,
+    positiveIsQuery: 0,
+    emptyTexts: 0,
+    perSource: [],
+    analyses: 0,
+  };
   const examples: TrainExample[] = [];
   const draw = reasoning ? new Rng(reasoning.seed) : null;
   for (const src of sources) {
@@ -109,7 +122,10 @@ export async function loadTrainingData(
   return { examples, stats };
 }
 
-/** Drops empty texts (counted) and the example itself when its query is empty or no positive is left. */
+/**
+ * Drops empty texts (counted), positives equal to the query, and the example itself when its query is empty
+ * or no positive is left.
+ */
 function cleanExample(ex: TrainExample, stats: DataStats): TrainExample | null {
   const nonEmpty = (xs: string[]): string[] => {
     const out = xs.filter((x) => x.trim() !== '');
@@ -120,9 +136,14 @@ function cleanExample(ex: TrainExample, stats: DataStats): TrainExample | null {
     stats.emptyTexts++;
     return null;
   }
-  const positives = nonEmpty(ex.positives);
-  if (positives.length === 0) {
+  const nonEmptyPositives = nonEmpty(ex.positives);
+  if (nonEmptyPositives.length === 0) {
     stats.withoutPositive++;
+    return null;
+  }
+  const positives = nonEmptyPositives.filter((p) => p.trim() !== ex.query.trim());
+  if (positives.length === 0) {
+    stats.positiveIsQuery++;
     return null;
   }
   const pos = new Set(positives);

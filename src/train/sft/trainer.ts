@@ -65,10 +65,15 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   const reasoning = cfg.reasoning ? { ...cfg.reasoning, seed: cfg.seed } : undefined;
   const { examples, stats } = await loadTrainingData(cfg.data, reasoning);
   if (examples.length === 0) {
-    throw new RunFolderError('no training examples: every query lacked a positive or was empty');
+    throw new RunFolderError(
+      `no training examples in ${cfg.data.map((d) => d.path).join(', ')}: every query lacked a positive ` +
+        `(${stats.withoutPositive}), had only its own text as one (${stats.positiveIsQuery}) or was empty`,
+    );
   }
   const skipped =
-    `${stats.withoutPositive} queries without a positive skipped, ` + `${stats.emptyTexts} empty texts dropped`;
+    `${stats.withoutPositive} queries without a positive skipped, ` +
+    `${stats.positiveIsQuery} whose only positive is the query itself skipped, ` +
+    `${stats.emptyTexts} empty texts dropped`;
   const analysed = cfg.reasoning ? `; ${stats.analyses} in the reasoning form, with an analysis` : '';
   folder.note(`data: ${stats.examples} examples (${skipped})${analysed}`);
   const { queries, hardNegatives, accumulation } = cfg.batch;

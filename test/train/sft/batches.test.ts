@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import assert from 'node:assert/strict';
 import { batchTexts, planEpoch } from '../../../src/train/sft/batches.js';
 import type { TrainExample } from '../../../src/train/sft/data.js';
@@ -68,3 +69,21 @@ test(
     assert.fail('no seed put both queries in one batch');
   },
 );
+
+test('an example that fits no batch (its only positive is its query) ends the plan with an error', async () => {
+  // in a worker, so that a plan that never ends fails this test instead of hanging the runner
+  const batches = new URL('../../../src/train/sft/batches.js', import.meta.url).href;
+  const code =
+    `const { parentPort } = require('node:worker_threads');` +
+    `import(${JSON.stringify(batches)}).then(({ planEpoch }) => {` +
+    `  try { planEpoch([{ query: 'a', positives: ['b'], negatives: [] },` +
+    `    { query: 'same', positives: ['same'], negatives: [] }], 1, 0, 2, 0); parentPort.postMessage('planned'); }` +
+    `  catch (e) { parentPort.postMessage(String(e.message)); } });`;
+  const worker = new Worker(code, { eval: true });
+  const outcome = await Promise.race([
+    new Promise<string>((resolve) => worker.once('message', resolve)),
+    new Promise<string>((resolve) => setTimeout(() => resolve('no end after 10 s'), 10_000)),
+  ]);
+  await worker.terminate();
+  assert.match(outcome, /query "same"\) can never be placed in a batch: it has no positive other than its own query/);
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadTrainingData, DataError } from '../../../src/train/sft/data.js';
 import { ProgressBar } from '../../../src/train/progress.js';
@@ -77,4 +77,39 @@ test('progress line and report', () => {
   assert.equal((html.match(/<svg/g) ?? []).length, 2);
   assert.match(html, /<path d="M[^"]+L/);
   assert.match(html, /nDCG@10/);
+});
+
+test('a query whose only positive is its own text is dropped and counted, from every kind of source', async () => {
+  const dir = tempDir('data-self');
+  const jsonl = path.join(dir, 'self.jsonl');
+  writeFileSync(
+    jsonl,
+    [
+      { query: 'same text', pos: ['same text'] },
+      { query: 'kept', pos: ['kept', 'another text'] },
+    ]
+      .map((o) => JSON.stringify(o))
+      .join('\n') + '\n',
+  );
+  const beir = path.join(dir, 'beir');
+  mkdirSync(path.join(beir, 'qrels'), { recursive: true });
+  const docs = [
+    { _id: 'd0', title: '', text: 'which one is it here' },
+    { _id: 'd1', title: 'one two three four', text: 'one two three four' },
+    { _id: 'd2', title: 'five six seven eight', text: 'a body of its own' },
+  ];
+  writeFileSync(path.join(beir, 'corpus.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
+  writeFileSync(path.join(beir, 'queries.jsonl'), JSON.stringify({ _id: 'q0', text: 'which one is it here' }) + '\n');
+  writeFileSync(path.join(beir, 'qrels', 'train.tsv'), 'query-id\tcorpus-id\tscore\nq0\td0\t1\n');
+  const { examples, stats } = await loadTrainingData([
+    { type: 'jsonl', path: jsonl },
+    { type: 'beir', path: beir, split: 'train' },
+    { type: 'pseudo-queries', path: beir, queries: 'title', seed: 0, maxDocuments: 0 },
+  ]);
+  assert.deepEqual(examples, [
+    { query: 'kept', positives: ['another text'], negatives: [] },
+    { query: 'five six seven eight', positives: ['a body of its own'], negatives: [] },
+  ]);
+  assert.equal(stats.positiveIsQuery, 3, 'the JSONL line, the BEIR query and the pseudo-query');
+  assert.equal(stats.withoutPositive, 0);
 });
