@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { tempPathFor } from '../../src/io/atomic-file.js';
@@ -33,7 +33,12 @@ const settings: OptimizerSettings = {
 };
 
 /** A run whose one tensor w is trained towards 0 on the loss Σ w². */
-async function toyRun(output: string, resume = false, totalSteps = 5): Promise<{ run: TrainingRun; w: T.Tensor }> {
+async function toyRun(
+  output: string,
+  resume = false,
+  totalSteps = 5,
+  warn: (line: string) => void = () => {},
+): Promise<{ run: TrainingRun; w: T.Tensor }> {
   const w = new T.Tensor(new Float32Array([1, -2]), [2], true, 'w');
   const plan: RunPlan = {
     params: [w],
@@ -43,7 +48,7 @@ async function toyRun(output: string, resume = false, totalSteps = 5): Promise<{
     seed: 1,
     checkpoint: { every: 2, keep: 5 },
   };
-  const folder = await RunFolder.open(output, { resume, progress: false, warn: () => {} });
+  const folder = await RunFolder.open(output, { resume, progress: false, warn });
   return { run: await folder.begin(plan), w };
 }
 
@@ -115,6 +120,20 @@ test(
     assert.deepEqual(records(stopped), logged, 'the resumed run logs what the straight one did, to the bit');
   },
 );
+
+test('files a checkpoint manifest does not list (.DS_Store, Thumbs.db, a check log) leave it resumable', async () => {
+  const dir = tempDir('extra-files');
+  const a = await toyRun(dir);
+  await a.run.loop({ step: () => squareStep(a.run, a.w), stopAt: 3 });
+  const checkpoints = listCheckpoints(path.join(dir, 'checkpoints'));
+  for (const c of checkpoints)
+    for (const name of ['.DS_Store', 'Thumbs.db', 'log']) writeFileSync(path.join(c.dir, name), 'not training');
+  const warnings: string[] = [];
+  const b = await toyRun(dir, true, 5, (line) => warnings.push(line));
+  assert.equal(b.run.startStep, 3, 'the newest checkpoint resumes');
+  assert.deepEqual(Array.from(b.w.data), Array.from(a.w.data));
+  assert.deepEqual(warnings, [], 'no checkpoint was taken for damaged');
+});
 
 test("a NaN loss, a NaN gradient or an op's NaN stops the run before any update, naming the step", async () => {
   const dir = tempDir('diverge');

@@ -1,0 +1,28 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CHECKSUMS_FILE, verifyChecksums, writeChecksums } from '../../src/io/checksums.js';
+
+test('a manifest checks the files it lists; files it does not list (.DS_Store, a check log) are ignored', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'search-r3-checksums-'));
+  writeFileSync(path.join(dir, 'a.bin'), 'weights');
+  writeFileSync(path.join(dir, 'state.json'), '{}');
+  await writeChecksums(dir);
+  assert.equal(await verifyChecksums(dir), null);
+  writeFileSync(path.join(dir, '.DS_Store'), 'finder');
+  writeFileSync(path.join(dir, 'Thumbs.db'), 'explorer');
+  writeFileSync(path.join(dir, 'log'), 'a.bin: OK\nstate.json: OK\n');
+  assert.equal(await verifyChecksums(dir), null, 'unlisted files are no damage');
+  writeFileSync(path.join(dir, 'a.bin'), 'weightz');
+  assert.deepEqual(await verifyChecksums(dir), {
+    file: path.join(dir, 'a.bin'),
+    why: `does not match its SHA-256 in ${CHECKSUMS_FILE}`,
+  });
+  rmSync(path.join(dir, 'a.bin'));
+  assert.deepEqual(await verifyChecksums(dir), {
+    file: path.join(dir, 'a.bin'),
+    why: `is missing (${CHECKSUMS_FILE} lists it)`,
+  });
+});
