@@ -67,7 +67,8 @@ interface SavedState extends TrainerState {
 /**
  * Writes step `state.step`'s checkpoint folder. `extra` writes more files into it first (a trainer's
  * own state); the SHA-256 manifest of every file goes in last, inside the temporary folder, so it is
- * in place exactly when the checkpoint is.
+ * in place exactly when the checkpoint is. Throws NonFiniteCheckpoint, writing nothing, when a weight or
+ * an optimizer moment is NaN or Inf.
  */
 export async function saveCheckpoint(
   root: string,
@@ -78,13 +79,24 @@ export async function saveCheckpoint(
   extra?: (dir: string) => Promise<void>,
 ): Promise<string> {
   const dir = checkpointDir(root, state.step);
+  const weights = params.map((p, i) => [paramName(p, i), { shape: [...p.shape], data: p.read() }] as const);
+  const moments = opt.buffers.flatMap((bufs, k) =>
+    bufs.map((b, i) => [`buffer${k}.${i}`, { shape: [b.length], data: b }] as const),
+  );
+  // resume refuses a NaN or Inf as damage, so a checkpoint holding one could never be resumed; checked
+  // before anything is written, so the newest checkpoint on disk stays the last one that can be
+  const bad = weights.find(([, t]) => !allFinite(t.data));
+  if (bad) throw new NonFiniteCheckpoint(`the weights of "${bad[0]}"`);
+  const badMoment = moments.find(([, t]) => !allFinite(t.data));
+  if (badMoment) {
+    const [k, i] = badMoment[0].slice('buffer'.length).split('.').map(Number) as [number, number];
+    throw new NonFiniteCheckpoint(
+      `the optimizer's state "${badMoment[0]}" (${opt.kind} buffer ${k} of "${paramName(params[i]!, i)}")`,
+    );
+  }
   await writeDirAtomically(dir, async (tmp) => {
     await extra?.(tmp);
-    const weights = params.map((p, i) => [paramName(p, i), { shape: [...p.shape], data: p.read() }] as const);
     await saveSafetensors(path.join(tmp, WEIGHTS_FILE), weights);
-    const moments = opt.buffers.flatMap((bufs, k) =>
-      bufs.map((b, i) => [`buffer${k}.${i}`, { shape: [b.length], data: b }] as const),
-    );
     await saveSafetensors(path.join(tmp, MOMENTS_FILE), moments);
     const optimizer = { kind: opt.kind, step: opt.step, buffers: opt.buffers.length };
     const saved: SavedState = { ...state, optimizer, checksums: CHECKSUMS_FILE };
@@ -95,6 +107,19 @@ export async function saveCheckpoint(
   const all = listCheckpoints(root);
   for (const c of all.slice(0, Math.max(0, all.length - keep))) await fsp.rm(c.dir, { recursive: true, force: true });
   return dir;
+}
+
+/** A checkpoint not written because a tensor it would hold is NaN or Inf (`what` names the tensor). */
+export class NonFiniteCheckpoint extends Error {
+  constructor(readonly what: string) {
+    super(`${what} holds NaN or Inf`);
+    this.name = 'NonFiniteCheckpoint';
+  }
+}
+
+function allFinite(a: Float32Array): boolean {
+  for (let j = 0; j < a.length; j++) if (!Number.isFinite(a[j])) return false;
+  return true;
 }
 
 const WEIGHTS_FILE = 'trainable.safetensors';
@@ -210,7 +235,7 @@ export async function readCheckpointTensors(file: string): Promise<Map<string, T
     if (e instanceof ModelFileError) throw new CheckpointDamage(file, e.message);
     throw e;
   }
-  // training never checkpoints a NaN or Inf (it stops before such an update), so one is damage
+  // training never checkpoints a NaN or Inf (saveCheckpoint refuses to), so one is damage
   for (const [name, t] of tensors) {
     if (!t.data.every(Number.isFinite)) throw checkpointDamage(file, `holds NaN or Inf in "${name}"`);
   }

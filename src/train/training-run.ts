@@ -14,7 +14,9 @@
  * No NaN or Inf reaches the optimiser: a loss is checked before its backward pass (checkLoss), an op that
  * produces NaN or Inf during a step (the tensor layer refuses to) is caught, and the gradient norm is
  * checked before every update (update). Each stops training with TrainingDiverged: one sentence naming the
- * step, its update not applied, the last checkpoint kept.
+ * step, its update not applied, the last checkpoint kept. A weight or optimizer moment that still turns NaN
+ * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
+ * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
 import { existsSync, promises as fsp, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -25,6 +27,7 @@ import {
   type ExtraReader,
   type ResumePoint,
   type TrainerState,
+  NonFiniteCheckpoint,
   applyCheckpoint,
   listCheckpoints,
   removeStaleTemporaries,
@@ -278,7 +281,18 @@ export class TrainingRun {
     this.state.rng = this.rng.state();
     const { params, optimizer, checkpoint } = this.plan;
     const t0 = Date.now();
-    const dir = await saveCheckpoint(this.checkpoints, params, optimizer.state(), this.state, checkpoint.keep, files);
+    let dir: string;
+    try {
+      dir = await saveCheckpoint(this.checkpoints, params, optimizer.state(), this.state, checkpoint.keep, files);
+    } catch (e) {
+      if (!(e instanceof NonFiniteCheckpoint)) throw e;
+      // a moment can overflow while the loss and gradient stay finite (unclipped, at a huge learning rate)
+      const unclipped = this.plan.settings.maxGradNorm > 0 ? '' : ' (optimizer.maxGradNorm is 0: nothing was clipped)';
+      throw this.diverged(undefined, `after its update ${e.message}${unclipped}`, {
+        step: this.state.step,
+        consequence: 'so its checkpoint was not written',
+      });
+    }
     this.lastCheckpointMs = Date.now() - t0;
     this.checkpointedStep = this.state.step;
     this.opts.onCheckpoint?.(this.state.step, dir);
@@ -361,15 +375,23 @@ export class TrainingRun {
     return e instanceof T.TensorError && /NaN|Inf/.test(e.message) ? this.diverged(where, e.message) : e;
   }
 
-  private diverged(where: string | undefined, why: string): TrainingDiverged {
+  /**
+   * Divergence at `at.step` (default: the step being taken, whose update is not applied), naming the
+   * newest checkpoint: every checkpoint written holds only finite numbers, so it can be resumed.
+   */
+  private diverged(
+    where: string | undefined,
+    why: string,
+    at = { step: this.state.step + 1, consequence: 'so its update was not applied' },
+  ): TrainingDiverged {
     const all = listCheckpoints(this.checkpoints);
     const last = all[all.length - 1];
     const kept = last
       ? `the last good checkpoint is ${last.dir} (resume from it with a lower learning rate: ` +
         'edit optimizer.lr, then --resume)'
       : 'no checkpoint had been written yet (train again with a lower optimizer.lr)';
-    const at = `step ${this.state.step + 1}${where ? `, ${where}` : ''}`;
-    return new TrainingDiverged(`training stopped at ${at}: ${why}, so its update was not applied; ${kept}`);
+    const stepAt = `step ${at.step}${where ? `, ${where}` : ''}`;
+    return new TrainingDiverged(`training stopped at ${stepAt}: ${why}, ${at.consequence}; ${kept}`);
   }
 }
 

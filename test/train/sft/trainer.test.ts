@@ -172,6 +172,30 @@ test('a NaN loss stops training, names the step and batch, and keeps the last go
   for (const [name, t] of w) assert.ok(t.data.every(Number.isFinite), `${name} is finite in the kept checkpoint`);
 });
 
+test('an optimizer moment that overflows is never checkpointed: the checkpoint named resumes', async () => {
+  // lr 1000 unclipped: the losses and gradients stay finite while AdamW's second moment overflows to Inf
+  const r = await toyRun('moment-inf', { lora: null, optimizer: { lr: 1000, warmupSteps: 0, maxGradNorm: 0 } });
+  const cfg = loadSftConfig(r.cfgFile);
+  let named = '';
+  await assert.rejects(trainSft(cfg, { progress: false }), (e: unknown) => {
+    assert.ok(e instanceof TrainingDiverged, String(e));
+    assert.match(e.message, /^training stopped at step \d+: after its update the optimizer's state "buffer1\.\d+" /);
+    assert.match(e.message, /optimizer\.maxGradNorm is 0: nothing was clipped\), so its checkpoint was not written/);
+    named = /the last good checkpoint is (\S+) \(resume from it/.exec(e.message)![1]!;
+    return true;
+  });
+  const newest = listCheckpoints(path.join(cfg.output, 'checkpoints')).at(-1)!;
+  assert.equal(named, newest.dir, 'the checkpoint named is the newest on disk');
+  for (const file of ['trainable.safetensors', 'optimizer.safetensors'])
+    for (const [name, t] of await loadSafetensors(path.join(named, file)))
+      assert.ok(t.data.every(Number.isFinite), `${file} "${name}" is finite in the checkpoint named`);
+  // as the message says: a lower learning rate, then --resume, from that checkpoint
+  const lower = { ...cfg, optimizer: { ...cfg.optimizer, lr: 1e-3 } };
+  const resumed = await trainSft(lower, { progress: false, resume: true });
+  assert.equal(resumed.startStep, newest.step);
+  assert.equal(resumed.steps, 10);
+});
+
 test('a model that never emitted <|embed_token|> (not even in its vocabulary) learns to emit it', async () => {
   const root = tempDir('emit');
   await tinyModelFolder(path.join(root, 'model'), 4, false);
