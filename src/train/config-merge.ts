@@ -78,7 +78,8 @@ export interface OptimizerSettings {
 
 /**
  * Refuses optimizer settings that cannot train: a bad one would otherwise show up steps later as a
- * "divergence" (beta2 of 1 divides by zero) or as a setting silently off (a negative maxGradNorm).
+ * "divergence" (beta2 of 1 divides by zero) or as a setting silently off (a negative maxGradNorm) or
+ * backwards (a minLr above lr).
  */
 export function checkOptimizer(o: OptimizerSettings): void {
   const need = (ok: boolean, what: string): void => {
@@ -86,6 +87,12 @@ export function checkOptimizer(o: OptimizerSettings): void {
   };
   need(o.lr > 0, `lr" must be > 0, got ${o.lr}`);
   need(o.minLr >= 0, `minLr" must be ≥ 0, got ${o.minLr}`);
+  // the schedule decays from lr to minLr: a larger minLr would raise the learning rate after warm-up instead
+  need(
+    o.minLr <= o.lr,
+    `minLr" (${o.minLr}) must not exceed "optimizer.lr" (${o.lr}): the schedule decays lr down to minLr; ` +
+      'set minLr ≤ lr',
+  );
   need(o.weightDecay >= 0, `weightDecay" must be ≥ 0, got ${o.weightDecay}`);
   for (const k of ['beta1', 'beta2'] as const) need(o[k] >= 0 && o[k] < 1, `${k}" must be in [0, 1), got ${o[k]}`);
   need(o.eps > 0, `eps" must be > 0, got ${o.eps}`);

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../../src/train/config-merge.js';
 import { loadLmConfig } from '../../src/train/lm/config.js';
@@ -53,4 +53,57 @@ test('stage 1 and stage 2 fill lora from the same defaults; none or null is full
     writeConfig(file, required[name]);
     assert.equal(loaders[name](file).lora, null, name);
   }
+});
+
+test('settings that would do nothing or the opposite are refused naming the field and why', () => {
+  const dir = tempDir('settings');
+  const refused = (name: keyof typeof loaders, over: object, re: RegExp): void => {
+    const file = writeConfig(path.join(dir, `${name}.json`), { ...required[name], ...over });
+    assert.throws(
+      () => loaders[name](file),
+      (e: unknown) => e instanceof ConfigError && re.test(e.message),
+      `${name} ${JSON.stringify(over)}`,
+    );
+  };
+  // a minLr above lr: the "decay" would raise the learning rate
+  for (const name of ['lm', 'sft', 'rl'] as const)
+    refused(
+      name,
+      { optimizer: { lr: 1e-5, minLr: 1e-3 } },
+      /"optimizer\.minLr" \(0\.001\) must not exceed "optimizer\.lr"/,
+    );
+  // train lm's default minLr (1e-4) is above a small lr given alone
+  refused(
+    'lm',
+    { optimizer: { lr: 5e-5 } },
+    /"optimizer\.minLr" \(0\.0001\) must not exceed "optimizer\.lr" \(0\.00005\)/,
+  );
+  // GRPO: one response, or identical (greedy) ones, give every advantage 0
+  refused('rl', { rollout: { group: 1 } }, /"rollout\.group" must be at least 2, got 1: .* every advantage 0/);
+  refused(
+    'rl',
+    { rollout: { temperature: 0 } },
+    /"rollout\.temperature" must be > 0, got 0: .* sampled.* every advantage/,
+  );
+});
+
+test('stage 1 refuses a dev evaluation on the split of a folder it trains on, under any name of that folder', () => {
+  const dir = tempDir('eval-leak');
+  mkdirSync(path.join(dir, 'beir'));
+  symlinkSync(path.join(dir, 'beir'), path.join(dir, 'alias'));
+  const cfg = (evalSplit: string): string =>
+    writeConfig(path.join(dir, 'sft.json'), {
+      ...required.sft,
+      data: [
+        { type: 'jsonl', path: 'x' },
+        { type: 'beir', path: 'beir', split: 'train' },
+      ],
+      eval: { beir: 'alias', split: evalSplit },
+    });
+  const leak = /"eval" reads split "train" of \S+alias, which data\[1\] trains on: dev nDCG@10 would be measured on/;
+  assert.throws(
+    () => loadSftConfig(cfg('train')),
+    (e: unknown) => e instanceof ConfigError && leak.test(e.message),
+  );
+  assert.equal(loadSftConfig(cfg('dev')).eval?.split, 'dev', 'another split of the same folder is a dev set');
 });

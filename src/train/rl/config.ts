@@ -148,12 +148,23 @@ function check(c: RlConfig): void {
   checkOptimizer(c.optimizer);
   pos(c.rollout.queries, 'rollout.queries');
   pos(c.rollout.group, 'rollout.group');
+  // GRPO's advantage is a response's reward less its group's mean: with one response, or responses all alike
+  // (greedy decoding), every advantage is 0 and the policy never learns
+  if (c.rollout.group < 2)
+    throw new ConfigError(
+      `"rollout.group" must be at least 2, got ${c.rollout.group}: GRPO scores each response against the others ` +
+        'of its group, so a group of one has every advantage 0 and never updates the policy',
+    );
   pos(c.loss.innerEpochs, 'loss.innerEpochs');
   if (c.reward.kind === 'rr') nonneg(c.reward.k, 'reward.k');
   else pos(c.reward.k, 'reward.k');
   pos(c.checkpoint.every, 'checkpoint.every');
   pos(c.checkpoint.keep, 'checkpoint.keep');
-  nonneg(c.rollout.temperature, 'rollout.temperature');
+  if (!(c.rollout.temperature > 0))
+    throw new ConfigError(
+      `"rollout.temperature" must be > 0, got ${c.rollout.temperature}: the responses of a group are sampled, ` +
+        'and at 0 (greedy) they are all the same, so every advantage is 0 and GRPO never updates the policy',
+    );
   nonneg(c.loss.beta, 'loss.beta');
   nonneg(c.loss.infonce, 'loss.infonce');
   count(c.rollout.maxReasoningTokens, 'rollout.maxReasoningTokens');

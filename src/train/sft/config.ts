@@ -3,6 +3,7 @@
  * error naming the key (a typo must not silently train with a default), as are values of the wrong type.
  * Relative paths are resolved against the config file's folder.
  */
+import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import {
   checkOptimizer,
@@ -247,6 +248,17 @@ function check(c: SftConfig): void {
     // best/ is the model chosen on this split: choosing it on the test queries would report a test figure
     // that the test set itself picked
     need(c.eval.split !== 'test', '"eval.split" must not be "test": best/ would be chosen on the test queries');
+    const real = (p: string): string => (existsSync(p) ? realpathSync(p) : path.resolve(p));
+    const evalFolder = real(c.eval.beir);
+    const trained = c.data.findIndex(
+      (d) => d.type === 'beir' && d.split === c.eval!.split && real(d.path) === evalFolder,
+    );
+    // a dev score on training queries rewards memorising them, and best/ would be the model that did most
+    need(
+      trained < 0,
+      `"eval" reads split "${c.eval.split}" of ${c.eval.beir}, which data[${trained}] trains on: dev nDCG@10 would ` +
+        'be measured on training queries and choose best/ on them; evaluate on another split (dev) or folder',
+    );
   }
   if (c.reasoning) {
     const r = c.reasoning;
