@@ -134,6 +134,15 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
     const jsonl = [{ type: 'jsonl', path: pairs }];
     refused(run('out-file', { data: jsonl, output: file }), /the output .*a-file is a file; name a folder/);
     refused(run('jsonl-folder', { data: [{ type: 'jsonl', path: folder }] }), /a-folder: is a folder; a "jsonl"/);
+    // each kind of one-file source names itself and the file it wants
+    refused(
+      run('pairs-folder', { data: [{ type: 'pairs', path: folder }] }),
+      /^search-r3: \S+a-folder: is a folder; a "pairs" source names a TSV file of query<TAB>positive lines$/,
+    );
+    refused(
+      run('fever-folder', { data: [{ type: 'climate-fever', path: folder }] }),
+      /^search-r3: \S+a-folder: is a folder; a "climate-fever" source names a Climate-FEVER \.jsonl file/,
+    );
     refused(run('beir-file', { data: [{ type: 'beir', path: pairs }] }), /pairs.jsonl: is a file; a "beir" source/);
     refused(
       run('lora', { data: jsonl, lora: { rank: 4, targets: ['nope'] } }),
@@ -146,7 +155,17 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
       run('accumulate', { data: jsonl, steps: 0, epochs: 1, batch: { queries: 2, accumulation: 50 } }),
       /"batch\.accumulation" 50 is more than the \d+ batches of "epochs" 1 \(\d+ a pass over the data\)/,
     );
-    for (const name of ['jsonl-folder', 'beir-file', 'lora', 'dropout', 'no-targets', 'tiny-len', 'accumulate'])
+    for (const name of [
+      'jsonl-folder',
+      'pairs-folder',
+      'fever-folder',
+      'beir-file',
+      'lora',
+      'dropout',
+      'no-targets',
+      'tiny-len',
+      'accumulate',
+    ])
       assert.equal(existsSync(path.join(dir, name)), false, name);
 
     // mine over data with no usable query keeps an earlier result instead of writing an empty file over it

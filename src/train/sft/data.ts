@@ -53,6 +53,13 @@ export class DataError extends Error {
   }
 }
 
+/** The file each kind of source that reads one file names, in words. */
+const FILE_SOURCES = {
+  jsonl: 'a .jsonl file of {query, pos, neg} or {query, positive_passages, negative_passages} lines',
+  pairs: 'a TSV file of query<TAB>positive lines',
+  'climate-fever': 'a Climate-FEVER .jsonl file of {claim, evidences} lines',
+} as const;
+
 /**
  * The files a source is read from: a BEIR split's (and the test qrels that keep test queries out of it), a
  * pseudo-queries source's corpus, or the one file the other kinds name.
@@ -84,8 +91,13 @@ export async function loadTrainingData(
   const draw = reasoning ? new Rng(reasoning.seed) : null;
   for (const src of sources) {
     if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
-    if (src.type === 'beir' && !statSync(src.path).isDirectory()) {
+    const isFolder = statSync(src.path).isDirectory();
+    if (src.type === 'beir' && !isFolder) {
       throw new DataError(src.path, 'is a file; a "beir" source names a BEIR folder (corpus, queries, qrels/)');
+    }
+    if (isFolder && src.type in FILE_SOURCES) {
+      const type = src.type as keyof typeof FILE_SOURCES;
+      throw new DataError(src.path, `is a folder; a "${type}" source names ${FILE_SOURCES[type]}`);
     }
     const raw =
       src.type === 'beir'
@@ -219,9 +231,8 @@ function corpusFileOf(p: string): string | undefined {
   return existsSync(p) && statSync(p).isDirectory() ? beirCorpusFile(p) : p;
 }
 
+/** The JSON objects of a file loadTrainingData has found to be a file, with their line numbers. */
 function* jsonLines(file: string): Generator<[Record<string, unknown>, number]> {
-  if (!existsSync(file)) throw new DataError(file, 'no such file');
-  if (statSync(file).isDirectory()) throw new DataError(file, 'is a folder; a "jsonl" source names a .jsonl file');
   const lines = readFileSync(file, 'utf8').split('\n');
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].trim() === '') continue;
