@@ -430,6 +430,13 @@ export async function* readUtf8Text(file: string): AsyncGenerator<string> {
   }
 }
 
+/** A whole file decoded as strict UTF-8 (readUtf8Text): an InputFileError where it is not UTF-8 text. */
+export async function readUtf8File(file: string): Promise<string> {
+  let text = '';
+  for await (const piece of readUtf8Text(file)) text += piece;
+  return text;
+}
+
 /** What reading one file gave the counter. */
 interface CountedFile {
   /** .jsonl lines with no text to learn from (no non-empty string "title" or "text"), skipped. */

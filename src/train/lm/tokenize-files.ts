@@ -9,28 +9,41 @@ import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { threadsSetting } from '../../io/env-settings.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
-import { InputFileError, jsonlDocumentText, readUtf8Text } from '../../model/bpe-trainer.js';
+import { InputFileError, jsonlDocumentText, readUtf8File, readUtf8Text } from '../../model/bpe-trainer.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 
 /**
- * The documents of a file: `.jsonl` gives one per line ("title" and "text" joined by a newline);
- * any other file is one document. Read as strict UTF-8, as the tokenizer trainer reads: a file that is not
- * text (a .gz) is refused rather than learned as replacement characters.
+ * The documents of a file: `.jsonl` gives one per line ("title" and "text" joined by a newline; lines
+ * without either are skipped, and a file of only such lines is an InputFileError, as the tokenizer trainer
+ * refuses one); any other file is one document. Read as strict UTF-8, as the tokenizer trainer reads: a file
+ * that is not text (a .gz) is refused rather than learned as replacement characters.
  */
 export async function* readDocuments(file: string): AsyncGenerator<string> {
   if (!file.endsWith('.jsonl')) {
-    let text = '';
-    for await (const piece of readUtf8Text(file)) text += piece;
+    const text = await readUtf8File(file);
     if (text.trim() !== '') yield text;
     return;
   }
   const lines = createInterface({ input: Readable.from(readUtf8Text(file)), crlfDelay: Infinity });
   let n = 0;
+  let documents = 0;
+  let firstWithout: { line: number; keys: string[] } | null = null;
   for await (const line of lines) {
     n++;
     if (line.trim() === '') continue;
     const text = jsonlDocumentText(line, file, n);
-    if (text !== '') yield text;
+    if (text !== '') {
+      documents++;
+      yield text;
+    } else firstWithout ??= { line: n, keys: Object.keys(JSON.parse(line) as object) };
+  }
+  // a file in another layout ({"body"}, {"content"}) would give no document and train or validate on nothing
+  if (documents === 0 && firstWithout !== null) {
+    const keys = firstWithout.keys.map((k) => JSON.stringify(k)).join(', ') || 'none';
+    throw new InputFileError(
+      `${file}:${firstWithout.line}: no line has a non-empty string "title" or "text" (this one's keys: ${keys}); ` +
+        'each line of a .jsonl document file is {"title", "text"}',
+    );
   }
 }
 

@@ -4,9 +4,10 @@
  * pairs and Climate-FEVER claims. Queries without a positive, queries whose only positive is their own text,
  * and empty texts are skipped and counted.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { beirCorpusFile, beirSplitFiles, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
+import { readUtf8File } from '../../model/bpe-trainer.js';
 import { Rng } from '../../tensor/index.js';
 import { readTrainingSplit } from '../hold-out.js';
 import { type AnalysisSettings, type ConceptAnalysis, TermStatistics, analyseQuery } from './analysis.js';
@@ -99,20 +100,22 @@ export async function loadTrainingData(
       const type = src.type as keyof typeof FILE_SOURCES;
       throw new DataError(src.path, `is a folder; a "${type}" source names ${FILE_SOURCES[type]}`);
     }
+    // strict UTF-8, as train lm reads text: leniently decoded, a Latin-1 file would train on U+FFFD
+    const text = (): Promise<string> => readUtf8File(src.path);
     const raw =
       src.type === 'beir'
         ? await beirExamples(src.path, src.split, src.sameTitleNegatives, src.holdOut)
         : src.type === 'climate-fever'
-          ? climateFeverExamples(src.path)
+          ? climateFeverExamples(src.path, await text())
           : src.type === 'pairs'
-            ? pairExamples(src.path)
+            ? pairExamples(src.path, await text())
             : src.type === 'pseudo-queries'
               ? pseudoQueryExamples(await sourceCorpus(src.path, src.maxDocuments), {
                   ...PSEUDO_QUERY_DEFAULTS,
                   kind: src.queries,
                   seed: src.seed,
                 })
-              : jsonlExamples(src.path);
+              : jsonlExamples(src.path, await text());
     const kept: TrainExample[] = [];
     for (const ex of raw) {
       const clean = cleanExample(ex, stats);
@@ -231,9 +234,9 @@ function corpusFileOf(p: string): string | undefined {
   return existsSync(p) && statSync(p).isDirectory() ? beirCorpusFile(p) : p;
 }
 
-/** The JSON objects of a file loadTrainingData has found to be a file, with their line numbers. */
-function* jsonLines(file: string): Generator<[Record<string, unknown>, number]> {
-  const lines = readFileSync(file, 'utf8').split('\n');
+/** The JSON objects of the text of `file`, with their line numbers. */
+function* jsonLines(file: string, text: string): Generator<[Record<string, unknown>, number]> {
+  const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].trim() === '') continue;
     let v: unknown;
@@ -263,10 +266,22 @@ function texts(v: unknown, file: string, line: number, key: string): string[] {
   });
 }
 
-function jsonlExamples(file: string): TrainExample[] {
+function jsonlExamples(file: string, text: string): TrainExample[] {
   const out: TrainExample[] = [];
-  for (const [o, line] of jsonLines(file)) {
+  for (const [o, line] of jsonLines(file, text)) {
     if (typeof o.query !== 'string') throw new DataError(file, "missing 'query' (a string)", line);
+    // positives under another key ("positive", "positives") would drop every line as a query without one
+    if (!Object.hasOwn(o, 'pos') && !Object.hasOwn(o, 'positive_passages')) {
+      const keys = Object.keys(o)
+        .map((k) => `'${k}'`)
+        .join(', ');
+      throw new DataError(
+        file,
+        `has keys ${keys} but no positives: a "jsonl" source's lines are FlagEmbedding {query, pos, neg} or ` +
+          "Tevatron {query, positive_passages, negative_passages}; rename the positives' key to 'pos'",
+        line,
+      );
+    }
     out.push({
       query: o.query,
       positives: [...texts(o.pos, file, line, 'pos'), ...texts(o.positive_passages, file, line, 'positive_passages')],
@@ -276,22 +291,20 @@ function jsonlExamples(file: string): TrainExample[] {
   return out;
 }
 
-function pairExamples(file: string): TrainExample[] {
+function pairExamples(file: string, text: string): TrainExample[] {
   const out: TrainExample[] = [];
-  readFileSync(file, 'utf8')
-    .split('\n')
-    .forEach((text, i) => {
-      if (text.trim() === '') return;
-      const f = text.split('\t');
-      if (f.length !== 2) throw new DataError(file, `expected 'query<TAB>positive', found ${f.length} fields`, i + 1);
-      out.push({ query: f[0], positives: [f[1]], negatives: [] });
-    });
+  text.split('\n').forEach((text, i) => {
+    if (text.trim() === '') return;
+    const f = text.split('\t');
+    if (f.length !== 2) throw new DataError(file, `expected 'query<TAB>positive', found ${f.length} fields`, i + 1);
+    out.push({ query: f[0], positives: [f[1]], negatives: [] });
+  });
   return out;
 }
 
-function climateFeverExamples(file: string): TrainExample[] {
+function climateFeverExamples(file: string, text: string): TrainExample[] {
   const out: TrainExample[] = [];
-  for (const [o, line] of jsonLines(file)) {
+  for (const [o, line] of jsonLines(file, text)) {
     if (typeof o.claim !== 'string' || !Array.isArray(o.evidences))
       throw new DataError(file, "expected 'claim' and 'evidences'", line);
     const ev = o.evidences as { evidence_label?: string; evidence?: string }[];

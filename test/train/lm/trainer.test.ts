@@ -152,6 +152,18 @@ test('tokenizing files on threads gives the one-thread stream; a bad line names 
     await fsp.writeFile(gz, Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x41, 0x0a]));
     await assert.rejects(tokenizeFiles([gz], tokenizer, sep, 1), /is not UTF-8 text \(invalid UTF-8 at byte offset 1/);
   }
+  // a .jsonl file in another layout would give no document (a valid set of 0 documents, no validation loss)
+  const body = path.join(dir, 'threads-body.jsonl');
+  await fsp.writeFile(body, '\n{"body": "a document", "id": 1}\n{"body": "another"}\n');
+  for (const threads of [1, 2])
+    await assert.rejects(
+      tokenizeFiles([files[1].f, body], tokenizer, sep, threads),
+      (e: Error) =>
+        e instanceof InputFileError &&
+        e.message ===
+          `${body}:2: no line has a non-empty string "title" or "text" (this one's keys: "body", "id"); ` +
+            'each line of a .jsonl document file is {"title", "text"}',
+    );
 });
 
 test('training loss and validation loss fall on real text; final/ is a loadable model folder', async () => {

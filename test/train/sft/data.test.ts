@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { InputFileError } from '../../../src/model/bpe-trainer.js';
 import { loadTrainingData, DataError } from '../../../src/train/sft/data.js';
 import { ProgressBar } from '../../../src/train/progress.js';
 import { renderReport } from '../../../src/train/report.js';
@@ -112,4 +113,43 @@ test('a query whose only positive is its own text is dropped and counted, from e
   ]);
   assert.equal(stats.positiveIsQuery, 3, 'the JSONL line, the BEIR query and the pseudo-query');
   assert.equal(stats.withoutPositive, 0);
+});
+
+test('a jsonl source without a known positive key, or a file not in UTF-8, is refused naming the file', async () => {
+  const dir = tempDir('data-keys');
+  const renamed = path.join(dir, 'renamed.jsonl');
+  writeFileSync(
+    renamed,
+    [
+      { query: 'q1', pos: ['p1'] },
+      { query: 'q2', positives: ['p2'], negatives: ['n2'] },
+    ]
+      .map((o) => JSON.stringify(o))
+      .join('\n') + '\n',
+  );
+  await assert.rejects(
+    loadTrainingData([{ type: 'jsonl', path: renamed }]),
+    (e: unknown) =>
+      e instanceof DataError &&
+      e.message ===
+        `${renamed}:2: has keys 'query', 'positives', 'negatives' but no positives: a "jsonl" source's lines are ` +
+          'FlagEmbedding {query, pos, neg} or Tevatron {query, positive_passages, negative_passages}; rename the ' +
+          "positives' key to 'pos'",
+  );
+  // Latin-1 bytes: read leniently they would train on U+FFFD; every kind of source that reads a file refuses them
+  const latin1 = Buffer.concat([Buffer.from('{"query": "caf'), Buffer.from([0xe9]), Buffer.from('", "pos": ["x"]}\n')]);
+  const files = { jsonl: 'l1.jsonl', pairs: 'l1.tsv', 'climate-fever': 'l1-fever.jsonl' } as const;
+  for (const [type, name] of Object.entries(files)) {
+    const file = path.join(dir, name);
+    writeFileSync(
+      file,
+      type === 'pairs' ? Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9, 0x09, 0x78])]) : latin1,
+    );
+    await assert.rejects(
+      loadTrainingData([{ type: type as keyof typeof files, path: file }]),
+      (e: unknown) =>
+        e instanceof InputFileError && e.message.startsWith(`${file}: is not UTF-8 text (invalid UTF-8 at byte offset`),
+      type,
+    );
+  }
 });
