@@ -28,7 +28,7 @@ config (JSON; unknown keys are an error; tokenizer, output and data.train are re
   seqLength (256), batchSize (8), accumulation (1), steps (0 = one pass over the training sequences)
   optimizer: {lr: 1e-3, weightDecay: 0.1 (matrices only; none on norms and biases), beta1: 0.9,
               beta2: 0.95, eps: 1e-8, warmupSteps: 100,
-              minLr: 1e-4, maxGradNorm: 1 (0 = no clipping)}
+              minLr: lr / 10 (≤ lr), maxGradNorm: 1 (0 = no clipping)}
   eval: {every: 200, maxSequences: 64 (0 = all)}
   checkpoint: {every: 200, keep: 2}
   saveDtype ("F32" | "F16", for final/)

@@ -72,12 +72,10 @@ test('settings that would do nothing or the opposite are refused naming the fiel
       { optimizer: { lr: 1e-5, minLr: 1e-3 } },
       /"optimizer\.minLr" \(0\.001\) must not exceed "optimizer\.lr"/,
     );
-  // train lm's default minLr (1e-4) is above a small lr given alone
-  refused(
-    'lm',
-    { optimizer: { lr: 5e-5 } },
-    /"optimizer\.minLr" \(0\.0001\) must not exceed "optimizer\.lr" \(0\.00005\)/,
-  );
+  // a small lr given alone is not refused for train lm's default floor: the floor left out is a tenth of lr
+  const small = loaders.lm(writeConfig(path.join(dir, 'lm-small.json'), { ...required.lm, optimizer: { lr: 5e-5 } }));
+  assert.equal(small.optimizer.minLr, 5e-6);
+  assert.equal(loaders.lm(writeConfig(path.join(dir, 'lm-default.json'), required.lm)).optimizer.minLr, 1e-4);
   // GRPO: one response, or identical (greedy) ones, give every advantage 0
   refused('rl', { rollout: { group: 1 } }, /"rollout\.group" must be at least 2, got 1: .* every advantage 0/);
   refused(

@@ -97,6 +97,10 @@ export const DEFAULT_LM_CONFIG: LmConfig = {
 /** Validates a parsed config object; paths are resolved against baseDir. */
 export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
   const c = mergeStrict(DEFAULT_LM_CONFIG, raw, '');
+  // left out, the floor follows the learning rate given (a tenth of it, as the defaults are), so that a
+  // small lr alone is not refused for falling below a default floor
+  const optimizer = (raw as { optimizer?: { minLr?: unknown } } | null)?.optimizer;
+  if (optimizer?.minLr === undefined) c.optimizer = { ...c.optimizer, minLr: c.optimizer.lr / 10 };
   const need = (ok: boolean, msg: string): void => {
     if (!ok) throw new ConfigError(msg);
   };
