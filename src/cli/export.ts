@@ -8,7 +8,7 @@ import {
   type GgufFileType,
   str,
 } from '../model/gguf.js';
-import { modelFingerprint } from '../search-index/model-fingerprint.js';
+import { modelFingerprint } from '../model/model-fingerprint.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import { type Command, UserError } from './command.js';
 import { checkOutputFile, checkReplacesOnly } from './output-path.js';

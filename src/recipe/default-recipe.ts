@@ -17,7 +17,7 @@ import { sha256File } from '../io/checksums.js';
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { qwen2ConfigToJSON } from '../model/qwen2-config.js';
 import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
-import { modelFingerprint } from '../search-index/model-fingerprint.js';
+import { modelFingerprint } from '../model/model-fingerprint.js';
 import { DEMO_VECTORS_FILE, type SeedVectorsInfo, seedVectorsInfo } from '../search-index/seed-vectors.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { readPairsManifest } from '../train/sft/debian-pairs.js';

@@ -25,7 +25,7 @@ import { embedQueryMatrix, stackVectors } from '../eval/model-retriever.js';
 import { compareEvaluations } from '../eval/report.js';
 import type { ProgressFn } from '../eval/retriever.js';
 import { writeTextFileAtomic, writeTrecRun, type Run } from '../eval/run.js';
-import { modelFingerprint } from '../search-index/model-fingerprint.js';
+import { modelFingerprint } from '../model/model-fingerprint.js';
 import { fuseHybridRuns, RRF_K, type HybridFusion } from '../search-index/rrf.js';
 import { chooseFusion, FUSION_GRID, refuseTestSplit, type FusionDevCase } from '../search-index/fusion-choice.js';
 import { ModelFileError } from '../model/model-file-error.js';

@@ -14,7 +14,7 @@ import {
 import { advance } from '../model/generate.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import path from 'node:path';
-import { modelFingerprint } from './model-fingerprint.js';
+import { modelFingerprint } from '../model/model-fingerprint.js';
 import { type ModelFusion, readModelFusion } from './model-fusion.js';
 
 export interface DocumentEmbeddings {

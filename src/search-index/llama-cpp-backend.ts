@@ -15,7 +15,7 @@ import type { PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/ind
 import { LlamaCppEngine, type LlamaCppEngineOptions } from '../embed/index.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import type { DocumentEmbeddings, EmbeddingBackend } from './embedding-backend.js';
-import { fileFingerprint, modelFingerprint } from './model-fingerprint.js';
+import { fileFingerprint, modelFingerprint } from '../model/model-fingerprint.js';
 import { type ModelFusion, readModelFusion } from './model-fusion.js';
 
 /** Whose id the vectors carry: the GGUF's own, or the folder's it was exported from. */

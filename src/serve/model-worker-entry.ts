@@ -20,7 +20,7 @@ import {
   useDevice,
 } from '../embed/index.js';
 import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
-import { modelFingerprint } from '../search-index/model-fingerprint.js';
+import { modelFingerprint } from '../model/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { StreamingDecoder } from '../model/streaming-decoder.js';
 import type { Tokenizer } from '../model/tokenizer.js';

@@ -11,7 +11,7 @@ import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
 import { subsetDevSet } from '../../src/eval/dev-eval.js';
 import type { Run } from '../../src/eval/run.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
-import { modelFingerprint } from '../../src/search-index/model-fingerprint.js';
+import { modelFingerprint } from '../../src/model/model-fingerprint.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 const slice = ['--max-documents', '30', '--max-queries', '10', '--max-reasoning-tokens', '8'];

@@ -9,7 +9,7 @@ import { GGUF_SOURCE_MODEL_KEY, exportQwen2GgufFromFolder, str, type GgufFileTyp
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { modelFingerprint } from '../../src/search-index/model-fingerprint.js';
+import { modelFingerprint } from '../../src/model/model-fingerprint.js';
 import { VARIED_SCALES, randomQwen2Weights } from './random-qwen2.js';
 import { tinyQwen2Config } from './tiny-qwen2.js';
 import { makeTinyTokenizer } from './tiny-tokenizer.js';

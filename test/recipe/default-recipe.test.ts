@@ -11,7 +11,7 @@ import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
 import { buildDebianPairs } from '../../src/train/sft/debian-pairs.js';
 import type { RecipeEvaluation } from '../../src/recipe/evaluate.js';
 import { readModelFusion } from '../../src/search-index/model-fusion.js';
-import { modelFingerprint } from '../../src/search-index/model-fingerprint.js';
+import { modelFingerprint } from '../../src/model/model-fingerprint.js';
 import { seedVectorsInfo } from '../../src/search-index/seed-vectors.js';
 import { runCli } from '../helpers/cli.js';
 import { dictd } from '../helpers/dictd-fixture.js';

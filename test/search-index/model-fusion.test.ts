@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ModelFileError } from '../../src/model/model-file-error.js';
-import { modelFingerprint } from '../../src/search-index/model-fingerprint.js';
+import { modelFingerprint } from '../../src/model/model-fingerprint.js';
 import { MODEL_SEARCH_FILE, readModelFusion, writeModelFusion } from '../../src/search-index/model-fusion.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';

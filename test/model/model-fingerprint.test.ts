@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { modelFingerprint } from '../../src/search-index/model-fingerprint.js';
-import { tempDir, tinyModelDir } from './fixtures.js';
+import { modelFingerprint } from '../../src/model/model-fingerprint.js';
+import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 
 test('a chat_template.jinja is part of the model: changing it changes the fingerprint', async () => {
   const { dir, cleanup } = tempDir('fingerprint-jinja');

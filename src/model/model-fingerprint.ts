@@ -7,7 +7,7 @@
 import { type Hash, createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { ModelFileError } from '../model/model-file-error.js';
+import { ModelFileError } from './model-file-error.js';
 
 const WHOLE_LIMIT = 64 * 1024 * 1024;
 const EDGE = 16 * 1024 * 1024;
