@@ -4,12 +4,16 @@
  * model's parameters, so a checkpoint is never held twice in memory. Frozen weight matrices stored
  * in f16 or bf16 stay in 16 bits (half the memory of float32; the kernels widen them as they read);
  * trainable weights, norms and biases are float32. A folder whose weights would not fit in the
- * machine's memory is refused before any weight is read.
+ * machine's memory is refused before any weight is read. A LoRA adapter folder (PEFT layout) loads as its base
+ * with the adapter merged, so that every command takes a LoRA run's final/ where it takes a model folder.
  */
 import { existsSync, promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
+import { loadLoraAdapter, mergeLora } from './lora.js';
 import { ModelFileError } from './model-file-error.js';
+import { adapterBase } from './model-fingerprint.js';
+import { PEFT_CONFIG_FILE, isAdapterFolder } from './peft-config.js';
 import {
   type Qwen2Config,
   configMismatchError,
@@ -32,6 +36,7 @@ import {
   saveSafetensorsFolder,
 } from './safetensors.js';
 import type { TensorView } from './tensor-data.js';
+import { TOKENIZER_JSON } from './tokenizer-json.js';
 import { Tokenizer } from './tokenizer.js';
 
 export interface LoadedModel {
@@ -39,6 +44,8 @@ export interface LoadedModel {
   config: Qwen2Config;
   model: Qwen2Model;
   tokenizer: Tokenizer;
+  /** When `dir` is a LoRA adapter folder: the base model folder the adapter was merged onto. */
+  base?: string;
 }
 
 export interface LoadOptions {
@@ -53,6 +60,13 @@ export interface LoadOptions {
   memoryLimit?: number;
   /** Called with the tokenizer before any weight is read, to refuse a folder early (by throwing). */
   checkTokenizer?: (tokenizer: Tokenizer) => void;
+  /** For a LoRA adapter folder: its base model folder, instead of the one its adapter_config.json names. */
+  base?: string;
+}
+
+/** Whether `dir` holds a model that loadModelFolder loads: a model folder, or a LoRA adapter folder. */
+export function isModelFolder(dir: string): boolean {
+  return existsSync(path.join(dir, 'config.json')) || existsSync(path.join(dir, PEFT_CONFIG_FILE));
 }
 
 const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;
@@ -84,6 +98,7 @@ function notAFolder(file: string): string {
 export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   if (!existsSync(dir)) throw new ModelFileError(dir, 'no such folder; give the path of a Hugging Face model folder.');
   if (!statSync(dir).isDirectory()) throw new ModelFileError(dir, notAFolder(dir));
+  if (isAdapterFolder(dir)) return loadAdapterFolder(dir, opts);
   const configFile = path.join(dir, 'config.json');
   if (!existsSync(configFile)) throw new ModelFileError(configFile, 'is missing; a model folder needs config.json.');
   const config = await readQwen2Config(configFile);
@@ -117,6 +132,46 @@ export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Prom
     );
   }
   return { dir, config, model: new Qwen2Model(config, params), tokenizer };
+}
+
+/**
+ * A LoRA adapter folder as the model it stands for: its base loaded as `opts` say (a base that is itself an
+ * adapter folder included), the embedding grown to the adapter's tokenizer as fine-tuning grew it, and every
+ * adapter merged, W + (alpha/r)·B·A. A weight the base holds in 16 bits is merged in float32 and rounded back to
+ * them, so the model is the one that the merged folder written in the base's dtype (export merged) loads as.
+ */
+async function loadAdapterFolder(dir: string, opts: LoadOptions): Promise<LoadedModel> {
+  const { base: given, ...baseOpts } = opts;
+  const base = await adapterBase(dir, given);
+  // the tokenizer fine-tuning saved beside the adapter; an adapter trained elsewhere may leave it to its base
+  const own = existsSync(path.join(dir, TOKENIZER_JSON)) ? await Tokenizer.fromFolder(dir) : null;
+  if (own) opts.checkTokenizer?.(own);
+  const loaded = await loadModelFolder(base.dir, own ? { ...baseOpts, checkTokenizer: undefined } : baseOpts);
+  const tokenizer = own ?? loaded.tokenizer;
+  const model = withVocabulary(loaded.model, tokenizer.vocabSize);
+  await loadLoraAdapter(dir, model);
+  const rounded = new Map<string, T.HalfDtype>();
+  for (const mod of model.adapters.keys()) {
+    const name = `${mod}.weight`;
+    const w = model.params.get(name)!;
+    if (w.dtype === 'f32') continue;
+    rounded.set(name, w.dtype);
+    model.params.set(name, w.float32());
+  }
+  mergeLora(model);
+  for (const [name, dtype] of rounded) {
+    const wide = model.params.get(name)!;
+    model.params.set(name, new T.Tensor(T.HalfArray.from(wide.read(), dtype), wide.shape, false, name));
+    wide.release();
+  }
+  for (const ad of model.adapters.values()) {
+    ad.a.release();
+    ad.b.release();
+  }
+  model.adapters.clear();
+  // loading the adapter froze every weight
+  for (const p of model.parameters()) p.requiresGrad = opts.trainable ?? false;
+  return { dir, config: model.config, model, tokenizer, base: base.dir };
 }
 
 export interface SaveOptions {
@@ -154,17 +209,21 @@ export function addSpecialTokens(
   tokens: string[],
 ): { model: Qwen2Model; ids: number[] } {
   const { ids } = m.tokenizer.addSpecialTokens(tokens);
-  const c = m.model.config;
-  const need = m.tokenizer.vocabSize;
-  if (need <= c.vocabSize) return { model: m.model, ids };
-  const grown = new Map(m.model.params);
+  return { model: withVocabulary(m.model, m.tokenizer.vocabSize), ids };
+}
+
+/** `model` with room for `need` token ids: the embedding (and an untied LM head) grown with mean rows. */
+function withVocabulary(model: Qwen2Model, need: number): Qwen2Model {
+  const c = model.config;
+  if (need <= c.vocabSize) return model;
+  const grown = new Map(model.params);
   const grow = (name: string): void => {
-    const old = m.model.params.get(name)!;
+    const old = model.params.get(name)!;
     grown.set(name, new T.Tensor(withMeanRows(old, need), [need, c.hiddenSize], old.requiresGrad, name));
   };
   grow('model.embed_tokens.weight');
   if (!c.tieWordEmbeddings) grow('lm_head.weight');
-  return { model: new Qwen2Model({ ...c, vocabSize: need }, grown), ids };
+  return new Qwen2Model({ ...c, vocabSize: need }, grown);
 }
 
 /** A [vocab, d] table grown to `rows` rows, each new row the mean of the old ones, in the table's precision. */

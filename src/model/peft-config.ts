@@ -3,6 +3,7 @@
  * model and exporting it to GGUF. Settings that change what the weights mean and that neither models
  * (per-module ranks or alphas, DoRA, another PEFT method) are refused rather than ignored.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
@@ -16,9 +17,19 @@ export interface PeftLoraConfig {
   targets: string[] | null;
   /** rsLoRA: scale alpha / sqrt(r) instead of alpha / r. */
   rslora: boolean;
+  /** base_model_name_or_path: the model the adapter was trained on; '' when the file names none. */
+  baseModel: string;
 }
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json';
+
+/**
+ * Whether `dir` holds a LoRA adapter and not a whole model: adapter_config.json without config.json (a folder
+ * with both loads as the model its config.json describes).
+ */
+export function isAdapterFolder(dir: string): boolean {
+  return existsSync(path.join(dir, PEFT_CONFIG_FILE)) && !existsSync(path.join(dir, 'config.json'));
+}
 
 export async function readPeftLoraConfig(dir: string): Promise<PeftLoraConfig> {
   const file = path.join(dir, PEFT_CONFIG_FILE);
@@ -52,5 +63,11 @@ export async function readPeftLoraConfig(dir: string): Promise<PeftLoraConfig> {
   if (Array.isArray(t) && t.every((x) => typeof x === 'string')) targets = t as string[];
   else if (typeof t !== 'string')
     throw new ModelFileError(file, `"target_modules" must be a list of module names, got ${JSON.stringify(t)}.`);
-  return { file, rank, alpha, dropout, targets, rslora: c['use_rslora'] === true };
+  const base = c['base_model_name_or_path'] ?? '';
+  if (typeof base !== 'string')
+    throw new ModelFileError(
+      file,
+      `"base_model_name_or_path" must be the path of the base model folder, got ${JSON.stringify(base)}.`,
+    );
+  return { file, rank, alpha, dropout, targets, rslora: c['use_rslora'] === true, baseModel: base };
 }

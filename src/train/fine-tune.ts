@@ -2,7 +2,8 @@
  * The model a fine-tuning stage trains, stage 1 and stage 2 alike: a model folder, with <|embed_token|>
  * added when its vocabulary lacks it, trained through LoRA adapters (the base frozen) or in every weight;
  * the starting model is the KL reference when the loss has a KL term; the result is saved as an adapter
- * folder or as a whole model folder.
+ * folder that records its base (path and fingerprint, so that every command can load it as a model), or as a
+ * whole model folder.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import type { Tensor } from '../tensor/index.js';
 import { attachLora, loraParameters, saveLoraAdapter, type LoraConfig, type LoraTarget } from '../model/lora.js';
 import { writeDirAtomically } from '../io/atomic-file.js';
 import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../model/model-folder.js';
+import { type AdapterBase, modelFingerprint, recordAdapterBase } from '../model/model-fingerprint.js';
 import { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import type { LoraSettings } from './config-merge.js';
@@ -24,6 +26,8 @@ export interface FineTuned {
   /** The tensors the optimiser updates: the adapters, or every weight. */
   trainable: Tensor[];
   lora: LoraConfig | null;
+  /** The folder trained on (absolute) and its fingerprint: an adapter's base. */
+  base: AdapterBase;
 }
 
 /**
@@ -38,6 +42,7 @@ export async function loadForFineTuning(
   withReference: boolean,
 ): Promise<FineTuned> {
   const loaded = await loadModelFolder(folder, { trainable: lora === null });
+  const base = { dir: path.resolve(folder), fingerprint: await modelFingerprint(folder) };
   const tokenizer = loaded.tokenizer;
   let model = loaded.model;
   if (tokenizer.tokenToId(EMBED_TOKEN) === undefined) {
@@ -48,11 +53,11 @@ export async function loadForFineTuning(
     const config: LoraConfig = { rank, alpha, dropout, targets: lora.targets as LoraTarget[] };
     attachLora(model, config, new T.Rng(seed));
     const ref = withReference ? new Qwen2Model(model.config, model.params) : null;
-    return { model, tokenizer, ref, trainable: loraParameters(model), lora: config };
+    return { model, tokenizer, ref, trainable: loraParameters(model), lora: config, base };
   }
   const ref = withReference ? frozenCopy(model) : null;
   for (const p of model.parameters()) p.requiresGrad = true;
-  return { model, tokenizer, ref, trainable: model.parameters(), lora: null };
+  return { model, tokenizer, ref, trainable: model.parameters(), lora: null, base };
 }
 
 function frozenCopy(model: Qwen2Model): Qwen2Model {
@@ -68,7 +73,8 @@ export async function saveFineTuned(dir: string, m: FineTuned, notes: Record<str
   await writeDirAtomically(dir, async (tmp) => {
     for (const [name, text] of Object.entries(notes)) await fsp.writeFile(path.join(tmp, name), text);
     if (m.lora) {
-      await saveLoraAdapter(tmp, m.model, m.lora);
+      await saveLoraAdapter(tmp, m.model, m.lora, m.base.dir);
+      await recordAdapterBase(tmp, m.base.fingerprint);
       await m.tokenizer.save(tmp);
     } else {
       await saveModelFolder(tmp, { model: m.model, tokenizer: m.tokenizer });
