@@ -97,7 +97,12 @@ const REWRITTEN = new Set(['config.json', TOKENIZER_JSON, TOKENIZER_CONFIG_JSON,
  * weights while the old folder waits to be removed); into another folder, copies, so that the two stay
  * independent.
  */
-async function shareFiles(from: string, to: string, skip: (name: string) => boolean, link: boolean): Promise<void> {
+export async function shareFiles(
+  from: string,
+  to: string,
+  skip: (name: string) => boolean,
+  link: boolean,
+): Promise<void> {
   for (const e of await fsp.readdir(from, { withFileTypes: true })) {
     if (skip(e.name)) continue;
     const src = path.join(from, e.name),

@@ -46,7 +46,7 @@ export const commands: CommandEntry[] = [
   },
   {
     name: 'export',
-    summary: 'export a model or LoRA adapter as GGUF (llama.cpp, Ollama, node-llama-cpp)',
+    summary: 'export a model or LoRA adapter as GGUF (llama.cpp, Ollama), or an adapter merged into its base',
     load: async () => (await import('./export.js')).exportCommand,
   },
   {

@@ -7,6 +7,7 @@ import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { makeTinyTokenizer } from './tiny-tokenizer.js';
 import type { TrainExample } from '../../src/train/sft/data.js';
+import { type FineTuned, loadForFineTuning, saveFineTuned } from '../../src/train/fine-tune.js';
 import { tinyQwen2Config } from './tiny-qwen2.js';
 
 export function tempDir(prefix: string): string {
@@ -21,6 +22,19 @@ export async function tinyModelFolder(dir: string, seed = 1, withEmbedToken = tr
   const config = tinyQwen2Config({ vocabSize: tokenizer.vocabSize, maxPositionEmbeddings: 256 });
   await saveModelFolder(dir, { model: Qwen2Model.random(config, new T.Rng(seed), 0.1), tokenizer });
   return dir;
+}
+
+/**
+ * A LoRA adapter folder on `base` as training saves one (base recorded), with random B: a trained B is near
+ * zero, and the adapter must change the model for a test to see it merged.
+ */
+export async function toyAdapterFolder(base: string, out: string, seed = 11): Promise<FineTuned> {
+  const lora = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] };
+  const ft = await loadForFineTuning(base, lora, seed, false);
+  const rng = new T.Rng(seed);
+  for (const ad of ft.model.adapters.values()) ad.b.write(T.randn(ad.b.shape, rng, 0.5).data);
+  await saveFineTuned(out, ft);
+  return ft;
 }
 
 const words = ['alpha', 'beta', 'gamma', 'delta', 'omega', 'sigma', 'kappa', 'theta', 'lambda', 'zeta'];

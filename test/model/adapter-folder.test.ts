@@ -12,25 +12,14 @@ import { EMBED_TOKEN } from '../../src/embed/index.js';
 import { loadModelFolder, saveModelFolder } from '../../src/model/model-folder.js';
 import { ADAPTER_BASE_FILE, modelFingerprint } from '../../src/model/model-fingerprint.js';
 import type { Qwen2Model } from '../../src/model/qwen2-model.js';
-import { type FineTuned, loadForFineTuning, saveFineTuned } from '../../src/train/fine-tune.js';
 import { runOracle } from '../helpers/python-oracle.js';
 import { relErr } from '../helpers/torch.js';
-import { tempDir, tinyModelFolder } from '../helpers/train-fixtures.js';
+import { tempDir, tinyModelFolder, toyAdapterFolder } from '../helpers/train-fixtures.js';
 
-const LORA = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'o_proj', 'down_proj'] };
 const PROMPTS = [
   [5, 77, 123, 9, 250, 31, 2],
   [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
 ];
-
-/** Fine-tunes nothing: adapters with random B (a trained one would be near zero) saved as training saves them. */
-async function adapterFolder(base: string, out: string, seed = 11): Promise<FineTuned> {
-  const ft = await loadForFineTuning(base, LORA, seed, false);
-  const rng = new T.Rng(seed);
-  for (const ad of ft.model.adapters.values()) ad.b.write(T.randn(ad.b.shape, rng, 0.5).data);
-  await saveFineTuned(out, ft);
-  return ft;
-}
 
 function lastHidden(model: Qwen2Model, ids: number[]): number[] {
   const h = T.noGrad(() => model.forward(Int32Array.from(ids), 1, ids.length).read());
@@ -58,7 +47,7 @@ test(
       // a base without <|embed_token|>: fine-tuning adds it and grows the embedding, loading the adapter must too
       const base = await tinyModelFolder(path.join(root, 'base'), 3, false);
       const final = path.join(root, 'run', 'final');
-      const trained = await adapterFolder(path.relative(process.cwd(), base), final);
+      const trained = await toyAdapterFolder(path.relative(process.cwd(), base), final);
       const cfg = adapterConfig(final);
       assert.equal(cfg.base_model_name_or_path, base, 'the base is recorded as an absolute path');
       const recorded = JSON.parse(readFileSync(path.join(final, ADAPTER_BASE_FILE), 'utf8'));
@@ -75,7 +64,7 @@ test(
       const oracle = await runOracle<{ results: { last_hidden: number[] }[] }>('qwen2_forward.py', {
         config: path.join(base, 'config.json'),
         weights: path.join(base, 'model.safetensors'),
-        lora: { weights: path.join(final, 'adapter_model.safetensors'), alpha: LORA.alpha },
+        lora: { weights: path.join(final, 'adapter_model.safetensors'), alpha: cfg.lora_alpha },
         prompts: PROMPTS,
       });
       const unmerged = await loadModelFolder(base);
@@ -104,7 +93,7 @@ test('a 16-bit base: the merged weights are held in its dtype, as the base is', 
     const base = path.join(root, 'base');
     await saveModelFolder(base, f32, { dtype: 'BF16' });
     const final = path.join(root, 'final');
-    await adapterFolder(base, final);
+    await toyAdapterFolder(base, final);
     const loaded = await loadModelFolder(final);
     const q = loaded.model.params.get('model.layers.0.self_attn.q_proj.weight')!;
     assert.equal(q.dtype, 'bf16');
@@ -125,7 +114,7 @@ test('an adapter without a recorded base, or whose base moved or changed, is ref
   try {
     const base = await tinyModelFolder(path.join(root, 'base'), 5);
     const final = path.join(root, 'final');
-    await adapterFolder(base, final);
+    await toyAdapterFolder(base, final);
     const config = path.join(final, 'adapter_config.json');
 
     // an older run: PEFT's field left empty
@@ -188,9 +177,9 @@ test("an adapter trained on an adapter folder loads through both, and its finger
   try {
     const base = await tinyModelFolder(path.join(root, 'base'), 7);
     const first = path.join(root, 'first');
-    await adapterFolder(base, first, 12);
+    await toyAdapterFolder(base, first, 12);
     const second = path.join(root, 'second');
-    const ft = await adapterFolder(first, second, 13);
+    const ft = await toyAdapterFolder(first, second, 13);
     assert.equal(adapterConfig(second).base_model_name_or_path, first);
     const loaded = await loadModelFolder(second);
     assert.ok(relErr(lastHidden(loaded.model, PROMPTS[0]), lastHidden(ft.model, PROMPTS[0])) < 1e-5);
@@ -198,7 +187,7 @@ test("an adapter trained on an adapter folder loads through both, and its finger
     assert.equal(new Set(fingerprints).size, 3);
     // another adapter on the same base is another model
     const other = path.join(root, 'other');
-    await adapterFolder(base, other, 14);
+    await toyAdapterFolder(base, other, 14);
     assert.notEqual(await modelFingerprint(other), fingerprints[1]);
   } finally {
     rmSync(root, { recursive: true, force: true });
