@@ -18,6 +18,7 @@ import type { Qrels } from '../eval/qrels.js';
 import type { ProgressFn } from '../eval/retriever.js';
 import type { Run } from '../eval/run.js';
 import { DEFAULT_MAX_REASONING_TOKENS, type DeviceChoice } from '../embed/index.js';
+import { isModelFolder } from '../model/model-folder.js';
 import { LocalBackend } from '../search-index/embedding-backend.js';
 import { IndexError } from '../search-index/index-error.js';
 import { fuseHybridRuns } from '../search-index/rrf.js';
@@ -439,13 +440,13 @@ export const demoCommand: Command = {
     if (values.query?.some((q) => q.trim() === ''))
       throw new UserError('--query needs some text (quote it: --query "does vitamin D prevent fractures?").');
     const modelDir = values.model ?? DEFAULT_MODEL_DIR;
-    if (!existsSync(path.join(modelDir, 'config.json'))) {
+    if (!isModelFolder(modelDir)) {
       throw new UserError(
         values.model === undefined
           ? `the default model is not in this checkout (${modelDir}); train it with 'npm run train:default' ` +
               `or pass --model <dir>.`
-          : `--model ${modelDir}: not a model folder (no config.json); pass a folder written by 'search-r3 ` +
-              `train' or the recipe.`,
+          : `--model ${modelDir}: not a model folder (no config.json or adapter_config.json); pass a folder ` +
+              `written by 'search-r3 train' or the recipe.`,
       );
     }
     const log = (s: string): void => {

@@ -6,6 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { LLAMA_GPUS, type LlamaCppFacts, type LlamaGpu } from '../embed/index.js';
 import type { EmbedderOptions } from '../embed/index.js';
+import { isAdapterFolder } from '../model/peft-config.js';
 import { type EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import { type EngineIdentity, LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
 import type { IndexManifest } from '../search-index/manifest.js';
@@ -78,6 +79,13 @@ export function parseEngine(v: EngineValues): EngineChoice {
 
 /** --gguf, or the only GGUF in the model folder. */
 export function findGguf(modelDir: string, given: string | undefined): string {
+  if (isAdapterFolder(modelDir)) {
+    const merged = `search-r3 export merged --lora ${modelDir} --out <merged>`;
+    throw new UserError(
+      `${modelDir} is a LoRA adapter folder, and llama.cpp runs a whole model's GGUF: write the merged model ` +
+        `with '${merged}', its GGUF with 'search-r3 export gguf --model <merged>', and give that folder.`,
+    );
+  }
   if (given !== undefined) return given;
   const found = existsSync(modelDir)
     ? readdirSync(modelDir)

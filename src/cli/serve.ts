@@ -179,7 +179,8 @@ export const serveCommand: Command = {
         process.once('SIGTERM', () => stop('SIGTERM'));
       });
       const what = index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings';
-      console.log(`search-r3 serving ${what} at ${server.url} (model ${backend.modelId})`);
+      const merged = backend.info.base ? `: LoRA adapter ${modelDir} merged onto ${backend.info.base}` : '';
+      console.log(`search-r3 serving ${what} at ${server.url} (model ${backend.modelId}${merged})`);
       if (index) console.log(`search playground: ${server.url}/`);
       if (runs) console.log(`run dashboard: ${server.url}/runs`);
       await stopped;

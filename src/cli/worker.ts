@@ -1,9 +1,8 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } from './device-option.js';
+import { isModelFolder } from '../model/model-folder.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
 import { runIndexWorker } from '../queue/index-worker.js';
@@ -55,8 +54,8 @@ export const workerCommand: Command = {
     const target = parseRedisUrl(values.queue);
     const modelDir = values.model;
     // said now, not at the first job, which may come hours later
-    if (!existsSync(path.join(modelDir, 'config.json')))
-      throw new UserError(`--model ${modelDir}: no model folder there (no config.json).`);
+    if (!isModelFolder(modelDir))
+      throw new UserError(`--model ${modelDir}: no model folder there (no config.json or adapter_config.json).`);
     const lockSeconds = positiveInt(values['lock-seconds'], 'lock-seconds') ?? 30;
     const waitSeconds = positiveInt(values['queue-wait'], 'queue-wait') ?? 60;
     // taken in the model worker, which loads the model: this thread computes nothing

@@ -24,6 +24,7 @@ import type {
 import { GGUF_SOURCE_MODEL_KEY } from '../model/gguf.js';
 import { checkFitsInMemory } from '../model/memory.js';
 import { ModelFileError } from '../model/model-file-error.js';
+import { isAdapterFolder } from '../model/peft-config.js';
 import { type Qwen2Config, readQwen2Config } from '../model/qwen2-config.js';
 import { Tokenizer } from '../model/tokenizer.js';
 import {
@@ -161,6 +162,12 @@ export class LlamaCppEngine {
   ) {}
 
   static async open(opts: LlamaCppEngineOptions): Promise<LlamaCppEngine> {
+    if (isAdapterFolder(opts.modelDir))
+      throw new ModelFileError(
+        opts.modelDir,
+        "is a LoRA adapter folder; llama.cpp runs a whole model's GGUF: merge it (search-r3 export merged) and " +
+          'export that folder (search-r3 export gguf).',
+      );
     const config = await readQwen2Config(path.join(opts.modelDir, 'config.json'));
     const tokenizer = await Tokenizer.fromFolder(opts.modelDir);
     const embedId = requireEmbedToken(tokenizer, opts.modelDir);

@@ -29,7 +29,7 @@ import { modelFingerprint } from '../model/model-fingerprint.js';
 import { fuseHybridRuns, RRF_K, type HybridFusion } from '../search-index/rrf.js';
 import { chooseFusion, FUSION_GRID, refuseTestSplit, type FusionDevCase } from '../search-index/fusion-choice.js';
 import { ModelFileError } from '../model/model-file-error.js';
-import { loadModelFolder } from '../model/model-folder.js';
+import { isModelFolder, loadModelFolder } from '../model/model-folder.js';
 import { sampleDevQueries, subsetDevSet, type DevSet, type QuerySample } from '../eval/dev-eval.js';
 import { devSampleNotHeldOut } from './recipe-check.js';
 import { SCIFACT_DEV } from './recipe-profiles.js';
@@ -716,10 +716,11 @@ async function evaluateDataset(
 
 async function modelHandle(role: 'stage1' | 'stage2', dir: string): Promise<ModelHandle> {
   const abs = path.resolve(dir);
-  if (!existsSync(path.join(abs, 'config.json'))) {
+  if (!isModelFolder(abs)) {
+    const stage = role === 'stage1' ? 'stage-1' : 'stage-2';
     throw new ModelFileError(
       abs,
-      `is not a model folder (no config.json); give the ${role === 'stage1' ? 'stage-1' : 'stage-2'} model folder.`,
+      `is not a model folder (no config.json or adapter_config.json); give the ${stage} model folder.`,
     );
   }
   return { role, dir: abs, fingerprint: await modelFingerprint(abs) };

@@ -347,6 +347,7 @@ async function load(config: WorkerConfig): Promise<{ worker: ModelWork; info: Mo
     vocabSize: loaded.config.vocabSize,
     longestTokenChars: loaded.tokenizer.longestTokenChars(),
     ...(device ? { device } : {}),
+    ...(loaded.base ? { base: loaded.base } : {}),
   };
   return { worker: new ModelWorker(embedder, config), info };
 }

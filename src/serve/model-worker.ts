@@ -9,11 +9,11 @@
  * new worker loads the model again, on a fresh device; until it is ready, requests fail the same way at
  * once and health() says why.
  */
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
 import type { DeviceChoice, EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
 import { GpuError } from '../embed/index.js';
+import { isModelFolder } from '../model/model-folder.js';
 import type { DocumentEmbeddings, EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import { type ModelFusion, readModelFusion } from '../search-index/model-fusion.js';
 import {
@@ -177,7 +177,7 @@ export class WorkerBackend implements EmbeddingBackend {
     local: LocalBackend,
     options: BatchingOptions & { device?: DeviceChoice } = {},
   ): Promise<WorkerBackend> {
-    if (!existsSync(path.join(local.source, 'config.json'))) {
+    if (!isModelFolder(local.source)) {
       throw new Error(
         'a worker loads the model from its folder, and this LocalBackend was not loaded from one; ' +
           'use WorkerBackend.start(modelDir).',

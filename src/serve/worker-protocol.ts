@@ -60,6 +60,8 @@ export interface ModelInfo {
   llamaCpp?: LlamaCppFacts;
   /** The device the worker took for WorkerConfig.device (absent without one). */
   device?: DeviceReport;
+  /** When the model folder is a LoRA adapter: the base model folder it was merged onto. */
+  base?: string;
 }
 
 export interface EmbedJob {

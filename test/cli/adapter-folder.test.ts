@@ -1,6 +1,6 @@
 /**
- * `export merged` writes the model a LoRA run's adapter folder stands for (its base with the adapter merged) as a
- * whole model folder, which gives the vectors the adapter folder gives.
+ * A LoRA run's adapter folder is a model to every command: index, search, eval and serve load it as its base
+ * with the adapter merged, and `export merged` writes that model as a whole folder that gives the same vectors.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { loadModelFolder, saveModelFolder } from '../../src/model/model-folder.j
 import { readSafetensorsHeader } from '../../src/model/safetensors.js';
 import { readModelFusion, writeModelFusion } from '../../src/search-index/model-fusion.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
+import { CliProcess } from '../queue/cli-process.js';
 import { runCliAsync } from '../helpers/cli.js';
 import { corpus, writeJsonl } from '../search-index/fixtures.js';
 import { tempDir, tinyModelFolder, toyAdapterFolder, toyBeir } from '../helpers/train-fixtures.js';
@@ -39,6 +40,51 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 const cli = (...args: string[]): ReturnType<typeof runCliAsync> => runCliAsync(args);
+
+test('index, search, eval and serve take a LoRA adapter folder as a model', async () => {
+  const idx = path.join(dir, 'idx-adapter');
+  let r = await cli('index', '--model', adapter, '--input', docs, '--out', idx);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /12 documents indexed/);
+  r = await cli('search', '--index', idx, '--json', '-k', '2', 'gene therapy');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).data.length, 2);
+  r = await cli('eval', '--dataset', beir, '--split', 'train', '--retriever', adapter);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /8 queries, 40 documents; search-r3/);
+  const serve = new CliProcess(['serve', '--model', adapter, '--port', '0']);
+  try {
+    await serve.waitFor(
+      new RegExp(
+        `search-r3 serving embeddings at http\\S+ \\(model sha256:\\w+: LoRA adapter ${esc(adapter)} ` +
+          `merged onto ${esc(base)}\\)`,
+      ),
+    );
+  } finally {
+    assert.equal(await serve.stop(), 0);
+  }
+});
+
+test('--engine llama.cpp on an adapter folder: one sentence pointing to export merged', async () => {
+  const r = await cli(
+    'index',
+    '--model',
+    adapter,
+    '--input',
+    docs,
+    '--out',
+    path.join(dir, 'x'),
+    '--engine',
+    'llama.cpp',
+  );
+  assert.equal(r.status, 2);
+  assert.equal(
+    r.stderr,
+    `search-r3: ${adapter} is a LoRA adapter folder, and llama.cpp runs a whole model's GGUF: write the merged ` +
+      `model with 'search-r3 export merged --lora ${adapter} --out <merged>', its GGUF with 'search-r3 export gguf ` +
+      `--model <merged>', and give that folder.\n`,
+  );
+});
 
 test('export merged writes the model the adapter folder stands for: index and eval give the same vectors', async () => {
   // what belongs with the model: the base's generation settings, the adapter's fusion; not the base's GGUF or caches

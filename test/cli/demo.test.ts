@@ -298,8 +298,8 @@ test('demo: a missing model is one line naming what to do, exit code 2', () => {
         .split('\n')
         .filter((l) => !l.includes('native backend'))
         .join('\n'),
-      `search-r3: --model ${path.join(dir, 'nope')}: not a model folder (no config.json); pass a folder ` +
-        `written by 'search-r3 train' or the recipe.`,
+      `search-r3: --model ${path.join(dir, 'nope')}: not a model folder (no config.json or adapter_config.json); ` +
+        `pass a folder written by 'search-r3 train' or the recipe.`,
     );
     assert.equal(existsSync(path.join(dir, 'idx')), false);
   } finally {

@@ -300,7 +300,7 @@ test('Redis unreachable: index and worker retry, then say so in one sentence; st
   // a model folder that is not there is said at the start, not at the first job
   const m = await runCliAsync(['worker', '--queue', nowhere, '--model', path.join(work.dir, 'no-model')]);
   assert.equal(m.status, 2);
-  assert.match(m.stderr, /--model .*no-model: no model folder there \(no config\.json\)/);
+  assert.match(m.stderr, /--model .*no-model: no model folder there \(no config\.json or adapter_config\.json\)/);
 });
 
 test('an unwritable store, or an index on the local store, is refused before any job is queued', async () => {

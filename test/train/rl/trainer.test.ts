@@ -11,7 +11,8 @@ import { forwardRollouts, sampleRollouts } from '../../../src/train/rl/rollout.j
 import { ConfigError } from '../../../src/train/config-merge.js';
 import { embedTokenId } from '../../../src/embed/prompts.js';
 import { tinyModel } from '../../helpers/tiny-model.js';
-import { rlFixture, withoutTimes, writeConfig } from '../../helpers/train-fixtures.js';
+import { rlFixture, toySftRun, withoutTimes, writeConfig } from '../../helpers/train-fixtures.js';
+import { loadModelFolder } from '../../../src/model/model-folder.js';
 import { runCli } from '../../helpers/cli.js';
 
 const fixture = (): Promise<{ dir: string; raw: Record<string, unknown> }> => rlFixture('rl');
@@ -300,6 +301,33 @@ test(
     assert.ok(existsSync(path.join(dir, 'run-lora', 'final', 'adapter_config.json')));
   },
 );
+
+test('train rl starts from a LoRA stage-1 final/: its adapter merged onto its base, the new one on it', async () => {
+  const { dir, raw } = await fixture();
+  // stage 1 with LoRA on the fixture's model (the same tiny folder), a few steps
+  const sftConfig = await toySftRun(dir, { output: 'sft', steps: 2 });
+  const sft = runCli(['train', 'sft', '--config', sftConfig, '--quiet']);
+  assert.equal(sft.status, 0, sft.stderr);
+  const stage1 = path.join(dir, 'sft', 'final');
+  assert.ok(existsSync(path.join(stage1, 'adapter_config.json')) && !existsSync(path.join(stage1, 'config.json')));
+  const rlConfig = writeConfig(path.join(dir, 'rl.json'), {
+    ...raw,
+    model: 'sft/final',
+    output: 'run-from-lora',
+    steps: 1,
+    lora: { rank: 2, alpha: 4 },
+    loss: { ...(raw.loss as object), innerEpochs: 1 },
+  });
+  const rl = runCli(['train', 'rl', '--config', rlConfig, '--quiet']);
+  assert.equal(rl.status, 0, rl.stderr);
+  const final = path.join(dir, 'run-from-lora', 'final');
+  const recorded = JSON.parse(readFileSync(path.join(final, 'adapter_config.json'), 'utf8'));
+  assert.equal(recorded.base_model_name_or_path, stage1);
+  // stage 2's adapter loads on stage 1's merged model, which loads on the base
+  const loaded = await loadModelFolder(final);
+  assert.equal(loaded.base, stage1);
+  assert.equal((await loadModelFolder(stage1)).base, path.join(dir, 'model'));
+});
 
 test(
   'a NaN in an update stops stage 2 before the optimiser ' + 'applies it, names the step, keeps the last checkpoint',
