@@ -18,7 +18,7 @@ import type { QuerySample } from '../../eval/dev-eval.js';
 import { parseHoldOut } from '../hold-out.js';
 
 export interface RlConfig {
-  /** Starting policy: a model folder (the stage-1 final/ or best/ output of a full fine-tune). */
+  /** Starting policy: a model folder, such as stage 1's final/ or best/ (a LoRA adapter folder merges as it loads). */
   model: string;
   output: string;
   seed: number;
