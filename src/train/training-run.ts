@@ -5,9 +5,12 @@
  * A run opens in two steps, so that nothing in its folder is written before --resume has read and checked
  * a checkpoint, and so that the trainer can load its model and data in between:
  *   RunFolder.open  refuses a fresh run into a folder that has checkpoints (or an output that is a file),
- *                   reads the newest intact one on --resume (RunFolderError when none is);
+ *                   and any run into another stage's folder; on --resume it reads the newest intact
+ *                   checkpoint (RunFolderError when none is) and refuses settings other than those the
+ *                   run started with (run-record.ts);
  *   folder.begin    creates the folder, puts that checkpoint into the trainer's weights and optimiser (or
- *                   starts at step 0), clears half-written checkpoints and opens metrics.jsonl.
+ *                   starts at step 0), clears half-written checkpoints, records the run's settings (and
+ *                   what a resume changed) in run-config.json and opens metrics.jsonl.
  * TrainingRun.loop then runs the trainer's steps; after each, its record is logged, and evaluation and
  * checkpoints follow at their intervals and after the last step.
  *
@@ -38,7 +41,7 @@ import {
 import type { OptimizerSettings } from './config-merge.js';
 import { RunFolderError } from './run-folder-error.js';
 import { MetricsLog } from './metrics-log.js';
-import { RUN_CONFIG_FILE } from './run-watch.js';
+import { type RunDescription, RunCheck } from './run-record.js';
 import { ProgressBar, type ProgressFields } from './progress.js';
 import type { MetricRecord } from './report.js';
 
@@ -79,8 +82,17 @@ export interface RunPlan {
   checkpoint: { every: number; keep: number };
   /** Said after "resuming from <checkpoint>" (stage 2: what becomes of its environment). */
   resumeNote?: string;
-  /** The stage and its resolved config, written to run-config.json for a dashboard to show beside the curves. */
-  config?: { stage: 'lm' | 'sft' | 'rl'; settings: unknown };
+}
+
+/** How RunFolder.open reads a run folder. */
+export interface OpenOptions<X> {
+  /**
+   * The run's stage and settings: checked against the folder's record, and recorded in it (run-config.json,
+   * which a dashboard shows beside the curves). Without it nothing is checked or recorded.
+   */
+  run?: RunDescription;
+  /** Reads a trainer's own files of a checkpoint (stage 2's environment). */
+  readExtra?: ExtraReader<X>;
 }
 
 const stderrLine = (line: string): void => {
@@ -114,15 +126,18 @@ export class RunFolder<X = never> {
     readonly output: string,
     readonly start: ResumePoint<X> | null,
     private readonly opts: RunOptions,
+    private readonly record: RunCheck | null,
   ) {}
 
-  /** `readExtra` reads a trainer's own files of a checkpoint (stage 2's environment). */
-  static async open<X = never>(output: string, opts: RunOptions, readExtra?: ExtraReader<X>): Promise<RunFolder<X>> {
+  static async open<X = never>(output: string, opts: RunOptions, how: OpenOptions<X> = {}): Promise<RunFolder<X>> {
     if (existsSync(output) && !statSync(output).isDirectory()) {
       throw new RunFolderError(`the output ${output} is a file; name a folder for the run`);
     }
-    const start = await startingCheckpoint(output, opts.resume ?? false, readExtra);
-    return new RunFolder(output, start, opts);
+    // the stage first: a folder of another stage is named as such, not as one that needs --resume
+    const record = how.run ? await RunCheck.read(output, how.run) : null;
+    const start = await startingCheckpoint(output, opts.resume ?? false, how.readExtra);
+    if (start) record?.checkResume();
+    return new RunFolder(output, start, opts, record);
   }
 
   /** A note on stderr, when progress is on. */
@@ -151,14 +166,12 @@ export class RunFolder<X = never> {
       for (const line of skippedCheckpointNotes(this.start)) this.warn(line);
       const from = `resuming from ${this.start.contents.dir} (step ${state.step} of ${plan.totalSteps})`;
       this.note(`${from}${plan.resumeNote ?? ''}`);
+      const changed = this.record?.resumeNote();
+      if (changed) this.note(changed);
     }
     const checkpoints = path.join(this.output, 'checkpoints');
     await removeStaleTemporaries(checkpoints);
-    if (plan.config !== undefined)
-      await writeTextFileAtomically(
-        path.join(this.output, RUN_CONFIG_FILE),
-        JSON.stringify({ stage: plan.config.stage, config: plan.config.settings }, null, 2) + '\n',
-      );
+    await this.record?.write(writeTextFileAtomically, this.start ? state.step : null);
     const metrics = await MetricsLog.open(path.join(this.output, 'metrics.jsonl'), this.start ? state.step : null);
     if (metrics.note) this.warn(metrics.note);
     return new TrainingRun(plan, state, metrics.log, checkpoints, this.opts);

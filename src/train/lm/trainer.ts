@@ -19,7 +19,7 @@ import { writeDirAtomically } from '../../io/atomic-file.js';
 import { formatDuration } from '../progress.js';
 import { RunFolderError } from '../run-folder-error.js';
 import { type RunOptions, RunFolder, checkRunFolderApart, type StepResult, adamWOptions } from '../training-run.js';
-import type { LmConfig } from './config.js';
+import { DEFAULT_LM_CONFIG, type LmConfig } from './config.js';
 import { type CachedTokenStream, PackedSequences, cachedTokenStream, checkSplitsApart, sequenceOrder } from './data.js';
 
 export interface LmTrainOptions extends RunOptions {
@@ -117,7 +117,9 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   const t0 = Date.now();
   await checkSplitsApart(cfg.data.train, cfg.data.valid);
   checkRunFolderApart(cfg.output, { tokenizer: cfg.tokenizer, init: cfg.init });
-  const folder = await RunFolder.open(cfg.output, opts);
+  const folder = await RunFolder.open(cfg.output, opts, {
+    run: { stage: 'lm', config: cfg, defaults: DEFAULT_LM_CONFIG, folders: ['tokenizer', 'init'] },
+  });
   const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
   const { train, valid, stats } = await loadLmData(cfg, tokenizer, folder);
   const perStep = cfg.batchSize * cfg.accumulation;
@@ -139,7 +141,6 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
     totalSteps,
     seed: cfg.seed,
     checkpoint: cfg.checkpoint,
-    config: { stage: 'lm', settings: cfg },
   });
   const state = run.state;
   const parameters = T.countParameters(params);

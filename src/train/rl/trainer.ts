@@ -49,7 +49,7 @@ import {
   adamWOptions,
   epochOrder,
 } from '../training-run.js';
-import type { RlConfig } from './config.js';
+import { DEFAULT_RL_CONFIG, type RlConfig } from './config.js';
 import { loadRlData, type RlData, type RlQuery } from './data.js';
 import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
 import { groupAdvantages, grpoLoss, responseMeanWeights } from './grpo.js';
@@ -168,7 +168,10 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const totalSteps = opts.steps ?? cfg.steps;
   // the environment a checkpoint holds is read and checked with it, before anything is written
   checkRunFolderApart(cfg.output, { model: cfg.model });
-  const folder = await RunFolder.open(cfg.output, opts, loadEnvironment);
+  const folder = await RunFolder.open(cfg.output, opts, {
+    run: { stage: 'rl', config: cfg, defaults: DEFAULT_RL_CONFIG, folders: ['model'] },
+    readExtra: loadEnvironment,
+  });
   const pol = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.beta > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
   const maxLength = Math.min(cfg.maxLength, pol.model.config.maxPositionEmbeddings);
@@ -200,7 +203,6 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
     totalSteps,
     seed: cfg.seed,
     checkpoint: cfg.checkpoint,
-    config: { stage: 'rl', settings: cfg },
     resumeNote: resumed && !saved ? REENCODED : undefined,
   });
   const state = run.state;

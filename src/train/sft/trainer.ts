@@ -30,7 +30,7 @@ import {
 } from '../training-run.js';
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
-import type { SftConfig } from './config.js';
+import { DEFAULT_SFT_CONFIG, type SftConfig } from './config.js';
 import { type DataStats, loadTrainingData } from './data.js';
 import { gradCacheBackward } from './grad-cache.js';
 import { SequenceEncoder } from './sequences.js';
@@ -57,7 +57,9 @@ export interface TrainSummary {
 export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const t0 = Date.now();
   checkRunFolderApart(cfg.output, { model: cfg.model });
-  const folder = await RunFolder.open(cfg.output, opts);
+  const folder = await RunFolder.open(cfg.output, opts, {
+    run: { stage: 'sft', config: cfg, defaults: DEFAULT_SFT_CONFIG, folders: ['model'] },
+  });
   const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
   const maxLength = Math.min(cfg.maxLength, s.model.config.maxPositionEmbeddings);
@@ -96,7 +98,6 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
     totalSteps,
     seed: cfg.seed,
     checkpoint: cfg.checkpoint,
-    config: { stage: 'sft', settings: cfg },
   });
   const state = run.state;
   if (state.step === 0) {

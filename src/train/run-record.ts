@@ -1,0 +1,238 @@
+/**
+ * What defines a training run, recorded in its folder (run-config.json) and checked on --resume: the
+ * stage, the resolved config, and the fingerprint of each model or tokenizer folder it starts from. Its
+ * checkpoints, metrics.jsonl and final/ are one trajectory only if what shaped it stays the same: a
+ * resume on another model, other data, seed or batch shape, or into another stage's folder, would mix
+ * two runs under one name. The settings the docs ask users to change on a resume (RESUMABLE) may
+ * differ; each resume's changes are kept in the record's "resumes", so the folder says under which
+ * settings every step ran. The dashboard shows the record's "config": the latest session's.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { modelFingerprint } from '../model/model-fingerprint.js';
+import { RunFolderError } from './run-folder-error.js';
+import { RUN_CONFIG_FILE } from './run-watch.js';
+
+export type Stage = 'lm' | 'sft' | 'rl';
+
+/** A run as its trainer describes it, before anything is loaded. */
+export interface RunDescription {
+  stage: Stage;
+  /** The resolved config; its "output" is the folder itself and not compared. */
+  config: object;
+  /** The stage's defaults: a key a record lacks (it came with a later search-r3) counts as its default. */
+  defaults: object;
+  /** Config keys naming a model or tokenizer folder, compared by fingerprint: the folder may move. */
+  folders: readonly string[];
+}
+
+/**
+ * Settings a resume may change, each recorded: a longer or shorter run ("150 steps, then resumed with
+ * steps 450"), the learning rate and clipping after a divergence ("edit optimizer.lr, then --resume"),
+ * and what only says when to checkpoint, evaluate or how to store the result. Anything else changes what
+ * the remaining steps train on, or how, and needs a run of its own.
+ */
+const RESUMABLE = [
+  'steps',
+  'epochs',
+  'optimizer.lr',
+  'optimizer.minLr',
+  'optimizer.warmupSteps',
+  'optimizer.maxGradNorm',
+  'checkpoint.every',
+  'checkpoint.keep',
+  'eval.every',
+  'saveDtype',
+  'environment.maxTableBytes',
+];
+
+/** One setting that differs from the record, by its config key ("batch.queries", "data[0].path"). */
+export interface SettingChange {
+  key: string;
+  from: unknown;
+  to: unknown;
+  /** A model or tokenizer folder with the same fingerprint under another path. */
+  moved?: boolean;
+}
+
+interface ResumeEntry {
+  step: number;
+  at: string;
+  /** The settings this resume changed; null: the folder had no record to check against. */
+  changed: Record<string, { from: unknown; to: unknown }> | null;
+}
+
+/** run-config.json as this version writes it. */
+interface RunRecord {
+  stage: Stage;
+  config: Record<string, unknown>;
+  fingerprints: Record<string, string | null>;
+  resumes: ResumeEntry[];
+}
+
+/** What the run folder's record says about a run about to start or resume there; written by `write`. */
+export class RunCheck {
+  /** This resume's changes; null for a fresh run, or a resume with no record to check them against. */
+  private changed: SettingChange[] | null = null;
+
+  private constructor(
+    private readonly file: string,
+    private readonly run: RunDescription,
+    private readonly fingerprints: Record<string, string | null>,
+    /** The record as the run's last session left it; null when the folder has none with the settings. */
+    private readonly earlier: RunRecord | null,
+  ) {}
+
+  /** Reads the record of `output`; a folder of another stage is refused in one RunFolderError sentence. */
+  static async read(output: string, run: RunDescription): Promise<RunCheck> {
+    const file = path.join(output, RUN_CONFIG_FILE);
+    const recorded = readRecord(file);
+    const stage = recorded?.stage;
+    if (typeof stage === 'string' && stage !== run.stage)
+      throw new RunFolderError(
+        `${output} is the run folder of a train ${stage} run (${file} says so), not of train ${run.stage}; give ` +
+          `train ${run.stage} an "output" folder of its own`,
+      );
+    const complete = isRecord(recorded) && isObject(recorded.config) && isObject(recorded.fingerprints);
+    return new RunCheck(file, run, await folderFingerprints(run), complete ? (recorded as RunRecord) : null);
+  }
+
+  /** Refuses, in one RunFolderError sentence, a resume whose settings differ from the record's beyond RESUMABLE. */
+  checkResume(): void {
+    if (this.earlier === null) return;
+    const changes = settingChanges(this.earlier, this.run, this.fingerprints);
+    const fixed = changes.filter((c) => !resumable(c));
+    if (fixed.length > 0) {
+      const output = path.dirname(this.file);
+      const may = RESUMABLE.filter((k) => has(this.run.config, k)).join(', ');
+      throw new RunFolderError(
+        `${output} holds a train ${this.run.stage} run started with other settings than this config's: ` +
+          `${fixed.map(describeChange).join('; ')}; --resume continues a run only with the settings it started ` +
+          `with (it may change ${may}): resume with the earlier config (recorded in ${this.file}), or give this ` +
+          'config a new "output" folder',
+      );
+    }
+    this.changed = changes;
+  }
+
+  /** The line said on resume: the changes a resume makes, or that the folder had nothing to check against. */
+  resumeNote(): string | null {
+    if (this.changed === null)
+      return (
+        `${path.dirname(this.file)} has no record of the settings its checkpoints were trained with (no ` +
+        `${RUN_CONFIG_FILE} with them), so this resume cannot be checked against them; this run's are recorded ` +
+        'from here on'
+      );
+    if (this.changed.length === 0) return null;
+    return `resuming with changed settings (recorded in ${this.file}): ${this.changed.map(describeChange).join('; ')}`;
+  }
+
+  /** Writes the record: this session's config, and on a resume (from `step`) an entry of what it changed. */
+  async write(write: (file: string, text: string) => Promise<void>, resumedAt: number | null): Promise<void> {
+    // a fresh run starts its own record, whatever an earlier run that wrote no checkpoint left
+    const resumes = resumedAt !== null && Array.isArray(this.earlier?.resumes) ? [...this.earlier.resumes] : [];
+    if (resumedAt !== null) {
+      const changed =
+        this.changed && Object.fromEntries(this.changed.map((c) => [c.key, { from: c.from, to: c.to }] as const));
+      resumes.push({ step: resumedAt, at: new Date().toISOString(), changed });
+    }
+    const record: RunRecord = {
+      stage: this.run.stage,
+      config: this.run.config as Record<string, unknown>,
+      fingerprints: this.fingerprints,
+      resumes,
+    };
+    await write(this.file, JSON.stringify(record, null, 2) + '\n');
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isRecord = (v: unknown): v is Partial<RunRecord> => isObject(v);
+const resumable = (c: SettingChange): boolean => c.moved === true || RESUMABLE.includes(c.key);
+
+/** The record as parsed; null when there is none or it is not JSON (nothing then to check against). */
+function readRecord(file: string): Partial<RunRecord> | null {
+  if (!existsSync(file)) return null;
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    return isRecord(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The fingerprint of each folder the run starts from; null for none or an unreadable one (its loader says why). */
+async function folderFingerprints(run: RunDescription): Promise<Record<string, string | null>> {
+  const out: Record<string, string | null> = {};
+  for (const key of run.folders) {
+    const dir = (run.config as Record<string, unknown>)[key];
+    out[key] = typeof dir === 'string' && dir !== '' ? await modelFingerprint(dir).catch(() => null) : null;
+  }
+  return out;
+}
+
+/** How this run's settings differ from the record's, a folder by its fingerprint (its path may change). */
+function settingChanges(
+  earlier: RunRecord,
+  run: RunDescription,
+  fingerprints: Record<string, string | null>,
+): SettingChange[] {
+  const now = { ...(run.config as Record<string, unknown>) };
+  const before = { ...earlier.config };
+  delete now.output;
+  delete before.output;
+  const out: SettingChange[] = [];
+  for (const key of run.folders) {
+    const was = earlier.fingerprints[key] ?? null,
+      is = fingerprints[key] ?? null;
+    const from = before[key],
+      to = now[key];
+    // the same model found under another path: a move, not a change of what trains
+    if (was !== null && was === is) {
+      if (from !== to) out.push({ key, from, to, moved: true });
+    } else if (was !== null && is !== null)
+      out.push({ key, from: `${String(from)} (${was})`, to: `${String(to)} (${is})` });
+    else if (from !== to) out.push({ key, from, to });
+    delete now[key];
+    delete before[key];
+  }
+  differences(before, now, run.defaults, '', out);
+  return out;
+}
+
+function differences(before: unknown, now: unknown, defaults: unknown, at: string, out: SettingChange[]): void {
+  const key = (k: string): string => (at ? `${at}.${k}` : k);
+  if (isObject(before) && isObject(now)) {
+    const d = isObject(defaults) ? defaults : {};
+    // a key this search-r3 no longer has cannot change how it trains; one the record lacks came with a
+    // later search-r3, and the run ran with its default
+    for (const k of Object.keys(now)) {
+      const was = k in before ? before[k] : k in d ? d[k] : undefined;
+      differences(was, now[k], d[k], key(k), out);
+    }
+  } else if (Array.isArray(before) && Array.isArray(now) && before.length === now.length) {
+    before.forEach((v, i) => differences(v, now[i], undefined, `${at}[${i}]`, out));
+  } else if (JSON.stringify(before) !== JSON.stringify(now)) {
+    out.push({ key: at, from: before, to: now });
+  }
+}
+
+/** Whether the config has the key ("optimizer.lr"). */
+function has(config: object, key: string): boolean {
+  let v: unknown = config;
+  for (const part of key.split('.')) {
+    if (!isObject(v) || !(part in v)) return false;
+    v = v[part];
+  }
+  return true;
+}
+
+function shown(v: unknown): string {
+  if (v === undefined) return '(none)';
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  return s.length > 120 ? `${s.slice(0, 117)}…` : s;
+}
+
+function describeChange(c: SettingChange): string {
+  return `${c.key}${c.moved ? ' (the same fingerprint, moved)' : ''} ${shown(c.from)} → ${shown(c.to)}`;
+}
