@@ -2,15 +2,18 @@
  * The run folder and the training loop that train lm, train sft and train rl share; each trainer brings
  * only its own model, data and loss.
  *
- * A run opens in two steps, so that nothing in its folder is written before --resume has read and checked
- * a checkpoint, and so that the trainer can load its model and data in between:
- *   RunFolder.open  refuses a fresh run into a folder that has checkpoints (or an output that is a file),
- *                   and any run into another stage's folder; on --resume it reads the newest intact
- *                   checkpoint (RunFolderError when none is) and refuses settings other than those the
- *                   run started with (run-record.ts);
- *   folder.begin    creates the folder, puts that checkpoint into the trainer's weights and optimiser (or
- *                   starts at step 0), clears half-written checkpoints, records the run's settings (and
- *                   what a resume changed) in run-config.json and opens metrics.jsonl.
+ * A run opens in two steps, so that nothing in its folder but its lock is written before --resume has read
+ * and checked a checkpoint, and so that the trainer can load its model and data in between:
+ *   RunFolder.open  takes the folder's lock (train.lock: one trainer per folder, else their checkpoints
+ *                   and logs interleave), refuses a fresh run into a folder that has checkpoints (or an
+ *                   output that is a file), and any run into another stage's folder; on --resume it reads
+ *                   the newest intact checkpoint (RunFolderError when none is) and refuses settings other
+ *                   than those the run started with (run-record.ts);
+ *   folder.begin    puts that checkpoint into the trainer's weights and optimiser (or starts at step 0),
+ *                   clears half-written checkpoints, records the run's settings (and what a resume
+ *                   changed) in run-config.json and opens metrics.jsonl;
+ *   folder.close    frees the lock, however the run ended (the folders open made for it are removed when
+ *                   nothing else was written there: a model or data that fails to load leaves none).
  * TrainingRun.loop then runs the trainer's steps; after each, its record is logged, and evaluation and
  * checkpoints follow at their intervals and after the last step.
  *
@@ -21,9 +24,10 @@
  * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
  * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
-import { existsSync, promises as fsp, realpathSync, statSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, realpathSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
+import { PidLock } from '../io/pid-lock.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import {
@@ -120,24 +124,45 @@ export function checkRunFolderApart(output: string, reads: Readonly<Record<strin
   }
 }
 
-/** A run folder whose starting point is known (a checkpoint on --resume, else none), not yet trained in. */
+/** The lock file of a run folder: the pid of the one trainer that uses it. */
+export const RUN_LOCK_FILE = 'train.lock';
+
+/**
+ * A run folder whose starting point is known (a checkpoint on --resume, else none), not yet trained in,
+ * and locked for this process until `close`.
+ */
 export class RunFolder<X = never> {
   private constructor(
     readonly output: string,
     readonly start: ResumePoint<X> | null,
     private readonly opts: RunOptions,
     private readonly record: RunCheck | null,
+    private readonly lock: PidLock,
+    /** The first folder open made for the lock (output or one above it); undefined when output existed. */
+    private readonly made: string | undefined,
   ) {}
 
   static async open<X = never>(output: string, opts: RunOptions, how: OpenOptions<X> = {}): Promise<RunFolder<X>> {
     if (existsSync(output) && !statSync(output).isDirectory()) {
       throw new RunFolderError(`the output ${output} is a file; name a folder for the run`);
     }
-    // the stage first: a folder of another stage is named as such, not as one that needs --resume
-    const record = how.run ? await RunCheck.read(output, how.run) : null;
-    const start = await startingCheckpoint(output, opts.resume ?? false, how.readExtra);
-    if (start) record?.checkResume();
-    return new RunFolder(output, start, opts, record);
+    const made = await fsp.mkdir(output, { recursive: true });
+    const lock = lockRunFolder(output);
+    try {
+      // the stage first: a folder of another stage is named as such, not as one that needs --resume
+      const record = how.run ? await RunCheck.read(output, how.run) : null;
+      const start = await startingCheckpoint(output, opts.resume ?? false, how.readExtra);
+      if (start) record?.checkResume();
+      return new RunFolder(output, start, opts, record, lock, made);
+    } catch (e) {
+      freeRunFolder(output, lock, made);
+      throw e;
+    }
+  }
+
+  /** Frees the folder for the next trainer; call it however the run ended. */
+  close(): void {
+    freeRunFolder(this.output, this.lock, this.made);
   }
 
   /** A note on stderr, when progress is on. */
@@ -155,9 +180,6 @@ export class RunFolder<X = never> {
    * logged up to that checkpoint.
    */
   async begin(plan: RunPlan): Promise<TrainingRun> {
-    // made here, not at open: a model, config or data that fails to load leaves no empty run folder behind
-    // (train lm's token cache, written while its data loads, makes the folder itself)
-    await fsp.mkdir(this.output, { recursive: true });
     let state = freshState(plan.seed);
     if (this.start) {
       const ck = applyCheckpoint(this.start.contents, plan.params);
@@ -175,6 +197,38 @@ export class RunFolder<X = never> {
     const metrics = await MetricsLog.open(path.join(this.output, 'metrics.jsonl'), this.start ? state.step : null);
     if (metrics.note) this.warn(metrics.note);
     return new TrainingRun(plan, state, metrics.log, checkpoints, this.opts);
+  }
+}
+
+/** Takes the run folder's lock, or says which live process trains in it. */
+function lockRunFolder(output: string): PidLock {
+  const file = path.join(output, RUN_LOCK_FILE);
+  return PidLock.acquire(file, (pid) =>
+    pid !== undefined
+      ? new RunFolderError(
+          `${output} is in use by another trainer (pid ${pid}, in ${file}); two trainers in one run folder would ` +
+            `overwrite each other's checkpoints and log: wait for it to finish or stop it (kill -TERM ${pid}), then ` +
+            `run this again (delete ${file} only if pid ${pid} is not a search-r3 trainer)`,
+        )
+      : new RunFolderError(`${file}: could not take the run folder's lock; other processes keep taking it`),
+  );
+}
+
+/**
+ * Frees the lock of a run folder; the folders open made for it (output, up to `made`) are removed while they
+ * are empty, so that a start that failed (a model, config or data that did not load) leaves none behind.
+ */
+function freeRunFolder(output: string, lock: PidLock, made: string | undefined): void {
+  lock.release();
+  if (made === undefined) return;
+  try {
+    for (let dir = output; readdirSync(dir).length === 0; dir = path.dirname(dir)) {
+      rmdirSync(dir);
+      if (dir === made) break;
+    }
+  } catch {
+    // gone already, or written in meanwhile: either way not this run's to remove, and never an error that
+    // hides how the run ended
   }
 }
 

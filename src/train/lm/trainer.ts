@@ -120,6 +120,20 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   const folder = await RunFolder.open(cfg.output, opts, {
     run: { stage: 'lm', config: cfg, defaults: DEFAULT_LM_CONFIG, folders: ['tokenizer', 'init'] },
   });
+  try {
+    return await trainInFolder(folder, cfg, opts, t0);
+  } finally {
+    folder.close();
+  }
+}
+
+/** Pretraining in its run folder, opened and locked. */
+async function trainInFolder(
+  folder: RunFolder,
+  cfg: LmConfig,
+  opts: LmTrainOptions,
+  t0: number,
+): Promise<LmTrainSummary> {
   const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
   const { train, valid, stats } = await loadLmData(cfg, tokenizer, folder);
   const perStep = cfg.batchSize * cfg.accumulation;

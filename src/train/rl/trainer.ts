@@ -165,13 +165,27 @@ const REENCODED =
 
 export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise<RlSummary> {
   const t0 = Date.now();
-  const totalSteps = opts.steps ?? cfg.steps;
   // the environment a checkpoint holds is read and checked with it, before anything is written
   checkRunFolderApart(cfg.output, { model: cfg.model });
   const folder = await RunFolder.open(cfg.output, opts, {
     run: { stage: 'rl', config: cfg, defaults: DEFAULT_RL_CONFIG, folders: ['model'] },
     readExtra: loadEnvironment,
   });
+  try {
+    return await trainInFolder(folder, cfg, opts, t0);
+  } finally {
+    folder.close();
+  }
+}
+
+/** Stage 2 in its run folder, opened and locked. */
+async function trainInFolder(
+  folder: RunFolder<EnvironmentSnapshot | null>,
+  cfg: RlConfig,
+  opts: RlTrainOptions,
+  t0: number,
+): Promise<RlSummary> {
+  const totalSteps = opts.steps ?? cfg.steps;
   const pol = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.beta > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
   const maxLength = Math.min(cfg.maxLength, pol.model.config.maxPositionEmbeddings);

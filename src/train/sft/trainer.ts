@@ -60,6 +60,15 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   const folder = await RunFolder.open(cfg.output, opts, {
     run: { stage: 'sft', config: cfg, defaults: DEFAULT_SFT_CONFIG, folders: ['model'] },
   });
+  try {
+    return await trainInFolder(folder, cfg, opts, t0);
+  } finally {
+    folder.close();
+  }
+}
+
+/** Stage 1 in its run folder, opened and locked. */
+async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptions, t0: number): Promise<TrainSummary> {
   const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
   const maxLength = Math.min(cfg.maxLength, s.model.config.maxPositionEmbeddings);
