@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -9,7 +10,13 @@ import * as T from '../tensor/index.js';
 import { DEVICE_OPTION, deviceError, deviceHelp, parseDevice } from './device-option.js';
 import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
 import { RECIPE_EVALUATE_HELP, runRecipeEvaluate } from './recipe-evaluate.js';
-import { RecipeSessionEnded, runRecipe, STEP_NAMES, type StepName } from '../recipe/default-recipe.js';
+import {
+  RecipeInterrupted,
+  RecipeSessionEnded,
+  runRecipe,
+  STEP_NAMES,
+  type StepName,
+} from '../recipe/default-recipe.js';
 import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -43,8 +50,10 @@ and training continues from its newest checkpoint. A step runs again only when a
 different output, or when its output is missing and a step that runs reads it (deleting the corpus or a
 run folder after use costs nothing; the corpus, tokenizer and mined file made again alike redo nothing
 after them). --out must be new, empty or a model folder, apart from --work; the recipe removes only what
-<work>/recipe.json records as its own. Each step's config is in <work>/configs/, and <work>/recipe.json
-records the commands and wall times. The full profile takes a few hours on 2 cores.
+<work>/recipe.json records as its own. SIGINT (Ctrl-C), SIGTERM or SIGHUP goes on to the step that runs
+(training stops after its step in progress, with a checkpoint); the recipe waits for it, then exits with
+code 128 + the signal's number. Each step's config is in <work>/configs/, and <work>/recipe.json records
+the commands and wall times. The full profile takes a few hours on 2 cores.
 
 options:
   --work <dir>      run folder (default: ./work/default-recipe, or ./work/default-recipe-tiny)
@@ -66,19 +75,77 @@ ${deviceHelp(20)}
 /** The recipe's commands that run search-r3's engine, and so take --device. */
 const COMPUTING = ['train', 'mine', 'demo', 'recipe'];
 
-/** Runs `search-r3 <argv>` in a child process with this Node and this CLI. */
-function runChild(argv: string[], quiet: boolean, device: string | undefined): Promise<number> {
-  const main = path.join(here, 'main.js');
-  const args = [
-    ...argv,
-    ...(quiet && ['corpus', 'tokenizer', 'train', 'demo'].includes(argv[0]) ? ['--quiet'] : []),
-    ...(device !== undefined && COMPUTING.includes(argv[0]) ? ['--device', device] : []),
-  ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-  });
+/** The signals that stop the recipe: Ctrl-C, kill, and a closed terminal. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * Runs the recipe's steps as child processes (this Node, this CLI), one at a time. A signal to the recipe
+ * goes on to the running step: spawn forwards none, so a killed recipe left its step training on, and a
+ * rerun started a second trainer beside it. The step stops at its checkpoint, and the recipe after it.
+ */
+class StepRunner {
+  private child: ChildProcess | null = null;
+  private stopped: NodeJS.Signals | null = null;
+  private readonly onSignal = (signal: NodeJS.Signals): void => this.stop(signal);
+
+  constructor(
+    private readonly quiet: boolean,
+    private readonly device: string | undefined,
+    private readonly log: (line: string) => void,
+  ) {
+    for (const s of STOP_SIGNALS) process.on(s, this.onSignal);
+  }
+
+  /** Gives the signals back to Node. */
+  close(): void {
+    for (const s of STOP_SIGNALS) process.off(s, this.onSignal);
+  }
+
+  /** Runs `search-r3 <argv>`: its exit code, or RecipeInterrupted when the recipe was asked to stop. */
+  run(argv: string[]): Promise<number> {
+    if (this.stopped !== null) return Promise.reject(this.interrupted(this.stopped, 'before', argv));
+    const main = path.join(here, 'main.js');
+    const args = [
+      ...argv,
+      ...(this.quiet && ['corpus', 'tokenizer', 'train', 'demo'].includes(argv[0]) ? ['--quiet'] : []),
+      ...(this.device !== undefined && COMPUTING.includes(argv[0]) ? ['--device', this.device] : []),
+    ];
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+      this.child = child;
+      child.on('error', (e) => {
+        this.child = null;
+        reject(e);
+      });
+      child.on('exit', (code, signal) => {
+        this.child = null;
+        // a step that finished although asked to stop is done; the next one does not start
+        if (code !== 0 && this.stopped !== null) reject(this.interrupted(this.stopped, 'during', argv));
+        else resolve(code ?? (signal ? 128 + osConstants.signals[signal] : 1));
+      });
+    });
+  }
+
+  private stop(signal: NodeJS.Signals): void {
+    const first = this.stopped === null;
+    this.stopped ??= signal;
+    const child = this.child;
+    if (child === null) {
+      // between steps, or in one the recipe runs itself (its files are written atomically)
+      this.log(`${signal}: stopped; finished steps are kept, run the same command again to continue`);
+      process.exit(128 + osConstants.signals[signal]);
+    }
+    if (first) this.log(`${signal}: passed on to the running step; the recipe stops when it has`);
+    child.kill(signal);
+  }
+
+  private interrupted(signal: NodeJS.Signals, when: 'before' | 'during', argv: string[]): RecipeInterrupted {
+    return new RecipeInterrupted(
+      `stopped by ${signal} ${when} search-r3 ${argv.slice(0, 2).join(' ')}; finished steps are kept, and ` +
+        'training from its last checkpoint: run the same command again to continue',
+      signal,
+    );
+  }
 }
 
 async function runDefault(argv: string[]): Promise<number> {
@@ -135,21 +202,28 @@ async function runDefault(argv: string[]): Promise<number> {
   const log = (line: string): void => {
     process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
   };
+  const steps = new StepRunner(values.quiet ?? false, values.device, log);
   try {
     await runRecipe({
       profile: PROFILES[profileName],
       paths: recipePaths(work, data),
       out,
-      runCommand: (a) => runChild(a, values.quiet ?? false, values.device),
+      runCommand: (a) => steps.run(a),
       log,
       ...(sessionDeadline !== undefined ? { sessionDeadline } : {}),
       ...(until !== undefined ? { until } : {}),
     });
   } catch (e) {
+    if (e instanceof RecipeInterrupted) {
+      log(e.message);
+      return 128 + osConstants.signals[e.signal];
+    }
     if (!(e instanceof RecipeSessionEnded)) throw e;
     log(e.message);
     console.log(`session ended (--session-seconds ${session}); record in ${path.join(work, 'recipe.json')}`);
     return 75;
+  } finally {
+    steps.close();
   }
   const record = path.join(work, 'recipe.json');
   if (until !== undefined && until !== 'card')

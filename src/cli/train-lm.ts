@@ -50,13 +50,14 @@ export const trainLmStage: TrainStage = {
       r.validLoss !== null
         ? `, valid loss ${r.validLoss.toFixed(4)} (perplexity ${Math.exp(r.validLoss).toFixed(2)})`
         : '';
-    // a run resumed after its last step trains nothing: it has no loss or speed of its own to report
+    // a run resumed after its last step (or stopped before one) trains nothing: no loss or speed of its own
     const trained =
       r.steps > r.startStep
         ? `trained steps ${r.startStep}→${r.steps} of ${r.totalSteps} in ${formatDuration(r.seconds)} ` +
           `(${Math.round(r.tokensPerSec)} tokens/s): ${(r.parameters / 1e6).toFixed(2)}M parameters, ` +
           `final loss ${r.finalLoss.toFixed(4)}`
-        : `already trained to step ${r.steps} of ${r.totalSteps}: ${(r.parameters / 1e6).toFixed(2)}M parameters`;
-    return { finished: r.steps >= r.totalSteps, line: `${trained}${valid}; output in ${r.output}` };
+        : `${r.steps >= r.totalSteps ? 'already trained to' : 'stopped before a step, at'} step ${r.steps} of ` +
+          `${r.totalSteps}: ${(r.parameters / 1e6).toFixed(2)}M parameters`;
+    return { finished: r.steps >= r.totalSteps, steps: r.steps, line: `${trained}${valid}; output in ${r.output}` };
   },
 };

@@ -56,9 +56,10 @@ export const trainRlStage: TrainStage = {
       s.steps > s.startStep
         ? `trained steps ${s.startStep}→${s.steps} in ${formatDuration(s.seconds)} (${environment}): ` +
           `last mean reward ${s.lastRewardMean.toFixed(4)}`
-        : `already trained to step ${s.steps}`;
+        : `${s.finished ? 'already trained to' : 'stopped before a step, at'} step ${s.steps}`;
     return {
       finished: s.finished,
+      steps: s.steps,
       line:
         `${trained}; ${s.data.queries} queries ` +
         `(${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; ` +

@@ -59,9 +59,10 @@ export const trainSftStage: TrainStage = {
       r.steps > r.startStep
         ? `trained steps ${r.startStep}→${r.steps} in ${formatDuration(r.seconds)}: ` +
           `final loss ${r.finalLoss.toFixed(4)}`
-        : `already trained to step ${r.steps}`;
+        : `${r.finished ? 'already trained to' : 'stopped before a step, at'} step ${r.steps}`;
     return {
       finished: r.finished,
+      steps: r.steps,
       line:
         `${trained}${best}; ${r.data.withoutPositive} queries without a positive, ` +
         `${r.data.positiveIsQuery} whose only positive is the query itself and ` +

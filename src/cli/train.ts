@@ -2,6 +2,7 @@
  * `search-r3 train <stage>`: one command for the three training stages (lm, sft, rl). Each stage has its
  * own help (`search-r3 train lm --help`); all take the same options and report the same errors.
  */
+import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { positiveNumber } from './args.js';
@@ -18,8 +19,8 @@ export interface TrainStage {
   help: string;
   train(
     config: string,
-    options: { resume: boolean; progress: boolean; deadline?: number },
-  ): Promise<{ line: string; finished: boolean }>;
+    options: { resume: boolean; progress: boolean; deadline?: number; stop?: AbortSignal },
+  ): Promise<{ line: string; finished: boolean; steps: number }>;
 }
 
 /** Exit code of a session stopped at --max-seconds with a checkpoint, before its last step (EX_TEMPFAIL). */
@@ -38,7 +39,9 @@ ${stages.map((s) => `  ${s.name.padEnd(4)}  ${s.summary}`).join('\n')}
 
 Each stage trains into the run folder its config names ("output"): metrics.jsonl, checkpoints/ and
 final/. A run stopped at any point continues with --resume as if it had never stopped; a NaN or Inf
-stops training before its update, names the step and keeps the last checkpoint.
+stops training before its update, names the step and keeps the last checkpoint. SIGINT (Ctrl-C),
+SIGTERM or SIGHUP stops it after the step in progress, with a checkpoint (exit code 128 + the signal's
+number); one more, a second or more later, stops it at once. One run folder takes one trainer at a time.
 
 options:
   --config <file>  the stage's config (JSON; unknown keys are an error)
@@ -69,15 +72,68 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
   const limit = values['max-seconds'];
   const seconds = positiveNumber(limit, 'max-seconds', 'a number of seconds');
   selectDevice(values.device);
-  const r = await stage.train(values.config, {
-    resume: values.resume ?? false,
-    progress: !values.quiet,
-    ...(seconds !== undefined ? { deadline: started + seconds * 1000 } : {}),
-  });
+  const stop = stopAtCheckpoint();
+  let r: { line: string; finished: boolean; steps: number };
+  try {
+    r = await stage.train(values.config, {
+      resume: values.resume ?? false,
+      progress: !values.quiet,
+      ...(seconds !== undefined ? { deadline: started + seconds * 1000 } : {}),
+      stop: stop.signal,
+    });
+  } finally {
+    stop.release();
+  }
   console.log(r.line);
   if (r.finished) return 0;
+  const signal = stop.signal.reason as NodeJS.Signals | undefined;
+  if (stop.signal.aborted && signal !== undefined) {
+    // every step done is checkpointed; a fresh run stopped before its first has nothing to resume
+    const next = r.steps > 0 ? 'at a checkpoint; continue with --resume' : 'before its first; run it again';
+    console.log(`stopped by ${signal} before the last step, ${next}`);
+    return 128 + osConstants.signals[signal];
+  }
   console.log(`session ended at --max-seconds ${limit}, before the last step; continue with --resume`);
   return SESSION_ENDED;
+}
+
+/** The signals a trainer stops at a checkpoint on: Ctrl-C, kill, and a closed terminal (or its recipe's). */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * Node's default on these signals ends the process inside a step, losing every step since the last
+ * checkpoint. Instead the first asks the run to stop after the step in progress, with a checkpoint
+ * (RunOptions.stop); one more stops it at once, the last checkpoint kept, for a step too long to wait for.
+ * Returns the signal the run watches and what gives the signals back to Node.
+ */
+function stopAtCheckpoint(): { signal: AbortSignal; release: () => void } {
+  const controller = new AbortController();
+  let firstAt: number | null = null;
+  const on = (signal: NodeJS.Signals): void => {
+    const below = process.stderr.isTTY ? '\n' : ''; // a progress bar may hold the line
+    if (firstAt === null) {
+      firstAt = Date.now();
+      process.stderr.write(
+        `${below}search-r3: ${signal}: stopping after the step in progress, with a checkpoint (send it again to ` +
+          'stop at once); continue with --resume.\n',
+      );
+      controller.abort(signal);
+      return;
+    }
+    // Ctrl-C reaches a recipe and its training step at once, and the recipe forwards it: one request, twice
+    if (Date.now() - firstAt < 1000) return;
+    process.stderr.write(
+      `${below}search-r3: ${signal}: stopped at once; the last checkpoint is kept, continue with --resume.\n`,
+    );
+    process.exit(128 + osConstants.signals[signal]);
+  };
+  for (const s of STOP_SIGNALS) process.on(s, on);
+  return {
+    signal: controller.signal,
+    release: () => {
+      for (const s of STOP_SIGNALS) process.off(s, on);
+    },
+  };
 }
 
 export const trainCommand: Command = {

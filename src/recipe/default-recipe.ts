@@ -61,7 +61,10 @@ export interface RecipeOptions {
   paths: RecipePaths;
   /** The shipped model folder (stage 2, F16). */
   out: string;
-  /** Runs `search-r3 <argv>` and resolves to its exit code. */
+  /**
+   * Runs `search-r3 <argv>` and resolves to its exit code; rejects with RecipeInterrupted when the recipe
+   * was asked to stop (the step's time is saved, and nothing after it runs).
+   */
   runCommand: (argv: string[]) => Promise<number>;
   log: (line: string) => void;
   /** Seconds between saves of a running step's time (default 30). */
@@ -84,6 +87,20 @@ export class RecipeSessionEnded extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'RecipeSessionEnded';
+  }
+}
+
+/**
+ * The recipe was asked to stop (a signal): the step that ran stopped at its checkpoint, finished steps are
+ * kept, and the same command continues.
+ */
+export class RecipeInterrupted extends Error {
+  constructor(
+    message: string,
+    readonly signal: NodeJS.Signals,
+  ) {
+    super(message);
+    this.name = 'RecipeInterrupted';
   }
 }
 

@@ -72,6 +72,12 @@ export interface RunOptions {
    * left with a run that resumes. At least one step runs.
    */
   deadline?: number;
+  /**
+   * Stops the run early (a signal to the process, cli/train.ts): the loop ends after the step in
+   * progress, with a checkpoint of it, so that --resume loses nothing; aborted before any step of this
+   * session, it ends before one, writing nothing more.
+   */
+  stop?: AbortSignal;
 }
 
 /** What a run trains: its tensors and their optimiser, the optimiser's settings, the run's length. */
@@ -377,18 +383,31 @@ export class TrainingRun {
   }
 
   /**
-   * Runs steps until `spec.stopAt` (the run's last step by default), or until the next step would pass
-   * the session's deadline (after a checkpoint), then ends the progress line.
+   * Runs steps until `spec.stopAt` (the run's last step by default), until the next step would pass the
+   * session's deadline, or until the run is asked to stop (each after a checkpoint), then ends the
+   * progress line.
    */
   async loop(spec: LoopSpec): Promise<void> {
     const state = this.state,
       total = this.plan.totalSteps;
     const stopAt = Math.min(total, spec.stopAt ?? total);
-    if (state.step === 0 && spec.evaluate) await spec.evaluate.run();
+    const stopping = (): boolean => this.opts.stop?.aborted === true;
+    if (state.step === 0 && spec.evaluate && !stopping()) await spec.evaluate.run();
     // the ETA and the rates count training steps only, not the evaluation before the first one
     this.bar = this.progressBar();
     this.loopStart = Date.now();
     while (state.step < stopAt) {
+      // a step is synchronous work: a signal's handler runs only when the loop lets the event loop turn
+      if (this.opts.stop) await new Promise((resolve) => setImmediate(resolve));
+      if (stopping()) {
+        // a session that ran no step has nothing to keep
+        if (state.step > this.startStep && this.checkpointedStep !== state.step)
+          await this.checkpoint(spec.checkpointFiles);
+        const reason: unknown = this.opts.stop?.reason;
+        const why = typeof reason === 'string' ? ` (${reason})` : '';
+        this.note(`stopping at step ${state.step} of ${total} as asked${why}; continue with --resume`);
+        break;
+      }
       if (this.recentStepMs.length > 0 && !this.nextStepFits(spec.evaluate?.every)) {
         if (this.checkpointedStep !== state.step) await this.checkpoint(spec.checkpointFiles);
         this.note(
