@@ -179,6 +179,18 @@ function settingChanges(
 ): SettingChange[] {
   const now = { ...(run.config as Record<string, unknown>) };
   const before = { ...earlier.config };
+  // a path that stands where it stood beside the run folder moved with it (the work folder copied to another
+  // machine, or renamed): the same file, found where the run now is
+  const wasOutput = before.output,
+    isOutput = now.output;
+  const movedAlong = (from: unknown, to: unknown): boolean =>
+    typeof from === 'string' &&
+    typeof to === 'string' &&
+    typeof wasOutput === 'string' &&
+    typeof isOutput === 'string' &&
+    path.isAbsolute(from) &&
+    path.isAbsolute(to) &&
+    path.relative(wasOutput, from) === path.relative(isOutput, to);
   delete now.output;
   delete before.output;
   const out: SettingChange[] = [];
@@ -197,7 +209,7 @@ function settingChanges(
     delete before[key];
   }
   differences(before, now, run.defaults, '', out);
-  return out;
+  return out.map((c) => (c.moved !== true && movedAlong(c.from, c.to) ? { ...c, moved: true } : c));
 }
 
 function differences(before: unknown, now: unknown, defaults: unknown, at: string, out: SettingChange[]): void {
@@ -234,5 +246,5 @@ function shown(v: unknown): string {
 }
 
 function describeChange(c: SettingChange): string {
-  return `${c.key}${c.moved ? ' (the same fingerprint, moved)' : ''} ${shown(c.from)} → ${shown(c.to)}`;
+  return `${c.key}${c.moved ? ' (moved)' : ''} ${shown(c.from)} → ${shown(c.to)}`;
 }

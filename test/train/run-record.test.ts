@@ -158,6 +158,34 @@ test('a new lr, more steps or a moved model folder resume, each resume recorded 
   );
 });
 
+test('a run moved with its data (a work folder taken to another machine) resumes: its paths moved along', async () => {
+  const { root, file } = await sftRun('record-tree');
+  const moved = `${root}-elsewhere`;
+  renameSync(root, moved);
+  // the same config file, read where it now is: its data, model and output paths all moved together
+  writeConfig(path.join(moved, 'cfg.json'), {
+    ...JSON.parse(readFileSync(path.join(moved, path.basename(file)), 'utf8')),
+    steps: 3,
+  });
+  const cfg = loadSftConfig(path.join(moved, 'cfg.json'));
+  const r = await trainSft(cfg, { progress: false, resume: true });
+  assert.deepEqual([r.startStep, r.steps], [2, 3]);
+  const changed = record(cfg.output).resumes[0]!.changed!;
+  assert.deepEqual(changed['data[0].path'], {
+    from: path.join(root, 'train.jsonl'),
+    to: path.join(moved, 'train.jsonl'),
+  });
+  // a data file of another folder is still another data file
+  writeFileSync(path.join(moved, 'other.jsonl'), readFileSync(path.join(moved, 'train.jsonl')));
+  await refused(
+    trainSft(
+      { ...cfg, steps: 4, data: [{ type: 'jsonl', path: path.join(moved, 'other.jsonl') }] },
+      { progress: false, resume: true },
+    ),
+    [/data\[0\]\.path \S+train\.jsonl → \S+other\.jsonl/],
+  );
+});
+
 test('a run folder from before the record resumes, saying it cannot be checked; it is recorded from then', async () => {
   const { file, cfg } = await sftRun('record-old');
   // run-config.json as earlier versions wrote it: the stage and the latest session's config
