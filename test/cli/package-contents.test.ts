@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir } from '../search-index/fixtures.js';
@@ -49,6 +49,44 @@ test('the npm package holds what the demo runs on: the default model, its demo v
       r.examples.map((e) => e.hits.length),
       [3, 3, 3],
     );
+  } finally {
+    cleanup();
+  }
+});
+
+/**
+ * `npm run build` deletes dist/ and tsc writes the CLI without the executable bit, which npx's existing bin
+ * link needs: the build marks it executable after tsc (checked on a stand-in package, as a full build here
+ * would take dist/ away from the tests that run beside this one).
+ */
+test('the build marks the bin executable after tsc, so the bin link npx made still runs after a rebuild', (t) => {
+  if (process.platform === 'win32') return t.skip('no executable bit on Windows');
+  const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as {
+    bin: Record<string, string>;
+    scripts: { build: string };
+  };
+  const steps = pkg.scripts.build.split('&&').map((s) => s.trim());
+  const tsc = steps.findIndex((s) => s.startsWith('tsc '));
+  const mark = steps.indexOf('node scripts/bin-executable.mjs');
+  assert.ok(
+    tsc >= 0 && mark > tsc,
+    `the build script does not mark the bin executable after tsc: ${pkg.scripts.build}`,
+  );
+
+  const { dir, cleanup } = tempDir('bin');
+  try {
+    const bin = path.join(dir, pkg.bin['search-r3']);
+    mkdirSync(path.dirname(bin), { recursive: true });
+    writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ bin: pkg.bin }));
+    // as tsc leaves it
+    writeFileSync(bin, "#!/usr/bin/env node\nconsole.log('ran');\n", { mode: 0o644 });
+    const marked = spawnSync(process.execPath, [path.join(repoRoot, 'scripts/bin-executable.mjs'), dir], {
+      encoding: 'utf8',
+    });
+    assert.equal(marked.status, 0, marked.stderr);
+    const ran = spawnSync(bin, [], { encoding: 'utf8' });
+    assert.equal(ran.error, undefined);
+    assert.equal(ran.stdout, 'ran\n');
   } finally {
     cleanup();
   }
