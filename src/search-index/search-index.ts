@@ -142,6 +142,7 @@ export class SearchIndex {
   private storeGeneration = 0;
   /** A shared store that lags docs.sqlite and may not be rebuilt from here: dense search goes exact instead. */
   private storeStale = false;
+  private closed = false;
 
   private constructor(
     readonly dir: string,
@@ -256,6 +257,7 @@ export class SearchIndex {
    * searched as it was until the commit of its chunk replaces its text and vector together.
    */
   async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<AddResult> {
+    this.requireOpen();
     const staged = await this.stageDocuments(docs);
     const { encoded, truncated } = await this.encodeAll(opts);
     return { ...staged, encoded, ...(truncated === undefined ? {} : { truncated }) };
@@ -266,6 +268,7 @@ export class SearchIndex {
    * by queue workers; what search returns changes only when they are committed) and deletes damaged rows.
    */
   async stageDocuments(docs: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
+    this.requireOpen();
     this.lockForWriting();
     // rows that fail their checksums cannot be trusted and go; those given again are staged and encoded anew
     const damaged = new Set(this.docs.damagedIds());
@@ -289,6 +292,7 @@ export class SearchIndex {
 
   /** Encodes pending documents in fixed-order chunks, committing each (sqlite, then vector store). */
   async encodePending(opts: AddOptions = {}): Promise<number> {
+    this.requireOpen();
     return (await this.encodeAll(opts)).encoded;
   }
 
@@ -328,6 +332,7 @@ export class SearchIndex {
    * vectors an uninterrupted local run would store.
    */
   pendingChunks(documentsPerCommit: number): PendingDocument[][] {
+    this.requireOpen();
     const all = this.docs.nextPending(this.docs.pendingCount());
     const size = Math.max(1, documentsPerCommit);
     return Array.from({ length: Math.ceil(all.length / size) }, (_, i) => all.slice(i * size, (i + 1) * size));
@@ -335,6 +340,7 @@ export class SearchIndex {
 
   /** Stores the vectors of one chunk of pendingChunks, encoded elsewhere by this index's model. */
   async commitEncoded(chunk: readonly PendingDocument[], vectors: readonly Float32Array[]): Promise<void> {
+    this.requireOpen();
     this.lockForWriting();
     await this.commitChunk(chunk, vectors);
     this.writeCounts();
@@ -345,6 +351,7 @@ export class SearchIndex {
    * found before any work is handed out rather than after it is done.
    */
   async checkStoreWritable(): Promise<void> {
+    this.requireOpen();
     this.lockForWriting();
     try {
       await this.store.commit(this.storeGeneration);
@@ -373,6 +380,7 @@ export class SearchIndex {
 
   /** Removes documents by id; returns the ids that existed. */
   async deleteDocuments(ids: readonly string[]): Promise<string[]> {
+    this.requireOpen();
     this.lockForWriting();
     const { generation, keys, deleted } = this.docs.delete(ids);
     if (deleted.length === 0) return [];
@@ -390,6 +398,7 @@ export class SearchIndex {
    * nothing did (one sqlite read), so a server calls it before searches, throttled.
    */
   async refresh(): Promise<boolean> {
+    this.requireOpen();
     const g = this.docs.generation();
     if (g === this.storeGeneration) return false;
     // false while the writer is between its two commits (or its file is damaged): exact search covers the gap
@@ -403,15 +412,18 @@ export class SearchIndex {
   }
 
   getDocument(id: string): (StoredDocument & { status: string; vector: Float32Array | null }) | undefined {
+    this.requireOpen();
     return this.docs.get(id);
   }
 
   documentIds(): string[] {
+    this.requireOpen();
     return this.docs.allIds();
   }
 
   /** Embeds the query (with reasoning when asked) and ranks documents. */
   async search(query: string, opts: SearchOptions = {}): Promise<SearchResult> {
+    this.requireOpen();
     const backend = this.requireBackend('searching by text');
     const t0 = performance.now();
     const [q] = await backend.embedQueries([query], opts);
@@ -426,6 +438,7 @@ export class SearchIndex {
     vector: Float32Array,
     opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string; exact?: boolean } = {},
   ): Promise<SearchHit[]> {
+    this.requireOpen();
     const k = Math.max(1, opts.k ?? 10);
     if (vector.length !== this.dimension)
       throw new IndexError(
@@ -481,6 +494,7 @@ export class SearchIndex {
 
   /** Exact cosine top-k over the f32 vectors of docs.sqlite (kept in memory while the index is small or asked for). */
   exactSearch(vector: Float32Array, k: number): VectorHit[] {
+    this.requireOpen();
     const { keys, data } = this.indexedVectors();
     return exactCosineSearch(data, this.dimension, vector, k).map((h) => ({ key: keys[h.row], score: h.score }));
   }
@@ -490,6 +504,7 @@ export class SearchIndex {
    * from docs.sqlite once per generation: what exact search and whole-index evaluation rank against.
    */
   indexedVectors(): { ids: string[]; keys: number[]; dim: number; data: Float32Array } {
+    this.requireOpen();
     const g = this.docs.generation();
     if (!this.exactCache || this.exactCache.generation !== g) {
       const source = { generation: () => this.docs.generation(), rows: () => this.docs.indexedVectors() };
@@ -509,6 +524,7 @@ export class SearchIndex {
 
   /** Builds the BM25 index now (the server does it at start so the first hybrid query is not slow). */
   warmHybrid(): void {
+    this.requireOpen();
     this.bm25Index();
   }
 
@@ -517,6 +533,7 @@ export class SearchIndex {
    * that are changes of indexed documents, searched as they were before the change meanwhile.
    */
   stats(): { documents: number; pending: number; outdated: number; generation: number } {
+    this.requireOpen();
     return {
       documents: this.docs.indexedCount(),
       pending: this.docs.pendingCount(),
@@ -530,6 +547,7 @@ export class SearchIndex {
    * take it before its first write, so that a second writer is refused before it reports anything.
    */
   lockForWriting(): void {
+    this.requireOpen();
     if (this.readOnly)
       throw new IndexError(
         `${this.dir} was opened read-only; open it with { writable: true } to add or delete documents.`,
@@ -542,7 +560,18 @@ export class SearchIndex {
     return this.backend;
   }
 
+  /** A closed index's sqlite connection and vector store are gone: one sentence instead of their own errors. */
+  private requireOpen(): void {
+    if (this.closed)
+      throw new IndexError(
+        `the index ${this.dir} was closed; open it again with SearchIndex.open(${JSON.stringify(this.dir)}) to use it.`,
+      );
+  }
+
+  /** Releases the files and the write lock; every other method refuses afterwards. Closing twice does nothing. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.store.close();
     this.docs.close();
     this.lock?.release();

@@ -176,3 +176,43 @@ test('hybrid search fuses BM25 and dense rankings', async () => {
     cleanup();
   }
 });
+
+test('a closed index refuses every use with one sentence naming it and how to open it again', async () => {
+  const { dir, cleanup } = tempDir('closed');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const indexDir = path.join(dir, 'index');
+    const writer = await SearchIndex.open(indexDir, { backend, create: {} });
+    await writer.addDocuments(corpus(3));
+    const vector = writer.getDocument('d000')!.vector!;
+    await writer.close();
+    const reader = await SearchIndex.open(indexDir, { backend });
+    await reader.close();
+    await reader.close(); // a second close does nothing
+    const closed = (e: unknown): boolean =>
+      e instanceof IndexError &&
+      e.message ===
+        `the index ${indexDir} was closed; open it again with SearchIndex.open(${JSON.stringify(indexDir)}) to use it.`;
+    for (const index of [writer, reader]) {
+      await assert.rejects(index.search('gene'), closed);
+      await assert.rejects(index.searchVector(vector, { k: 1 }), closed);
+      await assert.rejects(index.addDocuments(corpus(1)), closed);
+      await assert.rejects(index.stageDocuments(corpus(1)), closed);
+      await assert.rejects(index.encodePending(), closed);
+      await assert.rejects(index.commitEncoded([], []), closed);
+      await assert.rejects(index.checkStoreWritable(), closed);
+      await assert.rejects(index.deleteDocuments(['d000']), closed);
+      await assert.rejects(index.refresh(), closed);
+      assert.throws(() => index.getDocument('d000'), closed);
+      assert.throws(() => index.documentIds(), closed);
+      assert.throws(() => index.pendingChunks(1), closed);
+      assert.throws(() => index.exactSearch(vector, 1), closed);
+      assert.throws(() => index.indexedVectors(), closed);
+      assert.throws(() => index.warmHybrid(), closed);
+      assert.throws(() => index.stats(), closed);
+      assert.throws(() => index.lockForWriting(), closed);
+    }
+  } finally {
+    cleanup();
+  }
+});
