@@ -28,6 +28,10 @@ endpoints:
                         queue depth, index size. 503 with the reason when the model or index is unusable.
   GET  /metrics         Prometheus text format
   POST /v1/search/stream  /v1/search as server-sent events: the analysis as it is generated, then the hits
+  POST /v1/chat/completions
+                        OpenAI's chat completions with the served model: {"messages", "max_tokens",
+                        "temperature", "top_p", "seed", "stop", "stream"}, whole or streamed (not with
+                        --engine llama.cpp)
   GET  /                the search playground (a web page: query, analysis, hits, comparisons)
   GET  /runs            the training-run dashboard of the --runs folders (GET /v1/runs: their data)
 

@@ -149,3 +149,18 @@ test('serve, dashboard and demo --web refuse an empty --host; serve and dashboar
     cleanup();
   }
 });
+
+test('serve --help lists every API endpoint the server answers, chat completions included', () => {
+  const r = runCli(['serve', '--help']);
+  assert.equal(r.status, 0, r.stderr);
+  for (const endpoint of [
+    'POST /v1/embeddings',
+    'POST /v1/search ',
+    'POST /v1/search/stream',
+    'POST /v1/chat/completions',
+    'GET  /v1/models',
+    'GET  /health',
+    'GET  /metrics',
+  ])
+    assert.ok(r.stdout.includes(`\n  ${endpoint}`), `${endpoint} is not in serve --help`);
+});
