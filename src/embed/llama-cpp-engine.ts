@@ -248,8 +248,15 @@ export class LlamaCppEngine {
     return vectors.map((v, i) => directQueryEmbedding(v, prompts[i]));
   }
 
-  /** Queries; with reasoning on, each is analysed before <|embed_token|>. */
-  async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
+  /**
+   * Queries; with reasoning on, each is analysed before <|embed_token|>. `onToken` sees each generated token
+   * of input `i` as it is generated (a server streams the analysis from them).
+   */
+  async embedQueries(
+    texts: readonly string[],
+    opts: QueryOptions = {},
+    onToken?: (i: number, token: number) => void,
+  ): Promise<QueryEmbedding[]> {
     if ((opts.reasoning ?? 'off') === 'off') return this.embedDirect(this.directPrompts(texts, 'query'));
     const { prompts, budget, stopTokens } = reasoningPrompts(
       this.tokenizer,
@@ -260,7 +267,7 @@ export class LlamaCppEngine {
     );
     const out: QueryEmbedding[] = [];
     for (const [i, p] of prompts.entries()) {
-      const { tokens, finish } = await this.generate(p.ids, budget, new Set(stopTokens), opts);
+      const { tokens, finish } = await this.generate(p.ids, budget, new Set(stopTokens), opts, (t) => onToken?.(i, t));
       const { analysis, reasoning, emitted } = readAnalysis(this.tokenizer, tokens, finish);
       const [vector] = await this.embedTokens([[...p.ids, ...analysis, this.embedId]]);
       out.push({ vector, reasoning, forced: !emitted, tokens, truncated: prompts[i].truncated });
@@ -287,6 +294,7 @@ export class LlamaCppEngine {
     budget: number,
     stops: Set<number>,
     opts: QueryOptions,
+    onToken: (token: number) => void,
   ): Promise<{ tokens: number[]; finish: 'stop' | 'length' }> {
     return this.exclusive(async () => {
       const tokens: number[] = [];
@@ -296,6 +304,7 @@ export class LlamaCppEngine {
       const sampling = { temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed, yieldEogToken: true };
       for await (const t of sequence.evaluate([...prompt] as Token[], sampling)) {
         tokens.push(t);
+        onToken(t);
         if (stops.has(t) || tokens.length >= budget) break;
       }
       const last = tokens[tokens.length - 1];

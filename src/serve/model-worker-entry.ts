@@ -145,7 +145,7 @@ class ModelWorker implements ModelWork {
     const { counts, total: promptTokens } = countTokens(this.embedder.tokenizer, job);
     if (job.reasoning) {
       checkRoom(job, counts, this.embedder);
-      const onToken = job.stream ? this.streamer(owner) : undefined;
+      const onToken = job.stream ? streamer(owner, this.embedder.tokenizer) : undefined;
       return pack(
         await this.batcher.embedReasoning(owner, job.texts, job.query, onToken),
         this.embedder.dimension,
@@ -160,26 +160,6 @@ class ModelWorker implements ModelWork {
       prepared.map((p) => p.truncated),
     );
     return pack(await this.batcher.embedDirect(owner, prepared), this.embedder.dimension, promptTokens);
-  }
-
-  /**
-   * Posts each query's analysis so far after every token that changes it. A token that ends inside a character
-   * (the next completes it), or one of whitespace at the end, adds nothing to show, and nothing is posted.
-   */
-  private streamer(owner: number): (i: number, token: number) => void {
-    const texts: StreamingDecoder[] = [];
-    const posted: string[] = [];
-    const tok = this.embedder.tokenizer;
-    return (i, token) => {
-      if (tok.isSpecial(token)) return;
-      const reasoning = (texts[i] ??= new StreamingDecoder(tok))
-        .push(token)
-        .replace(/\uFFFD+$/u, '')
-        .trim();
-      if (reasoning === (posted[i] ?? '')) return;
-      posted[i] = reasoning;
-      post({ type: 'progress', id: owner, input: i, reasoning });
-    };
   }
 
   async embedTokens(owner: number, seqs: number[][]): Promise<EmbedResult> {
@@ -214,17 +194,37 @@ class ModelWorker implements ModelWork {
   }
 }
 
+/**
+ * Posts each query's analysis so far after every token that changes it. A token that ends inside a character
+ * (the next completes it), or one of whitespace at the end, adds nothing to show, and nothing is posted.
+ */
+function streamer(owner: number, tok: Tokenizer): (i: number, token: number) => void {
+  const texts: StreamingDecoder[] = [];
+  const posted: string[] = [];
+  return (i, token) => {
+    if (tok.isSpecial(token)) return;
+    const reasoning = (texts[i] ??= new StreamingDecoder(tok))
+      .push(token)
+      .replace(/\uFFFD+$/u, '')
+      .trim();
+    if (reasoning === (posted[i] ?? '')) return;
+    posted[i] = reasoning;
+    post({ type: 'progress', id: owner, input: i, reasoning });
+  };
+}
+
 /** The same requests on llama.cpp, which takes them one at a time (its contexts evaluate one sequence). */
 class LlamaCppWork implements ModelWork {
   constructor(private readonly backend: LlamaCppBackend) {}
 
-  async embed(_owner: number, job: EmbedJob): Promise<EmbedResult> {
+  async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
     const e = this.backend.engine;
     const { counts, total: promptTokens } = countTokens(e.tokenizer, job);
     let run: () => Promise<QueryEmbedding[]>;
     if (job.reasoning) {
       checkRoom(job, counts, e);
-      run = () => e.embedQueries(job.texts, { ...job.query, reasoning: 'on' });
+      const onToken = job.stream ? streamer(owner, e.tokenizer) : undefined;
+      run = () => e.embedQueries(job.texts, { ...job.query, reasoning: 'on' }, onToken);
     } else {
       const prompts = e.directPrompts(job.texts, job.mode);
       const cuts = prompts.map((p) => p.truncated);

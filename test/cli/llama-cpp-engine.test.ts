@@ -3,7 +3,7 @@
  * search and eval find it; an index remembers which engine's vectors it holds and refuses the other
  * one's in a sentence that says what to do (--as-source-model), after which both engines share it; the
  * server runs it in its model worker (embeddings, a text its prompt would cut refused unless the request
- * asks for cutting, reasoning queries; chat is refused); bad options are one sentence each.
+ * asks for cutting, reasoning queries, their analysis streamed; chat is refused); bad options are one sentence each.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,10 +17,10 @@ import { SearchIndex } from '../../src/search-index/search-index.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { runCliAsync } from '../helpers/cli.js';
-import { ggufModelFolder } from '../helpers/gguf-model-folder.js';
+import { exportGguf, ggufModelFolder } from '../helpers/gguf-model-folder.js';
 import { post, postEmbeddings } from '../helpers/http.js';
 import { cosine } from '../helpers/llama-cpp.js';
-import { DEFAULT_SCALES } from '../helpers/random-qwen2.js';
+import { DEFAULT_SCALES, VARIED_SCALES } from '../helpers/random-qwen2.js';
 import { toyBeir } from '../helpers/train-fixtures.js';
 import { corpus, tinyBackend, writeJsonl } from '../search-index/fixtures.js';
 
@@ -263,3 +263,34 @@ test(
     }
   },
 );
+
+test('serve --engine llama.cpp streams the analysis of /v1/search/stream as it is generated', async () => {
+  // weights whose greedy continuations are text (the shared model's are whitespace, which shows nothing)
+  const varied = await ggufModelFolder(path.join(dir, 'model-varied'), 2, VARIED_SCALES);
+  const gguf = await exportGguf(varied, 'F16');
+  const worker = await WorkerBackend.start(varied, { engine: { gguf, gpu: 'off', identity: 'gguf' } });
+  const index = await SearchIndex.open(path.join(dir, 'idx-stream'), { backend: worker, create: {} });
+  const server = await startSearchServer({ backend: worker, index, port: 0 });
+  try {
+    await index.addDocuments(docs.slice(0, 3));
+    const body = { query: 'heart attack', k: 1, reasoning: 'on', max_reasoning_tokens: 24 };
+    const r = await post(server.url, '/v1/search/stream', body);
+    assert.equal(r.status, 200, String(r.raw));
+    const ev = String(r.raw)
+      .split('\n\n')
+      .filter((b) => b.trim() !== '')
+      .map((b) => ({ name: /^event: (.*)$/m.exec(b)![1], data: JSON.parse(/^data: (.*)$/m.exec(b)![1]) }));
+    const result = ev.pop()!;
+    assert.equal(result.name, 'result');
+    const final = result.data.reasoning as string;
+    assert.equal(final, (await post(server.url, '/v1/search', body)).body.reasoning);
+    assert.ok(ev.length >= 2, `${ev.length} reasoning events before the result`);
+    for (const e of ev) {
+      assert.equal(e.name, 'reasoning');
+      assert.ok(final.startsWith(e.data.reasoning as string), `${e.data.reasoning} begins ${final}`);
+    }
+  } finally {
+    await server.close();
+    await index.close();
+  }
+});
