@@ -24,7 +24,8 @@ options:
   --remote <urls>        embed the query on search-r3 servers instead (comma-separated base URLs)
   --api-key <key>        bearer token for --remote (default: $SEARCH_R3_API_KEY)
   --reasoning on|off     let the model analyse the query before embedding (default off)
-  --max-reasoning <n>    reasoning budget in tokens (default 128)
+  --max-reasoning-tokens <n>
+                         reasoning budget in tokens (default 128; the embed token is forced after it)
   --temperature <t>      sampling temperature of the reasoning (default 0: greedy)
   --seed <n>             sampling seed
   -k <n>                 documents to return (default 10)
@@ -49,6 +50,8 @@ export const searchCommand: Command = {
         remote: { type: 'string' },
         'api-key': { type: 'string' },
         reasoning: { type: 'string' },
+        'max-reasoning-tokens': { type: 'string' },
+        // the name this option had before it took the one eval, demo and recipe evaluate use
         'max-reasoning': { type: 'string' },
         temperature: { type: 'string' },
         seed: { type: 'string' },
@@ -63,11 +66,21 @@ export const searchCommand: Command = {
     if (positionals.length !== 1)
       throw new UserError('give exactly one query (quote it: search-r3 search --index idx "my query").');
     if (positionals[0].trim() === '') throw new UserError('the query is empty; give the words to search for.');
+    if (values['max-reasoning'] !== undefined) {
+      if (values['max-reasoning-tokens'] !== undefined)
+        throw new UserError('give --max-reasoning-tokens once; --max-reasoning is its old name.');
+      process.stderr.write(
+        'search-r3: --max-reasoning is now called --max-reasoning-tokens (as in eval and demo); the old name ' +
+          'still works.\n',
+      );
+    }
+    const budgetOption = values['max-reasoning'] !== undefined ? 'max-reasoning' : 'max-reasoning-tokens';
+    const budget = values['max-reasoning-tokens'] ?? values['max-reasoning'];
     const reasoning = values.reasoning ?? 'off';
     if (reasoning !== 'on' && reasoning !== 'off')
       throw new UserError(`--reasoning must be on or off (got '${reasoning}').`);
     if (reasoning === 'off') {
-      for (const o of ['temperature', 'seed', 'max-reasoning'] as const)
+      for (const o of ['temperature', 'seed', budgetOption] as const)
         noEffect(`--${o}`, values[o], 'it shapes the analysis, and --reasoning is off');
     }
     const k = positiveInt(values.k, '-k') ?? 10;
@@ -113,13 +126,13 @@ export const searchCommand: Command = {
           k,
           hybrid: values.hybrid ?? false,
           reasoning,
-          maxReasoningTokens: nonNegativeInt(values['max-reasoning'], 'max-reasoning'),
+          maxReasoningTokens: nonNegativeInt(budget, budgetOption),
           temperature: nonNegativeNumber(values.temperature, 'temperature'),
           seed: seedOption(values.seed),
         });
         if (res.truncated > 0) {
           const room = reasoning === 'on' ? 'its prompt and analysis budget' : 'its prompt';
-          const lower = reasoning === 'on' ? ', or lower --max-reasoning' : '';
+          const lower = reasoning === 'on' ? ', or lower --max-reasoning-tokens' : '';
           process.stderr.write(
             `search-r3: the query was cut by ${res.truncated} tokens to fit ${room} in the model's cut length ` +
               `of ${backend.maxLength} tokens; shorten it${lower} to search with all of it.\n`,

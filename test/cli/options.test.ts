@@ -27,6 +27,11 @@ test(
       ['mine --x', 'mine', "unknown option '--x'"],
       ['search -k -3 q', 'search', '-k -3: a negative number is not a value it takes'],
       ['search --max-reasoning -1 q', 'search', '--max-reasoning -1: a negative number is not a value it takes'],
+      [
+        'search --max-reasoning-tokens -1 q',
+        'search',
+        '--max-reasoning-tokens -1: a negative number is not a value it takes',
+      ],
     ];
     for (const [line, command, what] of cases) {
       // the JS backend: no note about the native one can come before the sentence
