@@ -7,6 +7,7 @@ import { positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { readDocuments } from '../search-index/document-source.js';
+import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import {
   ENGINE_OPTIONS,
@@ -319,7 +320,7 @@ async function openBackend(
     );
   }
   const existing = existingManifest(out);
-  const model = values.model ?? existing?.model.source;
+  const model = values.model ?? (existing && recordedModelFolder(existing, out, true));
   if (!model) throw new UserError('give --model <dir> (or --remote <urls>): a new index needs a model.');
   if (engine.kind === 'search-r3') selectDevice(values.device);
   // the model lowers a --max-length above its context to it: the index's cut length is compared with that

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { noEffect, nonNegativeInt, nonNegativeNumber, positiveInt, seedOption } from './args.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
+import { recordedModelFolder } from './index-model.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { searchHitJson } from '../search-index/search-json.js';
@@ -93,13 +93,6 @@ export const searchCommand: Command = {
     return (async () => {
       const manifest = readIndexManifest(indexDir);
       if (!values.remote && engine.kind === 'search-r3') selectDevice(values.device);
-      const source = manifest.model.source;
-      if (!values.remote && values.model === undefined && !existsSync(source)) {
-        throw new UserError(
-          `the model this index was built with is no longer at ${source} (recorded in ${indexDir}/index.json); ` +
-            'pass --model <dir> where it is now, or --remote <urls> of servers that run it.',
-        );
-      }
       const backend: EmbeddingBackend = values.remote
         ? await RemoteEmbedder.connect(
             values.remote
@@ -108,7 +101,7 @@ export const searchCommand: Command = {
               .filter(Boolean),
             { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY },
           )
-        : await openEngineBackend(values.model ?? manifest.model.source, engine, {
+        : await openEngineBackend(values.model ?? recordedModelFolder(manifest, indexDir, true), engine, {
             maxLength: manifest.maxLength,
             templates: manifest.templates,
           });

@@ -7,6 +7,7 @@ import { Judgments } from '../serve/judgments.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } from './device-option.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } from './engine-options.js';
+import { recordedModelFolder } from './index-model.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from '../serve/server-context.js';
 import { RunWatch } from '../train/run-watch.js';
@@ -138,7 +139,7 @@ export const serveCommand: Command = {
     return (async () => {
       const judgments = values.qrels ? await Judgments.load(values.qrels, values.split ?? 'test') : undefined;
       const manifest = values.index ? readIndexManifest(values.index) : undefined;
-      const modelDir = values.model ?? manifest!.model.source;
+      const modelDir = values.model ?? recordedModelFolder(manifest!, values.index!, false);
       const engine = choice.kind === 'llama.cpp' ? { ...choice, gguf: findGguf(modelDir, choice.gguf) } : undefined;
       const backend = await WorkerBackend.start(modelDir, {
         ...(manifest ? { maxLength: manifest.maxLength, templates: manifest.templates } : {}),

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCliAsync } from '../helpers/cli.js';
 import { startSearchServer } from '../../src/serve/server.js';
@@ -189,6 +189,21 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
     );
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
+    // the index names the servers' model, not a folder: without --remote or --model each command says so
+    const id = (JSON.parse(readFileSync(path.join(out, 'index.json'), 'utf8')) as { model: { id: string } }).model.id;
+    const built =
+      `search-r3: the index ${out} was built by remote embedding servers (model ${id}, recorded in ` +
+      `${path.join(out, 'index.json')}) and names no model folder; pass `;
+    const either = '--remote <urls> of servers that run that model, or --model <dir> of its folder.\n';
+    for (const [command, pass] of [
+      [['search', '--index', out, 'q'], either],
+      [['index', '--input', input, '--out', out], either],
+      [['serve', '--index', out, '--port', '0'], '--model <dir> of its folder.\n'],
+    ] as const) {
+      const refused = await cli(...command);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.equal(refused.stderr, built + pass, command.join(' '));
+    }
     // the same index searched in-process with the model folder (the model ids agree)
     r = await cli('search', '--index', out, '--model', model, '--json', '-k', '1', docs[3].title + '\n' + docs[3].text);
     assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
