@@ -54,7 +54,8 @@ inputs:
 ${engineHelp(30, false)}
 ${deviceHelp(30)}
 or embed with any model and pass:
-  --query-embeddings <file>   .npy float32 [queries × dim] with ids in <file>.ids.txt, or .jsonl {id, vector}
+  --query-embeddings <file>   X.npy, float32 [queries × dim], with its ids one per line in X.ids.txt beside
+                              it (d.npy: d.ids.txt), or X.jsonl, one {"id", "vector"} per line
   --doc-embeddings <file>     the same for the corpus
   --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv
   --run <file>                TREC run: written by the --dataset forms, read by the --qrels form

@@ -41,6 +41,14 @@ test('eval --max-queries n evaluates the first n judged queries of the split, as
   assert.match(trec.stderr, /^search-r3: --max-queries goes with --dataset/);
 });
 
+test('eval --help names the ids file a .npy of embeddings is read with: d.ids.txt for d.npy', () => {
+  const help = runCli(['eval', '--help']);
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /X\.npy, float32 \[queries × dim\], with its ids one per line in X\.ids\.txt beside/);
+  assert.match(help.stdout, /\(d\.npy: d\.ids\.txt\)/);
+  assert.doesNotMatch(help.stdout, /<file>\.ids\.txt/);
+});
+
 test('--device where no model runs (BM25) is said to have no effect; a wrong value is still refused', () => {
   const r = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json', '-q', '--device', 'webgpu']);
   assert.equal(r.status, 0, r.stderr);
