@@ -17,6 +17,8 @@ export { readDocuments, documentText, type SourceDocument } from './search-index
 export { IndexError } from './search-index/index-error.js';
 export type { IndexManifest, VectorDtype, StoreKind, HnswParams } from './search-index/manifest.js';
 export type { VectorStore, VectorRow, VectorHit } from './search-index/vector-store.js';
+// an index's vectors in LanceDB (--store lancedb): index.store, on which createVectorIndex() builds IVF-PQ
+export { LanceStore } from './search-index/lance-store.js';
 export { reciprocalRankFusion, fuseHybrid, type HybridFusion } from './search-index/rrf.js';
 export { chooseFusion, FUSION_GRID, type FusionDevCase, type FusionChoice } from './search-index/fusion-choice.js';
 export { readModelFusion, writeModelFusion, type ModelFusion } from './search-index/model-fusion.js';

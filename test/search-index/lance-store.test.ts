@@ -113,3 +113,32 @@ test('a reader of a LanceDB index whose table folder is gone creates nothing and
     cleanup();
   }
 });
+
+/** docs/serve.md: an index's LanceDB table gets an ANN index through the package's own exports. */
+test("the package exports LanceStore: a LanceDB index's store is one, and builds its IVF-PQ index", async () => {
+  const api = (await import('../../src/index.js')) as Record<string, unknown>;
+  assert.equal(api.LanceStore, LanceStore, 'LanceStore is not exported from the package entry');
+  const { dir, cleanup } = tempDir('lance-ann');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const index = await SearchIndex.open(path.join(dir, 'idx'), { backend, create: { store: 'lancedb' } });
+    try {
+      // IVF-PQ trains its codebooks on at least 256 vectors
+      const docs = corpus(300);
+      await index.addDocuments(docs);
+      assert.ok(index.store instanceof LanceStore);
+      await index.store.createVectorIndex();
+      const vector = index.getDocument(docs[7].id)!.vector!;
+      // searched through the ANN index (approximate: the document itself among the first ten)
+      const hits = await index.searchVector(vector, { k: 10, exact: false });
+      assert.ok(
+        hits.some((h) => h.id === docs[7].id),
+        hits.map((h) => h.id).join(' '),
+      );
+    } finally {
+      await index.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
