@@ -91,3 +91,29 @@ test('the build marks the bin executable after tsc, so the bin link npx made sti
     cleanup();
   }
 });
+
+/** The imports docs/gpu.md and docs/serve.md write, resolved as an installed package's user resolves them. */
+test('the documented imports resolve from an installed search-r3: the entry and the tensor layer', (t) => {
+  const gpu = readFileSync(path.join(repoRoot, 'docs/gpu.md'), 'utf8');
+  const deep = /import \* as T from '(search-r3\/[^']+)'/.exec(gpu);
+  assert.ok(deep, 'docs/gpu.md names no import of the tensor layer as T');
+  const used = [...new Set([...gpu.matchAll(/`T\.(\w+)\(/g)].map((m) => m[1]))];
+  assert.ok(used.length > 0);
+  const { dir, cleanup } = tempDir('imports');
+  try {
+    mkdirSync(path.join(dir, 'node_modules'));
+    symlinkSync(repoRoot, path.join(dir, 'node_modules', 'search-r3'));
+    const script =
+      `import * as T from '${deep[1]}';\n` +
+      "import * as api from 'search-r3';\n" +
+      `console.log(JSON.stringify({ T: ${JSON.stringify(used)}.filter((f) => typeof T[f] !== 'function'), ` +
+      "api: ['useDevice', 'LanceStore', 'SearchIndex'].filter((f) => typeof api[f] !== 'function') }));\n";
+    writeFileSync(path.join(dir, 'check.mjs'), script);
+    const r = spawnSync(process.execPath, ['check.mjs'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { T: [], api: [] }, `missing: ${r.stdout}`);
+  } finally {
+    cleanup();
+  }
+  t.diagnostic(`T.${used.join(', T.')} from ${deep[1]}`);
+});
