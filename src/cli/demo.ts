@@ -127,11 +127,15 @@ export function defaultIndexDir(modelId: string, slice: string): string {
   return path.join(cache, 'search-r3', `demo-${short}${slice}`);
 }
 
-function duration(seconds: number): string {
-  if (seconds < 1) return `${(seconds * 1000).toFixed(seconds < 0.01 ? 1 : 0)} ms`;
-  if (seconds < 60) return `${seconds.toFixed(1)} s`;
-  const m = Math.floor(seconds / 60);
-  return `${m}m${String(Math.round(seconds - 60 * m)).padStart(2, '0')}s`;
+/**
+ * An elapsed time as the demo prints it: '12 ms', '4.2 s', '7m05s'. Each form is chosen after rounding to what it
+ * shows, so a rounding that carries moves to the next form: 0.9996 s is '1.0 s', 59.96 s '1m00s', 419.6 s '7m00s'.
+ */
+export function duration(seconds: number): string {
+  if (seconds < 0.9995) return `${(seconds * 1000).toFixed(seconds < 0.00995 ? 1 : 0)} ms`;
+  if (seconds < 59.95) return `${seconds.toFixed(1)} s`;
+  const whole = Math.round(seconds);
+  return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, '0')}s`;
 }
 
 /** Whitespace runs as one space, control characters dropped, cut to `max` characters. */

@@ -10,6 +10,7 @@ import { documentText, readBeirDataset } from '../../src/eval/beir.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
 import { subsetDevSet } from '../../src/eval/dev-eval.js';
 import type { Run } from '../../src/eval/run.js';
+import { duration } from '../../src/cli/demo.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
 import { modelFingerprint } from '../../src/model/model-fingerprint.js';
 
@@ -349,4 +350,22 @@ test("demo: an --index that holds a user's own documents is refused and left as 
   } finally {
     cleanup();
   }
+});
+
+test('demo prints elapsed times rounded as shown: 419.6 s is 7m00s, not 6m60s', () => {
+  const cases: [number, string][] = [
+    [0.0042, '4.2 ms'],
+    [0.5, '500 ms'],
+    [0.9997, '1.0 s'],
+    [12.34, '12.3 s'],
+    [59.96, '1m00s'],
+    [125, '2m05s'],
+    [419.4, '6m59s'],
+    [419.6, '7m00s'],
+    [3599.7, '60m00s'],
+  ];
+  assert.deepEqual(
+    cases.map(([s]) => duration(s)),
+    cases.map(([, want]) => want),
+  );
 });
