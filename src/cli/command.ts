@@ -2,8 +2,13 @@
 export interface Command {
   /** Full help text for `search-r3 <name> --help`. */
   help: string;
-  /** The sub-commands a first word may name (`train sft`, `rlenv audit`), for messages. */
+  /**
+   * The sub-commands a first word may name (`train sft`, `rlenv audit`): one of them must come first, or the
+   * command line is refused in one sentence naming them before the command runs.
+   */
   subcommands?: readonly string[];
+  /** What the command calls its sub-commands in that sentence (default 'sub-command'). */
+  subcommandNoun?: string;
   /** The help of a sub-command that has its own (`train lm --help`); `help` is shown otherwise. */
   helpOf?(subcommand: string): string | undefined;
   /** Runs the command; resolves to the process exit code. */

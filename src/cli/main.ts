@@ -2,6 +2,7 @@
 import { commands } from './commands.js';
 import { fileSystemSentence } from './file-system-error.js';
 import { searchR3Version } from './package-paths.js';
+import { subcommandError } from './subcommand.js';
 import { checkSettings } from '../io/env-settings.js';
 import { GpuError, checkBackendChoice, isGpuDeviceFailure, nativeBackendError } from '../tensor/index.js';
 
@@ -30,9 +31,14 @@ function warnIfNoNativeBackend(): void {
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    // no command is a usage error: the usage goes where errors go
+    console.error(usage());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     console.log(usage());
-    return name === undefined ? 1 : 0;
+    return 0;
   }
   if (name === '--version' || name === '-V' || name === 'version') {
     console.log(`search-r3 ${searchR3Version()}`);
@@ -48,6 +54,10 @@ async function main(argv: string[]): Promise<number> {
     console.log((rest[0] !== undefined ? cmd.helpOf?.(rest[0]) : undefined) ?? cmd.help);
     return 0;
   }
+  // an option may come before the sub-command where the command parses for it; a word there must name one
+  const sub = rest[0];
+  if (cmd.subcommands && (sub === undefined || (!sub.startsWith('-') && !cmd.subcommands.includes(sub))))
+    throw subcommandError(name, sub, cmd.subcommands, cmd.subcommandNoun);
   checkBackendChoice();
   checkSettings();
   warnIfNoNativeBackend();

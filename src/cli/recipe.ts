@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { subcommandError } from './subcommand.js';
 import { positiveNumber } from './args.js';
 import * as T from '../tensor/index.js';
 import { DEVICE_OPTION, deviceError, deviceHelp, parseDevice } from './device-option.js';
@@ -239,10 +240,6 @@ export const recipeCommand: Command = {
     const [sub, ...rest] = argv;
     if (sub === 'default') return runDefault(rest);
     if (sub === 'evaluate') return runRecipeEvaluate(rest);
-    if (sub === undefined || sub === '--help' || sub === '-h') {
-      console.log(HELP);
-      return 0;
-    }
-    throw new UserError(`unknown recipe '${sub}'; use recipe default or recipe evaluate (search-r3 recipe --help).`);
+    throw subcommandError('recipe', sub, recipeCommand.subcommands!);
   },
 };

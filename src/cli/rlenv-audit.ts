@@ -3,6 +3,7 @@ import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { subcommandError } from './subcommand.js';
 import { intAtLeast } from './args.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { loadRlConfig } from '../train/rl/config.js';
@@ -30,7 +31,8 @@ they got), and audits every step it runs. The run folder itself is not touched.
 
 options:
   --config <file>    a train rl config (its environment section is the one audited)
-  --steps <n>        steps to run (default 20)
+  --steps <n>        steps to run (default 20; at least 2, as step 1 is left out of the figures; with
+                     --from, at least 1)
   --from <folder>    a train rl run folder whose newest checkpoint (with its environment) to start from
   --output <folder>  run folder for the audit (default <config output>-audit); gets metrics.jsonl
                      (train and audit records) and audit.json (the summary)
@@ -134,8 +136,10 @@ export const rlenvCommand: Command = {
     const [sub, ...rest] = argv;
     const cmd = subcommands.find((c) => c.name === sub);
     if (!cmd)
-      throw new UserError(
-        `rlenv: unknown sub-command '${sub ?? ''}'; choose one of: ${subcommands.map((c) => c.name).join(', ')}.`,
+      throw subcommandError(
+        'rlenv',
+        sub,
+        subcommands.map((c) => c.name),
       );
     if (rest.includes('--help') || rest.includes('-h')) {
       console.log(cmd.help);

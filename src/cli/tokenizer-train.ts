@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Command, UserError } from './command.js';
+import { subcommandError } from './subcommand.js';
 import { numberOption, positiveInt } from './args.js';
 import { checkNotAnInput, checkOutputFolder } from './output-path.js';
 import { skippedLinesText, trainBpeTokenizer } from '../model/bpe-trainer.js';
@@ -63,10 +64,7 @@ export const tokenizerCommand: Command = {
         quiet: { type: 'boolean' },
       },
     });
-    if (positionals[0] !== 'train')
-      throw new UserError(
-        "tokenizer needs the sub-command 'train': search-r3 tokenizer train --input <path> --vocab-size N --out <dir>.",
-      );
+    if (positionals[0] !== 'train') throw subcommandError('tokenizer', positionals[0], ['train']);
     // files after the options (a shell glob such as corpus/train-*.jsonl) are inputs too
     const inputs = [...(values.input ?? []), ...positionals.slice(1)];
     if (inputs.length === 0)

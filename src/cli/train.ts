@@ -5,6 +5,7 @@
 import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
+import { subcommandError } from './subcommand.js';
 import { positiveNumber } from './args.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { trainLmStage } from './train-lm.js';
@@ -142,14 +143,18 @@ export const trainCommand: Command = {
     'run it again with --resume to continue from its last checkpoint (without --resume if it wrote none yet), ' +
     'on this device or with --device cpu',
   subcommands: stages.map((s) => s.name),
+  subcommandNoun: 'stage',
   helpOf: (subcommand) => stages.find((s) => s.name === subcommand)?.help,
   async run(argv: string[]): Promise<number> {
     const [name, ...rest] = argv;
     const stage = stages.find((s) => s.name === name);
-    if (!stage) {
-      const names = stages.map((s) => s.name).join(', ');
-      throw new UserError(`train: unknown stage '${name ?? ''}'; choose one of: ${names}.`);
-    }
+    if (!stage)
+      throw subcommandError(
+        'train',
+        name,
+        stages.map((s) => s.name),
+        'stage',
+      );
     if (rest.includes('--help') || rest.includes('-h')) {
       console.log(stage.help);
       return 0;

@@ -61,3 +61,49 @@ test('SEARCH_R3_BACKEND naming no backend: --help still prints, a command is one
     assert.equal(r.stdout, '');
   }
 });
+
+test('a group command without its sub-command, or with an unknown one: one sentence naming them, exit code 2', () => {
+  const see = (group: string): string => `(see search-r3 ${group} --help).\n`;
+  // [the command line, what it says]
+  const cases: [string[], string][] = [
+    [['recipe'], `recipe needs a sub-command: default or evaluate ${see('recipe')}`],
+    [['recipe', 'foo'], `recipe: unknown sub-command 'foo'; choose default or evaluate ${see('recipe')}`],
+    [['rlenv'], `rlenv needs a sub-command: audit ${see('rlenv')}`],
+    [['rlenv', 'foo'], `rlenv: unknown sub-command 'foo'; choose audit ${see('rlenv')}`],
+    [['export'], `export needs a sub-command: gguf ${see('export')}`],
+    [['export', '--model', 'm'], `export needs a sub-command: gguf ${see('export')}`],
+    [['tokenizer'], `tokenizer needs a sub-command: train ${see('tokenizer')}`],
+    [['tokenizer', 'encode'], `tokenizer: unknown sub-command 'encode'; choose train ${see('tokenizer')}`],
+    [
+      ['tokenizer', '--out', 'x', 'encode'],
+      `tokenizer: unknown sub-command 'encode'; choose train ${see('tokenizer')}`,
+    ],
+    [['corpus'], `corpus needs a sub-command: build or pairs ${see('corpus')}`],
+    [['corpus', 'foo'], `corpus: unknown sub-command 'foo'; choose build or pairs ${see('corpus')}`],
+    [['train'], `train needs a stage: lm, sft or rl ${see('train')}`],
+  ];
+  for (const [line, said] of cases) {
+    const r = runCli(line, { SEARCH_R3_BACKEND: 'js' });
+    assert.equal(r.status, 2, `${line.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stdout, '', line.join(' '));
+    assert.equal(r.stderr, `search-r3: ${said}`, line.join(' '));
+  }
+  // no command at all: the usage, where errors go
+  const bare = runCli([]);
+  assert.equal(bare.status, 2);
+  assert.equal(bare.stdout, '');
+  assert.match(bare.stderr, /^search-r3 — .*\n\nusage: search-r3 <command> \[options\]/);
+  // each group's help is still its help
+  for (const group of ['recipe', 'rlenv', 'export', 'tokenizer', 'corpus', 'train']) {
+    const help = runCli([group, '--help']);
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, new RegExp(`^search-r3 ${group}\\b`));
+  }
+});
+
+test('rlenv audit --help gives the least --steps it takes', () => {
+  assert.match(runCli(['rlenv', 'audit', '--help']).stdout, /--steps <n> +steps to run \(default 20; at least 2,/);
+  const r = runCli(['rlenv', 'audit', '--config', 'c.json', '--steps', '1'], { SEARCH_R3_BACKEND: 'js' });
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr, "search-r3: --steps must be an integer ≥ 2 (got '1').\n");
+});

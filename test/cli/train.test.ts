@@ -34,7 +34,10 @@ test("train --help lists the three stages; train <stage> --help (or -h) is that 
 test('train: an unknown stage, or a stage without --config, is one line and exit code 2', () => {
   const unknown = runCli(['train', 'pretrain'], { SEARCH_R3_BACKEND: 'js' });
   assert.equal(unknown.status, 2);
-  assert.equal(unknown.stderr, "search-r3: train: unknown stage 'pretrain'; choose one of: lm, sft, rl.\n");
+  assert.equal(
+    unknown.stderr,
+    "search-r3: train: unknown stage 'pretrain'; choose lm, sft or rl (see search-r3 train --help).\n",
+  );
   for (const stage of ['lm', 'sft', 'rl']) {
     const r = runCli(['train', stage, '--quiet'], { SEARCH_R3_BACKEND: 'js' });
     assert.equal(r.status, 2, r.stderr);
