@@ -3,10 +3,12 @@ import { trainLm } from '../train/lm/trainer.js';
 import { formatDuration } from '../train/progress.js';
 import type { TrainStage } from './train.js';
 import { deviceHelp } from './device-option.js';
+import { MAX_SECONDS_HELP } from './train-session.js';
 
 const HELP = `search-r3 train lm — pretrain a small Qwen2 language model from scratch (causal LM)
 
-usage: search-r3 train lm --config <file.json> [--resume] [--quiet] [--device auto|cpu|webgpu]
+usage: search-r3 train lm --config <file.json> [--resume] [--max-seconds <n>] [--quiet]
+                          [--device auto|cpu|webgpu]
 
 Tokenizes the training and validation text (cached in <output>/tokens/), puts the separator token
 (<|endoftext|>) before every document, packs each split into sequences of seqLength tokens (no
@@ -36,6 +38,7 @@ config (JSON; unknown keys are an error; tokenizer, output and data.train are re
 options:
   --config <file>  the config
   --resume         continue from the newest checkpoint (same result as an uninterrupted run)
+${MAX_SECONDS_HELP}
   --quiet          no progress output
 ${deviceHelp(19)}
   -h, --help       this help`;

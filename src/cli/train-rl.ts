@@ -3,10 +3,12 @@ import { trainRl } from '../train/rl/trainer.js';
 import { formatDuration } from '../train/progress.js';
 import type { TrainStage } from './train.js';
 import { deviceHelp } from './device-option.js';
+import { MAX_SECONDS_HELP } from './train-session.js';
 
 const HELP = `search-r3 train rl — stage 2: GRPO with a retrieval reward in the rlenv environment
 
-usage: search-r3 train rl --config <file.json> [--resume] [--quiet] [--device auto|cpu|webgpu]
+usage: search-r3 train rl --config <file.json> [--resume] [--max-seconds <n>] [--quiet]
+                          [--device auto|cpu|webgpu]
 
 Each step takes rollout.queries training queries and samples rollout.group responses for each (an
 analysis, then <|embed_token|>; forced and penalised when missing). Each response's embedding ranks the
@@ -39,6 +41,7 @@ options:
   --config <file>  the training config
   --resume         continue from the newest checkpoint: weights, optimiser, data position, sampling and
                    the environment's table are restored, so the run ends as an uninterrupted one would
+${MAX_SECONDS_HELP}
   --quiet          no progress output
 ${deviceHelp(19)}
   -h, --help       this help`;

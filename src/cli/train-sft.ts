@@ -3,10 +3,12 @@ import { trainSft } from '../train/sft/trainer.js';
 import { formatDuration } from '../train/progress.js';
 import type { TrainStage } from './train.js';
 import { deviceHelp } from './device-option.js';
+import { MAX_SECONDS_HELP } from './train-session.js';
 
 const HELP = `search-r3 train sft — stage 1: instruction-guided representation learning (contrastive SFT)
 
-usage: search-r3 train sft --config <file.json> [--resume] [--quiet] [--device auto|cpu|webgpu]
+usage: search-r3 train sft --config <file.json> [--resume] [--max-seconds <n>] [--quiet]
+                           [--device auto|cpu|webgpu]
 
 Trains a Qwen2 model to answer the Search-R3 prompt with "The embedding is <|embed_token|>." and to
 make the hidden state at that token a search embedding:
@@ -43,6 +45,7 @@ options:
   --config <file>  the training config
   --resume         continue from the newest checkpoint in the run folder (same result as a run
                    that was never interrupted)
+${MAX_SECONDS_HELP}
   --quiet          no progress bar
 ${deviceHelp(19)}
   -h, --help       this help`;

@@ -11,6 +11,7 @@ import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { trainLmStage } from './train-lm.js';
 import { trainRlStage } from './train-rl.js';
 import { trainSftStage } from './train-sft.js';
+import { MAX_SECONDS_HELP, SESSION_ENDED } from './train-session.js';
 
 /** A training stage: its help, and a run from a config file that returns the line it prints and whether it ended. */
 export interface TrainStage {
@@ -24,8 +25,7 @@ export interface TrainStage {
   ): Promise<{ line: string; finished: boolean; steps: number }>;
 }
 
-/** Exit code of a session stopped at --max-seconds with a checkpoint, before its last step (EX_TEMPFAIL). */
-export const SESSION_ENDED = 75;
+export { SESSION_ENDED };
 
 /** In the order a model is made. */
 const stages: readonly TrainStage[] = [trainLmStage, trainSftStage, trainRlStage];
@@ -47,9 +47,7 @@ number); one more, a second or more later, stops it at once. One run folder take
 options:
   --config <file>  the stage's config (JSON; unknown keys are an error)
   --resume         continue from the newest intact checkpoint of the run folder
-  --max-seconds <n>  end this session within n seconds of wall time: before a step that would not end in
-                   time, write a checkpoint and exit with code ${SESSION_ENDED}; --resume continues (for machines
-                   lent for minutes at a time)
+${MAX_SECONDS_HELP}
   --quiet          no progress output
 ${deviceHelp(19)}
   -h, --help       this help`;

@@ -45,3 +45,18 @@ test('train: an unknown stage, or a stage without --config, is one line and exit
     assert.equal(r.stderr, said);
   }
 });
+
+test('each stage help lists --max-seconds, which every stage takes, as the train help does', () => {
+  for (const line of [['train'], ['train', 'lm'], ['train', 'sft'], ['train', 'rl']]) {
+    const r = runCli([...line, '--help'], { SEARCH_R3_BACKEND: 'js' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\[--max-seconds <n>\]/, `${line.join(' ')} usage`);
+    assert.match(r.stdout, /^ {2}--max-seconds <n> {2}end this session within n seconds of wall time/m, line.join(' '));
+  }
+  // and takes it: refused by its value, not as an unknown option
+  for (const stage of ['lm', 'sft', 'rl']) {
+    const r = runCli(['train', stage, '--config', 'c.json', '--max-seconds', '0'], { SEARCH_R3_BACKEND: 'js' });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr, "search-r3: --max-seconds must be a number of seconds > 0 (got '0').\n", stage);
+  }
+});

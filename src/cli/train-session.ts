@@ -1,0 +1,11 @@
+/** What every `train <stage>` takes to end a session early, shared by train's help and each stage's. */
+
+/** Exit code of a session stopped at --max-seconds with a checkpoint, before its last step (EX_TEMPFAIL). */
+export const SESSION_ENDED = 75;
+
+/** The --max-seconds lines of a help whose descriptions start at column 19. */
+export const MAX_SECONDS_HELP = [
+  '  --max-seconds <n>  end this session within n seconds of wall time: before a step that would not end in',
+  `                   time, write a checkpoint and exit with code ${SESSION_ENDED}; --resume continues (for machines`,
+  '                   lent for minutes at a time)',
+].join('\n');
