@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { apiKeyOption, hostOption, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
-import { listenError, runWatch } from './serve.js';
+import { runWatch } from './run-folders.js';
+import { listenError } from './serve.js';
 import { startDashboardServer } from '../serve/dashboard-server.js';
 
 const HELP = `search-r3 dashboard — training runs as live curves in a web page
@@ -12,7 +13,10 @@ Serves a page (http://<host>:<port>/) that draws every metric the runs log in me
 sft and rl: loss terms, rewards, KL, staleness, dev nDCG@10, ...) as curves, the runs overlaid, with
 each run's config beside them; the curves grow while the runs write. A recipe work folder
 (search-r3 recipe default --work <dir>) shows its stages lm, stage1 and stage2 and its evaluation
-tables. Damaged or cut lines of metrics.jsonl are skipped and reported on the page.
+tables; a folder with evaluation.md (a model's) shows its tables. A folder given twice (by another path, or
+as a stage of a recipe folder also given) is shown once; an empty one waits for its run; any other folder
+(an index, a model folder without evaluation.md) is refused. Damaged or cut lines of metrics.jsonl are
+skipped and reported on the page.
 
 The same page is at /runs of 'search-r3 serve --runs <folder>'.
 

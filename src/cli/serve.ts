@@ -1,4 +1,3 @@
-import { existsSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { apiKeyOption, hostOption, intAtLeast, intInRange, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
@@ -10,7 +9,7 @@ import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } fro
 import { recordedModelFolder } from './index-model.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from '../serve/server-context.js';
-import { RunWatch } from '../train/run-watch.js';
+import { runWatch } from './run-folders.js';
 
 const HELP = `search-r3 serve — HTTP server: OpenAI-compatible embeddings and search
 
@@ -194,14 +193,6 @@ export const serveCommand: Command = {
     })();
   },
 };
-
-/** The dashboard's runs: every folder must exist (a run that has not logged yet shows as waiting). */
-export function runWatch(folders: readonly string[]): RunWatch {
-  for (const f of folders)
-    if (!existsSync(f) || !statSync(f).isDirectory())
-      throw new UserError(`${f} is not a folder; give a training run folder or a recipe work folder.`);
-  return new RunWatch(folders);
-}
 
 /** A listen failure the user can fix, as one sentence; null for anything else. */
 export function listenError(e: unknown, host: string, port: number): UserError | null {

@@ -1,0 +1,61 @@
+/**
+ * The folders `search-r3 dashboard` and `serve --runs` show: each must exist and be a training run, a recipe
+ * work folder or a folder with evaluation tables (or still be empty: a run that has not started shows as
+ * waiting), and a folder named twice, by another path or as a stage of a recipe folder also given, is shown once.
+ */
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { UserError } from './command.js';
+import type { RunSource } from '../serve/run-source.js';
+import { RunWatch } from '../train/run-watch.js';
+
+/**
+ * What a training run writes first (its config, metrics, checkpoints; train lm's token cache while its data
+ * loads), a recipe work folder's record, and the evaluation tables of a folder that has them (a model's).
+ */
+const SHOWN = ['run-config.json', 'metrics.jsonl', 'checkpoints', 'tokens', 'recipe.json', 'evaluation.md'];
+
+/** Why a folder is not a run to show, as the end of a sentence that begins with its name; null when it is one. */
+function notARun(folder: string): string | null {
+  const entries = readdirSync(folder);
+  if (entries.length === 0 || entries.some((e) => SHOWN.includes(e))) return null;
+  if (entries.includes('index.json')) return 'is a search index (index.json), not a training run';
+  if (entries.includes('config.json'))
+    return 'is a model folder (config.json) without evaluation.md, not a training run';
+  return (
+    'holds no run-config.json, metrics.jsonl or checkpoints/ of a training run, nor the recipe.json of a recipe ' +
+    'or an evaluation.md'
+  );
+}
+
+export function runWatch(folders: readonly string[]): RunSource {
+  const real: string[] = [];
+  for (const f of folders) {
+    if (!existsSync(f) || !statSync(f).isDirectory())
+      throw new UserError(`${f} is not a folder; give a training run folder or a recipe work folder.`);
+    const why = notARun(f);
+    if (why)
+      throw new UserError(
+        `${f} ${why}; give the output folder of a search-r3 train run or a recipe work folder (recipe default --work).`,
+      );
+    // one folder by two paths (a symbolic link, ./run and run/) is one run
+    const r = realpathSync(f);
+    if (!real.includes(r)) real.push(r);
+  }
+  return distinctRuns(new RunWatch(real));
+}
+
+/**
+ * The watch's list with each run once: a run folder that is also a stage of a recipe folder given beside it comes
+ * back from both (the same run, under the same id).
+ */
+function distinctRuns(watch: RunWatch): RunSource {
+  return {
+    list() {
+      const list = watch.list();
+      const seen = new Set<string>();
+      const runs = list.runs.filter((r) => !seen.has(r.id) && !!seen.add(r.id));
+      return { ...list, runs };
+    },
+    read: (id, from, file) => watch.read(id, from, file),
+  };
+}
