@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { positiveNumber } from './args.js';
+import { SESSION_ENDED } from './train-session.js';
 import * as T from '../tensor/index.js';
 import { DEVICE_OPTION, deviceError, deviceHelp, parseDevice } from './device-option.js';
 import { DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR } from './package-paths.js';
@@ -222,7 +223,7 @@ async function runDefault(argv: string[]): Promise<number> {
     if (!(e instanceof RecipeSessionEnded)) throw e;
     log(e.message);
     console.log(`session ended (--session-seconds ${session}); record in ${path.join(work, 'recipe.json')}`);
-    return 75;
+    return SESSION_ENDED;
   } finally {
     steps.close();
   }

@@ -1,7 +1,8 @@
 /** What every `train <stage>` takes to end a session early, shared by train's help and each stage's. */
 
-/** Exit code of a session stopped at --max-seconds with a checkpoint, before its last step (EX_TEMPFAIL). */
-export const SESSION_ENDED = 75;
+import { SESSION_ENDED } from '../train/training-run.js';
+
+export { SESSION_ENDED };
 
 /** The --max-seconds lines of a help whose descriptions start at column 19. */
 export const MAX_SECONDS_HELP = [

@@ -20,6 +20,7 @@ import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusio
 import { modelFingerprint } from '../model/model-fingerprint.js';
 import { DEMO_VECTORS_FILE, type SeedVectorsInfo, seedVectorsInfo } from '../search-index/seed-vectors.js';
 import { listCheckpoints } from '../train/checkpoint.js';
+import { SESSION_ENDED } from '../train/training-run.js';
 import { readPairsManifest } from '../train/sft/debian-pairs.js';
 import { formatDuration } from '../train/progress.js';
 import { RECIPE_EVALUATION_SCHEMA, type RecipeEvaluation } from './evaluate.js';
@@ -78,9 +79,6 @@ export interface RecipeOptions {
   /** Run the steps up to this one, then stop (e.g. corpus and tokenizer on one machine, training on another). */
   until?: StepName;
 }
-
-/** Exit code of `train <stage> --max-seconds` when it stopped before its last step (cli/train.ts). */
-const SESSION_ENDED = 75;
 
 /** The session's time is used up: finished steps and checkpoints are kept, and the next run continues. */
 export class RecipeSessionEnded extends Error {

@@ -70,8 +70,8 @@ test('a group command without its sub-command, or with an unknown one: one sente
     [['recipe', 'foo'], `recipe: unknown sub-command 'foo'; choose default or evaluate ${see('recipe')}`],
     [['rlenv'], `rlenv needs a sub-command: audit ${see('rlenv')}`],
     [['rlenv', 'foo'], `rlenv: unknown sub-command 'foo'; choose audit ${see('rlenv')}`],
-    [['export'], `export needs a sub-command: gguf ${see('export')}`],
-    [['export', '--model', 'm'], `export needs a sub-command: gguf ${see('export')}`],
+    [['export'], `export needs a sub-command: gguf or merged ${see('export')}`],
+    [['export', '--model', 'm'], `export needs a sub-command: gguf or merged ${see('export')}`],
     [['tokenizer'], `tokenizer needs a sub-command: train ${see('tokenizer')}`],
     [['tokenizer', 'encode'], `tokenizer: unknown sub-command 'encode'; choose train ${see('tokenizer')}`],
     [

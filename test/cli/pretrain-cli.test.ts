@@ -69,7 +69,7 @@ test('bad input: one line naming the option', () => {
       ['tokenizer', 'train', '--input', sharedData, '--vocab-size', '100', '--out', dir],
       /--vocab-size must be an integer ≥ 260/,
     ],
-    [['tokenizer', 'fit'], /sub-command 'train'/],
+    [['tokenizer', 'fit'], /unknown sub-command 'fit'; choose train/],
     [
       ['corpus', 'build', '--data', sharedData, '--out', dir, '--only', 'nfcorpus'],
       /--only nfcorpus: not an available source/,
