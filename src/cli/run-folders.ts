@@ -6,13 +6,23 @@
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { UserError } from './command.js';
 import type { RunSource } from '../serve/run-source.js';
+import { RUN_LOCK_FILE } from '../train/training-run.js';
 import { RunWatch } from '../train/run-watch.js';
 
 /**
- * What a training run writes first (its config, metrics, checkpoints; train lm's token cache while its data
- * loads), a recipe work folder's record, and the evaluation tables of a folder that has them (a model's).
+ * What a training run writes first (the lock it takes before loading anything, its config, metrics, checkpoints;
+ * train lm's token cache while its data loads), a recipe work folder's record, and the evaluation tables of a
+ * folder that has them (a model's).
  */
-const SHOWN = ['run-config.json', 'metrics.jsonl', 'checkpoints', 'tokens', 'recipe.json', 'evaluation.md'];
+const SHOWN = [
+  RUN_LOCK_FILE,
+  'run-config.json',
+  'metrics.jsonl',
+  'checkpoints',
+  'tokens',
+  'recipe.json',
+  'evaluation.md',
+];
 
 /** Why a folder is not a run to show, as the end of a sentence that begins with its name; null when it is one. */
 function notARun(folder: string): string | null {

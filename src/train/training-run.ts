@@ -49,13 +49,13 @@ import { type RunDescription, RunCheck } from './run-record.js';
 import { ProgressBar, type ProgressFields } from './progress.js';
 import type { MetricRecord } from './report.js';
 
-/** Training stopped on a NaN or Inf; the message names the step and the checkpoint kept. */
 /**
  * Exit code of a training session stopped at its deadline (--max-seconds) with a checkpoint, before its last
  * step (EX_TEMPFAIL): what the CLI returns and the recipe reads from its steps.
  */
 export const SESSION_ENDED = 75;
 
+/** Training stopped on a NaN or Inf; the message names the step and the checkpoint kept. */
 export class TrainingDiverged extends Error {
   constructor(message: string) {
     super(message);

@@ -87,10 +87,14 @@ test('a folder that is no training run, recipe or evaluation is refused by name;
     writeFileSync(path.join(model, 'evaluation.md'), '| a | b |\n| - | - |\n| 1 | 2 |\n');
     const empty = path.join(dir, 'empty');
     mkdirSync(empty);
-    const shown = await listed([model, empty]);
+    // a trainer still loading its model and data has written only its lock
+    const loading = path.join(dir, 'loading');
+    mkdirSync(loading);
+    writeFileSync(path.join(loading, 'train.lock'), `${process.pid}\n`);
+    const shown = await listed([model, empty, loading]);
     assert.deepEqual(
       shown.runs.map((r) => r.name),
-      ['model', 'empty'],
+      ['model', 'empty', 'loading'],
     );
     assert.equal(shown.evaluations.length, 1);
   } finally {
