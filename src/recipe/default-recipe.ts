@@ -163,6 +163,14 @@ async function outputIdentity(step: StepName, p: RecipePaths, profile: RecipePro
   return hash.digest('hex');
 }
 
+/** The steps that read `name`'s output, directly or through other steps, in order. */
+function readersOf(name: StepName, steps: readonly Step[]): StepName[] {
+  const stale = new Set<StepName>([name]);
+  for (const s of steps) if (s.needs.some((n) => stale.has(n))) stale.add(s.name);
+  stale.delete(name);
+  return [...stale];
+}
+
 /** The recipe's record shows it started or found the step, so its output is the recipe's to replace. */
 const recordedAsOwn = (r: StepRecord | undefined): boolean =>
   r !== undefined && (r.startedAt !== undefined || r.finishedAt !== undefined || r.seconds > 0 || r.done);
@@ -409,17 +417,6 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       }
       continue;
     }
-    const stale = step.needs.filter((n) => changed.has(n));
-    if (stale.length > 0) {
-      if (output && existsSync(output)) {
-        o.log(`  ${step.name}: ${stale.join(', ')} made anew, so ${output} is stale: removed`);
-        await fsp.rm(output, { recursive: true, force: true });
-      }
-      rec.seconds = 0;
-      delete rec.command;
-      delete rec.fingerprint;
-      delete rec.identity;
-    }
     if (o.sessionDeadline !== undefined && Date.now() >= o.sessionDeadline) {
       await save();
       throw new RecipeSessionEnded(
@@ -450,8 +447,26 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       await save();
     }
     const identity = await outputIdentity(step.name, p, profile);
-    if (identity === undefined || identity !== rec.identity) changed.add(step.name);
-    else o.log(`  ${step.name}: made again alike, so what reads it stays current`);
+    if (identity === undefined || identity !== rec.identity) {
+      changed.add(step.name);
+      // what reads this output is stale now, whether or not this run gets to it (--until, a session's end, a
+      // kill): its output goes and its record says not done, so that the next run makes it again
+      for (const d of readersOf(step.name, steps)) {
+        const r = (state.steps[d] ??= { seconds: 0, done: false });
+        const out = OUTPUTS[d]?.(p);
+        if (out && existsSync(out)) {
+          o.log(`  ${d}: ${step.name} made anew, so ${out} is stale: removed`);
+          await fsp.rm(out, { recursive: true, force: true });
+        }
+        r.seconds = 0;
+        r.done = false;
+        delete r.command;
+        delete r.fingerprint;
+        delete r.identity;
+        done.set(d, false);
+      }
+      await save();
+    } else o.log(`  ${step.name}: made again alike, so what reads it stays current`);
     rec.identity = identity;
     rec.done = true;
     rec.finishedAt = new Date().toISOString();

@@ -214,6 +214,19 @@ test(
     assert.match(repackaged.stderr, /▶ package/);
     assert.match(repackaged.stderr, /▶ evaluate/);
     assert.ok(readFileSync(path.join(out, 'model.safetensors')).equals(packaged));
+
+    // a corpus made anew with other contents makes all that reads it stale at once, though the run stops there
+    // (--until, a session's end, a kill): the next run cannot take the old model for current
+    rmSync(path.join(work, 'corpus/manifest.json'));
+    const other = readState(work);
+    other.steps.corpus.identity = 'an earlier corpus';
+    writeFileSync(path.join(work, 'recipe.json'), JSON.stringify(other));
+    const untilCorpus = runCli([...args, '--until', 'corpus'], env);
+    assert.equal(untilCorpus.status, 0, untilCorpus.stderr);
+    assert.match(untilCorpus.stderr, /tokenizer: corpus made anew, so \S+tokenizer is stale: removed/);
+    const stale = readState(work);
+    for (const n of STEP_NAMES.slice(1)) assert.equal(stale.steps[n].done, false, `${n} not done`);
+    for (const f of ['tokenizer', 'stage1', 'stage2', 'evaluation']) assert.ok(!existsSync(path.join(work, f)), f);
   },
 );
 
