@@ -452,7 +452,9 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       // what reads this output is stale now, whether or not this run gets to it (--until, a session's end, a
       // kill): its output goes and its record says not done, so that the next run makes it again
       for (const d of readersOf(step.name, steps)) {
-        const r = (state.steps[d] ??= { seconds: 0, done: false });
+        // a step the record has never seen has made nothing of the recipe's to go stale
+        const r = state.steps[d];
+        if (r === undefined) continue;
         const out = OUTPUTS[d]?.(p);
         if (out && existsSync(out)) {
           o.log(`  ${d}: ${step.name} made anew, so ${out} is stale: removed`);
