@@ -20,6 +20,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
+import { isWithin } from './path-relation.js';
 import { processRuns } from './process-runs.js';
 
 /** The most links followed in a row, as Linux's path resolution (ELOOP beyond). */
@@ -99,11 +100,7 @@ function namingFile(err: unknown, file: string, tmp: string, target: string): un
   const e = err as NodeJS.ErrnoException;
   if (typeof e?.code !== 'string') return err;
   const named = (p: string): string =>
-    p === target || p === `${tmp}.old`
-      ? file
-      : p === tmp || p.startsWith(tmp + path.sep)
-        ? file + p.slice(tmp.length)
-        : p;
+    p === target || p === `${tmp}.old` ? file : isWithin(p, tmp) ? file + p.slice(tmp.length) : p;
   e.path = e.path === undefined ? file : named(e.path);
   e.message = e.message.replace(/'([^']*)'/g, (_, p: string) => `'${named(p)}'`);
   return err;

@@ -3,6 +3,7 @@
  */
 import { promises as fsp, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { isWithin } from './path-relation.js';
 
 /**
  * The files under `root` whose names `accept` takes, recursively, in name order. Hidden entries (a
@@ -18,7 +19,6 @@ export async function listFilesUnder(
 ): Promise<string[]> {
   const out: string[] = [];
   const realRoot = realpathSync(root);
-  const inside = (p: string): boolean => p === realRoot || p.startsWith(realRoot + path.sep);
   const walk = async (dir: string): Promise<void> => {
     for (const e of (await fsp.readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       if (e.name.startsWith('.')) continue;
@@ -35,7 +35,7 @@ export async function listFilesUnder(
         } catch {
           continue;
         }
-        if (!inside(target)) {
+        if (!isWithin(target, realRoot)) {
           onSkip?.(full, 'outside the folder');
           continue;
         }

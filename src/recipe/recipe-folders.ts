@@ -4,8 +4,9 @@
  * a model folder (or new) apart from the work and data folders, and an output the record does not know as the
  * recipe's is refused, not removed.
  */
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { isWithin, resolvedPath } from '../io/path-relation.js';
 import type { RecipePaths } from './recipe-profiles.js';
 
 export class RecipeFolderError extends Error {
@@ -24,24 +25,21 @@ export interface StepOutput {
   recorded: boolean;
 }
 
-const real = (p: string): string => (existsSync(p) ? realpathSync(p) : path.resolve(p));
-const within = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(outer + path.sep);
-
 export function checkWorkFolder(p: RecipePaths): void {
   if (existsSync(p.work) && !statSync(p.work).isDirectory())
     throw new RecipeFolderError(`--work ${p.work} is a file; name a folder for the recipe's work`);
 }
 
 export function checkRecipeFolders(out: string, p: RecipePaths, outputs: readonly StepOutput[]): void {
-  const o = real(out),
-    work = real(p.work);
+  const o = resolvedPath(out),
+    work = resolvedPath(p.work);
   const own = 'the package step replaces --out whole, so give the model a folder of its own';
-  if (within(work, o))
+  if (isWithin(work, o))
     throw new RecipeFolderError(`--out ${out} ${o === work ? 'is' : 'holds'} --work ${p.work}; ${own}`);
-  if (within(o, real(p.data)) || within(real(p.data), o))
+  if (isWithin(o, resolvedPath(p.data)) || isWithin(resolvedPath(p.data), o))
     throw new RecipeFolderError(`--out ${out} and the data folder ${p.data} overlap; ${own}`);
   for (const f of [...outputs.map((x) => x.output), p.configs, path.join(p.work, 'models')]) {
-    if (within(o, real(f))) throw new RecipeFolderError(`--out ${out} lies in the recipe's ${f}; ${own}`);
+    if (isWithin(o, resolvedPath(f))) throw new RecipeFolderError(`--out ${out} lies in the recipe's ${f}; ${own}`);
   }
   if (existsSync(out)) {
     if (!statSync(out).isDirectory())

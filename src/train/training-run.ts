@@ -24,9 +24,10 @@
  * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
  * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
-import { existsSync, promises as fsp, readdirSync, realpathSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
+import { isWithin, resolvedPath } from '../io/path-relation.js';
 import { PidLock } from '../io/pid-lock.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
@@ -121,14 +122,12 @@ const stderrLine = (line: string): void => {
  * output that holds the model at its final/ would replace the model it starts from).
  */
 export function checkRunFolderApart(output: string, reads: Readonly<Record<string, string>>): void {
-  const real = (p: string): string => (existsSync(p) ? realpathSync(p) : path.resolve(p));
-  const within = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(outer + path.sep);
-  const out = real(output);
+  const out = resolvedPath(output);
   for (const [key, folder] of Object.entries(reads)) {
     if (folder === '') continue;
-    const f = real(folder);
-    if (!within(out, f) && !within(f, out)) continue;
-    const how = out === f ? 'is' : within(f, out) ? 'holds' : 'lies in';
+    const f = resolvedPath(folder);
+    if (!isWithin(out, f) && !isWithin(f, out)) continue;
+    const how = out === f ? 'is' : isWithin(f, out) ? 'holds' : 'lies in';
     throw new RunFolderError(
       `the output ${output} ${how} the ${key} folder ${folder}, so the run's files would be written among the ` +
         `${key}'s or over them; give the run a folder of its own.`,

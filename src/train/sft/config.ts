@@ -3,7 +3,7 @@
  * error naming the key (a typo must not silently train with a default), as are values of the wrong type.
  * Relative paths are resolved against the config file's folder.
  */
-import { existsSync, realpathSync } from 'node:fs';
+import { resolvedPath } from '../../io/path-relation.js';
 import path from 'node:path';
 import {
   checkOptimizer,
@@ -248,10 +248,9 @@ function check(c: SftConfig): void {
     // best/ is the model chosen on this split: choosing it on the test queries would report a test figure
     // that the test set itself picked
     need(c.eval.split !== 'test', '"eval.split" must not be "test": best/ would be chosen on the test queries');
-    const real = (p: string): string => (existsSync(p) ? realpathSync(p) : path.resolve(p));
-    const evalFolder = real(c.eval.beir);
+    const evalFolder = resolvedPath(c.eval.beir);
     const trained = c.data.findIndex(
-      (d) => d.type === 'beir' && d.split === c.eval!.split && real(d.path) === evalFolder,
+      (d) => d.type === 'beir' && d.split === c.eval!.split && resolvedPath(d.path) === evalFolder,
     );
     // a dev score on training queries rewards memorising them, and best/ would be the model that did most
     need(
