@@ -1,9 +1,9 @@
 /**
  * The folders `search-r3 dashboard` and `serve --runs` show: each must exist and be a training run, a recipe
  * work folder or a folder with evaluation tables (or still be empty: a run that has not started shows as
- * waiting), and a folder named twice, by another path or as a stage of a recipe folder also given, is shown once.
+ * waiting). RunWatch shows a folder named twice, by another path or as a stage of a recipe folder also given, once.
  */
-import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { UserError } from './command.js';
 import type { RunSource } from '../serve/run-source.js';
 import { RUN_LOCK_FILE } from '../train/training-run.js';
@@ -38,7 +38,6 @@ function notARun(folder: string): string | null {
 }
 
 export function runWatch(folders: readonly string[]): RunSource {
-  const real: string[] = [];
   for (const f of folders) {
     if (!existsSync(f) || !statSync(f).isDirectory())
       throw new UserError(`${f} is not a folder; give a training run folder or a recipe work folder.`);
@@ -47,25 +46,6 @@ export function runWatch(folders: readonly string[]): RunSource {
       throw new UserError(
         `${f} ${why}; give the output folder of a search-r3 train run or a recipe work folder (recipe default --work).`,
       );
-    // one folder by two paths (a symbolic link, ./run and run/) is one run
-    const r = realpathSync(f);
-    if (!real.includes(r)) real.push(r);
   }
-  return distinctRuns(new RunWatch(real));
-}
-
-/**
- * The watch's list with each run once: a run folder that is also a stage of a recipe folder given beside it comes
- * back from both (the same run, under the same id).
- */
-function distinctRuns(watch: RunWatch): RunSource {
-  return {
-    list() {
-      const list = watch.list();
-      const seen = new Set<string>();
-      const runs = list.runs.filter((r) => !seen.has(r.id) && !!seen.add(r.id));
-      return { ...list, runs };
-    },
-    read: (id, from, file) => watch.read(id, from, file),
-  };
+  return new RunWatch(folders);
 }

@@ -8,6 +8,7 @@
  */
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
+import { resolvedPath } from '../io/path-relation.js';
 import { parseMetrics } from './metrics-log.js';
 
 /** The run's stage and resolved config, beside metrics.jsonl; training never reads it back. */
@@ -76,8 +77,16 @@ export class RunWatch {
     const runs: WatchedRun[] = [];
     const evaluationFiles: { title: string; file: string; label: string }[] = [];
     const problems: string[] = [];
+    // a run pushed once: one folder by two paths (a symbolic link, ./run and run/), or a run folder that is also
+    // a stage of a recipe folder given beside it, is one run
+    const add = (run: WatchedRun): void => {
+      if (!runs.includes(run)) runs.push(run);
+    };
+    const scanned = new Set<string>();
     for (const given of this.folders) {
-      const folder = path.resolve(given);
+      const folder = resolvedPath(given);
+      if (scanned.has(folder)) continue;
+      scanned.add(folder);
       const label = path.basename(folder);
       if (!existsSync(folder)) {
         problems.push(`the run folder '${label}' does not exist.`);
@@ -87,12 +96,12 @@ export class RunWatch {
         for (const [sub, stage] of RECIPE_STAGES) {
           if (!existsSync(path.join(folder, sub))) continue;
           const recipeConfig = path.join(folder, 'configs', `${sub}.json`);
-          runs.push(this.watch(path.join(folder, sub), `${label}/${sub}`, stage, recipeConfig));
+          add(this.watch(path.join(folder, sub), `${label}/${sub}`, stage, recipeConfig));
         }
         const md = path.join(folder, 'evaluation', 'evaluation.md');
         if (existsSync(md)) evaluationFiles.push({ title: `${label}: recipe evaluation`, file: md, label });
       } else {
-        runs.push(this.watch(folder, label, null, null));
+        add(this.watch(folder, label, null, null));
         const md = path.join(folder, 'evaluation.md');
         if (existsSync(md)) evaluationFiles.push({ title: `${label}: evaluation`, file: md, label });
       }
