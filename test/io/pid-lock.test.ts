@@ -1,0 +1,133 @@
+/**
+ * PidLock, one writer per folder between processes: when several processes find the same stale lock at
+ * once, exactly one takes it over and the others are refused naming it; a lock that is still being written
+ * (empty, just made) is not stale.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { type ChildProcessByStdio, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { PidLock } from '../../src/io/pid-lock.js';
+import { repoRoot } from '../helpers/repo.js';
+
+/** A child process running test/helpers/lock-racer.ts, and the lines it prints, in turn. */
+class Racer {
+  private readonly lines: string[] = [];
+  private waiting: ((line: string) => void) | undefined;
+
+  constructor(readonly child: ChildProcessByStdio<Writable, Readable, null>) {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const w = this.waiting;
+      this.waiting = undefined;
+      if (w) w(line);
+      else this.lines.push(line);
+    });
+  }
+
+  send(line: string): void {
+    this.child.stdin.write(`${line}\n`);
+  }
+
+  next(): Promise<string> {
+    const line = this.lines.shift();
+    return line !== undefined ? Promise.resolve(line) : new Promise((resolve) => (this.waiting = resolve));
+  }
+}
+
+const deadPid = (): number =>
+  Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout);
+
+test('processes that find the same stale lock at once: exactly one takes it over, each time', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const file = path.join(dir, 'train.lock');
+  const racers = Array.from(
+    { length: 6 },
+    () =>
+      new Racer(
+        spawn(process.execPath, [path.join(repoRoot, 'dist/test/helpers/lock-racer.js'), 'race'], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+        }),
+      ),
+  );
+  const gone = deadPid();
+  try {
+    for (let round = 0; round < 100; round++) {
+      writeFileSync(file, `${gone}\n`); // left by a killed run
+      const at = performance.timeOrigin + performance.now() + 40;
+      for (const r of racers) r.send(`go ${file} ${at}`);
+      const said = await Promise.all(racers.map((r) => r.next()));
+      const winners = racers.filter((_, i) => said[i] === 'won').map((r) => r.child.pid);
+      assert.equal(winners.length, 1, `round ${round}: ${said.join(', ')}`);
+      assert.deepEqual(
+        said.filter((s) => s !== 'won'),
+        Array(racers.length - 1).fill(`refused ${winners[0]}`),
+        `round ${round}: the others are refused naming the winner`,
+      );
+      for (const r of racers) r.send('release');
+      assert.deepEqual(await Promise.all(racers.map((r) => r.next())), Array(racers.length).fill('released'));
+      assert.deepEqual(readdirSync(dir), [], `round ${round}: nothing left beside the lock once it is released`);
+    }
+  } finally {
+    for (const r of racers) r.child.stdin.end();
+    await Promise.all(racers.map((r) => new Promise((res) => r.child.exitCode !== null || r.child.once('exit', res))));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a lock just made and still empty is being written, not stale; an old empty one is stale', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const file = path.join(dir, 'write.lock');
+  const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  const refuse = (pid: number | undefined): Error => Object.assign(new Error(`held by ${pid}`), { pid });
+  try {
+    // a writer that creates its lock, then writes its pid into it: caught in between
+    writeFileSync(file, '');
+    const writes = spawn(
+      process.execPath,
+      ['-e', `setTimeout(() => require('fs').writeFileSync(${JSON.stringify(file)}, '${holder.pid}\\n'), 300)`],
+      { stdio: 'ignore' },
+    );
+    assert.throws(() => PidLock.acquire(file, refuse), { message: `held by ${holder.pid}` });
+    assert.equal(PidLock.holder(file), holder.pid);
+    await new Promise((res) => writes.exitCode !== null || writes.once('exit', res));
+
+    // one left empty long ago (its writer died before writing) is taken over at once
+    writeFileSync(file, '');
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(file, old, old);
+    const started = performance.now();
+    assert.equal(PidLock.holder(file), undefined);
+    const lock = PidLock.acquire(file, refuse);
+    assert.ok(performance.now() - started < 1000, 'no wait for a lock that nobody writes');
+    lock.release();
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    holder.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a takeover whose taker was killed mid-way blocks no one, and what it left goes with the next', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const file = path.join(dir, 'train.lock');
+  try {
+    const gone = deadPid();
+    writeFileSync(file, `${gone}\n`);
+    // the claim on removing that stale lock, made by a taker that was then killed, and one it left on an
+    // earlier lock's
+    const s = statSync(file, { bigint: true });
+    writeFileSync(`${file}.takeover-${s.ino}-${s.mtimeNs}`, `${gone}\n`);
+    writeFileSync(`${file}.takeover-1-2`, `${gone}\n`);
+    const lock = PidLock.acquire(file, () => new Error('refused'));
+    assert.deepEqual(readdirSync(dir), ['train.lock']);
+    assert.equal(readFileSync(file, 'utf8'), `${process.pid}\n`);
+    lock.release();
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
