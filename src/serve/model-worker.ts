@@ -8,6 +8,11 @@
  * GPU memory: the worker then ends itself), the requests it held fail with a ModelUnavailableError and a
  * new worker loads the model again, on a fresh device; until it is ready, requests fail the same way at
  * once and health() says why.
+ *
+ * A worker that dies again soon after it started (a GPU that runs out of memory on every batch, a model that
+ * crashes its first one) would otherwise be restarted, its model loaded again, in a loop without end: from
+ * the second such death in a row, the restart waits, twice as long each time up to LAST_RETRY_MS, as after a
+ * restart that failed; the wait starts over once a worker has stayed up STAYED_UP_MS.
  */
 import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
@@ -36,6 +41,8 @@ import { workerExecArgv } from '../io/worker-exec-argv.js';
 const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
 const FIRST_RETRY_MS = 1000;
 const LAST_RETRY_MS = 30_000;
+/** A worker that dies sooner than this after it started counts as failing on start. */
+const STAYED_UP_MS = 60_000;
 const WORKER_YOUNG_GENERATION_MB = 8;
 
 export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {
@@ -139,8 +146,17 @@ export class WorkerBackend implements EmbeddingBackend {
   /** What made the worker stop, when callers should know it (its GPU device failed), until it is ready again. */
   private cause: Error | undefined;
   private restarts = 0;
+  /** The wait before the next restart that waits; back to FIRST_RETRY_MS once a worker has stayed up. */
   private retryMs = FIRST_RETRY_MS;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** When the restart that waits starts (Date.now()), which the reason counts down to; null when none waits. */
+  private retryAt: number | null = null;
+  /** When the worker in use was ready (Date.now()). */
+  private readyAt = Date.now();
+  /** The workers in a row that died sooner than stayedUpMs after they were ready. */
+  private quickDeaths = 0;
+  /** STAYED_UP_MS; a field so that a test of the wait's reset need not keep a worker up a minute. */
+  private stayedUpMs = STAYED_UP_MS;
   private readonly batchListeners = new Set<BatchListener>();
 
   private constructor(
@@ -217,7 +233,7 @@ export class WorkerBackend implements EmbeddingBackend {
   }
 
   health(): ModelHealth {
-    return { state: this.state, reason: this.reason, restarts: this.restarts };
+    return { state: this.state, reason: this.why(), restarts: this.restarts };
   }
 
   /** Called after every batch the worker runs; returns a function that stops the calls. */
@@ -288,6 +304,7 @@ export class WorkerBackend implements EmbeddingBackend {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.reason = 'the model has been closed.';
+    this.retryAt = null;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.failPending(this.reason);
     await this.worker.terminate();
@@ -302,7 +319,7 @@ export class WorkerBackend implements EmbeddingBackend {
   private call<T>(make: (id: number) => WorkerRequest, watchers: Watchers = {}, signal?: AbortSignal): Promise<T> {
     if (this.state !== 'ready') {
       const cause = this.cause ? { cause: this.cause } : undefined;
-      return Promise.reject(new ModelUnavailableError(this.reason ?? 'the model is not ready.', cause));
+      return Promise.reject(new ModelUnavailableError(this.why() ?? 'the model is not ready.', cause));
     }
     const id = this.nextId++;
     const worker = this.worker;
@@ -321,25 +338,29 @@ export class WorkerBackend implements EmbeddingBackend {
 
   private attach(worker: Worker): void {
     this.worker = worker;
+    this.readyAt = Date.now();
     let lastError: string | null = null;
     worker.on('message', (m: WorkerReply) => {
       if (m.type !== 'deviceFailed') return this.receive(m);
       // its requests are answered now; the new worker starts once this one has closed its GPU and ended
       if (this.worker !== worker || this.state !== 'ready') return;
-      const why = `the model worker stopped (${m.message}) and is being restarted on a fresh GPU device`;
-      this.stopped(`${why}; retry shortly.`, new GpuError(m.message, true));
+      this.stopped(m.message, ' on a fresh GPU device', new GpuError(m.message, true));
     });
     worker.on('error', (e) => {
       lastError = e.message;
     });
     worker.on('exit', (code) => {
       if (this.worker !== worker || this.state === 'closed') return;
-      if (this.state === 'ready') {
-        const why = lastError ?? `it exited with code ${code}`;
-        this.stopped(`the model worker stopped (${why}) and is being restarted; retry shortly.`);
-      }
-      void this.restart();
+      if (this.state === 'ready') this.stopped(lastError ?? `it exited with code ${code}`, '');
+      this.restartAt(this.retryAt ?? Date.now());
     });
+  }
+
+  /** The reason the model is not ready, with the seconds left when a restart waits. */
+  private why(): string | null {
+    if (this.retryAt === null || this.reason === null) return this.reason;
+    const seconds = Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000));
+    return `${this.reason}; trying again in ${seconds} s.`;
   }
 
   private receive(m: WorkerReply): void {
@@ -369,13 +390,52 @@ export class WorkerBackend implements EmbeddingBackend {
     for (const p of pending) p.reject(new ModelUnavailableError(message, cause ? { cause } : undefined));
   }
 
-  /** The worker stopped or is stopping, for `reason`: its requests fail, and so do new ones until the restart. */
-  private stopped(reason: string, cause?: Error): void {
+  /**
+   * The worker stopped or is stopping, for `why` (restarted `where`): its requests fail, and so do new ones
+   * until the restart, which waits when this worker is the second in a row to die soon after it started.
+   */
+  private stopped(why: string, where: string, cause?: Error): void {
     this.restarts++;
     this.state = 'restarting';
-    this.reason = reason;
     this.cause = cause;
-    this.failPending(reason, cause);
+    const upMs = Date.now() - this.readyAt;
+    if (upMs >= this.stayedUpMs) {
+      this.quickDeaths = 0;
+      this.retryMs = FIRST_RETRY_MS;
+    } else {
+      this.quickDeaths++;
+    }
+    if (this.quickDeaths < 2) {
+      this.reason = `the model worker stopped (${why}) and is being restarted${where}; retry shortly.`;
+    } else {
+      const within = `within ${Math.round(this.stayedUpMs / 1000)} s of starting`;
+      this.reason =
+        `the model worker stopped (${why}), ${this.quickDeaths} times in a row ${within}, so it waits before ` +
+        `loading the model again${where}`;
+      this.retryAt = Date.now() + this.backOff();
+    }
+    this.failPending(this.why()!, cause);
+  }
+
+  /** The wait before the next restart that waits; each one waits twice as long, up to LAST_RETRY_MS. */
+  private backOff(): number {
+    const ms = this.retryMs;
+    this.retryMs = Math.min(LAST_RETRY_MS, this.retryMs * 2);
+    return ms;
+  }
+
+  /** Starts a new worker at `at` (Date.now()), or at once when that has passed. */
+  private restartAt(at: number): void {
+    const ms = at - Date.now();
+    if (ms <= 0) {
+      void this.restart();
+      return;
+    }
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.restart();
+    }, ms);
+    this.retryTimer.unref();
   }
 
   private async restart(): Promise<void> {
@@ -393,19 +453,14 @@ export class WorkerBackend implements EmbeddingBackend {
       this.attach(worker);
       this.state = 'ready';
       this.reason = null;
+      this.retryAt = null;
       this.cause = undefined;
-      this.retryMs = FIRST_RETRY_MS;
     } catch (e) {
       if (this.state === 'closed') return;
       this.state = 'failed';
-      const why = (e as Error).message;
-      this.reason = `the model worker could not be restarted (${why}); trying again in ${this.retryMs / 1000} s.`;
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        void this.restart();
-      }, this.retryMs);
-      this.retryTimer.unref();
-      this.retryMs = Math.min(LAST_RETRY_MS, this.retryMs * 2);
+      this.reason = `the model worker could not be restarted (${(e as Error).message})`;
+      this.retryAt = Date.now() + this.backOff();
+      this.restartAt(this.retryAt);
     }
   }
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { type BatchJob, EmbeddingBatcher, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
-import { WorkerBackend } from '../../src/serve/model-worker.js';
+import { ModelUnavailableError, WorkerBackend } from '../../src/serve/model-worker.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { post, postEmbeddings as embeddings, request } from '../helpers/http.js';
@@ -153,6 +153,55 @@ test('a worker that dies: its requests get 503 with the reason, /health says so,
     assert.equal((await embeddings(server.url, 'after the restart')).status, 200);
   } finally {
     await server.close();
+    cleanup();
+  }
+});
+
+test('a worker that dies soon after each start waits longer before each restart, until one stays up', async () => {
+  const { dir, cleanup } = tempDir('crash-loop');
+  const backend = await WorkerBackend.start(await tinyModelDir(dir), { maxLength: 128 });
+  /** Ends the worker as a crash would, then answers what health() says and how long until it is ready. */
+  const dies = async (): Promise<{ reason: string; state: string; waitedMs: number }> => {
+    await backend['worker'].terminate();
+    const t0 = performance.now();
+    const { reason, state } = backend.health();
+    await assert.rejects(backend.embedDocuments(['cells']), (e: unknown) => {
+      assert.ok(e instanceof ModelUnavailableError, String(e));
+      assert.equal(e.message, reason, 'a request is told what /health says');
+      return true;
+    });
+    while (backend.health().state !== 'ready') await new Promise((r) => setTimeout(r, 10));
+    return { reason: reason!, state, waitedMs: performance.now() - t0 };
+  };
+  const loop = (n: number, s: number, within = 60): RegExp =>
+    new RegExp(
+      `^the model worker stopped \\(it exited with code 1\\), ${n} times in a row within ${within} s of ` +
+        `starting, so it waits before loading the model again; trying again in ${s} s\\.$`,
+    );
+  try {
+    // one death soon after the start: restarted at once
+    let d = await dies();
+    assert.match(d.reason, /and is being restarted; retry shortly\.$/);
+    // the second and third in a row: the restart waits, 1 s then 2 s
+    d = await dies();
+    assert.match(d.reason, loop(2, 1));
+    assert.equal(d.state, 'restarting');
+    assert.ok(d.waitedMs >= 900, `restarted after ${d.waitedMs} ms`);
+    d = await dies();
+    assert.match(d.reason, loop(3, 2));
+    assert.ok(d.waitedMs >= 1900, `restarted after ${d.waitedMs} ms`);
+    assert.equal((await backend.embedDocuments(['cells'])).length, 1);
+
+    // a worker that stayed up (here 1 s for the minute) starts the count over: at once, at once, then 1 s
+    backend['stayedUpMs'] = 1000;
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.match((await dies()).reason, /retry shortly\.$/);
+    assert.match((await dies()).reason, /retry shortly\.$/);
+    d = await dies();
+    assert.match(d.reason, loop(2, 1, 1));
+    assert.deepEqual(backend.health(), { state: 'ready', reason: null, restarts: 6 });
+  } finally {
+    await backend.close();
     cleanup();
   }
 });
