@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { readBeirDataset, readBeirQueries, type BeirDataset } from '../eval/beir.js';
+import { beirSplitFiles, readBeirDataset, readBeirQueries, type BeirDataset } from '../eval/beir.js';
 import { readBeirQrels } from '../eval/qrels.js';
 import { withoutDevSample, withoutQueries, type QuerySample } from '../eval/dev-eval.js';
 import { ConfigError } from './config-merge.js';
@@ -27,6 +27,11 @@ export function parseHoldOut(v: unknown, at: string): QuerySample | null {
   if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32)
     throw new ConfigError(`"${at}.seed" must be an integer in [0, 2^32), got ${JSON.stringify(seed)}`);
   return { n, seed };
+}
+
+/** The files readTrainingSplit reads: the split's corpus, queries and qrels, and the test qrels it filters by. */
+export function trainingSplitFiles(folder: string, split: string): string[] {
+  return [...Object.values(beirSplitFiles(folder, split)), beirSplitFiles(folder, 'test').qrels];
 }
 
 /**

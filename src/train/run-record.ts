@@ -1,15 +1,24 @@
 /**
  * What defines a training run, recorded in its folder (run-config.json) and checked on --resume: the
- * stage, the resolved config, and the fingerprint of each model or tokenizer folder it starts from. Its
- * checkpoints, metrics.jsonl and final/ are one trajectory only if what shaped it stays the same: a
- * resume on another model, other data, seed or batch shape, or into another stage's folder, would mix
- * two runs under one name. The settings the docs ask users to change on a resume (RESUMABLE) may
- * differ; each resume's changes are kept in the record's "resumes", so the folder says under which
- * settings every step ran. The dashboard shows the record's "config": the latest session's.
+ * stage, the resolved config, the fingerprint of each model or tokenizer folder it starts from, and the
+ * content of each data file it reads (data-stamps.ts). Its checkpoints, metrics.jsonl and final/ are one
+ * trajectory only if what shaped it stays the same: a resume on another model, other data, seed or batch
+ * shape, or into another stage's folder, would mix two runs under one name. The settings the docs ask
+ * users to change on a resume (RESUMABLE) may differ; each resume's changes are kept in the record's
+ * "resumes", so the folder says under which settings every step ran. The dashboard shows the record's
+ * "config": the latest session's.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { modelFingerprint } from '../model/model-fingerprint.js';
+import {
+  type DataChange,
+  type DataRead,
+  type DataStamps,
+  describeDataChange,
+  recordedStamps,
+  stampData,
+} from './data-stamps.js';
 import { RunFolderError } from './run-folder-error.js';
 import { RUN_CONFIG_FILE } from './run-watch.js';
 
@@ -24,6 +33,8 @@ export interface RunDescription {
   defaults: object;
   /** Config keys naming a model or tokenizer folder, compared by fingerprint: the folder may move. */
   folders: readonly string[];
+  /** The data files the run reads, under the config keys that name them, compared by content. */
+  data: readonly DataRead[];
 }
 
 /**
@@ -67,6 +78,8 @@ interface RunRecord {
   stage: Stage;
   config: Record<string, unknown>;
   fingerprints: Record<string, string | null>;
+  /** Absent in records written before data was recorded by content. */
+  data?: DataStamps;
   resumes: ResumeEntry[];
 }
 
@@ -74,6 +87,8 @@ interface RunRecord {
 export class RunCheck {
   /** This resume's changes; null for a fresh run, or a resume with no record to check them against. */
   private changed: SettingChange[] | null = null;
+  /** The data's stamps as checkResume found them (so write hashes nothing twice); null until then. */
+  private stamps: DataStamps | null = null;
 
   private constructor(
     private readonly file: string,
@@ -97,8 +112,11 @@ export class RunCheck {
     return new RunCheck(file, run, await folderFingerprints(run), complete ? (recorded as RunRecord) : null);
   }
 
-  /** Refuses, in one RunFolderError sentence, a resume whose settings differ from the record's beyond RESUMABLE. */
-  checkResume(): void {
+  /**
+   * Refuses, in one RunFolderError sentence, a resume whose settings differ from the record's beyond RESUMABLE,
+   * or whose data files hold other content than the record's (data-stamps.ts).
+   */
+  async checkResume(): Promise<void> {
     if (this.earlier === null) return;
     const changes = settingChanges(this.earlier, this.run, this.fingerprints);
     const fixed = changes.filter((c) => !resumable(c));
@@ -112,19 +130,43 @@ export class RunCheck {
           'config a new "output" folder',
       );
     }
+    const { stamps, changes: dataChanges } = await stampData(this.run.data, recordedStamps(this.earlier.data));
+    if (dataChanges.length > 0) throw this.dataChanged(dataChanges);
     this.changed = changes;
+    this.stamps = stamps;
   }
 
-  /** The line said on resume: the changes a resume makes, or that the folder had nothing to check against. */
-  resumeNote(): string | null {
+  private dataChanged(changes: readonly DataChange[]): RunFolderError {
+    return new RunFolderError(
+      `${path.dirname(this.file)} holds a train ${this.run.stage} run whose data is not what it trained on: ` +
+        `${changes.map(describeDataChange).join('; ')}; --resume continues a run only on the data it started ` +
+        `with: put back the data as it was (${this.file} records each file's size and SHA-256), or give this ` +
+        'config a new "output" folder to train on the data as it is now',
+    );
+  }
+
+  /**
+   * The lines said on resume: the changes it makes, or that the folder had nothing to check them against;
+   * and when the record is from before data was recorded by content, that the data could not be checked.
+   */
+  resumeNotes(): string[] {
     if (this.changed === null)
-      return (
+      return [
         `${path.dirname(this.file)} has no record of the settings its checkpoints were trained with (no ` +
-        `${RUN_CONFIG_FILE} with them), so this resume cannot be checked against them; this run's are recorded ` +
-        'from here on'
+          `${RUN_CONFIG_FILE} with them), so this resume cannot be checked against them; this run's are recorded ` +
+          'from here on',
+      ];
+    const notes: string[] = [];
+    if (this.changed.length > 0)
+      notes.push(
+        `resuming with changed settings (recorded in ${this.file}): ${this.changed.map(describeChange).join('; ')}`,
       );
-    if (this.changed.length === 0) return null;
-    return `resuming with changed settings (recorded in ${this.file}): ${this.changed.map(describeChange).join('; ')}`;
+    if (recordedStamps(this.earlier?.data) === null)
+      notes.push(
+        `${this.file} does not record its data files' content (an earlier search-r3 wrote it), so this resume ` +
+          'cannot check that they are unchanged; they are recorded from here on',
+      );
+    return notes;
   }
 
   /** Writes the record: this session's config, and on a resume (from `step`) an entry of what it changed. */
@@ -136,10 +178,13 @@ export class RunCheck {
         this.changed && Object.fromEntries(this.changed.map((c) => [c.key, { from: c.from, to: c.to }] as const));
       resumes.push({ step: resumedAt, at: new Date().toISOString(), changed });
     }
+    // a file touched or copied since is recorded with its mtime now, so the next resume trusts it unread
+    const data = this.stamps ?? (await stampData(this.run.data, null)).stamps;
     const record: RunRecord = {
       stage: this.run.stage,
       config: this.run.config as Record<string, unknown>,
       fingerprints: this.fingerprints,
+      data,
       resumes,
     };
     await write(this.file, JSON.stringify(record, null, 2) + '\n');

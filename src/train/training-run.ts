@@ -163,7 +163,7 @@ export class RunFolder<X = never> {
       // the stage first: a folder of another stage is named as such, not as one that needs --resume
       const record = how.run ? await RunCheck.read(output, how.run) : null;
       const start = await startingCheckpoint(output, opts.resume ?? false, how.readExtra);
-      if (start) record?.checkResume();
+      if (start) await record?.checkResume();
       return new RunFolder(output, start, opts, record, lock, made);
     } catch (e) {
       freeRunFolder(output, lock, made);
@@ -199,8 +199,7 @@ export class RunFolder<X = never> {
       for (const line of skippedCheckpointNotes(this.start)) this.warn(line);
       const from = `resuming from ${this.start.contents.dir} (step ${state.step} of ${plan.totalSteps})`;
       this.note(`${from}${plan.resumeNote ?? ''}`);
-      const changed = this.record?.resumeNote();
-      if (changed) this.note(changed);
+      for (const line of this.record?.resumeNotes() ?? []) this.note(line);
     }
     const checkpoints = path.join(this.output, 'checkpoints');
     await removeStaleTemporaries(checkpoints);

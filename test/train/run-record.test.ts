@@ -3,11 +3,13 @@
  * settings that would make the remaining steps another run (model, data, seed, batch, environment), in
  * one sentence naming each field old → new, with nothing in the folder changed; the changes the docs
  * advise on a resume (learning rate, steps) go on and are kept in run-config.json, resume by resume; a
- * folder from before the record resumes, saying that it cannot be checked.
+ * folder from before the record resumes, saying that it cannot be checked. Data files are compared by
+ * content (data-stamps.ts): other bytes under the same path are refused, the same bytes touched or copied
+ * resume.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
@@ -36,6 +38,10 @@ interface Recorded {
   stage: string;
   config: { steps: number; optimizer: { lr: number } };
   fingerprints: Record<string, string | null>;
+  data?: Record<
+    string,
+    { path: string; files: Array<{ name: string; bytes: number; mtimeMs: number; sha256: string }> }
+  >;
   resumes: Array<{ step: number; changed: Record<string, { from: unknown; to: unknown }> | null }>;
 }
 const record = (run: string): Recorded =>
@@ -161,7 +167,9 @@ test('a new lr, more steps or a moved model folder resume, each resume recorded 
 test('a run moved with its data (a work folder taken to another machine) resumes: its paths moved along', async () => {
   const { root, file } = await sftRun('record-tree');
   const moved = `${root}-elsewhere`;
-  renameSync(root, moved);
+  // copied, as to another machine: every file gets a new mtime, so the data is hashed and found the same
+  cpSync(root, moved, { recursive: true });
+  rmSync(root, { recursive: true });
   // the same config file, read where it now is: its data, model and output paths all moved together
   writeConfig(path.join(moved, 'cfg.json'), {
     ...JSON.parse(readFileSync(path.join(moved, path.basename(file)), 'utf8')),
@@ -175,6 +183,13 @@ test('a run moved with its data (a work folder taken to another machine) resumes
     from: path.join(root, 'train.jsonl'),
     to: path.join(moved, 'train.jsonl'),
   });
+  const stamped = record(cfg.output).data?.['data[0].path'];
+  assert.equal(stamped?.path, path.join(moved, 'train.jsonl'));
+  assert.deepEqual(
+    stamped.files.map((f) => [f.name, f.mtimeMs]),
+    [['train.jsonl', statSync(path.join(moved, 'train.jsonl')).mtimeMs]],
+    "the copy's mtime is recorded, so the next resume trusts it unread",
+  );
   // a data file of another folder is still another data file
   writeFileSync(path.join(moved, 'other.jsonl'), readFileSync(path.join(moved, 'train.jsonl')));
   await refused(
@@ -184,6 +199,68 @@ test('a run moved with its data (a work folder taken to another machine) resumes
     ),
     [/data\[0\]\.path \S+train\.jsonl → \S+other\.jsonl/],
   );
+});
+
+test('other bytes under a data path are refused on --resume, by key and file; the same bytes resume', async () => {
+  const { root, cfg } = await sftRun('record-data');
+  const data = path.join(root, 'train.jsonl');
+  const original = readFileSync(data);
+  // the same lines in another order: the same size, another training set's batches
+  writeJsonl(data, toyExamples(12).reverse());
+  assert.equal(statSync(data).size, original.length);
+  const before = folderDigest(cfg.output);
+  const resume = (steps: number): Promise<unknown> => trainSft({ ...cfg, steps }, { progress: false, resume: true });
+  await refused(resume(3), [
+    /^\S+run holds a train sft run whose data is not what it trained on: data\[0\]\.path \S+\/train\.jsonl has other /,
+    /has other content \(same size, \d+ bytes; SHA-256 [0-9a-f]{12}… → [0-9a-f]{12}…\); /,
+    /put back the data as it was \(\S+run-config\.json records each file's size and SHA-256\), or give this config /,
+  ]);
+  assert.deepEqual(folderDigest(cfg.output), before, 'the run folder is as the finished run left it');
+
+  // the same bytes again, with a new mtime (restored, touched): the same data
+  writeFileSync(data, original);
+  const later = new Date(Date.now() + 60_000);
+  utimesSync(data, later, later);
+  const r = (await resume(3)) as { startStep: number; steps: number };
+  assert.deepEqual([r.startStep, r.steps], [2, 3]);
+  const stamp = record(cfg.output).data?.['data[0].path']?.files[0];
+  assert.equal(stamp?.mtimeMs, statSync(data).mtimeMs, "the record takes the file's new mtime");
+  assert.equal(stamp.bytes, original.length);
+
+  // a file whose size and mtime are as recorded is trusted unread (make's rule): only its mtime is looked at
+  writeJsonl(data, toyExamples(12).reverse());
+  utimesSync(data, later, later);
+  const t = (await resume(4)) as { startStep: number };
+  assert.equal(t.startStep, 3);
+});
+
+test('a BEIR folder given as data is checked file by file: an edited split or new test qrels are refused', async () => {
+  const { dir, raw } = await rlFixture('record-beir');
+  await trainRl(parseRlConfig({ ...raw, steps: 1 }, dir), { progress: false });
+  const resume = (): Promise<unknown> => trainRl(parseRlConfig(raw, dir), { progress: false, resume: true });
+  const qrels = path.join(dir, 'beir', 'qrels', 'train.tsv');
+  const judged = readFileSync(qrels, 'utf8');
+  writeFileSync(qrels, judged.replace('q0\td0\t1', 'q0\td0\t2'));
+  await refused(resume(), [
+    /whose data is not what it trained on: data\.beir \S+\/beir\/qrels\/train\.tsv has other content \(same size/,
+  ]);
+  writeFileSync(qrels, judged);
+  // test qrels appearing keep their queries out of the training split (hold-out.ts): other training queries
+  writeFileSync(path.join(dir, 'beir', 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq1\td5\t1\n');
+  await refused(resume(), [/: data\.beir \S+\/beir\/qrels\/test\.tsv is new \(the run did not read it\); /]);
+  assert.equal(record(path.join(dir, 'run')).resumes.length, 0);
+});
+
+test('a record from before data was stamped resumes, saying its data cannot be checked, and stamps it', async () => {
+  const { file, cfg } = await sftRun('record-unstamped');
+  const rec = record(cfg.output);
+  delete rec.data;
+  writeFileSync(path.join(cfg.output, 'run-config.json'), JSON.stringify(rec, null, 2));
+  writeConfig(file, { ...JSON.parse(readFileSync(file, 'utf8')), steps: 3 });
+  const r = runCli(['train', 'sft', '--config', file, '--resume']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /run-config\.json does not record its data files' content .* cannot check that they are /);
+  assert.match(record(cfg.output).data?.['data[0].path']?.files[0]?.sha256 ?? '', /^[0-9a-f]{64}$/);
 });
 
 test('a run folder from before the record resumes, saying it cannot be checked; it is recorded from then', async () => {

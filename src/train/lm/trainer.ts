@@ -14,8 +14,10 @@ import { loadModelFolder, saveModelFolder } from '../../model/model-folder.js';
 import { parseQwen2Config, type Qwen2Config } from '../../model/qwen2-config.js';
 import { Qwen2Model } from '../../model/qwen2-model.js';
 import { Tokenizer } from '../../model/tokenizer.js';
+import { listInputFiles } from '../../model/bpe-trainer.js';
 import type { SafetensorsDtype } from '../../model/safetensors.js';
 import { writeDirAtomically } from '../../io/atomic-file.js';
+import type { DataRead } from '../data-stamps.js';
 import { formatDuration } from '../progress.js';
 import { RunFolderError } from '../run-folder-error.js';
 import { type RunOptions, RunFolder, checkRunFolderApart, type StepResult, adamWOptions } from '../training-run.js';
@@ -118,13 +120,28 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   await checkSplitsApart(cfg.data.train, cfg.data.valid);
   checkRunFolderApart(cfg.output, { tokenizer: cfg.tokenizer, init: cfg.init });
   const folder = await RunFolder.open(cfg.output, opts, {
-    run: { stage: 'lm', config: cfg, defaults: DEFAULT_LM_CONFIG, folders: ['tokenizer', 'init'] },
+    run: {
+      stage: 'lm',
+      config: cfg,
+      defaults: DEFAULT_LM_CONFIG,
+      folders: ['tokenizer', 'init'],
+      data: await lmDataReads(cfg),
+    },
   });
   try {
     return await trainInFolder(folder, cfg, opts, t0);
   } finally {
     folder.close();
   }
+}
+
+/** The files pretraining reads: each file named in data.train and data.valid, and the text files of each folder. */
+async function lmDataReads(cfg: LmConfig): Promise<DataRead[]> {
+  const reads: DataRead[] = [];
+  for (const split of ['train', 'valid'] as const)
+    for (const [i, p] of cfg.data[split].entries())
+      reads.push({ key: `data.${split}[${i}]`, path: p, files: await listInputFiles([p]) });
+  return reads;
 }
 
 /** Pretraining in its run folder, opened and locked. */

@@ -39,6 +39,7 @@ import type { RefreshMode } from '../../rlenv/refresh-policy.js';
 import { TableTooLargeError, checkTableSize, defaultTableLimit } from '../../rlenv/embedding-table.js';
 import type { AuditStep } from '../../rlenv/audit.js';
 import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
+import { trainingSplitFiles } from '../hold-out.js';
 import type { MetricRecord } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
 import {
@@ -168,7 +169,13 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   // the environment a checkpoint holds is read and checked with it, before anything is written
   checkRunFolderApart(cfg.output, { model: cfg.model });
   const folder = await RunFolder.open(cfg.output, opts, {
-    run: { stage: 'rl', config: cfg, defaults: DEFAULT_RL_CONFIG, folders: ['model'] },
+    run: {
+      stage: 'rl',
+      config: cfg,
+      defaults: DEFAULT_RL_CONFIG,
+      folders: ['model'],
+      data: [{ key: 'data.beir', path: cfg.data.beir, files: trainingSplitFiles(cfg.data.beir, cfg.data.split) }],
+    },
     readExtra: loadEnvironment,
   });
   try {

@@ -5,11 +5,11 @@
  * and empty texts are skipped and counted.
  */
 import { existsSync, statSync } from 'node:fs';
-import { beirCorpusFile, beirSplitFiles, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
+import { beirCorpusFile, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { readUtf8File } from '../../model/bpe-trainer.js';
 import { Rng } from '../../tensor/index.js';
-import { readTrainingSplit } from '../hold-out.js';
+import { readTrainingSplit, trainingSplitFiles } from '../hold-out.js';
 import { type AnalysisSettings, type ConceptAnalysis, TermStatistics, analyseQuery } from './analysis.js';
 import type { DataSourceConfig } from './config.js';
 import { PSEUDO_QUERY_DEFAULTS, pseudoQueryExamples } from './pseudo-queries.js';
@@ -66,8 +66,7 @@ const FILE_SOURCES = {
  * pseudo-queries source's corpus, or the one file the other kinds name.
  */
 export function sourceFiles(src: DataSourceConfig): string[] {
-  if (src.type === 'beir')
-    return [...Object.values(beirSplitFiles(src.path, src.split)), beirSplitFiles(src.path, 'test').qrels];
+  if (src.type === 'beir') return trainingSplitFiles(src.path, src.split);
   if (src.type === 'pseudo-queries') return [corpusFileOf(src.path) ?? src.path];
   return [src.path];
 }

@@ -13,12 +13,14 @@ import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/i
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { writeTextFileAtomically } from '../../io/atomic-file.js';
+import { beirSplitFiles } from '../../eval/beir.js';
 import { loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
 import { ModelRetriever } from '../../eval/model-retriever.js';
 import { BEST_STAMP, readBestStamp } from '../checkpoint.js';
 import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { formatDuration } from '../progress.js';
 import { renderReport } from '../report.js';
+import type { DataRead } from '../data-stamps.js';
 import { RunFolderError } from '../run-folder-error.js';
 import {
   type RunOptions,
@@ -31,7 +33,7 @@ import {
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
 import { DEFAULT_SFT_CONFIG, type SftConfig } from './config.js';
-import { type DataStats, loadTrainingData } from './data.js';
+import { type DataStats, loadTrainingData, sourceFiles } from './data.js';
 import { gradCacheBackward } from './grad-cache.js';
 import { SequenceEncoder } from './sequences.js';
 
@@ -58,13 +60,25 @@ export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise
   const t0 = Date.now();
   checkRunFolderApart(cfg.output, { model: cfg.model });
   const folder = await RunFolder.open(cfg.output, opts, {
-    run: { stage: 'sft', config: cfg, defaults: DEFAULT_SFT_CONFIG, folders: ['model'] },
+    run: { stage: 'sft', config: cfg, defaults: DEFAULT_SFT_CONFIG, folders: ['model'], data: sftDataReads(cfg) },
   });
   try {
     return await trainInFolder(folder, cfg, opts, t0);
   } finally {
     folder.close();
   }
+}
+
+/** The files stage 1 reads: each source's, and the dev split it evaluates on (scores and best/ follow it). */
+function sftDataReads(cfg: SftConfig): DataRead[] {
+  const reads = cfg.data.map((d, i) => ({ key: `data[${i}].path`, path: d.path, files: sourceFiles(d) }));
+  if (cfg.eval)
+    reads.push({
+      key: 'eval.beir',
+      path: cfg.eval.beir,
+      files: Object.values(beirSplitFiles(cfg.eval.beir, cfg.eval.split)),
+    });
+  return reads;
 }
 
 /** Stage 1 in its run folder, opened and locked. */
