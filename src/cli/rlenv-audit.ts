@@ -1,4 +1,4 @@
-import { cpSync } from 'node:fs';
+import { cpSync, existsSync, rmSync } from 'node:fs';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,6 +10,7 @@ import { loadRlConfig } from '../train/rl/config.js';
 import { trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
 import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
+import { RUN_CONFIG_FILE } from '../train/run-watch.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
@@ -27,7 +28,9 @@ is left out of the figures (both tables are exact there).
 
 With --from, the audit continues a training run instead: it starts from the run's newest checkpoint,
 with the policy, optimiser, data position and environment table as training left them (as stale as
-they got), and audits every step it runs. The run folder itself is not touched.
+they got), and audits every step it runs. The run folder itself is not touched. As with train rl
+--resume, the config must have the run's model, data (by content) and settings (its run-config.json,
+copied to the audit's folder), except its environment section, the one audited.
 
 options:
   --config <file>    a train rl config (its environment section is the one audited)
@@ -124,6 +127,11 @@ async function startFromCheckpoint(run: string, output: string): Promise<{ dir: 
     throw new UserError(`${output} already holds an audit's checkpoints; choose another --output or remove it`);
   }
   cpSync(dir, path.join(output, 'checkpoints', path.basename(dir)), { recursive: true });
+  // the run's record comes with its checkpoint, so the audit resumes only with the run's model, data and
+  // settings (its environment may differ: that is what the audit measures), as train rl --resume would
+  const record = path.join(run, RUN_CONFIG_FILE);
+  if (existsSync(record)) cpSync(record, path.join(output, RUN_CONFIG_FILE));
+  else rmSync(path.join(output, RUN_CONFIG_FILE), { force: true });
   return { dir, step: state.step };
 }
 

@@ -35,6 +35,8 @@ export interface RunDescription {
   folders: readonly string[];
   /** The data files the run reads, under the config keys that name them, compared by content. */
   data: readonly DataRead[];
+  /** Config sections this run may change beyond RESUMABLE: an audit's environment, the section it measures. */
+  mayChange?: readonly string[];
 }
 
 /**
@@ -119,10 +121,11 @@ export class RunCheck {
   async checkResume(): Promise<void> {
     if (this.earlier === null) return;
     const changes = settingChanges(this.earlier, this.run, this.fingerprints);
-    const fixed = changes.filter((c) => !resumable(c));
+    const also = this.run.mayChange ?? [];
+    const fixed = changes.filter((c) => !resumable(c, also));
     if (fixed.length > 0) {
       const output = path.dirname(this.file);
-      const may = RESUMABLE.filter((k) => has(this.run.config, k)).join(', ');
+      const may = [...RESUMABLE.filter((k) => has(this.run.config, k)), ...also.map((k) => `${k}.*`)].join(', ');
       throw new RunFolderError(
         `${output} holds a train ${this.run.stage} run started with other settings than this config's: ` +
           `${fixed.map(describeChange).join('; ')}; --resume continues a run only with the settings it started ` +
@@ -193,7 +196,8 @@ export class RunCheck {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isRecord = (v: unknown): v is Partial<RunRecord> => isObject(v);
-const resumable = (c: SettingChange): boolean => c.moved === true || RESUMABLE.includes(c.key);
+const resumable = (c: SettingChange, also: readonly string[]): boolean =>
+  c.moved === true || RESUMABLE.includes(c.key) || also.some((k) => c.key === k || c.key.startsWith(`${k}.`));
 
 /** The record as parsed; null when there is none or it is not JSON (nothing then to check against). */
 function readRecord(file: string): Partial<RunRecord> | null {

@@ -175,6 +175,8 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
       defaults: DEFAULT_RL_CONFIG,
       folders: ['model'],
       data: [{ key: 'data.beir', path: cfg.data.beir, files: trainingSplitFiles(cfg.data.beir, cfg.data.split) }],
+      // an audit continuing a run measures its config's environment from the run's checkpoint
+      mayChange: opts.audit ? ['environment'] : [],
     },
     readExtra: loadEnvironment,
   });

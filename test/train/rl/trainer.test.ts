@@ -222,12 +222,27 @@ test(
     const done = runCli(['train', 'rl', '--config', file, '--resume', '--quiet']);
     assert.equal(done.status, 0, done.stderr);
     assert.match(done.stdout, /^already trained to step 3; 7 queries/, 'a finished run resumed says so (not NaN)');
-    // an audit that continues the run from its newest checkpoint, stale table and all, audits every step it runs
+    // the run's record comes with its checkpoint: a config of another seed (model, data...) is refused
+    const reseeded = writeConfig(path.join(dir, 'reseeded.json'), { ...raw, seed: 4 });
+    const fromRun = ['--from', path.join(dir, 'run'), '--steps', '1', '--quiet'];
+    const seeded = runCli(['rlenv', 'audit', '--config', reseeded, ...fromRun, '--output', path.join(dir, 'a-seed')]);
+    assert.equal(seeded.status, 2, seeded.stderr);
+    assert.match(
+      seeded.stderr,
+      /a-seed holds a train rl run started with other settings than this config's: seed 3 → 4;/,
+    );
+    assert.match(seeded.stderr, /\(it may change steps, .*, environment\.\*\)/);
+    // an audit that continues the run from its newest checkpoint, stale table and all, audits every step it runs,
+    // in the environment its config gives
+    const budget = writeConfig(path.join(dir, 'budget.json'), {
+      ...raw,
+      environment: { ...(raw.environment as object), budget: 5 },
+    });
     const f = runCli([
       'rlenv',
       'audit',
       '--config',
-      file,
+      budget,
       '--from',
       path.join(dir, 'run'),
       '--steps',
@@ -240,6 +255,8 @@ test(
     assert.match(f.stdout, /^from \S+step-00000003 \(step 3\); environment: 40 documents/);
     const fromSummary = JSON.parse(readFileSync(path.join(dir, 'audit-from', 'audit.json'), 'utf8')).summary;
     assert.equal(fromSummary.steps, 2);
+    const audited = JSON.parse(readFileSync(path.join(dir, 'audit-from', 'run-config.json'), 'utf8'));
+    assert.deepEqual(audited.resumes.at(-1).changed['environment.budget'], { from: 6, to: 5 });
     assert.ok(fromSummary.meanStaleness > 0, 'the restored table is stale, as training left it');
     assert.ok(
       existsSync(path.join(dir, 'run', 'final')) && !existsSync(path.join(dir, 'run', 'checkpoints', 'step-00000005')),
