@@ -46,14 +46,8 @@ export async function verifyChecksums(dir: string): Promise<ChecksumProblem | nu
   const manifest = path.join(dir, CHECKSUMS_FILE);
   if (!existsSync(manifest)) return undefined;
   const damaged = (why: string): ChecksumProblem => ({ file: manifest, why });
-  const listed = new Map<string, string>();
-  const lines = (await fsp.readFile(manifest, 'latin1')).split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  for (const [i, line] of lines.entries()) {
-    const m = LINE.exec(line);
-    if (!m) return damaged(`line ${i + 1} is not "<sha-256>  <file>"`);
-    listed.set(m[2]!, m[1]!);
-  }
+  const listed = await readManifest(manifest);
+  if (typeof listed === 'number') return damaged(`line ${listed} is not "<sha-256>  <file>"`);
   if (listed.size === 0) return damaged('lists no files');
   for (const [name, want] of listed) {
     const file = path.join(dir, name);
@@ -61,4 +55,32 @@ export async function verifyChecksums(dir: string): Promise<ChecksumProblem | nu
     if ((await sha256File(file)) !== want) return { file, why: `does not match its SHA-256 in ${CHECKSUMS_FILE}` };
   }
   return null;
+}
+
+/**
+ * The files of `dir` its manifest does not list (sorted; none without a manifest, or with a damaged one):
+ * verifyChecksums leaves them unread, and whoever reads the folder may say so.
+ */
+export async function unlistedFiles(dir: string): Promise<string[]> {
+  const manifest = path.join(dir, CHECKSUMS_FILE);
+  if (!existsSync(manifest)) return [];
+  const listed = await readManifest(manifest);
+  if (typeof listed === 'number') return [];
+  return (await fsp.readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isFile() && e.name !== CHECKSUMS_FILE && !listed.has(e.name))
+    .map((e) => e.name)
+    .sort();
+}
+
+/** A manifest's SHA-256 by file name, or the number of its first line that is not "<sha-256>  <file>". */
+async function readManifest(manifest: string): Promise<Map<string, string> | number> {
+  const listed = new Map<string, string>();
+  const lines = (await fsp.readFile(manifest, 'latin1')).split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  for (const [i, line] of lines.entries()) {
+    const m = LINE.exec(line);
+    if (!m) return i + 1;
+    listed.set(m[2]!, m[1]!);
+  }
+  return listed;
 }

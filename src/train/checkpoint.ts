@@ -12,7 +12,7 @@ import type { OptimizerState, RngState, Tensor } from '../tensor/index.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadSafetensors, saveSafetensors, type TensorData } from '../model/safetensors.js';
 import { writeDirAtomically } from '../io/atomic-file.js';
-import { CHECKSUMS_FILE, verifyChecksums, writeChecksums } from '../io/checksums.js';
+import { CHECKSUMS_FILE, unlistedFiles, verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { RunFolderError } from './run-folder-error.js';
 
 export interface TrainerState {
@@ -154,6 +154,8 @@ export interface CheckpointContents<X> {
   moments: Map<string, TensorData>;
   /** What the trainer's reader made of its own files (null without one). */
   extra: X | null;
+  /** Files in the folder its manifest does not list: not read, and not checked. */
+  unlisted: string[];
 }
 
 /**
@@ -178,7 +180,8 @@ export async function readCheckpoint<X>(
   const moments = await readCheckpointTensors(path.join(dir, MOMENTS_FILE));
   const extra = readExtra ? await readExtra(dir) : null;
   const { optimizer, checksums: _, ...state } = saved;
-  return { dir, state, optimizer, weights, moments, extra };
+  const unlisted = hasManifest ? await unlistedFiles(dir) : [];
+  return { dir, state, optimizer, weights, moments, extra, unlisted };
 }
 
 async function readStateFile(dir: string, step: number): Promise<SavedState> {
@@ -323,6 +326,13 @@ export async function startingCheckpoint<X>(
 export function skippedCheckpointNotes(p: ResumePoint<unknown>): string[] {
   const from = `${p.contents.dir} (step ${p.contents.state.step})`;
   return p.skipped.map((e) => `warning: ${e.message}; resuming from ${from} instead`);
+}
+
+/** A line naming the files of a resumed checkpoint that its manifest does not list; null when there are none. */
+export function unlistedFilesNote(c: CheckpointContents<unknown>): string | null {
+  if (c.unlisted.length === 0) return null;
+  const files = c.unlisted.join(', ');
+  return `${c.dir} also holds ${files}, which its ${CHECKSUMS_FILE} does not list: not read, not checked`;
 }
 
 /**

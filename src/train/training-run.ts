@@ -42,6 +42,7 @@ import {
   saveCheckpoint,
   skippedCheckpointNotes,
   startingCheckpoint,
+  unlistedFilesNote,
 } from './checkpoint.js';
 import type { OptimizerSettings } from './config-merge.js';
 import { RunFolderError } from './run-folder-error.js';
@@ -199,6 +200,8 @@ export class RunFolder<X = never> {
       for (const line of skippedCheckpointNotes(this.start)) this.warn(line);
       const from = `resuming from ${this.start.contents.dir} (step ${state.step} of ${plan.totalSteps})`;
       this.note(`${from}${plan.resumeNote ?? ''}`);
+      const unlisted = unlistedFilesNote(this.start.contents);
+      if (unlisted) this.note(unlisted);
       for (const line of this.record?.resumeNotes() ?? []) this.note(line);
     }
     const checkpoints = path.join(this.output, 'checkpoints');

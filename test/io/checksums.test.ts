@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { CHECKSUMS_FILE, verifyChecksums, writeChecksums } from '../../src/io/checksums.js';
+import { CHECKSUMS_FILE, unlistedFiles, verifyChecksums, writeChecksums } from '../../src/io/checksums.js';
 
 test('a manifest checks the files it lists; files it does not list (.DS_Store, a check log) are ignored', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'search-r3-checksums-'));
@@ -15,6 +15,7 @@ test('a manifest checks the files it lists; files it does not list (.DS_Store, a
   writeFileSync(path.join(dir, 'Thumbs.db'), 'explorer');
   writeFileSync(path.join(dir, 'log'), 'a.bin: OK\nstate.json: OK\n');
   assert.equal(await verifyChecksums(dir), null, 'unlisted files are no damage');
+  assert.deepEqual(await unlistedFiles(dir), ['.DS_Store', 'Thumbs.db', 'log'], 'and are named for a note');
   writeFileSync(path.join(dir, 'a.bin'), 'weightz');
   assert.deepEqual(await verifyChecksums(dir), {
     file: path.join(dir, 'a.bin'),

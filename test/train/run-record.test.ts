@@ -251,15 +251,18 @@ test('a BEIR folder given as data is checked file by file: an edited split or ne
   assert.equal(record(path.join(dir, 'run')).resumes.length, 0);
 });
 
-test('a record from before data was stamped resumes, saying its data cannot be checked, and stamps it', async () => {
+test('a record without data stamps resumes, saying so; files a checkpoint manifest lacks are named', async () => {
   const { file, cfg } = await sftRun('record-unstamped');
   const rec = record(cfg.output);
   delete rec.data;
   writeFileSync(path.join(cfg.output, 'run-config.json'), JSON.stringify(rec, null, 2));
+  // a file its manifest does not list (a file manager's) is named, not read
+  writeFileSync(path.join(cfg.output, 'checkpoints', 'step-00000002', '.DS_Store'), 'finder');
   writeConfig(file, { ...JSON.parse(readFileSync(file, 'utf8')), steps: 3 });
   const r = runCli(['train', 'sft', '--config', file, '--resume']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /run-config\.json does not record its data files' content .* cannot check that they are /);
+  assert.match(r.stderr, /step-00000002 also holds \.DS_Store, which its checksums\.sha256 does not list: not read/);
   assert.match(record(cfg.output).data?.['data[0].path']?.files[0]?.sha256 ?? '', /^[0-9a-f]{64}$/);
 });
 
