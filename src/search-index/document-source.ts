@@ -65,11 +65,60 @@ export async function readDocuments(input: string, opts: ReadDocumentsOptions = 
 }
 
 /**
- * A lone UTF-16 surrogate (valid in JSON's \uXXXX escapes) replaced by U+FFFD, as storing the text in UTF-8
- * replaces it: the text hashed is then the text stored, and a stored document checks against its hash.
+ * A lone UTF-16 surrogate (valid in a JS string and in JSON's \uXXXX escapes, as when a slice cuts an emoji in
+ * half) replaced by U+FFFD, as storing the string in UTF-8 replaces it.
  */
 function wellFormed(s: string): string {
   return s.replace(/[\uD800-\uDFFF]/gu, '\uFFFD');
+}
+
+/**
+ * Metadata with every string (keys too) well-formed, in its JSON form (the form docs.sqlite stores) when it
+ * had a lone surrogate. Stored JSON would keep the surrogate as an escape, but search hits carry metadata to
+ * clients whose JSON parsers refuse or replace one, so a document's strings follow one rule. JSON.stringify
+ * writes a lone surrogate as a \udXXX escape and a pair as itself: metadata whose JSON has no such escape is
+ * returned as it is.
+ */
+function wellFormedMetadata(m: Record<string, unknown>): Record<string, unknown> {
+  const json = JSON.stringify(m);
+  if (json === undefined || !/\\ud[89a-f]/.test(json)) return m;
+  const clean = (v: unknown): unknown => {
+    if (typeof v === 'string') return wellFormed(v);
+    if (Array.isArray(v)) return v.map(clean);
+    if (v === null || typeof v !== 'object') return v;
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [wellFormed(k), clean(x)]));
+  };
+  return clean(JSON.parse(json)) as Record<string, unknown>;
+}
+
+/**
+ * `id` as given, or one sentence (starting with `where`: a file and line, or a position in a call) when it holds
+ * a lone surrogate. Such an id is refused, never rewritten: ids come back in search hits and documentIds() and are
+ * what a caller updates and deletes by, and two ids that differ only there would become one row.
+ */
+export function wellFormedId(id: string, where: string): string {
+  if (typeof id !== 'string' || wellFormed(id) === id) return id;
+  throw new IndexError(
+    `${where}: the id ${JSON.stringify(id)} holds a lone UTF-16 surrogate (half of a character, as when a string ` +
+      `is cut inside an emoji), which UTF-8 storage turns into U+FFFD: another id; give an id made of whole ` +
+      `characters.`,
+  );
+}
+
+/**
+ * The document as docs.sqlite stores it and reads it back: lone surrogates in its title, text and metadata
+ * replaced by U+FFFD, so that what is hashed is what is stored, and a stored document checks against its hash;
+ * an id holding one is refused (wellFormedId).
+ */
+export function storedDocument(d: SourceDocument, where: string): SourceDocument {
+  wellFormedId(d.id, where);
+  // only strings are rewritten: a value of another type is left for the type checks to refuse
+  const str = (s: string): string => (typeof s === 'string' ? wellFormed(s) : s);
+  const title = str(d.title);
+  const text = str(d.text);
+  const metadata = d.metadata ? wellFormedMetadata(d.metadata) : d.metadata;
+  if (title === d.title && text === d.text && metadata === d.metadata) return d;
+  return { ...d, title, text, ...(metadata === undefined ? {} : { metadata }) };
 }
 
 async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
@@ -99,16 +148,19 @@ async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
       throw new IndexError(`${file}:${line}: field 'title' must be a string.`);
     if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
       throw new IndexError(`${file}:${line}: field 'metadata' must be an object.`);
-    const sid = wellFormed(String(docId));
-    if (seen.has(sid)) throw new IndexError(`${file}:${line}: document id '${sid}' appears twice.`);
-    seen.add(sid);
     const meta = { ...rest, ...(metadata as Record<string, unknown> | undefined) };
-    yield {
-      id: sid,
-      title: wellFormed((title as string | undefined) ?? ''),
-      text: wellFormed((body as string | undefined) ?? ''),
-      ...(Object.keys(meta).length > 0 ? { metadata: meta } : {}),
-    };
+    const doc = storedDocument(
+      {
+        id: String(docId),
+        title: (title as string | undefined) ?? '',
+        text: (body as string | undefined) ?? '',
+        ...(Object.keys(meta).length > 0 ? { metadata: meta } : {}),
+      },
+      `${file}:${line}`,
+    );
+    if (seen.has(doc.id)) throw new IndexError(`${file}:${line}: document id '${doc.id}' appears twice.`);
+    seen.add(doc.id);
+    yield doc;
   }
 }
 

@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { contentHash, documentText, type SourceDocument } from './document-source.js';
+import { contentHash, documentText, storedDocument, wellFormedId, type SourceDocument } from './document-source.js';
 import { IndexError } from './index-error.js';
 import type { VectorRow } from './vector-store.js';
 
@@ -367,10 +367,12 @@ export class DocumentTable {
    * Stages new and changed documents (unchanged ones are left alone) and says how many of each. The indexed
    * row of a changed document stays as it is until commitVectors replaces it. Ids in `damaged` (rows that
    * failed their checksums, deleted by the caller) are staged again whatever their stored hash says. One
-   * transaction per call: callers pass the input in slices.
+   * transaction per call: callers pass the input in slices. Each document is hashed and stored in its stored
+   * form (storedDocument: an id that would not come back as given is refused before anything is written).
    */
-  stage(docs: readonly SourceDocument[], damaged: ReadonlySet<string> = new Set()): StageCounts {
+  stage(given: readonly SourceDocument[], damaged: ReadonlySet<string> = new Set()): StageCounts {
     const counts: StageCounts = { added: 0, changed: 0, unchanged: 0, resumed: 0, repaired: 0 };
+    const docs = given.map((d) => storedDocument(d, this.file));
     this.guard(() => {
       const indexed = this.db.prepare('SELECT hash FROM docs WHERE id = ?');
       const staged = this.db.prepare('SELECT hash FROM staged WHERE id = ?');
@@ -481,8 +483,12 @@ export class DocumentTable {
     return { generation, added, removed };
   }
 
-  /** Deletes documents; returns the keys of their vectors (to remove from the vector store) and the new generation. */
+  /**
+   * Deletes documents; returns the keys of their vectors (to remove from the vector store) and the new generation.
+   * An id with a lone surrogate is refused (wellFormedId): SQLite would look up its U+FFFD twin, another document.
+   */
   delete(ids: readonly string[]): { generation: number; keys: number[]; deleted: string[] } {
+    for (const id of ids) wellFormedId(id, this.file);
     const keys: number[] = [];
     const deleted: string[] = [];
     let generation = 0;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { QueryOptions } from '../embed/index.js';
 import { createAnalyzer } from '../eval/analyzer.js';
 import { Bm25Index } from '../eval/bm25.js';
-import { documentText, type SourceDocument } from './document-source.js';
+import { documentText, storedDocument, type SourceDocument } from './document-source.js';
 import {
   DOCS_FILE,
   DocumentTable,
@@ -267,9 +267,12 @@ export class SearchIndex {
    * The first half of addDocuments: records new and changed documents as pending (encoded later, here or
    * by queue workers; what search returns changes only when they are committed) and deletes damaged rows.
    */
-  async stageDocuments(docs: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
+  async stageDocuments(input: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
     this.requireOpen();
     this.lockForWriting();
+    // in the form that is hashed and stored, and an id that would not come back as given refused before anything
+    // is written (the table stages in slices, one transaction each)
+    const docs = input.map((d, i) => storedDocument(d, `document ${i + 1} of ${input.length} given`));
     // rows that fail their checksums cannot be trusted and go; those given again are staged and encoded anew
     const damaged = new Set(this.docs.damagedIds());
     const given = new Set(docs.map((d) => d.id));

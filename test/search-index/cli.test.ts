@@ -219,7 +219,7 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
   }
 });
 
-test('odd but valid input: lone surrogates, ids past 2^53, a BEIR folder with metadata, f16 updated', async () => {
+test('odd input: lone surrogates (refused in ids), ids past 2^53, a BEIR folder with metadata, f16 kept', async () => {
   const { dir, cleanup } = tempDir('cli-odd');
   try {
     const model = await tinyModelDir(dir);
@@ -228,7 +228,7 @@ test('odd but valid input: lone surrogates, ids past 2^53, a BEIR folder with me
     const lines = [
       '{"_id":"ok","text":"protein cell"}',
       '{"_id":"u","text":"a \\ud800 lone"}',
-      '{"_id":"\\udc01","text":"x"}',
+      '{"_id":"t","title":"\\udc01","text":"x","metadata":{"k":"\\ud800"}}',
     ];
     writeFileSync(input, lines.join('\n') + '\n');
     const out = path.join(dir, 'idx');
@@ -241,6 +241,11 @@ test('odd but valid input: lone surrogates, ids past 2^53, a BEIR folder with me
     r = await cli('index', '--input', input, '--out', out);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /4 documents indexed \(1 encoded now, 3 unchanged\)/);
+    // an id would come back as another one: refused, naming the line
+    writeFileSync(input, [...lines, '{"_id":"\\udc01","text":"x"}'].join('\n') + '\n');
+    r = await cli('index', '--input', input, '--out', out);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /docs\.jsonl:4: the id "\\udc01" holds a lone UTF-16 surrogate .* give an id made of whole/);
     r = await cli('search', '--index', out, '--json', 'lone');
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /damaged|not encoded yet/);

@@ -5,6 +5,9 @@ import { SearchIndex } from '../../src/search-index/search-index.js';
 import { documentText } from '../../src/search-index/document-source.js';
 import { IndexError } from '../../src/search-index/index-error.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+import { Document } from '@langchain/core/documents';
+import { SearchR3Embeddings } from '../../src/client/langchain-embeddings.js';
+import { SearchR3VectorStore } from '../../src/client/langchain-vectorstore.js';
 
 test('indexed vectors equal in-process embeddings, and search finds each document by its own text', async () => {
   const { dir, cleanup } = tempDir('idx');
@@ -212,6 +215,65 @@ test('a closed index refuses every use with one sentence naming it and how to op
       assert.throws(() => index.stats(), closed);
       assert.throws(() => index.lockForWriting(), closed);
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test('a lone surrogate is stored as U+FFFD and checks against its hash; an id holding one is refused', async () => {
+  const { dir, cleanup } = tempDir('surrogate');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+    await index.addDocuments([{ id: 'ok', title: '', text: 'an intact document' }]);
+    const cut = 'Launch day 🚀 was a success'.slice(0, 12); // the slice ends inside the emoji's surrogate pair
+    assert.equal(cut, 'Launch day \ud83d');
+    const launch = {
+      id: 'launch',
+      title: '🚀 x'.slice(1),
+      text: cut,
+      metadata: { note: cut, ['k\ud800']: ['\udfff'] },
+    };
+    const r = await index.addDocuments([launch]);
+    assert.deepEqual([r.counts.added, r.encoded], [1, 1]);
+    const stored = index.getDocument('launch')!;
+    assert.equal(stored.status, 'indexed');
+    assert.deepEqual(
+      { title: stored.title, text: stored.text, metadata: stored.metadata },
+      { title: '\uFFFD x', text: 'Launch day \uFFFD', metadata: { note: 'Launch day \uFFFD', 'k\uFFFD': ['\uFFFD'] } },
+    );
+    // the next write finds no damaged row to delete, and the same document given again is unchanged
+    const next = await index.addDocuments([{ id: 'other', title: '', text: 'another document' }, launch]);
+    assert.equal(next.removedDamaged, undefined);
+    assert.deepEqual(next.counts, { added: 1, changed: 0, unchanged: 1, resumed: 0, repaired: 0 });
+    // the LangChain store adds through the same path
+    const store = new SearchR3VectorStore(new SearchR3Embeddings({ backend }), index);
+    await store.addDocuments([new Document({ id: 'lc', pageContent: cut })]);
+    assert.equal(index.getDocument('lc')!.text, 'Launch day \uFFFD');
+    assert.deepEqual(index.documentIds(), ['launch', 'lc', 'ok', 'other']);
+    // the table itself stages what it hashes, whoever calls it
+    index.docs.stage([{ id: 'direct', title: '', text: cut }]);
+    assert.deepEqual(index.docs.damagedIds(), []);
+    assert.equal(await index.encodePending(), 1);
+
+    // an id would come back as another one: refused, and nothing of the call is written (not even the slices
+    // of 10,000 documents the table stages before the one holding it)
+    const bad = [
+      ...Array.from({ length: 10_000 }, (_, i) => ({ id: `fine${i}`, title: '', text: 'x' })),
+      { id: `launch${cut.slice(-1)}`, title: '', text: 'y' },
+    ];
+    await assert.rejects(
+      index.addDocuments(bad),
+      (e) =>
+        e instanceof IndexError &&
+        e.message.startsWith('document 10001 of 10001 given: the id "launch\\ud83d" holds a lone UTF-16 surrogate'),
+    );
+    // nor may one name its U+FFFD twin for deletion
+    await index.addDocuments([{ id: 'twin\uFFFD', title: '', text: 'z' }]);
+    await assert.rejects(index.deleteDocuments(['twin\ud800']), /the id "twin\\ud800" holds a lone UTF-16 surrogate/);
+    assert.deepEqual(index.documentIds(), ['direct', 'launch', 'lc', 'ok', 'other', 'twin\uFFFD']);
+    assert.deepEqual(index.stats().pending, 0);
+    await index.close();
   } finally {
     cleanup();
   }
