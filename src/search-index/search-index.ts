@@ -77,7 +77,10 @@ export interface AddOptions {
   /** @deprecated the former name of documentsPerCommit. */
   chunkSize?: number;
   onProgress?: (p: EncodeProgress) => void;
-  /** Called after each chunk is durably committed (sqlite + vector store). */
+  /**
+   * Called after each chunk is durably committed (sqlite + vector store), and awaited. A write or close() of
+   * the index started from it waits for this call to end (writes run one at a time): do not await one here.
+   */
   onChunkCommitted?: (p: EncodeProgress) => void | Promise<void>;
 }
 
@@ -143,6 +146,9 @@ export class SearchIndex {
   /** A shared store that lags docs.sqlite and may not be rebuilt from here: dense search goes exact instead. */
   private storeStale = false;
   private closed = false;
+  private closing?: Promise<void>;
+  /** The writes called so far, settled or not: the next one starts when they have (see serialized). */
+  private writes: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly dir: string,
@@ -252,23 +258,45 @@ export class SearchIndex {
   }
 
   /**
+   * Runs the write `f` once every write called before it has settled, so that writes on this index run one
+   * at a time in call order: two encoding loops would each take the same pending chunk, and a commit's two
+   * steps (docs.sqlite, then the vector store) must not interleave with another's. Reads run meanwhile and see
+   * what is committed. A write still waiting when the index is closed is refused.
+   */
+  private serialized<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(() => {
+      this.requireOpen();
+      return f();
+    });
+    this.writes = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
    * Adds new documents and updates changed ones (same id, other content); unchanged ones cost nothing.
    * Then encodes everything pending, including what a killed earlier run left. A changed document is
-   * searched as it was until the commit of its chunk replaces its text and vector together.
+   * searched as it was until the commit of its chunk replaces its text and vector together. Calls made
+   * while one runs wait for it (see serialized), so the counts of each are its own.
    */
   async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<AddResult> {
     this.requireOpen();
-    const staged = await this.stageDocuments(docs);
-    const { encoded, truncated } = await this.encodeAll(opts);
-    return { ...staged, encoded, ...(truncated === undefined ? {} : { truncated }) };
+    return this.serialized(async () => {
+      const staged = await this.stage(docs);
+      const { encoded, truncated } = await this.encodeAll(opts);
+      return { ...staged, encoded, ...(truncated === undefined ? {} : { truncated }) };
+    });
   }
 
   /**
    * The first half of addDocuments: records new and changed documents as pending (encoded later, here or
    * by queue workers; what search returns changes only when they are committed) and deletes damaged rows.
    */
-  async stageDocuments(input: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
+  async stageDocuments(docs: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
     this.requireOpen();
+    return this.serialized(() => this.stage(docs));
+  }
+
+  private async stage(input: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
     this.lockForWriting();
     // in the form that is hashed and stored, and an id that would not come back as given refused before anything
     // is written (the table stages in slices, one transaction each)
@@ -277,7 +305,7 @@ export class SearchIndex {
     const damaged = new Set(this.docs.damagedIds());
     const given = new Set(docs.map((d) => d.id));
     const unrecoverable = [...damaged].filter((id) => !given.has(id));
-    if (damaged.size > 0) await this.deleteDocuments([...damaged]);
+    if (damaged.size > 0) await this.deleteNow([...damaged]);
     const counts: StageCounts = { added: 0, changed: 0, unchanged: 0, resumed: 0, repaired: 0 };
     for (let i = 0; i < docs.length; i += 10_000) {
       const c = this.docs.stage(docs.slice(i, i + 10_000), damaged);
@@ -296,7 +324,7 @@ export class SearchIndex {
   /** Encodes pending documents in fixed-order chunks, committing each (sqlite, then vector store). */
   async encodePending(opts: AddOptions = {}): Promise<number> {
     this.requireOpen();
-    return (await this.encodeAll(opts)).encoded;
+    return this.serialized(async () => (await this.encodeAll(opts)).encoded);
   }
 
   private async encodeAll(opts: AddOptions): Promise<{ encoded: number; truncated?: number }> {
@@ -310,6 +338,7 @@ export class SearchIndex {
     let truncated: number | undefined = 0;
     opts.onProgress?.({ done, total: pending, chunks });
     for (;;) {
+      if (this.closed) throw this.closedWhileEncoding(done);
       const chunk = this.docs.nextPending(chunkSize);
       if (chunk.length === 0) break;
       const texts = chunk.map(documentText);
@@ -329,6 +358,15 @@ export class SearchIndex {
     return { encoded: done, truncated };
   }
 
+  /** close() lets the chunk being encoded commit, then stops the loop: what is left stays pending. */
+  private closedWhileEncoding(done: number): IndexError {
+    return new IndexError(
+      `the index ${this.dir} was closed while documents were encoded: ${done} were committed and ` +
+        `${this.docs.pendingCount()} stay pending; open it again and call encodePending() (or run ` +
+        `'search-r3 index' on it) to encode them.`,
+    );
+  }
+
   /**
    * Every pending document in the fixed encoding order, cut into the chunks encodePending would encode
    * one by one: chunks encoded elsewhere (queue workers) and given to commitEncoded then hold exactly the
@@ -344,9 +382,11 @@ export class SearchIndex {
   /** Stores the vectors of one chunk of pendingChunks, encoded elsewhere by this index's model. */
   async commitEncoded(chunk: readonly PendingDocument[], vectors: readonly Float32Array[]): Promise<void> {
     this.requireOpen();
-    this.lockForWriting();
-    await this.commitChunk(chunk, vectors);
-    this.writeCounts();
+    return this.serialized(async () => {
+      this.lockForWriting();
+      await this.commitChunk(chunk, vectors);
+      this.writeCounts();
+    });
   }
 
   /**
@@ -355,12 +395,14 @@ export class SearchIndex {
    */
   async checkStoreWritable(): Promise<void> {
     this.requireOpen();
-    this.lockForWriting();
-    try {
-      await this.store.commit(this.storeGeneration);
-    } catch (e) {
-      throw storeError(this.manifest.storeUri ?? this.dir, e, 'written');
-    }
+    return this.serialized(async () => {
+      this.lockForWriting();
+      try {
+        await this.store.commit(this.storeGeneration);
+      } catch (e) {
+        throw storeError(this.manifest.storeUri ?? this.dir, e, 'written');
+      }
+    });
   }
 
   /**
@@ -381,9 +423,13 @@ export class SearchIndex {
     this.storeGeneration = generation;
   }
 
-  /** Removes documents by id; returns the ids that existed. */
+  /** Removes documents by id; returns the ids that existed. Waits for the writes called before it (serialized). */
   async deleteDocuments(ids: readonly string[]): Promise<string[]> {
     this.requireOpen();
+    return this.serialized(() => this.deleteNow(ids));
+  }
+
+  private async deleteNow(ids: readonly string[]): Promise<string[]> {
     this.lockForWriting();
     const { generation, keys, deleted } = this.docs.delete(ids);
     if (deleted.length === 0) return [];
@@ -571,13 +617,20 @@ export class SearchIndex {
       );
   }
 
-  /** Releases the files and the write lock; every other method refuses afterwards. Closing twice does nothing. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Releases the files and the write lock; every other method refuses from the call on. A write under way ends
+   * first: an encoding loop commits the chunk it is encoding and then stops (its call fails, saying what stays
+   * pending); writes still waiting are refused. Closing twice waits for the same close.
+   */
+  close(): Promise<void> {
     this.closed = true;
-    await this.store.close();
-    this.docs.close();
-    this.lock?.release();
+    this.closing ??= (async () => {
+      await this.writes;
+      await this.store.close();
+      this.docs.close();
+      this.lock?.release();
+    })();
+    return this.closing;
   }
 }
 

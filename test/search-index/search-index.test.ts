@@ -278,3 +278,68 @@ test('a lone surrogate is stored as U+FFFD and checks against its hash; an id ho
     cleanup();
   }
 });
+
+test('writes on one index run one at a time in call order: each pending chunk is encoded once', async () => {
+  const { dir, cleanup } = tempDir('concurrent');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+    const docs = corpus(80);
+    const [a, b, deleted] = await Promise.all([
+      index.addDocuments(docs.slice(0, 40), { documentsPerCommit: 8 }),
+      index.addDocuments(docs.slice(40), { documentsPerCommit: 8 }),
+      index.deleteDocuments(['d000']),
+    ]);
+    // each call's counts are its own: 80 documents encoded once, d000 among them before it was deleted
+    assert.deepEqual([a.staged, a.encoded, b.staged, b.encoded], [40, 40, 40, 40]);
+    assert.deepEqual(deleted, ['d000']);
+    assert.deepEqual(index.stats(), { documents: 79, pending: 0, outdated: 0, generation: index.docs.generation() });
+    assert.equal(await index.store.size(), 79);
+    const direct = await backend.embedDocuments(docs.slice(1).map(documentText));
+    assertSameVectors(
+      docs.slice(1).map((d) => index.getDocument(d.id)!.vector!),
+      direct,
+    );
+    await index.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('close() during addDocuments lets the chunk under way commit, stops, and refuses the writes waiting', async () => {
+  const { dir, cleanup } = tempDir('close-busy');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const indexDir = path.join(dir, 'index');
+    const index = await SearchIndex.open(indexDir, { backend, create: {} });
+    let closing: Promise<void> | undefined;
+    let waiting: Promise<string[]> | undefined;
+    const adding = index.addDocuments(corpus(30), {
+      documentsPerCommit: 10,
+      onChunkCommitted: (p) => {
+        if (p.chunks !== 1) return;
+        waiting = index.deleteDocuments(['d000']);
+        closing = index.close();
+      },
+    });
+    await assert.rejects(
+      adding,
+      (e) =>
+        e instanceof IndexError &&
+        e.message ===
+          `the index ${indexDir} was closed while documents were encoded: 10 were committed and 20 stay pending; ` +
+            `open it again and call encodePending() (or run 'search-r3 index' on it) to encode them.`,
+    );
+    await assert.rejects(waiting!, (e) => e instanceof IndexError && /was closed; open it again/.test(e.message));
+    await closing;
+    const again = await SearchIndex.open(indexDir, { backend, writable: true });
+    assert.deepEqual(again.notes, []);
+    assert.deepEqual([again.stats().documents, again.stats().pending], [10, 20]);
+    assert.equal(await again.encodePending(), 20);
+    assert.equal(again.stats().documents, 30);
+    assert.ok(again.getDocument('d000'));
+    await again.close();
+  } finally {
+    cleanup();
+  }
+});
