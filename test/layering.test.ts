@@ -10,7 +10,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './helpers/repo.js';
 
-/** io (atomic file writes, file checksums) lies below every layer: any folder may import it, it imports none. */
+/**
+ * io (atomic file writes, file checksums, option checks) lies below every layer: any folder may import it, it
+ * imports none.
+ */
 const BELOW_ALL = 'io';
 
 const ALLOWED: Record<string, readonly string[]> = {

@@ -1,3 +1,13 @@
+import {
+  type NumberRange,
+  NON_NEGATIVE_NUMBER,
+  POSITIVE_INTEGER,
+  SEED_RANGE,
+  UNIT_INTERVAL,
+  checkChoice,
+  describeRange,
+  inRange,
+} from '../io/option-checks.js';
 import { UserError } from './command.js';
 
 /**
@@ -17,14 +27,19 @@ export function numberOption(
   return n;
 }
 
+/** An optional --name value in `r` (the ranges the library's options take); undefined when not given. */
+export function rangeOption(v: string | undefined, name: string, r: NumberRange): number | undefined {
+  return numberOption(v, name, describeRange(r), (n) => inRange(n, r));
+}
+
 /** An optional --name value that must be a positive integer; undefined when not given. */
 export function positiveInt(v: string | undefined, name: string): number | undefined {
-  return numberOption(v, name, 'a positive integer', (n) => Number.isInteger(n) && n > 0);
+  return rangeOption(v, name, POSITIVE_INTEGER);
 }
 
 /** An optional --name value that must be an integer ≥ `min`; undefined when not given. */
 export function intAtLeast(v: string | undefined, name: string, min: number): number | undefined {
-  return numberOption(v, name, `an integer ≥ ${min}`, (n) => Number.isInteger(n) && n >= min);
+  return rangeOption(v, name, { integer: true, min });
 }
 
 /** An optional --name value that must be an integer ≥ 0 (a count, a seed); undefined when not given. */
@@ -32,29 +47,19 @@ export function nonNegativeInt(v: string | undefined, name: string): number | un
   return intAtLeast(v, name, 0);
 }
 
-/**
- * An optional --seed: an integer in [0, 2³² − 1], the seeds the generators take (a larger one would be
- * taken modulo 2³², so two seeds given as different would draw the same).
- */
+/** An optional --seed: an integer in [0, 2³² − 1], the seeds the generators take. */
 export function seedOption(v: string | undefined): number | undefined {
-  return numberOption(
-    v,
-    'seed',
-    `an integer in [0, ${MAX_SEED}]`,
-    (n) => Number.isInteger(n) && n >= 0 && n <= MAX_SEED,
-  );
+  return rangeOption(v, 'seed', SEED_RANGE);
 }
-
-const MAX_SEED = 2 ** 32 - 1;
 
 /** An optional --name value that must be an integer in [min, max]; undefined when not given. */
 export function intInRange(v: string | undefined, name: string, min: number, max: number): number | undefined {
-  return numberOption(v, name, `an integer in [${min}, ${max}]`, (n) => Number.isInteger(n) && n >= min && n <= max);
+  return rangeOption(v, name, { integer: true, min, max });
 }
 
 /** An optional --name value that must be a finite number ≥ 0; undefined when not given. */
 export function nonNegativeNumber(v: string | undefined, name: string): number | undefined {
-  return numberOption(v, name, 'a number ≥ 0', (n) => Number.isFinite(n) && n >= 0);
+  return rangeOption(v, name, NON_NEGATIVE_NUMBER);
 }
 
 /** An optional --name value that must be a finite number > 0 (`what` names it: "a number of seconds"). */
@@ -69,7 +74,16 @@ export function fractionOption(v: string | undefined, name: string): number | un
 
 /** An optional --name value that must be a number in [0, 1], both ends included; undefined when not given. */
 export function unitIntervalOption(v: string | undefined, name: string): number | undefined {
-  return numberOption(v, name, 'a number in [0, 1]', (n) => n >= 0 && n <= 1);
+  return rangeOption(v, name, UNIT_INTERVAL);
+}
+
+/** An optional --name value that must be one of `choices` (the values the library's option takes). */
+export function choiceOption<T extends string>(
+  v: string | undefined,
+  name: string,
+  choices: readonly T[],
+): T | undefined {
+  return checkChoice(v, name.startsWith('-') ? name : `--${name}`, choices, (m) => new UserError(m));
 }
 
 /** A --port value: an integer in [0, 65535] (0 picks a free port); 8080 when not given. */

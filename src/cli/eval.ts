@@ -2,7 +2,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { noEffect, nonNegativeInt, nonNegativeNumber, numberOption, positiveInt, unitIntervalOption } from './args.js';
+import {
+  choiceOption,
+  noEffect,
+  nonNegativeInt,
+  nonNegativeNumber,
+  numberOption,
+  positiveInt,
+  unitIntervalOption,
+} from './args.js';
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { checkNotAnInput, checkOutputFile, checkReplacesOnly, type InputFile } from './output-path.js';
@@ -11,7 +19,7 @@ import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { embeddingsFiles, readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
 import { ModelRetriever, type SearchR3Encoder } from '../eval/model-retriever.js';
-import { Embedder, requireEmbedToken } from '../embed/index.js';
+import { Embedder, REASONING_MODES, requireEmbedToken } from '../embed/index.js';
 import { LlamaCppEngine } from '../embed/index.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
@@ -186,8 +194,7 @@ interface OpenRetriever {
 
 /** A Search-R3 model folder on the chosen engine as a retriever (loaded once, read-only), and how to let it go. */
 async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: EngineChoice): Promise<OpenRetriever> {
-  if (o.reasoning !== undefined && o.reasoning !== 'on' && o.reasoning !== 'off')
-    throw new UserError(`--reasoning must be on or off (got '${o.reasoning}').`);
+  choiceOption(o.reasoning, 'reasoning', REASONING_MODES);
   if (!existsSync(dir)) throw new UserError(`--retriever '${dir}': not 'bm25' and not a model folder.`);
   let encoder: SearchR3Encoder;
   let close = async (): Promise<void> => {};

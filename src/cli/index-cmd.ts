@@ -3,7 +3,7 @@ import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { UserError, type Command } from './command.js';
-import { positiveInt } from './args.js';
+import { choiceOption, positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { readDocuments } from '../search-index/document-source.js';
@@ -17,7 +17,7 @@ import {
   openEngineBackend,
   parseEngine,
 } from './engine-options.js';
-import { MANIFEST_FILE, type IndexManifest, type VectorDtype } from '../search-index/manifest.js';
+import { MANIFEST_FILE, type IndexManifest, STORE_KINDS, VECTOR_DTYPES } from '../search-index/manifest.js';
 import { DOCS_FILE } from '../search-index/document-table.js';
 import { DOCUMENTS_PER_COMMIT } from '../search-index/commit-chunk.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
@@ -125,12 +125,9 @@ export const indexCommand: Command = {
     return (async () => {
       if (values.delete !== undefined) return deleteIds(out, values.delete);
       // left out, an existing index keeps its own (a new one gets f32)
-      const dtype = values.dtype;
-      if (dtype !== undefined && !['f32', 'f16', 'i8'].includes(dtype))
-        throw new UserError(`--dtype must be f32, f16 or i8 (got '${dtype}').`);
-      const store = values.store ?? (values.queue || values['store-uri'] ? 'lancedb' : 'local');
-      if (store !== 'local' && store !== 'lancedb')
-        throw new UserError(`--store must be local or lancedb (got '${store}').`);
+      const dtype = choiceOption(values.dtype, 'dtype', VECTOR_DTYPES);
+      const store =
+        choiceOption(values.store, 'store', STORE_KINDS) ?? (values.queue || values['store-uri'] ? 'lancedb' : 'local');
       if (store === 'local' && values['store-uri'])
         throw new UserError('--store-uri names a LanceDB table; drop it, or give --store lancedb.');
       if (values.queue && store !== 'lancedb')
@@ -165,7 +162,7 @@ export const indexCommand: Command = {
         backend,
         // left out, an existing index keeps its own; given, they must be its own (fixed when it was created)
         create: {
-          ...(dtype ? { dtype: dtype as VectorDtype } : {}),
+          ...(dtype ? { dtype } : {}),
           ...(values.store !== undefined || !holdsIndex(out) ? { store } : {}),
           ...(values['store-uri'] ? { storeUri: values['store-uri'] } : {}),
         },

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
-import { noEffect, nonNegativeInt, nonNegativeNumber, positiveInt, seedOption } from './args.js';
+import { choiceOption, noEffect, nonNegativeInt, nonNegativeNumber, positiveInt, seedOption } from './args.js';
+import { REASONING_MODES } from '../embed/index.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { recordedModelFolder } from './index-model.js';
@@ -76,9 +77,7 @@ export const searchCommand: Command = {
     }
     const budgetOption = values['max-reasoning'] !== undefined ? 'max-reasoning' : 'max-reasoning-tokens';
     const budget = values['max-reasoning-tokens'] ?? values['max-reasoning'];
-    const reasoning = values.reasoning ?? 'off';
-    if (reasoning !== 'on' && reasoning !== 'off')
-      throw new UserError(`--reasoning must be on or off (got '${reasoning}').`);
+    const reasoning = choiceOption(values.reasoning, 'reasoning', REASONING_MODES) ?? 'off';
     if (reasoning === 'off') {
       for (const o of ['temperature', 'seed', budgetOption] as const)
         noEffect(`--${o}`, values[o], 'it shapes the analysis, and --reasoning is off');

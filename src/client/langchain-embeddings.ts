@@ -4,7 +4,8 @@
  * servers (baseURL). LangChain's AsyncCaller wraps each call (maxConcurrency, maxRetries).
  */
 import { Embeddings, type EmbeddingsParams } from '@langchain/core/embeddings';
-import { type DeviceChoice, type QueryOptions, useDevice } from '../embed/index.js';
+import { type DeviceChoice, type QueryOptions, checkQueryOptions, useDevice } from '../embed/index.js';
+import { POSITIVE_INTEGER, type Refuse, checkNumber } from '../io/option-checks.js';
 import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { RemoteEmbedder, type RemoteOptions } from './remote-embedder.js';
 
@@ -28,6 +29,8 @@ export interface SearchR3EmbeddingsParams extends EmbeddingsParams {
   batchSize?: number;
 }
 
+const refuse: Refuse = (message) => new Error(`SearchR3Embeddings: ${message}`);
+
 export class SearchR3Embeddings extends Embeddings {
   private backendPromise?: Promise<EmbeddingBackend>;
   private readonly batchSize: number;
@@ -37,7 +40,8 @@ export class SearchR3Embeddings extends Embeddings {
     const sources = [fields.modelDir, fields.baseURL, fields.backend].filter((x) => x !== undefined).length;
     if (sources !== 1) throw new Error('SearchR3Embeddings needs exactly one of modelDir, baseURL or backend.');
     if (fields.device && !fields.modelDir) throw new Error('SearchR3Embeddings: device goes with modelDir.');
-    this.batchSize = fields.batchSize ?? 64;
+    this.batchSize = checkNumber(fields.batchSize, "'batchSize'", POSITIVE_INTEGER, refuse) ?? 64;
+    checkQueryOptions(fields.query, refuse, 'query.');
   }
 
   /** The backend, loaded on first use. */

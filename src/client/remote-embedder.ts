@@ -16,10 +16,20 @@ import {
   type PromptTemplates,
   type QueryEmbedding,
   type QueryOptions,
+  checkQueryOptions,
 } from '../embed/index.js';
 import type { DocumentEmbeddings, EmbeddingBackend } from '../search-index/embedding-backend.js';
 import type { ModelFusion } from '../search-index/model-fusion.js';
 import type { Tokenizer } from '../model/tokenizer.js';
+import {
+  NON_NEGATIVE_NUMBER,
+  POSITIVE_INTEGER,
+  type Refuse,
+  checkChoice,
+  checkNumber,
+  checkOptionsObject,
+  refusal,
+} from '../io/option-checks.js';
 
 export interface RemoteOptions {
   apiKey?: string;
@@ -100,6 +110,7 @@ export class RemoteEmbedder implements EmbeddingBackend {
 
   /** Checks every server's /health and that they all serve the same model with the same prompts. */
   static async connect(urls: string[], opts: RemoteOptions = {}): Promise<RemoteEmbedder> {
+    checkRemoteOptions(urls, opts);
     if (urls.length === 0) throw new RemoteError('no server URLs given.');
     const clean = urls.map((u) => u.replace(/\/+$/, '').replace(/\/v1$/, ''));
     if (opts.protocol === 'openai') return RemoteEmbedder.connectOpenAI(clean, opts);
@@ -336,6 +347,7 @@ export class RemoteEmbedder implements EmbeddingBackend {
   }
 
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
+    checkQueryOptions(opts, refuse);
     if (this.opts.protocol === 'openai') return this.embedQueriesOpenAI(texts, opts);
     const ext: Record<string, unknown> = { mode: 'query', reasoning: opts.reasoning ?? 'off' };
     if (opts.maxReasoningTokens !== undefined) ext.max_reasoning_tokens = opts.maxReasoningTokens;
@@ -399,6 +411,24 @@ export class RemoteEmbedder implements EmbeddingBackend {
         };
       });
   }
+}
+
+const refuse: Refuse = (message) => new RemoteError(message);
+
+/**
+ * RemoteEmbedder.connect's arguments, before any server is asked: a count of 0 would split work into no
+ * requests (forever, or into no results), and a time that is not a number would reach AbortSignal.timeout.
+ */
+function checkRemoteOptions(urls: unknown, opts: unknown): void {
+  if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string'))
+    throw refuse(refusal('the server URLs', 'an array of strings', urls));
+  const o = checkOptionsObject(opts, 'the options of RemoteEmbedder.connect', refuse);
+  for (const k of ['inputsPerRequest', 'concurrency', 'maxAttempts', 'maxLength'])
+    checkNumber(o[k], `'${k}'`, POSITIVE_INTEGER, refuse);
+  // the longest delay a timer takes: a longer one fires at once
+  checkNumber(o.timeoutMs, "'timeoutMs'", { integer: true, min: 1, max: 2 ** 31 - 1 }, refuse);
+  checkNumber(o.backoffMs, "'backoffMs'", NON_NEGATIVE_NUMBER, refuse);
+  checkChoice(o.protocol, "'protocol'", ['search-r3', 'openai'], refuse);
 }
 
 function authHeader(apiKey: string | undefined): Record<string, string> {

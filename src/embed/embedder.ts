@@ -8,6 +8,7 @@ import { type Steps, generateSteps, runSteps } from '../model/generate.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { DEFAULT_TEMPLATES, type EncodedPrompt, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
+import { checkQueryOptions, checkTexts } from './query-options.js';
 import { readAnalysis, reasoningPrompts } from './reasoning.js';
 
 export interface EmbedderOptions {
@@ -92,6 +93,7 @@ export class Embedder {
     texts: readonly string[],
     onProgress?: (done: number, total: number) => void,
   ): Steps<{ vectors: Float32Array[]; stats: EmbedStats }> {
+    checkTexts(texts, 'document');
     const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength));
     const vectors = yield* this.forwardSteps(
       prompts.map((p) => p.ids),
@@ -102,6 +104,8 @@ export class Embedder {
 
   /** Embeds queries; with reasoning on, the model analyses each query before emitting the token. */
   embedQueries(texts: readonly string[], opts: QueryOptions = {}): QueryEmbedding[] {
+    checkTexts(texts, 'query');
+    checkQueryOptions(opts);
     if ((opts.reasoning ?? 'off') === 'off') {
       const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'query', this.templates, this.maxLength));
       return this.forwardBatches(prompts.map((p) => p.ids)).map((v, i) => directQueryEmbedding(v, prompts[i]));

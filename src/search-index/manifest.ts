@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { PromptTemplates } from '../embed/index.js';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
+import { POSITIVE_INTEGER, describeRange, inRange, listChoices } from '../io/option-checks.js';
 import { IndexError } from './index-error.js';
 
 export const MANIFEST_FILE = 'index.json';
@@ -25,6 +26,37 @@ export interface HnswParams {
   connectivity: number;
   expansionAdd: number;
   expansionSearch: number;
+}
+
+export const VECTOR_DTYPES: readonly VectorDtype[] = ['f32', 'f16', 'i8'];
+export const STORE_KINDS: readonly StoreKind[] = ['local', 'lancedb'];
+export const HNSW_FIELDS: readonly (keyof HnswParams)[] = ['connectivity', 'expansionAdd', 'expansionSearch'];
+export const DEFAULT_HNSW: HnswParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+
+/** The fields of a manifest its creator chooses, as given (a create option) or read (index.json). */
+export interface ChosenFields {
+  dtype: unknown;
+  store: unknown;
+  storeUri?: unknown;
+  hnsw: unknown;
+}
+
+/**
+ * The first chosen field the index cannot use ('hnsw.connectivity' for one HNSW parameter) and what it must be,
+ * or undefined when all can be used. The reader of a manifest and the creator of an index both ask this, so no
+ * index is created that could not be opened again.
+ */
+export function chosenFieldProblem(m: ChosenFields): { field: string; want: string } | undefined {
+  if (!(VECTOR_DTYPES as readonly unknown[]).includes(m.dtype))
+    return { field: 'dtype', want: listChoices(VECTOR_DTYPES) };
+  if (!(STORE_KINDS as readonly unknown[]).includes(m.store)) return { field: 'store', want: listChoices(STORE_KINDS) };
+  if (m.storeUri !== undefined && (typeof m.storeUri !== 'string' || m.storeUri.trim() === ''))
+    return { field: 'storeUri', want: 'a LanceDB location (a path or a URI)' };
+  const hnsw = m.hnsw as Record<string, unknown> | null;
+  if (typeof hnsw !== 'object' || hnsw === null || Array.isArray(hnsw))
+    return { field: 'hnsw', want: `an object of ${HNSW_FIELDS.join(', ')}` };
+  const bad = HNSW_FIELDS.find((k) => !inRange(hnsw[k], POSITIVE_INTEGER));
+  return bad === undefined ? undefined : { field: `hnsw.${bad}`, want: describeRange(POSITIVE_INTEGER) };
 }
 
 export interface IndexManifest {
@@ -103,16 +135,8 @@ function checkFields(m: Record<string, unknown>, file: string): IndexManifest {
     !Object.values(templates).every((t) => typeof t === 'string')
   )
     bad('templates', 'an object of strings');
-  if (!['f32', 'f16', 'i8'].includes(m.dtype as string)) bad('dtype', "'f32', 'f16' or 'i8'");
-  if (!['local', 'lancedb'].includes(m.store as string)) bad('store', "'local' or 'lancedb'");
-  const hnsw = m.hnsw as Record<string, unknown> | undefined;
-  if (
-    !['connectivity', 'expansionAdd', 'expansionSearch'].every(
-      (k) => Number.isInteger(hnsw?.[k]) && (hnsw![k] as number) > 0,
-    )
-  ) {
-    bad('hnsw', 'positive integers connectivity, expansionAdd and expansionSearch');
-  }
+  const chosen = chosenFieldProblem(m as unknown as ChosenFields);
+  if (chosen) bad(chosen.field, chosen.want);
   return m as unknown as IndexManifest;
 }
 

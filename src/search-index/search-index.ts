@@ -20,11 +20,21 @@ import {
 import type { EmbeddingBackend } from './embedding-backend.js';
 import { IndexError } from './index-error.js';
 import {
+  checkAddOptions,
+  checkChunkSize,
+  checkDocuments,
+  checkIds,
+  checkOpenOptions,
+  checkRankOptions,
+  checkSearch,
+} from './api-checks.js';
+import {
   type HnswParams,
   type IndexManifest,
   type ManifestRead,
   type StoreKind,
   type VectorDtype,
+  DEFAULT_HNSW,
   FORMAT,
   FORMAT_VERSION,
   MANIFEST_FILE,
@@ -125,8 +135,6 @@ export interface SearchResult {
   searchMs: number;
 }
 
-const DEFAULT_HNSW: HnswParams = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
-
 /**
  * Below this many multiply-adds (documents × dimension) a query is answered by exact search over the
  * f32 vectors: it costs about a millisecond there, is exact, and does not depend on how the HNSW graph
@@ -167,7 +175,10 @@ export class SearchIndex {
    * rebuilt from docs.sqlite (in memory for a reader) and reported in `notes`.
    */
   static async open(dir: string, opts: OpenIndexOptions = {}): Promise<SearchIndex> {
+    checkOpenOptions(opts);
     const { backend } = opts;
+    // a new index takes its dimension and prompts from the model: without one, refused before its folder is made
+    if (opts.create !== undefined && !backend && !holdsIndexFiles(dir)) throw new IndexError(CREATE_NEEDS_MODEL);
     const writable = opts.writable === true || opts.create !== undefined;
     prepareFolder(dir, opts.create !== undefined);
     const notes: string[] = [];
@@ -280,6 +291,8 @@ export class SearchIndex {
    */
   async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<AddResult> {
     this.requireOpen();
+    checkDocuments(docs);
+    checkAddOptions(opts);
     return this.serialized(async () => {
       const staged = await this.stage(docs);
       const { encoded, truncated } = await this.encodeAll(opts);
@@ -293,6 +306,7 @@ export class SearchIndex {
    */
   async stageDocuments(docs: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
     this.requireOpen();
+    checkDocuments(docs);
     return this.serialized(() => this.stage(docs));
   }
 
@@ -324,6 +338,7 @@ export class SearchIndex {
   /** Encodes pending documents in fixed-order chunks, committing each (sqlite, then vector store). */
   async encodePending(opts: AddOptions = {}): Promise<number> {
     this.requireOpen();
+    checkAddOptions(opts);
     return this.serialized(async () => (await this.encodeAll(opts)).encoded);
   }
 
@@ -374,6 +389,7 @@ export class SearchIndex {
    */
   pendingChunks(documentsPerCommit: number): PendingDocument[][] {
     this.requireOpen();
+    checkChunkSize(documentsPerCommit);
     const all = this.docs.nextPending(this.docs.pendingCount());
     const size = Math.max(1, documentsPerCommit);
     return Array.from({ length: Math.ceil(all.length / size) }, (_, i) => all.slice(i * size, (i + 1) * size));
@@ -426,6 +442,7 @@ export class SearchIndex {
   /** Removes documents by id; returns the ids that existed. Waits for the writes called before it (serialized). */
   async deleteDocuments(ids: readonly string[]): Promise<string[]> {
     this.requireOpen();
+    checkIds(ids);
     return this.serialized(() => this.deleteNow(ids));
   }
 
@@ -473,6 +490,7 @@ export class SearchIndex {
   /** Embeds the query (with reasoning when asked) and ranks documents. */
   async search(query: string, opts: SearchOptions = {}): Promise<SearchResult> {
     this.requireOpen();
+    checkSearch(query, opts);
     const backend = this.requireBackend('searching by text');
     const t0 = performance.now();
     const [q] = await backend.embedQueries([query], opts);
@@ -488,7 +506,8 @@ export class SearchIndex {
     opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string; exact?: boolean } = {},
   ): Promise<SearchHit[]> {
     this.requireOpen();
-    const k = Math.max(1, opts.k ?? 10);
+    checkRankOptions(opts);
+    const k = opts.k ?? 10;
     if (vector.length !== this.dimension)
       throw new IndexError(
         `the query vector has ${vector.length} dimensions; the index holds ${this.dimension}-d vectors.`,
@@ -679,6 +698,13 @@ function backendSource(b: EmbeddingBackend): string {
   return typeof s === 'string' ? s : b.modelId;
 }
 
+const CREATE_NEEDS_MODEL = 'creating an index needs a model (backend) to fix its dimension and prompts.';
+
+/** Whether `dir` holds an index's manifest or documents (damaged or not): `create` then opens, not creates. */
+function holdsIndexFiles(dir: string): boolean {
+  return existsSync(path.join(dir, MANIFEST_FILE)) || existsSync(path.join(dir, DOCS_FILE));
+}
+
 /** Refuses a file where the index folder should be; creates the folder for a new index. */
 function prepareFolder(dir: string, create: boolean): void {
   if (existsSync(dir) && !statSync(dir).isDirectory())
@@ -818,7 +844,7 @@ function identity(m: IndexManifest): IndexManifest {
 
 function newManifest(dir: string, opts: OpenIndexOptions): IndexManifest {
   const backend = opts.backend;
-  if (!backend) throw new IndexError('creating an index needs a model (backend) to fix its dimension and prompts.');
+  if (!backend) throw new IndexError(CREATE_NEEDS_MODEL);
   const create = opts.create ?? {};
   const now = new Date().toISOString();
   const store = askedStore(create, 'local');

@@ -10,6 +10,7 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, sta
 import path from 'node:path';
 import usearch from 'usearch';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
+import { checkNumber } from '../io/option-checks.js';
 import type { HnswParams, VectorDtype } from './manifest.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 
@@ -200,8 +201,9 @@ export class UsearchStore implements VectorStore {
 
   /** Synchronous search (the HNSW walk takes well under a millisecond; no reason to defer it). */
   searchSync(vector: Float32Array, k: number): VectorHit[] {
-    if (this.index.size() === 0 || k <= 0) return [];
-    const m = this.index.search(vector, k, 1);
+    const n = nativeCount(k, this.index.size());
+    if (n === 0) return [];
+    const m = this.index.search(vector, n, 1);
     const hits: VectorHit[] = [];
     for (let i = 0; i < m.keys.length; i++) hits.push({ key: Number(m.keys[i]), score: 1 - m.distances[i] });
     return hits;
@@ -259,15 +261,25 @@ export class UsearchStore implements VectorStore {
  * 0.27 ms against 1.83 ms at 5,183 × 256 and 1.12 ms against 6.69 ms at 5,400 × 1536, since that kernel
  * works in groups of four queries and copies the documents into its memory on every call.
  */
+/**
+ * How many results to ask usearch for: k, at most the `size` vectors there are (it allocates room for k), none
+ * for k ≤ 0. usearch converts k to an unsigned 64-bit integer in native code, where NaN, a fraction or an
+ * unsafe integer aborts the whole process: they are refused here, whatever the caller checked.
+ */
+function nativeCount(k: number, size: number): number {
+  checkNumber(k, 'the number of results asked of usearch', { integer: true }, (m) => new RangeError(m));
+  return Math.max(0, Math.min(k, size));
+}
+
 export function exactCosineSearch(
   data: Float32Array,
   dimension: number,
   query: Float32Array,
   k: number,
 ): { row: number; score: number }[] {
-  const n = data.length / dimension;
-  if (n === 0 || k <= 0) return [];
-  const m = exactSearch(data, query, dimension, Math.min(k, n), MetricKind.Cos, 1);
+  const n = nativeCount(k, data.length / dimension);
+  if (n === 0) return [];
+  const m = exactSearch(data, query, dimension, n, MetricKind.Cos, 1);
   const keys = m.keys as BigUint64Array,
     distances = m.distances as Float32Array;
   const out: { row: number; score: number }[] = [];

@@ -2,7 +2,8 @@
  * Reading the fields of OpenAI-shaped request bodies: each problem is a 400 whose `param` names the field.
  * Pure functions: no model, no I/O.
  */
-import type { QueryOptions } from '../embed/index.js';
+import { QUERY_OPTION_RANGES, type QueryOptions, REASONING_MODES } from '../embed/index.js';
+import { checkChoice, checkNumber } from '../io/option-checks.js';
 import type { ChatMessage } from '../model/chat-template.js';
 import { badRequest } from './http-error.js';
 import { type ChatJob, MAX_COMPLETION_TOKENS, type MaxTokensField, inputParam } from './worker-protocol.js';
@@ -10,32 +11,33 @@ import { type ChatJob, MAX_COMPLETION_TOKENS, type MaxTokensField, inputParam } 
 /** 'missing_required_parameter' when the field is absent, else 'invalid_type'. */
 export const missingOrType = (v: unknown): string => (v === undefined ? 'missing_required_parameter' : 'invalid_type');
 
-const isInt = (v: unknown, lo: number, hi: number): boolean =>
-  typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+/** The server's bound on an analysis's length and its temperature, within what the library takes (work per request). */
+const SERVED_MAX = { maxReasoningTokens: 4096, temperature: 5 } as const;
+
+/**
+ * A request field read as the library's option `option` (the same range, narrowed by SERVED_MAX); null is "not
+ * given", as OpenAI's own clients send it for an unset field. `param` is the field as the request names it.
+ */
+function rangeField(v: unknown, param: string, option: keyof typeof QUERY_OPTION_RANGES): number | undefined {
+  if (v === null) return undefined;
+  const cap = (SERVED_MAX as Partial<Record<string, number>>)[option];
+  const range = { ...QUERY_OPTION_RANGES[option], ...(cap !== undefined ? { max: cap } : {}) };
+  return checkNumber(v, `'${param}'`, range, (m) => badRequest(m, param));
+}
 
 /** The sampling fields of a query (`prefix` names where they sit, e.g. 'search_r3.'). */
 export function queryOptions(fields: Record<string, unknown>, prefix: string): QueryOptions {
-  // null is "not given", as OpenAI's own clients send it for an unset field
-  const num = (k: string, lo: number, hi: number): number | undefined => {
-    const v = fields[k];
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) {
-      throw badRequest(`'${prefix}${k}' must be a number in [${lo}, ${hi}].`, `${prefix}${k}`);
-    }
-    return v;
-  };
-  const int = (k: string, lo: number, hi: number): number | undefined => {
-    const v = num(k, lo, hi);
-    if (v !== undefined && !Number.isInteger(v))
-      throw badRequest(`'${prefix}${k}' must be an integer.`, `${prefix}${k}`);
-    return v;
-  };
   return {
-    maxReasoningTokens: int('max_reasoning_tokens', 0, 4096),
-    temperature: num('temperature', 0, 5),
-    topP: num('top_p', 0, 1),
-    seed: int('seed', 0, 2 ** 32 - 1),
+    maxReasoningTokens: rangeField(fields.max_reasoning_tokens, `${prefix}max_reasoning_tokens`, 'maxReasoningTokens'),
+    temperature: rangeField(fields.temperature, `${prefix}temperature`, 'temperature'),
+    topP: rangeField(fields.top_p, `${prefix}top_p`, 'topP'),
+    seed: rangeField(fields.seed, `${prefix}seed`, 'seed'),
   };
+}
+
+/** The field `param` as a reasoning mode ('on' or 'off', as the library takes it); 'off' when left out or null. */
+export function reasoningField(v: unknown, param: string): 'on' | 'off' {
+  return checkChoice(v ?? undefined, `'${param}'`, REASONING_MODES, (m) => badRequest(m, param)) ?? 'off';
 }
 
 /** An optional boolean field: false when left out or null (OpenAI's clients send null for an unset field). */
@@ -152,10 +154,8 @@ export function parseChatFields(body: Record<string, unknown>): ChatJob {
   const limit = (field: MaxTokensField): number | undefined => {
     const v = body[field];
     if (!sent(v)) return undefined;
-    if (!isInt(v, 1, MAX_COMPLETION_TOKENS)) {
-      throw badRequest(`'${field}' must be an integer in [1, ${MAX_COMPLETION_TOKENS}].`, field);
-    }
-    return v as number;
+    const range = { integer: true, min: 1, max: MAX_COMPLETION_TOKENS };
+    return checkNumber(v, `'${field}'`, range, (m) => badRequest(m, field));
   };
   const newer = limit('max_completion_tokens');
   const older = limit('max_tokens');

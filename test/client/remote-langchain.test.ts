@@ -9,6 +9,7 @@ import {
   SearchR3VectorStore,
   RemoteEmbedder,
   RemoteError,
+  type RemoteOptions,
   SearchIndex,
   startSearchServer,
 } from '../../src/index.js';
@@ -211,6 +212,62 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
     await assert.rejects(store.addVectors(), /embeds documents with its own model/);
   } finally {
     await index.close();
+    cleanup();
+  }
+});
+
+test('numeric options that would loop, run out of memory or return nothing are refused before any work', async () => {
+  const { dir, cleanup } = tempDir('lcopts');
+  try {
+    const local = await tinyBackend(await tinyModelDir(dir));
+    const lc = (message: string) => (e: unknown) =>
+      e instanceof Error && e.message === `SearchR3Embeddings: ${message}`;
+    // batchSize 0 would cut the documents into empty slices forever
+    for (const [batchSize, shown] of [
+      [0, '0'],
+      [2.5, '2.5'],
+      [NaN, 'NaN'],
+    ] as const)
+      assert.throws(
+        () => new SearchR3Embeddings({ backend: local, batchSize }),
+        lc(`'batchSize' must be a positive integer (got ${shown}).`),
+      );
+    assert.throws(
+      () => new SearchR3Embeddings({ backend: local, query: { reasoning: 'on', temperature: NaN } }),
+      lc("'query.temperature' must be a number ≥ 0 (got NaN)."),
+    );
+    assert.throws(
+      () => new SearchR3Embeddings({ backend: local, query: { reasoning: 'yes' as 'on' } }),
+      lc("'query.reasoning' must be 'on' or 'off' (got 'yes')."),
+    );
+    assert.equal((await new SearchR3Embeddings({ backend: local, batchSize: 1 }).embedDocuments(['a', 'b'])).length, 2);
+    // refused before any server is asked: nothing listens on port 9, so a check after connecting would say so instead
+    const remote = (message: string) => (e: unknown) => e instanceof RemoteError && e.message === message;
+    const nowhere = ['http://127.0.0.1:9'];
+    for (const [opts, message] of [
+      [{ inputsPerRequest: 0 }, "'inputsPerRequest' must be a positive integer (got 0)."],
+      [{ concurrency: 0 }, "'concurrency' must be a positive integer (got 0)."],
+      [{ maxAttempts: 0.5 }, "'maxAttempts' must be a positive integer (got 0.5)."],
+      [{ timeoutMs: NaN }, "'timeoutMs' must be an integer in [1, 2147483647] (got NaN)."],
+      [{ backoffMs: -1 }, "'backoffMs' must be a number ≥ 0 (got -1)."],
+      [{ protocol: 'vllm' }, "'protocol' must be 'search-r3' or 'openai' (got 'vllm')."],
+    ] as const)
+      await assert.rejects(RemoteEmbedder.connect(nowhere, opts as RemoteOptions), remote(message), message);
+    await assert.rejects(
+      RemoteEmbedder.connect(nowhere[0] as unknown as string[]),
+      remote("the server URLs must be an array of strings (got 'http://127.0.0.1:9')."),
+    );
+    const server = await startSearchServer({ backend: local, port: 0 });
+    try {
+      const r = await RemoteEmbedder.connect([server.url]);
+      await assert.rejects(
+        r.embedQueries(['heart'], { maxReasoningTokens: -1 }),
+        remote("'maxReasoningTokens' must be an integer ≥ 0 (got -1)."),
+      );
+    } finally {
+      await server.close();
+    }
+  } finally {
     cleanup();
   }
 });

@@ -104,3 +104,31 @@ test(
     assert.ok(relErr(q.vector, unit(full.slice(prompt.length * d, (prompt.length + 1) * d))) < 1e-5);
   },
 );
+
+test('query options and texts that are not what QueryOptions says are refused, naming them, before any pass', () => {
+  const e = new Embedder(model, tokenizer);
+  const refused = (message: string) => (err: unknown) => err instanceof RangeError && err.message === message;
+  // NaN fails both `> 0` and `<= 0`: the sampler took it for a temperature that draws, without the generator
+  assert.throws(
+    () => e.embedQuery('aspirin', { reasoning: 'on', temperature: NaN }),
+    refused("'temperature' must be a number ≥ 0 (got NaN)."),
+  );
+  assert.throws(
+    () => e.embedQuery('aspirin', { reasoning: 'on', temperature: 1, topP: NaN }),
+    refused("'topP' must be a number in [0, 1] (got NaN)."),
+  );
+  assert.throws(
+    () => e.embedQuery('aspirin', { reasoning: 'yes' as 'on' }),
+    refused("'reasoning' must be 'on' or 'off' (got 'yes')."),
+  );
+  assert.throws(
+    () => e.embedQuery('aspirin', { reasoning: 'on', maxReasoningTokens: -1 }),
+    refused("'maxReasoningTokens' must be an integer ≥ 0 (got -1)."),
+  );
+  // the chat template was blamed for a query that is not text
+  assert.throws(() => e.embedQuery(null as unknown as string), refused('query text [0] must be a string (got null).'));
+  assert.throws(
+    () => e.embedDocuments(['a', 7 as unknown as string]),
+    refused('document text [1] must be a string (got 7).'),
+  );
+});

@@ -1,9 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { SearchIndex } from '../../src/search-index/search-index.js';
-import { documentText } from '../../src/search-index/document-source.js';
+import { type CreateIndexOptions, SearchIndex } from '../../src/search-index/search-index.js';
+import { type SourceDocument, documentText } from '../../src/search-index/document-source.js';
 import { IndexError } from '../../src/search-index/index-error.js';
+import { MANIFEST_FILE, type VectorDtype, sealManifest, unsealManifest } from '../../src/search-index/manifest.js';
+import { UsearchStore, exactCosineSearch } from '../../src/search-index/usearch-store.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 import { Document } from '@langchain/core/documents';
 import { SearchR3Embeddings } from '../../src/client/langchain-embeddings.js';
@@ -339,6 +342,182 @@ test('close() during addDocuments lets the chunk under way commit, stops, and re
     assert.equal(again.stats().documents, 30);
     assert.ok(again.getDocument('d000'));
     await again.close();
+  } finally {
+    cleanup();
+  }
+});
+
+/** An IndexError whose message is exactly `message`. */
+const refusedWith =
+  (message: string) =>
+  (e: unknown): boolean =>
+    e instanceof IndexError && e.message === message;
+
+test('bad search arguments are refused in one sentence naming them; none reaches usearch (NaN aborts it)', async () => {
+  const { dir, cleanup } = tempDir('badsearch');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+    await index.addDocuments(corpus(5));
+    const vector = index.getDocument('d000')!.vector!;
+    const k = "'k' must be a positive integer";
+    const cases: [unknown, Record<string, unknown> | undefined, string][] = [
+      ['gene', { k: NaN }, `${k} (got NaN).`],
+      ['gene', { k: 0 }, `${k} (got 0).`],
+      ['gene', { k: -3 }, `${k} (got -3).`],
+      ['gene', { k: 2.5 }, `${k} (got 2.5).`],
+      ['gene', { k: Infinity }, `${k} (got Infinity).`],
+      ['gene', { k: '5' }, `${k} (got '5').`],
+      ['gene', { hybrid: true, candidates: NaN }, "'candidates' must be a positive integer (got NaN)."],
+      ['gene', { hybrid: 'yes' }, "'hybrid' must be true or false (got 'yes')."],
+      ['gene', { reasoning: 'yes' }, "'reasoning' must be 'on' or 'off' (got 'yes')."],
+      ['gene', { reasoning: true }, "'reasoning' must be 'on' or 'off' (got true)."],
+      ['gene', { reasoning: 'on', maxReasoningTokens: -1 }, "'maxReasoningTokens' must be an integer ≥ 0 (got -1)."],
+      ['gene', { reasoning: 'on', temperature: NaN }, "'temperature' must be a number ≥ 0 (got NaN)."],
+      ['gene', { reasoning: 'on', temperature: 1, topP: 2 }, "'topP' must be a number in [0, 1] (got 2)."],
+      ['gene', { seed: -1 }, "'seed' must be an integer in [0, 4294967295] (got -1)."],
+      [null, undefined, 'the query must be a string (got null).'],
+      [undefined, undefined, 'the query must be a string (got undefined).'],
+      [42, {}, 'the query must be a string (got 42).'],
+    ];
+    for (const [query, opts, message] of cases)
+      await assert.rejects(index.search(query as string, opts), refusedWith(message), message);
+    await assert.rejects(index.searchVector(vector, { k: NaN }), refusedWith(`${k} (got NaN).`));
+    await assert.rejects(index.searchVector(vector, { k: NaN, exact: false }), refusedWith(`${k} (got NaN).`));
+    // the native calls themselves refuse what would abort the process, whoever calls them
+    const native = (e: unknown): boolean =>
+      e instanceof RangeError &&
+      /the number of results asked of usearch must be an integer \(got NaN\)/.test(e.message);
+    assert.throws(() => index.exactSearch(vector, NaN), native);
+    assert.throws(() => exactCosineSearch(vector, vector.length, vector, 0.5), RangeError);
+    assert.throws(() => (index.store as UsearchStore).searchSync(vector, NaN), native);
+    // a k beyond the documents there are is the documents there are
+    assert.equal((await index.searchVector(vector, { k: 1e9, exact: false })).length, 5);
+    assert.equal((await index.search('gene', { k: 3 })).hits.length, 3);
+    await index.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test("bad create options are refused by the manifest reader's own check, before the index folder is made", async () => {
+  const { dir, cleanup } = tempDir('badcreate');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const cases: [unknown, string][] = [
+      [{ dtype: 'f64' }, "'create.dtype' must be 'f32', 'f16' or 'i8' (got 'f64')."],
+      [{ dtype: 'F16' }, "'create.dtype' must be 'f32', 'f16' or 'i8' (got 'F16')."],
+      [{ store: 'usearch' }, "'create.store' must be 'local' or 'lancedb' (got 'usearch')."],
+      [{ storeUri: 5 }, "'create.storeUri' must be a LanceDB location (a path or a URI) (got 5)."],
+      [{ hnsw: { expansionSearch: 0 } }, "'create.hnsw.expansionSearch' must be a positive integer (got 0)."],
+      [{ hnsw: { connectivity: -5 } }, "'create.hnsw.connectivity' must be a positive integer (got -5)."],
+      [{ hnsw: { connectivity: 'many' } }, "'create.hnsw.connectivity' must be a positive integer (got 'many')."],
+      [
+        { hnsw: { ef: 3 } },
+        "'create.hnsw' has no option 'ef'; it takes 'connectivity', 'expansionAdd' or 'expansionSearch'.",
+      ],
+      [{ dType: 'f16' }, "'create' has no option 'dType'; it takes 'dtype', 'hnsw', 'store' or 'storeUri'."],
+      ['f16', "'create' must be an object (got 'f16')."],
+    ];
+    const indexDir = path.join(dir, 'index');
+    for (const [create, message] of cases) {
+      await assert.rejects(
+        SearchIndex.open(indexDir, { backend, create: create as CreateIndexOptions }),
+        refusedWith(message),
+        message,
+      );
+      assert.ok(!existsSync(indexDir), `${message}: nothing is written`);
+    }
+    await assert.rejects(
+      SearchIndex.open(indexDir, { create: {} }),
+      refusedWith('creating an index needs a model (backend) to fix its dimension and prompts.'),
+    );
+    assert.ok(!existsSync(indexDir));
+    // what create refuses is what the reader of index.json (and of its copy in docs.sqlite) refuses
+    const index = await SearchIndex.open(indexDir, { backend, create: { hnsw: { connectivity: 8 } } });
+    await index.close();
+    const file = path.join(indexDir, MANIFEST_FILE);
+    const m = unsealManifest(readFileSync(file, 'utf8'), file);
+    assert.deepEqual(m.hnsw, { connectivity: 8, expansionAdd: 128, expansionSearch: 64 });
+    assert.throws(
+      () => unsealManifest(sealManifest({ ...m, dtype: 'f64' as VectorDtype }), file),
+      refusedWith(`${file}: field 'dtype' must be 'f32', 'f16' or 'i8'`),
+    );
+    assert.throws(
+      () => unsealManifest(sealManifest({ ...m, hnsw: { ...m.hnsw, expansionSearch: 0 } }), file),
+      refusedWith(`${file}: field 'hnsw.expansionSearch' must be a positive integer`),
+    );
+  } finally {
+    cleanup();
+  }
+});
+
+test('addDocuments refuses bad documents and ids given twice, before staging any', async () => {
+  const { dir, cleanup } = tempDir('baddocs');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+    const docs = corpus(3);
+    await index.addDocuments(docs);
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const doc = { id: 'new', title: 'T', text: 'x' };
+    const cases: [unknown, string][] = [
+      [[{ ...doc, id: 5 }], 'documents[0].id must be a non-empty string (got 5).'],
+      [[doc, { ...doc, id: '' }], "documents[1].id must be a non-empty string (got '')."],
+      [[{ id: 'u', title: 'T' }], "documents[0].text (id 'u') must be a string, '' for none (got undefined)."],
+      [[{ id: 'u', text: 'x' }], "documents[0].title (id 'u') must be a string, '' for none (got undefined)."],
+      [[{ ...doc, text: 42 }], "documents[0].text (id 'new') must be a string, '' for none (got 42)."],
+      [
+        [{ ...doc, metadata: [1, 2] }],
+        "documents[0].metadata (id 'new') must be an object, or left out (got an array).",
+      ],
+      [[{ ...doc, metadata: null }], "documents[0].metadata (id 'new') must be an object, or left out (got null)."],
+      [
+        [{ ...doc, metadata: circular }],
+        "documents[0].metadata (id 'new') cannot be stored as JSON (Converting circular structure to JSON).",
+      ],
+      [[null], 'documents[0] must be an object { id, title, text, metadata? } (got null).'],
+      [doc, 'the documents must be an array of { id, title, text, metadata? } (got an object).'],
+      [
+        [{ ...doc, text: 'one' }, docs[0], { ...doc, text: 'two' }],
+        "document id 'new' appears twice, as documents[0] and documents[2]; give each document once.",
+      ],
+    ];
+    for (const [given, message] of cases) {
+      await assert.rejects(index.addDocuments(given as SourceDocument[]), refusedWith(message), message);
+      await assert.rejects(index.stageDocuments(given as SourceDocument[]), refusedWith(message), message);
+    }
+    const perCommit = "'documentsPerCommit' must be a positive integer";
+    await assert.rejects(
+      index.addDocuments([doc], { documentsPerCommit: NaN }),
+      refusedWith(`${perCommit} (got NaN).`),
+    );
+    await assert.rejects(index.addDocuments([doc], { documentsPerCommit: 0 }), refusedWith(`${perCommit} (got 0).`));
+    await assert.rejects(
+      index.encodePending({ chunkSize: -1 }),
+      refusedWith("'chunkSize' must be a positive integer (got -1)."),
+    );
+    assert.throws(() => index.pendingChunks(NaN), refusedWith(`${perCommit} (got NaN).`));
+    await assert.rejects(
+      index.deleteDocuments('d000' as unknown as string[]),
+      refusedWith("the ids to delete must be an array of strings (got 'd000')."),
+    );
+    await assert.rejects(
+      index.deleteDocuments([1] as unknown as string[]),
+      refusedWith('ids[0] must be a string (got 1).'),
+    );
+    // nothing was staged, deleted or damaged: the index is as it was, and takes the documents once they are right
+    assert.deepEqual(index.documentIds(), ['d000', 'd001', 'd002']);
+    assert.deepEqual(index.stats(), { documents: 3, pending: 0, outdated: 0, generation: index.stats().generation });
+    assert.deepEqual(await index.addDocuments([doc], { documentsPerCommit: 1 }), {
+      staged: 1,
+      encoded: 1,
+      counts: { added: 1, changed: 0, unchanged: 0, resumed: 0, repaired: 0 },
+      truncated: 0,
+    });
+    assert.equal(index.getDocument('new')!.text, 'x');
+    await index.close();
   } finally {
     cleanup();
   }

@@ -19,6 +19,7 @@ import {
   parseTextInput,
   parseTokenInput,
   queryOptions,
+  reasoningField,
 } from '../request-fields.js';
 import type { ServerContext } from '../server-context.js';
 import { type EmbedJob, inputParam } from '../worker-protocol.js';
@@ -66,9 +67,7 @@ export async function embeddings(
   if (mode !== 'document' && mode !== 'query')
     throw badRequest("'search_r3.mode' must be 'document' or 'query'.", 'search_r3.mode');
   const truncate = flagField(ext, 'truncate', 'search_r3.');
-  const reasoning = ext.reasoning ?? 'off';
-  if (reasoning !== 'on' && reasoning !== 'off')
-    throw badRequest("'search_r3.reasoning' must be 'on' or 'off'.", 'search_r3.reasoning');
+  const reasoning = reasoningField(ext.reasoning, 'search_r3.reasoning');
   if (reasoning === 'on' && mode !== 'query') {
     throw badRequest("reasoning applies to queries: set 'search_r3.mode' to 'query'.", 'search_r3.reasoning');
   }

@@ -16,7 +16,8 @@ import { HttpError, badRequest } from '../http-error.js';
 import { eventWriter, lateError } from '../event-stream.js';
 import { checkInputChars, checkReasoningWork, checkRequestChars } from '../input-limits.js';
 import type { ProgressListener } from '../model-worker.js';
-import { flagField, missingOrType, queryOptions } from '../request-fields.js';
+import { flagField, missingOrType, queryOptions, reasoningField } from '../request-fields.js';
+import { checkNumber } from '../../io/option-checks.js';
 import type { ServerContext } from '../server-context.js';
 import { queryTerms, snippet } from '../snippet.js';
 import type { EmbedJob } from '../worker-protocol.js';
@@ -42,11 +43,8 @@ function parseSearch(ctx: ServerContext, body: Record<string, unknown>): SearchR
     const code = typeof body.query === 'string' ? 'invalid_value' : missingOrType(body.query);
     throw badRequest("'query' is required and must be a non-empty string.", 'query', code);
   }
-  const k = body.k ?? 10;
-  if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > ctx.maxK)
-    throw badRequest(`'k' must be an integer in [1, ${ctx.maxK}].`, 'k');
-  const reasoning = body.reasoning ?? 'off';
-  if (reasoning !== 'on' && reasoning !== 'off') throw badRequest("'reasoning' must be 'on' or 'off'.", 'reasoning');
+  const k = checkNumber(body.k ?? 10, "'k'", { integer: true, min: 1, max: ctx.maxK }, (m) => badRequest(m, 'k'))!;
+  const reasoning = reasoningField(body.reasoning, 'reasoning');
   const [hybrid, highlight, truncate] = ['hybrid', 'highlight', 'truncate'].map((k) => flagField(body, k));
   const qopts: QueryOptions = queryOptions(body, '');
   const query = body.query;

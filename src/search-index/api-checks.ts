@@ -1,0 +1,135 @@
+/**
+ * What SearchIndex's methods accept, checked where a call enters, before anything is read, written or embedded:
+ * a bad argument is one IndexError naming it and what it must be (in the words of io/option-checks.ts, as the CLI
+ * and the server say it), never a crash in native code, a silent default, or a later report that the index is
+ * damaged.
+ */
+import { checkQueryOptions } from '../embed/index.js';
+import {
+  type Refuse,
+  NON_NEGATIVE_INTEGER,
+  POSITIVE_INTEGER,
+  checkFlag,
+  checkNumber,
+  checkOptionsObject,
+  listChoices,
+  refusal,
+  showValue,
+} from '../io/option-checks.js';
+import { IndexError } from './index-error.js';
+import { DEFAULT_HNSW, HNSW_FIELDS, chosenFieldProblem } from './manifest.js';
+
+const refuse: Refuse = (message) => new IndexError(message);
+
+/** Refuses keys of `o` that `known` does not list: a misspelt option would otherwise be dropped silently. */
+function refuseUnknown(o: Record<string, unknown>, name: string, known: readonly string[]): void {
+  const other = Object.keys(o).find((k) => !known.includes(k) && o[k] !== undefined);
+  if (other !== undefined) throw refuse(`${name} has no option '${other}'; it takes ${listChoices(known)}.`);
+}
+
+const CREATE_OPTIONS = ['dtype', 'hnsw', 'store', 'storeUri'] as const;
+
+/**
+ * The options of SearchIndex.open. `create`'s fields are checked by the manifest's reader's own check, with
+ * the defaults a new index would get: what it refuses could never be opened again.
+ */
+export function checkOpenOptions(opts: unknown): void {
+  const o = checkOptionsObject(opts, 'the options of SearchIndex.open', refuse);
+  checkFlag(o.writable, "'writable'", refuse);
+  checkNumber(o.threads, "'threads'", NON_NEGATIVE_INTEGER, refuse);
+  if (o.create === undefined) return;
+  const create = checkOptionsObject(o.create, "'create'", refuse);
+  refuseUnknown(create, "'create'", CREATE_OPTIONS);
+  const hnsw = checkOptionsObject(create.hnsw, "'create.hnsw'", refuse);
+  refuseUnknown(hnsw, "'create.hnsw'", HNSW_FIELDS);
+  const problem = chosenFieldProblem({
+    dtype: create.dtype ?? 'f32',
+    store: create.store ?? 'local',
+    storeUri: create.storeUri,
+    hnsw: { ...DEFAULT_HNSW, ...hnsw },
+  });
+  if (problem) {
+    const [field, sub] = problem.field.split('.');
+    throw refuse(refusal(`'create.${problem.field}'`, problem.want, sub ? hnsw[sub] : create[field]));
+  }
+}
+
+/** A search's query text and options, before the query is embedded (reasoning may take seconds). */
+export function checkSearch(query: unknown, opts: unknown): void {
+  if (typeof query !== 'string') throw refuse(refusal('the query', 'a string', query));
+  checkRankOptions(opts);
+  checkQueryOptions(opts, refuse);
+}
+
+/** How many documents a search returns and how it ranks them (SearchIndex.searchVector's options). */
+export function checkRankOptions(opts: unknown): void {
+  const o = checkOptionsObject(opts, 'the search options', refuse);
+  checkNumber(o.k, "'k'", POSITIVE_INTEGER, refuse);
+  checkNumber(o.candidates, "'candidates'", POSITIVE_INTEGER, refuse);
+  checkFlag(o.hybrid, "'hybrid'", refuse);
+  checkFlag(o.exact, "'exact'", refuse);
+  if (o.queryText !== undefined && typeof o.queryText !== 'string')
+    throw refuse(refusal("'queryText'", 'a string', o.queryText));
+}
+
+/** addDocuments' and encodePending's options: the chunk size a commit takes, and the callbacks. */
+export function checkAddOptions(opts: unknown): void {
+  const o = checkOptionsObject(opts, 'the options of addDocuments', refuse);
+  checkNumber(o.documentsPerCommit, "'documentsPerCommit'", POSITIVE_INTEGER, refuse);
+  checkNumber(o.chunkSize, "'chunkSize'", POSITIVE_INTEGER, refuse);
+  for (const k of ['onProgress', 'onChunkCommitted'])
+    if (o[k] !== undefined && typeof o[k] !== 'function') throw refuse(refusal(`'${k}'`, 'a function', o[k]));
+}
+
+/** A chunk size given on its own (pendingChunks' documentsPerCommit). */
+export function checkChunkSize(n: unknown): void {
+  checkNumber(n, "'documentsPerCommit'", POSITIVE_INTEGER, refuse);
+}
+
+/**
+ * The documents of one addDocuments or stageDocuments call, as SourceDocument says they are: a non-empty string
+ * id given once, string title and text ('' for none), metadata a plain object that JSON can store, or none.
+ * Coerced, a number id or text would be stored as another value than its checksum was taken of, and the row
+ * later reported damaged and deleted; an id given twice would be staged twice, the last silently winning.
+ */
+export function checkDocuments(docs: unknown): void {
+  if (!Array.isArray(docs)) throw refuse(refusal('the documents', 'an array of { id, title, text, metadata? }', docs));
+  const first = new Map<string, number>();
+  docs.forEach((d: unknown, i) => {
+    const at = `documents[${i}]`;
+    if (typeof d !== 'object' || d === null || Array.isArray(d))
+      throw refuse(refusal(at, 'an object { id, title, text, metadata? }', d));
+    const { id, title, text, metadata } = d as Record<string, unknown>;
+    if (typeof id !== 'string' || id === '') throw refuse(refusal(`${at}.id`, 'a non-empty string', id));
+    const of = ` (id ${showValue(id)})`;
+    for (const [field, v] of [
+      ['title', title],
+      ['text', text],
+    ] as const)
+      if (typeof v !== 'string') throw refuse(refusal(`${at}.${field}${of}`, "a string, '' for none", v));
+    if (metadata !== undefined) {
+      if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
+        throw refuse(refusal(`${at}.metadata${of}`, 'an object, or left out', metadata));
+      try {
+        JSON.stringify(metadata);
+      } catch (e) {
+        throw refuse(`${at}.metadata${of} cannot be stored as JSON (${(e as Error).message.split('\n')[0]}).`);
+      }
+    }
+    const earlier = first.get(id);
+    if (earlier !== undefined)
+      throw refuse(
+        `document id ${showValue(id)} appears twice, as documents[${earlier}] and documents[${i}]; give each ` +
+          'document once.',
+      );
+    first.set(id, i);
+  });
+}
+
+/** The ids deleteDocuments takes: an array of strings. */
+export function checkIds(ids: unknown): void {
+  if (!Array.isArray(ids)) throw refuse(refusal('the ids to delete', 'an array of strings', ids));
+  ids.forEach((id, i) => {
+    if (typeof id !== 'string') throw refuse(refusal(`ids[${i}]`, 'a string', id));
+  });
+}
