@@ -48,7 +48,8 @@ export class LanceStore implements VectorStore {
     const rows = (await this.table
       .vectorSearch(Array.from(vector))
       .distanceType('cosine')
-      .select(['key'])
+      // the distance is named: LanceDB adds it to a projection unasked only for now, and warns that it does
+      .select(['key', '_distance'])
       .limit(k)
       .toArray()) as { key: number | bigint; _distance: number }[];
     return rows.map((r) => ({ key: Number(r.key), score: 1 - r._distance }));

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { folderDigest } from '../helpers/damage.js';
 import { LanceStore } from '../../src/search-index/lance-store.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
@@ -53,6 +55,27 @@ test('LanceStore on a local path: add, cosine search, delete, generation, reopen
     await store.clear();
     assert.equal(await store.size(), 0);
     await store.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('a LanceDB search writes nothing to stderr (LanceDB warns of a projection that leaves out _distance)', () => {
+  const { dir, cleanup } = tempDir('lance-quiet');
+  try {
+    // LanceDB's warnings come from its native code, straight to the process's stderr: a child process shows them
+    const store = pathToFileURL(path.resolve(import.meta.dirname, '../../src/search-index/lance-store.js')).href;
+    const script = `
+      import { LanceStore } from ${JSON.stringify(store)};
+      const s = await LanceStore.open(${JSON.stringify(path.join(dir, 'v.lance'))}, 4);
+      await s.add([1, 2, 3].map((key) => ({ key, id: 'd' + key, vector: Float32Array.from([key, 1, 0, 0]) })));
+      const hits = await s.search(Float32Array.from([1, 1, 0, 0]), 2);
+      console.log(JSON.stringify(hits.map((h) => h.key)));
+      await s.close();`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '[1,2]');
+    assert.equal(r.stderr, '');
   } finally {
     cleanup();
   }
