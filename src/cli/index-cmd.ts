@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
@@ -35,7 +35,7 @@ usage: search-r3 index --model <dir> --input <path> --out <index-dir> [options]
        search-r3 index --remote <url,url,...> --input <path> --out <index-dir> [options]
        search-r3 index --input <path> --out <existing-index-dir> [options]     (the index's own model)
        search-r3 index --queue redis://<host>:<port> --model <dir> --input <path> --out <index-dir> [options]
-       search-r3 index --out <index-dir> --delete <id,id,...>
+       search-r3 index --out <index-dir> --delete <id,id,...> [--delete-file <file>]
 
 Encodes documents with the Search-R3 model (document prompt, no reasoning) in length-sorted
 chunks and stores texts, metadata and vectors in <index-dir>:
@@ -85,7 +85,11 @@ ${deviceHelp(25)}
   --queue-wait <s>       how long Redis may be unreachable, at start or mid-run, before the run stops
                          (default 60); a Redis restart within it is ridden out
   --prune                delete indexed documents that are not in --input
-  --delete <ids>         delete these document ids (comma-separated) and exit
+  --delete <ids>         delete these document ids and exit: comma-separated, spaces around each id
+                         ignored, \\, for a comma within an id (e.g. --delete 'notes/meeting\\, 2024.md');
+                         repeatable
+  --delete-file <file>   delete the ids in <file> and exit: one id per line, exactly as written (spaces
+                         and commas kept; only the line break is removed); - reads them from stdin
   -h, --help             this help`;
 
 export const indexCommand: Command = {
@@ -112,7 +116,8 @@ export const indexCommand: Command = {
         'max-length': { type: 'string' },
         'batch-tokens': { type: 'string' },
         prune: { type: 'boolean' },
-        delete: { type: 'string' },
+        delete: { type: 'string', multiple: true },
+        'delete-file': { type: 'string' },
         queue: { type: 'string' },
         'queue-name': { type: 'string' },
         'queue-wait': { type: 'string' },
@@ -123,7 +128,11 @@ export const indexCommand: Command = {
     if (!values.out) throw new UserError('--out <index-dir> is required (see search-r3 index --help).');
     const out = values.out;
     return (async () => {
-      if (values.delete !== undefined) return deleteIds(out, values.delete);
+      if (values.delete !== undefined || values['delete-file'] !== undefined) {
+        const listed = values.delete ? listedIds(values.delete) : [];
+        const file = values['delete-file'];
+        return deleteIds(out, [...new Set([...listed, ...(file !== undefined ? idsInFile(file) : [])])]);
+      }
       // left out, an existing index keeps its own (a new one gets f32)
       const dtype = choiceOption(values.dtype, 'dtype', VECTOR_DTYPES);
       const store =
@@ -358,19 +367,51 @@ function existingManifest(out: string): IndexManifest | undefined {
   }
 }
 
-async function deleteIds(out: string, list: string): Promise<number> {
-  const ids = list
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (ids.length === 0) throw new UserError('--delete needs at least one document id.');
+/**
+ * The ids of --delete values: each value a comma-separated list whose ids are trimmed of the spaces around
+ * them, as a list typed by hand has them; a backslash before a comma (or a backslash) makes it part of the id.
+ */
+export function listedIds(values: readonly string[]): string[] {
+  const ids: string[] = [];
+  for (const value of values) {
+    let id = '';
+    for (let i = 0; i < value.length; i++) {
+      const c = value[i];
+      if (c === '\\' && (value[i + 1] === ',' || value[i + 1] === '\\')) id += value[++i];
+      else if (c === ',') {
+        ids.push(id);
+        id = '';
+      } else id += c;
+    }
+    ids.push(id);
+  }
+  return ids.map((id) => id.trim()).filter((id) => id !== '');
+}
+
+/** --delete-file: one id per line, as written (an id may have spaces or commas at any place); '-' is stdin. */
+function idsInFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new UserError(`--delete-file ${file}: cannot read it (${why}); give a file of ids, one per line.`);
+  }
+  return text.split(/\r?\n/).filter((id) => id !== '');
+}
+
+async function deleteIds(out: string, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) throw new UserError('--delete (or --delete-file) needs at least one document id.');
   // opening for writing would make docs.sqlite in a folder that holds no index
   if (!holdsIndex(out)) throw new UserError(`--out ${out}: no search-r3 index there to delete from.`);
   const index = await SearchIndex.open(out, { writable: true });
   try {
     for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
     const deleted = await index.deleteDocuments(ids);
-    const missing = ids.filter((id) => !deleted.includes(id));
+    // an id the list could not tell apart from its neighbours (a comma, spaces at its ends) is quoted
+    const shown = (id: string): string => (/^\s|\s$|,/.test(id) ? JSON.stringify(id) : id);
+    const gone = new Set(deleted);
+    const missing = ids.filter((id) => !gone.has(id)).map(shown);
     console.log(
       `deleted ${deleted.length} documents${missing.length > 0 ? `; not in the index: ${missing.join(', ')}` : ''}.`,
     );

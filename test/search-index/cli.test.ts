@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCliAsync } from '../helpers/cli.js';
 import { startSearchServer } from '../../src/serve/server.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 async function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -277,6 +278,53 @@ test('odd input: lone surrogates (refused in ids), ids past 2^53, a BEIR folder 
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--out .*nowhere: no search-r3 index there to delete from/);
     assert.equal(existsSync(path.join(dir, 'nowhere')), false);
+  } finally {
+    cleanup();
+  }
+});
+
+test('index --delete takes escaped commas and repeats; --delete-file takes ids exactly as written', async () => {
+  const { dir, cleanup } = tempDir('cli-delete');
+  try {
+    const model = await tinyModelDir(dir);
+    const notes = path.join(dir, 'notes');
+    mkdirSync(path.join(notes, 'minutes'), { recursive: true });
+    const names = ['minutes/meeting, 2024.md', ' lead.md', 'x.md', 'y.md', 'z.md', 'w.md'];
+    names.forEach((n, i) => writeFileSync(path.join(notes, n), `note ${i} about cells`));
+    const out = path.join(dir, 'idx');
+    let r = await cli('index', '--model', model, '--input', notes, '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    const left = async (): Promise<string[]> => {
+      const index = await SearchIndex.open(out);
+      try {
+        return index.documentIds().sort();
+      } finally {
+        await index.close();
+      }
+    };
+    assert.deepEqual(await left(), [...names].sort());
+
+    r = await cli('index', '--out', out, '--delete', 'minutes/meeting\\, 2024.md');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'deleted 1 documents.\n');
+    // each --delete counts, not only the last
+    r = await cli('index', '--out', out, '--delete', 'x.md', '--delete', ' y.md ,ghost');
+    assert.equal(r.stdout, 'deleted 2 documents; not in the index: ghost.\n');
+    // a file's lines are the ids, their spaces and commas kept
+    const list = path.join(dir, 'ids.txt');
+    writeFileSync(list, ' lead.md\r\nw.md\n\nw.md,z.md\n');
+    r = await cli('index', '--out', out, '--delete-file', list);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'deleted 2 documents; not in the index: "w.md,z.md".\n');
+    assert.deepEqual(await left(), ['z.md']);
+
+    r = await cli('index', '--out', out, '--delete-file', path.join(dir, 'none.txt'));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /none\.txt/);
+    writeFileSync(list, '');
+    r = await cli('index', '--out', out, '--delete-file', list);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--delete \(or --delete-file\) needs at least one document id/);
   } finally {
     cleanup();
   }
