@@ -18,7 +18,7 @@ import {
   type QueryOptions,
   checkQueryOptions,
 } from '../embed/index.js';
-import type { DocumentEmbeddings, EmbeddingBackend } from '../search-index/embedding-backend.js';
+import type { DocumentEmbeddings, EmbeddingBackend, InputRange } from '../search-index/embedding-backend.js';
 import type { ModelFusion } from '../search-index/model-fusion.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import {
@@ -76,13 +76,33 @@ interface Health {
 }
 
 export class RemoteError extends Error {
+  /** The request field a server's error names (OpenAI's `param`, e.g. 'input[3]'). */
+  readonly param?: string;
+  /** The texts of the call whose request failed (an index names their documents). */
+  readonly failedInputs?: InputRange;
+
   constructor(
     message: string,
     readonly status?: number,
+    about: { param?: string; failedInputs?: InputRange } = {},
   ) {
     super(message);
     this.name = 'RemoteError';
+    this.param = about.param;
+    this.failedInputs = about.failedInputs;
   }
+}
+
+/**
+ * The error of a request that carried `count` of a call's texts from `start`, with the texts it is about: the one
+ * the server's error names (input[i]), else all the request carried.
+ */
+function aboutInputs(e: unknown, start: number, count: number): unknown {
+  if (!(e instanceof RemoteError)) return e;
+  const named = /^input\[(\d+)\]/.exec(e.param ?? '');
+  const i = named ? Number(named[1]) : -1;
+  const failedInputs = i >= 0 && i < count ? { start: start + i, end: start + i + 1 } : { start, end: start + count };
+  return new RemoteError(e.message, e.status, { param: e.param, failedInputs });
 }
 
 export class RemoteEmbedder implements EmbeddingBackend {
@@ -243,6 +263,8 @@ export class RemoteEmbedder implements EmbeddingBackend {
           model: this.opts.model,
           input: part,
           encoding_format: 'base64',
+        }).catch((e: unknown) => {
+          throw aboutInputs(e, start, part.length);
         })) as { data?: { index: number; embedding: string }[] };
         if (!res.data || res.data.length !== part.length)
           throw new RemoteError(
@@ -334,12 +356,12 @@ export class RemoteEmbedder implements EmbeddingBackend {
         lastError = `${url}: HTTP ${res.status} ${await res.text().catch(() => '')}`.slice(0, 300);
         continue;
       }
-      const json = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
-      if (!res.ok)
-        throw new RemoteError(
-          `${url}${route}: HTTP ${res.status}: ${json?.error?.message ?? 'no error message'}`,
-          res.status,
-        );
+      const json = (await res.json().catch(() => null)) as { error?: { message?: string; param?: unknown } } | null;
+      if (!res.ok) {
+        const param = typeof json?.error?.param === 'string' ? json.error.param : undefined;
+        const message = `${url}${route}: HTTP ${res.status}: ${json?.error?.message ?? 'no error message'}`;
+        throw new RemoteError(message, res.status, { param });
+      }
       if (json === null) throw new RemoteError(`${url}${route}: the answer is not JSON.`);
       return json;
     }
@@ -367,7 +389,9 @@ export class RemoteEmbedder implements EmbeddingBackend {
     const worker = async (): Promise<void> => {
       while (cursor < parts.length) {
         const p = parts[cursor++];
-        const res = await this.request(p.texts, ext);
+        const res = await this.request(p.texts, ext).catch((e: unknown) => {
+          throw aboutInputs(e, p.start, p.texts.length);
+        });
         res.forEach((r, i) => {
           out[p.start + i] = r;
         });

@@ -23,6 +23,21 @@ export interface DocumentEmbeddings {
   truncated: number;
 }
 
+/** Positions [start, end) among the texts of one backend call. */
+export interface InputRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The texts of its call a backend's error is about, when it says (a remote backend's failed request covers
+ * some of them): an index then names their documents.
+ */
+export function failedInputs(e: unknown): InputRange | undefined {
+  const r = (e as { failedInputs?: unknown } | null)?.failedInputs as Partial<InputRange> | undefined;
+  return typeof r?.start === 'number' && typeof r.end === 'number' ? { start: r.start, end: r.end } : undefined;
+}
+
 export interface EmbeddingBackend {
   /** Identity of the weights that produce the vectors (see model-fingerprint.ts). */
   readonly modelId: string;

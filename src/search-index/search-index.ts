@@ -17,7 +17,7 @@ import {
   type StageCounts,
   type StoredDocument,
 } from './document-table.js';
-import type { EmbeddingBackend } from './embedding-backend.js';
+import { type EmbeddingBackend, failedInputs } from './embedding-backend.js';
 import { IndexError } from './index-error.js';
 import {
   checkAddOptions,
@@ -357,9 +357,13 @@ export class SearchIndex {
       const chunk = this.docs.nextPending(chunkSize);
       if (chunk.length === 0) break;
       const texts = chunk.map(documentText);
-      const encoded = backend.encodeDocuments
-        ? await backend.encodeDocuments(texts)
-        : { vectors: await backend.embedDocuments(texts), truncated: undefined };
+      const encoded = await (
+        backend.encodeDocuments
+          ? backend.encodeDocuments(texts)
+          : backend.embedDocuments(texts).then((vectors) => ({ vectors, truncated: undefined }))
+      ).catch((e: unknown) => {
+        throw namingDocuments(e, chunk);
+      });
       const { vectors } = encoded;
       truncated =
         truncated === undefined || encoded.truncated === undefined ? undefined : truncated + encoded.truncated;
@@ -654,6 +658,20 @@ export class SearchIndex {
 }
 
 /** A vector store that LanceDB (or the file system under it) refuses, as one sentence. */
+/**
+ * A backend error about some of a chunk's texts (a remote request that failed), with the ids of their documents
+ * put in front of its message: what a user looks for in the input. Its class stays, and so how it is reported.
+ */
+function namingDocuments(e: unknown, chunk: readonly { id: string }[]): unknown {
+  const range = failedInputs(e);
+  if (!(e instanceof Error) || range === undefined) return e;
+  const ids = chunk.slice(range.start, range.end).map((d) => JSON.stringify(d.id));
+  if (ids.length === 0) return e;
+  const shown = ids.length > 5 ? `${ids.slice(0, 5).join(', ')} and ${ids.length - 5} more` : ids.join(', ');
+  e.message = `encoding document${ids.length > 1 ? 's' : ''} ${shown}: ${e.message}`;
+  return e;
+}
+
 function storeError(where: string, e: unknown, what: 'read' | 'written'): IndexError {
   const why = (e instanceof Error ? e.message : String(e)).split(/\s+Caused by:|\n/)[0];
   return new IndexError(

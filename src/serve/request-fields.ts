@@ -56,8 +56,12 @@ export function parseTokenInput(input: unknown): number[][] | null {
   return null;
 }
 
-/** The texts of /v1/embeddings: a string or a non-empty array of non-empty strings, at most `maxInputs`. */
-export function parseTextInput(input: unknown, maxInputs: number): string[] {
+/**
+ * The texts of /v1/embeddings: a string or a non-empty array of strings, at most `maxInputs`. An empty string
+ * is refused, as OpenAI refuses it, unless the request speaks search-r3's protocol (`withPrompt`): each text is
+ * then embedded inside its Search-R3 prompt, which an empty text leaves non-empty, as in-process encoding does.
+ */
+export function parseTextInput(input: unknown, maxInputs: number, withPrompt: boolean): string[] {
   let texts: string[];
   if (typeof input === 'string') texts = [input];
   else if (Array.isArray(input) && input.every((x) => typeof x === 'string')) texts = input as string[];
@@ -67,10 +71,14 @@ export function parseTextInput(input: unknown, maxInputs: number): string[] {
   }
   checkInputCount(texts.length, maxInputs);
   const listed = Array.isArray(input);
-  texts.forEach((t, i) => {
-    const param = inputParam({ param: 'input', listed }, i);
-    if (t === '') throw badRequest(`${param} is an empty string.`, param);
-  });
+  const empty = withPrompt ? -1 : texts.indexOf('');
+  if (empty >= 0) {
+    const param = inputParam({ param: 'input', listed }, empty);
+    const message =
+      `${param} is an empty string; send "search_r3": {} to embed it in the Search-R3 prompt ` +
+      "(as search-r3's own clients do), or leave it out.";
+    throw badRequest(message, param);
+  }
   return texts;
 }
 

@@ -15,6 +15,8 @@ import {
 } from '../../src/index.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { documentText } from '../../src/search-index/document-source.js';
+import { encodePrompt } from '../../src/embed/index.js';
+import { Tokenizer } from '../../src/model/tokenizer.js';
 
 test(
   'the remote backend over two local servers gives ' + 'the in-process vectors, spreads requests and retries',
@@ -120,6 +122,99 @@ test('the remote backend refuses servers that serve different models, and report
   } finally {
     await a.close();
     await b.close();
+    cleanup();
+  }
+});
+
+test('an empty document embeds over servers as in-process, inside its prompt', async () => {
+  const { dir, cleanup } = tempDir('remote-empty');
+  const modelDir = await tinyModelDir(dir);
+  const local = await tinyBackend(modelDir);
+  const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0 });
+  try {
+    const remote = await RemoteEmbedder.connect([server.url]);
+    const docs = [
+      { id: 'e', title: '', text: '' },
+      { id: 'a', title: 'A', text: 'x' },
+    ];
+    const index = await SearchIndex.open(path.join(dir, 'idx'), { backend: remote, create: {} });
+    try {
+      await index.addDocuments(docs);
+      assert.deepEqual(index.documentIds().sort(), ['a', 'e']);
+      assertSameVectors([index.getDocument('e')!.vector!], await local.embedDocuments(['']));
+    } finally {
+      await index.close();
+    }
+    const byUrl = new SearchR3Embeddings({ baseURL: server.url });
+    const inProcess = new SearchR3Embeddings({ modelDir });
+    assert.deepEqual(await byUrl.embedDocuments(['', 'x']), await inProcess.embedDocuments(['', 'x']));
+    assert.deepEqual(await byUrl.embedQuery(''), await inProcess.embedQuery(''));
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test('a request the servers refuse while indexing names the documents it carried', async () => {
+  const { dir, cleanup } = tempDir('remote-ids');
+  const modelDir = await tinyModelDir(dir);
+  const local = await tinyBackend(modelDir);
+  const tok = local.embedder.tokenizer;
+  const words = (n: number): string =>
+    corpus(n, 3)
+      .map((d) => d.title)
+      .join(' ');
+  // encoded longest first, two to a request: the long pair's request is over the servers' bound, the short pair's not
+  const docs = [
+    { id: 'short 1', title: '', text: words(1) },
+    { id: 'short 2', title: '', text: words(1) },
+    { id: 'long 1', title: '', text: words(6) },
+    { id: 'long 2', title: '', text: words(6) },
+  ];
+  const tokens = (i: number): number => tok.encode(documentText(docs[i])).length;
+  const server = await startSearchServer({
+    backend: await tinyBackend(modelDir),
+    port: 0,
+    maxRequestTokens: tokens(0) + tokens(1),
+  });
+  // a generic server's error names the input it refuses: the index names that document alone
+  const prompt = (i: number): number =>
+    encodePrompt(tok, documentText(docs[i]), 'document', local.templates, 128).ids.length;
+  const generic = await startSearchServer({
+    backend: await tinyBackend(modelDir),
+    port: 0,
+    maxTokensPerInput: prompt(2) - 1,
+  });
+  try {
+    assert.ok(tokens(2) + tokens(3) > tokens(0) + tokens(1));
+    const remote = await RemoteEmbedder.connect([server.url], { inputsPerRequest: 2, concurrency: 1 });
+    const index = await SearchIndex.open(path.join(dir, 'idx'), { backend: remote, create: {} });
+    await assert.rejects(index.addDocuments(docs), (e: unknown) => {
+      assert.ok(e instanceof RemoteError);
+      assert.match(e.message, /^encoding documents "long 1", "long 2": http:\/\/\S+: HTTP 400: .*tokens per request/);
+      return true;
+    });
+    await index.close();
+
+    const openai = await RemoteEmbedder.connect([generic.url], {
+      protocol: 'openai',
+      model: 'search-r3',
+      tokenizer: await Tokenizer.fromFolder(modelDir),
+      maxLength: 128,
+      modelId: local.modelId,
+      inputsPerRequest: 4,
+    });
+    const docsLong = [docs[0], docs[1], docs[2]];
+    const viaOpenai = await SearchIndex.open(path.join(dir, 'idx2'), { backend: openai, create: {} });
+    await assert.rejects(viaOpenai.addDocuments(docsLong), (e: unknown) => {
+      assert.ok(e instanceof RemoteError);
+      assert.match(e.message, /^encoding document "long 1": http:\/\/\S+: HTTP 400: input\[0\]/);
+      return true;
+    });
+    await viaOpenai.close();
+  } finally {
+    await server.close();
+    await generic.close();
     cleanup();
   }
 });

@@ -97,7 +97,14 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
       'messages',
     );
     expect(await emb({ model: 'search-r3', input: [] }), 400, 'invalid_value', 'input');
-    expect(await emb({ model: 'search-r3', input: ['a', ''] }), 400, 'invalid_value', 'input[1]');
+    // an empty text is refused, as OpenAI refuses it, unless the request speaks search-r3's protocol: it is then
+    // embedded inside its prompt, as in-process encoding embeds it
+    const empty = await emb({ model: 'search-r3', input: ['a', ''] });
+    expect(empty, 400, 'invalid_value', 'input[1]');
+    assert.match(empty.body.error!.message, /^input\[1\] is an empty string; send "search_r3": \{\} to embed it/);
+    const prompted = await emb({ model: 'search-r3', input: ['a', ''], search_r3: {} });
+    assert.equal(prompted.status, 200, JSON.stringify(prompted.body));
+    assert.equal((prompted.body.data as unknown[]).length, 2);
     // one text sent as a string is named by the field, as it was sent
     expect(await emb({ model: 'search-r3', input: '' }), 400, 'invalid_value', 'input');
     const longOne = await emb({ model: 'search-r3', input: 'word '.repeat(40) });

@@ -57,7 +57,7 @@ export async function embeddings(
   }
   const tokenInput = parseTokenInput(body.input);
   if (tokenInput) return embedTokens(ctx, tokenInput, Array.isArray((body.input as unknown[])[0]), body, signal);
-  const texts = parseTextInput(body.input, ctx.maxInputs);
+  const texts = parseTextInput(body.input, ctx.maxInputs, body.search_r3 !== undefined && body.search_r3 !== null);
   const format = encodingFormat(body.encoding_format);
   const ext = (body.search_r3 ?? {}) as Partial<EmbeddingExtension> & Record<string, unknown>;
   if (typeof ext !== 'object' || ext === null || Array.isArray(ext)) {
