@@ -82,7 +82,8 @@ export function* generateSteps(model: Qwen2Model, prompts: number[][], opts: Gen
   if (B === 0) return [];
   if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
   const P = Math.max(...prompts.map((p) => p.length));
-  const need = P + opts.maxNewTokens + 1;
+  // the last new token is fed only to capture its hidden state, at position P + maxNewTokens - 1: the last one
+  const need = P + opts.maxNewTokens;
   if (need > c.maxPositionEmbeddings) {
     throw new Error(
       `generate: a ${P}-token prompt plus ${opts.maxNewTokens} new tokens exceeds the model's context of ` +

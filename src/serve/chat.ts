@@ -27,10 +27,10 @@ export interface PreparedChat {
 
 /**
  * Tokens the completion may have: the context left after the prompt, within the prompt cut and the
- * model's positions (generation needs one position beyond the last token it produces).
+ * model's positions, as vLLM counts it (prompt + completion ≤ context: the last token is generated, never fed).
  */
 export function completionRoom(promptTokens: number, maxLength: number, contextLength: number): number {
-  return Math.min(maxLength - promptTokens, contextLength - 1 - promptTokens, MAX_COMPLETION_TOKENS);
+  return Math.min(maxLength - promptTokens, contextLength - promptTokens, MAX_COMPLETION_TOKENS);
 }
 
 const renders = (tok: Tokenizer, messages: readonly ChatMessage[]): string =>

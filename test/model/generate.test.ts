@@ -144,6 +144,16 @@ test('a prompt longer than the context is refused with the limit named', () => {
   assert.throws(() => generate(model, [new Array(60).fill(1)], { maxNewTokens: 10 }), /context of 64 positions/);
 });
 
+test('prompt + new tokens may fill the context, the last token captured at its last position', () => {
+  const prompt = new Array(60).fill(1);
+  // a capture feeds the last new token once more: it sits at position 63, the context's last
+  const g = generate(model, [prompt], { maxNewTokens: 4, capturePositions: [[63]], stopTokens: [] })[0];
+  assert.equal(g.tokens.length, 4);
+  const want = full([...prompt, ...g.tokens]).hidden.subarray(63 * config.hiddenSize, 64 * config.hiddenSize);
+  assert.ok(relErr(g.hidden.get(63)!, want) < 1e-4);
+  assert.throws(() => generate(model, [prompt], { maxNewTokens: 5 }), /60-token prompt plus 5 new tokens/);
+});
+
 test(
   'a forward pass without gradients, which releases its activations as it goes and adds the residuals in place, ' +
     'equals one with them',

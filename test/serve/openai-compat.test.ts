@@ -34,12 +34,16 @@ test('chat completions without max_tokens get what the context leaves after the 
       });
       assert.equal(r.usage!.prompt_tokens, promptTokens);
       const completion = r.usage!.completion_tokens;
-      assert.ok(completion >= 1 && completion < context - promptTokens + 1, JSON.stringify(r.usage));
-      if (r.choices[0].finish_reason === 'length') assert.ok(r.usage!.completion_tokens >= context - promptTokens - 1);
+      // as vLLM counts: prompt + completion fill the context, and no more
+      const room = context - promptTokens;
+      assert.ok(completion >= 1 && completion <= room, JSON.stringify(r.usage));
+      if (r.choices[0].finish_reason === 'length') assert.equal(completion, room);
+      const exact = await post(server.url, '/v1/chat/completions', { model: 'search-r3', messages, max_tokens: room });
+      assert.equal(exact.status, 200, JSON.stringify(exact.body));
       // an explicit max_tokens beyond the room is still refused, naming the context
       await assert.rejects(
-        client.chat.completions.create({ model: 'search-r3', messages, max_tokens: context }),
-        (e: unknown) => e instanceof OpenAI.BadRequestError && /context/.test(e.message),
+        client.chat.completions.create({ model: 'search-r3', messages, max_tokens: room + 1 }),
+        (e: unknown) => e instanceof OpenAI.BadRequestError && e.message.includes(`at most ${room} tokens are left`),
       );
       // as many messages as the context has tokens, however short, leave no room: refused before they are rendered
       const many = Array.from({ length: context }, () => ({ role: 'user', content: '' }));
