@@ -17,21 +17,29 @@ usage: search-r3 serve --index <dir> [options]
        search-r3 serve --model <dir> [options]          (embeddings only)
 
 endpoints:
-  POST /v1/embeddings   OpenAI's embeddings API: {"model", "input": string | string[],
+  POST /v1/embeddings   OpenAI's embeddings API: {"model", "input": string | string[] | token ids,
                         "encoding_format": "float" | "base64"} → {"data", "model", "usage"}.
                         Extension: "search_r3": {"mode": "document" | "query", "reasoning": "on" | "off",
-                        "max_reasoning_tokens", "temperature", "top_p", "seed"}; default mode document.
-                        With reasoning on, the response adds "search_r3": [{"reasoning", "forced"}].
-  POST /v1/search       {"query", "k", "reasoning": "on" | "off", "hybrid": bool} → ranked documents
+                        "max_reasoning_tokens", "temperature", "top_p", "seed", "truncate": bool}; default
+                        mode document; other keys are refused. With reasoning on, the response adds
+                        "search_r3": [{"reasoning", "forced", "reasoning_tokens"}]; "truncate" cuts a text
+                        its prompt cannot hold (else refused) and adds "truncated_tokens"; usage counts the
+                        tokens embedded. With the extension an empty text is embedded in its prompt.
+  POST /v1/search       {"query", "k", "reasoning": "on" | "off", "hybrid", "highlight", "truncate": bool,
+                        "max_reasoning_tokens", "temperature", "top_p", "seed"} → ranked documents
   GET  /v1/models       the served model name (GET /v1/models/<id>: that model, or 404)
   GET  /health          status; with the API key (or without one configured) also model id, dimension,
                         queue depth, index size. 503 with the reason when the model or index is unusable.
   GET  /metrics         Prometheus text format
   POST /v1/search/stream  /v1/search as server-sent events: the analysis as it is generated, then the hits
   POST /v1/chat/completions
-                        OpenAI's chat completions with the served model: {"messages", "max_tokens",
-                        "temperature", "top_p", "seed", "stop", "stream"}, whole or streamed (not with
-                        --engine llama.cpp)
+                        OpenAI's chat completions with the served model: {"messages", "max_tokens" |
+                        "max_completion_tokens", "temperature", "top_p", "seed", "stop", "stream",
+                        "stream_options"}, whole or streamed (not with --engine llama.cpp); roles system,
+                        developer (= system), user, assistant, content a string or text parts. Fields
+                        that would change the answer and are not done (response_format, tools,
+                        presence_penalty, ...) are refused, as are unknown ones; user, metadata, store
+                        are taken. Prompt + max_tokens may fill the context.
   GET  /                the search playground (a web page: query, analysis, hits, comparisons)
   GET  /runs            the training-run dashboard of the --runs folders (GET /v1/runs: their data)
 

@@ -106,14 +106,18 @@ function packRows(rows: readonly Float32Array[], dimension: number): Float32Arra
   return packed;
 }
 
-function pack(results: readonly QueryEmbedding[], dimension: number, promptTokens: number): EmbedResult {
+/**
+ * The results for the wire. `tokens`: each input's tokens as given; usage counts those embedded, less what was cut
+ * (a request that asked for cutting is billed for what the model read, as OpenAI's API bills).
+ */
+function pack(results: readonly QueryEmbedding[], dimension: number, tokens: readonly number[]): EmbedResult {
   const vectors = packRows(
     results.map((r) => r.vector),
     dimension,
   );
   return {
     vectors,
-    promptTokens,
+    promptTokens: tokens.reduce((a, n, i) => a + n - results[i].truncated, 0),
     analyses: results.map(({ reasoning, forced, tokens, truncated }) => ({ reasoning, forced, tokens, truncated })),
   };
 }
@@ -142,14 +146,14 @@ class ModelWorker implements ModelWork {
   }
 
   async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
-    const { counts, total: promptTokens } = countTokens(this.embedder.tokenizer, job);
+    const { counts } = countTokens(this.embedder.tokenizer, job);
     if (job.reasoning) {
       checkRoom(job, counts, this.embedder);
       const onToken = job.stream ? streamer(owner, this.embedder.tokenizer) : undefined;
       return pack(
         await this.batcher.embedReasoning(owner, job.texts, job.query, onToken),
         this.embedder.dimension,
-        promptTokens,
+        counts,
       );
     }
     const prepared = job.texts.map((t) => this.batcher.prepare(t, job.mode));
@@ -159,7 +163,7 @@ class ModelWorker implements ModelWork {
       this.embedder,
       prepared.map((p) => p.truncated),
     );
-    return pack(await this.batcher.embedDirect(owner, prepared), this.embedder.dimension, promptTokens);
+    return pack(await this.batcher.embedDirect(owner, prepared), this.embedder.dimension, counts);
   }
 
   async embedTokens(owner: number, seqs: number[][]): Promise<EmbedResult> {
@@ -170,7 +174,7 @@ class ModelWorker implements ModelWork {
     return pack(
       results,
       this.embedder.dimension,
-      seqs.reduce((a, s) => a + s.length, 0),
+      seqs.map((s) => s.length),
     );
   }
 
@@ -219,7 +223,7 @@ class LlamaCppWork implements ModelWork {
 
   async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
     const e = this.backend.engine;
-    const { counts, total: promptTokens } = countTokens(e.tokenizer, job);
+    const { counts } = countTokens(e.tokenizer, job);
     let run: () => Promise<QueryEmbedding[]>;
     if (job.reasoning) {
       checkRoom(job, counts, e);
@@ -235,7 +239,7 @@ class LlamaCppWork implements ModelWork {
     const results = await run();
     const seconds = (performance.now() - t0) / 1000;
     post({ type: 'batch', inputs: job.texts.length, kind: job.reasoning ? 'reasoning' : 'direct', seconds });
-    return pack(results, e.dimension, promptTokens);
+    return pack(results, e.dimension, counts);
   }
 
   async embedTokens(_owner: number, seqs: number[][]): Promise<EmbedResult> {
@@ -244,7 +248,7 @@ class LlamaCppWork implements ModelWork {
     return pack(
       results,
       this.backend.dimension,
-      seqs.reduce((a, s) => a + s.length, 0),
+      seqs.map((s) => s.length),
     );
   }
 

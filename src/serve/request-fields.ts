@@ -97,24 +97,118 @@ export function encodingFormat(v: unknown): 'float' | 'base64' {
   return format;
 }
 
+const MESSAGE_SHAPE =
+  '{"role": "system" | "developer" | "user" | "assistant", "content": string or [{"type": "text", "text": string}]}';
+
+/**
+ * A message's content: a string, or OpenAI's array of content parts, whose text parts are joined by newlines (as
+ * vLLM joins them); a part of another kind (an image, audio, a file) is refused, as the model reads text alone.
+ */
+function messageContent(content: unknown, at: string): string | null {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return null;
+  return content
+    .map((part: unknown, j) => {
+      const p = (typeof part === 'object' && part !== null ? part : {}) as { type?: unknown; text?: unknown };
+      if (p.type === 'text' && typeof p.text === 'string') return p.text;
+      const param = `${at}.content[${j}]`;
+      if (typeof p.type === 'string' && p.type !== 'text') {
+        const message = `${param} is a '${p.type}' part; this server's model reads text alone: send text parts.`;
+        throw badRequest(message, param, 'unsupported_parameter');
+      }
+      throw badRequest(`${param} must be {"type": "text", "text": string}.`, param);
+    })
+    .join('\n');
+}
+
 /**
  * Each message's role and content, and nothing else: the server takes no tools, and a message's other fields
  * (name, tool_calls, ...) would otherwise reach the chat template, which renders them (or fails on them), and
- * cross to the model worker, whatever their depth.
+ * cross to the model worker, whatever their depth. `developer` is OpenAI's newer name for `system`.
  */
 function parseMessages(messages: unknown): ChatMessage[] {
   if (!Array.isArray(messages) || messages.length === 0) {
     throw badRequest("'messages' must be a non-empty array.", 'messages', missingOrType(messages));
   }
   return messages.map((m: unknown, i): ChatMessage => {
-    const x = m as { role?: unknown; content?: unknown };
-    const role = typeof m === 'object' && m !== null && ['system', 'user', 'assistant'].includes(x.role as string);
-    if (!role || typeof x.content !== 'string') {
-      const shape = '{"role": "system" | "user" | "assistant", "content": string}';
-      throw badRequest(`messages[${i}] must be ${shape}.`, `messages[${i}]`);
+    const x = (typeof m === 'object' && m !== null ? m : {}) as { role?: unknown; content?: unknown };
+    const role = x.role === 'developer' ? 'system' : x.role;
+    const content = messageContent(x.content, `messages[${i}]`);
+    if (!['system', 'user', 'assistant'].includes(role as string) || content === null) {
+      throw badRequest(`messages[${i}] must be ${MESSAGE_SHAPE}.`, `messages[${i}]`);
     }
-    return { role: x.role as string, content: x.content };
+    return { role: role as string, content };
   });
+}
+
+/** The fields of a chat request the server reads (parseChatFields, parseChatDelivery). */
+const CHAT_FIELDS = new Set([
+  'model',
+  'messages',
+  'max_tokens',
+  'max_completion_tokens',
+  'temperature',
+  'top_p',
+  'seed',
+  'stop',
+  'n',
+  'stream',
+  'stream_options',
+  'logprobs',
+  'top_logprobs',
+]);
+
+/** OpenAI's fields that leave the answer as it is (who asks, what is kept of it, billing): taken and not used. */
+const INERT_CHAT_FIELDS = new Set([
+  'user',
+  'metadata',
+  'store',
+  'service_tier',
+  'safety_identifier',
+  'prompt_cache_key',
+  'parallel_tool_calls',
+]);
+
+const isEmptyObject = (v: unknown): boolean =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+
+/**
+ * OpenAI's fields that change the answer in ways this server does not (penalties, structured output, tools,
+ * other modalities): taken only at the value that asks for nothing (`neutral`, written as `shown`), refused
+ * otherwise, as an answer that ignored them would pass for one that honoured them.
+ */
+const UNSUPPORTED_CHAT_FIELDS: Record<string, { neutral: (v: unknown) => boolean; shown: string } | null> = {
+  presence_penalty: { neutral: (v) => v === 0, shown: '0' },
+  frequency_penalty: { neutral: (v) => v === 0, shown: '0' },
+  logit_bias: { neutral: isEmptyObject, shown: '{}' },
+  response_format: { neutral: (v) => JSON.stringify(v) === '{"type":"text"}', shown: '{"type": "text"}' },
+  tools: { neutral: (v) => Array.isArray(v) && v.length === 0, shown: '[]' },
+  tool_choice: { neutral: (v) => v === 'none', shown: '"none"' },
+  functions: { neutral: (v) => Array.isArray(v) && v.length === 0, shown: '[]' },
+  function_call: { neutral: (v) => v === 'none', shown: '"none"' },
+  modalities: { neutral: (v) => JSON.stringify(v) === '["text"]', shown: '["text"]' },
+  reasoning_effort: null,
+  verbosity: null,
+  audio: null,
+  prediction: null,
+  web_search_options: null,
+};
+
+/**
+ * Refuses a chat request's field that the server would leave unused though it changes the answer, and a field
+ * OpenAI's API does not have (as OpenAI refuses it), each by name. null is a field not given.
+ */
+function checkChatFieldsKnown(body: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(body)) {
+    if (v === undefined || v === null || CHAT_FIELDS.has(k) || INERT_CHAT_FIELDS.has(k)) continue;
+    if (!Object.hasOwn(UNSUPPORTED_CHAT_FIELDS, k)) {
+      throw badRequest(`'${k}' is not a field of chat completions; leave it out.`, k, 'unknown_parameter');
+    }
+    const rule = UNSUPPORTED_CHAT_FIELDS[k];
+    if (rule?.neutral(v)) continue;
+    const or = rule ? ` or set it to ${rule.shown}` : '';
+    throw badRequest(`'${k}' is not supported by this server: leave it out${or}.`, k, 'unsupported_parameter');
+  }
 }
 
 function parseStops(stop: unknown): string[] {
@@ -147,6 +241,7 @@ export function parseChatDelivery(body: Record<string, unknown>): ChatDelivery {
 export function parseChatFields(body: Record<string, unknown>): ChatJob {
   // null is "not given", as OpenAI's own clients send it for an unset field
   const sent = (v: unknown): boolean => v !== undefined && v !== null;
+  checkChatFieldsKnown(body);
   const messages = parseMessages(body.messages);
   if (sent(body.n) && body.n !== 1) throw badRequest("only 'n': 1 is supported.", 'n');
   // the answer has no log-probabilities to give: asking for them is refused rather than answered without

@@ -86,6 +86,131 @@ test("a message's fields other than role and content are ignored, whatever they 
   }
 });
 
+test('chat: developer messages and text parts are taken; fields that would change the answer are refused', async () => {
+  const { dir, cleanup } = tempDir('chat-fields');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0 });
+  try {
+    const chat = (fields: Record<string, unknown>, messages?: unknown): Promise<Reply> =>
+      post(server.url, '/v1/chat/completions', {
+        model: 'search-r3',
+        max_tokens: 3,
+        temperature: 0,
+        messages: messages ?? [{ role: 'user', content: 'which protein binds?' }],
+        ...fields,
+      });
+    const refused = (r: Reply, code: string, param: string): void => {
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.error!.type, 'invalid_request_error');
+      assert.equal(r.body.error!.code, code);
+      assert.equal(r.body.error!.param, param);
+      assert.ok(r.body.error!.message.includes(`'${param}'`) || r.body.error!.message.includes(param));
+    };
+    const plain = await chat({});
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    // what changes the answer and is not done is refused by name; its neutral value, and null, are taken
+    for (const [field, value] of [
+      ['response_format', { type: 'json_object' }],
+      ['tools', [{ type: 'function', function: { name: 'f' } }]],
+      ['tool_choice', 'auto'],
+      ['presence_penalty', 0.5],
+      ['frequency_penalty', 1],
+      ['logit_bias', { 5: 10 }],
+      ['reasoning_effort', 'low'],
+      ['modalities', ['text', 'audio']],
+    ] as const) {
+      const r = await chat({ [field]: value });
+      refused(r, 'unsupported_parameter', field);
+      assert.match(r.body.error!.message, new RegExp(`^'${field}' is not supported by this server: leave it out`));
+    }
+    refused(await chat({ top_k: 5 }), 'unknown_parameter', 'top_k');
+    const neutral = {
+      response_format: { type: 'text' },
+      tools: [],
+      tool_choice: 'none',
+      presence_penalty: 0,
+      frequency_penalty: 0,
+      logit_bias: {},
+      modalities: ['text'],
+      reasoning_effort: null,
+      user: 'u-1',
+      metadata: { team: 'x' },
+      store: false,
+      service_tier: 'auto',
+      parallel_tool_calls: true,
+    };
+    const taken = await chat(neutral);
+    assert.equal(taken.status, 200, JSON.stringify(taken.body));
+    assert.deepEqual((taken.body.choices as unknown[])[0], (plain.body.choices as unknown[])[0]);
+
+    // developer is OpenAI's newer name for system; text parts are joined by newlines
+    const system = await chat({}, [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'which protein\nbinds?' },
+    ]);
+    const developer = await chat({}, [
+      { role: 'developer', content: [{ type: 'text', text: 'Be brief.' }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'which protein' },
+          { type: 'text', text: 'binds?' },
+        ],
+      },
+    ]);
+    assert.equal(developer.status, 200, JSON.stringify(developer.body));
+    assert.deepEqual(developer.body.usage, system.body.usage);
+    assert.deepEqual((developer.body.choices as unknown[])[0], (system.body.choices as unknown[])[0]);
+    const image = { type: 'image_url', image_url: { url: 'http://x/y.png' } };
+    const withImage = await chat({}, [{ role: 'user', content: [{ type: 'text', text: 'what is it?' }, image] }]);
+    refused(withImage, 'unsupported_parameter', 'messages[0].content[1]');
+    assert.match(withImage.body.error!.message, /is a 'image_url' part; this server's model reads text alone/);
+    refused(await chat({}, [{ role: 'user', content: [{ type: 'text' }] }]), 'invalid_value', 'messages[0].content[0]');
+    refused(await chat({}, [{ role: 'tool', content: 'x' }]), 'invalid_value', 'messages[0]');
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test('embeddings: usage counts the tokens embedded, after a cut; an unknown search_r3 field is refused', async () => {
+  const { dir, cleanup } = tempDir('emb-usage');
+  const modelDir = await tinyModelDir(dir);
+  const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0 });
+  try {
+    const tokenizer = await Tokenizer.fromFolder(modelDir);
+    const long = 'cells divide and the heart pumps blood '.repeat(60);
+    const given = tokenizer.encode(long).length;
+    const r = await post(server.url, '/v1/embeddings', {
+      model: 'search-r3',
+      input: [long, 'heart'],
+      search_r3: { truncate: true },
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const cut = (r.body.search_r3 as { truncated_tokens: number }[]).map((x) => x.truncated_tokens);
+    assert.ok(cut[0] > 0 && cut[1] === 0, JSON.stringify(cut));
+    const embedded = given - cut[0] + tokenizer.encode('heart').length;
+    assert.deepEqual(r.body.usage, { prompt_tokens: embedded, total_tokens: embedded });
+    assert.ok(embedded < 128, 'no more than the cut length of 128 was embedded');
+
+    const typo = await post(server.url, '/v1/embeddings', {
+      model: 'search-r3',
+      input: 'x',
+      search_r3: { mode: 'query', max_reasoning: 4 },
+    });
+    assert.equal(typo.status, 400);
+    assert.equal(typo.body.error!.code, 'unknown_parameter');
+    assert.equal(typo.body.error!.param, 'search_r3.max_reasoning');
+    assert.match(
+      typo.body.error!.message,
+      /^'search_r3\.max_reasoning' is not a field of the extension, which takes mode/,
+    );
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
 test('GET /v1/models/{id} and HEAD /health', async () => {
   const { dir, cleanup } = tempDir('models');
   const backend = await tinyBackend(await tinyModelDir(dir));

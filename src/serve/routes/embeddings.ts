@@ -29,6 +29,9 @@ interface EmbeddingExtension {
   reasoning: 'on' | 'off';
 }
 
+/** The fields of the `search_r3` extension: any other is refused, as a misspelt one would go unnoticed. */
+const EXTENSION_FIELDS = ['mode', 'reasoning', 'max_reasoning_tokens', 'temperature', 'top_p', 'seed', 'truncate'];
+
 interface EmbeddingItem {
   object: string;
   index: number;
@@ -62,6 +65,12 @@ export async function embeddings(
   const ext = (body.search_r3 ?? {}) as Partial<EmbeddingExtension> & Record<string, unknown>;
   if (typeof ext !== 'object' || ext === null || Array.isArray(ext)) {
     throw badRequest("'search_r3' must be an object.", 'search_r3', 'invalid_type');
+  }
+  const unknown = Object.keys(ext).find((k) => !EXTENSION_FIELDS.includes(k) && ext[k] !== null);
+  if (unknown !== undefined) {
+    const param = `search_r3.${unknown}`;
+    const message = `'${param}' is not a field of the extension, which takes ${EXTENSION_FIELDS.join(', ')}.`;
+    throw badRequest(message, param, 'unknown_parameter');
   }
   const mode = ext.mode ?? 'document';
   if (mode !== 'document' && mode !== 'query')
