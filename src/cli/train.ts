@@ -137,9 +137,13 @@ function stopAtCheckpoint(): { signal: AbortSignal; release: () => void } {
 
 export const trainCommand: Command = {
   help: HELP,
+  // the device's own advice (a smaller batch or sequence length) would make another run, which --resume
+  // refuses: this names the settings that save memory and that a resume takes (run-record.ts)
   afterGpuFailure:
     'run it again with --resume to continue from its last checkpoint (without --resume if it wrote none yet), ' +
-    'on this device or with --device cpu',
+    'on this device or with --device cpu; for less memory the resume may lower batch.subBatch (train sft), or ' +
+    'batchSize with accumulation raised to keep batchSize × accumulation (train lm), which train the same ' +
+    'steps, while another batch or sequence length is another run, for a new "output" folder',
   subcommands: stages.map((s) => s.name),
   subcommandNoun: 'stage',
   helpOf: (subcommand) => stages.find((s) => s.name === subcommand)?.help,

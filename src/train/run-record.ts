@@ -4,7 +4,8 @@
  * content of each data file it reads (data-stamps.ts). Its checkpoints, metrics.jsonl and final/ are one
  * trajectory only if what shaped it stays the same: a resume on another model, other data, seed or batch
  * shape, or into another stage's folder, would mix two runs under one name. The settings the docs ask
- * users to change on a resume (RESUMABLE) may differ; each resume's changes are kept in the record's
+ * users to change on a resume (RESUMABLE), and those that only say how a step is computed (a GradCache chunk,
+ * train lm's batch split into forward passes), may differ; each resume's changes are kept in the record's
  * "resumes", so the folder says under which settings every step ran. The dashboard shows the record's
  * "config": the latest session's.
  */
@@ -37,12 +38,20 @@ export interface RunDescription {
   data: readonly DataRead[];
   /** Config sections this run may change beyond RESUMABLE: an audit's environment, the section it measures. */
   mayChange?: readonly string[];
+  /**
+   * Config keys a resume may trade against each other while their product stays: train lm's batchSize and
+   * accumulation, whose product is the sequences of one optimiser step however many forward passes take them
+   * (the trainer reads a step's sequences, and normalises its loss, the same way for every split).
+   */
+  sameProduct?: readonly string[];
 }
 
 /**
  * Settings a resume may change, each recorded: a longer or shorter run ("150 steps, then resumed with
  * steps 450"), the learning rate and clipping after a divergence ("edit optimizer.lr, then --resume"),
- * and what only says when to checkpoint, evaluate or how to store the result. Anything else changes what
+ * what only says when to checkpoint, evaluate or how to store the result, and what only says how much of a
+ * step one forward pass holds: train sft's batch.subBatch (GradCache gives plain backprop's gradients chunk
+ * by chunk, docs/stage1.md), the setting to lower after running out of memory. Anything else changes what
  * the remaining steps train on, or how, and needs a run of its own.
  */
 const RESUMABLE = [
@@ -57,6 +66,7 @@ const RESUMABLE = [
   'eval.every',
   'saveDtype',
   'environment.maxTableBytes',
+  'batch.subBatch',
 ];
 
 /** One setting that differs from the record, by its config key ("batch.queries", "data[0].path"). */
@@ -122,10 +132,15 @@ export class RunCheck {
     if (this.earlier === null) return;
     const changes = settingChanges(this.earlier, this.run, this.fingerprints);
     const also = this.run.mayChange ?? [];
-    const fixed = changes.filter((c) => !resumable(c, also));
+    const traded = sameProduct(this.earlier, this.run);
+    const fixed = changes.filter((c) => !resumable(c, also) && !(traded && this.run.sameProduct?.includes(c.key)));
     if (fixed.length > 0) {
       const output = path.dirname(this.file);
-      const may = [...RESUMABLE.filter((k) => has(this.run.config, k)), ...also.map((k) => `${k}.*`)].join(', ');
+      const may = [
+        ...RESUMABLE.filter((k) => has(this.run.config, k)),
+        ...also.map((k) => `${k}.*`),
+        ...productNote(this.earlier, this.run),
+      ].join(', ');
       throw new RunFolderError(
         `${output} holds a train ${this.run.stage} run started with other settings than this config's: ` +
           `${fixed.map(describeChange).join('; ')}; --resume continues a run only with the settings it started ` +
@@ -276,6 +291,39 @@ function differences(before: unknown, now: unknown, defaults: unknown, at: strin
   } else if (JSON.stringify(before) !== JSON.stringify(now)) {
     out.push({ key: at, from: before, to: now });
   }
+}
+
+/** The product of `keys` in a config, each value a record lacks taken from `defaults`; null if one is no number. */
+function productOf(config: object, defaults: object, keys: readonly string[]): number | null {
+  let product = 1;
+  for (const key of keys) {
+    const v = valueAt(config, key) ?? valueAt(defaults, key);
+    if (typeof v !== 'number') return null;
+    product *= v;
+  }
+  return product;
+}
+
+/** Whether the run's sameProduct keys multiply to what the record's did (true when it has none). */
+function sameProduct(earlier: RunRecord, run: RunDescription): boolean {
+  const keys = run.sameProduct ?? [];
+  const was = productOf(earlier.config, run.defaults, keys);
+  return was !== null && was === productOf(run.config, run.defaults, keys);
+}
+
+/** The refusal's words for the sameProduct keys: which of their combinations a resume may take. */
+function productNote(earlier: RunRecord, run: RunDescription): string[] {
+  const keys = run.sameProduct ?? [];
+  const was = productOf(earlier.config, run.defaults, keys);
+  if (keys.length === 0 || was === null) return [];
+  return [`${keys.join(' and ')} while ${keys.join(' × ')} stays ${was}`];
+}
+
+/** The value at a key ("optimizer.lr") of a config; undefined where it has none. */
+function valueAt(config: object, key: string): unknown {
+  let v: unknown = config;
+  for (const part of key.split('.')) v = isObject(v) ? v[part] : undefined;
+  return v;
 }
 
 /** Whether the config has the key ("optimizer.lr"). */

@@ -47,7 +47,9 @@ test('train: a lost GPU device says to run it again, with --resume from its last
     assert.equal(
       nextStep(r),
       'run it again with --resume to continue from its last checkpoint (without --resume if it wrote none yet), ' +
-        'on this device or with --device cpu',
+        'on this device or with --device cpu; for less memory the resume may lower batch.subBatch (train sft), ' +
+        'or batchSize with accumulation raised to keep batchSize × accumulation (train lm), which train the ' +
+        'same steps, while another batch or sequence length is another run, for a new "output" folder',
     );
   } finally {
     cleanup();

@@ -2,7 +2,8 @@
  * A run folder records what defines its run (run-record.ts): --resume refuses another stage's folder and
  * settings that would make the remaining steps another run (model, data, seed, batch, environment), in
  * one sentence naming each field old → new, with nothing in the folder changed; the changes the docs
- * advise on a resume (learning rate, steps) go on and are kept in run-config.json, resume by resume; a
+ * advise on a resume (learning rate, steps, a smaller GradCache chunk or train lm batch split into more
+ * passes for less memory) go on and are kept in run-config.json, resume by resume; a
  * folder from before the record resumes, saying that it cannot be checked. Data files are compared by
  * content (data-stamps.ts): other bytes under the same path are refused, the same bytes touched or copied
  * resume.
@@ -317,4 +318,67 @@ test('train lm: a changed seed or tokenizer is refused on --resume as in the oth
   );
   const s = await trainLm(parseLmConfig({ ...raw, steps: 3 }, dir), { progress: false, resume: true });
   assert.deepEqual([s.startStep, s.steps], [2, 3]);
+  // the sequences of a step are batchSize × accumulation: a resume may split them otherwise, not change them
+  const before = folderDigest(path.join(dir, 'run'));
+  for (const [batchSize, accumulation, was] of [
+    [1, 1, 'batchSize 2 → 1'],
+    [2, 2, 'accumulation 1 → 2'],
+    [1, 4, 'batchSize 2 → 1; accumulation 1 → 4'],
+  ] as const)
+    await refused(
+      trainLm(parseLmConfig({ ...raw, steps: 4, batchSize, accumulation }, dir), { progress: false, resume: true }),
+      [
+        new RegExp(`train lm run started with other settings than this config's: ${was}; --resume continues `),
+        /\(it may change steps, optimizer\.lr, .*, batchSize and accumulation while batchSize × accumulation stays 2\)/,
+      ],
+    );
+  assert.deepEqual(folderDigest(path.join(dir, 'run')), before, 'the run folder is as the last session left it');
+  const split = await trainLm(parseLmConfig({ ...raw, steps: 4, batchSize: 1, accumulation: 2 }, dir), {
+    progress: false,
+    resume: true,
+  });
+  assert.deepEqual([split.startStep, split.steps], [3, 4]);
+  assert.deepEqual(record(path.join(dir, 'run')).resumes.at(-1)?.changed, {
+    steps: { from: 3, to: 4 },
+    batchSize: { from: 2, to: 1 },
+    accumulation: { from: 1, to: 2 },
+  });
+});
+
+test('train sft: another batch.subBatch (GradCache) resumes to the losses of the run it continues (1e-5)', async () => {
+  const losses = (run: string): number[] =>
+    readFileSync(path.join(run, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; loss: number })
+      .filter((m) => m.type === 'train')
+      .map((m) => m.loss);
+  /** One session of `cfg` up to `stopAt` (its end when null), stopped there as a signal stops it. */
+  const session = async (cfg: SftConfig, stopAt: number | null, resume: boolean): Promise<void> => {
+    const stop = new AbortController();
+    const onStep = (step: number): void => {
+      if (step === stopAt) stop.abort();
+    };
+    const s = await trainSft(cfg, { progress: false, resume, stop: stop.signal, onStep });
+    assert.equal(s.steps, stopAt ?? cfg.steps);
+  };
+  // no LoRA dropout: plain backprop and GradCache draw their masks differently (docs/stage1.md)
+  const over = { steps: 5, batch: { queries: 4, hardNegatives: 1, subBatch: 0 }, lora: { rank: 4, alpha: 8 } };
+  const full = loadSftConfig(await toySftRun(tempDir('record-subbatch-full'), over));
+  await session(full, null, false);
+  const cfg = loadSftConfig(await toySftRun(tempDir('record-subbatch'), over));
+  await session(cfg, 2, false);
+  await session({ ...cfg, batch: { ...cfg.batch, subBatch: 3 } }, 3, true);
+  await session({ ...cfg, batch: { ...cfg.batch, subBatch: 1 } }, null, true);
+  const want = losses(full.output),
+    got = losses(cfg.output);
+  assert.equal(got.length, 5);
+  got.forEach((l, i) => assert.ok(Math.abs(l - want[i]!) <= 1e-5 * want[i]!, `step ${i + 1}: ${l} vs ${want[i]}`));
+  assert.deepEqual(
+    record(cfg.output).resumes.map((x) => [x.step, x.changed]),
+    [
+      [2, { 'batch.subBatch': { from: 0, to: 3 } }],
+      [3, { 'batch.subBatch': { from: 3, to: 1 } }],
+    ],
+  );
 });

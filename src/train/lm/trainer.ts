@@ -6,6 +6,9 @@
  * what is pretraining's own is here: the packed token streams, the model drawn from random weights, the
  * next-token loss and the validation loss. In a checkpoint's state `batchIndex` is the next sequence of
  * the epoch's order, a seeded shuffle, so a resumed run continues exactly as one never interrupted.
+ * A step takes the next batchSize × accumulation sequences of one epoch, and its loss is their mean,
+ * whatever forward passes they are split into: a run resumed with a smaller batchSize and a larger
+ * accumulation at the same product (for less memory) trains the steps the run would have trained.
  * metrics.jsonl gets one record per step and per validation.
  */
 import path from 'node:path';
@@ -126,6 +129,7 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
       defaults: DEFAULT_LM_CONFIG,
       folders: ['tokenizer', 'init'],
       data: await lmDataReads(cfg),
+      sameProduct: ['batchSize', 'accumulation'],
     },
   });
   try {
@@ -180,14 +184,16 @@ async function trainInFolder(
   }
 
   let order = sequenceOrder(train.count, cfg.seed, state.epoch);
-  const nextBatch = (): number[] => {
-    if (state.batchIndex + cfg.batchSize > order.length) {
+  // a step's sequences come from one epoch, its last train.count mod perStep left out, so where an epoch
+  // ends depends on the step's size alone, not on how its forward passes split it
+  const stepSequences = (): number[] => {
+    if (state.batchIndex + perStep > order.length) {
       state.epoch++;
       state.batchIndex = 0;
       order = sequenceOrder(train.count, cfg.seed, state.epoch);
     }
-    const idx = order.slice(state.batchIndex, state.batchIndex + cfg.batchSize);
-    state.batchIndex += cfg.batchSize;
+    const idx = order.slice(state.batchIndex, state.batchIndex + perStep);
+    state.batchIndex += perStep;
     return idx;
   };
   let lastValid: number | null = null;
@@ -207,8 +213,10 @@ async function trainInFolder(
     lastLoss = NaN;
   const step = (): StepResult => {
     let loss = 0;
+    const sequences = stepSequences();
     for (let a = 0; a < cfg.accumulation; a++) {
-      const { ids, targets } = train.batch(nextBatch());
+      // every sequence has seqLength targets, so the mean of the passes' means is the step's mean
+      const { ids, targets } = train.batch(sequences.slice(a * cfg.batchSize, (a + 1) * cfg.batchSize));
       const h = model.forward(ids, cfg.batchSize, cfg.seqLength, { rng: run.rng });
       const l = model.lmLoss(h, targets);
       const v = run.checkLoss(l.item());
@@ -279,9 +287,14 @@ async function loadLmData(
   const validStream = cfg.data.valid.length > 0 ? await tokenStream('valid', cfg.data.valid) : null;
   const train = new PackedSequences(trainStream.tokens, cfg.seqLength);
   const valid = validStream ? new PackedSequences(validStream.tokens, cfg.seqLength) : null;
-  if (train.count < cfg.batchSize) {
+  const perStep = cfg.batchSize * cfg.accumulation;
+  if (train.count < perStep) {
     const made = `the training text makes ${train.count} sequences of ${cfg.seqLength} tokens`;
-    throw new RunFolderError(`${made}, fewer than one batch of ${cfg.batchSize}`);
+    const step = cfg.accumulation > 1 ? ` (batchSize ${cfg.batchSize} × accumulation ${cfg.accumulation})` : '';
+    throw new RunFolderError(
+      `${made}, fewer than one step's ${perStep}${step}: give it more text, or lower seqLength, batchSize or ` +
+        'accumulation',
+    );
   }
   const stats: LmDataStats = {
     trainDocuments: trainStream.documents,

@@ -1,7 +1,8 @@
 /**
  * Causal-LM pretraining on a tiny model: real SciFact text packed with the separator between
- * documents; loss falls; a run stopped and resumed gives exactly the losses of an uninterrupted one;
- * config typos are errors naming the key.
+ * documents; loss falls; a run stopped and resumed gives exactly the losses of an uninterrupted one,
+ * and those within float rounding when resumed with its step split into other forward passes; config
+ * typos are errors naming the key.
  */
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -203,6 +204,73 @@ test('a run stopped at step 13 and resumed gives exactly the losses of an uninte
   const b = readFileSync(path.join(dir, 'run-stop/final/model.safetensors'));
   assert.ok(a.equals(b), 'final weights are identical');
 });
+
+test(
+  'resumed with batchSize 1 × accumulation 2 from a batchSize 2 checkpoint (and back), a run trains the ' +
+    'same sequences in the same steps: losses within 1e-5, the same epoch ends',
+  async () => {
+    // one document: 27 sequences of 32 tokens, so a step of 2 leaves one out of each epoch and the 16 steps
+    // cross an epoch's end at step 13, where a split step must end the epoch where the whole one does
+    await fsp.writeFile(path.join(dir, 'one-doc.jsonl'), JSON.stringify(docs[0]) + '\n');
+    const shape = (batchSize: number, accumulation: number): Record<string, unknown> => ({
+      data: { train: ['one-doc.jsonl'], valid: ['valid.jsonl'] },
+      steps: 16,
+      eval: { every: 16, maxSequences: 8 },
+      batchSize,
+      accumulation,
+    });
+    type Run = { losses: number[]; valid: number | null; state: { epoch: number; batchIndex: number } };
+    const train = async (output: string, sessions: [number, number, number | undefined][]): Promise<Run> => {
+      const losses: number[] = [];
+      let valid: number | null = null;
+      for (const [i, [b, a, stopAtStep]] of sessions.entries()) {
+        const r = await trainLm(config(output, shape(b, a)), {
+          progress: false,
+          resume: i > 0,
+          stopAtStep,
+          onStep: (_, l) => losses.push(l),
+        });
+        valid = r.validLoss;
+      }
+      const last = listCheckpoints(path.join(dir, output, 'checkpoints')).at(-1)!;
+      const state = JSON.parse(readFileSync(path.join(last.dir, 'state.json'), 'utf8')) as Run['state'];
+      return { losses, valid, state };
+    };
+    const full = await train('run-b2', [[2, 1, undefined]]);
+    const data = readFileSync(path.join(dir, 'run-b2/metrics.jsonl'), 'utf8').split('\n')[0]!;
+    assert.equal((JSON.parse(data) as { trainSequences: number }).trainSequences, 27);
+    // 13 steps of epoch 0, then 3 of epoch 1
+    assert.deepEqual([full.state.epoch, full.state.batchIndex], [1, 6]);
+    const runs = {
+      '2 → 1 × 2 at step 6': await train('run-b2-a2', [
+        [2, 1, 6],
+        [1, 2, undefined],
+      ]),
+      '1 × 2 → 2 at step 10': await train('run-a2-b2', [
+        [1, 2, 10],
+        [2, 1, undefined],
+      ]),
+    };
+    for (const [how, r] of Object.entries(runs)) {
+      assert.equal(r.losses.length, 16, how);
+      r.losses.forEach((l, i) => {
+        const want = full.losses[i]!;
+        assert.ok(Math.abs(l - want) <= 1e-5 * Math.abs(want), `${how}: step ${i + 1} loss ${l} vs ${want}`);
+      });
+      assert.deepEqual([r.state.epoch, r.state.batchIndex], [1, 6], `${how}: the data position`);
+      assert.ok(Math.abs(r.valid! - full.valid!) <= 1e-5 * full.valid!, `${how}: valid loss ${r.valid}`);
+    }
+    const resumes = (
+      JSON.parse(readFileSync(path.join(dir, 'run-b2-a2/run-config.json'), 'utf8')) as {
+        resumes: { step: number; changed: unknown }[];
+      }
+    ).resumes;
+    assert.deepEqual(
+      resumes.map((x) => [x.step, x.changed]),
+      [[6, { batchSize: { from: 2, to: 1 }, accumulation: { from: 1, to: 2 } }]],
+    );
+  },
+);
 
 test('resumed with fewer steps than its checkpoint has done, a run writes final/ from that checkpoint', async () => {
   await trainLm(config('run-past', { steps: 20 }), { progress: false, stopAtStep: 10 });
