@@ -688,6 +688,25 @@ static napi_value BlasConfig(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* ---------------------------------------------------------------- stderr */
+
+static napi_value CaptureStderr(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_get_boolean(env, sr3_capture_stderr() != 0, &r);
+  return r;
+}
+
+static napi_value ReleaseStderr(napi_env env, napi_callback_info info) {
+  (void)info;
+  size_t length = 0;
+  char *text = sr3_release_stderr(&length);
+  napi_value r;
+  napi_create_string_utf8(env, text ? text : "", length, &r);
+  free(text);
+  return r;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   /* OpenBLAS stays on the calling thread: gemm.c splits the work over our pool (pool.c). */
   openblas_set_num_threads(1);
@@ -711,6 +730,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"attentionForward", AttentionForward}, {"attentionBackward", AttentionBackward},
       {"embeddingForward", EmbeddingForward}, {"embeddingBackward", EmbeddingBackward},
       {"setNumThreads", SetNumThreads}, {"numThreads", NumThreads}, {"blasConfig", BlasConfig},
+      {"captureStderr", CaptureStderr}, {"releaseStderr", ReleaseStderr},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -16,6 +16,12 @@
 void sr3_set_threads(int n);
 int sr3_threads(void);
 
+/* stderr-capture.c: fd 2 into memory until release, which restores it and returns the text (malloc'd, not
+   NUL-terminated; NULL with length 0 when nothing was captured). Capture returns 0 when it did not start:
+   not Linux, a capture already active, or a failed call. */
+int sr3_capture_stderr(void);
+char *sr3_release_stderr(size_t *length);
+
 /* Runs fn(ctx, begin, end, tid) for the chunks [c·grain, min(n, (c+1)·grain)) of [0, n), spread over the
    pool; tid (0 = the calling thread) indexes per-thread scratch. Chunks never depend on the thread count. */
 typedef void (*ChunkFn)(void *ctx, int64_t begin, int64_t end, int tid);

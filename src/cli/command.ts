@@ -18,6 +18,12 @@ export interface Command {
    * with deviceFailed), added to the device's sentence; without it, the user is told to run it again.
    */
   afterGpuFailure?: string;
+  /**
+   * What makes the command's work smaller on the GPU ('a smaller --batch-tokens or --max-length'), for the
+   * sentence of a tensor larger than the GPU binds or of a GPU out of memory; `subcommand` is the first word
+   * of the command line. Without it, the sentence says 'a smaller batch or sequence length'.
+   */
+  gpuSizeSettings?(subcommand: string | undefined): string | undefined;
 }
 
 /** An error whose message is meant for the user as it is: printed without a stack trace. */

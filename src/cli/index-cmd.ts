@@ -97,6 +97,7 @@ export const indexCommand: Command = {
   // the chunks committed before the failure stay; a run resumes with the documents still pending
   afterGpuFailure:
     'run the same command again to encode the documents still pending, on this device or with --device cpu',
+  gpuSizeSettings: () => 'a smaller --batch-tokens or --max-length',
   async run(argv: string[]): Promise<number> {
     const { values } = parseArgs({
       args: argv,

@@ -4,7 +4,14 @@ import { fileSystemSentence } from './file-system-error.js';
 import { searchR3Version } from './package-paths.js';
 import { subcommandError } from './subcommand.js';
 import { checkSettings } from '../io/env-settings.js';
-import { GpuError, checkBackendChoice, isGpuDeviceFailure, nativeBackendError } from '../tensor/index.js';
+import type { Command } from './command.js';
+import {
+  GpuError,
+  checkBackendChoice,
+  gpuSizeSentence,
+  isGpuDeviceFailure,
+  nativeBackendError,
+} from '../tensor/index.js';
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length), 4);
@@ -63,7 +70,8 @@ async function main(argv: string[]): Promise<number> {
   warnIfNoNativeBackend();
   try {
     return await cmd.run(rest);
-  } catch (err) {
+  } catch (caught) {
+    const err = withSizeSettings(caught, cmd, rest[0]);
     // the device's sentence ends at the device; each command knows what its user does next
     if (isGpuDeviceFailure(err))
       throw new GpuError(`${(err as Error).message}; ${cmd.afterGpuFailure ?? RUN_AGAIN}`, true);
@@ -72,6 +80,13 @@ async function main(argv: string[]): Promise<number> {
     console.error(sentence);
     return 2;
   }
+}
+
+/** A GpuError about the size of the work, said again with the settings that size this command's work. */
+function withSizeSettings(err: unknown, cmd: Command, subcommand: string | undefined): unknown {
+  if (!(err instanceof GpuError) || err.sizeRefusal === null) return err;
+  const smaller = cmd.gpuSizeSettings?.(subcommand);
+  return smaller ? new GpuError(gpuSizeSentence(err.sizeRefusal, smaller), err.deviceFailed, err.sizeRefusal) : err;
 }
 
 /** The next step after a failed GPU device, for a command that names none of its own (Command.afterGpuFailure). */

@@ -177,7 +177,7 @@ async function runDefault(argv: string[]): Promise<number> {
     try {
       T.checkWebgpuAvailable();
     } catch (e) {
-      throw deviceError('webgpu', e);
+      throw deviceError('webgpu', e, values.device);
     }
   }
   const profileName = (values.profile ?? 'full') as RecipeProfileName;

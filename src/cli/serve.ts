@@ -154,7 +154,7 @@ export const serveCommand: Command = {
         engine,
         device,
       }).catch((e: unknown) => {
-        throw workerStartError(device, e);
+        throw workerStartError(device, e, values.device);
       });
       if (backend.info.device) sayDevice(values.device, backend.info.device);
       let index: SearchIndex | undefined;

@@ -46,6 +46,7 @@ ${deviceHelp(19)}
 export const trainLmStage: TrainStage = {
   name: 'lm',
   summary: 'pretrain a small Qwen2 language model (causal LM)',
+  gpuSizeSettings: 'a smaller "batchSize" (more "accumulation" keeps the step\'s batch) or "seqLength" in the config',
   help: HELP,
   async train(config, options) {
     const r = await trainLm(loadLmConfig(config), options);

@@ -49,6 +49,7 @@ ${deviceHelp(19)}
 export const trainRlStage: TrainStage = {
   name: 'rl',
   summary: 'stage 2: GRPO with a retrieval reward (rlenv environment)',
+  gpuSizeSettings: 'fewer "rollout.queries" or "rollout.group", or a smaller "maxLength", in the config',
   help: HELP,
   async train(config, options) {
     const s = await trainRl(loadRlConfig(config), options);

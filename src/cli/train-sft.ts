@@ -53,6 +53,8 @@ ${deviceHelp(19)}
 export const trainSftStage: TrainStage = {
   name: 'sft',
   summary: 'stage 1: contrastive SFT with the <|embed_token|> protocol',
+  gpuSizeSettings:
+    'a smaller "batch.subBatch" (sequences per forward pass; 0 is the whole batch) or "maxLength" in the config',
   help: HELP,
   async train(config, options) {
     const r = await trainSft(loadSftConfig(config), options);

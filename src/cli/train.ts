@@ -19,6 +19,8 @@ export interface TrainStage {
   /** One line for the stage list. */
   summary: string;
   help: string;
+  /** What makes a step's work smaller on the GPU: the config's keys (Command.gpuSizeSettings). */
+  gpuSizeSettings: string;
   train(
     config: string,
     options: { resume: boolean; progress: boolean; deadline?: number; stop?: AbortSignal },
@@ -144,6 +146,7 @@ export const trainCommand: Command = {
     'on this device or with --device cpu; for less memory the resume may lower batch.subBatch (train sft), or ' +
     'batchSize with accumulation raised to keep batchSize × accumulation (train lm), which train the same ' +
     'steps, while another batch or sequence length is another run, for a new "output" folder',
+  gpuSizeSettings: (subcommand) => stages.find((s) => s.name === subcommand)?.gpuSizeSettings,
   subcommands: stages.map((s) => s.name),
   subcommandNoun: 'stage',
   helpOf: (subcommand) => stages.find((s) => s.name === subcommand)?.help,

@@ -82,7 +82,7 @@ export const workerCommand: Command = {
           ...(m.batchTokens !== null ? { batchTokens: m.batchTokens } : {}),
           device,
         }).catch((e: unknown) => {
-          throw workerStartError(device, e);
+          throw workerStartError(device, e, values.device);
         });
         // once: a job with another cut length or prompts opens the model again, on the same device
         if (backend.info.device && !deviceSaid) sayDevice(values.device, backend.info.device);

@@ -143,7 +143,12 @@ function activeKernels(): AnyKernels {
     try {
       takeBackend(want);
     } catch (e) {
-      registry.startError = e instanceof Error ? e : new Error(String(e));
+      registry.startError =
+        want === 'webgpu' && e instanceof GpuError
+          ? new GpuError(`SEARCH_R3_BACKEND=webgpu: ${e.message}; unset SEARCH_R3_BACKEND to compute on the CPU.`)
+          : e instanceof Error
+            ? e
+            : new Error(String(e));
     }
   }
   return registry.kernels;

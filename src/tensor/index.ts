@@ -36,7 +36,7 @@ export {
   type BackendName,
 } from './backend.js';
 export type { Kernels } from './kernels.js';
-export { GpuError, isGpuDeviceFailure } from './webgpu/gpu-device.js';
+export { GpuError, type GpuSizeRefusal, gpuSizeSentence, isGpuDeviceFailure } from './webgpu/gpu-device.js';
 export { Rng, type RngState } from './rng.js';
 export { tensor, zeros, full, randn, rand, parameter } from './ops/create.js';
 export { add, sub, mul, div, affine, scale, neg, exp, log, sqrt, square } from './ops/elementwise.js';

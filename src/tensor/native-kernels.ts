@@ -95,6 +95,9 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   numThreads(): number;
   blasConfig(): string;
+  /** fd 2 into memory until releaseStderr (native/stderr-capture.c); false when it did not start. */
+  captureStderr?(): boolean;
+  releaseStderr?(): string;
   [kernel: string]: unknown;
 }
 
@@ -132,6 +135,24 @@ export function loadAddon(): NativeAddon {
     for (const key of added) delete process.env[key];
   }
   return loaded;
+}
+
+/**
+ * Starts capturing what the process writes to stderr (fd 2, native code included) and returns the
+ * function that ends it: it restores stderr and returns the text. Null where nothing is captured: no
+ * addon (or one built before it could), not Linux, or a capture already active. Whoever captures must
+ * release before its thread runs anything else that writes to stderr, or that output comes late.
+ */
+export function captureStderr(): (() => string) | null {
+  let addon: NativeAddon;
+  try {
+    addon = loadAddon();
+  } catch {
+    return null;
+  }
+  const { captureStderr: capture, releaseStderr: release } = addon;
+  if (typeof capture !== 'function' || typeof release !== 'function' || !capture()) return null;
+  return () => release();
 }
 
 /** Threads the native kernels use (pool size, the calling thread included). */

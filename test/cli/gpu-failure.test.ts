@@ -2,14 +2,17 @@
  * A GPU device lost while a command computes (a driver reset, simulated by the preload
  * test/helpers/lose-gpu-device.ts through GpuDevice.simulateLoss): the command prints the device's
  * sentence and its own next step, one line, exit code 2. Training is told to --resume, an index run that
- * a second run resumes is told so, and a command without a step of its own is told to run again.
+ * a second run resumes is told so, and a command without a step of its own is told to run again. And work
+ * too large for the GPU: the sentence names the command's own settings that make it smaller.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { saveModelFolder } from '../../src/model/model-folder.js';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
+import { tinyModel } from '../helpers/tiny-model.js';
 import { toySftRun } from '../helpers/train-fixtures.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
 import { corpus, tempDir, tinyModelDir } from '../search-index/fixtures.js';
@@ -80,6 +83,44 @@ test('index: a lost GPU device says a second run encodes what is pending, and it
     // a command with no step of its own: run it again
     const search = runLosingGpu(['search', '--index', path.join(dir, 'idx'), 'cells'], path.join(dir, 'lose'));
     assert.equal(nextStep(search), 'run the command again, on this device or with --device cpu');
+  } finally {
+    cleanup();
+  }
+});
+
+test('index: a tensor larger than the GPU binds names --batch-tokens and --max-length', opt, async () => {
+  const { dir, cleanup } = tempDir('gpu-too-large');
+  try {
+    // a wide MLP: a batch of a few thousand tokens makes activations of hundreds of MiB, more than lavapipe's
+    // 128 MiB binding and, at the batch given, more than any GPU binds
+    const model = path.join(dir, 'model');
+    await saveModelFolder(model, tinyModel(7, { hiddenSize: 32, intermediateSize: 16384, maxPositionEmbeddings: 256 }));
+    const input = path.join(dir, 'docs.jsonl');
+    writeFileSync(
+      input,
+      corpus(30)
+        .map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text }))
+        .join('\n'),
+    );
+    const r = runCli([
+      'index',
+      '--model',
+      model,
+      '--input',
+      input,
+      '--out',
+      path.join(dir, 'idx'),
+      '--device',
+      'webgpu',
+    ]);
+    assert.equal(r.status, 2, r.stderr);
+    const lines = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('device: '));
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(
+      lines[0],
+      /^search-r3: a tensor of \d+ bytes is larger than the largest buffer this GPU \(.+\) binds /,
+    );
+    assert.match(lines[0], / binds \(\d+ bytes\): for activations, use a smaller --batch-tokens or --max-length; /);
   } finally {
     cleanup();
   }

@@ -57,7 +57,9 @@ test('SEARCH_R3_BACKEND=webgpu with no adapter: said when kernels are asked for;
   assert.equal(r.status, 0, r.stderr);
   const [check, before, wrong, cpu, after] = JSON.parse(r.stdout) as string[];
   assert.equal(check, '"ok"', 'a backend that is named but missing does not stop a command at its start');
-  assert.match(before, /^GpuError: WebGPU is unavailable: no WebGPU adapter/);
+  // the variable chose: the sentence names it, and how to do without the GPU
+  assert.match(before, /^GpuError: SEARCH_R3_BACKEND=webgpu: WebGPU is unavailable: no WebGPU adapter/);
+  assert.match(before, /; unset SEARCH_R3_BACKEND to compute on the CPU\.$/);
   assert.equal(wrong, "BackendChoiceError: device must be 'auto', 'cpu' or 'webgpu', not 'WEBGPU'.");
   assert.match(cpu, /^"(native|js)"$/);
   assert.equal(after, '2', 'the device chosen explicitly computes');

@@ -19,6 +19,8 @@ import {
 } from './gpu-protocol.js';
 import { gpuTimeoutSetting } from '../../io/env-settings.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
+import { captureStderr } from '../native-kernels.js';
+import { sortDawnStderr } from './dawn-text.js';
 import { type KernelTime, kernelProfileTable } from './kernel-profile.js';
 
 /** The element types a GPU buffer holds; 16-bit types pack two elements per 32-bit word. */
@@ -30,14 +32,48 @@ export class GpuError extends Error {
    * `deviceFailed`: the device itself failed (lost, out of memory, a refused command, no answer), so it
    * computes nothing more and only a device opened anew (a new process or worker thread) will; false for
    * a request this device cannot do (a tensor larger than it binds), after which it still works.
+   * `sizeRefusal`: the work was too large for the GPU, which a command may say again naming its own
+   * settings (gpuSizeSentence).
    */
   constructor(
     message: string,
     readonly deviceFailed = false,
+    readonly sizeRefusal: GpuSizeRefusal | null = null,
   ) {
     super(message);
     this.name = 'GpuError';
   }
+}
+
+/** What a GPU refused for its size: a tensor larger than it binds, or memory it ran out of. */
+export type GpuSizeRefusal =
+  | { kind: 'binding'; bytes: number; limit: number; adapter: string }
+  | { kind: 'memory'; heldBytes: number; adapter: string; detail: string };
+
+/** What shrinks the work, where no command names its own settings. */
+const SMALLER_WORK = 'a smaller batch or sequence length';
+
+/**
+ * The sentence of a size refusal, `smaller` naming what shrinks the work ("a smaller --batch-tokens"):
+ * the tensor layer knows only that a batch or a sequence was too large, the command that set it knows how.
+ */
+export function gpuSizeSentence(r: GpuSizeRefusal, smaller = SMALLER_WORK): string {
+  if (r.kind === 'memory') {
+    return (
+      `the GPU (${r.adapter}) ran out of memory with ${r.heldBytes} bytes held by tensors (${r.detail}): ` +
+      `use ${smaller}, 16-bit weights, or --device cpu`
+    );
+  }
+  return (
+    `a tensor of ${r.bytes} bytes is larger than the largest buffer this GPU (${r.adapter}) binds ` +
+    `(${r.limit} bytes): for activations, use ${smaller}; a weight this large (a big vocabulary's embedding) ` +
+    'does not fit this GPU at all: use --device cpu or a GPU that binds more'
+  );
+}
+
+/** A GpuError for a size refusal, worded for no command in particular. */
+function sizeError(r: GpuSizeRefusal): GpuError {
+  return new GpuError(gpuSizeSentence(r), r.kind === 'memory', r);
 }
 
 /**
@@ -125,16 +161,31 @@ export class GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
     const dawnFlags = (process.env.SEARCH_R3_DAWN_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
     const init: GpuInit = { reply, powerPreference, dawnFlags, poison: process.env.SEARCH_R3_GPU_POISON === '1' };
-    const worker = new Worker(new URL('./gpu-worker.js', import.meta.url), {
-      workerData: init,
-      execArgv: workerExecArgv(process.execArgv),
-    });
-    const state = wait(reply, 120_000);
+    // Dawn writes warnings to stderr from native code while it looks for an adapter (see dawn-text.ts): they
+    // are caught while this thread waits in Atomics.wait, so that nothing of its own lands among them
+    const release = captureStderr();
+    let worker: Worker;
+    let state: ReplyState;
+    let said = '';
+    try {
+      worker = new Worker(new URL('./gpu-worker.js', import.meta.url), {
+        workerData: init,
+        execArgv: workerExecArgv(process.execArgv),
+      });
+      state = wait(reply, 120_000);
+    } finally {
+      said = release?.() ?? '';
+    }
+    const dawn = sortDawnStderr(said);
     if (state !== ReplyState.Done) {
       void worker.terminate();
-      const why = state === ReplyState.Failed ? replyText(reply) : 'the GPU thread did not start within 2 minutes';
+      // why there is no adapter goes into the sentence; what other code wrote meanwhile is passed on
+      if (dawn.others.length > 0) process.stderr.write(`${dawn.others.join('\n')}\n`);
+      const failed = state === ReplyState.Failed ? replyText(reply) : 'the GPU thread did not start within 2 minutes';
+      const why = dawn.logged.length === 0 ? failed : `${failed}; Dawn said: ${dawn.logged.join('; ')}`;
       throw new GpuError(`WebGPU is unavailable: ${why}`);
     }
+    if (dawn.kept.length > 0) process.stderr.write(`${dawn.kept.join('\n')}\n`);
     worker.unref();
     const device = new GpuDevice(worker, JSON.parse(replyText(reply)) as AdapterFacts, timeoutMs);
     // Node tearing the thread down while Dawn still works crashes the process: when the event loop has
@@ -165,13 +216,7 @@ export class GpuDevice {
   alloc(bytes: number, owner: object, zeroed = true): BufferId {
     this.checkOpen();
     const limit = Math.min(this.facts.maxBufferSize, this.facts.maxStorageBufferBindingSize);
-    if (bytes > limit) {
-      throw new GpuError(
-        `a tensor of ${bytes} bytes is larger than the largest buffer this GPU (${this.facts.description}) binds ` +
-          `(${limit} bytes): for activations, use a smaller batch or sequence length; a weight this large (a big ` +
-          `vocabulary's embedding) does not fit this GPU at all: use --device cpu or a GPU that binds more`,
-      );
-    }
+    if (bytes > limit) throw sizeError({ kind: 'binding', bytes, limit, adapter: this.facts.description });
     const id = this.nextId++;
     this.held += bytes;
     this.peak = Math.max(this.peak, this.held);
@@ -230,7 +275,7 @@ export class GpuDevice {
     this.pending.push({ op: 'read', id, byteOffset, bytes, reply });
     this.flush();
     const state = wait(reply, this.timeoutMs);
-    if (state !== ReplyState.Done) throw replyError(reply, state, this.timeoutMs);
+    if (state !== ReplyState.Done) throw this.replyError(reply, state);
     return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
   }
 
@@ -288,7 +333,7 @@ export class GpuDevice {
     this.flush();
     const state = wait(reply, this.timeoutMs);
     if (state === ReplyState.Done) return replyText(reply);
-    throw replyError(reply, state, this.timeoutMs);
+    throw this.replyError(reply, state);
   }
 
   flush(): void {
@@ -317,7 +362,8 @@ export class GpuDevice {
       process.stderr.write(`search-r3: no GPU kernel profile: ${e instanceof Error ? e.message : String(e)}\n`);
     }
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
-    this.pending.push({ op: 'close', reply });
+    // nothing reads what was queued but not yet posted once the device closes: the GPU need not compute it
+    this.pending = [{ op: 'close', reply }];
     this.flush();
     this.closed = true;
     // Dawn aborts the process when its thread is torn down with work in flight, so the queue drains first,
@@ -339,13 +385,22 @@ export class GpuDevice {
   private checkOpen(): void {
     if (this.closed) throw new GpuError('the GPU device was closed');
   }
-}
 
-/** The GpuError of a reply that did not come back Done; a GPU that does not answer counts as failed. */
-function replyError(reply: SharedArrayBuffer, state: ReplyState, timeoutMs: number): GpuError {
-  if (state === ReplyState.Failed) return new GpuError(replyText(reply));
-  if (state === ReplyState.DeviceFailed) return new GpuError(replyText(reply), true);
-  return new GpuError(`the GPU did not answer within ${timeoutMs / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS)`, true);
+  /** The GpuError of a reply that did not come back Done; a GPU that does not answer counts as failed. */
+  private replyError(reply: SharedArrayBuffer, state: ReplyState): GpuError {
+    if (state === ReplyState.Failed) return new GpuError(replyText(reply));
+    if (state === ReplyState.DeviceFailed) return new GpuError(replyText(reply), true);
+    if (state === ReplyState.OutOfMemory) {
+      const { heldBytes, detail } = JSON.parse(replyText(reply)) as { heldBytes: number; detail: string };
+      return sizeError({ kind: 'memory', heldBytes, detail, adapter: this.facts.description });
+    }
+    const ms = this.timeoutMs;
+    return new GpuError(
+      `the GPU did not answer within ${ms / 1000} s (SEARCH_R3_GPU_TIMEOUT_MS=${ms}: raise it where the GPU ` +
+        'is only slow)',
+      true,
+    );
+  }
 }
 
 function wait(reply: SharedArrayBuffer, timeoutMs: number): ReplyState {

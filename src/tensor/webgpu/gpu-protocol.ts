@@ -53,8 +53,13 @@ export const enum ReplyState {
   Done = 1,
   /** This command failed (a request the device cannot do); the device still works. */
   Failed = 2,
-  /** The device itself failed (lost, out of memory, a refused command): every later read fails the same way. */
+  /** The device itself failed (lost, a refused command): every later read fails the same way. */
   DeviceFailed = 3,
+  /**
+   * DeviceFailed because it ran out of memory; the text is JSON, `heldBytes` (by tensors) and `detail` (Dawn's
+   * sentence), for the main thread to word (GpuSizeRefusal).
+   */
+  OutOfMemory = 4,
 }
 
 /** The adapter the worker found, as JSON in the ready reply. */

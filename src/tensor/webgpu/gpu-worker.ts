@@ -10,6 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { kernelSource } from './wgsl/index.js';
 import { DispatchTimer, withExactTimestamps } from './dispatch-timer.js';
 import type { KernelTime } from './kernel-profile.js';
+import { adapterRequestSentence, dawnSentence } from './dawn-text.js';
 import {
   type AdapterFacts,
   type BufferId,
@@ -60,7 +61,8 @@ class GpuThread {
   private heldBytes = 0;
   /** Buffers created, command buffers submitted, dispatches, bytes uploaded, encoding time: see GpuStats. */
   readonly stats = { created: 0, submits: 0, dispatches: 0, staged: 0, encodeSeconds: 0 };
-  private failure: string | null = null;
+  /** What failed the device, as every later reply says it (see ReplyState). */
+  private failure: { state: ReplyState.DeviceFailed | ReplyState.OutOfMemory; text: string } | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   /** Upload buffers of the command buffer being encoded, destroyed once it is submitted. */
@@ -73,23 +75,33 @@ class GpuThread {
     private readonly poison: boolean,
   ) {
     device.lost.then((info) => {
-      const what = info.message ? `${info.reason}: ${info.message}` : info.reason;
+      const what = info.message ? `${info.reason}: ${dawnSentence(info.message)}` : info.reason;
       // what to do next depends on the work (train resumes, serve restarts its worker): its caller says it
       this.fail(`the GPU device was lost (${what})`);
     });
     device.addEventListener('uncapturederror', (e) => {
+      // dawn.node prints an error nobody prevented, every line of it: ours is the one sentence said
+      e.preventDefault();
       const err = (e as GPUUncapturedErrorEvent).error;
-      this.fail(
-        err.constructor.name === 'GPUOutOfMemoryError'
-          ? `the GPU ran out of memory with ${this.heldBytes} bytes held by tensors (${err.message}): use a ` +
-              'smaller batch or sequence length, 16-bit weights, or --device cpu'
-          : `the GPU refused a command: ${err.message}`,
-      );
+      if (err.constructor.name === 'GPUOutOfMemoryError') {
+        // the main thread words it, with the settings that size the work where a command knows them
+        const text = JSON.stringify({ heldBytes: this.heldBytes, detail: dawnSentence(err.message) });
+        this.failure ??= { state: ReplyState.OutOfMemory, text };
+      } else {
+        this.fail(`the GPU refused a command: ${dawnSentence(err.message)}`);
+      }
     });
   }
 
   fail(why: string): void {
-    this.failure ??= why;
+    this.failure ??= { state: ReplyState.DeviceFailed, text: why };
+  }
+
+  /** Answers `reply` with the device's failure: true when there was one. */
+  private replyFailed(reply: SharedArrayBuffer): boolean {
+    if (this.failure === null) return false;
+    writeReplyText(reply, this.failure.state, this.failure.text);
+    return true;
   }
 
   /** Runs one batch; the commands of a segment between reads share a command buffer. */
@@ -115,7 +127,7 @@ class GpuThread {
       } else if (c.op === 'close') {
         this.submit();
         await this.device.queue.onSubmittedWorkDone();
-        this.failure ??= 'the GPU device was closed';
+        this.fail('the GPU device was closed');
         this.device.destroy();
         // The lost callback must have run before the main thread lets Node tear this thread down.
         await this.device.lost;
@@ -267,7 +279,7 @@ class GpuThread {
     } catch (e) {
       this.fail(`the kernel profile's timestamps could not be read: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.DeviceFailed, this.failure);
+    if (this.replyFailed(c.reply)) return;
     const json = JSON.stringify(times);
     if (new TextEncoder().encode(json).length > c.reply.byteLength - REPLY_HEADER_BYTES) {
       return writeReplyText(c.reply, ReplyState.Failed, `the kernel profile (${times.length} entries) is too large`);
@@ -308,7 +320,7 @@ class GpuThread {
   }
 
   private async read(c: Extract<GpuCommand, { op: 'read' }>): Promise<void> {
-    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.DeviceFailed, this.failure);
+    if (this.replyFailed(c.reply)) return;
     const size = sizeClass(c.bytes);
     const staging =
       this.stagingPool.get(size)?.pop() ??
@@ -323,7 +335,7 @@ class GpuThread {
     } catch (e) {
       this.fail(`reading a tensor back from the GPU failed: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (this.failure !== null) return writeReplyText(c.reply, ReplyState.DeviceFailed, this.failure);
+    if (this.replyFailed(c.reply)) return;
     new Uint8Array(c.reply, REPLY_HEADER_BYTES, c.bytes).set(
       new Uint8Array(staging.getMappedRange(0, size), 0, c.bytes),
     );
@@ -394,7 +406,12 @@ async function openDevice(init: GpuInit): Promise<{ device: GPUDevice; facts: Ad
   Object.assign(globalThis, globals);
   const gpu = create(withExactTimestamps(init.dawnFlags));
   keepAlive.push(gpu);
-  const adapter = await gpu.requestAdapter({ powerPreference: init.powerPreference });
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: init.powerPreference });
+  } catch (e) {
+    throw new Error(adapterRequestSentence(e instanceof Error ? e.message : String(e), init.dawnFlags));
+  }
   if (!adapter) throw new Error('no WebGPU adapter was found (is a Vulkan driver installed?)');
   keepAlive.push(adapter);
   const info = adapter.info;
