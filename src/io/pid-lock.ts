@@ -1,8 +1,13 @@
 /**
  * One writer per folder, between processes on this machine: a lock file created exclusively, holding the
  * writer's pid. A lock whose process is gone (a killed run) is stale and taken over, so kill -9 never
- * blocks the next run; a process that exits (process.exit included) removes its own. A process can take
- * over its own lock: one process runs one writer at a time.
+ * blocks the next run; a process that exits (process.exit included) removes its own.
+ *
+ * Within one process the pid says nothing, so the process keeps the locks it holds by path, resolved through
+ * links (one folder named two ways is one lock): a second acquire while the first is held and not released
+ * is refused as one from another process would be, since two holders in one process would write over each
+ * other just the same. A lock file holding this process's pid that no acquire here holds (a killed process
+ * whose pid this one was given, common in containers) is stale and taken over.
  *
  * Several processes can find the same stale lock at once, and removing it then creating their own would let
  * one that read the stale pid remove the lock another has just made: both would write. So removing a stale
@@ -32,6 +37,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { tempPathFor } from './atomic-file.js';
+import { resolvedPath } from './path-relation.js';
 import { processRuns } from './process-runs.js';
 
 /** How long an empty lock counts as being written by the process that made it. */
@@ -44,32 +50,38 @@ const MAX_DEPTH = 8;
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
 const TAKEOVER = '.takeover-';
 
-/** The locks this process holds, removed when it exits (one listener for all of them). */
-const held = new Set<PidLock>();
+/** The locks this process holds, by resolved path; removed when it exits (one listener for all of them). */
+const held = new Map<string, PidLock>();
 let exitHook = false;
 
 export class PidLock {
-  private constructor(readonly file: string) {
-    held.add(this);
+  private constructor(
+    readonly file: string,
+    private readonly key: string,
+  ) {
+    held.set(key, this);
     if (!exitHook) {
       exitHook = true;
       process.on('exit', () => {
-        for (const lock of held) lock.release();
+        for (const lock of held.values()) lock.release();
       });
     }
   }
 
   /**
-   * Takes the lock `file`, or throws what `refuse` makes of the live process that holds it (undefined: no
-   * holder could be named within WAIT_MS, because other processes kept taking the lock over or writing it).
+   * Takes the lock `file`, or throws what `refuse` makes of the live process that holds it: process.pid when
+   * this process holds it (an acquire not yet released), undefined when no holder could be named within
+   * WAIT_MS because other processes kept taking the lock over or writing it.
    */
   static acquire(file: string, refuse: (pid: number | undefined) => Error): PidLock {
+    const key = lockKey(file);
+    if (held.has(key)) throw refuse(process.pid);
     const until = Date.now() + WAIT_MS;
     for (;;) {
       const got = take(file, 0);
       if (got === true) {
         removeClaims(file);
-        return new PidLock(file);
+        return new PidLock(file, key);
       }
       if (got !== 'wait') throw refuse(got);
       if (Date.now() > until) throw refuse(undefined);
@@ -94,15 +106,21 @@ export class PidLock {
     }
   }
 
-  /** Removes the lock, if it is still this process's. */
+  /** Removes the lock, if it is still this process's; releasing again does nothing (the next holder's stays). */
   release(): void {
-    held.delete(this);
+    if (held.get(this.key) !== this) return;
+    held.delete(this.key);
     try {
       if (Number(readFileSync(this.file, 'utf8').trim()) === process.pid) rmSync(this.file, { force: true });
     } catch {
       /* already gone */
     }
   }
+}
+
+/** Where this process keeps the lock `file`: its folder resolved through links (the file may not exist yet). */
+function lockKey(file: string): string {
+  return path.join(resolvedPath(path.dirname(file)), path.basename(file));
 }
 
 /** A lock file as found: none, a live process's, one being written, or stale (kept open: see the top). */

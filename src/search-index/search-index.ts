@@ -251,12 +251,16 @@ export class SearchIndex {
       this.storeStale = true;
       return;
     }
-    await this.store.clear();
-    for (const rows of this.docs.indexedVectors()) await this.store.add(rows);
-    if (!lock) return;
-    await this.store.commit(g);
-    this.writeCounts();
-    if (lock !== this.lock) lock.release();
+    try {
+      await this.store.clear();
+      for (const rows of this.docs.indexedVectors()) await this.store.add(rows);
+      if (!lock) return;
+      await this.store.commit(g);
+      this.writeCounts();
+    } finally {
+      // taken for the rebuild only: held on, it would refuse this process's next writer of the folder
+      if (lock !== this.lock) lock?.release();
+    }
   }
 
   private writeCounts(): void {
@@ -648,10 +652,13 @@ export class SearchIndex {
   close(): Promise<void> {
     this.closed = true;
     this.closing ??= (async () => {
-      await this.writes;
-      await this.store.close();
-      this.docs.close();
-      this.lock?.release();
+      try {
+        await this.writes;
+        await this.store.close();
+        this.docs.close();
+      } finally {
+        this.lock?.release();
+      }
     })();
     return this.closing;
   }

@@ -1,7 +1,9 @@
 /**
  * One writer per index: two `search-r3 index` runs on one folder would encode the same pending chunks and
  * overwrite each other's HNSW file. The lock is a file holding the writer's pid (io/pid-lock.ts); a lock
- * whose process is gone (a killed run) is stale and taken over, so kill -9 never blocks the resume.
+ * whose process is gone (a killed run) is stale and taken over, so kill -9 never blocks the resume. Two
+ * SearchIndex instances of one folder in one process are two writers too: each keeps its own graph in memory,
+ * and the one that commits last would save a graph without the other's vectors.
  */
 import path from 'node:path';
 import { PidLock } from '../io/pid-lock.js';
@@ -14,14 +16,7 @@ export class WriteLock {
 
   static acquire(dir: string): WriteLock {
     const file = path.join(dir, LOCK_FILE);
-    const lock = PidLock.acquire(file, (pid) =>
-      pid !== undefined
-        ? new IndexError(
-            `${file}: another process (pid ${pid}) is writing to this index; wait for it to finish (or remove ` +
-              `the file if that process is not search-r3).`,
-          )
-        : new IndexError(`${file}: could not take the write lock; another process keeps taking it.`),
-    );
+    const lock = PidLock.acquire(file, (pid) => new IndexError(inUse(dir, file, pid)));
     return new WriteLock(lock);
   }
 
@@ -33,4 +28,15 @@ export class WriteLock {
   release(): void {
     this.lock.release();
   }
+}
+
+/** Why the lock `file` of index `dir` was not taken: `pid` holds it (this process: another SearchIndex in it). */
+function inUse(dir: string, file: string, pid: number | undefined): string {
+  if (pid === undefined) return `${file}: could not take the write lock; another process keeps taking it.`;
+  const here = 'is already open for writing in this process (another SearchIndex)';
+  if (pid === process.pid) return `${dir} ${here}; use that instance or close it first.`;
+  return (
+    `${file}: another process (pid ${pid}) is writing to this index; wait for it to finish (or remove the file ` +
+    `if that process is not search-r3).`
+  );
 }

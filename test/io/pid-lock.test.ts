@@ -1,12 +1,22 @@
 /**
  * PidLock, one writer per folder between processes: when several processes find the same stale lock at
  * once, exactly one takes it over and the others are refused naming it; a lock that is still being written
- * (empty, just made) is not stale.
+ * (empty, just made) is not stale. Within one process, a lock held is refused to a second acquire.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -127,6 +137,37 @@ test('a takeover whose taker was killed mid-way blocks no one, and what it left 
     assert.equal(readFileSync(file, 'utf8'), `${process.pid}\n`);
     lock.release();
     assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('within one process a held lock refuses a second acquire, by any name of its folder, until released', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const folder = path.join(dir, 'index');
+  const link = path.join(dir, 'link');
+  mkdirSync(folder);
+  symlinkSync(folder, link);
+  const refuse = (pid: number | undefined): Error => new Error(`held by ${pid}`);
+  try {
+    const first = PidLock.acquire(path.join(folder, 'write.lock'), refuse);
+    for (const name of [folder, link, path.join(link, '..', 'index')])
+      assert.throws(() => PidLock.acquire(path.join(name, 'write.lock'), refuse), {
+        message: `held by ${process.pid}`,
+      });
+    first.release();
+    const second = PidLock.acquire(path.join(link, 'write.lock'), refuse);
+    first.release(); // again: the lock is the second's now, and stays
+    assert.equal(readFileSync(path.join(folder, 'write.lock'), 'utf8'), `${process.pid}\n`);
+    assert.throws(() => PidLock.acquire(path.join(folder, 'write.lock'), refuse), {
+      message: `held by ${process.pid}`,
+    });
+    second.release();
+    assert.deepEqual(readdirSync(folder), []);
+    // a lock file with this process's pid that no acquire here holds (a killed process had the same pid)
+    writeFileSync(path.join(folder, 'write.lock'), `${process.pid}\n`);
+    PidLock.acquire(path.join(folder, 'write.lock'), refuse).release();
+    assert.deepEqual(readdirSync(folder), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync, symlinkSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SearchIndex } from '../../src/search-index/search-index.js';
-import { contentHash } from '../../src/search-index/document-source.js';
+import { contentHash, documentText } from '../../src/search-index/document-source.js';
 import { IndexError } from '../../src/search-index/index-error.js';
 import { runCli } from '../helpers/cli.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
@@ -188,6 +189,56 @@ test(
       const r = await second.addDocuments(corpus(12));
       assert.equal(r.encoded, 8);
       await second.close();
+    } finally {
+      cleanup();
+    }
+  },
+);
+
+test(
+  'one writer in one process too: a second SearchIndex writing the folder (by any name) is refused in one ' +
+    'sentence, a reader beside the writer works, and once the writer is closed the folder opens for writing',
+  async () => {
+    const { dir, cleanup } = tempDir('lock-here');
+    try {
+      const backend = await tinyBackend(await tinyModelDir(dir));
+      const indexDir = path.join(dir, 'idx');
+      const link = path.join(dir, 'link');
+      const docs = corpus(15);
+      const first = await SearchIndex.open(indexDir, { backend, create: {} });
+      await first.addDocuments(docs.slice(0, 5));
+      symlinkSync(indexDir, link);
+      const reader = await SearchIndex.open(indexDir, { backend });
+      for (const name of [indexDir, link]) {
+        // each keeps its own graph in memory: the last to commit would save one without the other's vectors
+        const second = await SearchIndex.open(name, { backend, writable: true });
+        await assert.rejects(second.addDocuments(docs.slice(10, 15)), {
+          name: 'IndexError',
+          message:
+            `${name} is already open for writing in this process (another SearchIndex); use that instance or ` +
+            `close it first.`,
+        });
+        await second.close();
+      }
+      assert.ok(existsSync(path.join(indexDir, 'write.lock')), "a refused writer's close leaves the writer's lock");
+      await first.addDocuments(docs.slice(0, 10));
+      assert.equal(await reader.refresh(), true);
+      const [v7] = await backend.embedDocuments([documentText(docs[7])]);
+      assert.equal((await reader.searchVector(v7, { k: 1, exact: false }))[0].id, docs[7].id);
+      await first.close();
+      await reader.close();
+
+      const again = await SearchIndex.open(link, { backend, writable: true });
+      assert.equal((await again.addDocuments(docs)).encoded, 5);
+      await again.close();
+      const reopened = await SearchIndex.open(indexDir, { backend });
+      assert.deepEqual(reopened.notes, []);
+      assert.equal(await reopened.store.size(), 15);
+      for (const d of docs) {
+        const [v] = await backend.embedDocuments([documentText(d)]);
+        assert.equal((await reopened.searchVector(v, { k: 1, exact: false }))[0].id, d.id);
+      }
+      await reopened.close();
     } finally {
       cleanup();
     }

@@ -32,13 +32,16 @@ const settings: OptimizerSettings = {
   maxGradNorm: 1,
 };
 
-/** A run whose one tensor w is trained towards 0 on the loss Σ w². */
+/**
+ * A run whose one tensor w is trained towards 0 on the loss Σ w², and its folder: close it when the run is done,
+ * as a trainer does, before the folder is opened again.
+ */
 async function toyRun(
   output: string,
   resume = false,
   totalSteps = 5,
   warn: (line: string) => void = () => {},
-): Promise<{ run: TrainingRun; w: T.Tensor }> {
+): Promise<{ run: TrainingRun; w: T.Tensor; folder: RunFolder }> {
   const w = new T.Tensor(new Float32Array([1, -2]), [2], true, 'w');
   const plan: RunPlan = {
     params: [w],
@@ -49,7 +52,7 @@ async function toyRun(
     checkpoint: { every: 2, keep: 5 },
   };
   const folder = await RunFolder.open(output, { resume, progress: false, warn });
-  return { run: await folder.begin(plan), w };
+  return { run: await folder.begin(plan), w, folder };
 }
 
 function squareStep(run: TrainingRun, w: T.Tensor, loss = (): T.Tensor => T.sum(T.mul(w, w))): StepResult {
@@ -108,6 +111,7 @@ test(
 
     const b = await toyRun(stopped);
     await b.run.loop({ step: () => squareStep(b.run, b.w), stopAt: 3 });
+    b.folder.close();
     assert.deepEqual(
       listCheckpoints(path.join(stopped, 'checkpoints')).map((c) => c.step),
       [2, 3],
@@ -125,6 +129,7 @@ test('files a checkpoint manifest does not list (.DS_Store, Thumbs.db, a check l
   const dir = tempDir('extra-files');
   const a = await toyRun(dir);
   await a.run.loop({ step: () => squareStep(a.run, a.w), stopAt: 3 });
+  a.folder.close();
   const checkpoints = listCheckpoints(path.join(dir, 'checkpoints'));
   for (const c of checkpoints)
     for (const name of ['.DS_Store', 'Thumbs.db', 'log']) writeFileSync(path.join(c.dir, name), 'not training');
@@ -189,7 +194,7 @@ test(
     'folders of either naming',
   async () => {
     const dir = tempDir('fresh');
-    const { run } = await toyRun(dir);
+    const { run, folder } = await toyRun(dir);
     const fresh = /training stopped at step 1: the loss is Infinity, .*; no checkpoint had been written yet/;
     assert.throws(
       () => run.checkLoss(Infinity),
@@ -198,10 +203,25 @@ test(
     const root = path.join(dir, 'checkpoints');
     const stale = [tempPathFor(path.join(root, 'step-00000004')), path.join(root, '.step-00000006.tmp-1-x')];
     for (const s of stale) mkdirSync(s, { recursive: true });
+    folder.close();
     await toyRun(dir);
     for (const s of stale) assert.ok(!existsSync(s), `${path.basename(s)} is removed`);
   },
 );
+
+test('a run folder open in this process is refused to a second trainer here, in a sentence, until closed', async () => {
+  const dir = tempDir('twice');
+  const { folder } = await toyRun(dir);
+  await assert.rejects(toyRun(dir), {
+    name: 'RunFolderError',
+    message:
+      `${dir} is in use by another trainer in this process; two trainers in one run folder would overwrite each ` +
+      `other's checkpoints and log: let that one finish (or close its run folder) first`,
+  });
+  folder.close();
+  (await toyRun(dir)).folder.close();
+  assert.ok(!existsSync(path.join(dir, 'train.lock')));
+});
 
 test('epochOrder: a permutation fixed by its seed', () => {
   const o = epochOrder(50, 7);
