@@ -46,7 +46,7 @@ import {
 } from './manifest.js';
 import { fuseHybrid } from './rrf.js';
 import { UsearchStore, exactCosineSearch } from './usearch-store.js';
-import type { VectorHit, VectorStore } from './vector-store.js';
+import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 import { WriteLock } from './write-lock.js';
 import { readVectorSnapshot, type VectorSnapshot } from './vector-snapshot.js';
 
@@ -153,6 +153,8 @@ export class SearchIndex {
   private storeGeneration = 0;
   /** A shared store that lags docs.sqlite and may not be rebuilt from here: dense search goes exact instead. */
   private storeStale = false;
+  /** A write of this instance is between its docs.sqlite commit and its store's (see followInStore). */
+  private storeFollowing = false;
   private closed = false;
   private closing?: Promise<void>;
   /** The writes called so far, settled or not: the next one starts when they have (see serialized). */
@@ -441,10 +443,28 @@ export class SearchIndex {
       );
     }
     const { generation, added, removed } = this.docs.commitVectors(chunk, vectors);
-    await this.store.remove(removed);
-    await this.store.add(added);
-    await this.store.commit(generation);
-    this.storeGeneration = generation;
+    await this.followInStore(generation, removed, added);
+  }
+
+  /**
+   * The vector store's half of a write whose docs.sqlite half made `generation`. refresh() meanwhile leaves
+   * the store to this write: it catches up when the write ends, and a write that fails leaves it behind,
+   * which the next refresh() finds.
+   */
+  private async followInStore(
+    generation: number,
+    removed: readonly number[],
+    added: readonly VectorRow[],
+  ): Promise<void> {
+    this.storeFollowing = true;
+    try {
+      await this.store.remove(removed);
+      await this.store.add(added);
+      await this.store.commit(generation);
+      this.storeGeneration = generation;
+    } finally {
+      this.storeFollowing = false;
+    }
   }
 
   /** Removes documents by id; returns the ids that existed. Waits for the writes called before it (serialized). */
@@ -458,9 +478,7 @@ export class SearchIndex {
     this.lockForWriting();
     const { generation, keys, deleted } = this.docs.delete(ids);
     if (deleted.length === 0) return [];
-    await this.store.remove(keys);
-    await this.store.commit(generation);
-    this.storeGeneration = generation;
+    await this.followInStore(generation, keys, []);
     this.writeCounts();
     return deleted;
   }
@@ -469,12 +487,13 @@ export class SearchIndex {
    * Picks up what another process (a running `search-r3 index`) committed since this index was opened:
    * docs.sqlite is read live; the vector store is re-read once its file has caught up with docs.sqlite
    * (the writer saves it right after each sqlite commit). Returns whether anything changed. Cheap when
-   * nothing did (one sqlite read), so a server calls it before searches, throttled.
+   * nothing did (one sqlite read), so a server calls it before searches, throttled. A write of this instance
+   * still saving its store is not another's: its store is left to it (it would not be found caught up yet).
    */
   async refresh(): Promise<boolean> {
     this.requireOpen();
     const g = this.docs.generation();
-    if (g === this.storeGeneration) return false;
+    if (g === this.storeGeneration || this.storeFollowing) return false;
     // false while the writer is between its two commits (or its file is damaged): exact search covers the gap
     if (!(await this.store.reload(g))) {
       this.storeStale = true;

@@ -6,8 +6,11 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { folderDigest } from '../helpers/damage.js';
 import { LanceStore } from '../../src/search-index/lance-store.js';
-import { SearchIndex } from '../../src/search-index/search-index.js';
+import { EXACT_SEARCH_WORK, SearchIndex } from '../../src/search-index/search-index.js';
 import { documentText } from '../../src/search-index/document-source.js';
+import { LocalBackend } from '../../src/search-index/embedding-backend.js';
+import { saveModelFolder } from '../../src/model/model-folder.js';
+import { tinyModel } from '../helpers/tiny-model.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 function unit(seed: number, d: number): Float32Array {
@@ -158,6 +161,51 @@ test("the package exports LanceStore: a LanceDB index's store is one, and builds
         hits.some((h) => h.id === docs[7].id),
         hits.map((h) => h.id).join(' '),
       );
+    } finally {
+      await index.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test("a writer's refresh while its own write saves the LanceDB table leaves its searches on the table", async () => {
+  const { dir, cleanup } = tempDir('lance-own');
+  try {
+    // dense search goes exact for small indexes whatever the store says: this one is just past that size
+    const dim = 1024;
+    const modelDir = path.join(dir, 'model');
+    await saveModelFolder(modelDir, tinyModel(7, { hiddenSize: dim, numHiddenLayers: 1, maxPositionEmbeddings: 256 }));
+    const backend = await LocalBackend.fromModelDir(modelDir, { maxLength: 128 });
+    const n = Math.floor(EXACT_SEARCH_WORK / dim) + 2;
+    const index = await SearchIndex.open(path.join(dir, 'idx'), { backend, create: { store: 'lancedb' } });
+    try {
+      await index.stageDocuments(Array.from({ length: n }, (_, i) => ({ id: `d${i}`, title: '', text: `t${i}` })));
+      const vector = (id: string): Float32Array => unit(Number(id.slice(1)) + 1, dim);
+      for (const chunk of index.pendingChunks(n))
+        await index.commitEncoded(
+          chunk,
+          chunk.map((d) => vector(d.id)),
+        );
+      // a server's refresh lands between the writer's two commits: docs.sqlite has the delete, the table not yet
+      const { store } = index;
+      const commit = store.commit.bind(store);
+      const refreshed: boolean[] = [];
+      store.commit = async (generation) => {
+        refreshed.push(await index.refresh());
+        return commit(generation);
+      };
+      await index.deleteDocuments(['d0']);
+      assert.deepEqual(refreshed, [false]);
+      const search = store.search.bind(store);
+      const searched: number[] = [];
+      store.search = (vector, k) => {
+        searched.push(k);
+        return search(vector, k);
+      };
+      const hits = await index.searchVector(vector('d1'), { k: 3 });
+      assert.equal(hits[0].id, 'd1');
+      assert.deepEqual(searched, [3], 'the table answers, not an exact scan of docs.sqlite');
     } finally {
       await index.close();
     }
