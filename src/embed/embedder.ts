@@ -7,7 +7,14 @@ import * as T from '../tensor/index.js';
 import { type Steps, generateSteps, runSteps } from '../model/generate.js';
 import type { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import { DEFAULT_TEMPLATES, type EncodedPrompt, type PromptTemplates, embedTokenId, encodePrompt } from './prompts.js';
+import {
+  DEFAULT_TEMPLATES,
+  type EncodedPrompt,
+  type PromptTemplates,
+  UNCOUNTED_CUT,
+  embedTokenId,
+  encodePrompt,
+} from './prompts.js';
 import { checkQueryOptions, checkTexts } from './query-options.js';
 import { readAnalysis, reasoningPrompts } from './reasoning.js';
 
@@ -94,7 +101,10 @@ export class Embedder {
     onProgress?: (done: number, total: number) => void,
   ): Steps<{ vectors: Float32Array[]; stats: EmbedStats }> {
     checkTexts(texts, 'document');
-    const prompts = texts.map((t) => encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength));
+    // only how many texts were cut is reported, so a long document is encoded no further than its prompt
+    const prompts = texts.map((t) =>
+      encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength, false, UNCOUNTED_CUT),
+    );
     const vectors = yield* this.forwardSteps(
       prompts.map((p) => p.ids),
       onProgress,

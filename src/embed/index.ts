@@ -16,10 +16,12 @@ export {
   assistantEndTokens,
   encodePrompt,
   embedTokenId,
+  UNCOUNTED_CUT,
   requireEmbedToken,
   type PromptTemplates,
   type PromptKind,
   type EncodedPrompt,
+  type PromptOptions,
 } from './prompts.js';
 export {
   DEFAULT_MAX_REASONING_TOKENS,

@@ -4,6 +4,7 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { ChatTemplate, chatTemplateSource, type ChatMessage, type RenderChatOptions } from './chat-template.js';
 import { ModelFileError } from './model-file-error.js';
+import { isTextCut, nextTextCut, previousTextCut, textCutRules, type TextCutRules } from './text-cut.js';
 import {
   CHAT_TEMPLATE_JINJA,
   checkTokenizerConfig,
@@ -60,6 +61,7 @@ export class Tokenizer {
   private specialIds: Set<number>;
   private size: number;
   private template: ChatTemplate | null = null;
+  private cutRules: TextCutRules | null;
 
   /** `files` names where the two came from, for messages. */
   private constructor(
@@ -72,6 +74,7 @@ export class Tokenizer {
     this.engine = Tokenizer.buildEngine(json, config, files.json);
     this.specialIds = new Set(json.added_tokens.filter((t) => t.special).map((t) => t.id));
     this.size = Tokenizer.countVocab(json);
+    this.cutRules = textCutRules(json, config);
     // Resolve now so that a config naming a token the vocabulary lacks fails at load time.
     for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const) this.configTokenId(key);
   }
@@ -120,6 +123,55 @@ export class Tokenizer {
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (text.length === 0) return [];
     return this.engine.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  /**
+   * encode(text).slice(0, n), encoding only as much of a long text as that needs: a prefix ending at a cut
+   * (see text-cut.ts), grown until it gives n tokens. A tokenizer without cut rules encodes the whole text.
+   */
+  encodeHead(text: string, n: number): number[] {
+    if (n <= 0) return [];
+    // a first guess of the characters n tokens take (about 4 for English); short texts are encoded whole
+    let chars = n * HEAD_CHARS_PER_TOKEN + HEAD_SLACK_CHARS;
+    while (this.cutRules !== null && chars < text.length) {
+      const at = nextTextCut(text, chars, this.cutRules);
+      if (at < 0) break;
+      const ids = this.encode(text.slice(0, at));
+      if (ids.length >= n) return ids.slice(0, n);
+      chars = Math.max(2 * at, Math.ceil(((at * n) / Math.max(1, ids.length)) * 1.25));
+    }
+    return this.encode(text).slice(0, n);
+  }
+
+  /**
+   * encode(text).length, encoding a long text a piece at a time between cuts (see text-cut.ts), so that the
+   * tokens of no more than one piece are held at once.
+   */
+  countTokens(text: string): number {
+    let count = 0;
+    let rest = text;
+    while (this.cutRules !== null && rest.length > COUNT_PIECE_CHARS) {
+      const at = nextTextCut(rest, COUNT_PIECE_CHARS, this.cutRules);
+      if (at < 0) break;
+      count += this.encode(rest.slice(0, at)).length;
+      rest = rest.slice(at);
+    }
+    return count + this.encode(rest).length;
+  }
+
+  /** True when encode(text) = encode(text.slice(0, at)) ++ encode(text.slice(at)) is known (text-cut.ts). */
+  isCut(text: string, at: number): boolean {
+    return this.cutRules !== null && isTextCut(text, at, this.cutRules);
+  }
+
+  /** The first position at or after `from` (and before `to`) that isCut, or -1. */
+  nextCut(text: string, from: number, to = text.length): number {
+    return this.cutRules === null ? -1 : nextTextCut(text, from, this.cutRules, to);
+  }
+
+  /** The last position at or before `before` (and not before `downTo`) that isCut, or -1. */
+  previousCut(text: string, before: number, downTo = 1): number {
+    return this.cutRules === null ? -1 : previousTextCut(text, before, this.cutRules, downTo);
   }
 
   /** Token strings (byte-level alphabet, e.g. "Ġworld") of `text`. */
@@ -273,6 +325,7 @@ export class Tokenizer {
     this.config = config;
     this.specialIds = new Set(json.added_tokens.filter((t) => t.special).map((t) => t.id));
     this.size = Tokenizer.countVocab(json);
+    this.cutRules = textCutRules(json, config);
     return { ids, added };
   }
 
@@ -333,6 +386,12 @@ export class Tokenizer {
     return this.template.render(messages, options);
   }
 }
+
+/** encodeHead's first guess: this many characters per token wanted, plus a few. */
+const HEAD_CHARS_PER_TOKEN = 4;
+const HEAD_SLACK_CHARS = 64;
+/** countTokens encodes a long text in pieces of about this many characters. */
+const COUNT_PIECE_CHARS = 1 << 16;
 
 /**
  * The engine caches the BPE of each pre-tokenized word in a 10,000-entry LRU whose bookkeeping (a

@@ -53,7 +53,7 @@ const post = (m: WorkerReply, transfer: ArrayBuffer[] = []): void => port.postMe
 function countTokens(tokenizer: Tokenizer, job: EmbedJob): { counts: number[]; total: number } {
   if (!job.limits) return { counts: [], total: 0 };
   const counts = job.texts.map((t, i) => {
-    const n = tokenizer.encode(t).length;
+    const n = tokenizer.countTokens(t);
     if (!job.truncate) checkInputTokens(n, inputParam(job, i), job.limits!.perInput, truncateParam(job));
     return n;
   });

@@ -21,6 +21,7 @@ import {
   assistantEndTokens,
   embedTokenId,
   encodePrompt,
+  UNCOUNTED_CUT,
 } from '../../embed/index.js';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
@@ -284,7 +285,9 @@ async function trainInFolder(
     // 1. rollouts (sampling is seeded per step: a resumed run samples what the uninterrupted run would)
     // the prompt leaves room for the whole analysis and a forced token inside the model's context
     const promptBudget = maxLength - r.maxReasoningTokens - 1;
-    const prompts = batch.map((q) => encodePrompt(pol.tokenizer, q.text, 'query', templates, promptBudget, true).ids);
+    const prompts = batch.map(
+      (q) => encodePrompt(pol.tokenizer, q.text, 'query', templates, promptBudget, true, UNCOUNTED_CUT).ids,
+    );
     const rollouts = sampleRollouts(pol.model, prompts, embedId, ends, {
       group: G,
       temperature: r.temperature,

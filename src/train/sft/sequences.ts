@@ -9,7 +9,7 @@
  * (analysis included) is what L_SFT learns, and its embedding is the hidden state at the embed token after
  * the analysis: what inference with reasoning on computes when the model writes that analysis.
  */
-import { type PromptKind, type PromptTemplates, embedTokenId, encodePrompt } from '../../embed/index.js';
+import { type PromptKind, type PromptTemplates, UNCOUNTED_CUT, embedTokenId, encodePrompt } from '../../embed/index.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { type ConceptAnalysis, formatAnalysis, shorterAnalyses } from './analysis.js';
 
@@ -20,7 +20,7 @@ export interface TrainSequence {
   /** Inputs at positions respFrom..respTo−1 predict ids[t+1]: the assistant response, <|im_end|> included. */
   respFrom: number;
   respTo: number;
-  /** Tokens of the text cut to fit maxLength. */
+  /** Above 0 when the text was cut to fit maxLength (how many tokens it lost is not counted). */
   truncated: number;
   /** Reasoning form: the analysis written before the embed token (after any shortening to fit), else absent. */
   analysis?: string;
@@ -100,7 +100,8 @@ export class SequenceEncoder {
     if (at < 0 || contentIds.indexOf(this.embedId, at + 1) >= 0)
       throw new Error(`the reasoning response must contain <|embed_token|> exactly once: ${JSON.stringify(content)}`);
     const response = [...contentIds, this.imEnd];
-    const p = encodePrompt(this.tokenizer, query, 'query', this.templates, this.maxLength - response.length, true);
+    const budget = this.maxLength - response.length;
+    const p = encodePrompt(this.tokenizer, query, 'query', this.templates, budget, true, UNCOUNTED_CUT);
     // the check renders the query whole, so it runs on the first sequence whose query was not cut
     if (p.truncated === 0) this.checkReasoningRender(query, p.ids, content, response);
     const ids = [...p.ids, ...response];
@@ -147,7 +148,8 @@ export class SequenceEncoder {
     const key = `${kind}\u0000${text}`;
     let s = this.cache.get(key);
     if (!s) {
-      const p = encodePrompt(this.tokenizer, text, kind, this.templates, this.maxLength - this.tail.length);
+      const budget = this.maxLength - this.tail.length;
+      const p = encodePrompt(this.tokenizer, text, kind, this.templates, budget, false, UNCOUNTED_CUT);
       const ids = [...p.ids, ...this.tail];
       s = {
         ids,
