@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { hostOption, portOption, positiveInt } from './args.js';
 import { DEVICE_OPTION, deviceHelp, resolvedDevice, selectDevice } from './device-option.js';
+import { modelHelp } from './option-help.js';
 import { evalProgress } from './eval-progress.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEFAULT_MODEL_DIR, DEMO_DATA_DIR } from './package-paths.js';
@@ -57,8 +58,7 @@ claims and their relevance judgments; CC BY-NC 2.0, non-commercial use only):
     folder holds evaluation.md (the recipe's full multi-dataset table) the demo points to it.
 
 options:
-  --model <dir>               model folder (default: models/search-r3-default in this package, which
-                              'npm run train:default' writes)
+${modelHelp(30, "the model (default: models/search-r3-default in this package, which 'npm run train:default' writes)")}
   --index <dir>               index folder (default: $XDG_CACHE_HOME or ~/.cache, then
                               search-r3/demo-<model fingerprint>); rebuilt only for another model
   --query <text>              a query of your own instead of the 3 examples (repeatable); a SciFact test

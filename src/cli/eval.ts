@@ -22,6 +22,7 @@ import { ModelRetriever, type SearchR3Encoder } from '../eval/model-retriever.js
 import { Embedder, REASONING_MODES, requireEmbedToken } from '../embed/index.js';
 import { LlamaCppEngine } from '../embed/index.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
+import { modelHelp } from './option-help.js';
 import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { checkGgufSource } from '../search-index/llama-cpp-backend.js';
@@ -53,8 +54,11 @@ inputs:
   --max-queries <n>           evaluate only the first n queries of the split (a quick look; not the dataset's
                               figure)
   --retriever bm25            BM25 (Lucene-style, title + text)
-  --retriever <model-dir>     a Search-R3 model folder: documents embedded directly, queries with
-                              --reasoning off (default) or on, exact cosine top-k
+${modelHelp(
+  30,
+  'a Search-R3 model (documents embedded directly, queries with --reasoning off (default) or on, exact cosine top-k)',
+  '--retriever <model-dir>',
+)}
   --reasoning on|off          let the model analyse each query before <|embed_token|> (default off)
   --max-reasoning-tokens <n>  budget for that analysis (default 128; the token is forced after it; 0: at once)
   --temperature <x>           sampling temperature of the analysis (default 0: greedy)

@@ -6,6 +6,7 @@ import { UserError, type Command } from './command.js';
 import { choiceOption, positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
+import { modelHelp } from './option-help.js';
 import { readDocuments } from '../search-index/document-source.js';
 import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
@@ -58,8 +59,7 @@ stores their vectors as they arrive, with a progress bar over all workers (see d
 the one writer of the index, so the folder (and --store-uri) must be where replicas can read it.
 
 options:
-  --model <dir>          model folder (config.json, tokenizer.json, *.safetensors); default for an
-                         existing index: the model it was built with
+${modelHelp(25, 'the model (default for an existing index: the one it was built with)')}
   --remote <urls>        encode on OpenAI-compatible search-r3 servers instead (comma-separated base
                          URLs, e.g. http://10.0.0.5:8080); requests are spread round-robin with retries
   --api-key <key>        bearer token for --remote (default: $SEARCH_R3_API_KEY)

@@ -3,6 +3,7 @@ import { UserError, type Command } from './command.js';
 import { noEffect, nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
 import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
+import { modelHelp } from './option-help.js';
 import { loadSftConfig } from '../train/sft/config.js';
 import { candidatePool, loadTrainingData, sourceFiles } from '../train/sft/data.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
@@ -22,7 +23,7 @@ options:
   --config <file>       train sft config whose "data" is mined
   --out <file>          output JSONL
   --retriever bm25|model  rank with BM25 (default) or the model's own embeddings
-  --model <dir>         model for --retriever model (default: the config's model)
+${modelHelp(24, "the model for --retriever model (default: the config's)")}
   --window <a:b>        rank window, 1-based inclusive (default 10:100); positives take no rank
   --negatives <n>       new negatives per query, sampled from the window (default 8); those the
                         data already gives a query stay, and are not drawn again

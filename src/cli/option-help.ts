@@ -16,3 +16,16 @@ export function optionHelp(flags: readonly (readonly [string, string])[], column
     })
     .join('\n');
 }
+
+/**
+ * What every command that loads a model takes as a model folder: loadModelFolder loads a whole model, or a
+ * LoRA adapter folder (such as a LoRA run's final/) onto the base its adapter_config.json records.
+ */
+export const MODEL_FOLDER_HELP =
+  "a whole model folder (config.json, tokenizer.json, *.safetensors) or a LoRA run's final/ " +
+  '(adapter_config.json; loaded onto the base it records)';
+
+/** A model option's help line: `what` the command does with the model, then what the folder may be. */
+export function modelHelp(column: number, what: string, flag = '--model <dir>'): string {
+  return optionHelp([[flag, `${what}: ${MODEL_FOLDER_HELP}`]], column);
+}

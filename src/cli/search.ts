@@ -4,6 +4,7 @@ import { choiceOption, noEffect, nonNegativeInt, nonNegativeNumber, positiveInt,
 import { REASONING_MODES } from '../embed/index.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
+import { modelHelp } from './option-help.js';
 import { recordedModelFolder } from './index-model.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
@@ -21,7 +22,7 @@ rebuilt in memory from docs.sqlite, and said so).
 
 options:
   --index <dir>          index folder built by 'search-r3 index'
-  --model <dir>          model folder, when it moved since the index was built (must be the same model)
+${modelHelp(25, "the index's model, where it moved since the index was built (it must be the same model)")}
   --remote <urls>        embed the query on search-r3 servers instead (comma-separated base URLs)
   --api-key <key>        bearer token for --remote (default: $SEARCH_R3_API_KEY)
   --reasoning on|off     let the model analyse the query before embedding (default off)

@@ -5,6 +5,7 @@ import { SearchIndex, readIndexManifest } from '../search-index/search-index.js'
 import { Judgments } from '../serve/judgments.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } from './device-option.js';
+import { modelHelp } from './option-help.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } from './engine-options.js';
 import { recordedModelFolder } from './index-model.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
@@ -52,7 +53,7 @@ exit once in-flight requests are answered.
 
 options:
   --index <dir>             index to search (its model is loaded from index.json, or --model)
-  --model <dir>             model folder (required without --index)
+${modelHelp(28, 'the model to serve (required without --index)')}
   --host <addr>             listen address (default 127.0.0.1)
   --port <n>                port (default 8080; 0 picks a free one)
   --model-name <name>       name clients pass as "model" (default search-r3)

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { UserError, type Command } from './command.js';
 import { positiveInt } from './args.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } from './device-option.js';
+import { modelHelp } from './option-help.js';
 import { isModelFolder } from '../model/model-folder.js';
 import { WorkerBackend } from '../serve/model-worker.js';
 import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
@@ -22,7 +23,7 @@ worker. It runs until SIGINT/SIGTERM, then finishes its current job and exits (s
 
 options:
   --queue <url>          Redis of the index run (redis://host:port[/db], rediss:// for TLS)
-  --model <dir>          model folder (config.json, tokenizer.json, *.safetensors): the index's model
+${modelHelp(25, "the index's model")}
   --queue-name <name>    the BullMQ queue (default ${DEFAULT_QUEUE_NAME}); the same as the index run's
   --lock-seconds <s>     how long a job stays with a worker that stopped answering before another
                          worker takes it (default 30); the lock is renewed while the model works

@@ -91,7 +91,8 @@ async function checkWeightsFit(
 /** Why a file given as a model folder is not one, and what to give instead. */
 function notAFolder(file: string): string {
   const gguf = file.endsWith('.gguf') ? ' (a GGUF runs with --engine llama.cpp --gguf, beside its model folder)' : '';
-  return `is a file, not a model folder; give the folder that holds config.json and the weights${gguf}.`;
+  const folder = 'the folder that holds config.json and the weights, or a LoRA adapter folder';
+  return `is a file, not a model folder; give ${folder}${gguf}.`;
 }
 
 /** Loads a Qwen2/Qwen2.5 model folder; every problem is a ModelFileError naming the file. */

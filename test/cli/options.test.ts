@@ -5,6 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { commands } from '../../src/cli/commands.js';
+import { MODEL_FOLDER_HELP } from '../../src/cli/option-help.js';
 import { runCli } from '../helpers/cli.js';
 
 test(
@@ -106,4 +108,32 @@ test('rlenv audit --help gives the least --steps it takes', () => {
   const r = runCli(['rlenv', 'audit', '--config', 'c.json', '--steps', '1'], { SEARCH_R3_BACKEND: 'js' });
   assert.equal(r.status, 2);
   assert.equal(r.stderr, "search-r3: --steps must be an integer ≥ 2 (got '1').\n");
+});
+
+test("a command that loads a model says its --model may be a LoRA run's final/ or a whole model", async () => {
+  const said = (help: string, flag: string): string => {
+    // the option's description: its lines up to the next option, joined
+    const lines = help.split('\n');
+    const at = lines.findIndex((l) => l.startsWith(`  ${flag} `));
+    assert.ok(at >= 0, `no ${flag} line`);
+    const end = lines.findIndex((l, i) => i > at && /^ {2}-/.test(l));
+    return lines
+      .slice(at, end < 0 ? undefined : end)
+      .join(' ')
+      .replace(/\s+/g, ' ');
+  };
+  const loading: [string, string][] = [
+    ['index', '--model <dir>'],
+    ['worker', '--model <dir>'],
+    ['serve', '--model <dir>'],
+    ['search', '--model <dir>'],
+    ['mine', '--model <dir>'],
+    ['demo', '--model <dir>'],
+    ['eval', '--retriever <model-dir>'],
+  ];
+  for (const [name, flag] of loading) {
+    const entry = commands.find((c) => c.name === name);
+    assert.ok(entry, name);
+    assert.ok(said((await entry.load()).help, flag).includes(MODEL_FOLDER_HELP), `${name} ${flag}`);
+  }
 });

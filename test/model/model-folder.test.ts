@@ -80,7 +80,8 @@ test('a folder with a missing file, a foreign architecture or a wrong-shaped wei
     await assert.rejects(
       loadModelFolder(path.join(dir, 'model.gguf')),
       new RegExp(
-        'model\\.gguf: is a file, not a model folder; give the folder that holds config\\.json and the weights ' +
+        'model\\.gguf: is a file, not a model folder; give the folder that holds config\\.json and the weights, ' +
+          'or a LoRA adapter folder ' +
           '\\(a GGUF runs with --engine llama\\.cpp --gguf, beside its model folder\\)\\.$',
       ),
     );
