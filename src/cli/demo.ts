@@ -28,6 +28,7 @@ import { DEMO_VECTORS_FILE, saveSeedVectors, seedIndex } from '../search-index/s
 import { Judgments } from '../serve/judgments.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 import { listenError } from './serve.js';
+import { makeFolder } from '../io/make-folder.js';
 
 /** SciFact test claims shown by default: readable, and each relevant abstract is in the corpus. */
 const EXAMPLE_QUERY_IDS = ['36', '641', '1100'];
@@ -246,7 +247,7 @@ async function writeDemoVectors(
       temporary: !indexDir,
     });
     try {
-      await fsp.mkdir(path.dirname(file), { recursive: true });
+      await makeFolder(path.dirname(file));
       const documents = await saveSeedVectors(file, index);
       const { size } = await fsp.stat(file);
       return { file: path.resolve(file), documents, dimension: index.dimension, bytes: size, index: report };

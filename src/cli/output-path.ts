@@ -7,7 +7,7 @@ import { closeSync, existsSync, openSync, readSync, realpathSync, statSync } fro
 import path from 'node:path';
 import { probeWrite } from '../io/atomic-file.js';
 import { UserError } from './command.js';
-import { fileSystemCause } from './file-system-error.js';
+import { fileSystemCause } from '../io/file-system-cause.js';
 
 /**
  * A file to write: it must not be a folder itself, and its folder must exist, or, with `makesFolder` (the
@@ -47,7 +47,8 @@ function checkWritable(file: string, given: string, option: string, what: 'file'
   try {
     probeWrite(file);
   } catch (err) {
-    const known = fileSystemCause(err);
+    // the probe is created in a folder that exists
+    const known = fileSystemCause(err, { creating: true });
     if (known === null) throw err;
     throw new UserError(
       `${option} ${given}: cannot write in ${(err as NodeJS.ErrnoException).path}: ${known.cause} (${known.code}); ` +

@@ -1,10 +1,11 @@
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
 import { readLines } from './line-reader.js';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { writeTextFileAtomic } from './run.js';
+import { makeFolderSync } from '../io/make-folder.js';
 
 /**
  * Precomputed embeddings for dense evaluation, from any source, in one of two formats:
@@ -151,7 +152,7 @@ export function writeNpyEmbeddings(file: string, m: EmbeddingMatrix): void {
   head[7] = 0;
   head.writeUInt16LE(header.length, 8);
   const data = Buffer.from(m.data.buffer, m.data.byteOffset, rows * m.dim * 4);
-  mkdirSync(dirname(file), { recursive: true });
+  makeFolderSync(dirname(file));
   writeFileAtomicallySync(file, Buffer.concat([head, Buffer.from(header, 'latin1'), data]));
   writeTextFileAtomic(idsSidecarPath(file), m.ids.join('\n') + '\n');
 }

@@ -1,9 +1,10 @@
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { EvalInputError } from './input-error.js';
 import { readLines, splitFields } from './line-reader.js';
 import { sortedIds, trecRankOrder } from './trec-order.js';
+import { makeFolderSync } from '../io/make-folder.js';
 
 /** One query's retrieved documents and their scores (any order: evaluation ranks them by trec_eval's rule). */
 export interface RankedList {
@@ -74,7 +75,7 @@ export function* formatTrecRun(run: Run, tag: string): Generator<string> {
 
 /** Writes a TREC run file atomically, streamed in pieces of about 1 MiB. */
 export function writeTrecRun(file: string, run: Run, tag: string): void {
-  mkdirSync(dirname(file), { recursive: true });
+  makeFolderSync(dirname(file));
   writeFileAtomicallySync(file, (tmp) => {
     const fd = openSync(tmp, 'w');
     try {
@@ -95,6 +96,6 @@ export function writeTrecRun(file: string, run: Run, tag: string): void {
 
 /** Writes a text file atomically, making its folder when missing. */
 export function writeTextFileAtomic(file: string, text: string): void {
-  mkdirSync(dirname(file), { recursive: true });
+  makeFolderSync(dirname(file));
   writeFileAtomicallySync(file, text);
 }

@@ -22,6 +22,7 @@ import {
 import path from 'node:path';
 import { isWithin } from './path-relation.js';
 import { processRuns } from './process-runs.js';
+import { makeFolder } from './make-folder.js';
 
 /** The most links followed in a row, as Linux's path resolution (ELOOP beyond). */
 const MAX_LINKS = 40;
@@ -162,7 +163,7 @@ export async function writeDirAtomically(dir: string, write: (tmp: string) => Pr
   const target = writeTarget(dir);
   const tmp = tempPathFor(target);
   try {
-    await fsp.mkdir(path.dirname(target), { recursive: true });
+    await makeFolder(path.dirname(target));
     await fsp.mkdir(tmp);
     try {
       await write(tmp);

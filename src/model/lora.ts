@@ -3,7 +3,7 @@
  * and unmerge from the base weights; save and load in PEFT's layout (adapter_config.json +
  * adapter_model.safetensors) so that adapters move between search-r3, PEFT and llama.cpp.
  */
-import { existsSync, promises as fsp } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
 import type { Rng, Tensor } from '../tensor/index.js';
@@ -13,6 +13,7 @@ import type { LoraAdapter, Qwen2Model } from './qwen2-model.js';
 import { PEFT_CONFIG_FILE, readPeftLoraConfig } from './peft-config.js';
 import { checkFiniteWeight, loadSafetensors, saveSafetensors } from './safetensors.js';
 import type { TensorData } from './tensor-data.js';
+import { makeFolder } from '../io/make-folder.js';
 
 export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type LoraTarget = (typeof LORA_TARGETS)[number];
@@ -114,7 +115,7 @@ export function unmergeLora(model: Qwen2Model): void {
 
 /** Writes adapter_config.json and adapter_model.safetensors in PEFT's layout. */
 export async function saveLoraAdapter(dir: string, model: Qwen2Model, cfg: LoraConfig, baseModel = ''): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true });
+  await makeFolder(dir);
   const peftConfig = {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',

@@ -7,7 +7,7 @@
  * machine's memory is refused before any weight is read. A LoRA adapter folder (PEFT layout) loads as its base
  * with the adapter merged, so that every command takes a LoRA run's final/ where it takes a model folder.
  */
-import { existsSync, promises as fsp, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../tensor/index.js';
 import { loadLoraAdapter, mergeLora } from './lora.js';
@@ -38,6 +38,7 @@ import {
 import type { TensorView } from './tensor-data.js';
 import { TOKENIZER_JSON } from './tokenizer-json.js';
 import { Tokenizer } from './tokenizer.js';
+import { makeFolder } from '../io/make-folder.js';
 
 export interface LoadedModel {
   dir: string;
@@ -186,7 +187,7 @@ export async function saveModelFolder(
   m: { model: Qwen2Model; tokenizer: Tokenizer },
   opts: SaveOptions = {},
 ): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true });
+  await makeFolder(dir);
   const config = { ...m.model.config, torchDtype: dtypeName(opts.dtype ?? 'F32') };
   await writeQwen2Config(path.join(dir, 'config.json'), config);
   await m.tokenizer.save(dir);

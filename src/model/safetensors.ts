@@ -19,6 +19,7 @@ import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
 import { HalfArray, decodeBf16, decodeF16, encodeBf16, encodeF16, hostKernels, widenHalf } from '../tensor/index.js';
+import { makeFolder } from '../io/make-folder.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
 
@@ -582,7 +583,7 @@ export async function saveSafetensorsFolder(
   const bytesOf = ([name, t]: readonly [string, TensorView]): number =>
     t.data.length * DTYPE_BYTES[resolveDtype(options.dtype, name, t.shape)];
   const total = list.reduce((s, e) => s + bytesOf(e), 0);
-  await fsp.mkdir(dir, { recursive: true });
+  await makeFolder(dir);
   const shardPattern = /^model-\d{5}-of-\d{5}\.safetensors$/;
   const stale = (await fsp.readdir(dir)).filter(
     (f) => shardPattern.test(f) || f === INDEX_FILE_NAME || f === SINGLE_FILE_NAME,

@@ -19,6 +19,7 @@ import {
   type TokenizerFolderFiles,
   type TokenizerJson,
 } from './tokenizer-json.js';
+import { makeFolder } from '../io/make-folder.js';
 
 export interface EncodeOptions {
   /**
@@ -339,7 +340,7 @@ export class Tokenizer {
    * rename. A chat template read from chat_template.jinja is written back there, as transformers saves it.
    */
   async save(dir: string): Promise<void> {
-    await fsp.mkdir(dir, { recursive: true });
+    await makeFolder(dir);
     // tokenizer.json is large (11 MB for Qwen); written compact. The config is small and meant to be read.
     await writeTextFileAtomically(path.join(dir, TOKENIZER_JSON), JSON.stringify(this.json));
     const jinja = path.join(dir, CHAT_TEMPLATE_JINJA);

@@ -29,6 +29,7 @@ import { checkProfileRules, devSampleNotHeldOut } from './recipe-check.js';
 import { checkRecipeFolders, checkWorkFolder } from './recipe-folders.js';
 import { SCIFACT_DEV, type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
 import { stepsThatMayRun } from './step-plan.js';
+import { makeFolder } from '../io/make-folder.js';
 
 export interface StepRecord {
   /** Wall seconds over every attempt (an attempt's time is saved while it runs). */
@@ -208,7 +209,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   // a config a trainer would refuse, or one that trains on an evaluated set, stops the run before any step
   checkProfileRules(profile, p);
   checkWorkFolder(p);
-  await fsp.mkdir(p.configs, { recursive: true });
+  await makeFolder(p.configs);
   const stateFile = path.join(p.work, 'recipe.json');
   const state = readState(stateFile, profile.name);
   // saves run one after another, each writing the state as it is then: a heartbeat still in flight can
@@ -296,7 +297,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       title: 'BM25 hard negatives for SciFact train',
       isDone: () => existsSync(p.mined),
       run: async () => {
-        await fsp.mkdir(path.dirname(p.mined), { recursive: true });
+        await makeFolder(path.dirname(p.mined));
         return command([
           'mine',
           '--config',
@@ -520,7 +521,7 @@ export async function packageModel(from: string, to: string, context: number, co
 
 /** The recipe's step configs (*.json of `configs`) into `<dir>/configs/`. */
 async function copyConfigs(configs: string, dir: string): Promise<void> {
-  await fsp.mkdir(path.join(dir, 'configs'), { recursive: true });
+  await makeFolder(path.join(dir, 'configs'));
   for (const f of readdirSync(configs))
     if (f.endsWith('.json')) await fsp.copyFile(path.join(configs, f), path.join(dir, 'configs', f));
 }
@@ -698,7 +699,7 @@ export async function writeModelCard(
       ? `; a share of ${reasoning.fraction} of its queries learns a short analysis (key concepts from the query ` +
         "found in its positive, and the positive's top terms) before the embed token"
       : '';
-  await fsp.mkdir(path.join(out, 'charts'), { recursive: true });
+  await makeFolder(path.join(out, 'charts'));
   for (const c of charts) await writeTextFileAtomically(path.join(out, 'charts', c.file), c.svg);
   const card = `---
 license: other

@@ -4,7 +4,7 @@
  * are thin layers over this class.
  */
 import { DOCUMENTS_PER_COMMIT } from './commit-chunk.js';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { QueryOptions } from '../embed/index.js';
 import { createAnalyzer } from '../eval/analyzer.js';
@@ -49,6 +49,8 @@ import { UsearchStore, exactCosineSearch } from './usearch-store.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 import { WriteLock } from './write-lock.js';
 import { readVectorSnapshot, type VectorSnapshot } from './vector-snapshot.js';
+import { makeFolderSync } from '../io/make-folder.js';
+import { fileSystemCause } from '../io/file-system-cause.js';
 
 export interface CreateIndexOptions {
   dtype?: VectorDtype;
@@ -755,13 +757,16 @@ function prepareFolder(dir: string, create: boolean): void {
     throw new IndexError(`${dir} is a file, not an index folder; give a new folder or an existing index.`);
   if (!create) return;
   try {
-    mkdirSync(dir, { recursive: true });
+    makeFolderSync(dir);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new IndexError(
-      `cannot create the index folder ${dir} (${err.code ?? err.message}); give a folder that can be created ` +
-        `and written.`,
-    );
+    const known = fileSystemCause(err, { creating: err.syscall === 'mkdir' });
+    const where =
+      typeof err.path === 'string' && path.resolve(err.path) !== path.resolve(dir) ? ` (at ${err.path})` : '';
+    const why = known
+      ? `: ${known.cause} (${known.code}); ${known.remedy}, or give another folder`
+      : ` (${err.code ?? err.message}); give a folder that can be created and written`;
+    throw new IndexError(`cannot create the index folder ${dir}${where}${why}.`);
   }
 }
 

@@ -24,7 +24,7 @@
  * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
  * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
-import { existsSync, promises as fsp, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { isWithin, resolvedPath } from '../io/path-relation.js';
@@ -50,6 +50,7 @@ import { MetricsLog } from './metrics-log.js';
 import { type RunDescription, RunCheck } from './run-record.js';
 import { ProgressBar, type ProgressFields } from './progress.js';
 import type { MetricRecord } from './report.js';
+import { makeFolder } from '../io/make-folder.js';
 
 /**
  * Exit code of a training session stopped at its deadline (--max-seconds) with a checkpoint, before its last
@@ -158,7 +159,7 @@ export class RunFolder<X = never> {
     if (existsSync(output) && !statSync(output).isDirectory()) {
       throw new RunFolderError(`the output ${output} is a file; name a folder for the run`);
     }
-    const made = await fsp.mkdir(output, { recursive: true });
+    const made = await makeFolder(output);
     const lock = lockRunFolder(output);
     try {
       // the stage first: a folder of another stage is named as such, not as one that needs --resume

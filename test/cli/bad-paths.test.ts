@@ -23,6 +23,7 @@ import { type CliResult, runCli } from '../helpers/cli.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { toySftRun } from '../helpers/train-fixtures.js';
+import { readOnlyMount, unwritablePlaces } from '../helpers/unwritable.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 
@@ -282,6 +283,71 @@ test('an output in a folder this process may not write in is refused before the 
     cleanup();
   }
 });
+
+const places = unwritablePlaces();
+
+test(
+  'an output folder that cannot be made (/proc, /sys, a read-only mount) is one sentence naming it, not a hang',
+  { skip: places === null && 'no /proc and /sys here' },
+  async (t) => {
+    const { dir, cleanup } = tempDir('unmakeable');
+    const ro = path.join(dir, 'ro');
+    mkdirSync(ro);
+    const mount = readOnlyMount(ro);
+    try {
+      const model = await tinyModelDir(dir);
+      const docs = path.join(dir, 'docs.jsonl');
+      writeFileSync(docs, '{"_id": "a", "title": "alpha", "text": "beta gamma delta"}\n');
+      const config = await toySftRun(path.join(dir, 'sft'), { lora: null });
+      const sft = (output: string): string[] => {
+        const p = path.join(dir, 'sft', 'out.json');
+        writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), output }));
+        return ['train', 'sft', '--config', p, '--quiet'];
+      };
+      // where a command once waited forever (Node's recursive mkdir under /proc), it now stops within a minute
+      const bounded = (args: string[]): CliResult => runCli(args, env, 60_000);
+      const { proc, sys } = places!;
+      const procCause = 'nothing new can be created there, as in /proc \\(ENOENT\\); write to an ordinary file system';
+      refused(
+        ['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', path.join(proc, 'tok')],
+        new RegExp(`^search-r3: --out ${proc}/tok: cannot write in /proc: ${procCause}, or name another folder\\.$`),
+        bounded,
+      );
+      refused(
+        ['index', '--model', model, '--input', docs, '--out', path.join(proc, 'idx')],
+        new RegExp(`^search-r3: cannot create the index folder ${proc}/idx \\(at ${proc}\\): ${procCause}, or give`),
+        bounded,
+      );
+      refused(
+        sft(path.join(proc, 'run')),
+        new RegExp(`^search-r3: cannot create the folder ${proc}: ${procCause}, then run the same command again`),
+        bounded,
+      );
+      refused(
+        ['index', '--model', model, '--input', docs, '--out', path.join(sys, 'idx')],
+        new RegExp(
+          `^search-r3: cannot create the index folder ${sys}/idx \\(at ${sys}\\): .*\\((EPERM|EACCES)\\); fix`,
+        ),
+        bounded,
+      );
+      if (mount === null) return t.skip('mounting a read-only tmpfs needs root with the right to mount');
+      const erofs = 'the file system is read-only \\(EROFS\\); write to another file system';
+      refused(
+        ['index', '--model', model, '--input', docs, '--out', path.join(ro, 'idx')],
+        new RegExp(`^search-r3: cannot create the index folder \\S+/ro/idx: ${erofs}, or give another folder\\.$`),
+        bounded,
+      );
+      refused(
+        sft(path.join(ro, 'run')),
+        new RegExp(`^search-r3: cannot create the folder \\S+/ro/run: ${erofs}, then run the same command again`),
+        bounded,
+      );
+    } finally {
+      mount?.unmount();
+      cleanup();
+    }
+  },
+);
 
 test('a training run that cannot write its checkpoint (a file size limit) says how to go on: --resume', async () => {
   const { dir, cleanup } = tempDir('train-efbig');

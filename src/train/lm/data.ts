@@ -13,6 +13,7 @@ import { listInputFiles } from '../../model/bpe-trainer.js';
 import { type TokenStream, tokenizeFiles, tokenizeThreads } from './tokenize-files.js';
 import { epochOrder } from '../training-run.js';
 import { RunFolderError } from '../run-folder-error.js';
+import { makeFolder } from '../../io/make-folder.js';
 
 /** A split's token stream from cachedTokenStream: whether it came from the cache, and why not. */
 export interface CachedTokenStream extends TokenStream {
@@ -81,7 +82,7 @@ export async function cachedTokenStream(
   const threads = Math.max(1, Math.min(tokenizeThreads(), files.length));
   const s = await tokenizeFiles(files, tokenizer, separator, threads);
   const seconds = (performance.now() - started) / 1000;
-  await fsp.mkdir(cacheDir, { recursive: true });
+  await makeFolder(cacheDir);
   const bytes = new Uint8Array(s.tokens.buffer, s.tokens.byteOffset, s.tokens.byteLength);
   await writeFileAtomically(bin, (tmp) => fsp.writeFile(tmp, bytes));
   const sha256 = createHash('sha256').update(bytes).digest('hex');

@@ -33,6 +33,7 @@ import {
   wordnetSynsets,
 } from '../lm/debian-text.js';
 import { splitSentences, wordCount } from './pseudo-queries.js';
+import { makeFolder } from '../../io/make-folder.js';
 
 /** A query and its positives: one line of the pairs file (no hard negatives: in-batch ones serve). */
 export interface PairExample {
@@ -528,7 +529,7 @@ export async function buildDebianPairs(
   const text = lines.join('');
   manifest.file.bytes = Buffer.byteLength(text);
   manifest.file.sha256 = createHash('sha256').update(text).digest('hex');
-  await fsp.mkdir(path.dirname(out), { recursive: true });
+  await makeFolder(path.dirname(out));
   // the manifest's temporary file is written first and renamed only once the pairs file is in place, so a
   // failure (a full disk, --out a folder) leaves no manifest describing a file that was never written
   await writeFileAtomically(pairsManifestPath(out), async (tmp) => {

@@ -1,0 +1,40 @@
+/**
+ * File-system failures that are the machine's state, not a bug: a full disk, a quota, a file size limit, a
+ * read-only mount, missing permission, a folder that takes nothing new. Each has a cause in words and what
+ * to do, for the one sentence a user gets instead of a stack trace.
+ */
+const CAUSES: Record<string, [cause: string, remedy: string]> = {
+  ENOSPC: ['no space left on the device', 'free space'],
+  EDQUOT: ['the disk quota is exceeded', 'free space or raise the quota'],
+  EFBIG: [
+    'the file is larger than this file system or the process file size limit (ulimit -f) allows',
+    'raise ulimit -f or write to another file system',
+  ],
+  EROFS: ['the file system is read-only', 'write to another file system'],
+  EACCES: ['permission denied', 'fix the permission'],
+  EPERM: ['the operation is not permitted', 'fix the permission'],
+};
+
+/**
+ * ENOENT from creating a file or folder in a folder that exists (makeFolder creates one level at a time, and
+ * a write probe creates in a folder it found): that folder takes nothing new, as /proc does. Anywhere else
+ * ENOENT is a missing input, which its reader reports.
+ */
+const CANNOT_CREATE: [cause: string, remedy: string] = [
+  'nothing new can be created there, as in /proc',
+  'write to an ordinary file system',
+];
+
+/**
+ * What such an error means (its code, the cause in words, what to do), or null for any other error.
+ * `creating`: the error came from creating `path` in a folder that exists, where ENOENT is such a failure too.
+ */
+export function fileSystemCause(
+  err: unknown,
+  o: { creating?: boolean } = {},
+): { code: string; cause: string; remedy: string } | null {
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code !== 'string') return null;
+  const known = e.code === 'ENOENT' && o.creating ? CANNOT_CREATE : CAUSES[e.code];
+  return known === undefined ? null : { code: e.code, cause: known[0], remedy: known[1] };
+}

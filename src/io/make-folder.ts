@@ -1,0 +1,63 @@
+/**
+ * Creating a folder and the missing folders above it, one level at a time. Node's own recursive mkdir cannot
+ * be used for a place the user names: on a read-only mount it reports ENOENT instead of EROFS, and where a
+ * folder exists but takes no new entries (/proc) it retries forever. Here the error is the one the kernel
+ * gave for the first folder that could not be made, with that folder as its path.
+ */
+import { existsSync, mkdirSync, promises as fsp, statSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * `dir` and the folders above it that do not exist yet, outermost first, written as `dir` is (relative or not).
+ * A file in the way stays out, so that creating below it fails as the kernel says (ENOTDIR); a file at `dir`
+ * itself is tried, and fails (EEXIST).
+ */
+function missingLevels(dir: string): string[] {
+  const levels: string[] = [];
+  for (let d = dir; !existsSync(d); d = path.dirname(d)) {
+    levels.unshift(d);
+    if (path.dirname(d) === d) break;
+  }
+  return levels.length === 0 && !isFolder(dir) ? [dir] : levels;
+}
+
+function isFolder(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** mkdir of one level; a folder made there meanwhile is no error, anything else there (a file) is. */
+function madeOrThere(err: unknown, level: string): boolean {
+  return (err as NodeJS.ErrnoException)?.code === 'EEXIST' && isFolder(level);
+}
+
+/** Creates `dir` and the folders above it as needed; returns the first folder made (undefined: none), as mkdir -p. */
+export async function makeFolder(dir: string): Promise<string | undefined> {
+  let first: string | undefined;
+  for (const level of missingLevels(dir)) {
+    try {
+      await fsp.mkdir(level);
+      first ??= level;
+    } catch (err) {
+      if (!madeOrThere(err, level)) throw err;
+    }
+  }
+  return first;
+}
+
+/** The synchronous twin of makeFolder. */
+export function makeFolderSync(dir: string): string | undefined {
+  let first: string | undefined;
+  for (const level of missingLevels(dir)) {
+    try {
+      mkdirSync(level);
+      first ??= level;
+    } catch (err) {
+      if (!madeOrThere(err, level)) throw err;
+    }
+  }
+  return first;
+}
