@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
-import { writeDirAtomically } from '../io/atomic-file.js';
+import { recoverSetAside, writeDirAtomically } from '../io/atomic-file.js';
 import {
   GGUF_SOURCE_MODEL_KEY,
   exportQwen2GgufFromFolder,
@@ -107,6 +107,7 @@ export const exportCommand: Command = {
     if (!values.out) throw new UserError('--out is required: the GGUF file to write');
     checkOutputFile(values.out, '--out');
     checkNotOtherFile(values.out);
+    recoverSetAside(values.model);
     if (!existsSync(values.model)) throw new UserError(`--model ${values.model}: no such folder`);
     if (!statSync(values.model).isDirectory())
       throw new UserError(`--model ${values.model} is a file; name the model folder (config.json, weights, tokenizer)`);

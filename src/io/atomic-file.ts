@@ -60,7 +60,50 @@ export function tempPathFor(file: string): string {
   );
 }
 
-/** Removes `.<base>.<pid>.<stamp>.tmp` (and its `.old`) in `dir` whose process no longer runs on this machine. */
+/** A temporary of `base` that a process no longer running left in a folder's `names`. */
+interface Orphan {
+  name: string;
+  /** When it was made: base 36 milliseconds, then random digits. */
+  stamp: string;
+  /** `.tmp.old`: a folder writeDirAtomically set aside, complete, until the new one took its name. */
+  setAside: boolean;
+}
+
+/** The temporaries (`.<base>.<pid>.<stamp>.tmp`, and `.tmp.old`) among `names` whose process no longer runs. */
+function orphansOf(names: readonly string[], base: string): Orphan[] {
+  const prefix = `.${base}.`;
+  return names.flatMap((name) => {
+    const m = name.startsWith(prefix) ? /^(\d+)\.([0-9a-z]+)\.tmp(\.old)?$/.exec(name.slice(prefix.length)) : null;
+    return m && !processRuns(Number(m[1])) ? [{ name, stamp: m[2], setAside: m[3] !== undefined }] : [];
+  });
+}
+
+/**
+ * When `dir/base` is missing and a killed write set a folder aside for it, that folder is the only copy
+ * (the write died between its two renames): it gets its name back, said in one line on stderr. The latest
+ * set aside wins. A rename that fails leaves it where it is, for a later try.
+ */
+function restoreSetAside(dir: string, base: string, names: readonly string[]): void {
+  const target = path.join(dir, base);
+  if (existsSync(target)) return;
+  const setAside = orphansOf(names, base)
+    .filter((o) => o.setAside)
+    .sort((a, b) => (a.stamp < b.stamp ? 1 : a.stamp > b.stamp ? -1 : 0));
+  for (const { name } of setAside) {
+    try {
+      renameSync(path.join(dir, name), target);
+    } catch {
+      continue;
+    }
+    process.stderr.write(`${target}: restored from ${name}, where a write killed before it finished had left it.\n`);
+    return;
+  }
+}
+
+/**
+ * Clears what killed writes of `dir/base` left: a folder set aside whose target is missing is restored
+ * (restoreSetAside); every other temporary of a dead process goes, set aside ones only once the target is there.
+ */
 function removeOrphans(dir: string, base: string): void {
   let names: string[];
   try {
@@ -68,11 +111,24 @@ function removeOrphans(dir: string, base: string): void {
   } catch {
     return; // no folder yet: nothing was left in it
   }
-  const prefix = `.${base}.`;
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(\d+)\.[0-9a-z]+\.tmp(\.old)?$/.exec(name.slice(prefix.length));
-    if (m && !processRuns(Number(m[1]))) rmSync(path.join(dir, name), { recursive: true, force: true });
+  restoreSetAside(dir, base, names);
+  const targetThere = existsSync(path.join(dir, base));
+  for (const o of orphansOf(readdirSync(dir), base)) {
+    if (!o.setAside || targetThere) rmSync(path.join(dir, o.name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Gives `file` back the folder a write killed between its two renames set aside (see writeDirAtomically),
+ * when `file` is missing: for readers, so that such a folder is read rather than reported missing.
+ */
+export function recoverSetAside(file: string): void {
+  try {
+    const target = writeTarget(file);
+    if (existsSync(target)) return;
+    restoreSetAside(path.dirname(target), path.basename(target), readdirSync(path.dirname(target)));
+  } catch {
+    return; // no folder above it, or a loop of links: the reader says what is wrong with the path
   }
 }
 
@@ -153,11 +209,21 @@ export function writeFileAtomicallySync(
   }
 }
 
+/** Puts the folder set aside back when the new one could not take its name; a failure leaves it aside. */
+function restoreOld(old: string, target: string): void {
+  try {
+    renameSync(old, target);
+  } catch {
+    // the next write or reader of the target restores it (restoreSetAside)
+  }
+}
+
 /**
  * Writes a folder atomically: `write` fills a temporary sibling (named as tempPathFor names files), which
  * is then renamed to `dir`. An older folder of that name is moved aside first and removed after, so `dir` is
- * never half of one folder; it is given back its old folder when the new one cannot be renamed into place
- * (only a crash between the two renames leaves the old one aside, as `<tmp>.old`).
+ * never half of one folder; it is given back its old folder when the new one cannot be renamed into place.
+ * Only a crash between the two renames leaves the old one aside, as `<tmp>.old`, with `dir` missing: the next
+ * write of `dir`, or a reader calling recoverSetAside, renames it back.
  */
 export async function writeDirAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
   const target = writeTarget(dir);
@@ -172,12 +238,14 @@ export async function writeDirAtomically(dir: string, write: (tmp: string) => Pr
       throw e;
     }
     const old = existsSync(target) ? `${tmp}.old` : null;
-    if (old) await fsp.rename(target, old);
+    // back to back, synchronous: a process killed between the two renames leaves `dir` missing and the
+    // old folder aside, which the next reader or writer of `dir` restores (restoreSetAside)
+    if (old) renameSync(target, old);
     try {
-      await fsp.rename(tmp, target);
+      renameSync(tmp, target);
     } catch (e) {
       // the new folder cannot take the name: the old one gets it back, and the new one goes
-      if (old) await fsp.rename(old, target).catch(() => undefined);
+      if (old) restoreOld(old, target);
       await fsp.rm(tmp, { recursive: true, force: true });
       throw e;
     }

@@ -1,14 +1,24 @@
 /** A JSON file of a model folder, read with every failure said as a ModelFileError naming the file. */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { recoverSetAside } from '../io/atomic-file.js';
 import { ModelFileError } from './model-file-error.js';
 
-/** `missing` says what the folder needs, for a file that is not there. */
+/**
+ * `missing` says what the folder needs, for a file that is not there. A folder that a write killed halfway
+ * left aside is given its name back first (recoverSetAside), so that it is read rather than reported missing.
+ */
 export async function readModelJson(file: string, missing: string): Promise<unknown> {
+  const dir = path.dirname(file);
+  recoverSetAside(dir);
   let text: string;
   try {
     text = await fsp.readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !existsSync(dir)) {
+      throw new ModelFileError(dir, `no such folder; give the folder that holds ${path.basename(file)}.`);
+    }
     if (code === 'ENOENT') throw new ModelFileError(file, `is missing; ${missing}.`);
     throw new ModelFileError(file, `cannot be read (${code ?? (err as Error).message}).`);
   }

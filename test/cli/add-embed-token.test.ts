@@ -154,3 +154,25 @@ test('add-embed-token writes its folder whole or not at all, never over other wo
     await fsp.rm(root, { recursive: true, force: true });
   }
 });
+
+test('a model folder a killed write left aside is restored before add-embed-token reads it', async () => {
+  const root = tempDir('add-token-aside');
+  try {
+    const made = await tinyModelFolder(path.join(root, 'made'), 3, false);
+    const gone = await new Promise<number>((resolve) => {
+      const child = execFile(process.execPath, ['-e', '0'], () => resolve(child.pid!));
+    });
+    // killed between writeDirAtomically's two renames: `base` missing, the old folder aside, the new beside it
+    const aside = `.base.${gone}.mqx6abc.tmp.old`;
+    await fsp.rename(made, path.join(root, aside));
+    await fsp.mkdir(path.join(root, `.base.${gone}.mqx6abc.tmp`));
+    const base = path.join(root, 'base');
+    const r = await runCliAsync(['add-embed-token', '--model', base]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`^${base}: restored from \\.base\\.${gone}\\.mqx6abc\\.tmp\\.old, `));
+    assert.deepEqual(readdirSync(root), ['base'], 'restored, then written: no temporary left');
+    assert.notEqual((await loadModelFolder(base)).tokenizer.tokenToId('<|embed_token|>'), undefined);
+  } finally {
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+});

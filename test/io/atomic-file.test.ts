@@ -22,8 +22,12 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import {
   probeWrite,
+  recoverSetAside,
+  tempPathFor,
   writeDirAtomically,
   writeFileAtomicallySync,
   writeTextFileAtomically,
@@ -146,20 +150,65 @@ test('a folder that cannot be renamed into place gives the name back to the old 
   try {
     const out = path.join(dir, 'final');
     await writeDirAtomically(out, (tmp) => fsp.writeFile(path.join(tmp, 'model.safetensors'), 'old weights'));
-    const rename = fsp.rename;
+    const rename = fs.renameSync;
     // the new folder's rename fails (as on a file system that refuses it), the old one's moves go through
-    t.mock.method(fsp, 'rename', async (from: string, to: string) => {
+    t.mock.method(fs, 'renameSync', (from: string, to: string) => {
       if (String(from).endsWith('.tmp') && to === out)
         throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
       return rename(from, to);
     });
-    await assert.rejects(
-      writeDirAtomically(out, (tmp) => fsp.writeFile(path.join(tmp, 'model.safetensors'), 'new weights')),
-      /EIO/,
-    );
-    t.mock.restoreAll();
+    syncBuiltinESMExports(); // the module's own `import { renameSync }` sees the mock
+    try {
+      await assert.rejects(
+        writeDirAtomically(out, (tmp) => fsp.writeFile(path.join(tmp, 'model.safetensors'), 'new weights')),
+        /EIO/,
+      );
+    } finally {
+      t.mock.restoreAll();
+      syncBuiltinESMExports();
+    }
     assert.deepEqual(readdirSync(dir), ['final'], 'the old folder under its name, no temporary left');
     assert.equal(readFileSync(path.join(out, 'model.safetensors'), 'utf8'), 'old weights');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A folder's layout when a write of it was killed between its two renames: the old one aside, the new one beside. */
+function killedBetweenRenames(dir: string, name: string, pid: number): { old: string; half: string } {
+  const old = path.join(dir, `.${name}.${pid}.mqx6abc.tmp.old`);
+  const half = path.join(dir, `.${name}.${pid}.mqx6abc.tmp`);
+  mkdirSync(old);
+  writeFileSync(path.join(old, 'model.safetensors'), 'old weights');
+  mkdirSync(half);
+  writeFileSync(path.join(half, 'model.safetensors'), 'new wei');
+  return { old, half };
+}
+
+test('a folder a killed write left aside, its only copy, is restored by a reader and by the next write', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
+  try {
+    const gone = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout);
+    const out = path.join(dir, 'final');
+    const { half } = killedBetweenRenames(dir, 'final', gone);
+    recoverSetAside(out); // a reader: the folder gets its name back, nothing is removed
+    assert.equal(readFileSync(path.join(out, 'model.safetensors'), 'utf8'), 'old weights');
+    assert.deepEqual(readdirSync(dir).sort(), [path.basename(half), 'final'].sort());
+
+    rmSync(out, { recursive: true });
+    rmSync(half, { recursive: true });
+    killedBetweenRenames(dir, 'final', gone);
+    tempPathFor(out); // what every write of `out` does first: restored, the half-written new folder removed
+    assert.deepEqual(readdirSync(dir), ['final']);
+    assert.equal(readFileSync(path.join(out, 'model.safetensors'), 'utf8'), 'old weights');
+
+    // the new folder took the name before the kill: the one aside is removed
+    killedBetweenRenames(dir, 'final', gone);
+    rmSync(half, { recursive: true });
+    writeFileSync(path.join(out, 'model.safetensors'), 'new weights');
+    tempPathFor(out);
+    assert.deepEqual(readdirSync(dir), ['final']);
+    assert.equal(readFileSync(path.join(out, 'model.safetensors'), 'utf8'), 'new weights');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
