@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { OptimizerState, RngState, Tensor } from '../tensor/index.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadSafetensors, saveSafetensors, type TensorData } from '../model/safetensors.js';
-import { writeDirAtomically } from '../io/atomic-file.js';
+import { recoverSetAside, writeDirAtomically } from '../io/atomic-file.js';
 import { CHECKSUMS_FILE, unlistedFiles, verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { RunFolderError } from './run-folder-error.js';
 
@@ -33,9 +33,16 @@ export function checkpointDir(root: string, step: number): string {
   return path.join(root, `step-${String(step).padStart(8, '0')}`);
 }
 
-/** Complete checkpoints under root, oldest first. */
+/**
+ * Complete checkpoints under root, oldest first. A step folder that a rewrite killed between its two renames
+ * left aside (`.step-N.<pid>.<stamp>.tmp.old`, its only copy) is renamed back first, so it is listed.
+ */
 export function listCheckpoints(root: string): { step: number; dir: string }[] {
   if (!existsSync(root)) return [];
+  for (const n of readdirSync(root)) {
+    const setAside = /^\.(step-\d{8})\..*\.tmp\.old$/.exec(n);
+    if (setAside) recoverSetAside(path.join(root, setAside[1]!));
+  }
   return readdirSync(root)
     .flatMap((n) => {
       const m = STEP_DIR.exec(n);
@@ -47,7 +54,8 @@ export function listCheckpoints(root: string): { step: number; dir: string }[] {
 /**
  * Removes half-written checkpoint folders a killed run left behind (they never became step-N): temporary
  * siblings of a step folder, as writeDirAtomically names them (`.step-N.<pid>.<stamp>.tmp`, `.tmp.old`),
- * and as checkpoints already on disk may name them (`.step-N.tmp-<pid>-<stamp>`).
+ * and as checkpoints already on disk may name them (`.step-N.tmp-<pid>-<stamp>`). A step folder set aside
+ * as the only copy of its step has been renamed back by listCheckpoints before a run begins.
  */
 export async function removeStaleTemporaries(root: string): Promise<void> {
   if (!existsSync(root)) return;

@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { tempPathFor } from '../../src/io/atomic-file.js';
@@ -231,4 +232,27 @@ test('epochOrder: a permutation fixed by its seed', () => {
   );
   assert.deepEqual(o, epochOrder(50, 7));
   assert.notDeepEqual(o, epochOrder(50, 8));
+});
+
+test('a checkpoint a killed rewrite left aside as its only copy is renamed back on resume, not removed', async () => {
+  const dir = tempDir('set-aside');
+  const a = await toyRun(dir);
+  await a.run.loop({ step: () => squareStep(a.run, a.w), stopAt: 3 });
+  a.folder.close();
+  const root = path.join(dir, 'checkpoints');
+  const newest = listCheckpoints(root).at(-1)!;
+  // the layout of a rewrite killed between its two renames, by a process that is gone
+  const gone = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout);
+  const name = path.basename(newest.dir);
+  renameSync(newest.dir, path.join(root, `.${name}.${gone}.mqx6abc.tmp.old`));
+  mkdirSync(path.join(root, `.${name}.${gone}.mqx6abc.tmp`));
+  const b = await toyRun(dir, true);
+  assert.equal(b.run.startStep, newest.step, 'the newest checkpoint is back and resumes');
+  assert.deepEqual(Array.from(b.w.data), Array.from(a.w.data));
+  assert.deepEqual(
+    readdirSync(root).filter((n) => n.startsWith('.')),
+    [],
+    'no temporary left',
+  );
+  b.folder.close();
 });
