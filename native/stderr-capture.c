@@ -6,22 +6,67 @@
  * starts and stderr is left alone.
  *
  * The capture is process-wide: a second one while another is active is refused (its writes land in the
- * first one's file), so stderr is always restored to where it was.
+ * first one's file), so stderr is always restored to where it was. A process that aborts or exits while
+ * capturing (a driver that fails inside Dawn) writes what was caught to the real stderr first, so its
+ * last words are not lost.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include "common.h"
 
 #ifdef __linux__
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 static atomic_int capturing;
 static int original = -1; /* where fd 2 pointed before the capture */
 static int memory = -1;   /* the file fd 2 points to while capturing */
+static struct sigaction previous_abort;
+
+/* Copies what was caught to the real stderr and points fd 2 back: only async-signal-safe calls. */
+static void spill(void) {
+  if (memory < 0 || original < 0) return;
+  char buffer[4096];
+  off_t at = 0;
+  for (;;) {
+    const ssize_t n = pread(memory, buffer, sizeof buffer, at);
+    if (n <= 0) break;
+    ssize_t put = 0;
+    while (put < n) {
+      const ssize_t w = write(original, buffer + put, (size_t)(n - put));
+      if (w <= 0) break;
+      put += w;
+    }
+    at += n;
+  }
+  dup2(original, 2);
+  memory = original = -1;
+}
+
+static void on_abort(int signal) {
+  spill();
+  sigaction(SIGABRT, &previous_abort, NULL);
+  raise(signal);
+}
+
+static void at_exit(void) {
+  if (atomic_load(&capturing)) spill();
+}
+
+/* dup2 retried while interrupted or busy (a file being opened in another thread); 0 when it took. */
+static int point_fd(int from, int to) {
+  for (int attempt = 0; attempt < 100; attempt++) {
+    if (dup2(from, to) >= 0) return 0;
+    if (errno != EINTR && errno != EBUSY) return -1;
+  }
+  return -1;
+}
 
 int sr3_capture_stderr(void) {
   int expected = 0;
@@ -37,6 +82,13 @@ int sr3_capture_stderr(void) {
   }
   memory = file;
   original = saved;
+  static int exit_hook;
+  if (!exit_hook) exit_hook = atexit(at_exit) == 0;
+  struct sigaction action;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = on_abort;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGABRT, &action, &previous_abort);
   return 1;
 }
 
@@ -44,7 +96,9 @@ char *sr3_release_stderr(size_t *length) {
   *length = 0;
   if (memory < 0) return NULL;
   fflush(stderr);
-  dup2(original, 2);
+  /* fd 2 left on the memory file would swallow stderr for good: keep capturing rather than lose it */
+  if (point_fd(original, 2) < 0) return NULL;
+  sigaction(SIGABRT, &previous_abort, NULL);
   close(original);
   const off_t size = lseek(memory, 0, SEEK_END);
   char *text = malloc(size > 0 ? (size_t)size : 1);

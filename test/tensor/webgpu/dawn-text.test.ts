@@ -89,4 +89,15 @@ test('captureStderr: fd 2 comes back as text, then goes where it went; a second 
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { text: 'inside\n', second: true });
   assert.equal(r.stderr, 'after\n');
+  // a process that exits or aborts while capturing (a driver failing inside Dawn) still says what it caught
+  for (const end of ['process.exit(3)', 'process.abort()']) {
+    const ending = `
+      import { writeSync } from 'node:fs';
+      const { captureStderr } = await import(${JSON.stringify(native)});
+      captureStderr();
+      writeSync(2, 'last words\\n');
+      ${end};`;
+    const e = spawnSync(process.execPath, ['--input-type=module', '-e', ending], { encoding: 'utf8' });
+    assert.ok(e.stderr.startsWith('last words\n'), `${end}: ${e.stderr}`);
+  }
 });
