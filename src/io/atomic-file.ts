@@ -153,7 +153,7 @@ export async function writeFileAtomically(file: string, write: (tempPath: string
  * (a full disk: ENOSPC), and one on the temporary, the old folder set aside or a link's target would name a
  * file the user never named. A path inside a temporary folder becomes the same path inside `file`.
  */
-function namingFile(err: unknown, file: string, tmp: string, target: string): unknown {
+export function namingFile(err: unknown, file: string, tmp: string, target: string): unknown {
   const e = err as NodeJS.ErrnoException;
   if (typeof e?.code !== 'string') return err;
   const named = (p: string): string =>

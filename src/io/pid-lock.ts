@@ -36,7 +36,7 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
-import { tempPathFor } from './atomic-file.js';
+import { namingFile, tempPathFor } from './atomic-file.js';
 import { resolvedPath } from './path-relation.js';
 import { processRuns } from './process-runs.js';
 
@@ -206,7 +206,11 @@ function sameFile(file: string, stat: BigIntStats): boolean {
 function createWithPid(file: string): boolean {
   const content = `${process.pid}\n`;
   const tmp = tempPathFor(file);
-  writeFileSync(tmp, content, { flag: 'wx' });
+  try {
+    writeFileSync(tmp, content, { flag: 'wx' });
+  } catch (e) {
+    throw namingFile(e, file, tmp, file); // a read-only or full folder: the lock is what could not be made
+  }
   try {
     linkSync(tmp, file);
     return true;

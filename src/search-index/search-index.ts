@@ -685,7 +685,6 @@ export class SearchIndex {
   }
 }
 
-/** A vector store that LanceDB (or the file system under it) refuses, as one sentence. */
 /**
  * A backend error about some of a chunk's texts (a remote request that failed), with the ids of their documents
  * put in front of its message: what a user looks for in the input. Its class stays, and so how it is reported.
@@ -700,6 +699,7 @@ function namingDocuments(e: unknown, chunk: readonly { id: string }[]): unknown 
   return e;
 }
 
+/** A vector store that LanceDB (or the file system under it) refuses, as one sentence. */
 function storeError(where: string, e: unknown, what: 'read' | 'written'): IndexError {
   const why = (e instanceof Error ? e.message : String(e)).split(/\s+Caused by:|\n/)[0];
   return new IndexError(

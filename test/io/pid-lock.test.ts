@@ -172,3 +172,11 @@ test('within one process a held lock refuses a second acquire, by any name of it
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a lock that cannot be made names the lock file, not the temporary it is written through', () => {
+  // /proc/1 exists and nothing can be created in it, as in a read-only folder (root may write anywhere else)
+  assert.throws(
+    () => PidLock.acquire('/proc/1/write.lock', () => new Error('held')),
+    (e: NodeJS.ErrnoException) => e.path === '/proc/1/write.lock' && e.message.endsWith("'/proc/1/write.lock'"),
+  );
+});
