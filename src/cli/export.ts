@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync, readdirSync, statSync } from 'node:fs';
 import { recoverSetAside, writeDirAtomically } from '../io/atomic-file.js';
 import {
   GGUF_SOURCE_MODEL_KEY,
@@ -9,14 +9,12 @@ import {
   type GgufFileType,
   str,
 } from '../model/gguf.js';
-import { ADAPTER_BASE_FILE, adapterBase, modelFingerprint } from '../model/model-fingerprint.js';
+import { ADAPTER_BASE_FILE, type AdapterBase, adapterBase, modelFingerprint } from '../model/model-fingerprint.js';
 import { loadModelFolder, saveModelFolder } from '../model/model-folder.js';
-import { PEFT_CONFIG_FILE, isAdapterFolder } from '../model/peft-config.js';
+import { isAdapterFolder } from '../model/peft-config.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import type { SafetensorsDtype } from '../model/safetensors.js';
-import { CHAT_TEMPLATE_JINJA, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from '../model/tokenizer-json.js';
 import { MODEL_SEARCH_FILE } from '../search-index/model-fusion.js';
-import { shareFiles } from './add-embed-token.js';
 import { type Command, UserError } from './command.js';
 import { checkOutputFile, checkOutputFolder, checkReplacesOnly, samePath } from './output-path.js';
 import { subcommandError } from './subcommand.js';
@@ -59,8 +57,11 @@ options:
                 weight W + (alpha/r)·B·A is computed in float32, then stored in T
 
 The tokenizer is the adapter's (with <|embed_token|>), and the adapter's search-r3.json (its hybrid
-fusion) comes along; the base's other files (generation_config.json, licence, README) are copied, its
-GGUF files and subfolders are not (they belong to the base's weights). With the default dtype the
+fusion) comes along. Of the base's other files, those it shares with the merged model (generation_config.json,
+the tokenizer's vocab.json, merges.txt, special_tokens_map.json, added_tokens.json) and its licence files
+(LICENSE, NOTICE, COPYING, ...) are copied; its model card, evaluation, recipe record, GGUF files and
+subfolders are not (they describe the base). A README.md names the adapter, the base and its fingerprint,
+carries the licence of the base's card and points to that card. With the default dtype the
 folder gives the vectors the adapter folder gives; to an index it is another model all the same (its
 fingerprint is its own files'), so an index is searched with the folder it was built with.`;
 
@@ -133,17 +134,65 @@ export const exportCommand: Command = {
   },
 };
 
-/** The files of a model folder that a merged folder has of its own (written anew) or must not take from its base. */
-const NOT_SHARED = new Set([
-  'config.json',
-  TOKENIZER_JSON,
-  TOKENIZER_CONFIG_JSON,
-  CHAT_TEMPLATE_JINJA,
-  MODEL_SEARCH_FILE,
-  PEFT_CONFIG_FILE,
-  ADAPTER_BASE_FILE,
+/**
+ * The base's files a merged folder takes: those describing what it shares with the base (generation settings, the
+ * tokenizer's other files) and the licence and notices that travel with weights derived from the base. The base's
+ * model card, evaluation and recipe record tell of the base's own weights and scores, so they stay behind.
+ */
+const BASE_FILES_TAKEN = new Set([
+  'generation_config.json',
+  'vocab.json',
+  'merges.txt',
+  'special_tokens_map.json',
+  'added_tokens.json',
 ]);
-const BASE_WEIGHTS = /\.(safetensors|safetensors\.index\.json|gguf)$/;
+const LICENCE_FILE = /^(licen[cs]e|notice|copying)([._-].*)?$/i;
+
+const MODEL_CARD = 'README.md';
+
+/** The licence lines (license, license_name, license_link) of a model card's front matter. */
+function cardLicenceLines(card: string): string[] {
+  const front = /^---\r?\n([\s\S]*?)\r?\n---/.exec(card)?.[1] ?? '';
+  return front.split(/\r?\n/).filter((line) => /^license(_name|_link)?\s*:/.test(line));
+}
+
+interface MergedFrom {
+  adapter: string;
+  base: AdapterBase;
+  /** The whole model folder under the base (the base itself unless it is an adapter too). */
+  root: string;
+  dtype: string;
+  /** The base's licence files copied beside the merged weights. */
+  licences: readonly string[];
+}
+
+/** The model card of a merged folder: what it was made from, and where the base's licence and training are told. */
+function mergedModelCard(m: MergedFrom): string {
+  const rootCard = path.join(m.root, MODEL_CARD);
+  const baseCard = existsSync(rootCard) ? readFileSync(rootCard, 'utf8') : null;
+  const recorded = existsSync(path.join(m.adapter, ADAPTER_BASE_FILE))
+    ? `, as the adapter's ${ADAPTER_BASE_FILE} records it`
+    : '';
+  const licenceFiles = m.licences.length > 0 ? ` and the licence files copied here (${m.licences.join(', ')})` : '';
+  const see = baseCard !== null ? `the base's model card, \`${rootCard}\`` : `\`${m.root}\` (it has no model card)`;
+  return `---
+${[...(baseCard !== null ? cardLicenceLines(baseCard) : []), 'library_name: search-r3'].join('\n')}
+tags: [search-r3, qwen2, embeddings, lora-merged]
+---
+# A LoRA adapter merged into its base
+
+A LoRA adapter merged into its base model by \`search-r3 export merged\` (each adapted weight W + (alpha/r)·B·A
+computed in float32, stored as ${m.dtype}), with the adapter's tokenizer (with \`<|embed_token|>\`).
+
+| | |
+| --- | --- |
+| adapter | \`${path.resolve(m.adapter)}\` |
+| base | \`${path.resolve(m.base.dir)}\` (fingerprint \`${m.base.fingerprint}\`${recorded}) |
+
+Its licence is its base's, and how the base was trained is told with the base: see ${see}${licenceFiles}.
+The base's evaluation does not describe this model; measure it with \`search-r3 eval --retriever <this folder>\`.
+`;
+}
 
 async function exportMerged(values: ExportValues): Promise<number> {
   if (values.type !== undefined)
@@ -182,13 +231,17 @@ async function exportMerged(values: ExportValues): Promise<number> {
   const stored = dtype ?? DTYPES[held]!;
   let root = base.dir;
   while (isAdapterFolder(root)) root = (await adapterBase(root)).dir;
+  const taken = readdirSync(root).filter(
+    (name) => (BASE_FILES_TAKEN.has(name) || LICENCE_FILE.test(name)) && statSync(path.join(root, name)).isFile(),
+  );
+  const licences = taken.filter((name) => LICENCE_FILE.test(name)).sort();
   await writeDirAtomically(out, async (tmp) => {
-    const skip = (name: string): boolean =>
-      NOT_SHARED.has(name) || BASE_WEIGHTS.test(name) || !statSync(path.join(root, name)).isFile();
-    await shareFiles(root, tmp, skip, false);
+    for (const name of taken) await fsp.copyFile(path.join(root, name), path.join(tmp, name));
     const fusion = path.join(adapter, MODEL_SEARCH_FILE);
     if (existsSync(fusion)) await fsp.copyFile(fusion, path.join(tmp, MODEL_SEARCH_FILE));
     await saveModelFolder(tmp, loaded, { dtype: stored });
+    const card = mergedModelCard({ adapter, base, root, dtype: stored.toLowerCase(), licences });
+    await fsp.writeFile(path.join(tmp, MODEL_CARD), card);
   });
   const kind = stored.toLowerCase();
   const took = ((Date.now() - started) / 1000).toFixed(1);

@@ -87,8 +87,15 @@ test('--engine llama.cpp on an adapter folder: one sentence pointing to export m
 });
 
 test('export merged writes the model the adapter folder stands for: index and eval give the same vectors', async () => {
-  // what belongs with the model: the base's generation settings, the adapter's fusion; not the base's GGUF or caches
+  // what belongs with the model: the base's generation settings and licence, the adapter's fusion; not the base's
+  // GGUF, caches, or the card, evaluation and recipe record that describe the base's own weights
   writeFileSync(path.join(base, 'generation_config.json'), '{"do_sample": false}\n');
+  writeFileSync(path.join(base, 'LICENSE'), 'the base licence\n');
+  writeFileSync(path.join(base, 'NOTICE.md'), 'the base notice\n');
+  const baseCard = '---\nlicense: other\nlicense_name: non-commercial\nlibrary_name: search-r3\n---\n# the base\n';
+  writeFileSync(path.join(base, 'README.md'), baseCard);
+  for (const f of ['evaluation.json', 'evaluation.md', 'recipe.json']) writeFileSync(path.join(base, f), '{}\n');
+  mkdirSync(path.join(base, 'charts'));
   writeFileSync(path.join(base, 'model-f16.gguf'), 'GGUF');
   mkdirSync(path.join(base, 'search-r3-demo'));
   await writeModelFusion(adapter, { denseWeight: 0.4, k: 30, chosenOn: 'test' });
@@ -96,8 +103,18 @@ test('export merged writes the model the adapter folder stands for: index and ev
   let r = await cli('export', 'merged', '--lora', adapter, '--out', merged);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, new RegExp(`^wrote ${esc(merged)}: ${esc(adapter)} merged onto ${esc(base)} \\(bf16\\) in`));
-  const files = ['config.json', 'generation_config.json', 'model.safetensors', 'search-r3.json', 'tokenizer.json'];
-  assert.deepEqual(readdirSync(merged).sort(), [...files, 'tokenizer_config.json']);
+  const files = ['LICENSE', 'NOTICE.md', 'README.md', 'config.json', 'generation_config.json', 'model.safetensors'];
+  assert.deepEqual(readdirSync(merged).sort(), [...files, 'search-r3.json', 'tokenizer.json', 'tokenizer_config.json']);
+  assert.equal(readFileSync(path.join(merged, 'LICENSE'), 'utf8'), 'the base licence\n');
+  // its own card: what it was merged from, the base's fingerprint and licence, and where the base's card is
+  const card = readFileSync(path.join(merged, 'README.md'), 'utf8');
+  assert.match(card, /^---\nlicense: other\nlicense_name: non-commercial\nlibrary_name: search-r3\n/);
+  assert.ok(card.includes(`| adapter | \`${adapter}\` |`), card);
+  const { fingerprint } = JSON.parse(readFileSync(path.join(adapter, 'search-r3-base.json'), 'utf8'));
+  assert.ok(card.includes(`| base | \`${base}\` (fingerprint \`${fingerprint}\`, as the adapter's`), card);
+  assert.ok(card.includes(`the base's model card, \`${path.join(base, 'README.md')}\``), card);
+  assert.ok(card.includes('the licence files copied here (LICENSE, NOTICE.md)'), card);
+  assert.doesNotMatch(card, /# the base/);
   assert.deepEqual(readModelFusion(merged), readModelFusion(adapter));
   const header = await readSafetensorsHeader(path.join(merged, 'model.safetensors'));
   assert.ok(
