@@ -57,14 +57,17 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const cmd = await entry.load();
+  // an option may come before the sub-command where the command parses for it; a word there must name one,
+  // with --help as well (the group's help would read as that word's)
+  const [sub] = rest;
+  const subs = cmd.subcommands;
+  if (subs && sub !== undefined && !sub.startsWith('-') && !subs.includes(sub))
+    throw subcommandError(name, sub, subs, cmd.subcommandNoun);
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log((rest[0] !== undefined ? cmd.helpOf?.(rest[0]) : undefined) ?? cmd.help);
+    console.log((sub !== undefined ? cmd.helpOf?.(sub) : undefined) ?? cmd.help);
     return 0;
   }
-  // an option may come before the sub-command where the command parses for it; a word there must name one
-  const sub = rest[0];
-  if (cmd.subcommands && (sub === undefined || (!sub.startsWith('-') && !cmd.subcommands.includes(sub))))
-    throw subcommandError(name, sub, cmd.subcommands, cmd.subcommandNoun);
+  if (subs && sub === undefined) throw subcommandError(name, sub, subs, cmd.subcommandNoun);
   checkBackendChoice();
   checkSettings();
   warnIfNoNativeBackend();

@@ -95,11 +95,35 @@ test('a group command without its sub-command, or with an unknown one: one sente
   assert.equal(bare.status, 2);
   assert.equal(bare.stdout, '');
   assert.match(bare.stderr, /^search-r3 — .*\n\nusage: search-r3 <command> \[options\]/);
-  // each group's help is still its help
+  // each group's help is still its help, and each sub-command's its own
   for (const group of ['recipe', 'rlenv', 'export', 'tokenizer', 'corpus', 'train']) {
     const help = runCli([group, '--help']);
     assert.equal(help.status, 0, help.stderr);
     assert.match(help.stdout, new RegExp(`^search-r3 ${group}\\b`));
+  }
+  for (const line of [
+    ['export', 'merged', '-h'],
+    ['tokenizer', 'train', '--help'],
+    ['corpus', 'pairs', '--help'],
+  ]) {
+    const help = runCli(line);
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, new RegExp(`^search-r3 ${line[0]} ${line[1]} —`), line.join(' '));
+  }
+});
+
+test('--help after an unknown sub-command is refused as the sub-command is, not answered with a help', () => {
+  const cases: [string[], string][] = [
+    [['tokenizer', 'encode', '--help'], "tokenizer: unknown sub-command 'encode'; choose train"],
+    [['export', 'foo', '--help'], "export: unknown sub-command 'foo'; choose gguf or merged"],
+    [['corpus', 'foo', '-h'], "corpus: unknown sub-command 'foo'; choose build or pairs"],
+    [['train', 'dpo', '--help'], "train: unknown stage 'dpo'; choose lm, sft or rl"],
+  ];
+  for (const [line, said] of cases) {
+    const r = runCli(line, { SEARCH_R3_BACKEND: 'js' });
+    assert.equal(r.status, 2, `${line.join(' ')}: ${r.stdout}`);
+    assert.equal(r.stdout, '', line.join(' '));
+    assert.equal(r.stderr, `search-r3: ${said} (see search-r3 ${line[0]} --help).\n`, line.join(' '));
   }
 });
 
