@@ -43,17 +43,27 @@ function checkReplaceable(out: string): void {
   if (!existsSync(out)) return; // checkOutputFolder refused a file there
   const entries = readdirSync(out).sort();
   if (entries.length === 0) return;
-  if (!isCorpusManifest(path.join(out, 'manifest.json')))
+  const manifest = path.join(out, 'manifest.json');
+  if (!isCorpusManifest(manifest)) {
+    const why = existsSync(manifest)
+      ? 'its manifest.json is not one corpus build writes (not JSON, or without sources, train and totals)'
+      : `it holds ${counted(entries.length, 'entry', 'entries')} and no manifest.json`;
     throw new UserError(
-      `--out ${out} holds other files (${entries.length} entries, no corpus manifest.json); corpus build ` +
-        'replaces the whole folder, so name a new or empty folder, or an earlier corpus.',
+      `--out ${out} is not an earlier corpus: ${why}; corpus build replaces the whole folder, so name a new or ` +
+        'empty folder, or an earlier corpus.',
     );
+  }
   const foreign = entries.find((e) => !isCorpusFile(out, e));
   if (foreign !== undefined)
     throw new UserError(
       `--out ${out} holds ${foreign}, which corpus build does not write; it replaces the whole folder, so ` +
         'move that out first or name a new folder.',
     );
+}
+
+/** '1 shard', '3 shards'. */
+function counted(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 /** What corpus build writes into its folder: the manifest, the train shards and valid.jsonl, all files. */
@@ -142,9 +152,9 @@ export const corpusCommand: Command = {
     }
     console.log(
       `corpus: ${m.totals.trainDocuments} train documents (${(m.totals.trainBytes / 1e6).toFixed(1)} MB in ` +
-        `${m.train.length} shards), ` +
+        `${counted(m.train.length, 'shard')}), ` +
         `${m.totals.validDocuments} valid (${(m.totals.validBytes / 1e6).toFixed(2)} MB) from ` +
-        `${m.sources.length} sources; manifest in ${values.out}/manifest.json`,
+        `${counted(m.sources.length, 'source')}; manifest in ${values.out}/manifest.json`,
     );
     return 0;
   },

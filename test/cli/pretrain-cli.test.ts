@@ -111,12 +111,17 @@ test("corpus build replaces an earlier corpus, never a user's folder or file, an
   const theirs = path.join(dir, 'theirs');
   await fsp.mkdir(theirs);
   await fsp.writeFile(path.join(theirs, 'thesis.txt'), 'years of work');
+  // another tool's folder with a manifest.json of its own
+  const manifested = path.join(dir, 'manifested');
+  await fsp.mkdir(manifested);
+  await fsp.writeFile(path.join(manifested, 'manifest.json'), '{"name": "my dataset"}\n');
   const file = path.join(dir, 'mined.jsonl');
   await fsp.writeFile(file, '{}\n');
   const empty = path.join(dir, 'empty-data');
   await fsp.mkdir(empty);
   const refused: Array<[ReturnType<typeof runCli>, RegExp]> = [
-    [build(theirs), /--out .*theirs holds other files \(1 entries, no corpus manifest.json\)/],
+    [build(theirs), /--out .*theirs is not an earlier corpus: it holds 1 entry and no manifest.json; corpus build/],
+    [build(manifested), /--out .*manifested is not an earlier corpus: its manifest.json is not one corpus build /],
     [build(file), /--out .*mined.jsonl is a file; name a folder to write into/],
     [build(path.join(dir, 'c2'), empty), /arcd-paragraphs needs .*empty-data\/arcd\/.*, which is missing/],
     [build(path.join(dir, 'c3'), sharedData, ','), /--only names no source/],
@@ -129,7 +134,11 @@ test("corpus build replaces an earlier corpus, never a user's folder or file, an
   assert.equal(readFileSync(path.join(theirs, 'thesis.txt'), 'utf8'), 'years of work');
   assert.equal(readFileSync(file, 'utf8'), '{}\n');
   const corpus = path.join(dir, 'rebuilt');
-  for (let i = 0; i < 2; i++) assert.equal(build(corpus).status, 0, 'a new folder, then the corpus it holds');
+  for (let i = 0; i < 2; i++) {
+    const r = build(corpus);
+    assert.equal(r.status, 0, 'a new folder, then the corpus it holds');
+    assert.match(r.stdout, /MB in 1 shard\), .* from 1 source; manifest in /);
+  }
 });
 
 test("corpus build over an earlier corpus that holds the user's files too refuses, naming the first", async () => {
