@@ -5,10 +5,11 @@ import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-pa
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { loadSftConfig } from '../train/sft/config.js';
-import { candidatePool, loadTrainingData, sourceFiles } from '../train/sft/data.js';
+import { candidatePool, loadTrainingData, sourceFiles, type DataStats } from '../train/sft/data.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
-import { loadModelFolder } from '../model/model-folder.js';
+import { loadModelFolder, type LoadedModel } from '../model/model-folder.js';
+import { evalProgress } from './eval-progress.js';
 
 const HELP = `search-r3 mine — mine hard negatives for stage-1 training
 
@@ -27,7 +28,8 @@ ${modelHelp(24, "the model for --retriever model (default: the config's)")}
   --window <a:b>        rank window, 1-based inclusive (default 10:100); positives take no rank
   --negatives <n>       new negatives per query, sampled from the window (default 8); those the
                         data already gives a query stay, and are not drawn again
-  --fn-ratio <r>        drop candidates scoring ≥ r × the best positive's score (default 0.95)
+  --fn-ratio <r>|off    drop candidates scoring ≥ r × the best positive's score (÷ r when that is
+                        negative), as likely false negatives (default 0.95); off keeps them all
   --seed <n>            sampling seed (default 0)
 ${deviceHelp(24)}
                         (with --retriever model)
@@ -49,6 +51,16 @@ function notJsonl(head: Buffer): string | null {
     /* not JSON: said below */
   }
   return ' (its first line is no JSON object)';
+}
+
+/** The queries the BEIR sources kept out of the data, as the summary says them (nothing when none were). */
+function heldOut(ds: DataStats): string {
+  const { devSample, testQueries } = ds.heldOut;
+  if (devSample + testQueries === 0) return '';
+  return (
+    `; ${devSample + testQueries} held out: ${devSample} of a holdOut dev sample, ` +
+    `${testQueries} repeating a test query`
+  );
 }
 
 export const mineCommand: Command = {
@@ -77,7 +89,8 @@ export const mineCommand: Command = {
       throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
     // refused before the data is read and mining starts, as the window is
     const negatives = nonNegativeInt(values.negatives, 'negatives') ?? 8;
-    const falseNegativeRatio = nonNegativeNumber(values['fn-ratio'], 'fn-ratio') ?? 0.95;
+    const falseNegativeRatio =
+      values['fn-ratio'] === 'off' ? null : (nonNegativeNumber(values['fn-ratio'], 'fn-ratio') ?? 0.95);
     const seed = seedOption(values.seed) ?? 0;
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model')
@@ -93,6 +106,12 @@ export const mineCommand: Command = {
     ]);
     // after: an input is named as the input it is
     checkReplacesOnly(values.out, '--out', { command: 'mine', kind: 'a JSONL file', why: notJsonl });
+    // loaded before the data: a wrong model folder is refused before minutes of reading and ranking
+    let model: LoadedModel | undefined;
+    if (retriever === 'model') {
+      selectDevice(values.device);
+      model = await loadModelFolder(values.model ?? cfg.model);
+    }
     const { examples, stats: ds } = await loadTrainingData(cfg.data);
     if (examples.length === 0) {
       // an empty file written over --out would replace an earlier good one with nothing to train on
@@ -105,14 +124,14 @@ export const mineCommand: Command = {
     }
     const pool = await candidatePool(cfg.data, examples);
     process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
-    let rank: Ranker;
-    if (retriever === 'bm25') rank = bm25Ranker(pool);
-    else {
-      selectDevice(values.device);
-      const m = await loadModelFolder(values.model ?? cfg.model);
-      rank = modelRanker(m.model, m.tokenizer, pool, { templates: cfg.templates, maxLength: cfg.maxLength });
-    }
-    let last = 0;
+    const progress = evalProgress();
+    const rank: Ranker = model
+      ? modelRanker(model.model, model.tokenizer, pool, {
+          templates: cfg.templates,
+          maxLength: cfg.maxLength,
+          onProgress: progress,
+        })
+      : bm25Ranker(pool);
     const { mined, stats } = mineHardNegatives(
       examples,
       pool,
@@ -124,17 +143,12 @@ export const mineCommand: Command = {
         falseNegativeRatio,
         seed,
       },
-      (done, total) => {
-        if (Date.now() - last > 5000 || done === total) {
-          last = Date.now();
-          process.stderr.write(`  ${done}/${total} queries\n`);
-        }
-      },
+      (done, total) => progress('mining', done, total),
     );
     writeFileAtomicallySync(values.out, toJsonl(mined));
     console.log(
       `${stats.queries} queries (${ds.withoutPositive} without a positive, ` +
-        `${ds.positiveIsQuery} with only itself as one skipped): ${stats.negatives} ` +
+        `${ds.positiveIsQuery} with only itself as one skipped${heldOut(ds)}): ${stats.negatives} ` +
         `negatives for ${stats.withNegatives} of them, ` +
         `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`,
     );

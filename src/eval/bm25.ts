@@ -146,14 +146,53 @@ export class Bm25Index {
     return fround(Math.log(1 + (this.docCount - df + 0.5) / (df + 0.5)));
   }
 
-  /** The `k` best documents for a query (only documents matching at least one query term, as Lucene returns). */
-  search(query: string, k: number, scratch?: Float64Array): RankedList {
+  /**
+   * The query's score of each document at `positions` (indices into `ids`), computed as search() computes it,
+   * so a document search() returns gets the same score here; a document matching no query term scores 0.
+   */
+  scoreDocuments(query: string, positions: readonly number[]): number[] {
     const inv = this.norms();
+    const counts = this.termCounts(query);
+    return positions.map((d) => {
+      if (!(Number.isInteger(d) && d >= 0 && d < this.ids.length))
+        throw new RangeError(`no document at position ${d} (the index holds ${this.ids.length})`);
+      let acc = 0;
+      for (const [term, boost] of counts) {
+        const tf = this.termFrequency(term, d);
+        if (tf === 0) continue;
+        const weight = fround(boost * this.idf(this.postingStart[term + 1]! - this.postingStart[term]!));
+        acc += fround(weight - fround(weight / fround(1 + fround(tf * inv[d]!))));
+      }
+      return fround(acc);
+    });
+  }
+
+  /** How often each query term the index knows occurs in the query, in the query's order. */
+  private termCounts(query: string): Map<number, number> {
     const counts = new Map<number, number>();
     for (const t of this.analyzer.analyze(query)) {
       const id = this.terms.get(t);
       if (id !== undefined) counts.set(id, (counts.get(id) ?? 0) + 1);
     }
+    return counts;
+  }
+
+  /** How often `term` occurs in document `d` (postings are in document order: a binary search). */
+  private termFrequency(term: number, d: number): number {
+    let lo = this.postingStart[term]!;
+    let hi = this.postingStart[term + 1]!;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.postingDocs[mid]! < d) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < this.postingStart[term + 1]! && this.postingDocs[lo] === d ? this.postingTfs[lo]! : 0;
+  }
+
+  /** The `k` best documents for a query (only documents matching at least one query term, as Lucene returns). */
+  search(query: string, k: number, scratch?: Float64Array): RankedList {
+    const inv = this.norms();
+    const counts = this.termCounts(query);
     const acc = scratch ?? new Float64Array(this.ids.length);
     const touched: number[] = [];
     for (const [term, boost] of counts) {

@@ -44,17 +44,32 @@ export async function readTrainingSplit(
   folder: string,
   split: string,
   holdOut: QuerySample | null | undefined,
-): Promise<BeirDataset> {
+): Promise<TrainingSplit> {
   const ds = await readBeirDataset(folder, split);
-  if (!holdOut) return withoutTestQueries(ds);
   // drawn from the split as it is, as the evaluation draws it, so that both hold out the same sample
-  const kept = withoutDevSample(ds, holdOut);
-  if (kept.queries.size === 0)
+  const kept = holdOut ? withoutDevSample(ds, holdOut) : ds;
+  if (holdOut && kept.queries.size === 0)
     throw new ConfigError(
       `${folder}: holdOut {n: ${holdOut.n}, seed: ${holdOut.seed}} keeps out all ${ds.queries.size} judged ` +
         `queries of split ${split}; nothing is left to train on`,
     );
-  return withoutTestQueries(kept);
+  const out = await withoutTestQueries(kept);
+  return {
+    ...out,
+    heldOut: { devSample: ds.queries.size - kept.queries.size, testQueries: kept.queries.size - out.queries.size },
+  };
+}
+
+/** A split as read for training, and how many of its queries were kept out of it, and why. */
+export interface TrainingSplit extends BeirDataset {
+  heldOut: HeldOutCounts;
+}
+
+export interface HeldOutCounts {
+  /** In the holdOut sample, or with the text of a query in it. */
+  devSample: number;
+  /** With the text of one of the folder's test queries. */
+  testQueries: number;
 }
 
 /** `ds` less its queries whose text a query of the same folder's test split has (unless ds is that split). */

@@ -34,6 +34,34 @@ test('search-r3 train sft: an unknown config key is a one-line user error (exit 
   assert.match(unknown.err, /unknown stage 'no-such-stage'.*sft/);
 });
 
+test('search-r3 mine: --fn-ratio off keeps every candidate; a wrong --model is refused before the data is read', () => {
+  const root = tempDir('cli-mine-off');
+  // a word every query and document shares: BM25 ranks every other document for every query
+  writeJsonl(
+    path.join(root, 'train.jsonl'),
+    toyExamples(6, 0).map((e) => ({ ...e, query: `${e.query} letter` })),
+  );
+  const cfg = writeConfig(path.join(root, 'c.json'), {
+    model: 'model',
+    output: 'run',
+    data: [{ type: 'jsonl', path: 'train.jsonl' }],
+  });
+  const out = path.join(root, 'mined.jsonl');
+  const off = cli(['mine', '--config', cfg, '--out', out, '--window', '1:3', '--negatives', '3', '--fn-ratio', 'off']);
+  assert.equal(off.code, 0, off.err);
+  assert.match(off.out, /: 18 negatives for 6 of them, 0 candidates dropped as likely false negatives/);
+  assert.match(cli(['mine', '--help']).out, /--fn-ratio <r>\|off [^]*?; off keeps them all/);
+  // the data source is missing too: the model folder is what the sentence names
+  const bad = writeConfig(path.join(root, 'bad.json'), {
+    model: 'model',
+    output: 'run',
+    data: [{ type: 'jsonl', path: 'missing.jsonl' }],
+  });
+  const r = cli(['mine', '--config', bad, '--out', out, '--retriever', 'model', '--model', path.join(root, 'none')]);
+  assert.equal(r.code, 2, r.err);
+  assert.match(r.err, /^search-r3: .*none: no such folder/m);
+});
+
 test('search-r3 mine, then train sft on its output, end to end', async () => {
   const root = tempDir('cli-mine');
   await tinyModelFolder(path.join(root, 'model'));

@@ -70,7 +70,9 @@ test('stage 1 and mining: a beir source with holdOut yields every judged query b
   assert.equal(kept.length, train.size - dev.size - 1 - testTwins.filter((q) => !dev.has(q)).length);
   const cfg = sft([{ type: 'beir', path: scifact, split: 'train', holdOut: sample }]);
   assert.deepEqual(cfg.data[0], { type: 'beir', path: scifact, split: 'train', holdOut: sample });
-  const { examples } = await loadTrainingData(cfg.data);
+  const { examples, stats } = await loadTrainingData(cfg.data);
+  const twinsKept = testTwins.filter((q) => !dev.has(q)).length;
+  assert.deepEqual(stats.heldOut, { devSample: train.size - kept.length - twinsKept, testQueries: twinsKept });
   const devTexts = new Set(dev.values());
   const expected = kept.map((q) => train.get(q)!);
   assert.deepEqual(
@@ -81,6 +83,7 @@ test('stage 1 and mining: a beir source with holdOut yields every judged query b
   // without the option the source is the whole split, dev sample included
   const all = await loadTrainingData(sft([{ type: 'beir', path: scifact, split: 'train' }]).data);
   assert.equal(all.examples.length, train.size - 2);
+  assert.deepEqual(all.stats.heldOut, { devSample: 0, testQueries: 2 });
 
   // `search-r3 mine` writes the file stage 1 reads: only the kept queries, with their mined negatives
   const dir = tempDir('hold-out-mine');
@@ -89,6 +92,11 @@ test('stage 1 and mining: a beir source with holdOut yields every judged query b
   const out = path.join(dir, 'mined.jsonl');
   const r = runCli(['mine', '--config', config, '--out', out, '--window', '2:20', '--negatives', '2']);
   assert.equal(r.status, 0, r.stderr);
+  const { devSample, testQueries } = stats.heldOut;
+  assert.match(
+    r.stdout,
+    new RegExp(`; ${devSample + testQueries} held out: ${devSample} of a holdOut dev sample, ${testQueries} repeating`),
+  );
   const mined = readFileSync(out, 'utf8')
     .trim()
     .split('\n')

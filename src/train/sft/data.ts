@@ -9,7 +9,7 @@ import { beirCorpusFile, documentText, readBeirCorpus, type BeirDocument } from 
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { readUtf8File } from '../../model/bpe-trainer.js';
 import { Rng } from '../../tensor/index.js';
-import { readTrainingSplit, trainingSplitFiles } from '../hold-out.js';
+import { readTrainingSplit, trainingSplitFiles, type HeldOutCounts } from '../hold-out.js';
 import { type AnalysisSettings, type ConceptAnalysis, TermStatistics, analyseQuery } from './analysis.js';
 import type { DataSourceConfig } from './config.js';
 import { PSEUDO_QUERY_DEFAULTS, pseudoQueryExamples } from './pseudo-queries.js';
@@ -44,6 +44,8 @@ export interface DataStats {
   perSource: { source: string; examples: number }[];
   /** Examples with an analysis to learn before the embed token. */
   analyses: number;
+  /** Queries of BEIR sources kept out of training (hold-out.ts): a holdOut dev sample's, test queries' texts. */
+  heldOut: HeldOutCounts;
 }
 
 /** A problem with a training data file, naming the file and line. */
@@ -86,6 +88,7 @@ export async function loadTrainingData(
     emptyTexts: 0,
     perSource: [],
     analyses: 0,
+    heldOut: { devSample: 0, testQueries: 0 },
   };
   const examples: TrainExample[] = [];
   const draw = reasoning ? new Rng(reasoning.seed) : null;
@@ -103,7 +106,7 @@ export async function loadTrainingData(
     const text = (): Promise<string> => readUtf8File(src.path);
     const raw =
       src.type === 'beir'
-        ? await beirExamples(src.path, src.split, src.sameTitleNegatives, src.holdOut)
+        ? await beirExamples(src.path, src.split, src.sameTitleNegatives, src.holdOut, stats.heldOut)
         : src.type === 'climate-fever'
           ? climateFeverExamples(src.path, await text())
           : src.type === 'pairs'
@@ -176,9 +179,12 @@ async function beirExamples(
   folder: string,
   split: string,
   sameTitleNegatives = 0,
-  holdOut?: QuerySample,
+  holdOut: QuerySample | undefined,
+  heldOut: HeldOutCounts,
 ): Promise<TrainExample[]> {
   const ds = await readTrainingSplit(folder, split, holdOut);
+  heldOut.devSample += ds.heldOut.devSample;
+  heldOut.testQueries += ds.heldOut.testQueries;
   // the same text the embedder and the index see at inference
   const docs = new Map(ds.corpus.map((d) => [d.id, documentText(d)]));
   const position = new Map(ds.corpus.map((d, i) => [d.id, i]));

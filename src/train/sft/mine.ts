@@ -10,6 +10,7 @@ import type { Qwen2Model } from '../../model/qwen2-model.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { createAnalyzer } from '../../eval/analyzer.js';
 import { Bm25Index } from '../../eval/bm25.js';
+import type { ProgressFn } from '../../eval/retriever.js';
 import { Rng } from '../../tensor/index.js';
 import type { TrainExample } from './data.js';
 
@@ -19,12 +20,15 @@ export interface MineOptions {
   toRank: number;
   /** Negatives kept per query (a seeded sample of the window after filtering). */
   negatives: number;
-  /** Drop candidates scoring ≥ ratio × the best positive's score; ≥ 1e9 disables the filter. */
-  falseNegativeRatio: number;
+  /** Drop candidates scoring ≥ ratio × the best positive's score (÷ ratio when it is negative); null: keep all. */
+  falseNegativeRatio: number | null;
   seed: number;
 }
 
-/** Scores of candidates for one query: the ranked top (best first) and each positive's score when known. */
+/**
+ * Scores of candidates for one query: the ranked top (best first) and the score of each positive in the pool,
+ * whether or not it made the top: a positive ranked below every candidate is where the filter drops the most.
+ */
 export interface Ranked {
   docs: number[];
   scores: number[];
@@ -54,12 +58,7 @@ export function mineHardNegatives(
   const mined = examples.map((ex, qi) => {
     const r = rank(ex.query, ex.positives, o.toRank + ex.positives.length);
     const pos = new Set(ex.positives);
-    const best = r.positiveScores.length > 0 ? Math.max(...r.positiveScores) : -Infinity;
-    const threshold = Number.isFinite(best)
-      ? best >= 0
-        ? o.falseNegativeRatio * best
-        : best / o.falseNegativeRatio
-      : Infinity;
+    const threshold = falseNegativeThreshold(r.positiveScores, o.falseNegativeRatio);
     // negatives the example already has keep their ranks but are not drawn again: the budget is for new ones
     const had = new Set(ex.negatives);
     const window: string[] = [];
@@ -84,7 +83,18 @@ export function mineHardNegatives(
   return { mined, stats };
 }
 
-/** BM25 (the eval layer's Lucene-style index) over the pool. */
+/**
+ * The score at and above which a candidate counts as a likely false negative: ratio × the best positive's
+ * score (÷ ratio for a negative one, so that a ratio below 1 still lowers it). Infinity, dropping nothing, when
+ * the filter is off or no positive is in the pool to be scored.
+ */
+export function falseNegativeThreshold(positiveScores: readonly number[], ratio: number | null): number {
+  if (ratio === null || positiveScores.length === 0) return Infinity;
+  const best = Math.max(...positiveScores);
+  return best >= 0 ? ratio * best : best / ratio;
+}
+
+/** BM25 (the eval layer's Lucene-style index) over the pool; positives are scored exactly, ranked or not. */
 export function bm25Ranker(pool: readonly string[]): Ranker {
   const index = Bm25Index.build(
     pool.map((text, i) => ({ id: String(i), text })),
@@ -95,9 +105,8 @@ export function bm25Ranker(pool: readonly string[]): Ranker {
   return (query, positives, k) => {
     const list = index.search(query, k, scratch);
     const docs = list.docIds.map(Number);
-    const pos = new Set(positives.map((p) => where.get(p)));
-    const positiveScores = docs.flatMap((d, i) => (pos.has(d) ? [list.scores[i]] : []));
-    return { docs, scores: list.scores, positiveScores };
+    const inPool = positives.flatMap((p) => where.get(p) ?? []);
+    return { docs, scores: list.scores, positiveScores: index.scoreDocuments(query, inPool) };
   };
 }
 
@@ -106,10 +115,12 @@ export function modelRanker(
   model: Qwen2Model,
   tokenizer: Tokenizer,
   pool: readonly string[],
-  opts: { templates?: Partial<PromptTemplates>; maxLength?: number } = {},
+  opts: { templates?: Partial<PromptTemplates>; maxLength?: number; onProgress?: ProgressFn } = {},
 ): Ranker {
   const emb = new Embedder(model, tokenizer, opts);
-  const vectors = emb.embedDocuments(pool).vectors;
+  const vectors = emb.embedDocuments(pool, (done, total) =>
+    opts.onProgress?.('encoding documents', done, total),
+  ).vectors;
   const where = new Map(pool.map((t, i) => [t, i]));
   return (query, positives, k) => {
     const q = emb.embedQuery(query).vector;

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mineHardNegatives, type Ranker } from '../../../src/train/sft/mine.js';
-import { bm25Ranker } from '../../../src/train/sft/mine.js';
+import { bm25Ranker, falseNegativeThreshold } from '../../../src/train/sft/mine.js';
+import { Bm25Index } from '../../../src/eval/bm25.js';
+import { createAnalyzer } from '../../../src/eval/analyzer.js';
 
 test('mining keeps the rank window, skips positives, and drops candidates scoring near the positive', () => {
   // pool i scores 1 − i/100 for every query: doc 0 is the positive; doc 1 (0.99) is within 0.95 × 1.0
@@ -25,7 +27,7 @@ test('mining keeps the rank window, skips positives, and drops candidates scorin
     fromRank: 2,
     toRank: 10,
     negatives: 2,
-    falseNegativeRatio: 1e9,
+    falseNegativeRatio: null,
     seed: 1,
   });
   assert.equal(few.mined[0].negatives.length, 2);
@@ -71,7 +73,10 @@ test("mining with the model's own embeddings: exact cosine order, positive score
   const { modelRanker } = await import('../../../src/train/sft/mine.js');
   const { model, tokenizer } = tinyModel(3);
   const pool = ['red apples', 'green apples', 'blue sky', 'deep sea', 'tall trees', 'old books'];
-  const rank = modelRanker(model, tokenizer, pool);
+  // embedding the pool up front is the long part of mining: its progress is reported as eval reports it
+  const seen: string[] = [];
+  const rank = modelRanker(model, tokenizer, pool, { onProgress: (s, d, t) => seen.push(`${s} ${d}/${t}`) });
+  assert.equal(seen.at(-1), 'encoding documents 6/6');
   const r = rank('apples', ['red apples'], 6);
   assert.equal(r.docs.length, 6);
   assert.ok(
@@ -89,4 +94,51 @@ test("mining with the model's own embeddings: exact cosine order, positive score
   const kept = mined[0].negatives.length;
   assert.equal(kept + stats.filteredAsFalseNegative, 5, 'every window candidate is either kept or filtered');
   assert.ok(!mined[0].negatives.includes('red apples'));
+});
+
+test('BM25 mining filters by the positive even when BM25 ranks it below the window', () => {
+  // six candidates hold both query terms; the positive holds one, in a long text: it ranks last
+  const pool = [
+    'alpha tail tail tail tail tail tail tail tail tail tail tail tail',
+    ...Array.from({ length: 6 }, (_, i) => `alpha beta note${i}`),
+  ];
+  const ex = [{ query: 'alpha beta', positives: [pool[0]], negatives: [] }];
+  const o = { fromRank: 1, toRank: 3, negatives: 8, falseNegativeRatio: 0.95, seed: 0 };
+  const rank = bm25Ranker(pool);
+  const r = rank(ex[0].query, ex[0].positives, o.toRank + 1);
+  assert.ok(!r.docs.includes(0), 'the positive is outside the ranked top');
+  assert.equal(r.positiveScores.length, 1);
+  assert.ok(r.positiveScores[0] > 0 && r.scores.every((s) => s > r.positiveScores[0]));
+  const { mined, stats } = mineHardNegatives(ex, pool, rank, o);
+  // every candidate in the window outscores the positive: all are likely false negatives
+  assert.deepEqual(mined[0].negatives, []);
+  assert.equal(stats.filteredAsFalseNegative, 3);
+  const off = mineHardNegatives(ex, pool, rank, { ...o, falseNegativeRatio: null });
+  assert.equal(off.mined[0].negatives.length, 3);
+  assert.equal(off.stats.filteredAsFalseNegative, 0);
+});
+
+test('Bm25Index.scoreDocuments gives each document the score search gives it, 0 without a shared term', () => {
+  const docs = ['the cat sat on the mat', 'a cat and a dog', 'cats chase mice', 'stock markets fell', 'mat mat cat'];
+  const index = Bm25Index.build(
+    docs.map((text, i) => ({ id: String(i), text })),
+    createAnalyzer(),
+  );
+  const query = 'cat on a mat mat';
+  const list = index.search(query, docs.length);
+  const exact = index.scoreDocuments(
+    query,
+    list.docIds.map((id) => Number(id)),
+  );
+  assert.deepEqual(exact, list.scores);
+  assert.deepEqual(index.scoreDocuments(query, [3]), [0]);
+  assert.throws(() => index.scoreDocuments(query, [5]), /no document at position 5/);
+});
+
+test('the false-negative threshold: ratio × best, ÷ ratio when negative, none when off or unscored', () => {
+  assert.equal(falseNegativeThreshold([2, 4], 0.5), 2);
+  assert.equal(falseNegativeThreshold([-0.5], 0.5), -1);
+  assert.equal(falseNegativeThreshold([0], 0), 0);
+  assert.equal(falseNegativeThreshold([-0.5, 0], null), Infinity);
+  assert.equal(falseNegativeThreshold([], 0.95), Infinity);
 });
