@@ -29,7 +29,14 @@ import { checkGgufSource } from '../search-index/llama-cpp-backend.js';
 import { subsetDevSet } from '../eval/dev-eval.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
-import { compareEvaluations, formatComparison, formatSummaryTable, type MeasureComparison } from '../eval/report.js';
+import {
+  compareEvaluations,
+  coverageWarning,
+  formatComparison,
+  formatSummaryTable,
+  runCoverage,
+  type MeasureComparison,
+} from '../eval/report.js';
 import type { Retriever } from '../eval/retriever.js';
 import { isRunTag, readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
 import { formatTrecEval, selectMeasures } from '../eval/trec-eval-format.js';
@@ -223,6 +230,20 @@ async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: Engine
   return { retriever, close };
 }
 
+/**
+ * Why --compare cannot pair its run with `run`: it answers none of the queries judged in `judgedIn`, or
+ * (`run` given) none that `run` answers.
+ */
+function noSharedQuery(compare: string, judgedIn: string, run?: string): string {
+  const why = run
+    ? `answers none of the queries ${run} answers of those judged in ${judgedIn}`
+    : `answers none of the queries judged in ${judgedIn}`;
+  return (
+    `--compare ${compare} ${why}: paired tests need queries both runs answer; check that it is a run ` +
+    'of the same queries (the same query ids).'
+  );
+}
+
 export const evalCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
@@ -338,6 +359,7 @@ export const evalCommand: Command = {
       }
     }
     const progress = v.json ? undefined : evalProgress();
+    const other = v.compare !== undefined ? await readTrecRun(v.compare) : undefined;
     const { report, ev } = await (async () => {
       let run: Run;
       let qrels: Qrels;
@@ -372,6 +394,9 @@ export const evalCommand: Command = {
           closeModel = m.close;
         }
         ds = withFirstQueries(await readBeirDataset(v.dataset, v.split!), maxQueries);
+        // refused before a retrieval that may take many minutes
+        if (other !== undefined && runCoverage(other.run, other.run, ds.qrels).b === 0)
+          throw new UserError(noSharedQuery(v.compare!, `${v.dataset} (split ${v.split})`));
         const t0 = performance.now();
         try {
           run = await retriever.retrieve(ds.corpus, ds.queries, positiveInt(v.k, 'k') ?? 1000, progress);
@@ -403,14 +428,26 @@ export const evalCommand: Command = {
         throw new UserError('no query is in both the run and the qrels: check that they use the same query ids.');
       }
       let comparison: Report['comparison'];
-      if (v.compare !== undefined) {
-        const other = await readTrecRun(v.compare);
+      if (other !== undefined) {
+        const cover = runCoverage(run, other.run, qrels);
+        if (cover.both === 0) {
+          const judgedIn = ds ? `${ds.folder} (split ${ds.split})` : v.qrels!;
+          throw new UserError(
+            noSharedQuery(v.compare!, judgedIn, cover.b === 0 ? undefined : (v.run ?? 'the retrieval')),
+          );
+        }
+        const warning = coverageWarning(
+          cover,
+          { a: v.run ?? 'the retrieval', b: v.compare! },
+          options.complete === true,
+        );
+        if (warning) process.stderr.write(`search-r3: --compare: ${warning}\n`);
         const evB = evaluateRun(other.run, qrels, options);
-        const paired = new Set([...ev.perQuery.keys(), ...evB.perQuery.keys()]).size;
+        const paired = [...ev.perQuery.keys()].filter((q) => evB.perQuery.has(q)).length;
         const measures = ['ndcg_cut_10', 'map', 'recip_rank', 'recall_100', 'P_10'].filter((m) => m in ev.all);
         if (paired >= 2) {
           const compared = compareEvaluations(ev, evB, measures.length ? measures : ['map']);
-          comparison = { run: v.compare, tag: other.tag, measures: compared };
+          comparison = { run: v.compare!, tag: other.tag, measures: compared };
         } else {
           // the evaluation still stands (it may have taken a long retrieval), so it is printed without them
           process.stderr.write(

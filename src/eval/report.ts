@@ -1,4 +1,6 @@
 import type { Evaluation } from './measures.js';
+import type { Qrels } from './qrels.js';
+import type { Run } from './run.js';
 import { measureVector } from './measures.js';
 import { pairedRandomizationTest, pairedTTest } from './significance.js';
 import { cFixed } from './trec-eval-format.js';
@@ -32,8 +34,10 @@ export interface MeasureComparison {
 }
 
 /**
- * Compares two evaluations query by query: every query evaluated in either run (a query one run misses scores 0
- * there, as with trec_eval -c), paired t-test and sign-flip randomisation test per measure.
+ * Compares two evaluations query by query over the queries both evaluated, paired t-test and sign-flip
+ * randomisation test per measure. With trec_eval -c both evaluated every judged query (one a run misses scores 0
+ * there); without, a query only one run answers has no pair and is left out, as each run's mean leaves out the
+ * queries it misses.
  */
 export function compareEvaluations(
   a: Evaluation,
@@ -41,7 +45,7 @@ export function compareEvaluations(
   measures: readonly string[],
   options: { trials?: number; seed?: number } = {},
 ): MeasureComparison[] {
-  const qids = sortedIds(new Set([...a.perQuery.keys(), ...b.perQuery.keys()]));
+  const qids = sortedIds([...a.perQuery.keys()].filter((q) => b.perQuery.has(q)));
   return measures.map((measure) => {
     const va = measureVector(a, measure, qids);
     const vb = measureVector(b, measure, qids);
@@ -70,4 +74,38 @@ export function formatComparison(rows: readonly MeasureComparison[], tagA: strin
       `${p(r.tTestP).padStart(12)}${p(r.randomizationP).padStart(12)}\n`;
   }
   return out + `(${rows[0]?.n ?? 0} queries, two-sided paired tests)\n`;
+}
+
+/** How many judged queries each of two runs answers (a non-empty ranking), and how many both do. */
+export interface RunCoverage {
+  judged: number;
+  a: number;
+  b: number;
+  both: number;
+}
+
+export function runCoverage(a: Run, b: Run, qrels: Qrels): RunCoverage {
+  const answers = (run: Run, q: string): boolean => (run.get(q)?.docIds.length ?? 0) > 0;
+  const c: RunCoverage = { judged: qrels.size, a: 0, b: 0, both: 0 };
+  for (const q of qrels.keys()) {
+    const [inA, inB] = [answers(a, q), answers(b, q)];
+    c.a += Number(inA);
+    c.b += Number(inB);
+    c.both += Number(inA && inB);
+  }
+  return c;
+}
+
+/**
+ * What a comparison of two runs that do not answer the same judged queries rests on, in one sentence, or null
+ * when they answer the same ones. `complete`: trec_eval -c, where a query a run misses scores 0 in it.
+ */
+export function coverageWarning(c: RunCoverage, names: { a: string; b: string }, complete: boolean): string | null {
+  if (c.a === c.both && c.b === c.both) return null;
+  const counts =
+    `of the ${c.judged} judged queries, ${names.a} answers ${c.a} and ${names.b} ${c.b}, ${c.both} of them ` +
+    'in both';
+  return complete
+    ? `${counts}; a query a run misses scores 0 in it (-c), so the paired tests count all ${c.judged}.`
+    : `${counts}; the paired tests count those ${c.both} (without -c a query a run misses is left out).`;
 }

@@ -301,3 +301,63 @@ test('bad input gives one clear sentence and exit code 2', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('--compare pairs the queries both runs answer: refused when none, the counts said when some miss', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-cli-'));
+  try {
+    const qrels = join(fixtures, 'hand.qrels');
+    const a = join(fixtures, 'hand.run');
+    const lines = readFileSync(a, 'utf8').split('\n');
+    const partial = join(dir, 'partial.trec');
+    writeFileSync(partial, lines.filter((l) => /^(q1|q2) /.test(l)).join('\n') + '\n');
+    type Out = { comparison: { measures: { n: number }[] } };
+    const n = (r: { stdout: string }): number => (JSON.parse(r.stdout) as Out).comparison.measures[0]!.n;
+    // without -c each run is averaged over the queries it answers: the pairs are the 2 both answer
+    const plain = await cli('--qrels', qrels, '--run', a, '--compare', partial, '--json');
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(n(plain), 2);
+    assert.match(
+      plain.stderr,
+      new RegExp(
+        '^search-r3: --compare: of the 5 judged queries, .*hand\\.run answers 5 and .*partial\\.trec 2, ' +
+          '2 of them in both; the paired tests count those 2 \\(without -c',
+        'm',
+      ),
+    );
+    // with -c a missing query scores 0: all 5 are paired, and the sentence says so
+    const complete = await cli('-c', '--qrels', qrels, '--run', a, '--compare', partial, '--json');
+    assert.equal(complete.code, 0, complete.stderr);
+    assert.equal(n(complete), 5);
+    assert.match(
+      complete.stderr,
+      /2 of them in both; a query a run misses scores 0 in it \(-c\), so the paired tests count all 5\./,
+    );
+    // the same queries: nothing to say
+    const same = await cli('--qrels', qrels, '--run', a, '--compare', a, '--json');
+    assert.equal(same.code, 0, same.stderr);
+    assert.doesNotMatch(same.stderr, /--compare/);
+    // a run of other queries (q9 is judged nowhere) has nothing to pair: refused, in the trec and the dataset form
+    const other = join(dir, 'other.trec');
+    writeFileSync(other, 'q9 Q0 d1 1 1.0 x\nzz Q0 d2 1 1.0 x\n');
+    const none = await cli('--qrels', qrels, '--run', a, '--compare', other);
+    assert.equal(none.code, 2, none.stderr);
+    assert.match(
+      none.stderr,
+      /^search-r3: --compare .*other\.trec answers none of the queries judged in .*hand\.qrels: paired tests need/,
+    );
+    assert.equal(none.stdout, '');
+    const q3 = join(dir, 'q3.trec');
+    writeFileSync(q3, lines.filter((l) => l.startsWith('q3 ')).join('\n') + '\n');
+    const apart = await cli('-c', '--qrels', qrels, '--run', partial, '--compare', q3);
+    assert.equal(apart.code, 2, apart.stderr);
+    assert.match(apart.stderr, /q3\.trec answers none of the queries .*partial\.trec answers of those judged in /);
+    const ds = await cli('--dataset', tiny, '--retriever', 'bm25', '--compare', other);
+    assert.equal(ds.code, 2, ds.stderr);
+    assert.match(
+      ds.stderr,
+      /^search-r3: --compare .*other\.trec answers none of the queries judged in .*tiny-beir \(split test\)/m,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
