@@ -253,7 +253,7 @@ export const evalCommand: Command = {
       strict: true,
       options: {
         dataset: { type: 'string' },
-        split: { type: 'string', default: 'test' },
+        split: { type: 'string' },
         'max-queries': { type: 'string' },
         retriever: { type: 'string' },
         'query-embeddings': { type: 'string' },
@@ -327,6 +327,13 @@ export const evalCommand: Command = {
       );
     }
 
+    if (v.dataset === undefined) {
+      noEffect('--k', v.k, 'it bounds a retrieval, and this evaluation reads its run');
+      for (const o of ['split', 'k1', 'b', 'language', 'threads'] as const)
+        noEffect(`--${o}`, v[o], 'it sets up a --dataset retrieval, and this evaluation reads its run');
+    }
+    v.split ??= 'test';
+
     // what the run ends with is checked before it starts: retrieval with a model may take many minutes
     const selection = selectMeasures(
       v.measure ?? [],
@@ -348,7 +355,6 @@ export const evalCommand: Command = {
       for (const o of ['reasoning', 'max-reasoning-tokens', 'temperature', 'max-length'] as const)
         noEffect(`--${o}`, v[o], noModelRuns);
     }
-    if (v.dataset === undefined) noEffect('--k', v.k, 'it bounds a retrieval, and this evaluation reads its run');
     if (v.compare !== undefined && maxQueries === 1)
       throw new UserError('--compare makes paired tests over queries: it needs --max-queries 2 or more.');
     if (v.language !== undefined) {

@@ -361,3 +361,24 @@ test('--compare pairs the queries both runs answer: refused when none, the count
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('eval --qrels says which retrieval options it ignores, as it says it of --k', async () => {
+  const args = ['--qrels', join(fixtures, 'hand.qrels'), '--run', join(fixtures, 'hand.run')];
+  const plain = await cli(...args);
+  const r = await cli(
+    ...args,
+    ...['--k', '10', '--split', 'dev', '--k1', '0.5', '--b', '0.3', '--language', 'zh', '--threads', '2'],
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, plain.stdout, 'the evaluation is the same');
+  const why = 'has no effect: it sets up a --dataset retrieval, and this evaluation reads its run.';
+  assert.deepEqual(r.stderr.trim().split('\n'), [
+    'search-r3: --k 10 has no effect: it bounds a retrieval, and this evaluation reads its run.',
+    ...['--split dev', '--k1 0.5', '--b 0.3', '--language zh', '--threads 2'].map((o) => `search-r3: ${o} ${why}`),
+  ]);
+  // the dataset form reads them (its default split is still test)
+  const ds = await cli('--dataset', tiny, '--retriever', 'bm25', '--k1', '0.5', '--json');
+  assert.equal(ds.code, 0, ds.stderr);
+  assert.doesNotMatch(ds.stderr, /has no effect/);
+  assert.equal((JSON.parse(ds.stdout) as { dataset: { split: string } }).dataset.split, 'test');
+});
