@@ -14,7 +14,7 @@ import {
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { QWEN2_5_CHAT_TEMPLATE } from '../../src/model/qwen2-chat-template.js';
 import { SequenceEncoder } from '../../src/train/sft/sequences.js';
-import { cutTexts } from '../helpers/cut-texts.js';
+import { cutTexts, encodedLengths } from '../helpers/cut-texts.js';
 import { qwenReferenceTokenizerDir } from '../helpers/qwen-reference-tokenizer.js';
 import { repoRoot } from '../helpers/repo.js';
 import { seededRandom } from '../helpers/varied-strings.js';
@@ -105,21 +105,6 @@ function promptTexts(seed: number): string[] {
     texts.push(t);
   }
   return texts;
-}
-
-/** The lengths of the texts `tok.encode` is given while `run` runs. */
-function encodedLengths<T>(tok: Tokenizer, run: () => T): { result: T; lengths: number[] } {
-  const encode = tok.encode.bind(tok);
-  const lengths: number[] = [];
-  tok.encode = (text, options) => {
-    lengths.push(text.length);
-    return encode(text, options);
-  };
-  try {
-    return { result: run(), lengths };
-  } finally {
-    tok.encode = encode;
-  }
 }
 
 test('a long text gives the prompt, embed position and cut count that encoding it whole gives', () => {

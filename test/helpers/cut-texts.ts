@@ -1,3 +1,4 @@
+import type { Tokenizer } from '../../src/model/tokenizer.js';
 import { seededRandom, variedStrings } from './varied-strings.js';
 
 /**
@@ -93,4 +94,19 @@ export function cutTexts(count: number, chars: number, seed: number): string[] {
     texts.push(t);
   }
   return texts;
+}
+
+/** The lengths of the texts `tok.encode` is given while `run` runs. */
+export function encodedLengths<T>(tok: Tokenizer, run: () => T): { result: T; lengths: number[] } {
+  const encode = tok.encode.bind(tok);
+  const lengths: number[] = [];
+  tok.encode = (text, options) => {
+    lengths.push(text.length);
+    return encode(text, options);
+  };
+  try {
+    return { result: run(), lengths };
+  } finally {
+    tok.encode = encode;
+  }
 }

@@ -260,7 +260,10 @@ test(
       const loaded = await loadLoraAdapter(dir, fresh.model);
       assert.deepEqual(loaded, cfg);
       assert.ok(relErr(hidden(fresh.model, ids), adapted) < 1e-6, 'loaded adapter gives the same model');
-      await assert.rejects(loadLoraAdapter(path.join(dir, 'missing'), fresh.model), /adapter_config\.json: is missing/);
+      await assert.rejects(
+        loadLoraAdapter(path.join(dir, 'missing'), fresh.model),
+        /missing: no such folder; give the folder that holds adapter_config\.json/,
+      );
       // what would change the weights' meaning, and is not modelled, is refused rather than ignored
       const configFile = path.join(dir, 'adapter_config.json');
       const saved = JSON.parse(readFileSync(configFile, 'utf8'));

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { Tokenizer } from '../../src/model/tokenizer.js';
-import { cutTexts } from '../helpers/cut-texts.js';
+import { cutTexts, encodedLengths } from '../helpers/cut-texts.js';
 import { qwenReferenceTokenizerDir } from '../helpers/qwen-reference-tokenizer.js';
 import { repoRoot } from '../helpers/repo.js';
 import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
@@ -19,21 +19,6 @@ const tokenizers: [string, Tokenizer][] = [
     })(),
   ],
 ];
-
-/** The lengths of the texts `tok.encode` is given while `run` runs. */
-function encodedLengths<T>(tok: Tokenizer, run: () => T): { result: T; lengths: number[] } {
-  const encode = tok.encode.bind(tok);
-  const lengths: number[] = [];
-  tok.encode = (text, options) => {
-    lengths.push(text.length);
-    return encode(text, options);
-  };
-  try {
-    return { result: run(), lengths };
-  } finally {
-    tok.encode = encode;
-  }
-}
 
 test('every position isCut accepts splits the tokens: the two sides encoded apart give the whole text', () => {
   for (const [name, tok] of tokenizers) {
