@@ -15,7 +15,7 @@ import { repoRoot } from '../helpers/repo.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 import { toySftRun } from '../helpers/train-fixtures.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
-import { corpus, tempDir, tinyModelDir } from '../search-index/fixtures.js';
+import { corpus, tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
 
 const opt = { skip: webgpuSkip(), timeout: 180_000 };
 const losePreload = path.join(repoRoot, 'dist', 'test', 'helpers', 'lose-gpu-device.js');
@@ -64,12 +64,7 @@ test('index: a lost GPU device says a second run encodes what is pending, and it
   try {
     const model = await tinyModelDir(dir);
     const input = path.join(dir, 'docs.jsonl');
-    writeFileSync(
-      input,
-      corpus(30)
-        .map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text }))
-        .join('\n'),
-    );
+    writeJsonl(input, corpus(30));
     const args = ['index', '--model', model, '--input', input, '--out', path.join(dir, 'idx'), '--commit-every', '10'];
     const lost = runLosingGpu(args, path.join(dir, 'lose'));
     assert.equal(
@@ -96,12 +91,7 @@ test('index: a tensor larger than the GPU binds names --batch-tokens and --max-l
     const model = path.join(dir, 'model');
     await saveModelFolder(model, tinyModel(7, { hiddenSize: 32, intermediateSize: 16384, maxPositionEmbeddings: 256 }));
     const input = path.join(dir, 'docs.jsonl');
-    writeFileSync(
-      input,
-      corpus(30)
-        .map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text }))
-        .join('\n'),
-    );
+    writeJsonl(input, corpus(30));
     const r = runCli([
       'index',
       '--model',
