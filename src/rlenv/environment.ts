@@ -12,11 +12,13 @@
  * `advance()` is called after each optimiser update: the current version moves on and all rows age.
  *
  * `snapshot()` and `restore()` carry the whole state across a process (a training checkpoint): the
- * table, the row versions, the drift means and the counters. The graph is not carried: usearch does not
- * save the generator that picks a new node's level, so a loaded graph would grow differently from the
- * live one. Instead `rebuildGraph()` rebuilds it from the table, rows in order, which makes it a function
- * of the table alone; the trainer rebuilds at every checkpoint, so a restored environment and the one
- * that kept running hold the same graph.
+ * table, the row versions, the drift means and the counters. The graph is not carried as usearch saves
+ * it: usearch does not save the generator that picks a new node's level, so a loaded graph would grow
+ * differently from the live one. Instead the graph is a function of its history: `rebuildGraph()` builds
+ * it from the table, rows in order, and the snapshot holds the edits since (the changed rows' vectors at
+ * that build and every upsert after it), which restore() replays on a graph built the same way. A
+ * snapshot taken at any step, on the trainer's rebuild schedule or not (a run stopped by a signal or a
+ * deadline), so restores the graph the live environment holds.
  */
 import { EmbeddingTable, defaultTableLimit } from './embedding-table.js';
 import { topK } from '../model/top-k.js';
@@ -89,10 +91,36 @@ export interface EnvironmentSnapshot {
   versions: Int32Array;
   /** The estimated corpus mean at each version some row is still at (what drift correction reads). */
   means: { version: number; mean: Float64Array }[];
+  graphEdits: GraphEdits;
+}
+
+/**
+ * The graph's history since it was last built from the table: how many rows that build inserted at a time
+ * (chunk), the rows changed since with their vectors then (baseRows, baseVectors: rows × dim), and every
+ * upsert since, in order (batches: the rows of each; vectors: theirs, concatenated).
+ */
+export interface GraphEdits {
+  chunk: number;
+  baseRows: number[];
+  baseVectors: Float32Array;
+  batches: number[][];
+  vectors: Float32Array;
 }
 
 /** Rows inserted into the graph per call when it is built from the table (bounds the copy usearch needs). */
-const GRAPH_BUILD_CHUNK = 4096;
+export const GRAPH_BUILD_CHUNK = 4096;
+
+/** Documents encoded per call, and inserted into the graph per call, when the corpus is first encoded. */
+const ENCODE_CHUNK = 256;
+
+/** No edits: the graph is the one rebuildGraph() builds from the table. */
+export const NO_GRAPH_EDITS: GraphEdits = {
+  chunk: GRAPH_BUILD_CHUNK,
+  baseRows: [],
+  baseVectors: new Float32Array(0),
+  batches: [],
+  vectors: new Float32Array(0),
+};
 
 export class RetrievalEnvironment {
   /** The policy version: incremented by advance() after each optimiser update. */
@@ -100,6 +128,11 @@ export class RetrievalEnvironment {
   /** Steps taken. */
   steps = 0;
   private graph: HnswGraph | null;
+  /** Since the graph was built from the table: each changed row's vector at the build, and every upsert. */
+  private graphBase = new Map<number, Float32Array>();
+  private graphLog: { rows: number[]; vectors: Float32Array[] }[] = [];
+  /** Rows the graph's build from the table inserted at a time (its history starts there). */
+  private graphChunk = GRAPH_BUILD_CHUNK;
 
   private constructor(
     readonly table: EmbeddingTable,
@@ -126,13 +159,16 @@ export class RetrievalEnvironment {
       encode,
       opts,
     );
-    const chunk = 256;
+    const chunk = ENCODE_CHUNK;
     for (let start = 0; start < rows; start += chunk) {
       const ids = Array.from({ length: Math.min(chunk, rows - start) }, (_, i) => start + i);
-      env.write(ids, encode(ids));
+      env.write(ids, encode(ids), false);
       onProgress?.(Math.min(rows, start + chunk), rows);
     }
     env.versionMeans.set(0, env.exactMean());
+    // the graph grew with the encoding, chunk by chunk, rows in order: what building it from the table in
+    // chunks of that size grows, so it is recorded as that build, with no edits
+    env.graphChunk = chunk;
     return env;
   }
 
@@ -143,7 +179,7 @@ export class RetrievalEnvironment {
   twin(opts: EnvironmentOptions): RetrievalEnvironment {
     const s = this.snapshot();
     return RetrievalEnvironment.restore(
-      { ...s, vectors: s.vectors.slice(), versions: s.versions.slice() },
+      { ...s, vectors: s.vectors.slice(), versions: s.versions.slice(), graphEdits: copyEdits(s.graphEdits) },
       s.rows,
       s.dim,
       this.encode,
@@ -156,17 +192,39 @@ export class RetrievalEnvironment {
    * of the table (exact resume), it drops the removed nodes that every upsert leaves behind in usearch.
    */
   rebuildGraph(): void {
+    this.graph = this.buildGraph((r) => this.table.row(r), GRAPH_BUILD_CHUNK);
+    this.graphChunk = GRAPH_BUILD_CHUNK;
+    this.graphBase.clear();
+    this.graphLog = [];
+  }
+
+  /** A graph of every row's given vector, inserted in row order, `chunk` rows a call (null in exact mode). */
+  private buildGraph(vector: (row: number) => Float32Array, chunk: number): HnswGraph | null {
     const g = this.emptyGraph();
     if (g) {
-      for (let start = 0; start < this.table.rows; start += GRAPH_BUILD_CHUNK) {
-        const rows = Array.from({ length: Math.min(GRAPH_BUILD_CHUNK, this.table.rows - start) }, (_, i) => start + i);
-        g.upsert(
-          rows,
-          rows.map((r) => this.table.row(r)),
-        );
+      for (let start = 0; start < this.table.rows; start += chunk) {
+        const rows = Array.from({ length: Math.min(chunk, this.table.rows - start) }, (_, i) => start + i);
+        g.upsert(rows, rows.map(vector));
       }
     }
-    this.graph = g;
+    return g;
+  }
+
+  /** The graph a snapshot's edits describe: built from the table as it was then, and every upsert replayed. */
+  private replayGraph(edits: GraphEdits): void {
+    const d = this.table.dim;
+    const base = new Map(edits.baseRows.map((r, i) => [r, edits.baseVectors.slice(i * d, (i + 1) * d)]));
+    this.graph = this.buildGraph((r) => base.get(r) ?? this.table.row(r), edits.chunk);
+    if (!this.graph) return; // exact mode keeps no graph, and so no edits
+    this.graphChunk = edits.chunk;
+    this.graphBase = base;
+    let at = 0;
+    this.graphLog = edits.batches.map((rows) => {
+      const vectors = rows.map((_, i) => edits.vectors.slice((at + i) * d, (at + i + 1) * d));
+      at += rows.length;
+      this.graph?.upsert(rows, vectors);
+      return { rows: [...rows], vectors };
+    });
   }
 
   snapshot(): EnvironmentSnapshot {
@@ -183,12 +241,29 @@ export class RetrievalEnvironment {
       vectors: this.table.vectors,
       versions: this.table.versions,
       means,
+      graphEdits: this.graph ? this.edits() : NO_GRAPH_EDITS,
+    };
+  }
+
+  private edits(): GraphEdits {
+    const d = this.table.dim;
+    const baseVectors = new Float32Array(this.graphBase.size * d);
+    [...this.graphBase.values()].forEach((v, i) => baseVectors.set(v, i * d));
+    const vectors = new Float32Array(this.graphLog.reduce((n, b) => n + b.rows.length, 0) * d);
+    let at = 0;
+    for (const b of this.graphLog) for (const v of b.vectors) vectors.set(v, d * at++);
+    return {
+      chunk: this.graphChunk,
+      baseRows: [...this.graphBase.keys()],
+      baseVectors,
+      batches: this.graphLog.map((b) => [...b.rows]),
+      vectors,
     };
   }
 
   /**
-   * The environment a snapshot describes, with the graph rebuilt from its table: it continues exactly as
-   * the snapshotted one does after rebuildGraph(). The table takes over the snapshot's arrays (a corpus
+   * The environment a snapshot describes, with the graph its edits describe: it continues exactly as the
+   * snapshotted one does. The table takes over the snapshot's arrays (a corpus
    * is never held twice), so restore from a copy, not from a live environment's snapshot. Throws when the
    * snapshot does not fit these rows or dimensions (another corpus or model).
    */
@@ -216,7 +291,14 @@ export class RetrievalEnvironment {
         throw new Error(`the saved environment's mean at version ${version} has ${mean.length} values, not ${dim}`);
       env.versionMeans.set(version, Float64Array.from(mean));
     }
-    env.rebuildGraph();
+    const e = snap.graphEdits;
+    if (!(Number.isInteger(e.chunk) && e.chunk >= 1))
+      throw new Error(`the saved environment's graph was built ${e.chunk} rows at a time, not a whole number ≥ 1`);
+    if (e.baseVectors.length !== e.baseRows.length * dim || e.vectors.length !== e.batches.flat().length * dim)
+      throw new Error(`the saved environment's graph edits do not hold one ${dim}-d vector per row they name`);
+    if ([...e.baseRows, ...e.batches.flat()].some((r) => !(Number.isInteger(r) && r >= 0 && r < rows)))
+      throw new Error(`the saved environment's graph edits name a row outside 0..${rows - 1}`);
+    env.replayGraph(e);
     return env;
   }
 
@@ -293,14 +375,21 @@ export class RetrievalEnvironment {
     return off;
   }
 
-  private write(rows: readonly number[], vectors: Float32Array[]): void {
+  /** Writes rows into the table and the graph; `record`: as an edit of the graph since its build from the table. */
+  private write(rows: readonly number[], vectors: Float32Array[], record = true): void {
     if (vectors.length !== rows.length)
       throw new Error(`the document encoder returned ${vectors.length} vectors for ${rows.length} rows`);
-    rows.forEach((r, i) => this.table.set(r, vectors[i], this.version));
-    if (this.graph) {
+    const g = this.graph,
+      edit = g !== null && record && rows.length > 0;
+    rows.forEach((r, i) => {
+      if (edit && !this.graphBase.has(r)) this.graphBase.set(r, Float32Array.from(this.table.row(r)));
+      this.table.set(r, vectors[i], this.version);
+    });
+    if (g && rows.length > 0) {
       const t = performance.now();
-      this.graph.upsert(rows, vectors);
+      g.upsert(rows, vectors);
       this.graphSeconds += (performance.now() - t) / 1000;
+      if (edit) this.graphLog.push({ rows: [...rows], vectors: vectors.map((v) => Float32Array.from(v)) });
     }
   }
 
@@ -383,4 +472,14 @@ export class RetrievalEnvironment {
       },
     };
   }
+}
+
+function copyEdits(e: GraphEdits): GraphEdits {
+  return {
+    chunk: e.chunk,
+    baseRows: [...e.baseRows],
+    baseVectors: e.baseVectors.slice(),
+    batches: e.batches.map((b) => [...b]),
+    vectors: e.vectors.slice(),
+  };
 }

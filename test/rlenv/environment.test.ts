@@ -171,6 +171,43 @@ test(
   },
 );
 
+test('a snapshot taken between graph rebuilds (a run stopped by a signal) restores the graph the live one grew', () => {
+  const o = {
+    ...opts('local'),
+    graph: { connectivity: 2, expansionAdd: 4, expansionSearch: 2 },
+    driftCorrection: true,
+  };
+  const policy = { version: 0 };
+  const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
+  const steps = (e: RetrievalEnvironment, from: number, to: number): unknown[] => {
+    const out: unknown[] = [];
+    for (let step = from; step <= to; step++) {
+      policy.version = step;
+      e.advance();
+      const qs = queries(policy, step);
+      const r = e.step(qs);
+      out.push({ rewards: r.rewards, candidates: r.candidates, encodes: r.stats.encodes });
+    }
+    return out;
+  };
+  /** Restores a copy of the environment after step `at` and checks it takes the next 4 steps as the live one. */
+  const continuesAsLive = (at: number): void => {
+    const snap = env.snapshot();
+    assert.ok(snap.graphEdits.batches.length > 0, 'the edits since the build are in the snapshot');
+    const restored = RetrievalEnvironment.restore(structuredClone(snap), N, D, fakeEncoder(policy).encode, o);
+    const live = steps(env, at + 1, at + 4);
+    assert.deepEqual(steps(restored, at + 1, at + 4), live, `restored after step ${at}`);
+    assert.deepEqual(restored.table.vectors, env.table.vectors);
+  };
+  // the graph the first encode grew (300 rows, 256 at a time), and two steps of upserts on it
+  steps(env, 1, 2);
+  continuesAsLive(2);
+  // a graph rebuilt from the table (the trainer's scheduled checkpoint), and two steps of upserts on it
+  env.rebuildGraph();
+  steps(env, 7, 8);
+  continuesAsLive(8);
+});
+
 test('a table larger than allowed is refused before allocating, naming the bytes needed', () => {
   assert.equal(tableBytes(1000, 1536), 1000 * 1536 * 4 + 4000);
   assert.throws(

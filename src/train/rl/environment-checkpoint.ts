@@ -1,6 +1,8 @@
 /**
  * The RL environment inside a training checkpoint: environment.safetensors holds the table's vectors
- * (F32, exact), environment.json the rest of its snapshot (row versions, drift means, counters). JSON
+ * (F32, exact) and the vectors of the graph's edits since it was built from the table (none at a scheduled
+ * checkpoint), environment.json the rest of its snapshot (row versions, drift means, counters, the rows of
+ * the graph's edits). JSON
  * keeps the versions as integers and the Float64 means exactly (a double's shortest decimal form
  * parses back to the same double), which bit-identical resume needs.
  */
@@ -8,11 +10,13 @@ import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 
 import { saveSafetensors } from '../../model/safetensors.js';
-import type { EnvironmentSnapshot } from '../../rlenv/environment.js';
+import { type EnvironmentSnapshot, type GraphEdits, NO_GRAPH_EDITS } from '../../rlenv/environment.js';
 import { checkpointDamage, isCount, readCheckpointTensors } from '../checkpoint.js';
 
 const TABLE_FILE = 'environment.safetensors';
 const STATE_FILE = 'environment.json';
+const GRAPH_BASE = 'graphBaseVectors';
+const GRAPH_VECTORS = 'graphVectors';
 
 interface SavedState {
   version: number;
@@ -21,6 +25,10 @@ interface SavedState {
   dim: number;
   versions: number[];
   means: SavedMean[];
+  /** Absent in checkpoints written before the graph's edits were saved: the graph is rebuilt from the table. */
+  graphChunk?: number;
+  graphBaseRows?: number[];
+  graphBatches?: number[][];
 }
 
 interface SavedMean {
@@ -30,7 +38,14 @@ interface SavedMean {
 
 /** Writes the snapshot into a (temporary) checkpoint folder. */
 export async function saveEnvironment(dir: string, s: EnvironmentSnapshot): Promise<void> {
-  await saveSafetensors(path.join(dir, TABLE_FILE), [['vectors', { shape: [s.rows, s.dim], data: s.vectors }]]);
+  const e = s.graphEdits;
+  const edits = (name: string, data: Float32Array): [string, { shape: number[]; data: Float32Array }][] =>
+    data.length > 0 ? [[name, { shape: [data.length / s.dim, s.dim], data }]] : [];
+  await saveSafetensors(path.join(dir, TABLE_FILE), [
+    ['vectors', { shape: [s.rows, s.dim], data: s.vectors }],
+    ...edits(GRAPH_BASE, e.baseVectors),
+    ...edits(GRAPH_VECTORS, e.vectors),
+  ]);
   const state: SavedState = {
     version: s.version,
     steps: s.steps,
@@ -38,6 +53,9 @@ export async function saveEnvironment(dir: string, s: EnvironmentSnapshot): Prom
     dim: s.dim,
     versions: Array.from(s.versions),
     means: s.means.map((m) => ({ version: m.version, mean: Array.from(m.mean) })),
+    graphChunk: e.chunk,
+    graphBaseRows: e.baseRows,
+    graphBatches: e.batches,
   };
   await fsp.writeFile(path.join(dir, STATE_FILE), JSON.stringify(state));
 }
@@ -68,10 +86,31 @@ export async function loadEnvironment(dir: string): Promise<EnvironmentSnapshot 
   if (problem) throw checkpointDamage(stateFile, problem);
   const st = raw as SavedState;
   if (!existsSync(tableFile)) throw checkpointDamage(tableFile, `is missing, though ${STATE_FILE} is there`);
-  const vectors = (await readCheckpointTensors(tableFile)).get('vectors');
+  const tensors = await readCheckpointTensors(tableFile);
+  const vectors = tensors.get('vectors');
   if (!vectors || vectors.shape.join() !== `${st.rows},${st.dim}`) {
     throw checkpointDamage(tableFile, `needs a "vectors" tensor of ${st.rows} × ${st.dim} (as ${STATE_FILE} says)`);
   }
+  // the vectors of the graph's edits: one per row environment.json's graph edits name
+  const editVectors = (name: string, rows: number): Float32Array => {
+    const t = tensors.get(name);
+    if (rows === 0 && !t) return new Float32Array(0);
+    if (!t || t.shape.join() !== `${rows},${st.dim}`)
+      throw checkpointDamage(tableFile, `needs a "${name}" tensor of ${rows} × ${st.dim} (as ${STATE_FILE} says)`);
+    return t.data;
+  };
+  const baseRows = st.graphBaseRows ?? [],
+    batches = st.graphBatches ?? [];
+  const graphEdits: GraphEdits =
+    st.graphChunk === undefined
+      ? NO_GRAPH_EDITS
+      : {
+          chunk: st.graphChunk,
+          baseRows,
+          baseVectors: editVectors(GRAPH_BASE, baseRows.length),
+          batches,
+          vectors: editVectors(GRAPH_VECTORS, batches.flat().length),
+        };
   return {
     version: st.version,
     steps: st.steps,
@@ -80,6 +119,7 @@ export async function loadEnvironment(dir: string): Promise<EnvironmentSnapshot 
     vectors: vectors.data,
     versions: Int32Array.from(st.versions),
     means: st.means.map((m) => ({ version: m.version, mean: Float64Array.from(m.mean) })),
+    graphEdits,
   };
 }
 
@@ -104,6 +144,17 @@ function savedStateProblem(raw: unknown): string | null {
     (m as SavedMean).mean.every((x) => typeof x === 'number' && Number.isFinite(x));
   if (!Array.isArray(s.means) || !s.means.every(meanOk)) {
     return `needs "means": {version, mean of ${String(s.dim)} numbers} each`;
+  }
+  if (s.graphChunk !== undefined && !(isCount(s.graphChunk) && s.graphChunk >= 1)) {
+    return 'needs "graphChunk" (rows a graph build inserted at a time) to be a whole number ≥ 1';
+  }
+  const row = (r: unknown): boolean => isCount(r) && r < (s.rows as number);
+  const rows = (v: unknown): boolean => Array.isArray(v) && v.every(row);
+  if (
+    (s.graphBaseRows !== undefined && !rows(s.graphBaseRows)) ||
+    (s.graphBatches !== undefined && !(Array.isArray(s.graphBatches) && s.graphBatches.every(rows)))
+  ) {
+    return `needs "graphBaseRows" (rows) and "graphBatches" (lists of rows), each row below ${String(s.rows)}`;
   }
   return null;
 }

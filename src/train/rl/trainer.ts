@@ -10,9 +10,10 @@
  *
  * The run folder, resume, checkpoints, metrics.jsonl, the loop and its NaN/Inf checks are every
  * trainer's (training-run.ts); stage 2's own are its queries, rollouts, environment, rewards and loss. A
- * checkpoint also holds the environment (table, row versions, drift means); the graph is rebuilt from the
- * table at every checkpoint, so resume continues with the same weights, optimiser, data position,
- * sampling and environment: the resumed run is bit-identical to the uninterrupted one.
+ * checkpoint also holds the environment (table, row versions, drift means, and the graph's edits since it
+ * was last rebuilt from the table, which happens at every scheduled checkpoint), so resume continues with
+ * the same weights, optimiser, data position, sampling and environment: the resumed run is bit-identical
+ * to the uninterrupted one, wherever it stopped.
  */
 import {
   Embedder,
@@ -392,9 +393,11 @@ async function trainInFolder(
     const extra = `reward ${lastRewardMean.toFixed(3)} fmt ${formatSuccess.toFixed(2)} enc ${outcome.stats.encodes}`;
     return { record, progress: { loss, lr, tokensPerSec: run.rate(generated), extra }, more };
   };
-  // the run goes on with the graph a resume would build from the saved table
+  // the graph is built afresh from the table at the scheduled checkpoints (every checkpoint.every steps) only:
+  // one off that schedule (a signal, a deadline, a session's last step) saves the graph's edits since the last
+  // build instead, so a run resumed from it grows the graph the uninterrupted run grows
   const checkpointFiles = (dir: string): Promise<void> => {
-    env.rebuildGraph();
+    if (state.step % cfg.checkpoint.every === 0) env.rebuildGraph();
     return saveEnvironment(dir, env.snapshot());
   };
   await run.loop({ step, onStep: opts.onStep, checkpointFiles });

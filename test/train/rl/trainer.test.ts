@@ -150,6 +150,46 @@ test(
   },
 );
 
+test('a run stopped off its checkpoint schedule and resumed is bit-identical to an unstopped one', async () => {
+  const { dir, raw } = await fixture();
+  const base = {
+    ...raw,
+    steps: 5,
+    reward: { kind: 'rr', k: 0, formatPenalty: 0.5 },
+    checkpoint: { every: 2, keep: 2 },
+    environment: { ...(raw.environment as object), connectivity: 2, expansionAdd: 2, expansionSearch: 1 },
+  };
+  await trainRl(parseRlConfig({ ...base, output: 'straight' }, dir), { progress: false });
+  const train = (out: string): unknown[] =>
+    readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .filter((l) => l.includes('"type":"train"'))
+      .map(withoutTimes);
+  const weights = (out: string): Buffer => readFileSync(path.join(dir, out, 'final', 'model.safetensors'));
+  // as SIGINT does: the run stops after the step with a checkpoint of it, off the every-2-steps schedule,
+  // before the first scheduled checkpoint and after one
+  for (const at of [1, 3]) {
+    const out = `stopped-${at}`;
+    const stopped = parseRlConfig({ ...base, output: out }, dir);
+    const stop = new AbortController();
+    const first = await trainRl(stopped, {
+      progress: false,
+      stop: stop.signal,
+      onStep: (s) => s === at && stop.abort(),
+    });
+    assert.equal(first.steps, at);
+    assert.deepEqual(
+      listCheckpoints(path.join(dir, out, 'checkpoints')).map((c) => c.step),
+      at === 1 ? [1] : [2, 3],
+    );
+    const s = await trainRl(stopped, { progress: false, resume: true });
+    assert.equal(s.startStep, at);
+    assert.deepEqual(train(out), train('straight'), `stopped after step ${at}`);
+    assert.ok(weights(out).equals(weights('straight')), 'the final weights are byte-identical');
+  }
+});
+
 test("the training forward reproduces generate()'s log-probabilities at the sampling temperature", () => {
   const { model, tokenizer } = tinyModel(5);
   const embed = embedTokenId(tokenizer);
