@@ -192,6 +192,12 @@ function check(c: RlConfig): void {
     throw new ConfigError(`"reward.kind" must be one of dcg, ndcg, rr, got ${JSON.stringify(c.reward.kind)}`);
   if (!['local', 'exact'].includes(c.environment.mode))
     throw new ConfigError(`"environment.mode" must be local or exact, got ${JSON.stringify(c.environment.mode)}`);
+  // with no sampled token the policy-gradient term is empty: only the contrastive term could train anything
+  if (c.rollout.maxReasoningTokens === 0 && c.loss.infonce === 0)
+    throw new ConfigError(
+      '"rollout.maxReasoningTokens" 0 samples no token, so with "loss.infonce" 0 nothing is trained: set ' +
+        'rollout.maxReasoningTokens ≥ 1, or loss.infonce > 0 to train the embeddings alone',
+    );
   if (c.loss.infonce > 0 && c.environment.returnCandidates < 1)
     throw new ConfigError(
       '"loss.infonce" > 0 needs "environment.returnCandidates" ≥ 1 (the contrastive term\'s negatives)',

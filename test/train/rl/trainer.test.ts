@@ -231,6 +231,11 @@ test('config: unknown keys and bad values are refused with the key named', () =>
     [{ environment: { rolling: 0.5 } }, /"environment.rolling"/],
     [{ data: { beir: 'b', maxQueries: -1 } }, /"data.maxQueries"/],
     [{ constructor: {} }, /"constructor" is not a config key/],
+    // no sampled token and no contrastive term: every step would leave the policy as it was
+    [
+      { rollout: { maxReasoningTokens: 0 } },
+      /"rollout.maxReasoningTokens" 0 samples no token, so with "loss.infonce" 0/,
+    ],
   ];
   for (const [over, re] of bad) assert.throws(() => parseRlConfig({ ...base, ...over }, '/'), re);
   assert.equal(parseRlConfig(base, '/x').model, '/x/m');
