@@ -430,14 +430,15 @@ export class RetrievalEnvironment {
     const plan = this.plan(queries);
     const te = performance.now();
     const vectors = this.encode(plan.rows);
-    // rolling rows come last in a plan: they are not chosen by the queries, so they sample the drift fairly
-    const sample = plan.counts.rolling > 0 ? plan.rows.length - plan.counts.rolling : 0;
+    // rolling rows come last in a plan: they are not chosen by the queries, so they sample the drift fairly; the
+    // rows the queries chose (positives, their competitors) drift with the queries and never stand in for them
+    const sample = plan.rows.length - plan.counts.rolling;
     const old = plan.rows.slice(sample).map((r) => Float32Array.from(this.table.row(r)));
     const oldVersions = plan.rows.slice(sample).map((r) => this.table.versions[r]);
     this.write(plan.rows, vectors);
     if (plan.counts.full > 0 || this.table.staleCount(this.version) === 0)
       this.versionMeans.set(this.version, this.exactMean());
-    else if (plan.rows.length > 0) this.estimateMean(old, oldVersions, vectors.slice(sample));
+    else if (plan.counts.rolling > 0) this.estimateMean(old, oldVersions, vectors.slice(sample));
     const encodeSeconds = (performance.now() - te) / 1000 - this.graphSeconds;
     this.steps++;
     const { kind, k } = this.opts.reward;

@@ -309,3 +309,33 @@ test(
     assert.ok(plainDiff > 0.1, `without the correction the fresh positives are favoured (total |Δ| ${plainDiff})`);
   },
 );
+
+test('drift is estimated from the rolling rows only: without them, the rows the queries chose do not stand in', () => {
+  const policy = { version: 0 };
+  const c = Float32Array.from({ length: D }, (_, j) => Math.cos(j * 0.9) * 0.2);
+  const moved = new Set([5, 36, 67, 98]);
+  // only the queries' positives move: the corpus mean barely does, so their drift is no estimate of it
+  const vec = (r: number): Float32Array =>
+    Float32Array.from(
+      { length: D },
+      (_, j) => Math.sin(r * 1.37 + j * 0.71) * 0.3 + (moved.has(r) ? policy.version * c[j] : 0),
+    );
+  const encode = (rows: readonly number[]): Float32Array[] => rows.map(vec);
+  const local = RetrievalEnvironment.create(N, D, encode, {
+    ...opts('local', { budget: 10, rolling: 0, candidates: 0, neighbours: 0 }),
+    driftCorrection: true,
+  });
+  const exact = local.twin(opts('exact'));
+  for (let step = 1; step <= 4; step++) {
+    policy.version++;
+    local.advance();
+    exact.advance();
+    const qs = [...moved].map((pos, q) => {
+      const e = vec(pos + 1).map((x, j) => x + 0.05 * Math.sin(j + q));
+      const n = Math.hypot(...e);
+      return { positives: [{ row: pos, grade: 1 }], responses: [e.map((x) => x / n)] };
+    });
+    assert.deepEqual(local.step(qs).rewards, exact.step(qs).rewards, `step ${step}`);
+    assert.equal(local.meanAt(local.version), null, 'no rolling rows: no estimate of the drift');
+  }
+});

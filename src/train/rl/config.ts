@@ -198,6 +198,12 @@ function check(c: RlConfig): void {
       '"rollout.maxReasoningTokens" 0 samples no token, so with "loss.infonce" 0 nothing is trained: set ' +
         'rollout.maxReasoningTokens ≥ 1, or loss.infonce > 0 to train the embeddings alone',
     );
+  // the drift is sampled from the rolling rows alone (rlenv environment.ts): without them the correction never applies
+  if (c.environment.mode === 'local' && c.environment.driftCorrection && c.environment.rolling === 0)
+    throw new ConfigError(
+      '"environment.driftCorrection" estimates the corpus drift from the rolling rows, and "environment.rolling" is ' +
+        '0: set rolling ≥ 1, or driftCorrection false to score stale rows uncorrected',
+    );
   if (c.loss.infonce > 0 && c.environment.returnCandidates < 1)
     throw new ConfigError(
       '"loss.infonce" > 0 needs "environment.returnCandidates" ≥ 1 (the contrastive term\'s negatives)',

@@ -229,6 +229,7 @@ test('config: unknown keys and bad values are refused with the key named', () =>
     [{ rollout: { topP: 0 } }, /"rollout.topP" must be in \(0, 1\]/],
     [{ environment: { connectivity: 0 } }, /"environment.connectivity" must be a positive integer/],
     [{ environment: { rolling: 0.5 } }, /"environment.rolling"/],
+    [{ environment: { rolling: 0 } }, /"environment.driftCorrection" estimates the corpus drift from the rolling rows/],
     [{ data: { beir: 'b', maxQueries: -1 } }, /"data.maxQueries"/],
     [{ constructor: {} }, /"constructor" is not a config key/],
     // no sampled token and no contrastive term: every step would leave the policy as it was
