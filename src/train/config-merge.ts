@@ -30,9 +30,12 @@ export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
       );
     const def = out[key];
     if (typeof def === 'number' || typeof def === 'string' || typeof def === 'boolean') {
-      if (typeof value !== typeof def || (typeof value === 'number' && !Number.isFinite(value))) {
+      if (typeof value !== typeof def) {
         throw new ConfigError(`"${where}" must be a ${typeof def}, got ${JSON.stringify(value)}`);
       }
+      // JSON.parse reads a number beyond ±1.8e308 as ±Infinity, which JSON.stringify would show as null
+      if (typeof value === 'number' && !Number.isFinite(value))
+        throw new ConfigError(`"${where}" must be a finite number, got ${value} (a number too large for a double)`);
       out[key] = value;
     } else if (Array.isArray(def)) {
       if (!Array.isArray(value) || value.some((v) => typeof v !== 'string'))

@@ -36,6 +36,9 @@ test('train lm, sft and rl configs: a missing file, broken JSON and an unknown k
     refused(new RegExp(`^${file}: not valid JSON \\(`));
     writeConfig(file, { ...required[name as keyof typeof required], ouput: 'o' });
     refused(new RegExp(`^${file}: "ouput" is not a config key`));
+    // a number JSON.parse reads as Infinity is named as such, not as the null JSON.stringify makes of it
+    writeFileSync(file, JSON.stringify({ ...required[name as keyof typeof required], seed: 7 }).replace('7', '1e999'));
+    refused(new RegExp(`^${file}: "seed" must be a finite number, got Infinity`));
   }
 });
 
