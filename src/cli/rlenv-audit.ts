@@ -11,6 +11,7 @@ import { trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
 import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
 import { RUN_CONFIG_FILE } from '../train/run-watch.js';
+import { recordedStage } from '../train/run-record.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
@@ -37,6 +38,7 @@ options:
   --steps <n>        steps to run (default 20; at least 2, as step 1 is left out of the figures; with
                      --from, at least 1)
   --from <folder>    a train rl run folder whose newest checkpoint (with its environment) to start from
+                     (it is only read: --output must be another folder)
   --output <folder>  run folder for the audit (default <config output>-audit); gets metrics.jsonl
                      (train and audit records) and audit.json (the summary)
   --quiet            no progress output
@@ -112,6 +114,14 @@ const auditCommand: Command & { name: string } = {
  * warning) into the audit's folder, so that the audit resumes from it. The run is only read.
  */
 async function startFromCheckpoint(run: string, output: string): Promise<{ dir: string; step: number }> {
+  if (!existsSync(run)) throw new UserError(`--from: ${run} does not exist; give the output folder of a train rl run`);
+  if (path.resolve(output) === run)
+    throw new UserError(`--output ${output} is the run --from reads; the audit writes into a folder of its own`);
+  const stage = recordedStage(run);
+  if (stage !== null && stage !== 'rl') {
+    const says = `is the run folder of a train ${stage} run (its ${RUN_CONFIG_FILE} says so)`;
+    throw new UserError(`--from: ${run} ${says}; give the output folder of a train rl run`);
+  }
   const root = path.join(run, 'checkpoints');
   if (listCheckpoints(root).length === 0) {
     throw new UserError(`--from: ${run} has no checkpoints/step-* folder; give the output folder of a train rl run`);

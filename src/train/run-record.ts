@@ -214,6 +214,12 @@ const isRecord = (v: unknown): v is Partial<RunRecord> => isObject(v);
 const resumable = (c: SettingChange, also: readonly string[]): boolean =>
   c.moved === true || RESUMABLE.includes(c.key) || also.some((k) => c.key === k || c.key.startsWith(`${k}.`));
 
+/** The stage a run folder's record names (lm, sft, rl); null when it has no readable record. */
+export function recordedStage(output: string): string | null {
+  const stage = readRecord(path.join(output, RUN_CONFIG_FILE))?.stage;
+  return typeof stage === 'string' ? stage : null;
+}
+
 /** The record as parsed; null when there is none or it is not JSON (nothing then to check against). */
 function readRecord(file: string): Partial<RunRecord> | null {
   if (!existsSync(file)) return null;

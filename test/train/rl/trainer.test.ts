@@ -326,6 +326,21 @@ test(
     const none = runCli(['rlenv', 'audit', '--config', file, '--from', path.join(dir, 'beir'), '--quiet']);
     assert.equal(none.status, 2);
     assert.match(none.stderr, /has no checkpoints\/step-\* folder/);
+    const missing = runCli(['rlenv', 'audit', '--config', file, '--from', path.join(dir, 'no-run'), '--quiet']);
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /--from: \S+no-run does not exist; give the output folder of a train rl run/);
+    const into = runCli([
+      'rlenv',
+      'audit',
+      '--config',
+      file,
+      '--from',
+      path.join(dir, 'run'),
+      '--output',
+      `${path.join(dir, 'run')}/`,
+    ]);
+    assert.equal(into.status, 2);
+    assert.match(into.stderr, /--output \S+run is the run --from reads; the audit writes into a folder of its own/);
     const bad = writeConfig(path.join(dir, 'bad.json'), {
       ...raw,
       output: 'run-bad',
@@ -390,6 +405,10 @@ test('train rl starts from a LoRA stage-1 final/: its adapter merged onto its ba
   const loaded = await loadModelFolder(final);
   assert.equal(loaded.base, stage1);
   assert.equal((await loadModelFolder(stage1)).base, path.join(dir, 'model'));
+  // a stage-1 run is no run to continue an audit from, and is named as what it is
+  const audit = runCli(['rlenv', 'audit', '--config', rlConfig, '--from', path.join(dir, 'sft'), '--quiet']);
+  assert.equal(audit.status, 2);
+  assert.match(audit.stderr, /--from: \S+sft is the run folder of a train sft run \(its run-config\.json says so\)/);
 });
 
 test(
