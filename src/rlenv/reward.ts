@@ -28,14 +28,16 @@ export interface Positive {
 
 /**
  * 1-based rank of `row` when rows are ordered by descending score; ties are broken by the lower row
- * index, so the order is total and reproducible.
+ * index, so the order is total and reproducible. A NaN score (an embedding that is not finite) ranks below
+ * every number: compared as numbers, it would be above nothing and so first.
  */
 export function rankOf(scores: ArrayLike<number>, row: number): number {
   const s = scores[row];
+  const nan = Number.isNaN(s);
   let above = 0;
   for (let j = 0; j < scores.length; j++) {
     const v = scores[j];
-    if (v > s || (v === s && j < row)) above++;
+    if (nan ? !Number.isNaN(v) || j < row : v > s || (v === s && j < row)) above++;
   }
   return above + 1;
 }

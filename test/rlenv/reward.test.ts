@@ -21,6 +21,13 @@ test('rank of a row: descending scores, ties broken by the lower row', () => {
     [1, 5, 3, 2, 4],
   );
   assert.deepEqual([rankOf([0.5, 0.5, 0.5], 0), rankOf([0.5, 0.5, 0.5], 2)], [1, 3]);
+  // a NaN score (a response or document embedding that is not finite) ranks last, and earns no reward
+  const withNaN = [0.2, NaN, 0.9, NaN, -1];
+  assert.deepEqual(
+    [0, 1, 2, 3, 4].map((r) => rankOf(withNaN, r)),
+    [2, 4, 1, 5, 3],
+  );
+  assert.equal(rankingReward([0.1, NaN, 0.3], [{ row: 1, grade: 1 }], 'dcg', 2), 0);
 });
 
 test('DCG@k, nDCG@k and reciprocal rank against hand-computed values', () => {
