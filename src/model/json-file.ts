@@ -1,13 +1,14 @@
-/** A JSON file of a model folder, read with every failure said as a ModelFileError naming the file. */
+/**
+ * Reading a model folder: its JSON files, read with every failure said as a ModelFileError naming the file, and
+ * whether it holds a file. Both first give the folder back when a write killed halfway left it aside
+ * (recoverSetAside), so that its only copy is read rather than reported missing or as no model.
+ */
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { recoverSetAside } from '../io/atomic-file.js';
 import { ModelFileError } from './model-file-error.js';
 
-/**
- * `missing` says what the folder needs, for a file that is not there. A folder that a write killed halfway
- * left aside is given its name back first (recoverSetAside), so that it is read rather than reported missing.
- */
+/** `missing` says what the folder needs, for a file that is not there. */
 export async function readModelJson(file: string, missing: string): Promise<unknown> {
   const dir = path.dirname(file);
   recoverSetAside(dir);
@@ -27,4 +28,10 @@ export async function readModelJson(file: string, missing: string): Promise<unkn
   } catch (err) {
     throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
   }
+}
+
+/** Whether model folder `dir` holds `name` (a folder left aside by a killed write is given its name back first). */
+export function modelFolderHolds(dir: string, name: string): boolean {
+  recoverSetAside(dir);
+  return existsSync(path.join(dir, name));
 }

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { recoverSetAside } from '../io/atomic-file.js';
 import * as T from '../tensor/index.js';
 import { loadLoraAdapter, mergeLora } from './lora.js';
+import { modelFolderHolds } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 import { adapterBase } from './model-fingerprint.js';
 import { PEFT_CONFIG_FILE, isAdapterFolder } from './peft-config.js';
@@ -68,7 +69,7 @@ export interface LoadOptions {
 
 /** Whether `dir` holds a model that loadModelFolder loads: a model folder, or a LoRA adapter folder. */
 export function isModelFolder(dir: string): boolean {
-  return existsSync(path.join(dir, 'config.json')) || existsSync(path.join(dir, PEFT_CONFIG_FILE));
+  return modelFolderHolds(dir, 'config.json') || modelFolderHolds(dir, PEFT_CONFIG_FILE);
 }
 
 const DTYPE_BYTES = { F32: 4, F16: 2, BF16: 2 } as const;

@@ -3,9 +3,8 @@
  * model and exporting it to GGUF. Settings that change what the weights mean and that neither models
  * (per-module ranks or alphas, DoRA, another PEFT method) are refused rather than ignored.
  */
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { readModelJson } from './json-file.js';
+import { modelFolderHolds, readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 
 export interface PeftLoraConfig {
@@ -28,7 +27,7 @@ export const PEFT_CONFIG_FILE = 'adapter_config.json';
  * with both loads as the model its config.json describes).
  */
 export function isAdapterFolder(dir: string): boolean {
-  return existsSync(path.join(dir, PEFT_CONFIG_FILE)) && !existsSync(path.join(dir, 'config.json'));
+  return modelFolderHolds(dir, PEFT_CONFIG_FILE) && !modelFolderHolds(dir, 'config.json');
 }
 
 export async function readPeftLoraConfig(dir: string): Promise<PeftLoraConfig> {

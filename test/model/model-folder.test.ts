@@ -1,13 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { Qwen2Model } from '../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { makeTinyTokenizer } from '../helpers/tiny-tokenizer.js';
-import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../../src/model/model-folder.js';
+import { addSpecialTokens, isModelFolder, loadModelFolder, saveModelFolder } from '../../src/model/model-folder.js';
+import { isAdapterFolder } from '../../src/model/peft-config.js';
+import { leaveAsideAsKilledWrite } from '../helpers/killed-write.js';
 import {
   attachLora,
   loadLoraAdapter,
@@ -310,5 +312,25 @@ test('RoPE inverse frequencies saved in a checkpoint are skipped, as transformer
     assert.equal(relErr(hidden(loaded.model, ids), hidden(m.model, ids)), 0);
   } finally {
     rmSync(dir, { recursive: true });
+  }
+});
+
+test('a model or adapter folder a killed write left aside is found as one, and gets its name back', () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'sr3-aside-'));
+  try {
+    const model = path.join(root, 'model'),
+      adapter = path.join(root, 'adapter');
+    mkdirSync(model);
+    writeFileSync(path.join(model, 'config.json'), '{}');
+    mkdirSync(adapter);
+    writeFileSync(path.join(adapter, 'adapter_config.json'), '{}');
+    leaveAsideAsKilledWrite(model);
+    leaveAsideAsKilledWrite(adapter);
+    assert.equal(isModelFolder(model), true);
+    assert.equal(isAdapterFolder(adapter), true);
+    assert.deepEqual(readdirSync(root).sort(), ['adapter', 'model']);
+    assert.equal(isModelFolder(path.join(root, 'none')), false);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });
