@@ -5,7 +5,7 @@
  */
 import { closeSync, existsSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { probeWrite } from '../io/atomic-file.js';
+import { probeWrite, recoverSetAside } from '../io/atomic-file.js';
 import { UserError } from './command.js';
 import { fileSystemCause } from '../io/file-system-cause.js';
 
@@ -31,6 +31,9 @@ export function checkOutputFile(file: string, option: string, o: { makesFolder?:
  * its place) and, when it exists, in the folder itself (written into, or emptied once replaced).
  */
 export function checkOutputFolder(dir: string, option: string, o: { replaced?: boolean } = {}): void {
+  // a folder a killed write of it left aside is its only copy: these checks, and the command's own (a folder
+  // that already holds a model), see it back in its place
+  recoverSetAside(dir);
   if (existsSync(dir) && !statSync(dir).isDirectory()) {
     throw new UserError(`${option} ${dir} is a file; name a folder to write into.`);
   }

@@ -29,10 +29,12 @@ const MAX_LINKS = 40;
 
 /**
  * The path a write of `file` replaces: `file` itself, or, when it is a symbolic link, what the link names
- * (through a chain of links, and also when the last one names nothing yet: that file is created).
+ * (through a chain of links, and also when the last one names nothing yet: that file is created). Resolved, so
+ * that `out/.` or `out/` is the folder `out` in the folder above it, where its temporaries and a folder a killed
+ * write set aside lie: as given, `out/.` would be renamed onto itself.
  */
 function writeTarget(file: string): string {
-  let target = file;
+  let target = path.resolve(file);
   for (let hops = 0; hops < MAX_LINKS; hops++) {
     let link: string;
     try {

@@ -16,6 +16,7 @@ import { loadModelFolder, saveModelFolder } from '../../src/model/model-folder.j
 import { runCliAsync } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir, tinyModelFolder, writeJsonl } from '../helpers/train-fixtures.js';
+import { leaveAsideAsKilledWrite } from '../helpers/killed-write.js';
 
 test('a folder without <|embed_token|> is refused with the way out, which add-embed-token then takes', async () => {
   const root = tempDir('add-token');
@@ -172,6 +173,36 @@ test('a model folder a killed write left aside is restored before add-embed-toke
     assert.match(r.stderr, new RegExp(`^${base}: restored from \\.base\\.${gone}\\.mqx6abc\\.tmp\\.old, `));
     assert.deepEqual(readdirSync(root), ['base'], 'restored, then written: no temporary left');
     assert.notEqual((await loadModelFolder(base)).tokenizer.tokenToId('<|embed_token|>'), undefined);
+  } finally {
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+});
+
+test('an --out whose only copy a killed write left aside is seen back in place, however --out is written', async () => {
+  const root = tempDir('add-token-out-aside');
+  try {
+    const base = await tinyModelFolder(path.join(root, 'base'), 3, false);
+    const out = await tinyModelFolder(path.join(root, 'out'), 5, true);
+    const before = await snapshot(out);
+    for (const given of [out, `${out}/`, `${out}/.`]) {
+      const aside = leaveAsideAsKilledWrite(out);
+      const r = await runCliAsync(['add-embed-token', '--model', base, '--out', given]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(
+        r.stderr,
+        `${out}: restored from ${aside}, where a write killed before it finished had left it.\n` +
+          `search-r3: --out ${given} already holds a model; give a new or empty folder, or leave --out out to ` +
+          `change --model.\n`,
+      );
+      assert.deepEqual(await snapshot(out), before, `--out ${given}: the model there is back, untouched`);
+      assert.deepEqual(readdirSync(root).sort(), ['base', 'out']);
+    }
+    // a new folder named with a trailing /. is written, not renamed onto itself
+    const fresh = path.join(root, 'fresh');
+    const r = await runCliAsync(['add-embed-token', '--model', base, '--out', `${fresh}/.`]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.notEqual((await loadModelFolder(fresh)).tokenizer.tokenToId('<|embed_token|>'), undefined);
+    assert.deepEqual(readdirSync(root).sort(), ['base', 'fresh', 'out']);
   } finally {
     await fsp.rm(root, { recursive: true, force: true });
   }
