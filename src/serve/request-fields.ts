@@ -195,15 +195,38 @@ const UNSUPPORTED_CHAT_FIELDS: Record<string, { neutral: (v: unknown) => boolean
 };
 
 /**
+ * Refuses the fields of a request to `endpoint` that are not `known`, in one sentence naming them all (`param`
+ * the first), as OpenAI refuses a field its API does not have: one misspelt or meant for another server would
+ * otherwise be ignored, and the answer pass for one that honoured it. `takes` lists what it has, where that
+ * list is short enough to help. null is a field not given.
+ */
+export function checkFieldsKnown(
+  body: Record<string, unknown>,
+  known: ReadonlySet<string>,
+  endpoint: string,
+  takes?: string,
+): void {
+  const unknown = Object.keys(body).filter((k) => body[k] !== undefined && body[k] !== null && !known.has(k));
+  if (unknown.length === 0) return;
+  const names = unknown.map((k) => `'${k}'`);
+  const one = names.length === 1;
+  const list = one ? names[0] : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+  const which = takes === undefined ? '' : `, which takes ${takes}`;
+  const [are, them] = one ? ['is not a field', 'it'] : ['are not fields', 'them'];
+  throw badRequest(`${list} ${are} of ${endpoint}${which}; leave ${them} out.`, unknown[0], 'unknown_parameter');
+}
+
+/** Every field of OpenAI's chat completions that the server knows: read, taken unused, or refused by name. */
+const KNOWN_CHAT_FIELDS = new Set([...CHAT_FIELDS, ...INERT_CHAT_FIELDS, ...Object.keys(UNSUPPORTED_CHAT_FIELDS)]);
+
+/**
  * Refuses a chat request's field that the server would leave unused though it changes the answer, and a field
  * OpenAI's API does not have (as OpenAI refuses it), each by name. null is a field not given.
  */
 function checkChatFieldsKnown(body: Record<string, unknown>): void {
+  checkFieldsKnown(body, KNOWN_CHAT_FIELDS, 'chat completions');
   for (const [k, v] of Object.entries(body)) {
     if (v === undefined || v === null || CHAT_FIELDS.has(k) || INERT_CHAT_FIELDS.has(k)) continue;
-    if (!Object.hasOwn(UNSUPPORTED_CHAT_FIELDS, k)) {
-      throw badRequest(`'${k}' is not a field of chat completions; leave it out.`, k, 'unknown_parameter');
-    }
     const rule = UNSUPPORTED_CHAT_FIELDS[k];
     if (rule?.neutral(v)) continue;
     const or = rule ? ` or set it to ${rule.shown}` : '';

@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import OpenAI from 'openai';
-import { LocalBackend, Tokenizer, startSearchServer } from '../../src/index.js';
-import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
+import path from 'node:path';
+import { LocalBackend, SearchIndex, Tokenizer, startSearchServer } from '../../src/index.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, post, request } from '../helpers/http.js';
 
 test('chat completions without max_tokens get what the context leaves after the prompt', async () => {
@@ -124,6 +125,9 @@ test('chat: developer messages and text parts are taken; fields that would chang
       assert.match(r.body.error!.message, new RegExp(`^'${field}' is not supported by this server: leave it out`));
     }
     refused(await chat({ top_k: 5 }), 'unknown_parameter', 'top_k');
+    const two = await chat({ top_k: 5, min_p: 0.1, response_format: { type: 'json_object' } });
+    refused(two, 'unknown_parameter', 'top_k');
+    assert.equal(two.body.error!.message, "'top_k' and 'min_p' are not fields of chat completions; leave them out.");
     const neutral = {
       response_format: { type: 'text' },
       tools: [],
@@ -283,6 +287,78 @@ test('gzip request bodies are read, with the body limit applied to the decompres
     assert.equal((await post(server.url, '/v1/embeddings', body)).status, 200);
   } finally {
     await server.close();
+    cleanup();
+  }
+});
+
+test('embeddings and search take the fields they have, and refuse any other by name in one sentence', async () => {
+  const { dir, cleanup } = tempDir('fields');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+  await index.addDocuments(corpus(5));
+  const server = await startSearchServer({ backend, index, port: 0 });
+  try {
+    const refused = (r: Reply, param: string, message: string, code = 'unknown_parameter'): void => {
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.deepEqual(r.body.error, { message, type: 'invalid_request_error', param, code });
+    };
+    const embeddings = 'of /v1/embeddings, which takes model, input, encoding_format, dimensions, user, search_r3';
+    const emb = (fields: Record<string, unknown>): Promise<Reply> =>
+      post(server.url, '/v1/embeddings', { model: 'search-r3', input: 'heart disease', ...fields });
+    // OpenAI's fields: each honoured, or taken as asking for nothing (user; dimensions at the model's own size)
+    const plain = await emb({ encoding_format: 'float' });
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    const vector = (plain.body.data as { embedding: number[] }[])[0].embedding;
+    const all = await emb({ encoding_format: 'float', user: 'u-1', dimensions: vector.length, unused: null });
+    assert.deepEqual(all.body.data, plain.body.data);
+    const b64 = await emb({ encoding_format: 'base64' });
+    const bytes = Buffer.from((b64.body.data as { embedding: string }[])[0].embedding, 'base64');
+    assert.deepEqual(Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)), vector);
+    refused(
+      await emb({ dimensions: 8 }),
+      'dimensions',
+      `'dimensions' must be ${vector.length} or left out: this model's vectors have ${vector.length} and cannot ` +
+        `be shortened.`,
+      'invalid_value',
+    );
+    refused(await emb({ mode: 'query' }), 'mode', `'mode' is not a field ${embeddings}; leave it out.`);
+    refused(
+      await emb({ input: [1, 2, 3], truncate: true, normalize: false }),
+      'truncate',
+      `'truncate' and 'normalize' are not fields ${embeddings}; leave them out.`,
+    );
+    // the official client: its default base64 is decoded, `dimensions` and an unknown field raise its BadRequestError
+    const client = new OpenAI({ apiKey: 'none', baseURL: `${server.url}/v1`, maxRetries: 0 });
+    const got = await client.embeddings.create({ model: 'search-r3', input: 'heart disease', user: 'u-1' });
+    assert.deepEqual(Array.from(got.data[0].embedding), vector);
+    for (const extra of [{ dimensions: 8 }, { mode: 'query' }]) {
+      await assert.rejects(
+        client.embeddings.create({ model: 'search-r3', input: 'x', ...extra } as OpenAI.EmbeddingCreateParams),
+        (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === Object.keys(extra)[0],
+      );
+    }
+
+    const search =
+      'of /v1/search, which takes model, query, k, reasoning, hybrid, highlight, truncate, ' +
+      'max_reasoning_tokens, temperature, top_p, seed';
+    const found = await post(server.url, '/v1/search', { query: 'heart', k: 2, hybrid: true, user: null });
+    assert.equal(found.status, 200, JSON.stringify(found.body));
+    refused(
+      await post(server.url, '/v1/search', { query: 'heart', top_k: 2 }),
+      'top_k',
+      `'top_k' is not a field ${search}; leave it out.`,
+    );
+    refused(
+      await post(server.url, '/v1/search', { query: 'heart', stream: true }),
+      'stream',
+      `'stream' is not a field ${search}; leave it out.`,
+    );
+    // the stream is refused as a JSON 400 before any event, as every bad request to it is
+    const stream = await post(server.url, '/v1/search/stream', { query: 'heart', filter: { year: 2020 } });
+    refused(stream, 'filter', `'filter' is not a field ${search}; leave it out.`);
+  } finally {
+    await server.close();
+    await index.close();
     cleanup();
   }
 });

@@ -13,6 +13,7 @@ import {
   checkRequestTokens,
 } from '../input-limits.js';
 import {
+  checkFieldsKnown,
   checkInputCount,
   encodingFormat,
   flagField,
@@ -28,6 +29,12 @@ interface EmbeddingExtension {
   mode: 'document' | 'query';
   reasoning: 'on' | 'off';
 }
+
+/**
+ * OpenAI's fields of an embeddings request, and the extension: `user` (who asks) is taken and not used, and any
+ * other field is refused by name (checkFieldsKnown).
+ */
+const EMBEDDING_FIELDS = new Set(['model', 'input', 'encoding_format', 'dimensions', 'user', 'search_r3']);
 
 /** The fields of the `search_r3` extension: any other is refused, as a misspelt one would go unnoticed. */
 const EXTENSION_FIELDS = ['mode', 'reasoning', 'max_reasoning_tokens', 'temperature', 'top_p', 'seed', 'truncate'];
@@ -54,9 +61,11 @@ export async function embeddings(
 ): Promise<unknown> {
   const { model, limits, tokenChars } = ctx;
   ctx.checkModel(body.model);
+  checkFieldsKnown(body, EMBEDDING_FIELDS, '/v1/embeddings', [...EMBEDDING_FIELDS].join(', '));
   if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
   if (body.dimensions !== undefined && body.dimensions !== null && body.dimensions !== model.dimension) {
-    throw badRequest(`'dimensions' must be ${model.dimension} (this model's size) or left out.`, 'dimensions');
+    const why = `this model's vectors have ${model.dimension} and cannot be shortened`;
+    throw badRequest(`'dimensions' must be ${model.dimension} or left out: ${why}.`, 'dimensions');
   }
   const tokenInput = parseTokenInput(body.input);
   if (tokenInput) return embedTokens(ctx, tokenInput, Array.isArray((body.input as unknown[])[0]), body, signal);
@@ -135,7 +144,7 @@ async function embedTokens(
 ): Promise<unknown> {
   const { model } = ctx;
   checkInputCount(seqs.length, ctx.maxInputs);
-  if (body.search_r3 !== undefined) {
+  if (body.search_r3 !== undefined && body.search_r3 !== null) {
     throw badRequest("'search_r3' does not apply to token-id input (it is embedded as given).", 'search_r3');
   }
   const format = encodingFormat(body.encoding_format);

@@ -16,7 +16,7 @@ import { HttpError, badRequest } from '../http-error.js';
 import { eventWriter, lateError } from '../event-stream.js';
 import { checkInputChars, checkReasoningWork, checkRequestChars } from '../input-limits.js';
 import type { ProgressListener } from '../model-worker.js';
-import { flagField, missingOrType, queryOptions, reasoningField } from '../request-fields.js';
+import { checkFieldsKnown, flagField, missingOrType, queryOptions, reasoningField } from '../request-fields.js';
 import { checkNumber } from '../../io/option-checks.js';
 import type { ServerContext } from '../server-context.js';
 import { queryTerms, snippet } from '../snippet.js';
@@ -33,12 +33,28 @@ interface SearchRequest {
   qopts: QueryOptions;
 }
 
+/** The fields of a search request: any other is refused by name, as a misspelt one would go unnoticed. */
+const SEARCH_FIELDS = new Set([
+  'model',
+  'query',
+  'k',
+  'reasoning',
+  'hybrid',
+  'highlight',
+  'truncate',
+  'max_reasoning_tokens',
+  'temperature',
+  'top_p',
+  'seed',
+]);
+
 /** Checks the request's fields and limits (400s name the field) before any model work. */
 function parseSearch(ctx: ServerContext, body: Record<string, unknown>): SearchRequest {
   const { index, limits } = ctx;
   if (!index)
     throw new HttpError(404, 'this server has no index; start it with --index to use /v1/search.', 'no_index');
   ctx.checkModel(body.model);
+  checkFieldsKnown(body, SEARCH_FIELDS, '/v1/search', [...SEARCH_FIELDS].join(', '));
   if (typeof body.query !== 'string' || body.query.trim() === '') {
     const code = typeof body.query === 'string' ? 'invalid_value' : missingOrType(body.query);
     throw badRequest("'query' is required and must be a non-empty string.", 'query', code);
