@@ -119,6 +119,15 @@ export interface SearchOptions extends QueryOptions {
   candidates?: number;
 }
 
+/** searchVector's options: SearchOptions' ranking, the query text hybrid search needs, and exact search forced. */
+export interface RankOptions {
+  k?: number;
+  hybrid?: boolean;
+  candidates?: number;
+  queryText?: string;
+  exact?: boolean;
+}
+
 export interface SearchHit extends StoredDocument {
   score: number;
   /** Cosine similarity, when the document came from the dense ranking. */
@@ -161,6 +170,8 @@ export class SearchIndex {
   private closing?: Promise<void>;
   /** The writes called so far, settled or not: the next one starts when they have (see serialized). */
   private writes: Promise<unknown> = Promise.resolve();
+  /** The reads under way that await the vector store, each settled or not (see reading). */
+  private readonly reads = new Set<Promise<void>>();
 
   private constructor(
     readonly dir: string,
@@ -288,6 +299,23 @@ export class SearchIndex {
       return f();
     });
     this.writes = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Runs the read `f`, which awaits the vector store and then reads docs.sqlite, as one that close() waits for:
+   * a LanceDB search is answered asynchronously, and docs.sqlite closed meanwhile would fail the rest of the read
+   * with SQLite's own error. Refused, as every use is, once the index is closed.
+   */
+  private reading<T>(f: () => Promise<T>): Promise<T> {
+    this.requireOpen();
+    const run = f();
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.reads.add(settled);
+    void settled.then(() => this.reads.delete(settled));
     return run;
   }
 
@@ -493,7 +521,10 @@ export class SearchIndex {
    * still saving its store is not another's: its store is left to it (it would not be found caught up yet).
    */
   async refresh(): Promise<boolean> {
-    this.requireOpen();
+    return this.reading(() => this.takeUpCommits());
+  }
+
+  private async takeUpCommits(): Promise<boolean> {
     const g = this.docs.generation();
     if (g === this.storeGeneration || this.storeFollowing) return false;
     // false while the writer is between its two commits (or its file is damaged): exact search covers the gap
@@ -530,11 +561,11 @@ export class SearchIndex {
   }
 
   /** Ranks documents for an already embedded query; `queryText` is needed for hybrid search. */
-  async searchVector(
-    vector: Float32Array,
-    opts: { k?: number; hybrid?: boolean; candidates?: number; queryText?: string; exact?: boolean } = {},
-  ): Promise<SearchHit[]> {
-    this.requireOpen();
+  async searchVector(vector: Float32Array, opts: RankOptions = {}): Promise<SearchHit[]> {
+    return this.reading(() => this.rank(vector, opts));
+  }
+
+  private async rank(vector: Float32Array, opts: RankOptions): Promise<SearchHit[]> {
     checkRankOptions(opts);
     const k = opts.k ?? 10;
     if (vector.length !== this.dimension)
@@ -668,13 +699,14 @@ export class SearchIndex {
   /**
    * Releases the files and the write lock; every other method refuses from the call on. A write under way ends
    * first: an encoding loop commits the chunk it is encoding and then stops (its call fails, saying what stays
-   * pending); writes still waiting are refused. Closing twice waits for the same close.
+   * pending); writes still waiting are refused. Searches under way are answered first. Closing twice waits for
+   * the same close.
    */
   close(): Promise<void> {
     this.closed = true;
     this.closing ??= (async () => {
       try {
-        await this.writes;
+        await Promise.all([this.writes, ...this.reads]);
         await this.store.close();
         this.docs.close();
       } finally {

@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { folderDigest } from '../helpers/damage.js';
 import { LanceStore } from '../../src/search-index/lance-store.js';
 import { EXACT_SEARCH_WORK, SearchIndex } from '../../src/search-index/search-index.js';
+import { IndexError } from '../../src/search-index/index-error.js';
 import { documentText } from '../../src/search-index/document-source.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
@@ -208,6 +209,43 @@ test("a writer's refresh while its own write saves the LanceDB table leaves its 
       assert.deepEqual(searched, [3], 'the table answers, not an exact scan of docs.sqlite');
     } finally {
       await index.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('close() answers the searches under way first, and a search after it is the closed index sentence', async () => {
+  const { dir, cleanup } = tempDir('lance-close');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    for (const store of ['lancedb', 'local'] as const) {
+      const indexDir = path.join(dir, store);
+      const writer = await SearchIndex.open(indexDir, { backend, create: { store } });
+      await writer.addDocuments(corpus(20));
+      await writer.close();
+      const closed = (e: unknown): boolean =>
+        e instanceof IndexError &&
+        e.message ===
+          `the index ${indexDir} was closed; open it again with ` +
+            `SearchIndex.open(${JSON.stringify(indexDir)}) to use it.`;
+      for (const hybrid of [false, true]) {
+        const index = await SearchIndex.open(indexDir, { backend });
+        const vector = index.getDocument('d003')!.vector!;
+        // through the store (not the exact search a corpus this small would get), then docs.sqlite
+        const opts = { k: 3, exact: false, hybrid, queryText: 'gene' };
+        const want = await index.searchVector(vector, opts);
+        assert.equal(want.length, 3);
+        const under = index.searchVector(vector, opts);
+        const refreshing = index.refresh();
+        const closing = index.close();
+        await assert.rejects(index.searchVector(vector, opts), closed);
+        await assert.rejects(index.refresh(), closed);
+        assert.deepEqual(await under, want, `${store}${hybrid ? ', hybrid' : ''}: the search under way is answered`);
+        assert.equal(await refreshing, false);
+        await closing;
+        await assert.rejects(index.searchVector(vector, opts), closed);
+      }
     }
   } finally {
     cleanup();
