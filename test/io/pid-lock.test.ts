@@ -51,21 +51,25 @@ class Racer {
 const deadPid = (): number =>
   Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout);
 
-test('processes that find the same stale lock at once: exactly one takes it over, each time', async () => {
+/**
+ * Six racers find the same stale lock at once, `rounds` times: exactly one takes it over and the others are refused
+ * naming it. `mode` 'no-hard-links' races them where link() fails, as on a file system without hard links.
+ */
+async function raceForStaleLock(mode: 'hard-links' | 'no-hard-links', rounds: number): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
   const file = path.join(dir, 'train.lock');
   const racers = Array.from(
     { length: 6 },
     () =>
       new Racer(
-        spawn(process.execPath, [path.join(repoRoot, 'dist/test/helpers/lock-racer.js'), 'race'], {
+        spawn(process.execPath, [path.join(repoRoot, 'dist/test/helpers/lock-racer.js'), 'race', mode], {
           stdio: ['pipe', 'pipe', 'inherit'],
         }),
       ),
   );
   const gone = deadPid();
   try {
-    for (let round = 0; round < 100; round++) {
+    for (let round = 0; round < rounds; round++) {
       writeFileSync(file, `${gone}\n`); // left by a killed run
       const at = performance.timeOrigin + performance.now() + 40;
       for (const r of racers) r.send(`go ${file} ${at}`);
@@ -86,7 +90,13 @@ test('processes that find the same stale lock at once: exactly one takes it over
     await Promise.all(racers.map((r) => new Promise((res) => r.child.exitCode !== null || r.child.once('exit', res))));
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
+
+test('processes that find the same stale lock at once: exactly one takes it over, each time', () =>
+  raceForStaleLock('hard-links', 100));
+
+test('without hard links (locks made empty, then written) exactly one takes a stale lock over, each time', () =>
+  raceForStaleLock('no-hard-links', 100));
 
 test('a lock just made and still empty is being written, not stale; an old empty one is stale', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
