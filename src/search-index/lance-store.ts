@@ -4,8 +4,13 @@
  * Each add/delete is a LanceDB commit of its own; `commit(generation)` records the docs.sqlite generation
  * in a one-row `meta` table. Search is exact (brute force) until an ANN index is built on the table, which
  * LanceDB recommends only beyond ~100k rows (`createVectorIndex`).
+ *
+ * Every call runs as one that close() waits for, and one made after close() is refused in one sentence: LanceDB
+ * answers a call on a closed table with its own 'Table vectors is closed', which names neither the store nor
+ * what to do.
  */
 import * as lancedb from '@lancedb/lancedb';
+import { IndexError } from './index-error.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 
 const VECTORS = 'vectors';
@@ -14,7 +19,12 @@ const META = 'meta';
 export class LanceStore implements VectorStore {
   readonly kind = 'lancedb' as const;
 
+  private closing?: Promise<void>;
+  /** The calls under way, each settled or not: close() waits for them. */
+  private readonly calls = new Set<Promise<void>>();
+
   private constructor(
+    readonly uri: string,
     private readonly db: lancedb.Connection,
     private table: lancedb.Table | null,
     readonly dimension: number,
@@ -24,53 +34,86 @@ export class LanceStore implements VectorStore {
     const db = await lancedb.connect(uri);
     const names = await db.tableNames();
     const table = names.includes(VECTORS) ? await db.openTable(VECTORS) : null;
-    return new LanceStore(db, table, dimension);
+    return new LanceStore(uri, db, table, dimension);
   }
 
-  async add(rows: readonly VectorRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    const data = rows.map((r) => ({ key: r.key, id: r.id, vector: Array.from(r.vector) }));
-    if (this.table) await this.table.add(data);
-    else this.table = await this.db.createTable(VECTORS, data);
-  }
-
-  async remove(keys: readonly number[]): Promise<void> {
-    if (!this.table || keys.length === 0) return;
-    for (let i = 0; i < keys.length; i += 1000) {
-      const part = keys.slice(i, i + 1000);
-      if (!part.every(Number.isInteger)) throw new Error('vector keys must be integers');
-      await this.table.delete(`key IN (${part.join(', ')})`);
+  /** Runs `f` on the open store as a call close() waits for; refused once close() was called. */
+  private use<T>(f: () => Promise<T>): Promise<T> {
+    if (this.closing) {
+      const again = `LanceStore.open(${JSON.stringify(this.uri)}, ${this.dimension})`;
+      return Promise.reject(
+        new IndexError(`the LanceDB store ${this.uri} was closed; open it again with ${again} to use it.`),
+      );
     }
+    const run = f();
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.calls.add(settled);
+    void settled.then(() => this.calls.delete(settled));
+    return run;
   }
 
-  async search(vector: Float32Array, k: number): Promise<VectorHit[]> {
-    if (!this.table || k <= 0) return [];
-    const rows = (await this.table
-      .vectorSearch(Array.from(vector))
-      .distanceType('cosine')
-      // the distance is named: LanceDB adds it to a projection unasked only for now, and warns that it does
-      .select(['key', '_distance'])
-      .limit(k)
-      .toArray()) as { key: number | bigint; _distance: number }[];
-    return rows.map((r) => ({ key: Number(r.key), score: 1 - r._distance }));
+  add(rows: readonly VectorRow[]): Promise<void> {
+    return this.use(async () => {
+      if (rows.length === 0) return;
+      const data = rows.map((r) => ({ key: r.key, id: r.id, vector: Array.from(r.vector) }));
+      if (this.table) await this.table.add(data);
+      else this.table = await this.db.createTable(VECTORS, data);
+    });
+  }
+
+  remove(keys: readonly number[]): Promise<void> {
+    return this.use(async () => {
+      if (!this.table || keys.length === 0) return;
+      for (let i = 0; i < keys.length; i += 1000) {
+        const part = keys.slice(i, i + 1000);
+        if (!part.every(Number.isInteger)) throw new Error('vector keys must be integers');
+        await this.table.delete(`key IN (${part.join(', ')})`);
+      }
+    });
+  }
+
+  search(vector: Float32Array, k: number): Promise<VectorHit[]> {
+    return this.use(async () => {
+      if (!this.table || k <= 0) return [];
+      const rows = (await this.table
+        .vectorSearch(Array.from(vector))
+        .distanceType('cosine')
+        // the distance is named: LanceDB adds it to a projection unasked only for now, and warns that it does
+        .select(['key', '_distance'])
+        .limit(k)
+        .toArray()) as { key: number | bigint; _distance: number }[];
+      return rows.map((r) => ({ key: Number(r.key), score: 1 - r._distance }));
+    });
   }
 
   /** Builds an ANN index on the vectors (IVF-PQ by LanceDB's defaults); worthwhile for large tables only. */
-  async createVectorIndex(): Promise<void> {
-    if (this.table) await this.table.createIndex('vector', { config: lancedb.Index.ivfPq({ distanceType: 'cosine' }) });
+  createVectorIndex(): Promise<void> {
+    return this.use(async () => {
+      if (this.table)
+        await this.table.createIndex('vector', { config: lancedb.Index.ivfPq({ distanceType: 'cosine' }) });
+    });
   }
 
-  async commit(generation: number): Promise<void> {
-    const names = await this.db.tableNames();
-    if (names.includes(META)) {
-      const meta = await this.db.openTable(META);
-      await meta.update({ values: { generation } });
-    } else {
-      await this.db.createTable(META, [{ generation }]);
-    }
+  commit(generation: number): Promise<void> {
+    return this.use(async () => {
+      const names = await this.db.tableNames();
+      if (names.includes(META)) {
+        const meta = await this.db.openTable(META);
+        await meta.update({ values: { generation } });
+      } else {
+        await this.db.createTable(META, [{ generation }]);
+      }
+    });
   }
 
-  async generation(): Promise<number> {
+  generation(): Promise<number> {
+    return this.use(() => this.committedGeneration());
+  }
+
+  private async committedGeneration(): Promise<number> {
     if (!(await this.db.tableNames()).includes(META)) return 0;
     const rows = (await (await this.db.openTable(META)).query().limit(1).toArray()) as {
       generation: number | bigint;
@@ -78,23 +121,35 @@ export class LanceStore implements VectorStore {
     return rows.length > 0 ? Number(rows[0].generation) : 0;
   }
 
-  async reload(generation: number): Promise<boolean> {
-    if (!this.table && (await this.db.tableNames()).includes(VECTORS)) this.table = await this.db.openTable(VECTORS);
-    else if (this.table) await this.table.checkoutLatest();
-    return (await this.generation()) === generation;
+  reload(generation: number): Promise<boolean> {
+    return this.use(async () => {
+      if (!this.table && (await this.db.tableNames()).includes(VECTORS)) this.table = await this.db.openTable(VECTORS);
+      else if (this.table) await this.table.checkoutLatest();
+      // not this.generation(), which a close() called meanwhile refuses: this call is under way
+      return (await this.committedGeneration()) === generation;
+    });
   }
 
-  async clear(): Promise<void> {
-    if ((await this.db.tableNames()).includes(VECTORS)) await this.db.dropTable(VECTORS);
-    this.table = null;
+  clear(): Promise<void> {
+    return this.use(async () => {
+      if ((await this.db.tableNames()).includes(VECTORS)) await this.db.dropTable(VECTORS);
+      this.table = null;
+    });
   }
 
-  async size(): Promise<number> {
-    return this.table ? this.table.countRows() : 0;
+  size(): Promise<number> {
+    return this.use(async () => {
+      return this.table ? this.table.countRows() : 0;
+    });
   }
 
-  async close(): Promise<void> {
-    this.table?.close();
-    this.db.close();
+  /** Closes the table and the connection once the calls under way are answered; closing twice waits for the same. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all(this.calls);
+      this.table?.close();
+      this.db.close();
+    })();
+    return this.closing;
   }
 }

@@ -215,6 +215,45 @@ test("a writer's refresh while its own write saves the LanceDB table leaves its 
   }
 });
 
+test('a LanceStore answers the calls under way when closed, and refuses any after in one sentence', async () => {
+  const { dir, cleanup } = tempDir('lance-store-close');
+  try {
+    const uri = path.join(dir, 'v.lance');
+    const store = await LanceStore.open(uri, 16);
+    const rows = Array.from({ length: 30 }, (_, i) => ({ key: i + 1, id: `doc${i}`, vector: unit(i + 3, 16) }));
+    await store.add(rows);
+    await store.commit(2);
+    const want = await store.search(rows[4].vector, 3);
+    const under = [store.search(rows[4].vector, 3), store.size(), store.generation()] as const;
+    const closing = store.close();
+    const closed = {
+      name: 'IndexError',
+      message:
+        `the LanceDB store ${uri} was closed; ` +
+        `open it again with LanceStore.open(${JSON.stringify(uri)}, 16) to use it.`,
+    };
+    for (const call of [
+      () => store.search(rows[4].vector, 3),
+      () => store.size(),
+      () => store.generation(),
+      () => store.reload(2),
+      () => store.add(rows.slice(0, 1)),
+      () => store.remove([1]),
+      () => store.commit(3),
+      () => store.clear(),
+      () => store.createVectorIndex(),
+    ]) {
+      await assert.rejects(call(), closed);
+    }
+    assert.deepEqual(await Promise.all(under), [want, 30, 2]);
+    await closing;
+    await store.close(); // closing again does nothing
+    await assert.rejects(store.size(), closed);
+  } finally {
+    cleanup();
+  }
+});
+
 test('close() answers the searches under way first, and a search after it is the closed index sentence', async () => {
   const { dir, cleanup } = tempDir('lance-close');
   try {
