@@ -202,9 +202,10 @@ async function exportMerged(values: ExportValues): Promise<number> {
     throw new UserError("--lora is required: the LoRA adapter folder to merge (such as a LoRA run's final/)");
   if (!values.out) throw new UserError('--out is required: the folder to write the merged model to');
   const out = values.out;
-  if (!existsSync(adapter) || !statSync(adapter).isDirectory())
-    throw new UserError(`--lora ${adapter}: no such folder`);
+  // isAdapterFolder first: it gives back an adapter folder whose only copy a killed write left aside
   if (!isAdapterFolder(adapter)) {
+    if (!existsSync(adapter) || !statSync(adapter).isDirectory())
+      throw new UserError(`--lora ${adapter}: no such folder`);
     const whole = existsSync(path.join(adapter, 'config.json')) ? ': it is a whole model folder already' : '';
     throw new UserError(`--lora ${adapter} holds no LoRA adapter (adapter_config.json without config.json)${whole}`);
   }

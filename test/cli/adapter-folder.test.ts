@@ -14,6 +14,7 @@ import { CliProcess } from '../queue/cli-process.js';
 import { runCliAsync } from '../helpers/cli.js';
 import { corpus, writeJsonl } from '../search-index/fixtures.js';
 import { tempDir, tinyModelFolder, toyAdapterFolder, toyBeir } from '../helpers/train-fixtures.js';
+import { leaveAsideAsKilledWrite } from '../helpers/killed-write.js';
 
 let dir = '';
 let base = '';
@@ -142,10 +143,13 @@ test('export merged writes the model the adapter folder stands for: index and ev
   }
   assert.equal(runs[1], runs[0], 'the same scores for every query and document');
 
-  // --dtype f32: the float32 merge itself, which the bf16 folder holds rounded
+  // --dtype f32: the float32 merge itself, which the bf16 folder holds rounded; of an adapter folder whose only
+  // copy a killed write left aside, which is given its name back
   const wide = path.join(dir, 'merged-f32');
+  const aside = leaveAsideAsKilledWrite(adapter);
   r = await cli('export', 'merged', '--lora', adapter, '--out', wide, '--dtype', 'f32');
   assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`^${esc(adapter)}: restored from ${esc(aside)}, where a write killed`));
   const f32 = await loadModelFolder(wide);
   const want = await loadModelFolder(adapter, { precision: 'f32' });
   for (const p of want.model.parameters()) assert.deepEqual(f32.model.params.get(p.name!)!.read(), p.read(), p.name);
