@@ -24,6 +24,7 @@ import { LlamaCppEngine } from '../embed/index.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } from './engine-options.js';
+import { modelFolderExists } from '../model/json-file.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { checkGgufSource } from '../search-index/llama-cpp-backend.js';
 import { subsetDevSet } from '../eval/dev-eval.js';
@@ -206,7 +207,7 @@ interface OpenRetriever {
 /** A Search-R3 model folder on the chosen engine as a retriever (loaded once, read-only), and how to let it go. */
 async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: EngineChoice): Promise<OpenRetriever> {
   choiceOption(o.reasoning, 'reasoning', REASONING_MODES);
-  if (!existsSync(dir)) throw new UserError(`--retriever '${dir}': not 'bm25' and not a model folder.`);
+  if (!modelFolderExists(dir)) throw new UserError(`--retriever '${dir}': not 'bm25' and not a model folder.`);
   let encoder: SearchR3Encoder;
   let close = async (): Promise<void> => {};
   if (engine.kind === 'llama.cpp') {

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { existsSync, promises as fsp, readFileSync, readdirSync, statSync } from 'node:fs';
-import { recoverSetAside, writeDirAtomically } from '../io/atomic-file.js';
+import { writeDirAtomically } from '../io/atomic-file.js';
+import { modelFolderExists } from '../model/json-file.js';
 import {
   GGUF_SOURCE_MODEL_KEY,
   exportQwen2GgufFromFolder,
@@ -108,8 +109,7 @@ export const exportCommand: Command = {
     if (!values.out) throw new UserError('--out is required: the GGUF file to write');
     checkOutputFile(values.out, '--out');
     checkNotOtherFile(values.out);
-    recoverSetAside(values.model);
-    if (!existsSync(values.model)) throw new UserError(`--model ${values.model}: no such folder`);
+    if (!modelFolderExists(values.model)) throw new UserError(`--model ${values.model}: no such folder`);
     if (!statSync(values.model).isDirectory())
       throw new UserError(`--model ${values.model} is a file; name the model folder (config.json, weights, tokenizer)`);
     if (isAdapterFolder(values.model))
@@ -212,7 +212,7 @@ async function exportMerged(values: ExportValues): Promise<number> {
   const dtype = values.dtype === undefined ? undefined : DTYPES[values.dtype.toLowerCase()];
   if (values.dtype !== undefined && dtype === undefined)
     throw new UserError(`--dtype ${values.dtype}: choose f32, f16 or bf16`);
-  if (values.model !== undefined && (!existsSync(values.model) || !statSync(values.model).isDirectory()))
+  if (values.model !== undefined && (!modelFolderExists(values.model) || !statSync(values.model).isDirectory()))
     throw new UserError(`--model ${values.model}: no such folder`);
   checkOutputFolder(out, '--out', { replaced: true });
   const base = await adapterBase(adapter, values.model);

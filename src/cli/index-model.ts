@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { modelFolderExists } from '../model/json-file.js';
 import type { IndexManifest } from '../search-index/manifest.js';
 import { UserError } from './command.js';
 
@@ -21,7 +21,7 @@ export function recordedModelFolder(m: IndexManifest, indexDir: string, remote: 
         `and names no model folder; ${pass}.`,
     );
   }
-  if (!existsSync(m.model.source))
+  if (!modelFolderExists(m.model.source))
     throw new UserError(
       `the model this index was built with is no longer at ${m.model.source} (recorded in ${manifest}); ` +
         `pass --model <dir> where it is now${orRemote}.`,

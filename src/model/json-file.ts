@@ -30,6 +30,12 @@ export async function readModelJson(file: string, missing: string): Promise<unkn
   }
 }
 
+/** Whether something is at `dir`, the path of a model folder (one a killed write left aside gets its name back). */
+export function modelFolderExists(dir: string): boolean {
+  recoverSetAside(dir);
+  return existsSync(dir);
+}
+
 /** Whether model folder `dir` holds `name` (a folder left aside by a killed write is given its name back first). */
 export function modelFolderHolds(dir: string, name: string): boolean {
   recoverSetAside(dir);

@@ -9,10 +9,9 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { recoverSetAside } from '../io/atomic-file.js';
 import * as T from '../tensor/index.js';
 import { loadLoraAdapter, mergeLora } from './lora.js';
-import { modelFolderHolds } from './json-file.js';
+import { modelFolderExists, modelFolderHolds } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 import { adapterBase } from './model-fingerprint.js';
 import { PEFT_CONFIG_FILE, isAdapterFolder } from './peft-config.js';
@@ -100,8 +99,8 @@ function notAFolder(file: string): string {
 
 /** Loads a Qwen2/Qwen2.5 model folder; every problem is a ModelFileError naming the file. */
 export async function loadModelFolder(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
-  recoverSetAside(dir);
-  if (!existsSync(dir)) throw new ModelFileError(dir, 'no such folder; give the path of a Hugging Face model folder.');
+  if (!modelFolderExists(dir))
+    throw new ModelFileError(dir, 'no such folder; give the path of a Hugging Face model folder.');
   if (!statSync(dir).isDirectory()) throw new ModelFileError(dir, notAFolder(dir));
   if (isAdapterFolder(dir)) return loadAdapterFolder(dir, opts);
   const configFile = path.join(dir, 'config.json');

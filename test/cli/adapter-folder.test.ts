@@ -134,11 +134,18 @@ test('export merged writes the model the adapter folder stands for: index and ev
   }
   assert.deepEqual(Buffer.from(indexed[1].buffer), Buffer.from(indexed[0].buffer), 'bit for bit');
 
+  // the model an index records, and an eval's --retriever, are found when a killed write left them aside
+  let mergedAside = leaveAsideAsKilledWrite(merged);
+  r = await cli('search', '--index', path.join(dir, 'idx-merged'), 'cells');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`^${esc(merged)}: restored from ${esc(mergedAside)}, `));
   const runs: string[] = [];
+  mergedAside = leaveAsideAsKilledWrite(merged);
   for (const model of [adapter, merged]) {
     const run = path.join(dir, `${path.basename(model)}.trec`);
     r = await cli('eval', '--dataset', beir, '--split', 'train', '--retriever', model, '--run', run);
     assert.equal(r.status, 0, r.stderr);
+    if (model === merged) assert.match(r.stderr, new RegExp(`^${esc(merged)}: restored from ${esc(mergedAside)}, `));
     runs.push(readFileSync(run, 'utf8'));
   }
   assert.equal(runs[1], runs[0], 'the same scores for every query and document');
@@ -181,11 +188,13 @@ test('export merged refuses an --out that is the base or the adapter, and other 
   );
   await refused(['--lora', adapter, '--out', path.join(dir, 'o'), '--type', 'f16'], /--type is for export gguf/);
   // a --model that is not the base the adapter was trained on
+  // (found, and given its name back, when a killed write left its only copy aside)
   const other = await tinyModelFolder(path.join(dir, 'other'), 9);
-  await refused(
-    ['--lora', adapter, '--model', other, '--out', path.join(dir, 'o')],
-    /other: is not the base model the LoRA adapter .* was trained on/,
-  );
+  const otherAside = leaveAsideAsKilledWrite(other);
+  const o = await cli('export', 'merged', '--lora', adapter, '--model', other, '--out', path.join(dir, 'o'));
+  assert.equal(o.status, 2, o.stderr);
+  assert.match(o.stderr, new RegExp(`^${esc(other)}: restored from ${esc(otherAside)}, where a write killed .*\n`));
+  assert.match(o.stderr, /other: is not the base model the LoRA adapter .* was trained on/);
   assert.deepEqual(readdirSync(adapter).sort(), adapterFiles, 'the adapter is untouched');
   assert.equal(existsSync(path.join(dir, 'o')), false);
   // export gguf names the two ways to take an adapter folder
