@@ -19,7 +19,8 @@ usage: search-r3 serve --index <dir> [options]
 
 endpoints:
   POST /v1/embeddings   OpenAI's embeddings API: {"model", "input": string | string[] | token ids,
-                        "encoding_format": "float" | "base64"} → {"data", "model", "usage"}.
+                        "encoding_format": "float" | "base64", "dimensions" (the model's, or left out),
+                        "user"} → {"data", "model", "usage"}; any other field is refused.
                         Extension: "search_r3": {"mode": "document" | "query", "reasoning": "on" | "off",
                         "max_reasoning_tokens", "temperature", "top_p", "seed", "truncate": bool}; default
                         mode document; other keys are refused. With reasoning on, the response adds
@@ -27,7 +28,8 @@ endpoints:
                         its prompt cannot hold (else refused) and adds "truncated_tokens"; usage counts the
                         tokens embedded. With the extension an empty text is embedded in its prompt.
   POST /v1/search       {"query", "k", "reasoning": "on" | "off", "hybrid", "highlight", "truncate": bool,
-                        "max_reasoning_tokens", "temperature", "top_p", "seed"} → ranked documents
+                        "max_reasoning_tokens", "temperature", "top_p", "seed"} → ranked documents; any
+                        other field is refused
   GET  /v1/models       the served model name (GET /v1/models/<id>: that model, or 404)
   GET  /health          status; with the API key (or without one configured) also model id, dimension,
                         queue depth, index size. 503 with the reason when the model or index is unusable.
