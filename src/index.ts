@@ -9,6 +9,7 @@ export {
   type AddOptions,
   type EncodeProgress,
   type SearchOptions,
+  type RankOptions,
   type SearchHit,
   type SearchResult,
 } from './search-index/search-index.js';

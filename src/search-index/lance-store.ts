@@ -10,6 +10,7 @@
  * what to do.
  */
 import * as lancedb from '@lancedb/lancedb';
+import { CallsUnderWay } from './calls-under-way.js';
 import { IndexError } from './index-error.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 
@@ -20,8 +21,8 @@ export class LanceStore implements VectorStore {
   readonly kind = 'lancedb' as const;
 
   private closing?: Promise<void>;
-  /** The calls under way, each settled or not: close() waits for them. */
-  private readonly calls = new Set<Promise<void>>();
+  /** What close() waits for. */
+  private readonly calls = new CallsUnderWay();
 
   private constructor(
     readonly uri: string,
@@ -45,14 +46,7 @@ export class LanceStore implements VectorStore {
         new IndexError(`the LanceDB store ${this.uri} was closed; open it again with ${again} to use it.`),
       );
     }
-    const run = f();
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.calls.add(settled);
-    void settled.then(() => this.calls.delete(settled));
-    return run;
+    return this.calls.track(f());
   }
 
   add(rows: readonly VectorRow[]): Promise<void> {
@@ -146,7 +140,7 @@ export class LanceStore implements VectorStore {
   /** Closes the table and the connection once the calls under way are answered; closing twice waits for the same. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await Promise.all(this.calls);
+      await this.calls.settled();
       this.table?.close();
       this.db.close();
     })();

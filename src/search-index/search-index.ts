@@ -18,6 +18,7 @@ import {
   type StoredDocument,
 } from './document-table.js';
 import { type EmbeddingBackend, failedInputs } from './embedding-backend.js';
+import { CallsUnderWay } from './calls-under-way.js';
 import { IndexError } from './index-error.js';
 import {
   checkAddOptions,
@@ -170,8 +171,8 @@ export class SearchIndex {
   private closing?: Promise<void>;
   /** The writes called so far, settled or not: the next one starts when they have (see serialized). */
   private writes: Promise<unknown> = Promise.resolve();
-  /** The reads under way that await the vector store, each settled or not (see reading). */
-  private readonly reads = new Set<Promise<void>>();
+  /** The reads under way that await the vector store (see reading). */
+  private readonly reads = new CallsUnderWay();
 
   private constructor(
     readonly dir: string,
@@ -309,14 +310,7 @@ export class SearchIndex {
    */
   private reading<T>(f: () => Promise<T>): Promise<T> {
     this.requireOpen();
-    const run = f();
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.reads.add(settled);
-    void settled.then(() => this.reads.delete(settled));
-    return run;
+    return this.reads.track(f());
   }
 
   /**
@@ -706,7 +700,7 @@ export class SearchIndex {
     this.closed = true;
     this.closing ??= (async () => {
       try {
-        await Promise.all([this.writes, ...this.reads]);
+        await Promise.all([this.writes, this.reads.settled()]);
         await this.store.close();
         this.docs.close();
       } finally {
