@@ -70,21 +70,28 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
     return g;
   };
   const copyWhole = (src: GpuArray, dst: GpuArray): void => dev.copy(src.id, 0, dst.id, 0, src.length * 4);
-  // Each array's Σx² lands in its own slot of one buffer, read back once; the slots add up in double.
+  // Each array's Σx², as (e, q, bad) with Σx² = q·2^(2e) (see sumSquaresPartial), lands in its own slot of one
+  // buffer, read back once; the slots add up in double.
   const sumSquaresMany = (xs: readonly GpuArray[]): number => {
-    const totals = alloc(Math.max(xs.length, 1));
+    const totals = alloc(3 * Math.max(xs.length, 1));
     xs.forEach((x, slot) => {
       if (x.length === 0) return;
       const perInvocation = Math.max(1, Math.ceil(x.length / (WORKGROUP * 4096)));
       const groups = Math.ceil(x.length / (WORKGROUP * perInvocation));
-      const partial = alloc(groups);
+      const partial = alloc(3 * groups);
       runRows(dev, 'sumSquaresPartial', [x, partial], new Params().u32(x.length, perInvocation), groups);
       runRows(dev, 'sumPartials', [partial, totals], new Params().u32(groups, slot), 1);
       partial.free();
     });
-    const s = download(totals).reduce((acc, v) => acc + v, 0);
+    const t = download(totals);
     totals.free();
-    return s;
+    let sum = 0,
+      bad = 0;
+    for (let slot = 0; slot < xs.length; slot++) {
+      sum += t[3 * slot + 1] * 2 ** (2 * t[3 * slot]);
+      bad = Math.max(bad, t[3 * slot + 2]);
+    }
+    return bad === 2 ? NaN : bad === 1 ? Infinity : sum;
   };
   return {
     device: 'webgpu',

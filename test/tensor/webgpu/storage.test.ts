@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BinaryOp, ReduceOp, UnaryOp } from '../../../src/tensor/kernels.js';
+import * as T from '../../../src/tensor/index.js';
 import { F32_TOL, down, ref, relErr, seeded, skipWithoutGpu, up, wg } from './harness.js';
 
 const opt = { skip: skipWithoutGpu };
@@ -105,4 +106,36 @@ test('reduce (sum, max with argmax), Σx² and the finite check', opt, () => {
   assert.equal(wg().allFinite(up(big)), false);
   big[2_999_999] = -Infinity;
   assert.equal(wg().allFinite(up(big)), false);
+});
+
+test('Σx² holds where float32 squares would not: gradients of 1e20 and 1e-30, and the clip of a huge norm', opt, () => {
+  const near = (got: number, want: number): boolean => Math.abs(got - want) <= F32_TOL * want;
+  for (const scale of [1e20, 1e-30, 1e37]) {
+    const x = r.randn(5000, scale);
+    const many = [x.subarray(0, 700), x.subarray(700)].map((part) => up(Float32Array.from(part)));
+    assert.ok(near(wg().sumSquares(up(x)), ref.sumSquares(x)), `scale ${scale}: ${wg().sumSquares(up(x))}`);
+    assert.ok(near(wg().sumSquaresMany(many), ref.sumSquares(x)), `scale ${scale}, two arrays`);
+  }
+  // one huge value beside ordinary ones, and Σx² exact where float32 sums it exactly
+  const mixed = r.randn(3000);
+  mixed[1234] = 2e19;
+  assert.ok(near(wg().sumSquares(up(mixed)), ref.sumSquares(mixed)));
+  assert.equal(wg().sumSquares(up(Float32Array.from({ length: 64 }, (_, i) => i))), 85344);
+  assert.equal(wg().sumSquares(up(new Float32Array(0))), 0);
+  // a non-finite value gives what double precision gives: Inf for an Inf, NaN once there is a NaN
+  mixed[7] = -Infinity;
+  assert.equal(wg().sumSquares(up(mixed)), Infinity);
+  mixed[2500] = NaN;
+  assert.ok(Number.isNaN(wg().sumSquaresMany([up(new Float32Array(9).fill(1)), up(mixed)])));
+
+  T.setBackend('webgpu');
+  try {
+    const p = new T.Tensor(r.randn(1000), [1000], true);
+    T.sum(T.scale(p, 1e19)).backward();
+    // every gradient is 1e19: the norm is 1e19·√1000, and clipping scales each to 1/√1000
+    assert.ok(near(T.clipGradNorm([p], 1), 1e19 * Math.sqrt(1000)));
+    assert.ok(p.readGrad()!.every((g) => near(g, 1 / Math.sqrt(1000))));
+  } finally {
+    T.setBackend('native');
+  }
 });

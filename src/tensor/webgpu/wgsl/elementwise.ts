@@ -17,6 +17,47 @@ fn stridedOffset(i: u32, rank: u32, shapeAt: u32, strideAt: u32) -> u32 {
 const FINITE = /* wgsl */ `
 fn isFinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }`;
 
+/**
+ * Σx² as q·2^(2e) (see sumSquaresPartial), with bad = 1 once an Inf was seen, 2 once a NaN was. Elements and
+ * partial sums are scaled by powers of two taken from the exponent bits, which is exact, and nothing here
+ * compares or computes with a non-finite value (WGSL lets a compiler assume there are none).
+ */
+const SCALED_SQUARES = /* wgsl */ `
+struct Scaled { e: i32, q: f32, bad: u32 }
+fn combine(a: Scaled, b: Scaled) -> Scaled {
+  let e = max(a.e, b.e);
+  return Scaled(e, ldexp(a.q, 2 * (a.e - e)) + ldexp(b.q, 2 * (b.e - e)), max(a.bad, b.bad));
+}
+fn addSquare(s: Scaled, x: f32) -> Scaled {
+  let bits = bitcast<u32>(x) & 0x7fffffffu;
+  let field = bits >> 23u;
+  if (field == 255u) { return Scaled(s.e, s.q, max(s.bad, select(1u, 2u, bits > 0x7f800000u))); }
+  // zero and subnormals add nothing float32 could hold beside any normal value
+  if (field == 0u) { return s; }
+  // |x| = m·2^ex with m in [1, 2)
+  let m = bitcast<f32>((bits & 0x007fffffu) | 0x3f800000u);
+  return combine(s, Scaled(i32(field) - 127, m * m, 0u));
+}
+var<workgroup> accE: array<i32, 256>;
+var<workgroup> accQ: array<f32, 256>;
+var<workgroup> accBad: array<u32, 256>;
+fn reduceScaled(lid: u32, s: Scaled) -> Scaled {
+  accE[lid] = s.e;
+  accQ[lid] = s.q;
+  accBad[lid] = s.bad;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (lid < w) {
+      let c = combine(Scaled(accE[lid], accQ[lid], accBad[lid]), Scaled(accE[lid + w], accQ[lid + w], accBad[lid + w]));
+      accE[lid] = c.e;
+      accQ[lid] = c.q;
+      accBad[lid] = c.bad;
+    }
+    workgroupBarrier();
+  }
+  return Scaled(accE[0], accQ[0], accBad[0]);
+}`;
+
 export const elementwiseKernels: Record<string, string> = {
   // P: n, value
   fill: flatKernel(
@@ -80,45 +121,41 @@ ${STRIDED}`,
   }
   if (pu(6) == 1u) { dst[d] += acc; } else { dst[d] = last; }`,
   ),
-  // Pass 1 of Σx²: each workgroup sums its 256·P[1] elements into partial[wg]. P: n, per-invocation count
+  // Pass 1 of Σx²: each workgroup sums its 256·P[1] elements into partial[3·wg .. 3·wg + 2] as (e, q, bad):
+  // Σx² = q·2^(2e), bad = 1 for an Inf, 2 for a NaN. Summing x·2^-e keeps every square near 1, so gradients of
+  // 1e20 (whose squares pass float32's 3.4e38) or 1e-30 (whose squares fall below its 1e-45) still have the
+  // norm the CPU backends compute in double; powers of two scale exactly. P: n, per-invocation count
   sumSquaresPartial: `${PRELUDE}
+${SCALED_SQUARES}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
-var<workgroup> acc: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) groups: vec3u) {
   let g = rowId(wg, groups);
   let base = g * 256u * pu(1);
-  var s = 0.0;
+  var s = Scaled(-127, 0.0, 0u);
   for (var k = 0u; k < pu(1); k++) {
     let j = base + k * 256u + lid;
-    if (j < pu(0)) { s += x[j] * x[j]; }
+    if (j < pu(0)) { s = addSquare(s, x[j]); }
   }
-  acc[lid] = s;
-  workgroupBarrier();
-  for (var w = 128u; w > 0u; w >>= 1u) {
-    if (lid < w) { acc[lid] += acc[lid + w]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { partial[g] = acc[0]; }
+  let t = reduceScaled(lid, s);
+  if (lid == 0u) { partial[3u * g] = f32(t.e); partial[3u * g + 1u] = t.q; partial[3u * g + 2u] = f32(t.bad); }
 }`,
-  // Pass 2: one workgroup sums the partials into total[P[1]]. P: count, slot
+  // Pass 2: one workgroup combines the P[0] partials into total[3·P[1] .. 3·P[1] + 2]. P: count, slot
   sumPartials: `${PRELUDE}
+${SCALED_SQUARES}
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> total: array<f32>;
-var<workgroup> acc: array<f32, 256>;
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32) {
-  var s = 0.0;
-  for (var j = lid; j < pu(0); j += 256u) { s += partial[j]; }
-  acc[lid] = s;
-  workgroupBarrier();
-  for (var w = 128u; w > 0u; w >>= 1u) {
-    if (lid < w) { acc[lid] += acc[lid + w]; }
-    workgroupBarrier();
+  var s = Scaled(-127, 0.0, 0u);
+  for (var j = lid; j < pu(0); j += 256u) {
+    s = combine(s, Scaled(i32(partial[3u * j]), partial[3u * j + 1u], u32(partial[3u * j + 2u])));
   }
-  if (lid == 0u) { total[pu(1)] = acc[0]; }
+  let t = reduceScaled(lid, s);
+  let o = 3u * pu(1);
+  if (lid == 0u) { total[o] = f32(t.e); total[o + 1u] = t.q; total[o + 2u] = f32(t.bad); }
 }`,
   // flag[0] = 1 when any element is NaN or ±Inf (every writer writes the same value). P: n
   allFinite: flatKernel(
