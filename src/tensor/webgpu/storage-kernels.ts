@@ -134,9 +134,10 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
     },
     reduce(op: ReduceOp, x, outer, n, inner, out, argmax) {
       const arg = new GpuArray(dev, Math.max(outer * inner, 1));
-      const p = new Params().u32(outer * inner, n, inner, op);
+      const p = new Params().u32(outer * inner, n, inner, op).f32(-Infinity);
       intoFresh(out, [x], (o) => runFlat(dev, 'reduce', [x, o, arg], p, outer * inner));
-      if (argmax) argmax.set(new Int32Array(download(arg).buffer));
+      // arg has a slot even where there are no outputs (a buffer is never empty)
+      if (argmax) argmax.set(new Int32Array(download(arg).buffer, 0, outer * inner));
       arg.free();
     },
     copy(src, srcOff, srcStrides, dst, dstOff, dstStrides, shape, accumulate) {

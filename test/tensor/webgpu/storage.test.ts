@@ -139,3 +139,37 @@ test('Σx² holds where float32 squares would not: gradients of 1e20 and 1e-30, 
     T.setBackend('native');
   }
 });
+
+test('max as the CPU backends: the first NaN wins, −Inf over an empty axis, and no outputs with argmax', opt, () => {
+  const maxOf = (x: Float32Array, outer: number, n: number, inner: number): [Float32Array, Int32Array] => {
+    const out = wg().alloc(outer * inner),
+      arg = new Int32Array(outer * inner).fill(7);
+    wg().reduce(ReduceOp.Max, up(x), outer, n, inner, out, arg);
+    return [down(out), arg];
+  };
+  // rows [1, NaN, 5, NaN] and [NaN, 2, 3, 4], and a max over the middle axis with a NaN in one column
+  const [m, a] = maxOf(Float32Array.from([1, NaN, 5, NaN, NaN, 2, 3, 4]), 2, 4, 1);
+  assert.deepEqual(
+    [Array.from(m), Array.from(a)],
+    [
+      [NaN, NaN],
+      [1, 0],
+    ],
+  );
+  const [mc, ac] = maxOf(Float32Array.from([1, 2, 9, NaN, 3, 4]), 1, 3, 2);
+  assert.deepEqual(
+    [Array.from(mc), Array.from(ac)],
+    [
+      [9, NaN],
+      [1, 1],
+    ],
+  );
+  assert.deepEqual(maxOf(new Float32Array(0), 2, 0, 3)[0], new Float32Array(6).fill(-Infinity));
+  assert.deepEqual(maxOf(new Float32Array(0), 0, 5, 1)[1], new Int32Array(0));
+  T.setBackend('webgpu');
+  try {
+    assert.deepEqual(T.logsumexp(new T.Tensor(new Float32Array(0), [0, 5]), 1).shape, [0]);
+  } finally {
+    T.setBackend('native');
+  }
+});

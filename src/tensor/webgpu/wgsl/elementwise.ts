@@ -164,7 +164,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 ${FINITE}`,
     '  if (i < pu(0) && !isFinite(x[i])) { flag[0] = 1.0; }',
   ),
-  // out[o, i] = Σ or max over n of x[o, j, i]; arg[o, i] = first index of the max. P: outer·inner, n, inner, op
+  // out[o, i] = Σ or max over n of x[o, j, i]; arg[o, i] = first index of the max. P: outer·inner, n, inner, op,
+  // −Inf (a WGSL constant may not be infinite)
   reduce: flatKernel(
     `@group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -178,11 +179,18 @@ ${FINITE}`,
     for (var j = 0u; j < n; j++) { s += x[base + j * inner]; }
     out[i] = s;
   } else {
-    var m = x[base];
+    // as the CPU backends: −Inf (index 0) over no values, and the first NaN wins; NaN is told by its bits, since
+    // WGSL lets a compiler assume comparisons never see one
+    var m = pf(4);
     var a = 0u;
-    for (var j = 1u; j < n; j++) {
+    for (var j = 0u; j < n; j++) {
       let v = x[base + j * inner];
-      if (v > m) { m = v; a = j; }
+      if ((bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u) {
+        m = v;
+        a = j;
+        break;
+      }
+      if (j == 0u || v > m) { m = v; a = j; }
     }
     out[i] = m;
     arg[i] = i32(a);
