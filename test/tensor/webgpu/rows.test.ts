@@ -431,3 +431,38 @@ test(
     assert.ok(boundary <= 1, `${boundary} of ${compared} draws differ from the host's`);
   },
 );
+
+test(
+  'rmsnorm of rows whose squares pass float32 (|x| ≈ 1e20) normalises them as native, forward and backward',
+  opt,
+  () => {
+    const rows = 3,
+      dim = 300;
+    // a row near 1e20, one near 1e30 beside a row of ordinary values
+    const x = Float32Array.from(r.randn(rows * dim), (v, i) => v * [1e20, 1, 1e30][Math.floor(i / dim)]);
+    const w = r.randn(dim),
+      dy = r.randn(rows * dim),
+      dw0 = r.randn(dim);
+    const y = new Float32Array(rows * dim),
+      rstd = new Float32Array(rows),
+      dx = new Float32Array(rows * dim),
+      dw = Float32Array.from(dw0);
+    ref.rmsnormForward(x, w, y, rstd, rows, dim, 1e-6);
+    ref.rmsnormBackward(dy, x, w, rstd, dx, dw, rows, dim);
+    const gy = wg().alloc(rows * dim),
+      grstd = wg().alloc(rows),
+      gdx = wg().alloc(rows * dim),
+      gdw = up(dw0);
+    wg().rmsnormForward(up(x), up(w), gy, grstd, rows, dim, 1e-6);
+    wg().rmsnormBackward(up(dy), up(x), up(w), grstd, gdx, gdw, rows, dim);
+    close(down(gy), y, 'y');
+    close(down(grstd), rstd, 'rstd');
+    // each row's gradient on its own scale: relErr would take those of about rs ≈ 1e-20 and 1e-30 as zeros
+    const got = down(gdx);
+    for (let row = 0; row < rows; row++) {
+      const at = (a: Float32Array): Float32Array => a.slice(row * dim, (row + 1) * dim).map((v) => v / rstd[row]);
+      close(at(got), at(dx), `dx of row ${row}`);
+    }
+    close(down(gdw), dw, 'dw');
+  },
+);

@@ -118,20 +118,34 @@ export const rowKernels: Record<string, string> = {
   let o = row * n;
   var s = 0.0;
   for (var j = lid; j < n; j += 256u) { let v = x[o + j]; s += v * v; }
-  let rs = 1.0 / sqrt(wgSum(s, lid) / f32(n) + pf(1));
+  let ms = wgSum(s, lid) / f32(n);
+  var rs = 1.0 / sqrt(ms + pf(1));
+  if (bitcast<u32>(ms) == 0x7f800000u) {
+    // squares of |x| above about 1.8e19 overflow float32 where the native double sums do not: such a row is
+    // summed again divided by its largest |x| (one holding ±Inf keeps rs = 0, as in double)
+    var m = 0.0;
+    for (var j = lid; j < n; j += 256u) { m = max(m, abs(x[o + j])); }
+    let mx = wgMax(m, lid);
+    if (bitcast<u32>(mx) != 0x7f800000u) {
+      var q = 0.0;
+      for (var j = lid; j < n; j += 256u) { let v = x[o + j] / mx; q += v * v; }
+      rs = 1.0 / (mx * sqrt(wgSum(q, lid) / f32(n) + pf(1) / mx / mx));
+    }
+  }
   if (lid == 0u) { rstd[row] = rs; }
   for (var j = lid; j < n; j += 256u) { y[o + j] = x[o + j] * rs * w[j]; }`,
   ),
-  // dx = rs·dy∘w − x·rs³·mean(dy∘w∘x). P: dim
+  // dx = rs·dy∘w − x·rs³·mean(dy∘w∘x), taken as rs·(dy∘w − (x·rs)·mean(dy∘w∘(x·rs))): x·rs is near 1 where rs³
+  // alone would underflow (rs ≈ 1e-20 for |x| ≈ 1e20). P: dim
   rmsnormBackward: rowKernel(
     [ro(1, 'dy'), ro(2, 'x'), ro(3, 'w'), ro(4, 'rstd'), rw(5, 'dx')].join('\n'),
     `  let n = pu(0);
   let o = row * n;
   let rs = rstd[row];
   var s = 0.0;
-  for (var j = lid; j < n; j += 256u) { s += dy[o + j] * w[j] * x[o + j]; }
-  let k = rs * rs * rs * wgSum(s, lid) / f32(n);
-  for (var j = lid; j < n; j += 256u) { dx[o + j] = rs * dy[o + j] * w[j] - k * x[o + j]; }`,
+  for (var j = lid; j < n; j += 256u) { s += dy[o + j] * w[j] * (x[o + j] * rs); }
+  let k = wgSum(s, lid) / f32(n);
+  for (var j = lid; j < n; j += 256u) { dx[o + j] = rs * (dy[o + j] * w[j] - k * (x[o + j] * rs)); }`,
   ),
   // RMSNorm's ∂L/∂w, pass 1: part[c, j] = Σ over rows r of chunk c of dy[r, j]·x[r, j]·rstd[r].
   // P: chunks·dim, dim, rows, rows per chunk
@@ -143,7 +157,7 @@ export const rowKernels: Record<string, string> = {
   let r0 = (i / dim) * pu(3);
   let r1 = min(r0 + pu(3), pu(2));
   var s = 0.0;
-  for (var r = r0; r < r1; r++) { s += dy[r * dim + j] * x[r * dim + j] * rstd[r]; }
+  for (var r = r0; r < r1; r++) { s += dy[r * dim + j] * (x[r * dim + j] * rstd[r]); }
   part[i] = s;`,
   ),
   // Pass 2, in a fixed order (deterministic): out[j] += Σ_c part[c, j]. P: dim, chunks
