@@ -276,10 +276,11 @@ export function rowKernels(dev: GpuDevice): RowKernels {
       need('adamw', 'm', m, n);
       need('adamw', 'v', v, n);
       if (n === 0) return;
-      // The constants are formed in double, as native/optim.c forms them, and rounded once.
+      // The constants are formed in double, as native/optim.c forms them, and rounded once. √v·√(1/bc2) rather
+      // than √(v/bc2): v/bc2 passes float32's range (1000·v at the first step) where native's double does not.
       const p = new Params()
         .u32(n)
-        .f32(lr, beta1, beta2, eps, 1 - lr * weightDecay, 1 - beta1, 1 - beta2, 1 / bc1, 1 / bc2);
+        .f32(lr, beta1, beta2, eps, 1 - lr * weightDecay, 1 - beta1, 1 - beta2, 1 / bc1, Math.sqrt(1 / bc2));
       const g = [param, m, v].includes(grad) ? new GpuArray(dev, n) : grad;
       if (g !== grad) dev.copy(grad.id, 0, g.id, 0, n * 4);
       runFlat(dev, 'adamw', [param, g, m, v], p, n);

@@ -315,6 +315,21 @@ test('adamw: several steps in place match native', opt, () => {
   }
 });
 
+test('adamw steps on gradients of 1e20 (v/bc2 past float32 at the first step) as native', opt, () => {
+  const n = 64,
+    param = r.randn(n),
+    grad = r.randn(n, 1e20),
+    m = new Float32Array(n),
+    v = new Float32Array(n);
+  const gp = up(param),
+    gm = up(m),
+    gv = up(v);
+  ref.adamw(param, grad, m, v, 1e-2, 0.9, 0.999, 1e-8, 0.1, 0.1, 0.001);
+  wg().adamw(gp, up(grad), gm, gv, 1e-2, 0.9, 0.999, 1e-8, 0.1, 0.1, 0.001);
+  close(down(gp), param, 'param');
+  close(down(gv), v, 'v');
+});
+
 test(
   'greedyPick: the first largest logit (NaN never, 0 for a row with nothing above −Inf) and its log-probability',
   opt,

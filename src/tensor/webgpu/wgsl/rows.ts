@@ -413,7 +413,7 @@ ${LSE}
   dup[i] = d * (g * s);
   dgate[i] = d * up[i] * s * (1.0 + g * (1.0 - s));`,
   ),
-  // AdamW in place. P: n, lr, beta1, beta2, eps, decay = 1 − lr·wd, 1 − beta1, 1 − beta2, 1/bc1, 1/bc2
+  // AdamW in place. P: n, lr, beta1, beta2, eps, decay = 1 − lr·wd, 1 − beta1, 1 − beta2, 1/bc1, √(1/bc2)
   adamw: flatKernel(
     [rw(1, 'param'), ro(2, 'grad'), rw(3, 'm'), rw(4, 'v')].join('\n'),
     `  if (i >= pu(0)) { return; }
@@ -422,6 +422,6 @@ ${LSE}
   let vi = pf(3) * v[i] + pf(7) * g * g;
   m[i] = mi;
   v[i] = vi;
-  param[i] = param[i] * pf(5) - pf(1) * (mi * pf(8)) / (sqrt(vi * pf(9)) + pf(4));`,
+  param[i] = param[i] * pf(5) - pf(1) * (mi * pf(8)) / (sqrt(vi) * pf(9) + pf(4));`,
   ),
 };
