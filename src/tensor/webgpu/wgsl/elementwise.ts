@@ -36,7 +36,9 @@ fn addSquare(s: Scaled, x: f32) -> Scaled {
   if (field == 0u) { return s; }
   // |x| = m·2^ex with m in [1, 2)
   let m = bitcast<f32>((bits & 0x007fffffu) | 0x3f800000u);
-  return combine(s, Scaled(i32(field) - 127, m * m, 0u));
+  let ex = i32(field) - 127;
+  if (ex > s.e) { return Scaled(ex, ldexp(s.q, 2 * (s.e - ex)) + m * m, s.bad); }
+  return Scaled(s.e, s.q + ldexp(m * m, 2 * (ex - s.e)), s.bad);
 }
 var<workgroup> accE: array<i32, 256>;
 var<workgroup> accQ: array<f32, 256>;
