@@ -212,6 +212,13 @@ void sr3_gemm(const float *a, const float *b, float *c, int64_t batch, int64_t m
       for (int64_t bi = 0; bi < batch; bi++) memset(c + bi * strideC, 0, sizeof(float) * (size_t)(m * n));
     return;
   }
+  /* C blocks that partly overlap: each product must see the one before it whole, which panels or column
+     chunks of every batch entry do not keep, so the entries run one after another. */
+  if (batch > 1 && strideC != 0 && strideC < m * n) {
+    for (int64_t bi = 0; bi < batch; bi++)
+      sr3_gemm(a + bi * strideA, b + bi * strideB, c + bi * strideC, 1, m, n, k, transA, transB, 0, 0, 0, accumulate);
+    return;
+  }
   Gemm g = {a, b, c, batch, m, n, k, strideA, strideB, strideC, 0, transA, transB, 0, beta, NULL};
   const double flops = 2.0 * (double)m * (double)n * (double)k * (double)batch;
   if (m <= SKINNY_M && (double)n * (double)k >= 65536.0 && gemm_skinny(&g)) return;

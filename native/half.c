@@ -514,6 +514,14 @@ void sr3_gemm_half(const float *a, const uint16_t *b, int bf16, float *c, int64_
       for (int64_t bi = 0; bi < batch; bi++) memset(c + bi * strideC, 0, sizeof(float) * (size_t)(m * n));
     return;
   }
+  /* C blocks that partly overlap: each product must see the one before it whole, which column panels of
+     every batch entry do not keep, so the entries run one after another. */
+  if (batch > 1 && strideC != 0 && strideC < m * n) {
+    for (int64_t bi = 0; bi < batch; bi++)
+      sr3_gemm_half(a + bi * strideA, b + bi * strideB, bf16, c + bi * strideC, 1, m, n, k, transA, transB, 0, 0, 0,
+                    accumulate);
+    return;
+  }
   GemmHalf g = {a, b, c, bf16, transA, transB, batch, m, n, k, strideA, strideB, strideC,
                 accumulate ? 1.0f : 0.0f, NULL};
   if (m <= SKINNY_M && transB && gemm_half_skinny(&g)) return;

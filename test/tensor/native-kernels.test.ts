@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostStorage, jsKernels } from '../../src/tensor/js-kernels.js';
+import { HalfArray } from '../../src/tensor/half-float.js';
 import { Rng } from '../../src/tensor/rng.js';
 import { relErr } from '../helpers/rel-err.js';
 import { loadNativeKernels, setNativeThreads, nativeThreads } from '../../src/tensor/native-kernels.js';
@@ -189,6 +190,39 @@ test('gemm: transposes, batches, shared and accumulated C, views, long k', { ski
   });
   close('gemm on views', bigC, want);
 });
+
+test(
+  'gemm and gemmHalf with C blocks that partly overlap run the entries in order, on several threads',
+  { skip },
+  () => {
+    const threads = nativeThreads();
+    setNativeThreads(4);
+    try {
+      // row panels, column panels (n > m) and the skinny path (m ≤ 8), each entry's C half over the last one's
+      for (const [m, n, k] of [
+        [127, 65, 300],
+        [24, 130, 300],
+        [7, 257, 127],
+      ]) {
+        const batch = 3,
+          strideC = Math.floor((m * n) / 2) + 3;
+        const shape = { batch, m, n, k, transA: false, transB: true, strideA: m * k, strideB: n * k, strideC };
+        const a = randArr(batch * m * k),
+          b = randArr(batch * n * k),
+          c = randArr((batch - 1) * strideC + m * n);
+        const [j, nv] = both([a, b, c], (K, [aa, bb, cc]) =>
+          K.gemm({ ...shape, a: aa, b: bb, c: cc, accumulate: false }),
+        );
+        compareAll(`gemm ${m}×${n}×${k}`, j, nv);
+        const half = HalfArray.from(b, 'bf16');
+        const [jh, nh] = both([c], (K, [cc]) => K.gemmHalf({ ...shape, a, b: half, c: cc, accumulate: false }));
+        compareAll(`gemmHalf ${m}×${n}×${k}`, jh, nh);
+      }
+    } finally {
+      setNativeThreads(threads);
+    }
+  },
+);
 
 test('binary: same shape, row/column/scalar broadcast, strided operands', { skip }, () => {
   const cases: Array<{ shape: number[]; sa: number[]; sb: number[]; na: number; nb: number }> = [
