@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { MAX_LINE_BYTES, readLines, type NumberedLine } from '../../src/eval/line-reader.js';
+import { readBeirCorpus } from '../../src/eval/beir.js';
+
+function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-lines-'));
+  return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+async function linesOf(file: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const { text } of readLines(file)) out.push(text);
+  return out;
+}
+
+test('lines end at \\n, \\r\\n and a lone \\r, also where a chunk of the file ends between \\r and \\n', async () => {
+  await withTemp(async (dir) => {
+    const f = join(dir, 'a.txt');
+    writeFileSync(f, '\ufeffé1\r\n2\r3\n\n€4');
+    assert.deepEqual(await linesOf(f), ['é1', '2', '3', '', '€4']);
+    // 65,536 bytes is a file stream's chunk: the \r is its last byte, the \n the next chunk's first
+    const first = 'x'.repeat(65_535);
+    writeFileSync(f, `${first}\r\ny\r\r\nz\n`);
+    assert.deepEqual(await linesOf(f), [first, 'y', '', 'z']);
+    writeFileSync(join(dir, 'b.txt.gz'), gzipSync(`${first}\r\ny\n`));
+    assert.deepEqual(await linesOf(join(dir, 'b.txt.gz')), [first, 'y']);
+  });
+});
+
+test('a line longer than the bound is refused by its number, after the lines before it were read', async () => {
+  await withTemp(async (dir) => {
+    const f = join(dir, 'one-line.jsonl');
+    writeFileSync(f, `a\nb\n${'x'.repeat(5000)}\nc\n`);
+    const seen: NumberedLine[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const l of readLines(f, { maxLineBytes: 1000 })) seen.push(l);
+      })(),
+      (e: Error) =>
+        e.name === 'EvalInputError' &&
+        e.message ===
+          `${f}: line 3 is longer than 1000 bytes (no line break in it); a line is one record: check that this is ` +
+            'a JSON-lines or text file with one record per line, and split a record this long',
+    );
+    assert.deepEqual(
+      seen.map((l) => l.text),
+      ['a', 'b'],
+    );
+    // the bound counts the line's bytes, not its break: a line of exactly the bound is read
+    writeFileSync(f, `${'y'.repeat(1000)}\r\n`);
+    let n = 0;
+    for await (const l of readLines(f, { maxLineBytes: 1000 })) n += l.text.length;
+    assert.equal(n, 1000);
+  });
+});
+
+test('a BEIR corpus line over 64 MiB is refused in one sentence naming the file and line', async () => {
+  await withTemp(async (dir) => {
+    const f = join(dir, 'corpus.jsonl');
+    const fd = openSync(f, 'w');
+    writeSync(fd, '{"_id": "d1", "text": "fine"}\n{"_id": "d2", "text": "');
+    const block = Buffer.alloc(1 << 20, 'a');
+    for (let written = 0; written <= MAX_LINE_BYTES; written += block.length) writeSync(fd, block);
+    writeSync(fd, '"}\n');
+    closeSync(fd);
+    await assert.rejects(
+      readBeirCorpus(f),
+      (e: Error) => e.name === 'EvalInputError' && e.message.startsWith(`${f}: line 2 is longer than 64 MiB `),
+    );
+  });
+});
