@@ -24,8 +24,9 @@ export class Bm25Retriever implements Retriever {
     onProgress?: ProgressFn,
   ): Promise<Run> {
     const analyzer = createAnalyzer(this.options);
-    const index = Bm25Index.build(
-      corpus.map((d) => ({ id: d.id, text: flatText(d) })),
+    const index = Bm25Index.buildFrom(
+      corpus.map((d) => d.id),
+      (i) => flatText(corpus[i]!),
       analyzer,
       this.options,
       onProgress,
