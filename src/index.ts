@@ -7,6 +7,7 @@ export {
   type CreateIndexOptions,
   type OpenIndexOptions,
   type AddOptions,
+  type DocumentInput,
   type EncodeProgress,
   type SearchOptions,
   type RankOptions,
@@ -14,7 +15,7 @@ export {
   type SearchResult,
 } from './search-index/search-index.js';
 export { LocalBackend, type EmbeddingBackend } from './search-index/embedding-backend.js';
-export { readDocuments, documentText, type SourceDocument } from './search-index/document-source.js';
+export { readDocuments, streamDocuments, documentText, type SourceDocument } from './search-index/document-source.js';
 export { IndexError } from './search-index/index-error.js';
 export type { IndexManifest, VectorDtype, StoreKind, HnswParams } from './search-index/manifest.js';
 export type { VectorStore, VectorRow, VectorHit } from './search-index/vector-store.js';

@@ -7,7 +7,7 @@ import { choiceOption, positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
-import { readDocuments } from '../search-index/document-source.js';
+import { streamDocuments } from '../search-index/document-source.js';
 import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import {
@@ -23,8 +23,7 @@ import { DOCS_FILE } from '../search-index/document-table.js';
 import { DOCUMENTS_PER_COMMIT } from '../search-index/commit-chunk.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { RemoteEmbedder } from '../client/remote-embedder.js';
-import type { SourceDocument } from '../search-index/document-source.js';
-import type { AddResult } from '../search-index/search-index.js';
+import type { AddResult, DocumentInput } from '../search-index/search-index.js';
 import { type DeadJob, type QueuedIndexOptions, indexOnQueue } from '../queue/coordinator.js';
 import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
 import { QueueError } from '../queue/queue-error.js';
@@ -165,9 +164,15 @@ export const indexCommand: Command = {
         );
       }
       const skipped = new Map<string, number>();
-      const docs = await readDocuments(values.input, {
+      const input = values.input;
+      // read twice, holding one document at a time: first every document is checked and its id kept, so that a
+      // bad line is refused before the index is written; then the documents are staged as they are read again
+      const keep = new Set<string>();
+      for await (const d of streamDocuments(input, {
         onSkip: (_file, why) => skipped.set(why, (skipped.get(why) ?? 0) + 1),
-      });
+      }))
+        keep.add(d.id);
+      const docs = streamDocuments(input);
       const index = await SearchIndex.open(out, {
         backend,
         // left out, an existing index keeps its own; given, they must be its own (fixed when it was created)
@@ -190,7 +195,6 @@ export const indexCommand: Command = {
               `on the LanceDB store: build a new one in another folder.`,
           );
         // pruned first, so that documents left pending by an earlier run and no longer in --input are not encoded
-        const keep = new Set(docs.map((d) => d.id));
         const pruned = values.prune
           ? (await index.deleteDocuments(index.documentIds().filter((id) => !keep.has(id)))).length
           : 0;
@@ -272,7 +276,7 @@ function stopAtLastCommit(): () => void {
 /** addDocuments' work with the encoding done by queue workers: stage here, encode there, store here. */
 async function indexThroughQueue(
   index: SearchIndex,
-  docs: readonly SourceDocument[],
+  docs: DocumentInput,
   opts: QueuedIndexOptions,
 ): Promise<AddResult & { dead: DeadJob[] }> {
   const staged = await index.stageDocuments(docs);

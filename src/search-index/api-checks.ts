@@ -94,8 +94,16 @@ export function checkChunkSize(n: unknown): void {
  */
 export function checkDocuments(docs: unknown): void {
   if (!Array.isArray(docs)) throw refuse(refusal('the documents', 'an array of { id, title, text, metadata? }', docs));
+  docs.forEach(documentChecker());
+}
+
+/**
+ * checkDocuments one document at a time, for documents that arrive as a stream: the checker is called with each
+ * document and its position among those given so far.
+ */
+export function documentChecker(): (d: unknown, i: number) => void {
   const first = new Map<string, number>();
-  docs.forEach((d: unknown, i) => {
+  return (d, i) => {
     const at = `documents[${i}]`;
     if (typeof d !== 'object' || d === null || Array.isArray(d))
       throw refuse(refusal(at, 'an object { id, title, text, metadata? }', d));
@@ -123,7 +131,7 @@ export function checkDocuments(docs: unknown): void {
           'document once.',
       );
     first.set(id, i);
-  });
+  };
 }
 
 /** The ids deleteDocuments takes: an array of strings. */

@@ -40,28 +40,38 @@ export interface ReadDocumentsOptions {
 }
 
 export async function readDocuments(input: string, opts: ReadDocumentsOptions = {}): Promise<SourceDocument[]> {
-  if (!existsSync(input)) throw new IndexError(`--input ${input}: no such file or folder.`);
   const docs: SourceDocument[] = [];
-  if (statSync(input).isDirectory()) {
-    const corpus = beirCorpusFile(input);
-    if (corpus !== undefined) {
-      // read as any JSON-lines input, so that a folder and its corpus.jsonl give the same documents
-      for await (const d of streamJsonl(corpus)) docs.push(d);
-    } else {
-      for (const file of await listTextFiles(input, opts)) {
-        const doc = await readTextFile(input, file);
-        if (typeof doc === 'string') opts.onSkip?.(file, doc);
-        else docs.push(doc);
-      }
-    }
-  } else {
-    for await (const d of streamJsonl(input)) docs.push(d);
+  for await (const d of streamDocuments(input, opts)) docs.push(d);
+  return docs;
+}
+
+/**
+ * readDocuments one document at a time, so that a corpus larger than memory can be checked and staged: only the
+ * document being read (a line, or a file of a folder) is held. Refuses an input that gives no document, at its end.
+ */
+export async function* streamDocuments(input: string, opts: ReadDocumentsOptions = {}): AsyncGenerator<SourceDocument> {
+  if (!existsSync(input)) throw new IndexError(`--input ${input}: no such file or folder.`);
+  let n = 0;
+  for await (const d of documentsOf(input, opts)) {
+    n++;
+    yield d;
   }
-  if (docs.length === 0)
+  if (n === 0)
     throw new IndexError(
       `--input ${input}: no documents found (expected corpus.jsonl[.gz], JSON lines, or .txt/.md files).`,
     );
-  return docs;
+}
+
+async function* documentsOf(input: string, opts: ReadDocumentsOptions): AsyncGenerator<SourceDocument> {
+  if (!statSync(input).isDirectory()) return yield* streamJsonl(input);
+  const corpus = beirCorpusFile(input);
+  // read as any JSON-lines input, so that a folder and its corpus.jsonl give the same documents
+  if (corpus !== undefined) return yield* streamJsonl(corpus);
+  for (const file of await listTextFiles(input, opts)) {
+    const doc = await readTextFile(input, file);
+    if (typeof doc === 'string') opts.onSkip?.(file, doc);
+    else yield doc;
+  }
 }
 
 /**

@@ -25,6 +25,7 @@ import {
   checkChunkSize,
   checkDocuments,
   checkIds,
+  documentChecker,
   checkOpenOptions,
   checkRankOptions,
   checkSearch,
@@ -317,11 +318,12 @@ export class SearchIndex {
    * Adds new documents and updates changed ones (same id, other content); unchanged ones cost nothing.
    * Then encodes everything pending, including what a killed earlier run left. A changed document is
    * searched as it was until the commit of its chunk replaces its text and vector together. Calls made
-   * while one runs wait for it (see serialized), so the counts of each are its own.
+   * while one runs wait for it (see serialized), so the counts of each are its own. The documents may come
+   * as a stream (see stageDocuments).
    */
-  async addDocuments(docs: readonly SourceDocument[], opts: AddOptions = {}): Promise<AddResult> {
+  async addDocuments(docs: DocumentInput, opts: AddOptions = {}): Promise<AddResult> {
     this.requireOpen();
-    checkDocuments(docs);
+    checkDocumentInput(docs);
     checkAddOptions(opts);
     return this.serialized(async () => {
       const staged = await this.stage(docs);
@@ -333,30 +335,36 @@ export class SearchIndex {
   /**
    * The first half of addDocuments: records new and changed documents as pending (encoded later, here or
    * by queue workers; what search returns changes only when they are committed) and deletes damaged rows.
+   * An array is checked whole before anything is written. A stream (an async iterable, such as a corpus read
+   * line by line) is staged in slices as it is read, so that a corpus need not be held in memory: a document
+   * it refuses stops the staging there, the slices before it staying pending.
    */
-  async stageDocuments(docs: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
+  async stageDocuments(docs: DocumentInput): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
     this.requireOpen();
-    checkDocuments(docs);
+    checkDocumentInput(docs);
     return this.serialized(() => this.stage(docs));
   }
 
-  private async stage(input: readonly SourceDocument[]): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
+  private async stage(input: DocumentInput): Promise<Omit<AddResult, 'encoded' | 'truncated'>> {
     this.lockForWriting();
-    // in the form that is hashed and stored, and an id that would not come back as given refused before anything
-    // is written (the table stages in slices, one transaction each)
-    const docs = input.map((d, i) => storedDocument(d, `document ${i + 1} of ${input.length} given`));
+    // an array in the form that is hashed and stored, and an id that would not come back as given refused,
+    // before anything is written (the table stages in slices, one transaction each)
+    const stored = Array.isArray(input)
+      ? input.map((d, i) => storedDocument(d, `document ${i + 1} of ${input.length} given`))
+      : undefined;
     // rows that fail their checksums cannot be trusted and go; those given again are staged and encoded anew
     const damaged = new Set(this.docs.damagedIds());
-    const given = new Set(docs.map((d) => d.id));
-    const unrecoverable = [...damaged].filter((id) => !given.has(id));
+    const given = new Set<string>();
     if (damaged.size > 0) await this.deleteNow([...damaged]);
     const counts: StageCounts = { added: 0, changed: 0, unchanged: 0, resumed: 0, repaired: 0 };
-    for (let i = 0; i < docs.length; i += 10_000) {
-      const c = this.docs.stage(docs.slice(i, i + 10_000), damaged);
+    for await (const slice of stageSlices(stored ?? (input as AsyncIterable<SourceDocument>))) {
+      for (const d of slice) given.add(d.id);
+      const c = this.docs.stage(slice, damaged);
       for (const k of Object.keys(counts) as (keyof StageCounts)[]) counts[k] += c[k];
       // between slices (each its own transaction) timers, I/O and signal handlers get a turn
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
+    const unrecoverable = [...damaged].filter((id) => !given.has(id));
     this.writeCounts();
     return {
       staged: counts.added + counts.changed + counts.repaired,
@@ -957,4 +965,39 @@ async function openStore(dir: string, m: IndexManifest, readOnly: boolean, threa
     }
   }
   return new UsearchStore(dir, local);
+}
+
+/** Documents to add: an array, or a stream of them (staged as it is read). */
+export type DocumentInput = readonly SourceDocument[] | AsyncIterable<SourceDocument>;
+
+/** Documents staged per docs.sqlite transaction. */
+const STAGE_SLICE = 10_000;
+
+function checkDocumentInput(docs: unknown): void {
+  const stream = typeof docs === 'object' && docs !== null && Symbol.asyncIterator in docs;
+  if (!stream) checkDocuments(docs);
+}
+
+/**
+ * The documents in slices of STAGE_SLICE: an array's as they are; a stream's checked as checkDocuments checks
+ * an array (positions counted over the whole stream) and made the form that is stored, one slice held at a time.
+ */
+async function* stageSlices(docs: DocumentInput): AsyncGenerator<SourceDocument[]> {
+  if (Array.isArray(docs)) {
+    for (let i = 0; i < docs.length; i += STAGE_SLICE) yield docs.slice(i, i + STAGE_SLICE);
+    return;
+  }
+  const check = documentChecker();
+  let slice: SourceDocument[] = [];
+  let i = 0;
+  for await (const d of docs as AsyncIterable<SourceDocument>) {
+    check(d, i);
+    slice.push(storedDocument(d, `document ${i + 1} given`));
+    i++;
+    if (slice.length === STAGE_SLICE) {
+      yield slice;
+      slice = [];
+    }
+  }
+  if (slice.length > 0) yield slice;
 }

@@ -375,3 +375,33 @@ test('an existing index refuses another --store or --store-uri, as it refuses an
     cleanup();
   }
 });
+
+test('index reads --input twice a document at a time: a bad line after 10,000 good ones stages nothing', async () => {
+  const { dir, cleanup } = tempDir('cli-stream');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    writeJsonl(input, corpus(3));
+    const out = path.join(dir, 'idx');
+    let r = await cli('index', '--model', model, '--input', input, '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    // more than one staging slice (10,000 documents) before the bad line: a single streamed pass would have
+    // staged them as pending, for the next run to encode
+    const good = Array.from({ length: 12_000 }, (_, i) => JSON.stringify({ _id: `n${i}`, text: `new ${i}` }));
+    writeFileSync(input, [...good, '{"_id": "broken", "text": '].join('\n') + '\n');
+    r = await cli('index', '--input', input, '--out', out);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.stderr,
+      new RegExp(`^search-r3: ${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:12001: not valid JSON`),
+    );
+    const index = await SearchIndex.open(out, {});
+    try {
+      assert.deepEqual({ ...index.stats(), generation: 0 }, { documents: 3, pending: 0, outdated: 0, generation: 0 });
+    } finally {
+      await index.close();
+    }
+  } finally {
+    cleanup();
+  }
+});

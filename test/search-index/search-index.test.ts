@@ -522,3 +522,36 @@ test('addDocuments refuses bad documents and ids given twice, before staging any
     cleanup();
   }
 });
+
+test('documents given as a stream are staged a slice at a time while it is read, checked as an array is', async () => {
+  const { dir, cleanup } = tempDir('stream');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+    const n = 25_000;
+    // what the index held staged when the stream was asked for each 5,000th document
+    const stagedWhenAsked: number[] = [];
+    async function* documents(): AsyncGenerator<SourceDocument> {
+      for (let i = 0; i < n; i++) {
+        if (i % 5000 === 0) stagedWhenAsked.push(index.stats().pending);
+        yield { id: `d${i}`, title: '', text: `text ${i}` };
+      }
+    }
+    const r = await index.stageDocuments(documents());
+    assert.equal(r.counts.added, n);
+    assert.equal(index.stats().pending, n);
+    // a whole corpus is never held: the first 10,000 are in docs.sqlite before the 15,000th is read
+    assert.deepEqual(stagedWhenAsked, [0, 0, 10_000, 10_000, 20_000]);
+    const doc = { id: 'new', title: 'T', text: 'x' };
+    async function* twice(): AsyncGenerator<SourceDocument> {
+      yield doc;
+      yield { ...doc, text: 'y' };
+    }
+    await assert.rejects(
+      index.stageDocuments(twice()),
+      refusedWith("document id 'new' appears twice, as documents[0] and documents[1]; give each document once."),
+    );
+  } finally {
+    cleanup();
+  }
+});
