@@ -17,6 +17,7 @@ import {
   learnMerges,
   listInputFiles,
   preTokenize,
+  readUtf8Lines,
   readUtf8Text,
   skippedLinesText,
   trainBpeTokenizer,
@@ -320,6 +321,44 @@ test('a folder of text is listed in name order, without link loops, links out of
     ]);
     // a file named is read whatever its name
     assert.deepEqual(await listInputFiles([path.join(root, 'manifest.json')]), [path.join(root, 'manifest.json')]);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('readUtf8Lines splits as node:readline does; a line over its bound is refused after those before', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bpe-lines-'));
+  try {
+    const file = path.join(dir, 'a.txt');
+    // 65,536 bytes is a read chunk: the \r is its last byte, the \n the next chunk's first
+    const first = 'x'.repeat(65_535);
+    writeFileSync(file, `${first}\r\né\r\r\nz\n\n€`);
+    const lines: { text: string; line: number }[] = [];
+    for await (const l of readUtf8Lines(file)) lines.push(l);
+    assert.deepEqual(
+      lines.map((l) => [l.text.length > 10 ? l.text.length : l.text, l.line]),
+      [
+        [65_535, 1],
+        ['é', 2],
+        ['', 3],
+        ['z', 4],
+        ['', 5],
+        ['€', 6],
+      ],
+    );
+    writeFileSync(file, `a\nb\n${'y'.repeat(200_000)}\nc\n`);
+    const seen: string[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const l of readUtf8Lines(file, 100_000)) seen.push(l.text);
+      })(),
+      (e: Error) =>
+        e instanceof InputFileError &&
+        e.message ===
+          `${file}: line 3 is longer than 100000 characters (no line break in it); each line is one record: check ` +
+            'that this is a text or JSON-lines file, and split a record this long',
+    );
+    assert.deepEqual(seen, ['a', 'b']);
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }

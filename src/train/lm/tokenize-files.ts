@@ -4,12 +4,10 @@
  * so that its threads load only the tokenizer (tokenize-worker.ts).
  */
 import { availableParallelism } from 'node:os';
-import { createInterface } from 'node:readline';
-import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { threadsSetting } from '../../io/env-settings.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
-import { InputFileError, jsonlDocumentText, readUtf8File, readUtf8Text } from '../../model/bpe-trainer.js';
+import { InputFileError, jsonlDocumentText, readUtf8File, readUtf8Lines } from '../../model/bpe-trainer.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 
 /**
@@ -24,12 +22,9 @@ export async function* readDocuments(file: string): AsyncGenerator<string> {
     if (text.trim() !== '') yield text;
     return;
   }
-  const lines = createInterface({ input: Readable.from(readUtf8Text(file)), crlfDelay: Infinity });
-  let n = 0;
   let documents = 0;
   let firstWithout: { line: number; keys: string[] } | null = null;
-  for await (const line of lines) {
-    n++;
+  for await (const { text: line, line: n } of readUtf8Lines(file)) {
     if (line.trim() === '') continue;
     const text = jsonlDocumentText(line, file, n);
     if (text !== '') {

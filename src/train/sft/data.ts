@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { beirCorpusFile, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
-import { readUtf8File } from '../../model/bpe-trainer.js';
+import { readUtf8Lines } from '../../model/bpe-trainer.js';
 import { Rng } from '../../tensor/index.js';
 import { readTrainingSplit, trainingSplitFiles, type HeldOutCounts } from '../hold-out.js';
 import { type AnalysisSettings, type ConceptAnalysis, TermStatistics, analyseQuery } from './analysis.js';
@@ -102,22 +102,20 @@ export async function loadTrainingData(
       const type = src.type as keyof typeof FILE_SOURCES;
       throw new DataError(src.path, `is a folder; a "${type}" source names ${FILE_SOURCES[type]}`);
     }
-    // strict UTF-8, as train lm reads text: leniently decoded, a Latin-1 file would train on U+FFFD
-    const text = (): Promise<string> => readUtf8File(src.path);
     const raw =
       src.type === 'beir'
         ? await beirExamples(src.path, src.split, src.sameTitleNegatives, src.holdOut, stats.heldOut)
         : src.type === 'climate-fever'
-          ? climateFeverExamples(src.path, await text())
+          ? await climateFeverExamples(src.path)
           : src.type === 'pairs'
-            ? pairExamples(src.path, await text())
+            ? await pairExamples(src.path)
             : src.type === 'pseudo-queries'
               ? pseudoQueryExamples(await sourceCorpus(src.path, src.maxDocuments), {
                   ...PSEUDO_QUERY_DEFAULTS,
                   kind: src.queries,
                   seed: src.seed,
                 })
-              : jsonlExamples(src.path, await text());
+              : await jsonlExamples(src.path);
     const kept: TrainExample[] = [];
     for (const ex of raw) {
       const clean = cleanExample(ex, stats);
@@ -239,20 +237,23 @@ function corpusFileOf(p: string): string | undefined {
   return existsSync(p) && statSync(p).isDirectory() ? beirCorpusFile(p) : p;
 }
 
-/** The JSON objects of the text of `file`, with their line numbers. */
-function* jsonLines(file: string, text: string): Generator<[Record<string, unknown>, number]> {
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i].trim() === '') continue;
+/**
+ * The JSON objects of `file`, with their line numbers, read a line at a time as strict UTF-8 (as train lm reads
+ * text: leniently decoded, a Latin-1 file would train on U+FFFD), so that only the examples are held, not the
+ * file's text and its lines beside them.
+ */
+async function* jsonLines(file: string): AsyncGenerator<[Record<string, unknown>, number]> {
+  for await (const { text, line } of readUtf8Lines(file)) {
+    if (text.trim() === '') continue;
     let v: unknown;
     try {
-      v = JSON.parse(lines[i]);
+      v = JSON.parse(text);
     } catch (e) {
-      throw new DataError(file, `not valid JSON (${(e as Error).message})`, i + 1);
+      throw new DataError(file, `not valid JSON (${(e as Error).message})`, line);
     }
     if (typeof v !== 'object' || v === null || Array.isArray(v))
-      throw new DataError(file, 'expected a JSON object per line', i + 1);
-    yield [v as Record<string, unknown>, i + 1];
+      throw new DataError(file, 'expected a JSON object per line', line);
+    yield [v as Record<string, unknown>, line];
   }
 }
 
@@ -271,9 +272,9 @@ function texts(v: unknown, file: string, line: number, key: string): string[] {
   });
 }
 
-function jsonlExamples(file: string, text: string): TrainExample[] {
+async function jsonlExamples(file: string): Promise<TrainExample[]> {
   const out: TrainExample[] = [];
-  for (const [o, line] of jsonLines(file, text)) {
+  for await (const [o, line] of jsonLines(file)) {
     if (typeof o.query !== 'string') throw new DataError(file, "missing 'query' (a string)", line);
     // positives under another key ("positive", "positives") would drop every line as a query without one
     if (!Object.hasOwn(o, 'pos') && !Object.hasOwn(o, 'positive_passages')) {
@@ -296,20 +297,20 @@ function jsonlExamples(file: string, text: string): TrainExample[] {
   return out;
 }
 
-function pairExamples(file: string, text: string): TrainExample[] {
+async function pairExamples(file: string): Promise<TrainExample[]> {
   const out: TrainExample[] = [];
-  text.split('\n').forEach((text, i) => {
-    if (text.trim() === '') return;
+  for await (const { text, line } of readUtf8Lines(file)) {
+    if (text.trim() === '') continue;
     const f = text.split('\t');
-    if (f.length !== 2) throw new DataError(file, `expected 'query<TAB>positive', found ${f.length} fields`, i + 1);
+    if (f.length !== 2) throw new DataError(file, `expected 'query<TAB>positive', found ${f.length} fields`, line);
     out.push({ query: f[0], positives: [f[1]], negatives: [] });
-  });
+  }
   return out;
 }
 
-function climateFeverExamples(file: string, text: string): TrainExample[] {
+async function climateFeverExamples(file: string): Promise<TrainExample[]> {
   const out: TrainExample[] = [];
-  for (const [o, line] of jsonLines(file, text)) {
+  for await (const [o, line] of jsonLines(file)) {
     if (typeof o.claim !== 'string' || !Array.isArray(o.evidences))
       throw new DataError(file, "expected 'claim' and 'evidences'", line);
     const ev = o.evidences as { evidence_label?: string; evidence?: string }[];

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { InputFileError } from '../../../src/model/bpe-trainer.js';
+import { InputFileError, MAX_LINE_CHARS } from '../../../src/model/bpe-trainer.js';
 import { loadTrainingData, DataError } from '../../../src/train/sft/data.js';
 import { ProgressBar } from '../../../src/train/progress.js';
 import { renderReport } from '../../../src/train/report.js';
@@ -151,5 +151,26 @@ test('a jsonl source without a known positive key, or a file not in UTF-8, is re
         e instanceof InputFileError && e.message.startsWith(`${file}: is not UTF-8 text (invalid UTF-8 at byte offset`),
       type,
     );
+  }
+});
+
+test('a training file is read a line at a time: a line over 64 MiB is refused naming the file and line', async () => {
+  const dir = tempDir('data-long-line');
+  const file = path.join(dir, 'long.jsonl');
+  try {
+    const fd = openSync(file, 'w');
+    writeSync(fd, JSON.stringify({ query: 'q1', pos: ['p1'] }) + '\n{"query": "q2", "pos": ["');
+    const block = Buffer.alloc(1 << 20, 'a');
+    for (let written = 0; written <= MAX_LINE_CHARS; written += block.length) writeSync(fd, block);
+    writeSync(fd, '"]}\n');
+    closeSync(fd);
+    await assert.rejects(
+      loadTrainingData([{ type: 'jsonl', path: file }]),
+      (e: unknown) =>
+        e instanceof InputFileError &&
+        e.message.startsWith(`${file}: line 2 is longer than ${MAX_LINE_CHARS} characters`),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
