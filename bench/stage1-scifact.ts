@@ -22,7 +22,8 @@ import { candidatePool, loadTrainingData } from '../src/train/sft/data.js';
 import { Embedder } from '../src/embed/embedder.js';
 import { loadDevSet, scoreDevSet, type DevSet, type DevSetScore } from '../src/eval/dev-eval.js';
 import { ModelRetriever } from '../src/eval/model-retriever.js';
-import { bm25Ranker, mineHardNegatives, toJsonl } from '../src/train/sft/mine.js';
+import { bm25Ranker, jsonlLines, mineHardNegatives } from '../src/train/sft/mine.js';
+import { writeLinesAtomicallySync } from '../src/io/atomic-file.js';
 import { trainSft } from '../src/train/sft/trainer.js';
 import { repoRoot } from '../test/helpers/repo.js';
 
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
       falseNegativeRatio: 0.95,
       seed: 0,
     });
-    writeFileSync(mined, toJsonl(r.mined));
+    writeLinesAtomicallySync(mined, jsonlLines(r.mined));
     log(`mined ${r.stats.negatives} negatives (${r.stats.filteredAsFalseNegative} dropped as likely false negatives)`);
   }
   const cfgJson = {

@@ -6,8 +6,8 @@ import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } fr
 import { modelHelp } from './option-help.js';
 import { loadSftConfig } from '../train/sft/config.js';
 import { candidatePool, loadTrainingData, sourceFiles, type DataStats } from '../train/sft/data.js';
-import { bm25Ranker, mineHardNegatives, modelRanker, toJsonl, type Ranker } from '../train/sft/mine.js';
-import { writeFileAtomicallySync } from '../io/atomic-file.js';
+import { bm25Ranker, mineHardNegatives, modelRanker, jsonlLines, type Ranker } from '../train/sft/mine.js';
+import { writeLinesAtomicallySync } from '../io/atomic-file.js';
 import { loadModelFolder, type LoadedModel } from '../model/model-folder.js';
 import { evalProgress } from './eval-progress.js';
 
@@ -145,7 +145,7 @@ export const mineCommand: Command = {
       },
       (done, total) => progress('mining', done, total),
     );
-    writeFileAtomicallySync(values.out, toJsonl(mined));
+    writeLinesAtomicallySync(values.out, jsonlLines(mined));
     console.log(
       `${stats.queries} queries (${ds.withoutPositive} without a positive, ` +
         `${ds.positiveIsQuery} with only itself as one skipped${heldOut(ds)}): ${stats.negatives} ` +

@@ -1,6 +1,5 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomicallySync } from '../io/atomic-file.js';
+import { writeFileAtomicallySync, writeLinesAtomicallySync } from '../io/atomic-file.js';
 import { EvalInputError } from './input-error.js';
 import { readLines, splitFields } from './line-reader.js';
 import { sortedIds, trecRankOrder } from './trec-order.js';
@@ -76,22 +75,7 @@ export function* formatTrecRun(run: Run, tag: string): Generator<string> {
 /** Writes a TREC run file atomically, streamed in pieces of about 1 MiB. */
 export function writeTrecRun(file: string, run: Run, tag: string): void {
   makeFolderSync(dirname(file));
-  writeFileAtomicallySync(file, (tmp) => {
-    const fd = openSync(tmp, 'w');
-    try {
-      let buf = '';
-      for (const line of formatTrecRun(run, tag)) {
-        buf += line;
-        if (buf.length > 1 << 20) {
-          writeSync(fd, buf);
-          buf = '';
-        }
-      }
-      writeSync(fd, buf);
-    } finally {
-      closeSync(fd);
-    }
-  });
+  writeLinesAtomicallySync(file, formatTrecRun(run, tag));
 }
 
 /** Writes a text file atomically, making its folder when missing. */

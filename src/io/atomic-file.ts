@@ -18,6 +18,7 @@ import {
   renameSync,
   rmSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import path from 'node:path';
 import { isWithin } from './path-relation.js';
@@ -255,4 +256,27 @@ export async function writeDirAtomically(dir: string, write: (tmp: string) => Pr
   } catch (err) {
     throw namingFile(err, dir, tmp, target);
   }
+}
+
+/**
+ * Writes the text `lines` give (each with its own line break) atomically, in pieces of about 1 MiB: the file is
+ * never one string, which past V8's string limit (about 512 MiB) could not be made at all.
+ */
+export function writeLinesAtomicallySync(file: string, lines: Iterable<string>): void {
+  writeFileAtomicallySync(file, (tmp) => {
+    const fd = openSync(tmp, 'w');
+    try {
+      let buf = '';
+      for (const line of lines) {
+        buf += line;
+        if (buf.length > 1 << 20) {
+          writeSync(fd, buf);
+          buf = '';
+        }
+      }
+      writeSync(fd, buf);
+    } finally {
+      closeSync(fd);
+    }
+  });
 }

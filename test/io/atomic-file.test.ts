@@ -7,14 +7,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
+  closeSync,
   linkSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   promises as fsp,
   readdirSync,
   readFileSync,
   readlinkSync,
+  readSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -30,6 +33,7 @@ import {
   tempPathFor,
   writeDirAtomically,
   writeFileAtomicallySync,
+  writeLinesAtomicallySync,
   writeTextFileAtomically,
 } from '../../src/io/atomic-file.js';
 
@@ -220,6 +224,27 @@ test('probing where a file will be written leaves nothing behind, a folder not m
     probeWrite(path.join(dir, 'run.trec'));
     probeWrite(path.join(dir, 'a', 'b', 'run.trec'));
     assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('writeLinesAtomicallySync writes more text than one string can hold (600 MiB), a piece at a time', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-lines-out-'));
+  try {
+    const file = path.join(dir, 'big.jsonl');
+    // one 1 MiB string written 600 times: joined first, the text would pass V8's string limit (about 512 MiB)
+    const line = 'x'.repeat((1 << 20) - 1) + '\n';
+    writeLinesAtomicallySync(
+      file,
+      Array.from({ length: 600 }, () => line),
+    );
+    assert.equal(statSync(file).size, 600 * (1 << 20));
+    const fd = openSync(file, 'r');
+    const tail = Buffer.alloc(4);
+    readSync(fd, tail, 0, 4, 600 * (1 << 20) - 4);
+    closeSync(fd);
+    assert.equal(tail.toString(), 'xxx\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

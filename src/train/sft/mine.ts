@@ -142,6 +142,6 @@ export function modelRanker(
 }
 
 /** FlagEmbedding's layout, one object per line. */
-export function toJsonl(examples: readonly TrainExample[]): string {
-  return examples.map((e) => JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives }) + '\n').join('');
+export function* jsonlLines(examples: readonly TrainExample[]): Generator<string> {
+  for (const e of examples) yield JSON.stringify({ query: e.query, pos: e.positives, neg: e.negatives }) + '\n';
 }
