@@ -45,7 +45,13 @@ export async function shardedEmbeddings(
   encoder: ShardEncoder,
   warn: (line: string) => void,
 ): Promise<ShardedEmbeddings> {
-  const parts: Float32Array[] = [];
+  // every shard's rows go straight into the one matrix, made when the first shard gives the dimension: shards
+  // gathered and then joined would hold the corpus's embeddings twice
+  let data: Float32Array | undefined;
+  const place = (rows: Float32Array, start: number, d: number): void => {
+    data ??= new Float32Array(ids.length * d);
+    data.set(rows, start * d);
+  };
   let seconds = 0,
     dim = 0,
     reused = true;
@@ -59,7 +65,7 @@ export async function shardedEmbeddings(
       record?.documents === end - start &&
       (await readVerified(files, recordFile, record.sha256, () => readNpyEmbeddings(file), warn));
     if (record && cached) {
-      parts.push(cached.data);
+      place(cached.data, start, cached.dim);
       dim = cached.dim;
       seconds += record.seconds;
       continue;
@@ -75,17 +81,11 @@ export async function shardedEmbeddings(
       recordFile,
       JSON.stringify({ seconds: took, documents: end - start, sha256: await sumsOf(files) }) + '\n',
     );
-    parts.push(out.vectors);
+    place(out.vectors, start, dim);
     seconds += took;
     await new Promise((r) => setImmediate(r)); // let progress output through between shards
   }
-  const data = new Float32Array(ids.length * dim);
-  let at = 0;
-  for (const p of parts) {
-    data.set(p, at);
-    at += p.length;
-  }
-  return { matrix: { ids: [...ids], dim, data }, seconds, reused };
+  return { matrix: { ids: [...ids], dim, data: data ?? new Float32Array(0) }, seconds, reused };
 }
 
 /** The encoding time the shard records in `folder` keep (0 when there are none). */

@@ -82,16 +82,21 @@ export class ModelRetriever implements Retriever {
     k: number,
     onProgress?: ProgressFn,
   ): Promise<Run> {
-    const progress = (done: number, total: number): void => onProgress?.('encoding documents', done, total);
-    const docs = (await this.embedder.embedDocuments(corpus.map(documentText), progress)).vectors;
+    const docs = await this.documentMatrix(corpus, onProgress);
     const { matrix, forced } = await embedQueryMatrix(this.embedder, queries, this.options, onProgress);
     this.forcedQueries = forced;
-    const dim = this.embedder.dimension;
-    const result = await denseSearch(
-      matrix,
-      { ids: corpus.map((d) => d.id), dim, data: stackVectors(docs, dim) },
-      { k, onProgress },
-    );
+    const result = await denseSearch(matrix, docs, { k, onProgress });
     return result.run;
+  }
+
+  /**
+   * The corpus embedded, as one matrix. Made here, so that the vectors one by one are garbage once stacked,
+   * rather than held beside the matrix and the search's own normalised copy of it.
+   */
+  private async documentMatrix(corpus: readonly BeirDocument[], onProgress?: ProgressFn): Promise<EmbeddingMatrix> {
+    const progress = (done: number, total: number): void => onProgress?.('encoding documents', done, total);
+    const { vectors } = await this.embedder.embedDocuments(corpus.map(documentText), progress);
+    const dim = this.embedder.dimension;
+    return { ids: corpus.map((d) => d.id), dim, data: stackVectors(vectors, dim) };
   }
 }
