@@ -101,15 +101,19 @@ export class Embedder {
     onProgress?: (done: number, total: number) => void,
   ): Steps<{ vectors: Float32Array[]; stats: EmbedStats }> {
     checkTexts(texts, 'document');
-    // only how many texts were cut is reported, so a long document is encoded no further than its prompt
-    const prompts = texts.map((t) =>
-      encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength, false, UNCOUNTED_CUT),
-    );
-    const vectors = yield* this.forwardSteps(
-      prompts.map((p) => p.ids),
-      onProgress,
-    );
-    return { vectors, stats: embedStats(texts, prompts) };
+    // Every prompt is held until the last batch (batches are cut by length over them all): kept as 4-byte ids
+    // with only their counts, not as a JS array of numbers (8 bytes a token) in its EncodedPrompt.
+    let tokens = 0;
+    let truncatedTexts = 0;
+    const seqs = texts.map((t) => {
+      // only how many texts were cut is reported, so a long document is encoded no further than its prompt
+      const p = encodePrompt(this.tokenizer, t, 'document', this.templates, this.maxLength, false, UNCOUNTED_CUT);
+      tokens += p.ids.length;
+      if (p.truncated > 0) truncatedTexts++;
+      return Int32Array.from(p.ids);
+    });
+    const vectors = yield* this.forwardSteps(seqs, onProgress);
+    return { vectors, stats: { texts: texts.length, tokens, truncatedTexts } };
   }
 
   /** Embeds queries; with reasoning on, the model analyses each query before emitting the token. */
@@ -136,7 +140,10 @@ export class Embedder {
   }
 
   /** forwardBatches one batch (one forward pass) per step. */
-  private *forwardSteps(seqs: number[][], onProgress?: (done: number, total: number) => void): Steps<Float32Array[]> {
+  private *forwardSteps(
+    seqs: readonly (readonly number[] | Int32Array)[],
+    onProgress?: (done: number, total: number) => void,
+  ): Steps<Float32Array[]> {
     const order = seqs.map((_, i) => i).sort((a, b) => seqs[b].length - seqs[a].length);
     const out = new Array<Float32Array>(seqs.length);
     const d = this.dimension;
