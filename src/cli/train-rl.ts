@@ -24,10 +24,11 @@ reasoning length, environment statistics), checkpoints/step-NNNNNNNN and final/.
 
 config (JSON; unknown keys are an error; model, output and data.beir are required):
   model (a model folder: stage-1 final/ or best/), output, seed (0), steps (100), maxLength (256)
-  data: {beir: <folder>, split: "train", holdOut: null | {n, seed} (leave out the seeded sample of n
+  data: {beir: <folder>, split: "train" (never "test"), holdOut: null | {n, seed} (leave out the seeded sample of n
          queries that is a dev set), maxQueries: 0, maxDocuments: 0 (0 = all)}
   rollout: {queries: 4, group: 4, temperature: 1, topP: 1, topK: 0, maxReasoningTokens: 32}
   reward: {kind: "dcg" | "ndcg" | "rr", k: 10 (rr: 0 = no cutoff), formatPenalty: 0.5, lengthPenalty: 0}
+          (both penalties ≥ 0: they are taken from the reward)
   loss: {clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0, temperature: 0.05}
   optimizer: {lr: 1e-5, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, minLr: 0, maxGradNorm: 1}
   lora: null (full fine-tuning) | {rank: 8, alpha: 16, dropout: 0, targets: [...]}

@@ -129,11 +129,11 @@ export function checkProfileRules(profile: RecipeProfile, p: RecipePaths): Omit<
   ] as const) {
     for (const src of cfg.data) {
       if (EVALUATED.some((r) => r.test(rel(src.path)))) refuse(name, src.path, 'is an evaluated set: never trained on');
-      if (src.type === 'beir' && src.split === 'test') refuse(name, src.path, 'is read with its test split');
     }
   }
-  if (EVALUATED.some((r) => r.test(rel(stage2.data.beir))) || stage2.data.split === 'test')
-    refuse('stage2', `${stage2.data.beir} (split ${stage2.data.split})`, 'is evaluated: never trained on');
+  // a test split is refused by the parsers (checkTrainingSplit), before these rules
+  if (EVALUATED.some((r) => r.test(rel(stage2.data.beir))))
+    refuse('stage2', stage2.data.beir, 'is an evaluated set: never trained on');
   if (stage1.eval && (EVALUATED.some((r) => r.test(rel(stage1.eval!.beir))) || stage1.eval.split === 'test'))
     refuse('stage1', stage1.eval.beir, 'is evaluated: the dev set must be another split');
   const leak = devSampleLeak({ mine, stage1, stage2 });

@@ -29,6 +29,16 @@ export function parseHoldOut(v: unknown, at: string): QuerySample | null {
   return { n, seed };
 }
 
+/**
+ * Refuses a training split named test (`key` is its config key, e.g. "data.split"): test qrels are for
+ * evaluation only, and training on them would make every reported test score meaningless. Any case is
+ * refused, as a case-insensitive file system opens qrels/test.tsv for "Test".
+ */
+export function checkTrainingSplit(split: string, key: string): void {
+  if (split.toLowerCase() === 'test')
+    throw new ConfigError(`"${key}" is "${split}": test queries are never trained on; use the train (or dev) split`);
+}
+
 /** The files readTrainingSplit reads: the split's corpus, queries and qrels, and the test qrels it filters by. */
 export function trainingSplitFiles(folder: string, split: string): string[] {
   return [...Object.values(beirSplitFiles(folder, split)), beirSplitFiles(folder, 'test').qrels];

@@ -181,7 +181,12 @@ test('a profile that trains on an evaluated set, or reasons for different budget
     ...PROFILES.gpu,
     stage2: (q) => ({ ...PROFILES.gpu.stage2(q), data: { beir: path.join(q.data, 'scifact'), split: 'test' } }),
   };
-  assert.throws(() => checkProfileRules(testSplit, p), /is evaluated: never trained on/);
+  assert.throws(
+    () => checkProfileRules(testSplit, p),
+    (e: unknown) =>
+      e instanceof RecipeConfigError &&
+      /profile gpu, stage2 config: "data.split" is "test": test queries are never trained on/.test(e.message),
+  );
   const budgets: RecipeProfile = { ...PROFILES.gpu, evaluateArgs: ['--max-reasoning-tokens', '24'] };
   assert.throws(() => checkProfileRules(budgets, p), /stage 2 reasons for 32 tokens, the evaluation for 24/);
 });

@@ -15,7 +15,7 @@ import {
   readConfigFile,
 } from '../config-merge.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
-import { parseHoldOut } from '../hold-out.js';
+import { checkTrainingSplit, parseHoldOut } from '../hold-out.js';
 
 export interface RlConfig {
   /** Starting policy: a model folder, such as stage 1's final/ or best/ (a LoRA adapter folder merges as it loads). */
@@ -165,12 +165,24 @@ function check(c: RlConfig): void {
       `"rollout.temperature" must be > 0, got ${c.rollout.temperature}: the responses of a group are sampled, ` +
         'and at 0 (greedy) they are all the same, so every advantage is 0 and GRPO never updates the policy',
     );
+  // both are subtracted from the reward (rlenv reward.ts): a negative one would reward what it is meant to punish
+  if (!(c.reward.formatPenalty >= 0))
+    throw new ConfigError(
+      `"reward.formatPenalty" must be ≥ 0, got ${c.reward.formatPenalty}: it is taken from the reward of a ` +
+        'response that never emitted the embed token, so a negative one would reward leaving it out',
+    );
+  if (!(c.reward.lengthPenalty >= 0))
+    throw new ConfigError(
+      `"reward.lengthPenalty" must be ≥ 0, got ${c.reward.lengthPenalty}: it is taken from the reward in ` +
+        'proportion to the reasoning tokens used, so a negative one would reward longer reasoning',
+    );
   nonneg(c.loss.beta, 'loss.beta');
   nonneg(c.loss.infonce, 'loss.infonce');
   count(c.rollout.maxReasoningTokens, 'rollout.maxReasoningTokens');
   count(c.rollout.topK, 'rollout.topK');
   if (!(c.rollout.topP > 0 && c.rollout.topP <= 1))
     throw new ConfigError(`"rollout.topP" must be in (0, 1], got ${c.rollout.topP}`);
+  checkTrainingSplit(c.data.split, 'data.split');
   count(c.data.maxQueries, 'data.maxQueries');
   count(c.data.maxDocuments, 'data.maxDocuments');
   const counts = [

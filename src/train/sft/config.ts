@@ -16,7 +16,7 @@ import {
   readConfigFile,
 } from '../config-merge.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
-import { parseHoldOut } from '../hold-out.js';
+import { checkTrainingSplit, parseHoldOut } from '../hold-out.js';
 import type { PseudoQueryKind } from './pseudo-queries.js';
 
 export type DataSourceConfig =
@@ -189,9 +189,7 @@ function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
   if (o.type === 'beir') {
     if (o.split !== undefined && typeof o.split !== 'string') throw new ConfigError(`"${at}.split" must be a string`);
     const split = (o.split as string | undefined) ?? 'train';
-    // test qrels are for evaluation only: training on them would make every reported score meaningless
-    if (split === 'test')
-      throw new ConfigError(`"${at}.split" is "test": test queries are never trained on; use the train (or dev) split`);
+    checkTrainingSplit(split, `${at}.split`);
     const sameTitleNegatives = int(o.sameTitleNegatives, 'sameTitleNegatives', 0);
     const holdOut = parseHoldOut(o.holdOut, `${at}.holdOut`);
     return {

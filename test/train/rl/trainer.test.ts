@@ -231,6 +231,15 @@ test('config: unknown keys and bad values are refused with the key named', () =>
     [{ environment: { rolling: 0.5 } }, /"environment.rolling"/],
     [{ environment: { rolling: 0 } }, /"environment.driftCorrection" estimates the corpus drift from the rolling rows/],
     [{ data: { beir: 'b', maxQueries: -1 } }, /"data.maxQueries"/],
+    // the test split is for evaluation only, in any case a case-insensitive file system would open it in
+    [
+      { data: { beir: 'b', split: 'test' } },
+      /"data.split" is "test": test queries are never trained on; use the train/,
+    ],
+    [{ data: { beir: 'b', split: 'Test' } }, /"data.split" is "Test": test queries are never trained on/],
+    // a negative penalty is a bonus for what it punishes: a forced embed token, long reasoning
+    [{ reward: { formatPenalty: -0.5 } }, /"reward.formatPenalty" must be ≥ 0, got -0.5: .* never emitted the embed/],
+    [{ reward: { lengthPenalty: -0.1 } }, /"reward.lengthPenalty" must be ≥ 0, got -0.1: .* reward longer reasoning/],
     [{ constructor: {} }, /"constructor" is not a config key/],
     // no sampled token and no contrastive term: every step would leave the policy as it was
     [
@@ -240,6 +249,8 @@ test('config: unknown keys and bad values are refused with the key named', () =>
   ];
   for (const [over, re] of bad) assert.throws(() => parseRlConfig({ ...base, ...over }, '/'), re);
   assert.equal(parseRlConfig(base, '/x').model, '/x/m');
+  assert.equal(parseRlConfig({ ...base, data: { beir: 'b', split: 'dev' } }, '/').data.split, 'dev');
+  assert.equal(parseRlConfig({ ...base, reward: { formatPenalty: 0, lengthPenalty: 0 } }, '/').reward.formatPenalty, 0);
 });
 
 test(
