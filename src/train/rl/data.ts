@@ -84,3 +84,27 @@ export async function loadRlData(data: RlConfig['data']): Promise<RlData> {
     },
   };
 }
+
+/**
+ * Why `stats` holds no query to train on, and what to check. A corpus cut by data.maxDocuments is not among the
+ * causes: the cut keeps every positive of the queries used.
+ */
+export function noTrainingQuery(stats: RlData['stats'], split: string): string {
+  const qrels = `qrels/${split}.tsv`;
+  if (stats.judgedQueries === 0)
+    return (
+      `${qrels} leaves no query to train on: it judges none, or every one was held out (by data.holdOut, or as ` +
+      'the text of a test query)'
+    );
+  const n = stats.judgedQueries;
+  if (stats.positivesNotInCorpus === 0)
+    return (
+      `none of the ${n} queries of ${qrels} has a document judged relevant (grade ≥ 1): check that its third ` +
+      'column holds the grades'
+    );
+  return (
+    `none of the ${n} queries of ${qrels} has a relevant document in corpus.jsonl (all ` +
+    `${stats.positivesNotInCorpus} it judges relevant are missing): check that the qrels and corpus.jsonl are ` +
+    "of the same dataset and version, whose document ids match, not another dataset's or split's"
+  );
+}

@@ -53,7 +53,7 @@ import {
   epochOrder,
 } from '../training-run.js';
 import { DEFAULT_RL_CONFIG, type RlConfig } from './config.js';
-import { loadRlData, type RlData, type RlQuery } from './data.js';
+import { loadRlData, noTrainingQuery, type RlData, type RlQuery } from './data.js';
 import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
 import { groupAdvantages, grpoLoss, responseMeanWeights } from './grpo.js';
 import { forwardRollouts, sampleRollouts, unitRows, type Rollout } from './rollout.js';
@@ -203,8 +203,7 @@ async function trainInFolder(
   const data = await loadRlData(cfg.data);
   const st = data.stats;
   if (data.queries.length === 0) {
-    const none = `no query has a positive in the corpus (${st.skippedNoPositiveInCorpus} skipped)`;
-    throw new RunFolderError(`${cfg.data.beir} (${cfg.data.split}): ${none}`);
+    throw new RunFolderError(`${cfg.data.beir}: ${noTrainingQuery(st, cfg.data.split)}`);
   }
   const skipped =
     `${st.skippedNoPositiveInCorpus} skipped: no positive in the corpus; ` +

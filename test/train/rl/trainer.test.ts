@@ -72,6 +72,30 @@ test('a corpus too large for the allowed table memory is refused with the size i
   assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
 });
 
+test('a split with no query to train on says what to check: the ids, or the grades, of its qrels', async () => {
+  const { dir, raw } = await fixture();
+  const beir = path.join(dir, 'beir');
+  const cfg = parseRlConfig(raw, dir);
+  // the corpus of another dataset: no judged document id is in it
+  const corpus = readFileSync(path.join(beir, 'corpus.jsonl'), 'utf8');
+  writeFileSync(path.join(beir, 'corpus.jsonl'), corpus.replaceAll('"_id":"d', '"_id":"other-'));
+  await assert.rejects(
+    trainRl(cfg, { progress: false }),
+    (e: unknown) =>
+      /beir: none of the 8 queries of qrels\/train.tsv has a relevant document in corpus.jsonl \(all 9 /.test(
+        (e as Error).message,
+      ) && /: check that the qrels and corpus.jsonl are of the same dataset and version/.test((e as Error).message),
+  );
+  // qrels that judge every document irrelevant
+  writeFileSync(path.join(beir, 'corpus.jsonl'), corpus);
+  const qrels = path.join(beir, 'qrels', 'train.tsv');
+  writeFileSync(qrels, readFileSync(qrels, 'utf8').replace(/\t1$/gm, '\t0'));
+  await assert.rejects(
+    trainRl(cfg, { progress: false }),
+    /none of the 8 queries of qrels\/train.tsv has a document judged relevant \(grade ≥ 1\): check that its third/,
+  );
+});
+
 test('resume continues from the newest checkpoint to the requested steps', async () => {
   const { dir, raw } = await fixture();
   const cfg = parseRlConfig(raw, dir);
