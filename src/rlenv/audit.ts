@@ -20,7 +20,8 @@ export interface AuditStep {
 export interface AuditSummary {
   steps: number;
   responses: number;
-  encodesPerStep: { local: number; exact: number; ratio: number };
+  /** ratio: exact ÷ local, null when the local side encodes none (no ratio to give). */
+  encodesPerStep: { local: number; exact: number; ratio: number | null };
   secondsPerStep: { local: number; exact: number };
   meanStaleness: number;
   meanAbsRewardDiff: number;
@@ -82,7 +83,7 @@ export function summariseAudit(steps: readonly AuditStep[]): AuditSummary {
   return {
     steps: steps.length,
     responses: local.length,
-    encodesPerStep: { local: le, exact: ee, ratio: le > 0 ? ee / le : Infinity },
+    encodesPerStep: { local: le, exact: ee, ratio: le > 0 ? ee / le : null },
     secondsPerStep: { local: mean(steps.map((s) => s.localSeconds)), exact: mean(steps.map((s) => s.exactSeconds)) },
     meanStaleness: mean(steps.map((s) => s.localStaleness)),
     meanAbsRewardDiff: mean(diffs),
@@ -93,12 +94,20 @@ export function summariseAudit(steps: readonly AuditStep[]): AuditSummary {
   };
 }
 
+/** How many fewer documents the local side encodes per step than the exact one, in words true at every count. */
+function encodeComparison(local: number, exact: number): string {
+  if (local === 0) return exact === 0 ? 'neither encodes any' : 'the local side encodes none';
+  if (exact === 0) return 'the exact side encodes none';
+  if (local === exact) return 'as many';
+  return exact > local ? `${(exact / local).toFixed(1)}× fewer locally` : `${(local / exact).toFixed(1)}× more locally`;
+}
+
 export function formatAudit(s: AuditSummary): string {
   const f = (x: number, d = 4): string => (Number.isFinite(x) ? x.toFixed(d) : String(x));
   return [
     `audited steps ${s.steps} (${s.responses} responses)`,
     `document encodes / step: local ${f(s.encodesPerStep.local, 1)}, exact ${f(s.encodesPerStep.exact, 1)} ` +
-      `(${f(s.encodesPerStep.ratio, 1)}× fewer)`,
+      `(${encodeComparison(s.encodesPerStep.local, s.encodesPerStep.exact)})`,
     `environment wall time / step: local ${f(s.secondsPerStep.local, 3)} s, exact ${f(s.secondsPerStep.exact, 3)} s`,
     `mean staleness of the local table (policy versions behind): ${f(s.meanStaleness, 3)}`,
     `reward: mean local ${f(s.meanReward.local)}, exact ${f(s.meanReward.exact)}; mean |Δ| ` +
