@@ -40,6 +40,7 @@ import { responseReward, type RankingRewardKind, type RewardSettings } from '../
 import type { RefreshMode } from '../../rlenv/refresh-policy.js';
 import { TableTooLargeError, checkTableSize, defaultTableLimit } from '../../rlenv/embedding-table.js';
 import type { AuditStep } from '../../rlenv/audit.js';
+import { excludeScaledCosines } from '../excluded-logits.js';
 import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { trainingSplitFiles } from '../hold-out.js';
 import type { MetricRecord } from '../report.js';
@@ -96,8 +97,11 @@ const std = (xs: readonly number[]): number => {
   return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
 };
 
-/** −log Σ_{p ∈ positives} softmax(cos(e, D)/τ): InfoNCE of one response embedding against constant documents. */
-function responseInfoNce(
+/**
+ * −log Σ_{p ∈ positives} softmax(cos(e, D)/τ) = logsumexp(all) − logsumexp(positives): InfoNCE of one response
+ * embedding `emb` [1, d] against `m` constant unit document rows `docs`.
+ */
+export function responseInfoNce(
   emb: Tensor,
   docs: Float32Array,
   m: number,
@@ -106,8 +110,12 @@ function responseInfoNce(
 ): Tensor {
   const d = emb.shape[1];
   const logits = T.scale(T.matmul(T.l2normalize(emb), new T.Tensor(docs, [m, d]), { transB: true }), 1 / temperature);
-  const mask = Float32Array.from(isPositive, (p) => (p ? 0 : -1e4));
-  return T.neg(T.logsumexp(T.add(T.logSoftmax(logits), new T.Tensor(mask, [1, m])), -1));
+  const positives = excludeScaledCosines(
+    logits,
+    isPositive.map((p) => !p),
+    temperature,
+  );
+  return T.sub(T.logsumexp(logits, -1), T.logsumexp(positives, -1));
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import * as T from '../../tensor/index.js';
 import type { Tensor } from '../../tensor/index.js';
+import { excludeScaledCosines } from '../excluded-logits.js';
 
 /**
  * Which documents of a contrastive batch play which role for each query.
@@ -21,9 +22,6 @@ export interface ContrastiveTargets {
   tripletNegative: Uint8Array;
 }
 
-/** Added to the logit of an excluded document: exp() of it underflows to exactly 0. */
-const EXCLUDED_LOGIT = -1e4;
-
 /**
  * InfoNCE: mean over queries of −log softmax_j(cos(q_i, d_j)/τ)[positive_i], over every document of the
  * batch (in-batch and hard negatives) except the query's other positives.
@@ -33,10 +31,8 @@ export function infoNCE(q: Tensor, d: Tensor, t: ContrastiveTargets, temperature
   checkTargets(t, B, M);
   let logits = T.scale(T.cosineMatrix(q, d), 1 / temperature);
   if (t.exclude.some((x) => x !== 0)) {
-    const mask = new Float32Array(B * M);
-    for (let i = 0; i < B * M; i++)
-      if (t.exclude[i] && t.positive[Math.floor(i / M)] !== i % M) mask[i] = EXCLUDED_LOGIT;
-    logits = T.add(logits, new T.Tensor(mask, [B, M]));
+    const excluded = t.exclude.map((x, i) => (x && t.positive[Math.floor(i / M)] !== i % M ? 1 : 0));
+    logits = excludeScaledCosines(logits, excluded, temperature);
   }
   return T.crossEntropy(logits, t.positive);
 }

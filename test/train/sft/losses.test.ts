@@ -118,3 +118,54 @@ test('hand-computed values: a perfect retriever, equal policies', () => {
   const expected = p[0] * Math.log(p[0] / 0.5) + p[1] * Math.log(p[1] / 0.5);
   assert.ok(Math.abs(klLoss(l, T.tensor([0, 0], [1, 2]), 1).item() - expected) < 1e-6);
 });
+
+test('InfoNCE leaves an excluded document out at τ = 1e-5 as at 0.05: PyTorch with −∞ agrees', () => {
+  const rng = new T.Rng(11);
+  const B = 3,
+    M = 6,
+    dim = 8;
+  const q = T.randn([B, dim], rng).data,
+    d = T.randn([M, dim], rng).data;
+  // query 0's other positive (document 4) is the query itself: the most similar document by far
+  d.set(q.subarray(0, dim), 4 * dim);
+  const positive = Int32Array.from([0, 1, 2]);
+  const exclude = new Uint8Array(B * M);
+  exclude[4] = 1;
+  const targets: ContrastiveTargets = { positive, exclude, tripletNegative: new Uint8Array(B * M) };
+  for (const tau of [0.05, 1e-5]) {
+    const o = runTorch<Oracle>('losses.py', {
+      q: encodeF32(q),
+      d: encodeF32(d),
+      B,
+      M,
+      dim,
+      positive: [...positive],
+      exclude: [...exclude],
+      triplet: [...targets.tripletNegative],
+      tau,
+      margin: 0.2,
+      logits: encodeF32([0, 0]),
+      ref: encodeF32([0, 0]),
+      labels: [0],
+      N: 1,
+      V: 2,
+      norm: 1,
+    });
+    const tq = leaf(q, [B, dim]),
+      td = leaf(d, [M, dim]);
+    const loss = infoNCE(tq, td, targets, tau);
+    loss.backward();
+    const torch = o.infonce as number;
+    assert.ok(
+      Math.abs(loss.item() - torch) <= 1e-5 * Math.max(1, Math.abs(torch)),
+      `τ ${tau}: ${loss.item()} vs ${torch}`,
+    );
+    for (const [t, key] of [
+      [tq, 'infonce_q'],
+      [td, 'infonce_d'],
+    ] as const) {
+      const e = relErr(t.readGrad()!, decodeF64(o[key] as string));
+      assert.ok(e <= 1e-4, `τ ${tau}, ${key}: relative error ${e}`);
+    }
+  }
+});
