@@ -4,7 +4,7 @@
  * buffer and copied back: WebGPU forbids binding one buffer for reading and writing in one dispatch.
  */
 import { HalfArray } from '../half-float.js';
-import type { BinaryOp, F32, Kernels, ReduceOp, UnaryOp } from '../kernels.js';
+import { type BinaryOp, type F32, type Kernels, ReduceOp, type UnaryOp } from '../kernels.js';
 import { GpuArray } from './gpu-array.js';
 import type { GpuDevice } from './gpu-device.js';
 import { Params, runFlat, runRows, WORKGROUP } from './gpu-dispatch.js';
@@ -60,7 +60,36 @@ export function intoFresh(out: GpuArray, inputs: GpuArray[], f: (o: GpuArray) =>
   tmp.free();
 }
 
-export function storageKernels(dev: GpuDevice): StorageKernels {
+/**
+ * How a device wants a reduction split: about `width` invocations, each over at least `perLane` values. A
+ * large GPU holds ~100k invocations in flight and hides each load's latency behind the others'; a software
+ * adapter runs a few invocations per core, long loops best, and pays for every extra invocation and pass.
+ */
+export interface ReduceSplit {
+  width: number;
+  perLane: number;
+}
+export const GPU_REDUCE: ReduceSplit = { width: 131072, perLane: 16 };
+export const SOFTWARE_REDUCE: ReduceSplit = { width: 64, perLane: 1024 };
+
+/**
+ * How many lanes (partial results) each output of [outer, n, inner] reduced over n is split into: 1 (one
+ * invocation loops over the whole axis) where the outputs alone are an eighth of the width or more, or the
+ * axis is shorter than 8·perLane; else enough lanes for about `width` invocations, each over at least
+ * perLane values. The split depends on the shape and the device only, so a reduction gives the same bits on
+ * every run.
+ */
+export function reduceLanes(outer: number, n: number, inner: number, split: ReduceSplit): number {
+  const outputs = outer * inner;
+  if (outputs === 0 || 8 * outputs >= split.width || n < 8 * split.perLane) return 1;
+  return Math.min(Math.ceil(split.width / outputs), Math.floor(n / split.perLane));
+}
+
+/** The kernels on `dev`, splitting reductions as `reduceSplit` says (tests force a GPU's on a software adapter). */
+export function storageKernels(
+  dev: GpuDevice,
+  reduceSplit = dev.facts.software ? SOFTWARE_REDUCE : GPU_REDUCE,
+): StorageKernels {
   const alloc = (n: number): GpuArray => new GpuArray(dev, n);
   // written whole before any kernel reads it: no clear (see GpuDevice.alloc)
   const empty = (n: number): GpuArray => new GpuArray(dev, n, 'f32', false);
@@ -92,6 +121,33 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
       bad = Math.max(bad, t[3 * slot + 2]);
     }
     return bad === 2 ? NaN : bad === 1 ? Infinity : sum;
+  };
+  // Folds [outer, n, inner] over n into `lanes` partials per output ([outer, lanes, inner], each with its index
+  // along n for max), and those again, until one lane is left: out and arg.
+  const reduceInto = (
+    op: ReduceOp,
+    x: GpuArray,
+    argIn: GpuArray | null,
+    outer: number,
+    n: number,
+    inner: number,
+    out: GpuArray,
+    arg: GpuArray,
+  ): void => {
+    const lanes = reduceLanes(outer, n, inner, reduceSplit);
+    const size = outer * lanes * inner;
+    const partial = lanes === 1 ? out : empty(size),
+      partialArg = lanes === 1 ? arg : empty(op === ReduceOp.Max ? size : 1);
+    const p = new Params()
+      .u32(size, n, inner, op)
+      .f32(-Infinity)
+      .u32(lanes, argIn ? 1 : 0);
+    // argIn is only read where x holds partials: otherwise any buffer fills the binding
+    runFlat(dev, 'reduce', [x, argIn ?? x, partial, partialArg], p, size);
+    if (lanes === 1) return;
+    reduceInto(op, partial, op === ReduceOp.Max ? partialArg : null, outer, lanes, inner, out, arg);
+    partial.free();
+    partialArg.free();
   };
   return {
     device: 'webgpu',
@@ -134,8 +190,7 @@ export function storageKernels(dev: GpuDevice): StorageKernels {
     },
     reduce(op: ReduceOp, x, outer, n, inner, out, argmax) {
       const arg = new GpuArray(dev, Math.max(outer * inner, 1));
-      const p = new Params().u32(outer * inner, n, inner, op).f32(-Infinity);
-      intoFresh(out, [x], (o) => runFlat(dev, 'reduce', [x, o, arg], p, outer * inner));
+      intoFresh(out, [x], (o) => reduceInto(op, x, null, outer, n, inner, o, arg));
       // arg has a slot even where there are no outputs (a buffer is never empty)
       if (argmax) argmax.set(new Int32Array(download(arg).buffer, 0, outer * inner));
       arg.free();

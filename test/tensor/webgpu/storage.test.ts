@@ -3,6 +3,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BinaryOp, ReduceOp, UnaryOp } from '../../../src/tensor/kernels.js';
 import * as T from '../../../src/tensor/index.js';
+import {
+  GPU_REDUCE,
+  type ReduceSplit,
+  SOFTWARE_REDUCE,
+  reduceLanes,
+  storageKernels,
+} from '../../../src/tensor/webgpu/storage-kernels.js';
 import { F32_TOL, down, ref, relErr, seeded, skipWithoutGpu, up, wg } from './harness.js';
 
 const opt = { skip: skipWithoutGpu };
@@ -164,7 +171,8 @@ test('max as the CPU backends: the first NaN wins, −Inf over an empty axis, an
       [1, 1],
     ],
   );
-  assert.deepEqual(maxOf(new Float32Array(0), 2, 0, 3)[0], new Float32Array(6).fill(-Infinity));
+  const [emptyMax, emptyArg] = maxOf(new Float32Array(0), 2, 0, 3);
+  assert.deepEqual([emptyMax, emptyArg], [new Float32Array(6).fill(-Infinity), new Int32Array(6)]);
   assert.deepEqual(maxOf(new Float32Array(0), 0, 5, 1)[1], new Int32Array(0));
   T.setBackend('webgpu');
   try {
@@ -173,3 +181,96 @@ test('max as the CPU backends: the first NaN wins, −Inf over an empty axis, an
     T.setBackend('native');
   }
 });
+
+/** The grids of the `reduce` dispatches a reduction takes: one per fold of its lanes, the last with one lane. */
+function reduceGrids(outer: number, n: number, inner: number, split: ReduceSplit): string[] {
+  const grids: string[] = [];
+  for (let lanes = 0; lanes !== 1; n = lanes) {
+    lanes = reduceLanes(outer, n, inner, split);
+    grids.push(`${Math.ceil((outer * lanes * inner) / 256)}×1×1`);
+  }
+  return grids;
+}
+
+test(
+  'few outputs over a long axis: lanes split the axis, with native sums and maxima, the same bits each run',
+  opt,
+  () => {
+    const gpu = wg().gpu;
+    // this device's split, and a large GPU's wherever the tests run
+    for (const [kernels, split] of [
+      [wg(), gpu.facts.software ? SOFTWARE_REDUCE : GPU_REDUCE],
+      [storageKernels(gpu, GPU_REDUCE), GPU_REDUCE],
+    ] as const) {
+      const once = (op: ReduceOp, x: Float32Array, outer: number, n: number, inner: number) => {
+        const out = wg().alloc(outer * inner),
+          arg = new Int32Array(outer * inner);
+        const gx = up(x);
+        gpu.startProfile();
+        kernels.reduce(op, gx, outer, n, inner, out, op === ReduceOp.Max ? arg : null);
+        const values = down(out);
+        const grids = gpu.stopProfile().flatMap((t) => Array<string>(t.dispatches).fill(`${t.groups.join('×')}`));
+        return { values, arg, grids };
+      };
+      // [outer, n, inner]: a bias gradient's shape, a few columns, outer rows, a whole-array sum; a large GPU
+      // splits them all, a software adapter those with under 8 outputs
+      const shapes = [
+        [1, 9000, 128],
+        [1, 9000, 3],
+        [3, 9000, 5],
+        [2, 9000, 3],
+        [2, 8200, 70],
+        [1, 30000, 1],
+      ];
+      const splitting = shapes.filter(([outer, n, inner]) => reduceGrids(outer, n, inner, split).length > 1);
+      assert.equal(splitting.length, split === GPU_REDUCE ? shapes.length : 3);
+      for (const [outer, n, inner] of shapes) {
+        const what = `[${outer}, ${n}, ${inner}] split as ${JSON.stringify(split)}`;
+        const grids = reduceGrids(outer, n, inner, split);
+        // an offset makes a serial float32 sum drift, as the sums of a long axis do
+        const x = r.randn(outer * n * inner).map((v) => v + 3);
+        const want = new Float32Array(outer * inner);
+        ref.reduce(ReduceOp.Sum, x, outer, n, inner, want, null);
+        const got = once(ReduceOp.Sum, x, outer, n, inner);
+        assert.deepEqual(got.grids.sort(), grids.sort(), what);
+        // no worse than one float32 loop over the whole axis
+        const serial = new Float32Array(outer * inner);
+        for (let o = 0; o < outer; o++) {
+          for (let i = 0; i < inner; i++) {
+            let s = 0;
+            for (let j = 0; j < n; j++) s = Math.fround(s + x[(o * n + j) * inner + i]);
+            serial[o * inner + i] = s;
+          }
+        }
+        const err = relErr(got.values, want);
+        assert.ok(err <= Math.max(relErr(serial, want), 1e-7), `${what}: ${err}`);
+        assert.deepEqual(once(ReduceOp.Sum, x, outer, n, inner).values, got.values, `${what}: a second run`);
+
+        // values from a few integers tie everywhere (the first index wins); in column 0 a NaN near the end, in
+        // column 1 an earlier NaN beats a later one, and the last column is −Inf throughout
+        const ys = Float32Array.from(r.ints(outer * n * inner, 6));
+        ys[(n - 1) * inner] = NaN;
+        if (inner > 1) {
+          ys[(n - 2) * inner + 1] = NaN;
+          ys[(Math.floor(n / 3) + 1) * inner + 1] = NaN;
+          for (let j = 0; j < n; j++) ys[j * inner + inner - 1] = -Infinity;
+        }
+        const wantMax = new Float32Array(outer * inner),
+          wantArg = new Int32Array(outer * inner);
+        ref.reduce(ReduceOp.Max, ys, outer, n, inner, wantMax, wantArg);
+        const max = once(ReduceOp.Max, ys, outer, n, inner);
+        assert.deepEqual(max.values, wantMax, what);
+        assert.deepEqual(max.arg, wantArg, what);
+      }
+    }
+    // a large GPU splits the bias gradients of the benchmark's 8×256 tokens, where a software adapter keeps one
+    // loop per output; short axes and many outputs stay one dispatch
+    assert.deepEqual(reduceGrids(1, 2048, 896, GPU_REDUCE), ['448×1×1', '28×1×1', '4×1×1']);
+    assert.deepEqual(reduceGrids(1, 2048, 128, GPU_REDUCE), ['64×1×1', '4×1×1', '1×1×1']);
+    assert.deepEqual(reduceGrids(1, 2048, 896, SOFTWARE_REDUCE), ['4×1×1']);
+    assert.deepEqual(reduceGrids(1, 2048, 128, SOFTWARE_REDUCE), ['1×1×1']);
+    assert.deepEqual(reduceGrids(1, 1e6, 1, SOFTWARE_REDUCE), ['1×1×1', '1×1×1']);
+    assert.deepEqual(reduceGrids(3, 9, 4, GPU_REDUCE), ['1×1×1']);
+    assert.deepEqual(reduceGrids(16384, 1000, 1, GPU_REDUCE), ['64×1×1']);
+  },
+);

@@ -60,6 +60,25 @@ fn reduceScaled(lid: u32, s: Scaled) -> Scaled {
   return Scaled(accE[0], accQ[0], accBad[0]);
 }`;
 
+/**
+ * Max with the CPU backends' rules, as (value, index) pairs that fold in any order: a NaN beats every number,
+ * and the lower index wins between NaNs and between equal values, so the first NaN, or else the first largest
+ * value, comes out. Index EMPTY stands for no value yet. NaN is told by its bits, since WGSL lets a compiler
+ * assume comparisons never see one.
+ */
+const MAX_PAIR = /* wgsl */ `
+const EMPTY = 0xffffffffu;
+fn isNan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
+// whether (bm, bi) wins over (am, ai)
+fn beats(bm: f32, bi: u32, am: f32, ai: u32) -> bool {
+  if (bi == EMPTY) { return false; }
+  if (ai == EMPTY) { return true; }
+  let an = isNan(am);
+  let bn = isNan(bm);
+  if (an || bn) { return bn && (!an || bi < ai); }
+  return bm > am || (bm == am && bi < ai);
+}`;
+
 export const elementwiseKernels: Record<string, string> = {
   // P: n, value
   fill: flatKernel(
@@ -166,36 +185,49 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 ${FINITE}`,
     '  if (i < pu(0) && !isFinite(x[i])) { flag[0] = 1.0; }',
   ),
-  // out[o, i] = Σ or max over n of x[o, j, i]; arg[o, i] = first index of the max. P: outer·inner, n, inner, op,
-  // −Inf (a WGSL constant may not be infinite)
+  // x viewed as [outer, n, inner] folded into out [outer, lanes, inner]: invocation (o, k, i) sums or maxes
+  // x[o, j, i] over j = k, k + lanes, k + 2·lanes, … (adjacent invocations read adjacent addresses for every
+  // inner). With lanes = 1 that is the reduction itself; storage-kernels.ts folds the lanes again until it is.
+  // For max, arg holds each result's index along n, read through argIn where x is itself such partials.
+  // P: outer·lanes·inner, n, inner, op, −Inf (a WGSL constant may not be infinite), lanes, x holds partials
   reduce: flatKernel(
     `@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> arg: array<i32>;`,
+@group(0) @binding(2) var<storage, read> argIn: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> arg: array<u32>;
+${MAX_PAIR}
+// folds x[at], the value at index j along n (or, read from partials, at index argIn[at]) into (m, a)
+fn maxWith(m: ptr<function, f32>, a: ptr<function, u32>, at: u32, j: u32, partials: bool) {
+  let v = x[at];
+  let index = select(j, argIn[at], partials);
+  if (beats(v, index, *m, *a)) { *m = v; *a = index; }
+}`,
     `  if (i >= pu(0)) { return; }
   let n = pu(1);
   let inner = pu(2);
-  let base = (i / inner) * n * inner + i % inner;
+  let lanes = pu(5);
+  let k = (i / inner) % lanes;
+  // lane k's first value, and the distance between its values
+  let first = (i / inner / lanes) * n * inner + k * inner + i % inner;
+  let step = lanes * inner;
+  // every invocation makes the same number of full rounds (a loop a software adapter runs in lockstep), and
+  // the first n % lanes lanes one more
+  let rounds = n / lanes;
+  let last = k + rounds * lanes;
   if (pu(3) == 0u) {
     var s = 0.0;
-    for (var j = 0u; j < n; j++) { s += x[base + j * inner]; }
+    for (var r = 0u; r < rounds; r++) { s += x[first + r * step]; }
+    if (last < n) { s += x[first + rounds * step]; }
     out[i] = s;
-  } else {
-    // as the CPU backends: −Inf (index 0) over no values, and the first NaN wins; NaN is told by its bits, since
-    // WGSL lets a compiler assume comparisons never see one
-    var m = pf(4);
-    var a = 0u;
-    for (var j = 0u; j < n; j++) {
-      let v = x[base + j * inner];
-      if ((bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u) {
-        m = v;
-        a = j;
-        break;
-      }
-      if (j == 0u || v > m) { m = v; a = j; }
-    }
-    out[i] = m;
-    arg[i] = i32(a);
-  }`,
+    return;
+  }
+  let partials = pu(6) == 1u;
+  var m = pf(4);
+  var a = EMPTY;
+  for (var r = 0u; r < rounds; r++) { maxWith(&m, &a, first + r * step, k + r * lanes, partials); }
+  if (last < n) { maxWith(&m, &a, first + rounds * step, last, partials); }
+  // as the CPU backends: −Inf at index 0 over no values
+  out[i] = m;
+  arg[i] = select(a, 0u, a == EMPTY);`,
   ),
 };
