@@ -4,12 +4,39 @@
  * run goes on) from a lost one (still unreachable after the allowed wait: one sentence, and the caller
  * stops with everything already stored kept).
  */
+import { hostname } from 'node:os';
 import { Redis, type RedisOptions } from 'ioredis';
 import { QueueError } from './queue-error.js';
 
 /** Reconnect delays grow from 100 ms to 2 s: quick after a restart, gentle on a Redis that stays down. */
 export function backoffMs(attempt: number): number {
   return Math.min(2000, 100 * 2 ** Math.max(0, attempt - 1));
+}
+
+/**
+ * What to do about each refusal Redis answers whatever the wait: retrying a wrong password, a read-only
+ * replica or a full Redis only postpones the same answer, and "start redis-server" would be wrong advice.
+ */
+const REFUSALS: readonly [RegExp, string][] = [
+  [
+    /^(NOAUTH|WRONGPASS)\b|invalid password/i,
+    'give its password in the URL: redis://:<password>@host:port (redis://<user>:<password>@host:port for an ACL user)',
+  ],
+  [/^NOPERM\b/, "give a Redis user that may run BullMQ's scripts on the keys bull:* and search-r3:*"],
+  [/^READONLY\b/, 'point --queue at the primary: this is a read-only replica'],
+  [/^OOM\b/, "raise Redis's maxmemory (and set maxmemory-policy noeviction, which BullMQ needs)"],
+  [/^MISCONF\b/, 'Redis cannot save its snapshot to disk and stopped taking writes: fix its disk (see its log)'],
+];
+
+/** The sentence for an answer of Redis that no retry changes (see REFUSALS); null for any other error. */
+function redisRefusal(e: unknown, shown: string, what: string): QueueError | null {
+  const message = e instanceof Error ? e.message : '';
+  const found = REFUSALS.find(([re]) => re.test(message));
+  if (!found) return null;
+  return new QueueError(
+    `Redis at ${shown} refused ${what} (${message.split(/\. |\n/)[0].replace(/\.$/, '')}): ${found[1]}; ` +
+      'everything already stored is kept, so run the same command again once it is fixed.',
+  );
 }
 
 export interface RedisTarget {
@@ -57,6 +84,7 @@ export class RedisWatchdog {
   private downSince: number | null = null;
   private lastError = '';
   private cause = '';
+  private refusal: QueueError | null = null;
   private fail!: (e: QueueError) => void;
 
   constructor(
@@ -76,6 +104,7 @@ export class RedisWatchdog {
     // the 'error' event names the cause (ECONNREFUSED); a failed connect() only says the connection closed
     this.client.on('error', (e: Error) => {
       this.cause = (e as NodeJS.ErrnoException).code ?? e.message;
+      this.refusal ??= redisRefusal(e, target.shown, what);
     });
     this.lost = new Promise<never>((_, reject) => {
       this.fail = reject;
@@ -83,12 +112,21 @@ export class RedisWatchdog {
     this.lost.catch(() => undefined);
   }
 
-  /** Waits (with backoff) until Redis answers, or throws the sentence after `waitMs`. */
+  /**
+   * Waits (with backoff) until Redis answers and takes a write, or throws the sentence after `waitMs`; at
+   * once for a refusal (a password, a read-only replica, a full Redis), before BullMQ meets it in the middle
+   * of its own loops.
+   */
   async reachable(): Promise<void> {
     const start = Date.now();
     for (let attempt = 1; ; attempt++) {
-      if (await this.ping()) return;
-      if (Date.now() - start >= this.waitMs) throw this.sentence();
+      if ((await this.ping()) && (await this.writes())) return;
+      const fatal = this.refusal ?? (Date.now() - start >= this.waitMs ? this.sentence() : null);
+      if (fatal) {
+        // the caller stops: a connection left open would keep its process from exiting
+        this.client.disconnect();
+        throw fatal;
+      }
       await new Promise((r) => setTimeout(r, backoffMs(attempt)));
     }
   }
@@ -125,10 +163,23 @@ export class RedisWatchdog {
       return true;
     } catch (e) {
       this.lastError = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      this.refusal ??= redisRefusal(e, this.target.shown, this.what);
       this.client.disconnect();
       return false;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /** Whether Redis takes a write: a key of this process's own, gone a second later. */
+  private async writes(): Promise<boolean> {
+    try {
+      await this.client.set(`search-r3:probe:${hostname()}:${process.pid}`, '1', 'PX', 1000);
+      return true;
+    } catch (e) {
+      this.lastError = (e as Error).message;
+      this.refusal ??= redisRefusal(e, this.target.shown, this.what);
+      return false;
     }
   }
 

@@ -19,21 +19,35 @@ export function freePort(): Promise<number> {
 export class RedisServer {
   private proc: ChildProcess | undefined;
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly extra: readonly string[],
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  static async start(): Promise<RedisServer> {
-    const r = new RedisServer(await freePort());
+  /** `extra`: more redis-server options, such as ['--requirepass', 'x'] or ['--replicaof', host, port]. */
+  static async start(extra: readonly string[] = []): Promise<RedisServer> {
+    const r = new RedisServer(await freePort(), extra);
     await r.launch();
     return r;
   }
 
   /** Starts redis-server again on the same port (after stop()), empty. */
   async launch(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    const args = [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...this.extra,
+    ];
     const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     await new Promise<void>((resolve, reject) => {
