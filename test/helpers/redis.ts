@@ -3,7 +3,10 @@
  * loses every job, the harshest case for the coordinator), stopped by the test that started it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -18,6 +21,7 @@ export function freePort(): Promise<number> {
 
 export class RedisServer {
   private proc: ChildProcess | undefined;
+  private readonly dir = mkdtempSync(path.join(tmpdir(), 'redis-'));
 
   private constructor(
     readonly port: number,
@@ -48,7 +52,9 @@ export class RedisServer {
       'no',
       ...this.extra,
     ];
-    const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // its own working folder: a replica's full sync writes dump.rdb there even with --save ''
+    mkdirSync(this.dir, { recursive: true });
+    const proc = spawn('redis-server', args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     await new Promise<void>((resolve, reject) => {
       let out = '';
@@ -65,10 +71,11 @@ export class RedisServer {
   async stop(): Promise<void> {
     const proc = this.proc;
     this.proc = undefined;
-    if (!proc || proc.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      proc.once('exit', () => resolve());
-      proc.kill('SIGTERM');
-    });
+    if (proc && proc.exitCode === null)
+      await new Promise<void>((resolve) => {
+        proc.once('exit', () => resolve());
+        proc.kill('SIGTERM');
+      });
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
