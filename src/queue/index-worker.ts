@@ -16,6 +16,7 @@ import {
   readJob,
 } from './index-job.js';
 import { QueueError } from './queue-error.js';
+import { liveRun } from './queue-hold.js';
 import { isGpuDeviceFailure } from '../embed/index.js';
 import { RedisWatchdog, type RedisTarget } from './redis-link.js';
 
@@ -44,6 +45,9 @@ function deviceFailure(e: unknown): Error | undefined {
   const cause = e instanceof Error ? e.cause : undefined;
   return isGpuDeviceFailure(cause) ? (cause as Error) : undefined;
 }
+
+/** How long a job whose run is not running waits before a worker looks at it again. */
+const ORPHAN_WAIT_MS = 2000;
 
 export interface WorkerSummary {
   jobs: number;
@@ -84,6 +88,7 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     throw new DelayedError();
   };
 
+  let orphanSaid = false;
   const handle = async (job: Job, token?: string): Promise<IndexJobResult> => {
     let data: IndexJobData;
     try {
@@ -93,6 +98,15 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
       o.log(why);
       throw new UnrecoverableError(why);
     }
+    if ((await liveRun(await worker.client, o.queueName)) !== data.run) {
+      // its coordinator is gone (killed, or Redis lost its hold for a moment): vectors nobody stores would
+      // only fill Redis, so the job waits for its run to come back, or for the next run to clear the queue
+      if (!orphanSaid) o.log(`job ${job.id}: the index run that queued it is not running; the job waits for it.`);
+      orphanSaid = true;
+      await job.moveToDelayed(Date.now() + ORPHAN_WAIT_MS, token);
+      throw new DelayedError();
+    }
+    orphanSaid = false;
     let backend: EmbeddingBackend;
     try {
       backend = await backendFor(data.model);

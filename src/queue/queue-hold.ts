@@ -143,6 +143,17 @@ export class QueueHold {
   }
 }
 
+/**
+ * The run that holds the queue and lives: null when no run holds it, or its holder's process is seen gone
+ * on this machine (a coordinator killed; its hold lapses within 15 s on other machines).
+ */
+export async function liveRun(client: Pick<Redis, 'get'>, queueName: string): Promise<string | null> {
+  const v = await client.get(holdKey(queueName));
+  if (v === null) return null;
+  const holder = JSON.parse(v) as QueueHolder;
+  return processAlive(holder) === false ? null : holder.run;
+}
+
 function describe(h: QueueHolder): string {
   return `pid ${h.pid} on ${h.host}, since ${h.since}`;
 }

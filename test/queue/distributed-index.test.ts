@@ -349,3 +349,26 @@ test('one index run per queue: a second is refused by name, a killed one frees i
   assert.equal(await worker.stop(), 0, worker.output);
   await assertStoredOnce(out, docs);
 });
+
+test("a killed coordinator's jobs are not encoded into Redis: a worker leaves them until the rerun", async () => {
+  const docs = scifact.slice(3910, 3990);
+  const input = corpusFile('orphan', docs);
+  const out = path.join(work.dir, 'orphan');
+  const first = queuedIndex('orphan', input, out, ['--commit-every', '20']);
+  await first.waitFor(/encoding on the queue: 0\/80/);
+  first.kill('SIGKILL');
+  await first.exited;
+  const worker = workerProc('orphan');
+  await worker.waitFor(/job \S+: the index run that queued it is not running; the job waits for it\./, 30_000);
+  const queue = new Queue('orphan', { connection: { host: '127.0.0.1', port: redis.port } });
+  try {
+    assert.equal(await queue.getCompletedCount(), 0, worker.output);
+  } finally {
+    await queue.close();
+  }
+  const rerun = queuedIndex('orphan', input, out, ['--commit-every', '20']);
+  assert.equal((await rerun.exited).code, 0, rerun.output);
+  assert.match(rerun.output, /80 documents indexed \(80 encoded now/);
+  assert.equal(await worker.stop(), 0, worker.output);
+  await assertStoredOnce(out, docs);
+});
