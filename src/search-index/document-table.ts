@@ -186,7 +186,7 @@ function isSqliteError(e: unknown): boolean {
 export class DocumentTable {
   private constructor(
     readonly file: string,
-    readonly db: Database.Database,
+    private readonly db: Database.Database,
     readonly readOnly: boolean,
     /** Whether rows carry checksums (tables written by older versions have none until a writer adds them). */
     private readonly rowChecksums: boolean,

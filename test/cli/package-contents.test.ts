@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir } from '../search-index/fixtures.js';
@@ -116,4 +116,66 @@ test('the documented imports resolve from an installed search-r3: the entry and 
     cleanup();
   }
   t.diagnostic(`T.${used.join(', T.')} from ${deep[1]}`);
+});
+
+/**
+ * The README's and docs' TypeScript examples, compiled as a consumer's strict project compiles them
+ * (module nodenext, skipLibCheck off) against this package's .d.ts, with only what an install of it brings:
+ * its dependencies, not its devDependencies (a consumer has @types/node of its own).
+ */
+test('the documented TypeScript examples compile in a strict nodenext project against the published types', () => {
+  const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as {
+    devDependencies: Record<string, string>;
+  };
+  const devOnly = new Set(Object.keys(pkg.devDependencies).filter((d) => d !== '@types/node'));
+  const docs = ['README.md', ...readdirSync(path.join(repoRoot, 'docs')).map((f) => `docs/${f}`)].filter((f) =>
+    f.endsWith('.md'),
+  );
+  const examples = docs.flatMap((doc) =>
+    [...readFileSync(path.join(repoRoot, doc), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)]
+      .map((m) => m[1])
+      .filter((code) => /from 'search-r3/.test(code))
+      .map((code, i) => ({ name: `${doc.replace(/[/.]/g, '-')}-${i}.mts`, code })),
+  );
+  assert.ok(examples.length >= 2, `found ${examples.length} examples importing search-r3 in README.md and docs/`);
+
+  const { dir, cleanup } = tempDir('consumer');
+  try {
+    const modules = path.join(dir, 'node_modules');
+    // the package's manifest and built files, without this checkout's node_modules beneath them
+    mkdirSync(path.join(modules, 'search-r3'), { recursive: true });
+    for (const f of ['package.json', 'dist']) symlinkSync(path.join(repoRoot, f), path.join(modules, 'search-r3', f));
+    const repoModules = path.join(repoRoot, 'node_modules');
+    for (const entry of readdirSync(repoModules)) {
+      if (entry.startsWith('.')) continue;
+      const names = entry.startsWith('@')
+        ? readdirSync(path.join(repoModules, entry)).map((n) => `${entry}/${n}`)
+        : [entry];
+      for (const name of names.filter((n) => !devOnly.has(n))) {
+        mkdirSync(path.dirname(path.join(modules, name)), { recursive: true });
+        symlinkSync(path.join(repoModules, name), path.join(modules, name));
+      }
+    }
+    for (const { name, code } of examples) writeFileSync(path.join(dir, name), code);
+    writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+    const compilerOptions = {
+      strict: true,
+      module: 'nodenext',
+      moduleResolution: 'nodenext',
+      target: 'es2022',
+      skipLibCheck: false,
+      noEmit: true,
+      types: ['node'],
+      // resolve the package's own imports from this project's node_modules, as an install lays them out
+      preserveSymlinks: true,
+    };
+    writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions, include: ['*.mts'] }));
+    const tsc = spawnSync(process.execPath, [path.join(repoModules, 'typescript/bin/tsc'), '-p', dir], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    assert.equal(tsc.status, 0, `${tsc.stdout}${tsc.stderr}`);
+  } finally {
+    cleanup();
+  }
 });
