@@ -1,6 +1,6 @@
 // Builds the web pages into dist/web: type-checks web/*.ts (DOM types), bundles each page's script with
 // esbuild (uPlot inside, nothing fetched at run time), writes the two pages with their shared header, and
-// copies the stylesheet and uPlot's CSS.
+// copies the stylesheet, uPlot's CSS and uPlot's licence (MIT: its notice goes wherever its code does).
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -36,4 +36,6 @@ for (const [page, href] of [
   writeFileSync(path.join(out, page), readFileSync(path.join(web, page), 'utf8').replace('<!-- header -->', own));
 }
 copyFileSync(path.join(web, 'style.css'), path.join(out, 'style.css'));
-copyFileSync(path.join(path.dirname(require.resolve('uplot')), 'uPlot.min.css'), path.join(out, 'uplot.css'));
+const uplotDir = path.join(path.dirname(require.resolve('uplot')), '..');
+copyFileSync(path.join(uplotDir, 'dist', 'uPlot.min.css'), path.join(out, 'uplot.css'));
+copyFileSync(path.join(uplotDir, 'LICENSE'), path.join(out, 'uplot.LICENSE.txt'));

@@ -4,6 +4,7 @@
  * starting where the last one stopped. Records of type "data" (a run's data statistics) are shown as
  * a table beside the config rather than as one-point curves.
  */
+/*! uPlot, bundled here: Copyright (c) 2022 Leon Sorokin, MIT License (uplot.LICENSE.txt beside this file) */
 import uPlot from 'uplot';
 import { byId, el, errorText, getJson, offerKey, setUpKeyForm, showMessage } from './api.js';
 import { renderMarkdown } from './markdown-tables.js';

@@ -118,6 +118,50 @@ test('the documented imports resolve from an installed search-r3: the entry and 
   t.diagnostic(`T.${used.join(', T.')} from ${deep[1]}`);
 });
 
+/** `npm pack`'s file list, without writing the tarball. */
+function packedFiles(): Set<string> {
+  const pack = spawnSync('npm', ['pack', '--dry-run', '--json'], { cwd: repoRoot, encoding: 'utf8' });
+  assert.equal(pack.status, 0, pack.stderr);
+  return new Set((JSON.parse(pack.stdout) as [{ files: { path: string }[] }])[0].files.map((f) => f.path));
+}
+
+test('the package holds what an install and serve read, and no source maps of sources it leaves out', () => {
+  const paths = packedFiles();
+  const gyp = JSON.parse(readFileSync(path.join(repoRoot, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '')) as {
+    targets: { sources: string[] }[];
+  };
+  const headers = readdirSync(path.join(repoRoot, 'native'))
+    .filter((f) => f.endsWith('.h'))
+    .map((f) => `native/${f}`);
+  const needed = [
+    'LICENSE',
+    'demo/scifact/LICENSE.txt',
+    // the install script and all it compiles
+    'scripts/build-native.mjs',
+    'binding.gyp',
+    ...gyp.targets.flatMap((t) => t.sources),
+    ...headers,
+    // the pages serve answers with (src/serve/routes/web.ts), and the licence of the uPlot bundled into them
+    ...['playground.html', 'playground.js', 'dashboard.html', 'dashboard.js', 'style.css', 'uplot.css'].map(
+      (f) => `dist/web/${f}`,
+    ),
+    'dist/web/uplot.LICENSE.txt',
+    'dist/src/index.d.ts',
+  ];
+  assert.deepEqual(
+    needed.filter((f) => !paths.has(f)),
+    [],
+    'not in the package',
+  );
+  // tsc's maps point at src/*.ts, which is not packed: in an installed package they map to nothing
+  assert.deepEqual(
+    [...paths].filter((p) => p.startsWith('dist/src/') && p.endsWith('.map')),
+    [],
+    'source maps of dist/src are packed',
+  );
+  assert.ok(!paths.has('native-build.log'), 'the native build log is packed');
+});
+
 /**
  * The README's and docs' TypeScript examples, compiled as a consumer's strict project compiles them
  * (module nodenext, skipLibCheck off) against this package's .d.ts, with only what an install of it brings:
