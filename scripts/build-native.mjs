@@ -2,8 +2,10 @@
 // A failed build must not fail `npm install`: the pure-TS backend still works, and the
 // CLI says once that it is running without the native backend. The native tests do fail
 // without the addon (unless SEARCH_R3_ALLOW_NO_NATIVE=1), so CI notices.
+// node-gyp's output goes to native-build.log, not the terminal: a machine without a toolchain
+// would otherwise print a page of `gyp ERR!` for what is one line of news (what is missing).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,11 +40,28 @@ const args = [gyp, 'rebuild'];
 // Use the headers installed with node when present, so building needs no download.
 const prefix = resolve(dirname(process.execPath), '..');
 if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+const logFile = join(root, 'native-build.log');
+const log = openSync(logFile, 'w');
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', log, log] });
+closeSync(log);
 if (r.status !== 0) {
   console.warn(
-    'search-r3: the native backend did not build (is libopenblas-dev installed?); ' +
-      'the pure-TypeScript backend will be used.',
+    `search-r3: the native backend was not built (${failureReason(readFileSync(logFile, 'utf8'))}; ` +
+      `node-gyp's log: ${logFile}); the pure-TypeScript backend will be used. ` +
+      'To build it: install python3, make, a C compiler and libopenblas-dev, then run npm rebuild search-r3.',
   );
 }
 process.exit(0);
+
+/** What the build lacked, from node-gyp's log: the usual missing pieces by name, else the first error line. */
+function failureReason(text) {
+  const known = [
+    [/cblas\.h|cannot find -lopenblas/i, 'OpenBLAS not found (libopenblas-dev)'],
+    [/Could not find any Python/i, 'no Python found, which node-gyp needs'],
+    [/not found: make|make: not found|spawn make ENOENT/i, 'no make found'],
+    [/\b(cc|gcc): (command )?not found|make: (cc|gcc): No such file/i, 'no C compiler found'],
+  ];
+  for (const [pattern, reason] of known) if (pattern.test(text)) return reason;
+  const line = text.split('\n').find((l) => /error/i.test(l) && !/^gyp info/.test(l));
+  return line ? line.replace(/\s+/g, ' ').trim().slice(0, 200) : `node-gyp exited with ${r.status ?? r.signal}`;
+}

@@ -109,7 +109,8 @@ function findAddon(): string {
     dir = dirname(dir);
   }
   throw new Error(
-    'build/Release/search_r3_native.node not found (run `npm install`; it needs libopenblas-dev and a C compiler)',
+    'build/Release/search_r3_native.node not found; `npm rebuild search-r3` builds it (`npm install` in a checkout) ' +
+      "given python3, make, a C compiler and libopenblas-dev: the package's native-build.log says what was missing",
   );
 }
 

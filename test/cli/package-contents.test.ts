@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir } from '../search-index/fixtures.js';
@@ -219,6 +219,44 @@ test('the documented TypeScript examples compile in a strict nodenext project ag
       encoding: 'utf8',
     });
     assert.equal(tsc.status, 0, `${tsc.stdout}${tsc.stderr}`);
+  } finally {
+    cleanup();
+  }
+});
+
+/**
+ * The install script on a machine without a toolchain (here: no python3, make or compiler on PATH), run on a
+ * copy of what it builds so this checkout's build/ stays: the install goes on, with one line saying what was
+ * missing and where node-gyp's log is, rather than node-gyp's page of `gyp ERR!`.
+ */
+test('npm install without a C toolchain: the native build falls back in one line naming what is missing', (t) => {
+  if (process.platform === 'win32') return t.skip('node-gyp looks for Visual Studio there, not a PATH toolchain');
+  const { dir, cleanup } = tempDir('no-toolchain');
+  try {
+    for (const f of ['package.json', 'binding.gyp', 'native', 'scripts/build-native.mjs'])
+      cpSync(path.join(repoRoot, f), path.join(dir, f), { recursive: true });
+    const emptyBin = path.join(dir, 'empty-bin');
+    mkdirSync(emptyBin);
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !/^(PYTHON|npm_config_python)$/i.test(k)),
+    ) as NodeJS.ProcessEnv;
+    const r = spawnSync(process.execPath, [path.join(dir, 'scripts/build-native.mjs')], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...env, PATH: emptyBin },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '');
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `more than one line:\n${r.stderr}`);
+    if (/node-gyp not found/.test(lines[0])) return t.skip('no node-gyp beside this node (npm ships one)');
+    const log = path.join(dir, 'native-build.log');
+    assert.match(
+      lines[0],
+      /^search-r3: the native backend was not built \(no Python found, which node-gyp needs; node-gyp's log: /,
+    );
+    assert.ok(lines[0].includes(log) && lines[0].includes('npm rebuild search-r3'), lines[0]);
+    assert.ok(existsSync(log) && readFileSync(log, 'utf8').includes('gyp ERR!'), 'node-gyp wrote no log');
   } finally {
     cleanup();
   }
