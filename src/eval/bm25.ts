@@ -3,6 +3,7 @@ import { byte4ToInt, intToByte4 } from './lucene-small-float.js';
 import type { ProgressFn } from './retriever.js';
 import { idRanks, TopK } from './top-k.js';
 import type { RankedList } from './run.js';
+import { compareIds } from './trec-order.js';
 
 export interface Bm25Options {
   /** Term-frequency saturation (Lucene/Anserini BEIR default 0.9). */
@@ -41,21 +42,69 @@ class IntList {
   }
 }
 
+/** `a` with room for at least `n` values (doubled when it grows, so appends cost O(1) amortised). */
+function ensureLength(a: Int32Array, n: number): Int32Array {
+  if (n <= a.length) return a;
+  const grown = new Int32Array(Math.max(n, 2 * a.length, 16));
+  grown.set(a);
+  return grown;
+}
+
+/** `a` with room for at least `n` bytes (doubled when it grows). */
+function growBytes(a: Uint8Array, n: number): Uint8Array {
+  if (n <= a.length) return a;
+  const grown = new Uint8Array(Math.max(n, 2 * a.length, 16));
+  grown.set(a);
+  return grown;
+}
+
+/** Postings of documents added after the index was built or last compacted, in document order. */
+interface AddedPostings {
+  docs: number[];
+  tfs: number[];
+}
+
 /**
  * An in-memory inverted index scored like Lucene's BM25Similarity (Lucene 8+):
  *   idf = ln(1 + (N - df + 0.5) / (df + 0.5)),  score = Σ_terms boost·idf · tf / (tf + k1·(1 - b + b·dl/avgdl))
  * with N = documents with at least one term, avgdl = total terms / N, dl decoded from Lucene's length byte, float32
  * arithmetic per term as Lucene does, and a query term's boost = how often it occurs in the query (Anserini's
  * bag-of-words query). Lucene's constant (k1 + 1) factor is left out (Lucene 8+ too); it changes no ranking.
+ *
+ * Documents can be added and removed after the build (a live search index follows its commits this way rather
+ * than building again). N, each term's df, the total length and every live posting stay exactly those of a fresh
+ * build over the live documents, and ties are broken by id, never by a document's position, so search() and
+ * scoreDocuments() give what a fresh build gives, bit for bit. Like Lucene's segments, an added document's
+ * postings go to a per-term list beside the built ones and a removed one stays in place, skipped, until compact()
+ * (run by search() once they are a quarter of the built postings) folds both into the built arrays again.
  */
 export class Bm25Index {
-  readonly ids: string[];
+  /** Each document position's id; a removed document keeps its position (skipped) until the next compaction. */
+  ids: string[];
   private readonly terms = new Map<string, number>();
   private postingStart!: Int32Array;
   private postingDocs!: Int32Array;
   private postingTfs!: Int32Array;
-  private readonly lengths: Int32Array;
-  private readonly idRank: Int32Array;
+  /** Documents in df (per term id): kept rather than read off postingStart, since removals and additions move it. */
+  private df!: Int32Array;
+  private lengths: Int32Array;
+  /** Each length in Lucene's one byte, so the norms after a change are a table look-up per document. */
+  private lengthBytes: Uint8Array;
+  /** Each position's place in id order (TopK's tie-break); stale for removed positions, which are never ranked. */
+  private idRank: Int32Array;
+  /** Live positions in id order, made from idRank when the index is first changed (a built-once index needs none). */
+  private byId?: Int32Array;
+  /** 1 at a removed document's position (as long as ids, or longer). */
+  private removed: Uint8Array;
+  /** Whether ids is this index's own array (buildFrom's is the caller's, copied before the first add). */
+  private ownIds = false;
+  private removedCount = 0;
+  /** Postings of removed documents still in the arrays, and postings in `added`: compaction's measure. */
+  private stalePostings = 0;
+  private addedPostings = 0;
+  private readonly added = new Map<number, AddedPostings>();
+  /** Positions added since byId was last made, by id (so remove() finds them before the next search). */
+  private readonly unordered = new Map<string, number>();
   private readonly k1: number;
   private readonly b: number;
   private readonly luceneLengths: boolean;
@@ -69,6 +118,8 @@ export class Bm25Index {
   ) {
     this.ids = ids;
     this.lengths = new Int32Array(ids.length);
+    this.lengthBytes = new Uint8Array(ids.length);
+    this.removed = new Uint8Array(ids.length);
     this.idRank = idRanks(ids);
     this.k1 = options.k1 ?? 0.9;
     this.b = options.b ?? 0.4;
@@ -110,12 +161,208 @@ export class Bm25Index {
     return index;
   }
 
+  /** Live documents. */
   get size(): number {
-    return this.ids.length;
+    return this.ids.length - this.removedCount;
   }
 
+  /** Terms seen in at least one live document. */
   get vocabularySize(): number {
-    return this.terms.size;
+    let n = 0;
+    for (let t = 0; t < this.terms.size; t++) if (this.df[t]! > 0) n++;
+    return n;
+  }
+
+  /** How often each term of `text` occurs in it, in first-occurrence order. */
+  private analyzedCounts(text: string): { counts: Map<string, number>; length: number } {
+    const tokens = this.analyzer.analyze(text);
+    const counts = new Map<string, number>();
+    for (const t of tokens) counts.set(t, (counts.get(t) ?? 0) + 1);
+    return { counts, length: tokens.length };
+  }
+
+  /** Adds a document; its id must not be in the index (remove() the old version of a changed document first). */
+  add(doc: Bm25Document): void {
+    if (this.positionOf(doc.id) !== undefined)
+      throw new RangeError(`document '${doc.id}' is already in the BM25 index; remove it before adding it again`);
+    const { counts, length } = this.analyzedCounts(doc.text);
+    const d = this.ids.length;
+    if (!this.ownIds) [this.ids, this.ownIds] = [[...this.ids], true];
+    this.ids.push(doc.id);
+    this.lengths = ensureLength(this.lengths, d + 1);
+    this.removed = growBytes(this.removed, d + 1);
+    this.lengthBytes = growBytes(this.lengthBytes, d + 1);
+    this.lengthBytes[d] = intToByte4(length);
+    this.lengths[d] = length;
+    for (const [t, tf] of counts) {
+      let term = this.terms.get(t);
+      if (term === undefined) {
+        term = this.terms.size;
+        this.terms.set(t, term);
+        this.df = ensureLength(this.df, term + 1);
+      }
+      this.df[term]!++;
+      let list = this.added.get(term);
+      if (!list) this.added.set(term, (list = { docs: [], tfs: [] }));
+      list.docs.push(d);
+      list.tfs.push(tf);
+    }
+    this.addedPostings += counts.size;
+    if (length > 0) this.docCount++;
+    this.totalTerms += length;
+    this.unordered.set(doc.id, d);
+    this.normInverse = undefined;
+  }
+
+  /**
+   * Removes the document `id`, given the text it was indexed from: its terms are analysed again rather than kept
+   * per document (that would double the postings' memory), and checked against its postings, so a text other than
+   * the indexed one is refused (RangeError) before anything changes.
+   */
+  remove(id: string, text: string): void {
+    const d = this.positionOf(id);
+    if (d === undefined) throw new RangeError(`document '${id}' is not in the BM25 index`);
+    const { counts, length } = this.analyzedCounts(text);
+    const terms: number[] = [];
+    for (const [t, tf] of counts) {
+      const term = this.terms.get(t);
+      if (term === undefined || this.termFrequency(term, d) !== tf) break;
+      terms.push(term);
+    }
+    // every term's count matches and they add up to the indexed length: the document has no other posting
+    if (terms.length !== counts.size || length !== this.lengths[d])
+      throw new RangeError(`document '${id}' was indexed from another text than the one given to remove it`);
+    for (const term of terms) this.df[term]!--;
+    this.removed[d] = 1;
+    this.removedCount++;
+    this.stalePostings += terms.length;
+    if (length > 0) this.docCount--;
+    this.totalTerms -= length;
+    this.unordered.delete(id);
+    this.normInverse = undefined;
+  }
+
+  /** The live position of `id`, or undefined. */
+  private positionOf(id: string): number | undefined {
+    const pending = this.unordered.get(id);
+    if (pending !== undefined) return pending;
+    const byId = this.orderById();
+    let lo = 0;
+    let hi = byId.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareIds(this.ids[byId[mid]!]!, id) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    const d = byId[lo];
+    return d !== undefined && this.ids[d] === id && !this.isRemoved(d) ? d : undefined;
+  }
+
+  private isRemoved(d: number): boolean {
+    return this.removed[d] === 1;
+  }
+
+  /** byId, made from idRank the first time it is needed. */
+  private orderById(): Int32Array {
+    if (!this.byId) {
+      const byId = new Int32Array(this.idRank.length);
+      this.idRank.forEach((r, d) => (byId[r] = d));
+      this.byId = byId;
+    }
+    return this.byId;
+  }
+
+  /**
+   * Brings byId and idRank up to date with the adds and removals since they were made: the added ids are sorted
+   * and placed by binary search among the others, O(live documents) integer work, no sort of every id.
+   */
+  private settleOrder(): void {
+    if (this.unordered.size === 0 && !(this.byId && this.byId.length !== this.size)) return;
+    const all = this.orderById();
+    const old = new Int32Array(all.length);
+    let kept = 0;
+    for (let i = 0; i < all.length; i++) if (this.removed[all[i]!] !== 1) old[kept++] = all[i]!;
+    const oldLive = old.subarray(0, kept);
+    const fresh = [...this.unordered.values()].sort((a, b) => compareIds(this.ids[a]!, this.ids[b]!));
+    const byId = new Int32Array(kept + fresh.length);
+    let from = 0;
+    let out = 0;
+    for (const d of fresh) {
+      let lo = from;
+      let hi = kept;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (compareIds(this.ids[oldLive[mid]!]!, this.ids[d]!) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      byId.set(oldLive.subarray(from, lo), out);
+      out += lo - from;
+      byId[out++] = d;
+      from = lo;
+    }
+    byId.set(oldLive.subarray(from), out);
+    this.byId = byId;
+    this.idRank = ensureLength(this.idRank, this.ids.length);
+    for (let r = 0; r < byId.length; r++) this.idRank[byId[r]!] = r;
+    this.unordered.clear();
+  }
+
+  /**
+   * Folds added postings into the built arrays and drops removed documents (positions are renumbered, in order),
+   * from the postings alone: no text is analysed again.
+   */
+  compact(): void {
+    this.settleOrder();
+    const slots = this.ids.length;
+    const nTerms = this.terms.size;
+    const builtTerms = this.postingStart.length - 1;
+    const renumber = new Int32Array(slots);
+    let live = 0;
+    for (let d = 0; d < slots; d++) renumber[d] = this.isRemoved(d) ? -1 : live++;
+    const start = new Int32Array(nTerms + 1);
+    for (let t = 0; t < nTerms; t++) start[t + 1] = start[t]! + this.df[t]!;
+    const docs = new Int32Array(start[nTerms]!);
+    const tfs = new Int32Array(start[nTerms]!);
+    let at = 0;
+    const keep = (d: number, tf: number): void => {
+      if (renumber[d]! < 0) return;
+      docs[at] = renumber[d]!;
+      tfs[at++] = tf;
+    };
+    for (let t = 0; t < nTerms; t++) {
+      if (t < builtTerms)
+        for (let p = this.postingStart[t]!; p < this.postingStart[t + 1]!; p++)
+          keep(this.postingDocs[p]!, this.postingTfs[p]!);
+      const list = this.added.get(t);
+      if (list) list.docs.forEach((d, i) => keep(d, list.tfs[i]!));
+    }
+    const ids: string[] = new Array<string>(live);
+    const lengths = new Int32Array(live);
+    const lengthBytes = new Uint8Array(live);
+    const idRank = new Int32Array(live);
+    for (let d = 0; d < slots; d++) {
+      const n = renumber[d]!;
+      if (n < 0) continue;
+      ids[n] = this.ids[d]!;
+      lengths[n] = this.lengths[d]!;
+      lengthBytes[n] = this.lengthBytes[d]!;
+      idRank[n] = this.idRank[d]!;
+    }
+    this.byId = this.orderById().map((d) => renumber[d]!);
+    [this.ids, this.lengths, this.lengthBytes, this.idRank, this.ownIds] = [ids, lengths, lengthBytes, idRank, true];
+    [this.postingStart, this.postingDocs, this.postingTfs] = [start, docs, tfs];
+    this.removed = new Uint8Array(live);
+    this.removedCount = 0;
+    this.stalePostings = 0;
+    this.addedPostings = 0;
+    this.added.clear();
+    this.normInverse = undefined;
+  }
+
+  /** Order and compaction brought up to date before ranking. */
+  private settle(): void {
+    if (this.stalePostings + this.addedPostings > this.postingDocs.length / 4 + 65536) this.compact();
+    else this.settleOrder();
   }
 
   private indexAll(textOf: (i: number) => string, onProgress?: ProgressFn): void {
@@ -144,6 +391,7 @@ export class Bm25Index {
         postTfs.push(count);
       }
       this.lengths[d] = tokens.length;
+      this.lengthBytes[d] = intToByte4(tokens.length);
       if (tokens.length > 0) this.docCount++;
       this.totalTerms += tokens.length;
       if (onProgress && (d % 1000 === 999 || d === n - 1)) onProgress('indexing', d + 1, n);
@@ -156,6 +404,8 @@ export class Bm25Index {
     for (let t = 0; t < nTerms; t++) this.postingStart[t + 1]! += this.postingStart[t]!;
     this.postingDocs = new Int32Array(postings);
     this.postingTfs = new Int32Array(postings);
+    this.df = new Int32Array(nTerms);
+    for (let t = 0; t < nTerms; t++) this.df[t] = this.postingStart[t + 1]! - this.postingStart[t]!;
     const next = this.postingStart.slice(0, nTerms);
     const docOf = postDocs.view();
     const tfOf = postTfs.view();
@@ -179,11 +429,13 @@ export class Bm25Index {
       cache[i] = fround(1 / fround(k1 * fround(fround(1 - b) + fround(fround(b * byte4ToInt(i)) / avgdl))));
     }
     const inv = new Float32Array(this.ids.length);
-    for (let d = 0; d < inv.length; d++) {
-      const len = this.lengths[d]!;
-      inv[d] = this.luceneLengths
-        ? cache[intToByte4(len)]!
-        : fround(1 / fround(k1 * fround(fround(1 - b) + fround(fround(b * len) / avgdl))));
+    if (this.luceneLengths) {
+      for (let d = 0; d < inv.length; d++) inv[d] = cache[this.lengthBytes[d]!]!;
+    } else {
+      for (let d = 0; d < inv.length; d++) {
+        const len = this.lengths[d]!;
+        inv[d] = fround(1 / fround(k1 * fround(fround(1 - b) + fround(fround(b * len) / avgdl))));
+      }
     }
     return (this.normInverse = inv);
   }
@@ -201,13 +453,13 @@ export class Bm25Index {
     const inv = this.norms();
     const counts = this.termCounts(query);
     return positions.map((d) => {
-      if (!(Number.isInteger(d) && d >= 0 && d < this.ids.length))
+      if (!(Number.isInteger(d) && d >= 0 && d < this.ids.length) || this.isRemoved(d))
         throw new RangeError(`no document at position ${d} (the index holds ${this.ids.length})`);
       let acc = 0;
       for (const [term, boost] of counts) {
         const tf = this.termFrequency(term, d);
         if (tf === 0) continue;
-        const weight = fround(boost * this.idf(this.postingStart[term + 1]! - this.postingStart[term]!));
+        const weight = fround(boost * this.idf(this.df[term]!));
         acc += fround(weight - fround(weight / fround(1 + fround(tf * inv[d]!))));
       }
       return fround(acc);
@@ -226,6 +478,7 @@ export class Bm25Index {
 
   /** How often `term` occurs in document `d` (postings are in document order: a binary search). */
   private termFrequency(term: number, d: number): number {
+    if (term >= this.postingStart.length - 1) return this.addedFrequency(term, d);
     let lo = this.postingStart[term]!;
     let hi = this.postingStart[term + 1]!;
     while (lo < hi) {
@@ -233,23 +486,44 @@ export class Bm25Index {
       if (this.postingDocs[mid]! < d) lo = mid + 1;
       else hi = mid;
     }
-    return lo < this.postingStart[term + 1]! && this.postingDocs[lo] === d ? this.postingTfs[lo]! : 0;
+    if (lo < this.postingStart[term + 1]! && this.postingDocs[lo] === d) return this.postingTfs[lo]!;
+    return this.addedFrequency(term, d);
+  }
+
+  private addedFrequency(term: number, d: number): number {
+    const list = this.added.get(term);
+    const i = list ? list.docs.indexOf(d) : -1;
+    return i < 0 ? 0 : list!.tfs[i]!;
   }
 
   /** The `k` best documents for a query (only documents matching at least one query term, as Lucene returns). */
   search(query: string, k: number, scratch?: Float64Array): RankedList {
+    this.settle();
     const inv = this.norms();
     const counts = this.termCounts(query);
     const acc = scratch ?? new Float64Array(this.ids.length);
     const touched: number[] = [];
+    const removed = this.removed;
+    const anyRemoved = this.removedCount > 0;
+    const builtTerms = this.postingStart.length - 1;
     for (const [term, boost] of counts) {
-      const start = this.postingStart[term]!;
-      const end = this.postingStart[term + 1]!;
-      const weight = fround(boost * this.idf(end - start));
+      const weight = fround(boost * this.idf(this.df[term]!));
+      const start = term < builtTerms ? this.postingStart[term]! : 0;
+      const end = term < builtTerms ? this.postingStart[term + 1]! : 0;
       for (let p = start; p < end; p++) {
         const d = this.postingDocs[p]!;
+        if (anyRemoved && removed[d] === 1) continue;
         const tf = this.postingTfs[p]!;
         const s = fround(weight - fround(weight / fround(1 + fround(tf * inv[d]!))));
+        if (acc[d] === 0) touched.push(d);
+        acc[d] = acc[d]! + s;
+      }
+      const list = this.added.get(term);
+      if (!list) continue;
+      for (let i = 0; i < list.docs.length; i++) {
+        const d = list.docs[i]!;
+        if (removed[d] === 1) continue;
+        const s = fround(weight - fround(weight / fround(1 + fround(list.tfs[i]! * inv[d]!))));
         if (acc[d] === 0) touched.push(d);
         acc[d] = acc[d]! + s;
       }

@@ -598,6 +598,19 @@ export class DocumentTable {
     );
   }
 
+  /** The embedded text of each of `ids` that is indexed (others are left out), for BM25 to remove them. */
+  indexedTextsOf(ids: readonly string[]): Map<string, string> {
+    return this.guard(() => {
+      const get = this.db.prepare(`SELECT ${this.columns} FROM docs WHERE id = ? AND status = 'indexed'`);
+      const out = new Map<string, string>();
+      for (const id of ids) {
+        const r = get.get(id) as Row | undefined;
+        if (r) out.set(id, documentText(this.verifiedDocument(r)));
+      }
+      return out;
+    });
+  }
+
   /** The row as a document, after checking its content and row checksums. */
   private verifiedDocument(r: Row): StoredDocument {
     let metadata: Record<string, unknown> | undefined;

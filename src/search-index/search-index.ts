@@ -158,7 +158,14 @@ export const EXACT_SEARCH_WORK = 1 << 23;
 const REBUILD = (dir: string): string => `rebuild it with 'search-r3 index --input <your documents> --out ${dir}'`;
 
 export class SearchIndex {
+  /** The BM25 index of hybrid search and the docs.sqlite generation it reflects. */
   private bm25?: { generation: number; index: Bm25Index };
+  /**
+   * How many times this instance built its BM25 index from every indexed text: once at the first hybrid search
+   * (or warmHybrid), then only after another process wrote; its own commits are applied document by document.
+   * A diagnostic (tests read it), not a setting.
+   */
+  bm25Builds = 0;
   private exactCache?: VectorSnapshot;
   private countCache?: { generation: number; documents: number };
   private lock?: WriteLock;
@@ -474,8 +481,60 @@ export class SearchIndex {
           `${chunk.length} documents; expected dimension ${this.dimension}.`,
       );
     }
+    const before = this.bm25Before(chunk.map((d) => d.id));
     const { generation, added, removed } = this.docs.commitVectors(chunk, vectors);
+    const byId = new Map(chunk.map((d) => [d.id, d]));
+    const indexed = added.map((a) => ({ id: a.id, text: documentText(byId.get(a.id)!) }));
+    this.followInBm25(
+      before,
+      generation,
+      indexed.map((d) => d.id),
+      indexed,
+    );
     await this.followInStore(generation, removed, added);
+  }
+
+  /**
+   * What the BM25 index needs to follow a write of `ids`, read before docs.sqlite changes: the texts those
+   * documents are indexed with, for removing them (their terms are analysed again from the stored text rather
+   * than kept per document, which would double the postings' memory). Undefined when there is no BM25 index
+   * to follow (never built, or behind docs.sqlite already: it is then rebuilt at the next hybrid search).
+   */
+  private bm25Before(ids: readonly string[]): { generation: number; oldTexts: Map<string, string> } | undefined {
+    if (!this.bm25 || this.bm25.generation !== this.docs.generation()) return undefined;
+    return { generation: this.bm25.generation, oldTexts: this.docs.indexedTextsOf(ids) };
+  }
+
+  /**
+   * The BM25 index's half of a write that made docs.sqlite's `generation` from `before`'s: each of `gone` (ids
+   * replaced or deleted) that was indexed is removed, each of `added` added, synchronously right after the
+   * sqlite commit so no search sees one half without the other. Scores stay those of a fresh build
+   * (Bm25Index.add/remove keep N, df and lengths exact). A generation that is not the next one (another writer
+   * in between) or a text that does not match its postings leaves the index to be rebuilt from docs.sqlite.
+   */
+  private followInBm25(
+    before: { generation: number; oldTexts: Map<string, string> } | undefined,
+    generation: number,
+    gone: readonly string[],
+    added: readonly { id: string; text: string }[],
+  ): void {
+    const bm25 = this.bm25;
+    if (!before || !bm25 || bm25.generation !== before.generation) return;
+    if (generation !== before.generation + 1) {
+      this.bm25 = undefined;
+      return;
+    }
+    try {
+      for (const id of gone) {
+        const text = before.oldTexts.get(id);
+        if (text !== undefined) bm25.index.remove(id, text);
+      }
+      for (const doc of added) bm25.index.add(doc);
+      this.bm25 = { generation, index: bm25.index };
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      this.bm25 = undefined;
+    }
   }
 
   /**
@@ -508,8 +567,10 @@ export class SearchIndex {
 
   private async deleteNow(ids: readonly string[]): Promise<string[]> {
     this.lockForWriting();
+    const before = this.bm25Before(ids);
     const { generation, keys, deleted } = this.docs.delete(ids);
     if (deleted.length === 0) return [];
+    this.followInBm25(before, generation, deleted, []);
     await this.followInStore(generation, keys, []);
     this.writeCounts();
     return deleted;
@@ -644,11 +705,17 @@ export class SearchIndex {
     return { ids, keys, dim: this.dimension, data };
   }
 
-  /** The BM25 index over the indexed documents, rebuilt when the documents changed since it was built. */
+  /**
+   * The BM25 index over the indexed documents. This instance's own writes keep it current (followInBm25); a
+   * generation it did not make (another process's commits, taken up by refresh()) is rebuilt from every indexed
+   * text, since docs.sqlite keeps no record of which documents a commit changed, so the difference is not known.
+   */
   private bm25Index(): Bm25Index {
     const g = this.docs.generation();
-    if (!this.bm25 || this.bm25.generation !== g)
+    if (!this.bm25 || this.bm25.generation !== g) {
       this.bm25 = { generation: g, index: Bm25Index.build(this.docs.indexedTexts(), createAnalyzer()) };
+      this.bm25Builds++;
+    }
     return this.bm25.index;
   }
 

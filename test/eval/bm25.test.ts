@@ -64,3 +64,66 @@ test("BM25 flat on SciFact test: nDCG@10 within ±0.02 of Pyserini's 0.679", asy
   assert.equal(ev.all['recall_100']!.toFixed(4), '0.9253');
   assert.equal(ev.all['recall_1000']!.toFixed(4), '0.9767');
 });
+
+test('documents added and removed after the build score and rank exactly as a fresh build over the live ones', () => {
+  let seed = 11;
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  const words = ['alpha', 'beta', 'gamma', 'delta', 'eps', 'zeta', 'eta', 'theta', 'iota', 'kappa'];
+  // few words and short texts: many equal scores, so tie order is checked too
+  const text = () => Array.from({ length: Math.floor(rand() * 8) }, () => words[Math.floor(rand() * 10)]).join(' ');
+  const live = new Map<string, string>();
+  for (let i = 0; i < 60; i++) live.set(`d${Math.floor(rand() * 1e6)}`, text());
+  const index = Bm25Index.build(
+    [...live].map(([id, t]) => ({ id, text: t })),
+    noStem,
+  );
+  const queries = ['alpha', 'beta gamma', 'delta delta eps', 'zeta eta theta iota kappa', 'omega'];
+  for (let round = 0; round < 25; round++) {
+    for (let op = 0; op < 6; op++) {
+      const ids = [...live.keys()];
+      const pick = ids[Math.floor(rand() * ids.length)]!;
+      const r = rand();
+      if (r < 0.35 || ids.length < 5) {
+        const id = `n${round}-${op}-${Math.floor(rand() * 1e6)}`;
+        live.set(id, text());
+        index.add({ id, text: live.get(id)! });
+      } else if (r < 0.7) {
+        index.remove(pick, live.get(pick)!);
+        live.delete(pick);
+      } else {
+        index.remove(pick, live.get(pick)!);
+        live.set(pick, text());
+        index.add({ id: pick, text: live.get(pick)! });
+      }
+    }
+    if (round % 7 === 6) index.compact();
+    // a fresh build over the live documents, in another order
+    const fresh = Bm25Index.build(
+      [...live].reverse().map(([id, t]) => ({ id, text: t })),
+      noStem,
+    );
+    assert.equal(index.size, live.size);
+    assert.equal(index.vocabularySize, fresh.vocabularySize);
+    for (const q of queries) {
+      const got = index.search(q, 1000);
+      assert.deepEqual(got, fresh.search(q, 1000), `round ${round}, query '${q}'`);
+      assert.deepEqual(index.search(q, 7), fresh.search(q, 7));
+      const ids = [...live.keys()];
+      assert.deepEqual(
+        index.scoreDocuments(
+          q,
+          ids.map((id) => index.ids.lastIndexOf(id)),
+        ),
+        fresh.scoreDocuments(
+          q,
+          ids.map((id) => fresh.ids.indexOf(id)),
+        ),
+      );
+    }
+  }
+  const [id, t] = [...live][0]!;
+  assert.throws(() => index.remove(id, `${t} alpha`), /was indexed from another text/);
+  assert.throws(() => index.remove('nothing', t), /is not in the BM25 index/);
+  assert.throws(() => index.add({ id, text: t }), /already in the BM25 index/);
+  assert.equal(index.size, live.size);
+});
