@@ -126,7 +126,7 @@ export const mineCommand: Command = {
     process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
     const progress = evalProgress();
     const rank: Ranker = model
-      ? modelRanker(model.model, model.tokenizer, pool, {
+      ? await modelRanker(model.model, model.tokenizer, pool, {
           templates: cfg.templates,
           maxLength: cfg.maxLength,
           onProgress: progress,

@@ -24,7 +24,10 @@ interface ShardRecord {
   sha256?: Sums;
 }
 
-/** Documents per shard: a kill loses at most this much encoding. */
+/**
+ * Documents per shard: a kill loses at most this much encoding. Also the documents per embedDocuments call
+ * wherever a corpus is embedded (embedCorpus), since an encoder holds the token ids of all it is given.
+ */
 export const DOCUMENT_SHARD = 1024;
 
 export interface ShardEncoder {

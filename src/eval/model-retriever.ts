@@ -1,6 +1,7 @@
 import type { EmbedStats, QueryEmbedding, QueryOptions } from '../embed/index.js';
 import { documentText, type BeirDocument } from './beir.js';
 import { denseSearch, type EmbeddingMatrix } from './dense-search.js';
+import { DOCUMENT_SHARD } from './embedding-cache.js';
 import type { ProgressFn, Retriever } from './retriever.js';
 import type { Run } from './run.js';
 
@@ -8,6 +9,8 @@ import type { Run } from './run.js';
 export interface ModelRetrieverOptions extends QueryOptions {
   /** Queries embedded per generation batch with reasoning on (default 8). */
   queryBatch?: number;
+  /** Documents per embedDocuments call when the corpus is embedded (default DOCUMENT_SHARD, see embedCorpus). */
+  documentGroup?: number;
 }
 
 /**
@@ -28,6 +31,32 @@ export function stackVectors(vs: readonly Float32Array[], dim: number): Float32A
   const out = new Float32Array(vs.length * dim);
   vs.forEach((v, i) => out.set(v, i * dim));
   return out;
+}
+
+/**
+ * `count` texts (`texts(start, end)` gives those of documents start..end-1) embedded `group` at a time, each
+ * group's vectors written straight into one row-major matrix. An encoder tokenizes all it is given before its
+ * first forward pass, so one call over a corpus of millions would hold every document's token ids (GBs) beside
+ * the vectors; in groups the peak is the matrix plus one group's prompts. Batches are cut by length within a
+ * group, as the evaluation recipe's shards (of the same DOCUMENT_SHARD documents) are, so both give the same
+ * vectors. Progress is one count over all `count` texts.
+ */
+export async function embedCorpus(
+  encoder: Pick<SearchR3Encoder, 'dimension' | 'embedDocuments'>,
+  count: number,
+  texts: (start: number, end: number) => string[],
+  onProgress?: (done: number, total: number) => void,
+  group = DOCUMENT_SHARD,
+): Promise<Float32Array> {
+  const dim = encoder.dimension;
+  const data = new Float32Array(count * dim);
+  for (let start = 0; start < count; start += group) {
+    const end = Math.min(count, start + group);
+    const { vectors } = await encoder.embedDocuments(texts(start, end), (done) => onProgress?.(start + done, count));
+    vectors.forEach((v, i) => data.set(v, (start + i) * dim));
+    await new Promise((r) => setImmediate(r)); // let progress output through between groups
+  }
+  return data;
 }
 
 /**
@@ -89,14 +118,12 @@ export class ModelRetriever implements Retriever {
     return result.run;
   }
 
-  /**
-   * The corpus embedded, as one matrix. Made here, so that the vectors one by one are garbage once stacked,
-   * rather than held beside the matrix and the search's own normalised copy of it.
-   */
+  /** The corpus embedded in groups (see embedCorpus), as one matrix. */
   private async documentMatrix(corpus: readonly BeirDocument[], onProgress?: ProgressFn): Promise<EmbeddingMatrix> {
     const progress = (done: number, total: number): void => onProgress?.('encoding documents', done, total);
-    const { vectors } = await this.embedder.embedDocuments(corpus.map(documentText), progress);
-    const dim = this.embedder.dimension;
-    return { ids: corpus.map((d) => d.id), dim, data: stackVectors(vectors, dim) };
+    const texts = (start: number, end: number): string[] => corpus.slice(start, end).map(documentText);
+    const group = this.options.documentGroup ?? DOCUMENT_SHARD;
+    const data = await embedCorpus(this.embedder, corpus.length, texts, progress, group);
+    return { ids: corpus.map((d) => d.id), dim: this.embedder.dimension, data };
   }
 }

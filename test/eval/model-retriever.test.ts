@@ -7,7 +7,7 @@ import { Embedder } from '../../src/embed/index.js';
 import { readBeirDataset } from '../../src/eval/beir.js';
 import { EmbeddingRetriever } from '../../src/eval/embedding-retriever.js';
 import { documentText } from '../../src/eval/beir.js';
-import { ModelRetriever } from '../../src/eval/model-retriever.js';
+import { ModelRetriever, embedCorpus, type SearchR3Encoder } from '../../src/eval/model-retriever.js';
 import { readTrecRun } from '../../src/eval/run.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { runCli } from '../helpers/cli.js';
@@ -79,4 +79,51 @@ test('search-r3 eval --retriever <model-dir> evaluates a model, reasoning off an
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a model retriever embeds the corpus in groups, one progress count, ranking as one call does', async () => {
+  const { model, tokenizer } = tinyModel(5);
+  const embedder = new Embedder(model, tokenizer);
+  // an encoder as eval's --engine llama.cpp is one: its own object behind the SearchR3Encoder protocol, here the
+  // real Embedder, so each call's size is seen where the retriever hands it documents
+  const calls: number[] = [];
+  const encoder: SearchR3Encoder = {
+    dimension: embedder.dimension,
+    embedDocuments: (texts, onProgress) => {
+      calls.push(texts.length);
+      return embedder.embedDocuments(texts, onProgress);
+    },
+    embedQueries: (texts, opts) => embedder.embedQueries(texts, opts),
+  };
+  const ds = await readBeirDataset(tiny, 'test');
+  assert.equal(ds.corpus.length, 5);
+  const seen: string[] = [];
+  const progress = (stage: string, done: number, total: number): void => {
+    if (stage === 'encoding documents') seen.push(`${done}/${total}`);
+  };
+  const grouped = await new ModelRetriever(encoder, 'grouped', { documentGroup: 2 }).retrieve(
+    ds.corpus,
+    ds.queries,
+    10,
+    progress,
+  );
+  assert.deepEqual(calls, [2, 2, 1], 'at most documentGroup documents per call');
+  assert.deepEqual(seen, ['2/5', '4/5', '5/5'], 'one count over the whole corpus');
+  calls.length = 0;
+  const whole = await new ModelRetriever(encoder, 'whole').retrieve(ds.corpus, ds.queries, 10);
+  assert.deepEqual(calls, [5], 'a corpus within one group is one call');
+  for (const [q, r] of whole) {
+    assert.deepEqual(grouped.get(q)!.docIds, r.docIds, q);
+    r.scores.forEach((s, i) => assert.ok(Math.abs(grouped.get(q)!.scores[i] - s) < 1e-6, `${q} score ${i}`));
+  }
+  // the rows are the whole call's vectors, in corpus order
+  const texts = ds.corpus.map(documentText);
+  const rows = await embedCorpus(embedder, 5, (a, b) => texts.slice(a, b), undefined, 2);
+  embedder.embedDocuments(texts).vectors.forEach((v, i) => {
+    const row = rows.subarray(i * v.length, (i + 1) * v.length);
+    assert.ok(
+      row.every((x, j) => Math.abs(x - v[j]) < 1e-6),
+      `document ${i}`,
+    );
+  });
 });

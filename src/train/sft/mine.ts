@@ -10,6 +10,7 @@ import type { Qwen2Model } from '../../model/qwen2-model.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import { createAnalyzer } from '../../eval/analyzer.js';
 import { Bm25Index } from '../../eval/bm25.js';
+import { embedCorpus } from '../../eval/model-retriever.js';
 import type { ProgressFn } from '../../eval/retriever.js';
 import { Rng } from '../../tensor/index.js';
 import type { TrainExample } from './data.js';
@@ -110,23 +111,27 @@ export function bm25Ranker(pool: readonly string[]): Ranker {
   };
 }
 
-/** The model's own embeddings: documents embedded once, queries one at a time, exact cosine. */
-export function modelRanker(
+/** The model's own embeddings: documents embedded once (in groups: embedCorpus), queries one by one, exact cosine. */
+export async function modelRanker(
   model: Qwen2Model,
   tokenizer: Tokenizer,
   pool: readonly string[],
   opts: { templates?: Partial<PromptTemplates>; maxLength?: number; onProgress?: ProgressFn } = {},
-): Ranker {
+): Promise<Ranker> {
   const emb = new Embedder(model, tokenizer, opts);
-  const vectors = emb.embedDocuments(pool, (done, total) =>
-    opts.onProgress?.('encoding documents', done, total),
-  ).vectors;
+  const d = emb.dimension;
+  const matrix = await embedCorpus(
+    emb,
+    pool.length,
+    (start, end) => pool.slice(start, end),
+    (done, total) => opts.onProgress?.('encoding documents', done, total),
+  );
   const where = new Map(pool.map((t, i) => [t, i]));
   return (query, positives, k) => {
     const q = emb.embedQuery(query).vector;
-    const scores = vectors.map((v) => {
+    const scores = pool.map((_, row) => {
       let s = 0;
-      for (let i = 0; i < q.length; i++) s += q[i] * v[i];
+      for (let i = 0, at = row * d; i < d; i++) s += q[i] * matrix[at + i];
       return s;
     });
     const docs = scores

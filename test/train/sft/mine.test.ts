@@ -75,7 +75,7 @@ test("mining with the model's own embeddings: exact cosine order, positive score
   const pool = ['red apples', 'green apples', 'blue sky', 'deep sea', 'tall trees', 'old books'];
   // embedding the pool up front is the long part of mining: its progress is reported as eval reports it
   const seen: string[] = [];
-  const rank = modelRanker(model, tokenizer, pool, { onProgress: (s, d, t) => seen.push(`${s} ${d}/${t}`) });
+  const rank = await modelRanker(model, tokenizer, pool, { onProgress: (s, d, t) => seen.push(`${s} ${d}/${t}`) });
   assert.equal(seen.at(-1), 'encoding documents 6/6');
   const r = rank('apples', ['red apples'], 6);
   assert.equal(r.docs.length, 6);
