@@ -18,7 +18,9 @@
  * it from the table, rows in order, and the snapshot holds the edits since (the changed rows' vectors at
  * that build and every upsert after it), which restore() replays on a graph built the same way. A
  * snapshot taken at any step, on the trainer's rebuild schedule or not (a run stopped by a signal or a
- * deadline), so restores the graph the live environment holds.
+ * deadline), so restores the graph the live environment holds. The environment also rebuilds the graph
+ * itself after a write that leaves every row fresh (a full refresh) or that would make those edits hold more
+ * vectors than the table has rows, so they never hold more than one table's worth.
  */
 import { EmbeddingTable, defaultTableLimit } from './embedding-table.js';
 import { topK } from '../model/top-k.js';
@@ -131,6 +133,8 @@ export class RetrievalEnvironment {
   /** Since the graph was built from the table: each changed row's vector at the build, and every upsert. */
   private graphBase = new Map<number, Float32Array>();
   private graphLog: { rows: number[]; vectors: Float32Array[] }[] = [];
+  /** Rows upserted since the build (graphLog's rows, all batches together). */
+  private graphLogRows = 0;
   /** Rows the graph's build from the table inserted at a time (its history starts there). */
   private graphChunk = GRAPH_BUILD_CHUNK;
 
@@ -196,6 +200,7 @@ export class RetrievalEnvironment {
     this.graphChunk = GRAPH_BUILD_CHUNK;
     this.graphBase.clear();
     this.graphLog = [];
+    this.graphLogRows = 0;
   }
 
   /** A graph of every row's given vector, inserted in row order, `chunk` rows a call (null in exact mode). */
@@ -225,6 +230,7 @@ export class RetrievalEnvironment {
       this.graph?.upsert(rows, vectors);
       return { rows: [...rows], vectors };
     });
+    this.graphLogRows = edits.batches.reduce((n, rows) => n + rows.length, 0);
   }
 
   snapshot(): EnvironmentSnapshot {
@@ -375,12 +381,39 @@ export class RetrievalEnvironment {
     return off;
   }
 
+  /**
+   * Whether writing these rows rebuilds the graph from the table instead of being recorded as edits: when
+   * it leaves every row at the current version (a full refresh: the rebuilt graph is the table's, and the
+   * edits would hold it twice), or when the edits would then hold more vectors (changed rows' old vectors
+   * and upserts) than the table has rows. The environment decides, not the trainer, because it holds the
+   * edits; both conditions read only the table's versions and the edits, which a snapshot carries, so a
+   * restored environment rebuilds at the same writes as the live one.
+   */
+  private rebuildsGraph(rows: readonly number[]): boolean {
+    const written = new Set(rows);
+    let staleWritten = 0,
+      newBase = 0;
+    for (const r of written) {
+      if (this.table.versions[r] !== this.version) staleWritten++;
+      if (!this.graphBase.has(r)) newBase++;
+    }
+    if (this.table.staleCount(this.version) === staleWritten) return true;
+    return this.graphBase.size + newBase + this.graphLogRows + rows.length > this.table.rows;
+  }
+
   /** Writes rows into the table and the graph; `record`: as an edit of the graph since its build from the table. */
   private write(rows: readonly number[], vectors: Float32Array[], record = true): void {
     if (vectors.length !== rows.length)
       throw new Error(`the document encoder returned ${vectors.length} vectors for ${rows.length} rows`);
     const g = this.graph,
       edit = g !== null && record && rows.length > 0;
+    if (edit && this.rebuildsGraph(rows)) {
+      rows.forEach((r, i) => this.table.set(r, vectors[i], this.version));
+      const t = performance.now();
+      this.rebuildGraph();
+      this.graphSeconds += (performance.now() - t) / 1000;
+      return;
+    }
     rows.forEach((r, i) => {
       if (edit && !this.graphBase.has(r)) this.graphBase.set(r, Float32Array.from(this.table.row(r)));
       this.table.set(r, vectors[i], this.version);
@@ -389,7 +422,10 @@ export class RetrievalEnvironment {
       const t = performance.now();
       g.upsert(rows, vectors);
       this.graphSeconds += (performance.now() - t) / 1000;
-      if (edit) this.graphLog.push({ rows: [...rows], vectors: vectors.map((v) => Float32Array.from(v)) });
+      if (edit) {
+        this.graphLog.push({ rows: [...rows], vectors: vectors.map((v) => Float32Array.from(v)) });
+        this.graphLogRows += rows.length;
+      }
     }
   }
 

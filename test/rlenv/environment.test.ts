@@ -208,6 +208,51 @@ test('a snapshot taken between graph rebuilds (a run stopped by a signal) restor
   continuesAsLive(8);
 });
 
+test('full refreshes and long runs keep the graph edits within one table, and a restore continues as live', () => {
+  const o = {
+    ...opts('local', { fullEvery: 3 }),
+    graph: { connectivity: 2, expansionAdd: 4, expansionSearch: 2 },
+    driftCorrection: true,
+  };
+  const policy = { version: 0 };
+  const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
+  const steps = (e: RetrievalEnvironment, from: number, to: number): unknown[] => {
+    const out: unknown[] = [];
+    for (let step = from; step <= to; step++) {
+      policy.version = step;
+      e.advance();
+      const qs = queries(policy, step);
+      const r = e.step(qs);
+      out.push({ rewards: r.rewards, candidates: r.candidates, counts: r.stats.counts });
+    }
+    return out;
+  };
+  /** Vectors the snapshot's graph edits hold: the changed rows' old ones and every upsert's. */
+  const editRows = (): number => {
+    const e = env.snapshot().graphEdits;
+    return (e.baseVectors.length + e.vectors.length) / D;
+  };
+  // steps 3, 6, 9 re-encode every stale row (the whole table: ≈ 2 tables of edits without a rebuild)
+  for (let step = 1; step <= 9; step++) {
+    steps(env, step, step);
+    assert.ok(editRows() <= N, `after step ${step} the graph edits hold ${editRows()} vectors, over ${N} rows`);
+    if (step % 3 === 0) assert.equal(editRows(), 0, `the full refresh of step ${step} rebuilt the graph`);
+  }
+  // no full refresh: ≈ 48 rows a step, so the edits reach a table's worth within these steps
+  env.opts.refresh.fullEvery = 0;
+  let most = 0;
+  for (let step = 10; step <= 20; step++) {
+    steps(env, step, step);
+    most = Math.max(most, editRows());
+  }
+  assert.ok(most > N / 2 && most <= N, `the edits held at most ${most} vectors (want ≤ ${N}, and a cap reached)`);
+  // a restore between rebuilds continues as the live run, across the rebuilds a full edit log causes
+  const restored = RetrievalEnvironment.restore(structuredClone(env.snapshot()), N, D, fakeEncoder(policy).encode, o);
+  const live = steps(env, 21, 32);
+  assert.deepEqual(steps(restored, 21, 32), live);
+  assert.deepEqual(restored.table.vectors, env.table.vectors);
+});
+
 test('a table larger than allowed is refused before allocating, naming the bytes needed', () => {
   assert.equal(tableBytes(1000, 1536), 1000 * 1536 * 4 + 4000);
   assert.throws(

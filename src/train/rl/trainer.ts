@@ -400,9 +400,10 @@ async function trainInFolder(
     const extra = `reward ${lastRewardMean.toFixed(3)} fmt ${formatSuccess.toFixed(2)} enc ${outcome.stats.encodes}`;
     return { record, progress: { loss, lr, tokensPerSec: run.rate(generated), extra }, more };
   };
-  // the graph is built afresh from the table at the scheduled checkpoints (every checkpoint.every steps) only:
-  // one off that schedule (a signal, a deadline, a session's last step) saves the graph's edits since the last
-  // build instead, so a run resumed from it grows the graph the uninterrupted run grows
+  // the graph is built afresh from the table at the scheduled checkpoints (every checkpoint.every steps), and by
+  // the environment itself after a full refresh or once its edits reach a table's worth: a checkpoint off that
+  // schedule (a signal, a deadline, a session's last step) saves the graph's edits since the last build instead,
+  // so a run resumed from it grows the graph the uninterrupted run grows
   const checkpointFiles = (dir: string): Promise<void> => {
     if (state.step % cfg.checkpoint.every === 0) env.rebuildGraph();
     return saveEnvironment(dir, env.snapshot());
