@@ -91,6 +91,11 @@ export async function* readLines(file: string, opts: ReadLinesOptions = {}): Asy
     if (e instanceof EvalInputError) throw e;
     // A cut or corrupt .gz fails here, after the lines before the damage were read.
     throw new EvalInputError(`cannot be read after line ${line} (${(e as Error).message})`, file);
+  } finally {
+    // A reader that stops early (its caller threw, or a line was refused) ends only the stream it iterates; the
+    // file stream under a gunzip would stay paused with its file descriptor open.
+    input.destroy();
+    raw.destroy();
   }
 }
 

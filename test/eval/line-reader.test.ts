@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -72,5 +72,23 @@ test('a BEIR corpus line over 64 MiB is refused in one sentence naming the file 
       readBeirCorpus(f),
       (e: Error) => e.name === 'EvalInputError' && e.message.startsWith(`${f}: line 2 is longer than 64 MiB `),
     );
+  });
+});
+
+test('a .gz file whose reader stops early (its caller threw) leaves no file descriptor open', async () => {
+  await withTemp(async (dir) => {
+    const file = join(dir, 'queries.jsonl.gz');
+    writeFileSync(file, gzipSync(Array.from({ length: 100 }, (_, i) => `{"_id":"q${i}"}\n`).join('')));
+    const stopAtLine3 = async (): Promise<void> => {
+      for await (const { line } of readLines(file)) if (line === 3) throw new Error('bad line 3');
+    };
+    const openFds = (): number => readdirSync('/proc/self/fd').length;
+    await assert.rejects(stopAtLine3(), /bad line 3/);
+    // a stream closes its file on a later tick; let the first read's settle before counting
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const before = openFds();
+    for (let i = 0; i < 50; i++) await assert.rejects(stopAtLine3(), /bad line 3/);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(openFds() <= before + 2, `open file descriptors went from ${before} to ${openFds()}`);
   });
 });
