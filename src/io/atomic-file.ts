@@ -18,7 +18,6 @@ import {
   renameSync,
   rmSync,
   writeFileSync,
-  writeSync,
 } from 'node:fs';
 import path from 'node:path';
 import { isWithin } from './path-relation.js';
@@ -266,15 +265,17 @@ export function writeLinesAtomicallySync(file: string, lines: Iterable<string>):
   writeFileAtomicallySync(file, (tmp) => {
     const fd = openSync(tmp, 'w');
     try {
+      // writeFileSync on a descriptor writes until every byte is out; one writeSync may write fewer (a full disk
+      // or a file size limit mid-piece) and say so only in its count, and the cut file would take the name.
       let buf = '';
       for (const line of lines) {
         buf += line;
         if (buf.length > 1 << 20) {
-          writeSync(fd, buf);
+          writeFileSync(fd, buf);
           buf = '';
         }
       }
-      writeSync(fd, buf);
+      writeFileSync(fd, buf);
     } finally {
       closeSync(fd);
     }

@@ -249,3 +249,35 @@ test('writeLinesAtomicallySync writes more text than one string can hold (600 Mi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('writeLinesAtomicallySync stopped by a file size limit fails and leaves the old file, never a cut one', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-lines-limit-'));
+  try {
+    const file = path.join(dir, 'run.trec');
+    const atomicFile = new URL('../../src/io/atomic-file.js', import.meta.url).href;
+    // The limit lets write() take only the bytes below it, which it reports in its count alone; the write
+    // after that fails (EFBIG, as a full disk fails with ENOSPC). Two shapes: the cut falls in the last piece,
+    // or in a full piece after which nothing is left to write.
+    const shapes = {
+      'a run smaller than one piece': 'Array.from({ length: 4000 }, (_, i) => `q1 Q0 d${i} ${i + 1} 1.0 run\\n`)',
+      'a run of exactly one full piece': "['x'.repeat(1 << 20) + '\\n']",
+    };
+    for (const [shape, lines] of Object.entries(shapes)) {
+      writeFileSync(file, 'old run\n');
+      const script = `import { writeLinesAtomicallySync } from '${atomicFile}';
+        writeLinesAtomicallySync(process.argv[1], ${lines});`;
+      // bash's ulimit -f counts 1024-byte blocks: 64 KiB
+      const child = spawnSync(
+        'bash',
+        ['-c', 'ulimit -f 64 && exec "$0" --input-type=module -e "$1" "$2"', process.execPath, script, file],
+        { encoding: 'utf8' },
+      );
+      assert.notEqual(child.status, 0, `${shape}: the write reported success (stderr: ${child.stderr})`);
+      assert.match(child.stderr, /EFBIG/, shape);
+      assert.equal(readFileSync(file, 'utf8'), 'old run\n', shape);
+      assert.deepEqual(readdirSync(dir), ['run.trec'], `${shape}: its temporary file was removed`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
