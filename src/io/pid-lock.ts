@@ -33,7 +33,6 @@ import {
   rmSync,
   statSync,
   writeFileSync,
-  writeSync,
 } from 'node:fs';
 import path from 'node:path';
 import { namingFile, tempPathFor } from './atomic-file.js';
@@ -223,8 +222,16 @@ function createWithPid(file: string): boolean {
   }
   try {
     const fd = openSync(file, 'wx');
-    writeSync(fd, content);
-    closeSync(fd);
+    try {
+      // writeFileSync loops until every byte is written, where one write() may take fewer
+      writeFileSync(fd, content);
+    } catch (e) {
+      // a lock this process made but could not fill would block others for GRACE_MS for nothing
+      rmSync(file, { force: true });
+      throw e;
+    } finally {
+      closeSync(fd);
+    }
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
