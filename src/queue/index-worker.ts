@@ -16,7 +16,7 @@ import {
   readJob,
 } from './index-job.js';
 import { QueueError } from './queue-error.js';
-import { liveRun } from './queue-hold.js';
+import { RunWatch } from './queue-hold.js';
 import { isGpuDeviceFailure } from '../embed/index.js';
 import { RedisWatchdog, type RedisTarget } from './redis-link.js';
 
@@ -89,6 +89,7 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
   };
 
   let orphanSaid = false;
+  let runs: RunWatch | undefined;
   const handle = async (job: Job, token?: string): Promise<IndexJobResult> => {
     let data: IndexJobData;
     try {
@@ -98,7 +99,8 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
       o.log(why);
       throw new UnrecoverableError(why);
     }
-    if ((await liveRun(await worker.client, o.queueName)) !== data.run) {
+    runs ??= new RunWatch(await worker.client, o.queueName);
+    if (!(await runs.running(data.run))) {
       // its coordinator is gone (killed, or Redis lost its hold for a moment): vectors nobody stores would
       // only fill Redis, so the job waits for its run to come back, or for the next run to clear the queue
       if (!orphanSaid) o.log(`job ${job.id}: the index run that queued it is not running; the job waits for it.`);

@@ -20,6 +20,8 @@ export interface QueueHolder {
   since: string;
   /** Counts renewals: a holder whose count moves is alive. */
   beat: number;
+  /** How long the hold outlives a renewal (absent in a hold an older search-r3 wrote: HOLD_MS). */
+  holdMs?: number;
 }
 
 // sets the hold when it is free or already this run's; otherwise answers the holder's value
@@ -61,7 +63,8 @@ export class QueueHold {
     private readonly o: QueueHoldOptions,
   ) {
     this.holdMs = o.holdMs ?? HOLD_MS;
-    this.me = { run: o.run, host: hostname(), pid: process.pid, since: new Date().toISOString(), beat: 0 };
+    const since = new Date().toISOString();
+    this.me = { run: o.run, host: hostname(), pid: process.pid, since, beat: 0, holdMs: this.holdMs };
     this.lost = new Promise<never>((_, reject) => (this.fail = reject));
     this.lost.catch(() => undefined);
   }
@@ -144,14 +147,40 @@ export class QueueHold {
 }
 
 /**
- * The run that holds the queue and lives: null when no run holds it, or its holder's process is seen gone
- * on this machine (a coordinator killed; its hold lapses within 15 s on other machines).
+ * Tells a worker whether the run that queued a job is running: while its hold exists and its beat moves.
+ * The holder's process id proves nothing to a worker: one in another PID namespace (a container sharing the
+ * host's hostname, a Kubernetes pod with hostNetwork) has the coordinator's hostname yet cannot see its
+ * process. A beat that has not moved for half the hold's life (2.5 renewals) is a run that stopped.
  */
-export async function liveRun(client: Pick<Redis, 'get'>, queueName: string): Promise<string | null> {
-  const v = await client.get(holdKey(queueName));
-  if (v === null) return null;
-  const holder = JSON.parse(v) as QueueHolder;
-  return processAlive(holder) === false ? null : holder.run;
+export class RunWatch {
+  /** The holder's beat as this worker last saw it, when it saw it change, and whether it ever saw it move. */
+  private seen: { run: string; beat: number; at: number; moved: boolean } | undefined;
+
+  constructor(
+    private readonly client: Pick<Redis, 'get'>,
+    private readonly queueName: string,
+  ) {}
+
+  /**
+   * Whether `run` holds the queue and lives. A run whose beat this worker has not yet seen move is watched
+   * until it moves (one renewal) or stalls (half the hold's life): a coordinator killed moments ago still
+   * has a hold.
+   */
+  async running(run: string): Promise<boolean> {
+    for (;;) {
+      const v = await this.client.get(holdKey(this.queueName));
+      if (v === null) return false;
+      const h = JSON.parse(v) as QueueHolder;
+      if (h.run !== run) return false;
+      const now = performance.now();
+      if (this.seen?.run !== h.run) this.seen = { run: h.run, beat: h.beat, at: now, moved: false };
+      else if (this.seen.beat !== h.beat) this.seen = { run: h.run, beat: h.beat, at: now, moved: true };
+      const stallMs = (h.holdMs ?? HOLD_MS) / 2;
+      if (now - this.seen.at >= stallMs) return false;
+      if (this.seen.moved) return true;
+      await new Promise((r) => setTimeout(r, Math.min(250, stallMs / 4)));
+    }
+  }
 }
 
 function describe(h: QueueHolder): string {

@@ -5,9 +5,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { type QueueHolder, holdKey } from '../../src/queue/queue-hold.js';
 import { readDocuments } from '../../src/search-index/document-source.js';
 import type { SourceDocument } from '../../src/search-index/document-source.js';
 import { runCliAsync } from '../helpers/cli.js';
@@ -371,4 +375,33 @@ test("a killed coordinator's jobs are not encoded into Redis: a worker leaves th
   assert.match(rerun.output, /80 documents indexed \(80 encoded now/);
   assert.equal(await worker.stop(), 0, worker.output);
   await assertStoredOnce(out, docs);
+});
+
+test('a worker that cannot see its coordinator (another PID namespace) encodes while the hold beats', async () => {
+  const docs = scifact.slice(3990, 4030);
+  const first = queuedIndex('pidns', corpusFile('pidns', docs), path.join(work.dir, 'pidns'), ['--commit-every', '20']);
+  await first.waitFor(/encoding on the queue: 0\/40/);
+  const client = new Redis({ host: '127.0.0.1', port: redis.port });
+  const queue = new Queue('pidns', { connection: { host: '127.0.0.1', port: redis.port } });
+  // the run's hold as a coordinator in another PID namespace keeps it: this hostname, a pid not alive here
+  const held = JSON.parse((await client.get(holdKey('pidns')))!) as QueueHolder;
+  first.kill('SIGKILL');
+  await first.exited;
+  const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  const hold: QueueHolder = { ...held, host: hostname(), pid: Number(gone.stdout.toString()), holdMs: 1000 };
+  const renew = async (): Promise<unknown> => client.set(holdKey('pidns'), JSON.stringify(hold), 'PX', 1000);
+  await renew();
+  const beats = setInterval(() => void (hold.beat++, renew()), 200);
+  const worker = workerProc('pidns');
+  try {
+    await worker.waitFor(/job \S+: done/, 30_000);
+    assert.doesNotMatch(worker.output, /is not running/);
+    assert.ok((await queue.getCompletedCount()) > 0, worker.output);
+  } finally {
+    clearInterval(beats);
+    assert.equal(await worker.stop(), 0, worker.output);
+    await queue.obliterate({ force: true });
+    await queue.close();
+    client.disconnect();
+  }
 });
