@@ -610,17 +610,21 @@ export class SearchIndex {
     return this.docs.allIds();
   }
 
-  /** Embeds the query (with reasoning when asked) and ranks documents. */
+  /**
+   * Embeds the query (with reasoning when asked) and ranks documents. One read from its call on, so that a
+   * close() while the query is still embedding waits for the answer rather than refusing it halfway.
+   */
   async search(query: string, opts: SearchOptions = {}): Promise<SearchResult> {
-    this.requireOpen();
-    checkSearch(query, opts);
-    const backend = this.requireBackend('searching by text');
-    const t0 = performance.now();
-    const [q] = await backend.embedQueries([query], opts);
-    const t1 = performance.now();
-    const hits = await this.searchVector(q.vector, { ...opts, queryText: query });
-    const searchMs = performance.now() - t1;
-    return { hits, reasoning: q.reasoning, forced: q.forced, truncated: q.truncated, embedMs: t1 - t0, searchMs };
+    return this.reading(async () => {
+      checkSearch(query, opts);
+      const backend = this.requireBackend('searching by text');
+      const t0 = performance.now();
+      const [q] = await backend.embedQueries([query], opts);
+      const t1 = performance.now();
+      const hits = await this.rank(q.vector, { ...opts, queryText: query });
+      const searchMs = performance.now() - t1;
+      return { hits, reasoning: q.reasoning, forced: q.forced, truncated: q.truncated, embedMs: t1 - t0, searchMs };
+    });
   }
 
   /** Ranks documents for an already embedded query; `queryText` is needed for hybrid search. */

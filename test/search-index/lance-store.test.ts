@@ -254,7 +254,7 @@ test('a LanceStore answers the calls under way when closed, and refuses any afte
   }
 });
 
-test('close() answers the searches under way first, and a search after it is the closed index sentence', async () => {
+test('close() answers searches under way first (a text one still embedding too); later ones are refused', async () => {
   const { dir, cleanup } = tempDir('lance-close');
   try {
     const backend = await tinyBackend(await tinyModelDir(dir));
@@ -275,12 +275,18 @@ test('close() answers the searches under way first, and a search after it is the
         const opts = { k: 3, exact: false, hybrid, queryText: 'gene' };
         const want = await index.searchVector(vector, opts);
         assert.equal(want.length, 3);
+        const textOpts = { k: 3, exact: false, hybrid };
+        const wantText = (await index.search('gene', textOpts)).hits;
+        assert.equal(wantText.length, 3);
         const under = index.searchVector(vector, opts);
+        // still embedding its query when close() is called
+        const embedding = index.search('gene', textOpts);
         const refreshing = index.refresh();
         const closing = index.close();
         await assert.rejects(index.searchVector(vector, opts), closed);
         await assert.rejects(index.refresh(), closed);
         assert.deepEqual(await under, want, `${store}${hybrid ? ', hybrid' : ''}: the search under way is answered`);
+        assert.deepEqual((await embedding).hits, wantText, `${store}: the text search under way is answered`);
         assert.equal(await refreshing, false);
         await closing;
         await assert.rejects(index.searchVector(vector, opts), closed);
