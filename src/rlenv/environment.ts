@@ -110,7 +110,7 @@ export interface GraphEdits {
 }
 
 /** Rows inserted into the graph per call when it is built from the table (bounds the copy usearch needs). */
-export const GRAPH_BUILD_CHUNK = 4096;
+const GRAPH_BUILD_CHUNK = 4096;
 
 /** Documents encoded per call, and inserted into the graph per call, when the corpus is first encoded. */
 const ENCODE_CHUNK = 256;
@@ -182,8 +182,9 @@ export class RetrievalEnvironment {
    */
   twin(opts: EnvironmentOptions): RetrievalEnvironment {
     const s = this.snapshot();
+    // the table's arrays are this environment's own; the graph edits a snapshot builds afresh
     return RetrievalEnvironment.restore(
-      { ...s, vectors: s.vectors.slice(), versions: s.versions.slice(), graphEdits: copyEdits(s.graphEdits) },
+      { ...s, vectors: s.vectors.slice(), versions: s.versions.slice() },
       s.rows,
       s.dim,
       this.encode,
@@ -509,14 +510,4 @@ export class RetrievalEnvironment {
       },
     };
   }
-}
-
-function copyEdits(e: GraphEdits): GraphEdits {
-  return {
-    chunk: e.chunk,
-    baseRows: [...e.baseRows],
-    baseVectors: e.baseVectors.slice(),
-    batches: e.batches.map((b) => [...b]),
-    vectors: e.vectors.slice(),
-  };
 }

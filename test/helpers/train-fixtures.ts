@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
@@ -140,3 +140,11 @@ const TIME_KEYS = new Set([
 
 /** A metrics.jsonl line without its wall times, which differ between otherwise identical runs. */
 export const withoutTimes = (line: string): unknown => JSON.parse(line, (k, v) => (TIME_KEYS.has(k) ? undefined : v));
+
+/** A run folder's train records (metrics.jsonl's "train" lines), without their wall times. */
+export const trainRecords = (runDir: string): unknown[] =>
+  readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .filter((l) => l.includes('"type":"train"'))
+    .map(withoutTimes);

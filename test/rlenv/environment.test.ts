@@ -49,6 +49,18 @@ function queries(policy: { version: number }, step: number): StepQuery[] {
   });
 }
 
+/** Steps `from`..`to` of `e`, the policy at each step's version: what each step rewarded, chose and encoded. */
+function stepsOf(e: RetrievalEnvironment, policy: { version: number }, from: number, to: number): unknown[] {
+  const out: unknown[] = [];
+  for (let step = from; step <= to; step++) {
+    policy.version = step;
+    e.advance();
+    const r = e.step(queries(policy, step));
+    out.push({ rewards: r.rewards, candidates: r.candidates, encodes: r.stats.encodes, counts: r.stats.counts });
+  }
+  return out;
+}
+
 test('a refresh re-encodes exactly the rows its plan names, and they equal a fresh encode', () => {
   const policy = { version: 0 };
   const log: number[][] = [];
@@ -179,17 +191,7 @@ test('a snapshot taken between graph rebuilds (a run stopped by a signal) restor
   };
   const policy = { version: 0 };
   const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
-  const steps = (e: RetrievalEnvironment, from: number, to: number): unknown[] => {
-    const out: unknown[] = [];
-    for (let step = from; step <= to; step++) {
-      policy.version = step;
-      e.advance();
-      const qs = queries(policy, step);
-      const r = e.step(qs);
-      out.push({ rewards: r.rewards, candidates: r.candidates, encodes: r.stats.encodes });
-    }
-    return out;
-  };
+  const steps = (e: RetrievalEnvironment, from: number, to: number): unknown[] => stepsOf(e, policy, from, to);
   /** Restores a copy of the environment after step `at` and checks it takes the next 4 steps as the live one. */
   const continuesAsLive = (at: number): void => {
     const snap = env.snapshot();
@@ -216,17 +218,7 @@ test('full refreshes and long runs keep the graph edits within one table, and a 
   };
   const policy = { version: 0 };
   const env = RetrievalEnvironment.create(N, D, fakeEncoder(policy).encode, o);
-  const steps = (e: RetrievalEnvironment, from: number, to: number): unknown[] => {
-    const out: unknown[] = [];
-    for (let step = from; step <= to; step++) {
-      policy.version = step;
-      e.advance();
-      const qs = queries(policy, step);
-      const r = e.step(qs);
-      out.push({ rewards: r.rewards, candidates: r.candidates, counts: r.stats.counts });
-    }
-    return out;
-  };
+  const steps = (e: RetrievalEnvironment, from: number, to: number): unknown[] => stepsOf(e, policy, from, to);
   /** Vectors the snapshot's graph edits hold: the changed rows' old ones and every upsert's. */
   const editRows = (): number => {
     const e = env.snapshot().graphEdits;

@@ -11,7 +11,7 @@ import { forwardRollouts, sampleRollouts } from '../../../src/train/rl/rollout.j
 import { ConfigError } from '../../../src/train/config-merge.js';
 import { embedTokenId } from '../../../src/embed/prompts.js';
 import { tinyModel } from '../../helpers/tiny-model.js';
-import { rlFixture, toySftRun, withoutTimes, writeConfig } from '../../helpers/train-fixtures.js';
+import { rlFixture, toySftRun, trainRecords, withoutTimes, writeConfig } from '../../helpers/train-fixtures.js';
 import { loadModelFolder } from '../../../src/model/model-folder.js';
 import { runCli } from '../../helpers/cli.js';
 
@@ -142,12 +142,7 @@ test(
     assert.equal(s.startStep, 2);
     assert.equal(s.environmentRestored, true, 'the corpus is not encoded again');
     assert.deepEqual(notes, ['3', '4', '5']);
-    const train = (out: string): unknown[] =>
-      readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8')
-        .trim()
-        .split('\n')
-        .filter((l) => l.includes('"type":"train"'))
-        .map(withoutTimes);
+    const train = (out: string): unknown[] => trainRecords(path.join(dir, out));
     const a = train('straight'),
       b = train('crashed');
     assert.equal(a.length, 5);
@@ -184,12 +179,7 @@ test('a run stopped off its checkpoint schedule and resumed is bit-identical to 
     environment: { ...(raw.environment as object), connectivity: 2, expansionAdd: 2, expansionSearch: 1 },
   };
   await trainRl(parseRlConfig({ ...base, output: 'straight' }, dir), { progress: false });
-  const train = (out: string): unknown[] =>
-    readFileSync(path.join(dir, out, 'metrics.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .filter((l) => l.includes('"type":"train"'))
-      .map(withoutTimes);
+  const train = (out: string): unknown[] => trainRecords(path.join(dir, out));
   const weights = (out: string): Buffer => readFileSync(path.join(dir, out, 'final', 'model.safetensors'));
   // as SIGINT does: the run stops after the step with a checkpoint of it, off the every-2-steps schedule,
   // before the first scheduled checkpoint and after one
