@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -40,18 +41,37 @@ const args = [gyp, 'rebuild'];
 // Use the headers installed with node when present, so building needs no download.
 const prefix = resolve(dirname(process.execPath), '..');
 if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
-const logFile = join(root, 'native-build.log');
-const log = openSync(logFile, 'w');
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', log, log] });
-closeSync(log);
+const logFile = openLog([join(root, 'native-build.log'), join(tmpdir(), `search-r3-native-build-${process.pid}.log`)]);
+const r = spawnSync(process.execPath, args, {
+  cwd: root,
+  stdio: ['ignore', logFile?.fd ?? 'ignore', logFile?.fd ?? 'ignore'],
+});
+if (logFile) closeSync(logFile.fd);
 if (r.status !== 0) {
+  const text = logFile ? readFileSync(logFile.path, 'utf8') : '';
   console.warn(
-    `search-r3: the native backend was not built (${failureReason(readFileSync(logFile, 'utf8'))}; ` +
-      `node-gyp's log: ${logFile}); the pure-TypeScript backend will be used. ` +
+    `search-r3: the native backend was not built (${failureReason(text)}; ` +
+      `node-gyp's log: ${logFile?.path ?? 'none, nowhere to write it'}); ` +
+      'the pure-TypeScript backend will be used. ' +
       'To build it: install python3, make, a C compiler and libopenblas-dev, then run npm rebuild search-r3.',
   );
 }
 process.exit(0);
+
+/**
+ * The first of `paths` that can be written (a package folder may be read-only: the install must still not fail),
+ * opened for node-gyp's output; null when none can.
+ */
+function openLog(paths) {
+  for (const path of paths) {
+    try {
+      return { path, fd: openSync(path, 'w') };
+    } catch {
+      /* the next place */
+    }
+  }
+  return null;
+}
 
 /** What the build lacked, from node-gyp's log: the usual missing pieces by name, else the first error line. */
 function failureReason(text) {

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir } from '../search-index/fixtures.js';
@@ -227,27 +228,32 @@ test('the documented TypeScript examples compile in a strict nodenext project ag
 /**
  * The install script on a machine without a toolchain (here: no python3, make or compiler on PATH), run on a
  * copy of what it builds so this checkout's build/ stays: the install goes on, with one line saying what was
- * missing and where node-gyp's log is, rather than node-gyp's page of `gyp ERR!`.
+ * missing and where node-gyp's log is, rather than node-gyp's page of `gyp ERR!`. `prepare` may alter the copy.
  */
+function installWithoutToolchain(prepare: (dir: string) => void = () => {}) {
+  const { dir, cleanup } = tempDir('no-toolchain');
+  for (const f of ['package.json', 'binding.gyp', 'native', 'scripts/build-native.mjs'])
+    cpSync(path.join(repoRoot, f), path.join(dir, f), { recursive: true });
+  prepare(dir);
+  const emptyBin = path.join(dir, 'empty-bin');
+  mkdirSync(emptyBin);
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^(PYTHON|npm_config_python)$/i.test(k)),
+  ) as NodeJS.ProcessEnv;
+  const r = spawnSync(process.execPath, [path.join(dir, 'scripts/build-native.mjs')], {
+    cwd: dir,
+    encoding: 'utf8',
+    env: { ...env, PATH: emptyBin },
+  });
+  return { dir, cleanup, r, lines: r.stderr.trimEnd().split('\n') };
+}
+
 test('npm install without a C toolchain: the native build falls back in one line naming what is missing', (t) => {
   if (process.platform === 'win32') return t.skip('node-gyp looks for Visual Studio there, not a PATH toolchain');
-  const { dir, cleanup } = tempDir('no-toolchain');
+  const { dir, cleanup, r, lines } = installWithoutToolchain();
   try {
-    for (const f of ['package.json', 'binding.gyp', 'native', 'scripts/build-native.mjs'])
-      cpSync(path.join(repoRoot, f), path.join(dir, f), { recursive: true });
-    const emptyBin = path.join(dir, 'empty-bin');
-    mkdirSync(emptyBin);
-    const env = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => !/^(PYTHON|npm_config_python)$/i.test(k)),
-    ) as NodeJS.ProcessEnv;
-    const r = spawnSync(process.execPath, [path.join(dir, 'scripts/build-native.mjs')], {
-      cwd: dir,
-      encoding: 'utf8',
-      env: { ...env, PATH: emptyBin },
-    });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, '');
-    const lines = r.stderr.trimEnd().split('\n');
     assert.equal(lines.length, 1, `more than one line:\n${r.stderr}`);
     if (/node-gyp not found/.test(lines[0])) return t.skip('no node-gyp beside this node (npm ships one)');
     const log = path.join(dir, 'native-build.log');
@@ -257,6 +263,23 @@ test('npm install without a C toolchain: the native build falls back in one line
     );
     assert.ok(lines[0].includes(log) && lines[0].includes('npm rebuild search-r3'), lines[0]);
     assert.ok(existsSync(log) && readFileSync(log, 'utf8').includes('gyp ERR!'), 'node-gyp wrote no log');
+  } finally {
+    cleanup();
+  }
+});
+
+test('npm install where the package folder takes no log: the fallback line names one in the temporary folder', (t) => {
+  if (process.platform === 'win32') return t.skip('node-gyp looks for Visual Studio there, not a PATH toolchain');
+  // a folder in the log's place makes opening it fail as a read-only package folder would (root writes anyway)
+  const { cleanup, r, lines } = installWithoutToolchain((dir) => mkdirSync(path.join(dir, 'native-build.log')));
+  try {
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(lines.length, 1, `more than one line:\n${r.stderr}`);
+    if (/node-gyp not found/.test(lines[0])) return t.skip('no node-gyp beside this node (npm ships one)');
+    const log = /node-gyp's log: (\S+)\)/.exec(lines[0])?.[1] ?? '';
+    assert.ok(log.startsWith(tmpdir()), lines[0]);
+    assert.ok(readFileSync(log, 'utf8').includes('gyp ERR!'), 'node-gyp wrote no log');
+    rmSync(log, { force: true });
   } finally {
     cleanup();
   }
