@@ -476,24 +476,17 @@ export class Bm25Index {
     return counts;
   }
 
-  /** How often `term` occurs in document `d` (postings are in document order: a binary search). */
+  /** How often `term` occurs in document `d` (postings, built and added, are in document order). */
   private termFrequency(term: number, d: number): number {
-    if (term >= this.postingStart.length - 1) return this.addedFrequency(term, d);
-    let lo = this.postingStart[term]!;
-    let hi = this.postingStart[term + 1]!;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.postingDocs[mid]! < d) lo = mid + 1;
-      else hi = mid;
+    if (term < this.postingStart.length - 1) {
+      const end = this.postingStart[term + 1]!;
+      const i = firstAtLeast(this.postingDocs, this.postingStart[term]!, end, d);
+      if (i < end && this.postingDocs[i] === d) return this.postingTfs[i]!;
     }
-    if (lo < this.postingStart[term + 1]! && this.postingDocs[lo] === d) return this.postingTfs[lo]!;
-    return this.addedFrequency(term, d);
-  }
-
-  private addedFrequency(term: number, d: number): number {
     const list = this.added.get(term);
-    const i = list ? list.docs.indexOf(d) : -1;
-    return i < 0 ? 0 : list!.tfs[i]!;
+    if (!list) return 0;
+    const i = firstAtLeast(list.docs, 0, list.docs.length, d);
+    return list.docs[i] === d ? list.tfs[i]! : 0;
   }
 
   /** The `k` best documents for a query (only documents matching at least one query term, as Lucene returns). */
@@ -501,7 +494,8 @@ export class Bm25Index {
     this.settle();
     const inv = this.norms();
     const counts = this.termCounts(query);
-    const acc = scratch ?? new Float64Array(this.ids.length);
+    // positions run to ids.length, which counts removed documents too (size does not)
+    const acc = scratch && scratch.length >= this.ids.length ? scratch : new Float64Array(this.ids.length);
     const touched: number[] = [];
     const removed = this.removed;
     const anyRemoved = this.removedCount > 0;
@@ -536,4 +530,14 @@ export class Bm25Index {
     const { docs, scores } = top.sorted();
     return { docIds: Array.from(docs, (d) => this.ids[d]!), scores: Array.from(scores) };
   }
+}
+
+/** The first index in [lo, hi) of the ascending `xs` whose value is at least `x` (hi when none is). */
+function firstAtLeast(xs: ArrayLike<number>, lo: number, hi: number, x: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
