@@ -31,7 +31,7 @@ export const QUERY_OPTION_RANGES: Readonly<Record<NumericQueryOption, NumberRang
 };
 
 /** The refusal of the embed layer: a value outside what the option accepts. */
-export const refuseRange: Refuse = (message) => new RangeError(message);
+const refuseRange: Refuse = (message) => new RangeError(message);
 
 /**
  * Refuses query options that are not what QueryOptions says they are, each in one sentence naming it (after

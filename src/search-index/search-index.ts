@@ -440,7 +440,7 @@ export class SearchIndex {
     this.requireOpen();
     checkChunkSize(documentsPerCommit);
     const all = this.docs.nextPending(this.docs.pendingCount());
-    const size = Math.max(1, documentsPerCommit);
+    const size = documentsPerCommit;
     return Array.from({ length: Math.ceil(all.length / size) }, (_, i) => all.slice(i * size, (i + 1) * size));
   }
 
@@ -629,11 +629,12 @@ export class SearchIndex {
 
   /** Ranks documents for an already embedded query; `queryText` is needed for hybrid search. */
   async searchVector(vector: Float32Array, opts: RankOptions = {}): Promise<SearchHit[]> {
+    checkRankOptions(opts);
     return this.reading(() => this.rank(vector, opts));
   }
 
+  /** Ranks for search() and searchVector(), which have checked `opts`. */
   private async rank(vector: Float32Array, opts: RankOptions): Promise<SearchHit[]> {
-    checkRankOptions(opts);
     const k = opts.k ?? 10;
     if (vector.length !== this.dimension)
       throw new IndexError(
