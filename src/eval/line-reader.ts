@@ -1,12 +1,9 @@
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createGunzip } from 'node:zlib';
+import { BYTE_UNITS, splitLines, type NumberedLine } from '../io/line-split.js';
 import { EvalInputError } from './input-error.js';
 
-export interface NumberedLine {
-  text: string;
-  /** 1-based, as editors and error messages count. */
-  line: number;
-}
+export type { NumberedLine };
 
 /**
  * The longest line readLines takes, in bytes. A line is held whole before it is parsed, so without a bound one
@@ -20,9 +17,6 @@ export interface ReadLinesOptions {
   /** Refuse a line longer than this many bytes (default MAX_LINE_BYTES). */
   maxLineBytes?: number;
 }
-
-const LF = 0x0a;
-const CR = 0x0d;
 
 function mib(bytes: number): string {
   return bytes >= 1 << 20 ? `${+(bytes / (1 << 20)).toFixed(1)} MiB` : `${bytes} bytes`;
@@ -41,52 +35,19 @@ export async function* readLines(file: string, opts: ReadLinesOptions = {}): Asy
   const input = /\.gz$/i.test(file) ? raw.pipe(createGunzip()) : raw;
   // pipe() does not forward the file stream's errors to the gunzip stream read here.
   if (input !== raw) raw.on('error', (e) => input.destroy(e));
-  let line = 0;
-  // the start of the line being read, when it began in an earlier chunk
-  let held: Buffer[] = [];
-  let heldBytes = 0;
-  // the previous chunk ended in \r: a \n opening this one ends no second line
-  let afterCR = false;
-  const tooLong = (): EvalInputError =>
+  const tooLong = (line: number): EvalInputError =>
     new EvalInputError(
-      `line ${line + 1} is longer than ${mib(maxLineBytes)} (no line break in it); a line is one record: ` +
+      `line ${line} is longer than ${mib(maxLineBytes)} (no line break in it); a line is one record: ` +
         'check that this is a JSON-lines or text file with one record per line, and split a record this long',
       file,
     );
-  const take = (piece: Buffer): NumberedLine => {
-    const bytes = held.length === 0 ? piece : Buffer.concat([...held, piece]);
-    held = [];
-    heldBytes = 0;
-    line++;
-    const text = bytes.toString('utf8');
-    // A UTF-8 byte-order mark would otherwise become part of the first id.
-    return { text: line === 1 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, line };
-  };
+  let line = 0;
   try {
-    for await (const chunk of input as AsyncIterable<Buffer>) {
-      let start = afterCR && chunk[0] === LF ? 1 : 0;
-      afterCR = false;
-      let lf = chunk.indexOf(LF, start);
-      let cr = chunk.indexOf(CR, start);
-      while (lf >= 0 || cr >= 0) {
-        const end = cr < 0 || (lf >= 0 && lf < cr) ? lf : cr;
-        if (heldBytes + end - start > maxLineBytes) throw tooLong();
-        yield take(chunk.subarray(start, end));
-        start = end + 1;
-        if (end === cr) {
-          if (start === chunk.length) afterCR = true;
-          else if (chunk[start] === LF) start++;
-          cr = chunk.indexOf(CR, start);
-        }
-        if (lf >= 0 && lf < start) lf = chunk.indexOf(LF, start);
-      }
-      if (start < chunk.length) {
-        heldBytes += chunk.length - start;
-        if (heldBytes > maxLineBytes) throw tooLong();
-        held.push(chunk.subarray(start));
-      }
+    for await (const l of splitLines(input as AsyncIterable<Buffer>, BYTE_UNITS, maxLineBytes, tooLong)) {
+      line = l.line;
+      // A UTF-8 byte-order mark would otherwise become part of the first id.
+      yield line === 1 && l.text.charCodeAt(0) === 0xfeff ? { text: l.text.slice(1), line } : l;
     }
-    if (heldBytes > 0) yield take(Buffer.alloc(0));
   } catch (e) {
     if (e instanceof EvalInputError) throw e;
     // A cut or corrupt .gz fails here, after the lines before the damage were read.

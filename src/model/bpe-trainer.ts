@@ -12,6 +12,7 @@
  * whatever order the files or words come in.
  */
 import { createReadStream, statSync } from 'node:fs';
+import { splitLines, TEXT_UNITS, type NumberedLine } from '../io/line-split.js';
 import { listFilesUnder } from '../io/list-files.js';
 import { bpeTokenizerFiles, byteLevelAlphabet, TINY_SPECIAL_TOKENS } from './byte-level-bpe.js';
 
@@ -436,38 +437,21 @@ export async function* readUtf8Text(file: string): AsyncGenerator<string> {
 export const MAX_LINE_CHARS = 64 * 1024 * 1024;
 
 /**
- * The lines of a strict UTF-8 file (readUtf8Text), one at a time with their 1-based numbers: a line ends at \n,
- * \r\n or a lone \r, as node:readline splits; only the line being read is held, and one longer than
- * `maxLineChars` is an InputFileError naming its number.
+ * The lines of a strict UTF-8 file (readUtf8Text), one at a time with their 1-based numbers, as splitLines splits
+ * them: a line ends at \n, \r\n or a lone \r; only the line being read is held, and one longer than `maxLineChars`
+ * is an InputFileError naming its number.
  */
-export async function* readUtf8Lines(
-  file: string,
-  maxLineChars = MAX_LINE_CHARS,
-): AsyncGenerator<{ text: string; line: number }> {
-  let held = '';
-  let line = 0;
-  // the previous piece ended in \r: a \n opening this one ends no second line
-  let afterCR = false;
-  const breaks = /\r\n|\r|\n/g;
-  for await (const piece of readUtf8Text(file)) {
-    let start: number = afterCR && piece.charCodeAt(0) === 0x0a ? 1 : 0;
-    afterCR = false;
-    breaks.lastIndex = start;
-    for (let m = breaks.exec(piece); m !== null; m = breaks.exec(piece)) {
-      const text = held + piece.slice(start, m.index);
-      held = '';
-      start = breaks.lastIndex;
-      afterCR = m[0] === '\r' && start === piece.length;
-      yield { text, line: ++line };
-    }
-    held += piece.slice(start);
-    if (held.length > maxLineChars)
-      throw new InputFileError(
-        `${file}: line ${line + 1} is longer than ${maxLineChars} characters (no line break in it); each line ` +
+export function readUtf8Lines(file: string, maxLineChars = MAX_LINE_CHARS): AsyncGenerator<NumberedLine> {
+  return splitLines(
+    readUtf8Text(file),
+    TEXT_UNITS,
+    maxLineChars,
+    (line) =>
+      new InputFileError(
+        `${file}: line ${line} is longer than ${maxLineChars} characters (no line break in it); each line ` +
           'is one record: check that this is a text or JSON-lines file, and split a record this long',
-      );
-  }
-  if (held !== '') yield { text: held, line: ++line };
+      ),
+  );
 }
 
 /** A whole file decoded as strict UTF-8 (readUtf8Text): an InputFileError where it is not UTF-8 text. */
