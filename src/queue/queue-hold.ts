@@ -26,13 +26,19 @@ export interface QueueHolder {
 
 // sets the hold when it is free or already this run's; otherwise answers the holder's value
 const TAKE = `local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v).run ~= ARGV[1] then return v end
+if v then
+  local ok, h = pcall(cjson.decode, v)
+  if not ok or type(h) ~= 'table' or h.run ~= ARGV[1] then return v end
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return false`;
 
 // frees the hold only when it is still this run's
 const FREE = `local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v).run == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if v then
+  local ok, h = pcall(cjson.decode, v)
+  if ok and type(h) == 'table' and h.run == ARGV[1] then redis.call('DEL', KEYS[1]) end
+end
 return 0`;
 
 /** The key outside BullMQ's own (bull:<name>:…), so that clearing the queue leaves the hold. */
@@ -119,7 +125,7 @@ export class QueueHold {
   private async tryTake(): Promise<QueueHolder | null> {
     const key = holdKey(this.o.queueName);
     const v = await this.client.eval(TAKE, 1, key, this.me.run, JSON.stringify(this.me), this.holdMs);
-    return typeof v === 'string' ? (JSON.parse(v) as QueueHolder) : null;
+    return typeof v === 'string' ? parseHolder(v, key) : null;
   }
 
   private async renew(): Promise<void> {
@@ -170,7 +176,7 @@ export class RunWatch {
     for (;;) {
       const v = await this.client.get(holdKey(this.queueName));
       if (v === null) return false;
-      const h = JSON.parse(v) as QueueHolder;
+      const h = parseHolder(v, holdKey(this.queueName));
       if (h.run !== run) return false;
       const now = performance.now();
       if (this.seen?.run !== h.run) this.seen = { run: h.run, beat: h.beat, at: now, moved: false };
@@ -190,4 +196,20 @@ function describe(h: QueueHolder): string {
 /** Whether the holder's process lives: known only on its own machine (undefined elsewhere). */
 function processAlive(h: QueueHolder): boolean | undefined {
   return h.host === hostname() ? processRuns(h.pid) : undefined;
+}
+
+/** The holder a hold key names, or one sentence when something other than search-r3 wrote that key. */
+function parseHolder(v: string, key: string): QueueHolder {
+  let h: unknown;
+  try {
+    h = JSON.parse(v);
+  } catch {
+    h = null;
+  }
+  const o = h as Partial<QueueHolder> | null;
+  if (typeof o?.run === 'string' && typeof o.beat === 'number') return o as QueueHolder;
+  throw new QueueError(
+    `Redis key '${key}' holds ${JSON.stringify(v.slice(0, 60))}, not an index run's hold: another program wrote it; ` +
+      `delete it (redis-cli DEL ${key}) once no index run uses this queue`,
+  );
 }

@@ -113,3 +113,13 @@ test('the hold is set again after Redis lost it; a run whose hold another took s
   await mine.free();
   assert.match((await client.get(holdKey('q4')))!, /"run":"other"/, 'the other run keeps its hold');
 });
+
+test('a hold key another program wrote is refused in one sentence naming the key', async () => {
+  await client.set(holdKey('q-foreign'), 'not json');
+  await assert.rejects(QueueHold.take(client, options('q-foreign', 'run-a')), (e: Error) => {
+    assert.equal(e.name, 'QueueError');
+    assert.match(e.message, /^Redis key '\S+q-foreign\S*' holds "not json", not an index run's hold: .*redis-cli DEL/);
+    return true;
+  });
+  await client.del(holdKey('q-foreign'));
+});
