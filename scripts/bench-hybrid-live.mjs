@@ -1,27 +1,33 @@
 // Hybrid search latency on a live index after one added document: builds a ~50k-document index from SciFact texts
 // (each copied under new ids) with random vectors, then times the first hybrid search and the hybrid search after
-// each of a few one-document commits. Usage: node scripts/bench-hybrid-live.mjs <scifact folder> <work folder> [n]
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+// each of a few one-document commits. Usage (after npm run build):
+//   node scripts/bench-hybrid-live.mjs [corpus file] [work folder] [n]
+//   ("" takes the default: demo/scifact/corpus.jsonl.gz, a temporary folder, 50000)
+// The work folder (default: a temporary one) is emptied first and removed at the end.
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readDocuments } from '../dist/src/search-index/document-source.js';
 import { LocalBackend } from '../dist/src/search-index/embedding-backend.js';
 import { SearchIndex } from '../dist/src/search-index/search-index.js';
 import { saveModelFolder } from '../dist/src/model/model-folder.js';
 import { tinyModel } from '../dist/test/helpers/tiny-model.js';
 
-const [scifact, work, nArg] = process.argv.slice(2);
-const n = Number(nArg ?? 50000);
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const [corpusArg, workArg, nArg] = process.argv.slice(2);
+const corpusFile = corpusArg || path.join(root, 'demo', 'scifact', 'corpus.jsonl.gz');
+const work = workArg || mkdtempSync(path.join(tmpdir(), 'bench-hybrid-live-'));
+const n = Number(nArg || 50000);
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 const modelDir = path.join(work, 'model');
 await saveModelFolder(modelDir, tinyModel(7, { hiddenSize: 32, maxPositionEmbeddings: 256 }));
 const backend = await LocalBackend.fromModelDir(modelDir, { maxLength: 128 });
-const corpus = readFileSync(path.join(scifact, 'corpus.jsonl'), 'utf8')
-  .split('\n')
-  .filter(Boolean)
-  .map((l) => JSON.parse(l));
+const corpus = await readDocuments(corpusFile);
 const docs = Array.from({ length: n }, (_, i) => {
   const d = corpus[i % corpus.length];
-  return { id: `${d._id}-${Math.floor(i / corpus.length)}`, title: d.title, text: d.text };
+  return { id: `${d.id}-${Math.floor(i / corpus.length)}`, title: d.title, text: d.text };
 });
 const index = await SearchIndex.open(path.join(work, 'index'), { backend, create: {} });
 let seed = 1;
