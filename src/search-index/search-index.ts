@@ -361,17 +361,17 @@ export class SearchIndex {
       : undefined;
     // rows that fail their checksums cannot be trusted and go; those given again are staged and encoded anew
     const damaged = new Set(this.docs.damagedIds());
-    const given = new Set<string>();
+    const damagedGiven = new Set<string>(); // only these ids: a streamed corpus's ids are not all held
     if (damaged.size > 0) await this.deleteNow([...damaged]);
     const counts: StageCounts = { added: 0, changed: 0, unchanged: 0, resumed: 0, repaired: 0 };
     for await (const slice of stageSlices(stored ?? (input as AsyncIterable<SourceDocument>))) {
-      for (const d of slice) given.add(d.id);
+      for (const d of slice) if (damaged.has(d.id)) damagedGiven.add(d.id);
       const c = this.docs.stage(slice, damaged);
       for (const k of Object.keys(counts) as (keyof StageCounts)[]) counts[k] += c[k];
       // between slices (each its own transaction) timers, I/O and signal handlers get a turn
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    const unrecoverable = [...damaged].filter((id) => !given.has(id));
+    const unrecoverable = [...damaged].filter((id) => !damagedGiven.has(id));
     this.writeCounts();
     return {
       staged: counts.added + counts.changed + counts.repaired,
