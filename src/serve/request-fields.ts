@@ -198,15 +198,19 @@ const UNSUPPORTED_CHAT_FIELDS: Record<string, { neutral: (v: unknown) => boolean
  * Refuses the fields of a request to `endpoint` that are not `known`, in one sentence naming them all (`param`
  * the first), as OpenAI refuses a field its API does not have: one misspelt or meant for another server would
  * otherwise be ignored, and the answer pass for one that honoured it. `takes` lists what it has, where that
- * list is short enough to help. null is a field not given.
+ * list is short enough to help; `prefix` names where the fields sit in the request (e.g. 'search_r3.'). null is
+ * a field not given.
  */
 export function checkFieldsKnown(
   body: Record<string, unknown>,
   known: ReadonlySet<string>,
   endpoint: string,
   takes?: string,
+  prefix = '',
 ): void {
-  const unknown = Object.keys(body).filter((k) => body[k] !== undefined && body[k] !== null && !known.has(k));
+  const unknown = Object.keys(body)
+    .filter((k) => body[k] !== undefined && body[k] !== null && !known.has(k))
+    .map((k) => prefix + k);
   if (unknown.length === 0) return;
   const names = unknown.map((k) => `'${k}'`);
   const one = names.length === 1;

@@ -205,10 +205,19 @@ test('embeddings: usage counts the tokens embedded, after a cut; an unknown sear
     assert.equal(typo.status, 400);
     assert.equal(typo.body.error!.code, 'unknown_parameter');
     assert.equal(typo.body.error!.param, 'search_r3.max_reasoning');
-    assert.match(
+    assert.equal(
       typo.body.error!.message,
-      /^'search_r3\.max_reasoning' is not a field of the extension, which takes mode/,
+      "'search_r3.max_reasoning' is not a field of the search_r3 extension, which takes mode, reasoning, " +
+        'max_reasoning_tokens, temperature, top_p, seed, truncate; leave it out.',
     );
+    const two = await post(server.url, '/v1/embeddings', {
+      model: 'search-r3',
+      input: 'x',
+      search_r3: { mode: 'query', max_reasoning: 4, topp: 0.5, seed: null },
+    });
+    assert.equal(two.status, 400);
+    assert.equal(two.body.error!.param, 'search_r3.max_reasoning');
+    assert.match(two.body.error!.message, /^'search_r3\.max_reasoning' and 'search_r3\.topp' are not fields of /);
   } finally {
     await server.close();
     cleanup();

@@ -37,7 +37,15 @@ interface EmbeddingExtension {
 const EMBEDDING_FIELDS = new Set(['model', 'input', 'encoding_format', 'dimensions', 'user', 'search_r3']);
 
 /** The fields of the `search_r3` extension: any other is refused, as a misspelt one would go unnoticed. */
-const EXTENSION_FIELDS = ['mode', 'reasoning', 'max_reasoning_tokens', 'temperature', 'top_p', 'seed', 'truncate'];
+const EXTENSION_FIELDS = new Set([
+  'mode',
+  'reasoning',
+  'max_reasoning_tokens',
+  'temperature',
+  'top_p',
+  'seed',
+  'truncate',
+]);
 
 interface EmbeddingItem {
   object: string;
@@ -75,12 +83,7 @@ export async function embeddings(
   if (typeof ext !== 'object' || ext === null || Array.isArray(ext)) {
     throw badRequest("'search_r3' must be an object.", 'search_r3', 'invalid_type');
   }
-  const unknown = Object.keys(ext).find((k) => !EXTENSION_FIELDS.includes(k) && ext[k] !== null);
-  if (unknown !== undefined) {
-    const param = `search_r3.${unknown}`;
-    const message = `'${param}' is not a field of the extension, which takes ${EXTENSION_FIELDS.join(', ')}.`;
-    throw badRequest(message, param, 'unknown_parameter');
-  }
+  checkFieldsKnown(ext, EXTENSION_FIELDS, 'the search_r3 extension', [...EXTENSION_FIELDS].join(', '), 'search_r3.');
   const mode = ext.mode ?? 'document';
   if (mode !== 'document' && mode !== 'query')
     throw badRequest("'search_r3.mode' must be 'document' or 'query'.", 'search_r3.mode');
