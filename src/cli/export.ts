@@ -16,6 +16,7 @@ import { isAdapterFolder } from '../model/peft-config.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import type { SafetensorsDtype } from '../model/safetensors.js';
 import { MODEL_SEARCH_FILE } from '../search-index/model-fusion.js';
+import { shareFiles } from './add-embed-token.js';
 import { type Command, UserError } from './command.js';
 import { checkOutputFile, checkOutputFolder, checkReplacesOnly, samePath } from './output-path.js';
 import { subcommandError } from './subcommand.js';
@@ -237,7 +238,7 @@ async function exportMerged(values: ExportValues): Promise<number> {
   );
   const licences = taken.filter((name) => LICENCE_FILE.test(name)).sort();
   await writeDirAtomically(out, async (tmp) => {
-    for (const name of taken) await fsp.copyFile(path.join(root, name), path.join(tmp, name));
+    await shareFiles(root, tmp, (name) => !taken.includes(name), false);
     const fusion = path.join(adapter, MODEL_SEARCH_FILE);
     if (existsSync(fusion)) await fsp.copyFile(fusion, path.join(tmp, MODEL_SEARCH_FILE));
     await saveModelFolder(tmp, loaded, { dtype: stored });
