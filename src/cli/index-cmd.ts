@@ -172,7 +172,8 @@ export const indexCommand: Command = {
         onSkip: (_file, why) => skipped.set(why, (skipped.get(why) ?? 0) + 1),
       }))
         keep.add(d.id);
-      const docs = streamDocuments(input);
+      // the first pass refused a repeated id by its line; staging refuses one that the file gained since
+      const docs = streamDocuments(input, { refuseDuplicateIds: false });
       const index = await SearchIndex.open(out, {
         backend,
         // left out, an existing index keeps its own; given, they must be its own (fixed when it was created)

@@ -37,6 +37,12 @@ export type SkipReason = 'outside the folder' | 'binary' | 'not UTF-8';
 export interface ReadDocumentsOptions {
   /** Called for each file of a folder input that is skipped, with the reason. */
   onSkip?: (file: string, reason: SkipReason) => void;
+  /**
+   * Whether a JSON-lines id met twice is refused (default true), which holds every id read so far. false where
+   * what reads the stream refuses a repeated id itself, as SearchIndex's staging does, so that a large corpus's
+   * ids are not held in two sets at once.
+   */
+  refuseDuplicateIds?: boolean;
 }
 
 export async function readDocuments(input: string, opts: ReadDocumentsOptions = {}): Promise<SourceDocument[]> {
@@ -63,10 +69,11 @@ export async function* streamDocuments(input: string, opts: ReadDocumentsOptions
 }
 
 async function* documentsOf(input: string, opts: ReadDocumentsOptions): AsyncGenerator<SourceDocument> {
-  if (!statSync(input).isDirectory()) return yield* streamJsonl(input);
+  const refuseDuplicates = opts.refuseDuplicateIds ?? true;
+  if (!statSync(input).isDirectory()) return yield* streamJsonl(input, refuseDuplicates);
   const corpus = beirCorpusFile(input);
   // read as any JSON-lines input, so that a folder and its corpus.jsonl give the same documents
-  if (corpus !== undefined) return yield* streamJsonl(corpus);
+  if (corpus !== undefined) return yield* streamJsonl(corpus, refuseDuplicates);
   for (const file of await listTextFiles(input, opts)) {
     const doc = await readTextFile(input, file);
     if (typeof doc === 'string') opts.onSkip?.(file, doc);
@@ -131,8 +138,8 @@ export function storedDocument(d: SourceDocument, where: string): SourceDocument
   return { ...d, title, text, ...(metadata === undefined ? {} : { metadata }) };
 }
 
-async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
-  const seen = new Set<string>();
+async function* streamJsonl(file: string, refuseDuplicates: boolean): AsyncGenerator<SourceDocument> {
+  const seen = refuseDuplicates ? new Set<string>() : null;
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
     let obj: unknown;
@@ -168,8 +175,8 @@ async function* streamJsonl(file: string): AsyncGenerator<SourceDocument> {
       },
       `${file}:${line}`,
     );
-    if (seen.has(doc.id)) throw new IndexError(`${file}:${line}: document id '${doc.id}' appears twice.`);
-    seen.add(doc.id);
+    if (seen?.has(doc.id)) throw new IndexError(`${file}:${line}: document id '${doc.id}' appears twice.`);
+    seen?.add(doc.id);
     yield doc;
   }
 }
