@@ -110,11 +110,7 @@ export function responseInfoNce(
 ): Tensor {
   const d = emb.shape[1];
   const logits = T.scale(T.matmul(T.l2normalize(emb), new T.Tensor(docs, [m, d]), { transB: true }), 1 / temperature);
-  const positives = excludeScaledCosines(
-    logits,
-    isPositive.map((p) => !p),
-    temperature,
-  );
+  const positives = excludeScaledCosines(logits, (i) => !isPositive[i], temperature);
   return T.sub(T.logsumexp(logits, -1), T.logsumexp(positives, -1));
 }
 

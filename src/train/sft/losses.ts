@@ -31,7 +31,7 @@ export function infoNCE(q: Tensor, d: Tensor, t: ContrastiveTargets, temperature
   checkTargets(t, B, M);
   let logits = T.scale(T.cosineMatrix(q, d), 1 / temperature);
   if (t.exclude.some((x) => x !== 0)) {
-    const excluded = t.exclude.map((x, i) => (x && t.positive[Math.floor(i / M)] !== i % M ? 1 : 0));
+    const excluded = (i: number): boolean => t.exclude[i] !== 0 && t.positive[Math.floor(i / M)] !== i % M;
     logits = excludeScaledCosines(logits, excluded, temperature);
   }
   return T.crossEntropy(logits, t.positive);
