@@ -4,7 +4,13 @@
  * trainer and the tiny test tokenizers write their files through it.
  */
 import { QWEN2_5_CHAT_TEMPLATE } from './qwen2-chat-template.js';
-import type { AddedTokenConfig, AddedTokenJson, TokenizerConfig, TokenizerJson } from './tokenizer-json.js';
+import {
+  type AddedTokenConfig,
+  type AddedTokenJson,
+  specialAddedToken,
+  type TokenizerConfig,
+  type TokenizerJson,
+} from './tokenizer-json.js';
 
 /**
  * Qwen2's pre-tokenizer split pattern (Oniguruma syntax, as tokenizer.json stores it): contractions,
@@ -56,15 +62,7 @@ export function bpeTokenizerFiles(
   byteLevelAlphabet().forEach((ch, id) => (vocab[ch] = id));
   merges.forEach(([a, b], i) => (vocab[a + b] = 256 + i));
   const first = 256 + merges.length;
-  const addedTokens: AddedTokenJson[] = specialTokens.map((content, i) => ({
-    id: first + i,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  }));
+  const addedTokens: AddedTokenJson[] = specialTokens.map((content, i) => specialAddedToken(first + i, content));
   const tokenizerJson: TokenizerJson = {
     version: '1.0',
     truncation: null,

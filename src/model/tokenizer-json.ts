@@ -20,6 +20,11 @@ export interface AddedTokenJson {
   special: boolean;
 }
 
+/** The added_tokens entry of special token `content`: matched whole and as written, nothing stripped around it. */
+export function specialAddedToken(id: number, content: string): AddedTokenJson {
+  return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+}
+
 /** One value of tokenizer_config.json's `added_tokens_decoder` (keyed by the id as a string). */
 export type AddedTokenConfig = Omit<AddedTokenJson, 'id'>;
 

@@ -11,6 +11,7 @@ import {
   checkTokenizerJson,
   mergePairs,
   readTokenizerFolder,
+  specialAddedToken,
   specialTokenContent,
   TOKENIZER_CONFIG_JSON,
   TOKENIZER_JSON,
@@ -294,15 +295,7 @@ export class Tokenizer {
       let entry = addedTokens.find((t) => t.content === content);
       if (entry === undefined) {
         const existing = this.json.model.vocab[content];
-        entry = {
-          id: existing ?? next,
-          content,
-          single_word: false,
-          lstrip: false,
-          rstrip: false,
-          normalized: false,
-          special: true,
-        };
+        entry = specialAddedToken(existing ?? next, content);
         addedTokens.push(entry);
         if (existing === undefined) {
           next += 1;
