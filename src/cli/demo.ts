@@ -9,7 +9,7 @@ import { modelHelp } from './option-help.js';
 import { evalProgress } from './eval-progress.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEFAULT_MODEL_DIR, DEMO_DATA_DIR } from './package-paths.js';
-import { readBeirDataset, type BeirDocument } from '../eval/beir.js';
+import { corpusOf, readBeirDataset, type BeirDocument } from '../eval/beir.js';
 import { subsetDevSet } from '../eval/dev-eval.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { denseSearch, type EmbeddingMatrix } from '../eval/dense-search.js';
@@ -339,7 +339,7 @@ async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
     });
     return { ...r, note };
   };
-  const bm25 = await timed(() => new Bm25Retriever().retrieve(t.corpus, t.queries, TABLE_DEPTH, t.progress));
+  const bm25 = await timed(() => new Bm25Retriever().retrieve(corpusOf(t.corpus), t.queries, TABLE_DEPTH, t.progress));
   const off = await dense('off');
   const on = await dense('on');
   const hybrid = await timed(async () => fuseHybridRuns(off.run, bm25.run, TABLE_DEPTH, t.backend.fusion));

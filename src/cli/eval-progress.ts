@@ -2,7 +2,8 @@ import type { ProgressFn } from '../eval/retriever.js';
 
 /**
  * Progress of long evaluation work on stderr: a redrawn bar per stage when stderr is a terminal, otherwise one line
- * every few seconds (and when a stage ends), so that logs stay readable.
+ * every few seconds (and when a stage ends), so that logs stay readable. A stage whose total is not known yet
+ * (Infinity: a corpus streamed from its file) shows the count so far.
  */
 export function evalProgress(stream: NodeJS.WriteStream = process.stderr, lineEveryMs = 5000): ProgressFn {
   const tty = stream.isTTY === true;
@@ -19,8 +20,12 @@ export function evalProgress(stream: NodeJS.WriteStream = process.stderr, lineEv
     const finished = done >= total;
     if (!tty && !finished && now - lastLine < lineEveryMs) return;
     lastLine = now;
-    const pct = total > 0 ? (100 * done) / total : 100;
     const secs = ((now - stageStart) / 1000).toFixed(1);
+    if (total === Infinity) {
+      stream.write(tty ? `\r${name.padEnd(10)} ${done} so far ${secs}s\x1b[K` : `${name}: ${done} so far ${secs}s\n`);
+      return;
+    }
+    const pct = total > 0 ? (100 * done) / total : 100;
     if (tty) {
       const width = 30;
       const filled = Math.round((width * pct) / 100);

@@ -14,7 +14,7 @@ import {
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { checkNotAnInput, checkOutputFile, checkReplacesOnly, type InputFile } from './output-path.js';
-import { beirSplitFiles, readBeirDataset, type BeirDataset } from '../eval/beir.js';
+import { beirCorpusSource, beirSplitFiles, readBeirSplit, type BeirSplit } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { embeddingsFiles, readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
@@ -27,7 +27,7 @@ import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } 
 import { modelFolderExists } from '../model/json-file.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { checkGgufSource } from '../search-index/llama-cpp-backend.js';
-import { subsetDevSet } from '../eval/dev-eval.js';
+import { firstQueries } from '../eval/dev-eval.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
 import {
@@ -186,9 +186,9 @@ interface Report {
   comparison?: { run: string; tag: string; measures: MeasureComparison[] };
 }
 
-/** The dataset with only its first `n` judged queries (all without n), their qrels with them. */
-function withFirstQueries(ds: BeirDataset, n: number | undefined): BeirDataset {
-  return n === undefined ? ds : { ...ds, ...subsetDevSet(ds, n, 0) };
+/** The split with only its first `n` judged queries (all without n), their qrels with them. */
+function withFirstQueries(ds: BeirSplit, n: number | undefined): BeirSplit {
+  return n === undefined ? ds : { ...ds, ...firstQueries(ds, n) };
 }
 
 interface ModelRetrieverArgs {
@@ -371,7 +371,8 @@ export const evalCommand: Command = {
       let run: Run;
       let qrels: Qrels;
       let tag: string;
-      let ds: BeirDataset | undefined;
+      let ds: BeirSplit | undefined;
+      let documents: number | undefined;
       let retrievalSeconds: number | undefined;
       let retrieverName: string | undefined;
       let closeModel = async (): Promise<void> => {};
@@ -400,13 +401,16 @@ export const evalCommand: Command = {
           retriever = m.retriever;
           closeModel = m.close;
         }
-        ds = withFirstQueries(await readBeirDataset(v.dataset, v.split!), maxQueries);
+        ds = withFirstQueries(await readBeirSplit(v.dataset, v.split!), maxQueries);
+        // streamed from its file by the retriever, which keeps what it makes of the texts rather than the texts
+        const corpus = beirCorpusSource(ds.corpusFile);
         // refused before a retrieval that may take many minutes
         if (other !== undefined && runCoverage(other.run, other.run, ds.qrels).b === 0)
           throw new UserError(noSharedQuery(v.compare!, `${v.dataset} (split ${v.split})`));
         const t0 = performance.now();
         try {
-          run = await retriever.retrieve(ds.corpus, ds.queries, positiveInt(v.k, 'k') ?? 1000, progress);
+          run = await retriever.retrieve(corpus, ds.queries, positiveInt(v.k, 'k') ?? 1000, progress);
+          documents = corpus.size;
         } finally {
           await closeModel();
         }
@@ -467,7 +471,7 @@ export const evalCommand: Command = {
         dataset: ds && {
           folder: resolve(ds.folder),
           split: ds.split,
-          documents: ds.corpus.length,
+          documents: documents!,
           queries: ds.queries.size,
         },
         retriever: retrieverName,

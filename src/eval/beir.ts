@@ -103,6 +103,57 @@ export async function readBeirCorpus(file: string): Promise<BeirDocument[]> {
   return docs;
 }
 
+/**
+ * A corpus as a retriever reads it: its documents in corpus order, one at a time. Each documents() call reads
+ * them again from the first, so a retriever that needs two passes (the ids to size a matrix, then the texts)
+ * takes two, and none has to hold every document's text at once.
+ */
+export interface CorpusSource {
+  /** The documents, from the first. */
+  documents(): AsyncIterable<BeirDocument>;
+  /** How many documents there are, once known (from the start in memory; a file after one whole read). */
+  readonly size: number | undefined;
+}
+
+/** Documents already in memory as a corpus source. */
+export function corpusOf(docs: readonly BeirDocument[]): CorpusSource {
+  return {
+    size: docs.length,
+    async *documents() {
+      yield* docs;
+    },
+  };
+}
+
+/** The ids of a corpus's documents in corpus order: one read, holding no text. */
+export async function corpusIds(corpus: CorpusSource): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const d of corpus.documents()) ids.push(d.id);
+  return ids;
+}
+
+/**
+ * A BEIR corpus file (`corpus.jsonl` or `.gz`) as a corpus source: each read streams the file again (holding one
+ * line), and a read that finds no document is refused as readBeirCorpus refuses it.
+ */
+export function beirCorpusSource(file: string): CorpusSource {
+  let size: number | undefined;
+  return {
+    get size() {
+      return size;
+    },
+    async *documents() {
+      let n = 0;
+      for await (const d of streamBeirCorpus(file)) {
+        n++;
+        yield d;
+      }
+      if (n === 0) throw new EvalInputError('no documents found', file);
+      size = n;
+    },
+  };
+}
+
 /** Reads a BEIR `queries.jsonl` (`_id`, `text`). */
 export async function readBeirQueries(file: string): Promise<Map<string, string>> {
   const queries = new Map<string, string>();
@@ -119,8 +170,29 @@ export function beirSplitFiles(folder: string, split: string): { corpus: string;
   };
 }
 
+/** A split of a BEIR folder without its corpus: the judged queries and their qrels, and the corpus's file. */
+export interface BeirSplit {
+  folder: string;
+  split: string;
+  /** corpus.jsonl or corpus.jsonl.gz (beirCorpusFile), checked to exist; read it with beirCorpusSource. */
+  corpusFile: string;
+  /** Only the queries judged in the split's qrels (as BEIR's loader keeps them), in file order. */
+  queries: Map<string, string>;
+  qrels: Qrels;
+}
+
 /** Reads a BEIR folder: corpus.jsonl (or corpus.jsonl.gz), queries.jsonl and qrels/<split>.tsv. */
 export async function readBeirDataset(folder: string, split: string): Promise<BeirDataset> {
+  const { corpusFile, ...rest } = await readBeirSplit(folder, split);
+  return { ...rest, corpus: await readBeirCorpus(corpusFile) };
+}
+
+/**
+ * Reads a split of a BEIR folder (queries.jsonl and qrels/<split>.tsv) and finds its corpus file without reading
+ * it: a retriever streams the corpus (beirCorpusSource), so a missing corpus is refused here, before a retrieval
+ * that may load a model first.
+ */
+export async function readBeirSplit(folder: string, split: string): Promise<BeirSplit> {
   if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
   const files = beirSplitFiles(folder, split);
   const qrelsFile = files.qrels;
@@ -142,6 +214,6 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
       qrelsFile,
     );
   }
-  const corpus = await readBeirCorpus(files.corpus);
-  return { folder, split, corpus, queries, qrels };
+  if (!existsSync(files.corpus)) throw new EvalInputError('file not found; check the path', files.corpus);
+  return { folder, split, corpusFile: files.corpus, queries, qrels };
 }

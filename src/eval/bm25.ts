@@ -42,6 +42,19 @@ class IntList {
   }
 }
 
+/**
+ * Postings collected in document order as (term, doc, tf) in three flat growing typed arrays while an index is
+ * built, then placed by term (a counting sort, each term's documents staying in order): 12 bytes a posting while
+ * building, where a JS array per term costs 16 or more and a header per term.
+ */
+class PostingLists {
+  readonly terms = new IntList();
+  readonly docs = new IntList();
+  readonly tfs = new IntList();
+  /** One document's term counts, reused from document to document. */
+  readonly tf = new Map<number, number>();
+}
+
 /** `a` with room for at least `n` values (doubled when it grows, so appends cost O(1) amortised). */
 function ensureLength(a: Int32Array, n: number): Int32Array {
   if (n <= a.length) return a;
@@ -157,7 +170,43 @@ export class Bm25Index {
     onProgress?: ProgressFn,
   ): Bm25Index {
     const index = new Bm25Index(ids, analyzer, options);
-    index.indexAll(textOf, onProgress);
+    const postings = new PostingLists();
+    const n = ids.length;
+    for (let d = 0; d < n; d++) {
+      index.indexDocument(d, textOf(d), postings);
+      if (onProgress && (d % 1000 === 999 || d === n - 1)) onProgress('indexing', d + 1, n);
+    }
+    index.placePostings(postings);
+    return index;
+  }
+
+  /**
+   * The index of the documents `docs` yields, read once: each text is dropped once analysed, so a corpus streamed
+   * from its file is never held whole (only its ids, lengths and postings are). Progress counts documents
+   * against `total` when the caller knows it beforehand, against Infinity (ProgressFn) until the end otherwise.
+   */
+  static async buildFromStream(
+    docs: AsyncIterable<Bm25Document>,
+    analyzer: Analyzer,
+    options: Bm25Options = {},
+    onProgress?: ProgressFn,
+    total?: number,
+  ): Promise<Bm25Index> {
+    const index = new Bm25Index([], analyzer, options);
+    index.ownIds = true;
+    const postings = new PostingLists();
+    let n = 0;
+    for await (const doc of docs) {
+      index.ids.push(doc.id);
+      index.indexDocument(n++, doc.text, postings);
+      if (onProgress && n % 1000 === 0) onProgress('indexing', n, Math.max(n, total ?? Infinity));
+    }
+    index.lengths = index.lengths.slice(0, n);
+    index.lengthBytes = index.lengthBytes.slice(0, n);
+    index.removed = new Uint8Array(n);
+    index.idRank = idRanks(index.ids);
+    index.placePostings(postings);
+    onProgress?.('indexing', n, n);
     return index;
   }
 
@@ -365,54 +414,51 @@ export class Bm25Index {
     else this.settleOrder();
   }
 
-  private indexAll(textOf: (i: number) => string, onProgress?: ProgressFn): void {
-    // Postings are collected in document order as (term, doc, tf) in three flat growing typed arrays, then
-    // placed by term (a counting sort, each term's documents staying in order): 12 bytes a posting while
-    // building, where a JS array per term costs 16 or more and a header per term.
-    const terms = new IntList();
-    const postDocs = new IntList();
-    const postTfs = new IntList();
-    const tf = new Map<number, number>();
-    const n = this.ids.length;
-    for (let d = 0; d < n; d++) {
-      const tokens = this.analyzer.analyze(textOf(d));
-      tf.clear();
-      for (const t of tokens) {
-        let id = this.terms.get(t);
-        if (id === undefined) {
-          id = this.terms.size;
-          this.terms.set(t, id);
-        }
-        tf.set(id, (tf.get(id) ?? 0) + 1);
+  /** Analyses document `d` (the next position), recording its length and its postings in `p`. */
+  private indexDocument(d: number, text: string, p: PostingLists): void {
+    const tokens = this.analyzer.analyze(text);
+    const tf = p.tf;
+    tf.clear();
+    for (const t of tokens) {
+      let id = this.terms.get(t);
+      if (id === undefined) {
+        id = this.terms.size;
+        this.terms.set(t, id);
       }
-      for (const [id, count] of tf) {
-        terms.push(id);
-        postDocs.push(d);
-        postTfs.push(count);
-      }
-      this.lengths[d] = tokens.length;
-      this.lengthBytes[d] = intToByte4(tokens.length);
-      if (tokens.length > 0) this.docCount++;
-      this.totalTerms += tokens.length;
-      if (onProgress && (d % 1000 === 999 || d === n - 1)) onProgress('indexing', d + 1, n);
+      tf.set(id, (tf.get(id) ?? 0) + 1);
     }
+    for (const [id, count] of tf) {
+      p.terms.push(id);
+      p.docs.push(d);
+      p.tfs.push(count);
+    }
+    this.lengths = ensureLength(this.lengths, d + 1);
+    this.lengthBytes = growBytes(this.lengthBytes, d + 1);
+    this.lengths[d] = tokens.length;
+    this.lengthBytes[d] = intToByte4(tokens.length);
+    if (tokens.length > 0) this.docCount++;
+    this.totalTerms += tokens.length;
+  }
+
+  /** Places the postings collected in document order by term: the built arrays and each term's df. */
+  private placePostings(p: PostingLists): void {
     const nTerms = this.terms.size;
-    const postings = terms.length;
+    const postings = p.terms.length;
     this.postingStart = new Int32Array(nTerms + 1);
-    const termOf = terms.view();
-    for (let p = 0; p < postings; p++) this.postingStart[termOf[p]! + 1]!++;
+    const termOf = p.terms.view();
+    for (let q = 0; q < postings; q++) this.postingStart[termOf[q]! + 1]!++;
     for (let t = 0; t < nTerms; t++) this.postingStart[t + 1]! += this.postingStart[t]!;
     this.postingDocs = new Int32Array(postings);
     this.postingTfs = new Int32Array(postings);
     this.df = new Int32Array(nTerms);
     for (let t = 0; t < nTerms; t++) this.df[t] = this.postingStart[t + 1]! - this.postingStart[t]!;
     const next = this.postingStart.slice(0, nTerms);
-    const docOf = postDocs.view();
-    const tfOf = postTfs.view();
-    for (let p = 0; p < postings; p++) {
-      const at = next[termOf[p]!]!++;
-      this.postingDocs[at] = docOf[p]!;
-      this.postingTfs[at] = tfOf[p]!;
+    const docOf = p.docs.view();
+    const tfOf = p.tfs.view();
+    for (let q = 0; q < postings; q++) {
+      const at = next[termOf[q]!]!++;
+      this.postingDocs[at] = docOf[q]!;
+      this.postingTfs[at] = tfOf[q]!;
     }
   }
 

@@ -5,7 +5,7 @@
  * queries without reasoning, then the exact dense search); nDCG@10 is measured with trec_eval semantics,
  * and the sizes are reported with the score, since a subset's figure is not the full benchmark's.
  */
-import { type BeirDocument, readBeirDataset } from './beir.js';
+import { corpusOf, type BeirDocument, readBeirDataset } from './beir.js';
 import { evaluateRun } from './measures.js';
 import type { Qrels } from './qrels.js';
 import type { Retriever } from './retriever.js';
@@ -21,14 +21,21 @@ export async function loadDevSet(folder: string, split: string, maxQueries = 0, 
   return subsetDevSet(await readBeirDataset(folder, split), maxQueries, maxDocuments);
 }
 
+/** The first maxQueries queries (file order; 0 keeps them all) with their qrels. */
+export function firstQueries(
+  ds: Pick<DevSet, 'queries' | 'qrels'>,
+  maxQueries = 0,
+): { queries: Map<string, string>; qrels: Qrels } {
+  const queries = maxQueries > 0 ? new Map([...ds.queries].slice(0, maxQueries)) : ds.queries;
+  return { queries, qrels: new Map([...ds.qrels].filter(([q]) => queries.has(q))) };
+}
+
 /**
  * The first maxQueries queries (file order) with their qrels, and the corpus cut to their judged documents
  * plus the first maxDocuments others (corpus order kept); 0 keeps everything.
  */
 export function subsetDevSet(ds: DevSet, maxQueries = 0, maxDocuments = 0): DevSet {
-  let queries = ds.queries;
-  if (maxQueries > 0) queries = new Map([...queries].slice(0, maxQueries));
-  const qrels: Qrels = new Map([...ds.qrels].filter(([q]) => queries.has(q)));
+  const { queries, qrels } = firstQueries(ds, maxQueries);
   let corpus = ds.corpus;
   if (maxDocuments > 0) {
     const judged = new Set([...qrels.values()].flatMap((m) => [...m.keys()]));
@@ -100,7 +107,7 @@ export interface DevSetScore {
 /** nDCG@10 of `retriever` on the dev set, with the set's sizes and the wall time it took. */
 export async function scoreDevSet(retriever: Retriever, set: DevSet): Promise<DevSetScore> {
   const t0 = Date.now();
-  const run = await retriever.retrieve(set.corpus, set.queries, 10);
+  const run = await retriever.retrieve(corpusOf(set.corpus), set.queries, 10);
   const ev = evaluateRun(run, set.qrels, { cutoffs: [10] });
   const seconds = (Date.now() - t0) / 1000;
   return { ndcg10: ev.all.ndcg_cut_10, queries: set.queries.size, documents: set.corpus.length, seconds };

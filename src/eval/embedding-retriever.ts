@@ -1,4 +1,4 @@
-import type { BeirDocument } from './beir.js';
+import { corpusIds, type CorpusSource } from './beir.js';
 import { denseSearch, type DenseSearchOptions, type EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
 import type { ProgressFn, Retriever } from './retriever.js';
@@ -18,16 +18,12 @@ export class EmbeddingRetriever implements Retriever {
   ) {}
 
   async retrieve(
-    corpus: readonly BeirDocument[],
+    corpus: CorpusSource,
     queries: ReadonlyMap<string, string>,
     k: number,
     onProgress?: ProgressFn,
   ): Promise<Run> {
-    const docs = select(
-      this.docEmbeddings,
-      corpus.map((d) => d.id),
-      'document',
-    );
+    const docs = select(this.docEmbeddings, await corpusIds(corpus), 'document');
     const qs = select(this.queryEmbeddings, [...queries.keys()], 'query');
     return (await denseSearch(qs, docs, { ...this.options, k, onProgress })).run;
   }

@@ -1,7 +1,8 @@
 import type { EmbedStats, QueryEmbedding, QueryOptions } from '../embed/index.js';
-import { documentText, type BeirDocument } from './beir.js';
+import { corpusIds, documentText, type BeirDocument, type CorpusSource } from './beir.js';
 import { denseSearch, type EmbeddingMatrix } from './dense-search.js';
 import { DOCUMENT_SHARD } from './embedding-cache.js';
+import { EvalInputError } from './input-error.js';
 import type { ProgressFn, Retriever } from './retriever.js';
 import type { Run } from './run.js';
 
@@ -34,17 +35,17 @@ export function stackVectors(vs: readonly Float32Array[], dim: number): Float32A
 }
 
 /**
- * `count` texts (`texts(start, end)` gives those of documents start..end-1) embedded `group` at a time, each
- * group's vectors written straight into one row-major matrix. An encoder tokenizes all it is given before its
- * first forward pass, so one call over a corpus of millions would hold every document's token ids (GBs) beside
- * the vectors; in groups the peak is the matrix plus one group's prompts. Batches are cut by length within a
- * group, as the evaluation recipe's shards (of the same DOCUMENT_SHARD documents) are, so both give the same
- * vectors. Progress is one count over all `count` texts.
+ * `count` texts (`texts(start, end)` gives those of documents start..end-1, asked for in order, so it may read
+ * them from a stream) embedded `group` at a time, each group's vectors written straight into one row-major
+ * matrix. An encoder tokenizes all it is given before its first forward pass, so one call over a corpus of
+ * millions would hold every document's token ids (GBs) beside the vectors; in groups the peak is the matrix plus
+ * one group's prompts. Batches are cut by length within a group, as the evaluation recipe's shards (of the same
+ * DOCUMENT_SHARD documents) are, so both give the same vectors. Progress is one count over all `count` texts.
  */
 export async function embedCorpus(
   encoder: Pick<SearchR3Encoder, 'dimension' | 'embedDocuments'>,
   count: number,
-  texts: (start: number, end: number) => string[],
+  texts: (start: number, end: number) => string[] | Promise<string[]>,
   onProgress?: (done: number, total: number) => void,
   group = DOCUMENT_SHARD,
 ): Promise<Float32Array> {
@@ -52,7 +53,9 @@ export async function embedCorpus(
   const data = new Float32Array(count * dim);
   for (let start = 0; start < count; start += group) {
     const end = Math.min(count, start + group);
-    const { vectors } = await encoder.embedDocuments(texts(start, end), (done) => onProgress?.(start + done, count));
+    const { vectors } = await encoder.embedDocuments(await texts(start, end), (done) =>
+      onProgress?.(start + done, count),
+    );
     vectors.forEach((v, i) => data.set(v, (start + i) * dim));
     await new Promise((r) => setImmediate(r)); // let progress output through between groups
   }
@@ -106,7 +109,7 @@ export class ModelRetriever implements Retriever {
   ) {}
 
   async retrieve(
-    corpus: readonly BeirDocument[],
+    corpus: CorpusSource,
     queries: ReadonlyMap<string, string>,
     k: number,
     onProgress?: ProgressFn,
@@ -118,12 +121,43 @@ export class ModelRetriever implements Retriever {
     return result.run;
   }
 
-  /** The corpus embedded in groups (see embedCorpus), as one matrix. */
-  private async documentMatrix(corpus: readonly BeirDocument[], onProgress?: ProgressFn): Promise<EmbeddingMatrix> {
+  /**
+   * The corpus embedded in groups (see embedCorpus), as one matrix. The corpus is read twice: its ids first, so
+   * that the matrix is allocated once at its size, then its texts a group at a time, so that no more than one
+   * group's texts are held.
+   */
+  private async documentMatrix(corpus: CorpusSource, onProgress?: ProgressFn): Promise<EmbeddingMatrix> {
+    const ids = await corpusIds(corpus);
     const progress = (done: number, total: number): void => onProgress?.('encoding documents', done, total);
-    const texts = (start: number, end: number): string[] => corpus.slice(start, end).map(documentText);
     const group = this.options.documentGroup ?? DOCUMENT_SHARD;
-    const data = await embedCorpus(this.embedder, corpus.length, texts, progress, group);
-    return { ids: corpus.map((d) => d.id), dim: this.embedder.dimension, data };
+    const reader = corpus.documents()[Symbol.asyncIterator]();
+    try {
+      const texts = async (start: number, end: number): Promise<string[]> => {
+        const out: string[] = [];
+        for (let i = start; i < end; i++) out.push(documentText(sameDocument(await reader.next(), ids, i)));
+        return out;
+      };
+      const data = await embedCorpus(this.embedder, ids.length, texts, progress, group);
+      sameDocument(await reader.next(), ids, ids.length);
+      return { ids, dim: this.embedder.dimension, data };
+    } finally {
+      await reader.return?.();
+    }
   }
+}
+
+/**
+ * Document `i` of a second read of a corpus whose first read gave `ids` (i = ids.length: the read's end), refused
+ * when the two reads differ: the vectors would be filed under other documents' ids.
+ */
+function sameDocument(next: IteratorResult<BeirDocument>, ids: readonly string[], i: number): BeirDocument {
+  const first = i < ids.length ? `'${ids[i]}'` : 'the end';
+  const second = next.done ? 'the end' : `'${next.value.id}'`;
+  if (first !== second) {
+    throw new EvalInputError(
+      `the corpus changed while it was read twice (document ${i + 1} was ${first}, then ${second}); ` +
+        'evaluate a corpus file that nothing writes meanwhile',
+    );
+  }
+  return next.value as BeirDocument;
 }

@@ -1,7 +1,10 @@
-import type { BeirDocument } from './beir.js';
+import type { CorpusSource } from './beir.js';
 import type { Run } from './run.js';
 
-/** Reports progress of long work: `done` of `total` units of `stage` ("indexing", "searching", ...). */
+/**
+ * Reports progress of long work: `done` of `total` units of `stage` ("indexing", "searching", ...); `total` is
+ * Infinity while it is not known (a corpus streamed from its file, until its end), and `done` when the stage ends.
+ */
 export type ProgressFn = (stage: string, done: number, total: number) => void;
 
 /**
@@ -13,9 +16,13 @@ export type ProgressFn = (stage: string, done: number, total: number) => void;
 export interface Retriever {
   /** Short name, used as the run tag (one word). */
   readonly name: string;
-  /** The `k` best documents of `corpus` for each query, as a run (scores: higher is better). */
+  /**
+   * The `k` best documents of `corpus` for each query, as a run (scores: higher is better). The corpus is read as
+   * a stream (once or more; beirCorpusSource streams a file, corpusOf serves an array), so a retriever holds what
+   * it makes of the documents (an index, a matrix) and never needs every text at once.
+   */
   retrieve(
-    corpus: readonly BeirDocument[],
+    corpus: CorpusSource,
     queries: ReadonlyMap<string, string>,
     k: number,
     onProgress?: ProgressFn,

@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_MAX_REASONING_TOKENS, Embedder } from '../embed/index.js';
-import { documentText, readBeirDataset, type BeirDocument } from '../eval/beir.js';
+import { corpusOf, documentText, readBeirDataset, type BeirDocument } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import type { EmbeddingMatrix } from '../eval/dense-search.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
@@ -410,7 +410,7 @@ class RecipeEvaluator {
       async () => {
         const t0 = performance.now();
         const run = await new Bm25Retriever(BM25).retrieve(
-          ds.corpus,
+          corpusOf(ds.corpus),
           ds.queries,
           RUN_DEPTH,
           this.progress(`${dsId} BM25`),
@@ -498,7 +498,7 @@ class RecipeEvaluator {
         progress,
       );
       const run = await new EmbeddingRetriever(q.matrix, docs.matrix, row).retrieve(
-        ds.corpus,
+        corpusOf(ds.corpus),
         ds.queries,
         RUN_DEPTH,
         progress,

@@ -6,7 +6,7 @@ import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
 import { ranked, referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
-import { documentText, readBeirDataset } from '../../src/eval/beir.js';
+import { corpusOf, documentText, readBeirDataset } from '../../src/eval/beir.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
 import { subsetDevSet } from '../../src/eval/dev-eval.js';
 import type { Run } from '../../src/eval/run.js';
@@ -63,7 +63,7 @@ async function referenceRows(model: string): Promise<Map<string, Figures>> {
       { docIds: docs.map((d) => d.id), scores: docVectors.map((v) => dot(v, queryVectors[i]!)) },
     ]),
   );
-  const bm25 = await new Bm25Retriever().retrieve(docs, table.queries, 100);
+  const bm25 = await new Bm25Retriever().retrieve(corpusOf(docs), table.queries, 100);
   const hybrid: Run = new Map(
     ids.map((q) => {
       const fused = new Map<string, number>();

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { sharedData } from '../helpers/repo.js';
 import { createAnalyzer } from '../../src/eval/analyzer.js';
-import { readBeirDataset } from '../../src/eval/beir.js';
+import { corpusOf, readBeirDataset } from '../../src/eval/beir.js';
 import { Bm25Index } from '../../src/eval/bm25.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
 import { evaluateRun } from '../../src/eval/measures.js';
@@ -55,7 +55,7 @@ test("BM25 flat on SciFact test: nDCG@10 within ±0.02 of Pyserini's 0.679", asy
   const ds = await readBeirDataset(join(sharedData, 'scifact'), 'test');
   assert.equal(ds.corpus.length, 5183);
   assert.equal(ds.queries.size, 300);
-  const run = await new Bm25Retriever().retrieve(ds.corpus, ds.queries, 1000);
+  const run = await new Bm25Retriever().retrieve(corpusOf(ds.corpus), ds.queries, 1000);
   const ev = evaluateRun(run, ds.qrels, { cutoffs: [10, 100, 1000] });
   const ndcg10 = ev.all['ndcg_cut_10']!;
   assert.ok(Math.abs(ndcg10 - 0.679) <= 0.02, `nDCG@10 = ${ndcg10}`);
@@ -65,7 +65,10 @@ test("BM25 flat on SciFact test: nDCG@10 within ±0.02 of Pyserini's 0.679", asy
   assert.equal(ev.all['recall_1000']!.toFixed(4), '0.9767');
 });
 
-test('documents added and removed after the build score and rank exactly as a fresh build over the live ones', () => {
+type Build = (docs: { id: string; text: string }[]) => Promise<Bm25Index>;
+
+/** Adds and removals on an index made by `build` leave what a fresh build over the live documents gives. */
+async function addsAndRemovalsMatchAFreshBuild(build: Build): Promise<void> {
   let seed = 11;
   const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const words = ['alpha', 'beta', 'gamma', 'delta', 'eps', 'zeta', 'eta', 'theta', 'iota', 'kappa'];
@@ -73,10 +76,7 @@ test('documents added and removed after the build score and rank exactly as a fr
   const text = () => Array.from({ length: Math.floor(rand() * 8) }, () => words[Math.floor(rand() * 10)]).join(' ');
   const live = new Map<string, string>();
   for (let i = 0; i < 60; i++) live.set(`d${Math.floor(rand() * 1e6)}`, text());
-  const index = Bm25Index.build(
-    [...live].map(([id, t]) => ({ id, text: t })),
-    noStem,
-  );
+  const index = await build([...live].map(([id, t]) => ({ id, text: t })));
   const queries = ['alpha', 'beta gamma', 'delta delta eps', 'zeta eta theta iota kappa', 'omega'];
   for (let round = 0; round < 25; round++) {
     for (let op = 0; op < 6; op++) {
@@ -126,4 +126,15 @@ test('documents added and removed after the build score and rank exactly as a fr
   assert.throws(() => index.remove('nothing', t), /is not in the BM25 index/);
   assert.throws(() => index.add({ id, text: t }), /already in the BM25 index/);
   assert.equal(index.size, live.size);
-});
+}
+
+test('documents added and removed after the build score and rank exactly as a fresh build over the live ones', () =>
+  addsAndRemovalsMatchAFreshBuild(async (docs) => Bm25Index.build(docs, noStem)));
+
+test('an index built from a stream scores, ranks, adds and removes as one built from an array', () =>
+  addsAndRemovalsMatchAFreshBuild(async (docs) => {
+    async function* stream(): AsyncGenerator<{ id: string; text: string }> {
+      yield* docs;
+    }
+    return Bm25Index.buildFromStream(stream(), noStem);
+  }));

@@ -4,9 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Embedder } from '../../src/embed/index.js';
-import { readBeirDataset } from '../../src/eval/beir.js';
+import { corpusOf, documentText, readBeirDataset } from '../../src/eval/beir.js';
 import { EmbeddingRetriever } from '../../src/eval/embedding-retriever.js';
-import { documentText } from '../../src/eval/beir.js';
 import { ModelRetriever, embedCorpus, type SearchR3Encoder } from '../../src/eval/model-retriever.js';
 import { readTrecRun } from '../../src/eval/run.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
@@ -27,7 +26,7 @@ test('a model retriever ranks exactly as its embeddings do through the precomput
   const { model, tokenizer } = tinyModel(5);
   const embedder = new Embedder(model, tokenizer);
   const ds = await readBeirDataset(tiny, 'test');
-  const run = await new ModelRetriever(embedder, 'search-r3').retrieve(ds.corpus, ds.queries, 10);
+  const run = await new ModelRetriever(embedder, 'search-r3').retrieve(corpusOf(ds.corpus), ds.queries, 10);
   const qIds = [...ds.queries.keys()];
   const docs = embedder.embedDocuments(ds.corpus.map(documentText)).vectors;
   const qs = embedder.embedQueries(qIds.map((id) => ds.queries.get(id)!)).map((q) => q.vector);
@@ -35,7 +34,7 @@ test('a model retriever ranks exactly as its embeddings do through the precomput
   const ref = await new EmbeddingRetriever(
     { ids: qIds, dim, data: stack(qs) },
     { ids: ds.corpus.map((d) => d.id), dim, data: stack(docs) },
-  ).retrieve(ds.corpus, ds.queries, 10);
+  ).retrieve(corpusOf(ds.corpus), ds.queries, 10);
   for (const q of qIds) assert.deepEqual(run.get(q)!.docIds, ref.get(q)!.docIds, q);
 });
 
@@ -102,7 +101,7 @@ test('a model retriever embeds the corpus in groups, one progress count, ranking
     if (stage === 'encoding documents') seen.push(`${done}/${total}`);
   };
   const grouped = await new ModelRetriever(encoder, 'grouped', { documentGroup: 2 }).retrieve(
-    ds.corpus,
+    corpusOf(ds.corpus),
     ds.queries,
     10,
     progress,
@@ -110,7 +109,7 @@ test('a model retriever embeds the corpus in groups, one progress count, ranking
   assert.deepEqual(calls, [2, 2, 1], 'at most documentGroup documents per call');
   assert.deepEqual(seen, ['2/5', '4/5', '5/5'], 'one count over the whole corpus');
   calls.length = 0;
-  const whole = await new ModelRetriever(encoder, 'whole').retrieve(ds.corpus, ds.queries, 10);
+  const whole = await new ModelRetriever(encoder, 'whole').retrieve(corpusOf(ds.corpus), ds.queries, 10);
   assert.deepEqual(calls, [5], 'a corpus within one group is one call');
   for (const [q, r] of whole) {
     assert.deepEqual(grouped.get(q)!.docIds, r.docIds, q);
