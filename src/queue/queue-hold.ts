@@ -2,12 +2,12 @@
  * One index run per queue name at a time. A run starts by clearing what an earlier, stopped run left on
  * its queue, and it drops results that are not its own; two runs on one queue would remove each other's
  * jobs. So a run holds a key in Redis while it lives, renewed every few seconds with a short expiry: a
- * run that was killed frees its queue within the expiry (at once for a rerun on the same machine, which
- * can see that the holder's process is gone), one that is alive keeps it.
+ * run that was killed frees its queue within the expiry (at once for a rerun on the same machine and in
+ * the same PID namespace, which can see that the holder's process is gone), one that is alive keeps it.
  */
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import { processRuns } from '../io/process-runs.js';
+import { pidNamespace, processRuns } from '../io/process-runs.js';
 import { QueueError } from './queue-error.js';
 
 /** How long the hold outlives its last renewal. */
@@ -17,6 +17,11 @@ export interface QueueHolder {
   run: string;
   host: string;
   pid: number;
+  /**
+   * The PID namespace `pid` belongs to (see pidNamespace); absent where it could not be read, and in a hold
+   * an older search-r3 wrote.
+   */
+  pidns?: string;
   since: string;
   /** Counts renewals: a holder whose count moves is alive. */
   beat: number;
@@ -70,14 +75,16 @@ export class QueueHold {
   ) {
     this.holdMs = o.holdMs ?? HOLD_MS;
     const since = new Date().toISOString();
-    this.me = { run: o.run, host: hostname(), pid: process.pid, since, beat: 0, holdMs: this.holdMs };
+    const me = { run: o.run, host: hostname(), pid: process.pid, pidns: pidNamespace() };
+    this.me = { ...me, since, beat: 0, holdMs: this.holdMs };
     this.lost = new Promise<never>((_, reject) => (this.fail = reject));
     this.lost.catch(() => undefined);
   }
 
   /**
    * Takes the queue, waiting out the hold of a run that stopped without freeing it; throws the sentence
-   * when a live run holds it (its process is seen on this machine, or its renewals move).
+   * when a live run holds it (its process is seen on this machine in this PID namespace, or its renewals
+   * move).
    */
   static async take(client: Redis, o: QueueHoldOptions): Promise<QueueHold> {
     const hold = new QueueHold(client, o);
@@ -190,12 +197,18 @@ export class RunWatch {
 }
 
 function describe(h: QueueHolder): string {
-  return `pid ${h.pid} on ${h.host}, since ${h.since}`;
+  const elsewhere = h.host === hostname() && h.pidns !== undefined && h.pidns !== pidNamespace();
+  return `pid ${h.pid} on ${h.host}${elsewhere ? ` in PID namespace ${h.pidns}` : ''}, since ${h.since}`;
 }
 
-/** Whether the holder's process lives: known only on its own machine (undefined elsewhere). */
+/**
+ * Whether the holder's process lives: known only on its own machine and in its own PID namespace (undefined
+ * elsewhere, and for a hold that does not name its namespace). A hostname alone is not enough: a container
+ * sharing the host's hostname cannot see the host's processes, so a live holder there would look gone.
+ */
 function processAlive(h: QueueHolder): boolean | undefined {
-  return h.host === hostname() ? processRuns(h.pid) : undefined;
+  const ours = h.host === hostname() && h.pidns !== undefined && h.pidns === pidNamespace();
+  return ours ? processRuns(h.pid) : undefined;
 }
 
 /** The holder a hold key names, or one sentence when something other than search-r3 wrote that key. */

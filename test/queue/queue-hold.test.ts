@@ -7,6 +7,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
+import { hostname } from 'node:os';
+import { pidNamespace } from '../../src/io/process-runs.js';
 import { QueueHold, type QueueHolder, holdKey } from '../../src/queue/queue-hold.js';
 import { RedisServer } from '../helpers/redis.js';
 
@@ -60,12 +62,7 @@ test('a run in this process holds the queue; another is refused naming it; freei
 
 test('a holder on another machine: refused while its renewals move, waited out when they stop', async () => {
   await client.set(holdKey('q2'), holder({ beat: 0 }), 'PX', 1000);
-  const beats = setInterval(() => {
-    void client.get(holdKey('q2')).then((v) => {
-      const h = JSON.parse(v!) as QueueHolder;
-      return client.set(holdKey('q2'), holder({ beat: h.beat + 1 }), 'PX', 1000);
-    });
-  }, 150);
+  const beats = beating('q2', {});
   try {
     await assert.rejects(
       QueueHold.take(client, options('q2', 'mine')),
@@ -89,14 +86,56 @@ test('a holder on another machine: refused while its renewals move, waited out w
   await mine.free();
 });
 
-test('a holder on this machine whose process is gone is taken over at once', async () => {
+/** The id of a process that has exited: not running here. */
+function gonePid(): number {
   const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
-  const pid = Number(gone.stdout.toString());
-  const { hostname } = await import('node:os');
-  await client.set(holdKey('q3'), holder({ host: hostname(), pid }), 'PX', 60_000);
+  return Number(gone.stdout.toString());
+}
+
+/** Renews the hold of queue `q` as a live holder would: its beat moves every 150 ms. */
+function beating(q: string, over: Partial<QueueHolder>): NodeJS.Timeout {
+  return setInterval(() => {
+    void client.get(holdKey(q)).then((v) => {
+      const h = JSON.parse(v!) as QueueHolder;
+      return client.set(holdKey(q), holder({ ...over, beat: h.beat + 1 }), 'PX', 1000);
+    });
+  }, 150);
+}
+
+test('a holder on this machine and in this PID namespace whose process is gone is taken over at once', async () => {
+  const here = { host: hostname(), pid: gonePid(), pidns: pidNamespace() };
+  await client.set(holdKey('q3'), holder(here), 'PX', 60_000);
   const t0 = Date.now();
   const mine = await QueueHold.take(client, options('q3', 'mine'));
   assert.ok(Date.now() - t0 < 500, 'no wait for a holder that is gone');
+  assert.match((await client.get(holdKey('q3')))!, /"pidns":"pid:\[\d+\]"/, 'the hold names its namespace');
+  await mine.free();
+});
+
+test('a live holder with this hostname in another PID namespace (its pid not running here) is refused', async () => {
+  // a coordinator in a container sharing this hostname: its process cannot be seen from here
+  const there = { host: hostname(), pid: gonePid(), pidns: 'pid:[1]' };
+  await client.set(holdKey('q-ns'), holder(there), 'PX', 1000);
+  const beats = beating('q-ns', there);
+  try {
+    await assert.rejects(QueueHold.take(client, options('q-ns', 'mine')), (e: Error) => {
+      assert.match(
+        e.message,
+        /^queue 'q-ns' .* is in use by another index run \(pid \d+ on \S+ in PID namespace pid:\[1\],/,
+      );
+      return true;
+    });
+  } finally {
+    clearInterval(beats);
+  }
+  assert.match((await client.get(holdKey('q-ns')))!, /"run":"other"/, 'the live run keeps its hold');
+});
+
+test("a hold that names no PID namespace (an older search-r3's) is judged by its beat, not freed at once", async () => {
+  await client.set(holdKey('q-old'), holder({ host: hostname(), pid: gonePid() }), 'PX', 1000);
+  const t0 = Date.now();
+  const mine = await QueueHold.take(client, options('q-old', 'mine'));
+  assert.ok(Date.now() - t0 >= 500, 'it waited for the hold to lapse');
   await mine.free();
 });
 
