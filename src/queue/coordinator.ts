@@ -13,6 +13,7 @@ import type { PendingDocument } from '../search-index/document-table.js';
 import { documentText } from '../search-index/document-source.js';
 import type { SearchIndex } from '../search-index/search-index.js';
 import { type IndexJobData, type JobModel, jobId, makeJob, readJob, readResult } from './index-job.js';
+import { QueueError } from './queue-error.js';
 import { QueueHold } from './queue-hold.js';
 import { RedisWatchdog, type RedisTarget } from './redis-link.js';
 
@@ -63,13 +64,17 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
   await watchdog.reachable();
   watchdog.watch();
   const queue = new Queue(o.queueName, { connection: o.target.options });
-  queue.on('error', () => undefined); // connection trouble: the watchdog decides when it is fatal
+  // connection trouble: the watchdog decides when it is fatal; a refusal (Redis full, read-only) is at once
+  queue.on('error', (e) => void watchdog.refused(e));
   const holdClient = new Redis(o.target.options);
   holdClient.on('error', () => undefined);
   const run = randomUUID().slice(0, 8);
   let hold: QueueHold | undefined;
+  // every Redis call of the run goes through here: a refusal met mid-run becomes the watchdog's sentence
   const guard = <T>(p: Promise<T>): Promise<T> =>
-    Promise.race(hold ? [p, watchdog.lost, hold.lost] : [p, watchdog.lost]);
+    Promise.race(hold ? [p, watchdog.lost, hold.lost] : [p, watchdog.lost]).catch((e: unknown) =>
+      Promise.reject(watchdog.refused(e) ?? e),
+    );
   const m = index.info;
   const model: JobModel = {
     id: m.model.id,
@@ -125,7 +130,7 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
             );
         }
       } catch (e) {
-        if (!watchdog.down && !isConnectionError(e)) throw e;
+        if (e instanceof QueueError || (!watchdog.down && !isConnectionError(e))) throw e;
         // Redis is restarting: BullMQ reconnects; the watchdog ends the run if it does not come back
       }
       if (open.size > 0) await guard(new Promise((r) => setTimeout(r, POLL_MS)));

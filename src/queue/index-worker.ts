@@ -165,7 +165,8 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     // a job is taken again after each stall (a killed worker); only a job that keeps killing workers fails
     maxStalledCount: 5,
   });
-  worker.on('error', () => undefined); // connection trouble: the watchdog decides when it is fatal
+  // connection trouble: the watchdog decides when it is fatal; a refusal (Redis full, read-only) is at once
+  worker.on('error', (e) => void watchdog.refused(e));
   try {
     await Promise.race([o.stop, refusedNow, watchdog.lost]);
     if (refusal) throw refusal;

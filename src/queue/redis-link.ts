@@ -131,16 +131,34 @@ export class RedisWatchdog {
     }
   }
 
-  /** Starts watching: `lost` rejects after `waitMs` of failed pings. */
+  /**
+   * Starts watching: `lost` rejects after `waitMs` of failed pings, and at once when Redis starts refusing
+   * mid-run (it filled up to its maxmemory, failed over to a read-only replica, cannot save its snapshot):
+   * each tick also tries a write, so a caller that is only waiting (for workers, for jobs) hears of it too.
+   */
   watch(): void {
     this.timer = setInterval(() => {
-      void this.ping().then((ok) => {
-        if (ok) this.downSince = null;
-        else if (this.downSince === null) this.downSince = Date.now();
+      void this.ping().then(async (ok) => {
+        if (ok) {
+          this.downSince = null;
+          await this.writes();
+        } else if (this.downSince === null) this.downSince = Date.now();
         else if (Date.now() - this.downSince >= this.waitMs) this.fail(this.sentence());
+        if (this.refusal) this.fail(this.refusal);
       });
     }, 1000);
     this.timer.unref();
+  }
+
+  /**
+   * The sentence when `e` is an answer of Redis that no retry changes (see REFUSALS), met by a command of
+   * the caller's own mid-run; `lost` rejects with it too, so every wait raced against it ends. Null (and
+   * nothing stops) for any other error.
+   */
+  refused(e: unknown): QueueError | null {
+    this.refusal ??= redisRefusal(e, this.target.shown, this.what);
+    if (this.refusal) this.fail(this.refusal);
+    return this.refusal;
   }
 
   /** Whether Redis answered the last ping (false while it is restarting). */
