@@ -8,6 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../../../src/tensor/index.js';
 import { sampleToken } from '../../../src/model/sampling.js';
+import { jsKernels } from '../../../src/tensor/js-kernels.js';
+import type { Kernels } from '../../../src/tensor/kernels.js';
+import { decodeF64, encodeF32, runTorch } from '../../helpers/torch.js';
 import { F32_TOL, down, ref, relErr, seeded, skipWithoutGpu, up, wg } from './harness.js';
 
 const opt = { skip: skipWithoutGpu };
@@ -287,6 +290,52 @@ test('silu and swiglu forward and backward, outputs aliasing inputs', opt, () =>
     close(down(gg), dg, `swiglu backward dgate ${n}, aliasing gate`);
     close(down(gu2), du, `swiglu backward dup ${n}, aliasing up`);
   }
+});
+
+/** Equal where `want` is not finite (NaN to NaN, ±Inf to itself), within F32_TOL of max|want| elsewhere. */
+function agrees(got: Float32Array, want: Float64Array, what: string): void {
+  const scale = want.reduce((m, v) => (Number.isFinite(v) ? Math.max(m, Math.abs(v)) : m), 1e-6);
+  want.forEach((w, i) => {
+    const ok = Number.isFinite(w) ? Math.abs(got[i] - w) <= F32_TOL * scale : Object.is(got[i], w);
+    assert.ok(ok, `${what}[${i}]: ${got[i]}, PyTorch ${w}`);
+  });
+}
+
+test('silu and swiglu of ±Inf and NaN: every backend gives the values of PyTorch, forward and backward', opt, () => {
+  const x = Float32Array.of(-Infinity, Infinity, NaN, -100, 100, 0, -1.5, 2);
+  const u = Float32Array.of(2, -3, 1, 0.5, 0.5, 1, -1, 4);
+  const n = x.length;
+  const ones = new Float32Array(n).fill(1);
+  const input = (data: Float32Array) => ({ shape: [n], data: encodeF32(data), grad: true });
+  const torch = runTorch<{ results: { out: string; grads: string[] }[] }>('ops.py', {
+    cases: [
+      { op: 'silu', R: encodeF32(ones), inputs: [input(x)] },
+      { op: 'swiglu', R: encodeF32(ones), inputs: [input(x), input(u)] },
+    ],
+  }).results.map((r) => ({ out: decodeF64(r.out), grads: r.grads.map(decodeF64) }));
+  /** Backend `k` against PyTorch: host inputs uploaded, fresh outputs read back. */
+  const check = <B>(
+    name: string,
+    k: Kernels<B, unknown>,
+    upload: (a: Float32Array) => B,
+    fresh: () => B,
+    read: (b: B) => Float32Array,
+  ): void => {
+    const [y, dx, sy, dg, du] = [fresh(), fresh(), fresh(), fresh(), fresh()];
+    k.siluForward(upload(x), y);
+    agrees(read(y), torch[0].out, `${name} silu`);
+    k.siluBackward(upload(x), upload(ones), dx);
+    agrees(read(dx), torch[0].grads[0], `${name} silu backward`);
+    k.swigluForward(upload(x), upload(u), sy);
+    agrees(read(sy), torch[1].out, `${name} swiglu`);
+    k.swigluBackward(upload(x), upload(u), upload(ones), dg, du);
+    agrees(read(dg), torch[1].grads[0], `${name} swiglu backward dgate`);
+    agrees(read(du), torch[1].grads[1], `${name} swiglu backward dup`);
+  };
+  const copy = (a: Float32Array): Float32Array => Float32Array.from(a);
+  check('js', jsKernels, copy, () => new Float32Array(n), copy);
+  check('native', ref, copy, () => new Float32Array(n), copy);
+  check('webgpu', wg(), up, () => wg().alloc(n), down);
 });
 
 test('adamw: several steps in place match native', opt, () => {

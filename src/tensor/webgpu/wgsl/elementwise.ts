@@ -1,5 +1,5 @@
 /** WGSL for fills, element-wise arithmetic, strided copies and whole-array reductions. */
-import { PRELUDE, flatKernel } from './prelude.js';
+import { FINITE, PRELUDE, flatKernel } from './prelude.js';
 
 /** Decomposes flat index `i` over a row-major shape held in P[shapeAt…] and dots it with P[strideAt…]. */
 const STRIDED = /* wgsl */ `
@@ -13,9 +13,6 @@ fn stridedOffset(i: u32, rank: u32, shapeAt: u32, strideAt: u32) -> u32 {
   }
   return off;
 }`;
-
-const FINITE = /* wgsl */ `
-fn isFinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }`;
 
 /**
  * Σx² as q·2^(2e) (see sumSquaresPartial), with bad = 1 once an Inf was seen, 2 once a NaN was. Elements and

@@ -13,6 +13,10 @@ fn flatId(wg: vec3u, lid: u32, groups: vec3u) -> u32 { return (wg.x + wg.y * gro
 fn rowId(wg: vec3u, groups: vec3u) -> u32 { return wg.x + wg.y * groups.x; }
 `;
 
+/** ±Inf or NaN told by the bits: WGSL lets a compiler assume arithmetic never meets either. */
+export const FINITE = /* wgsl */ `
+fn isFinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }`;
+
 /** The entry point of a flat kernel (256 invocations per group); the body sees `i`, its flat index. */
 export function flatKernel(decls: string, body: string): string {
   return `${PRELUDE}

@@ -5,7 +5,7 @@
  * softmax.c, loss.c, elementwise.c and optim.c; sums are float32 here (WGSL has no f64), which stays well
  * inside 1e-4 of the native double sums even over a 151,936-long vocabulary row.
  */
-import { PRELUDE, flatKernel } from './prelude.js';
+import { FINITE, PRELUDE, flatKernel } from './prelude.js';
 
 /**
  * Workgroup sum and max over one value per invocation. The result comes back through
@@ -73,6 +73,25 @@ const LSE = /* wgsl */ `
  */
 const SIGMOID = /* wgsl */ `
 fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(clamp(-x, -87.3, 88.72))); }`;
+
+/**
+ * silu(x) = x·sigmoid(x) and its derivative, with PyTorch's (and the CPU backends') values where x is not
+ * finite: silu(+Inf) = +Inf, silu(−Inf) = −Inf·0 = NaN, silu'(±Inf) = NaN. The clamped sigmoid never reaches
+ * 0 or 1, and WGSL lets a compiler assume arithmetic never meets Inf or NaN, so these come from x's bits
+ * (quiet bit set, as the CPU's −Inf·0 gives), never from arithmetic.
+ */
+const SILU = /* wgsl */ `${SIGMOID}
+${FINITE}
+fn quietNan(x: f32) -> f32 { return bitcast<f32>(bitcast<u32>(x) | 0x7fc00000u); }
+fn silu(x: f32) -> f32 {
+  if (isFinite(x)) { return x * sigmoid(x); }
+  return select(quietNan(x), x, bitcast<u32>(x) == 0x7f800000u);
+}
+fn siluGrad(x: f32) -> f32 {
+  if (!isFinite(x)) { return quietNan(x); }
+  let s = sigmoid(x);
+  return s * (1.0 + x * (1.0 - s));
+}`;
 
 const ro = (binding: number, name: string, type = 'f32'): string =>
   `@group(0) @binding(${binding}) var<storage, read> ${name}: array<${type}>;`;
@@ -386,32 +405,25 @@ ${LSE}
   dlogits[i] = d;`,
   ),
   // P: n
-  siluForward: flatKernel(
-    `${ro(1, 'x')}\n${rw(2, 'y')}\n${SIGMOID}`,
-    '  if (i < pu(0)) { y[i] = x[i] * sigmoid(x[i]); }',
-  ),
+  siluForward: flatKernel(`${ro(1, 'x')}\n${rw(2, 'y')}\n${SILU}`, '  if (i < pu(0)) { y[i] = silu(x[i]); }'),
   // P: n
   siluBackward: flatKernel(
-    `${ro(1, 'x')}\n${ro(2, 'dy')}\n${rw(3, 'dx')}\n${SIGMOID}`,
-    `  if (i >= pu(0)) { return; }
-  let v = x[i];
-  let s = sigmoid(v);
-  dx[i] = dy[i] * s * (1.0 + v * (1.0 - s));`,
+    `${ro(1, 'x')}\n${ro(2, 'dy')}\n${rw(3, 'dx')}\n${SILU}`,
+    '  if (i < pu(0)) { dx[i] = dy[i] * siluGrad(x[i]); }',
   ),
   // P: n
   swigluForward: flatKernel(
-    `${ro(1, 'gate')}\n${ro(2, 'up')}\n${rw(3, 'y')}\n${SIGMOID}`,
-    '  if (i < pu(0)) { let g = gate[i]; y[i] = g * sigmoid(g) * up[i]; }',
+    `${ro(1, 'gate')}\n${ro(2, 'up')}\n${rw(3, 'y')}\n${SILU}`,
+    '  if (i < pu(0)) { y[i] = silu(gate[i]) * up[i]; }',
   ),
   // P: n
   swigluBackward: flatKernel(
-    [ro(1, 'gate'), ro(2, 'up'), ro(3, 'dy'), rw(4, 'dgate'), rw(5, 'dup'), SIGMOID].join('\n'),
+    [ro(1, 'gate'), ro(2, 'up'), ro(3, 'dy'), rw(4, 'dgate'), rw(5, 'dup'), SILU].join('\n'),
     `  if (i >= pu(0)) { return; }
   let g = gate[i];
-  let s = sigmoid(g);
   let d = dy[i];
-  dup[i] = d * (g * s);
-  dgate[i] = d * up[i] * s * (1.0 + g * (1.0 - s));`,
+  dup[i] = d * silu(g);
+  dgate[i] = d * up[i] * siluGrad(g);`,
   ),
   // AdamW in place. P: n, lr, beta1, beta2, eps, decay = 1 − lr·wd, 1 − beta1, 1 − beta2, 1/bc1, √(1/bc2)
   adamw: flatKernel(
