@@ -16,7 +16,8 @@
         "native/attention.c",
         "native/embedding.c",
         "native/optim.c",
-        "native/stderr-capture.c"
+        "native/stderr-capture.c",
+        "native/signal-watch.c"
       ],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-std=gnu11", "-O3", "-march=native", "-fopenmp-simd", "-pthread", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unknown-pragmas"],

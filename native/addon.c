@@ -707,6 +707,37 @@ static napi_value ReleaseStderr(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* ---------------------------------------------------------------- stop signals */
+
+static napi_value WatchSignals(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_get_boolean(env, sr3_watch_signals() != 0, &r);
+  return r;
+}
+
+static napi_value CaughtSignals(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_uint32(env, sr3_caught_signals(), &r);
+  return r;
+}
+
+static napi_value UnwatchSignals(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_uint32(env, sr3_unwatch_signals(), &r);
+  return r;
+}
+
+static napi_value ExitNow(napi_env env, napi_callback_info info) {
+  ARGS(1, "exitNow");
+  int32_t code = 1;
+  napi_get_value_int32(env, argv[0], &code);
+  sr3_exit_now(code);
+  return NULL;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   /* OpenBLAS stays on the calling thread: gemm.c splits the work over our pool (pool.c). */
   openblas_set_num_threads(1);
@@ -731,6 +762,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"embeddingForward", EmbeddingForward}, {"embeddingBackward", EmbeddingBackward},
       {"setNumThreads", SetNumThreads}, {"numThreads", NumThreads}, {"blasConfig", BlasConfig},
       {"captureStderr", CaptureStderr}, {"releaseStderr", ReleaseStderr},
+      {"watchSignals", WatchSignals}, {"caughtSignals", CaughtSignals}, {"unwatchSignals", UnwatchSignals},
+      {"exitNow", ExitNow},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -16,6 +16,12 @@
 void sr3_set_threads(int n);
 int sr3_threads(void);
 
+/* signal-watch.c: SIGINT/SIGTERM/SIGHUP only noted (bit 1 << signo) between watch and unwatch, which puts the
+ * previous handlers back and returns the bits; watch returns 0 while another watch is on. */
+int sr3_watch_signals(void);
+unsigned sr3_caught_signals(void);
+unsigned sr3_unwatch_signals(void);
+void sr3_exit_now(int code);
 /* stderr-capture.c: fd 2 into memory until release, which restores it and returns the text (malloc'd, not
    NUL-terminated; NULL with length 0 when nothing was captured). Capture returns 0 when it did not start:
    not Linux, a capture already active, or a failed call. */

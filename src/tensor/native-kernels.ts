@@ -12,6 +12,8 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { isMainThread } from 'node:worker_threads';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { biasIntoC, jsKernels } from './js-kernels.js';
@@ -98,6 +100,14 @@ export interface NativeAddon {
   /** fd 2 into memory until releaseStderr (native/stderr-capture.c); false when it did not start. */
   captureStderr?(): boolean;
   releaseStderr?(): string;
+  /** SIGINT/SIGTERM/SIGHUP only noted until unwatchSignals (native/signal-watch.c); false when one is on. */
+  watchSignals?(): boolean;
+  /** The signals noted so far, as bits 1 << signo. */
+  caughtSignals?(): number;
+  /** Puts the previous handlers back and returns the signals noted, as bits 1 << signo. */
+  unwatchSignals?(): number;
+  /** Ends the process at once (_exit): no exit listeners, no teardown of other threads. */
+  exitNow?(code: number): void;
   [kernel: string]: unknown;
 }
 
@@ -154,6 +164,66 @@ export function captureStderr(): (() => string) | null {
   const { captureStderr: capture, releaseStderr: release } = addon;
   if (typeof capture !== 'function' || typeof release !== 'function' || !capture()) return null;
   return () => release();
+}
+
+/** Watches a blocking wait for stop signals (see watchSignals). */
+export interface SignalWatch {
+  /** Whether a stop signal has arrived since the watch began. */
+  caught(): boolean;
+  /** Ends the watch (the handlers as they were) and returns the signals that arrived, in signal order. */
+  end(): NodeJS.Signals[];
+}
+
+const STOP_SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM'] as const;
+
+/**
+ * While the main thread blocks (Atomics.wait), Node cannot hand it a signal: its listeners run from the
+ * event loop. Between watchSignals and end, SIGINT, SIGTERM and SIGHUP are only noted, so that the waiting
+ * code can see them and deliver them itself (deliverSignal). Null without the addon (or one built before
+ * it could), while another watch is on, and on a worker thread: signals reach only the main thread's
+ * listeners, whose loop a blocked worker leaves free.
+ */
+export function watchSignals(): SignalWatch | null {
+  if (!isMainThread) return null;
+  let addon: NativeAddon;
+  try {
+    addon = loadAddon();
+  } catch {
+    return null;
+  }
+  const { watchSignals: watch, caughtSignals: caught, unwatchSignals: unwatch } = addon;
+  if (typeof watch !== 'function' || typeof caught !== 'function' || typeof unwatch !== 'function' || !watch())
+    return null;
+  return {
+    caught: () => caught() !== 0,
+    end() {
+      const bits = unwatch();
+      return STOP_SIGNALS.filter((s) => (bits & (1 << osConstants.signals[s])) !== 0);
+    },
+  };
+}
+
+/**
+ * Ends the process with `code` at once, without Node's teardown (see native/signal-watch.c); returns only
+ * without the addon (or one built before it could).
+ */
+export function exitNow(code: number): void {
+  let addon: NativeAddon;
+  try {
+    addon = loadAddon();
+  } catch {
+    return;
+  }
+  addon.exitNow?.(code);
+}
+
+/**
+ * Delivers `signal` now, as Node would at its next turn of the event loop: to the process's listeners
+ * where it has any, else to the handler it had before (Node's default ends the process).
+ */
+export function deliverSignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 0) process.emit(signal, signal);
+  else process.kill(process.pid, signal);
 }
 
 /** Threads the native kernels use (pool size, the calling thread included). */

@@ -6,6 +6,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Worker } from 'node:worker_threads';
+import { constants as osConstants } from 'node:os';
 import {
   type AdapterFacts,
   type BufferId,
@@ -19,7 +20,7 @@ import {
 } from './gpu-protocol.js';
 import { gpuTimeoutSetting } from '../../io/env-settings.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
-import { captureStderr } from '../native-kernels.js';
+import { captureStderr, deliverSignal, exitNow, watchSignals } from '../native-kernels.js';
 import { sortDawnStderr } from './dawn-text.js';
 import { type KernelTime, kernelProfileTable } from './kernel-profile.js';
 
@@ -86,6 +87,8 @@ export function isGpuDeviceFailure(e: unknown): boolean {
 
 /** After this long, closing says that it waits for queued GPU work. */
 const CLOSE_NOTICE_MS = 3_000;
+/** How long a process that a signal stops waits for the GPU before it ends without it (exitHook). */
+const SIGNAL_EXIT_GRACE_MS = 500;
 /** Growth of GPU memory, beyond a multiple of what was held, that makes collectIfGrown collect. */
 const COLLECT_SLACK = 64 * 2 ** 20;
 
@@ -140,6 +143,19 @@ export class GpuDevice {
   private closed = false;
   /** Runs once, first thing when the device closes (the process profile's table). */
   private onClose: (() => void) | null = null;
+  /** The reply of the close command, once posted. */
+  private closeReply: SharedArrayBuffer | null = null;
+  /** Whether a stop signal was delivered while this device waited for the GPU (see exitHook). */
+  private signalled = false;
+  private readonly exitListener = (code: number): void => this.exitHook(code);
+  /** What a read does with stop signals that arrived while it waited: the command's listeners get them. */
+  private readonly deliver = (caught: NodeJS.Signals[]): void => {
+    this.signalled = true;
+    // last, so that every other exit listener (a lock's removal) has run when exitHook ends the process
+    process.off('exit', this.exitListener);
+    process.on('exit', this.exitListener);
+    for (const s of caught) deliverSignal(s);
+  };
 
   private constructor(
     worker: Worker,
@@ -172,7 +188,7 @@ export class GpuDevice {
         workerData: init,
         execArgv: workerExecArgv(process.execArgv),
       });
-      state = wait(reply, 120_000);
+      state = wait(reply, 120_000, null);
     } finally {
       said = release?.() ?? '';
     }
@@ -191,7 +207,7 @@ export class GpuDevice {
     // Node tearing the thread down while Dawn still works crashes the process: when the event loop has
     // drained, close the device and wait for the thread to end; on process.exit(), close at least.
     process.once('beforeExit', () => void device.shutdown());
-    process.once('exit', () => device.close());
+    process.on('exit', device.exitListener);
     if (process.env.SEARCH_R3_GPU_PROFILE === '1') device.profileProcess();
     return device;
   }
@@ -274,7 +290,7 @@ export class GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + Math.max(bytes, REPLY_TEXT_BYTES));
     this.pending.push({ op: 'read', id, byteOffset, bytes, reply });
     this.flush();
-    const state = wait(reply, this.timeoutMs);
+    const state = wait(reply, this.timeoutMs, this.deliver);
     if (state !== ReplyState.Done) throw this.replyError(reply, state);
     return new Uint8Array(reply, REPLY_HEADER_BYTES, bytes);
   }
@@ -331,7 +347,7 @@ export class GpuDevice {
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + bytes);
     this.pending.push(command(reply));
     this.flush();
-    const state = wait(reply, this.timeoutMs);
+    const state = wait(reply, this.timeoutMs, this.deliver);
     if (state === ReplyState.Done) return replyText(reply);
     throw this.replyError(reply, state);
   }
@@ -351,8 +367,27 @@ export class GpuDevice {
     void this.shutdown();
   }
 
-  /** close(), resolving once the GPU thread has ended. */
-  async shutdown(): Promise<void> {
+  /**
+   * On process exit: close(), except in a process that a signal stops while the GPU still computes. Node's
+   * teardown of the GPU thread would then abort inside Dawn, and the queue can hold minutes of work on a
+   * software adapter, so after a short grace the process ends at once, as a CPU run stopped by the signal
+   * would (this listener runs last: the other exit listeners have run).
+   */
+  private exitHook(code: number): void {
+    if (!this.signalled) return void this.shutdown(endOnSignal);
+    if (wait(this.postClose(), SIGNAL_EXIT_GRACE_MS, endOnSignal) !== ReplyState.Waiting) {
+      void this.worker.terminate();
+      return;
+    }
+    process.stderr.write('search-r3: not waiting for the GPU to finish the work already queued\n');
+    exitNow(code);
+  }
+
+  /**
+   * close(), resolving once the GPU thread has ended; `onSignals` takes the stop signals that arrive while it
+   * waits for the GPU (the command's listeners, except while the process exits).
+   */
+  async shutdown(onSignals = this.deliver): Promise<void> {
     if (this.closed) return;
     const onClose = this.onClose;
     this.onClose = null;
@@ -361,19 +396,27 @@ export class GpuDevice {
     } catch (e) {
       process.stderr.write(`search-r3: no GPU kernel profile: ${e instanceof Error ? e.message : String(e)}\n`);
     }
+    const reply = this.postClose();
+    // Dawn aborts the process when its thread is torn down with work in flight, so the queue drains first,
+    // for as long as a read may take: a software adapter can hold a minute of queued work when an error
+    // ends the process in the middle of a step
+    if (wait(reply, CLOSE_NOTICE_MS, onSignals) === ReplyState.Waiting) {
+      process.stderr.write('search-r3: waiting for the GPU to finish the work already queued, then exiting\n');
+      wait(reply, this.timeoutMs, onSignals);
+    }
+    await this.worker.terminate();
+  }
+
+  /** Posts close once, and returns the reply it answers in. */
+  private postClose(): SharedArrayBuffer {
+    if (this.closeReply) return this.closeReply;
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
     // nothing reads what was queued but not yet posted once the device closes: the GPU need not compute it
     this.pending = [{ op: 'close', reply }];
     this.flush();
     this.closed = true;
-    // Dawn aborts the process when its thread is torn down with work in flight, so the queue drains first,
-    // for as long as a read may take: a software adapter can hold a minute of queued work when an error
-    // ends the process in the middle of a step
-    if (wait(reply, CLOSE_NOTICE_MS) === ReplyState.Waiting) {
-      process.stderr.write('search-r3: waiting for the GPU to finish the work already queued, then exiting\n');
-      wait(reply, this.timeoutMs);
-    }
-    await this.worker.terminate();
+    this.closeReply = reply;
+    return reply;
   }
 
   private enqueue(c: GpuCommand): void {
@@ -403,8 +446,49 @@ export class GpuDevice {
   }
 }
 
-function wait(reply: SharedArrayBuffer, timeoutMs: number): ReplyState {
+/** A wait longer than this watches for stop signals (see wait). */
+const SIGNAL_SLICE_MS = 50;
+
+/**
+ * What closing does with a stop signal that arrives while it waits for the GPU: the process is ending
+ * already, and Node would deliver the signal only after the wait, so it ends now, without Node's teardown
+ * of the GPU thread (which would abort inside Dawn).
+ */
+function endOnSignal(caught: NodeJS.Signals[]): void {
+  process.stderr.write(`search-r3: ${caught[0]}: not waiting for the GPU to finish the work already queued\n`);
+  exitNow(128 + osConstants.signals[caught[0]]);
+}
+
+/**
+ * Blocks until the GPU thread answers in `reply` or `timeoutMs` pass. A read can take many seconds on a slow
+ * adapter (lavapipe computes on the CPU), and a blocked thread never runs Node's signal listeners: with
+ * `onSignals`, the wait goes on after its first slice in slices watching for SIGINT, SIGTERM and SIGHUP, and
+ * hands those that arrive to `onSignals` at once (which may end the process), then waits on.
+ */
+function wait(
+  reply: SharedArrayBuffer,
+  timeoutMs: number,
+  onSignals: ((caught: NodeJS.Signals[]) => void) | null,
+): ReplyState {
   const head = new Int32Array(reply, 0, 1);
-  Atomics.wait(head, 0, ReplyState.Waiting, timeoutMs);
+  const deadline = performance.now() + timeoutMs;
+  Atomics.wait(head, 0, ReplyState.Waiting, Math.min(timeoutMs, SIGNAL_SLICE_MS));
+  for (;;) {
+    const left = deadline - performance.now();
+    if (Atomics.load(head, 0) !== ReplyState.Waiting || left <= 0) break;
+    const watch = onSignals ? watchSignals() : null;
+    if (!watch) {
+      Atomics.wait(head, 0, ReplyState.Waiting, left);
+      break;
+    }
+    let caught: NodeJS.Signals[];
+    try {
+      while (!watch.caught() && deadline > performance.now())
+        if (Atomics.wait(head, 0, ReplyState.Waiting, SIGNAL_SLICE_MS) !== 'timed-out') break;
+    } finally {
+      caught = watch.end();
+    }
+    if (caught.length > 0) onSignals?.(caught);
+  }
   return Atomics.load(head, 0) as ReplyState;
 }

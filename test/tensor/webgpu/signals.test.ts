@@ -1,0 +1,93 @@
+/**
+ * A stop signal that arrives while the main thread blocks in a GPU read: Node runs signal listeners from
+ * its event loop, which a blocked thread never reaches, so the read delivers the signal itself. A listener
+ * that exits ends the process within seconds, its other exit listeners run, and the GPU work still queued
+ * (tens of seconds on lavapipe) is neither waited for nor torn down into Dawn's abort.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { repoRoot } from '../../helpers/repo.js';
+import { skipWithoutGpu } from './harness.js';
+
+const opt = { skip: skipWithoutGpu, timeout: 180_000 };
+
+/**
+ * Starts a node that reads GPU results in a loop, each read behind 32 products of 1024³ (69 GFLOP: over
+ * twenty seconds on lavapipe), with `listeners` (a module body) registered once the device is open.
+ * Resolves, once SIGTERM was sent in its first read, to its status and output and the seconds until it ended.
+ */
+function stopInRead(
+  listeners: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string; seconds: number }> {
+  const tensor = path.join(repoRoot, 'dist', 'src', 'tensor', 'index.js');
+  const script = `
+    const T = await import(${JSON.stringify(tensor)});
+    T.setBackend('webgpu');
+    T.webgpuKernels().gpu.stats(); // the device is open: its exit listener comes before the ones below
+    ${listeners}
+    const a = new T.Tensor(new Float32Array(1024 * 1024).fill(0.001), [1024, 1024]);
+    for (;;) {
+      let b = a;
+      for (let i = 0; i < 32; i++) b = T.matmul(b, a);
+      T.webgpuKernels().gpu.flush();
+      console.log('reading');
+      b.read();
+      console.log('read');
+    }`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe' });
+  let out = '',
+    err = '',
+    sentAt = 0;
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+    // into the read: the main thread is blocked in Atomics.wait by now
+    if (sentAt === 0 && out.includes('reading')) {
+      sentAt = -1;
+      setTimeout(() => {
+        sentAt = performance.now();
+        child.kill('SIGTERM');
+        // one that never sees the signal is ended here, so that the test fails in seconds, not minutes
+        setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+      }, 500);
+    }
+  });
+  return new Promise((resolve) =>
+    child.on('exit', (code, signal) =>
+      resolve({ code, signal, out, err, seconds: (performance.now() - sentAt) / 1000 }),
+    ),
+  );
+}
+
+test(
+  'SIGTERM in a long GPU read runs the listener at once; its exit runs the exit listeners, not the GPU work',
+  opt,
+  async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gpu-signal-'));
+    try {
+      const marker = path.join(dir, 'cleaned');
+      const r = await stopInRead(`
+      const { writeFileSync } = await import('node:fs');
+      process.on('exit', () => writeFileSync(${JSON.stringify(marker)}, 'cleaned'));
+      process.on('SIGTERM', () => { console.log('stopping'); process.exit(143); });`);
+      assert.equal(r.code, 143, r.err);
+      assert.match(r.out, /stopping/);
+      assert.doesNotMatch(r.out, /\bread\b/, 'the GPU finished the read before the signal: it proves nothing');
+      assert.ok(r.seconds < 5, `the process ended ${r.seconds.toFixed(1)} s after SIGTERM`);
+      assert.equal(readFileSync(marker, 'utf8'), 'cleaned');
+      assert.doesNotMatch(r.err, /FATAL|Abort/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test('SIGTERM in a long GPU read of a process with no listener ends it by the signal, at once', opt, async () => {
+  const r = await stopInRead('');
+  assert.equal(r.signal, 'SIGTERM', `status ${r.code}: ${r.err}`);
+  assert.ok(r.seconds < 5, `the process ended ${r.seconds.toFixed(1)} s after SIGTERM`);
+});
