@@ -110,9 +110,10 @@ export const searchCommand: Command = {
         await backend.close?.();
         throw new UserError(why);
       }
-      const index = await SearchIndex.open(indexDir, { backend });
+      const index = await SearchIndex.open(indexDir, { backend, saveBm25: true });
       try {
         for (const note of index.notes) process.stderr.write(`search-r3: ${note}\n`);
+        const said = index.notes.length;
         const line = pendingLine(index.stats());
         if (line) process.stderr.write(`search-r3: ${line}\n`);
         const res = await index.search(positionals[0], {
@@ -123,6 +124,8 @@ export const searchCommand: Command = {
           temperature: nonNegativeNumber(values.temperature, 'temperature'),
           seed: seedOption(values.seed),
         });
+        // what hybrid search found of bm25.bin (damaged, or a folder it may not write)
+        for (const note of index.notes.slice(said)) process.stderr.write(`search-r3: ${note}\n`);
         if (res.truncated > 0) {
           const room = reasoning === 'on' ? 'its prompt and analysis budget' : 'its prompt';
           const lower = reasoning === 'on' ? ', or lower --max-reasoning-tokens' : '';

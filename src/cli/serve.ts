@@ -165,8 +165,9 @@ export const serveCommand: Command = {
       try {
         const why = manifest && engineMismatch(manifest, backend);
         if (why) throw new UserError(why);
-        index = values.index ? await SearchIndex.open(values.index, { backend }) : undefined;
+        index = values.index ? await SearchIndex.open(values.index, { backend, saveBm25: true }) : undefined;
         for (const note of index?.notes ?? []) console.error(`search-r3: ${note}`);
+        const said = index?.notes.length ?? 0;
         server = await startSearchServer({
           backend,
           index,
@@ -178,6 +179,8 @@ export const serveCommand: Command = {
           runs,
           ...limits,
         });
+        // what building BM25 at start found of bm25.bin (damaged, or a folder it may not write)
+        for (const note of index?.notes.slice(said) ?? []) console.error(`search-r3: ${note}`);
       } catch (e) {
         await backend.close();
         await index?.close();

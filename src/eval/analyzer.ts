@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { stemmer as porterStem } from 'stemmer';
 import stopwordLists from 'stopword';
 
@@ -11,8 +12,33 @@ import stopwordLists from 'stopword';
  */
 export interface Analyzer {
   readonly language: string;
+  /**
+   * What decides the terms it makes (language, stop words, stemming, and its terms for a fixed sample text), as a
+   * digest: an index saved with one analyzer's terms is never read with another's.
+   */
+  readonly identity: string;
   /** Index terms of a text, in order, duplicates kept. */
   analyze(text: string): string[];
+}
+
+/** Raised when a change to the analysers' code changes terms in a way the sample below might not show. */
+const ANALYZER_CODE_VERSION = 1;
+
+/**
+ * Words of each kind the analysers treat apart: possessives, plurals and suffixes the stemmer cuts, stop words,
+ * numbers joined by '.' and ',', symbols, accents, Arabic diacritics, and dictionary-segmented Chinese, Japanese
+ * and Thai. A change of tokenizer, stop list or stemmer (a package upgrade) that changes any of their terms
+ * changes the identity, even where nobody raised the version above.
+ */
+const IDENTITY_SAMPLE =
+  "The researchers' studies of running cells: relational generalizations, hopefully 3.14 and 1,000 x-rays " +
+  'C++ e-mail naïve Café ÉCOLE مُدَرِّسَة الكتاب 自然言語処理 北京大学生 ภาษาไทยง่าย Straße İstanbul ﬁne ２０２４';
+
+function analyzerIdentity(a: Omit<Analyzer, 'identity'>, stopWords: Iterable<string>, stem: boolean): string {
+  const hash = createHash('sha256');
+  hash.update(`${ANALYZER_CODE_VERSION}\0${a.language}\0${stem}\0${[...stopWords].sort().join('\n')}\0`);
+  hash.update(a.analyze(IDENTITY_SAMPLE).join('\n'));
+  return hash.digest('hex');
 }
 
 /** Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (the default stop set of Anserini's English analyzer). */
@@ -158,12 +184,17 @@ class EnglishAnalyzer implements Analyzer {
   private readonly stop: Set<string>;
   /** Porter stems of lower-cased words: the stemmer is pure, and a corpus repeats its vocabulary endlessly. */
   private readonly stems = new Map<string, string>();
+  private id?: string;
 
   constructor(
     stopWords: readonly string[],
     private readonly stem: boolean,
   ) {
     this.stop = new Set(stopWords);
+  }
+
+  get identity(): string {
+    return (this.id ??= analyzerIdentity(this, this.stop, this.stem));
   }
 
   analyze(text: string): string[] {
@@ -187,6 +218,7 @@ class EnglishAnalyzer implements Analyzer {
 class MultilingualAnalyzer implements Analyzer {
   private readonly segmenter: Intl.Segmenter;
   private readonly stop: Set<string>;
+  private id?: string;
 
   constructor(
     readonly language: string,
@@ -194,6 +226,10 @@ class MultilingualAnalyzer implements Analyzer {
   ) {
     this.segmenter = new Intl.Segmenter(language, { granularity: 'word' });
     this.stop = new Set(stopWords.map((w) => w.normalize('NFKC').toLowerCase()));
+  }
+
+  get identity(): string {
+    return (this.id ??= analyzerIdentity(this, this.stop, false));
   }
 
   analyze(text: string): string[] {

@@ -71,6 +71,26 @@ function growBytes(a: Uint8Array, n: number): Uint8Array {
   return grown;
 }
 
+/**
+ * A whole index as plain arrays, for saving it and reading it back (bm25-file.ts): the built postings with every
+ * change folded in, each document's exact length, and each document's place in id order (the tie-break).
+ */
+export interface Bm25State {
+  k1: number;
+  b: number;
+  luceneLengths: boolean;
+  /** Each document position's id. */
+  ids: string[];
+  /** Each term id's term. */
+  terms: string[];
+  /** Term t's postings are at [postingStart[t], postingStart[t + 1]), in document order. */
+  postingStart: Int32Array;
+  postingDocs: Int32Array;
+  postingTfs: Int32Array;
+  lengths: Int32Array;
+  idRank: Int32Array;
+}
+
 /** Postings of documents added after the index was built or last compacted, in document order. */
 interface AddedPostings {
   docs: number[];
@@ -128,12 +148,13 @@ export class Bm25Index {
     ids: string[],
     private readonly analyzer: Analyzer,
     options: Bm25Options,
+    idRank?: Int32Array,
   ) {
     this.ids = ids;
     this.lengths = new Int32Array(ids.length);
     this.lengthBytes = new Uint8Array(ids.length);
     this.removed = new Uint8Array(ids.length);
-    this.idRank = idRanks(ids);
+    this.idRank = idRank ?? idRanks(ids);
     this.k1 = options.k1 ?? 0.9;
     this.b = options.b ?? 0.4;
     this.luceneLengths = options.luceneLengths ?? true;
@@ -207,6 +228,58 @@ export class Bm25Index {
     index.idRank = idRanks(index.ids);
     index.placePostings(postings);
     onProgress?.('indexing', n, n);
+    return index;
+  }
+
+  /**
+   * The index as plain arrays (changes folded in first: compact()). The arrays are the index's own, not copies:
+   * write them out before the index changes again.
+   */
+  state(): Bm25State {
+    if (this.removedCount > 0 || this.added.size > 0) this.compact();
+    else this.settleOrder();
+    const n = this.ids.length;
+    return {
+      k1: this.k1,
+      b: this.b,
+      luceneLengths: this.luceneLengths,
+      ids: this.ids,
+      terms: [...this.terms.keys()],
+      postingStart: this.postingStart,
+      postingDocs: this.postingDocs,
+      postingTfs: this.postingTfs,
+      lengths: this.lengths.subarray(0, n),
+      idRank: this.idRank.subarray(0, n),
+    };
+  }
+
+  /**
+   * The index `state()` gave, scoring as the index it was taken from, bit for bit. Its arrays are taken, not
+   * copied. A state that no index could have given (postings out of order or out of range, lengths that are not
+   * the sum of their postings, ranks that are not the ids' order) is refused with a RangeError saying which part.
+   */
+  static restore(state: Bm25State, analyzer: Analyzer): Bm25Index {
+    checkState(state);
+    const { k1, b, luceneLengths } = state;
+    const index = new Bm25Index(state.ids, analyzer, { k1, b, luceneLengths }, state.idRank);
+    index.ownIds = true;
+    state.terms.forEach((t, i) => index.terms.set(t, i));
+    if (index.terms.size !== state.terms.length) throw new RangeError('a term is listed twice');
+    [index.postingStart, index.postingDocs, index.postingTfs] = [
+      state.postingStart,
+      state.postingDocs,
+      state.postingTfs,
+    ];
+    const nTerms = state.terms.length;
+    index.df = new Int32Array(nTerms);
+    for (let t = 0; t < nTerms; t++) index.df[t] = state.postingStart[t + 1]! - state.postingStart[t]!;
+    index.lengths = state.lengths;
+    for (let d = 0; d < state.ids.length; d++) {
+      const len = state.lengths[d]!;
+      index.lengthBytes[d] = intToByte4(len);
+      if (len > 0) index.docCount++;
+      index.totalTerms += len;
+    }
     return index;
   }
 
@@ -576,6 +649,45 @@ export class Bm25Index {
     const { docs, scores } = top.sorted();
     return { docIds: Array.from(docs, (d) => this.ids[d]!), scores: Array.from(scores) };
   }
+}
+
+/** Throws a RangeError naming the first part of `s` that no Bm25Index.state() could have given. */
+function checkState(s: Bm25State): void {
+  const n = s.ids.length;
+  const nTerms = s.terms.length;
+  const postings = s.postingDocs.length;
+  const fail = (what: string): never => {
+    throw new RangeError(what);
+  };
+  if (!(s.k1 >= 0) || !(s.b >= 0 && s.b <= 1)) fail(`the BM25 parameters are out of range (k1=${s.k1}, b=${s.b})`);
+  if (s.postingStart.length !== nTerms + 1 || s.postingTfs.length !== postings)
+    fail('the posting arrays do not match the term list');
+  if (s.lengths.length !== n || s.idRank.length !== n) fail('the document arrays do not match the id list');
+  if (s.postingStart[0] !== 0 || s.postingStart[nTerms] !== postings)
+    fail('the posting offsets do not span the postings');
+  const sums = new Float64Array(n);
+  for (let t = 0; t < nTerms; t++) {
+    const start = s.postingStart[t]!;
+    const end = s.postingStart[t + 1]!;
+    if (end < start) fail(`term ${t}'s postings end before they start`);
+    let last = -1;
+    for (let p = start; p < end; p++) {
+      const d = s.postingDocs[p]!;
+      const tf = s.postingTfs[p]!;
+      if (d <= last || d >= n || tf < 1) fail(`term ${t}'s postings are out of order or out of range`);
+      sums[d] = sums[d]! + tf;
+      last = d;
+    }
+  }
+  for (let d = 0; d < n; d++) if (s.lengths[d] !== sums[d]) fail(`document ${d}'s length is not its postings' sum`);
+  const at = new Int32Array(n).fill(-1);
+  for (let d = 0; d < n; d++) {
+    const r = s.idRank[d]!;
+    if (!(r >= 0 && r < n) || at[r] !== -1) fail('the id ranks are not a permutation');
+    at[r] = d;
+  }
+  for (let r = 1; r < n; r++)
+    if (compareIds(s.ids[at[r - 1]!]!, s.ids[at[r]!]!) >= 0) fail('the id ranks are not the ids in order');
 }
 
 /** The first index in [lo, hi) of the ascending `xs` whose value is at least `x` (hi when none is). */

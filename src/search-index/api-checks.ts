@@ -36,6 +36,7 @@ const CREATE_OPTIONS = ['dtype', 'hnsw', 'store', 'storeUri'] as const;
 export function checkOpenOptions(opts: unknown): void {
   const o = checkOptionsObject(opts, 'the options of SearchIndex.open', refuse);
   checkFlag(o.writable, "'writable'", refuse);
+  checkFlag(o.saveBm25, "'saveBm25'", refuse);
   checkNumber(o.threads, "'threads'", NON_NEGATIVE_INTEGER, refuse);
   if (o.create === undefined) return;
   const create = checkOptionsObject(o.create, "'create'", refuse);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { QueryOptions } from '../embed/index.js';
 import { createAnalyzer } from '../eval/analyzer.js';
 import { Bm25Index } from '../eval/bm25.js';
+import { readBm25File, writeBm25File, type Bm25FileKey, type Bm25FileRead } from '../eval/bm25-file.js';
 import { documentText, storedDocument, type SourceDocument } from './document-source.js';
 import {
   DOCS_FILE,
@@ -77,6 +78,12 @@ export interface OpenIndexOptions {
   writable?: boolean;
   /** Threads usearch may use when adding vectors (0 = all). */
   threads?: number;
+  /**
+   * Save the BM25 index that hybrid search builds as bm25.bin in the folder, for the next open to read rather than
+   * build again (when the folder may be written; a failure is one note, never a failed search). On by default for a
+   * writable index; a read-only one creates nothing unless asked (the CLI's `search` and `serve` ask).
+   */
+  saveBm25?: boolean;
 }
 
 export interface EncodeProgress {
@@ -155,17 +162,30 @@ export interface SearchResult {
  */
 export const EXACT_SEARCH_WORK = 1 << 23;
 
+/** The BM25 index of hybrid search, saved (see bm25-file.ts). */
+export const BM25_FILE = 'bm25.bin';
+
 const REBUILD = (dir: string): string => `rebuild it with 'search-r3 index --input <your documents> --out ${dir}'`;
 
 export class SearchIndex {
-  /** The BM25 index of hybrid search and the docs.sqlite generation it reflects. */
-  private bm25?: { generation: number; index: Bm25Index };
   /**
-   * How many times this instance built its BM25 index from every indexed text: once at the first hybrid search
-   * (or warmHybrid), then only after another process wrote; its own commits are applied document by document.
-   * A diagnostic (tests read it), not a setting.
+   * The BM25 index of hybrid search, the docs.sqlite generation it reflects, and whether bm25.bin holds it (a
+   * write this instance followed in it is saved at close).
+   */
+  private bm25?: { generation: number; index: Bm25Index; saved: boolean };
+  private readonly analyzer = createAnalyzer();
+  /**
+   * How many times this instance built its BM25 index from every indexed text: at the first hybrid search (or
+   * warmHybrid) when bm25.bin does not hold the current generation, then only after another process wrote; its own
+   * commits are applied document by document. A diagnostic (tests read it), not a setting.
    */
   bm25Builds = 0;
+  /** How many times it read its BM25 index from bm25.bin instead. A diagnostic, as bm25Builds. */
+  bm25Loads = 0;
+  /** Whether a writer has looked for a bm25.bin to keep current (once: see followSavedBm25). */
+  private bm25FileSought = false;
+  /** Whether something was said about bm25.bin already: once is enough, a reader may build many times. */
+  private bm25Noted = false;
   private exactCache?: VectorSnapshot;
   private countCache?: { generation: number; documents: number };
   private lock?: WriteLock;
@@ -189,14 +209,22 @@ export class SearchIndex {
     readonly store: VectorStore,
     readonly backend: EmbeddingBackend | undefined,
     readonly readOnly: boolean,
-    /** What was found damaged or missing at open and how it was worked around, one sentence each. */
-    readonly notes: readonly string[],
+    private readonly noteList: string[],
+    private readonly saveBm25: boolean,
   ) {}
 
   /**
+   * What was found damaged or missing and how it was worked around, one sentence each: at open, and later what
+   * hybrid search found of bm25.bin (damaged, or not writable).
+   */
+  get notes(): readonly string[] {
+    return this.noteList;
+  }
+
+  /**
    * Opens (or with `create`, creates) the index in `dir`. Refuses a backend whose model or prompts differ
-   * from the index's. A reader never writes; a missing or damaged part is one IndexError naming it, or is
-   * rebuilt from docs.sqlite (in memory for a reader) and reported in `notes`.
+   * from the index's. A reader never writes (but bm25.bin with `saveBm25`); a missing or damaged part is one
+   * IndexError naming it, or is rebuilt from docs.sqlite (in memory for a reader) and reported in `notes`.
    */
   static async open(dir: string, opts: OpenIndexOptions = {}): Promise<SearchIndex> {
     checkOpenOptions(opts);
@@ -236,7 +264,8 @@ export class SearchIndex {
             'rewrites the file)';
         notes.push(`${store.problem}; ${done}.`);
       }
-      const index = new SearchIndex(dir, manifest, docs, store, backend, !writable, notes);
+      const saveBm25 = opts.saveBm25 ?? writable;
+      const index = new SearchIndex(dir, manifest, docs, store, backend, !writable, notes, saveBm25);
       await index.reconcile();
       return index;
     } catch (e) {
@@ -481,6 +510,7 @@ export class SearchIndex {
           `${chunk.length} documents; expected dimension ${this.dimension}.`,
       );
     }
+    this.followSavedBm25();
     const before = this.bm25Before(chunk.map((d) => d.id));
     const { generation, added, removed } = this.docs.commitVectors(chunk, vectors);
     const byId = new Map(chunk.map((d) => [d.id, d]));
@@ -530,7 +560,7 @@ export class SearchIndex {
         if (text !== undefined) bm25.index.remove(id, text);
       }
       for (const doc of added) bm25.index.add(doc);
-      this.bm25 = { generation, index: bm25.index };
+      this.bm25 = { generation, index: bm25.index, saved: false };
     } catch (e) {
       if (!(e instanceof RangeError)) throw e;
       this.bm25 = undefined;
@@ -567,6 +597,7 @@ export class SearchIndex {
 
   private async deleteNow(ids: readonly string[]): Promise<string[]> {
     this.lockForWriting();
+    this.followSavedBm25();
     const before = this.bm25Before(ids);
     const { generation, keys, deleted } = this.docs.delete(ids);
     if (deleted.length === 0) return [];
@@ -712,16 +743,87 @@ export class SearchIndex {
 
   /**
    * The BM25 index over the indexed documents. This instance's own writes keep it current (followInBm25); a
-   * generation it did not make (another process's commits, taken up by refresh()) is rebuilt from every indexed
-   * text, since docs.sqlite keeps no record of which documents a commit changed, so the difference is not known.
+   * generation it did not make (another process's commits, taken up by refresh()) is read from bm25.bin when that
+   * holds it, else rebuilt from every indexed text, since docs.sqlite keeps no record of which documents a commit
+   * changed, so the difference is not known. A build is saved to bm25.bin for the next open.
    */
   private bm25Index(): Bm25Index {
     const g = this.docs.generation();
     if (!this.bm25 || this.bm25.generation !== g) {
-      this.bm25 = { generation: g, index: Bm25Index.build(this.docs.indexedTexts(), createAnalyzer()) };
-      this.bm25Builds++;
+      this.bm25 = this.loadBm25(g);
+      if (!this.bm25) {
+        // saved only if docs.sqlite is still at g once built (storeBm25): a commit during the build would leave
+        // newer texts under g's number
+        this.bm25 = { generation: g, index: Bm25Index.build(this.docs.indexedTexts(), this.analyzer), saved: false };
+        this.bm25Builds++;
+        this.storeBm25();
+      }
     }
     return this.bm25.index;
+  }
+
+  private get bm25File(): string {
+    return path.join(this.dir, BM25_FILE);
+  }
+
+  /** What bm25.bin must reflect to stand for docs.sqlite at `generation`, the current one. */
+  private bm25Key(generation: number): Bm25FileKey {
+    return { generation, source: this.manifest.createdAt, documents: this.documentCount() };
+  }
+
+  /** The index bm25.bin holds for `generation`, or undefined (missing, stale, or damaged: said once). */
+  private loadBm25(generation: number): { generation: number; index: Bm25Index; saved: boolean } | undefined {
+    let read: Bm25FileRead;
+    try {
+      read = readBm25File(this.bm25File, this.bm25Key(generation), this.analyzer);
+    } catch (e) {
+      read = { damaged: `it cannot be read: ${e instanceof Error ? e.message : String(e)}` };
+    }
+    if ('index' in read) {
+      this.bm25Loads++;
+      return { generation, index: read.index, saved: true };
+    }
+    if ('damaged' in read)
+      this.noteBm25(`${this.bm25File} is damaged (${read.damaged}); BM25 was rebuilt from docs.sqlite`);
+    return undefined;
+  }
+
+  /**
+   * Saves the BM25 index as bm25.bin when it is current and not saved yet, and this instance saves it. A folder that
+   * cannot be written is said once and not tried again: hybrid search goes on from memory either way.
+   */
+  private storeBm25(): void {
+    const bm25 = this.bm25;
+    if (!this.saveBm25 || !bm25 || bm25.saved) return;
+    try {
+      if (bm25.generation !== this.docs.generation()) return;
+      writeBm25File(this.bm25File, bm25.index, this.bm25Key(bm25.generation), this.analyzer);
+      bm25.saved = true;
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      this.noteBm25(
+        `${this.bm25File} could not be saved (${why}); hybrid search builds BM25 from docs.sqlite at each open ` +
+          'until it can',
+      );
+      bm25.saved = true; // not tried again
+    }
+  }
+
+  private noteBm25(sentence: string): void {
+    if (this.bm25Noted) return;
+    this.bm25Noted = true;
+    this.noteList.push(sentence);
+  }
+
+  /**
+   * Before this instance's first write: when bm25.bin holds the current generation, it is read so that the write
+   * is followed in it and the file saved current at close, and the next hybrid search does not build. Without the
+   * file (no hybrid search used this folder) a write pays nothing for BM25.
+   */
+  private followSavedBm25(): void {
+    if (this.bm25 || this.bm25FileSought || !this.saveBm25) return;
+    this.bm25FileSought = true;
+    if (existsSync(this.bm25File)) this.bm25 = this.loadBm25(this.docs.generation());
   }
 
   /** Builds the BM25 index now (the server does it at start so the first hybrid query is not slow). */
@@ -781,6 +883,7 @@ export class SearchIndex {
     this.closing ??= (async () => {
       try {
         await Promise.all([this.writes, this.reads.settled()]);
+        this.storeBm25();
         await this.store.close();
         this.docs.close();
       } finally {
