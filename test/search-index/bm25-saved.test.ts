@@ -6,10 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { SearchIndex, BM25_FILE } from '../../src/search-index/search-index.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+import { runCli, runCliAsync } from '../helpers/cli.js';
+import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 const QUERIES = ['protein cell', 'cancer vaccine gene gene', 'brain heart virus drug', 'immune', 'zebra'];
 
@@ -171,6 +172,64 @@ test('hybrid search on a folder it may not write ranks as usual, says so once an
     assert.equal(got.notes.length, 1, got.notes.join('\n'));
     assert.match(got.notes[0]!, /bm25\.bin could not be saved \(.*(EACCES|permission denied).*\)/i);
     assert.ok(!existsSync(path.join(indexDir, BM25_FILE)));
+  } finally {
+    cleanup();
+  }
+});
+
+test('CLI search --hybrid saves bm25.bin once and reads it at the next call; an index run keeps it', async () => {
+  const { dir, cleanup } = tempDir('bm25-cli');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    const idx = path.join(dir, 'idx');
+    writeJsonl(input, corpus(30, 8));
+    assert.equal(runCli(['index', '--model', model, '--input', input, '--out', idx]).status, 0);
+    const file = path.join(idx, BM25_FILE);
+    assert.ok(!existsSync(file));
+    const search = (): unknown => {
+      const r = runCli(['search', '--index', idx, '--json', '-k', '10', '--hybrid', 'protein cell gene']);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stderr, '');
+      return (JSON.parse(r.stdout) as { data: unknown }).data;
+    };
+    const first = search();
+    const saved = statSync(file);
+    // a build saves a new file (a new inode, renamed into place); a read leaves the file as it was
+    assert.deepEqual(search(), first);
+    assert.deepEqual([statSync(file).ino, statSync(file).mtimeMs], [saved.ino, saved.mtimeMs]);
+    writeJsonl(input, [...corpus(30, 8), ...corpus(5, 21).map((d) => ({ ...d, id: `more-${d.id}` }))]);
+    assert.equal(runCli(['index', '--input', input, '--out', idx]).status, 0);
+    const kept = statSync(file);
+    assert.notEqual(kept.ino, saved.ino, 'the index run saved what it followed');
+    search();
+    assert.equal(statSync(file).ino, kept.ino, 'the search after the index run read the file');
+  } finally {
+    cleanup();
+  }
+});
+
+test('processes building and saving bm25.bin at once answer alike and leave a file the next one reads', async () => {
+  const { dir, cleanup } = tempDir('bm25-race');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    const idx = path.join(dir, 'idx');
+    writeJsonl(input, corpus(2000, 2));
+    assert.equal(runCli(['index', '--model', model, '--input', input, '--out', idx]).status, 0);
+    const args = ['search', '--index', idx, '--json', '-k', '10', '--hybrid', 'protein cell gene'];
+    const runs = await Promise.all(Array.from({ length: 6 }, () => runCliAsync(args)));
+    // each read a whole file, or none and built: never half of one (a damaged file would be said on stderr)
+    for (const r of runs) assert.deepEqual([r.status, r.stderr], [0, '']);
+    const answers = runs.map((r) => JSON.stringify((JSON.parse(r.stdout) as { data: unknown }).data));
+    assert.equal(new Set(answers).size, 1);
+    const reader = await SearchIndex.open(idx);
+    try {
+      await reader.searchVector(vector(reader.dimension, 1), { hybrid: true, queryText: 'protein' });
+      assert.deepEqual([reader.bm25Builds, reader.bm25Loads, reader.notes], [0, 1, []]);
+    } finally {
+      await reader.close();
+    }
   } finally {
     cleanup();
   }
