@@ -1,13 +1,21 @@
 /**
- * One writer per folder, between processes on this machine: a lock file created exclusively, holding the
- * writer's pid. A lock whose process is gone (a killed run) is stale and taken over, so kill -9 never
- * blocks the next run; a process that exits (process.exit included) removes its own.
+ * One writer per folder, between processes on this machine and between threads of one process: a lock file
+ * created exclusively, naming its holder. A lock whose holder is gone (a killed run, a terminated worker)
+ * is stale and taken over, so kill -9 never blocks the next run; a process that exits (process.exit
+ * included) removes its own.
  *
- * Within one process the pid says nothing, so the process keeps the locks it holds by path, resolved through
- * links (one folder named two ways is one lock): a second acquire while the first is held and not released
- * is refused as one from another process would be, since two holders in one process would write over each
- * other just the same. A lock file holding this process's pid that no acquire here holds (a killed process
- * whose pid this one was given, common in containers) is stale and taken over.
+ * The holder is its pid and, on Linux, the OS thread that took the lock (its tid, from /proc/thread-self:
+ * each worker thread is one, the main thread's tid is the pid) with that thread's start (clock ticks since
+ * boot, /proc/<pid>/task/<tid>/stat). A pid alone cannot tell a live holder from a process that was given a
+ * dead holder's pid (common in containers), nor two threads of one process apart, and a worker that is
+ * terminated runs no exit handler. So a lock is held while its thread runs with the same start; one whose
+ * thread is gone, or now runs with another start (the pid or tid reused), is stale. Where /proc cannot
+ * say (another system), the lock holds the pid only and is judged by it, as are such files already there.
+ *
+ * Each thread keeps the locks it holds by path, resolved through links (one folder named two ways is one
+ * lock): a second acquire while the first is held and not released is refused as one from another process
+ * would be, since two holders in one process would write over each other just the same. A lock naming this
+ * thread that it does not hold is stale and taken over, as is one holding only this process's pid.
  *
  * Several processes can find the same stale lock at once, and removing it then creating their own would let
  * one that read the stale pid remove the lock another has just made: both would write. So removing a stale
@@ -15,11 +23,11 @@
  * name the same for every process that found that file) removes the lock, and only if the path still names
  * the file it found, which it holds open meanwhile so that no new file can reuse its inode. A claim whose
  * process is gone is stale in turn and taken over the same way (a claim of the claim), so a taker killed
- * mid-way blocks no one.
+ * mid-way blocks no one. Threads race the same way.
  *
- * A lock is created with its pid already in it (a hard link to a written temporary file), so no reader sees
- * it empty. Where it is empty, its writer creates it and then writes (a file system without hard links, or
- * a search-r3 that created locks so): it counts as being written for GRACE_MS after it was made, and as
+ * A lock is created with its holder already in it (a hard link to a written temporary file), so no reader
+ * sees it empty. Where it is empty, its writer creates it and then writes (a file system without hard links,
+ * or a search-r3 that created locks so): it counts as being written for GRACE_MS after it was made, and as
  * stale after that.
  */
 import {
@@ -30,6 +38,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -49,7 +58,10 @@ const MAX_DEPTH = 8;
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
 const TAKEOVER = '.takeover-';
 
-/** The locks this process holds, by resolved path; removed when it exits (one listener for all of them). */
+/**
+ * The locks this thread holds (module state is per thread), by resolved path; removed when it exits (one
+ * listener for all of them).
+ */
 const held = new Map<string, PidLock>();
 let exitHook = false;
 
@@ -69,12 +81,13 @@ export class PidLock {
 
   /**
    * Takes the lock `file`, or throws what `refuse` makes of the live process that holds it: process.pid when
-   * this process holds it (an acquire not yet released), undefined when no holder could be named within
-   * WAIT_MS because other processes kept taking the lock over or writing it.
+   * this process holds it (an acquire not yet released; `otherThread` when another thread of it did),
+   * undefined when no holder could be named within WAIT_MS because other processes kept taking the lock over
+   * or writing it.
    */
-  static acquire(file: string, refuse: (pid: number | undefined) => Error): PidLock {
+  static acquire(file: string, refuse: (pid: number | undefined, otherThread: boolean) => Error): PidLock {
     const key = lockKey(file);
-    if (held.has(key)) throw refuse(process.pid);
+    if (held.has(key)) throw refuse(process.pid, false);
     const until = Date.now() + WAIT_MS;
     for (;;) {
       const got = take(file, 0);
@@ -82,13 +95,16 @@ export class PidLock {
         removeClaims(file);
         return new PidLock(file, key);
       }
-      if (got !== 'wait') throw refuse(got);
-      if (Date.now() > until) throw refuse(undefined);
+      if (got !== 'wait') throw refuse(got, got === process.pid);
+      if (Date.now() > until) throw refuse(undefined, false);
       sleep(5);
     }
   }
 
-  /** The pid of the live process, other than this one, that holds the lock `file`; undefined when none does. */
+  /**
+   * The pid of the live process that holds the lock `file`, other than this thread (process.pid when another
+   * thread of this process holds it); undefined when none does.
+   */
   static holder(file: string): number | undefined {
     const until = Date.now() + GRACE_MS;
     for (;;) {
@@ -105,21 +121,112 @@ export class PidLock {
     }
   }
 
-  /** Removes the lock, if it is still this process's; releasing again does nothing (the next holder's stays). */
+  /** Removes the lock, if it is still this thread's; releasing again does nothing (the next holder's stays). */
   release(): void {
     if (held.get(this.key) !== this) return;
     held.delete(this.key);
     try {
-      if (Number(readFileSync(this.file, 'utf8').trim()) === process.pid) rmSync(this.file, { force: true });
+      if (readFileSync(this.file, 'utf8') === lockText(thisThread())) rmSync(this.file, { force: true });
     } catch {
       /* already gone */
     }
   }
 }
 
-/** Where this process keeps the lock `file`: its folder resolved through links (the file may not exist yet). */
+/** Where this thread keeps the lock `file`: its folder resolved through links (the file may not exist yet). */
 function lockKey(file: string): string {
   return path.join(resolvedPath(path.dirname(file)), path.basename(file));
+}
+
+/**
+ * Who holds a lock: a process and, where /proc tells, its OS thread that took it and when that thread
+ * started (clock ticks since boot, as /proc writes them).
+ */
+interface Holder {
+  pid: number;
+  thread?: { tid: number; start: string };
+}
+
+/** The text of a lock held by `holder`: the pid on the first line, then its thread where /proc tells it. */
+function lockText(holder: Holder): string {
+  const { pid, thread } = holder;
+  return thread ? `${pid}\nthread ${thread.tid} start ${thread.start}\n` : `${pid}\n`;
+}
+
+/** The holder a lock's text names; undefined when it names none (empty, or not written by lockText). */
+function parseHolder(text: string): Holder | undefined {
+  const m = /^(\d+)(?:\nthread (\d+) start (\d+))?$/.exec(text.trim());
+  if (!m || Number(m[1]) <= 0) return undefined;
+  return m[2] === undefined
+    ? { pid: Number(m[1]) }
+    : { pid: Number(m[1]), thread: { tid: Number(m[2]), start: m[3]! } };
+}
+
+let self: Holder | undefined;
+/** The calling thread as a lock's holder (module state is per thread, so is this): the pid only without /proc. */
+function thisThread(): Holder {
+  if (self) return self;
+  self = { pid: process.pid };
+  try {
+    // '<pid>/task/<tid>'; a /proc of another PID namespace names another pid, and is not this process's
+    const m = /^(\d+)\/task\/(\d+)$/.exec(readlinkSync('/proc/thread-self'));
+    const start = m && Number(m[1]) === process.pid ? taskStart(process.pid, Number(m[2])) : undefined;
+    if (start !== undefined) self = { pid: process.pid, thread: { tid: Number(m![2]), start } };
+  } catch {
+    /* no /proc: locks name the pid only */
+  }
+  return self;
+}
+
+/**
+ * When thread `tid` of process `pid` started (field 22 of its stat, after the command, which is in
+ * parentheses and may hold spaces and parentheses itself); undefined when /proc/<pid>/task/<tid> is gone.
+ * Other errors (/proc hiding other users' processes) are thrown.
+ */
+function taskStart(pid: number, tid: number): string | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  if (start === undefined || !/^\d+$/.test(start)) throw new Error(`/proc/${pid}/task/${tid}/stat: no start time`);
+  return start;
+}
+
+/**
+ * Whether `holder` holds its lock against this thread: its thread runs with the start it wrote, or where
+ * that cannot be read (no thread written, /proc hidden, missing, or not this process's PID namespace: this
+ * thread cannot find itself there), its process runs and is not this one. A lock naming this very thread is
+ * not held: this thread would have it in `held`.
+ */
+function holds(holder: Holder): boolean {
+  const { pid, thread } = holder;
+  const me = thisThread().thread;
+  if (thread && me && pid === process.pid && thread.tid === me.tid && thread.start === me.start) return false;
+  if (thread && me) {
+    try {
+      const start = taskStart(pid, thread.tid);
+      if (start !== undefined) return start === thread.start;
+      // the thread is gone, unless /proc does not show the process at all (not mounted, hidden)
+      if (procShows(pid)) return false;
+    } catch {
+      /* /proc hides it: its pid is all there is to go by */
+    }
+  }
+  return pid !== process.pid && processRuns(pid);
+}
+
+/** Whether /proc lists process `pid` (false for a process that is gone, and where /proc hides it). */
+function procShows(pid: number): boolean {
+  try {
+    statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A lock file as found: none, a live process's, one being written, or stale (kept open: see the top). */
@@ -141,9 +248,9 @@ function inspect(file: string): Found {
   try {
     const stat = fstatSync(fd, { bigint: true });
     const text = readFileSync(fd, 'utf8').trim();
-    const pid = Number(text);
+    const holder = parseHolder(text);
     if (text === '' && Math.abs(Date.now() - Number(stat.mtimeMs)) < GRACE_MS) found = { kind: 'writing' };
-    else if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processRuns(pid)) found = { kind: 'held', pid };
+    else if (holder && holds(holder)) found = { kind: 'held', pid: holder.pid };
     else found = { kind: 'stale', fd, stat };
   } catch (e) {
     closeSync(fd);
@@ -154,8 +261,9 @@ function inspect(file: string): Found {
 }
 
 /**
- * Creates `file` holding this process's pid, taking it over when stale. true: created; a number: the live
- * process that holds it; 'wait': another process is taking it over or writing it, so look again shortly.
+ * Creates `file` naming this thread, taking it over when stale. true: created; a number: the live process
+ * that holds it (process.pid: another thread of this one); 'wait': another process is taking it over or
+ * writing it, so look again shortly.
  */
 function take(file: string, depth: number): true | number | 'wait' {
   // each turn either answers or follows a stale file's removal; a new lock made meanwhile by another
@@ -201,9 +309,9 @@ function sameFile(file: string, stat: BigIntStats): boolean {
   }
 }
 
-/** Creates `file` holding this process's pid; false when it exists. */
+/** Creates `file` naming this thread; false when it exists. */
 function createWithPid(file: string): boolean {
-  const content = `${process.pid}\n`;
+  const content = lockText(thisThread());
   const tmp = tempPathFor(file);
   try {
     writeFileSync(tmp, content, { flag: 'wx' });

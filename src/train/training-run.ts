@@ -217,15 +217,24 @@ export class RunFolder<X = never> {
 /** Takes the run folder's lock, or says which live process trains in it. */
 function lockRunFolder(output: string): PidLock {
   const file = path.join(output, RUN_LOCK_FILE);
-  return PidLock.acquire(file, (pid) => new RunFolderError(runFolderInUse(output, file, pid)));
+  return PidLock.acquire(
+    file,
+    (pid, otherThread) => new RunFolderError(runFolderInUse(output, file, pid, otherThread)),
+  );
 }
 
-/** Why the lock `file` of run folder `output` was not taken: `pid` holds it (this process: another trainer here). */
-function runFolderInUse(output: string, file: string, pid: number | undefined): string {
+/**
+ * Why the lock `file` of run folder `output` was not taken: `pid` holds it (this process: another trainer here,
+ * in another of its threads when `otherThread`).
+ */
+function runFolderInUse(output: string, file: string, pid: number | undefined, otherThread: boolean): string {
   const clash = "two trainers in one run folder would overwrite each other's checkpoints and log";
   if (pid === undefined) return `${file}: could not take the run folder's lock; other processes keep taking it`;
   const finish = 'let that one finish (or close its run folder) first';
-  if (pid === process.pid) return `${output} is in use by another trainer in this process; ${clash}: ${finish}`;
+  if (pid === process.pid) {
+    const where = otherThread ? 'in another thread of this process' : 'in this process';
+    return `${output} is in use by another trainer ${where}; ${clash}: ${finish}`;
+  }
   return (
     `${output} is in use by another trainer (pid ${pid}, in ${file}); ${clash}: wait for it to finish or stop it ` +
     `(kill -TERM ${pid}), then run this again (delete ${file} only if pid ${pid} is not a search-r3 trainer)`

@@ -1,12 +1,15 @@
 /**
  * PidLock, one writer per folder between processes: when several processes find the same stale lock at
  * once, exactly one takes it over and the others are refused naming it; a lock that is still being written
- * (empty, just made) is not stale. Within one process, a lock held is refused to a second acquire.
+ * (empty, just made) is not stale. Within one process, a lock held is refused to a second acquire, in the
+ * same thread or another. A lock is held while the thread it names runs with the start it wrote: one whose
+ * thread is gone (a terminated worker) or runs with another start (its pid given anew) is stale.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, spawn, spawnSync } from 'node:child_process';
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -22,6 +25,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { PidLock } from '../../src/io/pid-lock.js';
+import { LockThread } from '../helpers/lock-thread.js';
 import { repoRoot } from '../helpers/repo.js';
 
 /** A child process running test/helpers/lock-racer.ts, and the lines it prints, in turn. */
@@ -47,6 +51,20 @@ class Racer {
     return line !== undefined ? Promise.resolve(line) : new Promise((resolve) => (this.waiting = resolve));
   }
 }
+
+/** When thread `tid` of process `pid` started: field 22 of its stat, counted after the command's ')'. */
+function startOf(pid: number, tid = pid): string {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+}
+
+/** The text of a lock naming thread `tid` of process `pid`, started at `start`. */
+const lockOf = (pid: number, tid: number, start = startOf(pid, tid)): string =>
+  `${pid}\nthread ${tid} start ${start}\n`;
+
+/** An error carrying what PidLock.acquire passed to refuse. */
+const refusal = (pid: number | undefined, otherThread: boolean): Error =>
+  Object.assign(new Error(`held by ${pid}${otherThread ? ' in another thread' : ''}`), { pid, otherThread });
 
 const deadPid = (): number =>
   Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout);
@@ -144,7 +162,7 @@ test('a takeover whose taker was killed mid-way blocks no one, and what it left 
     writeFileSync(`${file}.takeover-1-2`, `${gone}\n`);
     const lock = PidLock.acquire(file, () => new Error('refused'));
     assert.deepEqual(readdirSync(dir), ['train.lock']);
-    assert.equal(readFileSync(file, 'utf8'), `${process.pid}\n`);
+    assert.equal(readFileSync(file, 'utf8'), lockOf(process.pid, process.pid));
     lock.release();
     assert.deepEqual(readdirSync(dir), []);
   } finally {
@@ -168,16 +186,19 @@ test('within one process a held lock refuses a second acquire, by any name of it
     first.release();
     const second = PidLock.acquire(path.join(link, 'write.lock'), refuse);
     first.release(); // again: the lock is the second's now, and stays
-    assert.equal(readFileSync(path.join(folder, 'write.lock'), 'utf8'), `${process.pid}\n`);
+    assert.equal(readFileSync(path.join(folder, 'write.lock'), 'utf8'), lockOf(process.pid, process.pid));
     assert.throws(() => PidLock.acquire(path.join(folder, 'write.lock'), refuse), {
       message: `held by ${process.pid}`,
     });
     second.release();
     assert.deepEqual(readdirSync(folder), []);
-    // a lock file with this process's pid that no acquire here holds (a killed process had the same pid)
-    writeFileSync(path.join(folder, 'write.lock'), `${process.pid}\n`);
-    PidLock.acquire(path.join(folder, 'write.lock'), refuse).release();
-    assert.deepEqual(readdirSync(folder), []);
+    // a lock file with this process's pid that no acquire here holds (a killed process had the same pid),
+    // as search-r3 wrote them with the pid alone and as it writes them now, naming this thread
+    for (const text of [`${process.pid}\n`, lockOf(process.pid, process.pid)]) {
+      writeFileSync(path.join(folder, 'write.lock'), text);
+      PidLock.acquire(path.join(folder, 'write.lock'), refuse).release();
+      assert.deepEqual(readdirSync(folder), []);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -189,4 +210,121 @@ test('a lock that cannot be made names the lock file, not the temporary it is wr
     () => PidLock.acquire('/proc/1/write.lock', () => new Error('held')),
     (e: NodeJS.ErrnoException) => e.path === '/proc/1/write.lock' && e.message.endsWith("'/proc/1/write.lock'"),
   );
+});
+
+test('two threads of one process: a lock one holds refuses the others, naming this process and a thread', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const file = path.join(dir, 'write.lock');
+  const [one, two] = await Promise.all([LockThread.start(), LockThread.start()]);
+  const refused = { refused: process.pid, otherThread: true };
+  try {
+    assert.deepEqual(await one.ask({ acquire: file }), { won: true });
+    assert.equal(readFileSync(file, 'utf8'), lockOf(process.pid, one.tid));
+    assert.deepEqual(await two.ask({ acquire: file }), refused);
+    assert.throws(() => PidLock.acquire(file, refusal), { pid: process.pid, otherThread: true });
+    assert.equal(PidLock.holder(file), process.pid);
+    assert.deepEqual(await two.ask({ holder: file }), { holder: process.pid });
+    assert.deepEqual(await one.ask({ holder: file }), { holder: undefined }, 'its own is no other holder');
+
+    assert.deepEqual(await one.ask({ release: file }), { released: true });
+    assert.deepEqual(await two.ask({ acquire: file }), { won: true });
+    assert.deepEqual(await one.ask({ acquire: file }), refused);
+    await two.ask({ release: file });
+    const main = PidLock.acquire(file, refusal);
+    assert.deepEqual(await one.ask({ acquire: file }), refused);
+    assert.deepEqual(await two.ask({ release: file }), { released: true }, 'a release of what it does not hold');
+    assert.equal(readFileSync(file, 'utf8'), lockOf(process.pid, process.pid), 'leaves the holder its lock');
+    main.release();
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    await Promise.all([one.terminate(), two.terminate()]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a worker terminated while it holds a lock leaves it stale: another thread takes it at once', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const file = path.join(dir, 'train.lock');
+  const worker = await LockThread.start();
+  try {
+    assert.deepEqual(await worker.ask({ acquire: file }), { won: true });
+    const left = lockOf(process.pid, worker.tid);
+    assert.equal(readFileSync(file, 'utf8'), left);
+    assert.throws(() => PidLock.acquire(file, refusal), { pid: process.pid, otherThread: true });
+    await worker.terminate();
+    assert.equal(readFileSync(file, 'utf8'), left, 'a terminated worker runs no exit handler');
+    assert.equal(PidLock.holder(file), undefined);
+    const lock = PidLock.acquire(file, refusal);
+    assert.equal(readFileSync(file, 'utf8'), lockOf(process.pid, process.pid));
+    lock.release();
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    await worker.terminate();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a lock naming a live thread of this process is held with its start, stale with another', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const file = path.join(dir, 'write.lock');
+  const worker = await LockThread.start();
+  const other = (start: string): string => String(BigInt(start) + 1n);
+  try {
+    // the worker's thread, as it would write it: held; with another start, a dead thread's whose tid it was given
+    writeFileSync(file, lockOf(process.pid, worker.tid));
+    assert.throws(() => PidLock.acquire(file, refusal), { pid: process.pid, otherThread: true });
+    writeFileSync(file, lockOf(process.pid, worker.tid, other(startOf(process.pid, worker.tid))));
+    assert.equal(PidLock.holder(file), undefined);
+    PidLock.acquire(file, refusal).release();
+
+    // the main thread, seen from the worker: held; with another start, a killed process's whose pid this one has
+    writeFileSync(file, lockOf(process.pid, process.pid));
+    assert.deepEqual(await worker.ask({ acquire: file }), { refused: process.pid, otherThread: true });
+    writeFileSync(file, lockOf(process.pid, process.pid, other(startOf(process.pid))));
+    assert.deepEqual(await worker.ask({ acquire: file }), { won: true });
+    await worker.ask({ release: file });
+    // and from the main thread itself
+    writeFileSync(file, lockOf(process.pid, process.pid, other(startOf(process.pid))));
+    PidLock.acquire(file, refusal).release();
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    await worker.terminate();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a lock naming another live process is held with its start, stale with another (its pid given anew)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const file = path.join(dir, 'train.lock');
+  // a command with ') ' in it, as /proc writes it in parentheses before the start
+  const title = 'a) 1 2 (b';
+  const live = spawn(process.execPath, ['-e', `process.title = '${title}'; setTimeout(() => {}, 60000)`], {
+    stdio: 'ignore',
+  });
+  const pid = live.pid!;
+  try {
+    while (!existsSync(`/proc/${pid}/comm`) || readFileSync(`/proc/${pid}/comm`, 'utf8') !== `${title}\n`)
+      await new Promise((res) => setTimeout(res, 10));
+    writeFileSync(file, lockOf(pid, pid));
+    assert.throws(() => PidLock.acquire(file, refusal), { pid, otherThread: false });
+    assert.equal(PidLock.holder(file), pid);
+    writeFileSync(file, lockOf(pid, pid, String(BigInt(startOf(pid)) - 1n)));
+    assert.equal(PidLock.holder(file), undefined);
+    PidLock.acquire(file, refusal).release();
+
+    // a lock holding the pid alone (as search-r3 wrote them, and writes them without /proc): judged by it
+    writeFileSync(file, `${pid}\n`);
+    assert.throws(() => PidLock.acquire(file, refusal), { pid, otherThread: false });
+    live.kill('SIGKILL');
+    await new Promise((res) => live.exitCode !== null || live.once('exit', res));
+    for (const text of [`${pid}\n`, lockOf(pid, pid, '1')]) {
+      writeFileSync(file, text);
+      assert.equal(PidLock.holder(file), undefined);
+      PidLock.acquire(file, refusal).release();
+    }
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    live.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -38,11 +38,11 @@ test(
     let err = '';
     recipe.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((resolve) => recipe.on('exit', (c) => resolve(c)));
-    // stage 1's trainer holds its run folder's lock while it runs: its pid
+    // stage 1's trainer holds its run folder's lock while it runs: its pid, on the lock's first line
     const lock = path.join(work, 'stage1', 'train.lock');
     let trainer = NaN;
     while (!(trainer > 0)) {
-      if (existsSync(lock)) trainer = Number(readFileSync(lock, 'utf8'));
+      if (existsSync(lock)) trainer = Number(readFileSync(lock, 'utf8').split('\n')[0]);
       await new Promise((r) => setTimeout(r, 5));
     }
     recipe.kill('SIGTERM');

@@ -9,6 +9,7 @@ import { SearchIndex } from '../../src/search-index/search-index.js';
 import { contentHash, documentText } from '../../src/search-index/document-source.js';
 import { IndexError } from '../../src/search-index/index-error.js';
 import { runCli } from '../helpers/cli.js';
+import { LockThread } from '../helpers/lock-thread.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'resume-child.js');
@@ -227,6 +228,22 @@ test(
       assert.equal((await reader.searchVector(v7, { k: 1, exact: false }))[0].id, docs[7].id);
       await first.close();
       await reader.close();
+
+      // a writer in a worker thread of this process is another writer just the same; gone, it holds nothing
+      const worker = await LockThread.start();
+      try {
+        assert.deepEqual(await worker.ask({ acquire: path.join(indexDir, 'write.lock') }), { won: true });
+        const second = await SearchIndex.open(indexDir, { backend, writable: true });
+        await assert.rejects(second.addDocuments(docs.slice(10, 15)), {
+          name: 'IndexError',
+          message:
+            `${indexDir} is already open for writing in this process (another SearchIndex, in another thread); ` +
+            `use that instance or close it first.`,
+        });
+        await second.close();
+      } finally {
+        await worker.terminate();
+      }
 
       const again = await SearchIndex.open(link, { backend, writable: true });
       assert.equal((await again.addDocuments(docs)).encoded, 5);

@@ -20,6 +20,7 @@ import {
   type TrainingRun,
   epochOrder,
 } from '../../src/train/training-run.js';
+import { LockThread } from '../helpers/lock-thread.js';
 import { tempDir, withoutTimes } from '../helpers/train-fixtures.js';
 
 const settings: OptimizerSettings = {
@@ -210,7 +211,7 @@ test(
   },
 );
 
-test('a run folder open in this process is refused to a second trainer here, in a sentence, until closed', async () => {
+test('a run folder open in this process, in any thread, is refused to another trainer, until closed', async () => {
   const dir = tempDir('twice');
   const { folder } = await toyRun(dir);
   await assert.rejects(toyRun(dir), {
@@ -220,6 +221,22 @@ test('a run folder open in this process is refused to a second trainer here, in 
       `other's checkpoints and log: let that one finish (or close its run folder) first`,
   });
   folder.close();
+  (await toyRun(dir)).folder.close();
+  assert.ok(!existsSync(path.join(dir, 'train.lock')));
+
+  // a trainer in a worker thread holds the folder: refused the same; once that thread is gone, free
+  const worker = await LockThread.start();
+  try {
+    assert.deepEqual(await worker.ask({ acquire: path.join(dir, 'train.lock') }), { won: true });
+    await assert.rejects(toyRun(dir), {
+      name: 'RunFolderError',
+      message:
+        `${dir} is in use by another trainer in another thread of this process; two trainers in one run folder ` +
+        `would overwrite each other's checkpoints and log: let that one finish (or close its run folder) first`,
+    });
+  } finally {
+    await worker.terminate();
+  }
   (await toyRun(dir)).folder.close();
   assert.ok(!existsSync(path.join(dir, 'train.lock')));
 });
