@@ -374,13 +374,35 @@ export class GpuDevice {
    * would (this listener runs last: the other exit listeners have run).
    */
   private exitHook(code: number): void {
+    // the process is ending already, and Node would deliver a signal that arrives now only after the wait
+    const endOnSignal = (caught: NodeJS.Signals[]): void => {
+      process.stderr.write(`search-r3: ${caught[0]}: not waiting for the GPU to finish the work already queued\n`);
+      this.endNow(code, 128 + osConstants.signals[caught[0]]);
+    };
     if (!this.signalled) return void this.shutdown(endOnSignal);
     if (wait(this.postClose(), SIGNAL_EXIT_GRACE_MS, endOnSignal) !== ReplyState.Waiting) {
       void this.worker.terminate();
       return;
     }
     process.stderr.write('search-r3: not waiting for the GPU to finish the work already queued\n');
-    exitNow(code);
+    this.endNow(code, code);
+  }
+
+  /**
+   * Ends the process with `exitCode` without Node's teardown of the GPU thread (which would abort inside
+   * Dawn), once the exit listeners after this device's have run with `code`: Node calls them only after
+   * exitHook returns, and among them are those a command adds after a signal (a lock's removal).
+   */
+  private endNow(code: number, exitCode: number): void {
+    const listeners = process.listeners('exit') as ((code: number) => void)[];
+    for (const listener of listeners.slice(listeners.indexOf(this.exitListener) + 1)) {
+      try {
+        listener.call(process, code);
+      } catch (e) {
+        process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      }
+    }
+    exitNow(exitCode);
   }
 
   /**
@@ -446,24 +468,15 @@ export class GpuDevice {
   }
 }
 
-/** A wait longer than this watches for stop signals (see wait). */
+/** How often a wait that watches for stop signals looks whether one arrived (see wait). */
 const SIGNAL_SLICE_MS = 50;
-
-/**
- * What closing does with a stop signal that arrives while it waits for the GPU: the process is ending
- * already, and Node would deliver the signal only after the wait, so it ends now, without Node's teardown
- * of the GPU thread (which would abort inside Dawn).
- */
-function endOnSignal(caught: NodeJS.Signals[]): void {
-  process.stderr.write(`search-r3: ${caught[0]}: not waiting for the GPU to finish the work already queued\n`);
-  exitNow(128 + osConstants.signals[caught[0]]);
-}
 
 /**
  * Blocks until the GPU thread answers in `reply` or `timeoutMs` pass. A read can take many seconds on a slow
  * adapter (lavapipe computes on the CPU), and a blocked thread never runs Node's signal listeners: with
- * `onSignals`, the wait goes on after its first slice in slices watching for SIGINT, SIGTERM and SIGHUP, and
- * hands those that arrive to `onSignals` at once (which may end the process), then waits on.
+ * `onSignals`, a wait that blocks at all watches for SIGINT, SIGTERM and SIGHUP from its start (a signal
+ * that reached Node's handler instead would wait for the whole read), in slices, and hands those that
+ * arrive to `onSignals` at once (which may end the process), then waits on.
  */
 function wait(
   reply: SharedArrayBuffer,
@@ -472,7 +485,6 @@ function wait(
 ): ReplyState {
   const head = new Int32Array(reply, 0, 1);
   const deadline = performance.now() + timeoutMs;
-  Atomics.wait(head, 0, ReplyState.Waiting, Math.min(timeoutMs, SIGNAL_SLICE_MS));
   for (;;) {
     const left = deadline - performance.now();
     if (Atomics.load(head, 0) !== ReplyState.Waiting || left <= 0) break;

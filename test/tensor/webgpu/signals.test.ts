@@ -15,13 +15,25 @@ import { skipWithoutGpu } from './harness.js';
 
 const opt = { skip: skipWithoutGpu, timeout: 180_000 };
 
+/** Whether the main thread of process `pid` sleeps in a futex (Atomics.wait), or null where Linux does not say. */
+function blockedInWait(pid: number): boolean | null {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/wchan`, 'utf8').includes('futex');
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Starts a node that reads GPU results in a loop, each read behind 32 products of 1024³ (69 GFLOP: over
  * twenty seconds on lavapipe), with `listeners` (a module body) registered once the device is open.
  * Resolves, once SIGTERM was sent in its first read, to its status and output and the seconds until it ended.
+ * The signal comes 0.5 s into the read, or with `atStart` as soon as its main thread blocks (polled every
+ * millisecond), in the read's first milliseconds.
  */
 function stopInRead(
   listeners: string,
+  atStart = false,
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string; seconds: number }> {
   const tensor = path.join(repoRoot, 'dist', 'src', 'tensor', 'index.js');
   const script = `
@@ -48,12 +60,22 @@ function stopInRead(
     // into the read: the main thread is blocked in Atomics.wait by now
     if (sentAt === 0 && out.includes('reading')) {
       sentAt = -1;
-      setTimeout(() => {
+      const send = (): void => {
         sentAt = performance.now();
         child.kill('SIGTERM');
         // one that never sees the signal is ended here, so that the test fails in seconds, not minutes
         setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
-      }, 500);
+      };
+      if (!atStart) setTimeout(send, 500);
+      else {
+        const poll = setInterval(() => {
+          // where Linux does not say, the signal goes at once: still in the read's first milliseconds
+          if (blockedInWait(child.pid!) !== false) {
+            clearInterval(poll);
+            send();
+          }
+        }, 1);
+      }
     }
   });
   return new Promise((resolve) =>
@@ -90,4 +112,30 @@ test('SIGTERM in a long GPU read of a process with no listener ends it by the si
   const r = await stopInRead('');
   assert.equal(r.signal, 'SIGTERM', `status ${r.code}: ${r.err}`);
   assert.ok(r.seconds < 5, `the process ended ${r.seconds.toFixed(1)} s after SIGTERM`);
+});
+
+test('SIGTERM in the first milliseconds of a long GPU read runs the listener at once', opt, async () => {
+  const r = await stopInRead(`process.on('SIGTERM', () => { console.log('stopping'); process.exit(143); });`, true);
+  assert.equal(r.code, 143, r.err);
+  assert.match(r.out, /stopping/);
+  assert.doesNotMatch(r.out, /\bread\b/, 'the GPU finished the read before the signal: it proves nothing');
+  assert.ok(r.seconds < 5, `the process ended ${r.seconds.toFixed(1)} s after SIGTERM`);
+});
+
+test('an exit listener that a signal listener adds runs before a process the signal stops ends', opt, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'gpu-signal-'));
+  try {
+    const marker = path.join(dir, 'unlocked');
+    const r = await stopInRead(`
+      const { writeFileSync } = await import('node:fs');
+      process.on('SIGTERM', () => {
+        process.on('exit', () => writeFileSync(${JSON.stringify(marker)}, 'unlocked'));
+        process.exit(143);
+      });`);
+    assert.equal(r.code, 143, r.err);
+    assert.match(r.err, /not waiting for the GPU/, 'the GPU finished before the exit: it proves nothing');
+    assert.equal(readFileSync(marker, 'utf8'), 'unlocked');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
