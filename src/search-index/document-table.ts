@@ -15,7 +15,7 @@
  * than as a wrong text or a silently different ranking. The table opens read-only for searching
  * (rollback journal, so a reader creates no file beside it), read-write for indexing.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { contentHash, documentText, storedDocument, wellFormedId, type SourceDocument } from './document-source.js';
@@ -65,6 +65,8 @@ interface Row {
 }
 
 const BASE_COLUMNS = 'id, title, text, metadata, hash, key, status';
+/** The info key of the table's identity (see DocumentTable.identity). */
+const IDENTITY = 'table_id';
 /** A staged row read as a Row: no key or vector yet, its checksum taken as for a 'pending' row. */
 const STAGED_COLUMNS = "id, title, text, metadata, hash, NULL AS key, 'pending' AS status, NULL AS vhash, crc";
 
@@ -214,6 +216,7 @@ export class DocumentTable {
       const t = new DocumentTable(file, db, false, true);
       t.addRowChecksums();
       t.moveLegacyPending();
+      if (t.info(IDENTITY) === undefined) t.setInfo(IDENTITY, randomUUID());
       // a damaged counter must not hand out a key that is taken
       db.prepare("UPDATE meta SET v = max(v, (SELECT coalesce(max(key), 0) + 1 FROM docs)) WHERE k = 'next_key'").run();
       return t;
@@ -347,6 +350,16 @@ export class DocumentTable {
 
   generation(): number {
     return this.guard(() => this.meta('generation'));
+  }
+
+  /**
+   * A random id given to the table when a writer first opens it: what a file derived from the documents (bm25.bin)
+   * is matched on besides the generation, since a table made anew (docs.sqlite deleted and the index run again)
+   * counts its generations from 0 again and can reach the very generation and document count of the one it
+   * replaced. Undefined for a table no writer of this version has opened yet (a reader may not add it).
+   */
+  identity(): string | undefined {
+    return this.info(IDENTITY);
   }
 
   /** A text value kept beside the documents (the manifest's copy), or undefined. */

@@ -184,6 +184,8 @@ export class SearchIndex {
   bm25Loads = 0;
   /** Whether a writer has looked for a bm25.bin to keep current (once: see followSavedBm25). */
   private bm25FileSought = false;
+  /** Whether bm25.bin could not be read (not for its content: permissions, I/O): it is then never saved over. */
+  private bm25Unreadable = false;
   /** Whether something was said about bm25.bin already: once is enough, a reader may build many times. */
   private bm25Noted = false;
   private exactCache?: VectorSnapshot;
@@ -766,18 +768,37 @@ export class SearchIndex {
     return path.join(this.dir, BM25_FILE);
   }
 
-  /** What bm25.bin must reflect to stand for docs.sqlite at `generation`, the current one. */
-  private bm25Key(generation: number): Bm25FileKey {
-    return { generation, source: this.manifest.createdAt, documents: this.documentCount() };
+  /**
+   * What bm25.bin must reflect to stand for docs.sqlite at `generation`, the current one: the table itself (its
+   * identity: a table made anew counts generations from 0 again), its generation and document count. Undefined for
+   * a table without an identity (none of this version's writers opened it yet): bm25.bin is then neither read nor
+   * saved, since a file could not be told from one saved for the table it replaced.
+   */
+  private bm25Key(generation: number): Bm25FileKey | undefined {
+    const table = this.docs.identity();
+    if (table === undefined) return undefined;
+    return { generation, source: `${this.manifest.createdAt} ${table}`, documents: this.documentCount() };
   }
 
-  /** The index bm25.bin holds for `generation`, or undefined (missing, stale, or damaged: said once). */
+  /**
+   * The index bm25.bin holds for `generation`, or undefined (missing, stale, damaged or unreadable: the last two
+   * said once). A file that cannot be read at all (another user's, say) is left as it is: see storeBm25.
+   */
   private loadBm25(generation: number): { generation: number; index: Bm25Index; saved: boolean } | undefined {
+    const key = this.bm25Key(generation);
+    if (!key) return undefined;
     let read: Bm25FileRead;
     try {
-      read = readBm25File(this.bm25File, this.bm25Key(generation), this.analyzer);
+      read = readBm25File(this.bm25File, key, this.analyzer);
     } catch (e) {
-      read = { damaged: `it cannot be read: ${e instanceof Error ? e.message : String(e)}` };
+      this.bm25Unreadable = true;
+      const err = e as NodeJS.ErrnoException;
+      const why = err.code ? `${err.code}: ${err.message}` : e instanceof Error ? e.message : String(e);
+      this.noteBm25(
+        `${this.bm25File} could not be read (${why}); BM25 was rebuilt from docs.sqlite and the file left as it is ` +
+          '(check its owner and permissions)',
+      );
+      return undefined;
     }
     if ('index' in read) {
       this.bm25Loads++;
@@ -794,10 +815,12 @@ export class SearchIndex {
    */
   private storeBm25(): void {
     const bm25 = this.bm25;
-    if (!this.saveBm25 || !bm25 || bm25.saved) return;
+    // a file this process cannot read is not one it may judge stale, nor replace: it may be another user's
+    if (!this.saveBm25 || !bm25 || bm25.saved || this.bm25Unreadable) return;
     try {
-      if (bm25.generation !== this.docs.generation()) return;
-      writeBm25File(this.bm25File, bm25.index, this.bm25Key(bm25.generation), this.analyzer);
+      const key = this.bm25Key(bm25.generation);
+      if (!key || bm25.generation !== this.docs.generation()) return;
+      writeBm25File(this.bm25File, bm25.index, key, this.analyzer);
       bm25.saved = true;
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);

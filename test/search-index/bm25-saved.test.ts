@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { SearchIndex, BM25_FILE } from '../../src/search-index/search-index.js';
 import { runCli, runCliAsync } from '../helpers/cli.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
@@ -172,6 +173,105 @@ test('hybrid search on a folder it may not write ranks as usual, says so once an
     assert.equal(got.notes.length, 1, got.notes.join('\n'));
     assert.match(got.notes[0]!, /bm25\.bin could not be saved \(.*(EACCES|permission denied).*\)/i);
     assert.ok(!existsSync(path.join(indexDir, BM25_FILE)));
+  } finally {
+    cleanup();
+  }
+});
+
+test('a docs.sqlite made anew at the same generation and count as the old one does not read its bm25.bin', async () => {
+  const { dir, cleanup } = tempDir('bm25-anew');
+  try {
+    const modelDir = await tinyModelDir(dir);
+    const indexDir = path.join(dir, 'index');
+    const scratch = path.join(dir, 'scratch');
+    const v1 = await SearchIndex.open(indexDir, { backend: await tinyBackend(modelDir), create: {} });
+    await v1.addDocuments(corpus(40, 3), { chunkSize: 10 });
+    const before = v1.stats();
+    await v1.close();
+    assert.deepEqual((await cliLikeSearch(indexDir)).builds, 1);
+    assert.ok(existsSync(path.join(indexDir, BM25_FILE)));
+
+    // the documents deleted, index.json kept: the next index run starts a new table and counts from 0 again
+    rmSync(path.join(indexDir, 'docs.sqlite'));
+    const v2 = await SearchIndex.open(indexDir, { backend: await tinyBackend(modelDir), writable: true });
+    await v2.addDocuments(corpus(40, 77), { chunkSize: 10 });
+    assert.deepEqual(v2.stats(), before, 'the new table reached the old generation and document count');
+    await v2.close();
+
+    const after = await cliLikeSearch(indexDir);
+    assert.deepEqual([after.builds, after.loads], [1, 0]);
+    assert.deepEqual(after.hits, await freshHits(indexDir, scratch));
+    assert.deepEqual((await cliLikeSearch(indexDir)).loads, 1, 'the rebuilt index was saved');
+  } finally {
+    cleanup();
+  }
+});
+
+test('a docs.sqlite without an identity (an older version wrote it) gets one at the next writable open', async () => {
+  const { dir, cleanup } = tempDir('bm25-identity');
+  try {
+    const modelDir = await tinyModelDir(dir);
+    const indexDir = path.join(dir, 'index');
+    const writer = await SearchIndex.open(indexDir, { backend: await tinyBackend(modelDir), create: {} });
+    await writer.addDocuments(corpus(30, 4));
+    await writer.close();
+    await cliLikeSearch(indexDir);
+    const file = path.join(indexDir, BM25_FILE);
+    const saved = statSync(file);
+    const db = new Database(path.join(indexDir, 'docs.sqlite'));
+    db.prepare("DELETE FROM info WHERE k = 'table_id'").run();
+    db.close();
+
+    // a reader cannot tell a file of this table from one of a table it replaced: it neither reads nor saves one
+    const reader = await cliLikeSearch(indexDir);
+    assert.deepEqual([reader.builds, reader.loads, reader.notes], [1, 0, []]);
+    assert.equal(statSync(file).ino, saved.ino);
+    await (await SearchIndex.open(indexDir, { writable: true })).close();
+    assert.deepEqual((await cliLikeSearch(indexDir)).builds, 1, 'a file saved before the identity is stale');
+    assert.deepEqual((await cliLikeSearch(indexDir)).loads, 1);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a bm25.bin it may not read is said so (not damaged), searched around and left as it is', async () => {
+  const { dir, cleanup } = tempDir('bm25-unreadable');
+  try {
+    const modelDir = await tinyModelDir(dir);
+    const indexDir = path.join(dir, 'index');
+    const writer = await SearchIndex.open(indexDir, { backend: await tinyBackend(modelDir), create: {} });
+    await writer.addDocuments(corpus(30, 9));
+    await writer.close();
+    const want = await freshHits(indexDir, path.join(dir, 'scratch'));
+    await cliLikeSearch(indexDir);
+    const file = path.join(indexDir, BM25_FILE);
+    // another user's file (umask 077) in a folder everyone may write: the search runs as 'nobody'
+    chmodSync(dir, 0o755);
+    chmodSync(indexDir, 0o777);
+    chmodSync(file, 0o600);
+    const saved = statSync(file);
+    const module = new URL('../../src/search-index/search-index.js', import.meta.url).href;
+    const script = `
+      const { SearchIndex } = await import(${JSON.stringify(module)});
+      if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534); }
+      const index = await SearchIndex.open(${JSON.stringify(indexDir)}, { saveBm25: true });
+      const out = [];
+      for (const [i, q] of ${JSON.stringify(QUERIES)}.entries()) {
+        const v = Float32Array.from({ length: index.dimension }, (_, j) => Math.sin(i * 7.3 + j * 1.7));
+        out.push(await index.searchVector(v, { k: 60, hybrid: true, queryText: q }));
+      }
+      await index.close();
+      process.stdout.write(JSON.stringify({ hits: out, notes: index.notes, builds: index.bm25Builds }));
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    chmodSync(indexDir, 0o755);
+    assert.equal(r.status, 0, r.stderr);
+    const got = JSON.parse(r.stdout) as { hits: unknown[]; notes: string[]; builds: number };
+    assert.deepEqual(got.hits, JSON.parse(JSON.stringify(want)));
+    assert.equal(got.builds, 1);
+    assert.equal(got.notes.length, 1, got.notes.join('\n'));
+    assert.match(got.notes[0]!, /bm25\.bin could not be read \(EACCES.*\); BM25 was rebuilt .* left as it is/);
+    assert.deepEqual([statSync(file).ino, statSync(file).mtimeMs], [saved.ino, saved.mtimeMs]);
   } finally {
     cleanup();
   }
