@@ -11,8 +11,6 @@
  * terminated runs no exit handler. So a lock is held while its thread runs with the same start; one whose
  * thread is gone, or now runs with another start (the pid or tid reused), is stale. Where /proc cannot
  * say (another system), the lock holds the pid only and is judged by it, as are such files already there.
- * The lock also names its PID namespace: a lock from another one (another container sharing the folder)
- * names a pid and thread that mean nothing here, so it counts as held until removed by hand.
  *
  * Each thread keeps the locks it holds by path, resolved through links (one folder named two ways is one
  * lock): a second acquire while the first is held and not released is refused as one from another process
@@ -48,7 +46,7 @@ import {
 import path from 'node:path';
 import { namingFile, tempPathFor } from './atomic-file.js';
 import { resolvedPath } from './path-relation.js';
-import { pidNamespace, processRuns } from './process-runs.js';
+import { processRuns } from './process-runs.js';
 
 /** How long an empty lock counts as being written by the process that made it. */
 const GRACE_MS = 2000;
@@ -87,7 +85,7 @@ export class PidLock {
    * undefined when no holder could be named within WAIT_MS because other processes kept taking the lock over
    * or writing it.
    */
-  static acquire(file: string, refuse: LockRefusal): PidLock {
+  static acquire(file: string, refuse: (pid: number | undefined, otherThread: boolean) => Error): PidLock {
     const key = lockKey(file);
     if (held.has(key)) throw refuse(process.pid, false);
     const until = Date.now() + WAIT_MS;
@@ -97,7 +95,7 @@ export class PidLock {
         removeClaims(file);
         return new PidLock(file, key);
       }
-      if (got !== 'wait') throw refuse(got.pid, got.pid === process.pid && !got.pidns, got.pidns);
+      if (got !== 'wait') throw refuse(got, got === process.pid);
       if (Date.now() > until) throw refuse(undefined, false);
       sleep(5);
     }
@@ -117,7 +115,7 @@ export class PidLock {
         return undefined; // unreadable: no holder this process can name
       }
       if (found.kind === 'stale') closeSync(found.fd);
-      if (found.kind === 'held') return found.holder.pid;
+      if (found.kind === 'held') return found.pid;
       if (found.kind !== 'writing' || Date.now() > until) return undefined;
       sleep(5);
     }
@@ -147,45 +145,33 @@ function lockKey(file: string): string {
 interface Holder {
   pid: number;
   thread?: { tid: number; start: string };
-  /** Its PID namespace (/proc/self/ns/pid), where /proc tells it. */
-  pidns?: string;
 }
 
-/**
- * Builds the error of a lock held by `pid` (this process's when `otherThread`, another thread of it), or by
- * a process in another PID namespace `pidns` (another container: `pid` is its number there), or whose
- * holder could not be named (`pid` undefined).
- */
-export type LockRefusal = (pid: number | undefined, otherThread: boolean, pidns?: string) => Error;
-
-/** The text of a lock held by `holder`: the pid on the first line, then its thread and PID namespace. */
+/** The text of a lock held by `holder`: the pid on the first line, then its thread where /proc tells it. */
 function lockText(holder: Holder): string {
-  const { pid, thread, pidns } = holder;
-  return `${pid}\n${thread ? `thread ${thread.tid} start ${thread.start}\n` : ''}${pidns ? `pidns ${pidns}\n` : ''}`;
+  const { pid, thread } = holder;
+  return thread ? `${pid}\nthread ${thread.tid} start ${thread.start}\n` : `${pid}\n`;
 }
 
 /** The holder a lock's text names; undefined when it names none (empty, or not written by lockText). */
 function parseHolder(text: string): Holder | undefined {
-  const m = /^(\d+)(?:\nthread (\d+) start (\d+))?(?:\npidns (\S+))?$/.exec(text.trim());
+  const m = /^(\d+)(?:\nthread (\d+) start (\d+))?$/.exec(text.trim());
   if (!m || Number(m[1]) <= 0) return undefined;
-  return {
-    pid: Number(m[1]),
-    ...(m[2] === undefined ? {} : { thread: { tid: Number(m[2]), start: m[3]! } }),
-    ...(m[4] === undefined ? {} : { pidns: m[4] }),
-  };
+  return m[2] === undefined
+    ? { pid: Number(m[1]) }
+    : { pid: Number(m[1]), thread: { tid: Number(m[2]), start: m[3]! } };
 }
 
 let self: Holder | undefined;
 /** The calling thread as a lock's holder (module state is per thread, so is this): the pid only without /proc. */
 function thisThread(): Holder {
   if (self) return self;
-  const pidns = pidNamespace();
-  self = { pid: process.pid, ...(pidns ? { pidns } : {}) };
+  self = { pid: process.pid };
   try {
     // '<pid>/task/<tid>'; a /proc of another PID namespace names another pid, and is not this process's
     const m = /^(\d+)\/task\/(\d+)$/.exec(readlinkSync('/proc/thread-self'));
     const start = m && Number(m[1]) === process.pid ? taskStart(process.pid, Number(m[2])) : undefined;
-    if (start !== undefined) self = { ...self, thread: { tid: Number(m![2]), start } };
+    if (start !== undefined) self = { pid: process.pid, thread: { tid: Number(m![2]), start } };
   } catch {
     /* no /proc: locks name the pid only */
   }
@@ -214,11 +200,9 @@ function taskStart(pid: number, tid: number): string | undefined {
  * Whether `holder` holds its lock against this thread: its thread runs with the start it wrote, or where
  * that cannot be read (no thread written, /proc hidden, missing, or not this process's PID namespace: this
  * thread cannot find itself there), its process runs and is not this one. A lock naming this very thread is
- * not held: this thread would have it in `held`. A holder in another PID namespace (another container
- * sharing the folder) is held: its pid and thread mean nothing here, so nothing here can tell it stopped.
+ * not held: this thread would have it in `held`.
  */
 function holds(holder: Holder): boolean {
-  if (foreignNamespace(holder) !== undefined) return true;
   const { pid, thread } = holder;
   const me = thisThread().thread;
   if (thread && me && pid === process.pid && thread.tid === me.tid && thread.start === me.start) return false;
@@ -235,12 +219,6 @@ function holds(holder: Holder): boolean {
   return pid !== process.pid && processRuns(pid);
 }
 
-/** The holder's PID namespace when it is known and not this process's; undefined otherwise. */
-function foreignNamespace(holder: Holder): string | undefined {
-  const mine = thisThread().pidns;
-  return holder.pidns !== undefined && mine !== undefined && holder.pidns !== mine ? holder.pidns : undefined;
-}
-
 /** Whether /proc lists process `pid` (false for a process that is gone, and where /proc hides it). */
 function procShows(pid: number): boolean {
   try {
@@ -251,21 +229,10 @@ function procShows(pid: number): boolean {
   }
 }
 
-/** A live holder as a refusal names it: its pid, and its PID namespace when that is not this process's. */
-interface LiveHolder {
-  pid: number;
-  pidns?: string;
-}
-
-function liveHolder(holder: Holder): LiveHolder {
-  const pidns = foreignNamespace(holder);
-  return { pid: holder.pid, ...(pidns ? { pidns } : {}) };
-}
-
 /** A lock file as found: none, a live process's, one being written, or stale (kept open: see the top). */
 type Found =
   | { kind: 'none' }
-  | { kind: 'held'; holder: LiveHolder }
+  | { kind: 'held'; pid: number }
   | { kind: 'writing' }
   | { kind: 'stale'; fd: number; stat: BigIntStats };
 
@@ -283,7 +250,7 @@ function inspect(file: string): Found {
     const text = readFileSync(fd, 'utf8').trim();
     const holder = parseHolder(text);
     if (text === '' && Math.abs(Date.now() - Number(stat.mtimeMs)) < GRACE_MS) found = { kind: 'writing' };
-    else if (holder && holds(holder)) found = { kind: 'held', holder: liveHolder(holder) };
+    else if (holder && holds(holder)) found = { kind: 'held', pid: holder.pid };
     else found = { kind: 'stale', fd, stat };
   } catch (e) {
     closeSync(fd);
@@ -294,17 +261,17 @@ function inspect(file: string): Found {
 }
 
 /**
- * Creates `file` naming this thread, taking it over when stale. true: created; a LiveHolder: the live process
+ * Creates `file` naming this thread, taking it over when stale. true: created; a number: the live process
  * that holds it (process.pid: another thread of this one); 'wait': another process is taking it over or
  * writing it, so look again shortly.
  */
-function take(file: string, depth: number): true | LiveHolder | 'wait' {
+function take(file: string, depth: number): true | number | 'wait' {
   // each turn either answers or follows a stale file's removal; a new lock made meanwhile by another
   // process is found on the next turn
   for (let turn = 0; turn < 3; turn++) {
     if (createWithPid(file)) return true;
     const found = inspect(file);
-    if (found.kind === 'held') return found.holder;
+    if (found.kind === 'held') return found.pid;
     if (found.kind === 'writing') return 'wait';
     if (found.kind === 'stale') {
       try {

@@ -17,10 +17,7 @@ export class WriteLock {
 
   static acquire(dir: string): WriteLock {
     const file = path.join(dir, LOCK_FILE);
-    const lock = PidLock.acquire(
-      file,
-      (pid, otherThread, pidns) => new IndexError(inUse(dir, file, pid, otherThread, pidns)),
-    );
+    const lock = PidLock.acquire(file, (pid, otherThread) => new IndexError(inUse(dir, file, pid, otherThread)));
     return new WriteLock(lock);
   }
 
@@ -39,15 +36,10 @@ export class WriteLock {
 
 /**
  * Why the lock `file` of index `dir` was not taken: `pid` holds it (this process: another SearchIndex in it,
- * in another of its threads when `otherThread`; with `pidns`, a process of another PID namespace).
+ * in another of its threads when `otherThread`).
  */
-function inUse(dir: string, file: string, pid: number | undefined, otherThread: boolean, pidns?: string): string {
+function inUse(dir: string, file: string, pid: number | undefined, otherThread: boolean): string {
   if (pid === undefined) return `${file}: could not take the write lock; another process keeps taking it.`;
-  if (pidns !== undefined)
-    return (
-      `${file}: a process in another PID namespace (${pidns}, another container; pid ${pid} there) is writing to ` +
-      `this index; wait for it to finish (or remove the file if no search-r3 runs there).`
-    );
   const which = otherThread ? 'another SearchIndex, in another thread' : 'another SearchIndex';
   const here = `is already open for writing in this process (${which})`;
   if (pid === process.pid) return `${dir} ${here}; use that instance or close it first.`;

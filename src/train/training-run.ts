@@ -219,29 +219,17 @@ function lockRunFolder(output: string): PidLock {
   const file = path.join(output, RUN_LOCK_FILE);
   return PidLock.acquire(
     file,
-    (pid, otherThread, pidns) => new RunFolderError(runFolderInUse(output, file, pid, otherThread, pidns)),
+    (pid, otherThread) => new RunFolderError(runFolderInUse(output, file, pid, otherThread)),
   );
 }
 
 /**
  * Why the lock `file` of run folder `output` was not taken: `pid` holds it (this process: another trainer here,
- * in another of its threads when `otherThread`; with `pidns`, a process of another PID namespace).
+ * in another of its threads when `otherThread`).
  */
-function runFolderInUse(
-  output: string,
-  file: string,
-  pid: number | undefined,
-  otherThread: boolean,
-  pidns?: string,
-): string {
+function runFolderInUse(output: string, file: string, pid: number | undefined, otherThread: boolean): string {
   const clash = "two trainers in one run folder would overwrite each other's checkpoints and log";
   if (pid === undefined) return `${file}: could not take the run folder's lock; other processes keep taking it`;
-  if (pidns !== undefined)
-    return (
-      `${output} is in use by a trainer in another PID namespace (${pidns}, another container; pid ${pid} there, ` +
-      `in ${file}); ${clash}: wait for it to finish, then run this again (delete ${file} only if no search-r3 ` +
-      `trainer runs there)`
-    );
   const finish = 'let that one finish (or close its run folder) first';
   if (pid === process.pid) {
     const where = otherThread ? 'in another thread of this process' : 'in this process';

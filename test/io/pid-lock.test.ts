@@ -25,7 +25,6 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { PidLock } from '../../src/io/pid-lock.js';
-import { pidNamespace } from '../../src/io/process-runs.js';
 import { LockThread } from '../helpers/lock-thread.js';
 import { repoRoot } from '../helpers/repo.js';
 
@@ -60,14 +59,12 @@ function startOf(pid: number, tid = pid): string {
 }
 
 /** The text of a lock naming thread `tid` of process `pid`, started at `start`. */
-const ownNamespace = pidNamespace();
-/** A lock's text as a thread of this PID namespace writes it. */
-const lockOf = (pid: number, tid: number, start = startOf(pid, tid), pidns = ownNamespace): string =>
-  `${pid}\nthread ${tid} start ${start}\n${pidns === undefined ? '' : `pidns ${pidns}\n`}`;
+const lockOf = (pid: number, tid: number, start = startOf(pid, tid)): string =>
+  `${pid}\nthread ${tid} start ${start}\n`;
 
 /** An error carrying what PidLock.acquire passed to refuse. */
-const refusal = (pid: number | undefined, otherThread: boolean, pidns?: string): Error =>
-  Object.assign(new Error(`held by ${pid}${otherThread ? ' in another thread' : ''}`), { pid, otherThread, pidns });
+const refusal = (pid: number | undefined, otherThread: boolean): Error =>
+  Object.assign(new Error(`held by ${pid}${otherThread ? ' in another thread' : ''}`), { pid, otherThread });
 
 const deadPid = (): number =>
   Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout);
@@ -328,27 +325,6 @@ test('a lock naming another live process is held with its start, stale with anot
     assert.deepEqual(readdirSync(dir), []);
   } finally {
     live.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('a lock from another PID namespace (another container on the folder) is held, whatever its pid', async (t) => {
-  if (ownNamespace === undefined) return t.skip('this system does not tell PID namespaces (/proc/self/ns/pid)');
-  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
-  const file = path.join(dir, 'write.lock');
-  // a pid that runs nowhere here, and one that runs here as something else: there, either may be a live writer
-  const foreign = 'pid:[1]';
-  try {
-    for (const pid of [deadPid(), 1]) {
-      writeFileSync(file, lockOf(pid, pid, '5', foreign));
-      assert.throws(() => PidLock.acquire(file, refusal), { pid, otherThread: false, pidns: foreign });
-      assert.equal(PidLock.holder(file), pid);
-      // the same lock from this namespace is judged here: its thread is not running with that start
-      writeFileSync(file, lockOf(pid, pid, '5'));
-      PidLock.acquire(file, refusal).release();
-    }
-    assert.deepEqual(readdirSync(dir), []);
-  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
