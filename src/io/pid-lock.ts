@@ -180,7 +180,8 @@ function thisThread(): Holder {
 
 /**
  * When thread `tid` of process `pid` started (field 22 of its stat, after the command, which is in
- * parentheses and may hold spaces and parentheses itself); undefined when /proc/<pid>/task/<tid> is gone.
+ * parentheses and may hold spaces and parentheses itself); undefined when /proc/<pid>/task/<tid> is gone or
+ * the thread has exited (a zombie).
  * Other errors (/proc hiding other users' processes) are thrown.
  */
 function taskStart(pid: number, tid: number): string | undefined {
@@ -191,7 +192,10 @@ function taskStart(pid: number, tid: number): string | undefined {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // a zombie (exited, not yet reaped: a container's pid 1 may never reap it) or dying thread holds nothing
+  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  const start = fields[19];
   if (start === undefined || !/^\d+$/.test(start)) throw new Error(`/proc/${pid}/task/${tid}/stat: no start time`);
   return start;
 }

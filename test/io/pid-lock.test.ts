@@ -328,3 +328,23 @@ test('a lock naming another live process is held with its start, stale with anot
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a lock naming a zombie (exited, never reaped, as under a pid 1 that does not reap) is stale', async (t) => {
+  if (!existsSync('/proc/self/stat')) return t.skip('no /proc here');
+  const dir = mkdtempSync(path.join(tmpdir(), 'sr3-pidlock-'));
+  const file = path.join(dir, 'write.lock');
+  // the shell becomes `sleep 30`, which never waits for its child: the child stays a zombie once it exits
+  const parent = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const pid = Number(await new Promise<string>((res) => parent.stdout.once('data', (d) => res(String(d)))));
+    writeFileSync(file, lockOf(pid, pid));
+    assert.throws(() => PidLock.acquire(file, refusal), { pid, otherThread: false });
+    const state = (): string => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0]!;
+    while (state() !== 'Z') await new Promise((res) => setTimeout(res, 20));
+    PidLock.acquire(file, refusal).release();
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
+    parent.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
