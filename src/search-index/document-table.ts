@@ -216,7 +216,8 @@ export class DocumentTable {
       const t = new DocumentTable(file, db, false, true);
       t.addRowChecksums();
       t.moveLegacyPending();
-      if (t.info(IDENTITY) === undefined) t.setInfo(IDENTITY, randomUUID());
+      // two writers opening a table without one at once must not give it two (each would key bm25.bin apart)
+      db.prepare('INSERT OR IGNORE INTO info (k, v) VALUES (?, ?)').run(IDENTITY, randomUUID());
       // a damaged counter must not hand out a key that is taken
       db.prepare("UPDATE meta SET v = max(v, (SELECT coalesce(max(key), 0) + 1 FROM docs)) WHERE k = 'next_key'").run();
       return t;

@@ -791,9 +791,16 @@ export class SearchIndex {
     try {
       read = readBm25File(this.bm25File, key, this.analyzer);
     } catch (e) {
-      this.bm25Unreadable = true;
       const err = e as NodeJS.ErrnoException;
-      const why = err.code ? `${err.code}: ${err.message}` : e instanceof Error ? e.message : String(e);
+      // an error without a system code comes from the content, which a rebuild saved over it mends
+      if (typeof err?.code !== 'string') {
+        this.noteBm25(
+          `${this.bm25File} is damaged (${err instanceof Error ? err.message : String(e)}); BM25 was rebuilt`,
+        );
+        return undefined;
+      }
+      this.bm25Unreadable = true;
+      const why = `${err.code}: ${err.message}`;
       this.noteBm25(
         `${this.bm25File} could not be read (${why}); BM25 was rebuilt from docs.sqlite and the file left as it is ` +
           '(check its owner and permissions)',
