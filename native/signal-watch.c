@@ -6,7 +6,8 @@
  * aside); the waiting code polls the bits between short waits, puts the previous handlers back and then
  * delivers the signal itself. One watch at a time: a second is refused while one is on. A signal whose
  * handler is SIG_IGN is left ignored: noting it would stop a process that was meant to outlive it (Node
- * resets an ignored SIGINT or SIGHUP it inherits to the default at startup, but native code may set one).
+ * resets every ignored signal it inherits but SIGPIPE and SIGXFSZ to the default at startup; native code
+ * may still set one).
  *
  * sr3_exit_now ends a process that a signal stops while the GPU thread still computes: Node's teardown of
  * that thread would abort inside Dawn, and waiting for the GPU can take minutes on a software adapter.

@@ -395,11 +395,14 @@ export class GpuDevice {
    */
   private endNow(code: number, exitCode: number): void {
     const listeners = process.listeners('exit') as ((code: number) => void)[];
-    for (const listener of listeners.slice(listeners.indexOf(this.exitListener) + 1)) {
+    const mine = listeners.indexOf(this.exitListener);
+    // not among them (removed while the exit was emitted): those after it are not known, and running the whole
+    // list again would run the earlier ones twice and this one into itself
+    for (const listener of mine < 0 ? [] : listeners.slice(mine + 1)) {
       try {
         listener.call(process, code);
       } catch (e) {
-        process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+        process.stderr.write(`search-r3: ${e instanceof Error ? e.message : String(e)}\n`);
       }
     }
     exitNow(exitCode);
