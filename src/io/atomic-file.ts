@@ -8,6 +8,7 @@
  * leave its target stale.
  */
 import {
+  appendFileSync,
   closeSync,
   existsSync,
   openSync,
@@ -184,6 +185,35 @@ export function probeWrite(file: string): void {
     throw err;
   }
   rmSync(probe, { force: true });
+}
+
+/** Bytes added to a file whose native write failed, to learn whether the file system can take more. */
+const DISK_PROBE_BYTES = 1 << 16;
+
+/**
+ * Runs `write`, a native library's write of `file` (usearch's save), which reports a failed write without the
+ * system's error code ("Failed to serialize into stream"): on a full disk the user would get a stack trace, not
+ * what to do. After such a failure the file system is asked itself: a little more written to `file` fails
+ * with its code (ENOSPC, EDQUOT, EFBIG) when it is the cause, and that error is thrown instead, with `file`'s
+ * path. `file` is a temporary whose caller removes it on failure, so the bytes added are never read.
+ */
+export function nativeWriteSync(file: string, write: () => void): void {
+  try {
+    write();
+  } catch (err) {
+    if (typeof (err as NodeJS.ErrnoException)?.code === 'string') throw err;
+    throw fileSystemRefusal(file) ?? err;
+  }
+}
+
+/** The error a write of a few more bytes to `file` gets (with a code), or null when it succeeds. */
+function fileSystemRefusal(file: string): NodeJS.ErrnoException | null {
+  try {
+    appendFileSync(file, new Uint8Array(DISK_PROBE_BYTES));
+    return null;
+  } catch (e) {
+    return typeof (e as NodeJS.ErrnoException)?.code === 'string' ? (e as NodeJS.ErrnoException) : null;
+  }
 }
 
 /** Writes a whole text file atomically. */

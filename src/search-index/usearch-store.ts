@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import usearch from 'usearch';
-import { writeFileAtomicallySync } from '../io/atomic-file.js';
+import { nativeWriteSync, writeFileAtomicallySync } from '../io/atomic-file.js';
 import type { HnswParams, VectorDtype } from './manifest.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
 
@@ -211,7 +211,7 @@ export class UsearchStore implements VectorStore {
   async commit(generation: number): Promise<void> {
     let record: CommitRecord | undefined;
     writeFileAtomicallySync(path.join(this.dir, VECTORS_FILE), (tmp) => {
-      this.index.save(tmp);
+      nativeWriteSync(tmp, () => this.index.save(tmp));
       const fd = openSync(tmp, 'r');
       try {
         record = { generation, ...hashFile(fd) };

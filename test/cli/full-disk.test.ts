@@ -1,0 +1,92 @@
+/**
+ * A disk that fills up while a command writes (a real ENOSPC, on a small tmpfs in a user and mount namespace):
+ * one sentence naming the file and "free space" (exit code 2), nothing earlier lost, no temporaries left, and the
+ * same command completes once space is freed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
+import { onSmallDisk } from '../helpers/unwritable.js';
+import { corpus, tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
+
+const env = { SEARCH_R3_THREADS: '1' };
+const main = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+
+/** The ids `search --json` ranked, in order. */
+function rankedIds(json: string): string[] {
+  return (JSON.parse(json) as { data: { id: string }[] }).data.map((h) => h.id);
+}
+
+const namespaces = (() => {
+  const { dir, cleanup } = tempDir('small-disk-probe');
+  try {
+    return onSmallDisk(dir, 64, 'true') !== null;
+  } finally {
+    cleanup();
+  }
+})();
+
+test(
+  'index --delete on a disk too full for the new vectors.usearch: one sentence, the index searches as before',
+  { skip: !namespaces && 'no user and mount namespaces here (unshare -rm)' },
+  async () => {
+    const { dir, cleanup } = tempDir('full-disk-usearch');
+    try {
+      const model = await tinyModelDir(dir);
+      const docs = path.join(dir, 'docs.jsonl');
+      writeJsonl(docs, corpus(600));
+      const base = path.join(dir, 'base');
+      const built = runCli(['index', '--model', model, '--input', docs, '--out', base], env);
+      assert.equal(built.status, 0, built.stderr);
+      const query = 'cancer cell therapy';
+      const search = runCli(['search', '--index', base, '--k', '5', '--json', query], env);
+      const before = rankedIds(search.stdout);
+      const gone = corpus(600).find((d) => !before.includes(d.id))!.id;
+      const disk = path.join(dir, 'disk');
+      const out = path.join(dir, 'out');
+      mkdirSync(disk);
+      mkdirSync(out);
+      // the delete's SQLite commit fits in the space left; the whole new vectors.usearch does not
+      const script = `
+        cp -r "$BASE" "$DISK/idx" && fill_to 48 || exit 98
+        "$NODE" "$MAIN" index --out "$DISK/idx" --delete "$GONE" 2>"$OUT/delete.err"; echo $? >"$OUT/delete.rc"
+        ls -A "$DISK/idx" >"$OUT/files"
+        "$NODE" "$MAIN" search --index "$DISK/idx" --k 5 --json "$QUERY" >"$OUT/full.json" || exit 97
+        rm "$DISK/.filler"
+        "$NODE" "$MAIN" index --input "$DOCS" --out "$DISK/idx" >/dev/null 2>"$OUT/again.err" || exit 96
+        ls -A "$DISK/idx" >"$OUT/files-again"
+        "$NODE" "$MAIN" search --index "$DISK/idx" --k 5 --json "$QUERY" >"$OUT/freed.json" || exit 95`;
+      const r = onSmallDisk(disk, 4096, script, {
+        ...env,
+        NODE: process.execPath,
+        MAIN: main,
+        BASE: base,
+        GONE: gone,
+        QUERY: query,
+        DOCS: docs,
+        OUT: out,
+      });
+      assert.ok(r !== null);
+      assert.equal(r.status, 0, `${r.stderr}\n${readFileSync(path.join(out, 'delete.err'), 'utf8')}`);
+      const err = readFileSync(path.join(out, 'delete.err'), 'utf8').trim();
+      assert.equal(readFileSync(path.join(out, 'delete.rc'), 'utf8').trim(), '2', err);
+      assert.match(
+        err,
+        new RegExp(
+          `^search-r3: write ${disk}/idx/vectors\\.usearch: no space left on the device \\(ENOSPC\\); free space`,
+        ),
+      );
+      assert.equal(err.split('\n').length, 1, err);
+      const files = ['docs.sqlite', 'index.json', 'vectors.generation.json', 'vectors.usearch'].join('\n');
+      assert.equal(readFileSync(path.join(out, 'files'), 'utf8').trim(), files, 'no temporaries are left');
+      assert.deepEqual(rankedIds(readFileSync(path.join(out, 'full.json'), 'utf8')), before);
+      assert.equal(readFileSync(path.join(out, 'files-again'), 'utf8').trim(), files);
+      assert.deepEqual(rankedIds(readFileSync(path.join(out, 'freed.json'), 'utf8')), before);
+    } finally {
+      cleanup();
+    }
+  },
+);
