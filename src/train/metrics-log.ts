@@ -3,7 +3,7 @@
  * killed mid-write leaves half a line, and a damaged file may hold lines that are no record at all;
  * readers drop such lines and count them, so a damaged log never stops a resume or a chart.
  */
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import type { MetricRecord } from './report.js';
 
@@ -68,8 +68,26 @@ export class MetricsLog {
     return { log: new MetricsLog(file, kept), note };
   }
 
+  /**
+   * Adds a record's line. A write the disk refuses midway (full, a quota, a file size limit) is cut back off, so
+   * no half line is left for the dashboard or a chart to count as damage, and the error names the file, which a
+   * write to an open file does not.
+   */
   append(r: MetricRecord): void {
+    const fd = openSync(this.file, 'a');
+    try {
+      const size = fstatSync(fd).size;
+      try {
+        writeFileSync(fd, `${JSON.stringify(r)}\n`);
+      } catch (err) {
+        ftruncateSync(fd, size);
+        const e = err as NodeJS.ErrnoException;
+        if (typeof e?.code === 'string') e.path ??= this.file;
+        throw err;
+      }
+    } finally {
+      closeSync(fd);
+    }
     this.records.push(r);
-    appendFileSync(this.file, `${JSON.stringify(r)}\n`);
   }
 }

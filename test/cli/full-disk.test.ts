@@ -11,6 +11,8 @@ import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
 import { onSmallDisk } from '../helpers/unwritable.js';
 import { corpus, tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
+import { toySftRun } from '../helpers/train-fixtures.js';
+import { parseMetrics } from '../../src/train/metrics-log.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 const main = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
@@ -85,6 +87,54 @@ test(
       assert.deepEqual(rankedIds(readFileSync(path.join(out, 'full.json'), 'utf8')), before);
       assert.equal(readFileSync(path.join(out, 'files-again'), 'utf8').trim(), files);
       assert.deepEqual(rankedIds(readFileSync(path.join(out, 'freed.json'), 'utf8')), before);
+    } finally {
+      cleanup();
+    }
+  },
+);
+
+test(
+  'train sft on a disk that fills while metrics.jsonl grows: one sentence naming it, no half line left in it',
+  { skip: !namespaces && 'no user and mount namespaces here (unshare -rm)' },
+  async () => {
+    const { dir, cleanup } = tempDir('full-disk-metrics');
+    try {
+      const disk = path.join(dir, 'disk');
+      const out = path.join(dir, 'out');
+      mkdirSync(disk);
+      mkdirSync(out);
+      // no checkpoint within the run: metrics.jsonl is what meets the full disk
+      const run = path.join(disk, 'run');
+      const config = await toySftRun(path.join(dir, 'sft'), { output: run, steps: 40, checkpoint: { every: 100 } });
+      // 12 KiB: run-config.json takes a page, metrics.jsonl the next two and part of a line
+      const script = `
+        fill_to 12 || exit 98
+        "$NODE" "$MAIN" train sft --config "$CONFIG" --quiet 2>"$OUT/full.err"; echo $? >"$OUT/full.rc"
+        cp "$RUN/metrics.jsonl" "$OUT/metrics.jsonl" || exit 97
+        rm "$DISK/.filler"
+        "$NODE" "$MAIN" train sft --config "$CONFIG" --quiet >/dev/null 2>"$OUT/again.err" || exit 96
+        test -d "$RUN/final" || exit 95`;
+      const r = onSmallDisk(disk, 1024, script, {
+        ...env,
+        NODE: process.execPath,
+        MAIN: main,
+        CONFIG: config,
+        RUN: run,
+        OUT: out,
+      });
+      assert.ok(r !== null);
+      assert.equal(r.status, 0, `${r.stderr}\n${readFileSync(path.join(out, 'full.err'), 'utf8')}`);
+      const err = readFileSync(path.join(out, 'full.err'), 'utf8').trim();
+      assert.equal(readFileSync(path.join(out, 'full.rc'), 'utf8').trim(), '2', err);
+      assert.match(
+        err,
+        new RegExp(`^search-r3: write ${run}/metrics\\.jsonl: no space left on the device \\(ENOSPC\\); free space`),
+      );
+      const metrics = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8');
+      const parsed = parseMetrics(metrics);
+      assert.ok(parsed.records.length > 0, 'some steps were logged before the disk filled');
+      assert.equal(parsed.damagedLines, 0, metrics.slice(-200));
+      assert.ok(metrics.endsWith('\n'));
     } finally {
       cleanup();
     }
