@@ -3,6 +3,8 @@
  * read-only mount, missing permission, a folder that takes nothing new. Each has a cause in words and what
  * to do, for the one sentence a user gets instead of a stack trace.
  */
+import { constants } from 'node:os';
+
 const CAUSES: Record<string, [cause: string, remedy: string]> = {
   ENOSPC: ['no space left on the device', 'free space'],
   EDQUOT: ['the disk quota is exceeded', 'free space or raise the quota'],
@@ -37,4 +39,19 @@ export function fileSystemCause(
   if (typeof e?.code !== 'string') return null;
   const known = e.code === 'ENOENT' && o.creating ? CANNOT_CREATE : CAUSES[e.code];
   return known === undefined ? null : { code: e.code, cause: known[0], remedy: known[1] };
+}
+
+/**
+ * A failure that a native library (LanceDB, written in Rust) reports with the system's error number in its
+ * message only, as "No space left on device (os error 28)", made an error as Node's own are (its code, and
+ * `path`: what the library was writing or reading), so that a full disk gets fileSystemCause's sentence rather
+ * than the library's dump. Null when the message names no such number, or one with no cause here.
+ */
+export function nativeFileSystemError(err: unknown, path: string): NodeJS.ErrnoException | null {
+  const m = err instanceof Error ? /([^:()]*?)\s*\(os error (\d+)\)/.exec(err.message) : null;
+  if (!m) return null;
+  const errno = Number(m[2]);
+  const code = Object.entries(constants.errno).find(([, n]) => n === errno)?.[0];
+  if (code === undefined || CAUSES[code] === undefined) return null;
+  return Object.assign(new Error(`${code}: ${m[1].trim()}, '${path}'`, { cause: err }), { code, errno: -errno, path });
 }

@@ -10,6 +10,7 @@
  * what to do.
  */
 import * as lancedb from '@lancedb/lancedb';
+import { nativeFileSystemError } from '../io/file-system-cause.js';
 import { CallsUnderWay } from './calls-under-way.js';
 import { IndexError } from './index-error.js';
 import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
@@ -46,7 +47,11 @@ export class LanceStore implements VectorStore {
         new IndexError(`the LanceDB store ${this.uri} was closed; open it again with ${again} to use it.`),
       );
     }
-    return this.calls.track(f());
+    // a full disk (or quota, read-only mount) reaches LanceDB's caller as its dump with '(os error 28)' in it
+    const call = f().catch((e: unknown) => {
+      throw nativeFileSystemError(e, this.uri) ?? e;
+    });
+    return this.calls.track(call);
   }
 
   add(rows: readonly VectorRow[]): Promise<void> {

@@ -94,6 +94,52 @@ test(
 );
 
 test(
+  'index with its LanceDB store on a disk that fills: one sentence naming the store, the index searches as before',
+  { skip: !namespaces && 'no user and mount namespaces here (unshare -rm)' },
+  async () => {
+    const { dir, cleanup } = tempDir('full-disk-lance');
+    try {
+      const model = await tinyModelDir(dir);
+      const docs = corpus(1500);
+      const first = path.join(dir, 'first.jsonl');
+      const all = path.join(dir, 'all.jsonl');
+      writeJsonl(first, docs.slice(0, 600));
+      writeJsonl(all, docs);
+      const disk = path.join(dir, 'disk');
+      const out = path.join(dir, 'out');
+      mkdirSync(disk);
+      mkdirSync(out);
+      const idx = path.join(dir, 'idx');
+      // docs.sqlite on this machine's disk, the vectors on the small one: only LanceDB meets the full disk
+      const script = `
+        "$NODE" "$MAIN" index --model "$MODEL" --input "$FIRST" --out "$IDX" --store-uri "$DISK/vec.lance" \\
+          >/dev/null 2>"$OUT/first.err" || exit 98
+        "$NODE" "$MAIN" search --index "$IDX" --k 5 --json "$QUERY" >"$OUT/before.json" || exit 97
+        fill_to 40
+        "$NODE" "$MAIN" index --input "$ALL" --out "$IDX" >/dev/null 2>"$OUT/full.err"; echo $? >"$OUT/full.rc"
+        "$NODE" "$MAIN" search --index "$IDX" --k 5 --json "$QUERY" >"$OUT/full.json" 2>/dev/null || exit 96
+        rm "$DISK/.filler"
+        "$NODE" "$MAIN" index --input "$ALL" --out "$IDX" >"$OUT/again.out" 2>"$OUT/again.err" || exit 95`;
+      const vars = { MODEL: model, FIRST: first, ALL: all, IDX: idx, OUT: out, QUERY: 'cancer cell therapy' };
+      const r = onSmallDisk(disk, 1024, script, { ...env, NODE: process.execPath, MAIN: main, ...vars });
+      assert.ok(r !== null);
+      const err = readFileSync(path.join(out, 'full.err'), 'utf8').trim();
+      assert.equal(r.status, 0, `${r.stderr}\n${err}`);
+      assert.equal(readFileSync(path.join(out, 'full.rc'), 'utf8').trim(), '2', err);
+      const sentence = `^search-r3: ${disk}/vec\\.lance: no space left on the device \\(ENOSPC\\); free space, then`;
+      assert.match(err, new RegExp(sentence));
+      assert.equal(err.split('\n').length, 1, err);
+      const before = rankedIds(readFileSync(path.join(out, 'before.json'), 'utf8'));
+      assert.ok(before.length > 0);
+      assert.deepEqual(rankedIds(readFileSync(path.join(out, 'full.json'), 'utf8')), before);
+      assert.match(readFileSync(path.join(out, 'again.out'), 'utf8'), /1500 documents indexed/);
+    } finally {
+      cleanup();
+    }
+  },
+);
+
+test(
   'train sft on a disk that fills while metrics.jsonl grows: one sentence naming it, no half line left in it',
   { skip: !namespaces && 'no user and mount namespaces here (unshare -rm)' },
   async () => {
