@@ -113,6 +113,18 @@ function stagedCrc(id: string, hash: string): string {
   return rowCrc({ id, hash, key: null, status: 'pending', vhash: null });
 }
 
+/**
+ * A write that the machine refused: SQLite reports a full disk as SQLITE_FULL, but a quota (EDQUOT), the file size
+ * limit (EFBIG) or a failing disk only as a disk I/O error, with no system code to tell them apart. The file is as
+ * its last commit left it (the transaction rolls back), so these are no damage, and rebuilding is the wrong advice.
+ */
+const REFUSED_WRITE = new Set([
+  'SQLITE_IOERR_WRITE',
+  'SQLITE_IOERR_FSYNC',
+  'SQLITE_IOERR_DIR_FSYNC',
+  'SQLITE_IOERR_TRUNCATE',
+]);
+
 /** One sentence for a failed SQLite call on `file`, saying what the user can do about it. */
 export function sqliteFailure(file: string, e: unknown): IndexError {
   const code = (e as { code?: unknown }).code;
@@ -130,6 +142,12 @@ export function sqliteFailure(file: string, e: unknown): IndexError {
     return new IndexError(
       `${file}: the disk is full; free space and run the command again (nothing committed was lost).`,
     );
+  if (typeof code === 'string' && REFUSED_WRITE.has(code)) {
+    return new IndexError(
+      `${file} could not be written (${why}): the disk may be full, over its quota or past the file size limit ` +
+        `(ulimit -f); free space or raise the limit, then run the command again (nothing committed was lost).`,
+    );
+  }
   if (typeof code === 'string' && code.startsWith('SQLITE_READONLY'))
     return new IndexError(`${file} cannot be written (${why}); check the folder's permissions.`);
   if (typeof code === 'string' && code.startsWith('SQLITE_CANTOPEN'))

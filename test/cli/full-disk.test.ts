@@ -1,11 +1,12 @@
 /**
- * A disk that fills up while a command writes (a real ENOSPC, on a small tmpfs in a user and mount namespace):
- * one sentence naming the file and "free space" (exit code 2), nothing earlier lost, no temporaries left, and the
- * same command completes once space is freed.
+ * A disk that fills up while a command writes (a real ENOSPC, on a small tmpfs in a user and mount namespace), or
+ * a write past the file size limit: one sentence naming the file and "free space" (exit code 2), nothing earlier
+ * lost, no temporaries left, and the same command completes once space is freed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
@@ -92,6 +93,48 @@ test(
     }
   },
 );
+
+test("index past ulimit -f while docs.sqlite grows: one sentence, not 'damaged, rebuild'", async () => {
+  const { dir, cleanup } = tempDir('fsize-sqlite');
+  try {
+    const model = await tinyModelDir(dir);
+    const docs = corpus(1500);
+    const first = path.join(dir, 'first.jsonl');
+    const all = path.join(dir, 'all.jsonl');
+    writeJsonl(first, docs.slice(0, 100));
+    writeJsonl(all, docs);
+    const idx = path.join(dir, 'idx');
+    const built = runCli(['index', '--model', model, '--input', first, '--out', idx], env);
+    assert.equal(built.status, 0, built.stderr);
+    const query = 'cancer cell therapy';
+    const before = rankedIds(runCli(['search', '--index', idx, '--k', '5', '--json', query], env).stdout);
+    // 256 KiB: the first documents fit, the whole corpus's docs.sqlite does not (SQLite: a disk I/O error)
+    const limited = `ulimit -f 256; exec "${process.execPath}" "${main}" index --input "${all}" --out "${idx}"`;
+    const r = spawnSync('sh', ['-c', limited], { encoding: 'utf8', env: { ...process.env, ...env } });
+    const lines = r.stderr.split(/[\r\n]+/).filter((l) => l.startsWith('search-r3:'));
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(
+      lines[0],
+      /docs\.sqlite could not be written \(disk I\/O error\): the disk may be full, over its quota /,
+    );
+    assert.doesNotMatch(r.stderr, /damaged|rebuild/);
+    assert.deepEqual(readdirSync(idx).sort(), [
+      'docs.sqlite',
+      'index.json',
+      'vectors.generation.json',
+      'vectors.usearch',
+    ]);
+    const after = runCli(['search', '--index', idx, '--k', '5', '--json', query], env);
+    assert.equal(after.status, 0, after.stderr);
+    assert.equal(rankedIds(after.stdout).length, before.length);
+    const again = runCli(['index', '--input', all, '--out', idx], env);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stdout, /1500 documents indexed/);
+  } finally {
+    cleanup();
+  }
+});
 
 test(
   'index with its LanceDB store on a disk that fills: one sentence naming the store, the index searches as before',
