@@ -37,7 +37,8 @@ config (JSON; unknown keys are an error; tokenizer, output and data.train are re
 
 options:
   --config <file>  the config
-  --resume         continue from the newest checkpoint (same result as an uninterrupted run)
+  --resume         continue from the newest checkpoint (same result as an uninterrupted run); a run
+                   stopped before its first checkpoint starts again at step 0
 ${MAX_SECONDS_HELP}
   --quiet          no progress output
 ${deviceHelp(19)}

@@ -41,7 +41,8 @@ config (JSON; unknown keys are an error; model, output and data.beir are require
 options:
   --config <file>  the training config
   --resume         continue from the newest checkpoint: weights, optimiser, data position, sampling and
-                   the environment's table are restored, so the run ends as an uninterrupted one would
+                   the environment's table are restored, so the run ends as an uninterrupted one would;
+                   a run stopped before its first checkpoint starts again at step 0
 ${MAX_SECONDS_HELP}
   --quiet          no progress output
 ${deviceHelp(19)}

@@ -44,7 +44,8 @@ config (JSON; every key optional except model, output and data; unknown keys are
 options:
   --config <file>  the training config
   --resume         continue from the newest checkpoint in the run folder (same result as a run
-                   that was never interrupted)
+                   that was never interrupted); a run stopped before its first checkpoint starts
+                   again at step 0
 ${MAX_SECONDS_HELP}
   --quiet          no progress bar
 ${deviceHelp(19)}

@@ -297,8 +297,10 @@ export function readBestStamp(bestDir: string): { step: number; ndcg10: number }
 }
 
 /**
- * Where a run starts: null for a fresh run (refused when its folder already has checkpoints, which
- * only --resume continues), else the newest intact checkpoint of its folder.
+ * Where a run starts: the newest intact checkpoint of its folder on --resume, else null for a fresh run
+ * (refused when its folder already has checkpoints, which only --resume continues). A run stopped before its
+ * first checkpoint (a kill, a lost machine) has nothing to lose: --resume starts it again from step 0, so that
+ * resuming after any stop finishes the run, as a loop of --resume sessions relies on.
  */
 export async function startingCheckpoint<X>(
   output: string,
@@ -307,7 +309,7 @@ export async function startingCheckpoint<X>(
 ): Promise<ResumePoint<X> | null> {
   const root = path.join(output, 'checkpoints');
   const existing = listCheckpoints(root);
-  if (resume) return readNewestCheckpoint(root, readExtra);
+  if (resume && existing.length > 0) return readNewestCheckpoint(root, readExtra);
   if (existing.length > 0) {
     throw new RunFolderError(
       `${output} already has checkpoints (newest step ${existing[existing.length - 1]!.step}); ` +

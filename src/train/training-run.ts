@@ -205,6 +205,8 @@ export class RunFolder<X = never> {
       if (unlisted) this.note(unlisted);
       for (const line of this.record?.resumeNotes() ?? []) this.note(line);
     }
+    if (!this.start && this.opts.resume)
+      this.note(`${this.output} has no checkpoint yet (the run stopped before its first): training starts at step 0`);
     const checkpoints = path.join(this.output, 'checkpoints');
     await removeStaleTemporaries(checkpoints);
     await this.record?.write(writeTextFileAtomically, this.start ? state.step : null);

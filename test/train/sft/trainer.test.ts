@@ -61,6 +61,27 @@ function runChild(
   });
 }
 
+test('kill -9 before the first checkpoint, --resume: the run starts again at step 0, bit-identical', async () => {
+  const a = await toyRun('resume-early-a', { steps: 4 });
+  assert.equal((await runChild(a.cfgFile, 'fresh')).code, 0);
+  const b = await toyRun('resume-early-b', { steps: 4 });
+  const killed = await runChild(b.cfgFile, 'fresh', 1);
+  assert.equal(killed.signal, 'SIGKILL');
+  const runB = path.join(b.root, 'run');
+  assert.deepEqual(listCheckpoints(path.join(runB, 'checkpoints')), [], 'killed before its first checkpoint (step 2)');
+  const resumed = await runChild(b.cfgFile, 'resume');
+  assert.equal(resumed.code, 0, resumed.out);
+  assert.ok(resumed.out.startsWith('step 1\n'), resumed.out);
+  assert.deepEqual(
+    trainCurve(runB).map((r) => r.step),
+    [1, 2, 3, 4],
+    "the killed run's step 1 is logged once",
+  );
+  const wa = await loadSafetensors(path.join(a.root, 'run/final/adapter_model.safetensors'));
+  const wb = await loadSafetensors(path.join(runB, 'final/adapter_model.safetensors'));
+  for (const [name, t] of wa) assert.deepEqual(Array.from(wb.get(name)!.data), Array.from(t.data), name);
+});
+
 test('a config key that does not exist is an error naming it', () => {
   const root = tempDir('cfg');
   const file = writeConfig(path.join(root, 'c.json'), {
