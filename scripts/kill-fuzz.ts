@@ -7,7 +7,7 @@
  *
  *   npx tsc -p . && node dist/scripts/kill-fuzz.js [--rounds 20] [--seed 1] [--only index,lm,...] [--keep]
  *
- * Commands (--only): index, delete, lm, sft, mine, gguf, tokenizer, embed-token, corpus, recipe.
+ * Commands (--only): index, delete, lm, sft, rl, mine, gguf, tokenizer, embed-token, corpus, recipe.
  * Prints one line per round and a summary; exits 1 when any invariant broke.
  */
 import { spawn } from 'node:child_process';
@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SearchIndex } from '../src/search-index/search-index.js';
-import { tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../test/helpers/train-fixtures.js';
+import { rlFixture, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../test/helpers/train-fixtures.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cliMain = path.join(repoRoot, 'dist/src/cli/main.js');
@@ -375,7 +375,7 @@ const deleteCase: Case = {
 // training
 
 /** A training run killed anywhere: `--resume` finishes it, with final weights bit-identical to the reference's. */
-function trainCase(name: 'lm' | 'sft', makeConfig: (work: string) => Promise<void>): Case {
+function trainCase(name: 'lm' | 'sft' | 'rl', makeConfig: (work: string) => Promise<void>): Case {
   return {
     name,
     async setup(work) {
@@ -463,6 +463,13 @@ const sftCase = trainCase('sft', async (work) => {
     checkpoint: { every: 2, keep: 2 },
     lora: { rank: 4, alpha: 8, dropout: 0.1 },
   });
+});
+
+const rlCase = trainCase('rl', async (work) => {
+  const { dir, raw } = await rlFixture('kill-fuzz-rl');
+  cpSync(dir, work, { recursive: true });
+  rmSync(dir, { recursive: true, force: true });
+  writeConfig(path.join(work, 'cfg.json'), { ...raw, steps: 6 });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -691,6 +698,7 @@ const cases: readonly Case[] = [
   deleteCase,
   lmCase,
   sftCase,
+  rlCase,
   mineCase,
   ggufCase,
   tokenizerCase,
