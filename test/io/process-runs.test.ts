@@ -1,13 +1,17 @@
 /**
  * The PID namespace a process runs in, as a queue hold records it: the same for processes that can see
  * each other's ids, another for one in its own namespace (unshare -p), undefined where it cannot be read.
+ * Whether a process runs: a zombie (killed, not reaped) does not.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { pidNamespace } from '../../src/io/process-runs.js';
+import { PidLock } from '../../src/io/pid-lock.js';
+import { pidNamespace, processRuns } from '../../src/io/process-runs.js';
 import { repoRoot } from '../helpers/repo.js';
 
 const linux = process.platform === 'linux';
@@ -36,3 +40,32 @@ test('a process in its own PID namespace reports another one', { skip: !linux &&
   assert.match(ns, /^pid:\[\d+\]$/);
   assert.notEqual(ns, pidNamespace());
 });
+
+test(
+  'a zombie (exited, its parent never reaping it) does not run; its parent does',
+  { skip: !linux && 'Linux only' },
+  async () => {
+    // the child exits after its shell became `sleep 20` by exec, which never waits for children
+    const parent = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 20'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number(
+        await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(String(d)))),
+      );
+      for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(`/proc/${zombie}/stat`, 'latin1')); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      assert.match(readFileSync(`/proc/${zombie}/stat`, 'latin1'), /\) Z /, 'the child is a zombie');
+      assert.equal(processRuns(zombie), false);
+      assert.equal(processRuns(parent.pid!), true);
+      // a trainer's lock left by a killed run that nobody reaped is taken over, not "in use" for good
+      const dir = mkdtempSync(path.join(tmpdir(), 'sr3-zombie-lock-'));
+      try {
+        writeFileSync(path.join(dir, 'train.lock'), `${zombie}\n`);
+        PidLock.acquire(path.join(dir, 'train.lock'), (pid) => new Error(`in use by ${pid}`)).release();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  },
+);
