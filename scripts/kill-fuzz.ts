@@ -98,15 +98,14 @@ function cli(
   return new Promise((resolve) =>
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      const done = () => resolve({ pid: child.pid!, code, signal, ms: Date.now() - t0, stdout, stderr });
       if (killAtMs !== undefined && signal !== 'SIGKILL') finishedFirstMs = Date.now() - t0;
-      if (group === 'all') void groupGone(child.pid!).then(done);
-      else done();
+      // no wait for the killed steps to be reaped: a rerun at once must take over their locks
+      resolve({ pid: child.pid!, code, signal, ms: Date.now() - t0, stdout, stderr });
     }),
   );
 }
 
-/** Resolves once no process of group `pgid` is left (killed steps are reaped by init a moment later). */
+/** Resolves once no process of group `pgid` is left: the steps a kill -9 of the recipe alone left running. */
 async function groupGone(pgid: number): Promise<void> {
   for (;;) {
     try {
