@@ -46,7 +46,7 @@ import {
 import path from 'node:path';
 import { namingFile, tempPathFor } from './atomic-file.js';
 import { resolvedPath } from './path-relation.js';
-import { processRuns } from './process-runs.js';
+import { exited, processRuns, procStatFields } from './process-runs.js';
 
 /** How long an empty lock counts as being written by the process that made it. */
 const GRACE_MS = 2000;
@@ -185,16 +185,15 @@ function thisThread(): Holder {
  * Other errors (/proc hiding other users' processes) are thrown.
  */
 function taskStart(pid: number, tid: number): string | undefined {
-  let stat: string;
+  let fields: string[];
   try {
-    stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    fields = procStatFields(`/proc/${pid}/task/${tid}/stat`);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // a zombie (exited, not yet reaped: a container's pid 1 may never reap it) or dying thread holds nothing
-  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  if (exited(fields)) return undefined;
   const start = fields[19];
   if (start === undefined || !/^\d+$/.test(start)) throw new Error(`/proc/${pid}/task/${tid}/stat: no start time`);
   return start;

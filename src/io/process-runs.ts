@@ -18,15 +18,26 @@ export function processRuns(pid: number): boolean {
 
 /** Linux: the state in /proc/<pid>/stat is Z (zombie) or X (dead); false where it cannot be read. */
 function isZombie(pid: number): boolean {
-  let stat: string;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return exited(procStatFields(`/proc/${pid}/stat`));
   } catch {
     return false;
   }
-  // "pid (comm) state ...": comm may hold spaces and parentheses, so the state follows the last ')'
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state === 'Z' || state === 'X';
+}
+
+/**
+ * The fields of a /proc stat file (a process's, or a thread's: /proc/<pid>/task/<tid>/stat) after the command,
+ * from the state (field 3) on: the command is in parentheses and may hold spaces and parentheses itself, so
+ * the fields start after the last ')'. Throws what reading the file throws (ENOENT: no such process).
+ */
+export function procStatFields(file: string): string[] {
+  const stat = readFileSync(file, 'latin1');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** Whether stat fields (procStatFields) are those of a process or thread that has exited: a zombie, or dead. */
+export function exited(fields: readonly string[]): boolean {
+  return fields[0] === 'Z' || fields[0] === 'X';
 }
 
 /**
