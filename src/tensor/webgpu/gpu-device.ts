@@ -498,8 +498,9 @@ function wait(
     }
     let caught: NodeJS.Signals[];
     try {
-      while (!watch.caught() && deadline > performance.now())
-        if (Atomics.wait(head, 0, ReplyState.Waiting, SIGNAL_SLICE_MS) !== 'timed-out') break;
+      // a slice never runs past the deadline: a short timeout must fail the read, not wait out a slice
+      for (let now = performance.now(); !watch.caught() && deadline > now; now = performance.now())
+        if (Atomics.wait(head, 0, ReplyState.Waiting, Math.min(SIGNAL_SLICE_MS, deadline - now)) !== 'timed-out') break;
     } finally {
       caught = watch.end();
     }
