@@ -16,6 +16,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statS
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mulberry32 } from '../src/eval/significance.js';
 import { SearchIndex } from '../src/search-index/search-index.js';
 import { rlFixture, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../test/helpers/train-fixtures.js';
 
@@ -41,18 +42,6 @@ function parseOptions(argv: readonly string[]): Options {
     else throw new Error(`kill-fuzz: unknown option ${a} (--rounds, --seed, --only, --keep)`);
   }
   return o;
-}
-
-/** mulberry32: the kill moments of a seed are the same on every machine. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Run {
@@ -720,7 +709,8 @@ async function main(): Promise<void> {
     const setup = await c.setup(work);
     let ms = setup.ms;
     console.log(`${c.name}: uninterrupted run ${ms} ms; ${o.rounds} rounds in ${work}`);
-    const random = rng(o.seed * 1000 + c.name.length);
+    // mulberry32: the kill moments of a seed are the same on every machine
+    const random = mulberry32(o.seed * 1000 + c.name.length);
     for (let r = 0; r < o.rounds; r++) {
       // spread over the run past node's start (about 15% of a short one), with a few past its end
       const killAt = Math.round((0.15 + random() * 0.9) * ms);
