@@ -46,6 +46,29 @@ function deviceFailure(e: unknown): Error | undefined {
   return isGpuDeviceFailure(cause) ? (cause as Error) : undefined;
 }
 
+/**
+ * How long a worker that stops gives BullMQ to close its connections: closing waits on commands that a
+ * Redis which stopped taking writes (a failover to a replica, a full Redis) may fail and retry forever.
+ */
+const CLOSE_MS = 5000;
+
+/** Closes `worker`, and disconnects it once `CLOSE_MS` pass, whatever its commands are still waiting on. */
+async function closeWithin(worker: Worker, force: boolean): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), CLOSE_MS)));
+  const closed = worker.close(force).catch(() => undefined);
+  try {
+    if ((await Promise.race([closed, late])) === 'late') {
+      await worker.disconnect().catch(() => undefined);
+      const blocking = (worker as unknown as { blockingConnection?: { disconnect(): Promise<void> } })
+        .blockingConnection;
+      await blocking?.disconnect().catch(() => undefined);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** How long a job whose run is not running waits before a worker looks at it again. */
 const ORPHAN_WAIT_MS = 2000;
 
@@ -88,9 +111,19 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     throw new DelayedError();
   };
 
+  // jobs in `handle`: a worker that stops with none has nothing to finish, so it need not wait on Redis
+  let working = 0;
   let orphanSaid = false;
   let runs: RunWatch | undefined;
   const handle = async (job: Job, token?: string): Promise<IndexJobResult> => {
+    working++;
+    try {
+      return await take(job, token);
+    } finally {
+      working--;
+    }
+  };
+  const take = async (job: Job, token?: string): Promise<IndexJobResult> => {
     let data: IndexJobData;
     try {
       data = readJob(job.data);
@@ -167,13 +200,16 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
   });
   // connection trouble: the watchdog decides when it is fatal; a refusal (Redis full, read-only) is at once
   worker.on('error', (e) => void watchdog.refused(e));
+  let healthy = false;
   try {
     await Promise.race([o.stop, refusedNow, watchdog.lost]);
     if (refusal) throw refusal;
+    healthy = true;
     return summary;
   } finally {
     watchdog.close();
-    await worker.close(watchdog.down);
+    // a job in hand on a Redis that still takes writes is finished and handed back; otherwise nothing waits
+    await closeWithin(worker, !healthy || watchdog.down || working === 0);
     await model?.backend.close?.();
   }
 }

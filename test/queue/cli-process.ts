@@ -35,8 +35,22 @@ export class CliProcess {
     this.proc.kill(signal);
   }
 
-  async stop(): Promise<number | null> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.kill('SIGTERM');
-    return (await this.exited).code;
+  /**
+   * SIGTERM, and the exit code; a process still running `ms` later is killed and the call fails, so that a
+   * process that ignores SIGTERM fails its test instead of hanging the suite.
+   */
+  async stop(ms = 15_000): Promise<number | null> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return (await this.exited).code;
+    this.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+    const end = await Promise.race([this.exited, late]);
+    clearTimeout(timer);
+    if (end === 'late') {
+      this.kill('SIGKILL');
+      await this.exited;
+      throw new Error(`still running ${ms / 1000} s after SIGTERM (killed); output:\n${this.output}`);
+    }
+    return end.code;
   }
 }
