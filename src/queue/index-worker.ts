@@ -52,11 +52,11 @@ function deviceFailure(e: unknown): Error | undefined {
  */
 const CLOSE_MS = 5000;
 
-/** Closes `worker`, and disconnects it once `CLOSE_MS` pass, whatever its commands are still waiting on. */
-async function closeWithin(worker: Worker, force: boolean): Promise<void> {
+/** Closes `worker` by force, and disconnects it once `CLOSE_MS` pass, whatever its commands still wait on. */
+async function closeWithin(worker: Worker): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), CLOSE_MS)));
-  const closed = worker.close(force).catch(() => undefined);
+  const closed = worker.close(true).catch(() => undefined);
   try {
     if ((await Promise.race([closed, late])) === 'late') {
       await worker.disconnect().catch(() => undefined);
@@ -208,8 +208,10 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     return summary;
   } finally {
     watchdog.close();
-    // a job in hand on a Redis that still takes writes is finished and handed back; otherwise nothing waits
-    await closeWithin(worker, !healthy || watchdog.down || working === 0);
+    // a job in hand on a Redis that still takes writes is finished and handed back, however long it takes;
+    // otherwise nothing waits
+    if (healthy && !watchdog.down && working > 0) await worker.close(false);
+    else await closeWithin(worker);
     await model?.backend.close?.();
   }
 }
