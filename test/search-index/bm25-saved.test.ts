@@ -42,6 +42,29 @@ async function freshHits(indexDir: string, scratch: string): Promise<unknown[]> 
   }
 }
 
+/**
+ * The QUERIES' hybrid hits, notes and BM25 builds of a saveBm25 open of `indexDir` by user 'nobody', in a child
+ * process: root writes any folder whatever its mode, so permissions are tested as another user.
+ */
+function searchAsNobody(indexDir: string): { hits: unknown[]; notes: string[]; builds: number } {
+  const module = new URL('../../src/search-index/search-index.js', import.meta.url).href;
+  const script = `
+    const { SearchIndex } = await import(${JSON.stringify(module)});
+    if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534); }
+    const index = await SearchIndex.open(${JSON.stringify(indexDir)}, { saveBm25: true });
+    const out = [];
+    for (const [i, q] of ${JSON.stringify(QUERIES)}.entries()) {
+      const v = Float32Array.from({ length: index.dimension }, (_, j) => Math.sin(i * 7.3 + j * 1.7));
+      out.push(await index.searchVector(v, { k: 60, hybrid: true, queryText: q }));
+    }
+    await index.close();
+    process.stdout.write(JSON.stringify({ hits: out, notes: index.notes, builds: index.bm25Builds }));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as { hits: unknown[]; notes: string[]; builds: number };
+}
+
 /** Opens `dir` read-only as the CLI's search does (saving bm25.bin), runs the queries, and closes it. */
 async function cliLikeSearch(
   dir: string,
@@ -151,23 +174,8 @@ test('hybrid search on a folder it may not write ranks as usual, says so once an
     // root writes any folder whatever its mode: the search then runs as 'nobody' in a child process
     chmodSync(dir, 0o755);
     chmodSync(indexDir, 0o555);
-    const module = new URL('../../src/search-index/search-index.js', import.meta.url).href;
-    const script = `
-      const { SearchIndex } = await import(${JSON.stringify(module)});
-      if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534); }
-      const index = await SearchIndex.open(${JSON.stringify(indexDir)}, { saveBm25: true });
-      const out = [];
-      for (const [i, q] of ${JSON.stringify(QUERIES)}.entries()) {
-        const v = Float32Array.from({ length: index.dimension }, (_, j) => Math.sin(i * 7.3 + j * 1.7));
-        out.push(await index.searchVector(v, { k: 60, hybrid: true, queryText: q }));
-      }
-      await index.close();
-      process.stdout.write(JSON.stringify({ hits: out, notes: index.notes, builds: index.bm25Builds }));
-    `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    const got = searchAsNobody(indexDir);
     chmodSync(indexDir, 0o755);
-    assert.equal(r.status, 0, r.stderr);
-    const got = JSON.parse(r.stdout) as { hits: unknown[]; notes: string[]; builds: number };
     assert.deepEqual(got.hits, JSON.parse(JSON.stringify(want)));
     assert.equal(got.builds, 1);
     assert.equal(got.notes.length, 1, got.notes.join('\n'));
@@ -250,23 +258,8 @@ test('a bm25.bin it may not read is said so (not damaged), searched around and l
     chmodSync(indexDir, 0o777);
     chmodSync(file, 0o600);
     const saved = statSync(file);
-    const module = new URL('../../src/search-index/search-index.js', import.meta.url).href;
-    const script = `
-      const { SearchIndex } = await import(${JSON.stringify(module)});
-      if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534); }
-      const index = await SearchIndex.open(${JSON.stringify(indexDir)}, { saveBm25: true });
-      const out = [];
-      for (const [i, q] of ${JSON.stringify(QUERIES)}.entries()) {
-        const v = Float32Array.from({ length: index.dimension }, (_, j) => Math.sin(i * 7.3 + j * 1.7));
-        out.push(await index.searchVector(v, { k: 60, hybrid: true, queryText: q }));
-      }
-      await index.close();
-      process.stdout.write(JSON.stringify({ hits: out, notes: index.notes, builds: index.bm25Builds }));
-    `;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    const got = searchAsNobody(indexDir);
     chmodSync(indexDir, 0o755);
-    assert.equal(r.status, 0, r.stderr);
-    const got = JSON.parse(r.stdout) as { hits: unknown[]; notes: string[]; builds: number };
     assert.deepEqual(got.hits, JSON.parse(JSON.stringify(want)));
     assert.equal(got.builds, 1);
     assert.equal(got.notes.length, 1, got.notes.join('\n'));
