@@ -792,20 +792,16 @@ export class SearchIndex {
       read = readBm25File(this.bm25File, key, this.analyzer);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      // an error without a system code comes from the content, which a rebuild saved over it mends
-      if (typeof err?.code !== 'string') {
+      if (typeof err?.code === 'string') {
+        this.bm25Unreadable = true;
         this.noteBm25(
-          `${this.bm25File} is damaged (${err instanceof Error ? err.message : String(e)}); BM25 was rebuilt`,
+          `${this.bm25File} could not be read (${err.code}: ${err.message}); BM25 was rebuilt from docs.sqlite and ` +
+            'the file left as it is (check its owner and permissions)',
         );
         return undefined;
       }
-      this.bm25Unreadable = true;
-      const why = `${err.code}: ${err.message}`;
-      this.noteBm25(
-        `${this.bm25File} could not be read (${why}); BM25 was rebuilt from docs.sqlite and the file left as it is ` +
-          '(check its owner and permissions)',
-      );
-      return undefined;
+      // an error without a system code comes from the content, which a rebuild saved over it mends
+      read = { damaged: err instanceof Error ? err.message : String(e) };
     }
     if ('index' in read) {
       this.bm25Loads++;
