@@ -3,7 +3,9 @@
  * read-only mount, missing permission, a folder that takes nothing new. Each has a cause in words and what
  * to do, for the one sentence a user gets instead of a stack trace.
  */
+import { statfsSync } from 'node:fs';
 import { constants } from 'node:os';
+import path from 'node:path';
 
 const CAUSES: Record<string, [cause: string, remedy: string]> = {
   ENOSPC: ['no space left on the device', 'free space'],
@@ -16,6 +18,29 @@ const CAUSES: Record<string, [cause: string, remedy: string]> = {
   EACCES: ['permission denied', 'fix the permission'],
   EPERM: ['the operation is not permitted', 'fix the permission'],
 };
+
+/** ENOSPC where bytes are free but file entries are not: "free space" would send the user to the wrong fix. */
+export const NO_INODES: [cause: string, remedy: string] = [
+  'no free inodes (file entries) are left on the file system',
+  'delete files there, or write to a file system with more inodes',
+];
+
+const FEW_INODES = 64;
+
+/**
+ * Whether the file system holding `file` (or the nearest folder of it that exists) is out of inodes. Asked after
+ * the failed write removed its temporary files, which gave a few back: a full disk of bytes keeps thousands.
+ */
+export function outOfInodes(file: string): boolean {
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    try {
+      const s = statfsSync(dir);
+      return s.files > 0 && s.ffree < FEW_INODES; // files 0: the file system does not count inodes (btrfs)
+    } catch {
+      if (path.dirname(dir) === dir) return false;
+    }
+  }
+}
 
 /**
  * ENOENT from creating a file or folder in a folder that exists (makeFolder creates one level at a time, and
@@ -37,7 +62,12 @@ export function fileSystemCause(
 ): { code: string; cause: string; remedy: string } | null {
   const e = err as NodeJS.ErrnoException;
   if (typeof e?.code !== 'string') return null;
-  const known = e.code === 'ENOENT' && o.creating ? CANNOT_CREATE : CAUSES[e.code];
+  const known =
+    e.code === 'ENOENT' && o.creating
+      ? CANNOT_CREATE
+      : e.code === 'ENOSPC' && typeof e.path === 'string' && outOfInodes(path.resolve(e.path))
+        ? NO_INODES
+        : CAUSES[e.code];
   return known === undefined ? null : { code: e.code, cause: known[0], remedy: known[1] };
 }
 

@@ -327,7 +327,8 @@ function createWithPid(file: string): boolean {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? '';
     if (code === 'EEXIST') return false;
-    if (!NO_HARD_LINKS.has(code)) throw e;
+    // a link takes a file entry too (tmpfs counts it against nr_inodes): the lock is what could not be made
+    if (!NO_HARD_LINKS.has(code)) throw namingFile(e, file, tmp, file);
   } finally {
     rmSync(tmp, { force: true });
   }

@@ -17,7 +17,9 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
+import { NO_INODES, outOfInodes } from '../io/file-system-cause.js';
 import { contentHash, documentText, storedDocument, wellFormedId, type SourceDocument } from './document-source.js';
 import { IndexError } from './index-error.js';
 import type { VectorRow } from './vector-store.js';
@@ -150,8 +152,12 @@ export function sqliteFailure(file: string, e: unknown): IndexError {
   }
   if (typeof code === 'string' && code.startsWith('SQLITE_READONLY'))
     return new IndexError(`${file} cannot be written (${why}); check the folder's permissions.`);
-  if (typeof code === 'string' && code.startsWith('SQLITE_CANTOPEN'))
+  if (typeof code === 'string' && code.startsWith('SQLITE_CANTOPEN')) {
+    // SQLite cannot create its journal beside the file either: the folder's file system is out of inodes
+    if (outOfInodes(path.resolve(file)))
+      return new IndexError(`${file} cannot be opened: ${NO_INODES[0]}; ${NO_INODES[1]}, then run the command again.`);
     return new IndexError(`${file} cannot be opened (${why}); check that it exists and is readable.`);
+  }
   return damagedFile(file, why);
 }
 

@@ -229,3 +229,51 @@ test(
     }
   },
 );
+
+test(
+  'index on a file system out of inodes (bytes free): one sentence that says inodes, not "free space"',
+  { skip: !namespaces && 'no user and mount namespaces here (unshare -rm)' },
+  async () => {
+    const { dir, cleanup } = tempDir('no-inodes');
+    try {
+      const model = await tinyModelDir(dir);
+      const docs = path.join(dir, 'docs.jsonl');
+      writeJsonl(docs, corpus(60));
+      const base = path.join(dir, 'base');
+      assert.equal(runCli(['index', '--model', model, '--input', docs, '--out', base], env).status, 0);
+      const disk = path.join(dir, 'disk');
+      const out = path.join(dir, 'out');
+      mkdirSync(disk);
+      mkdirSync(out);
+      // one inode left: the lock's temporary file takes it, so the link that makes write.lock fails; a new
+      // index's docs.sqlite is made, but SQLite cannot make its journal beside it
+      const script = `
+        cp -r "$BASE" "$DISK/idx" && keep_inodes 1 || exit 98
+        "$NODE" "$MAIN" index --input "$DOCS" --out "$DISK/idx" 2>"$OUT/update.err"; echo $? >"$OUT/update.rc"
+        "$NODE" "$MAIN" index --model "$MODEL" --input "$DOCS" --out "$DISK/new" 2>"$OUT/new.err"
+        echo $? >"$OUT/new.rc"
+        rm "$DISK"/.i*
+        "$NODE" "$MAIN" index --model "$MODEL" --input "$DOCS" --out "$DISK/new" >"$OUT/again.out" || exit 97`;
+      const r = onSmallDisk(
+        disk,
+        8192,
+        script,
+        { ...env, NODE: process.execPath, MAIN: main, BASE: base, DOCS: docs, MODEL: model, OUT: out },
+        24,
+      );
+      assert.ok(r !== null);
+      assert.equal(r.status, 0, r.stderr);
+      const noInodes = 'no free inodes \\(file entries\\) are left on the file system';
+      const update = readFileSync(path.join(out, 'update.err'), 'utf8').trim();
+      assert.equal(readFileSync(path.join(out, 'update.rc'), 'utf8').trim(), '2', update);
+      assert.match(update, new RegExp(`^search-r3: link ${disk}/idx/write\\.lock: ${noInodes} \\(ENOSPC\\); delete`));
+      const made = readFileSync(path.join(out, 'new.err'), 'utf8').trim();
+      assert.equal(readFileSync(path.join(out, 'new.rc'), 'utf8').trim(), '2', made);
+      assert.match(made, new RegExp(`^search-r3: ${disk}/new/docs\\.sqlite cannot be opened: ${noInodes}; delete`));
+      for (const err of [update, made]) assert.equal(err.split('\n').length, 1, err);
+      assert.match(readFileSync(path.join(out, 'again.out'), 'utf8'), /60 documents indexed/);
+    } finally {
+      cleanup();
+    }
+  },
+);
