@@ -18,7 +18,7 @@ export { LocalBackend, type EmbeddingBackend } from './search-index/embedding-ba
 export { readDocuments, streamDocuments, documentText, type SourceDocument } from './search-index/document-source.js';
 export { IndexError } from './search-index/index-error.js';
 export type { IndexManifest, VectorDtype, StoreKind, HnswParams } from './search-index/manifest.js';
-export type { VectorStore, VectorRow, VectorHit } from './search-index/vector-store.js';
+export type { StoreState, VectorStore, VectorRow, VectorHit } from './search-index/vector-store.js';
 // an index's vectors in LanceDB (--store lancedb): index.store, on which createVectorIndex() builds IVF-PQ
 export { LanceStore } from './search-index/lance-store.js';
 export { reciprocalRankFusion, fuseHybrid, type HybridFusion } from './search-index/rrf.js';

@@ -1,9 +1,11 @@
 /**
  * VectorStore on LanceDB (@lancedb/lancedb 0.31.0): a `vectors` table (key, id, vector) on a local path
  * or object storage (s3://, gs://, az://), for corpora whose HNSW graph would not fit one machine's memory.
- * Each add/delete is a LanceDB commit of its own; `commit(generation)` records the docs.sqlite generation
- * in a one-row `meta` table. Search is exact (brute force) until an ANN index is built on the table, which
- * LanceDB recommends only beyond ~100k rows (`createVectorIndex`).
+ * Each add/delete is a LanceDB commit of its own; `commit(state)` records the docs.sqlite generation and
+ * table identity in a one-row `meta` table (a meta table of an older search-r3 gets its `table_id` column
+ * at its first commit here; until then, and while empty, no table is recorded). Search is exact (brute
+ * force) until an ANN index is built on the table, which LanceDB recommends only beyond ~100k rows
+ * (`createVectorIndex`).
  *
  * Every call runs as one that close() waits for, and one made after close() is refused in one sentence: LanceDB
  * answers a call on a closed table with its own 'Table vectors is closed', which names neither the store nor
@@ -13,10 +15,12 @@ import * as lancedb from '@lancedb/lancedb';
 import { nativeFileSystemError } from '../io/file-system-cause.js';
 import { CallsUnderWay } from './calls-under-way.js';
 import { IndexError } from './index-error.js';
-import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
+import { type StoreState, type VectorHit, type VectorRow, type VectorStore, reflects } from './vector-store.js';
 
 const VECTORS = 'vectors';
 const META = 'meta';
+/** The meta column of the table identity ('' for none: LanceDB infers a column's type from its first value). */
+const TABLE_ID = 'table_id';
 
 export class LanceStore implements VectorStore {
   readonly kind = 'lancedb' as const;
@@ -96,36 +100,42 @@ export class LanceStore implements VectorStore {
     });
   }
 
-  commit(generation: number): Promise<void> {
+  commit(state: StoreState): Promise<void> {
     return this.use(async () => {
+      const values = { generation: state.generation, [TABLE_ID]: state.table ?? '' };
       const names = await this.db.tableNames();
       if (names.includes(META)) {
         const meta = await this.db.openTable(META);
-        await meta.update({ values: { generation } });
+        if (!(await meta.schema()).fields.some((f) => f.name === TABLE_ID))
+          await meta.addColumns([{ name: TABLE_ID, valueSql: "''" }]);
+        await meta.update({ values });
       } else {
-        await this.db.createTable(META, [{ generation }]);
+        await this.db.createTable(META, [values]);
       }
     });
   }
 
-  generation(): Promise<number> {
-    return this.use(() => this.committedGeneration());
+  committed(): Promise<StoreState> {
+    return this.use(() => this.committedState());
   }
 
-  private async committedGeneration(): Promise<number> {
-    if (!(await this.db.tableNames()).includes(META)) return 0;
+  private async committedState(): Promise<StoreState> {
+    if (!(await this.db.tableNames()).includes(META)) return { generation: 0 };
     const rows = (await (await this.db.openTable(META)).query().limit(1).toArray()) as {
       generation: number | bigint;
+      [TABLE_ID]?: string | null;
     }[];
-    return rows.length > 0 ? Number(rows[0].generation) : 0;
+    if (rows.length === 0) return { generation: 0 };
+    const table = rows[0][TABLE_ID];
+    return { generation: Number(rows[0].generation), ...(table ? { table } : {}) };
   }
 
-  reload(generation: number): Promise<boolean> {
+  reload(state: StoreState): Promise<boolean> {
     return this.use(async () => {
       if (!this.table && (await this.db.tableNames()).includes(VECTORS)) this.table = await this.db.openTable(VECTORS);
       else if (this.table) await this.table.checkoutLatest();
-      // not this.generation(), which a close() called meanwhile refuses: this call is under way
-      return (await this.committedGeneration()) === generation;
+      // not this.committed(), which a close() called meanwhile refuses: this call is under way
+      return reflects(await this.committedState(), state);
     });
   }
 

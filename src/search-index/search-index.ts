@@ -49,7 +49,7 @@ import {
 } from './manifest.js';
 import { fuseHybrid } from './rrf.js';
 import { UsearchStore, exactCosineSearch } from './usearch-store.js';
-import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
+import { type StoreState, type VectorHit, type VectorRow, type VectorStore, reflects } from './vector-store.js';
 import { WriteLock } from './write-lock.js';
 import { readVectorSnapshot, type VectorSnapshot } from './vector-snapshot.js';
 import { makeFolderSync } from '../io/make-folder.js';
@@ -285,15 +285,16 @@ export class SearchIndex {
   }
 
   /**
-   * A kill between the sqlite commit and the vector-store commit leaves the store behind, and a damaged
-   * store file is not loaded at all: rebuild it from docs.sqlite. A reader, or a writer while another
-   * process holds the write lock (it will commit the store itself), rebuilds a local graph in memory
-   * only and leaves a shared LanceDB table alone (dense search then reads docs.sqlite exactly).
+   * A kill between the sqlite commit and the vector-store commit leaves the store behind, a docs.sqlite copied
+   * in or restored leaves it reflecting another table (or generation), and a damaged store file is not loaded at
+   * all: rebuild it from docs.sqlite. A reader, or a writer while another process holds the write lock (it will
+   * commit the store itself), rebuilds a local graph in memory only and leaves a shared LanceDB table alone
+   * (dense search then reads docs.sqlite exactly).
    */
   private async reconcile(): Promise<void> {
-    const g = this.docs.generation();
-    this.storeGeneration = g;
-    if ((await this.store.generation()) === g && !this.store.problem) return;
+    const docs = this.docsState(this.docs.generation());
+    this.storeGeneration = docs.generation;
+    if (reflects(await this.store.committed(), docs) && !this.store.problem) return;
     let lock: WriteLock | undefined = this.lock;
     if (!lock && !this.readOnly) {
       try {
@@ -310,12 +311,17 @@ export class SearchIndex {
       await this.store.clear();
       for (const rows of this.docs.indexedVectors()) await this.store.add(rows);
       if (!lock) return;
-      await this.store.commit(g);
+      await this.store.commit(docs);
       this.writeCounts();
     } finally {
       // taken for the rebuild only: held on, it would refuse this process's next writer of the folder
       if (lock !== this.lock) lock?.release();
     }
+  }
+
+  /** What a vector store must reflect to stand for docs.sqlite at `generation`: that and the table's identity. */
+  private docsState(generation: number): StoreState {
+    return { generation, table: this.docs.identity() };
   }
 
   private writeCounts(): void {
@@ -494,7 +500,7 @@ export class SearchIndex {
     return this.serialized(async () => {
       this.lockForWriting();
       try {
-        await this.store.commit(this.storeGeneration);
+        await this.store.commit(this.docsState(this.storeGeneration));
       } catch (e) {
         throw storeError(this.manifest.storeUri ?? this.dir, e, 'written');
       }
@@ -583,7 +589,7 @@ export class SearchIndex {
     try {
       await this.store.remove(removed);
       await this.store.add(added);
-      await this.store.commit(generation);
+      await this.store.commit(this.docsState(generation));
       this.storeGeneration = generation;
     } finally {
       this.storeFollowing = false;
@@ -624,7 +630,7 @@ export class SearchIndex {
     const g = this.docs.generation();
     if (g === this.storeGeneration || this.storeFollowing) return false;
     // false while the writer is between its two commits (or its file is damaged): exact search covers the gap
-    if (!(await this.store.reload(g))) {
+    if (!(await this.store.reload(this.docsState(g)))) {
       this.storeStale = true;
       return false;
     }

@@ -1,9 +1,10 @@
 /**
  * VectorStore on a usearch HNSW graph in vectors.usearch, saved via a temporary file and a rename, so a
  * kill leaves the previous complete file. After each save, vectors.generation.json records which
- * docs.sqlite generation the file reflects, its size and its SHA-256. usearch trusts the bytes it
- * loads (a damaged file aborts the process in native code), so a file is hashed before usearch sees
- * it and loaded only when it matches; otherwise the caller rebuilds the graph from docs.sqlite.
+ * docs.sqlite generation and table (its identity) the file reflects, its size and its SHA-256. usearch
+ * trusts the bytes it loads (a damaged file aborts the process in native code), so a file is hashed
+ * before usearch sees it and loaded only when it matches; otherwise the caller rebuilds the graph from
+ * docs.sqlite.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
@@ -11,7 +12,7 @@ import path from 'node:path';
 import usearch from 'usearch';
 import { nativeWriteSync, writeFileAtomicallySync } from '../io/atomic-file.js';
 import type { HnswParams, VectorDtype } from './manifest.js';
-import type { VectorHit, VectorRow, VectorStore } from './vector-store.js';
+import { type StoreState, type VectorHit, type VectorRow, type VectorStore, reflects } from './vector-store.js';
 
 /** How long a reader waits for a commit record to follow its file before calling the file damaged. */
 const RECORD_WAIT_MS = 500;
@@ -40,14 +41,13 @@ export interface UsearchStoreOptions {
   problem?: string;
 }
 
-/** What vectors.generation.json says of vectors.usearch. */
-interface CommitRecord {
-  generation: number;
+/** What vectors.generation.json says of vectors.usearch (`table` is absent in a record of an older search-r3). */
+interface CommitRecord extends StoreState {
   bytes: number;
   sha256: string;
 }
 
-type Loaded = { generation: number; index: UIndex } | { problem: string };
+type Loaded = { state: StoreState; index: UIndex } | { problem: string };
 
 /** SHA-256 and size of an open file, read in blocks (the file may be larger than memory allows twice). */
 function hashFile(fd: number): { sha256: string; bytes: number } {
@@ -66,8 +66,8 @@ function hashFile(fd: number): { sha256: string; bytes: number } {
 export class UsearchStore implements VectorStore {
   readonly kind = 'local' as const;
   private index: UIndex;
-  /** The docs.sqlite generation the graph in memory reflects (0: none, e.g. after clear()). */
-  private loaded = 0;
+  /** What the graph in memory reflects (generation 0: none, e.g. after clear()). */
+  private loaded: StoreState = { generation: 0 };
   /** Why vectors.usearch was not loaded at open (missing, damaged, without checksum), or undefined. */
   readonly problem?: string;
 
@@ -88,7 +88,7 @@ export class UsearchStore implements VectorStore {
       return;
     }
     this.index = r.index;
-    this.loaded = r.generation;
+    this.loaded = r.state;
   }
 
   private fresh(): UIndex {
@@ -115,6 +115,8 @@ export class UsearchStore implements VectorStore {
     }
     if (!Number.isInteger(r.generation) || (r.generation as number) < 0)
       return { problem: `${file} is damaged (no generation)` };
+    if (r.table !== undefined && typeof r.table !== 'string')
+      return { problem: `${file} is damaged (its table is not a string)` };
     if (typeof r.sha256 !== 'string' || !Number.isInteger(r.bytes))
       return { problem: `${path.join(this.dir, VECTORS_FILE)} has no checksum (it was written by an older search-r3)` };
     return r as CommitRecord;
@@ -151,7 +153,7 @@ export class UsearchStore implements VectorStore {
         index.load(file);
         const after = statSync(file);
         if (after.ino === before.ino && after.mtimeMs === before.mtimeMs && after.size === before.size)
-          return { generation: record.generation, index };
+          return { state: { generation: record.generation, table: record.table }, index };
       } catch (e) {
         return { problem: `${file} cannot be loaded (${(e as Error).message})` };
       } finally {
@@ -185,13 +187,13 @@ export class UsearchStore implements VectorStore {
       flat,
       this.opts.threads ?? 0,
     );
-    this.loaded = 0;
+    this.loaded = { generation: 0 };
   }
 
   async remove(keys: readonly number[]): Promise<void> {
     if (keys.length === 0) return;
     this.index.remove(BigUint64Array.from(keys, (k) => BigInt(k)));
-    this.loaded = 0;
+    this.loaded = { generation: 0 };
   }
 
   async search(vector: Float32Array, k: number): Promise<VectorHit[]> {
@@ -208,40 +210,40 @@ export class UsearchStore implements VectorStore {
     return hits;
   }
 
-  async commit(generation: number): Promise<void> {
+  async commit(state: StoreState): Promise<void> {
     let record: CommitRecord | undefined;
     writeFileAtomicallySync(path.join(this.dir, VECTORS_FILE), (tmp) => {
       nativeWriteSync(tmp, () => this.index.save(tmp));
       const fd = openSync(tmp, 'r');
       try {
-        record = { generation, ...hashFile(fd) };
+        record = { generation: state.generation, table: state.table, ...hashFile(fd) };
       } finally {
         closeSync(fd);
       }
     });
     writeFileAtomicallySync(path.join(this.dir, GENERATION_FILE), JSON.stringify(record) + '\n');
-    this.loaded = generation;
+    this.loaded = { generation: state.generation, table: state.table };
   }
 
-  async generation(): Promise<number> {
+  async committed(): Promise<StoreState> {
     return this.loaded;
   }
 
   async clear(): Promise<void> {
     this.index = this.fresh();
-    this.loaded = 0;
+    this.loaded = { generation: 0 };
   }
 
   /**
-   * Loads what another process committed, if that is `generation` and the file is intact; else keeps the current graph.
+   * Loads what another process committed, if it reflects `state` and the file is intact; else keeps the current graph.
    */
-  async reload(generation: number): Promise<boolean> {
+  async reload(state: StoreState): Promise<boolean> {
     const record = this.readRecord();
-    if ('problem' in record || record.generation !== generation) return false;
+    if ('problem' in record || !reflects(record, state)) return false;
     const r = this.readCommitted();
-    if ('problem' in r || r.generation !== generation) return false;
+    if ('problem' in r || !reflects(r.state, state)) return false;
     this.index = r.index;
-    this.loaded = r.generation;
+    this.loaded = r.state;
     return true;
   }
 

@@ -1,11 +1,12 @@
 /** Shared by the index and serve tests: a tiny random model saved as a model folder, and small corpora. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
 import type { SourceDocument } from '../../src/search-index/document-source.js';
+import { type CreateIndexOptions, SearchIndex } from '../../src/search-index/search-index.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
@@ -78,6 +79,30 @@ export function assertSameVectors(got: readonly Float32Array[], want: readonly F
     const diff = Math.max(...Array.from(g, (x, j) => Math.abs(x - want[i][j])));
     assert.ok(diff <= tol, `vector ${i} differs by ${diff}`);
   });
+}
+
+/**
+ * An index in `<dir>/index` whose docs.sqlite was replaced by a copy of another index's: both were built alike
+ * (`create`, 12 documents in chunks of 4) from different documents, so they reached the same generation, and the
+ * index's vector store holds its own documents under the keys that now name the other's. Returns the folder and
+ * the documents its docs.sqlite holds now.
+ */
+export async function indexWithCopiedTable(
+  dir: string,
+  backend: LocalBackend,
+  create: CreateIndexOptions,
+): Promise<{ indexDir: string; docs: SourceDocument[] }> {
+  const build = async (name: string, docs: SourceDocument[]): Promise<number> => {
+    const index = await SearchIndex.open(path.join(dir, name), { backend, create });
+    await index.addDocuments(docs, { chunkSize: 4 });
+    const generation = index.docs.generation();
+    await index.close();
+    return generation;
+  };
+  const docs = corpus(12, 2).map((d) => ({ ...d, id: `other-${d.id}` }));
+  assert.equal(await build('index', corpus(12)), await build('other', docs), 'both at the same generation');
+  copyFileSync(path.join(dir, 'other', 'docs.sqlite'), path.join(dir, 'index', 'docs.sqlite'));
+  return { indexDir: path.join(dir, 'index'), docs };
 }
 
 /** Writes documents as JSON lines (`_id`, title, text, and `extra` fields on every line). */

@@ -12,7 +12,8 @@ import { documentText } from '../../src/search-index/document-source.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { tinyModel } from '../helpers/tiny-model.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
+import * as lancedb from '@lancedb/lancedb';
+import { corpus, indexWithCopiedTable, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 
 function unit(seed: number, d: number): Float32Array {
   let s = seed;
@@ -49,12 +50,12 @@ test('LanceStore on a local path: add, cosine search, delete, generation, reopen
     await store.remove([10, 11]);
     assert.equal(await store.size(), 48);
     assert.ok(!(await store.search(rows[9].vector, 5)).some((h) => h.key === 10 || h.key === 11));
-    assert.equal(await store.generation(), 0);
-    await store.commit(3);
-    await store.commit(4);
+    assert.equal((await store.committed()).generation, 0);
+    await store.commit({ generation: 3 });
+    await store.commit({ generation: 4 });
     await store.close();
     store = await LanceStore.open(uri, 16);
-    assert.equal(await store.generation(), 4);
+    assert.equal((await store.committed()).generation, 4);
     assert.equal(await store.size(), 48);
     await store.clear();
     assert.equal(await store.size(), 0);
@@ -113,6 +114,42 @@ test('an index on the LanceDB store searches, updates and deletes like the local
     cleanup();
   }
 });
+
+test(
+  "another index's docs.sqlite copied in at the same generation has the LanceDB table rebuilt, not trusted; a meta " +
+    'table without the table id column (an older search-r3) is trusted, and gets the column at its next commit',
+  async () => {
+    const { dir, cleanup } = tempDir('lance-copied');
+    try {
+      const backend = await tinyBackend(await tinyModelDir(dir));
+      const { indexDir, docs } = await indexWithCopiedTable(dir, backend, { store: 'lancedb' });
+      const vectors = await backend.embedDocuments(docs.map(documentText));
+      const topIds = (index: SearchIndex): Promise<(string | undefined)[]> =>
+        Promise.all(vectors.map(async (v) => (await index.searchVector(v, { k: 1, exact: false }))[0]?.id));
+      const ids = docs.map((d) => d.id);
+      let index = await SearchIndex.open(indexDir, { backend, writable: true });
+      assert.deepEqual(await topIds(index), ids);
+      const { generation, table } = await index.store.committed();
+      assert.equal(table, index.docs.identity());
+      await index.close();
+
+      const db = await lancedb.connect(path.join(indexDir, 'vectors.lance'));
+      await db.dropTable('meta');
+      await (await db.createTable('meta', [{ generation }])).close();
+      db.close();
+      index = await SearchIndex.open(indexDir, { backend, writable: true });
+      assert.deepEqual(await index.store.committed(), { generation }, 'trusted as it is: not rebuilt');
+      assert.deepEqual(await topIds(index), ids);
+      await index.checkStoreWritable();
+      await index.close();
+      index = await SearchIndex.open(indexDir, { backend });
+      assert.deepEqual(await index.store.committed(), { generation, table });
+      await index.close();
+    } finally {
+      cleanup();
+    }
+  },
+);
 
 test('a reader of a LanceDB index whose table folder is gone creates nothing and searches docs.sqlite', async () => {
   const { dir, cleanup } = tempDir('lance-ro');
@@ -192,9 +229,9 @@ test("a writer's refresh while its own write saves the LanceDB table leaves its 
       const { store } = index;
       const commit = store.commit.bind(store);
       const refreshed: boolean[] = [];
-      store.commit = async (generation) => {
+      store.commit = async (state) => {
         refreshed.push(await index.refresh());
-        return commit(generation);
+        return commit(state);
       };
       await index.deleteDocuments(['d0']);
       assert.deepEqual(refreshed, [false]);
@@ -222,9 +259,9 @@ test('a LanceStore answers the calls under way when closed, and refuses any afte
     const store = await LanceStore.open(uri, 16);
     const rows = Array.from({ length: 30 }, (_, i) => ({ key: i + 1, id: `doc${i}`, vector: unit(i + 3, 16) }));
     await store.add(rows);
-    await store.commit(2);
+    await store.commit({ generation: 2 });
     const want = await store.search(rows[4].vector, 3);
-    const under = [store.search(rows[4].vector, 3), store.size(), store.generation()] as const;
+    const under = [store.search(rows[4].vector, 3), store.size(), store.committed()] as const;
     const closing = store.close();
     const closed = {
       name: 'IndexError',
@@ -235,17 +272,17 @@ test('a LanceStore answers the calls under way when closed, and refuses any afte
     for (const call of [
       () => store.search(rows[4].vector, 3),
       () => store.size(),
-      () => store.generation(),
-      () => store.reload(2),
+      () => store.committed(),
+      () => store.reload({ generation: 2 }),
       () => store.add(rows.slice(0, 1)),
       () => store.remove([1]),
-      () => store.commit(3),
+      () => store.commit({ generation: 3 }),
       () => store.clear(),
       () => store.createVectorIndex(),
     ]) {
       await assert.rejects(call(), closed);
     }
-    assert.deepEqual(await Promise.all(under), [want, 30, 2]);
+    assert.deepEqual(await Promise.all(under), [want, 30, { generation: 2 }]);
     await closing;
     await store.close(); // closing again does nothing
     await assert.rejects(store.size(), closed);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, symlinkSync } from 'node:fs';
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +10,8 @@ import { contentHash, documentText } from '../../src/search-index/document-sourc
 import { IndexError } from '../../src/search-index/index-error.js';
 import { runCli } from '../helpers/cli.js';
 import { LockThread } from '../helpers/lock-thread.js';
-import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
+import { GENERATION_FILE } from '../../src/search-index/usearch-store.js';
+import { corpus, indexWithCopiedTable, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
 
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'resume-child.js');
 
@@ -105,10 +106,10 @@ test('a vector store that lags docs.sqlite (kill between the two commits) is reb
     const want = (await index.search('gene', { k: 12 })).hits.map((h) => h.id);
     // simulate the crash window: docs.sqlite moves on (a delete), the HNSW file is not rewritten
     const { generation } = index.docs.delete(['d001']);
-    assert.notEqual(await index.store.generation(), generation);
+    assert.notEqual((await index.store.committed()).generation, generation);
     await index.close();
     index = await SearchIndex.open(indexDir, { backend, writable: true });
-    assert.equal(await index.store.generation(), index.docs.generation());
+    assert.equal((await index.store.committed()).generation, index.docs.generation());
     assert.equal(await index.store.size(), 11);
     assert.deepEqual(
       (await index.search('gene', { k: 12 })).hits.map((h) => h.id),
@@ -119,6 +120,47 @@ test('a vector store that lags docs.sqlite (kill between the two commits) is reb
     cleanup();
   }
 });
+
+/** The id of the top hit through the vector store (not exact search) for each vector, as `index` ranks it. */
+async function storeTopIds(index: SearchIndex, vectors: readonly Float32Array[]): Promise<(string | undefined)[]> {
+  return Promise.all(vectors.map(async (v) => (await index.searchVector(v, { k: 1, exact: false }))[0]?.id));
+}
+
+test(
+  "another index's docs.sqlite copied in at the same generation has the HNSW graph rebuilt, not trusted; a " +
+    'graph committed without a table id (an older search-r3) is trusted, and records the id at its next commit',
+  async () => {
+    const { dir, cleanup } = tempDir('copied-table');
+    try {
+      const backend = await tinyBackend(await tinyModelDir(dir));
+      const { indexDir, docs } = await indexWithCopiedTable(dir, backend, {});
+      const vectors = await backend.embedDocuments(docs.map(documentText));
+      const ids = docs.map((d) => d.id);
+      const reader = await SearchIndex.open(indexDir, { backend });
+      assert.deepEqual(await storeTopIds(reader, vectors), ids);
+      await reader.close();
+      const writer = await SearchIndex.open(indexDir, { backend, writable: true });
+      assert.deepEqual(await storeTopIds(writer, vectors), ids);
+      const table = writer.docs.identity();
+      assert.equal((await writer.store.committed()).table, table);
+      await writer.close();
+
+      const recordFile = path.join(indexDir, GENERATION_FILE);
+      const record = JSON.parse(readFileSync(recordFile, 'utf8')) as Record<string, unknown>;
+      assert.equal(record.table, table);
+      delete record.table;
+      writeFileSync(recordFile, JSON.stringify(record));
+      const old = await SearchIndex.open(indexDir, { backend, writable: true });
+      assert.equal((await old.store.committed()).table, undefined, 'trusted as it is: not rebuilt');
+      assert.deepEqual(await storeTopIds(old, vectors), ids);
+      await old.checkStoreWritable();
+      await old.close();
+      assert.equal((JSON.parse(readFileSync(recordFile, 'utf8')) as Record<string, unknown>).table, table);
+    } finally {
+      cleanup();
+    }
+  },
+);
 
 test('an update an older version left pending in place (before staged rows) is finished by the next run', async () => {
   const { dir, cleanup } = tempDir('legacy-pending');
