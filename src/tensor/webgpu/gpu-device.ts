@@ -179,18 +179,32 @@ export class GpuDevice {
     const init: GpuInit = { reply, powerPreference, dawnFlags, poison: process.env.SEARCH_R3_GPU_POISON === '1' };
     // Dawn writes warnings to stderr from native code while it looks for an adapter (see dawn-text.ts): they
     // are caught while this thread waits in Atomics.wait, so that nothing of its own lands among them
-    const release = captureStderr();
+    let release = captureStderr();
     let worker: Worker;
     let state: ReplyState;
     let said = '';
+    // An adapter can take minutes to come up on some drivers, while this thread blocks: a stop signal goes to
+    // the command's listeners at once, as in a read. One that exits must not wait for the GPU thread either:
+    // Node's teardown would wait for the adapter, or abort inside Dawn.
+    const endOpen = (code: number): void => endAfterExitListeners(endOpen, code, code);
+    const onSignals = (caught: NodeJS.Signals[]): void => {
+      // what the listeners write must reach stderr, after what a successful start would have passed on
+      const kept = sortDawnStderr(release?.() ?? '').kept;
+      if (kept.length > 0) process.stderr.write(`${kept.join('\n')}\n`);
+      process.off('exit', endOpen);
+      process.on('exit', endOpen); // last, so that every other exit listener (a lock's removal) has run
+      for (const s of caught) deliverSignal(s);
+      release = captureStderr();
+    };
     try {
       worker = new Worker(new URL('./gpu-worker.js', import.meta.url), {
         workerData: init,
         execArgv: workerExecArgv(process.execArgv),
       });
-      state = wait(reply, 120_000, null);
+      state = wait(reply, 120_000, onSignals);
     } finally {
       said = release?.() ?? '';
+      process.off('exit', endOpen);
     }
     const dawn = sortDawnStderr(said);
     if (state !== ReplyState.Done) {
@@ -394,18 +408,7 @@ export class GpuDevice {
    * exitHook returns, and among them are those a command adds after a signal (a lock's removal).
    */
   private endNow(code: number, exitCode: number): void {
-    const listeners = process.listeners('exit') as ((code: number) => void)[];
-    const mine = listeners.indexOf(this.exitListener);
-    // not among them (removed while the exit was emitted): those after it are not known, and running the whole
-    // list again would run the earlier ones twice and this one into itself
-    for (const listener of mine < 0 ? [] : listeners.slice(mine + 1)) {
-      try {
-        listener.call(process, code);
-      } catch (e) {
-        process.stderr.write(`search-r3: ${e instanceof Error ? e.message : String(e)}\n`);
-      }
-    }
-    exitNow(exitCode);
+    endAfterExitListeners(this.exitListener, code, exitCode);
   }
 
   /**
@@ -469,6 +472,25 @@ export class GpuDevice {
       true,
     );
   }
+}
+
+/**
+ * Runs the exit listeners registered after `mine` with `code`, then ends the process with `exitCode` at once
+ * (see GpuDevice.endNow): called from `mine`, an exit listener, since Node calls the later ones only after it.
+ */
+function endAfterExitListeners(mine: (code: number) => void, code: number, exitCode: number): void {
+  const listeners = process.listeners('exit') as ((code: number) => void)[];
+  const at = listeners.indexOf(mine);
+  // not among them (removed while the exit was emitted): those after it are not known, and running the whole
+  // list again would run the earlier ones twice and this one into itself
+  for (const listener of at < 0 ? [] : listeners.slice(at + 1)) {
+    try {
+      listener.call(process, code);
+    } catch (e) {
+      process.stderr.write(`search-r3: ${e instanceof Error ? e.message : String(e)}\n`);
+    }
+  }
+  exitNow(exitCode);
 }
 
 /** How often a wait that watches for stop signals looks whether one arrived (see wait). */

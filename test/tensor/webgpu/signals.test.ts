@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -139,3 +139,72 @@ test('an exit listener that a signal listener adds runs before a process the sig
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * Starts a node whose SIGTERM listener `listeners` (a module body) is in place before it asks for the
+ * WebGPU device, with a Vulkan driver manifest that is a named pipe nobody writes: the Vulkan loader
+ * blocks reading it, as an adapter does that takes minutes to come up on some drivers. SIGTERM goes 1 s
+ * after the request began. Resolves to the child's status and output and the seconds it took to end after.
+ */
+function stopInAdapterStart(
+  listeners: string,
+  dir: string,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string; seconds: number }> {
+  const manifest = path.join(dir, 'icd.json');
+  execFileSync('mkfifo', [manifest]);
+  const tensor = path.join(repoRoot, 'dist', 'src', 'tensor', 'index.js');
+  const script = `
+    const T = await import(${JSON.stringify(tensor)});
+    ${listeners}
+    console.log('opening');
+    T.setBackend('webgpu');
+    console.log('opened');`;
+  // VK_DRIVER_FILES for loaders since 1.3.207, VK_ICD_FILENAMES for older ones
+  const env = { ...process.env, VK_DRIVER_FILES: manifest, VK_ICD_FILENAMES: manifest };
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe', env });
+  let out = '',
+    err = '',
+    sentAt = 0;
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+    if (sentAt !== 0 || !out.includes('opening')) return;
+    sentAt = -1;
+    setTimeout(() => {
+      sentAt = performance.now();
+      child.kill('SIGTERM');
+      // one that never sees the signal is ended here, so that the test fails in seconds, not minutes
+      setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+    }, 1000);
+  });
+  return new Promise((resolve) =>
+    child.on('exit', (code, signal) =>
+      resolve({ code, signal, out, err, seconds: (performance.now() - sentAt) / 1000 }),
+    ),
+  );
+}
+
+test(
+  'SIGTERM while the WebGPU adapter comes up runs the listener at once, its output and exit listeners too',
+  { ...opt, skip: process.platform !== 'linux' ? 'the slow adapter is a Vulkan driver manifest' : opt.skip },
+  async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gpu-signal-'));
+    try {
+      const marker = path.join(dir, 'unlocked');
+      const r = await stopInAdapterStart(
+        `
+      const { writeFileSync } = await import('node:fs');
+      process.on('exit', () => writeFileSync(${JSON.stringify(marker)}, 'unlocked'));
+      process.on('SIGTERM', () => { process.stderr.write('stopping\\n'); process.exit(143); });`,
+        dir,
+      );
+      assert.equal(r.code, 143, `signal ${r.signal}: ${r.err}`);
+      assert.doesNotMatch(r.out, /opened/, 'the adapter came up: it proves nothing');
+      assert.ok(r.seconds < 5, `the process ended ${r.seconds.toFixed(1)} s after SIGTERM`);
+      assert.match(r.err, /^stopping$/m);
+      assert.equal(readFileSync(marker, 'utf8'), 'unlocked');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
