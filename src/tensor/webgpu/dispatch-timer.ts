@@ -45,7 +45,11 @@ export class DispatchTimer {
   /** By kernel and grid. */
   private readonly totals = new Map<string, KernelTime>();
 
-  constructor(private readonly device: GPUDevice) {}
+  /** `progress` is told the times so far each time more come back. */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly progress: ((times: KernelTime[]) => void) | null = null,
+  ) {}
 
   /** The descriptor of the pass that holds the next dispatch: `kernel` over a grid of `groups`. */
   passFor(kernel: string, groups: [number, number, number]): GPUComputePassDescriptor {
@@ -115,6 +119,7 @@ export class DispatchTimer {
       t.seconds += ns / 1e9;
       this.totals.set(key, t);
     });
+    this.progress?.([...this.totals.values()]);
   }
 
   /** Every submitted dispatch's time, summed by kernel and grid; the timer is done after this. */

@@ -16,6 +16,7 @@ import {
   REPLY_HEADER_BYTES,
   REPLY_TEXT_BYTES,
   ReplyState,
+  readPublished,
   replyText,
 } from './gpu-protocol.js';
 import { gpuTimeoutSetting } from '../../io/env-settings.js';
@@ -145,12 +146,14 @@ export class GpuDevice {
   private onClose: (() => void) | null = null;
   /** The reply of the close command, once posted. */
   private closeReply: SharedArrayBuffer | null = null;
-  /** Whether a stop signal was delivered while this device waited for the GPU (see exitHook). */
-  private signalled = false;
+  /** The stop signal delivered while this device waited for the GPU, if one was (see exitHook). */
+  private signalled: NodeJS.Signals | null = null;
+  /** Prints the process profile's table of what the GPU finished so far, without waiting for it. */
+  private onSignalStop: ((signal: NodeJS.Signals) => void) | null = null;
   private readonly exitListener = (code: number): void => this.exitHook(code);
   /** What a read does with stop signals that arrived while it waited: the command's listeners get them. */
   private readonly deliver = (caught: NodeJS.Signals[]): void => {
-    this.signalled = true;
+    this.signalled ??= caught[0];
     // last, so that every other exit listener (a lock's removal) has run when exitHook ends the process
     process.off('exit', this.exitListener);
     process.on('exit', this.exitListener);
@@ -322,10 +325,11 @@ export class GpuDevice {
 
   /**
    * Times every dispatch from now until stopProfile() (timestamp queries; kernel-profile.ts). Throws
-   * GpuError on an adapter without them.
+   * GpuError on an adapter without them. `progress` (REPLY_HEADER_BYTES and room for the JSON) is where the
+   * times so far are published as they come back (readPublished: KernelTime[] as JSON).
    */
-  startProfile(): void {
-    this.ask((reply) => ({ op: 'profile', on: true, reply }));
+  startProfile(progress?: SharedArrayBuffer): void {
+    this.ask((reply) => ({ op: 'profile', on: true, reply, progress }));
   }
 
   /** Waits for everything queued, then returns the GPU time of each kernel since startProfile(). */
@@ -336,21 +340,30 @@ export class GpuDevice {
   /**
    * SEARCH_R3_GPU_PROFILE=1: the whole process is profiled, and the table is printed on stderr when the
    * device closes, against the wall-clock time since it opened (host-only work such as tokenizing counts
-   * there too).
+   * there too). A process that a signal stops in a read does not wait for the GPU's queue (exitHook): its
+   * table holds the dispatches whose times had come back.
    */
   private profileProcess(): void {
+    const progress = new SharedArrayBuffer(REPLY_HEADER_BYTES + PROFILE_REPLY_BYTES);
     try {
-      this.startProfile();
+      this.startProfile(progress);
     } catch (e) {
       process.stderr.write(`search-r3: no GPU kernel profile: ${e instanceof Error ? e.message : String(e)}\n`);
       return;
     }
     const opened = performance.now();
-    this.onClose = () => {
-      const times = this.stopProfile();
+    const say = (times: KernelTime[], of: string): void => {
       const wall = (performance.now() - opened) / 1000;
       process.stderr.write(
-        `search-r3: GPU kernel profile (SEARCH_R3_GPU_PROFILE)\n${kernelProfileTable(times, wall)}\n`,
+        `search-r3: GPU kernel profile (SEARCH_R3_GPU_PROFILE)${of}\n${kernelProfileTable(times, wall)}\n`,
+      );
+    };
+    this.onClose = () => say(this.stopProfile(), '');
+    this.onSignalStop = (signal) => {
+      const text = readPublished(progress);
+      say(
+        text === null ? [] : (JSON.parse(text) as KernelTime[]),
+        ` of the work done before ${signal} (what was still queued on the GPU is left out)`,
       );
     };
   }
@@ -394,6 +407,14 @@ export class GpuDevice {
       this.endNow(code, 128 + osConstants.signals[caught[0]]);
     };
     if (!this.signalled) return void this.shutdown(endOnSignal);
+    const onSignalStop = this.onSignalStop;
+    this.onSignalStop = null;
+    this.onClose = null;
+    try {
+      onSignalStop?.(this.signalled);
+    } catch (e) {
+      process.stderr.write(`search-r3: no GPU kernel profile: ${e instanceof Error ? e.message : String(e)}\n`);
+    }
     if (wait(this.postClose(), SIGNAL_EXIT_GRACE_MS, endOnSignal) !== ReplyState.Waiting) {
       void this.worker.terminate();
       return;

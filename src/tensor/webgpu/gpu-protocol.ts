@@ -26,9 +26,10 @@ export type GpuCommand =
   | { op: 'stats'; reply: SharedArrayBuffer }
   /**
    * on: true starts timing every later dispatch (answering once what came before is submitted); on: false
-   * stops, and answers with the times (KernelTime[] as JSON) once everything before has run.
+   * stops, and answers with the times (KernelTime[] as JSON) once everything before has run. `progress`
+   * (with on): where the times so far are published (publish) each time more come back from the GPU.
    */
-  | { op: 'profile'; on: boolean; reply: SharedArrayBuffer }
+  | { op: 'profile'; on: boolean; reply: SharedArrayBuffer; progress?: SharedArrayBuffer }
   /** Finish everything, destroy the device, then answer: Dawn must be idle when the thread is torn down. */
   | { op: 'close'; reply: SharedArrayBuffer };
 
@@ -104,6 +105,34 @@ export function settle(reply: SharedArrayBuffer, state: ReplyState, length: numb
   head[1] = length;
   Atomics.store(head, 0, state);
   Atomics.notify(head, 0);
+}
+
+/**
+ * A text one thread rewrites while another may read it at any moment, without waiting for the writer: a
+ * sequence number, odd while a write is under way, then the length and the bytes after the 8-byte header.
+ * Does nothing with a text larger than the buffer: the last one that fitted stays.
+ */
+export function publish(shared: SharedArrayBuffer, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length > shared.byteLength - REPLY_HEADER_BYTES) return;
+  const head = new Int32Array(shared, 0, 2);
+  Atomics.add(head, 0, 1);
+  new Uint8Array(shared, REPLY_HEADER_BYTES, bytes.length).set(bytes);
+  Atomics.store(head, 1, bytes.length);
+  Atomics.add(head, 0, 1);
+}
+
+/** The text last published, or null when none was (or a write never ended within `ms`: its thread died). */
+export function readPublished(shared: SharedArrayBuffer, ms = 50): string | null {
+  const head = new Int32Array(shared, 0, 2);
+  const until = performance.now() + ms;
+  do {
+    const seq = Atomics.load(head, 0);
+    if (seq % 2 === 1) continue;
+    const bytes = new Uint8Array(shared, REPLY_HEADER_BYTES, Atomics.load(head, 1)).slice();
+    if (Atomics.load(head, 0) === seq) return seq === 0 ? null : new TextDecoder().decode(bytes);
+  } while (performance.now() < until);
+  return null;
 }
 
 /** What the GPU thread has done so far: a warmed-up training step should create no buffers. */

@@ -18,6 +18,7 @@ import {
   type GpuInit,
   REPLY_HEADER_BYTES,
   ReplyState,
+  publish,
   settle,
   writeReplyText,
 } from './gpu-protocol.js';
@@ -268,7 +269,11 @@ class GpuThread {
       if (!this.device.features.has('timestamp-query')) {
         return writeReplyText(c.reply, ReplyState.Failed, "this GPU offers no timestamp queries ('timestamp-query')");
       }
-      this.timer ??= new DispatchTimer(this.device);
+      const progress = c.progress;
+      this.timer ??= new DispatchTimer(
+        this.device,
+        progress ? (times) => publish(progress, JSON.stringify(times)) : null,
+      );
       return writeReplyText(c.reply, ReplyState.Done, '');
     }
     const timer = this.timer;

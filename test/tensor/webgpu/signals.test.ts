@@ -25,8 +25,8 @@ function blockedInWait(pid: number): boolean | null {
 }
 
 /**
- * Starts a node that reads GPU results in a loop, each read behind 32 products of 1024³ (69 GFLOP: over
- * twenty seconds on lavapipe), with `listeners` (a module body) registered once the device is open.
+ * Starts a node (with `env`) that reads GPU results in a loop, each read behind 32 products of 1024³ (69 GFLOP:
+ * over twenty seconds on lavapipe), with `listeners` (a module body) registered once the device is open.
  * Resolves, once SIGTERM was sent in its first read, to its status and output and the seconds until it ended.
  * The signal comes 0.5 s into the read, or with `atStart` as soon as its main thread blocks (polled every
  * millisecond), in the read's first milliseconds.
@@ -34,6 +34,7 @@ function blockedInWait(pid: number): boolean | null {
 function stopInRead(
   listeners: string,
   atStart = false,
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string; seconds: number }> {
   const tensor = path.join(repoRoot, 'dist', 'src', 'tensor', 'index.js');
   const script = `
@@ -50,7 +51,7 @@ function stopInRead(
       b.read();
       console.log('read');
     }`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe' });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe', env });
   let out = '',
     err = '',
     sentAt = 0;
@@ -139,6 +140,30 @@ test('an exit listener that a signal listener adds runs before a process the sig
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test(
+  'SEARCH_R3_GPU_PROFILE: a process a signal stops in a long GPU read prints the profile of the work done',
+  opt,
+  async () => {
+    // one product read back first: the long read's own timestamps come back only when its work has run
+    const r = await stopInRead(
+      `
+      const s = new T.Tensor(new Float32Array(64 * 64).fill(0.01), [64, 64]);
+      T.matmul(s, s).read();
+      process.on('SIGTERM', () => process.exit(143));`,
+      false,
+      { ...process.env, SEARCH_R3_GPU_PROFILE: '1' },
+    );
+    assert.equal(r.code, 143, r.err);
+    assert.doesNotMatch(r.out, /\bread\b/, 'the GPU finished the read before the signal: it proves nothing');
+    assert.ok(r.seconds < 5, `the process ended ${r.seconds.toFixed(1)} s after SIGTERM`);
+    assert.match(
+      r.err,
+      /^search-r3: GPU kernel profile \(SEARCH_R3_GPU_PROFILE\) of the work done before SIGTERM \(what was still /m,
+    );
+    assert.match(r.err, /^\| gemm\w* \| [1-9]\d* \| \d+\.\d{3} \|/m);
+  },
+);
 
 /**
  * Starts a node whose SIGTERM listener `listeners` (a module body) is in place before it asks for the
