@@ -419,7 +419,9 @@ function crossEntropyBackward(
   }
 }
 
-const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+/** Past this float32's exp is Inf (native sr3_expf, PyTorch): sigmoid(x) is 0 below its negative, silu(x) −0. */
+const F32_EXP_MAX = Math.fround(88.7228);
+const sigmoid = (x: number): number => (-x > F32_EXP_MAX ? 0 : 1 / (1 + Math.exp(-x)));
 
 function siluForward(x: F32, y: F32): void {
   for (let i = 0; i < x.length; i++) y[i] = x[i] * sigmoid(x[i]);

@@ -1,7 +1,8 @@
 """PyTorch reference for test/tensor/op-cases.ts: forward value and gradients of sum(out * R).
 
-Reads {"cases": [{op, inputs: [{shape, data}], ints, params, R}]} on stdin (float32 base64),
-computes in float64 and answers {"results": [{out, grads: [..|null]}]} (float64 base64).
+Reads {"cases": [{op, inputs: [{shape, data}], ints, params, R}], "float32": bool} on stdin (float32 base64),
+computes in float64 (in float32 with "float32": where a value depends on float32's range, such as the
+overflow of exp) and answers {"results": [{out, grads: [..|null]}]} (float64 base64).
 """
 import base64, json, math, sys
 import numpy as np
@@ -105,11 +106,12 @@ OPS = {
 
 def main():
     req = json.load(sys.stdin)
+    dtype = torch.float32 if req.get('float32') else torch.float64
     results = []
     for case in req['cases']:
-        xs = [f32(t['data'], t['shape']).requires_grad_(t['grad']) for t in case['inputs']]
+        xs = [f32(t['data'], t['shape']).to(dtype).requires_grad_(t['grad']) for t in case['inputs']]
         out = OPS[case['op']](xs, case.get('ints') or {}, case.get('params') or {})
-        r = f32(case['R'], list(out.shape))
+        r = f32(case['R'], list(out.shape)).to(dtype)
         (out * r).sum().backward()
         results.append({'out': b64(out), 'shape': list(out.shape),
                         'grads': [b64(x.grad) if x.grad is not None else None for x in xs]})

@@ -301,9 +301,16 @@ function agrees(got: Float32Array, want: Float64Array, what: string): void {
   });
 }
 
-test('silu and swiglu of ±Inf and NaN: every backend gives the values of PyTorch, forward and backward', opt, () => {
-  const x = Float32Array.of(-Infinity, Infinity, NaN, -100, 100, 0, -1.5, 2);
-  const u = Float32Array.of(2, -3, 1, 0.5, 0.5, 1, -1, 4);
+/**
+ * silu and swiglu of `x` (swiglu's up `u`), forward and backward, on every backend against PyTorch's values
+ * (computed in float64, or in float32 with `float32`), compared by `agree`.
+ */
+function siluAgainstTorch(
+  x: Float32Array,
+  u: Float32Array,
+  agree: (got: Float32Array, want: Float64Array, what: string) => void,
+  float32 = false,
+): void {
   const n = x.length;
   const ones = new Float32Array(n).fill(1);
   const input = (data: Float32Array) => ({ shape: [n], data: encodeF32(data), grad: true });
@@ -312,6 +319,7 @@ test('silu and swiglu of ±Inf and NaN: every backend gives the values of PyTorc
       { op: 'silu', R: encodeF32(ones), inputs: [input(x)] },
       { op: 'swiglu', R: encodeF32(ones), inputs: [input(x), input(u)] },
     ],
+    float32,
   }).results.map((r) => ({ out: decodeF64(r.out), grads: r.grads.map(decodeF64) }));
   /** Backend `k` against PyTorch: host inputs uploaded, fresh outputs read back. */
   const check = <B>(
@@ -323,19 +331,39 @@ test('silu and swiglu of ±Inf and NaN: every backend gives the values of PyTorc
   ): void => {
     const [y, dx, sy, dg, du] = [fresh(), fresh(), fresh(), fresh(), fresh()];
     k.siluForward(upload(x), y);
-    agrees(read(y), torch[0].out, `${name} silu`);
+    agree(read(y), torch[0].out, `${name} silu`);
     k.siluBackward(upload(x), upload(ones), dx);
-    agrees(read(dx), torch[0].grads[0], `${name} silu backward`);
+    agree(read(dx), torch[0].grads[0], `${name} silu backward`);
     k.swigluForward(upload(x), upload(u), sy);
-    agrees(read(sy), torch[1].out, `${name} swiglu`);
+    agree(read(sy), torch[1].out, `${name} swiglu`);
     k.swigluBackward(upload(x), upload(u), upload(ones), dg, du);
-    agrees(read(dg), torch[1].grads[0], `${name} swiglu backward dgate`);
-    agrees(read(du), torch[1].grads[1], `${name} swiglu backward dup`);
+    agree(read(dg), torch[1].grads[0], `${name} swiglu backward dgate`);
+    agree(read(du), torch[1].grads[1], `${name} swiglu backward dup`);
   };
   const copy = (a: Float32Array): Float32Array => Float32Array.from(a);
   check('js', jsKernels, copy, () => new Float32Array(n), copy);
   check('native', ref, copy, () => new Float32Array(n), copy);
   check('webgpu', wg(), up, () => wg().alloc(n), down);
+}
+
+test('silu and swiglu of ±Inf and NaN: every backend gives the values of PyTorch, forward and backward', opt, () => {
+  siluAgainstTorch(
+    Float32Array.of(-Infinity, Infinity, NaN, -100, 100, 0, -1.5, 2),
+    Float32Array.of(2, -3, 1, 0.5, 0.5, 1, -1, 4),
+    agrees,
+  );
+});
+
+test("silu and swiglu where exp(−x) overflows f32: every backend gives PyTorch's signed zeros exactly", opt, () => {
+  // PyTorch's float32 exp(−x) is Inf past 88.7228, so sigmoid is 0 and silu −0 rather than about −3e-37
+  const identical = (got: Float32Array, want: Float64Array, what: string): void =>
+    want.forEach((w, i) => assert.ok(Object.is(got[i], w), `${what}[${i}]: ${got[i]}, PyTorch ${w}`));
+  siluAgainstTorch(
+    Float32Array.of(-88.73, -89, -100, -103, -1e4, -3e38),
+    Float32Array.of(2, -3, 0.5, 1, -1, 4),
+    identical,
+    true,
+  );
 });
 
 test('adamw: several steps in place match native', opt, () => {

@@ -68,11 +68,15 @@ const LSE = /* wgsl */ `
   if (isNegInf(mx)) { lse = mx; }`;
 
 /**
- * sigmoid with exp's argument clamped so it never overflows (WGSL leaves overflow indeterminate); where
- * native sr3_expf returns Inf (and sigmoid 0) this gives below 3e-39.
+ * sigmoid with exp's argument clamped so it never overflows (WGSL leaves overflow indeterminate), and 0 where
+ * float32's exp(−x) is Inf (native sr3_expf, PyTorch): silu there is −0 as theirs is, not x times a
+ * clamped sigmoid's 3e-39.
  */
 const SIGMOID = /* wgsl */ `
-fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(clamp(-x, -87.3, 88.72))); }`;
+fn sigmoid(x: f32) -> f32 {
+  if (-x > 88.7228) { return 0.0; }
+  return 1.0 / (1.0 + exp(clamp(-x, -87.3, 88.72)));
+}`;
 
 /**
  * silu(x) = x·sigmoid(x) and its derivative, with PyTorch's (and the CPU backends') values where x is not
