@@ -42,6 +42,8 @@ export {
 // and what they do when it fails (a lost GPU ends a model worker or a queue worker).
 export {
   GpuError,
+  type GpuSizeRefusal,
+  gpuSizeSentence,
   isGpuDeviceFailure,
   shutdownGpu,
   useDevice,

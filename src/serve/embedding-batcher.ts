@@ -18,9 +18,27 @@
  * join the line before the next one is formed.
  */
 import type { Embedder, QueryEmbedding, QueryOptions } from '../embed/index.js';
-import { DEFAULT_MAX_REASONING_TOKENS, directQueryEmbedding, encodePrompt, type PromptKind } from '../embed/index.js';
+import {
+  DEFAULT_MAX_REASONING_TOKENS,
+  GpuError,
+  type GpuSizeRefusal,
+  directQueryEmbedding,
+  encodePrompt,
+  gpuSizeSentence,
+  type PromptKind,
+} from '../embed/index.js';
 import { type Steps, advance } from '../model/generate.js';
 import type { BatchKind, BatchingOptions } from './worker-protocol.js';
+import { HttpError } from './http-error.js';
+
+/** What shrinks an input's activations: the client's text, or the operator's bound on it. */
+const SHORTER_INPUT = 'a shorter input (the server bounds them with --max-tokens)';
+
+/** The size refusal of a tensor larger than the GPU binds, after which the device still works; else null. */
+function bindingRefusal(e: unknown): GpuSizeRefusal | null {
+  if (!(e instanceof GpuError) || e.deviceFailed || e.sizeRefusal?.kind !== 'binding') return null;
+  return e.sizeRefusal;
+}
 
 export interface BatcherOptions extends BatchingOptions {
   /** Called after each batch, and when a generation ends (for metrics); seconds of model work. */
@@ -277,13 +295,33 @@ export class EmbeddingBatcher {
 
   private runDirect(jobs: DirectJob[]): void {
     const t0 = performance.now();
-    try {
-      const vectors = this.embedder.forwardBatches(jobs.map((j) => j.input.ids));
-      jobs.forEach((j, i) => j.resolve(directQueryEmbedding(vectors[i], j.input)));
-    } catch (e) {
-      for (const j of jobs) j.reject(e);
-    }
+    this.forwardDirect(jobs);
     this.opts.onBatch?.(jobs.length, 'direct', (performance.now() - t0) / 1000);
+  }
+
+  /**
+   * The jobs' forward pass. A batch with a tensor larger than the GPU binds (the device still works: nothing
+   * was computed) runs again in halves, so that the requests in it are answered as on a GPU that binds more;
+   * an input too large alone fails only its own request, with the bytes and what to shrink.
+   */
+  private forwardDirect(jobs: DirectJob[]): void {
+    let vectors: Float32Array[];
+    try {
+      vectors = this.embedder.forwardBatches(jobs.map((j) => j.input.ids));
+    } catch (e) {
+      const refusal = bindingRefusal(e);
+      if (refusal !== null && jobs.length > 1) {
+        const half = Math.ceil(jobs.length / 2);
+        this.forwardDirect(jobs.slice(0, half));
+        this.forwardDirect(jobs.slice(half));
+        return;
+      }
+      const error =
+        refusal === null ? e : new HttpError(400, gpuSizeSentence(refusal, SHORTER_INPUT), 'input_too_large');
+      for (const j of jobs) j.reject(error);
+      return;
+    }
+    jobs.forEach((j, i) => j.resolve(directQueryEmbedding(vectors[i], j.input)));
   }
 
   private startGeneration(batch: BatchJob[]): void {
