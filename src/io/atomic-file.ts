@@ -10,6 +10,7 @@
 import {
   appendFileSync,
   closeSync,
+  constants,
   existsSync,
   openSync,
   promises as fsp,
@@ -167,8 +168,35 @@ export function namingFile(err: unknown, file: string, tmp: string, target: stri
 }
 
 /**
- * Creates and removes the temporary file a write of `file` starts with, so that a folder this process may
- * not write in (permission, a read-only mount) is found before the work whose result goes there rather
+ * Linux's O_TMPFILE: a file made in a folder without a name, gone once closed. Its number is not among Node's
+ * constants; __O_TMPFILE is 0o20000000 on the architectures Node runs on, with the platform's O_DIRECTORY.
+ */
+const O_TMPFILE = process.platform === 'linux' ? 0o20000000 | constants.O_DIRECTORY : undefined;
+
+/** What open(O_TMPFILE) answers where the kernel or the file system has no unnamed files. */
+const NO_TMPFILE = new Set(['EOPNOTSUPP', 'ENOTSUP', 'EISDIR', 'EINVAL']);
+
+/**
+ * Creates a file in `dir` and lets it go: an unnamed one (O_TMPFILE) where the system has them, so that a
+ * process killed meanwhile leaves nothing in the folder (a model folder probed before it is replaced would
+ * hold a stray file); else `named`, removed at once.
+ */
+function probeFolder(dir: string, named: string): void {
+  if (O_TMPFILE !== undefined) {
+    try {
+      closeSync(openSync(dir, O_TMPFILE | constants.O_WRONLY, 0o600));
+      return;
+    } catch (err) {
+      if (!NO_TMPFILE.has((err as NodeJS.ErrnoException)?.code ?? '')) throw err;
+    }
+  }
+  closeSync(openSync(named, 'wx'));
+  rmSync(named, { force: true });
+}
+
+/**
+ * Creates and lets go of a file where a write of `file` makes its temporary file, so that a folder this process
+ * may not write in (permission, a read-only mount) is found before the work whose result goes there rather
  * than after it. A folder not made yet is tried at the nearest folder above it, where it would be made.
  * Throws the file-system error, its path the folder tried.
  */
@@ -176,15 +204,13 @@ export function probeWrite(file: string): void {
   const target = writeTarget(file);
   let dir = path.dirname(path.resolve(target));
   while (!existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  const probe = path.join(dir, path.basename(tempPathFor(target)));
   try {
-    closeSync(openSync(probe, 'wx'));
+    probeFolder(dir, path.join(dir, path.basename(tempPathFor(target))));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (typeof e?.code === 'string') e.path = dir;
     throw err;
   }
-  rmSync(probe, { force: true });
 }
 
 /** Bytes added to a file whose native write failed, to learn whether the file system can take more. */

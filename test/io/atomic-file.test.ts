@@ -229,6 +229,33 @@ test('probing where a file will be written leaves nothing behind, a folder not m
   }
 });
 
+test(
+  'probing a folder names no file in it, so a process killed mid-probe leaves the folder as it was',
+  { skip: process.platform !== 'linux' && "unnamed files (O_TMPFILE) are Linux's" },
+  async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sr3-probe-'));
+    const seen: string[] = [];
+    const watcher = fs.watch(dir, (_, name) => seen.push(String(name)));
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 200));
+    try {
+      // what every command does before it replaces a model folder (add-embed-token in place)
+      probeWrite(path.join(dir, 'file'));
+      await settle();
+      assert.deepEqual(seen, [], 'names that appeared in the folder while it was probed');
+      // the watch sees what is made in the folder: the empty list above is the probe's doing
+      writeFileSync(path.join(dir, 'config.json'), '{}');
+      await settle();
+      assert.ok(
+        seen.some((n) => n === 'config.json'),
+        `the watch saw ${JSON.stringify(seen)}`,
+      );
+    } finally {
+      watcher.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
 test('writeLinesAtomicallySync writes more text than one string can hold (600 MiB), a piece at a time', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-lines-out-'));
   try {
