@@ -502,7 +502,11 @@ export class SearchIndex {
       try {
         await this.store.commit(this.docsState(this.storeGeneration));
       } catch (e) {
-        throw storeError(this.manifest.storeUri ?? this.dir, e, 'written');
+        throw storeError(
+          this.manifest.store === 'lancedb' ? lanceUri(this.dir, this.manifest.storeUri) : this.dir,
+          e,
+          'written',
+        );
       }
     });
   }
@@ -954,6 +958,15 @@ function lanceUri(dir: string, uri: string | undefined): string {
   return uri ?? path.join(dir, 'vectors.lance');
 }
 
+/**
+ * A store location as index.json keeps it: a local path made absolute, since the index is opened from other
+ * folders than the one it was created from (a relative one would name another table there, or none). The
+ * default is not kept at all: it is the index folder's own, wherever the folder is copied or moved.
+ */
+function recordedUri(uri: string): string {
+  return uri.includes('://') ? uri : path.resolve(uri);
+}
+
 /** Two store locations that name the same table (a local path as given or resolved; a URL as it is). */
 function sameLocation(a: string, b: string): boolean {
   return a === b || (!a.includes('://') && !b.includes('://') && path.resolve(a) === path.resolve(b));
@@ -1149,7 +1162,7 @@ function newManifest(dir: string, opts: OpenIndexOptions): IndexManifest {
     metric: 'cos',
     documentText: 'title-newline-text',
     store,
-    ...(store === 'lancedb' ? { storeUri: lanceUri(dir, create.storeUri) } : {}),
+    ...(store === 'lancedb' && create.storeUri !== undefined ? { storeUri: recordedUri(create.storeUri) } : {}),
     hnsw: { ...DEFAULT_HNSW, ...create.hnsw },
     counts: { documents: 0, pending: 0 },
     createdAt: now,

@@ -22,16 +22,20 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** runCli without blocking the test process (servers it started keep answering); `signal` names what killed it. */
+/**
+ * runCli without blocking the test process (servers it started keep answering); `signal` names what killed it.
+ * `cwd`: the folder it runs in (default the test's), for relative paths.
+ */
 export function runCliAsync(
   args: string[],
   env: Record<string, string> = {},
+  cwd?: string,
 ): Promise<CliResult & { signal: string | null }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'), ...args],
-      { env: { ...process.env, ...env }, maxBuffer: 1 << 26 },
+      { env: { ...process.env, ...env }, maxBuffer: 1 << 26, cwd },
       (err, stdout, stderr) => {
         const e = err as (Error & { code?: unknown; signal?: NodeJS.Signals | null }) | null;
         resolve({

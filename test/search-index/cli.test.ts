@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCliAsync } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/repo.js';
+import { lanceRows } from '../queue/store-contents.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtures.js';
@@ -371,6 +373,37 @@ test('an existing index refuses another --store or --store-uri, as it refuses an
       assert.equal(r.code, 0, `${options.join(' ')}: ${r.stderr}`);
       assert.match(r.stdout, /6 documents indexed \(0 encoded now, 6 unchanged\)/);
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test("a LanceDB index made with a relative --out is its folder's: searched elsewhere, copied, updated", async () => {
+  const { dir, cleanup } = tempDir('cli-lance-relative');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    writeJsonl(input, corpus(6));
+    let r = await runCliAsync(
+      ['index', '--model', model, '--input', input, '--out', 'idx', '--store', 'lancedb'],
+      {},
+      dir,
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const idx = path.join(dir, 'idx');
+    // from another folder: the table in the index folder is searched, not one 'idx/vectors.lance' names there
+    r = await runCliAsync(['search', '--index', idx, '-k', '2', 'gene therapy'], {}, repoRoot);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '', 'no table is missing, nothing rebuilt in memory');
+    assert.ok(!existsSync(path.join(repoRoot, 'idx')), 'nothing made in the folder it ran from');
+    // a copy of the folder updates its own table, never the original's
+    const copy = path.join(dir, 'copy');
+    cpSync(idx, copy, { recursive: true });
+    writeJsonl(input, corpus(9));
+    r = await runCliAsync(['index', '--input', input, '--out', copy], {}, repoRoot);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((await lanceRows(path.join(idx, 'vectors.lance'))).length, 6, 'rows in the original table');
+    assert.equal((await lanceRows(path.join(copy, 'vectors.lance'))).length, 9, "rows in the copy's table");
   } finally {
     cleanup();
   }
