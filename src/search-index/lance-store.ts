@@ -38,9 +38,7 @@ export class LanceStore implements VectorStore {
 
   static async open(uri: string, dimension: number): Promise<LanceStore> {
     const db = await lancedb.connect(uri);
-    const names = await db.tableNames();
-    const table = names.includes(VECTORS) ? await db.openTable(VECTORS) : null;
-    return new LanceStore(uri, db, table, dimension);
+    return new LanceStore(uri, db, await openMade(db, VECTORS), dimension);
   }
 
   /** Runs `f` on the open store as a call close() waits for; refused once close() was called. */
@@ -63,7 +61,7 @@ export class LanceStore implements VectorStore {
       if (rows.length === 0) return;
       const data = rows.map((r) => ({ key: r.key, id: r.id, vector: Array.from(r.vector) }));
       if (this.table) await this.table.add(data);
-      else this.table = await this.db.createTable(VECTORS, data);
+      else this.table = await createOver(this.db, VECTORS, data);
     });
   }
 
@@ -103,14 +101,13 @@ export class LanceStore implements VectorStore {
   commit(state: StoreState): Promise<void> {
     return this.use(async () => {
       const values = { generation: state.generation, [TABLE_ID]: state.table ?? '' };
-      const names = await this.db.tableNames();
-      if (names.includes(META)) {
-        const meta = await this.db.openTable(META);
+      const meta = await openMade(this.db, META);
+      if (meta) {
         if (!(await meta.schema()).fields.some((f) => f.name === TABLE_ID))
           await meta.addColumns([{ name: TABLE_ID, valueSql: "''" }]);
         await meta.update({ values });
       } else {
-        await this.db.createTable(META, [values]);
+        await createOver(this.db, META, [values]);
       }
     });
   }
@@ -120,8 +117,9 @@ export class LanceStore implements VectorStore {
   }
 
   private async committedState(): Promise<StoreState> {
-    if (!(await this.db.tableNames()).includes(META)) return { generation: 0 };
-    const rows = (await (await this.db.openTable(META)).query().limit(1).toArray()) as {
+    const meta = await openMade(this.db, META);
+    if (!meta) return { generation: 0 };
+    const rows = (await meta.query().limit(1).toArray()) as {
       generation: number | bigint;
       [TABLE_ID]?: string | null;
     }[];
@@ -132,8 +130,8 @@ export class LanceStore implements VectorStore {
 
   reload(state: StoreState): Promise<boolean> {
     return this.use(async () => {
-      if (!this.table && (await this.db.tableNames()).includes(VECTORS)) this.table = await this.db.openTable(VECTORS);
-      else if (this.table) await this.table.checkoutLatest();
+      if (!this.table) this.table = await openMade(this.db, VECTORS);
+      else await this.table.checkoutLatest();
       // not this.committed(), which a close() called meanwhile refuses: this call is under way
       return reflects(await this.committedState(), state);
     });
@@ -161,4 +159,32 @@ export class LanceStore implements VectorStore {
     })();
     return this.closing;
   }
+}
+
+/**
+ * Table `name`, or null when there is none. LanceDB lists a table as soon as createTable registers it, before
+ * the first version of its data is written: a process killed in between leaves a name that openTable answers
+ * with "Table 'vectors' was not found". That is no table yet, as for LanceDB's own createTable, which makes it.
+ */
+async function openMade(db: lancedb.Connection, name: string): Promise<lancedb.Table | null> {
+  if (!(await db.tableNames()).includes(name)) return null;
+  try {
+    return await db.openTable(name);
+  } catch (e) {
+    if (e instanceof Error && e.message.startsWith(`Table '${name}' was not found`)) return null;
+    throw e;
+  }
+}
+
+/**
+ * Creates table `name`, over one listed without a version (openMade): 'overwrite' there, as 'create' warns on
+ * stderr that it finds no dataset; 'create' where none is listed, as 'overwrite' warns the same there.
+ */
+async function createOver(
+  db: lancedb.Connection,
+  name: string,
+  data: Record<string, unknown>[],
+): Promise<lancedb.Table> {
+  const listed = (await db.tableNames()).includes(name);
+  return db.createTable(name, data, listed ? { mode: 'overwrite' } : {});
 }

@@ -178,6 +178,40 @@ test('a reader of a LanceDB index whose table folder is gone creates nothing and
   }
 });
 
+test('a LanceDB table listed but never written (killed in createTable) is none to readers and writers', async () => {
+  const { dir, cleanup } = tempDir('lance-unborn');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const docs = corpus(12);
+    const indexDir = path.join(dir, 'idx');
+    const writer = await SearchIndex.open(indexDir, { backend, create: { store: 'lancedb' } });
+    await writer.addDocuments(docs);
+    const [v] = await backend.embedDocuments([documentText(docs[3])]);
+    const want = (await writer.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
+    await writer.close();
+    // what a process killed after LanceDB registered the tables and before their first version leaves
+    for (const table of ['vectors', 'meta'])
+      for (const part of ['_versions', '_transactions'])
+        rmSync(path.join(indexDir, 'vectors.lance', `${table}.lance`, part), { recursive: true });
+    const reader = await SearchIndex.open(indexDir, { backend });
+    assert.deepEqual(
+      (await reader.searchVector(v, { k: 5 })).map((h) => h.id),
+      want,
+    );
+    await reader.close();
+    const again = await SearchIndex.open(indexDir, { backend, writable: true });
+    assert.equal(await again.store.size(), 12, 'the writer made the table again from docs.sqlite');
+    assert.equal((await again.store.committed()).generation, again.stats().generation);
+    assert.deepEqual(
+      (await again.searchVector(v, { k: 5, exact: false })).map((h) => h.id),
+      want,
+    );
+    await again.close();
+  } finally {
+    cleanup();
+  }
+});
+
 /** docs/serve.md: an index's LanceDB table gets an ANN index through the package's own exports. */
 test("the package exports LanceStore: a LanceDB index's store is one, and builds its IVF-PQ index", async () => {
   const api = (await import('../../src/index.js')) as Record<string, unknown>;
