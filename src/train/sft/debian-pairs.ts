@@ -539,13 +539,21 @@ export async function buildDebianPairs(
   return manifest;
 }
 
-/** A pairs manifest, or null when `file` has none beside it (any other JSONL file of pairs) or it is not one. */
+/**
+ * A pairs manifest, or null when `file` has none beside it (any other JSONL file of pairs), it is not one, or
+ * it describes another file: the two are renamed into place one after the other, so a build killed between
+ * the renames leaves a new file beside the manifest of the old one, whose sources and licences are not its own.
+ */
 export function readPairsManifest(file: string): PairsManifest | null {
   let m: Partial<PairsManifest>;
+  let text: Buffer;
   try {
     m = JSON.parse(readFileSync(pairsManifestPath(file), 'utf8')) as Partial<PairsManifest>;
+    text = readFileSync(file);
   } catch {
     return null;
   }
-  return m.schema === PAIRS_MANIFEST_SCHEMA && Array.isArray(m.sources) ? (m as PairsManifest) : null;
+  if (m.schema !== PAIRS_MANIFEST_SCHEMA || !Array.isArray(m.sources)) return null;
+  const sha256 = createHash('sha256').update(text).digest('hex');
+  return m.file?.bytes === text.length && m.file.sha256 === sha256 ? (m as PairsManifest) : null;
 }

@@ -290,6 +290,21 @@ test('the cap and the seed: the same seed gives the same file, another seed anot
   );
 });
 
+test('a manifest beside a pairs file it does not describe (killed between the renames) is none', async () => {
+  const dir = tempDir('debian-pairs-stale');
+  const out = path.join(dir, 'pairs.jsonl');
+  const build = (seed: number) =>
+    buildDebianPairs(out, { maxTerms: 3, maxHeadings: 1, seed, debianRoot: fixtureRoot(), only: FIXTURE_SOURCES });
+  const old = await build(1);
+  const oldManifest = readFileSync(pairsManifestPath(out));
+  assert.deepEqual(readPairsManifest(out), old);
+  // the new file renamed into place, the kill before its manifest followed
+  const fresh = await build(2);
+  assert.notEqual(fresh.file.sha256, old.file.sha256, 'the two builds differ');
+  writeFileSync(pairsManifestPath(out), oldManifest);
+  assert.equal(readPairsManifest(out), null);
+});
+
 test('a package that is not installed: one sentence naming it and scripts/setup.sh, and no file', async () => {
   const dir = tempDir('debian-pairs-missing');
   const out = path.join(dir, 'pairs.jsonl');
