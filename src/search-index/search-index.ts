@@ -1038,9 +1038,12 @@ function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes
     }
     return DocumentTable.openForWriting(file);
   }
-  if (state === 'missing' && !('manifest' in read)) {
+  // an empty docs.sqlite without a manifest is what an index run killed before its first commit leaves: no
+  // index yet, rather than one that lost its documents
+  if (state !== 'present' && !('manifest' in read)) {
+    const both = read.problem === 'missing' && state === 'missing';
     throw new IndexError(
-      `${read.problem === 'missing' ? read.message : `${read.message}, and ${file} is missing`}; this is not ` +
+      `${both ? read.message : `${read.message}, and ${file} is ${state}`}; this is not ` +
         `a search-r3 index (build one with 'search-r3 index').`,
     );
   }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SearchIndex } from '../../src/search-index/search-index.js';
@@ -52,6 +52,26 @@ test('search on an index whose docs.sqlite is missing or empty says so and leave
     assert.equal(w.status, 0, w.stderr);
     assert.match(w.stderr, /docs\.sqlite was empty; the index is rebuilt/);
     assert.match(w.stdout, /12 documents indexed \(12 encoded now, 0 unchanged\)/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('an index run killed before its first commit (docs.sqlite empty, no index.json) left no index', async () => {
+  const { dir, cleanup } = tempDir('ro-unborn');
+  try {
+    const idx = path.join(dir, 'idx');
+    mkdirSync(idx);
+    writeFileSync(path.join(idx, 'docs.sqlite'), '');
+    const before = folderDigest(idx);
+    // as serve and the package open an index (search says so before it opens one)
+    await assert.rejects(SearchIndex.open(idx), {
+      name: IndexError.name,
+      message:
+        `${path.join(idx, 'index.json')} is missing, and ${path.join(idx, 'docs.sqlite')} is empty; ` +
+        "this is not a search-r3 index (build one with 'search-r3 index').",
+    });
+    assert.deepEqual(folderDigest(idx), before, 'nothing created or rewritten');
   } finally {
     cleanup();
   }
