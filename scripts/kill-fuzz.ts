@@ -7,7 +7,9 @@
  *
  *   npx tsc -p . && node dist/scripts/kill-fuzz.js [--rounds 20] [--seed 1] [--only index,lm,...] [--keep]
  *
- * Commands (--only): index, delete, lm, sft, rl, mine, gguf, tokenizer, embed-token, corpus, recipe.
+ * Commands (--only, see --help): index, lancedb (index --store lancedb), queue (index --queue: the coordinator,
+ * a worker or all killed; needs redis-server), delete, lm, sft, rl, mine, gguf, merged (export merged), tokenizer,
+ * embed-token, embed-token-in-place, corpus, pairs (corpus pairs; needs the Debian text packages), recipe.
  * Prints one line per round and a summary; exits 1 when any invariant broke.
  */
 import { spawn } from 'node:child_process';
@@ -18,11 +20,45 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../src/eval/significance.js';
 import { SearchIndex } from '../src/search-index/search-index.js';
-import { rlFixture, tinyModelFolder, toyExamples, writeConfig, writeJsonl } from '../test/helpers/train-fixtures.js';
+import { pairsManifestPath } from '../src/train/sft/debian-pairs.js';
+import { RedisServer } from '../test/helpers/redis.js';
+import { lanceRows } from '../test/queue/store-contents.js';
+import {
+  rlFixture,
+  tinyModelFolder,
+  toyAdapterFolder,
+  toyExamples,
+  writeConfig,
+  writeJsonl,
+} from '../test/helpers/train-fixtures.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cliMain = path.join(repoRoot, 'dist/src/cli/main.js');
 const sharedData = path.resolve(repoRoot, '../shared/data');
+
+const HELP = `kill-fuzz — SIGKILL search-r3's writing commands at seeded moments and check what they leave
+
+usage: node dist/scripts/kill-fuzz.js [--rounds 20] [--seed 1] [--only name,name] [--keep]
+
+  --rounds <n>   kills per command (default 20)
+  --seed <n>     the kill moments' seed (default 1)
+  --only <names> these commands only:
+                   index                 index create (even rounds) and update --prune (odd), local store
+                   lancedb               the same with --store lancedb
+                   queue                 index --queue with two workers on a private redis-server; the
+                                         coordinator, one worker or all of them killed, then rerun
+                   delete                index --delete
+                   lm, sft, rl           train lm|sft|rl, then --resume
+                   mine                  mine (hard negatives)
+                   gguf                  export gguf
+                   merged                export merged (a LoRA adapter onto its base)
+                   tokenizer             tokenizer train
+                   embed-token           add-embed-token --out
+                   embed-token-in-place  add-embed-token on the model folder itself
+                   corpus                corpus build (needs shared/data)
+                   pairs                 corpus pairs (needs the Debian text packages)
+                   recipe                recipe default --profile tiny (the machine lost, or kill -9 of it alone)
+  --keep         keep the work folders (in the system's temporary folder)`;
 
 interface Options {
   rounds: number;
@@ -39,7 +75,10 @@ function parseOptions(argv: readonly string[]): Options {
     else if (a === '--seed') o.seed = Number(argv[++i]);
     else if (a === '--only') o.only = new Set(argv[++i].split(','));
     else if (a === '--keep') o.keep = true;
-    else throw new Error(`kill-fuzz: unknown option ${a} (--rounds, --seed, --only, --keep)`);
+    else if (a === '--help' || a === '-h') {
+      console.log(HELP);
+      process.exit(0);
+    } else throw new Error(`kill-fuzz: unknown option ${a} (--rounds, --seed, --only, --keep, --help)`);
   }
   return o;
 }
@@ -53,45 +92,64 @@ interface Run {
   stderr: string;
 }
 
-/**
- * Runs the CLI in `cwd` in a process group of its own; with killAtMs, SIGKILLs it then: the whole group when
- * `group` is 'all' (the recipe's steps are child processes, and a machine that is lost takes them too), else
- * the command's process alone (as `kill -9 <pid>` does, its children going on).
- */
 /** How long the last run that was to be killed took, when it finished first (a run faster than the reference). */
 let finishedFirstMs: number | undefined;
 
-function cli(
-  args: readonly string[],
-  cwd: string,
-  killAtMs?: number,
-  group: 'all' | 'leader' = 'leader',
-): Promise<Run> {
+interface Started {
+  pid: number;
+  /** SIGKILLs the whole process group (`all`) or the command's process alone (`leader`, as `kill -9 <pid>`). */
+  kill(group: 'all' | 'leader'): void;
+  /** SIGTERM to the command's process. */
+  term(): void;
+  done: Promise<Run>;
+}
+
+/** Starts the CLI in `cwd` in a process group of its own. */
+function start(args: readonly string[], cwd: string): Started {
   const t0 = Date.now();
   const child = spawn(process.execPath, [cliMain, ...args], { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer =
-    killAtMs === undefined
-      ? undefined
-      : setTimeout(() => {
-          try {
-            if (group === 'all') process.kill(-child.pid!, 'SIGKILL');
-            else child.kill('SIGKILL');
-          } catch {
-            // already gone
-          }
-        }, killAtMs);
-  return new Promise((resolve) =>
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (killAtMs !== undefined && signal !== 'SIGKILL') finishedFirstMs = Date.now() - t0;
-      // no wait for the killed steps to be reaped: a rerun at once must take over their locks
-      resolve({ pid: child.pid!, code, signal, ms: Date.now() - t0, stdout, stderr });
-    }),
-  );
+  const signal = (group: 'all' | 'leader', sig: NodeJS.Signals): void => {
+    try {
+      if (group === 'all') process.kill(-child.pid!, sig);
+      else child.kill(sig);
+    } catch {
+      // already gone
+    }
+  };
+  return {
+    pid: child.pid!,
+    kill: (group) => signal(group, 'SIGKILL'),
+    term: () => signal('leader', 'SIGTERM'),
+    // no wait for the killed steps to be reaped: a rerun at once must take over their locks
+    done: new Promise((resolve) =>
+      child.on('close', (code, sig) =>
+        resolve({ pid: child.pid!, code, signal: sig, ms: Date.now() - t0, stdout, stderr }),
+      ),
+    ),
+  };
+}
+
+/**
+ * Runs the CLI in `cwd`; with killAtMs, SIGKILLs it then: the whole group when `group` is 'all' (the recipe's
+ * steps are child processes, and a machine that is lost takes them too), else the command's process alone
+ * (as `kill -9 <pid>` does, its children going on).
+ */
+async function cli(
+  args: readonly string[],
+  cwd: string,
+  killAtMs?: number,
+  group: 'all' | 'leader' = 'leader',
+): Promise<Run> {
+  const p = start(args, cwd);
+  const timer = killAtMs === undefined ? undefined : setTimeout(() => p.kill(group), killAtMs);
+  const r = await p.done;
+  clearTimeout(timer);
+  if (killAtMs !== undefined && r.signal !== 'SIGKILL') finishedFirstMs = r.ms;
+  return r;
 }
 
 /** Resolves once no process of group `pgid` is left: the steps a kill -9 of the recipe alone left running. */
@@ -145,7 +203,7 @@ type Round = (round: number, killAtMs: number) => Promise<{ killed: boolean; pro
 interface Case {
   name: string;
   /** Builds the fixtures and the reference; returns the reference run's wall time and the round function. */
-  setup(work: string): Promise<{ ms: number; round: Round }>;
+  setup(work: string): Promise<{ ms: number; round: Round; teardown?: () => Promise<void> }>;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -198,6 +256,18 @@ async function viewIndex(dir: string, expectSettled: boolean, afterKill = false)
     const storeSize = await index.store.size();
     if (expectSettled && storeSize !== ids.length)
       problems.push(`the vector store holds ${storeSize} vectors for ${ids.length} documents`);
+    // a LanceDB table behind docs.sqlite (a kill between their commits) is not searched; one that is current
+    // holds each document once
+    const lance = path.join(dir, 'vectors.lance');
+    if (ids.length > 0 && existsSync(lance) && (await index.store.generation()) === index.stats().generation) {
+      const rows = (await lanceRows(lance)).map((r) => r.id);
+      const distinct = new Set(rows);
+      const missing = ids.filter((id) => !distinct.has(id)).length;
+      if (distinct.size !== rows.length || missing)
+        problems.push(
+          `the LanceDB table holds ${rows.length} rows of ${distinct.size} ids, ${missing} documents missing`,
+        );
+    }
     // every document is searchable: its own vector finds it first
     for (const id of ids.filter((_, i) => i % 17 === 0)) {
       const v = index.getDocument(id)?.vector;
@@ -224,98 +294,105 @@ function compareIndex(got: IndexView, want: IndexView, what: string): string[] {
   return p;
 }
 
-const indexCase: Case = {
-  name: 'index',
-  async setup(work) {
-    const model = await tinyModelFolder(path.join(work, 'model'));
-    const lines = scifactLines().slice(0, 160);
-    // v1: documents 0..119; v2: 20..159 with 30..39 changed (20 deleted with --prune, 40 new, 10 re-encoded)
-    writeDocs(path.join(work, 'v1.jsonl'), lines.slice(0, 120));
-    writeDocs(path.join(work, 'v2.jsonl'), lines.slice(20, 160), new Set([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]));
-    const create = (out: string) => [
-      'index',
-      '--model',
-      model,
-      '--input',
-      'v1.jsonl',
-      '--out',
-      out,
-      '--commit-every',
-      '8',
-    ];
-    const update = (out: string) => ['index', '--input', 'v2.jsonl', '--out', out, '--commit-every', '8', '--prune'];
-    const t0 = Date.now();
-    await cliOk(create('ref1'), work);
-    const createMs = Date.now() - t0;
-    cpSync(path.join(work, 'ref1'), path.join(work, 'ref2'), { recursive: true });
-    const t1 = Date.now();
-    await cliOk(update('ref2'), work);
-    const updateMs = Date.now() - t1;
-    const ref1 = await viewIndex(path.join(work, 'ref1'), true);
-    const ref2 = await viewIndex(path.join(work, 'ref2'), true);
-    const query = ['search', '--index', '', '-k', '5', 'cerebral white matter'];
-    const searchOut = async (dir: string) =>
-      (
-        await cliOk(
-          query.map((a) => a || dir),
-          work,
-        )
-      ).stdout;
-    const refSearch2 = await searchOut('ref2');
-    return {
-      ms: Math.max(createMs, updateMs),
-      round: async (round, killAtMs) => {
-        const problems: string[] = [];
-        const out = path.join(work, `r${round}`);
-        rmSync(out, { recursive: true, force: true });
-        const updating = round % 2 === 1;
-        if (updating) cpSync(path.join(work, 'ref1'), out, { recursive: true });
-        const args = updating ? update(`r${round}`) : create(`r${round}`);
-        const scaled = (killAtMs * (updating ? updateMs : createMs)) / Math.max(createMs, updateMs);
-        const k = await cli(args, work, scaled);
-        const killed = k.signal === 'SIGKILL';
-        if (existsSync(out) && existsSync(path.join(out, 'docs.sqlite'))) {
-          try {
-            const v = await viewIndex(out, true, true);
-            problems.push(...v.problems.map((s) => `after the kill: ${s}`));
-            if (updating) {
-              // every document is searched as the last commit left it: the old or the new version, none lost
-              const gone = ref1.ids.filter((id) => !v.ids.includes(id) && ref2.ids.includes(id));
-              if (gone.length) problems.push(`after the kill: ${gone.length} documents of both versions are missing`);
-            } else {
-              const extra = v.ids.filter((id) => !ref1.rows.has(id));
-              if (extra.length) problems.push(`after the kill: ${extra.length} documents not in the input`);
-              for (const id of v.ids)
-                if (v.rows.get(id) !== ref1.rows.get(id)) {
-                  problems.push(`after the kill: document ${id} differs from the uninterrupted run's`);
-                  break;
-                }
-            }
-          } catch (e) {
-            // a create killed inside its first transaction has no index yet, and the reader says so
-            const unborn = !updating && !existsSync(path.join(out, 'index.json'));
-            if (!unborn || !/index\.json is missing; this is not a search-r3 index/.test((e as Error).message))
-              problems.push(`after the kill the index does not open: ${(e as Error).message}`);
+/** The checks on an index a kill left: it opens, and each document is the old or the new version, none lost. */
+async function indexAfterKill(out: string, updating: boolean, ref1: IndexView, ref2: IndexView): Promise<string[]> {
+  const problems: string[] = [];
+  if (!existsSync(out) || !existsSync(path.join(out, 'docs.sqlite'))) return problems;
+  try {
+    const v = await viewIndex(out, true, true);
+    problems.push(...v.problems.map((s) => `after the kill: ${s}`));
+    if (updating) {
+      // every document is searched as the last commit left it: the old or the new version, none lost
+      const gone = ref1.ids.filter((id) => !v.ids.includes(id) && ref2.ids.includes(id));
+      if (gone.length) problems.push(`after the kill: ${gone.length} documents of both versions are missing`);
+    } else {
+      const extra = v.ids.filter((id) => !ref1.rows.has(id));
+      if (extra.length) problems.push(`after the kill: ${extra.length} documents not in the input`);
+      for (const id of v.ids)
+        if (v.rows.get(id) !== ref1.rows.get(id)) {
+          problems.push(`after the kill: document ${id} differs from the uninterrupted run's`);
+          break;
+        }
+    }
+  } catch (e) {
+    // a create killed inside its first transaction has no index yet, and the reader says so
+    const unborn = !updating && !existsSync(path.join(out, 'index.json'));
+    if (!unborn || !/index\.json is missing; this is not a search-r3 index/.test((e as Error).message))
+      problems.push(`after the kill the index does not open: ${(e as Error).message}`);
+  }
+  return problems;
+}
+
+/** The index fixtures: v1 is documents 0..119; v2 is 20..159 with 30..39 changed (20 pruned, 40 new, 10 changed). */
+async function indexFixture(work: string): Promise<string> {
+  const model = await tinyModelFolder(path.join(work, 'model'));
+  const lines = scifactLines().slice(0, 160);
+  writeDocs(path.join(work, 'v1.jsonl'), lines.slice(0, 120));
+  writeDocs(path.join(work, 'v2.jsonl'), lines.slice(20, 160), new Set([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]));
+  return model;
+}
+
+/** index killed while it creates (even rounds) or updates (odd rounds) an index; `store`: its store's options. */
+function indexCase(name: string, store: readonly string[]): Case {
+  return {
+    name,
+    async setup(work) {
+      const model = await indexFixture(work);
+      const create = (out: string) => [
+        'index',
+        ...['--model', model, '--input', 'v1.jsonl', '--out', out, '--commit-every', '8', ...store],
+      ];
+      const update = (out: string) => ['index', '--input', 'v2.jsonl', '--out', out, '--commit-every', '8', '--prune'];
+      const t0 = Date.now();
+      await cliOk(create('ref1'), work);
+      const createMs = Date.now() - t0;
+      cpSync(path.join(work, 'ref1'), path.join(work, 'ref2'), { recursive: true });
+      const t1 = Date.now();
+      await cliOk(update('ref2'), work);
+      const updateMs = Date.now() - t1;
+      const ref1 = await viewIndex(path.join(work, 'ref1'), true);
+      const ref2 = await viewIndex(path.join(work, 'ref2'), true);
+      const query = ['search', '--index', '', '-k', '5', 'cerebral white matter'];
+      const searchOut = async (dir: string) =>
+        (
+          await cliOk(
+            query.map((a) => a || dir),
+            work,
+          )
+        ).stdout;
+      const refSearch2 = await searchOut('ref2');
+      return {
+        ms: Math.max(createMs, updateMs),
+        round: async (round, killAtMs) => {
+          const out = path.join(work, `r${round}`);
+          rmSync(out, { recursive: true, force: true });
+          const updating = round % 2 === 1;
+          if (updating) cpSync(path.join(work, 'ref1'), out, { recursive: true });
+          const args = updating ? update(`r${round}`) : create(`r${round}`);
+          const scaled = (killAtMs * (updating ? updateMs : createMs)) / Math.max(createMs, updateMs);
+          const k = await cli(args, work, scaled);
+          const killed = k.signal === 'SIGKILL';
+          const problems = await indexAfterKill(out, updating, ref1, ref2);
+          const again = await cli(args, work);
+          if (again.code !== 0) {
+            problems.push(`the rerun exited ${again.code}: ${again.stderr.trim().split('\n').pop()}`);
+            return { killed, problems };
           }
-        }
-        const again = await cli(args, work);
-        if (again.code !== 0) {
-          problems.push(`the rerun exited ${again.code}: ${again.stderr.trim().split('\n').pop()}`);
+          const v = await viewIndex(out, true);
+          problems.push(...v.problems.map((s) => `after the rerun: ${s}`));
+          problems.push(...compareIndex(v, updating ? ref2 : ref1, 'after the rerun'));
+          if (updating && round % 4 === 1) {
+            const s = await searchOut(`r${round}`);
+            if (s !== refSearch2)
+              problems.push(`after the rerun search prints other results:\n${s}\nvs\n${refSearch2}`);
+          }
+          rmSync(out, { recursive: true, force: true });
           return { killed, problems };
-        }
-        const v = await viewIndex(out, true);
-        problems.push(...v.problems.map((s) => `after the rerun: ${s}`));
-        problems.push(...compareIndex(v, updating ? ref2 : ref1, 'after the rerun'));
-        if (updating && round % 4 === 1) {
-          const s = await searchOut(`r${round}`);
-          if (s !== refSearch2) problems.push(`after the rerun search prints other results:\n${s}\nvs\n${refSearch2}`);
-        }
-        rmSync(out, { recursive: true, force: true });
-        return { killed, problems };
-      },
-    };
-  },
-};
+        },
+      };
+    },
+  };
+}
 
 /** index --delete killed: the ids are either all still there or gone, and the rerun deletes them. */
 const deleteCase: Case = {
@@ -354,6 +431,102 @@ const deleteCase: Case = {
         else problems.push(...compareIndex(await viewIndex(out, true), ref, 'after the rerun'));
         rmSync(out, { recursive: true, force: true });
         return { killed: k.signal === 'SIGKILL', problems };
+      },
+    };
+  },
+};
+
+/**
+ * index --queue killed: the coordinator (round % 3 = 0), one of its two workers (1) or all of them (2) while
+ * it creates (even rounds) or updates (odd rounds) an index; a run beside a killed worker ends by itself, a
+ * killed coordinator is rerun on the same queue with live workers, and the index then holds every document
+ * once, as the uninterrupted queued run does.
+ */
+const queueCase: Case = {
+  name: 'queue',
+  async setup(work) {
+    const model = await indexFixture(work);
+    const redis = await RedisServer.start();
+    const queue = (q: string) => ['--queue', redis.url, '--queue-name', q, '--model', model, '--commit-every', '8'];
+    const create = (out: string, q: string) => ['index', ...queue(q), '--input', 'v1.jsonl', '--out', out];
+    const update = (out: string, q: string) => ['index', ...queue(q), '--input', 'v2.jsonl', '--out', out, '--prune'];
+    const workers = (q: string) =>
+      [0, 1].map(() =>
+        start(['worker', '--queue', redis.url, '--queue-name', q, '--model', model, '--lock-seconds', '2'], work),
+      );
+    const traced = (r: Run) => /\n\s+at .+:\d+:\d+\)?\n/.test(r.stderr);
+    /** Runs the coordinator to its end (killing it when it hangs), then stops the live workers. */
+    const stopAll = async (ws: Started[], problems: string[]) => {
+      for (const w of ws) w.term();
+      for (const r of await Promise.all(ws.map((w) => w.done)))
+        if (r.signal !== 'SIGKILL' && (r.code !== 0 || traced(r)))
+          problems.push(`a worker exited ${r.code ?? r.signal}: ${r.stderr.trim()}`);
+    };
+    const finish = async (args: string[]): Promise<Run> => {
+      const c = start(args, work);
+      const timer = setTimeout(() => c.kill('all'), 180_000);
+      const r = await c.done;
+      clearTimeout(timer);
+      return r;
+    };
+    const reference = async (args: string[]) => {
+      const ws = workers('ref');
+      const r = await finish(args);
+      const problems: string[] = [];
+      await stopAll(ws, problems);
+      if (r.code !== 0 || problems.length) throw new Error(`the queued reference failed: ${r.stderr}${problems}`);
+      return r.ms;
+    };
+    const createMs = await reference(create('ref1', 'ref'));
+    cpSync(path.join(work, 'ref1'), path.join(work, 'ref2'), { recursive: true });
+    const updateMs = await reference(update('ref2', 'ref'));
+    const ref1 = await viewIndex(path.join(work, 'ref1'), true);
+    const ref2 = await viewIndex(path.join(work, 'ref2'), true);
+    return {
+      ms: Math.max(createMs, updateMs),
+      teardown: () => redis.stop(),
+      round: async (round, killAtMs) => {
+        const problems: string[] = [];
+        const out = path.join(work, `r${round}`);
+        const q = `kill-fuzz-${round}`;
+        rmSync(out, { recursive: true, force: true });
+        const updating = round % 2 === 1;
+        if (updating) cpSync(path.join(work, 'ref1'), out, { recursive: true });
+        const args = updating ? update(`r${round}`, q) : create(`r${round}`, q);
+        const victim = (['coordinator', 'worker', 'both'] as const)[round % 3];
+        const scaled = (killAtMs * (updating ? updateMs : createMs)) / Math.max(createMs, updateMs);
+        let ws = workers(q);
+        const c = start(args, work);
+        let fired = false;
+        const timer = setTimeout(() => {
+          fired = true;
+          if (victim !== 'worker') c.kill('leader');
+          if (victim !== 'coordinator') ws[0].kill('leader');
+          if (victim === 'both') ws[1].kill('leader');
+        }, scaled);
+        const first = await c.done;
+        clearTimeout(timer);
+        const killed = victim === 'worker' ? fired : first.signal === 'SIGKILL';
+        if (!killed) finishedFirstMs = first.ms;
+        let last = first;
+        if (first.signal === 'SIGKILL') {
+          problems.push(...(await indexAfterKill(out, updating, ref1, ref2)));
+          if (victim === 'both') ws = workers(q);
+          last = await finish(args);
+        }
+        await stopAll(ws, problems);
+        const what = last === first ? `the run (${victim} killed)` : 'the rerun';
+        if (last.code !== 0 || traced(last)) {
+          problems.push(
+            `${what} exited ${last.code ?? last.signal}: ${last.stderr.trim().split('\n').slice(-3).join(' | ')}`,
+          );
+          return { killed, problems };
+        }
+        const v = await viewIndex(out, true);
+        problems.push(...v.problems.map((s) => `after ${what}: ${s}`));
+        problems.push(...compareIndex(v, updating ? ref2 : ref1, `after ${what}`));
+        rmSync(out, { recursive: true, force: true });
+        return { killed, problems };
       },
     };
   },
@@ -463,17 +636,24 @@ const rlCase = trainCase('rl', async (work) => {
 // ---------------------------------------------------------------------------------------------------------------
 // one-output commands: after a kill the final name holds nothing, the old output or the whole new one
 
-/**
- * `args(out)` writes `out`; `old(out)` writes another (older) output there first, in half of the rounds.
- * `skip` leaves out of the comparison files that record times.
- */
+interface OutputOptions {
+  /** Leaves out of the comparison files that record times. */
+  skip?: (name: string) => boolean;
+  /** False for a command that refuses to write over a finished output. */
+  rerunsOverOutput?: boolean;
+  /** The files that make up output `out` beside (or instead of) `out` itself, such as `out`.jsonl and its manifest. */
+  companions?: (out: string) => string[];
+  /** A companion's text without the output name it records (a manifest naming its file). */
+  unnamed?: (text: string) => string;
+}
+
+/** `args(out)` writes `out`; `old(out)` writes another (older) output there first, in half of the rounds. */
 function outputCase(
   name: string,
   fixture: (work: string) => Promise<void>,
   args: (out: string) => string[],
   old: ((out: string) => string[]) | undefined,
-  skip: (name: string) => boolean = () => false,
-  rerunsOverOutput = true,
+  { skip = () => false, rerunsOverOutput = true, companions = () => [], unnamed }: OutputOptions = {},
 ): Case {
   return {
     name,
@@ -482,11 +662,22 @@ function outputCase(
       const t0 = Date.now();
       await cliOk(args('ref'), work);
       const ms = Date.now() - t0;
-      const want = digest(path.join(work, 'ref'), skip);
+      /** The output and its companions as one digest; undefined when none of them is there. */
+      const outputDigest = (out: string): string | undefined => {
+        const parts = [out, ...companions(out)].map((n) => {
+          const file = path.join(work, n);
+          if (!unnamed || !existsSync(file) || statSync(file).isDirectory()) return digest(file, skip);
+          return createHash('sha256')
+            .update(unnamed(readFileSync(file, 'utf8')))
+            .digest('hex');
+        });
+        return parts.every((d) => d === undefined) ? undefined : parts.map((d) => d ?? '-').join();
+      };
+      const want = outputDigest('ref');
       let oldDigest: string | undefined;
       if (old) {
         await cliOk(old('old'), work);
-        oldDigest = digest(path.join(work, 'old'), skip);
+        oldDigest = outputDigest('old');
       }
       return {
         ms,
@@ -494,18 +685,30 @@ function outputCase(
           const problems: string[] = [];
           const out = `r${round}`;
           const full = path.join(work, out);
-          rmSync(full, { recursive: true, force: true });
+          const names = (o: string) => [o, ...companions(o)];
+          for (const n of names(out)) rmSync(path.join(work, n), { recursive: true, force: true });
           const withOld = old !== undefined && round % 2 === 1;
-          if (withOld) cpSync(path.join(work, 'old'), full, { recursive: true });
+          if (withOld)
+            names('old').forEach((n, i) => {
+              const from = path.join(work, n);
+              if (existsSync(from)) cpSync(from, path.join(work, names(out)[i]), { recursive: true });
+            });
           const before = readdirSync(work);
           const k = await cli(args(out), work, killAtMs);
           const killed = k.signal === 'SIGKILL';
-          const got = digest(full, skip);
+          const got = outputDigest(out);
           const allowed = [want, withOld ? oldDigest : undefined];
           if (got !== undefined && !allowed.includes(got)) {
             const emptyDir = existsSync(full) && statSync(full).isDirectory() && readdirSync(full).length === 0;
+            // which part is which: the output's files may be a mix of the old and the new
+            const [g, w, o] = [got, want, oldDigest].map((d) => (d ?? '').split(','));
+            const tags = names(out).map((n, i) =>
+              g[i] === '-' ? `${n} absent` : g[i] === w[i] ? `${n} new` : g[i] === o[i] ? `${n} old` : `${n} neither`,
+            );
             if (!emptyDir)
-              problems.push(`after the kill ${out} is neither ${withOld ? 'the old output, ' : ''}nor whole`);
+              problems.push(
+                `after the kill ${out} is neither ${withOld ? 'the old output, ' : ''}nor whole (${tags.join(', ')})`,
+              );
           }
           // a command that refuses to write over a finished output is rerun only where it had not finished
           if (got === want && !rerunsOverOutput) return { killed, problems };
@@ -514,11 +717,11 @@ function outputCase(
             problems.push(`the rerun exited ${again.code}: ${again.stderr.trim().split('\n').pop()}`);
             return { killed, problems };
           }
-          if (digest(full, skip) !== want)
+          if (outputDigest(out) !== want)
             problems.push('after the rerun the output differs from the uninterrupted run');
-          const stray = leftovers(work, [...before, out]);
+          const stray = leftovers(work, [...before, ...names(out)]);
           if (stray.length) problems.push(`after the rerun these remain beside the output: ${stray.join(', ')}`);
-          rmSync(full, { recursive: true, force: true });
+          for (const n of names(out)) rmSync(path.join(work, n), { recursive: true, force: true });
           return { killed, problems };
         },
       };
@@ -554,8 +757,7 @@ const tokenizerCase = outputCase(
   (out) => ['tokenizer', 'train', '--input', 'docs.jsonl', '--vocab-size', '1200', '--out', out, '--quiet'],
   // a tokenizer is never written over one (what uses it would no longer match), so there is no old output
   undefined,
-  (n) => n === 'tokenizer-training.json',
-  false,
+  { skip: (n) => n === 'tokenizer-training.json', rerunsOverOutput: false },
 );
 
 const embedTokenCase = outputCase(
@@ -563,8 +765,7 @@ const embedTokenCase = outputCase(
   async (work) => void (await tinyModelFolder(path.join(work, 'model'), 1, false)),
   (out) => ['add-embed-token', '--model', 'model', '--out', out],
   undefined,
-  () => false,
-  false,
+  { rerunsOverOutput: false },
 );
 
 /** add-embed-token in place: the model folder is the old one or the new one after any kill. */
@@ -629,7 +830,50 @@ const corpusCase = outputCase(
     '1',
     '--quiet',
   ],
-  (n) => n === 'manifest.json',
+  { skip: (n) => n === 'manifest.json' },
+);
+
+/** corpus pairs: the pairs file and its manifest are both the old ones or both whole new ones. */
+const pairsCase = outputCase(
+  'pairs',
+  async () => undefined,
+  (out) => [
+    'corpus',
+    'pairs',
+    ...['--out', `${out}.jsonl`, '--only', 'debian-foldoc,debian-gcide,debian-policy,debian-perl-doc'],
+    ...['--max-terms', '4000', '--max-headings', '2000', '--quiet'],
+  ],
+  (out) => [
+    'corpus',
+    'pairs',
+    ...[
+      '--out',
+      `${out}.jsonl`,
+      '--only',
+      'debian-foldoc,debian-policy',
+      '--max-terms',
+      '300',
+      '--max-headings',
+      '200',
+    ],
+    '--quiet',
+  ],
+  {
+    companions: (out) => [`${out}.jsonl`, pairsManifestPath(`${out}.jsonl`)],
+    unnamed: (text) => text.replace(/"name": "[^"]*\.jsonl"/, '"name": "<out>"'),
+  },
+);
+
+/** export merged: the merged folder is absent or whole; a folder it finished is not written over. */
+const mergedCase = outputCase(
+  'merged',
+  async (work) => {
+    const base = await tinyModelFolder(path.join(work, 'base'), 2);
+    await toyAdapterFolder(base, path.join(work, 'adapter'));
+  },
+  (out) => ['export', 'merged', '--lora', 'adapter', '--model', 'base', '--out', out],
+  undefined,
+  { rerunsOverOutput: false },
 );
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -682,7 +926,9 @@ const recipeCase: Case = {
 };
 
 const cases: readonly Case[] = [
-  indexCase,
+  indexCase('index', []),
+  indexCase('lancedb', ['--store', 'lancedb']),
+  queueCase,
   deleteCase,
   lmCase,
   sftCase,
@@ -693,11 +939,15 @@ const cases: readonly Case[] = [
   embedTokenCase,
   embedTokenInPlaceCase,
   corpusCase,
+  pairsCase,
+  mergedCase,
   recipeCase,
 ];
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
+  const unknown = [...(o.only ?? [])].filter((n) => !cases.some((c) => c.name === n));
+  if (unknown.length) throw new Error(`kill-fuzz: no command named ${unknown.join(', ')} (see --help)`);
   const chosen = cases.filter((c) => !o.only || o.only.has(c.name));
   const tallies = new Map<string, Tally>();
   for (const c of chosen) {
@@ -725,6 +975,7 @@ async function main(): Promise<void> {
         `  round ${r}: kill at ${killAt} ms${killed ? '' : ' (finished first)'}: ${problems.join('; ') || 'ok'}`,
       );
     }
+    await setup.teardown?.();
     if (!o.keep) rmSync(work, { recursive: true, force: true });
   }
   console.log('\nsummary');
