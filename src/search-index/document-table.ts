@@ -236,7 +236,9 @@ export class DocumentTable {
       db.pragma('journal_mode = DELETE');
       // FULL: a committed chunk survives a power cut, not only a killed process.
       db.pragma('synchronous = FULL');
-      db.exec(SCHEMA);
+      // one transaction: a run killed while it creates the tables leaves none of them, not a docs table
+      // without its meta table, which readers would take for a damaged index
+      db.transaction(() => db!.exec(SCHEMA))();
       const t = new DocumentTable(file, db, false, true);
       t.addRowChecksums();
       t.moveLegacyPending();

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { IndexError } from '../../src/search-index/index-error.js';
@@ -72,6 +73,34 @@ test('an index run killed before its first commit (docs.sqlite empty, no index.j
         "this is not a search-r3 index (build one with 'search-r3 index').",
     });
     assert.deepEqual(folderDigest(idx), before, 'nothing created or rewritten');
+  } finally {
+    cleanup();
+  }
+});
+
+test("an index run killed while it creates docs.sqlite's tables leaves no index, not a damaged one", async () => {
+  const { dir, cleanup } = tempDir('ro-schema');
+  try {
+    const idx = path.join(dir, 'idx');
+    mkdirSync(idx);
+    const file = path.join(idx, 'docs.sqlite');
+    // the kill lands after the first of the statements that make the tables
+    const table = pathToFileURL(path.join(repoRoot, 'dist/src/search-index/document-table.js')).href;
+    const code = `import Database from 'better-sqlite3';
+      const exec = Database.prototype.exec;
+      Database.prototype.exec = function (sql) {
+        if (!sql.includes('CREATE TABLE IF NOT EXISTS docs')) return exec.call(this, sql);
+        exec.call(this, sql.split(';')[0]);
+        process.kill(process.pid, 'SIGKILL');
+      };
+      const { DocumentTable } = await import(${JSON.stringify(table)});
+      DocumentTable.openForWriting(${JSON.stringify(file)});`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: repoRoot });
+    assert.equal(r.signal, 'SIGKILL', String(r.stderr));
+    await assert.rejects(
+      SearchIndex.open(idx),
+      /index\.json is missing, and .*docs\.sqlite is empty; this is not a search-r3/,
+    );
   } finally {
     cleanup();
   }
