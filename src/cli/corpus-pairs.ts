@@ -36,8 +36,9 @@ Positives are cut to 600 characters at a sentence end. A seeded sample of each k
 
 Writes <file.jsonl> in the FlagEmbedding form {"query", "pos", "neg"} that a stage-1 "jsonl" source reads,
 and <file>.manifest.json beside it: each package's licence, attribution and version, and how many pairs
-it gave; the model card lists them. Both are written under a temporary name and renamed into place. Every
-package must be installed (bash scripts/setup.sh installs them).
+it gave; the model card lists them. Both are written under a temporary name and renamed into place, the
+file first; a manifest that does not describe the file beside it (its size and sha256: a run killed between
+the two renames) is not read. Every package must be installed (bash scripts/setup.sh installs them).
 
 options:
   --out <file>        the pairs file to write (.jsonl)
