@@ -255,7 +255,8 @@ async function viewIndex(dir: string, expectSettled: boolean, afterKill = false)
     if (expectSettled && pending !== 0 && !afterKill) problems.push(`${pending} documents still pending`);
     // a LanceDB table behind docs.sqlite (a kill between their commits) is not searched (dense search reads
     // docs.sqlite) until a writer makes it again; a local graph is rebuilt in memory
-    const current = index.store.kind === 'local' || (await index.store.generation()) === index.stats().generation;
+    const current =
+      index.store.kind === 'local' || (await index.store.committed()).generation === index.stats().generation;
     const storeSize = await index.store.size();
     if (expectSettled && current && storeSize !== ids.length)
       problems.push(`the vector store holds ${storeSize} vectors for ${ids.length} documents`);
