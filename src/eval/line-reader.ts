@@ -1,6 +1,6 @@
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { BYTE_UNITS, splitLines, type NumberedLine } from '../io/line-split.js';
+import { BYTE_UNITS, NotUtf8LineError, splitLines, type NumberedLine } from '../io/line-split.js';
 import { EvalInputError } from './input-error.js';
 
 export type { NumberedLine };
@@ -25,7 +25,7 @@ function mib(bytes: number): string {
 /**
  * Streams a text file line by line (any size), so that errors can name the line; a `.gz` file is gunzipped on the
  * fly. Lines end at \n, \r\n or a lone \r; only the line being read is held, and one longer than `maxLineBytes`
- * is refused by its number. Invalid UTF-8 becomes U+FFFD.
+ * is refused by its number, as is one that is not UTF-8.
  */
 export async function* readLines(file: string, opts: ReadLinesOptions = {}): AsyncGenerator<NumberedLine> {
   if (!existsSync(file)) throw new EvalInputError('file not found; check the path', file);
@@ -50,6 +50,10 @@ export async function* readLines(file: string, opts: ReadLinesOptions = {}): Asy
     }
   } catch (e) {
     if (e instanceof EvalInputError) throw e;
+    if (e instanceof NotUtf8LineError) {
+      const why = 'is not UTF-8 text; save the file as UTF-8 (a gzip-compressed file must be named .gz)';
+      throw new EvalInputError(why, file, line + 1);
+    }
     // A cut or corrupt .gz fails here, after the lines before the damage were read.
     throw new EvalInputError(`cannot be read after line ${line} (${(e as Error).message})`, file);
   } finally {

@@ -5,6 +5,8 @@
  * ends between the \r and the \n.
  */
 
+import { isUtf8 } from 'node:buffer';
+
 export interface NumberedLine {
   text: string;
   /** 1-based, as editors and error messages count. */
@@ -25,12 +27,31 @@ export interface LineUnits<C extends { readonly length: number }> {
   text(pieces: readonly C[]): string;
 }
 
-/** Bytes, decoded a line at a time: invalid UTF-8 becomes U+FFFD, and a character split across chunks is whole. */
+/**
+ * A line whose bytes are not UTF-8, thrown by BYTE_UNITS before the line is counted: the reader names the number
+ * after the last line it was given.
+ */
+export class NotUtf8LineError extends Error {
+  constructor() {
+    super('a line is not UTF-8');
+    this.name = 'NotUtf8LineError';
+  }
+}
+
+/**
+ * Bytes, decoded a line at a time; a character split across chunks is whole. Invalid UTF-8 is refused
+ * (NotUtf8LineError): decoded to U+FFFD, a Latin-1 or UTF-16 file, or a gzip file read as text, would be taken as
+ * replacement characters without a word.
+ */
 export const BYTE_UNITS: LineUnits<Buffer> = {
   at: (chunk, i) => chunk[i],
   indexOf: (chunk, unit, from) => chunk.indexOf(unit, from),
   slice: (chunk, start, end) => chunk.subarray(start, end),
-  text: (pieces) => (pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)).toString('utf8'),
+  text: (pieces) => {
+    const bytes = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    if (!isUtf8(bytes)) throw new NotUtf8LineError();
+    return bytes.toString('utf8');
+  },
 };
 
 /** Text already decoded. */

@@ -59,6 +59,28 @@ test('a line longer than the bound is refused by its number, after the lines bef
   });
 });
 
+test('a line that is not UTF-8 (Latin-1, a gzip file not named .gz) is refused by its number', async () => {
+  await withTemp(async (dir) => {
+    const f = join(dir, 'corpus.jsonl');
+    // 'café' in Latin-1 on line 2; a '€' (3 bytes) across the file stream's 65,536-byte chunk on line 1 is whole
+    const first = `${'x'.repeat(65_535)}€`;
+    writeFileSync(f, Buffer.concat([Buffer.from(`${first}\n`), Buffer.from('{"text": "caf\xe9"}\n', 'latin1')]));
+    const seen: string[] = [];
+    const sentence = (file: string, line: number): string =>
+      `${file}:${line}: is not UTF-8 text; save the file as UTF-8 (a gzip-compressed file must be named .gz)`;
+    await assert.rejects(
+      (async () => {
+        for await (const l of readLines(f)) seen.push(l.text);
+      })(),
+      (e: Error) => e.name === 'EvalInputError' && e.message === sentence(f, 2),
+    );
+    assert.deepEqual(seen, [first]);
+    const g = join(dir, 'queries.jsonl');
+    writeFileSync(g, gzipSync('{"_id": "q1", "text": "a"}\n'));
+    await assert.rejects(linesOf(g), (e: Error) => e.message === sentence(g, 1));
+  });
+});
+
 test('a BEIR corpus line over 64 MiB is refused in one sentence naming the file and line', async () => {
   await withTemp(async (dir) => {
     const f = join(dir, 'corpus.jsonl');
