@@ -3,6 +3,7 @@
  * body (Content-Encoding: gzip) at most `limit` bytes once decompressed, so a small body that inflates
  * to gigabytes is refused at the limit without inflating the rest.
  */
+import { isUtf8 } from 'node:buffer';
 import type http from 'node:http';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
@@ -70,11 +71,19 @@ export function readBody(req: http.IncomingMessage, limit: number): Promise<Buff
   });
 }
 
-/** The body as a JSON object (400 invalid_json otherwise). */
+/**
+ * The body as a JSON object (400 invalid_json otherwise). JSON on the wire is UTF-8 (RFC 8259): a body in another
+ * encoding (a Latin-1 'café') is refused, where decoded to U+FFFD it would be searched or embedded as other text
+ * without a word. A leading byte-order mark, which some clients write and the RFC lets a parser ignore, is.
+ */
 export function parseJsonObject(body: Buffer): Record<string, unknown> {
+  if (!isUtf8(body)) {
+    throw badRequest('the body is not UTF-8; send the JSON encoded as UTF-8.', null, 'invalid_json');
+  }
+  const text = body.toString('utf8');
   let v: unknown;
   try {
-    v = JSON.parse(body.toString('utf8'));
+    v = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (e) {
     throw badRequest(`the body is not valid JSON (${(e as Error).message}).`, null, 'invalid_json');
   }

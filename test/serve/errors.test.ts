@@ -19,7 +19,12 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     maxQueue: 3,
   });
   const emb = (body: unknown): Promise<Reply> =>
-    request(server.url, 'POST', '/v1/embeddings', typeof body === 'string' ? body : JSON.stringify(body));
+    request(
+      server.url,
+      'POST',
+      '/v1/embeddings',
+      typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
+    );
   const expect = (r: Reply, status: number, code: string | null, param?: string | null): void => {
     assert.equal(r.status, status, JSON.stringify(r.body));
     assert.ok(r.body.error, 'OpenAI error shape');
@@ -31,6 +36,13 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
   try {
     expect(await emb('{"model": "search-r3", "input": '), 400, 'invalid_json', null);
     expect(await emb('[1, 2]'), 400, 'invalid_json');
+    // 'café' in Latin-1: decoded to U+FFFD it would be embedded as another text
+    const latin1 = await emb(Buffer.from('{"model": "search-r3", "input": "caf\xe9"}', 'latin1'));
+    expect(latin1, 400, 'invalid_json', null);
+    assert.equal(latin1.body.error!.message, 'the body is not UTF-8; send the JSON encoded as UTF-8.');
+    // a byte-order mark before the JSON is taken, as RFC 8259 lets a parser take it
+    const bom = await emb(`\ufeff${JSON.stringify({ model: 'search-r3', input: 'café' })}`);
+    assert.equal(bom.status, 200, JSON.stringify(bom.body));
     expect(await emb({ model: 'search-r3' }), 400, 'missing_required_parameter', 'input');
     expect(await emb({ input: 'x' }), 400, 'missing_required_parameter', 'model');
     expect(await emb({ model: 'search-r3', input: [1, 'two', 3] }), 400, 'invalid_type', 'input');
