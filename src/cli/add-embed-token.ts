@@ -1,6 +1,6 @@
 import { existsSync, promises as fsp, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { EMBED_TOKEN } from '../embed/index.js';
 import { writeDirAtomically } from '../io/atomic-file.js';
 import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../model/model-folder.js';

@@ -1,6 +1,6 @@
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { type Command, UserError } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { fractionOption, namesOption, positiveNumber, seedOption } from './args.js';

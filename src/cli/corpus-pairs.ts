@@ -1,6 +1,6 @@
 /** `search-r3 corpus pairs`: stage-1 pairs from the Debian text packages (train/sft/debian-pairs.ts). */
 import { existsSync, statSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError } from './command.js';
 import { namesOption, nonNegativeInt, seedOption } from './args.js';
 import { checkOutputFile } from './output-path.js';

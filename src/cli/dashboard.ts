@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { apiKeyOption, hostOption, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { runWatch } from './run-folders.js';

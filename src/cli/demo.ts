@@ -1,7 +1,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { hostOption, portOption, positiveInt } from './args.js';
 import { DEVICE_OPTION, deviceHelp, resolvedDevice, selectDevice } from './device-option.js';

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import * as T from '../tensor/index.js';
 import type { Command } from './command.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';

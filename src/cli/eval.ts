@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import {
   choiceOption,

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import path from 'node:path';
 import { existsSync, promises as fsp, readFileSync, readdirSync, statSync } from 'node:fs';
 import { writeDirAtomically } from '../io/atomic-file.js';

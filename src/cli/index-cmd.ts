@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import path from 'node:path';
 import { UserError, type Command } from './command.js';
 import { choiceOption, positiveInt } from './args.js';

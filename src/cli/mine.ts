@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { noEffect, nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
 import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-path.js';

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError } from './command.js';
 import { positiveInt } from './args.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { positiveNumber } from './args.js';

@@ -1,7 +1,7 @@
 import { cpSync, existsSync, rmSync } from 'node:fs';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { intAtLeast } from './args.js';

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { choiceOption, noEffect, nonNegativeInt, nonNegativeNumber, positiveInt, seedOption } from './args.js';
 import { REASONING_MODES } from '../embed/index.js';

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { apiKeyOption, hostOption, intAtLeast, intInRange, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';

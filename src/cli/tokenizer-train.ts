@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { type Command, UserError } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { numberOption, positiveInt } from './args.js';

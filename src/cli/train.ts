@@ -3,7 +3,7 @@
  * own help (`search-r3 train lm --help`); all take the same options and report the same errors.
  */
 import { constants as osConstants } from 'node:os';
-import { parseArgs } from 'node:util';
+import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { positiveNumber } from './args.js';

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -20,6 +20,7 @@ import {
   unitIntervalOption,
 } from '../../src/cli/args.js';
 import { UserError } from '../../src/cli/command.js';
+import { parseArgs } from '../../src/cli/parse-options.js';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 
@@ -108,6 +109,47 @@ test('commands refuse an empty number option in one sentence before any work, no
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stderr, `search-r3: ${sentence}\n`, args.join(' '));
   }
+});
+
+test('an option of one value given twice with two values is refused by name; nothing of the run is made', () => {
+  const options = {
+    input: { type: 'string' },
+    k: { type: 'string', short: 'k' },
+    delete: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+  } as const;
+  const parse = (args: string[]) => parseArgs({ args, options, allowPositionals: true });
+  refused(
+    () => parse(['--input', 'a.jsonl', '--input=b.jsonl']),
+    "--input is given twice ('a.jsonl' and 'b.jsonl') and takes one value; give it once.",
+  );
+  refused(() => parse(['-k', '3', '--k', '5']), "--k is given twice ('3' and '5') and takes one value; give it once.");
+  // the same value twice, a flag twice and a `multiple` option mean one thing each
+  const { values, positionals } = parse([
+    '--k',
+    '3',
+    '-k',
+    '3',
+    '--json',
+    '--json',
+    '--delete',
+    'a',
+    '--delete',
+    'b',
+    'q',
+  ]);
+  assert.deepEqual({ ...values }, { k: '3', json: true, delete: ['a', 'b'] });
+  assert.deepEqual(positionals, ['q']);
+  assert.equal('tokens' in parse([]), false);
+
+  const out = path.join(os.tmpdir(), `args-twice-${process.pid}`);
+  const r = runCli(['index', '--model', out, '--input', 'a.jsonl', '--input', 'b.jsonl', '--out', out]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(
+    r.stderr,
+    "search-r3: --input is given twice ('a.jsonl' and 'b.jsonl') and takes one value; give it once.\n",
+  );
+  assert.equal(existsSync(out), false);
 });
 
 test('--version prints the version of package.json', () => {
