@@ -51,12 +51,24 @@ export async function readDocuments(input: string, opts: ReadDocumentsOptions = 
   return docs;
 }
 
+/** Why a stream is no input (the documents are read twice: every line is checked before any is stored). */
+const NOT_A_STREAM =
+  'index reads its input twice (it checks every document before it stores any), so it cannot read a stream; ' +
+  'write the documents to a file and give its path.';
+
 /**
  * readDocuments one document at a time, so that a corpus larger than memory can be checked and staged: only the
  * document being read (a line, or a file of a folder) is held. Refuses an input that gives no document, at its end.
  */
 export async function* streamDocuments(input: string, opts: ReadDocumentsOptions = {}): AsyncGenerator<SourceDocument> {
-  if (!existsSync(input)) throw new IndexError(`--input ${input}: no such file or folder.`);
+  if (!existsSync(input)) {
+    if (input === '-') throw new IndexError(`--input -: ${NOT_A_STREAM}`);
+    throw new IndexError(`--input ${input}: no such file or folder.`);
+  }
+  const kind = statSync(input);
+  if (!kind.isFile() && !kind.isDirectory()) {
+    throw new IndexError(`--input ${input}: is a pipe, socket or device, not a file or folder; ${NOT_A_STREAM}`);
+  }
   let n = 0;
   for await (const d of documentsOf(input, opts)) {
     n++;
@@ -138,6 +150,11 @@ export function storedDocument(d: SourceDocument, where: string): SourceDocument
   return { ...d, title, text, ...(metadata === undefined ? {} : { metadata }) };
 }
 
+/** `what` (a JSON array, ...) where a JSON object was expected, and what to do. */
+const notJsonLines = (what: string): string =>
+  `${what}, where JSON lines hold one object per line; write each document on its own line ` +
+  "(jq -c '.[]' turns an array into JSON lines).";
+
 async function* streamJsonl(file: string, refuseDuplicates: boolean): AsyncGenerator<SourceDocument> {
   const seen = refuseDuplicates ? new Set<string>() : null;
   for await (const { text, line } of readLines(file)) {
@@ -146,9 +163,15 @@ async function* streamJsonl(file: string, refuseDuplicates: boolean): AsyncGener
     try {
       obj = JSON.parse(text);
     } catch (e) {
+      // a JSON array or an indented object, spread over lines: its first line alone is no JSON
+      if (line === 1 && /^\s*(\[|\{\s*$)/.test(text))
+        throw new IndexError(
+          `${file}:1: ${notJsonLines('one JSON document spread over lines (an array or an indented object)')}`,
+        );
       throw new IndexError(`${file}:${line}: not valid JSON (${(e as Error).message}).`);
     }
-    if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+    if (Array.isArray(obj)) throw new IndexError(`${file}:${line}: ${notJsonLines('a JSON array')}`);
+    if (typeof obj !== 'object' || obj === null)
       throw new IndexError(`${file}:${line}: expected one JSON object per line.`);
     const { _id, id, title, text: body, metadata, ...rest } = obj as Record<string, unknown>;
     const docId = _id ?? id;

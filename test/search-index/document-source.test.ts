@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readDocuments, streamDocuments } from '../../src/search-index/document-source.js';
@@ -17,6 +18,50 @@ test('a JSON-lines id given twice is refused by its line, unless the reader leav
     const ids: string[] = [];
     for await (const d of streamDocuments(file, { refuseDuplicateIds: false })) ids.push(d.id);
     assert.deepEqual(ids, ['a', 'b', 'a']);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a JSON array or an indented JSON document as --input says to write JSON lines', async () => {
+  const { dir, cleanup } = tempDir('doc-source');
+  try {
+    const write = (name: string, text: string): string => {
+      const file = path.join(dir, name);
+      writeFileSync(file, text);
+      return file;
+    };
+    const what = (file: string, line: number, it: string): string =>
+      `${file}:${line}: ${it}, where JSON lines hold one object per line; write each document on its own line ` +
+      "(jq -c '.[]' turns an array into JSON lines).";
+    const spread = 'one JSON document spread over lines (an array or an indented object)';
+    const oneLine = write('one-line.json', '[{"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}]\n');
+    await assert.rejects(readDocuments(oneLine), { message: what(oneLine, 1, 'a JSON array') });
+    const pretty = write('pretty.json', JSON.stringify([{ _id: 'a', text: 'x' }], null, 2));
+    await assert.rejects(readDocuments(pretty), { message: what(pretty, 1, spread) });
+    const object = write('object.json', JSON.stringify({ _id: 'a', text: 'x' }, null, 2));
+    await assert.rejects(readDocuments(object), { message: what(object, 1, spread) });
+    // a later line that is no JSON is named as such
+    const cut = write('cut.jsonl', '{"_id": "a", "text": "x"}\n{"_id": "b",\n');
+    await assert.rejects(readDocuments(cut), (e: Error) => e.message.startsWith(`${cut}:2: not valid JSON (`));
+  } finally {
+    cleanup();
+  }
+});
+
+test('a pipe or - as --input is refused before it is read: index reads its input twice', async () => {
+  const { dir, cleanup } = tempDir('doc-source');
+  try {
+    const stream =
+      'index reads its input twice (it checks every document before it stores any), so it cannot read a stream; ' +
+      'write the documents to a file and give its path.';
+    await assert.rejects(readDocuments('-'), { message: `--input -: ${stream}` });
+    const fifo = path.join(dir, 'docs.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // opening a FIFO for reading would wait for a writer: the refusal must come from its type alone
+    await assert.rejects(readDocuments(fifo), {
+      message: `--input ${fifo}: is a pipe, socket or device, not a file or folder; ${stream}`,
+    });
   } finally {
     cleanup();
   }
