@@ -135,12 +135,38 @@ export function wellFormedId(id: string, where: string): string {
 }
 
 /**
+ * The deepest metadata stored: objects and arrays within each other this many levels. JSON.stringify, which stores
+ * and hashes metadata, recurses once a level and overflows the stack a few thousand levels down (a RangeError
+ * with a stack trace instead of a sentence); no real metadata comes near this.
+ */
+export const MAX_METADATA_DEPTH = 100;
+
+/** Whether `v` nests objects and arrays deeper than `limit` levels (the metadata object itself is level 1). */
+function nestedDeeperThan(v: unknown, limit: number): boolean {
+  // a walk with its own stack: recursion would overflow where JSON.stringify does
+  const open: Array<[unknown, number]> = [[v, 1]];
+  for (let next = open.pop(); next !== undefined; next = open.pop()) {
+    const [value, depth] = next;
+    if (value === null || typeof value !== 'object') continue;
+    if (depth > limit) return true;
+    for (const child of Object.values(value)) open.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/**
  * The document as docs.sqlite stores it and reads it back: lone surrogates in its title, text and metadata
  * replaced by U+FFFD, so that what is hashed is what is stored, and a stored document checks against its hash;
- * an id holding one is refused (wellFormedId).
+ * an id holding one is refused (wellFormedId), as is metadata nested deeper than MAX_METADATA_DEPTH.
  */
 export function storedDocument(d: SourceDocument, where: string): SourceDocument {
   wellFormedId(d.id, where);
+  if (d.metadata !== undefined && nestedDeeperThan(d.metadata, MAX_METADATA_DEPTH)) {
+    throw new IndexError(
+      `${where}: the metadata nests objects and arrays more than ${MAX_METADATA_DEPTH} levels deep, which an ` +
+        'index does not store; flatten it.',
+    );
+  }
   // only strings are rewritten: a value of another type is left for the type checks to refuse
   const str = (s: string): string => (typeof s === 'string' ? wellFormed(s) : s);
   const title = str(d.title);

@@ -3,7 +3,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { readDocuments, streamDocuments } from '../../src/search-index/document-source.js';
+import {
+  MAX_METADATA_DEPTH,
+  readDocuments,
+  storedDocument,
+  streamDocuments,
+} from '../../src/search-index/document-source.js';
 import { tempDir } from './fixtures.js';
 
 test('a JSON-lines id given twice is refused by its line, unless the reader leaves that to its consumer', async () => {
@@ -61,6 +66,33 @@ test('a pipe or - as --input is refused before it is read: index reads its input
     // opening a FIFO for reading would wait for a writer: the refusal must come from its type alone
     await assert.rejects(readDocuments(fifo), {
       message: `--input ${fifo}: is a pipe, socket or device, not a file or folder; ${stream}`,
+    });
+  } finally {
+    cleanup();
+  }
+});
+
+test('metadata nested deeper than the stored bound is one sentence, in JSON lines and the library', async () => {
+  const { dir, cleanup } = tempDir('doc-source');
+  try {
+    const nested = (levels: number): string => `${'['.repeat(levels)}${']'.repeat(levels)}`;
+    const file = path.join(dir, 'deep.jsonl');
+    const sentence = (where: string): string =>
+      `${where}: the metadata nests objects and arrays more than ${MAX_METADATA_DEPTH} levels deep, which an ` +
+      'index does not store; flatten it.';
+    // the metadata object is a level: 99 arrays in it are the most stored
+    writeFileSync(file, `{"_id": "a", "text": "x", "extra": ${nested(MAX_METADATA_DEPTH - 1)}}\n`);
+    assert.equal((await readDocuments(file)).length, 1);
+    // thousands of levels overflowed JSON.stringify's stack: a RangeError and its stack trace
+    writeFileSync(
+      file,
+      `{"_id": "a", "text": "ok"}\n{"_id": "b", "text": "x", "metadata": {"m": ${nested(20_000)}}}\n`,
+    );
+    await assert.rejects(readDocuments(file), { name: 'IndexError', message: sentence(`${file}:2`) });
+    const metadata = JSON.parse(`{"m": ${nested(20_000)}}`) as Record<string, unknown>;
+    assert.throws(() => storedDocument({ id: 'c', title: '', text: 'x', metadata }, 'document 1 given'), {
+      name: 'IndexError',
+      message: sentence('document 1 given'),
     });
   } finally {
     cleanup();
