@@ -694,7 +694,8 @@ export class SearchIndex {
         .map((h) => ({ ...docs.get(h.key)!, score: h.score, denseScore: h.score }));
     }
     if (opts.queryText === undefined) throw new IndexError('hybrid search needs the query text for BM25.');
-    const depth = Math.max(opts.candidates ?? 100, 4 * k);
+    // 4k past 2^53 is no integer to the stores (k is any safe integer); no list holds that many documents anyway
+    const depth = Math.max(opts.candidates ?? 100, Math.min(4 * k, Number.MAX_SAFE_INTEGER));
     const dense = await denseSearch(depth);
     const denseDocs = this.docs.byKeys(dense.map((h) => h.key));
     const denseIds = dense

@@ -177,6 +177,9 @@ test('hybrid search fuses BM25 and dense rankings', async () => {
     assert.equal(res.hits[0].id, 'zebra');
     assert.ok(res.hits[0].bm25Score! > 0);
     assert.equal(res.hits.length, 5);
+    // a k whose 4k lists run past 2^53 (the CLI's -k takes any safe integer) ranks every document
+    const all = await index.search('zebra savanna', { k: Number.MAX_SAFE_INTEGER, hybrid: true });
+    assert.equal(all.hits.length, docs.length);
     await index.close();
   } finally {
     cleanup();
