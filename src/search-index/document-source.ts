@@ -7,7 +7,7 @@
  * (binary, or another encoding) are skipped and reported, never read as garbage documents.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, promises as fsp, statSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beirCorpusFile } from '../eval/beir.js';
 import { listFilesUnder } from '../io/list-files.js';
@@ -74,10 +74,19 @@ export async function* streamDocuments(input: string, opts: ReadDocumentsOptions
     n++;
     yield d;
   }
-  if (n === 0)
+  if (n === 0) {
+    // a folder is read as BEIR or as text files; a JSON-lines file of another name in it is not read
+    const jsonl = kind.isDirectory() ? readdirSync(input).filter((f) => /\.jsonl(\.gz)?$/i.test(f)) : [];
+    if (jsonl.length > 0) {
+      throw new IndexError(
+        `--input ${input}: a folder is read as BEIR (corpus.jsonl) or as .txt/.md files, which gave none here; ` +
+          `give the JSON-lines file itself (--input ${path.join(input, jsonl.sort()[0]!)}).`,
+      );
+    }
     throw new IndexError(
       `--input ${input}: no documents found (expected corpus.jsonl[.gz], JSON lines, or .txt/.md files).`,
     );
+  }
 }
 
 async function* documentsOf(input: string, opts: ReadDocumentsOptions): AsyncGenerator<SourceDocument> {

@@ -98,3 +98,17 @@ test('metadata nested deeper than the stored bound is one sentence, in JSON line
     cleanup();
   }
 });
+
+test('a folder holding only a JSON-lines file of another name than corpus.jsonl names that file', async () => {
+  const { dir, cleanup } = tempDir('doc-source');
+  try {
+    writeFileSync(path.join(dir, 'notes.jsonl'), '{"_id": "a", "text": "x"}\n');
+    await assert.rejects(readDocuments(dir), {
+      message:
+        `--input ${dir}: a folder is read as BEIR (corpus.jsonl) or as .txt/.md files, which gave none here; ` +
+        `give the JSON-lines file itself (--input ${path.join(dir, 'notes.jsonl')}).`,
+    });
+  } finally {
+    cleanup();
+  }
+});
