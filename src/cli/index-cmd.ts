@@ -64,7 +64,7 @@ ${modelHelp(25, 'the model (default for an existing index: the one it was built 
   --api-key <key>        bearer token for --remote (default: $SEARCH_R3_API_KEY)
   --input <path>         BEIR folder (corpus.jsonl), JSON-lines file (_id|id, title, text, metadata),
                          or a folder of .txt/.md files (links leading outside it, binary and non-UTF-8
-                         files are skipped and counted)
+                         files, and names that are not UTF-8, are skipped and counted)
   --out <dir>            index folder (created if missing)
   --dtype f32|f16|i8     HNSW vector storage (default f32; fixed when the index is created)
   --store local|lancedb  vector store (default local = usearch HNSW; fixed when the index is created)

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beirCorpusFile } from '../eval/beir.js';
-import { listFilesUnder } from '../io/list-files.js';
+import { listFilesUnder, type ListSkipReason } from '../io/list-files.js';
 import { readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
 
@@ -32,7 +32,7 @@ export function contentHash(d: SourceDocument): string {
 }
 
 /** Why a file of a folder input was not read. */
-export type SkipReason = 'outside the folder' | 'binary' | 'not UTF-8';
+export type SkipReason = ListSkipReason | 'binary' | 'not UTF-8';
 
 export interface ReadDocumentsOptions {
   /** Called for each file of a folder input that is skipped, with the reason. */

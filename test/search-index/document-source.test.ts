@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   MAX_METADATA_DEPTH,
@@ -108,6 +108,32 @@ test('a folder holding only a JSON-lines file of another name than corpus.jsonl 
         `--input ${dir}: a folder is read as BEIR (corpus.jsonl) or as .txt/.md files, which gave none here; ` +
         `give the JSON-lines file itself (--input ${path.join(dir, 'notes.jsonl')}).`,
     });
+  } finally {
+    cleanup();
+  }
+});
+
+test('a text folder entry whose name is not UTF-8 is skipped and counted, never read as another', async () => {
+  const { dir, cleanup } = tempDir('doc-source');
+  try {
+    const at = (name: string): Buffer => Buffer.from(`${dir}${path.sep}${name}`);
+    // 'café' in Latin-1; the name as a string reads 'caf\uFFFD', which is the name of the file beside it
+    const latin1 = Buffer.from('caf\xe9', 'latin1');
+    writeFileSync(Buffer.concat([at(''), latin1, Buffer.from('.txt')]), 'latin-1 name');
+    writeFileSync(at('caf\uFFFD.txt'), 'replacement character name');
+    mkdirSync(Buffer.concat([at(''), latin1]));
+    writeFileSync(Buffer.concat([at(''), latin1, Buffer.from('/in.md')]), 'in a latin-1 folder');
+    writeFileSync(Buffer.concat([at(''), latin1, Buffer.from('.bin')]), 'not a text file: not counted');
+    const skipped: string[] = [];
+    const docs = await readDocuments(dir, { onSkip: (file, why) => skipped.push(`${path.basename(file)}: ${why}`) });
+    assert.deepEqual(
+      docs.map((d) => [d.id, d.text]),
+      [['caf\uFFFD.txt', 'replacement character name']],
+    );
+    assert.deepEqual(skipped.sort(), [
+      'caf\uFFFD.txt: with a name not in UTF-8',
+      'caf\uFFFD: with a name not in UTF-8',
+    ]);
   } finally {
     cleanup();
   }
