@@ -63,8 +63,8 @@ ${modelHelp(25, 'the model (default for an existing index: the one it was built 
                          URLs, e.g. http://10.0.0.5:8080); requests are spread round-robin with retries
   --api-key <key>        bearer token for --remote (default: $SEARCH_R3_API_KEY)
   --input <path>         BEIR folder (corpus.jsonl), JSON-lines file (_id|id, title, text, metadata),
-                         or a folder of .txt/.md files (links leading outside it, binary and non-UTF-8
-                         files, and names that are not UTF-8, are skipped and counted)
+                         or a folder of .txt/.md files (links leading outside it, files over 64 MiB, binary
+                         and non-UTF-8 files, and names that are not UTF-8, are skipped and counted)
   --out <dir>            index folder (created if missing)
   --dtype f32|f16|i8     HNSW vector storage (default f32; fixed when the index is created)
   --store local|lancedb  vector store (default local = usearch HNSW; fixed when the index is created)

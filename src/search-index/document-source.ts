@@ -11,7 +11,7 @@ import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beirCorpusFile } from '../eval/beir.js';
 import { listFilesUnder, type ListSkipReason } from '../io/list-files.js';
-import { readLines } from '../eval/line-reader.js';
+import { MAX_LINE_BYTES, readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
 
 export interface SourceDocument {
@@ -32,7 +32,7 @@ export function contentHash(d: SourceDocument): string {
 }
 
 /** Why a file of a folder input was not read. */
-export type SkipReason = ListSkipReason | 'binary' | 'not UTF-8';
+export type SkipReason = ListSkipReason | 'over 64 MiB' | 'binary' | 'not UTF-8';
 
 export interface ReadDocumentsOptions {
   /** Called for each file of a folder input that is skipped, with the reason. */
@@ -248,8 +248,14 @@ function listTextFiles(root: string, opts: ReadDocumentsOptions): Promise<string
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** A text file as a document, or why it is not one (NUL bytes: binary; invalid UTF-8: another encoding). */
+/**
+ * A text file as a document, or why it is not one (over MAX_LINE_BYTES: no document; NUL bytes: binary; invalid
+ * UTF-8: another encoding). The size is asked first: a file over 2 GiB is refused by readFile with a stack trace,
+ * and one over V8's longest string (about 512 MiB) failed to decode as if it were not UTF-8. Its bound is that of a
+ * JSON-lines document, whose line holds it whole.
+ */
 async function readTextFile(root: string, file: string): Promise<SourceDocument | SkipReason> {
+  if ((await fsp.stat(file)).size > MAX_LINE_BYTES) return 'over 64 MiB';
   const bytes = await fsp.readFile(file);
   if (bytes.includes(0)) return 'binary';
   let raw: string;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   MAX_METADATA_DEPTH,
@@ -134,6 +134,30 @@ test('a text folder entry whose name is not UTF-8 is skipped and counted, never 
       'caf\uFFFD.txt: with a name not in UTF-8',
       'caf\uFFFD: with a name not in UTF-8',
     ]);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a text file over 64 MiB in a text folder is skipped and counted, one over 2 GiB included', async () => {
+  const { dir, cleanup } = tempDir('doc-source');
+  try {
+    writeFileSync(path.join(dir, 'a.txt'), 'kept');
+    // sparse files: sizes without the disk space; 3 GiB made readFile throw ERR_FS_FILE_TOO_LARGE
+    for (const [name, size] of [
+      ['b.txt', 64 * 1024 * 1024 + 1],
+      ['c.md', 3 * 1024 ** 3],
+    ] as const) {
+      writeFileSync(path.join(dir, name), '');
+      truncateSync(path.join(dir, name), size);
+    }
+    const skipped: string[] = [];
+    const docs = await readDocuments(dir, { onSkip: (file, why) => skipped.push(`${path.basename(file)}: ${why}`) });
+    assert.deepEqual(
+      docs.map((d) => d.id),
+      ['a.txt'],
+    );
+    assert.deepEqual(skipped, ['b.txt: over 64 MiB', 'c.md: over 64 MiB']);
   } finally {
     cleanup();
   }
