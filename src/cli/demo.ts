@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { hostOption, portOption, positiveInt } from './args.js';
+import { oneLine } from './one-line.js';
 import { DEVICE_OPTION, deviceHelp, resolvedDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { evalProgress } from './eval-progress.js';
@@ -137,15 +138,6 @@ export function duration(seconds: number): string {
   if (seconds < 59.95) return `${seconds.toFixed(1)} s`;
   const whole = Math.round(seconds);
   return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, '0')}s`;
-}
-
-/** Whitespace runs as one space, control characters dropped, cut to `max` characters. */
-function oneLine(s: string, max: number): string {
-  const t = s
-    .replace(/\s+/g, ' ')
-    .replace(/\p{Cc}/gu, '')
-    .trim();
-  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 }
 
 /**

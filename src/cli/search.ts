@@ -6,6 +6,7 @@ import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { recordedModelFolder } from './index-model.js';
+import { oneLine } from './one-line.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { searchHitJson } from '../search-index/search-json.js';
@@ -144,13 +145,15 @@ export const searchCommand: Command = {
             }),
           );
         } else {
-          if (reasoning === 'on')
-            console.log(`reasoning${res.forced ? ' (embed token forced)' : ''}: ${res.reasoning || '(none)'}\n`);
+          if (reasoning === 'on') {
+            const said = oneLine(res.reasoning) || '(none)';
+            console.log(`reasoning${res.forced ? ' (embed token forced)' : ''}: ${said}\n`);
+          }
           res.hits.forEach((h, i) => {
-            const snippet = h.text.replace(/\s+/g, ' ').slice(0, 160);
+            const title = oneLine(h.title);
             console.log(
-              `${String(i + 1).padStart(3)}. ${h.score.toFixed(4)}  ${h.id}${h.title ? `  ${h.title}` : ''}\n ` +
-                `    ${snippet}${h.text.length > 160 ? '…' : ''}`,
+              `${String(i + 1).padStart(3)}. ${h.score.toFixed(4)}  ${oneLine(h.id)}${title ? `  ${title}` : ''}\n ` +
+                `    ${oneLine(h.text, 161)}`,
             );
           });
           if (res.hits.length === 0) console.log('(no documents)');

@@ -438,3 +438,26 @@ test('index reads --input twice a document at a time: a bad line after 10,000 go
     cleanup();
   }
 });
+
+test('search prints stored text on its lines without the control characters that would act on a terminal', async () => {
+  const { dir, cleanup } = tempDir('cli-ctl');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    // a colour, an OSC window title ended by BEL, a clear screen: in the id, the title and the text
+    const doc = { _id: 'e\u001b[31mred', title: 'T\u001b]0;pwned\u0007', text: 'gene \u001b[2J\r\nclear\u009b' };
+    writeFileSync(input, `${JSON.stringify(doc)}\n`);
+    const out = path.join(dir, 'idx');
+    let r = await cli('index', '--model', model, '--input', input, '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    r = await cli('search', '--index', out, 'gene');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.replace(/ \d\.\d{4} /, ' S '), '  1. S  e[31mred  T]0;pwned\n     gene [2J clear\n');
+    // --json gives the document as stored (JSON escapes them)
+    r = await cli('search', '--index', out, '--json', 'gene');
+    const hit = (JSON.parse(r.stdout) as { data: { id: string; title: string; text: string }[] }).data[0];
+    assert.deepEqual([hit.id, hit.title, hit.text], [doc._id, doc.title, doc.text]);
+  } finally {
+    cleanup();
+  }
+});
