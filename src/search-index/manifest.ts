@@ -152,6 +152,37 @@ export function tryReadManifest(dir: string): ManifestRead {
   }
 }
 
+/** Fields every manifest has had, since the first format; damage that leaves JSON (flipped bits) takes one. */
+const OWN_FIELDS = [
+  'format',
+  'version',
+  'model',
+  'templates',
+  'maxLength',
+  'dimension',
+  'dtype',
+  'metric',
+  'hnsw',
+  'counts',
+  'createdAt',
+  'updatedAt',
+];
+
+/**
+ * Whether index.json in `dir` is another program's file (a web project's index.json): a JSON object with at most
+ * two of a manifest's fields ('version' and 'model' are common words). A writer rewrites a damaged manifest, so
+ * such a file would be lost.
+ */
+export function foreignManifest(dir: string): boolean {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(path.join(dir, MANIFEST_FILE), 'utf8'));
+  } catch {
+    return false;
+  }
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && OWN_FIELDS.filter((k) => k in v).length <= 2;
+}
+
 export function readManifest(dir: string): IndexManifest {
   const r = tryReadManifest(dir);
   if ('manifest' in r) return r.manifest;

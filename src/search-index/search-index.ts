@@ -43,6 +43,7 @@ import {
   MANIFEST_FILE,
   incompatibility,
   sealManifest,
+  foreignManifest,
   tryReadManifest,
   unsealManifest,
   writeManifest,
@@ -237,6 +238,12 @@ export class SearchIndex {
     prepareFolder(dir, opts.create !== undefined);
     const notes: string[] = [];
     const read = tryReadManifest(dir);
+    if (writable && 'problem' in read && read.problem === 'damaged' && foreignManifest(dir))
+      throw new IndexError(
+        `${path.join(dir, MANIFEST_FILE)} is another program's file, not a search-r3 index manifest (it lacks the ` +
+          'fields of one), and an index would write over it; give the index a folder of its own, or move the ' +
+          'file away.',
+      );
     const docs = openDocuments(dir, read, writable, notes);
     let store: VectorStore | undefined;
     try {

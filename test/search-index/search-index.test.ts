@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type CreateIndexOptions, SearchIndex } from '../../src/search-index/search-index.js';
 import { type SourceDocument, documentText } from '../../src/search-index/document-source.js';
@@ -181,6 +181,38 @@ test('hybrid search fuses BM25 and dense rankings', async () => {
     const all = await index.search('zebra savanna', { k: Number.MAX_SAFE_INTEGER, hybrid: true });
     assert.equal(all.hits.length, docs.length);
     await index.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test("a folder holding another program's index.json is refused for an index, and the file is kept", async () => {
+  const { dir, cleanup } = tempDir('foreign');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const web = path.join(dir, 'web');
+    mkdirSync(web);
+    const theirs = `${JSON.stringify({ name: 'my web app', version: 1, model: 'gpt' })}\n`;
+    writeFileSync(path.join(web, MANIFEST_FILE), theirs);
+    await assert.rejects(SearchIndex.open(web, { backend, create: {} }), {
+      name: 'IndexError',
+      message:
+        `${path.join(web, MANIFEST_FILE)} is another program's file, not a search-r3 index manifest (it lacks the ` +
+        'fields of one), and an index would write over it; give the index a folder of its own, or move the file away.',
+    });
+    assert.equal(readFileSync(path.join(web, MANIFEST_FILE), 'utf8'), theirs);
+    assert.deepEqual(readdirSync(web), [MANIFEST_FILE]);
+    // a manifest of ours that lost a field to damage is still rewritten, as the damage table says
+    const own = path.join(dir, 'own');
+    const index = await SearchIndex.open(own, { backend, create: {} });
+    await index.addDocuments(corpus(3));
+    await index.close();
+    const sealed = readFileSync(path.join(own, MANIFEST_FILE), 'utf8');
+    writeFileSync(path.join(own, MANIFEST_FILE), sealed.replace('"templates"', '"templatez"'));
+    const reopened = await SearchIndex.open(own, { backend, create: {} });
+    assert.equal(reopened.documentIds().length, 3);
+    await reopened.close();
+    assert.ok(unsealManifest(readFileSync(path.join(own, MANIFEST_FILE), 'utf8'), 'index.json').templates);
   } finally {
     cleanup();
   }
