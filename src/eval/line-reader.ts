@@ -54,6 +54,14 @@ export async function* readLines(file: string, opts: ReadLinesOptions = {}): Asy
       const why = 'is not UTF-8 text; save the file as UTF-8 (a gzip-compressed file must be named .gz)';
       throw new EvalInputError(why, file, line + 1);
     }
+    // A file named .gz that holds no gzip at all fails at its first bytes; say so, not where the damage is.
+    if (input !== raw && line === 0 && (e as NodeJS.ErrnoException).code === 'Z_DATA_ERROR') {
+      throw new EvalInputError(
+        `is not gzip-compressed (${(e as Error).message}), though its name ends in .gz; compress it, or name a ` +
+          'plain file without .gz',
+        file,
+      );
+    }
     // A cut or corrupt .gz fails here, after the lines before the damage were read.
     throw new EvalInputError(`cannot be read after line ${line} (${(e as Error).message})`, file);
   } finally {
