@@ -186,6 +186,24 @@ function rollBackJournal(file: string): boolean {
   return !existsSync(`${file}-journal`);
 }
 
+/** The tables of SCHEMA; a database with tables and none of these is another program's. */
+const OWN_TABLES = ['docs', 'meta', 'info', 'staged'];
+
+/**
+ * Refuses another program's SQLite database that happens to be called docs.sqlite: a writer would add its tables
+ * to it and switch its journal mode, or, where it has a table of the same name, call it damaged.
+ */
+function refuseForeignDatabase(db: Database.Database, file: string): void {
+  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+    (t) => t.name,
+  );
+  if (tables.length === 0 || tables.some((t) => OWN_TABLES.includes(t))) return;
+  throw new IndexError(
+    `${file} is another program's database (its tables: ${tables.slice(0, 5).join(', ')}), and an index would add ` +
+      'its own to it; give the index a folder of its own, or move the file away.',
+  );
+}
+
 function damagedFile(file: string, why: string): IndexError {
   return new IndexError(
     `${file} is damaged (${why}); rebuild the index: move the folder away and run 'search-r3 index --input ` +
@@ -232,6 +250,7 @@ export class DocumentTable {
         problems = integrityProblems(db);
       }
       if (problems.length > 0) throw damagedFile(file, `SQLite's check says: ${problems[0]}`);
+      refuseForeignDatabase(db, file);
       // a rollback journal: readers then need no -wal/-shm files beside the database (they may not create any)
       db.pragma('journal_mode = DELETE');
       // FULL: a committed chunk survives a power cut, not only a killed process.

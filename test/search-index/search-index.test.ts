@@ -9,6 +9,7 @@ import { MANIFEST_FILE, type VectorDtype, sealManifest, unsealManifest } from '.
 import { UsearchStore, exactCosineSearch } from '../../src/search-index/usearch-store.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 import { Document } from '@langchain/core/documents';
+import Database from 'better-sqlite3';
 import { SearchR3Embeddings } from '../../src/client/langchain-embeddings.js';
 import { SearchR3VectorStore } from '../../src/client/langchain-vectorstore.js';
 
@@ -186,7 +187,7 @@ test('hybrid search fuses BM25 and dense rankings', async () => {
   }
 });
 
-test("a folder holding another program's index.json is refused for an index, and the file is kept", async () => {
+test("another program's index.json or docs.sqlite in the folder is refused, and the file is kept", async () => {
   const { dir, cleanup } = tempDir('foreign');
   try {
     const backend = await tinyBackend(await tinyModelDir(dir));
@@ -202,6 +203,23 @@ test("a folder holding another program's index.json is refused for an index, and
     });
     assert.equal(readFileSync(path.join(web, MANIFEST_FILE), 'utf8'), theirs);
     assert.deepEqual(readdirSync(web), [MANIFEST_FILE]);
+    // another program's SQLite database called docs.sqlite: the index added its tables and set its journal mode
+    const app = path.join(dir, 'app');
+    mkdirSync(app);
+    const db = new Database(path.join(app, 'docs.sqlite'));
+    db.pragma('journal_mode = WAL');
+    db.exec("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('kept')");
+    db.close();
+    await assert.rejects(SearchIndex.open(app, { backend, create: {} }), {
+      name: 'IndexError',
+      message:
+        `${path.join(app, 'docs.sqlite')} is another program's database (its tables: notes), and an index would ` +
+        'add its own to it; give the index a folder of its own, or move the file away.',
+    });
+    const after = new Database(path.join(app, 'docs.sqlite'), { readonly: true });
+    assert.deepEqual(after.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all(), ['notes']);
+    assert.equal(after.pragma('journal_mode', { simple: true }), 'wal');
+    after.close();
     // a manifest of ours that lost a field to damage is still rewritten, as the damage table says
     const own = path.join(dir, 'own');
     const index = await SearchIndex.open(own, { backend, create: {} });
