@@ -2,17 +2,23 @@ import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
 import { UserError } from './command.js';
 
 /**
- * node's util.parseArgs, refusing an option that takes one value given twice with two values (`--input a.jsonl
- * --input b.jsonl`): parseArgs keeps the last and drops the other without a word, so the run would index, search
- * or train on half of what the command line names. The same value twice, and a flag twice, mean one thing and
- * are taken; options declared `multiple` collect every value as before.
+ * The options that name what a command reads: given twice, the user meant both, where parseArgs would read the
+ * last alone and the run index, search or train on half of what the command line names. Any other option given
+ * twice takes its last value, as in most command lines, so that a wrapper may append an option to override its
+ * default.
+ */
+const READS = new Set(['input', 'data']);
+
+/**
+ * node's util.parseArgs, refusing an option of READS given twice with two values (`--input a.jsonl --input
+ * b.jsonl`). The same value twice means one thing and is taken; options declared `multiple` collect every value.
  */
 export function parseArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof nodeParseArgs<T>> {
   const parsed = nodeParseArgs({ ...config, tokens: true });
   const first = new Map<string, string>();
   for (const token of parsed.tokens ?? []) {
     if (token.kind !== 'option' || token.value === undefined) continue;
-    if (config.options?.[token.name]?.multiple === true) continue;
+    if (!READS.has(token.name) || config.options?.[token.name]?.multiple === true) continue;
     const earlier = first.get(token.name);
     if (earlier === undefined) first.set(token.name, token.value);
     else if (earlier !== token.value) {

@@ -111,7 +111,7 @@ test('commands refuse an empty number option in one sentence before any work, no
   }
 });
 
-test('an option of one value given twice with two values is refused by name; nothing of the run is made', () => {
+test('an input given twice with two values is refused by name, nothing of the run made; others take the last', () => {
   const options = {
     input: { type: 'string' },
     k: { type: 'string', short: 'k' },
@@ -123,7 +123,8 @@ test('an option of one value given twice with two values is refused by name; not
     () => parse(['--input', 'a.jsonl', '--input=b.jsonl']),
     "--input is given twice ('a.jsonl' and 'b.jsonl') and takes one value; give it once.",
   );
-  refused(() => parse(['-k', '3', '--k', '5']), "--k is given twice ('3' and '5') and takes one value; give it once.");
+  // a wrapper appends an option to override its default
+  assert.equal(parse(['-k', '3', '--k', '5']).values.k, '5');
   // the same value twice, a flag twice and a `multiple` option mean one thing each
   const { values, positionals } = parse([
     '--k',
