@@ -4,6 +4,7 @@ import { fileSystemSentence } from './file-system-error.js';
 import { searchR3Version } from './package-paths.js';
 import { subcommandError } from './subcommand.js';
 import { checkSettings } from '../io/env-settings.js';
+import { watchParent } from './parent-watch.js';
 import type { Command } from './command.js';
 import {
   GpuError,
@@ -37,6 +38,8 @@ function warnIfNoNativeBackend(): void {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // a recipe's step that outlived its recipe (SIGKILL) stops as on Ctrl-C
+  watchParent();
   const [name, ...rest] = argv;
   if (name === undefined) {
     // no command is a usage error: the usage goes where errors go

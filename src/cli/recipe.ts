@@ -20,6 +20,10 @@ import {
   type StepName,
 } from '../recipe/default-recipe.js';
 import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
+import { checkWorkFolder } from '../recipe/recipe-folders.js';
+import { makeFolder } from '../io/make-folder.js';
+import { PARENT_PID_VARIABLE } from './parent-watch.js';
+import { awaitEarlierStep, clearStep, lockWorkFolder, recordStep, RUNNING_STEP_FILE } from './recipe-guard.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -54,8 +58,10 @@ run folder after use costs nothing; the corpus, tokenizer and mined file made ag
 after them). --out must be new, empty or a model folder, apart from --work; the recipe removes only what
 <work>/recipe.json records as its own. SIGINT (Ctrl-C), SIGTERM or SIGHUP goes on to the step that runs
 (training stops after its step in progress, with a checkpoint); the recipe waits for it, then exits with
-code 128 + the signal's number. Each step's config is in <work>/configs/, and <work>/recipe.json records
-the commands and wall times. The full profile takes a few hours on 2 cores.
+code 128 + the signal's number. A recipe killed outright (SIGKILL) leaves its step to stop by itself as on
+SIGTERM, and the next run waits for it; one recipe runs in a work folder at a time (<work>/recipe.lock).
+Each step's config is in <work>/configs/, and <work>/recipe.json records the commands and wall times.
+The full profile takes a few hours on 2 cores.
 
 options:
   --work <dir>      run folder (default: ./work/default-recipe, or ./work/default-recipe-tiny)
@@ -84,6 +90,8 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * Runs the recipe's steps as child processes (this Node, this CLI), one at a time. A signal to the recipe
  * goes on to the running step: spawn forwards none, so a killed recipe left its step training on, and a
  * rerun started a second trainer beside it. The step stops at its checkpoint, and the recipe after it.
+ * SIGKILL cannot be passed on: the step is given the recipe's pid and stops by itself once the recipe is gone
+ * (parent-watch.ts), and `record` names it meanwhile, so that the next run waits for it (recipe-guard.ts).
  */
 class StepRunner {
   private child: ChildProcess | null = null;
@@ -94,6 +102,7 @@ class StepRunner {
     private readonly quiet: boolean,
     private readonly device: string | undefined,
     private readonly log: (line: string) => void,
+    private readonly record: string,
   ) {
     for (const s of STOP_SIGNALS) process.on(s, this.onSignal);
   }
@@ -113,14 +122,20 @@ class StepRunner {
       ...(this.device !== undefined && COMPUTING.includes(argv[0]) ? ['--device', this.device] : []),
     ];
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+      const child = spawn(process.execPath, [main, ...args], {
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: { ...process.env, [PARENT_PID_VARIABLE]: String(process.pid) },
+      });
       this.child = child;
+      if (child.pid !== undefined) recordStep(this.record, child.pid, `search-r3 ${argv.slice(0, 2).join(' ')}`);
       child.on('error', (e) => {
         this.child = null;
+        clearStep(this.record);
         reject(e);
       });
       child.on('exit', (code, signal) => {
         this.child = null;
+        clearStep(this.record);
         // a step that finished although asked to stop is done; the next one does not start
         if (code !== 0 && this.stopped !== null) reject(this.interrupted(this.stopped, 'during', argv));
         else resolve(code ?? (signal ? 128 + osConstants.signals[signal] : 1));
@@ -204,11 +219,18 @@ async function runDefault(argv: string[]): Promise<number> {
   const log = (line: string): void => {
     process.stderr.write(`[recipe ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
   };
-  const steps = new StepRunner(values.quiet ?? false, values.device, log);
+  const paths = recipePaths(work, data);
+  checkWorkFolder(paths);
+  await makeFolder(work);
+  // one recipe per work folder, for its whole run; a killed one's lock is stale and taken over
+  const lock = lockWorkFolder(work);
+  const record = path.join(work, RUNNING_STEP_FILE);
+  const steps = new StepRunner(values.quiet ?? false, values.device, log, record);
   try {
+    await awaitEarlierStep(record, log);
     await runRecipe({
       profile: PROFILES[profileName],
-      paths: recipePaths(work, data),
+      paths,
       out,
       runCommand: (a) => steps.run(a),
       log,
@@ -226,11 +248,12 @@ async function runDefault(argv: string[]): Promise<number> {
     return SESSION_ENDED;
   } finally {
     steps.close();
+    lock.release();
   }
-  const record = path.join(work, 'recipe.json');
+  const state = path.join(work, 'recipe.json');
   if (until !== undefined && until !== 'card')
-    console.log(`steps up to ${until} done (--until); record in ${record}; the same command without --until continues`);
-  else console.log(`default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${record}`);
+    console.log(`steps up to ${until} done (--until); record in ${state}; the same command without --until continues`);
+  else console.log(`default model written to ${out} (steps: ${STEP_NAMES.join(' → ')}); record in ${state}`);
   return 0;
 }
 

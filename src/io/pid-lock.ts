@@ -46,7 +46,7 @@ import {
 import path from 'node:path';
 import { namingFile, tempPathFor } from './atomic-file.js';
 import { resolvedPath } from './path-relation.js';
-import { exited, processRuns, procStatFields } from './process-runs.js';
+import { processRuns, taskStart } from './process-runs.js';
 
 /** How long an empty lock counts as being written by the process that made it. */
 const GRACE_MS = 2000;
@@ -176,27 +176,6 @@ function thisThread(): Holder {
     /* no /proc: locks name the pid only */
   }
   return self;
-}
-
-/**
- * When thread `tid` of process `pid` started (field 22 of its stat, after the command, which is in
- * parentheses and may hold spaces and parentheses itself); undefined when /proc/<pid>/task/<tid> is gone or
- * the thread has exited (a zombie).
- * Other errors (/proc hiding other users' processes) are thrown.
- */
-function taskStart(pid: number, tid: number): string | undefined {
-  let fields: string[];
-  try {
-    fields = procStatFields(`/proc/${pid}/task/${tid}/stat`);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  // a zombie (exited, not yet reaped: a container's pid 1 may never reap it) or dying thread holds nothing
-  if (exited(fields)) return undefined;
-  const start = fields[19];
-  if (start === undefined || !/^\d+$/.test(start)) throw new Error(`/proc/${pid}/task/${tid}/stat: no start time`);
-  return start;
 }
 
 /**
