@@ -9,7 +9,7 @@ import { LanceStore } from '../../src/search-index/lance-store.js';
 import { EXACT_SEARCH_WORK, SearchIndex } from '../../src/search-index/search-index.js';
 import { IndexError } from '../../src/search-index/index-error.js';
 import { documentText } from '../../src/search-index/document-source.js';
-import { LocalBackend } from '../../src/search-index/embedding-backend.js';
+import { type EmbeddingBackend, LocalBackend } from '../../src/search-index/embedding-backend.js';
 import { saveModelFolder } from '../../src/model/model-folder.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 import * as lancedb from '@lancedb/lancedb';
@@ -151,17 +151,25 @@ test(
   },
 );
 
+/** A LanceDB index of 12 documents in `<dir>/idx`, closed; a query vector and the exact search's top 5 ids. */
+async function lanceIndex(
+  dir: string,
+): Promise<{ backend: EmbeddingBackend; indexDir: string; v: Float32Array; want: string[] }> {
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const docs = corpus(12);
+  const indexDir = path.join(dir, 'idx');
+  const writer = await SearchIndex.open(indexDir, { backend, create: { store: 'lancedb' } });
+  await writer.addDocuments(docs);
+  const [v] = await backend.embedDocuments([documentText(docs[3])]);
+  const want = (await writer.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
+  await writer.close();
+  return { backend, indexDir, v, want };
+}
+
 test('a reader of a LanceDB index whose table folder is gone creates nothing and searches docs.sqlite', async () => {
   const { dir, cleanup } = tempDir('lance-ro');
   try {
-    const backend = await tinyBackend(await tinyModelDir(dir));
-    const docs = corpus(12);
-    const indexDir = path.join(dir, 'idx');
-    const writer = await SearchIndex.open(indexDir, { backend, create: { store: 'lancedb' } });
-    await writer.addDocuments(docs);
-    const [v] = await backend.embedDocuments([documentText(docs[3])]);
-    const want = (await writer.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
-    await writer.close();
+    const { backend, indexDir, v, want } = await lanceIndex(dir);
     rmSync(path.join(indexDir, 'vectors.lance'), { recursive: true });
     const before = folderDigest(indexDir);
     const reader = await SearchIndex.open(indexDir, { backend });
@@ -181,14 +189,7 @@ test('a reader of a LanceDB index whose table folder is gone creates nothing and
 test('a LanceDB table listed but never written (killed in createTable) is none to readers and writers', async () => {
   const { dir, cleanup } = tempDir('lance-unborn');
   try {
-    const backend = await tinyBackend(await tinyModelDir(dir));
-    const docs = corpus(12);
-    const indexDir = path.join(dir, 'idx');
-    const writer = await SearchIndex.open(indexDir, { backend, create: { store: 'lancedb' } });
-    await writer.addDocuments(docs);
-    const [v] = await backend.embedDocuments([documentText(docs[3])]);
-    const want = (await writer.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
-    await writer.close();
+    const { backend, indexDir, v, want } = await lanceIndex(dir);
     // what a process killed after LanceDB registered the tables and before their first version leaves
     for (const table of ['vectors', 'meta'])
       for (const part of ['_versions', '_transactions'])
