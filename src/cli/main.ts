@@ -5,6 +5,7 @@ import { searchR3Version } from './package-paths.js';
 import { subcommandError } from './subcommand.js';
 import { checkSettings } from '../io/env-settings.js';
 import { watchParent } from './parent-watch.js';
+import { terminalSafe } from './one-line.js';
 import type { Command } from './command.js';
 import {
   GpuError,
@@ -83,7 +84,7 @@ async function main(argv: string[]): Promise<number> {
       throw new GpuError(`${(err as Error).message}; ${cmd.afterGpuFailure ?? RUN_AGAIN}`, true);
     const sentence = optionErrorSentence(err, commandLabel(name, cmd.subcommands, rest), rest);
     if (sentence === null) throw err;
-    console.error(sentence);
+    console.error(terminalSafe(sentence));
     return 2;
   }
 }
@@ -174,7 +175,7 @@ main(process.argv.slice(2)).then(
         ? 'run the same command again with --resume once the run has a checkpoint (else as it was)'
         : undefined;
     const sentence = err instanceof Error && userFacing.has(err.name) ? err.message : fileSystemSentence(err, again);
-    if (sentence !== null) console.error(`search-r3: ${sentence}`);
+    if (sentence !== null) console.error(`search-r3: ${terminalSafe(sentence)}`);
     else console.error(err);
     process.exitCode = sentence !== null ? 2 : 1;
   },

@@ -10,3 +10,11 @@ export function oneLine(s: string, max = Infinity): string {
     .trim();
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 }
+
+/**
+ * A message for the terminal whose words may quote input (an id, a file name, a field): control characters
+ * dropped but for line and tab breaks, so that an escape sequence in a document cannot act on the terminal.
+ */
+export function terminalSafe(s: string): string {
+  return s.replace(/[^\P{Cc}\n\t]/gu, '');
+}

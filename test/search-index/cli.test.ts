@@ -439,7 +439,7 @@ test('index reads --input twice a document at a time: a bad line after 10,000 go
   }
 });
 
-test('search prints stored text on its lines without the control characters that would act on a terminal', async () => {
+test('search and errors print stored text without the control characters that would act on a terminal', async () => {
   const { dir, cleanup } = tempDir('cli-ctl');
   try {
     const model = await tinyModelDir(dir);
@@ -457,6 +457,12 @@ test('search prints stored text on its lines without the control characters that
     r = await cli('search', '--index', out, '--json', 'gene');
     const hit = (JSON.parse(r.stdout) as { data: { id: string; title: string; text: string }[] }).data[0];
     assert.deepEqual([hit.id, hit.title, hit.text], [doc._id, doc.title, doc.text]);
+    // an error that quotes the id drops them too
+    writeFileSync(input, `${JSON.stringify(doc)}\n${JSON.stringify(doc)}\n`);
+    r = await cli('index', '--input', input, '--out', out);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /document id 'e\[31mred' appears twice/);
+    assert.doesNotMatch(r.stderr, /\p{Cc}(?<!\n)/u);
   } finally {
     cleanup();
   }
