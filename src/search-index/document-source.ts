@@ -2,9 +2,10 @@
  * Documents to index, from a BEIR folder (corpus.jsonl or corpus.jsonl.gz), a JSON-lines file (.gz too), or a
  * folder of .txt/.md files.
  * JSON lines take `_id` or `id`, `title`, `text`, and an optional `metadata` object (other fields are kept
- * as metadata too). A text file's id is its path relative to the folder; its title is a leading Markdown
- * heading or the file name. In a folder, links that lead outside it and files that are not UTF-8 text
- * (binary, or another encoding) are skipped and reported, never read as garbage documents.
+ * as metadata too, `id` among them where `_id` names the document). A text file's id is its path relative to
+ * the folder; its title is a leading Markdown heading or the file name. In a folder, links that lead outside it
+ * and files that are not UTF-8 text (binary, or another encoding) are skipped and reported, never read as
+ * garbage documents.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
@@ -223,7 +224,8 @@ async function* streamJsonl(file: string, refuseDuplicates: boolean): AsyncGener
       throw new IndexError(`${file}:${line}: field 'title' must be a string.`);
     if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
       throw new IndexError(`${file}:${line}: field 'metadata' must be an object.`);
-    const meta = { ...rest, ...(metadata as Record<string, unknown> | undefined) };
+    // with both, `_id` (BEIR's) names the document and `id` is kept like any other field
+    const meta = { ...(_id !== undefined && id !== undefined ? { id } : {}), ...rest, ...(metadata as object) };
     const doc = storedDocument(
       {
         id: String(docId),

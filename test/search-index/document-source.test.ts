@@ -28,6 +28,24 @@ test('a JSON-lines id given twice is refused by its line, unless the reader leav
   }
 });
 
+test("a record with both '_id' and 'id' is named by '_id' and keeps 'id' in its metadata", async () => {
+  const { dir, cleanup } = tempDir('doc-source-ids');
+  try {
+    const file = path.join(dir, 'docs.jsonl');
+    writeFileSync(file, '{"_id": "d1", "id": "pmid:42", "text": "one", "year": 2020}\n{"id": 7, "text": "two"}\n');
+    const docs = await readDocuments(file);
+    assert.deepEqual(
+      docs.map((d) => [d.id, d.metadata]),
+      [
+        ['d1', { id: 'pmid:42', year: 2020 }],
+        ['7', undefined],
+      ],
+    );
+  } finally {
+    cleanup();
+  }
+});
+
 test('a JSON array or an indented JSON document as --input says to write JSON lines', async () => {
   const { dir, cleanup } = tempDir('doc-source');
   try {
