@@ -173,21 +173,23 @@ export function namingFile(err: unknown, file: string, tmp: string, target: stri
  */
 const O_TMPFILE = process.platform === 'linux' ? 0o20000000 | constants.O_DIRECTORY : undefined;
 
-/** What open(O_TMPFILE) answers where the kernel or the file system has no unnamed files. */
-const NO_TMPFILE = new Set(['EOPNOTSUPP', 'ENOTSUP', 'EISDIR', 'EINVAL']);
+/** The longest file name, in bytes, that Linux's file systems take. */
+const NAME_MAX = 255;
 
 /**
  * Creates a file in `dir` and lets it go: an unnamed one (O_TMPFILE) where the system has them, so that a
  * process killed meanwhile leaves nothing in the folder (a model folder probed before it is replaced would
- * hold a stray file); else `named`, removed at once.
+ * hold a stray file); else `named`, removed at once. The named probe also runs where the unnamed one fails for
+ * any reason (a kernel, file system or sandbox without it), so that its error, not O_TMPFILE's, is the answer,
+ * and where `named` is too long a name, which an unnamed file would not find out.
  */
 function probeFolder(dir: string, named: string): void {
-  if (O_TMPFILE !== undefined) {
+  if (O_TMPFILE !== undefined && Buffer.byteLength(path.basename(named)) <= NAME_MAX) {
     try {
       closeSync(openSync(dir, O_TMPFILE | constants.O_WRONLY, 0o600));
       return;
-    } catch (err) {
-      if (!NO_TMPFILE.has((err as NodeJS.ErrnoException)?.code ?? '')) throw err;
+    } catch {
+      // the named probe below answers
     }
   }
   closeSync(openSync(named, 'wx'));

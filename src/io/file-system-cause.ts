@@ -27,17 +27,22 @@ export const NO_INODES: [cause: string, remedy: string] = [
 
 const FEW_INODES = 64;
 
+/** Bytes free above which a full file system is not what ENOSPC meant. */
+const BYTES_FREE = 1 << 20;
+
 /**
- * Whether the file system holding `file` (or the nearest folder of it that exists) is out of inodes. Asked after
- * the failed write removed its temporary files, which gave a few back: a full disk of bytes keeps thousands.
+ * Whether the file system holding `file` (or the nearest folder of it that exists) is out of inodes while it has
+ * bytes free. Asked after the failed write removed its temporary files, which gave a few inodes back: a disk full
+ * of bytes keeps thousands, or (ZFS, which derives its inode count from the space left) no bytes free either.
  */
 export function outOfInodes(file: string): boolean {
-  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+  for (let at = file; ; at = path.dirname(at)) {
     try {
-      const s = statfsSync(dir);
-      return s.files > 0 && s.ffree < FEW_INODES; // files 0: the file system does not count inodes (btrfs)
+      const s = statfsSync(at);
+      // files 0: the file system does not count inodes (btrfs)
+      return s.files > 0 && s.ffree < FEW_INODES && s.bavail * s.bsize > BYTES_FREE;
     } catch {
-      if (path.dirname(dir) === dir) return false;
+      if (path.dirname(at) === at) return false;
     }
   }
 }
