@@ -7,6 +7,7 @@ import { choiceOption, positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
+import { oneLine } from './one-line.js';
 import { streamDocuments } from '../search-index/document-source.js';
 import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
@@ -226,7 +227,7 @@ export const indexCommand: Command = {
         if (r.removedDamaged)
           console.log(
             `${r.removedDamaged.length} damaged documents that are not in --input were deleted ` +
-              `(${r.removedDamaged.slice(0, 3).join(', ')}${r.removedDamaged.length > 3 ? ', ...' : ''}).`,
+              `(${firstIds(r.removedDamaged)}${r.removedDamaged.length > 3 ? ', ...' : ''}).`,
           );
         if (r.truncated)
           console.log(
@@ -237,7 +238,7 @@ export const indexCommand: Command = {
           console.log(`skipped in ${values.input}: ${[...skipped].map(([why, n]) => `${n} ${why}`).join(', ')}.`);
         if (!values.prune && gone.length > 0) {
           console.log(
-            `${gone.length} documents of the index are not in --input (e.g. ${gone.slice(0, 3).join(', ')}); ` +
+            `${gone.length} documents of the index are not in --input (e.g. ${firstIds(gone)}); ` +
               `they stay searchable — rerun with --prune to delete them.`,
           );
         }
@@ -425,4 +426,12 @@ async function deleteIds(out: string, ids: readonly string[]): Promise<number> {
     await index.close();
   }
   return 0;
+}
+
+/** The first three of `ids`, for a line on the terminal (a stored id may hold control characters). */
+function firstIds(ids: readonly string[]): string {
+  return ids
+    .slice(0, 3)
+    .map((id) => oneLine(id))
+    .join(', ');
 }

@@ -463,6 +463,12 @@ test('search and errors print stored text without the control characters that wo
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /document id 'e\[31mred' appears twice/);
     assert.doesNotMatch(r.stderr, /\p{Cc}(?<!\n)/u);
+    // and so does index's note of the documents no longer in --input
+    writeFileSync(input, `${JSON.stringify({ _id: 'other', text: 'gene' })}\n`);
+    r = await cli('index', '--input', input, '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /1 documents of the index are not in --input \(e\.g\. e\[31mred\)/);
+    assert.doesNotMatch(r.stdout, /\p{Cc}(?<!\n)/u);
   } finally {
     cleanup();
   }
