@@ -1,4 +1,4 @@
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { BYTE_UNITS, NotUtf8LineError, splitLines, type NumberedLine } from '../io/line-split.js';
 import { EvalInputError } from './input-error.js';
@@ -20,6 +20,17 @@ export interface ReadLinesOptions {
 
 function mib(bytes: number): string {
   return bytes >= 1 << 20 ? `${+(bytes / (1 << 20)).toFixed(1)} MiB` : `${bytes} bytes`;
+}
+
+/** Whether `file` starts as gzip does (1f 8b): one that does is damaged gzip, not a plain file named .gz. */
+function gzipMagic(file: string): boolean {
+  const head = Buffer.alloc(2);
+  const fd = openSync(file, 'r');
+  try {
+    return readSync(fd, head, 0, 2, 0) === 2 && head[0] === 0x1f && head[1] === 0x8b;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -55,7 +66,7 @@ export async function* readLines(file: string, opts: ReadLinesOptions = {}): Asy
       throw new EvalInputError(why, file, line + 1);
     }
     // A file named .gz that holds no gzip at all fails at its first bytes; say so, not where the damage is.
-    if (input !== raw && line === 0 && (e as NodeJS.ErrnoException).code === 'Z_DATA_ERROR') {
+    if (input !== raw && line === 0 && (e as NodeJS.ErrnoException).code === 'Z_DATA_ERROR' && !gzipMagic(file)) {
       throw new EvalInputError(
         `is not gzip-compressed (${(e as Error).message}), though its name ends in .gz; compress it, or name a ` +
           'plain file without .gz',

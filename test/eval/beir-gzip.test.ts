@@ -54,6 +54,13 @@ test('a gzipped corpus: same documents as plain; a cut archive is an input error
         `${join(dir, 'bad.jsonl.gz')}: is not gzip-compressed (incorrect header check), though its name ends in ` +
         '.gz; compress it, or name a plain file without .gz',
     });
+    // gzip damaged in its first block is damaged gzip, not a plain file
+    const broken = Buffer.from(gz);
+    broken.fill(0xff, 10, 40);
+    writeFileSync(join(dir, 'broken.jsonl.gz'), broken);
+    await assert.rejects(readBeirCorpus(join(dir, 'broken.jsonl.gz')), (e: Error) =>
+      /broken\.jsonl\.gz: cannot be read after line 0 \(/.test(e.message),
+    );
 
     // A folder with only corpus.jsonl.gz is a BEIR folder for eval and index alike.
     const folder = join(dir, 'beir');
