@@ -480,11 +480,17 @@ const queueCase: Case = {
       if (r.code !== 0 || problems.length) throw new Error(`the queued reference failed: ${r.stderr}${problems}`);
       return r.ms;
     };
-    const createMs = await reference(create('ref1', 'ref'));
-    cpSync(path.join(work, 'ref1'), path.join(work, 'ref2'), { recursive: true });
-    const updateMs = await reference(update('ref2', 'ref'));
-    const ref1 = await viewIndex(path.join(work, 'ref1'), true);
-    const ref2 = await viewIndex(path.join(work, 'ref2'), true);
+    let createMs: number, updateMs: number, ref1: IndexView, ref2: IndexView;
+    try {
+      createMs = await reference(create('ref1', 'ref'));
+      cpSync(path.join(work, 'ref1'), path.join(work, 'ref2'), { recursive: true });
+      updateMs = await reference(update('ref2', 'ref'));
+      ref1 = await viewIndex(path.join(work, 'ref1'), true);
+      ref2 = await viewIndex(path.join(work, 'ref2'), true);
+    } catch (e) {
+      await redis.stop(); // a failed reference run would leave the server running past this script
+      throw e;
+    }
     return {
       ms: Math.max(createMs, updateMs),
       teardown: () => redis.stop(),
@@ -964,21 +970,24 @@ async function main(): Promise<void> {
     console.log(`${c.name}: uninterrupted run ${ms} ms; ${o.rounds} rounds in ${work}`);
     // mulberry32: the kill moments of a seed are the same on every machine
     const random = mulberry32(o.seed * 1000 + c.name.length);
-    for (let r = 0; r < o.rounds; r++) {
-      // spread over the run past node's start (about 15% of a short one), with a few past its end
-      const killAt = Math.round((0.15 + random() * 0.9) * ms);
-      finishedFirstMs = undefined;
-      const { killed, problems } = await setup.round(r, killAt);
-      // the reference may have run on a busier machine: the kills stay within the runs they are aimed at
-      if (!killed && finishedFirstMs !== undefined) ms = Math.min(ms, finishedFirstMs);
-      tally.rounds++;
-      if (killed) tally.killedMidRun++;
-      for (const p of problems) tally.failures.push(`round ${r} (kill at ${killAt} ms): ${p}`);
-      console.log(
-        `  round ${r}: kill at ${killAt} ms${killed ? '' : ' (finished first)'}: ${problems.join('; ') || 'ok'}`,
-      );
+    try {
+      for (let r = 0; r < o.rounds; r++) {
+        // spread over the run past node's start (about 15% of a short one), with a few past its end
+        const killAt = Math.round((0.15 + random() * 0.9) * ms);
+        finishedFirstMs = undefined;
+        const { killed, problems } = await setup.round(r, killAt);
+        // the reference may have run on a busier machine: the kills stay within the runs they are aimed at
+        if (!killed && finishedFirstMs !== undefined) ms = Math.min(ms, finishedFirstMs);
+        tally.rounds++;
+        if (killed) tally.killedMidRun++;
+        for (const p of problems) tally.failures.push(`round ${r} (kill at ${killAt} ms): ${p}`);
+        console.log(
+          `  round ${r}: kill at ${killAt} ms${killed ? '' : ' (finished first)'}: ${problems.join('; ') || 'ok'}`,
+        );
+      }
+    } finally {
+      await setup.teardown?.();
     }
-    await setup.teardown?.();
     if (!o.keep) rmSync(work, { recursive: true, force: true });
   }
   console.log('\nsummary');
