@@ -252,8 +252,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * A text file as a document, or why it is not one (over MAX_LINE_BYTES: no document; NUL bytes: binary; invalid
- * UTF-8: another encoding). The size is asked first: a file over 2 GiB is refused by readFile with a stack trace,
- * and one over V8's longest string (about 512 MiB) failed to decode as if it were not UTF-8. Its bound is that of a
+ * UTF-8: another encoding). The size is asked first: readFile refuses a file over 2 GiB with a stack trace, and
+ * one over V8's longest string (about 512 MiB) fails to decode as if it were not UTF-8. Its bound is that of a
  * JSON-lines document, whose line holds it whole.
  */
 async function readTextFile(root: string, file: string): Promise<SourceDocument | SkipReason> {
