@@ -13,7 +13,7 @@
  */
 import { createReadStream, statSync } from 'node:fs';
 import { splitLines, TEXT_UNITS, type NumberedLine } from '../io/line-split.js';
-import { listFilesUnder } from '../io/list-files.js';
+import { listFilesUnder, type ListSkipReason } from '../io/list-files.js';
 import { bpeTokenizerFiles, byteLevelAlphabet, TINY_SPECIAL_TOKENS } from './byte-level-bpe.js';
 
 export { bpeTokenizerFiles };
@@ -305,12 +305,15 @@ class PairHeap {
  * folders (recursively, sorted; links as listFilesUnder follows them) only .jsonl and .txt files, so a
  * corpus folder's manifest.json is not taken for text. A path that does not exist is an error naming it.
  */
-export async function listInputFiles(inputs: readonly string[]): Promise<string[]> {
+export async function listInputFiles(
+  inputs: readonly string[],
+  onSkip?: (file: string, why: ListSkipReason) => void,
+): Promise<string[]> {
   const out: string[] = [];
   for (const p of inputs) {
     const st = statSync(p, { throwIfNoEntry: false });
     if (st === undefined) throw new InputFileError(`${p}: no such file or folder`);
-    if (st.isDirectory()) out.push(...(await listFilesUnder(p, (name) => /\.(jsonl|txt)$/.test(name))));
+    if (st.isDirectory()) out.push(...(await listFilesUnder(p, (name) => /\.(jsonl|txt)$/.test(name), onSkip)));
     else if (st.isFile()) out.push(p);
   }
   return out;
@@ -528,7 +531,10 @@ export async function trainBpeTokenizer(
   inputs: readonly string[],
   options: BpeTrainOptions & { onStage?: (msg: string) => void },
 ): Promise<{ tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig; summary: TrainTokenizerSummary }> {
-  const files = await listInputFiles(inputs);
+  const leftOut = new Map<ListSkipReason, number>();
+  const files = await listInputFiles(inputs, (_, why) => leftOut.set(why, (leftOut.get(why) ?? 0) + 1));
+  // a file left out of the text is said, as index says it: the tokenizer would silently miss its words
+  for (const [why, n] of leftOut) options.onStage?.(`skipped ${n} ${n === 1 ? 'file' : 'files'} ${why}`);
   const specials = options.specialTokens ?? TINY_SPECIAL_TOKENS;
   const counter = new WordCounter(specials);
   const t0 = performance.now();

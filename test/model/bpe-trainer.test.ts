@@ -321,6 +321,14 @@ test('a folder of text is listed in name order, without link loops, links out of
     ]);
     // a file named is read whatever its name
     assert.deepEqual(await listInputFiles([path.join(root, 'manifest.json')]), [path.join(root, 'manifest.json')]);
+    // training says what the listing left out: the link out of the folder, and a name that is not UTF-8
+    writeFileSync(Buffer.concat([Buffer.from(path.join(root, 'caf')), Buffer.from([0xe9]), Buffer.from('.txt')]), 'x');
+    const stages: string[] = [];
+    await trainBpeTokenizer([root], { vocabSize: 300, onStage: (m) => stages.push(m) });
+    assert.deepEqual(
+      stages.filter((m) => m.startsWith('skipped')),
+      ['skipped 1 file with a name not in UTF-8', 'skipped 1 file outside the folder'],
+    );
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
