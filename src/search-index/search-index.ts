@@ -963,7 +963,11 @@ function storeError(where: string, e: unknown, what: 'read' | 'written'): IndexE
 
 /** Where a LanceDB store keeps its table: the URI given when the index was created, or <index>/vectors.lance. */
 function lanceUri(dir: string, uri: string | undefined): string {
-  return uri ?? path.join(dir, 'vectors.lance');
+  const own = path.join(dir, 'vectors.lance');
+  // index.json of an older search-r3 kept the default as `<--out as typed>/vectors.lance`, relative to the folder
+  // it ran in: the index folder's own table is meant, not whatever that path names from where this one runs
+  const olderDefault = uri !== undefined && !uri.includes('://') && !path.isAbsolute(uri);
+  return uri === undefined || (olderDefault && path.basename(uri) === 'vectors.lance' && existsSync(own)) ? own : uri;
 }
 
 /**

@@ -396,6 +396,14 @@ test("a LanceDB index made with a relative --out is its folder's: searched elsew
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stderr, '', 'no table is missing, nothing rebuilt in memory');
     assert.ok(!existsSync(path.join(repoRoot, 'idx')), 'nothing made in the folder it ran from');
+    // an index.json of an older search-r3 that kept the default relative to the folder it ran in
+    const manifest = path.join(idx, 'index.json');
+    const { checksum, ...fields } = JSON.parse(readFileSync(manifest, 'utf8')) as Record<string, unknown>;
+    assert.ok(checksum, 'an older search-r3 wrote none');
+    writeFileSync(manifest, JSON.stringify({ ...fields, storeUri: 'idx/vectors.lance' }));
+    r = await runCliAsync(['search', '--index', idx, '-k', '2', 'gene therapy'], {}, repoRoot);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '', "the folder's own table is searched");
     // a copy of the folder updates its own table, never the original's
     const copy = path.join(dir, 'copy');
     cpSync(idx, copy, { recursive: true });
