@@ -24,6 +24,43 @@ function blockedInWait(pid: number): boolean | null {
   }
 }
 
+/** How a stopped child ended: its status and output, and the seconds from SIGTERM to its end. */
+interface Stopped {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+  seconds: number;
+}
+
+/**
+ * Runs `script` (a module body) in a node with `env`; `whenOut` hears its output so far and is given `send`,
+ * which sends SIGTERM once (a child that never sees it is killed 15 s later, so that a test fails in seconds).
+ */
+function stoppedChild(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  whenOut: (out: string, send: () => void, pid: number) => void,
+): Promise<Stopped> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe', env });
+  let out = '',
+    err = '',
+    sentAt = 0;
+  const send = (): void => {
+    if (sentAt !== 0) return;
+    sentAt = performance.now();
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+  };
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout.on('data', (d: Buffer) => whenOut((out += d.toString()), send, child.pid!));
+  return new Promise((resolve) =>
+    child.on('exit', (code, signal) =>
+      resolve({ code, signal, out, err, seconds: (performance.now() - sentAt) / 1000 }),
+    ),
+  );
+}
+
 /**
  * Starts a node (with `env`) that reads GPU results in a loop, each read behind 32 products of 1024³ (69 GFLOP:
  * over twenty seconds on lavapipe), with `listeners` (a module body) registered once the device is open.
@@ -31,11 +68,7 @@ function blockedInWait(pid: number): boolean | null {
  * The signal comes 0.5 s into the read, or with `atStart` as soon as its main thread blocks (polled every
  * millisecond), in the read's first milliseconds.
  */
-function stopInRead(
-  listeners: string,
-  atStart = false,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string; seconds: number }> {
+function stopInRead(listeners: string, atStart = false, env: NodeJS.ProcessEnv = process.env): Promise<Stopped> {
   const tensor = path.join(repoRoot, 'dist', 'src', 'tensor', 'index.js');
   const script = `
     const T = await import(${JSON.stringify(tensor)});
@@ -51,39 +84,22 @@ function stopInRead(
       b.read();
       console.log('read');
     }`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe', env });
-  let out = '',
-    err = '',
-    sentAt = 0;
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
+  let started = false;
+  return stoppedChild(script, env, (out, send, pid) => {
     // into the read: the main thread is blocked in Atomics.wait by now
-    if (sentAt === 0 && out.includes('reading')) {
-      sentAt = -1;
-      const send = (): void => {
-        sentAt = performance.now();
-        child.kill('SIGTERM');
-        // one that never sees the signal is ended here, so that the test fails in seconds, not minutes
-        setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
-      };
-      if (!atStart) setTimeout(send, 500);
-      else {
-        const poll = setInterval(() => {
-          // where Linux does not say, the signal goes at once: still in the read's first milliseconds
-          if (blockedInWait(child.pid!) !== false) {
-            clearInterval(poll);
-            send();
-          }
-        }, 1);
-      }
+    if (started || !out.includes('reading')) return;
+    started = true;
+    if (!atStart) setTimeout(send, 500);
+    else {
+      const poll = setInterval(() => {
+        // where Linux does not say, the signal goes at once: still in the read's first milliseconds
+        if (blockedInWait(pid) !== false) {
+          clearInterval(poll);
+          send();
+        }
+      }, 1);
     }
   });
-  return new Promise((resolve) =>
-    child.on('exit', (code, signal) =>
-      resolve({ code, signal, out, err, seconds: (performance.now() - sentAt) / 1000 }),
-    ),
-  );
 }
 
 test(
@@ -171,10 +187,7 @@ test(
  * blocks reading it, as an adapter does that takes minutes to come up on some drivers. SIGTERM goes 1 s
  * after the request began. Resolves to the child's status and output and the seconds it took to end after.
  */
-function stopInAdapterStart(
-  listeners: string,
-  dir: string,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string; seconds: number }> {
+function stopInAdapterStart(listeners: string, dir: string): Promise<Stopped> {
   const manifest = path.join(dir, 'icd.json');
   execFileSync('mkfifo', [manifest]);
   const tensor = path.join(repoRoot, 'dist', 'src', 'tensor', 'index.js');
@@ -186,27 +199,12 @@ function stopInAdapterStart(
     console.log('opened');`;
   // VK_DRIVER_FILES for loaders since 1.3.207, VK_ICD_FILENAMES for older ones
   const env = { ...process.env, VK_DRIVER_FILES: manifest, VK_ICD_FILENAMES: manifest };
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe', env });
-  let out = '',
-    err = '',
-    sentAt = 0;
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-    if (sentAt !== 0 || !out.includes('opening')) return;
-    sentAt = -1;
-    setTimeout(() => {
-      sentAt = performance.now();
-      child.kill('SIGTERM');
-      // one that never sees the signal is ended here, so that the test fails in seconds, not minutes
-      setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
-    }, 1000);
+  let started = false;
+  return stoppedChild(script, env, (out, send) => {
+    if (started || !out.includes('opening')) return;
+    started = true;
+    setTimeout(send, 1000);
   });
-  return new Promise((resolve) =>
-    child.on('exit', (code, signal) =>
-      resolve({ code, signal, out, err, seconds: (performance.now() - sentAt) / 1000 }),
-    ),
-  );
 }
 
 test(
