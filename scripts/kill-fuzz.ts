@@ -346,13 +346,9 @@ function indexCase(name: string, store: readonly string[]): Case {
         ...['--model', model, '--input', 'v1.jsonl', '--out', out, '--commit-every', '8', ...store],
       ];
       const update = (out: string) => ['index', '--input', 'v2.jsonl', '--out', out, '--commit-every', '8', '--prune'];
-      const t0 = Date.now();
-      await cliOk(create('ref1'), work);
-      const createMs = Date.now() - t0;
+      const { ms: createMs } = await cliOk(create('ref1'), work);
       cpSync(path.join(work, 'ref1'), path.join(work, 'ref2'), { recursive: true });
-      const t1 = Date.now();
-      await cliOk(update('ref2'), work);
-      const updateMs = Date.now() - t1;
+      const { ms: updateMs } = await cliOk(update('ref2'), work);
       const ref1 = await viewIndex(path.join(work, 'ref1'), true);
       const ref2 = await viewIndex(path.join(work, 'ref2'), true);
       const query = ['search', '--index', '', '-k', '5', 'cerebral white matter'];
@@ -408,9 +404,7 @@ const deleteCase: Case = {
     const victims = base.ids.filter((_, i) => i % 3 === 0);
     const args = (out: string) => ['index', '--out', out, '--delete', victims.join(',')];
     cpSync(path.join(work, 'base'), path.join(work, 'ref'), { recursive: true });
-    const t0 = Date.now();
-    await cliOk(args('ref'), work);
-    const ms = Date.now() - t0;
+    const { ms } = await cliOk(args('ref'), work);
     const ref = await viewIndex(path.join(work, 'ref'), true);
     return {
       ms,
@@ -556,9 +550,7 @@ function trainCase(name: 'lm' | 'sft' | 'rl', makeConfig: (work: string) => Prom
         writeConfig(file, { ...c, output: out });
         return file;
       };
-      const t0 = Date.now();
-      await cliOk(['train', name, '--config', cfg('ref'), '--quiet'], work);
-      const ms = Date.now() - t0;
+      const { ms } = await cliOk(['train', name, '--config', cfg('ref'), '--quiet'], work);
       const weights = (run: string) => digest(path.join(work, run, 'final'), (n) => !n.endsWith('.safetensors'));
       const want = weights('ref');
       return {
@@ -668,9 +660,7 @@ function outputCase(
     name,
     async setup(work) {
       await fixture(work);
-      const t0 = Date.now();
-      await cliOk(args('ref'), work);
-      const ms = Date.now() - t0;
+      const { ms } = await cliOk(args('ref'), work);
       /** The output and its companions as one digest; undefined when none of them is there. */
       const outputDigest = (out: string): string | undefined => {
         const parts = [out, ...companions(out)].map((n) => {
@@ -784,9 +774,7 @@ const embedTokenInPlaceCase: Case = {
     await tinyModelFolder(path.join(work, 'model'), 1, false);
     const oldDigest = digest(path.join(work, 'model'));
     cpSync(path.join(work, 'model'), path.join(work, 'ref'), { recursive: true });
-    const t0 = Date.now();
-    await cliOk(['add-embed-token', '--model', 'ref'], work);
-    const ms = Date.now() - t0;
+    const { ms } = await cliOk(['add-embed-token', '--model', 'ref'], work);
     const want = digest(path.join(work, 'ref'));
     return {
       ms,
@@ -901,9 +889,7 @@ const recipeCase: Case = {
   name: 'recipe',
   async setup(work) {
     const args = (w: string) => ['recipe', 'default', '--profile', 'tiny', '--device', 'cpu', '--work', w, '--quiet'];
-    const t0 = Date.now();
-    await cliOk(args('ref'), work);
-    const ms = Date.now() - t0;
+    const { ms } = await cliOk(args('ref'), work);
     const want = recipeResult(path.join(work, 'ref'));
     return {
       ms,
