@@ -379,10 +379,10 @@ export const evalCommand: Command = {
       if (v.dataset !== undefined) {
         let retriever: Retriever;
         if (dense) {
-          const [qe, de] = await Promise.all([
-            readEmbeddings(v['query-embeddings']!),
-            readEmbeddings(v['doc-embeddings']!),
-          ]);
+          // one after the other: read side by side, a fault in both files was reported from whichever parse
+          // lost the race, so the same two files gave one message or the other
+          const qe = await readEmbeddings(v['query-embeddings']!);
+          const de = await readEmbeddings(v['doc-embeddings']!);
           retriever = new EmbeddingRetriever(qe, de, 'dense', { threads });
         } else if (v.retriever === 'bm25') {
           retriever = new Bm25Retriever({ k1, b, language: v.language });

@@ -86,10 +86,9 @@ export interface HeldOutCounts {
 async function withoutTestQueries(ds: BeirDataset): Promise<BeirDataset> {
   const testQrels = path.join(ds.folder, 'qrels', 'test.tsv');
   if (ds.split === 'test' || !existsSync(testQrels)) return ds;
-  const [test, texts] = await Promise.all([
-    readBeirQrels(testQrels),
-    readBeirQueries(path.join(ds.folder, 'queries.jsonl')),
-  ]);
+  // in turn, so that with both files faulty the message is always the qrels file's
+  const test = await readBeirQrels(testQrels);
+  const texts = await readBeirQueries(path.join(ds.folder, 'queries.jsonl'));
   const testTexts = new Set([...test.keys()].flatMap((q) => texts.get(q) ?? []));
   return withoutQueries(ds, new Set(), testTexts);
 }
