@@ -319,6 +319,19 @@ export async function listInputFiles(
   return out;
 }
 
+/**
+ * listInputFiles with what it left out said: a line per reason ("skipped 2 files with a name not in UTF-8"),
+ * so every command that reads text reports the files it silently would not read, in the same words.
+ */
+export async function listInputFilesReported(
+  inputs: readonly string[],
+): Promise<{ files: string[]; skipped: string[] }> {
+  const leftOut = new Map<ListSkipReason, number>();
+  const files = await listInputFiles(inputs, (_, why) => leftOut.set(why, (leftOut.get(why) ?? 0) + 1));
+  const skipped = [...leftOut].map(([why, n]) => `skipped ${n} ${n === 1 ? 'file' : 'files'} ${why}`);
+  return { files, skipped };
+}
+
 /** An input path that does not exist. */
 export class InputFileError extends Error {
   constructor(message: string) {
@@ -531,10 +544,9 @@ export async function trainBpeTokenizer(
   inputs: readonly string[],
   options: BpeTrainOptions & { onStage?: (msg: string) => void },
 ): Promise<{ tokenizerJson: TokenizerJson; tokenizerConfig: TokenizerConfig; summary: TrainTokenizerSummary }> {
-  const leftOut = new Map<ListSkipReason, number>();
-  const files = await listInputFiles(inputs, (_, why) => leftOut.set(why, (leftOut.get(why) ?? 0) + 1));
+  const { files, skipped } = await listInputFilesReported(inputs);
   // a file left out of the text is said, as index says it: the tokenizer would silently miss its words
-  for (const [why, n] of leftOut) options.onStage?.(`skipped ${n} ${n === 1 ? 'file' : 'files'} ${why}`);
+  for (const line of skipped) options.onStage?.(line);
   const specials = options.specialTokens ?? TINY_SPECIAL_TOKENS;
   const counter = new WordCounter(specials);
   const t0 = performance.now();

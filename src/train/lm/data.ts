@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { writeFileAtomically, writeTextFileAtomically } from '../../io/atomic-file.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
-import { listInputFiles } from '../../model/bpe-trainer.js';
+import { listInputFiles, listInputFilesReported } from '../../model/bpe-trainer.js';
 import { type TokenStream, tokenizeFiles, tokenizeThreads } from './tokenize-files.js';
 import { epochOrder } from '../training-run.js';
 import { RunFolderError } from '../run-folder-error.js';
@@ -22,6 +22,8 @@ export interface CachedTokenStream extends TokenStream {
   seconds: number;
   threads: number;
   files: string[];
+  /** A line per reason files under the inputs' folders were left out (listInputFilesReported). */
+  skipped: string[];
   /** A sentence naming the cache file that was damaged and tokenized again; null when none was. */
   damage: string | null;
 }
@@ -61,7 +63,7 @@ export async function cachedTokenStream(
   separator: number,
   cacheDir: string,
 ): Promise<CachedTokenStream> {
-  const files = await listInputFiles(inputs);
+  const { files, skipped } = await listInputFilesReported(inputs);
   const key = createHash('sha256')
     .update(JSON.stringify(tokenizer.toJSON()))
     .update(
@@ -77,7 +79,7 @@ export async function cachedTokenStream(
   const bin = path.join(cacheDir, `${name}.tokens`),
     meta = path.join(cacheDir, `${name}.json`);
   const found = await readCache(bin, meta, key);
-  if ('tokens' in found) return { ...found, cached: true, files, damage: null, seconds: 0, threads: 0 };
+  if ('tokens' in found) return { ...found, cached: true, files, skipped, damage: null, seconds: 0, threads: 0 };
   const started = performance.now();
   const threads = Math.max(1, Math.min(tokenizeThreads(), files.length));
   const s = await tokenizeFiles(files, tokenizer, separator, threads);
@@ -94,7 +96,7 @@ export async function cachedTokenStream(
     files,
   };
   await writeTextFileAtomically(meta, JSON.stringify(written, null, 1));
-  return { ...s, cached: false, files, damage: found.damage, seconds, threads };
+  return { ...s, cached: false, files, skipped, damage: found.damage, seconds, threads };
 }
 
 /**

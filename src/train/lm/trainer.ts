@@ -280,6 +280,8 @@ async function loadLmData(
     if (stream.damage) folder.warn(`warning: ${stream.damage}; the ${split} text was tokenized again`);
     const on = `${stream.threads} thread${stream.threads === 1 ? '' : 's'}`;
     const cached = stream.cached ? ' (cached)' : ` (tokenized in ${stream.seconds.toFixed(1)} s on ${on})`;
+    // a file left out of the text is said, as tokenizer train and index say it: the model would never see it
+    for (const line of stream.skipped) folder.note(`${split}: ${line}`);
     folder.note(`${split}: ${stream.documents} documents, ${stream.tokens.length} tokens${cached}`);
     return stream;
   };

@@ -24,7 +24,7 @@ import * as T from '../../../src/tensor/index.js';
 import { runCli } from '../../helpers/cli.js';
 import { repoRoot, sharedData } from '../../helpers/repo.js';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 
 let dir = '';
 let tokenizer: Tokenizer;
@@ -334,6 +334,25 @@ test('a validation file that is also a training file is refused before the run f
           'training files one by one.',
   );
   assert.equal(existsSync(path.join(dir, 'run-overlap')), false);
+});
+
+test("train lm says which files of a data folder it left out, in tokenizer train's words", async () => {
+  const text = path.join(dir, 'text-skips');
+  await fsp.mkdir(text);
+  await fsp.copyFile(path.join(dir, 'train.jsonl'), path.join(text, 'train.jsonl'));
+  // a name that is not UTF-8 (Latin-1 'café.txt') and a link out of the folder: neither is read
+  writeFileSync(Buffer.concat([Buffer.from(path.join(text, 'caf')), Buffer.from([0xe9]), Buffer.from('.txt')]), 'x');
+  symlinkSync(path.join(dir, 'valid.jsonl'), path.join(text, 'out.jsonl'));
+  const file = path.join(dir, 'skips.json');
+  const cfg = { ...config('run-skips', { steps: 1 }), tokenizer: 'tok', output: 'run-skips' };
+  await fsp.writeFile(file, JSON.stringify({ ...cfg, data: { train: ['text-skips'], valid: [] } }));
+  const cli = runCli(['train', 'lm', '--config', file]);
+  assert.equal(cli.status, 0, cli.stderr);
+  const lines = cli.stderr.split(/[\r\n]+/).filter((l) => l.includes('skipped'));
+  assert.deepEqual(lines, [
+    'train: skipped 1 file with a name not in UTF-8',
+    'train: skipped 1 file outside the folder',
+  ]);
 });
 
 test('config: unknown keys and bad values are errors naming the key; the CLI prints one line', async () => {
