@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { hostOption, portOption, positiveInt } from './args.js';
-import { oneLine } from './one-line.js';
+import { oneLine } from '../io/one-line.js';
 import { DEVICE_OPTION, deviceHelp, resolvedDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { evalProgress } from './eval-progress.js';

@@ -7,7 +7,7 @@ import { choiceOption, positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
-import { oneLine } from './one-line.js';
+import { oneLine } from '../io/one-line.js';
 import { streamDocuments } from '../search-index/document-source.js';
 import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';

@@ -5,7 +5,7 @@ import { searchR3Version } from './package-paths.js';
 import { subcommandError } from './subcommand.js';
 import { checkSettings } from '../io/env-settings.js';
 import { watchParent } from './parent-watch.js';
-import { terminalSafe } from './one-line.js';
+import { terminalSafe } from '../io/one-line.js';
 import type { Command } from './command.js';
 import {
   GpuError,

@@ -6,7 +6,7 @@ import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { recordedModelFolder } from './index-model.js';
-import { oneLine } from './one-line.js';
+import { oneLine } from '../io/one-line.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { searchHitJson } from '../search-index/search-json.js';

@@ -4,7 +4,7 @@
  */
 import type http from 'node:http';
 import type { HttpError } from './http-error.js';
-import { httpErrorOf } from './http-handler.js';
+import { httpErrorOf, logInternalError } from './http-handler.js';
 
 /** Writes one event's text; `draining`: whether the server is shutting down (the connection then closes). */
 export function eventWriter(res: http.ServerResponse, draining: () => boolean): (text: string) => void {
@@ -28,6 +28,6 @@ export function eventWriter(res: http.ServerResponse, draining: () => boolean): 
 export function lateError(e: unknown, res: http.ServerResponse, signal: AbortSignal): HttpError {
   if (!res.headersSent || signal.aborted) throw e;
   const err = httpErrorOf(e);
-  if (err.status === 500) console.error(e);
+  if (err.status === 500) logInternalError(e);
   return err;
 }

@@ -6,6 +6,8 @@
  */
 import type http from 'node:http';
 import type { Socket } from 'node:net';
+import { inspect } from 'node:util';
+import { terminalSafe } from '../io/one-line.js';
 import { ApiKey } from './api-key.js';
 import { HttpError } from './http-error.js';
 import type { Metrics } from './metrics.js';
@@ -97,6 +99,15 @@ export function httpErrorOf(e: unknown): HttpError {
   return new HttpError(500, `internal error: ${e instanceof Error ? e.message : String(e)}`, 'internal_error');
 }
 
+/**
+ * An internal error on the server's stderr, stack and all, with control characters dropped: its message may
+ * quote a request (a chat template's words on the messages it failed on), and an escape sequence in one would
+ * act on the operator's terminal or log viewer.
+ */
+export function logInternalError(e: unknown): void {
+  process.stderr.write(`${terminalSafe(inspect(e))}\n`);
+}
+
 export function createHandler<C>(o: HandlerOptions<C>): Handler {
   const { metrics } = o;
   const apiKey = o.apiKey !== undefined ? new ApiKey(o.apiKey) : null;
@@ -172,7 +183,7 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
       // work dropped because its client went away is no server error, and there is no one to answer
       if (gone.signal.aborted) return;
       const err = httpErrorOf(e);
-      if (err.status === 500) console.error(e);
+      if (err.status === 500) logInternalError(e);
       if (!res.headersSent)
         send(res, { status: err.status, body: err.body(), headers: { ...err.headers } }, bodyRefused);
       else res.destroy();

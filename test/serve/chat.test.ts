@@ -7,6 +7,7 @@ import { generate, runSteps } from '../../src/model/generate.js';
 import { chatSteps, prepareChat } from '../../src/serve/chat.js';
 import { HttpError } from '../../src/serve/http-error.js';
 import type { ChatJob, ChatResult } from '../../src/serve/worker-protocol.js';
+import { startSearchServer } from '../../src/serve/server.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 
 test(
@@ -96,6 +97,51 @@ test(
       const broken = await refusal(8, raise("messages[0].role != 'system'", 'a system turn first') + turns, 'user');
       assert.equal(broken.status, 500);
       assert.match(broken.message, /^internal error: the model's chat_template\.jinja: chat_template cannot render/);
+    } finally {
+      cleanup();
+    }
+  },
+);
+
+test(
+  "an internal error quoting a request reaches the server's stderr without its control characters",
+  { timeout: 60_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('chat-log-escapes');
+    try {
+      const modelDir = await tinyModelDir(dir, 9);
+      // a template that renders no plain question and quotes the first message when it fails: a 500 whose words
+      // are the client's
+      const quoting =
+        "{% if messages[0].role != 'system' %}" +
+        "{{ raise_exception('a system turn first, not ' + messages[0].content) }}{% endif %}" +
+        '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}';
+      writeFileSync(path.join(modelDir, 'chat_template.jinja'), quoting);
+      const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0 });
+      const logged: string[] = [];
+      const write = process.stderr.write;
+      process.stderr.write = ((chunk: string | Uint8Array): boolean => {
+        logged.push(String(chunk));
+        return true;
+      }) as typeof process.stderr.write;
+      let status: number;
+      try {
+        const content = 'clear \u001b[2J\u001b]0;title\u0007 here';
+        const r = await fetch(`${server.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'search-r3', messages: [{ role: 'user', content }] }),
+        });
+        status = r.status;
+        await r.text();
+      } finally {
+        process.stderr.write = write;
+        await server.close();
+      }
+      assert.equal(status, 500);
+      const log = logged.join('');
+      assert.match(log, /a system turn first, not clear \[2J\]0;title here/);
+      assert.doesNotMatch(log, /\p{Cc}(?<![\n\t])/u);
     } finally {
       cleanup();
     }
