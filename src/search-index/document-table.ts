@@ -186,18 +186,24 @@ function rollBackJournal(file: string): boolean {
   return !existsSync(`${file}-journal`);
 }
 
-/** The tables of SCHEMA; a database with tables and none of these is another program's. */
-const OWN_TABLES = ['docs', 'meta', 'info', 'staged'];
+/**
+ * The columns of `docs` that every version of the index has written. A docs.sqlite with tables is an index's when
+ * its `docs` table has them: a table of that name alone is no sign (another program may keep its documents in one),
+ * and a run killed while making the tables left them all or none, or (older versions) this table first.
+ */
+const OWN_DOCS_COLUMNS = ['id', 'title', 'text', 'metadata', 'hash', 'key', 'vector', 'status'];
 
 /**
  * Refuses another program's SQLite database that happens to be called docs.sqlite: a writer would add its tables
  * to it and switch its journal mode, or, where it has a table of the same name, call it damaged.
  */
 function refuseForeignDatabase(db: Database.Database, file: string): void {
-  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+  const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Named[]).map(
     (t) => t.name,
   );
-  if (tables.length === 0 || tables.some((t) => OWN_TABLES.includes(t))) return;
+  if (tables.length === 0) return;
+  const columns = new Set((db.prepare('PRAGMA table_info(docs)').all() as Named[]).map((c) => c.name));
+  if (OWN_DOCS_COLUMNS.every((c) => columns.has(c))) return;
   throw new IndexError(
     `${file} is another program's database (its tables: ${tables.slice(0, 5).join(', ')}), and an index would add ` +
       'its own to it; give the index a folder of its own, or move the file away.',
@@ -243,6 +249,8 @@ export class DocumentTable {
     let db: Database.Database | undefined;
     try {
       db = new Database(file);
+      // before anything that writes (REINDEX, the journal mode): another program's file is left as it was
+      refuseForeignDatabase(db, file);
       let problems = integrityProblems(db);
       // an index holds nothing of its own: damage confined to indexes is rebuilt from the tables
       if (problems.length > 0 && problems.every((p) => /\bindex \S+$/.test(p))) {
@@ -250,7 +258,6 @@ export class DocumentTable {
         problems = integrityProblems(db);
       }
       if (problems.length > 0) throw damagedFile(file, `SQLite's check says: ${problems[0]}`);
-      refuseForeignDatabase(db, file);
       // a rollback journal: readers then need no -wal/-shm files beside the database (they may not create any)
       db.pragma('journal_mode = DELETE');
       // FULL: a committed chunk survives a power cut, not only a killed process.

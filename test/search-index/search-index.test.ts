@@ -220,6 +220,24 @@ test("another program's index.json or docs.sqlite in the folder is refused, and 
     assert.deepEqual(after.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all(), ['notes']);
     assert.equal(after.pragma('journal_mode', { simple: true }), 'wal');
     after.close();
+    // one whose table is called docs too (its notes, not an index's): refused alike, not called a damaged index
+    const blog = path.join(dir, 'blog');
+    mkdirSync(blog);
+    const posts = new Database(path.join(blog, 'docs.sqlite'));
+    posts.pragma('journal_mode = WAL');
+    posts.exec("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO docs (body) VALUES ('kept')");
+    posts.close();
+    await assert.rejects(SearchIndex.open(blog, { backend, create: {} }), {
+      name: 'IndexError',
+      message:
+        `${path.join(blog, 'docs.sqlite')} is another program's database (its tables: docs), and an index would ` +
+        'add its own to it; give the index a folder of its own, or move the file away.',
+    });
+    const kept = new Database(path.join(blog, 'docs.sqlite'), { readonly: true });
+    assert.deepEqual(kept.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all(), ['docs']);
+    assert.deepEqual(kept.prepare('SELECT body FROM docs').pluck().all(), ['kept']);
+    assert.equal(kept.pragma('journal_mode', { simple: true }), 'wal');
+    kept.close();
     // a manifest of ours that lost a field to damage is still rewritten, as the damage table says
     const own = path.join(dir, 'own');
     const index = await SearchIndex.open(own, { backend, create: {} });
