@@ -6,6 +6,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
+import { fileSystemCause } from '../io/file-system-cause.js';
 import { PidLock } from '../io/pid-lock.js';
 import { processRuns, taskStart } from '../io/process-runs.js';
 import { UserError } from './command.js';
@@ -51,11 +52,25 @@ function processStart(pid: number): string | undefined {
   }
 }
 
-/** Records in `file` that process `pid` runs `command` (search-r3 and its first words). */
+/**
+ * Records in `file` that process `pid` runs `command` (search-r3 and its first words); a record that cannot be
+ * written is a UserError naming the file, its cause and what to do.
+ */
 export function recordStep(file: string, pid: number, command: string): void {
   const start = processStart(pid);
   const step: RunningStep = { pid, ...(start !== undefined ? { start } : {}), command };
-  writeFileAtomicallySync(file, JSON.stringify(step) + '\n');
+  try {
+    writeFileAtomicallySync(file, JSON.stringify(step) + '\n');
+  } catch (e) {
+    const known = fileSystemCause(e);
+    const why = known ? `${known.cause} (${known.code})` : e instanceof Error ? e.message : String(e);
+    const remedy = known?.remedy ?? 'make the work folder writable';
+    throw new UserError(
+      `${file} could not be written (${why}), so ${command} was not run: a run of the recipe after this one ` +
+        `is killed finds the step it left running by that record; ${remedy}, then run the same command again ` +
+        '(finished steps are kept)',
+    );
+  }
 }
 
 /** Removes the record `file` (its step has exited). */

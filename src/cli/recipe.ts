@@ -93,7 +93,7 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * SIGKILL cannot be passed on: the step is given the recipe's pid and stops by itself once the recipe is gone
  * (parent-watch.ts), and `record` names it meanwhile, so that the next run waits for it (recipe-guard.ts).
  */
-class StepRunner {
+export class StepRunner {
   private child: ChildProcess | null = null;
   private stopped: NodeJS.Signals | null = null;
   private readonly onSignal = (signal: NodeJS.Signals): void => this.stop(signal);
@@ -127,7 +127,15 @@ class StepRunner {
         env: { ...process.env, [PARENT_PID_VARIABLE]: String(process.pid) },
       });
       this.child = child;
-      if (child.pid !== undefined) recordStep(this.record, child.pid, `search-r3 ${argv.slice(0, 2).join(' ')}`);
+      let unrecorded: unknown = null;
+      try {
+        if (child.pid !== undefined) recordStep(this.record, child.pid, `search-r3 ${argv.slice(0, 2).join(' ')}`);
+      } catch (e) {
+        // a step that no record names would be unseen by a rerun after a kill, which would start it a second time
+        // beside it; spawned this instant, it has done nothing yet (and writes only through temporary files)
+        unrecorded = e;
+        child.kill('SIGKILL');
+      }
       child.on('error', (e) => {
         this.child = null;
         clearStep(this.record);
@@ -136,8 +144,9 @@ class StepRunner {
       child.on('exit', (code, signal) => {
         this.child = null;
         clearStep(this.record);
+        if (unrecorded !== null) reject(unrecorded);
         // a step that finished although asked to stop is done; the next one does not start
-        if (code !== 0 && this.stopped !== null) reject(this.interrupted(this.stopped, 'during', argv));
+        else if (code !== 0 && this.stopped !== null) reject(this.interrupted(this.stopped, 'during', argv));
         else resolve(code ?? (signal ? 128 + osConstants.signals[signal] : 1));
       });
     });
