@@ -971,6 +971,23 @@ function lanceUri(dir: string, uri: string | undefined): string {
 }
 
 /**
+ * A store path that an index.json of an older search-r3 kept as typed, relative to the folder its run started in
+ * (which nothing records), when it names nothing from here: the sentence saying so, else null. Connecting there
+ * would make a new, empty table in whatever folder this process runs in, and the index folder is no better a
+ * guess (the path was typed from its parent as often as from inside it).
+ */
+function unplacedStore(dir: string, m: IndexManifest, uri: string): string | null {
+  const relative = m.storeUri !== undefined && uri === m.storeUri && !uri.includes('://') && !path.isAbsolute(uri);
+  if (!relative || existsSync(uri) || path.resolve(uri) === path.resolve(dir, 'vectors.lance')) return null;
+  const file = path.join(dir, MANIFEST_FILE);
+  return (
+    `${file}: field 'storeUri' is '${uri}', a path an older search-r3 kept relative to the folder the index was ` +
+    `made from, and nothing is there from ${process.cwd()}; run this from that folder, or set 'storeUri' to the ` +
+    `LanceDB folder's absolute path (and remove the file's 'checksum', which the edit no longer matches)`
+  );
+}
+
+/**
  * A store location as index.json keeps it: a local path made absolute, since the index is opened from other
  * folders than the one it was created from (a relative one would name another table there, or none). The
  * default is not kept at all: it is the index folder's own, wherever the folder is copied or moved.
@@ -1189,9 +1206,11 @@ async function openStore(dir: string, m: IndexManifest, readOnly: boolean, threa
   const local = { dimension: m.dimension, dtype: m.dtype, hnsw: m.hnsw, threads };
   if (m.store === 'lancedb') {
     const uri = lanceUri(dir, m.storeUri);
+    const unplaced = unplacedStore(dir, m, uri);
+    if (unplaced !== null && !readOnly) throw new IndexError(`${unplaced}.`);
     // connecting creates a local folder: a reader that finds none searches a graph of its own instead
     if (readOnly && !uri.includes('://') && !existsSync(uri))
-      return new UsearchStore(dir, { ...local, load: false, problem: `${uri} is missing` });
+      return new UsearchStore(dir, { ...local, load: false, problem: unplaced ?? `${uri} is missing` });
     const { LanceStore } = await import('./lance-store.js');
     try {
       return await LanceStore.open(uri, m.dimension);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCliAsync } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
@@ -412,6 +412,45 @@ test("a LanceDB index made with a relative --out is its folder's: searched elsew
     assert.equal(r.status, 0, r.stderr);
     assert.equal((await lanceRows(path.join(idx, 'vectors.lance'))).length, 6, 'rows in the original table');
     assert.equal((await lanceRows(path.join(copy, 'vectors.lance'))).length, 9, "rows in the copy's table");
+  } finally {
+    cleanup();
+  }
+});
+
+test("an older index.json's relative --store-uri that names nothing from here is refused, not made anew", async () => {
+  const { dir, cleanup } = tempDir('cli-lance-unplaced');
+  try {
+    const model = await tinyModelDir(dir);
+    const input = path.join(dir, 'docs.jsonl');
+    writeJsonl(input, corpus(6));
+    const store = ['--store', 'lancedb', '--store-uri', 'vecs'];
+    let r = await runCliAsync(['index', '--model', model, '--input', input, '--out', 'idx', ...store], {}, dir);
+    assert.equal(r.status, 0, r.stderr);
+    // as an older search-r3 kept it: the path as typed, relative to the folder it ran in
+    const manifest = path.join(dir, 'idx', 'index.json');
+    const { checksum, ...fields } = JSON.parse(readFileSync(manifest, 'utf8')) as Record<string, unknown>;
+    assert.equal(fields.storeUri, path.join(dir, 'vecs'), 'this one keeps it absolute');
+    assert.ok(checksum);
+    writeFileSync(manifest, JSON.stringify({ ...fields, storeUri: 'vecs' }));
+    r = await runCliAsync(['search', '--index', 'idx', '-k', '2', 'gene therapy'], {}, dir);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '', 'from the folder it was made in, the path names the table');
+    const elsewhere = path.join(dir, 'elsewhere');
+    mkdirSync(elsewhere);
+    const idx = path.join(dir, 'idx');
+    const said =
+      `${manifest}: field 'storeUri' is 'vecs', a path an older search-r3 kept relative to the folder the index ` +
+      `was made from, and nothing is there from ${elsewhere}; run this from that folder, or set 'storeUri' to the ` +
+      "LanceDB folder's absolute path (and remove the file's 'checksum', which the edit no longer matches)";
+    r = await runCliAsync(['index', '--input', input, '--out', idx], {}, elsewhere);
+    assert.equal(r.stderr, `search-r3: ${said}.\n`);
+    assert.equal(r.status, 2);
+    assert.deepEqual(readdirSync(elsewhere), [], 'no table is made where this run started');
+    // a reader searches docs.sqlite's vectors in memory, and says why
+    r = await runCliAsync(['search', '--index', idx, '-k', '2', 'gene therapy'], {}, elsewhere);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(r.stderr.includes(said), r.stderr);
+    assert.deepEqual(readdirSync(elsewhere), []);
   } finally {
     cleanup();
   }
