@@ -12,6 +12,7 @@ import { processRuns } from '../../src/io/process-runs.js';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
+import { until } from '../helpers/until.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 
@@ -35,15 +36,6 @@ function start(args: string[]): { child: ChildProcess; stderr: () => string; exi
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, stderr: () => err, exit };
-}
-
-/** Waits until `done` holds, looking every 5 ms; fails with `what` after `ms`. */
-async function until(done: () => boolean, ms: number, what: () => string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!done()) {
-    assert.ok(Date.now() < end, what());
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /** The pid of stage 1's trainer, from its run folder's lock once it has taken it. */

@@ -6,6 +6,7 @@ import OpenAI from 'openai';
 import { startSearchServer } from '../../src/serve/server.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, request } from '../helpers/http.js';
+import { until } from '../helpers/until.js';
 
 test('malformed and oversized requests get the documented 4xx in OpenAI error shape', async () => {
   const { dir, cleanup } = tempDir('err');
@@ -261,15 +262,31 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
   }
 });
 
+/** The server's inputs waiting for or in a forward pass, from /metrics. */
+async function queued(url: string): Promise<number> {
+  const m = (await request(url, 'GET', '/metrics')).raw.toString();
+  return Number(/^search_r3_queue_inputs (\d+)/m.exec(m)?.[1]);
+}
+
+/** The inputs the server's forward passes have embedded, from /metrics. */
+async function embeddedInputs(url: string): Promise<number> {
+  const m = (await request(url, 'GET', '/metrics')).raw.toString();
+  return [...m.matchAll(/^search_r3_batch_inputs_total(?:\{[^}]*\})? (\d+)$/gm)].reduce((a, x) => a + Number(x[1]), 0);
+}
+
 test('a full queue is a 429 (RateLimitError) for a request that fits it once the queue drains', async () => {
   const { dir, cleanup } = tempDir('queue-full');
   const backend = await tinyBackend(await tinyModelDir(dir));
   // a long batching wait and large batches keep the first request's inputs in the queue
-  const server = await startSearchServer({ backend, port: 0, maxQueue: 4, maxWaitMs: 1500, maxBatchInputs: 1024 });
+  const server = await startSearchServer({ backend, port: 0, maxQueue: 4, maxWaitMs: 3000, maxBatchInputs: 1024 });
   try {
     const client = new OpenAI({ apiKey: 'x', baseURL: `${server.url}/v1`, maxRetries: 0 });
     const first = client.embeddings.create({ model: 'search-r3', input: ['a', 'b', 'c'] });
-    await new Promise((r) => setTimeout(r, 300));
+    await until(
+      async () => (await queued(server.url)) === 3,
+      10_000,
+      () => 'the first request never queued',
+    );
     const second = await request(
       server.url,
       'POST',
@@ -324,7 +341,11 @@ test('graceful shutdown answers in-flight requests, then refuses connections', a
       '/v1/embeddings',
       JSON.stringify({ model: 'search-r3', input: ['in flight'] }),
     );
-    await new Promise((r) => setTimeout(r, 50));
+    await until(
+      async () => (await queued(server.url)) === 1,
+      10_000,
+      () => 'the request never queued',
+    );
     let closed = false;
     const closing = server.close().then(() => {
       closed = true;
@@ -406,9 +427,17 @@ test(
       sockets[0]!.destroy();
       await connect(''); // connected, sent nothing
       await connect('GET /health HTTP/1.1\r\nHost:'); // half its headers
-      await new Promise((r) => setTimeout(r, 500));
-      const metrics = await request(server.url, 'GET', '/metrics');
-      assert.match(metrics.raw.toString(), /search_r3_requests_in_flight 1\b/, 'only the /metrics request itself');
+      // the dropped connection's request ends once its forward pass has; the other two never start one
+      let metrics = '';
+      await until(
+        async () => {
+          metrics = (await request(server.url, 'GET', '/metrics')).raw.toString();
+          return /search_r3_requests_in_flight 1\b/.test(metrics);
+        },
+        10_000,
+        () => `only the /metrics request itself should be in flight:\n${metrics}`,
+        50,
+      );
       const t0 = performance.now();
       await server.close();
       assert.ok(performance.now() - t0 < 3000, `close took ${(performance.now() - t0).toFixed(0)} ms`);
@@ -468,10 +497,6 @@ test('a request whose client went away frees its place in the queue: the work no
   const server = await startSearchServer({ backend, port: 0, maxQueue: 256, maxWaitMs: 4000, maxBatchInputs: 1024 });
   const { hostname, port } = new URL(server.url);
   const body = JSON.stringify({ model: 'search-r3', input: Array.from({ length: 64 }, (_, i) => `text ${i}`) });
-  const queued = async (): Promise<number> => {
-    const m = (await request(server.url, 'GET', '/metrics')).raw.toString();
-    return Number(/^search_r3_queue_inputs (\d+)/m.exec(m)?.[1]);
-  };
   try {
     const clients = Array.from({ length: 4 }, () => {
       const r = http.request({ host: hostname, port: Number(port), method: 'POST', path: '/v1/embeddings' });
@@ -480,14 +505,25 @@ test('a request whose client went away frees its place in the queue: the work no
       r.end(body);
       return r;
     });
-    const t0 = performance.now();
-    while ((await queued()) < 256 && performance.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(await queued(), 256, 'the four requests fill the queue');
+    let n = 0;
+    const fill = async (want: number): Promise<boolean> => (n = await queued(server.url)) === want;
+    await until(
+      () => fill(256),
+      10_000,
+      () => `the four requests fill the queue (${n} queued)`,
+      20,
+    );
     for (const c of clients) c.destroy();
-    while ((await queued()) > 0 && performance.now() - t0 < 3500) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(await queued(), 0, 'freed before the batching wait ends');
+    await until(
+      () => fill(0),
+      10_000,
+      () => `the queue is freed (${n} queued)`,
+      20,
+    );
+    assert.equal(await embeddedInputs(server.url), 0, 'their work was dropped before the batching wait ended');
     const next = await request(server.url, 'POST', '/v1/embeddings', body);
     assert.equal(next.status, 200, JSON.stringify(next.body));
+    assert.equal(await embeddedInputs(server.url), 64, 'the next request alone was embedded');
   } finally {
     await server.close();
     cleanup();
