@@ -124,7 +124,12 @@ function rebuilt(e: { name: string; message: string; code?: string }): Error {
   return err;
 }
 
-/** Each file's stream from a pool of `workers` threads, in file order; the first failure stops them all. */
+/**
+ * Each file's stream from a pool of `workers` threads, in file order. A failure stops handing out files, and
+ * the error reported is the first failing file's in argument order, as one thread reports it: the files before
+ * it that are still being tokenized are waited for, else the same faulty files gave one message or another
+ * depending on which thread finished first.
+ */
 function tokenizeInThreads(
   files: readonly string[],
   tokenizer: Tokenizer,
@@ -140,6 +145,9 @@ function tokenizeInThreads(
     let next = 0,
       done = 0,
       settled = false;
+    // the files handed out and not answered yet, and the failure of the first file in order so far
+    const inFlight = new Set<number>();
+    let failed: { index: number; error: Error } | null = null;
     const end = (e: Error | null): void => {
       if (settled) return;
       settled = true;
@@ -152,9 +160,14 @@ function tokenizeInThreads(
       void w.terminate();
     };
     const give = (w: Worker): void => {
-      if (next >= files.length) return retire(w);
+      if (next >= files.length || failed !== null) return retire(w);
       const task: TokenizeTask = { index: next, file: files[next++] };
+      inFlight.add(task.index);
       w.postMessage(task);
+    };
+    /** Ends with the first failure in file order once no earlier file is still being tokenized. */
+    const failWhenFirst = (): void => {
+      if (failed !== null && ![...inFlight].some((i) => i < failed!.index)) end(failed.error);
     };
     try {
       for (let i = 0; i < workers; i++) {
@@ -164,8 +177,14 @@ function tokenizeInThreads(
         });
         pool.push(w);
         w.on('message', (r: TokenizeReply) => {
-          if ('error' in r) return end(rebuilt(r.error));
-          parts[r.index] = { tokens: r.tokens, documents: r.documents };
+          inFlight.delete(r.index);
+          if ('error' in r && (failed === null || r.index < failed.index))
+            failed = { index: r.index, error: rebuilt(r.error) };
+          if (!('error' in r)) parts[r.index] = { tokens: r.tokens, documents: r.documents };
+          if (failed !== null) {
+            retire(w);
+            return failWhenFirst();
+          }
           if (++done === files.length) end(null);
           else give(w);
         });

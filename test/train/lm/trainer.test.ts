@@ -22,9 +22,20 @@ import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { loadSafetensors } from '../../../src/model/safetensors.js';
 import * as T from '../../../src/tensor/index.js';
 import { runCli } from '../../helpers/cli.js';
+import { until } from '../../helpers/until.js';
 import { repoRoot, sharedData } from '../../helpers/repo.js';
-import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  closeSync,
+  constants as fsConstants,
+  existsSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 
 let dir = '';
 let tokenizer: Tokenizer;
@@ -166,6 +177,46 @@ test('tokenizing files on threads gives the one-thread stream; a bad line names 
             'each line of a .jsonl document file is {"title", "text"}',
     );
 });
+
+test(
+  "with several faulty files on threads, the error is the first faulty file's, however late its thread answers",
+  { skip: process.platform === 'win32' && 'needs a named pipe' },
+  async () => {
+    const sep = tokenizer.tokenToId('<|endoftext|>')!;
+    // the first file is a pipe whose bad line comes only once the second file's thread has long failed
+    const slow = path.join(dir, 'threads-slow.jsonl');
+    execFileSync('mkfifo', [slow]);
+    const fast = path.join(dir, 'threads-fast.jsonl');
+    await fsp.writeFile(fast, '{"title": \n');
+    const run = tokenizeFiles([slow, fast], tokenizer, sep, 2);
+    let settled = false;
+    const ended = run.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    // time for the second file's thread to fail (all the time it needs where its failure ends the call)
+    await Promise.race([ended, new Promise((r) => setTimeout(r, 1000))]);
+    // the bad line goes in once the first file's thread has opened the pipe (its start can take seconds on a
+    // busy machine), unless the call has ended without it; without blocking, which a pipe with no reader would
+    let w = -1;
+    const opened = (): boolean => {
+      if (settled) return true;
+      try {
+        w = openSync(slow, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENXIO') throw e;
+        return false;
+      }
+    };
+    await until(opened, 60_000, () => 'the first file was never opened', 20);
+    if (w >= 0) {
+      writeSync(w, `${JSON.stringify(docs[0])}\n[1]\n`);
+      closeSync(w);
+    }
+    await assert.rejects(run, (e: Error) => e instanceof InputFileError && e.message.startsWith(`${slow}:2: `));
+  },
+);
 
 test('training loss and validation loss fall on real text; final/ is a loadable model folder', async () => {
   const losses: number[] = [];
