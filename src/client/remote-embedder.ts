@@ -105,6 +105,29 @@ function aboutInputs(e: unknown, start: number, count: number): unknown {
   return new RemoteError(e.message, e.status, { param: e.param, failedInputs });
 }
 
+/**
+ * Runs `task(0)` … `task(count - 1)`, at most `width` at once, started in order. A failure starts no more; once
+ * those under way have settled, the failure of the first in order is thrown: with several requests refused, the
+ * error and the inputs it names are the first faulty ones, not those of whichever answer came back first.
+ */
+async function inOrder(count: number, width: number, task: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failedAt = Infinity;
+  let failure: unknown;
+  const worker = async (): Promise<void> => {
+    while (failedAt === Infinity && next < count) {
+      const i = next++;
+      try {
+        await task(i);
+      } catch (e) {
+        if (i < failedAt) [failedAt, failure] = [i, e];
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(count, width) }, worker));
+  if (failedAt !== Infinity) throw failure;
+}
+
 export class RemoteEmbedder implements EmbeddingBackend {
   private next = 0;
   private readonly timeoutMs: number;
@@ -254,30 +277,26 @@ export class RemoteEmbedder implements EmbeddingBackend {
     const out = new Array<Float32Array>(seqs.length);
     const parts: number[] = [];
     for (let i = 0; i < seqs.length; i += this.inputsPerRequest) parts.push(i);
-    let cursor = 0;
-    const worker = async (): Promise<void> => {
-      while (cursor < parts.length) {
-        const start = parts[cursor++];
-        const part = seqs.slice(start, start + this.inputsPerRequest);
-        const res = (await this.post('/v1/embeddings', {
-          model: this.opts.model,
-          input: part,
-          encoding_format: 'base64',
-        }).catch((e: unknown) => {
-          throw aboutInputs(e, start, part.length);
-        })) as { data?: { index: number; embedding: string }[] };
-        if (!res.data || res.data.length !== part.length)
-          throw new RemoteError(
-            `/v1/embeddings returned ${res.data?.length ?? 'no'} embeddings for ${part.length} inputs.`,
-          );
-        res.data
-          .sort((a, b) => a.index - b.index)
-          .forEach((d, i) => {
-            out[start + i] = normalize(decodeBase64(d.embedding));
-          });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(parts.length, this.concurrency * this.urls.length) }, worker));
+    await inOrder(parts.length, this.concurrency * this.urls.length, async (p) => {
+      const start = parts[p];
+      const part = seqs.slice(start, start + this.inputsPerRequest);
+      const res = (await this.post('/v1/embeddings', {
+        model: this.opts.model,
+        input: part,
+        encoding_format: 'base64',
+      }).catch((e: unknown) => {
+        throw aboutInputs(e, start, part.length);
+      })) as { data?: { index: number; embedding: string }[] };
+      if (!res.data || res.data.length !== part.length)
+        throw new RemoteError(
+          `/v1/embeddings returned ${res.data?.length ?? 'no'} embeddings for ${part.length} inputs.`,
+        );
+      res.data
+        .sort((a, b) => a.index - b.index)
+        .forEach((d, i) => {
+          out[start + i] = normalize(decodeBase64(d.embedding));
+        });
+    });
     return out;
   }
 
@@ -291,33 +310,34 @@ export class RemoteEmbedder implements EmbeddingBackend {
     }
     const embedId = tok.tokenToId(EMBED_TOKEN);
     if (embedId === undefined) throw new RemoteError(`the tokenizer has no ${EMBED_TOKEN}.`);
-    const analyses = await Promise.all(
-      texts.map(async (text) => {
-        const res = (await this.post('/v1/chat/completions', {
-          model: this.opts.model,
-          messages: [
-            { role: 'system', content: this.templates.reasoningSystem },
-            { role: 'user', content: text },
-          ],
-          max_tokens: opts.maxReasoningTokens ?? 128,
-          temperature: opts.temperature ?? 0,
-          ...(opts.topP !== undefined ? { top_p: opts.topP } : {}),
-          ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
-          stop: [EMBED_TOKEN],
-        })) as {
-          choices?: { message?: { content?: string }; finish_reason?: string; stop_reason?: string | number | null }[];
-        };
-        const c = res.choices?.[0];
-        if (!c || typeof c.message?.content !== 'string')
-          throw new RemoteError('/v1/chat/completions returned no message.');
-        // vLLM and our server say which stop ended the text; without that, only a length cut is known to be forced
-        const emitted =
-          c.stop_reason === EMBED_TOKEN ||
-          c.stop_reason === embedId ||
-          (c.stop_reason === undefined && c.finish_reason === 'stop');
-        return { reasoning: c.message.content, forced: !emitted };
-      }),
-    );
+    // every query's analysis at once
+    const analyses = new Array<{ reasoning: string; forced: boolean }>(texts.length);
+    await inOrder(texts.length, texts.length, async (i) => {
+      const text = texts[i];
+      const res = (await this.post('/v1/chat/completions', {
+        model: this.opts.model,
+        messages: [
+          { role: 'system', content: this.templates.reasoningSystem },
+          { role: 'user', content: text },
+        ],
+        max_tokens: opts.maxReasoningTokens ?? 128,
+        temperature: opts.temperature ?? 0,
+        ...(opts.topP !== undefined ? { top_p: opts.topP } : {}),
+        ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+        stop: [EMBED_TOKEN],
+      })) as {
+        choices?: { message?: { content?: string }; finish_reason?: string; stop_reason?: string | number | null }[];
+      };
+      const c = res.choices?.[0];
+      if (!c || typeof c.message?.content !== 'string')
+        throw new RemoteError('/v1/chat/completions returned no message.');
+      // vLLM and our server say which stop ended the text; without that, only a length cut is known to be forced
+      const emitted =
+        c.stop_reason === EMBED_TOKEN ||
+        c.stop_reason === embedId ||
+        (c.stop_reason === undefined && c.finish_reason === 'stop');
+      analyses[i] = { reasoning: c.message.content, forced: !emitted };
+    });
     const prompts = texts.map((t) => this.prompt(t, 'query', true));
     const seqs = prompts.map((p, i) => [...p.ids, ...tok.encode(analyses[i].reasoning), embedId]);
     const vectors = await this.embedTokenSeqs(seqs);
@@ -385,19 +405,15 @@ export class RemoteEmbedder implements EmbeddingBackend {
     for (let i = 0; i < texts.length; i += this.inputsPerRequest)
       parts.push({ start: i, texts: texts.slice(i, i + this.inputsPerRequest) });
     const out = new Array<QueryEmbedding>(texts.length);
-    let cursor = 0;
-    const worker = async (): Promise<void> => {
-      while (cursor < parts.length) {
-        const p = parts[cursor++];
-        const res = await this.request(p.texts, ext).catch((e: unknown) => {
-          throw aboutInputs(e, p.start, p.texts.length);
-        });
-        res.forEach((r, i) => {
-          out[p.start + i] = r;
-        });
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(parts.length, this.concurrency * this.urls.length) }, worker));
+    await inOrder(parts.length, this.concurrency * this.urls.length, async (n) => {
+      const p = parts[n];
+      const res = await this.request(p.texts, ext).catch((e: unknown) => {
+        throw aboutInputs(e, p.start, p.texts.length);
+      });
+      res.forEach((r, i) => {
+        out[p.start + i] = r;
+      });
+    });
     return out;
   }
 

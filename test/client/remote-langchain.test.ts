@@ -219,6 +219,53 @@ test('a request the servers refuse while indexing names the documents it carried
   }
 });
 
+test('several requests refused: the error names the first refused inputs, whatever answer comes first', async () => {
+  const { dir, cleanup } = tempDir('remote-first');
+  const modelDir = await tinyModelDir(dir);
+  const words = corpus(4, 3)
+    .map((d) => d.title)
+    .join(' ');
+  const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0, maxRequestTokens: 4 });
+  // a front that holds the first input's refusal until the second input's has gone out
+  let secondSent!: () => void;
+  const second = new Promise<void>((r) => (secondSent = r));
+  const proxy = http.createServer((req, res) => {
+    const body: Buffer[] = [];
+    req.on('data', (c: Buffer) => body.push(c));
+    req.on('end', () => {
+      const text = Buffer.concat(body).toString();
+      const up = http.request(`${server.url}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+        const answer: Buffer[] = [];
+        r.on('data', (c: Buffer) => answer.push(c));
+        r.on('end', () => {
+          const send = (): void => void res.writeHead(r.statusCode!, r.headers).end(Buffer.concat(answer));
+          if (text.includes('FIRST')) void second.then(send);
+          else {
+            send();
+            if (text.includes('SECOND')) res.on('finish', secondSent);
+          }
+        });
+      });
+      up.end(Buffer.concat(body));
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+  try {
+    const remote = await RemoteEmbedder.connect([proxyUrl], { inputsPerRequest: 1, concurrency: 2 });
+    await assert.rejects(remote.embedDocuments([`FIRST ${words}`, `SECOND ${words}`]), (e: unknown) => {
+      assert.ok(e instanceof RemoteError);
+      assert.match(e.message, /HTTP 400: .*tokens per request/);
+      assert.deepEqual(e.failedInputs, { start: 0, end: 1 });
+      return true;
+    });
+  } finally {
+    await new Promise((r) => proxy.close(r));
+    await server.close();
+    cleanup();
+  }
+});
+
 test(
   'SearchR3Embeddings is a LangChain Embeddings: documents ' + 'and queries use their prompts, in-process or remote',
   async () => {
