@@ -7,8 +7,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { runCli } from '../helpers/cli.js';
-import { post } from '../helpers/http.js';
+import { post, request } from '../helpers/http.js';
 import { repoRoot } from '../helpers/repo.js';
+import { until } from '../helpers/until.js';
 
 test('serve on a port in use says so in one sentence and exits with 2', async () => {
   const { dir, cleanup } = tempDir('busy');
@@ -81,7 +82,9 @@ test(
         stalled.push(s);
       });
       const complete = post(url, '/v1/embeddings', { model: 'search-r3', input: 'in flight' });
-      await new Promise((r) => setTimeout(r, 300));
+      const queued = async (): Promise<boolean> =>
+        /^search_r3_queue_inputs 1$/m.test((await request(url, 'GET', '/metrics')).raw.toString());
+      await until(queued, 10_000, () => 'the complete request never reached the queue', 20);
       const t0 = performance.now();
       cli.kill('SIGTERM');
       const answer = await complete;
