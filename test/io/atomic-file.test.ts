@@ -36,6 +36,7 @@ import {
   writeLinesAtomicallySync,
   writeTextFileAtomically,
 } from '../../src/io/atomic-file.js';
+import { until } from '../helpers/until.js';
 
 test('a write removes the temporaries that killed writers left for the same file, and nothing else', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sr3-atomic-'));
@@ -236,18 +237,21 @@ test(
     const dir = mkdtempSync(path.join(tmpdir(), 'sr3-probe-'));
     const seen: string[] = [];
     const watcher = fs.watch(dir, (_, name) => seen.push(String(name)));
-    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 200));
     try {
       // what every command does before it replaces a model folder (add-embed-token in place)
       probeWrite(path.join(dir, 'file'));
-      await settle();
-      assert.deepEqual(seen, [], 'names that appeared in the folder while it was probed');
-      // the watch sees what is made in the folder: the empty list above is the probe's doing
+      // the watch sees what is made in the folder, in order: what it saw before config.json is the probe's doing
       writeFileSync(path.join(dir, 'config.json'), '{}');
-      await settle();
-      assert.ok(
-        seen.some((n) => n === 'config.json'),
-        `the watch saw ${JSON.stringify(seen)}`,
+      await until(
+        () => seen.includes('config.json'),
+        10_000,
+        () => `the watch saw ${JSON.stringify(seen)}`,
+        20,
+      );
+      assert.deepEqual(
+        seen.slice(0, seen.indexOf('config.json')),
+        [],
+        'names that appeared in the folder while it was probed',
       );
     } finally {
       watcher.close();
