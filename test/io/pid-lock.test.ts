@@ -122,13 +122,21 @@ test('a lock just made and still empty is being written, not stale; an old empty
   const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
   const refuse = (pid: number | undefined): Error => Object.assign(new Error(`held by ${pid}`), { pid });
   try {
-    // a writer that creates its lock, then writes its pid into it: caught in between
-    writeFileSync(file, '');
+    // a writer that creates its lock, then writes its pid into it: caught in between. The writer is started
+    // first and told when to write, so that its start (seconds on a busy machine) is not in the lock's grace
     const writes = spawn(
       process.execPath,
-      ['-e', `setTimeout(() => require('fs').writeFileSync(${JSON.stringify(file)}, '${holder.pid}\\n'), 300)`],
-      { stdio: 'ignore' },
+      [
+        '-e',
+        `process.stdout.write('ready\\n'); process.stdin.once('data', () => setTimeout(() => ` +
+          `require('fs').writeFileSync(${JSON.stringify(file)}, '${holder.pid}\\n'), 300))`,
+      ],
+      { stdio: ['pipe', 'pipe', 'ignore'] },
     );
+    await new Promise((res) => writes.stdout.once('data', res));
+    writeFileSync(file, '');
+    // flushed before acquire() holds this thread
+    await new Promise<void>((res) => writes.stdin.end('go\n', res));
     assert.throws(() => PidLock.acquire(file, refuse), { message: `held by ${holder.pid}` });
     assert.equal(PidLock.holder(file), holder.pid);
     await new Promise((res) => writes.exitCode !== null || writes.once('exit', res));
