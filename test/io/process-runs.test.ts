@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { PidLock } from '../../src/io/pid-lock.js';
 import { pidNamespace, processRuns } from '../../src/io/process-runs.js';
 import { repoRoot } from '../helpers/repo.js';
+import { until } from '../helpers/until.js';
 
 const linux = process.platform === 'linux';
 const moduleUrl = pathToFileURL(path.join(repoRoot, 'dist', 'src', 'io', 'process-runs.js')).href;
@@ -51,9 +52,13 @@ test(
       const zombie = Number(
         await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(String(d)))),
       );
-      for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(`/proc/${zombie}/stat`, 'latin1')); i++)
-        await new Promise((r) => setTimeout(r, 20));
-      assert.match(readFileSync(`/proc/${zombie}/stat`, 'latin1'), /\) Z /, 'the child is a zombie');
+      const stat = (): string => readFileSync(`/proc/${zombie}/stat`, 'latin1');
+      await until(
+        () => /\) Z /.test(stat()),
+        10_000,
+        () => `the child is a zombie: ${stat()}`,
+        20,
+      );
       assert.equal(processRuns(zombie), false);
       assert.equal(processRuns(parent.pid!), true);
       // a trainer's lock left by a killed run that nobody reaped is taken over, not "in use" for good
