@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { RedisServer } from '../helpers/redis.js';
+import { until } from '../helpers/until.js';
 import { sqliteVectors, lanceRows } from './store-contents.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { CliProcess } from './cli-process.js';
@@ -154,9 +155,14 @@ async function refusedMidRun(
   const run = started([...index(filling.url, out, many), '--commit-every', '2']);
   const w = started(worker(filling.url));
   try {
-    // ten jobs done, and time for the run to store them (it looks every 0.1 s)
+    // ten jobs done, and the run has stored some of them (it looks every 0.1 s)
     await w.waitFor(/(job \S+: done[^]*){10}/, 60_000);
-    await new Promise((r) => setTimeout(r, 500));
+    await until(
+      () => sqliteVectors(path.join(work.dir, out)).size > 0,
+      30_000,
+      () => 'nothing stored yet',
+      50,
+    );
     await refuse();
     for (const [p, what] of [
       [run, 'the index run'],
