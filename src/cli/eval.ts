@@ -33,6 +33,7 @@ import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
 import {
   compareEvaluations,
   coverageWarning,
+  comparisonLabels,
   formatComparison,
   formatSummaryTable,
   runCoverage,
@@ -511,8 +512,12 @@ export const evalCommand: Command = {
       );
     }
     if (report.comparison) {
-      process.stdout.write(`\n${report.run.tag} vs ${report.comparison.tag} (${report.comparison.run}):\n`);
-      process.stdout.write(formatComparison(report.comparison.measures, report.run.tag, report.comparison.tag));
+      const { heading, columns } = comparisonLabels(
+        { tag: report.run.tag, source: report.run.file ?? 'the retrieval' },
+        { tag: report.comparison.tag, source: report.comparison.run },
+      );
+      process.stdout.write(`\n${heading}:\n`);
+      process.stdout.write(formatComparison(report.comparison.measures, columns));
     }
     return 0;
   },

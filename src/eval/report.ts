@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import type { Evaluation } from './measures.js';
 import type { Qrels } from './qrels.js';
 import type { Run } from './run.js';
@@ -61,15 +62,35 @@ export function compareEvaluations(
   });
 }
 
-export function formatComparison(rows: readonly MeasureComparison[], tagA: string, tagB: string): string {
+/** One side of a comparison: the run's tag and where it came from (its file, or the retrieval just done). */
+export interface ComparedRun {
+  tag: string;
+  source: string;
+}
+
+/**
+ * The heading and the two column labels of a comparison. Runs are told apart by their tags; two runs with one tag
+ * (two BM25 settings, two model folders: both tagged by their retriever's name) are told apart by their files.
+ */
+export function comparisonLabels(a: ComparedRun, b: ComparedRun): { heading: string; columns: [string, string] } {
+  if (a.tag !== b.tag) return { heading: `${a.tag} vs ${b.tag} (${b.source})`, columns: [a.tag, b.tag] };
+  const [nameA, nameB] = [basename(a.source), basename(b.source)];
+  return {
+    heading: `${a.source} vs ${b.source} (both tagged ${a.tag})`,
+    columns: nameA === nameB ? ['this run', '--compare'] : [nameA, nameB],
+  };
+}
+
+export function formatComparison(rows: readonly MeasureComparison[], columns: readonly [string, string]): string {
   const p = (x: number) => (x < 1e-4 ? x.toExponential(1) : cFixed(x, 4));
+  const [wa, wb] = columns.map((c) => Math.max(10, c.length) + 1) as [number, number];
   let out =
-    `${'measure'.padEnd(14)}${tagA.slice(0, 10).padStart(11)}${tagB.slice(0, 10).padStart(11)}` +
+    `${'measure'.padEnd(14)}${columns[0].padStart(wa)}${columns[1].padStart(wb)}` +
     `${'diff'.padStart(9)}${'p (t-test)'.padStart(12)}${'p (random.)'.padStart(12)}\n`;
   for (const r of rows) {
     const diff = r.a - r.b;
     out +=
-      `${r.measure.padEnd(14)}${cFixed(r.a, 4).padStart(11)}${cFixed(r.b, 4).padStart(11)}` +
+      `${r.measure.padEnd(14)}${cFixed(r.a, 4).padStart(wa)}${cFixed(r.b, 4).padStart(wb)}` +
       `${((diff >= 0 ? '+' : '') + cFixed(diff, 4)).padStart(9)}` +
       `${p(r.tTestP).padStart(12)}${p(r.randomizationP).padStart(12)}\n`;
   }

@@ -382,3 +382,31 @@ test('eval --qrels says which retrieval options it ignores, as it says it of --k
   assert.doesNotMatch(ds.stderr, /has no effect/);
   assert.equal((JSON.parse(ds.stdout) as { dataset: { split: string } }).dataset.split, 'test');
 });
+
+test('--compare tells its two columns apart: by tag, never cut, or by file where both runs have one tag', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sr3-cli-'));
+  try {
+    const [a, b] = [join(dir, 'k1-0.9.trec'), join(dir, 'k1-1.2.trec')];
+    assert.equal((await cli('--dataset', tiny, '--retriever', 'bm25', '--run', a)).code, 0);
+    assert.equal((await cli('--dataset', tiny, '--retriever', 'bm25', '--k1', '1.2', '--run', b)).code, 0);
+    const header = (stdout: string): string[] => {
+      const lines = stdout.split('\n');
+      const at = lines.findIndex((l) => l.startsWith('measure '));
+      return [lines[at - 1]!, lines[at]!];
+    };
+    // both tagged bm25: the files say which column is which
+    const same = await cli('--qrels', join(tiny, 'qrels/test.tsv'), '--run', a, '--compare', b);
+    assert.equal(same.code, 0, same.stderr);
+    const [heading, columns] = header(same.stdout);
+    assert.equal(heading, `${a} vs ${b} (both tagged bm25):`);
+    assert.match(columns!, /^measure +k1-0\.9\.trec +k1-1\.2\.trec +diff /);
+    // tags longer than a column are shown whole
+    const long = join(dir, 'long.trec');
+    writeFileSync(long, readFileSync(b, 'utf8').replace(/ bm25$/gm, ' search-r3-reasoning'));
+    const [h2, c2] = header((await cli('--qrels', join(tiny, 'qrels/test.tsv'), '--run', a, '--compare', long)).stdout);
+    assert.equal(h2, `bm25 vs search-r3-reasoning (${long}):`);
+    assert.match(c2!, /^measure +bm25 +search-r3-reasoning +diff /);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
