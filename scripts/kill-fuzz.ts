@@ -18,6 +18,9 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statS
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { positiveInt, seedOption } from '../src/cli/args.js';
+import { UserError } from '../src/cli/command.js';
 import { mulberry32 } from '../src/eval/significance.js';
 import { SearchIndex } from '../src/search-index/search-index.js';
 import { pairsManifestPath } from '../src/train/sft/debian-pairs.js';
@@ -67,20 +70,36 @@ interface Options {
   keep: boolean;
 }
 
-function parseOptions(argv: readonly string[]): Options {
-  const o: Options = { rounds: 20, seed: 1, only: undefined, keep: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--rounds') o.rounds = Number(argv[++i]);
-    else if (a === '--seed') o.seed = Number(argv[++i]);
-    else if (a === '--only') o.only = new Set(argv[++i].split(','));
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--help' || a === '-h') {
-      console.log(HELP);
-      process.exit(0);
-    } else throw new Error(`kill-fuzz: unknown option ${a} (--rounds, --seed, --only, --keep, --help)`);
+/** The options, or the sentence refusing them (an unknown or incomplete option, a count that is none). */
+function parseOptions(argv: string[]): Options {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        rounds: { type: 'string' },
+        seed: { type: 'string' },
+        only: { type: 'string' },
+        keep: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new UserError((err as Error).message.split(/\.\s/)[0]!);
   }
-  return o;
+  if (values.help) {
+    console.log(HELP);
+    process.exit(0);
+  }
+  const only = values.only === undefined ? undefined : new Set(values.only.split(','));
+  const unknown = [...(only ?? [])].filter((n) => !cases.some((c) => c.name === n));
+  if (unknown.length) throw new UserError(`no command named ${unknown.join(', ')}`);
+  return {
+    rounds: positiveInt(values.rounds, 'rounds') ?? 20,
+    seed: seedOption(values.seed) ?? 1,
+    only,
+    keep: values.keep ?? false,
+  };
 }
 
 interface Run {
@@ -940,9 +959,15 @@ const cases: readonly Case[] = [
 ];
 
 async function main(): Promise<void> {
-  const o = parseOptions(process.argv.slice(2));
-  const unknown = [...(o.only ?? [])].filter((n) => !cases.some((c) => c.name === n));
-  if (unknown.length) throw new Error(`kill-fuzz: no command named ${unknown.join(', ')} (see --help)`);
+  let o: Options;
+  try {
+    o = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UserError)) throw err;
+    console.error(`kill-fuzz: ${err.message.replace(/\.$/, '')} (see --help).`);
+    process.exitCode = 2;
+    return;
+  }
   const chosen = cases.filter((c) => !o.only || o.only.has(c.name));
   const tallies = new Map<string, Tally>();
   for (const c of chosen) {
