@@ -14,6 +14,7 @@ import {
   knownCorpusSources,
 } from '../train/lm/text-corpus.js';
 import { corpusPairs, PAIRS_HELP } from './corpus-pairs.js';
+import { helpParagraph } from './option-help.js';
 
 const HELP = `search-r3 corpus build — assemble the plain-text pretraining corpus
 
@@ -22,17 +23,22 @@ usage: search-r3 corpus build --data <shared/data> --out <dir> [--seed 0] [--val
        search-r3 corpus pairs --out <file.jsonl> [...]   stage-1 pairs from the same Debian packages
                                                          (search-r3 corpus pairs --help)
 
-Documents only, never queries: SciFact abstracts, XQuAD/DRCD/ARCD paragraphs, Climate-FEVER evidence
-(grouped by Wikipedia article), STS-B train sentences, and the dictionaries and manuals of Debian text
-packages, each under its own free licence, when they are installed (scripts/setup.sh installs them:
-${DEBIAN_TEXT_PACKAGES.join(' ')}). Deduplicated, split into
-train/valid by a seeded hash of each document, written as <out>/train-NNNNN.jsonl and valid.jsonl
-({"text", "source"}) with manifest.json (sources, licences, attribution, counts, sha256).
-The folder is written under a temporary name and renamed into place.
+${helpParagraph(
+  'Documents only, never queries: SciFact abstracts, XQuAD/DRCD/ARCD paragraphs, Climate-FEVER evidence ' +
+    '(grouped by Wikipedia article), STS-B train sentences, and the dictionaries and manuals of Debian text ' +
+    'packages, each under its own free licence, when they are installed (scripts/setup.sh installs them: ' +
+    `${DEBIAN_TEXT_PACKAGES.join(' ')}). Deduplicated, split into train/valid by a seeded hash of each document, ` +
+    'written as <out>/train-NNNNN.jsonl and valid.jsonl ({"text", "source"}) with manifest.json (sources, ' +
+    'licences, attribution, counts, sha256). The folder is written under a temporary name and renamed into place.',
+)}
 
-sources (--only): ${knownCorpusSources('')
-  .map((s) => s.name)
-  .join(', ')}`;
+sources (--only):
+${helpParagraph(
+  knownCorpusSources('')
+    .map((s) => s.name)
+    .join(', '),
+  '  ',
+)}`;
 
 /**
  * The corpus folder is written under a temporary name and renamed over --out, replacing what was there:

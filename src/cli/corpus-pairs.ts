@@ -4,6 +4,7 @@ import { parseArgs } from './parse-options.js';
 import { UserError } from './command.js';
 import { namesOption, nonNegativeInt, seedOption } from './args.js';
 import { checkOutputFile } from './output-path.js';
+import { helpParagraph } from './option-help.js';
 import {
   buildDebianPairs,
   DEFAULT_PAIRS_SAMPLE,
@@ -28,10 +29,10 @@ Two kinds of query → positive pairs, from the packages the pretraining corpus 
   term → definition: a dictionary's headword asks for its definition, without the headword, pronunciation
     and etymology that begin the entry; a headword's senses (up to 3, from every dictionary that has it)
     are the positives of one example, so that no sense is a negative of its own word.
-    From: ${names('term')}.
+${helpParagraph(`From: ${names('term')}.`, '    ')}
   heading → section: a manual's section heading (its number removed) asks for the text under it. Generic
     headings ("Description", "See also", "NAME", ...) and headings that head more than one text are left out.
-    From: ${names('heading')}.
+${helpParagraph(`From: ${names('heading')}.`, '    ')}
 Positives are cut to 600 characters at a sentence end. A seeded sample of each kind is kept.
 
 Writes <file.jsonl> in the FlagEmbedding form {"query", "pos", "neg"} that a stage-1 "jsonl" source reads,

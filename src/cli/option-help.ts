@@ -1,14 +1,30 @@
+/** The widest a help line is made: text composed from lists (packages, sources) is wrapped to it. */
+export const HELP_WIDTH = 110;
+
+/** `text` broken between words into lines of at most `width` characters (a longer word stays whole). */
+export function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = [];
+  for (const word of text.split(/\s+/).filter((w) => w !== '')) {
+    const last = lines.length - 1;
+    if (last >= 0 && lines[last].length + 1 + word.length <= width) lines[last] += ` ${word}`;
+    else lines.push(word);
+  }
+  return lines;
+}
+
+/** A help paragraph: `text` wrapped to HELP_WIDTH, each line after `indent`. */
+export function helpParagraph(text: string, indent = ''): string {
+  return wrapWords(text, HELP_WIDTH - indent.length)
+    .map((l) => indent + l)
+    .join('\n');
+}
+
 /** Help lines for options shared by several commands, wrapped so descriptions start at one column. */
 export function optionHelp(flags: readonly (readonly [string, string])[], column: number): string {
-  const width = 110 - column;
+  const width = HELP_WIDTH - column;
   return flags
     .map(([flag, text]) => {
-      const lines: string[] = [];
-      for (const word of text.split(' ')) {
-        const last = lines.length - 1;
-        if (last >= 0 && lines[last].length + 1 + word.length <= width) lines[last] += ` ${word}`;
-        else lines.push(word);
-      }
+      const lines = wrapWords(text, width);
       const head = `  ${flag}`;
       const indent = ' '.repeat(column);
       const first = head.length < column ? `${head.padEnd(column)}${lines[0]}` : `${head}\n${indent}${lines[0]}`;

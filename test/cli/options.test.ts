@@ -161,3 +161,13 @@ test("a command that loads a model says its --model may be a LoRA run's final/ o
     assert.ok(said((await entry.load()).help, flag).includes(MODEL_FOLDER_HELP), `${name} ${flag}`);
   }
 });
+
+test('every help fits a 120-column terminal, the lists of packages and sources wrapped like the rest', async () => {
+  for (const entry of commands) {
+    const command = await entry.load();
+    const helps = [command.help, ...(command.subcommands ?? []).map((s) => command.helpOf?.(s) ?? '')];
+    for (const help of helps)
+      for (const line of help.split('\n'))
+        assert.ok(line.length <= 120, `search-r3 ${entry.name} --help: a line of ${line.length}: ${line}`);
+  }
+});
