@@ -53,11 +53,12 @@ claims and their relevance judgments; CC BY-NC 2.0, non-commercial use only):
     did not emit it within the budget), the top hits (doc id, title, snippet, cosine score; ✓ marks a
     document the SciFact judges call relevant) and the time for reasoning+embedding and for search.
  3. Table: ranks the corpus for the 300 test claims with BM25, the model with reasoning off, with
-    reasoning on, and hybrid (reciprocal-rank fusion of BM25 and reasoning off, weighted as the model's
-    search-r3.json says when it has one), and prints nDCG@10 and Recall@100 (trec_eval-exact) with the
-    wall time of each row. Reasoning on generates up to
+    reasoning on, and hybrid (reciprocal-rank fusion of the top 100 of BM25 and of reasoning off, as
+    search --hybrid fuses, weighted as the model's search-r3.json says when it has one), and prints
+    nDCG@10 and Recall@100 (trec_eval-exact) with the wall time of each row. Reasoning on generates up to
     --max-reasoning-tokens per claim and is the slow row; --no-table skips the table. When the model
-    folder holds evaluation.md (the recipe's full multi-dataset table) the demo points to it.
+    folder holds evaluation.md (the recipe's full multi-dataset table, whose hybrid rows fuse rankings
+    1,000 deep and so differ a little from the demo's) the demo points to it.
 
 options:
 ${modelHelp(30, "the model (default: models/search-r3-default in this package, which 'npm run train:default' writes)")}
