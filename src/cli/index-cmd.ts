@@ -67,7 +67,8 @@ ${modelHelp(25, 'the model (default for an existing index: the one it was built 
                          or a folder of .txt/.md files (links leading outside it, files over 64 MiB, binary
                          and non-UTF-8 files, and names that are not UTF-8, are skipped and counted)
   --out <dir>            index folder (created if missing)
-  --dtype f32|f16|i8     HNSW vector storage (default f32; fixed when the index is created)
+  --dtype f32|f16|i8     HNSW vector storage (default f32; fixed when the index is created); a LanceDB
+                         store keeps f32
   --store local|lancedb  vector store (default local = usearch HNSW; fixed when the index is created)
   --store-uri <uri>      LanceDB location (local path or s3://...; implies --store lancedb), default
                          <out>/vectors.lance (fixed when the index is created)
@@ -142,6 +143,11 @@ export const indexCommand: Command = {
         throw new UserError('--store-uri names a LanceDB table; drop it, or give --store lancedb.');
       if (values.queue && store !== 'lancedb')
         throw new UserError('--queue writes to a LanceDB store that replicas share; drop --store local.');
+      if (store === 'lancedb' && dtype !== undefined && dtype !== 'f32')
+        throw new UserError(
+          `--dtype ${dtype} is the local HNSW store's; a LanceDB store (--store lancedb, --store-uri, --queue) ` +
+            'keeps float32 vectors: drop --dtype.',
+        );
       if (values.queue && values.remote) throw new UserError('give one of --queue <url> or --remote <urls>, not both.');
       const target = values.queue ? parseRedisUrl(values.queue) : undefined;
       const queueWait = positiveInt(values['queue-wait'], 'queue-wait') ?? 60;

@@ -53,6 +53,12 @@ export function checkOpenOptions(opts: unknown): void {
     const [field, sub] = problem.field.split('.');
     throw refuse(refusal(`'create.${problem.field}'`, problem.want, sub ? hnsw[sub] : create[field]));
   }
+  // dtype is the HNSW file's storage; a LanceDB table holds float32 vectors whatever the manifest would say
+  const lancedb = (create.store ?? (create.storeUri !== undefined ? 'lancedb' : 'local')) === 'lancedb';
+  if (lancedb && create.dtype !== undefined && create.dtype !== 'f32')
+    throw refuse(
+      refusal("'create.dtype'", "'f32' or left out with the LanceDB store, which keeps float32 vectors", create.dtype),
+    );
 }
 
 /** A search's query text and options, before the query is embedded (reasoning may take seconds). */

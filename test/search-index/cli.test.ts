@@ -355,6 +355,9 @@ test('an existing index refuses another --store or --store-uri, as it refuses an
       [lance, ['--store', 'local'], /table\.lance, not in a local HNSW file .*; build a new index/],
       [lance, ['--store-uri', elsewhere], /table\.lance, not in the LanceDB table at .*elsewhere\.lance/],
       [path.join(dir, 'new'), ['--store', 'local', '--store-uri', elsewhere], /--store-uri names a LanceDB table/],
+      // the manifest would record i8 of a table of float32 vectors
+      [path.join(dir, 'new'), ['--store', 'lancedb', '--dtype', 'i8'], /^search-r3: --dtype i8 is the local HNSW /],
+      [path.join(dir, 'new'), ['--store-uri', elsewhere, '--dtype', 'f16'], /keeps float32 vectors: drop --dtype\.\n$/],
     ];
     for (const [out, options, message] of refused) {
       const r = await cli('index', '--model', model, '--input', input, '--out', out, ...options);
@@ -362,6 +365,7 @@ test('an existing index refuses another --store or --store-uri, as it refuses an
       assert.match(r.stderr, message);
     }
     assert.ok(!existsSync(elsewhere) && !existsSync(path.join(local, 'vectors.lance')), 'no store was created');
+    assert.ok(!existsSync(path.join(dir, 'new')), 'no index was created');
     // left out, or given as they are, the index keeps its own
     for (const [out, options] of [
       [local, []],

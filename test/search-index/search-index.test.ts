@@ -480,6 +480,15 @@ test("bad create options are refused by the manifest reader's own check, before 
       [{ dtype: 'F16' }, "'create.dtype' must be 'f32', 'f16' or 'i8' (got 'F16')."],
       [{ store: 'usearch' }, "'create.store' must be 'local' or 'lancedb' (got 'usearch')."],
       [{ storeUri: 5 }, "'create.storeUri' must be a LanceDB location (a path or a URI) (got 5)."],
+      // a LanceDB table holds float32 vectors: the manifest would say i8 of f32 vectors
+      [
+        { store: 'lancedb', dtype: 'i8' },
+        "'create.dtype' must be 'f32' or left out with the LanceDB store, which keeps float32 vectors (got 'i8').",
+      ],
+      [
+        { storeUri: path.join(dir, 'v.lance'), dtype: 'f16' },
+        "'create.dtype' must be 'f32' or left out with the LanceDB store, which keeps float32 vectors (got 'f16').",
+      ],
       [{ hnsw: { expansionSearch: 0 } }, "'create.hnsw.expansionSearch' must be a positive integer (got 0)."],
       [{ hnsw: { connectivity: -5 } }, "'create.hnsw.connectivity' must be a positive integer (got -5)."],
       [{ hnsw: { connectivity: 'many' } }, "'create.hnsw.connectivity' must be a positive integer (got 'many')."],
