@@ -1,5 +1,6 @@
 /**
- * Numbers read from the environment (SEARCH_R3_THREADS, SEARCH_R3_GPU_TIMEOUT_MS). A bad value is refused
+ * Numbers and switches read from the environment (SEARCH_R3_THREADS, SEARCH_R3_GPU_TIMEOUT_MS,
+ * SEARCH_R3_CHECK_FINITE, SEARCH_R3_GPU_PROFILE). A bad value is refused
  * in one sentence naming the variable: ignored, the setting would silently not apply, and read as NaN or 0
  * a GPU watchdog would never fire or fire at once. Unset or empty means the default.
  */
@@ -29,8 +30,24 @@ export const threadsSetting = (): number | undefined => positiveIntSetting('SEAR
 /** How long a read may wait for the GPU thread before it is declared stuck: SEARCH_R3_GPU_TIMEOUT_MS, 10 min. */
 export const gpuTimeoutSetting = (): number => positiveIntSetting('SEARCH_R3_GPU_TIMEOUT_MS') ?? 600_000;
 
+/**
+ * The variable `name` as a switch: '1' on, '0' off; undefined when it is unset or empty. Any other value (true,
+ * off, yes) is refused: the reader of SEARCH_R3_CHECK_FINITE turns the check off only on '0', so 'false' would
+ * leave it on without a word.
+ */
+export function switchSetting(name: string, env: NodeJS.ProcessEnv = process.env): boolean | undefined {
+  const v = env[name];
+  if (v === undefined || v.trim() === '') return undefined;
+  if (v === '0' || v === '1') return v === '1';
+  throw new SettingError(`${name} must be 0 or 1, not '${v}'; set it to one of them, or unset it.`);
+}
+
+/** The switches the backends read: SEARCH_R3_CHECK_FINITE (per-op NaN/Inf check), SEARCH_R3_GPU_PROFILE. */
+const SWITCHES = ['SEARCH_R3_CHECK_FINITE', 'SEARCH_R3_GPU_PROFILE'];
+
 /** Refuses, before a command starts, any of the settings above that holds a bad value. */
 export function checkSettings(): void {
   threadsSetting();
   gpuTimeoutSetting();
+  for (const name of SWITCHES) switchSetting(name);
 }

@@ -1,7 +1,7 @@
 /** Numbers from the environment: a bad value is refused by name, unset or empty is the default. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SettingError, positiveIntSetting } from '../../src/io/env-settings.js';
+import { SettingError, positiveIntSetting, switchSetting } from '../../src/io/env-settings.js';
 import { runCliAsync } from '../helpers/cli.js';
 
 test('a positive integer, or undefined when unset or empty; anything else is refused by name', () => {
@@ -29,6 +29,23 @@ test('a command refuses a bad SEARCH_R3_THREADS or SEARCH_R3_GPU_TIMEOUT_MS befo
       r.stderr,
       `search-r3: ${name} must be a positive integer, not '${value}'; set it to one, or unset it.\n`,
     );
+    assert.equal(r.stdout, '');
+  }
+});
+
+test('a switch is 0 or 1; a command refuses SEARCH_R3_CHECK_FINITE=false or SEARCH_R3_GPU_PROFILE=true', async () => {
+  assert.equal(switchSetting('S', { S: '0' }), false);
+  assert.equal(switchSetting('S', { S: '1' }), true);
+  assert.equal(switchSetting('S', { S: '' }), undefined);
+  // the backends turn the check off only on '0': 'false' would have left it on without a word
+  for (const [name, value] of [
+    ['SEARCH_R3_CHECK_FINITE', 'false'],
+    ['SEARCH_R3_CHECK_FINITE', 'off'],
+    ['SEARCH_R3_GPU_PROFILE', 'true'],
+  ] as const) {
+    const r = await runCliAsync(['device', '--device', 'cpu'], { [name]: value });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr, `search-r3: ${name} must be 0 or 1, not '${value}'; set it to one of them, or unset it.\n`);
     assert.equal(r.stdout, '');
   }
 });
