@@ -409,18 +409,23 @@ export const demoCommand: Command = {
     if (!web && (values.port !== undefined || values.host !== undefined))
       throw new UserError('--port and --host are for the playground: add --web.');
     const writeVectors = values['write-vectors'] ?? false;
-    if (writeVectors && (web || values.query !== undefined))
-      throw new UserError('--write-vectors encodes the corpus and runs nothing else: drop --web and --query.');
+    const givenOnly = (given: (string | false)[]): string[] => given.filter((o): o is string => o !== false);
+    if (writeVectors) {
+      // the playground and the examples' own queries: --write-vectors runs neither
+      const unused = givenOnly([web && '--web', values.query !== undefined && '--query']);
+      if (unused.length > 0)
+        throw new UserError(`--write-vectors encodes the corpus and runs nothing else: drop ${unused.join(', ')}.`);
+    }
     if (web) {
       // the playground's page sends its own queries, with the server's k and reasoning budget: these would be
       // ignored without a word
-      const forExamples = [
+      const forExamples = givenOnly([
         values.query !== undefined && '--query',
         values.k !== undefined && '-k',
         values['max-reasoning-tokens'] !== undefined && '--max-reasoning-tokens',
         values['no-table'] === true && '--no-table',
         values.json === true && '--json',
-      ].filter((o): o is string => o !== false);
+      ]);
       if (forExamples.length > 0)
         throw new UserError(
           `${forExamples.join(', ')} ${forExamples.length > 1 ? 'are' : 'is'} for the examples and the table, ` +

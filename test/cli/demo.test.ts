@@ -251,9 +251,16 @@ test('demo: --write-vectors ships the vectors in the model folder; a first run t
     );
     assert.match(refused.stdout, new RegExp(`— ${plain.index.documents} documents encoded, in `));
 
-    const web = runCli(['demo', '--model', model, '--write-vectors', '--web'], env);
-    assert.equal(web.status, 2);
-    assert.match(web.stderr, /--write-vectors encodes the corpus and runs nothing else: drop --web and --query\./);
+    // what it would not run is named, and only what was given
+    for (const [extra, named] of [
+      [['--web'], '--web'],
+      [['--query', 'statins'], '--query'],
+      [['--web', '--query', 'statins'], '--web, --query'],
+    ] as const) {
+      const r = runCli(['demo', '--model', model, '--write-vectors', ...extra], env);
+      assert.equal(r.status, 2, extra.join(' '));
+      assert.equal(r.stderr, `search-r3: --write-vectors encodes the corpus and runs nothing else: drop ${named}.\n`);
+    }
   } finally {
     cleanup();
   }
