@@ -70,7 +70,8 @@ ${modelHelp(30, "the model (default: models/search-r3-default in this package, w
   --max-reasoning-tokens <n>  reasoning budget per query (default ${DEFAULT_MAX_REASONING_TOKENS}, as 'search-r3
                               eval'); the embed token is forced after it
   --no-table                  skip the evaluation table
-  --max-queries <n>           evaluate only the first n test claims (a quick look; not the SciFact figure)
+  --max-queries <n>           evaluate only the first n test claims (a quick look; not the SciFact figure);
+                              for the table, or with --max-documents
   --max-documents <n>         index only the abstracts judged relevant for the 3 example claims and the
                               evaluated ones, plus the first n others (a quick look; figures are not
                               comparable to SciFact's)
@@ -438,6 +439,13 @@ export const demoCommand: Command = {
     const budget = positiveInt(values['max-reasoning-tokens'], 'max-reasoning-tokens') ?? DEFAULT_MAX_REASONING_TOKENS;
     const maxQueries = positiveInt(values['max-queries'], 'max-queries');
     const maxDocuments = positiveInt(values['max-documents'], 'max-documents');
+    // the claims it keeps are the table's, and with --max-documents also pick the slice's abstracts
+    const noTable = writeVectors ? '--write-vectors' : web ? '--web' : values['no-table'] ? '--no-table' : undefined;
+    if (maxQueries !== undefined && maxDocuments === undefined && noTable !== undefined)
+      throw new UserError(
+        `--max-queries is for the table, which ${noTable} does not run (with --max-documents it also picks the ` +
+          `abstracts of the slice): drop it.`,
+      );
     const json = values.json ?? false;
     const quiet = (values.quiet ?? false) || json;
     if (values.query?.some((q) => q.trim() === ''))

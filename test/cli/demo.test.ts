@@ -261,6 +261,17 @@ test('demo: --write-vectors ships the vectors in the model folder; a first run t
       assert.equal(r.status, 2, extra.join(' '));
       assert.equal(r.stderr, `search-r3: --write-vectors encodes the corpus and runs nothing else: drop ${named}.\n`);
     }
+    // --max-queries picks the table's claims: where no table runs, and no slice of abstracts is asked for, it
+    // would do nothing
+    for (const without of ['--no-table', '--write-vectors']) {
+      const r = runCli(['demo', '--model', model, without, '--max-queries', '5'], env);
+      assert.equal(r.status, 2, without);
+      assert.equal(
+        r.stderr,
+        `search-r3: --max-queries is for the table, which ${without} does not run (with --max-documents it also ` +
+          'picks the abstracts of the slice): drop it.\n',
+      );
+    }
   } finally {
     cleanup();
   }
