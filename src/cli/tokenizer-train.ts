@@ -25,7 +25,16 @@ so the same text always gives the same tokenizer. The vocabulary is the 256 byte
 then <|endoftext|>, <|im_start|>, <|im_end|>, <|embed_token|> as special tokens (N counts them all).
 
 Writes <dir>/tokenizer.json, <dir>/tokenizer_config.json (Qwen2.5 chat template, eos <|im_end|>,
-pad <|endoftext|>) and <dir>/tokenizer-training.json (inputs, bytes, counts, timings).`;
+pad <|endoftext|>) and <dir>/tokenizer-training.json (inputs, bytes, counts, timings).
+
+options:
+  --input <file|dir>   text to learn from (repeatable; files named after the options are read too)
+  --vocab-size <n>     tokens in all, the 256 bytes and the 4 special tokens included (at least 260)
+  --out <dir>          the folder to write; one holding a model or a finished tokenizer is refused
+  --min-frequency <n>  a pair seen fewer times is never merged: training stops there, short of --vocab-size,
+                       and says so (default 2)
+  --quiet              no progress output
+  -h, --help           this help`;
 
 const SUMMARY_JSON = 'tokenizer-training.json';
 
