@@ -31,6 +31,7 @@ ${modelHelp(24, "the model for --retriever model (default: the config's)")}
   --fn-ratio <r>|off    drop candidates scoring ≥ r × the best positive's score (÷ r when that is
                         negative), as likely false negatives (default 0.95); off keeps them all
   --seed <n>            sampling seed (default 0)
+  --quiet               no progress output
 ${deviceHelp(24)}
                         (with --retriever model)
   -h, --help            this help`;
@@ -79,6 +80,7 @@ export const mineCommand: Command = {
         negatives: { type: 'string' },
         'fn-ratio': { type: 'string' },
         seed: { type: 'string' },
+        quiet: { type: 'boolean' },
         ...DEVICE_OPTION,
       },
     });
@@ -123,8 +125,9 @@ export const mineCommand: Command = {
       );
     }
     const pool = await candidatePool(cfg.data, examples);
-    process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
-    const progress = evalProgress();
+    if (!values.quiet)
+      process.stderr.write(`mining ${examples.length} queries over ${pool.length} candidates with ${retriever}\n`);
+    const progress = values.quiet ? undefined : evalProgress();
     const rank: Ranker = model
       ? await modelRanker(model.model, model.tokenizer, pool, {
           templates: cfg.templates,
@@ -143,7 +146,7 @@ export const mineCommand: Command = {
         falseNegativeRatio,
         seed,
       },
-      (done, total) => progress('mining', done, total),
+      progress && ((done, total) => progress('mining', done, total)),
     );
     writeLinesAtomicallySync(values.out, jsonlLines(mined));
     console.log(

@@ -118,7 +118,7 @@ export class StepRunner {
     const main = path.join(here, 'main.js');
     const args = [
       ...argv,
-      ...(this.quiet && ['corpus', 'tokenizer', 'train', 'demo'].includes(argv[0]) ? ['--quiet'] : []),
+      ...(this.quiet ? ['--quiet'] : []),
       ...(this.device !== undefined && COMPUTING.includes(argv[0]) ? ['--device', this.device] : []),
     ];
     return new Promise((resolve, reject) => {

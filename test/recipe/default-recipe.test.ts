@@ -53,6 +53,8 @@ test(
 
     const first = runCli(args, env);
     assert.equal(first.status, 0, first.stderr);
+    // --quiet reaches every step: no step's progress, mine's and the evaluation's included
+    assert.doesNotMatch(first.stderr, /^mining|^recipe evaluate:|: (indexing|searching|encoding \w+): \d+\//m);
     const state = readState(work);
     assert.deepEqual(Object.keys(state.steps), [...STEP_NAMES]);
     for (const name of STEP_NAMES) {
