@@ -23,7 +23,7 @@ import { MANIFEST_FILE, type IndexManifest, STORE_KINDS, VECTOR_DTYPES } from '.
 import { DOCS_FILE } from '../search-index/document-table.js';
 import { DOCUMENTS_PER_COMMIT } from '../search-index/commit-chunk.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
-import { RemoteEmbedder } from '../client/remote-embedder.js';
+import { connectRemote } from './remote-option.js';
 import type { AddResult, DocumentInput } from '../search-index/search-index.js';
 import { type DeadJob, type QueuedIndexOptions, indexOnQueue } from '../queue/coordinator.js';
 import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
@@ -330,13 +330,7 @@ async function openBackend(
       throw new UserError('--engine runs a local model; give --model <dir> instead of --remote.');
     }
     refuseDevice(values.device, '--remote');
-    return RemoteEmbedder.connect(
-      values.remote
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-      { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY },
-    );
+    return connectRemote(values.remote, values['api-key']);
   }
   const existing = existingManifest(out);
   const model = values.model ?? (existing && recordedModelFolder(existing, out, true));

@@ -10,7 +10,7 @@ import { oneLine } from '../io/one-line.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { searchHitJson } from '../search-index/search-json.js';
-import { RemoteEmbedder } from '../client/remote-embedder.js';
+import { connectRemote } from './remote-option.js';
 
 const HELP = `search-r3 search — rank the documents of an index for a query
 
@@ -95,13 +95,7 @@ export const searchCommand: Command = {
       const manifest = readIndexManifest(indexDir);
       if (!values.remote && engine.kind === 'search-r3') selectDevice(values.device);
       const backend: EmbeddingBackend = values.remote
-        ? await RemoteEmbedder.connect(
-            values.remote
-              .split(',')
-              .map((s) => s.trim())
-              .filter(Boolean),
-            { apiKey: values['api-key'] ?? process.env.SEARCH_R3_API_KEY },
-          )
+        ? await connectRemote(values.remote, values['api-key'])
         : await openEngineBackend(values.model ?? recordedModelFolder(manifest, indexDir, true), engine, {
             maxLength: manifest.maxLength,
             templates: manifest.templates,

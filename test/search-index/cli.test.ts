@@ -192,6 +192,15 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
     );
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
+    // a server that refuses the key: the sentence names the option that sends one
+    for (const [key, how] of [
+      [[], 'give it with --api-key <key> or SEARCH_R3_API_KEY'],
+      [['--api-key', 'wrong'], 'check --api-key'],
+    ] as const) {
+      r = await cli('search', '--index', out, '--remote', s2.url, ...key, 'q');
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`^search-r3: .*/v1/models: HTTP 401: .*; ${how}\\.\n$`));
+    }
     // the index names the servers' model, not a folder: without --remote or --model each command says so
     const id = (JSON.parse(readFileSync(path.join(out, 'index.json'), 'utf8')) as { model: { id: string } }).model.id;
     const built =
