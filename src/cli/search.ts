@@ -9,7 +9,7 @@ import { recordedModelFolder } from './index-model.js';
 import { oneLine } from '../io/one-line.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, openEngineBackend, parseEngine } from './engine-options.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
-import { searchHitJson } from '../search-index/search-json.js';
+import { reasoningJson, searchHitJson } from '../search-index/search-json.js';
 import { connectRemote } from './remote-option.js';
 
 const HELP = `search-r3 search — rank the documents of an index for a query
@@ -36,8 +36,9 @@ ${modelHelp(25, "the index's model, where it moved since the index was built (it
                          (chosen on dev splits by the recipe); without one, equal weights and k = 60
 ${engineHelp(25)}
 ${deviceHelp(25)}
-  --json                 print one JSON object: query, reasoning, forced, data (rank, id, score, title,
-                         text, metadata, dense_score, bm25_score: the fields of POST /v1/search) and timings
+  --json                 print one JSON object, with the fields of POST /v1/search: query; reasoning and forced
+                         (only with --reasoning on); data (rank, id, score, title, text, metadata, and dense_score
+                         and bm25_score from each ranking that found the hit); timings
   -h, --help             this help`;
 
 export const searchCommand: Command = {
@@ -133,7 +134,7 @@ export const searchCommand: Command = {
           console.log(
             JSON.stringify({
               query: positionals[0],
-              ...(reasoning === 'on' ? { reasoning: res.reasoning, forced: res.forced } : {}),
+              ...reasoningJson(reasoning, res),
               data: res.hits.map((h, i) => searchHitJson(h, i + 1)),
               timings: { embed_ms: res.embedMs, search_ms: res.searchMs },
             }),

@@ -28,3 +28,17 @@ export function searchHitJson(h: SearchHit, rank: number): SearchHitJson {
     ...(h.bm25Score !== undefined ? { bm25_score: h.bm25Score } : {}),
   };
 }
+
+/** What a reasoned query's answer adds to its JSON: the analysis, and whether the embed token was forced. */
+export interface ReasoningJson {
+  reasoning?: string;
+  forced?: boolean;
+}
+
+/**
+ * `reasoning` and `forced` when the query was reasoned about, nothing otherwise: with reasoning off there
+ * was no analysis, and an empty string or `false` would claim one took place.
+ */
+export function reasoningJson(mode: 'on' | 'off', r: { reasoning: string; forced: boolean }): ReasoningJson {
+  return mode === 'on' ? { reasoning: r.reasoning, forced: r.forced } : {};
+}

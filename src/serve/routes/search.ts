@@ -10,7 +10,7 @@
  */
 import type http from 'node:http';
 import { DEFAULT_MAX_REASONING_TOKENS, type QueryOptions } from '../../embed/index.js';
-import { searchHitJson } from '../../search-index/search-json.js';
+import { reasoningJson, searchHitJson } from '../../search-index/search-json.js';
 import type { SearchIndex } from '../../search-index/search-index.js';
 import { HttpError, badRequest } from '../http-error.js';
 import { eventWriter, lateError } from '../event-stream.js';
@@ -108,7 +108,7 @@ async function runSearch(
     object: 'search.result',
     model: ctx.modelName,
     query: r.query,
-    ...(r.reasoning === 'on' ? { reasoning: q.reasoning, forced: q.forced } : {}),
+    ...reasoningJson(r.reasoning, q),
     ...(r.truncate ? { truncated_tokens: q.truncated } : {}),
     data: hits.map((h, i) => ({
       ...searchHitJson(h, i + 1),
