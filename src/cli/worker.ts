@@ -71,7 +71,6 @@ export const workerCommand: Command = {
       process.once('SIGINT', () => on('SIGINT'));
       process.once('SIGTERM', () => on('SIGTERM'));
     });
-    log(`waiting for jobs on ${target.shown} (queue ${values['queue-name'] ?? DEFAULT_QUEUE_NAME})`);
     const summary = await runIndexWorker({
       target,
       queueName: values['queue-name'] ?? DEFAULT_QUEUE_NAME,

@@ -15,7 +15,7 @@ import type { SearchIndex } from '../search-index/search-index.js';
 import { type IndexJobData, type JobModel, jobId, makeJob, readJob, readResult } from './index-job.js';
 import { QueueError } from './queue-error.js';
 import { QueueHold } from './queue-hold.js';
-import { RedisWatchdog, type RedisTarget } from './redis-link.js';
+import { RedisWatchdog, type RedisTarget, type RedisUser } from './redis-link.js';
 
 export interface QueuedIndexOptions {
   target: RedisTarget;
@@ -48,6 +48,15 @@ export interface QueuedIndexResult {
   requeued: number;
 }
 
+/** What the index run says when Redis is lost or refuses it: every chunk it stored stays stored. */
+const INDEX_RUN: RedisUser = {
+  name: 'the index run',
+  unreachable:
+    'the index run stopped with everything already stored kept — start redis-server there (or fix --queue) ' +
+    'and run the same command again.',
+  refused: 'everything already stored is kept, so run the same command again once it is fixed.',
+};
+
 const ATTEMPTS = 3;
 const POLL_MS = 100;
 const RESEED_MS = 2000;
@@ -60,7 +69,7 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
   const result: QueuedIndexResult = { encoded: 0, jobs: chunks.length, truncated: 0, dead: [], requeued: 0 };
   if (chunks.length === 0) return result;
   await index.checkStoreWritable();
-  const watchdog = new RedisWatchdog(o.target, o.waitMs, 'the index run');
+  const watchdog = new RedisWatchdog(o.target, o.waitMs, INDEX_RUN);
   await watchdog.reachable();
   watchdog.watch();
   const queue = new Queue(o.queueName, { connection: o.target.options });

@@ -18,7 +18,7 @@ import {
 import { QueueError } from './queue-error.js';
 import { RunWatch } from './queue-hold.js';
 import { isGpuDeviceFailure } from '../embed/index.js';
-import { RedisWatchdog, type RedisTarget } from './redis-link.js';
+import { RedisWatchdog, type RedisTarget, type RedisUser } from './redis-link.js';
 
 export interface WorkerOptions {
   target: RedisTarget;
@@ -31,6 +31,7 @@ export interface WorkerOptions {
   lockMs: number;
   /** How long Redis may stay unreachable before the worker gives up. */
   waitMs: number;
+  /** Each line the worker says: 'waiting for jobs' once Redis answers, then each job. */
   log(line: string): void;
   /** Resolves when the worker should finish its job and stop (SIGTERM). */
   stop: Promise<void>;
@@ -69,6 +70,20 @@ async function closeWithin(worker: Worker): Promise<void> {
   }
 }
 
+/**
+ * What a worker says when Redis is lost or refuses it: it stores nothing itself (the index run does), and
+ * a job it held is taken again once Redis is back, so it loses nothing and only needs starting again.
+ */
+const WORKER: RedisUser = {
+  name: 'the worker',
+  unreachable:
+    'the worker stopped, and nothing is lost: the index run stores the vectors, and a job this worker held is ' +
+    'taken again once Redis is back — start redis-server there (or fix --queue) and start the worker again.',
+  refused:
+    'nothing is lost (the index run stores the vectors, and a job this worker held is taken again), so start ' +
+    'the worker again once it is fixed.',
+};
+
 /** How long a job whose run is not running waits before a worker looks at it again. */
 const ORPHAN_WAIT_MS = 2000;
 
@@ -82,9 +97,10 @@ export interface WorkerSummary {
  * error that kept the model from opening.
  */
 export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
-  const watchdog = new RedisWatchdog(o.target, o.waitMs, 'the worker');
+  const watchdog = new RedisWatchdog(o.target, o.waitMs, WORKER);
   await watchdog.reachable();
   watchdog.watch();
+  o.log(`waiting for jobs on ${o.target.shown} (queue ${o.queueName})`);
   const summary: WorkerSummary = { jobs: 0, documents: 0 };
   let model: { key: string; backend: EmbeddingBackend } | undefined;
   let refusal: Error | undefined;

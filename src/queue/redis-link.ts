@@ -2,7 +2,7 @@
  * How the coordinator and the workers reach Redis: the --queue URL as connection options, and a watchdog
  * that tells a short outage (Redis restarted, a network blip: BullMQ's own connections reconnect and the
  * run goes on) from a lost one (still unreachable after the allowed wait: one sentence, and the caller
- * stops with everything already stored kept).
+ * stops, saying what became of its work).
  */
 import { hostname } from 'node:os';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -28,14 +28,27 @@ const REFUSALS: readonly [RegExp, string][] = [
   [/^MISCONF\b/, 'Redis cannot save its snapshot to disk and stopped taking writes: fix its disk (see its log)'],
 ];
 
+/**
+ * Who watches Redis, in its sentences: the coordinator and a worker lose different things when they stop
+ * (the coordinator keeps what it stored; a worker stores nothing, and its job goes to another worker).
+ */
+export interface RedisUser {
+  /** Who Redis refused: 'the index run'. */
+  name: string;
+  /** Said after 'after N s of retries; ' when Redis stays unreachable: who stopped, what is kept, what to do. */
+  unreachable: string;
+  /** Said after a refusal's fix: what is kept, and what to do once it is fixed. */
+  refused: string;
+}
+
 /** The sentence for an answer of Redis that no retry changes (see REFUSALS); null for any other error. */
-function redisRefusal(e: unknown, shown: string, what: string): QueueError | null {
+function redisRefusal(e: unknown, shown: string, user: RedisUser): QueueError | null {
   const message = e instanceof Error ? e.message : '';
   const found = REFUSALS.find(([re]) => re.test(message));
   if (!found) return null;
   return new QueueError(
-    `Redis at ${shown} refused ${what} (${message.split(/\. |\n/)[0].replace(/\.$/, '')}): ${found[1]}; ` +
-      'everything already stored is kept, so run the same command again once it is fixed.',
+    `Redis at ${shown} refused ${user.name} (${message.split(/\. |\n/)[0].replace(/\.$/, '')}): ${found[1]}; ` +
+      user.refused,
   );
 }
 
@@ -90,7 +103,7 @@ export class RedisWatchdog {
   constructor(
     private readonly target: RedisTarget,
     private readonly waitMs: number,
-    private readonly what: string,
+    private readonly user: RedisUser,
   ) {
     this.client = new Redis({
       ...target.options,
@@ -104,7 +117,7 @@ export class RedisWatchdog {
     // the 'error' event names the cause (ECONNREFUSED); a failed connect() only says the connection closed
     this.client.on('error', (e: Error) => {
       this.cause = (e as NodeJS.ErrnoException).code ?? e.message;
-      this.refusal ??= redisRefusal(e, target.shown, what);
+      this.refusal ??= redisRefusal(e, target.shown, user);
     });
     this.lost = new Promise<never>((_, reject) => {
       this.fail = reject;
@@ -156,7 +169,7 @@ export class RedisWatchdog {
    * nothing stops) for any other error.
    */
   refused(e: unknown): QueueError | null {
-    this.refusal ??= redisRefusal(e, this.target.shown, this.what);
+    this.refusal ??= redisRefusal(e, this.target.shown, this.user);
     if (this.refusal) this.fail(this.refusal);
     return this.refusal;
   }
@@ -181,7 +194,7 @@ export class RedisWatchdog {
       return true;
     } catch (e) {
       this.lastError = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-      this.refusal ??= redisRefusal(e, this.target.shown, this.what);
+      this.refusal ??= redisRefusal(e, this.target.shown, this.user);
       this.client.disconnect();
       return false;
     } finally {
@@ -196,7 +209,7 @@ export class RedisWatchdog {
       return true;
     } catch (e) {
       this.lastError = (e as Error).message;
-      this.refusal ??= redisRefusal(e, this.target.shown, this.what);
+      this.refusal ??= redisRefusal(e, this.target.shown, this.user);
       return false;
     }
   }
@@ -205,9 +218,7 @@ export class RedisWatchdog {
     const secs = Math.round(this.waitMs / 1000);
     const why = this.cause || this.lastError || 'no answer';
     return new QueueError(
-      `cannot reach Redis at ${this.target.shown} (${why}) after ${secs} s of retries; ` +
-        `${this.what} stopped with everything already stored kept — start redis-server there (or fix --queue) ` +
-        `and run the same command again.`,
+      `cannot reach Redis at ${this.target.shown} (${why}) after ${secs} s of retries; ${this.user.unreachable}`,
     );
   }
 

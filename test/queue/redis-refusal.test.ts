@@ -104,11 +104,19 @@ async function maxmemory(server: RedisServer, bytes: number): Promise<void> {
   }
 }
 
+/** What each says it kept, and what to do, after the fix a refusal names. */
+const AFTER_FIX: Record<string, string> = {
+  'the index run': 'everything already stored is kept, so run the same command again once it is fixed\\.$',
+  'the worker':
+    'nothing is lost \\(the index run stores the vectors, and a job this worker held is taken again\\), so start ' +
+    'the worker again once it is fixed\\.$',
+};
+
 /** The sentence a refusal Redis answers with `code` ends a run with, for `what` and the `fix` it names. */
 const refusalSentence = (what: string, code: string, fix: string): RegExp =>
   new RegExp(
     `^search-r3: Redis at redis://127\\.0\\.0\\.1:\\d+ refused ${what} \\(${code} [^)]*\\): ${fix}.*; ` +
-      'everything already stored is kept, so run the same command again once it is fixed\\.$',
+      AFTER_FIX[what],
   );
 const oomSentence = (what: string): RegExp =>
   refusalSentence(what, 'OOM command not allowed', "raise Redis's maxmemory");
