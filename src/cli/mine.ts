@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
 import { noEffect, nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
@@ -8,6 +9,7 @@ import { loadSftConfig } from '../train/sft/config.js';
 import { candidatePool, loadTrainingData, sourceFiles, type DataStats } from '../train/sft/data.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, jsonlLines, type Ranker } from '../train/sft/mine.js';
 import { writeLinesAtomicallySync } from '../io/atomic-file.js';
+import { makeFolderSync } from '../io/make-folder.js';
 import { loadModelFolder, type LoadedModel } from '../model/model-folder.js';
 import { evalProgress } from './eval-progress.js';
 
@@ -22,7 +24,7 @@ window as hard negatives, after a false-negative filter. Writes JSONL {query, po
 
 options:
   --config <file>       train sft config whose "data" is mined
-  --out <file>          output JSONL
+  --out <file>          output JSONL (its folder is created if missing)
   --retriever bm25|model  rank with BM25 (default) or the model's own embeddings
 ${modelHelp(24, "the model for --retriever model (default: the config's)")}
   --window <a:b>        rank window, 1-based inclusive (default 10:100); positives take no rank
@@ -85,7 +87,7 @@ export const mineCommand: Command = {
       },
     });
     if (!values.config || !values.out) throw new UserError('mine needs --config <train.json> and --out <mined.jsonl>.');
-    checkOutputFile(values.out, '--out');
+    checkOutputFile(values.out, '--out', { makesFolder: true });
     const w = /^(\d+):(\d+)$/.exec(values.window ?? '10:100');
     if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1]))
       throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
@@ -148,6 +150,8 @@ export const mineCommand: Command = {
       },
       progress && ((done, total) => progress('mining', done, total)),
     );
+    // made only now: a run refused or stopped before this leaves no empty folder behind
+    makeFolderSync(path.dirname(values.out));
     writeLinesAtomicallySync(values.out, jsonlLines(mined));
     console.log(
       `${stats.queries} queries (${ds.withoutPositive} without a positive, ` +

@@ -45,7 +45,9 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
     const missing = path.join(dir, 'nope', 'out.jsonl');
     const file = path.join(dir, 'a-file');
     writeFileSync(file, 'x');
-    refused(['mine', '--config', 'c.json', '--out', missing], /--out .*: the folder .*nope does not exist/);
+    refused(['export', 'gguf', '--model', model, '--out', missing], /--out .*: the folder .*nope does not exist/);
+    // mine makes a missing folder, but not below a file
+    refused(['mine', '--config', 'c.json', '--out', path.join(file, 'out.jsonl')], /--out .*: .*a-file is a file/);
     refused(['mine', '--config', 'c.json', '--out', dir], /--out .* is a folder; name the file to write/);
     refused(['export', 'gguf', '--model', model, '--out', dir], /--out .* is a folder; name the file to write/);
     const gguf = path.join(dir, 'x.gguf');

@@ -46,9 +46,11 @@ test('search-r3 mine: --fn-ratio off keeps every candidate; a wrong --model is r
     output: 'run',
     data: [{ type: 'jsonl', path: 'train.jsonl' }],
   });
-  const out = path.join(root, 'mined.jsonl');
+  // a folder that does not exist yet is made, with the folders above it, as index --out makes its own
+  const out = path.join(root, 'mined', 'hard', 'mined.jsonl');
   const off = cli(['mine', '--config', cfg, '--out', out, '--window', '1:3', '--negatives', '3', '--fn-ratio', 'off']);
   assert.equal(off.code, 0, off.err);
+  assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 6);
   assert.match(off.out, /: 18 negatives for 6 of them, 0 candidates dropped as likely false negatives/);
   assert.match(cli(['mine', '--help']).out, /--fn-ratio <r>\|off [^]*?; off keeps them all/);
   // the data source is missing too: the model folder is what the sentence names
