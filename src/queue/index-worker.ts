@@ -100,7 +100,6 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const watchdog = new RedisWatchdog(o.target, o.waitMs, WORKER);
   await watchdog.reachable();
   watchdog.watch();
-  o.log(`waiting for jobs on ${o.target.shown} (queue ${o.queueName})`);
   const summary: WorkerSummary = { jobs: 0, documents: 0 };
   let model: { key: string; backend: EmbeddingBackend } | undefined;
   let refusal: Error | undefined;
@@ -218,6 +217,14 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
   worker.on('error', (e) => void watchdog.refused(e));
   let healthy = false;
   try {
+    // said once BullMQ's own connections are up, not merely the watchdog's; a connection that fails is the
+    // watchdog's to judge, so its rejection is not one more error here
+    const ready = worker.waitUntilReady().then(
+      () => 'ready' as const,
+      () => 'failed' as const,
+    );
+    if ((await Promise.race([ready, o.stop, refusedNow, watchdog.lost])) === 'ready')
+      o.log(`waiting for jobs on ${o.target.shown} (queue ${o.queueName})`);
     await Promise.race([o.stop, refusedNow, watchdog.lost]);
     if (refusal) throw refusal;
     healthy = true;

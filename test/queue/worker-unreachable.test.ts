@@ -38,9 +38,8 @@ test('a worker whose Redis answers says it waits for jobs, naming the queue', as
   try {
     await w.waitFor(/search-r3 worker: waiting for jobs on redis:\/\/127\.0\.0\.1:\d+ \(queue elsewhere\)/);
   } finally {
-    // how it stops is not this test's business: SIGKILL, as a lost machine would
-    w.kill('SIGKILL');
-    await w.exited;
+    // said once its connections are up: SIGTERM then finds a worker that stops at once
+    assert.equal(await w.stop(), 0, w.output);
     await redis.stop();
   }
 });
