@@ -203,41 +203,32 @@ test("another program's index.json or docs.sqlite in the folder is refused, and 
     });
     assert.equal(readFileSync(path.join(web, MANIFEST_FILE), 'utf8'), theirs);
     assert.deepEqual(readdirSync(web), [MANIFEST_FILE]);
-    // another program's SQLite database called docs.sqlite: the index added its tables and set its journal mode
-    const app = path.join(dir, 'app');
-    mkdirSync(app);
-    const db = new Database(path.join(app, 'docs.sqlite'));
-    db.pragma('journal_mode = WAL');
-    db.exec("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('kept')");
-    db.close();
-    await assert.rejects(SearchIndex.open(app, { backend, create: {} }), {
-      name: 'IndexError',
-      message:
-        `${path.join(app, 'docs.sqlite')} is another program's database (its tables: notes), and an index would ` +
-        'add its own to it; give the index a folder of its own, or move the file away.',
-    });
-    const after = new Database(path.join(app, 'docs.sqlite'), { readonly: true });
-    assert.deepEqual(after.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all(), ['notes']);
-    assert.equal(after.pragma('journal_mode', { simple: true }), 'wal');
-    after.close();
-    // one whose table is called docs too (its notes, not an index's): refused alike, not called a damaged index
-    const blog = path.join(dir, 'blog');
-    mkdirSync(blog);
-    const posts = new Database(path.join(blog, 'docs.sqlite'));
-    posts.pragma('journal_mode = WAL');
-    posts.exec("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO docs (body) VALUES ('kept')");
-    posts.close();
-    await assert.rejects(SearchIndex.open(blog, { backend, create: {} }), {
-      name: 'IndexError',
-      message:
-        `${path.join(blog, 'docs.sqlite')} is another program's database (its tables: docs), and an index would ` +
-        'add its own to it; give the index a folder of its own, or move the file away.',
-    });
-    const kept = new Database(path.join(blog, 'docs.sqlite'), { readonly: true });
-    assert.deepEqual(kept.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all(), ['docs']);
-    assert.deepEqual(kept.prepare('SELECT body FROM docs').pluck().all(), ['kept']);
-    assert.equal(kept.pragma('journal_mode', { simple: true }), 'wal');
-    kept.close();
+    // another program's SQLite database called docs.sqlite: the index added its tables and set its journal mode;
+    // one whose table is called docs too (its notes, not an index's) was called a damaged index
+    const foreignDatabases: [string, string, string][] = [
+      ['app', 'notes', 'CREATE TABLE notes (body TEXT)'],
+      ['blog', 'docs', 'CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)'],
+    ];
+    for (const [name, table, schema] of foreignDatabases) {
+      const folder = path.join(dir, name);
+      mkdirSync(folder);
+      const db = new Database(path.join(folder, 'docs.sqlite'));
+      db.pragma('journal_mode = WAL');
+      db.exec(schema);
+      db.prepare(`INSERT INTO ${table} (body) VALUES ('kept')`).run();
+      db.close();
+      await assert.rejects(SearchIndex.open(folder, { backend, create: {} }), {
+        name: 'IndexError',
+        message:
+          `${path.join(folder, 'docs.sqlite')} is another program's database (its tables: ${table}), and an index ` +
+          'would add its own to it; give the index a folder of its own, or move the file away.',
+      });
+      const after = new Database(path.join(folder, 'docs.sqlite'), { readonly: true });
+      assert.deepEqual(after.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all(), [table]);
+      assert.deepEqual(after.prepare(`SELECT body FROM ${table}`).pluck().all(), ['kept']);
+      assert.equal(after.pragma('journal_mode', { simple: true }), 'wal');
+      after.close();
+    }
     // a manifest of ours that lost a field to damage is still rewritten, as the damage table says
     const own = path.join(dir, 'own');
     const index = await SearchIndex.open(own, { backend, create: {} });
