@@ -42,7 +42,7 @@ file first; a manifest that does not describe the file beside it (its size and s
 the two renames) is not read. Every package must be installed (bash scripts/setup.sh installs them).
 
 options:
-  --out <file>        the pairs file to write (.jsonl)
+  --out <file>        the pairs file to write (.jsonl; its folder is created if missing)
   --max-terms <n>     term → definition examples kept (default ${DEFAULT_PAIRS_SAMPLE.maxTerms})
   --max-headings <n>  heading → section examples kept (default ${DEFAULT_PAIRS_SAMPLE.maxHeadings})
   --seed <n>          the sample's seed (default ${DEFAULT_PAIRS_SAMPLE.seed})
@@ -66,7 +66,7 @@ export async function corpusPairs(argv: string[]): Promise<number> {
   });
   if (!values.out || !values.out.endsWith('.jsonl'))
     throw new UserError(`--out must name the pairs file to write (<file>.jsonl), got ${values.out ?? 'nothing'}.`);
-  checkOutputFile(values.out, '--out', { makesFolder: true });
+  checkOutputFile(values.out, '--out');
   const manifest = pairsManifestPath(values.out);
   if (existsSync(manifest) && statSync(manifest).isDirectory())
     throw new UserError(`--out ${values.out}: ${manifest}, where its manifest goes, is a folder; move it first.`);

@@ -79,7 +79,8 @@ or embed with any model and pass:
                               it (d.npy: d.ids.txt), or X.jsonl, one {"id", "vector"} per line
   --doc-embeddings <file>     the same for the corpus
   --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv
-  --run <file>                TREC run: written by the --dataset forms, read by the --qrels form
+  --run <file>                TREC run: written by the --dataset forms (its folder is created if missing), read
+                              by the --qrels form
 
 retrieval:
   --k <n>                     documents kept per query (default 1000)

@@ -31,7 +31,7 @@ options:
   --model DIR   Hugging Face Qwen2/Qwen2.5 folder (config.json, tokenizer files, safetensors)
   --lora DIR    PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors); exports the
                 adapter alone, for llama.cpp's --lora (the base model is exported separately)
-  --out FILE    the GGUF file to write (written to a temp file, then renamed)
+  --out FILE    the GGUF file to write (written to a temp file, then renamed; its folder is created if missing)
   --type T      f32, f16 (default) or q8_0 for models; f32 (default) or f16 for adapters
 
 Norms and biases stay F32 in every type, as llama.cpp's own converter does. A model GGUF says

@@ -87,7 +87,7 @@ export const mineCommand: Command = {
       },
     });
     if (!values.config || !values.out) throw new UserError('mine needs --config <train.json> and --out <mined.jsonl>.');
-    checkOutputFile(values.out, '--out', { makesFolder: true });
+    checkOutputFile(values.out, '--out');
     const w = /^(\d+):(\d+)$/.exec(values.window ?? '10:100');
     if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1]))
       throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);

@@ -10,18 +10,15 @@ import { UserError } from './command.js';
 import { fileSystemCause } from '../io/file-system-cause.js';
 
 /**
- * A file to write: it must not be a folder itself, and its folder must exist, or, with `makesFolder` (the
- * command creates it), the nearest folder above it that exists must be a folder, not a file.
+ * A file to write: it must not be a folder itself, and the nearest of its folder and the folders above it that
+ * exists must be a folder, not a file. A missing folder is no refusal: every command makes its output file's
+ * folders, with makeFolder, when it writes the file (not before: a refused run leaves no empty folder).
  */
-export function checkOutputFile(file: string, option: string, o: { makesFolder?: boolean } = {}): void {
+export function checkOutputFile(file: string, option: string): void {
   if (existsSync(file) && statSync(file).isDirectory()) {
     throw new UserError(`${option} ${file} is a folder; name the file to write.`);
   }
-  const dir = path.dirname(path.resolve(file));
-  if (o.makesFolder) checkAbove(file, dir, option);
-  else if (!existsSync(dir))
-    throw new UserError(`${option} ${file}: the folder ${dir} does not exist; create it first.`);
-  else if (!statSync(dir).isDirectory()) throw new UserError(`${option} ${file}: ${dir} is a file, not a folder.`);
+  checkAbove(file, path.dirname(path.resolve(file)), option);
   checkWritable(file, file, option, 'file');
 }
 

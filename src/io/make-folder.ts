@@ -4,7 +4,7 @@
  * folder exists but takes no new entries (/proc) it retries forever. Here the error is the one the kernel
  * gave for the first folder that could not be made, with that folder as its path.
  */
-import { existsSync, mkdirSync, promises as fsp, statSync } from 'node:fs';
+import { existsSync, mkdirSync, promises as fsp, readdirSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -60,4 +60,21 @@ export function makeFolderSync(dir: string): string | undefined {
     }
   }
   return first;
+}
+
+/**
+ * Removes `dir` and the folders above it up to `made` (what makeFolder returned), each only while it is empty:
+ * a command that made them and then wrote nothing leaves no empty folder behind. Never throws: a folder gone
+ * already, or written in meanwhile, is not the caller's to remove, and no error here may hide why it failed.
+ */
+export function removeFoldersMadeSync(dir: string, made: string | undefined): void {
+  if (made === undefined) return;
+  try {
+    for (let d = dir; readdirSync(d).length === 0; d = path.dirname(d)) {
+      rmdirSync(d);
+      if (d === made) break;
+    }
+  } catch {
+    // gone already, or not empty: left as it is
+  }
 }

@@ -13,6 +13,7 @@ import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from '../io/atomic-file.js';
+import { makeFolder, removeFoldersMadeSync } from '../io/make-folder.js';
 import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tensor/index.js';
 import { ModelFileError } from './model-file-error.js';
 import { QWEN2_PRETOKENIZER_PATTERN } from './byte-level-bpe.js';
@@ -435,8 +436,9 @@ async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
 }
 
 /**
- * Writes a GGUF file (temp file + rename); tensors are encoded one at a time. A tensor refused as it is
- * encoded (values beyond its type) fails the write, and the temp file goes with it: nothing lands at `file`.
+ * Writes a GGUF file (temp file + rename), making its folder when missing; tensors are encoded one at a time.
+ * A tensor refused as it is encoded (values beyond its type) fails the write, and the temp file goes with it
+ * (and the folders made for it): nothing lands at `file`.
  */
 export async function writeGguf(
   file: string,
@@ -447,23 +449,32 @@ export async function writeGguf(
   if (os.endianness() !== 'LE') throw new Error('GGUF export needs a little-endian machine.');
   const header = buildGgufHeader(metadata, tensors, alignment);
   const zeros = new Uint8Array(alignment);
-  await writeFileAtomically(file, async (tmp) => {
-    const fh = await fsp.open(tmp, 'w');
-    try {
-      await writeAll(fh, header);
-      for (const t of tensors) {
-        let written = 0;
-        for (const bytes of encodeTensor(t)) {
-          await writeAll(fh, bytes);
-          written += bytes.length;
+  // made as the write starts, and removed again when it fails (a tensor refused as it is encoded): a refused
+  // export leaves no empty folder behind
+  const folder = path.dirname(path.resolve(file));
+  const made = await makeFolder(folder);
+  try {
+    await writeFileAtomically(file, async (tmp) => {
+      const fh = await fsp.open(tmp, 'w');
+      try {
+        await writeAll(fh, header);
+        for (const t of tensors) {
+          let written = 0;
+          for (const bytes of encodeTensor(t)) {
+            await writeAll(fh, bytes);
+            written += bytes.length;
+          }
+          const pad = (alignment - (written % alignment)) % alignment;
+          if (pad > 0) await writeAll(fh, zeros.subarray(0, pad));
         }
-        const pad = (alignment - (written % alignment)) % alignment;
-        if (pad > 0) await writeAll(fh, zeros.subarray(0, pad));
+      } finally {
+        await fh.close();
       }
-    } finally {
-      await fh.close();
-    }
-  });
+    });
+  } catch (err) {
+    removeFoldersMadeSync(folder, made);
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@
  * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
  * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
-import { existsSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { isWithin, resolvedPath } from '../io/path-relation.js';
@@ -50,7 +50,7 @@ import { MetricsLog } from './metrics-log.js';
 import { type RunDescription, RunCheck } from './run-record.js';
 import { ProgressBar, type ProgressFields } from './progress.js';
 import type { MetricRecord } from './report.js';
-import { makeFolder } from '../io/make-folder.js';
+import { makeFolder, removeFoldersMadeSync } from '../io/make-folder.js';
 
 /**
  * Exit code of a training session stopped at its deadline (--max-seconds) with a checkpoint, before its last
@@ -249,16 +249,7 @@ function runFolderInUse(output: string, file: string, pid: number | undefined, o
  */
 function freeRunFolder(output: string, lock: PidLock, made: string | undefined): void {
   lock.release();
-  if (made === undefined) return;
-  try {
-    for (let dir = output; readdirSync(dir).length === 0; dir = path.dirname(dir)) {
-      rmdirSync(dir);
-      if (dir === made) break;
-    }
-  } catch {
-    // gone already, or written in meanwhile: either way not this run's to remove, and never an error that
-    // hides how the run ended
-  }
+  removeFoldersMadeSync(output, made);
 }
 
 function freshState(seed: number): TrainerState {

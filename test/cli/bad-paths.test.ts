@@ -45,9 +45,11 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
     const missing = path.join(dir, 'nope', 'out.jsonl');
     const file = path.join(dir, 'a-file');
     writeFileSync(file, 'x');
-    refused(['export', 'gguf', '--model', model, '--out', missing], /--out .*: the folder .*nope does not exist/);
-    // mine makes a missing folder, but not below a file
+    // a missing folder is made when the output is written, but not below a file, and not by a refused run
     refused(['mine', '--config', 'c.json', '--out', path.join(file, 'out.jsonl')], /--out .*: .*a-file is a file/);
+    refused(['export', 'gguf', '--model', model, '--out', path.join(file, 'x.gguf')], /--out .*: .*a-file is a file/);
+    refused(['export', 'gguf', '--model', file, '--out', missing], /--model .*a-file is a file; name the model folder/);
+    assert.equal(existsSync(path.dirname(missing)), false, 'a refused export makes no folder');
     refused(['mine', '--config', 'c.json', '--out', dir], /--out .* is a folder; name the file to write/);
     refused(['export', 'gguf', '--model', model, '--out', dir], /--out .* is a folder; name the file to write/);
     const gguf = path.join(dir, 'x.gguf');
@@ -65,6 +67,10 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
       /odd-model\/model\.safetensors.* is not a file/,
     );
     refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', dir], /--run .* is a folder/);
+    refused(
+      ['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', path.join(file, 'sub', 'r.trec')],
+      /^search-r3: --run .*a-file\/sub\/r\.trec: .*a-file is a file, not a folder\.$/,
+    );
     refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--language', 'xx'], /--language xx is not/);
     refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--cutoffs', '5,abc'], /--cutoffs/);
     const docs = path.join(dir, 'docs.jsonl');

@@ -1,9 +1,11 @@
 /** search-r3 eval's own options that the trec_eval-exactness tests (test/eval) do not cover. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
+import { tempDir } from '../search-index/fixtures.js';
 
 const tiny = path.join(repoRoot, 'test', 'eval', 'fixtures', 'tiny-beir');
 
@@ -39,6 +41,26 @@ test('eval --max-queries n evaluates the first n judged queries of the split, as
   const trec = runCli(['eval', '--qrels', qrels, '--run', 'x.trec', '--max-queries', '2']);
   assert.equal(trec.status, 2);
   assert.match(trec.stderr, /^search-r3: --max-queries goes with --dataset/);
+});
+
+test('eval --run makes a missing folder, with the folders above it, when it writes the run', () => {
+  const { dir, cleanup } = tempDir('eval-run-folder');
+  try {
+    const run = path.join(dir, 'runs', 'bm25', 'test.trec');
+    // a run refused before retrieving makes no folder
+    const bad = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--run', run, '--cutoffs', 'x']);
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.equal(existsSync(path.join(dir, 'runs')), false, 'no folder made by a refused run');
+    const r = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json', '--run', run]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(readFileSync(run, 'utf8'), /^\S+ Q0 \S+ 1 \S+ bm25$/m);
+    assert.match(
+      runCli(['eval', '--help']).stdout,
+      /--run <file> +TREC run: written .*its folder is created if missing/,
+    );
+  } finally {
+    cleanup();
+  }
 });
 
 test('eval --help names the ids file a .npy of embeddings is read with: d.ids.txt for d.npy', () => {

@@ -169,6 +169,11 @@ test("export replaces a GGUF it wrote before, never another file (the model's ow
     assert.ok(readFileSync(weights).equals(before), 'the weights are untouched');
     const gguf = path.join(dir, 'm.gguf');
     for (let i = 0; i < 2; i++) assert.equal(runCli(['export', 'gguf', '--model', modelDir, '--out', gguf]).status, 0);
+    // a folder that does not exist yet is made, with the folders above it, as mine and index --out make theirs
+    const deep = path.join(dir, 'gguf', 'f16', 'm.gguf');
+    const made = runCli(['export', 'gguf', '--model', modelDir, '--out', deep]);
+    assert.equal(made.status, 0, made.stderr);
+    assert.ok(readFileSync(deep).equals(readFileSync(gguf)), 'the same GGUF, in the folders made for it');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

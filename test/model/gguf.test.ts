@@ -676,5 +676,11 @@ test('a value beyond the chosen type is refused while writing: the GGUF at the p
       assert.ok((await fsp.readFile(out)).equals(before), `${fileType}: the F32 export is as it was`);
       assert.deepEqual((await fsp.readdir(dir)).sort(), ['model', 'model.gguf'], `${fileType}: no temp file left`);
     }
+    // a missing folder is made for the file, and removed again with the refused write: no empty folder is left
+    const deep = path.join(dir, 'new', 'deep', 'model.gguf');
+    await assert.rejects(exportQwen2GgufFromFolder(modelDir, deep, { fileType: 'F16' }), /beyond what F16 stores/);
+    assert.deepEqual((await fsp.readdir(dir)).sort(), ['model', 'model.gguf'], 'no folder left by the refusal');
+    await exportQwen2GgufFromFolder(modelDir, deep, { fileType: 'F32' });
+    assert.ok((await fsp.readFile(deep)).equals(before), 'written into the folders made for it');
   });
 });
