@@ -5,6 +5,7 @@
  * the job's lock while a long chunk encodes; a worker that stops renewing it (killed, machine lost) has
  * its job taken by another worker once the lock expires.
  */
+import type { EventEmitter } from 'node:events';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import {
@@ -68,6 +69,29 @@ async function closeWithin(worker: Worker): Promise<void> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Quiets what BullMQ leaves of a `worker` closed while it was starting, which would outlive 'stopped':
+ * - a pass of its stalled-job check still in flight at close() arms the next wait, one stalledInterval
+ *   (--lock-seconds), only after close() returned, and that timer alone keeps the process alive that long;
+ *   each wait armed from now on ends at once;
+ * - a connection closed while still being made reports its failure after close() took its listeners away,
+ *   and that unheard 'error' would end the process with code 1; the worker is closed, so it is moot.
+ */
+function quietClosed(worker: Worker): void {
+  const w = worker as unknown as {
+    stalledCheckStopper?: () => void;
+    connection?: EventEmitter;
+    blockingConnection?: EventEmitter;
+  };
+  w.stalledCheckStopper?.();
+  Object.defineProperty(w, 'stalledCheckStopper', {
+    configurable: true,
+    get: () => undefined,
+    set: (stopper: () => void) => stopper(),
+  });
+  for (const connection of [w.connection, w.blockingConnection]) connection?.on('error', () => undefined);
 }
 
 /**
@@ -212,6 +236,8 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     stalledInterval: o.lockMs,
     // a job is taken again after each stall (a killed worker); only a job that keeps killing workers fails
     maxStalledCount: 5,
+    // run once its connections are up: a worker stopped sooner has nothing to finish, so nothing is started
+    autorun: false,
   });
   // connection trouble: the watchdog decides when it is fatal; a refusal (Redis full, read-only) is at once
   worker.on('error', (e) => void watchdog.refused(e));
@@ -223,8 +249,10 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
       () => 'ready' as const,
       () => 'failed' as const,
     );
-    if ((await Promise.race([ready, o.stop, refusedNow, watchdog.lost])) === 'ready')
+    if ((await Promise.race([ready, o.stop, refusedNow, watchdog.lost])) === 'ready') {
+      worker.run().catch((e: unknown) => void watchdog.refused(e));
       o.log(`waiting for jobs on ${o.target.shown} (queue ${o.queueName})`);
+    }
     await Promise.race([o.stop, refusedNow, watchdog.lost]);
     if (refusal) throw refusal;
     healthy = true;
@@ -235,6 +263,7 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     // otherwise nothing waits
     if (healthy && !watchdog.down && working > 0) await worker.close(false);
     else await closeWithin(worker);
+    quietClosed(worker);
     await model?.backend.close?.();
   }
 }
