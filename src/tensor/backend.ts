@@ -13,6 +13,7 @@ import type { F32, Kernels } from './kernels.js';
 import { loadNativeKernels } from './native-kernels.js';
 import type { GpuArray } from './webgpu/gpu-array.js';
 import { GpuDevice, GpuError } from './webgpu/gpu-device.js';
+import { switchSetting } from '../io/env-settings.js';
 import { createWebgpuKernels, type WebgpuKernels } from './webgpu/webgpu-kernels.js';
 
 export type BackendName = 'js' | 'native' | 'webgpu';
@@ -157,7 +158,7 @@ function activeKernels(): AnyKernels {
 function takeBackend(name: BackendName): void {
   if (name === 'js') {
     registry.kernels = jsKernels as AnyKernels;
-    registry.checkFinite = process.env.SEARCH_R3_CHECK_FINITE !== '0';
+    registry.checkFinite = switchSetting('SEARCH_R3_CHECK_FINITE') ?? true;
     return;
   }
   if (name === 'webgpu') {
@@ -166,13 +167,13 @@ function takeBackend(name: BackendName): void {
     registry.kernels = g as unknown as AnyKernels;
     // A per-op finite check would read every op's output back and serialise the GPU; training loops
     // still check their loss. SEARCH_R3_CHECK_FINITE=1 turns the per-op check on regardless.
-    registry.checkFinite = process.env.SEARCH_R3_CHECK_FINITE === '1';
+    registry.checkFinite = switchSetting('SEARCH_R3_CHECK_FINITE') ?? false;
     return;
   }
   const k = nativeKernels();
   if (!k) throw new BackendUnavailableError(`the native backend is unavailable: ${registry.nativeError}`);
   registry.kernels = k as AnyKernels;
-  registry.checkFinite = process.env.SEARCH_R3_CHECK_FINITE !== '0';
+  registry.checkFinite = switchSetting('SEARCH_R3_CHECK_FINITE') ?? true;
 }
 
 /** What useDevice chose, for the command to print. */

@@ -64,3 +64,29 @@ test('SEARCH_R3_BACKEND=webgpu with no adapter: said when kernels are asked for;
   assert.match(cpu, /^"(native|js)"$/);
   assert.equal(after, '2', 'the device chosen explicitly computes');
 });
+
+test('a program that chooses its device itself (not the CLI) is refused SEARCH_R3_CHECK_FINITE=false too', () => {
+  const index = pathToFileURL(path.join(repoRoot, 'dist/src/tensor/index.js')).href;
+  const script = `
+    const T = await import(${JSON.stringify(index)});
+    try {
+      T.useDevice('cpu');
+      console.log(JSON.stringify({ checked: T.isFiniteCheckEnabled() }));
+    } catch (e) {
+      console.log(JSON.stringify({ name: e.name, message: e.message }));
+    }`;
+  const run = (value: string): unknown =>
+    JSON.parse(
+      spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        env: { ...process.env, SEARCH_R3_CHECK_FINITE: value },
+      }).stdout,
+    );
+  // 'false' read as "not '0'" left the per-op check on without a word
+  assert.deepEqual(run('false'), {
+    name: 'SettingError',
+    message: "SEARCH_R3_CHECK_FINITE must be 0 or 1, not 'false'; set it to one of them, or unset it.",
+  });
+  assert.deepEqual(run('0'), { checked: false });
+  assert.deepEqual(run('1'), { checked: true });
+});

@@ -19,7 +19,7 @@ import {
   readPublished,
   replyText,
 } from './gpu-protocol.js';
-import { gpuTimeoutSetting } from '../../io/env-settings.js';
+import { gpuTimeoutSetting, switchSetting } from '../../io/env-settings.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
 import { captureStderr, deliverSignal, exitNow, watchSignals } from '../native-kernels.js';
 import { sortDawnStderr } from './dawn-text.js';
@@ -225,7 +225,7 @@ export class GpuDevice {
     // drained, close the device and wait for the thread to end; on process.exit(), close at least.
     process.once('beforeExit', () => void device.shutdown());
     process.on('exit', device.exitListener);
-    if (process.env.SEARCH_R3_GPU_PROFILE === '1') device.profileProcess();
+    if (switchSetting('SEARCH_R3_GPU_PROFILE') === true) device.profileProcess();
     return device;
   }
 
