@@ -296,17 +296,16 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       needs: ['lm'],
       title: 'BM25 hard negatives for SciFact train',
       isDone: () => existsSync(p.mined),
-      run: async () => {
-        await makeFolder(path.dirname(p.mined));
-        return command([
+      // mine makes the folder of its --out
+      run: async () =>
+        command([
           'mine',
           '--config',
           await writeConfig('mine', profile.mine(p)),
           '--out',
           p.mined,
           ...profile.mineArgs,
-        ]);
-      },
+        ]),
     },
     {
       name: 'stage1',
