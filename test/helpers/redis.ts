@@ -34,9 +34,18 @@ export class RedisServer {
 
   /** `extra`: more redis-server options, such as ['--requirepass', 'x'] or ['--replicaof', host, port]. */
   static async start(extra: readonly string[] = []): Promise<RedisServer> {
-    const r = new RedisServer(await freePort(), extra);
-    await r.launch();
-    return r;
+    // freePort's port is free only until it is closed: another test's process may bind it before
+    // redis-server does, which then exits saying so; another port is then as good as the first
+    for (let attempt = 1; ; attempt++) {
+      const r = new RedisServer(await freePort(), extra);
+      try {
+        await r.launch();
+        return r;
+      } catch (e) {
+        await r.stop();
+        if (attempt === 5 || !/address already in use/i.test((e as Error).message)) throw e;
+      }
+    }
   }
 
   /** Starts redis-server again on the same port (after stop()), empty. */
@@ -59,13 +68,14 @@ export class RedisServer {
     await new Promise<void>((resolve, reject) => {
       let out = '';
       proc.once('error', (e) => reject(new Error(`redis-server could not start (${e.message}); install it`)));
-      proc.once('exit', (code) => reject(new Error(`redis-server exited with code ${code}: ${out}`)));
+      // 'close', not 'exit': its reason (a port in use) may still be in the pipe when it exits
+      proc.once('close', (code) => reject(new Error(`redis-server exited with code ${code}: ${out}`)));
       proc.stdout!.on('data', (b: Buffer) => {
         out += b.toString();
         if (/Ready to accept connections/.test(out)) resolve();
       });
     });
-    proc.removeAllListeners('exit');
+    proc.removeAllListeners('close');
   }
 
   async stop(): Promise<void> {
