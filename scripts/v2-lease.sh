@@ -38,6 +38,23 @@ carry_paths() {
   ls .gpu-pack/debs/libvulkan1_*.deb
 }
 
+# xz_tar <archive> <tar arguments>...: tar's stream of the arguments, xz -9 compressed, unless the archive already
+# holds that very stream (its MD5, names and modification times included, is kept beside it): the next lease's
+# prepare would otherwise spend most of its time compressing the same datasets and packages again.
+xz_tar() {
+  local archive=$1 sum
+  shift
+  sum=$(tar cf - "$@" | md5sum | cut -c1-32)
+  if [ -f "$archive" ] && [ "$(cat "$archive.md5" 2> /dev/null)" = "$sum" ]; then
+    echo "${archive##*/}: unchanged since the last prepare, kept"
+    return
+  fi
+  rm -f "$archive" "$archive.md5"
+  tar cf - "$@" | xz -9 -T2 > "$archive.partial"
+  mv "$archive.partial" "$archive"
+  echo "$sum" > "$archive.md5"
+}
+
 prepare() {
   [ -f "$CLI" ] || die "dist/ is missing: run npm run build"
   local data=${V2_DATA:-../shared/data}
@@ -53,7 +70,9 @@ prepare() {
         "V2_ASSUMED_RATE=1 prepares anyway"
   fi
   node "$CLI" recipe default --profile "$PROFILE" --work "$WORK" --data "$data" --until tokenizer
-  rm -rf "$LEASE" && mkdir -p "$LEASE"
+  # the archives an earlier prepare made stay for xz_tar to reuse; the rest of the lease is made anew
+  mkdir -p "$LEASE"
+  find "$LEASE" -mindepth 1 -maxdepth 1 ! -name '*.tar.xz' ! -name '*.tar.xz.md5' -exec rm -rf {} +
   # the corpus's manifest (the card lists every source), valid split, the shards pretraining reads and
   # whatever else the corpus step wrote; the tokenizer; the run's record, so its times carry on
   local shards
@@ -81,22 +100,20 @@ prepare() {
   local -a converted=()
   [ -d "$half" ] && converted=(-C "$half" stage1/final)
   # shellcheck disable=SC2086
-  tar cf - -C "$WORK" recipe.json tokenizer $others $shards ${steps:-} "${converted[@]}" |
-    xz -9 -T2 > "$LEASE/work.tar.xz"
+  xz_tar "$LEASE/work.tar.xz" -C "$WORK" recipe.json tokenizer $others $shards ${steps:-} "${converted[@]}"
   rm -rf "$half"
   [ -d "$WORK/stage1/final" ] && [ -n "${steps:-}" ] && steps="$steps stage1/final (f16)"
   # the datasets' files the training steps read, as the profile's configs name them (training-data-files.ts)
   node dist/scripts/lease-queries.js data-files "$WORK" "$data" "$PROFILE" > "$LEASE/data-files.txt" ||
     die "the $PROFILE profile's dataset files are unknown (above)"
-  tar cf - -C "$data" -T "$LEASE/data-files.txt" | xz -9 -T2 > "$LEASE/data.tar.xz"
+  xz_tar "$LEASE/data.tar.xz" -C "$data" -T "$LEASE/data-files.txt"
   # the npm packages the commands that run there import (webgpu comes with .gpu-pack); this platform's
   # prebuilt addons only, without the C/C++ sources they were built from
   local packages
   packages=$(node dist/scripts/runtime-packages.js "$CLI" $(printf 'dist/src/cli/%s.js ' $DEVICE_COMMANDS))
   # shellcheck disable=SC2046
-  tar cf - --exclude='*/prebuilds/darwin*' --exclude='*/prebuilds/win32*' --exclude='*/prebuilds/linux-arm*' \
-    --exclude='*.[ch]' --exclude='*.[ch]pp' $(printf 'node_modules/%s ' $packages) |
-    xz -9 -T2 > "$LEASE/node_modules.tar.xz"
+  xz_tar "$LEASE/node_modules.tar.xz" --exclude='*/prebuilds/darwin*' --exclude='*/prebuilds/win32*' \
+    --exclude='*/prebuilds/linux-arm*' --exclude='*.[ch]' --exclude='*.[ch]pp' $(printf 'node_modules/%s ' $packages)
   echo "$PROFILE" > "$LEASE/profile"
 
   if [ ! -f .gpu-pack/prologue.sh ]; then

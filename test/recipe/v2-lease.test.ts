@@ -124,7 +124,9 @@ test(
 
     // a next lease continues from the landed folders: they travel, the pretraining shards do not, and the
     // stage-1 final/ that came back in f32 travels in f16
-    script(['prepare'], { V2_WORK: here, V2_DATA: sharedData });
+    const again = script(['prepare'], { V2_WORK: here, V2_DATA: sharedData });
+    for (const f of ['data.tar.xz', 'node_modules.tar.xz']) assert.match(again, new RegExp(`${f}: unchanged`));
+    assert.doesNotMatch(again, /work\.tar\.xz: unchanged/, 'the work folder has changed: its archive is made again');
     const carried = spawnSync('tar', ['-tJf', path.join(dir, 'lease', 'work.tar.xz')], { encoding: 'utf8' }).stdout;
     for (const f of ['lm/final/config.json', 'mined/scifact-train.jsonl', 'stage1/final/config.json', 'tokenizer/'])
       assert.ok(carried.split('\n').includes(f), `${f} travels:\n${carried}`);
