@@ -21,7 +21,7 @@ test('with nothing to drop, a worker inherits the options itself, so options of 
   assert.equal(workerExecArgv(['--stack-trace-limit=10', '--v8-pool-size=4', '--enable-source-maps']), undefined);
 });
 
-test('a worker started under node --test gets its thread: the options the test runner gives a file are inherited', async () => {
+test('a worker started under node --test runs: the options the test runner gives a file are inherited', async () => {
   // Node ≥ 24 puts per-process options (--v8-pool-size, …) in a test file's execArgv; handed to a Worker as
   // they are, they are refused. On Node 20 the list is empty, and this passes either way.
   const worker = new Worker('require("node:worker_threads").parentPort.postMessage(42)', {

@@ -4,8 +4,8 @@
  * with --expose-gc (this same file, in child mode), so that the measurements are taken after a full
  * collection and nothing else in the test runner shares the heap. RSS is sampled after 100 warm-up steps
  * and every 100 steps to 1,000: RSS may grow by at most RSS_STEP_BOUND_MB per 100 steps (the median of the
- * nine intervals) and RSS_BOUND_MB in all; the JS heap plus typed-array buffers (where tensor data lives)
- * by HEAP_BOUND_MB.
+ * nine intervals) and RSS_BOUND_MB in all besides one step of at most ONE_STEP_BOUND_MB; the JS heap plus
+ * typed-array buffers (where tensor data lives) by HEAP_BOUND_MB.
  * A leak of one step's graph (the activations of a [4, 16] batch, ≈ 0.5 MB) would add ≈ 450 MB; a
  * native kernel leaking its scratch buffers shows up in RSS, which the heap figure would miss.
  * Measured (2-core dev machine, Node 20, one malloc arena): RSS drift 0.0 to +2.4 MB native (≈ 1 ms/step), +1.6 MB TS
@@ -22,6 +22,7 @@ import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
 const RSS_BOUND_MB = 20;
 const RSS_STEP_BOUND_MB = 1;
+const ONE_STEP_BOUND_MB = 64;
 const HEAP_BOUND_MB = 5;
 const STEPS = 1000,
   WARMUP = 100;
@@ -157,14 +158,18 @@ if (process.env[CHILD_ENV]) {
       // the loop really trains (so the measured steps are real steps)
       assert.ok(rep.lastLoss < 0.5 * rep.firstLoss, `loss ${rep.firstLoss} → ${rep.lastLoss}`);
       // A leak grows RSS in every interval; the allocator or a thread pool taking one more block of memory is
-      // one step, once (a 10.3 MB step between steps 700 and 800, flat before and after, was seen here). So the
-      // bound is on the median growth per 100 steps, and the whole drift may hold one such step.
+      // one step, once (a 10.3 MB step between steps 700 and 800, flat before and after, was seen here on Node
+      // 20; on Node 24 and 26, 26–55 MB between two samples and flat after, while V8's heap and the buffers stayed
+      // flat). So the bound is on the median growth per 100 steps, and on the whole drift less its largest step,
+      // which may be one such step of up to ONE_STEP_BOUND_MB.
       const steps = rep.rssMB.slice(1).map((v, i) => v - rep.rssMB[i]);
-      const medianStep = [...steps].sort((a, b) => a - b)[Math.floor(steps.length / 2)];
+      const sorted = [...steps].sort((a, b) => a - b);
+      const medianStep = sorted[Math.floor(steps.length / 2)],
+        largestStep = sorted[steps.length - 1];
       assert.ok(
-        medianStep <= RSS_STEP_BOUND_MB && rssDrift <= RSS_BOUND_MB,
+        medianStep <= RSS_STEP_BOUND_MB && rssDrift - largestStep <= RSS_BOUND_MB && largestStep <= ONE_STEP_BOUND_MB,
         `RSS grew by ${rssDrift.toFixed(1)} MB over ${STEPS - WARMUP} steps, a median of ${medianStep.toFixed(2)} MB ` +
-          `per 100: ${fmt(rep.rssMB)}`,
+          `per 100, ${largestStep.toFixed(1)} MB at most: ${fmt(rep.rssMB)}`,
       );
       assert.ok(
         heapDrift + bufDrift <= HEAP_BOUND_MB,
