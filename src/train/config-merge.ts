@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { PromptTemplates } from '../embed/index.js';
+import { EMBED_TOKEN, type PromptTemplates } from '../embed/index.js';
 import { LORA_TARGETS } from '../model/lora.js';
 
 /** A problem with the config file, naming the key. */
@@ -61,6 +61,12 @@ export function parseTemplates(templates: unknown): Partial<PromptTemplates> {
         `"templates.${k}" is not a config key; known keys of templates: ${TEMPLATE_KEYS.join(', ')}`,
       );
     if (typeof v !== 'string') throw new ConfigError(`"templates.${k}" must be a string`);
+    // the embedding is the hidden state at this one token, of queries and documents alike
+    if (k === 'directResponse' && v.split(EMBED_TOKEN).length !== 2)
+      throw new ConfigError(
+        `"templates.directResponse" must contain ${EMBED_TOKEN} exactly once, got ${JSON.stringify(v)}: the ` +
+          'embedding is the hidden state at that token',
+      );
     out[k] = v;
   }
   return out;

@@ -58,6 +58,24 @@ test('stage 1 and stage 2 fill lora from the same defaults; none or null is full
   }
 });
 
+test('stage 1 and stage 2 refuse a directResponse template without exactly one embed token, naming the field', () => {
+  const dir = tempDir('templates');
+  for (const name of ['sft', 'rl'] as const) {
+    const file = path.join(dir, `${name}.json`);
+    for (const directResponse of ['The embedding is.', 'The embedding is <|embed_token|> <|embed_token|>.'])
+      assert.throws(
+        () => loaders[name](writeConfig(file, { ...required[name], templates: { directResponse } })),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          e.message.startsWith(`${file}: "templates.directResponse" must contain <|embed_token|> exactly once`),
+        `${name} ${directResponse}`,
+      );
+    const own = 'Embedding: <|embed_token|>';
+    const cfg = loaders[name](writeConfig(file, { ...required[name], templates: { directResponse: own } }));
+    assert.equal(cfg.templates.directResponse, own, name);
+  }
+});
+
 test('settings that would do nothing or the opposite are refused naming the field and why', () => {
   const dir = tempDir('settings');
   const refused = (name: keyof typeof loaders, over: object, re: RegExp): void => {
