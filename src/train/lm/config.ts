@@ -35,7 +35,10 @@ export interface LmConfig {
   seed: number;
   model: LmModelSettings;
   data: {
-    /** Files or folders (.jsonl: one document per line with "text" [and "title"]; other files: one document each). */
+    /**
+     * Files or folders (.jsonl: one document per line with "text" [and "title"]; other files named: one document
+     * each; of a folder, its .jsonl and .txt files).
+     */
     train: string[];
     valid: string[];
     /** Token placed before every document (so between any two). */

@@ -23,6 +23,7 @@ import { writeDirAtomically } from '../../io/atomic-file.js';
 import type { DataRead } from '../data-stamps.js';
 import { formatDuration } from '../progress.js';
 import { RunFolderError } from '../run-folder-error.js';
+import { ConfigError } from '../config-merge.js';
 import { type RunOptions, RunFolder, checkRunFolderApart, type StepResult, adamWOptions } from '../training-run.js';
 import { DEFAULT_LM_CONFIG, type LmConfig } from './config.js';
 import { type CachedTokenStream, PackedSequences, cachedTokenStream, checkSplitsApart, sequenceOrder } from './data.js';
@@ -143,8 +144,16 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
 async function lmDataReads(cfg: LmConfig): Promise<DataRead[]> {
   const reads: DataRead[] = [];
   for (const split of ['train', 'valid'] as const)
-    for (const [i, p] of cfg.data[split].entries())
-      reads.push({ key: `data.${split}[${i}]`, path: p, files: await listInputFiles([p]) });
+    for (const [i, p] of cfg.data[split].entries()) {
+      const files = await listInputFiles([p]);
+      // a folder of .md or .tsv files would add no text: no validation at all, or a "too little text" refusal
+      if (files.length === 0)
+        throw new ConfigError(
+          `"data.${split}[${i}]" ${p} holds no .jsonl or .txt file (of a folder, only those are ` +
+            'read): name its text files one by one, or give them one of those extensions',
+        );
+      reads.push({ key: `data.${split}[${i}]`, path: p, files });
+    }
   return reads;
 }
 

@@ -387,6 +387,21 @@ test('a validation file that is also a training file is refused before the run f
   assert.equal(existsSync(path.join(dir, 'run-overlap')), false);
 });
 
+test('a data folder with no .jsonl or .txt file is refused naming its key, before the run folder is made', async () => {
+  // Markdown files: a folder of them gave no document, and the run went on without any validation
+  const notes = path.join(dir, 'notes-md');
+  await fsp.mkdir(notes);
+  writeFileSync(path.join(notes, 'a.md'), docs[0].text);
+  const cfg = config('run-md', { data: { train: ['train.jsonl'], valid: ['valid.jsonl', 'notes-md'] } });
+  await assert.rejects(
+    trainLm(cfg, { progress: false }),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message.startsWith(`"data.valid[1]" ${notes} holds no .jsonl or .txt file (of a folder, only those are read)`),
+  );
+  assert.equal(existsSync(path.join(dir, 'run-md')), false);
+});
+
 test("train lm says which files of a data folder it left out, in tokenizer train's words", async () => {
   const text = path.join(dir, 'text-skips');
   await fsp.mkdir(text);
