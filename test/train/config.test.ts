@@ -39,6 +39,8 @@ test('train lm, sft and rl configs: a missing file, broken JSON and an unknown k
     // a number JSON.parse reads as Infinity is named as such, not as the null JSON.stringify makes of it
     writeFileSync(file, JSON.stringify({ ...required[name as keyof typeof required], seed: 7 }).replace('7', '1e999'));
     refused(new RegExp(`^${file}: "seed" must be a finite number, got Infinity`));
+    writeConfig(file, { ...required[name as keyof typeof required], seed: 1.5 });
+    refused(new RegExp(`^${file}: "seed" must be an integer, got 1.5$`));
   }
 });
 

@@ -139,6 +139,8 @@ export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
     (m.hiddenSize / m.numAttentionHeads) % 2 === 0,
     '"model.hiddenSize / numAttentionHeads" (the head size) must be even for rotary embeddings',
   );
+  // the seed is cut to an integer by some of its uses and not by others: 1.5 would be neither run 1 nor its own
+  need(Number.isInteger(c.seed), `"seed" must be an integer, got ${c.seed}`);
   posInt(c.seqLength, 'seqLength');
   posInt(c.batchSize, 'batchSize');
   posInt(c.accumulation, 'accumulation');
