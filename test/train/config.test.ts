@@ -99,6 +99,12 @@ test('settings that would do nothing or the opposite are refused naming the fiel
   const small = loaders.lm(writeConfig(path.join(dir, 'lm-small.json'), { ...required.lm, optimizer: { lr: 5e-5 } }));
   assert.equal(small.optimizer.minLr, 5e-6);
   assert.equal(loaders.lm(writeConfig(path.join(dir, 'lm-default.json'), required.lm)).optimizer.minLr, 1e-4);
+  // stage 1 with only the KL term: its gradient is 0 at the starting model, so no step would change it
+  refused(
+    'sft',
+    { loss: { sft: 0, infonce: 0, triplet: 0 } },
+    /"loss\.sft", "loss\.infonce" and "loss\.triplet" are all 0, so nothing is trained/,
+  );
   // GRPO: one response, or identical (greedy) ones, give every advantage 0
   refused('rl', { rollout: { group: 1 } }, /"rollout\.group" must be at least 2, got 1: .* every advantage 0/);
   refused(

@@ -236,6 +236,12 @@ function check(c: SftConfig): void {
   posInt(c.checkpoint.keep, 'checkpoint.keep');
   need(c.loss.temperature > 0, `"loss.temperature" must be > 0, got ${c.loss.temperature}`);
   for (const k of ['sft', 'kl', 'infonce', 'triplet'] as const) need(c.loss[k] >= 0, `"loss.${k}" must be ≥ 0`);
+  // KL(π‖π_ref) is 0, and so is its gradient, where the model starts: alone it never moves it
+  need(
+    c.loss.sft > 0 || c.loss.infonce > 0 || c.loss.triplet > 0,
+    '"loss.sft", "loss.infonce" and "loss.triplet" are all 0, so nothing is trained (the KL term alone keeps the ' +
+      'model where it starts): give at least one of them a weight > 0',
+  );
   checkOptimizer(c.optimizer);
   need(Number.isInteger(c.seed), `"seed" must be an integer, got ${c.seed}`);
   if (c.eval) {
