@@ -36,7 +36,8 @@ config (JSON; every key optional except model, output and data; unknown keys are
               minLr: 0, maxGradNorm: 1 (0 = no clipping)}
   lora: null (full fine-tuning) | {rank: 8, alpha: 16, dropout: 0, targets: [q_proj, ...]}
   checkpoint: {every: 100, keep: 2}
-  eval: null | {beir: <folder>, split: "dev", every: 100, maxQueries: 0, maxDocuments: 0}
+  eval: null | {beir: <folder>, split: "dev", every: 100, maxQueries: 0, maxDocuments: 0}  (the first
+        maxQueries queries, over their judged documents plus the first maxDocuments others; 0 = all)
   templates: {querySystem, documentSystem, reasoningSystem, directResponse}
   reasoning: null | {fraction: 0.5, concepts: 3, related: 3, maxTokens: 24}  (that share of queries
              learns an analysis of its key concepts, from its positive, before the embed token)

@@ -39,6 +39,7 @@ export interface EvalSettings {
   beir: string;
   split: string;
   every: number;
+  /** The first maxQueries queries (0 = all), over their judged documents plus the first maxDocuments others. */
   maxQueries: number;
   maxDocuments: number;
 }
