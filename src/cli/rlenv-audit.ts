@@ -34,7 +34,7 @@ they got), and audits every step it runs. The run folder itself is not touched. 
 copied to the audit's folder), except its environment section, the one audited.
 
 options:
-  --config <file>    a train rl config (its environment section is the one audited)
+  --config <file>    a train rl config (its environment section is the one audited; mode "local")
   --steps <n>        steps to run (default 20; at least 2, as step 1 is left out of the figures; with
                      --from, at least 1)
   --from <folder>    a train rl run folder whose newest checkpoint (with its environment) to start from
@@ -70,6 +70,13 @@ const auditCommand: Command & { name: string } = {
     const steps = intAtLeast(values.steps, 'steps', values.from ? 1 : 2) ?? 20;
     selectDevice(values.device);
     const cfg = loadRlConfig(values.config);
+    // the twin is exact: an exact environment against it compares a table with its own copy
+    if (cfg.environment.mode !== 'local')
+      throw new UserError(
+        `${values.config}: "environment.mode" is "${cfg.environment.mode}", and rlenv audit measures the ` +
+          'local-refresh environment against an exact one, so there is nothing to audit; set environment.mode to ' +
+          '"local"',
+      );
     cfg.output = path.resolve(values.output ?? `${cfg.output}-audit`);
     if (!values.from && listCheckpoints(path.join(cfg.output, 'checkpoints')).length > 0) {
       // train rl would say "pass --resume", which an audit does not take

@@ -284,6 +284,16 @@ test(
       assert.match(a.stdout, re);
     const summary = JSON.parse(readFileSync(path.join(dir, 'run-audit', 'audit.json'), 'utf8'));
     assert.equal(summary.summary.steps, 2, 'step 1 (both tables exact) is left out');
+    // an exact environment audited against its exact twin would report a perfect match of a table with itself
+    const exact = writeConfig(path.join(dir, 'exact.json'), {
+      ...raw,
+      output: 'run-exact',
+      environment: { ...(raw.environment as object), mode: 'exact' },
+    });
+    const e = runCli(['rlenv', 'audit', '--config', exact, '--steps', '3', '--quiet']);
+    assert.equal(e.status, 2, e.stdout);
+    assert.match(e.stderr, /exact\.json: "environment\.mode" is "exact", .* nothing to audit; set environment\.mode/);
+    assert.equal(existsSync(path.join(dir, 'run-exact-audit')), false);
     const twice = runCli(['rlenv', 'audit', '--config', file, '--steps', '3', '--quiet']);
     assert.equal(twice.status, 2);
     assert.match(twice.stderr, /run-audit already holds checkpoints .*; name another --output, or delete it/);
