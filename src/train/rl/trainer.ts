@@ -45,6 +45,8 @@ import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { trainingSplitFiles } from '../hold-out.js';
 import type { MetricRecord } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
+import { ConfigError } from '../config-merge.js';
+import type { Tokenizer } from '../../model/tokenizer.js';
 import {
   type RunOptions,
   RunFolder,
@@ -147,6 +149,31 @@ function candidatesInfoNce(
   );
 }
 
+/**
+ * Refuses a reasoning budget that leaves the query prompt no room in maxLength (`maxLength`: the config's, or
+ * the model's context when smaller), before the corpus is encoded: the first step's prompts would fail after it.
+ */
+function checkPromptBudget(
+  cfg: RlConfig,
+  tokenizer: Tokenizer,
+  templates: PromptTemplates,
+  maxLength: number,
+  promptBudget: number,
+): void {
+  const needs = encodePrompt(tokenizer, '', 'query', templates, Number.MAX_SAFE_INTEGER, true).ids.length;
+  // at least one token of query text has to fit beside the template
+  if (needs < promptBudget) return;
+  const capped = maxLength < cfg.maxLength;
+  const of = capped
+    ? `the model's context of ${maxLength} tokens (maxLength ${cfg.maxLength} is cut to it)`
+    : `maxLength ${maxLength}`;
+  throw new ConfigError(
+    `"rollout.maxReasoningTokens" ${cfg.rollout.maxReasoningTokens} leaves ${Math.max(0, promptBudget)} tokens of ` +
+      `${of} to the query prompt, whose template alone needs ${needs} and the query some more: lower ` +
+      `rollout.maxReasoningTokens${capped ? '' : ', or raise maxLength'}`,
+  );
+}
+
 /** The environment's settings of the config, in refresh `mode` (the audit's twin runs in exact mode). */
 function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOptions & { maxTableBytes: number } {
   const e = cfg.environment;
@@ -221,6 +248,9 @@ async function trainInFolder(
   // made before the run folder: a context too small for the prompt templates, or a corpus too large for the
   // environment's table, is refused with nothing written
   const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
+  // a query prompt leaves room for the whole analysis and a forced token inside maxLength
+  const promptBudget = maxLength - cfg.rollout.maxReasoningTokens - 1;
+  checkPromptBudget(cfg, pol.tokenizer, templates, maxLength, promptBudget);
   const dim = pol.model.config.hiddenSize;
   const options = environmentOptions(cfg, cfg.environment.mode as RefreshMode);
   checkTableSize(data.docTexts.length, dim, options.maxTableBytes);
@@ -287,8 +317,6 @@ async function trainInFolder(
     const stepStart = Date.now();
     const batch = nextBatch();
     // 1. rollouts (sampling is seeded per step: a resumed run samples what the uninterrupted run would)
-    // the prompt leaves room for the whole analysis and a forced token inside the model's context
-    const promptBudget = maxLength - r.maxReasoningTokens - 1;
     const prompts = batch.map(
       (q) => encodePrompt(pol.tokenizer, q.text, 'query', templates, promptBudget, true, UNCOUNTED_CUT).ids,
     );

@@ -72,6 +72,19 @@ test('a corpus too large for the allowed table memory is refused with the size i
   assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
 });
 
+test('a reasoning budget leaving the query prompt no room in maxLength is refused before any encoding', async () => {
+  const { dir, raw } = await fixture();
+  const rollout = { ...(raw.rollout as object), maxReasoningTokens: 100 };
+  const cfg = parseRlConfig({ ...raw, rollout }, dir);
+  // maxLength 160 less 100 tokens of analysis and the forced embed token: 59, where the template alone takes 80
+  const room = /^"rollout\.maxReasoningTokens" 100 leaves 59 tokens of maxLength 160 to the query prompt, whose /;
+  await assert.rejects(
+    trainRl(cfg, { progress: false }),
+    (e: unknown) => e instanceof ConfigError && room.test(e.message) && /template alone needs \d+/.test(e.message),
+  );
+  assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
+});
+
 test('a split with no query to train on says what to check: the ids, or the grades, of its qrels', async () => {
   const { dir, raw } = await fixture();
   const beir = path.join(dir, 'beir');
