@@ -22,6 +22,7 @@ import { formatDuration } from '../progress.js';
 import { renderReport } from '../report.js';
 import type { DataRead } from '../data-stamps.js';
 import { RunFolderError } from '../run-folder-error.js';
+import { ModelFileError } from '../../model/model-file-error.js';
 import {
   type RunOptions,
   RunFolder,
@@ -86,6 +87,13 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
   const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
   const templates: PromptTemplates = { ...DEFAULT_TEMPLATES, ...cfg.templates };
   const maxLength = Math.min(cfg.maxLength, s.model.config.maxPositionEmbeddings);
+  // the response L_SFT learns is a ChatML assistant turn, which ends with this token
+  if (s.tokenizer.tokenToId('<|im_end|>') === undefined)
+    throw new ModelFileError(
+      cfg.model,
+      'its tokenizer has no <|im_end|> token: stage 1 trains the Qwen2 (ChatML) chat format, whose turns end with ' +
+        'it; start from a model whose tokenizer has <|im_start|> and <|im_end|>',
+    );
   const encoder = new SequenceEncoder(s.tokenizer, templates, maxLength);
   const reasoning = cfg.reasoning ? { ...cfg.reasoning, seed: cfg.seed } : undefined;
   const { examples, stats } = await loadTrainingData(cfg.data, reasoning);

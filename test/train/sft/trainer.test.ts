@@ -5,13 +5,19 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Embedder } from '../../../src/embed/embedder.js';
 import { EMBED_TOKEN } from '../../../src/embed/prompts.js';
-import { loadModelFolder } from '../../../src/model/model-folder.js';
+import { loadModelFolder, saveModelFolder } from '../../../src/model/model-folder.js';
 import { loadSafetensors } from '../../../src/model/safetensors.js';
 import { loadSftConfig } from '../../../src/train/sft/config.js';
 import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import { trainSft } from '../../../src/train/sft/trainer.js';
 import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { repoRoot } from '../../helpers/repo.js';
+import { makeTinyTokenizer } from '../../helpers/tiny-tokenizer.js';
+import { tinyQwen2Config } from '../../helpers/tiny-qwen2.js';
+import * as T from '../../../src/tensor/index.js';
+import { ModelFileError } from '../../../src/model/model-file-error.js';
+import { Qwen2Model } from '../../../src/model/qwen2-model.js';
+import { Tokenizer } from '../../../src/model/tokenizer.js';
 import {
   tempDir,
   tinyModelFolder,
@@ -80,6 +86,30 @@ test('kill -9 before the first checkpoint, --resume: the run starts again at ste
   const wa = await loadSafetensors(path.join(a.root, 'run/final/adapter_model.safetensors'));
   const wb = await loadSafetensors(path.join(runB, 'final/adapter_model.safetensors'));
   for (const [name, t] of wa) assert.deepEqual(Array.from(wb.get(name)!.data), Array.from(t.data), name);
+});
+
+test('a model whose tokenizer has no <|im_end|> is refused naming its folder, before any checkpoint', async () => {
+  const root = tempDir('no-im-end');
+  // a tokenizer without the ChatML tokens: the assistant turn stage 1 trains has no end to learn
+  const { tokenizerJson, tokenizerConfig } = makeTinyTokenizer({ vocabSize: 300, specialTokens: ['<|endoftext|>'] });
+  const tokenizer = Tokenizer.fromJSON(tokenizerJson, tokenizerConfig);
+  const model = Qwen2Model.random(tinyQwen2Config({ vocabSize: tokenizer.vocabSize }), new T.Rng(1), 0.1);
+  await saveModelFolder(path.join(root, 'model'), { model, tokenizer });
+  writeJsonl(path.join(root, 'train.jsonl'), toyExamples(8));
+  const file = writeConfig(path.join(root, 'c.json'), {
+    model: 'model',
+    output: 'run',
+    data: [{ type: 'jsonl', path: 'train.jsonl' }],
+    batch: { queries: 4 },
+    steps: 1,
+  });
+  await assert.rejects(
+    trainSft(loadSftConfig(file), { progress: false }),
+    (e: unknown) =>
+      e instanceof ModelFileError &&
+      e.message.startsWith(`${path.join(root, 'model')}: its tokenizer has no <|im_end|> token: stage 1 trains`),
+  );
+  assert.equal(existsSync(path.join(root, 'run', 'checkpoints')), false);
 });
 
 test('a config key that does not exist is an error naming it', () => {
