@@ -12,7 +12,7 @@ import { Rng } from '../../tensor/index.js';
 import { readTrainingSplit, trainingSplitFiles, type HeldOutCounts } from '../hold-out.js';
 import { type AnalysisSettings, type ConceptAnalysis, TermStatistics, analyseQuery } from './analysis.js';
 import type { DataSourceConfig } from './config.js';
-import { PSEUDO_QUERY_DEFAULTS, pseudoQueryExamples } from './pseudo-queries.js';
+import { PSEUDO_QUERY_DEFAULTS, type PseudoQueryKind, pseudoQueryExamples } from './pseudo-queries.js';
 
 export interface TrainExample {
   query: string;
@@ -116,6 +116,7 @@ export async function loadTrainingData(
                   seed: src.seed,
                 })
               : await jsonlExamples(src.path);
+    if (src.type === 'pseudo-queries' && raw.length === 0) throw new DataError(src.path, noPseudoQuery(src.queries));
     const kept: TrainExample[] = [];
     for (const ex of raw) {
       const clean = cleanExample(ex, stats);
@@ -135,6 +136,19 @@ export async function loadTrainingData(
   }
   stats.examples = examples.length;
   return { examples, stats };
+}
+
+/** Why a pseudo-queries source gave no example: no document was of the kind it asks of. */
+function noPseudoQuery(kind: PseudoQueryKind): string {
+  const { minWords, maxWords } = PSEUDO_QUERY_DEFAULTS;
+  const asked =
+    kind === 'title'
+      ? `a title of ${minWords} words or more and a text`
+      : `a text of two sentences or more, one of them of ${minWords}–${maxWords} words`;
+  return (
+    `gives no "${kind}" pseudo-query: no document has ${asked}; name a corpus of such documents` +
+    (kind === 'title' ? ', or ask for "sentence" queries' : '')
+  );
 }
 
 /**

@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../../../src/train/config-merge.js';
 import { parseSftConfig } from '../../../src/train/sft/config.js';
-import { loadTrainingData } from '../../../src/train/sft/data.js';
+import { DataError, loadTrainingData } from '../../../src/train/sft/data.js';
 import { pseudoQueryExamples, splitSentences, PSEUDO_QUERY_DEFAULTS } from '../../../src/train/sft/pseudo-queries.js';
 import { sharedData } from '../../helpers/repo.js';
+import { tempDir, toyExamples, writeJsonl } from '../../helpers/train-fixtures.js';
 
 const docs = [
   {
@@ -85,4 +87,39 @@ test('a pseudo-queries source with a wrong kind or key is a config error naming 
   bad({ type: 'pseudo-queries', path: 'x', queries: 'title', seed: -1 });
   const titles = { model: 'm', output: 'o', data: [{ type: 'pseudo-queries', path: 'x', queries: 'titles' }] };
   assert.throws(() => parseSftConfig(titles, '/'), /"data\[0\]\.queries" must be "title" or "sentence"/);
+});
+
+test('a pseudo-queries source that gives no query is refused naming its file, even beside other sources', async () => {
+  const dir = tempDir('pseudo-none');
+  // documents without titles, and each of one sentence: neither kind of query can be asked of them
+  const corpus = path.join(dir, 'corpus.jsonl');
+  writeFileSync(
+    corpus,
+    [docs[1], { ...docs[1], id: 'b2', title: '' }]
+      .map((d) => JSON.stringify({ _id: d.id, title: d.title, text: d.text }))
+      .join('\n'),
+  );
+  const pairs = writeJsonl(path.join(dir, 'pairs.jsonl'), toyExamples(4));
+  for (const [queries, why] of [
+    ['title', 'no document has a title of 4 words or more and a text'],
+    ['sentence', 'no document has a text of two sentences or more, one of them of 4–40 words'],
+  ]) {
+    const cfg = parseSftConfig(
+      {
+        model: 'm',
+        output: 'o',
+        data: [
+          { type: 'jsonl', path: pairs },
+          { type: 'pseudo-queries', path: corpus, queries },
+        ],
+      },
+      '/',
+    );
+    await assert.rejects(
+      loadTrainingData(cfg.data),
+      (e: unknown) =>
+        e instanceof DataError && e.message.startsWith(`${corpus}: gives no "${queries}" pseudo-query: ${why}`),
+      queries,
+    );
+  }
 });
