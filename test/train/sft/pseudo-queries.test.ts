@@ -123,3 +123,24 @@ test('a pseudo-queries source that gives no query is refused naming its file, ev
     );
   }
 });
+
+test("a BEIR folder's queries file as a pseudo-queries corpus is refused: it holds the test queries", async () => {
+  const queries = path.join(sharedData, 'scifact', 'queries.jsonl');
+  const cfg = parseSftConfig(
+    { model: 'm', output: 'o', data: [{ type: 'pseudo-queries', path: queries, queries: 'sentence' }] },
+    '/',
+  );
+  await assert.rejects(
+    loadTrainingData(cfg.data),
+    (e: unknown) => e instanceof DataError && e.message.startsWith(`${queries}: is a BEIR folder's queries file`),
+  );
+  // a corpus of one's own that happens to have that name, with no qrels beside it, is a corpus
+  const dir = tempDir('pseudo-own');
+  const own = path.join(dir, 'queries.jsonl');
+  writeFileSync(own, JSON.stringify({ _id: 'a', title: docs[0].title, text: docs[0].text }) + '\n');
+  const mine = parseSftConfig(
+    { model: 'm', output: 'o', data: [{ type: 'pseudo-queries', path: own, queries: 'title' }] },
+    '/',
+  );
+  assert.equal((await loadTrainingData(mine.data)).stats.examples, 1);
+});
