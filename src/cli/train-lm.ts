@@ -27,7 +27,7 @@ config (JSON; unknown keys are an error; tokenizer, output and data.train are re
           tieWordEmbeddings: true, rmsNormEps: 1e-6, initStd: 0.02}
   data: {train: [files/folders], valid: [files/folders], separator: "<|endoftext|>"}
         (.jsonl: one document per line, "title" + "text"; other files named: one document each;
-        of a folder, its .jsonl and .txt files, recursively)
+        of a folder, its .jsonl and .txt files, recursively; a BEIR folder's queries.jsonl is refused in train)
   seqLength (256), batchSize (8), accumulation (1), steps (0 = one pass over the training sequences)
   optimizer: {lr: 1e-3, weightDecay: 0.1 (matrices only; none on norms and biases), beta1: 0.9,
               beta2: 0.95, eps: 1e-8, warmupSteps: 100,

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { EvalInputError } from './input-error.js';
 import { readLines } from './line-reader.js';
 import { readBeirQrels, type Qrels } from './qrels.js';
@@ -168,6 +168,15 @@ export function beirSplitFiles(folder: string, split: string): { corpus: string;
     queries: join(folder, 'queries.jsonl'),
     qrels: join(folder, 'qrels', `${split}.tsv`),
   };
+}
+
+/**
+ * Whether `file` is a BEIR folder's queries file (queries.jsonl beside a qrels/ folder): the test queries are
+ * among its lines, so no trainer may read it as text to learn from.
+ */
+export function isBeirQueriesFile(file: string): boolean {
+  const folder = dirname(file);
+  return resolve(file) === resolve(beirSplitFiles(folder, 'test').queries) && existsSync(join(folder, 'qrels'));
 }
 
 /** A split of a BEIR folder without its corpus: the judged queries and their qrels, and the corpus's file. */

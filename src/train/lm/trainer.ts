@@ -24,6 +24,7 @@ import type { DataRead } from '../data-stamps.js';
 import { formatDuration } from '../progress.js';
 import { RunFolderError } from '../run-folder-error.js';
 import { ConfigError } from '../config-merge.js';
+import { isBeirQueriesFile } from '../../eval/beir.js';
 import { type RunOptions, RunFolder, checkRunFolderApart, type StepResult, adamWOptions } from '../training-run.js';
 import { DEFAULT_LM_CONFIG, type LmConfig } from './config.js';
 import { type CachedTokenStream, PackedSequences, cachedTokenStream, checkSplitsApart, sequenceOrder } from './data.js';
@@ -151,6 +152,12 @@ async function lmDataReads(cfg: LmConfig): Promise<DataRead[]> {
         throw new ConfigError(
           `"data.${split}[${i}]" ${p} holds no .jsonl or .txt file (of a folder, only those are ` +
             'read): name its text files one by one, or give them one of those extensions',
+        );
+      const queries = split === 'train' ? files.find(isBeirQueriesFile) : undefined;
+      if (queries !== undefined)
+        throw new ConfigError(
+          `"data.${split}[${i}]" ${p} gives ${queries}, a BEIR folder's queries (its test queries among them), which ` +
+            'no model is trained on: name its corpus.jsonl, or a folder of search-r3 corpus build',
         );
       reads.push({ key: `data.${split}[${i}]`, path: p, files });
     }

@@ -5,8 +5,7 @@
  * and empty texts are skipped and counted.
  */
 import { existsSync, statSync } from 'node:fs';
-import path from 'node:path';
-import { beirCorpusFile, beirSplitFiles, documentText, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
+import { beirCorpusFile, documentText, isBeirQueriesFile, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { readUtf8Lines } from '../../model/bpe-trainer.js';
 import { Rng } from '../../tensor/index.js';
@@ -243,12 +242,8 @@ async function sourceCorpus(p: string, maxDocuments: number): Promise<BeirDocume
     const message = 'is a folder without corpus.jsonl or corpus.jsonl.gz (a pseudo-queries source needs a BEIR corpus)';
     throw new DataError(p, message);
   }
-  // a BEIR folder's queries have the corpus's shape, and its test queries among them must never be trained on
-  const folder = path.dirname(file);
-  if (
-    path.resolve(file) === path.resolve(beirSplitFiles(folder, 'test').queries) &&
-    existsSync(path.join(folder, 'qrels'))
-  )
+  // a BEIR folder's queries have the corpus's shape
+  if (isBeirQueriesFile(file))
     throw new DataError(
       p,
       "is a BEIR folder's queries file (its test queries among them): a pseudo-queries source asks its queries of " +

@@ -402,6 +402,36 @@ test('a data folder with no .jsonl or .txt file is refused naming its key, befor
   assert.equal(existsSync(path.join(dir, 'run-md')), false);
 });
 
+test("a BEIR folder's queries among the training text are refused: the test queries are never trained on", async () => {
+  const beir = path.join(dir, 'beir-folder');
+  await fsp.mkdir(path.join(beir, 'qrels'), { recursive: true });
+  await fsp.copyFile(path.join(dir, 'train.jsonl'), path.join(beir, 'corpus.jsonl'));
+  writeFileSync(path.join(beir, 'queries.jsonl'), JSON.stringify({ _id: 'q1', text: 'what lowers cholesterol?' }));
+  writeFileSync(path.join(beir, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq1\td1\t1\n');
+  for (const train of [['beir-folder'], ['beir-folder/queries.jsonl']]) {
+    const cfg = config('run-beir', { data: { train, valid: ['valid.jsonl'] } });
+    await assert.rejects(
+      trainLm(cfg, { progress: false }),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.message.startsWith(
+          `"data.train[0]" ${path.join(dir, train[0])} gives ${path.join(beir, 'queries.jsonl')}, `,
+        ) &&
+        e.message.includes("a BEIR folder's queries (its test queries among them)"),
+      train[0],
+    );
+  }
+  assert.equal(existsSync(path.join(dir, 'run-beir')), false);
+  // its corpus is text to learn from
+  const corpus = await trainLm(
+    config('run-beir', { steps: 1, data: { train: ['beir-folder/corpus.jsonl'], valid: [] } }),
+    {
+      progress: false,
+    },
+  );
+  assert.equal(corpus.steps, 1);
+});
+
 test("train lm says which files of a data folder it left out, in tokenizer train's words", async () => {
   const text = path.join(dir, 'text-skips');
   await fsp.mkdir(text);
