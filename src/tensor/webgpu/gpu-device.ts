@@ -236,6 +236,14 @@ export class GpuDevice {
   get peakBytes(): number {
     return this.peak;
   }
+  /**
+   * Whether a collection forced in the middle of synchronous work frees the buffers of what it collected at
+   * once (V8's cleanupSome: Node 20–22). Elsewhere they are freed at the next turn of the event loop, so a loop
+   * that records graphs and never awaits holds every iteration's buffers until it does.
+   */
+  get collectsSynchronously(): boolean {
+    return this.registry.cleanupSome !== undefined;
+  }
   /** Starts the peak again from what is held now, so that one phase of work can be measured alone. */
   resetPeak(): void {
     this.peak = this.held;

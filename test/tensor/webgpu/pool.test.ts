@@ -48,9 +48,9 @@ test('a warm training step creates no GPU buffer and uses few submits', { skip: 
 });
 
 test(
-  'a long synchronous inference loop keeps GPU memory bounded (no event-loop turn needed)',
+  'a long synchronous inference loop keeps GPU memory bounded (no event-loop turn needed on Node 20–22)',
   { skip: webgpuSkip() },
-  () => {
+  async (t) => {
     const config = tinyQwen2Config({ vocabSize: 64, hiddenSize: 64, numHiddenLayers: 2, intermediateSize: 128 });
     const host = Qwen2Model.random(config, new T.Rng(3), 0.1);
     T.setBackend('webgpu');
@@ -75,8 +75,16 @@ test(
       // the way a training loop's forward passes run, one after another, never awaiting
       for (let i = 0; i < 8; i++) kept();
       const peak = gpu.peakBytes - before;
-      // garbage collected as memory doubles (plus 64 MiB): not 8 forwards' worth piled up
-      assert.ok(peak < 3 * one + 2 ** 27, `peak ${peak} bytes over 8 forwards of ${one}`);
+      if (gpu.collectsSynchronously) {
+        // garbage collected as memory doubles (plus 64 MiB): not 8 forwards' worth piled up
+        assert.ok(peak < 3 * one + 2 ** 27, `peak ${peak} bytes over 8 forwards of ${one}`);
+      } else {
+        // without cleanupSome (Node 24 on) the finalizers wait for the event loop: one turn gives it all back
+        t.diagnostic(`Node ${process.versions.node}: 8 forwards in a row held ${peak} bytes, ${one} each`);
+        await T.releaseUnusedMemory();
+        await T.releaseUnusedMemory();
+        assert.ok(gpu.heldBytes - before <= one, `held ${gpu.heldBytes - before} bytes after a turn of the loop`);
+      }
       // the way Embedder.forwardBatches runs over a corpus: each activation goes back to the pool once used
       const mark = gpu.heldBytes;
       gpu.resetPeak();
