@@ -4,8 +4,8 @@
  * servers (baseURL). LangChain's AsyncCaller wraps each call (maxConcurrency, maxRetries).
  */
 import { Embeddings, type EmbeddingsParams } from '@langchain/core/embeddings';
-import { type DeviceChoice, type QueryOptions, checkQueryOptions, useDevice } from '../embed/index.js';
-import { POSITIVE_INTEGER, type Refuse, checkNumber } from '../io/option-checks.js';
+import { type DeviceChoice, type QueryOptions, checkQueryOptions, checkTexts, useDevice } from '../embed/index.js';
+import { POSITIVE_INTEGER, type Refuse, checkNumber, refusal } from '../io/option-checks.js';
 import { LocalBackend, type EmbeddingBackend } from '../search-index/embedding-backend.js';
 import { RemoteEmbedder, type RemoteOptions } from './remote-embedder.js';
 
@@ -59,7 +59,10 @@ export class SearchR3Embeddings extends Embeddings {
     return LocalBackend.fromModelDir(dir);
   }
 
+  // checked before the backend is asked: LangChain's caller retries a failed call six times over about a
+  // minute, so a refusal from the backend would reach the caller only then
   async embedDocuments(documents: string[]): Promise<number[][]> {
+    checkTexts(documents, 'document', refuse);
     const b = await this.backend();
     const out: number[][] = [];
     for (let i = 0; i < documents.length; i += this.batchSize) {
@@ -71,6 +74,7 @@ export class SearchR3Embeddings extends Embeddings {
   }
 
   async embedQuery(document: string): Promise<number[]> {
+    if (typeof document !== 'string') throw refuse(refusal('the query', 'a string', document));
     const b = await this.backend();
     const [q] = await this.caller.call(() => b.embedQueries([document], this.fields.query ?? {}));
     return Array.from(q.vector);

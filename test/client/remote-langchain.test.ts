@@ -383,6 +383,17 @@ test('numeric options that would loop, run out of memory or return nothing are r
       lc("'query.reasoning' must be 'on' or 'off' (got 'yes')."),
     );
     assert.equal((await new SearchR3Embeddings({ backend: local, batchSize: 1 }).embedDocuments(['a', 'b'])).length, 2);
+    // texts that are not strings: refused at once, not after the six retries of LangChain's caller (a minute)
+    const lcDefault = new SearchR3Embeddings({ backend: local });
+    for (const [call, message] of [
+      [
+        () => lcDefault.embedDocuments('abc' as unknown as string[]),
+        "the document texts must be an array of strings (got 'abc').",
+      ],
+      [() => lcDefault.embedDocuments(['a', 5 as unknown as string]), 'document text [1] must be a string (got 5).'],
+      [() => lcDefault.embedQuery(5 as unknown as string), 'the query must be a string (got 5).'],
+    ] as const)
+      await assert.rejects(call(), lc(message), message);
     // refused before any server is asked: nothing listens on port 9, so a check after connecting would say so instead
     const remote = (message: string) => (e: unknown) => e instanceof RemoteError && e.message === message;
     const nowhere = ['http://127.0.0.1:9'];
