@@ -16,6 +16,7 @@ import {
   refusal,
   showValue,
 } from '../io/option-checks.js';
+import type { EmbeddingBackend } from './embedding-backend.js';
 import { IndexError } from './index-error.js';
 import { DEFAULT_HNSW, HNSW_FIELDS, chosenFieldProblem } from './manifest.js';
 
@@ -35,6 +36,7 @@ const CREATE_OPTIONS = ['dtype', 'hnsw', 'store', 'storeUri'] as const;
  */
 export function checkOpenOptions(opts: unknown): void {
   const o = checkOptionsObject(opts, 'the options of SearchIndex.open', refuse);
+  checkBackend(o.backend);
   checkFlag(o.writable, "'writable'", refuse);
   checkFlag(o.saveBm25, "'saveBm25'", refuse);
   checkNumber(o.threads, "'threads'", NON_NEGATIVE_INTEGER, refuse);
@@ -59,6 +61,29 @@ export function checkOpenOptions(opts: unknown): void {
     throw refuse(
       refusal("'create.dtype'", "'f32' or left out with the LanceDB store, which keeps float32 vectors", create.dtype),
     );
+}
+
+/**
+ * The backend, where one is given: a model folder's path, or a backend's promise not awaited, in its place would
+ * otherwise be taken for a model of no dimension, and a new index written so could not be opened again.
+ */
+function checkBackend(b: unknown): void {
+  if (b === undefined) return;
+  const o = (typeof b === 'object' && b !== null ? b : {}) as Partial<Record<keyof EmbeddingBackend, unknown>>;
+  const dimension = o.dimension;
+  const usable =
+    typeof o.modelId === 'string' &&
+    typeof dimension === 'number' &&
+    Number.isInteger(dimension) &&
+    dimension > 0 &&
+    typeof o.embedDocuments === 'function' &&
+    typeof o.embedQueries === 'function';
+  if (usable) return;
+  const got = typeof (o as { then?: unknown }).then === 'function' ? 'a promise' : showValue(b);
+  throw refuse(
+    `'backend' must be an embedding backend, awaited: await LocalBackend.fromModelDir(dir), ` +
+      `WorkerBackend.start(dir) or RemoteEmbedder.connect(urls) (got ${got}).`,
+  );
 }
 
 /** A search's query text and options, before the query is embedded (reasoning may take seconds). */

@@ -10,6 +10,7 @@ import { UsearchStore, exactCosineSearch } from '../../src/search-index/usearch-
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
 import { Document } from '@langchain/core/documents';
 import Database from 'better-sqlite3';
+import { showValue } from '../../src/io/option-checks.js';
 import { SearchR3Embeddings } from '../../src/client/langchain-embeddings.js';
 import { SearchR3VectorStore } from '../../src/client/langchain-vectorstore.js';
 
@@ -504,6 +505,20 @@ test("bad create options are refused by the manifest reader's own check, before 
       refusedWith('creating an index needs a model (backend) to fix its dimension and prompts.'),
     );
     assert.ok(!existsSync(indexDir));
+    // a model folder's path, or the backend's promise not awaited, in place of the backend: refused before any
+    // file is written, where it used to leave an index.json of no dimension that no later open could read
+    const backendWant =
+      "'backend' must be an embedding backend, awaited: await LocalBackend.fromModelDir(dir), " +
+      'WorkerBackend.start(dir) or RemoteEmbedder.connect(urls)';
+    for (const [wrong, got] of [
+      [backend.source, showValue(backend.source)],
+      [Promise.resolve(backend), 'a promise'],
+      [{}, 'an object'],
+    ] as const) {
+      const opened = SearchIndex.open(indexDir, { backend: wrong as unknown as typeof backend, create: {} });
+      await assert.rejects(opened, refusedWith(`${backendWant} (got ${got}).`), got);
+      assert.ok(!existsSync(indexDir), `${got}: nothing is written`);
+    }
     // what create refuses is what the reader of index.json (and of its copy in docs.sqlite) refuses
     const index = await SearchIndex.open(indexDir, { backend, create: { hnsw: { connectivity: 8 } } });
     await index.close();
