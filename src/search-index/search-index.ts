@@ -692,7 +692,7 @@ export class SearchIndex {
       );
     const exact = opts.exact ?? (this.storeStale || this.documentCount() * this.dimension <= EXACT_SEARCH_WORK);
     const denseSearch = (n: number): Promise<VectorHit[]> =>
-      exact ? Promise.resolve(this.exactSearch(vector, n)) : this.store.search(vector, n);
+      exact ? Promise.resolve(this.exactHits(vector, n)) : this.store.search(vector, n);
     if (!opts.hybrid) {
       const dense = await denseSearch(k);
       const docs = this.docs.byKeys(dense.map((h) => h.key));
@@ -742,7 +742,12 @@ export class SearchIndex {
   /** Exact cosine top-k over the f32 vectors of docs.sqlite (kept in memory while the index is small or asked for). */
   exactSearch(vector: Float32Array, k: number): VectorHit[] {
     this.requireOpen();
-    const { keys, data } = this.indexedVectors();
+    return this.exactHits(vector, k);
+  }
+
+  /** exactSearch for a search under way, which close() waits for: it may end after close() was called. */
+  private exactHits(vector: Float32Array, k: number): VectorHit[] {
+    const { keys, data } = this.vectorSnapshot();
     return exactCosineSearch(data, this.dimension, vector, k).map((h) => ({ key: keys[h.row], score: h.score }));
   }
 
@@ -752,6 +757,10 @@ export class SearchIndex {
    */
   indexedVectors(): { ids: string[]; keys: number[]; dim: number; data: Float32Array } {
     this.requireOpen();
+    return this.vectorSnapshot();
+  }
+
+  private vectorSnapshot(): { ids: string[]; keys: number[]; dim: number; data: Float32Array } {
     const g = this.docs.generation();
     if (!this.exactCache || this.exactCache.generation !== g) {
       const source = { generation: () => this.docs.generation(), rows: () => this.docs.indexedVectors() };

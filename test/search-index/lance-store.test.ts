@@ -340,14 +340,19 @@ test('close() answers searches under way first (a text one still embedding too);
         e.message ===
           `the index ${indexDir} was closed; open it again with ` +
             `SearchIndex.open(${JSON.stringify(indexDir)}) to use it.`;
-      for (const hybrid of [false, true]) {
+      // through the store (not the exact search a corpus this small would get), then docs.sqlite; and exactly
+      for (const [hybrid, exact] of [
+        [false, false],
+        [true, false],
+        [false, true],
+        [true, true],
+      ]) {
         const index = await SearchIndex.open(indexDir, { backend });
         const vector = index.getDocument('d003')!.vector!;
-        // through the store (not the exact search a corpus this small would get), then docs.sqlite
-        const opts = { k: 3, exact: false, hybrid, queryText: 'gene' };
+        const opts = { k: 3, exact, hybrid, queryText: 'gene' };
         const want = await index.searchVector(vector, opts);
         assert.equal(want.length, 3);
-        const textOpts = { k: 3, exact: false, hybrid };
+        const textOpts = { k: 3, exact, hybrid };
         const wantText = (await index.search('gene', textOpts)).hits;
         assert.equal(wantText.length, 3);
         const under = index.searchVector(vector, opts);
@@ -357,8 +362,9 @@ test('close() answers searches under way first (a text one still embedding too);
         const closing = index.close();
         await assert.rejects(index.searchVector(vector, opts), closed);
         await assert.rejects(index.refresh(), closed);
-        assert.deepEqual(await under, want, `${store}${hybrid ? ', hybrid' : ''}: the search under way is answered`);
-        assert.deepEqual((await embedding).hits, wantText, `${store}: the text search under way is answered`);
+        const how = `${store}${hybrid ? ', hybrid' : ''}${exact ? ', exact' : ''}`;
+        assert.deepEqual(await under, want, `${how}: the search under way is answered`);
+        assert.deepEqual((await embedding).hits, wantText, `${how}: the text search under way is answered`);
         assert.equal(await refreshing, false);
         await closing;
         await assert.rejects(index.searchVector(vector, opts), closed);
