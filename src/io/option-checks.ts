@@ -47,6 +47,8 @@ export function showValue(v: unknown): string {
   if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null) return String(v);
   if (typeof v === 'bigint') return `${v}n`;
   if (Array.isArray(v)) return 'an array';
+  // an async factory's result passed without await: the most likely wrong object, so named as what it is
+  if (typeof (v as { then?: unknown } | null)?.then === 'function') return 'a promise';
   return `${typeof v === 'object' ? 'an' : 'a'} ${typeof v}`;
 }
 

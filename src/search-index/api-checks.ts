@@ -79,10 +79,9 @@ function checkBackend(b: unknown): void {
     typeof o.embedDocuments === 'function' &&
     typeof o.embedQueries === 'function';
   if (usable) return;
-  const got = typeof (o as { then?: unknown }).then === 'function' ? 'a promise' : showValue(b);
   throw refuse(
     `'backend' must be an embedding backend, awaited: await LocalBackend.fromModelDir(dir), ` +
-      `WorkerBackend.start(dir) or RemoteEmbedder.connect(urls) (got ${got}).`,
+      `WorkerBackend.start(dir) or RemoteEmbedder.connect(urls) (got ${showValue(b)}).`,
   );
 }
 

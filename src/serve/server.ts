@@ -31,6 +31,7 @@ import { getModel, listModels } from './routes/models.js';
 import { search, searchStream } from './routes/search.js';
 import { WEB_ROUTES } from './routes/web.js';
 import { type ServerContext, createContext } from './server-context.js';
+import { checkServeOptions } from './serve-options.js';
 
 export interface ServeOptions {
   /**
@@ -158,6 +159,7 @@ export function createSearchServer(opts: ServeOptions & { backend: WorkerBackend
 
 /** Starts the server on host:port (port 0: any free port) once the model is loaded in its worker. */
 export async function startSearchServer(opts: ServeOptions & { host?: string; port?: number }): Promise<RunningServer> {
+  checkServeOptions(opts);
   const batching = { maxWaitMs: opts.maxWaitMs, maxBatchInputs: opts.maxBatchInputs };
   let model: WorkerBackend;
   if (opts.backend instanceof WorkerBackend) {

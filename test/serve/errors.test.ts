@@ -7,6 +7,7 @@ import { startSearchServer } from '../../src/serve/server.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, request } from '../helpers/http.js';
 import { until } from '../helpers/until.js';
+import { showValue } from '../../src/io/option-checks.js';
 
 test('malformed and oversized requests get the documented 4xx in OpenAI error shape', async () => {
   const { dir, cleanup } = tempDir('err');
@@ -587,3 +588,39 @@ test(
     }
   },
 );
+
+test('startSearchServer refuses options of the wrong kind in one sentence, before any model loads', async () => {
+  const { dir, cleanup } = tempDir('serveopts');
+  try {
+    const modelDir = await tinyModelDir(dir);
+    const backend = await tinyBackend(modelDir);
+    const model = 'a model, awaited: await WorkerBackend.start(dir) or await LocalBackend.fromModelDir(dir)';
+    const cases: [Record<string, unknown>, string][] = [
+      [{}, `'backend' must be ${model} (got undefined).`],
+      [{ backend: modelDir }, `'backend' must be ${model} (got ${showValue(modelDir)}).`],
+      [{ backend: Promise.resolve(backend) }, `'backend' must be ${model} (got a promise).`],
+      [
+        { backend, index: dir },
+        `'index' must be an index, awaited: await SearchIndex.open(dir, { backend }) (got ${showValue(dir)}).`,
+      ],
+      // Node would listen on a socket file named '8080' in the working folder
+      [{ backend, port: '8080' }, "'port' must be an integer in [0, 65535] (got '8080')."],
+      [{ backend, port: 70000 }, "'port' must be an integer in [0, 65535] (got 70000)."],
+      // a key that is no string failed each request with a TypeError
+      [{ backend, apiKey: 5 }, "'apiKey' must be a non-empty string (got 5)."],
+      // every search would be refused as asking beyond k 0
+      [{ backend, maxK: 0 }, "'maxK' must be a positive integer (got 0)."],
+      [{ backend, maxQueue: '10' }, "'maxQueue' must be a positive integer (got '10')."],
+      [{ backend, maxWaitMs: 1e9 }, "'maxWaitMs' must be an integer in [0, 60000] (got 1000000000)."],
+      [{ backend, refreshMs: -1 }, "'refreshMs' must be a number ≥ 0 (got -1)."],
+    ];
+    for (const [opts, message] of cases)
+      await assert.rejects(
+        startSearchServer(opts as unknown as Parameters<typeof startSearchServer>[0]),
+        (e: unknown) => e instanceof Error && e.message === `startSearchServer: ${message}`,
+        message,
+      );
+  } finally {
+    cleanup();
+  }
+});

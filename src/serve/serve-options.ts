@@ -1,0 +1,51 @@
+/**
+ * What startSearchServer takes from code, checked before the model loads: a value of the wrong kind would
+ * otherwise surface later as a TypeError inside a request (an apiKey that is no string), a server on a socket
+ * path (a port given as text), or limits that refuse every request (maxK 0).
+ */
+import { LocalBackend } from '../search-index/embedding-backend.js';
+import { SearchIndex } from '../search-index/search-index.js';
+import {
+  type Refuse,
+  NON_NEGATIVE_NUMBER,
+  POSITIVE_INTEGER,
+  checkNumber,
+  checkOptionsObject,
+  refusal,
+} from '../io/option-checks.js';
+import { WorkerBackend } from './model-worker.js';
+
+const refuse: Refuse = (message) => new Error(`startSearchServer: ${message}`);
+
+const POSITIVE_LIMITS = [
+  'maxBodyBytes',
+  'maxInputs',
+  'maxTokensPerInput',
+  'maxRequestTokens',
+  'maxRequestReasoningTokens',
+  'maxK',
+  'maxQueue',
+  'maxBatchInputs',
+] as const;
+
+export function checkServeOptions(opts: unknown): void {
+  const o = checkOptionsObject(opts, 'the server options', refuse);
+  if (!(o.backend instanceof WorkerBackend || o.backend instanceof LocalBackend))
+    throw refuse(
+      refusal(
+        "'backend'",
+        'a model, awaited: await WorkerBackend.start(dir) or await LocalBackend.fromModelDir(dir)',
+        o.backend,
+      ),
+    );
+  if (o.index !== undefined && !(o.index instanceof SearchIndex))
+    throw refuse(refusal("'index'", 'an index, awaited: await SearchIndex.open(dir, { backend })', o.index));
+  checkNumber(o.port, "'port'", { integer: true, min: 0, max: 65535 }, refuse);
+  for (const name of ['host', 'apiKey', 'modelName'] as const)
+    if (o[name] !== undefined && (typeof o[name] !== 'string' || o[name] === ''))
+      throw refuse(refusal(`'${name}'`, 'a non-empty string', o[name]));
+  for (const name of POSITIVE_LIMITS) checkNumber(o[name], `'${name}'`, POSITIVE_INTEGER, refuse);
+  // waiting longer than a minute for company would only hold inputs back (and overflow Node's timers)
+  checkNumber(o.maxWaitMs, "'maxWaitMs'", { integer: true, min: 0, max: 60_000 }, refuse);
+  checkNumber(o.refreshMs, "'refreshMs'", NON_NEGATIVE_NUMBER, refuse);
+}
