@@ -49,7 +49,17 @@ export class SearchR3VectorStore extends VectorStore {
     );
   }
 
-  async similaritySearchVectorWithScore(query: number[], k: number): Promise<[DocumentInterface, number][]> {
+  /** `filter`: refused, as a search-r3 index has none, rather than returning documents the filter would drop. */
+  async similaritySearchVectorWithScore(
+    query: number[],
+    k: number,
+    filter?: unknown,
+  ): Promise<[DocumentInterface, number][]> {
+    if (filter !== undefined)
+      throw new Error(
+        'SearchR3VectorStore: a search-r3 index has no metadata filter, so this one would be ignored; search ' +
+          'without a filter and keep the documents you want from those it returns.',
+      );
     const hits = await this.index.searchVector(Float32Array.from(query), { k });
     return hits.map((h) => [
       new Document({

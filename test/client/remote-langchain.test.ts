@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
 import { Embeddings } from '@langchain/core/embeddings';
-import { Document } from '@langchain/core/documents';
+import { Document, type DocumentInterface } from '@langchain/core/documents';
 import {
   SearchR3Embeddings,
   SearchR3VectorStore,
@@ -352,6 +352,13 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
     await store.delete({ ids: [want[0].id] });
     assert.ok(!(await store.asRetriever(13).invoke(q)).some((d) => d.id === want[0].id));
     await assert.rejects(store.addVectors(), /embeds documents with its own model/);
+    // a metadata filter would be dropped, and documents it excludes returned: refused, by every path to it
+    const noFilter = (e: unknown): boolean =>
+      e instanceof Error && /^SearchR3VectorStore: a search-r3 index has no metadata filter/.test(e.message);
+    const n0 = (d: DocumentInterface): boolean => d.metadata.n === 0;
+    await assert.rejects(store.similaritySearch(q, 3, { n: 0 }), noFilter);
+    await assert.rejects(store.similaritySearchWithScore(q, 3, n0), noFilter);
+    await assert.rejects(store.asRetriever({ k: 3, filter: n0 }).invoke(q), noFilter);
   } finally {
     await index.close();
     cleanup();
