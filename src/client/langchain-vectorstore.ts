@@ -9,7 +9,8 @@ import type { DocumentInterface } from '@langchain/core/documents';
 import { Document } from '@langchain/core/documents';
 import type { EmbeddingsInterface } from '@langchain/core/embeddings';
 import { VectorStore } from '@langchain/core/vectorstores';
-import type { SearchIndex } from '../search-index/search-index.js';
+import { SearchIndex } from '../search-index/search-index.js';
+import { refusal } from '../io/option-checks.js';
 
 export class SearchR3VectorStore extends VectorStore {
   constructor(
@@ -17,6 +18,35 @@ export class SearchR3VectorStore extends VectorStore {
     readonly index: SearchIndex,
   ) {
     super(embeddings, {});
+  }
+
+  /** LangChain's factory: `dbConfig.index` is the SearchIndex (opened writable) that takes the documents. */
+  static override async fromDocuments(
+    docs: DocumentInterface[],
+    embeddings: EmbeddingsInterface,
+    dbConfig: { index: SearchIndex },
+  ): Promise<SearchR3VectorStore> {
+    const index = (dbConfig as { index?: unknown } | undefined)?.index;
+    if (!(index instanceof SearchIndex)) {
+      const want = 'a SearchIndex, awaited: { index: await SearchIndex.open(dir, { backend, create: {} }) }';
+      throw new Error(`SearchR3VectorStore: ${refusal("'dbConfig.index'", want, index)}`);
+    }
+    const store = new SearchR3VectorStore(embeddings, index);
+    await store.addDocuments(docs);
+    return store;
+  }
+
+  /** fromDocuments of texts, with one metadata object for all or one each. */
+  static override async fromTexts(
+    texts: string[],
+    metadatas: object[] | object,
+    embeddings: EmbeddingsInterface,
+    dbConfig: { index: SearchIndex },
+  ): Promise<SearchR3VectorStore> {
+    const docs = texts.map(
+      (pageContent, i) => new Document({ pageContent, metadata: Array.isArray(metadatas) ? metadatas[i] : metadatas }),
+    );
+    return SearchR3VectorStore.fromDocuments(docs, embeddings, dbConfig);
   }
 
   _vectorstoreType(): string {

@@ -17,6 +17,7 @@ import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from '.
 import { documentText } from '../../src/search-index/document-source.js';
 import { encodePrompt } from '../../src/embed/index.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
+import { showValue } from '../../src/io/option-checks.js';
 
 test(
   'the remote backend over two local servers gives ' + 'the in-process vectors, spreads requests and retries',
@@ -359,6 +360,27 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
     await assert.rejects(store.similaritySearch(q, 3, { n: 0 }), noFilter);
     await assert.rejects(store.similaritySearchWithScore(q, 3, n0), noFilter);
     await assert.rejects(store.asRetriever({ k: 3, filter: n0 }).invoke(q), noFilter);
+    // LangChain's factories, which otherwise say the implementation forgot them and to report a bug
+    const made = await SearchR3VectorStore.fromTexts(['made by fromTexts'], { title: 'F' }, store.embeddings, {
+      index,
+    });
+    assert.equal(made.index, index);
+    const [fromTexts] = await made.similaritySearch('made by fromTexts', 1);
+    assert.deepEqual([fromTexts.pageContent, fromTexts.metadata.title], ['made by fromTexts', 'F']);
+    const fromDocs = await SearchR3VectorStore.fromDocuments(
+      [new Document({ id: 'fd', pageContent: 'made by fromDocuments' })],
+      store.embeddings,
+      { index },
+    );
+    assert.equal(fromDocs.index.getDocument('fd')?.text, 'made by fromDocuments');
+    await assert.rejects(
+      SearchR3VectorStore.fromDocuments([], store.embeddings, { index: path.join(dir, 'idx') } as never),
+      (e: unknown) =>
+        e instanceof Error &&
+        e.message ===
+          "SearchR3VectorStore: 'dbConfig.index' must be a SearchIndex, awaited: { index: await " +
+            `SearchIndex.open(dir, { backend, create: {} }) } (got ${showValue(path.join(dir, 'idx'))}).`,
+    );
   } finally {
     await index.close();
     cleanup();
