@@ -15,7 +15,7 @@ import {
   embedTokenId,
   encodePrompt,
 } from './prompts.js';
-import { checkQueryOptions, checkTexts } from './query-options.js';
+import { checkEmbedderOptions, checkQueryOptions, checkTexts } from './query-options.js';
 import { readAnalysis, reasoningPrompts } from './reasoning.js';
 
 export interface EmbedderOptions {
@@ -70,6 +70,7 @@ export class Embedder {
     readonly tokenizer: Tokenizer,
     opts: EmbedderOptions = {},
   ) {
+    checkEmbedderOptions(opts);
     this.templates = { ...DEFAULT_TEMPLATES, ...opts.templates };
     this.maxLength = Math.min(opts.maxLength ?? 8192, model.config.maxPositionEmbeddings);
     this.batchTokens = opts.batchTokens ?? 4096;

@@ -9,6 +9,7 @@ import {
   type Refuse,
   NON_NEGATIVE_INTEGER,
   NON_NEGATIVE_NUMBER,
+  POSITIVE_INTEGER,
   SEED_RANGE,
   UNIT_INTERVAL,
   checkChoice,
@@ -16,7 +17,7 @@ import {
   checkOptionsObject,
   refusal,
 } from '../io/option-checks.js';
-import type { QueryOptions } from './embedder.js';
+import type { EmbedderOptions, QueryOptions } from './embedder.js';
 
 export const REASONING_MODES = ['on', 'off'] as const;
 
@@ -51,4 +52,18 @@ export function checkTexts(texts: unknown, what: string, fail: Refuse = refuseRa
     if (typeof t !== 'string') throw fail(refusal(`${what} text [${i}]`, 'a string', t));
   });
   return texts as readonly string[];
+}
+
+/**
+ * Refuses an Embedder's options that are not what EmbedderOptions says: a maxLength that is no number made every
+ * vector NaN, and a batchTokens that is none failed inside the forward pass.
+ */
+export function checkEmbedderOptions(opts: unknown, fail: Refuse = refuseRange): EmbedderOptions {
+  const o = checkOptionsObject(opts, 'the embedder options', fail);
+  checkNumber(o.maxLength, "'maxLength'", POSITIVE_INTEGER, fail);
+  checkNumber(o.batchTokens, "'batchTokens'", POSITIVE_INTEGER, fail);
+  const templates = checkOptionsObject(o.templates, "'templates'", fail);
+  for (const [k, v] of Object.entries(templates))
+    if (v !== undefined && typeof v !== 'string') throw fail(refusal(`'templates.${k}'`, 'a string', v));
+  return o as EmbedderOptions;
 }

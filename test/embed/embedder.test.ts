@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.js';
-import { Embedder, encodePrompt, DEFAULT_TEMPLATES, PromptTooLongError } from '../../src/embed/index.js';
+import {
+  Embedder,
+  type EmbedderOptions,
+  encodePrompt,
+  DEFAULT_TEMPLATES,
+  PromptTooLongError,
+} from '../../src/embed/index.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
@@ -131,4 +137,19 @@ test('query options and texts that are not what QueryOptions says are refused, n
     () => e.embedDocuments(['a', 7 as unknown as string]),
     refused('document text [1] must be a string (got 7).'),
   );
+});
+
+test("an Embedder's options that are not what EmbedderOptions says are refused, naming them, at construction", () => {
+  const refused = (message: string) => (err: unknown) => err instanceof RangeError && err.message === message;
+  // a maxLength that is no number made every vector NaN; a batchTokens that is none failed in the forward pass
+  const cases: [unknown, string][] = [
+    [{ maxLength: 'abc' }, "'maxLength' must be a positive integer (got 'abc')."],
+    [{ maxLength: NaN }, "'maxLength' must be a positive integer (got NaN)."],
+    [{ batchTokens: 'x' }, "'batchTokens' must be a positive integer (got 'x')."],
+    [{ batchTokens: 0 }, "'batchTokens' must be a positive integer (got 0)."],
+    [{ templates: { documentSystem: 5 } }, "'templates.documentSystem' must be a string (got 5)."],
+    [5, 'the embedder options must be an object (got 5).'],
+  ];
+  for (const [opts, message] of cases)
+    assert.throws(() => new Embedder(model, tokenizer, opts as EmbedderOptions), refused(message), message);
 });
