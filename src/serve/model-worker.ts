@@ -24,6 +24,7 @@ import { type ModelFusion, readModelFusion } from '../search-index/model-fusion.
 import {
   type BatchKind,
   type BatchingOptions,
+  checkBatchingOptions,
   type ChatJob,
   type ChatResult,
   type EmbedJob,
@@ -37,6 +38,9 @@ import {
   errorFromWire,
 } from './worker-protocol.js';
 import { workerExecArgv } from '../io/worker-exec-argv.js';
+import { type Refuse, checkOptionsObject } from '../io/option-checks.js';
+
+const refuseRange: Refuse = (message) => new RangeError(message);
 
 const ENTRY = new URL('./model-worker-entry.js', import.meta.url);
 const FIRST_RETRY_MS = 1000;
@@ -171,6 +175,7 @@ export class WorkerBackend implements EmbeddingBackend {
 
   /** Loads the model folder in a new worker thread. */
   static async start(modelDir: string, opts: WorkerBackendOptions = {}): Promise<WorkerBackend> {
+    checkBatchingOptions(checkOptionsObject(opts, 'the WorkerBackend options', refuseRange), refuseRange);
     const { maxWaitMs, maxBatchInputs, engine, device, ...embedder } = opts;
     if (engine && device) throw new Error("device chooses where search-r3's engine runs; llama.cpp has its own gpu.");
     const config: WorkerConfig = {

@@ -14,6 +14,7 @@ import {
   refusal,
 } from '../io/option-checks.js';
 import { WorkerBackend } from './model-worker.js';
+import { checkBatchingOptions } from './worker-protocol.js';
 
 const refuse: Refuse = (message) => new Error(`startSearchServer: ${message}`);
 
@@ -25,7 +26,6 @@ const POSITIVE_LIMITS = [
   'maxRequestReasoningTokens',
   'maxK',
   'maxQueue',
-  'maxBatchInputs',
 ] as const;
 
 export function checkServeOptions(opts: unknown): void {
@@ -45,7 +45,6 @@ export function checkServeOptions(opts: unknown): void {
     if (o[name] !== undefined && (typeof o[name] !== 'string' || o[name] === ''))
       throw refuse(refusal(`'${name}'`, 'a non-empty string', o[name]));
   for (const name of POSITIVE_LIMITS) checkNumber(o[name], `'${name}'`, POSITIVE_INTEGER, refuse);
-  // waiting longer than a minute for company would only hold inputs back (and overflow Node's timers)
-  checkNumber(o.maxWaitMs, "'maxWaitMs'", { integer: true, min: 0, max: 60_000 }, refuse);
+  checkBatchingOptions(o, refuse);
   checkNumber(o.refreshMs, "'refreshMs'", NON_NEGATIVE_NUMBER, refuse);
 }

@@ -16,6 +16,7 @@ import type { EngineIdentity } from '../search-index/llama-cpp-backend.js';
 import type { ChatMessage } from '../model/chat-template.js';
 import { HttpError } from './http-error.js';
 import type { TokenLimits } from './input-limits.js';
+import { POSITIVE_INTEGER, type Refuse, checkNumber } from '../io/option-checks.js';
 
 /** The most tokens a chat completion may ask for. */
 export const MAX_COMPLETION_TOKENS = 4096;
@@ -25,6 +26,15 @@ export interface BatchingOptions {
   maxWaitMs?: number;
   /** Most inputs in one forward pass (default 64). */
   maxBatchInputs?: number;
+}
+
+/**
+ * Refuses batching that would stall: a batch of at most 0 inputs never starts, so every request waited forever;
+ * a wait beyond a minute would only hold inputs back (and overflow Node's timers).
+ */
+export function checkBatchingOptions(o: Record<string, unknown>, fail: Refuse): void {
+  checkNumber(o.maxBatchInputs, "'maxBatchInputs'", POSITIVE_INTEGER, fail);
+  checkNumber(o.maxWaitMs, "'maxWaitMs'", { integer: true, min: 0, max: 60_000 }, fail);
 }
 
 /** The model on llama.cpp instead of search-r3's engine (embeddings and search; no chat). */

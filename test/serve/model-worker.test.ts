@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { type BatchJob, EmbeddingBatcher, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
-import { ModelUnavailableError, WorkerBackend } from '../../src/serve/model-worker.js';
+import { ModelUnavailableError, WorkerBackend, type WorkerBackendOptions } from '../../src/serve/model-worker.js';
 import { startSearchServer } from '../../src/serve/server.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { post, postEmbeddings as embeddings, request } from '../helpers/http.js';
@@ -318,3 +318,28 @@ test(
     }
   },
 );
+
+test('WorkerBackend.start refuses batching that would stall, in one sentence, before a worker starts', async () => {
+  const { dir, cleanup } = tempDir('wbopts');
+  try {
+    const modelDir = await tinyModelDir(dir);
+    // a batch of at most 0 inputs never started: every request waited forever
+    const cases: [WorkerBackendOptions, string][] = [
+      [{ maxBatchInputs: 0 }, "'maxBatchInputs' must be a positive integer (got 0)."],
+      [{ maxBatchInputs: '8' as unknown as number }, "'maxBatchInputs' must be a positive integer (got '8')."],
+      [{ maxWaitMs: -1 }, "'maxWaitMs' must be an integer in [0, 60000] (got -1)."],
+    ];
+    for (const [opts, message] of cases) {
+      const outcome = await WorkerBackend.start(modelDir, opts).then(
+        async (w) => {
+          await w.close();
+          return 'started';
+        },
+        (e: unknown) => e,
+      );
+      assert.ok(outcome instanceof RangeError && outcome.message === message, `${message}: ${String(outcome)}`);
+    }
+  } finally {
+    cleanup();
+  }
+});
