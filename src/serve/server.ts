@@ -36,7 +36,8 @@ import { checkServeOptions } from './serve-options.js';
 export interface ServeOptions {
   /**
    * The model: a WorkerBackend (WorkerBackend.start), or a LocalBackend made by LocalBackend.fromModelDir,
-   * whose folder the server then loads in a worker of its own. The server closes it on close().
+   * whose folder the server then loads in a worker of its own. The server closes it on close() (a start that
+   * fails leaves a WorkerBackend open, for another try).
    */
   backend: WorkerBackend | LocalBackend;
   /**
@@ -164,6 +165,12 @@ export async function startSearchServer(opts: ServeOptions & { host?: string; po
   let model: WorkerBackend;
   if (opts.backend instanceof WorkerBackend) {
     if (opts.device) throw new Error('device goes with a LocalBackend; start the WorkerBackend with its device.');
+    // a server on it would answer 503 to everything
+    if (opts.backend.health().state === 'closed')
+      throw new Error(
+        'startSearchServer: the WorkerBackend has been closed (a server closes its model when it stops); ' +
+          'start another with WorkerBackend.start.',
+      );
     model = opts.backend;
     model.configureBatching(batching);
   } else {
@@ -175,7 +182,8 @@ export async function startSearchServer(opts: ServeOptions & { host?: string; po
     if (opts.index?.stats().documents) opts.index.warmHybrid();
     l = await listen(s.handler, s, opts.port ?? 8080, opts.host ?? '127.0.0.1');
   } catch (e) {
-    await model.close();
+    // the caller's own WorkerBackend stays theirs until a server runs on it: they may start one on another port
+    if (model !== opts.backend) await model.close();
     throw e;
   }
   let closing: Promise<void> | null = null;

@@ -4,6 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import OpenAI from 'openai';
 import { startSearchServer } from '../../src/serve/server.js';
+import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, request } from '../helpers/http.js';
 import { until } from '../helpers/until.js';
@@ -621,6 +622,35 @@ test('startSearchServer refuses options of the wrong kind in one sentence, befor
         message,
       );
   } finally {
+    cleanup();
+  }
+});
+
+test("a start that fails (port in use) leaves the caller's WorkerBackend running for the next try", async () => {
+  const { dir, cleanup } = tempDir('serveretry');
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const model = await WorkerBackend.start(await tinyModelDir(dir));
+  try {
+    const busy = (blocker.address() as net.AddressInfo).port;
+    await assert.rejects(startSearchServer({ backend: model, port: busy }), /EADDRINUSE/);
+    // it was closed here, and the server started next on it answered 503 to everything
+    assert.equal(model.health().state, 'ready');
+    const server = await startSearchServer({ backend: model, port: 0 });
+    assert.equal((await request(server.url, 'GET', '/health')).status, 200);
+    await server.close();
+    assert.equal(model.health().state, 'closed', 'a server that ran closes its model');
+    await assert.rejects(
+      startSearchServer({ backend: model, port: 0 }),
+      (e: unknown) =>
+        e instanceof Error &&
+        e.message ===
+          'startSearchServer: the WorkerBackend has been closed (a server closes its model when it stops); ' +
+            'start another with WorkerBackend.start.',
+    );
+  } finally {
+    await model.close();
+    blocker.close();
     cleanup();
   }
 });
