@@ -103,6 +103,17 @@ export function checkRankOptions(opts: unknown): void {
     throw refuse(refusal("'queryText'", 'a string', o.queryText));
 }
 
+/**
+ * searchVector's query vector: a Float32Array of finite numbers. Another array reaches usearch as memory it
+ * misreads (no hits, or "Out of memory"), and a NaN or ±Infinity gives every document the score 1.
+ */
+export function checkQueryVector(vector: unknown): void {
+  if (!(vector instanceof Float32Array))
+    throw refuse(refusal('the query vector', 'a Float32Array (Float32Array.from(numbers) makes one)', vector));
+  const at = vector.findIndex((x) => !Number.isFinite(x));
+  if (at >= 0) throw refuse(`the query vector must hold finite numbers (element ${at} is ${vector[at]}).`);
+}
+
 /** addDocuments' and encodePending's options: the chunk size a commit takes, and the callbacks. */
 export function checkAddOptions(opts: unknown): void {
   const o = checkOptionsObject(opts, 'the options of addDocuments', refuse);

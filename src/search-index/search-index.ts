@@ -28,6 +28,7 @@ import {
   checkIds,
   documentChecker,
   checkOpenOptions,
+  checkQueryVector,
   checkRankOptions,
   checkSearch,
 } from './api-checks.js';
@@ -679,6 +680,7 @@ export class SearchIndex {
 
   /** Ranks documents for an already embedded query; `queryText` is needed for hybrid search. */
   async searchVector(vector: Float32Array, opts: RankOptions = {}): Promise<SearchHit[]> {
+    checkQueryVector(vector);
     checkRankOptions(opts);
     return this.reading(() => this.rank(vector, opts));
   }

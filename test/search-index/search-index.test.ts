@@ -447,6 +447,30 @@ test('bad search arguments are refused in one sentence naming them; none reaches
       await assert.rejects(index.search(query as string, opts), refusedWith(message), message);
     await assert.rejects(index.searchVector(vector, { k: NaN }), refusedWith(`${k} (got NaN).`));
     await assert.rejects(index.searchVector(vector, { k: NaN, exact: false }), refusedWith(`${k} (got NaN).`));
+    // a NaN or ±Infinity in the query scored every document 1; another array than a Float32Array found nothing
+    for (const exact of [true, false]) {
+      for (const [at, bad] of [
+        [0, NaN],
+        [7, Infinity],
+        [31, -Infinity],
+      ] as const) {
+        const q = Float32Array.from(vector);
+        q[at] = bad;
+        const message = `the query vector must hold finite numbers (element ${at} is ${bad}).`;
+        await assert.rejects(index.searchVector(q, { k: 2, exact }), refusedWith(message), message);
+      }
+      const want = 'the query vector must be a Float32Array (Float32Array.from(numbers) makes one)';
+      for (const [q, got] of [
+        [Array.from(vector), 'an array'],
+        ['gene', "'gene'"],
+        [undefined, 'undefined'],
+      ] as const)
+        await assert.rejects(
+          index.searchVector(q as unknown as Float32Array, { k: 2, exact }),
+          refusedWith(`${want} (got ${got}).`),
+          got,
+        );
+    }
     // the native calls themselves refuse what would abort the process, whoever calls them
     const native = (e: unknown): boolean =>
       e instanceof RangeError &&
