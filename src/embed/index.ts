@@ -8,7 +8,13 @@ export {
   type QueryEmbedding,
   type EmbedStats,
 } from './embedder.js';
-export { QUERY_OPTION_RANGES, REASONING_MODES, checkQueryOptions, checkTexts } from './query-options.js';
+export {
+  QUERY_OPTION_NAMES,
+  QUERY_OPTION_RANGES,
+  REASONING_MODES,
+  checkQueryOptions,
+  checkTexts,
+} from './query-options.js';
 export {
   DEFAULT_TEMPLATES,
   EMBED_TOKEN,

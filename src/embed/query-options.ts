@@ -31,6 +31,12 @@ export const QUERY_OPTION_RANGES: Readonly<Record<NumericQueryOption, NumberRang
   seed: SEED_RANGE,
 };
 
+/** Every option a QueryOptions may hold: what a caller that takes query options among its own accepts of them. */
+export const QUERY_OPTION_NAMES: readonly (keyof QueryOptions)[] = [
+  'reasoning',
+  ...(Object.keys(QUERY_OPTION_RANGES) as NumericQueryOption[]),
+];
+
 /** The refusal of the embed layer: a value outside what the option accepts. */
 const refuseRange: Refuse = (message) => new RangeError(message);
 

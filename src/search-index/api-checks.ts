@@ -4,7 +4,7 @@
  * and the server say it), never a crash in native code, a silent default, or a later report that the index is
  * damaged.
  */
-import { checkQueryOptions } from '../embed/index.js';
+import { QUERY_OPTION_NAMES, checkQueryOptions } from '../embed/index.js';
 import {
   type Refuse,
   NON_NEGATIVE_INTEGER,
@@ -28,7 +28,11 @@ function refuseUnknown(o: Record<string, unknown>, name: string, known: readonly
   if (other !== undefined) throw refuse(`${name} has no option '${other}'; it takes ${listChoices(known)}.`);
 }
 
+const OPEN_OPTIONS = ['backend', 'create', 'writable', 'threads', 'saveBm25'] as const;
 const CREATE_OPTIONS = ['dtype', 'hnsw', 'store', 'storeUri'] as const;
+/** searchVector's options (RankOptions); search takes the query options in place of the query text. */
+const RANK_OPTIONS = ['k', 'hybrid', 'candidates', 'exact', 'queryText'] as const;
+const SEARCH_OPTIONS = [...RANK_OPTIONS.filter((k) => k !== 'queryText'), ...QUERY_OPTION_NAMES];
 
 /**
  * The options of SearchIndex.open. `create`'s fields are checked by the manifest's reader's own check, with
@@ -36,6 +40,7 @@ const CREATE_OPTIONS = ['dtype', 'hnsw', 'store', 'storeUri'] as const;
  */
 export function checkOpenOptions(opts: unknown): void {
   const o = checkOptionsObject(opts, 'the options of SearchIndex.open', refuse);
+  refuseUnknown(o, 'SearchIndex.open', OPEN_OPTIONS);
   checkBackend(o.backend);
   checkFlag(o.writable, "'writable'", refuse);
   checkFlag(o.saveBm25, "'saveBm25'", refuse);
@@ -88,13 +93,21 @@ function checkBackend(b: unknown): void {
 /** A search's query text and options, before the query is embedded (reasoning may take seconds). */
 export function checkSearch(query: unknown, opts: unknown): void {
   if (typeof query !== 'string') throw refuse(refusal('the query', 'a string', query));
-  checkRankOptions(opts);
+  checkRankOptions(opts, 'search', SEARCH_OPTIONS);
   checkQueryOptions(opts, refuse);
 }
 
-/** How many documents a search returns and how it ranks them (SearchIndex.searchVector's options). */
-export function checkRankOptions(opts: unknown): void {
+/**
+ * How many documents a search returns and how it ranks them (SearchIndex.searchVector's options, or search's,
+ * `known` then naming the query options too).
+ */
+export function checkRankOptions(
+  opts: unknown,
+  method = 'searchVector',
+  known: readonly string[] = RANK_OPTIONS,
+): void {
   const o = checkOptionsObject(opts, 'the search options', refuse);
+  refuseUnknown(o, method, known);
   checkNumber(o.k, "'k'", POSITIVE_INTEGER, refuse);
   checkNumber(o.candidates, "'candidates'", POSITIVE_INTEGER, refuse);
   checkFlag(o.hybrid, "'hybrid'", refuse);

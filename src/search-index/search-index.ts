@@ -128,6 +128,8 @@ export interface SearchOptions extends QueryOptions {
   hybrid?: boolean;
   /** Candidates taken from each ranking before fusion (default max(100, 4k)). */
   candidates?: number;
+  /** Rank by exact cosine over every vector (true) or by the HNSW graph (false); default: exact for small indexes. */
+  exact?: boolean;
 }
 
 /** searchVector's options: SearchOptions' ranking, the query text hybrid search needs, and exact search forced. */

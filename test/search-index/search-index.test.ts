@@ -2,7 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type CreateIndexOptions, SearchIndex } from '../../src/search-index/search-index.js';
+import {
+  type CreateIndexOptions,
+  type OpenIndexOptions,
+  type RankOptions,
+  SearchIndex,
+} from '../../src/search-index/search-index.js';
 import { type SourceDocument, documentText } from '../../src/search-index/document-source.js';
 import { IndexError } from '../../src/search-index/index-error.js';
 import { MANIFEST_FILE, type VectorDtype, sealManifest, unsealManifest } from '../../src/search-index/manifest.js';
@@ -442,11 +447,35 @@ test('bad search arguments are refused in one sentence naming them; none reaches
       [null, undefined, 'the query must be a string (got null).'],
       [undefined, undefined, 'the query must be a string (got undefined).'],
       [42, {}, 'the query must be a string (got 42).'],
+      // a misspelt option would be dropped silently: a plain search where a hybrid one was asked for
+      [
+        'gene',
+        { hybird: true },
+        "search has no option 'hybird'; it takes 'k', 'hybrid', 'candidates', 'exact', 'reasoning', " +
+          "'maxReasoningTokens', 'temperature', 'topP' or 'seed'.",
+      ],
+      [
+        'gene',
+        { k: 2, queryText: 'cell' },
+        "search has no option 'queryText'; it takes 'k', 'hybrid', " +
+          "'candidates', 'exact', 'reasoning', 'maxReasoningTokens', 'temperature', 'topP' or 'seed'.",
+      ],
     ];
     for (const [query, opts, message] of cases)
       await assert.rejects(index.search(query as string, opts), refusedWith(message), message);
     await assert.rejects(index.searchVector(vector, { k: NaN }), refusedWith(`${k} (got NaN).`));
     await assert.rejects(index.searchVector(vector, { k: NaN, exact: false }), refusedWith(`${k} (got NaN).`));
+    const rank = "it takes 'k', 'hybrid', 'candidates', 'exact' or 'queryText'.";
+    for (const [opts, key] of [
+      [{ hybird: true, queryText: 'gene' }, 'hybird'],
+      [{ k: 2, reasoning: 'on' }, 'reasoning'],
+    ] as const)
+      await assert.rejects(
+        index.searchVector(vector, opts as unknown as RankOptions),
+        refusedWith(`searchVector has no option '${key}'; ${rank}`),
+      );
+    // an option left undefined is an option left out, as a caller passing its own optional values gives it
+    assert.equal((await index.searchVector(vector, { k: 2, hybrid: undefined })).length, 2);
     // a NaN or ±Infinity in the query scored every document 1; another array than a Float32Array found nothing
     for (const exact of [true, false]) {
       for (const [at, bad] of [
@@ -519,6 +548,21 @@ test("bad create options are refused by the manifest reader's own check, before 
     for (const [create, message] of cases) {
       await assert.rejects(
         SearchIndex.open(indexDir, { backend, create: create as CreateIndexOptions }),
+        refusedWith(message),
+        message,
+      );
+      assert.ok(!existsSync(indexDir), `${message}: nothing is written`);
+    }
+    for (const [opts, key] of [
+      [{ backend, writeable: true }, 'writeable'],
+      [{ backend, create: {}, thread: 2 }, 'thread'],
+      [{ saveBM25: true }, 'saveBM25'],
+    ] as const) {
+      const message =
+        `SearchIndex.open has no option '${key}'; it takes 'backend', 'create', 'writable', 'threads' or ` +
+        "'saveBm25'.";
+      await assert.rejects(
+        SearchIndex.open(indexDir, opts as unknown as OpenIndexOptions),
         refusedWith(message),
         message,
       );
