@@ -9,7 +9,7 @@ import { modelHelp } from './option-help.js';
 import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } from './engine-options.js';
 import { recordedModelFolder } from './index-model.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
-import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from '../serve/server-context.js';
+import { queueTooShort } from '../serve/serve-options.js';
 import { runWatch } from './run-folders.js';
 
 const HELP = `search-r3 serve — HTTP server: OpenAI-compatible embeddings and search
@@ -124,17 +124,8 @@ export const serveCommand: Command = {
       maxRequestReasoningTokens: int('max-request-reasoning-tokens'),
       maxQueue: int('max-queue'),
     };
-    const maxInputs = limits.maxInputs ?? DEFAULT_MAX_INPUTS;
-    const maxQueue = limits.maxQueue ?? DEFAULT_MAX_QUEUE;
-    if (maxQueue < maxInputs) {
-      const said = (n: number | undefined): string => (n === undefined ? ' (the default)' : '');
-      const queue = `--max-queue ${maxQueue}${said(limits.maxQueue)}`;
-      throw new UserError(
-        `${queue} is below --max-inputs ${maxInputs}${said(limits.maxInputs)}, ` +
-          'so a request with more inputs than the queue holds could never be taken; raise --max-queue or lower ' +
-          '--max-inputs.',
-      );
-    }
+    const short = queueTooShort(limits, (k) => (k === 'maxQueue' ? '--max-queue' : '--max-inputs'));
+    if (short) throw new UserError(short);
     // waiting longer than a minute for company would only hold inputs back (and overflow Node's timers)
     const batching = {
       maxWaitMs: intInRange(values['batch-wait-ms'], 'batch-wait-ms', 0, 60_000),

@@ -14,6 +14,7 @@ import {
   refusal,
 } from '../io/option-checks.js';
 import { WorkerBackend } from './model-worker.js';
+import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from './server-context.js';
 import { checkBatchingOptions } from './worker-protocol.js';
 
 const refuse: Refuse = (message) => new Error(`startSearchServer: ${message}`);
@@ -47,4 +48,28 @@ export function checkServeOptions(opts: unknown): void {
   for (const name of POSITIVE_LIMITS) checkNumber(o[name], `'${name}'`, POSITIVE_INTEGER, refuse);
   checkBatchingOptions(o, refuse);
   checkNumber(o.refreshMs, "'refreshMs'", NON_NEGATIVE_NUMBER, refuse);
+  const short = queueTooShort(o as QueueLimits, (k) => `'${k}'`);
+  if (short) throw refuse(short);
+}
+
+export interface QueueLimits {
+  maxInputs?: number;
+  maxQueue?: number;
+}
+
+/**
+ * Why a queue shorter than one request's inputs is refused (undefined when it is not), with each limit as the
+ * caller names it (`name`: '--max-queue' on the command line, 'maxQueue' from code): such a request could never
+ * be queued, so every large enough one would get 429 however idle the server.
+ */
+export function queueTooShort(given: QueueLimits, name: (k: keyof QueueLimits) => string): string | undefined {
+  const maxInputs = given.maxInputs ?? DEFAULT_MAX_INPUTS;
+  const maxQueue = given.maxQueue ?? DEFAULT_MAX_QUEUE;
+  if (maxQueue >= maxInputs) return undefined;
+  const said = (n: number | undefined): string => (n === undefined ? ' (the default)' : '');
+  return (
+    `${name('maxQueue')} ${maxQueue}${said(given.maxQueue)} is below ${name('maxInputs')} ${maxInputs}` +
+    `${said(given.maxInputs)}, so a request with more inputs than the queue holds could never be taken; raise ` +
+    `${name('maxQueue')} or lower ${name('maxInputs')}.`
+  );
 }

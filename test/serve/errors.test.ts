@@ -614,6 +614,17 @@ test('startSearchServer refuses options of the wrong kind in one sentence, befor
       [{ backend, maxQueue: '10' }, "'maxQueue' must be a positive integer (got '10')."],
       [{ backend, maxWaitMs: 1e9 }, "'maxWaitMs' must be an integer in [0, 60000] (got 1000000000)."],
       [{ backend, refreshMs: -1 }, "'refreshMs' must be a number ≥ 0 (got -1)."],
+      // a request with more inputs than the queue holds would get 429 however idle the server, as the CLI says
+      [
+        { backend, maxQueue: 4, maxInputs: 8 },
+        "'maxQueue' 4 is below 'maxInputs' 8, so a request with more inputs than the queue holds could never be " +
+          "taken; raise 'maxQueue' or lower 'maxInputs'.",
+      ],
+      [
+        { backend, maxQueue: 100 },
+        "'maxQueue' 100 is below 'maxInputs' 256 (the default), so a request with more inputs than the queue " +
+          "holds could never be taken; raise 'maxQueue' or lower 'maxInputs'.",
+      ],
     ];
     for (const [opts, message] of cases)
       await assert.rejects(
