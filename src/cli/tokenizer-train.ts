@@ -6,7 +6,8 @@ import { type Command, UserError } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { numberOption, positiveInt } from './args.js';
 import { checkNotAnInput, checkOutputFolder } from './output-path.js';
-import { skippedLinesText, trainBpeTokenizer } from '../model/bpe-trainer.js';
+import { listInputFiles, skippedLinesText, trainBpeTokenizer } from '../model/bpe-trainer.js';
+import { isBeirQueriesFile } from '../eval/beir.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { CHAT_TEMPLATE_JINJA, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from '../model/tokenizer-json.js';
 import { Tokenizer } from '../model/tokenizer.js';
@@ -19,7 +20,8 @@ usage: search-r3 tokenizer train --input <file|dir> [--input ...] [more files ..
 Reads the inputs (files named are always read; in folders, recursively and in sorted order, only
 .jsonl and .txt files): .jsonl files as one document per line
 ("title" and "text"; lines with neither are skipped and counted), any other file as plain
-UTF-8 text (a file that is not UTF-8, such as a .gz, is refused). Text is NFC-normalised and split with
+UTF-8 text (a file that is not UTF-8, such as a .gz, is refused). A BEIR folder's queries.jsonl (its test
+queries among them) is refused: name its corpus.jsonl. Text is NFC-normalised and split with
 Qwen2's pre-tokenizer; merges are learned by pair frequency (ties: the smaller pair of token strings),
 so the same text always gives the same tokenizer. The vocabulary is the 256 byte tokens, the merges,
 then <|endoftext|>, <|im_start|>, <|im_end|>, <|embed_token|> as special tokens (N counts them all).
@@ -55,6 +57,21 @@ function checkNoTokenizerThere(out: string): void {
     `--out ${out} already holds ${holds.join(', ')}: a new tokenizer there would no longer match what uses it; ` +
       'name a new folder (or delete that one first).',
   );
+}
+
+/**
+ * Refuses an input that gives a BEIR folder's queries.jsonl (named, or in a folder named): its test queries would
+ * become the vocabulary's training text, as `train lm` refuses them for the model's.
+ */
+async function checkNoBeirQueries(inputs: readonly string[]): Promise<void> {
+  for (const p of inputs) {
+    const queries = (await listInputFiles([p])).find(isBeirQueriesFile);
+    if (queries !== undefined)
+      throw new UserError(
+        `--input ${p} gives ${queries}, a BEIR folder's queries (its test queries among them), which no tokenizer ` +
+          'is trained on: name its corpus.jsonl, or a folder of search-r3 corpus build.',
+      );
+  }
 }
 
 export const tokenizerCommand: Command = {
@@ -94,6 +111,7 @@ export const tokenizerCommand: Command = {
     checkNoTokenizerThere(values.out);
     const named = inputs.map((p) => ({ path: p, what: '--input' }));
     for (const f of WRITTEN) checkNotAnInput(path.join(values.out, f), '--out', named);
+    await checkNoBeirQueries(inputs);
     const say = values.quiet
       ? (): void => {}
       : (m: string): void => {

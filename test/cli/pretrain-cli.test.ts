@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp, readFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tokenizer } from '../../src/model/tokenizer.js';
@@ -103,6 +103,36 @@ test('bad input: one line naming the option', () => {
     assert.match(r.stderr, re);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
+});
+
+test("tokenizer train refuses a BEIR folder's queries, named or in a folder: they hold the test queries", async () => {
+  const beir = path.join(dir, 'beir');
+  await fsp.mkdir(path.join(beir, 'qrels'), { recursive: true });
+  const docs = ['cholesterol and the heart', 'statins lower cholesterol', 'exercise and blood pressure'];
+  const corpus = docs.map((text, i) => JSON.stringify({ _id: `d${i}`, title: '', text })).join('\n');
+  await fsp.writeFile(path.join(beir, 'corpus.jsonl'), corpus + '\n');
+  const queries = path.join(beir, 'queries.jsonl');
+  await fsp.writeFile(queries, JSON.stringify({ _id: 'q1', text: 'what lowers cholesterol?' }) + '\n');
+  await fsp.writeFile(path.join(beir, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq1\td1\t1\n');
+  const out = path.join(dir, 'tok-beir');
+  for (const input of [beir, queries]) {
+    const r = runCli(['tokenizer', 'train', '--input', input, '--vocab-size', '300', '--out', out, '--quiet']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `search-r3: --input ${input} gives ${queries}, a BEIR folder's queries (its test queries among them), which ` +
+        'no tokenizer is trained on: name its corpus.jsonl, or a folder of search-r3 corpus build.\n',
+    );
+    assert.equal(existsSync(out), false, input);
+  }
+  const ok = runCli(
+    ['tokenizer', 'train', '--input', path.join(beir, 'corpus.jsonl'), '--vocab-size', '300'].concat([
+      '--out',
+      out,
+      '--quiet',
+    ]),
+  );
+  assert.equal(ok.status, 0, ok.stderr);
 });
 
 test("corpus build replaces an earlier corpus, never a user's folder or file, and checks --data first", async () => {
