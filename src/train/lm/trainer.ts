@@ -11,6 +11,7 @@
  * accumulation at the same product (for less memory) trains the steps the run would have trained.
  * metrics.jsonl gets one record per step and per validation.
  */
+import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { loadModelFolder, saveModelFolder } from '../../model/model-folder.js';
@@ -141,10 +142,15 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
   }
 }
 
-/** The files pretraining reads: each file named in data.train and data.valid, and the text files of each folder. */
+/**
+ * The files pretraining reads: each file named in data.train and data.valid, and the text files of each folder.
+ * A file given twice in a split (named twice, or named and in a folder named) is refused: it would be read twice
+ * an epoch, weighing double without a word.
+ */
 async function lmDataReads(cfg: LmConfig): Promise<DataRead[]> {
   const reads: DataRead[] = [];
-  for (const split of ['train', 'valid'] as const)
+  for (const split of ['train', 'valid'] as const) {
+    const givenBy = new Map<string, string>();
     for (const [i, p] of cfg.data[split].entries()) {
       const files = await listInputFiles([p]);
       // a folder of .md or .tsv files would add no text: no validation at all, or a "too little text" refusal
@@ -159,8 +165,20 @@ async function lmDataReads(cfg: LmConfig): Promise<DataRead[]> {
           `"data.${split}[${i}]" ${p} gives ${queries}, a BEIR folder's queries (its test queries among them), which ` +
             'no model is trained on: name its corpus.jsonl, or a folder of search-r3 corpus build',
         );
-      reads.push({ key: `data.${split}[${i}]`, path: p, files });
+      const key = `data.${split}[${i}]`;
+      for (const f of files) {
+        const real = realpathSync(f);
+        const earlier = givenBy.get(real);
+        if (earlier !== undefined)
+          throw new ConfigError(
+            `"${key}" ${p} gives ${f}, which "${earlier}" gives too, so it would be read twice an epoch: give each ` +
+              'file once (a folder, or the files in it)',
+          );
+        givenBy.set(real, key);
+      }
+      reads.push({ key, path: p, files });
     }
+  }
   return reads;
 }
 

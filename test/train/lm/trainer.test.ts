@@ -432,6 +432,39 @@ test("a BEIR folder's queries among the training text are refused: the test quer
   assert.equal(corpus.steps, 1);
 });
 
+test('a file given twice in a split (named twice, or in a folder named too) is refused naming both keys', async () => {
+  const folder = path.join(dir, 'dup-folder');
+  await fsp.mkdir(folder);
+  await fsp.copyFile(path.join(dir, 'train.jsonl'), path.join(folder, 'part.jsonl'));
+  const train = path.join(dir, 'train.jsonl');
+  const part = path.join(folder, 'part.jsonl');
+  const cases: [Record<string, string[]>, string][] = [
+    [
+      { train: ['train.jsonl', 'train.jsonl'], valid: ['valid.jsonl'] },
+      `"data.train[1]" ${train} gives ${train}, which "data.train[0]" gives too`,
+    ],
+    [
+      { train: ['dup-folder', 'train.jsonl', 'dup-folder/part.jsonl'], valid: [] },
+      `"data.train[2]" ${part} gives ${part}, which "data.train[0]" gives too`,
+    ],
+    [
+      { train: ['train.jsonl'], valid: ['valid.jsonl', './valid.jsonl'] },
+      `"data.valid[1]" ${path.join(dir, 'valid.jsonl')} gives ${path.join(dir, 'valid.jsonl')}, which ` +
+        '"data.valid[0]" gives too',
+    ],
+  ];
+  for (const [data, start] of cases) {
+    await assert.rejects(
+      trainLm(config('run-dup', { steps: 1, data }), { progress: false }),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        e.message.startsWith(`${start}, so it would be read twice an epoch: give each file once`),
+      start,
+    );
+    assert.equal(existsSync(path.join(dir, 'run-dup')), false, start);
+  }
+});
+
 test("train lm says which files of a data folder it left out, in tokenizer train's words", async () => {
   const text = path.join(dir, 'text-skips');
   await fsp.mkdir(text);
