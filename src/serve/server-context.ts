@@ -108,13 +108,7 @@ export function createContext(o: ContextOptions): ServerContext {
     draining: false,
     queued: () => queued,
     async queue<T>(n: number, work: () => Promise<T>): Promise<T> {
-      // more than the whole queue holds is no matter of waiting: a retry would get the same answer
-      if (n > maxQueue) {
-        const message =
-          `'input' has ${n} items, more than the embedding queue ever holds (${maxQueue}, --max-queue); ` +
-          `send at most ${maxQueue} per request.`;
-        throw badRequest(message, 'input', 'too_many_inputs');
-      }
+      // n ≤ maxInputs ≤ maxQueue (startSearchServer refuses a smaller queue): waiting always lets it in
       if (queued + n > maxQueue) {
         const message = `the embedding queue is full (${queued} inputs waiting, limit ${maxQueue}); retry later`;
         throw new HttpError(429, message, 'rate_limit_exceeded');
