@@ -340,10 +340,15 @@ export class TrainingRun {
     return value;
   }
 
-  /** Runs `work` (a forward and backward pass); an op's NaN or Inf stops training as a NaN loss does. */
+  /**
+   * Runs `work` (a forward and backward pass, or a promise of one); an op's NaN or Inf stops training as a NaN
+   * loss does.
+   */
   guard<R>(where: string | undefined, work: () => R): R {
     try {
-      return work();
+      const r = work();
+      if (r instanceof Promise) return r.catch((e: unknown) => Promise.reject(this.asDivergence(e, where))) as R;
+      return r;
     } catch (e) {
       throw this.asDivergence(e, where);
     }

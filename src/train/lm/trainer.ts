@@ -245,7 +245,7 @@ async function trainInFolder(
 
   let tokensSinceStart = 0,
     lastLoss = NaN;
-  const step = (): StepResult => {
+  const step = async (): Promise<StepResult> => {
     let loss = 0;
     const sequences = stepSequences();
     for (let a = 0; a < cfg.accumulation; a++) {
@@ -256,6 +256,8 @@ async function trainInFolder(
       const v = run.checkLoss(l.item());
       l.backward(new Float32Array([1 / cfg.accumulation]));
       loss += v / cfg.accumulation;
+      // a pass's graph is garbage now: on a GPU its buffers must come back before the next pass builds its own
+      await T.releaseUnusedMemory();
     }
     const { gradNorm, lr } = run.update();
     const tokens = perStep * cfg.seqLength;

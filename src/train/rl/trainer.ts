@@ -313,7 +313,7 @@ async function trainInFolder(
   const audit: AuditStep[] = [];
   let lastRewardMean = NaN,
     generated = 0;
-  const step = (): StepResult => {
+  const step = async (): Promise<StepResult> => {
     const stepStart = Date.now();
     const batch = nextBatch();
     // 1. rollouts (sampling is seeded per step: a resumed run samples what the uninterrupted run would)
@@ -398,6 +398,8 @@ async function trainInFolder(
     for (let epoch = 0; epoch < epochs; epoch++) {
       const where = epochs > 1 ? `update ${epoch + 1} of ${epochs}` : undefined;
       if (!run.guard(where, () => innerUpdate(where))) break;
+      // the update's graph is garbage now: on a GPU its buffers must come back before the next update's graph
+      await T.releaseUnusedMemory();
     }
     const updateSeconds = (Date.now() - upd) / 1000;
     lastRewardMean = mean(rewards);

@@ -25,14 +25,14 @@ import {
   weightedTotal,
 } from './batch-loss.js';
 
-export function gradCacheBackward(
+export async function gradCacheBackward(
   m: TrainModels,
   batch: EncodedBatch,
   w: LossSettings,
   gradScale: number,
   subBatch: number,
   rng?: Rng,
-): BatchLoss {
+): Promise<BatchLoss> {
   const S = batch.seqs.length,
     d = m.model.config.hiddenSize;
   const chunks = chunkSequences(
@@ -45,7 +45,7 @@ export function gradCacheBackward(
 
   // 1. embeddings only (with dropout the graph must be recorded for the masks to be drawn; it is dropped)
   const all = new Float32Array(S * d);
-  chunks.forEach((idx, c) => {
+  for (const [c, idx] of chunks.entries()) {
     const run = (): Float32Array =>
       forwardChunk(
         m,
@@ -56,7 +56,8 @@ export function gradCacheBackward(
       ).emb.read();
     const e = rng && dropout ? run() : T.noGrad(run);
     idx.forEach((i, r) => all.set(e.subarray(r * d, (r + 1) * d), i * d));
-  });
+    await T.releaseUnusedMemory();
+  }
 
   // 2. the contrastive loss on detached embeddings: gradients for the embeddings alone
   const leaf = new T.Tensor(all, [S, d], true);
@@ -69,8 +70,8 @@ export function gradCacheBackward(
   const respTokens = responseTokenCount(batch.seqs);
   let sft = 0,
     kl = 0;
-  chunks.forEach((idx, ci) => {
-    if (!cache && !wantResponse) return;
+  for (const [ci, idx] of chunks.entries()) {
+    if (!cache && !wantResponse) break;
     const out = forwardChunk(
       m,
       idx.map((i) => batch.seqs[i]),
@@ -90,7 +91,10 @@ export function gradCacheBackward(
       total = total ? T.add(total, surrogate) : surrogate;
     }
     if (total) total.backward();
-  });
+    // the chunk's graph is garbage now: on a GPU its buffers must come back before the next chunk builds its
+    // own, or GradCache would hold every chunk's graph at once (see releaseUnusedMemory)
+    await T.releaseUnusedMemory();
+  }
   const terms = { sft, kl, infonce: c.infonce, triplet: c.triplet };
   return { loss: weightedTotal(terms, w), ...terms, ...batchCost(batch.seqs) };
 }

@@ -158,7 +158,7 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
     const documents = bt.documents.map((d) => encoder.encode(d, 'document'));
     return { seqs: [...queries, ...documents], numQueries: bt.queries.length, targets: bt.targets };
   };
-  const backward = (b: PlannedBatch): BatchLoss =>
+  const backward = async (b: PlannedBatch): Promise<BatchLoss> =>
     cfg.batch.subBatch > 0
       ? gradCacheBackward(models, encode(b), cfg.loss, 1 / accumulation, cfg.batch.subBatch, run.rng)
       : plainBackward(models, encode(b), cfg.loss, 1 / accumulation, run.rng);
@@ -166,7 +166,7 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
   let lastLoss = NaN,
     truncatedTexts = 0,
     tokensSinceStart = 0;
-  const step = (): StepResult => {
+  const step = async (): Promise<StepResult> => {
     const sum: BatchLoss = { loss: 0, sft: 0, kl: 0, infonce: 0, triplet: 0, tokens: 0, truncated: 0 };
     const where: string[] = [];
     for (let a = 0; a < accumulation; a++) {
@@ -174,7 +174,9 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
       const firstQuery = JSON.stringify(examples[batch.examples[0]].query.slice(0, 60));
       const at = `epoch ${epoch} batch ${index} (first query ${firstQuery})`;
       where.push(at);
-      const r = run.guard(at, () => backward(batch));
+      const r = await run.guard(at, () => backward(batch));
+      // the batch's graph is garbage now: on a GPU its buffers must come back before the next batch's graph
+      await T.releaseUnusedMemory();
       run.checkLoss(r.loss, at);
       for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) sum[k] += r[k] / accumulation;
       sum.tokens += r.tokens;

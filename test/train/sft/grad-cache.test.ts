@@ -22,7 +22,7 @@ function encodedBatch(enc: SequenceEncoder, examples: TrainExample[]): EncodedBa
   };
 }
 
-test('GradCache gives the gradients of plain backprop over the whole batch (all four terms)', () => {
+test('GradCache gives the gradients of plain backprop over the whole batch (all four terms)', async () => {
   const { model, tokenizer } = tinyModel(5);
   const ref = new Qwen2Model(
     model.config,
@@ -41,7 +41,7 @@ test('GradCache gives the gradients of plain backprop over the whole batch (all 
   const gPlain = model.parameters().map((p) => Float32Array.from(p.readGrad()!));
   for (const p of model.parameters()) p.grad = null;
   for (const sub of [1, 5]) {
-    const cached = gradCacheBackward(m, batch, w, 0.5, sub);
+    const cached = await gradCacheBackward(m, batch, w, 0.5, sub);
     for (const k of ['loss', 'sft', 'kl', 'infonce', 'triplet'] as const) {
       assert.ok(
         Math.abs(cached[k] - plain[k]) <= 1e-5 * Math.max(1, Math.abs(plain[k])),
