@@ -14,7 +14,7 @@ import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { writeTextFileAtomically } from '../../io/atomic-file.js';
 import { beirSplitFiles } from '../../eval/beir.js';
-import { loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
+import { type DevSet, loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
 import { ModelRetriever } from '../../eval/model-retriever.js';
 import { BEST_STAMP, readBestStamp } from '../checkpoint.js';
 import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
@@ -119,6 +119,10 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
     );
   }
   const totalSteps = cfg.steps > 0 ? cfg.steps : Math.ceil((batchesPerEpoch * cfg.epochs) / accumulation);
+  // read before begin writes run-config.json: a dev set that does not load leaves the disk as it was
+  const dev = cfg.eval
+    ? await loadDevSet(cfg.eval.beir, cfg.eval.split, cfg.eval.maxQueries, cfg.eval.maxDocuments)
+    : null;
 
   const o = cfg.optimizer;
   const optimizer = new T.AdamW(s.trainable, adamWOptions(o));
@@ -135,7 +139,7 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
     const trainableParameters = T.countParameters(s.trainable);
     run.log({ type: 'data', step: 0, ...stats, batchesPerEpoch, totalSteps, trainableParameters });
   }
-  const evaluate = cfg.eval ? await devEvaluation(cfg, s, encoder.maxLength, run, (l) => folder.warn(l)) : undefined;
+  const evaluate = dev ? devEvaluation(cfg, dev, s, encoder.maxLength, run, (l) => folder.warn(l)) : undefined;
 
   const models: TrainModels = { model: s.model, ref: s.ref };
   let plan: PlannedBatch[] = planEpoch(examples, cfg.seed, state.epoch, queries, hardNegatives);
@@ -215,18 +219,17 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
 }
 
 /**
- * The dev evaluation of the run: nDCG@10 of the model being trained on the dev set (queries without
+ * The dev evaluation of the run: nDCG@10 of the model being trained on the dev set `dev` (queries without
  * reasoning), logged; a new best score keeps the model in best/ and goes into the run's state.
  */
-async function devEvaluation(
+function devEvaluation(
   cfg: SftConfig,
+  dev: DevSet,
   s: FineTuned,
   maxLength: number,
   run: TrainingRun,
   warn: (line: string) => void,
-): Promise<{ every: number; run(): Promise<void> }> {
-  const ev = cfg.eval!;
-  const dev = await loadDevSet(ev.beir, ev.split, ev.maxQueries, ev.maxDocuments);
+): { every: number; run(): Promise<void> } {
   const state = run.state;
   const bestDir = path.join(cfg.output, 'best');
   // A run stopped after an evaluation wrote best/ but before the next checkpoint resumes from a state that
@@ -254,7 +257,7 @@ async function devEvaluation(
       await saveFineTuned(bestDir, s, { [BEST_STAMP]: note });
     }
   };
-  return { every: ev.every, run: evaluate };
+  return { every: cfg.eval!.every, run: evaluate };
 }
 
 /** The lines report.html says about the run under its charts. */

@@ -20,6 +20,7 @@ import { Qwen2Model } from '../../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../../src/model/tokenizer.js';
 import {
   tempDir,
+  toyBeir,
   tinyModelFolder,
   toyExamples,
   toySftRun,
@@ -356,4 +357,15 @@ test('gradient accumulation adds whole contrastive batches: the negatives per qu
   assert.equal(a.length, 2);
   assert.equal(b.length, 1, 'two batches per optimiser step');
   assert.equal(b[0].tokens, a[0].tokens + a[1].tokens, 'the step saw both 4-query batches whole');
+});
+
+test('a dev set that does not load (no qrels for eval.split) is refused with the disk as it was', async () => {
+  const root = tempDir('bad-dev');
+  const cfgFile = await toySftRun(root, { eval: { beir: toyBeir(path.join(root, 'dev')), split: 'dev', every: 1 } });
+  // the toy folder judges its train split only: there is no qrels/dev.tsv
+  await assert.rejects(trainSft(loadSftConfig(cfgFile), { progress: false }), /qrels[/\\]dev\.tsv/);
+  assert.equal(existsSync(path.join(root, 'run')), false, 'the refused start leaves no run folder');
+  // nor does it stand in the way of the corrected config
+  const fixed = await toySftRun(root, { steps: 1, eval: { beir: 'dev', split: 'train', every: 1 } });
+  assert.equal((await trainSft(loadSftConfig(fixed), { progress: false })).steps, 1);
 });
