@@ -6,7 +6,8 @@ import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-pa
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { loadSftConfig } from '../train/sft/config.js';
-import { candidatePool, loadTrainingData, sourceFiles, type DataStats } from '../train/sft/data.js';
+import { candidatePool, loadTrainingData, sourceFiles } from '../train/sft/data.js';
+import { heldOutClause } from '../train/hold-out.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, jsonlLines, type Ranker } from '../train/sft/mine.js';
 import { writeLinesAtomicallySync } from '../io/atomic-file.js';
 import { makeFolderSync } from '../io/make-folder.js';
@@ -54,16 +55,6 @@ function notJsonl(head: Buffer): string | null {
     /* not JSON: said below */
   }
   return ' (its first line is no JSON object)';
-}
-
-/** The queries the BEIR sources kept out of the data, as the summary says them (nothing when none were). */
-function heldOut(ds: DataStats): string {
-  const { devSample, testQueries } = ds.heldOut;
-  if (devSample + testQueries === 0) return '';
-  return (
-    `; ${devSample + testQueries} held out: ${devSample} of a holdOut dev sample, ` +
-    `${testQueries} repeating a test query`
-  );
 }
 
 export const mineCommand: Command = {
@@ -155,7 +146,7 @@ export const mineCommand: Command = {
     writeLinesAtomicallySync(values.out, jsonlLines(mined));
     console.log(
       `${stats.queries} queries (${ds.withoutPositive} without a positive, ` +
-        `${ds.positiveIsQuery} with only itself as one skipped${heldOut(ds)}): ${stats.negatives} ` +
+        `${ds.positiveIsQuery} with only itself as one skipped${heldOutClause(ds.heldOut)}): ${stats.negatives} ` +
         `negatives for ${stats.withNegatives} of them, ` +
         `${stats.filteredAsFalseNegative} candidates dropped as likely false negatives; written to ${values.out}`,
     );

@@ -1,6 +1,7 @@
 import { loadRlConfig } from '../train/rl/config.js';
 import { trainRl } from '../train/rl/trainer.js';
 import { formatDuration } from '../train/progress.js';
+import { heldOutClause } from '../train/hold-out.js';
 import type { TrainStage } from './train.js';
 import { deviceHelp } from './device-option.js';
 import { MAX_SECONDS_HELP } from './train-session.js';
@@ -68,7 +69,8 @@ export const trainRlStage: TrainStage = {
       steps: s.steps,
       line:
         `${trained}; ${s.data.queries} queries ` +
-        `(${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus), ${s.data.documents} documents; ` +
+        `(${s.data.skippedNoPositiveInCorpus} skipped: no positive in the corpus${heldOutClause(s.data.heldOut)}), ` +
+        `${s.data.documents} documents; ` +
         `output in ${s.output}`,
     };
   },

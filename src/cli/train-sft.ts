@@ -1,6 +1,7 @@
 import { loadSftConfig } from '../train/sft/config.js';
 import { trainSft } from '../train/sft/trainer.js';
 import { formatDuration } from '../train/progress.js';
+import { heldOutClause } from '../train/hold-out.js';
 import type { TrainStage } from './train.js';
 import { deviceHelp } from './device-option.js';
 import { MAX_SECONDS_HELP } from './train-session.js';
@@ -73,7 +74,8 @@ export const trainSftStage: TrainStage = {
       line:
         `${trained}${best}; ${r.data.withoutPositive} queries without a positive, ` +
         `${r.data.positiveIsQuery} whose only positive is the query itself and ` +
-        `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut; output in ${r.output}`,
+        `${r.data.emptyTexts} empty texts skipped, ${r.truncatedTexts} texts cut${heldOutClause(r.data.heldOut)}; ` +
+        `output in ${r.output}`,
     };
   },
 };

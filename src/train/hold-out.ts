@@ -82,6 +82,18 @@ export interface HeldOutCounts {
   testQueries: number;
 }
 
+/**
+ * The queries kept out of training as a command's summary says them, after its other counts ("; 301 held out:
+ * 300 of a holdOut dev sample, 1 repeating a test query"); nothing when none were. mine, train sft and train rl
+ * say it alike.
+ */
+export function heldOutClause(counts: HeldOutCounts): string {
+  const { devSample, testQueries } = counts;
+  if (devSample + testQueries === 0) return '';
+  const kinds = `${devSample} of a holdOut dev sample, ${testQueries} repeating a test query`;
+  return `; ${devSample + testQueries} held out: ${kinds}`;
+}
+
 /** `ds` less its queries whose text a query of the same folder's test split has (unless ds is that split). */
 async function withoutTestQueries(ds: BeirDataset): Promise<BeirDataset> {
   const testQrels = path.join(ds.folder, 'qrels', 'test.tsv');

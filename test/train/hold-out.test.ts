@@ -17,7 +17,7 @@ import { parseSftConfig } from '../../src/train/sft/config.js';
 import { loadTrainingData } from '../../src/train/sft/data.js';
 import { runCli } from '../helpers/cli.js';
 import { sharedData } from '../helpers/repo.js';
-import { tempDir } from '../helpers/train-fixtures.js';
+import { rlFixture, tempDir, toyBeir, toySftRun, writeConfig } from '../helpers/train-fixtures.js';
 
 const scifact = path.join(sharedData, 'scifact');
 const sample = { ...SCIFACT_DEV.sample };
@@ -158,4 +158,32 @@ test('a bad holdOut is refused with the key named', async () => {
       new RegExp(`keeps out all ${train.size} judged queries of split train`).test(e.message),
   );
   await assert.rejects(loadRlData(rl({ split: 'train', holdOut: { n: 5000, seed: 1 } }).data), /keeps out all/);
+});
+
+test('train sft and train rl say how many queries holdOut kept out, in the words mine uses', async () => {
+  const dir = tempDir('hold-out-said');
+  // stage 1 refuses a qrels line whose document is missing, which the toy folder has for stage 2
+  const qrels = path.join(toyBeir(path.join(dir, 'beir')), 'qrels', 'train.tsv');
+  writeFileSync(qrels, readFileSync(qrels, 'utf8').replace('q7\tmissing-doc\t1\n', ''));
+  const holdOut = { n: 2, seed: 1 };
+  const said = /; 2 held out: 2 of a holdOut dev sample, 0 repeating a test query/;
+  const sftConfig = await toySftRun(dir, {
+    steps: 1,
+    data: [{ type: 'beir', path: 'beir', split: 'train', holdOut }],
+    output: 'run-sft',
+  });
+  const s = runCli(['train', 'sft', '--config', sftConfig]);
+  assert.equal(s.status, 0, s.stderr);
+  assert.match(s.stderr, new RegExp(`data: \\d+ examples \\(.*${said.source}\\)`));
+  assert.match(s.stdout, new RegExp(`texts cut${said.source}; output in`));
+  const { dir: rlDir, raw } = await rlFixture('hold-out-said-rl');
+  const rlConfig = writeConfig(path.join(rlDir, 'rl.json'), {
+    ...raw,
+    steps: 1,
+    data: { beir: 'beir', split: 'train', holdOut },
+  });
+  const r = runCli(['train', 'rl', '--config', rlConfig]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`data: \\d+ queries \\(.*judged documents missing${said.source}\\)`));
+  assert.match(r.stdout, new RegExp(`no positive in the corpus${said.source}\\), 40 documents`));
 });

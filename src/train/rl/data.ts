@@ -4,7 +4,7 @@
  */
 import { documentText } from '../../eval/beir.js';
 import type { Positive } from '../../rlenv/reward.js';
-import { readTrainingSplit } from '../hold-out.js';
+import { type HeldOutCounts, readTrainingSplit } from '../hold-out.js';
 import type { RlConfig } from './config.js';
 
 export interface RlQuery {
@@ -25,6 +25,8 @@ export interface RlData {
     positivesNotInCorpus: number;
     documents: number;
     corpusDocuments: number;
+    /** Judged queries kept out of training (hold-out.ts): data.holdOut's dev sample, test queries' texts. */
+    heldOut: HeldOutCounts;
   };
 }
 
@@ -81,6 +83,7 @@ export async function loadRlData(data: RlConfig['data']): Promise<RlData> {
       positivesNotInCorpus: missing,
       documents: keep.length,
       corpusDocuments: ds.corpus.length,
+      heldOut: ds.heldOut,
     },
   };
 }

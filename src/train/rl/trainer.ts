@@ -42,7 +42,7 @@ import { TableTooLargeError, checkTableSize, defaultTableLimit } from '../../rle
 import type { AuditStep } from '../../rlenv/audit.js';
 import { excludeScaledCosines } from '../excluded-logits.js';
 import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
-import { trainingSplitFiles } from '../hold-out.js';
+import { heldOutClause, trainingSplitFiles } from '../hold-out.js';
 import type { MetricRecord } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
 import { ConfigError } from '../config-merge.js';
@@ -238,7 +238,7 @@ async function trainInFolder(
   }
   const skipped =
     `${st.skippedNoPositiveInCorpus} skipped: no positive in the corpus; ` +
-    `${st.positivesNotInCorpus} judged documents missing`;
+    `${st.positivesNotInCorpus} judged documents missing${heldOutClause(st.heldOut)}`;
   folder.note(`data: ${st.queries} queries (${skipped}), ${st.documents} documents`);
 
   const o = cfg.optimizer;

@@ -19,6 +19,7 @@ import { ModelRetriever } from '../../eval/model-retriever.js';
 import { BEST_STAMP, readBestStamp } from '../checkpoint.js';
 import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { formatDuration } from '../progress.js';
+import { heldOutClause } from '../hold-out.js';
 import { renderReport } from '../report.js';
 import type { DataRead } from '../data-stamps.js';
 import { RunFolderError } from '../run-folder-error.js';
@@ -106,7 +107,7 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
   const skipped =
     `${stats.withoutPositive} queries without a positive skipped, ` +
     `${stats.positiveIsQuery} whose only positive is the query itself skipped, ` +
-    `${stats.emptyTexts} empty texts dropped`;
+    `${stats.emptyTexts} empty texts dropped${heldOutClause(stats.heldOut)}`;
   const analysed = cfg.reasoning ? `; ${stats.analyses} in the reasoning form, with an analysis` : '';
   folder.note(`data: ${stats.examples} examples (${skipped})${analysed}`);
   const { queries, hardNegatives, accumulation } = cfg.batch;
