@@ -19,9 +19,15 @@ export interface RlData {
   docIds: string[];
   docTexts: string[];
   stats: {
+    /** Of the split, less those held out. */
     judgedQueries: number;
     queries: number;
+    /**
+     * Of the judged queries looked at: all of them, or (data.maxQueries) those up to the last query used, so that
+     * `queries` + `skippedNoPositiveInCorpus` are the queries looked at.
+     */
     skippedNoPositiveInCorpus: number;
+    /** Judged relevant by the queries looked at, and not in corpus.jsonl. */
     positivesNotInCorpus: number;
     documents: number;
     corpusDocuments: number;
@@ -40,6 +46,8 @@ export async function loadRlData(data: RlConfig['data']): Promise<RlData> {
     missing = 0;
   const picked: { id: string; text: string; docs: [number, number][] }[] = [];
   for (const id of qids) {
+    // the queries after the first maxQueries usable ones are not looked at: what is counted is of those that were
+    if (maxQueries > 0 && picked.length === maxQueries) break;
     const docs: [number, number][] = [];
     for (const [doc, grade] of ds.qrels.get(id)!) {
       if (grade < 1) continue;
@@ -56,7 +64,7 @@ export async function loadRlData(data: RlConfig['data']): Promise<RlData> {
     }
     picked.push({ id, text: ds.queries.get(id)!, docs });
   }
-  const used = maxQueries > 0 ? picked.slice(0, maxQueries) : picked;
+  const used = picked;
   // a corpus subset keeps every positive of the used queries, then the corpus in its order
   let keep: number[];
   if (maxDocuments > 0 && maxDocuments < ds.corpus.length) {

@@ -503,3 +503,17 @@ test(
     assert.deepEqual(steps, [1, 2], 'the diverged step is not logged');
   },
 );
+
+test('with data.maxQueries the skipped and missing counts are of the queries looked at', async () => {
+  const { dir, raw } = await fixture();
+  // the toy split's last query (q7) is judged against a document not in the corpus; the first 5 all have theirs
+  const file = writeConfig(path.join(dir, 'few.json'), {
+    ...raw,
+    steps: 1,
+    data: { beir: 'beir', split: 'train', maxQueries: 5 },
+  });
+  const r = runCli(['train', 'rl', '--config', file]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /data: 5 queries \(0 skipped: no positive in the corpus; 0 judged documents missing\)/);
+  assert.match(r.stdout, /; 5 queries \(0 skipped: no positive in the corpus\), /);
+});
