@@ -28,6 +28,7 @@ config (JSON; unknown keys are an error; model, output and data.beir are require
   data: {beir: <folder>, split: "train" (never "test"), holdOut: null | {n, seed} (leave out the seeded sample of n
          queries that is a dev set), maxQueries: 0, maxDocuments: 0 (0 = all)}
   rollout: {queries: 4, group: 4, temperature: 1, topP: 1, topK: 0, maxReasoningTokens: 32}
+           (queries per step: at most the training queries there are, else the run is refused)
   reward: {kind: "dcg" | "ndcg" | "rr", k: 10 (rr: 0 = no cutoff), formatPenalty: 0.5, lengthPenalty: 0}
           (both penalties ≥ 0: they are taken from the reward)
   loss: {clipEps: 0.2, beta: 0.04, innerEpochs: 1, infonce: 0, temperature: 0.05}

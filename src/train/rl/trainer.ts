@@ -174,6 +174,27 @@ function checkPromptBudget(
   );
 }
 
+/**
+ * Refuses a fresh run whose steps would take fewer queries than "rollout.queries" says (there are only
+ * `queries` to train on): each step would be a smaller one than the config asks for, without a word. A run
+ * resumed from a checkpoint goes on with each step taking all `queries`, and says so: refusing it would strand
+ * the checkpoints it has.
+ */
+function checkRolloutQueries(cfg: RlConfig, queries: number, resumed: boolean, warn: (line: string) => void): void {
+  const b = cfg.rollout.queries;
+  if (b <= queries) return;
+  const cut = cfg.data.maxQueries > 0 && queries === cfg.data.maxQueries;
+  const of = cut ? `"data.maxQueries" ${cfg.data.maxQueries} keeps` : `${cfg.data.beir} split ${cfg.data.split} has`;
+  if (resumed) {
+    warn(`"rollout.queries" is ${b}, but ${of} only ${queries} training queries: each step takes those ${queries}`);
+    return;
+  }
+  throw new ConfigError(
+    `"rollout.queries" is ${b}, but ${of} only ${queries} training queries, so no step could take ${b}: ` +
+      `set rollout.queries to ${queries} or fewer${cut ? ', or raise data.maxQueries' : ''}`,
+  );
+}
+
 /** The environment's settings of the config, in refresh `mode` (the audit's twin runs in exact mode). */
 function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOptions & { maxTableBytes: number } {
   const e = cfg.environment;
@@ -240,10 +261,11 @@ async function trainInFolder(
     `${st.skippedNoPositiveInCorpus} skipped: no positive in the corpus; ` +
     `${st.positivesNotInCorpus} judged documents missing${heldOutClause(st.heldOut)}`;
   folder.note(`data: ${st.queries} queries (${skipped}), ${st.documents} documents`);
+  const resumed = folder.start?.contents ?? null;
+  checkRolloutQueries(cfg, st.queries, resumed !== null, (l) => folder.warn(l));
 
   const o = cfg.optimizer;
   const optimizer = new T.AdamW(pol.trainable, adamWOptions(o));
-  const resumed = folder.start?.contents ?? null;
   const saved = resumed?.extra ? { snapshot: resumed.extra, dir: resumed.dir } : null;
   // made before the run folder: a context too small for the prompt templates, or a corpus too large for the
   // environment's table, is refused with nothing written

@@ -504,6 +504,37 @@ test(
   },
 );
 
+test('"rollout.queries" above the training queries is refused at start, naming what to set', async () => {
+  const { dir, raw } = await fixture();
+  const refused = (name: string, over: Record<string, unknown>, re: RegExp): void => {
+    const file = writeConfig(path.join(dir, `${name}.json`), { ...raw, output: name, ...over });
+    const r = runCli(['train', 'rl', '--config', file, '--quiet']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, re);
+    assert.equal(existsSync(path.join(dir, name)), false, 'a refused start leaves no run folder');
+  };
+  // the toy split has 7 queries to train on (its eighth has no positive in the corpus)
+  const rollout = { ...(raw.rollout as object), queries: 8 };
+  refused(
+    'all',
+    { rollout },
+    new RegExp(
+      '"rollout\\.queries" is 8, but .*beir split train has only 7 training queries, so no step could take 8: ' +
+        'set rollout\\.queries to 7 or fewer$',
+      'm',
+    ),
+  );
+  refused(
+    'cut',
+    { rollout, data: { beir: 'beir', split: 'train', maxQueries: 5 } },
+    new RegExp(
+      '"rollout\\.queries" is 8, but "data\\.maxQueries" 5 keeps only 5 training queries, .*: ' +
+        'set rollout\\.queries to 5 or fewer, or raise data\\.maxQueries$',
+      'm',
+    ),
+  );
+});
+
 test('with data.maxQueries the skipped and missing counts are of the queries looked at', async () => {
   const { dir, raw } = await fixture();
   // the toy split's last query (q7) is judged against a document not in the corpus; the first 5 all have theirs
