@@ -13,6 +13,11 @@
  * crashes its first one) would otherwise be restarted, its model loaded again, in a loop without end: from
  * the second such death in a row, the restart waits, twice as long each time up to LAST_RETRY_MS, as after a
  * restart that failed; the wait starts over once a worker has stayed up STAYED_UP_MS.
+ *
+ * A ready worker keeps the process alive only while a request waits on it (ref'd then, unref'd when idle), as
+ * an http Agent's idle sockets do: a program that embeds and forgets close() still exits when its work is done,
+ * and one that awaits an answer is not ended before it comes. A worker that is loading the model is ref'd,
+ * so that Node never tears one down in the middle of opening its device.
  */
 import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
@@ -333,12 +338,19 @@ export class WorkerBackend implements EmbeddingBackend {
       // that nothing would ever answer; the worker's reply comes in a later turn of the event loop
       worker.postMessage(make(id));
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, watchers });
+      this.holdWhileBusy();
       const cancel = (): void => {
         if (this.pending.has(id) && this.worker === worker) worker.postMessage({ id, type: 'cancel' });
       };
       if (signal?.aborted) cancel();
       else signal?.addEventListener('abort', cancel, { once: true });
     });
+  }
+
+  /** The worker keeps the process alive while a request waits on it, and not while it is idle. */
+  private holdWhileBusy(): void {
+    if (this.pending.size > 0) this.worker.ref();
+    else this.worker.unref();
   }
 
   private attach(worker: Worker): void {
@@ -359,6 +371,8 @@ export class WorkerBackend implements EmbeddingBackend {
       if (this.state === 'ready') this.stopped(lastError ?? `it exited with code ${code}`, '');
       this.restartAt(this.retryAt ?? Date.now());
     });
+    // after the listeners: adding one refs the worker's port again
+    this.holdWhileBusy();
   }
 
   /** The reason the model is not ready, with the seconds left when a restart waits. */
@@ -385,6 +399,7 @@ export class WorkerBackend implements EmbeddingBackend {
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);
+    this.holdWhileBusy();
     if (m.type === 'result') p.resolve(m.value);
     else p.reject(errorFromWire(m.error));
   }
@@ -392,6 +407,7 @@ export class WorkerBackend implements EmbeddingBackend {
   private failPending(message: string, cause?: Error): void {
     const pending = [...this.pending.values()];
     this.pending.clear();
+    this.holdWhileBusy();
     for (const p of pending) p.reject(new ModelUnavailableError(message, cause ? { cause } : undefined));
   }
 
@@ -420,6 +436,8 @@ export class WorkerBackend implements EmbeddingBackend {
       this.retryAt = Date.now() + this.backOff();
     }
     this.failPending(this.why()!, cause);
+    // one whose GPU device failed is still closing it before it ends itself: Node must not tear it down meanwhile
+    this.worker.ref();
   }
 
   /** The wait before the next restart that waits; each one waits twice as long, up to LAST_RETRY_MS. */

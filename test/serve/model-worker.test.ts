@@ -1,7 +1,10 @@
 /** The model in a worker thread: an EmbeddingBackend, the only thread running kernels, restarted when it dies. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import * as T from '../../src/tensor/index.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { type BatchJob, EmbeddingBatcher, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
@@ -9,6 +12,7 @@ import { ModelUnavailableError, WorkerBackend, type WorkerBackendOptions } from 
 import { startSearchServer } from '../../src/serve/server.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { post, postEmbeddings as embeddings, request } from '../helpers/http.js';
+import { repoRoot } from '../helpers/repo.js';
 
 test('WorkerBackend is an EmbeddingBackend: the in-process vectors, and an index checks its model', async () => {
   const { dir, cleanup } = tempDir('wb');
@@ -339,6 +343,47 @@ test('WorkerBackend.start refuses batching that would stall, in one sentence, be
       );
       assert.ok(outcome instanceof RangeError && outcome.message === message, `${message}: ${String(outcome)}`);
     }
+  } finally {
+    cleanup();
+  }
+});
+
+/** Runs `program` (an ES module importing the built package entry as ENTRY) in its own Node process. */
+function runProgram(
+  dir: string,
+  name: string,
+  program: string,
+  timeoutMs: number,
+): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  const entry = pathToFileURL(path.join(repoRoot, 'dist/src/index.js')).href;
+  const file = path.join(dir, `${name}.mjs`);
+  writeFileSync(file, program.replace('ENTRY', entry));
+  return new Promise((resolve) => {
+    execFile(process.execPath, [file], { timeout: timeoutMs }, (err, stdout, stderr) => {
+      const e = err as (Error & { code?: unknown; signal?: string | null }) | null;
+      const code = e ? (typeof e.code === 'number' ? e.code : null) : 0;
+      resolve({ code, signal: e?.signal ?? null, stdout, stderr });
+    });
+  });
+}
+
+test('a program that never closes its WorkerBackend exits when its work is done, not before', async () => {
+  const { dir, cleanup } = tempDir('wbexit');
+  try {
+    const modelDir = JSON.stringify(await tinyModelDir(dir));
+    const start = `import { WorkerBackend } from 'ENTRY';\nconst w = await WorkerBackend.start(${modelDir});\n`;
+    // forgets close(): the idle worker must not hold the process open, as an http Agent's idle sockets do not
+    const forgets = `${start}console.log((await w.embedDocuments(['gene therapy']))[0].length);\n`;
+    // awaits nothing: only the answer the worker owes keeps the process alive until it comes
+    const pending =
+      `${start}w.embedQueries(['heart'], { reasoning: 'on', maxReasoningTokens: 20 })` +
+      `.then(([q]) => console.log('answered', q.vector.length));\n`;
+    const [a, b] = await Promise.all([
+      runProgram(dir, 'forgets', forgets, 30_000),
+      runProgram(dir, 'pending', pending, 30_000),
+    ]);
+    assert.deepEqual([a.code, a.signal, a.stdout], [0, null, '32\n'], a.stderr);
+    assert.deepEqual([b.code, b.signal, b.stdout], [0, null, 'answered 32\n'], b.stderr);
   } finally {
     cleanup();
   }
