@@ -169,6 +169,11 @@ export const EXACT_SEARCH_WORK = 1 << 23;
 /** The BM25 index of hybrid search, saved (see bm25-file.ts). */
 export const BM25_FILE = 'bm25.bin';
 
+/**
+ * How to make an index, for a folder SearchIndex.open found none in: its callers are programs as well as the CLI.
+ * readIndexManifest, which the CLI calls first, names the command only.
+ */
+const BUILD_ONE = "build one with 'search-r3 index', or in code with SearchIndex.open(dir, { backend, create: {} })";
 const REBUILD = (dir: string): string => `rebuild it with 'search-r3 index --input <your documents> --out ${dir}'`;
 
 export class SearchIndex {
@@ -1086,7 +1091,7 @@ function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes
     const both = read.problem === 'missing' && state === 'missing';
     throw new IndexError(
       `${both ? read.message : `${read.message}, and ${file} is ${state}`}; this is not ` +
-        `a search-r3 index (build one with 'search-r3 index').`,
+        `a search-r3 index (${BUILD_ONE}).`,
     );
   }
   if (state !== 'present')
@@ -1153,7 +1158,7 @@ function resolveManifest(
   if (!writable || empty)
     throw new IndexError(
       `${read.message}; ${read.problem === 'missing' ? 'this is not a search-r3 index' : 'the index cannot be used'} ` +
-        `(build one with 'search-r3 index').`,
+        `(${BUILD_ONE}).`,
     );
   throw new IndexError(
     `${read.message}, and ${docs.file} keeps no copy of it (an index from an older search-r3), so the model ` +

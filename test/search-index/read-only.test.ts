@@ -70,9 +70,28 @@ test('an index run killed before its first commit (docs.sqlite empty, no index.j
       name: IndexError.name,
       message:
         `${path.join(idx, 'index.json')} is missing, and ${path.join(idx, 'docs.sqlite')} is empty; ` +
-        "this is not a search-r3 index (build one with 'search-r3 index').",
+        `this is not a search-r3 index (${BUILD_ONE}).`,
     });
     assert.deepEqual(folderDigest(idx), before, 'nothing created or rewritten');
+  } finally {
+    cleanup();
+  }
+});
+
+/** How SearchIndex.open says to make an index: a program's author is told the option as well as the command. */
+const BUILD_ONE = "build one with 'search-r3 index', or in code with SearchIndex.open(dir, { backend, create: {} })";
+
+test('a folder with no index: a program is told the create option and the command, the CLI the command', async () => {
+  const { dir, cleanup } = tempDir('ro-none');
+  try {
+    const idx = path.join(dir, 'notes');
+    mkdirSync(idx);
+    writeFileSync(path.join(idx, 'readme.txt'), 'not an index\n');
+    const missing = `${path.join(idx, 'index.json')} is missing; this is not a search-r3 index`;
+    await assert.rejects(SearchIndex.open(idx), { name: IndexError.name, message: `${missing} (${BUILD_ONE}).` });
+    const r = runCli(['search', '--index', idx, 'a question']);
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, `search-r3: ${missing} (build one with 'search-r3 index').\n`);
   } finally {
     cleanup();
   }
