@@ -29,6 +29,7 @@ export { SearchR3Embeddings, type SearchR3EmbeddingsParams } from './client/lang
 export { SearchR3VectorStore } from './client/langchain-vectorstore.js';
 export { RemoteEmbedder, RemoteError, type RemoteOptions } from './client/remote-embedder.js';
 export { startSearchServer, createSearchServer, type ServeOptions, type RunningServer } from './serve/server.js';
+export { ListenError } from './serve/listen.js';
 export {
   WorkerBackend,
   ModelUnavailableError,

@@ -10,6 +10,7 @@ import { ENGINE_OPTIONS, engineHelp, engineMismatch, findGguf, parseEngine } fro
 import { recordedModelFolder } from './index-model.js';
 import { type RunningServer, startSearchServer } from '../serve/server.js';
 import { queueTooShort } from '../serve/serve-options.js';
+import { listenProblem } from '../serve/listen.js';
 import { runWatch } from './run-folders.js';
 
 const HELP = `search-r3 serve — HTTP server: OpenAI-compatible embeddings and search
@@ -199,17 +200,8 @@ export const serveCommand: Command = {
   },
 };
 
-/** A listen failure the user can fix, as one sentence; null for anything else. */
+/** A listen failure the user can fix, as the package's sentence naming --port or --host; null for anything else. */
 export function listenError(e: unknown, host: string, port: number): UserError | null {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') {
-    return new UserError(`--port ${port} is in use; pick another with --port or stop the other server.`);
-  }
-  if (code === 'EACCES') {
-    return new UserError(`--port ${port} needs privileges this user lacks; pick a port above 1023.`);
-  }
-  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') {
-    return new UserError(`--host ${host} is not an address of this machine; pick one it has (e.g. 127.0.0.1).`);
-  }
-  return null;
+  const problem = listenProblem(e, host, port, { port: '--port', host: '--host' });
+  return problem && new UserError(problem.message);
 }

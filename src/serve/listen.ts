@@ -15,6 +15,50 @@ const BODY_GRACE_MS = 1500;
  */
 const RECEIVE_LIMITS = { headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 1000 };
 
+/**
+ * A listen failure the caller can fix (the port taken or privileged, a host this machine lacks), as one
+ * sentence naming the option to change. `code` stays Node's (EADDRINUSE, EACCES, EADDRNOTAVAIL, ENOTFOUND),
+ * for a program that tries another port; `cause` is Node's error.
+ */
+export class ListenError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    cause: Error,
+  ) {
+    super(message, { cause });
+    this.name = 'ListenError';
+  }
+}
+
+/** How a caller spells the options: the package's 'port' and 'host', or the CLI's --port and --host. */
+export interface ListenOptionNames {
+  port: string;
+  host: string;
+}
+
+const API_NAMES: ListenOptionNames = { port: "'port'", host: "'host'" };
+
+/** `e`, from listening on host:port, as a ListenError when the caller can fix it; null for anything else. */
+export function listenProblem(
+  e: unknown,
+  host: string,
+  port: number,
+  names: ListenOptionNames = API_NAMES,
+): ListenError | null {
+  const err = e as NodeJS.ErrnoException;
+  const code = err?.code;
+  const sentence =
+    code === 'EADDRINUSE'
+      ? `${names.port} ${port} is in use; pick another with ${names.port} or stop the other server.`
+      : code === 'EACCES'
+        ? `${names.port} ${port} needs privileges this user lacks; pick a port above 1023.`
+        : code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND'
+          ? `${names.host} ${host} is not an address of this machine; pick one it has (e.g. 127.0.0.1).`
+          : null;
+  return sentence === null ? null : new ListenError(sentence, code!, err);
+}
+
 export interface Listening {
   server: http.Server;
   url: string;
@@ -37,9 +81,10 @@ export async function listen(
     handler(req, res);
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refuse = (e: Error): void => reject(listenProblem(e, host, port) ?? e);
+    server.once('error', refuse);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', refuse);
       resolve();
     });
   });

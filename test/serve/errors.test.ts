@@ -646,7 +646,12 @@ test("a start that fails (port in use) leaves the caller's WorkerBackend running
   const model = await WorkerBackend.start(await tinyModelDir(dir));
   try {
     const busy = (blocker.address() as net.AddressInfo).port;
-    await assert.rejects(startSearchServer({ backend: model, port: busy }), /EADDRINUSE/);
+    // the sentence the CLI says, naming the option of the API, and Node's code for a program that tries another
+    await assert.rejects(startSearchServer({ backend: model, port: busy }), {
+      name: 'ListenError',
+      code: 'EADDRINUSE',
+      message: `'port' ${busy} is in use; pick another with 'port' or stop the other server.`,
+    });
     // it was closed here, and the server started next on it answered 503 to everything
     assert.equal(model.health().state, 'ready');
     const server = await startSearchServer({ backend: model, port: 0 });
