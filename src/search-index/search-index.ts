@@ -76,6 +76,7 @@ export interface OpenIndexOptions {
   /**
    * Open for adding, updating and deleting documents. Without it (or `create`) the index opens
    * read-only: nothing in its folder is created or changed, and damaged parts are rebuilt in memory.
+   * A folder that holds no index is refused either way, and left as it was (`create` makes one).
    */
   writable?: boolean;
   /** Threads usearch may use when adding vectors (0 = all). */
@@ -252,7 +253,7 @@ export class SearchIndex {
           'fields of one), and an index would write over it; give the index a folder of its own, or move the ' +
           'file away.',
       );
-    const docs = openDocuments(dir, read, writable, notes);
+    const docs = openDocuments(dir, read, writable, opts.create !== undefined, notes);
     let store: VectorStore | undefined;
     try {
       const manifest = resolveManifest(dir, read, docs, opts, notes);
@@ -1075,24 +1076,31 @@ function prepareFolder(dir: string, create: boolean): void {
  * docs.sqlite for reading (it must exist and hold documents: it is the one part that cannot be rebuilt
  * from the others) or for writing (created when missing; a writer then encodes every document again).
  */
-function openDocuments(dir: string, read: ManifestRead, writable: boolean, notes: string[]): DocumentTable {
+function openDocuments(
+  dir: string,
+  read: ManifestRead,
+  writable: boolean,
+  create: boolean,
+  notes: string[],
+): DocumentTable {
   const file = path.join(dir, DOCS_FILE);
   const state = !existsSync(file) ? 'missing' : statSync(file).size === 0 ? 'empty' : 'present';
   const manifest = 'manifest' in read ? read.manifest : undefined;
-  if (writable) {
-    if (state !== 'present' && manifest && manifest.counts.documents + manifest.counts.pending > 0) {
-      notes.push(`${file} was ${state}; the index is rebuilt: every document given is encoded again.`);
-    }
-    return DocumentTable.openForWriting(file);
-  }
   // an empty docs.sqlite without a manifest is what an index run killed before its first commit leaves: no
-  // index yet, rather than one that lost its documents
-  if (state !== 'present' && !('manifest' in read)) {
+  // index yet, rather than one that lost its documents. Refused before a writer creates docs.sqlite: a refused
+  // open leaves the folder as it was.
+  if (!create && state !== 'present' && !('manifest' in read)) {
     const both = read.problem === 'missing' && state === 'missing';
     throw new IndexError(
       `${both ? read.message : `${read.message}, and ${file} is ${state}`}; this is not ` +
         `a search-r3 index (${BUILD_ONE}).`,
     );
+  }
+  if (writable) {
+    if (state !== 'present' && manifest && manifest.counts.documents + manifest.counts.pending > 0) {
+      notes.push(`${file} was ${state}; the index is rebuilt: every document given is encoded again.`);
+    }
+    return DocumentTable.openForWriting(file);
   }
   if (state !== 'present')
     throw new IndexError(`${file} is ${state}: the index has lost its documents; ${REBUILD(dir)}.`);

@@ -97,6 +97,61 @@ test('a folder with no index: a program is told the create option and the comman
   }
 });
 
+test('a writable open of a folder with no index is refused and leaves the folder byte for byte as it was', async () => {
+  const { dir, cleanup } = tempDir('ro-refused-writer');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const manifest = (idx: string) => path.join(idx, 'index.json');
+    const docs = (idx: string) => path.join(idx, 'docs.sqlite');
+    const cases: [string, (idx: string) => void, (idx: string) => string][] = [
+      ['empty', () => {}, (idx) => `${manifest(idx)} is missing; this is not a search-r3 index`],
+      [
+        'notes',
+        (idx) => writeFileSync(path.join(idx, 'readme.txt'), 'not an index\n'),
+        (idx) => `${manifest(idx)} is missing; this is not a search-r3 index`,
+      ],
+      [
+        'unborn',
+        (idx) => writeFileSync(docs(idx), ''),
+        (idx) => `${manifest(idx)} is missing, and ${docs(idx)} is empty; this is not a search-r3 index`,
+      ],
+      [
+        'damaged',
+        (idx) => writeFileSync(manifest(idx), '{"format": "search-r3'),
+        (idx) =>
+          `${manifest(idx)} is damaged: not valid JSON, and ${docs(idx)} is missing; this is not a search-r3 index`,
+      ],
+    ];
+    for (const [name, fill, message] of cases) {
+      const idx = path.join(dir, name);
+      mkdirSync(idx);
+      fill(idx);
+      const before = folderDigest(idx);
+      for (const opts of [{ backend, writable: true }, { writable: true }]) {
+        await assert.rejects(SearchIndex.open(idx, opts), {
+          name: IndexError.name,
+          message: `${message(idx)} (${BUILD_ONE}).`,
+        });
+        assert.deepEqual(folderDigest(idx), before, `${name}: no docs.sqlite (or its journal) created or rewritten`);
+      }
+      // the CLI opens such a folder for writing too
+      const r = runCli(['index', '--out', idx, '--delete', 'doc-1']);
+      assert.equal(r.status, 2, r.stdout);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.deepEqual(folderDigest(idx), before, `${name}: index --delete left the folder as it was`);
+    }
+    // nor is a folder that is not there made
+    const gone = path.join(dir, 'gone');
+    await assert.rejects(SearchIndex.open(gone, { backend, writable: true }), {
+      name: IndexError.name,
+      message: `${manifest(gone)} is missing; this is not a search-r3 index (${BUILD_ONE}).`,
+    });
+    assert.equal(existsSync(gone), false);
+  } finally {
+    cleanup();
+  }
+});
+
 test("an index run killed while it creates docs.sqlite's tables leaves no index, not a damaged one", async () => {
   const { dir, cleanup } = tempDir('ro-schema');
   try {
