@@ -183,16 +183,6 @@ export function foreignManifest(dir: string): boolean {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && OWN_FIELDS.filter((k) => k in v).length <= 2;
 }
 
-export function readManifest(dir: string): IndexManifest {
-  const r = tryReadManifest(dir);
-  if ('manifest' in r) return r.manifest;
-  throw new IndexError(
-    r.problem === 'missing'
-      ? `${r.message}; this is not a search-r3 index (build one with 'search-r3 index').`
-      : `${r.message}.`,
-  );
-}
-
 export function writeManifest(dir: string, m: IndexManifest): void {
   writeFileAtomicallySync(path.join(dir, MANIFEST_FILE), sealManifest(m));
 }
