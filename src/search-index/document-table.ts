@@ -163,8 +163,23 @@ export function sqliteFailure(file: string, e: unknown): IndexError {
 
 /** An error of a call on `file` as the user sees it: SQLite's as one sentence, others unchanged. */
 function failure(file: string, e: unknown): unknown {
+  if (sqliteBuildMissing(e)) return new IndexError(SQLITE_BUILD_MISSING);
   return isSqliteError(e) ? sqliteFailure(file, e) : e;
 }
+
+/**
+ * better-sqlite3 without its native build, which its install script makes: npm 12 and later run a dependency's
+ * install script only when the project approved it (package.json's allowScripts), so a plain `npm install
+ * search-r3` leaves it unbuilt. Node's error lists a dozen paths it looked in; what the user needs is the fix.
+ */
+function sqliteBuildMissing(e: unknown): boolean {
+  return e instanceof Error && e.message.startsWith('Could not locate the bindings file');
+}
+
+const SQLITE_BUILD_MISSING =
+  "better-sqlite3, which keeps an index's documents, has no native build: its install script failed or did " +
+  "not run (npm 12 and later run a dependency's install script only once the project approves it). In your " +
+  'project run: npm install-scripts approve better-sqlite3 search-r3 && npm rebuild better-sqlite3 search-r3';
 
 /**
  * Rolls back the journal a killed writer left beside `file` (the unfinished transaction), as the next writer

@@ -118,9 +118,11 @@ function findAddon(): string {
     if (existsSync(p)) return p;
     dir = dirname(dir);
   }
+  // npm 12 and later skip the install script that builds it until the project approves it: then there is no log
   throw new Error(
     'build/Release/search_r3_native.node not found; `npm rebuild search-r3` builds it (`npm install` in a checkout) ' +
-      "given python3, make, a C compiler and libopenblas-dev: the package's native-build.log says what was missing",
+      "given python3, make, a C compiler and libopenblas-dev: the package's native-build.log says what was missing " +
+      '(none: npm 12 and later run the install script only once `npm install-scripts approve search-r3` allows it)',
   );
 }
 
