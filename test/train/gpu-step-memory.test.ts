@@ -5,7 +5,7 @@
  * finalizers run, which (without V8's cleanupSome: Node 24 on, and below the collection threshold on any
  * Node) waits for the event loop: the trainers yield between passes.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -60,6 +60,25 @@ async function peakOf(run: () => Promise<unknown>): Promise<number> {
   return gpu.peakBytes - base;
 }
 
+/** Trains with 1 and with n passes a step on the GPU: the second must peak within a quarter of the first. */
+async function assertPeakNearOne(
+  t: TestContext,
+  n: number,
+  passes: string,
+  train: (passes: number) => Promise<unknown>,
+): Promise<void> {
+  T.setBackend('webgpu');
+  try {
+    const one = await peakOf(() => train(1));
+    const many = await peakOf(() => train(n));
+    const said = `peak GPU bytes: ${many} with ${n} ${passes} a step, ${one} with 1`;
+    t.diagnostic(said);
+    assert.ok(many < one * 1.25, said);
+  } finally {
+    T.setBackend('native');
+  }
+}
+
 test(
   'train lm on a GPU: a step of 4 accumulated passes peaks near a step of one',
   { skip: webgpuSkip() },
@@ -90,15 +109,7 @@ test(
         ),
         { progress: false },
       );
-    T.setBackend('webgpu');
-    try {
-      const one = await peakOf(() => lm(1));
-      const four = await peakOf(() => lm(4));
-      t.diagnostic(`peak GPU bytes: ${four} with 4 passes a step, ${one} with 1`);
-      assert.ok(four < one * 1.25, `peak GPU bytes: ${four} with 4 passes a step, ${one} with 1`);
-    } finally {
-      T.setBackend('native');
-    }
+    await assertPeakNearOne(t, 4, 'passes', lm);
   },
 );
 
@@ -139,14 +150,9 @@ test(
       const file = await toySftRun(sftDir, { output: `sft-${accumulation}`, steps: 1, batch, lora: null });
       return trainSft(loadSftConfig(file), { progress: false });
     };
-    T.setBackend('webgpu');
     try {
-      const one = await peakOf(() => sft(1));
-      const three = await peakOf(() => sft(3));
-      t.diagnostic(`peak GPU bytes: ${three} with 3 batches a step, ${one} with 1`);
-      assert.ok(three < one * 1.25, `peak GPU bytes: ${three} with 3 batches a step, ${one} with 1`);
+      await assertPeakNearOne(t, 3, 'batches', sft);
     } finally {
-      T.setBackend('native');
       await fsp.rm(sftDir, { recursive: true, force: true });
     }
   },
@@ -168,14 +174,9 @@ test('train rl on a GPU: 4 inner updates a step peak near one', { skip: webgpuSk
       ),
       { progress: false },
     );
-  T.setBackend('webgpu');
   try {
-    const one = await peakOf(() => rl(1));
-    const four = await peakOf(() => rl(4));
-    t.diagnostic(`peak GPU bytes: ${four} with 4 inner updates, ${one} with 1`);
-    assert.ok(four < one * 1.25, `peak GPU bytes: ${four} with 4 inner updates a step, ${one} with 1`);
+    await assertPeakNearOne(t, 4, 'inner updates', rl);
   } finally {
-    T.setBackend('native');
     await fsp.rm(rlDir, { recursive: true, force: true });
   }
 });
