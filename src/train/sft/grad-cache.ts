@@ -70,8 +70,9 @@ export async function gradCacheBackward(
   const respTokens = responseTokenCount(batch.seqs);
   let sft = 0,
     kl = 0;
-  for (const [ci, idx] of chunks.entries()) {
-    if (!cache && !wantResponse) break;
+  // with neither a cached gradient nor a response loss, no chunk has anything to backpropagate
+  const rerun = cache || wantResponse ? chunks : [];
+  for (const [ci, idx] of rerun.entries()) {
     const out = forwardChunk(
       m,
       idx.map((i) => batch.seqs[i]),
