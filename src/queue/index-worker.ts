@@ -16,6 +16,7 @@ import {
   modelMismatch,
   readJob,
 } from './index-job.js';
+import { settledWithin } from '../io/settled-within.js';
 import { QueueError } from './queue-error.js';
 import { RunWatch } from './queue-hold.js';
 import { isGpuDeviceFailure } from '../embed/index.js';
@@ -56,19 +57,10 @@ const CLOSE_MS = 5000;
 
 /** Closes `worker` by force, and disconnects it once `CLOSE_MS` pass, whatever its commands still wait on. */
 async function closeWithin(worker: Worker): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), CLOSE_MS)));
-  const closed = worker.close(true).catch(() => undefined);
-  try {
-    if ((await Promise.race([closed, late])) === 'late') {
-      await worker.disconnect().catch(() => undefined);
-      const blocking = (worker as unknown as { blockingConnection?: { disconnect(): Promise<void> } })
-        .blockingConnection;
-      await blocking?.disconnect().catch(() => undefined);
-    }
-  } finally {
-    clearTimeout(timer);
-  }
+  if (await settledWithin(worker.close(true), CLOSE_MS)) return;
+  await worker.disconnect().catch(() => undefined);
+  const blocking = (worker as unknown as { blockingConnection?: { disconnect(): Promise<void> } }).blockingConnection;
+  await blocking?.disconnect().catch(() => undefined);
 }
 
 /**

@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { pidNamespace, processRuns } from '../io/process-runs.js';
+import { settledWithin } from '../io/settled-within.js';
 import { QueueError } from './queue-error.js';
 
 /** How long the hold outlives its last renewal. */
@@ -122,10 +123,7 @@ export class QueueHold {
    */
   async free(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((r) => (timer = setTimeout(r, 2000)));
-    await Promise.race([this.client.eval(FREE, 1, holdKey(this.o.queueName), this.o.run), late]);
-    clearTimeout(timer);
+    await settledWithin(this.client.eval(FREE, 1, holdKey(this.o.queueName), this.o.run), 2000);
   }
 
   /** The holder when another run holds the queue; null when this run now holds it. */
