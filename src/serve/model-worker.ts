@@ -42,6 +42,7 @@ import {
   type WorkerRequest,
   errorFromWire,
 } from './worker-protocol.js';
+import { settledWithin } from '../io/settled-within.js';
 import { workerExecArgv } from '../io/worker-exec-argv.js';
 import { type Refuse, checkOptionsObject } from '../io/option-checks.js';
 
@@ -53,6 +54,8 @@ const LAST_RETRY_MS = 30_000;
 /** A worker that dies sooner than this after it started counts as failing on start. */
 const STAYED_UP_MS = 60_000;
 const WORKER_YOUNG_GENERATION_MB = 8;
+/** How long close() waits for a worker whose GPU device failed to close that device and end itself. */
+const DEVICE_CLOSE_WAIT_MS = 30_000;
 
 export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {
   /** Run the model on llama.cpp (a GGUF exported from the folder) instead of search-r3's engine. */
@@ -167,6 +170,8 @@ export class WorkerBackend implements EmbeddingBackend {
   /** STAYED_UP_MS; a field so that a test of the wait's reset need not keep a worker up a minute. */
   private stayedUpMs = STAYED_UP_MS;
   private readonly batchListeners = new Set<BatchListener>();
+  /** The end of the worker in use once its GPU device failed and it is closing that device; null before. */
+  private ending: Promise<void> | null = null;
 
   private constructor(
     private readonly config: WorkerConfig,
@@ -317,6 +322,9 @@ export class WorkerBackend implements EmbeddingBackend {
     this.retryAt = null;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.failPending(this.reason);
+    // a worker whose device failed is closing it and ends itself: terminating it while Dawn still works
+    // would abort the whole process, so it is given the time to finish (and terminated only if it hangs)
+    if (this.ending && (await settledWithin(this.ending, DEVICE_CLOSE_WAIT_MS))) return;
     await this.worker.terminate();
   }
 
@@ -356,11 +364,13 @@ export class WorkerBackend implements EmbeddingBackend {
   private attach(worker: Worker): void {
     this.worker = worker;
     this.readyAt = Date.now();
+    this.ending = null;
     let lastError: string | null = null;
     worker.on('message', (m: WorkerReply) => {
       if (m.type !== 'deviceFailed') return this.receive(m);
       // its requests are answered now; the new worker starts once this one has closed its GPU and ended
       if (this.worker !== worker || this.state !== 'ready') return;
+      this.ending = new Promise((resolve) => worker.once('exit', () => resolve()));
       this.stopped(m.message, ' on a fresh GPU device', new GpuError(m.message, true));
     });
     worker.on('error', (e) => {

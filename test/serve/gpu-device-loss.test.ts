@@ -6,10 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { postEmbeddings as embeddings, request } from '../helpers/http.js';
 import { repoRoot } from '../helpers/repo.js';
+import { runProgram } from '../helpers/run-program.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
 import { CliProcess } from '../queue/cli-process.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
@@ -54,5 +55,41 @@ test(
     }
     assert.doesNotMatch(serve.output, /^\s+at /m, 'a stack trace in the log');
     assert.doesNotMatch(serve.output, /GpuError/);
+  },
+);
+
+test(
+  'close() right after a device loss lets the worker close its GPU and end itself, and the program exits',
+  { skip: webgpuSkip(), timeout: 120_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('gpu-loss-close');
+    try {
+      const modelDir = await tinyModelDir(dir);
+      const trigger = path.join(dir, 'lose-now');
+      const closedLog = path.join(dir, 'gpu-closed');
+      // a queue worker does this: its job failed with the device, so it closes the model and stops
+      const program = `import { writeFileSync, existsSync } from 'node:fs';
+import { WorkerBackend } from 'ENTRY';
+const w = await WorkerBackend.start(${JSON.stringify(modelDir)}, { device: 'webgpu' });
+await w.embedDocuments(['before the loss']);
+writeFileSync(${JSON.stringify(trigger)}, '');
+const e = await w.embedDocuments(['during the loss']).then(() => null, (e) => e);
+console.log(e?.name, e?.cause?.name);
+await w.close();
+console.log(existsSync(${JSON.stringify(closedLog)}) ? 'closed' : 'not closed');
+`;
+      const r = await runProgram(dir, 'close-after-loss', program, 90_000, {
+        NODE_OPTIONS: `--import ${losePreload}`,
+        SEARCH_R3_TEST_LOSE_GPU: trigger,
+        SEARCH_R3_TEST_GPU_CLOSED: closedLog,
+      });
+      // terminated while Dawn still drained its queue, the worker would abort the whole process
+      assert.deepEqual([r.code, r.signal], [0, null], r.stderr);
+      assert.equal(r.stdout, 'ModelUnavailableError GpuError\nclosed\n', r.stderr);
+      assert.equal(readFileSync(closedLog, 'utf8').split('\n').length - 1, 1, 'one device, closed once');
+      assert.ok(!existsSync(trigger));
+    } finally {
+      cleanup();
+    }
   },
 );

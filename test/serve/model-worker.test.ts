@@ -1,10 +1,7 @@
 /** The model in a worker thread: an EmbeddingBackend, the only thread running kernels, restarted when it dies. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import * as T from '../../src/tensor/index.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { type BatchJob, EmbeddingBatcher, takeRoundRobin } from '../../src/serve/embedding-batcher.js';
@@ -12,7 +9,7 @@ import { ModelUnavailableError, WorkerBackend, type WorkerBackendOptions } from 
 import { startSearchServer } from '../../src/serve/server.js';
 import { corpus, tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { post, postEmbeddings as embeddings, request } from '../helpers/http.js';
-import { repoRoot } from '../helpers/repo.js';
+import { runProgram } from '../helpers/run-program.js';
 
 test('WorkerBackend is an EmbeddingBackend: the in-process vectors, and an index checks its model', async () => {
   const { dir, cleanup } = tempDir('wb');
@@ -347,25 +344,6 @@ test('WorkerBackend.start refuses batching that would stall, in one sentence, be
     cleanup();
   }
 });
-
-/** Runs `program` (an ES module importing the built package entry as ENTRY) in its own Node process. */
-function runProgram(
-  dir: string,
-  name: string,
-  program: string,
-  timeoutMs: number,
-): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
-  const entry = pathToFileURL(path.join(repoRoot, 'dist/src/index.js')).href;
-  const file = path.join(dir, `${name}.mjs`);
-  writeFileSync(file, program.replace('ENTRY', entry));
-  return new Promise((resolve) => {
-    execFile(process.execPath, [file], { timeout: timeoutMs }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: unknown; signal?: string | null }) | null;
-      const code = e ? (typeof e.code === 'number' ? e.code : null) : 0;
-      resolve({ code, signal: e?.signal ?? null, stdout, stderr });
-    });
-  });
-}
 
 test('a program that never closes its WorkerBackend exits when its work is done, not before', async () => {
   const { dir, cleanup } = tempDir('wbexit');
