@@ -1,7 +1,17 @@
 /** A `search-r3` CLI process the queue tests watch while it runs: its output so far, waits for lines, kills. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { after } from 'node:test';
 import { repoRoot } from '../helpers/repo.js';
+
+/** The processes not yet exited, of the test file that imports this module. */
+const running = new Set<ChildProcess>();
+
+// a test that fails before it stops its processes (a coordinator waiting for workers that will never come)
+// must not leave them running: the test file's process would wait on them, and the suite would never end
+after(() => {
+  for (const p of running) p.kill('SIGKILL');
+});
 
 export class CliProcess {
   output = '';
@@ -16,7 +26,13 @@ export class CliProcess {
     const take = (b: Buffer): void => void (this.output += b.toString());
     this.proc.stdout!.on('data', take);
     this.proc.stderr!.on('data', take);
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
+    running.add(this.proc);
+    this.exited = new Promise((resolve) =>
+      this.proc.once('exit', (code, signal) => {
+        running.delete(this.proc);
+        resolve({ code, signal });
+      }),
+    );
   }
 
   /** The first match of `re` in the output, waiting for it (rejects if the process exits first or after `ms`). */
