@@ -52,6 +52,7 @@ export {
   gpuSizeSentence,
   isGpuDeviceFailure,
   shutdownGpu,
+  hasGpuThread,
   useDevice,
   type DeviceChoice,
   type DeviceReport,

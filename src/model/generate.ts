@@ -70,6 +70,21 @@ export function runSteps<T>(steps: Steps<T>): T {
 }
 
 /**
+ * runSteps, giving the event loop a turn after each step: the forward passes are synchronous, and between
+ * them timers, I/O, signal handlers and a worker's messages get their turn. `stop`, asked after each turn,
+ * ends the work early by throwing the error it returns.
+ */
+export async function runStepsYielding<T>(steps: Steps<T>, stop: () => Error | null = () => null): Promise<T> {
+  for (;;) {
+    const r = advance(steps);
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const e = stop();
+    if (e) throw e;
+  }
+}
+
+/**
  * generate() one forward pass at a time (the prompts', then one per new token): a caller such as a
  * server can do other model work between steps (run each with advance()). A generation's state (its KV
  * cache, its sampler's seed) is its own, so what runs in between does not change the result.

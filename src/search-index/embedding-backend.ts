@@ -11,7 +11,7 @@ import {
   type QueryOptions,
   requireEmbedToken,
 } from '../embed/index.js';
-import { advance } from '../model/generate.js';
+import { runStepsYielding } from '../model/generate.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import path from 'node:path';
 import { modelFingerprint } from '../model/model-fingerprint.js';
@@ -90,13 +90,9 @@ export class LocalBackend implements EmbeddingBackend {
   }
 
   async encodeDocuments(texts: readonly string[]): Promise<DocumentEmbeddings> {
-    const steps = this.embedder.documentSteps(texts);
-    for (;;) {
-      const r = advance(steps);
-      if (r.done) return { vectors: r.value.vectors, truncated: r.value.stats.truncatedTexts };
-      // the forward passes are synchronous: between them timers, I/O and signal handlers (index's Ctrl-C) get a turn
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
+    // between the forward passes, index's Ctrl-C handler gets its turn
+    const { vectors, stats } = await runStepsYielding(this.embedder.documentSteps(texts));
+    return { vectors, truncated: stats.truncatedTexts };
   }
 
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {

@@ -16,6 +16,7 @@ import {
   reasoningPrompts,
   requireEmbedToken,
   isGpuDeviceFailure,
+  hasGpuThread,
   shutdownGpu,
   useDevice,
 } from '../embed/index.js';
@@ -23,6 +24,7 @@ import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
 import { modelFingerprint } from '../model/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { StreamingDecoder } from '../model/streaming-decoder.js';
+import { runStepsYielding } from '../model/generate.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import { chatSteps, prepareChat } from './chat.js';
 import { EmbeddingBatcher } from './embedding-batcher.js';
@@ -179,7 +181,9 @@ class ModelWorker implements ModelWork {
   }
 
   async encodeDocuments(texts: readonly string[]): Promise<DocumentsResult> {
-    const { vectors, stats } = this.embedder.embedDocuments(texts);
+    // a batch at a time: a close (or other requests) need not wait for the whole list
+    const closing = (): Error | null => (ending ? new Error('the model worker is closing') : null);
+    const { vectors, stats } = await runStepsYielding(this.embedder.documentSteps(texts), closing);
     return { vectors: packRows(vectors, this.embedder.dimension), truncated: stats.truncatedTexts };
   }
 
@@ -273,8 +277,10 @@ class LlamaCppWork implements ModelWork {
   }
 }
 
-/** Set once the GPU device has failed: the worker takes no more requests and is ending. */
+/** Set once the GPU device has failed or the worker was asked to close: it takes no more requests and is ending. */
 let ending = false;
+/** The requests being run, by id: what a close cancels and waits for. */
+const running = new Map<number, Promise<unknown>>();
 
 /**
  * A failed GPU device computes nothing more, so every request would fail on it: the worker says so (the
@@ -290,7 +296,21 @@ async function endOnDeviceFailure(e: Error): Promise<void> {
   process.exit(1);
 }
 
+/**
+ * Closes the worker whose owner asked it to: what has not started is dropped, and what runs (a synchronous
+ * forward pass cannot be stopped halfway) ends before the GPU thread closes and the worker ends itself.
+ */
+async function endOnClose(work: ModelWork): Promise<void> {
+  if (ending) return;
+  ending = true;
+  for (const id of running.keys()) work.cancel(id);
+  await Promise.allSettled(running.values());
+  await shutdownGpu();
+  process.exit(0);
+}
+
 function handle(work: ModelWork, m: WorkerRequest): void {
+  if (m.type === 'close') return void endOnClose(work);
   if (ending) return;
   if (m.type === 'configure') {
     work.configure(m.batching);
@@ -306,7 +326,10 @@ function handle(work: ModelWork, m: WorkerRequest): void {
     if (m.type === 'encodeDocuments') return work.encodeDocuments(m.texts);
     return work.chat(m.id, m.job);
   };
-  run().then(
+  const ran = run();
+  running.set(m.id, ran);
+  ran.finally(() => running.delete(m.id)).catch(() => undefined);
+  ran.then(
     (value) => {
       const transfer = 'vectors' in value ? [value.vectors.buffer as ArrayBuffer] : [];
       post({ type: 'result', id: m.id, value }, transfer);
@@ -360,7 +383,7 @@ const config = workerData as WorkerConfig;
 load({ ...config, modelDir: path.resolve(config.modelDir) }).then(
   ({ worker, info }) => {
     port.on('message', (m: WorkerRequest) => handle(worker, m));
-    post({ type: 'ready', info });
+    post({ type: 'ready', info, gpu: hasGpuThread() });
   },
   (e: unknown) => post({ type: 'failed', error: errorToWire(e) }),
 );

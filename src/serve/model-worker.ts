@@ -54,8 +54,12 @@ const LAST_RETRY_MS = 30_000;
 /** A worker that dies sooner than this after it started counts as failing on start. */
 const STAYED_UP_MS = 60_000;
 const WORKER_YOUNG_GENERATION_MB = 8;
-/** How long close() waits for a worker whose GPU device failed to close that device and end itself. */
-const DEVICE_CLOSE_WAIT_MS = 30_000;
+/**
+ * How long close() waits for a worker with a GPU thread to finish its forward pass, close its GPU and end
+ * itself, before it terminates the worker (which aborts the process if Dawn still works): the default GPU
+ * watchdog's time (SEARCH_R3_GPU_TIMEOUT_MS), after which the worker's own reads give up and it ends.
+ */
+const GPU_CLOSE_WAIT_MS = 600_000;
 
 export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {
   /** Run the model on llama.cpp (a GGUF exported from the folder) instead of search-r3's engine. */
@@ -102,7 +106,7 @@ interface Watchers {
 }
 
 /** Starts a worker and waits until it has loaded the model (or rejects with why it could not). */
-function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo }> {
+function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo; gpu: boolean }> {
   // SHARE_ENV: what the addon sets in the environment while it loads (native-kernels.ts) must reach the
   // C libraries of this process, as it does when the main thread loads it
   // A small young generation: the model's big arrays live outside the V8 heap, so a large nursery only
@@ -124,7 +128,7 @@ function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: Mode
     const onMessage = (m: WorkerReply): void => {
       done();
       if (m.type === 'ready') {
-        resolve({ worker, info: m.info });
+        resolve({ worker, info: m.info, gpu: m.gpu });
         return;
       }
       void worker.terminate();
@@ -144,6 +148,26 @@ function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: Mode
     worker.on('error', onError);
     worker.on('exit', onExit);
   });
+}
+
+function exited(worker: Worker): Promise<void> {
+  return new Promise((resolve) => worker.once('exit', () => resolve()));
+}
+
+/** Asks a worker with a GPU thread to finish what runs, close its GPU and end; resolves when it has ended. */
+function askToClose(worker: Worker): Promise<void> {
+  const ended = exited(worker);
+  worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+  return ended;
+}
+
+/**
+ * Ends `worker`: waits for `ending` (a worker closing its GPU thread, which Node must not tear down while Dawn
+ * works, or the whole process aborts), and terminates it only when there is none or it hangs.
+ */
+async function endWorker(worker: Worker, ending: Promise<void> | null): Promise<void> {
+  if (ending && (await settledWithin(ending, GPU_CLOSE_WAIT_MS))) return;
+  await worker.terminate();
 }
 
 export class WorkerBackend implements EmbeddingBackend {
@@ -170,7 +194,9 @@ export class WorkerBackend implements EmbeddingBackend {
   /** STAYED_UP_MS; a field so that a test of the wait's reset need not keep a worker up a minute. */
   private stayedUpMs = STAYED_UP_MS;
   private readonly batchListeners = new Set<BatchListener>();
-  /** The end of the worker in use once its GPU device failed and it is closing that device; null before. */
+  /** Whether the worker in use has a GPU thread, which it must close itself before it ends. */
+  private workerGpu = false;
+  /** The end of the worker in use once it is closing its GPU thread (its device failed, or close()); else null. */
   private ending: Promise<void> | null = null;
 
   private constructor(
@@ -179,8 +205,9 @@ export class WorkerBackend implements EmbeddingBackend {
     readonly info: ModelInfo,
     /** The folder's stored hybrid fusion: a search setting, read here, since the worker only embeds. */
     readonly fusion: ModelFusion | undefined,
+    gpu: boolean,
   ) {
-    this.attach(worker);
+    this.attach(worker, gpu);
   }
 
   /** Loads the model folder in a new worker thread. */
@@ -196,8 +223,8 @@ export class WorkerBackend implements EmbeddingBackend {
       ...(device ? { device } : {}),
     };
     const fusion = readModelFusion(config.modelDir);
-    const { worker, info } = await spawnWorker(config);
-    return new WorkerBackend(config, worker, info, fusion);
+    const { worker, info, gpu } = await spawnWorker(config);
+    return new WorkerBackend(config, worker, info, fusion, gpu);
   }
 
   /**
@@ -314,18 +341,22 @@ export class WorkerBackend implements EmbeddingBackend {
     return this.call<ChatResult>((id) => ({ id, type: 'chat', job: streamed }), { content: onContent }, signal);
   }
 
-  /** Stops the worker; requests still waiting fail. */
+  /**
+   * Stops the worker; requests still waiting fail. A worker on a GPU first finishes the forward pass it is in
+   * and closes its GPU (Node tearing down a GPU thread while Dawn works aborts the whole process), so close()
+   * may take as long as that pass; one on the CPU is stopped at once.
+   */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
+    const running = this.state === 'ready';
     this.state = 'closed';
     this.reason = 'the model has been closed.';
     this.retryAt = null;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.failPending(this.reason);
-    // a worker whose device failed is closing it and ends itself: terminating it while Dawn still works
-    // would abort the whole process, so it is given the time to finish (and terminated only if it hangs)
-    if (this.ending && (await settledWithin(this.ending, DEVICE_CLOSE_WAIT_MS))) return;
-    await this.worker.terminate();
+    if (running && this.workerGpu) this.ending ??= askToClose(this.worker);
+    this.worker.ref();
+    await endWorker(this.worker, this.ending);
   }
 
   private unpack(r: EmbedResult): QueryEmbedding[] {
@@ -361,8 +392,9 @@ export class WorkerBackend implements EmbeddingBackend {
     else this.worker.unref();
   }
 
-  private attach(worker: Worker): void {
+  private attach(worker: Worker, gpu: boolean): void {
     this.worker = worker;
+    this.workerGpu = gpu;
     this.readyAt = Date.now();
     this.ending = null;
     let lastError: string | null = null;
@@ -370,7 +402,7 @@ export class WorkerBackend implements EmbeddingBackend {
       if (m.type !== 'deviceFailed') return this.receive(m);
       // its requests are answered now; the new worker starts once this one has closed its GPU and ended
       if (this.worker !== worker || this.state !== 'ready') return;
-      this.ending = new Promise((resolve) => worker.once('exit', () => resolve()));
+      this.ending = exited(worker);
       this.stopped(m.message, ' on a fresh GPU device', new GpuError(m.message, true));
     });
     worker.on('error', (e) => {
@@ -473,17 +505,17 @@ export class WorkerBackend implements EmbeddingBackend {
 
   private async restart(): Promise<void> {
     try {
-      const { worker, info } = await spawnWorker(this.config);
+      const { worker, info, gpu } = await spawnWorker(this.config);
       if (this.state === 'closed') {
-        await worker.terminate();
+        await endWorker(worker, gpu ? askToClose(worker) : null);
         return;
       }
       if (info.modelId !== this.info.modelId) {
-        await worker.terminate();
+        await endWorker(worker, gpu ? askToClose(worker) : null);
         const was = this.info.modelId;
         throw new Error(`the model folder now holds another model (${info.modelId}, not ${was}); restart the server`);
       }
-      this.attach(worker);
+      this.attach(worker, gpu);
       this.state = 'ready';
       this.reason = null;
       this.retryAt = null;

@@ -123,7 +123,12 @@ export type WorkerRequest =
   | { id: number; type: 'chat'; job: ChatJob }
   | { type: 'configure'; batching: BatchingOptions }
   /** The client of request `id` went away: its work that has not started is dropped. */
-  | { type: 'cancel'; id: number };
+  | { type: 'cancel'; id: number }
+  /**
+   * Stop (a worker with a GPU thread, which Node must not tear down while Dawn works): take no more requests,
+   * drop what has not started, finish what has, close the GPU and end.
+   */
+  | { type: 'close' };
 
 /** One input's analysis (reasoning on); the vector travels packed beside it. */
 export interface Analysis {
@@ -171,7 +176,8 @@ export interface WireError {
 }
 
 export type WorkerReply =
-  | { type: 'ready'; info: ModelInfo }
+  /** `gpu`: the worker has a GPU thread, so it is stopped with 'close' rather than terminated. */
+  | { type: 'ready'; info: ModelInfo; gpu: boolean }
   | { type: 'failed'; error: WireError }
   | { type: 'result'; id: number; value: EmbedResult | DocumentsResult | ChatResult }
   | { type: 'error'; id: number; error: WireError }

@@ -121,6 +121,11 @@ export async function shutdownGpu(): Promise<void> {
   await registry.webgpu?.gpu.shutdown();
 }
 
+/** Whether this process (or worker thread) has a GPU thread, which must end before the thread that owns it. */
+export function hasGpuThread(): boolean {
+  return Boolean(registry.webgpu);
+}
+
 export function webgpuBackendError(): string | null {
   webgpuKernels();
   return registry.webgpuError;

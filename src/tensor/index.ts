@@ -16,6 +16,7 @@ export {
   checkBackendChoice,
   checkWebgpuAvailable,
   shutdownGpu,
+  hasGpuThread,
   isGradEnabled,
   nativeBackendError,
   hostKernels,

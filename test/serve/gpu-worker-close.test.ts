@@ -1,0 +1,48 @@
+/**
+ * WorkerBackend.close() on a model worker that computes on a GPU: Node tearing down the worker's GPU thread
+ * while Dawn still works aborts the whole process (SIGABRT, "Promise not resolved or rejected: mapAsync()"),
+ * so the worker is asked to stop instead: it drops the rest of the work, finishes the forward pass it is in,
+ * closes its GPU and ends itself.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from '../helpers/repo.js';
+import { runProgram } from '../helpers/run-program.js';
+import { webgpuSkip } from '../helpers/webgpu.js';
+import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
+
+const preload = path.join(repoRoot, 'dist', 'test', 'helpers', 'lose-gpu-device.js');
+
+test(
+  'close() while the worker computes on the GPU: the rest is dropped, the GPU closed, the program exits',
+  { skip: webgpuSkip(), timeout: 180_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('gpu-close');
+    try {
+      const modelDir = await tinyModelDir(dir);
+      const closedLog = path.join(dir, 'gpu-closed');
+      // 4,000 documents in batches of 256 tokens: minutes of work on a software adapter, cut short by close()
+      const program = `import { WorkerBackend } from 'ENTRY';
+const w = await WorkerBackend.start(${JSON.stringify(modelDir)}, { device: 'webgpu', batchTokens: 256 });
+const texts = Array.from({ length: 4000 }, (_, i) => 'document ' + i + ' on gene therapy and the heart'.repeat(4));
+const embedding = w.embedDocuments(texts).then(() => 'embedded', (e) => e.name);
+await new Promise((r) => setTimeout(r, 1000));
+const t0 = Date.now();
+await w.close();
+const seconds = (Date.now() - t0) / 1000;
+console.log(await embedding, seconds < 60 ? 'closed within a minute' : 'closed after ' + seconds + ' s');
+`;
+      const r = await runProgram(dir, 'close-busy', program, 150_000, {
+        NODE_OPTIONS: `--import ${preload}`,
+        SEARCH_R3_TEST_GPU_CLOSED: closedLog,
+      });
+      assert.deepEqual([r.code, r.signal], [0, null], r.stderr);
+      assert.equal(r.stdout, 'ModelUnavailableError closed within a minute\n', r.stderr);
+      assert.match(readFileSync(closedLog, 'utf8'), /^thread \d+\n$/, 'the worker closed its GPU, once');
+    } finally {
+      cleanup();
+    }
+  },
+);
