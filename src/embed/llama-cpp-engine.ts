@@ -145,6 +145,8 @@ async function readGgufFacts(gguf: string, config: Qwen2Config, embedId: number)
 export class LlamaCppEngine {
   private queue: Promise<unknown> = Promise.resolve();
   private generation: { context: LlamaContext; sequence: LlamaContextSequence } | null = null;
+  /** close() under way: work stops at its next sequence or token, new work is refused. */
+  private closing: Promise<void> | null = null;
 
   private constructor(
     readonly gguf: string,
@@ -280,6 +282,7 @@ export class LlamaCppEngine {
     return this.exclusive(async () => {
       const out: Float32Array[] = [];
       for (const ids of seqs) {
+        this.checkOpen();
         const e = await this.embedding.getEmbeddingFor([...ids] as Token[]);
         out.push(normalize(Float32Array.from(e.vector)));
         onProgress?.(out.length, seqs.length);
@@ -303,6 +306,7 @@ export class LlamaCppEngine {
       await sequence.clearHistory();
       const sampling = { temperature: opts.temperature ?? 0, topP: opts.topP, seed: opts.seed, yieldEogToken: true };
       for await (const t of sequence.evaluate([...prompt] as Token[], sampling)) {
+        this.checkOpen();
         tokens.push(t);
         onToken(t);
         if (stops.has(t) || tokens.length >= budget) break;
@@ -322,15 +326,30 @@ export class LlamaCppEngine {
 
   /** Runs `f` after every call before it has finished: llama.cpp contexts take one evaluation at a time. */
   private exclusive<T>(f: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(f, f);
+    const g = (): Promise<T> => {
+      this.checkOpen();
+      return f();
+    };
+    const run = this.queue.then(g, g);
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  async close(): Promise<void> {
-    await this.queue;
-    await this.generation?.context.dispose();
-    await this.embedding.dispose();
-    await this.model.dispose();
+  private checkOpen(): void {
+    if (this.closing) throw new EngineError('the llama.cpp engine has been closed.');
+  }
+
+  /**
+   * Stops the work under way at its next sequence (or generated token), since llama.cpp's native work must
+   * not be torn down halfway, then frees the model. Calls waiting, and any made later, fail with EngineError.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.queue;
+      await this.generation?.context.dispose();
+      await this.embedding.dispose();
+      await this.model.dispose();
+    })();
+    return this.closing;
   }
 }

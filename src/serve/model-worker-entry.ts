@@ -132,10 +132,13 @@ interface ModelWork {
   chat(owner: number, job: ChatJob): Promise<ChatResult>;
   configure(b: BatchingOptions): void;
   cancel(owner: number): void;
+  /** Ends the work under way at its next step (it then fails) and frees the engine; resolves once it has. */
+  stop(): Promise<void>;
 }
 
 class ModelWorker implements ModelWork {
   private readonly batcher: EmbeddingBatcher;
+  private stopping = false;
 
   constructor(
     private readonly embedder: Embedder,
@@ -181,9 +184,9 @@ class ModelWorker implements ModelWork {
   }
 
   async encodeDocuments(texts: readonly string[]): Promise<DocumentsResult> {
-    // a batch at a time: a close (or other requests) need not wait for the whole list
-    const closing = (): Error | null => (ending ? new Error('the model worker is closing') : null);
-    const { vectors, stats } = await runStepsYielding(this.embedder.documentSteps(texts), closing);
+    // a batch at a time: a stop (or other requests) need not wait for the whole list
+    const stopped = (): Error | null => (this.stopping ? new Error('the model worker is closing') : null);
+    const { vectors, stats } = await runStepsYielding(this.embedder.documentSteps(texts), stopped);
     return { vectors: packRows(vectors, this.embedder.dimension), truncated: stats.truncatedTexts };
   }
 
@@ -199,6 +202,11 @@ class ModelWorker implements ModelWork {
 
   cancel(owner: number): void {
     this.batcher.cancel(owner);
+  }
+
+  stop(): Promise<void> {
+    this.stopping = true;
+    return Promise.resolve(); // its tensors go with the thread; the GPU is the process's (shutdownGpu)
   }
 }
 
@@ -275,6 +283,10 @@ class LlamaCppWork implements ModelWork {
   cancel(): void {
     /* llama.cpp takes one request at a time, already started when it is known */
   }
+
+  stop(): Promise<void> {
+    return this.backend.close();
+  }
 }
 
 /** Set once the GPU device has failed or the worker was asked to close: it takes no more requests and is ending. */
@@ -297,14 +309,18 @@ async function endOnDeviceFailure(e: Error): Promise<void> {
 }
 
 /**
- * Closes the worker whose owner asked it to: what has not started is dropped, and what runs (a synchronous
- * forward pass cannot be stopped halfway) ends before the GPU thread closes and the worker ends itself.
+ * Closes the worker whose owner asked it to (Node tearing down a GPU thread or llama.cpp in the middle of
+ * their native work aborts the whole process): what has not started is dropped, what runs stops at its next
+ * step (a forward pass cannot be stopped halfway), then the engine and the GPU thread close and the worker
+ * ends itself.
  */
 async function endOnClose(work: ModelWork): Promise<void> {
   if (ending) return;
   ending = true;
   for (const id of running.keys()) work.cancel(id);
+  const stopped = work.stop();
   await Promise.allSettled(running.values());
+  await stopped;
   await shutdownGpu();
   process.exit(0);
 }
@@ -383,7 +399,7 @@ const config = workerData as WorkerConfig;
 load({ ...config, modelDir: path.resolve(config.modelDir) }).then(
   ({ worker, info }) => {
     port.on('message', (m: WorkerRequest) => handle(worker, m));
-    post({ type: 'ready', info, gpu: hasGpuThread() });
+    post({ type: 'ready', info, closesItself: hasGpuThread() || config.engine !== undefined });
   },
   (e: unknown) => post({ type: 'failed', error: errorToWire(e) }),
 );

@@ -55,11 +55,11 @@ const LAST_RETRY_MS = 30_000;
 const STAYED_UP_MS = 60_000;
 const WORKER_YOUNG_GENERATION_MB = 8;
 /**
- * How long close() waits for a worker with a GPU thread to finish its forward pass, close its GPU and end
- * itself, before it terminates the worker (which aborts the process if Dawn still works): the default GPU
- * watchdog's time (SEARCH_R3_GPU_TIMEOUT_MS), after which the worker's own reads give up and it ends.
+ * How long close() waits for a worker with native work (a GPU thread, llama.cpp) to end its step, close its
+ * engine and end itself, before it terminates the worker (which aborts the process if that work still runs):
+ * the default GPU watchdog's time (SEARCH_R3_GPU_TIMEOUT_MS), after which the worker's own reads give up.
  */
-const GPU_CLOSE_WAIT_MS = 600_000;
+const CLOSE_WAIT_MS = 600_000;
 
 export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {
   /** Run the model on llama.cpp (a GGUF exported from the folder) instead of search-r3's engine. */
@@ -106,7 +106,7 @@ interface Watchers {
 }
 
 /** Starts a worker and waits until it has loaded the model (or rejects with why it could not). */
-function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo; gpu: boolean }> {
+function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo; closesItself: boolean }> {
   // SHARE_ENV: what the addon sets in the environment while it loads (native-kernels.ts) must reach the
   // C libraries of this process, as it does when the main thread loads it
   // A small young generation: the model's big arrays live outside the V8 heap, so a large nursery only
@@ -128,7 +128,7 @@ function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: Mode
     const onMessage = (m: WorkerReply): void => {
       done();
       if (m.type === 'ready') {
-        resolve({ worker, info: m.info, gpu: m.gpu });
+        resolve({ worker, info: m.info, closesItself: m.closesItself });
         return;
       }
       void worker.terminate();
@@ -154,7 +154,7 @@ function exited(worker: Worker): Promise<void> {
   return new Promise((resolve) => worker.once('exit', () => resolve()));
 }
 
-/** Asks a worker with a GPU thread to finish what runs, close its GPU and end; resolves when it has ended. */
+/** Asks a worker to end what runs at its next step, close its engine and GPU, and end; resolves once it has. */
 function askToClose(worker: Worker): Promise<void> {
   const ended = exited(worker);
   worker.postMessage({ type: 'close' } satisfies WorkerRequest);
@@ -162,11 +162,11 @@ function askToClose(worker: Worker): Promise<void> {
 }
 
 /**
- * Ends `worker`: waits for `ending` (a worker closing its GPU thread, which Node must not tear down while Dawn
- * works, or the whole process aborts), and terminates it only when there is none or it hangs.
+ * Ends `worker`: waits for `ending` (a worker closing its GPU thread or llama.cpp itself, which Node must not
+ * tear down mid-work, or the whole process aborts), and terminates it only when there is none or it hangs.
  */
 async function endWorker(worker: Worker, ending: Promise<void> | null): Promise<void> {
-  if (ending && (await settledWithin(ending, GPU_CLOSE_WAIT_MS))) return;
+  if (ending && (await settledWithin(ending, CLOSE_WAIT_MS))) return;
   await worker.terminate();
 }
 
@@ -194,9 +194,9 @@ export class WorkerBackend implements EmbeddingBackend {
   /** STAYED_UP_MS; a field so that a test of the wait's reset need not keep a worker up a minute. */
   private stayedUpMs = STAYED_UP_MS;
   private readonly batchListeners = new Set<BatchListener>();
-  /** Whether the worker in use has a GPU thread, which it must close itself before it ends. */
-  private workerGpu = false;
-  /** The end of the worker in use once it is closing its GPU thread (its device failed, or close()); else null. */
+  /** Whether the worker in use runs native work (a GPU thread, llama.cpp) that it must close itself. */
+  private closesItself = false;
+  /** The end of the worker in use once it is closing itself (its GPU device failed, or close()); else null. */
   private ending: Promise<void> | null = null;
 
   private constructor(
@@ -205,9 +205,9 @@ export class WorkerBackend implements EmbeddingBackend {
     readonly info: ModelInfo,
     /** The folder's stored hybrid fusion: a search setting, read here, since the worker only embeds. */
     readonly fusion: ModelFusion | undefined,
-    gpu: boolean,
+    closesItself: boolean,
   ) {
-    this.attach(worker, gpu);
+    this.attach(worker, closesItself);
   }
 
   /** Loads the model folder in a new worker thread. */
@@ -223,8 +223,8 @@ export class WorkerBackend implements EmbeddingBackend {
       ...(device ? { device } : {}),
     };
     const fusion = readModelFusion(config.modelDir);
-    const { worker, info, gpu } = await spawnWorker(config);
-    return new WorkerBackend(config, worker, info, fusion, gpu);
+    const { worker, info, closesItself } = await spawnWorker(config);
+    return new WorkerBackend(config, worker, info, fusion, closesItself);
   }
 
   /**
@@ -342,9 +342,9 @@ export class WorkerBackend implements EmbeddingBackend {
   }
 
   /**
-   * Stops the worker; requests still waiting fail. A worker on a GPU first finishes the forward pass it is in
-   * and closes its GPU (Node tearing down a GPU thread while Dawn works aborts the whole process), so close()
-   * may take as long as that pass; one on the CPU is stopped at once.
+   * Stops the worker; requests still waiting fail. A worker on a GPU or on llama.cpp first ends the forward pass
+   * it is in and closes them (Node tearing down their native work halfway aborts the whole process), so close()
+   * may take as long as that pass; one on search-r3's CPU kernels is stopped at once.
    */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
@@ -354,7 +354,7 @@ export class WorkerBackend implements EmbeddingBackend {
     this.retryAt = null;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.failPending(this.reason);
-    if (running && this.workerGpu) this.ending ??= askToClose(this.worker);
+    if (running && this.closesItself) this.ending ??= askToClose(this.worker);
     this.worker.ref();
     await endWorker(this.worker, this.ending);
   }
@@ -392,9 +392,9 @@ export class WorkerBackend implements EmbeddingBackend {
     else this.worker.unref();
   }
 
-  private attach(worker: Worker, gpu: boolean): void {
+  private attach(worker: Worker, closesItself: boolean): void {
     this.worker = worker;
-    this.workerGpu = gpu;
+    this.closesItself = closesItself;
     this.readyAt = Date.now();
     this.ending = null;
     let lastError: string | null = null;
@@ -505,17 +505,18 @@ export class WorkerBackend implements EmbeddingBackend {
 
   private async restart(): Promise<void> {
     try {
-      const { worker, info, gpu } = await spawnWorker(this.config);
+      const { worker, info, closesItself } = await spawnWorker(this.config);
+      const end = (): Promise<void> => endWorker(worker, closesItself ? askToClose(worker) : null);
       if (this.state === 'closed') {
-        await endWorker(worker, gpu ? askToClose(worker) : null);
+        await end();
         return;
       }
       if (info.modelId !== this.info.modelId) {
-        await endWorker(worker, gpu ? askToClose(worker) : null);
+        await end();
         const was = this.info.modelId;
         throw new Error(`the model folder now holds another model (${info.modelId}, not ${was}); restart the server`);
       }
-      this.attach(worker, gpu);
+      this.attach(worker, closesItself);
       this.state = 'ready';
       this.reason = null;
       this.retryAt = null;

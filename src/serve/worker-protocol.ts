@@ -125,8 +125,8 @@ export type WorkerRequest =
   /** The client of request `id` went away: its work that has not started is dropped. */
   | { type: 'cancel'; id: number }
   /**
-   * Stop (a worker with a GPU thread, which Node must not tear down while Dawn works): take no more requests,
-   * drop what has not started, finish what has, close the GPU and end.
+   * Stop (a worker whose native work Node must not tear down halfway: a GPU thread, llama.cpp): take no more
+   * requests, drop what has not started, end what runs at its next step, close the engine and the GPU, end.
    */
   | { type: 'close' };
 
@@ -176,8 +176,8 @@ export interface WireError {
 }
 
 export type WorkerReply =
-  /** `gpu`: the worker has a GPU thread, so it is stopped with 'close' rather than terminated. */
-  | { type: 'ready'; info: ModelInfo; gpu: boolean }
+  /** `closesItself`: the worker runs native work (a GPU thread, llama.cpp), so it is stopped with 'close'. */
+  | { type: 'ready'; info: ModelInfo; closesItself: boolean }
   | { type: 'failed'; error: WireError }
   | { type: 'result'; id: number; value: EmbedResult | DocumentsResult | ChatResult }
   | { type: 'error'; id: number; error: WireError }

@@ -19,6 +19,8 @@ import { startSearchServer } from '../../src/serve/server.js';
 import { runCliAsync } from '../helpers/cli.js';
 import { exportGguf, ggufModelFolder } from '../helpers/gguf-model-folder.js';
 import { post, postEmbeddings } from '../helpers/http.js';
+import { repoRoot } from '../helpers/repo.js';
+import { runProgram } from '../helpers/run-program.js';
 import { cosine } from '../helpers/llama-cpp.js';
 import { DEFAULT_SCALES, VARIED_SCALES } from '../helpers/random-qwen2.js';
 import { toyBeir } from '../helpers/train-fixtures.js';
@@ -292,5 +294,30 @@ test('serve --engine llama.cpp streams the analysis of /v1/search/stream as it i
   } finally {
     await server.close();
     await index.close();
+  }
+});
+
+test('a model worker on llama.cpp closed while it embeds: the work stops, the program exits cleanly', async () => {
+  // the default model: the tiny test models' passes are too short for a teardown to land inside one
+  const folder = path.join(dir, 'default-model');
+  await fsp.mkdir(folder);
+  const files = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
+  for (const f of files)
+    await fsp.copyFile(path.join(repoRoot, 'models', 'search-r3-default', f), path.join(folder, f));
+  const gguf = await exportGguf(folder, 'F16');
+  // torn down in the middle of llama.cpp's native work, the worker would abort the whole process
+  const program = `import { WorkerBackend } from 'ENTRY';
+const engine = { gguf: ${JSON.stringify(gguf)}, gpu: 'off', identity: 'gguf' };
+const w = await WorkerBackend.start(${JSON.stringify(folder)}, { engine });
+const texts = Array.from({ length: 300 }, (_, i) => ('document ' + i + ' on gene therapy and the heart ').repeat(8));
+const embedding = w.embedDocuments(texts).then(() => 'embedded', (e) => e.name);
+await new Promise((r) => setTimeout(r, 1500)); // about 50 ms a text: llama.cpp is in the middle of one
+await w.close();
+console.log(await embedding);
+`;
+  const runs = await Promise.all([0, 1, 2].map((i) => runProgram(dir, `close-busy-${i}`, program, 120_000)));
+  for (const r of runs) {
+    assert.deepEqual([r.code, r.signal], [0, null], r.stderr);
+    assert.equal(r.stdout, 'ModelUnavailableError\n', r.stderr);
   }
 });

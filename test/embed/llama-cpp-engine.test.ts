@@ -84,6 +84,25 @@ for (const type of ['F16', 'Q8_0'] as const) {
   });
 }
 
+test('close() while it works: the work stops at its next text, close() resolves, later calls are refused', async () => {
+  const e = await LlamaCppEngine.open({ gguf: path.join(dir, 'model-f16.gguf'), modelDir: dir, gpu: 'off' });
+  const texts = Array.from({ length: 2000 }, (_, i) => `${DOCS[i % DOCS.length]} ${i}`);
+  let done = 0;
+  let closed: Promise<void> | undefined;
+  const embedding = e.embedDocuments(texts, (n) => {
+    done = n;
+    closed ??= e.close(); // after the first text: llama.cpp is at work
+  });
+  const queued = e.embedQueries(['waits its turn']);
+  const refused = /^EngineError: the llama\.cpp engine has been closed\.$/;
+  await assert.rejects(embedding, (err: Error) => refused.test(`${err.name}: ${err.message}`));
+  await assert.rejects(queued, (err: Error) => refused.test(`${err.name}: ${err.message}`));
+  await closed;
+  assert.ok(done < texts.length, `it embedded all ${done} texts before it stopped`);
+  await assert.rejects(e.embedDocuments(['later']), /has been closed/);
+  await e.close(); // a second close() is harmless
+});
+
 /** Our top-2 logit gap after `seq`. */
 function gapAfter(seq: number[]): number {
   const logits = T.noGrad(() => ours.model.logits(ours.model.forward(Int32Array.from(seq), 1, seq.length))).data;
