@@ -1152,7 +1152,7 @@ function resolveManifest(
     };
     if (writable) writeManifest(dir, manifest);
     notes.push(
-      `${read.message}; ${writable ? 'rewrote it' : 'used'} the copy kept in ` +
+      `${read.message}; ${writable ? 'rewrote it from' : 'used'} the copy kept in ` +
         `docs.sqlite${writable ? '' : ' (the next search-r3 index run on this folder rewrites the file)'}.`,
     );
     return manifest;

@@ -383,6 +383,10 @@ test(
       const recovered = await SearchIndex.open(idx, { backend });
       assert.match(recovered.notes[0], /index\.json is missing; used the copy kept in docs\.sqlite/);
       await recovered.close();
+      const rewriter = await SearchIndex.open(idx, { backend, writable: true });
+      assert.match(rewriter.notes[0], /^\S+index\.json is missing; rewrote it from the copy kept in docs\.sqlite\.$/);
+      await rewriter.close();
+      assert.ok(existsSync(path.join(idx, 'index.json')), 'a writer rewrote index.json');
     } finally {
       cleanup();
     }
