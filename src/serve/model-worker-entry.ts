@@ -39,6 +39,7 @@ import {
   type EmbedResult,
   type ModelInfo,
   type WorkerConfig,
+  type WorkerData,
   type WorkerReply,
   type WorkerRequest,
   errorToWire,
@@ -289,6 +290,13 @@ class LlamaCppWork implements ModelWork {
   }
 }
 
+/** Tells the owner, which may be waiting in its exit, that the worker's native work is closed: it may go. */
+function raiseClosed(): void {
+  const flag = new Int32Array(closedFlag);
+  Atomics.store(flag, 0, 1);
+  Atomics.notify(flag, 0);
+}
+
 /** Set once the GPU device has failed or the worker was asked to close: it takes no more requests and is ending. */
 let ending = false;
 /** The requests being run, by id: what a close cancels and waits for. */
@@ -305,6 +313,7 @@ async function endOnDeviceFailure(e: Error): Promise<void> {
   ending = true;
   post({ type: 'deviceFailed', message: e.message });
   await shutdownGpu();
+  raiseClosed();
   process.exit(1);
 }
 
@@ -322,6 +331,7 @@ async function endOnClose(work: ModelWork): Promise<void> {
   await Promise.allSettled(running.values());
   await stopped;
   await shutdownGpu();
+  raiseClosed();
   process.exit(0);
 }
 
@@ -395,7 +405,9 @@ async function load(config: WorkerConfig): Promise<{ worker: ModelWork; info: Mo
   return { worker: new ModelWorker(embedder, config), info };
 }
 
-const config = workerData as WorkerConfig;
+const { closedFlag, ...config } = workerData as WorkerData;
+// a worker ending otherwise (an uncaught error) holds nothing more that an exiting owner should wait for
+process.on('exit', raiseClosed);
 load({ ...config, modelDir: path.resolve(config.modelDir) }).then(
   ({ worker, info }) => {
     port.on('message', (m: WorkerRequest) => handle(worker, m));

@@ -38,6 +38,7 @@ import {
   type LlamaCppEngineChoice,
   type ModelInfo,
   type WorkerConfig,
+  type WorkerData,
   type WorkerReply,
   type WorkerRequest,
   errorFromWire,
@@ -60,6 +61,8 @@ const WORKER_YOUNG_GENERATION_MB = 8;
  * the default GPU watchdog's time (SEARCH_R3_GPU_TIMEOUT_MS), after which the worker's own reads give up.
  */
 const CLOSE_WAIT_MS = 600_000;
+/** How long an exiting process waits for such a worker before it says so. */
+const EXIT_NOTICE_MS = 3000;
 
 export interface WorkerBackendOptions extends EmbedderOptions, BatchingOptions {
   /** Run the model on llama.cpp (a GGUF exported from the folder) instead of search-r3's engine. */
@@ -105,16 +108,26 @@ interface Watchers {
   content?: ContentListener;
 }
 
+interface Spawned {
+  worker: Worker;
+  info: ModelInfo;
+  /** The worker runs native work (a GPU thread, llama.cpp) that Node must not tear down: it closes itself. */
+  closesItself: boolean;
+  /** Raised by the worker once that work is closed (WorkerData.closedFlag). */
+  closedFlag: Int32Array;
+}
+
 /** Starts a worker and waits until it has loaded the model (or rejects with why it could not). */
-function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: ModelInfo; closesItself: boolean }> {
+function spawnWorker(config: WorkerConfig): Promise<Spawned> {
   // SHARE_ENV: what the addon sets in the environment while it loads (native-kernels.ts) must reach the
   // C libraries of this process, as it does when the main thread loads it
   // A small young generation: the model's big arrays live outside the V8 heap, so a large nursery only
   // holds the garbage of many batches longer (bench:load: RSS under load 1.49× idle with V8's default,
   // 1.39× with 8 MB, same throughput).
   const resourceLimits = { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB };
+  const closedFlag = new SharedArrayBuffer(4);
   const worker = new Worker(ENTRY, {
-    workerData: config,
+    workerData: { ...config, closedFlag } satisfies WorkerData,
     env: SHARE_ENV,
     resourceLimits,
     execArgv: workerExecArgv(process.execArgv),
@@ -128,7 +141,7 @@ function spawnWorker(config: WorkerConfig): Promise<{ worker: Worker; info: Mode
     const onMessage = (m: WorkerReply): void => {
       done();
       if (m.type === 'ready') {
-        resolve({ worker, info: m.info, closesItself: m.closesItself });
+        resolve({ worker, info: m.info, closesItself: m.closesItself, closedFlag: new Int32Array(closedFlag) });
         return;
       }
       void worker.terminate();
@@ -159,6 +172,19 @@ function askToClose(worker: Worker): Promise<void> {
   const ended = exited(worker);
   worker.postMessage({ type: 'close' } satisfies WorkerRequest);
   return ended;
+}
+
+/**
+ * The process exits (process.exit, an uncaught error) while `worker` may still be at work: Node would tear it
+ * down and abort the process inside Dawn or llama.cpp, so it is asked to close, and waited for here, where
+ * nothing can be awaited, on the flag it raises once closed; a wait past EXIT_NOTICE_MS is said.
+ */
+function closeOnExit(worker: Worker, closedFlag: Int32Array): void {
+  if (Atomics.load(closedFlag, 0) !== 0) return;
+  worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+  if (Atomics.wait(closedFlag, 0, 0, EXIT_NOTICE_MS) !== 'timed-out') return;
+  process.stderr.write('search-r3: waiting for the model worker to finish its forward pass, then exiting\n');
+  Atomics.wait(closedFlag, 0, 0, CLOSE_WAIT_MS);
 }
 
 /**
@@ -201,13 +227,12 @@ export class WorkerBackend implements EmbeddingBackend {
 
   private constructor(
     private readonly config: WorkerConfig,
-    worker: Worker,
     readonly info: ModelInfo,
     /** The folder's stored hybrid fusion: a search setting, read here, since the worker only embeds. */
     readonly fusion: ModelFusion | undefined,
-    closesItself: boolean,
+    spawned: Spawned,
   ) {
-    this.attach(worker, closesItself);
+    this.attach(spawned);
   }
 
   /** Loads the model folder in a new worker thread. */
@@ -223,8 +248,8 @@ export class WorkerBackend implements EmbeddingBackend {
       ...(device ? { device } : {}),
     };
     const fusion = readModelFusion(config.modelDir);
-    const { worker, info, closesItself } = await spawnWorker(config);
-    return new WorkerBackend(config, worker, info, fusion, closesItself);
+    const spawned = await spawnWorker(config);
+    return new WorkerBackend(config, spawned.info, fusion, spawned);
   }
 
   /**
@@ -392,9 +417,14 @@ export class WorkerBackend implements EmbeddingBackend {
     else this.worker.unref();
   }
 
-  private attach(worker: Worker, closesItself: boolean): void {
+  private attach({ worker, closesItself, closedFlag }: Spawned): void {
     this.worker = worker;
     this.closesItself = closesItself;
+    if (closesItself) {
+      const onProcessExit = (): void => closeOnExit(worker, closedFlag);
+      process.on('exit', onProcessExit);
+      worker.once('exit', () => process.off('exit', onProcessExit));
+    }
     this.readyAt = Date.now();
     this.ending = null;
     let lastError: string | null = null;
@@ -505,7 +535,8 @@ export class WorkerBackend implements EmbeddingBackend {
 
   private async restart(): Promise<void> {
     try {
-      const { worker, info, closesItself } = await spawnWorker(this.config);
+      const spawned = await spawnWorker(this.config);
+      const { worker, info, closesItself } = spawned;
       const end = (): Promise<void> => endWorker(worker, closesItself ? askToClose(worker) : null);
       if (this.state === 'closed') {
         await end();
@@ -516,7 +547,7 @@ export class WorkerBackend implements EmbeddingBackend {
         const was = this.info.modelId;
         throw new Error(`the model folder now holds another model (${info.modelId}, not ${was}); restart the server`);
       }
-      this.attach(worker, closesItself);
+      this.attach(spawned);
       this.state = 'ready';
       this.reason = null;
       this.retryAt = null;

@@ -54,6 +54,13 @@ export interface WorkerConfig {
   device?: DeviceChoice;
 }
 
+/**
+ * The worker's workerData: its config, and a flag (one Int32) that it raises once its native work (GPU
+ * thread, llama.cpp) is closed, which a process exiting with the worker at work waits on (an exit listener
+ * cannot wait for a message).
+ */
+export type WorkerData = WorkerConfig & { closedFlag: SharedArrayBuffer };
+
 /** What the worker reports about its model once loaded. */
 export interface ModelInfo {
   modelId: string;

@@ -297,7 +297,7 @@ test('serve --engine llama.cpp streams the analysis of /v1/search/stream as it i
   }
 });
 
-test('a model worker on llama.cpp closed while it embeds: the work stops, the program exits cleanly', async () => {
+test('a model worker on llama.cpp closed, or its program exiting, while it embeds: no abort', async () => {
   // the default model: the tiny test models' passes are too short for a teardown to land inside one
   const folder = path.join(dir, 'default-model');
   await fsp.mkdir(folder);
@@ -306,18 +306,23 @@ test('a model worker on llama.cpp closed while it embeds: the work stops, the pr
     await fsp.copyFile(path.join(repoRoot, 'models', 'search-r3-default', f), path.join(folder, f));
   const gguf = await exportGguf(folder, 'F16');
   // torn down in the middle of llama.cpp's native work, the worker would abort the whole process
-  const program = `import { WorkerBackend } from 'ENTRY';
+  const program = (end: string): string => `import { WorkerBackend } from 'ENTRY';
 const engine = { gguf: ${JSON.stringify(gguf)}, gpu: 'off', identity: 'gguf' };
 const w = await WorkerBackend.start(${JSON.stringify(folder)}, { engine });
 const texts = Array.from({ length: 300 }, (_, i) => ('document ' + i + ' on gene therapy and the heart ').repeat(8));
 const embedding = w.embedDocuments(texts).then(() => 'embedded', (e) => e.name);
 await new Promise((r) => setTimeout(r, 1500)); // about 50 ms a text: llama.cpp is in the middle of one
-await w.close();
-console.log(await embedding);
+${end}
 `;
-  const runs = await Promise.all([0, 1, 2].map((i) => runProgram(dir, `close-busy-${i}`, program, 120_000)));
-  for (const r of runs) {
+  const closes = program('await w.close();\nconsole.log(await embedding);');
+  const exits = program('process.exit(3);');
+  const runs = await Promise.all([
+    ...[0, 1].map((i) => runProgram(dir, `close-busy-${i}`, closes, 120_000)),
+    ...[0, 1].map((i) => runProgram(dir, `exit-busy-${i}`, exits, 120_000)),
+  ]);
+  for (const r of runs.slice(0, 2)) {
     assert.deepEqual([r.code, r.signal], [0, null], r.stderr);
     assert.equal(r.stdout, 'ModelUnavailableError\n', r.stderr);
   }
+  for (const r of runs.slice(2)) assert.deepEqual([r.code, r.signal, r.stderr], [3, null, '']);
 });

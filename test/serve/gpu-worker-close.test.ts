@@ -46,3 +46,31 @@ console.log(await embedding, seconds < 60 ? 'closed within a minute' : 'closed a
     }
   },
 );
+
+test(
+  'a program that exits while its worker computes on the GPU waits for the GPU to close, then exits',
+  { skip: webgpuSkip(), timeout: 180_000 },
+  async () => {
+    const { dir, cleanup } = tempDir('gpu-exit');
+    try {
+      const modelDir = await tinyModelDir(dir);
+      const closedLog = path.join(dir, 'gpu-closed');
+      // process.exit, as a CLI's error path or an uncaught error ends it: Node then tears its workers down
+      const program = `import { WorkerBackend } from 'ENTRY';
+const w = await WorkerBackend.start(${JSON.stringify(modelDir)}, { device: 'webgpu', batchTokens: 256 });
+const texts = Array.from({ length: 4000 }, (_, i) => 'document ' + i + ' on gene therapy and the heart'.repeat(4));
+w.embedDocuments(texts).catch(() => undefined);
+await new Promise((r) => setTimeout(r, 1000));
+process.exit(3);
+`;
+      const r = await runProgram(dir, 'exit-busy', program, 150_000, {
+        NODE_OPTIONS: `--import ${preload}`,
+        SEARCH_R3_TEST_GPU_CLOSED: closedLog,
+      });
+      assert.deepEqual([r.code, r.signal], [3, null], r.stderr);
+      assert.match(readFileSync(closedLog, 'utf8'), /^thread \d+\n$/, 'the worker closed its GPU, once');
+    } finally {
+      cleanup();
+    }
+  },
+);
