@@ -58,7 +58,8 @@ const WORKER_YOUNG_GENERATION_MB = 8;
 /**
  * How long close() waits for a worker with native work (a GPU thread, llama.cpp) to end its step, close its
  * engine and end itself, before it terminates the worker (which aborts the process if that work still runs):
- * the default GPU watchdog's time (SEARCH_R3_GPU_TIMEOUT_MS), after which the worker's own reads give up.
+ * the default GPU watchdog's time (SEARCH_R3_GPU_TIMEOUT_MS), after which a GPU worker's own reads give up
+ * (llama.cpp's steps, a text or a token, take far less).
  */
 const CLOSE_WAIT_MS = 600_000;
 /** How long an exiting process waits for such a worker before it says so. */
