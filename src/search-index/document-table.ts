@@ -319,6 +319,26 @@ export class DocumentTable {
     }
   }
 
+  /**
+   * Opens an existing table to look before a writer opens it (which upgrades an older table's schema and
+   * journal): nothing is written, and unlike a read-only connection, closing this one removes the -wal and -shm
+   * files that an older index's WAL journal makes SQLite create. undefined where the file is not an index's table
+   * as it stands, or cannot be read: the writer's own open then says why.
+   */
+  static openToLook(file: string): DocumentTable | undefined {
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(file, { fileMustExist: true });
+      refuseForeignDatabase(db, file);
+      const t = new DocumentTable(file, db, true, false);
+      for (const table of ['docs', 'meta']) if (!t.hasTable(table)) throw damagedFile(file, `no '${table}' table`);
+      return t;
+    } catch {
+      db?.close();
+      return undefined;
+    }
+  }
+
   /** The columns of a Row (a table from before checksums reads them as NULL). */
   private get columns(): string {
     return `${BASE_COLUMNS}, ${this.rowChecksums ? 'vhash, crc' : 'NULL AS vhash, NULL AS crc'}`;

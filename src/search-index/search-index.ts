@@ -253,27 +253,12 @@ export class SearchIndex {
           'fields of one), and an index would write over it; give the index a folder of its own, or move the ' +
           'file away.',
       );
+    if (writable) refuseBeforeWriting(dir, read, opts);
     const docs = openDocuments(dir, read, writable, opts.create !== undefined, notes);
     let store: VectorStore | undefined;
     try {
       const manifest = resolveManifest(dir, read, docs, opts, notes);
-      if (backend) {
-        const why = incompatibility(manifest, backend);
-        if (why)
-          throw new IndexError(
-            `${path.join(dir, MANIFEST_FILE)}: ${why}; vectors from different models cannot be mixed (use the ` +
-              `index's model or build a new index).`,
-          );
-      }
-      if (opts.create?.dtype && opts.create.dtype !== manifest.dtype) {
-        throw new IndexError(
-          `${path.join(dir, MANIFEST_FILE)}: the index stores ${manifest.dtype} vectors, not ` +
-            `${opts.create.dtype}; build a new index to change it.`,
-        );
-      }
-      const otherStore = opts.create && storeChange(dir, manifest, opts.create);
-      if (otherStore)
-        throw new IndexError(`${path.join(dir, MANIFEST_FILE)}: ${otherStore}; build a new index to change it.`);
+      refuseMismatch(dir, manifest, opts);
       store = await openStore(dir, manifest, !writable, opts.threads);
       if (store.problem) {
         const done = writable
@@ -1125,6 +1110,54 @@ function noWriterRuns(dir: string): () => boolean {
 
 const MANIFEST_COPY = 'manifest';
 
+/** Refuses a model, vector type or store other than the index's: its vectors cannot be mixed or moved. */
+function refuseMismatch(dir: string, manifest: IndexManifest, opts: OpenIndexOptions): void {
+  const file = path.join(dir, MANIFEST_FILE);
+  const why = opts.backend && incompatibility(manifest, opts.backend);
+  if (why)
+    throw new IndexError(
+      `${file}: ${why}; vectors from different models cannot be mixed (use the index's model or build a new index).`,
+    );
+  if (opts.create?.dtype && opts.create.dtype !== manifest.dtype)
+    throw new IndexError(
+      `${file}: the index stores ${manifest.dtype} vectors, not ${opts.create.dtype}; build a new index to change it.`,
+    );
+  const otherStore = opts.create && storeChange(dir, manifest, opts.create);
+  if (otherStore) throw new IndexError(`${file}: ${otherStore}; build a new index to change it.`);
+}
+
+/**
+ * A writer's refusals that need no write, made before docs.sqlite is opened for writing: that open upgrades an
+ * older table (schema, journal) and resolveManifest rewrites a lost index.json, so a writer refused after them
+ * would leave the folder changed. Where index.json is lost, the copy in docs.sqlite is read without writing.
+ */
+function refuseBeforeWriting(dir: string, read: ManifestRead, opts: OpenIndexOptions): void {
+  if ('manifest' in read) return refuseMismatch(dir, read.manifest, opts);
+  const file = path.join(dir, DOCS_FILE);
+  if (!existsSync(file) || !statSync(file).isFile() || statSync(file).size === 0) return;
+  const docs = DocumentTable.openToLook(file);
+  if (!docs) return;
+  try {
+    const copy = docs.info(MANIFEST_COPY);
+    if (copy !== undefined) refuseMismatch(dir, unsealManifest(copy, manifestCopyName(docs.file)), opts);
+    else if (docs.indexedCount() + docs.pendingCount() > 0) throw modelUnknown(read, docs.file);
+  } finally {
+    docs.close();
+  }
+}
+
+function manifestCopyName(docsFile: string): string {
+  return `${docsFile} (its copy of ${MANIFEST_FILE})`;
+}
+
+/** An index from before docs.sqlite kept a copy of index.json, which is lost: which model made it is unknown. */
+function modelUnknown(read: { message: string }, docsFile: string): IndexError {
+  return new IndexError(
+    `${read.message}, and ${docsFile} keeps no copy of it (an index from an older search-r3), so the model ` +
+      `of its vectors is unknown; build a new index in another folder.`,
+  );
+}
+
 /**
  * The manifest to use: index.json when intact, else the copy docs.sqlite keeps (rewritten to index.json
  * by a writer), else a new one for a new index. A writer stores the copy when docs.sqlite lacks it.
@@ -1144,7 +1177,7 @@ function resolveManifest(
   }
   const empty = docs.indexedCount() + docs.pendingCount() === 0;
   if (copyText !== undefined) {
-    const copy = unsealManifest(copyText, `${docs.file} (its copy of ${MANIFEST_FILE})`);
+    const copy = unsealManifest(copyText, manifestCopyName(docs.file));
     const manifest: IndexManifest = {
       ...copy,
       counts: { documents: docs.indexedCount(), pending: docs.pendingCount() },
@@ -1168,10 +1201,7 @@ function resolveManifest(
       `${read.message}; ${read.problem === 'missing' ? 'this is not a search-r3 index' : 'the index cannot be used'} ` +
         `(${BUILD_ONE}).`,
     );
-  throw new IndexError(
-    `${read.message}, and ${docs.file} keeps no copy of it (an index from an older search-r3), so the model ` +
-      `of its vectors is unknown; build a new index in another folder.`,
-  );
+  throw modelUnknown(read, docs.file);
 }
 
 /**
@@ -1186,7 +1216,7 @@ export function readIndexManifest(dir: string): IndexManifest {
     const docs = DocumentTable.openReadOnly(file, noWriterRuns(dir));
     try {
       const copy = docs.info(MANIFEST_COPY);
-      if (copy !== undefined) return unsealManifest(copy, `${file} (its copy of ${MANIFEST_FILE})`);
+      if (copy !== undefined) return unsealManifest(copy, manifestCopyName(file));
     } finally {
       docs.close();
     }

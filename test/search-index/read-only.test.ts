@@ -332,6 +332,14 @@ test(
   },
 );
 
+/** Takes the index in `idx` back to the format before checksums: WAL journal, no row checksums, no manifest copy. */
+function makeLegacy(idx: string): void {
+  const db = new Database(path.join(idx, 'docs.sqlite'));
+  db.exec('ALTER TABLE docs DROP COLUMN crc; ALTER TABLE docs DROP COLUMN vhash; DROP TABLE info;');
+  db.pragma('journal_mode = WAL');
+  db.close();
+}
+
 test(
   'an index written before checksums (WAL journal, no row checksums, ' +
     'no manifest copy) is read as it is, then upgraded by a write',
@@ -347,10 +355,7 @@ test(
       const want = (await w.searchVector(v, { k: 5, exact: true })).map((h) => h.id);
       await w.close();
       // take the folder back to the earlier format
-      const db = new Database(path.join(idx, 'docs.sqlite'));
-      db.exec('ALTER TABLE docs DROP COLUMN crc; ALTER TABLE docs DROP COLUMN vhash; DROP TABLE info;');
-      db.pragma('journal_mode = WAL');
-      db.close();
+      makeLegacy(idx);
       const manifest = JSON.parse(readFileSync(path.join(idx, 'index.json'), 'utf8')) as Record<string, unknown>;
       delete manifest.checksum;
       writeFileSync(path.join(idx, 'index.json'), JSON.stringify(manifest, null, 2));
@@ -392,6 +397,47 @@ test(
     }
   },
 );
+
+test('a writer refused for its model or its vectors leaves the folder byte for byte as it was', async () => {
+  const { dir, cleanup } = tempDir('refused-writer');
+  try {
+    const backend = await tinyBackend(await tinyModelDir(dir));
+    const other = await tinyBackend(await tinyModelDir(dir, 99));
+    const built = path.join(dir, 'built');
+    const w = await SearchIndex.open(built, { backend, create: {} });
+    await w.addDocuments(corpus(6));
+    await w.close();
+    const refused = async (idx: string, opts: Parameters<typeof SearchIndex.open>[1], why: RegExp): Promise<void> => {
+      const before = folderDigest(idx);
+      await assert.rejects(SearchIndex.open(idx, opts), (e: unknown) => e instanceof IndexError && why.test(e.message));
+      assert.deepEqual(folderDigest(idx), before, `${idx}: nothing upgraded, rewritten or left beside the files`);
+    };
+    const mixed = /the index was built with model sha256:\w+ .* vectors from different models cannot be mixed/;
+    const cases: { name: string; legacy: boolean; lost: boolean }[] = [
+      { name: 'current', legacy: false, lost: false },
+      { name: 'current-lost', legacy: false, lost: true },
+      { name: 'legacy', legacy: true, lost: false },
+      { name: 'legacy-lost', legacy: true, lost: true },
+    ];
+    for (const c of cases) {
+      const idx = path.join(dir, c.name);
+      cpSync(built, idx, { recursive: true });
+      if (c.legacy) makeLegacy(idx);
+      if (c.lost) rmSync(path.join(idx, 'index.json'));
+      if (c.legacy && c.lost) {
+        // its model is unknown: refused whichever model asks
+        await refused(idx, { backend, writable: true }, /keeps no copy of it .* the model of its vectors is unknown/);
+        continue;
+      }
+      await refused(idx, { backend: other, writable: true }, mixed);
+      await refused(idx, { backend: other, create: {} }, mixed);
+      await refused(idx, { backend, create: { dtype: 'f16' } }, /the index stores f32 vectors, not f16/);
+      if (c.legacy) assert.equal(existsSync(path.join(idx, 'docs.sqlite-wal')), false, 'no WAL file left');
+    }
+  } finally {
+    cleanup();
+  }
+});
 
 test("a reader between a commit's vectors.usearch and its record waits for the record; alone: damage", async () => {
   const { dir, cleanup } = tempDir('ro-commit');
