@@ -46,7 +46,13 @@ export {
 } from './embed/index.js';
 export { loadModelFolder } from './model/model-folder.js';
 // the device search-r3's engine computes on: choose it before loading a model (default: the CPU)
-export { useDevice, type DeviceChoice, type DeviceReport } from './tensor/index.js';
+export {
+  useDevice,
+  releaseGpuMemory,
+  type DeviceChoice,
+  type DeviceReport,
+  type GpuMemoryRelease,
+} from './tensor/index.js';
 export { Tokenizer } from './model/tokenizer.js';
 // llama.cpp as the engine (node-llama-cpp; GPU where there is one)
 export { LlamaCppEngine, EngineError, type LlamaCppEngineOptions, type LlamaGpu } from './embed/llama-cpp-engine.js';

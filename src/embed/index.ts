@@ -53,6 +53,8 @@ export {
   isGpuDeviceFailure,
   shutdownGpu,
   hasGpuThread,
+  releaseGpuMemory,
+  type GpuMemoryRelease,
   useDevice,
   type DeviceChoice,
   type DeviceReport,

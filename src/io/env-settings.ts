@@ -1,6 +1,6 @@
 /**
  * Numbers and switches read from the environment (SEARCH_R3_THREADS, SEARCH_R3_GPU_TIMEOUT_MS,
- * SEARCH_R3_CHECK_FINITE, SEARCH_R3_GPU_PROFILE). A bad value is refused
+ * SEARCH_R3_GPU_IDLE_RELEASE_MS, SEARCH_R3_CHECK_FINITE, SEARCH_R3_GPU_PROFILE). A bad value is refused
  * in one sentence naming the variable: ignored, the setting would silently not apply, and read as NaN or 0
  * a GPU watchdog would never fire or fire at once. Unset or empty means the default.
  */
@@ -31,6 +31,18 @@ export const threadsSetting = (): number | undefined => positiveIntSetting('SEAR
 export const gpuTimeoutSetting = (): number => positiveIntSetting('SEARCH_R3_GPU_TIMEOUT_MS') ?? 600_000;
 
 /**
+ * How long a model worker on a GPU waits with no request before it gives the GPU memory no tensor holds back
+ * to the driver, by default. A server in use (requests seconds apart) keeps its buffer pool warm and creates
+ * no buffers; one left alone frees its peak (a batch of long documents, a long generation) for other programs
+ * on the GPU within half a minute, and its next request creates the buffers it needs once (milliseconds).
+ */
+export const GPU_IDLE_RELEASE_MS = 30_000;
+
+/** That wait: SEARCH_R3_GPU_IDLE_RELEASE_MS when set (tests shorten it), else GPU_IDLE_RELEASE_MS. */
+export const gpuIdleReleaseSetting = (): number =>
+  positiveIntSetting('SEARCH_R3_GPU_IDLE_RELEASE_MS') ?? GPU_IDLE_RELEASE_MS;
+
+/**
  * The variable `name` as a switch: '1' on, '0' off; undefined when it is unset or empty. Any other value (true,
  * off, yes) is refused: the reader of SEARCH_R3_CHECK_FINITE turns the check off only on '0', so 'false' would
  * leave it on without a word.
@@ -49,5 +61,6 @@ const SWITCHES = ['SEARCH_R3_CHECK_FINITE', 'SEARCH_R3_GPU_PROFILE'];
 export function checkSettings(): void {
   threadsSetting();
   gpuTimeoutSetting();
+  gpuIdleReleaseSetting();
   for (const name of SWITCHES) switchSetting(name);
 }

@@ -17,9 +17,11 @@ import {
   requireEmbedToken,
   isGpuDeviceFailure,
   hasGpuThread,
+  releaseGpuMemory,
   shutdownGpu,
   useDevice,
 } from '../embed/index.js';
+import { gpuIdleReleaseSetting } from '../io/env-settings.js';
 import { LlamaCppBackend } from '../search-index/llama-cpp-backend.js';
 import { modelFingerprint } from '../model/model-fingerprint.js';
 import { loadModelFolder } from '../model/model-folder.js';
@@ -303,6 +305,46 @@ let ending = false;
 const running = new Map<number, Promise<unknown>>();
 
 /**
+ * Gives the GPU memory that no tensor holds back to the driver once no request has run for `ms`
+ * (gpuIdleReleaseSetting): a batch of long documents or a long generation leaves its peak in the buffer pool,
+ * which other programs on the GPU could use while the server idles. Each request stops the wait; the end
+ * of the last one running starts it again.
+ */
+class IdleRelease {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly ms: number) {}
+
+  /** A request starts: the pool is in use. */
+  busy(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** No request runs any more: the wait starts. */
+  idle(): void {
+    this.busy();
+    this.timer = setTimeout(() => void this.release(), this.ms);
+    this.timer.unref(); // the port keeps the worker alive, not this
+  }
+
+  private async release(): Promise<void> {
+    this.timer = null;
+    if (ending || running.size > 0) return;
+    try {
+      const release = await releaseGpuMemory();
+      if (release && !ending) post({ type: 'memoryReleased', release });
+    } catch (e) {
+      if (!isGpuDeviceFailure(e)) throw e;
+      void endOnDeviceFailure(e as Error);
+    }
+  }
+}
+
+/** The idle release of a worker on a GPU; null on the CPU and llama.cpp, which keep no buffer pool. */
+let idleRelease: IdleRelease | null = null;
+
+/**
  * A failed GPU device computes nothing more, so every request would fail on it: the worker says so (the
  * server answers the requests it holds and starts a new worker on a fresh device), takes no more requests
  * and ends once its GPU thread has closed, since Node tearing that thread down while Dawn still works
@@ -352,9 +394,15 @@ function handle(work: ModelWork, m: WorkerRequest): void {
     if (m.type === 'encodeDocuments') return work.encodeDocuments(m.texts);
     return work.chat(m.id, m.job);
   };
+  idleRelease?.busy();
   const ran = run();
   running.set(m.id, ran);
-  ran.finally(() => running.delete(m.id)).catch(() => undefined);
+  ran
+    .finally(() => {
+      running.delete(m.id);
+      if (running.size === 0) idleRelease?.idle();
+    })
+    .catch(() => undefined);
   ran.then(
     (value) => {
       const transfer = 'vectors' in value ? [value.vectors.buffer as ArrayBuffer] : [];
@@ -386,11 +434,14 @@ async function loadLlamaCpp(config: WorkerConfig): Promise<{ worker: ModelWork; 
 
 async function load(config: WorkerConfig): Promise<{ worker: ModelWork; info: ModelInfo }> {
   if (config.engine) return loadLlamaCpp(config);
+  const idleReleaseMs = gpuIdleReleaseSetting(); // a bad value is refused before the model loads
   // before the weights load: tensors live on the device that was active when they were made
   const device = config.device ? useDevice(config.device) : undefined;
   const checkTokenizer = (t: Tokenizer): number => requireEmbedToken(t, config.modelDir);
   const loaded = await loadModelFolder(config.modelDir, { checkTokenizer });
   const embedder = new Embedder(loaded.model, loaded.tokenizer, config.embedder);
+  // the weights have taken the device (SEARCH_R3_BACKEND's, without config.device)
+  if (hasGpuThread()) idleRelease = new IdleRelease(idleReleaseMs);
   const info: ModelInfo = {
     modelId: await modelFingerprint(config.modelDir),
     dimension: embedder.dimension,
@@ -410,6 +461,8 @@ const { closedFlag, ...config } = workerData as WorkerData;
 process.on('exit', raiseClosed);
 load({ ...config, modelDir: path.resolve(config.modelDir) }).then(
   ({ worker, info }) => {
+    // loading leaves its scratch buffers in the pool too: the first wait starts now
+    idleRelease?.idle();
     port.on('message', (m: WorkerRequest) => handle(worker, m));
     post({ type: 'ready', info, closesItself: hasGpuThread() || config.engine !== undefined });
   },

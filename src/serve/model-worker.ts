@@ -21,7 +21,14 @@
  */
 import path from 'node:path';
 import { SHARE_ENV, Worker } from 'node:worker_threads';
-import type { DeviceChoice, EmbedderOptions, PromptTemplates, QueryEmbedding, QueryOptions } from '../embed/index.js';
+import type {
+  DeviceChoice,
+  EmbedderOptions,
+  GpuMemoryRelease,
+  PromptTemplates,
+  QueryEmbedding,
+  QueryOptions,
+} from '../embed/index.js';
 import { GpuError } from '../embed/index.js';
 import { isModelFolder } from '../model/model-folder.js';
 import type { DocumentEmbeddings, EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
@@ -96,6 +103,9 @@ export interface ModelHealth {
 }
 
 export type BatchListener = (inputs: number, kind: BatchKind, seconds: number) => void;
+
+/** Sees the GPU memory a worker on a GPU gave back after it was idle a while (SEARCH_R3_GPU_IDLE_RELEASE_MS). */
+export type MemoryReleaseListener = (release: GpuMemoryRelease) => void;
 
 /** Sees a streamed job's analysis of input `input` so far, after each generated token. */
 export type ProgressListener = (input: number, reasoning: string) => void;
@@ -221,6 +231,7 @@ export class WorkerBackend implements EmbeddingBackend {
   /** STAYED_UP_MS; a field so that a test of the wait's reset need not keep a worker up a minute. */
   private stayedUpMs = STAYED_UP_MS;
   private readonly batchListeners = new Set<BatchListener>();
+  private readonly releaseListeners = new Set<MemoryReleaseListener>();
   /** Whether the worker in use runs native work (a GPU thread, llama.cpp) that it must close itself. */
   private closesItself = false;
   /** The end of the worker in use once it is closing itself (its GPU device failed, or close()); else null. */
@@ -308,6 +319,15 @@ export class WorkerBackend implements EmbeddingBackend {
   onBatch(listener: BatchListener): () => void {
     this.batchListeners.add(listener);
     return () => this.batchListeners.delete(listener);
+  }
+
+  /**
+   * Called each time the worker, on a GPU and idle for a while, has given the GPU memory that no tensor holds
+   * back to the driver (docs/serve.md); returns a function that stops the calls.
+   */
+  onMemoryReleased(listener: MemoryReleaseListener): () => void {
+    this.releaseListeners.add(listener);
+    return () => this.releaseListeners.delete(listener);
   }
 
   /** Changes how the worker batches (kept across restarts). */
@@ -458,6 +478,10 @@ export class WorkerBackend implements EmbeddingBackend {
   private receive(m: WorkerReply): void {
     if (m.type === 'batch') {
       for (const l of this.batchListeners) l(m.inputs, m.kind, m.seconds);
+      return;
+    }
+    if (m.type === 'memoryReleased') {
+      for (const l of this.releaseListeners) l(m.release);
       return;
     }
     if (m.type === 'progress') {

@@ -113,6 +113,14 @@ function registerGauges(ctx: ServerContext, inFlight: () => number): void {
     metrics.inc('search_r3_batch_inputs_total', 'Inputs embedded in batches.', { kind }, n);
     metrics.observe('search_r3_batch_duration_seconds', 'Time of one embedding batch.', { kind }, s);
   });
+  model.onMemoryReleased((r) =>
+    metrics.inc(
+      'search_r3_gpu_released_bytes_total',
+      'GPU memory the idle model worker gave back to the driver.',
+      {},
+      r.reservedBefore - r.reservedAfter,
+    ),
+  );
   metrics.gauge('search_r3_queue_inputs', 'Inputs waiting for or in a forward pass.', () => ctx.queued());
   metrics.gauge('search_r3_model_up', 'Whether the model worker takes requests.', () =>
     model.health().state === 'ready' ? 1 : 0,

@@ -7,6 +7,7 @@ import type {
   DeviceChoice,
   DeviceReport,
   EmbedderOptions,
+  GpuMemoryRelease,
   PromptKind,
   PromptTemplates,
   QueryOptions,
@@ -193,6 +194,11 @@ export type WorkerReply =
   /** The next piece of the content of streamed chat completion `id`. */
   | { type: 'content'; id: number; piece: string }
   | { type: 'batch'; inputs: number; kind: BatchKind; seconds: number }
+  /**
+   * The worker on a GPU, idle for a while (gpuIdleReleaseSetting), gave the GPU memory that no tensor holds
+   * back to the driver (releaseGpuMemory): what its GPU thread kept before and after, and what the weights hold.
+   */
+  | { type: 'memoryReleased'; release: GpuMemoryRelease }
   /**
    * The worker's GPU device failed (GpuError.deviceFailed; `message`, its sentence): the worker takes no more
    * requests, answers none of those it holds, and ends once its GPU thread has closed.

@@ -297,6 +297,34 @@ export async function releaseUnusedMemory(): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
 }
 
+/** What releaseGpuMemory gave back, in bytes of GPU buffers (see GpuStats). */
+export interface GpuMemoryRelease {
+  /** Bytes the GPU thread kept in buffers before the release, and after it. */
+  reservedBefore: number;
+  reservedAfter: number;
+  /** Bytes that live tensors hold: what no release can give back. */
+  heldBytes: number;
+}
+
+/**
+ * Gives the GPU memory that no tensor holds back to the driver, for a program done with a large piece of
+ * work (an index's documents encoded, a server idle for a while), which other programs on the same GPU may
+ * then have: collects garbage and yields, so that dead tensors return their buffers to the pool (as
+ * releaseUnusedMemory), then destroys the pool's free buffers. Later work creates its buffers anew, so a
+ * loop awaits releaseUnusedMemory between its steps, not this. Null where this process has no GPU device.
+ */
+export async function releaseGpuMemory(): Promise<GpuMemoryRelease | null> {
+  const gpu = registry.webgpu?.gpu;
+  if (!gpu) return null;
+  gpu.collect();
+  await new Promise((resolve) => setImmediate(resolve));
+  if (gpu.isClosed) return null;
+  const before = gpu.stats();
+  gpu.trim();
+  const after = gpu.stats();
+  return { reservedBefore: before.reservedBytes, reservedAfter: after.reservedBytes, heldBytes: after.heldBytes };
+}
+
 const constants = new WeakMap<AnyKernels, WeakMap<Float32Array, Buf>>();
 
 /**

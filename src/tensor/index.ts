@@ -24,6 +24,8 @@ export {
   webgpuBackendError,
   webgpuKernels,
   releaseUnusedMemory,
+  releaseGpuMemory,
+  type GpuMemoryRelease,
   DEVICE_CHOICES,
   type DeviceChoice,
   type DeviceReport,

@@ -18,10 +18,11 @@ test('a positive integer, or undefined when unset or empty; anything else is ref
   }
 });
 
-test('a command refuses a bad SEARCH_R3_THREADS or SEARCH_R3_GPU_TIMEOUT_MS before it starts', async () => {
+test('a command refuses a bad SEARCH_R3_THREADS or SEARCH_R3_GPU_*_MS before it starts', async () => {
   for (const [name, value] of [
     ['SEARCH_R3_THREADS', 'abc'],
     ['SEARCH_R3_GPU_TIMEOUT_MS', '0'],
+    ['SEARCH_R3_GPU_IDLE_RELEASE_MS', '30s'],
   ] as const) {
     const r = await runCliAsync(['device', '--device', 'cpu'], { [name]: value });
     assert.equal(r.status, 2, r.stderr);

@@ -244,6 +244,10 @@ export class GpuDevice {
   get collectsSynchronously(): boolean {
     return this.registry.cleanupSome !== undefined;
   }
+  /** Whether close() (or an exit) has closed this device: it computes nothing more and holds nothing. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
   /** Starts the peak again from what is held now, so that one phase of work can be measured alone. */
   resetPeak(): void {
     this.peak = this.held;
@@ -275,10 +279,29 @@ export class GpuDevice {
    * offers cleanupSome, else at the next turn of the event loop: see releaseUnusedMemory in backend.ts).
    */
   collectIfGrown(factor: number, slack: number): void {
-    if (this.held <= this.collectedAt * factor + slack) return;
+    if (this.held > this.collectedAt * factor + slack) this.collect();
+  }
+
+  /**
+   * Collects garbage now, and frees the buffers of what was collected (at once where V8 offers cleanupSome,
+   * else at the next turn of the event loop).
+   */
+  collect(): void {
     forceGc();
     this.registry.cleanupSome?.();
     this.collectedAt = this.held;
+  }
+
+  /**
+   * Gives the memory of every buffer no tensor holds back to the driver: the GPU thread destroys the pool's
+   * free buffers once what is queued before has been submitted (see gpu-worker.ts). The buffers that later
+   * work needs are created anew, so this is for the end of a large piece of work, never between steps. A
+   * closed device holds nothing, and this does nothing there.
+   */
+  trim(): void {
+    if (this.closed) return;
+    this.enqueue({ op: 'trim' });
+    this.flush();
   }
 
   /** Frees a buffer now instead of at garbage collection. */

@@ -25,6 +25,11 @@ export type GpuCommand =
   /** Counters of the GPU thread (GpuStats as JSON), once everything before has been encoded. */
   | { op: 'stats'; reply: SharedArrayBuffer }
   /**
+   * Destroys the pool's free buffers and the staging buffers of reads, once everything before has been
+   * submitted, so that their memory goes back to the driver (GpuDevice.trim).
+   */
+  | { op: 'trim' }
+  /**
    * on: true starts timing every later dispatch (answering once what came before is submitted); on: false
    * stops, and answers with the times (KernelTime[] as JSON) once everything before has run. `progress`
    * (with on): where the times so far are published (publish) each time more come back from the GPU.
@@ -145,5 +150,15 @@ export interface GpuStats {
   encodeSeconds: number;
   /** Bytes uploaded from the host. */
   staged: number;
+  /** Bytes tensors hold (each buffer's bytes as asked for, not its size class). */
   heldBytes: number;
+  /**
+   * Bytes of every buffer the GPU thread keeps: the tensors' (by size class), the pool's free ones, the
+   * staging buffers of reads and the parameter ring. What a trim gives back is the pool's and the staging.
+   */
+  reservedBytes: number;
+  /** Bytes of the pool's free buffers and the staging buffers of reads: what a trim would give back now. */
+  pooledBytes: number;
+  /** Buffers destroyed by trims. */
+  destroyed: number;
 }

@@ -5,6 +5,7 @@
  * possible: only a read ends one. Uploads are staged in a buffer mapped at creation and copied inside the
  * command buffer, so they keep their place among the dispatches (queue.writeBuffer would overtake them);
  * the dispatches' parameters, in slots no earlier command of the buffer reads, go by queue.writeBuffer.
+ * A trim destroys the pool's free buffers, for a process done with a large piece of work (GpuDevice.trim).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { kernelSource } from './wgsl/index.js';
@@ -16,6 +17,7 @@ import {
   type BufferId,
   type GpuCommand,
   type GpuInit,
+  type GpuStats,
   REPLY_HEADER_BYTES,
   ReplyState,
   publish,
@@ -29,6 +31,8 @@ const PARAM_SLOT = 256;
 const RING_SLOTS = 4096;
 /** Bind groups kept for reuse before the cache starts again (each holds a few buffer references). */
 const BIND_GROUP_CACHE = 16384;
+/** Commands that end a segment of encoding: each needs what came before submitted (or finished) first. */
+const SEGMENT_ENDS: readonly GpuCommand['op'][] = ['read', 'stats', 'trim', 'profile', 'lose', 'close'];
 
 /** Size classes: small buffers round to a power of two, large ones to an eighth of theirs. */
 function sizeClass(bytes: number): number {
@@ -43,6 +47,12 @@ interface Held {
   bytes: number;
 }
 
+/** A cached bind group and the keys of the buffers it binds (GpuThread.bufferKeys), which a trim looks up. */
+interface CachedGroup {
+  group: GPUBindGroup;
+  buffers: number[];
+}
+
 class GpuThread {
   private readonly buffers = new Map<BufferId, Held>();
   private readonly pool = new Map<number, GPUBuffer[]>();
@@ -55,13 +65,15 @@ class GpuThread {
    */
   private ring: GPUBuffer | null = null;
   private ringAt = 0;
-  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bindGroups = new Map<string, CachedGroup>();
   /** A number per pooled buffer, for bind-group keys. */
   private readonly bufferKeys = new WeakMap<GPUBuffer, number>();
   private nextBufferKey = 1;
   private heldBytes = 0;
+  /** Bytes of the buffers this thread keeps (GpuStats.reservedBytes): all but the uploads' staging. */
+  private reservedBytes = 0;
   /** Buffers created, command buffers submitted, dispatches, bytes uploaded, encoding time: see GpuStats. */
-  readonly stats = { created: 0, submits: 0, dispatches: 0, staged: 0, encodeSeconds: 0 };
+  readonly stats = { created: 0, submits: 0, dispatches: 0, staged: 0, encodeSeconds: 0, destroyed: 0 };
   /** What failed the device, as every later reply says it (see ReplyState). */
   private failure: { state: ReplyState.DeviceFailed | ReplyState.OutOfMemory; text: string } | null = null;
   private encoder: GPUCommandEncoder | null = null;
@@ -110,7 +122,7 @@ class GpuThread {
     let i = 0;
     while (i < commands.length) {
       let j = i;
-      while (j < commands.length && !['read', 'stats', 'profile', 'lose', 'close'].includes(commands[j].op)) j++;
+      while (j < commands.length && !SEGMENT_ENDS.includes(commands[j].op)) j++;
       this.encodeSegment(commands.slice(i, j));
       if (j === commands.length) break;
       const c = commands[j];
@@ -122,7 +134,9 @@ class GpuThread {
         await this.device.lost;
       } else if (c.op === 'stats') {
         this.submit();
-        writeReplyText(c.reply, ReplyState.Done, JSON.stringify({ ...this.stats, heldBytes: this.heldBytes }));
+        writeReplyText(c.reply, ReplyState.Done, JSON.stringify(this.statsNow()));
+      } else if (c.op === 'trim') {
+        this.trim();
       } else if (c.op === 'profile') {
         await this.profile(c);
       } else if (c.op === 'close') {
@@ -138,6 +152,42 @@ class GpuThread {
       i = j + 1;
     }
     this.submit();
+  }
+
+  private statsNow(): GpuStats {
+    const pooled = [...this.pool.values(), ...this.stagingPool.values()].flat();
+    const pooledBytes = pooled.reduce((sum, b) => sum + b.size, 0);
+    return { ...this.stats, heldBytes: this.heldBytes, reservedBytes: this.reservedBytes, pooledBytes };
+  }
+
+  /**
+   * Destroys every buffer that no tensor holds (the pool's, the staging buffers of reads) and forgets the
+   * cached bind groups over them. What is encoded is submitted first: a command buffer that uses a destroyed
+   * buffer is refused at its submit. Work already submitted may still use them: WebGPU frees a destroyed
+   * buffer's memory only once the queue is done with it (the uploads' staging buffers, destroyed after every
+   * submit, rely on the same). Commands after the trim name live buffers only, and an allocation creates anew.
+   */
+  private trim(): void {
+    this.submit();
+    const gone = new Set<number>();
+    for (const list of this.pool.values()) for (const b of list) gone.add(this.bufferKeys.get(b)!);
+    for (const b of [...this.pool.values(), ...this.stagingPool.values()].flat()) this.destroyBuffer(b);
+    this.pool.clear();
+    this.stagingPool.clear();
+    for (const [key, cached] of this.bindGroups)
+      if (cached.buffers.some((k) => gone.has(k))) this.bindGroups.delete(key);
+  }
+
+  private destroyBuffer(buffer: GPUBuffer): void {
+    this.reservedBytes -= buffer.size;
+    this.stats.destroyed++;
+    buffer.destroy();
+  }
+
+  /** A buffer this thread keeps (counted in reservedBytes until destroyBuffer). */
+  private createKept(size: number, usage: GPUBufferUsageFlags): GPUBuffer {
+    this.reservedBytes += size;
+    return this.device.createBuffer({ size, usage });
   }
 
   private encodeSegment(cmds: GpuCommand[]): void {
@@ -303,24 +353,21 @@ class GpuThread {
       if (this.encoder !== null) this.submit();
       this.ringAt = 0;
     }
-    return (this.ring ??= this.device.createBuffer({
-      size: RING_SLOTS * PARAM_SLOT,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    }));
+    return (this.ring ??= this.createKept(RING_SLOTS * PARAM_SLOT, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST));
   }
 
   /** The bind group of `kernel` over these buffers (params at a dynamic offset into the ring), made once. */
   private bindGroup(kernel: string, layout: GPUBindGroupLayout, ring: GPUBuffer, ids: BufferId[]): GPUBindGroup {
     const buffers = ids.map((id) => this.get(id).buffer);
-    const key = `${kernel}:${buffers.map((b) => this.bufferKeys.get(b)).join(',')}`;
-    let group = this.bindGroups.get(key);
-    if (!group) {
-      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ring, offset: 0, size: PARAM_SLOT } }];
-      buffers.forEach((buffer, k) => entries.push({ binding: k + 1, resource: { buffer } }));
-      group = this.device.createBindGroup({ layout, entries });
-      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
-      this.bindGroups.set(key, group);
-    }
+    const keys = buffers.map((b) => this.bufferKeys.get(b)!);
+    const key = `${kernel}:${keys.join(',')}`;
+    const cached = this.bindGroups.get(key);
+    if (cached) return cached.group;
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: ring, offset: 0, size: PARAM_SLOT } }];
+    buffers.forEach((buffer, k) => entries.push({ binding: k + 1, resource: { buffer } }));
+    const group = this.device.createBindGroup({ layout, entries });
+    if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+    this.bindGroups.set(key, { group, buffers: keys });
     return group;
   }
 
@@ -328,8 +375,7 @@ class GpuThread {
     if (this.replyFailed(c.reply)) return;
     const size = sizeClass(c.bytes);
     const staging =
-      this.stagingPool.get(size)?.pop() ??
-      this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      this.stagingPool.get(size)?.pop() ?? this.createKept(size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     const padded = Math.ceil(c.bytes / 4) * 4;
     this.endPass();
     const enc = (this.encoder ??= this.device.createCommandEncoder());
@@ -354,10 +400,7 @@ class GpuThread {
     const pooled = this.pool.get(size)?.pop();
     if (pooled) return pooled;
     this.stats.created++;
-    const buffer = this.device.createBuffer({
-      size,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
+    const buffer = this.createKept(size, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
     this.bufferKeys.set(buffer, this.nextBufferKey++);
     return buffer;
   }
