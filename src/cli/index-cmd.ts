@@ -8,7 +8,6 @@ import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { oneLine } from '../io/one-line.js';
-import { releaseGpuMemory } from '../embed/index.js';
 import { streamDocuments } from '../search-index/document-source.js';
 import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
@@ -223,8 +222,6 @@ export const indexCommand: Command = {
               documentsPerCommit: perCommit,
               onProgress: (p) => onProgress(p.done, p.total),
             });
-        // the encoding is over: its batches' buffers go back to the driver while the index is closed
-        await releaseGpuMemory();
         const gone = index.documentIds().filter((id) => !keep.has(id));
         const s = index.stats();
         console.log(
