@@ -6,7 +6,7 @@ import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-pa
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { loadSftConfig } from '../train/sft/config.js';
-import { candidatePool, loadTrainingData, sourceFiles } from '../train/sft/data.js';
+import { candidatePool, loadTrainingData, sourceFiles, whyNoExample } from '../train/sft/data.js';
 import { heldOutClause } from '../train/hold-out.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, jsonlLines, type Ranker } from '../train/sft/mine.js';
 import { writeLinesAtomicallySync } from '../io/atomic-file.js';
@@ -112,9 +112,8 @@ export const mineCommand: Command = {
       // an empty file written over --out would replace an earlier good one with nothing to train on
       const sources = cfg.data.map((d) => d.path).join(', ');
       throw new UserError(
-        `no query to mine in ${values.config}'s data (${sources}): every query lacked a positive, had only ` +
-          `itself as one, or was empty (${ds.withoutPositive} without a positive, ${ds.positiveIsQuery} with only ` +
-          `itself); ${values.out} is left as it was.`,
+        `no query to mine in ${values.config}'s data (${sources}): ${whyNoExample(ds)}; ${values.out} is left ` +
+          `as it was.`,
       );
     }
     const pool = await candidatePool(cfg.data, examples);
