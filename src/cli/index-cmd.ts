@@ -8,6 +8,7 @@ import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { oneLine } from '../io/one-line.js';
+import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { streamDocuments } from '../search-index/document-source.js';
 import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
@@ -395,7 +396,10 @@ export function listedIds(values: readonly string[]): string[] {
   return ids.map((id) => id.trim()).filter((id) => id !== '');
 }
 
-/** --delete-file: one id per line, as written (an id may have spaces or commas at any place); '-' is stdin. */
+/**
+ * --delete-file: one id per line, as written (an id may have spaces or commas at any place), but for a byte-order
+ * mark before the first; '-' is stdin.
+ */
 function idsInFile(file: string): string[] {
   let text: string;
   try {
@@ -404,7 +408,9 @@ function idsInFile(file: string): string[] {
     const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new UserError(`--delete-file ${file}: cannot read it (${why}); give a file of ids, one per line.`);
   }
-  return text.split(/\r?\n/).filter((id) => id !== '');
+  return withoutByteOrderMark(text)
+    .split(/\r?\n/)
+    .filter((id) => id !== '');
 }
 
 async function deleteIds(out: string, ids: readonly string[]): Promise<number> {
