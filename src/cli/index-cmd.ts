@@ -3,7 +3,7 @@ import { constants as osConstants } from 'node:os';
 import { parseArgs } from './parse-options.js';
 import path from 'node:path';
 import { UserError, type Command } from './command.js';
-import { choiceOption, positiveInt } from './args.js';
+import { choiceOption, noEffect, positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
@@ -132,6 +132,7 @@ export const indexCommand: Command = {
     const out = values.out;
     return (async () => {
       if (values.delete !== undefined || values['delete-file'] !== undefined) {
+        sayIgnoredByDelete(values);
         const listed = values.delete ? listedIds(values.delete) : [];
         const file = values['delete-file'];
         return deleteIds(out, [...new Set([...listed, ...(file !== undefined ? idsInFile(file) : [])])]);
@@ -412,6 +413,19 @@ function idsInFile(file: string): string[] {
     .split(/\r?\n/)
     .filter((id) => id !== '');
 }
+
+/**
+ * --delete and --delete-file delete and exit: an option of an indexing run given with them (--input, --prune) is
+ * said, by name only (--api-key's value is a secret), so that a run that indexed nothing does not pass for one
+ * that did.
+ */
+function sayIgnoredByDelete(values: Record<string, unknown>): void {
+  for (const [name, value] of Object.entries(values))
+    if (value !== undefined && !DELETE_OPTIONS.includes(name))
+      noEffect(`--${name}`, true, '--delete and --delete-file delete and exit, indexing nothing');
+}
+
+const DELETE_OPTIONS = ['out', 'delete', 'delete-file'];
 
 async function deleteIds(out: string, ids: readonly string[]): Promise<number> {
   if (ids.length === 0) throw new UserError('--delete (or --delete-file) needs at least one document id.');

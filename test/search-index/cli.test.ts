@@ -329,6 +329,13 @@ test('index --delete takes escaped commas and repeats; --delete-file ids as writ
     assert.equal(r.stdout, 'deleted 2 documents; not in the index: "w.md,z.md".\n');
     assert.deepEqual(await left(), ['z.md']);
 
+    // an indexing run's options are no part of a delete, which says so rather than pass for an indexing run
+    r = await cli('index', '--out', out, '--delete', 'ghost', '--input', notes, '--prune');
+    assert.equal(r.code, 0, r.stderr);
+    const ignored = (o: string): string => `search-r3: ${o} has no effect: --delete and --delete-file delete and exit`;
+    assert.match(r.stderr, new RegExp(`^${ignored('--input')}, indexing nothing\\.\n${ignored('--prune')}`, 'm'));
+    assert.deepEqual(await left(), ['z.md']);
+
     r = await cli('index', '--out', out, '--delete-file', path.join(dir, 'none.txt'));
     assert.equal(r.code, 2);
     assert.match(r.stderr, /none\.txt/);
