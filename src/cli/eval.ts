@@ -42,6 +42,7 @@ import {
 import type { Retriever } from '../eval/retriever.js';
 import { isRunTag, readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
 import { formatTrecEval, selectMeasures } from '../eval/trec-eval-format.js';
+import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 
 const BEIR_CUTOFFS = [1, 3, 5, 10, 100, 1000];
 
@@ -133,7 +134,7 @@ function readExcludedIds(file: string): Map<string, string[]> {
   if (!existsSync(file)) throw new UserError(`${file}: file not found; check --excluded-ids.`);
   let obj: unknown;
   try {
-    obj = JSON.parse(readFileSync(file, 'utf8'));
+    obj = JSON.parse(withoutByteOrderMark(readFileSync(file, 'utf8')));
   } catch (err) {
     throw new UserError(`${file}: not valid JSON (${(err as Error).message}).`);
   }

@@ -3,11 +3,12 @@ import { constants as osConstants } from 'node:os';
 import { parseArgs } from './parse-options.js';
 import path from 'node:path';
 import { UserError, type Command } from './command.js';
-import { choiceOption, positiveInt } from './args.js';
+import { choiceOption, noEffect, positiveInt } from './args.js';
 import { ProgressReporter } from './index-progress.js';
 import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { oneLine } from '../io/one-line.js';
+import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { streamDocuments } from '../search-index/document-source.js';
 import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
@@ -131,6 +132,7 @@ export const indexCommand: Command = {
     const out = values.out;
     return (async () => {
       if (values.delete !== undefined || values['delete-file'] !== undefined) {
+        sayIgnoredByDelete(values);
         const listed = values.delete ? listedIds(values.delete) : [];
         const file = values['delete-file'];
         return deleteIds(out, [...new Set([...listed, ...(file !== undefined ? idsInFile(file) : [])])]);
@@ -395,7 +397,10 @@ export function listedIds(values: readonly string[]): string[] {
   return ids.map((id) => id.trim()).filter((id) => id !== '');
 }
 
-/** --delete-file: one id per line, as written (an id may have spaces or commas at any place); '-' is stdin. */
+/**
+ * --delete-file: one id per line, as written (an id may have spaces or commas at any place), but for a byte-order
+ * mark before the first; '-' is stdin.
+ */
 function idsInFile(file: string): string[] {
   let text: string;
   try {
@@ -404,8 +409,23 @@ function idsInFile(file: string): string[] {
     const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new UserError(`--delete-file ${file}: cannot read it (${why}); give a file of ids, one per line.`);
   }
-  return text.split(/\r?\n/).filter((id) => id !== '');
+  return withoutByteOrderMark(text)
+    .split(/\r?\n/)
+    .filter((id) => id !== '');
 }
+
+/**
+ * --delete and --delete-file delete and exit: an option of an indexing run given with them (--input, --prune) is
+ * said, by name only (--api-key's value is a secret), so that a run that indexed nothing does not pass for one
+ * that did.
+ */
+function sayIgnoredByDelete(values: Record<string, unknown>): void {
+  for (const [name, value] of Object.entries(values))
+    if (value !== undefined && !DELETE_OPTIONS.includes(name))
+      noEffect(`--${name}`, true, '--delete and --delete-file delete and exit, indexing nothing');
+}
+
+const DELETE_OPTIONS = ['out', 'delete', 'delete-file'];
 
 async function deleteIds(out: string, ids: readonly string[]): Promise<number> {
   if (ids.length === 0) throw new UserError('--delete (or --delete-file) needs at least one document id.');

@@ -1,12 +1,13 @@
 import path from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
-import { noEffect, nonNegativeInt, nonNegativeNumber, seedOption } from './args.js';
+import { noEffect, nonNegativeInt, numberOption, seedOption } from './args.js';
+import { NON_NEGATIVE_NUMBER, inRange } from '../io/option-checks.js';
 import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { loadSftConfig } from '../train/sft/config.js';
-import { candidatePool, loadTrainingData, sourceFiles } from '../train/sft/data.js';
+import { candidatePool, loadTrainingData, sourceFiles, whyNoExample } from '../train/sft/data.js';
 import { heldOutClause } from '../train/hold-out.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, jsonlLines, type Ranker } from '../train/sft/mine.js';
 import { writeLinesAtomicallySync } from '../io/atomic-file.js';
@@ -84,8 +85,7 @@ export const mineCommand: Command = {
       throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
     // refused before the data is read and mining starts, as the window is
     const negatives = nonNegativeInt(values.negatives, 'negatives') ?? 8;
-    const falseNegativeRatio =
-      values['fn-ratio'] === 'off' ? null : (nonNegativeNumber(values['fn-ratio'], 'fn-ratio') ?? 0.95);
+    const falseNegativeRatio = fnRatioOption(values['fn-ratio']);
     const seed = seedOption(values.seed) ?? 0;
     const retriever = values.retriever ?? 'bm25';
     if (retriever !== 'bm25' && retriever !== 'model')
@@ -112,9 +112,8 @@ export const mineCommand: Command = {
       // an empty file written over --out would replace an earlier good one with nothing to train on
       const sources = cfg.data.map((d) => d.path).join(', ');
       throw new UserError(
-        `no query to mine in ${values.config}'s data (${sources}): every query lacked a positive, had only ` +
-          `itself as one, or was empty (${ds.withoutPositive} without a positive, ${ds.positiveIsQuery} with only ` +
-          `itself); ${values.out} is left as it was.`,
+        `no query to mine in ${values.config}'s data (${sources}): ${whyNoExample(ds)}; ${values.out} is left ` +
+          `as it was.`,
       );
     }
     const pool = await candidatePool(cfg.data, examples);
@@ -153,3 +152,9 @@ export const mineCommand: Command = {
     return 0;
   },
 };
+
+/** --fn-ratio: a ratio ≥ 0 (default 0.95), or off (null); a refusal names both, as the help does. */
+function fnRatioOption(v: string | undefined): number | null {
+  if (v === 'off') return null;
+  return numberOption(v, 'fn-ratio', "a number ≥ 0, or 'off'", (n) => inRange(n, NON_NEGATIVE_NUMBER)) ?? 0.95;
+}

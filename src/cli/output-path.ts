@@ -8,6 +8,7 @@ import path from 'node:path';
 import { probeWrite, recoverSetAside } from '../io/atomic-file.js';
 import { UserError } from './command.js';
 import { fileSystemCause } from '../io/file-system-cause.js';
+import { fileInTheWay } from '../io/make-folder.js';
 
 /**
  * A file to write: it must not be a folder itself, and the nearest of its folder and the folders above it that
@@ -59,10 +60,8 @@ function checkWritable(file: string, given: string, option: string, what: 'file'
 
 /** The nearest of `dir` and the folders above it that exists must be a folder: a file there stops mkdir. */
 function checkAbove(given: string, dir: string, option: string): void {
-  let d = dir;
-  while (!existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
-  if (existsSync(d) && !statSync(d).isDirectory())
-    throw new UserError(`${option} ${given}: ${d} is a file, not a folder.`);
+  const file = fileInTheWay(dir);
+  if (file !== undefined) throw new UserError(`${option} ${given}: ${file} is a file, not a folder.`);
 }
 
 /** A file a command reads, and how a message names it (`what`: '--qrels', "--dataset's corpus"). */

@@ -29,6 +29,23 @@ function isFolder(p: string): boolean {
   }
 }
 
+/**
+ * The file where `dir` or a folder above it would be made, or undefined: the nearest of them that exists, when it
+ * is no folder. Commands check it when they start, as mkdir there fails (ENOTDIR, EEXIST) only once they write.
+ */
+export function fileInTheWay(dir: string): string | undefined {
+  let d = path.resolve(dir);
+  while (!existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  return existsSync(d) && !isFolder(d) ? d : undefined;
+}
+
+/** What fileInTheWay(dir) finds, in words that follow the folder's name ('lies under /a/b, a file'). */
+export function fileInTheWaySaid(dir: string): string | undefined {
+  const file = fileInTheWay(dir);
+  if (file === undefined) return undefined;
+  return file === path.resolve(dir) ? 'is a file' : `lies under ${file}, a file`;
+}
+
 /** mkdir of one level; a folder made there meanwhile is no error, anything else there (a file) is. */
 function madeOrThere(err: unknown, level: string): boolean {
   return (err as NodeJS.ErrnoException)?.code === 'EEXIST' && isFolder(level);

@@ -4,8 +4,9 @@
  * a model folder (or new) apart from the work and data folders, and an output the record does not know as the
  * recipe's is refused, not removed.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { fileInTheWaySaid } from '../io/make-folder.js';
 import { isWithin, resolvedPath } from '../io/path-relation.js';
 import type { RecipePaths } from './recipe-profiles.js';
 
@@ -26,8 +27,8 @@ export interface StepOutput {
 }
 
 export function checkWorkFolder(p: RecipePaths): void {
-  if (existsSync(p.work) && !statSync(p.work).isDirectory())
-    throw new RecipeFolderError(`--work ${p.work} is a file; name a folder for the recipe's work`);
+  const file = fileInTheWaySaid(p.work);
+  if (file !== undefined) throw new RecipeFolderError(`--work ${p.work} ${file}; name a folder for the recipe's work`);
 }
 
 export function checkRecipeFolders(out: string, p: RecipePaths, outputs: readonly StepOutput[]): void {
@@ -41,9 +42,10 @@ export function checkRecipeFolders(out: string, p: RecipePaths, outputs: readonl
   for (const f of [...outputs.map((x) => x.output), p.configs, path.join(p.work, 'models')]) {
     if (isWithin(o, resolvedPath(f))) throw new RecipeFolderError(`--out ${out} lies in the recipe's ${f}; ${own}`);
   }
+  // checked before the first step: the package step, hours later, is the first to make --out
+  const file = fileInTheWaySaid(out);
+  if (file !== undefined) throw new RecipeFolderError(`--out ${out} ${file}; name a folder for the model`);
   if (existsSync(out)) {
-    if (!statSync(out).isDirectory())
-      throw new RecipeFolderError(`--out ${out} is a file; name a folder for the model`);
     if (readdirSync(out).length > 0 && !existsSync(path.join(out, 'config.json')))
       throw new RecipeFolderError(
         `--out ${out} holds files but no model (no config.json), and the package step would replace them all; ` +

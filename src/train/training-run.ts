@@ -24,7 +24,6 @@
  * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
  * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
-import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { isWithin, resolvedPath } from '../io/path-relation.js';
@@ -50,7 +49,7 @@ import { MetricsLog } from './metrics-log.js';
 import { type RunDescription, RunCheck } from './run-record.js';
 import { ProgressBar, type ProgressFields } from './progress.js';
 import type { MetricRecord } from './report.js';
-import { makeFolder, removeFoldersMadeSync } from '../io/make-folder.js';
+import { fileInTheWaySaid, makeFolder, removeFoldersMadeSync } from '../io/make-folder.js';
 
 /**
  * Exit code of a training session stopped at its deadline (--max-seconds) with a checkpoint, before its last
@@ -156,9 +155,8 @@ export class RunFolder<X = never> {
   ) {}
 
   static async open<X = never>(output: string, opts: RunOptions, how: OpenOptions<X> = {}): Promise<RunFolder<X>> {
-    if (existsSync(output) && !statSync(output).isDirectory()) {
-      throw new RunFolderError(`the output ${output} is a file; name a folder for the run`);
-    }
+    const file = fileInTheWaySaid(output);
+    if (file !== undefined) throw new RunFolderError(`the output ${output} ${file}; name a folder for the run`);
     const made = await makeFolder(output);
     const lock = lockRunFolder(output);
     try {

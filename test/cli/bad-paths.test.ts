@@ -125,7 +125,7 @@ test('corpus pairs and corpus build: an --out that cannot be written is refused 
   }
 });
 
-test('train sft: an output that is a file, a data path of the wrong kind, LoRA targets that are no layer', async () => {
+test('train sft: an output that is or lies in a file, data of the wrong kind, LoRA targets no layer', async () => {
   const { dir, cleanup } = tempDir('bad-sft');
   try {
     const model = await tinyModelDir(dir);
@@ -142,6 +142,10 @@ test('train sft: an output that is a file, a data path of the wrong kind, LoRA t
     };
     const jsonl = [{ type: 'jsonl', path: pairs }];
     refused(run('out-file', { data: jsonl, output: file }), /the output .*a-file is a file; name a folder/);
+    refused(
+      run('out-under-file', { data: jsonl, output: path.join(file, 'run') }),
+      /^search-r3: the output \S+a-file\/run lies under \S+a-file, a file; name a folder for the run$/,
+    );
     refused(run('jsonl-folder', { data: [{ type: 'jsonl', path: folder }] }), /a-folder: is a folder; a "jsonl"/);
     // each kind of one-file source names itself and the file it wants
     refused(

@@ -113,6 +113,12 @@ test('eval --dataset --retriever bm25 writes a TREC run and reports JSON', async
     for (const f of ['old.trec', 'new.trec']) assert.deepEqual(readFileSync(join(store, f)), readFileSync(out));
     const table = await cli('--dataset', tiny, '--retriever', 'bm25');
     assert.match(table.stdout, /^nDCG\s+0\.7500/m); // three perfect queries and q5 at 0
+    // --excluded-ids saved with a byte-order mark: q1's best document (d1, graded 2) is dropped
+    const excluded = join(dir, 'excluded.json');
+    writeFileSync(excluded, '\uFEFF{"q1": ["d1"]}');
+    const less = await cli('--dataset', tiny, '--retriever', 'bm25', '--excluded-ids', excluded);
+    assert.equal(less.code, 0, less.stderr);
+    assert.match(less.stdout, /^nDCG\s+0\.6250/m);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -242,7 +242,7 @@ test('recipe default: a wrong profile or a data folder without the datasets is a
   assert.match(noData.stderr, /does not hold the datasets/);
 });
 
-test('recipe default never removes what it did not make: --out and outputs in the way are refused first', () => {
+test('recipe default removes nothing it did not make: --out, outputs in the way, a file above refused first', () => {
   const dir = tempDir('recipe-folders');
   const recipe = (work: string, out: string): ReturnType<typeof runCli> =>
     runCli(['recipe', 'default', '--profile', 'tiny', '--work', work, '--out', out, '--data', sharedData, '--quiet']);
@@ -280,6 +280,14 @@ test('recipe default never removes what it did not make: --out and outputs in th
   const workFile = recipe(file, path.join(dir, 'model'));
   assert.equal(workFile.status, 2, workFile.stderr);
   assert.match(workFile.stderr, /--work \S+a-file is a file; name a folder for the recipe's work/);
+  // a file above --work or --out: refused before the first step, not by the package step hours later
+  const underFile = recipe(work, path.join(file, 'model'));
+  assert.equal(underFile.status, 2, underFile.stderr);
+  assert.match(underFile.stderr, /--out \S+a-file\/model lies under \S+a-file, a file; name a folder for the model/);
+  assert.doesNotMatch(underFile.stderr, /▶/);
+  const workUnderFile = recipe(path.join(file, 'work'), path.join(dir, 'model'));
+  assert.equal(workUnderFile.status, 2, workUnderFile.stderr);
+  assert.match(workUnderFile.stderr, /--work \S+a-file\/work lies under \S+a-file, a file; name a folder for the/);
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -294,7 +294,7 @@ test('odd input: lone surrogates (refused in ids), ids past 2^53, a BEIR folder 
   }
 });
 
-test('index --delete takes escaped commas and repeats; --delete-file takes ids exactly as written', async () => {
+test('index --delete takes escaped commas and repeats; --delete-file ids as written, less a BOM', async () => {
   const { dir, cleanup } = tempDir('cli-delete');
   try {
     const model = await tinyModelDir(dir);
@@ -321,12 +321,19 @@ test('index --delete takes escaped commas and repeats; --delete-file takes ids e
     // each --delete counts, not only the last
     r = await cli('index', '--out', out, '--delete', 'x.md', '--delete', ' y.md ,ghost');
     assert.equal(r.stdout, 'deleted 2 documents; not in the index: ghost.\n');
-    // a file's lines are the ids, their spaces and commas kept
+    // a file's lines are the ids, their spaces and commas kept; a byte-order mark is no part of the first
     const list = path.join(dir, 'ids.txt');
-    writeFileSync(list, ' lead.md\r\nw.md\n\nw.md,z.md\n');
+    writeFileSync(list, '\uFEFF lead.md\r\nw.md\n\nw.md,z.md\n');
     r = await cli('index', '--out', out, '--delete-file', list);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'deleted 2 documents; not in the index: "w.md,z.md".\n');
+    assert.deepEqual(await left(), ['z.md']);
+
+    // an indexing run's options are no part of a delete, which says so rather than pass for an indexing run
+    r = await cli('index', '--out', out, '--delete', 'ghost', '--input', notes, '--prune');
+    assert.equal(r.code, 0, r.stderr);
+    const ignored = (o: string): string => `search-r3: ${o} has no effect: --delete and --delete-file delete and exit`;
+    assert.match(r.stderr, new RegExp(`^${ignored('--input')}, indexing nothing\\.\n${ignored('--prune')}`, 'm'));
     assert.deepEqual(await left(), ['z.md']);
 
     r = await cli('index', '--out', out, '--delete-file', path.join(dir, 'none.txt'));

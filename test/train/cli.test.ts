@@ -53,6 +53,9 @@ test('search-r3 mine: --fn-ratio off keeps every candidate; a wrong --model is r
   assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 6);
   assert.match(off.out, /: 18 negatives for 6 of them, 0 candidates dropped as likely false negatives/);
   assert.match(cli(['mine', '--help']).out, /--fn-ratio <r>\|off [^]*?; off keeps them all/);
+  const wrong = cli(['mine', '--config', cfg, '--out', out, '--fn-ratio', 'none']);
+  assert.equal(wrong.code, 2, wrong.err);
+  assert.match(wrong.err, /^search-r3: --fn-ratio must be a number ≥ 0, or 'off' \(got 'none'\)\.$/m);
   // the data source is missing too: the model folder is what the sentence names
   const bad = writeConfig(path.join(root, 'bad.json'), {
     model: 'model',

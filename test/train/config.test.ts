@@ -20,7 +20,7 @@ const required = {
 };
 const loaders = { lm: loadLmConfig, sft: loadSftConfig, rl: loadRlConfig };
 
-test('train lm, sft and rl configs: a missing file, broken JSON and an unknown key each name the file', () => {
+test('train lm, sft and rl configs: a missing file, broken JSON, an unknown key name the file; a BOM is read', () => {
   const dir = tempDir('configs');
   for (const [name, load] of Object.entries(loaders)) {
     const file = path.join(dir, `${name}.json`);
@@ -41,6 +41,9 @@ test('train lm, sft and rl configs: a missing file, broken JSON and an unknown k
     refused(new RegExp(`^${file}: "seed" must be a finite number, got Infinity`));
     writeConfig(file, { ...required[name as keyof typeof required], seed: 1.5 });
     refused(new RegExp(`^${file}: "seed" must be an integer, got 1.5$`));
+    // saved by an editor that begins UTF-8 with a byte-order mark: read as the JSON it is
+    writeFileSync(file, '\uFEFF' + JSON.stringify({ ...required[name as keyof typeof required], seed: 7 }));
+    assert.equal(load(file).seed, 7, name);
   }
 });
 

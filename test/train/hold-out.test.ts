@@ -187,3 +187,27 @@ test('train sft and train rl say how many queries holdOut kept out, in the words
   assert.match(r.stderr, new RegExp(`data: \\d+ queries \\(.*judged documents missing${said.source}\\)`));
   assert.match(r.stdout, new RegExp(`no positive in the corpus${said.source}\\), 40 documents`));
 });
+
+test('a split whose every query is a test query: train sft and mine say so, not that none had a positive', async () => {
+  const dir = tempDir('hold-out-all-test');
+  const qrels = path.join(toyBeir(path.join(dir, 'beir')), 'qrels');
+  // a train split that is a copy of the test split, as a user who has only test qrels might make it
+  const train = readFileSync(path.join(qrels, 'train.tsv'), 'utf8').replace('q7\tmissing-doc\t1\n', '');
+  writeFileSync(path.join(qrels, 'train.tsv'), train);
+  writeFileSync(path.join(qrels, 'test.tsv'), train);
+  const config = await toySftRun(dir, { data: [{ type: 'beir', path: 'beir', split: 'train' }] });
+  const said = new RegExp(
+    ', was empty or was held out \\(0 of a holdOut dev sample, 7 with the text of a query of its ' +
+      "folder's qrels/test\\.tsv: test queries are never trained on\\)",
+  );
+  const s = runCli(['train', 'sft', '--config', config]);
+  assert.equal(s.status, 2, s.stderr);
+  assert.match(
+    s.stderr,
+    new RegExp(`no training examples in .*beir: every query lacked a positive \\(0\\).*${said.source}`),
+  );
+  const out = path.join(dir, 'mined.jsonl');
+  const m = runCli(['mine', '--config', config, '--out', out, '--quiet']);
+  assert.equal(m.status, 2, m.stderr);
+  assert.match(m.stderr, new RegExp(`no query to mine in .*${said.source}; .*mined\\.jsonl is left as it was\\.`));
+});

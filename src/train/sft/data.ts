@@ -74,6 +74,22 @@ export function sourceFiles(src: DataSourceConfig): string[] {
 }
 
 /**
+ * Why loadTrainingData gave no example, with each count, in the words train sft and mine refuse such data in.
+ * Queries held out are named too: a split whose every query repeats a test query gives nothing, and the
+ * other counts alone would all be 0.
+ */
+export function whyNoExample(stats: DataStats): string {
+  const { devSample, testQueries } = stats.heldOut;
+  const { withoutPositive, positiveIsQuery } = stats;
+  const counts = `lacked a positive (${withoutPositive}), had only its own text as one (${positiveIsQuery})`;
+  if (devSample + testQueries === 0) return `every query ${counts} or was empty`;
+  return (
+    `every query ${counts}, was empty or was held out (${devSample} of a holdOut dev sample, ${testQueries} with ` +
+    `the text of a query of its folder's qrels/test.tsv: test queries are never trained on)`
+  );
+}
+
+/**
  * Every source's examples, cleaned. With `reasoning`, a seeded share of each source's queries gets an
  * analysis, its terms weighed against the documents of that source (the query's own collection).
  */

@@ -35,7 +35,7 @@ import {
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
 import { DEFAULT_SFT_CONFIG, type SftConfig } from './config.js';
-import { type DataStats, loadTrainingData, sourceFiles } from './data.js';
+import { type DataStats, loadTrainingData, sourceFiles, whyNoExample } from './data.js';
 import { gradCacheBackward } from './grad-cache.js';
 import { SequenceEncoder } from './sequences.js';
 
@@ -100,8 +100,7 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
   const { examples, stats } = await loadTrainingData(cfg.data, reasoning);
   if (examples.length === 0) {
     throw new RunFolderError(
-      `no training examples in ${cfg.data.map((d) => d.path).join(', ')}: every query lacked a positive ` +
-        `(${stats.withoutPositive}), had only its own text as one (${stats.positiveIsQuery}) or was empty`,
+      `no training examples in ${cfg.data.map((d) => d.path).join(', ')}: ${whyNoExample(stats)}`,
     );
   }
   const skipped =
