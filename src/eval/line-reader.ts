@@ -1,6 +1,7 @@
 import { closeSync, createReadStream, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { BYTE_UNITS, NotUtf8LineError, splitLines, type NumberedLine } from '../io/line-split.js';
+import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { EvalInputError } from './input-error.js';
 
 export type { NumberedLine };
@@ -56,8 +57,7 @@ export async function* readLines(file: string, opts: ReadLinesOptions = {}): Asy
   try {
     for await (const l of splitLines(input as AsyncIterable<Buffer>, BYTE_UNITS, maxLineBytes, tooLong)) {
       line = l.line;
-      // A UTF-8 byte-order mark would otherwise become part of the first id.
-      yield line === 1 && l.text.charCodeAt(0) === 0xfeff ? { text: l.text.slice(1), line } : l;
+      yield line === 1 ? { text: withoutByteOrderMark(l.text), line } : l;
     }
   } catch (e) {
     if (e instanceof EvalInputError) throw e;

@@ -8,6 +8,7 @@ import type http from 'node:http';
 import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { HttpError, badRequest } from './http-error.js';
+import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 
 /** The body's encoding: 'identity' or 'gzip'; anything else is refused (415). */
 function bodyEncoding(req: http.IncomingMessage): 'identity' | 'gzip' {
@@ -83,7 +84,7 @@ export function parseJsonObject(body: Buffer): Record<string, unknown> {
   const text = body.toString('utf8');
   let v: unknown;
   try {
-    v = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+    v = JSON.parse(withoutByteOrderMark(text));
   } catch (e) {
     throw badRequest(`the body is not valid JSON (${(e as Error).message}).`, null, 'invalid_json');
   }
