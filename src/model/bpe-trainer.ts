@@ -11,7 +11,7 @@
  * order), which depends on nothing but the word counts: the same text gives the same tokenizer,
  * whatever order the files or words come in.
  */
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, realpathSync, statSync } from 'node:fs';
 import { splitLines, TEXT_UNITS, type NumberedLine } from '../io/line-split.js';
 import { listFilesUnder, type ListSkipReason } from '../io/list-files.js';
 import { bpeTokenizerFiles, byteLevelAlphabet, TINY_SPECIAL_TOKENS } from './byte-level-bpe.js';
@@ -300,21 +300,33 @@ class PairHeap {
   }
 }
 
+/** Why listInputFiles left a file out: listFilesUnder's reasons, or that an earlier input gave it already. */
+export type InputSkipReason = ListSkipReason | 'given more than once';
+
 /**
  * Files under the given files/folders, the order text is read in: a file named is always read; in
  * folders (recursively, sorted; links as listFilesUnder follows them) only .jsonl and .txt files, so a
- * corpus folder's manifest.json is not taken for text. A path that does not exist is an error naming it.
+ * corpus folder's manifest.json is not taken for text. Each file is read once, where it first comes: a file
+ * named twice, or both named and in a folder named, would count its text twice. A path that does not exist is
+ * an error naming it.
  */
 export async function listInputFiles(
   inputs: readonly string[],
-  onSkip?: (file: string, why: ListSkipReason) => void,
+  onSkip?: (file: string, why: InputSkipReason) => void,
 ): Promise<string[]> {
   const out: string[] = [];
+  const seen = new Set<string>();
+  const take = (file: string): void => {
+    const real = realpathSync(file);
+    if (seen.has(real)) return onSkip?.(file, 'given more than once');
+    seen.add(real);
+    out.push(file);
+  };
   for (const p of inputs) {
     const st = statSync(p, { throwIfNoEntry: false });
     if (st === undefined) throw new InputFileError(`${p}: no such file or folder`);
-    if (st.isDirectory()) out.push(...(await listFilesUnder(p, (name) => /\.(jsonl|txt)$/.test(name), onSkip)));
-    else if (st.isFile()) out.push(p);
+    if (st.isDirectory()) (await listFilesUnder(p, (name) => /\.(jsonl|txt)$/.test(name), onSkip)).forEach(take);
+    else if (st.isFile()) take(p);
   }
   return out;
 }
@@ -326,7 +338,7 @@ export async function listInputFiles(
 export async function listInputFilesReported(
   inputs: readonly string[],
 ): Promise<{ files: string[]; skipped: string[] }> {
-  const leftOut = new Map<ListSkipReason, number>();
+  const leftOut = new Map<InputSkipReason, number>();
   const files = await listInputFiles(inputs, (_, why) => leftOut.set(why, (leftOut.get(why) ?? 0) + 1));
   const skipped = [...leftOut].map(([why, n]) => `skipped ${n} ${n === 1 ? 'file' : 'files'} ${why}`);
   return { files, skipped };

@@ -301,7 +301,7 @@ test('.jsonl lines with no "title" or "text" are counted as skipped; a file of o
   }
 });
 
-test('a folder of text is listed in name order, without link loops, links out of it, or hidden files', async () => {
+test('a folder is listed in name order, each file once, without link loops, links out or hidden files', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'bpe-walk-'));
   try {
     const root = path.join(dir, 'text');
@@ -314,21 +314,33 @@ test('a folder of text is listed in name order, without link loops, links out of
     symlinkSync('..', path.join(root, 'sub', 'loop'));
     symlinkSync(path.join(dir, 'outside.txt'), path.join(root, 'out.txt'));
     symlinkSync(path.join(root, 'b.txt'), path.join(root, 'c.txt'));
-    assert.deepEqual(await listInputFiles([root]), [
-      path.join(root, 'b.txt'),
-      path.join(root, 'c.txt'),
+    // c.txt, a link to b.txt, is b.txt's text again: read once
+    assert.deepEqual(await listInputFiles([root]), [path.join(root, 'b.txt'), path.join(root, 'sub', 'a.jsonl')]);
+    // a file named is read whatever its name, and once however often it is given, named or in a folder named
+    const manifest = path.join(root, 'manifest.json');
+    assert.deepEqual(await listInputFiles([manifest, manifest]), [manifest]);
+    assert.deepEqual(await listInputFiles([path.join(root, 'sub', 'a.jsonl'), root, path.join(root, 'b.txt')]), [
       path.join(root, 'sub', 'a.jsonl'),
+      path.join(root, 'b.txt'),
     ]);
-    // a file named is read whatever its name
-    assert.deepEqual(await listInputFiles([path.join(root, 'manifest.json')]), [path.join(root, 'manifest.json')]);
-    // training says what the listing left out: the link out of the folder, and a name that is not UTF-8
+    // training says what the listing left out: the link out of the folder, a name that is not UTF-8, the link
+    // to a file read already
     writeFileSync(Buffer.concat([Buffer.from(path.join(root, 'caf')), Buffer.from([0xe9]), Buffer.from('.txt')]), 'x');
     const stages: string[] = [];
     await trainBpeTokenizer([root], { vocabSize: 300, onStage: (m) => stages.push(m) });
     assert.deepEqual(
       stages.filter((m) => m.startsWith('skipped')),
-      ['skipped 1 file with a name not in UTF-8', 'skipped 1 file outside the folder'],
+      [
+        'skipped 1 file with a name not in UTF-8',
+        'skipped 1 file outside the folder',
+        'skipped 1 file given more than once',
+      ],
     );
+    // the same file given twice counts its words as given once
+    const once = await trainBpeTokenizer([path.join(root, 'b.txt')], { vocabSize: 300 });
+    const twice = await trainBpeTokenizer([path.join(root, 'b.txt'), path.join(root, 'b.txt')], { vocabSize: 300 });
+    assert.equal(twice.summary.bytes, once.summary.bytes);
+    assert.deepEqual(twice.summary.files, once.summary.files);
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
