@@ -1038,10 +1038,15 @@ function holdsIndexFiles(dir: string): boolean {
   return existsSync(path.join(dir, MANIFEST_FILE)) || existsSync(path.join(dir, DOCS_FILE));
 }
 
-/** Refuses a file where the index folder should be; creates the folder for a new index. */
-function prepareFolder(dir: string, create: boolean): void {
+/** Refuses a file where the index folder should be. */
+function refuseFile(dir: string): void {
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new IndexError(`${dir} is a file, not an index folder; give a new folder or an existing index.`);
+}
+
+/** Refuses a file where the index folder should be; creates the folder for a new index. */
+function prepareFolder(dir: string, create: boolean): void {
+  refuseFile(dir);
   if (!create) return;
   try {
     makeFolderSync(dir);
@@ -1209,6 +1214,7 @@ function resolveManifest(
  * copy docs.sqlite keeps when index.json is missing or damaged. Reads only.
  */
 export function readIndexManifest(dir: string): IndexManifest {
+  refuseFile(dir);
   const read = tryReadManifest(dir);
   if ('manifest' in read) return read.manifest;
   const file = path.join(dir, DOCS_FILE);

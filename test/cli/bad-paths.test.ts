@@ -50,6 +50,7 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
     refused(['export', 'gguf', '--model', model, '--out', path.join(file, 'x.gguf')], /--out .*: .*a-file is a file/);
     refused(['export', 'gguf', '--model', file, '--out', missing], /--model .*a-file is a file; name the model folder/);
     assert.equal(existsSync(path.dirname(missing)), false, 'a refused export makes no folder');
+    refused(['search', '--index', file, 'protein'], /a-file is a file, not an index folder; give a new folder or an/);
     refused(['mine', '--config', 'c.json', '--out', dir], /--out .* is a folder; name the file to write/);
     refused(['export', 'gguf', '--model', model, '--out', dir], /--out .* is a folder; name the file to write/);
     const gguf = path.join(dir, 'x.gguf');
