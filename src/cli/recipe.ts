@@ -21,7 +21,7 @@ import {
 } from '../recipe/default-recipe.js';
 import { PROFILES, recipePaths, type RecipeProfileName } from '../recipe/recipe-profiles.js';
 import { checkWorkFolder } from '../recipe/recipe-folders.js';
-import { makeFolder } from '../io/make-folder.js';
+import { makeFolder, removeFoldersMadeSync } from '../io/make-folder.js';
 import { PARENT_PID_VARIABLE } from './parent-watch.js';
 import { awaitEarlierStep, clearStep, lockWorkFolder, recordStep, RUNNING_STEP_FILE } from './recipe-guard.js';
 
@@ -230,7 +230,7 @@ async function runDefault(argv: string[]): Promise<number> {
   };
   const paths = recipePaths(work, data);
   checkWorkFolder(paths);
-  await makeFolder(work);
+  const made = await makeFolder(work);
   // one recipe per work folder, for its whole run; a killed one's lock is stale and taken over
   const lock = lockWorkFolder(work);
   const record = path.join(work, RUNNING_STEP_FILE);
@@ -258,6 +258,8 @@ async function runDefault(argv: string[]): Promise<number> {
   } finally {
     steps.close();
     lock.release();
+    // a recipe refused before its first step (its folders checked) leaves no empty work folder behind
+    removeFoldersMadeSync(work, made);
   }
   const state = path.join(work, 'recipe.json');
   if (until !== undefined && until !== 'card')

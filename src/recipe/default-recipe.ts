@@ -209,7 +209,6 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   // a config a trainer would refuse, or one that trains on an evaluated set, stops the run before any step
   checkProfileRules(profile, p);
   checkWorkFolder(p);
-  await makeFolder(p.configs);
   const stateFile = path.join(p.work, 'recipe.json');
   const state = readState(stateFile, profile.name);
   // saves run one after another, each writing the state as it is then: a heartbeat still in flight can
@@ -388,6 +387,8 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
       return [{ step: s.name, output, done: done.get(s.name)!, recorded: recordedAsOwn(state.steps[s.name]) }];
     }),
   );
+  // made once every folder is known to be fine: a refused recipe leaves none behind
+  await makeFolder(p.configs);
   // what the steps found done made is recorded as the recipe's, identity included, before any step runs
   for (const step of range) {
     const rec = (state.steps[step.name] ??= { seconds: 0, done: false });

@@ -254,6 +254,7 @@ test('recipe default removes nothing it did not make: --out, outputs in the way,
   const notModel = recipe(work, mine);
   assert.equal(notModel.status, 2, notModel.stderr);
   assert.match(notModel.stderr, /--out \S+mine holds files but no model \(no config\.json\), and the package step/);
+  assert.equal(existsSync(work), false, 'a refused recipe makes no --work folder');
   // --out that is or holds the work folder, or lies in one of its outputs
   for (const [out, how] of [
     [work, /--out \S+work is --work/],
