@@ -446,6 +446,17 @@ test('numeric options that would loop, run out of memory or return nothing are r
         r.embedQueries(['heart'], { maxReasoningTokens: -1 }),
         remote("'maxReasoningTokens' must be an integer ≥ 0 (got -1)."),
       );
+      // texts too, before anything is sent: a string went as one input, a number as a token id
+      for (const [call, message] of [
+        [
+          () => r.embedDocuments('abc' as unknown as string[]),
+          "the document texts must be an array of strings (got 'abc').",
+        ],
+        [() => r.encodeDocuments([5 as unknown as string]), 'document text [0] must be a string (got 5).'],
+        [() => r.embedQueries([null as unknown as string]), 'query text [0] must be a string (got null).'],
+      ] as const)
+        await assert.rejects(call(), remote(message), message);
+      assert.equal(r.requestsPerServer.get(server.url) ?? 0, 0, 'no request sent');
     } finally {
       await server.close();
     }
