@@ -18,6 +18,7 @@ import { documentText } from '../../src/search-index/document-source.js';
 import { encodePrompt } from '../../src/embed/index.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { showValue } from '../../src/io/option-checks.js';
+import { freePort } from '../helpers/redis.js';
 
 test(
   'the remote backend over two local servers gives ' + 'the in-process vectors, spreads requests and retries',
@@ -383,6 +384,24 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
     );
   } finally {
     await index.close();
+    cleanup();
+  }
+});
+
+test('SearchR3Embeddings whose servers were down at its first call embeds once they are up', async () => {
+  const { dir, cleanup } = tempDir('lcdown');
+  const port = await freePort();
+  const embeddings = new SearchR3Embeddings({ baseURL: `http://127.0.0.1:${port}`, maxRetries: 0 });
+  try {
+    await assert.rejects(embeddings.embedQuery('heart'), (e: unknown) => e instanceof RemoteError);
+    const server = await startSearchServer({ backend: await tinyBackend(await tinyModelDir(dir)), port });
+    try {
+      // the failed connect was kept: every later call failed with it, the server up or not
+      assert.equal((await embeddings.embedQuery('heart')).length, 32);
+    } finally {
+      await server.close();
+    }
+  } finally {
     cleanup();
   }
 });
