@@ -331,6 +331,10 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
       anon,
       'same content, same id',
     );
+    // the same content twice in one call, as over two calls: once, the last one's metadata kept
+    const twice = [1, 2].map((n) => new Document({ pageContent: 'no id here', metadata: { n } }));
+    assert.deepEqual(await store.addDocuments(twice), [anon[0], anon[0]]);
+    assert.deepEqual(index.getDocument(anon[0])?.metadata, { n: 2 });
     assert.equal(index.stats().documents, 13);
     // the retriever embeds the query with the query prompt and returns LangChain Documents in index order
     const q = 'immune receptor signal';
