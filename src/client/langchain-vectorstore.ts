@@ -59,6 +59,7 @@ export class SearchR3VectorStore extends VectorStore {
    * and would name one the caller never saw.
    */
   async addDocuments(documents: DocumentInterface[], options?: { ids?: string[] }): Promise<string[]> {
+    checkDocuments(documents, options?.ids);
     const given = (d: DocumentInterface, i: number): string | undefined => options?.ids?.[i] ?? d.id;
     const ids = documents.map(
       (d, i) => given(d, i) ?? createHash('sha256').update(d.pageContent).digest('hex').slice(0, 24),
@@ -112,4 +113,21 @@ export class SearchR3VectorStore extends VectorStore {
     if (!params?.ids) throw new Error('delete needs { ids }.');
     await this.index.deleteDocuments(params.ids);
   }
+}
+
+/**
+ * addDocuments' arguments, which its ids and hashes are made of before the index checks the documents: unchecked,
+ * documents that are no array (or hold null) failed with a TypeError, and ids given as a string were its letters.
+ */
+function checkDocuments(documents: unknown, ids: unknown): void {
+  const refuse = (what: string, want: string, got: unknown): Error =>
+    new Error(`SearchR3VectorStore: ${refusal(what, want, got)}`);
+  if (!Array.isArray(documents)) throw refuse('the documents', 'an array of LangChain Documents', documents);
+  documents.forEach((d: unknown, i) => {
+    if (typeof d !== 'object' || d === null) throw refuse(`documents[${i}]`, 'a LangChain Document', d);
+    const { pageContent } = d as { pageContent?: unknown };
+    if (typeof pageContent !== 'string') throw refuse(`documents[${i}].pageContent`, 'a string', pageContent);
+  });
+  if (ids !== undefined && !(Array.isArray(ids) && ids.every((id) => typeof id === 'string')))
+    throw refuse("'ids'", 'an array of strings, one per document', ids);
 }

@@ -335,6 +335,18 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
     const twice = [1, 2].map((n) => new Document({ pageContent: 'no id here', metadata: { n } }));
     assert.deepEqual(await store.addDocuments(twice), [anon[0], anon[0]]);
     assert.deepEqual(index.getDocument(anon[0])?.metadata, { n: 2 });
+    // what ids and hashes are made of, refused before: these were TypeErrors, and ids given as a string its letters
+    for (const [docs, ids, message] of [
+      ['abc', undefined, "the documents must be an array of LangChain Documents (got 'abc')."],
+      [[null], undefined, 'documents[0] must be a LangChain Document (got null).'],
+      [[{ pageContent: 5, metadata: {} }], undefined, 'documents[0].pageContent must be a string (got 5).'],
+      [twice, 'ab', "'ids' must be an array of strings, one per document (got 'ab')."],
+    ] as const)
+      await assert.rejects(
+        store.addDocuments(docs as unknown as DocumentInterface[], { ids: ids as unknown as string[] }),
+        (e: unknown) => e instanceof Error && e.message === `SearchR3VectorStore: ${message}`,
+        message,
+      );
     assert.equal(index.stats().documents, 13);
     // the retriever embeds the query with the query prompt and returns LangChain Documents in index order
     const q = 'immune receptor signal';
