@@ -5,7 +5,7 @@ import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } f
 import { modelHelp } from './option-help.js';
 import { isModelFolder } from '../model/model-folder.js';
 import { WorkerBackend } from '../serve/model-worker.js';
-import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
+import { DEFAULT_QUEUE_NAME, queueNameOption } from '../queue/index-job.js';
 import { runIndexWorker } from '../queue/index-worker.js';
 import { parseRedisUrl } from '../queue/redis-link.js';
 
@@ -53,6 +53,7 @@ export const workerCommand: Command = {
     if (!values.queue) throw new UserError('--queue redis://<host>:<port> is required (see search-r3 worker --help).');
     if (!values.model) throw new UserError('--model <dir> is required: the model the index was built with.');
     const target = parseRedisUrl(values.queue);
+    const queueName = queueNameOption(values['queue-name']);
     const modelDir = values.model;
     // said now, not at the first job, which may come hours later
     if (!isModelFolder(modelDir))
@@ -73,7 +74,7 @@ export const workerCommand: Command = {
     });
     const summary = await runIndexWorker({
       target,
-      queueName: values['queue-name'] ?? DEFAULT_QUEUE_NAME,
+      queueName,
       modelLabel: modelDir,
       openModel: async (m) => {
         const backend = await WorkerBackend.start(modelDir, {
