@@ -1,6 +1,7 @@
 /**
- * A --queue-name BullMQ cannot use (empty, or holding ':') is refused by index and worker before anything is
- * staged or connected: BullMQ itself threw it as a stack trace once Redis answered, and the process never exited.
+ * Queue options BullMQ cannot take are refused with the other options, before anything is staged or connected:
+ * a --queue-name it cannot use (empty, or holding ':') it threw as a stack trace once Redis answered, and the
+ * process never exited; a --lock-seconds longer than a timer holds made it renew the lock every millisecond.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -57,4 +58,10 @@ test('a --queue-name BullMQ cannot use is refused in one sentence by index and w
     }
     assert.ok(!existsSync(out), 'no index folder made');
   }
+});
+
+test('a worker refuses a --lock-seconds longer than a timer holds', async () => {
+  const p = new CliProcess(['worker', '--queue', redis.url, '--model', model, '--lock-seconds', '99999999999']);
+  assert.equal(await exitWithin(p, 30_000), 2, p.output);
+  assert.equal(p.output, "search-r3: --lock-seconds must be an integer in [1, 2147483] (got '99999999999').\n");
 });
