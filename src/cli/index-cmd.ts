@@ -27,7 +27,7 @@ import { SearchIndex, readIndexManifest } from '../search-index/search-index.js'
 import { connectRemote } from './remote-option.js';
 import type { AddResult, DocumentInput } from '../search-index/search-index.js';
 import { type DeadJob, type QueuedIndexOptions, indexOnQueue } from '../queue/coordinator.js';
-import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
+import { DEFAULT_QUEUE_NAME, queueNameOption } from '../queue/index-job.js';
 import { QueueError } from '../queue/queue-error.js';
 import { parseRedisUrl } from '../queue/redis-link.js';
 
@@ -152,6 +152,7 @@ export const indexCommand: Command = {
         );
       if (values.queue && values.remote) throw new UserError('give one of --queue <url> or --remote <urls>, not both.');
       const target = values.queue ? parseRedisUrl(values.queue) : undefined;
+      const queueName = queueNameOption(values['queue-name']);
       const queueWait = positiveInt(values['queue-wait'], 'queue-wait') ?? 60;
       if (!values.input) throw new UserError('--input <path> is required (see search-r3 index --help).');
       if (values.model && values.remote) throw new UserError('give one of --model <dir> or --remote <urls>, not both.');
@@ -213,7 +214,7 @@ export const indexCommand: Command = {
         const r: AddResult & { dead?: DeadJob[] } = target
           ? await indexThroughQueue(index, docs, {
               target,
-              queueName: values['queue-name'] ?? DEFAULT_QUEUE_NAME,
+              queueName,
               documentsPerCommit: perCommit ?? DOCUMENTS_PER_COMMIT,
               batchTokens: positiveInt(values['batch-tokens'], 'batch-tokens') ?? null,
               waitMs: queueWait * 1000,

@@ -1,13 +1,16 @@
 import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
-import { positiveInt } from './args.js';
+import { positiveInt, rangeOption } from './args.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, sayDevice, workerStartError } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { isModelFolder } from '../model/model-folder.js';
 import { WorkerBackend } from '../serve/model-worker.js';
-import { DEFAULT_QUEUE_NAME } from '../queue/index-job.js';
+import { DEFAULT_QUEUE_NAME, queueNameOption } from '../queue/index-job.js';
 import { runIndexWorker } from '../queue/index-worker.js';
 import { parseRedisUrl } from '../queue/redis-link.js';
+
+/** BullMQ renews a job's lock on a timer of half its length: a longer one than a timer holds fired every 1 ms. */
+const LOCK_SECONDS = { integer: true, min: 1, max: Math.floor((2 ** 31 - 1) / 1000) };
 
 const HELP = `search-r3 worker — encode documents for 'search-r3 index --queue' runs
 
@@ -53,11 +56,12 @@ export const workerCommand: Command = {
     if (!values.queue) throw new UserError('--queue redis://<host>:<port> is required (see search-r3 worker --help).');
     if (!values.model) throw new UserError('--model <dir> is required: the model the index was built with.');
     const target = parseRedisUrl(values.queue);
+    const queueName = queueNameOption(values['queue-name']);
     const modelDir = values.model;
     // said now, not at the first job, which may come hours later
     if (!isModelFolder(modelDir))
       throw new UserError(`--model ${modelDir}: no model folder there (no config.json or adapter_config.json).`);
-    const lockSeconds = positiveInt(values['lock-seconds'], 'lock-seconds') ?? 30;
+    const lockSeconds = rangeOption(values['lock-seconds'], 'lock-seconds', LOCK_SECONDS) ?? 30;
     const waitSeconds = positiveInt(values['queue-wait'], 'queue-wait') ?? 60;
     // taken in the model worker, which loads the model: this thread computes nothing
     const device = parseDevice(values.device) ?? undefined;
@@ -73,7 +77,7 @@ export const workerCommand: Command = {
     });
     const summary = await runIndexWorker({
       target,
-      queueName: values['queue-name'] ?? DEFAULT_QUEUE_NAME,
+      queueName,
       modelLabel: modelDir,
       openModel: async (m) => {
         const backend = await WorkerBackend.start(modelDir, {

@@ -44,14 +44,22 @@ export class SearchR3Embeddings extends Embeddings {
     checkQueryOptions(fields.query, refuse, 'query.');
   }
 
-  /** The backend, loaded on first use. */
+  /**
+   * The backend, loaded on first use. A load that failed is tried again at the next call: kept, a server down
+   * when the app first embedded would fail every later call, after it came up too.
+   */
   backend(): Promise<EmbeddingBackend> {
-    this.backendPromise ??= this.fields.backend
-      ? Promise.resolve(this.fields.backend)
-      : this.fields.modelDir
-        ? this.loadModel(this.fields.modelDir)
-        : RemoteEmbedder.connect([this.fields.baseURL!].flat(), { apiKey: this.fields.apiKey, ...this.fields.remote });
+    this.backendPromise ??= this.loadBackend().catch((e: unknown) => {
+      this.backendPromise = undefined;
+      throw e;
+    });
     return this.backendPromise;
+  }
+
+  private loadBackend(): Promise<EmbeddingBackend> {
+    if (this.fields.backend) return Promise.resolve(this.fields.backend);
+    if (this.fields.modelDir) return this.loadModel(this.fields.modelDir);
+    return RemoteEmbedder.connect([this.fields.baseURL!].flat(), { apiKey: this.fields.apiKey, ...this.fields.remote });
   }
 
   private async loadModel(dir: string): Promise<EmbeddingBackend> {

@@ -55,19 +55,27 @@ export class SearchR3VectorStore extends VectorStore {
 
   /**
    * Adds (or updates, by id) documents; an id-less document is keyed by a hash of its content, so adding it twice is a
-   * no-op.
+   * no-op, in one call as over two (the last one's metadata kept): the index refuses an id given twice in a call,
+   * and would name one the caller never saw.
    */
   async addDocuments(documents: DocumentInterface[], options?: { ids?: string[] }): Promise<string[]> {
+    checkDocuments(documents, options?.ids);
+    const given = (d: DocumentInterface, i: number): string | undefined => options?.ids?.[i] ?? d.id;
     const ids = documents.map(
-      (d, i) => options?.ids?.[i] ?? d.id ?? createHash('sha256').update(d.pageContent).digest('hex').slice(0, 24),
+      (d, i) => given(d, i) ?? createHash('sha256').update(d.pageContent).digest('hex').slice(0, 24),
     );
+    const last = new Map(ids.map((id, i) => [id, i]));
+    const kept = documents.flatMap((d, i) => (given(d, i) === undefined && last.get(ids[i]) !== i ? [] : [i]));
     await this.index.addDocuments(
-      documents.map((d, i) => ({
-        id: ids[i],
-        title: typeof d.metadata?.title === 'string' ? d.metadata.title : '',
-        text: d.pageContent,
-        ...(d.metadata && Object.keys(d.metadata).length > 0 ? { metadata: d.metadata } : {}),
-      })),
+      kept.map((i) => {
+        const d = documents[i];
+        return {
+          id: ids[i],
+          title: typeof d.metadata?.title === 'string' ? d.metadata.title : '',
+          text: d.pageContent,
+          ...(d.metadata && Object.keys(d.metadata).length > 0 ? { metadata: d.metadata } : {}),
+        };
+      }),
     );
     return ids;
   }
@@ -105,4 +113,21 @@ export class SearchR3VectorStore extends VectorStore {
     if (!params?.ids) throw new Error('delete needs { ids }.');
     await this.index.deleteDocuments(params.ids);
   }
+}
+
+/**
+ * addDocuments' arguments, which its ids and hashes are made of before the index checks the documents: unchecked,
+ * documents that are no array (or hold null) failed with a TypeError, and ids given as a string were its letters.
+ */
+function checkDocuments(documents: unknown, ids: unknown): void {
+  const refuse = (what: string, want: string, got: unknown): Error =>
+    new Error(`SearchR3VectorStore: ${refusal(what, want, got)}`);
+  if (!Array.isArray(documents)) throw refuse('the documents', 'an array of LangChain Documents', documents);
+  documents.forEach((d: unknown, i) => {
+    if (typeof d !== 'object' || d === null) throw refuse(`documents[${i}]`, 'a LangChain Document', d);
+    const { pageContent } = d as { pageContent?: unknown };
+    if (typeof pageContent !== 'string') throw refuse(`documents[${i}].pageContent`, 'a string', pageContent);
+  });
+  if (ids !== undefined && !(Array.isArray(ids) && ids.every((id) => typeof id === 'string')))
+    throw refuse("'ids'", 'an array of strings, one per document', ids);
 }

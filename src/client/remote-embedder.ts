@@ -17,6 +17,7 @@ import {
   type QueryEmbedding,
   type QueryOptions,
   checkQueryOptions,
+  checkTexts,
 } from '../embed/index.js';
 import type { DocumentEmbeddings, EmbeddingBackend, InputRange } from '../search-index/embedding-backend.js';
 import type { ModelFusion } from '../search-index/model-fusion.js';
@@ -259,6 +260,9 @@ export class RemoteEmbedder implements EmbeddingBackend {
 
   /** The documents' vectors, and how many were cut to fit the servers' cut length, as an index reports it. */
   async encodeDocuments(texts: readonly string[]): Promise<DocumentEmbeddings> {
+    // sent unchecked, a string went as one input and came back 'returned 1 embeddings for 3 inputs', and a number
+    // as a token id
+    checkTexts(texts, 'document', refuse);
     if (this.opts.protocol === 'openai') {
       const prompts = texts.map((t) => this.prompt(t, 'document'));
       const vectors = await this.embedTokenSeqs(prompts.map((p) => p.ids));
@@ -389,6 +393,7 @@ export class RemoteEmbedder implements EmbeddingBackend {
   }
 
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
+    checkTexts(texts, 'query', refuse);
     checkQueryOptions(opts, refuse);
     if (this.opts.protocol === 'openai') return this.embedQueriesOpenAI(texts, opts);
     const ext: Record<string, unknown> = { mode: 'query', reasoning: opts.reasoning ?? 'off' };

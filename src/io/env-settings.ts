@@ -13,16 +13,24 @@ export class SettingError extends Error {
   }
 }
 
-/** The variable `name` as a positive integer; undefined when it is unset or empty. */
-export function positiveIntSetting(name: string, env: NodeJS.ProcessEnv = process.env): number | undefined {
+/** The variable `name` as a positive integer up to `max`; undefined when it is unset or empty. */
+export function positiveIntSetting(
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   const v = env[name];
   if (v === undefined || v.trim() === '') return undefined;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) {
-    throw new SettingError(`${name} must be a positive integer, not '${v}'; set it to one, or unset it.`);
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) {
+    const upTo = max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : '';
+    throw new SettingError(`${name} must be a positive integer${upTo}, not '${v}'; set it to one, or unset it.`);
   }
   return n;
 }
+
+/** The longest wait a Node timer takes: a longer one fires after 1 ms, with a TimeoutOverflowWarning. */
+const TIMER_MAX_MS = 2 ** 31 - 1;
 
 /** The threads of a CPU pool: SEARCH_R3_THREADS when set, else undefined (the caller's default). */
 export const threadsSetting = (): number | undefined => positiveIntSetting('SEARCH_R3_THREADS');
@@ -40,7 +48,7 @@ export const GPU_IDLE_RELEASE_MS = 30_000;
 
 /** That wait: SEARCH_R3_GPU_IDLE_RELEASE_MS when set (tests shorten it), else GPU_IDLE_RELEASE_MS. */
 export const gpuIdleReleaseSetting = (): number =>
-  positiveIntSetting('SEARCH_R3_GPU_IDLE_RELEASE_MS') ?? GPU_IDLE_RELEASE_MS;
+  positiveIntSetting('SEARCH_R3_GPU_IDLE_RELEASE_MS', process.env, TIMER_MAX_MS) ?? GPU_IDLE_RELEASE_MS;
 
 /**
  * The variable `name` as a switch: '1' on, '0' off; undefined when it is unset or empty. Any other value (true,

@@ -7,9 +7,22 @@
  */
 import { createHash } from 'node:crypto';
 import type { PromptTemplates } from '../embed/index.js';
+import { refusal } from '../io/option-checks.js';
+import { QueueError } from './queue-error.js';
 
 /** The queue name used when --queue-name is not given. */
 export const DEFAULT_QUEUE_NAME = 'search-r3-index';
+
+/**
+ * --queue-name's value, or the default. BullMQ refuses an empty name, or one holding ':' (its keys' separator),
+ * only once Redis is connected, as a stack trace after which the process never exits: refused here first.
+ */
+export function queueNameOption(given: string | undefined): string {
+  if (given === undefined) return DEFAULT_QUEUE_NAME;
+  if (given === '' || given.includes(':'))
+    throw new QueueError(refusal('--queue-name', "a non-empty name without ':'", given));
+  return given;
+}
 
 /** The model identity a job's vectors must come from (a worker with another refuses the job). */
 export interface JobModel {

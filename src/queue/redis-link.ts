@@ -26,6 +26,11 @@ const REFUSALS: readonly [RegExp, string][] = [
   [/^READONLY\b/, 'point --queue at the primary: this is a read-only replica'],
   [/^OOM\b/, "raise Redis's maxmemory (and set maxmemory-policy noeviction, which BullMQ needs)"],
   [/^MISCONF\b/, 'Redis cannot save its snapshot to disk and stopped taking writes: fix its disk (see its log)'],
+  // ioredis goes on in database 0 when its SELECT is refused: the run would use another database than the one named
+  [
+    /^ERR DB index is out of range/,
+    "give a database Redis has in --queue's /<db> (0 to its 'databases' setting less 1: 0 to 15 by default)",
+  ],
 ];
 
 /**
@@ -133,7 +138,8 @@ export class RedisWatchdog {
   async reachable(): Promise<void> {
     const start = Date.now();
     for (let attempt = 1; ; attempt++) {
-      if ((await this.ping()) && (await this.writes())) return;
+      // a refusal may come with an answer: the connection's SELECT of the URL's database, refused, is only an event
+      if ((await this.ping()) && (await this.writes()) && !this.refusal) return;
       const fatal = this.refusal ?? (Date.now() - start >= this.waitMs ? this.sentence() : null);
       if (fatal) {
         // the caller stops: a connection left open would keep its process from exiting

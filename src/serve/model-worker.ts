@@ -29,7 +29,7 @@ import type {
   QueryEmbedding,
   QueryOptions,
 } from '../embed/index.js';
-import { GpuError } from '../embed/index.js';
+import { GpuError, checkQueryOptions, checkTexts } from '../embed/index.js';
 import { isModelFolder } from '../model/model-folder.js';
 import type { DocumentEmbeddings, EmbeddingBackend, LocalBackend } from '../search-index/embedding-backend.js';
 import { type ModelFusion, readModelFusion } from '../search-index/model-fusion.js';
@@ -336,13 +336,18 @@ export class WorkerBackend implements EmbeddingBackend {
     if (this.state === 'ready') this.worker.postMessage({ type: 'configure', batching: b } satisfies WorkerRequest);
   }
 
+  // the worker takes the job as given: a text that is no string was embedded as something else, and an option out
+  // of range failed inside the forward pass, so both are refused here as Embedder refuses them
   async embedDocuments(texts: readonly string[]): Promise<Float32Array[]> {
+    checkTexts(texts, 'document');
     const job: EmbedJob = { texts: [...texts], mode: 'document', reasoning: false, query: {}, param: 'input' };
     const { results } = await this.embed(job);
     return results.map((r) => r.vector);
   }
 
   async embedQueries(texts: readonly string[], opts: QueryOptions = {}): Promise<QueryEmbedding[]> {
+    checkTexts(texts, 'query');
+    checkQueryOptions(opts);
     const job: EmbedJob = {
       texts: [...texts],
       mode: 'query',
@@ -355,6 +360,7 @@ export class WorkerBackend implements EmbeddingBackend {
 
   /** Documents as the engine encodes them in one call (see DocumentsResult): what an index stores. */
   async encodeDocuments(texts: readonly string[]): Promise<DocumentEmbeddings> {
+    checkTexts(texts, 'document');
     const r = await this.call<DocumentsResult>((id) => ({ id, type: 'encodeDocuments', texts: [...texts] }));
     const d = this.dimension;
     const vectors = Array.from({ length: texts.length }, (_, i) => r.vectors.slice(i * d, (i + 1) * d));

@@ -18,6 +18,7 @@ import { documentText } from '../../src/search-index/document-source.js';
 import { encodePrompt } from '../../src/embed/index.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { showValue } from '../../src/io/option-checks.js';
+import { freePort } from '../helpers/redis.js';
 
 test(
   'the remote backend over two local servers gives ' + 'the in-process vectors, spreads requests and retries',
@@ -330,6 +331,22 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
       anon,
       'same content, same id',
     );
+    // the same content twice in one call, as over two calls: once, the last one's metadata kept
+    const twice = [1, 2].map((n) => new Document({ pageContent: 'no id here', metadata: { n } }));
+    assert.deepEqual(await store.addDocuments(twice), [anon[0], anon[0]]);
+    assert.deepEqual(index.getDocument(anon[0])?.metadata, { n: 2 });
+    // what ids and hashes are made of, refused before: these were TypeErrors, and ids given as a string its letters
+    for (const [docs, ids, message] of [
+      ['abc', undefined, "the documents must be an array of LangChain Documents (got 'abc')."],
+      [[null], undefined, 'documents[0] must be a LangChain Document (got null).'],
+      [[{ pageContent: 5, metadata: {} }], undefined, 'documents[0].pageContent must be a string (got 5).'],
+      [twice, 'ab', "'ids' must be an array of strings, one per document (got 'ab')."],
+    ] as const)
+      await assert.rejects(
+        store.addDocuments(docs as unknown as DocumentInterface[], { ids: ids as unknown as string[] }),
+        (e: unknown) => e instanceof Error && e.message === `SearchR3VectorStore: ${message}`,
+        message,
+      );
     assert.equal(index.stats().documents, 13);
     // the retriever embeds the query with the query prompt and returns LangChain Documents in index order
     const q = 'immune receptor signal';
@@ -383,6 +400,24 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
     );
   } finally {
     await index.close();
+    cleanup();
+  }
+});
+
+test('SearchR3Embeddings whose servers were down at its first call embeds once they are up', async () => {
+  const { dir, cleanup } = tempDir('lcdown');
+  const port = await freePort();
+  const embeddings = new SearchR3Embeddings({ baseURL: `http://127.0.0.1:${port}`, maxRetries: 0 });
+  try {
+    await assert.rejects(embeddings.embedQuery('heart'), (e: unknown) => e instanceof RemoteError);
+    const server = await startSearchServer({ backend: await tinyBackend(await tinyModelDir(dir)), port });
+    try {
+      // the failed connect was kept: every later call failed with it, the server up or not
+      assert.equal((await embeddings.embedQuery('heart')).length, 32);
+    } finally {
+      await server.close();
+    }
+  } finally {
     cleanup();
   }
 });
@@ -446,6 +481,17 @@ test('numeric options that would loop, run out of memory or return nothing are r
         r.embedQueries(['heart'], { maxReasoningTokens: -1 }),
         remote("'maxReasoningTokens' must be an integer ≥ 0 (got -1)."),
       );
+      // texts too, before anything is sent: a string went as one input, a number as a token id
+      for (const [call, message] of [
+        [
+          () => r.embedDocuments('abc' as unknown as string[]),
+          "the document texts must be an array of strings (got 'abc').",
+        ],
+        [() => r.encodeDocuments([5 as unknown as string]), 'document text [0] must be a string (got 5).'],
+        [() => r.embedQueries([null as unknown as string]), 'query text [0] must be a string (got null).'],
+      ] as const)
+        await assert.rejects(call(), remote(message), message);
+      assert.equal(r.requestsPerServer.get(server.url) ?? 0, 0, 'no request sent');
     } finally {
       await server.close();
     }

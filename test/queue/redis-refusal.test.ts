@@ -94,6 +94,21 @@ test('a read-only replica: index and worker say to point --queue at the primary'
   assert.match(w.last, /refused the worker \(READONLY .*point --queue at the primary/);
 });
 
+test('a database Redis does not have: index and worker say so, rather than use database 0', async () => {
+  // ioredis went on in database 0 when Redis refused its SELECT 99: the run used a database it was not given
+  const noDb = `${primary.url}/99`;
+  const fix = "give a database Redis has in --queue's /<db> (0 to its 'databases' setting less 1: 0 to 15 by default)";
+  for (const [what, args] of [
+    ['the index run', index(noDb, 'no-db')],
+    ['the worker', worker(noDb)],
+  ] as const) {
+    const run = await finished(args);
+    assert.equal(run.code, 2, run.last);
+    const said = `search-r3: Redis at ${noDb} refused ${what} (ERR DB index is out of range): ${fix}; `;
+    assert.ok(run.last.startsWith(said), run.last);
+  }
+});
+
 /** Sets the Redis at `url`'s maxmemory: 1 byte fills it at once (every write refused with OOM), 0 lifts it. */
 async function maxmemory(server: RedisServer, bytes: number): Promise<void> {
   const c = new Redis({ host: '127.0.0.1', port: server.port });

@@ -345,6 +345,34 @@ test('WorkerBackend.start refuses batching that would stall, in one sentence, be
   }
 });
 
+test('WorkerBackend refuses texts and query options as Embedder does, before the worker gets them', async () => {
+  const { dir, cleanup } = tempDir('wbargs');
+  const backend = await WorkerBackend.start(await tinyModelDir(dir), { maxLength: 128 });
+  try {
+    // taken as given, 'abc' was three texts, { } was embedded, and a fractional token budget failed in the model
+    const cases: [() => Promise<unknown>, string][] = [
+      [() => backend.embedDocuments('abc' as unknown as string[]), 'the document texts must be an array of strings'],
+      [
+        () => backend.embedDocuments([{}] as unknown as string[]),
+        'document text [0] must be a string (got an object).',
+      ],
+      [() => backend.encodeDocuments([5] as unknown as string[]), 'document text [0] must be a string (got 5).'],
+      [() => backend.embedQueries([null] as unknown as string[]), 'query text [0] must be a string (got null).'],
+      [
+        () => backend.embedQueries(['a'], { reasoning: 'on', maxReasoningTokens: 1.5 }),
+        "'maxReasoningTokens' must be an integer",
+      ],
+      [() => backend.embedQueries(['a'], { temperature: NaN }), "'temperature' must be a number"],
+    ];
+    for (const [call, message] of cases)
+      await assert.rejects(call(), (e: unknown) => e instanceof RangeError && e.message.startsWith(message), message);
+    assert.equal((await backend.embedDocuments(['fine'])).length, 1);
+  } finally {
+    await backend.close();
+    cleanup();
+  }
+});
+
 test('a program that never closes its WorkerBackend exits when its work is done, not before', async () => {
   const { dir, cleanup } = tempDir('wbexit');
   try {
