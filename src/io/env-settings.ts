@@ -1,8 +1,8 @@
 /**
- * Numbers and switches read from the environment (SEARCH_R3_THREADS, SEARCH_R3_GPU_TIMEOUT_MS,
- * SEARCH_R3_GPU_IDLE_RELEASE_MS, SEARCH_R3_CHECK_FINITE, SEARCH_R3_GPU_PROFILE). A bad value is refused
- * in one sentence naming the variable: ignored, the setting would silently not apply, and read as NaN or 0
- * a GPU watchdog would never fire or fire at once. Unset or empty means the default.
+ * Numbers, switches and flags read from the environment (SEARCH_R3_THREADS, SEARCH_R3_GPU_TIMEOUT_MS,
+ * SEARCH_R3_GPU_IDLE_RELEASE_MS, SEARCH_R3_CHECK_FINITE, SEARCH_R3_GPU_PROFILE, SEARCH_R3_DAWN_FLAGS). A bad
+ * value is refused in one sentence naming the variable: ignored, the setting would silently not apply, and read
+ * as NaN or 0 a GPU watchdog would never fire or fire at once. Unset or empty means the default.
  */
 
 /** A variable of the environment holds a value its setting cannot take. */
@@ -62,6 +62,22 @@ export function switchSetting(name: string, env: NodeJS.ProcessEnv = process.env
   throw new SettingError(`${name} must be 0 or 1, not '${v}'; set it to one of them, or unset it.`);
 }
 
+/**
+ * SEARCH_R3_DAWN_FLAGS: flags for Dawn's instance, separated by spaces, each name=value (adapter=<name>,
+ * enable-dawn-features=<toggles>; docs/gpu.md); [] when unset. Dawn refuses a name it does not know, but takes
+ * one with nothing after '=' (adapter=), or no name at all, without a word: the GPU meant would not be the one used.
+ */
+export function dawnFlagsSetting(env: NodeJS.ProcessEnv = process.env): string[] {
+  const flags = (env.SEARCH_R3_DAWN_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+  const bad = flags.find((f) => !/^[\w-]+=\S+$/.test(f));
+  if (bad !== undefined)
+    throw new SettingError(
+      `SEARCH_R3_DAWN_FLAGS holds '${bad}', which is no name=value flag (adapter=<name>, ` +
+        'enable-dawn-features=<toggles>); set it to such flags separated by spaces, or unset it.',
+    );
+  return flags;
+}
+
 /** The switches the backends read: SEARCH_R3_CHECK_FINITE (per-op NaN/Inf check), SEARCH_R3_GPU_PROFILE. */
 const SWITCHES = ['SEARCH_R3_CHECK_FINITE', 'SEARCH_R3_GPU_PROFILE'];
 
@@ -70,5 +86,6 @@ export function checkSettings(): void {
   threadsSetting();
   gpuTimeoutSetting();
   gpuIdleReleaseSetting();
+  dawnFlagsSetting();
   for (const name of SWITCHES) switchSetting(name);
 }

@@ -1,7 +1,7 @@
 /** Numbers from the environment: a bad value is refused by name, unset or empty is the default. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SettingError, positiveIntSetting, switchSetting } from '../../src/io/env-settings.js';
+import { SettingError, dawnFlagsSetting, positiveIntSetting, switchSetting } from '../../src/io/env-settings.js';
 import { runCliAsync } from '../helpers/cli.js';
 
 test('a positive integer, or undefined when unset or empty; anything else is refused by name', () => {
@@ -51,5 +51,21 @@ test('a switch is 0 or 1; a command refuses SEARCH_R3_CHECK_FINITE=false or SEAR
     assert.equal(r.status, 2, r.stderr);
     assert.equal(r.stderr, `search-r3: ${name} must be 0 or 1, not '${value}'; set it to one of them, or unset it.\n`);
     assert.equal(r.stdout, '');
+  }
+});
+
+test('SEARCH_R3_DAWN_FLAGS is name=value flags; a command refuses one without a name or a value', async () => {
+  const flags = { SEARCH_R3_DAWN_FLAGS: ' adapter=llvmpipe  enable-dawn-features=disable_robustness ' };
+  assert.deepEqual(dawnFlagsSetting(flags), ['adapter=llvmpipe', 'enable-dawn-features=disable_robustness']);
+  assert.deepEqual(dawnFlagsSetting({}), []);
+  // Dawn took these without a word, and opened the first adapter it found
+  for (const bad of ['adapter=', '===', 'adapter']) {
+    const r = await runCliAsync(['device', '--device', 'cpu'], { SEARCH_R3_DAWN_FLAGS: `adapter=x ${bad}` });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `search-r3: SEARCH_R3_DAWN_FLAGS holds '${bad}', which is no name=value flag (adapter=<name>, ` +
+        'enable-dawn-features=<toggles>); set it to such flags separated by spaces, or unset it.\n',
+    );
   }
 });

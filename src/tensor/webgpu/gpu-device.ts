@@ -19,7 +19,7 @@ import {
   readPublished,
   replyText,
 } from './gpu-protocol.js';
-import { gpuTimeoutSetting, switchSetting } from '../../io/env-settings.js';
+import { dawnFlagsSetting, gpuTimeoutSetting, switchSetting } from '../../io/env-settings.js';
 import { workerExecArgv } from '../../io/worker-exec-argv.js';
 import { captureStderr, deliverSignal, exitNow, watchSignals } from '../native-kernels.js';
 import { sortDawnStderr } from './dawn-text.js';
@@ -178,7 +178,7 @@ export class GpuDevice {
   static open(powerPreference: GpuInit['powerPreference'] = 'high-performance'): GpuDevice {
     const timeoutMs = gpuTimeoutSetting(); // read once, and a bad value refused before a GPU thread starts
     const reply = new SharedArrayBuffer(REPLY_HEADER_BYTES + REPLY_TEXT_BYTES);
-    const dawnFlags = (process.env.SEARCH_R3_DAWN_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+    const dawnFlags = dawnFlagsSetting();
     const init: GpuInit = { reply, powerPreference, dawnFlags, poison: process.env.SEARCH_R3_GPU_POISON === '1' };
     // Dawn writes warnings to stderr from native code while it looks for an adapter (see dawn-text.ts): they
     // are caught while this thread waits in Atomics.wait, so that nothing of its own lands among them
