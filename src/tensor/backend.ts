@@ -307,9 +307,9 @@ export interface GpuMemoryRelease {
 }
 
 /**
- * Gives the GPU memory that no tensor holds back to the driver, for a program done with a large piece of
- * work (an index's documents encoded, a server idle for a while), which other programs on the same GPU may
- * then have: collects garbage and yields, so that dead tensors return their buffers to the pool (as
+ * Gives the GPU memory that no tensor holds back to the driver, for a program that lives on after a large
+ * piece of work (a server idle for a while, an app that indexed and goes on), which other programs on the same
+ * GPU may then have: collects garbage and yields, so that dead tensors return their buffers to the pool (as
  * releaseUnusedMemory), then destroys the pool's free buffers. Later work creates its buffers anew, so a
  * loop awaits releaseUnusedMemory between its steps, not this. Null where this process has no GPU device.
  */

@@ -402,7 +402,7 @@ export class TrainingRun {
   /**
    * Runs steps until `spec.stopAt` (the run's last step by default), until the next step would pass the
    * session's deadline, or until the run is asked to stop (each after a checkpoint), then ends the
-   * progress line and gives the GPU memory that no tensor holds back (releaseGpuMemory).
+   * progress line.
    */
   async loop(spec: LoopSpec): Promise<void> {
     const state = this.state,
@@ -467,9 +467,6 @@ export class TrainingRun {
         await this.checkpoint(spec.checkpointFiles);
     }
     this.bar.done();
-    // the steps are over: the buffers their graphs left in the GPU's pool go back to the driver, for what
-    // the program does next (the final model's save, or other work that another program on the GPU may do)
-    await T.releaseGpuMemory();
   }
 
   private progressBar(): ProgressBar {

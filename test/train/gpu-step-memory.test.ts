@@ -109,11 +109,7 @@ test(
         ),
         { progress: false },
       );
-    const destroyed = (): number => T.webgpuKernels()!.gpu.stats().destroyed;
-    const before = destroyed();
     await assertPeakNearOne(t, 4, 'passes', lm);
-    // each run ends by giving its pool back (TrainingRun.loop)
-    assert.ok(destroyed() > before, 'no GPU buffer was destroyed when the runs ended');
   },
 );
 
