@@ -127,6 +127,12 @@ export function checkQueryVector(vector: unknown): void {
   if (at >= 0) throw refuse(`the query vector must hold finite numbers (element ${at} is ${vector[at]}).`);
 }
 
+/** exactSearch's arguments: the query vector as searchVector takes it, and how many hits (a positive integer). */
+export function checkExactSearch(vector: unknown, k: unknown): void {
+  checkQueryVector(vector);
+  checkNumber(k, "'k'", POSITIVE_INTEGER, refuse);
+}
+
 /** addDocuments' and encodePending's options: the chunk size a commit takes, and the callbacks. */
 export function checkAddOptions(opts: unknown): void {
   const o = checkOptionsObject(opts, 'the options of addDocuments', refuse);

@@ -25,6 +25,7 @@ import {
   checkAddOptions,
   checkChunkSize,
   checkDocuments,
+  checkExactSearch,
   checkIds,
   documentChecker,
   checkOpenOptions,
@@ -681,10 +682,7 @@ export class SearchIndex {
   /** Ranks for search() and searchVector(), which have checked `opts`. */
   private async rank(vector: Float32Array, opts: RankOptions): Promise<SearchHit[]> {
     const k = opts.k ?? 10;
-    if (vector.length !== this.dimension)
-      throw new IndexError(
-        `the query vector has ${vector.length} dimensions; the index holds ${this.dimension}-d vectors.`,
-      );
+    this.checkDimension(vector);
     const exact = opts.exact ?? (this.storeStale || this.documentCount() * this.dimension <= EXACT_SEARCH_WORK);
     const denseSearch = (n: number): Promise<VectorHit[]> =>
       exact ? Promise.resolve(this.exactHits(vector, n)) : this.store.search(vector, n);
@@ -737,7 +735,16 @@ export class SearchIndex {
   /** Exact cosine top-k over the f32 vectors of docs.sqlite (kept in memory while the index is small or asked for). */
   exactSearch(vector: Float32Array, k: number): VectorHit[] {
     this.requireOpen();
+    checkExactSearch(vector, k);
+    this.checkDimension(vector);
     return this.exactHits(vector, k);
+  }
+
+  private checkDimension(vector: Float32Array): void {
+    if (vector.length !== this.dimension)
+      throw new IndexError(
+        `the query vector has ${vector.length} dimensions; the index holds ${this.dimension}-d vectors.`,
+      );
   }
 
   /** exactSearch for a search under way, which close() waits for: it may end after close() was called. */

@@ -504,7 +504,21 @@ test('bad search arguments are refused in one sentence naming them; none reaches
     const native = (e: unknown): boolean =>
       e instanceof RangeError &&
       /the number of results asked of usearch must be an integer \(got NaN\)/.test(e.message);
-    assert.throws(() => index.exactSearch(vector, NaN), native);
+    // exactSearch, public beside searchVector, refuses what searchVector refuses before native code sees it
+    assert.throws(() => index.exactSearch(vector, NaN), refusedWith(`${k} (got NaN).`));
+    assert.throws(() => index.exactSearch(vector, 1.5), refusedWith(`${k} (got 1.5).`));
+    assert.throws(
+      () => index.exactSearch(vector.subarray(1), 2),
+      refusedWith(`the query vector has ${vector.length - 1} dimensions; the index holds ${vector.length}-d vectors.`),
+    );
+    assert.throws(
+      () => index.exactSearch(Array.from(vector) as unknown as Float32Array, 2),
+      refusedWith('the query vector must be a Float32Array (Float32Array.from(numbers) makes one) (got an array).'),
+    );
+    assert.deepEqual(
+      index.exactSearch(vector, 2).map((h) => h.score),
+      (await index.searchVector(vector, { k: 2, exact: true })).map((h) => h.score),
+    );
     assert.throws(() => exactCosineSearch(vector, vector.length, vector, 0.5), RangeError);
     assert.throws(() => (index.store as UsearchStore).searchSync(vector, NaN), native);
     // a k beyond the documents there are is the documents there are
