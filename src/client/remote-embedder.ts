@@ -30,6 +30,7 @@ import {
   checkNumber,
   checkOptionsObject,
   refusal,
+  showValue,
 } from '../io/option-checks.js';
 
 export interface RemoteOptions {
@@ -467,6 +468,9 @@ const refuse: Refuse = (message) => new RemoteError(message);
 function checkRemoteOptions(urls: unknown, opts: unknown): void {
   if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string'))
     throw refuse(refusal('the server URLs', 'an array of strings', urls));
+  const notHttp = urls.find((u) => !isHttpUrl(u));
+  if (notHttp !== undefined)
+    throw refuse(`the server URL ${showValue(notHttp)} is not an http(s) URL; write it as http://host:port.`);
   const o = checkOptionsObject(opts, 'the options of RemoteEmbedder.connect', refuse);
   for (const k of ['inputsPerRequest', 'concurrency', 'maxAttempts', 'maxLength'])
     checkNumber(o[k], `'${k}'`, POSITIVE_INTEGER, refuse);
@@ -474,6 +478,15 @@ function checkRemoteOptions(urls: unknown, opts: unknown): void {
   checkNumber(o.timeoutMs, "'timeoutMs'", { integer: true, min: 1, max: 2 ** 31 - 1 }, refuse);
   checkNumber(o.backoffMs, "'backoffMs'", NON_NEGATIVE_NUMBER, refuse);
   checkChoice(o.protocol, "'protocol'", ['search-r3', 'openai'], refuse);
+}
+
+/** Whether fetch can reach `u`: "localhost:8080" parses as a URL of scheme "localhost:", which fetch refuses. */
+function isHttpUrl(u: string): boolean {
+  try {
+    return ['http:', 'https:'].includes(new URL(u).protocol);
+  } catch {
+    return false;
+  }
 }
 
 function authHeader(apiKey: string | undefined): Record<string, string> {

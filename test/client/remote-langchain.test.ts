@@ -474,6 +474,13 @@ test('numeric options that would loop, run out of memory or return nothing are r
       RemoteEmbedder.connect(nowhere[0] as unknown as string[]),
       remote("the server URLs must be an array of strings (got 'http://127.0.0.1:9')."),
     );
+    // "localhost:9" is a URL of scheme "localhost:", which fetch refused as a server that cannot be reached
+    for (const url of ['127.0.0.1:9', 'localhost:9', 'not a url', 'ftp://127.0.0.1:9'])
+      await assert.rejects(
+        RemoteEmbedder.connect([nowhere[0], url]),
+        remote(`the server URL '${url}' is not an http(s) URL; write it as http://host:port.`),
+        url,
+      );
     const server = await startSearchServer({ backend: local, port: 0 });
     try {
       const r = await RemoteEmbedder.connect([server.url]);
