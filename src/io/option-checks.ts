@@ -89,6 +89,15 @@ export function checkChoice<T extends string>(
   return v as T;
 }
 
+/**
+ * A file or folder argument: a non-empty string. path.resolve('') is the working directory, which would be opened
+ * (or written) in place of a path the caller failed to fill in, and a number fails inside node:path.
+ */
+export function checkPathArgument(v: unknown, name: string, fail: Refuse): string {
+  if (typeof v !== 'string' || v === '') throw fail(refusal(name, 'a path (a non-empty string)', v));
+  return v;
+}
+
 /** An options argument: undefined (none given) or a plain object, else refused by `fail`. */
 export function checkOptionsObject(v: unknown, name: string, fail: Refuse): Record<string, unknown> {
   if (v === undefined) return {};

@@ -16,6 +16,8 @@ import { loadModelFolder } from '../model/model-folder.js';
 import path from 'node:path';
 import { modelFingerprint } from '../model/model-fingerprint.js';
 import { type ModelFusion, readModelFusion } from './model-fusion.js';
+import { IndexError } from './index-error.js';
+import { checkPathArgument } from '../io/option-checks.js';
 
 export interface DocumentEmbeddings {
   vectors: Float32Array[];
@@ -66,6 +68,7 @@ export class LocalBackend implements EmbeddingBackend {
   ) {}
 
   static async fromModelDir(dir: string, opts: EmbedderOptions = {}): Promise<LocalBackend> {
+    checkPathArgument(dir, 'the model folder', (m) => new IndexError(m));
     const loaded = await loadModelFolder(dir, { checkTokenizer: (t) => requireEmbedToken(t, dir) });
     return new LocalBackend(
       new Embedder(loaded.model, loaded.tokenizer, opts),

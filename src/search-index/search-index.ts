@@ -21,6 +21,7 @@ import {
 import { type EmbeddingBackend, failedInputs } from './embedding-backend.js';
 import { CallsUnderWay } from './calls-under-way.js';
 import { IndexError } from './index-error.js';
+import { checkPathArgument } from '../io/option-checks.js';
 import {
   checkAddOptions,
   checkChunkSize,
@@ -240,6 +241,7 @@ export class SearchIndex {
    * IndexError naming it, or is rebuilt from docs.sqlite (in memory for a reader) and reported in `notes`.
    */
   static async open(dir: string, opts: OpenIndexOptions = {}): Promise<SearchIndex> {
+    checkPathArgument(dir, 'the index folder', (m) => new IndexError(m));
     checkOpenOptions(opts);
     const { backend } = opts;
     // a new index takes its dimension and prompts from the model: without one, refused before its folder is made

@@ -52,7 +52,7 @@ import {
 } from './worker-protocol.js';
 import { settledWithin } from '../io/settled-within.js';
 import { workerExecArgv } from '../io/worker-exec-argv.js';
-import { type Refuse, checkOptionsObject } from '../io/option-checks.js';
+import { type Refuse, checkOptionsObject, checkPathArgument } from '../io/option-checks.js';
 
 const refuseRange: Refuse = (message) => new RangeError(message);
 
@@ -249,6 +249,7 @@ export class WorkerBackend implements EmbeddingBackend {
 
   /** Loads the model folder in a new worker thread. */
   static async start(modelDir: string, opts: WorkerBackendOptions = {}): Promise<WorkerBackend> {
+    checkPathArgument(modelDir, 'the model folder', refuseRange);
     checkBatchingOptions(checkOptionsObject(opts, 'the WorkerBackend options', refuseRange), refuseRange);
     const { maxWaitMs, maxBatchInputs, engine, device, ...embedder } = opts;
     if (engine && device) throw new Error("device chooses where search-r3's engine runs; llama.cpp has its own gpu.");

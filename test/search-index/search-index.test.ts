@@ -10,6 +10,7 @@ import {
 } from '../../src/search-index/search-index.js';
 import { type SourceDocument, documentText } from '../../src/search-index/document-source.js';
 import { IndexError } from '../../src/search-index/index-error.js';
+import { LocalBackend } from '../../src/search-index/embedding-backend.js';
 import { MANIFEST_FILE, type VectorDtype, sealManifest, unsealManifest } from '../../src/search-index/manifest.js';
 import { UsearchStore, exactCosineSearch } from '../../src/search-index/usearch-store.js';
 import { assertSameVectors, corpus, tempDir, tinyBackend, tinyModelDir } from './fixtures.js';
@@ -586,6 +587,15 @@ test("bad create options are refused by the manifest reader's own check, before 
       SearchIndex.open(indexDir, { create: {} }),
       refusedWith('creating an index needs a model (backend) to fix its dimension and prompts.'),
     );
+    // '' would have made the working directory the index; a number failed inside node:path
+    for (const [folder, got] of [
+      ['', "''"],
+      [5, '5'],
+    ] as const) {
+      const message = `the index folder must be a path (a non-empty string) (got ${got}).`;
+      await assert.rejects(SearchIndex.open(folder as string, { backend, create: {} }), refusedWith(message));
+      await assert.rejects(LocalBackend.fromModelDir(folder as string), refusedWith(message.replace('index', 'model')));
+    }
     assert.ok(!existsSync(indexDir));
     // a model folder's path, or the backend's promise not awaited, in place of the backend: refused before any
     // file is written, where it used to leave an index.json of no dimension that no later open could read

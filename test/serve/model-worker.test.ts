@@ -325,13 +325,20 @@ test('WorkerBackend.start refuses batching that would stall, in one sentence, be
   try {
     const modelDir = await tinyModelDir(dir);
     // a batch of at most 0 inputs never started: every request waited forever
-    const cases: [WorkerBackendOptions, string][] = [
-      [{ maxBatchInputs: 0 }, "'maxBatchInputs' must be a positive integer (got 0)."],
-      [{ maxBatchInputs: '8' as unknown as number }, "'maxBatchInputs' must be a positive integer (got '8')."],
-      [{ maxWaitMs: -1 }, "'maxWaitMs' must be an integer in [0, 60000] (got -1)."],
+    const cases: [string, WorkerBackendOptions, string][] = [
+      [modelDir, { maxBatchInputs: 0 }, "'maxBatchInputs' must be a positive integer (got 0)."],
+      [
+        modelDir,
+        { maxBatchInputs: '8' as unknown as number },
+        "'maxBatchInputs' must be a positive integer (got '8').",
+      ],
+      [modelDir, { maxWaitMs: -1 }, "'maxWaitMs' must be an integer in [0, 60000] (got -1)."],
+      // a number failed inside node:path; '' would have loaded the working directory as the model
+      [5 as unknown as string, {}, 'the model folder must be a path (a non-empty string) (got 5).'],
+      ['', {}, "the model folder must be a path (a non-empty string) (got '')."],
     ];
-    for (const [opts, message] of cases) {
-      const outcome = await WorkerBackend.start(modelDir, opts).then(
+    for (const [folder, opts, message] of cases) {
+      const outcome = await WorkerBackend.start(folder, opts).then(
         async (w) => {
           await w.close();
           return 'started';
