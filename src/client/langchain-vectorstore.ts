@@ -98,6 +98,9 @@ export class SearchR3VectorStore extends VectorStore {
         'SearchR3VectorStore: a search-r3 index has no metadata filter, so this one would be ignored; search ' +
           'without a filter and keep the documents you want from those it returns.',
       );
+    // Float32Array.from turns a string into NaNs and a number into no elements: refused as what they are
+    if (!Array.isArray(query) && !((query as unknown) instanceof Float32Array))
+      throw new Error(`SearchR3VectorStore: ${refusal('the query vector', 'an array of numbers', query)}`);
     const hits = await this.index.searchVector(Float32Array.from(query), { k });
     return hits.map((h) => [
       new Document({

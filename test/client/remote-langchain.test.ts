@@ -370,6 +370,19 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
     await store.delete({ ids: [want[0].id] });
     assert.ok(!(await store.asRetriever(13).invoke(q)).some((d) => d.id === want[0].id));
     await assert.rejects(store.addVectors(), /embeds documents with its own model/);
+    // a string became NaNs ("element 0 is NaN"), a number an empty vector: refused as what was given
+    for (const [wrong, got] of [
+      ['abc', "'abc'"],
+      [5, '5'],
+    ] as const)
+      await assert.rejects(
+        store.similaritySearchVectorWithScore(wrong as unknown as number[], 2),
+        (e: unknown) =>
+          e instanceof Error &&
+          e.message === `SearchR3VectorStore: the query vector must be an array of numbers (got ${got}).`,
+      );
+    const [vq] = await store.embeddings.embedDocuments([q]);
+    assert.equal((await store.similaritySearchVectorWithScore(vq, 2)).length, 2);
     // a metadata filter would be dropped, and documents it excludes returned: refused, by every path to it
     const noFilter = (e: unknown): boolean =>
       e instanceof Error && /^SearchR3VectorStore: a search-r3 index has no metadata filter/.test(e.message);
