@@ -81,6 +81,12 @@ export const searchCommand: Command = {
     const budgetOption = values['max-reasoning'] !== undefined ? 'max-reasoning' : 'max-reasoning-tokens';
     const budget = values['max-reasoning-tokens'] ?? values['max-reasoning'];
     const reasoning = choiceOption(values.reasoning, 'reasoning', REASONING_MODES) ?? 'off';
+    // checked before anything is said of them, and before the model loads
+    const analysis = {
+      maxReasoningTokens: nonNegativeInt(budget, budgetOption),
+      temperature: nonNegativeNumber(values.temperature, 'temperature'),
+      seed: seedOption(values.seed),
+    };
     if (reasoning === 'off') {
       for (const o of ['temperature', 'seed', budgetOption] as const)
         noEffect(`--${o}`, values[o], 'it shapes the analysis, and --reasoning is off');
@@ -116,9 +122,7 @@ export const searchCommand: Command = {
           k,
           hybrid: values.hybrid ?? false,
           reasoning,
-          maxReasoningTokens: nonNegativeInt(budget, budgetOption),
-          temperature: nonNegativeNumber(values.temperature, 'temperature'),
-          seed: seedOption(values.seed),
+          ...analysis,
         });
         // what hybrid search found of bm25.bin (damaged, or a folder it may not write)
         for (const note of index.notes.slice(said)) process.stderr.write(`search-r3: ${note}\n`);

@@ -99,6 +99,9 @@ test('commands refuse an empty number option in one sentence before any work, no
       "--negatives must be an integer ≥ 0 (got '2.5').",
     ],
     [['search', '--index', out, ' '], 'the query is empty; give the words to search for.'],
+    // with --reasoning off it also said that the value it then refused had no effect
+    [['search', '--index', out, '--temperature', 'NaN', 'q'], "--temperature must be a number ≥ 0 (got 'NaN')."],
+    [['search', '--index', out, '--reasoning', 'off', '--seed', '1x', 'q'], `--seed must be ${SEEDS} (got '1x').`],
     [
       ['tokenizer', 'train', '--input', sharedData, '--vocab-size', '1000', '--min-frequency', '', '--out', out],
       "--min-frequency must be a positive integer (got '').",
