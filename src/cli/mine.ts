@@ -82,7 +82,7 @@ export const mineCommand: Command = {
     checkOutputFile(values.out, '--out');
     const w = /^(\d+):(\d+)$/.exec(values.window ?? '10:100');
     if (!w || Number(w[1]) < 1 || Number(w[2]) < Number(w[1]))
-      throw new UserError(`--window must be 'a:b' with 1 ≤ a ≤ b (got '${values.window}').`);
+      throw new UserError(`--window must be 'a:b', two whole numbers in digits, 1 ≤ a ≤ b (got '${values.window}').`);
     // refused before the data is read and mining starts, as the window is
     const negatives = nonNegativeInt(values.negatives, 'negatives') ?? 8;
     const falseNegativeRatio = fnRatioOption(values['fn-ratio']);

@@ -98,6 +98,10 @@ test('commands refuse an empty number option in one sentence before any work, no
       ['mine', '--config', `${out}.json`, '--out', `${out}.jsonl`, '--negatives', '2.5'],
       "--negatives must be an integer ≥ 0 (got '2.5').",
     ],
+    [
+      ['mine', '--config', `${out}.json`, '--out', `${out}.jsonl`, '--window', '1:1e9'],
+      "--window must be 'a:b', two whole numbers in digits, 1 ≤ a ≤ b (got '1:1e9').",
+    ],
     [['search', '--index', out, ' '], 'the query is empty; give the words to search for.'],
     // with --reasoning off it also said that the value it then refused had no effect
     [['search', '--index', out, '--temperature', 'NaN', 'q'], "--temperature must be a number ≥ 0 (got 'NaN')."],
