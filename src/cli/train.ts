@@ -115,8 +115,9 @@ function stopAtCheckpoint(): { signal: AbortSignal; release: () => void } {
     if (firstAt === null) {
       firstAt = Date.now();
       process.stderr.write(
+        // what to do next is said when it stops: a run stopped before its first step has nothing to resume
         `${below}search-r3: ${signal}: stopping after the step in progress, with a checkpoint (send it again to ` +
-          'stop at once); continue with --resume.\n',
+          'stop at once).\n',
       );
       controller.abort(signal);
       return;

@@ -422,7 +422,9 @@ export class TrainingRun {
           await this.checkpoint(spec.checkpointFiles);
         const reason: unknown = this.opts.stop?.reason;
         const why = typeof reason === 'string' ? ` (${reason})` : '';
-        this.note(`stopping at step ${state.step} of ${total} as asked${why}; continue with --resume`);
+        // a fresh run stopped before its first step has nothing to continue: the CLI's last line says so too
+        const next = state.step > 0 ? 'continue with --resume' : 'before its first; run it again';
+        this.note(`stopping at step ${state.step} of ${total} as asked${why}, ${next}`);
         break;
       }
       if (this.recentStepMs.length > 0 && !this.nextStepFits(spec.evaluate?.every)) {

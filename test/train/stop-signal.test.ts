@@ -75,8 +75,16 @@ test('asked to stop, a run ends after the step in progress, checkpointed, or bef
   const cfg = loadSftConfig(await toySftRun(root, { steps: 10, checkpoint: { every: 1000, keep: 2 } }));
   const early = new AbortController();
   early.abort('SIGTERM');
-  const none = await trainSft(cfg, { progress: false, stop: early.signal });
+  // what it says on stderr: it said 'continue with --resume' of a run with nothing to resume
+  const said: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = (chunk: string | Uint8Array): boolean => said.push(String(chunk)) > 0;
+  const none = await trainSft(cfg, { progress: true, stop: early.signal }).finally(() => {
+    process.stderr.write = write;
+  });
   assert.deepEqual([none.steps, none.finished], [0, false]);
+  assert.match(said.join(''), /stopping at step 0 of 10 as asked \(SIGTERM\), before its first; run it again\n/);
+  assert.doesNotMatch(said.join(''), /--resume/);
   assert.deepEqual(listCheckpoints(path.join(cfg.output, 'checkpoints')), []);
   // nothing to resume: the same run starts afresh
   const stop = new AbortController();
