@@ -6,23 +6,11 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { UserError } from './command.js';
 import type { RunSource } from '../serve/run-source.js';
-import { RUN_LOCK_FILE } from '../train/training-run.js';
+import { RUN_FOLDER_ENTRIES } from '../train/training-run.js';
 import { RunWatch } from '../train/run-watch.js';
 
-/**
- * What a training run writes first (the lock it takes before loading anything, its config, metrics, checkpoints;
- * train lm's token cache while its data loads), a recipe work folder's record, and the evaluation tables of a
- * folder that has them (a model's).
- */
-const SHOWN = [
-  RUN_LOCK_FILE,
-  'run-config.json',
-  'metrics.jsonl',
-  'checkpoints',
-  'tokens',
-  'recipe.json',
-  'evaluation.md',
-];
+/** What a training run writes, a recipe work folder's record, and the evaluation tables of a model's folder. */
+const SHOWN = [...RUN_FOLDER_ENTRIES, 'recipe.json', 'evaluation.md'];
 
 /** Why a folder is not a run to show, as the end of a sentence that begins with its name; null when it is one. */
 function notARun(folder: string): string | null {

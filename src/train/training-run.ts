@@ -24,6 +24,7 @@
  * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
  * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { isWithin, resolvedPath } from '../io/path-relation.js';
@@ -140,6 +141,37 @@ export function checkRunFolderApart(output: string, reads: Readonly<Record<strin
 export const RUN_LOCK_FILE = 'train.lock';
 
 /**
+ * What a run writes at its folder's top: the lock it takes first, its record, log and checkpoints, train lm's token
+ * cache, the models it ends with, its report and an audit's result. A folder holding one of them is a run's.
+ */
+export const RUN_FOLDER_ENTRIES: readonly string[] = [
+  RUN_LOCK_FILE,
+  'run-config.json',
+  'metrics.jsonl',
+  'checkpoints',
+  'tokens',
+  'final',
+  'best',
+  'report.html',
+  'audit.json',
+];
+
+/**
+ * Refuses an existing output folder that holds entries of its own and none of a run's (a data or model folder
+ * named by mistake): the run's files would be written among them, and over any of the same name (report.html,
+ * metrics.jsonl). Hidden entries (.gitkeep, .DS_Store) are no one's work.
+ */
+function refuseForeignFolder(output: string): void {
+  const entries = readdirSync(output).filter((e) => !e.startsWith('.'));
+  if (entries.length === 0 || entries.some((e) => RUN_FOLDER_ENTRIES.includes(e))) return;
+  const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ` and ${entries.length - 3} more` : '');
+  throw new RunFolderError(
+    `the output ${output} already holds files that are not a training run's (${shown}); the run's would be ` +
+      'written among them and over any of the same name: give the run a folder of its own, new or empty',
+  );
+}
+
+/**
  * A run folder whose starting point is known (a checkpoint on --resume, else none), not yet trained in,
  * and locked for this process until `close`.
  */
@@ -158,6 +190,7 @@ export class RunFolder<X = never> {
     const file = fileInTheWaySaid(output);
     if (file !== undefined) throw new RunFolderError(`the output ${output} ${file}; name a folder for the run`);
     const made = await makeFolder(output);
+    if (made === undefined) refuseForeignFolder(output);
     const lock = lockRunFolder(output);
     try {
       // the stage first: a folder of another stage is named as such, not as one that needs --resume

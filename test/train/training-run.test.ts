@@ -241,6 +241,34 @@ test('a run folder open in this process, in any thread, is refused to another tr
   assert.ok(!existsSync(path.join(dir, 'train.lock')));
 });
 
+test("an existing output folder holding others' files and none of a run's is refused, left as it was", async () => {
+  const dir = tempDir('foreign');
+  // a BEIR folder named as the output: the run's report.html or metrics.jsonl would have replaced one of the same name
+  const files: Record<string, string> = {
+    'corpus.jsonl': '{"_id":"d1","text":"a"}\n',
+    'queries.jsonl': '{"_id":"q1","text":"b"}\n',
+    'report.txt': 'mine',
+    'notes.md': 'mine too',
+  };
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
+  await assert.rejects(toyRun(dir), {
+    name: 'RunFolderError',
+    message:
+      `the output ${dir} already holds files that are not a training run's (corpus.jsonl, notes.md, queries.jsonl ` +
+      "and 1 more); the run's would be written among them and over any of the same name: give the run a folder of " +
+      'its own, new or empty',
+  });
+  assert.deepEqual(readdirSync(dir).sort(), Object.keys(files).sort(), 'no lock, record or log left');
+  // hidden entries are no one's work; a folder a run wrote takes the user's files beside it (a resume)
+  const hidden = tempDir('hidden');
+  writeFileSync(path.join(hidden, '.gitkeep'), '');
+  const { run, w, folder } = await toyRun(hidden, false, 2);
+  await run.loop({ step: () => squareStep(run, w) });
+  folder.close();
+  writeFileSync(path.join(hidden, 'notes.md'), 'the run went well');
+  (await toyRun(hidden, true, 2)).folder.close();
+});
+
 test('epochOrder: a permutation fixed by its seed', () => {
   const o = epochOrder(50, 7);
   assert.deepEqual(
