@@ -18,7 +18,7 @@ import {
   saveLoraAdapter,
   unmergeLora,
 } from '../../src/model/lora.js';
-import { loadSafetensors, saveSafetensors } from '../../src/model/safetensors.js';
+import { loadSafetensors, saveSafetensors, saveSafetensorsFolder } from '../../src/model/safetensors.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
@@ -308,6 +308,23 @@ test('RoPE inverse frequencies saved in a checkpoint are skipped, as transformer
     const tensors = await loadSafetensors(path.join(dir, 'model.safetensors'));
     tensors.set('model.layers.0.self_attn.rotary_emb.inv_freq', { shape: [4], data: new Float32Array(4).fill(1) });
     await saveSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    const loaded = await loadModelFolder(dir);
+    assert.equal(relErr(hidden(loaded.model, ids), hidden(m.model, ids)), 0);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("JSON files saved with a byte-order mark (an editor's UTF-8 with BOM) load as without it", async () => {
+  const dir = tmp();
+  try {
+    const m = tiny(7);
+    await saveModelFolder(dir, m);
+    const tensors = await loadSafetensors(path.join(dir, 'model.safetensors'));
+    rmSync(path.join(dir, 'model.safetensors'));
+    await saveSafetensorsFolder(dir, tensors, { maxShardBytes: 40_000 });
+    const json = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors.index.json'];
+    for (const f of json) writeFileSync(path.join(dir, f), '\ufeff' + readFileSync(path.join(dir, f), 'utf8'));
     const loaded = await loadModelFolder(dir);
     assert.equal(relErr(hidden(loaded.model, ids), hidden(m.model, ids)), 0);
   } finally {
