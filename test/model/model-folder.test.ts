@@ -280,6 +280,10 @@ test(
         ],
         [{ r: 0 }, /"r" must be a positive integer, got 0/],
         [{ use_dora: true }, /DoRA adapters are not supported/],
+        // PEFT keeps such an adapter's other layers unadapted: loaded whole, it would be another model
+        [{ layers_to_transform: [0] }, /"layers_to_transform" \[0\] leaves some layers of target_modules without/],
+        [{ exclude_modules: ['model.layers.1.self_attn.q_proj'] }, /"exclude_modules" \["model.layers.1.self_attn/],
+        [{ bias: 'lora_only' }, /"bias" "lora_only" trains the base model's biases along with the adapter/],
       ];
       for (const [change, expected] of refused) {
         writeFileSync(configFile, JSON.stringify({ ...saved, ...change }));
@@ -288,7 +292,8 @@ test(
       writeFileSync(configFile, '{"r": 4,');
       await assert.rejects(loadLoraAdapter(dir, tiny(4).model), /adapter_config\.json: is not valid JSON/);
       // PEFT writes empty patterns by default
-      writeFileSync(configFile, JSON.stringify({ ...saved, alpha_pattern: {}, rank_pattern: {} }));
+      const defaults = { alpha_pattern: {}, rank_pattern: {}, layers_to_transform: null, exclude_modules: null };
+      writeFileSync(configFile, JSON.stringify({ ...saved, ...defaults }));
       assert.deepEqual(await loadLoraAdapter(dir, tiny(4).model), cfg);
     } finally {
       rmSync(dir, { recursive: true });
