@@ -1,8 +1,9 @@
-import { existsSync, promises as fsp, readdirSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { EMBED_TOKEN } from '../embed/index.js';
 import { writeDirAtomically } from '../io/atomic-file.js';
+import { modelFolderExists } from '../model/json-file.js';
 import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../model/model-folder.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import { readSafetensorsFolderEntries } from '../model/safetensors.js';
@@ -37,6 +38,8 @@ export const addEmbedTokenCommand: Command = {
     if (!values.model) throw new UserError('--model <dir> is required: the model folder to add the token to.');
     const dir = values.model,
       out = values.out ?? dir;
+    // before --out, which is --model unless given: a file there is --model's to name
+    checkModelFolderOption(dir);
     checkOutputFolder(out, '--out', { replaced: true });
     const inPlace = samePath(out, dir);
     // --out is replaced as a whole: a folder holding anything (another model, other work) is refused
@@ -87,6 +90,13 @@ export const addEmbedTokenCommand: Command = {
     return 0;
   },
 };
+
+/** Refuses a model folder option that names no folder, or a file, in one sentence. */
+export function checkModelFolderOption(dir: string, option = '--model'): void {
+  if (!modelFolderExists(dir)) throw new UserError(`${option} ${dir}: no such folder`);
+  if (!statSync(dir).isDirectory())
+    throw new UserError(`${option} ${dir} is a file; name the model folder (config.json, weights, tokenizer)`);
+}
 
 /** The files saveModelFolder writes anew (besides the weights). */
 const REWRITTEN = new Set(['config.json', TOKENIZER_JSON, TOKENIZER_CONFIG_JSON, 'model.safetensors.index.json']);

@@ -2,7 +2,6 @@ import { parseArgs } from './parse-options.js';
 import path from 'node:path';
 import { existsSync, promises as fsp, readFileSync, readdirSync, statSync } from 'node:fs';
 import { writeDirAtomically } from '../io/atomic-file.js';
-import { modelFolderExists } from '../model/json-file.js';
 import {
   GGUF_SOURCE_MODEL_KEY,
   exportQwen2GgufFromFolder,
@@ -16,7 +15,7 @@ import { isAdapterFolder } from '../model/peft-config.js';
 import { readQwen2Config } from '../model/qwen2-config.js';
 import type { SafetensorsDtype } from '../model/safetensors.js';
 import { MODEL_SEARCH_FILE } from '../search-index/model-fusion.js';
-import { shareFiles } from './add-embed-token.js';
+import { checkModelFolderOption, shareFiles } from './add-embed-token.js';
 import { type Command, UserError } from './command.js';
 import { checkOutputFile, checkOutputFolder, checkReplacesOnly, samePath } from './output-path.js';
 import { subcommandError } from './subcommand.js';
@@ -110,9 +109,7 @@ export const exportCommand: Command = {
     if (!values.out) throw new UserError('--out is required: the GGUF file to write');
     checkOutputFile(values.out, '--out');
     checkNotOtherFile(values.out);
-    if (!modelFolderExists(values.model)) throw new UserError(`--model ${values.model}: no such folder`);
-    if (!statSync(values.model).isDirectory())
-      throw new UserError(`--model ${values.model} is a file; name the model folder (config.json, weights, tokenizer)`);
+    checkModelFolderOption(values.model);
     if (isAdapterFolder(values.model))
       throw new UserError(
         `--model ${values.model} is a LoRA adapter folder; give its base as --model and it as --lora, or merge ` +
@@ -213,8 +210,7 @@ async function exportMerged(values: ExportValues): Promise<number> {
   const dtype = values.dtype === undefined ? undefined : DTYPES[values.dtype.toLowerCase()];
   if (values.dtype !== undefined && dtype === undefined)
     throw new UserError(`--dtype ${values.dtype}: choose f32, f16 or bf16`);
-  if (values.model !== undefined && (!modelFolderExists(values.model) || !statSync(values.model).isDirectory()))
-    throw new UserError(`--model ${values.model}: no such folder`);
+  if (values.model !== undefined) checkModelFolderOption(values.model);
   checkOutputFolder(out, '--out', { replaced: true });
   const base = await adapterBase(adapter, values.model);
   for (const [what, dir] of [

@@ -89,7 +89,12 @@ export function encodePrompt(
     return tok.renderChat([...messages, { role: 'assistant', content: templates.directResponse }]);
   };
   const prompt = (ids: number[]): number[] => (reasoning ? ids : ids.slice(0, ids.lastIndexOf(embedTokenId(tok)) + 1));
-  const render = (content: string): number[] => prompt(tok.encode(chat(content)));
+  const render = (content: string): number[] => {
+    const ids = prompt(tok.encode(chat(content)));
+    if (ids.length === 0)
+      throw new ModelFileError(tok.chatTemplateFile, emptyPromptProblem(kind, reasoning, templates));
+    return ids;
+  };
   const countCut = options.countCut ?? true;
   const shape =
     longTextShape(tok, text, chat, prompt, maxLength, countCut) ?? wholeTextShape(tok, text, render, maxLength);
@@ -112,6 +117,18 @@ export function encodePrompt(
   function at(ids: number[]): number {
     return reasoning ? -1 : ids.length - 1;
   }
+}
+
+/**
+ * Why a chat template that gives an empty prompt cannot be used: a direct prompt ends at the embed token of the
+ * assistant turn, so a template that leaves that turn out gives no token to embed at (and nothing at all before
+ * it); one that renders nothing gives reasoning nothing to start from.
+ */
+function emptyPromptProblem(kind: PromptKind, reasoning: boolean, templates: PromptTemplates): string {
+  const every = "use a chat template that renders every message, as Qwen2.5-Instruct's does";
+  if (reasoning) return `chat_template renders a ${kind} prompt as no text at all; ${every}.`;
+  const turn = `the assistant turn (${JSON.stringify(templates.directResponse)})`;
+  return `chat_template leaves out ${turn}, so a ${kind} prompt has no ${EMBED_TOKEN} to embed at; ${every}.`;
 }
 
 /**

@@ -640,12 +640,11 @@ function withSpecialTokens(
       throw new ModelFileError(configFile, `"${kind}_token" ${JSON.stringify(content)} is not a token of ${jsonFile}.`);
     return id;
   };
-  const eosFromConfig = Array.isArray(config.eosTokenId) ? (config.eosTokenId[0] ?? null) : config.eosTokenId;
   const chatTemplate = chatTemplateSource(tc);
   return {
     ...base,
     bosTokenId: special('bos', config.bosTokenId),
-    eosTokenId: special('eos', eosFromConfig),
+    eosTokenId: special('eos', firstEosTokenId(config)),
     padTokenId: special('pad', null),
     chatTemplate,
   };
@@ -775,7 +774,7 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
     const counts = `has ${tokenizer.tokens.length} tokens and ${tokenizer.tokenTypes.length} token types`;
     throw new ModelFileError(files.tokenizer, `${counts}, but "vocab_size" in ${files.config} is ${n}.`);
   }
-  const eosFromConfig = Array.isArray(config.eosTokenId) ? (config.eosTokenId[0] ?? null) : config.eosTokenId;
+  const eosFromConfig = firstEosTokenId(config);
   const ids: [string, number | null | undefined][] = [
     ['tokenizer.ggml.bos_token_id', tokenizer.bosTokenId === undefined ? config.bosTokenId : tokenizer.bosTokenId],
     ['tokenizer.ggml.eos_token_id', tokenizer.eosTokenId === undefined ? eosFromConfig : tokenizer.eosTokenId],
@@ -796,8 +795,7 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
   metadata.set('tokenizer.ggml.merges', { type: 'array', itemType: 'string', value: tokenizer.merges });
   for (const [key, id] of ids) {
     if (id === null || id === undefined) continue;
-    if (!Number.isInteger(id) || id < 0 || id >= n)
-      throw new Error(`GGUF export: ${key} ${id} is not a token id below ${n}.`);
+    if (!Number.isInteger(id) || id < 0 || id >= n) throw tokenIdRefusal(key, id, n, config, files.config);
     metadata.set(key, u32(id));
   }
   // Qwen2 prompts carry no BOS; without this key llama.cpp's tokenizer would decide for us.
@@ -805,6 +803,31 @@ export function qwen2GgufContents(opts: Qwen2GgufOptions): { metadata: GgufMetad
   if (tokenizer.chatTemplate) metadata.set('tokenizer.chat_template', str(tokenizer.chatTemplate));
   for (const [k, v] of opts.extraMetadata ?? []) metadata.set(k, v);
   return { metadata, tensors: out };
+}
+
+/** config.json's EOS id as llama.cpp's converter takes it: the first of a list. */
+function firstEosTokenId(config: Qwen2Config): number | null {
+  return Array.isArray(config.eosTokenId) ? (config.eosTokenId[0] ?? null) : config.eosTokenId;
+}
+
+/**
+ * Why a special-token id beyond the vocabulary is refused. An id tokenizer_config.json names is one of its
+ * tokens, so such an id is config.json's bos_token_id or eos_token_id, which the tokenizer left the GGUF to:
+ * that field is named, as the user's to fix. Any other is a caller's GgufTokenizer, a bug.
+ */
+function tokenIdRefusal(key: string, id: number, n: number, config: Qwen2Config, configFile: string): Error {
+  const field =
+    key === 'tokenizer.ggml.bos_token_id' && id === config.bosTokenId
+      ? 'bos'
+      : key === 'tokenizer.ggml.eos_token_id' && id === firstEosTokenId(config)
+        ? 'eos'
+        : null;
+  if (field === null) return new Error(`GGUF export: ${key} ${id} is not a token id below ${n}.`);
+  return new ModelFileError(
+    configFile,
+    `"${field}_token_id" ${id} is not a token id of this model ("vocab_size" is ${n}); set it to the id of its ` +
+      `${field.toUpperCase()} token, or to null.`,
+  );
 }
 
 /** Writes a Qwen2 model as GGUF for llama.cpp (temp file + rename). */

@@ -6,6 +6,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { recoverSetAside } from '../io/atomic-file.js';
+import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { ModelFileError } from './model-file-error.js';
 
 /** `missing` says what the folder needs, for a file that is not there. */
@@ -24,7 +25,8 @@ export async function readModelJson(file: string, missing: string): Promise<unkn
     throw new ModelFileError(file, `cannot be read (${code ?? (err as Error).message}).`);
   }
   try {
-    return JSON.parse(text) as unknown;
+    // an editor's UTF-8 byte-order mark (Notepad's "UTF-8 with BOM") is no part of the JSON
+    return JSON.parse(withoutByteOrderMark(text)) as unknown;
   } catch (err) {
     throw new ModelFileError(file, `is not valid JSON (${(err as Error).message}).`);
   }

@@ -146,6 +146,12 @@ export async function loadLoraAdapter(
 ): Promise<LoraConfig> {
   const peft = await readPeftLoraConfig(dir);
   if (peft.rslora) throw new ModelFileError(peft.file, 'rsLoRA adapters are not supported.');
+  if (peft.someLayers !== null)
+    throw new ModelFileError(
+      peft.file,
+      `${peft.someLayers} leaves some layers of target_modules without an adapter, which is not supported for ` +
+        'loading; search-r3 export gguf --lora takes it for llama.cpp, or train the adapter on every layer.',
+    );
   if (peft.targets === null)
     throw new ModelFileError(
       peft.file,

@@ -18,6 +18,12 @@ export interface PeftLoraConfig {
   rslora: boolean;
   /** base_model_name_or_path: the model the adapter was trained on; '' when the file names none. */
   baseModel: string;
+  /**
+   * The setting by which some layers of the target modules have no adapter (layers_to_transform,
+   * exclude_modules), as the file gives it; null when every one has. GGUF adapters are per tensor and take
+   * such an adapter; loading it onto a model does not.
+   */
+  someLayers: string | null;
 }
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json';
@@ -62,11 +68,28 @@ export async function readPeftLoraConfig(dir: string): Promise<PeftLoraConfig> {
   if (Array.isArray(t) && t.every((x) => typeof x === 'string')) targets = t as string[];
   else if (typeof t !== 'string')
     throw new ModelFileError(file, `"target_modules" must be a list of module names, got ${JSON.stringify(t)}.`);
+  const bias = c['bias'] ?? 'none';
+  if (bias !== 'none')
+    throw new ModelFileError(
+      file,
+      `"bias" ${JSON.stringify(bias)} trains the base model's biases along with the adapter, which is not ` +
+        'supported; only "none" (PEFT\'s default) is.',
+    );
   const base = c['base_model_name_or_path'] ?? '';
   if (typeof base !== 'string')
     throw new ModelFileError(
       file,
       `"base_model_name_or_path" must be the path of the base model folder, got ${JSON.stringify(base)}.`,
     );
-  return { file, rank, alpha, dropout, targets, rslora: c['use_rslora'] === true, baseModel: base };
+  const rslora = c['use_rslora'] === true;
+  return { file, rank, alpha, dropout, targets, rslora, baseModel: base, someLayers: someLayersSetting(c) };
+}
+
+/** PeftLoraConfig.someLayers of a parsed adapter_config.json (PEFT writes null, or [], for none). */
+function someLayersSetting(c: Record<string, unknown>): string | null {
+  for (const key of ['layers_to_transform', 'exclude_modules']) {
+    const v = c[key];
+    if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0)) return `"${key}" ${JSON.stringify(v)}`;
+  }
+  return null;
 }

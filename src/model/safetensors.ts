@@ -15,6 +15,7 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 import { writeFileAtomically, writeTextFileAtomically } from '../io/atomic-file.js';
 import { numel, type NamedTensor, type TensorData, type TensorView } from './tensor-data.js';
@@ -332,12 +333,7 @@ export interface SafetensorsIndex {
 }
 
 export async function readSafetensorsIndex(indexFile: string): Promise<SafetensorsIndex> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await fsp.readFile(indexFile, 'utf8'));
-  } catch (err) {
-    throw new ModelFileError(indexFile, `cannot be read as JSON (${(err as Error).message}).`);
-  }
+  const json = await readModelJson(indexFile, `a sharded checkpoint needs its ${INDEX_FILE_NAME}`);
   const wm = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
     throw new ModelFileError(indexFile, '"weight_map" must be an object mapping tensor names to shard files.');

@@ -354,6 +354,11 @@ export class Tokenizer {
     return chatTemplateSource(this.config);
   }
 
+  /** The file the chat template is read from (chat_template.jinja, else tokenizer_config.json), for messages. */
+  get chatTemplateFile(): string {
+    return this.files.chatTemplate ?? this.files.config;
+  }
+
   /**
    * Renders a conversation with the config's chat template, as HF's
    * `apply_chat_template(messages, tokenize=False, add_generation_prompt=...)`.
@@ -374,7 +379,7 @@ export class Tokenizer {
           pad_token: specialTokenContent(this.config.pad_token),
           unk_token: specialTokenContent(this.config.unk_token),
         },
-        this.files.chatTemplate ?? this.files.config,
+        this.chatTemplateFile,
       );
     }
     return this.template.render(messages, options);

@@ -207,3 +207,22 @@ test('an --out whose only copy a killed write left aside is seen back in place, 
     await fsp.rm(root, { recursive: true, force: true });
   }
 });
+
+test('a --model that is a file is named as --model, also where --out defaults to it', async () => {
+  const root = tempDir('add-token-file');
+  try {
+    const file = path.join(root, 'config.json');
+    writeFileSync(file, '{}');
+    for (const out of [[], ['--out', path.join(root, 'out')]]) {
+      const r = await runCliAsync(['add-embed-token', '--model', file, ...out]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(
+        r.stderr,
+        `search-r3: --model ${file} is a file; name the model folder (config.json, weights, tokenizer)\n`,
+      );
+    }
+    assert.deepEqual(readdirSync(root), ['config.json']);
+  } finally {
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+});

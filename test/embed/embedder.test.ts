@@ -8,6 +8,8 @@ import {
   DEFAULT_TEMPLATES,
   PromptTooLongError,
 } from '../../src/embed/index.js';
+import { ModelFileError } from '../../src/model/model-file-error.js';
+import { Tokenizer } from '../../src/model/tokenizer.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 
@@ -71,6 +73,33 @@ test('texts longer than the context are cut to fit and counted', () => {
     () => encodePrompt(tokenizer, long, 'document', DEFAULT_TEMPLATES, 5),
     (e: unknown) =>
       e instanceof PromptTooLongError && e.name === 'PromptTooLongError' && /raise maxLength/.test(e.message),
+  );
+});
+
+test('a chat template that leaves out the assistant turn, or renders nothing, is refused naming its file', () => {
+  const { tokenizerJson, tokenizerConfig } = tokenizer.toJSON();
+  const withTemplate = (chat_template: string): Tokenizer =>
+    Tokenizer.fromJSON(tokenizerJson, { ...tokenizerConfig, chat_template });
+  const noAssistant = withTemplate(
+    "{% for m in messages %}{% if m.role != 'assistant' %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n" +
+      '{% endif %}{% endfor %}',
+  );
+  const every = "use a chat template that renders every message, as Qwen2.5-Instruct's does.";
+  const refused =
+    (message: string) =>
+    (e: unknown): boolean =>
+      e instanceof ModelFileError && e.message === message;
+  // embedding at no token gave a vector of no dimensions, without a word
+  assert.throws(
+    () => new Embedder(model, noAssistant).embedDocuments(['a document']),
+    refused(
+      'tokenizer_config.json: chat_template leaves out the assistant turn ("The embedding is <|embed_token|>."), ' +
+        `so a document prompt has no <|embed_token|> to embed at; ${every}`,
+    ),
+  );
+  assert.throws(
+    () => encodePrompt(withTemplate(''), 'q', 'query', DEFAULT_TEMPLATES, 256, true),
+    refused(`tokenizer_config.json: chat_template renders a query prompt as no text at all; ${every}`),
   );
 });
 

@@ -312,6 +312,35 @@ test('refuses checkpoints that do not match the config, naming the tensor', () =
   );
 });
 
+test('a config.json BOS or EOS id beyond the vocabulary, left to it by the tokenizer, is refused naming it', () => {
+  const fx = tinyQwen2Fixture(3);
+  const files = { config: '/m/config.json' };
+  const contents =
+    (config: typeof fx.config, tokenizerConfig: Record<string, unknown> = {}) =>
+    () =>
+      qwen2GgufContents({
+        config,
+        tensors: fx.tensors,
+        tokenizer: ggufTokenizerFromFiles(fx.tokenizerJson, tokenizerConfig, config),
+        files,
+      });
+  assert.throws(
+    contents({ ...fx.config, bosTokenId: 99999 }),
+    (err: Error) =>
+      err instanceof ModelFileError &&
+      err.message ===
+        '/m/config.json: "bos_token_id" 99999 is not a token id of this model ("vocab_size" is 320); set it to ' +
+          'the id of its BOS token, or to null.',
+  );
+  assert.throws(
+    contents({ ...fx.config, eosTokenId: [320, 298] }),
+    (err: Error) => err instanceof ModelFileError && /^\/m\/config\.json: "eos_token_id" 320 is not/.test(err.message),
+  );
+  // tokenizer_config.json's eos_token is the one taken: config.json's is not read
+  const named = contents({ ...fx.config, eosTokenId: 99999 }, { eos_token: '<|im_end|>' })();
+  assert.equal(named.metadata.get('tokenizer.ggml.eos_token_id')?.value, 298);
+});
+
 /** Qwen2's normalizer, pre-tokenizer and decoder, which the GGUF export needs of every tokenizer.json. */
 const { normalizer, pre_tokenizer, decoder } = bpeTokenizerFiles([]).tokenizerJson;
 const qwen2Shape = { normalizer, pre_tokenizer, decoder };

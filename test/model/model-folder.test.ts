@@ -18,7 +18,7 @@ import {
   saveLoraAdapter,
   unmergeLora,
 } from '../../src/model/lora.js';
-import { loadSafetensors, saveSafetensors } from '../../src/model/safetensors.js';
+import { loadSafetensors, saveSafetensors, saveSafetensorsFolder } from '../../src/model/safetensors.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
@@ -280,6 +280,10 @@ test(
         ],
         [{ r: 0 }, /"r" must be a positive integer, got 0/],
         [{ use_dora: true }, /DoRA adapters are not supported/],
+        // PEFT keeps such an adapter's other layers unadapted: loaded whole, it would be another model
+        [{ layers_to_transform: [0] }, /"layers_to_transform" \[0\] leaves some layers of target_modules without/],
+        [{ exclude_modules: ['model.layers.1.self_attn.q_proj'] }, /"exclude_modules" \["model.layers.1.self_attn/],
+        [{ bias: 'lora_only' }, /"bias" "lora_only" trains the base model's biases along with the adapter/],
       ];
       for (const [change, expected] of refused) {
         writeFileSync(configFile, JSON.stringify({ ...saved, ...change }));
@@ -288,7 +292,8 @@ test(
       writeFileSync(configFile, '{"r": 4,');
       await assert.rejects(loadLoraAdapter(dir, tiny(4).model), /adapter_config\.json: is not valid JSON/);
       // PEFT writes empty patterns by default
-      writeFileSync(configFile, JSON.stringify({ ...saved, alpha_pattern: {}, rank_pattern: {} }));
+      const defaults = { alpha_pattern: {}, rank_pattern: {}, layers_to_transform: null, exclude_modules: null };
+      writeFileSync(configFile, JSON.stringify({ ...saved, ...defaults }));
       assert.deepEqual(await loadLoraAdapter(dir, tiny(4).model), cfg);
     } finally {
       rmSync(dir, { recursive: true });
@@ -308,6 +313,23 @@ test('RoPE inverse frequencies saved in a checkpoint are skipped, as transformer
     const tensors = await loadSafetensors(path.join(dir, 'model.safetensors'));
     tensors.set('model.layers.0.self_attn.rotary_emb.inv_freq', { shape: [4], data: new Float32Array(4).fill(1) });
     await saveSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    const loaded = await loadModelFolder(dir);
+    assert.equal(relErr(hidden(loaded.model, ids), hidden(m.model, ids)), 0);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("JSON files saved with a byte-order mark (an editor's UTF-8 with BOM) load as without it", async () => {
+  const dir = tmp();
+  try {
+    const m = tiny(7);
+    await saveModelFolder(dir, m);
+    const tensors = await loadSafetensors(path.join(dir, 'model.safetensors'));
+    rmSync(path.join(dir, 'model.safetensors'));
+    await saveSafetensorsFolder(dir, tensors, { maxShardBytes: 40_000 });
+    const json = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors.index.json'];
+    for (const f of json) writeFileSync(path.join(dir, f), '\ufeff' + readFileSync(path.join(dir, f), 'utf8'));
     const loaded = await loadModelFolder(dir);
     assert.equal(relErr(hidden(loaded.model, ids), hidden(m.model, ids)), 0);
   } finally {
