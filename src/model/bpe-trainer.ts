@@ -572,7 +572,9 @@ export async function trainBpeTokenizer(
     );
   }
   if (counter.bytes === 0) {
-    throw new InputFileError(`${inputs.join(', ')}: no text to learn from (${files.length} files read)`);
+    throw new InputFileError(
+      `${inputs.join(', ')}: no text to learn from (${files.length} ${files.length === 1 ? 'file' : 'files'} read)`,
+    );
   }
   const t1 = performance.now();
   const result = learnMerges(counter.counts, {

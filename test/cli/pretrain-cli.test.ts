@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, promises as fsp, readFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tokenizer } from '../../src/model/tokenizer.js';
@@ -103,6 +103,14 @@ test('bad input: one line naming the option', () => {
     assert.match(r.stderr, re);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
+});
+
+test('tokenizer train on a file of no text says so, after its progress line', () => {
+  const emptyFile = path.join(dir, 'empty.txt');
+  writeFileSync(emptyFile, '');
+  const r = runCli(['tokenizer', 'train', '--input', emptyFile, '--vocab-size', '500', '--out', dir]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /\nsearch-r3: .*empty\.txt: no text to learn from \(1 file read\)\n$/);
 });
 
 test("tokenizer train refuses a BEIR folder's queries, named or in a folder: they hold the test queries", async () => {
