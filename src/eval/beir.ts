@@ -37,10 +37,25 @@ function parseJsonLine(text: string, file: string, line: number): Record<string,
   return value as Record<string, unknown>;
 }
 
+/**
+ * Why a JSON number cannot stand for an id, or null when it can. JSON.parse reads a number as a double: an integer
+ * beyond 2^53 arrives rounded (12345678901234567890 as 12345678901234567000) and a fraction without the text it was
+ * written as (1.50 as 1.5), so the id would match no qrels or run line that writes it out, and nothing would say so.
+ */
+export function inexactNumericId(id: number): string | null {
+  if (Number.isSafeInteger(id)) return null;
+  const why = '(beyond 2^53, or not an integer); write it as a string';
+  return `id ${String(id)} is a number JSON cannot carry exactly ${why}`;
+}
+
 function idField(obj: Record<string, unknown>, file: string, line: number): string {
   const id = obj['_id'];
   if (typeof id === 'string' && id !== '') return id;
-  if (typeof id === 'number') return String(id);
+  if (typeof id === 'number') {
+    const inexact = inexactNumericId(id);
+    if (inexact !== null) throw new EvalInputError(inexact, file, line);
+    return String(id);
+  }
   throw new EvalInputError("missing or empty '_id'", file, line);
 }
 

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { inexactNumericId } from './beir.js';
 import type { EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
 import { readLines } from './line-reader.js';
@@ -106,6 +107,8 @@ export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix
     } catch (err) {
       throw new EvalInputError(`not valid JSON (${(err as Error).message})`, file, line);
     }
+    const inexact = typeof obj.id === 'number' ? inexactNumericId(obj.id) : null;
+    if (inexact !== null) throw new EvalInputError(inexact, file, line);
     const id = typeof obj.id === 'number' ? String(obj.id) : obj.id;
     if (typeof id !== 'string' || id === '') throw new EvalInputError("missing 'id'", file, line);
     if (!Array.isArray(obj.vector) || !obj.vector.every((x) => typeof x === 'number')) {

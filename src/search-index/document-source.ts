@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { beirCorpusFile } from '../eval/beir.js';
+import { beirCorpusFile, inexactNumericId } from '../eval/beir.js';
 import { listFilesUnder, type ListSkipReason } from '../io/list-files.js';
 import { MAX_LINE_BYTES, readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
@@ -213,11 +213,8 @@ async function* streamJsonl(file: string, refuseDuplicates: boolean): AsyncGener
     const docId = _id ?? id;
     if (!(typeof docId === 'string' && docId !== '') && typeof docId !== 'number')
       throw new IndexError(`${file}:${line}: field '_id' (or 'id') is missing or empty.`);
-    if (typeof docId === 'number' && !Number.isSafeInteger(docId))
-      throw new IndexError(
-        `${file}:${line}: id ${String(docId)} is a number JSON cannot carry exactly (beyond 2^53, or not an ` +
-          'integer); write it as a string.',
-      );
+    const inexact = typeof docId === 'number' ? inexactNumericId(docId) : null;
+    if (inexact !== null) throw new IndexError(`${file}:${line}: ${inexact}.`);
     if (body !== undefined && typeof body !== 'string')
       throw new IndexError(`${file}:${line}: field 'text' must be a string.`);
     if (title !== undefined && title !== null && typeof title !== 'string')

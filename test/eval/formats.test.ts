@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
-import { readBeirDataset, readBeirQueries } from '../../src/eval/beir.js';
+import { readBeirCorpus, readBeirDataset, readBeirQueries } from '../../src/eval/beir.js';
+import { readJsonlEmbeddings } from '../../src/eval/embeddings-file.js';
 import { readBeirQrels, readTrecQrels } from '../../src/eval/qrels.js';
 import { readTrecRun, writeTrecRun, type Run } from '../../src/eval/run.js';
 
@@ -96,5 +97,29 @@ test('runs written in trec_eval rank order read back identically (scores round-t
       docIds: ['c', 'b', 'a'],
       scores: [Math.fround(1 / 3), 0.1 + 0.2, 0.1 + 0.2],
     });
+  });
+});
+
+test('a numeric id JSON cannot carry exactly is refused by line; a safe integer id reads as its digits', async () => {
+  await withTemp(async (dir) => {
+    const f = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    // JSON.parse reads 12345678901234567890 as 12345678901234567000: a different id, matching nothing
+    const big = '{"_id": 12345678901234567890, "text": "a"}\n';
+    await assert.rejects(readBeirQueries(f('q.jsonl', `{"_id": 7, "text": "b"}\n${big}`)), (e: Error) =>
+      e.message.startsWith(`${join(dir, 'q.jsonl')}:2: id 12345678901234567000 is a number JSON cannot`),
+    );
+    await assert.rejects(readBeirCorpus(f('corpus.jsonl', big)), /corpus\.jsonl:1: id 12345678901234567000 is a/);
+    await assert.rejects(
+      readBeirCorpus(f('c2.jsonl', '{"_id": 1.50, "text": "a"}\n')),
+      /c2\.jsonl:1: id 1\.5 is a number JSON cannot carry exactly .*write it as a string/,
+    );
+    await assert.rejects(
+      readJsonlEmbeddings(f('e.jsonl', '{"id": 12345678901234567890, "vector": [1]}\n')),
+      /e\.jsonl:1: id 12345678901234567000 is a number/,
+    );
+    assert.deepEqual([...(await readBeirQueries(f('ok.jsonl', '{"_id": 7, "text": "b"}\n'))).keys()], ['7']);
   });
 });
