@@ -104,9 +104,29 @@ async function* beirRecords(file: string, what: string): AsyncGenerator<BeirReco
   }
 }
 
+/**
+ * Refuses a record without any of its text fields (absent or null): its text would read as empty without a word,
+ * a query then retrieving nothing and a document found by none (a file of another format, with 'query', 'body' or
+ * 'contents', scoring 0 throughout). An empty string is a text, kept.
+ */
+function requireTextField(rec: BeirRecord, keys: readonly string[], what: string, file: string): void {
+  if (keys.some((k) => rec.obj[k] !== undefined && rec.obj[k] !== null)) return;
+  const fields = Object.keys(rec.obj).join(', ');
+  const none = keys.length === 1 ? `no '${keys[0]}'` : `neither ${keys.map((k) => `'${k}'`).join(' nor ')}`;
+  const form = ['_id', ...keys].map((k) => `"${k}"`).join(', ');
+  const name = what === 'query' ? 'queries.jsonl' : 'corpus.jsonl';
+  throw new EvalInputError(
+    `${what} '${rec.id}' has ${none} (its fields: ${fields}); a BEIR ${name} line is {${form}}`,
+    file,
+    rec.line,
+  );
+}
+
 /** Streams a BEIR `corpus.jsonl` or `corpus.jsonl.gz` (`_id`, `title`, `text`), one document at a time. */
 export async function* streamBeirCorpus(file: string): AsyncGenerator<BeirDocument> {
-  for await (const { id, obj, line } of beirRecords(file, 'document')) {
+  for await (const rec of beirRecords(file, 'document')) {
+    const { id, obj, line } = rec;
+    requireTextField(rec, ['title', 'text'], 'document', file);
     yield { id, title: textField(obj, 'title', file, line), text: textField(obj, 'text', file, line) };
   }
 }
@@ -172,7 +192,10 @@ export function beirCorpusSource(file: string): CorpusSource {
 /** Reads a BEIR `queries.jsonl` (`_id`, `text`). */
 export async function readBeirQueries(file: string): Promise<Map<string, string>> {
   const queries = new Map<string, string>();
-  for await (const { id, obj, line } of beirRecords(file, 'query')) queries.set(id, textField(obj, 'text', file, line));
+  for await (const rec of beirRecords(file, 'query')) {
+    requireTextField(rec, ['text'], 'query', file);
+    queries.set(rec.id, textField(rec.obj, 'text', file, rec.line));
+  }
   return queries;
 }
 

@@ -123,3 +123,34 @@ test('a numeric id JSON cannot carry exactly is refused by line; a safe integer 
     assert.deepEqual([...(await readBeirQueries(f('ok.jsonl', '{"_id": 7, "text": "b"}\n'))).keys()], ['7']);
   });
 });
+
+test('a query without text, or a document without title or text, is refused; an empty text is kept', async () => {
+  await withTemp(async (dir) => {
+    const f = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    // another format's field names ('query', 'body') read as empty texts: every query then scored 0 silently
+    await assert.rejects(
+      readBeirQueries(f('q.jsonl', '{"_id": "1", "text": "a"}\n{"_id": "2", "query": "b"}\n')),
+      (e: Error) =>
+        e.message ===
+        `${join(dir, 'q.jsonl')}:2: query '2' has no 'text' (its fields: _id, query); a BEIR queries.jsonl line ` +
+          'is {"_id", "text"}',
+    );
+    await assert.rejects(readBeirQueries(f('n.jsonl', '{"_id": "1", "text": null}\n')), /n\.jsonl:1: query '1' has no/);
+    await assert.rejects(
+      readBeirCorpus(f('c.jsonl', '{"_id": "d1", "title": "t"}\n{"_id": "d2", "body": "b"}\n')),
+      /c\.jsonl:2: document 'd2' has neither 'title' nor 'text' \(its fields: _id, body\); a BEIR corpus\.jsonl line/,
+    );
+    const docs = await readBeirCorpus(f('ok.jsonl', '{"_id": "d1", "title": "t"}\n{"_id": "d2", "text": ""}\n'));
+    assert.deepEqual(
+      docs.map((d) => [d.title, d.text]),
+      [
+        ['t', ''],
+        ['', ''],
+      ],
+    );
+    assert.equal((await readBeirQueries(f('e.jsonl', '{"_id": "1", "text": ""}\n'))).get('1'), '');
+  });
+});
