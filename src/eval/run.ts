@@ -21,6 +21,18 @@ export interface TrecRunFile {
 }
 
 /**
+ * A run's score, or null when it is none. trec_eval reads scores with C's atof, and C and Python print an infinite
+ * score as inf (numpy, printf, str(float)): that spelling, and infinity, in any case and with a sign, is the infinity
+ * it stands for, as Number reads JavaScript's. NaN has no place in a ranking and is refused.
+ */
+function runScore(text: string): number | null {
+  const infinite = /^([+-]?)inf(inity)?$/i.exec(text);
+  if (infinite) return infinite[1] === '-' ? -Infinity : Infinity;
+  const score = Number(text);
+  return Number.isNaN(score) ? null : score;
+}
+
+/**
  * Reads a TREC run file: `qid Q0 docid rank score tag` per line. The rank column is ignored (trec_eval re-ranks by
  * score); a document listed twice for one query is an error, as in trec_eval.
  */
@@ -35,10 +47,8 @@ export async function readTrecRun(file: string): Promise<TrecRunFile> {
       throw new EvalInputError(`expected 6 fields 'qid Q0 docid rank score tag', found ${f.length}`, file, line);
     }
     const [qid, , docId, , scoreText] = f as [string, string, string, string, string, string];
-    const score = Number(scoreText);
-    if (scoreText === '' || Number.isNaN(score)) {
-      throw new EvalInputError(`score '${scoreText}' is not a number`, file, line);
-    }
+    const score = runScore(scoreText);
+    if (score === null) throw new EvalInputError(`score '${scoreText}' is not a number`, file, line);
     let list = run.get(qid);
     let docs = seen.get(qid);
     if (!list || !docs) {

@@ -154,3 +154,13 @@ test('a query without text, or a document without title or text, is refused; an 
     assert.equal((await readBeirQueries(f('e.jsonl', '{"_id": "1", "text": ""}\n'))).get('1'), '');
   });
 });
+
+test('run scores inf and -inf are infinities, as trec_eval (atof) reads them; nan is refused', async () => {
+  await withTemp(async (dir) => {
+    const file = join(dir, 'inf.run');
+    writeFileSync(file, 'q1 Q0 d1 1 inf t\nq1 Q0 d2 2 1.5 t\nq1 Q0 d3 3 -INF t\nq1 Q0 d4 4 +Infinity t\n');
+    assert.deepEqual((await readTrecRun(file)).run.get('q1')!.scores, [Infinity, 1.5, -Infinity, Infinity]);
+    writeFileSync(file, 'q1 Q0 d1 1 nan t\n');
+    await assert.rejects(readTrecRun(file), /inf\.run:1: score 'nan' is not a number/);
+  });
+});
