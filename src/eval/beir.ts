@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { EvalInputError } from './input-error.js';
 import { readLines } from './line-reader.js';
@@ -241,6 +241,13 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
  */
 export async function readBeirSplit(folder: string, split: string): Promise<BeirSplit> {
   if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
+  // else a file (its corpus.jsonl, say) is searched for a qrels/ inside it, and refused as a split it lacks
+  if (!statSync(folder).isDirectory()) {
+    throw new EvalInputError(
+      'is a file; name the BEIR folder that holds corpus.jsonl, queries.jsonl and qrels/',
+      folder,
+    );
+  }
   const files = beirSplitFiles(folder, split);
   const qrelsFile = files.qrels;
   if (!existsSync(qrelsFile)) {

@@ -82,3 +82,13 @@ test('--device where no model runs (BM25) is said to have no effect; a wrong val
   assert.equal(wrong.status, 2);
   assert.match(wrong.stderr, /--device must be auto, cpu or webgpu/);
 });
+
+test('eval --dataset naming a file (its corpus.jsonl) says it is a file, not that the split has no qrels', () => {
+  const corpus = path.join(tiny, 'corpus.jsonl');
+  const r = runCli(['eval', '--dataset', corpus, '--retriever', 'bm25']);
+  assert.equal(r.status, 2);
+  assert.equal(
+    r.stderr,
+    `search-r3: ${corpus}: is a file; name the BEIR folder that holds corpus.jsonl, queries.jsonl and qrels/\n`,
+  );
+});
