@@ -164,3 +164,19 @@ test('run scores inf and -inf are infinities, as trec_eval (atof) reads them; na
     await assert.rejects(readTrecRun(file), /inf\.run:1: score 'nan' is not a number/);
   });
 });
+
+test('BEIR qrels apart by spaces, or in TREC form, are refused saying which they are', async () => {
+  await withTemp(async (dir) => {
+    const file = join(dir, 'test.tsv');
+    writeFileSync(file, 'query-id corpus-id score\nq1 d1 1\n');
+    await assert.rejects(
+      readBeirQrels(file),
+      (e: Error) =>
+        e.message ===
+        `${file}:2: expected 3 tab-separated fields 'query-id corpus-id score', found 1: its fields are apart by ` +
+          'spaces, and BEIR qrels separate them by tabs',
+    );
+    writeFileSync(file, 'q1\t0\td1\t1\n');
+    await assert.rejects(readBeirQrels(file), /test\.tsv:1: .*found 4 \(a TREC qrels line, 'qid iter docid rel'\?/);
+  });
+});
