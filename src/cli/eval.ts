@@ -384,9 +384,10 @@ export const evalCommand: Command = {
         if (dense) {
           // one after the other: read side by side, a fault in both files was reported from whichever parse
           // lost the race, so the same two files gave one message or the other
-          const qe = await readEmbeddings(v['query-embeddings']!);
-          const de = await readEmbeddings(v['doc-embeddings']!);
-          retriever = new EmbeddingRetriever(qe, de, 'dense', { threads });
+          const files = { queries: v['query-embeddings']!, documents: v['doc-embeddings']! };
+          const qe = await readEmbeddings(files.queries);
+          const de = await readEmbeddings(files.documents);
+          retriever = new EmbeddingRetriever(qe, de, 'dense', { threads, files });
         } else if (v.retriever === 'bm25') {
           retriever = new Bm25Retriever({ k1, b, language: v.language });
         } else {
