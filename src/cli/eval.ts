@@ -40,7 +40,7 @@ import {
   type MeasureComparison,
 } from '../eval/report.js';
 import type { Retriever } from '../eval/retriever.js';
-import { isRunTag, readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
+import { checkRunId, isRunField, readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
 import { formatTrecEval, selectMeasures } from '../eval/trec-eval-format.js';
 import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 
@@ -348,7 +348,7 @@ export const evalCommand: Command = {
       checkNotAnInput(v.run, '--run', datasetFormInputs({ ...v, dataset: v.dataset, split: v.split! }));
       checkReplacesOnlyARun(v.run);
     }
-    if (v.tag !== undefined && !isRunTag(v.tag))
+    if (v.tag !== undefined && !isRunField(v.tag))
       throw new UserError(`--tag '${v.tag}' must be one non-empty word (the run file's last column).`);
     const k1 = nonNegativeNumber(v.k1, 'k1'),
       b = unitIntervalOption(v.b, 'b'),
@@ -406,6 +406,8 @@ export const evalCommand: Command = {
           closeModel = m.close;
         }
         ds = withFirstQueries(await readBeirSplit(v.dataset, v.split!), maxQueries);
+        // refused before a retrieval that may take many minutes; a document's id is only known once retrieved
+        if (v.run !== undefined) for (const q of ds.queries.keys()) checkRunId(q, 'query', v.run);
         // streamed from its file by the retriever, which keeps what it makes of the texts rather than the texts
         const corpus = beirCorpusSource(ds.corpusFile);
         // refused before a retrieval that may take many minutes

@@ -65,17 +65,32 @@ export async function readTrecRun(file: string): Promise<TrecRunFile> {
   return { run, tag: tag ?? '' };
 }
 
-/** Whether `tag` can be a TREC run's last column: one non-empty word. */
-export const isRunTag = (tag: string): boolean => tag !== '' && !/\s/.test(tag);
+/** Whether `text` can be a column of a TREC run (an id, the tag): one non-empty word, its columns apart by spaces. */
+export const isRunField = (text: string): boolean => text !== '' && !/\s/.test(text);
 
-/** The lines of a TREC run: queries in id order, documents in trec_eval rank order, rank from 1. */
-export function* formatTrecRun(run: Run, tag: string): Generator<string> {
-  if (!isRunTag(tag)) throw new EvalInputError(`run tag '${tag}' must be one non-empty word`);
+/**
+ * Refuses a query or document id a TREC run cannot hold: whitespace in it would split it across the run's columns,
+ * and trec_eval (or eval --qrels --run) would read other ids, or other columns, than were written. `file` is the run.
+ */
+export function checkRunId(id: string, what: 'query' | 'document', file?: string): void {
+  if (isRunField(id)) return;
+  throw new EvalInputError(
+    `${what} id '${id}' holds whitespace, which a TREC run cannot hold (its columns are apart by whitespace), so ` +
+      'the run is not written; give the ids of the dataset without whitespace',
+    file,
+  );
+}
+
+/** The lines of a TREC run: queries in id order, documents in rank order; `file` is named when an id cannot be. */
+export function* formatTrecRun(run: Run, tag: string, file?: string): Generator<string> {
+  if (!isRunField(tag)) throw new EvalInputError(`run tag '${tag}' must be one non-empty word`);
   for (const qid of sortedIds(run.keys())) {
+    checkRunId(qid, 'query', file);
     const list = run.get(qid)!;
     const order = trecRankOrder(list.docIds, list.scores);
     for (let r = 0; r < order.length; r++) {
       const i = order[r]!;
+      checkRunId(list.docIds[i]!, 'document', file);
       // String(number) is the shortest text that reads back as the same double, so scores round-trip exactly.
       yield `${qid} Q0 ${list.docIds[i]} ${r + 1} ${String(list.scores[i])} ${tag}\n`;
     }
@@ -85,7 +100,7 @@ export function* formatTrecRun(run: Run, tag: string): Generator<string> {
 /** Writes a TREC run file atomically, streamed in pieces of about 1 MiB. */
 export function writeTrecRun(file: string, run: Run, tag: string): void {
   makeFolderSync(dirname(file));
-  writeLinesAtomicallySync(file, formatTrecRun(run, tag));
+  writeLinesAtomicallySync(file, formatTrecRun(run, tag, file));
 }
 
 /** Writes a text file atomically, making its folder when missing. */

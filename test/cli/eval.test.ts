@@ -1,7 +1,7 @@
 /** search-r3 eval's own options that the trec_eval-exactness tests (test/eval) do not cover. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
@@ -91,4 +91,25 @@ test('eval --dataset naming a file (its corpus.jsonl) says it is a file, not tha
     r.stderr,
     `search-r3: ${corpus}: is a file; name the BEIR folder that holds corpus.jsonl, queries.jsonl and qrels/\n`,
   );
+});
+
+test('eval --dataset --run with a query id holding whitespace is refused before retrieving; nothing is written', () => {
+  const { dir, cleanup } = tempDir('eval-run-space');
+  try {
+    const ds = path.join(dir, 'ds');
+    mkdirSync(path.join(ds, 'qrels'), { recursive: true });
+    writeFileSync(path.join(ds, 'corpus.jsonl'), '{"_id": "d1", "text": "vitamin d"}\n');
+    writeFileSync(path.join(ds, 'queries.jsonl'), '{"_id": "q 1", "text": "vitamin"}\n');
+    writeFileSync(path.join(ds, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq 1\td1\t1\n');
+    const run = path.join(dir, 'out.trec');
+    const r = runCli(['eval', '--dataset', ds, '--retriever', 'bm25', '--run', run]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^search-r3: .*out\.trec: query id 'q 1' holds whitespace, which a TREC run cannot hold/);
+    assert.doesNotMatch(r.stderr, /indexing/, 'refused before the corpus is indexed');
+    assert.equal(existsSync(run), false);
+    // without --run nothing is written, so the evaluation stands
+    assert.equal(runCli(['eval', '--dataset', ds, '--retriever', 'bm25']).status, 0);
+  } finally {
+    cleanup();
+  }
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
@@ -178,5 +178,22 @@ test('BEIR qrels apart by spaces, or in TREC form, are refused saying which they
     );
     writeFileSync(file, 'q1\t0\td1\t1\n');
     await assert.rejects(readBeirQrels(file), /test\.tsv:1: .*found 4 \(a TREC qrels line, 'qid iter docid rel'\?/);
+  });
+});
+
+test('a run is not written with an id holding whitespace, which would split it across the columns', async () => {
+  await withTemp(async (dir) => {
+    const file = join(dir, 'out.trec');
+    const run: Run = new Map([['q1', { docIds: ['d1', 'doc 2'], scores: [2, 1] }]]);
+    assert.throws(
+      () => writeTrecRun(file, run, 't'),
+      (e: Error) =>
+        e.name === 'EvalInputError' &&
+        e.message ===
+          `${file}: document id 'doc 2' holds whitespace, which a TREC run cannot hold (its columns are apart by ` +
+            'whitespace), so the run is not written; give the ids of the dataset without whitespace',
+    );
+    assert.throws(() => writeTrecRun(file, new Map([['q\t1', run.get('q1')!]]), 't'), /query id 'q\t1' holds/);
+    assert.deepEqual(readdirSync(dir), [], 'no run file, and no temporary file left');
   });
 });
