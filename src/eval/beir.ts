@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { EvalInputError } from './input-error.js';
+import { jsonLineObject } from './json-line.js';
 import { readLines } from './line-reader.js';
 import { readBeirQrels, type Qrels } from './qrels.js';
 
@@ -24,17 +25,10 @@ export interface BeirDataset {
   qrels: Qrels;
 }
 
-function parseJsonLine(text: string, file: string, line: number): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new EvalInputError(`not valid JSON (${(err as Error).message})`, file, line);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new EvalInputError('expected a JSON object per line', file, line);
-  }
-  return value as Record<string, unknown>;
+function parseJsonLine(text: string, file: string, line: number, what: string): Record<string, unknown> {
+  const parsed = jsonLineObject(text, line, what);
+  if ('problem' in parsed) throw new EvalInputError(parsed.problem, file, line);
+  return parsed.obj;
 }
 
 /**
@@ -96,7 +90,7 @@ async function* beirRecords(file: string, what: string): AsyncGenerator<BeirReco
   const seen = new Set<string>();
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
-    const obj = parseJsonLine(text, file, line);
+    const obj = parseJsonLine(text, file, line, what);
     const id = idField(obj, file, line);
     if (seen.has(id)) throw new EvalInputError(`${what} id '${id}' appears twice`, file, line);
     seen.add(id);

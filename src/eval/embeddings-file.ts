@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { inexactNumericId } from './beir.js';
 import type { EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
+import { jsonLineObject } from './json-line.js';
 import { readLines } from './line-reader.js';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { writeTextFileAtomic } from './run.js';
@@ -101,12 +102,9 @@ export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix
   let dim = -1;
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
-    let obj: { id?: unknown; vector?: unknown };
-    try {
-      obj = JSON.parse(text) as typeof obj;
-    } catch (err) {
-      throw new EvalInputError(`not valid JSON (${(err as Error).message})`, file, line);
-    }
+    const parsed = jsonLineObject(text, line, 'embedding');
+    if ('problem' in parsed) throw new EvalInputError(parsed.problem, file, line);
+    const obj: { id?: unknown; vector?: unknown } = parsed.obj;
     const inexact = typeof obj.id === 'number' ? inexactNumericId(obj.id) : null;
     if (inexact !== null) throw new EvalInputError(inexact, file, line);
     const id = typeof obj.id === 'number' ? String(obj.id) : obj.id;

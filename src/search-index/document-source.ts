@@ -14,6 +14,7 @@ import { beirCorpusFile, inexactNumericId } from '../eval/beir.js';
 import { listFilesUnder, type ListSkipReason } from '../io/list-files.js';
 import { MAX_LINE_BYTES, readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
+import { jsonLineObject } from '../eval/json-line.js';
 
 export interface SourceDocument {
   id: string;
@@ -186,30 +187,13 @@ export function storedDocument(d: SourceDocument, where: string): SourceDocument
   return { ...d, title, text, ...(metadata === undefined ? {} : { metadata }) };
 }
 
-/** `what` (a JSON array, ...) where a JSON object was expected, and what to do. */
-const notJsonLines = (what: string): string =>
-  `${what}, where JSON lines hold one object per line; write each document on its own line ` +
-  "(jq -c '.[]' turns an array into JSON lines).";
-
 async function* streamJsonl(file: string, refuseDuplicates: boolean): AsyncGenerator<SourceDocument> {
   const seen = refuseDuplicates ? new Set<string>() : null;
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch (e) {
-      // a JSON array or an indented object, spread over lines: its first line alone is no JSON
-      if (line === 1 && /^\s*(\[|\{\s*$)/.test(text))
-        throw new IndexError(
-          `${file}:1: ${notJsonLines('one JSON document spread over lines (an array or an indented object)')}`,
-        );
-      throw new IndexError(`${file}:${line}: not valid JSON (${(e as Error).message}).`);
-    }
-    if (Array.isArray(obj)) throw new IndexError(`${file}:${line}: ${notJsonLines('a JSON array')}`);
-    if (typeof obj !== 'object' || obj === null)
-      throw new IndexError(`${file}:${line}: expected one JSON object per line.`);
-    const { _id, id, title, text: body, metadata, ...rest } = obj as Record<string, unknown>;
+    const parsed = jsonLineObject(text, line, 'document');
+    if ('problem' in parsed) throw new IndexError(`${file}:${line}: ${parsed.problem}.`);
+    const { _id, id, title, text: body, metadata, ...rest } = parsed.obj;
     const docId = _id ?? id;
     if (!(typeof docId === 'string' && docId !== '') && typeof docId !== 'number')
       throw new IndexError(`${file}:${line}: field '_id' (or 'id') is missing or empty.`);

@@ -197,3 +197,19 @@ test('a run is not written with an id holding whitespace, which would split it a
     assert.deepEqual(readdirSync(dir), [], 'no run file, and no temporary file left');
   });
 });
+
+test('a corpus or queries file written as one JSON document (an array, indented) is told so', async () => {
+  await withTemp(async (dir) => {
+    const docs = [{ _id: 'd1', title: '', text: 'a' }];
+    const sentence = (file: string, what: string, record: string): string =>
+      `${file}:1: ${what}, where JSON lines hold one object per line; write each ${record} on its own line ` +
+      "(jq -c '.[]' turns an array into JSON lines)";
+    const pretty = join(dir, 'corpus.jsonl');
+    writeFileSync(pretty, JSON.stringify(docs, null, 2));
+    const spread = 'one JSON document spread over lines (an array or an indented object)';
+    await assert.rejects(readBeirCorpus(pretty), { message: sentence(pretty, spread, 'document') });
+    const array = join(dir, 'queries.jsonl');
+    writeFileSync(array, JSON.stringify([{ _id: 'q1', text: 'a' }]) + '\n');
+    await assert.rejects(readBeirQueries(array), { message: sentence(array, 'a JSON array', 'query') });
+  });
+});
