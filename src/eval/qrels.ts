@@ -34,7 +34,9 @@ export async function readTrecQrels(file: string): Promise<Qrels> {
     const f = splitFields(text);
     if (f.length === 0 || f[0]!.startsWith('#')) continue;
     if (f.length !== 4) {
-      throw new EvalInputError(`expected 4 fields 'qid iter docid rel', found ${f.length}`, file, line);
+      // BEIR's three columns: eval reads a qrels file as BEIR's by its name only
+      const beir = f.length === 3 ? " (BEIR qrels, 'query-id corpus-id score'? --qrels reads those from a .tsv)" : '';
+      throw new EvalInputError(`expected 4 fields 'qid iter docid rel', found ${f.length}${beir}`, file, line);
     }
     addJudgment(qrels, f[0]!, f[2]!, parseGrade(f[3]!, file, line), file, line);
   }

@@ -45,6 +45,13 @@ test('malformed lines are reported with file and line number', async () => {
     );
     await assert.rejects(readTrecQrels(f('a.qrels', 'q1 0 d1 1\nq1 0 d2\n')), /a\.qrels:2: expected 4 fields/);
     await assert.rejects(
+      readTrecQrels(f('beir.qrels', 'query-id\tcorpus-id\tscore\nq1\td1\t1\n')),
+      (e: Error) =>
+        e.message ===
+        `${join(dir, 'beir.qrels')}:1: expected 4 fields 'qid iter docid rel', found 3 (BEIR qrels, ` +
+          "'query-id corpus-id score'? --qrels reads those from a .tsv)",
+    );
+    await assert.rejects(
       readTrecQrels(f('b.qrels', 'q1 0 d1 high\n')),
       /b\.qrels:1: relevance 'high' is not an integer/,
     );
