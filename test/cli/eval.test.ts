@@ -113,3 +113,16 @@ test('eval --dataset --run with a query id holding whitespace is refused before 
     cleanup();
   }
 });
+
+test('eval --run naming a folder that is not there yet (out/) is refused, not written as a file named out', () => {
+  const { dir, cleanup } = tempDir('eval-run-slash');
+  try {
+    const out = `${path.join(dir, 'runs')}/`;
+    const r = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--run', out]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr, `search-r3: --run ${out} ends in '/', which names a folder; name the file to write.\n`);
+    assert.equal(existsSync(path.join(dir, 'runs')), false);
+  } finally {
+    cleanup();
+  }
+});
