@@ -14,7 +14,7 @@ import {
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { checkNotAnInput, checkOutputFile, checkReplacesOnly, type InputFile } from './output-path.js';
-import { beirCorpusSource, beirSplitFiles, readBeirSplit, type BeirSplit } from '../eval/beir.js';
+import { beirCorpusSource, beirSplitFiles, readBeirSplit, type BeirSplit, type CorpusSource } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { embeddingsFiles, readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
@@ -248,6 +248,47 @@ function noSharedQuery(compare: string, judgedIn: string, run?: string): string 
   );
 }
 
+/** The documents judged relevant to some query, and how many of them a read of the corpus has shown. */
+interface RelevantIds {
+  ids: Set<string>;
+  seen: number;
+}
+
+function relevantIds(qrels: Qrels, level: number): RelevantIds {
+  const ids = new Set<string>();
+  for (const judged of qrels.values()) for (const [d, g] of judged) if (g >= level) ids.add(d);
+  return { ids, seen: 0 };
+}
+
+/** The corpus as the retriever reads it, counting into `relevant` the judged relevant documents it streams. */
+function seeingIds(corpus: CorpusSource, relevant: RelevantIds): CorpusSource {
+  return {
+    get size() {
+      return corpus.size;
+    },
+    async *documents() {
+      const seen = new Set<string>();
+      for await (const d of corpus.documents()) {
+        if (relevant.ids.has(d.id)) seen.add(d.id);
+        yield d;
+      }
+      relevant.seen = seen.size;
+    },
+  };
+}
+
+/**
+ * Why every figure is 0 when no document judged relevant is in the corpus: the qrels are another dataset's (or
+ * another version's), or the corpus a part of one. trec_eval would score the same; only here is the corpus known.
+ */
+function noRelevantInCorpus(ds: BeirSplit, relevant: number): string {
+  const qrels = beirSplitFiles(ds.folder, ds.split).qrels;
+  return (
+    `none of the ${relevant} documents judged relevant in ${qrels} is in ${ds.corpusFile}, so every measure is 0; ` +
+    'check that the corpus and the qrels are of one dataset'
+  );
+}
+
 export const evalCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
@@ -409,7 +450,8 @@ export const evalCommand: Command = {
         // refused before a retrieval that may take many minutes; a document's id is only known once retrieved
         if (v.run !== undefined) for (const q of ds.queries.keys()) checkRunId(q, 'query', v.run);
         // streamed from its file by the retriever, which keeps what it makes of the texts rather than the texts
-        const corpus = beirCorpusSource(ds.corpusFile);
+        const relevant = relevantIds(ds.qrels, level ?? 1);
+        const corpus = seeingIds(beirCorpusSource(ds.corpusFile), relevant);
         // refused before a retrieval that may take many minutes
         if (other !== undefined && runCoverage(other.run, other.run, ds.qrels).b === 0)
           throw new UserError(noSharedQuery(v.compare!, `${v.dataset} (split ${v.split})`));
@@ -421,6 +463,8 @@ export const evalCommand: Command = {
           await closeModel();
         }
         retrievalSeconds = (performance.now() - t0) / 1000;
+        if (relevant.ids.size > 0 && relevant.seen === 0)
+          process.stderr.write(`search-r3: warning: ${noRelevantInCorpus(ds, relevant.ids.size)}\n`);
         qrels = ds.qrels;
         retrieverName = retriever.name;
         tag = v.tag ?? retriever.name;

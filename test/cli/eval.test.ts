@@ -126,3 +126,28 @@ test('eval --run naming a folder that is not there yet (out/) is refused, not wr
     cleanup();
   }
 });
+
+test('eval --dataset warns when no document judged relevant is in the corpus (every figure 0), and only then', () => {
+  const { dir, cleanup } = tempDir('eval-no-relevant');
+  try {
+    const ds = path.join(dir, 'ds');
+    mkdirSync(path.join(ds, 'qrels'), { recursive: true });
+    for (const f of ['corpus.jsonl', 'queries.jsonl'])
+      writeFileSync(path.join(ds, f), readFileSync(path.join(tiny, f)));
+    // another dataset's qrels: judged documents the corpus does not hold (d1 judged 0 only)
+    writeFileSync(path.join(ds, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq1\tx9\t1\nq2\tx8\t2\nq2\td1\t0\n');
+    const r = runCli(['eval', '--dataset', ds, '--retriever', 'bm25', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(
+      r.stderr,
+      `search-r3: warning: none of the 2 documents judged relevant in ${path.join(ds, 'qrels', 'test.tsv')} is in ` +
+        `${path.join(ds, 'corpus.jsonl')}, so every measure is 0; check that the corpus and the qrels are of one ` +
+        'dataset\n',
+    );
+    const fine = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json']);
+    assert.equal(fine.status, 0, fine.stderr);
+    assert.equal(fine.stderr, '');
+  } finally {
+    cleanup();
+  }
+});
