@@ -79,7 +79,7 @@ or embed with any model and pass:
   --query-embeddings <file>   X.npy, float32 [queries × dim], with its ids one per line in X.ids.txt beside
                               it (d.npy: d.ids.txt), or X.jsonl, one {"id", "vector"} per line
   --doc-embeddings <file>     the same for the corpus
-  --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv
+  --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv (or .tsv.gz)
   --run <file>                TREC run: written by the --dataset forms (its folder is created if missing), read
                               by the --qrels form
 
@@ -470,7 +470,8 @@ export const evalCommand: Command = {
         tag = v.tag ?? retriever.name;
         if (v.run !== undefined) writeTrecRun(v.run, run, tag);
       } else {
-        qrels = /\.tsv$/i.test(v.qrels!) ? await readBeirQrels(v.qrels!) : await readTrecQrels(v.qrels!);
+        // a .gz is read through gunzip (readLines), so its form is told by the name under it
+        qrels = /\.tsv(\.gz)?$/i.test(v.qrels!) ? await readBeirQrels(v.qrels!) : await readTrecQrels(v.qrels!);
         const file = await readTrecRun(v.run!);
         run = file.run;
         tag = v.tag ?? file.tag;

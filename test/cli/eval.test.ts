@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir } from '../search-index/fixtures.js';
@@ -147,6 +148,23 @@ test('eval --dataset warns when no document judged relevant is in the corpus (ev
     const fine = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json']);
     assert.equal(fine.status, 0, fine.stderr);
     assert.equal(fine.stderr, '');
+  } finally {
+    cleanup();
+  }
+});
+
+test('eval --qrels test.tsv.gz reads BEIR qrels through gunzip, as test.tsv is read', () => {
+  const { dir, cleanup } = tempDir('eval-qrels-gz');
+  try {
+    const qrels = path.join(tiny, 'qrels', 'test.tsv');
+    const run = path.join(dir, 'bm25.trec');
+    assert.equal(runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json', '--run', run]).status, 0);
+    const gz = path.join(dir, 'test.tsv.gz');
+    writeFileSync(gz, gzipSync(readFileSync(qrels)));
+    const plain = runCli(['eval', '--qrels', qrels, '--run', run]);
+    const zipped = runCli(['eval', '--qrels', gz, '--run', run]);
+    assert.equal(zipped.status, 0, zipped.stderr);
+    assert.equal(zipped.stdout, plain.stdout);
   } finally {
     cleanup();
   }
