@@ -11,6 +11,14 @@ import { readTrecRun, writeTrecRun, type Run } from '../../src/eval/run.js';
 
 const tiny = join(repoRoot, 'test/eval/fixtures/tiny-beir');
 
+/** Writes `text` to the file `name` in `dir` and returns its path. */
+const writer =
+  (dir: string) =>
+  (name: string, text: string): string => {
+    writeFileSync(join(dir, name), text);
+    return join(dir, name);
+  };
+
 function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sr3-fmt-'));
   return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,10 +38,7 @@ test('BEIR folder: header skipped, graded qrels, only judged queries kept', asyn
 
 test('malformed lines are reported with file and line number', async () => {
   await withTemp(async (dir) => {
-    const f = (name: string, text: string) => {
-      writeFileSync(join(dir, name), text);
-      return join(dir, name);
-    };
+    const f = writer(dir);
     await assert.rejects(
       readTrecRun(f('a.run', 'q1 Q0 d1 1 2.5 tag\nq1 Q0 d2 2 tag\n')),
       (e: Error) => e.message === `${join(dir, 'a.run')}:2: expected 6 fields 'qid Q0 docid rank score tag', found 5`,
@@ -109,10 +114,7 @@ test('runs written in trec_eval rank order read back identically (scores round-t
 
 test('a numeric id JSON cannot carry exactly is refused by line; a safe integer id reads as its digits', async () => {
   await withTemp(async (dir) => {
-    const f = (name: string, text: string) => {
-      writeFileSync(join(dir, name), text);
-      return join(dir, name);
-    };
+    const f = writer(dir);
     // JSON.parse reads 12345678901234567890 as 12345678901234567000: a different id, matching nothing
     const big = '{"_id": 12345678901234567890, "text": "a"}\n';
     await assert.rejects(readBeirQueries(f('q.jsonl', `{"_id": 7, "text": "b"}\n${big}`)), (e: Error) =>
@@ -133,10 +135,7 @@ test('a numeric id JSON cannot carry exactly is refused by line; a safe integer 
 
 test('a query without text, or a document without title or text, is refused; an empty text is kept', async () => {
   await withTemp(async (dir) => {
-    const f = (name: string, text: string) => {
-      writeFileSync(join(dir, name), text);
-      return join(dir, name);
-    };
+    const f = writer(dir);
     // another format's field names ('query', 'body') read as empty texts: every query then scored 0 silently
     await assert.rejects(
       readBeirQueries(f('q.jsonl', '{"_id": "1", "text": "a"}\n{"_id": "2", "query": "b"}\n')),
