@@ -386,6 +386,13 @@ export const evalCommand: Command = {
     );
     if (v.dataset !== undefined && v.run !== undefined) {
       checkOutputFile(v.run, '--run');
+      // the run is written as plain text (what trec_eval reads); named .gz, every reader would try to gunzip it
+      if (/\.gz$/i.test(v.run)) {
+        throw new UserError(
+          `--run ${v.run}: eval writes the run as plain text, which trec_eval reads; name it without .gz (a run ` +
+            'gzipped afterwards is read by eval --qrels --run as it is).',
+        );
+      }
       checkNotAnInput(v.run, '--run', datasetFormInputs({ ...v, dataset: v.dataset, split: v.split! }));
       checkReplacesOnlyARun(v.run);
     }

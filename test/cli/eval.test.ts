@@ -169,3 +169,28 @@ test('eval --qrels test.tsv.gz reads BEIR qrels through gunzip, as test.tsv is r
     cleanup();
   }
 });
+
+test('eval --dataset --run out.trec.gz is refused before retrieving: the run is written as plain text', () => {
+  const { dir, cleanup } = tempDir('eval-run-gz');
+  try {
+    const run = path.join(dir, 'out.trec.gz');
+    const r = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--run', run]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^search-r3: --run .*out\.trec\.gz: eval writes the run as plain text, .*name it without \.gz/,
+    );
+    assert.equal(existsSync(run), false);
+    // the same run, gzipped afterwards, is read back through gunzip
+    const plain = path.join(dir, 'out.trec');
+    assert.equal(runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--json', '--run', plain]).status, 0);
+    writeFileSync(run, gzipSync(readFileSync(plain)));
+    const qrels = path.join(tiny, 'qrels', 'test.tsv');
+    assert.equal(
+      runCli(['eval', '--qrels', qrels, '--run', run]).stdout,
+      runCli(['eval', '--qrels', qrels, '--run', plain]).stdout,
+    );
+  } finally {
+    cleanup();
+  }
+});
