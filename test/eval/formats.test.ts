@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import { readBeirCorpus, readBeirDataset, readBeirQueries } from '../../src/eval/beir.js';
-import { readJsonlEmbeddings } from '../../src/eval/embeddings-file.js';
+import { readJsonlEmbeddings, readNpyEmbeddings, writeNpyEmbeddings } from '../../src/eval/embeddings-file.js';
 import { readBeirQrels, readTrecQrels } from '../../src/eval/qrels.js';
 import { readTrecRun, writeTrecRun, type Run } from '../../src/eval/run.js';
 
@@ -217,5 +217,25 @@ test('a corpus or queries file written as one JSON document (an array, indented)
     const array = join(dir, 'queries.jsonl');
     writeFileSync(array, JSON.stringify([{ _id: 'q1', text: 'a' }]) + '\n');
     await assert.rejects(readBeirQueries(array), { message: sentence(array, 'a JSON array', 'query') });
+  });
+});
+
+test('a .npy of embeddings over 2 GiB is read (readFileSync refuses such a file)', async () => {
+  await withTemp(async (dir) => {
+    // one row of 2^29 + 16 floats: just past 2 GiB, written sparse (no disk used for its zeros)
+    const dim = 2 ** 29 + 16;
+    const file = join(dir, 'big.npy');
+    writeNpyEmbeddings(file, { ids: ['a'], dim: 16, data: new Float32Array(16).fill(1) });
+    const header = readFileSync(file).subarray(0, 128).toString('latin1');
+    const lead = header.slice(0, header.indexOf('\n') + 1).replace('(1, 16)', `(1, ${dim})`);
+    const padded = lead.slice(0, -1).padEnd(lead.length - 1 + ((64 - (lead.length % 64)) % 64)) + '\n';
+    const head = Buffer.from(padded, 'latin1');
+    head.writeUInt16LE(head.length - 10, 8);
+    const fd = openSync(file, 'w');
+    writeSync(fd, head);
+    writeSync(fd, Buffer.from(new Float32Array([2.5]).buffer), 0, 4, head.length + (dim - 1) * 4);
+    closeSync(fd);
+    const m = await readNpyEmbeddings(file);
+    assert.deepEqual([m.ids, m.dim, m.data.length, m.data[0], m.data[dim - 1]], [['a'], dim, dim, 0, 2.5]);
   });
 });
