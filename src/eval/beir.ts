@@ -50,7 +50,10 @@ function idField(obj: Record<string, unknown>, file: string, line: number): stri
     if (inexact !== null) throw new EvalInputError(inexact, file, line);
     return String(id);
   }
-  throw new EvalInputError("missing or empty '_id'", file, line);
+  if (id === undefined || id === null || id === '') throw new EvalInputError("missing or empty '_id'", file, line);
+  // present but of another type: a MongoDB export's {"$oid": ...}, a boolean
+  const type = Array.isArray(id) ? 'an array' : typeof id === 'object' ? 'an object' : `a ${typeof id}`;
+  throw new EvalInputError(`'_id' is ${type} (${JSON.stringify(id)}); it must be a string or an integer`, file, line);
 }
 
 function textField(obj: Record<string, unknown>, key: string, file: string, line: number): string {

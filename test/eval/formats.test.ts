@@ -69,6 +69,12 @@ test('malformed lines are reported with file and line number', async () => {
       /q\.jsonl:2: not valid JSON/,
     );
     await assert.rejects(readBeirQueries(f('r.jsonl', '{"text":"a"}\n')), /r\.jsonl:1: missing or empty '_id'/);
+    await assert.rejects(
+      readBeirCorpus(f('m.jsonl', '{"_id": {"$oid": "5f1"}, "text": "a"}\n')),
+      (e: Error) =>
+        e.message ===
+        `${join(dir, 'm.jsonl')}:1: '_id' is an object ({"$oid":"5f1"}); it must be a string or an integer`,
+    );
     await assert.rejects(readTrecRun(join(dir, 'missing.run')), /missing\.run: file not found/);
   });
 });
