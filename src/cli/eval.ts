@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
@@ -132,9 +132,12 @@ function parseCutoffs(v: string | undefined): number[] | undefined {
 
 function readExcludedIds(file: string): Map<string, string[]> {
   if (!existsSync(file)) throw new UserError(`${file}: file not found; check --excluded-ids.`);
+  // else a folder reads as "not valid JSON (EISDIR ...)"
+  if (statSync(file).isDirectory()) throw new UserError(`${file} is a folder; --excluded-ids names a JSON file.`);
+  const text = withoutByteOrderMark(readFileSync(file, 'utf8'));
   let obj: unknown;
   try {
-    obj = JSON.parse(withoutByteOrderMark(readFileSync(file, 'utf8')));
+    obj = JSON.parse(text);
   } catch (err) {
     throw new UserError(`${file}: not valid JSON (${(err as Error).message}).`);
   }

@@ -177,3 +177,9 @@ test('eval --dataset --run out.trec.gz is refused before retrieving: the run is 
     assert.equal(existsSync(run), false);
   });
 });
+
+test('eval --excluded-ids naming a folder says so, not that it is invalid JSON', () => {
+  const r = runCli(['eval', '--dataset', tiny, '--retriever', 'bm25', '--excluded-ids', tiny]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.equal(r.stderr, `search-r3: ${tiny} is a folder; --excluded-ids names a JSON file.\n`);
+});
