@@ -81,26 +81,31 @@ export function checkRunId(id: string, what: 'query' | 'document', file?: string
   );
 }
 
-/** The lines of a TREC run: queries in id order, documents in rank order; `file` is named when an id cannot be. */
-export function* formatTrecRun(run: Run, tag: string, file?: string): Generator<string> {
+/** The lines of a TREC run: queries in id order, documents in trec_eval rank order, rank from 1. */
+export function* formatTrecRun(run: Run, tag: string): Generator<string> {
   if (!isRunField(tag)) throw new EvalInputError(`run tag '${tag}' must be one non-empty word`);
   for (const qid of sortedIds(run.keys())) {
-    checkRunId(qid, 'query', file);
     const list = run.get(qid)!;
     const order = trecRankOrder(list.docIds, list.scores);
     for (let r = 0; r < order.length; r++) {
       const i = order[r]!;
-      checkRunId(list.docIds[i]!, 'document', file);
       // String(number) is the shortest text that reads back as the same double, so scores round-trip exactly.
       yield `${qid} Q0 ${list.docIds[i]} ${r + 1} ${String(list.scores[i])} ${tag}\n`;
     }
   }
 }
 
-/** Writes a TREC run file atomically, streamed in pieces of about 1 MiB. */
+/**
+ * Writes a TREC run file atomically, streamed in pieces of about 1 MiB; one with an id no run can hold is refused
+ * before anything is made (its folder included).
+ */
 export function writeTrecRun(file: string, run: Run, tag: string): void {
+  for (const [qid, list] of run) {
+    checkRunId(qid, 'query', file);
+    for (const d of list.docIds) checkRunId(d, 'document', file);
+  }
   makeFolderSync(dirname(file));
-  writeLinesAtomicallySync(file, formatTrecRun(run, tag, file));
+  writeLinesAtomicallySync(file, formatTrecRun(run, tag));
 }
 
 /** Writes a text file atomically, making its folder when missing. */

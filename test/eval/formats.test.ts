@@ -206,7 +206,8 @@ test('a run is not written with an id holding whitespace, which would split it a
             'whitespace), so the run is not written; give the ids of the dataset without whitespace',
     );
     assert.throws(() => writeTrecRun(file, new Map([['q\t1', run.get('q1')!]]), 't'), /query id 'q\t1' holds/);
-    assert.deepEqual(readdirSync(dir), [], 'no run file, and no temporary file left');
+    assert.throws(() => writeTrecRun(join(dir, 'new', 'out.trec'), run, 't'), /document id 'doc 2' holds/);
+    assert.deepEqual(readdirSync(dir), [], 'no run file, no temporary file, no folder made');
   });
 });
 
