@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { UserError, type Command } from './command.js';
@@ -14,7 +14,7 @@ import {
 import { evalProgress } from './eval-progress.js';
 import { createAnalyzer, SUPPORTED_LANGUAGES } from '../eval/analyzer.js';
 import { checkNotAnInput, checkOutputFile, checkReplacesOnly, type InputFile } from './output-path.js';
-import { beirCorpusSource, beirSplitFiles, readBeirSplit, type BeirSplit } from '../eval/beir.js';
+import { beirCorpusSource, beirSplitFiles, readBeirSplit, type BeirSplit, type CorpusSource } from '../eval/beir.js';
 import { Bm25Retriever } from '../eval/bm25-retriever.js';
 import { embeddingsFiles, readEmbeddings } from '../eval/embeddings-file.js';
 import { EmbeddingRetriever } from '../eval/embedding-retriever.js';
@@ -40,7 +40,7 @@ import {
   type MeasureComparison,
 } from '../eval/report.js';
 import type { Retriever } from '../eval/retriever.js';
-import { isRunTag, readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
+import { checkRunId, isRunField, readTrecRun, writeTrecRun, type Run } from '../eval/run.js';
 import { formatTrecEval, selectMeasures } from '../eval/trec-eval-format.js';
 import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 
@@ -79,7 +79,7 @@ or embed with any model and pass:
   --query-embeddings <file>   X.npy, float32 [queries × dim], with its ids one per line in X.ids.txt beside
                               it (d.npy: d.ids.txt), or X.jsonl, one {"id", "vector"} per line
   --doc-embeddings <file>     the same for the corpus
-  --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv
+  --qrels <file>              TREC qrels (qid iter docid rel), or BEIR qrels if it ends in .tsv (or .tsv.gz)
   --run <file>                TREC run: written by the --dataset forms (its folder is created if missing), read
                               by the --qrels form
 
@@ -132,9 +132,12 @@ function parseCutoffs(v: string | undefined): number[] | undefined {
 
 function readExcludedIds(file: string): Map<string, string[]> {
   if (!existsSync(file)) throw new UserError(`${file}: file not found; check --excluded-ids.`);
+  // else a folder reads as "not valid JSON (EISDIR ...)"
+  if (statSync(file).isDirectory()) throw new UserError(`${file} is a folder; --excluded-ids names a JSON file.`);
+  const text = withoutByteOrderMark(readFileSync(file, 'utf8'));
   let obj: unknown;
   try {
-    obj = JSON.parse(withoutByteOrderMark(readFileSync(file, 'utf8')));
+    obj = JSON.parse(text);
   } catch (err) {
     throw new UserError(`${file}: not valid JSON (${(err as Error).message}).`);
   }
@@ -248,6 +251,47 @@ function noSharedQuery(compare: string, judgedIn: string, run?: string): string 
   );
 }
 
+/** The documents judged relevant to some query, and how many of them a read of the corpus has shown. */
+interface RelevantIds {
+  ids: Set<string>;
+  seen: number;
+}
+
+function relevantIds(qrels: Qrels, level: number): RelevantIds {
+  const ids = new Set<string>();
+  for (const judged of qrels.values()) for (const [d, g] of judged) if (g >= level) ids.add(d);
+  return { ids, seen: 0 };
+}
+
+/** The corpus as the retriever reads it, counting into `relevant` the judged relevant documents it streams. */
+function seeingIds(corpus: CorpusSource, relevant: RelevantIds): CorpusSource {
+  return {
+    get size() {
+      return corpus.size;
+    },
+    async *documents() {
+      const seen = new Set<string>();
+      for await (const d of corpus.documents()) {
+        if (relevant.ids.has(d.id)) seen.add(d.id);
+        yield d;
+      }
+      relevant.seen = seen.size;
+    },
+  };
+}
+
+/**
+ * Why every figure is 0 when no document judged relevant is in the corpus: the qrels are another dataset's (or
+ * another version's), or the corpus a part of one. trec_eval would score the same; only here is the corpus known.
+ */
+function noRelevantInCorpus(ds: BeirSplit, relevant: number): string {
+  const qrels = beirSplitFiles(ds.folder, ds.split).qrels;
+  return (
+    `none of the ${relevant} documents judged relevant in ${qrels} is in ${ds.corpusFile}, so every measure is 0; ` +
+    'check that the corpus and the qrels are of one dataset'
+  );
+}
+
 export const evalCommand: Command = {
   help: HELP,
   async run(argv: string[]): Promise<number> {
@@ -345,10 +389,17 @@ export const evalCommand: Command = {
     );
     if (v.dataset !== undefined && v.run !== undefined) {
       checkOutputFile(v.run, '--run');
+      // the run is written as plain text (what trec_eval reads); named .gz, every reader would try to gunzip it
+      if (/\.gz$/i.test(v.run)) {
+        throw new UserError(
+          `--run ${v.run}: eval writes the run as plain text, which trec_eval reads; name it without .gz (a run ` +
+            'gzipped afterwards is read by eval --qrels --run as it is).',
+        );
+      }
       checkNotAnInput(v.run, '--run', datasetFormInputs({ ...v, dataset: v.dataset, split: v.split! }));
       checkReplacesOnlyARun(v.run);
     }
-    if (v.tag !== undefined && !isRunTag(v.tag))
+    if (v.tag !== undefined && !isRunField(v.tag))
       throw new UserError(`--tag '${v.tag}' must be one non-empty word (the run file's last column).`);
     const k1 = nonNegativeNumber(v.k1, 'k1'),
       b = unitIntervalOption(v.b, 'b'),
@@ -384,9 +435,10 @@ export const evalCommand: Command = {
         if (dense) {
           // one after the other: read side by side, a fault in both files was reported from whichever parse
           // lost the race, so the same two files gave one message or the other
-          const qe = await readEmbeddings(v['query-embeddings']!);
-          const de = await readEmbeddings(v['doc-embeddings']!);
-          retriever = new EmbeddingRetriever(qe, de, 'dense', { threads });
+          const files = { queries: v['query-embeddings']!, documents: v['doc-embeddings']! };
+          const qe = await readEmbeddings(files.queries);
+          const de = await readEmbeddings(files.documents);
+          retriever = new EmbeddingRetriever(qe, de, 'dense', { threads, files });
         } else if (v.retriever === 'bm25') {
           retriever = new Bm25Retriever({ k1, b, language: v.language });
         } else {
@@ -405,8 +457,11 @@ export const evalCommand: Command = {
           closeModel = m.close;
         }
         ds = withFirstQueries(await readBeirSplit(v.dataset, v.split!), maxQueries);
+        // refused before a retrieval that may take many minutes; a document's id is only known once retrieved
+        if (v.run !== undefined) for (const q of ds.queries.keys()) checkRunId(q, 'query', v.run);
         // streamed from its file by the retriever, which keeps what it makes of the texts rather than the texts
-        const corpus = beirCorpusSource(ds.corpusFile);
+        const relevant = relevantIds(ds.qrels, level ?? 1);
+        const corpus = seeingIds(beirCorpusSource(ds.corpusFile), relevant);
         // refused before a retrieval that may take many minutes
         if (other !== undefined && runCoverage(other.run, other.run, ds.qrels).b === 0)
           throw new UserError(noSharedQuery(v.compare!, `${v.dataset} (split ${v.split})`));
@@ -418,12 +473,15 @@ export const evalCommand: Command = {
           await closeModel();
         }
         retrievalSeconds = (performance.now() - t0) / 1000;
+        if (relevant.ids.size > 0 && relevant.seen === 0)
+          process.stderr.write(`search-r3: warning: ${noRelevantInCorpus(ds, relevant.ids.size)}\n`);
         qrels = ds.qrels;
         retrieverName = retriever.name;
         tag = v.tag ?? retriever.name;
         if (v.run !== undefined) writeTrecRun(v.run, run, tag);
       } else {
-        qrels = /\.tsv$/i.test(v.qrels!) ? await readBeirQrels(v.qrels!) : await readTrecQrels(v.qrels!);
+        // a .gz is read through gunzip (readLines), so its form is told by the name under it
+        qrels = /\.tsv(\.gz)?$/i.test(v.qrels!) ? await readBeirQrels(v.qrels!) : await readTrecQrels(v.qrels!);
         const file = await readTrecRun(v.run!);
         run = file.run;
         tag = v.tag ?? file.tag;

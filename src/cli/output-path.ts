@@ -19,6 +19,10 @@ export function checkOutputFile(file: string, option: string): void {
   if (existsSync(file) && statSync(file).isDirectory()) {
     throw new UserError(`${option} ${file} is a folder; name the file to write.`);
   }
+  // a name ending in a separator means a folder, yet writing it would make a file of that name (out/ as out)
+  if (file.endsWith('/') || file.endsWith(path.sep)) {
+    throw new UserError(`${option} ${file} ends in '${file.slice(-1)}', which names a folder; name the file to write.`);
+  }
   checkAbove(file, path.dirname(path.resolve(file)), option);
   checkWritable(file, file, option, 'file');
 }

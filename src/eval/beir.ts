@@ -1,6 +1,7 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { EvalInputError } from './input-error.js';
+import { jsonLineObject } from './json-line.js';
 import { readLines } from './line-reader.js';
 import { readBeirQrels, type Qrels } from './qrels.js';
 
@@ -24,24 +25,35 @@ export interface BeirDataset {
   qrels: Qrels;
 }
 
-function parseJsonLine(text: string, file: string, line: number): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new EvalInputError(`not valid JSON (${(err as Error).message})`, file, line);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new EvalInputError('expected a JSON object per line', file, line);
-  }
-  return value as Record<string, unknown>;
+function parseJsonLine(text: string, file: string, line: number, what: string): Record<string, unknown> {
+  const parsed = jsonLineObject(text, line, what);
+  if ('problem' in parsed) throw new EvalInputError(parsed.problem, file, line);
+  return parsed.obj;
+}
+
+/**
+ * Why a JSON number cannot stand for an id, or null when it can. JSON.parse reads a number as a double: an integer
+ * beyond 2^53 arrives rounded (12345678901234567890 as 12345678901234567000) and a fraction without the text it was
+ * written as (1.50 as 1.5), so the id would match no qrels or run line that writes it out, and nothing would say so.
+ */
+export function inexactNumericId(id: number): string | null {
+  if (Number.isSafeInteger(id)) return null;
+  const why = '(beyond 2^53, or not an integer); write it as a string';
+  return `id ${String(id)} is a number JSON cannot carry exactly ${why}`;
 }
 
 function idField(obj: Record<string, unknown>, file: string, line: number): string {
   const id = obj['_id'];
   if (typeof id === 'string' && id !== '') return id;
-  if (typeof id === 'number') return String(id);
-  throw new EvalInputError("missing or empty '_id'", file, line);
+  if (typeof id === 'number') {
+    const inexact = inexactNumericId(id);
+    if (inexact !== null) throw new EvalInputError(inexact, file, line);
+    return String(id);
+  }
+  if (id === undefined || id === null || id === '') throw new EvalInputError("missing or empty '_id'", file, line);
+  // present but of another type: a MongoDB export's {"$oid": ...}, a boolean
+  const type = Array.isArray(id) ? 'an array' : typeof id === 'object' ? 'an object' : `a ${typeof id}`;
+  throw new EvalInputError(`'_id' is ${type} (${JSON.stringify(id)}); it must be a string or an integer`, file, line);
 }
 
 function textField(obj: Record<string, unknown>, key: string, file: string, line: number): string {
@@ -81,7 +93,7 @@ async function* beirRecords(file: string, what: string): AsyncGenerator<BeirReco
   const seen = new Set<string>();
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
-    const obj = parseJsonLine(text, file, line);
+    const obj = parseJsonLine(text, file, line, what);
     const id = idField(obj, file, line);
     if (seen.has(id)) throw new EvalInputError(`${what} id '${id}' appears twice`, file, line);
     seen.add(id);
@@ -89,9 +101,29 @@ async function* beirRecords(file: string, what: string): AsyncGenerator<BeirReco
   }
 }
 
+/**
+ * Refuses a record without any of its text fields (absent or null): its text would read as empty without a word,
+ * a query then retrieving nothing and a document found by none (a file of another format, with 'query', 'body' or
+ * 'contents', scoring 0 throughout). An empty string is a text, kept.
+ */
+function requireTextField(rec: BeirRecord, keys: readonly string[], what: string, file: string): void {
+  if (keys.some((k) => rec.obj[k] !== undefined && rec.obj[k] !== null)) return;
+  const fields = Object.keys(rec.obj).join(', ');
+  const none = keys.length === 1 ? `no '${keys[0]}'` : `neither ${keys.map((k) => `'${k}'`).join(' nor ')}`;
+  const form = ['_id', ...keys].map((k) => `"${k}"`).join(', ');
+  const name = what === 'query' ? 'queries.jsonl' : 'corpus.jsonl';
+  throw new EvalInputError(
+    `${what} '${rec.id}' has ${none} (its fields: ${fields}); a BEIR ${name} line is {${form}}`,
+    file,
+    rec.line,
+  );
+}
+
 /** Streams a BEIR `corpus.jsonl` or `corpus.jsonl.gz` (`_id`, `title`, `text`), one document at a time. */
 export async function* streamBeirCorpus(file: string): AsyncGenerator<BeirDocument> {
-  for await (const { id, obj, line } of beirRecords(file, 'document')) {
+  for await (const rec of beirRecords(file, 'document')) {
+    const { id, obj, line } = rec;
+    requireTextField(rec, ['title', 'text'], 'document', file);
     yield { id, title: textField(obj, 'title', file, line), text: textField(obj, 'text', file, line) };
   }
 }
@@ -157,7 +189,10 @@ export function beirCorpusSource(file: string): CorpusSource {
 /** Reads a BEIR `queries.jsonl` (`_id`, `text`). */
 export async function readBeirQueries(file: string): Promise<Map<string, string>> {
   const queries = new Map<string, string>();
-  for await (const { id, obj, line } of beirRecords(file, 'query')) queries.set(id, textField(obj, 'text', file, line));
+  for await (const rec of beirRecords(file, 'query')) {
+    requireTextField(rec, ['text'], 'query', file);
+    queries.set(rec.id, textField(rec.obj, 'text', file, rec.line));
+  }
   return queries;
 }
 
@@ -203,6 +238,13 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
  */
 export async function readBeirSplit(folder: string, split: string): Promise<BeirSplit> {
   if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
+  // else a file (its corpus.jsonl, say) is searched for a qrels/ inside it, and refused as a split it lacks
+  if (!statSync(folder).isDirectory()) {
+    throw new EvalInputError(
+      'is a file; name the BEIR folder that holds corpus.jsonl, queries.jsonl and qrels/',
+      folder,
+    );
+  }
   const files = beirSplitFiles(folder, split);
   const qrelsFile = files.qrels;
   if (!existsSync(qrelsFile)) {

@@ -12,9 +12,10 @@
  * SHA-256 of everything before it.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, writeFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
+import { readExactlySync } from '../io/read-exactly.js';
 import type { Analyzer } from './analyzer.js';
 import { Bm25Index, type Bm25Options, type Bm25State } from './bm25.js';
 
@@ -171,12 +172,7 @@ function readOpen(
   const hash = createHash('sha256');
   let at = 0;
   const read = (bytes: Uint8Array, hashed = true): boolean => {
-    let got = 0;
-    while (got < bytes.length) {
-      const n = readSync(fd, bytes, got, bytes.length - got, at + got);
-      if (n === 0) return false;
-      got += n;
-    }
+    if (!readExactlySync(fd, bytes, at)) return false;
     at += bytes.length;
     if (hashed) hash.update(bytes);
     return true;

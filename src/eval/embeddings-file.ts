@@ -1,9 +1,12 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { inexactNumericId } from './beir.js';
 import type { EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
+import { jsonLineObject } from './json-line.js';
 import { readLines } from './line-reader.js';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
+import { readExactlySync } from '../io/read-exactly.js';
 import { writeTextFileAtomic } from './run.js';
 import { makeFolderSync } from '../io/make-folder.js';
 
@@ -17,14 +20,25 @@ export function idsSidecarPath(npyPath: string): string {
   return npyPath.replace(/\.npy$/i, '') + '.ids.txt';
 }
 
-function parseNpyHeader(buf: Buffer, file: string): { shape: number[]; dataOffset: number } {
-  if (buf.length < 10 || buf.toString('latin1', 0, 6) !== '\x93NUMPY') {
+/**
+ * Where the header of the .npy file that starts with `lead` (its first 12 bytes, or all of a shorter file) ends:
+ * its length is stored after the magic and the version, in 2 bytes (version 1) or 4. -1 when `lead` is too short.
+ */
+function npyHeaderEnd(lead: Buffer, file: string): number {
+  if (lead.length < 10 || lead.toString('latin1', 0, 6) !== '\x93NUMPY') {
     throw new EvalInputError('not a .npy file (missing the \\x93NUMPY magic)', file);
   }
-  const major = buf[6]!;
-  const start = major === 1 ? 10 : 12;
-  const headerLen = buf.length < start ? -1 : major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  if (headerLen < 0 || start + headerLen > buf.length) {
+  const start = lead[6] === 1 ? 10 : 12;
+  if (lead.length < start) return -1;
+  return start + (start === 10 ? lead.readUInt16LE(8) : lead.readUInt32LE(8));
+}
+
+/** The shape and the data's offset of a .npy file, from a buffer holding at least its header. */
+function parseNpyHeader(buf: Buffer, file: string): { shape: number[]; dataOffset: number } {
+  const end = npyHeaderEnd(buf, file);
+  const start = buf[6] === 1 ? 10 : 12;
+  const headerLen = end - start;
+  if (end < 0 || end > buf.length) {
     throw new EvalInputError(`ends inside its header (${buf.length} bytes): the file is cut short`, file);
   }
   const header = buf.toString('latin1', start, start + headerLen);
@@ -75,21 +89,41 @@ function checkFinite(m: EmbeddingMatrix, file: string): EmbeddingMatrix {
   return m;
 }
 
+/**
+ * The header and the float32 data of a .npy file, read in pieces into one array: a file over 2 GiB (700k vectors
+ * of 768 floats) is read as a smaller one is, where readFileSync refuses it.
+ */
+function readNpyFile(file: string): { rows: number; dim: number; data: Float32Array } {
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const read = (bytes: number, at = 0): Buffer => {
+      const buf = Buffer.alloc(Math.max(0, Math.min(bytes, size - at)));
+      readExactlySync(fd, buf, at);
+      return buf;
+    };
+    const lead = read(12);
+    const { shape, dataOffset } = parseNpyHeader(read(Math.max(npyHeaderEnd(lead, file), lead.length)), file);
+    const [rows, dim] = shape as [number, number];
+    if (size - dataOffset !== rows * dim * 4) {
+      throw new EvalInputError(`holds ${size - dataOffset} data bytes, expected ${rows} × ${dim} × 4`, file);
+    }
+    const data = new Float32Array(rows * dim);
+    readExactlySync(fd, new Uint8Array(data.buffer), dataOffset);
+    return { rows, dim, data };
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export async function readNpyEmbeddings(file: string): Promise<EmbeddingMatrix> {
   if (!existsSync(file)) throw new EvalInputError('file not found; check the path', file);
   if (!statSync(file).isFile()) throw new EvalInputError('is not a file; name the .npy file', file);
-  const buf = readFileSync(file);
-  const { shape, dataOffset } = parseNpyHeader(buf, file);
-  const [rows, dim] = shape as [number, number];
-  if (buf.length - dataOffset !== rows * dim * 4) {
-    throw new EvalInputError(`holds ${buf.length - dataOffset} data bytes, expected ${rows} × ${dim} × 4`, file);
-  }
+  const { rows, dim, data } = readNpyFile(file);
   const idsFile = idsSidecarPath(file);
   if (!existsSync(idsFile)) throw new EvalInputError(`needs its ids beside it in ${idsFile}, one id per line`, file);
   const ids = await readIds(idsFile);
   if (ids.length !== rows) throw new EvalInputError(`has ${ids.length} ids for ${rows} rows`, idsFile);
-  const data = new Float32Array(rows * dim);
-  new Uint8Array(data.buffer).set(buf.subarray(dataOffset, dataOffset + rows * dim * 4));
   return checkFinite({ ids, dim, data }, file);
 }
 
@@ -100,12 +134,11 @@ export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix
   let dim = -1;
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
-    let obj: { id?: unknown; vector?: unknown };
-    try {
-      obj = JSON.parse(text) as typeof obj;
-    } catch (err) {
-      throw new EvalInputError(`not valid JSON (${(err as Error).message})`, file, line);
-    }
+    const parsed = jsonLineObject(text, line, 'embedding');
+    if ('problem' in parsed) throw new EvalInputError(parsed.problem, file, line);
+    const obj: { id?: unknown; vector?: unknown } = parsed.obj;
+    const inexact = typeof obj.id === 'number' ? inexactNumericId(obj.id) : null;
+    if (inexact !== null) throw new EvalInputError(inexact, file, line);
     const id = typeof obj.id === 'number' ? String(obj.id) : obj.id;
     if (typeof id !== 'string' || id === '') throw new EvalInputError("missing 'id'", file, line);
     if (!Array.isArray(obj.vector) || !obj.vector.every((x) => typeof x === 'number')) {

@@ -34,12 +34,26 @@ export async function readTrecQrels(file: string): Promise<Qrels> {
     const f = splitFields(text);
     if (f.length === 0 || f[0]!.startsWith('#')) continue;
     if (f.length !== 4) {
-      throw new EvalInputError(`expected 4 fields 'qid iter docid rel', found ${f.length}`, file, line);
+      // BEIR's three columns: eval reads a qrels file as BEIR's by its name only
+      const beir = f.length === 3 ? " (BEIR qrels, 'query-id corpus-id score'? --qrels reads those from a .tsv)" : '';
+      throw new EvalInputError(`expected 4 fields 'qid iter docid rel', found ${f.length}${beir}`, file, line);
     }
     addJudgment(qrels, f[0]!, f[2]!, parseGrade(f[3]!, file, line), file, line);
   }
   if (qrels.size === 0) throw new EvalInputError('no judgments found (expected lines "qid iter docid rel")', file);
   return qrels;
+}
+
+/**
+ * What a line of another qrels form, refused by readBeirQrels, is: three fields apart by spaces (a tab-split sees
+ * one), or TREC's four with their iteration column.
+ */
+function beirQrelsHint(text: string): string {
+  const fields = splitFields(text).length;
+  if (!text.includes('\t') && fields === 3)
+    return ': its fields are apart by spaces, and BEIR qrels separate them by tabs';
+  if (fields === 4) return " (a TREC qrels line, 'qid iter docid rel'? BEIR qrels have no iter column)";
+  return '';
 }
 
 /** Reads BEIR's `qrels/<split>.tsv`: a header line `query-id corpus-id score`, then tab-separated triples. */
@@ -48,10 +62,11 @@ export async function readBeirQrels(file: string): Promise<Qrels> {
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
     const f = text.split('\t').map((s) => s.trim());
-    if (line === 1 && (f.length < 3 || !Number.isFinite(Number(f[2])))) continue; // the header
+    // the header ends in a name (score) where a judgment ends in its grade: a TREC line's third field is no number
+    if (line === 1 && !Number.isFinite(Number(f[f.length - 1]))) continue;
     if (f.length !== 3) {
       throw new EvalInputError(
-        `expected 3 tab-separated fields 'query-id corpus-id score', found ${f.length}`,
+        `expected 3 tab-separated fields 'query-id corpus-id score', found ${f.length}${beirQrelsHint(text)}`,
         file,
         line,
       );

@@ -21,6 +21,18 @@ export interface TrecRunFile {
 }
 
 /**
+ * A run's score, or null when it is none. trec_eval reads scores with C's atof, and C and Python print an infinite
+ * score as inf (numpy, printf, str(float)): that spelling, and infinity, in any case and with a sign, is the infinity
+ * it stands for, as Number reads JavaScript's. NaN has no place in a ranking and is refused.
+ */
+function runScore(text: string): number | null {
+  const infinite = /^([+-]?)inf(inity)?$/i.exec(text);
+  if (infinite) return infinite[1] === '-' ? -Infinity : Infinity;
+  const score = Number(text);
+  return Number.isNaN(score) ? null : score;
+}
+
+/**
  * Reads a TREC run file: `qid Q0 docid rank score tag` per line. The rank column is ignored (trec_eval re-ranks by
  * score); a document listed twice for one query is an error, as in trec_eval.
  */
@@ -35,10 +47,8 @@ export async function readTrecRun(file: string): Promise<TrecRunFile> {
       throw new EvalInputError(`expected 6 fields 'qid Q0 docid rank score tag', found ${f.length}`, file, line);
     }
     const [qid, , docId, , scoreText] = f as [string, string, string, string, string, string];
-    const score = Number(scoreText);
-    if (scoreText === '' || Number.isNaN(score)) {
-      throw new EvalInputError(`score '${scoreText}' is not a number`, file, line);
-    }
+    const score = runScore(scoreText);
+    if (score === null) throw new EvalInputError(`score '${scoreText}' is not a number`, file, line);
     let list = run.get(qid);
     let docs = seen.get(qid);
     if (!list || !docs) {
@@ -55,12 +65,25 @@ export async function readTrecRun(file: string): Promise<TrecRunFile> {
   return { run, tag: tag ?? '' };
 }
 
-/** Whether `tag` can be a TREC run's last column: one non-empty word. */
-export const isRunTag = (tag: string): boolean => tag !== '' && !/\s/.test(tag);
+/** Whether `text` can be a column of a TREC run (an id, the tag): one non-empty word, its columns apart by spaces. */
+export const isRunField = (text: string): boolean => text !== '' && !/\s/.test(text);
+
+/**
+ * Refuses a query or document id a TREC run cannot hold: whitespace in it would split it across the run's columns,
+ * and trec_eval (or eval --qrels --run) would read other ids, or other columns, than were written. `file` is the run.
+ */
+export function checkRunId(id: string, what: 'query' | 'document', file?: string): void {
+  if (isRunField(id)) return;
+  throw new EvalInputError(
+    `${what} id '${id}' holds whitespace, which a TREC run cannot hold (its columns are apart by whitespace), so ` +
+      'the run is not written; give the ids of the dataset without whitespace',
+    file,
+  );
+}
 
 /** The lines of a TREC run: queries in id order, documents in trec_eval rank order, rank from 1. */
 export function* formatTrecRun(run: Run, tag: string): Generator<string> {
-  if (!isRunTag(tag)) throw new EvalInputError(`run tag '${tag}' must be one non-empty word`);
+  if (!isRunField(tag)) throw new EvalInputError(`run tag '${tag}' must be one non-empty word`);
   for (const qid of sortedIds(run.keys())) {
     const list = run.get(qid)!;
     const order = trecRankOrder(list.docIds, list.scores);
@@ -72,8 +95,15 @@ export function* formatTrecRun(run: Run, tag: string): Generator<string> {
   }
 }
 
-/** Writes a TREC run file atomically, streamed in pieces of about 1 MiB. */
+/**
+ * Writes a TREC run file atomically, streamed in pieces of about 1 MiB; one with an id no run can hold is refused
+ * before anything is made (its folder included).
+ */
 export function writeTrecRun(file: string, run: Run, tag: string): void {
+  for (const [qid, list] of run) {
+    checkRunId(qid, 'query', file);
+    for (const d of list.docIds) checkRunId(d, 'document', file);
+  }
   makeFolderSync(dirname(file));
   writeLinesAtomicallySync(file, formatTrecRun(run, tag));
 }

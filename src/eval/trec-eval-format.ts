@@ -71,10 +71,20 @@ export function selectMeasures(
   const wanted = new Map<string, number[] | null>(); // base name → cutoffs (null: defaults)
   let all = requests.length === 0;
   for (const r of requests) {
-    const [base, params] = r.split('.', 2) as [string, string | undefined];
+    // at the first dot only: the rest is the cutoff list, refused whole when it is none (P.5.5 is not P.5)
+    const dot = r.indexOf('.');
+    const [base, params] = dot < 0 ? [r, undefined] : [r.slice(0, dot), r.slice(dot + 1)];
     if (base === 'official' || base === 'all_trec') {
       all = true;
       continue;
+    }
+    // the name a cutoff measure is printed with (P_10), which -m asks for as P.10
+    const printed = /^(P|recall|ndcg_cut|map_cut)_(\d+)$/.exec(base);
+    if (printed && params === undefined) {
+      const asked = `${printed[1]}.${printed[2]}`;
+      throw new EvalInputError(
+        `-m ${r}: a cutoff measure is asked for as ${asked} (trec_eval's syntax; ${r} is its printed name)`,
+      );
     }
     if (!SUPPORTED_MEASURES.includes(base)) {
       throw new EvalInputError(`unknown measure '${base}'; supported: ${SUPPORTED_MEASURES.join(', ')} (or official)`);

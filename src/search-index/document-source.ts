@@ -10,10 +10,11 @@
 import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { beirCorpusFile } from '../eval/beir.js';
+import { beirCorpusFile, inexactNumericId } from '../eval/beir.js';
 import { listFilesUnder, type ListSkipReason } from '../io/list-files.js';
 import { MAX_LINE_BYTES, readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
+import { jsonLineObject } from '../eval/json-line.js';
 
 export interface SourceDocument {
   id: string;
@@ -186,38 +187,18 @@ export function storedDocument(d: SourceDocument, where: string): SourceDocument
   return { ...d, title, text, ...(metadata === undefined ? {} : { metadata }) };
 }
 
-/** `what` (a JSON array, ...) where a JSON object was expected, and what to do. */
-const notJsonLines = (what: string): string =>
-  `${what}, where JSON lines hold one object per line; write each document on its own line ` +
-  "(jq -c '.[]' turns an array into JSON lines).";
-
 async function* streamJsonl(file: string, refuseDuplicates: boolean): AsyncGenerator<SourceDocument> {
   const seen = refuseDuplicates ? new Set<string>() : null;
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch (e) {
-      // a JSON array or an indented object, spread over lines: its first line alone is no JSON
-      if (line === 1 && /^\s*(\[|\{\s*$)/.test(text))
-        throw new IndexError(
-          `${file}:1: ${notJsonLines('one JSON document spread over lines (an array or an indented object)')}`,
-        );
-      throw new IndexError(`${file}:${line}: not valid JSON (${(e as Error).message}).`);
-    }
-    if (Array.isArray(obj)) throw new IndexError(`${file}:${line}: ${notJsonLines('a JSON array')}`);
-    if (typeof obj !== 'object' || obj === null)
-      throw new IndexError(`${file}:${line}: expected one JSON object per line.`);
-    const { _id, id, title, text: body, metadata, ...rest } = obj as Record<string, unknown>;
+    const parsed = jsonLineObject(text, line, 'document');
+    if ('problem' in parsed) throw new IndexError(`${file}:${line}: ${parsed.problem}.`);
+    const { _id, id, title, text: body, metadata, ...rest } = parsed.obj;
     const docId = _id ?? id;
     if (!(typeof docId === 'string' && docId !== '') && typeof docId !== 'number')
       throw new IndexError(`${file}:${line}: field '_id' (or 'id') is missing or empty.`);
-    if (typeof docId === 'number' && !Number.isSafeInteger(docId))
-      throw new IndexError(
-        `${file}:${line}: id ${String(docId)} is a number JSON cannot carry exactly (beyond 2^53, or not an ` +
-          'integer); write it as a string.',
-      );
+    const inexact = typeof docId === 'number' ? inexactNumericId(docId) : null;
+    if (inexact !== null) throw new IndexError(`${file}:${line}: ${inexact}.`);
     if (body !== undefined && typeof body !== 'string')
       throw new IndexError(`${file}:${line}: field 'text' must be a string.`);
     if (title !== undefined && title !== null && typeof title !== 'string')

@@ -303,6 +303,27 @@ test('bad input gives one clear sentence and exit code 2', async () => {
     );
     writeFileSync(join(dir, 'cut.npy'), Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 2, 0, 0xff, 0xff]));
     assert.match(await dense(join(dir, 'q.jsonl'), join(dir, 'cut.npy')), /cut\.npy: .*the file is cut short/);
+
+    // which file lacks an id, and which two disagree in dimension, are named: the user has to fix one of them
+    const five = join(dir, 'five.jsonl');
+    const vectors = (ids: string[], dim: number): string =>
+      ids.map((id) => JSON.stringify({ id, vector: Array.from({ length: dim }, (_, i) => i + 1) })).join('\n');
+    writeFileSync(five, vectors(['d1', 'd2', 'd3', 'd4', 'd5'], 2));
+    writeFileSync(join(dir, 'three.jsonl'), vectors(['d1', 'd2', 'd3'], 2));
+    writeFileSync(join(dir, 'q4.jsonl'), vectors(['q1', 'q2', 'q3', 'q5'], 3));
+    assert.equal(
+      await dense(join(dir, 'q4.jsonl'), join(dir, 'three.jsonl')),
+      `search-r3: ${join(dir, 'three.jsonl')}: has no embedding for document 'd4' (2 of the 5 documents of the ` +
+        'corpus have none); embed them all',
+    );
+    assert.match(
+      await dense(join(dir, 'q.jsonl'), five),
+      /q\.jsonl: has no embedding for query 'q2' \(3 of the 4 judged queries of the split have none\)/,
+    );
+    assert.match(
+      await dense(join(dir, 'q4.jsonl'), five),
+      /q4\.jsonl: its vectors are 3-d and those of .*five\.jsonl 2-d; embed queries and documents with one model$/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

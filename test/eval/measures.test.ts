@@ -6,7 +6,7 @@ import { repoRoot } from '../helpers/repo.js';
 import { evaluateRanking, evaluateRun, measureNames } from '../../src/eval/measures.js';
 import { readTrecQrels } from '../../src/eval/qrels.js';
 import { readTrecRun, type Run } from '../../src/eval/run.js';
-import { cFixed, formatTrecEval } from '../../src/eval/trec-eval-format.js';
+import { cFixed, formatTrecEval, selectMeasures } from '../../src/eval/trec-eval-format.js';
 
 const fixtures = join(repoRoot, 'test/eval/fixtures');
 const cutoffs = [1, 2, 5, 10];
@@ -170,4 +170,17 @@ test('an empty ranked list is a query the run does not answer, as in a TREC run 
   const c = evaluateRun(run, qrels, { cutoffs: [1], complete: true });
   assert.equal(c.numQueries, 2);
   assert.equal(c.all['P_1'], 0.5);
+});
+
+test('-m takes cutoffs after the first dot only, and a printed name (P_10) is told its -m form (P.10)', () => {
+  assert.deepEqual(selectMeasures(['P.5,10', 'ndcg_cut.7']).names, ['P_5', 'P_10', 'ndcg_cut_7']);
+  assert.throws(() => selectMeasures(['P.5.5']), /cutoffs of 'P\.5\.5' must be positive integers/);
+  assert.throws(
+    () => selectMeasures(['ndcg_cut_10']),
+    (e: Error) =>
+      e.message ===
+      "-m ndcg_cut_10: a cutoff measure is asked for as ndcg_cut.10 (trec_eval's syntax; ndcg_cut_10 is its " +
+        'printed name)',
+  );
+  assert.throws(() => selectMeasures(['P_10']), /-m P_10: a cutoff measure is asked for as P\.10 /);
 });
