@@ -116,7 +116,7 @@ function checkReplacesOnlyARun(file: string): void {
       .split('\n')
       .find((l) => l.trim() !== '');
     const fields = first?.trim().split(/\s+/).length ?? 6;
-    return fields === 6 ? null : ` (its first line has ${fields} fields, a run's have 6)`;
+    return fields === 6 ? null : ` (its first line has ${fields} ${fields === 1 ? 'field' : 'fields'}, a run's have 6)`;
   };
   checkReplacesOnly(file, '--run', { command: 'eval', kind: 'a TREC run', why });
 }

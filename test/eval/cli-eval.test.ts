@@ -239,6 +239,9 @@ test('eval refuses a --run that is one of its inputs, however named, and leaves 
       /^search-r3: --run .*config\.json exists and is not a TREC run \(its first line has 2 fields, a run's have 6\)/,
     );
     assert.equal(readFileSync(join(dir, 'config.json'), 'utf8'), '{"model_type": "qwen2"}\n');
+    writeFileSync(join(dir, 'notes.txt'), 'mine\n');
+    const one = await cli('--dataset', ds, '--retriever', 'bm25', '--run', join(dir, 'notes.txt'));
+    assert.match(one.stderr.trim(), /\(its first line has 1 field, a run's have 6\)/);
     const again = await cli('--dataset', ds, '--retriever', 'bm25', '--run', join(dir, 'other.trec'));
     assert.equal(again.code, 0, again.stderr);
     assert.notEqual(readFileSync(join(dir, 'other.trec'), 'utf8'), 'q1 Q0 d1 1 1 other\n');
