@@ -420,6 +420,43 @@ test('a request target that is no URL, or no valid percent-encoding, is a 400 (w
   }
 });
 
+test("a request Node's HTTP parser refuses gets its status and an error in OpenAI's shape", async () => {
+  const { dir, cleanup } = tempDir('parser-refused');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0 });
+  /** The status line and the error of the one answer to `bytes`. */
+  const answer = async (bytes: string): Promise<{ head: string; error: Record<string, unknown> }> => {
+    const got = await rawExchange(server.url, bytes);
+    const body = got.slice(got.indexOf('\r\n\r\n') + 4);
+    return {
+      head: got.split('\r\n')[0]!,
+      error: body ? (JSON.parse(body) as { error: Record<string, unknown> }).error : {},
+    };
+  };
+  try {
+    const long = await answer(`GET /v1/models/${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.equal(long.head, 'HTTP/1.1 431 Request Header Fields Too Large');
+    assert.deepEqual(long.error, {
+      message: `the request line and headers exceed ${http.maxHeaderSize} bytes; send a shorter URL or fewer headers.`,
+      type: 'invalid_request_error',
+      param: null,
+      code: 'headers_too_large',
+    });
+    const chunked = 'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n';
+    const badChunk = await answer(chunked);
+    assert.equal(badChunk.head, 'HTTP/1.1 400 Bad Request');
+    assert.equal(badChunk.error.message, 'the request is not valid HTTP/1.1 (Invalid character in chunk size).');
+    assert.equal(badChunk.error.code, 'invalid_http');
+    const badLength = await answer('POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n');
+    assert.equal(badLength.head, 'HTTP/1.1 400 Bad Request');
+    assert.equal(badLength.error.message, 'the request is not valid HTTP/1.1 (Invalid character in Content-Length).');
+    assert.equal((await request(server.url, 'GET', '/health')).status, 200, 'still serving');
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
 test(
   'shutdown does not wait for a client that sent nothing or half its headers, nor for a pipelined request ' +
     'whose client left',
