@@ -68,14 +68,16 @@ function findRoute<C>(routes: readonly Route<C>[], pathname: string): { route: R
 }
 
 /**
- * The request's path and query. A target that is no URL path (`//[`), or a path that is not valid
+ * The request's path and query. A path (origin-form, '/...') is read as a path whatever follows its first
+ * slash: resolved against a base, '//x/health' would be the URL of host x, path /health, and answered as
+ * /health ('//health' as /). A target that is no URL (`http://[`), or a path that is not valid
  * percent-encoding (whatever route it names: a prefix route's parameter is decoded), is a 400, not an
  * exception in the server.
  */
-function requestUrl(target: string | undefined): URL {
+function requestUrl(target = '/'): URL {
   let url: URL;
   try {
-    url = new URL(target ?? '/', 'http://localhost');
+    url = target.startsWith('/') ? new URL(`http://localhost${target}`) : new URL(target, 'http://localhost');
   } catch {
     throw new HttpError(400, 'the request target is not a valid URL path.', 'invalid_path');
   }

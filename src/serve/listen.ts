@@ -1,6 +1,8 @@
 /** Listening and closing, for both servers: close() finishes in-flight requests before it resolves. */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { HttpError, badRequest } from './http-error.js';
 
 /**
  * How long shutdown waits for a request whose body is still arriving: a client that sent its headers and
@@ -14,6 +16,47 @@ const BODY_GRACE_MS = 1500;
  * stalled client hold a connection and its place among the in-flight requests for minutes.
  */
 const RECEIVE_LIMITS = { headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 1000 };
+
+/** A request that Node's HTTP parser refused (its code), as the HttpError its client is answered with. */
+function parserRefusal(e: NodeJS.ErrnoException & { reason?: string }): HttpError {
+  const { headersTimeout, requestTimeout } = RECEIVE_LIMITS;
+  switch (e.code) {
+    case 'HPE_HEADER_OVERFLOW': {
+      const fewer = 'send a shorter URL or fewer headers';
+      const message = `the request line and headers exceed ${http.maxHeaderSize} bytes; ${fewer}.`;
+      return new HttpError(431, message, 'headers_too_large');
+    }
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return new HttpError(413, 'the chunk extensions of the body are too large.', 'request_too_large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT': {
+      const message =
+        `the request did not arrive in time: its headers are due within ${headersTimeout / 1000} s, ` +
+        `all of it within ${requestTimeout / 1000} s.`;
+      return new HttpError(408, message, 'request_timeout');
+    }
+    case 'HPE_INVALID_EOF_STATE':
+      return badRequest('the connection ended before the whole request arrived.', null, 'invalid_http');
+    default:
+      return badRequest(`the request is not valid HTTP/1.1 (${e.reason ?? e.message}).`, null, 'invalid_http');
+  }
+}
+
+/**
+ * Answers a request that Node's HTTP parser refused in OpenAI's error shape, where Node would send the status
+ * alone: an SDK then shows the reason, not '431 status code (no body)'. As Node does, only on a connection where
+ * nothing has been written yet (a response under way there would be cut into), and the connection then closes.
+ */
+function answerClientError(e: NodeJS.ErrnoException, socket: Duplex): void {
+  if (e.code !== 'ECONNRESET' && socket.writable && (socket as Socket).bytesWritten === 0) {
+    const err = parserRefusal(e);
+    const body = JSON.stringify(err.body());
+    socket.write(
+      `HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status]}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(e);
+}
 
 /**
  * A listen failure the caller can fix (the port taken or privileged, a host this machine lacks), as one
@@ -80,6 +123,7 @@ export async function listen(
     res.once('close', () => unanswered.delete(req));
     handler(req, res);
   });
+  server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     const refuse = (e: Error): void => reject(listenProblem(e, host, port) ?? e);
     server.once('error', refuse);

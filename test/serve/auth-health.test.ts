@@ -63,6 +63,30 @@ test('API keys: Bearer in any case, keys of any length; /health without the key 
   }
 });
 
+test('a key beyond ASCII is taken whether a client sends it as UTF-8 (curl) or as Latin-1 (Python)', async () => {
+  const { dir, cleanup } = tempDir('auth-utf8');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0, apiKey: 'voilà' });
+  /**
+   * The header with these bytes on the wire: Node's http client writes each of its characters as one byte, when
+   * the body is a Buffer (with a string body it writes the header as UTF-8, with the body).
+   */
+  const sent = (bytes: Buffer): string => bytes.toString('latin1');
+  try {
+    const body = Buffer.from(JSON.stringify({ model: 'search-r3', input: 'x' }));
+    const status = async (authorization: string): Promise<number> =>
+      (await request(server.url, 'POST', '/v1/embeddings', body, { headers: { authorization } })).status;
+    // curl writes the key's UTF-8 bytes, the last of them 0xA0, Latin-1's no-break space
+    assert.equal(await status(sent(Buffer.from('Bearer voilà', 'utf8'))), 200, 'UTF-8');
+    assert.equal(await status(sent(Buffer.from('Bearer voilà', 'latin1'))), 200, 'Latin-1');
+    assert.equal(await status(sent(Buffer.from('Bearer voila', 'utf8'))), 401, 'another key');
+    assert.equal(await status(sent(Buffer.from('Bearer voilà!', 'utf8'))), 401, 'another key, beyond ASCII');
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
 test('/health never shows absolute paths of the machine', async () => {
   const { dir, cleanup } = tempDir('paths');
   const backend = await tinyBackend(await tinyModelDir(dir));

@@ -379,14 +379,33 @@ function rawExchange(url: string, bytes: string, ms = 2000): Promise<string> {
   });
 }
 
-test('a request target that is no URL path, or no valid percent-encoding, is a 400 (with an API key too)', async () => {
+test('a request target that is no URL, or no valid percent-encoding, is a 400 (with an API key too)', async () => {
   const { dir, cleanup } = tempDir('bad-url');
   const backend = await tinyBackend(await tinyModelDir(dir));
   const server = await startSearchServer({ backend, port: 0, apiKey: 'secret' });
   try {
-    const got = await rawExchange(server.url, 'GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const got = await rawExchange(server.url, 'GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     assert.match(got, /^HTTP\/1\.1 400 /);
     assert.match(got, /"code":"invalid_path"/);
+    // a path beginning with '//' is a path, not the URL of a host: '//x/health' was answered as /health, '//health'
+    // as the playground at /, and '//v1/embeddings' refused as 'no route POST /embeddings'
+    const auth = { headers: { authorization: 'Bearer secret' } };
+    for (const [method, target] of [
+      ['GET', '//health'],
+      ['GET', '//x/health'],
+      ['GET', '//v1/models'],
+      ['POST', '//v1/embeddings'],
+    ]) {
+      const r = await request(server.url, method!, target!, JSON.stringify({ model: 'search-r3', input: 'x' }), auth);
+      assert.equal(r.status, 404, `${target}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error?.message, `no route ${method} ${target}.`);
+    }
+    // a target in absolute form (as a proxy sends it) names its path after the host
+    const absolute = await rawExchange(
+      server.url,
+      'GET http://example.com/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    assert.match(absolute, /^HTTP\/1\.1 200 /);
     // a path that is not valid percent-encoding, whatever route it would name
     for (const target of ['/%zz', '/v1/models/%E0%A4%A', '/web/%zz', '/v1/embeddings%']) {
       const r = await request(server.url, 'GET', target);
@@ -395,6 +414,43 @@ test('a request target that is no URL path, or no valid percent-encoding, is a 4
     }
     const health = await request(server.url, 'GET', '/health');
     assert.equal(health.status, 200, 'still serving');
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
+test("a request Node's HTTP parser refuses gets its status and an error in OpenAI's shape", async () => {
+  const { dir, cleanup } = tempDir('parser-refused');
+  const backend = await tinyBackend(await tinyModelDir(dir));
+  const server = await startSearchServer({ backend, port: 0 });
+  /** The status line and the error of the one answer to `bytes`. */
+  const answer = async (bytes: string): Promise<{ head: string; error: Record<string, unknown> }> => {
+    const got = await rawExchange(server.url, bytes);
+    const body = got.slice(got.indexOf('\r\n\r\n') + 4);
+    return {
+      head: got.split('\r\n')[0]!,
+      error: body ? (JSON.parse(body) as { error: Record<string, unknown> }).error : {},
+    };
+  };
+  try {
+    const long = await answer(`GET /v1/models/${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.equal(long.head, 'HTTP/1.1 431 Request Header Fields Too Large');
+    assert.deepEqual(long.error, {
+      message: `the request line and headers exceed ${http.maxHeaderSize} bytes; send a shorter URL or fewer headers.`,
+      type: 'invalid_request_error',
+      param: null,
+      code: 'headers_too_large',
+    });
+    const chunked = 'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n';
+    const badChunk = await answer(chunked);
+    assert.equal(badChunk.head, 'HTTP/1.1 400 Bad Request');
+    assert.equal(badChunk.error.message, 'the request is not valid HTTP/1.1 (Invalid character in chunk size).');
+    assert.equal(badChunk.error.code, 'invalid_http');
+    const badLength = await answer('POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n');
+    assert.equal(badLength.head, 'HTTP/1.1 400 Bad Request');
+    assert.equal(badLength.error.message, 'the request is not valid HTTP/1.1 (Invalid character in Content-Length).');
+    assert.equal((await request(server.url, 'GET', '/health')).status, 200, 'still serving');
   } finally {
     await server.close();
     cleanup();

@@ -100,6 +100,10 @@ test('a bad request is refused before any event, in the shape /v1/search refuses
     assert.equal(r.status, 400);
     assert.deepEqual([r.body.error?.param, r.body.error?.code], ['query', code], JSON.stringify(query));
   }
+  // the stream is the endpoint itself: a 'stream' field (as chat completions take it) is refused by the path sent to
+  const streamed = await post(server.url, '/v1/search/stream', { query: 'x', stream: true }, auth);
+  assert.equal(streamed.status, 400);
+  assert.match(streamed.body.error!.message, /^'stream' is not a field of \/v1\/search\/stream, which takes model, /);
   const wrong = await post(server.url, '/v1/search/stream', { query: 'x' }, { authorization: 'Bearer nope' });
   assert.equal(wrong.status, 401);
   assert.equal(wrong.body.error?.code, 'invalid_api_key');

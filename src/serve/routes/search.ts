@@ -48,13 +48,16 @@ const SEARCH_FIELDS = new Set([
   'seed',
 ]);
 
-/** Checks the request's fields and limits (400s name the field) before any model work. */
-function parseSearch(ctx: ServerContext, body: Record<string, unknown>): SearchRequest {
+/**
+ * Checks the request's fields and limits (400s name the field) before any model work; `endpoint` is the path
+ * the request came to, which a refused field is said not to be a field of.
+ */
+function parseSearch(ctx: ServerContext, body: Record<string, unknown>, endpoint: string): SearchRequest {
   const { index, limits } = ctx;
   if (!index)
     throw new HttpError(404, 'this server has no index; start it with --index to use /v1/search.', 'no_index');
   ctx.checkModel(body.model);
-  checkFieldsKnown(body, SEARCH_FIELDS, '/v1/search', [...SEARCH_FIELDS].join(', '));
+  checkFieldsKnown(body, SEARCH_FIELDS, endpoint, [...SEARCH_FIELDS].join(', '));
   if (typeof body.query !== 'string' || body.query.trim() === '') {
     const code = typeof body.query === 'string' ? 'invalid_value' : missingOrType(body.query);
     throw badRequest("'query' is required and must be a non-empty string.", 'query', code);
@@ -131,7 +134,7 @@ async function runSearch(
 }
 
 export function search(ctx: ServerContext, body: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
-  return runSearch(ctx, parseSearch(ctx, body), undefined, signal);
+  return runSearch(ctx, parseSearch(ctx, body, '/v1/search'), undefined, signal);
 }
 
 const event = (name: string, data: unknown): string => `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -142,7 +145,7 @@ export async function searchStream(
   res: http.ServerResponse,
   signal: AbortSignal,
 ): Promise<void> {
-  const r = parseSearch(ctx, body);
+  const r = parseSearch(ctx, body, '/v1/search/stream');
   const write = eventWriter(res, () => ctx.draining);
   try {
     const onProgress: ProgressListener = (_input, reasoning) => write(event('reasoning', { reasoning }));
