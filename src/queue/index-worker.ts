@@ -144,6 +144,13 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
 
   // jobs in `handle`: a worker that stops with none has nothing to finish, so it need not wait on Redis
   let working = 0;
+  // set when the worker stops on a Redis it cannot write to: a force-closed worker's job in hand runs on, and
+  // would encode, and say so after the sentence that ended the worker, vectors that cannot be stored (its lock
+  // lapses, and the job is taken again)
+  let abandoned = false;
+  const checkNotAbandoned = (job: Job): void => {
+    if (abandoned) throw new Error(`job ${job.id} left: this worker stopped`);
+  };
   let orphanSaid = false;
   let runs: RunWatch | undefined;
   const handle = async (job: Job, token?: string): Promise<IndexJobResult> => {
@@ -194,6 +201,7 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
         new QueueError(`${refusedJob}; start the worker with the model the index was built with.`),
       );
     }
+    checkNotAbandoned(job);
     o.log(`job ${job.id}: encoding ${data.texts.length} documents`);
     const t0 = performance.now();
     let encoded: { vectors: Float32Array[]; truncated: number };
@@ -215,6 +223,7 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
       );
     }
     const encodeMs = performance.now() - t0;
+    checkNotAbandoned(job);
     summary.jobs++;
     summary.documents += data.texts.length;
     o.log(`job ${job.id}: done in ${encodeMs.toFixed(0)} ms`);
@@ -254,7 +263,10 @@ export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
     // a job in hand on a Redis that still takes writes is finished and handed back, however long it takes;
     // otherwise nothing waits
     if (healthy && !watchdog.down && working > 0) await worker.close(false);
-    else await closeWithin(worker);
+    else {
+      abandoned = true;
+      await closeWithin(worker);
+    }
     quietClosed(worker);
     await model?.backend.close?.();
   }

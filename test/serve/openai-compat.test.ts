@@ -364,7 +364,11 @@ test('embeddings and search take the fields they have, and refuse any other by n
     );
     // the stream is refused as a JSON 400 before any event, as every bad request to it is
     const stream = await post(server.url, '/v1/search/stream', { query: 'heart', filter: { year: 2020 } });
-    refused(stream, 'filter', `'filter' is not a field ${search}; leave it out.`);
+    refused(
+      stream,
+      'filter',
+      `'filter' is not a field ${search.replace('/v1/search', '/v1/search/stream')}; leave it out.`,
+    );
   } finally {
     await server.close();
     await index.close();
