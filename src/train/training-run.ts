@@ -24,7 +24,7 @@
  * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
  * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { isWithin, resolvedPath } from '../io/path-relation.js';
@@ -172,6 +172,17 @@ function refuseForeignFolder(output: string): void {
 }
 
 /**
+ * Refuses an output no run may write into: a file, one under a file, or a folder of others' files
+ * (refuseForeignFolder). Checked by open, and by a command that puts a run's files into its output by other means
+ * first (rlenv audit --from copies a checkpoint there), so that a refusal leaves the folder as it was.
+ */
+export function checkRunOutput(output: string): void {
+  const file = fileInTheWaySaid(output);
+  if (file !== undefined) throw new RunFolderError(`the output ${output} ${file}; name a folder for the run`);
+  if (existsSync(output)) refuseForeignFolder(output);
+}
+
+/**
  * A run folder whose starting point is known (a checkpoint on --resume, else none), not yet trained in,
  * and locked for this process until `close`.
  */
@@ -187,10 +198,8 @@ export class RunFolder<X = never> {
   ) {}
 
   static async open<X = never>(output: string, opts: RunOptions, how: OpenOptions<X> = {}): Promise<RunFolder<X>> {
-    const file = fileInTheWaySaid(output);
-    if (file !== undefined) throw new RunFolderError(`the output ${output} ${file}; name a folder for the run`);
+    checkRunOutput(output);
     const made = await makeFolder(output);
-    if (made === undefined) refuseForeignFolder(output);
     const lock = lockRunFolder(output);
     try {
       // the stage first: a folder of another stage is named as such, not as one that needs --resume

@@ -45,6 +45,7 @@ import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { heldOutClause, trainingSplitFiles } from '../hold-out.js';
 import type { MetricRecord } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
+import type { RunDescription } from '../run-record.js';
 import { ConfigError } from '../config-merge.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import {
@@ -218,20 +219,25 @@ function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOption
 const REENCODED =
   '; it holds no environment (an older checkpoint), so the corpus is re-encoded ' + 'with the resumed policy';
 
+/** What defines a stage-2 run (run-record.ts); `audit`: an audit's, whose environment section may differ. */
+export function rlRunDescription(cfg: RlConfig, audit: boolean): RunDescription {
+  return {
+    stage: 'rl',
+    config: cfg,
+    defaults: DEFAULT_RL_CONFIG,
+    folders: ['model'],
+    data: [{ key: 'data.beir', path: cfg.data.beir, files: trainingSplitFiles(cfg.data.beir, cfg.data.split) }],
+    // an audit continuing a run measures its config's environment from the run's checkpoint
+    mayChange: audit ? ['environment'] : [],
+  };
+}
+
 export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise<RlSummary> {
   const t0 = Date.now();
   // the environment a checkpoint holds is read and checked with it, before anything is written
   checkRunFolderApart(cfg.output, { model: cfg.model });
   const folder = await RunFolder.open(cfg.output, opts, {
-    run: {
-      stage: 'rl',
-      config: cfg,
-      defaults: DEFAULT_RL_CONFIG,
-      folders: ['model'],
-      data: [{ key: 'data.beir', path: cfg.data.beir, files: trainingSplitFiles(cfg.data.beir, cfg.data.split) }],
-      // an audit continuing a run measures its config's environment from the run's checkpoint
-      mayChange: opts.audit ? ['environment'] : [],
-    },
+    run: rlRunDescription(cfg, opts.audit ?? false),
     readExtra: loadEnvironment,
   });
   try {
