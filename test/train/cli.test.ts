@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import {
@@ -56,11 +56,12 @@ test('search-r3 mine: --fn-ratio off keeps every candidate; a wrong --model is r
   const wrong = cli(['mine', '--config', cfg, '--out', out, '--fn-ratio', 'none']);
   assert.equal(wrong.code, 2, wrong.err);
   assert.match(wrong.err, /^search-r3: --fn-ratio must be a number ≥ 0, or 'off' \(got 'none'\)\.$/m);
-  // the data source is missing too: the model folder is what the sentence names
+  // the data source does not read either: the model folder, loaded first, is what the sentence names
+  writeFileSync(path.join(root, 'damaged.jsonl'), 'not json\n');
   const bad = writeConfig(path.join(root, 'bad.json'), {
     model: 'model',
     output: 'run',
-    data: [{ type: 'jsonl', path: 'missing.jsonl' }],
+    data: [{ type: 'jsonl', path: 'damaged.jsonl' }],
   });
   const r = cli(['mine', '--config', bad, '--out', out, '--retriever', 'model', '--model', path.join(root, 'none')]);
   assert.equal(r.code, 2, r.err);

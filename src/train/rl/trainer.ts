@@ -58,6 +58,7 @@ import {
 } from '../training-run.js';
 import { DEFAULT_RL_CONFIG, type RlConfig } from './config.js';
 import { loadRlData, noTrainingQuery, type RlData, type RlQuery } from './data.js';
+import { checkBeirSplit } from '../../eval/beir.js';
 import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
 import { groupAdvantages, grpoLoss, responseMeanWeights } from './grpo.js';
 import { forwardRollouts, sampleRollouts, unitRows, type Rollout } from './rollout.js';
@@ -236,6 +237,8 @@ export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise
   const t0 = Date.now();
   // the environment a checkpoint holds is read and checked with it, before anything is written
   checkRunFolderApart(cfg.output, { model: cfg.model });
+  // the split there, before the model loads
+  checkBeirSplit(cfg.data.beir, cfg.data.split);
   const folder = await RunFolder.open(cfg.output, opts, {
     run: rlRunDescription(cfg, opts.audit ?? false),
     readExtra: loadEnvironment,

@@ -13,7 +13,7 @@ import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/i
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { writeTextFileAtomically } from '../../io/atomic-file.js';
-import { beirSplitFiles } from '../../eval/beir.js';
+import { beirSplitFiles, checkBeirSplit } from '../../eval/beir.js';
 import { type DevSet, loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
 import { ModelRetriever } from '../../eval/model-retriever.js';
 import { BEST_STAMP, readBestStamp } from '../checkpoint.js';
@@ -35,7 +35,7 @@ import {
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
 import { DEFAULT_SFT_CONFIG, type SftConfig } from './config.js';
-import { type DataStats, loadTrainingData, sourceFiles, whyNoExample } from './data.js';
+import { checkSources, type DataStats, loadTrainingData, sourceFiles, whyNoExample } from './data.js';
 import { gradCacheBackward } from './grad-cache.js';
 import { SequenceEncoder } from './sequences.js';
 
@@ -61,6 +61,9 @@ export interface TrainSummary {
 export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const t0 = Date.now();
   checkRunFolderApart(cfg.output, { model: cfg.model });
+  // every input there, before the model loads and the sources are read (minutes, for a large one)
+  checkSources(cfg.data);
+  if (cfg.eval) checkBeirSplit(cfg.eval.beir, cfg.eval.split);
   const folder = await RunFolder.open(cfg.output, opts, {
     run: { stage: 'sft', config: cfg, defaults: DEFAULT_SFT_CONFIG, folders: ['model'], data: sftDataReads(cfg) },
   });

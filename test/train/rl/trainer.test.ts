@@ -85,6 +85,14 @@ test('a reasoning budget leaving the query prompt no room in maxLength is refuse
   assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
 });
 
+test('a data.split the BEIR folder lacks is refused before the model loads', async () => {
+  const { dir, raw } = await fixture();
+  // the model folder does not load either: the split is what is said
+  const cfg = parseRlConfig({ ...raw, model: 'no-model', data: { beir: 'beir', split: 'dev' } }, dir);
+  await assert.rejects(trainRl(cfg, { progress: false }), /beir: no qrels for split 'dev' \(expected /);
+  assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
+});
+
 test('a split with no query to train on says what to check: the ids, or the grades, of its qrels', async () => {
   const { dir, raw } = await fixture();
   const beir = path.join(dir, 'beir');

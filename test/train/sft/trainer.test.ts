@@ -12,6 +12,7 @@ import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import { trainSft } from '../../../src/train/sft/trainer.js';
 import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { repoRoot } from '../../helpers/repo.js';
+import { runCli } from '../../helpers/cli.js';
 import { makeTinyTokenizer } from '../../helpers/tiny-tokenizer.js';
 import { tinyQwen2Config } from '../../helpers/tiny-qwen2.js';
 import * as T from '../../../src/tensor/index.js';
@@ -368,4 +369,42 @@ test('a dev set that does not load (no qrels for eval.split) is refused with the
   // nor does it stand in the way of the corrected config
   const fixed = await toySftRun(root, { steps: 1, eval: { beir: 'dev', split: 'train', every: 1 } });
   assert.equal((await trainSft(loadSftConfig(fixed), { progress: false })).steps, 1);
+});
+
+test('every source and the dev split are checked before the model loads and before a source is read', async () => {
+  const root = tempDir('inputs-first');
+  await toySftRun(root);
+  toyBeir(path.join(root, 'dev'));
+  writeFileSync(path.join(root, 'damaged.jsonl'), 'not json\n');
+  // the model folder does not load, and data[0] does not read: the input named is found before either
+  const config = (over: Record<string, unknown>): string =>
+    writeConfig(path.join(root, 'bad.json'), {
+      model: 'no-model',
+      output: 'run',
+      data: [{ type: 'jsonl', path: 'damaged.jsonl' }],
+      ...over,
+    });
+  const refused = (over: Record<string, unknown>): Promise<void> =>
+    trainSft(loadSftConfig(config(over)), { progress: false }).then(() => assert.fail('trained'));
+  await assert.rejects(refused({ eval: { beir: 'dev', split: 'dev' } }), /no qrels for split 'dev'/);
+  const later = { type: 'beir', path: 'dev', split: 'dev' };
+  await assert.rejects(refused({ data: [{ type: 'jsonl', path: 'damaged.jsonl' }, later] }), /split 'dev'/);
+  const missing = { type: 'pairs', path: 'none.tsv' };
+  await assert.rejects(refused({ data: [{ type: 'jsonl', path: 'damaged.jsonl' }, missing] }), /none\.tsv: not found/);
+  assert.equal(existsSync(path.join(root, 'run')), false);
+  // mine reads the same config: with --retriever model, its model loads first
+  const mine = runCli(['mine', '--config', path.join(root, 'bad.json'), '--out', path.join(root, 'mined.jsonl')]);
+  assert.equal(mine.status, 2, mine.stderr);
+  assert.match(mine.stderr, /^search-r3: \S+none\.tsv: not found \(data source of type pairs\)\n$/);
+  const byModel = ['--retriever', 'model', '--device', 'cpu'];
+  const mineModel = runCli([
+    'mine',
+    '--config',
+    path.join(root, 'bad.json'),
+    '--out',
+    path.join(root, 'm.jsonl'),
+    ...byModel,
+  ]);
+  assert.equal(mineModel.status, 2, mineModel.stderr);
+  assert.match(mineModel.stderr, /none\.tsv: not found/);
 });
