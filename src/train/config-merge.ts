@@ -156,15 +156,74 @@ export function readConfigFile<C>(file: string, parse: (raw: unknown, baseDir: s
     throw new ConfigError(`${file}: ${missing ? 'no such file' : `cannot be read (${(e as Error).message})`}`);
   }
   let raw: unknown;
+  const json = withoutByteOrderMark(text);
   try {
-    raw = JSON.parse(withoutByteOrderMark(text));
+    raw = JSON.parse(json);
   } catch (e) {
     throw new ConfigError(`${file}: not valid JSON (${(e as Error).message})`);
   }
+  // JSON.parse keeps a repeated key's last value: the first (a section edited in one place, overridden in
+  // another) would be dropped without a word
+  const twice = repeatedKey(json);
+  if (twice !== undefined)
+    throw new ConfigError(
+      `${file}: "${twice}" is given twice, and only its last value would be read; give each key once`,
+    );
   try {
     return parse(raw, path.dirname(path.resolve(file)));
   } catch (e) {
     if (e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`);
     throw e;
   }
+}
+
+/** The dotted path ("batch.queries", "data[1].path") of the first key an object of `json` repeats, if any. */
+function repeatedKey(json: string): string | undefined {
+  let i = 0;
+  const space = (): void => {
+    while (i < json.length && ' \t\n\r'.includes(json[i])) i++;
+  };
+  const string = (): string => {
+    const start = i++;
+    while (json[i] !== '"') i += json[i] === '\\' ? 2 : 1;
+    return JSON.parse(json.slice(start, ++i)) as string;
+  };
+  // the text is valid JSON (parsed already): after a value comes a comma or the container's end
+  const ends = (close: string): boolean => {
+    space();
+    return json[i++] === close;
+  };
+  const value = (at: string): string | undefined => {
+    space();
+    const open = json[i];
+    if (open === '{' || open === '[') {
+      const close = open === '{' ? '}' : ']';
+      i++;
+      space();
+      if (json[i] === close) {
+        i++;
+        return undefined;
+      }
+      const keys = new Set<string>();
+      for (let n = 0; ; n++) {
+        let where = `${at}[${n}]`;
+        if (open === '{') {
+          space();
+          const key = string();
+          where = at ? `${at}.${key}` : key;
+          if (keys.has(key)) return where;
+          keys.add(key);
+          space();
+          i++; // the colon
+        }
+        const inner = value(where);
+        if (inner !== undefined) return inner;
+        if (ends(close)) return undefined;
+      }
+    }
+    if (open === '"') string();
+    else while (i < json.length && !',]} \t\n\r'.includes(json[i])) i++;
+    return undefined;
+  };
+  return value('');
 }
