@@ -671,4 +671,11 @@ test('"init": pretraining continues from the f16 folder an earlier run wrote; an
     ),
     /"init" .* is not the model this config trains: hiddenSize 32 \(config: 64\)/,
   );
+  // refused before the text is tokenized, which leaves its cache in the run folder
+  assert.equal(existsSync(path.join(dir, 'init-c')), false);
+  await assert.rejects(
+    trainLm(config('init-d', { init: 'no-model' }), { progress: false }),
+    /no-model: no such folder/,
+  );
+  assert.equal(existsSync(path.join(dir, 'init-d')), false);
 });
