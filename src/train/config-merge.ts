@@ -20,8 +20,8 @@ export class ConfigError extends Error {
 
 /** Fills `defaults` from `user`, refusing keys the defaults do not have and values of another type. */
 export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
-  if (typeof user !== 'object' || user === null || Array.isArray(user))
-    throw new ConfigError(`${at || 'the config'} must be a JSON object`);
+  if (!isJsonObject(user))
+    throw new ConfigError(`${at ? `"${at}"` : 'the config'} must be a JSON object, got ${shownJson(user)}`);
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [key, value] of Object.entries(user as Record<string, unknown>)) {
     const where = at ? `${at}.${key}` : key;
@@ -49,13 +49,24 @@ export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
   return out as V;
 }
 
+/** Whether a parsed JSON value is an object: neither an array nor null, which typeof calls objects too. */
+export function isJsonObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A JSON value as a message shows what was given instead: an array or object by its kind, not its contents. */
+export function shownJson(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  return isJsonObject(v) ? 'an object' : String(JSON.stringify(v));
+}
+
 const TEMPLATE_KEYS = ['querySystem', 'documentSystem', 'reasoningSystem', 'directResponse'];
 
 /** The `templates` section: prompt overrides, each a string, keys as in PromptTemplates. */
 export function parseTemplates(templates: unknown): Partial<PromptTemplates> {
   const out: Record<string, string> = {};
   if (templates === undefined) return out;
-  if (typeof templates !== 'object' || templates === null) throw new ConfigError('"templates" must be an object');
+  if (!isJsonObject(templates)) throw new ConfigError(`"templates" must be a JSON object, got ${shownJson(templates)}`);
   for (const [k, v] of Object.entries(templates)) {
     if (!TEMPLATE_KEYS.includes(k))
       throw new ConfigError(

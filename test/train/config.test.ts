@@ -98,6 +98,35 @@ test('stage 1 and stage 2 fill lora from the same defaults; none or null is full
   }
 });
 
+test('a section or source of another shape is named in quotes with what was given; none passes as empty', () => {
+  const dir = tempDir('shapes');
+  const said = (name: keyof typeof loaders, over: object): string => {
+    const file = writeConfig(path.join(dir, `${name}.json`), { ...required[name], ...over });
+    try {
+      loaders[name](file);
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      return e.message.slice(file.length + 2);
+    }
+    return 'accepted';
+  };
+  for (const name of ['sft', 'rl'] as const) {
+    // an array is an object to typeof: [] read as no templates, ["..."] as a key "0"
+    assert.equal(said(name, { templates: [] }), '"templates" must be a JSON object, got an array');
+    assert.equal(said(name, { templates: ['Embed this'] }), '"templates" must be a JSON object, got an array');
+    assert.equal(said(name, { lora: true }), '"lora" must be a JSON object, got true');
+    assert.equal(said(name, { optimizer: [1e-4] }), '"optimizer" must be a JSON object, got an array');
+  }
+  assert.equal(said('rl', { data: 'b' }), '"data" must be a JSON object, got "b"');
+  assert.equal(said('lm', { model: null }), '"model" must be a JSON object, got null');
+  assert.equal(said('sft', { batch: { queries: 4 }, eval: 'dev' }), '"eval" must be a JSON object, got "dev"');
+  assert.equal(said('sft', { data: [['jsonl', 'x']] }), '"data[0]" must be a JSON object, got an array');
+  assert.equal(
+    said('sft', { data: [{ path: 'x' }] }),
+    '"data[0].type" must be one of beir, jsonl, pairs, climate-fever, pseudo-queries, and is missing',
+  );
+});
+
 test('stage 1 and stage 2 refuse a directResponse template without exactly one embed token, naming the field', () => {
   const dir = tempDir('templates');
   for (const name of ['sft', 'rl'] as const) {
