@@ -494,6 +494,9 @@ test('config: unknown keys and bad values are errors naming the key; the CLI pri
   assert.throws(() => config('x', { batchSize: '4' }), /"batchSize" must be a number/);
   assert.throws(() => config('x', { model: { ropeTheta: 0 } }), /"model\.ropeTheta" must be a positive number, got 0/);
   assert.throws(() => config('x', { optimizer: { beta2: 1 } }), /"optimizer\.beta2" must be in \[0, 1\)/);
+  // resolved against the config's folder, "" would read every text file beside the config
+  const empty = /"data\.valid\[1\]" is an empty path; name a text file or folder$/;
+  assert.throws(() => config('x', { data: { train: ['train.jsonl'], valid: ['valid.jsonl', ''] } }), empty);
   const file = path.join(dir, 'bad.json');
   await fsp.writeFile(
     file,
