@@ -23,6 +23,7 @@ import { heldOutClause } from '../hold-out.js';
 import { renderReport } from '../report.js';
 import type { DataRead } from '../data-stamps.js';
 import { RunFolderError } from '../run-folder-error.js';
+import { ConfigError } from '../config-merge.js';
 import { ModelFileError } from '../../model/model-file-error.js';
 import {
   type RunOptions,
@@ -86,6 +87,17 @@ function sftDataReads(cfg: SftConfig): DataRead[] {
   return reads;
 }
 
+/**
+ * Refuses a batch.queries above the training examples there are: every batch would hold fewer queries, and so
+ * fewer in-batch negatives, than the config says, without a word. A resumed run goes on, and says so.
+ */
+function checkBatchQueries(queries: number, examples: number, resumed: boolean, warn: (line: string) => void): void {
+  if (queries <= examples) return;
+  const has = `"batch.queries" is ${queries}, but the data has only ${examples} training examples`;
+  if (resumed) return warn(`${has}: each batch takes at most those ${examples}`);
+  throw new ConfigError(`${has}, so no batch could take ${queries}: set batch.queries to ${examples} or fewer`);
+}
+
 /** Stage 1 in its run folder, opened and locked. */
 async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptions, t0: number): Promise<TrainSummary> {
   const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
@@ -112,6 +124,7 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
     `${stats.emptyTexts} empty texts dropped${heldOutClause(stats.heldOut)}`;
   const analysed = cfg.reasoning ? `; ${stats.analyses} in the reasoning form, with an analysis` : '';
   folder.note(`data: ${stats.examples} examples (${skipped})${analysed}`);
+  checkBatchQueries(cfg.batch.queries, examples.length, folder.start !== null, (l) => folder.warn(l));
   const { queries, hardNegatives, accumulation } = cfg.batch;
   const batchesPerEpoch = planEpoch(examples, cfg.seed, 0, queries, hardNegatives).length;
   if (cfg.steps === 0 && accumulation > batchesPerEpoch * cfg.epochs) {

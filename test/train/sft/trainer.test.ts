@@ -8,6 +8,7 @@ import { EMBED_TOKEN } from '../../../src/embed/prompts.js';
 import { loadModelFolder, saveModelFolder } from '../../../src/model/model-folder.js';
 import { loadSafetensors } from '../../../src/model/safetensors.js';
 import { loadSftConfig } from '../../../src/train/sft/config.js';
+import { ConfigError } from '../../../src/train/config-merge.js';
 import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import { trainSft } from '../../../src/train/sft/trainer.js';
 import { TrainingDiverged } from '../../../src/train/training-run.js';
@@ -407,4 +408,19 @@ test('every source and the dev split are checked before the model loads and befo
   ]);
   assert.equal(mineModel.status, 2, mineModel.stderr);
   assert.match(mineModel.stderr, /none\.tsv: not found/);
+});
+
+test('"batch.queries" above the training examples is refused at start, naming what to set', async () => {
+  const root = tempDir('few-examples');
+  // 12 toy examples: every batch would hold 12 queries where the config says 13
+  const cfg = loadSftConfig(await toySftRun(root, { batch: { queries: 13, hardNegatives: 1 } }));
+  await assert.rejects(
+    trainSft(cfg, { progress: false }),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message ===
+        '"batch.queries" is 13, but the data has only 12 training examples, so no batch could take 13: set ' +
+          'batch.queries to 12 or fewer',
+  );
+  assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
 });
