@@ -6,6 +6,7 @@ import { UserError, type Command } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { intAtLeast } from './args.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
+import { ofConfigFile } from '../train/config-merge.js';
 import { loadRlConfig, type RlConfig } from '../train/rl/config.js';
 import { rlRunDescription, trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
@@ -90,7 +91,10 @@ const auditCommand: Command & { name: string } = {
     const total = (start?.step ?? 0) + steps;
     cfg.checkpoint.every = total + 1; // the audit needs no checkpoints beyond the final one
     const t0 = Date.now();
-    const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps: total, resume: start !== null });
+    const config = values.config;
+    const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps: total, resume: start !== null }).catch(
+      (e: unknown) => Promise.reject(ofConfigFile(e, config)),
+    );
     // from scratch, step 1 scores a freshly encoded corpus in both tables: nothing to compare
     const summary = summariseAudit(s.audit.filter((a) => start !== null || a.step > 1));
     const e = cfg.environment;

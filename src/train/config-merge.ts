@@ -10,12 +10,24 @@ import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { EMBED_TOKEN, type PromptTemplates } from '../embed/index.js';
 import { LORA_TARGETS } from '../model/lora.js';
 
-/** A problem with the config file, naming the key. */
+/** A problem with the config file, naming the key; and the file, once known. */
 export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(
+    message: string,
+    readonly file?: string,
+  ) {
+    super(file === undefined ? message : `${file}: ${message}`);
     this.name = 'ConfigError';
   }
+}
+
+/**
+ * `e` as said of the config `file`: a ConfigError that names no file yet gets its name, whether raised as the
+ * file is read or by a trainer that judges a key against the data or model it read (rollout.queries against
+ * the queries there are).
+ */
+export function ofConfigFile(e: unknown, file: string): unknown {
+  return e instanceof ConfigError && e.file === undefined ? new ConfigError(e.message, file) : e;
 }
 
 /** Fills `defaults` from `user`, refusing keys the defaults do not have and values of another type. */
@@ -164,27 +176,24 @@ export function readConfigFile<C>(file: string, parse: (raw: unknown, baseDir: s
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new ConfigError(`${file}: ${missing ? 'no such file' : `cannot be read (${(e as Error).message})`}`);
+    throw new ConfigError(missing ? 'no such file' : `cannot be read (${(e as Error).message})`, file);
   }
   let raw: unknown;
   const json = withoutByteOrderMark(text);
   try {
     raw = JSON.parse(json);
   } catch (e) {
-    throw new ConfigError(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new ConfigError(`not valid JSON (${(e as Error).message})`, file);
   }
   // JSON.parse keeps a repeated key's last value: the first (a section edited in one place, overridden in
   // another) would be dropped without a word
   const twice = repeatedKey(json);
   if (twice !== undefined)
-    throw new ConfigError(
-      `${file}: "${twice}" is given twice, and only its last value would be read; give each key once`,
-    );
+    throw new ConfigError(`"${twice}" is given twice, and only its last value would be read; give each key once`, file);
   try {
     return parse(raw, path.dirname(path.resolve(file)));
   } catch (e) {
-    if (e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`);
-    throw e;
+    throw ofConfigFile(e, file);
   }
 }
 

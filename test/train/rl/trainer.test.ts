@@ -533,10 +533,10 @@ test('"rollout.queries" above the training queries is refused at start, naming w
   refused(
     'all',
     { rollout },
+    // named in the config file, as a key its reading refuses is
     new RegExp(
-      '"rollout\\.queries" is 8, but .*beir split train has only 7 training queries, so no step could take 8: ' +
-        'set rollout\\.queries to 7 or fewer$',
-      'm',
+      '^search-r3: \\S+all\\.json: "rollout\\.queries" is 8, but .*beir split train has only 7 training queries, ' +
+        'so no step could take 8: set rollout\\.queries to 7 or fewer\\n$',
     ),
   );
   refused(
