@@ -124,7 +124,12 @@ export function validationLoss(
 export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise<LmTrainSummary> {
   const t0 = Date.now();
   await checkSplitsApart(cfg.data.train, cfg.data.valid);
-  checkRunFolderApart(cfg.output, { tokenizer: cfg.tokenizer, init: cfg.init });
+  // a text folder is read whole, so a run folder in it would read its own metrics.jsonl as text, and refuse to
+  // resume for the data it wrote there
+  const texts = (['train', 'valid'] as const).flatMap((split) =>
+    cfg.data[split].map((p, i) => [`data.${split}[${i}]`, p]),
+  );
+  checkRunFolderApart(cfg.output, { tokenizer: cfg.tokenizer, init: cfg.init, ...Object.fromEntries(texts) });
   const folder = await RunFolder.open(cfg.output, opts, {
     run: {
       stage: 'lm',

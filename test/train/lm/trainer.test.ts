@@ -29,6 +29,7 @@ import {
   closeSync,
   constants as fsConstants,
   existsSync,
+  mkdirSync,
   openSync,
   readdirSync,
   rmSync,
@@ -385,6 +386,17 @@ test('a validation file that is also a training file is refused before the run f
           'training files one by one.',
   );
   assert.equal(existsSync(path.join(dir, 'run-overlap')), false);
+});
+
+test('a run folder inside a text folder it reads is refused: the run would read its own files as text', async () => {
+  mkdirSync(path.join(dir, 'texts'));
+  writeFileSync(path.join(dir, 'texts', 'train.jsonl'), readFileSync(path.join(dir, 'train.jsonl')));
+  const cfg = config('texts/run', { data: { train: ['train.jsonl'], valid: ['texts'] } });
+  await assert.rejects(
+    trainLm(cfg, { progress: false }),
+    /^RunFolderError: the output \S+texts\/run lies in the data\.valid\[0\] folder \S+texts, so the run's files/,
+  );
+  assert.deepEqual(readdirSync(path.join(dir, 'texts')), ['train.jsonl']);
 });
 
 test('a data folder with no .jsonl or .txt file is refused naming its key, before the run folder is made', async () => {
