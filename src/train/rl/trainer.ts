@@ -41,7 +41,7 @@ import type { RefreshMode } from '../../rlenv/refresh-policy.js';
 import { TableTooLargeError, checkTableSize, defaultTableLimit } from '../../rlenv/embedding-table.js';
 import type { AuditStep } from '../../rlenv/audit.js';
 import { excludeScaledCosines } from '../excluded-logits.js';
-import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
+import { checkReasoningRoom, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { heldOutClause, trainingSplitFiles } from '../hold-out.js';
 import type { MetricRecord } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
@@ -152,31 +152,6 @@ function candidatesInfoNce(
 }
 
 /**
- * Refuses a reasoning budget that leaves the query prompt no room in maxLength (`maxLength`: the config's, or
- * the model's context when smaller), before the corpus is encoded: the first step's prompts would fail after it.
- */
-function checkPromptBudget(
-  cfg: RlConfig,
-  tokenizer: Tokenizer,
-  templates: PromptTemplates,
-  maxLength: number,
-  promptBudget: number,
-): void {
-  const needs = encodePrompt(tokenizer, '', 'query', templates, Number.MAX_SAFE_INTEGER, true).ids.length;
-  // at least one token of query text has to fit beside the template
-  if (needs < promptBudget) return;
-  const capped = maxLength < cfg.maxLength;
-  const of = capped
-    ? `the model's context of ${maxLength} tokens (maxLength ${cfg.maxLength} is cut to it)`
-    : `maxLength ${maxLength}`;
-  throw new ConfigError(
-    `"rollout.maxReasoningTokens" ${cfg.rollout.maxReasoningTokens} leaves ${Math.max(0, promptBudget)} tokens of ` +
-      `${of} to the query prompt, whose template alone needs ${needs} and the query some more: lower ` +
-      `rollout.maxReasoningTokens${capped ? '' : ', or raise maxLength'}`,
-  );
-}
-
-/**
  * Refuses a fresh run whose steps would take fewer queries than "rollout.queries" says (there are only
  * `queries` to train on): each step would be a smaller one than the config asks for, without a word. A run
  * resumed from a checkpoint goes on with each step taking all `queries`, and says so: refusing it would strand
@@ -281,7 +256,15 @@ async function trainInFolder(
   const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
   // a query prompt leaves room for the whole analysis and a forced token inside maxLength
   const promptBudget = maxLength - cfg.rollout.maxReasoningTokens - 1;
-  checkPromptBudget(cfg, pol.tokenizer, templates, maxLength, promptBudget);
+  checkReasoningRoom({
+    key: 'rollout.maxReasoningTokens',
+    budget: cfg.rollout.maxReasoningTokens,
+    after: 1,
+    maxLength,
+    configured: cfg.maxLength,
+    tokenizer: pol.tokenizer,
+    templates,
+  });
   const dim = pol.model.config.hiddenSize;
   const options = environmentOptions(cfg, cfg.environment.mode as RefreshMode);
   checkTableSize(data.docTexts.length, dim, options.maxTableBytes);

@@ -17,7 +17,7 @@ import { beirSplitFiles, checkBeirSplit } from '../../eval/beir.js';
 import { type DevSet, loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
 import { ModelRetriever } from '../../eval/model-retriever.js';
 import { BEST_STAMP, readBestStamp } from '../checkpoint.js';
-import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
+import { checkReasoningRoom, type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { formatDuration } from '../progress.js';
 import { heldOutClause } from '../hold-out.js';
 import { renderReport } from '../report.js';
@@ -111,6 +111,11 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
         'it; start from a model whose tokenizer has <|im_start|> and <|im_end|>',
     );
   const encoder = new SequenceEncoder(s.tokenizer, templates, maxLength);
+  if (cfg.reasoning) {
+    const { maxTokens: budget } = cfg.reasoning;
+    const room = { budget, after: 1 + encoder.tailLength, maxLength, configured: cfg.maxLength };
+    checkReasoningRoom({ key: 'reasoning.maxTokens', ...room, tokenizer: s.tokenizer, templates });
+  }
   const reasoning = cfg.reasoning ? { ...cfg.reasoning, seed: cfg.seed } : undefined;
   const { examples, stats } = await loadTrainingData(cfg.data, reasoning);
   if (examples.length === 0) {
