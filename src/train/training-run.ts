@@ -137,6 +137,20 @@ export function checkRunFolderApart(output: string, reads: Readonly<Record<strin
   }
 }
 
+/**
+ * What a warm-up longer than the run does to the schedule: the learning rate never reaches optimizer.lr, nor
+ * decays to minLr; null when the warm-up ends within the run.
+ */
+function longWarmupNote(o: OptimizerSettings, totalSteps: number): string | null {
+  if (o.warmupSteps <= totalSteps) return null;
+  const peak = (o.lr * totalSteps) / o.warmupSteps;
+  return (
+    `note: "optimizer.warmupSteps" ${o.warmupSteps} is more than the run's ${totalSteps} steps, so the learning ` +
+    `rate rises only to ${peak.toExponential(2)} of "optimizer.lr" ${o.lr} and never decays; set warmupSteps to ` +
+    `${totalSteps} or fewer for the schedule the config describes`
+  );
+}
+
 /** The lock file of a run folder: the pid of the one trainer that uses it. */
 export const RUN_LOCK_FILE = 'train.lock';
 
@@ -247,6 +261,9 @@ export class RunFolder<X = never> {
     }
     if (!this.start && this.opts.resume)
       this.note(`${this.output} has no checkpoint yet (the run stopped before its first): training starts at step 0`);
+    // said rather than refused: the defaults' warm-up (10 or 100 steps) is longer than a short trial run
+    const warmup = longWarmupNote(plan.settings, plan.totalSteps);
+    if (warmup) this.note(warmup);
     const checkpoints = path.join(this.output, 'checkpoints');
     await removeStaleTemporaries(checkpoints);
     await this.record?.write(writeTextFileAtomically, this.start ? state.step : null);

@@ -192,3 +192,22 @@ test('train sft drops a query whose only positive is its own text, says so, trai
   );
   assert.match(r.stdout, /1 whose only positive is the query itself/);
 });
+
+test('train sft says when optimizer.warmupSteps is longer than the run: optimizer.lr is never reached', async () => {
+  const root = tempDir('cli-long-warmup');
+  const long = await toySftRun(root, { steps: 4, optimizer: { lr: 3e-3, warmupSteps: 10 } });
+  const r = cli(['train', 'sft', '--config', long]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(
+    r.err,
+    new RegExp(
+      '^note: "optimizer\\.warmupSteps" 10 is more than the run\'s 4 steps, so the learning rate rises only to ' +
+        '1\\.20e-3 of "optimizer\\.lr" 0\\.003 and never decays; set warmupSteps to 4 or fewer',
+      'm',
+    ),
+  );
+  const within = await toySftRun(root, { steps: 4, output: 'run-within', optimizer: { lr: 3e-3, warmupSteps: 4 } });
+  const w = cli(['train', 'sft', '--config', within]);
+  assert.equal(w.code, 0, w.err);
+  assert.doesNotMatch(w.err, /warmupSteps/);
+});
