@@ -7,7 +7,7 @@ import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-pa
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
 import { loadSftConfig } from '../train/sft/config.js';
-import { candidatePool, loadTrainingData, sourceFiles, whyNoExample } from '../train/sft/data.js';
+import { candidatePool, checkSources, loadTrainingData, sourceFiles, whyNoExample } from '../train/sft/data.js';
 import { heldOutClause } from '../train/hold-out.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, jsonlLines, type Ranker } from '../train/sft/mine.js';
 import { writeLinesAtomicallySync } from '../io/atomic-file.js';
@@ -101,7 +101,9 @@ export const mineCommand: Command = {
     ]);
     // after: an input is named as the input it is
     checkReplacesOnly(values.out, '--out', { command: 'mine', kind: 'a JSONL file', why: notJsonl });
-    // loaded before the data: a wrong model folder is refused before minutes of reading and ranking
+    // every source there before the model loads, and the model loaded before the data is read: neither is
+    // refused after minutes of reading and ranking
+    checkSources(cfg.data);
     let model: LoadedModel | undefined;
     if (retriever === 'model') {
       selectDevice(values.device);

@@ -6,12 +6,14 @@ import { UserError, type Command } from './command.js';
 import { subcommandError } from './subcommand.js';
 import { intAtLeast } from './args.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
-import { loadRlConfig } from '../train/rl/config.js';
-import { trainRl } from '../train/rl/trainer.js';
+import { ofConfigFile } from '../train/config-merge.js';
+import { loadRlConfig, type RlConfig } from '../train/rl/config.js';
+import { rlRunDescription, trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
 import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
 import { RUN_CONFIG_FILE } from '../train/run-watch.js';
-import { recordedStage } from '../train/run-record.js';
+import { RunCheck, recordedStage } from '../train/run-record.js';
+import { checkRunOutput } from '../train/training-run.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
@@ -85,11 +87,14 @@ const auditCommand: Command & { name: string } = {
           'it to audit again.',
       );
     }
-    const start = values.from ? await startFromCheckpoint(path.resolve(values.from), cfg.output) : null;
+    const start = values.from ? await startFromCheckpoint(path.resolve(values.from), cfg) : null;
     const total = (start?.step ?? 0) + steps;
     cfg.checkpoint.every = total + 1; // the audit needs no checkpoints beyond the final one
     const t0 = Date.now();
-    const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps: total, resume: start !== null });
+    const config = values.config;
+    const s = await trainRl(cfg, { progress: !values.quiet, audit: true, steps: total, resume: start !== null }).catch(
+      (e: unknown) => Promise.reject(ofConfigFile(e, config)),
+    );
     // from scratch, step 1 scores a freshly encoded corpus in both tables: nothing to compare
     const summary = summariseAudit(s.audit.filter((a) => start !== null || a.step > 1));
     const e = cfg.environment;
@@ -118,9 +123,10 @@ const auditCommand: Command & { name: string } = {
 
 /**
  * Copies a run's newest intact checkpoint (read and checked, damaged newer ones skipped with a
- * warning) into the audit's folder, so that the audit resumes from it. The run is only read.
+ * warning) into the audit's folder (cfg.output), so that the audit resumes from it. The run is only read.
  */
-async function startFromCheckpoint(run: string, output: string): Promise<{ dir: string; step: number }> {
+async function startFromCheckpoint(run: string, cfg: RlConfig): Promise<{ dir: string; step: number }> {
+  const output = cfg.output;
   if (!existsSync(run)) throw new UserError(`--from: ${run} does not exist; give the output folder of a train rl run`);
   if (path.resolve(output) === run)
     throw new UserError(`--output ${output} is the run --from reads; the audit writes into a folder of its own`);
@@ -143,6 +149,10 @@ async function startFromCheckpoint(run: string, output: string): Promise<{ dir: 
   if (listCheckpoints(path.join(output, 'checkpoints')).length > 0) {
     throw new UserError(`${output} already holds an audit's checkpoints; choose another --output or remove it`);
   }
+  // checked before the copy, which would make --output a run's folder that a refused audit leaves behind (and a
+  // rerun then refuses as an earlier audit's), or write the run's files among others' or under a file
+  checkRunOutput(output);
+  await (await RunCheck.read(run, rlRunDescription(cfg, true))).checkResume();
   cpSync(dir, path.join(output, 'checkpoints', path.basename(dir)), { recursive: true });
   // the run's record comes with its checkpoint, so the audit resumes only with the run's model, data and
   // settings (its environment may differ: that is what the audit measures), as train rl --resume would

@@ -12,6 +12,7 @@ import { trainLmStage } from './train-lm.js';
 import { trainRlStage } from './train-rl.js';
 import { trainSftStage } from './train-sft.js';
 import { MAX_SECONDS_HELP, SESSION_ENDED } from './train-session.js';
+import { ofConfigFile } from '../train/config-merge.js';
 
 /** A training stage: its help, and a run from a config file that returns the line it prints and whether it ended. */
 export interface TrainStage {
@@ -82,6 +83,8 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
       ...(seconds !== undefined ? { deadline: started + seconds * 1000 } : {}),
       stop: stop.signal,
     });
+  } catch (e) {
+    throw ofConfigFile(e, values.config);
   } finally {
     stop.release();
   }

@@ -237,6 +237,26 @@ export async function readBeirDataset(folder: string, split: string): Promise<Be
  * that may load a model first.
  */
 export async function readBeirSplit(folder: string, split: string): Promise<BeirSplit> {
+  const files = checkBeirSplit(folder, split);
+  const qrels = await readBeirQrels(files.qrels);
+  const allQueries = await readBeirQueries(files.queries);
+  const queries = new Map<string, string>();
+  for (const [id, text] of allQueries) if (qrels.has(id)) queries.set(id, text);
+  const missing = [...qrels.keys()].filter((q) => !allQueries.has(q));
+  if (missing.length > 0) {
+    throw new EvalInputError(
+      `${missing.length} judged queries are missing from queries.jsonl (first: '${missing[0]}')`,
+      files.qrels,
+    );
+  }
+  return { folder, split, corpusFile: files.corpus, queries, qrels };
+}
+
+/**
+ * The files of a split of a BEIR folder, refused when the folder, the split's qrels or the corpus is not there:
+ * cheap, so a command that reads the split checks it before its slow work (loading a model, reading other data).
+ */
+export function checkBeirSplit(folder: string, split: string): { corpus: string; queries: string; qrels: string } {
   if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
   // else a file (its corpus.jsonl, say) is searched for a qrels/ inside it, and refused as a split it lacks
   if (!statSync(folder).isDirectory()) {
@@ -246,25 +266,13 @@ export async function readBeirSplit(folder: string, split: string): Promise<Beir
     );
   }
   const files = beirSplitFiles(folder, split);
-  const qrelsFile = files.qrels;
-  if (!existsSync(qrelsFile)) {
+  if (!existsSync(files.qrels)) {
     // said without an option's name: a config's split key reaches here as well as eval's --split
     const dir = join(folder, 'qrels');
     const splits = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.tsv')) : [];
     const have = splits.length ? `splits here: ${splits.map((f) => f.slice(0, -4)).join(', ')}` : 'no split here';
-    throw new EvalInputError(`no qrels for split '${split}' (expected ${qrelsFile}; ${have})`, folder);
-  }
-  const qrels = await readBeirQrels(qrelsFile);
-  const allQueries = await readBeirQueries(files.queries);
-  const queries = new Map<string, string>();
-  for (const [id, text] of allQueries) if (qrels.has(id)) queries.set(id, text);
-  const missing = [...qrels.keys()].filter((q) => !allQueries.has(q));
-  if (missing.length > 0) {
-    throw new EvalInputError(
-      `${missing.length} judged queries are missing from queries.jsonl (first: '${missing[0]}')`,
-      qrelsFile,
-    );
+    throw new EvalInputError(`no qrels for split '${split}' (expected ${files.qrels}; ${have})`, folder);
   }
   if (!existsSync(files.corpus)) throw new EvalInputError('file not found; check the path', files.corpus);
-  return { folder, split, corpusFile: files.corpus, queries, qrels };
+  return files;
 }

@@ -10,18 +10,30 @@ import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { EMBED_TOKEN, type PromptTemplates } from '../embed/index.js';
 import { LORA_TARGETS } from '../model/lora.js';
 
-/** A problem with the config file, naming the key. */
+/** A problem with the config file, naming the key; and the file, once known. */
 export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(
+    message: string,
+    readonly file?: string,
+  ) {
+    super(file === undefined ? message : `${file}: ${message}`);
     this.name = 'ConfigError';
   }
 }
 
+/**
+ * `e` as said of the config `file`: a ConfigError that names no file yet gets its name, whether raised as the
+ * file is read or by a trainer that judges a key against the data or model it read (rollout.queries against
+ * the queries there are).
+ */
+export function ofConfigFile(e: unknown, file: string): unknown {
+  return e instanceof ConfigError && e.file === undefined ? new ConfigError(e.message, file) : e;
+}
+
 /** Fills `defaults` from `user`, refusing keys the defaults do not have and values of another type. */
 export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
-  if (typeof user !== 'object' || user === null || Array.isArray(user))
-    throw new ConfigError(`${at || 'the config'} must be a JSON object`);
+  if (!isJsonObject(user))
+    throw new ConfigError(`${at ? `"${at}"` : 'the config'} must be a JSON object, got ${shownJson(user)}`);
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   for (const [key, value] of Object.entries(user as Record<string, unknown>)) {
     const where = at ? `${at}.${key}` : key;
@@ -49,13 +61,24 @@ export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
   return out as V;
 }
 
+/** Whether a parsed JSON value is an object: neither an array nor null, which typeof calls objects too. */
+export function isJsonObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A JSON value as a message shows what was given instead: an array or object by its kind, not its contents. */
+export function shownJson(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  return isJsonObject(v) ? 'an object' : String(JSON.stringify(v));
+}
+
 const TEMPLATE_KEYS = ['querySystem', 'documentSystem', 'reasoningSystem', 'directResponse'];
 
 /** The `templates` section: prompt overrides, each a string, keys as in PromptTemplates. */
 export function parseTemplates(templates: unknown): Partial<PromptTemplates> {
   const out: Record<string, string> = {};
   if (templates === undefined) return out;
-  if (typeof templates !== 'object' || templates === null) throw new ConfigError('"templates" must be an object');
+  if (!isJsonObject(templates)) throw new ConfigError(`"templates" must be a JSON object, got ${shownJson(templates)}`);
   for (const [k, v] of Object.entries(templates)) {
     if (!TEMPLATE_KEYS.includes(k))
       throw new ConfigError(
@@ -153,18 +176,74 @@ export function readConfigFile<C>(file: string, parse: (raw: unknown, baseDir: s
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new ConfigError(`${file}: ${missing ? 'no such file' : `cannot be read (${(e as Error).message})`}`);
+    throw new ConfigError(missing ? 'no such file' : `cannot be read (${(e as Error).message})`, file);
   }
   let raw: unknown;
+  const json = withoutByteOrderMark(text);
   try {
-    raw = JSON.parse(withoutByteOrderMark(text));
+    raw = JSON.parse(json);
   } catch (e) {
-    throw new ConfigError(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new ConfigError(`not valid JSON (${(e as Error).message})`, file);
   }
+  // JSON.parse keeps a repeated key's last value: the first (a section edited in one place, overridden in
+  // another) would be dropped without a word
+  const twice = repeatedKey(json);
+  if (twice !== undefined)
+    throw new ConfigError(`"${twice}" is given twice, and only its last value would be read; give each key once`, file);
   try {
     return parse(raw, path.dirname(path.resolve(file)));
   } catch (e) {
-    if (e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`);
-    throw e;
+    throw ofConfigFile(e, file);
   }
+}
+
+/** The dotted path ("batch.queries", "data[1].path") of the first key an object of `json` repeats, if any. */
+function repeatedKey(json: string): string | undefined {
+  let i = 0;
+  const space = (): void => {
+    while (i < json.length && ' \t\n\r'.includes(json[i])) i++;
+  };
+  const string = (): string => {
+    const start = i++;
+    while (json[i] !== '"') i += json[i] === '\\' ? 2 : 1;
+    return JSON.parse(json.slice(start, ++i)) as string;
+  };
+  // the text is valid JSON (parsed already): after a value comes a comma or the container's end
+  const ends = (close: string): boolean => {
+    space();
+    return json[i++] === close;
+  };
+  const value = (at: string): string | undefined => {
+    space();
+    const open = json[i];
+    if (open === '{' || open === '[') {
+      const close = open === '{' ? '}' : ']';
+      i++;
+      space();
+      if (json[i] === close) {
+        i++;
+        return undefined;
+      }
+      const keys = new Set<string>();
+      for (let n = 0; ; n++) {
+        let where = `${at}[${n}]`;
+        if (open === '{') {
+          space();
+          const key = string();
+          where = at ? `${at}.${key}` : key;
+          if (keys.has(key)) return where;
+          keys.add(key);
+          space();
+          i++; // the colon
+        }
+        const inner = value(where);
+        if (inner !== undefined) return inner;
+        if (ends(close)) return undefined;
+      }
+    }
+    if (open === '"') string();
+    else while (i < json.length && !',]} \t\n\r'.includes(json[i])) i++;
+    return undefined;
+  };
+  return value('');
 }

@@ -7,7 +7,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { EMBED_TOKEN } from '../embed/index.js';
+import { EMBED_TOKEN, encodePrompt, type PromptTemplates } from '../embed/index.js';
 import * as T from '../tensor/index.js';
 import type { Tensor } from '../tensor/index.js';
 import { attachLora, loraParameters, saveLoraAdapter, type LoraConfig, type LoraTarget } from '../model/lora.js';
@@ -16,7 +16,7 @@ import { addSpecialTokens, loadModelFolder, saveModelFolder } from '../model/mod
 import { type AdapterBase, modelFingerprint, recordAdapterBase } from '../model/model-fingerprint.js';
 import { Qwen2Model } from '../model/qwen2-model.js';
 import type { Tokenizer } from '../model/tokenizer.js';
-import type { LoraSettings } from './config-merge.js';
+import { ConfigError, type LoraSettings } from './config-merge.js';
 
 export interface FineTuned {
   model: Qwen2Model;
@@ -80,4 +80,37 @@ export async function saveFineTuned(dir: string, m: FineTuned, notes: Record<str
       await saveModelFolder(tmp, { model: m.model, tokenizer: m.tokenizer });
     }
   });
+}
+
+/** A reasoning budget, as checkReasoningRoom judges it against the context. */
+export interface ReasoningRoom {
+  /** The config key of the budget ("rollout.maxReasoningTokens"), and its tokens of analysis. */
+  key: string;
+  budget: number;
+  /** Tokens of the response after the analysis: the embed token and what follows it. */
+  after: number;
+  /** The context a sequence has: the config's maxLength (`configured`), or the model's when smaller. */
+  maxLength: number;
+  configured: number;
+  tokenizer: Tokenizer;
+  templates: PromptTemplates;
+}
+
+/**
+ * Refuses a reasoning budget that leaves a reasoning query's prompt no room beside its analysis in maxLength,
+ * before any data is read or encoded: the first such query would otherwise fail, after the run folder is written.
+ */
+export function checkReasoningRoom(r: ReasoningRoom): void {
+  const needs = encodePrompt(r.tokenizer, '', 'query', r.templates, Number.MAX_SAFE_INTEGER, true).ids.length;
+  const left = r.maxLength - r.budget - r.after;
+  // at least one token of query text has to fit beside the template
+  if (needs < left) return;
+  const capped = r.maxLength < r.configured;
+  const of = capped
+    ? `the model's context of ${r.maxLength} tokens (maxLength ${r.configured} is cut to it)`
+    : `maxLength ${r.maxLength}`;
+  throw new ConfigError(
+    `"${r.key}" ${r.budget} leaves ${Math.max(0, left)} tokens of ${of} to the query prompt, whose template alone ` +
+      `needs ${needs} and the query some more: lower ${r.key}${capped ? '' : ', or raise maxLength'}`,
+  );
 }

@@ -24,7 +24,7 @@
  * or Inf (an unclipped update can overflow AdamW's second moment) stops training at the checkpoint that
  * would hold it, before it is written, so the checkpoint named is always one that resumes.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { isWithin, resolvedPath } from '../io/path-relation.js';
@@ -137,6 +137,20 @@ export function checkRunFolderApart(output: string, reads: Readonly<Record<strin
   }
 }
 
+/**
+ * What a warm-up longer than the run does to the schedule: the learning rate never reaches optimizer.lr, nor
+ * decays to minLr; null when the warm-up ends within the run.
+ */
+function longWarmupNote(o: OptimizerSettings, totalSteps: number): string | null {
+  if (o.warmupSteps <= totalSteps) return null;
+  const peak = (o.lr * totalSteps) / o.warmupSteps;
+  return (
+    `note: "optimizer.warmupSteps" ${o.warmupSteps} is more than the run's ${totalSteps} steps, so the learning ` +
+    `rate rises only to ${peak.toExponential(2)} of "optimizer.lr" ${o.lr} and never decays; set warmupSteps to ` +
+    `${totalSteps} or fewer for the schedule the config describes`
+  );
+}
+
 /** The lock file of a run folder: the pid of the one trainer that uses it. */
 export const RUN_LOCK_FILE = 'train.lock';
 
@@ -172,6 +186,17 @@ function refuseForeignFolder(output: string): void {
 }
 
 /**
+ * Refuses an output no run may write into: a file, one under a file, or a folder of others' files
+ * (refuseForeignFolder). Checked by open, and by a command that puts a run's files into its output by other means
+ * first (rlenv audit --from copies a checkpoint there), so that a refusal leaves the folder as it was.
+ */
+export function checkRunOutput(output: string): void {
+  const file = fileInTheWaySaid(output);
+  if (file !== undefined) throw new RunFolderError(`the output ${output} ${file}; name a folder for the run`);
+  if (existsSync(output)) refuseForeignFolder(output);
+}
+
+/**
  * A run folder whose starting point is known (a checkpoint on --resume, else none), not yet trained in,
  * and locked for this process until `close`.
  */
@@ -187,10 +212,8 @@ export class RunFolder<X = never> {
   ) {}
 
   static async open<X = never>(output: string, opts: RunOptions, how: OpenOptions<X> = {}): Promise<RunFolder<X>> {
-    const file = fileInTheWaySaid(output);
-    if (file !== undefined) throw new RunFolderError(`the output ${output} ${file}; name a folder for the run`);
+    checkRunOutput(output);
     const made = await makeFolder(output);
-    if (made === undefined) refuseForeignFolder(output);
     const lock = lockRunFolder(output);
     try {
       // the stage first: a folder of another stage is named as such, not as one that needs --resume
@@ -238,6 +261,9 @@ export class RunFolder<X = never> {
     }
     if (!this.start && this.opts.resume)
       this.note(`${this.output} has no checkpoint yet (the run stopped before its first): training starts at step 0`);
+    // said rather than refused: the defaults' warm-up (10 or 100 steps) is longer than a short trial run
+    const warmup = longWarmupNote(plan.settings, plan.totalSteps);
+    if (warmup) this.note(warmup);
     const checkpoints = path.join(this.output, 'checkpoints');
     await removeStaleTemporaries(checkpoints);
     await this.record?.write(writeTextFileAtomically, this.start ? state.step : null);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../helpers/repo.js';
 import {
@@ -56,11 +56,12 @@ test('search-r3 mine: --fn-ratio off keeps every candidate; a wrong --model is r
   const wrong = cli(['mine', '--config', cfg, '--out', out, '--fn-ratio', 'none']);
   assert.equal(wrong.code, 2, wrong.err);
   assert.match(wrong.err, /^search-r3: --fn-ratio must be a number ≥ 0, or 'off' \(got 'none'\)\.$/m);
-  // the data source is missing too: the model folder is what the sentence names
+  // the data source does not read either: the model folder, loaded first, is what the sentence names
+  writeFileSync(path.join(root, 'damaged.jsonl'), 'not json\n');
   const bad = writeConfig(path.join(root, 'bad.json'), {
     model: 'model',
     output: 'run',
-    data: [{ type: 'jsonl', path: 'missing.jsonl' }],
+    data: [{ type: 'jsonl', path: 'damaged.jsonl' }],
   });
   const r = cli(['mine', '--config', bad, '--out', out, '--retriever', 'model', '--model', path.join(root, 'none')]);
   assert.equal(r.code, 2, r.err);
@@ -190,4 +191,23 @@ test('train sft drops a query whose only positive is its own text, says so, trai
     /data: 12 examples \(0 queries without a positive skipped, 1 whose only positive is the query/,
   );
   assert.match(r.stdout, /1 whose only positive is the query itself/);
+});
+
+test('train sft says when optimizer.warmupSteps is longer than the run: optimizer.lr is never reached', async () => {
+  const root = tempDir('cli-long-warmup');
+  const long = await toySftRun(root, { steps: 4, optimizer: { lr: 3e-3, warmupSteps: 10 } });
+  const r = cli(['train', 'sft', '--config', long]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(
+    r.err,
+    new RegExp(
+      '^note: "optimizer\\.warmupSteps" 10 is more than the run\'s 4 steps, so the learning rate rises only to ' +
+        '1\\.20e-3 of "optimizer\\.lr" 0\\.003 and never decays; set warmupSteps to 4 or fewer',
+      'm',
+    ),
+  );
+  const within = await toySftRun(root, { steps: 4, output: 'run-within', optimizer: { lr: 3e-3, warmupSteps: 4 } });
+  const w = cli(['train', 'sft', '--config', within]);
+  assert.equal(w.code, 0, w.err);
+  assert.doesNotMatch(w.err, /warmupSteps/);
 });

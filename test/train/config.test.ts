@@ -47,6 +47,41 @@ test('train lm, sft and rl configs: a missing file, broken JSON, an unknown key 
   }
 });
 
+test('a key given twice in a config is refused naming its path: JSON.parse would keep only the last', () => {
+  const dir = tempDir('configs-twice');
+  for (const [name, load] of Object.entries(loaders)) {
+    const file = path.join(dir, `${name}.json`);
+    const text = JSON.stringify({ ...required[name as keyof typeof required], seed: 7 }, null, 1);
+    const refused = (json: string, key: string): void => {
+      writeFileSync(file, json);
+      const said = `${file}: "${key}" is given twice, and only its last value would be read; give each key once`;
+      assert.throws(
+        () => load(file),
+        (e: unknown) => e instanceof ConfigError && e.message === said,
+        name,
+      );
+    };
+    refused(text.replace('"seed": 7', '"seed": 7, "seed": 8'), 'seed');
+    refused(text.replace('"seed": 7', '"optimizer": {"lr": 1e-3}, "seed": 7, "optimizer": {"lr": 2e-3}'), 'optimizer');
+    refused(
+      text.replace('"seed": 7', '"seed": 7, "checkpoint": {"every": 5, "keep": 1, "every": 6}'),
+      'checkpoint.every',
+    );
+    // the same key in two objects of an array is no repeat, nor is a key that only a string holds
+    const same = text.replace('"seed": 7', '"seed": 7, "templates": {"querySystem": "\\"seed\\": 1, \\"seed\\""}');
+    writeFileSync(file, name === 'lm' ? text : same);
+    assert.equal(load(file).seed, 7, name);
+  }
+  const sources = '[{"type": "jsonl", "path": "a"}, {"type": "jsonl", "path": "b"}]';
+  writeFileSync(path.join(dir, 'two.json'), `{"model": "m", "output": "o", "data": ${sources}}`);
+  assert.equal(loadSftConfig(path.join(dir, 'two.json')).data.length, 2);
+  writeFileSync(
+    path.join(dir, 'two.json'),
+    `{"model": "m", "output": "o", "data": [{"type": "jsonl", "path": "a", "path": "b"}]}`,
+  );
+  assert.throws(() => loadSftConfig(path.join(dir, 'two.json')), /"data\[0\]\.path" is given twice/);
+});
+
 test('stage 1 and stage 2 fill lora from the same defaults; none or null is full fine-tuning', () => {
   const dir = tempDir('lora');
   for (const name of ['sft', 'rl'] as const) {
@@ -61,6 +96,35 @@ test('stage 1 and stage 2 fill lora from the same defaults; none or null is full
     writeConfig(file, required[name]);
     assert.equal(loaders[name](file).lora, null, name);
   }
+});
+
+test('a section or source of another shape is named in quotes with what was given; none passes as empty', () => {
+  const dir = tempDir('shapes');
+  const said = (name: keyof typeof loaders, over: object): string => {
+    const file = writeConfig(path.join(dir, `${name}.json`), { ...required[name], ...over });
+    try {
+      loaders[name](file);
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      return e.message.slice(file.length + 2);
+    }
+    return 'accepted';
+  };
+  for (const name of ['sft', 'rl'] as const) {
+    // an array is an object to typeof: [] read as no templates, ["..."] as a key "0"
+    assert.equal(said(name, { templates: [] }), '"templates" must be a JSON object, got an array');
+    assert.equal(said(name, { templates: ['Embed this'] }), '"templates" must be a JSON object, got an array');
+    assert.equal(said(name, { lora: true }), '"lora" must be a JSON object, got true');
+    assert.equal(said(name, { optimizer: [1e-4] }), '"optimizer" must be a JSON object, got an array');
+  }
+  assert.equal(said('rl', { data: 'b' }), '"data" must be a JSON object, got "b"');
+  assert.equal(said('lm', { model: null }), '"model" must be a JSON object, got null');
+  assert.equal(said('sft', { batch: { queries: 4 }, eval: 'dev' }), '"eval" must be a JSON object, got "dev"');
+  assert.equal(said('sft', { data: [['jsonl', 'x']] }), '"data[0]" must be a JSON object, got an array');
+  assert.equal(
+    said('sft', { data: [{ path: 'x' }] }),
+    '"data[0].type" must be one of beir, jsonl, pairs, climate-fever, pseudo-queries, and is missing',
+  );
 });
 
 test('stage 1 and stage 2 refuse a directResponse template without exactly one embed token, naming the field', () => {

@@ -110,6 +110,11 @@ export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
   need(c.tokenizer !== '', '"tokenizer" must name the tokenizer folder (search-r3 tokenizer train)');
   need(c.output !== '', '"output" must name the run folder');
   need(c.data.train.length > 0, '"data.train" must list the training text files or folders');
+  // resolved, an empty path would name the config's own folder, and every text file in it
+  for (const split of ['train', 'valid'] as const) {
+    const i = c.data[split].indexOf('');
+    need(i < 0, `"data.${split}[${i}]" is an empty path; name a text file or folder`);
+  }
   const posInt = (v: number, key: string): void =>
     need(Number.isInteger(v) && v >= 1, `"${key}" must be a positive integer, got ${v}`);
   const nonNegInt = (v: number, key: string): void =>

@@ -124,7 +124,12 @@ export function validationLoss(
 export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise<LmTrainSummary> {
   const t0 = Date.now();
   await checkSplitsApart(cfg.data.train, cfg.data.valid);
-  checkRunFolderApart(cfg.output, { tokenizer: cfg.tokenizer, init: cfg.init });
+  // a text folder is read whole, so a run folder in it would read its own metrics.jsonl as text, and refuse to
+  // resume for the data it wrote there
+  const texts = (['train', 'valid'] as const).flatMap((split) =>
+    cfg.data[split].map((p, i) => [`data.${split}[${i}]`, p]),
+  );
+  checkRunFolderApart(cfg.output, { tokenizer: cfg.tokenizer, init: cfg.init, ...Object.fromEntries(texts) });
   const folder = await RunFolder.open(cfg.output, opts, {
     run: {
       stage: 'lm',
@@ -190,14 +195,15 @@ async function trainInFolder(
   t0: number,
 ): Promise<LmTrainSummary> {
   const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
-  const { train, valid, stats } = await loadLmData(cfg, tokenizer, folder);
-  const perStep = cfg.batchSize * cfg.accumulation;
-  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.floor(train.count / perStep));
-
+  // before the text is tokenized (minutes, for a large corpus): an "init" of another shape is refused at once
   const shape = lmModelConfig(cfg, tokenizer);
   const model = cfg.init
     ? await initialModel(cfg.init, shape)
     : Qwen2Model.random(shape, new T.Rng(cfg.seed), cfg.model.initStd);
+  const { train, valid, stats } = await loadLmData(cfg, tokenizer, folder);
+  const perStep = cfg.batchSize * cfg.accumulation;
+  const totalSteps = cfg.steps > 0 ? cfg.steps : Math.max(1, Math.floor(train.count / perStep));
+
   // matrices first, then norms and biases: the order of the checkpoint's tensors and moments
   const all = model.parameters();
   const params = [...all.filter((p) => p.shape.length >= 2), ...all.filter((p) => p.shape.length < 2)];

@@ -7,6 +7,7 @@ import path from 'node:path';
 import {
   checkOptimizer,
   ConfigError,
+  isJsonObject,
   type LoraSettings,
   type OptimizerSettings,
   mergeStrict,
@@ -103,15 +104,12 @@ export const DEFAULT_RL_CONFIG: RlConfig = {
   templates: {},
 };
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 export function parseRlConfig(raw: unknown, baseDir: string): RlConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw new ConfigError('the config must be a JSON object');
-  const { lora, templates, data, ...rest } = raw as Record<string, unknown>;
+  if (!isJsonObject(raw)) throw new ConfigError('the config must be a JSON object');
+  const { lora, templates, data, ...rest } = raw;
   // data.holdOut is an optional section (null by default), parsed on its own as lora is
-  const { holdOut, ...dataKeys } = isObject(data) ? data : { holdOut: undefined };
-  const user = data === undefined ? rest : { ...rest, data: isObject(data) ? dataKeys : data };
+  const { holdOut, ...dataKeys } = isJsonObject(data) ? data : { holdOut: undefined };
+  const user = data === undefined ? rest : { ...rest, data: isJsonObject(data) ? dataKeys : data };
   const cfg: RlConfig = {
     ...mergeStrict({ ...DEFAULT_RL_CONFIG, lora: undefined, templates: undefined }, user, ''),
     lora: null,

@@ -41,10 +41,11 @@ import type { RefreshMode } from '../../rlenv/refresh-policy.js';
 import { TableTooLargeError, checkTableSize, defaultTableLimit } from '../../rlenv/embedding-table.js';
 import type { AuditStep } from '../../rlenv/audit.js';
 import { excludeScaledCosines } from '../excluded-logits.js';
-import { loadForFineTuning, saveFineTuned } from '../fine-tune.js';
+import { checkReasoningRoom, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { heldOutClause, trainingSplitFiles } from '../hold-out.js';
 import type { MetricRecord } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
+import type { RunDescription } from '../run-record.js';
 import { ConfigError } from '../config-merge.js';
 import type { Tokenizer } from '../../model/tokenizer.js';
 import {
@@ -57,6 +58,7 @@ import {
 } from '../training-run.js';
 import { DEFAULT_RL_CONFIG, type RlConfig } from './config.js';
 import { loadRlData, noTrainingQuery, type RlData, type RlQuery } from './data.js';
+import { checkBeirSplit } from '../../eval/beir.js';
 import { loadEnvironment, saveEnvironment } from './environment-checkpoint.js';
 import { groupAdvantages, grpoLoss, responseMeanWeights } from './grpo.js';
 import { forwardRollouts, sampleRollouts, unitRows, type Rollout } from './rollout.js';
@@ -150,31 +152,6 @@ function candidatesInfoNce(
 }
 
 /**
- * Refuses a reasoning budget that leaves the query prompt no room in maxLength (`maxLength`: the config's, or
- * the model's context when smaller), before the corpus is encoded: the first step's prompts would fail after it.
- */
-function checkPromptBudget(
-  cfg: RlConfig,
-  tokenizer: Tokenizer,
-  templates: PromptTemplates,
-  maxLength: number,
-  promptBudget: number,
-): void {
-  const needs = encodePrompt(tokenizer, '', 'query', templates, Number.MAX_SAFE_INTEGER, true).ids.length;
-  // at least one token of query text has to fit beside the template
-  if (needs < promptBudget) return;
-  const capped = maxLength < cfg.maxLength;
-  const of = capped
-    ? `the model's context of ${maxLength} tokens (maxLength ${cfg.maxLength} is cut to it)`
-    : `maxLength ${maxLength}`;
-  throw new ConfigError(
-    `"rollout.maxReasoningTokens" ${cfg.rollout.maxReasoningTokens} leaves ${Math.max(0, promptBudget)} tokens of ` +
-      `${of} to the query prompt, whose template alone needs ${needs} and the query some more: lower ` +
-      `rollout.maxReasoningTokens${capped ? '' : ', or raise maxLength'}`,
-  );
-}
-
-/**
  * Refuses a fresh run whose steps would take fewer queries than "rollout.queries" says (there are only
  * `queries` to train on): each step would be a smaller one than the config asks for, without a word. A run
  * resumed from a checkpoint goes on with each step taking all `queries`, and says so: refusing it would strand
@@ -218,20 +195,27 @@ function environmentOptions(cfg: RlConfig, mode: RefreshMode): EnvironmentOption
 const REENCODED =
   '; it holds no environment (an older checkpoint), so the corpus is re-encoded ' + 'with the resumed policy';
 
+/** What defines a stage-2 run (run-record.ts); `audit`: an audit's, whose environment section may differ. */
+export function rlRunDescription(cfg: RlConfig, audit: boolean): RunDescription {
+  return {
+    stage: 'rl',
+    config: cfg,
+    defaults: DEFAULT_RL_CONFIG,
+    folders: ['model'],
+    data: [{ key: 'data.beir', path: cfg.data.beir, files: trainingSplitFiles(cfg.data.beir, cfg.data.split) }],
+    // an audit continuing a run measures its config's environment from the run's checkpoint
+    mayChange: audit ? ['environment'] : [],
+  };
+}
+
 export async function trainRl(cfg: RlConfig, opts: RlTrainOptions = {}): Promise<RlSummary> {
   const t0 = Date.now();
   // the environment a checkpoint holds is read and checked with it, before anything is written
   checkRunFolderApart(cfg.output, { model: cfg.model });
+  // the split there, before the model loads
+  checkBeirSplit(cfg.data.beir, cfg.data.split);
   const folder = await RunFolder.open(cfg.output, opts, {
-    run: {
-      stage: 'rl',
-      config: cfg,
-      defaults: DEFAULT_RL_CONFIG,
-      folders: ['model'],
-      data: [{ key: 'data.beir', path: cfg.data.beir, files: trainingSplitFiles(cfg.data.beir, cfg.data.split) }],
-      // an audit continuing a run measures its config's environment from the run's checkpoint
-      mayChange: opts.audit ? ['environment'] : [],
-    },
+    run: rlRunDescription(cfg, opts.audit ?? false),
     readExtra: loadEnvironment,
   });
   try {
@@ -272,7 +256,15 @@ async function trainInFolder(
   const embedder = new Embedder(pol.model, pol.tokenizer, { templates, maxLength });
   // a query prompt leaves room for the whole analysis and a forced token inside maxLength
   const promptBudget = maxLength - cfg.rollout.maxReasoningTokens - 1;
-  checkPromptBudget(cfg, pol.tokenizer, templates, maxLength, promptBudget);
+  checkReasoningRoom({
+    key: 'rollout.maxReasoningTokens',
+    budget: cfg.rollout.maxReasoningTokens,
+    after: 1,
+    maxLength,
+    configured: cfg.maxLength,
+    tokenizer: pol.tokenizer,
+    templates,
+  });
   const dim = pol.model.config.hiddenSize;
   const options = environmentOptions(cfg, cfg.environment.mode as RefreshMode);
   checkTableSize(data.docTexts.length, dim, options.maxTableBytes);

@@ -8,12 +8,14 @@ import path from 'node:path';
 import {
   checkOptimizer,
   ConfigError,
+  isJsonObject,
   type LoraSettings,
   type OptimizerSettings,
   mergeStrict,
   parseLora,
   parseTemplates,
   readConfigFile,
+  shownJson,
 } from '../config-merge.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { checkTrainingSplit, parseHoldOut } from '../hold-out.js';
@@ -137,9 +139,8 @@ type Json = unknown;
 
 /** Validates a parsed config object; paths are resolved against baseDir. */
 export function parseSftConfig(raw: Json, baseDir: string): SftConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-    throw new ConfigError('the config must be a JSON object');
-  const { data, lora, eval: ev, templates, reasoning, ...rest } = raw as Record<string, unknown>;
+  if (!isJsonObject(raw)) throw new ConfigError('the config must be a JSON object');
+  const { data, lora, eval: ev, templates, reasoning, ...rest } = raw;
   const defaults = {
     ...DEFAULT_SFT_CONFIG,
     data: undefined,
@@ -169,12 +170,13 @@ export function parseSftConfig(raw: Json, baseDir: string): SftConfig {
 }
 
 function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
-  if (typeof s !== 'object' || s === null) throw new ConfigError(`"${at}" must be an object`);
-  const o = s as Record<string, unknown>;
+  if (!isJsonObject(s)) throw new ConfigError(`"${at}" must be a JSON object, got ${shownJson(s)}`);
+  const o = s;
   const keys = SOURCE_KEYS[String(o.type)];
   if (!keys)
     throw new ConfigError(
-      `"${at}.type" must be one of ${Object.keys(SOURCE_KEYS).join(', ')}, got ${JSON.stringify(o.type)}`,
+      `"${at}.type" must be one of ${Object.keys(SOURCE_KEYS).join(', ')}, ` +
+        (o.type === undefined ? 'and is missing' : `got ${shownJson(o.type)}`),
     );
   for (const k of Object.keys(o))
     if (!keys.includes(k))

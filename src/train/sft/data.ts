@@ -5,7 +5,14 @@
  * and empty texts are skipped and counted.
  */
 import { existsSync, statSync } from 'node:fs';
-import { beirCorpusFile, documentText, isBeirQueriesFile, readBeirCorpus, type BeirDocument } from '../../eval/beir.js';
+import {
+  beirCorpusFile,
+  checkBeirSplit,
+  documentText,
+  isBeirQueriesFile,
+  readBeirCorpus,
+  type BeirDocument,
+} from '../../eval/beir.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { readUtf8Lines } from '../../model/bpe-trainer.js';
 import { Rng } from '../../tensor/index.js';
@@ -74,6 +81,26 @@ export function sourceFiles(src: DataSourceConfig): string[] {
 }
 
 /**
+ * Refuses a source that is not there, or not of its kind (a folder for a file source, a file for a BEIR folder),
+ * or a BEIR source without its split: cheap, so every source is checked before any is read, and before a command
+ * loads its model, not after minutes of reading the sources before it.
+ */
+export function checkSources(sources: readonly DataSourceConfig[]): void {
+  for (const src of sources) {
+    if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
+    const isFolder = statSync(src.path).isDirectory();
+    if (src.type === 'beir' && !isFolder) {
+      throw new DataError(src.path, 'is a file; a "beir" source names a BEIR folder (corpus, queries, qrels/)');
+    }
+    if (isFolder && src.type in FILE_SOURCES) {
+      const type = src.type as keyof typeof FILE_SOURCES;
+      throw new DataError(src.path, `is a folder; a "${type}" source names ${FILE_SOURCES[type]}`);
+    }
+    if (src.type === 'beir') checkBeirSplit(src.path, src.split);
+  }
+}
+
+/**
  * Why loadTrainingData gave no example, with each count, in the words train sft and mine refuse such data in.
  * Queries held out are named too: a split whose every query repeats a test query gives nothing, and the
  * other counts alone would all be 0.
@@ -108,16 +135,8 @@ export async function loadTrainingData(
   };
   const examples: TrainExample[] = [];
   const draw = reasoning ? new Rng(reasoning.seed) : null;
+  checkSources(sources);
   for (const src of sources) {
-    if (!existsSync(src.path)) throw new DataError(src.path, `not found (data source of type ${src.type})`);
-    const isFolder = statSync(src.path).isDirectory();
-    if (src.type === 'beir' && !isFolder) {
-      throw new DataError(src.path, 'is a file; a "beir" source names a BEIR folder (corpus, queries, qrels/)');
-    }
-    if (isFolder && src.type in FILE_SOURCES) {
-      const type = src.type as keyof typeof FILE_SOURCES;
-      throw new DataError(src.path, `is a folder; a "${type}" source names ${FILE_SOURCES[type]}`);
-    }
     const raw =
       src.type === 'beir'
         ? await beirExamples(src.path, src.split, src.sameTitleNegatives, src.holdOut, stats.heldOut)

@@ -13,16 +13,17 @@ import { Embedder, DEFAULT_TEMPLATES, type PromptTemplates } from '../../embed/i
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { writeTextFileAtomically } from '../../io/atomic-file.js';
-import { beirSplitFiles } from '../../eval/beir.js';
+import { beirSplitFiles, checkBeirSplit } from '../../eval/beir.js';
 import { type DevSet, loadDevSet, scoreDevSet } from '../../eval/dev-eval.js';
 import { ModelRetriever } from '../../eval/model-retriever.js';
 import { BEST_STAMP, readBestStamp } from '../checkpoint.js';
-import { type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
+import { checkReasoningRoom, type FineTuned, loadForFineTuning, saveFineTuned } from '../fine-tune.js';
 import { formatDuration } from '../progress.js';
 import { heldOutClause } from '../hold-out.js';
 import { renderReport } from '../report.js';
 import type { DataRead } from '../data-stamps.js';
 import { RunFolderError } from '../run-folder-error.js';
+import { ConfigError } from '../config-merge.js';
 import { ModelFileError } from '../../model/model-file-error.js';
 import {
   type RunOptions,
@@ -35,7 +36,7 @@ import {
 import { type BatchLoss, type EncodedBatch, type TrainModels, plainBackward } from './batch-loss.js';
 import { type PlannedBatch, batchTexts, planEpoch } from './batches.js';
 import { DEFAULT_SFT_CONFIG, type SftConfig } from './config.js';
-import { type DataStats, loadTrainingData, sourceFiles, whyNoExample } from './data.js';
+import { checkSources, type DataStats, loadTrainingData, sourceFiles, whyNoExample } from './data.js';
 import { gradCacheBackward } from './grad-cache.js';
 import { SequenceEncoder } from './sequences.js';
 
@@ -61,6 +62,9 @@ export interface TrainSummary {
 export async function trainSft(cfg: SftConfig, opts: TrainOptions = {}): Promise<TrainSummary> {
   const t0 = Date.now();
   checkRunFolderApart(cfg.output, { model: cfg.model });
+  // every input there, before the model loads and the sources are read (minutes, for a large one)
+  checkSources(cfg.data);
+  if (cfg.eval) checkBeirSplit(cfg.eval.beir, cfg.eval.split);
   const folder = await RunFolder.open(cfg.output, opts, {
     run: { stage: 'sft', config: cfg, defaults: DEFAULT_SFT_CONFIG, folders: ['model'], data: sftDataReads(cfg) },
   });
@@ -83,6 +87,17 @@ function sftDataReads(cfg: SftConfig): DataRead[] {
   return reads;
 }
 
+/**
+ * Refuses a batch.queries above the training examples there are: every batch would hold fewer queries, and so
+ * fewer in-batch negatives, than the config says, without a word. A resumed run goes on, and says so.
+ */
+function checkBatchQueries(queries: number, examples: number, resumed: boolean, warn: (line: string) => void): void {
+  if (queries <= examples) return;
+  const has = `"batch.queries" is ${queries}, but the data has only ${examples} training examples`;
+  if (resumed) return warn(`${has}: each batch takes at most those ${examples}`);
+  throw new ConfigError(`${has}, so no batch could take ${queries}: set batch.queries to ${examples} or fewer`);
+}
+
 /** Stage 1 in its run folder, opened and locked. */
 async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptions, t0: number): Promise<TrainSummary> {
   const s = await loadForFineTuning(cfg.model, cfg.lora, cfg.seed, cfg.loss.kl > 0);
@@ -96,6 +111,11 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
         'it; start from a model whose tokenizer has <|im_start|> and <|im_end|>',
     );
   const encoder = new SequenceEncoder(s.tokenizer, templates, maxLength);
+  if (cfg.reasoning) {
+    const { maxTokens: budget } = cfg.reasoning;
+    const room = { budget, after: 1 + encoder.tailLength, maxLength, configured: cfg.maxLength };
+    checkReasoningRoom({ key: 'reasoning.maxTokens', ...room, tokenizer: s.tokenizer, templates });
+  }
   const reasoning = cfg.reasoning ? { ...cfg.reasoning, seed: cfg.seed } : undefined;
   const { examples, stats } = await loadTrainingData(cfg.data, reasoning);
   if (examples.length === 0) {
@@ -109,6 +129,7 @@ async function trainInFolder(folder: RunFolder, cfg: SftConfig, opts: TrainOptio
     `${stats.emptyTexts} empty texts dropped${heldOutClause(stats.heldOut)}`;
   const analysed = cfg.reasoning ? `; ${stats.analyses} in the reasoning form, with an analysis` : '';
   folder.note(`data: ${stats.examples} examples (${skipped})${analysed}`);
+  checkBatchQueries(cfg.batch.queries, examples.length, folder.start !== null, (l) => folder.warn(l));
   const { queries, hardNegatives, accumulation } = cfg.batch;
   const batchesPerEpoch = planEpoch(examples, cfg.seed, 0, queries, hardNegatives).length;
   if (cfg.steps === 0 && accumulation > batchesPerEpoch * cfg.epochs) {

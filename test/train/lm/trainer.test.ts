@@ -29,6 +29,7 @@ import {
   closeSync,
   constants as fsConstants,
   existsSync,
+  mkdirSync,
   openSync,
   readdirSync,
   rmSync,
@@ -387,6 +388,17 @@ test('a validation file that is also a training file is refused before the run f
   assert.equal(existsSync(path.join(dir, 'run-overlap')), false);
 });
 
+test('a run folder inside a text folder it reads is refused: the run would read its own files as text', async () => {
+  mkdirSync(path.join(dir, 'texts'));
+  writeFileSync(path.join(dir, 'texts', 'train.jsonl'), readFileSync(path.join(dir, 'train.jsonl')));
+  const cfg = config('texts/run', { data: { train: ['train.jsonl'], valid: ['texts'] } });
+  await assert.rejects(
+    trainLm(cfg, { progress: false }),
+    /^RunFolderError: the output \S+texts\/run lies in the data\.valid\[0\] folder \S+texts, so the run's files/,
+  );
+  assert.deepEqual(readdirSync(path.join(dir, 'texts')), ['train.jsonl']);
+});
+
 test('a data folder with no .jsonl or .txt file is refused naming its key, before the run folder is made', async () => {
   // Markdown files: a folder of them gave no document, and the run went on without any validation
   const notes = path.join(dir, 'notes-md');
@@ -494,6 +506,9 @@ test('config: unknown keys and bad values are errors naming the key; the CLI pri
   assert.throws(() => config('x', { batchSize: '4' }), /"batchSize" must be a number/);
   assert.throws(() => config('x', { model: { ropeTheta: 0 } }), /"model\.ropeTheta" must be a positive number, got 0/);
   assert.throws(() => config('x', { optimizer: { beta2: 1 } }), /"optimizer\.beta2" must be in \[0, 1\)/);
+  // resolved against the config's folder, "" would read every text file beside the config
+  const empty = /"data\.valid\[1\]" is an empty path; name a text file or folder$/;
+  assert.throws(() => config('x', { data: { train: ['train.jsonl'], valid: ['valid.jsonl', ''] } }), empty);
   const file = path.join(dir, 'bad.json');
   await fsp.writeFile(
     file,
@@ -671,4 +686,11 @@ test('"init": pretraining continues from the f16 folder an earlier run wrote; an
     ),
     /"init" .* is not the model this config trains: hiddenSize 32 \(config: 64\)/,
   );
+  // refused before the text is tokenized, which leaves its cache in the run folder
+  assert.equal(existsSync(path.join(dir, 'init-c')), false);
+  await assert.rejects(
+    trainLm(config('init-d', { init: 'no-model' }), { progress: false }),
+    /no-model: no such folder/,
+  );
+  assert.equal(existsSync(path.join(dir, 'init-d')), false);
 });

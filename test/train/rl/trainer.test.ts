@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../../src/tensor/index.js';
 import { parseRlConfig } from '../../../src/train/rl/config.js';
@@ -82,6 +82,14 @@ test('a reasoning budget leaving the query prompt no room in maxLength is refuse
     trainRl(cfg, { progress: false }),
     (e: unknown) => e instanceof ConfigError && room.test(e.message) && /template alone needs \d+/.test(e.message),
   );
+  assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
+});
+
+test('a data.split the BEIR folder lacks is refused before the model loads', async () => {
+  const { dir, raw } = await fixture();
+  // the model folder does not load either: the split is what is said
+  const cfg = parseRlConfig({ ...raw, model: 'no-model', data: { beir: 'beir', split: 'dev' } }, dir);
+  await assert.rejects(trainRl(cfg, { progress: false }), /beir: no qrels for split 'dev' \(expected /);
   assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
 });
 
@@ -321,11 +329,18 @@ test(
     const fromRun = ['--from', path.join(dir, 'run'), '--steps', '1', '--quiet'];
     const seeded = runCli(['rlenv', 'audit', '--config', reseeded, ...fromRun, '--output', path.join(dir, 'a-seed')]);
     assert.equal(seeded.status, 2, seeded.stderr);
-    assert.match(
-      seeded.stderr,
-      /a-seed holds a train rl run started with other settings than this config's: seed 3 → 4;/,
-    );
+    assert.match(seeded.stderr, /run holds a train rl run started with other settings than this config's: seed 3 → 4;/);
     assert.match(seeded.stderr, /\(it may change steps, .*, environment\.\*\)/);
+    // refused before the copy: a rerun with the run's config is not refused as an earlier audit's folder
+    assert.equal(existsSync(path.join(dir, 'a-seed')), false);
+    // nor is a run's checkpoint copied under a file, or among a folder's own files
+    const onFile = runCli(['rlenv', 'audit', '--config', file, ...fromRun, '--output', file]);
+    assert.equal(onFile.status, 2, onFile.stderr);
+    assert.match(onFile.stderr, /^search-r3: the output \S+rl\.json is a file; name a folder for the run\n$/);
+    const onData = runCli(['rlenv', 'audit', '--config', file, ...fromRun, '--output', path.join(dir, 'beir')]);
+    assert.equal(onData.status, 2, onData.stderr);
+    assert.match(onData.stderr, /the output \S+beir already holds files that are not a training run's \(corpus\.jsonl/);
+    assert.deepEqual(readdirSync(path.join(dir, 'beir')).sort(), ['corpus.jsonl', 'qrels', 'queries.jsonl']);
     // an audit that continues the run from its newest checkpoint, stale table and all, audits every step it runs,
     // in the environment its config gives
     const budget = writeConfig(path.join(dir, 'budget.json'), {
@@ -518,10 +533,10 @@ test('"rollout.queries" above the training queries is refused at start, naming w
   refused(
     'all',
     { rollout },
+    // named in the config file, as a key its reading refuses is
     new RegExp(
-      '"rollout\\.queries" is 8, but .*beir split train has only 7 training queries, so no step could take 8: ' +
-        'set rollout\\.queries to 7 or fewer$',
-      'm',
+      '^search-r3: \\S+all\\.json: "rollout\\.queries" is 8, but .*beir split train has only 7 training queries, ' +
+        'so no step could take 8: set rollout\\.queries to 7 or fewer\\n$',
     ),
   );
   refused(

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../../src/tensor/index.js';
 import { DEFAULT_TEMPLATES, EMBED_TOKEN } from '../../../src/embed/prompts.js';
@@ -171,4 +171,19 @@ test('stage 1 with reasoning: every query analysed, the analysis trained, the ru
   assert.equal(steps.length, 2);
   for (const s of steps) assert.ok(Number(s.sft) > 0 && Number.isFinite(Number(s.loss)));
   assert.match(readFileSync(path.join(root, 'run/report.html'), 'utf8'), /reasoning form: 12 queries with an analysis/);
+});
+
+test('a reasoning budget leaving the prompt no room in maxLength is refused before any data is read', async () => {
+  const root = tempDir('sft-reasoning-room');
+  // maxLength 100 less 40 tokens of analysis and the response after it: 57, where the template alone takes 80
+  const cfgFile = await toySftRun(root, { maxLength: 100, reasoning: { fraction: 1, maxTokens: 40 } });
+  await assert.rejects(
+    trainSft(loadSftConfig(cfgFile), { progress: false }),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message ===
+        '"reasoning.maxTokens" 40 leaves 57 tokens of maxLength 100 to the query prompt, whose template alone needs ' +
+          '80 and the query some more: lower reasoning.maxTokens, or raise maxLength',
+  );
+  assert.equal(existsSync(path.join(root, 'run')), false, 'refused before the run folder is made');
 });

@@ -8,10 +8,12 @@ import { EMBED_TOKEN } from '../../../src/embed/prompts.js';
 import { loadModelFolder, saveModelFolder } from '../../../src/model/model-folder.js';
 import { loadSafetensors } from '../../../src/model/safetensors.js';
 import { loadSftConfig } from '../../../src/train/sft/config.js';
+import { ConfigError } from '../../../src/train/config-merge.js';
 import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import { trainSft } from '../../../src/train/sft/trainer.js';
 import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { repoRoot } from '../../helpers/repo.js';
+import { runCli } from '../../helpers/cli.js';
 import { makeTinyTokenizer } from '../../helpers/tiny-tokenizer.js';
 import { tinyQwen2Config } from '../../helpers/tiny-qwen2.js';
 import * as T from '../../../src/tensor/index.js';
@@ -368,4 +370,57 @@ test('a dev set that does not load (no qrels for eval.split) is refused with the
   // nor does it stand in the way of the corrected config
   const fixed = await toySftRun(root, { steps: 1, eval: { beir: 'dev', split: 'train', every: 1 } });
   assert.equal((await trainSft(loadSftConfig(fixed), { progress: false })).steps, 1);
+});
+
+test('every source and the dev split are checked before the model loads and before a source is read', async () => {
+  const root = tempDir('inputs-first');
+  await toySftRun(root);
+  toyBeir(path.join(root, 'dev'));
+  writeFileSync(path.join(root, 'damaged.jsonl'), 'not json\n');
+  // the model folder does not load, and data[0] does not read: the input named is found before either
+  const config = (over: Record<string, unknown>): string =>
+    writeConfig(path.join(root, 'bad.json'), {
+      model: 'no-model',
+      output: 'run',
+      data: [{ type: 'jsonl', path: 'damaged.jsonl' }],
+      ...over,
+    });
+  const refused = (over: Record<string, unknown>): Promise<void> =>
+    trainSft(loadSftConfig(config(over)), { progress: false }).then(() => assert.fail('trained'));
+  await assert.rejects(refused({ eval: { beir: 'dev', split: 'dev' } }), /no qrels for split 'dev'/);
+  const later = { type: 'beir', path: 'dev', split: 'dev' };
+  await assert.rejects(refused({ data: [{ type: 'jsonl', path: 'damaged.jsonl' }, later] }), /split 'dev'/);
+  const missing = { type: 'pairs', path: 'none.tsv' };
+  await assert.rejects(refused({ data: [{ type: 'jsonl', path: 'damaged.jsonl' }, missing] }), /none\.tsv: not found/);
+  assert.equal(existsSync(path.join(root, 'run')), false);
+  // mine reads the same config: with --retriever model, its model loads first
+  const mine = runCli(['mine', '--config', path.join(root, 'bad.json'), '--out', path.join(root, 'mined.jsonl')]);
+  assert.equal(mine.status, 2, mine.stderr);
+  assert.match(mine.stderr, /^search-r3: \S+none\.tsv: not found \(data source of type pairs\)\n$/);
+  const byModel = ['--retriever', 'model', '--device', 'cpu'];
+  const mineModel = runCli([
+    'mine',
+    '--config',
+    path.join(root, 'bad.json'),
+    '--out',
+    path.join(root, 'm.jsonl'),
+    ...byModel,
+  ]);
+  assert.equal(mineModel.status, 2, mineModel.stderr);
+  assert.match(mineModel.stderr, /none\.tsv: not found/);
+});
+
+test('"batch.queries" above the training examples is refused at start, naming what to set', async () => {
+  const root = tempDir('few-examples');
+  // 12 toy examples: every batch would hold 12 queries where the config says 13
+  const cfg = loadSftConfig(await toySftRun(root, { batch: { queries: 13, hardNegatives: 1 } }));
+  await assert.rejects(
+    trainSft(cfg, { progress: false }),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message ===
+        '"batch.queries" is 13, but the data has only 12 training examples, so no batch could take 13: set ' +
+          'batch.queries to 12 or fewer',
+  );
+  assert.equal(existsSync(cfg.output), false, 'refused before the run folder is made');
 });
