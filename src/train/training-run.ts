@@ -146,8 +146,8 @@ function longWarmupNote(o: OptimizerSettings, totalSteps: number): string | null
   const peak = (o.lr * totalSteps) / o.warmupSteps;
   return (
     `note: "optimizer.warmupSteps" ${o.warmupSteps} is more than the run's ${totalSteps} steps, so the learning ` +
-    `rate rises only to ${peak.toExponential(2)} of "optimizer.lr" ${o.lr} and never decays; set warmupSteps to ` +
-    `${totalSteps} or fewer for the schedule the config describes`
+    `rate rises only to ${peak.toExponential(2)}, short of "optimizer.lr" ${o.lr}, and never decays; set ` +
+    `warmupSteps to ${totalSteps} or fewer for the schedule the config describes`
   );
 }
 

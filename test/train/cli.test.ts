@@ -202,7 +202,7 @@ test('train sft says when optimizer.warmupSteps is longer than the run: optimize
     r.err,
     new RegExp(
       '^note: "optimizer\\.warmupSteps" 10 is more than the run\'s 4 steps, so the learning rate rises only to ' +
-        '1\\.20e-3 of "optimizer\\.lr" 0\\.003 and never decays; set warmupSteps to 4 or fewer',
+        '1\\.20e-3, short of "optimizer\\.lr" 0\\.003, and never decays; set warmupSteps to 4 or fewer',
       'm',
     ),
   );
