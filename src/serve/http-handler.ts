@@ -56,10 +56,13 @@ function allowedMethods<C>(route: Route<C>): readonly string[] {
   return route.methods.includes('GET') && !route.methods.includes('HEAD') ? [...route.methods, 'HEAD'] : route.methods;
 }
 
-/** The route of a path, and the parameter of a prefix route; undefined for an unknown path. */
+/**
+ * The route of a path, and the parameter of a prefix route; undefined for an unknown path. A prefix route takes a
+ * parameter: its bare prefix (/v1/models/) would ask for the model '' and is no route, as any other trailing slash.
+ */
 function findRoute<C>(routes: readonly Route<C>[], pathname: string): { route: Route<C>; param: string } | undefined {
   for (const route of routes) {
-    if (route.path === pathname) return { route, param: '' };
+    if (route.path === pathname && !isPrefix(route.path)) return { route, param: '' };
     if (isPrefix(route.path) && pathname.startsWith(route.path) && pathname.length > route.path.length) {
       return { route, param: decodeURIComponent(pathname.slice(route.path.length)) };
     }

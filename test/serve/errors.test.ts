@@ -395,6 +395,10 @@ test('a request target that is no URL, or no valid percent-encoding, is a 400 (w
       ['GET', '//x/health'],
       ['GET', '//v1/models'],
       ['POST', '//v1/embeddings'],
+      // a prefix route's bare prefix asked for the model (or run, or file) '': "The model '' does not exist"
+      ['GET', '/v1/models/'],
+      ['GET', '/v1/runs/'],
+      ['GET', '/web/'],
     ]) {
       const r = await request(server.url, method!, target!, JSON.stringify({ model: 'search-r3', input: 'x' }), auth);
       assert.equal(r.status, 404, `${target}: ${JSON.stringify(r.body)}`);
