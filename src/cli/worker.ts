@@ -8,9 +8,10 @@ import { WorkerBackend } from '../serve/model-worker.js';
 import { DEFAULT_QUEUE_NAME, queueNameOption } from '../queue/index-job.js';
 import { runIndexWorker } from '../queue/index-worker.js';
 import { parseRedisUrl } from '../queue/redis-link.js';
+import { TIMER_MAX_MS } from '../io/option-checks.js';
 
 /** BullMQ renews a job's lock on a timer of half its length: a longer one than a timer holds fired every 1 ms. */
-const LOCK_SECONDS = { integer: true, min: 1, max: Math.floor((2 ** 31 - 1) / 1000) };
+const LOCK_SECONDS = { integer: true, min: 1, max: Math.floor(TIMER_MAX_MS / 1000) };
 
 const HELP = `search-r3 worker — encode documents for 'search-r3 index --queue' runs
 

@@ -26,6 +26,7 @@ import {
   NON_NEGATIVE_NUMBER,
   POSITIVE_INTEGER,
   type Refuse,
+  TIMER_MAX_MS,
   checkChoice,
   checkNumber,
   checkOptionsObject,
@@ -475,7 +476,7 @@ function checkRemoteOptions(urls: unknown, opts: unknown): void {
   for (const k of ['inputsPerRequest', 'concurrency', 'maxAttempts', 'maxLength'])
     checkNumber(o[k], `'${k}'`, POSITIVE_INTEGER, refuse);
   // the longest delay a timer takes: a longer one fires at once
-  checkNumber(o.timeoutMs, "'timeoutMs'", { integer: true, min: 1, max: 2 ** 31 - 1 }, refuse);
+  checkNumber(o.timeoutMs, "'timeoutMs'", { integer: true, min: 1, max: TIMER_MAX_MS }, refuse);
   checkNumber(o.backoffMs, "'backoffMs'", NON_NEGATIVE_NUMBER, refuse);
   checkChoice(o.protocol, "'protocol'", ['search-r3', 'openai'], refuse);
 }

@@ -5,6 +5,8 @@
  * as NaN or 0 a GPU watchdog would never fire or fire at once. Unset or empty means the default.
  */
 
+import { TIMER_MAX_MS } from './option-checks.js';
+
 /** A variable of the environment holds a value its setting cannot take. */
 export class SettingError extends Error {
   constructor(message: string) {
@@ -28,9 +30,6 @@ export function positiveIntSetting(
   }
   return n;
 }
-
-/** The longest wait a Node timer takes: a longer one fires after 1 ms, with a TimeoutOverflowWarning. */
-const TIMER_MAX_MS = 2 ** 31 - 1;
 
 /** The threads of a CPU pool: SEARCH_R3_THREADS when set, else undefined (the caller's default). */
 export const threadsSetting = (): number | undefined => positiveIntSetting('SEARCH_R3_THREADS');

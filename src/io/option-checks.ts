@@ -18,6 +18,9 @@ export const UNIT_INTERVAL: NumberRange = { min: 0, max: 1 };
 /** The seeds the generators take: a larger one would be taken modulo 2³², so two seeds would draw the same. */
 export const SEED_RANGE: NumberRange = { integer: true, min: 0, max: 2 ** 32 - 1 };
 
+/** The longest wait a Node timer takes, in ms: a longer one fires after 1 ms, with a TimeoutOverflowWarning. */
+export const TIMER_MAX_MS = 2 ** 31 - 1;
+
 /** Makes the error an edge throws for a refused value, from the sentence that says why. */
 export type Refuse = (message: string) => Error;
 

@@ -49,6 +49,7 @@ import {
   readSafetensorsFolderWeights,
 } from './safetensors.js';
 import { numel, type TensorData, type TensorView } from './tensor-data.js';
+import { isJsonObject } from '../io/json-object.js';
 
 // ---------------------------------------------------------------------------------------------
 // Generic GGUF writing
@@ -501,22 +502,18 @@ export interface GgufTokenizer {
   chatTemplate?: string | null;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** convert_hf_to_gguf.py's rule for added tokens not flagged special that still act as control tokens. */
 function looksSpecial(token: string): boolean {
   return (token.startsWith('<|') && token.endsWith('|>')) || token === '<pad>' || token === '<mask>';
 }
 
 const isByteLevel = (p: unknown): boolean =>
-  isRecord(p) && p['type'] === 'ByteLevel' && p['add_prefix_space'] === false && p['use_regex'] === false;
+  isJsonObject(p) && p['type'] === 'ByteLevel' && p['add_prefix_space'] === false && p['use_regex'] === false;
 
 const isQwen2Split = (p: unknown): boolean =>
-  isRecord(p) &&
+  isJsonObject(p) &&
   p['type'] === 'Split' &&
-  isRecord(p['pattern']) &&
+  isJsonObject(p['pattern']) &&
   p['pattern']['Regex'] === QWEN2_PRETOKENIZER_PATTERN &&
   p['behavior'] === 'Isolated' &&
   p['invert'] === false;
@@ -535,9 +532,9 @@ function shortJson(value: unknown): string {
  */
 function qwen2PreTokenizationMismatch(json: TokenizerJson): string | null {
   const { normalizer, pre_tokenizer: pre } = json;
-  if (normalizer !== null && normalizer !== undefined && !(isRecord(normalizer) && normalizer['type'] === 'NFC'))
+  if (normalizer !== null && normalizer !== undefined && !(isJsonObject(normalizer) && normalizer['type'] === 'NFC'))
     return `normalizer is ${shortJson(normalizer)}, which llama.cpp does not apply`;
-  const steps = isRecord(pre) && pre['type'] === 'Sequence' ? pre['pretokenizers'] : null;
+  const steps = isJsonObject(pre) && pre['type'] === 'Sequence' ? pre['pretokenizers'] : null;
   const qwen2 = "not Qwen2's (a Split on Qwen2's pattern, then ByteLevel with add_prefix_space and use_regex false)";
   if (!Array.isArray(steps) || steps.length !== 2) return `pre_tokenizer is ${shortJson(pre)}, ${qwen2}`;
   // name the step that differs: the Split's pattern alone would fill a message

@@ -9,6 +9,7 @@
 import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
+import { isJsonObject } from '../io/json-object.js';
 
 export interface Qwen2Config {
   architectures: string[];
@@ -60,16 +61,12 @@ const MODELLED_KEYS = new Set([
   'dtype',
 ]);
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /**
  * Validates a parsed config.json. `file` names the source in error messages.
  * Refuses any architecture other than Qwen2 with one message naming what was found.
  */
 export function parseQwen2Config(json: unknown, file: string): Qwen2Config {
-  if (!isRecord(json)) throw new ModelFileError(file, 'config.json must be a JSON object.');
+  if (!isJsonObject(json)) throw new ModelFileError(file, 'config.json must be a JSON object.');
   const archs = json['architectures'];
   const modelType = json['model_type'];
   if (archs !== undefined && (!Array.isArray(archs) || !archs.every((a) => typeof a === 'string'))) {
@@ -211,7 +208,8 @@ function readRopeTheta(json: Record<string, unknown>, file: string): number {
     throw new ModelFileError(file, `"rope_theta" must be a positive number, got ${JSON.stringify(top)}.`);
   const p = json['rope_parameters'];
   if (p === undefined || p === null) return top ?? 10000;
-  if (!isRecord(p)) throw new ModelFileError(file, `"rope_parameters" must be an object, got ${JSON.stringify(p)}.`);
+  if (!isJsonObject(p))
+    throw new ModelFileError(file, `"rope_parameters" must be an object, got ${JSON.stringify(p)}.`);
   const type = p['rope_type'] ?? p['type'] ?? 'default';
   const unknown = Object.keys(p).filter((k) => !['rope_theta', 'rope_type', 'type'].includes(k));
   if (type !== 'default' || unknown.length > 0)

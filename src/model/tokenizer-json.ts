@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { readModelJson } from './json-file.js';
 import { ModelFileError } from './model-file-error.js';
+import { isJsonObject } from '../io/json-object.js';
 
 /**
  * The shapes of Hugging Face's `tokenizer.json` and `tokenizer_config.json`, as far as we read or
@@ -68,10 +69,6 @@ export const CHAT_TEMPLATE_JINJA = 'chat_template.jinja';
 
 const TOKENIZER_FILES = 'a tokenizer folder needs tokenizer.json and tokenizer_config.json (Hugging Face format)';
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** The text of a special-token field, or null when the field is absent. */
 export function specialTokenContent(field: SpecialTokenField): string | null {
   if (field === null || field === undefined) return null;
@@ -83,9 +80,10 @@ export function specialTokenContent(field: SpecialTokenField): string | null {
  * the file in the error (the path it was read from, or just "tokenizer.json").
  */
 export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): TokenizerJson {
-  if (!isObject(value)) throw new ModelFileError(file, 'is not a JSON object.');
+  if (!isJsonObject(value)) throw new ModelFileError(file, 'is not a JSON object.');
   const model = value.model;
-  if (!isObject(model)) throw new ModelFileError(file, 'has no "model" object; is this a Hugging Face tokenizer.json?');
+  if (!isJsonObject(model))
+    throw new ModelFileError(file, 'has no "model" object; is this a Hugging Face tokenizer.json?');
   if (model.type !== 'BPE') {
     throw new ModelFileError(
       file,
@@ -111,7 +109,7 @@ export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): Token
           `supported, as in Qwen2's tokenizer.json.`,
       );
   }
-  if (!isObject(model.vocab)) throw new ModelFileError(file, 'model.vocab is missing or not an object.');
+  if (!isJsonObject(model.vocab)) throw new ModelFileError(file, 'model.vocab is missing or not an object.');
   if (!Array.isArray(model.merges)) throw new ModelFileError(file, 'model.merges is missing or not an array.');
   // Each id names one string. A clash is a damaged or hand-edited file: our engine and llama.cpp would each
   // pick one of the two strings for the id (and HF's Rust tokenizers renumber the added token), so the
@@ -139,7 +137,7 @@ export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): Token
   if (!Array.isArray(added)) throw new ModelFileError(file, 'added_tokens is not an array.');
   for (const [i, token] of added.entries()) {
     if (
-      !isObject(token) ||
+      !isJsonObject(token) ||
       typeof token.content !== 'string' ||
       !Number.isInteger(token.id) ||
       (token.id as number) < 0
@@ -157,11 +155,11 @@ export function checkTokenizerJson(value: unknown, file = TOKENIZER_JSON): Token
 
 /** Checks that `value` is a tokenizer_config.json object and that its special-token fields have a usable shape. */
 export function checkTokenizerConfig(value: unknown, file = TOKENIZER_CONFIG_JSON): TokenizerConfig {
-  if (!isObject(value)) throw new ModelFileError(file, 'is not a JSON object.');
+  if (!isJsonObject(value)) throw new ModelFileError(file, 'is not a JSON object.');
   for (const key of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
     const field = value[key];
     if (field === undefined || field === null || typeof field === 'string') continue;
-    if (!isObject(field) || typeof field.content !== 'string') {
+    if (!isJsonObject(field) || typeof field.content !== 'string') {
       throw new ModelFileError(file, `${key} must be a string, null, or an object with a string "content".`);
     }
   }
@@ -169,7 +167,7 @@ export function checkTokenizerConfig(value: unknown, file = TOKENIZER_CONFIG_JSO
   if (template !== undefined && template !== null && typeof template !== 'string' && !Array.isArray(template)) {
     throw new ModelFileError(file, 'chat_template must be a string or a list of {name, template}.');
   }
-  if (value.added_tokens_decoder !== undefined && !isObject(value.added_tokens_decoder)) {
+  if (value.added_tokens_decoder !== undefined && !isJsonObject(value.added_tokens_decoder)) {
     throw new ModelFileError(file, 'added_tokens_decoder must be an object keyed by token id.');
   }
   return value as TokenizerConfig;

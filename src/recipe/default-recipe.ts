@@ -30,6 +30,7 @@ import { checkRecipeFolders, checkWorkFolder } from './recipe-folders.js';
 import { SCIFACT_DEV, type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
 import { stepsThatMayRun } from './step-plan.js';
 import { makeFolder } from '../io/make-folder.js';
+import { isJsonObject } from '../io/json-object.js';
 
 export interface StepRecord {
   /** Wall seconds over every attempt (an attempt's time is saved while it runs). */
@@ -494,8 +495,7 @@ function readState(file: string, profile: string): RecipeState {
   } catch (e) {
     throw new RecipeError(`${file} is not valid JSON (${(e as Error).message}); ${again}`);
   }
-  const isObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (!isObject(s) || typeof s.profile !== 'string' || !isObject(s.steps))
+  if (!isJsonObject(s) || typeof s.profile !== 'string' || !isJsonObject(s.steps))
     throw new RecipeError(`${file} is not a recipe record (it needs "profile" and "steps"); ${again}`);
   if (s.profile !== profile)
     throw new RecipeError(

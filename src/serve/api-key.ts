@@ -24,7 +24,8 @@ export function bearerToken(header: string | undefined): string | null {
  */
 function tokenReadings(token: string): string[] {
   const bytes = Buffer.from(token, 'latin1');
-  return isUtf8(bytes) ? [token, bytes.toString('utf8')] : [token];
+  const utf8 = isUtf8(bytes) ? bytes.toString('utf8') : token;
+  return utf8 === token ? [token] : [token, utf8];
 }
 
 export class ApiKey {

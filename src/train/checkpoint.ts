@@ -14,6 +14,7 @@ import { loadSafetensors, saveSafetensors, type TensorData } from '../model/safe
 import { recoverSetAside, writeDirAtomically } from '../io/atomic-file.js';
 import { CHECKSUMS_FILE, unlistedFiles, verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { RunFolderError } from './run-folder-error.js';
+import { isJsonObject } from '../io/json-object.js';
 
 export interface TrainerState {
   /** Optimiser steps done. */
@@ -206,7 +207,6 @@ async function readStateFile(dir: string, step: number): Promise<SavedState> {
 }
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 /** A whole number ≥ 0, as the counts in state files are. */
 export const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isU32 = (v: unknown): boolean => isCount(v) && (v as number) < 2 ** 32;
@@ -214,7 +214,7 @@ const isScoreOrNull = (v: unknown): boolean => v === null || (typeof v === 'numb
 
 /** What is wrong with a parsed state.json of the folder of `step`, in words; null when nothing is. */
 function stateProblem(raw: unknown, step: number): string | null {
-  if (!isRecord(raw)) return 'is not a JSON object';
+  if (!isJsonObject(raw)) return 'is not a JSON object';
   if (raw.step !== step) return `says step ${JSON.stringify(raw.step)}, but its folder is step ${step}`;
   if (!isCount(raw.epoch) || !isCount(raw.batchIndex)) return 'needs whole numbers "epoch" and "batchIndex"';
   const rng = raw.rng;
@@ -228,7 +228,7 @@ function stateProblem(raw: unknown, step: number): string | null {
     return 'needs "bestScore" and "bestStep" (numbers or null)';
   }
   const o = raw.optimizer;
-  if (!isRecord(o) || typeof o.kind !== 'string' || !isCount(o.step) || !isCount(o.buffers)) {
+  if (!isJsonObject(o) || typeof o.kind !== 'string' || !isCount(o.step) || !isCount(o.buffers)) {
     return 'needs "optimizer": {kind, step, buffers}';
   }
   if (raw.checksums !== undefined && raw.checksums !== CHECKSUMS_FILE) {

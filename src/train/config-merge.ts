@@ -9,6 +9,7 @@ import path from 'node:path';
 import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { EMBED_TOKEN, type PromptTemplates } from '../embed/index.js';
 import { LORA_TARGETS } from '../model/lora.js';
+import { isJsonObject } from '../io/json-object.js';
 
 /** A problem with the config file, naming the key; and the file, once known. */
 export class ConfigError extends Error {
@@ -59,11 +60,6 @@ export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
     }
   }
   return out as V;
-}
-
-/** Whether a parsed JSON value is an object: neither an array nor null, which typeof calls objects too. */
-export function isJsonObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** A JSON value as a message shows what was given instead: an array or object by its kind, not its contents. */

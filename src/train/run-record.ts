@@ -22,6 +22,7 @@ import {
 } from './data-stamps.js';
 import { RunFolderError } from './run-folder-error.js';
 import { RUN_CONFIG_FILE } from './run-watch.js';
+import { isJsonObject } from '../io/json-object.js';
 
 export type Stage = 'lm' | 'sft' | 'rl';
 
@@ -120,7 +121,7 @@ export class RunCheck {
         `${output} is the run folder of a train ${stage} run (${file} says so), not of train ${run.stage}; give ` +
           `train ${run.stage} an "output" folder of its own`,
       );
-    const complete = isRecord(recorded) && isObject(recorded.config) && isObject(recorded.fingerprints);
+    const complete = isRecord(recorded) && isJsonObject(recorded.config) && isJsonObject(recorded.fingerprints);
     return new RunCheck(file, run, await folderFingerprints(run), complete ? (recorded as RunRecord) : null);
   }
 
@@ -209,8 +210,7 @@ export class RunCheck {
   }
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isRecord = (v: unknown): v is Partial<RunRecord> => isObject(v);
+const isRecord = (v: unknown): v is Partial<RunRecord> => isJsonObject(v);
 const resumable = (c: SettingChange, also: readonly string[]): boolean =>
   c.moved === true || RESUMABLE.includes(c.key) || also.some((k) => c.key === k || c.key.startsWith(`${k}.`));
 
@@ -284,8 +284,8 @@ function settingChanges(
 
 function differences(before: unknown, now: unknown, defaults: unknown, at: string, out: SettingChange[]): void {
   const key = (k: string): string => (at ? `${at}.${k}` : k);
-  if (isObject(before) && isObject(now)) {
-    const d = isObject(defaults) ? defaults : {};
+  if (isJsonObject(before) && isJsonObject(now)) {
+    const d = isJsonObject(defaults) ? defaults : {};
     // a key this search-r3 no longer has cannot change how it trains; one the record lacks came with a
     // later search-r3, and the run ran with its default
     for (const k of Object.keys(now)) {
@@ -328,7 +328,7 @@ function productNote(earlier: RunRecord, run: RunDescription): string[] {
 /** The value at a key ("optimizer.lr") of a config; undefined where it has none. */
 function valueAt(config: object, key: string): unknown {
   let v: unknown = config;
-  for (const part of key.split('.')) v = isObject(v) ? v[part] : undefined;
+  for (const part of key.split('.')) v = isJsonObject(v) ? v[part] : undefined;
   return v;
 }
 
@@ -336,7 +336,7 @@ function valueAt(config: object, key: string): unknown {
 function has(config: object, key: string): boolean {
   let v: unknown = config;
   for (const part of key.split('.')) {
-    if (!isObject(v) || !(part in v)) return false;
+    if (!isJsonObject(v) || !(part in v)) return false;
     v = v[part];
   }
   return true;

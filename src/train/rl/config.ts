@@ -7,7 +7,6 @@ import path from 'node:path';
 import {
   checkOptimizer,
   ConfigError,
-  isJsonObject,
   type LoraSettings,
   type OptimizerSettings,
   mergeStrict,
@@ -17,6 +16,7 @@ import {
 } from '../config-merge.js';
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { checkTrainingSplit, parseHoldOut } from '../hold-out.js';
+import { isJsonObject } from '../../io/json-object.js';
 
 export interface RlConfig {
   /** Starting policy: a model folder, such as stage 1's final/ or best/ (a LoRA adapter folder merges as it loads). */

@@ -47,7 +47,6 @@ import type { MetricRecord } from '../report.js';
 import { RunFolderError } from '../run-folder-error.js';
 import type { RunDescription } from '../run-record.js';
 import { ConfigError } from '../config-merge.js';
-import type { Tokenizer } from '../../model/tokenizer.js';
 import {
   type RunOptions,
   RunFolder,

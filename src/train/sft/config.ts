@@ -8,7 +8,6 @@ import path from 'node:path';
 import {
   checkOptimizer,
   ConfigError,
-  isJsonObject,
   type LoraSettings,
   type OptimizerSettings,
   mergeStrict,
@@ -20,6 +19,7 @@ import {
 import type { QuerySample } from '../../eval/dev-eval.js';
 import { checkTrainingSplit, parseHoldOut } from '../hold-out.js';
 import type { PseudoQueryKind } from './pseudo-queries.js';
+import { isJsonObject } from '../../io/json-object.js';
 
 export type DataSourceConfig =
   /**
@@ -169,9 +169,8 @@ export function parseSftConfig(raw: Json, baseDir: string): SftConfig {
   return cfg;
 }
 
-function parseSource(s: Json, at: string, baseDir: string): DataSourceConfig {
-  if (!isJsonObject(s)) throw new ConfigError(`"${at}" must be a JSON object, got ${shownJson(s)}`);
-  const o = s;
+function parseSource(o: Json, at: string, baseDir: string): DataSourceConfig {
+  if (!isJsonObject(o)) throw new ConfigError(`"${at}" must be a JSON object, got ${shownJson(o)}`);
   const keys = SOURCE_KEYS[String(o.type)];
   if (!keys)
     throw new ConfigError(
