@@ -30,6 +30,8 @@ import { checkRecipeFolders, checkWorkFolder } from './recipe-folders.js';
 import { SCIFACT_DEV, type RecipePaths, type RecipeProfile, trainShards } from './recipe-profiles.js';
 import { stepsThatMayRun } from './step-plan.js';
 import { makeFolder } from '../io/make-folder.js';
+import { RecipeError } from './recipe-error.js';
+import { type ConfigRecord, configRecord, memorySettingsSaid, stepConfig } from './step-config.js';
 import { isJsonObject } from '../io/json-object.js';
 
 export interface StepRecord {
@@ -51,6 +53,8 @@ export interface StepRecord {
    * (the shipped one, when a run's record comes back from a GPU machine) is not taken for this run's.
    */
   fingerprint?: string;
+  /** For a step run from a config in <work>/configs/: the text the recipe wrote there, and the edits it keeps. */
+  config?: ConfigRecord;
 }
 
 export interface RecipeState {
@@ -101,13 +105,6 @@ export class RecipeInterrupted extends Error {
   ) {
     super(message);
     this.name = 'RecipeInterrupted';
-  }
-}
-
-export class RecipeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RecipeError';
   }
 }
 
@@ -218,7 +215,8 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
   const save = (): Promise<void> =>
     (saving = saving.then(() => writeTextFileAtomically(stateFile, JSON.stringify(state, null, 2) + '\n')));
 
-  const command = async (argv: string[]): Promise<string> => {
+  /** Runs a step's command; `advice` is added to its refusal when it fails (what the recipe lets one change). */
+  const command = async (argv: string[], advice = ''): Promise<string> => {
     const shown = `search-r3 ${argv.map((a) => (/^[\w./:,=@-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`;
     o.log(`$ ${shown}`);
     const code = await o.runCommand(argv);
@@ -229,22 +227,35 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     if (code !== 0)
       throw new RecipeError(
         `"${shown}" exited with code ${code}; fix the cause and run the recipe again (finished steps are ` +
-          `kept, training resumes from its last checkpoint)`,
+          `kept, training resumes from its last checkpoint)${advice}`,
       );
     return shown;
   };
-  const writeConfig = async (name: string, cfg: Record<string, unknown>): Promise<string> => {
+  /** Writes a step's config: the profile's, with the memory settings edited in the file before (step-config.ts). */
+  const writeConfig = async (name: StepName, cfg: Record<string, unknown>): Promise<string> => {
     const file = path.join(p.configs, `${name}.json`);
-    await writeTextFileAtomically(file, JSON.stringify(cfg, null, 2) + '\n');
+    const rec = (state.steps[name] ??= { seconds: 0, done: false });
+    const c = stepConfig(file, name, cfg, configRecord(rec.config));
+    for (const line of c.notes) o.log(line);
+    await writeTextFileAtomically(file, c.text);
+    rec.config = c.record;
+    await save();
     return file;
   };
   /** `train <stage>`, resuming when the run folder has a checkpoint, within the session's time when it has one. */
-  const train = async (stage: string, name: string, cfg: Record<string, unknown>, output: string): Promise<string> => {
+  const train = async (
+    stage: string,
+    name: StepName,
+    cfg: Record<string, unknown>,
+    output: string,
+  ): Promise<string> => {
     const file = await writeConfig(name, cfg);
     const resume = existsSync(output) && listCheckpoints(path.join(output, 'checkpoints')).length > 0;
     const left = o.sessionDeadline !== undefined ? Math.floor((o.sessionDeadline - Date.now()) / 1000) : null;
     const limit = left !== null ? ['--max-seconds', String(Math.max(1, left))] : [];
-    return command(['train', stage, '--config', file, ...(resume ? ['--resume'] : []), ...limit]);
+    const memory = memorySettingsSaid(name, cfg);
+    const advice = memory ? `; for less memory, edit ${memory} in ${file}: the recipe keeps them` : '';
+    return command(['train', stage, '--config', file, ...(resume ? ['--resume'] : []), ...limit], advice);
   };
 
   const steps: Step[] = [

@@ -22,7 +22,7 @@ import {
 } from './data-stamps.js';
 import { RunFolderError } from './run-folder-error.js';
 import { RUN_CONFIG_FILE } from './run-watch.js';
-import { isJsonObject } from '../io/json-object.js';
+import { isJsonObject, valueAtKey } from '../io/json-object.js';
 
 export type Stage = 'lm' | 'sft' | 'rl';
 
@@ -303,7 +303,7 @@ function differences(before: unknown, now: unknown, defaults: unknown, at: strin
 function productOf(config: object, defaults: object, keys: readonly string[]): number | null {
   let product = 1;
   for (const key of keys) {
-    const v = valueAt(config, key) ?? valueAt(defaults, key);
+    const v = valueAtKey(config, key) ?? valueAtKey(defaults, key);
     if (typeof v !== 'number') return null;
     product *= v;
   }
@@ -323,13 +323,6 @@ function productNote(earlier: RunRecord, run: RunDescription): string[] {
   const was = productOf(earlier.config, run.defaults, keys);
   if (keys.length === 0 || was === null) return [];
   return [`${keys.join(' and ')} while ${keys.join(' × ')} stays ${was}`];
-}
-
-/** The value at a key ("optimizer.lr") of a config; undefined where it has none. */
-function valueAt(config: object, key: string): unknown {
-  let v: unknown = config;
-  for (const part of key.split('.')) v = isJsonObject(v) ? v[part] : undefined;
-  return v;
 }
 
 /** Whether the config has the key ("optimizer.lr"). */

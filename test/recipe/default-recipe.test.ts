@@ -147,12 +147,29 @@ test(
     // stage 2 killed before its final folder (what follows it not done): it resumes from its checkpoint, and
     // what follows is redone
     killedInStage2(work);
+    // an edit of its config is refused before the step runs, the file left as edited; but for a setting that
+    // decides only its memory, which the recipe keeps, and which the resume takes
+    const stage2File = path.join(work, 'configs/stage2.json');
+    const ownText = readFileSync(stage2File, 'utf8');
+    const edited = JSON.parse(ownText) as { seed: number; environment: Record<string, unknown> };
+    edited.seed += 7;
+    writeFileSync(stage2File, JSON.stringify(edited));
+    const refused = runCli(args, env);
+    assert.equal(refused.status, 2, refused.stderr);
+    assert.match(refused.stderr, /configs\/stage2\.json was edited since the recipe wrote it: seed is \d+ there, the/);
+    assert.doesNotMatch(refused.stderr, /train rl/);
+    assert.equal(readFileSync(stage2File, 'utf8'), JSON.stringify(edited));
+    edited.seed -= 7;
+    edited.environment.maxTableBytes = 2 ** 30;
+    writeFileSync(stage2File, JSON.stringify(edited));
     const resumed = runCli(
       ['recipe', 'default', '--profile', 'tiny', '--work', work, '--out', out, '--data', sharedData],
       env,
     );
     assert.equal(resumed.status, 0, resumed.stderr);
     assert.match(resumed.stderr, /\$ search-r3 train rl --config \S+ --resume/);
+    assert.match(resumed.stderr, /keeps environment\.maxTableBytes = 1073741824 from \S+stage2\.json/);
+    assert.match(resumed.stderr, /resuming with changed settings [^\n]*environment\.maxTableBytes 0 → 1073741824/);
     assert.doesNotMatch(resumed.stderr, /▶ stage1/);
     assert.match(resumed.stderr, /▶ evaluate/);
     const after = readState(work);
