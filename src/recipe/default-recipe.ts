@@ -254,7 +254,7 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
     const left = o.sessionDeadline !== undefined ? Math.floor((o.sessionDeadline - Date.now()) / 1000) : null;
     const limit = left !== null ? ['--max-seconds', String(Math.max(1, left))] : [];
     const memory = memorySettingsSaid(name, cfg);
-    const advice = memory ? `; for less memory, edit ${memory} in ${file}: the recipe keeps them` : '';
+    const advice = memory ? `; its memory settings (${memory}) may be edited in ${file}: the recipe keeps them` : '';
     return command(['train', stage, '--config', file, ...(resume ? ['--resume'] : []), ...limit], advice);
   };
 

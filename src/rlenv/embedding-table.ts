@@ -31,7 +31,7 @@ export function checkTableSize(rows: number, dim: number, maxBytes: number): voi
       `the environment's embedding table for ${rows} documents × ${dim} dimensions needs ${need} bytes ` +
         `(${fmtGiB(need)}), ` +
         `more than the ${fmtGiB(Math.min(maxBytes, (2 ** 32 - 1) * 4))} allowed; use fewer documents ` +
-        `(environment.maxDocuments) or raise environment.maxTableBytes`,
+        `(data.maxDocuments) or raise environment.maxTableBytes`,
     );
   }
 }

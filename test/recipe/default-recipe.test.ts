@@ -160,6 +160,19 @@ test(
     assert.doesNotMatch(refused.stderr, /train rl/);
     assert.equal(readFileSync(stage2File, 'utf8'), JSON.stringify(edited));
     edited.seed -= 7;
+    edited.environment.maxTableBytes = 16;
+    writeFileSync(stage2File, JSON.stringify(edited));
+    const tooSmall = runCli(args, env);
+    assert.equal(tooSmall.status, 2, tooSmall.stderr);
+    assert.match(tooSmall.stderr, /use fewer documents \(data\.maxDocuments\) or raise environment\.maxTableBytes/);
+    assert.ok(
+      tooSmall.stderr.includes(
+        `train rl --config ${stage2File} --resume" exited with code 2; fix the cause and run the recipe again ` +
+          '(finished steps are kept, training resumes from its last checkpoint); its memory settings ' +
+          `(environment.maxTableBytes) may be edited in ${stage2File}: the recipe keeps them\n`,
+      ),
+      tooSmall.stderr,
+    );
     edited.environment.maxTableBytes = 2 ** 30;
     writeFileSync(stage2File, JSON.stringify(edited));
     const resumed = runCli(
