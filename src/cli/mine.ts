@@ -6,7 +6,8 @@ import { NON_NEGATIVE_NUMBER, inRange } from '../io/option-checks.js';
 import { checkNotAnInput, checkOutputFile, checkReplacesOnly } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice, unusedDevice } from './device-option.js';
 import { modelHelp } from './option-help.js';
-import { loadSftConfig } from '../train/sft/config.js';
+import { loadSftConfig, type SftConfig } from '../train/sft/config.js';
+import { otherStageSaid } from '../train/config-stage.js';
 import { candidatePool, checkSources, loadTrainingData, sourceFiles, whyNoExample } from '../train/sft/data.js';
 import { heldOutClause } from '../train/hold-out.js';
 import { bm25Ranker, mineHardNegatives, modelRanker, jsonlLines, type Ranker } from '../train/sft/mine.js';
@@ -94,7 +95,12 @@ export const mineCommand: Command = {
       unusedDevice(values.device, 'BM25 mines without a model');
       noEffect('--model', values.model, 'BM25 mines without a model');
     } else parseDevice(values.device);
-    const cfg = loadSftConfig(values.config);
+    let cfg: SftConfig;
+    try {
+      cfg = loadSftConfig(values.config);
+    } catch (e) {
+      throw otherStageSaid(e, 'sft');
+    }
     checkNotAnInput(values.out, '--out', [
       { path: values.config, what: '--config' },
       ...cfg.data.flatMap((d) => sourceFiles(d).map((f) => ({ path: f, what: `--config's ${d.type} source` }))),

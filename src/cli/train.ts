@@ -13,10 +13,12 @@ import { trainRlStage } from './train-rl.js';
 import { trainSftStage } from './train-sft.js';
 import { MAX_SECONDS_HELP, SESSION_ENDED } from './train-session.js';
 import { ofConfigFile } from '../train/config-merge.js';
+import { otherStageSaid } from '../train/config-stage.js';
+import type { Stage } from '../train/run-record.js';
 
 /** A training stage: its help, and a run from a config file that returns the line it prints and whether it ended. */
 export interface TrainStage {
-  name: string;
+  name: Stage;
   /** One line for the stage list. */
   summary: string;
   help: string;
@@ -84,7 +86,7 @@ async function runStage(stage: TrainStage, argv: string[]): Promise<number> {
       stop: stop.signal,
     });
   } catch (e) {
-    throw ofConfigFile(e, values.config);
+    throw otherStageSaid(ofConfigFile(e, values.config), stage.name);
   } finally {
     stop.release();
   }

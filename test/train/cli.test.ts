@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { repoRoot } from '../helpers/repo.js';
+import { PROFILES, recipePaths } from '../../src/recipe/recipe-profiles.js';
+import { repoRoot, sharedData } from '../helpers/repo.js';
 import {
   tempDir,
   tinyModelFolder,
@@ -32,6 +33,36 @@ test('search-r3 train sft: an unknown config key is a one-line user error (exit 
   const unknown = cli(['train', 'no-such-stage']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.err, /unknown stage 'no-such-stage'.*sft/);
+});
+
+test("another stage's config is refused saying which stage it is for, by train, mine and rlenv audit", () => {
+  const root = tempDir('cli-stage-cfg');
+  const p = recipePaths(path.join(root, 'work'), sharedData);
+  const configs = Object.fromEntries(
+    (['lm', 'stage1', 'stage2'] as const).map((n) => [
+      n,
+      writeConfig(path.join(root, `${n}.json`), PROFILES.tiny[n](p)),
+    ]),
+  );
+  const cases: [string[], string, string, string][] = [
+    [['train', 'sft', '--config', configs.stage2!], 'stage2', 'sft', 'rl'],
+    [['train', 'lm', '--config', configs.stage1!], 'stage1', 'lm', 'sft'],
+    [['train', 'rl', '--config', configs.lm!], 'lm', 'rl', 'lm'],
+    [['mine', '--config', configs.stage2!, '--out', path.join(root, 'mined.jsonl')], 'stage2', 'sft', 'rl'],
+    [['rlenv', 'audit', '--config', configs.stage1!, '--output', path.join(root, 'audit')], 'stage1', 'rl', 'sft'],
+  ];
+  for (const [args, file, stage, other] of cases) {
+    const r = cli(args);
+    assert.equal(r.code, 2, r.err);
+    assert.match(
+      r.err,
+      new RegExp(
+        `^search-r3: \\S+${file}\\.json: "\\w+" is not a key of a train ${stage} config, and every key of this ` +
+          `one is one of train ${other}'s: it is a train ${other} config\\n$`,
+      ),
+      args.join(' '),
+    );
+  }
 });
 
 test('search-r3 mine: --fn-ratio off keeps every candidate; a wrong --model is refused before the data is read', () => {
