@@ -10,6 +10,7 @@ import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { EMBED_TOKEN, type PromptTemplates } from '../embed/index.js';
 import { LORA_TARGETS } from '../model/lora.js';
 import { isJsonObject } from '../io/json-object.js';
+import { SEED_RANGE, describeRange, inRange } from '../io/option-checks.js';
 
 /** A problem with the config file, naming the key; and the file, once known. */
 export class ConfigError extends Error {
@@ -60,6 +61,17 @@ export function mergeStrict<V>(defaults: V, user: unknown, at: string): V {
     }
   }
   return out as V;
+}
+
+/**
+ * A config's seed: an integer the generators take as it is. A fraction is cut by some of its uses and not by
+ * others (1.5 would be neither run 1 nor its own), and one outside [0, 2^32) is taken modulo 2^32 (-1 would be
+ * run 4294967295, 2^32 run 0).
+ */
+export function checkSeed(v: unknown, key: string): number {
+  if (!inRange(v, SEED_RANGE))
+    throw new ConfigError(`"${key}" must be ${describeRange(SEED_RANGE)}, got ${shownJson(v)}`);
+  return v;
 }
 
 /** A JSON value as a message shows what was given instead: an array or object by its kind, not its contents. */

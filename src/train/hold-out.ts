@@ -10,7 +10,7 @@ import path from 'node:path';
 import { beirSplitFiles, readBeirDataset, readBeirQueries, type BeirDataset } from '../eval/beir.js';
 import { readBeirQrels } from '../eval/qrels.js';
 import { withoutDevSample, withoutQueries, type QuerySample } from '../eval/dev-eval.js';
-import { ConfigError } from './config-merge.js';
+import { ConfigError, checkSeed } from './config-merge.js';
 
 /** The `holdOut` of a source at `at` (e.g. "data[0].holdOut"): null when absent, else both keys checked. */
 export function parseHoldOut(v: unknown, at: string): QuerySample | null {
@@ -24,9 +24,7 @@ export function parseHoldOut(v: unknown, at: string): QuerySample | null {
   const { n, seed } = o;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1)
     throw new ConfigError(`"${at}.n" must be an integer ≥ 1 (queries held out), got ${JSON.stringify(n)}`);
-  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32)
-    throw new ConfigError(`"${at}.seed" must be an integer in [0, 2^32), got ${JSON.stringify(seed)}`);
-  return { n, seed };
+  return { n, seed: checkSeed(seed, `${at}.seed`) };
 }
 
 /**

@@ -20,7 +20,7 @@ const required = {
 };
 const loaders = { lm: loadLmConfig, sft: loadSftConfig, rl: loadRlConfig };
 
-test('train lm, sft and rl configs: a missing file, broken JSON, an unknown key name the file; a BOM is read', () => {
+test('train lm, sft and rl configs: a missing file, bad JSON, an unknown key, a bad seed name the file', () => {
   const dir = tempDir('configs');
   for (const [name, load] of Object.entries(loaders)) {
     const file = path.join(dir, `${name}.json`);
@@ -39,8 +39,15 @@ test('train lm, sft and rl configs: a missing file, broken JSON, an unknown key 
     // a number JSON.parse reads as Infinity is named as such, not as the null JSON.stringify makes of it
     writeFileSync(file, JSON.stringify({ ...required[name as keyof typeof required], seed: 7 }).replace('7', '1e999'));
     refused(new RegExp(`^${file}: "seed" must be a finite number, got Infinity`));
-    writeConfig(file, { ...required[name as keyof typeof required], seed: 1.5 });
-    refused(new RegExp(`^${file}: "seed" must be an integer, got 1.5$`));
+    // a seed the generators would take modulo 2^32 (-1 as 4294967295, 2^32 as 0) is refused with a fraction
+    for (const seed of [1.5, -1, 2 ** 32]) {
+      writeConfig(file, { ...required[name as keyof typeof required], seed });
+      refused(new RegExp(`^${file}: "seed" must be an integer in \\[0, 4294967295\\], got ${seed}$`));
+    }
+    if (name === 'sft') {
+      writeConfig(file, { ...required.sft, data: [{ type: 'pseudo-queries', path: 'x', queries: 'title', seed: -1 }] });
+      refused(new RegExp(`^${file}: "data\\[0\\]\\.seed" must be an integer in \\[0, 4294967295\\], got -1$`));
+    }
     // saved by an editor that begins UTF-8 with a byte-order mark: read as the JSON it is
     writeFileSync(file, '\uFEFF' + JSON.stringify({ ...required[name as keyof typeof required], seed: 7 }));
     assert.equal(load(file).seed, 7, name);

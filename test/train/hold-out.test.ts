@@ -128,7 +128,7 @@ test('a bad holdOut is refused with the key named', async () => {
     [{ n: 0, seed: 1 }, /"data\[0\]\.holdOut\.n" must be an integer ≥ 1/],
     [{ n: 2.5, seed: 1 }, /"data\[0\]\.holdOut\.n" must be an integer ≥ 1/],
     [{ n: '300', seed: 1 }, /"data\[0\]\.holdOut\.n" must be an integer ≥ 1 \(queries held out\), got "300"/],
-    [{ n: 300 }, /"data\[0\]\.holdOut\.seed" must be an integer in \[0, 2\^32\), got undefined/],
+    [{ n: 300 }, /"data\[0\]\.holdOut\.seed" must be an integer in \[0, 4294967295\], got undefined/],
     [{ n: 300, seed: -1 }, /"data\[0\]\.holdOut\.seed" must be an integer/],
     [{ n: 300, seed: 1, size: 3 }, /"data\[0\]\.holdOut\.size" is not a config key; known keys: n, seed/],
     [300, /"data\[0\]\.holdOut" must be an object \{"n"/],

@@ -4,7 +4,14 @@
  * every trainer). Relative paths are resolved against the config file's folder.
  */
 import path from 'node:path';
-import { ConfigError, type OptimizerSettings, checkOptimizer, mergeStrict, readConfigFile } from '../config-merge.js';
+import {
+  ConfigError,
+  type OptimizerSettings,
+  checkOptimizer,
+  checkSeed,
+  mergeStrict,
+  readConfigFile,
+} from '../config-merge.js';
 
 export interface LmModelSettings {
   hiddenSize: number;
@@ -144,8 +151,7 @@ export function parseLmConfig(raw: unknown, baseDir: string): LmConfig {
     (m.hiddenSize / m.numAttentionHeads) % 2 === 0,
     '"model.hiddenSize / numAttentionHeads" (the head size) must be even for rotary embeddings',
   );
-  // the seed is cut to an integer by some of its uses and not by others: 1.5 would be neither run 1 nor its own
-  need(Number.isInteger(c.seed), `"seed" must be an integer, got ${c.seed}`);
+  checkSeed(c.seed, 'seed');
   posInt(c.seqLength, 'seqLength');
   posInt(c.batchSize, 'batchSize');
   posInt(c.accumulation, 'accumulation');

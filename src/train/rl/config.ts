@@ -6,6 +6,7 @@
 import path from 'node:path';
 import {
   checkOptimizer,
+  checkSeed,
   ConfigError,
   type LoraSettings,
   type OptimizerSettings,
@@ -141,8 +142,7 @@ function check(c: RlConfig): void {
   const count = (v: number, name: string): void => {
     if (!(Number.isInteger(v) && v >= 0)) throw new ConfigError(`"${name}" must be an integer ≥ 0, got ${v}`);
   };
-  // the seed is cut to an integer by some of its uses and not by others: 1.5 would be neither run 1 nor its own
-  if (!Number.isInteger(c.seed)) throw new ConfigError(`"seed" must be an integer, got ${c.seed}`);
+  checkSeed(c.seed, 'seed');
   pos(c.steps, 'steps');
   pos(c.maxLength, 'maxLength');
   checkOptimizer(c.optimizer);

@@ -7,6 +7,7 @@ import { resolvedPath } from '../../io/path-relation.js';
 import path from 'node:path';
 import {
   checkOptimizer,
+  checkSeed,
   ConfigError,
   type LoraSettings,
   type OptimizerSettings,
@@ -209,7 +210,7 @@ function parseSource(o: Json, at: string, baseDir: string): DataSourceConfig {
       type: 'pseudo-queries',
       path: p,
       queries: o.queries,
-      seed: int(o.seed, 'seed', 0),
+      seed: o.seed === undefined ? 0 : checkSeed(o.seed, `${at}.seed`),
       maxDocuments: int(o.maxDocuments, 'maxDocuments', 0),
     };
   }
@@ -245,7 +246,7 @@ function check(c: SftConfig): void {
       'model where it starts): give at least one of them a weight > 0',
   );
   checkOptimizer(c.optimizer);
-  need(Number.isInteger(c.seed), `"seed" must be an integer, got ${c.seed}`);
+  checkSeed(c.seed, 'seed');
   if (c.eval) {
     need(c.eval.beir !== '', '"eval.beir" must name a BEIR folder');
     posInt(c.eval.every, 'eval.every');
