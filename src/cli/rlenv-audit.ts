@@ -8,11 +8,12 @@ import { intAtLeast } from './args.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { ofConfigFile } from '../train/config-merge.js';
 import { loadRlConfig, type RlConfig } from '../train/rl/config.js';
+import { otherStageSaid } from '../train/config-stage.js';
 import { rlRunDescription, trainRl } from '../train/rl/trainer.js';
 import { listCheckpoints, readNewestCheckpoint, skippedCheckpointNotes } from '../train/checkpoint.js';
 import { loadEnvironment } from '../train/rl/environment-checkpoint.js';
 import { RUN_CONFIG_FILE } from '../train/run-watch.js';
-import { RunCheck, recordedStage } from '../train/run-record.js';
+import { type Continuation, RunCheck, recordedStage } from '../train/run-record.js';
 import { checkRunOutput } from '../train/training-run.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
 
@@ -71,7 +72,12 @@ const auditCommand: Command & { name: string } = {
     // from scratch, step 1 compares two freshly encoded tables, so an audit needs a second step
     const steps = intAtLeast(values.steps, 'steps', values.from ? 1 : 2) ?? 20;
     selectDevice(values.device);
-    const cfg = loadRlConfig(values.config);
+    let cfg: RlConfig;
+    try {
+      cfg = loadRlConfig(values.config);
+    } catch (e) {
+      throw otherStageSaid(e, 'rl');
+    }
     // the twin is exact: an exact environment against it compares a table with its own copy
     if (cfg.environment.mode !== 'local')
       throw new UserError(
@@ -121,6 +127,9 @@ const auditCommand: Command & { name: string } = {
   },
 };
 
+/** An audit continues a run as --resume would, with the run's settings; it has no run of its own to start. */
+const AUDIT_FROM: Continuation = { name: 'rlenv audit --from', verb: 'audit' };
+
 /**
  * Copies a run's newest intact checkpoint (read and checked, damaged newer ones skipped with a
  * warning) into the audit's folder (cfg.output), so that the audit resumes from it. The run is only read.
@@ -152,7 +161,7 @@ async function startFromCheckpoint(run: string, cfg: RlConfig): Promise<{ dir: s
   // checked before the copy, which would make --output a run's folder that a refused audit leaves behind (and a
   // rerun then refuses as an earlier audit's), or write the run's files among others' or under a file
   checkRunOutput(output);
-  await (await RunCheck.read(run, rlRunDescription(cfg, true))).checkResume();
+  await (await RunCheck.read(run, rlRunDescription(cfg, true))).checkResume(AUDIT_FROM);
   cpSync(dir, path.join(output, 'checkpoints', path.basename(dir)), { recursive: true });
   // the run's record comes with its checkpoint, so the audit resumes only with the run's model, data and
   // settings (its environment may differ: that is what the audit measures), as train rl --resume would

@@ -96,6 +96,22 @@ interface RunRecord {
   resumes: ResumeEntry[];
 }
 
+/** The command that continues a run from its checkpoint, as a refusal of it names it and what else to do. */
+export interface Continuation {
+  /** "--resume". */
+  name: string;
+  /** "resume". */
+  verb: string;
+  /** How this command starts another run instead, if it can. */
+  anotherRun?: string;
+}
+
+export const TRAIN_RESUME: Continuation = {
+  name: '--resume',
+  verb: 'resume',
+  anotherRun: 'give this config a new "output" folder',
+};
+
 /** What the run folder's record says about a run about to start or resume there; written by `write`. */
 export class RunCheck {
   /** This resume's changes; null for a fresh run, or a resume with no record to check them against. */
@@ -129,7 +145,7 @@ export class RunCheck {
    * Refuses, in one RunFolderError sentence, a resume whose settings differ from the record's beyond RESUMABLE,
    * or whose data files hold other content than the record's (data-stamps.ts).
    */
-  async checkResume(): Promise<void> {
+  async checkResume(by: Continuation = TRAIN_RESUME): Promise<void> {
     if (this.earlier === null) return;
     const changes = settingChanges(this.earlier, this.run, this.fingerprints);
     const also = this.run.mayChange ?? [];
@@ -144,23 +160,23 @@ export class RunCheck {
       ].join(', ');
       throw new RunFolderError(
         `${output} holds a train ${this.run.stage} run started with other settings than this config's: ` +
-          `${fixed.map(describeChange).join('; ')}; --resume continues a run only with the settings it started ` +
-          `with (it may change ${may}): resume with the earlier config (recorded in ${this.file}), or give this ` +
-          'config a new "output" folder',
+          `${fixed.map(describeChange).join('; ')}; ${by.name} continues a run only with the settings it started ` +
+          `with (it may change ${may}): ${by.verb} with the earlier config (recorded in ${this.file})` +
+          (by.anotherRun ? `, or ${by.anotherRun}` : ''),
       );
     }
     const { stamps, changes: dataChanges } = await stampData(this.run.data, recordedStamps(this.earlier.data));
-    if (dataChanges.length > 0) throw this.dataChanged(dataChanges);
+    if (dataChanges.length > 0) throw this.dataChanged(dataChanges, by);
     this.changed = changes;
     this.stamps = stamps;
   }
 
-  private dataChanged(changes: readonly DataChange[]): RunFolderError {
+  private dataChanged(changes: readonly DataChange[], by: Continuation): RunFolderError {
     return new RunFolderError(
       `${path.dirname(this.file)} holds a train ${this.run.stage} run whose data is not what it trained on: ` +
-        `${changes.map(describeDataChange).join('; ')}; --resume continues a run only on the data it started ` +
-        `with: put back the data as it was (${this.file} records each file's size and SHA-256), or give this ` +
-        'config a new "output" folder to train on the data as it is now',
+        `${changes.map(describeDataChange).join('; ')}; ${by.name} continues a run only on the data it started ` +
+        `with: put back the data as it was (${this.file} records each file's size and SHA-256)` +
+        (by.anotherRun ? `, or ${by.anotherRun} to train on the data as it is now` : ''),
     );
   }
 

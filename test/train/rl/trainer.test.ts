@@ -330,7 +330,16 @@ test(
     const seeded = runCli(['rlenv', 'audit', '--config', reseeded, ...fromRun, '--output', path.join(dir, 'a-seed')]);
     assert.equal(seeded.status, 2, seeded.stderr);
     assert.match(seeded.stderr, /run holds a train rl run started with other settings than this config's: seed 3 → 4;/);
-    assert.match(seeded.stderr, /\(it may change steps, .*, environment\.\*\)/);
+    assert.ok(
+      seeded.stderr.includes(
+        '; rlenv audit --from continues a run only with the settings it started with (it may change steps, ',
+      ),
+      seeded.stderr,
+    );
+    assert.match(
+      seeded.stderr,
+      /, environment\.\*\): audit with the earlier config \(recorded in \S+run-config\.json\)\n$/,
+    );
     // refused before the copy: a rerun with the run's config is not refused as an earlier audit's folder
     assert.equal(existsSync(path.join(dir, 'a-seed')), false);
     // nor is a run's checkpoint copied under a file, or among a folder's own files
