@@ -26,7 +26,7 @@ import { DOCUMENTS_PER_COMMIT } from '../search-index/commit-chunk.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { connectRemote } from './remote-option.js';
 import type { AddResult, DocumentInput } from '../search-index/search-index.js';
-import { type DeadJob, type QueuedIndexOptions, indexOnQueue } from '../queue/coordinator.js';
+import type { DeadJob, QueuedIndexOptions } from '../queue/coordinator.js';
 import { DEFAULT_QUEUE_NAME, queueNameOption } from '../queue/index-job.js';
 import { QueueError } from '../queue/queue-error.js';
 import { parseRedisUrl } from '../queue/redis-link.js';
@@ -291,6 +291,8 @@ async function indexThroughQueue(
   opts: QueuedIndexOptions,
 ): Promise<AddResult & { dead: DeadJob[] }> {
   const staged = await index.stageDocuments(docs);
+  // BullMQ takes longer to load than the rest of the command (0.15 s): only a queued run waits for it
+  const { indexOnQueue } = await import('../queue/coordinator.js');
   const q = await indexOnQueue(index, opts);
   if (q.requeued > 0)
     process.stderr.write(`search-r3: ${q.requeued} jobs that Redis lost (it restarted) were queued again.\n`);
