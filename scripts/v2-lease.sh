@@ -15,18 +15,21 @@
 # tiny rehearses the whole round trip on lavapipe in minutes), V2_LEASE (default .lease: what travels, ignored
 # by git), V2_PACK_SECONDS (default 40: the time the run keeps back to pack what it made), V2_ASSUMED_RATE=1
 # (prepare the gpu profile before bench:sizing has measured the GPU: see prepare), V2_UNTIL (the last step a
-# run takes, default package).
+# run takes, default package), V2_XZ_LEVEL (default 9, the smallest archives; 1 compresses about five times
+# faster, a quarter larger).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${V2_WORK:-work/v2}
 PROFILE=${V2_PROFILE:-gpu}
 LEASE=${V2_LEASE:-.lease}
+XZ_LEVEL=${V2_XZ_LEVEL:-9}
 CLI=dist/src/cli/main.js
 # the CLI modules of the commands the recipe runs there (lm, mine, stage 1 and 2, package)
 DEVICE_COMMANDS="recipe train mine"
 DIE_PREFIX=v2-lease
 # shellcheck source=scripts/lease-travel.sh
 source "$(dirname "$0")/lease-travel.sh"
+case $XZ_LEVEL in [0-9]) ;; *) die "V2_XZ_LEVEL must be a digit, 0 to 9 (got '$XZ_LEVEL')" ;; esac
 # what may come back from a call: 8 files of at most 16 MiB, 64 MiB in all
 PART_BYTES=$((15 * MIB))
 BACK_LIMIT=$((60 * MIB))
@@ -38,7 +41,7 @@ carry_paths() {
   ls .gpu-pack/debs/libvulkan1_*.deb
 }
 
-# xz_tar <archive> <tar arguments>...: tar's stream of the arguments, xz -9 compressed, unless the archive already
+# xz_tar <archive> <tar arguments>...: tar's stream of the arguments, xz compressed, unless the archive already
 # holds that very stream (its MD5, names and modification times included, is kept beside it): the next lease's
 # prepare would otherwise spend most of its time compressing the same datasets and packages again.
 xz_tar() {
@@ -50,7 +53,7 @@ xz_tar() {
     return
   fi
   rm -f "$archive" "$archive.md5"
-  tar cf - "$@" | xz -9 -T2 > "$archive.partial"
+  tar cf - "$@" | xz "-$XZ_LEVEL" -T2 > "$archive.partial"
   mv "$archive.partial" "$archive"
   echo "$sum" > "$archive.md5"
 }

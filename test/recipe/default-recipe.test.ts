@@ -13,7 +13,7 @@ import type { RecipeEvaluation } from '../../src/recipe/evaluate.js';
 import { readModelFusion } from '../../src/search-index/model-fusion.js';
 import { modelFingerprint } from '../../src/model/model-fingerprint.js';
 import { seedVectorsInfo } from '../../src/search-index/seed-vectors.js';
-import { runCli } from '../helpers/cli.js';
+import { type CliResult, runCli } from '../helpers/cli.js';
 import { dictd } from '../helpers/dictd-fixture.js';
 import { sharedData } from '../helpers/repo.js';
 import { tempDir } from '../helpers/train-fixtures.js';
@@ -29,29 +29,46 @@ function killedInStage2(work: string): void {
   writeFileSync(path.join(work, 'recipe.json'), JSON.stringify(r));
 }
 
+const TINY_ENV = { SEARCH_R3_THREADS: '1' };
+
+interface CpuRecipe {
+  work: string;
+  out: string;
+  /** The command, for the first test's reruns. */
+  args: string[];
+  first: CliResult;
+  /** What it trained, read before anything changes its folders: each stage's last training loss, nDCG@10 rows. */
+  losses: Record<string, number>;
+  ndcg: Map<string, number>;
+}
+let cpuRecipe: CpuRecipe | undefined;
+
+/**
+ * The tiny recipe on the CPU, run once for this file (its longest step): the first test goes on from it,
+ * changing its folders, and the WebGPU test compares with what it trained.
+ */
+function tinyRecipeOnCpu(): CpuRecipe {
+  if (cpuRecipe) return cpuRecipe;
+  const dir = tempDir('recipe');
+  const work = path.join(dir, 'work'),
+    out = path.join(dir, 'model');
+  const args = ['recipe', 'default', '--profile', 'tiny', '--device', 'cpu', '--work', work, '--out', out];
+  args.push('--data', sharedData, '--quiet');
+  const first = runCli(args, TINY_ENV);
+  const done = first.status === 0;
+  const losses = Object.fromEntries(
+    ['lm', 'stage1', 'stage2'].map((s) => [s, done ? lastTrainLoss(path.join(work, s)) : NaN]),
+  );
+  cpuRecipe = { work, out, args, first, losses, ndcg: done ? ndcgRows(work) : new Map() };
+  return cpuRecipe;
+}
+
 test(
   'recipe default (tiny profile): every step runs, the packaged model embeds, and a rerun resumes only what is missing',
   { timeout: 600_000 },
   async () => {
-    const dir = tempDir('recipe');
-    const work = path.join(dir, 'work'),
-      out = path.join(dir, 'model');
-    const args = [
-      'recipe',
-      'default',
-      '--profile',
-      'tiny',
-      '--work',
-      work,
-      '--out',
-      out,
-      '--data',
-      sharedData,
-      '--quiet',
-    ];
-    const env = { SEARCH_R3_THREADS: '1' };
-
-    const first = runCli(args, env);
+    const { work, out, args, first } = tinyRecipeOnCpu();
+    const env = TINY_ENV;
     assert.equal(first.status, 0, first.stderr);
     // --quiet reaches every step: no step's progress, mine's and the evaluation's included
     assert.doesNotMatch(first.stderr, /^mining|^recipe evaluate:|: (indexing|searching|encoding \w+): \d+\//m);
@@ -341,7 +358,7 @@ test(
   { timeout: 900_000, skip: webgpuSkip() },
   () => {
     const dir = tempDir('recipe-webgpu');
-    const run = (name: string, device: string) =>
+    const run = (device: string) =>
       runCli(
         [
           'recipe',
@@ -351,35 +368,35 @@ test(
           '--device',
           device,
           '--work',
-          path.join(dir, name, 'work'),
+          path.join(dir, 'work'),
           '--out',
-          path.join(dir, name, 'model'),
+          path.join(dir, 'model'),
           '--data',
           sharedData,
           '--quiet',
         ],
-        { SEARCH_R3_THREADS: '1' },
+        TINY_ENV,
       );
-    const cpu = run('cpu', 'cpu');
-    assert.equal(cpu.status, 0, cpu.stderr);
-    const gpu = run('gpu', 'webgpu');
+    const cpu = tinyRecipeOnCpu();
+    assert.equal(cpu.first.status, 0, cpu.first.stderr);
+    const gpu = run('webgpu');
     assert.equal(gpu.status, 0, gpu.stderr);
     assert.match(gpu.stderr, /device: webgpu/);
     // Same data, seeds and float32 arithmetic: only summation order differs between the devices.
     for (const stage of ['lm', 'stage1', 'stage2']) {
-      const a = lastTrainLoss(path.join(dir, 'cpu/work', stage)),
-        b = lastTrainLoss(path.join(dir, 'gpu/work', stage));
+      const a = cpu.losses[stage]!,
+        b = lastTrainLoss(path.join(dir, 'work', stage));
       assert.ok(Math.abs(a - b) <= 1e-4 * Math.abs(a), `${stage}: final loss ${b} on WebGPU, ${a} on the CPU`);
     }
     // Four queries per set: one near-tied pair ranked the other way moves a row's nDCG@10 by < 0.1.
-    const want = ndcgRows(path.join(dir, 'cpu/work')),
-      got = ndcgRows(path.join(dir, 'gpu/work'));
+    const want = cpu.ndcg,
+      got = ndcgRows(path.join(dir, 'work'));
     assert.deepEqual([...got.keys()], [...want.keys()]);
     for (const [row, v] of want) assert.ok(Math.abs(got.get(row)! - v) <= 0.1, `${row}: ${got.get(row)} vs ${v}`);
     // stage 2 interrupted after a checkpoint written on the GPU: it resumes on the CPU
-    rmSync(path.join(dir, 'gpu/work/stage2/final'), { recursive: true });
-    killedInStage2(path.join(dir, 'gpu/work'));
-    const resumed = run('gpu', 'cpu');
+    rmSync(path.join(dir, 'work/stage2/final'), { recursive: true });
+    killedInStage2(path.join(dir, 'work'));
+    const resumed = run('cpu');
     assert.equal(resumed.status, 0, resumed.stderr);
     assert.match(resumed.stderr, /train rl --config \S+ --resume/);
   },
