@@ -96,6 +96,10 @@ test('skinny gemm and gemmHalf match native over m, n, k, transB, accumulate and
   let count = 0;
   for (const n of ns) {
     for (const k of ks) {
+      // n and k both long (20 M elements of B, most of the test's time on lavapipe) take no path that a long n
+      // with k = 896 and a long k with n = 896 do not: the same kernels, split or not alike (splitsFor); the
+      // long ones read B as f32 and f16, and bf16 is read by f16's indexing (it differs only in the conversion)
+      if (n === 4867 && k === 4099) continue;
       // B of a million elements or more: one dtype per shape and m ∈ {1, 8} keep lavapipe's time in bounds.
       const big = n * k >= 1e6;
       const values = big ? uniform(n * k, count) : r.randn(n * k);
