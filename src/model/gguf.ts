@@ -18,7 +18,7 @@ import { HalfArray, f16BitsFromFloat32Bits, encodeF16, widenHalf } from '../tens
 import { ModelFileError } from './model-file-error.js';
 import { QWEN2_PRETOKENIZER_PATTERN } from './byte-level-bpe.js';
 import { readPeftLoraConfig } from './peft-config.js';
-import { chatTemplateSource } from './chat-template.js';
+import { ChatTemplate, chatTemplateSource } from './chat-template.js';
 import {
   checkTokenizerConfig,
   checkTokenizerJson,
@@ -605,7 +605,8 @@ export function ggufTokenizerFromFiles(
   const jsonFile = files.tokenizerJson ?? TOKENIZER_JSON;
   const configFile = files.tokenizerConfig ?? TOKENIZER_CONFIG_JSON;
   const base = ggufTokenizerFromTokenizerJson(tokenizerJson, config.vocabSize, jsonFile);
-  return withSpecialTokens(base, checkTokenizerConfig(tokenizerConfig, configFile), config, jsonFile, configFile);
+  const tc = checkTokenizerConfig(tokenizerConfig, configFile);
+  return withSpecialTokens(base, tc, config, jsonFile, configFile, configFile);
 }
 
 /**
@@ -614,7 +615,8 @@ export function ggufTokenizerFromFiles(
  */
 function ggufTokenizerFromFolder(tok: TokenizerFolder, config: Qwen2Config): GgufTokenizer {
   const base = ggufVocabulary(tok.tokenizerJson, config.vocabSize, tok.files.json);
-  return withSpecialTokens(base, tok.tokenizerConfig, config, tok.files.json, tok.files.config);
+  const templateFile = tok.files.chatTemplate ?? tok.files.config;
+  return withSpecialTokens(base, tok.tokenizerConfig, config, tok.files.json, tok.files.config, templateFile);
 }
 
 /** `base` with the special ids and chat template of a checked tokenizer_config.json (see ggufTokenizerFromFiles). */
@@ -624,6 +626,8 @@ function withSpecialTokens(
   config: Qwen2Config,
   jsonFile: string,
   configFile: string,
+  /** Where the chat template was read from (chat_template.jinja, or the config), for its refusal. */
+  templateFile: string,
 ): GgufTokenizer {
   const idOf = new Map<string, number>();
   base.tokens.forEach((t, i) => {
@@ -638,6 +642,8 @@ function withSpecialTokens(
     return id;
   };
   const chatTemplate = chatTemplateSource(tc);
+  // parsed here, so that no GGUF carries a template an engine would refuse only when asked to chat
+  if (chatTemplate !== null) new ChatTemplate(chatTemplate, {}, templateFile);
   return {
     ...base,
     bosTokenId: special('bos', config.bosTokenId),

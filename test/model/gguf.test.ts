@@ -546,6 +546,15 @@ test('a chat_template.jinja beside tokenizer_config.json is the chat template th
     await fsp.writeFile(path.join(dir, 'chat_template.jinja'), '{{ messages[0].content }}');
     await exportQwen2GgufFromFolder(dir, out);
     assert.equal((await parse(out)).meta['tokenizer.chat_template']?.value, '{{ messages[0].content }}');
+    // a template that does not parse is refused naming its file, and the GGUF already there stays
+    const before = await fsp.readFile(out);
+    await fsp.writeFile(path.join(dir, 'chat_template.jinja'), '{% for m in messages %}{{ m.content }}');
+    await assert.rejects(exportQwen2GgufFromFolder(dir, out), (e: Error) => {
+      assert.ok(e instanceof ModelFileError, String(e));
+      assert.match(e.message, /chat_template\.jinja: chat_template is not a valid Jinja template \(/);
+      return true;
+    });
+    assert.ok((await fsp.readFile(out)).equals(before));
   });
 });
 
