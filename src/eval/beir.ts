@@ -64,15 +64,16 @@ function textField(obj: Record<string, unknown>, key: string, file: string, line
 }
 
 /**
- * The corpus file of a BEIR folder: `corpus.jsonl`, or `corpus.jsonl.gz` (as shipped compressed; read through
- * gunzip as a stream), or undefined when the folder has neither. A folder with both is refused: one would
- * silently stand for the other (a corpus.jsonl unpacked or written beside the .gz, and then edited or left stale).
+ * A BEIR folder's corpus or queries file: `<name>.jsonl`, or `<name>.jsonl.gz` (as the BEIR datasets on the
+ * Hugging Face hub ship them; read through gunzip as a stream), or undefined when the folder has neither. A folder
+ * with both is refused: one would silently stand for the other (a file unpacked or written beside the .gz, and
+ * then edited or left stale).
  */
-export function beirCorpusFile(folder: string): string | undefined {
-  const found = ['corpus.jsonl', 'corpus.jsonl.gz'].map((n) => join(folder, n)).filter((f) => existsSync(f));
+export function beirFolderFile(folder: string, name: 'corpus' | 'queries'): string | undefined {
+  const found = [`${name}.jsonl`, `${name}.jsonl.gz`].map((n) => join(folder, n)).filter((f) => existsSync(f));
   if (found.length > 1) {
     throw new EvalInputError(
-      'holds both corpus.jsonl and corpus.jsonl.gz; keep the one to read and move the other',
+      `holds both ${name}.jsonl and ${name}.jsonl.gz; keep the one to read and move the other`,
       folder,
     );
   }
@@ -186,7 +187,7 @@ export function beirCorpusSource(file: string): CorpusSource {
   };
 }
 
-/** Reads a BEIR `queries.jsonl` (`_id`, `text`). */
+/** Reads a BEIR `queries.jsonl` or `queries.jsonl.gz` (`_id`, `text`). */
 export async function readBeirQueries(file: string): Promise<Map<string, string>> {
   const queries = new Map<string, string>();
   for await (const rec of beirRecords(file, 'query')) {
@@ -196,11 +197,11 @@ export async function readBeirQueries(file: string): Promise<Map<string, string>
   return queries;
 }
 
-/** The files a split of a BEIR folder is read from: its corpus (as beirCorpusFile finds it), queries and qrels. */
+/** The files a split of a BEIR folder is read from: its corpus and queries (as beirFolderFile finds them), qrels. */
 export function beirSplitFiles(folder: string, split: string): { corpus: string; queries: string; qrels: string } {
   return {
-    corpus: beirCorpusFile(folder) ?? join(folder, 'corpus.jsonl'),
-    queries: join(folder, 'queries.jsonl'),
+    corpus: beirFolderFile(folder, 'corpus') ?? join(folder, 'corpus.jsonl'),
+    queries: beirFolderFile(folder, 'queries') ?? join(folder, 'queries.jsonl'),
     qrels: join(folder, 'qrels', `${split}.tsv`),
   };
 }
@@ -218,14 +219,14 @@ export function isBeirQueriesFile(file: string): boolean {
 export interface BeirSplit {
   folder: string;
   split: string;
-  /** corpus.jsonl or corpus.jsonl.gz (beirCorpusFile), checked to exist; read it with beirCorpusSource. */
+  /** corpus.jsonl or corpus.jsonl.gz (beirFolderFile), checked to exist; read it with beirCorpusSource. */
   corpusFile: string;
   /** Only the queries judged in the split's qrels (as BEIR's loader keeps them), in file order. */
   queries: Map<string, string>;
   qrels: Qrels;
 }
 
-/** Reads a BEIR folder: corpus.jsonl (or corpus.jsonl.gz), queries.jsonl and qrels/<split>.tsv. */
+/** Reads a BEIR folder: corpus.jsonl and queries.jsonl (each or its .gz) and qrels/<split>.tsv. */
 export async function readBeirDataset(folder: string, split: string): Promise<BeirDataset> {
   const { corpusFile, ...rest } = await readBeirSplit(folder, split);
   return { ...rest, corpus: await readBeirCorpus(corpusFile) };

@@ -7,6 +7,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { RecipePaths, RecipeProfile } from './recipe-profiles.js';
+import { beirFolderFile } from '../eval/beir.js';
 
 /**
  * The files of a BEIR folder a training read opens: the corpus, the queries, and every split's qrels,
@@ -14,7 +15,7 @@ import type { RecipePaths, RecipeProfile } from './recipe-profiles.js';
  * (hold-out.ts) and silently is not when the test qrels are missing.
  */
 function beirFolderFiles(folder: string): string[] {
-  const files = ['corpus.jsonl', 'queries.jsonl'].map((f) => path.join(folder, f)).filter((f) => existsSync(f));
+  const files = (['corpus', 'queries'] as const).flatMap((f) => beirFolderFile(folder, f) ?? []);
   const qrels = path.join(folder, 'qrels');
   if (existsSync(qrels))
     for (const f of readdirSync(qrels).sort()) if (f.endsWith('.tsv')) files.push(path.join(qrels, f));

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { beirCorpusFile, inexactNumericId } from '../eval/beir.js';
+import { beirFolderFile, inexactNumericId } from '../eval/beir.js';
 import { listFilesUnder, type ListSkipReason } from '../io/list-files.js';
 import { MAX_LINE_BYTES, readLines } from '../eval/line-reader.js';
 import { IndexError } from './index-error.js';
@@ -94,7 +94,7 @@ export async function* streamDocuments(input: string, opts: ReadDocumentsOptions
 async function* documentsOf(input: string, opts: ReadDocumentsOptions): AsyncGenerator<SourceDocument> {
   const refuseDuplicates = opts.refuseDuplicateIds ?? true;
   if (!statSync(input).isDirectory()) return yield* streamJsonl(input, refuseDuplicates);
-  const corpus = beirCorpusFile(input);
+  const corpus = beirFolderFile(input, 'corpus');
   // read as any JSON-lines input, so that a folder and its corpus.jsonl give the same documents
   if (corpus !== undefined) return yield* streamJsonl(corpus, refuseDuplicates);
   for (const file of await listTextFiles(input, opts)) {

@@ -5,7 +5,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { readBeirQueries } from '../eval/beir.js';
+import { beirSplitFiles, readBeirQueries } from '../eval/beir.js';
 import { EvalInputError } from '../eval/input-error.js';
 import { evaluateRun } from '../eval/measures.js';
 import { type Qrels, countRelevant, readBeirQrels } from '../eval/qrels.js';
@@ -36,7 +36,7 @@ export class Judgments {
     if (!existsSync(qrelsFile))
       throw new EvalInputError(`no qrels for split '${split}' (expected ${qrelsFile})`, folder);
     const qrels = await readBeirQrels(qrelsFile);
-    const queries = await readBeirQueries(path.join(folder, 'queries.jsonl'));
+    const queries = await readBeirQueries(beirSplitFiles(folder, split).queries);
     const byText = new Map<string, string>();
     for (const [id, text] of queries) if (qrels.has(id) && !byText.has(text.trim())) byText.set(text.trim(), id);
     return new Judgments(`${path.basename(path.resolve(folder))} ${split}`, byText, qrels);

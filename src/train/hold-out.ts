@@ -98,7 +98,7 @@ async function withoutTestQueries(ds: BeirDataset): Promise<BeirDataset> {
   if (ds.split === 'test' || !existsSync(testQrels)) return ds;
   // in turn, so that with both files faulty the message is always the qrels file's
   const test = await readBeirQrels(testQrels);
-  const texts = await readBeirQueries(path.join(ds.folder, 'queries.jsonl'));
+  const texts = await readBeirQueries(beirSplitFiles(ds.folder, 'test').queries);
   const testTexts = new Set([...test.keys()].flatMap((q) => texts.get(q) ?? []));
   return withoutQueries(ds, new Set(), testTexts);
 }

@@ -8,6 +8,10 @@ import { repoRoot, sharedData } from '../helpers/repo.js';
 import { readBeirCorpus, readBeirDataset } from '../../src/eval/beir.js';
 import { readDocuments } from '../../src/search-index/document-source.js';
 import { loadTrainingData } from '../../src/train/sft/data.js';
+import { loadRlData } from '../../src/train/rl/data.js';
+import { Judgments } from '../../src/serve/judgments.js';
+import { trainingDataFiles } from '../../src/recipe/training-data-files.js';
+import type { RecipePaths, RecipeProfile } from '../../src/recipe/recipe-profiles.js';
 
 const demo = join(repoRoot, 'demo/scifact');
 
@@ -98,4 +102,45 @@ test('the shipped queries are exactly the judged test claims', () => {
   );
   assert.deepEqual(new Set(ids), judged);
   assert.equal(ids.length, 300);
+});
+
+test("queries.jsonl.gz, as the hub's BEIR datasets ship it: read by eval, training, its filter, serve", async () => {
+  const data = mkdtempSync(join(tmpdir(), 'sr3-gz-queries-'));
+  const folder = join(data, 'beir');
+  try {
+    mkdirSync(join(folder, 'qrels'), { recursive: true });
+    const docs = [0, 1, 2, 3].map((i) => JSON.stringify({ _id: `d${i}`, title: '', text: `document ${i}` }));
+    writeFileSync(join(folder, 'corpus.jsonl.gz'), gzipSync(docs.join('\n') + '\n'));
+    // q2 asks what the test query q9 asks: training on the train split leaves it out
+    const queries = [
+      { _id: 'q1', text: 'first question' },
+      { _id: 'q2', text: 'a test question' },
+      { _id: 'q9', text: 'a test question' },
+    ];
+    writeFileSync(join(folder, 'queries.jsonl.gz'), gzipSync(queries.map((q) => JSON.stringify(q)).join('\n')));
+    writeFileSync(join(folder, 'qrels', 'train.tsv'), 'query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n');
+    writeFileSync(join(folder, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq9\td3\t1\n');
+
+    const test9 = await readBeirDataset(folder, 'test');
+    assert.deepEqual([...test9.queries], [['q9', 'a test question']]);
+    const rl = await loadRlData({ beir: folder, split: 'train', holdOut: null, maxQueries: 0, maxDocuments: 0 });
+    assert.deepEqual(
+      rl.queries.map((q) => q.text),
+      ['first question'],
+    );
+    const judged = await Judgments.load(folder, 'test');
+    assert.equal(judged.queries, 1);
+    // a lease carries the compressed files the training steps read
+    const profile = { name: 'test', lm: () => ({}), mine: () => ({}), stage1: () => ({}), stage2: () => ({ folder }) };
+    assert.deepEqual(trainingDataFiles(profile as unknown as RecipeProfile, { data } as RecipePaths), [
+      'beir/corpus.jsonl.gz',
+      'beir/qrels/test.tsv',
+      'beir/qrels/train.tsv',
+      'beir/queries.jsonl.gz',
+    ]);
+    writeFileSync(join(folder, 'queries.jsonl'), '{"_id":"q1","text":"stale"}\n');
+    await assert.rejects(readBeirDataset(folder, 'test'), /holds both queries\.jsonl and queries\.jsonl\.gz; keep the/);
+  } finally {
+    rmSync(data, { recursive: true, force: true });
+  }
 });

@@ -6,7 +6,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import {
-  beirCorpusFile,
+  beirFolderFile,
   checkBeirSplit,
   documentText,
   isBeirQueriesFile,
@@ -290,7 +290,7 @@ async function sourceCorpus(p: string, maxDocuments: number): Promise<BeirDocume
 
 /** The corpus file a pseudo-queries source names: the file itself, or a BEIR folder's corpus, as eval finds it. */
 function corpusFileOf(p: string): string | undefined {
-  return existsSync(p) && statSync(p).isDirectory() ? beirCorpusFile(p) : p;
+  return existsSync(p) && statSync(p).isDirectory() ? beirFolderFile(p, 'corpus') : p;
 }
 
 /**
