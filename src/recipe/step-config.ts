@@ -72,9 +72,10 @@ export function stepConfig(
   earlier: ConfigRecord | undefined,
 ): StepConfig {
   const memory = MEMORY_SETTINGS[name];
-  const kept: Record<string, unknown> = { ...earlier?.kept };
-  const notes: string[] = [];
   const text = existsSync(file) ? readFileSync(file, 'utf8') : null;
+  // a file removed takes its edits with it: the recipe writes the profile's config
+  const kept: Record<string, unknown> = text === null ? {} : { ...earlier?.kept };
+  const notes: string[] = [];
   if (text !== null && sha256(text) !== earlier?.sha256) {
     const edited = earlier !== undefined;
     const found = parsedObject(text);

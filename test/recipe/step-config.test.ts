@@ -52,7 +52,7 @@ test("the recipe's own file is written anew with the profile's settings (the wor
   assert.deepEqual(c.notes, []);
 });
 
-test('an edited batch.subBatch is kept, said, and kept by later writes until it is put back', () => {
+test('an edited batch.subBatch is kept, said, and kept by later writes until it is put back or removed', () => {
   const record = written('stage1', stage1, (c) => (c.batch.subBatch = 2));
   const c = stepConfig(file, 'stage1', stage1, record);
   assert.equal((c.config as Json).batch.subBatch, 2);
@@ -69,6 +69,11 @@ test('an edited batch.subBatch is kept, said, and kept by later writes until it 
   const undone = stepConfig(file, 'stage1', stage1, again.record);
   assert.deepEqual(undone.config, stage1);
   assert.deepEqual(undone.record.kept, {});
+  // or the file removed: the profile's config again, though the record kept the edit
+  rmSync(file);
+  const removed = stepConfig(file, 'stage1', stage1, again.record);
+  assert.deepEqual(removed.config, stage1);
+  assert.deepEqual(removed.record.kept, {});
 });
 
 test('any other edit is refused, naming the key, both values and what the recipe keeps', () => {
