@@ -61,6 +61,9 @@ after them). --out must be new, empty or a model folder, apart from --work; the 
 code 128 + the signal's number. A recipe killed outright (SIGKILL) leaves its step to stop by itself as on
 SIGTERM, and the next run waits for it; one recipe runs in a work folder at a time (<work>/recipe.lock).
 Each step's config is in <work>/configs/, and <work>/recipe.json records the commands and wall times.
+A step that ran out of memory continues with its memory settings edited there, which every later run
+keeps (batch.subBatch of stage1, lm's batchSize and accumulation at the same product, stage2's
+environment.maxTableBytes); any other edit of a config is refused, naming the keys.
 The full profile takes a few hours on 2 cores.
 
 options:
