@@ -22,6 +22,7 @@ import type {
   Token,
 } from 'node-llama-cpp';
 import { GGUF_SOURCE_MODEL_KEY } from '../model/gguf.js';
+import { threadsSetting } from '../io/env-settings.js';
 import { checkFitsInMemory } from '../model/memory.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { isAdapterFolder } from '../model/peft-config.js';
@@ -59,7 +60,10 @@ export interface LlamaCppEngineOptions {
   /** Longest prompt in tokens; default the model's context, at most 8192 (as the Embedder). */
   maxLength?: number;
   gpu?: LlamaGpu;
-  /** CPU threads (default: the cores llama.cpp counts for math; node-llama-cpp's own 6 crowd small machines). */
+  /**
+   * CPU threads (default: SEARCH_R3_THREADS, as for search-r3's engine, else the cores llama.cpp counts for math;
+   * node-llama-cpp's own 6 crowd small machines).
+   */
   threads?: number;
   /** Bytes the model may take on the CPU; default the memory available now. */
   memoryLimit?: number;
@@ -160,7 +164,8 @@ export class LlamaCppEngine {
     private readonly embedding: LlamaEmbeddingContext,
     /** The GPU llama.cpp runs on ('cuda', 'vulkan', 'metal'), or false for the CPU. */
     readonly gpu: string | false,
-    private readonly threads: number,
+    /** The CPU threads it computes on. */
+    readonly threads: number,
   ) {}
 
   static async open(opts: LlamaCppEngineOptions): Promise<LlamaCppEngine> {
@@ -187,7 +192,7 @@ export class LlamaCppEngine {
       checkFitsInMemory(opts.gguf, 'its weights', (await fsp.stat(opts.gguf)).size, opts.memoryLimit);
     }
     const maxLength = Math.min(opts.maxLength ?? 8192, facts.contextLength);
-    const threads = opts.threads ?? llama.cpuMathCores;
+    const threads = opts.threads ?? threadsSetting() ?? llama.cpuMathCores;
     let model: LlamaModel | undefined;
     try {
       model = await llama.loadModel({ modelPath: opts.gguf });

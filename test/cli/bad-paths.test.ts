@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   cpSync,
@@ -20,6 +20,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { type CliResult, runCli } from '../helpers/cli.js';
+import { inPool } from '../helpers/pool.js';
 import { repoRoot, sharedData } from '../helpers/repo.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { toySftRun } from '../helpers/train-fixtures.js';
@@ -27,15 +28,40 @@ import { readOnlyMount, unwritablePlaces } from '../helpers/unwritable.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 
-function refused(args: string[], re: RegExp, run: (args: string[]) => CliResult = (a) => runCli(a, env)): void {
-  const r = run(args);
-  assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-  const lines = r.stderr
-    .trim()
-    .split('\n')
-    .filter((l) => !l.includes('native backend'));
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], re);
+const main = path.join(repoRoot, 'dist/src/cli/main.js');
+
+/** The CLI without blocking this process; `options` of execFile (uid, gid, timeout) are added. */
+function cli(args: string[], options: { uid?: number; gid?: number; timeout?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [main, ...args],
+      { env: { ...process.env, ...env }, ...options },
+      (err, stdout, stderr) =>
+        resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/**
+ * Each command line refused in one line matching its pattern; independent of each other (each refused before it
+ * writes), two at a time: CI has two cores.
+ */
+async function refused(
+  cases: [args: string[], re: RegExp][],
+  run: (args: string[]) => Promise<CliResult> = (a) => cli(a),
+): Promise<void> {
+  const runs = await inPool(cases, ([args]) => run(args));
+  cases.forEach(([args, re], i) => {
+    const r = runs[i];
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.includes('native backend'));
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], re);
+  });
 }
 
 test('output files and folders: a missing folder, a folder for a file, a file for a folder', async () => {
@@ -45,80 +71,77 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
     const missing = path.join(dir, 'nope', 'out.jsonl');
     const file = path.join(dir, 'a-file');
     writeFileSync(file, 'x');
-    // a missing folder is made when the output is written, but not below a file, and not by a refused run
-    refused(['mine', '--config', 'c.json', '--out', path.join(file, 'out.jsonl')], /--out .*: .*a-file is a file/);
-    refused(['export', 'gguf', '--model', model, '--out', path.join(file, 'x.gguf')], /--out .*: .*a-file is a file/);
-    refused(['export', 'gguf', '--model', file, '--out', missing], /--model .*a-file is a file; name the model folder/);
-    assert.equal(existsSync(path.dirname(missing)), false, 'a refused export makes no folder');
-    refused(['search', '--index', file, 'protein'], /a-file is a file, not an index folder; give a new folder or an/);
-    refused(['mine', '--config', 'c.json', '--out', dir], /--out .* is a folder; name the file to write/);
-    refused(['export', 'gguf', '--model', model, '--out', dir], /--out .* is a folder; name the file to write/);
     const gguf = path.join(dir, 'x.gguf');
-    refused(['export', 'gguf', '--model', file, '--out', gguf], /--model .*a-file is a file; name the model folder/);
     // a folder where the weights file should be: one sentence naming it, from export and from every loader
     const odd = path.join(dir, 'odd-model');
     mkdirSync(odd);
     for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
       writeFileSync(path.join(odd, f), readFileSync(path.join(model, f)));
     mkdirSync(path.join(odd, 'model.safetensors'));
-    refused(['export', 'gguf', '--model', odd, '--out', gguf], /odd-model\/model\.safetensors.* is not a file/);
     const scifact = path.join(sharedData, 'scifact');
-    refused(
-      ['eval', '--dataset', scifact, '--retriever', odd, '--max-queries', '2'],
-      /odd-model\/model\.safetensors.* is not a file/,
-    );
-    refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', dir], /--run .* is a folder/);
-    refused(
-      ['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', path.join(file, 'sub', 'r.trec')],
-      /^search-r3: --run .*a-file\/sub\/r\.trec: .*a-file is a file, not a folder\.$/,
-    );
-    refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--language', 'xx'], /--language xx is not/);
-    refused(['eval', '--dataset', scifact, '--retriever', 'bm25', '--cutoffs', '5,abc'], /--cutoffs/);
     const docs = path.join(dir, 'docs.jsonl');
     writeFileSync(docs, '{"title": "alpha", "text": "beta gamma delta"}\n');
-    refused(['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', file], /--out .* is a file/);
-    refused(
-      ['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', model],
-      /--out .* already holds config\.json, model\.safetensors, tokenizer_config\.json: .*name a new folder/,
-    );
     const empty = path.join(dir, 'empty.jsonl');
     writeFileSync(empty, '');
     const tok = path.join(dir, 'tok');
-    refused(
-      ['tokenizer', 'train', '--input', empty, '--vocab-size', '300', '--out', tok, '--quiet'],
-      /no text to learn/,
-    );
+    await refused([
+      // a missing folder is made when the output is written, but not below a file, and not by a refused run
+      [['mine', '--config', 'c.json', '--out', path.join(file, 'out.jsonl')], /--out .*: .*a-file is a file/],
+      [['export', 'gguf', '--model', model, '--out', path.join(file, 'x.gguf')], /--out .*: .*a-file is a file/],
+      [['export', 'gguf', '--model', file, '--out', missing], /--model .*a-file is a file; name the model folder/],
+      [['search', '--index', file, 'protein'], /a-file is a file, not an index folder; give a new folder or an/],
+      [['mine', '--config', 'c.json', '--out', dir], /--out .* is a folder; name the file to write/],
+      [['export', 'gguf', '--model', model, '--out', dir], /--out .* is a folder; name the file to write/],
+      [['export', 'gguf', '--model', file, '--out', gguf], /--model .*a-file is a file; name the model folder/],
+      [['export', 'gguf', '--model', odd, '--out', gguf], /odd-model\/model\.safetensors.* is not a file/],
+      [
+        ['eval', '--dataset', scifact, '--retriever', odd, '--max-queries', '2'],
+        /odd-model\/model\.safetensors.* is not a file/,
+      ],
+      [['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', dir], /--run .* is a folder/],
+      [
+        ['eval', '--dataset', scifact, '--retriever', 'bm25', '--run', path.join(file, 'sub', 'r.trec')],
+        /^search-r3: --run .*a-file\/sub\/r\.trec: .*a-file is a file, not a folder\.$/,
+      ],
+      [['eval', '--dataset', scifact, '--retriever', 'bm25', '--language', 'xx'], /--language xx is not/],
+      [['eval', '--dataset', scifact, '--retriever', 'bm25', '--cutoffs', '5,abc'], /--cutoffs/],
+      [['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', file], /--out .* is a file/],
+      [
+        ['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', model],
+        /--out .* already holds config\.json, model\.safetensors, tokenizer_config\.json: .*name a new folder/,
+      ],
+      [['tokenizer', 'train', '--input', empty, '--vocab-size', '300', '--out', tok, '--quiet'], /no text to learn/],
+    ]);
+    assert.equal(existsSync(path.dirname(missing)), false, 'a refused export makes no folder');
     assert.equal(existsSync(tok), false);
   } finally {
     cleanup();
   }
 });
 
-test('corpus pairs and corpus build: an --out that cannot be written is refused before the work', () => {
+test('corpus pairs and corpus build: an --out that cannot be written is refused before the work', async () => {
   const { dir, cleanup } = tempDir('bad-paths-corpus');
   try {
     const file = path.join(dir, 'afile');
     writeFileSync(file, 'x');
     const folder = path.join(dir, 'dd.jsonl');
     mkdirSync(folder);
-    refused(
-      ['corpus', 'pairs', '--out', folder],
-      /^search-r3: --out .*dd\.jsonl is a folder; name the file to write\.$/,
-    );
-    for (const out of [path.join(file, 'x.jsonl'), path.join(file, 'sub', 'x.jsonl')])
-      refused(
+    mkdirSync(path.join(dir, 'p.manifest.json'));
+    await refused([
+      [['corpus', 'pairs', '--out', folder], /^search-r3: --out .*dd\.jsonl is a folder; name the file to write\.$/],
+      ...[path.join(file, 'x.jsonl'), path.join(file, 'sub', 'x.jsonl')].map((out): [string[], RegExp] => [
         ['corpus', 'pairs', '--out', out],
         /^search-r3: --out .*afile\/.*x\.jsonl: .*afile is a file, not a folder\.$/,
-      );
-    mkdirSync(path.join(dir, 'p.manifest.json'));
-    refused(
-      ['corpus', 'pairs', '--out', path.join(dir, 'p.jsonl')],
-      /^search-r3: --out .*p\.jsonl: .*p\.manifest\.json, where its manifest goes, is a folder; move it first\.$/,
-    );
-    refused(
-      ['corpus', 'build', '--data', sharedData, '--out', path.join(file, 'corp')],
-      /^search-r3: --out .*afile\/corp: .*afile is a file, not a folder\.$/,
-    );
+      ]),
+      [
+        ['corpus', 'pairs', '--out', path.join(dir, 'p.jsonl')],
+        /^search-r3: --out .*p\.jsonl: .*p\.manifest\.json, where its manifest goes, is a folder; move it first\.$/,
+      ],
+      [
+        ['corpus', 'build', '--data', sharedData, '--out', path.join(file, 'corp')],
+        /^search-r3: --out .*afile\/corp: .*afile is a file, not a folder\.$/,
+      ],
+    ]);
     assert.deepEqual(readdirSync(dir).sort(), ['afile', 'dd.jsonl', 'p.manifest.json'], 'nothing written');
     assert.deepEqual(readdirSync(folder), []);
   } finally {
@@ -142,33 +165,42 @@ test('train sft: an output that is or lies in a file, data of the wrong kind, Lo
       return ['train', 'sft', '--config', p, '--quiet'];
     };
     const jsonl = [{ type: 'jsonl', path: pairs }];
-    refused(run('out-file', { data: jsonl, output: file }), /the output .*a-file is a file; name a folder/);
-    refused(
-      run('out-under-file', { data: jsonl, output: path.join(file, 'run') }),
-      /^search-r3: the output \S+a-file\/run lies under \S+a-file, a file; name a folder for the run$/,
-    );
-    refused(run('jsonl-folder', { data: [{ type: 'jsonl', path: folder }] }), /a-folder: is a folder; a "jsonl"/);
-    // each kind of one-file source names itself and the file it wants
-    refused(
-      run('pairs-folder', { data: [{ type: 'pairs', path: folder }] }),
-      /^search-r3: \S+a-folder: is a folder; a "pairs" source names a TSV file of query<TAB>positive lines$/,
-    );
-    refused(
-      run('fever-folder', { data: [{ type: 'climate-fever', path: folder }] }),
-      /^search-r3: \S+a-folder: is a folder; a "climate-fever" source names a Climate-FEVER \.jsonl file/,
-    );
-    refused(run('beir-file', { data: [{ type: 'beir', path: pairs }] }), /pairs.jsonl: is a file; a "beir" source/);
-    refused(
-      run('lora', { data: jsonl, lora: { rank: 4, targets: ['nope'] } }),
-      /"lora.targets": 'nope' is not a Qwen2 linear layer; choose from q_proj/,
-    );
-    refused(run('dropout', { data: jsonl, lora: { rank: 4, dropout: 1 } }), /"lora\.dropout" must be in \[0, 1\)/);
-    refused(run('no-targets', { data: jsonl, lora: { targets: [] } }), /"lora\.targets" names no layer/);
-    refused(run('tiny-len', { data: jsonl, maxLength: 8 }), /prompt template alone needs \d+ tokens/);
-    refused(
-      run('accumulate', { data: jsonl, steps: 0, epochs: 1, batch: { queries: 2, accumulation: 50 } }),
-      /"batch\.accumulation" 50 is more than the \d+ batches of "epochs" 1 \(\d+ a pass over the data\)/,
-    );
+    // mine over data with no usable query keeps an earlier result instead of writing an empty file over it
+    const blank = path.join(dir, 'blank.jsonl');
+    writeFileSync(blank, '{"query": "q", "pos": ["   "]}\n');
+    const mined = path.join(dir, 'mined.jsonl');
+    writeFileSync(mined, '{"query": "q", "pos": ["earlier"], "neg": ["kept"]}\n');
+    const cfg = run('mine', { data: [{ type: 'jsonl', path: blank }] })[3];
+    await refused([
+      [run('out-file', { data: jsonl, output: file }), /the output .*a-file is a file; name a folder/],
+      [
+        run('out-under-file', { data: jsonl, output: path.join(file, 'run') }),
+        /^search-r3: the output \S+a-file\/run lies under \S+a-file, a file; name a folder for the run$/,
+      ],
+      [run('jsonl-folder', { data: [{ type: 'jsonl', path: folder }] }), /a-folder: is a folder; a "jsonl"/],
+      // each kind of one-file source names itself and the file it wants
+      [
+        run('pairs-folder', { data: [{ type: 'pairs', path: folder }] }),
+        /^search-r3: \S+a-folder: is a folder; a "pairs" source names a TSV file of query<TAB>positive lines$/,
+      ],
+      [
+        run('fever-folder', { data: [{ type: 'climate-fever', path: folder }] }),
+        /^search-r3: \S+a-folder: is a folder; a "climate-fever" source names a Climate-FEVER \.jsonl file/,
+      ],
+      [run('beir-file', { data: [{ type: 'beir', path: pairs }] }), /pairs.jsonl: is a file; a "beir" source/],
+      [
+        run('lora', { data: jsonl, lora: { rank: 4, targets: ['nope'] } }),
+        /"lora.targets": 'nope' is not a Qwen2 linear layer; choose from q_proj/,
+      ],
+      [run('dropout', { data: jsonl, lora: { rank: 4, dropout: 1 } }), /"lora\.dropout" must be in \[0, 1\)/],
+      [run('no-targets', { data: jsonl, lora: { targets: [] } }), /"lora\.targets" names no layer/],
+      [run('tiny-len', { data: jsonl, maxLength: 8 }), /prompt template alone needs \d+ tokens/],
+      [
+        run('accumulate', { data: jsonl, steps: 0, epochs: 1, batch: { queries: 2, accumulation: 50 } }),
+        /"batch\.accumulation" 50 is more than the \d+ batches of "epochs" 1 \(\d+ a pass over the data\)/,
+      ],
+      [['mine', '--config', cfg, '--out', mined], /no query to mine in .*blank\.jsonl.*mined\.jsonl is left as it was/],
+    ]);
     for (const name of [
       'jsonl-folder',
       'pairs-folder',
@@ -181,24 +213,13 @@ test('train sft: an output that is or lies in a file, data of the wrong kind, Lo
       'accumulate',
     ])
       assert.equal(existsSync(path.join(dir, name)), false, name);
-
-    // mine over data with no usable query keeps an earlier result instead of writing an empty file over it
-    const blank = path.join(dir, 'blank.jsonl');
-    writeFileSync(blank, '{"query": "q", "pos": ["   "]}\n');
-    const mined = path.join(dir, 'mined.jsonl');
-    writeFileSync(mined, '{"query": "q", "pos": ["earlier"], "neg": ["kept"]}\n');
-    const cfg = run('mine', { data: [{ type: 'jsonl', path: blank }] })[3];
-    refused(
-      ['mine', '--config', cfg, '--out', mined],
-      /no query to mine in .*blank\.jsonl.*mined\.jsonl is left as it was/,
-    );
     assert.match(readFileSync(mined, 'utf8'), /"kept"/);
   } finally {
     cleanup();
   }
 });
 
-test('mine and tokenizer train refuse to write over a file they read, however it is named', () => {
+test('mine and tokenizer train refuse to write over a file they read, however it is named', async () => {
   const { dir, cleanup } = tempDir('bad-paths-inputs');
   try {
     const pairs = path.join(dir, 'pairs.jsonl');
@@ -215,53 +236,47 @@ test('mine and tokenizer train refuse to write over a file they read, however it
     symlinkSync(pairs, path.join(dir, 'link.jsonl'));
     const kept = (file: string): Buffer => readFileSync(file);
     const before = [pairs, config, path.join(beir, 'qrels/test.tsv')].map(kept);
-    refused(
-      ['mine', '--config', config, '--out', config],
-      /^search-r3: --out .*sft\.json is the same file as --config .*sft\.json; writing it would destroy that input/,
-    );
-    refused(
-      ['mine', '--config', config, '--out', `${dir}/./pairs.jsonl`],
-      /^search-r3: --out .*pairs\.jsonl is the same file as --config's jsonl source .*pairs\.jsonl; writing it/,
-    );
-    refused(
-      ['mine', '--config', config, '--out', path.join(dir, 'link.jsonl')],
-      /^search-r3: --out .*link\.jsonl is the same file as --config's jsonl source .*pairs\.jsonl; writing it/,
-    );
-    refused(
-      ['mine', '--config', beirConfig, '--out', path.join(beir, 'qrels/test.tsv')],
-      /^search-r3: --out .*test\.tsv is the same file as --config's beir source .*test\.tsv; writing it/,
-    );
-    assert.deepEqual([pairs, config, path.join(beir, 'qrels/test.tsv')].map(kept), before);
-
     const tok = path.join(dir, 'tok');
     mkdirSync(tok);
     const text = path.join(tok, 'tokenizer.json');
     writeFileSync(text, 'plain text that happens to carry this name\n');
-    refused(
-      ['tokenizer', 'train', '--input', text, '--vocab-size', '300', '--out', tok, '--quiet'],
-      /^search-r3: --out .*tok\/tokenizer\.json is the same file as --input .*tok\/tokenizer\.json; writing it/,
-    );
+    await refused([
+      [
+        ['mine', '--config', config, '--out', config],
+        /^search-r3: --out .*sft\.json is the same file as --config .*sft\.json; writing it would destroy that input/,
+      ],
+      [
+        ['mine', '--config', config, '--out', `${dir}/./pairs.jsonl`],
+        /^search-r3: --out .*pairs\.jsonl is the same file as --config's jsonl source .*pairs\.jsonl; writing it/,
+      ],
+      [
+        ['mine', '--config', config, '--out', path.join(dir, 'link.jsonl')],
+        /^search-r3: --out .*link\.jsonl is the same file as --config's jsonl source .*pairs\.jsonl; writing it/,
+      ],
+      [
+        ['mine', '--config', beirConfig, '--out', path.join(beir, 'qrels/test.tsv')],
+        /^search-r3: --out .*test\.tsv is the same file as --config's beir source .*test\.tsv; writing it/,
+      ],
+      [
+        ['tokenizer', 'train', '--input', text, '--vocab-size', '300', '--out', tok, '--quiet'],
+        /^search-r3: --out .*tok\/tokenizer\.json is the same file as --input .*tok\/tokenizer\.json; writing it/,
+      ],
+    ]);
+    assert.deepEqual([pairs, config, path.join(beir, 'qrels/test.tsv')].map(kept), before);
     assert.equal(readFileSync(text, 'utf8'), 'plain text that happens to carry this name\n');
   } finally {
     cleanup();
   }
 });
 
-test('an output in a folder this process may not write in is refused before the work, naming the option', (t) => {
+test('an output in a folder this process may not write in is refused before the work, naming the option', async (t) => {
   const { dir, cleanup } = tempDir('bad-paths-mode');
   try {
     // root writes through any folder mode: then the commands run as nobody, whom the mode binds
     const asRoot = process.getuid?.() === 0;
-    const run = (args: string[]): CliResult => {
-      const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), ...args], {
-        encoding: 'utf8',
-        env: { ...process.env, ...env },
-        ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
-      });
-      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-    };
+    const run = (args: string[]): Promise<CliResult> => cli(args, asRoot ? { uid: 65534, gid: 65534 } : {});
     chmodSync(dir, 0o755);
-    if (asRoot && run(['--help']).status !== 0) {
+    if (asRoot && (await run(['--help'])).status !== 0) {
       t.skip('running as root, and user 65534 (nobody), whom a folder mode would stop, cannot run the CLI here');
       return;
     }
@@ -276,19 +291,21 @@ test('an output in a folder this process may not write in is refused before the 
       JSON.stringify({ model: 'm', output: 'run', data: [{ type: 'jsonl', path: 'pairs.jsonl' }] }),
     );
     const cause = 'permission denied \\(EACCES\\); fix the permission, or name another';
-    refused(
-      ['eval', '--dataset', tiny, '--retriever', 'bm25', '--run', path.join(ro, 'r.trec')],
-      new RegExp(`^search-r3: --run .*ro/r\\.trec: cannot write in .*ro: ${cause} file\\.$`),
-      run,
-    );
-    refused(
-      ['mine', '--config', config, '--out', path.join(ro, 'mined.jsonl')],
-      new RegExp(`^search-r3: --out .*ro/mined\\.jsonl: cannot write in .*ro: ${cause} file\\.$`),
-      run,
-    );
-    refused(
-      ['tokenizer', 'train', '--input', path.join(dir, 'pairs.jsonl'), '--vocab-size', '300', '--out', ro],
-      new RegExp(`^search-r3: --out .*ro: cannot write in .*ro: ${cause} folder\\.$`),
+    await refused(
+      [
+        [
+          ['eval', '--dataset', tiny, '--retriever', 'bm25', '--run', path.join(ro, 'r.trec')],
+          new RegExp(`^search-r3: --run .*ro/r\\.trec: cannot write in .*ro: ${cause} file\\.$`),
+        ],
+        [
+          ['mine', '--config', config, '--out', path.join(ro, 'mined.jsonl')],
+          new RegExp(`^search-r3: --out .*ro/mined\\.jsonl: cannot write in .*ro: ${cause} file\\.$`),
+        ],
+        [
+          ['tokenizer', 'train', '--input', path.join(dir, 'pairs.jsonl'), '--vocab-size', '300', '--out', ro],
+          new RegExp(`^search-r3: --out .*ro: cannot write in .*ro: ${cause} folder\\.$`),
+        ],
+      ],
       run,
     );
     assert.deepEqual(readdirSync(ro), [], 'nothing written, no probe left');
@@ -312,49 +329,61 @@ test(
       const docs = path.join(dir, 'docs.jsonl');
       writeFileSync(docs, '{"_id": "a", "title": "alpha", "text": "beta gamma delta"}\n');
       const config = await toySftRun(path.join(dir, 'sft'), { lora: null });
+      let configs = 0;
       const sft = (output: string): string[] => {
-        const p = path.join(dir, 'sft', 'out.json');
+        const p = path.join(dir, 'sft', `out-${configs++}.json`);
         writeFileSync(p, JSON.stringify({ ...JSON.parse(readFileSync(config, 'utf8')), output }));
         return ['train', 'sft', '--config', p, '--quiet'];
       };
       // where a command once waited forever (Node's recursive mkdir under /proc), it now stops within a minute
-      const bounded = (args: string[]): CliResult => runCli(args, env, 60_000);
+      const bounded = (args: string[]): Promise<CliResult> => cli(args, { timeout: 60_000 });
       const { proc, sys } = places!;
       const procCause = 'nothing new can be created there, as in /proc \\(ENOENT\\); write to an ordinary file system';
-      refused(
-        ['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', path.join(proc, 'tok')],
-        new RegExp(`^search-r3: --out ${proc}/tok: cannot write in /proc: ${procCause}, or name another folder\\.$`),
-        bounded,
-      );
-      refused(
-        ['index', '--model', model, '--input', docs, '--out', path.join(proc, 'idx')],
-        new RegExp(`^search-r3: cannot create the index folder ${proc}/idx \\(at ${proc}\\): ${procCause}, or give`),
-        bounded,
-      );
-      refused(
-        sft(path.join(proc, 'run')),
-        new RegExp(`^search-r3: cannot create the folder ${proc}: ${procCause}, then run the same command again`),
-        bounded,
-      );
-      refused(
-        ['index', '--model', model, '--input', docs, '--out', path.join(sys, 'idx')],
-        new RegExp(
-          `^search-r3: cannot create the index folder ${sys}/idx \\(at ${sys}\\): .*\\((EPERM|EACCES)\\); fix`,
-        ),
+      const erofs = 'the file system is read-only \\(EROFS\\); write to another file system';
+      await refused(
+        [
+          [
+            ['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', path.join(proc, 'tok')],
+            new RegExp(
+              `^search-r3: --out ${proc}/tok: cannot write in /proc: ${procCause}, or name another folder\\.$`,
+            ),
+          ],
+          [
+            ['index', '--model', model, '--input', docs, '--out', path.join(proc, 'idx')],
+            new RegExp(
+              `^search-r3: cannot create the index folder ${proc}/idx \\(at ${proc}\\): ${procCause}, or give`,
+            ),
+          ],
+          [
+            sft(path.join(proc, 'run')),
+            new RegExp(`^search-r3: cannot create the folder ${proc}: ${procCause}, then run the same command again`),
+          ],
+          [
+            ['index', '--model', model, '--input', docs, '--out', path.join(sys, 'idx')],
+            new RegExp(
+              `^search-r3: cannot create the index folder ${sys}/idx \\(at ${sys}\\): .*\\((EPERM|EACCES)\\); fix`,
+            ),
+          ],
+          ...(mount === null
+            ? []
+            : ([
+                [
+                  ['index', '--model', model, '--input', docs, '--out', path.join(ro, 'idx')],
+                  new RegExp(
+                    `^search-r3: cannot create the index folder \\S+/ro/idx: ${erofs}, or give another folder\\.$`,
+                  ),
+                ],
+                [
+                  sft(path.join(ro, 'run')),
+                  new RegExp(
+                    `^search-r3: cannot create the folder \\S+/ro/run: ${erofs}, then run the same command again`,
+                  ),
+                ],
+              ] as [string[], RegExp][])),
+        ],
         bounded,
       );
       if (mount === null) return t.skip('mounting a read-only tmpfs needs root with the right to mount');
-      const erofs = 'the file system is read-only \\(EROFS\\); write to another file system';
-      refused(
-        ['index', '--model', model, '--input', docs, '--out', path.join(ro, 'idx')],
-        new RegExp(`^search-r3: cannot create the index folder \\S+/ro/idx: ${erofs}, or give another folder\\.$`),
-        bounded,
-      );
-      refused(
-        sft(path.join(ro, 'run')),
-        new RegExp(`^search-r3: cannot create the folder \\S+/ro/run: ${erofs}, then run the same command again`),
-        bounded,
-      );
     } finally {
       mount?.unmount();
       cleanup();
@@ -396,11 +425,16 @@ test('search on an index whose model folder moved names index.json and --model; 
     assert.equal(runCli(['index', '--model', model, '--input', docs, '--out', idx], env).status, 0);
     const moved = path.join(dir, 'moved');
     renameSync(model, moved);
-    refused(
-      ['search', '--index', idx, 'beta'],
-      /no longer at .* \(recorded in .*idx\/index\.json\); pass --model <dir> where it is now/,
-    );
-    const r = runCli(['search', '--index', idx, '--model', moved, '--json', 'beta'], env);
+    // two reads, side by side
+    const [, r] = await Promise.all([
+      refused([
+        [
+          ['search', '--index', idx, 'beta'],
+          /no longer at .* \(recorded in .*idx\/index\.json\); pass --model <dir> where it is now/,
+        ],
+      ]),
+      cli(['search', '--index', idx, '--model', moved, '--json', 'beta']),
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0]?.id, 'a');
   } finally {

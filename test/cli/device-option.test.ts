@@ -14,8 +14,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { SearchR3Embeddings } from '../../src/client/langchain-embeddings.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
+import { commands as entries } from '../../src/cli/commands.js';
 import { CliProcess } from '../queue/cli-process.js';
 import { runCliAsync } from '../helpers/cli.js';
+import { inPool } from '../helpers/pool.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
 import { repoRoot } from '../helpers/repo.js';
 import { RedisServer } from '../helpers/redis.js';
@@ -66,11 +68,20 @@ test('the help of every command that computes lists --device', async () => {
     'worker',
     'device',
   ];
-  const runs = await Promise.all(commands.map((c) => runCliAsync([...c.split(' '), '--help'])));
-  runs.forEach((r, i) => {
-    assert.equal(r.status, 0, commands[i]);
-    assert.match(r.stdout, /^ {2}--device auto\|cpu\|webgpu/m, commands[i]);
-  });
+  // each help read here as main.ts picks it (a process each only loaded its command's modules: 5 s on two cores);
+  // a command's and a sub-command's, printed by the CLI, are what is read here
+  const helpOf = async (line: string): Promise<string> => {
+    const [name, sub] = line.split(' ');
+    const command = await entries.find((c) => c.name === name)!.load();
+    return (sub !== undefined ? command.helpOf?.(sub) : undefined) ?? command.help;
+  };
+  for (const c of commands) assert.match(await helpOf(c), /^ {2}--device auto\|cpu\|webgpu/m, c);
+  const printed = ['index', 'train lm'];
+  const runs = await Promise.all(printed.map((c) => runCliAsync([...c.split(' '), '--help'])));
+  for (const [i, r] of runs.entries()) {
+    assert.equal(r.status, 0, printed[i]);
+    assert.equal(r.stdout, `${await helpOf(printed[i])}\n`, printed[i]);
+  }
 });
 
 test('a wrong --device value: one sentence, exit code 2, on every command that takes it', async () => {
@@ -89,7 +100,7 @@ test('a wrong --device value: one sentence, exit code 2, on every command that t
     ['worker', '--queue', 'redis://127.0.0.1:1', '--model', model],
   ];
   // the JS backend: no note about the native one can come before the sentence
-  const runs = await Promise.all(lines.map((l) => runCliAsync([...l, '--device', 'gpu'], { SEARCH_R3_BACKEND: 'js' })));
+  const runs = await inPool(lines, (l) => runCliAsync([...l, '--device', 'gpu'], { SEARCH_R3_BACKEND: 'js' }));
   runs.forEach((r, i) => {
     assert.equal(r.status, 2, lines[i].join(' '));
     assert.equal(r.stderr, "search-r3: --device must be auto, cpu or webgpu (got 'gpu').\n", lines[i].join(' '));
@@ -139,7 +150,7 @@ test('--device webgpu without an adapter: one sentence, exit code 2, in this thr
     // the recipe computes only in its steps, and would fail at the first after minutes of corpus and tokenizer
     ['recipe', 'default', '--profile', 'tiny', '--work', recipeWork],
   ];
-  const runs = await Promise.all(lines.map((l) => runCliAsync([...l, '--device', 'webgpu'], NO_ADAPTER)));
+  const runs = await inPool(lines, (l) => runCliAsync([...l, '--device', 'webgpu'], NO_ADAPTER));
   assert.equal(existsSync(recipeWork), false, 'no recipe step ran');
   runs.forEach((r, i) => {
     assert.equal(r.status, 2, `${lines[i].join(' ')}: ${r.stderr}`);
@@ -190,7 +201,7 @@ test('--device beside --engine llama.cpp or --remote: refused in one sentence', 
     [['eval', '--dataset', index, '--retriever', model, '--engine', 'llama.cpp', '--device', 'webgpu'], llama],
     [['search', '--index', index, '--remote', 'http://127.0.0.1:1', '--device', 'cpu', 'q'], remote],
   ];
-  const runs = await Promise.all(cases.map(([l]) => runCliAsync(l, { SEARCH_R3_BACKEND: 'js' })));
+  const runs = await inPool(cases, ([l]) => runCliAsync(l, { SEARCH_R3_BACKEND: 'js' }));
   runs.forEach((r, i) => {
     assert.equal(r.status, 2, cases[i][0].join(' '));
     assert.equal(r.stderr, cases[i][1], cases[i][0].join(' '));

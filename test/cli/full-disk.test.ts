@@ -40,19 +40,19 @@ test(
     try {
       const model = await tinyModelDir(dir);
       const docs = path.join(dir, 'docs.jsonl');
-      writeJsonl(docs, corpus(600));
+      writeJsonl(docs, corpus(300));
       const base = path.join(dir, 'base');
       const built = runCli(['index', '--model', model, '--input', docs, '--out', base], env);
       assert.equal(built.status, 0, built.stderr);
       const query = 'cancer cell therapy';
       const search = runCli(['search', '--index', base, '--k', '5', '--json', query], env);
       const before = rankedIds(search.stdout);
-      const gone = corpus(600).find((d) => !before.includes(d.id))!.id;
+      const gone = corpus(300).find((d) => !before.includes(d.id))!.id;
       const disk = path.join(dir, 'disk');
       const out = path.join(dir, 'out');
       mkdirSync(disk);
       mkdirSync(out);
-      // the delete's SQLite commit fits in the space left; the whole new vectors.usearch does not
+      // the delete's SQLite commit fits in the space left; the whole new vectors.usearch (80 KiB) does not
       const script = `
         cp -r "$BASE" "$DISK/idx" && fill_to 48 || exit 98
         "$NODE" "$MAIN" index --out "$DISK/idx" --delete "$GONE" 2>"$OUT/delete.err"; echo $? >"$OUT/delete.rc"
@@ -98,18 +98,19 @@ test("index past ulimit -f while docs.sqlite grows: one sentence, not 'damaged, 
   const { dir, cleanup } = tempDir('fsize-sqlite');
   try {
     const model = await tinyModelDir(dir);
-    const docs = corpus(1500);
+    const docs = corpus(400);
     const first = path.join(dir, 'first.jsonl');
     const all = path.join(dir, 'all.jsonl');
-    writeJsonl(first, docs.slice(0, 100));
+    writeJsonl(first, docs.slice(0, 50));
     writeJsonl(all, docs);
     const idx = path.join(dir, 'idx');
     const built = runCli(['index', '--model', model, '--input', first, '--out', idx], env);
     assert.equal(built.status, 0, built.stderr);
     const query = 'cancer cell therapy';
     const before = rankedIds(runCli(['search', '--index', idx, '--k', '5', '--json', query], env).stdout);
-    // 256 KiB: the first documents fit, the whole corpus's docs.sqlite does not (SQLite: a disk I/O error)
-    const limited = `ulimit -f 256; exec "${process.execPath}" "${main}" index --input "${all}" --out "${idx}"`;
+    // 128 KiB: the first documents' docs.sqlite fits (64 KiB), the whole corpus's does not (200 KiB; SQLite: a disk
+    // I/O error)
+    const limited = `ulimit -f 128; exec "${process.execPath}" "${main}" index --input "${all}" --out "${idx}"`;
     const r = spawnSync('sh', ['-c', limited], { encoding: 'utf8', env: { ...process.env, ...env } });
     const lines = r.stderr.split(/[\r\n]+/).filter((l) => l.startsWith('search-r3:'));
     assert.equal(r.status, 2, r.stderr);
@@ -130,7 +131,7 @@ test("index past ulimit -f while docs.sqlite grows: one sentence, not 'damaged, 
     assert.equal(rankedIds(after.stdout).length, before.length);
     const again = runCli(['index', '--input', all, '--out', idx], env);
     assert.equal(again.status, 0, again.stderr);
-    assert.match(again.stdout, /1500 documents indexed/);
+    assert.match(again.stdout, /400 documents indexed/);
   } finally {
     cleanup();
   }

@@ -20,6 +20,7 @@ import { runCliAsync } from '../helpers/cli.js';
 import { exportGguf, ggufModelFolder } from '../helpers/gguf-model-folder.js';
 import { post, postEmbeddings } from '../helpers/http.js';
 import { repoRoot } from '../helpers/repo.js';
+import { inPool } from '../helpers/pool.js';
 import { runProgram } from '../helpers/run-program.js';
 import { cosine } from '../helpers/llama-cpp.js';
 import { DEFAULT_SCALES, VARIED_SCALES } from '../helpers/random-qwen2.js';
@@ -31,9 +32,20 @@ let dir = '',
   input = '';
 const docs = corpus(12);
 
+/**
+ * One thread for each engine: the tiny models gain nothing from more, and llama.cpp's threads spinning on a busy
+ * 2-core machine made indexing 12 documents take 2 s instead of 0.2 s.
+ */
+const ONE_THREAD = { SEARCH_R3_THREADS: '1' };
+
 async function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const r = await runCliAsync(args);
+  const r = await runCliAsync(args, ONE_THREAD);
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Command lines that do not depend on each other, two at a time (CI has two cores); results in order. */
+function clis(...lines: string[][]): Promise<{ code: number | null; stdout: string; stderr: string }[]> {
+  return inPool(lines, (line) => cli(...line));
 }
 
 /** A text of at most `n` tokens, and about that many, from the corpus's words. */
@@ -100,99 +112,70 @@ test('no GGUF yet, or an engine option without --engine llama.cpp: one sentence 
 });
 
 test('index, search and eval on llama.cpp; an index shared by both engines only with --as-source-model', async () => {
-  let r = await cli('export', 'gguf', '--model', model, '--out', path.join(model, 'model-f16.gguf'), '--type', 'f16');
+  const r = await cli('export', 'gguf', '--model', model, '--out', path.join(model, 'model-f16.gguf'), '--type', 'f16');
   assert.equal(r.code, 0, r.stderr);
   const llamaIdx = path.join(dir, 'idx-llama'),
     oursIdx = path.join(dir, 'idx-ours');
-  r = await cli(
-    'index',
-    '--model',
-    model,
-    '--input',
-    input,
-    '--out',
-    llamaIdx,
-    '--engine',
-    'llama.cpp',
-    '--gpu',
-    'off',
+  const onLlamaCpp = ['--engine', 'llama.cpp', '--gpu', 'off'];
+  const [built, builtOurs] = await clis(
+    ['index', '--model', model, '--input', input, '--out', llamaIdx, ...onLlamaCpp],
+    ['index', '--model', model, '--input', input, '--out', oursIdx],
   );
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /12 documents indexed/);
-  r = await cli('index', '--model', model, '--input', input, '--out', oursIdx);
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(built.code, 0, built.stderr);
+  assert.match(built.stdout, /12 documents indexed/);
+  assert.equal(builtOurs.code, 0, builtOurs.stderr);
 
   const query = `${docs[3].title}\n${docs[3].text}`;
-  const onLlama = await cli(
-    'search',
-    '--index',
-    llamaIdx,
-    '--engine',
-    'llama.cpp',
-    '--gpu',
-    'off',
-    '--json',
-    '-k',
-    '3',
-    query,
+  // reads of the two indexes, none of which writes: two at a time
+  const [onLlama, onOurs, llamaOnOurs, oursOnLlama, asSource] = await clis(
+    ['search', '--index', llamaIdx, ...onLlamaCpp, '--json', '-k', '3', query],
+    ['search', '--index', oursIdx, '--json', '-k', '3', query],
+    ['search', '--index', llamaIdx, query],
+    ['search', '--index', oursIdx, ...onLlamaCpp, query],
+    ['search', '--index', oursIdx, ...onLlamaCpp, '--as-source-model', '--json', '-k', '3', query],
   );
   assert.equal(onLlama.code, 0, onLlama.stderr);
-  const onOurs = await cli('search', '--index', oursIdx, '--json', '-k', '3', query);
   assert.deepEqual(topIds(onLlama.stdout), topIds(onOurs.stdout), 'the two engines rank alike');
 
-  r = await cli('search', '--index', llamaIdx, query);
-  assert.equal(r.code, 2);
+  assert.equal(llamaOnOurs.code, 2);
   assert.match(
-    r.stderr,
+    llamaOnOurs.stderr,
     new RegExp(
       '^search-r3: the index was built with --engine llama\\.cpp from a GGUF \\(gguf-sha256:[0-9a-f]{32}\\); ' +
         'use --engine llama\\.cpp with that GGUF, or build the index again\\.\n$',
     ),
   );
-  r = await cli('search', '--index', oursIdx, '--engine', 'llama.cpp', '--gpu', 'off', query);
-  assert.equal(r.code, 2);
+  assert.equal(oursOnLlama.code, 2);
   assert.match(
-    r.stderr,
+    oursOnLlama.stderr,
     new RegExp(
       "the index was built by search-r3's engine from the model folder that .*model-f16\\.gguf was exported from; " +
         "llama\\.cpp's F16 vectors of it differ slightly .* so add --as-source-model to use them together",
     ),
   );
-  r = await cli(
-    'search',
-    '--index',
-    oursIdx,
-    '--engine',
-    'llama.cpp',
-    '--gpu',
-    'off',
-    '--as-source-model',
-    '--json',
-    '-k',
-    '3',
-    query,
-  );
-  assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(topIds(r.stdout), topIds(onOurs.stdout));
+  assert.equal(asSource.code, 0, asSource.stderr);
+  assert.deepEqual(topIds(asSource.stdout), topIds(onOurs.stdout));
 
   const beir = toyBeir(path.join(dir, 'beir'));
-  const ev = async (...extra: string[]): Promise<Record<string, number>> => {
-    const e = await cli('eval', '--dataset', beir, '--split', 'train', '--retriever', model, '--json', ...extra);
-    assert.equal(e.code, 0, e.stderr);
-    return (JSON.parse(e.stdout) as { all: Record<string, number> }).all;
-  };
-  const [mine, theirs] = [await ev(), await ev('--engine', 'llama.cpp', '--gpu', 'off')];
-  assert.ok(
-    Math.abs(mine.ndcg_cut_10 - theirs.ndcg_cut_10) <= 1e-3,
-    `nDCG@10 ${mine.ndcg_cut_10} vs ${theirs.ndcg_cut_10}`,
-  );
-
   // a GGUF left from earlier weights (the folder was trained again) would be scored as the folder's model
   const stale = path.join(dir, 'stale');
   await fsp.cp(model, stale, { recursive: true });
   const other = await ggufModelFolder(path.join(dir, 'other'), 3, DEFAULT_SCALES);
   await fsp.copyFile(path.join(other, 'model.safetensors'), path.join(stale, 'model.safetensors'));
-  const e = await cli('eval', '--dataset', beir, '--split', 'train', '--retriever', stale, '--engine', 'llama.cpp');
+  const evaluate = ['eval', '--dataset', beir, '--split', 'train', '--retriever'];
+  const [ours, theirs, e] = await clis(
+    [...evaluate, model, '--json'],
+    [...evaluate, model, '--json', ...onLlamaCpp],
+    [...evaluate, stale, '--engine', 'llama.cpp'],
+  );
+  const [mine, others] = [ours, theirs].map((run) => {
+    assert.equal(run.code, 0, run.stderr);
+    return (JSON.parse(run.stdout) as { all: Record<string, number> }).all;
+  });
+  assert.ok(
+    Math.abs(mine.ndcg_cut_10 - others.ndcg_cut_10) <= 1e-3,
+    `nDCG@10 ${mine.ndcg_cut_10} vs ${others.ndcg_cut_10}`,
+  );
   assert.equal(e.code, 2, e.stderr);
   assert.match(e.stderr, /model-f16\.gguf: was exported from model \S+, but .*stale now holds \S+; export it again/);
 });
@@ -311,15 +294,15 @@ const engine = { gguf: ${JSON.stringify(gguf)}, gpu: 'off', identity: 'gguf' };
 const w = await WorkerBackend.start(${JSON.stringify(folder)}, { engine });
 const texts = Array.from({ length: 300 }, (_, i) => ('document ' + i + ' on gene therapy and the heart ').repeat(8));
 const embedding = w.embedDocuments(texts).then(() => 'embedded', (e) => e.name);
-await new Promise((r) => setTimeout(r, 1500)); // about 50 ms a text: llama.cpp is in the middle of one
+await new Promise((r) => setTimeout(r, 500)); // about 50 ms a text of 300: llama.cpp is in the middle of one
 ${end}
 `;
   const closes = program('await w.close();\nconsole.log(await embedding);');
   const exits = program('process.exit(3);');
-  const runs = await Promise.all([
-    ...[0, 1].map((i) => runProgram(dir, `close-busy-${i}`, closes, 120_000)),
-    ...[0, 1].map((i) => runProgram(dir, `exit-busy-${i}`, exits, 120_000)),
-  ]);
+  // two at once: four made each pass so slow on two cores that an exit waited past its notice (3 s) for one
+  const runs = await inPool([closes, closes, exits, exits], (program, i) =>
+    runProgram(dir, `busy-${i}`, program, 120_000, ONE_THREAD),
+  );
   for (const r of runs.slice(0, 2)) {
     assert.deepEqual([r.code, r.signal], [0, null], r.stderr);
     assert.equal(r.stdout, 'ModelUnavailableError\n', r.stderr);

@@ -48,11 +48,17 @@ before(async () => {
     const folder = path.join(root, type);
     await ggufModelFolder(folder, type === 'F16' ? 6 : 1, type === 'F16' ? VARIED_SCALES : DEFAULT_SCALES);
     const m = await loadModelFolder(folder);
+    // one thread each: given to the F16 engine, taken by the Q8_0 one from SEARCH_R3_THREADS as ours takes it
+    const setting = process.env.SEARCH_R3_THREADS;
+    process.env.SEARCH_R3_THREADS = '1';
     const engine = await LlamaCppEngine.open({
       gguf: await exportGguf(folder, type),
       modelDir: folder,
       gpu: 'off',
-      threads: 1,
+      ...(type === 'F16' ? { threads: 1 } : {}),
+    }).finally(() => {
+      if (setting === undefined) delete process.env.SEARCH_R3_THREADS;
+      else process.env.SEARCH_R3_THREADS = setting;
     });
     pairs[type] = { engine, embedder: new Embedder(m.model, m.tokenizer) };
     if (type === 'F16') {
@@ -74,6 +80,7 @@ for (const type of ['F16', 'Q8_0'] as const) {
   test(`${type} GGUF: documents and direct queries at cosine ≥ ${floor[type]} with search-r3's engine`, async () => {
     const { engine: e, embedder: mine } = pairs[type]!;
     assert.equal(e.gpu, false);
+    assert.equal(e.threads, 1);
     assert.equal(e.facts.fileType, type);
     const theirs = (await e.embedDocuments(DOCS)).vectors;
     mine.embedDocuments(DOCS).vectors.forEach((v, i) => {

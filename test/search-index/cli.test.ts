@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCliAsync } from '../helpers/cli.js';
+import { inPool } from '../helpers/pool.js';
 import { repoRoot } from '../helpers/repo.js';
 import { lanceRows } from '../queue/store-contents.js';
 import { startSearchServer } from '../../src/serve/server.js';
@@ -12,6 +13,11 @@ import { corpus, tempDir, tinyBackend, tinyModelDir, writeJsonl } from './fixtur
 async function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const r = await runCliAsync(args);
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Command lines that do not depend on each other, two at a time (CI has two cores); results in order. */
+function clis(...lines: string[][]): Promise<{ code: number | null; stdout: string; stderr: string }[]> {
+  return inPool(lines, (line) => cli(...line));
 }
 
 test('search-r3 index / search / index --delete from the command line', async () => {
@@ -27,7 +33,19 @@ test('search-r3 index / search / index --delete from the command line', async ()
     assert.match(r.stdout, /15 documents indexed \(15 encoded now, 0 unchanged\)/);
     assert.match(r.stderr, /encoding: 15\/15 \(100\.0%\)/);
 
-    r = await cli('search', '--index', out, '-k', '3', '--json', docs[4].title + '\n' + docs[4].text);
+    const reason = ['--reasoning', 'on', '--max-reasoning-tokens', '4'];
+    // reads of the one index, two at a time; the second hybrid search after the first (which saves bm25.bin)
+    const [found, reasoned] = await clis(
+      ['search', '--index', out, '-k', '3', '--json', docs[4].title + '\n' + docs[4].text],
+      ['search', '--index', out, ...reason, '--hybrid', 'gene therapy'],
+    );
+    const [old, long] = await clis(
+      // the option's old name still works, and says the new one
+      ['search', '--index', out, '--reasoning', 'on', '--max-reasoning', '4', '--hybrid', 'gene therapy'],
+      // a query longer than its prompt leaves room for is searched cut, and stderr says so
+      ['search', '--index', out, ...reason, 'gene therapy '.repeat(40)],
+    );
+    r = found;
     assert.equal(r.code, 0, r.stderr);
     const res = JSON.parse(r.stdout) as { data: { rank: number; id: string; score: number; metadata: unknown }[] };
     assert.equal(res.data.length, 3);
@@ -35,24 +53,11 @@ test('search-r3 index / search / index --delete from the command line', async ()
     assert.equal(res.data[0].rank, 1);
     assert.deepEqual(res.data[0].metadata, { source: 'test' });
 
-    const reason = ['--reasoning', 'on', '--max-reasoning-tokens', '4'];
-    r = await cli('search', '--index', out, ...reason, '--hybrid', 'gene therapy');
+    r = reasoned;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^reasoning/);
     assert.match(r.stdout, /^\s+1\. /m);
     assert.equal(r.stderr, '');
-    // the option's old name still works, and says the new one
-    const old = await cli(
-      'search',
-      '--index',
-      out,
-      '--reasoning',
-      'on',
-      '--max-reasoning',
-      '4',
-      '--hybrid',
-      'gene therapy',
-    );
     assert.equal(old.code, 0, old.stderr);
     assert.equal(old.stdout, r.stdout);
     assert.equal(
@@ -60,8 +65,7 @@ test('search-r3 index / search / index --delete from the command line', async ()
       'search-r3: --max-reasoning is now called --max-reasoning-tokens (as in eval and demo); the old name still ' +
         'works.\n',
     );
-    // a query longer than its prompt leaves room for is searched cut, and stderr says so
-    r = await cli('search', '--index', out, ...reason, 'gene therapy '.repeat(40));
+    r = long;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /the query was cut by \d+ tokens to fit its prompt and analysis budget in the model's cut/);
     assert.match(r.stderr, /shorten it, or lower --max-reasoning-tokens to search with all of it/);
@@ -115,27 +119,32 @@ test('a folder of Markdown/text files indexes by relative path; bad input names 
     writeFileSync(path.join(docsDir, 'ignored.bin'), 'x');
     let r = await cli('index', '--model', model, '--input', docsDir, '--out', path.join(dir, 'idx'));
     assert.equal(r.code, 0, r.stderr);
-    r = await cli('search', '--index', path.join(dir, 'idx'), '--json', 'alpha');
+    const bad = path.join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"_id": "x", "text": "ok"}\n{"text": "no id"}\n');
+    const helps = ['index', 'search', 'serve'];
+    // independent of each other: two at a time, each refused input with its own --out
+    const [found, badLine, noInput, noIndex, ...helped] = await clis(
+      ['search', '--index', path.join(dir, 'idx'), '--json', 'alpha'],
+      ['index', '--model', model, '--input', bad, '--out', path.join(dir, 'idx2')],
+      ['index', '--model', model, '--input', path.join(dir, 'nope'), '--out', path.join(dir, 'idx3')],
+      ['search', '--index', path.join(dir, 'nowhere'), 'q'],
+      ...helps.map((c) => [c, '--help']),
+    );
+    r = found;
     const ids = (JSON.parse(r.stdout) as { data: { id: string; title: string }[] }).data
       .map((h) => `${h.id}:${h.title}`)
       .sort();
     assert.deepEqual(ids, ['a.md:Alpha heading', 'sub/b.txt:b']);
 
-    const bad = path.join(dir, 'bad.jsonl');
-    writeFileSync(bad, '{"_id": "x", "text": "ok"}\n{"text": "no id"}\n');
-    r = await cli('index', '--model', model, '--input', bad, '--out', path.join(dir, 'idx2'));
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /bad\.jsonl:2: field '_id' \(or 'id'\) is missing/);
-    r = await cli('index', '--model', model, '--input', path.join(dir, 'nope'), '--out', path.join(dir, 'idx2'));
-    assert.match(r.stderr, /--input .*nope: no such file or folder/);
-    r = await cli('search', '--index', path.join(dir, 'nowhere'), 'q');
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /nowhere\/index\.json is missing/);
-    for (const c of ['index', 'search', 'serve']) {
-      r = await cli(c, '--help');
-      assert.equal(r.code, 0);
-      assert.match(r.stdout, new RegExp(`search-r3 ${c} —`));
-    }
+    assert.equal(badLine.code, 2);
+    assert.match(badLine.stderr, /bad\.jsonl:2: field '_id' \(or 'id'\) is missing/);
+    assert.match(noInput.stderr, /--input .*nope: no such file or folder/);
+    assert.equal(noIndex.code, 2);
+    assert.match(noIndex.stderr, /nowhere\/index\.json is missing/);
+    helps.forEach((c, i) => {
+      assert.equal(helped[i].code, 0);
+      assert.match(helped[i].stdout, new RegExp(`search-r3 ${c} —`));
+    });
   } finally {
     cleanup();
   }
@@ -159,66 +168,55 @@ test('index --remote spreads encoding over servers; search --remote embeds the q
     const input = path.join(dir, 'docs.jsonl');
     writeJsonl(input, docs);
     const out = path.join(dir, 'idx');
-    let r = await cli('index', '--remote', `${s1.url},${s2.url}`, '--api-key', 'k', '--input', input, '--out', out);
+    const [remoteIndex, local] = await clis(
+      ['index', '--remote', `${s1.url},${s2.url}`, '--api-key', 'k', '--input', input, '--out', out],
+      ['index', '--model', model, '--max-length', '128', '--input', input, '--out', path.join(dir, 'local')],
+    );
+    let r = remoteIndex;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /13 documents indexed/);
     const cutLine = (stdout: string): string | undefined => /.* were cut to fit\./.exec(stdout)?.[0];
-    const local = await cli(
-      'index',
-      '--model',
-      model,
-      '--max-length',
-      '128',
-      '--input',
-      input,
-      '--out',
-      path.join(dir, 'local'),
-    );
     assert.equal(local.code, 0, local.stderr);
     assert.ok(cutLine(local.stdout), local.stdout);
     assert.equal(cutLine(r.stdout), cutLine(local.stdout));
-    r = await cli(
-      'search',
-      '--index',
-      out,
-      '--remote',
-      s2.url,
-      '--api-key',
-      'k',
-      '--json',
-      '-k',
-      '2',
-      docs[3].title + '\n' + docs[3].text,
-    );
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
+    const query = docs[3].title + '\n' + docs[3].text;
     // a server that refuses the key: the sentence names the option that sends one
-    for (const [key, how] of [
+    const keys = [
       [[], 'give it with --api-key <key> or SEARCH_R3_API_KEY'],
       [['--api-key', 'wrong'], 'check --api-key'],
-    ] as const) {
-      r = await cli('search', '--index', out, '--remote', s2.url, ...key, 'q');
-      assert.equal(r.code, 2, r.stderr);
-      assert.match(r.stderr, new RegExp(`^search-r3: .*/v1/models: HTTP 401: .*; ${how}\\.\n$`));
-    }
+    ] as const;
     // the index names the servers' model, not a folder: without --remote or --model each command says so
     const id = (JSON.parse(readFileSync(path.join(out, 'index.json'), 'utf8')) as { model: { id: string } }).model.id;
     const built =
       `search-r3: the index ${out} was built by remote embedding servers (model ${id}, recorded in ` +
       `${path.join(out, 'index.json')}) and names no model folder; pass `;
     const either = '--remote <urls> of servers that run that model, or --model <dir> of its folder.\n';
-    for (const [command, pass] of [
+    const noModel = [
       [['search', '--index', out, 'q'], either],
       [['index', '--input', input, '--out', out], either],
       [['serve', '--index', out, '--port', '0'], '--model <dir> of its folder.\n'],
-    ] as const) {
-      const refused = await cli(...command);
+    ] as const;
+    // none of these writes the index: two at a time
+    const [remote, ofModel, ...refusals] = await clis(
+      ['search', '--index', out, '--remote', s2.url, '--api-key', 'k', '--json', '-k', '2', query],
+      // the same index searched in-process with the model folder (the model ids agree)
+      ['search', '--index', out, '--model', model, '--json', '-k', '1', query],
+      ...keys.map(([key]) => ['search', '--index', out, '--remote', s2.url, ...key, 'q']),
+      ...noModel.map(([command]) => [...command]),
+    );
+    assert.equal(remote.code, 0, remote.stderr);
+    assert.equal((JSON.parse(remote.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
+    keys.forEach(([, how], i) => {
+      r = refusals[i];
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`^search-r3: .*/v1/models: HTTP 401: .*; ${how}\\.\n$`));
+    });
+    noModel.forEach(([command, pass], i) => {
+      const refused = refusals[keys.length + i];
       assert.equal(refused.code, 2, refused.stderr);
       assert.equal(refused.stderr, built + pass, command.join(' '));
-    }
-    // the same index searched in-process with the model folder (the model ids agree)
-    r = await cli('search', '--index', out, '--model', model, '--json', '-k', '1', docs[3].title + '\n' + docs[3].text);
-    assert.equal((JSON.parse(r.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
+    });
+    assert.equal((JSON.parse(ofModel.stdout) as { data: { id: string }[] }).data[0].id, docs[3].id);
     // without the key the connection is refused by name, before any document is sent
     writeJsonl(input, [...docs, { id: 'extra', title: '', text: 'one more' }]);
     r = await cli('index', '--remote', s1.url, '--input', input, '--out', out);
@@ -236,59 +234,69 @@ test('odd input: lone surrogates (refused in ids), ids past 2^53, a BEIR folder 
   try {
     const model = await tinyModelDir(dir);
     // a lone surrogate is valid JSON; stored as UTF-8 it becomes U+FFFD, and the index must agree with itself
-    const input = path.join(dir, 'docs.jsonl');
-    const lines = [
-      '{"_id":"ok","text":"protein cell"}',
-      '{"_id":"u","text":"a \\ud800 lone"}',
-      '{"_id":"t","title":"\\udc01","text":"x","metadata":{"k":"\\ud800"}}',
-    ];
-    writeFileSync(input, lines.join('\n') + '\n');
-    const out = path.join(dir, 'idx');
-    let r = await cli('index', '--model', model, '--input', input, '--out', out, '--dtype', 'f16');
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /3 documents indexed/);
-    assert.doesNotMatch(r.stderr, /damaged/);
-    // updated without --dtype: the index keeps its f16
-    writeFileSync(input, [...lines, '{"_id":"new","text":"gene"}'].join('\n') + '\n');
-    r = await cli('index', '--input', input, '--out', out);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /4 documents indexed \(1 encoded now, 3 unchanged\)/);
-    // an id would come back as another one: refused, naming the line
-    writeFileSync(input, [...lines, '{"_id":"\\udc01","text":"x"}'].join('\n') + '\n');
-    r = await cli('index', '--input', input, '--out', out);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /docs\.jsonl:4: the id "\\udc01" holds a lone UTF-16 surrogate .* give an id made of whole/);
-    r = await cli('search', '--index', out, '--json', 'lone');
-    assert.equal(r.code, 0, r.stderr);
-    assert.doesNotMatch(r.stderr, /damaged|not encoded yet/);
-    assert.ok((JSON.parse(r.stdout) as { data: { text: string }[] }).data.some((h) => h.text === 'a \uFFFD lone'));
+    const surrogates = async (): Promise<void> => {
+      const input = path.join(dir, 'docs.jsonl');
+      const lines = [
+        '{"_id":"ok","text":"protein cell"}',
+        '{"_id":"u","text":"a \\ud800 lone"}',
+        '{"_id":"t","title":"\\udc01","text":"x","metadata":{"k":"\\ud800"}}',
+      ];
+      writeFileSync(input, lines.join('\n') + '\n');
+      const out = path.join(dir, 'idx');
+      let r = await cli('index', '--model', model, '--input', input, '--out', out, '--dtype', 'f16');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /3 documents indexed/);
+      assert.doesNotMatch(r.stderr, /damaged/);
+      // updated without --dtype: the index keeps its f16
+      writeFileSync(input, [...lines, '{"_id":"new","text":"gene"}'].join('\n') + '\n');
+      r = await cli('index', '--input', input, '--out', out);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /4 documents indexed \(1 encoded now, 3 unchanged\)/);
+      // an id would come back as another one: refused, naming the line
+      writeFileSync(input, [...lines, '{"_id":"\\udc01","text":"x"}'].join('\n') + '\n');
+      r = await cli('index', '--input', input, '--out', out);
+      assert.equal(r.code, 2);
+      assert.match(
+        r.stderr,
+        /docs\.jsonl:4: the id "\\udc01" holds a lone UTF-16 surrogate .* give an id made of whole/,
+      );
+      r = await cli('search', '--index', out, '--json', 'lone');
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, /damaged|not encoded yet/);
+      assert.ok((JSON.parse(r.stdout) as { data: { text: string }[] }).data.some((h) => h.text === 'a \uFFFD lone'));
+    };
 
-    const big = path.join(dir, 'big.jsonl');
-    writeFileSync(big, '{"_id":12345678901234567890,"text":"x"}\n');
-    r = await cli('index', '--model', model, '--input', big, '--out', path.join(dir, 'big'));
-    assert.equal(r.code, 2);
-    assert.match(
-      r.stderr,
-      /big\.jsonl:1: id 12345678901234567000 is a number JSON cannot carry exactly .* as a string/,
-    );
+    const others = async (): Promise<void> => {
+      const big = path.join(dir, 'big.jsonl');
+      writeFileSync(big, '{"_id":12345678901234567890,"text":"x"}\n');
+      let r = await cli('index', '--model', model, '--input', big, '--out', path.join(dir, 'big'));
+      assert.equal(r.code, 2);
+      assert.match(
+        r.stderr,
+        /big\.jsonl:1: id 12345678901234567000 is a number JSON cannot carry exactly .* as a string/,
+      );
 
-    // a BEIR folder reads as its corpus.jsonl does: metadata kept, and no re-encoding when switching between them
-    const beir = path.join(dir, 'beir');
-    mkdirSync(beir);
-    const corpusFile = path.join(beir, 'corpus.jsonl');
-    writeFileSync(corpusFile, '{"_id":"a","title":"T","text":"alpha beta","metadata":{"url":"http://x"}}\n');
-    const bi = path.join(dir, 'bi');
-    r = await cli('index', '--model', model, '--input', beir, '--out', bi);
-    assert.equal(r.code, 0, r.stderr);
-    r = await cli('index', '--input', corpusFile, '--out', bi);
-    assert.match(r.stdout, /1 documents indexed \(0 encoded now, 1 unchanged\)/);
-    r = await cli('search', '--index', bi, '--json', 'alpha');
-    assert.deepEqual((JSON.parse(r.stdout) as { data: { metadata: unknown }[] }).data[0].metadata, { url: 'http://x' });
+      // a BEIR folder reads as its corpus.jsonl does: metadata kept, and no re-encoding when switching between them
+      const beir = path.join(dir, 'beir');
+      mkdirSync(beir);
+      const corpusFile = path.join(beir, 'corpus.jsonl');
+      writeFileSync(corpusFile, '{"_id":"a","title":"T","text":"alpha beta","metadata":{"url":"http://x"}}\n');
+      const bi = path.join(dir, 'bi');
+      r = await cli('index', '--model', model, '--input', beir, '--out', bi);
+      assert.equal(r.code, 0, r.stderr);
+      r = await cli('index', '--input', corpusFile, '--out', bi);
+      assert.match(r.stdout, /1 documents indexed \(0 encoded now, 1 unchanged\)/);
+      r = await cli('search', '--index', bi, '--json', 'alpha');
+      const hit = (JSON.parse(r.stdout) as { data: { metadata: unknown }[] }).data[0];
+      assert.deepEqual(hit.metadata, { url: 'http://x' });
 
-    r = await cli('index', '--out', path.join(dir, 'nowhere'), '--delete', 'a');
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /--out .*nowhere: no search-r3 index there to delete from/);
-    assert.equal(existsSync(path.join(dir, 'nowhere')), false);
+      r = await cli('index', '--out', path.join(dir, 'nowhere'), '--delete', 'a');
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /--out .*nowhere: no search-r3 index there to delete from/);
+      assert.equal(existsSync(path.join(dir, 'nowhere')), false);
+    };
+    // each on its own files and folders: side by side (CI has two cores)
+    await Promise.all([surrogates(), others()]);
   } finally {
     cleanup();
   }
@@ -336,13 +344,16 @@ test('index --delete takes escaped commas and repeats; --delete-file ids as writ
     assert.match(r.stderr, new RegExp(`^${ignored('--input')}, indexing nothing\\.\n${ignored('--prune')}`, 'm'));
     assert.deepEqual(await left(), ['z.md']);
 
-    r = await cli('index', '--out', out, '--delete-file', path.join(dir, 'none.txt'));
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /none\.txt/);
+    // refused before the index is opened: side by side
     writeFileSync(list, '');
-    r = await cli('index', '--out', out, '--delete-file', list);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /--delete \(or --delete-file\) needs at least one document id/);
+    const [none, empty] = await clis(
+      ['index', '--out', out, '--delete-file', path.join(dir, 'none.txt')],
+      ['index', '--out', out, '--delete-file', list],
+    );
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /none\.txt/);
+    assert.equal(empty.code, 2);
+    assert.match(empty.stderr, /--delete \(or --delete-file\) needs at least one document id/);
   } finally {
     cleanup();
   }
@@ -357,11 +368,14 @@ test('an existing index refuses another --store or --store-uri, as it refuses an
     const local = path.join(dir, 'local');
     const lance = path.join(dir, 'lance');
     const table = path.join(dir, 'table.lance');
-    assert.equal((await cli('index', '--model', model, '--input', input, '--out', local)).code, 0);
-    // a store URI alone asks for LanceDB
-    assert.equal(
-      (await cli('index', '--model', model, '--input', input, '--out', lance, '--store-uri', table)).code,
-      0,
+    const built = await clis(
+      ['index', '--model', model, '--input', input, '--out', local],
+      // a store URI alone asks for LanceDB
+      ['index', '--model', model, '--input', input, '--out', lance, '--store-uri', table],
+    );
+    assert.deepEqual(
+      built.map((r) => r.code),
+      [0, 0],
     );
     assert.ok(existsSync(table) && !existsSync(path.join(lance, 'vectors.usearch')));
     const elsewhere = path.join(dir, 'elsewhere.lance');
@@ -375,23 +389,31 @@ test('an existing index refuses another --store or --store-uri, as it refuses an
       [path.join(dir, 'new'), ['--store', 'lancedb', '--dtype', 'i8'], /^search-r3: --dtype i8 is the local HNSW /],
       [path.join(dir, 'new'), ['--store-uri', elsewhere, '--dtype', 'f16'], /keeps float32 vectors: drop --dtype\.\n$/],
     ];
-    for (const [out, options, message] of refused) {
-      const r = await cli('index', '--model', model, '--input', input, '--out', out, ...options);
-      assert.equal(r.code, 2, `${options.join(' ')}: ${r.stderr}`);
-      assert.match(r.stderr, message);
-    }
+    // each refused before it writes: two at a time
+    const runs = await clis(
+      ...refused.map(([out, options]) => ['index', '--model', model, '--input', input, '--out', out, ...options]),
+    );
+    refused.forEach(([, options, message], i) => {
+      assert.equal(runs[i].code, 2, `${options.join(' ')}: ${runs[i].stderr}`);
+      assert.match(runs[i].stderr, message);
+    });
     assert.ok(!existsSync(elsewhere) && !existsSync(path.join(local, 'vectors.lance')), 'no store was created');
     assert.ok(!existsSync(path.join(dir, 'new')), 'no index was created');
-    // left out, or given as they are, the index keeps its own
-    for (const [out, options] of [
+    // left out, or given as they are, the index keeps its own; one run on each index at a time
+    const kept: [string, string[]][] = [
       [local, []],
-      [local, ['--store', 'local']],
       [lance, []],
+      [local, ['--store', 'local']],
       [lance, ['--store', 'lancedb', '--store-uri', table]],
-    ] as [string, string[]][]) {
-      const r = await cli('index', '--input', input, '--out', out, ...options);
-      assert.equal(r.code, 0, `${options.join(' ')}: ${r.stderr}`);
-      assert.match(r.stdout, /6 documents indexed \(0 encoded now, 6 unchanged\)/);
+    ];
+    for (const pair of [kept.slice(0, 2), kept.slice(2)]) {
+      const keptRuns = await clis(
+        ...pair.map(([out, options]) => ['index', '--input', input, '--out', out, ...options]),
+      );
+      pair.forEach(([, options], i) => {
+        assert.equal(keptRuns[i].code, 0, `${options.join(' ')}: ${keptRuns[i].stderr}`);
+        assert.match(keptRuns[i].stdout, /6 documents indexed \(0 encoded now, 6 unchanged\)/);
+      });
     }
   } finally {
     cleanup();
@@ -517,11 +539,12 @@ test('search and errors print stored text without the control characters that wo
     const out = path.join(dir, 'idx');
     let r = await cli('index', '--model', model, '--input', input, '--out', out);
     assert.equal(r.code, 0, r.stderr);
-    r = await cli('search', '--index', out, 'gene');
+    const [plain, json] = await clis(['search', '--index', out, 'gene'], ['search', '--index', out, '--json', 'gene']);
+    r = plain;
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.replace(/ \d\.\d{4} /, ' S '), '  1. S  e[31mred  T]0;pwned\n     gene [2J clear\n');
     // --json gives the document as stored (JSON escapes them)
-    r = await cli('search', '--index', out, '--json', 'gene');
+    r = json;
     const hit = (JSON.parse(r.stdout) as { data: { id: string; title: string; text: string }[] }).data[0];
     assert.deepEqual([hit.id, hit.title, hit.text], [doc._id, doc.title, doc.text]);
     // an error that quotes the id drops them too

@@ -1,11 +1,12 @@
 /**
  * The index corruption suite: each file of an index (manifest, document store, HNSW graph and its
  * checksum record, saved BM25 index) missing, empty, cut in half, overwritten with random bytes of the same size,
- * or with bits flipped. For each, `search` (a read) must not abort, must leave every file as it was (bm25.bin
- * aside: a hybrid search saves the BM25 index it had to build, the one file a read may write), and must
- * either rank exactly as the intact index does (rebuilding what it can in memory, and saying what it
- * rebuilt) or fail with one sentence naming the damaged file. `index` on the damaged folder (a write)
- * must repair what docs.sqlite allows, after which searches rank as before and say nothing.
+ * or with bits flipped, each kind that takes a path of its own through the code (CASES). For each, `search` (a
+ * read) must not abort, must leave every file as it was (bm25.bin aside: a hybrid search saves the BM25 index it
+ * had to build, the one file a read may write), and must either rank exactly as the intact index does
+ * (rebuilding what it can in memory, and saying what it rebuilt) or fail with one sentence naming the damaged
+ * file. `index` on the damaged folder (a write) must repair what docs.sqlite allows, after which searches rank
+ * as before and say nothing.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,7 +72,31 @@ function assertOneSentence(r: Run, file: string, what: string): void {
 /** The unique index on docs.key, through which search finds the rows of the vectors it ranks. */
 const KEY_INDEX = 'sqlite_autoindex_docs_2';
 
-const FILES = ['index.json', 'docs.sqlite', 'vectors.usearch', 'vectors.generation.json', BM25_FILE];
+/**
+ * One case (3 commands) for each way a command meets a damaged file; a kind left out takes the path of a kept one
+ * (what the commands say shows it), so it would only run the same code again.
+ */
+const CASES: [file: string, kind: DamageKind, seed?: number][] = [
+  // missing, or not valid JSON (as the empty file, random bytes and 8 flipped bits of it are)
+  ['index.json', 'missing'],
+  ['index.json', 'truncated'],
+  ['vectors.generation.json', 'missing'],
+  ['vectors.generation.json', 'truncated'],
+  // missing, or bytes its checksum record refuses: of another size (an empty file alike), or of the same size
+  // (random bytes alike), which usearch would load, and abort on, were they not checked
+  ['vectors.usearch', 'missing'],
+  ['vectors.usearch', 'truncated'],
+  ['vectors.usearch', 'bitflip'],
+  // missing (nothing to say), not a BM25 file (an empty one alike), shorter than its header says, checksum refused
+  [BM25_FILE, 'missing'],
+  [BM25_FILE, 'random'],
+  [BM25_FILE, 'truncated'],
+  [BM25_FILE, 'bitflip'],
+  // the source of truth, each kind its own path; bit flips land in a vector (seed 1), the row structure SQLite's
+  // check finds (2), free space (3) or a text (5)
+  ...DAMAGE_KINDS.map((kind): [string, DamageKind] => ['docs.sqlite', kind]),
+  ...[2, 3, 5].map((seed): [string, DamageKind, number] => ['docs.sqlite', 'bitflip', seed]),
+];
 
 /** Damage each file of the index can take and still rank as before: the others are rebuilt from docs.sqlite. */
 const REBUILT_BY_READER = new Set(['index.json', 'vectors.usearch', 'vectors.generation.json', BM25_FILE]);
@@ -108,10 +133,7 @@ test(
       const want = hitsOf(await cli('search', '--index', intact, ...query));
       assert.equal(want.length, 8);
 
-      const cases: { file: string; kind: DamageKind; seed: number }[] = [];
-      for (const file of FILES) for (const kind of DAMAGE_KINDS) cases.push({ file, kind, seed: 1 });
-      // bit flips in the document store land in texts, vectors, row structure or free space: try several
-      for (const seed of [2, 3, 4, 5]) cases.push({ file: 'docs.sqlite', kind: 'bitflip', seed });
+      const cases = CASES.map(([file, kind, seed = 1]) => ({ file, kind, seed }));
 
       const outcomes: string[] = [];
       await pool(cases, 2, async ({ file, kind, seed }) => {
