@@ -75,21 +75,24 @@ const index = (url: string, out: string, from = input): string[] => [
 ];
 const worker = (url: string): string[] => ['worker', '--queue', url, '--model', model];
 
+// each test's index run and worker share nothing but the Redis that refuses them: they run together
+
 test('a Redis that wants a password: index and worker say so at once and name the URL form', async () => {
-  const run = await finished(index(locked.url, 'no-password'));
+  const [run, w] = await Promise.all([
+    finished(index(locked.url, 'no-password')),
+    finished(worker(locked.url.replace('//', '//:wrong@'))),
+  ]);
   assert.equal(run.code, 2, run.last);
   assert.match(run.last, /^search-r3: Redis at redis:\/\/127\.0\.0\.1:\d+ refused the index run \(NOAUTH /);
   assert.match(run.last, /redis:\/\/:<password>@host:port/);
-  const w = await finished(worker(locked.url.replace('//', '//:wrong@')));
   assert.equal(w.code, 2, w.last);
   assert.match(w.last, /refused the worker \(WRONGPASS .*redis:\/\/:<password>@host:port/);
 });
 
 test('a read-only replica: index and worker say to point --queue at the primary', async () => {
-  const run = await finished(index(replica.url, 'on-replica'));
+  const [run, w] = await Promise.all([finished(index(replica.url, 'on-replica')), finished(worker(replica.url))]);
   assert.equal(run.code, 2, run.last);
   assert.match(run.last, /^search-r3: Redis at .* refused the index run \(READONLY .*point --queue at the primary/);
-  const w = await finished(worker(replica.url));
   assert.equal(w.code, 2, w.last);
   assert.match(w.last, /refused the worker \(READONLY .*point --queue at the primary/);
 });
@@ -98,11 +101,13 @@ test('a database Redis does not have: index and worker say so, rather than use d
   // ioredis went on in database 0 when Redis refused its SELECT 99: the run used a database it was not given
   const noDb = `${primary.url}/99`;
   const fix = "give a database Redis has in --queue's /<db> (0 to its 'databases' setting less 1: 0 to 15 by default)";
-  for (const [what, args] of [
+  const runs = [
     ['the index run', index(noDb, 'no-db')],
     ['the worker', worker(noDb)],
-  ] as const) {
-    const run = await finished(args);
+  ] as const;
+  const results = await Promise.all(runs.map(([, args]) => finished(args)));
+  for (const [i, [what]] of runs.entries()) {
+    const run = results[i];
     assert.equal(run.code, 2, run.last);
     const said = `search-r3: Redis at ${noDb} refused ${what} (ERR DB index is out of range): ${fix}; `;
     assert.ok(run.last.startsWith(said), run.last);
