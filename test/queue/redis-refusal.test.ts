@@ -9,11 +9,13 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { DEFAULT_QUEUE_NAME } from '../../src/queue/index-job.js';
 import { RedisServer } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
 import { sqliteVectors, lanceRows } from './store-contents.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { CliProcess } from './cli-process.js';
+import { queuedJobs } from './queued-jobs.js';
 
 let primary: RedisServer;
 let replica: RedisServer;
@@ -146,7 +148,8 @@ test('Redis filling up mid-run: the waiting index run and the idle worker each s
   const run = started([...index(filling.url, 'filled-waiting'), '--commit-every', '2']);
   const w = started([...worker(filling.url), '--queue-name', 'idle-elsewhere']);
   try {
-    await run.waitFor(/encoding on the queue: 0\/6/);
+    // its three jobs queued, the run waits for a worker
+    await queuedJobs(filling.port, DEFAULT_QUEUE_NAME, 3, () => run.output);
     await w.waitFor(/waiting for jobs/);
     await maxmemory(filling, 1);
     const r = await ended(run);
