@@ -86,15 +86,25 @@ async function assertStoredOnce(out: string, docs: readonly SourceDocument[], wa
   assert.equal(differ, 0, 'vectors that differ from the single-process index');
 }
 
-/** The documents as an input file, and a single-process index of it (what the queued runs must equal). */
-async function withSingleIndex(
+/**
+ * The documents as an input file, and a single-process index of it (what the queued runs must equal). The
+ * index is built while the queued run goes on, whose processes spend seconds waiting (for a hold's beat, for
+ * a lock to lapse): `single` resolves to its folder once it is built.
+ */
+function withSingleIndex(
   name: string,
   docs: SourceDocument[],
-): Promise<{ docs: SourceDocument[]; input: string; single: string }> {
+): { docs: SourceDocument[]; input: string; single: Promise<string> } {
   const input = corpusFile(name, docs);
-  const single = path.join(work.dir, `${name}-single`);
-  const s = await runCliAsync(['index', '--model', model, '--input', input, '--out', single, '--commit-every', '100']);
-  assert.equal(s.status, 0, s.stderr);
+  const out = path.join(work.dir, `${name}-single`);
+  const single = runCliAsync(['index', '--model', model, '--input', input, '--out', out, '--commit-every', '100']).then(
+    (s) => {
+      assert.equal(s.status, 0, s.stderr);
+      return out;
+    },
+  );
+  // a failure is reported where the test awaits it; until then it must not be an unhandled rejection
+  single.catch(() => undefined);
   return { docs, input, single };
 }
 
@@ -103,7 +113,7 @@ let sharedDocs: SourceDocument[] = [];
 
 test('three workers, one SIGKILLed mid-job: every document once, bit-identical to a single-process index', async () => {
   // six jobs of 100: the killed job lapses (--lock-seconds 2) while the two workers left still have work
-  const { docs, input, single } = await withSingleIndex('six-hundred', scifact.slice(0, 600));
+  const { docs, input, single } = withSingleIndex('six-hundred', scifact.slice(0, 600));
   const out = path.join(work.dir, 'shared');
   const workers = [workerProc('kill'), workerProc('kill'), workerProc('kill')];
   const coordinator = queuedIndex('kill', input, out);
@@ -123,7 +133,7 @@ test('three workers, one SIGKILLed mid-job: every document once, bit-identical t
     'another worker took the job of the killed one',
   );
   for (const w of others) assert.equal(await w.stop(), 0, w.output);
-  await assertStoredOnce(out, docs, single);
+  await assertStoredOnce(out, docs, await single);
   sharedIndex = out;
   sharedDocs = docs;
 });
@@ -171,7 +181,7 @@ test('two serve replicas of one index answer alike; both see rows a worker appen
 
 test('a run whose Redis restarts (losing every job) mid-way completes, every document once', async () => {
   // five jobs: when one is done and Redis restarts, the others are still in hand or waiting
-  const { docs, input, single } = await withSingleIndex('restart', scifact.slice(2100, 2600));
+  const { docs, input, single } = withSingleIndex('restart', scifact.slice(2100, 2600));
   const out = path.join(work.dir, 'restart');
   const workers = [workerProc('restart'), workerProc('restart')];
   const coordinator = queuedIndex('restart', input, out);
@@ -185,7 +195,7 @@ test('a run whose Redis restarts (losing every job) mid-way completes, every doc
   assert.match(coordinator.output, /500 documents indexed/);
   assert.match(coordinator.output, /\d+ jobs that Redis lost \(it restarted\) were queued again/);
   for (const w of workers) assert.equal(await w.stop(), 0, w.output);
-  await assertStoredOnce(out, docs, single);
+  await assertStoredOnce(out, docs, await single);
 });
 
 test('a job damaged in the queue is dead-lettered by name; the rest are stored, and a rerun finishes it', async () => {
