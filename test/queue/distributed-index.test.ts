@@ -18,9 +18,11 @@ import { runCliAsync } from '../helpers/cli.js';
 import { post, request } from '../helpers/http.js';
 import { RedisServer, freePort } from '../helpers/redis.js';
 import { repoRoot } from '../helpers/repo.js';
+import { until } from '../helpers/until.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { CliProcess } from './cli-process.js';
+import { queuedJobs } from './queued-jobs.js';
 import { lanceRows, sqliteVectors } from './store-contents.js';
 
 let redis: RedisServer;
@@ -204,15 +206,11 @@ test('a job damaged in the queue is dead-lettered by name; the rest are stored, 
   const input = corpusFile('corrupt', docs);
   const out = path.join(work.dir, 'corrupt');
   const coordinator = queuedIndex('corrupt', input, out, ['--commit-every', '20']);
+  await queuedJobs(redis.port, 'corrupt', 3, () => coordinator.output);
   const queue = new Queue('corrupt', { connection: { host: '127.0.0.1', port: redis.port } });
   let damaged: string;
   try {
-    let waiting = await queue.getWaiting();
-    for (let i = 0; waiting.length < 3 && i < 500; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-      waiting = await queue.getWaiting();
-    }
-    const job = waiting[1];
+    const job = (await queue.getWaiting())[1];
     damaged = String(job.id);
     await job.updateData({ ...job.data, texts: job.data.texts.map((t: string) => t.toUpperCase()) });
   } finally {
@@ -350,12 +348,14 @@ test('one index run per queue: a second is refused by name, a killed one frees i
   const input = corpusFile('held', docs);
   const out = path.join(work.dir, 'held');
   const first = queuedIndex('held', input, out);
+  // a second run is refused while the first holds the queue: tried while the first waits for a worker
+  await queuedJobs(redis.port, 'held', 1, () => first.output);
+  const second = queuedIndex('held', corpusFile('held-other', scifact.slice(3900, 3910)), `${out}-other`);
   // no worker serves the queue: the run says so rather than waiting silently
   await first.waitFor(
     /no worker has taken a job from queue 'held' for 10 s; .*'search-r3 worker --queue redis:/,
     30_000,
   );
-  const second = queuedIndex('held', corpusFile('held-other', scifact.slice(3900, 3910)), `${out}-other`);
   assert.equal((await second.exited).code, 2, second.output);
   const refusal = second.output.trim().split('\n').at(-1)!;
   assert.match(refusal, /^search-r3: queue 'held' on redis:\/\/127\.0\.0\.1:\d+ is in use by another index run /);
@@ -377,7 +377,7 @@ test("a killed coordinator's jobs are not encoded into Redis: a worker leaves th
   const input = corpusFile('orphan', docs);
   const out = path.join(work.dir, 'orphan');
   const first = queuedIndex('orphan', input, out, ['--commit-every', '20']);
-  await first.waitFor(/encoding on the queue: 0\/80/);
+  await queuedJobs(redis.port, 'orphan', 4, () => first.output);
   first.kill('SIGKILL');
   await first.exited;
   const worker = workerProc('orphan');
@@ -398,7 +398,7 @@ test("a killed coordinator's jobs are not encoded into Redis: a worker leaves th
 test('a worker that cannot see its coordinator (another PID namespace) encodes while the hold beats', async () => {
   const docs = scifact.slice(3990, 4030);
   const first = queuedIndex('pidns', corpusFile('pidns', docs), path.join(work.dir, 'pidns'), ['--commit-every', '20']);
-  await first.waitFor(/encoding on the queue: 0\/40/);
+  await queuedJobs(redis.port, 'pidns', 2, () => first.output);
   const client = new Redis({ host: '127.0.0.1', port: redis.port });
   const queue = new Queue('pidns', { connection: { host: '127.0.0.1', port: redis.port } });
   // the run's hold as a coordinator in another PID namespace keeps it: this hostname, a pid not alive here
@@ -415,9 +415,12 @@ test('a worker that cannot see its coordinator (another PID namespace) encodes w
     await worker.waitFor(/job \S+: done/, 30_000);
     assert.doesNotMatch(worker.output, /is not running/);
     // the worker logs 'done' as its processor returns; BullMQ records the job completed just after
-    const until = Date.now() + 10_000;
-    while ((await queue.getCompletedCount()) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-    assert.ok((await queue.getCompletedCount()) > 0, worker.output);
+    await until(
+      async () => (await queue.getCompletedCount()) > 0,
+      10_000,
+      () => worker.output,
+      100,
+    );
   } finally {
     clearInterval(beats);
     assert.equal(await worker.stop(), 0, worker.output);
