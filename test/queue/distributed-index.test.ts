@@ -294,31 +294,26 @@ test('Redis unreachable: index and worker retry, then say so in one sentence; st
   assert.ok(sharedIndex, 'needs the index of the first test');
   const nowhere = `redis://127.0.0.1:${await freePort()}`;
   const more = corpusFile('unreachable', [...sharedDocs, ...scifact.slice(3600, 3610)]);
+  // the three share nothing but the URL nobody answers: they run together
   const t0 = Date.now();
-  const r = await runCliAsync([
-    'index',
-    '--queue',
-    nowhere,
-    '--queue-wait',
-    '2',
-    '--input',
-    more,
-    '--out',
-    sharedIndex,
+  const [r, w, m] = await Promise.all([
+    runCliAsync(['index', '--queue', nowhere, '--queue-wait', '2', '--input', more, '--out', sharedIndex]).then(
+      (res) => ({ ...res, ms: Date.now() - t0 }),
+    ),
+    runCliAsync(['worker', '--queue', nowhere, '--queue-wait', '1', '--model', model]),
+    runCliAsync(['worker', '--queue', nowhere, '--model', path.join(work.dir, 'no-model')]),
   ]);
   assert.equal(r.status, 2, r.stderr);
-  assert.ok(Date.now() - t0 >= 2000, 'it retried for --queue-wait');
+  assert.ok(r.ms >= 2000, 'it retried for --queue-wait');
   assert.match(
     r.stderr.trim(),
     /^search-r3: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\) after 2 s/,
   );
   assert.equal(r.stderr.trim().split('\n').length, 1);
   assert.equal(sqliteVectors(sharedIndex).size, sharedDocs.length, 'nothing already stored is lost');
-  const w = await runCliAsync(['worker', '--queue', nowhere, '--queue-wait', '1', '--model', model]);
   assert.equal(w.status, 2);
   assert.match(w.stderr, /search-r3: cannot reach Redis at .* after 1 s of retries; the worker stopped/);
   // a model folder that is not there is said at the start, not at the first job
-  const m = await runCliAsync(['worker', '--queue', nowhere, '--model', path.join(work.dir, 'no-model')]);
   assert.equal(m.status, 2);
   assert.match(m.stderr, /--model .*no-model: no model folder there \(no config\.json or adapter_config\.json\)/);
 });
@@ -326,19 +321,24 @@ test('Redis unreachable: index and worker retry, then say so in one sentence; st
 test('an unwritable store, or an index on the local store, is refused before any job is queued', async () => {
   const input = corpusFile('store', scifact.slice(3700, 3710));
   const file = corpusFile('not-a-folder', []);
-  const r = await runCliAsync([
-    'index',
-    ...['--queue', redis.url, '--model', model, '--input', input, '--out', path.join(work.dir, 'unwritable')],
-    ...['--store-uri', path.join(file, 'vectors.lance')],
+  const local = path.join(work.dir, 'local');
+  // the refused run and the local index (then its refused queued run) share nothing: they run together
+  const [r, q] = await Promise.all([
+    runCliAsync([
+      'index',
+      ...['--queue', redis.url, '--model', model, '--input', input, '--out', path.join(work.dir, 'unwritable')],
+      ...['--store-uri', path.join(file, 'vectors.lance')],
+    ]),
+    runCliAsync(['index', '--model', model, '--input', input, '--out', local]).then((l) => {
+      assert.equal(l.status, 0, l.stderr);
+      return runCliAsync(['index', '--queue', redis.url, '--input', input, '--out', local]);
+    }),
   ]);
   assert.equal(r.status, 2, r.stderr);
   assert.match(
     r.stderr.trim(),
     /^search-r3: the vector store .*not-a-folder\.jsonl\/vectors\.lance cannot be written \(.*Not a directory/,
   );
-  const local = path.join(work.dir, 'local');
-  assert.equal((await runCliAsync(['index', '--model', model, '--input', input, '--out', local])).status, 0);
-  const q = await runCliAsync(['index', '--queue', redis.url, '--input', input, '--out', local]);
   assert.equal(q.status, 2);
   assert.match(q.stderr, /keeps its vectors in a local HNSW file, which replicas cannot share/);
 });
