@@ -3,7 +3,7 @@
  * the coordinator (`index --queue`), `search-r3 worker`s and `serve` replicas, with a tiny random model
  * over SciFact documents (the slice in demo/scifact).
  */
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -343,56 +343,59 @@ test('an unwritable store, or an index on the local store, is refused before any
   assert.match(q.stderr, /keeps its vectors in a local HNSW file, which replicas cannot share/);
 });
 
-test('one index run per queue: a second is refused by name, a killed one frees it, an idle one says why', async () => {
-  const docs = scifact.slice(3800, 3900);
-  const input = corpusFile('held', docs);
-  const out = path.join(work.dir, 'held');
-  const first = queuedIndex('held', input, out);
-  // a second run is refused while the first holds the queue: tried while the first waits for a worker
-  await queuedJobs(redis.port, 'held', 1, () => first.output);
-  const second = queuedIndex('held', corpusFile('held-other', scifact.slice(3900, 3910)), `${out}-other`);
-  // no worker serves the queue: the run says so rather than waiting silently
-  await first.waitFor(
-    /no worker has taken a job from queue 'held' for 10 s; .*'search-r3 worker --queue redis:/,
-    30_000,
-  );
-  assert.equal((await second.exited).code, 2, second.output);
-  const refusal = second.output.trim().split('\n').at(-1)!;
-  assert.match(refusal, /^search-r3: queue 'held' on redis:\/\/127\.0\.0\.1:\d+ is in use by another index run /);
-  assert.match(refusal, /\(pid \d+ on .*, since .*\); .*its own --queue-name/);
-  first.kill('SIGKILL');
-  await first.exited;
-  // the same machine sees that the holder is gone: the rerun takes the queue at once and clears the old jobs
-  const rerun = queuedIndex('held', input, out);
-  const worker = workerProc('held');
-  assert.equal((await rerun.exited).code, 0, rerun.output);
-  assert.doesNotMatch(rerun.output, /waiting up to/);
-  assert.match(rerun.output, /100 documents indexed \(100 encoded now/);
-  assert.equal(await worker.stop(), 0, worker.output);
-  await assertStoredOnce(out, docs);
-});
+// both wait on the coordinator's timers (10 s without a worker, a hold's beat that stalls), not on the CPU: together
+describe('one index run per queue', { concurrency: true }, () => {
+  test('a second is refused by name, a killed one frees it, an idle one says why', async () => {
+    const docs = scifact.slice(3800, 3900);
+    const input = corpusFile('held', docs);
+    const out = path.join(work.dir, 'held');
+    const first = queuedIndex('held', input, out);
+    // a second run is refused while the first holds the queue: tried while the first waits for a worker
+    await queuedJobs(redis.port, 'held', 1, () => first.output);
+    const second = queuedIndex('held', corpusFile('held-other', scifact.slice(3900, 3910)), `${out}-other`);
+    // no worker serves the queue: the run says so rather than waiting silently
+    await first.waitFor(
+      /no worker has taken a job from queue 'held' for 10 s; .*'search-r3 worker --queue redis:/,
+      30_000,
+    );
+    assert.equal((await second.exited).code, 2, second.output);
+    const refusal = second.output.trim().split('\n').at(-1)!;
+    assert.match(refusal, /^search-r3: queue 'held' on redis:\/\/127\.0\.0\.1:\d+ is in use by another index run /);
+    assert.match(refusal, /\(pid \d+ on .*, since .*\); .*its own --queue-name/);
+    first.kill('SIGKILL');
+    await first.exited;
+    // the same machine sees that the holder is gone: the rerun takes the queue at once and clears the old jobs
+    const rerun = queuedIndex('held', input, out);
+    const worker = workerProc('held');
+    assert.equal((await rerun.exited).code, 0, rerun.output);
+    assert.doesNotMatch(rerun.output, /waiting up to/);
+    assert.match(rerun.output, /100 documents indexed \(100 encoded now/);
+    assert.equal(await worker.stop(), 0, worker.output);
+    await assertStoredOnce(out, docs);
+  });
 
-test("a killed coordinator's jobs are not encoded into Redis: a worker leaves them until the rerun", async () => {
-  const docs = scifact.slice(3910, 3990);
-  const input = corpusFile('orphan', docs);
-  const out = path.join(work.dir, 'orphan');
-  const first = queuedIndex('orphan', input, out, ['--commit-every', '20']);
-  await queuedJobs(redis.port, 'orphan', 4, () => first.output);
-  first.kill('SIGKILL');
-  await first.exited;
-  const worker = workerProc('orphan');
-  await worker.waitFor(/job \S+: the index run that queued it is not running; the job waits for it\./, 30_000);
-  const queue = new Queue('orphan', { connection: { host: '127.0.0.1', port: redis.port } });
-  try {
-    assert.equal(await queue.getCompletedCount(), 0, worker.output);
-  } finally {
-    await queue.close();
-  }
-  const rerun = queuedIndex('orphan', input, out, ['--commit-every', '20']);
-  assert.equal((await rerun.exited).code, 0, rerun.output);
-  assert.match(rerun.output, /80 documents indexed \(80 encoded now/);
-  assert.equal(await worker.stop(), 0, worker.output);
-  await assertStoredOnce(out, docs);
+  test("a killed coordinator's jobs are not encoded into Redis: a worker leaves them until the rerun", async () => {
+    const docs = scifact.slice(3910, 3990);
+    const input = corpusFile('orphan', docs);
+    const out = path.join(work.dir, 'orphan');
+    const first = queuedIndex('orphan', input, out, ['--commit-every', '20']);
+    await queuedJobs(redis.port, 'orphan', 4, () => first.output);
+    first.kill('SIGKILL');
+    await first.exited;
+    const worker = workerProc('orphan');
+    await worker.waitFor(/job \S+: the index run that queued it is not running; the job waits for it\./, 30_000);
+    const queue = new Queue('orphan', { connection: { host: '127.0.0.1', port: redis.port } });
+    try {
+      assert.equal(await queue.getCompletedCount(), 0, worker.output);
+    } finally {
+      await queue.close();
+    }
+    const rerun = queuedIndex('orphan', input, out, ['--commit-every', '20']);
+    assert.equal((await rerun.exited).code, 0, rerun.output);
+    assert.match(rerun.output, /80 documents indexed \(80 encoded now/);
+    assert.equal(await worker.stop(), 0, worker.output);
+    await assertStoredOnce(out, docs);
+  });
 });
 
 test('a worker that cannot see its coordinator (another PID namespace) encodes while the hold beats', async () => {
