@@ -200,152 +200,154 @@ test('a run whose Redis restarts (losing every job) mid-way completes, every doc
   await assertStoredOnce(out, docs, await single);
 });
 
-test('a job damaged in the queue is dead-lettered by name; the rest are stored, and a rerun finishes it', async () => {
-  // three jobs of 20 documents: the middle one damaged
-  const docs = scifact.slice(3000, 3060);
-  const input = corpusFile('corrupt', docs);
-  const out = path.join(work.dir, 'corrupt');
-  const coordinator = queuedIndex('corrupt', input, out, ['--commit-every', '20']);
-  await queuedJobs(redis.port, 'corrupt', 3, () => coordinator.output);
-  const queue = new Queue('corrupt', { connection: { host: '127.0.0.1', port: redis.port } });
-  let damaged: string;
-  try {
-    const job = (await queue.getWaiting())[1];
-    damaged = String(job.id);
-    await job.updateData({ ...job.data, texts: job.data.texts.map((t: string) => t.toUpperCase()) });
-  } finally {
-    await queue.close();
-  }
-  const worker = workerProc('corrupt');
-  const { code } = await coordinator.exited;
-  assert.equal(code, 2, coordinator.output);
-  const last = coordinator.output.trim().split('\n').at(-1)!;
-  assert.match(last, new RegExp(`^search-r3: 1 jobs were dead-lettered \\(job ${damaged}, documents .*checksum`));
-  assert.match(last, /run the same command again/);
-  assert.equal(sqliteVectors(out).size, 40, 'the other jobs are stored');
-  const rerun = queuedIndex('corrupt', input, out, ['--commit-every', '20']);
-  assert.equal((await rerun.exited).code, 0, rerun.output);
-  assert.equal(await worker.stop(), 0, worker.output);
-  await assertStoredOnce(out, docs);
-});
-
-test('a worker with another model refuses the job by name and leaves it to one with the right model', async () => {
-  const docs = scifact.slice(3400, 3500);
-  const out = path.join(work.dir, 'mismatch');
-  const wrong = workerProc('mismatch', otherModel);
-  const coordinator = queuedIndex('mismatch', corpusFile('mismatch', docs), out);
-  assert.equal((await wrong.exited).code, 2, wrong.output);
-  const line = wrong.output.trim().split('\n').at(-1)!;
-  assert.match(
-    line,
-    /^search-r3: refused job \S+ of queue 'mismatch': it needs model sha256:\w+ and this worker's model is sha256:\w+/,
-  );
-  const right = workerProc('mismatch');
-  assert.equal((await coordinator.exited).code, 0, coordinator.output);
-  assert.equal(await right.stop(), 0);
-  await assertStoredOnce(out, docs);
-});
-
-test(
-  'a worker whose GPU device is lost puts its job back untouched and stops; another worker finishes it',
-  { skip: webgpuSkip(), timeout: 180_000 },
-  async () => {
-    const docs = scifact.slice(4000, 4100);
-    const out = path.join(work.dir, 'gpu-lost');
-    // the device is lost at its first read, in the first job's encoding (loading the model reads nothing)
-    const trigger = path.join(work.dir, 'lose-gpu');
-    writeFileSync(trigger, '');
-    const lost = new CliProcess(
-      [
-        ...['worker', '--queue', redis.url, '--queue-name', 'gpu-lost', '--model', model],
-        ...['--lock-seconds', '2', '--device', 'webgpu'],
-      ],
-      { NODE_OPTIONS: `--import ${losePreload}`, SEARCH_R3_TEST_LOSE_GPU: trigger },
-    );
-    const coordinator = queuedIndex('gpu-lost', corpusFile('gpu-lost', docs), out);
-    assert.equal((await lost.exited).code, 2, lost.output);
-    const [, job] = /job (\S+): encoding/.exec(lost.output)!;
-    assert.equal(lost.output.match(/: encoding/g)?.length, 1, `it took no other job: ${lost.output}`);
-    assert.doesNotMatch(lost.output, /^\s+at /m, 'a stack trace');
-    // Dawn's own warnings (native code, written to fd 2 when they come) may land after the sentence
-    const line =
-      lost.output
-        .split('\n')
-        .filter((l) => l.startsWith('search-r3: '))
-        .at(-1) ?? lost.output;
-    assert.match(line, /^search-r3: the GPU device was lost \(destroyed: [^)]*\); job /);
-    assert.ok(
-      line.endsWith(
-        `; job ${job} of queue 'gpu-lost' went back to the queue untouched, for another worker, and this worker ` +
-          'stopped: start it again once its GPU works, or with --device cpu.',
-      ),
-      line,
-    );
-    const right = workerProc('gpu-lost');
-    assert.equal((await coordinator.exited).code, 0, coordinator.output);
-    assert.match(coordinator.output, /100 documents indexed \(100 encoded now/);
-    assert.equal(await right.stop(), 0, right.output);
-    assert.match(right.output, new RegExp(`job ${job}: done`), 'the other worker did the job');
+// each on a queue of its own (or on none), and mostly waiting, on a hold's beat, on 10 s without a worker, on a
+// stalled beat, on Redis retries: side by side
+describe('faults, each on its own queue', { concurrency: true }, () => {
+  test('a job damaged in the queue is dead-lettered by name; the rest are stored; a rerun finishes it', async () => {
+    // three jobs of 20 documents: the middle one damaged
+    const docs = scifact.slice(3000, 3060);
+    const input = corpusFile('corrupt', docs);
+    const out = path.join(work.dir, 'corrupt');
+    const coordinator = queuedIndex('corrupt', input, out, ['--commit-every', '20']);
+    await queuedJobs(redis.port, 'corrupt', 3, () => coordinator.output);
+    const queue = new Queue('corrupt', { connection: { host: '127.0.0.1', port: redis.port } });
+    let damaged: string;
+    try {
+      const job = (await queue.getWaiting())[1];
+      damaged = String(job.id);
+      await job.updateData({ ...job.data, texts: job.data.texts.map((t: string) => t.toUpperCase()) });
+    } finally {
+      await queue.close();
+    }
+    const worker = workerProc('corrupt');
+    const { code } = await coordinator.exited;
+    assert.equal(code, 2, coordinator.output);
+    const last = coordinator.output.trim().split('\n').at(-1)!;
+    assert.match(last, new RegExp(`^search-r3: 1 jobs were dead-lettered \\(job ${damaged}, documents .*checksum`));
+    assert.match(last, /run the same command again/);
+    assert.equal(sqliteVectors(out).size, 40, 'the other jobs are stored');
+    const rerun = queuedIndex('corrupt', input, out, ['--commit-every', '20']);
+    assert.equal((await rerun.exited).code, 0, rerun.output);
+    assert.equal(await worker.stop(), 0, worker.output);
     await assertStoredOnce(out, docs);
-  },
-);
+  });
 
-test('Redis unreachable: index and worker retry, then say so in one sentence; stored documents stay', async () => {
-  assert.ok(sharedIndex, 'needs the index of the first test');
-  const nowhere = `redis://127.0.0.1:${await freePort()}`;
-  const more = corpusFile('unreachable', [...sharedDocs, ...scifact.slice(3600, 3610)]);
-  // the three share nothing but the URL nobody answers: they run together
-  const t0 = Date.now();
-  const [r, w, m] = await Promise.all([
-    runCliAsync(['index', '--queue', nowhere, '--queue-wait', '2', '--input', more, '--out', sharedIndex]).then(
-      (res) => ({ ...res, ms: Date.now() - t0 }),
-    ),
-    runCliAsync(['worker', '--queue', nowhere, '--queue-wait', '1', '--model', model]),
-    runCliAsync(['worker', '--queue', nowhere, '--model', path.join(work.dir, 'no-model')]),
-  ]);
-  assert.equal(r.status, 2, r.stderr);
-  assert.ok(r.ms >= 2000, 'it retried for --queue-wait');
-  assert.match(
-    r.stderr.trim(),
-    /^search-r3: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\) after 2 s/,
+  test('a worker with another model refuses the job by name and leaves it to one with the right model', async () => {
+    const docs = scifact.slice(3400, 3500);
+    const out = path.join(work.dir, 'mismatch');
+    const wrong = workerProc('mismatch', otherModel);
+    const coordinator = queuedIndex('mismatch', corpusFile('mismatch', docs), out);
+    assert.equal((await wrong.exited).code, 2, wrong.output);
+    const line = wrong.output.trim().split('\n').at(-1)!;
+    const refused = new RegExp(
+      "^search-r3: refused job \\S+ of queue 'mismatch': it needs model sha256:\\w+ and this worker's model is " +
+        'sha256:\\w+',
+    );
+    assert.match(line, refused);
+    const right = workerProc('mismatch');
+    assert.equal((await coordinator.exited).code, 0, coordinator.output);
+    assert.equal(await right.stop(), 0);
+    await assertStoredOnce(out, docs);
+  });
+
+  test(
+    'a worker whose GPU device is lost puts its job back untouched and stops; another worker finishes it',
+    { skip: webgpuSkip(), timeout: 180_000 },
+    async () => {
+      const docs = scifact.slice(4000, 4100);
+      const out = path.join(work.dir, 'gpu-lost');
+      // the device is lost at its first read, in the first job's encoding (loading the model reads nothing)
+      const trigger = path.join(work.dir, 'lose-gpu');
+      writeFileSync(trigger, '');
+      const lost = new CliProcess(
+        [
+          ...['worker', '--queue', redis.url, '--queue-name', 'gpu-lost', '--model', model],
+          ...['--lock-seconds', '2', '--device', 'webgpu'],
+        ],
+        { NODE_OPTIONS: `--import ${losePreload}`, SEARCH_R3_TEST_LOSE_GPU: trigger },
+      );
+      const coordinator = queuedIndex('gpu-lost', corpusFile('gpu-lost', docs), out);
+      assert.equal((await lost.exited).code, 2, lost.output);
+      const [, job] = /job (\S+): encoding/.exec(lost.output)!;
+      assert.equal(lost.output.match(/: encoding/g)?.length, 1, `it took no other job: ${lost.output}`);
+      assert.doesNotMatch(lost.output, /^\s+at /m, 'a stack trace');
+      // Dawn's own warnings (native code, written to fd 2 when they come) may land after the sentence
+      const line =
+        lost.output
+          .split('\n')
+          .filter((l) => l.startsWith('search-r3: '))
+          .at(-1) ?? lost.output;
+      assert.match(line, /^search-r3: the GPU device was lost \(destroyed: [^)]*\); job /);
+      assert.ok(
+        line.endsWith(
+          `; job ${job} of queue 'gpu-lost' went back to the queue untouched, for another worker, and this worker ` +
+            'stopped: start it again once its GPU works, or with --device cpu.',
+        ),
+        line,
+      );
+      const right = workerProc('gpu-lost');
+      assert.equal((await coordinator.exited).code, 0, coordinator.output);
+      assert.match(coordinator.output, /100 documents indexed \(100 encoded now/);
+      assert.equal(await right.stop(), 0, right.output);
+      assert.match(right.output, new RegExp(`job ${job}: done`), 'the other worker did the job');
+      await assertStoredOnce(out, docs);
+    },
   );
-  assert.equal(r.stderr.trim().split('\n').length, 1);
-  assert.equal(sqliteVectors(sharedIndex).size, sharedDocs.length, 'nothing already stored is lost');
-  assert.equal(w.status, 2);
-  assert.match(w.stderr, /search-r3: cannot reach Redis at .* after 1 s of retries; the worker stopped/);
-  // a model folder that is not there is said at the start, not at the first job
-  assert.equal(m.status, 2);
-  assert.match(m.stderr, /--model .*no-model: no model folder there \(no config\.json or adapter_config\.json\)/);
-});
 
-test('an unwritable store, or an index on the local store, is refused before any job is queued', async () => {
-  const input = corpusFile('store', scifact.slice(3700, 3710));
-  const file = corpusFile('not-a-folder', []);
-  const local = path.join(work.dir, 'local');
-  // the refused run and the local index (then its refused queued run) share nothing: they run together
-  const [r, q] = await Promise.all([
-    runCliAsync([
-      'index',
-      ...['--queue', redis.url, '--model', model, '--input', input, '--out', path.join(work.dir, 'unwritable')],
-      ...['--store-uri', path.join(file, 'vectors.lance')],
-    ]),
-    runCliAsync(['index', '--model', model, '--input', input, '--out', local]).then((l) => {
-      assert.equal(l.status, 0, l.stderr);
-      return runCliAsync(['index', '--queue', redis.url, '--input', input, '--out', local]);
-    }),
-  ]);
-  assert.equal(r.status, 2, r.stderr);
-  assert.match(
-    r.stderr.trim(),
-    /^search-r3: the vector store .*not-a-folder\.jsonl\/vectors\.lance cannot be written \(.*Not a directory/,
-  );
-  assert.equal(q.status, 2);
-  assert.match(q.stderr, /keeps its vectors in a local HNSW file, which replicas cannot share/);
-});
+  test('Redis unreachable: index and worker retry, then say so in one sentence; stored documents stay', async () => {
+    assert.ok(sharedIndex, 'needs the index of the first test');
+    const nowhere = `redis://127.0.0.1:${await freePort()}`;
+    const more = corpusFile('unreachable', [...sharedDocs, ...scifact.slice(3600, 3610)]);
+    // the three share nothing but the URL nobody answers: they run together
+    const t0 = Date.now();
+    const [r, w, m] = await Promise.all([
+      runCliAsync(['index', '--queue', nowhere, '--queue-wait', '2', '--input', more, '--out', sharedIndex]).then(
+        (res) => ({ ...res, ms: Date.now() - t0 }),
+      ),
+      runCliAsync(['worker', '--queue', nowhere, '--queue-wait', '1', '--model', model]),
+      runCliAsync(['worker', '--queue', nowhere, '--model', path.join(work.dir, 'no-model')]),
+    ]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.ok(r.ms >= 2000, 'it retried for --queue-wait');
+    assert.match(
+      r.stderr.trim(),
+      /^search-r3: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\) after 2 s/,
+    );
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.equal(sqliteVectors(sharedIndex).size, sharedDocs.length, 'nothing already stored is lost');
+    assert.equal(w.status, 2);
+    assert.match(w.stderr, /search-r3: cannot reach Redis at .* after 1 s of retries; the worker stopped/);
+    // a model folder that is not there is said at the start, not at the first job
+    assert.equal(m.status, 2);
+    assert.match(m.stderr, /--model .*no-model: no model folder there \(no config\.json or adapter_config\.json\)/);
+  });
 
-// both wait on the coordinator's timers (10 s without a worker, a hold's beat that stalls), not on the CPU: together
-describe('one index run per queue', { concurrency: true }, () => {
-  test('a second is refused by name, a killed one frees it, an idle one says why', async () => {
+  test('an unwritable store, or an index on the local store, is refused before any job is queued', async () => {
+    const input = corpusFile('store', scifact.slice(3700, 3710));
+    const file = corpusFile('not-a-folder', []);
+    const local = path.join(work.dir, 'local');
+    // the refused run and the local index (then its refused queued run) share nothing: they run together
+    const [r, q] = await Promise.all([
+      runCliAsync([
+        'index',
+        ...['--queue', redis.url, '--model', model, '--input', input, '--out', path.join(work.dir, 'unwritable')],
+        ...['--store-uri', path.join(file, 'vectors.lance')],
+      ]),
+      runCliAsync(['index', '--model', model, '--input', input, '--out', local]).then((l) => {
+        assert.equal(l.status, 0, l.stderr);
+        return runCliAsync(['index', '--queue', redis.url, '--input', input, '--out', local]);
+      }),
+    ]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(
+      r.stderr.trim(),
+      /^search-r3: the vector store .*not-a-folder\.jsonl\/vectors\.lance cannot be written \(.*Not a directory/,
+    );
+    assert.equal(q.status, 2);
+    assert.match(q.stderr, /keeps its vectors in a local HNSW file, which replicas cannot share/);
+  });
+
+  test('one run per queue: a second is refused by name, a killed one frees it, an idle one says why', async () => {
     const docs = scifact.slice(3800, 3900);
     const input = corpusFile('held', docs);
     const out = path.join(work.dir, 'held');
