@@ -51,11 +51,11 @@ function corpusFile(name: string, docs: readonly SourceDocument[]): string {
   return file;
 }
 
-function workerProc(queueName: string, modelDir = model): CliProcess {
+function workerProc(queueName: string, modelDir = model, url = redis.url): CliProcess {
   return new CliProcess([
     'worker',
     '--queue',
-    redis.url,
+    url,
     '--queue-name',
     queueName,
     '--model',
@@ -65,10 +65,10 @@ function workerProc(queueName: string, modelDir = model): CliProcess {
   ]);
 }
 
-function queuedIndex(queueName: string, input: string, out: string, extra: string[] = []): CliProcess {
+function queuedIndex(queueName: string, input: string, out: string, extra: string[] = [], url = redis.url): CliProcess {
   return new CliProcess([
     'index',
-    ...['--queue', redis.url, '--queue-name', queueName, '--model', model],
+    ...['--queue', url, '--queue-name', queueName, '--model', model],
     ...['--input', input, '--out', out, '--commit-every', '100', ...extra],
   ]);
 }
@@ -181,28 +181,34 @@ test('two serve replicas of one index answer alike; both see rows a worker appen
   }
 });
 
-test('a run whose Redis restarts (losing every job) mid-way completes, every document once', async () => {
-  // five jobs: when one is done and Redis restarts, the others are still in hand or waiting
-  const { docs, input, single } = withSingleIndex('restart', scifact.slice(2100, 2600));
-  const out = path.join(work.dir, 'restart');
-  const workers = [workerProc('restart'), workerProc('restart')];
-  const coordinator = queuedIndex('restart', input, out);
-  // whichever worker finishes a job first: under load one of them may take every early job
-  await Promise.any(workers.map((w) => w.waitFor(/job \S+: done/)));
-  await redis.stop();
-  await new Promise((r) => setTimeout(r, 1500));
-  await redis.launch();
-  const { code } = await coordinator.exited;
-  assert.equal(code, 0, coordinator.output);
-  assert.match(coordinator.output, /500 documents indexed/);
-  assert.match(coordinator.output, /\d+ jobs that Redis lost \(it restarted\) were queued again/);
-  for (const w of workers) assert.equal(await w.stop(), 0, w.output);
-  await assertStoredOnce(out, docs, await single);
-});
-
-// each on a queue of its own (or on none), and mostly waiting, on a hold's beat, on 10 s without a worker, on a
-// stalled beat, on Redis retries: side by side
+// each on a queue of its own (or on none; the Redis restart on a Redis of its own), and mostly waiting, on a
+// hold's beat, on 10 s without a worker, on a stalled beat, on Redis retries: side by side
 describe('faults, each on its own queue', { concurrency: true }, () => {
+  test('a run whose Redis restarts (losing every job) mid-way completes, every document once', async () => {
+    // a Redis of its own: its restart would cut the other tests of the suite off theirs
+    const own = await RedisServer.start();
+    try {
+      // five jobs: when one is done and Redis restarts, the others are still in hand or waiting
+      const { docs, input, single } = withSingleIndex('restart', scifact.slice(2100, 2600));
+      const out = path.join(work.dir, 'restart');
+      const workers = [workerProc('restart', model, own.url), workerProc('restart', model, own.url)];
+      const coordinator = queuedIndex('restart', input, out, [], own.url);
+      // whichever worker finishes a job first: under load one of them may take every early job
+      await Promise.any(workers.map((w) => w.waitFor(/job \S+: done/)));
+      await own.stop();
+      await new Promise((r) => setTimeout(r, 1500));
+      await own.launch();
+      const { code } = await coordinator.exited;
+      assert.equal(code, 0, coordinator.output);
+      assert.match(coordinator.output, /500 documents indexed/);
+      assert.match(coordinator.output, /\d+ jobs that Redis lost \(it restarted\) were queued again/);
+      for (const w of workers) assert.equal(await w.stop(), 0, w.output);
+      await assertStoredOnce(out, docs, await single);
+    } finally {
+      await own.stop();
+    }
+  });
+
   test('a job damaged in the queue is dead-lettered by name; the rest are stored; a rerun finishes it', async () => {
     // three jobs of 20 documents: the middle one damaged
     const docs = scifact.slice(3000, 3060);
