@@ -4,21 +4,25 @@
  * instead of retrying for --queue-wait and then advising to start redis-server, printing a stack trace, or
  * waiting for jobs forever; at the start of a run or in the middle of one, keeping what was stored.
  */
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { DEFAULT_QUEUE_NAME } from '../../src/queue/index-job.js';
 import { RedisServer } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
 import { sqliteVectors, lanceRows } from './store-contents.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 import { CliProcess } from './cli-process.js';
+import { queuedJobs } from './queued-jobs.js';
 
 let primary: RedisServer;
 let replica: RedisServer;
 let locked: RedisServer;
 let filling: RedisServer;
+let full: RedisServer;
+let failover: RedisServer;
 let work: { dir: string; cleanup: () => void };
 let model: string;
 let input: string;
@@ -27,7 +31,7 @@ before(async () => {
   primary = await RedisServer.start();
   replica = await RedisServer.start(['--replicaof', '127.0.0.1', String(primary.port)]);
   locked = await RedisServer.start(['--requirepass', 'sekret']);
-  filling = await RedisServer.start();
+  [filling, full, failover] = await Promise.all([RedisServer.start(), RedisServer.start(), RedisServer.start()]);
   work = tempDir('queue-refusal');
   model = await tinyModelDir(work.dir, 7);
   input = path.join(work.dir, 'docs.jsonl');
@@ -36,7 +40,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all([replica.stop(), locked.stop(), primary.stop(), filling.stop()]);
+  await Promise.all([replica, locked, primary, filling, full, failover].map((r) => r.stop()));
   work.cleanup();
 });
 
@@ -75,40 +79,6 @@ const index = (url: string, out: string, from = input): string[] => [
 ];
 const worker = (url: string): string[] => ['worker', '--queue', url, '--model', model];
 
-test('a Redis that wants a password: index and worker say so at once and name the URL form', async () => {
-  const run = await finished(index(locked.url, 'no-password'));
-  assert.equal(run.code, 2, run.last);
-  assert.match(run.last, /^search-r3: Redis at redis:\/\/127\.0\.0\.1:\d+ refused the index run \(NOAUTH /);
-  assert.match(run.last, /redis:\/\/:<password>@host:port/);
-  const w = await finished(worker(locked.url.replace('//', '//:wrong@')));
-  assert.equal(w.code, 2, w.last);
-  assert.match(w.last, /refused the worker \(WRONGPASS .*redis:\/\/:<password>@host:port/);
-});
-
-test('a read-only replica: index and worker say to point --queue at the primary', async () => {
-  const run = await finished(index(replica.url, 'on-replica'));
-  assert.equal(run.code, 2, run.last);
-  assert.match(run.last, /^search-r3: Redis at .* refused the index run \(READONLY .*point --queue at the primary/);
-  const w = await finished(worker(replica.url));
-  assert.equal(w.code, 2, w.last);
-  assert.match(w.last, /refused the worker \(READONLY .*point --queue at the primary/);
-});
-
-test('a database Redis does not have: index and worker say so, rather than use database 0', async () => {
-  // ioredis went on in database 0 when Redis refused its SELECT 99: the run used a database it was not given
-  const noDb = `${primary.url}/99`;
-  const fix = "give a database Redis has in --queue's /<db> (0 to its 'databases' setting less 1: 0 to 15 by default)";
-  for (const [what, args] of [
-    ['the index run', index(noDb, 'no-db')],
-    ['the worker', worker(noDb)],
-  ] as const) {
-    const run = await finished(args);
-    assert.equal(run.code, 2, run.last);
-    const said = `search-r3: Redis at ${noDb} refused ${what} (ERR DB index is out of range): ${fix}; `;
-    assert.ok(run.last.startsWith(said), run.last);
-  }
-});
-
 /** Sets the Redis at `url`'s maxmemory: 1 byte fills it at once (every write refused with OOM), 0 lifts it. */
 async function maxmemory(server: RedisServer, bytes: number): Promise<void> {
   const c = new Redis({ host: '127.0.0.1', port: server.port });
@@ -136,47 +106,26 @@ const refusalSentence = (what: string, code: string, fix: string): RegExp =>
 const oomSentence = (what: string): RegExp =>
   refusalSentence(what, 'OOM command not allowed', "raise Redis's maxmemory");
 
-test('Redis filling up mid-run: the waiting index run and the idle worker each stop with one sentence', async () => {
-  await maxmemory(filling, 0);
-  const run = started([...index(filling.url, 'filled-waiting'), '--commit-every', '2']);
-  const w = started([...worker(filling.url), '--queue-name', 'idle-elsewhere']);
-  try {
-    await run.waitFor(/encoding on the queue: 0\/6/);
-    await w.waitFor(/waiting for jobs/);
-    await maxmemory(filling, 1);
-    const r = await ended(run);
-    assert.equal(r.code, 2, r.output);
-    assert.match(r.last, oomSentence('the index run'));
-    assert.doesNotMatch(r.output, /^\s+at /m, 'no stack trace');
-    const e = await ended(w);
-    assert.equal(e.code, 2, e.output);
-    assert.match(e.last, oomSentence('the worker'));
-    assert.doesNotMatch(e.output, /^\s+at /m, 'no stack trace');
-  } finally {
-    await Promise.all([run.stop(), w.stop()]);
-    await maxmemory(filling, 0);
-  }
-});
-
 /**
- * Starts an index run of 300 documents and a worker on `filling`, lets `refuse` make Redis refuse once some
+ * Starts an index run of 300 documents and a worker on `server`, lets `refuse` make Redis refuse once some
  * jobs are stored, and checks that both stop with `sentence` and no stack trace; then, after `restore`,
  * that the same command stores the rest, keeping what was stored, each document once.
  */
 async function refusedMidRun(
+  server: RedisServer,
   out: string,
   refuse: () => Promise<void>,
   restore: () => Promise<void>,
   sentence: (what: string) => RegExp,
 ): Promise<void> {
-  const many = path.join(work.dir, 'many.jsonl');
+  const many = path.join(work.dir, `${out}.jsonl`);
   const ids = Array.from({ length: 300 }, (_, i) => `m${i}`);
   writeFileSync(
     many,
     ids.map((id, i) => JSON.stringify({ _id: id, text: `document ${i} ` + 'x'.repeat(i % 40) })).join('\n'),
   );
-  const run = started([...index(filling.url, out, many), '--commit-every', '2']);
-  const w = started(worker(filling.url));
+  const run = started([...index(server.url, out, many), '--commit-every', '2']);
+  const w = started(worker(server.url));
   try {
     // ten jobs done, and the run has stored some of them (it looks every 0.1 s)
     await w.waitFor(/(job \S+: done[^]*){10}/, 60_000);
@@ -202,8 +151,8 @@ async function refusedMidRun(
   }
   const kept = sqliteVectors(path.join(work.dir, out));
   assert.ok(kept.size > 0 && kept.size < ids.length, `stored before Redis refused: ${kept.size}`);
-  const again = started([...index(filling.url, out, many), '--commit-every', '2']);
-  const w2 = started(worker(filling.url));
+  const again = started([...index(server.url, out, many), '--commit-every', '2']);
+  const w2 = started(worker(server.url));
   try {
     const r = await ended(again, 120_000);
     assert.equal(r.code, 0, r.output);
@@ -218,29 +167,95 @@ async function refusedMidRun(
   assert.equal(new Set(rows.map((row) => row.id)).size, ids.length, 'each document stored once');
 }
 
-test('Redis filling up while jobs are done: one sentence; the rerun stores the rest, each document once', async () => {
-  await maxmemory(filling, 0);
-  await refusedMidRun(
-    'filled-working',
-    () => maxmemory(filling, 1),
-    () => maxmemory(filling, 0),
-    oomSentence,
-  );
-});
+// each test on a Redis of its own, its index run and worker sharing nothing else: all of them side by side
+describe('a Redis that refuses', { concurrency: true }, () => {
+  test('a Redis that wants a password: index and worker say so at once and name the URL form', async () => {
+    const [run, w] = await Promise.all([
+      finished(index(locked.url, 'no-password')),
+      finished(worker(locked.url.replace('//', '//:wrong@'))),
+    ]);
+    assert.equal(run.code, 2, run.last);
+    assert.match(run.last, /^search-r3: Redis at redis:\/\/127\.0\.0\.1:\d+ refused the index run \(NOAUTH /);
+    assert.match(run.last, /redis:\/\/:<password>@host:port/);
+    assert.equal(w.code, 2, w.last);
+    assert.match(w.last, /refused the worker \(WRONGPASS .*redis:\/\/:<password>@host:port/);
+  });
 
-test('Redis turned into a replica mid-run (a failover): one sentence; the rerun on the primary goes on', async () => {
-  const replicaof = async (...args: string[]): Promise<void> => {
-    const c = new Redis({ host: '127.0.0.1', port: filling.port });
-    try {
-      await c.call('REPLICAOF', ...args);
-    } finally {
-      c.disconnect();
+  test('a read-only replica: index and worker say to point --queue at the primary', async () => {
+    const [run, w] = await Promise.all([finished(index(replica.url, 'on-replica')), finished(worker(replica.url))]);
+    assert.equal(run.code, 2, run.last);
+    assert.match(run.last, /^search-r3: Redis at .* refused the index run \(READONLY .*point --queue at the primary/);
+    assert.equal(w.code, 2, w.last);
+    assert.match(w.last, /refused the worker \(READONLY .*point --queue at the primary/);
+  });
+
+  test('a database Redis does not have: index and worker say so, rather than use database 0', async () => {
+    // ioredis went on in database 0 when Redis refused its SELECT 99: the run used a database it was not given
+    const noDb = `${primary.url}/99`;
+    const fix =
+      "give a database Redis has in --queue's /<db> (0 to its 'databases' setting less 1: 0 to 15 by default)";
+    const runs = [
+      ['the index run', index(noDb, 'no-db')],
+      ['the worker', worker(noDb)],
+    ] as const;
+    const results = await Promise.all(runs.map(([, args]) => finished(args)));
+    for (const [i, [what]] of runs.entries()) {
+      const run = results[i];
+      assert.equal(run.code, 2, run.last);
+      const said = `search-r3: Redis at ${noDb} refused ${what} (ERR DB index is out of range): ${fix}; `;
+      assert.ok(run.last.startsWith(said), run.last);
     }
-  };
-  await refusedMidRun(
-    'failed-over',
-    () => replicaof('127.0.0.1', String(primary.port)),
-    () => replicaof('NO', 'ONE'),
-    (what) => refusalSentence(what, 'READONLY', 'point --queue at the primary'),
-  );
+  });
+
+  test('Redis filling up mid-run: the waiting index run and the idle worker each stop with one sentence', async () => {
+    await maxmemory(filling, 0);
+    const run = started([...index(filling.url, 'filled-waiting'), '--commit-every', '2']);
+    const w = started([...worker(filling.url), '--queue-name', 'idle-elsewhere']);
+    try {
+      // its three jobs queued, the run waits for a worker
+      await queuedJobs(filling.port, DEFAULT_QUEUE_NAME, 3, () => run.output);
+      await w.waitFor(/waiting for jobs/);
+      await maxmemory(filling, 1);
+      const r = await ended(run);
+      assert.equal(r.code, 2, r.output);
+      assert.match(r.last, oomSentence('the index run'));
+      assert.doesNotMatch(r.output, /^\s+at /m, 'no stack trace');
+      const e = await ended(w);
+      assert.equal(e.code, 2, e.output);
+      assert.match(e.last, oomSentence('the worker'));
+      assert.doesNotMatch(e.output, /^\s+at /m, 'no stack trace');
+    } finally {
+      await Promise.all([run.stop(), w.stop()]);
+      await maxmemory(filling, 0);
+    }
+  });
+
+  test('Redis filling up as jobs are done: one sentence; the rerun stores the rest, each document once', async () => {
+    await maxmemory(full, 0);
+    await refusedMidRun(
+      full,
+      'filled-working',
+      () => maxmemory(full, 1),
+      () => maxmemory(full, 0),
+      oomSentence,
+    );
+  });
+
+  test('Redis turned into a replica mid-run (a failover): one sentence; the rerun on the primary goes on', async () => {
+    const replicaof = async (...args: string[]): Promise<void> => {
+      const c = new Redis({ host: '127.0.0.1', port: failover.port });
+      try {
+        await c.call('REPLICAOF', ...args);
+      } finally {
+        c.disconnect();
+      }
+    };
+    await refusedMidRun(
+      failover,
+      'failed-over',
+      () => replicaof('127.0.0.1', String(primary.port)),
+      () => replicaof('NO', 'ONE'),
+      (what) => refusalSentence(what, 'READONLY', 'point --queue at the primary'),
+    );
+  });
 });
