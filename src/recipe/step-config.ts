@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { withoutByteOrderMark } from '../io/byte-order-mark.js';
 import { isJsonObject, valueAtKey } from '../io/json-object.js';
 import { oneLine } from '../io/one-line.js';
+import { productOf } from '../train/run-record.js';
 import { RecipeError } from './recipe-error.js';
 
 /** What recipe.json keeps of a step's config file. */
@@ -34,7 +35,7 @@ interface MemorySettings {
 const MEMORY_SETTINGS: Partial<Record<string, MemorySettings>> = {
   lm: {
     keys: ['batchSize', 'accumulation'],
-    what: 'sequences per forward pass, while batchSize × accumulation stays',
+    what: "sequences per forward pass, at the profile's batchSize × accumulation",
     sameProduct: true,
   },
   stage1: { keys: ['batch.subBatch'], what: 'sequences per forward pass' },
@@ -46,7 +47,7 @@ export function memorySettingsSaid(name: string, profile: Record<string, unknown
   const m = MEMORY_SETTINGS[name];
   if (!m) return undefined;
   if (!m.sameProduct) return m.keys.join(', ');
-  return `${m.keys.join(' and ')} while ${m.keys.join(' × ')} stays ${product(profile, m.keys)}`;
+  return `${m.keys.join(' and ')} while ${m.keys.join(' × ')} stays ${productOf(profile, {}, m.keys)}`;
 }
 
 export interface StepConfig {
@@ -133,7 +134,8 @@ function takeEdited(
     if (v !== undefined && JSON.stringify(v) !== JSON.stringify(valueAtKey(profile, key))) edit[key] = v;
   }
   // another product is other sequences in each optimiser step: an edit, not a memory setting
-  if (m.sameProduct && product(withSettings(profile, edit), m.keys) !== product(profile, m.keys)) return false;
+  if (m.sameProduct && productOf(withSettings(profile, edit), {}, m.keys) !== productOf(profile, {}, m.keys))
+    return false;
   for (const key of m.keys) delete kept[key];
   Object.assign(kept, edit);
   return true;
@@ -195,9 +197,6 @@ function differences(there: unknown, profile: unknown, at: string): Difference[]
 /** The first five of a list, and an ellipsis for the rest. */
 const listed = (items: readonly string[], separator = ', '): string =>
   items.slice(0, 5).join(separator) + (items.length > 5 ? `${separator}…` : '');
-
-const product = (config: Record<string, unknown>, keys: readonly string[]): number =>
-  keys.reduce((p, k) => p * Number(valueAtKey(config, k)), 1);
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 

@@ -316,7 +316,7 @@ function differences(before: unknown, now: unknown, defaults: unknown, at: strin
 }
 
 /** The product of `keys` in a config, each value a record lacks taken from `defaults`; null if one is no number. */
-function productOf(config: object, defaults: object, keys: readonly string[]): number | null {
+export function productOf(config: object, defaults: object, keys: readonly string[]): number | null {
   let product = 1;
   for (const key of keys) {
     const v = valueAtKey(config, key) ?? valueAtKey(defaults, key);

@@ -17,6 +17,7 @@ import { runCliAsync } from '../helpers/cli.js';
 import { DAMAGE_KINDS, type DamageKind, damageFile, folderDigest } from '../helpers/damage.js';
 import { corpus, tempDir, tinyModelDir, writeJsonl } from './fixtures.js';
 import { BM25_FILE } from '../../src/search-index/search-index.js';
+import { inPool } from '../helpers/pool.js';
 
 interface Run {
   code: number | null;
@@ -108,15 +109,6 @@ function digestBesidesBm25(dir: string): Map<string, string> {
   return digest;
 }
 
-async function pool<T>(items: readonly T[], width: number, f: (x: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < items.length) await f(items[next++]);
-    }),
-  );
-}
-
 test(
   'a damaged index never aborts a process, a read ' + 'never writes, and what docs.sqlite allows is rebuilt',
   async () => {
@@ -136,7 +128,7 @@ test(
       const cases = CASES.map(([file, kind, seed = 1]) => ({ file, kind, seed }));
 
       const outcomes: string[] = [];
-      await pool(cases, 2, async ({ file, kind, seed }) => {
+      await inPool(cases, async ({ file, kind, seed }) => {
         const what = `${file} ${kind}${kind === 'bitflip' ? ` (seed ${seed})` : ''}`;
         const idx = path.join(dir, `case-${file}-${kind}-${seed}`);
         cpSync(intact, idx, { recursive: true });
