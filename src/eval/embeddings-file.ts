@@ -4,7 +4,7 @@ import { inexactNumericId } from './beir.js';
 import type { EmbeddingMatrix } from './dense-search.js';
 import { EvalInputError } from './input-error.js';
 import { jsonLineObject } from './json-line.js';
-import { readLines } from './line-reader.js';
+import { countLines, readLines } from './line-reader.js';
 import { writeFileAtomicallySync } from '../io/atomic-file.js';
 import { readExactlySync } from '../io/read-exactly.js';
 import { writeTextFileAtomic } from './run.js';
@@ -127,10 +127,15 @@ export async function readNpyEmbeddings(file: string): Promise<EmbeddingMatrix> 
   return checkFinite({ ids, dim, data }, file);
 }
 
+/**
+ * Reads `{"id", "vector"}` lines into one float32 matrix sized from the file's line count when the first vector
+ * gives the width: the vectors are held once, as float32 (a million 768-wide vectors: 3 GB), not as JavaScript
+ * number arrays copied into the matrix at the end (three times that).
+ */
 export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix> {
   const ids: string[] = [];
   const seen = new Set<string>();
-  const rows: number[][] = [];
+  let data: Float32Array = new Float32Array(0);
   let dim = -1;
   for await (const { text, line } of readLines(file)) {
     if (text.trim() === '') continue;
@@ -145,19 +150,30 @@ export async function readJsonlEmbeddings(file: string): Promise<EmbeddingMatrix
       throw new EvalInputError("'vector' must be an array of numbers", file, line);
     }
     if (obj.vector.length === 0) throw new EvalInputError("'vector' is empty", file, line);
-    if (dim < 0) dim = obj.vector.length;
+    if (dim < 0) {
+      dim = obj.vector.length;
+      data = new Float32Array(Math.max(1, countLines(file) - line + 1) * dim);
+    }
     if (obj.vector.length !== dim) {
       throw new EvalInputError(`vector has ${obj.vector.length} numbers, earlier ones ${dim}`, file, line);
     }
     if (seen.has(id)) throw new EvalInputError(`id '${id}' appears twice`, file, line);
     seen.add(id);
+    // a file that grew after it was counted still reads whole
+    if ((ids.length + 1) * dim > data.length) data = grown(data, 2 * data.length);
+    data.set(obj.vector as number[], ids.length * dim);
     ids.push(id);
-    rows.push(obj.vector as number[]);
   }
   if (ids.length === 0) throw new EvalInputError('no embeddings found', file);
-  const data = new Float32Array(ids.length * dim);
-  rows.forEach((r, i) => data.set(r, i * dim));
+  // blank lines were counted as rows
+  if (ids.length * dim < data.length) data = data.slice(0, ids.length * dim);
   return checkFinite({ ids, dim, data }, file);
+}
+
+function grown(data: Float32Array, length: number): Float32Array {
+  const bigger = new Float32Array(length);
+  bigger.set(data);
+  return bigger;
 }
 
 /** The files readEmbeddings reads for `file`: a .npy with its ids sidecar, or the file alone. */

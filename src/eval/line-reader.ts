@@ -83,6 +83,35 @@ export async function* readLines(file: string, opts: ReadLinesOptions = {}): Asy
   }
 }
 
+/**
+ * How many lines readLines yields for a plain (not gzipped) `file`, counted from its bytes without decoding: a
+ * reader that sizes its storage by it holds each record once, where storage grown as records come holds up to
+ * twice their size while it grows.
+ */
+export function countLines(file: string): number {
+  const fd = openSync(file, 'r');
+  const chunk = Buffer.alloc(1 << 20);
+  let breaks = 0;
+  let lastByte = -1;
+  try {
+    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0;) {
+      const bytes = chunk.subarray(0, n);
+      // \r\n is one break: count every \n, and each \r that no \n follows (also across chunks)
+      if (lastByte === 0x0d && bytes[0] !== 0x0a) breaks++;
+      for (let i = bytes.indexOf(0x0a); i >= 0; i = bytes.indexOf(0x0a, i + 1)) breaks++;
+      for (let i = bytes.indexOf(0x0d); i >= 0 && i < n - 1; i = bytes.indexOf(0x0d, i + 1)) {
+        if (bytes[i + 1] !== 0x0a) breaks++;
+      }
+      lastByte = bytes[n - 1]!;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  if (lastByte === 0x0d) breaks++;
+  // a last line without a break is a line too
+  return lastByte === -1 ? 0 : breaks + (lastByte === 0x0a || lastByte === 0x0d ? 0 : 1);
+}
+
 /** Splits a whitespace-separated line into fields, as trec_eval does (spaces or tabs, any number). */
 export function splitFields(text: string): string[] {
   const t = text.trim();

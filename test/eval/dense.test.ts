@@ -125,6 +125,13 @@ test('embeddings read from .npy (+ ids sidecar) and .jsonl; malformed input name
     const j = await readEmbeddings(join(dir, 'e.jsonl'));
     assert.equal(j.dim, 2);
     assert.deepEqual(Array.from(j.data), [1, 2, 3, 4]);
+    // blank lines and \r\n breaks: the rows as written, in a matrix sized to them
+    const lines = m.ids.map((id, i) => JSON.stringify({ id, vector: Array.from(m.data.subarray(i * 5, i * 5 + 5)) }));
+    writeFileSync(join(dir, 'm.jsonl'), `\r\n${lines[0]}\r\n\r\n${lines[1]}\n\n\n${lines[2]}`);
+    const fromJsonl = await readEmbeddings(join(dir, 'm.jsonl'));
+    assert.deepEqual(fromJsonl.ids, m.ids);
+    assert.deepEqual(fromJsonl.data, m.data);
+    assert.equal(fromJsonl.data.buffer.byteLength, 3 * 5 * 4);
     writeFileSync(join(dir, 'bad.jsonl'), '{"id":"a","vector":[1,2]}\n{"id":"b","vector":[3]}\n');
     await assert.rejects(readEmbeddings(join(dir, 'bad.jsonl')), /bad\.jsonl:2: vector has 1 numbers/);
   } finally {

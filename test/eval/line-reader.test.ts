@@ -4,7 +4,7 @@ import { mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync, c
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { MAX_LINE_BYTES, readLines, type NumberedLine } from '../../src/eval/line-reader.js';
+import { MAX_LINE_BYTES, countLines, readLines, type NumberedLine } from '../../src/eval/line-reader.js';
 import { readBeirCorpus } from '../../src/eval/beir.js';
 import { until } from '../helpers/until.js';
 
@@ -30,6 +30,19 @@ test('lines end at \\n, \\r\\n and a lone \\r, also where a chunk of the file en
     assert.deepEqual(await linesOf(f), [first, 'y', '', 'z']);
     writeFileSync(join(dir, 'b.txt.gz'), gzipSync(`${first}\r\ny\n`));
     assert.deepEqual(await linesOf(join(dir, 'b.txt.gz')), [first, 'y']);
+  });
+});
+
+test('countLines counts the lines readLines yields, with \\r\\n split across its 1 MiB reads', async () => {
+  await withTemp(async (dir) => {
+    const f = join(dir, 'a.txt');
+    const first = 'x'.repeat((1 << 20) - 1);
+    const texts = ['', 'a', 'a\n', '\n', '\r', '\r\r\n\n\r', 'a\r\nb', '\ufeffé1\r\n2\r3\n\n€4'];
+    texts.push(`${first}\r\ny\r\r\nz\n`, `${first}\ry`, `${first}\r`, `${first}\r\n`, `${first}\n\r`);
+    for (const text of texts) {
+      writeFileSync(f, text);
+      assert.equal(countLines(f), (await linesOf(f)).length, JSON.stringify(text.slice(-8)));
+    }
   });
 });
 
