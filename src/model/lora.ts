@@ -10,7 +10,7 @@ import type { Rng, Tensor } from '../tensor/index.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import { ModelFileError } from './model-file-error.js';
 import type { LoraAdapter, Qwen2Model } from './qwen2-model.js';
-import { PEFT_CONFIG_FILE, readPeftLoraConfig } from './peft-config.js';
+import { PEFT_CONFIG_FILE, readPeftLoraConfig, type ModulePattern, type PeftModuleChoice } from './peft-config.js';
 import { checkFiniteWeight, loadSafetensors, saveSafetensors } from './safetensors.js';
 import type { TensorData } from './tensor-data.js';
 import { makeFolder } from '../io/make-folder.js';
@@ -40,6 +40,45 @@ export function loraModulePaths(model: Qwen2Model, targets: readonly string[]): 
     for (const t of targets) paths.push(`model.layers.${l}.${MLP_TARGETS.has(t) ? 'mlp' : 'self_attn'}.${t}`);
   }
   return paths;
+}
+
+/** A module pattern as PEFT matches it, against the whole path (re.fullmatch). */
+function wholePath(file: string, { key, pattern }: ModulePattern): RegExp {
+  try {
+    return new RegExp(`^(?:${pattern})$`);
+  } catch {
+    throw new ModelFileError(
+      file,
+      `"${key}" ${JSON.stringify(pattern)} is not a regular expression JavaScript reads; list the module ` +
+        'names instead.',
+    );
+  }
+}
+
+/** Whether a module is named by names (its path, or what the path ends in after a dot) or a pattern. */
+function namer(file: string, names: readonly string[] | ModulePattern): (modulePath: string) => boolean {
+  if (!Array.isArray(names)) {
+    const re = wholePath(file, names as ModulePattern);
+    return (modulePath) => re.test(modulePath);
+  }
+  return (modulePath) => names.some((name) => modulePath === name || modulePath.endsWith(`.${name}`));
+}
+
+/**
+ * Whether PEFT put an adapter on a module, by its path (model.layers.3.mlp.up_proj). As PEFT matches them,
+ * layers_to_transform limits the names a path ends in, not a path given whole nor a pattern.
+ */
+export function peftAdapts(file: string, choice: PeftModuleChoice): (modulePath: string) => boolean {
+  const excluded = choice.exclude === null ? () => false : namer(file, choice.exclude);
+  const targets = choice.targets === 'all-linear' ? LORA_TARGETS : choice.targets;
+  const named = namer(file, targets);
+  const { layers } = choice;
+  return (modulePath) => {
+    if (excluded(modulePath) || !named(modulePath)) return false;
+    if (!Array.isArray(targets) || targets.includes(modulePath) || layers === null) return true;
+    const layer = /^model\.layers\.(\d+)\./.exec(modulePath)?.[1];
+    return layer !== undefined && layers.includes(Number(layer));
+  };
 }
 
 /**
@@ -138,36 +177,41 @@ export async function saveLoraAdapter(dir: string, model: Qwen2Model, cfg: LoraC
   await saveSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors);
 }
 
-/** Reads a PEFT LoRA adapter folder and attaches it to the model (base frozen). */
+/**
+ * Reads a PEFT LoRA adapter folder and attaches it to the model (base frozen), on the modules PEFT put it on
+ * (target_modules, layers_to_transform, exclude_modules): the returned targets name them, model.adapters holds
+ * them by path.
+ */
 export async function loadLoraAdapter(
   dir: string,
   model: Qwen2Model,
   opts: { trainable?: boolean } = {},
 ): Promise<LoraConfig> {
   const peft = await readPeftLoraConfig(dir);
-  if (peft.rslora) throw new ModelFileError(peft.file, 'rsLoRA adapters are not supported.');
-  if (peft.someLayers !== null)
-    throw new ModelFileError(
-      peft.file,
-      `${peft.someLayers} leaves some layers of target_modules without an adapter, which is not supported for ` +
-        'loading; search-r3 export gguf --lora takes it for llama.cpp, or train the adapter on every layer.',
-    );
-  if (peft.targets === null)
-    throw new ModelFileError(
-      peft.file,
-      `"target_modules" is a pattern; list the module names (${LORA_TARGETS.join(', ')}) instead.`,
-    );
-  const unknown = peft.targets.find((t) => !(LORA_TARGETS as readonly string[]).includes(t));
+  // a name, or a module's path (model.layers.0.self_attn.q_proj), whose last part is a linear layer's name
+  const unknown = peft.targets?.find((t) => !(LORA_TARGETS as readonly string[]).includes(t.split('.').pop()!));
   if (unknown !== undefined)
     throw new ModelFileError(
       peft.file,
       `target module "${unknown}" is not a Qwen2 linear layer; the layers are ${LORA_TARGETS.join(', ')}.`,
     );
+  const layerCount = model.config.numHiddenLayers;
+  const beyond = peft.modules.layers?.find((l) => l >= layerCount);
+  if (beyond !== undefined)
+    throw new ModelFileError(
+      peft.file,
+      `"layers_to_transform" names layer ${beyond}, and the base model has ${layerCount} (0 to ${layerCount - 1}): ` +
+        'the adapter was made for another model.',
+    );
+  const linear = loraModulePaths(model, LORA_TARGETS);
+  const modules = linear.filter(peftAdapts(peft.file, peft.modules));
+  if (modules.length === 0)
+    throw new ModelFileError(peft.file, `its modules (target_modules, exclude_modules) leave no layer adapted.`);
   const cfg: LoraConfig = {
     rank: peft.rank,
     alpha: peft.alpha,
     dropout: peft.dropout,
-    targets: peft.targets as LoraTarget[],
+    targets: LORA_TARGETS.filter((t) => modules.some((m) => m.endsWith(`.${t}`))),
   };
   const weightsFile = path.join(dir, 'adapter_model.safetensors');
   if (!existsSync(weightsFile))
@@ -175,7 +219,7 @@ export async function loadLoraAdapter(
   const weights = await loadSafetensors(weightsFile);
   const unused = new Set(weights.keys());
   for (const p of model.parameters()) p.requiresGrad = false;
-  for (const mod of loraModulePaths(model, cfg.targets)) {
+  for (const mod of modules) {
     const get = (part: 'A' | 'B', shape: number[]): Tensor => {
       const name = `${PEFT_PREFIX}${mod}.lora_${part}.weight`;
       const t = weights.get(name);
@@ -193,17 +237,20 @@ export async function loadLoraAdapter(
     model.adapters.set(mod, {
       a: get('A', [cfg.rank, inp]),
       b: get('B', [out, cfg.rank]),
-      scale: cfg.alpha / cfg.rank,
+      scale: peft.rslora ? cfg.alpha / Math.sqrt(cfg.rank) : cfg.alpha / cfg.rank,
       dropout: cfg.dropout,
       merged: false,
     });
   }
   const [extra] = unused;
-  if (extra !== undefined)
-    throw new ModelFileError(
-      weightsFile,
-      `tensor "${extra}" is not on a module that ${PEFT_CONFIG_FILE}'s target_modules names; ` +
-        `the adapter would be loaded without it.`,
-    );
-  return cfg;
+  if (extra === undefined) return cfg;
+  const onLinear = linear.some((m) => extra.startsWith(`${PEFT_PREFIX}${m}.`));
+  throw new ModelFileError(
+    weightsFile,
+    onLinear
+      ? `tensor "${extra}" is not on a module that ${PEFT_CONFIG_FILE}'s target_modules names; ` +
+          `the adapter would be loaded without it.`
+      : `tensor "${extra}" is on a module an adapter here cannot be on: only Qwen2's linear layers ` +
+          `(${LORA_TARGETS.join(', ')}) take one.`,
+  );
 }

@@ -36,7 +36,9 @@ async function fingerprintOf(dir: string, adapters: readonly string[]): Promise<
     const base = await resolveAdapterBase(dir, undefined, adapters);
     const peft = await readPeftLoraConfig(dir);
     // the settings, not adapter_config.json itself: its base path changes when the folders move, the model does not
-    h.update(`base\0${base.fingerprint}\0lora\0${JSON.stringify([peft.rank, peft.alpha, peft.targets])}\0`);
+    // rsLoRA only where it is on, so that other adapters keep the fingerprints they had before it loaded
+    const settings = [peft.rank, peft.alpha, peft.targets, ...(peft.rslora ? ['rslora'] : [])];
+    h.update(`base\0${base.fingerprint}\0lora\0${JSON.stringify(settings)}\0`);
   }
   const names = (await fsp.readdir(dir)).filter((n) => IDENTITY_FILES.test(n)).sort();
   for (const name of names) await hashFile(h, path.join(dir, name), name);

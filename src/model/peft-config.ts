@@ -18,12 +18,30 @@ export interface PeftLoraConfig {
   rslora: boolean;
   /** base_model_name_or_path: the model the adapter was trained on; '' when the file names none. */
   baseModel: string;
+  /** Which modules the adapter is on, as PEFT chose them when it made the adapter. */
+  modules: PeftModuleChoice;
+}
+
+/**
+ * PEFT's choice of the modules an adapter is on, by their paths in the model (model.layers.3.self_attn.q_proj):
+ * exclude_modules first, then target_modules, then layers_to_transform.
+ */
+export interface PeftModuleChoice {
   /**
-   * The setting by which some layers of the target modules have no adapter (layers_to_transform,
-   * exclude_modules), as the file gives it; null when every one has. GGUF adapters are per tensor and take
-   * such an adapter; loading it onto a model does not.
+   * Names a module's path ends in (after a dot, or the whole path), a pattern the whole path matches, or
+   * "all-linear": every linear layer but the output layer (lm_head).
    */
-  someLayers: string | null;
+  targets: readonly string[] | ModulePattern | 'all-linear';
+  /** layers_to_transform: only modules in these layers (model.layers.N); null for every layer. */
+  layers: readonly number[] | null;
+  /** exclude_modules, as targets; null when none is. */
+  exclude: readonly string[] | ModulePattern | null;
+}
+
+/** A regular expression of adapter_config.json, which PEFT matches against a module's whole path (re.fullmatch). */
+export interface ModulePattern {
+  key: 'target_modules' | 'exclude_modules';
+  pattern: string;
 }
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json';
@@ -68,6 +86,11 @@ export async function readPeftLoraConfig(dir: string): Promise<PeftLoraConfig> {
   if (Array.isArray(t) && t.every((x) => typeof x === 'string')) targets = t as string[];
   else if (typeof t !== 'string')
     throw new ModelFileError(file, `"target_modules" must be a list of module names, got ${JSON.stringify(t)}.`);
+  const modules: PeftModuleChoice = {
+    targets: targets ?? (t === 'all-linear' ? t : { key: 'target_modules', pattern: t as string }),
+    layers: layersToTransform(file, c, targets !== null || t === 'all-linear'),
+    exclude: excludeModules(file, c['exclude_modules']),
+  };
   const bias = c['bias'] ?? 'none';
   if (bias !== 'none')
     throw new ModelFileError(
@@ -82,14 +105,42 @@ export async function readPeftLoraConfig(dir: string): Promise<PeftLoraConfig> {
       `"base_model_name_or_path" must be the path of the base model folder, got ${JSON.stringify(base)}.`,
     );
   const rslora = c['use_rslora'] === true;
-  return { file, rank, alpha, dropout, targets, rslora, baseModel: base, someLayers: someLayersSetting(c) };
+  return { file, rank, alpha, dropout, targets, rslora, baseModel: base, modules };
 }
 
-/** PeftLoraConfig.someLayers of a parsed adapter_config.json (PEFT writes null, or [], for none). */
-function someLayersSetting(c: Record<string, unknown>): string | null {
-  for (const key of ['layers_to_transform', 'exclude_modules']) {
-    const v = c[key];
-    if (v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0)) return `"${key}" ${JSON.stringify(v)}`;
-  }
-  return null;
+/** layers_to_transform (one layer or a list; null or [] for every layer), on the layers PEFT finds by "layers". */
+function layersToTransform(file: string, c: Record<string, unknown>, namedTargets: boolean): number[] | null {
+  const pattern = c['layers_pattern'];
+  const patterns = Array.isArray(pattern) ? pattern : pattern === undefined || pattern === null ? [] : [pattern];
+  if (patterns.some((p) => p !== 'layers'))
+    throw new ModelFileError(
+      file,
+      `"layers_pattern" ${JSON.stringify(pattern)} is not where a Qwen2 model keeps its layers; it is "layers" ` +
+        '(model.layers.N), or null.',
+    );
+  const v = c['layers_to_transform'];
+  const layers = typeof v === 'number' ? [v] : v;
+  if (layers === undefined || layers === null || (Array.isArray(layers) && layers.length === 0)) return null;
+  if (!Array.isArray(layers) || !layers.every((n) => Number.isInteger(n) && n >= 0))
+    throw new ModelFileError(
+      file,
+      `"layers_to_transform" must be a layer number or a list of them, got ${JSON.stringify(v)}.`,
+    );
+  if (!namedTargets)
+    throw new ModelFileError(
+      file,
+      '"layers_to_transform" with a "target_modules" pattern: PEFT refuses the two together; list the module names.',
+    );
+  return layers as number[];
+}
+
+/** exclude_modules: names, or a pattern of whole module paths; null (PEFT's default) or [] for none. */
+function excludeModules(file: string, v: unknown): string[] | ModulePattern | null {
+  if (v === undefined || v === null || (Array.isArray(v) && v.length === 0)) return null;
+  if (typeof v === 'string') return { key: 'exclude_modules', pattern: v };
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+  throw new ModelFileError(
+    file,
+    `"exclude_modules" must be a list of module names or a pattern, got ${JSON.stringify(v)}.`,
+  );
 }

@@ -11,14 +11,17 @@ import { addSpecialTokens, isModelFolder, loadModelFolder, saveModelFolder } fro
 import { isAdapterFolder } from '../../src/model/peft-config.js';
 import { leaveAsideAsKilledWrite } from '../helpers/killed-write.js';
 import {
+  LORA_TARGETS,
   attachLora,
   loadLoraAdapter,
+  loraModulePaths,
   loraParameters,
   mergeLora,
   saveLoraAdapter,
   unmergeLora,
 } from '../../src/model/lora.js';
 import { loadSafetensors, saveSafetensors, saveSafetensorsFolder } from '../../src/model/safetensors.js';
+import type { TensorData } from '../../src/model/tensor-data.js';
 import { relErr } from '../helpers/torch.js';
 import { tinyQwen2Config } from '../helpers/tiny-qwen2.js';
 
@@ -272,7 +275,6 @@ test(
       const refused: [Record<string, unknown>, RegExp][] = [
         [{ alpha_pattern: { v_proj: 64 } }, /"alpha_pattern" \{"v_proj":64\} gives some modules their own rank/],
         [{ rank_pattern: { q_proj: 8 } }, /"rank_pattern" .* not supported/],
-        [{ target_modules: 'all-linear' }, /"target_modules" is a pattern; list the module names/],
         [{ target_modules: ['q_proj', 'qkv'] }, /target module "qkv" is not a Qwen2 linear layer/],
         [
           { target_modules: ['q_proj'] },
@@ -280,9 +282,8 @@ test(
         ],
         [{ r: 0 }, /"r" must be a positive integer, got 0/],
         [{ use_dora: true }, /DoRA adapters are not supported/],
-        // PEFT keeps such an adapter's other layers unadapted: loaded whole, it would be another model
-        [{ layers_to_transform: [0] }, /"layers_to_transform" \[0\] leaves some layers of target_modules without/],
-        [{ exclude_modules: ['model.layers.1.self_attn.q_proj'] }, /"exclude_modules" \["model.layers.1.self_attn/],
+        // the file holds tensors for modules the settings leave out: loaded, the adapter would lose them
+        [{ layers_to_transform: [0] }, /"base_model\.model\.model\.layers\.1\..* is not on a module that/],
         [{ bias: 'lora_only' }, /"bias" "lora_only" trains the base model's biases along with the adapter/],
       ];
       for (const [change, expected] of refused) {
@@ -336,6 +337,106 @@ test("JSON files saved with a byte-order mark (an editor's UTF-8 with BOM) load 
     rmSync(dir, { recursive: true });
   }
 });
+
+/** W + scale·B·A by plain loops: what a PEFT adapter's module is once merged. */
+function merged(w: Float32Array, a: TensorData, b: TensorData, scale: number): Float32Array {
+  const [rank, inp] = a.shape as [number, number];
+  const out = Float32Array.from(w);
+  for (let o = 0; o < b.shape[0]!; o++)
+    for (let i = 0; i < inp; i++) {
+      let sum = 0;
+      for (let k = 0; k < rank; k++) sum += b.data[o * rank + k]! * a.data[k * inp + i]!;
+      out[o * inp + i] += scale * sum;
+    }
+  return out;
+}
+
+test(
+  'a PEFT adapter on some modules (layers_to_transform, exclude_modules, a target pattern, all-linear) or with ' +
+    'rsLoRA loads as PEFT applies it; settings it cannot mean are refused',
+  async () => {
+    const dir = tmp();
+    try {
+      const m = tiny(4);
+      const rank = 2;
+      const cfg = { rank, alpha: 6, dropout: 0, targets: [...LORA_TARGETS] };
+      attachLora(m.model, cfg, new T.Rng(3));
+      // random B: PEFT starts it at zero, and a zero B merges to the base whatever modules it is on
+      const rng = new T.Rng(7);
+      for (const ad of m.model.adapters.values()) ad.b.write(T.randn([...ad.b.shape], rng).read());
+      await saveLoraAdapter(dir, m.model, cfg, 'tiny');
+      const configFile = path.join(dir, 'adapter_config.json');
+      const weightsFile = path.join(dir, 'adapter_model.safetensors');
+      const saved = JSON.parse(readFileSync(configFile, 'utf8'));
+      const all = await loadSafetensors(weightsFile);
+      const base = tiny(4).model;
+      const attention = ['q_proj', 'k_proj', 'v_proj', 'o_proj'];
+      const q = (l: number, t: string): string =>
+        `model.layers.${l}.${attention.includes(t) ? 'self_attn' : 'mlp'}.${t}`;
+      const cases: [Record<string, unknown>, string[]][] = [
+        [{ target_modules: ['q_proj', 'down_proj'], layers_to_transform: [1] }, [q(1, 'q_proj'), q(1, 'down_proj')]],
+        [{ target_modules: ['v_proj'], layers_to_transform: 0, layers_pattern: 'layers' }, [q(0, 'v_proj')]],
+        [
+          { target_modules: ['k_proj', 'up_proj'], exclude_modules: ['model.layers.0.mlp.up_proj'] },
+          [q(0, 'k_proj'), q(1, 'k_proj'), q(1, 'up_proj')],
+        ],
+        [{ target_modules: '.*\\.(q|o)_proj', exclude_modules: '.*layers\\.0\\..*' }, [q(1, 'q_proj'), q(1, 'o_proj')]],
+        [{ target_modules: 'all-linear', layers_to_transform: [0] }, LORA_TARGETS.map((t) => q(0, t))],
+        // a path named whole is on whatever its layer, as PEFT takes it
+        [
+          { target_modules: ['model.layers.0.self_attn.o_proj', 'gate_proj'], layers_to_transform: [1] },
+          [q(0, 'o_proj'), q(1, 'gate_proj')],
+        ],
+        [{ target_modules: ['up_proj'], use_rslora: true }, [q(0, 'up_proj'), q(1, 'up_proj')]],
+      ];
+      for (const [change, on] of cases) {
+        writeFileSync(configFile, JSON.stringify({ ...saved, ...change }));
+        const kept = [...all].filter(([name]) => on.some((mod) => name.startsWith(`base_model.model.${mod}.`)));
+        await saveSafetensors(weightsFile, kept);
+        const fresh = tiny(4).model;
+        await loadLoraAdapter(dir, fresh);
+        assert.deepEqual([...fresh.adapters.keys()].sort(), [...on].sort(), JSON.stringify(change));
+        mergeLora(fresh);
+        const scale = change['use_rslora'] ? 6 / Math.sqrt(rank) : 6 / rank;
+        for (const mod of loraModulePaths(base, LORA_TARGETS)) {
+          const w = base.params.get(`${mod}.weight`)!.data;
+          const [a, b] = ['A', 'B'].map((part) => all.get(`base_model.model.${mod}.lora_${part}.weight`)!);
+          const expected = on.includes(mod) ? merged(w, a!, b!, scale) : w;
+          assert.ok(
+            relErr(fresh.params.get(`${mod}.weight`)!.data, expected) < 1e-6,
+            `${mod} ${JSON.stringify(change)}`,
+          );
+        }
+      }
+      const refused: [Record<string, unknown>, RegExp][] = [
+        [{ layers_to_transform: [2] }, /"layers_to_transform" names layer 2, and the base model has 2 \(0 to 1\): the/],
+        [{ layers_to_transform: [0], layers_pattern: 'h' }, /"layers_pattern" "h" is not where a Qwen2 model keeps/],
+        [{ target_modules: '.*q_proj', layers_to_transform: [0] }, /PEFT refuses the two together; list the module/],
+        [{ target_modules: '(?P<q>q_proj)' }, /"target_modules" "\(\?P<q>q_proj\)" is not a regular expression/],
+        [{ exclude_modules: '.*' }, /leave no layer adapted/],
+        [{ layers_to_transform: ['1'] }, /"layers_to_transform" must be a layer number or a list of them, got \["1"\]/],
+      ];
+      for (const [change, expected] of refused) {
+        writeFileSync(configFile, JSON.stringify({ ...saved, ...change }));
+        await assert.rejects(loadLoraAdapter(dir, tiny(4).model), expected, JSON.stringify(change));
+      }
+      // a tensor on the output layer: PEFT's pattern may take it, a merged model here cannot
+      writeFileSync(configFile, JSON.stringify({ ...saved, target_modules: '.*(q_proj|lm_head)' }));
+      const onHead: [string, TensorData][] = [
+        ['base_model.model.lm_head.lora_A.weight', { shape: [rank, 32], data: new Float32Array(rank * 32) }],
+        ['base_model.model.lm_head.lora_B.weight', { shape: [300, rank], data: new Float32Array(300 * rank) }],
+      ];
+      const qOnly = [...all].filter(([name]) => name.includes('q_proj'));
+      await saveSafetensors(weightsFile, [...qOnly, ...onHead]);
+      await assert.rejects(
+        loadLoraAdapter(dir, tiny(4).model),
+        /lm_head\.lora_A\.weight" is on a module an adapter here cannot be on/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+  },
+);
 
 test('a model or adapter folder a killed write left aside is found as one, and gets its name back', () => {
   const root = mkdtempSync(path.join(tmpdir(), 'sr3-aside-'));
