@@ -21,6 +21,8 @@ const VECTORS = 'vectors';
 const META = 'meta';
 /** The meta column of the table identity ('' for none: LanceDB infers a column's type from its first value). */
 const TABLE_ID = 'table_id';
+/** The fewest rows IVF-PQ trains on: LanceDB's default PQ has 8-bit codes, 256 centroids per sub-vector. */
+const PQ_TRAINING_ROWS = 256;
 
 export class LanceStore implements VectorStore {
   readonly kind = 'lancedb' as const;
@@ -90,11 +92,20 @@ export class LanceStore implements VectorStore {
     });
   }
 
-  /** Builds an ANN index on the vectors (IVF-PQ by LanceDB's defaults); worthwhile for large tables only. */
+  /**
+   * Builds an ANN index on the vectors (IVF-PQ by LanceDB's defaults); worthwhile for large tables only. A table
+   * too small to train PQ's codebooks is refused in one sentence here, where LanceDB's refusal is a dump of the
+   * Rust source paths it failed in.
+   */
   createVectorIndex(): Promise<void> {
     return this.use(async () => {
-      if (this.table)
-        await this.table.createIndex('vector', { config: lancedb.Index.ivfPq({ distanceType: 'cosine' }) });
+      const rows = this.table ? await this.table.countRows() : 0;
+      if (!this.table || rows < PQ_TRAINING_ROWS)
+        throw new IndexError(
+          `the LanceDB store ${this.uri} holds ${rows} vectors, and an IVF-PQ index trains on at least ` +
+            `${PQ_TRAINING_ROWS}; search it as it is (exactly, by brute force) and build the index once it holds more.`,
+        );
+      await this.table.createIndex('vector', { config: lancedb.Index.ivfPq({ distanceType: 'cosine' }) });
     });
   }
 

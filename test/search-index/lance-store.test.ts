@@ -242,6 +242,32 @@ test("the package exports LanceStore: a LanceDB index's store is one, and builds
   }
 });
 
+test("createVectorIndex on a table too small to train IVF-PQ is one sentence, not LanceDB's dump", async () => {
+  const { dir, cleanup } = tempDir('lance-small-ann');
+  try {
+    const uri = path.join(dir, 'v.lance');
+    const store = await LanceStore.open(uri, 16);
+    const refused = (rows: number): { name: string; message: string } => ({
+      name: 'IndexError',
+      message:
+        `the LanceDB store ${uri} holds ${rows} vectors, and an IVF-PQ index trains on at least 256; ` +
+        'search it as it is (exactly, by brute force) and build the index once it holds more.',
+    });
+    try {
+      await assert.rejects(store.createVectorIndex(), refused(0));
+      const rows = Array.from({ length: 255 }, (_, i) => ({ key: i + 1, id: `doc${i}`, vector: unit(i + 5, 16) }));
+      await store.add(rows);
+      await assert.rejects(store.createVectorIndex(), refused(255));
+      // searched as before, exactly
+      assert.equal((await store.search(rows[3].vector, 1))[0].key, 4);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
 test("a writer's refresh while its own write saves the LanceDB table leaves its searches on the table", async () => {
   const { dir, cleanup } = tempDir('lance-own');
   try {
