@@ -78,7 +78,7 @@ async function readIds(file: string): Promise<string[]> {
  * against everything and silently drop out of every ranking.
  */
 function checkFinite(m: EmbeddingMatrix, file: string): EmbeddingMatrix {
-  const bad = m.data.findIndex((x) => !Number.isFinite(x));
+  const bad = firstNonFinite(m.data);
   if (bad >= 0) {
     const id = m.ids[Math.floor(bad / m.dim)];
     throw new EvalInputError(
@@ -87,6 +87,19 @@ function checkFinite(m: EmbeddingMatrix, file: string): EmbeddingMatrix {
     );
   }
   return m;
+}
+
+/**
+ * The index of the first NaN or ±Infinity in `data`, or -1. x − x is 0 for every finite x and NaN otherwise: a
+ * plain loop on it checks 700k × 768 floats in a fraction of a second, where findIndex with a callback takes
+ * seconds.
+ */
+function firstNonFinite(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i]!;
+    if (x - x !== 0) return i;
+  }
+  return -1;
 }
 
 /**

@@ -8,7 +8,7 @@
 import { existsSync, promises as fsp, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import type { OptimizerState, RngState, Tensor } from '../tensor/index.js';
+import { hostKernels, type OptimizerState, type RngState, type Tensor } from '../tensor/index.js';
 import { ModelFileError } from '../model/model-file-error.js';
 import { loadSafetensors, saveSafetensors, type TensorData } from '../model/safetensors.js';
 import { recoverSetAside, writeDirAtomically } from '../io/atomic-file.js';
@@ -94,6 +94,7 @@ export async function saveCheckpoint(
   );
   // resume refuses a NaN or Inf as damage, so a checkpoint holding one could never be resumed; checked
   // before anything is written, so the newest checkpoint on disk stays the last one that can be
+  const allFinite = (a: Float32Array): boolean => hostKernels().allFinite(a);
   const bad = weights.find(([, t]) => !allFinite(t.data));
   if (bad) throw new NonFiniteCheckpoint(`the weights of "${bad[0]}"`);
   const badMoment = moments.find(([, t]) => !allFinite(t.data));
@@ -124,11 +125,6 @@ export class NonFiniteCheckpoint extends Error {
     super(`${what} holds NaN or Inf`);
     this.name = 'NonFiniteCheckpoint';
   }
-}
-
-function allFinite(a: Float32Array): boolean {
-  for (let j = 0; j < a.length; j++) if (!Number.isFinite(a[j])) return false;
-  return true;
 }
 
 const WEIGHTS_FILE = 'trainable.safetensors';
