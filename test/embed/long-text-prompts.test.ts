@@ -42,10 +42,10 @@ function wholeTextPrompt(
     const full = tok.encode(tok.renderChat([...messages, { role: 'assistant', content: t.directResponse }]));
     return full.slice(0, full.lastIndexOf(embedTokenId(tok)) + 1);
   };
-  let ids = render(text);
+  let ids = remembered(tok, `${kind} ${reasoning}`, text, render);
   let truncated = 0;
   if (ids.length > maxLength) {
-    const textIds = tok.encode(text);
+    const textIds = remembered(tok, 'text', text, (t) => tok.encode(t));
     const overhead = ids.length - textIds.length;
     if (maxLength - overhead < 1) throw new PromptTooLongError(`overhead ${overhead}`);
     for (let k = maxLength - overhead; k >= 1; k--) {
@@ -57,6 +57,18 @@ function wholeTextPrompt(
     }
   }
   return { ids, embedAt: reasoning ? -1 : ids.length - 1, truncated };
+}
+
+const encodings = new WeakMap<Tokenizer, Map<string, number[]>>();
+
+/** `encode(text)` once for each tokenizer, `what` and text: each is asked for again at every prompt length. */
+function remembered(tok: Tokenizer, what: string, text: string, encode: (text: string) => number[]): number[] {
+  const known = encodings.get(tok) ?? new Map<string, number[]>();
+  encodings.set(tok, known);
+  const key = `${what}\0${text}`;
+  const ids = known.get(key) ?? encode(text);
+  known.set(key, ids);
+  return ids;
 }
 
 function withEmbedToken(tok: Tokenizer): Tokenizer {
@@ -122,7 +134,7 @@ test('a long text gives the prompt, embed position and cut count that encoding i
         ['query', true],
       ] as const) {
         const full = wholeTextPrompt(tok, text, kind, 1 << 20, reasoning).ids.length;
-        const textTokens = tok.encode(text).length;
+        const textTokens = remembered(tok, 'text', text, (t) => tok.encode(t)).length;
         const overhead = full - textTokens;
         // around the edges: exactly fitting, one token over, nothing of the text left, and some in between
         const lengths = [full + 1, full, full - 1, overhead + 2, overhead + 1, overhead, overhead - 1];
