@@ -15,6 +15,7 @@ import {
 } from '../train/lm/text-corpus.js';
 import { corpusPairs, PAIRS_HELP } from './corpus-pairs.js';
 import { helpParagraph } from './option-help.js';
+import { counted } from '../io/counted.js';
 
 const HELP = `search-r3 corpus build — assemble the plain-text pretraining corpus
 
@@ -65,11 +66,6 @@ function checkReplaceable(out: string): void {
       `--out ${out} holds ${foreign}, which corpus build does not write; it replaces the whole folder, so ` +
         'move that out first or name a new folder.',
     );
-}
-
-/** '1 shard', '3 shards'. */
-function counted(n: number, one: string, many = `${one}s`): string {
-  return `${n} ${n === 1 ? one : many}`;
 }
 
 /** What corpus build writes into its folder: the manifest, the train shards and valid.jsonl, all files. */

@@ -29,6 +29,7 @@ import type { AddResult, DocumentInput } from '../search-index/search-index.js';
 import type { DeadJob, QueuedIndexOptions } from '../queue/coordinator.js';
 import { DEFAULT_QUEUE_NAME, queueNameOption } from '../queue/index-job.js';
 import { QueueError } from '../queue/queue-error.js';
+import { counted, wasOrWere } from '../io/counted.js';
 
 const HELP = `search-r3 index — build or update a search index
 
@@ -199,7 +200,7 @@ export const indexCommand: Command = {
         index.lockForWriting();
         const before = index.stats();
         if (before.pending > 0)
-          process.stderr.write(`resuming: ${before.pending} documents left pending by an earlier run\n`);
+          process.stderr.write(`resuming: ${counted(before.pending, 'document')} left pending by an earlier run\n`);
         if (target && index.info.store !== 'lancedb')
           throw new UserError(
             `${out} keeps its vectors in a local HNSW file, which replicas cannot share; --queue needs an index ` +
@@ -228,27 +229,34 @@ export const indexCommand: Command = {
         const gone = index.documentIds().filter((id) => !keep.has(id));
         const s = index.stats();
         console.log(
-          `${path.resolve(out)}: ${s.documents} documents indexed (${r.encoded} encoded now, ` +
+          `${path.resolve(out)}: ${counted(s.documents, 'document')} indexed (${r.encoded} encoded now, ` +
             `${r.counts.unchanged} unchanged${values.prune ? `, ${pruned} pruned` : ''}).`,
         );
         if (r.counts.repaired > 0)
-          console.log(`${r.counts.repaired} documents whose stored copy was damaged were encoded again from --input.`);
+          console.log(
+            `${counted(r.counts.repaired, 'document')} whose stored copy was damaged ` +
+              `${wasOrWere(r.counts.repaired)} encoded again from --input.`,
+          );
         if (r.removedDamaged)
           console.log(
-            `${r.removedDamaged.length} damaged documents that are not in --input were deleted ` +
+            `${counted(r.removedDamaged.length, 'damaged document')} not in --input ` +
+              `${wasOrWere(r.removedDamaged.length)} deleted ` +
               `(${firstIds(r.removedDamaged)}${r.removedDamaged.length > 3 ? ', ...' : ''}).`,
           );
         if (r.truncated)
           console.log(
-            `${r.truncated} of the ${r.encoded} documents encoded now were longer than ${backend.maxLength} ` +
-              `tokens and were cut to fit.`,
+            `${r.truncated} of the ${counted(r.encoded, 'document')} encoded now ${wasOrWere(r.truncated)} longer ` +
+              `than ${backend.maxLength} tokens and ${wasOrWere(r.truncated)} cut to fit.`,
           );
         if (skipped.size > 0)
           console.log(`skipped in ${values.input}: ${[...skipped].map(([why, n]) => `${n} ${why}`).join(', ')}.`);
         if (!values.prune && gone.length > 0) {
           console.log(
-            `${gone.length} documents of the index are not in --input (e.g. ${firstIds(gone)}); ` +
-              `they stay searchable — rerun with --prune to delete them.`,
+            gone.length === 1
+              ? `1 document of the index is not in --input (${firstIds(gone)}); it stays searchable — rerun ` +
+                  'with --prune to delete it.'
+              : `${gone.length} documents of the index are not in --input (e.g. ${firstIds(gone)}); they stay ` +
+                  'searchable — rerun with --prune to delete them.',
           );
         }
         if (r.dead && r.dead.length > 0) throw deadLetterError(r.dead);
@@ -442,9 +450,8 @@ async function deleteIds(out: string, ids: readonly string[]): Promise<number> {
     const shown = (id: string): string => (/^\s|\s$|,/.test(id) ? JSON.stringify(id) : id);
     const gone = new Set(deleted);
     const missing = ids.filter((id) => !gone.has(id)).map(shown);
-    console.log(
-      `deleted ${deleted.length} documents${missing.length > 0 ? `; not in the index: ${missing.join(', ')}` : ''}.`,
-    );
+    const notThere = missing.length > 0 ? `; not in the index: ${missing.join(', ')}` : '';
+    console.log(`deleted ${counted(deleted.length, 'document')}${notThere}.`);
   } finally {
     await index.close();
   }

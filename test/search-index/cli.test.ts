@@ -285,7 +285,7 @@ test('odd input: lone surrogates (refused in ids), ids past 2^53, a BEIR folder 
       r = await cli('index', '--model', model, '--input', beir, '--out', bi);
       assert.equal(r.code, 0, r.stderr);
       r = await cli('index', '--input', corpusFile, '--out', bi);
-      assert.match(r.stdout, /1 documents indexed \(0 encoded now, 1 unchanged\)/);
+      assert.match(r.stdout, /1 document indexed \(0 encoded now, 1 unchanged\)/);
       r = await cli('search', '--index', bi, '--json', 'alpha');
       const hit = (JSON.parse(r.stdout) as { data: { metadata: unknown }[] }).data[0];
       assert.deepEqual(hit.metadata, { url: 'http://x' });
@@ -325,7 +325,7 @@ test('index --delete takes escaped commas and repeats; --delete-file ids as writ
 
     r = await cli('index', '--out', out, '--delete', 'minutes/meeting\\, 2024.md');
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'deleted 1 documents.\n');
+    assert.equal(r.stdout, 'deleted 1 document.\n');
     // each --delete counts, not only the last
     r = await cli('index', '--out', out, '--delete', 'x.md', '--delete', ' y.md ,ghost');
     assert.equal(r.stdout, 'deleted 2 documents; not in the index: ghost.\n');
@@ -557,7 +557,7 @@ test('search and errors print stored text without the control characters that wo
     writeFileSync(input, `${JSON.stringify({ _id: 'other', text: 'gene' })}\n`);
     r = await cli('index', '--input', input, '--out', out);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /1 documents of the index are not in --input \(e\.g\. e\[31mred\)/);
+    assert.match(r.stdout, /1 document of the index is not in --input \(e\[31mred\)/);
     assert.doesNotMatch(r.stdout, /\p{Cc}(?<!\n)/u);
   } finally {
     cleanup();

@@ -152,7 +152,7 @@ test(
       ]);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stderr, /--max-length 100000 is above the model's context; texts are cut at 256 tokens/);
-      assert.match(r.stdout, /1 of the 7 documents encoded now were longer than 256 tokens and were cut to fit/);
+      assert.match(r.stdout, /1 of the 7 documents encoded now was longer than 256 tokens and was cut to fit/);
       // the same command again: the value it lowers to is the index's cut length; another one is refused
       const again = ['index', '--input', input, '--out', idx, '--max-length'];
       r = runCli([...again, '100000']);
@@ -217,7 +217,7 @@ test(
       r = runCli(['index', '--input', notes, '--out', idx]);
       assert.match(
         r.stdout,
-        /1 documents of the index are not in --input \(e\.g\. sub\/b\.txt\); they stay searchable — rerun with --prune/,
+        /1 document of the index is not in --input \(sub\/b\.txt\); it stays searchable — rerun with --prune to/,
       );
       r = runCli(['index', '--input', notes, '--out', idx, '--prune']);
       assert.match(r.stdout, /2 documents indexed \(0 encoded now, 2 unchanged, 1 pruned\)/);
