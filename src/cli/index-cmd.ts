@@ -9,7 +9,7 @@ import { DEVICE_OPTION, deviceHelp, refuseDevice, selectDevice } from './device-
 import { modelHelp } from './option-help.js';
 import { oneLine } from '../io/one-line.js';
 import { withoutByteOrderMark } from '../io/byte-order-mark.js';
-import { streamDocuments } from '../search-index/document-source.js';
+import { OTHER_KIND, streamDocuments, type SkipReason } from '../search-index/document-source.js';
 import { recordedModelFolder } from './index-model.js';
 import type { EmbeddingBackend } from '../search-index/embedding-backend.js';
 import {
@@ -65,8 +65,9 @@ ${modelHelp(25, 'the model (default for an existing index: the one it was built 
                          URLs, e.g. http://10.0.0.5:8080); requests are spread round-robin with retries
   --api-key <key>        bearer token for --remote (default: $SEARCH_R3_API_KEY)
   --input <path>         BEIR folder (corpus.jsonl), JSON-lines file (_id|id, title, text, metadata),
-                         or a folder of .txt/.md files (links leading outside it, files over 64 MiB, binary
-                         and non-UTF-8 files, and names that are not UTF-8, are skipped and counted)
+                         or a folder of .txt/.md files (other files, links leading outside it, files over
+                         64 MiB, binary and non-UTF-8 files, and names that are not UTF-8 are skipped and
+                         counted; BEIR corpora in its sub-folders are named)
   --out <dir>            index folder (created if missing)
   --dtype f32|f16|i8     HNSW vector storage (default f32; fixed when the index is created); a LanceDB
                          store keeps f32
@@ -179,10 +180,13 @@ export const indexCommand: Command = {
       // read twice, holding one document at a time: first every document is checked and its id kept, so that a
       // bad line is refused before the index is written; then the documents are staged as they are read again
       const keep = new Set<string>();
-      for await (const d of streamDocuments(input, {
-        onSkip: (_file, why) => skipped.set(why, (skipped.get(why) ?? 0) + 1),
-      }))
-        keep.add(d.id);
+      const corpora: string[] = [];
+      const onSkip = (file: string, why: SkipReason): void => {
+        skipped.set(why, (skipped.get(why) ?? 0) + 1);
+        if (why === OTHER_KIND && /^corpus\.jsonl(\.gz)?$/.test(path.basename(file)))
+          corpora.push(path.relative(input, file));
+      };
+      for await (const d of streamDocuments(input, { onSkip })) keep.add(d.id);
       // the first pass refused a repeated id by its line; staging refuses one that the file gained since
       const docs = streamDocuments(input, { refuseDuplicateIds: false });
       const index = await SearchIndex.open(out, {
@@ -250,6 +254,13 @@ export const indexCommand: Command = {
           );
         if (skipped.size > 0)
           console.log(`skipped in ${values.input}: ${[...skipped].map(([why, n]) => `${n} ${why}`).join(', ')}.`);
+        // a folder holding BEIR datasets was given for one of them: its corpus files were left out unread
+        if (corpora.length > 0)
+          console.log(
+            `${values.input} was read as a folder of .txt/.md files, and holds BEIR corpora it did not read ` +
+              `(${corpora.slice(0, 3).join(', ')}${corpora.length > 3 ? ', ...' : ''}); to index one, give its ` +
+              `folder as --input (--input ${path.join(input, path.dirname(corpora[0]!))}).`,
+          );
         if (!values.prune && gone.length > 0) {
           console.log(
             gone.length === 1

@@ -15,12 +15,14 @@ export type ListSkipReason = 'outside the folder' | 'with a name not in UTF-8';
  * is not walked (what it holds is listed under its own path, if inside root), so a link loop cannot trap
  * the walk, and a link cannot reach outside the folder given (`onSkip` hears of those). A dangling link
  * is left out. So is an entry whose name is not UTF-8 (a Latin-1 'café.txt'), with `onSkip`: a path is a
- * string here, and its name as one (U+FFFD in place of the byte) opens no file, or another file.
+ * string here, and its name as one (U+FFFD in place of the byte) opens no file, or another file. `onOther`
+ * hears of each file (not a link) whose name `accept` refuses.
  */
 export async function listFilesUnder(
   root: string,
   accept: (name: string) => boolean,
   onSkip?: (file: string, why: ListSkipReason) => void,
+  onOther?: (file: string) => void,
 ): Promise<string[]> {
   const out: string[] = [];
   const realRoot = realpathSync(root);
@@ -41,7 +43,10 @@ export async function listFilesUnder(
         await walk(full);
         continue;
       }
-      if (!accept(name)) continue;
+      if (!accept(name)) {
+        if (e.isFile()) onOther?.(full);
+        continue;
+      }
       if (e.isSymbolicLink()) {
         let target: string;
         try {

@@ -34,7 +34,10 @@ export function contentHash(d: SourceDocument): string {
 }
 
 /** Why a file of a folder input was not read. */
-export type SkipReason = ListSkipReason | 'over 64 MiB' | 'binary' | 'not UTF-8';
+export type SkipReason = ListSkipReason | 'over 64 MiB' | 'binary' | 'not UTF-8' | typeof OTHER_KIND;
+
+/** A file of a folder read as .txt/.md files that is of another kind (a .jsonl, a .csv, a PDF). */
+export const OTHER_KIND = 'not .txt or .md';
 
 export interface ReadDocumentsOptions {
   /** Called for each file of a folder input that is skipped, with the reason. */
@@ -226,7 +229,12 @@ const TEXT_FILE = /\.(txt|md|markdown)$/i;
 
 /** The .txt/.md files under root, in name order (see listFilesUnder: which links are followed). */
 function listTextFiles(root: string, opts: ReadDocumentsOptions): Promise<string[]> {
-  return listFilesUnder(root, (name) => TEXT_FILE.test(name), opts.onSkip);
+  return listFilesUnder(
+    root,
+    (name) => TEXT_FILE.test(name),
+    opts.onSkip,
+    (file) => opts.onSkip?.(file, OTHER_KIND),
+  );
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

@@ -185,8 +185,8 @@ test(
 );
 
 test(
-  'folder input: links out of the folder, binary and non-UTF-8 files ' +
-    'are skipped and counted; removed files are reported, then pruned',
+  'folder input: links out of the folder, binary and non-UTF-8 files, files of other kinds are skipped and ' +
+    'counted, a BEIR corpus among them named; removed files are reported, then pruned',
   async () => {
     const { dir, cleanup } = tempDir('folder');
     try {
@@ -201,11 +201,23 @@ test(
       symlinkSync(dir, path.join(notes, 'up'));
       writeFileSync(path.join(notes, 'image.txt'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 13]));
       writeFileSync(path.join(notes, 'latin1.txt'), Buffer.from('caf\xe9 cr\xe8me', 'latin1'));
+      // files of other kinds: a table, and a BEIR dataset's corpus, which the user may have meant to index
+      writeFileSync(path.join(notes, 'table.csv'), 'a,b\n');
+      mkdirSync(path.join(notes, 'sub', 'beir'));
+      writeFileSync(path.join(notes, 'sub', 'beir', 'corpus.jsonl'), '{"_id": "d1", "text": "delta"}\n');
       const idx = path.join(dir, 'idx');
       let r = runCli(['index', '--model', model, '--input', notes, '--out', idx]);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /3 documents indexed/);
-      assert.match(r.stdout, /skipped in .*notes: 1 outside the folder, 1 binary, 1 not UTF-8\./);
+      assert.match(r.stdout, /skipped in .*notes: 1 outside the folder, 2 not \.txt or \.md, 1 binary, 1 not UTF-8\./);
+      const beir = path.join(notes, 'sub', 'beir');
+      assert.ok(
+        r.stdout.includes(
+          `${notes} was read as a folder of .txt/.md files, and holds BEIR corpora it did not read (` +
+            `${path.join('sub', 'beir', 'corpus.jsonl')}); to index one, give its folder as --input (--input ${beir}).`,
+        ),
+        r.stdout,
+      );
       r = runCli(['search', '--index', idx, '--json', '-k', '10', 'alpha']);
       assert.deepEqual((JSON.parse(r.stdout) as { data: { id: string }[] }).data.map((h) => h.id).sort(), [
         'a.md',
