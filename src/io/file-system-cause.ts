@@ -53,7 +53,7 @@ export function outOfInodes(file: string): boolean {
  * ENOENT is a missing input, which its reader reports.
  */
 const CANNOT_CREATE: [cause: string, remedy: string] = [
-  'nothing new can be created there, as in /proc',
+  'the folder takes no new files, as a virtual file system (/proc, /sys) does',
   'write to an ordinary file system',
 ];
 

@@ -338,7 +338,9 @@ test(
       // where a command once waited forever (Node's recursive mkdir under /proc), it now stops within a minute
       const bounded = (args: string[]): Promise<CliResult> => cli(args, { timeout: 60_000 });
       const { proc, sys } = places!;
-      const procCause = 'nothing new can be created there, as in /proc \\(ENOENT\\); write to an ordinary file system';
+      const procCause =
+        'the folder takes no new files, as a virtual file system \\(/proc, /sys\\) does \\(ENOENT\\); write to an ' +
+        'ordinary file system';
       const erofs = 'the file system is read-only \\(EROFS\\); write to another file system';
       await refused(
         [
