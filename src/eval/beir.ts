@@ -254,10 +254,10 @@ export async function readBeirSplit(folder: string, split: string): Promise<Beir
 }
 
 /**
- * The files of a split of a BEIR folder, refused when the folder, the split's qrels or the corpus is not there:
- * cheap, so a command that reads the split checks it before its slow work (loading a model, reading other data).
+ * The files of a split of a BEIR folder, refused when the folder or the split's qrels is not there: what a command
+ * that judges searches (and reads no corpus) needs.
  */
-export function checkBeirSplit(folder: string, split: string): { corpus: string; queries: string; qrels: string } {
+export function checkBeirJudgments(folder: string, split: string): { corpus: string; queries: string; qrels: string } {
   if (!existsSync(folder)) throw new EvalInputError('dataset folder not found', folder);
   // else a file (its corpus.jsonl, say) is searched for a qrels/ inside it, and refused as a split it lacks
   if (!statSync(folder).isDirectory()) {
@@ -274,6 +274,15 @@ export function checkBeirSplit(folder: string, split: string): { corpus: string;
     const have = splits.length ? `splits here: ${splits.map((f) => f.slice(0, -4)).join(', ')}` : 'no split here';
     throw new EvalInputError(`no qrels for split '${split}' (expected ${files.qrels}; ${have})`, folder);
   }
+  return files;
+}
+
+/**
+ * The files of a split of a BEIR folder, refused when the folder, the split's qrels or the corpus is not there:
+ * cheap, so a command that reads the split checks it before its slow work (loading a model, reading other data).
+ */
+export function checkBeirSplit(folder: string, split: string): { corpus: string; queries: string; qrels: string } {
+  const files = checkBeirJudgments(folder, split);
   if (!existsSync(files.corpus)) throw new EvalInputError('file not found; check the path', files.corpus);
   return files;
 }

@@ -3,10 +3,8 @@
  * qrels/<split>.tsv. A search whose text is one of those queries (exactly, outside leading and trailing
  * space) gets each hit's grade and the nDCG@10 of the ranking it returned, as trec_eval computes it.
  */
-import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { beirSplitFiles, readBeirQueries } from '../eval/beir.js';
-import { EvalInputError } from '../eval/input-error.js';
+import { checkBeirJudgments, readBeirQueries } from '../eval/beir.js';
 import { evaluateRun } from '../eval/measures.js';
 import { type Qrels, countRelevant, readBeirQrels } from '../eval/qrels.js';
 
@@ -30,13 +28,9 @@ export class Judgments {
 
   /** Reads the judged queries of `split` from a BEIR folder; EvalInputError names the file that is wrong. */
   static async load(folder: string, split: string): Promise<Judgments> {
-    const qrelsFile = path.join(folder, 'qrels', `${split}.tsv`);
-    if (existsSync(folder) && !statSync(folder).isDirectory())
-      throw new EvalInputError('not a folder; give a BEIR folder (queries.jsonl and qrels/<split>.tsv)', folder);
-    if (!existsSync(qrelsFile))
-      throw new EvalInputError(`no qrels for split '${split}' (expected ${qrelsFile})`, folder);
-    const qrels = await readBeirQrels(qrelsFile);
-    const queries = await readBeirQueries(beirSplitFiles(folder, split).queries);
+    const files = checkBeirJudgments(folder, split);
+    const qrels = await readBeirQrels(files.qrels);
+    const queries = await readBeirQueries(files.queries);
     const byText = new Map<string, string>();
     for (const [id, text] of queries) if (qrels.has(id) && !byText.has(text.trim())) byText.set(text.trim(), id);
     return new Judgments(`${path.basename(path.resolve(folder))} ${split}`, byText, qrels);

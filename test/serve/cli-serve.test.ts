@@ -128,8 +128,10 @@ test('serve, dashboard and demo --web refuse an empty --host; serve and dashboar
     // a file where the BEIR folder of judgments belongs
     [
       ['serve', '--model', dir, '--qrels', `${dir}/qrels.tsv`, '--batch-wait-ms', '5'],
-      `${dir}/qrels.tsv: not a folder; give a BEIR folder (queries.jsonl and qrels/<split>.tsv)`,
+      `${dir}/qrels.tsv: is a file; name the BEIR folder that holds corpus.jsonl, queries.jsonl and qrels/`,
     ],
+    // a folder that is not there is named as such, not as a split it lacks
+    [['serve', '--model', dir, '--qrels', `${dir}/none`], `${dir}/none: dataset folder not found`],
     [
       ['serve', '--model', dir, '--batch-wait-ms', '1e12'],
       "--batch-wait-ms must be an integer in [0, 60000] (got '1e12').",
