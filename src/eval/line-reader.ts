@@ -19,6 +19,14 @@ export interface ReadLinesOptions {
   maxLineBytes?: number;
 }
 
+/**
+ * Why a folder, pipe or device is refused: a reader may read its file more than once (to size what it holds, to
+ * check before it writes), which a pipe such as bash's <(...) cannot give.
+ */
+const NOT_A_REGULAR_FILE =
+  'is not a regular file (a folder, or a pipe such as <(...), which is read only once); save it to a file and ' +
+  'name that';
+
 function mib(bytes: number): string {
   return bytes >= 1 << 20 ? `${+(bytes / (1 << 20)).toFixed(1)} MiB` : `${bytes} bytes`;
 }
@@ -41,7 +49,7 @@ function gzipMagic(file: string): boolean {
  */
 export async function* readLines(file: string, opts: ReadLinesOptions = {}): AsyncGenerator<NumberedLine> {
   if (!existsSync(file)) throw new EvalInputError('file not found; check the path', file);
-  if (!statSync(file).isFile()) throw new EvalInputError('is not a regular file', file);
+  if (!statSync(file).isFile()) throw new EvalInputError(NOT_A_REGULAR_FILE, file);
   const maxLineBytes = opts.maxLineBytes ?? MAX_LINE_BYTES;
   const raw = createReadStream(file);
   const input = /\.gz$/i.test(file) ? raw.pipe(createGunzip()) : raw;

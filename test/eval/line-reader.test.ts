@@ -4,6 +4,7 @@ import { mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync, c
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 import { MAX_LINE_BYTES, countLines, readLines, type NumberedLine } from '../../src/eval/line-reader.js';
 import { readBeirCorpus } from '../../src/eval/beir.js';
 import { until } from '../helpers/until.js';
@@ -43,6 +44,19 @@ test('countLines counts the lines readLines yields, with \\r\\n split across its
       writeFileSync(f, text);
       assert.equal(countLines(f), (await linesOf(f)).length, JSON.stringify(text.slice(-8)));
     }
+  });
+});
+
+test('a folder or a pipe is refused in one sentence that says to save it to a file', async () => {
+  await withTemp(async (dir) => {
+    const fifo = join(dir, 'run.fifo');
+    execFileSync('mkfifo', [fifo]);
+    for (const f of [dir, fifo])
+      await assert.rejects(linesOf(f), {
+        message:
+          `${f}: is not a regular file (a folder, or a pipe such as <(...), which is read only once); save it ` +
+          'to a file and name that',
+      });
   });
 });
 
