@@ -3,7 +3,7 @@
  * lavapipe in CI), the native kernels as the reference, seeded inputs and the error measure
  *   relErr = max|gpu − native| / max(max|native|, 1e-6)
  * (non-finite entries must match exactly). Without an adapter the tests fail, unless
- * SEARCH_R3_ALLOW_NO_WEBGPU=1 turns them into skips.
+ * SEARCH_R3_ALLOW_NO_WEBGPU=1 turns them into skips. Values a kernel leaves unwritten are NaN.
  */
 import type { GpuArray } from '../../../src/tensor/webgpu/gpu-array.js';
 import type { WebgpuKernels } from '../../../src/tensor/webgpu/webgpu-kernels.js';
@@ -11,7 +11,9 @@ import { loadNativeKernels } from '../../../src/tensor/native-kernels.js';
 import type { Kernels } from '../../../src/tensor/kernels.js';
 import { Rng } from '../../../src/tensor/rng.js';
 import * as T from '../../../src/tensor/index.js';
-import { webgpuSkip } from '../../helpers/webgpu.js';
+import { poisonUnwrittenGpuValues, webgpuSkip } from '../../helpers/webgpu.js';
+
+poisonUnwrittenGpuValues();
 
 /** Test option: skip (with the reason) only when allowed and there is no adapter. */
 export const skipWithoutGpu: string | false = webgpuSkip();

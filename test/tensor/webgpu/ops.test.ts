@@ -7,8 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../../../src/tensor/index.js';
 import { type OpCase, makeInputs, opCases } from '../op-cases.js';
-import { F32_TOL, relErr } from './harness.js';
-import { webgpuSkip } from '../../helpers/webgpu.js';
+import { F32_TOL, relErr, skipWithoutGpu } from './harness.js';
 
 interface Result {
   out: Float32Array;
@@ -31,7 +30,7 @@ function runOn(backend: T.BackendName, c: OpCase, inputs: Float32Array[]): Resul
   }
 }
 
-const skip = webgpuSkip();
+const skip = skipWithoutGpu;
 for (const c of opCases) {
   test(`${c.name} on WebGPU matches native, forward and backward`, { skip }, () => {
     const inputs = makeInputs(c, 1);
