@@ -3,7 +3,7 @@
  * each response and the neighbourhood of a document, the "local region" a refresh re-encodes.
  * Keys are table rows. Single-threaded add and search, so a seeded run builds the same graph.
  */
-import usearch from 'usearch';
+import { usearch } from '../io/usearch-module.js';
 
 const { Index, MetricKind, ScalarKind } = usearch;
 

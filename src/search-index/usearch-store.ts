@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
-import usearch from 'usearch';
+import { usearch } from '../io/usearch-module.js';
 import { nativeWriteSync, writeFileAtomicallySync } from '../io/atomic-file.js';
 import type { HnswParams, VectorDtype } from './manifest.js';
 import { type StoreState, type VectorHit, type VectorRow, type VectorStore, reflects } from './vector-store.js';

@@ -43,3 +43,23 @@ test("docs/serve.md's Library example runs as written", () => {
     cleanup();
   }
 });
+
+test("the package loads in node -e's CommonJS, by import() and by require(), in a project's folder", () => {
+  const entry = JSON.stringify(path.join(repoRoot, 'dist/src/index.js'));
+  // a folder without node_modules: usearch's ES module build searched for its native addon upward from node -e's
+  // __dirname '.', which finds it only where the working folder holds it, and otherwise never ends
+  const { dir, cleanup } = tempDir('node-e');
+  try {
+    for (const load of [`import(${entry})`, `Promise.resolve(require(${entry}))`]) {
+      const r = spawnSync(process.execPath, ['-e', `${load}.then((m) => console.log(typeof m.SearchIndex))`], {
+        cwd: dir,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(r.status, 0, `${load}: ${r.signal ?? ''} ${r.stderr}`);
+      assert.equal(r.stdout, 'function\n', load);
+    }
+  } finally {
+    cleanup();
+  }
+});
