@@ -124,12 +124,13 @@ export class QueueHold {
   }
 
   /**
-   * Frees the queue for the next run (only if this run still holds it). Waits at most 2 s: a run that
-   * stops because Redis is gone must not hang on it; its hold lapses by itself.
+   * Frees the queue for the next run (only if this run still holds it). Waits at most `waitMs`: a run that
+   * stops because Redis is gone must not hang on it (0 there: it is known not to answer); its hold lapses by
+   * itself.
    */
-  async free(): Promise<void> {
+  async free(waitMs = 2000): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await settledWithin(this.client.eval(FREE, 1, holdKey(this.o.queueName), this.o.run), 2000);
+    await settledWithin(this.client.eval(FREE, 1, holdKey(this.o.queueName), this.o.run), waitMs);
   }
 
   /** The holder when another run holds the queue; null when this run now holds it. */

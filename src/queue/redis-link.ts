@@ -86,6 +86,9 @@ export function parseRedisUrl(url: string): RedisTarget {
     // BullMQ's blocking commands must wait out a reconnect rather than fail
     maxRetriesPerRequest: null,
     retryStrategy: backoffMs,
+    // how long a connection dropped by disconnect() has to close before it is destroyed: ioredis waits so even
+    // for one already closed (between reconnects to a Redis that is gone), and its 2 s would hold a stopping run
+    disconnectTimeout: 100,
   };
   return { shown, options };
 }

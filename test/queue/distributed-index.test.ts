@@ -351,6 +351,38 @@ describe('faults, each on its own queue', { concurrency: true }, () => {
     assert.match(m.stderr, /--model .*no-model: no model folder there \(no config\.json or adapter_config\.json\)/);
   });
 
+  test('Redis gone for good mid-run: the waiting index run and an idle worker each stop, saying so', async () => {
+    // a Redis of its own, stopped for good
+    const own = await RedisServer.start();
+    const input = corpusFile('gone', scifact.slice(4100, 4140));
+    const run = queuedIndex('gone', input, path.join(work.dir, 'gone'), ['--queue-wait', '1'], own.url);
+    // a worker of another queue: it waits for jobs, and the run's jobs stay queued until Redis is gone
+    const idle = new CliProcess([
+      ...['worker', '--queue', own.url, '--queue-name', 'gone-elsewhere', '--model', model],
+      ...['--queue-wait', '1'],
+    ]);
+    try {
+      await queuedJobs(own.port, 'gone', 1, () => run.output);
+      await idle.waitFor(/waiting for jobs/);
+      await own.stop();
+      // each gives up after 1 s of retries; the bound is for one that never stops
+      for (const [p, what] of [
+        [run, 'the index run stopped with everything already stored kept'],
+        [idle, 'the worker stopped, and nothing is lost'],
+      ] as const) {
+        assert.equal(await p.ended(30_000), 2, p.output);
+        const last = p.output.trim().split('\n').at(-1)!;
+        assert.match(
+          last,
+          new RegExp(`^search-r3: cannot reach Redis at \\S+ \\(ECONNREFUSED\\) after 1 s of retries; ${what}`),
+        );
+      }
+    } finally {
+      await Promise.all([run.stop(), idle.stop()]);
+      await own.stop();
+    }
+  });
+
   test('an unwritable store, or an index on the local store, is refused before any job is queued', async () => {
     const input = corpusFile('store', scifact.slice(3700, 3710));
     const file = corpusFile('not-a-folder', []);
