@@ -15,7 +15,6 @@ import type { SearchIndex } from '../search-index/search-index.js';
 import { settledWithin } from '../io/settled-within.js';
 import { type IndexJobData, type JobModel, jobId, makeJob, readJob, readResult } from './index-job.js';
 import { QueueError } from './queue-error.js';
-import { unrefParserPoolShrink } from './parser-pool.js';
 import { QueueHold } from './queue-hold.js';
 import { RedisWatchdog, type RedisTarget, type RedisUser } from './redis-link.js';
 
@@ -71,8 +70,6 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
   const result: QueuedIndexResult = { encoded: 0, jobs: chunks.length, truncated: 0, dead: [], requeued: 0 };
   if (chunks.length === 0) return result;
   await index.checkStoreWritable();
-  // the jobs' vectors are large replies: what ioredis keeps shrinking after them must not hold the finished run
-  unrefParserPoolShrink();
   const watchdog = new RedisWatchdog(o.target, o.waitMs, INDEX_RUN);
   await watchdog.reachable();
   watchdog.watch();

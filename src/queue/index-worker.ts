@@ -17,7 +17,6 @@ import {
   readJob,
 } from './index-job.js';
 import { settledWithin } from '../io/settled-within.js';
-import { unrefParserPoolShrink } from './parser-pool.js';
 import { QueueError } from './queue-error.js';
 import { RunWatch } from './queue-hold.js';
 import { isGpuDeviceFailure } from '../embed/index.js';
@@ -114,8 +113,6 @@ export interface WorkerSummary {
  * error that kept the model from opening.
  */
 export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
-  // the jobs' texts are large replies: what ioredis keeps shrinking after them must not hold a stopped worker
-  unrefParserPoolShrink();
   const watchdog = new RedisWatchdog(o.target, o.waitMs, WORKER);
   await watchdog.reachable();
   watchdog.watch();
