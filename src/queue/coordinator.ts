@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import type { PendingDocument } from '../search-index/document-table.js';
 import { documentText } from '../search-index/document-source.js';
 import type { SearchIndex } from '../search-index/search-index.js';
+import { settledWithin } from '../io/settled-within.js';
 import { type IndexJobData, type JobModel, jobId, makeJob, readJob, readResult } from './index-job.js';
 import { QueueError } from './queue-error.js';
 import { QueueHold } from './queue-hold.js';
@@ -147,10 +148,28 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
     return result;
   } finally {
     watchdog.close();
-    await hold?.free().catch(() => undefined);
+    // on a Redis that is gone nothing waits for an answer
+    const gone = watchdog.down;
+    await hold?.free(gone ? 0 : undefined).catch(() => undefined);
     holdClient.disconnect();
-    await queue.close().catch(() => undefined);
+    await closeQueue(queue, gone);
   }
+}
+
+/**
+ * How long a run that stops gives BullMQ to close its queue: closing sends QUIT and waits for the answer,
+ * reconnecting, which a Redis that is gone never gives.
+ */
+const CLOSE_MS = 5000;
+
+/**
+ * Closes the run's queue; on a Redis that is gone (the run stops because of it), or one whose QUIT is not
+ * answered within CLOSE_MS, drops its connection instead: the run would otherwise never exit.
+ */
+async function closeQueue(queue: Queue, redisGone: boolean): Promise<void> {
+  if (!redisGone && (await settledWithin(queue.close(), CLOSE_MS))) return;
+  // ends its reconnecting; not awaited: it waits for an 'end' that a connection between reconnects never emits
+  void queue.disconnect().catch(() => undefined);
 }
 
 /** Tells when a run has waited IDLE_HINT_MS with no job in progress and none finished; once per quiet stretch. */

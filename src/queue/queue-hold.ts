@@ -1,7 +1,7 @@
 /**
  * One index run per queue name at a time. A run starts by clearing what an earlier, stopped run left on
  * its queue, and it drops results that are not its own; two runs on one queue would remove each other's
- * jobs. So a run holds a key in Redis while it lives, renewed every few seconds with a short expiry: a
+ * jobs. So a run holds a key in Redis while it lives, renewed several times a second with a short expiry: a
  * run that was killed frees its queue within the expiry (at once for a rerun on the same machine and in
  * the same PID namespace, which can see that the holder's process is gone), one that is alive keeps it.
  */
@@ -13,6 +13,12 @@ import { QueueError } from './queue-error.js';
 
 /** How long the hold outlives its last renewal. */
 const HOLD_MS = 15_000;
+
+/**
+ * How often a run renews its hold. A worker takes a run's jobs once it has seen the hold renewed (a killed
+ * run's hold stays for up to HOLD_MS), so this is how long a worker may wait before its first job of a run.
+ */
+const BEAT_MS = 250;
 
 export interface QueueHolder {
   run: string;
@@ -112,18 +118,19 @@ export class QueueHold {
         );
       await new Promise((r) => setTimeout(r, Math.min(1000, hold.holdMs / 5)));
     }
-    hold.timer = setInterval(() => void hold.renew(), hold.holdMs / 5);
+    hold.timer = setInterval(() => void hold.renew(), Math.min(BEAT_MS, hold.holdMs / 5));
     hold.timer.unref();
     return hold;
   }
 
   /**
-   * Frees the queue for the next run (only if this run still holds it). Waits at most 2 s: a run that
-   * stops because Redis is gone must not hang on it; its hold lapses by itself.
+   * Frees the queue for the next run (only if this run still holds it). Waits at most `waitMs`: a run that
+   * stops because Redis is gone must not hang on it (0 there: it is known not to answer); its hold lapses by
+   * itself.
    */
-  async free(): Promise<void> {
+  async free(waitMs = 2000): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await settledWithin(this.client.eval(FREE, 1, holdKey(this.o.queueName), this.o.run), 2000);
+    await settledWithin(this.client.eval(FREE, 1, holdKey(this.o.queueName), this.o.run), waitMs);
   }
 
   /** The holder when another run holds the queue; null when this run now holds it. */
@@ -161,7 +168,7 @@ export class QueueHold {
  * Tells a worker whether the run that queued a job is running: while its hold exists and its beat moves.
  * The holder's process id proves nothing to a worker: one in another PID namespace (a container sharing the
  * host's hostname, a Kubernetes pod with hostNetwork) has the coordinator's hostname yet cannot see its
- * process. A beat that has not moved for half the hold's life (2.5 renewals) is a run that stopped.
+ * process. A beat that has not moved for half the hold's life is a run that stopped.
  */
 export class RunWatch {
   /** The holder's beat as this worker last saw it, when it saw it change, and whether it ever saw it move. */
@@ -189,7 +196,7 @@ export class RunWatch {
       const stallMs = (h.holdMs ?? HOLD_MS) / 2;
       if (now - this.seen.at >= stallMs) return false;
       if (this.seen.moved) return true;
-      await new Promise((r) => setTimeout(r, Math.min(250, stallMs / 4)));
+      await new Promise((r) => setTimeout(r, Math.min(BEAT_MS / 5, stallMs / 4)));
     }
   }
 }

@@ -86,6 +86,9 @@ export function parseRedisUrl(url: string): RedisTarget {
     // BullMQ's blocking commands must wait out a reconnect rather than fail
     maxRetriesPerRequest: null,
     retryStrategy: backoffMs,
+    // how long a connection dropped by disconnect() has to close before it is destroyed: ioredis waits so even
+    // for one already closed (between reconnects to a Redis that is gone), and its 2 s would hold a stopping run
+    disconnectTimeout: 100,
   };
   return { shown, options };
 }
@@ -143,7 +146,7 @@ export class RedisWatchdog {
       const fatal = this.refusal ?? (Date.now() - start >= this.waitMs ? this.sentence() : null);
       if (fatal) {
         // the caller stops: a connection left open would keep its process from exiting
-        this.client.disconnect();
+        this.hangUp();
         throw fatal;
       }
       await new Promise((r) => setTimeout(r, backoffMs(attempt)));
@@ -201,7 +204,7 @@ export class RedisWatchdog {
     } catch (e) {
       this.lastError = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
       this.refusal ??= redisRefusal(e, this.target.shown, this.user);
-      this.client.disconnect();
+      this.hangUp();
       return false;
     } finally {
       clearTimeout(timer);
@@ -230,6 +233,15 @@ export class RedisWatchdog {
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
-    this.client.disconnect();
+    this.hangUp();
+  }
+
+  /**
+   * Closes the connection unless it has ended (this client never reconnects by itself: each ping connects).
+   * ioredis's disconnect() arms a timer (2 s) that only its socket's 'close' clears, so on a connection that has
+   * ended it would keep a process that stops, on a Redis that refused it or is gone, alive 2 s for nothing.
+   */
+  private hangUp(): void {
+    if (this.client.status !== 'end') this.client.disconnect();
   }
 }

@@ -52,6 +52,23 @@ export class CliProcess {
   }
 
   /**
+   * The exit code, once the process exits by itself; one still running `ms` later is killed and the call fails,
+   * so that a process that never stops fails its test instead of hanging the suite.
+   */
+  async ended(ms: number): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+    const end = await Promise.race([this.exited, late]);
+    clearTimeout(timer);
+    if (end === 'late') {
+      this.kill('SIGKILL');
+      await this.exited;
+      throw new Error(`still running after ${ms / 1000} s (killed); output:\n${this.output}`);
+    }
+    return end.code;
+  }
+
+  /**
    * SIGTERM, and the exit code; a process still running `ms` later is killed and the call fails, so that a
    * process that ignores SIGTERM fails its test instead of hanging the suite.
    */

@@ -1,7 +1,7 @@
 /**
  * Distributed indexing end to end, on a real redis-server (private, on a free port) and real processes:
- * the coordinator (`index --queue`), `search-r3 worker`s and `serve` replicas, with a tiny random model
- * over SciFact documents (the slice in demo/scifact).
+ * the coordinator (`index --queue`) and `search-r3 worker`s, and serve replicas (in the test's process) of the
+ * index they build; a tiny random model over SciFact documents (the slice in demo/scifact).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +14,9 @@ import { Redis } from 'ioredis';
 import { type QueueHolder, holdKey } from '../../src/queue/queue-hold.js';
 import { readDocuments } from '../../src/search-index/document-source.js';
 import type { SourceDocument } from '../../src/search-index/document-source.js';
+import { SearchIndex, readIndexManifest } from '../../src/search-index/search-index.js';
+import { WorkerBackend } from '../../src/serve/model-worker.js';
+import { startSearchServer } from '../../src/serve/server.js';
 import { runCliAsync } from '../helpers/cli.js';
 import { post, request } from '../helpers/http.js';
 import { RedisServer, freePort } from '../helpers/redis.js';
@@ -140,11 +143,20 @@ test('three workers, one SIGKILLed mid-job: every document once, bit-identical t
   sharedDocs = docs;
 });
 
-test('two serve replicas of one index answer alike; both see rows a worker appended after a refresh', async () => {
+test('two serve replicas of one index answer alike; both take up rows a worker appended at a refresh', async () => {
   assert.ok(sharedIndex, 'needs the index of the previous test');
-  const replicas = [0, 1].map(() => new CliProcess(['serve', '--index', sharedIndex, '--port', '0']));
+  // replicas as `serve` runs them, in this process: on an index this small a replica answers from docs.sqlite,
+  // read live, and only its vector store (searched once the index outgrows exact search) shows a refresh
+  const { maxLength, templates } = readIndexManifest(sharedIndex);
+  const replicas = await Promise.all(
+    [0, 1].map(async () => {
+      const backend = await WorkerBackend.start(model, { maxLength, templates });
+      const index = await SearchIndex.open(sharedIndex, { backend, saveBm25: true });
+      return { index, server: await startSearchServer({ backend, index, port: 0 }) };
+    }),
+  );
   try {
-    const urls = await Promise.all(replicas.map(async (r) => (await r.waitFor(/at (http:\/\/\S+)/))[1]));
+    const urls = replicas.map((r) => r.server.url);
     const ask = (url: string, query: string, k = 10): Promise<unknown> =>
       post(url, '/v1/search', { query, k, hybrid: true }).then((r) => {
         assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -159,25 +171,36 @@ test('two serve replicas of one index answer alike; both see rows a worker appen
     const coordinator = queuedIndex('append', input, sharedIndex);
     assert.equal((await coordinator.exited).code, 0, coordinator.output);
     assert.equal(await worker.stop(), 0, worker.output);
+    // an appended document's own vector finds it first in a vector store that holds it
+    const probe = added[17];
+    const nearestInStore = async (index: SearchIndex): Promise<string | undefined> => {
+      const [hit] = await index.searchVector(index.getDocument(probe.id)!.vector!, { k: 1, exact: false });
+      return hit?.id;
+    };
+    for (const { index } of replicas)
+      assert.notEqual(await nearestInStore(index), probe.id, 'a vector store has the appended rows before a refresh');
     // the documented refresh: a replica re-reads the index on the first search at least 1 s after the last
     await Promise.all(urls.map((u) => ask(u, q)));
     await new Promise((r) => setTimeout(r, 1100));
     // its title puts it first in BM25, but fused with the random model's ranking it may come 30th
-    const probe = added[17].title;
-    const [a, b] = [await ask(urls[0], probe, 100), await ask(urls[1], probe, 100)];
+    const [a, b] = [await ask(urls[0], probe.title, 100), await ask(urls[1], probe.title, 100)];
     assert.deepEqual(a, b);
     assert.ok(
-      (a as [string][]).some(([id]) => id === added[17].id),
+      (a as [string][]).some(([id]) => id === probe.id),
       'the appended document is found',
     );
-    for (const u of urls) {
-      const h = await request(u, 'GET', '/health');
+    for (const { index, server } of replicas) {
+      assert.equal(await nearestInStore(index), probe.id, "the replica's vector store took up the appended rows");
+      const h = await request(server.url, 'GET', '/health');
       assert.equal((h.body.index as { documents: number }).documents, 660);
     }
     sharedDocs = [...sharedDocs, ...added];
     await assertStoredOnce(sharedIndex, sharedDocs);
   } finally {
-    for (const r of replicas) await r.stop();
+    for (const { index, server } of replicas) {
+      await server.close();
+      await index.close();
+    }
   }
 });
 
@@ -326,6 +349,38 @@ describe('faults, each on its own queue', { concurrency: true }, () => {
     // a model folder that is not there is said at the start, not at the first job
     assert.equal(m.status, 2);
     assert.match(m.stderr, /--model .*no-model: no model folder there \(no config\.json or adapter_config\.json\)/);
+  });
+
+  test('Redis gone for good mid-run: the waiting index run and an idle worker each stop, saying so', async () => {
+    // a Redis of its own, stopped for good
+    const own = await RedisServer.start();
+    const input = corpusFile('gone', scifact.slice(4100, 4140));
+    const run = queuedIndex('gone', input, path.join(work.dir, 'gone'), ['--queue-wait', '1'], own.url);
+    // a worker of another queue: it waits for jobs, and the run's jobs stay queued until Redis is gone
+    const idle = new CliProcess([
+      ...['worker', '--queue', own.url, '--queue-name', 'gone-elsewhere', '--model', model],
+      ...['--queue-wait', '1'],
+    ]);
+    try {
+      await queuedJobs(own.port, 'gone', 1, () => run.output);
+      await idle.waitFor(/waiting for jobs/);
+      await own.stop();
+      // each gives up after 1 s of retries; the bound is for one that never stops
+      for (const [p, what] of [
+        [run, 'the index run stopped with everything already stored kept'],
+        [idle, 'the worker stopped, and nothing is lost'],
+      ] as const) {
+        assert.equal(await p.ended(30_000), 2, p.output);
+        const last = p.output.trim().split('\n').at(-1)!;
+        assert.match(
+          last,
+          new RegExp(`^search-r3: cannot reach Redis at \\S+ \\(ECONNREFUSED\\) after 1 s of retries; ${what}`),
+        );
+      }
+    } finally {
+      await Promise.all([run.stop(), idle.stop()]);
+      await own.stop();
+    }
   });
 
   test('an unwritable store, or an index on the local store, is refused before any job is queued', async () => {

@@ -9,7 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { hostname } from 'node:os';
 import { pidNamespace } from '../../src/io/process-runs.js';
-import { QueueHold, type QueueHolder, holdKey } from '../../src/queue/queue-hold.js';
+import { settledWithin } from '../../src/io/settled-within.js';
+import { QueueHold, type QueueHolder, RunWatch, holdKey } from '../../src/queue/queue-hold.js';
 import { RedisServer } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
 
@@ -162,6 +163,18 @@ test('the hold is set again after Redis lost it; a run whose hold another took s
   );
   await mine.free();
   assert.match((await client.get(holdKey('q4')))!, /"run":"other"/, 'the other run keeps its hold');
+});
+
+test('a worker sees a just-started run as running at its first renewals, however long its hold lasts', async () => {
+  // a long hold: renewals paced by the hold's life (a fifth of it) would keep a worker's first job waiting 12 s
+  const run = await QueueHold.take(client, { ...options('q-first', 'run-a'), holdMs: 60_000 });
+  try {
+    const running = new RunWatch(client, 'q-first').running('run-a');
+    assert.ok(await settledWithin(running, 5000), 'the worker still waits to see the run renew its hold');
+    assert.equal(await running, true);
+  } finally {
+    await run.free();
+  }
 });
 
 test('a hold key another program wrote is refused in one sentence naming the key', async () => {
