@@ -1,9 +1,9 @@
 /**
- * The npm packages that loading the given built modules needs: every package imported statically, through
- * our own modules' static imports, and those packages' dependencies. A machine that gets only these (the
- * GPU machine a session is lent, which has no registry) runs them; a hand-kept list would drift from the
- * code. Dynamic imports are not followed: they are how the CLI keeps each command's packages to itself
- * (src/cli/commands.ts) and how optional engines load (webgpu, which the GPU pack brings; node-llama-cpp).
+ * The npm packages that loading the given built modules needs: every package imported statically (or required
+ * as a module loads), through our own modules' static imports, and those packages' dependencies. A machine that
+ * gets only these (the GPU machine a session is lent, which has no registry) runs them; a hand-kept list would
+ * drift from the code. Dynamic imports are not followed: they are how the CLI keeps each command's packages to
+ * itself (src/cli/commands.ts) and how optional engines load (webgpu, which the GPU pack brings; node-llama-cpp).
  *
  * usage: node dist/scripts/runtime-packages.js <module.js> ...   (one package per line, sorted)
  */
@@ -13,6 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { repoRoot } from '../test/helpers/repo.js';
 
 const IMPORT = /(?:^|[;\s])(?:import|export)\s[^;]*?from\s*['"]([^'"]+)['"]|(?:^|[;\s])import\s*['"]([^'"]+)['"]/gm;
+
+/** A package loaded as the module loads, through require (createRequire(import.meta.url)('name')). */
+const REQUIRE = /createRequire\(import\.meta\.url\)\(\s*['"]([^'"]+)['"]\s*\)/g;
 
 /** `@scope/name` or `name`, from a specifier that may name a file inside the package. */
 function packageName(specifier: string): string {
@@ -30,7 +33,7 @@ export function importedPackages(entries: readonly string[]): Set<string> {
     if (seen.has(f)) continue;
     seen.add(f);
     const src = readFileSync(f, 'utf8');
-    for (const m of src.matchAll(IMPORT)) {
+    for (const m of [...src.matchAll(IMPORT), ...src.matchAll(REQUIRE)]) {
       const spec = m[1] ?? m[2];
       if (isPackage(spec)) packages.add(packageName(spec));
       else if (spec.startsWith('.')) queue.push(path.resolve(path.dirname(f), spec));

@@ -44,16 +44,25 @@ test('a data path a profile names that does not exist is an error naming it, not
   );
 });
 
-test('runtime packages: static imports are followed, dynamic ones not; dependencies are added', () => {
+test('runtime packages: static imports and requires are followed, dynamic imports not; dependencies are added', () => {
   const dir = tempDir('runtime-packages');
   const write = (f: string, s: string): void => {
     mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
     writeFileSync(path.join(dir, f), s);
   };
   write('a.js', "import x from 'pkg-a';\nimport { y } from './b.js';\nconst c = await import('./c.js');\n");
-  write('b.js', "export { z } from '@scope/pkg/sub/file.js';\nimport 'side-effect';\nimport fs from 'node:fs';\n");
+  write(
+    'b.js',
+    "export { z } from '@scope/pkg/sub/file.js';\nimport 'side-effect';\nimport fs from 'node:fs';\n" +
+      "export const r = createRequire(import.meta.url)('required');\n",
+  );
   write('c.js', "import never from 'never-loaded';\nconst w = await import('webgpu');\n");
-  assert.deepEqual([...importedPackages([path.join(dir, 'a.js')])].sort(), ['@scope/pkg', 'pkg-a', 'side-effect']);
+  assert.deepEqual([...importedPackages([path.join(dir, 'a.js')])].sort(), [
+    '@scope/pkg',
+    'pkg-a',
+    'required',
+    'side-effect',
+  ]);
   const nm = path.join(dir, 'node_modules');
   write('node_modules/pkg-a/package.json', JSON.stringify({ dependencies: { 'dep-1': '1' } }));
   write('node_modules/dep-1/package.json', JSON.stringify({ dependencies: { 'pkg-a': '1' } }));
