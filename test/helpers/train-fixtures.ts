@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as T from '../../src/tensor/index.js';
@@ -10,23 +10,9 @@ import type { TrainExample } from '../../src/train/sft/data.js';
 import { type FineTuned, loadForFineTuning, saveFineTuned } from '../../src/train/fine-tune.js';
 import { tinyQwen2Config } from './tiny-qwen2.js';
 
-const made: string[] = [];
+import { tempDir } from './temp-dir.js';
 
-/**
- * A test file's folders go when its process ends, so that suite runs do not pile up in the temp folder (a run
- * leaves ~175 MB of models and checkpoints); a file whose tests failed keeps them to be looked at.
- */
-function removeMadeFolders(): void {
-  if (process.exitCode !== undefined && process.exitCode !== 0) return;
-  for (const dir of made) rmSync(dir, { recursive: true, force: true });
-}
-
-export function tempDir(prefix: string): string {
-  if (made.length === 0) process.on('exit', removeMadeFolders);
-  const dir = mkdtempSync(path.join(tmpdir(), `search-r3-${prefix}-`));
-  made.push(dir);
-  return dir;
-}
+export { tempDir };
 
 /** A tiny random Qwen2 model folder; withEmbedToken false leaves <|embed_token|> out of the tokenizer. */
 export async function tinyModelFolder(dir: string, seed = 1, withEmbedToken = true): Promise<string> {

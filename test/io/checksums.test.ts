@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { tempDir } from '../helpers/temp-dir.js';
 import { CHECKSUMS_FILE, unlistedFiles, verifyChecksums, writeChecksums } from '../../src/io/checksums.js';
 
 test('a manifest checks the files it lists; files it does not list (.DS_Store, a check log) are ignored', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'search-r3-checksums-'));
+  const dir = tempDir('checksums');
   writeFileSync(path.join(dir, 'a.bin'), 'weights');
   writeFileSync(path.join(dir, 'state.json'), '{}');
   await writeChecksums(dir);

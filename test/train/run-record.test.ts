@@ -167,7 +167,7 @@ test('a new lr, more steps or a moved model folder resume, each resume recorded 
 
 test('a run moved with its data (a work folder taken to another machine) resumes: its paths moved along', async () => {
   const { root, file } = await sftRun('record-tree');
-  const moved = `${root}-elsewhere`;
+  const moved = path.join(tempDir('record-moved'), 'run');
   // copied, as to another machine: every file gets a new mtime, so the data is hashed and found the same
   cpSync(root, moved, { recursive: true });
   rmSync(root, { recursive: true });
