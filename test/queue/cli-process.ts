@@ -55,17 +55,8 @@ export class CliProcess {
    * The exit code, once the process exits by itself; one still running `ms` later is killed and the call fails,
    * so that a process that never stops fails its test instead of hanging the suite.
    */
-  async ended(ms: number): Promise<number | null> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
-    const end = await Promise.race([this.exited, late]);
-    clearTimeout(timer);
-    if (end === 'late') {
-      this.kill('SIGKILL');
-      await this.exited;
-      throw new Error(`still running after ${ms / 1000} s (killed); output:\n${this.output}`);
-    }
-    return end.code;
+  ended(ms: number): Promise<number | null> {
+    return this.exitWithin(ms, `still running after ${ms / 1000} s`);
   }
 
   /**
@@ -75,14 +66,19 @@ export class CliProcess {
   async stop(ms = 15_000): Promise<number | null> {
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return (await this.exited).code;
     this.kill('SIGTERM');
+    return this.exitWithin(ms, `still running ${ms / 1000} s after SIGTERM`);
+  }
+
+  /** The exit code within `ms`; else the process is killed and the call fails, saying `late`. */
+  private async exitWithin(ms: number, late: string): Promise<number | null> {
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
-    const end = await Promise.race([this.exited, late]);
+    const deadline = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+    const end = await Promise.race([this.exited, deadline]);
     clearTimeout(timer);
     if (end === 'late') {
       this.kill('SIGKILL');
       await this.exited;
-      throw new Error(`still running ${ms / 1000} s after SIGTERM (killed); output:\n${this.output}`);
+      throw new Error(`${late} (killed); output:\n${this.output}`);
     }
     return end.code;
   }
