@@ -68,7 +68,7 @@ function namer(file: string, names: readonly string[] | ModulePattern): (moduleP
  * Whether PEFT put an adapter on a module, by its path (model.layers.3.mlp.up_proj). As PEFT matches them,
  * layers_to_transform limits the names a path ends in, not a path given whole nor a pattern.
  */
-export function peftAdapts(file: string, choice: PeftModuleChoice): (modulePath: string) => boolean {
+function peftAdapts(file: string, choice: PeftModuleChoice): (modulePath: string) => boolean {
   const excluded = choice.exclude === null ? () => false : namer(file, choice.exclude);
   const targets = choice.targets === 'all-linear' ? LORA_TARGETS : choice.targets;
   const named = namer(file, targets);

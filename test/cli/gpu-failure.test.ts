@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { saveModelFolder } from '../../src/model/model-folder.js';
-import { runCli } from '../helpers/cli.js';
+import { lastSentence, runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 import { toySftRun } from '../helpers/train-fixtures.js';
@@ -31,12 +31,7 @@ function runLosingGpu(args: string[], trigger: string): ReturnType<typeof runCli
 function nextStep(r: ReturnType<typeof runCli>): string {
   assert.equal(r.status, 2, r.stderr);
   assert.doesNotMatch(r.stderr, /^\s+at /m, 'a stack trace');
-  // Dawn's own warnings (native code, written to fd 2 when they come) may land after the sentence
-  const line =
-    r.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('search-r3: '))
-      .at(-1) ?? r.stderr;
+  const line = lastSentence(r.stderr);
   const m = /^search-r3: the GPU device was lost \(destroyed: [^)]*\); (.*)$/.exec(line);
   assert.ok(m, line);
   return m[1]!;

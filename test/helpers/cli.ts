@@ -48,3 +48,16 @@ export function runCliAsync(
     );
   });
 }
+
+/**
+ * The last line of a run's output that search-r3 wrote as its sentence (`search-r3: …`): native code (Dawn's
+ * warnings, written to fd 2 when they come) may add lines after it. The whole output when there is none.
+ */
+export function lastSentence(output: string): string {
+  return (
+    output
+      .split('\n')
+      .filter((l) => l.startsWith('search-r3: '))
+      .at(-1) ?? output
+  );
+}

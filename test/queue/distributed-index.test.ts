@@ -17,7 +17,7 @@ import type { SourceDocument } from '../../src/search-index/document-source.js';
 import { SearchIndex, readIndexManifest } from '../../src/search-index/search-index.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { startSearchServer } from '../../src/serve/server.js';
-import { runCliAsync } from '../helpers/cli.js';
+import { lastSentence, runCliAsync } from '../helpers/cli.js';
 import { post, request } from '../helpers/http.js';
 import { RedisServer, freePort } from '../helpers/redis.js';
 import { repoRoot } from '../helpers/repo.js';
@@ -300,12 +300,7 @@ describe('faults, each on its own queue', { concurrency: true }, () => {
       const [, job] = /job (\S+): encoding/.exec(lost.output)!;
       assert.equal(lost.output.match(/: encoding/g)?.length, 1, `it took no other job: ${lost.output}`);
       assert.doesNotMatch(lost.output, /^\s+at /m, 'a stack trace');
-      // Dawn's own warnings (native code, written to fd 2 when they come) may land after the sentence
-      const line =
-        lost.output
-          .split('\n')
-          .filter((l) => l.startsWith('search-r3: '))
-          .at(-1) ?? lost.output;
+      const line = lastSentence(lost.output);
       assert.match(line, /^search-r3: the GPU device was lost \(destroyed: [^)]*\); job /);
       assert.ok(
         line.endsWith(
