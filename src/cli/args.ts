@@ -9,6 +9,7 @@ import {
   inRange,
 } from '../io/option-checks.js';
 import { UserError } from './command.js';
+import { originProblem } from '../serve/cors.js';
 
 /**
  * An optional number option that `ok` accepts; undefined when not given. Refused in one sentence naming the
@@ -104,6 +105,26 @@ export function hostOption(v: string | undefined): string {
     throw new UserError('--host is empty; give the address to listen on (e.g. 127.0.0.1, or 0.0.0.0 for all).');
   }
   return v;
+}
+
+/** The origins --cors-origin names (undefined when none): each as a browser sends its Origin, or *. */
+export function corsOriginsOption(given: string[] | undefined): string[] | undefined {
+  for (const origin of given ?? []) {
+    const problem = originProblem(origin);
+    if (problem) throw new UserError(`--cors-origin: ${problem}.`);
+  }
+  return given;
+}
+
+/** The --cors-origin lines of a server's --help, their text starting at column `col`. */
+export function corsOriginHelp(col: number): string {
+  const label = '  --cors-origin <origin>';
+  const pad = ''.padEnd(col);
+  const head = label.length < col ? label.padEnd(col) : `${label}\n${pad}`;
+  return (
+    `${head}let web pages at <origin> (http://localhost:3000) call it from a\n` +
+    `${pad}browser (repeatable; * for any page); by default no page of another origin may`
+  );
 }
 
 /**

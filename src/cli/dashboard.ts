@@ -1,5 +1,5 @@
 import { parseArgs } from './parse-options.js';
-import { apiKeyOption, hostOption, portOption } from './args.js';
+import { apiKeyOption, corsOriginHelp, corsOriginsOption, hostOption, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { runWatch } from './run-folders.js';
 import { listenError } from './serve.js';
@@ -7,7 +7,7 @@ import { startDashboardServer } from '../serve/dashboard-server.js';
 
 const HELP = `search-r3 dashboard — training runs as live curves in a web page
 
-usage: search-r3 dashboard <run folder>... [--host <addr>] [--port <n>] [--api-key <key>]
+usage: search-r3 dashboard <run folder>... [--host <addr>] [--port <n>] [--api-key <key>] [--cors-origin <o>]
 
 Serves a page (http://<host>:<port>/) that draws every metric the runs log in metrics.jsonl (train lm,
 sft and rl: loss terms, rewards, KL, staleness, dev nDCG@10, ...) as curves, the runs overlaid, with
@@ -25,6 +25,7 @@ options:
   --port <n>         port (default 8080; 0 picks a free one)
   --api-key <key>    require Authorization: Bearer <key> for the run data (default: $SEARCH_R3_API_KEY if
                      set); the page asks for it
+${corsOriginHelp(21)}
   -h, --help         this help`;
 
 export const dashboardCommand: Command = {
@@ -34,15 +35,21 @@ export const dashboardCommand: Command = {
       args: argv,
       allowPositionals: true,
       strict: true,
-      options: { host: { type: 'string' }, port: { type: 'string' }, 'api-key': { type: 'string' } },
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'api-key': { type: 'string' },
+        'cors-origin': { type: 'string', multiple: true },
+      },
     });
     if (positionals.length === 0)
       throw new UserError('give at least one run folder: search-r3 dashboard <run folder>.');
     const port = portOption(values.port);
     const host = hostOption(values.host);
     const apiKey = apiKeyOption(values['api-key']);
+    const corsOrigins = corsOriginsOption(values['cors-origin']);
     const runs = runWatch(positionals);
-    const server = await startDashboardServer({ runs, host, port, apiKey }).catch((e: unknown) => {
+    const server = await startDashboardServer({ runs, host, port, apiKey, corsOrigins }).catch((e: unknown) => {
       throw listenError(e, host, port) ?? e;
     });
     console.log(`search-r3 dashboard of ${positionals.length} folder(s) at ${server.url}/`);

@@ -1,5 +1,13 @@
 import { parseArgs } from './parse-options.js';
-import { apiKeyOption, hostOption, intAtLeast, intInRange, portOption } from './args.js';
+import {
+  apiKeyOption,
+  corsOriginHelp,
+  corsOriginsOption,
+  hostOption,
+  intAtLeast,
+  intInRange,
+  portOption,
+} from './args.js';
 import { UserError, type Command } from './command.js';
 import { SearchIndex, readIndexManifest } from '../search-index/search-index.js';
 import { Judgments } from '../serve/judgments.js';
@@ -65,6 +73,7 @@ ${modelHelp(28, 'the model to serve (required without --index)')}
   --split <name>            the qrels split of --qrels (default test)
   --runs <dir>              a training run or recipe work folder for the dashboard at /runs (repeatable)
   --api-key <key>           require Authorization: Bearer <key> (default: $SEARCH_R3_API_KEY if set)
+${corsOriginHelp(28)}
   --max-body <bytes>        largest request body (default 1048576)
   --max-inputs <n>          inputs per /v1/embeddings request (default 256)
   --max-tokens <n>          tokens per input (default, and at most: the model's context); an input that
@@ -108,6 +117,7 @@ export const serveCommand: Command = {
         qrels: { type: 'string' },
         split: { type: 'string' },
         runs: { type: 'string', multiple: true },
+        'cors-origin': { type: 'string', multiple: true },
       },
     });
     const int = (name: string, min = 1): number | undefined =>
@@ -117,6 +127,7 @@ export const serveCommand: Command = {
     const port = portOption(values.port);
     const host = hostOption(values.host);
     const apiKey = apiKeyOption(values['api-key']);
+    const corsOrigins = corsOriginsOption(values['cors-origin']);
     const limits = {
       maxBodyBytes: int('max-body'),
       maxInputs: int('max-inputs'),
@@ -167,6 +178,7 @@ export const serveCommand: Command = {
           port,
           modelName: values['model-name'],
           apiKey,
+          corsOrigins,
           judgments,
           runs,
           ...limits,

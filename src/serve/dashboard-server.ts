@@ -15,6 +15,8 @@ export interface DashboardOptions {
   port?: number;
   /** Require `Authorization: Bearer <apiKey>` on the runs API. */
   apiKey?: string;
+  /** Origins whose web pages may read the runs from a browser (cors.ts), or ['*']; none when left out. */
+  corsOrigins?: string[];
 }
 
 export async function startDashboardServer(o: DashboardOptions): Promise<Listening> {
@@ -29,6 +31,7 @@ export async function startDashboardServer(o: DashboardOptions): Promise<Listeni
     routes,
     ctx: { runs: o.runs },
     apiKey: o.apiKey,
+    corsOrigins: o.corsOrigins,
     maxBodyBytes: 1024,
     metrics: new Metrics(),
     draining: () => draining,

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { inspect } from 'node:util';
 import { terminalSafe } from '../io/one-line.js';
 import { ApiKey } from './api-key.js';
+import { type CorsOrigins, CorsPolicy } from './cors.js';
 import { HttpError } from './http-error.js';
 import type { Metrics } from './metrics.js';
 import { ModelUnavailableError } from './model-worker.js';
@@ -40,6 +41,8 @@ export interface HandlerOptions<C> {
   apiKey?: string;
   /** Largest request body in bytes, after decompression. */
   maxBodyBytes: number;
+  /** Origins whose pages may call the server from a browser (cors.ts); none when left out. */
+  corsOrigins?: CorsOrigins;
   metrics: Metrics;
   draining: () => boolean;
 }
@@ -116,6 +119,7 @@ export function logInternalError(e: unknown): void {
 export function createHandler<C>(o: HandlerOptions<C>): Handler {
   const { metrics } = o;
   const apiKey = o.apiKey !== undefined ? new ApiKey(o.apiKey) : null;
+  const cors = new CorsPolicy(o.corsOrigins);
   let inFlight = 0;
 
   /**
@@ -152,6 +156,8 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
 
   const handler: http.RequestListener = (req, res) => {
     const started = performance.now();
+    // first, so that every answer to an allowed origin carries its headers, errors included
+    const preflight = cors.admit(req, res);
     let url = new URL('http://localhost/');
     let found: { route: Route<C>; param: string } | undefined;
     let badPath: unknown = null;
@@ -195,6 +201,14 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
     };
     try {
       if (badPath !== null) throw badPath;
+      // a browser asks before Authorization or a JSON body is sent: answered before either is needed
+      if (preflight) {
+        req.resume();
+        if (!found) throw new HttpError(404, `no route ${url.pathname}.`, 'not_found');
+        res.writeHead(204, cors.preflight(req.headers.origin, req.headers, allowedMethods(found.route)));
+        res.end();
+        return;
+      }
       const authorized = apiKey === null || apiKey.accepts(req.headers.authorization);
       const method = req.method ?? 'GET';
       const route = found?.route;

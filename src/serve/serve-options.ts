@@ -13,6 +13,7 @@ import {
   checkOptionsObject,
   refusal,
 } from '../io/option-checks.js';
+import { originProblem } from './cors.js';
 import { WorkerBackend } from './model-worker.js';
 import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from './server-context.js';
 import { checkBatchingOptions } from './worker-protocol.js';
@@ -45,11 +46,22 @@ export function checkServeOptions(opts: unknown): void {
   for (const name of ['host', 'apiKey', 'modelName'] as const)
     if (o[name] !== undefined && (typeof o[name] !== 'string' || o[name] === ''))
       throw refuse(refusal(`'${name}'`, 'a non-empty string', o[name]));
+  checkCorsOrigins(o.corsOrigins);
   for (const name of POSITIVE_LIMITS) checkNumber(o[name], `'${name}'`, POSITIVE_INTEGER, refuse);
   checkBatchingOptions(o, refuse);
   checkNumber(o.refreshMs, "'refreshMs'", NON_NEGATIVE_NUMBER, refuse);
   const short = queueTooShort(o as QueueLimits, (k) => `'${k}'`);
   if (short) throw refuse(short);
+}
+
+function checkCorsOrigins(v: unknown): void {
+  if (v === undefined) return;
+  const want = "an array of origins ('http://localhost:3000') or ['*']";
+  if (!Array.isArray(v) || v.some((o) => typeof o !== 'string')) throw refuse(refusal("'corsOrigins'", want, v));
+  for (const origin of v as string[]) {
+    const problem = originProblem(origin);
+    if (problem) throw refuse(`'corsOrigins': ${problem}.`);
+  }
 }
 
 export interface QueueLimits {

@@ -50,6 +50,11 @@ export interface ServeOptions {
   modelName?: string;
   /** Require `Authorization: Bearer <apiKey>` on everything; /health without it tells only the status. */
   apiKey?: string;
+  /**
+   * Origins (scheme://host:port) whose web pages may call the server from a browser, or ['*'] for any page;
+   * none when left out (the server's own playground needs none).
+   */
+  corsOrigins?: string[];
   /** Largest request body in bytes, after decompression (default 1 MiB). */
   maxBodyBytes?: number;
   /** Most inputs in one /v1/embeddings request (default 256). */
@@ -151,6 +156,7 @@ export function createSearchServer(opts: ServeOptions & { backend: WorkerBackend
     routes: SEARCH_ROUTES,
     ctx,
     apiKey: opts.apiKey,
+    corsOrigins: opts.corsOrigins,
     maxBodyBytes: opts.maxBodyBytes ?? 1024 * 1024,
     metrics,
     draining: () => ctx.draining,
