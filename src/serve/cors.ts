@@ -33,6 +33,17 @@ export function originProblem(origin: string): string | undefined {
   return undefined;
 }
 
+/** The 403 of a request from a page whose origin is not allowed, with the option that allows it. */
+export function originNotAllowed(origin: string | undefined): HttpError {
+  const named = origin ?? '<origin>';
+  return new HttpError(
+    403,
+    `cross-origin requests from ${named} are not allowed: start the server with --cors-origin ${named} ` +
+      '(corsOrigins from code) to let pages there call it.',
+    'origin_not_allowed',
+  );
+}
+
 export class CorsPolicy {
   private readonly any: boolean;
   private readonly origins: ReadonlySet<string>;
@@ -58,21 +69,26 @@ export class CorsPolicy {
     return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
   }
 
+  /**
+   * A body a page of an origin not allowed sent without a preflight, which a browser does only for a
+   * "simple" request (a form's or text/plain body, never JSON): such a page cannot read the answer, but the
+   * model would still do the work it asks for, for any site the user visits. Refused as its preflight
+   * would have been; clients that are no browser send no Origin, and the server's own pages send JSON.
+   */
+  refusesUnasked(req: http.IncomingMessage): boolean {
+    const origin = req.headers.origin;
+    if (origin === undefined || this.allows(origin) || req.method === 'GET' || req.method === 'HEAD') return false;
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    return !(type === 'application/json' || type.endsWith('+json'));
+  }
+
   /** The headers of a preflight's 204 from `origin` to a route taking `methods`; an HttpError when refused. */
   preflight(
     origin: string | undefined,
     headers: http.IncomingHttpHeaders,
     methods: readonly string[],
   ): Record<string, string> {
-    if (origin === undefined || !this.allows(origin)) {
-      const named = origin ?? '<origin>';
-      throw new HttpError(
-        403,
-        `cross-origin requests from ${named} are not allowed: start the server with --cors-origin ${named} ` +
-          '(corsOrigins from code) to let pages there call it.',
-        'origin_not_allowed',
-      );
-    }
+    if (origin === undefined || !this.allows(origin)) throw originNotAllowed(origin);
     const answer: Record<string, string> = {
       ...this.allowOrigin(origin),
       'access-control-allow-methods': methods.join(', '),

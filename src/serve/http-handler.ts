@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { inspect } from 'node:util';
 import { terminalSafe } from '../io/one-line.js';
 import { ApiKey } from './api-key.js';
-import { type CorsOrigins, CorsPolicy } from './cors.js';
+import { type CorsOrigins, CorsPolicy, originNotAllowed } from './cors.js';
 import { HttpError } from './http-error.js';
 import type { Metrics } from './metrics.js';
 import { ModelUnavailableError } from './model-worker.js';
@@ -208,6 +208,10 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
         res.writeHead(204, cors.preflight(req.headers.origin, req.headers, allowedMethods(found.route)));
         res.end();
         return;
+      }
+      if (cors.refusesUnasked(req)) {
+        req.resume();
+        throw originNotAllowed(req.headers.origin);
       }
       const authorized = apiKey === null || apiKey.accepts(req.headers.authorization);
       const method = req.method ?? 'GET';

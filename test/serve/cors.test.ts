@@ -120,6 +120,37 @@ test('an origin not named: its preflight is a 403 that says how to allow it, its
   assert.equal(plain.headers['access-control-allow-origin'], undefined);
 });
 
+test("a page's form or text/plain POST, sent without a preflight, is refused before the model works", async () => {
+  const body = JSON.stringify({ model: 'search-r3', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+  for (const type of ['text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'multipart/form-data; b=x'])
+    for (const [server, origin] of [
+      [closed, PAGE],
+      [open, OTHER],
+      [open, 'null'],
+    ] as const) {
+      const r = await request(server.url, 'POST', '/v1/chat/completions', body, {
+        headers: { origin, 'content-type': type, authorization: 'Bearer k' },
+      });
+      assert.equal(r.status, 403, `${type} from ${origin}`);
+      assert.equal(r.body.error!.code, 'origin_not_allowed');
+    }
+  // from an origin allowed, as JSON from any page (the server's own), and from clients that send no Origin
+  // (curl -d sends a form's type): answered
+  const headers = (origin: string | undefined, type: string): Record<string, string> => ({
+    ...(origin ? { origin } : {}),
+    'content-type': type,
+    authorization: 'Bearer k',
+  });
+  for (const [origin, type] of [
+    [PAGE, 'text/plain'],
+    [OTHER, 'application/json; charset=utf-8'],
+    [undefined, 'application/x-www-form-urlencoded'],
+  ] as const) {
+    const r = await request(open.url, 'POST', '/v1/chat/completions', body, { headers: headers(origin, type) });
+    assert.equal(r.status, 200, `${type} from ${origin}: ${r.raw.toString()}`);
+  }
+});
+
 test('* allows every page without echoing its Origin', async () => {
   const r = await preflight(any.url, OTHER);
   assert.equal(r.status, 204);
