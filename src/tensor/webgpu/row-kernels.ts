@@ -39,6 +39,9 @@ export type RowKernels = Pick<
  */
 const DW_ROWS_PER_CHUNK = 32;
 
+/** The longest row a norm kernel walks in one invocation (its Short variant) rather than a workgroup's. */
+export const SHORT_ROW = 64;
+
 function need(kernel: string, name: string, a: GpuArray, n: number): void {
   if (a.length < n) throw new Error(`${kernel}: ${name} holds ${a.length} values, ${n} are needed`);
 }
@@ -75,6 +78,11 @@ function intoFresh2(a: GpuArray, b: GpuArray, inputs: GpuArray[], f: (a: GpuArra
 }
 
 export function rowKernels(dev: GpuDevice): RowKernels {
+  /** A norm kernel over rows of length n: an invocation per short row (its row count appended to `p`). */
+  const norm = (kernel: string, arrays: GpuArray[], p: Params, rows: number, n: number): void => {
+    if (n <= SHORT_ROW) runFlat(dev, `${kernel}Short`, arrays, p.u32(rows), rows);
+    else runRows(dev, kernel, arrays, p, rows);
+  };
   /** Row-wise (x, y) and (y, dy, dx) kernels over rows of length n. */
   const rows2 = (kernel: string, x: GpuArray, y: GpuArray, rows: number, n: number): void => {
     need(kernel, 'x', x, rows * n);
@@ -98,7 +106,7 @@ export function rowKernels(dev: GpuDevice): RowKernels {
       need('rmsnormForward', 'rstd', rstd, rows);
       if (rows === 0 || dim === 0) return;
       intoFresh2(y, rstd, [x, w], (fy, fr) =>
-        runRows(dev, 'rmsnormForward', [x, w, fy, fr], new Params().u32(dim).f32(eps), rows),
+        norm('rmsnormForward', [x, w, fy, fr], new Params().u32(dim).f32(eps), rows, dim),
       );
     },
 
@@ -121,7 +129,7 @@ export function rowKernels(dev: GpuDevice): RowKernels {
         part.free();
       }
       intoFresh(dx, [dy, x, w, rstd], (o) =>
-        runRows(dev, 'rmsnormBackward', [dy, x, w, rstd, o], new Params().u32(dim), rows),
+        norm('rmsnormBackward', [dy, x, w, rstd, o], new Params().u32(dim), rows, dim),
       );
     },
 
@@ -136,7 +144,7 @@ export function rowKernels(dev: GpuDevice): RowKernels {
         runFlat(dev, 'fill', [norms], new Params().u32(rows).f32(eps), rows);
         return;
       }
-      intoFresh2(y, norms, [x], (fy, fn) => runRows(dev, k, [x, fy, fn], new Params().u32(dim).f32(eps), rows));
+      intoFresh2(y, norms, [x], (fy, fn) => norm(k, [x, fy, fn], new Params().u32(dim).f32(eps), rows, dim));
     },
 
     l2normalizeBackward(g, y, norms, dx, rows, dim, eps) {
@@ -147,7 +155,7 @@ export function rowKernels(dev: GpuDevice): RowKernels {
       need(k, 'norms', norms, rows);
       if (rows === 0 || dim === 0) return;
       intoFresh(dx, [g, y, norms], (o) =>
-        runRows(dev, k, [g, y, norms, o], new Params().u32(dim).f32(floatBelow(eps)), rows),
+        norm(k, [g, y, norms, o], new Params().u32(dim).f32(floatBelow(eps)), rows, dim),
       );
     },
 

@@ -34,6 +34,9 @@ test('rmsnorm forward and backward, y aliasing x, dx aliasing dy, dw accumulated
   for (const [rows, dim] of [
     [1, 1],
     [3, 7],
+    // the longest row one invocation walks (SHORT_ROW), and the shortest a workgroup reduces
+    [5, 64],
+    [5, 65],
     [37, 256],
     [70, 1000],
   ]) {
@@ -93,7 +96,7 @@ const rowMax = (a: Float32Array, r: number, dim: number): number =>
 
 test('l2normalize forward and backward: zero, tiny and huge rows, outputs aliasing inputs', opt, () => {
   for (const rows of [1, 3, 37])
-    for (const dim of [1, 7, 256, 1000])
+    for (const dim of [1, 7, 64, 65, 256, 1000])
       for (const eps of [1e-12, 1e-30]) {
         const x = r.randn(rows * dim),
           g = r.randn(rows * dim);
@@ -528,33 +531,35 @@ test(
   'rmsnorm of rows whose squares pass float32 (|x| ≈ 1e20) normalises them as native, forward and backward',
   opt,
   () => {
-    const rows = 3,
-      dim = 300;
-    // a row near 1e20, one near 1e30 beside a row of ordinary values
-    const x = Float32Array.from(r.randn(rows * dim), (v, i) => v * [1e20, 1, 1e30][Math.floor(i / dim)]);
-    const w = r.randn(dim),
-      dy = r.randn(rows * dim),
-      dw0 = r.randn(dim);
-    const y = new Float32Array(rows * dim),
-      rstd = new Float32Array(rows),
-      dx = new Float32Array(rows * dim),
-      dw = Float32Array.from(dw0);
-    ref.rmsnormForward(x, w, y, rstd, rows, dim, 1e-6);
-    ref.rmsnormBackward(dy, x, w, rstd, dx, dw, rows, dim);
-    const gy = wg().alloc(rows * dim),
-      grstd = wg().alloc(rows),
-      gdx = wg().alloc(rows * dim),
-      gdw = up(dw0);
-    wg().rmsnormForward(up(x), up(w), gy, grstd, rows, dim, 1e-6);
-    wg().rmsnormBackward(up(dy), up(x), up(w), grstd, gdx, gdw, rows, dim);
-    close(down(gy), y, 'y');
-    close(down(grstd), rstd, 'rstd');
-    // each row's gradient on its own scale: relErr would take those of about rs ≈ 1e-20 and 1e-30 as zeros
-    const got = down(gdx);
-    for (let row = 0; row < rows; row++) {
-      const at = (a: Float32Array): Float32Array => a.slice(row * dim, (row + 1) * dim).map((v) => v / rstd[row]);
-      close(at(got), at(dx), `dx of row ${row}`);
+    // rows a workgroup reduces, and rows one invocation walks (SHORT_ROW)
+    for (const dim of [300, 40]) {
+      const rows = 3;
+      // a row near 1e20, one near 1e30 beside a row of ordinary values
+      const x = Float32Array.from(r.randn(rows * dim), (v, i) => v * [1e20, 1, 1e30][Math.floor(i / dim)]);
+      const w = r.randn(dim),
+        dy = r.randn(rows * dim),
+        dw0 = r.randn(dim);
+      const y = new Float32Array(rows * dim),
+        rstd = new Float32Array(rows),
+        dx = new Float32Array(rows * dim),
+        dw = Float32Array.from(dw0);
+      ref.rmsnormForward(x, w, y, rstd, rows, dim, 1e-6);
+      ref.rmsnormBackward(dy, x, w, rstd, dx, dw, rows, dim);
+      const gy = wg().alloc(rows * dim),
+        grstd = wg().alloc(rows),
+        gdx = wg().alloc(rows * dim),
+        gdw = up(dw0);
+      wg().rmsnormForward(up(x), up(w), gy, grstd, rows, dim, 1e-6);
+      wg().rmsnormBackward(up(dy), up(x), up(w), grstd, gdx, gdw, rows, dim);
+      close(down(gy), y, `y, dim ${dim}`);
+      close(down(grstd), rstd, `rstd, dim ${dim}`);
+      // each row's gradient on its own scale: relErr would take those of about rs ≈ 1e-20 and 1e-30 as zeros
+      const got = down(gdx);
+      for (let row = 0; row < rows; row++) {
+        const at = (a: Float32Array): Float32Array => a.slice(row * dim, (row + 1) * dim).map((v) => v / rstd[row]);
+        close(at(got), at(dx), `dx of row ${row}, dim ${dim}`);
+      }
+      close(down(gdw), dw, `dw, dim ${dim}`);
     }
-    close(down(gdw), dw, 'dw');
   },
 );

@@ -51,6 +51,44 @@ ${body}
 }
 
 /**
+ * How a norm kernel covers a row: a workgroup of 256 invocations striding over it and reducing in workgroup
+ * memory, or one invocation walking it alone. Short rows (a small model's hidden size) take the second: with
+ * a few values per invocation, the first spends its time at its eight barriers, most of all on a CPU's
+ * Vulkan (lavapipe), where a workgroup is emulated. A kernel is written once over a scheme: `each` opens a
+ * loop over the row's j, `sum`/`max` reduce one value per invocation to the row's, `once` guards the
+ * write of the row's own value (its rstd or norm).
+ */
+interface RowScheme {
+  each: string;
+  sum: (v: string) => string;
+  max: (v: string) => string;
+  once: string;
+}
+const STRIDED: RowScheme = {
+  each: 'for (var j = lid; j < n; j += 256u)',
+  sum: (v) => `wgSum(${v}, lid)`,
+  max: (v) => `wgMax(${v}, lid)`,
+  once: 'if (lid == 0u) ',
+};
+const ALONE: RowScheme = { each: 'for (var j = 0u; j < n; j++)', sum: (v) => v, max: (v) => v, once: '' };
+
+/**
+ * `name` (a workgroup per row) and `${name}Short` (an invocation per row, the row count in parameter
+ * `rowsAt`, after the others) from one body.
+ */
+function normKernels(
+  name: string,
+  decls: string,
+  body: (r: RowScheme) => string,
+  rowsAt: number,
+): Record<string, string> {
+  return {
+    [name]: rowKernel(decls, body(STRIDED)),
+    [`${name}Short`]: flatKernel(decls, `  if (i >= pu(${rowsAt})) { return; }\n  let row = i;\n${body(ALONE)}`),
+  };
+}
+
+/**
  * `mx` (the row's max, starting from its first element so no -Inf literal is needed; rows are never
  * empty here) and `total` = Σ exp(x − mx) over row `o`…`o + n` of buffer `b`, as native/rowmath.h does.
  */
@@ -134,41 +172,45 @@ function rope(inPlace: boolean): string {
 }
 
 export const rowKernels: Record<string, string> = {
-  // y = x·rstd·w, rstd = 1/sqrt(mean(x²) + eps). P: dim, eps
-  rmsnormForward: rowKernel(
+  // y = x·rstd·w, rstd = 1/sqrt(mean(x²) + eps). P: dim, eps (, rows)
+  ...normKernels(
+    'rmsnormForward',
     [ro(1, 'x'), ro(2, 'w'), rw(3, 'y'), rw(4, 'rstd')].join('\n'),
-    `  let n = pu(0);
+    (r) => `  let n = pu(0);
   let o = row * n;
   var s = 0.0;
-  for (var j = lid; j < n; j += 256u) { let v = x[o + j]; s += v * v; }
-  let ms = wgSum(s, lid) / f32(n);
+  ${r.each} { let v = x[o + j]; s += v * v; }
+  let ms = ${r.sum('s')} / f32(n);
   var rs = 1.0 / sqrt(ms + pf(1));
   if (bitcast<u32>(ms) == 0x7f800000u) {
     // squares of |x| above about 1.8e19 overflow float32 where the native double sums do not: such a row is
     // summed again divided by its largest |x| (one holding ±Inf keeps rs = 0, as in double)
     var m = 0.0;
-    for (var j = lid; j < n; j += 256u) { m = max(m, abs(x[o + j])); }
-    let mx = wgMax(m, lid);
+    ${r.each} { m = max(m, abs(x[o + j])); }
+    let mx = ${r.max('m')};
     if (bitcast<u32>(mx) != 0x7f800000u) {
       var q = 0.0;
-      for (var j = lid; j < n; j += 256u) { let v = x[o + j] / mx; q += v * v; }
-      rs = 1.0 / (mx * sqrt(wgSum(q, lid) / f32(n) + pf(1) / mx / mx));
+      ${r.each} { let v = x[o + j] / mx; q += v * v; }
+      rs = 1.0 / (mx * sqrt(${r.sum('q')} / f32(n) + pf(1) / mx / mx));
     }
   }
-  if (lid == 0u) { rstd[row] = rs; }
-  for (var j = lid; j < n; j += 256u) { y[o + j] = x[o + j] * rs * w[j]; }`,
+  ${r.once}{ rstd[row] = rs; }
+  ${r.each} { y[o + j] = x[o + j] * rs * w[j]; }`,
+    2,
   ),
   // dx = rs·dy∘w − x·rs³·mean(dy∘w∘x), taken as rs·(dy∘w − (x·rs)·mean(dy∘w∘(x·rs))): x·rs is near 1 where rs³
-  // alone would underflow (rs ≈ 1e-20 for |x| ≈ 1e20). P: dim
-  rmsnormBackward: rowKernel(
+  // alone would underflow (rs ≈ 1e-20 for |x| ≈ 1e20). P: dim (, rows)
+  ...normKernels(
+    'rmsnormBackward',
     [ro(1, 'dy'), ro(2, 'x'), ro(3, 'w'), ro(4, 'rstd'), rw(5, 'dx')].join('\n'),
-    `  let n = pu(0);
+    (r) => `  let n = pu(0);
   let o = row * n;
   let rs = rstd[row];
   var s = 0.0;
-  for (var j = lid; j < n; j += 256u) { s += dy[o + j] * w[j] * (x[o + j] * rs); }
-  let k = wgSum(s, lid) / f32(n);
-  for (var j = lid; j < n; j += 256u) { dx[o + j] = rs * (dy[o + j] * w[j] - k * (x[o + j] * rs)); }`,
+  ${r.each} { s += dy[o + j] * w[j] * (x[o + j] * rs); }
+  let k = ${r.sum('s')} / f32(n);
+  ${r.each} { dx[o + j] = rs * (dy[o + j] * w[j] - k * (x[o + j] * rs)); }`,
+    1,
   ),
   // RMSNorm's ∂L/∂w, pass 1: part[c, j] = Σ over rows r of chunk c of dy[r, j]·x[r, j]·rstd[r].
   // P: chunks·dim, dim, rows, rows per chunk
@@ -194,33 +236,37 @@ export const rowKernels: Record<string, string> = {
   // y = x / max(‖x‖, eps), norms[r] = max(‖x‖, eps), with ‖x‖ = max|x|·‖x / max|x|‖: float32 squares of
   // values below about 1e-19 are subnormal (0 on GPUs that flush them) and above 1.8e19 overflow, where the
   // native double sums do neither. A row of zeros (divided by 1, not 0) and a row holding ±Inf (norm Inf,
-  // as in double) are left unscaled. P: dim, eps
-  l2normalizeForward: rowKernel(
+  // as in double) are left unscaled. P: dim, eps (, rows)
+  ...normKernels(
+    'l2normalizeForward',
     [ro(1, 'x'), rw(2, 'y'), rw(3, 'norms')].join('\n'),
-    `  let n = pu(0);
+    (r) => `  let n = pu(0);
   let o = row * n;
   var m = 0.0;
-  for (var j = lid; j < n; j += 256u) { m = max(m, abs(x[o + j])); }
-  let mx = wgMax(m, lid);
+  ${r.each} { m = max(m, abs(x[o + j])); }
+  let mx = ${r.max('m')};
   let d = select(mx, 1.0, mx == 0.0 || bitcast<u32>(mx) == 0x7f800000u);
   var s = 0.0;
-  for (var j = lid; j < n; j += 256u) { let v = x[o + j] / d; s += v * v; }
-  let q = d * sqrt(wgSum(s, lid));
+  ${r.each} { let v = x[o + j] / d; s += v * v; }
+  let q = d * sqrt(${r.sum('s')});
   let nrm = select(q, pf(1), q < pf(1));
-  if (lid == 0u) { norms[row] = nrm; }
-  for (var j = lid; j < n; j += 256u) { y[o + j] = x[o + j] / nrm; }`,
+  ${r.once}{ norms[row] = nrm; }
+  ${r.each} { y[o + j] = x[o + j] / nrm; }`,
+    2,
   ),
   // dx = (g − y·Σ g∘y) / norm, or g / norm where the forward clamped the norm to eps (norm ≤ P[1]).
-  // P: dim, the largest float32 ≤ eps (so the comparison is the native one against eps in double)
-  l2normalizeBackward: rowKernel(
+  // P: dim, the largest float32 ≤ eps (so the comparison is the native one against eps in double) (, rows)
+  ...normKernels(
+    'l2normalizeBackward',
     [ro(1, 'g'), ro(2, 'y'), ro(3, 'norms'), rw(4, 'dx')].join('\n'),
-    `  let n = pu(0);
+    (r) => `  let n = pu(0);
   let o = row * n;
   let nrm = norms[row];
   var s = 0.0;
-  for (var j = lid; j < n; j += 256u) { s += g[o + j] * y[o + j]; }
-  let dot = select(0.0, wgSum(s, lid), nrm > pf(1));
-  for (var j = lid; j < n; j += 256u) { dx[o + j] = (g[o + j] - y[o + j] * dot) / nrm; }`,
+  ${r.each} { s += g[o + j] * y[o + j]; }
+  let dot = select(0.0, ${r.sum('s')}, nrm > pf(1));
+  ${r.each} { dx[o + j] = (g[o + j] - y[o + j] * dot) / nrm; }`,
+    2,
   ),
   rope: rope(false),
   ropeInPlace: rope(true),
