@@ -29,8 +29,8 @@ const header = readFileSync(path.join(web, 'header.html'), 'utf8')
   .replace(/^<!--.*-->\n/, '')
   .trim();
 for (const [page, href] of [
-  ['playground.html', '/'],
-  ['dashboard.html', '/runs'],
+  ['playground.html', './'],
+  ['dashboard.html', 'runs'],
 ]) {
   const own = header.replace(`<a href="${href}">`, `<a href="${href}" aria-current="page">`);
   writeFileSync(path.join(out, page), readFileSync(path.join(web, page), 'utf8').replace('<!-- header -->', own));

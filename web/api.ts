@@ -1,6 +1,9 @@
 /**
  * What both pages share: the API key (kept in this tab's sessionStorage, sent as a Bearer token), calls
  * to the server whose failures become one sentence for the page, server-sent events, and the message box.
+ * Paths (here and in the pages' links) are relative: both pages sit at the server's top level, so they
+ * resolve to the same routes, and under a reverse proxy that serves the server at a path of its own
+ * (https://host/search/) they stay under that path.
  */
 const KEY_ITEM = 'search-r3-api-key';
 

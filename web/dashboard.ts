@@ -202,7 +202,7 @@ function renderProblems(extra: string[]): void {
 }
 
 async function poll(): Promise<void> {
-  const list = await getJson<RunList>('/v1/runs');
+  const list = await getJson<RunList>('v1/runs');
   let changed = false;
   for (const r of list.runs)
     if (!runs.has(r.id)) {
@@ -226,7 +226,7 @@ async function poll(): Promise<void> {
   for (const run of runs.values()) {
     for (let more = true; more;) {
       const q = `from=${run.next}${run.file ? `&file=${encodeURIComponent(run.file)}` : ''}`;
-      const u = await getJson<RunUpdate>(`/v1/runs/${encodeURIComponent(run.id)}?${q}`);
+      const u = await getJson<RunUpdate>(`v1/runs/${encodeURIComponent(run.id)}?${q}`);
       if (u.reset) {
         run.series.clear();
         run.damaged = 0;

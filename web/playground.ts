@@ -189,7 +189,7 @@ async function runSearch(): Promise<void> {
   });
   try {
     let first: SearchAnswer | null = null;
-    await postEvents('/v1/search/stream', request(s), (name, data) => {
+    await postEvents('v1/search/stream', request(s), (name, data) => {
       if (name === 'reasoning') analysis.textContent = (data as { reasoning: string }).reasoning;
       else if (name === 'result') first = data as SearchAnswer;
       else if (name === 'error') {
@@ -209,7 +209,7 @@ async function runSearch(): Promise<void> {
     if (compare !== 'none') {
       const t: Settings = compare === 'reasoning' ? { ...s, reasoning: !s.reasoning } : { ...s, hybrid: !s.hybrid };
       status.textContent = `Searching again: ${describe(t)}…`;
-      const b = await postJson<SearchAnswer>('/v1/search', request(t));
+      const b = await postJson<SearchAnswer>('v1/search', request(t));
       renderColumn(colA, a, s, b, false);
       renderColumn(colB, b, t, a, t.reasoning);
     }
@@ -230,9 +230,9 @@ async function runSearch(): Promise<void> {
 /** Says at once when the server wants a key this tab does not have, or has no index to search. */
 async function checkServer(): Promise<void> {
   try {
-    await getJson('/v1/models');
+    await getJson('v1/models');
     // with the key, /health tells what the server serves
-    const health = await getJson<{ index?: unknown }>('/health');
+    const health = await getJson<{ index?: unknown }>('health');
     showMessage(
       health.index === undefined
         ? 'This server has no index to search: start it with search-r3 serve --index <folder>.'

@@ -113,7 +113,7 @@ test('pages without the key, their data with it; unknown files and broken paths 
   const page = await request(server.url, 'GET', '/');
   assert.equal(page.status, 200);
   assert.match(String(page.headers['content-type']), /^text\/html/);
-  assert.match(page.raw.toString(), /<script type="module" src="\/web\/playground\.js">/);
+  assert.match(page.raw.toString(), /<script type="module" src="web\/playground\.js">/);
   assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
   const script = await request(server.url, 'GET', '/web/playground.js');
   assert.equal(script.status, 200);

@@ -6,6 +6,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { post } from '../helpers/http.js';
 import { referenceNdcg } from '../helpers/reference-measures.js';
@@ -266,5 +268,71 @@ test(
     assert.equal((await shownHits(page, 'col-a')).length, 10);
     assert.deepEqual(errors, []);
     await page.close();
+  },
+);
+
+/**
+ * A reverse proxy that serves `target` under `prefix`, as nginx's `location /search/ { proxy_pass
+ * http://target/; }` does: the server sees its own paths, the browser only the prefixed ones.
+ */
+async function prefixProxy(target: string, prefix: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    if (!req.url!.startsWith(prefix)) {
+      res.writeHead(404).end(`${req.url} is not under ${prefix}`);
+      return;
+    }
+    const headers = { ...req.headers, host: new URL(target).host };
+    const up = http.request(`${target}/${req.url!.slice(prefix.length)}`, { method: req.method, headers }, (r) => {
+      res.writeHead(r.statusCode!, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const close = (): Promise<void> =>
+    new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return { url, close };
+}
+
+test(
+  'behind a reverse proxy at /search/: both pages, their files and every call they make stay under it',
+  { skip: noBrowser },
+  async () => {
+    const proxy = await prefixProxy(pg.server.url, '/search/');
+    const base = `${proxy.url}/search/`;
+    try {
+      const errors: string[] = [];
+      const page = await openPage(browser, errors);
+      const asked: string[] = [];
+      page.on('request', (r) => asked.push(r.url()));
+      await page.goto(base);
+      await page.waitForSelector('#key-box[open]');
+      await withKey(page, KEY);
+      await page.fill('#query', pg.queries.get(CLAIMS[0]!)!);
+      await search(page);
+      assert.equal((await shownHits(page, 'col-a')).length, 10, 'the search ran through the proxy');
+      const links = await page.$$eval('nav a', (as) => as.map((a) => (a as HTMLAnchorElement).href));
+      assert.deepEqual(links, [base, `${base}runs`]);
+      // the dashboard: the server has no runs, which the page says once it has asked for them
+      await page.click('nav a[href="runs"]');
+      await page.waitForURL(`${base}runs`);
+      await page.waitForFunction(() => document.getElementById('message')?.textContent !== '');
+      for (const want of ['web/style.css', 'web/playground.js', 'v1/search/stream', 'web/dashboard.js', 'v1/runs'])
+        assert.ok(asked.includes(`${base}${want}`), `${want} asked for under the prefix: ${asked.join(', ')}`);
+      assert.deepEqual(
+        asked.filter((u) => !u.startsWith(base)),
+        [],
+        'nothing asked for outside the prefix',
+      );
+      assert.deepEqual(errors, []);
+      await page.close();
+    } finally {
+      await proxy.close();
+    }
   },
 );
