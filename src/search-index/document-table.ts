@@ -66,6 +66,9 @@ interface Row {
   crc: string | null;
 }
 
+/** A row as its vector is read and checked: no texts. */
+type StoredVectorRow = Pick<Row, 'id' | 'hash' | 'key' | 'status' | 'vhash' | 'crc'> & { vector: Buffer | null };
+
 const BASE_COLUMNS = 'id, title, text, metadata, hash, key, status';
 /** The info key of the table's identity (see DocumentTable.identity). */
 const IDENTITY = 'table_id';
@@ -341,7 +344,16 @@ export class DocumentTable {
 
   /** The columns of a Row (a table from before checksums reads them as NULL). */
   private get columns(): string {
-    return `${BASE_COLUMNS}, ${this.rowChecksums ? 'vhash, crc' : 'NULL AS vhash, NULL AS crc'}`;
+    return `${BASE_COLUMNS}, ${this.checksumColumns}`;
+  }
+
+  /** What verifiedVector checks a vector against: the row checksum covers the text by its hash alone. */
+  private get vectorColumns(): string {
+    return `id, hash, key, status, ${this.checksumColumns}, vector`;
+  }
+
+  private get checksumColumns(): string {
+    return this.rowChecksums ? 'vhash, crc' : 'NULL AS vhash, NULL AS crc';
   }
 
   /**
@@ -679,9 +691,10 @@ export class DocumentTable {
     let after = 0;
     for (;;) {
       const rows = this.guard(() => {
-        const q = this.db.prepare(`SELECT ${this.columns}, vector FROM docs
+        // without the texts: a search reads every vector at its start, and they would be most of what it reads
+        const q = this.db.prepare(`SELECT ${this.vectorColumns} FROM docs
           WHERE status = 'indexed' AND key > ? ORDER BY key LIMIT ?`);
-        const got = q.all(after, batch) as (Row & { key: number; vector: Buffer | null })[];
+        const got = q.all(after, batch) as (StoredVectorRow & { key: number })[];
         return got.map((r) => ({ key: r.key, id: r.id, vector: this.verifiedVector(r, r.vector) }));
       });
       if (rows.length === 0) return;
@@ -728,10 +741,7 @@ export class DocumentTable {
     return doc;
   }
 
-  private verifiedVector(
-    r: Pick<Row, 'id' | 'hash' | 'key' | 'status' | 'vhash' | 'crc'>,
-    blob: Buffer | null,
-  ): Float32Array {
+  private verifiedVector(r: Omit<StoredVectorRow, 'vector'>, blob: Buffer | null): Float32Array {
     if (!blob || blob.byteLength % 4 !== 0) throw this.damaged(`the vector of document '${r.id}' is missing or cut`);
     if (this.rowChecksums && vectorHash(blob) !== r.vhash)
       throw this.damaged(`the vector of document '${r.id}' does not match its checksum`);
