@@ -107,6 +107,24 @@ export function hostOption(v: string | undefined): string {
   return v;
 }
 
+/**
+ * A warning for a server that anyone on the network may use (undefined for none): listening beyond this machine
+ * (not a loopback address) with no API key. Said, not refused: a trusted network or a proxy that authenticates
+ * may be why.
+ */
+export function openServerWarning(host: string, apiKey: string | undefined, what: string): string | undefined {
+  if (apiKey !== undefined || isLoopback(host)) return undefined;
+  return (
+    `${what} listens on ${host} without an API key: anyone who can reach this machine can use it; give --api-key ` +
+    '(or SEARCH_R3_API_KEY) unless the network or a proxy in front of it decides who may.'
+  );
+}
+
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::ffff:127.0.0.1';
+}
+
 /** The origins --cors-origin names (undefined when none): each as a browser sends its Origin, or *. */
 export function corsOriginsOption(given: string[] | undefined): string[] | undefined {
   for (const origin of given ?? []) {

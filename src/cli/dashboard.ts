@@ -1,5 +1,5 @@
 import { parseArgs } from './parse-options.js';
-import { apiKeyOption, corsOriginHelp, corsOriginsOption, hostOption, portOption } from './args.js';
+import { apiKeyOption, corsOriginHelp, corsOriginsOption, hostOption, openServerWarning, portOption } from './args.js';
 import { UserError, type Command } from './command.js';
 import { runWatch } from './run-folders.js';
 import { listenError } from './serve.js';
@@ -52,6 +52,8 @@ export const dashboardCommand: Command = {
     const server = await startDashboardServer({ runs, host, port, apiKey, corsOrigins }).catch((e: unknown) => {
       throw listenError(e, host, port) ?? e;
     });
+    const open = openServerWarning(host, apiKey, 'the dashboard');
+    if (open) console.error(`search-r3: warning: ${open}`);
     console.log(`search-r3 dashboard of ${positionals.length} folder(s) at ${server.url}/`);
     await new Promise<void>((resolve) => {
       const stop = (): void => void server.close().then(resolve, resolve);

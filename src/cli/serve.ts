@@ -6,6 +6,7 @@ import {
   hostOption,
   intAtLeast,
   intInRange,
+  openServerWarning,
   portOption,
 } from './args.js';
 import { UserError, type Command } from './command.js';
@@ -200,6 +201,8 @@ export const serveCommand: Command = {
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
       });
+      const open = openServerWarning(host, apiKey, 'the server');
+      if (open) console.error(`search-r3: warning: ${open}`);
       const what = index ? `${index.stats().documents} documents from ${values.index}` : 'embeddings';
       const merged = backend.info.base ? `: LoRA adapter ${modelDir} merged onto ${backend.info.base}` : '';
       console.log(`search-r3 serving ${what} at ${server.url} (model ${backend.modelId}${merged})`);

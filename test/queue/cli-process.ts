@@ -16,6 +16,8 @@ after(() => {
 export class CliProcess {
   output = '';
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Resolves once the process has exited and all it wrote is in `output` ('exit' may come before the rest). */
+  readonly closed: Promise<void>;
   private readonly proc: ChildProcess;
 
   constructor(args: string[], env: Record<string, string> = {}) {
@@ -27,6 +29,7 @@ export class CliProcess {
     this.proc.stdout!.on('data', take);
     this.proc.stderr!.on('data', take);
     running.add(this.proc);
+    this.closed = new Promise((resolve) => this.proc.once('close', () => resolve()));
     this.exited = new Promise((resolve) =>
       this.proc.once('exit', (code, signal) => {
         running.delete(this.proc);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
@@ -10,6 +10,7 @@ import { runCli } from '../helpers/cli.js';
 import { post, request } from '../helpers/http.js';
 import { repoRoot } from '../helpers/repo.js';
 import { until } from '../helpers/until.js';
+import { CliProcess } from '../queue/cli-process.js';
 
 test('serve on a port in use says so in one sentence and exits with 2', async () => {
   const { dir, cleanup } = tempDir('busy');
@@ -168,4 +169,41 @@ test('serve --help lists every API endpoint the server answers, chat completions
     'GET  /metrics',
   ])
     assert.ok(r.stdout.includes(`\n  ${endpoint}`), `${endpoint} is not in serve --help`);
+});
+
+test('a server that anyone on the network may use says so: not on a loopback address, without an API key', async () => {
+  const { dir, cleanup } = tempDir('open-host');
+  const modelDir = await tinyModelDir(dir);
+  const runs = path.join(dir, 'run');
+  mkdirSync(runs);
+  const warning = (what: string): RegExp =>
+    new RegExp(
+      `^search-r3: warning: ${what} listens on 0\\.0\\.0\\.0 without an API key: anyone who can reach this ` +
+        'machine can use it; give --api-key \\(or SEARCH_R3_API_KEY\\) unless the network or a proxy in front ' +
+        'of it decides who may\\.$',
+      'm',
+    );
+  const cases: [string[], RegExp | null][] = [
+    [['serve', '--model', modelDir, '--host', '0.0.0.0'], warning('the server')],
+    [['dashboard', runs, '--host', '0.0.0.0'], warning('the dashboard')],
+    [['serve', '--model', modelDir, '--host', '0.0.0.0', '--api-key', 'k'], null],
+    [['serve', '--model', modelDir], null],
+    [['dashboard', runs, '--host', 'localhost'], null],
+  ];
+  try {
+    for (const [args, want] of cases) {
+      const p = new CliProcess([...args, '--port', '0']);
+      try {
+        await p.waitFor(/(serving embeddings|dashboard of 1 folder\(s\)) at http/);
+      } finally {
+        await p.stop();
+      }
+      // all of both streams: the warning (stderr) may come after the line it precedes (stdout)
+      await p.closed;
+      if (want) assert.match(p.output, want, args.join(' '));
+      else assert.doesNotMatch(p.output, /warning/, args.join(' '));
+    }
+  } finally {
+    cleanup();
+  }
 });
