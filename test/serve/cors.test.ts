@@ -163,7 +163,9 @@ test('* allows every page without echoing its Origin', async () => {
 
 test('the dashboard takes the same origins', async () => {
   // an empty folder is a run yet to start
-  const runs = runWatch([mkdirSync(path.join(work.dir, 'run'), { recursive: true })!]);
+  const run = path.join(work.dir, 'run');
+  mkdirSync(run);
+  const runs = runWatch([run]);
   const dash = await startDashboardServer({ runs, port: 0, corsOrigins: [PAGE] });
   try {
     const r = await preflight(dash.url, PAGE, '/v1/runs');

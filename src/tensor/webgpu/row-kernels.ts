@@ -40,7 +40,7 @@ export type RowKernels = Pick<
 const DW_ROWS_PER_CHUNK = 32;
 
 /** The longest row a norm kernel walks in one invocation (its Short variant) rather than a workgroup's. */
-export const SHORT_ROW = 64;
+const SHORT_ROW = 64;
 
 function need(kernel: string, name: string, a: GpuArray, n: number): void {
   if (a.length < n) throw new Error(`${kernel}: ${name} holds ${a.length} values, ${n} are needed`);

@@ -1,9 +1,10 @@
 /**
  * WGSL for the model's row-wise kernels (RMSNorm, L2 normalisation, softmax, log-softmax, cross-entropy:
- * one workgroup per row, each invocation striding by 256 over the row, then a workgroup reduction) and its
- * element-wise ones (rotary embedding, SiLU, SwiGLU, AdamW: flat). Formulas follow native/norm.c,
- * softmax.c, loss.c, elementwise.c and optim.c; sums are float32 here (WGSL has no f64), which stays well
- * inside 1e-4 of the native double sums even over a 151,936-long vocabulary row.
+ * one workgroup per row, each invocation striding by 256 over the row, then a workgroup reduction; the
+ * norms walk short rows in one invocation each, see RowScheme) and its element-wise ones (rotary embedding,
+ * SiLU, SwiGLU, AdamW: flat). Formulas follow native/norm.c, softmax.c, loss.c, elementwise.c and optim.c;
+ * sums are float32 here (WGSL has no f64), which stays well inside 1e-4 of the native double sums even over
+ * a 151,936-long vocabulary row.
  */
 import { FINITE, PRELUDE, flatKernel } from './prelude.js';
 
