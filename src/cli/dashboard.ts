@@ -4,6 +4,7 @@ import { UserError, type Command } from './command.js';
 import { runWatch } from './run-folders.js';
 import { listenError } from './serve.js';
 import { startDashboardServer } from '../serve/dashboard-server.js';
+import { counted } from '../io/counted.js';
 
 const HELP = `search-r3 dashboard — training runs as live curves in a web page
 
@@ -54,7 +55,7 @@ export const dashboardCommand: Command = {
     });
     const open = openServerWarning(host, apiKey, 'the dashboard');
     if (open) console.error(`search-r3: warning: ${open}`);
-    console.log(`search-r3 dashboard of ${positionals.length} folder(s) at ${server.url}/`);
+    console.log(`search-r3 dashboard of ${counted(positionals.length, 'folder')} at ${server.url}/`);
     await new Promise<void>((resolve) => {
       const stop = (): void => void server.close().then(resolve, resolve);
       process.once('SIGINT', stop);

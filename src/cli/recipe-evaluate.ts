@@ -6,6 +6,7 @@ import { evalProgress } from './eval-progress.js';
 import { DEFAULT_MAX_REASONING_TOKENS } from '../embed/index.js';
 import { evaluateRecipeModels, RECIPE_DATASETS, type RecipeDatasetId } from '../recipe/evaluate.js';
 import { DEFAULT_DATA_DIR } from './package-paths.js';
+import { counted } from '../io/counted.js';
 
 export const RECIPE_EVALUATE_HELP = `search-r3 recipe evaluate — the default model's evaluation table
 
@@ -120,7 +121,7 @@ export async function runRecipeEvaluate(
     command: ['search-r3', 'recipe', 'evaluate', ...argv].join(' '),
   });
   stdout.write(
-    `${report.datasets.length} dataset(s) evaluated in ${report.seconds.toFixed(1)} s; ` +
+    `${counted(report.datasets.length, 'dataset')} evaluated in ${report.seconds.toFixed(1)} s; ` +
       `wrote ${v.out}/evaluation.json and evaluation.md\n`,
   );
   return 0;

@@ -16,6 +16,7 @@ import { RUN_CONFIG_FILE } from '../train/run-watch.js';
 import { type Continuation, RunCheck, recordedStage } from '../train/run-record.js';
 import { checkRunOutput } from '../train/training-run.js';
 import { formatAudit, summariseAudit } from '../rlenv/audit.js';
+import { counted } from '../io/counted.js';
 
 const HELP = `search-r3 rlenv audit — the local-refresh environment against exact mode
 
@@ -110,8 +111,9 @@ const auditCommand: Command & { name: string } = {
       `${e.candidates}/response, ` +
       `neighbours ${e.neighbours}/candidate, rolling ${e.rolling}, full every ${e.fullEvery || 'never'}, ` +
       `drift correction ${e.driftCorrection ? 'on' : 'off'}; ` +
-      `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ${cfg.loss.innerEpochs} ` +
-      `update(s) per step, lr ${cfg.optimizer.lr}, reward ${cfg.reward.kind}@${cfg.reward.k}`;
+      `${cfg.rollout.queries} queries × ${cfg.rollout.group} responses per step, ` +
+      `${counted(cfg.loss.innerEpochs, 'update')} per step, lr ${cfg.optimizer.lr}, ` +
+      `reward ${cfg.reward.kind}@${cfg.reward.k}`;
     const out = {
       config: path.resolve(values.config),
       steps,

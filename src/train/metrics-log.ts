@@ -6,6 +6,7 @@
 import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
 import type { MetricRecord } from './report.js';
+import { counted } from '../io/counted.js';
 
 export interface ParsedMetrics {
   records: MetricRecord[];
@@ -63,8 +64,8 @@ export class MetricsLog {
     const note =
       parsed.damagedLines === 0
         ? null
-        : `warning: ${file}: ${parsed.damagedLines} damaged line(s) dropped (a run killed mid-write leaves one); ` +
-          `kept the ${kept.length} intact records up to step ${resumedStep}`;
+        : `warning: ${file}: ${counted(parsed.damagedLines, 'damaged line')} dropped ` +
+          `(a run killed mid-write leaves one); kept the ${kept.length} intact records up to step ${resumedStep}`;
     return { log: new MetricsLog(file, kept), note };
   }
 

@@ -477,7 +477,7 @@ test(
       },
     });
     assert.equal(await runRecipeEvaluate(argv, stdout), 0);
-    assert.match(printed, /^1 dataset\(s\) evaluated in [\d.]+ s; wrote .*evaluation\.json and evaluation\.md\n$/);
+    assert.match(printed, /^1 dataset evaluated in [\d.]+ s; wrote .*evaluation\.json and evaluation\.md\n$/);
     const json = JSON.parse(readFileSync(join(options.out, 'evaluation.json'), 'utf8')) as RecipeEvaluation;
     assert.deepEqual(
       json.datasets.map((d) => d.id),

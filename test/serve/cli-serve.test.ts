@@ -194,7 +194,7 @@ test('a server that anyone on the network may use says so: not on a loopback add
     for (const [args, want] of cases) {
       const p = new CliProcess([...args, '--port', '0']);
       try {
-        await p.waitFor(/(serving embeddings|dashboard of 1 folder\(s\)) at http/);
+        await p.waitFor(/(serving embeddings|dashboard of 1 folder) at http/);
       } finally {
         await p.stop();
       }
