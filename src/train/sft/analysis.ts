@@ -12,9 +12,8 @@
  * package's lists, Porter stems to match English forms, Arabic orthographic normalisation. The terms are in
  * the query's and document's language; the two labels are fixed English words the model learns as format.
  */
-import stopwordLists from 'stopword';
 import { stemmer } from 'stemmer';
-import { normalizeArabic, tokenizeWords } from '../../eval/analyzer.js';
+import { normalizeArabic, stopwordLists, tokenizeWords } from '../../eval/analyzer.js';
 
 export interface ConceptAnalysis {
   concepts: string[];
