@@ -25,7 +25,7 @@ import { readDocuments } from '../src/search-index/document-source.js';
 import { tinyModel } from '../test/helpers/tiny-model.js';
 import { RedisServer } from '../test/helpers/redis.js';
 import { repoRoot } from '../test/helpers/repo.js';
-import { CliProcess } from '../test/queue/cli-process.js';
+import { CliProcess } from '../test/helpers/cli-process.js';
 
 const DOCS = Number(process.env.BENCH_DOCS ?? 1500);
 const COMMIT = Number(process.env.BENCH_COMMIT ?? 64);

@@ -10,7 +10,7 @@ import { loadModelFolder, saveModelFolder } from '../../src/model/model-folder.j
 import { readSafetensorsHeader } from '../../src/model/safetensors.js';
 import { readModelFusion, writeModelFusion } from '../../src/search-index/model-fusion.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
-import { CliProcess } from '../queue/cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 import { runCliAsync } from '../helpers/cli.js';
 import { corpus, writeJsonl } from '../search-index/fixtures.js';
 import { tempDir, tinyModelFolder, toyAdapterFolder, toyBeir } from '../helpers/train-fixtures.js';

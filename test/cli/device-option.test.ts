@@ -15,7 +15,7 @@ import path from 'node:path';
 import { SearchR3Embeddings } from '../../src/client/langchain-embeddings.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { commands as entries } from '../../src/cli/commands.js';
-import { CliProcess } from '../queue/cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 import { runCliAsync } from '../helpers/cli.js';
 import { inPool } from '../helpers/pool.js';
 import { webgpuSkip } from '../helpers/webgpu.js';

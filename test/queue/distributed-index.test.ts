@@ -24,7 +24,7 @@ import { repoRoot } from '../helpers/repo.js';
 import { until } from '../helpers/until.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
-import { CliProcess } from './cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 import { queuedJobs } from './queued-jobs.js';
 import { lanceRows, sqliteVectors } from './store-contents.js';
 

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { RedisServer } from '../helpers/redis.js';
 import { corpus, tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
-import { CliProcess } from './cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 
 let work: { dir: string; cleanup: () => void };
 let model = '';

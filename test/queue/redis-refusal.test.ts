@@ -14,7 +14,7 @@ import { RedisServer } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
 import { sqliteVectors, lanceRows } from './store-contents.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
-import { CliProcess } from './cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 import { queuedJobs } from './queued-jobs.js';
 
 let primary: RedisServer;

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { RedisServer } from '../helpers/redis.js';
 import { until } from '../helpers/until.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
-import { CliProcess } from './cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 
 let work: { dir: string; cleanup: () => void };
 let model = '';

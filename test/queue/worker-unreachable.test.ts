@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { runCliAsync } from '../helpers/cli.js';
 import { RedisServer, freePort } from '../helpers/redis.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
-import { CliProcess } from './cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 
 let work: { dir: string; cleanup: () => void };
 let model = '';

@@ -10,7 +10,7 @@ import { runCli } from '../helpers/cli.js';
 import { post, request } from '../helpers/http.js';
 import { repoRoot } from '../helpers/repo.js';
 import { until } from '../helpers/until.js';
-import { CliProcess } from '../queue/cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 
 test('serve on a port in use says so in one sentence and exits with 2', async () => {
   const { dir, cleanup } = tempDir('busy');

@@ -12,7 +12,7 @@ import { postEmbeddings as embeddings, request } from '../helpers/http.js';
 import { repoRoot } from '../helpers/repo.js';
 import { runProgram } from '../helpers/run-program.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
-import { CliProcess } from '../queue/cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 import { tempDir, tinyModelDir } from '../search-index/fixtures.js';
 
 const losePreload = path.join(repoRoot, 'dist', 'test', 'helpers', 'lose-gpu-device.js');

@@ -13,7 +13,7 @@ import { saveModelFolder } from '../../src/model/model-folder.js';
 import { postEmbeddings as embeddings, request } from '../helpers/http.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 import { webgpuSkip } from '../helpers/webgpu.js';
-import { CliProcess } from '../queue/cli-process.js';
+import { CliProcess } from '../helpers/cli-process.js';
 import { tempDir } from '../search-index/fixtures.js';
 
 /** Sized for an adapter that binds 128 MiB (lavapipe, browsers' default): one that binds more accepts all of it. */

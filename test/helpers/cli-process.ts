@@ -1,8 +1,8 @@
-/** A `search-r3` CLI process the queue tests watch while it runs: its output so far, waits for lines, kills. */
+/** A `search-r3` CLI process a test watches while it runs: its output so far, waits for lines, kills. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { after } from 'node:test';
-import { repoRoot } from '../helpers/repo.js';
+import { repoRoot } from './repo.js';
 
 /** The processes not yet exited, of the test file that imports this module. */
 const running = new Set<ChildProcess>();
