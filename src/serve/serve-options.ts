@@ -1,7 +1,7 @@
 /**
- * What startSearchServer takes from code, checked before the model loads: a value of the wrong kind would
- * otherwise surface later as a TypeError inside a request (an apiKey that is no string), a server on a socket
- * path (a port given as text), or limits that refuse every request (maxK 0).
+ * What startSearchServer and createSearchServer take from code, checked before the model loads: a value of the
+ * wrong kind would otherwise surface later as a TypeError inside a request (an apiKey that is no string), a
+ * server on a socket path (a port given as text), or limits that refuse every request (maxK 0).
  */
 import { LocalBackend } from '../search-index/embedding-backend.js';
 import { SearchIndex } from '../search-index/search-index.js';
@@ -18,8 +18,6 @@ import { WorkerBackend } from './model-worker.js';
 import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from './server-context.js';
 import { checkBatchingOptions } from './worker-protocol.js';
 
-const refuse: Refuse = (message) => new Error(`startSearchServer: ${message}`);
-
 const POSITIVE_LIMITS = [
   'maxBodyBytes',
   'maxInputs',
@@ -30,23 +28,25 @@ const POSITIVE_LIMITS = [
   'maxQueue',
 ] as const;
 
-export function checkServeOptions(opts: unknown): void {
+/** The options of `caller`, each refusal starting with its name; createSearchServer takes a WorkerBackend only. */
+export function checkServeOptions(
+  opts: unknown,
+  caller: 'startSearchServer' | 'createSearchServer' = 'startSearchServer',
+): void {
+  const refuse: Refuse = (message) => new Error(`${caller}: ${message}`);
   const o = checkOptionsObject(opts, 'the server options', refuse);
+  const worker = 'a model, awaited: await WorkerBackend.start(dir)';
+  if (caller === 'createSearchServer' && !(o.backend instanceof WorkerBackend))
+    throw refuse(refusal("'backend'", worker, o.backend));
   if (!(o.backend instanceof WorkerBackend || o.backend instanceof LocalBackend))
-    throw refuse(
-      refusal(
-        "'backend'",
-        'a model, awaited: await WorkerBackend.start(dir) or await LocalBackend.fromModelDir(dir)',
-        o.backend,
-      ),
-    );
+    throw refuse(refusal("'backend'", `${worker} or await LocalBackend.fromModelDir(dir)`, o.backend));
   if (o.index !== undefined && !(o.index instanceof SearchIndex))
     throw refuse(refusal("'index'", 'an index, awaited: await SearchIndex.open(dir, { backend })', o.index));
   checkNumber(o.port, "'port'", { integer: true, min: 0, max: 65535 }, refuse);
   for (const name of ['host', 'apiKey', 'modelName'] as const)
     if (o[name] !== undefined && (typeof o[name] !== 'string' || o[name] === ''))
       throw refuse(refusal(`'${name}'`, 'a non-empty string', o[name]));
-  checkCorsOrigins(o.corsOrigins);
+  checkCorsOrigins(o.corsOrigins, refuse);
   for (const name of POSITIVE_LIMITS) checkNumber(o[name], `'${name}'`, POSITIVE_INTEGER, refuse);
   checkBatchingOptions(o, refuse);
   checkNumber(o.refreshMs, "'refreshMs'", NON_NEGATIVE_NUMBER, refuse);
@@ -54,7 +54,7 @@ export function checkServeOptions(opts: unknown): void {
   if (short) throw refuse(short);
 }
 
-function checkCorsOrigins(v: unknown): void {
+function checkCorsOrigins(v: unknown, refuse: Refuse): void {
   if (v === undefined) return;
   const want = "an array of origins ('http://localhost:3000') or ['*']";
   if (!Array.isArray(v) || v.some((o) => typeof o !== 'string')) throw refuse(refusal("'corsOrigins'", want, v));

@@ -149,7 +149,13 @@ function registerGauges(ctx: ServerContext, inFlight: () => number): void {
   metrics.gauge('search_r3_requests_in_flight', 'Requests being handled.', inFlight);
 }
 
+/**
+ * The request handler of a server on a running model worker, without listening anywhere (mount it in your own
+ * http server). Its options are checked as startSearchServer's are.
+ */
 export function createSearchServer(opts: ServeOptions & { backend: WorkerBackend }): SearchServer {
+  checkServeOptions(opts, 'createSearchServer');
+  refuseClosed(opts.backend, 'createSearchServer');
   const metrics = new Metrics();
   const ctx = createContext({ ...opts, model: opts.backend, metrics });
   const h = createHandler({
@@ -172,6 +178,15 @@ export function createSearchServer(opts: ServeOptions & { backend: WorkerBackend
   };
 }
 
+// a server on a closed model would answer 503 to everything
+function refuseClosed(model: WorkerBackend, caller: string): void {
+  if (model.health().state === 'closed')
+    throw new Error(
+      `${caller}: the WorkerBackend has been closed (a server closes its model when it stops); ` +
+        'start another with WorkerBackend.start.',
+    );
+}
+
 /** Starts the server on host:port (port 0: any free port) once the model is loaded in its worker. */
 export async function startSearchServer(opts: ServeOptions & { host?: string; port?: number }): Promise<RunningServer> {
   checkServeOptions(opts);
@@ -179,12 +194,7 @@ export async function startSearchServer(opts: ServeOptions & { host?: string; po
   let model: WorkerBackend;
   if (opts.backend instanceof WorkerBackend) {
     if (opts.device) throw new Error('device goes with a LocalBackend; start the WorkerBackend with its device.');
-    // a server on it would answer 503 to everything
-    if (opts.backend.health().state === 'closed')
-      throw new Error(
-        'startSearchServer: the WorkerBackend has been closed (a server closes its model when it stops); ' +
-          'start another with WorkerBackend.start.',
-      );
+    refuseClosed(opts.backend, 'startSearchServer');
     model = opts.backend;
     model.configureBatching(batching);
   } else {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import OpenAI from 'openai';
-import { startSearchServer } from '../../src/serve/server.js';
+import { createSearchServer, startSearchServer } from '../../src/serve/server.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, request } from '../helpers/http.js';
@@ -695,6 +695,40 @@ test('startSearchServer refuses options of the wrong kind in one sentence, befor
         message,
       );
   } finally {
+    cleanup();
+  }
+});
+
+test('createSearchServer, the handler alone, refuses what startSearchServer refuses', async () => {
+  const { dir, cleanup } = tempDir('createopts');
+  const modelDir = await tinyModelDir(dir);
+  const local = await tinyBackend(modelDir);
+  const model = await WorkerBackend.start(modelDir);
+  const refuses = (opts: Record<string, unknown>, message: string): void =>
+    assert.throws(
+      () => createSearchServer(opts as unknown as Parameters<typeof createSearchServer>[0]),
+      (e: unknown) => e instanceof Error && e.message === `createSearchServer: ${message}`,
+      message,
+    );
+  try {
+    // its handler needs the model in a worker thread: a LocalBackend failed inside the first request
+    refuses({ backend: local }, "'backend' must be a model, awaited: await WorkerBackend.start(dir) (got an object).");
+    refuses({ backend: model, apiKey: 5 }, "'apiKey' must be a non-empty string (got 5).");
+    refuses({ backend: model, maxK: 0 }, "'maxK' must be a positive integer (got 0).");
+    refuses(
+      { backend: model, corsOrigins: ['http://x/'] },
+      "'corsOrigins': 'http://x/' is not written as a browser sends its Origin: give 'http://x' (no path, no final /).",
+    );
+    const s = createSearchServer({ backend: model, apiKey: 'k' });
+    assert.equal(typeof s.handler, 'function');
+    await model.close();
+    refuses(
+      { backend: model },
+      'the WorkerBackend has been closed (a server closes its model when it stops); start another with ' +
+        'WorkerBackend.start.',
+    );
+  } finally {
+    await model.close();
     cleanup();
   }
 });
