@@ -30,6 +30,11 @@ export const commands: CommandEntry[] = [
     load: async () => (await import('./search.js')).searchCommand,
   },
   {
+    name: 'fusion',
+    summary: 'choose on dev queries how hybrid search weighs a model against BM25 (stored with the model)',
+    load: async () => (await import('./fusion.js')).fusionCommand,
+  },
+  {
     name: 'serve',
     summary: 'serve embeddings (OpenAI-compatible) and index search over HTTP',
     load: async () => (await import('./serve.js')).serveCommand,

@@ -114,11 +114,29 @@ export class ModelRetriever implements Retriever {
     k: number,
     onProgress?: ProgressFn,
   ): Promise<Run> {
-    const docs = await this.documentMatrix(corpus, onProgress);
-    const { matrix, forced } = await embedQueryMatrix(this.embedder, queries, this.options, onProgress);
+    const [{ run, forced }] = await this.retrieveModes(corpus, queries, k, [this.options], onProgress);
     this.forcedQueries = forced;
-    const result = await denseSearch(matrix, docs, { k, onProgress });
-    return result.run;
+    return run;
+  }
+
+  /**
+   * One run per query options of `modes` (reasoning off and on, say), the corpus embedded once for all of them;
+   * with each run, the queries whose embed token had to be forced.
+   */
+  async retrieveModes(
+    corpus: CorpusSource,
+    queries: ReadonlyMap<string, string>,
+    k: number,
+    modes: readonly ModelRetrieverOptions[],
+    onProgress?: ProgressFn,
+  ): Promise<{ run: Run; forced: number }[]> {
+    const docs = await this.documentMatrix(corpus, onProgress);
+    const runs: { run: Run; forced: number }[] = [];
+    for (const mode of modes) {
+      const { matrix, forced } = await embedQueryMatrix(this.embedder, queries, mode, onProgress);
+      runs.push({ run: (await denseSearch(matrix, docs, { k, onProgress })).run, forced });
+    }
+    return runs;
   }
 
   /**
