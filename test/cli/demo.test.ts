@@ -13,6 +13,8 @@ import type { Run } from '../../src/eval/run.js';
 import { duration } from '../../src/cli/demo.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
 import { modelFingerprint } from '../../src/model/model-fingerprint.js';
+import { writeModelFusion } from '../../src/search-index/model-fusion.js';
+import type { HybridFusion } from '../../src/search-index/rrf.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 const slice = ['--max-documents', '30', '--max-queries', '10', '--max-reasoning-tokens', '8'];
@@ -44,7 +46,7 @@ type Figures = { ndcg10: number; recall100: number };
  * SciFact test, document and query vectors from the model, cosine by a plain loop, RRF by its definition
  * (k = 60), nDCG@10 and R@100 by the reference measures.
  */
-async function referenceRows(model: string): Promise<Map<string, Figures>> {
+async function referenceRows(model: string, fusion?: HybridFusion): Promise<Map<string, Figures>> {
   const ds = await readBeirDataset(path.join(repoRoot, 'demo/scifact'), 'test');
   const table = subsetDevSet(ds, 10, 0);
   const sliced = new Map([
@@ -64,14 +66,22 @@ async function referenceRows(model: string): Promise<Map<string, Figures>> {
     ]),
   );
   const bm25 = await new Bm25Retriever().retrieve(corpusOf(docs), table.queries, 100);
+  // score(d) = w / (k + dense rank) + (1 − w) / (k + BM25 rank), ranks from 1; plain RRF: both weights 1, k 60
+  const [w, k] = fusion ? [fusion.denseWeight, fusion.k] : [1, 60];
   const hybrid: Run = new Map(
     ids.map((q) => {
       const fused = new Map<string, number>();
-      for (const run of [bm25, dense])
-        ranked(run.get(q)!).forEach((d, r) => fused.set(d, (fused.get(d) ?? 0) + 1 / (61 + r)));
+      for (const [run, weight] of [
+        [bm25, fusion ? 1 - w : 1],
+        [dense, w],
+      ] as const)
+        ranked(run.get(q)!).forEach((d, r) => fused.set(d, (fused.get(d) ?? 0) + weight / (k + 1 + r)));
       return [q, { docIds: [...fused.keys()], scores: [...fused.values()] }];
     }),
   );
+  const hybridRow = fusion
+    ? `hybrid (BM25 + reasoning off, RRF: dense weight ${w}, k ${k})`
+    : 'hybrid (BM25 + reasoning off, RRF)';
   const figures = (run: Run): Figures => ({
     ndcg10: referenceNdcg(run, table.qrels, 10).mean,
     recall100: referenceRecall(run, table.qrels, 100),
@@ -79,7 +89,7 @@ async function referenceRows(model: string): Promise<Map<string, Figures>> {
   return new Map([
     ['BM25', figures(bm25)],
     ['dense, reasoning off', figures(dense)],
-    ['hybrid (BM25 + reasoning off, RRF)', figures(hybrid)],
+    [hybridRow, figures(hybrid)],
   ]);
 }
 
@@ -211,6 +221,26 @@ test(
     }
   },
 );
+
+test("demo: the hybrid row fuses with the model's stored weights (search-r3.json) and names them", async () => {
+  const { dir, cleanup } = tempDir('demo-fusion');
+  try {
+    const model = await tinyModelDir(dir);
+    const fusion = { denseWeight: 0.3, k: 10 };
+    await writeModelFusion(model, { ...fusion, chosenOn: 'a dev set' });
+    const args = ['demo', '--model', model, '--index', path.join(dir, 'idx'), ...slice, '--json', '--quiet'];
+    const r = runCli(args, env);
+    assert.equal(r.status, 0, r.stderr);
+    const row = (JSON.parse(r.stdout) as DemoJson).table!.rows[3]!;
+    const label = 'hybrid (BM25 + reasoning off, RRF: dense weight 0.3, k 10)';
+    assert.equal(row.retriever, label);
+    const want = (await referenceRows(model, fusion)).get(label)!;
+    assert.ok(Math.abs(row.ndcg10 - want.ndcg10) < 1e-9, `nDCG@10 ${row.ndcg10} vs ${want.ndcg10}`);
+    assert.ok(Math.abs(row.recall100 - want.recall100) < 1e-9, `R@100 ${row.recall100} vs ${want.recall100}`);
+  } finally {
+    cleanup();
+  }
+});
 
 test('demo: --write-vectors ships the vectors in the model folder; a first run then encodes nothing', async () => {
   const { dir, cleanup } = tempDir('demo-vectors');
