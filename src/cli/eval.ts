@@ -27,6 +27,8 @@ import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } 
 import { modelFolderExists } from '../model/json-file.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { checkGgufSource } from '../search-index/llama-cpp-backend.js';
+import { HybridRetriever } from '../search-index/hybrid-retriever.js';
+import { type ModelFusion, readModelFusion } from '../search-index/model-fusion.js';
 import { firstQueries } from '../eval/dev-eval.js';
 import { evaluateRun, type EvalOptions } from '../eval/measures.js';
 import { readBeirQrels, readTrecQrels, type Qrels } from '../eval/qrels.js';
@@ -73,6 +75,9 @@ ${modelHelp(
   --max-reasoning-tokens <n>  budget for that analysis (default 128; the token is forced after it; 0: at once)
   --temperature <x>           sampling temperature of the analysis (default 0: greedy)
   --max-length <n>            longest prompt in tokens; longer texts are cut (default: the model's context)
+  --hybrid                    fuse the model's ranking with BM25's (--k1, --b, --language), each --k deep, as
+                              hybrid search does: weighted as the model's search-r3.json says (search-r3 fusion
+                              chooses it on dev queries), else plain RRF (k 60)
 ${engineHelp(30, false)}
 ${deviceHelp(30)}
 or embed with any model and pass:
@@ -107,6 +112,13 @@ evaluation:
   --compare <run>             paired t-test and randomisation test of this run against another TREC run
   --json                      print JSON instead of tables
   -h, --help                  this help`;
+
+/** How --hybrid fused, for the report's first line ('' without --hybrid). */
+function fusedBy(f: ModelFusion | null | undefined): string {
+  if (f === undefined) return '';
+  if (f === null) return ' (fused with BM25 by plain RRF, k 60: the model stores no fusion)';
+  return ` (fused with BM25 at dense weight ${f.denseWeight}, k ${f.k}: the model's search-r3.json)`;
+}
 
 /** An existing --run may only be a TREC run (written again): its first line has a run's six fields. */
 function checkReplacesOnlyARun(file: string): void {
@@ -183,6 +195,8 @@ interface Report {
   mode: 'dataset' | 'trec';
   dataset?: { folder: string; split: string; documents: number; queries: number };
   retriever?: string;
+  /** With --hybrid: the fusion used, the model's stored one, or null for plain RRF (k 60). */
+  hybridFusion?: ModelFusion | null;
   run: { tag: string; file?: string };
   options: EvalOptions;
   seconds: { retrieval?: number; evaluation: number };
@@ -207,6 +221,8 @@ interface ModelRetrieverArgs {
 }
 interface OpenRetriever {
   retriever: Retriever;
+  /** The fusion the model folder stores for hybrid search (search-r3.json); undefined: plain RRF. */
+  fusion?: ModelFusion;
   close(): Promise<void>;
 }
 
@@ -234,7 +250,7 @@ async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: Engine
   const name = `search-r3${engine.kind === 'llama.cpp' ? '-llama.cpp' : ''}${reasoning === 'on' ? '-reasoning' : ''}`;
   const { maxReasoningTokens, temperature } = o;
   const retriever = new ModelRetriever(encoder, name, { reasoning, maxReasoningTokens, temperature });
-  return { retriever, close };
+  return { retriever, fusion: readModelFusion(dir), close };
 }
 
 /**
@@ -328,6 +344,7 @@ export const evalCommand: Command = {
         'max-reasoning-tokens': { type: 'string' },
         temperature: { type: 'string' },
         'max-length': { type: 'string' },
+        hybrid: { type: 'boolean' },
         ...ENGINE_OPTIONS,
         ...DEVICE_OPTION,
       },
@@ -341,6 +358,7 @@ export const evalCommand: Command = {
     if (engine.kind !== 'search-r3' && noModel) {
       throw new UserError('--engine runs a model: give --retriever <model-dir>.');
     }
+    if (v.hybrid && noModel) throw new UserError('--hybrid fuses BM25 with a model: give --retriever <model-dir>.');
     const maxQueries = positiveInt(v['max-queries'], 'max-queries');
     if (maxQueries !== undefined && v.dataset === undefined) {
       throw new UserError('--max-queries goes with --dataset (it takes the first n queries of the split).');
@@ -429,6 +447,7 @@ export const evalCommand: Command = {
       let documents: number | undefined;
       let retrievalSeconds: number | undefined;
       let retrieverName: string | undefined;
+      let hybridFusion: ModelFusion | null | undefined;
       let closeModel = async (): Promise<void> => {};
       if (v.dataset !== undefined) {
         let retriever: Retriever;
@@ -453,7 +472,10 @@ export const evalCommand: Command = {
             },
             engine,
           );
-          retriever = m.retriever;
+          retriever = v.hybrid
+            ? new HybridRetriever(m.retriever, new Bm25Retriever({ k1, b, language: v.language }), m.fusion)
+            : m.retriever;
+          if (v.hybrid) hybridFusion = m.fusion ?? null;
           closeModel = m.close;
         }
         ds = withFirstQueries(await readBeirSplit(v.dataset, v.split!), maxQueries);
@@ -536,6 +558,7 @@ export const evalCommand: Command = {
           queries: ds.queries.size,
         },
         retriever: retrieverName,
+        hybridFusion,
         run: { tag, file: v.run },
         options: { ...options, excludedIds: undefined },
         seconds: { retrieval: retrievalSeconds, evaluation: evalSeconds },
@@ -555,7 +578,8 @@ export const evalCommand: Command = {
       const d = report.dataset!;
       console.log(
         `${v.dataset} (${d.split}): ${d.queries} queries, ${d.documents} documents; ` +
-          `${report.retriever}${report.run.file ? `, run written to ${report.run.file}` : ''}; ` +
+          `${report.retriever}${fusedBy(report.hybridFusion)}` +
+          `${report.run.file ? `, run written to ${report.run.file}` : ''}; ` +
           `retrieval ${report.seconds.retrieval!.toFixed(2)} s, evaluation ${report.seconds.evaluation.toFixed(2)} s`,
       );
       if (v['per-query'] || v.measure)

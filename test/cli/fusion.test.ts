@@ -15,7 +15,8 @@ import { corpusOf, documentText } from '../../src/eval/beir.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
 import type { Run } from '../../src/eval/run.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
-import { readModelFusion } from '../../src/search-index/model-fusion.js';
+import { readTrecRun } from '../../src/eval/run.js';
+import { readModelFusion, writeModelFusion } from '../../src/search-index/model-fusion.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
 const BUDGET = 4;
@@ -176,6 +177,51 @@ test('fusion: a test split, a missing dev folder and a missing option are refuse
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     }
     assert.equal(existsSync(path.join(model, 'search-r3.json')), false);
+  } finally {
+    cleanup();
+  }
+});
+
+test("eval --hybrid fuses the model's ranking with BM25's at the model's stored weights, or by plain RRF", async () => {
+  const { dir, cleanup } = tempDir('eval-hybrid');
+  try {
+    const model = await tinyModelDir(dir);
+    const { folder } = devFolder(dir);
+    const evalRun = (name: string, ...args: string[]): string => {
+      const file = path.join(dir, `${name}.trec`);
+      const r = runCli(['eval', '--dataset', folder, '--split', 'dev', '--k', '20', '--run', file, ...args], env);
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    evalRun('bm25', '--retriever', 'bm25');
+    evalRun('dense', '--retriever', model);
+    const plainOut = evalRun('plain', '--retriever', model, '--hybrid');
+    assert.match(plainOut, /hybrid-search-r3 \(fused with BM25 by plain RRF, k 60: the model stores no fusion\)/);
+    await writeModelFusion(model, { denseWeight: 0.3, k: 10, chosenOn: 'a dev set' });
+    const weightedOut = evalRun('weighted', '--retriever', model, '--hybrid');
+    assert.match(weightedOut, /\(fused with BM25 at dense weight 0\.3, k 10: the model's search-r3\.json\)/);
+
+    const read = async (name: string): Promise<Run> => (await readTrecRun(path.join(dir, `${name}.trec`))).run;
+    const [bm25, dense] = [await read('bm25'), await read('dense')];
+    for (const [name, w, k] of [
+      ['plain', 0.5, 60],
+      ['weighted', 0.3, 10],
+    ] as const) {
+      // plain RRF weighs both lists 1: half of each score, the same ranking as weights 0.5 and 0.5
+      const scale = name === 'plain' ? 2 : 1;
+      const want = fused(dense, bm25, w, k);
+      const got = await read(name);
+      for (const [q, list] of want) {
+        const wanted = new Map(list.docIds.map((d, i) => [d, list.scores[i]! * scale]));
+        const kept = got.get(q)!;
+        assert.equal(kept.docIds.length, Math.min(20, wanted.size), `${name} ${q}: documents kept`);
+        kept.docIds.forEach((d, i) =>
+          assert.ok(Math.abs(kept.scores[i]! - wanted.get(d)!) < 1e-12, `${name} ${q} ${d}: ${kept.scores[i]}`),
+        );
+        const lowest = Math.min(...kept.scores);
+        for (const [d, score] of wanted) if (!kept.docIds.includes(d)) assert.ok(score <= lowest, `${name} ${q} ${d}`);
+      }
+    }
   } finally {
     cleanup();
   }
