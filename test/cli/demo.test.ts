@@ -5,7 +5,7 @@ import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/repo.js';
 import { tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
-import { ranked, referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
+import { referenceFusion, referenceNdcg, referenceRecall } from '../helpers/reference-measures.js';
 import { corpusOf, documentText, readBeirDataset } from '../../src/eval/beir.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
 import { subsetDevSet } from '../../src/eval/dev-eval.js';
@@ -66,21 +66,12 @@ async function referenceRows(model: string, fusion?: HybridFusion): Promise<Map<
     ]),
   );
   const bm25 = await new Bm25Retriever().retrieve(corpusOf(docs), table.queries, 100);
-  // score(d) = w / (k + dense rank) + (1 − w) / (k + BM25 rank), ranks from 1; plain RRF: both weights 1, k 60
-  const [w, k] = fusion ? [fusion.denseWeight, fusion.k] : [1, 60];
-  const hybrid: Run = new Map(
-    ids.map((q) => {
-      const fused = new Map<string, number>();
-      for (const [run, weight] of [
-        [bm25, fusion ? 1 - w : 1],
-        [dense, w],
-      ] as const)
-        ranked(run.get(q)!).forEach((d, r) => fused.set(d, (fused.get(d) ?? 0) + weight / (k + 1 + r)));
-      return [q, { docIds: [...fused.keys()], scores: [...fused.values()] }];
-    }),
-  );
+  // plain RRF: both weights 1, k 60
+  const hybrid = fusion
+    ? referenceFusion(dense, bm25, fusion.denseWeight, 1 - fusion.denseWeight, fusion.k)
+    : referenceFusion(dense, bm25, 1, 1, 60);
   const hybridRow = fusion
-    ? `hybrid (BM25 + reasoning off, RRF: dense weight ${w}, k ${k})`
+    ? `hybrid (BM25 + reasoning off, RRF: dense weight ${fusion.denseWeight}, k ${fusion.k})`
     : 'hybrid (BM25 + reasoning off, RRF)';
   const figures = (run: Run): Figures => ({
     ndcg10: referenceNdcg(run, table.qrels, 10).mean,

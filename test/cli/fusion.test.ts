@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
-import { ranked, referenceNdcg } from '../helpers/reference-measures.js';
+import { referenceFusion, referenceNdcg } from '../helpers/reference-measures.js';
 import { corpus, tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
 import { corpusOf, documentText } from '../../src/eval/beir.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
@@ -53,17 +53,8 @@ function devFolder(dir: string): {
   return { folder, qrels, queries };
 }
 
-/** Weighted RRF of two rankings, written out: w / (k + dense rank) + (1 − w) / (k + BM25 rank), ranks from 1. */
-function fused(dense: Run, bm25: Run, w: number, k: number): Run {
-  const out: Run = new Map();
-  for (const q of dense.keys()) {
-    const scores = new Map<string, number>();
-    ranked(dense.get(q)!).forEach((d, r) => scores.set(d, (scores.get(d) ?? 0) + w / (k + r + 1)));
-    ranked(bm25.get(q)!).forEach((d, r) => scores.set(d, (scores.get(d) ?? 0) + (1 - w) / (k + r + 1)));
-    out.set(q, { docIds: [...scores.keys()], scores: [...scores.values()] });
-  }
-  return out;
-}
+/** The hybrid's fusion as hybrid search computes it: BM25's weight is 1 − the dense weight. */
+const fused = (dense: Run, bm25: Run, w: number, k: number): Run => referenceFusion(dense, bm25, w, 1 - w, k);
 
 test('fusion: chooses the grid point with the best dev nDCG@10 over reasoning off and on, and stores it', async () => {
   const { dir, cleanup } = tempDir('fusion');

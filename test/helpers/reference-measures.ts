@@ -15,6 +15,26 @@ export function ranked(list: { docIds: readonly string[]; scores: readonly numbe
   return order.map((d) => d.id);
 }
 
+/**
+ * Weighted reciprocal-rank fusion of two runs, written out: score(d) = wDense / (k + dense rank) + wBm25 / (k + BM25
+ * rank), ranks from 1 in trec_eval's order; every document of either list kept.
+ */
+export function referenceFusion(dense: Run, bm25: Run, wDense: number, wBm25: number, k: number): Run {
+  const out: Run = new Map();
+  for (const q of new Set([...dense.keys(), ...bm25.keys()])) {
+    const scores = new Map<string, number>();
+    for (const [run, w] of [
+      [dense, wDense],
+      [bm25, wBm25],
+    ] as const) {
+      const list = run.get(q);
+      if (list) ranked(list).forEach((d, r) => scores.set(d, (scores.get(d) ?? 0) + w / (k + r + 1)));
+    }
+    out.set(q, { docIds: [...scores.keys()], scores: [...scores.values()] });
+  }
+  return out;
+}
+
 export function referenceNdcg(run: Run, qrels: Qrels, k: number): { mean: number; perQuery: Map<string, number> } {
   const perQuery = new Map<string, number>();
   for (const [q, rels] of qrels) {
