@@ -21,6 +21,8 @@ test('the npm package holds what the demo runs on: the default model, its demo v
       'models/search-r3-default/model.safetensors',
       'models/search-r3-default/tokenizer.json',
       'models/search-r3-default/demo-index/vectors.safetensors',
+      // the weights its hybrid search fuses with: without them, plain RRF halves BM25's nDCG@10
+      'models/search-r3-default/search-r3.json',
       'demo/scifact/corpus.jsonl.gz',
       'demo/scifact/qrels/test.tsv',
     ])
