@@ -227,12 +227,31 @@ async function runSearch(): Promise<void> {
   }
 }
 
+/** The fusion /health reports: the weights the model stores for hybrid search (search-r3 fusion), if any. */
+interface HealthFusion {
+  dense_weight: number;
+  k: number;
+  chosen_on: string;
+}
+
+/** Says how hybrid search fuses on this server, beside its checkbox; where the weights were chosen on hover. */
+function showFusion(f: HealthFusion | undefined): void {
+  const span = byId('fusion');
+  // 1 − 0.7 is 0.30000000000000004 in floating point: shown as the 0.3 it stands for
+  const bm25 = Number((1 - (f?.dense_weight ?? 0)).toFixed(6));
+  span.textContent = f
+    ? `weighted reciprocal rank: dense ${f.dense_weight}, BM25 ${bm25}, k ${f.k}`
+    : 'reciprocal rank, k 60: the model stores no weights';
+  span.title = f ? `chosen on ${f.chosen_on}` : 'search-r3 fusion chooses weights for a model on dev queries';
+}
+
 /** Says at once when the server wants a key this tab does not have, or has no index to search. */
 async function checkServer(): Promise<void> {
   try {
     await getJson('v1/models');
     // with the key, /health tells what the server serves
-    const health = await getJson<{ index?: unknown }>('health');
+    const health = await getJson<{ index?: unknown; fusion?: HealthFusion }>('health');
+    showFusion(health.fusion);
     showMessage(
       health.index === undefined
         ? 'This server has no index to search: start it with search-r3 serve --index <folder>.'

@@ -10,6 +10,7 @@ import { readBeirDataset } from '../../src/eval/beir.js';
 import { subsetDevSet } from '../../src/eval/dev-eval.js';
 import type { Qrels } from '../../src/eval/qrels.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
+import { type ModelFusion, writeModelFusion } from '../../src/search-index/model-fusion.js';
 import { SearchIndex } from '../../src/search-index/search-index.js';
 import { Judgments } from '../../src/serve/judgments.js';
 import { type RunningServer, startSearchServer } from '../../src/serve/server.js';
@@ -28,10 +29,15 @@ export interface Playground {
   close(): Promise<void>;
 }
 
-export async function startPlayground(dir: string, opts: { apiKey?: string } = {}): Promise<Playground> {
+/** `fusion`: the weights the tiny model stores for hybrid search (the shipped model of docs mode has its own). */
+export async function startPlayground(
+  dir: string,
+  opts: { apiKey?: string; fusion?: ModelFusion } = {},
+): Promise<Playground> {
   const docsMode = process.env.SEARCH_R3_SCREENSHOTS === 'docs';
   const shipped = path.join(repoRoot, 'models', 'search-r3-default');
   const modelDir = docsMode && existsSync(shipped) ? shipped : await tinyModelDir(dir);
+  if (opts.fusion && modelDir !== shipped) await writeModelFusion(modelDir, opts.fusion);
   const ds = await readBeirDataset(SCIFACT, 'test');
   const queries = new Map(CLAIMS.map((id) => [id, ds.queries.get(id)!]));
   const docs = subsetDevSet({ ...ds, queries }, 0, docsMode ? 300 : 40).corpus;

@@ -16,6 +16,8 @@ import { noBrowser, launch, openPage, screenshot } from './browser.js';
 import { CLAIMS, type Playground, startPlayground } from './fixtures.js';
 
 const KEY = 'playground-key';
+/** The weights the model stores for hybrid search: the page says them beside the checkbox. */
+const FUSION = { denseWeight: 0.7, k: 30, chosenOn: 'a dev set (12 queries)' };
 const auth = { authorization: `Bearer ${KEY}` };
 let browser: Browser;
 let pg: Playground;
@@ -24,7 +26,7 @@ let scratch: { dir: string; cleanup: () => void };
 before(async () => {
   if (noBrowser) return;
   scratch = tempDir('web-playground');
-  pg = await startPlayground(scratch.dir, { apiKey: KEY });
+  pg = await startPlayground(scratch.dir, { apiKey: KEY, fusion: FUSION });
   browser = await launch();
 });
 
@@ -81,6 +83,12 @@ test(
     // before that answer came would be undone by it (the form then closed, its field hidden)
     await page.waitForSelector('#key-box[open]');
     await withKey(page, KEY);
+    await page.waitForFunction(() => document.getElementById('fusion')!.textContent!.startsWith('weighted'));
+    assert.equal(
+      await page.textContent('label:has(#hybrid)'),
+      ' Hybrid: dense fused with BM25 (weighted reciprocal rank: dense 0.7, BM25 0.3, k 30)',
+    );
+    assert.equal(await page.getAttribute('#fusion', 'title'), 'chosen on a dev set (12 queries)');
     const claimId = CLAIMS[2]!;
     const claim = pg.queries.get(claimId)!;
     const judged = pg.qrels.get(claimId)!;
