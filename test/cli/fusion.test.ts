@@ -2,7 +2,8 @@
  * `search-r3 fusion`: the hybrid's dense weight and k chosen on dev queries and stored with the model. Its choice
  * is checked against a reference computed here without the command's search, fusion or measure code: the model's
  * vectors ranked by a plain cosine loop, BM25's ranking, weighted RRF by its definition over the whole grid, and
- * nDCG@10 by the reference measures.
+ * nDCG@10 by the reference measures. And `eval --hybrid`, which reports that fusion on a test split: its run is
+ * the BM25 and model runs fused by the same definition.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,9 +14,8 @@ import { referenceFusion, referenceNdcg } from '../helpers/reference-measures.js
 import { corpus, tempDir, tinyModelDir, writeJsonl } from '../search-index/fixtures.js';
 import { corpusOf, documentText } from '../../src/eval/beir.js';
 import { Bm25Retriever } from '../../src/eval/bm25-retriever.js';
-import type { Run } from '../../src/eval/run.js';
+import { type Run, readTrecRun } from '../../src/eval/run.js';
 import { LocalBackend } from '../../src/search-index/embedding-backend.js';
-import { readTrecRun } from '../../src/eval/run.js';
 import { readModelFusion, writeModelFusion } from '../../src/search-index/model-fusion.js';
 
 const env = { SEARCH_R3_THREADS: '1' };
