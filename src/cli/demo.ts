@@ -23,7 +23,7 @@ import { DEFAULT_MAX_REASONING_TOKENS, type DeviceChoice } from '../embed/index.
 import { isModelFolder } from '../model/model-folder.js';
 import { LocalBackend } from '../search-index/embedding-backend.js';
 import { IndexError } from '../search-index/index-error.js';
-import { type HybridFusion, fuseHybridRuns } from '../search-index/rrf.js';
+import { describeFusion, fuseHybridRuns } from '../search-index/rrf.js';
 import { SearchIndex } from '../search-index/search-index.js';
 import { DEMO_VECTORS_FILE, saveSeedVectors, seedIndex } from '../search-index/seed-vectors.js';
 import { Judgments } from '../serve/judgments.js';
@@ -348,16 +348,11 @@ async function evaluationTable(t: TableInputs): Promise<DemoRow[]> {
     },
     // Its time is both rankings' plus the fusion: what answering these queries hybrid costs.
     {
-      retriever: `hybrid (BM25 + reasoning off, RRF${fusionNote(t.backend.fusion)})`,
+      retriever: `hybrid (BM25 + reasoning off, RRF${t.backend.fusion ? `: ${describeFusion(t.backend.fusion)}` : ''})`,
       ...score(hybrid.run),
       seconds: bm25.seconds + off.seconds + hybrid.seconds,
     },
   ];
-}
-
-/** The weights a model's stored fusion gives the hybrid row ('' for plain RRF: both 1, k 60). */
-function fusionNote(f: HybridFusion | undefined): string {
-  return f ? `: dense weight ${f.denseWeight}, k ${f.k}` : '';
 }
 
 /** Serves the playground on the demo's index, with SciFact test's judgments, until SIGINT or SIGTERM. */

@@ -27,6 +27,7 @@ import { ENGINE_OPTIONS, type EngineChoice, engineHelp, findGguf, parseEngine } 
 import { modelFolderExists } from '../model/json-file.js';
 import { loadModelFolder } from '../model/model-folder.js';
 import { checkGgufSource } from '../search-index/llama-cpp-backend.js';
+import { describeFusion } from '../search-index/rrf.js';
 import { HybridRetriever } from '../search-index/hybrid-retriever.js';
 import { type ModelFusion, readModelFusion } from '../search-index/model-fusion.js';
 import { firstQueries } from '../eval/dev-eval.js';
@@ -117,7 +118,7 @@ evaluation:
 function fusedBy(f: ModelFusion | null | undefined): string {
   if (f === undefined) return '';
   if (f === null) return ' (fused with BM25 by plain RRF, k 60: the model stores no fusion)';
-  return ` (fused with BM25 at dense weight ${f.denseWeight}, k ${f.k}: the model's search-r3.json)`;
+  return ` (fused with BM25 at ${describeFusion(f)}: the model's search-r3.json)`;
 }
 
 /** An existing --run may only be a TREC run (written again): its first line has a run's six fields. */
@@ -221,8 +222,6 @@ interface ModelRetrieverArgs {
 }
 interface OpenRetriever {
   retriever: Retriever;
-  /** The fusion the model folder stores for hybrid search (search-r3.json); undefined: plain RRF. */
-  fusion?: ModelFusion;
   close(): Promise<void>;
 }
 
@@ -250,7 +249,7 @@ async function modelRetriever(dir: string, o: ModelRetrieverArgs, engine: Engine
   const name = `search-r3${engine.kind === 'llama.cpp' ? '-llama.cpp' : ''}${reasoning === 'on' ? '-reasoning' : ''}`;
   const { maxReasoningTokens, temperature } = o;
   const retriever = new ModelRetriever(encoder, name, { reasoning, maxReasoningTokens, temperature });
-  return { retriever, fusion: readModelFusion(dir), close };
+  return { retriever, close };
 }
 
 /**
@@ -472,10 +471,12 @@ export const evalCommand: Command = {
             },
             engine,
           );
-          retriever = v.hybrid
-            ? new HybridRetriever(m.retriever, new Bm25Retriever({ k1, b, language: v.language }), m.fusion)
-            : m.retriever;
-          if (v.hybrid) hybridFusion = m.fusion ?? null;
+          if (v.hybrid) {
+            // read only for --hybrid: a plain dense run has no use for the file, damaged or not
+            const fusion = readModelFusion(v.retriever!);
+            retriever = new HybridRetriever(m.retriever, new Bm25Retriever({ k1, b, language: v.language }), fusion);
+            hybridFusion = fusion ?? null;
+          } else retriever = m.retriever;
           closeModel = m.close;
         }
         ds = withFirstQueries(await readBeirSplit(v.dataset, v.split!), maxQueries);

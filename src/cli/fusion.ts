@@ -1,9 +1,9 @@
-import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { type Command, UserError } from './command.js';
 import { choiceOption, nonNegativeInt, positiveInt } from './args.js';
 import { checkModelFolderOption } from './add-embed-token.js';
+import { checkOutputFolder } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, parseDevice, selectDevice } from './device-option.js';
 import { evalProgress } from './eval-progress.js';
 import { modelHelp, optionHelp } from './option-help.js';
@@ -18,11 +18,11 @@ import type { Qrels } from '../eval/qrels.js';
 import { LocalBackend } from '../search-index/embedding-backend.js';
 import { chooseFusion, FUSION_GRID, refuseTestSplit, type FusionDevCase } from '../search-index/fusion-choice.js';
 import { MODEL_SEARCH_FILE, writeModelFusion } from '../search-index/model-fusion.js';
-import { RRF_K } from '../search-index/rrf.js';
+import { HYBRID_CANDIDATES, RRF_K, describeFusion } from '../search-index/rrf.js';
 
 const REASONING = ['off', 'on', 'both'] as const;
 /** Each ranking as deep as `search --hybrid` fuses them (its depth for k ≤ 25). */
-const DEPTH = 100;
+const DEPTH = HYBRID_CANDIDATES;
 /** The seed of --max-queries' sample: the same queries at every run, so two models are chosen for alike. */
 const SAMPLE_SEED = 1;
 
@@ -84,15 +84,6 @@ function datasetLabel(folder: string): string {
   return path.resolve(folder).split(path.sep).filter(Boolean).slice(-3).join('/');
 }
 
-function writable(dir: string): boolean {
-  try {
-    accessSync(dir, constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function meanNdcg10(run: Run, qrels: Qrels): number {
   return evaluateRun(run, qrels, { cutoffs: [10], complete: true }).all['ndcg_cut_10']!;
 }
@@ -122,11 +113,7 @@ export const fusionCommand: Command = {
     if (!v.dev?.length) throw new UserError('--dev <beir-folder> is required: the dev queries to choose on.');
     checkModelFolderOption(v.model);
     // minutes of ranking must not end in a folder the result cannot be stored in
-    if (!v['dry-run'] && !writable(v.model))
-      throw new UserError(
-        `--model ${v.model} cannot be written, and ${MODEL_SEARCH_FILE} goes there; choose for a copy you may ` +
-          'write, or add --dry-run to print the choice only.',
-      );
+    if (!v['dry-run']) checkOutputFolder(v.model, '--model');
     const split = v.split ?? 'dev';
     try {
       refuseTestSplit(split);
@@ -189,10 +176,9 @@ export const fusionCommand: Command = {
       console.log(`${d.folder} (${d.split}, ${d.queries} queries): nDCG@10 BM25 ${d.bm25Ndcg10.toFixed(4)}, ${dense}`);
     }
     console.log(
-      `fusion: dense weight ${fusion.denseWeight}, k ${fusion.k}: dev nDCG@10 ${choice.ndcg10.toFixed(4)} ` +
-        `(plain RRF ${plain.toFixed(4)})`,
+      `fusion: ${describeFusion(fusion)}: dev nDCG@10 ${choice.ndcg10.toFixed(4)} ` + `(plain RRF ${plain.toFixed(4)})`,
     );
-    const was = backend.fusion ? ` (it had dense weight ${backend.fusion.denseWeight}, k ${backend.fusion.k})` : '';
+    const was = backend.fusion ? ` (it had ${describeFusion(backend.fusion)})` : '';
     console.log(
       v['dry-run']
         ? `not written (--dry-run); without --dry-run it goes to ${file}${was}`

@@ -62,6 +62,14 @@ export function fuseRuns(runs: readonly Run[], depth: number, k = RRF_K, weights
   return out;
 }
 
+/** How many documents hybrid search takes from each ranking before it fuses them, unless 4k is more. */
+export const HYBRID_CANDIDATES = 100;
+
+/** A fusion in words, as every report says it: 'dense weight 0.1, k 10'. */
+export function describeFusion(f: HybridFusion): string {
+  return `dense weight ${f.denseWeight}, k ${f.k}`;
+}
+
 /** RRF's k and the [dense, BM25] weights of a hybrid's fusion; none given: plain RRF, k = RRF_K. */
 function hybridRrf(fusion: HybridFusion | undefined): { k: number; weights: readonly number[] | undefined } {
   if (!fusion) return { k: RRF_K, weights: undefined };

@@ -51,7 +51,7 @@ import {
   unsealManifest,
   writeManifest,
 } from './manifest.js';
-import { fuseHybrid } from './rrf.js';
+import { HYBRID_CANDIDATES, fuseHybrid } from './rrf.js';
 import { UsearchStore, exactCosineSearch } from './usearch-store.js';
 import { type StoreState, type VectorHit, type VectorRow, type VectorStore, reflects } from './vector-store.js';
 import { WriteLock } from './write-lock.js';
@@ -129,7 +129,7 @@ export interface SearchOptions extends QueryOptions {
    * chosen on dev splits), else equal weights and k = 60.
    */
   hybrid?: boolean;
-  /** Candidates taken from each ranking before fusion (default max(100, 4k)). */
+  /** Candidates taken from each ranking before fusion (default max(HYBRID_CANDIDATES, 4k)). */
   candidates?: number;
   /** Rank by exact cosine over every vector (true) or by the HNSW graph (false); default: exact for small indexes. */
   exact?: boolean;
@@ -697,7 +697,7 @@ export class SearchIndex {
     }
     if (opts.queryText === undefined) throw new IndexError('hybrid search needs the query text for BM25.');
     // 4k past 2^53 is no integer to the stores (k is any safe integer); no list holds that many documents anyway
-    const depth = Math.max(opts.candidates ?? 100, Math.min(4 * k, Number.MAX_SAFE_INTEGER));
+    const depth = Math.max(opts.candidates ?? HYBRID_CANDIDATES, Math.min(4 * k, Number.MAX_SAFE_INTEGER));
     const dense = await denseSearch(depth);
     const denseDocs = this.docs.byKeys(dense.map((h) => h.key));
     const denseIds = dense
