@@ -77,9 +77,9 @@ ${modelHelp(28, 'the model to serve (required without --index)')}
 ${corsOriginHelp(28)}
   --max-body <bytes>        largest request body (default 1048576)
   --max-inputs <n>          inputs per /v1/embeddings request (default 256)
-  --max-tokens <n>          tokens per input (default, and at most: the model's context); an input that
-                            its prompt would cut is refused unless the request asks to cut it
-                            ('truncate'), which --max-request-tokens alone then bounds
+  --max-tokens <n>          tokens per input (default, and at most: the model's context); an input over
+                            it, or that its prompt would cut, is refused unless the request asks to cut
+                            it ('truncate'): then it is cut to fit both
   --max-request-tokens <n>  input tokens per request, all inputs together (default 65536)
   --max-request-reasoning-tokens <n>
                             queries × max_reasoning_tokens per reasoning request (default 8192)

@@ -146,6 +146,19 @@ export class Tokenizer {
   }
 
   /**
+   * The text of the first tokens of `text`, as many as re-encode to at most `n` (a cut that ends inside a
+   * character decodes to U+FFFD, which may take more tokens: a token fewer is tried then).
+   */
+  headText(text: string, n: number): string {
+    const head = this.encodeHead(text, n);
+    for (let k = head.length; k >= 1; k--) {
+      const cut = this.decode(head.slice(0, k));
+      if (this.countTokens(cut) <= n) return cut;
+    }
+    return '';
+  }
+
+  /**
    * encode(text).length, encoding a long text a piece at a time between cuts (see text-cut.ts), so that the
    * tokens of no more than one piece are held at once.
    */

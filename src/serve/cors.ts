@@ -35,6 +35,11 @@ export function originProblem(origin: string): string | undefined {
 
 /** The 403 of a request from a page whose origin is not allowed, with the option that allows it. */
 export function originNotAllowed(origin: string | undefined): HttpError {
+  // an Origin header no browser sends (a path, a final /) could not be allowed by naming it: say so instead
+  if (origin !== undefined && originProblem(origin) !== undefined) {
+    const why = `the Origin header '${origin}' is not an origin as browsers send it (scheme, host and port only)`;
+    return new HttpError(403, `cross-origin requests are not allowed: ${why}.`, 'origin_not_allowed');
+  }
   const named = origin ?? '<origin>';
   return new HttpError(
     403,
@@ -53,8 +58,8 @@ export class CorsPolicy {
     this.origins = new Set(origins);
   }
 
-  allows(origin: string): boolean {
-    return this.any || this.origins.has(origin);
+  allows(origin: string | undefined): origin is string {
+    return origin !== undefined && (this.any || this.origins.has(origin));
   }
 
   /**
@@ -64,8 +69,9 @@ export class CorsPolicy {
    */
   admit(req: http.IncomingMessage, res: http.ServerResponse): boolean {
     const origin = req.headers.origin;
-    if (origin !== undefined && this.allows(origin))
-      for (const [k, v] of Object.entries(this.allowOrigin(origin))) res.setHeader(k, v);
+    if (this.allows(origin)) for (const [k, v] of Object.entries(this.allowOrigin(origin))) res.setHeader(k, v);
+    // with origins named, every answer depends on the Origin sent, none too: a cache must not give one to another
+    else if (!this.any && this.origins.size > 0) res.setHeader('vary', 'Origin');
     return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
   }
 
@@ -88,7 +94,7 @@ export class CorsPolicy {
     headers: http.IncomingHttpHeaders,
     methods: readonly string[],
   ): Record<string, string> {
-    if (origin === undefined || !this.allows(origin)) throw originNotAllowed(origin);
+    if (!this.allows(origin)) throw originNotAllowed(origin);
     const answer: Record<string, string> = {
       ...this.allowOrigin(origin),
       'access-control-allow-methods': methods.join(', '),

@@ -204,6 +204,8 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
       // a browser asks before Authorization or a JSON body is sent: answered before either is needed
       if (preflight) {
         req.resume();
+        // an origin not allowed learns nothing of the routes: refused alike where there is one and where not
+        if (!cors.allows(req.headers.origin)) throw originNotAllowed(req.headers.origin);
         if (!found) throw new HttpError(404, `no route ${url.pathname}.`, 'not_found');
         res.writeHead(204, cors.preflight(req.headers.origin, req.headers, allowedMethods(found.route)));
         res.end();

@@ -58,6 +58,19 @@ function answerClientError(e: NodeJS.ErrnoException, socket: Duplex): void {
   socket.destroy(e);
 }
 
+/** HTTP/1.1 requires a Host header, and a server must refuse a request without one (RFC 9112, 3.2). */
+function refuseHostless(req: http.IncomingMessage, res: http.ServerResponse): void {
+  req.resume();
+  const err = badRequest('the request has no Host header, which HTTP/1.1 requires; send one.', null, 'invalid_http');
+  const body = JSON.stringify(err.body());
+  res.writeHead(err.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.end(body);
+}
+
 /**
  * A listen failure the caller can fix (the port taken or privileged, a host this machine lacks), as one
  * sentence naming the option to change. `code` stays Node's (EADDRINUSE, EACCES, EADDRNOTAVAIL, ENOTFOUND),
@@ -118,11 +131,16 @@ export async function listen(
 ): Promise<Listening> {
   // requests not yet answered, so that shutdown can find those whose body has not fully arrived
   const unanswered = new Set<http.IncomingMessage>();
-  const server = http.createServer({ keepAliveTimeout: 5000, ...RECEIVE_LIMITS }, (req, res) => {
-    unanswered.add(req);
-    res.once('close', () => unanswered.delete(req));
-    handler(req, res);
-  });
+  // Node's own refusal of a request without Host is a bare 400 without a body; this one says why
+  const server = http.createServer(
+    { keepAliveTimeout: 5000, requireHostHeader: false, ...RECEIVE_LIMITS },
+    (req, res) => {
+      unanswered.add(req);
+      res.once('close', () => unanswered.delete(req));
+      if (req.headers.host === undefined && req.httpVersion === '1.1') return refuseHostless(req, res);
+      handler(req, res);
+    },
+  );
   server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     const refuse = (e: Error): void => reject(listenProblem(e, host, port) ?? e);

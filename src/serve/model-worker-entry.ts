@@ -52,19 +52,32 @@ const port = parentPort!;
 const post = (m: WorkerReply, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
 /**
- * Counts each text's tokens against the limits (a text to be cut need not fit the context, only the request's
- * bound); returns each text's count and their sum (what usage reports).
+ * Counts each text's tokens against the limits. A text over --max-tokens is refused, or, where the request asked
+ * for cutting, cut to that many tokens here (its prompt may cut it further), so that the request's bound alone
+ * limits what it sends. Returns the job with the texts to embed, each text's count as sent, and how many tokens
+ * each lost here.
  */
-function countTokens(tokenizer: Tokenizer, job: EmbedJob): { counts: number[]; total: number } {
-  if (!job.limits) return { counts: [], total: 0 };
+function countTokens(tokenizer: Tokenizer, job: EmbedJob): { job: EmbedJob; counts: number[]; cuts: number[] } {
+  if (!job.limits) return { job, counts: [], cuts: [] };
+  const { perInput, perRequest } = job.limits;
   const counts = job.texts.map((t, i) => {
     const n = tokenizer.countTokens(t);
-    if (!job.truncate) checkInputTokens(n, inputParam(job, i), job.limits!.perInput, truncateParam(job));
+    if (!job.truncate) checkInputTokens(n, inputParam(job, i), perInput, truncateParam(job));
     return n;
   });
-  const total = counts.reduce((a, n) => a + n, 0);
-  checkRequestTokens(total, job.limits.perRequest, job.param);
-  return { counts, total };
+  checkRequestTokens(
+    counts.reduce((a, n) => a + n, 0),
+    perRequest,
+    job.param,
+  );
+  const texts = job.texts.map((t, i) => (counts[i] > perInput ? tokenizer.headText(t, perInput) : t));
+  const cuts = texts.map((t, i) => (t === job.texts[i] ? 0 : counts[i] - tokenizer.countTokens(t)));
+  return { job: { ...job, texts }, counts, cuts };
+}
+
+/** Adds what countTokens cut off each text to what its prompt cut (results[i].truncated). */
+function withCuts(results: readonly QueryEmbedding[], cuts: readonly number[]): QueryEmbedding[] {
+  return results.map((r, i) => (cuts[i] ? { ...r, truncated: r.truncated + cuts[i] } : r));
 }
 
 /** The request field that asks for cutting: /v1/search's own, or the embeddings extension's. */
@@ -153,16 +166,13 @@ class ModelWorker implements ModelWork {
     });
   }
 
-  async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
-    const { counts } = countTokens(this.embedder.tokenizer, job);
+  async embed(owner: number, sent: EmbedJob): Promise<EmbedResult> {
+    const { job, counts, cuts } = countTokens(this.embedder.tokenizer, sent);
     if (job.reasoning) {
       checkRoom(job, counts, this.embedder);
       const onToken = job.stream ? streamer(owner, this.embedder.tokenizer) : undefined;
-      return pack(
-        await this.batcher.embedReasoning(owner, job.texts, job.query, onToken),
-        this.embedder.dimension,
-        counts,
-      );
+      const results = await this.batcher.embedReasoning(owner, job.texts, job.query, onToken);
+      return pack(withCuts(results, cuts), this.embedder.dimension, counts);
     }
     const prepared = job.texts.map((t) => this.batcher.prepare(t, job.mode));
     checkRoom(
@@ -171,7 +181,7 @@ class ModelWorker implements ModelWork {
       this.embedder,
       prepared.map((p) => p.truncated),
     );
-    return pack(await this.batcher.embedDirect(owner, prepared), this.embedder.dimension, counts);
+    return pack(withCuts(await this.batcher.embedDirect(owner, prepared), cuts), this.embedder.dimension, counts);
   }
 
   async embedTokens(owner: number, seqs: number[][]): Promise<EmbedResult> {
@@ -236,9 +246,9 @@ function streamer(owner: number, tok: Tokenizer): (i: number, token: number) => 
 class LlamaCppWork implements ModelWork {
   constructor(private readonly backend: LlamaCppBackend) {}
 
-  async embed(owner: number, job: EmbedJob): Promise<EmbedResult> {
+  async embed(owner: number, sent: EmbedJob): Promise<EmbedResult> {
     const e = this.backend.engine;
-    const { counts } = countTokens(e.tokenizer, job);
+    const { job, counts, cuts } = countTokens(e.tokenizer, sent);
     let run: () => Promise<QueryEmbedding[]>;
     if (job.reasoning) {
       checkRoom(job, counts, e);
@@ -246,15 +256,19 @@ class LlamaCppWork implements ModelWork {
       run = () => e.embedQueries(job.texts, { ...job.query, reasoning: 'on' }, onToken);
     } else {
       const prompts = e.directPrompts(job.texts, job.mode);
-      const cuts = prompts.map((p) => p.truncated);
-      checkRoom(job, counts, e, cuts);
+      checkRoom(
+        job,
+        counts,
+        e,
+        prompts.map((p) => p.truncated),
+      );
       run = () => e.embedDirect(prompts);
     }
     const t0 = performance.now();
     const results = await run();
     const seconds = (performance.now() - t0) / 1000;
     post({ type: 'batch', inputs: job.texts.length, kind: job.reasoning ? 'reasoning' : 'direct', seconds });
-    return pack(results, e.dimension, counts);
+    return pack(withCuts(results, cuts), e.dimension, counts);
   }
 
   async embedTokens(_owner: number, seqs: number[][]): Promise<EmbedResult> {

@@ -5,11 +5,21 @@
 import { QUERY_OPTION_RANGES, type QueryOptions, REASONING_MODES } from '../embed/index.js';
 import { checkChoice, checkNumber } from '../io/option-checks.js';
 import type { ChatMessage } from '../model/chat-template.js';
-import { badRequest } from './http-error.js';
+import { type HttpError, badRequest } from './http-error.js';
 import { type ChatJob, MAX_COMPLETION_TOKENS, type MaxTokensField, inputParam } from './worker-protocol.js';
 
-/** 'missing_required_parameter' when the field is absent, else 'invalid_type'. */
-export const missingOrType = (v: unknown): string => (v === undefined ? 'missing_required_parameter' : 'invalid_type');
+/** 'missing_required_parameter' when the field is absent (or null, "not given"), else 'invalid_type'. */
+export const missingOrType = (v: unknown): string =>
+  v === undefined || v === null ? 'missing_required_parameter' : 'invalid_type';
+
+/**
+ * The refusal of field `param`, whose values are JSON `type`s: 'invalid_type' for a value of another type ("5"
+ * for a number), 'invalid_value' for one of the right type out of range or not among the choices.
+ */
+export const refuseField =
+  (v: unknown, param: string, type: 'number' | 'string') =>
+  (message: string): HttpError =>
+    badRequest(message, param, typeof v === type ? 'invalid_value' : 'invalid_type');
 
 /** The server's bound on an analysis's length and its temperature, within what the library takes (work per request). */
 const SERVED_MAX = { maxReasoningTokens: 4096, temperature: 5 } as const;
@@ -22,7 +32,7 @@ function rangeField(v: unknown, param: string, option: keyof typeof QUERY_OPTION
   if (v === null) return undefined;
   const cap = (SERVED_MAX as Partial<Record<string, number>>)[option];
   const range = { ...QUERY_OPTION_RANGES[option], ...(cap !== undefined ? { max: cap } : {}) };
-  return checkNumber(v, `'${param}'`, range, (m) => badRequest(m, param));
+  return checkNumber(v, `'${param}'`, range, refuseField(v, param, 'number'));
 }
 
 /** The sampling fields of a query (`prefix` names where they sit, e.g. 'search_r3.'). */
@@ -37,7 +47,7 @@ export function queryOptions(fields: Record<string, unknown>, prefix: string): Q
 
 /** The field `param` as a reasoning mode ('on' or 'off', as the library takes it); 'off' when left out or null. */
 export function reasoningField(v: unknown, param: string): 'on' | 'off' {
-  return checkChoice(v ?? undefined, `'${param}'`, REASONING_MODES, (m) => badRequest(m, param)) ?? 'off';
+  return checkChoice(v ?? undefined, `'${param}'`, REASONING_MODES, refuseField(v, param, 'string')) ?? 'off';
 }
 
 /** An optional boolean field: false when left out or null (OpenAI's clients send null for an unset field). */
@@ -92,7 +102,7 @@ export function checkInputCount(n: number, maxInputs: number): void {
 export function encodingFormat(v: unknown): 'float' | 'base64' {
   const format = v ?? 'float';
   if (format !== 'float' && format !== 'base64') {
-    throw badRequest("'encoding_format' must be 'float' or 'base64'.", 'encoding_format');
+    throw refuseField(format, 'encoding_format', 'string')("'encoding_format' must be 'float' or 'base64'.");
   }
   return format;
 }
@@ -240,8 +250,9 @@ function checkChatFieldsKnown(body: Record<string, unknown>): void {
 
 function parseStops(stop: unknown): string[] {
   const stops = stop === undefined || stop === null ? [] : typeof stop === 'string' ? [stop] : stop;
-  if (!Array.isArray(stops) || stops.length > 4 || !stops.every((x) => typeof x === 'string' && x !== '')) {
-    throw badRequest("'stop' must be a string or up to 4 strings.", 'stop');
+  const strings = Array.isArray(stops) && stops.every((x) => typeof x === 'string');
+  if (!strings || stops.length > 4 || stops.includes('')) {
+    throw badRequest("'stop' must be a string or up to 4 strings.", 'stop', strings ? 'invalid_value' : 'invalid_type');
   }
   return stops as string[];
 }
@@ -270,7 +281,7 @@ export function parseChatFields(body: Record<string, unknown>): ChatJob {
   const sent = (v: unknown): boolean => v !== undefined && v !== null;
   checkChatFieldsKnown(body);
   const messages = parseMessages(body.messages);
-  if (sent(body.n) && body.n !== 1) throw badRequest("only 'n': 1 is supported.", 'n');
+  if (sent(body.n) && body.n !== 1) throw refuseField(body.n, 'n', 'number')("only 'n': 1 is supported.");
   // the answer has no log-probabilities to give: asking for them is refused rather than answered without
   if (flagField(body, 'logprobs')) {
     const message = "'logprobs' is not supported: leave it out or set it to false.";
@@ -285,7 +296,7 @@ export function parseChatFields(body: Record<string, unknown>): ChatJob {
     const v = body[field];
     if (!sent(v)) return undefined;
     const range = { integer: true, min: 1, max: MAX_COMPLETION_TOKENS };
-    return checkNumber(v, `'${field}'`, range, (m) => badRequest(m, field));
+    return checkNumber(v, `'${field}'`, range, refuseField(v, field, 'number'));
   };
   const newer = limit('max_completion_tokens');
   const older = limit('max_tokens');

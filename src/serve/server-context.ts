@@ -35,7 +35,7 @@ export interface ServerContext extends WebContext {
   queued(): number;
   /** Runs model work for `n` inputs within the queue bound (429 beyond it; 400 when `n` alone exceeds it). */
   queue<T>(n: number, work: () => Promise<T>): Promise<T>;
-  /** A `model` field names this server's model, or is absent (404 model_not_found otherwise). */
+  /** A `model` field names this server's model, or is absent or null (404 model_not_found otherwise). */
   checkModel(name: unknown): void;
   /** Index calls: whatever the index layer throws (a damaged file) is a 503 with the reason. */
   fromIndex<T>(call: () => T | Promise<T>): Promise<T>;
@@ -121,7 +121,7 @@ export function createContext(o: ContextOptions): ServerContext {
       }
     },
     checkModel(name: unknown): void {
-      if (name === undefined) return;
+      if (name === undefined || name === null) return; // null is "not given", as OpenAI's clients send it
       if (typeof name !== 'string') throw badRequest("'model' must be a string.", 'model', 'invalid_type');
       if (name !== modelName && name !== model.modelId) throw notFoundModel(name, modelName);
     },

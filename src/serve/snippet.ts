@@ -7,7 +7,7 @@ import { type Analyzer, createAnalyzer } from '../eval/analyzer.js';
 
 export interface Snippet {
   text: string;
-  /** [start, end) character offsets into `text` of the marked words, in order. */
+  /** [start, end) offsets into `text` of the marked words, in order: UTF-16 code units, as JavaScript indexes. */
   marks: [number, number][];
   /** Whether text was left out before or after the window. */
   cut: { before: boolean; after: boolean };
@@ -43,9 +43,13 @@ export function snippet(text: string, terms: ReadonlySet<string>, maxChars = 300
   if (end < flat.length) {
     const lastWord = words.filter((w) => w.start < end && w.end > end)[0];
     if (lastWord && lastWord.start > start) end = lastWord.start;
+    // a window that ends inside a surrogate pair (an emoji is no word) would send half a character
+    if (isHighSurrogate(flat.charCodeAt(end - 1))) end--;
   }
   const marks: [number, number][] = words
     .filter((w) => w.start >= start && w.end <= end && hit(w))
     .map((w) => [w.start - start, w.end - start]);
   return { text: flat.slice(start, end).trimEnd(), marks, cut: { before: start > 0, after: end < flat.length } };
 }
+
+const isHighSurrogate = (unit: number): boolean => unit >= 0xd800 && unit <= 0xdbff;

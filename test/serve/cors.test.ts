@@ -105,6 +105,9 @@ test('an origin not named: its preflight is a 403 that says how to allow it, its
         '(corsOrigins from code) to let pages there call it.',
     );
     assert.equal(r.headers['access-control-allow-origin'], undefined);
+    // it learns nothing of the routes: a path with none is refused alike
+    const none = await preflight(server.url, origin, '/v1/nothing');
+    assert.deepEqual([none.status, none.body.error!.message], [403, r.body.error!.message]);
     const answered = await embed(server.url, origin, 'k');
     assert.equal(answered.status, 200);
     assert.equal(answered.headers['access-control-allow-origin'], undefined, 'the browser keeps it from the page');
@@ -118,6 +121,18 @@ test('an origin not named: its preflight is a 403 that says how to allow it, its
   );
   assert.equal(plain.status, 200);
   assert.equal(plain.headers['access-control-allow-origin'], undefined);
+  // its answer differs from a named page's too, so a cache between them must key on Origin
+  assert.equal(plain.headers['vary'], 'Origin');
+  const health = await request(closed.url, 'GET', '/health');
+  assert.equal(health.headers['vary'], undefined, 'no origins named: no answer depends on Origin');
+  // an Origin no browser sends (a final /) cannot be named by --cors-origin, which refuses it: not suggested
+  const slash = await preflight(open.url, `${PAGE}/`);
+  assert.equal(slash.status, 403);
+  assert.equal(
+    slash.body.error!.message,
+    `cross-origin requests are not allowed: the Origin header '${PAGE}/' is not an origin as browsers send it ` +
+      '(scheme, host and port only).',
+  );
 });
 
 test("a page's form or text/plain POST, sent without a preflight, is refused before the model works", async () => {

@@ -190,9 +190,34 @@ test('malformed and oversized requests get the documented 4xx in OpenAI error sh
     expect(
       await chat({ model: 'search-r3', messages: say, max_tokens: 'x', max_completion_tokens: 5 }),
       400,
-      'invalid_value',
+      'invalid_type',
       'max_tokens',
     );
+    // a value of the wrong JSON type is invalid_type; one of the right type that is refused, invalid_value
+    for (const [field, value, code] of [
+      ['max_tokens', '5', 'invalid_type'],
+      ['n', '1', 'invalid_type'],
+      ['stop', 5, 'invalid_type'],
+      ['stop', ['a', 5], 'invalid_type'],
+      ['stop', ['a', ''], 'invalid_value'],
+      ['temperature', 'hot', 'invalid_type'],
+      ['seed', '1', 'invalid_type'],
+    ] as const) {
+      expect(await chat({ model: 'search-r3', messages: say, [field]: value }), 400, code, field);
+    }
+    // null is "not given": a request that must name the model and sends null has not named it
+    expect(await chat({ model: null, messages: say }), 400, 'missing_required_parameter', 'model');
+    expect(await emb({ model: null, input: 'x' }), 400, 'missing_required_parameter', 'model');
+    for (const [extra, param, code] of [
+      [{ encoding_format: 5 }, 'encoding_format', 'invalid_type'],
+      [{ dimensions: '64' }, 'dimensions', 'invalid_type'],
+      [{ dimensions: 3 }, 'dimensions', 'invalid_value'],
+      [{ search_r3: { mode: 5 } }, 'search_r3.mode', 'invalid_type'],
+      [{ search_r3: { mode: 'query', reasoning: 1 } }, 'search_r3.reasoning', 'invalid_type'],
+      [{ search_r3: { mode: 'query', max_reasoning_tokens: '8' } }, 'search_r3.max_reasoning_tokens', 'invalid_type'],
+    ] as const) {
+      expect(await emb({ model: 'search-r3', input: 'x', ...extra }), 400, code, param);
+    }
     // log-probabilities are not computed: asking for them is refused, not answered with logprobs: null
     expect(await chat({ model: 'search-r3', messages: say, logprobs: true }), 400, 'unsupported_parameter', 'logprobs');
     expect(await chat({ model: 'search-r3', messages: say, logprobs: 'yes' }), 400, 'invalid_type', 'logprobs');
@@ -454,6 +479,16 @@ test("a request Node's HTTP parser refuses gets its status and an error in OpenA
     const badLength = await answer('POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n');
     assert.equal(badLength.head, 'HTTP/1.1 400 Bad Request');
     assert.equal(badLength.error.message, 'the request is not valid HTTP/1.1 (Invalid character in Content-Length).');
+    // HTTP/1.1 requires Host (Node's own refusal has no body); HTTP/1.0 does not
+    const hostless = await answer('GET /health HTTP/1.1\r\n\r\n');
+    assert.equal(hostless.head, 'HTTP/1.1 400 Bad Request');
+    assert.deepEqual(hostless.error, {
+      message: 'the request has no Host header, which HTTP/1.1 requires; send one.',
+      type: 'invalid_request_error',
+      param: null,
+      code: 'invalid_http',
+    });
+    assert.equal((await answer('GET /health HTTP/1.0\r\n\r\n')).head, 'HTTP/1.1 200 OK');
     assert.equal((await request(server.url, 'GET', '/health')).status, 200, 'still serving');
   } finally {
     await server.close();

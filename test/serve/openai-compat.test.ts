@@ -224,6 +224,42 @@ test('embeddings: usage counts the tokens embedded, after a cut; an unknown sear
   }
 });
 
+test('embeddings: truncate cuts a text to --max-tokens; total_tokens adds the analyses generated', async () => {
+  const { dir, cleanup } = tempDir('emb-cut');
+  const modelDir = await tinyModelDir(dir);
+  const server = await startSearchServer({ backend: await tinyBackend(modelDir), port: 0, maxTokensPerInput: 20 });
+  const emb = (input: unknown, ext: Record<string, unknown>): Promise<Reply> =>
+    post(server.url, '/v1/embeddings', { model: 'search-r3', input, search_r3: ext });
+  try {
+    const tokenizer = await Tokenizer.fromFolder(modelDir);
+    // over --max-tokens (20), well within the prompt's room (the cut length is 128)
+    const text = 'cells divide and the heart pumps blood '.repeat(2);
+    const given = tokenizer.encode(text).length;
+    assert.ok(given > 20 && given < 100, `${given} tokens`);
+    assert.equal((await emb(text, {})).body.error?.code, 'context_length_exceeded');
+    const r = await emb(text, { truncate: true });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const cut = (r.body.search_r3 as { truncated_tokens: number }[])[0].truncated_tokens;
+    const kept = given - cut;
+    assert.ok(kept <= 20 && kept >= 19, `${kept} tokens kept of ${given}: at most --max-tokens`);
+    assert.deepEqual(r.body.usage, { prompt_tokens: kept, total_tokens: kept });
+    // embedded as the text of its first tokens is, sent alone
+    const head = await emb(tokenizer.decode(tokenizer.encode(text).slice(0, kept)), {});
+    const [a, b] = [r, head].map((x) => (x.body.data as { embedding: number[] }[])[0].embedding);
+    assert.ok(Math.max(...a.map((v, i) => Math.abs(v - b[i]))) <= 1e-6);
+    // the analyses are tokens the model generated: counted in the total, as /v1/search counts them
+    const q = await emb(['heart', 'cells'], { mode: 'query', reasoning: 'on', max_reasoning_tokens: 4 });
+    assert.equal(q.status, 200, JSON.stringify(q.body));
+    const generated = (q.body.search_r3 as { reasoning_tokens: number }[]).reduce((s, x) => s + x.reasoning_tokens, 0);
+    assert.ok(generated > 0);
+    const prompt = tokenizer.encode('heart').length + tokenizer.encode('cells').length;
+    assert.deepEqual(q.body.usage, { prompt_tokens: prompt, total_tokens: prompt + generated });
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});
+
 test('GET /v1/models/{id} and HEAD /health', async () => {
   const { dir, cleanup } = tempDir('models');
   const backend = await tinyBackend(await tinyModelDir(dir));

@@ -93,6 +93,7 @@ test('a bad request is refused before any event, in the shape /v1/search refuses
   // a query of the wrong type, and a string with nothing in it
   for (const [query, code] of [
     [undefined, 'missing_required_parameter'],
+    [null, 'missing_required_parameter'],
     [5, 'invalid_type'],
     [' \t\n', 'invalid_value'],
   ] as const) {
@@ -100,6 +101,23 @@ test('a bad request is refused before any event, in the shape /v1/search refuses
     assert.equal(r.status, 400);
     assert.deepEqual([r.body.error?.param, r.body.error?.code], ['query', code], JSON.stringify(query));
   }
+  // the other fields: a value of the wrong JSON type is invalid_type, one of the right type refused invalid_value
+  for (const [field, value, code] of [
+    ['k', '5', 'invalid_type'],
+    ['k', true, 'invalid_type'],
+    ['k', 0, 'invalid_value'],
+    ['reasoning', 5, 'invalid_type'],
+    ['reasoning', 'maybe', 'invalid_value'],
+    ['max_reasoning_tokens', '5', 'invalid_type'],
+    ['temperature', 'hot', 'invalid_type'],
+    ['seed', '1', 'invalid_type'],
+  ] as const) {
+    const r = await post(server.url, '/v1/search', { query: 'x', [field]: value }, auth);
+    assert.equal(r.status, 400);
+    assert.deepEqual([r.body.error?.param, r.body.error?.code], [field, code], `${field}: ${JSON.stringify(value)}`);
+  }
+  // null is "not given" for the optional model, as OpenAI's clients send it
+  assert.equal((await post(server.url, '/v1/search', { query: 'x', model: null }, auth)).status, 200);
   // the stream is the endpoint itself: a 'stream' field (as chat completions take it) is refused by the path sent to
   const streamed = await post(server.url, '/v1/search/stream', { query: 'x', stream: true }, auth);
   assert.equal(streamed.status, 400);

@@ -15,7 +15,9 @@ import type { ChatJob, ChatResult } from '../worker-protocol.js';
 
 /** Checks the request's fields and its length (400s name the field) before any model work. */
 function parseChat(ctx: ServerContext, body: Record<string, unknown>): ChatJob {
-  if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
+  if (body.model === undefined || body.model === null) {
+    throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
+  }
   ctx.checkModel(body.model);
   const job = parseChatFields(body);
   const context = ctx.model.maxLength;

@@ -21,6 +21,7 @@ import {
   parseTokenInput,
   queryOptions,
   reasoningField,
+  refuseField,
 } from '../request-fields.js';
 import type { ServerContext } from '../server-context.js';
 import { type EmbedJob, inputParam } from '../worker-protocol.js';
@@ -70,10 +71,16 @@ export async function embeddings(
   const { model, limits, tokenChars } = ctx;
   ctx.checkModel(body.model);
   checkFieldsKnown(body, EMBEDDING_FIELDS, '/v1/embeddings', [...EMBEDDING_FIELDS].join(', '));
-  if (body.model === undefined) throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
+  if (body.model === undefined || body.model === null) {
+    throw badRequest("'model' is required.", 'model', 'missing_required_parameter');
+  }
   if (body.dimensions !== undefined && body.dimensions !== null && body.dimensions !== model.dimension) {
     const why = `this model's vectors have ${model.dimension} and cannot be shortened`;
-    throw badRequest(`'dimensions' must be ${model.dimension} or left out: ${why}.`, 'dimensions');
+    throw refuseField(
+      body.dimensions,
+      'dimensions',
+      'number',
+    )(`'dimensions' must be ${model.dimension} or left out: ${why}.`);
   }
   const tokenInput = parseTokenInput(body.input);
   if (tokenInput) return embedTokens(ctx, tokenInput, Array.isArray((body.input as unknown[])[0]), body, signal);
@@ -86,7 +93,7 @@ export async function embeddings(
   checkFieldsKnown(ext, EXTENSION_FIELDS, 'the search_r3 extension', [...EXTENSION_FIELDS].join(', '), 'search_r3.');
   const mode = ext.mode ?? 'document';
   if (mode !== 'document' && mode !== 'query')
-    throw badRequest("'search_r3.mode' must be 'document' or 'query'.", 'search_r3.mode');
+    throw refuseField(mode, 'search_r3.mode', 'string')("'search_r3.mode' must be 'document' or 'query'.");
   const truncate = flagField(ext, 'truncate', 'search_r3.');
   const reasoning = reasoningField(ext.reasoning, 'search_r3.reasoning');
   if (reasoning === 'on' && mode !== 'query') {
@@ -133,7 +140,11 @@ export async function embeddings(
       format,
     ),
     model: ctx.modelName,
-    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+    // the analyses are tokens the model generated: counted in the total, as /v1/search and chat count them
+    usage: {
+      prompt_tokens: promptTokens,
+      total_tokens: promptTokens + results.reduce((a, r) => a + r.tokens.length, 0),
+    },
     ...(reasoning === 'on' || truncate ? { search_r3: reports } : {}),
   };
 }

@@ -16,7 +16,14 @@ import { HttpError, badRequest } from '../http-error.js';
 import { eventWriter, lateError } from '../event-stream.js';
 import { checkInputChars, checkReasoningWork, checkRequestChars } from '../input-limits.js';
 import type { ProgressListener } from '../model-worker.js';
-import { checkFieldsKnown, flagField, missingOrType, queryOptions, reasoningField } from '../request-fields.js';
+import {
+  checkFieldsKnown,
+  flagField,
+  missingOrType,
+  queryOptions,
+  reasoningField,
+  refuseField,
+} from '../request-fields.js';
 import { checkNumber } from '../../io/option-checks.js';
 import type { ServerContext } from '../server-context.js';
 import { queryTerms, snippet } from '../snippet.js';
@@ -62,7 +69,12 @@ function parseSearch(ctx: ServerContext, body: Record<string, unknown>, endpoint
     const code = typeof body.query === 'string' ? 'invalid_value' : missingOrType(body.query);
     throw badRequest("'query' is required and must be a non-empty string.", 'query', code);
   }
-  const k = checkNumber(body.k ?? 10, "'k'", { integer: true, min: 1, max: ctx.maxK }, (m) => badRequest(m, 'k'))!;
+  const k = checkNumber(
+    body.k ?? 10,
+    "'k'",
+    { integer: true, min: 1, max: ctx.maxK },
+    refuseField(body.k, 'k', 'number'),
+  )!;
   const reasoning = reasoningField(body.reasoning, 'reasoning');
   const [hybrid, highlight, truncate] = ['hybrid', 'highlight', 'truncate'].map((k) => flagField(body, k));
   const qopts: QueryOptions = queryOptions(body, '');
