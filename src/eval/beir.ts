@@ -70,14 +70,37 @@ function textField(obj: Record<string, unknown>, key: string, file: string, line
  * then edited or left stale).
  */
 export function beirFolderFile(folder: string, name: 'corpus' | 'queries'): string | undefined {
-  const found = [`${name}.jsonl`, `${name}.jsonl.gz`].map((n) => join(folder, n)).filter((f) => existsSync(f));
+  return plainOrGzipped(folder, `${name}.jsonl`);
+}
+
+/** `folder/file` or `folder/file.gz`, whichever is there (both: refused, see beirFolderFile), or undefined. */
+function plainOrGzipped(folder: string, file: string): string | undefined {
+  const found = [file, `${file}.gz`].map((n) => join(folder, n)).filter((f) => existsSync(f));
   if (found.length > 1) {
+    throw new EvalInputError(`holds both ${file} and ${file}.gz; keep the one to read and move the other`, folder);
+  }
+  return found[0];
+}
+
+/**
+ * A split's qrels: `qrels/<split>.tsv` or its .gz. A split is a file's name, never a path: `./test` or
+ * `../x/test` would read other judgments than the split named (the test split's, where test is refused).
+ */
+function beirQrelsFile(folder: string, split: string): string {
+  if (split === '' || split === '.' || split === '..' || /[/\\]/.test(split)) {
     throw new EvalInputError(
-      `holds both ${name}.jsonl and ${name}.jsonl.gz; keep the one to read and move the other`,
+      `'${split}' is no split's name: name a file of its qrels/ folder without .tsv (test, dev, train)`,
       folder,
     );
   }
-  return found[0];
+  const dir = join(folder, 'qrels');
+  if (existsSync(dir) && !statSync(dir).isDirectory()) {
+    throw new EvalInputError(
+      'is a file; a BEIR folder keeps its judgments in a qrels/ folder (qrels/<split>.tsv)',
+      dir,
+    );
+  }
+  return (existsSync(dir) ? plainOrGzipped(dir, `${split}.tsv`) : undefined) ?? join(dir, `${split}.tsv`);
 }
 
 interface BeirRecord {
@@ -202,7 +225,7 @@ export function beirSplitFiles(folder: string, split: string): { corpus: string;
   return {
     corpus: beirFolderFile(folder, 'corpus') ?? join(folder, 'corpus.jsonl'),
     queries: beirFolderFile(folder, 'queries') ?? join(folder, 'queries.jsonl'),
-    qrels: join(folder, 'qrels', `${split}.tsv`),
+    qrels: beirQrelsFile(folder, split),
   };
 }
 
@@ -212,7 +235,8 @@ export function beirSplitFiles(folder: string, split: string): { corpus: string;
  */
 export function isBeirQueriesFile(file: string): boolean {
   const folder = dirname(file);
-  return resolve(file) === resolve(beirSplitFiles(folder, 'test').queries) && existsSync(join(folder, 'qrels'));
+  const queries = beirFolderFile(folder, 'queries') ?? join(folder, 'queries.jsonl');
+  return resolve(file) === resolve(queries) && existsSync(join(folder, 'qrels'));
 }
 
 /** A split of a BEIR folder without its corpus: the judged queries and their qrels, and the corpus's file. */
@@ -270,8 +294,9 @@ export function checkBeirJudgments(folder: string, split: string): { corpus: str
   if (!existsSync(files.qrels)) {
     // said without an option's name: a config's split key reaches here as well as eval's --split
     const dir = join(folder, 'qrels');
-    const splits = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.tsv')) : [];
-    const have = splits.length ? `splits here: ${splits.map((f) => f.slice(0, -4)).join(', ')}` : 'no split here';
+    const splits = existsSync(dir) ? readdirSync(dir).filter((f) => /\.tsv(\.gz)?$/.test(f)) : [];
+    const names = splits.map((f) => f.replace(/\.tsv(\.gz)?$/, ''));
+    const have = splits.length ? `splits here: ${names.join(', ')}` : 'no split here';
     throw new EvalInputError(`no qrels for split '${split}' (expected ${files.qrels}; ${have})`, folder);
   }
   return files;

@@ -144,3 +144,26 @@ test("queries.jsonl.gz, as the hub's BEIR datasets ship it: read by eval, traini
     rmSync(data, { recursive: true, force: true });
   }
 });
+
+test('qrels/<split>.tsv.gz is read as the .tsv; a split is a name, never a path; a qrels file is no folder', async () => {
+  const folder = mkdtempSync(join(tmpdir(), 'sr3-gz-qrels-'));
+  try {
+    mkdirSync(join(folder, 'qrels'));
+    writeFileSync(join(folder, 'corpus.jsonl'), '{"_id":"d1","text":"a"}\n{"_id":"d2","text":"b"}\n');
+    writeFileSync(join(folder, 'queries.jsonl'), '{"_id":"q1","text":"x"}\n{"_id":"q2","text":"y"}\n');
+    writeFileSync(join(folder, 'qrels', 'dev.tsv.gz'), gzipSync('query-id\tcorpus-id\tscore\nq1\td2\t1\n'));
+    writeFileSync(join(folder, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\nq2\td1\t1\n');
+    const dev = await readBeirDataset(folder, 'dev');
+    assert.deepEqual([...dev.queries.keys()], ['q1']);
+    assert.deepEqual([...dev.qrels.get('q1')!], [['d2', 1]]);
+    await assert.rejects(readBeirDataset(folder, 'train'), /no qrels for split 'train' .*splits here: dev, test\)$/);
+    // './test' or '../x/test' would read the test judgments where a command refuses the split test
+    for (const split of ['./test', '../qrels/test', 'qrels/test', '..', ''])
+      await assert.rejects(readBeirDataset(folder, split), /is no split's name: name a file of its qrels\/ folder/);
+    rmSync(join(folder, 'qrels'), { recursive: true });
+    writeFileSync(join(folder, 'qrels'), 'not a folder\n');
+    await assert.rejects(readBeirDataset(folder, 'test'), /qrels: is a file; a BEIR folder keeps its judgments in a/);
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+});
