@@ -10,7 +10,7 @@ import { readSafetensorsFolderEntries } from '../model/safetensors.js';
 import { TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from '../model/tokenizer-json.js';
 import { Tokenizer } from '../model/tokenizer.js';
 import { type Command, UserError } from './command.js';
-import { checkOutputFolder, samePath } from './output-path.js';
+import { checkNotInside, checkOutputFolder, samePath } from './output-path.js';
 
 const HELP = `search-r3 add-embed-token — make a model folder speak the Search-R3 protocol, untrained
 
@@ -40,7 +40,8 @@ export const addEmbedTokenCommand: Command = {
       out = values.out ?? dir;
     // before --out, which is --model unless given: a file there is --model's to name
     checkModelFolderOption(dir);
-    checkOutputFolder(out, '--out', { replaced: true });
+    checkOutputFolder(out, values.out === undefined ? '--model' : '--out', { replaced: true });
+    checkNotInside(out, '--out', dir, '--model');
     const inPlace = samePath(out, dir);
     // --out is replaced as a whole: a folder holding anything (another model, other work) is refused
     if (!inPlace && existsSync(out) && readdirSync(out).length > 0) {

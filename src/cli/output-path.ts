@@ -9,6 +9,7 @@ import { probeWrite, recoverSetAside } from '../io/atomic-file.js';
 import { UserError } from './command.js';
 import { fileSystemCause } from '../io/file-system-cause.js';
 import { fileInTheWay } from '../io/make-folder.js';
+import { isWithin, resolvedPath } from '../io/path-relation.js';
 
 /**
  * A file to write: it must not be a folder itself, and the nearest of its folder and the folders above it that
@@ -86,6 +87,16 @@ export function checkNotAnInput(out: string, option: string, inputs: readonly In
       `${option} ${out} is the same file as ${same.what} ${same.path}; writing it would destroy that input: ` +
         'name another file.',
     );
+}
+
+/**
+ * Refuses an output folder inside the folder it is copied from (`input`, given as `inputOption`), which the copy
+ * would then hold; the folder itself (a change in place) is the caller's to allow or not.
+ */
+export function checkNotInside(out: string, option: string, input: string, inputOption: string): void {
+  const [o, i] = [resolvedPath(out), resolvedPath(input)];
+  if (o === i || !isWithin(o, i)) return;
+  throw new UserError(`${option} ${out} is inside ${inputOption} ${input}, which it copies; name a folder outside it.`);
 }
 
 /** Whether `a` and `b` name one existing file or folder, as the file system resolves them. */

@@ -126,6 +126,15 @@ test('add-embed-token writes its folder whole or not at all, never over other wo
     assert.equal(existsSync(path.join(notes, 'todo.txt')), true);
     r = await runCliAsync(['add-embed-token', '--model', base, '--out', path.join(notes, 'todo.txt')]);
     assert.match(r.stderr, /^search-r3: --out .*todo\.txt is a file; name a folder/);
+    // a folder inside the model would hold the copy of itself (it crashed in the copy)
+    const inside = path.join(base, 'sub');
+    r = await runCliAsync(['add-embed-token', '--model', base, '--out', inside]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(
+      r.stderr.trim(),
+      `search-r3: --out ${inside} is inside --model ${base}, which it copies; name a folder outside it.`,
+    );
+    assert.deepEqual(await snapshot(base), before, 'the model folder is unchanged');
 
     // a bf16 model whose config says "dtype" (transformers ≥ 4.56) rather than "torch_dtype" stays bf16,
     // and the model's other files come along
