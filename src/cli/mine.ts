@@ -42,21 +42,14 @@ ${deviceHelp(24)}
   -h, --help            this help`;
 
 /**
- * Why an existing --out is not JSON lines, or null when it may be: its first line, when the head holds all
- * of it, must be one JSON object (a pretty-printed config.json's is '{'), else it must at least open one.
+ * Why an existing --out is not a file mine wrote, or null when it may be (or is empty): each of mine's lines
+ * opens with its query ('{"query":', as jsonlLines writes it). Another JSON-lines file (a corpus, the queries
+ * of a benchmark, a config) would otherwise be replaced by mined examples.
  */
-function notJsonl(head: Buffer): string | null {
+function notMined(head: Buffer): string | null {
   const text = head.toString('utf8').trimStart();
-  if (text === '') return null;
-  const end = text.indexOf('\n');
-  if (end < 0) return text.startsWith('{') ? null : ' (its first line is no JSON object)';
-  try {
-    const v: unknown = JSON.parse(text.slice(0, end));
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return null;
-  } catch {
-    /* not JSON: said below */
-  }
-  return ' (its first line is no JSON object)';
+  if (text === '' || text.startsWith('{"query":')) return null;
+  return ' (its first line is no mined example, {"query": …, "pos": …, "neg": …})';
 }
 
 export const mineCommand: Command = {
@@ -106,7 +99,7 @@ export const mineCommand: Command = {
       ...cfg.data.flatMap((d) => sourceFiles(d).map((f) => ({ path: f, what: `--config's ${d.type} source` }))),
     ]);
     // after: an input is named as the input it is
-    checkReplacesOnly(values.out, '--out', { command: 'mine', kind: 'a JSONL file', why: notJsonl });
+    checkReplacesOnly(values.out, '--out', { command: 'mine', kind: 'a file of mined examples', why: notMined });
     // every source there before the model loads, and the model loaded before the data is read: neither is
     // refused after minutes of reading and ranking
     checkSources(cfg.data);

@@ -145,7 +145,7 @@ test("queries.jsonl.gz, as the hub's BEIR datasets ship it: read by eval, traini
   }
 });
 
-test('qrels/<split>.tsv.gz is read as the .tsv; a split is a name, never a path; a qrels file is no folder', async () => {
+test('qrels/<split>.tsv.gz is read as the .tsv; a split is a name, not a path; a qrels file is refused', async () => {
   const folder = mkdtempSync(join(tmpdir(), 'sr3-gz-qrels-'));
   try {
     mkdirSync(join(folder, 'qrels'));

@@ -118,13 +118,16 @@ test('search-r3 mine, then train sft on its output, end to end', async () => {
     steps: 3,
     batch: { queries: 4 },
   });
-  // an existing --out that is no JSON lines (the model's config.json) is not replaced
-  const config = path.join(root, 'model', 'config.json');
-  const kept = readFileSync(config, 'utf8');
-  const over = cli(['mine', '--config', cfg, '--out', config]);
-  assert.equal(over.code, 2, over.err);
-  assert.match(over.err, /^search-r3: --out .*config\.json exists and is not a JSONL file \(its first line is no JSON/);
-  assert.equal(readFileSync(config, 'utf8'), kept);
+  // an existing --out that mine did not write (the model's config.json, a corpus's JSON lines) is not replaced
+  const corpus = path.join(root, 'corpus.jsonl');
+  writeFileSync(corpus, '{"_id":"d1","title":"","text":"a document"}\n');
+  for (const file of [path.join(root, 'model', 'config.json'), corpus]) {
+    const kept = readFileSync(file, 'utf8');
+    const over = cli(['mine', '--config', cfg, '--out', file]);
+    assert.equal(over.code, 2, over.err);
+    assert.match(over.err, /^search-r3: --out \S+ exists and is not a file of mined examples \(its first line is no /);
+    assert.equal(readFileSync(file, 'utf8'), kept);
+  }
   const m = cli([
     'mine',
     '--config',
