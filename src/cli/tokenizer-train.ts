@@ -9,6 +9,7 @@ import { checkNotAnInput, checkOutputFolder } from './output-path.js';
 import { listInputFiles, skippedLinesText, trainBpeTokenizer } from '../model/bpe-trainer.js';
 import { isBeirQueriesFile } from '../eval/beir.js';
 import { writeTextFileAtomically } from '../io/atomic-file.js';
+import { makeFolder } from '../io/make-folder.js';
 import { CHAT_TEMPLATE_JINJA, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from '../model/tokenizer-json.js';
 import { Tokenizer } from '../model/tokenizer.js';
 
@@ -120,12 +121,15 @@ export const tokenizerCommand: Command = {
     const r = await trainBpeTokenizer(inputs, { vocabSize, minFrequency, onStage: say });
     // loading the result through our Tokenizer before saving proves it is usable
     const tok = Tokenizer.fromJSON(r.tokenizerJson, r.tokenizerConfig);
-    await tok.save(values.out);
+    // tokenizer_config.json, which marks a finished tokenizer (checkNoTokenizerThere), is written last (by save):
+    // a run that fails before it (a full disk) leaves a folder the same command may write again
+    await makeFolder(values.out);
     await writeTextFileAtomically(
       path.join(values.out, SUMMARY_JSON),
       JSON.stringify({ ...r.summary, files: r.summary.files.map((f) => path.resolve(f)), minFrequency }, null, 2) +
         '\n',
     );
+    await tok.save(values.out);
     const size = (await fsp.stat(path.join(values.out, TOKENIZER_JSON))).size;
     console.log(
       `tokenizer: ${r.summary.vocabSize} tokens (${r.summary.merges} merges) from ` +

@@ -4,12 +4,13 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { runCli } from '../helpers/cli.js';
-import { sharedData } from '../helpers/repo.js';
+import { repoRoot, sharedData } from '../helpers/repo.js';
 
 let dir = '';
 before(async () => {
@@ -111,6 +112,28 @@ test('tokenizer train on a file of no text says so, after its progress line', ()
   const r = runCli(['tokenizer', 'train', '--input', emptyFile, '--vocab-size', '500', '--out', dir]);
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /\nsearch-r3: .*empty\.txt: no text to learn from \(1 file read\)\n$/);
+});
+
+test('tokenizer train that fails writing leaves no finished tokenizer: the same command then runs', async () => {
+  // 300 files: the summary (which lists them, ~20 KiB) is larger than tokenizer.json (~11 KiB)
+  const texts = path.join(dir, 'write-fail');
+  await fsp.mkdir(texts);
+  const lines = readFileSync(path.join(sharedData, 'scifact', 'corpus.jsonl'), 'utf8')
+    .split('\n')
+    .slice(0, 300);
+  lines.forEach((line, i) => writeFileSync(path.join(texts, `document-${i}.jsonl`), line + '\n'));
+  const out = path.join(dir, 'tok-write-fail');
+  const args = ['tokenizer', 'train', '--input', texts, '--vocab-size', '600', '--out', out, '--quiet'];
+  // files of at most 16 KiB, as a disk that fills up fails the last and largest file: the summary
+  const cli = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+  const command = [process.execPath, cli, ...args].map((a) => `"${a}"`).join(' ');
+  const limited = spawnSync('bash', ['-c', `ulimit -f 16; exec ${command}`], { encoding: 'utf8' });
+  assert.equal(limited.status, 2, limited.stderr);
+  assert.match(limited.stderr, /^search-r3: write \S+tokenizer-training\.json: the file is larger than/);
+  assert.equal(existsSync(path.join(out, 'tokenizer_config.json')), false, 'no file that marks a finished tokenizer');
+  const again = runCli(args);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(existsSync(path.join(out, 'tokenizer_config.json')), true);
 });
 
 test("tokenizer train refuses a BEIR folder's queries, named or in a folder: they hold the test queries", async () => {
