@@ -208,6 +208,14 @@ async function* streamJsonl(file: string, refuseDuplicates: boolean): AsyncGener
       throw new IndexError(`${file}:${line}: field 'title' must be a string.`);
     if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)))
       throw new IndexError(`${file}:${line}: field 'metadata' must be an object.`);
+    // a line with no text at all is a mistake (a field misnamed, 'body' or 'content'), not an empty document
+    if (body === undefined && (title === undefined || title === null)) {
+      const fields = Object.keys(parsed.obj).join(', ');
+      throw new IndexError(
+        `${file}:${line}: document '${docId}' has neither 'title' nor 'text' (its fields: ${fields}); a document ` +
+          'line is {"_id" (or "id"), "title", "text"}.',
+      );
+    }
     // with both, `_id` (BEIR's) names the document and `id` is kept like any other field
     const meta = { ...(_id !== undefined && id !== undefined ? { id } : {}), ...rest, ...(metadata as object) };
     const doc = storedDocument(

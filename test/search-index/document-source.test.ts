@@ -46,6 +46,29 @@ test("a record with both '_id' and 'id' is named by '_id' and keeps 'id' in its 
   }
 });
 
+test("a JSON line with neither 'title' nor 'text' is refused, as eval refuses it; either alone is a document", async () => {
+  const { dir, cleanup } = tempDir('doc-source-text');
+  try {
+    const file = path.join(dir, 'docs.jsonl');
+    writeFileSync(file, '{"_id": "a", "title": "a title"}\n{"_id": "b", "text": ""}\n');
+    assert.deepEqual(
+      (await readDocuments(file)).map((d) => [d.id, d.title, d.text]),
+      [
+        ['a', 'a title', ''],
+        ['b', '', ''],
+      ],
+    );
+    writeFileSync(file, '{"_id": "a", "text": "one"}\n{"id": "c", "body": "misnamed", "title": null}\n');
+    await assert.rejects(readDocuments(file), {
+      message:
+        `${file}:2: document 'c' has neither 'title' nor 'text' (its fields: id, body, title); a document line is ` +
+        '{"_id" (or "id"), "title", "text"}.',
+    });
+  } finally {
+    cleanup();
+  }
+});
+
 test('a JSON array or an indented JSON document as --input says to write JSON lines', async () => {
   const { dir, cleanup } = tempDir('doc-source');
   try {
