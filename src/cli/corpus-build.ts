@@ -2,7 +2,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from './parse-options.js';
 import { type Command, UserError } from './command.js';
-import { subcommandError } from './subcommand.js';
+import { refuseExtraArguments, subcommandError } from './subcommand.js';
 import { fractionOption, namesOption, positiveNumber, seedOption } from './args.js';
 import { checkOutputFolder } from './output-path.js';
 import {
@@ -104,8 +104,7 @@ export const corpusCommand: Command = {
       },
     });
     if (positionals[0] !== 'build') throw subcommandError('corpus', positionals[0], ['build', 'pairs']);
-    if (positionals.length > 1)
-      throw new UserError(`corpus build: unexpected argument '${positionals[1]}' (see search-r3 corpus build --help).`);
+    refuseExtraArguments(positionals);
     if (!values.data || !existsSync(values.data))
       throw new UserError(`--data must name the shared data folder (../shared/data), got ${values.data ?? 'nothing'}.`);
     if (!values.out) throw new UserError('--out is required: the corpus folder to write.');

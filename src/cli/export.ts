@@ -18,7 +18,7 @@ import { MODEL_SEARCH_FILE } from '../search-index/model-fusion.js';
 import { checkModelFolderOption, shareFiles } from './add-embed-token.js';
 import { type Command, UserError } from './command.js';
 import { checkOutputFile, checkOutputFolder, checkReplacesOnly, samePath } from './output-path.js';
-import { subcommandError } from './subcommand.js';
+import { refuseExtraArguments, subcommandError } from './subcommand.js';
 
 const help = `search-r3 export gguf — write a model (or a LoRA adapter) as GGUF for llama.cpp, Ollama, node-llama-cpp
 
@@ -101,8 +101,11 @@ export const exportCommand: Command = {
         dtype: { type: 'string' },
       },
     });
+    if (positionals[0] !== 'gguf' && positionals[0] !== 'merged') {
+      throw subcommandError('export', positionals[0], ['gguf', 'merged']);
+    }
+    refuseExtraArguments(positionals);
     if (positionals[0] === 'merged') return exportMerged(values);
-    if (positionals[0] !== 'gguf') throw subcommandError('export', positionals[0], ['gguf', 'merged']);
     if (values.dtype !== undefined)
       throw new UserError('--dtype is for export merged; export gguf takes --type f32|f16|q8_0');
     if (!values.model) throw new UserError('--model is required: the Hugging Face model folder to export');

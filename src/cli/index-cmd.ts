@@ -424,12 +424,19 @@ export function listedIds(values: readonly string[]): string[] {
  * mark before the first; '-' is stdin.
  */
 function idsInFile(file: string): string[] {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+    bytes = readFileSync(file === '-' ? 0 : file);
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new UserError(`--delete-file ${file}: cannot read it (${why}); give a file of ids, one per line.`);
+  }
+  let text: string;
+  try {
+    // strict: an id decoded with U+FFFD in place of a bad byte would match no document, or the wrong one
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new UserError(`--delete-file ${file} is not UTF-8 text; save it as UTF-8, one id per line.`);
   }
   return withoutByteOrderMark(text)
     .split(/\r?\n/)

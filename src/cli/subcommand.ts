@@ -23,3 +23,13 @@ export function subcommandError(
       : `${group}: unknown ${noun} '${given}'; choose ${either(names)} ${see}.`,
   );
 }
+
+/**
+ * Refuses words after a group command's sub-command (`positionals[0]`) where it takes none: shaped as node's
+ * parseArgs refuses a stray word, so that it is said in the one sentence every command says it in.
+ */
+export function refuseExtraArguments(positionals: readonly string[]): void {
+  if (positionals.length <= 1) return;
+  const refused = new TypeError(`Unexpected argument '${positionals[1]}'. This command does not take it`);
+  throw Object.assign(refused, { code: 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' });
+}

@@ -346,14 +346,24 @@ test('index --delete takes escaped commas and repeats; --delete-file ids as writ
 
     // refused before the index is opened: side by side
     writeFileSync(list, '');
-    const [none, empty] = await clis(
+    const latin1 = path.join(dir, 'latin1.txt');
+    writeFileSync(latin1, Buffer.from('z.md\ncaf\xe9.md\n', 'latin1'));
+    const [none, empty, notUtf8] = await clis(
       ['index', '--out', out, '--delete-file', path.join(dir, 'none.txt')],
       ['index', '--out', out, '--delete-file', list],
+      ['index', '--out', out, '--delete-file', latin1],
     );
     assert.equal(none.code, 2);
     assert.match(none.stderr, /none\.txt/);
     assert.equal(empty.code, 2);
     assert.match(empty.stderr, /--delete \(or --delete-file\) needs at least one document id/);
+    // an id read with U+FFFD for its bad byte would match no document (or another): nothing is deleted
+    assert.equal(notUtf8.code, 2);
+    assert.equal(
+      notUtf8.stderr,
+      `search-r3: --delete-file ${latin1} is not UTF-8 text; save it as UTF-8, one id per line.\n`,
+    );
+    assert.deepEqual(await left(), ['z.md']);
   } finally {
     cleanup();
   }

@@ -46,7 +46,7 @@ test("a record with both '_id' and 'id' is named by '_id' and keeps 'id' in its 
   }
 });
 
-test("a JSON line with neither 'title' nor 'text' is refused, as eval refuses it; either alone is a document", async () => {
+test("a JSON line with neither 'title' nor 'text' is refused, as eval refuses it; either alone is taken", async () => {
   const { dir, cleanup } = tempDir('doc-source-text');
   try {
     const file = path.join(dir, 'docs.jsonl');
