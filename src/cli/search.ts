@@ -18,8 +18,9 @@ usage: search-r3 search --index <dir> [options] "query"
 
 Embeds the query with the index's model (the folder recorded in index.json, or --model / --remote),
 optionally letting the model reason about the query first, and prints the ranked documents. The index
-is only read: nothing in its folder is created or changed (a damaged vectors.usearch or index.json is
-rebuilt in memory from docs.sqlite, and said so).
+is only read (a damaged vectors.usearch or index.json is rebuilt in memory from docs.sqlite, and said
+so), but for bm25.bin: --hybrid keeps the BM25 index it builds there for the next search, where the
+folder is writable.
 
 options:
   --index <dir>          index folder built by 'search-r3 index'
@@ -98,6 +99,7 @@ export const searchCommand: Command = {
       throw new UserError('--engine runs a local model; drop it with --remote.');
     }
     if (values.remote) refuseDevice(values.device, '--remote');
+    if (values.model && values.remote) throw new UserError('give one of --model <dir> or --remote <urls>, not both.');
     return (async () => {
       const manifest = readIndexManifest(indexDir);
       if (!values.remote && engine.kind === 'search-r3') selectDevice(values.device);

@@ -193,15 +193,19 @@ test('SEARCH_R3_BACKEND=webgpu: the GPU taken is said as its choice; none is one
   assert.match(r.stderr, /^device: webgpu \([^\n]+\), by SEARCH_R3_BACKEND$/m);
 });
 
-test('--device beside --engine llama.cpp or --remote: refused in one sentence', async () => {
+test('--device or --model beside --engine llama.cpp or --remote: refused in one sentence', async () => {
   const llama = "search-r3: --device chooses where search-r3's engine runs; llama.cpp chooses with --gpu.\n";
   const remote = 'search-r3: --device chooses where a local model runs; drop it with --remote.\n';
+  // a --model given with --remote was ignored by search (a damaged folder did not even matter); index refused it
+  const both = 'search-r3: give one of --model <dir> or --remote <urls>, not both.\n';
   const cases: [string[], string][] = [
     [['search', '--index', index, '--engine', 'llama.cpp', '--device', 'webgpu', 'q'], llama],
     [['index', '--model', model, '--input', input, '--out', index, '--engine', 'llama.cpp', '--device', 'cpu'], llama],
     [['serve', '--model', model, '--engine', 'llama.cpp', '--device', 'webgpu'], llama],
     [['eval', '--dataset', index, '--retriever', model, '--engine', 'llama.cpp', '--device', 'webgpu'], llama],
     [['search', '--index', index, '--remote', 'http://127.0.0.1:1', '--device', 'cpu', 'q'], remote],
+    [['search', '--index', index, '--remote', 'http://127.0.0.1:1', '--model', model, 'q'], both],
+    [['index', '--input', input, '--out', index, '--remote', 'http://127.0.0.1:1', '--model', model], both],
   ];
   const runs = await inPool(cases, ([l]) => runCliAsync(l, { SEARCH_R3_BACKEND: 'js' }));
   runs.forEach((r, i) => {
