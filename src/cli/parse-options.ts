@@ -7,7 +7,20 @@ import { UserError } from './command.js';
  * twice takes its last value, as in most command lines, so that a wrapper may append an option to override its
  * default.
  */
-const READS = new Set(['input', 'data']);
+const READS = new Set([
+  'input',
+  'data',
+  'dataset',
+  'qrels',
+  'run',
+  'compare',
+  'query-embeddings',
+  'doc-embeddings',
+  'excluded-ids',
+  'index',
+  'config',
+  'delete-file',
+]);
 
 /**
  * node's util.parseArgs, refusing an option of READS given twice with two values (`--input a.jsonl --input

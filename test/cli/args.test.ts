@@ -158,6 +158,18 @@ test('an input given twice with two values is refused by name, nothing of the ru
     "search-r3: --input is given twice ('a.jsonl' and 'b.jsonl') and takes one value; give it once.\n",
   );
   assert.equal(existsSync(out), false);
+  // every option that names what a command reads: eval read only the last --dataset of two
+  const twice: [string[], string][] = [
+    [['eval', '--dataset', 'a', '--dataset', 'b', '--retriever', 'bm25'], 'dataset'],
+    [['eval', '--qrels', 'a', '--run', 'r1', '--run', 'r2'], 'run'],
+    [['search', '--index', 'a', '--index', 'b', 'q'], 'index'],
+    [['mine', '--config', 'a.json', '--config', 'b.json', '--out', 'm.jsonl'], 'config'],
+  ];
+  for (const [args, option] of twice) {
+    const twiceRun = runCli(args, { SEARCH_R3_BACKEND: 'js' });
+    assert.equal(twiceRun.status, 2, args.join(' '));
+    assert.match(twiceRun.stderr, new RegExp(`^search-r3: --${option} is given twice \\('`), args.join(' '));
+  }
 });
 
 test('--version prints the version of package.json', () => {
