@@ -116,7 +116,13 @@ test('exact mode re-encodes every row each step and its rewards are the brute-fo
     q.responses.forEach((e, j) => {
       const scores = fresh.map((v) => v.reduce((s, x, t) => s + x * e[t], 0));
       assert.ok(Math.abs(out.rewards[i][j] - rankingReward(scores, q.positives, 'dcg', 10)) < 1e-9);
-      assert.deepEqual(out.candidates[i][j], topK(scores, 6));
+      // the ranked scores agree to float32's rounding: rows whose scores tie that closely (the encoder's rows
+      // 29, 162 and 295 are nearly one vector) may come in either order, as the CPU's float32 sums fall
+      const ranked = (rows: number[]): number[] => rows.map((r) => scores[r]);
+      const got = ranked(out.candidates[i][j]),
+        want = ranked(topK(scores, 6));
+      assert.equal(got.length, want.length);
+      got.forEach((x, t) => assert.ok(Math.abs(x - want[t]) <= 1e-6, `rank ${t}: ${x} vs ${want[t]}`));
     }),
   );
   // a response equal to its positive's fresh vector ranks it first
