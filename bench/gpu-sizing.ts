@@ -22,9 +22,9 @@ import {
   PROFILES,
   gpuShapeKey,
   gpuSizing,
-  qwen2Parameters,
   recipePaths,
 } from '../src/recipe/recipe-profiles.js';
+import { qwen2Parameters } from '../src/model/qwen2-config.js';
 import { tinyQwen2Config } from '../test/helpers/tiny-qwen2.js';
 import { gpuBusyShare } from '../src/tensor/webgpu/kernel-profile.js';
 import {

@@ -47,7 +47,9 @@ Each stage trains into the run folder its config names ("output"): metrics.jsonl
 final/. A run stopped at any point continues with --resume as if it had never stopped; a NaN or Inf
 stops training before its update, names the step and keeps the last checkpoint. SIGINT (Ctrl-C),
 SIGTERM or SIGHUP stops it after the step in progress, with a checkpoint (exit code 128 + the signal's
-number); one more, a second or more later, stops it at once. One run folder takes one trainer at a time.
+number); one more, a second or more later, stops it at once. A step computes without pause, so signals
+sent during it are seen when it ends, as one (SIGKILL ends it at once, with the steps since the last
+checkpoint). One run folder takes one trainer at a time.
 
 options:
   --config <file>  the stage's config (JSON; unknown keys are an error)
@@ -127,7 +129,8 @@ function stopAtCheckpoint(): { signal: AbortSignal; release: () => void } {
       controller.abort(signal);
       return;
     }
-    // Ctrl-C reaches a recipe and its training step at once, and the recipe forwards it: one request, twice
+    // Ctrl-C reaches a recipe and its training step at once, and the recipe forwards it: one request, twice.
+    // Signals that came during a synchronous step are handled back to back when it ends, and count as one too.
     if (Date.now() - firstAt < 1000) return;
     process.stderr.write(
       `${below}search-r3: ${signal}: stopped at once; the last checkpoint is kept, continue with --resume.\n`,

@@ -370,3 +370,20 @@ export function missingTensorsMismatch(config: Qwen2Config, present: ReadonlySet
 export function configMismatchError(configFile: string, why: string, weights: string): ModelFileError {
   return new ModelFileError(configFile, `${why}; config.json does not match the weights in ${weights}.`);
 }
+
+/** The sizes of a decoder that decide its parameter count. */
+export type Qwen2Shape = Pick<
+  Qwen2Config,
+  'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads'
+>;
+
+/**
+ * Parameters of a Qwen2 decoder (q/k/v biases, RMSNorm weights), as train lm counts them: with tied embeddings
+ * unless `tied` is false, when the LM head is a matrix of its own.
+ */
+export function qwen2Parameters(m: Qwen2Shape, vocabSize: number, tied = true): number {
+  const d = m.hiddenSize,
+    kv = (d / m.numAttentionHeads) * m.numKeyValueHeads;
+  const layer = d * d + d + 2 * (d * kv + kv) + d * d + 3 * d * m.intermediateSize + 2 * d;
+  return (tied ? 1 : 2) * vocabSize * d + m.numHiddenLayers * layer + d;
+}

@@ -8,6 +8,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_PAIRS_SAMPLE } from '../train/sft/debian-pairs.js';
+import { qwen2Parameters } from '../model/qwen2-config.js';
 
 export type RecipeProfileName = 'full' | 'gpu' | 'tiny';
 
@@ -179,14 +180,6 @@ export const GPU_BUDGET: GpuBudget = {
    */
   outBytes: 64 * 2 ** 20,
 };
-
-/** Parameters of a Qwen2 decoder with tied embeddings (q/k/v biases, RMSNorm weights), as train lm counts them. */
-export function qwen2Parameters(m: GpuShape, vocabSize: number): number {
-  const d = m.hiddenSize,
-    kv = (d / m.numAttentionHeads) * m.numKeyValueHeads;
-  const layer = d * d + d + 2 * (d * kv + kv) + d * d + 3 * d * m.intermediateSize + 2 * d;
-  return vocabSize * d + m.numHiddenLayers * layer + d;
-}
 
 /** A shape's name in `GpuBudget.measured` and in bench:sizing's table: width × layers. */
 export const gpuShapeKey = (m: GpuShape): string => `d${m.hiddenSize}x${m.numHiddenLayers}`;

@@ -550,9 +550,11 @@ export class TrainingRun {
   ): TrainingDiverged {
     const all = listCheckpoints(this.checkpoints);
     const last = all[all.length - 1];
+    // finite is not sane: weights grown huge by the steps before (max |w| 1e29) overflow again at any rate
     const kept = last
-      ? `the last good checkpoint is ${last.dir} (resume from it with a lower learning rate: ` +
-        'edit optimizer.lr, then --resume)'
+      ? `the last checkpoint with finite weights is ${last.dir} (resume from it with a lower learning rate: ` +
+        'edit optimizer.lr, then --resume; if it stops again at its first step, its weights had grown too ' +
+        'large already: start afresh, with a new output folder and a lower optimizer.lr)'
       : 'no checkpoint had been written yet (train again with a lower optimizer.lr)';
     const stepAt = `step ${at.step}${where ? `, ${where}` : ''}`;
     return new TrainingDiverged(`training stopped at ${stepAt}: ${why}, ${at.consequence}; ${kept}`);

@@ -24,12 +24,12 @@ import {
   gpuShapeKey,
   gpuSizeNote,
   gpuSizing,
-  qwen2Parameters,
   recipePaths,
   trainShards,
   type GpuShape,
   type RecipeProfile,
 } from '../../src/recipe/recipe-profiles.js';
+import { qwen2Parameters } from '../../src/model/qwen2-config.js';
 import type { RecipeState } from '../../src/recipe/default-recipe.js';
 import { loadSftConfig } from '../../src/train/sft/config.js';
 import { trainSft } from '../../src/train/sft/trainer.js';

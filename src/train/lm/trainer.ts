@@ -15,7 +15,8 @@ import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import * as T from '../../tensor/index.js';
 import { loadModelFolder, saveModelFolder } from '../../model/model-folder.js';
-import { parseQwen2Config, type Qwen2Config } from '../../model/qwen2-config.js';
+import { parseQwen2Config, qwen2Parameters, type Qwen2Config } from '../../model/qwen2-config.js';
+import { availableMemoryBytes, formatBytes } from '../../model/memory.js';
 import { Qwen2Model } from '../../model/qwen2-model.js';
 import { Tokenizer } from '../../model/tokenizer.js';
 import { listInputFiles } from '../../model/bpe-trainer.js';
@@ -76,6 +77,29 @@ export function lmModelConfig(cfg: LmConfig, tokenizer: Tokenizer): Qwen2Config 
   );
 }
 
+/** Bytes a float32 parameter takes in training: the weight, its gradient and AdamW's two moments. */
+const TRAINING_BYTES_PER_PARAMETER = 16;
+
+/**
+ * Refuses a model this machine cannot train, before its weights are made: a width or depth mistyped by a few
+ * zeros would otherwise fail in an allocation (a stack trace) or fill memory until the system kills the run. The
+ * bound is a floor (activations come on top), so a model it lets through may still be too large for its batch.
+ */
+export function checkTrainingFits(shape: Qwen2Config, available = availableMemoryBytes()): void {
+  const parameters = qwen2Parameters(shape, shape.vocabSize, shape.tieWordEmbeddings);
+  // the rotary tables, cos and sin for half the head at every position, in float32
+  const rope = shape.maxPositionEmbeddings * shape.headDim * 4;
+  const need = parameters * TRAINING_BYTES_PER_PARAMETER + rope;
+  if (need <= available) return;
+  const ropeNote = rope > need / 2 ? `, and ${formatBytes(rope)} of rotary tables for its positions` : '';
+  throw new ConfigError(
+    `"model" has ${parameters.toLocaleString('en-US')} parameters (vocabulary ${shape.vocabSize})${ropeNote}: ` +
+      `training it needs at least ${formatBytes(need)} (weights, gradients and AdamW's two moments, 16 bytes a ` +
+      `parameter), more than the ${formatBytes(available)} available on this machine; shrink model.hiddenSize, ` +
+      'model.intermediateSize, model.numHiddenLayers or model.maxPositionEmbeddings',
+  );
+}
+
 /** The model folder named by "init", in float32 and trainable, refused unless it has the config's shape. */
 async function initialModel(dir: string, want: Qwen2Config): Promise<Qwen2Model> {
   const { model } = await loadModelFolder(dir, { trainable: true });
@@ -130,6 +154,9 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
     cfg.data[split].map((p, i) => [`data.${split}[${i}]`, p]),
   );
   checkRunFolderApart(cfg.output, { tokenizer: cfg.tokenizer, init: cfg.init, ...Object.fromEntries(texts) });
+  const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
+  // before the run folder is made: a model too large for this machine leaves nothing behind
+  checkTrainingFits(lmModelConfig(cfg, tokenizer));
   const folder = await RunFolder.open(cfg.output, opts, {
     run: {
       stage: 'lm',
@@ -141,7 +168,7 @@ export async function trainLm(cfg: LmConfig, opts: LmTrainOptions = {}): Promise
     },
   });
   try {
-    return await trainInFolder(folder, cfg, opts, t0);
+    return await trainInFolder(folder, cfg, tokenizer, opts, t0);
   } finally {
     folder.close();
   }
@@ -191,10 +218,10 @@ async function lmDataReads(cfg: LmConfig): Promise<DataRead[]> {
 async function trainInFolder(
   folder: RunFolder,
   cfg: LmConfig,
+  tokenizer: Tokenizer,
   opts: LmTrainOptions,
   t0: number,
 ): Promise<LmTrainSummary> {
-  const tokenizer = await Tokenizer.fromFolder(cfg.tokenizer);
   // before the text is tokenized (minutes, for a large corpus): an "init" of another shape is refused at once
   const shape = lmModelConfig(cfg, tokenizer);
   const model = cfg.init

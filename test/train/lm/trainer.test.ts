@@ -11,12 +11,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { bpeTokenizerFiles, InputFileError, learnMerges, WordCounter } from '../../../src/model/bpe-trainer.js';
 import { loadModelFolder } from '../../../src/model/model-folder.js';
+import { Qwen2Model } from '../../../src/model/qwen2-model.js';
 import { Tokenizer } from '../../../src/model/tokenizer.js';
 import { ConfigError } from '../../../src/train/config-merge.js';
 import { parseLmConfig, type LmConfig } from '../../../src/train/lm/config.js';
 import { cachedTokenStream, PackedSequences, sequenceOrder } from '../../../src/train/lm/data.js';
 import { tokenizeFiles } from '../../../src/train/lm/tokenize-files.js';
-import { DecayGroupsAdamW, trainLm } from '../../../src/train/lm/trainer.js';
+import { DecayGroupsAdamW, checkTrainingFits, lmModelConfig, trainLm } from '../../../src/train/lm/trainer.js';
 import { listCheckpoints } from '../../../src/train/checkpoint.js';
 import { TrainingDiverged } from '../../../src/train/training-run.js';
 import { loadSafetensors } from '../../../src/model/safetensors.js';
@@ -373,6 +374,29 @@ test('a session deadline: a step at least, a checkpoint, no final/; the CLI exit
   assert.ok(existsSync(path.join(dir, 'run-cli/final/config.json')));
 });
 
+test('a model too large for this machine is one sentence before the run folder is made, not a crash', async () => {
+  // the floor it checks: 16 bytes a parameter (weights, gradients, two moments) and the rotary tables
+  const shape = lmModelConfig(config('run-fits'), tokenizer);
+  const parameters = T.countParameters(Qwen2Model.random(shape, new T.Rng(1)).parameters());
+  const floor = parameters * 16 + shape.maxPositionEmbeddings * shape.headDim * 4;
+  checkTrainingFits(shape, floor);
+  assert.throws(() => checkTrainingFits(shape, floor - 1), ConfigError);
+  // a width mistyped by zeros (it was a RangeError's stack trace), a context of 10¹⁰ positions (it filled memory)
+  for (const [model, said] of [
+    [{ hiddenSize: 1_000_000 }, /^"model" has 6(,\d{3}){4} parameters \(vocabulary 768\): training it needs/],
+    [{ maxPositionEmbeddings: 1e10 }, /\(vocabulary 768\), and 320\.00 GB of rotary tables for its positions: /],
+  ] as const) {
+    const cfg = config('run-too-large');
+    await assert.rejects(trainLm({ ...cfg, model: { ...cfg.model, ...model } }, { progress: false }), (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, said);
+      assert.match(e.message, /more than the .* available on this machine; shrink model\.hiddenSize, /);
+      return true;
+    });
+  }
+  assert.equal(existsSync(path.join(dir, 'run-too-large')), false);
+});
+
 test('a validation file that is also a training file is refused before the run folder is made', async () => {
   // the folder holds valid.jsonl beside train.jsonl: listed whole, it would train on the validation text
   const cfg = config('run-overlap', { data: { train: ['.'], valid: ['valid.jsonl'] } });
@@ -624,7 +648,7 @@ test(
     await assert.rejects(trainLm(cfg, { progress: false }), (e: unknown) => {
       assert.ok(e instanceof TrainingDiverged, String(e));
       assert.match(e.message, /^training stopped at step 2: .*(NaN|Inf).*, so its update was not applied; /);
-      assert.match(e.message, /the last good checkpoint is \S+step-00000001 /);
+      assert.match(e.message, /the last checkpoint with finite weights is \S+step-00000001 /);
       return true;
     });
     const cks = listCheckpoints(path.join(cfg.output, 'checkpoints'));

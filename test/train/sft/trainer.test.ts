@@ -235,7 +235,7 @@ test('an optimizer moment that overflows is never checkpointed: the checkpoint n
     assert.ok(e instanceof TrainingDiverged, String(e));
     assert.match(e.message, /^training stopped at step \d+: after its update the optimizer's state "buffer1\.\d+" /);
     assert.match(e.message, /optimizer\.maxGradNorm is 0: nothing was clipped\), so its checkpoint was not written/);
-    named = /the last good checkpoint is (\S+) \(resume from it/.exec(e.message)![1]!;
+    named = /the last checkpoint with finite weights is (\S+) \(resume from it/.exec(e.message)![1]!;
     return true;
   });
   const newest = listCheckpoints(path.join(cfg.output, 'checkpoints')).at(-1)!;
