@@ -53,9 +53,9 @@ const post = (m: WorkerReply, transfer: ArrayBuffer[] = []): void => port.postMe
 
 /**
  * Counts each text's tokens against the limits. A text over --max-tokens is refused, or, where the request asked
- * for cutting, cut to that many tokens here (its prompt may cut it further), so that the request's bound alone
- * limits what it sends. Returns the job with the texts to embed, each text's count as sent, and how many tokens
- * each lost here.
+ * for cutting, cut to that many tokens here (its prompt may cut it further): a text of any length within the
+ * request's bound is taken, and no more of it is embedded than of one that needs no cut. Returns the job with the
+ * texts to embed, each text's count as sent, and how many tokens each lost here.
  */
 function countTokens(tokenizer: Tokenizer, job: EmbedJob): { job: EmbedJob; counts: number[]; cuts: number[] } {
   if (!job.limits) return { job, counts: [], cuts: [] };
