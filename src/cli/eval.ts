@@ -137,7 +137,7 @@ function checkReplacesOnlyARun(file: string): void {
 function parseCutoffs(v: string | undefined): number[] | undefined {
   if (v === undefined) return undefined;
   const ks = [...new Set(v.split(',').map((s) => Number(s.trim())))].sort((a, b) => a - b);
-  if (ks.length === 0 || !ks.every((k) => Number.isInteger(k) && k > 0)) {
+  if (ks.length === 0 || !ks.every((k) => Number.isSafeInteger(k) && k > 0)) {
     throw new UserError(`--cutoffs must be positive integers separated by commas (got '${v}').`);
   }
   return ks;

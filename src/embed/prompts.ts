@@ -103,7 +103,8 @@ export function encodePrompt(
   if (keep < 1)
     throw new PromptTooLongError(
       `the ${kind} prompt template alone needs ${shape.overhead} tokens, more than the ${maxLength} left for it; ` +
-        `raise maxLength (or the model's context), lower the reasoning budget, or shorten the templates`,
+        "raise maxLength (--max-length on the command line; at most the model's context), lower the reasoning " +
+        'budget, or shorten the templates',
     );
   // decoding a cut may end in half a character; shrink until the re-encoded prompt fits
   let ids: number[] = [];

@@ -105,6 +105,8 @@ test('output files and folders: a missing folder, a folder for a file, a file fo
       ],
       [['eval', '--dataset', scifact, '--retriever', 'bm25', '--language', 'xx'], /--language xx is not/],
       [['eval', '--dataset', scifact, '--retriever', 'bm25', '--cutoffs', '5,abc'], /--cutoffs/],
+      // past 2^53 a cutoff is no exact integer (1e20 was taken), as -k refuses it
+      [['eval', '--dataset', scifact, '--retriever', 'bm25', '--cutoffs', '10,1e20'], /--cutoffs must be positive/],
       [['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', file], /--out .* is a file/],
       [
         ['tokenizer', 'train', '--input', docs, '--vocab-size', '300', '--out', model],
