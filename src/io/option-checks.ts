@@ -101,6 +101,12 @@ export function checkPathArgument(v: unknown, name: string, fail: Refuse): strin
   return v;
 }
 
+/** Refuses keys of `o` that `known` does not list: a misspelt option would otherwise be dropped silently. */
+export function checkKnownKeys(o: Record<string, unknown>, name: string, known: readonly string[], fail: Refuse): void {
+  const other = Object.keys(o).find((k) => !known.includes(k) && o[k] !== undefined);
+  if (other !== undefined) throw fail(`${name} has no option '${other}'; it takes ${listChoices(known)}.`);
+}
+
 /** An options argument: undefined (none given) or a plain object, else refused by `fail`. */
 export function checkOptionsObject(v: unknown, name: string, fail: Refuse): Record<string, unknown> {
   if (v === undefined) return {};

@@ -10,6 +10,7 @@ import {
   NON_NEGATIVE_INTEGER,
   POSITIVE_INTEGER,
   checkFlag,
+  checkKnownKeys,
   checkNumber,
   checkOptionsObject,
   listChoices,
@@ -22,11 +23,8 @@ import { DEFAULT_HNSW, HNSW_FIELDS, chosenFieldProblem } from './manifest.js';
 
 const refuse: Refuse = (message) => new IndexError(message);
 
-/** Refuses keys of `o` that `known` does not list: a misspelt option would otherwise be dropped silently. */
-function refuseUnknown(o: Record<string, unknown>, name: string, known: readonly string[]): void {
-  const other = Object.keys(o).find((k) => !known.includes(k) && o[k] !== undefined);
-  if (other !== undefined) throw refuse(`${name} has no option '${other}'; it takes ${listChoices(known)}.`);
-}
+const refuseUnknown = (o: Record<string, unknown>, name: string, known: readonly string[]): void =>
+  checkKnownKeys(o, name, known, refuse);
 
 const OPEN_OPTIONS = ['backend', 'create', 'writable', 'threads', 'saveBm25'] as const;
 const CREATE_OPTIONS = ['dtype', 'hnsw', 'store', 'storeUri'] as const;
@@ -130,7 +128,31 @@ export function checkQueryVector(vector: unknown): void {
 /** exactSearch's arguments: the query vector as searchVector takes it, and how many hits (a positive integer). */
 export function checkExactSearch(vector: unknown, k: unknown): void {
   checkQueryVector(vector);
+  if (k === undefined) throw refuse("exactSearch needs 'k', how many hits to return (a positive integer).");
   checkNumber(k, "'k'", POSITIVE_INTEGER, refuse);
+}
+
+/**
+ * commitEncoded's arguments: a chunk of pendingChunks and one Float32Array of the index's dimension per document,
+ * every element finite. A vector of another type is stored as other bytes (a Float64Array as twice the floats,
+ * which breaks every later search), and a NaN one scores 1 for every query.
+ */
+export function checkEncodedChunk(chunk: unknown, vectors: unknown, dimension: number): void {
+  if (!Array.isArray(chunk)) throw refuse(refusal('the chunk', 'an array of pendingChunks', chunk));
+  if (!Array.isArray(vectors))
+    throw refuse(refusal('the vectors', `an array of Float32Array, one per document of the chunk`, vectors));
+  if (vectors.length !== chunk.length)
+    throw refuse(`the chunk has ${chunk.length} documents and ${vectors.length} vectors; give one per document.`);
+  for (let i = 0; i < vectors.length; i++) {
+    const v: unknown = vectors[i];
+    const what = `vectors[${i}]`;
+    if (ArrayBuffer.isView(v) && !(v instanceof Float32Array))
+      throw refuse(`${what} is a ${v.constructor.name}; give a Float32Array (Float32Array.from(it)).`);
+    if (!(v instanceof Float32Array)) throw refuse(refusal(what, 'a Float32Array (Float32Array.from(numbers))', v));
+    if (v.length !== dimension) throw refuse(`${what} has ${v.length} numbers; the index's vectors have ${dimension}.`);
+    const at = v.findIndex((x) => !Number.isFinite(x));
+    if (at >= 0) throw refuse(`${what} must hold finite numbers (element ${at} is ${v[at]}).`);
+  }
 }
 
 /** addDocuments' and encodePending's options: the chunk size a commit takes, and the callbacks. */
@@ -142,8 +164,9 @@ export function checkAddOptions(opts: unknown): void {
     if (o[k] !== undefined && typeof o[k] !== 'function') throw refuse(refusal(`'${k}'`, 'a function', o[k]));
 }
 
-/** A chunk size given on its own (pendingChunks' documentsPerCommit). */
+/** A chunk size given on its own (pendingChunks' documentsPerCommit, which it needs). */
 export function checkChunkSize(n: unknown): void {
+  if (n === undefined) throw refuse("pendingChunks needs 'documentsPerCommit', the documents of a chunk.");
   checkNumber(n, "'documentsPerCommit'", POSITIVE_INTEGER, refuse);
 }
 
@@ -155,7 +178,9 @@ export function checkChunkSize(n: unknown): void {
  */
 export function checkDocuments(docs: unknown): void {
   if (!Array.isArray(docs)) throw refuse(refusal('the documents', 'an array of { id, title, text, metadata? }', docs));
-  docs.forEach(documentChecker());
+  // an indexed loop: forEach skips the holes of a sparse array ([a, , b]), which then failed inside the index
+  const check = documentChecker();
+  for (let i = 0; i < docs.length; i++) check(docs[i], i);
 }
 
 /**

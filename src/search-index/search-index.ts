@@ -25,6 +25,7 @@ import { checkPathArgument } from '../io/option-checks.js';
 import {
   checkAddOptions,
   checkChunkSize,
+  checkEncodedChunk,
   checkDocuments,
   checkExactSearch,
   checkIds,
@@ -488,6 +489,7 @@ export class SearchIndex {
   /** Stores the vectors of one chunk of pendingChunks, encoded elsewhere by this index's model. */
   async commitEncoded(chunk: readonly PendingDocument[], vectors: readonly Float32Array[]): Promise<void> {
     this.requireOpen();
+    checkEncodedChunk(chunk, vectors, this.dimension);
     return this.serialized(async () => {
       this.lockForWriting();
       await this.commitChunk(chunk, vectors);

@@ -5,10 +5,12 @@
  */
 import { LocalBackend } from '../search-index/embedding-backend.js';
 import { SearchIndex } from '../search-index/search-index.js';
+import { incompatibility } from '../search-index/manifest.js';
 import {
   type Refuse,
   NON_NEGATIVE_NUMBER,
   POSITIVE_INTEGER,
+  checkKnownKeys,
   checkNumber,
   checkOptionsObject,
   refusal,
@@ -17,6 +19,28 @@ import { originProblem } from './cors.js';
 import { WorkerBackend } from './model-worker.js';
 import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from './server-context.js';
 import { checkBatchingOptions } from './worker-protocol.js';
+
+/** Every option of ServeOptions, and startSearchServer's host and port. */
+const SERVE_OPTIONS = [
+  'backend',
+  'device',
+  'index',
+  'modelName',
+  'apiKey',
+  'corsOrigins',
+  'maxBodyBytes',
+  'maxInputs',
+  'maxTokensPerInput',
+  'maxRequestTokens',
+  'maxRequestReasoningTokens',
+  'maxK',
+  'maxQueue',
+  'maxWaitMs',
+  'maxBatchInputs',
+  'refreshMs',
+  'judgments',
+  'runs',
+] as const;
 
 const POSITIVE_LIMITS = [
   'maxBodyBytes',
@@ -35,6 +59,9 @@ export function checkServeOptions(
 ): void {
   const refuse: Refuse = (message) => new Error(`${caller}: ${message}`);
   const o = checkOptionsObject(opts, 'the server options', refuse);
+  // a misspelt apiKey ('apikey', 'api_key') dropped silently would leave the server open to anyone
+  const known = caller === 'startSearchServer' ? [...SERVE_OPTIONS, 'host', 'port'] : SERVE_OPTIONS;
+  checkKnownKeys(o, 'the server', known, refuse);
   const worker = 'a model, awaited: await WorkerBackend.start(dir)';
   if (caller === 'createSearchServer' && !(o.backend instanceof WorkerBackend))
     throw refuse(refusal("'backend'", worker, o.backend));
@@ -42,6 +69,11 @@ export function checkServeOptions(
     throw refuse(refusal("'backend'", `${worker} or await LocalBackend.fromModelDir(dir)`, o.backend));
   if (o.index !== undefined && !(o.index instanceof SearchIndex))
     throw refuse(refusal("'index'", 'an index, awaited: await SearchIndex.open(dir, { backend })', o.index));
+  // an index opened without a backend (vectors only) is not checked against one: queries embedded by another
+  // model, or with other prompts, would be searched among its vectors and ranked as noise
+  const why = o.index && incompatibility(o.index.info, o.backend);
+  if (why)
+    throw refuse(`'index' and 'backend' do not match: ${why}; serve the index with the model it was built with.`);
   checkNumber(o.port, "'port'", { integer: true, min: 0, max: 65535 }, refuse);
   for (const name of ['host', 'apiKey', 'modelName'] as const)
     if (o[name] !== undefined && (typeof o[name] !== 'string' || o[name] === ''))

@@ -656,6 +656,8 @@ test('addDocuments refuses bad documents and ids given twice, before staging any
         "documents[0].metadata (id 'new') cannot be stored as JSON (Converting circular structure to JSON).",
       ],
       [[null], 'documents[0] must be an object { id, title, text, metadata? } (got null).'],
+      // eslint-disable-next-line no-sparse-arrays
+      [[doc, , docs[0]], 'documents[1] must be an object { id, title, text, metadata? } (got undefined).'],
       [doc, 'the documents must be an array of { id, title, text, metadata? } (got an object).'],
       [
         [{ ...doc, text: 'one' }, docs[0], { ...doc, text: 'two' }],
@@ -677,6 +679,10 @@ test('addDocuments refuses bad documents and ids given twice, before staging any
       refusedWith("'chunkSize' must be a positive integer (got -1)."),
     );
     assert.throws(() => index.pendingChunks(NaN), refusedWith(`${perCommit} (got NaN).`));
+    assert.throws(
+      () => (index.pendingChunks as () => unknown)(),
+      refusedWith("pendingChunks needs 'documentsPerCommit', the documents of a chunk."),
+    );
     await assert.rejects(
       index.deleteDocuments('d000' as unknown as string[]),
       refusedWith("the ids to delete must be an array of strings (got 'd000')."),
@@ -695,6 +701,22 @@ test('addDocuments refuses bad documents and ids given twice, before staging any
       truncated: 0,
     });
     assert.equal(index.getDocument('new')!.text, 'x');
+    // vectors encoded elsewhere: a Float64Array was stored as twice the floats (every later search failed), and a
+    // NaN vector scored 1 for every query
+    await index.stageDocuments([{ ...doc, id: 'encoded-elsewhere' }]);
+    const [chunk] = index.pendingChunks(1);
+    const dim = index.getDocument('d000')!.vector!.length;
+    for (const [vectors, message] of [
+      [[new Float64Array(dim)], 'vectors[0] is a Float64Array; give a Float32Array (Float32Array.from(it)).'],
+      [[new Float32Array(dim).fill(NaN)], 'vectors[0] must hold finite numbers (element 0 is NaN).'],
+      [[new Float32Array(dim + 1)], `vectors[0] has ${dim + 1} numbers; the index's vectors have ${dim}.`],
+      [[], 'the chunk has 1 documents and 0 vectors; give one per document.'],
+      [null, 'the vectors must be an array of Float32Array, one per document of the chunk (got null).'],
+    ] as const) {
+      await assert.rejects(index.commitEncoded(chunk, vectors as unknown as Float32Array[]), refusedWith(message));
+    }
+    await index.encodePending();
+    assert.ok(index.getDocument('encoded-elsewhere')!.vector, 'encoded once its vectors are right');
     await index.close();
   } finally {
     cleanup();

@@ -2,9 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
 import OpenAI from 'openai';
 import { createSearchServer, startSearchServer } from '../../src/serve/server.js';
 import { WorkerBackend } from '../../src/serve/model-worker.js';
+import { LocalBackend } from '../../src/search-index/embedding-backend.js';
+import { SearchIndex } from '../../src/search-index/search-index.js';
 import { tempDir, tinyBackend, tinyModelDir } from '../search-index/fixtures.js';
 import { type Reply, request } from '../helpers/http.js';
 import { until } from '../helpers/until.js';
@@ -693,7 +696,7 @@ test('startSearchServer refuses options of the wrong kind in one sentence, befor
     const modelDir = await tinyModelDir(dir);
     const backend = await tinyBackend(modelDir);
     const model = 'a model, awaited: await WorkerBackend.start(dir) or await LocalBackend.fromModelDir(dir)';
-    const cases: [Record<string, unknown>, string][] = [
+    const cases: [Record<string, unknown>, string | RegExp][] = [
       [{}, `'backend' must be ${model} (got undefined).`],
       [{ backend: modelDir }, `'backend' must be ${model} (got ${showValue(modelDir)}).`],
       [{ backend: Promise.resolve(backend) }, `'backend' must be ${model} (got a promise).`],
@@ -706,6 +709,9 @@ test('startSearchServer refuses options of the wrong kind in one sentence, befor
       [{ backend, port: 70000 }, "'port' must be an integer in [0, 65535] (got 70000)."],
       // a key that is no string failed each request with a TypeError
       [{ backend, apiKey: 5 }, "'apiKey' must be a non-empty string (got 5)."],
+      // a misspelt key was dropped: 'apikey' served everyone without one
+      [{ backend, apikey: 'secret' }, /^the server has no option 'apikey'; it takes 'backend', /],
+      [{ backend, corsOrigin: ['http://x.test'] }, /^the server has no option 'corsOrigin'; /],
       // every search would be refused as asking beyond k 0
       [{ backend, maxK: 0 }, "'maxK' must be a positive integer (got 0)."],
       [{ backend, maxQueue: '10' }, "'maxQueue' must be a positive integer (got '10')."],
@@ -723,12 +729,27 @@ test('startSearchServer refuses options of the wrong kind in one sentence, befor
           "holds could never be taken; raise 'maxQueue' or lower 'maxInputs'.",
       ],
     ];
+    // an index opened without a backend, served with a model whose cut differs: its queries ranked as noise
+    const index = await SearchIndex.open(path.join(dir, 'index'), { backend, create: {} });
+    await index.close();
+    const vectorsOnly = await SearchIndex.open(path.join(dir, 'index'));
+    const otherCut = await LocalBackend.fromModelDir(modelDir, { maxLength: 64 });
+    cases.push([
+      { backend: otherCut, index: vectorsOnly },
+      "'index' and 'backend' do not match: the index cut texts at 128 tokens but this model setup cuts at 64; " +
+        'serve the index with the model it was built with.',
+    ]);
     for (const [opts, message] of cases)
       await assert.rejects(
         startSearchServer(opts as unknown as Parameters<typeof startSearchServer>[0]),
-        (e: unknown) => e instanceof Error && e.message === `startSearchServer: ${message}`,
-        message,
+        (e: unknown) =>
+          e instanceof Error &&
+          (typeof message === 'string'
+            ? e.message === `startSearchServer: ${message}`
+            : message.test(e.message.replace(/^startSearchServer: /, ''))),
+        String(message),
       );
+    await vectorsOnly.close();
   } finally {
     cleanup();
   }

@@ -214,7 +214,7 @@ test('a NaN loss stops training, names the step and batch, and keeps the last go
   await assert.rejects(trainSft(cfg, { progress: false }), (e: unknown) => {
     assert.ok(e instanceof TrainingDiverged, String(e));
     assert.match(e.message, /step 2, epoch 0 batch 1 \(first query "what is/);
-    assert.match(e.message, /last good checkpoint is .*step-00000001/);
+    assert.match(e.message, /last checkpoint with finite weights is .*step-00000001/);
     return true;
   });
   const cks = listCheckpoints(path.join(cfg.output, 'checkpoints'));
