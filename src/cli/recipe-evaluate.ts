@@ -1,6 +1,7 @@
 import { parseArgs } from './parse-options.js';
 import { UserError } from './command.js';
 import { positiveInt } from './args.js';
+import { checkOutputFolder } from './output-path.js';
 import { DEVICE_OPTION, deviceHelp, selectDevice } from './device-option.js';
 import { evalProgress } from './eval-progress.js';
 import { DEFAULT_MAX_REASONING_TOKENS } from '../embed/index.js';
@@ -104,6 +105,9 @@ export async function runRecipeEvaluate(
     if (v[name] === undefined)
       throw new UserError(`--${name} <dir> is required. See 'search-r3 recipe evaluate --help'.`);
   }
+  // before the runs: a file there failed with ENOTDIR once the first run, minutes in, was written
+  checkOutputFolder(v.out!, '--out');
+  if (v.work !== undefined) checkOutputFolder(v.work, '--work');
   const quiet = v.quiet ?? false;
   selectDevice(v.device, quiet ? () => undefined : undefined);
   const report = await evaluateRecipeModels({

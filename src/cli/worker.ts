@@ -70,7 +70,7 @@ export const workerCommand: Command = {
     const log = (line: string): void => void process.stderr.write(`search-r3 worker: ${line}\n`);
     const stop = new Promise<void>((resolve) => {
       const on = (sig: string): void => {
-        log(`${sig}: finishing the current job...`);
+        log(`${sig}: stopping, after the job under way if there is one...`);
         resolve();
       };
       process.once('SIGINT', () => on('SIGINT'));

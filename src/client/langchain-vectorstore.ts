@@ -126,11 +126,20 @@ function checkDocuments(documents: unknown, ids: unknown): void {
   const refuse = (what: string, want: string, got: unknown): Error =>
     new Error(`SearchR3VectorStore: ${refusal(what, want, got)}`);
   if (!Array.isArray(documents)) throw refuse('the documents', 'an array of LangChain Documents', documents);
-  documents.forEach((d: unknown, i) => {
+  // an indexed loop: forEach skips the holes of a sparse array
+  for (let i = 0; i < documents.length; i++) {
+    const d: unknown = documents[i];
     if (typeof d !== 'object' || d === null) throw refuse(`documents[${i}]`, 'a LangChain Document', d);
     const { pageContent } = d as { pageContent?: unknown };
     if (typeof pageContent !== 'string') throw refuse(`documents[${i}].pageContent`, 'a string', pageContent);
-  });
+  }
   if (ids !== undefined && !(Array.isArray(ids) && ids.every((id) => typeof id === 'string')))
     throw refuse("'ids'", 'an array of strings, one per document', ids);
+  // fewer ids gave the rest hash ids without a word, more were dropped
+  if (ids !== undefined && (ids as string[]).length !== documents.length) {
+    const n = (ids as string[]).length;
+    throw new Error(
+      `SearchR3VectorStore: 'ids' has ${n} ids for ${documents.length} documents; give one per document.`,
+    );
+  }
 }

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { sha256File } from '../io/checksums.js';
 import { EvalInputError } from './input-error.js';
+import { isJsonObject } from '../io/json-object.js';
 
 /** File name → SHA-256, as a record keeps them. */
 export type Sums = Record<string, string>;
@@ -19,10 +20,14 @@ export function cacheKey(parts: Iterable<string>): string {
   return h.digest('hex').slice(0, 16);
 }
 
-/** A record, or undefined when it is missing or cut short (the work is then done again). */
+/**
+ * A record, or undefined when it is missing, cut short or no record at all (JSON of another shape, such as `5`):
+ * the work is then done again.
+ */
 export function readRecord<T>(file: string): T | undefined {
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as T;
+    const v: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return isJsonObject(v) ? (v as T) : undefined;
   } catch {
     return undefined;
   }
@@ -35,8 +40,9 @@ export async function sumsOf(files: readonly string[]): Promise<Sums> {
 }
 
 /**
- * The files read back with `read`, or null when one is missing, does not match the SHA-256 its record
- * keeps (records from before they kept sums are trusted), or does not parse; `warn` says which.
+ * The files read back with `read`, or null when its record keeps no SHA-256 of them (a record edited or from
+ * before records kept them: its facts cannot be told from damage), or one is missing, does not match it, or does
+ * not parse; `warn` says which.
  */
 export async function readVerified<T>(
   files: readonly string[],
@@ -45,12 +51,16 @@ export async function readVerified<T>(
   read: () => Promise<T>,
   warn: (line: string) => void,
 ): Promise<T | null> {
+  if (!isJsonObject(sums)) {
+    warn(`warning: ${record} keeps no SHA-256 of its files; computed again`);
+    return null;
+  }
   for (const f of files) {
     if (!existsSync(f)) {
       warn(`warning: ${f} is missing from its record ${record}; computed again`);
       return null;
     }
-    if (sums && sums[path.basename(f)] !== (await sha256File(f))) {
+    if (sums[path.basename(f)] !== (await sha256File(f))) {
       warn(`warning: ${f} does not match its record ${record}; computed again`);
       return null;
     }

@@ -114,9 +114,10 @@ export interface WorkerSummary {
  */
 export async function runIndexWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const watchdog = new RedisWatchdog(o.target, o.waitMs, WORKER);
-  await watchdog.reachable();
-  watchdog.watch();
   const summary: WorkerSummary = { jobs: 0, documents: 0 };
+  // a stop while Redis is out of reach has no job to finish: it ends the wait at once
+  if (!(await watchdog.reachable(o.stop))) return summary;
+  watchdog.watch();
   let model: { key: string; backend: EmbeddingBackend } | undefined;
   let refusal: Error | undefined;
   let refused!: () => void;

@@ -134,22 +134,32 @@ export class RedisWatchdog {
   }
 
   /**
-   * Waits (with backoff) until Redis answers and takes a write, or throws the sentence after `waitMs`; at
+   * Waits (with backoff) until Redis answers and takes a write (true), or throws the sentence after `waitMs`; at
    * once for a refusal (a password, a read-only replica, a full Redis), before BullMQ meets it in the middle
-   * of its own loops.
+   * of its own loops. False when `stop` resolves first (a worker asked to stop while it waits for Redis).
    */
-  async reachable(): Promise<void> {
+  async reachable(stop?: Promise<void>): Promise<boolean> {
     const start = Date.now();
+    let stopped = false;
+    void stop?.then(() => (stopped = true));
     for (let attempt = 1; ; attempt++) {
       // a refusal may come with an answer: the connection's SELECT of the URL's database, refused, is only an event
-      if ((await this.ping()) && (await this.writes()) && !this.refusal) return;
+      if ((await this.ping()) && (await this.writes()) && !this.refusal) return true;
       const fatal = this.refusal ?? (Date.now() - start >= this.waitMs ? this.sentence() : null);
-      if (fatal) {
-        // the caller stops: a connection left open would keep its process from exiting
+      // the caller stops: a connection left open would keep its process from exiting
+      if (fatal || stopped) this.hangUp();
+      if (fatal) throw fatal;
+      if (stopped) return false;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise((r) => (timer = setTimeout(r, backoffMs(attempt)))),
+        stop ?? new Promise(() => {}),
+      ]);
+      clearTimeout(timer);
+      if (stopped) {
         this.hangUp();
-        throw fatal;
+        return false;
       }
-      await new Promise((r) => setTimeout(r, backoffMs(attempt)));
     }
   }
 

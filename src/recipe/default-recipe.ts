@@ -512,6 +512,20 @@ function readState(file: string, profile: string): RecipeState {
     throw new RecipeError(
       `${path.dirname(file)} holds a "${s.profile}" recipe run; use another --work folder for the "${profile}" profile`,
     );
+  // each step's record as the recipe writes it: one edited into another shape crashed every rerun
+  for (const [name, r] of Object.entries(s.steps as Record<string, unknown>)) {
+    const ok =
+      isJsonObject(r) &&
+      typeof r.seconds === 'number' &&
+      Number.isFinite(r.seconds) &&
+      typeof r.done === 'boolean' &&
+      ['finishedAt', 'command', 'startedAt', 'identity', 'fingerprint'].every(
+        (k) => r[k] === undefined || typeof r[k] === 'string',
+      ) &&
+      (r.config === undefined || isJsonObject(r.config));
+    if (!ok)
+      throw new RecipeError(`${file}: steps.${name} is not a step's record ({"seconds", "done", ...}); ${again}`);
+  }
   return s;
 }
 

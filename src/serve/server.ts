@@ -202,9 +202,11 @@ export async function startSearchServer(opts: ServeOptions & { host?: string; po
   }
   let l: Listening;
   try {
-    const s = createSearchServer({ ...opts, backend: model });
+    // the address is startSearchServer's own: the handler takes the rest
+    const { host, port, ...served } = opts;
+    const s = createSearchServer({ ...served, backend: model });
     if (opts.index?.stats().documents) opts.index.warmHybrid();
-    l = await listen(s.handler, s, opts.port ?? 8080, opts.host ?? '127.0.0.1');
+    l = await listen(s.handler, s, port ?? 8080, host ?? '127.0.0.1');
   } catch (e) {
     // the caller's own WorkerBackend stays theirs until a server runs on it: they may start one on another port
     if (model !== opts.backend) await model.close();

@@ -100,6 +100,9 @@ export class RunWatch {
         }
         const md = path.join(folder, 'evaluation', 'evaluation.md');
         if (existsSync(md)) evaluationFiles.push({ title: `${label}: recipe evaluation`, file: md, label });
+        // a model folder the recipe wrote holds its recipe.json too, and its evaluation at the top
+        const own = path.join(folder, 'evaluation.md');
+        if (existsSync(own)) evaluationFiles.push({ title: `${label}: evaluation`, file: own, label });
       } else {
         add(this.watch(folder, label, null, null));
         const md = path.join(folder, 'evaluation.md');

@@ -341,6 +341,8 @@ test('SearchR3VectorStore: a LangChain retriever over a search-r3 index', async 
       [[null], undefined, 'documents[0] must be a LangChain Document (got null).'],
       [[{ pageContent: 5, metadata: {} }], undefined, 'documents[0].pageContent must be a string (got 5).'],
       [twice, 'ab', "'ids' must be an array of strings, one per document (got 'ab')."],
+      // the second document got a hash id without a word
+      [twice, ['only-one'], "'ids' has 1 ids for 2 documents; give one per document."],
     ] as const)
       await assert.rejects(
         store.addDocuments(docs as unknown as DocumentInterface[], { ids: ids as unknown as string[] }),

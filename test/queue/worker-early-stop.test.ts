@@ -58,9 +58,25 @@ test('a worker given SIGTERM while its queue connections are being made stops at
     );
     assert.equal(await w.stop(10_000), 0, w.output);
     assert.doesNotMatch(w.output, /waiting for jobs/);
-    assert.match(w.output, /SIGTERM: finishing the current job\.\.\.\n.*stopped after 0 jobs \(0 documents\)\.\n$/);
+    assert.match(w.output, /SIGTERM: stopping, after the job under way if there is one\.\.\.\n.*stopped after 0 jobs/);
   } finally {
     path.close();
     await redis.stop();
   }
+});
+
+test('a worker stopped while Redis is out of reach stops at once, not after --queue-wait', async () => {
+  // a port nothing listens on: the worker retries until --queue-wait (60 s) before it gives up
+  const closed = net.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  const w = new CliProcess(['worker', '--queue', `redis://127.0.0.1:${port}`, '--model', model]);
+  // long enough for the worker to be in its wait for Redis (it starts in well under a second)
+  await new Promise((r) => setTimeout(r, 3000));
+  const t0 = Date.now();
+  assert.equal(await w.stop(10_000), 0, w.output);
+  assert.ok(Date.now() - t0 < 5000, `stopped in ${Date.now() - t0} ms`);
+  assert.doesNotMatch(w.output, /cannot reach Redis/);
+  assert.match(w.output, /stopped after 0 jobs \(0 documents\)\.\n$/);
 });

@@ -227,6 +227,18 @@ test(
     const broken = runCli(args, env);
     assert.equal(broken.status, 2, broken.stderr);
     assert.match(broken.stderr, /recipe\.json is not a recipe record \(it needs "profile" and "steps"\); delete it/);
+    // nor is a step's record edited into another shape (it was a TypeError on every rerun)
+    const recorded = JSON.parse(kept.toString('utf8')) as { steps: Record<string, unknown> };
+    for (const lm of ['x', null, { seconds: 'abc', done: true }]) {
+      const steps = { ...recorded.steps, lm };
+      writeFileSync(path.join(work, 'recipe.json'), JSON.stringify({ ...recorded, steps }));
+      const step = runCli(args, env);
+      assert.equal(step.status, 2, step.stderr);
+      assert.match(
+        step.stderr,
+        /recipe\.json: steps\.lm is not a step's record \(\{"seconds", "done", \.\.\.\}\); delete/,
+      );
+    }
     writeFileSync(path.join(work, 'recipe.json'), kept);
 
     // an evaluation of schema @2 may have chosen its fusion on queries the model trained on: the card stores none;

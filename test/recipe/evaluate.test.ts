@@ -496,6 +496,19 @@ test(
       runRecipeEvaluate(['--stage1', options.stage1, '--out', options.out]),
       (e: unknown) => e instanceof UserError && /--stage2 <dir> is required/.test(e.message),
     );
+    // a file as --out or --work is refused before any run (it was ENOTDIR, once the first run was written)
+    const file = join(options.out, 'evaluation.md');
+    const stage = ['--stage1', options.stage1, '--stage2', options.stage2];
+    for (const [given, option] of [
+      [['--out', file], '--out'],
+      [['--out', options.out, '--work', file], '--work'],
+    ] as const) {
+      await assert.rejects(
+        runRecipeEvaluate([...stage, ...given]),
+        (e: unknown) =>
+          e instanceof UserError && e.message === `${option} ${file} is a file; name a folder to write into.`,
+      );
+    }
   },
 );
 
@@ -522,5 +535,18 @@ test(
       r.log.join('\n'),
     );
     assert.equal(row(r.report, 'xquad-de', 'stage1-off').ndcg10, row(first, 'xquad-de', 'stage1-off').ndcg10);
+    // a record that is JSON but no record ('5'), or one without its checksums ('{}'), was reused and crashed on
+    // its missing facts at every rerun
+    const record = runFile.replace(/\.trec$/, '.json');
+    for (const text of ['5', '{}']) {
+      writeFileSync(record, text);
+      const again = await evaluate();
+      assert.equal(row(again.report, 'xquad-de', 'bm25').reused, false, text);
+      assert.equal(row(again.report, 'xquad-de', 'bm25').ndcg10, row(first, 'xquad-de', 'bm25').ndcg10, text);
+    }
+    assert.ok(
+      (await evaluate()).log.every((l) => !l.includes(record)),
+      'the record written again is reused without a word',
+    );
   },
 );

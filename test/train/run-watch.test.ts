@@ -6,10 +6,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { METRICS_READ_LIMIT, RunWatch } from '../../src/train/run-watch.js';
 import { tempDir } from '../helpers/train-fixtures.js';
+import { repoRoot } from '../helpers/repo.js';
 
 const RECORD = { type: 'train', step: 1, loss: 2.5 };
 
@@ -82,4 +83,13 @@ test('a line longer than a whole read is one damaged line, however many reads it
     assert.equal(damaged, 1, `a line of ${size} bytes`);
     assert.equal(from, Buffer.byteLength(log));
   }
+});
+
+test("a model folder the recipe wrote (its recipe.json beside evaluation.md) shows that evaluation's tables", () => {
+  const shipped = path.join(repoRoot, 'models', 'search-r3-default');
+  const list = new RunWatch([shipped]).list();
+  assert.deepEqual(list.problems, []);
+  assert.deepEqual(list.evaluations, [
+    { title: 'search-r3-default: evaluation', markdown: readFileSync(path.join(shipped, 'evaluation.md'), 'utf8') },
+  ]);
 });
