@@ -499,7 +499,9 @@ export async function runRecipe(o: RecipeOptions): Promise<RecipeState> {
 
 function readState(file: string, profile: string): RecipeState {
   if (!existsSync(file)) return { profile, startedAt: new Date().toISOString(), steps: {} };
-  const again = 'delete it to start the record again (finished outputs are still found)';
+  const again =
+    'delete it to start the record again (finished training steps are still found; an output only the record ' +
+    "marks as the recipe's, such as evaluation/, is then in the way: move it away too)";
   let s: RecipeState;
   try {
     s = JSON.parse(readFileSync(file, 'utf8')) as RecipeState;
