@@ -20,28 +20,6 @@ import { WorkerBackend } from './model-worker.js';
 import { DEFAULT_MAX_INPUTS, DEFAULT_MAX_QUEUE } from './server-context.js';
 import { checkBatchingOptions } from './worker-protocol.js';
 
-/** Every option of ServeOptions, and startSearchServer's host and port. */
-const SERVE_OPTIONS = [
-  'backend',
-  'device',
-  'index',
-  'modelName',
-  'apiKey',
-  'corsOrigins',
-  'maxBodyBytes',
-  'maxInputs',
-  'maxTokensPerInput',
-  'maxRequestTokens',
-  'maxRequestReasoningTokens',
-  'maxK',
-  'maxQueue',
-  'maxWaitMs',
-  'maxBatchInputs',
-  'refreshMs',
-  'judgments',
-  'runs',
-] as const;
-
 const POSITIVE_LIMITS = [
   'maxBodyBytes',
   'maxInputs',
@@ -51,6 +29,22 @@ const POSITIVE_LIMITS = [
   'maxK',
   'maxQueue',
 ] as const;
+
+/** Every option of ServeOptions (startSearchServer takes host and port beside them). */
+const SERVE_OPTIONS = [
+  'backend',
+  'device',
+  'index',
+  'modelName',
+  'apiKey',
+  'corsOrigins',
+  ...POSITIVE_LIMITS,
+  'maxWaitMs',
+  'maxBatchInputs',
+  'refreshMs',
+  'judgments',
+  'runs',
+];
 
 /** The options of `caller`, each refusal starting with its name; createSearchServer takes a WorkerBackend only. */
 export function checkServeOptions(
