@@ -105,7 +105,7 @@ export async function runRecipeEvaluate(
     if (v[name] === undefined)
       throw new UserError(`--${name} <dir> is required. See 'search-r3 recipe evaluate --help'.`);
   }
-  // before the runs: a file there failed with ENOTDIR once the first run, minutes in, was written
+  // before the runs: a file there would fail only when the first run, minutes in, is written
   checkOutputFolder(v.out!, '--out');
   if (v.work !== undefined) checkOutputFolder(v.work, '--work');
   const quiet = v.quiet ?? false;

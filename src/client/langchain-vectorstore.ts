@@ -135,7 +135,7 @@ function checkDocuments(documents: unknown, ids: unknown): void {
   }
   if (ids !== undefined && !(Array.isArray(ids) && ids.every((id) => typeof id === 'string')))
     throw refuse("'ids'", 'an array of strings, one per document', ids);
-  // fewer ids gave the rest hash ids without a word, more were dropped
+  // fewer ids would give the rest hash ids without a word, and more would be dropped
   if (ids !== undefined && (ids as string[]).length !== documents.length) {
     const n = (ids as string[]).length;
     throw new Error(

@@ -54,7 +54,7 @@ export function checkQueryOptions(opts: unknown, fail: Refuse = refuseRange, pre
 /** Refuses texts to embed that are not an array of strings (`what`: 'query', 'document'), naming the first. */
 export function checkTexts(texts: unknown, what: string, fail: Refuse = refuseRange): readonly string[] {
   if (!Array.isArray(texts)) throw fail(refusal(`the ${what} texts`, 'an array of strings', texts));
-  // an indexed loop: forEach skips the holes of a sparse array (['a', , 'b']), which came back as holes
+  // an indexed loop: forEach skips the holes of a sparse array (['a', , 'b']), whose vectors would be holes
   for (let i = 0; i < texts.length; i++) {
     if (typeof texts[i] !== 'string') throw fail(refusal(`${what} text [${i}]`, 'a string', texts[i]));
   }

@@ -514,7 +514,7 @@ function readState(file: string, profile: string): RecipeState {
     throw new RecipeError(
       `${path.dirname(file)} holds a "${s.profile}" recipe run; use another --work folder for the "${profile}" profile`,
     );
-  // each step's record as the recipe writes it: one edited into another shape crashed every rerun
+  // each step's record as the recipe writes it: one edited into another shape would fail every rerun
   for (const [name, r] of Object.entries(s.steps as Record<string, unknown>)) {
     const ok =
       isJsonObject(r) &&

@@ -178,7 +178,7 @@ export function checkChunkSize(n: unknown): void {
  */
 export function checkDocuments(docs: unknown): void {
   if (!Array.isArray(docs)) throw refuse(refusal('the documents', 'an array of { id, title, text, metadata? }', docs));
-  // an indexed loop: forEach skips the holes of a sparse array ([a, , b]), which then failed inside the index
+  // an indexed loop: forEach skips the holes of a sparse array ([a, , b]), which would then fail inside the index
   const check = documentChecker();
   for (let i = 0; i < docs.length; i++) check(docs[i], i);
 }
