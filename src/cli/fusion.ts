@@ -176,7 +176,7 @@ export const fusionCommand: Command = {
       console.log(`${d.folder} (${d.split}, ${d.queries} queries): nDCG@10 BM25 ${d.bm25Ndcg10.toFixed(4)}, ${dense}`);
     }
     console.log(
-      `fusion: ${describeFusion(fusion)}: dev nDCG@10 ${choice.ndcg10.toFixed(4)} ` + `(plain RRF ${plain.toFixed(4)})`,
+      `fusion: ${describeFusion(fusion)}: dev nDCG@10 ${choice.ndcg10.toFixed(4)} (plain RRF ${plain.toFixed(4)})`,
     );
     const was = backend.fusion ? ` (it had ${describeFusion(backend.fusion)})` : '';
     console.log(

@@ -147,15 +147,16 @@ export class Tokenizer {
 
   /**
    * The text of the first tokens of `text`, as many as re-encode to at most `n` (a cut that ends inside a
-   * character decodes to U+FFFD, which may take more tokens: a token fewer is tried then).
+   * character decodes to U+FFFD, which may take more tokens: a token fewer is tried then), and its token count.
    */
-  headText(text: string, n: number): string {
+  headText(text: string, n: number): { text: string; tokens: number } {
     const head = this.encodeHead(text, n);
     for (let k = head.length; k >= 1; k--) {
       const cut = this.decode(head.slice(0, k));
-      if (this.countTokens(cut) <= n) return cut;
+      const tokens = this.countTokens(cut);
+      if (tokens <= n) return { text: cut, tokens };
     }
-    return '';
+    return { text: '', tokens: 0 };
   }
 
   /**

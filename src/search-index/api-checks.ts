@@ -13,7 +13,6 @@ import {
   checkKnownKeys,
   checkNumber,
   checkOptionsObject,
-  listChoices,
   refusal,
   showValue,
 } from '../io/option-checks.js';
@@ -22,9 +21,6 @@ import { IndexError } from './index-error.js';
 import { DEFAULT_HNSW, HNSW_FIELDS, chosenFieldProblem } from './manifest.js';
 
 const refuse: Refuse = (message) => new IndexError(message);
-
-const refuseUnknown = (o: Record<string, unknown>, name: string, known: readonly string[]): void =>
-  checkKnownKeys(o, name, known, refuse);
 
 const OPEN_OPTIONS = ['backend', 'create', 'writable', 'threads', 'saveBm25'] as const;
 const CREATE_OPTIONS = ['dtype', 'hnsw', 'store', 'storeUri'] as const;
@@ -38,16 +34,16 @@ const SEARCH_OPTIONS = [...RANK_OPTIONS.filter((k) => k !== 'queryText'), ...QUE
  */
 export function checkOpenOptions(opts: unknown): void {
   const o = checkOptionsObject(opts, 'the options of SearchIndex.open', refuse);
-  refuseUnknown(o, 'SearchIndex.open', OPEN_OPTIONS);
+  checkKnownKeys(o, 'SearchIndex.open', OPEN_OPTIONS, refuse);
   checkBackend(o.backend);
   checkFlag(o.writable, "'writable'", refuse);
   checkFlag(o.saveBm25, "'saveBm25'", refuse);
   checkNumber(o.threads, "'threads'", NON_NEGATIVE_INTEGER, refuse);
   if (o.create === undefined) return;
   const create = checkOptionsObject(o.create, "'create'", refuse);
-  refuseUnknown(create, "'create'", CREATE_OPTIONS);
+  checkKnownKeys(create, "'create'", CREATE_OPTIONS, refuse);
   const hnsw = checkOptionsObject(create.hnsw, "'create.hnsw'", refuse);
-  refuseUnknown(hnsw, "'create.hnsw'", HNSW_FIELDS);
+  checkKnownKeys(hnsw, "'create.hnsw'", HNSW_FIELDS, refuse);
   const problem = chosenFieldProblem({
     dtype: create.dtype ?? 'f32',
     store: create.store ?? 'local',
@@ -105,7 +101,7 @@ export function checkRankOptions(
   known: readonly string[] = RANK_OPTIONS,
 ): void {
   const o = checkOptionsObject(opts, 'the search options', refuse);
-  refuseUnknown(o, method, known);
+  checkKnownKeys(o, method, known, refuse);
   checkNumber(o.k, "'k'", POSITIVE_INTEGER, refuse);
   checkNumber(o.candidates, "'candidates'", POSITIVE_INTEGER, refuse);
   checkFlag(o.hybrid, "'hybrid'", refuse);

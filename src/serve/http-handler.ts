@@ -205,9 +205,10 @@ export function createHandler<C>(o: HandlerOptions<C>): Handler {
       if (preflight) {
         req.resume();
         // an origin not allowed learns nothing of the routes: refused alike where there is one and where not
-        if (!cors.allows(req.headers.origin)) throw originNotAllowed(req.headers.origin);
+        const origin = req.headers.origin;
+        if (!cors.allows(origin)) throw originNotAllowed(origin);
         if (!found) throw new HttpError(404, `no route ${url.pathname}.`, 'not_found');
-        res.writeHead(204, cors.preflight(req.headers.origin, req.headers, allowedMethods(found.route)));
+        res.writeHead(204, cors.preflight(origin, req.headers, allowedMethods(found.route)));
         res.end();
         return;
       }

@@ -70,9 +70,11 @@ function countTokens(tokenizer: Tokenizer, job: EmbedJob): { job: EmbedJob; coun
     perRequest,
     job.param,
   );
-  const texts = job.texts.map((t, i) => (counts[i] > perInput ? tokenizer.headText(t, perInput) : t));
-  const cuts = texts.map((t, i) => (t === job.texts[i] ? 0 : counts[i] - tokenizer.countTokens(t)));
-  return { job: { ...job, texts }, counts, cuts };
+  const heads = job.texts.map((t, i) =>
+    counts[i] > perInput ? tokenizer.headText(t, perInput) : { text: t, tokens: counts[i] },
+  );
+  const cuts = heads.map((h, i) => counts[i] - h.tokens);
+  return { job: { ...job, texts: heads.map((h) => h.text) }, counts, cuts };
 }
 
 /** Adds what countTokens cut off each text to what its prompt cut (results[i].truncated). */
