@@ -115,6 +115,9 @@ export async function indexOnQueue(index: SearchIndex, o: QueuedIndexOptions): P
     },
   });
   try {
+    // the queue's connection made before anything can refuse the run: BullMQ closing one still being made
+    // throws 'Connection is closed' from an event no handler sees
+    await guard(queue.waitUntilReady());
     const held = { queueName: o.queueName, shown: o.target.shown, run, log: o.log };
     hold = await guard(QueueHold.take(holdClient, held));
     // jobs of an earlier run of this queue (its coordinator was stopped) would only be dropped: clear them
